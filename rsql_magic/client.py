@@ -1,0 +1,464 @@
+"""Find the rsql proxy and talk to it.
+
+The kernel never holds provider keys: it talks OpenAI chat-completions to the proxy, which
+lives (in discovery order) at an explicitly configured URL, at ``RSQL_PROXY_URL``, inside the
+local Jupyter server the kernel runs under, or - for headless runs on a laptop - in-process
+(``jupyter_server_ext.inprocess``) with the user's own keys from the environment.
+
+HTTP is done with the standard library on purpose: the kernel already runs an asyncio loop
+(so ``asyncio.run`` is off limits inside a cell), and a blocking call with a streaming line
+reader is all a magic needs.
+"""
+
+from __future__ import annotations
+
+import glob
+import inspect
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ChatResult", "ProxyClient", "ProxyError", "NO_PROXY_HELP"]
+
+NO_PROXY_HELP = """no proxy found. Configure one of:
+  1. explicitly:  %config RSQLMagic.proxy_url = "http://127.0.0.1:8888/rsql/"
+                  %config RSQLMagic.proxy_token = "..."   (or c.RSQLMagic.* in ipython_config.py)
+  2. environment: RSQL_PROXY_URL=<proxy root, e.g. https://hub.example.org/services/rsql/>
+                  with RSQL_PROXY_TOKEN (or JUPYTERHUB_API_TOKEN on JupyterHub)
+  3. run the kernel under a Jupyter server that has the rsql-assistant server extension
+     enabled (JupyterLab / Notebook 7): the kernel finds it through JPY_PARENT_PID
+  4. headless (nbconvert / papermill): install rsql-assistant's server part and export a
+     provider key (e.g. GROQ_API_KEY or OPENAI_API_KEY) to use the in-process engine"""
+
+
+class ProxyError(Exception):
+    """A failed proxy call. ``status`` is the HTTP status (0: no proxy / network failure)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        limit: str | None = None,
+        retry_after: float | None = None,
+        reset: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.limit = limit
+        self.retry_after = retry_after
+        self.reset = reset
+        self.code = code
+
+    def __str__(self) -> str:
+        if self.status == 429:
+            parts = [f"rate limited (429): {self.message}"]
+            if self.limit:
+                parts.append(f"limit: {self.limit}")
+            if self.reset:
+                parts.append(f"resets: {self.reset}")
+            if self.retry_after is not None:
+                parts.append(f"retry after {self.retry_after:g}s")
+            return "; ".join(parts)
+        if self.status:
+            return f"proxy error {self.status}: {self.message}"
+        return self.message
+
+
+@dataclass
+class ChatResult:
+    text: str
+    model: str
+    usage: dict = field(default_factory=dict)
+    cost_usd: float | None = None
+    cache_hit: bool = False
+    latency_s: float = 0.0
+    upstream: str | None = None
+    request_id: str | None = None
+
+
+def _float(v: Any) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_from(status: int, body: bytes | str, headers: Any) -> ProxyError:
+    """Build a ProxyError from an OpenAI-format error body and the rate-limit headers."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    err: dict[str, Any] = {}
+    try:
+        parsed = json.loads(text)
+        if isinstance(parsed, dict):
+            e = parsed.get("error", parsed)
+            err = e if isinstance(e, dict) else {"message": str(e)}
+    except ValueError:
+        err = {"message": text.strip()[:500] or f"HTTP {status}"}
+    get = headers.get if headers is not None else (lambda _k, _d=None: None)
+    retry_after = _float(get("Retry-After"))
+    limit = err.get("limit") or None
+    if limit is None and status == 429:
+        limit = get("RateLimit-Policy") or None
+    reset = err.get("reset")
+    if reset is None and status == 429 and retry_after is not None:
+        reset = f"in {retry_after:g}s"
+    return ProxyError(
+        status,
+        str(err.get("message") or f"HTTP {status}"),
+        limit=str(limit) if limit is not None else None,
+        retry_after=retry_after,
+        reset=str(reset) if reset is not None else None,
+        code=err.get("code"),
+    )
+
+
+def _runtime_dir() -> str:
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        return jupyter_runtime_dir()
+    except ImportError:  # jupyter_core is a dependency of ipykernel; be lenient anyway
+        return os.path.join(os.path.expanduser("~"), ".local", "share", "jupyter", "runtime")
+
+
+def find_local_server(parent_pid: str | None = None, runtime_dir: str | None = None) -> dict | None:
+    """The ``jpserver-<pid>.json`` of the Jupyter server this kernel runs under, if any.
+
+    ``JPY_PARENT_PID`` is set by jupyter_client for every kernel it launches; only a Jupyter
+    server writes a ``jpserver-<pid>.json`` for that pid (nbclient does not), so this never
+    mistakes a headless run for an interactive server.
+    """
+    pid = parent_pid if parent_pid is not None else os.environ.get("JPY_PARENT_PID", "")
+    if not pid or not pid.isdigit():
+        return None
+    rdir = runtime_dir or _runtime_dir()
+    for path in glob.glob(os.path.join(rdir, f"jpserver-{pid}.json")):
+        try:
+            with open(path) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if info.get("url"):
+            info["_path"] = path
+            return info
+    return None
+
+
+class ProxyClient:
+    """A client for one proxy: HTTP (``base_url``) or the in-process engine (``engine``)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        description: str | None = None,
+        engine: Any = None,
+        timeout: float = 120.0,
+    ) -> None:
+        if base_url is None and engine is None:
+            raise ValueError("ProxyClient needs a base_url or an engine")
+        if base_url is not None and not base_url.endswith("/"):
+            base_url += "/"  # the contract is "the proxy's root"; paths are joined onto it
+        self.base_url = base_url
+        self.token = token or None
+        self.engine = engine
+        self.timeout = timeout
+        self.description = description or (
+            f"{base_url}" if base_url else "in-process engine"
+        )
+
+    def __repr__(self) -> str:
+        return f"<ProxyClient {self.description}>"
+
+    # -- discovery -------------------------------------------------------------------------
+
+    @classmethod
+    def discover(
+        cls,
+        proxy_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 120.0,
+    ) -> ProxyClient:
+        """Find the proxy: explicit > ``RSQL_PROXY_URL`` > local Jupyter server > in-process."""
+        env = os.environ
+        if proxy_url:
+            tok = token or env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN")
+            return cls(proxy_url, tok, description=f"configured proxy_url {proxy_url}", timeout=timeout)
+        url = env.get("RSQL_PROXY_URL", "").strip()
+        if url:
+            tok = token or env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN")
+            return cls(url, tok, description=f"RSQL_PROXY_URL {url}", timeout=timeout)
+        info = find_local_server()
+        if info is not None:
+            root = info["url"].rstrip("/") + "/rsql/"
+            name = os.path.basename(info["_path"])
+            return cls(
+                root,
+                token or info.get("token") or None,
+                description=f"local Jupyter server {info['url']} ({name})",
+                timeout=timeout,
+            )
+        try:
+            from jupyter_server_ext import inprocess  # the lead's module; optional
+        except ImportError:
+            inprocess = None
+        if inprocess is not None:
+            try:
+                ok = bool(inprocess.available())
+            except Exception:
+                ok = False
+            if ok:
+                return cls(engine=inprocess, description="in-process engine", timeout=timeout)
+        raise ProxyError(0, NO_PROXY_HELP)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _headers(self, client_kind: str, no_cache: bool = False) -> dict[str, str]:
+        h = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "X-RSQL-Client": client_kind,
+            "User-Agent": "rsql-magic/0.1",
+        }
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        if no_cache:
+            h["X-RSQL-No-Cache"] = "1"
+        return h
+
+    def _open(self, method: str, path: str, body: dict | None, headers: dict[str, str]) -> Any:
+        assert self.base_url is not None
+        url = urllib.parse.urljoin(self.base_url, path)
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        # no proxies from the environment for loopback: http_proxy would otherwise swallow
+        # the local Jupyter server's port
+        handlers: list[Any] = []
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if host in ("127.0.0.1", "localhost", "::1"):
+            handlers.append(urllib.request.ProxyHandler({}))
+        opener = urllib.request.build_opener(*handlers)
+        try:
+            return opener.open(req, timeout=self.timeout)
+        except urllib.error.HTTPError as e:
+            try:
+                payload = e.read()
+            except Exception:
+                payload = b""
+            raise _error_from(e.code, payload, e.headers) from None
+        except (urllib.error.URLError, OSError) as e:  # incl. timeouts, refused
+            reason = getattr(e, "reason", e)
+            raise ProxyError(0, f"cannot reach the proxy at {url}: {reason}") from None
+
+    def me(self) -> dict:
+        """``GET {root}me``: who I am at the proxy, my limits, use and remaining quota."""
+        if self.engine is not None:
+            fn = getattr(self.engine, "me", None)
+            return dict(fn()) if callable(fn) else {"user": "local (in-process engine)"}
+        with self._open("GET", "me", None, self._headers("magic")) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def status(self) -> dict:
+        """``GET {root}status``: health of the proxy."""
+        if self.engine is not None:
+            fn = getattr(self.engine, "status", None)
+            return dict(fn()) if callable(fn) else {"status": "ok"}
+        with self._open("GET", "status", None, self._headers("magic")) as resp:
+            raw = resp.read()
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError:
+            return {"status": raw.decode("utf-8", "replace")}
+
+    def chat(
+        self,
+        messages: list[dict],
+        *,
+        model: str | None = None,
+        client_kind: str = "magic",
+        stream: bool = False,
+        on_delta: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        no_cache: bool = False,
+    ) -> ChatResult:
+        """One chat completion. Streams when ``stream`` (``on_delta`` gets each text piece)."""
+        body: dict[str, Any] = {"messages": messages}
+        if model:
+            body["model"] = model  # else the proxy's default model
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        t0 = time.monotonic()
+        if self.engine is not None:
+            return self._chat_inprocess(body, client_kind, no_cache, on_delta, t0)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        resp = self._open("POST", "v1/chat/completions", body, self._headers(client_kind, no_cache))
+        with resp:
+            h = resp.headers
+            ctype = (h.get("Content-Type") or "").lower()
+            if stream and "text/event-stream" in ctype:
+                text, model_out, usage, extra = self._read_stream(resp, on_delta)
+            else:
+                try:
+                    data = json.loads(resp.read())
+                except ValueError as e:
+                    raise ProxyError(resp.status, f"proxy answered with non-JSON: {e}") from None
+                if isinstance(data, dict) and "error" in data:
+                    raise _error_from(resp.status if resp.status >= 400 else 502, json.dumps(data), h)
+                text = _message_text(data)
+                model_out = data.get("model") or model or ""
+                usage = data.get("usage") or {}
+                extra = data.get("rsql") or {}
+                if on_delta and text:
+                    on_delta(text)
+            cost = _float(h.get("X-RSQL-Cost-USD"))
+            if cost is None:
+                cost = _float(extra.get("cost_usd"))
+            cache = (h.get("X-RSQL-Cache") or str(extra.get("cache") or "")).lower() == "hit"
+            return ChatResult(
+                text=text,
+                model=model_out or "",
+                usage=dict(usage or {}),
+                cost_usd=cost,
+                cache_hit=cache,
+                latency_s=time.monotonic() - t0,
+                upstream=h.get("X-RSQL-Upstream") or extra.get("upstream"),
+                request_id=h.get("X-Request-Id") or extra.get("request_id"),
+            )
+
+    @staticmethod
+    def _sse_events(resp: Any) -> Iterator[str]:
+        """``data:`` payloads of an SSE stream (multi-line events joined)."""
+        buf: list[str] = []
+        for raw in resp:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if not line:
+                if buf:
+                    yield "\n".join(buf)
+                    buf = []
+                continue
+            if line.startswith("data:"):
+                buf.append(line[5:].lstrip(" "))
+        if buf:
+            yield "\n".join(buf)
+
+    def _read_stream(
+        self, resp: Any, on_delta: Callable[[str], None] | None
+    ) -> tuple[str, str, dict, dict]:
+        parts: list[str] = []
+        model_out = ""
+        usage: dict = {}
+        extra: dict = {}
+        done = False
+        try:
+            for payload in self._sse_events(resp):
+                if payload.strip() == "[DONE]":
+                    done = True
+                    break
+                try:
+                    obj = json.loads(payload)
+                except ValueError:
+                    continue
+                if "error" in obj:  # an error after the stream started (e.g. upstream died)
+                    err = obj["error"] if isinstance(obj["error"], dict) else {"message": obj["error"]}
+                    raise ProxyError(
+                        int(err.get("status") or 502),
+                        str(err.get("message") or "stream failed"),
+                        limit=err.get("limit"),
+                        reset=err.get("reset"),
+                        code=err.get("code"),
+                    )
+                model_out = obj.get("model") or model_out
+                if obj.get("usage"):
+                    usage = obj["usage"]
+                if isinstance(obj.get("rsql"), dict):
+                    extra.update(obj["rsql"])
+                for ch in obj.get("choices") or []:
+                    piece = (ch.get("delta") or {}).get("content")
+                    if piece:
+                        parts.append(piece)
+                        if on_delta:
+                            on_delta(piece)
+        except (OSError, ConnectionError) as e:
+            raise ProxyError(502, f"the stream broke off: {e}") from None
+        if not done and not parts:
+            raise ProxyError(502, "the stream ended without an answer")
+        if not done:
+            # a stream cut before [DONE] is an incomplete answer: say so rather than pass
+            # half an answer off as whole
+            raise ProxyError(502, "the stream broke off before the answer was complete")
+        return "".join(parts), model_out, usage, extra
+
+    def _chat_inprocess(
+        self,
+        body: dict,
+        client_kind: str,
+        no_cache: bool,
+        on_delta: Callable[[str], None] | None,
+        t0: float,
+    ) -> ChatResult:
+        body = dict(body)
+        fn = self.engine.chat_completion
+        kwargs: dict[str, Any] = {}
+        try:  # pass client kind / no-cache only to an engine that takes them
+            params = inspect.signature(fn).parameters
+            if "client_kind" in params:
+                kwargs["client_kind"] = client_kind
+            if "no_cache" in params:
+                kwargs["no_cache"] = no_cache
+        except (TypeError, ValueError):
+            pass
+        try:
+            data = fn(body, **kwargs)
+        except ProxyError:
+            raise
+        except Exception as e:
+            status = getattr(e, "status", None)
+            if status is None:
+                raise
+            raise ProxyError(
+                int(status),
+                str(getattr(e, "message", e)),
+                limit=getattr(e, "limit", None),
+                retry_after=_float(getattr(e, "retry_after", None)),
+                reset=getattr(e, "reset", None),
+            ) from None
+        text = _message_text(data)
+        if on_delta and text:
+            on_delta(text)
+        extra = data.get("rsql") or {}
+        return ChatResult(
+            text=text,
+            model=data.get("model") or body.get("model") or "",
+            usage=dict(data.get("usage") or {}),
+            cost_usd=_float(extra.get("cost_usd")),
+            cache_hit=str(extra.get("cache") or "").lower() == "hit",
+            latency_s=time.monotonic() - t0,
+            upstream=extra.get("upstream"),
+            request_id=data.get("id"),
+        )
+
+
+def _message_text(data: dict) -> str:
+    try:
+        content = data["choices"][0]["message"].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ProxyError(502, "the proxy's answer has no choices[0].message") from None
+    if isinstance(content, list):  # content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
