@@ -1,0 +1,355 @@
+"""One small adapter over the connection kinds %%sql_ai and %%ask accept.
+
+Accepted: ``sqlite3.Connection``, a DuckDB connection, a SQLAlchemy ``Engine`` or ``Connection``,
+a SQLAlchemy URL string, JupySQL's connection objects, a psycopg connection, and a mapping of
+pandas DataFrames (queried in-process through DuckDB under their variable names).
+
+Every query runs with a time bound where the driver allows one (PostgreSQL
+``statement_timeout``, SQLite's progress handler, DuckDB ``interrupt()`` from a timer) and fetches
+at most ``max_rows`` rows, so neither schema capture nor a generated query can hang a kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# SQLAlchemy dialect names -> sqlglot dialect names.
+_SA_TO_SQLGLOT = {
+    "postgresql": "postgres",
+    "mssql": "tsql",
+    "mariadb": "mysql",
+    "awsathena": "athena",
+    "bigquery": "bigquery",
+    "snowflake": "snowflake",
+    "redshift": "redshift",
+    "oracle": "oracle",
+    "mysql": "mysql",
+    "sqlite": "sqlite",
+    "duckdb": "duckdb",
+    "trino": "trino",
+    "presto": "presto",
+    "clickhouse": "clickhouse",
+    "databricks": "databricks",
+    "hive": "hive",
+    "teradata": "teradata",
+}
+
+_ENGINES: dict[str, Any] = {}  # URL -> Engine, so a URL named in many cells shares one pool
+
+
+class QueryTimeout(Exception):
+    """The statement ran past its time bound and was cancelled."""
+
+
+@dataclass
+class Fetched:
+    columns: list[str]
+    rows: list[tuple]
+    more: bool  # True when the result had more than max_rows rows
+
+
+class DB:
+    """A connection we can run bounded queries on. Subclasses per driver family."""
+
+    kind: str = "dbapi"
+    dialect: str = ""
+    label: str = ""
+
+    def query(
+        self,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        read_only: bool = True,
+    ) -> Fetched:
+        raise NotImplementedError
+
+    def rows(self, sql: str, timeout_s: float | None = 10.0) -> list[tuple]:
+        """All rows of a (catalog) query; used by schema capture."""
+        return self.query(sql, timeout_s=timeout_s).rows
+
+
+def _fetch(cur: Any, max_rows: int | None) -> Fetched:
+    if cur.description is None:  # a statement without a result set (only with --allow-write)
+        return Fetched([], [], False)
+    columns = [d[0] for d in cur.description]
+    if max_rows is None:
+        rows = [tuple(r) for r in cur.fetchall()]
+        return Fetched(columns, rows, False)
+    rows = [tuple(r) for r in cur.fetchmany(max_rows + 1)]
+    more = len(rows) > max_rows
+    return Fetched(columns, rows[:max_rows], more)
+
+
+class SQLiteDB(DB):
+    kind = "sqlite"
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, label: str = "sqlite3") -> None:
+        self.raw = conn
+        self.label = label
+
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+        conn = self.raw
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        timed_out = False
+
+        def progress() -> int:
+            nonlocal timed_out
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                return 1  # non-zero aborts the statement with "interrupted"
+            return 0
+
+        # query_only makes SQLite itself refuse writes: a second line of defence behind the guard.
+        was_query_only = conn.execute("PRAGMA query_only").fetchone()[0]
+        if read_only and not was_query_only:
+            conn.execute("PRAGMA query_only = ON")
+        if deadline is not None:
+            conn.set_progress_handler(progress, 1000)
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            return _fetch(cur, max_rows)
+        except sqlite3.OperationalError as e:
+            if timed_out:
+                raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
+            raise
+        finally:
+            if deadline is not None:
+                conn.set_progress_handler(None, 0)
+            if read_only and not was_query_only:
+                conn.execute("PRAGMA query_only = OFF")
+
+
+@contextlib.contextmanager
+def _interrupt_after(conn: Any, timeout_s: float | None) -> Iterator[dict[str, bool]]:
+    """DuckDB has no statement timeout: a timer thread calls ``interrupt()`` instead."""
+    state = {"fired": False}
+    if not timeout_s:
+        yield state
+        return
+
+    def fire() -> None:
+        state["fired"] = True
+        with contextlib.suppress(Exception):
+            conn.interrupt()
+
+    timer = threading.Timer(timeout_s, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield state
+    finally:
+        timer.cancel()
+
+
+class DuckDB(DB):
+    kind = "duckdb"
+    dialect = "duckdb"
+
+    def __init__(self, conn: Any, label: str = "duckdb") -> None:
+        self.raw = conn
+        self.label = label
+
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+        import duckdb
+
+        with _interrupt_after(self.raw, timeout_s) as st:
+            try:
+                cur = self.raw.execute(sql)
+                return _fetch(cur, max_rows)
+            except (duckdb.InterruptException, RuntimeError) as e:
+                if st["fired"]:
+                    raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
+                raise
+
+
+class FramesDB(DuckDB):
+    """pandas (or polars) frames registered as DuckDB views under their variable names."""
+
+    kind = "frames"
+
+    def __init__(self, frames: Mapping[str, Any]) -> None:
+        import duckdb
+
+        conn = duckdb.connect()
+        for name, frame in frames.items():
+            conn.register(name, frame)  # zero-copy: DuckDB scans the frame in place
+        super().__init__(conn, label=f"DataFrames ({', '.join(frames) or 'none'}) via DuckDB")
+        self.frames = dict(frames)
+
+
+class PostgresDBAPI(DB):
+    """A raw psycopg (3 or 2) connection."""
+
+    kind = "dbapi"
+    dialect = "postgres"
+
+    def __init__(self, conn: Any, label: str = "psycopg") -> None:
+        self.raw = conn
+        self.label = label
+
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+        conn = self.raw
+        with conn.cursor() as cur:
+            try:
+                if read_only:
+                    cur.execute("BEGIN READ ONLY")
+                else:
+                    cur.execute("BEGIN")
+                if timeout_s:
+                    cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                cur.execute(sql)
+                out = _fetch(cur, max_rows)
+            except Exception as e:
+                conn.rollback()
+                if "statement timeout" in str(e):
+                    raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
+                raise
+            if read_only:
+                conn.rollback()
+            else:
+                conn.commit()
+            return out
+
+
+class SQLAlchemyDB(DB):
+    kind = "sqlalchemy"
+
+    def __init__(self, bind: Any, label: str | None = None) -> None:
+        self.bind = bind  # Engine or Connection
+        name = bind.dialect.name
+        self.sa_dialect = name
+        self.dialect = _SA_TO_SQLGLOT.get(name, name)
+        self.label = label or f"SQLAlchemy {name}"
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        from sqlalchemy.engine import Engine
+
+        if isinstance(self.bind, Engine):
+            with self.bind.connect() as c:
+                yield c
+        else:
+            yield self.bind
+
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+        with self._connection() as c:
+            own_tx = not c.in_transaction()
+            tx = c.begin() if own_tx else c.begin_nested()
+            try:
+                if self.dialect == "postgres":
+                    if read_only and own_tx:
+                        c.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    if timeout_s:
+                        c.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                    return self._run(c, sql, max_rows)
+                if self.dialect == "sqlite":
+                    raw = c.connection.driver_connection
+                    return SQLiteDB(raw).query(
+                        sql, max_rows=max_rows, timeout_s=timeout_s, read_only=read_only
+                    )
+                if self.dialect == "duckdb":
+                    raw = c.connection.driver_connection
+                    with _interrupt_after(raw, timeout_s) as st:
+                        try:
+                            return self._run(c, sql, max_rows)
+                        except Exception as e:
+                            if st["fired"]:
+                                raise QueryTimeout(
+                                    f"statement cancelled after {timeout_s:g} s"
+                                ) from e
+                            raise
+                return self._run(c, sql, max_rows)
+            except Exception as e:
+                tx.rollback()
+                if "statement timeout" in str(e):
+                    raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
+                raise
+            finally:
+                if tx.is_active:
+                    if read_only:
+                        tx.rollback()
+                    else:
+                        tx.commit()
+
+    @staticmethod
+    def _run(c: Any, sql: str, max_rows: int | None) -> Fetched:
+        # The DBAPI cursor, with no parameters at all: SQLAlchemy's exec_driver_sql still passes
+        # an empty tuple, which makes psycopg read a '%' in the model's SQL as a placeholder.
+        cur = c.connection.cursor()
+        try:
+            cur.execute(sql)
+            return _fetch(cur, max_rows)
+        finally:
+            cur.close()
+
+
+def _is_frame(obj: Any) -> bool:
+    mod = type(obj).__module__
+    return type(obj).__name__ == "DataFrame" and (
+        mod.startswith("pandas") or mod.startswith("polars")
+    )
+
+
+def _jupysql_inner(obj: Any) -> Any | None:
+    """JupySQL wraps connections (SQLAlchemyConnection, DBAPIConnection): unwrap to ours."""
+    if type(obj).__module__.startswith("sql.connection"):
+        return getattr(obj, "_connection", None)
+    return None
+
+
+def jupysql_current() -> Any | None:
+    """JupySQL's active connection (``%sql sqlite://`` ...), unwrapped; None when there is none."""
+    import sys
+
+    mod = sys.modules.get("sql.connection")  # only when the user loaded JupySQL
+    if mod is None:
+        return None
+    cur = getattr(getattr(mod, "ConnectionManager", None), "current", None)
+    return _jupysql_inner(cur) if cur is not None else None
+
+
+def resolve(obj: Any) -> DB:
+    """Wrap any accepted connection object in a :class:`DB`. Raises TypeError otherwise."""
+    if isinstance(obj, DB):
+        return obj
+    inner = _jupysql_inner(obj)
+    if inner is not None:
+        return resolve(inner)
+    if isinstance(obj, sqlite3.Connection):
+        return SQLiteDB(obj)
+    mod = type(obj).__module__
+    if mod.startswith(("duckdb", "_duckdb")) and hasattr(obj, "execute"):
+        return DuckDB(obj)
+    if isinstance(obj, str):
+        if "://" not in obj:
+            raise TypeError(f"{obj!r} is not a database URL (expected e.g. 'sqlite:///file.db')")
+        import sqlalchemy as sa
+
+        eng = _ENGINES.get(obj)
+        if eng is None:
+            eng = _ENGINES[obj] = sa.create_engine(obj)
+        return SQLAlchemyDB(eng, label=f"SQLAlchemy {eng.dialect.name} ({eng.url!r})")
+    if mod.startswith("sqlalchemy"):
+        if hasattr(obj, "dialect") and (hasattr(obj, "connect") or hasattr(obj, "exec_driver_sql")):
+            return SQLAlchemyDB(obj)
+    if mod.startswith("psycopg") or mod.startswith("psycopg2"):
+        return PostgresDBAPI(obj, label=mod.split(".")[0])
+    if isinstance(obj, Mapping) and obj and all(_is_frame(v) for v in obj.values()):
+        return FramesDB(obj)
+    if _is_frame(obj):
+        return FramesDB({"df": obj})
+    raise TypeError(
+        f"cannot use a {type(obj).__module__}.{type(obj).__name__} as a database connection: "
+        "expected a sqlite3 or DuckDB connection, a SQLAlchemy engine, connection or URL, "
+        "a JupySQL connection, or a dict of DataFrames"
+    )
