@@ -1,0 +1,252 @@
+"""DataFrame context: shape, dtypes, nulls, ranges and a few rows, bounded in time and size.
+
+Big frames are never scanned in full: column statistics come from a random sample of at most
+``stats_sample`` rows (positions drawn with replacement, then de-duplicated: O(k), not O(n)),
+and are labelled as estimates. Only ``shape``/``dtypes``/``head`` touch the whole frame, and
+those are O(1) or O(rows shown).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+__all__ = ["describe_frame", "find_frames", "frame_kind", "pick_frames"]
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def frame_kind(obj: Any) -> str | None:
+    """"pandas" / "polars" / "polars-lazy" for frame objects, else None; never imports them."""
+    mod = type(obj).__module__ or ""
+    if mod.startswith("pandas"):
+        pd = sys.modules.get("pandas")
+        if pd is not None and isinstance(obj, pd.DataFrame):
+            return "pandas"
+    elif mod.startswith("polars"):
+        pl = sys.modules.get("polars")
+        if pl is not None:
+            if isinstance(obj, pl.DataFrame):
+                return "polars"
+            if isinstance(obj, pl.LazyFrame):
+                return "polars-lazy"
+    return None
+
+
+def find_frames(ns: dict[str, Any]) -> dict[str, Any]:
+    """Public (non-underscore) names in ``ns`` bound to a DataFrame, in namespace order."""
+    out: dict[str, Any] = {}
+    for name, obj in list(ns.items()):
+        if name.startswith("_"):
+            continue  # IPython's _, __, _1 ... and private names
+        if frame_kind(obj) is not None:
+            out[name] = obj
+    return out
+
+
+def pick_frames(
+    ns: dict[str, Any],
+    question: str,
+    requested: list[str] | None = None,
+    recent: list[str] | None = None,
+    max_frames: int = 3,
+) -> tuple[list[str], list[str]]:
+    """Which frames to describe: ``requested``, else those named in the question, else the
+    ``max_frames`` most recently defined (``recent`` is most-recent-first). Returns
+    ``(names, missing)`` where missing are requested names that are not frames."""
+    frames = find_frames(ns)
+    if requested:
+        names = [n for n in requested if n in frames]
+        return names, [n for n in requested if n not in frames]
+    words = set(_NAME_RE.findall(question or ""))
+    named = [n for n in frames if n in words]
+    if named:
+        return named, []
+    order = [n for n in (recent or []) if n in frames]
+    order += [n for n in reversed(list(frames)) if n not in order]  # newest bindings last in ns
+    return order[:max_frames], []
+
+
+def _fmt_num(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if f != f:  # NaN
+        return "nan"
+    if f.is_integer() and abs(f) < 1e15:
+        return str(int(f))
+    return f"{f:.6g}"
+
+
+def _short(v: Any, width: int = 30) -> str:
+    s = repr(v) if isinstance(v, str) else str(v)
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _sample_positions(n: int, k: int) -> Any:
+    import numpy as np
+
+    rng = np.random.default_rng(0)  # fixed seed: the same frame gives the same prompt (cache)
+    return np.unique(rng.integers(0, n, size=k))
+
+
+def _pandas_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str], str]:
+    import pandas as pd
+
+    n = len(df)
+    if n > stats_sample:
+        sample = df.iloc[_sample_positions(n, stats_sample)]
+        note = f"stats from a {len(sample):,}-row random sample; nulls are estimates"
+    else:
+        sample = df
+        note = "stats over all rows"
+    lines: list[str] = []
+    nulls = sample.isna().sum()
+    m = len(sample) or 1
+    for i, col in enumerate(df.columns):
+        s = sample.iloc[:, i]
+        dtype = str(df.dtypes.iloc[i])
+        nn = int(nulls.iloc[i])
+        if n > stats_sample:
+            null_txt = f"nulls ~{100 * nn / m:.1f}%" if nn else "nulls ~0"
+        else:
+            null_txt = f"nulls {nn}"
+        parts = [dtype, null_txt]
+        if not no_data:
+            try:
+                parts.append(_pandas_stats(pd, s))
+            except Exception:  # odd object columns (dicts, lists): dtype is enough
+                pass
+        lines.append(f"- {col}: " + ", ".join(p for p in parts if p))
+    return lines, note
+
+
+def _pandas_stats(pd: Any, s: Any) -> str:
+    from pandas.api import types as t
+
+    nonnull = s.dropna()
+    if nonnull.empty:
+        return "all null"
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = list(s.cat.categories[:8])
+        more = len(s.cat.categories) - len(cats)
+        return f"{len(s.cat.categories)} levels: " + ", ".join(map(_short, cats)) + (
+            f", … (+{more})" if more > 0 else ""
+        )
+    if t.is_bool_dtype(s.dtype):
+        return f"true {100 * float(nonnull.astype(bool).mean()):.0f}%"
+    if t.is_numeric_dtype(s.dtype):
+        return f"range {_fmt_num(nonnull.min())}..{_fmt_num(nonnull.max())}"
+    if t.is_datetime64_any_dtype(s.dtype) or t.is_timedelta64_dtype(s.dtype):
+        return f"range {nonnull.min()}..{nonnull.max()}"
+    vc = nonnull.astype(str).value_counts()
+    top = ", ".join(_short(v) for v in vc.index[:4])
+    return f"{len(vc)} distinct in sample, e.g. {top}"
+
+
+def _polars_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str], str]:
+    n = df.height
+    if n > stats_sample:
+        sample = df[_sample_positions(n, stats_sample)]
+        note = f"stats from a {sample.height:,}-row random sample; nulls are estimates"
+    else:
+        sample = df
+        note = "stats over all rows"
+    lines: list[str] = []
+    m = sample.height or 1
+    for col in df.columns:
+        s = sample.get_column(col)
+        nn = int(s.null_count())
+        null_txt = (
+            (f"nulls ~{100 * nn / m:.1f}%" if nn else "nulls ~0") if n > stats_sample else f"nulls {nn}"
+        )
+        parts = [str(s.dtype), null_txt]
+        if not no_data:
+            try:
+                parts.append(_polars_stats(s))
+            except Exception:
+                pass
+        lines.append(f"- {col}: " + ", ".join(p for p in parts if p))
+    return lines, note
+
+
+def _polars_stats(s: Any) -> str:
+    nonnull = s.drop_nulls()
+    if nonnull.len() == 0:
+        return "all null"
+    dt = s.dtype
+    if dt.is_numeric() or dt.is_temporal():
+        return f"range {_fmt_num(nonnull.min()) if dt.is_numeric() else nonnull.min()}..{_fmt_num(nonnull.max()) if dt.is_numeric() else nonnull.max()}"
+    vc = nonnull.cast(str).value_counts(sort=True)
+    vals = vc.get_column(vc.columns[0]).head(4).to_list()
+    return f"{vc.height} distinct in sample, e.g. " + ", ".join(_short(v) for v in vals)
+
+
+def describe_frame(
+    name: str,
+    df: Any,
+    *,
+    no_data: bool = False,
+    head_rows: int = 5,
+    stats_sample: int = 10_000,
+    max_columns: int = 60,
+    budget_chars: int = 4000,
+) -> str:
+    """A compact text description of one DataFrame, at most ``budget_chars`` long."""
+    kind = frame_kind(df)
+    if kind == "polars-lazy":
+        schema = df.collect_schema() if hasattr(df, "collect_schema") else df.schema
+        lines = [f"### LazyFrame `{name}` (polars, not collected): {len(schema)} columns"]
+        lines += [f"- {c}: {t}" for c, t in list(schema.items())[:max_columns]]
+        return _fit(lines, [], budget_chars)
+    if kind == "polars":
+        nrows, ncols = df.height, df.width
+        col_lines, note = _polars_columns(df, no_data, stats_sample)
+        head = "" if no_data or head_rows <= 0 else str(df.head(head_rows))
+    elif kind == "pandas":
+        nrows, ncols = df.shape
+        col_lines, note = _pandas_columns(df, no_data, stats_sample)
+        head = ""
+        if not no_data and head_rows > 0:
+            head = df.head(head_rows).to_string(max_cols=20, max_colwidth=30)
+    else:
+        raise TypeError(f"{name} is not a DataFrame")
+    header = f"### DataFrame `{name}` ({kind}): {nrows:,} rows x {ncols} columns"
+    idx = ""
+    if kind == "pandas" and not _is_default_index(df):
+        idx = f"index: {type(df.index).__name__} named {list(df.index.names)}"
+    lines = [header] + ([idx] if idx else []) + [f"columns ({note}):"]
+    if len(col_lines) > max_columns:
+        extra = len(col_lines) - max_columns
+        col_lines = col_lines[:max_columns] + [f"- … {extra} more columns"]
+    tail = [f"first {min(head_rows, nrows)} rows:", head] if head else []
+    out = _fit(lines + col_lines, tail, budget_chars)
+    return out
+
+
+def _is_default_index(df: Any) -> bool:
+    import pandas as pd
+
+    idx = df.index
+    return isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1 and idx.name is None
+
+
+def _fit(lines: list[str], tail: list[str], budget_chars: int) -> str:
+    """Join lines; drop the sample rows first, then column lines, to fit the budget."""
+    text = "\n".join(lines + tail)
+    if len(text) <= budget_chars:
+        return text
+    text = "\n".join(lines)
+    if len(text) <= budget_chars:
+        return text
+    kept: list[str] = []
+    used = 0
+    for ln in lines:
+        if used + len(ln) + 1 > budget_chars - 40:
+            kept.append(f"- … ({len(lines) - len(kept)} more lines cut to fit the budget)")
+            break
+        kept.append(ln)
+        used += len(ln) + 1
+    return "\n".join(kept)

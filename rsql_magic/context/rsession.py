@@ -1,0 +1,124 @@
+"""R session context through rpy2: R version, attached packages, data frames in globalenv.
+
+All the work happens in one R call (``_R_DESCRIBE`` below) that returns a character vector,
+so the cost is one round trip through rpy2 however many objects there are. Row counts and
+column classes are O(1) per column in R; sample rows are ``head()`` only, so a big data.frame
+is never scanned. The R side stops listing objects once its own time or size budget is spent.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["R_DESCRIBE", "describe_r_session", "r_session_exists"]
+
+# Kept as R source so it can also be run (and benchmarked) with Rscript.
+R_DESCRIBE = r"""
+function(no_data, max_frames, head_rows, budget_chars, time_limit, prefer) {
+  t0 <- proc.time()[["elapsed"]]
+  out <- character()
+  used <- 0L
+  add <- function(s) { out <<- c(out, s); used <<- used + sum(nchar(s)) + length(s) }
+  add(R.version.string)
+  base_pk <- c("stats", "graphics", "grDevices", "utils", "datasets", "methods", "base")
+  pk <- setdiff(.packages(), base_pk)
+  if (length(pk)) {
+    v <- vapply(pk, function(p) tryCatch(as.character(utils::packageVersion(p)),
+                                         error = function(e) "?"), "")
+    add(paste0("attached packages: ", paste0(pk, " ", v, collapse = ", ")))
+  } else add("attached packages: (base only)")
+  nms <- ls(globalenv())
+  is_df <- vapply(nms, function(n) is.data.frame(get(n, envir = globalenv())), TRUE)
+  dfs <- nms[is_df]
+  dfs <- c(intersect(prefer, dfs), setdiff(dfs, prefer))  # frames named in the question first
+  others <- nms[!is_df]
+  add(sprintf("data frames in globalenv: %d", length(dfs)))
+  shown <- 0L
+  for (n in dfs) {
+    if (shown >= max_frames || used > budget_chars ||
+        proc.time()[["elapsed"]] - t0 > time_limit) {
+      add(sprintf("... %d more data frames not described (budget): %s", length(dfs) - shown,
+                  paste(utils::head(dfs[-seq_len(shown)], 20), collapse = ", ")))
+      break
+    }
+    x <- get(n, envir = globalenv())
+    cls <- paste(class(x), collapse = "/")
+    add(sprintf("### %s `%s`: %d rows x %d columns", cls, n, nrow(x), ncol(x)))
+    cols <- names(x)
+    if (length(cols) > 60) cols <- cols[1:60]
+    for (cn in cols) {
+      col <- x[[cn]]
+      desc <- paste(class(col), collapse = "/")
+      if (is.factor(col)) {
+        lv <- levels(col)
+        desc <- sprintf("%s, %d levels: %s%s", desc, length(lv),
+                        paste(utils::head(lv, 8), collapse = ", "),
+                        if (length(lv) > 8) ", ..." else "")
+      }
+      add(sprintf("- %s: %s", cn, desc))
+    }
+    if (ncol(x) > 60) add(sprintf("- ... %d more columns", ncol(x) - 60))
+    if (!no_data && head_rows > 0 && nrow(x) > 0) {
+      add(sprintf("first %d rows:", min(head_rows, nrow(x))))
+      add(utils::capture.output(print(utils::head(as.data.frame(x), head_rows))))
+    }
+    shown <- shown + 1L
+  }
+  if (length(others)) {
+    o <- utils::head(others, 30)
+    k <- vapply(o, function(n) class(get(n, envir = globalenv()))[1], "")
+    add(paste0("other objects: ", paste0(o, " (", k, ")", collapse = ", "),
+               if (length(others) > 30) sprintf(", ... (+%d)", length(others) - 30) else ""))
+  }
+  out
+}
+"""
+
+_fn_cache: dict[str, object] = {}
+
+
+def r_session_exists() -> bool:
+    """True when an embedded R is already running (rpy2 imported and initialized).
+
+    We never start R just to look at it: starting R costs a second and memory, and a user
+    who has not loaded rpy2 has no R session to describe (``--r`` starts it explicitly).
+    """
+    if "rpy2.robjects" not in sys.modules:
+        return False
+    try:
+        import rpy2.rinterface_lib.embedded as emb
+
+        return bool(emb.isready())
+    except Exception:
+        return False
+
+
+def describe_r_session(
+    *,
+    no_data: bool = False,
+    max_frames: int = 20,
+    head_rows: int = 3,
+    budget_chars: int = 4000,
+    time_limit: float = 0.5,
+    prefer: list[str] | None = None,
+) -> str:
+    """Describe the embedded R session (starts R through rpy2 if it is not running)."""
+    import rpy2.robjects as ro
+
+    fn = _fn_cache.get("describe")
+    if fn is None:
+        fn = ro.r(R_DESCRIBE)
+        _fn_cache["describe"] = fn
+    res = fn(  # type: ignore[operator]
+        bool(no_data),
+        int(max_frames),
+        int(head_rows),
+        int(budget_chars),
+        float(time_limit),
+        ro.StrVector(list(prefer or [])),
+    )
+    lines = [str(s) for s in res]
+    text = "\n".join(lines)
+    if len(text) > budget_chars:
+        text = text[: budget_chars - 30].rsplit("\n", 1)[0] + "\n... (cut to fit the budget)"
+    return text

@@ -1,0 +1,22 @@
+"""The messages %%ask sends: a short system prompt, then the live context and the question."""
+
+from __future__ import annotations
+
+LANG_NAMES = {"python": "Python (pandas)", "r": "R", "sql": "SQL"}
+
+SYSTEM = """You are rsql-assistant, a data assistant inside a Jupyter notebook. The user works \
+with Python (pandas), R and SQL in one live session; the context below describes that session \
+(data frames, R objects, database schema, recent errors). Answer briefly in Markdown. Put code \
+in fenced blocks tagged with the language; write code in {lang} unless asked otherwise. Use \
+the exact variable, table and column names from the context; do not invent columns. If the \
+context is not enough to answer, say what is missing."""
+
+
+def build_messages(question: str, context_text: str, lang: str = "python") -> list[dict]:
+    """OpenAI chat messages for one question."""
+    system = SYSTEM.format(lang=LANG_NAMES.get(lang, lang))
+    if context_text.strip():
+        user = f"Context from my notebook session:\n\n{context_text}\n\nQuestion:\n{question}"
+    else:
+        user = question
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

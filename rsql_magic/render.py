@@ -1,0 +1,95 @@
+"""Rendering answers: Markdown with a plain-text fallback, highlighted code, a one-line footer.
+
+Default output is a bundle of ``text/markdown`` + ``text/plain``: JupyterLab, Notebook 7,
+VS Code and nbconvert's HTML exporter render Markdown and highlight fenced code in the
+frontend's own theme (light or dark). ``mode="html"`` renders HTML here instead (``markdown``
++ pygments with inline styles), for frontends without a Markdown renderer.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import re
+from typing import Any
+
+from .client import ChatResult
+
+__all__ = ["extract_code", "footer", "markdown_to_html", "mimebundle"]
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
+
+_LANG_ALIASES = {
+    "python": {"python", "py", "python3", "ipython", "pandas"},
+    "r": {"r", "rscript", "splus"},
+    "sql": {"sql", "sqlite", "postgresql", "postgres", "duckdb", "mysql", "tsql"},
+}
+
+
+def footer(res: ChatResult) -> str:
+    """``model · 123 → 45 tokens · $0.0001 · cache hit · 1.2 s`` (missing parts left out)."""
+    parts: list[str] = []
+    if res.model:
+        parts.append(res.model)
+    u = res.usage or {}
+    pt, ct = u.get("prompt_tokens"), u.get("completion_tokens")
+    if pt is not None or ct is not None:
+        parts.append(f"{pt if pt is not None else '?'} → {ct if ct is not None else '?'} tokens")
+    elif u.get("total_tokens") is not None:
+        parts.append(f"{u['total_tokens']} tokens")
+    if res.cost_usd is not None:
+        parts.append(f"${res.cost_usd:.4f}" if res.cost_usd < 1 else f"${res.cost_usd:.2f}")
+    parts.append("cache hit" if res.cache_hit else "cache miss")
+    parts.append(f"{res.latency_s:.1f} s")
+    if res.upstream:
+        parts.append(f"via {res.upstream}")
+    return " · ".join(parts)
+
+
+def extract_code(text: str, lang: str | None = None) -> list[tuple[str, str]]:
+    """Fenced code blocks as ``(language, code)``; those in ``lang`` first when given."""
+    blocks = [(m.group(1).lower(), m.group(2).rstrip("\n")) for m in _FENCE.finditer(text)]
+    if lang:
+        names = _LANG_ALIASES.get(lang, {lang})
+        hits = [b for b in blocks if b[0] in names]
+        if hits:
+            return hits
+    return blocks
+
+
+def markdown_to_html(text: str) -> str:
+    """Markdown -> HTML with pygments-highlighted code (inline styles: no CSS needed)."""
+    try:
+        import markdown
+    except ImportError:
+        return f"<pre>{_html.escape(text)}</pre>"
+    return markdown.markdown(
+        text,
+        extensions=["fenced_code", "codehilite", "tables"],
+        extension_configs={"codehilite": {"noclasses": True, "guess_lang": False}},
+    )
+
+
+def mimebundle(text: str, res: ChatResult | None = None, *, mode: str = "markdown",
+               streaming: bool = False) -> dict[str, Any]:
+    """The display bundle for an answer (``streaming``: a partial answer, marked as such)."""
+    foot = footer(res) if res is not None else ("… streaming" if streaming else "")
+    md = text + (f"\n\n---\n*{foot}*" if foot else "")
+    plain = text + (f"\n\n-- {foot}" if foot else "")
+    bundle: dict[str, Any] = {"text/plain": plain}
+    if mode == "text":
+        return bundle
+    if mode == "html":
+        body = markdown_to_html(text)
+        if foot:
+            body += f'<hr><div style="font-size:85%;opacity:.7">{_html.escape(foot)}</div>'
+        bundle["text/html"] = body
+    else:
+        bundle["text/markdown"] = md
+    return bundle
+
+
+def code_block(code: str, lang: str) -> str:
+    fence = "```"
+    while fence in code:
+        fence += "`"
+    return f"{fence}{lang}\n{code}\n{fence}"
