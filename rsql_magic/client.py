@@ -72,6 +72,10 @@ class ProxyError(Exception):
             return f"proxy error {self.status}: {self.message}"
         return self.message
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a Python traceback: the message is what matters
+        return [f"ProxyError: {self}"]
+
 
 @dataclass
 class ChatResult:

@@ -7,8 +7,9 @@ only when ALL of these hold:
 - it is exactly ``{name}`` or ``{name[int]}`` (no spaces, no expressions);
 - ``name`` resolves (``In``, ``Out``, ``Err`` or a user variable) and an index is in range;
 - it is not inside a fenced code block or inline backticks;
-- it is not part of ``{{x}}`` / ``${x}`` / ``"{x}"`` / ``'{x}'`` templates, and not an R or
-  C-like block ``) {x}`` / ``function(x) {x}``.
+- it is not part of ``{{x}}`` / ``${x}`` / ``#{x}`` / ``"{x}"`` / ``'{x}'`` templates;
+- it does not follow ``)`` or ``else`` (R / C-like blocks: ``function(x) {x}``), nor an
+  assignment or pipe (``=``, ``<-``, ``->``, ``%>%``, ``|>``, ``~``).
 
 Everything else is left byte for byte.
 """
@@ -78,9 +79,10 @@ def _protected_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _looks_like_code_block(text: str, start: int) -> bool:
-    """True for ``) {x}`` (R/C/JS blocks: ``function(x) {x}``, ``if (a) {b}``) and ``else {x}``."""
+    """True after ``)`` / ``else`` (R/C/JS blocks: ``function(x) {x}``, ``if (a) {b}``) and
+    after assignment or pipe operators (``y = {n}``, ``x <- {n}``, ``%>% {n}``, ``|> {n}``)."""
     before = text[:start].rstrip(" \t")
-    return before.endswith(")") or before.endswith("else") or before.endswith("->")
+    return before.endswith((")", "else", "->", "=", "<-", "%>%", "|>", "~"))
 
 
 def fill_references(
