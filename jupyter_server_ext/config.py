@@ -1,0 +1,94 @@
+"""``c.RSQLProxy.*``: the configuration both hosts read (names are a contract)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from traitlets import Dict, Float, Integer, List, Unicode
+from traitlets.config import Configurable
+
+from .engine import EngineSettings, parse_upstreams
+from .engine.errors import ConfigError
+
+LOCAL_MODEL = "smollm2-135m"
+
+
+class RSQLProxy(Configurable):
+    """The shared LLM proxy: upstream keys, limits, budgets, cache and usage log."""
+
+    upstreams = List(
+        Dict(),
+        help="""Provider keys to spread load over. Each is a dict:
+        {"name": "groq-a1", "base_url": "https://api.groq.com/openai/v1",
+         "api_key_env": "GROQ_KEY_A1", "account": "groq-org-a",
+         "models": ["llama-3.1-8b-instant"], "limits": ["30/minute", "14400/day"],
+         "token_limits": ["6000/minute"]}.
+        Upstreams sharing an "account" share its limits. {"name": "local", "provider": "llama_cpp"}
+        runs SmolLM2-135M in-process. Empty: the local model is used.""",
+    ).tag(config=True)
+    default_model = Unicode("", help="Model used when a request names none.").tag(config=True)
+    max_wait_seconds = Float(
+        10.0, help="How long a request may wait for upstream capacity before a 429."
+    ).tag(config=True)
+    upstream_timeout_seconds = Float(
+        60.0, help="Time allowed for an upstream's answer (streaming: between events)."
+    ).tag(config=True)
+    default_cooldown_seconds = Float(
+        5.0, help="Cooldown of an (account, model) after a 429 that names no wait."
+    ).tag(config=True)
+    breaker_threshold = Integer(
+        3, help="Failures in a row (5xx, timeouts, connection errors) that open a key's breaker."
+    ).tag(config=True)
+    breaker_seconds = Float(
+        15.0, help="How long an open breaker keeps a key out before one probe (doubles each time)."
+    ).tag(config=True)
+    health_check_seconds = Float(
+        60.0, help="Interval of the health check that re-enables rejected keys; 0 turns it off."
+    ).tag(config=True)
+    default_max_tokens = Integer(
+        512, help="Completion tokens reserved for a request that sets no max_tokens."
+    ).tag(config=True)
+    admin_users = List(Unicode(), help="Users allowed on the admin endpoints.").tag(config=True)
+    admin_groups = List(Unicode(), help="Groups whose members are admins.").tag(config=True)
+
+    def engine_settings(
+        self, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
+    ) -> EngineSettings:
+        """Validate everything; raises ConfigError naming the field and upstream."""
+        env = os.environ if env is None else env
+        raw = list(self.upstreams)
+        default_model = self.default_model
+        if not raw:
+            raw = [{"name": "local", "provider": "llama_cpp", "models": [LOCAL_MODEL]}]
+            default_model = default_model or LOCAL_MODEL
+            (log or logging.getLogger("rsql")).warning(
+                "rsql proxy: no upstreams configured, answering with the local SmolLM2-135M model "
+                "(answers will be weak); configure c.RSQLProxy.upstreams with a provider key, "
+                "see the README"
+            )
+        specs = parse_upstreams(raw, env)
+        for name in ("max_wait_seconds", "upstream_timeout_seconds", "default_cooldown_seconds", "breaker_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"RSQLProxy.{name} must be >= 0, got {getattr(self, name)}")
+        if self.breaker_threshold < 1:
+            raise ConfigError(f"RSQLProxy.breaker_threshold must be >= 1, got {self.breaker_threshold}")
+        if self.default_max_tokens < 1:
+            raise ConfigError(f"RSQLProxy.default_max_tokens must be >= 1, got {self.default_max_tokens}")
+        if default_model and not any(s.serves(default_model) for s in specs):
+            raise ConfigError(
+                f"RSQLProxy.default_model {default_model!r} is served by no upstream; "
+                f"upstream models: {sorted({m for s in specs for m in s.models})}"
+            )
+        return EngineSettings(
+            upstreams=specs,
+            default_model=default_model,
+            max_wait_seconds=self.max_wait_seconds,
+            upstream_timeout_seconds=self.upstream_timeout_seconds,
+            default_cooldown_seconds=self.default_cooldown_seconds,
+            breaker_threshold=self.breaker_threshold,
+            breaker_seconds=self.breaker_seconds,
+            health_check_seconds=self.health_check_seconds,
+            default_max_tokens=self.default_max_tokens,
+        )

@@ -1,0 +1,90 @@
+"""Errors the engine raises, each knowing the HTTP status and OpenAI error shape it maps to."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class ProxyError(Exception):
+    """An error that reaches the client as OpenAI-format JSON with a fitting status."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.headers: dict[str, str] = dict(headers or {})
+        self.extra: dict[str, Any] = dict(extra or {})
+
+    def to_json(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
+        err.update(self.extra)
+        return {"error": err}
+
+
+class BadRequest(ProxyError):
+    """The request body is malformed; the message names the offending field."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class Unauthorized(ProxyError):
+    status = 401
+    type = "authentication_error"
+    code = "unauthorized"
+
+
+class Forbidden(ProxyError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class NotFound(ProxyError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class RateLimited(ProxyError):
+    """A 429: always carries Retry-After (whole seconds, rounded up, at least 1)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, limit: str, **kw: Any) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        headers = {"Retry-After": str(self.retry_after), **kw.pop("headers", {})}
+        extra = {"limit": limit, "retry_after": self.retry_after, **kw.pop("extra", {})}
+        super().__init__(message, headers=headers, extra=extra, **kw)
+        self.limit = limit
+
+
+class UpstreamError(ProxyError):
+    """Every upstream option was spent; status is 502 (bad answers) or 504 (timeouts)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_failed"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the upstream and the field."""

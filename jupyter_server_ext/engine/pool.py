@@ -1,0 +1,274 @@
+"""The upstream pool: which key serves a request, and the health of every key.
+
+Capacity belongs to (account, model) buckets (providers count per organization, not per key);
+health belongs to keys: a 401/403 disables one key, a run of 5xx / timeouts opens that key's
+circuit breaker. Picking is synchronous and lock-free: the event loop is the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import BadRequest, RateLimited, UpstreamError
+from .settings import UpstreamSpec
+from .window import Bucket
+
+
+@dataclass
+class Breaker:
+    """Per-key circuit breaker: opens after `threshold` failures in a row, probes once later."""
+
+    threshold: int = 3
+    base_open_seconds: float = 15.0
+    max_open_seconds: float = 300.0
+    failures: int = 0
+    open_until: float = 0.0
+    opened: int = 0  # how many times in a row it opened; the open time doubles each time
+    probing: bool = False
+
+    def allows(self, now: float) -> bool:
+        if self.failures < self.threshold:
+            return True
+        return now >= self.open_until and not self.probing
+
+    def state(self, now: float) -> str:
+        if self.failures < self.threshold:
+            return "closed"
+        return "open" if now < self.open_until else "half-open"
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened = 0
+        self.probing = False
+
+    def failure(self, now: float) -> None:
+        self.failures += 1
+        self.probing = False
+        if self.failures >= self.threshold:
+            secs = min(self.max_open_seconds, self.base_open_seconds * 2**self.opened)
+            self.open_until = now + secs
+            self.opened += 1
+
+
+@dataclass
+class Key:
+    spec: UpstreamSpec
+    breaker: Breaker = field(default_factory=Breaker)
+    disabled: str = ""  # why, when a provider rejected the key (401/403)
+    inflight: int = 0
+    last_pick: float = 0.0
+    recent_errors: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def alias(self) -> str:
+        return self.spec.name
+
+    def note_error(self, now: float, what: str) -> None:
+        self.recent_errors.append((now, what))
+        del self.recent_errors[:-20]
+
+
+@dataclass
+class Slot:
+    """A held place on one key and its bucket, released exactly once."""
+
+    id: int
+    key: Key
+    bucket: Bucket
+    model: str
+    tokens: int
+    probe: bool
+
+
+class Pool:
+    """Chooses keys with headroom, spreads load, waits for capacity, tracks key health."""
+
+    def __init__(
+        self,
+        specs: Iterable[UpstreamSpec],
+        *,
+        default_cooldown: float = 5.0,
+        breaker_threshold: int = 3,
+        breaker_seconds: float = 15.0,
+        clock=time.monotonic,
+    ) -> None:
+        self.keys = [
+            Key(s, Breaker(threshold=breaker_threshold, base_open_seconds=breaker_seconds))
+            for s in specs
+        ]
+        self.default_cooldown = default_cooldown
+        self.clock = clock
+        self.buckets: dict[tuple[str, str], Bucket] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+
+    # -- model catalogue --------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for k in self.keys:
+            for m in k.spec.models:
+                if m != "*":
+                    seen.setdefault(m)
+        return list(seen)
+
+    def serving(self, model: str) -> list[Key]:
+        return [k for k in self.keys if k.spec.serves(model)]
+
+    def bucket(self, key: Key, model: str) -> Bucket:
+        ident = (key.spec.account, model)
+        b = self.buckets.get(ident)
+        if b is None:
+            # the first upstream of an account to define limits sets them for the account
+            specs = [k.spec for k in self.keys if k.spec.account == key.spec.account]
+            rates = next((s.limits for s in specs if s.limits), ())
+            token_rates = next((s.token_limits for s in specs if s.token_limits), ())
+            b = self.buckets[ident] = Bucket(rates, token_rates)
+        return b
+
+    # -- picking -------------------------------------------------------------------------
+
+    def try_pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+        """A slot if some key has headroom now; else seconds until one may (a float), or None
+        when only a release can help; raises when no key can ever serve the request."""
+        now = self.clock()
+        best: tuple | None = None
+        soonest = math.inf  # the earliest time some key may have room; releases also wake waiters
+        usable = 0
+        too_big = True
+        for key in self.serving(model):
+            if key.alias in exclude or key.disabled:
+                continue
+            usable += 1
+            bucket = self.bucket(key, model)
+            if not bucket.fits_ever(tokens):
+                continue
+            too_big = False
+            if not key.breaker.allows(now):
+                if not key.breaker.probing:
+                    soonest = min(soonest, key.breaker.open_until - now)
+                continue
+            wait = bucket.wait_time(now, tokens)
+            if wait is None:  # only a request in flight finishing can make room
+                continue
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            rank = (bucket.headroom(now), -key.inflight, -key.last_pick)
+            if best is None or rank > best[0]:
+                best = (rank, key, bucket)
+        if best is not None:
+            _, key, bucket = best
+            probe = key.breaker.failures >= key.breaker.threshold
+            if probe:
+                key.breaker.probing = True
+            key.inflight += 1
+            key.last_pick = now
+            slot = Slot(next(self._ids), key, bucket, model, tokens, probe)
+            bucket.begin(slot.id, tokens, now)
+            return slot
+        if usable == 0:
+            if not self.serving(model):
+                raise BadRequest(
+                    f"model {model!r} is not served here; available: {', '.join(self.models()) or 'none'}",
+                    code="model_not_found",
+                    status=404,
+                )
+            raise UpstreamError(
+                f"no usable upstream key for model {model!r}: every key is disabled or already failed "
+                "in this request",
+                code="no_upstream",
+            )
+        if too_big:
+            raise BadRequest(
+                f"this request needs about {tokens} tokens (prompt + max_tokens), more than the "
+                f"token limit of any upstream serving {model!r}; lower max_tokens or shorten the prompt",
+                code="request_too_large",
+            )
+        return soonest if soonest != math.inf else None
+
+    async def acquire(self, model: str, tokens: int, exclude: set[str], deadline: float) -> Slot:
+        """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429."""
+        while True:
+            got = self.try_pick(model, tokens, exclude)
+            if isinstance(got, Slot):
+                return got
+            now = self.clock()
+            if got is not None and now + got > deadline:
+                raise RateLimited(
+                    f"all upstream capacity for model {model!r} is in use; retry in {math.ceil(got)} s",
+                    retry_after=got,
+                    limit="upstream capacity",
+                )
+            left = deadline - now
+            if left <= 0:
+                raise RateLimited(
+                    f"all upstream capacity for model {model!r} is in use; retry in a moment",
+                    retry_after=1,
+                    limit="upstream capacity",
+                )
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), min(left, got) if got is not None else left)
+            except asyncio.TimeoutError:
+                pass
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
+        """Give the slot back: `counted` stamps it in the window (the provider saw it)."""
+        slot.key.inflight -= 1
+        if slot.probe:
+            slot.key.breaker.probing = False
+        slot.bucket.end(slot.id, self.clock(), tokens, counted=counted)
+        self._notify()
+
+    def succeeded(self, slot: Slot, headers) -> None:
+        slot.key.breaker.success()
+        slot.bucket.observe_headers(headers, self.clock())
+
+    def rate_limited(self, slot: Slot, retry_after: float | None, headers) -> float:
+        """Cool the (account, model) down; returns the cooldown in seconds."""
+        now = self.clock()
+        slot.bucket.observe_headers(headers, now)
+        waits = [self.default_cooldown if retry_after is None else retry_after]
+        if slot.bucket.prov_req_left is not None and slot.bucket.prov_req_left <= 0:
+            waits.append(slot.bucket.prov_req_reset - now)
+        if slot.bucket.prov_tok_left is not None and slot.bucket.prov_tok_left <= 0:
+            waits.append(slot.bucket.prov_tok_reset - now)
+        secs = max(waits)
+        slot.bucket.cool(now + secs)
+        slot.key.note_error(now, "429")
+        return secs
+
+    def failed(self, slot: Slot, what: str) -> None:
+        now = self.clock()
+        slot.key.breaker.failure(now)
+        slot.key.note_error(now, what)
+
+    def disable(self, key: Key, why: str) -> None:
+        key.disabled = why
+        key.note_error(self.clock(), why)
+
+    def enable(self, key: Key) -> None:
+        key.disabled = ""
+        key.breaker.success()
+        self._notify()
+
+    def key_state(self, key: Key) -> str:
+        now = self.clock()
+        if key.disabled:
+            return "disabled"
+        if any(b.cool_until > now for (acct, _), b in self.buckets.items() if acct == key.spec.account):
+            return "cooling"
+        state = key.breaker.state(now)
+        return "healthy" if state == "closed" else f"breaker-{state}"

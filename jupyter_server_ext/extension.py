@@ -1,0 +1,79 @@
+"""Host 1: the proxy inside a user's own Jupyter server, at ``{base_url}rsql/``."""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.application import ExtensionApp
+from tornado import web
+
+from .config import RSQLProxy
+from .engine import Caller, Engine
+from .engine.errors import ConfigError
+from .handlers import ProxyContext, make_handlers
+
+# Identity providers that know no real user names: everyone reaching this server is its owner.
+_OWNER_ONLY = (IdentityProvider, PasswordIdentityProvider)
+
+
+def server_owner() -> str:
+    """The stable name of this server's owner: the hub user, else the OS user."""
+    return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+
+
+class ExtensionBase(APIHandler):
+    """Authenticated by the Jupyter server (token or login cookie)."""
+
+    def rsql_caller(self) -> Caller | None:
+        user = self.current_user
+        if user is None:
+            return None
+        owner = server_owner()
+        # A request carrying only the server's token (the openai client, a kernel, curl) gets a
+        # fresh random anonymous user from Jupyter's identity provider every time; it is the
+        # owner's, and per-user limits must see one stable name.
+        if type(self.identity_provider) in _OWNER_ONLY or getattr(self, "_token_authenticated", False):
+            name = owner
+        else:
+            name = getattr(user, "username", None) or str(user)
+        ctx: ProxyContext = self.settings["rsql"]
+        admin = name == owner or name in ctx.proxy.admin_users
+        return Caller(user=name, admin=admin)
+
+    def check_xsrf_cookie(self) -> None:
+        # API clients authenticate with an Authorization header, which a browser never adds on
+        # its own, so there is no cross-site forgery to guard against; cookie-authenticated
+        # browser requests are still checked by the base class
+        if self.request.headers.get("Authorization"):
+            return
+        return super().check_xsrf_cookie()
+
+
+class RSQLProxyExtension(ExtensionApp):
+    """Serves the rsql proxy from a Jupyter server; configured through ``c.RSQLProxy``."""
+
+    name = "jupyter_server_ext"
+    load_other_extensions = True
+
+    def initialize_settings(self) -> None:
+        proxy = RSQLProxy(parent=self)
+        try:
+            settings = proxy.engine_settings(log=self.log)
+        except ConfigError as exc:
+            self.log.critical("rsql proxy: bad configuration: %s", exc)
+            raise SystemExit(1) from None
+        engine = Engine(settings)
+        self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy)
+        aliases = ", ".join(s.name for s in settings.upstreams)
+        self.log.info("rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(make_handlers(ExtensionBase, "rsql", wrap=web.authenticated))
+
+    async def stop_extension(self) -> None:
+        ctx: ProxyContext | None = self.settings.get("rsql")
+        if ctx is not None:
+            await ctx.engine.close()

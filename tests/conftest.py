@@ -1,0 +1,202 @@
+"""Shared fixtures: a loopback fake provider, and real Jupyter servers running the proxy."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fake_provider import FakeProvider, KeyPolicy
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(what: str, *, binary: bool = False, reason: str = "") -> None:
+    """Skip when a component is missing, with a reason; in CI a missing component fails."""
+    found = shutil.which(what) if binary else importlib.util.find_spec(what) is not None
+    if found:
+        return
+    msg = f"{what} is not installed" + (f" ({reason})" if reason else "")
+    if IN_CI:
+        pytest.fail(f"CI must run every test, but {msg}")
+    pytest.skip(msg)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[FakeProvider]:
+    """Three keys on two accounts, no limits by default; tests reset it and set policies."""
+    fp = FakeProvider(
+        {
+            "sk-test-a1-0123456789abcdef0123456789": KeyPolicy("a1", account="acct-a"),
+            "sk-test-a2-0123456789abcdef0123456789": KeyPolicy("a2", account="acct-a"),
+            "sk-test-b1-0123456789abcdef0123456789": KeyPolicy("b1", account="acct-b"),
+        }
+    ).start()
+    yield fp
+    fp.stop()
+
+
+@pytest.fixture
+def fresh_provider(provider: FakeProvider) -> FakeProvider:
+    provider.reset()
+    for pol in provider.keys.values():
+        pol.limit, pol.window, pol.token_limit = 0, 60.0, 0
+    provider.latency = 0.0
+    return provider
+
+
+def upstreams_for(fp: FakeProvider, **extra: Any) -> list[dict[str, Any]]:
+    """One upstream per fake key, with inline keys (tests only; users use api_key_env)."""
+    out = []
+    for key, pol in fp.keys.items():
+        out.append(
+            {
+                "name": pol.alias,
+                "base_url": fp.base_url,
+                "api_key": key,
+                "account": pol.account or pol.alias,
+                "models": list(fp.model_ids),
+                **extra.get(pol.alias, {}),
+            }
+        )
+    return out
+
+
+@dataclass
+class JupyterServer:
+    """A real `jupyter server` subprocess with the rsql extension."""
+
+    url: str
+    token: str
+    proc: subprocess.Popen
+    log_path: Path
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def proxy_url(self) -> str:
+        return self.url + "rsql/"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def request(
+        self, method: str, path: str, body: Any = None, token: str | None = "default", headers: dict | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        tok = self.token if token == "default" else token
+        if tok:
+            hdrs["Authorization"] = f"token {tok}"
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.proxy_url + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[str, str] | None = None,
+                         wait: bool = True) -> JupyterServer:
+    """Start `jupyter server` with `c.RSQLProxy.<k> = <v>` for each item of proxy_config."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    token = secrets.token_hex(16)
+    cfg = tmp / "jupyter_server_config.py"
+    # only our extension: the others (jupyterlab, lsp, ...) triple the start-up time
+    lines = [
+        "c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': False, "
+        "'notebook': False, 'jupyter_lsp': False, 'jupysql_plugin': False, 'notebook_shim': False, "
+        "'jupyter_server_terminals': False}"
+    ]
+    lines += [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
+    cfg.write_text("\n".join(lines) + "\n")
+    root = tmp / "root"
+    root.mkdir(exist_ok=True)
+    full_env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        **(env or {}),
+    }
+    log_path = tmp / "server.log"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}", "--allow-root", f"--config={cfg}", f"--ServerApp.root_dir={root}",
+            "--ServerApp.port_retries=0",
+        ],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=root,
+    )
+    server = JupyterServer(f"http://127.0.0.1:{port}/", token, proc, log_path, root, full_env)
+    if not wait:
+        return server
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter server exited ({proc.returncode}):\n{server.log()}")
+        try:
+            with urllib.request.urlopen(server.url + f"api/status?token={token}", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"jupyter server did not start:\n{server.log()}")
+
+
+@pytest.fixture
+def jupyter_server_factory(tmp_path: Path) -> Iterator:
+    started: list[JupyterServer] = []
+    counter = iter(range(1000))
+
+    def factory(proxy_config: dict[str, Any], **kw: Any) -> JupyterServer:
+        s = start_jupyter_server(tmp_path / f"srv{next(counter)}", proxy_config, **kw)
+        started.append(s)
+        return s
+
+    yield factory
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def jupyter_proxy(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """A Jupyter server whose proxy fronts the session's fake provider (3 keys, 2 accounts)."""
+    server = start_jupyter_server(
+        tmp_path_factory.mktemp("jupyter_proxy"),
+        {"upstreams": upstreams_for(provider), "default_model": "fake-small", "max_wait_seconds": 5.0},
+    )
+    yield server
+    server.stop()
