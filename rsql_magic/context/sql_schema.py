@@ -90,16 +90,23 @@ class Schema:
             out.setdefault(t.db, {})[t.name] = {c.name: c.type or "UNKNOWN" for c in t.columns}
         return out
 
-    def sqlglot_schema(self) -> Any:
+    def sqlglot_schema(self, dialect: str | None = None) -> Any:
+        """A ``MappingSchema`` for qualify(); names compare as the dialect compares them."""
+        from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
         from sqlglot.schema import MappingSchema
 
-        # Types are the database's own spellings: we only need names for qualification, and
+        d = dialect or self.dialect
+        # Types are the database's own spellings: only names matter for qualification, and
         # one exotic type must not make the whole schema unusable.
         plain = {
             db: {t: {c: "UNKNOWN" for c in cols} for t, cols in tables.items()}
             for db, tables in self.mapping().items()
         }
-        return MappingSchema(plain, dialect=self.dialect, normalize=False)
+        # Catalog names are stored exactly (PostgreSQL keeps "Region" as is): normalize only
+        # where the database itself ignores case.
+        strategy = Dialect.get_or_raise(d).normalization_strategy
+        normalize = strategy == NormalizationStrategy.CASE_INSENSITIVE
+        return MappingSchema(plain, dialect=d, normalize=normalize)
 
 
 # -- capture ------------------------------------------------------------------------------

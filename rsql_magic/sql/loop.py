@@ -1,0 +1,313 @@
+"""The question -> checked SQL -> DataFrame loop, independent of IPython and of the client.
+
+``complete(messages) -> str`` is any chat completion (the proxy client in the magic, a scripted
+fake provider in tests). Each answer is extracted, checked (``validate.check_sql``) and run; on
+any failure the exact error goes back to the model as the next user message, up to
+``max_retries`` times, then :class:`SqlAIError` carries the last SQL and error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from rsql_magic.context.sql_schema import Schema, capture_schema, describe_schema
+
+from .connections import DB, QueryTimeout
+from .errors import SqlCheckError
+from .execute import database_error_message, function_names_in_error, run_query
+from .guard import ALLOWED
+from .validate import Checked, check_sql, extract_sql, transpile_functions
+
+__all__ = [
+    "Attempt",
+    "SqlAIError",
+    "SqlAIResult",
+    "build_messages",
+    "dialect_label",
+    "run_question",
+]
+
+Complete = Callable[[list[dict[str, str]]], str]
+
+_LABELS = {
+    "postgres": "PostgreSQL",
+    "sqlite": "SQLite",
+    "duckdb": "DuckDB",
+    "tsql": "T-SQL (SQL Server)",
+    "mysql": "MySQL",
+    "bigquery": "BigQuery",
+    "snowflake": "Snowflake",
+    "oracle": "Oracle",
+    "redshift": "Redshift",
+    "trino": "Trino",
+    "clickhouse": "ClickHouse",
+}
+
+
+def dialect_label(dialect: str) -> str:
+    return _LABELS.get(dialect, dialect)
+
+
+@dataclass
+class Attempt:
+    """One model answer and what became of it."""
+
+    answer: str
+    sql: str
+    stage: str  # "ok", or the failing stage: extract, parse, schema, refused, database, timeout
+    error: str | None = None
+    transpiled_from: str | None = None
+
+
+@dataclass
+class SqlAIResult:
+    question: str
+    dialect: str
+    sql: str  # the statement that ran (or, with dry_run, would run)
+    frame: pd.DataFrame | None
+    more: bool
+    attempts: list[Attempt]
+    explanation: str | None = None
+    transpiled_from: str | None = None
+    dry_run: bool = False
+    elapsed_s: float = 0.0
+    schema_text: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def row_count(self) -> int:
+        return 0 if self.frame is None else len(self.frame)
+
+
+class SqlAIError(Exception):
+    """No acceptable SQL within the retries, or it was refused: nothing (more) ran."""
+
+    def __init__(self, message: str, *, attempts: list[Attempt], sql: str, stage: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempts = attempts
+        self.sql = sql
+        self.stage = stage
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a Python traceback: the user's error is the SQL's.
+        lines = [f"SqlAIError: {self.message.splitlines()[0]}"]
+        lines += self.message.splitlines()[1:]
+        if self.sql:
+            lines += ["", "Last SQL:", *("    " + x for x in self.sql.splitlines())]
+        return lines
+
+
+_STAGE_WORDS = {
+    "extract": "no SQL found in the answer",
+    "parse": "it does not parse",
+    "schema": "it does not match the schema",
+    "refused": "the read-only guard refused it",
+    "database": "the database raised an error",
+    "timeout": "the statement timed out",
+}
+
+
+def build_messages(
+    question: str,
+    schema_text: str,
+    dialect: str,
+    *,
+    allow_write: bool = False,
+    explain: bool = False,
+) -> list[dict[str, str]]:
+    label = dialect_label(dialect)
+    rules = [
+        f"You write one {label} SQL statement that answers the user's question about the "
+        "database described below.",
+        "Use only tables and columns that appear in the schema; qualify columns with table "
+        "aliases when more than one table is involved.",
+        f"Write {label} syntax and functions only.",
+        "Answer with exactly one statement in a single ```sql fenced block.",
+    ]
+    if allow_write:
+        rules.append(
+            "Writes (INSERT, UPDATE, DELETE, DDL) are allowed if the question asks for them."
+        )
+    else:
+        rules.append(f"The statement must be read-only: {ALLOWED}.")
+    if explain:
+        rules.append(
+            "After the block, explain in 2-4 plain-language sentences what the query does."
+        )
+    else:
+        rules.append("Do not add an explanation.")
+    system = " ".join(rules) + f"\n\nSchema ({label}):\n{schema_text}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def feedback_message(stage: str, error: str) -> str:
+    why = _STAGE_WORDS.get(stage, stage)
+    return (
+        f"That SQL failed: {why}.\n{error}\n\n"
+        "Answer again with the corrected statement in one ```sql block."
+    )
+
+
+def _run_checked(
+    db: DB,
+    checked: Checked,
+    schema: Schema | None,
+    dialect: str,
+    *,
+    max_rows: int,
+    timeout_s: float | None,
+    allow_write: bool,
+) -> tuple[Checked, Any]:
+    try:
+        return checked, run_query(
+            db, checked.sql, max_rows=max_rows, timeout_s=timeout_s, read_only=not allow_write
+        )
+    except QueryTimeout as e:
+        raise SqlCheckError(
+            f"{e}. Make the query cheaper: filter earlier, aggregate, or add a LIMIT.",
+            stage="timeout",
+            sql=checked.sql,
+        ) from None
+    except Exception as e:
+        # The database rejected a function another dialect has: sqlglot can translate it
+        # without a model call (LEN -> LENGTH, DATEADD -> + INTERVAL, GETDATE -> CURRENT_...).
+        names = function_names_in_error(e)
+        if names:
+            found = transpile_functions(checked.sql, dialect, names)
+            if found is not None:
+                src, text = found
+                try:
+                    fixed = check_sql(text, schema, dialect, allow_write=allow_write)
+                    fixed.transpiled_from = src
+                    fixed.note = (
+                        f"transpiled {', '.join(sorted(names))} from {src} to {dialect} "
+                        "with sqlglot after the database rejected it"
+                    )
+                    return fixed, run_query(
+                        db,
+                        fixed.sql,
+                        max_rows=max_rows,
+                        timeout_s=timeout_s,
+                        read_only=not allow_write,
+                    )
+                except Exception:
+                    pass  # fall through: the model gets the database's original error
+        raise SqlCheckError(database_error_message(e), stage="database", sql=checked.sql) from None
+
+
+def run_question(
+    question: str,
+    db: DB,
+    complete: Complete,
+    *,
+    dialect: str | None = None,
+    schema: Schema | None = None,
+    tables: list[str] | None = None,
+    max_retries: int = 3,
+    allow_write: bool = False,
+    dry_run: bool = False,
+    explain: bool = False,
+    max_rows: int = 100_000,
+    timeout_s: float | None = 60.0,
+    budget_chars: int = 6000,
+) -> SqlAIResult:
+    """Ask for SQL, check it, run it; feed every failure back, up to `max_retries` times."""
+    t0 = time.perf_counter()
+    dialect = dialect or db.dialect
+    if schema is None:
+        schema = capture_schema(db)
+    if tables:
+        missing = [t for t in tables if schema.table(*reversed(t.split(".", 1))) is None]
+        if missing:
+            raise SqlAIError(
+                f"--tables names unknown table(s): {', '.join(missing)}",
+                attempts=[],
+                sql="",
+                stage="schema",
+            )
+    schema_text = describe_schema(schema, question, tables, budget_chars, dialect)
+    messages = build_messages(
+        question, schema_text, dialect, allow_write=allow_write, explain=explain
+    )
+    attempts: list[Attempt] = []
+    refusals_in_a_row = 0
+    for _ in range(max_retries + 1):
+        answer = complete(messages)
+        sql, prose = extract_sql(answer)
+        try:
+            checked = check_sql(sql, schema, dialect, allow_write=allow_write)
+            result = None
+            if not dry_run:
+                checked, result = _run_checked(
+                    db,
+                    checked,
+                    schema,
+                    dialect,
+                    max_rows=max_rows,
+                    timeout_s=timeout_s,
+                    allow_write=allow_write,
+                )
+        except SqlCheckError as e:
+            attempts.append(Attempt(answer, e.sql or sql, e.stage, e.message))
+            refusals_in_a_row = refusals_in_a_row + 1 if e.stage == "refused" else 0
+            if refusals_in_a_row >= 2:
+                break  # asked twice for a read-only statement: the question wants a write
+            messages = [
+                *messages,
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": feedback_message(e.stage, e.message)},
+            ]
+            continue
+        attempts.append(Attempt(answer, checked.sql, "ok", None, checked.transpiled_from))
+        out = SqlAIResult(
+            question=question,
+            dialect=dialect,
+            sql=checked.sql,
+            frame=None if result is None else result.frame,
+            more=False if result is None else result.more,
+            attempts=attempts,
+            transpiled_from=checked.transpiled_from,
+            dry_run=dry_run,
+            schema_text=schema_text,
+        )
+        if checked.note:
+            out.notes.append(checked.note)
+        if explain:
+            out.explanation = prose.strip() or _explain(complete, question, checked.sql, dialect)
+        out.elapsed_s = time.perf_counter() - t0
+        return out
+    last = attempts[-1]
+    tries = len(attempts)
+    head = (
+        f"no acceptable SQL after {tries} attempt{'s' if tries != 1 else ''}"
+        if last.stage != "refused"
+        else "refused"
+    )
+    raise SqlAIError(
+        f"{head}; last error ({last.stage}):\n{last.error}",
+        attempts=attempts,
+        sql=last.sql,
+        stage=last.stage,
+    )
+
+
+def _explain(complete: Complete, question: str, sql: str, dialect: str) -> str:
+    """A second call when the answer carried no explanation of its own."""
+    messages = [
+        {
+            "role": "system",
+            "content": "Explain in 2-4 plain-language sentences, for someone who does not read "
+            "SQL, what the query does and how it answers the question. No code.",
+        },
+        {
+            "role": "user",
+            "content": f"Question: {question}\n\n{dialect_label(dialect)} query:\n```sql\n{sql}\n```",
+        },
+    ]
+    return complete(messages).strip()

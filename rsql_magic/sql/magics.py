@@ -1,0 +1,337 @@
+"""%%sql_ai: a question in, checked read-only SQL and a DataFrame out.
+
+Registration: ``%load_ext rsql_magic`` (``rsql_magic.magics.load_ipython_extension``) imports
+this module and calls its :func:`load_ipython_extension`, which registers
+:class:`SqlAIMagics` (a ``@magics_class`` taking ``shell``). ``%load_ext rsql_magic.sql.magics``
+works on its own too.
+
+Proxy settings (URL, token, default model, batch detection, Retry-After waits) are taken from
+the ``RSQLMagic`` instance of %%ask when it is loaded, so one ``%config RSQLMagic.*`` serves
+both magics; this class's own traits are ``SqlAIMagics.*``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Float, Int, Unicode
+
+from rsql_magic.context.sql_schema import capture_schema
+
+from .connections import DB, FramesDB, _is_frame, jupysql_current, resolve
+from .loop import SqlAIError, SqlAIResult, dialect_label, run_question
+
+__all__ = ["SqlAIMagics", "load_ipython_extension"]
+
+
+def _fence(code: str, lang: str) -> str:
+    fence = "```"
+    while fence in code:
+        fence += "`"
+    return f"{fence}{lang}\n{code}\n{fence}"
+
+
+@magics_class
+class SqlAIMagics(Magics):
+    """``%%sql_ai``. Traits are configurable as ``SqlAIMagics.<name>``."""
+
+    display_rows = Int(10, help="Rows of the result shown in the output.").tag(config=True)
+    max_rows = Int(100_000, help="Rows fetched into the DataFrame at most.").tag(config=True)
+    timeout = Float(60.0, help="Statement timeout in seconds (0: none).").tag(config=True)
+    max_retries = Int(3, help="Default --max-retries.").tag(config=True)
+    schema_chars = Int(6000, help="Character budget for the schema DDL sent.").tag(config=True)
+    model = Unicode("", help="Model for SQL (empty: RSQLMagic.model, else the proxy's).").tag(
+        config=True
+    )
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.last_result: SqlAIResult | None = None
+        self.chat_results: list[Any] = []
+
+    # -- settings shared with %%ask ------------------------------------------------------
+
+    def _ask_magic(self) -> Any | None:
+        registry = getattr(getattr(self.shell, "magics_manager", None), "registry", {})
+        return registry.get("RSQLMagic")
+
+    def is_batch(self) -> bool:
+        ask = self._ask_magic()
+        if ask is not None and hasattr(ask, "is_batch"):
+            return bool(ask.is_batch())
+        env = os.environ.get("RSQL_BATCH", "").strip().lower()
+        if env in ("1", "true", "yes"):
+            return True
+        if env in ("0", "false", "no"):
+            return False
+        kernel = getattr(self.shell, "kernel", None)
+        return kernel is not None and not bool(getattr(kernel, "_allow_stdin", True))
+
+    def _client(self) -> Any:
+        from rsql_magic.client import ProxyClient
+
+        ask = self._ask_magic()
+        if ask is not None and hasattr(ask, "client"):
+            return ask.client()
+        return ProxyClient.discover()
+
+    def _complete_fn(self, model: str | None, no_cache: bool, batch: bool) -> Any:
+        from rsql_magic.client import ProxyError
+
+        client = self._client()
+        ask = self._ask_magic()
+        retries = int(getattr(ask, "batch_retries", 3))
+        max_wait = float(getattr(ask, "batch_max_wait", 300.0))
+        self.chat_results = []
+
+        def complete(messages: list[dict[str, str]]) -> str:
+            waited = 0.0
+            for attempt in range(retries + 1):
+                try:
+                    res = client.chat(
+                        messages, model=model, client_kind="sql", temperature=0, no_cache=no_cache
+                    )
+                    self.chat_results.append(res)
+                    return res.text
+                except ProxyError as e:
+                    # Batch runs have nobody to press run again: wait out a 429 / 503.
+                    wait = float(e.retry_after or 0)
+                    retriable = batch and e.status in (429, 503) and e.retry_after is not None
+                    if not retriable or attempt >= retries or waited + wait > max_wait:
+                        raise
+                    print(
+                        f"rsql: {e}; batch run: waiting {wait:g}s and retrying",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    time.sleep(wait)
+                    waited += wait
+            raise AssertionError("unreachable")
+
+        return complete, client
+
+    # -- connection ----------------------------------------------------------------------
+
+    def resolve_connection(self, name: str | None) -> tuple[DB, str]:
+        """The connection CONN names, and how to name it in an emitted cell."""
+        ns = self.shell.user_ns
+        if name:
+            if name in ns:
+                obj = ns[name]
+                if _is_frame(obj):
+                    return FramesDB({name: obj}), name
+                return resolve(obj), name
+            if "://" in name:
+                return resolve(name), repr(name)
+            if name in ("frames", "pandas", "dataframes"):
+                return FramesDB(self._frames()), "frames"
+            try:  # a JupySQL alias (%sql sqlite:// --alias mydb)
+                from sql.connection import ConnectionManager
+
+                conn = ConnectionManager.connections.get(name)
+                if conn is not None:
+                    return resolve(conn), name
+            except ImportError:
+                pass
+            raise SqlAIError(
+                f"CONN {name!r}: no such variable (expected a sqlite3 / DuckDB connection, a "
+                "SQLAlchemy engine, a database URL, a JupySQL alias, a DataFrame, or 'frames')",
+                attempts=[],
+                sql="",
+                stage="connection",
+            )
+        cur = jupysql_current()
+        if cur is not None:
+            return resolve(cur), ""
+        frames = self._frames()
+        if frames:
+            return FramesDB(frames), "frames"
+        raise SqlAIError(
+            "no connection: name one (%%sql_ai conn), open one with JupySQL (%sql URL), or "
+            "define pandas DataFrames to query them through DuckDB",
+            attempts=[],
+            sql="",
+            stage="connection",
+        )
+
+    def _frames(self) -> dict[str, Any]:
+        return {
+            k: v for k, v in self.shell.user_ns.items() if not k.startswith("_") and _is_frame(v)
+        }
+
+    # -- the magic -----------------------------------------------------------------------
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("conn", nargs="?", default=None, help="Connection variable, URL, or 'frames'.")
+    @argument("-o", "--out", default=None, help="Store the DataFrame in this variable.")
+    @argument("--dialect", default=None, help="SQL dialect (default: from the connection).")
+    @argument("--dry-run", action="store_true", help="Show the checked SQL; run nothing.")
+    @argument("--allow-write", action="store_true", help="Allow statements that write.")
+    @argument("--explain", action="store_true", help="Add a plain-language explanation.")
+    @argument("--emit", action="store_true", help="Put a ready-to-run cell next.")
+    @argument("--max-retries", type=int, default=None, help="Retries with the error fed back.")
+    @argument("--tables", default=None, help="Only these tables: T1,T2.")
+    @argument("--model", default=None, help="Model to ask.")
+    @argument("--limit", type=int, default=None, help="Rows fetched at most.")
+    @argument("--no-cache", action="store_true", help="Bypass the proxy's answer cache.")
+    @cell_magic
+    def sql_ai(self, line: str, cell: str) -> None:
+        """%%sql_ai [CONN] [options]: the cell body is a question about the database."""
+        args = parse_argstring(self.sql_ai, line)
+        question = (cell or "").strip()
+        if not question:
+            raise SqlAIError(
+                "%%sql_ai needs a question in the cell body", attempts=[], sql="", stage="usage"
+            )
+        db, conn_expr = self.resolve_connection(args.conn)
+        dialect = (args.dialect or db.dialect).lower()
+        tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+        batch = self.is_batch()
+        ask = self._ask_magic()
+        model = args.model or self.model or getattr(ask, "model", "") or None
+        complete, client = self._complete_fn(model, args.no_cache, batch)
+        schema = capture_schema(db)
+        try:
+            res = run_question(
+                question,
+                db,
+                complete,
+                dialect=dialect,
+                schema=schema,
+                tables=tables,
+                max_retries=self.max_retries if args.max_retries is None else args.max_retries,
+                allow_write=args.allow_write,
+                dry_run=args.dry_run,
+                explain=args.explain,
+                max_rows=args.limit or self.max_rows,
+                timeout_s=self.timeout or None,
+                budget_chars=self.schema_chars,
+            )
+        except SqlAIError as e:
+            self._show_failure(e, db)
+            raise
+        except Exception as e:
+            from rsql_magic.client import ProxyError
+
+            if isinstance(e, ProxyError):
+                raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
+            raise
+        self.last_result = res
+        self._show(res, db, client)
+        ns = self.shell.user_ns
+        value: Any = res.sql if res.dry_run else res.frame
+        if args.out:
+            ns[args.out] = value
+        ns["_"] = value
+        if args.emit:
+            self._emit(res, conn_expr, args.out, batch)
+
+    # -- output --------------------------------------------------------------------------
+
+    def _footer(self) -> str:
+        if not self.chat_results:
+            return ""
+        last = self.chat_results[-1]
+        pt = sum((r.usage or {}).get("prompt_tokens") or 0 for r in self.chat_results)
+        ct = sum((r.usage or {}).get("completion_tokens") or 0 for r in self.chat_results)
+        costs = [r.cost_usd for r in self.chat_results if r.cost_usd is not None]
+        parts = [last.model or "model ?", f"{len(self.chat_results)} call(s)"]
+        parts.append(f"{pt} → {ct} tokens")
+        if costs:
+            parts.append(f"${sum(costs):.4f}")
+        hits = sum(1 for r in self.chat_results if r.cache_hit)
+        if hits:
+            parts.append(f"{hits} cache hit(s)")
+        parts.append(f"{sum(r.latency_s or 0 for r in self.chat_results):.1f} s")
+        return " · ".join(parts)
+
+    def _show(self, res: SqlAIResult, db: DB, client: Any) -> None:
+        md: list[str] = [_fence(res.sql, "sql")]
+        info = [f"{dialect_label(res.dialect)} on {db.label}"]
+        fixes = [a for a in res.attempts if a.stage != "ok"]
+        if fixes:
+            info.append(
+                f"{len(res.attempts)} attempts; fixed: " + ", ".join(a.stage for a in fixes)
+            )
+        info += res.notes
+        if res.dry_run:
+            info.append("dry run: nothing ran")
+        elif res.frame is not None:
+            n = len(res.frame)
+            cols = res.frame.shape[1]
+            if res.more:
+                info.append(
+                    f"first {n:,} rows fetched (more not fetched: --limit) × {cols} columns"
+                )
+            else:
+                info.append(f"{n:,} row{'s' if n != 1 else ''} × {cols} columns")
+        md.append(" · ".join(info))
+        if res.explanation:
+            md.append(res.explanation)
+        foot = self._footer()
+        if foot:
+            md.append(f"*{foot}*")
+        text = "\n\n".join(md)
+        plain = text.replace("*", "") if foot else text
+        display({"text/markdown": text, "text/plain": plain}, raw=True)
+        if res.frame is not None and not res.dry_run and res.frame.shape[1]:
+            display(res.frame.head(self.display_rows))
+            if len(res.frame) > self.display_rows:
+                display(
+                    {"text/plain": f"({self.display_rows} of {len(res.frame):,} rows shown)"},
+                    raw=True,
+                )
+
+    def _show_failure(self, e: SqlAIError, db: DB) -> None:
+        if not e.attempts:
+            return
+        lines = [f"%%sql_ai on {db.label}: {len(e.attempts)} attempt(s)"]
+        for i, a in enumerate(e.attempts, 1):
+            first = (a.error or "").splitlines()[0] if a.error else "ok"
+            lines.append(f"  {i}. {a.stage}: {first}")
+        display({"text/plain": "\n".join(lines)}, raw=True)
+
+    def emitted_code(self, res: SqlAIResult, conn_expr: str, out: str | None) -> str:
+        """A cell that runs `res.sql` without us: JupySQL ``%%sql`` when loaded, else Python."""
+        loaded = getattr(self.shell.extension_manager, "loaded", set())
+        var = out or "df"
+        if "sql" in loaded and conn_expr != "frames":
+            head = "%%sql"
+            if conn_expr and not conn_expr.startswith("'"):
+                head += f" {conn_expr}"
+            if out:
+                head += f" {out} <<"
+            return f"{head}\n{res.sql}"
+        sql_lit = repr(res.sql) if "\n" not in res.sql else f'"""\n{res.sql}\n"""'
+        if conn_expr == "frames":
+            return f"import duckdb\n\n{var} = duckdb.sql({sql_lit}).df()"
+        if conn_expr.startswith("'"):
+            return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {conn_expr})"
+        target = conn_expr or "conn"
+        db_obj = self.shell.user_ns.get(conn_expr)
+        if type(db_obj).__module__.startswith(("duckdb", "_duckdb")):
+            return f"{var} = {target}.execute({sql_lit}).df()"
+        return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {target})"
+
+    def _emit(self, res: SqlAIResult, conn_expr: str, out: str | None, batch: bool) -> None:
+        code = self.emitted_code(res, conn_expr, out)
+        if batch:
+            # nbclient drops set_next_input: put the cell where a reader of the output sees it
+            md = "**Next cell** (batch run: not inserted):\n\n" + _fence(
+                code, "sql" if code.startswith("%%sql") else "python"
+            )
+            display({"text/markdown": md, "text/plain": md}, raw=True)
+        else:
+            self.shell.set_next_input(code, replace=False)
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """Register %%sql_ai (called by ``%load_ext rsql_magic``)."""
+    ip.register_magics(SqlAIMagics(shell=ip))

@@ -1,0 +1,408 @@
+"""Check a generated statement before it runs: extract, parse, transpile, guard, qualify.
+
+- ``extract_sql``: the SQL out of a model answer (a fenced block, or plain text).
+- ``parse_statements``: sqlglot parse in the target dialect; a failure becomes a
+  :class:`SqlCheckError` whose message keeps sqlglot's wording and points at the token.
+- ``detect_dialect``: when the target dialect cannot parse the answer but another common one
+  can (``SELECT TOP 5`` is T-SQL, backticks are MySQL), we transpile with sqlglot instead of
+  spending a model call; the same when the database rejects a function another dialect has.
+- ``check_sql``: all of the above plus the read-only guard and qualification of every table and
+  column against the captured schema (``sqlglot.optimizer.qualify``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, OptimizeError, ParseError, TokenError
+from sqlglot.optimizer.qualify import qualify
+
+from rsql_magic.context.sql_schema import Schema
+
+from .errors import SqlCheckError, caret, offset_of
+from .guard import check_statements, explained_statements, explained_text
+
+__all__ = [
+    "Checked",
+    "check_sql",
+    "detect_dialect",
+    "extract_sql",
+    "parse_statements",
+    "transpile_functions",
+]
+
+# Dialects a model most often answers in by mistake, tried in this order.
+CANDIDATE_DIALECTS = (
+    "tsql",
+    "mysql",
+    "postgres",
+    "duckdb",
+    "sqlite",
+    "snowflake",
+    "bigquery",
+    "oracle",
+    "spark",
+)
+
+# Schemas that hold the database's own catalog: queries on them are fine, but they are not in
+# the captured schema, so their columns cannot be checked.
+_SYSTEM_DBS = {"information_schema", "pg_catalog", "sys", "mysql", "performance_schema"}
+_SYSTEM_PREFIXES = ("sqlite_", "duckdb_", "pg_")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """sqlglot logs a warning when it falls back to a Command (EXPLAIN, SHOW): not ours to show."""
+    log = logging.getLogger("sqlglot")
+    old = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
+# -- extraction ---------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_SQL_LANGS = {
+    "sql", "postgres", "postgresql", "psql", "pgsql", "sqlite", "duckdb", "mysql", "tsql",
+    "mssql", "plsql", "bigquery", "snowflake", "",
+}  # fmt: skip
+_SQL_START = re.compile(
+    r"^\s*(WITH|SELECT|EXPLAIN|SHOW|DESCRIBE|DESC|VALUES|INSERT|UPDATE|DELETE|MERGE|CREATE|"
+    r"DROP|ALTER|TRUNCATE|PRAGMA|FROM|\()\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def extract_sql(answer: str) -> tuple[str, str]:
+    """``(sql, rest)``: the first SQL code block of a model answer (or the answer's SQL part when
+    it has no fence), and the prose around it (an explanation, when one was asked for)."""
+    text = answer.strip()
+    blocks = list(_FENCE.finditer(text))
+    sql_blocks = [m for m in blocks if m.group(1).lower() in _SQL_LANGS]
+    chosen = sql_blocks[0] if sql_blocks else None
+    if chosen is not None:
+        sql = chosen.group(2).strip()
+        rest = (text[: chosen.start()] + "\n" + text[chosen.end() :]).strip()
+        return sql, rest
+    # No fence: the SQL starts at the first line that opens like a statement.
+    m = _SQL_START.search(text)
+    if m is None:
+        return "", text
+    body = text[m.start() :].strip()
+    # Prose after the statement (separated by a blank line, after a ';') is not SQL.
+    semi = re.search(r";\s*\n\s*\n", body)
+    if semi:
+        return body[: semi.start() + 1].strip(), (text[: m.start()] + body[semi.end() :]).strip()
+    return body, text[: m.start()].strip()
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _parse_error_message(e: ParseError | TokenError, sql: str) -> str:
+    if isinstance(e, ParseError) and e.errors:
+        err = e.errors[0]
+        desc = err.get("description") or "Invalid expression"
+        line, col = err.get("line") or 1, err.get("col") or 1
+        hl = err.get("highlight") or ""
+        end = offset_of(sql, line, col)
+        start = end - max(1, len(hl)) + 1
+        msg = f"{desc}. Line {line}, Col: {col}."
+        return f"{msg}\n{caret(sql, start, end)}"
+    from .errors import strip_ansi
+
+    return strip_ansi(str(e))
+
+
+def parse_statements(sql: str, dialect: str) -> list[exp.Expression]:
+    """Parse every statement of `sql`; raise :class:`SqlCheckError` (stage "parse")."""
+    try:
+        with _quiet():
+            stmts = sqlglot.parse(sql, read=dialect, error_level=ErrorLevel.RAISE)
+    except (ParseError, TokenError) as e:
+        raise SqlCheckError(_parse_error_message(e, sql), stage="parse", sql=sql) from None
+    return [s for s in stmts if s is not None]
+
+
+def _parses(sql: str, dialect: str) -> list[exp.Expression] | None:
+    try:
+        return parse_statements(sql, dialect)
+    except SqlCheckError:
+        return None
+
+
+def detect_dialect(sql: str, target: str) -> tuple[str, str] | None:
+    """``(source_dialect, transpiled_sql)`` when `sql` fails to parse in `target` but parses in
+    another common dialect and sqlglot can write it in `target`; else None."""
+    for src in CANDIDATE_DIALECTS:
+        if src == target:
+            continue
+        stmts = _parses(sql, src)
+        if not stmts:
+            continue
+        try:
+            with _quiet():
+                out = [
+                    s.sql(dialect=target, unsupported_level=ErrorLevel.RAISE, pretty=True)
+                    for s in stmts
+                ]
+        except Exception:
+            continue
+        text = ";\n".join(out)
+        if _parses(text, target) is not None:
+            return src, text
+    return None
+
+
+def _function_names(sql: str, dialect: str) -> set[str]:
+    """Names written as calls (``NAME(``) in `sql`, upper-case."""
+    try:
+        tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(sql)
+    except Exception:
+        return set()
+    names = set()
+    for a, b in zip(tokens, tokens[1:], strict=False):
+        if b.token_type == sqlglot.TokenType.L_PAREN and a.text and a.text[0].isalpha():
+            names.add(a.text.upper())
+    return names
+
+
+def _native_names(stmt: exp.Expression, dialect: str) -> set[str] | None:
+    try:
+        with _quiet():
+            return _function_names(stmt.sql(dialect, unsupported_level=ErrorLevel.RAISE), dialect)
+    except Exception:
+        return None
+
+
+def transpile_functions(
+    sql: str, target: str, names: set[str] | None = None
+) -> tuple[str, str] | None:
+    """``(source_dialect, transpiled_sql)`` when `sql` calls functions that `target` does not
+    spell that way but another dialect does (``LEN`` is T-SQL, ``DATE_ADD`` is MySQL).
+
+    Used after the database rejected a function: sqlglot knows how each dialect spells them.
+    `names` narrows the search to the functions the database named.
+    """
+    written = _function_names(sql, target)
+    stmts = _parses(sql, target)
+    if not written or not stmts or len(stmts) != 1:
+        return None
+    in_target = _native_names(stmts[0], target) or set()
+    # Foreign: sqlglot writes the name differently for the target (LEN -> LENGTH), or does not
+    # know it at all in the target (an Anonymous function, e.g. GETDATE in PostgreSQL).
+    unknown = {f.name.upper() for f in stmts[0].find_all(exp.Anonymous)}
+    foreign = {n for n in (written - in_target) | unknown if names is None or n in names}
+    if not foreign:
+        return None
+    for src in CANDIDATE_DIALECTS:
+        if src == target:
+            continue
+        src_stmts = _parses(sql, src)
+        if not src_stmts or len(src_stmts) != 1:
+            continue
+        native = _native_names(src_stmts[0], src)
+        src_unknown = {f.name.upper() for f in src_stmts[0].find_all(exp.Anonymous)}
+        if native is None or not foreign <= native or foreign & src_unknown:
+            continue  # `src` would rewrite these names too, or does not know them either
+        try:
+            with _quiet():
+                out = src_stmts[0].sql(dialect=target, unsupported_level=ErrorLevel.RAISE)
+        except Exception:
+            continue
+        if _parses(out, target) is not None and not (foreign & _function_names(out, target)):
+            return src, out
+    return None
+
+
+# -- qualification ------------------------------------------------------------------------
+
+
+@dataclass
+class Checked:
+    sql: str  # the statement that will run, in the target dialect
+    statement: exp.Expression
+    transpiled_from: str | None = None
+    note: str | None = None
+
+
+def _position(node: exp.Expression) -> tuple[int, int] | None:
+    ident = node if isinstance(node, exp.Identifier) else node.find(exp.Identifier)
+    meta = getattr(ident, "meta", None) or {}
+    if "start" in meta and "end" in meta:
+        return meta["start"], meta["end"]
+    return None
+
+
+def _where(sql: str, node: exp.Expression) -> str:
+    pos = _position(node)
+    if pos is None:
+        return ""
+    ident = node if isinstance(node, exp.Identifier) else node.find(exp.Identifier)
+    meta = ident.meta  # type: ignore[union-attr]
+    return f" Line: {meta.get('line', 1)}, Col: {meta.get('col', pos[1] + 1)}\n{caret(sql, *pos)}"
+
+
+def _cte_names(stmt: exp.Expression) -> set[str]:
+    return {cte.alias_or_name.lower() for cte in stmt.find_all(exp.CTE)}
+
+
+def _is_system(table: exp.Table) -> bool:
+    return table.db.lower() in _SYSTEM_DBS or table.name.lower().startswith(_SYSTEM_PREFIXES)
+
+
+def _real_tables(stmt: exp.Expression) -> list[exp.Table]:
+    ctes = _cte_names(stmt)
+    out = []
+    for t in stmt.find_all(exp.Table):
+        if not isinstance(t.this, exp.Identifier):
+            continue  # a table function: generate_series(...), read_csv(...)
+        if not t.db and t.name.lower() in ctes:
+            continue
+        out.append(t)
+    return out
+
+
+def _check_tables(stmt: exp.Expression, schema: Schema, sql: str) -> bool:
+    """Raise on a table the schema does not have; return False when a system table is used."""
+    plain = True
+    for t in _real_tables(stmt):
+        if _is_system(t):
+            plain = False
+            continue
+        if schema.table(t.name, t.db or None) is None:
+            names = [x.name for x in schema.tables]
+            close = difflib.get_close_matches(t.name, names, n=3, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            if not close and len(names) <= 30:
+                hint = f" Known tables: {', '.join(names)}."
+            full = f"{t.db}.{t.name}" if t.db else t.name
+            raise SqlCheckError(
+                f"Table '{full}' does not exist.{_where(sql, t)}\n{hint.strip()}".rstrip(),
+                stage="schema",
+                sql=sql,
+            )
+    return plain
+
+
+_UNRESOLVED = re.compile(r"Column '([^']+)' could not be resolved|Unknown column: (\S+)")
+
+
+def _column_hint(stmt: exp.Expression, schema: Schema, name: str) -> str:
+    """Which of the query's tables have a column like `name` (ambiguity, typos)."""
+    tables = []
+    for t in _real_tables(stmt):
+        st = schema.table(t.name, t.db or None)
+        if st is not None and st not in tables:
+            tables.append(st)
+    having = [t.name for t in tables if any(c.name.lower() == name.lower() for c in t.columns)]
+    if len(having) > 1:
+        return f"'{name}' is in {', '.join(having)}: qualify it with the table name or alias."
+    hints = []
+    for t in tables:
+        close = difflib.get_close_matches(name, [c.name for c in t.columns], n=3, cutoff=0.6)
+        if close:
+            hints.append(f"{t.name} has {', '.join(close)}")
+    if hints:
+        return "Did you mean: " + "; ".join(hints) + "?"
+    cols = "; ".join(f"{t.name}({', '.join(c.name for c in t.columns[:25])})" for t in tables[:4])
+    return f"Columns available: {cols}." if cols else ""
+
+
+def _qualify_error(e: OptimizeError, stmt: exp.Expression, schema: Schema, sql: str) -> str:
+    msg = str(e)
+    m = _UNRESOLVED.search(msg)
+    if not m:
+        return msg
+    name = m.group(1) or m.group(2)
+    # Point at the column: sqlglot's message has the position for some errors, not all.
+    node = None
+    for col in stmt.find_all(exp.Column):
+        if col.name == name or col.name.lower() == name.lower():
+            node = col.this
+            mc = re.search(r"Col: (\d+)", msg)
+            if mc is None or (node.meta or {}).get("col") == int(mc.group(1)):
+                break
+    if node is not None and _position(node) is not None:
+        meta = node.meta
+        if "Line" not in msg:
+            msg = f"{msg.rstrip('.')}. Line: {meta.get('line', 1)}, Col: {meta.get('col')}"
+        msg = f"{msg}\n{caret(sql, meta['start'], meta['end'])}"
+    hint = _column_hint(stmt, schema, name)
+    return f"{msg}\n{hint}" if hint else msg
+
+
+def _qualify(stmt: exp.Expression, schema: Schema, dialect: str, sql: str) -> None:
+    target = stmt
+    if isinstance(stmt, exp.Describe | exp.Show):
+        target = stmt.this if isinstance(stmt, exp.Describe) else None
+    if isinstance(stmt, exp.Command):
+        if str(stmt.this).upper() != "EXPLAIN":
+            return  # SHOW ...: nothing to qualify
+        inner = explained_statements(stmt, dialect)
+        if len(inner) == 1:  # positions in errors are relative to the explained text
+            _qualify(inner[0], schema, dialect, explained_text(stmt))
+        return
+    if target is None or not isinstance(target, exp.Expression):
+        return
+    if isinstance(target, exp.Table):
+        _check_tables(exp.select("*").from_(target.copy()), schema, sql)
+        return
+    if not _check_tables(target, schema, sql):
+        return  # a catalog table: no columns of it to check against
+    try:
+        qualify(
+            target.copy(),
+            schema=schema.sqlglot_schema(dialect),
+            dialect=dialect,
+            db=schema.default_db,
+            validate_qualify_columns=True,
+            quote_identifiers=False,
+            identify=False,
+        )
+    except OptimizeError as e:
+        raise SqlCheckError(
+            _qualify_error(e, target, schema, sql), stage="schema", sql=sql
+        ) from None
+
+
+def check_sql(
+    sql: str, schema: Schema | None, dialect: str, *, allow_write: bool = False
+) -> Checked:
+    """Parse (transpiling from another dialect when needed), guard and qualify `sql`.
+
+    Raises :class:`SqlCheckError` with a message fit to send back to the model, or
+    :class:`~rsql_magic.sql.errors.Refused` from the read-only guard.
+    """
+    if not sql.strip():
+        raise SqlCheckError(
+            "The answer holds no SQL: answer with one statement in a ```sql block.",
+            stage="extract",
+        )
+    transpiled_from = None
+    try:
+        stmts = parse_statements(sql, dialect)
+    except SqlCheckError as err:
+        found = detect_dialect(sql, dialect)
+        if found is None:
+            raise
+        transpiled_from, sql = found
+        stmts = parse_statements(sql, dialect)
+        del err
+    stmt = check_statements(stmts, dialect, allow_write=allow_write)
+    if schema is not None:
+        _qualify(stmt, schema, dialect, sql)
+    note = (
+        f"transpiled from {transpiled_from} to {dialect} with sqlglot" if transpiled_from else None
+    )
+    return Checked(sql.strip().rstrip(";").strip(), stmt, transpiled_from, note)
