@@ -71,9 +71,10 @@ def statement_kind(stmt: exp.Expression) -> str:
     if isinstance(stmt, exp.Drop | exp.Create):
         kind = stmt.args.get("kind")
         return f"{stmt.key.upper()} {kind}".strip() if kind else stmt.key.upper()
-    if isinstance(stmt, exp.SetOperation):
-        return stmt.key.upper()
-    return stmt.key.upper()
+    return _KIND_NAMES.get(stmt.key, stmt.key.upper())
+
+
+_KIND_NAMES = {"truncatetable": "TRUNCATE TABLE", "altercolumn": "ALTER COLUMN", "loaddata": "LOAD DATA"}
 
 
 def _describe(stmt: exp.Expression, dialect: str) -> str:

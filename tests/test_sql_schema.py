@@ -1,0 +1,263 @@
+"""Schema capture from real SQLite, DuckDB and PostgreSQL; compact DDL within a budget.
+
+Also defines the ``pg_url`` fixture (a throwaway PostgreSQL database) that the other
+tests/test_sql_*.py modules import.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import duckdb
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from rsql_magic.context.sql_schema import (
+    capture_schema,
+    describe_connection,
+    infer_dialect,
+    rank_tables,
+)
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_ADMIN = os.environ.get("RSQL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+
+
+def _missing(msg: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI must run every test, but {msg}")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database ``rsql_test_<random>``, dropped afterwards."""
+    try:
+        import psycopg
+    except ImportError:
+        _missing("psycopg is not installed (pip install 'psycopg[binary]')")
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except Exception as e:
+        _missing(f"PostgreSQL is not reachable at {PG_ADMIN!r}: {e}")
+    name = f"rsql_test_{secrets.token_hex(4)}"
+    admin.execute(f"CREATE DATABASE {name}")
+    params = dict(x.split("=", 1) for x in PG_ADMIN.split())
+    url = (
+        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
+        f":{params.get('port', '5432')}/{name}"
+    )
+    try:
+        yield url
+    finally:
+        sa_engines = [e for e in _ENGINES_TO_DISPOSE]
+        for e in sa_engines:
+            e.dispose()
+        from rsql_magic.sql import connections
+
+        for key in [k for k in connections._ENGINES if name in k]:
+            connections._ENGINES.pop(key).dispose()
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+_ENGINES_TO_DISPOSE: list[sa.Engine] = []
+
+
+def pg_engine(url: str) -> sa.Engine:
+    eng = sa.create_engine(url)
+    _ENGINES_TO_DISPOSE.append(eng)
+    return eng
+
+
+SQLITE_DDL = """
+CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "order" TEXT);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers,
+                     amount REAL, created_at TIMESTAMP);
+CREATE TABLE items (order_id INT, sku TEXT, qty INT, PRIMARY KEY (order_id, sku),
+                    FOREIGN KEY (order_id) REFERENCES orders(id));
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 100;
+"""
+
+
+def test_sqlite_capture_keys_views_and_ddl() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SQLITE_DDL)
+    s = capture_schema(conn)
+    assert [t.name for t in s.tables] == ["big_orders", "customers", "items", "orders"]
+    items = s.table("items")
+    assert items.primary_key == ("order_id", "sku")
+    orders = s.table("orders")
+    fk = orders.foreign_keys[0]
+    # a FK without columns points at the target's primary key
+    assert (fk.columns, fk.ref_table, fk.ref_columns) == (("customer_id",), "customers", ("id",))
+    assert s.table("big_orders").kind == "view"
+    ddl = describe_connection(conn)
+    assert ddl.splitlines() == [
+        "-- sqlite schema: 4 tables",
+        "CREATE TABLE big_orders (id INTEGER, customer_id INTEGER, amount REAL, created_at TIMESTAMP);  -- a view",
+        'CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "order" TEXT);',
+        "CREATE TABLE items (order_id INTEGER NOT NULL REFERENCES orders(id), sku TEXT NOT NULL, qty INTEGER, PRIMARY KEY (order_id, sku));",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), amount REAL, created_at TIMESTAMP);",
+    ]
+    assert infer_dialect(conn) == "sqlite"
+    # the same schema written for another dialect
+    pg = describe_connection(conn, dialect="postgres")
+    assert "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT NOT NULL" in pg
+
+
+def test_duckdb_capture_and_frames() -> None:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE SCHEMA stage; CREATE TABLE p (id INTEGER PRIMARY KEY, n VARCHAR);"
+        "CREATE TABLE q (id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p(id), v DECIMAL(10,2));"
+        "CREATE TABLE stage.raw (line VARCHAR)"
+    )
+    s = capture_schema(con)
+    assert s.default_db == "main"
+    assert s.mapping() == {
+        "main": {
+            "p": {"id": "INTEGER", "n": "VARCHAR"},
+            "q": {"id": "INTEGER", "pid": "INTEGER", "v": "DECIMAL(10,2)"},
+        },
+        "stage": {"raw": {"line": "VARCHAR"}},
+    }
+    ddl = describe_connection(con)
+    assert "CREATE TABLE q (id INT PRIMARY KEY, pid INT REFERENCES p(id), v DECIMAL(10, 2));" in ddl
+    assert "CREATE TABLE stage.raw (line TEXT);" in ddl
+    assert infer_dialect(con) == "duckdb"
+
+    frames = {
+        "sales": pd.DataFrame(
+            {"region": ["n", "s"], "when": pd.to_datetime(["2024-01-01", "2024-02-01"])}
+        )
+    }
+    fddl = describe_connection(frames)
+    assert 'CREATE TABLE sales (region TEXT, "when" TIMESTAMP);  -- a pandas DataFrame' in fddl
+
+
+def test_postgres_capture_schemas_composite_keys(pg_url: str) -> None:
+    eng = pg_engine(pg_url)
+    with eng.begin() as c:
+        c.exec_driver_sql(
+            "CREATE SCHEMA sales;"
+            'CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, "Region" varchar(20));'
+            "CREATE TABLE sales.orders (id bigint PRIMARY KEY, customer_id int REFERENCES customers(id),"
+            " amount numeric(10,2), created timestamptz);"
+            "CREATE TABLE t2 (a int, b int, c int, PRIMARY KEY (a, b));"
+            "CREATE TABLE t3 (x int, y int, FOREIGN KEY (x, y) REFERENCES t2 (a, b));"
+            "CREATE VIEW v AS SELECT a FROM t2;"
+        )
+    s = capture_schema(eng)
+    assert s.dialect == "postgres" and s.default_db == "public"
+    assert s.table("orders").db == "sales"  # unique unqualified name outside the default schema
+    assert s.table("t2").primary_key == ("a", "b")
+    fk = s.table("t3").foreign_keys[0]
+    assert (fk.columns, fk.ref_table, fk.ref_columns) == (("x", "y"), "t2", ("a", "b"))
+    ddl = describe_connection(eng, "orders by region")
+    lines = ddl.splitlines()
+    assert lines[0] == "-- postgres schema: 5 tables"
+    # the question ranks the tables: orders and customers first
+    assert lines[1].startswith(
+        "CREATE TABLE sales.orders (id BIGINT PRIMARY KEY, customer_id INT REFERENCES customers(id)"
+    )
+    assert (
+        lines[2]
+        == 'CREATE TABLE customers (id INT PRIMARY KEY, name TEXT NOT NULL, "Region" VARCHAR(20));'
+    )
+    assert "FOREIGN KEY (x, y) REFERENCES t2(a, b)" in ddl
+    assert "CREATE TABLE v (a INT);  -- a view" in ddl
+    # the same through a URL string and a raw psycopg connection
+    assert describe_connection(pg_url, "orders by region") == ddl
+    import psycopg
+
+    raw = psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        assert describe_connection(raw, "orders by region") == ddl
+    finally:
+        raw.close()
+
+
+def test_jupysql_current_connection() -> None:
+    try:
+        from sql.connection import ConnectionManager, DBAPIConnection, SQLAlchemyConnection
+    except ImportError:
+        _missing("jupysql is not installed")
+    try:
+        conn = sqlite3.connect(":memory:")
+        conn.executescript(SQLITE_DDL)
+        wrapped = DBAPIConnection(conn, alias="t_dbapi")
+        assert "CREATE TABLE orders" in describe_connection(wrapped)
+        eng = sa.create_engine("duckdb:///:memory:")
+        with eng.begin() as c:
+            c.exec_driver_sql("CREATE TABLE z (a INT PRIMARY KEY, b TEXT)")
+        wrapped2 = SQLAlchemyConnection(eng, alias="t_sa")
+        ddl = "-- duckdb schema: 1 table\nCREATE TABLE z (a INT PRIMARY KEY, b TEXT);"
+        assert describe_connection(wrapped2) == ddl
+        # None means "JupySQL's active connection" (the last one opened)
+        assert describe_connection(None) == ddl
+    finally:
+        ConnectionManager.close_all()  # JupySQL's registry is process-wide
+
+
+def many_tables(n: int) -> list[str]:
+    stmts = []
+    for i in range(n):
+        ref = f", parent_id INTEGER REFERENCES t{i - 1:03d}(id)" if i else ""
+        stmts.append(
+            f"CREATE TABLE t{i:03d} (id INTEGER PRIMARY KEY, name TEXT, value REAL, "
+            f"created_at TIMESTAMP, note TEXT{ref})"
+        )
+    return stmts
+
+
+def test_500_tables_cut_to_budget_and_ranked() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(";\n".join(many_tables(500)) + ";")
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, customer TEXT, total REAL)")
+    t0 = time.perf_counter()
+    s = capture_schema(conn)
+    elapsed = time.perf_counter() - t0
+    assert len(s.tables) == 501
+    assert elapsed < 2.0, elapsed  # measured ~0.03 s; see bench/bench_schema.py
+    ddl = describe_connection(conn, "total of unpaid invoices", budget_chars=2000)
+    assert len(ddl) <= 2000
+    lines = ddl.splitlines()
+    assert lines[0].startswith("-- sqlite schema: 501 tables, ")
+    assert lines[1].startswith("CREATE TABLE invoices ")  # the relevant table first
+    assert lines[-1].startswith("-- other tables: ") and lines[-1].endswith("more)")
+    # --tables pins: only those
+    pinned = describe_connection(conn, "anything", tables=["t250", "t007"], budget_chars=2000)
+    assert [x.split(" (")[0] for x in pinned.splitlines()[1:]] == [
+        "CREATE TABLE t250",
+        "CREATE TABLE t007",
+    ]
+
+
+def test_rank_follows_foreign_keys() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(
+        "CREATE TABLE zebra (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE region (id INTEGER PRIMARY KEY, label TEXT);"
+        "CREATE TABLE shop (id INTEGER PRIMARY KEY, region_id INT REFERENCES region(id));"
+        "CREATE TABLE sale (id INTEGER PRIMARY KEY, shop_id INT REFERENCES shop(id), amount REAL);"
+    )
+    order = [t.name for t in rank_tables(capture_schema(conn), "sales amount per shop")]
+    assert order[:2] == ["sale", "shop"] and order[-1] == "zebra"
+
+
+def test_capture_is_bounded_in_time() -> None:
+    # a catalog query that cannot finish is cancelled by the time bound
+    from rsql_magic.sql.connections import QueryTimeout, resolve
+
+    db = resolve(sqlite3.connect(":memory:"))
+    slow = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+    t0 = time.perf_counter()
+    with pytest.raises(QueryTimeout):
+        db.rows(slow, timeout_s=0.3)
+    assert time.perf_counter() - t0 < 3
