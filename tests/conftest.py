@@ -24,6 +24,11 @@ from tests.fake_provider import FakeProvider, KeyPolicy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# jupysql (through ploomber-core) phones home for telemetry and version checks; tests, kernels
+# and servers started from here talk to loopback only
+os.environ["PLOOMBER_STATS_ENABLED"] = "false"
+os.environ["PLOOMBER_VERSION_CHECK_DISABLED"] = "true"
+
 
 def require(what: str, *, binary: bool = False, reason: str = "") -> None:
     """Skip when a component is missing, with a reason; in CI a missing component fails."""

@@ -178,9 +178,14 @@ class Engine:
         pool = self.pool
         deadline = self.clock() + self.settings.max_wait_seconds
         tried: set[str] = set()
-        failures: list[UpstreamFailure] = []
+        failures: list[tuple[str, UpstreamFailure]] = []
         for _ in range(2 * len(pool.keys) + 2):
-            slot = await pool.acquire(req.model, req.reserve_tokens, tried, deadline)
+            try:
+                slot = await pool.acquire(req.model, req.reserve_tokens, tried, deadline)
+            except UpstreamError:
+                if failures:  # every key was tried: say what happened to each
+                    raise self._exhausted(req.model, failures) from None
+                raise
             spec = slot.key.spec
             transport = self.local if spec.provider == "llama_cpp" else self.http
             outcome.upstream = spec.name
@@ -192,7 +197,7 @@ class Engine:
                 )
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
-                failures.append(fail)
+                failures.append((spec.name, fail))
                 if self._on_failure(slot, fail):
                     tried.add(spec.name)
                 if fail.kind == "client":  # the request itself is wrong: no other key will help
@@ -233,18 +238,18 @@ class Engine:
         log.warning("upstream %s failed: %s", alias, fail)
         return True
 
-    def _exhausted(self, model: str, failures: list[UpstreamFailure]) -> ProxyError:
+    def _exhausted(self, model: str, failures: list[tuple[str, UpstreamFailure]]) -> ProxyError:
         if not failures:
             return UpstreamError(f"no upstream could serve model {model!r}")
-        if all(f.kind == "rate_limited" for f in failures):
-            wait = min((f.retry_after or self.settings.default_cooldown_seconds) for f in failures)
+        if all(f.kind == "rate_limited" for _, f in failures):
+            wait = min((f.retry_after or self.settings.default_cooldown_seconds) for _, f in failures)
             return RateLimited(
                 f"every upstream key for model {model!r} is rate limited by the provider",
                 retry_after=wait,
                 limit="upstream capacity",
             )
-        detail = "; ".join(str(f) for f in failures[-5:])
-        if all(f.kind == "timeout" for f in failures):
+        detail = "; ".join(f"{alias}: {f}" for alias, f in failures[-5:])
+        if all(f.kind == "timeout" for _, f in failures):
             return UpstreamError(f"upstreams for model {model!r} timed out: {detail}", status=504, code="upstream_timeout")
         return UpstreamError(f"every upstream attempt for model {model!r} failed: {detail}")
 
