@@ -94,7 +94,9 @@ class RSQLMagic(Magics):
         None, allow_none=True, help="Token for proxy_url (else RSQL_PROXY_TOKEN / JUPYTERHUB_API_TOKEN)."
     ).tag(config=True)
     model = Unicode(
-        None, allow_none=True, help="Default model (else the proxy's default; --model overrides)."
+        None,
+        allow_none=True,
+        help="Default model (else env RSQL_MODEL, else the proxy's default; --model overrides).",
     ).tag(config=True)
     context_tokens = Int(3000, help="Token budget (chars/4) for all context together.").tag(config=True)
     max_frames = Int(3, help="Frames included when none are named (the most recently defined).").tag(
@@ -316,7 +318,7 @@ class RSQLMagic(Magics):
             return
 
         client = self.client()
-        model = args.model or self.model or None
+        model = args.model or self.model or os.environ.get("RSQL_MODEL") or None
         handle = None
         buf: list[str] = []
         stream = bool(self.stream and not batch)
@@ -424,7 +426,7 @@ class RSQLMagic(Magics):
             return
         rows.append(f"**proxy**: {client.description}")
         rows.append(f"**batch run**: {'yes' if self.is_batch() else 'no'}; "
-                    f"**default model**: {self.model or '(proxy default)'}")
+                    f"**default model**: {self.model or os.environ.get('RSQL_MODEL') or '(proxy default)'}")
         try:
             me = client.me()
         except ProxyError as e:
@@ -456,6 +458,29 @@ def _flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+_ASK_LINE = re.compile(r"^([ \t]*)%ask(?:[ \t]+(.*?))?[ \t]*\?[ \t]*(\r?\n)?$")
+
+
+def protect_question_mark(lines: list[str]) -> list[str]:
+    """An IPython input transform: ``%ask what is X?`` must not become a help lookup.
+
+    IPython turns any line ending in ``?`` into ``pinfo`` ("Object `X` not found") before
+    magics run. Rewrite such ``%ask`` lines into the explicit ``run_line_magic`` call first.
+    Cells that start with ``%%`` (a cell magic owns its body) are left alone.
+    """
+    if not lines or lines[0].lstrip().startswith("%%"):
+        return lines
+    out = []
+    for ln in lines:
+        m = _ASK_LINE.match(ln)
+        if m is None or not m.group(2):  # "%ask?" is still help on %ask
+            out.append(ln)
+            continue
+        arg = m.group(2) + "?"
+        out.append(f"{m.group(1)}get_ipython().run_line_magic('ask', {arg!r}){m.group(3) or ''}")
+    return out
+
+
 _INSTANCES: dict[int, RSQLMagic] = {}
 
 
@@ -466,6 +491,9 @@ def load_ipython_extension(ip: Any) -> None:
     m = RSQLMagic(shell=ip)
     ip.register_magics(m)
     ip.events.register("post_run_cell", m.post_run_cell)
+    cleanup = getattr(ip, "input_transformers_cleanup", None)
+    if isinstance(cleanup, list) and protect_question_mark not in cleanup:
+        cleanup.append(protect_question_mark)
     _INSTANCES[id(ip)] = m
     _load_sql_magics(ip)
 
@@ -495,6 +523,9 @@ def unload_ipython_extension(ip: Any) -> None:
         ip.events.unregister("post_run_cell", m.post_run_cell)
     except ValueError:
         pass
+    cleanup = getattr(ip, "input_transformers_cleanup", None)
+    if isinstance(cleanup, list) and protect_question_mark in cleanup:
+        cleanup.remove(protect_question_mark)
     for kind, names in (("line", ("ask", "ask_status")), ("cell", ("ask",))):
         for n in names:
             ip.magics_manager.magics[kind].pop(n, None)
