@@ -205,3 +205,14 @@ def jupyter_proxy(provider: FakeProvider, tmp_path_factory: pytest.TempPathFacto
     )
     yield server
     server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI nothing is silently skipped: a skip (a missing component) is a failure there."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped in CI, where every test must run: {reason}"

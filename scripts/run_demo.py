@@ -1,0 +1,84 @@
+"""The main job: run notebooks/demo.ipynb headless, through the proxy in a real Jupyter server.
+
+The proxy's upstreams come from ./rsql_config.py (c.RSQLProxy.* settings) when it exists, else
+the local SmolLM2-135M model answers (weak, but needs no key and no network). The executed
+notebook is written to notebooks/demo.html; a failing cell fails this script.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "demo.ipynb"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    port, token = free_port(), secrets.token_hex(16)
+    work = Path(tempfile.mkdtemp(prefix="rsql-demo-"))
+    cmd = [
+        sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+    ]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    user_config = Path(os.environ.get("RSQL_CONFIG", ROOT / "rsql_config.py"))
+    if user_config.exists():
+        cmd.append(f"--config={user_config}")
+        print(f"proxy configured from {user_config}")
+    else:
+        print("no rsql_config.py: the proxy answers with the local SmolLM2-135M model")
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(work / "runtime")}
+    log = (work / "server.log").open("wb")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if server.poll() is not None:
+                sys.stderr.write((work / "server.log").read_text())
+                return 1
+            try:
+                urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.stderr.write((work / "server.log").read_text())
+                    return 1
+                time.sleep(0.3)
+        print(f"proxy ready at {url}rsql/; running {NOTEBOOK.name} headless")
+        kernel_env = {**env, "RSQL_PROXY_URL": f"{url}rsql/", "RSQL_PROXY_TOKEN": token}
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",
+                "--ExecutePreprocessor.timeout=600", str(NOTEBOOK), "--output", "demo.html",
+            ],
+            env=kernel_env,
+        )
+        if done.returncode == 0:
+            print(f"wrote {NOTEBOOK.with_suffix('.html')}")
+        return done.returncode
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
