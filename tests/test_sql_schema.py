@@ -34,9 +34,9 @@ def _missing(msg: str) -> None:
     pytest.skip(msg)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database ``rsql_test_<random>``, dropped afterwards."""
+    """A fresh PostgreSQL database ``rsql_test_<random>`` per test module, dropped afterwards."""
     try:
         import psycopg
     except ImportError:
@@ -55,8 +55,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        sa_engines = [e for e in _ENGINES_TO_DISPOSE]
-        for e in sa_engines:
+        for e in _ENGINES_TO_DISPOSE:
             e.dispose()
         from rsql_magic.sql import connections
 
