@@ -125,7 +125,7 @@ class SqlAIMagics(Magics):
             if name in ns:
                 obj = ns[name]
                 if _is_frame(obj):
-                    return FramesDB({name: obj}), name
+                    return FramesDB({name: obj}), "frames"
                 return resolve(obj), name
             if "://" in name:
                 return resolve(name), repr(name)
@@ -136,7 +136,10 @@ class SqlAIMagics(Magics):
 
                 conn = ConnectionManager.connections.get(name)
                 if conn is not None:
-                    return resolve(conn), name
+                    if conn is ConnectionManager.current:
+                        return resolve(conn), ""
+                    url = getattr(conn, "url", None)
+                    return resolve(conn), repr(str(url)) if url else ""
             except ImportError:
                 pass
             raise SqlAIError(
@@ -302,17 +305,17 @@ class SqlAIMagics(Magics):
         """A cell that runs `res.sql` without us: JupySQL ``%%sql`` when loaded, else Python."""
         loaded = getattr(self.shell.extension_manager, "loaded", set())
         var = out or "df"
-        if "sql" in loaded and conn_expr != "frames":
-            head = "%%sql"
-            if conn_expr and not conn_expr.startswith("'"):
-                head += f" {conn_expr}"
-            if out:
-                head += f" {out} <<"
+        if "sql" in loaded and conn_expr == "":
+            # JupySQL's active connection: its own cell magic (`<<` stores a ResultSet;
+            # `.DataFrame()` on it gives pandas)
+            head = f"%%sql {out} <<" if out else "%%sql"
             return f"{head}\n{res.sql}"
-        sql_lit = repr(res.sql) if "\n" not in res.sql else f'"""\n{res.sql}\n"""'
+        multiline = "\n" in res.sql and '"""' not in res.sql and "\\" not in res.sql
+        sql_lit = f'"""\n{res.sql}\n"""' if multiline else repr(res.sql)
         if conn_expr == "frames":
+            # DuckDB finds DataFrames by their variable names (replacement scans)
             return f"import duckdb\n\n{var} = duckdb.sql({sql_lit}).df()"
-        if conn_expr.startswith("'"):
+        if conn_expr.startswith("'"):  # a URL: pandas makes the engine
             return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {conn_expr})"
         target = conn_expr or "conn"
         db_obj = self.shell.user_ns.get(conn_expr)
