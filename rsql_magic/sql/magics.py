@@ -24,7 +24,7 @@ from traitlets import Float, Int, Unicode
 
 from rsql_magic.context.sql_schema import capture_schema
 
-from .connections import DB, FramesDB, _is_frame, jupysql_current, resolve
+from .connections import _SA_TO_SQLGLOT, DB, FramesDB, _is_frame, jupysql_current, resolve
 from .loop import SqlAIError, SqlAIResult, dialect_label, run_question
 
 __all__ = ["SqlAIMagics", "load_ipython_extension"]
@@ -37,6 +37,19 @@ def _fence(code: str, lang: str) -> str:
     return f"{fence}{lang}\n{code}\n{fence}"
 
 
+def _dialect_name(name: str) -> str:
+    """A sqlglot dialect name from what a user may type (postgresql, mssql, sqlserver ...)."""
+    from sqlglot.dialects.dialect import Dialect
+
+    d = name.strip().lower()
+    d = {"sqlserver": "tsql", "pg": "postgres"}.get(d, _SA_TO_SQLGLOT.get(d, d))
+    try:
+        Dialect.get_or_raise(d)
+    except ValueError as e:
+        raise SqlAIError(f"--dialect {name}: {e}", attempts=[], sql="", stage="usage") from None
+    return d
+
+
 @magics_class
 class SqlAIMagics(Magics):
     """``%%sql_ai``. Traits are configurable as ``SqlAIMagics.<name>``."""
@@ -46,9 +59,9 @@ class SqlAIMagics(Magics):
     timeout = Float(60.0, help="Statement timeout in seconds (0: none).").tag(config=True)
     max_retries = Int(3, help="Default --max-retries.").tag(config=True)
     schema_chars = Int(6000, help="Character budget for the schema DDL sent.").tag(config=True)
-    model = Unicode("", help="Model for SQL (empty: RSQLMagic.model, else the proxy's).").tag(
-        config=True
-    )
+    model = Unicode(
+        "", help="Model for SQL (empty: RSQLMagic.model, env RSQL_MODEL, else the proxy's)."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -194,11 +207,17 @@ class SqlAIMagics(Magics):
                 "%%sql_ai needs a question in the cell body", attempts=[], sql="", stage="usage"
             )
         db, conn_expr = self.resolve_connection(args.conn)
-        dialect = (args.dialect or db.dialect).lower()
+        dialect = _dialect_name(args.dialect) if args.dialect else db.dialect
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
         batch = self.is_batch()
         ask = self._ask_magic()
-        model = args.model or self.model or getattr(ask, "model", "") or None
+        model = (
+            args.model
+            or self.model
+            or getattr(ask, "model", "")
+            or os.environ.get("RSQL_MODEL")  # as %%ask: env default, else the proxy's
+            or None
+        )
         complete, client = self._complete_fn(model, args.no_cache, batch)
         schema = capture_schema(db)
         try:
