@@ -106,7 +106,12 @@ def _error_from(status: int, body: bytes | str, headers: Any) -> ProxyError:
             e = parsed.get("error", parsed)
             err = e if isinstance(e, dict) else {"message": str(e)}
     except ValueError:
-        err = {"message": text.strip()[:500] or f"HTTP {status}"}
+        body_text = text.strip()
+        if body_text.startswith("<"):  # an HTML page: not the proxy speaking (wrong URL?)
+            err = {"message": f"HTTP {status} with an HTML page, not the proxy's JSON "
+                              "(is the URL the proxy's root, e.g. .../rsql/?)"}
+        else:
+            err = {"message": body_text[:500] or f"HTTP {status}"}
     get = headers.get if headers is not None else (lambda _k, _d=None: None)
     retry_after = _float(get("Retry-After"))
     limit = err.get("limit") or None

@@ -76,14 +76,17 @@ def run_notebook(nb: Any, env: dict[str, str], cwd: Path, timeout: int = 120) ->
 
 def outputs_text(cell: Any) -> str:
     """All text a cell showed: streams, markdown / plain display data, errors."""
+    def text(v: Any) -> str:  # on disk, multi-line strings are lists of lines
+        return "".join(v) if isinstance(v, list) else str(v or "")
+
     parts: list[str] = []
     for out in cell.get("outputs", []):
         kind = out.get("output_type")
         if kind == "stream":
-            parts.append(out.get("text", ""))
+            parts.append(text(out.get("text", "")))
         elif kind in ("display_data", "execute_result"):
             data = out.get("data", {})
-            parts.append(data.get("text/markdown") or data.get("text/plain") or "")
+            parts.append(text(data.get("text/markdown") or data.get("text/plain")))
         elif kind == "error":
             parts.append(f"{out.get('ename')}: {out.get('evalue')}")
     return "\n".join(parts)

@@ -1,8 +1,10 @@
 """%%ask in real kernels (ipykernel via nbclient, as nbconvert / papermill run notebooks).
 
-The kernel talks HTTP to the loopback fake provider (RSQL_PROXY_URL points at it: it serves
-``/v1/chat/completions`` like the proxy does). We assert on what the upstream received (the
-context really reached it) and on what the cells displayed.
+Context tests go through the real proxy (``jupyter_proxy``: a Jupyter server with the rsql
+extension in front of the fake provider). Tests of the kernel's own error handling (a 500,
+429 + Retry-After waits) point RSQL_PROXY_URL straight at the fake provider, which serves
+``/v1/chat/completions`` with exactly the status and headers the test needs. We assert on what
+the upstream received (the context really reached it) and on what the cells displayed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tests._ask_util import (
     run_notebook,
     user_prompts,
 )
+from tests.conftest import JupyterServer
 from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -30,10 +33,17 @@ SETUP = "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'"
 
 
 def env_for(fp: FakeProvider, **extra: str) -> dict[str, str]:
+    """Kernel talks to the fake provider directly (for status / header-exact tests)."""
     return kernel_env(f"http://127.0.0.1:{fp.port}/", KEY, **extra)
 
 
-def test_pandas_context_render_out_and_insert(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def via_proxy(server: JupyterServer) -> dict[str, str]:
+    return kernel_env(server.proxy_url, server.token)
+
+
+def test_pandas_context_render_out_and_insert(
+    jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     fresh_provider.script(
         "Group and sum:\n\n```python\nsales.groupby('region')['amount'].sum()\n```\n"
     )
@@ -45,7 +55,7 @@ def test_pandas_context_render_out_and_insert(fresh_provider: FakeProvider, tmp_
         "%%ask --insert -o ans\nWhat is the total amount per region in sales?",
         "assert ans.startswith('Group and sum'), ans\nprint('stored', len(ans))",
     ])
-    run_notebook(nb, env_for(fresh_provider), tmp_path)
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
 
     assert len(fresh_provider.received) == 1
     body = fresh_provider.received[0].body
@@ -69,7 +79,9 @@ def test_pandas_context_render_out_and_insert(fresh_provider: FakeProvider, tmp_
     assert "stored" in outputs_text(nb.cells[3])
 
 
-def test_error_context_and_references(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_error_context_and_references(
+    jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     nb = make_notebook(
         [
             SETUP,
@@ -82,7 +94,7 @@ def test_error_context_and_references(fresh_provider: FakeProvider, tmp_path: Pa
         ],
         raises=(1,),
     )
-    run_notebook(nb, env_for(fresh_provider), tmp_path)
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
     prompt = user_prompts(fresh_provider.received)[0]
     # the last error's cell and traceback went along
     assert "## Last error" in prompt and "d['b']" in prompt and "KeyError: 'b'" in prompt
@@ -101,7 +113,9 @@ def test_error_context_and_references(fresh_provider: FakeProvider, tmp_path: Pa
     assert outputs_text(nb.cells[4]).strip() == "1"
 
 
-def test_sqlite_schema_context(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_sqlite_schema_context(
+    jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     nb = make_notebook([
         SETUP,
         "import sqlite3\ncon = sqlite3.connect(':memory:')\n"
@@ -110,7 +124,7 @@ def test_sqlite_schema_context(fresh_provider: FakeProvider, tmp_path: Path) -> 
         " total REAL, placed_at TEXT);''')",
         "%%ask --sql con\nTop 5 customers by total order value?",
     ])
-    run_notebook(nb, env_for(fresh_provider), tmp_path)
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
     prompt = user_prompts(fresh_provider.received)[0]
     assert "## SQL schema" in prompt and "connection `con`" in prompt
     low = prompt.lower()
@@ -120,7 +134,9 @@ def test_sqlite_schema_context(fresh_provider: FakeProvider, tmp_path: Path) -> 
     assert "write code in SQL" in system  # --sql makes SQL the answer language
 
 
-def test_r_session_context(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_r_session_context(
+    jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     require_r()
     nb = make_notebook([
         SETUP,
@@ -130,7 +146,7 @@ def test_r_session_context(fresh_provider: FakeProvider, tmp_path: Path) -> None
         "big <- data.frame(x = seq_len(2e6))",
         "%%ask --r\nHow do I plot score by grade for scores?",
     ])
-    run_notebook(nb, env_for(fresh_provider), tmp_path, timeout=180)
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path, timeout=180)
     prompt = user_prompts(fresh_provider.received)[0]
     assert "## R session" in prompt and "R version 4." in prompt
     assert "### data.frame `scores`: 3 rows x 3 columns" in prompt

@@ -144,5 +144,7 @@ def test_error_body_parsing() -> None:
     assert (e.status, e.limit, e.reset, e.retry_after, e.code) == (
         429, "user tokens/day", "2026-01-01T00:00:00Z", 3600.0, "user_budget")
     assert "limit: user tokens/day" in str(e) and "resets: 2026-01-01" in str(e)
-    e = _error_from(502, b"<html>bad gateway</html>", {})
+    e = _error_from(502, b"upstream said: bad gateway", {})
     assert e.status == 502 and "bad gateway" in e.message
+    e = _error_from(404, b"<!DOCTYPE HTML><html><title>Jupyter Server</title></html>", {})
+    assert e.status == 404 and "HTML page" in e.message and "<html" not in e.message
