@@ -320,3 +320,34 @@ def test_timeout_is_fed_back(fresh_provider: FakeProvider, complete, pg_shop) ->
     assert res.attempts[0].stage == "timeout"
     assert "statement cancelled after 0.5 s. Make the query cheaper" in fed_back(fresh_provider, 1)
     assert totals(res.frame) == EXPECTED
+
+
+@pytest.mark.parametrize("mode", ["autocommit", "implicit", "user_transaction"])
+def test_raw_psycopg_connection_in_every_transaction_state(mode: str, pg_shop, pg_url) -> None:  # noqa: F811
+    import psycopg
+
+    conn = psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        conn.autocommit = mode == "autocommit"
+        if mode == "user_transaction":
+            conn.execute("SELECT 1")  # the user's own transaction is open
+        db = resolve(conn)
+        assert db.query("SELECT count(*) FROM orders").rows == [(4,)]
+        if mode != "user_transaction":  # READ ONLY cannot be set inside an open transaction
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                db.query("DELETE FROM orders")
+        with pytest.raises(QueryTimeout):
+            db.query("SELECT pg_sleep(10)", timeout_s=0.3)
+        assert db.query("SELECT 2").rows == [(2,)]  # still usable after the error
+        status = conn.info.transaction_status
+        if mode == "user_transaction":
+            assert status == psycopg.pq.TransactionStatus.INTRANS  # the user's tx, left open
+            conn.rollback()
+        else:
+            assert status == psycopg.pq.TransactionStatus.IDLE  # nothing left open
+        # the timeout did not outlive the call
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
+    finally:
+        conn.close()
+    with pg_shop.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM orders").scalar() == 4

@@ -115,3 +115,11 @@ def test_usage_errors(ip) -> None:
         run(ip, "%%sql_ai conn\n   \n")
     with pytest.raises(SqlAIError, match="--dialect klingon: Unknown dialect"):
         run(ip, "%%sql_ai conn --dialect klingon\nq")
+
+
+def test_upstream_failure_raises(fresh_provider: FakeProvider, ip) -> None:
+    ip.user_ns["conn"] = sqlite3.connect(":memory:")
+    fresh_provider.set_fault("a1", "status", status=500)
+    with pytest.raises(SqlAIError, match="proxy error 500") as ei:
+        run(ip, "%%sql_ai conn\nanything")
+    assert ei.value.stage == "proxy"

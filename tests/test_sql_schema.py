@@ -260,3 +260,31 @@ def test_capture_is_bounded_in_time() -> None:
     with pytest.raises(QueryTimeout):
         db.rows(slow, timeout_s=0.3)
     assert time.perf_counter() - t0 < 3
+
+
+def test_inspector_path_matches_native_capture(tmp_path) -> None:
+    # dialects without a catalog query of ours go through SQLAlchemy's bulk inspector
+    from rsql_magic.context.sql_schema import _capture_inspector
+    from rsql_magic.sql.connections import resolve
+
+    path = tmp_path / "x.db"
+    with sqlite3.connect(path) as c:
+        c.executescript(SQLITE_DDL)
+    eng = sa.create_engine(f"sqlite:///{path}")
+    try:
+        native = capture_schema(eng)
+        generic = _capture_inspector(resolve(eng))
+        generic.tables.sort(key=lambda t: t.name)
+        assert [(t.name, t.kind, t.primary_key) for t in generic.tables] == [
+            (t.name, t.kind, t.primary_key) for t in native.tables
+        ]
+        assert [[c.name for c in t.columns] for t in generic.tables] == [
+            [c.name for c in t.columns] for t in native.tables
+        ]
+        fks = {
+            t.name: [(f.columns, f.ref_table, f.ref_columns) for f in t.foreign_keys]
+            for t in generic.tables
+        }
+        assert fks["items"] == [(("order_id",), "orders", ("id",))]
+    finally:
+        eng.dispose()

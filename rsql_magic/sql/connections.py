@@ -178,7 +178,12 @@ class FramesDB(DuckDB):
     kind = "frames"
 
     def __init__(self, frames: Mapping[str, Any]) -> None:
-        import duckdb
+        try:
+            import duckdb
+        except ImportError:
+            raise ImportError(
+                "querying DataFrames needs DuckDB: pip install 'rsql-assistant[duckdb]'"
+            ) from None
 
         conn = duckdb.connect()
         for name, frame in frames.items():
@@ -188,7 +193,7 @@ class FramesDB(DuckDB):
 
 
 class PostgresDBAPI(DB):
-    """A raw psycopg (3 or 2) connection."""
+    """A raw psycopg (3 or 2) connection, in autocommit mode or not, idle or in a transaction."""
 
     kind = "dbapi"
     dialect = "postgres"
@@ -197,27 +202,54 @@ class PostgresDBAPI(DB):
         self.raw = conn
         self.label = label
 
+    def _in_transaction(self) -> bool:
+        conn = self.raw
+        info = getattr(conn, "info", None)
+        status = getattr(info, "transaction_status", None)  # psycopg 3
+        if status is None and hasattr(conn, "get_transaction_status"):  # psycopg2
+            status = conn.get_transaction_status()
+        return bool(status) and int(status) != 0  # 0 = idle
+
     def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
         conn = self.raw
+        autocommit = bool(getattr(conn, "autocommit", False))
+        in_tx = not autocommit and self._in_transaction()
         with conn.cursor() as cur:
-            try:
+            # Three ways in: our own explicit transaction (autocommit), the driver's implicit
+            # one (idle), or a savepoint inside the user's open transaction, where READ ONLY
+            # can no longer be set and the guard alone stands.
+            if autocommit:
+                cur.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+            elif not in_tx:
                 if read_only:
-                    cur.execute("BEGIN READ ONLY")
+                    cur.execute("SET TRANSACTION READ ONLY")
+            else:
+                cur.execute("SAVEPOINT rsql_sql_ai")
+
+            def finish(ok: bool) -> None:
+                keep = ok and not read_only
+                if autocommit:
+                    cur.execute("COMMIT" if keep else "ROLLBACK")
+                elif not in_tx:
+                    conn.commit() if keep else conn.rollback()
                 else:
-                    cur.execute("BEGIN")
+                    cur.execute(
+                        "RELEASE SAVEPOINT rsql_sql_ai"
+                        if keep
+                        else "ROLLBACK TO SAVEPOINT rsql_sql_ai"
+                    )
+
+            try:
                 if timeout_s:
                     cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
                 cur.execute(sql)
                 out = _fetch(cur, max_rows)
             except Exception as e:
-                conn.rollback()
+                finish(False)
                 if "statement timeout" in str(e):
                     raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
                 raise
-            if read_only:
-                conn.rollback()
-            else:
-                conn.commit()
+            finish(True)
             return out
 
 

@@ -74,7 +74,11 @@ def statement_kind(stmt: exp.Expression) -> str:
     return _KIND_NAMES.get(stmt.key, stmt.key.upper())
 
 
-_KIND_NAMES = {"truncatetable": "TRUNCATE TABLE", "altercolumn": "ALTER COLUMN", "loaddata": "LOAD DATA"}
+_KIND_NAMES = {
+    "truncatetable": "TRUNCATE TABLE",
+    "altercolumn": "ALTER COLUMN",
+    "loaddata": "LOAD DATA",
+}
 
 
 def _describe(stmt: exp.Expression, dialect: str) -> str:

@@ -218,9 +218,11 @@ class SqlAIMagics(Magics):
             or os.environ.get("RSQL_MODEL")  # as %%ask: env default, else the proxy's
             or None
         )
-        complete, client = self._complete_fn(model, args.no_cache, batch)
-        schema = capture_schema(db)
+        from rsql_magic.client import ProxyError
+
         try:
+            complete, client = self._complete_fn(model, args.no_cache, batch)
+            schema = capture_schema(db)
             res = run_question(
                 question,
                 db,
@@ -239,12 +241,8 @@ class SqlAIMagics(Magics):
         except SqlAIError as e:
             self._show_failure(e, db)
             raise
-        except Exception as e:
-            from rsql_magic.client import ProxyError
-
-            if isinstance(e, ProxyError):
-                raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
-            raise
+        except ProxyError as e:  # no proxy, 429 beyond the batch waits, upstream failure
+            raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
         self.last_result = res
         self._show(res, db, client)
         ns = self.shell.user_ns
