@@ -6,10 +6,17 @@ import logging
 import os
 from collections.abc import Mapping
 
-from traitlets import Dict, Float, Integer, List, Unicode
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
-from .engine import EngineSettings, parse_upstreams
+from .engine import (
+    EngineSettings,
+    LimitSettings,
+    UserPolicy,
+    parse_overrides,
+    parse_rates,
+    parse_upstreams,
+)
 from .engine.errors import ConfigError
 
 LOCAL_MODEL = "smollm2-135m"
@@ -53,6 +60,44 @@ class RSQLProxy(Configurable):
     admin_users = List(Unicode(), help="Users allowed on the admin endpoints.").tag(config=True)
     admin_groups = List(Unicode(), help="Groups whose members are admins.").tag(config=True)
 
+    # -- per-user and global limits ---------------------------------------------------------
+    user_limits = List(
+        Unicode(),
+        help="""Request limits per user, e.g. ["10/minute", "100/hour", "500/day"]. Windows of one
+        day count per UTC date and reset at midnight UTC; shorter ones are moving windows.""",
+    ).tag(config=True)
+    user_concurrency = Integer(0, help="Requests one user may have in flight at once; 0: no limit.").tag(config=True)
+    user_daily_budget_usd = Float(
+        None, allow_none=True, help="USD one user may spend per UTC day; None: no budget."
+    ).tag(config=True)
+    global_concurrency = Integer(0, help="Requests in flight at once for everyone; 0: no limit.").tag(config=True)
+    global_daily_budget_usd = Float(
+        None, allow_none=True, help="USD everyone together may spend per UTC day; None: no budget."
+    ).tag(config=True)
+    limit_overrides = Dict(
+        help="""Per user or group: {"user:alice": {"user_limits": ["60/minute"]},
+        "group:staff": {"user_concurrency": 4, "user_daily_budget_usd": 20}}. Group overrides apply
+        in the order given, then the user's own.""",
+    ).tag(config=True)
+    lease_seconds = Float(
+        600.0, help="A concurrency slot expires on its own after this long (a crashed process)."
+    ).tag(config=True)
+
+    # -- cache ----------------------------------------------------------------------------------
+    cache_max_entries = Integer(1000, help="Cached answers kept at most; 0 turns the cache off.").tag(config=True)
+    cache_max_bytes = Integer(64 * 2**20, help="Bytes of cached answers kept at most.").tag(config=True)
+    cache_ttl_seconds = Float(3600.0, help="How long a cached answer stays valid.").tag(config=True)
+    cache_hits_count = Bool(False, help="Whether a cache hit counts against the user's limits.").tag(config=True)
+
+    # -- usage log --------------------------------------------------------------------------------
+    database_url = Unicode(
+        "",
+        help="""Where the usage log goes: sqlite:///path/usage.sqlite (default: rsql/usage.sqlite in
+        the Jupyter data dir, or ./rsql_usage.sqlite for the hub service) or postgresql://...""",
+    ).tag(config=True)
+    log_prompts = Bool(False, help="Store prompt text in the usage log.").tag(config=True)
+    retention_days = Float(90.0, help="Usage rows older than this are pruned; 0 keeps all.").tag(config=True)
+
     def engine_settings(
         self, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
     ) -> EngineSettings:
@@ -81,6 +126,24 @@ class RSQLProxy(Configurable):
                 f"RSQLProxy.default_model {default_model!r} is served by no upstream; "
                 f"upstream models: {sorted({m for s in specs for m in s.models})}"
             )
+        if self.user_concurrency < 0 or self.global_concurrency < 0:
+            raise ConfigError("RSQLProxy.user_concurrency and global_concurrency must be >= 0 (0: no limit)")
+        for name in ("user_daily_budget_usd", "global_daily_budget_usd"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"RSQLProxy.{name} must be >= 0 or None, got {getattr(self, name)}")
+        if self.lease_seconds <= 0:
+            raise ConfigError(f"RSQLProxy.lease_seconds must be > 0, got {self.lease_seconds}")
+        limits = LimitSettings(
+            user=UserPolicy(
+                limits=parse_rates(self.user_limits, where="RSQLProxy.user_limits"),
+                concurrency=self.user_concurrency,
+                daily_budget_usd=self.user_daily_budget_usd,
+            ),
+            global_concurrency=self.global_concurrency,
+            global_daily_budget_usd=self.global_daily_budget_usd,
+            overrides=parse_overrides(self.limit_overrides),
+            lease_seconds=self.lease_seconds,
+        )
         return EngineSettings(
             upstreams=specs,
             default_model=default_model,
@@ -91,4 +154,11 @@ class RSQLProxy(Configurable):
             breaker_seconds=self.breaker_seconds,
             health_check_seconds=self.health_check_seconds,
             default_max_tokens=self.default_max_tokens,
+            limits=limits,
+            cache_max_entries=self.cache_max_entries,
+            cache_max_bytes=self.cache_max_bytes,
+            cache_ttl_seconds=self.cache_ttl_seconds,
+            cache_hits_count=self.cache_hits_count,
+            log_prompts=self.log_prompts,
+            retention_days=self.retention_days,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 
+from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
@@ -14,6 +15,7 @@ from .config import RSQLProxy
 from .engine import Caller, Engine
 from .engine.errors import ConfigError
 from .handlers import ProxyContext, make_handlers
+from .store import open_store
 
 # Identity providers that know no real user names: everyone reaching this server is its owner.
 _OWNER_ONLY = (IdentityProvider, PasswordIdentityProvider)
@@ -66,7 +68,8 @@ class RSQLProxyExtension(ExtensionApp):
         except ConfigError as exc:
             self.log.critical("rsql proxy: bad configuration: %s", exc)
             raise SystemExit(1) from None
-        engine = Engine(settings)
+        database_url = proxy.database_url or "sqlite:///" + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite")
+        engine = Engine(settings, store=open_store(database_url))
         self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy)
         aliases = ", ".join(s.name for s in settings.upstreams)
         self.log.info("rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases)

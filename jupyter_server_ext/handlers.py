@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,11 @@ class ProxyContext:
     engine: Engine
     proxy: RSQLProxy
     started: asyncio.Future | None = None
+
+    def usage_store(self) -> Any:
+        if self.engine.usage is None:
+            raise ProxyError("no usage log is configured", status=503, code="no_usage_log")
+        return self.engine.usage.store
 
     async def ready(self) -> Engine:
         if self.started is None:
@@ -60,6 +67,37 @@ class RSQLMixin:
         if kind != caller.client:
             caller = Caller(caller.user, caller.groups, caller.admin, kind)
         return caller
+
+    def cache_mode(self) -> str:
+        """X-RSQL-Cache-Control: cache | no-cache (X-RSQL-No-Cache: 1 also bypasses)."""
+        if self.request.headers.get("X-RSQL-No-Cache", "").strip() in ("1", "true", "yes"):
+            return "bypass"
+        value = self.request.headers.get("X-RSQL-Cache-Control", "").strip().lower()
+        return {"cache": "force", "no-cache": "bypass", "no-store": "bypass"}.get(value, "auto")
+
+    def int_arg(self, name: str, default: int, lo: int, hi: int) -> int:
+        raw = self.get_query_argument(name, None)  # type: ignore[attr-defined]
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"query parameter {name!r} must be an integer from {lo} to {hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise BadRequest(f"query parameter {name!r} must be from {lo} to {hi}, got {value}")
+        return value
+
+    def float_arg(self, name: str, default: float, lo: float, hi: float) -> float:
+        raw = self.get_query_argument(name, None)  # type: ignore[attr-defined]
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise BadRequest(f"query parameter {name!r} must be a number from {lo:g} to {hi:g}, got {raw!r}") from None
+        if not lo < value <= hi:
+            raise BadRequest(f"query parameter {name!r} must be above {lo:g} and at most {hi:g}, got {value:g}")
+        return value
 
     def require_admin(self) -> Caller:
         caller = self.caller()
@@ -116,7 +154,7 @@ class ChatCompletionsMixin(RSQLMixin):
             caller = self.caller()
             body = self.json_body()
             engine = await self.rsql.ready()
-            reply = await engine.chat(body, caller)
+            reply = await engine.chat(body, caller, cache=self.cache_mode())
         except ProxyError as exc:
             self.write_proxy_error(exc)
             return
@@ -141,14 +179,172 @@ class ChatCompletionsMixin(RSQLMixin):
         self.finish()  # type: ignore[attr-defined]
 
 
-class ModelsMixin(RSQLMixin):
-    async def get(self) -> None:
+class JSONEndpoint(RSQLMixin):
+    """A GET/POST endpoint answering JSON; subclasses implement ``answer``."""
+
+    admin_only = False
+
+    async def answer(self, caller: Caller, *args: str) -> Any:
+        raise NotImplementedError
+
+    async def _respond(self, *args: str) -> None:
         try:
-            self.caller()
+            caller = self.require_admin() if self.admin_only else self.caller()
+            await self.rsql.ready()
+            result = await self.answer(caller, *args)
         except ProxyError as exc:
             self.write_proxy_error(exc)
             return
-        self.write_json(self.rsql.engine.models())
+        if isinstance(result, bytes):
+            self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")  # type: ignore[attr-defined]
+            self.finish(result)  # type: ignore[attr-defined]
+        else:
+            self.write_json(result)
+
+
+class ModelsMixin(JSONEndpoint):
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        return self.rsql.engine.models()
+
+
+class StatusMixin(JSONEndpoint):
+    """Health: upstream states, state backend and database reachable. No secrets."""
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        engine = self.rsql.engine
+        counts: dict[str, int] = {"healthy": 0, "cooling": 0, "disabled": 0, "breaker-open": 0, "breaker-half-open": 0}
+        for key in engine.pool.keys:
+            counts[engine.pool.key_state(key)] += 1
+        state_ok = await engine.state.ping()
+        db = {"backend": None, "reachable": None}
+        if engine.usage is not None:
+            db = {"backend": engine.usage.store.name, "reachable": await engine.usage.store.ping()}
+        healthy = counts["healthy"] > 0 and state_ok and db["reachable"] is not False
+        return {
+            "status": "ok" if healthy else "degraded",
+            "upstreams": counts,
+            "models": engine.pool.models(),
+            "state": {"backend": engine.state.name, "reachable": state_ok},
+            "database": db,
+        }
+
+
+class MeMixin(JSONEndpoint):
+    """My limits, current use, what is left, budget, reset times."""
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        snap = await self.rsql.engine.limiter.snapshot(caller.user, caller.groups)
+        return {"user": caller.user, "groups": list(caller.groups), "admin": caller.admin, **snap}
+
+
+class StatsMixin(JSONEndpoint):
+    admin_only = True
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        hours = self.float_arg("hours", 24.0, 0.0, 24.0 * 366)
+        store = self.rsql.usage_store()
+        return {"hours": hours, **await store.stats(time.time() - hours * 3600)}
+
+
+class ErrorsMixin(JSONEndpoint):
+    admin_only = True
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        limit = self.int_arg("limit", 50, 1, 1000)
+        return {"errors": await self.rsql.usage_store().errors(limit)}
+
+
+class ActivityMixin(JSONEndpoint):
+    admin_only = True
+
+    async def get(self, user: str) -> None:
+        await self._respond(user)
+
+    async def answer(self, caller: Caller, user: str) -> Any:
+        user = urllib.parse.unquote(user)
+        limit = self.int_arg("limit", 50, 1, 1000)
+        return {"user": user, "activity": await self.rsql.usage_store().activity(user, limit)}
+
+
+class ResetLimitsMixin(JSONEndpoint):
+    """POST {"user": "alice"} resets one user's windows and budget; {"all": true} everyone's."""
+
+    admin_only = True
+
+    async def post(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        body = self.json_body()
+        if not isinstance(body, dict) or (("user" in body) == bool(body.get("all"))):
+            raise BadRequest('send {"user": "NAME"} to reset one user, or {"all": true} for everyone')
+        user = body.get("user")
+        if user is not None and (not isinstance(user, str) or not user):
+            raise BadRequest("'user' must be a non-empty user name")
+        n = await self.rsql.engine.limiter.reset(user)
+        return {"reset": user or "all", "entries": n}
+
+
+class UpstreamsMixin(JSONEndpoint):
+    admin_only = True
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        return {"upstreams": self.rsql.engine.upstream_report()}
+
+
+class HealthCheckMixin(JSONEndpoint):
+    admin_only = True
+
+    async def post(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        return {"upstreams": await self.rsql.engine.health_check()}
+
+
+class MetricsMixin(JSONEndpoint):
+    """Prometheus text; admins only (it shows traffic of every user)."""
+
+    admin_only = True
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        return self.rsql.engine.metrics.render()
+
+
+ROUTES: list[tuple[str, type]] = [
+    ("v1/chat/completions", ChatCompletionsMixin),
+    ("v1/models", ModelsMixin),
+    ("status", StatusMixin),
+    ("me", MeMixin),
+    ("metrics", MetricsMixin),
+    ("admin/stats", StatsMixin),
+    ("admin/errors", ErrorsMixin),
+    ("admin/users/([^/]+)/activity", ActivityMixin),
+    ("admin/reset-limits", ResetLimitsMixin),
+    ("admin/upstreams", UpstreamsMixin),
+    ("admin/upstreams/health-check", HealthCheckMixin),
+]
 
 
 def make_handlers(
@@ -158,12 +354,8 @@ def make_handlers(
 
     `wrap` decorates every HTTP method (the extension host passes ``web.authenticated``).
     """
-    routes = [
-        ("v1/chat/completions", ChatCompletionsMixin),
-        ("v1/models", ModelsMixin),
-    ]
     out = []
-    for path, mixin in routes:
+    for path, mixin in ROUTES:
         attrs: dict[str, Any] = {}
         if wrap is not None:
             for meth in ("get", "post"):

@@ -151,6 +151,7 @@ def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[s
         **os.environ,
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
         "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        "JUPYTER_DATA_DIR": str(tmp / "data"),  # the usage log's default home
         **(env or {}),
     }
     log_path = tmp / "server.log"

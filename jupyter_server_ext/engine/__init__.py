@@ -1,10 +1,13 @@
 """Framework-free asyncio core of the rsql proxy: upstream pool, limits, cache, usage, pricing."""
 
-from .core import Caller, Engine, EngineSettings, Outcome, Reply
+from .core import Engine, EngineSettings
 from .errors import BadRequest, ConfigError, ProxyError, RateLimited, UpstreamError
+from .limiter import LimitSettings, UserPolicy, parse_overrides
+from .records import Caller, Outcome, Reply
 from .settings import Rate, UpstreamSpec, parse_rates, parse_upstreams
 
 __all__ = [
-    "BadRequest", "Caller", "ConfigError", "Engine", "EngineSettings", "Outcome", "ProxyError",
-    "RateLimited", "Rate", "Reply", "UpstreamError", "UpstreamSpec", "parse_rates", "parse_upstreams",
+    "BadRequest", "Caller", "ConfigError", "Engine", "EngineSettings", "LimitSettings", "Outcome",
+    "ProxyError", "RateLimited", "Rate", "Reply", "UpstreamError", "UpstreamSpec", "UserPolicy",
+    "parse_overrides", "parse_rates", "parse_upstreams",
 ]

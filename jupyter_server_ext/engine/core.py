@@ -15,33 +15,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..state.base import StateBackend
+from ..state.memory import MemoryState
+from .cache import MemoryCache, cache_key, cacheable
 from .errors import ProxyError, RateLimited, UpstreamError
+from .limiter import Limiter, LimitSettings, Ticket
+from .metrics import Metrics
 from .pool import Pool, Slot
+from .pricing import PriceBook
+from .records import Caller, Outcome, Reply
 from .request import ChatRequest, parse_chat_request
 from .settings import UpstreamSpec
 from .transport import HTTPTransport, LocalTransport, UpstreamFailure, UpstreamReply
+from .usage import UsageLog, UsageStore
 
 log = logging.getLogger("rsql.engine")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: a stable user name, their groups and admin flag, and the client kind."""
-
-    user: str
-    groups: tuple[str, ...] = ()
-    admin: bool = False
-    client: str = "api"  # magic | chat | sql | api
-
-
-@dataclass
-class Reply:
-    """What the host writes back: a JSON body, or SSE events to stream."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    events: AsyncIterator[bytes] | None = None
 
 
 @dataclass
@@ -55,26 +43,13 @@ class EngineSettings:
     breaker_seconds: float = 15.0
     health_check_seconds: float = 60.0
     default_max_tokens: int = 512
-
-
-@dataclass
-class Outcome:
-    """What happened to one request; the usage log and metrics read it."""
-
-    request_id: str
-    caller: Caller
-    model: str
-    started: float  # wall clock
-    upstream: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    status: int = 200
-    error: str | None = None
-    cache_hit: bool = False
-    latency_s: float = 0.0
-    upstream_s: float = 0.0  # time spent waiting on upstreams; latency minus this is our overhead
-    attempts: list[str] = field(default_factory=list)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    cache_max_entries: int = 1000
+    cache_max_bytes: int = 64 * 2**20
+    cache_ttl_seconds: float = 3600.0
+    cache_hits_count: bool = False  # does a cache hit use the user's quota?
+    log_prompts: bool = False
+    retention_days: float = 90.0
 
 
 def _usage_of(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,7 +58,16 @@ def _usage_of(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class Engine:
-    def __init__(self, settings: EngineSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    """Admission, cache, key choice with failover, usage accounting: one request at a time."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        state: StateBackend | None = None,
+        store: UsageStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.pool = Pool(
@@ -93,21 +77,39 @@ class Engine:
             breaker_seconds=settings.breaker_seconds,
             clock=clock,
         )
+        self.prices = PriceBook(settings.upstreams)
+        self.state = state or MemoryState()
+        self.limiter = Limiter(settings.limits, self.state)
+        self.cache = MemoryCache(
+            max_entries=settings.cache_max_entries,
+            max_bytes=settings.cache_max_bytes,
+            ttl=settings.cache_ttl_seconds,
+        )
         self.http = HTTPTransport()
         self.local = LocalTransport()
-        self.on_outcome: list[Callable[[Outcome], None]] = []
+        self.metrics = Metrics(lambda: ((k.alias, self.pool.key_state(k)) for k in self.pool.keys))
+        self.usage = UsageLog(store, log_prompts=settings.log_prompts, retention_days=settings.retention_days) if store else None
+        self.on_outcome: list[Callable[[Outcome], None]] = [self.metrics.observe]
+        if self.usage is not None:
+            self.on_outcome.append(self.usage.record)
         self._health_task: asyncio.Task | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.usage is not None:
+            await self.usage.start()
         if self.settings.health_check_seconds > 0 and self._health_task is None:
             self._health_task = asyncio.ensure_future(self._health_loop())
 
     async def close(self) -> None:
+        """Stop background work and flush the usage log: a clean shutdown loses no rows."""
         if self._health_task:
             self._health_task.cancel()
             self._health_task = None
+        if self.usage is not None:
+            await self.usage.close()
+        await self.state.close()
         await self.http.close()
         await self.local.close()
 
@@ -123,15 +125,54 @@ class Engine:
         """Probe disabled keys with GET /models; a 2xx re-enables them."""
         out = {}
         for key in self.pool.keys:
-            if not key.disabled:
-                out[key.alias] = self.pool.key_state(key)
-                continue
-            transport = self.local if key.spec.provider == "llama_cpp" else self.http
-            status = await transport.get_models(key.spec, 10.0)
-            if 200 <= status < 300:
-                self.pool.enable(key)
-                log.info("upstream %s re-enabled by health check", key.alias)
+            if key.disabled:
+                transport = self.local if key.spec.provider == "llama_cpp" else self.http
+                status = await transport.get_models(key.spec, 10.0)
+                if 200 <= status < 300:
+                    self.pool.enable(key)
+                    log.info("upstream %s re-enabled by health check", key.alias)
             out[key.alias] = self.pool.key_state(key)
+        return out
+
+    def upstream_report(self) -> list[dict[str, Any]]:
+        """Per key: account, state, cooldown, breaker, use of its account's limits, errors."""
+        now, wall = self.clock(), time.time()
+
+        def at(mono: float) -> str | None:
+            if mono <= now:
+                return None
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall + mono - now))
+
+        out = []
+        for key in self.pool.keys:
+            spec = key.spec
+            buckets = {
+                model: b for (acct, model), b in self.pool.buckets.items() if acct == spec.account
+            }
+            out.append(
+                {
+                    "alias": key.alias,
+                    "account": spec.account,
+                    "provider": spec.provider,
+                    "models": list(spec.models),
+                    "state": self.pool.key_state(key),
+                    "disabled_reason": key.disabled or None,
+                    "cooldown_until": at(max((b.cool_until for b in buckets.values()), default=0.0)),
+                    "breaker": {"state": key.breaker.state(now), "failures": key.breaker.failures,
+                                "open_until": at(key.breaker.open_until)},
+                    "in_flight": key.inflight,
+                    "limits": [str(r) for r in spec.limits] + [f"{r} tokens" for r in spec.token_limits],
+                    "account_use": {model: b.used(now) for model, b in buckets.items()},
+                    "provider_remaining": {
+                        model: {"requests": b.prov_req_left, "tokens": b.prov_tok_left}
+                        for model, b in buckets.items() if b.prov_req_left is not None or b.prov_tok_left is not None
+                    },
+                    "recent_errors": [
+                        {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall + t - now)), "error": what}
+                        for t, what in key.recent_errors[-10:]
+                    ],
+                }
+            )
         return out
 
     def models(self) -> dict[str, Any]:
@@ -147,20 +188,49 @@ class Engine:
             default_max_tokens=self.settings.default_max_tokens,
         )
 
-    async def chat(self, body: Any, caller: Caller, *, request_id: str | None = None) -> Reply:
-        """Answer one chat-completions request, or raise ``ProxyError``."""
+    async def chat(
+        self, body: Any, caller: Caller, *, request_id: str | None = None, cache: str = "auto"
+    ) -> Reply:
+        """Answer one chat-completions request, or raise ``ProxyError``.
+
+        `cache`: "auto" (deterministic requests only), "force" (cache this one), "bypass".
+        """
         t0 = self.clock()
         outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time())
+        ticket: Ticket | None = None
         try:
             req = self.parse(body)
             outcome.model = req.model
-            return await self._forward(req, outcome, t0)
+            if self.settings.log_prompts:
+                outcome.messages = req.payload.get("messages")
+            key = None
+            if cache != "bypass" and cacheable(req.payload, cache == "force"):
+                key = cache_key(req.payload)
+                hit = self.cache.get(key)
+                self.metrics.cache.labels("hit" if hit is not None else "miss").inc()
+                if hit is not None and not self.settings.cache_hits_count:
+                    return self._cache_reply(req, hit, outcome, t0)
+            price = self.prices.max_price(req.model)
+            ticket = await self.limiter.admit(
+                caller.user, caller.groups, price.cost(req.prompt_tokens, req.max_tokens or 0)
+            )
+            if key is not None and (hit := self.cache.get(key)) is not None:
+                await self.limiter.finish(ticket, 0.0)
+                return self._cache_reply(req, hit, outcome, t0)
+            reply = await self._forward(req, outcome, t0, ticket, key)
+            return reply
         except ProxyError as exc:
+            if ticket is not None:
+                await self.limiter.finish(ticket, 0.0)
             outcome.status = exc.status
             outcome.error = exc.code or type(exc).__name__
+            if isinstance(exc, RateLimited):
+                outcome.limit = exc.limit
             self._finish(outcome, t0)
             raise
-        except asyncio.CancelledError:
+        except BaseException:
+            if ticket is not None:
+                await self.limiter.finish(ticket, outcome.cost_usd)
             outcome.status = 499
             outcome.error = "client_closed"
             self._finish(outcome, t0)
@@ -174,7 +244,18 @@ class Engine:
             except Exception:
                 log.exception("outcome hook failed")
 
-    async def _forward(self, req: ChatRequest, outcome: Outcome, t0: float) -> Reply:
+    def _cache_reply(self, req: ChatRequest, body: bytes, outcome: Outcome, t0: float) -> Reply:
+        outcome.cache_hit = True
+        outcome.upstream = "cache"
+        headers = {"X-Request-Id": outcome.request_id, "X-RSQL-Cache": "hit", "X-RSQL-Cost-USD": "0"}
+        self._finish(outcome, t0)
+        if not req.stream:
+            return Reply(200, {**headers, "Content-Type": "application/json"}, body=body)
+        return Reply(200, {**headers, "Content-Type": "text/event-stream"}, events=_replay(body, req.wants_usage_chunk))
+
+    async def _forward(
+        self, req: ChatRequest, outcome: Outcome, t0: float, ticket: Ticket, key: str | None
+    ) -> Reply:
         pool = self.pool
         deadline = self.clock() + self.settings.max_wait_seconds
         tried: set[str] = set()
@@ -198,6 +279,7 @@ class Engine:
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
                 failures.append((spec.name, fail))
+                self.metrics.attempts.labels(spec.name, fail.kind).inc()
                 if self._on_failure(slot, fail):
                     tried.add(spec.name)
                 if fail.kind == "client":  # the request itself is wrong: no other key will help
@@ -211,10 +293,11 @@ class Engine:
                 pool.release(slot, counted=True)
                 raise
             outcome.upstream_s += self.clock() - t_up
+            self.metrics.attempts.labels(spec.name, "ok").inc()
             pool.succeeded(slot, reply.headers)
             if req.stream:
-                return self._stream_reply(req, slot, reply, outcome, t0)
-            return self._json_reply(req, slot, reply, outcome, t0)
+                return self._stream_reply(req, slot, reply, outcome, t0, ticket, key)
+            return await self._json_reply(req, slot, reply, outcome, t0, ticket, key)
         raise self._exhausted(req.model, failures)
 
     def _on_failure(self, slot: Slot, fail: UpstreamFailure) -> bool:
@@ -253,42 +336,56 @@ class Engine:
             return UpstreamError(f"upstreams for model {model!r} timed out: {detail}", status=504, code="upstream_timeout")
         return UpstreamError(f"every upstream attempt for model {model!r} failed: {detail}")
 
-    def _headers(self, slot: Slot, outcome: Outcome) -> dict[str, str]:
-        return {
+    def _settle_usage(self, outcome: Outcome, usage: dict[str, Any] | None, slot: Slot) -> int | None:
+        if not usage:
+            return None
+        outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
+        price = self.prices.price(outcome.model, slot.key.alias)
+        outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens)
+        return outcome.prompt_tokens + outcome.completion_tokens
+
+    async def _json_reply(
+        self, req: ChatRequest, slot: Slot, reply: UpstreamReply, outcome: Outcome, t0: float,
+        ticket: Ticket, key: str | None,
+    ) -> Reply:
+        body = reply.body
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            obj = None
+        usage = _usage_of(obj) if isinstance(obj, dict) else None
+        tokens = self._settle_usage(outcome, usage, slot)
+        if usage is not None:
+            usage["cost_usd"] = round(outcome.cost_usd, 8)
+            body = json.dumps(obj).encode()
+        self.pool.release(slot, tokens=tokens, counted=True)
+        await self.limiter.finish(ticket, outcome.cost_usd)
+        if key is not None and obj is not None:
+            self.cache.put(key, body)
+        headers = {
             "X-Request-Id": outcome.request_id,
             "X-RSQL-Upstream": slot.key.alias,
             "X-RSQL-Cache": "miss",
+            "X-RSQL-Cost-USD": f"{outcome.cost_usd:.8f}",
+            "Content-Type": "application/json",
         }
-
-    def _json_reply(
-        self, req: ChatRequest, slot: Slot, reply: UpstreamReply, outcome: Outcome, t0: float
-    ) -> Reply:
-        body = reply.body
-        tokens = None
-        try:
-            obj = json.loads(body)
-            usage = _usage_of(obj) if isinstance(obj, dict) else None
-        except ValueError:
-            obj, usage = None, None
-        if usage:
-            outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
-            tokens = outcome.prompt_tokens + outcome.completion_tokens
-        self.pool.release(slot, tokens=tokens, counted=True)
-        headers = self._headers(slot, outcome)
-        headers["Content-Type"] = "application/json"
         self._finish(outcome, t0)
         return Reply(200, headers, body=body)
 
     def _stream_reply(
-        self, req: ChatRequest, slot: Slot, reply: UpstreamReply, outcome: Outcome, t0: float
+        self, req: ChatRequest, slot: Slot, reply: UpstreamReply, outcome: Outcome, t0: float,
+        ticket: Ticket, key: str | None,
     ) -> Reply:
         pool = self.pool
+        collected = _Collector() if key is not None else None
 
         async def events() -> AsyncIterator[bytes]:
             tokens = None
             try:
                 async for ev in _chain(reply.first, reply.events):
+                    if collected is not None:
+                        collected.feed(ev)
                     if ev.startswith(b"data: {") and b'"usage"' in ev:
                         try:
                             obj = json.loads(ev[6:])
@@ -296,33 +393,110 @@ class Engine:
                             obj = None
                         usage = _usage_of(obj) if isinstance(obj, dict) else None
                         if usage:
-                            outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                            outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
-                            tokens = outcome.prompt_tokens + outcome.completion_tokens
+                            tokens = self._settle_usage(outcome, usage, slot)
                             if not obj.get("choices") and not req.wants_usage_chunk:
                                 continue  # we asked for it; the client did not
+                            usage["cost_usd"] = round(outcome.cost_usd, 8)
+                            ev = b"data: " + json.dumps(obj).encode() + b"\n\n"
                     yield ev
+                if collected is not None and collected.complete:
+                    self.cache.put(key, collected.as_completion(outcome))
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 pool.failed(slot, f"stream {fail.kind}")
                 yield _sse_error("the upstream stream broke off: " + fail.message)
+            except (asyncio.CancelledError, GeneratorExit):
+                outcome.status, outcome.error = 499, "client_closed"
+                raise
             except Exception as exc:  # aiohttp errors mid-stream
                 outcome.status, outcome.error = 502, "stream_broken"
                 pool.failed(slot, "stream broken")
                 yield _sse_error(f"the upstream stream broke off ({type(exc).__name__})")
-            except (asyncio.CancelledError, GeneratorExit):
-                outcome.status, outcome.error = 499, "client_closed"
-                raise
             finally:
                 pool.release(slot, tokens=tokens, counted=True)
                 if reply.close:
                     reply.close()
+                if tokens is None and outcome.status < 400:
+                    # no usage chunk came: charge the reservation rather than nothing
+                    outcome.cost_usd = ticket.reserved
+                await self.limiter.finish(ticket, outcome.cost_usd)
                 self._finish(outcome, t0)
 
-        headers = self._headers(slot, outcome)
-        headers["Content-Type"] = "text/event-stream"
-        headers["Cache-Control"] = "no-cache"
+        headers = {
+            "X-Request-Id": outcome.request_id,
+            "X-RSQL-Upstream": slot.key.alias,
+            "X-RSQL-Cache": "miss",
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
         return Reply(200, headers, events=events())
+
+
+class _Collector:
+    """Rebuilds a chat.completion from stream events, so a streamed answer can be cached."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.finish: str | None = None
+        self.meta: dict[str, Any] = {}
+        self.usage: dict[str, Any] | None = None
+        self.complete = False
+
+    def feed(self, ev: bytes) -> None:
+        if ev.startswith(b"data: [DONE]"):
+            self.complete = self.finish is not None
+            return
+        if not ev.startswith(b"data: {"):
+            return
+        try:
+            obj = json.loads(ev[6:])
+        except ValueError:
+            return
+        self.meta = self.meta or {k: obj.get(k) for k in ("id", "created", "model")}
+        if obj.get("usage"):
+            self.usage = obj["usage"]
+        for choice in obj.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("tool_calls"):
+                self.finish = None  # tool calls are not rebuilt; such answers are not cached
+                self.complete = False
+                return
+            if isinstance(delta.get("content"), str):
+                self.parts.append(delta["content"])
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+
+    def as_completion(self, outcome: Outcome) -> bytes:
+        return json.dumps(
+            {
+                **self.meta,
+                "object": "chat.completion",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "".join(self.parts)},
+                     "finish_reason": self.finish}
+                ],
+                "usage": self.usage or {
+                    "prompt_tokens": outcome.prompt_tokens,
+                    "completion_tokens": outcome.completion_tokens,
+                    "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
+                },
+            }
+        ).encode()
+
+
+async def _replay(body: bytes, with_usage: bool) -> AsyncIterator[bytes]:
+    """A cached completion, streamed back as SSE events."""
+    obj = json.loads(body)
+    base = {k: obj.get(k) for k in ("id", "created", "model")}
+    base["object"] = "chat.completion.chunk"
+    choice = (obj.get("choices") or [{}])[0]
+    content = (choice.get("message") or {}).get("content") or ""
+    for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": content}, None), ({}, choice.get("finish_reason") or "stop")):
+        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    if with_usage and obj.get("usage"):
+        yield b"data: " + json.dumps({**base, "choices": [], "usage": {**obj["usage"], "cost_usd": 0}}).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:

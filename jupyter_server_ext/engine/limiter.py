@@ -1,0 +1,208 @@
+"""Per-user and global admission: request windows, concurrency leases, daily budgets.
+
+One call to the state backend admits a request against every limit at once (all checked
+before any is counted), so a refused request consumes nothing and concurrent requests cannot
+overspend a budget: cost is reserved at admission (prompt estimate + max_tokens at the dearest
+price serving the model) and settled to the real cost afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..state.base import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
+from .errors import ConfigError, RateLimited
+from .settings import Rate, parse_rates
+
+DAY = 86400.0
+_OVERRIDABLE = ("user_limits", "user_concurrency", "user_daily_budget_usd")
+
+
+@dataclass(frozen=True)
+class UserPolicy:
+    limits: tuple[Rate, ...] = ()
+    concurrency: int = 0  # 0: unlimited
+    daily_budget_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    user: UserPolicy = field(default_factory=UserPolicy)
+    global_concurrency: int = 0
+    global_daily_budget_usd: float | None = None
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    lease_seconds: float = 600.0
+
+
+def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
+    """Validate ``limit_overrides``: {"user:alice": {...}, "group:staff": {...}}."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("RSQLProxy.limit_overrides: expected a dict like {'user:alice': {...}}")
+    out: dict[str, dict[str, Any]] = {}
+    for who, values in raw.items():
+        where = f"RSQLProxy.limit_overrides[{who!r}]"
+        if not isinstance(who, str) or not who.startswith(("user:", "group:")) or who.endswith(":"):
+            raise ConfigError(f"{where}: keys are 'user:NAME' or 'group:NAME'")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: expected a dict of {', '.join(_OVERRIDABLE)}")
+        unknown = sorted(set(values) - set(_OVERRIDABLE))
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; can override: {', '.join(_OVERRIDABLE)}")
+        item: dict[str, Any] = {}
+        if "user_limits" in values:
+            item["limits"] = parse_rates(values["user_limits"], where=f"{where}['user_limits']")
+        if "user_concurrency" in values:
+            c = values["user_concurrency"]
+            if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+                raise ConfigError(f"{where}['user_concurrency']: expected an integer >= 0, got {c!r}")
+            item["concurrency"] = c
+        if "user_daily_budget_usd" in values:
+            b = values["user_daily_budget_usd"]
+            if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0):
+                raise ConfigError(f"{where}['user_daily_budget_usd']: expected USD >= 0 or None, got {b!r}")
+            item["daily_budget_usd"] = None if b is None else float(b)
+        out[who] = item
+    return out
+
+
+@dataclass
+class Ticket:
+    """A request's hold on its limits; given back exactly once by ``Limiter.finish``."""
+
+    lease_id: str
+    leases: list[LeaseCheck]
+    budgets: list[BudgetCheck]
+    reserved: float
+    done: bool = False
+
+
+def _fmt_rate(rate: Rate) -> str:
+    return rate.text
+
+
+def _reset_at(seconds: float) -> str:
+    at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    return at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Limiter:
+    def __init__(self, settings: LimitSettings, state: StateBackend) -> None:
+        self.settings = settings
+        self.state = state
+
+    def policy(self, user: str, groups: tuple[str, ...] = ()) -> UserPolicy:
+        """Defaults, then each matching group override (config order), then the user's own."""
+        pol = self.settings.user
+        over = self.settings.overrides
+        for who, values in over.items():
+            if who.startswith("group:") and who[6:] in groups:
+                pol = replace(pol, **values)
+        mine = over.get(f"user:{user}")
+        if mine:
+            pol = replace(pol, **mine)
+        return pol
+
+    def checks(
+        self, user: str, groups: tuple[str, ...], reserve: float
+    ) -> tuple[list[WindowCheck], list[LeaseCheck], list[BudgetCheck]]:
+        pol = self.policy(user, groups)
+        s = self.settings
+        windows = [
+            WindowCheck(
+                f"u:{user}:w:{r.amount}/{r.seconds:g}", r.amount, r.seconds, f"user {_fmt_rate(r)}",
+                calendar_day=r.seconds == DAY,
+            )
+            for r in pol.limits
+        ]
+        leases = []
+        if pol.concurrency:
+            leases.append(LeaseCheck(f"u:{user}:conc", pol.concurrency, s.lease_seconds, f"user concurrency {pol.concurrency}"))
+        if s.global_concurrency:
+            leases.append(LeaseCheck("g:conc", s.global_concurrency, s.lease_seconds, f"global concurrency {s.global_concurrency}"))
+        budgets = []
+        if pol.daily_budget_usd is not None:
+            budgets.append(BudgetCheck(f"u:{user}:usd", pol.daily_budget_usd, reserve, f"user daily budget ${pol.daily_budget_usd:g}"))
+        if s.global_daily_budget_usd is not None:
+            budgets.append(BudgetCheck("g:usd", s.global_daily_budget_usd, reserve, f"global daily budget ${s.global_daily_budget_usd:g}"))
+        return windows, leases, budgets
+
+    async def admit(self, user: str, groups: tuple[str, ...], reserve: float) -> Ticket:
+        windows, leases, budgets = self.checks(user, groups, reserve)
+        lease_id = uuid.uuid4().hex
+        result = await self.state.admit(windows, leases, budgets, lease_id)
+        if not result.ok:
+            raise self._refusal(user, windows, result)
+        return Ticket(lease_id, leases, budgets, reserve)
+
+    def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
+        hit = result.refused
+        wait = max(1, math.ceil(result.retry_after))
+        if isinstance(hit, WindowCheck):
+            why = f"{result.used} requests in the window"
+        elif isinstance(hit, LeaseCheck):
+            why = f"{result.used} requests already in flight"
+        else:
+            why = f"${result.used:.4f} spent or reserved today; this request may cost up to ${hit.reserve:.4f}"
+        reset = _reset_at(wait)
+        policies = [f'"{w.label}";q={w.amount};w={int(w.seconds)}' for w in windows]
+        if not isinstance(hit, WindowCheck):
+            policies.append(f'"{hit.label}"')
+        headers = {
+            "RateLimit-Policy": ", ".join(policies),
+            "RateLimit": f'"{hit.label}";r=0;t={wait}',
+        }
+        return RateLimited(
+            f"{hit.label} reached for {user!r} ({why}); resets in {wait} s at {reset}",
+            retry_after=wait,
+            limit=hit.label,
+            headers=headers,
+            extra={"reset": reset},
+        )
+
+    async def finish(self, ticket: Ticket, cost: float) -> None:
+        """Release the leases and settle the reservation to the real cost; idempotent."""
+        if ticket.done:
+            return
+        ticket.done = True
+        if ticket.leases:
+            await self.state.release(ticket.leases, ticket.lease_id)
+        if ticket.budgets and cost != ticket.reserved:
+            await self.state.settle(ticket.budgets, cost - ticket.reserved)
+
+    async def snapshot(self, user: str, groups: tuple[str, ...]) -> dict[str, Any]:
+        """What ``GET me`` shows: limits, use, what is left, and when each resets."""
+        windows, leases, budgets = self.checks(user, groups, 0.0)
+        wuse, luse, spent = await self.state.read(windows, leases, budgets)
+        out: dict[str, Any] = {"limits": [], "concurrency": None, "budget": None}
+        for w, (used, oldest) in zip(windows, wuse, strict=False):
+            out["limits"].append(
+                {
+                    "limit": w.label.removeprefix("user "),
+                    "used": used,
+                    "remaining": max(0, w.amount - used),
+                    "resets_in_seconds": round(oldest, 1) if used else 0,
+                    "resets_at": _reset_at(oldest) if used else None,
+                    "window": "calendar day (UTC)" if w.calendar_day else f"moving {w.seconds:g} s",
+                }
+            )
+        for lease, used in zip(leases, luse, strict=False):
+            if lease.key.startswith("u:"):
+                out["concurrency"] = {"limit": lease.capacity, "in_flight": used}
+        for b, usd in zip(budgets, spent, strict=False):
+            if b.key.startswith("u:"):
+                midnight = DAY - (dt.datetime.now(dt.timezone.utc).timestamp() % DAY)
+                out["budget"] = {
+                    "daily_usd": b.limit,
+                    "spent_usd": round(usd, 6),
+                    "remaining_usd": round(max(0.0, b.limit - usd), 6),
+                    "resets_at": _reset_at(midnight),
+                }
+        return out
+
+    async def reset(self, user: str | None) -> int:
+        return await self.state.reset(f"u:{user}:" if user else "u:")

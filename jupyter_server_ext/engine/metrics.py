@@ -1,0 +1,76 @@
+"""Prometheus metrics, one registry per engine (so two engines in one process never clash).
+
+Labels are aliases, models, statuses and limit names: never keys, never user names (a label
+per user would grow without bound).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from .records import Outcome
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+class _UpstreamStates:
+    def __init__(self, states: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self.states = states
+
+    def collect(self):
+        fam = GaugeMetricFamily(
+            "rsql_upstream_state", "1 for the state each upstream key is in", labels=["upstream", "state"]
+        )
+        for alias, state in self.states():
+            for s in ("healthy", "cooling", "disabled", "breaker-open", "breaker-half-open"):
+                fam.add_metric([alias, s], 1.0 if s == state else 0.0)
+        yield fam
+
+
+class Metrics:
+    def __init__(self, upstream_states: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "rsql_requests", "Requests answered", ["status", "model", "upstream", "client"], registry=r
+        )
+        self.latency = Histogram(
+            "rsql_request_latency_seconds", "Time from request to answer (streams: to the last byte)",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.overhead = Histogram(
+            "rsql_proxy_overhead_seconds", "Latency minus time spent waiting on upstreams",
+            buckets=_OVERHEAD_BUCKETS, registry=r,
+        )
+        self.tokens = Counter("rsql_tokens", "Tokens used", ["model", "kind"], registry=r)
+        self.cost = Counter("rsql_cost_usd", "Cost in USD", ["model"], registry=r)
+        self.cache = Counter("rsql_cache_lookups", "Cache lookups", ["result"], registry=r)
+        self.rejections = Counter(
+            "rsql_limiter_rejections", "Requests refused by a limit", ["limit"], registry=r
+        )
+        self.attempts = Counter(
+            "rsql_upstream_attempts", "Upstream calls by outcome", ["upstream", "result"], registry=r
+        )
+        r.register(_UpstreamStates(upstream_states))
+
+    def observe(self, o: Outcome) -> None:
+        self.requests.labels(str(o.status), o.model or "-", o.upstream or "-", o.caller.client).inc()
+        if o.limit:
+            # the kind of limit, not its numbers or its user: bounded label values
+            kind = o.limit.split(" ")[0] + " " + (o.limit.split(" ")[1] if " " in o.limit else "")
+            self.rejections.labels(kind.strip()).inc()
+        if o.status < 400:
+            self.latency.labels(o.model).observe(o.latency_s)
+            self.overhead.observe(max(0.0, o.latency_s - o.upstream_s))
+            if o.prompt_tokens:
+                self.tokens.labels(o.model, "prompt").inc(o.prompt_tokens)
+            if o.completion_tokens:
+                self.tokens.labels(o.model, "completion").inc(o.completion_tokens)
+            if o.cost_usd:
+                self.cost.labels(o.model).inc(o.cost_usd)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

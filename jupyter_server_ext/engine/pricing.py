@@ -1,0 +1,73 @@
+"""Prices of common models, USD per million tokens (input, output).
+
+From the providers' public price lists (Groq, OpenAI) as of late 2025; override per upstream
+with ``"prices": {model: {"input": x, "output": y}}`` when yours differ. A model missing from
+both costs 0 here, which budgets cannot see: the proxy logs that once per model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .settings import Price, UpstreamSpec
+
+log = logging.getLogger("rsql.engine")
+
+PRICES: dict[str, Price] = {
+    # Groq
+    "llama-3.1-8b-instant": Price(0.05, 0.08),
+    "llama-3.3-70b-versatile": Price(0.59, 0.79),
+    "meta-llama/llama-4-scout-17b-16e-instruct": Price(0.11, 0.34),
+    "meta-llama/llama-4-maverick-17b-128e-instruct": Price(0.20, 0.60),
+    "openai/gpt-oss-20b": Price(0.10, 0.50),
+    "openai/gpt-oss-120b": Price(0.15, 0.75),
+    "qwen/qwen3-32b": Price(0.29, 0.59),
+    "gemma2-9b-it": Price(0.20, 0.20),
+    # OpenAI
+    "gpt-4o": Price(2.50, 10.00),
+    "gpt-4o-mini": Price(0.15, 0.60),
+    "gpt-4.1": Price(2.00, 8.00),
+    "gpt-4.1-mini": Price(0.40, 1.60),
+    "gpt-4.1-nano": Price(0.10, 0.40),
+    "gpt-5": Price(1.25, 10.00),
+    "gpt-5-mini": Price(0.25, 2.00),
+    "gpt-5-nano": Price(0.05, 0.40),
+    "o4-mini": Price(1.10, 4.40),
+    # the local model runs on our own CPU
+    "smollm2-135m": Price(0.0, 0.0),
+}
+
+FREE = Price(0.0, 0.0)
+
+
+class PriceBook:
+    """Looks up the price of (upstream, model): the upstream's own table, then ours."""
+
+    def __init__(self, specs: tuple[UpstreamSpec, ...]) -> None:
+        self.specs = {s.name: s for s in specs}
+        self._warned: set[str] = set()
+
+    def price(self, model: str, upstream: str | None = None) -> Price:
+        spec = self.specs.get(upstream or "")
+        if spec is not None and model in spec.prices:
+            return spec.prices[model]
+        if spec is not None and spec.provider == "llama_cpp":
+            return FREE
+        found = PRICES.get(model)
+        if found is None:
+            found = PRICES.get(model.split("/")[-1])
+        if found is None:
+            if model not in self._warned:
+                self._warned.add(model)
+                log.warning(
+                    "no price known for model %r: it costs 0 and budgets do not see it; set "
+                    "'prices' on its upstream", model,
+                )
+            return FREE
+        return found
+
+    def max_price(self, model: str) -> Price:
+        """The dearest upstream serving `model`: what a reservation must assume."""
+        prices = [self.price(model, s.name) for s in self.specs.values() if s.serves(model)]
+        prices = prices or [self.price(model)]
+        return Price(max(p.input for p in prices), max(p.output for p in prices))

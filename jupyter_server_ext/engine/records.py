@@ -1,0 +1,49 @@
+"""The small records passed between hosts and the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a stable user name, their groups and admin flag, and the client kind."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+    client: str = "api"  # magic | chat | sql | api
+
+
+@dataclass
+class Reply:
+    """What the host writes back: a JSON body, or SSE events to stream."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    events: AsyncIterator[bytes] | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened to one request; the usage log and metrics read it."""
+
+    request_id: str
+    caller: Caller
+    model: str
+    started: float  # wall clock
+    upstream: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    status: int = 200
+    error: str | None = None
+    limit: str | None = None  # the limit that refused it, for 429s we sent
+    cache_hit: bool = False
+    latency_s: float = 0.0
+    upstream_s: float = 0.0  # time spent waiting on upstreams; latency minus this is our overhead
+    attempts: list[str] = field(default_factory=list)
+    messages: list[Any] | None = None

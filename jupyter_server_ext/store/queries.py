@@ -1,0 +1,57 @@
+"""Turning usage rows into the admin views; shared by the SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return round(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo), 3)
+
+
+def summarize(totals: tuple, latencies: list[float], by_model: list[tuple], by_user: list[tuple]) -> dict[str, Any]:
+    n, ok, prompt, completion, cost, hits = (v or 0 for v in totals)
+    latencies.sort()
+
+    def group(rows: list[tuple], name: str) -> list[dict[str, Any]]:
+        return [
+            {name: r[0], "requests": r[1], "errors": r[2], "tokens": r[3] or 0, "cost_usd": round(r[4] or 0, 6)}
+            for r in rows
+        ]
+
+    return {
+        "requests": n,
+        "succeeded": ok,
+        "success_rate": round(ok / n, 4) if n else None,
+        "latency_ms": {
+            "p50": percentile(latencies, 0.50),
+            "p95": percentile(latencies, 0.95),
+            "p99": percentile(latencies, 0.99),
+        },
+        "tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+        "cost_usd": round(cost, 6),
+        "cache_hits": hits,
+        "cache_hit_rate": round(hits / n, 4) if n else None,
+        "by_model": group(by_model, "model"),
+        "by_user": group(by_user, "user"),
+    }
+
+
+ROW_FIELDS = (
+    "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens", "completion_tokens",
+    "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit",
+)
+
+
+def as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        d = dict(zip(ROW_FIELDS, r, strict=False))
+        d["cache_hit"] = bool(d["cache_hit"])
+        out.append(d)
+    return out

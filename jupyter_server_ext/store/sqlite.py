@@ -1,0 +1,111 @@
+"""Usage log in SQLite, in WAL mode so admin reads never block the writer.
+
+sqlite3 is blocking, so every call runs in one worker thread (``asyncio.to_thread`` under a
+lock): the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from ..engine.usage import COLUMNS
+from .queries import ROW_FIELDS, as_dicts, summarize
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+  id INTEGER PRIMARY KEY,
+  ts REAL NOT NULL, request_id TEXT NOT NULL, user TEXT NOT NULL, client TEXT NOT NULL,
+  model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL,
+  latency_ms REAL, overhead_ms REAL, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT
+);
+CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
+CREATE INDEX IF NOT EXISTS usage_user_ts ON usage (user, ts);
+"""
+
+
+class SQLiteStore:
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _run(self, fn, *args):
+        with self._lock:
+            if self._conn is None:
+                if self.path != ":memory:":
+                    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(SCHEMA)
+                self._conn = conn
+            return fn(self._conn, *args)
+
+    async def _call(self, fn, *args):
+        return await asyncio.to_thread(self._run, fn, *args)
+
+    async def open(self) -> None:
+        await self._call(lambda c: None)
+
+    async def write(self, rows: list[tuple]) -> None:
+        sql = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+        def go(c: sqlite3.Connection) -> None:
+            with c:
+                c.executemany(sql, rows)
+
+        await self._call(go)
+
+    async def prune(self, before: float) -> int:
+        def go(c: sqlite3.Connection) -> int:
+            with c:
+                return c.execute("DELETE FROM usage WHERE ts < ?", (before,)).rowcount
+
+        return await self._call(go)
+
+    async def stats(self, since: float) -> dict[str, Any]:
+        def go(c: sqlite3.Connection) -> dict[str, Any]:
+            totals = c.execute(
+                "SELECT COUNT(*), SUM(status < 400), SUM(prompt_tokens), SUM(completion_tokens), "
+                "SUM(cost_usd), SUM(cache_hit) FROM usage WHERE ts >= ?", (since,)
+            ).fetchone()
+            lat = [r[0] for r in c.execute("SELECT latency_ms FROM usage WHERE ts >= ? AND status < 400", (since,))]
+            group = (
+                "SELECT {col}, COUNT(*), SUM(status >= 400), SUM(prompt_tokens + completion_tokens), "
+                "SUM(cost_usd) FROM usage WHERE ts >= ? GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 100"
+            )
+            by_model = c.execute(group.format(col="model"), (since,)).fetchall()
+            by_user = c.execute(group.format(col="user"), (since,)).fetchall()
+            return summarize(totals, lat, by_model, by_user)
+
+        return await self._call(go)
+
+    async def errors(self, limit: int) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(ROW_FIELDS)} FROM usage WHERE status >= 400 ORDER BY ts DESC LIMIT ?"
+        return as_dicts(await self._call(lambda c: c.execute(sql, (limit,)).fetchall()))
+
+    async def activity(self, user: str, limit: int) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(ROW_FIELDS)} FROM usage WHERE user = ? ORDER BY ts DESC LIMIT ?"
+        return as_dicts(await self._call(lambda c: c.execute(sql, (user, limit)).fetchall()))
+
+    async def ping(self) -> bool:
+        try:
+            await self._call(lambda c: c.execute("SELECT 1").fetchone())
+            return True
+        except sqlite3.Error:
+            return False
+
+    async def close(self) -> None:
+        def go() -> None:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        await asyncio.to_thread(go)
