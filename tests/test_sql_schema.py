@@ -288,3 +288,16 @@ def test_inspector_path_matches_native_capture(tmp_path) -> None:
         assert fks["items"] == [(("order_id",), "orders", ("id",))]
     finally:
         eng.dispose()
+
+
+def test_budget_holds_for_one_very_wide_table() -> None:
+    conn = sqlite3.connect(":memory:")
+    cols = ", ".join(f"column_number_{i} INTEGER" for i in range(300))
+    conn.execute(f"CREATE TABLE wide ({cols}, PRIMARY KEY (column_number_0))")
+    conn.execute("CREATE TABLE small (a INT)")
+    out = describe_connection(conn, "wide", budget_chars=600)
+    assert len(out) <= 600
+    lines = out.splitlines()
+    assert lines[1].startswith("CREATE TABLE wide (column_number_0 INTEGER PRIMARY KEY, ")
+    assert lines[1].endswith(" more columns */);")
+    assert lines[2] == "-- other tables: small"

@@ -539,6 +539,8 @@ def describe_schema(
     rest: list[Table] = []
     for t in order:
         ddl = render_ddl(t, schema, d)
+        if shown == 0 and used + len(ddl) + 1 > budget_chars - 80:
+            ddl = _narrowed(t, schema, d, budget_chars - 80 - used)  # one very wide table
         if used + len(ddl) + 1 <= budget_chars - 80 or shown == 0:
             lines.append(ddl)
             used += len(ddl) + 1
@@ -552,7 +554,14 @@ def describe_schema(
     if rest:
         # Name the tables we could not show, as many as fit: the model can ask about them.
         names: list[str] = []
-        room = budget_chars - used - len(header) - 40
+        body = sum(len(x) + 1 for x in lines)
+        room = (
+            budget_chars
+            - len(header)
+            - body
+            - len("-- other tables: ")
+            - len(f" (+{len(rest)} more)")
+        )
         for t in rest:
             nm = _table_name(t, schema, d)
             if room - len(nm) - 2 < 0:
@@ -564,8 +573,38 @@ def describe_schema(
         if more:
             tail += f" (+{more} more)"
         lines.append(tail)
-    out = "\n".join([header, *lines])
-    return out[:budget_chars] if shown > 1 else out
+    return "\n".join([header, *lines])[:budget_chars]
+
+
+def _narrowed(t: Table, schema: Schema, dialect: str, room: int) -> str:
+    """The DDL of `t` with as many leading columns as fit in `room` characters."""
+    lo, hi = 0, len(t.columns)
+    best = render_ddl(
+        Table(t.name, t.db, [], kind=t.kind, columns_truncated=len(t.columns)), schema, dialect
+    )
+    while lo < hi:  # binary search on the number of columns kept
+        k = (lo + hi + 1) // 2
+        cut = Table(
+            t.name,
+            t.db,
+            t.columns[:k],
+            primary_key=t.primary_key
+            if all(c in {x.name for x in t.columns[:k]} for c in t.primary_key)
+            else (),
+            foreign_keys=[
+                f
+                for f in t.foreign_keys
+                if all(c in {x.name for x in t.columns[:k]} for c in f.columns)
+            ],
+            kind=t.kind,
+            columns_truncated=len(t.columns) - k + t.columns_truncated,
+        )
+        ddl = render_ddl(cut, schema, dialect)
+        if len(ddl) <= room:
+            best, lo = ddl, k
+        else:
+            hi = k - 1
+    return best
 
 
 def describe_connection(
