@@ -183,3 +183,27 @@ def test_failure_fails_the_batch_run(fresh_provider: FakeProvider, tmp_path: Pat
     assert "SqlAIError" in str(ei.value)
     assert "Column 'nope2' could not be resolved" in str(ei.value)
     assert not nb.cells[3].outputs
+
+
+def test_sqlite_through_the_real_proxy(
+    jupyter_proxy, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """The kernel -> Jupyter server proxy -> provider path, with the proxy's default model."""
+    fresh_provider.script("SELECT nope FROM orders", GOOD)
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic",
+            f"import sqlite3\nconn = sqlite3.connect(':memory:')\nconn.executescript({SHOP!r})",
+            "%%sql_ai conn -o totals --no-cache\nTotal per region",
+            "print({r: float(t) for r, t in zip(totals.region, totals.total)})",
+        ]
+    )
+    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
+    run_notebook(nb, env, tmp_path)
+    assert [r.status for r in fresh_provider.received] == [200, 200]
+    assert fresh_provider.received[0].body["model"] == "fake-small"  # the proxy's default
+    fed = fresh_provider.received[1].body["messages"][-1]["content"]
+    assert "Column 'nope' could not be resolved. Line: 1, Col: 11" in fed
+    assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[3])
+    md = markdown(nb.cells[2])[0]
+    assert "*fake-small · 2 call(s) · " in md
