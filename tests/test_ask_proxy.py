@@ -130,7 +130,8 @@ def test_kernel_under_jupyter_server_discovers_it(
         "import pandas as pd\nlab_frame = pd.DataFrame({'alpha': [1, 2]})",
         "%%ask\nWhat columns does lab_frame have?",
     ])
-    assert all(r["reply"]["status"] == "ok" for r in res), [r["reply"] for r in res]
+    assert all(r["reply"]["status"] == "ok" for r in res), (
+        [_shown(r) for r in res], jupyter_proxy.log()[-3000:])
     status = _shown(res[1])
     assert "local Jupyter server " + jupyter_proxy.url in status and "jpserver-" in status
     assert "batch run: no" in status
