@@ -351,3 +351,33 @@ def test_raw_psycopg_connection_in_every_transaction_state(mode: str, pg_shop, p
         conn.close()
     with pg_shop.connect() as c:
         assert c.exec_driver_sql("SELECT count(*) FROM orders").scalar() == 4
+
+
+@pytest.mark.parametrize("url", ["duckdb:///:memory:", "sqlite://"])
+def test_sqlalchemy_connection_left_in_a_transaction(url: str) -> None:
+    # JupySQL keeps its SQLAlchemy connection inside an open transaction; DuckDB has no
+    # savepoints, so we run inside it, and a failed statement must not poison it.
+    eng = sa.create_engine(url)
+    c = eng.connect()
+    try:
+        c.exec_driver_sql("CREATE TABLE t (a INT)")
+        c.exec_driver_sql("INSERT INTO t VALUES (1)")
+        c.commit()
+        c.exec_driver_sql("SELECT 1")
+        assert c.in_transaction()
+        db = resolve(c)
+        assert db.query("SELECT a FROM t").rows == [(1,)]
+        with pytest.raises(Exception, match="nope"):  # the driver's own error class
+            db.query("SELECT nope FROM t")
+        assert db.query("SELECT a + 1 FROM t").rows == [(2,)]
+        with pytest.raises(QueryTimeout):
+            slow = (
+                "SELECT count(*) FROM range(1000000000) a, range(1000000) b WHERE a.range + b.range = -1"
+                if url.startswith("duckdb")
+                else "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+            )
+            db.query(slow, timeout_s=0.3)
+        assert db.query("SELECT a FROM t").rows == [(1,)]
+    finally:
+        c.close()
+        eng.dispose()

@@ -276,7 +276,15 @@ class SQLAlchemyDB(DB):
     def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
         with self._connection() as c:
             own_tx = not c.in_transaction()
-            tx = c.begin() if own_tx else c.begin_nested()
+            if own_tx:
+                tx = c.begin()
+            elif self.dialect == "postgres":
+                tx = c.begin_nested()  # a savepoint inside the caller's transaction
+            else:
+                # DuckDB has no savepoints, and JupySQL keeps its connection's transaction
+                # open: run inside it (SQLite's query_only still guards writes).
+                tx = None
+            failed = False
             try:
                 if self.dialect == "postgres":
                     if read_only and own_tx:
@@ -302,16 +310,22 @@ class SQLAlchemyDB(DB):
                             raise
                 return self._run(c, sql, max_rows)
             except Exception as e:
-                tx.rollback()
+                failed = True
+                if tx is not None:
+                    tx.rollback()
+                else:
+                    c.rollback()  # a failed statement leaves the transaction unusable
                 if "statement timeout" in str(e):
                     raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
                 raise
             finally:
-                if tx.is_active:
+                if tx is not None and tx.is_active:
                     if read_only:
                         tx.rollback()
                     else:
                         tx.commit()
+                elif tx is None and not read_only and not failed:
+                    c.commit()
 
     @staticmethod
     def _run(c: Any, sql: str, max_rows: int | None) -> Fetched:
