@@ -61,9 +61,9 @@ class ProxyError(Exception):
     def __str__(self) -> str:
         if self.status == 429:
             parts = [f"rate limited (429): {self.message}"]
-            if self.limit:
+            if self.limit and self.limit not in self.message:
                 parts.append(f"limit: {self.limit}")
-            if self.reset:
+            if self.reset and self.reset not in self.message:
                 parts.append(f"resets: {self.reset}")
             if self.retry_after is not None:
                 parts.append(f"retry after {self.retry_after:g}s")
@@ -336,8 +336,10 @@ class ProxyClient:
                 if on_delta and text:
                     on_delta(text)
             cost = _float(h.get("X-RSQL-Cost-USD"))
-            if cost is None:
+            if cost is None:  # a stream's cost is only known at its end: usage / rsql chunk
                 cost = _float(extra.get("cost_usd"))
+            if cost is None and isinstance(usage, dict):
+                cost = _float(usage.get("cost_usd"))
             cache = (h.get("X-RSQL-Cache") or str(extra.get("cache") or "")).lower() == "hit"
             return ChatResult(
                 text=text,

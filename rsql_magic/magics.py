@@ -417,45 +417,66 @@ class RSQLMagic(Magics):
     @line_magic
     def ask_status(self, line: str = "") -> None:
         """Which proxy is used, who I am there, my remaining quota."""
-        rows: list[str] = []
         try:
             client = self.client()
         except ProxyError as e:
             text = f"rsql: {e}"
             display({"text/plain": text, "text/markdown": "```\n" + text + "\n```"}, raw=True)
             return
-        rows.append(f"**proxy**: {client.description}")
-        rows.append(f"**batch run**: {'yes' if self.is_batch() else 'no'}; "
-                    f"**default model**: {self.model or os.environ.get('RSQL_MODEL') or '(proxy default)'}")
+        model = self.model or os.environ.get("RSQL_MODEL") or "(proxy default)"
+        rows = [
+            f"**proxy**: {client.description}",
+            f"**batch run**: {'yes' if self.is_batch() else 'no'}; **default model**: {model}",
+        ]
         try:
-            me = client.me()
+            me: Any = client.me()
         except ProxyError as e:
             rows.append(f"**me**: unavailable ({e})")
             me = None
         if isinstance(me, dict):
-            who = next((str(me[k]) for k in ("user", "name", "username", "identity") if me.get(k)), None)
-            if who:
-                rows.append(f"**you**: {who}")
-            flat = _flatten(me)
-            if flat:
-                rows.append("\n| key | value |\n|---|---|")
-                rows += [f"| {k} | {v} |" for k, v in flat]
+            rows += render_me(me)
         md = "\n".join(rows)
-        plain = md.replace("**", "")
-        display({"text/markdown": md, "text/plain": plain}, raw=True)
+        display({"text/markdown": md, "text/plain": md.replace("**", "")}, raw=True)
 
 
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
-        for i, v in enumerate(d):
-            out += _flatten(v, f"{prefix}[{i}]")
-    else:
-        out.append((prefix, str(d).replace("|", "\\|")))
-    return out
+def _cell(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        v = ", ".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else ", ".join(map(str, v))
+    return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def render_me(me: dict[str, Any]) -> list[str]:
+    """Markdown lines for ``GET me``: whatever keys come back (the shape may grow).
+
+    Scalars become ``**key**: value`` lines, lists of objects (e.g. the user's limits with
+    used / remaining / resets) become tables, nested objects ``key.sub`` lines.
+    """
+    who = next((me[k] for k in ("user", "name", "username", "identity") if me.get(k)), None)
+    lines: list[str] = []
+    if who is not None:
+        extra = []
+        if me.get("admin"):
+            extra.append("admin")
+        if me.get("groups"):
+            extra.append("groups: " + ", ".join(map(str, me["groups"])))
+        lines.append(f"**you**: {who}" + (f" ({'; '.join(extra)})" if extra else ""))
+    skip = {"user", "name", "username", "identity", "admin", "groups"} if who is not None else set()
+    tables: list[str] = []
+    for key, val in me.items():
+        if key in skip:
+            continue
+        if isinstance(val, list) and val and all(isinstance(x, dict) for x in val):
+            cols: list[str] = []
+            for item in val:
+                cols += [c for c in item if c not in cols]
+            tables.append(f"\n**{key}**\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+            tables += ["| " + " | ".join(_cell(item.get(c)) for c in cols) + " |" for item in val]
+        elif isinstance(val, dict):
+            for k, v in val.items():
+                lines.append(f"**{key}.{k}**: {_cell(v)}")
+        else:
+            lines.append(f"**{key}**: {'none' if val is None else _cell(val) or '(empty)'}")
+    return lines + tables
 
 
 _ASK_LINE = re.compile(r"^([ \t]*)%ask(?:[ \t]+(.*?))?[ \t]*\?[ \t]*(\r?\n)?$")

@@ -181,3 +181,34 @@ def test_nbconvert_fails_when_upstream_fails(
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "out.ipynb").read_text())
     assert "not reached" in outputs_text(out["cells"][2])
+
+
+def test_status_and_user_limit_through_proxy(
+    jupyter_server_factory: Any, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    server = jupyter_server_factory(
+        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
+         "user_limits": ["2/minute"]}
+    )
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic\n%config RSQLMagic.batch_max_wait = 2.0",
+            "%ask_status",
+            "%ask one",
+            "%ask two",
+            "%ask three",
+        ],
+        raises=(4,),
+    )
+    run_notebook(nb, kernel_env(server.proxy_url, server.token), tmp_path)
+    status = outputs_text(nb.cells[1])
+    assert f"RSQL_PROXY_URL {server.proxy_url}" in status
+    assert "**you**: " in status
+    assert "| 2/minute | 0 | 2 |" in status  # the limits table: limit, used, remaining, ...
+    assert "via " in outputs_text(nb.cells[3])
+    # the third question hits the per-user limit: the message names it and when it resets,
+    # and the batch run did not sit out a 60 s window (batch_max_wait = 2 s)
+    err = outputs_text(nb.cells[4])
+    assert "rate limited (429)" in err and "2/minute" in err and "resets" in err
+    assert "batch_max_wait" in err
+    assert len(fresh_provider.received) == 2  # the refused request never reached the upstream
