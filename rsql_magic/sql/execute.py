@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
@@ -60,8 +59,3 @@ def function_names_in_error(e: BaseException | str) -> set[str]:
     for rx in _FUNC_ERRORS:
         out.update(m.group(1).split(".")[-1].upper() for m in rx.finditer(text))
     return out
-
-
-def frame_preview(frame: pd.DataFrame, rows: int) -> Any:
-    """The first `rows` rows, for display."""
-    return frame.head(rows)
