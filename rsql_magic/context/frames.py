@@ -103,12 +103,12 @@ def _pandas_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str
         sample = df
         note = "stats over all rows"
     lines: list[str] = []
-    nulls = sample.isna().sum()
     m = len(sample) or 1
     for i, col in enumerate(df.columns):
         s = sample.iloc[:, i]
         dtype = str(df.dtypes.iloc[i])
-        nn = int(nulls.iloc[i])
+        mask = s.isna().to_numpy()  # once per column: isna on string arrays is the slow part
+        nn = int(mask.sum())
         if n > stats_sample:
             null_txt = f"nulls ~{100 * nn / m:.1f}%" if nn else "nulls ~0"
         else:
@@ -116,32 +116,35 @@ def _pandas_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str
         parts = [dtype, null_txt]
         if not no_data:
             try:
-                parts.append(_pandas_stats(pd, s))
+                parts.append(_pandas_stats(pd, s[~mask] if nn else s, s.dtype))
             except Exception:  # odd object columns (dicts, lists): dtype is enough
                 pass
         lines.append(f"- {col}: " + ", ".join(p for p in parts if p))
     return lines, note
 
 
-def _pandas_stats(pd: Any, s: Any) -> str:
+def _pandas_stats(pd: Any, nonnull: Any, dtype: Any) -> str:
+    import numpy as np
     from pandas.api import types as t
 
-    nonnull = s.dropna()
     if nonnull.empty:
         return "all null"
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = list(s.cat.categories[:8])
-        more = len(s.cat.categories) - len(cats)
-        return f"{len(s.cat.categories)} levels: " + ", ".join(map(_short, cats)) + (
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats = list(dtype.categories[:8])
+        more = len(dtype.categories) - len(cats)
+        return f"{len(dtype.categories)} levels: " + ", ".join(map(_short, cats)) + (
             f", … (+{more})" if more > 0 else ""
         )
-    if t.is_bool_dtype(s.dtype):
+    if t.is_bool_dtype(dtype):
         return f"true {100 * float(nonnull.astype(bool).mean()):.0f}%"
-    if t.is_numeric_dtype(s.dtype):
-        return f"range {_fmt_num(nonnull.min())}..{_fmt_num(nonnull.max())}"
-    if t.is_datetime64_any_dtype(s.dtype) or t.is_timedelta64_dtype(s.dtype):
+    if t.is_numeric_dtype(dtype):
+        arr = nonnull.to_numpy()
+        return f"range {_fmt_num(np.min(arr))}..{_fmt_num(np.max(arr))}"
+    if t.is_datetime64_any_dtype(dtype) or t.is_timedelta64_dtype(dtype):
         return f"range {nonnull.min()}..{nonnull.max()}"
-    vc = nonnull.astype(str).value_counts()
+    if not (t.is_string_dtype(dtype) or t.is_object_dtype(dtype)):
+        return ""
+    vc = nonnull.value_counts(dropna=False)
     top = ", ".join(_short(v) for v in vc.index[:4])
     return f"{len(vc)} distinct in sample, e.g. {top}"
 
