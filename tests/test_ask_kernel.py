@@ -19,6 +19,7 @@ from tests._ask_util import (
     kernel_env,
     make_notebook,
     outputs_text,
+    require_or_skip,
     require_r,
     run_notebook,
     user_prompts,
@@ -206,3 +207,31 @@ def test_batch_run_429_beyond_max_wait_raises(fresh_provider: FakeProvider, tmp_
     assert time.monotonic() - t0 < 30  # did not sit out the 60 s window
     msg = str(ei.value)
     assert "rate limited (429)" in msg and "retry after" in msg and "batch_max_wait" in msg
+
+
+def test_sql_connection_kinds(
+    jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """DuckDB, a SQLAlchemy engine, and JupySQL's current connection (``--sql jupysql``)."""
+    for mod in ("duckdb", "sqlalchemy", "sql"):
+        require_or_skip(mod, "the [all] extra installs DuckDB, SQLAlchemy and JupySQL")
+    db = tmp_path / "sa.db"
+    nb = make_notebook([
+        SETUP,
+        "import duckdb\nddb = duckdb.connect()\n"
+        "ddb.execute('CREATE TABLE ducks (id INTEGER PRIMARY KEY, wingspan_cm DOUBLE)')",
+        "%%ask --sql ddb\nLongest wingspan?",
+        "import sqlalchemy as sa\n"
+        f"eng = sa.create_engine('sqlite:///{db}')\n"
+        "with eng.begin() as c:\n"
+        "    c.exec_driver_sql('CREATE TABLE engines (serial TEXT PRIMARY KEY, horsepower INTEGER)')",
+        "%%ask --sql eng\nMost powerful engine?",
+        "%load_ext sql\n%config SqlMagic.displaylimit = 5",
+        f"%sql sqlite:///{db}",
+        "%%ask --sql jupysql\nHow many engines?",
+    ])
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path, timeout=180)
+    duck, engine, jsql = (p.lower() for p in user_prompts(fresh_provider.received))
+    assert "create table" in duck and "ducks" in duck and "wingspan_cm" in duck
+    assert "connection `eng`" in engine and "engines" in engine and "horsepower" in engine
+    assert "jupysql current connection" in jsql and "horsepower" in jsql
