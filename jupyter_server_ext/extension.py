@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
@@ -41,9 +42,21 @@ class ExtensionBase(APIHandler):
             name = owner
         else:
             name = getattr(user, "username", None) or str(user)
+        # JupyterHub's single-user identity provider keeps the hub model (with groups) on the user
+        hub = getattr(user, "hub_user", None) or {}
+        groups = tuple(getattr(user, "groups", None) or hub.get("groups") or ())
         ctx: ProxyContext = self.settings["rsql"]
-        admin = name == owner or name in ctx.proxy.admin_users
-        return Caller(user=name, admin=admin)
+        admin = (
+            name == owner
+            or name in ctx.proxy.admin_users
+            or any(g in ctx.proxy.admin_groups for g in groups)
+        )
+        return Caller(user=name, groups=groups, admin=admin)
+
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        # APIHandler forces application/json; keep what the handler set (SSE, Prometheus text)
+        kwargs.setdefault("set_content_type", self._headers.get("Content-Type", "application/json"))
+        return super().finish(*args, **kwargs)
 
     def check_xsrf_cookie(self) -> None:
         # Forgery rides on ambient cookies. API clients authenticate with an Authorization

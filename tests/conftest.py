@@ -130,8 +130,16 @@ class JupyterServer:
                 self.proc.wait(5)
 
 
+REPO = Path(__file__).resolve().parent.parent
+USERS = {
+    "tok-alice": {"name": "alice", "groups": ["students"]},
+    "tok-bob": {"name": "bob", "groups": ["students"]},
+    "tok-carol": {"name": "carol", "groups": ["staff"]},
+}
+
+
 def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[str, str] | None = None,
-                         wait: bool = True) -> JupyterServer:
+                         wait: bool = True, named_users: bool = False) -> JupyterServer:
     """Start `jupyter server` with `c.RSQLProxy.<k> = <v>` for each item of proxy_config."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -144,6 +152,10 @@ def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[s
         "'jupyter_server_terminals': False}"
     ]
     lines += [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
+    if named_users:  # tok-alice, tok-bob (students), tok-carol (staff) instead of one owner
+        lines.append("c.ServerApp.identity_provider_class = 'tests.token_users.TokenUsers'")
+        env = {**(env or {}), "RSQL_TEST_TOKEN_USERS": json.dumps(USERS),
+               "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cfg.write_text("\n".join(lines) + "\n")
     root = tmp / "root"
     root.mkdir(exist_ok=True)
@@ -176,6 +188,8 @@ def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[s
         try:
             with urllib.request.urlopen(server.url + f"api/status?token={token}", timeout=2):
                 return server
+        except urllib.error.HTTPError:  # it answers (a custom identity provider may say 403)
+            return server
         except OSError:
             time.sleep(0.2)
     server.stop()
