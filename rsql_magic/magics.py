@@ -109,9 +109,12 @@ class RSQLMagic(Magics):
     max_tokens = Int(None, allow_none=True, help="max_tokens for answers (None: proxy default).").tag(
         config=True
     )
-    temperature = Float(None, allow_none=True, help="Sampling temperature (None: default).").tag(
-        config=True
-    )
+    temperature = Float(
+        0.0,
+        allow_none=True,
+        help="Sampling temperature. 0 (default): the same question on the same data gets the "
+        "same answer, and the proxy may answer it from its cache. None: the model's default.",
+    ).tag(config=True)
     timeout = Float(120.0, help="Seconds to wait for one proxy call.").tag(config=True)
     stream = Bool(True, help="Stream answers into the output in interactive kernels.").tag(config=True)
     render_mode = Enum(

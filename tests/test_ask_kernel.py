@@ -235,3 +235,21 @@ def test_sql_connection_kinds(
     assert "create table" in duck and "ducks" in duck and "wingspan_cm" in duck
     assert "connection `eng`" in engine and "engines" in engine and "horsepower" in engine
     assert "jupysql current connection" in jsql and "horsepower" in jsql
+
+
+def test_cache_hit_and_no_cache(
+    jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    question = "%%ask\nWhich cache_probe_col values are in probe?"
+    nb = make_notebook([
+        SETUP,
+        "import pandas as pd\nprobe = pd.DataFrame({'cache_probe_col': range(50_000)})",
+        question,
+        question,  # same question, same (seeded-sample) context: answered from the proxy's cache
+        question.replace("%%ask", "%%ask --no-cache"),
+    ])
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
+    assert len(fresh_provider.received) == 2
+    assert fresh_provider.received[0].body["temperature"] == 0
+    feet = [outputs_text(nb.cells[i]).rsplit("*", 2)[-2] for i in (2, 3, 4)]
+    assert "cache miss" in feet[0] and "cache hit" in feet[1] and "cache miss" in feet[2]
