@@ -1,0 +1,52 @@
+"""Rendering: footer, code extraction for --insert, Markdown / HTML / text bundles."""
+
+from __future__ import annotations
+
+from rsql_magic.client import ChatResult
+from rsql_magic.render import code_block, extract_code, footer, mimebundle
+
+ANSWER = (
+    "Try this:\n\n```r\nsummary(lm(mpg ~ wt, data = cars_df))\n```\n\n"
+    "or in Python:\n\n```python\nimport statsmodels.formula.api as smf\n```\n"
+)
+
+
+def result(**kw: object) -> ChatResult:
+    base = dict(text=ANSWER, model="llama-3.1-8b-instant",
+                usage={"prompt_tokens": 812, "completion_tokens": 64}, cost_usd=0.000123,
+                cache_hit=False, latency_s=1.234, upstream="groq-a", request_id="r1")
+    base.update(kw)
+    return ChatResult(**base)  # type: ignore[arg-type]
+
+
+def test_footer() -> None:
+    assert footer(result()) == (
+        "llama-3.1-8b-instant · 812 → 64 tokens · $0.0001 · cache miss · 1.2 s · via groq-a"
+    )
+    f = footer(result(cost_usd=None, cache_hit=True, usage={}, upstream=None))
+    assert f == "llama-3.1-8b-instant · cache hit · 1.2 s"
+
+
+def test_extract_code_prefers_language() -> None:
+    assert extract_code(ANSWER, "python") == [("python", "import statsmodels.formula.api as smf")]
+    assert extract_code(ANSWER, "r")[0] == ("r", "summary(lm(mpg ~ wt, data = cars_df))")
+    assert [b[0] for b in extract_code(ANSWER, "sql")] == ["r", "python"]  # none in sql: all
+    assert extract_code("no code here") == []
+
+
+def test_bundles() -> None:
+    md = mimebundle(ANSWER, result())
+    assert set(md) == {"text/markdown", "text/plain"}
+    assert md["text/markdown"].startswith("Try this:") and md["text/markdown"].endswith("via groq-a*")
+    assert md["text/plain"].endswith("-- " + footer(result()))
+    html = mimebundle(ANSWER, result(), mode="html")["text/html"]
+    assert "<pre" in html and "style=" in html  # pygments, inline styles: no CSS needed
+    assert "summary" in html and "via groq-a" in html
+    assert set(mimebundle(ANSWER, result(), mode="text")) == {"text/plain"}
+    partial = mimebundle("half an ans", None, streaming=True)
+    assert partial["text/markdown"].endswith("*… streaming*")
+
+
+def test_code_block_fence_survives_backticks() -> None:
+    block = code_block("x = '```'", "python")
+    assert block.startswith("````python\n") and block.endswith("\n````")
