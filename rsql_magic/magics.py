@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
@@ -42,7 +43,7 @@ __all__ = ["RSQLMagic", "load_ipython_extension", "unload_ipython_extension"]
 
 # Options that take a value: used to split "%ask --df x what is ..." into options + question.
 _VALUE_OPTS = {"--df", "--sql", "--model", "--lang", "-o", "--out"}
-_FLAG_OPTS = {"--r", "--no-data", "--insert", "--no-cache", "--show-context", "-h", "--help"}
+_FLAG_OPTS = {"--r", "--no-data", "--insert", "--no-cache", "--show-context"}
 _ERROR_WORDS = re.compile(
     r"\b(error|errors|fail|fails|failed|failing|exception|traceback|wrong|broken|crash\w*|"
     r"bug|why does|why do|doesn'?t work|not work\w*)\b",
@@ -256,10 +257,12 @@ class RSQLMagic(Magics):
     def ask(self, line: str = "", cell: str | None = None) -> None:
         """Ask about your data and code: %%ask [options] + question, or %ask [options] question."""
         opts, rest = split_options(line)
+        if rest.startswith("-"):
+            raise UsageError(f"%ask: unknown option {rest.split()[0]!r} (see %ask? for options)")
         args = parse_argstring(self.ask, opts)
         question = "\n".join(p for p in (rest, cell or "") if p.strip()).strip()
         if not question:
-            raise ProxyError(0, "%%ask needs a question (in the cell body, or after %ask)")
+            raise UsageError("%%ask needs a question: in the cell body, or after %ask on the line")
         self._ask(args, question)
 
     def _ask(self, args: Any, question: str) -> None:
