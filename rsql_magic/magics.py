@@ -289,7 +289,10 @@ class RSQLMagic(Magics):
         r_loaded = "rpy2.ipython" in getattr(shell.extension_manager, "loaded", set())
         from .context.rsession import r_session_exists
 
-        include_r = bool(args.r or lang == "r" or (r_loaded and r_session_exists()))
+        # R comes along when asked for (--r, --lang r), or by default when the rpy2 extension
+        # is loaded and the question did not pick its context explicitly (--df / --sql)
+        auto_r = r_loaded and sql is None and frames is None and r_session_exists()
+        include_r = bool(args.r or lang == "r" or auto_r)
         # when the question is about R or SQL, add frames only if named (not "the recent ones")
         max_frames = 0 if (args.r or sql) and frames is None else self.max_frames
         last_err = self._last_error()

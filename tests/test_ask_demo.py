@@ -48,6 +48,7 @@ def test_demo_notebook_runs_headless(
     assert "- am: factor, 2 levels: automatic, manual" in prompts[2]
     low = prompts[3].lower()
     assert "create table orders" in low and "customer_id" in low and "create table customers" in low
+    assert "## R session" not in prompts[3]  # --sql picks the context: no R session by default
     assert "what does the sales table contain?" in prompts[4]  # '%ask ...?' is not a help lookup
 
     out = json.loads((tmp_path / "demo.out.ipynb").read_text())

@@ -146,6 +146,9 @@ def test_r_session_context(
         "  grade = factor(c('A', 'B', 'C')), stringsAsFactors = FALSE)\n"
         "big <- data.frame(x = seq_len(2e6))",
         "%%ask --r\nHow do I plot score by grade for scores?",
+        "import pandas as pd\npy_side = pd.DataFrame({'p': [1]})",
+        "%%ask\nAnything else in my session?",  # rpy2 loaded, nothing picked: R comes along
+        "%%ask --df py_side\nAnd here?",  # context picked explicitly: no R session
     ])
     run_notebook(nb, via_proxy(jupyter_proxy), tmp_path, timeout=180)
     prompt = user_prompts(fresh_provider.received)[0]
@@ -158,6 +161,9 @@ def test_r_session_context(
     assert prompt.index("`scores`") < prompt.index("`big`")
     system = fresh_provider.received[0].body["messages"][0]["content"]
     assert "write code in R" in system
+    auto, picked = user_prompts(fresh_provider.received)[1:]
+    assert "## R session" in auto and "`scores`" in auto and "`py_side`" in auto
+    assert "## R session" not in picked and "`py_side`" in picked
 
 
 def test_failing_upstream_fails_the_run(fresh_provider: FakeProvider, tmp_path: Path) -> None:
