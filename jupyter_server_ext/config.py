@@ -10,6 +10,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
 from .engine import (
+    Engine,
     EngineSettings,
     LimitSettings,
     UserPolicy,
@@ -18,6 +19,7 @@ from .engine import (
     parse_upstreams,
 )
 from .engine.errors import ConfigError
+from .store import open_store
 
 LOCAL_MODEL = "smollm2-135m"
 
@@ -59,6 +61,11 @@ class RSQLProxy(Configurable):
     ).tag(config=True)
     admin_users = List(Unicode(), help="Users allowed on the admin endpoints.").tag(config=True)
     admin_groups = List(Unicode(), help="Groups whose members are admins.").tag(config=True)
+    required_scope = Unicode(
+        "",
+        help="""Hub service only: a scope every caller's token must hold, e.g. "custom:rsql:use"
+        (define it in c.JupyterHub.custom_scopes and grant it through a role).""",
+    ).tag(config=True)
 
     # -- per-user and global limits ---------------------------------------------------------
     user_limits = List(
@@ -96,6 +103,20 @@ class RSQLProxy(Configurable):
         the Jupyter data dir, or ./rsql_usage.sqlite for the hub service) or postgresql://...""",
     ).tag(config=True)
     log_prompts = Bool(False, help="Store prompt text in the usage log.").tag(config=True)
+
+    # -- shared state for replicas --------------------------------------------------------------
+    state_url = Unicode(
+        "",
+        help="""redis://host:6379/0 moves limit windows, leases, budgets, upstream windows,
+        cooldowns and breakers to Redis, so replicas share them. Empty: in-process memory.""",
+    ).tag(config=True)
+    state_prefix = Unicode("rsql:", help="Prefix of every Redis key the proxy writes.").tag(config=True)
+    fail_open = Bool(
+        False,
+        help="""When Redis is unreachable: False refuses requests with 503 (budgets stay safe);
+        True admits them without per-user limits. Either way it is logged once per outage and
+        shown in GET status.""",
+    ).tag(config=True)
     retention_days = Float(90.0, help="Usage rows older than this are pruned; 0 keeps all.").tag(config=True)
 
     def engine_settings(
@@ -162,3 +183,24 @@ class RSQLProxy(Configurable):
             log_prompts=self.log_prompts,
             retention_days=self.retention_days,
         )
+
+
+def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger | None = None) -> Engine:
+    """The engine both hosts run, with the state backend and usage store the config names."""
+    settings = proxy.engine_settings(log=log)
+    kwargs: dict = {}
+    if proxy.state_url:
+        if not proxy.state_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"RSQLProxy.state_url must be a redis:// URL, got {proxy.state_url!r}")
+        from .state.redis import RedisState
+        from .state.redis_pool import SharedPool
+
+        kwargs["state"] = RedisState(proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open)
+        kwargs["pool_class"] = SharedPool
+        kwargs["pool_options"] = {
+            "url": proxy.state_url, "prefix": proxy.state_prefix, "lease_seconds": proxy.lease_seconds,
+        }
+    url = proxy.database_url or default_database
+    if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
+        raise ConfigError(f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}")
+    return Engine(settings, store=open_store(url), **kwargs)

@@ -12,11 +12,10 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 
-from .config import RSQLProxy
-from .engine import Caller, Engine
+from .config import RSQLProxy, build_engine
+from .engine import Caller
 from .engine.errors import ConfigError
 from .handlers import ProxyContext, make_handlers
-from .store import open_store
 
 # Identity providers that know no real user names: everyone reaching this server is its owner.
 _OWNER_ONLY = (IdentityProvider, PasswordIdentityProvider)
@@ -77,14 +76,16 @@ class RSQLProxyExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         proxy = RSQLProxy(parent=self)
         try:
-            settings = proxy.engine_settings(log=self.log)
+            engine = build_engine(
+                proxy,
+                default_database="sqlite:///" + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite"),
+                log=self.log,
+            )
         except ConfigError as exc:
             self.log.critical("rsql proxy: bad configuration: %s", exc)
             raise SystemExit(1) from None
-        database_url = proxy.database_url or "sqlite:///" + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite")
-        engine = Engine(settings, store=open_store(database_url))
         self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy)
-        aliases = ", ".join(s.name for s in settings.upstreams)
+        aliases = ", ".join(s.name for s in engine.settings.upstreams)
         self.log.info("rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases)
 
     def initialize_handlers(self) -> None:

@@ -60,7 +60,7 @@ class RSQLMixin:
         # each host's base class provides rsql_caller(): the authenticated Caller, or None
         caller = self.rsql_caller()  # type: ignore[attr-defined]
         if caller is None:
-            raise ProxyError("authentication required: send a token", status=401, code="unauthorized")
+            raise Forbidden("a valid token is required: send 'Authorization: Bearer <token>'")
         kind = self.request.headers.get("X-RSQL-Client", "api").strip().lower()
         if kind not in CLIENT_KINDS:
             kind = "api"

@@ -231,3 +231,87 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped in CI, where every test must run: {reason}"
+
+
+@dataclass
+class ProxyService:
+    """A real `rsql-proxy` process (the hub service host)."""
+
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+    cwd: Path
+
+    @property
+    def proxy_url(self) -> str:
+        return self.url
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
+                headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+    def stop(self, sig: int = 2) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def start_service(tmp: Path, proxy_config: dict[str, Any], *, static_users: dict | None = None,
+                  env: dict[str, str] | None = None, prefix: str = "/") -> ProxyService:
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cfg = tmp / "rsql_config.py"
+    lines = [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
+    if static_users:
+        lines.append(f"c.RSQLProxyService.static_users = {static_users!r}")
+    cfg.write_text("\n".join(lines) + "\n")
+    log_path = tmp / "service.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port),
+         "--base-url", prefix],
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, env={**os.environ, **(env or {})},
+    )
+    svc = ProxyService(f"http://127.0.0.1:{port}{prefix}", proc, log_path, tmp)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rsql-proxy exited ({proc.returncode}):\n{svc.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return svc
+        except OSError:
+            time.sleep(0.1)
+    svc.stop()
+    raise RuntimeError(f"rsql-proxy did not start:\n{svc.log()}")
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator:
+    started: list[ProxyService] = []
+    counter = iter(range(1000))
+
+    def factory(proxy_config: dict[str, Any], **kw: Any) -> ProxyService:
+        s = start_service(tmp_path / f"svc{next(counter)}", proxy_config, **kw)
+        started.append(s)
+        return s
+
+    yield factory
+    for s in started:
+        s.stop(9)

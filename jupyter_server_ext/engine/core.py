@@ -66,16 +66,19 @@ class Engine:
         *,
         state: StateBackend | None = None,
         store: UsageStore | None = None,
+        pool_class: type[Pool] = Pool,
+        pool_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.pool = Pool(
+        self.pool = pool_class(
             settings.upstreams,
             default_cooldown=settings.default_cooldown_seconds,
             breaker_threshold=settings.breaker_threshold,
             breaker_seconds=settings.breaker_seconds,
             clock=clock,
+            **(pool_options or {}),
         )
         self.prices = PriceBook(settings.upstreams)
         self.state = state or MemoryState()
@@ -110,6 +113,7 @@ class Engine:
         if self.usage is not None:
             await self.usage.close()
         await self.state.close()
+        await self.pool.close()
         await self.http.close()
         await self.local.close()
 
@@ -129,7 +133,7 @@ class Engine:
                 transport = self.local if key.spec.provider == "llama_cpp" else self.http
                 status = await transport.get_models(key.spec, 10.0)
                 if 200 <= status < 300:
-                    self.pool.enable(key)
+                    await self.pool.enable(key)
                     log.info("upstream %s re-enabled by health check", key.alias)
             out[key.alias] = self.pool.key_state(key)
         return out
@@ -280,7 +284,7 @@ class Engine:
                 outcome.upstream_s += self.clock() - t_up
                 failures.append((spec.name, fail))
                 self.metrics.attempts.labels(spec.name, fail.kind).inc()
-                if self._on_failure(slot, fail):
+                if await self._on_failure(slot, fail):
                     tried.add(spec.name)
                 if fail.kind == "client":  # the request itself is wrong: no other key will help
                     raise ProxyError(
@@ -290,34 +294,34 @@ class Engine:
                     ) from None
                 continue
             except BaseException:  # cancelled mid-call: the provider may have seen it
-                pool.release(slot, counted=True)
+                await pool.release(slot, counted=True)
                 raise
             outcome.upstream_s += self.clock() - t_up
             self.metrics.attempts.labels(spec.name, "ok").inc()
-            pool.succeeded(slot, reply.headers)
+            await pool.succeeded(slot, reply.headers)
             if req.stream:
                 return self._stream_reply(req, slot, reply, outcome, t0, ticket, key)
             return await self._json_reply(req, slot, reply, outcome, t0, ticket, key)
         raise self._exhausted(req.model, failures)
 
-    def _on_failure(self, slot: Slot, fail: UpstreamFailure) -> bool:
+    async def _on_failure(self, slot: Slot, fail: UpstreamFailure) -> bool:
         """Record a failed attempt; True when this key should not be retried in this request."""
         pool, alias = self.pool, slot.key.alias
         if fail.kind == "rate_limited":
-            secs = pool.rate_limited(slot, fail.retry_after, fail.headers)
-            pool.release(slot, counted=False)
+            secs = await pool.rate_limited(slot, fail.retry_after, fail.headers)
+            await pool.release(slot, counted=False)
             log.warning("upstream %s: 429, account %s cools down %.1f s", alias, slot.key.spec.account, secs)
             return False  # the cooldown keeps it out; it may serve again within the deadline
         if fail.kind == "auth":
-            pool.disable(slot.key, f"HTTP {fail.status} from provider")
-            pool.release(slot, counted=False)
+            await pool.disable(slot.key, f"HTTP {fail.status} from provider")
+            await pool.release(slot, counted=False)
             log.error("upstream %s: key rejected (HTTP %s); disabled until a health check passes", alias, fail.status)
             return True
         if fail.kind == "client":
-            pool.release(slot, counted=True)
+            await pool.release(slot, counted=True)
             return True
-        pool.failed(slot, fail.kind if not fail.status else f"HTTP {fail.status}")
-        pool.release(slot, counted=fail.kind != "connect")
+        await pool.failed(slot, fail.kind if not fail.status else f"HTTP {fail.status}")
+        await pool.release(slot, counted=fail.kind != "connect")
         log.warning("upstream %s failed: %s", alias, fail)
         return True
 
@@ -359,7 +363,7 @@ class Engine:
         if usage is not None:
             usage["cost_usd"] = round(outcome.cost_usd, 8)
             body = json.dumps(obj).encode()
-        self.pool.release(slot, tokens=tokens, counted=True)
+        await self.pool.release(slot, tokens=tokens, counted=True)
         await self.limiter.finish(ticket, outcome.cost_usd)
         if key is not None and obj is not None:
             self.cache.put(key, body)
@@ -403,17 +407,17 @@ class Engine:
                     self.cache.put(key, collected.as_completion(outcome))
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
-                pool.failed(slot, f"stream {fail.kind}")
+                await pool.failed(slot, f"stream {fail.kind}")
                 yield _sse_error("the upstream stream broke off: " + fail.message)
             except (asyncio.CancelledError, GeneratorExit):
                 outcome.status, outcome.error = 499, "client_closed"
                 raise
             except Exception as exc:  # aiohttp errors mid-stream
                 outcome.status, outcome.error = 502, "stream_broken"
-                pool.failed(slot, "stream broken")
+                await pool.failed(slot, "stream broken")
                 yield _sse_error(f"the upstream stream broke off ({type(exc).__name__})")
             finally:
-                pool.release(slot, tokens=tokens, counted=True)
+                await pool.release(slot, tokens=tokens, counted=True)
                 if reply.close:
                     reply.close()
                 if tokens is None and outcome.status < 400:

@@ -83,6 +83,7 @@ class Slot:
     model: str
     tokens: int
     probe: bool
+    ref: str = ""  # the slot's name in shared state (Redis pools)
 
 
 class Pool:
@@ -192,10 +193,17 @@ class Pool:
             )
         return soonest if soonest != math.inf else None
 
+    async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+        """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
+        return self.try_pick(model, tokens, exclude)
+
+    # without a local release event (another replica freed the capacity), poll this often
+    poll_seconds: float | None = None
+
     async def acquire(self, model: str, tokens: int, exclude: set[str], deadline: float) -> Slot:
         """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429."""
         while True:
-            got = self.try_pick(model, tokens, exclude)
+            got = await self.pick(model, tokens, exclude)
             if isinstance(got, Slot):
                 return got
             now = self.clock()
@@ -213,8 +221,11 @@ class Pool:
                     limit="upstream capacity",
                 )
             changed = self._changed
+            wait = min(left, got) if got is not None else left
+            if self.poll_seconds is not None:
+                wait = min(wait, self.poll_seconds)
             try:
-                await asyncio.wait_for(changed.wait(), min(left, got) if got is not None else left)
+                await asyncio.wait_for(changed.wait(), wait)
             except asyncio.TimeoutError:
                 pass
 
@@ -224,7 +235,7 @@ class Pool:
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
+    async def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
         """Give the slot back: `counted` stamps it in the window (the provider saw it)."""
         slot.key.inflight -= 1
         if slot.probe:
@@ -232,11 +243,11 @@ class Pool:
         slot.bucket.end(slot.id, self.clock(), tokens, counted=counted)
         self._notify()
 
-    def succeeded(self, slot: Slot, headers) -> None:
+    async def succeeded(self, slot: Slot, headers) -> None:
         slot.key.breaker.success()
         slot.bucket.observe_headers(headers, self.clock())
 
-    def rate_limited(self, slot: Slot, retry_after: float | None, headers) -> float:
+    async def rate_limited(self, slot: Slot, retry_after: float | None, headers) -> float:
         """Cool the (account, model) down; returns the cooldown in seconds."""
         now = self.clock()
         slot.bucket.observe_headers(headers, now)
@@ -250,19 +261,25 @@ class Pool:
         slot.key.note_error(now, "429")
         return secs
 
-    def failed(self, slot: Slot, what: str) -> None:
+    async def failed(self, slot: Slot, what: str) -> bool:
+        """Count a failure against the key's breaker; True when this opened the breaker."""
         now = self.clock()
+        was_open = slot.key.breaker.state(now) == "open"
         slot.key.breaker.failure(now)
         slot.key.note_error(now, what)
+        return not was_open and slot.key.breaker.state(now) == "open"
 
-    def disable(self, key: Key, why: str) -> None:
+    async def disable(self, key: Key, why: str) -> None:
         key.disabled = why
         key.note_error(self.clock(), why)
 
-    def enable(self, key: Key) -> None:
+    async def enable(self, key: Key) -> None:
         key.disabled = ""
         key.breaker.success()
         self._notify()
+
+    async def close(self) -> None:
+        pass
 
     def key_state(self, key: Key) -> str:
         now = self.clock()

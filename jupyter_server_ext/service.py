@@ -1,0 +1,193 @@
+"""Host 2: ``rsql-proxy``, the proxy as a small tornado app, one JupyterHub service for all users.
+
+Why not a Jupyter server: as a shared hub service it would also expose kernels, terminals and
+files to every hub user, in the process holding the keys. This app serves only the proxy's
+handlers (the same ones as the server extension) and authenticates callers with their
+JupyterHub token: user name, groups, admin flag and scopes come from the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import urllib.parse
+from typing import Any
+
+from tornado import httpserver, web
+from traitlets import Dict, Integer, Unicode, default
+from traitlets.config import Application
+
+from .config import RSQLProxy, build_engine
+from .engine import Caller
+from .engine.errors import ConfigError, Forbidden
+from .handlers import ProxyContext, make_handlers
+
+log = logging.getLogger("rsql")
+
+
+def _bearer(request: Any) -> str:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() in ("token", "bearer") else ""
+
+
+class ServiceBase(web.RequestHandler):
+    """Authenticated by a JupyterHub API token (or a static token from the config)."""
+
+    _rsql_model: dict[str, Any] | None = None
+
+    async def prepare(self) -> None:
+        # resolve the token before the handler runs, without blocking the event loop:
+        # HubAuth caches each answer, so the hub is asked once per token per few minutes
+        token = _bearer(self.request)
+        if not token:
+            return
+        app: RSQLProxyService = self.settings["rsql_app"]
+        static = app.static_users.get(token)
+        if static is not None:
+            self._rsql_model = static
+            return
+        hub = app.hub_auth
+        if hub is None:
+            return
+        try:
+            model = await hub.user_for_token(token, sync=False)
+        except Exception as exc:  # the hub is down or slow: say so, do not crash
+            log.warning("asking the hub about a token failed: %s", type(exc).__name__)
+            raise web.HTTPError(503, "cannot reach JupyterHub to check the token") from None
+        if model and hub.access_scopes and not hub.check_scopes(hub.access_scopes, model):
+            raise web.HTTPError(403, f"this token lacks the scope {sorted(hub.access_scopes)[0]!r}")
+        self._rsql_model = model or None
+
+    def rsql_caller(self) -> Caller | None:
+        model = self._rsql_model
+        if not model:
+            return None
+        ctx: ProxyContext = self.settings["rsql"]
+        proxy = ctx.proxy
+        name = model["name"] if model.get("kind", "user") == "user" else f"service:{model['name']}"
+        required = proxy.required_scope
+        if required and required not in model.get("scopes", ()):
+            raise Forbidden(f"using the rsql proxy requires the scope {required!r}")
+        groups = tuple(model.get("groups") or ())
+        admin = (
+            bool(model.get("admin"))
+            or name in proxy.admin_users
+            or any(g in proxy.admin_groups for g in groups)
+        )
+        return Caller(user=name, groups=groups, admin=admin)
+
+    def check_xsrf_cookie(self) -> None:  # token-only API: no cookies, nothing to forge
+        return None
+
+
+class RSQLProxyService(Application):
+    name = "rsql-proxy"
+    description = "The rsql proxy as a standalone service (a JupyterHub managed service)."
+    classes = [RSQLProxy]
+    aliases = {
+        "config": "RSQLProxyService.config_file",
+        "ip": "RSQLProxyService.ip",
+        "port": "RSQLProxyService.port",
+        "base-url": "RSQLProxyService.base_url",
+        "log-level": "Application.log_level",
+    }
+
+    config_file = Unicode("", help="A Python config file with c.RSQLProxy.* settings.").tag(config=True)
+    ip = Unicode(help="Interface to listen on (default: from $JUPYTERHUB_SERVICE_URL, else 127.0.0.1).").tag(config=True)
+    port = Integer(help="Port (default: from $JUPYTERHUB_SERVICE_URL, else 10101).").tag(config=True)
+    base_url = Unicode(help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX, else /).").tag(config=True)
+    static_users = Dict(
+        help="""Tokens accepted without a hub, each a user model:
+        {"<token>": {"name": "alice", "groups": [], "admin": False}}. For use without JupyterHub
+        (benchmarks, a plain server); prefer hub tokens.""",
+    ).tag(config=True)
+
+    @default("log_level")
+    def _log_level(self) -> int:
+        return logging.INFO
+
+    @default("ip")
+    def _ip(self) -> str:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return urllib.parse.urlparse(url).hostname or "127.0.0.1" if url else "127.0.0.1"
+
+    @default("port")
+    def _port(self) -> int:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urllib.parse.urlparse(url).port or 80) if url else 10101
+
+    @default("base_url")
+    def _base_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    hub_auth: Any = None
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.config_file:
+            if not os.path.exists(self.config_file):
+                raise ConfigError(f"--config {self.config_file}: no such file")
+            self.load_config_file(self.config_file)
+        logging.basicConfig(format="[%(levelname).1s %(asctime)s %(name)s] %(message)s", level=self.log_level)
+        if os.environ.get("JUPYTERHUB_API_TOKEN"):
+            from jupyterhub.services.auth import HubAuth
+
+            self.hub_auth = HubAuth(cache_max_age=60)
+
+    async def serve(self) -> None:
+        proxy = RSQLProxy(parent=self)
+        engine = build_engine(proxy, default_database="sqlite:///rsql_usage.sqlite", log=log)
+        ctx = ProxyContext(engine=engine, proxy=proxy)
+        prefix = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
+        app = web.Application(
+            make_handlers(ServiceBase, prefix.rstrip("/") or ""), rsql=ctx, rsql_app=self,
+            log_function=_access_log,
+        )
+        server = httpserver.HTTPServer(app, xheaders=True)
+        server.listen(self.port, self.ip)
+        await ctx.ready()
+        log.info(
+            "rsql-proxy listening on http://%s:%d%s (hub auth: %s; upstreams: %s)",
+            self.ip, self.port, prefix, "on" if self.hub_auth else "off",
+            ", ".join(s.name for s in engine.settings.upstreams),
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the hub stops services with SIGINT
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("rsql-proxy stopping: finishing the usage log")
+        server.stop()
+        await engine.close()
+        log.info("rsql-proxy stopped")
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+
+def _access_log(handler: web.RequestHandler) -> None:
+    # never the query string or headers: tokens may travel there
+    status = handler.get_status()
+    if status >= 400 or log.isEnabledFor(logging.DEBUG):
+        log.log(
+            logging.WARNING if status >= 500 else logging.INFO, "%d %s %s %.1f ms", status,
+            handler.request.method, handler.request.path, 1000 * handler.request.request_time(),
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = RSQLProxyService()
+    try:
+        app.initialize(argv)
+        app.start()
+    except ConfigError as exc:
+        print(f"rsql-proxy: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
