@@ -10,13 +10,18 @@ and says how long to wait when none has room.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from ..engine.pool import Key, Pool, Slot
 from ..engine.window import parse_duration
+
+log = logging.getLogger("rsql.state")
+_DOWN = (RedisError, OSError)
 
 # ARGV: prefix, model, tokens, slot, ttl, n, then per candidate:
 #   alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*
@@ -205,7 +210,14 @@ class SharedPool(Pool):
             args.append(len(trates))
             for rate in trates:
                 args += [rate.amount, rate.seconds]
-        idx, wait = await self._pick(keys=[], args=args)
+        try:
+            idx, wait = await self._pick(keys=[], args=args)
+        except _DOWN as exc:
+            # Redis is down (and fail_open let the request through): count on this replica's
+            # own windows until it is back, which cannot hold a limit across replicas
+            self._down(exc)
+            return self.try_pick(model, tokens, exclude)
+        self._up()
         idx = int(idx)
         if idx == 0:
             w = float(wait)
@@ -232,13 +244,35 @@ class SharedPool(Pool):
         # right error (model not served, request too large, ...) or says how long to wait
         return cands or self.try_pick(model, tokens, exclude)  # type: ignore[return-value]
 
+    _down_since: float | None = None
+
+    def _down(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.time()
+            log.error("shared upstream state unreachable (%s): upstream limits are counted per replica", type(exc).__name__)
+
+    def _up(self) -> None:
+        if self._down_since is not None:
+            log.warning("shared upstream state reachable again")
+            self._down_since = None
+
+    async def _quietly(self, script: Any, **kw: Any) -> None:
+        try:
+            await script(**kw)
+        except _DOWN as exc:  # the keys expire on their own; nothing to undo later
+            self._down(exc)
+
     async def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
+        if not slot.ref:  # taken from the local windows while Redis was down
+            await super().release(slot, tokens=tokens, counted=counted)
+            return
         slot.key.inflight -= 1
         if slot.probe:
             slot.key.breaker.probing = False
         used = slot.tokens if tokens is None else tokens
         span = max((r.seconds for r in sum(self._rates(slot.key), ())), default=60.0)
-        await self._end(
+        await self._quietly(
+            self._end,
             keys=[],
             args=[self.prefix, slot.key.spec.account, slot.model, slot.ref, slot.tokens,
                   "1" if counted else "0", used, span],
@@ -258,7 +292,8 @@ class SharedPool(Pool):
         if not (have_req or have_tok):
             return
         prov = f"{self.prefix}{slot.key.spec.account}:{slot.model}:prov"
-        await self._observe(
+        await self._quietly(
+            self._observe,
             keys=[prov],
             args=[req_left if have_req else "", req_reset if have_req else 0,
                   tok_left if have_tok else "", tok_reset if have_tok else 0],
@@ -267,22 +302,28 @@ class SharedPool(Pool):
     async def rate_limited(self, slot: Slot, retry_after: float | None, headers) -> float:
         secs = await super().rate_limited(slot, retry_after, headers)
         await self._publish_headers(slot, headers)
-        await self._extend(keys=[f"{self.prefix}{slot.key.spec.account}:{slot.model}:cool"], args=[secs])
+        await self._quietly(self._extend, keys=[f"{self.prefix}{slot.key.spec.account}:{slot.model}:cool"], args=[secs])
         return secs
 
     async def failed(self, slot: Slot, what: str) -> bool:
         opened = await super().failed(slot, what)
         if opened:
             secs = slot.key.breaker.open_until - self.clock()
-            await self._extend(keys=[f"{self.prefix}brk:{slot.key.alias}"], args=[max(0.001, secs)])
+            await self._quietly(self._extend, keys=[f"{self.prefix}brk:{slot.key.alias}"], args=[max(0.001, secs)])
         return opened
 
     async def disable(self, key: Key, why: str) -> None:
         await super().disable(key, why)
-        await self.redis.set(f"{self.prefix}dis:{key.alias}", json.dumps({"why": why}))
+        try:
+            await self.redis.set(f"{self.prefix}dis:{key.alias}", json.dumps({"why": why}))
+        except _DOWN as exc:
+            self._down(exc)
 
     async def enable(self, key: Key) -> None:
-        await self.redis.delete(f"{self.prefix}dis:{key.alias}", f"{self.prefix}brk:{key.alias}")
+        try:
+            await self.redis.delete(f"{self.prefix}dis:{key.alias}", f"{self.prefix}brk:{key.alias}")
+        except _DOWN as exc:
+            self._down(exc)
         await super().enable(key)
 
     async def close(self) -> None:
