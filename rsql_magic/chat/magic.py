@@ -1,0 +1,50 @@
+"""``%ask_chat``: show the chat panel, or put the code of its last answer into the next cell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+__all__ = ["ChatMagics"]
+
+
+@magics_class
+class ChatMagics(Magics):
+    @magic_arguments()
+    @argument("--model", default=None, help="Model to ask (default: RSQLMagic.model or the proxy's).")
+    @argument("--df", default=None, help="DataFrames preselected in the picker: NAME[,NAME].")
+    @argument("--sql", default=None, metavar="CONN", help="SQL connection variable preselected.")
+    @argument("--r", action="store_true", help="Include the R session.")
+    @argument(
+        "--insert",
+        nargs="?",
+        const=-1,
+        type=int,
+        default=None,
+        metavar="N",
+        help="Put the code of answer N (default: the last) of the latest panel into the next cell.",
+    )
+    @line_magic
+    def ask_chat(self, line: str = "") -> Any:
+        """Open the rsql chat panel (ipywidgets): ``%ask_chat [--df a,b] [--sql conn] [--r]``."""
+        from . import chat, current
+
+        args = parse_argstring(self.ask_chat, line)
+        if args.insert is not None:
+            panel = current()
+            if panel is None:
+                print("rsql: no chat panel yet: open one with %ask_chat")
+                return None
+            # a cell's execute request: set_next_input reaches the frontend from here
+            panel.insert_code(args.insert)
+            return None
+        frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
+        panel = chat(
+            shell=self.shell, model=args.model, frames=frames, sql=args.sql, include_r=args.r or None
+        )
+        from IPython.display import display
+
+        display(panel)
+        return None
