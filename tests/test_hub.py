@@ -1,0 +1,198 @@
+"""End to end on a real JupyterHub: configurable-http-proxy, DummyAuthenticator, the proxy as a
+hub-managed service set up by configure_jupyterhub, and a kernel in a spawned server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, require, upstreams_for
+from tests.fake_provider import FakeProvider
+from tests.server_kernel import run_cells
+
+pytestmark = pytest.mark.slow
+
+
+class Hub:
+    def __init__(self, tmp: Path, provider: FakeProvider) -> None:
+        self.tmp = tmp
+        self.port, self.api_port, self.proxy_port, self.svc_port = (free_port() for _ in range(4))
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.admin_token = secrets.token_hex(16)
+        rsql_cfg = tmp / "rsql_config.py"
+        rsql_cfg.write_text(
+            f"c.RSQLProxy.upstreams = {upstreams_for(provider)!r}\n"
+            "c.RSQLProxy.default_model = 'fake-small'\n"
+            "c.RSQLProxy.user_limits = ['3/minute']\n"
+            "c.RSQLProxy.limit_overrides = {'user:carla': {'user_limits': ['100/minute']}}\n"
+            f"c.RSQLProxy.database_url = 'sqlite:///{tmp}/usage.sqlite'\n"
+        )
+        (tmp / "jupyterhub_config.py").write_text(f"""
+import sys
+from jupyter_server_ext.hub import configure_jupyterhub
+
+c.JupyterHub.bind_url = "{self.url}"
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {self.api_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_port}"
+c.ConfigurableHTTPProxy.pid_file = "{tmp}/proxy.pid"
+c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {{"carla"}}
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/home/{{username}}"
+c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.Spawner.args = ["--allow-root"]
+c.Spawner.start_timeout = 90
+c.Spawner.http_timeout = 90
+c.JupyterHub.services = [{{"name": "tester", "api_token": "{self.admin_token}"}}]
+c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
+    "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users"]}}]
+configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0.0.1:{self.svc_port}")
+""")
+        env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+        self.log_path = tmp / "hub.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
+            cwd=tmp, env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited:\n{self.log()}")
+            try:
+                if self.api("GET", "")[0] == 200 and self.service("GET", "status", self.admin_token)[0] in (200, 403):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hub did not start:\n{self.log()}")
+            time.sleep(0.5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _req(self, method: str, url: str, token: str | None, body: object = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"token {token}"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers), timeout=60) as r:
+                raw = r.read()
+                if not r.headers.get("Content-Type", "").startswith("application/json"):
+                    return r.status, {"raw": raw.decode(errors="replace")}
+                return r.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                return err.code, json.loads(raw)
+            except ValueError:
+                return err.code, {"raw": raw.decode(errors="replace")}
+
+    def api(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        return self._req(method, self.url + "hub/api/" + path, self.admin_token, body)
+
+    def service(self, method: str, path: str, token: str | None, body: object = None) -> tuple[int, dict]:
+        # through the hub's public proxy, as any client would
+        return self._req(method, self.url + "services/rsql/" + path, token, body)
+
+    def token_for(self, user: str, **kw: object) -> str:
+        self.api("POST", "users/" + user)
+        status, body = self.api("POST", f"users/{user}/tokens", {"note": "test", **kw})
+        assert status == 201, body
+        return body["token"]
+
+    def stop(self) -> None:
+        self.proc.send_signal(2)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider):
+    require("configurable-http-proxy", binary=True, reason="npm install -g configurable-http-proxy")
+    require("jupyterhub")
+    h = Hub(tmp_path_factory.mktemp("hub"), provider)
+    yield h
+    h.stop()
+
+
+ASK = {"messages": [{"role": "user", "content": "hello from the hub"}]}
+
+
+def test_users_are_known_by_their_hub_identity(hub: Hub) -> None:
+    alice, bob, carla = (hub.token_for(u) for u in ("alice", "bob", "carla"))
+    assert hub.service("GET", "me", alice)[1]["user"] == "alice"
+    assert hub.service("GET", "me", carla)[1] == {**hub.service("GET", "me", carla)[1], "user": "carla", "admin": True}
+    # each user's limit is their own
+    assert [hub.service("POST", "v1/chat/completions", alice, ASK)[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert hub.service("POST", "v1/chat/completions", bob, ASK)[0] == 200
+    # users cannot read others' activity nor any admin endpoint; the hub admin can
+    for path in ("admin/users/bob/activity", "admin/stats", "admin/upstreams", "metrics"):
+        assert hub.service("GET", path, alice)[0] == 403, path
+        assert hub.service("GET", path, carla)[0] == 200, path
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = hub.service("GET", "admin/users/alice/activity", carla)
+        if len(body["activity"]) == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert [r["status"] for r in body["activity"]].count(429) == 1
+
+
+def test_bad_and_expired_tokens_get_403(hub: Hub) -> None:
+    assert hub.service("GET", "me", "not-a-token")[0] == 403
+    assert hub.service("GET", "me", None)[0] == 403
+    # (a token the service has already seen stays cached for up to a minute: HubAuth's cache)
+    short = hub.token_for("dora", expires_in=1)
+    time.sleep(2.5)
+    status, body = hub.service("POST", "v1/chat/completions", short, ASK)
+    assert status == 403 and "token" in body["error"]["message"]
+
+
+def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: FakeProvider) -> None:
+    erin = hub.token_for("erin")
+    status, _ = hub.api("POST", "users/erin/server")
+    assert status in (201, 202), hub.log()[-3000:]
+    deadline = time.monotonic() + 120
+    while True:
+        _, model = hub.api("GET", "users/erin")
+        if (model.get("servers") or {}).get("", {}).get("ready"):
+            break
+        assert time.monotonic() < deadline, hub.log()[-5000:]
+        time.sleep(0.5)
+    provider.reset()
+    results = asyncio.run(run_cells(
+        hub.url + "user/erin/",
+        erin,
+        [
+            "import os; print(os.environ['RSQL_PROXY_URL'])",
+            "%load_ext rsql_magic",
+            "%ask_status",
+            "%%ask\nHow do I count rows per group in pandas?",
+        ],
+    ))
+    assert all(r["error"] is None for r in results), results
+    assert results[0]["outputs"][0].strip() == f"http://127.0.0.1:{hub.svc_port}/services/rsql/"
+    assert "erin" in "".join(results[2]["outputs"])
+    asked = [r for r in provider.received if "count rows per group" in json.dumps(r.body)]
+    assert len(asked) == 1
+    assert "Fake answer to:" in "".join(results[3]["outputs"])
+    # the kernel's environment holds no provider key
+    env_dump = asyncio.run(run_cells(hub.url + "user/erin/", erin, ["import os; print(dict(os.environ))"]))
+    assert "sk-test" not in "".join(env_dump[0]["outputs"])
