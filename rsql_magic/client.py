@@ -446,7 +446,8 @@ class ProxyClient:
                 int(status),
                 str(getattr(e, "message", e)),
                 limit=getattr(e, "limit", None),
-                retry_after=_float(getattr(e, "retry_after", None)),
+                retry_after=_float(getattr(e, "retry_after", None))
+                or _float((getattr(e, "headers", None) or {}).get("Retry-After")),
                 reset=getattr(e, "reset", None),
             ) from None
         text = _message_text(data)
