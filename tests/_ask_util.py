@@ -30,11 +30,30 @@ def require_r() -> None:
     require_or_skip("R", "R context tests need R (apt r-base-core)", binary=True)
     require_or_skip("rpy2", "R context tests need rpy2 3.5.x (pip install rsql-assistant[r])")
     try:
-        import rpy2.robjects  # noqa: F401  (R must also load: rpy2 3.6 fails on R 4.2)
+        import_rpy2()  # R must also load: rpy2 3.6 fails on R 4.2
     except Exception as e:  # pragma: no cover - environment problem
         if IN_CI:
             pytest.fail(f"rpy2 cannot start R: {e}")
         pytest.skip(f"rpy2 cannot start R: {e}")
+
+
+def import_rpy2() -> None:
+    """Import rpy2.robjects in this process without leaking its environment to children.
+
+    rpy2 puts ``LD_LIBRARY_PATH=/usr/lib/R/lib:/usr/lib/x86_64-linux-gnu:...`` into
+    ``os.environ`` when it starts R. Every process started afterwards inherits it, and a Python
+    whose libpython is found through its runpath then loads the system's libpython instead
+    (``_ssl``: undefined symbol ``_PyModule_Add``): Jupyter servers and kernels started by later
+    tests die. R is loaded by then, so the variable can go.
+    """
+    before = os.environ.get("LD_LIBRARY_PATH")
+    try:
+        import rpy2.robjects  # noqa: F401
+    finally:
+        if before is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = before
 
 
 def kernel_env(proxy_url: str | None, token: str | None = None, **extra: str) -> dict[str, str]:

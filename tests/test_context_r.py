@@ -6,12 +6,13 @@ import time
 
 import pytest
 
-from tests._ask_util import require_r
+from tests._ask_util import import_rpy2, require_r
 
 
 @pytest.fixture(scope="module")
 def r_env():  # type: ignore[no-untyped-def]
     require_r()
+    import_rpy2()
     import rpy2.robjects as ro
 
     ro.r(
