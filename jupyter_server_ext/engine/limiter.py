@@ -75,6 +75,7 @@ class Ticket:
     """A request's hold on its limits; given back exactly once by ``Limiter.finish``."""
 
     lease_id: str
+    windows: list[WindowCheck]
     leases: list[LeaseCheck]
     budgets: list[BudgetCheck]
     reserved: float
@@ -137,7 +138,7 @@ class Limiter:
         result = await self.state.admit(windows, leases, budgets, lease_id)
         if not result.ok:
             raise self._refusal(user, windows, result)
-        return Ticket(lease_id, leases, budgets, reserve)
+        return Ticket(lease_id, windows, leases, budgets, reserve)
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused
@@ -164,11 +165,17 @@ class Limiter:
             extra={"reset": reset},
         )
 
-    async def finish(self, ticket: Ticket, cost: float) -> None:
-        """Release the leases and settle the reservation to the real cost; idempotent."""
+    async def finish(self, ticket: Ticket, cost: float, *, refund: bool = False) -> None:
+        """Release the leases and settle the reservation to the real cost; idempotent.
+
+        `refund`: the request got no answer for reasons that are not the caller's (no upstream
+        capacity, every upstream failed), so it is taken out of the request windows too.
+        """
         if ticket.done:
             return
         ticket.done = True
+        if refund and ticket.windows:
+            await self.state.refund(ticket.windows, ticket.lease_id)
         if ticket.leases:
             await self.state.release(ticket.leases, ticket.lease_id)
         if ticket.budgets and cost != ticket.reserved:

@@ -175,7 +175,7 @@ class Bucket:
         reset = parse_duration(get("x-ratelimit-reset-requests"))
         if left is not None and reset is not None:
             try:
-                self.prov_req_left = int(float(left)) - 0
+                self.prov_req_left = int(float(left))
                 self.prov_req_reset = now + reset
             except ValueError:
                 pass

@@ -24,7 +24,7 @@ class MemoryState:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._logs: dict[str, collections.deque[float]] = {}
+        self._logs: dict[str, collections.deque[tuple[float, str]]] = {}  # (time, lease id)
         self._days: dict[str, tuple[int, int]] = {}  # key -> (utc day, count)
         self._leases: dict[str, dict[str, float]] = {}  # key -> {lease id: expires at}
         self._spend: dict[str, tuple[int, float]] = {}  # key -> (utc day, usd)
@@ -36,7 +36,7 @@ class MemoryState:
             return
         self._swept = now
         day = utc_day(now)
-        for key in [k for k, log in self._logs.items() if not log or log[-1] < now - 86400 * 7]:
+        for key in [k for k, log in self._logs.items() if not log or log[-1][0] < now - 86400 * 7]:
             del self._logs[key]
         for key in [k for k, (d, _) in self._days.items() if d != day]:
             del self._days[key]
@@ -60,9 +60,9 @@ class MemoryState:
         cutoff = now - w.seconds
         # logs are shared by windows of different lengths on one key only by construction of
         # the keys (key includes the window), so popping old entries is safe here
-        while log and log[0] <= cutoff:
+        while log and log[0][0] <= cutoff:
             log.popleft()
-        return len(log), (log[0] + w.seconds - now) if log else 0.0
+        return len(log), (log[0][0] + w.seconds - now) if log else 0.0
 
     def _lease_use(self, lease: LeaseCheck, now: float) -> int:
         held = self._leases.get(lease.key)
@@ -88,7 +88,7 @@ class MemoryState:
                     return Admission(w, seconds_to_midnight(now), used)
                 log = self._logs[w.key]
                 # the request that must leave for one more to fit
-                return Admission(w, log[used - w.amount] + w.seconds - now, used)
+                return Admission(w, log[used - w.amount][0] + w.seconds - now, used)
         for lease in leases:
             used = self._lease_use(lease, now)
             if used >= lease.capacity:
@@ -104,12 +104,28 @@ class MemoryState:
                 d, n = self._days.get(w.key, (day, 0))
                 self._days[w.key] = (day, (n if d == day else 0) + 1)
             else:
-                self._logs.setdefault(w.key, collections.deque()).append(now)
+                self._logs.setdefault(w.key, collections.deque()).append((now, lease_id))
         for lease in leases:
             self._leases.setdefault(lease.key, {})[lease_id] = now + lease.ttl
         for b in budgets:
             self._spend[b.key] = (day, self._spent(b, now) + b.reserve)
         return Admission()
+
+    async def refund(self, windows: list[WindowCheck], lease_id: str) -> None:
+        now = self.clock()
+        for w in windows:
+            if w.calendar_day:
+                d, n = self._days.get(w.key, (utc_day(now), 0))
+                if d == utc_day(now) and n > 0:
+                    self._days[w.key] = (d, n - 1)
+                continue
+            log = self._logs.get(w.key)
+            if log:
+                # the refunded request is among the newest: search from the right
+                for i in range(len(log) - 1, -1, -1):
+                    if log[i][1] == lease_id:
+                        del log[i]
+                        break
 
     async def release(self, leases: list[LeaseCheck], lease_id: str) -> None:
         for lease in leases:

@@ -100,6 +100,21 @@ end
 return 1
 """
 
+# KEYS: windows; ARGV: lease_id, then per window: its index, calendar (0/1)
+_REFUND = """
+local t = redis.call('TIME')
+local day = math.floor((tonumber(t[1]) + tonumber(t[2]) / 1e6) / 86400)
+for i = 1, #KEYS do
+  if ARGV[2*i+1] == '1' then
+    local k = KEYS[i] .. ':d' .. day
+    if tonumber(redis.call('GET', k) or '0') > 0 then redis.call('DECR', k) end
+  else
+    redis.call('ZREM', KEYS[i], ARGV[1] .. ':' .. ARGV[2*i])
+  end
+end
+return 1
+"""
+
 # KEYS: windows, leases, budgets; ARGV: nw, nl, nb, then per window: seconds, calendar
 _READ = """
 local t = redis.call('TIME')
@@ -153,6 +168,7 @@ class RedisState:
         self._admit = self.redis.register_script(_ADMIT)
         self._settle = self.redis.register_script(_SETTLE)
         self._read = self.redis.register_script(_READ)
+        self._refund = self.redis.register_script(_REFUND)
         self.down_since: float | None = None
 
     def _k(self, key: str) -> str:
@@ -200,6 +216,15 @@ class RedisState:
         hit = checks[idx - 1]
         used_v: float = float(used)
         return Admission(hit, float(wait), used_v if isinstance(hit, BudgetCheck) else int(used_v))
+
+    async def refund(self, windows: list[WindowCheck], lease_id: str) -> None:
+        args: list[Any] = [lease_id]
+        for i, w in enumerate(windows, start=1):  # members are "<lease id>:<window index>"
+            args += [i, "1" if w.calendar_day else "0"]
+        try:
+            await self._refund(keys=[self._k(w.key) for w in windows], args=args)
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
 
     async def release(self, leases: list[LeaseCheck], lease_id: str) -> None:
         try:
