@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +15,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def require_or_skip(module: str, reason: str = "", *, binary: bool = False) -> None:
     """Skip when ``module`` (or a binary) is missing; in CI (``CI=true``) fail instead."""
-    found = shutil.which(module) if binary else importlib.util.find_spec(module) is not None
-    if found:
-        return
-    msg = f"{module} is not installed" + (f": {reason}" if reason else "")
-    if IN_CI:
-        pytest.fail(f"CI must run every test, but {msg}")
-    pytest.skip(msg)
+    from tests.conftest import require
+
+    require(module, binary=binary, reason=reason)
 
 
 def require_r() -> None:

@@ -41,6 +41,18 @@ def require(what: str, *, binary: bool = False, reason: str = "") -> None:
     pytest.skip(msg)
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """os.environ for a server or kernel started by a test, without R's LD_LIBRARY_PATH.
+
+    rpy2 puts R's library folders into LD_LIBRARY_PATH when a test in this process starts R;
+    a Python started with it loads the system libpython and dies on import of _ssl.
+    """
+    env = {**os.environ, **extra}
+    if "/usr/lib/R" in env.get("LD_LIBRARY_PATH", ""):
+        env.pop("LD_LIBRARY_PATH")
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,7 +172,7 @@ def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[s
     root = tmp / "root"
     root.mkdir(exist_ok=True)
     full_env = {
-        **os.environ,
+        **child_env(),
         "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
         "JUPYTER_CONFIG_DIR": str(tmp / "config"),
         "JUPYTER_DATA_DIR": str(tmp / "data"),  # the usage log's default home
@@ -286,7 +298,7 @@ def start_service(tmp: Path, proxy_config: dict[str, Any], *, static_users: dict
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port),
          "--base-url", prefix],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, env={**os.environ, **(env or {})},
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, env=child_env(**(env or {})),
     )
     svc = ProxyService(f"http://127.0.0.1:{port}{prefix}", proc, log_path, tmp)
     deadline = time.monotonic() + 30

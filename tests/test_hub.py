@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, require, upstreams_for
+from tests.conftest import child_env, free_port, require, upstreams_for
 from tests.fake_provider import FakeProvider
 from tests.server_kernel import run_cells
 
@@ -62,7 +62,7 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
     "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users"]}}]
 configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0.0.1:{self.svc_port}")
 """)
-        env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+        env = child_env(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
         self.log_path = tmp / "hub.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],

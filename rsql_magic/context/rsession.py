@@ -8,7 +8,9 @@ is never scanned. The R side stops listing objects once its own time or size bud
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
 
 __all__ = ["R_DESCRIBE", "describe_r_session", "r_session_exists"]
 
@@ -93,6 +95,24 @@ def r_session_exists() -> bool:
         return False
 
 
+def _import_robjects() -> Any:
+    """Import rpy2.robjects without leaving R's LD_LIBRARY_PATH in the kernel's environment.
+
+    rpy2 adds R's library folders to ``LD_LIBRARY_PATH`` when it starts R; processes the kernel
+    starts later (``!pip``, subprocess, a Jupyter server) would then load the system libpython
+    and fail. R is loaded by the time the import returns, so the variable can go back.
+    """
+    before = os.environ.get("LD_LIBRARY_PATH")
+    try:
+        import rpy2.robjects as ro
+    finally:
+        if before is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = before
+    return ro
+
+
 def describe_r_session(
     *,
     no_data: bool = False,
@@ -103,7 +123,7 @@ def describe_r_session(
     prefer: list[str] | None = None,
 ) -> str:
     """Describe the embedded R session (starts R through rpy2 if it is not running)."""
-    import rpy2.robjects as ro
+    ro = _import_robjects()
 
     fn = _fn_cache.get("describe")
     if fn is None:
