@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -64,6 +65,12 @@ def _ensure() -> tuple[asyncio.AbstractEventLoop, Engine]:
     global _loop, _engine
     with _lock:
         if _engine is None or _loop is None:
+            # the engine's warnings (a model without a price, a key cooling down) would land in
+            # the notebook's output through logging's last-resort handler; what the user must
+            # know reaches them as the magic's error instead
+            rsql_log = logging.getLogger("rsql")
+            if not rsql_log.handlers:
+                rsql_log.addHandler(logging.NullHandler())
             ups = upstreams_from_env()
             models = [m for u in ups for m in u.get("models", [])]
             proxy = RSQLProxy(
