@@ -134,6 +134,12 @@ def usage_line(me: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _md(text: str) -> str:
+    """Markdown -> HTML for the panel; ipywidgets' HTML sets a 28 px line height for one-line
+    labels, which spreads paragraphs apart: reset it for prose."""
+    return f"<div class='rsql-md' style='line-height:1.45'>{render.markdown_to_html(text)}</div>"
+
+
 def _abort_response(resp: Any) -> None:
     """End a streaming HTTP response from another thread.
 
@@ -554,7 +560,7 @@ class ChatPanel:
             if now - last[0] > 0.1:  # ~10 widget updates a second is plenty
                 last[0] = now
                 turn.answer = "".join(buf)
-                turn.answer_html.value = render.markdown_to_html(turn.answer + " ▍")
+                turn.answer_html.value = _md(turn.answer + " ▍")
 
         # keep the response object so stop() can end it from the main thread
         # (ProxyClient.chat opens and reads it internally; this wraps that one call)
@@ -603,7 +609,7 @@ class ChatPanel:
         turn.result = res
         turn.answer = res.text
         turn.state = "done"
-        turn.answer_html.value = render.markdown_to_html(res.text)
+        turn.answer_html.value = _md(res.text)
         turn.footer.value = (
             f"<div style='font-size:85%;opacity:.7'>{html.escape(render.footer(res))}</div>"
         )
@@ -619,7 +625,7 @@ class ChatPanel:
     def _finish_stopped(self, turn: Turn, buf: list[str]) -> None:
         turn.answer = "".join(buf)
         turn.state = "stopped"
-        turn.answer_html.value = render.markdown_to_html(turn.answer or "")
+        turn.answer_html.value = _md(turn.answer or "")
         turn.footer.value = "<div style='font-size:85%;opacity:.7'>stopped</div>"
         self._set_status("Stopped.")
         if turn.code_blocks:
@@ -636,7 +642,7 @@ class ChatPanel:
         else:
             text = f"rsql: {type(e).__name__}: {e}"
         turn.answer_html.value = (
-            (render.markdown_to_html(turn.answer) if turn.answer else "")
+            (_md(turn.answer) if turn.answer else "")
             + f"<div class='rsql-error' style='color:#b00020'>{html.escape(text)}</div>"
         )
         self._set_status(text, "error")
@@ -805,7 +811,7 @@ class ChatPanel:
         if frame is not None and len(frame) > rows:
             table += f"<div style='opacity:.7'>({rows} of {len(frame):,} rows shown)</div>"
         out.value = (
-            render.markdown_to_html(render.code_block(res.sql, "sql"))
+            _md(render.code_block(res.sql, "sql"))
             + f"<div style='font-size:85%;opacity:.8'>{html.escape(' · '.join(info))}</div>"
             + f"<div class='rsql-frame'>{table}</div>"
         )
