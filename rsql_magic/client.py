@@ -301,8 +301,13 @@ class ProxyClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
         no_cache: bool = False,
+        on_response: Callable[[Any], None] | None = None,
     ) -> ChatResult:
-        """One chat completion. Streams when ``stream`` (``on_delta`` gets each text piece)."""
+        """One chat completion. Streams when ``stream`` (``on_delta`` gets each text piece).
+
+        ``on_response`` gets the open HTTP response before it is read, so another thread can
+        end a stream early by closing it (the chat panel's Stop button).
+        """
         body: dict[str, Any] = {"messages": messages}
         if model:
             body["model"] = model  # else the proxy's default model
@@ -317,6 +322,8 @@ class ProxyClient:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         resp = self._open("POST", "v1/chat/completions", body, self._headers(client_kind, no_cache))
+        if on_response is not None:
+            on_response(resp)
         with resp:
             h = resp.headers
             ctype = (h.get("Content-Type") or "").lower()

@@ -526,6 +526,9 @@ def load_ipython_extension(ip: Any) -> None:
         cleanup.append(protect_question_mark)
     _INSTANCES[id(ip)] = m
     _load_sql_magics(ip)
+    from .chat import load_ipython_extension as _load_chat  # %ask_chat; ipywidgets loads lazily
+
+    _load_chat(ip)
 
 
 def _load_sql_magics(ip: Any) -> None:
@@ -556,6 +559,6 @@ def unload_ipython_extension(ip: Any) -> None:
     cleanup = getattr(ip, "input_transformers_cleanup", None)
     if isinstance(cleanup, list) and protect_question_mark in cleanup:
         cleanup.remove(protect_question_mark)
-    for kind, names in (("line", ("ask", "ask_status")), ("cell", ("ask",))):
+    for kind, names in (("line", ("ask", "ask_status", "ask_chat")), ("cell", ("ask",))):
         for n in names:
             ip.magics_manager.magics[kind].pop(n, None)

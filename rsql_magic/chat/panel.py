@@ -562,18 +562,12 @@ class ChatPanel:
                 turn.answer = "".join(buf)
                 turn.answer_html.value = _md(turn.answer + " ▍")
 
-        # keep the response object so stop() can end it from the main thread
-        # (ProxyClient.chat opens and reads it internally; this wraps that one call)
-        open_orig = client._open
-
-        def open_tracked(*args: Any, **kwargs: Any) -> Any:
-            resp = open_orig(*args, **kwargs)
+        def keep_response(resp: Any) -> None:
+            # stop() ends the stream from the main thread by closing this response
             self._resp = resp
             if self._stop.is_set():
                 _abort_response(resp)
-            return resp
 
-        client._open = open_tracked  # type: ignore[method-assign]
         ask = self._ask()
         try:
             res = client.chat(
@@ -584,6 +578,7 @@ class ChatPanel:
                 on_delta=on_delta,
                 temperature=getattr(ask, "temperature", 0.0),
                 max_tokens=getattr(ask, "max_tokens", None),
+                on_response=keep_response,
             )
         except _Stopped:
             self._finish_stopped(turn, buf)
