@@ -32,22 +32,10 @@ def require_r() -> None:
 
 
 def import_rpy2() -> None:
-    """Import rpy2.robjects in this process without leaking its environment to children.
+    """Start R in this process without leaking R's LD_LIBRARY_PATH to later servers and kernels."""
+    from rsql_magic.context.rsession import import_robjects
 
-    rpy2 puts ``LD_LIBRARY_PATH=/usr/lib/R/lib:/usr/lib/x86_64-linux-gnu:...`` into
-    ``os.environ`` when it starts R. Every process started afterwards inherits it, and a Python
-    whose libpython is found through its runpath then loads the system's libpython instead
-    (``_ssl``: undefined symbol ``_PyModule_Add``): Jupyter servers and kernels started by later
-    tests die. R is loaded by then, so the variable can go.
-    """
-    before = os.environ.get("LD_LIBRARY_PATH")
-    try:
-        import rpy2.robjects  # noqa: F401
-    finally:
-        if before is None:
-            os.environ.pop("LD_LIBRARY_PATH", None)
-        else:
-            os.environ["LD_LIBRARY_PATH"] = before
+    import_robjects()
 
 
 def kernel_env(proxy_url: str | None, token: str | None = None, **extra: str) -> dict[str, str]:

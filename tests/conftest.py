@@ -53,6 +53,21 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def http(method: str, url: str, body: Any = None, authorization: str | None = None,
+         headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request: (status, lower-cased headers, body), error statuses included."""
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    if authorization:
+        hdrs["Authorization"] = authorization
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,17 +135,8 @@ class JupyterServer:
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = "default", headers: dict | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
         tok = self.token if token == "default" else token
-        if tok:
-            hdrs["Authorization"] = f"token {tok}"
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        req = urllib.request.Request(self.proxy_url + path, data=data, method=method, headers=hdrs)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+        return http(method, self.proxy_url + path, body, f"token {tok}" if tok else None, headers)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -263,16 +269,7 @@ class ProxyService:
 
     def request(self, method: str, path: str, body: Any = None, token: str | None = None,
                 headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
-        if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+        return http(method, self.url + path, body, f"Bearer {token}" if token else None, headers, timeout)
 
     def stop(self, sig: int = 2) -> int:
         if self.proc.poll() is None:

@@ -95,7 +95,7 @@ def r_session_exists() -> bool:
         return False
 
 
-def _import_robjects() -> Any:
+def import_robjects() -> Any:
     """Import rpy2.robjects without leaving R's LD_LIBRARY_PATH in the kernel's environment.
 
     rpy2 adds R's library folders to ``LD_LIBRARY_PATH`` when it starts R; processes the kernel
@@ -123,7 +123,7 @@ def describe_r_session(
     prefer: list[str] | None = None,
 ) -> str:
     """Describe the embedded R session (starts R through rpy2 if it is not running)."""
-    ro = _import_robjects()
+    ro = import_robjects()
 
     fn = _fn_cache.get("describe")
     if fn is None:
