@@ -211,7 +211,7 @@ class Engine:
             if cache != "bypass" and cacheable(req.payload, cache == "force"):
                 key = cache_key(req.payload)
                 hit = self.cache.get(key)
-                self.metrics.cache.labels("hit" if hit is not None else "miss").inc()
+                self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
                 if hit is not None and not self.settings.cache_hits_count:
                     return self._cache_reply(req, hit, outcome, t0)
             price = self.prices.max_price(req.model)
@@ -283,7 +283,7 @@ class Engine:
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
                 failures.append((spec.name, fail))
-                self.metrics.attempts.labels(spec.name, fail.kind).inc()
+                self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
                 if await self._on_failure(slot, fail):
                     tried.add(spec.name)
                 if fail.kind == "client":  # the request itself is wrong: no other key will help
@@ -297,7 +297,7 @@ class Engine:
                 await pool.release(slot, counted=True)
                 raise
             outcome.upstream_s += self.clock() - t_up
-            self.metrics.attempts.labels(spec.name, "ok").inc()
+            self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
             await pool.succeeded(slot, reply.headers)
             if req.stream:
                 return self._stream_reply(req, slot, reply, outcome, t0, ticket, key)
