@@ -74,15 +74,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_PROVIDER_KEYS = [
+    ("sk-test-a1-0123456789abcdef0123456789", "a1", "acct-a"),
+    ("sk-test-a2-0123456789abcdef0123456789", "a2", "acct-a"),
+    ("sk-test-b1-0123456789abcdef0123456789", "b1", "acct-b"),
+]
+
+
 @pytest.fixture(scope="session")
 def provider() -> Iterator[FakeProvider]:
     """Three keys on two accounts, no limits by default; tests reset it and set policies."""
     fp = FakeProvider(
-        {
-            "sk-test-a1-0123456789abcdef0123456789": KeyPolicy("a1", account="acct-a"),
-            "sk-test-a2-0123456789abcdef0123456789": KeyPolicy("a2", account="acct-a"),
-            "sk-test-b1-0123456789abcdef0123456789": KeyPolicy("b1", account="acct-b"),
-        }
+        {key: KeyPolicy(alias, account=account) for key, alias, account in _PROVIDER_KEYS}
     ).start()
     yield fp
     fp.stop()
@@ -90,9 +93,12 @@ def provider() -> Iterator[FakeProvider]:
 
 @pytest.fixture
 def fresh_provider(provider: FakeProvider) -> FakeProvider:
+    """The session's provider with its three keys as they started: no limits, no faults."""
     provider.reset()
-    for pol in provider.keys.values():
-        pol.limit, pol.window, pol.token_limit = 0, 60.0, 0
+    provider.keys = {
+        key: KeyPolicy(alias, account=account)
+        for key, alias, account in _PROVIDER_KEYS
+    }
     provider.latency = 0.0
     return provider
 

@@ -126,7 +126,6 @@ async def test_rejected_key_is_disabled_then_reenabled_by_health_check(fresh_pro
         answers = [await ask(engine) for _ in range(9)]
         assert any(a["_upstream"] == "a2" for a in answers)
     finally:
-        fresh_provider.keys["sk-test-a2-0123456789abcdef0123456789"] = fresh_provider.keys.pop(bad_key)
         await engine.close()
 
 
@@ -318,5 +317,26 @@ async def test_unknown_model_is_a_404(fresh_provider: FakeProvider) -> None:
         with pytest.raises(BadRequest) as err:
             await ask(engine, {**HELLO, "model": "gpt-nope"})
         assert err.value.status == 404 and "fake-small" in err.value.message
+    finally:
+        await engine.close()
+
+
+async def test_requests_that_get_no_answer_use_no_quota(fresh_provider: FakeProvider) -> None:
+    from jupyter_server_ext.engine import LimitSettings, UserPolicy, parse_rates
+
+    user = UserPolicy(limits=parse_rates(["2/minute"], where="t"))
+    engine = make_engine(fresh_provider, limits=LimitSettings(user=user))
+    try:
+        for alias in ("a1", "a2", "b1"):
+            fresh_provider.set_fault(alias, "status", status=503, count=1)
+        with pytest.raises(UpstreamError):
+            await ask(engine)  # every upstream failed: refunded
+        snap = await engine.limiter.snapshot("alice", ())
+        assert snap["limits"][0]["used"] == 0
+        await ask(engine)
+        await ask(engine)
+        with pytest.raises(RateLimited) as err:
+            await ask(engine)
+        assert err.value.limit == "user 2/minute"
     finally:
         await engine.close()

@@ -181,7 +181,7 @@ def test_no_key_text_in_responses_or_logs(jupyter_server_factory, fresh_provider
 
 def test_bad_config_stops_startup_naming_field_and_upstream(jupyter_server_factory, fresh_provider: FakeProvider) -> None:
     ups = upstreams_for(fresh_provider)
-    ups[1]["limts"] = ["30/minute"]
+    next(u for u in ups if u["name"] == "a2")["limts"] = ["30/minute"]
     with pytest.raises(RuntimeError) as err:
         jupyter_server_factory({"upstreams": ups})
     assert "upstream 'a2': unknown field 'limts'" in str(err.value)

@@ -225,18 +225,28 @@ class Engine:
             return reply
         except ProxyError as exc:
             if ticket is not None:
-                await self.limiter.finish(ticket, 0.0)
+                # admitted but not answered for reasons that are not the caller's (no upstream
+                # capacity, every upstream failed): the request uses none of the user's quota
+                await self.limiter.finish(ticket, 0.0, refund=exc.status in (429, 502, 503, 504))
             outcome.status = exc.status
             outcome.error = exc.code or type(exc).__name__
             if isinstance(exc, RateLimited):
                 outcome.limit = exc.limit
             self._finish(outcome, t0)
             raise
-        except BaseException:
+        except asyncio.CancelledError:  # the client went away
             if ticket is not None:
                 await self.limiter.finish(ticket, outcome.cost_usd)
             outcome.status = 499
             outcome.error = "client_closed"
+            self._finish(outcome, t0)
+            raise
+        except Exception:
+            log.exception("request %s failed inside the proxy", outcome.request_id)
+            if ticket is not None:
+                await self.limiter.finish(ticket, 0.0, refund=True)
+            outcome.status = 500
+            outcome.error = "internal_error"
             self._finish(outcome, t0)
             raise
 

@@ -70,9 +70,9 @@ class Metrics:
     def observe(self, o: Outcome) -> None:
         self.child(self.requests, str(o.status), o.model or "-", o.upstream or "-", o.caller.client).inc()
         if o.limit:
-            # the kind of limit, not its numbers or its user: bounded label values
-            kind = o.limit.split(" ")[0] + " " + (o.limit.split(" ")[1] if " " in o.limit else "")
-            self.rejections.labels(kind.strip()).inc()
+            # limit labels come from the configuration ("user 10/minute", "upstream capacity"),
+            # never from user names: a bounded set
+            self.child(self.rejections, o.limit).inc()
         if o.status < 400:
             self.child(self.latency, o.model).observe(o.latency_s)
             self.overhead.observe(max(0.0, o.latency_s - o.upstream_s))

@@ -147,6 +147,20 @@ return out
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
+def connect(url: str) -> aioredis.Redis:
+    """A client whose pool waits for a free connection under load.
+
+    Why not the default pool: redis-py's asyncio pool raises MaxConnectionsError as soon as its
+    connections are all in use, which would read as an outage (a 503 for every user) at a few
+    hundred concurrent requests; a blocking pool queues them for up to `timeout` instead.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=64, timeout=5.0, socket_timeout=2.0, socket_connect_timeout=2.0,
+        health_check_interval=15,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
 class StateUnavailable(ProxyError):
     status = 503
     type = "server_error"
@@ -162,9 +176,7 @@ class RedisState:
         self.url = url
         self.prefix = prefix
         self.fail_open = fail_open
-        self.redis = aioredis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=15
-        )
+        self.redis = connect(url)
         self._admit = self.redis.register_script(_ADMIT)
         self._settle = self.redis.register_script(_SETTLE)
         self._read = self.redis.register_script(_READ)

@@ -14,11 +14,11 @@ import logging
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..engine.pool import Key, Pool, Slot
 from ..engine.window import parse_duration
+from .redis import connect
 
 log = logging.getLogger("rsql.state")
 _DOWN = (RedisError, OSError)
@@ -177,7 +177,7 @@ class SharedPool(Pool):
 
     def __init__(self, *args: Any, url: str, prefix: str = "rsql:", lease_seconds: float = 600.0, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.redis = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.redis = connect(url)
         self.prefix = prefix + "up:"
         self.lease_seconds = lease_seconds
         self._pick = self.redis.register_script(_PICK)
