@@ -340,3 +340,22 @@ async def test_requests_that_get_no_answer_use_no_quota(fresh_provider: FakeProv
         assert err.value.limit == "user 2/minute"
     finally:
         await engine.close()
+
+
+async def test_a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event(fresh_provider: FakeProvider) -> None:
+    for alias in ("a1", "a2", "b1"):
+        fresh_provider.set_fault(alias, "die_mid_stream", count=1)
+    engine = make_engine(fresh_provider)
+    body = {**HELLO, "stream": True, "messages": [{"role": "user", "content": "one two three four five six"}]}
+    try:
+        reply = await engine.chat(body, ALICE)
+        events = [ev async for ev in reply.events]
+        # no failover once bytes went out: the client sees part of the answer, then an error
+        assert any(b'"content": "Fake"' in e for e in events)
+        assert b'"error"' in events[-1] and b"broke off" in events[-1]
+        assert len(fresh_provider.received) == 1
+        # the slot was given back: the next request is served at once
+        assert all(k.inflight == 0 for k in engine.pool.keys)
+        assert (await ask(engine))["choices"][0]["message"]["content"] == "Fake answer to: hello"
+    finally:
+        await engine.close()

@@ -422,7 +422,7 @@ class Engine:
             except (asyncio.CancelledError, GeneratorExit):
                 outcome.status, outcome.error = 499, "client_closed"
                 raise
-            except Exception as exc:  # aiohttp errors mid-stream
+            except Exception as exc:  # the connection broke mid-stream (HTTPError, OSError)
                 outcome.status, outcome.error = 502, "stream_broken"
                 await pool.failed(slot, "stream broken")
                 yield _sse_error(f"the upstream stream broke off ({type(exc).__name__})")

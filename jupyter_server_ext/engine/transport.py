@@ -1,8 +1,7 @@
-"""Calling upstreams: OpenAI-compatible HTTP APIs (aiohttp) and a local GGUF model (llama.cpp).
+"""Calling upstreams: OpenAI-compatible HTTP APIs and a local GGUF model (llama.cpp).
 
-Why aiohttp: it is plain asyncio (the engine knows nothing of tornado) and its connection pool
-holds up at hundreds of concurrent upstream calls, where httpx's degrades (DESIGN.md).
-Both transports answer the same way: an ``UpstreamReply`` for a 2xx, an ``UpstreamFailure``
+HTTP goes through ``http11``, a small keep-alive HTTP/1.1 client (see there why not aiohttp or
+httpx). Both transports answer the same way: an ``UpstreamReply`` for a 2xx, an ``UpstreamFailure``
 saying what kind of failure it was, so the engine decides on failover in one place.
 """
 
@@ -18,8 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
+from .http11 import HTTP11Client, HTTPError
 from .settings import UpstreamSpec
 
 # Provider error texts sometimes quote part of the key ("Incorrect API key provided: sk-ab***yz").
@@ -68,51 +66,40 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP-date; the reset headers or our default cover it
 
 
-async def _sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    buf: list[bytes] = []
-    async for line in resp.content:
-        if line in (b"\n", b"\r\n"):
-            if buf:
-                buf.append(b"\n")
-                yield b"".join(buf)
-                buf = []
-        else:
-            buf.append(line if line.endswith(b"\n") else line + b"\n")
-    if buf:
-        buf.append(b"\n")
-        yield b"".join(buf)
+async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Split a body into SSE events, each ending in one blank line ("\\n\\n")."""
+    buf = b""
+    async for data in chunks:
+        buf += data
+        if b"\r" in buf:  # some servers end lines with CRLF; the blank line must be found
+            buf = buf.replace(b"\r\n", b"\n")
+        while (i := buf.find(b"\n\n")) >= 0:
+            event, buf = buf[: i + 2], buf[i + 2 :]
+            if event.strip():
+                yield event
+    if buf.strip():
+        yield buf.rstrip(b"\n") + b"\n\n"
 
 
 class HTTPTransport:
-    """One shared aiohttp session for all OpenAI-compatible upstreams."""
+    """One keep-alive connection pool for all OpenAI-compatible upstreams."""
 
     def __init__(self, *, connect_timeout: float = 10.0) -> None:
-        self.connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    def _sess(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
-                auto_decompress=True,
-            )
-        return self._session
+        self.client = HTTP11Client(connect_timeout=connect_timeout)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.client.close()
 
     async def get_models(self, spec: UpstreamSpec, timeout: float) -> int:
         """Status of GET /models with this key: the health check of a disabled key."""
         try:
-            async with self._sess().get(
-                spec.base_url + "/models",
-                headers={"Authorization": f"Bearer {spec.api_key}"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                await resp.read()
-                return resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            resp = await self.client.request(
+                "GET", spec.base_url + "/models",
+                headers={"Authorization": f"Bearer {spec.api_key}"}, timeout=timeout,
+            )
+            await resp.read(timeout)
+            return resp.status
+        except (HTTPError, OSError, asyncio.TimeoutError):
             return 0
 
     async def send(
@@ -123,27 +110,19 @@ class HTTPTransport:
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
         }
-        # sock_read bounds the wait for each read: the whole answer when not streaming, the gap
-        # between events when streaming, so a stalled stream cannot hold a slot forever
-        tmo = aiohttp.ClientTimeout(
-            total=None if stream else timeout, sock_connect=self.connect_timeout, sock_read=timeout
-        )
         try:
-            resp = await self._sess().post(
-                spec.base_url + "/chat/completions",
-                data=json.dumps(payload).encode(),
-                headers=headers,
-                timeout=tmo,
+            resp = await self.client.request(
+                "POST", spec.base_url + "/chat/completions", headers=headers,
+                body=json.dumps(payload).encode(), timeout=timeout,
             )
         except asyncio.TimeoutError:
             raise UpstreamFailure("timeout", f"no answer within {timeout:g} s") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure("connect", scrub(type(exc).__name__ + ": " + str(exc))) from None
+        except (HTTPError, OSError) as exc:
+            raise UpstreamFailure("connect", scrub(f"{type(exc).__name__}: {exc}", spec.api_key)) from None
+        status, rh = resp.status, resp.headers
         try:
-            status = resp.status
-            rh = {k.lower(): v for k, v in resp.headers.items()}
             if status >= 400:
-                body = await resp.read()
+                body = await resp.read(timeout)
                 kind = (
                     "rate_limited" if status == 429
                     else "auth" if status in (401, 403)
@@ -151,28 +130,27 @@ class HTTPTransport:
                     else "client"
                 )
                 raise UpstreamFailure(
-                    kind, f"HTTP {status}", status, _retry_after(rh), rh, scrub(body.decode("utf-8", "replace"), spec.api_key).encode()
+                    kind, f"HTTP {status}", status, _retry_after(rh), rh,
+                    scrub(body.decode("utf-8", "replace"), spec.api_key).encode(),
                 )
             if not stream:
-                body = await resp.read()
-                resp.release()
-                return UpstreamReply(status, rh, body=body)
-            events = _sse_events(resp)
+                return UpstreamReply(status, rh, body=await resp.read(timeout))
+            # timeout bounds each read: a stalled stream cannot hold a slot for ever
+            events = _sse_events(resp.iter_chunks(timeout))
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
-            return UpstreamReply(status, rh, events=events, first=first, close=resp.release)
+            return UpstreamReply(status, rh, events=events, first=first, close=resp.close)
+        except UpstreamFailure:
+            raise
         except asyncio.TimeoutError:
             resp.close()
             raise UpstreamFailure("timeout", f"no answer within {timeout:g} s") from None
         except StopAsyncIteration:
             resp.close()
             raise UpstreamFailure("server", "stream ended before its first event") from None
-        except aiohttp.ClientError as exc:
+        except (HTTPError, OSError) as exc:
             resp.close()
-            raise UpstreamFailure("connect", scrub(type(exc).__name__ + ": " + str(exc))) from None
-        except UpstreamFailure:
-            resp.release()
-            raise
+            raise UpstreamFailure("connect", scrub(f"{type(exc).__name__}: {exc}", spec.api_key)) from None
 
 
 def default_gguf_path() -> str:
