@@ -381,25 +381,32 @@ def section(res: dict[str, Any], info: dict[str, str], images: bool = True) -> s
 
 NOTES = """### Where the time goes (profiled with py-spy under wrk) and what holds back missed targets
 
-- A proxied request costs the proxy process two HTTP exchanges: tornado serving the client and aiohttp
-  calling the upstream. Measured here side by side, a tornado handler that does nothing costs about
-  300 µs of CPU per request (the *tornado no-op* row), and aiohttp's client about 280 µs per upstream
-  call (`bench/noop_server.py`; a 10-connection aiohttp loop against the upstream). Together that is
-  about 600 µs before the engine does anything, i.e. about 1,600 requests/s per core: the 2,000 req/s
-  target for one process is out of reach with tornado plus aiohttp on this machine. Socket writes alone
-  (one `send` each way) are about 20% of the samples. The engine itself (admission, key choice, usage,
-  metrics, JSON) is 10-15% of the samples.
+- A proxied request costs the proxy process two HTTP exchanges: tornado serving the client, and
+  the engine's own keep-alive HTTP/1.1 client (`engine/http11.py`) calling the upstream. A tornado
+  handler that does nothing costs about 300-350 µs of CPU per request here (the *tornado no-op*
+  row); a cache hit end to end (tornado, token check, the engine's parse, cache lookup, metrics,
+  usage row) about 480-600 µs; a proxied request about 650-780 µs. Profiled under wrk at
+  1,400 req/s: tornado's server side (reading, parsing, writing, flushing) about 40% of the
+  samples, the engine with its upstream call about 20%, the usage log's SQLite inserts (a worker
+  thread, off the event loop but on the same CPU) about 8%. So one process carries about
+  1,300-1,550 requests/s: short of 2,000, held back by tornado's server side, which the proxy
+  shares with Jupyter Server on purpose (one set of handlers for both hosts).
+- Upstream client: aiohttp's client was about 280 µs of CPU per upstream call, as much as tornado's
+  whole server side; replacing it with `engine/http11.py` (keep-alive, Content-Length and chunked
+  bodies, TLS, no redirects or compression) took the proxied request from about 950 to about
+  700 µs of CPU and the measured throughput from about 1,090 to 1,460 req/s.
 - Latency at 10 connections: each proxied request wakes the proxy process twice (client request,
-  upstream answer) and on a machine whose run queue is longer than its cores each wake-up waits for
-  a core; that wait, not the proxy's own work, is most of the overhead measured here at low
-  connection counts. The proxy's own path is visible in the per-request costs: a cache hit end to end
-  at 1 connection, and the streaming time-to-first-event overhead on sequential requests.
-- Redis state above about 100 requests in flight: redis-py 8's asyncio `ConnectionPool` defaults to
-  100 connections and raises `MaxConnectionsError` when all are busy instead of waiting; the state
-  backend takes that for an outage and answers 503 (the errors in the Redis rows at 200 and 400
-  connections). Not changed here (it is failure handling, not the hot path): a
-  `BlockingConnectionPool` (wait for a free connection) in `state/redis.py` and
-  `state/redis_pool.py` would fix it.
+  upstream answer); on a machine whose run queue is longer than its cores each wake-up waits for a
+  core, and that wait, not the proxy's own work, is most of the overhead at low connection counts.
+  The proxy's own path shows in the per-request costs: a cache hit end to end at 1 connection, and
+  the streaming time-to-first-event overhead on sequential requests.
+- Server extension: Jupyter Server's own per-request work (identity, a login cookie set on every
+  token-authenticated request, its access log and its prometheus histogram) costs about as much
+  CPU as the proxy's own path, which holds it near 900 req/s and its overhead just above 2 ms.
+- Redis state: each admission is one Lua script (about 0.3-0.4 ms round trip here) and each key
+  pick another; the state backend uses a blocking connection pool, so bursts above its 64
+  connections wait for a free one instead of failing (redis-py's default asyncio pool raises, which
+  would read as an outage).
 - Quota efficiency: rsql-proxy stamps each request into its key's window when the answer comes
   back, not when it is sent (DESIGN.md: stamped at admission, a moving window still trips the
   provider's). That safety costs one upstream latency per window turn: with a 50 ms upstream and a
@@ -408,19 +415,12 @@ NOTES = """### Where the time goes (profiled with py-spy under wrk) and what hol
   real windows (a minute) the same margin is under 0.1%. LiteLLM trips the upstream's limits (its
   `rpm` is a per-minute count that allows the 2 s bursts), then cools the deployment and refuses
   clients while capacity remains.
-- Changed in the hot path after profiling: prometheus label children are looked up once and kept
-  (`Metrics.child`: `observe` went from 20 to 12 µs, plus 3 µs for each attempt and cache counter);
-  in the server extension, Jupyter Server's logger, left at DEBUG by traitlets under a handler at
-  INFO, is raised to its handlers' level so that the per-request debug access-log record is not built
-  only to be dropped (`skip_filtered_debug`).
-- Tried and not kept: uvloop (a no-op tornado handler went from about 320 to about 300 µs per
-  request; within the noise here, and a new dependency).
-- Next steps if the targets matter more than the dependencies: a lean asyncio HTTP/1.1 client for
-  the upstream leg (the fake upstream in `bench/upstream.py` answers in about 70-100 µs of CPU per
-  request, a third of aiohttp's client); splicing `cost_usd` into the upstream's JSON instead of
-  re-serializing it (about 8 µs); for the server extension, Jupyter Server's own per-request work
-  (identity, a login cookie set on every token-authenticated request, its access log and its
-  prometheus histogram) is about as much CPU as the proxy's own."""
+- Also changed after profiling: prometheus label children are looked up once and kept
+  (`Metrics.child`: `observe` went from 20 to 12 µs); in the server extension, Jupyter Server's
+  logger, left at DEBUG by traitlets under a handler at INFO, is raised to its handlers' level so
+  the per-request debug record is not built only to be dropped (`skip_filtered_debug`).
+- Tried and not kept: uvloop (within the noise here, and a new dependency).
+"""
 
 
 def write_doc(text: str) -> None:
