@@ -7,6 +7,7 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
 need_apt=()
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_apt+=(python3-venv python3-dev)
 command -v R >/dev/null 2>&1 || need_apt+=(r-base-core)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql)
