@@ -57,6 +57,15 @@ class ExtensionBase(APIHandler):
         kwargs.setdefault("set_content_type", self._headers.get("Content-Type", "application/json"))
         return super().finish(*args, **kwargs)
 
+    def set_secure_cookie(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        # An API client sends its token with every request and never reads a login cookie back,
+        # yet Jupyter signs and sets one on each token request (a fresh anonymous user each
+        # time): measurable CPU on the proxy's hot path, for nothing. Browsers (no
+        # Authorization header) still get theirs.
+        if self.request.headers.get("Authorization"):
+            return
+        super().set_secure_cookie(name, value, *args, **kwargs)
+
     def check_xsrf_cookie(self) -> None:
         # Forgery rides on ambient cookies. API clients authenticate with an Authorization
         # header, which a browser never adds on its own, and a request with no cookie carries
