@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .config import RSQLProxy
@@ -366,4 +365,4 @@ def make_handlers(
     return out
 
 
-__all__ = ["ProxyContext", "make_handlers", "web"]
+__all__ = ["ProxyContext", "ROUTES", "make_handlers"]
