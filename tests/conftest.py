@@ -75,9 +75,9 @@ def free_port() -> int:
 
 
 _PROVIDER_KEYS = [
-    ("sk-test-a1-0123456789abcdef0123456789", "a1", "acct-a"),
-    ("sk-test-a2-0123456789abcdef0123456789", "a2", "acct-a"),
-    ("sk-test-b1-0123456789abcdef0123456789", "b1", "acct-b"),
+    ("sk-test-a1-fake0123456789", "a1", "acct-a"),
+    ("sk-test-a2-fake0123456789", "a2", "acct-a"),
+    ("sk-test-b1-fake0123456789", "b1", "acct-b"),
 ]
 
 

@@ -19,7 +19,7 @@ from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
 
-KEY = "sk-test-a1-0123456789abcdef0123456789"
+KEY = "sk-test-a1-fake0123456789"
 
 
 def execute(kc: Any, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:

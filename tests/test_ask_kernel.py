@@ -29,7 +29,7 @@ from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
 
-KEY = "sk-test-a1-0123456789abcdef0123456789"
+KEY = "sk-test-a1-fake0123456789"
 SETUP = "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'"
 
 

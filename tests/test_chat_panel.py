@@ -16,7 +16,7 @@ from rsql_magic.client import ProxyClient, ProxyError
 from tests.conftest import require
 from tests.fake_provider import FakeProvider
 
-KEY = "sk-test-a1-0123456789abcdef0123456789"
+KEY = "sk-test-a1-fake0123456789"
 
 
 @pytest.fixture

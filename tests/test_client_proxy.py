@@ -10,7 +10,7 @@ import pytest
 from rsql_magic.client import ProxyClient, ProxyError, find_local_server
 from tests.fake_provider import FakeProvider
 
-KEY = "sk-test-a1-0123456789abcdef0123456789"  # conftest's provider: alias a1, account acct-a
+KEY = "sk-test-a1-fake0123456789"  # conftest's provider: alias a1, account acct-a
 
 
 @pytest.fixture

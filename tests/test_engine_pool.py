@@ -111,7 +111,7 @@ async def test_failover_on_connection_refused(fresh_provider: FakeProvider) -> N
 
 
 async def test_rejected_key_is_disabled_then_reenabled_by_health_check(fresh_provider: FakeProvider) -> None:
-    bad_key = "sk-test-revoked-0123456789abcdef0123"
+    bad_key = "sk-test-revoked-fake01"
     extra = {"a2": {"api_key": bad_key}}
     engine = make_engine(fresh_provider, extra)
     try:
@@ -121,7 +121,7 @@ async def test_rejected_key_is_disabled_then_reenabled_by_health_check(fresh_pro
         assert engine.pool.key_state(key) == "disabled"
         assert (await engine.health_check())["a2"] == "disabled"  # still rejected
         # the provider accepts the key again (e.g. the account was paid): the check re-enables it
-        fresh_provider.keys[bad_key] = fresh_provider.keys.pop("sk-test-a2-0123456789abcdef0123456789")
+        fresh_provider.keys[bad_key] = fresh_provider.keys.pop("sk-test-a2-fake0123456789")
         assert (await engine.health_check())["a2"] == "healthy"
         answers = [await ask(engine) for _ in range(9)]
         assert any(a["_upstream"] == "a2" for a in answers)
@@ -147,7 +147,7 @@ async def test_every_key_failing_gives_one_clear_error(fresh_provider: FakeProvi
 async def test_provider_headers_keep_us_below_an_unconfigured_limit(fresh_provider: FakeProvider) -> None:
     # the provider allows acct-b 2 requests per 30 s; we did not configure that limit, but its
     # x-ratelimit-remaining-requests header says so and the pool obeys it
-    b1 = fresh_provider.keys["sk-test-b1-0123456789abcdef0123456789"]
+    b1 = fresh_provider.keys["sk-test-b1-fake0123456789"]
     b1.limit, b1.window = 2, 30
     engine = make_engine(fresh_provider)
     try:
@@ -163,7 +163,7 @@ async def test_upstream_429_cools_the_account_and_fails_over(fresh_provider: Fak
     import openai
 
     # someone else spends acct-b's quota outside the proxy, so our next call there gets a 429
-    b1_key = "sk-test-b1-0123456789abcdef0123456789"
+    b1_key = "sk-test-b1-fake0123456789"
     b1 = fresh_provider.keys[b1_key]
     b1.limit, b1.window = 1, 30
     openai.OpenAI(base_url=fresh_provider.base_url, api_key=b1_key).chat.completions.create(**HELLO)

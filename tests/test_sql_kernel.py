@@ -15,7 +15,7 @@ from tests.test_sql_schema import pg_engine, pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
-KEY = "sk-test-a1-0123456789abcdef0123456789"
+KEY = "sk-test-a1-fake0123456789"
 SETUP = "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'"
 SHOP = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT);

@@ -20,7 +20,7 @@ from rsql_magic.sql.loop import SqlAIError, run_question
 from tests.fake_provider import FakeProvider
 from tests.test_sql_schema import pg_engine, pg_url  # noqa: F401  (fixture)
 
-KEY = "sk-test-a1-0123456789abcdef0123456789"
+KEY = "sk-test-a1-fake0123456789"
 
 SHOP = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT);

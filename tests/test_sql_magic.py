@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from rsql_magic.sql.loop import SqlAIError
 from tests.fake_provider import FakeProvider
 
-KEY = "sk-test-a1-0123456789abcdef0123456789"
+KEY = "sk-test-a1-fake0123456789"
 
 
 @pytest.fixture
