@@ -11,23 +11,12 @@ from nbclient.exceptions import CellExecutionError
 
 from tests._ask_util import kernel_env, make_notebook, outputs_text, require_or_skip, run_notebook
 from tests.fake_provider import FakeProvider
+from tests.test_sql_loop import GOOD, KEY, SHOP  # the same shop database and answers
 from tests.test_sql_schema import pg_engine, pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
-KEY = "sk-test-a1-fake0123456789"
 SETUP = "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'"
-SHOP = """
-CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT);
-CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),
-                     amount NUMERIC(10, 2));
-INSERT INTO customers VALUES (1, 'Ada', 'north'), (2, 'Bob', 'south'), (3, 'Cy', 'north');
-INSERT INTO orders VALUES (1, 1, 10.5), (2, 1, 20), (3, 2, 7.25), (4, 3, 100);
-"""
-GOOD = (
-    "```sql\nSELECT c.region, SUM(o.amount) AS total\nFROM orders o JOIN customers c "
-    "ON c.id = o.customer_id\nGROUP BY c.region\nORDER BY c.region\n```"
-)
 
 
 def env_for(fp: FakeProvider) -> dict[str, str]:
