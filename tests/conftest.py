@@ -330,3 +330,30 @@ def service_factory(tmp_path: Path) -> Iterator:
     yield factory
     for s in started:
         s.stop(9)
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_database():
+    """A database of our own on the local PostgreSQL server, dropped afterwards."""
+    require("asyncpg")
+    require("psycopg")
+    import psycopg
+
+    if not _reachable(5432):
+        if IN_CI:
+            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432")
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    name = "rsql_test_" + secrets.token_hex(4)
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

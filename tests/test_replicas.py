@@ -42,25 +42,6 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def pg_database():
-    """A database of our own on the local PostgreSQL server, dropped afterwards."""
-    require("asyncpg")
-    require("psycopg")
-    import psycopg
-
-    if not _reachable(5432):
-        if IN_CI:
-            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432")
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = "rsql_test_" + secrets.token_hex(4)
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.fixture
 def replicas(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str, pg_database: str):
     prefix = f"rsqltest-{secrets.token_hex(4)}:"
     started: list[ProxyService] = []

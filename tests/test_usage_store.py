@@ -1,0 +1,53 @@
+"""The usage log: SQLite and PostgreSQL stores answer the admin views alike, and old rows go."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jupyter_server_ext.engine import Caller, Outcome
+from jupyter_server_ext.engine.usage import UsageLog
+from jupyter_server_ext.store import open_store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/usage.sqlite"
+        return
+    yield request.getfixturevalue("pg_database")
+
+
+def outcome(user: str, status: int, age_days: float = 0, cost: float = 0.001) -> Outcome:
+    o = Outcome(f"req-{user}-{status}-{age_days}-{time.monotonic_ns()}", Caller(user, client="magic"),
+                "fake-small", time.time() - age_days * 86400, upstream="a1", prompt_tokens=10,
+                completion_tokens=5, cost_usd=cost, status=status, latency_s=0.2, upstream_s=0.15)
+    if status >= 400:
+        o.error = "rate_limit_exceeded"
+    return o
+
+
+async def test_rows_views_and_retention(database_url: str) -> None:
+    log = UsageLog(open_store(database_url), retention_days=30)
+    await log.start()
+    try:
+        for o in (outcome("alice", 200), outcome("alice", 200), outcome("alice", 429),
+                  outcome("bob", 200), outcome("old", 200, age_days=45)):
+            log.record(o)
+        await log.flush()
+        stats = await log.store.stats(time.time() - 3600)
+        assert (stats["requests"], stats["succeeded"]) == (4, 3)
+        assert stats["tokens"] == {"prompt": 40, "completion": 20, "total": 60}
+        assert stats["cost_usd"] == pytest.approx(0.004)
+        assert [u["user"] for u in stats["by_user"]] == ["alice", "bob"]
+        assert stats["latency_ms"]["p50"] == pytest.approx(200.0)
+        errors = await log.store.errors(10)
+        assert [(e["user"], e["status"], e["error"]) for e in errors] == [("alice", 429, "rate_limit_exceeded")]
+        activity = await log.store.activity("alice", 10)
+        assert len(activity) == 3 and all(a["overhead_ms"] == pytest.approx(50.0) for a in activity)
+        # rows older than retention_days go
+        assert await log.store.prune(time.time() - 30 * 86400) == 1
+        assert await log.store.activity("old", 10) == []
+    finally:
+        await log.close()
