@@ -14,21 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, ProxyService, require, start_service, upstreams_for
+from tests.conftest import IN_CI, ProxyService, _reachable, require, start_service, upstreams_for
 from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
 
 USERS = {f"tok-u{i}": {"name": f"u{i}"} for i in range(40)} | {"tok-admin": {"name": "admin", "admin": True}}
 ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
-
-
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
