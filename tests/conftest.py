@@ -220,19 +220,24 @@ def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[s
     raise RuntimeError(f"jupyter server did not start:\n{server.log()}")
 
 
-@pytest.fixture
-def jupyter_server_factory(tmp_path: Path) -> Iterator:
-    started: list[JupyterServer] = []
+def _factory(tmp_path: Path, start: Any, name: str, stop: Any) -> Iterator:
+    """A fixture body: start processes on demand, each in its own folder; stop them all after."""
+    started: list[Any] = []
     counter = iter(range(1000))
 
-    def factory(proxy_config: dict[str, Any], **kw: Any) -> JupyterServer:
-        s = start_jupyter_server(tmp_path / f"srv{next(counter)}", proxy_config, **kw)
+    def factory(proxy_config: dict[str, Any], **kw: Any) -> Any:
+        s = start(tmp_path / f"{name}{next(counter)}", proxy_config, **kw)
         started.append(s)
         return s
 
     yield factory
     for s in started:
-        s.stop()
+        stop(s)
+
+
+@pytest.fixture
+def jupyter_server_factory(tmp_path: Path) -> Iterator:
+    yield from _factory(tmp_path, start_jupyter_server, "srv", JupyterServer.stop)
 
 
 @pytest.fixture(scope="module")
@@ -319,17 +324,7 @@ def start_service(tmp: Path, proxy_config: dict[str, Any], *, static_users: dict
 
 @pytest.fixture
 def service_factory(tmp_path: Path) -> Iterator:
-    started: list[ProxyService] = []
-    counter = iter(range(1000))
-
-    def factory(proxy_config: dict[str, Any], **kw: Any) -> ProxyService:
-        s = start_service(tmp_path / f"svc{next(counter)}", proxy_config, **kw)
-        started.append(s)
-        return s
-
-    yield factory
-    for s in started:
-        s.stop(9)
+    yield from _factory(tmp_path, start_service, "svc", lambda s: s.stop(9))
 
 
 def _reachable(port: int) -> bool:

@@ -207,7 +207,7 @@ class Engine:
             outcome.model = req.model
             if self.settings.log_prompts:
                 outcome.messages = req.payload.get("messages")
-            key = None
+            key, hit = None, None
             if cache != "bypass" and cacheable(req.payload, cache == "force"):
                 key = cache_key(req.payload)
                 hit = self.cache.get(key)
@@ -218,11 +218,10 @@ class Engine:
             ticket = await self.limiter.admit(
                 caller.user, caller.groups, price.cost(req.prompt_tokens, req.max_tokens or 0)
             )
-            if key is not None and (hit := self.cache.get(key)) is not None:
+            if hit is not None:  # cache_hits_count: the hit was admitted like any request
                 await self.limiter.finish(ticket, 0.0)
                 return self._cache_reply(req, hit, outcome, t0)
-            reply = await self._forward(req, outcome, t0, ticket, key)
-            return reply
+            return await self._forward(req, outcome, t0, ticket, key)
         except ProxyError as exc:
             if ticket is not None:
                 # admitted but not answered for reasons that are not the caller's (no upstream

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import BadRequest, RateLimited, UpstreamError
-from .settings import UpstreamSpec
+from .settings import Rate, UpstreamSpec
 from .window import Bucket
 
 
@@ -105,6 +105,7 @@ class Pool:
         self.default_cooldown = default_cooldown
         self.clock = clock
         self.buckets: dict[tuple[str, str], Bucket] = {}
+        self._account_rates: dict[str, tuple[tuple[Rate, ...], tuple[Rate, ...]]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
 
@@ -121,15 +122,23 @@ class Pool:
     def serving(self, model: str) -> list[Key]:
         return [k for k in self.keys if k.spec.serves(model)]
 
+    def account_rates(self, account: str) -> tuple[tuple[Rate, ...], tuple[Rate, ...]]:
+        """(request limits, token limits) of an account: the first of its upstreams to set
+        them decides, as providers count per account, not per key."""
+        rates = self._account_rates.get(account)
+        if rates is None:
+            specs = [k.spec for k in self.keys if k.spec.account == account]
+            rates = self._account_rates[account] = (
+                next((s.limits for s in specs if s.limits), ()),
+                next((s.token_limits for s in specs if s.token_limits), ()),
+            )
+        return rates
+
     def bucket(self, key: Key, model: str) -> Bucket:
         ident = (key.spec.account, model)
         b = self.buckets.get(ident)
         if b is None:
-            # the first upstream of an account to define limits sets them for the account
-            specs = [k.spec for k in self.keys if k.spec.account == key.spec.account]
-            rates = next((s.limits for s in specs if s.limits), ())
-            token_rates = next((s.token_limits for s in specs if s.token_limits), ())
-            b = self.buckets[ident] = Bucket(rates, token_rates)
+            b = self.buckets[ident] = Bucket(*self.account_rates(key.spec.account))
         return b
 
     # -- picking -------------------------------------------------------------------------

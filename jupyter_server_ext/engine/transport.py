@@ -266,10 +266,7 @@ class LocalTransport:
         async def next_item(wait: float) -> tuple[str, Any]:
             try:
                 return await asyncio.wait_for(queue.get(), wait)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                stop_flag.set()
-                raise
-            except BaseException:
+            except BaseException:  # timeout, cancellation: end the generation too
                 stop_flag.set()
                 raise
 

@@ -186,12 +186,6 @@ class SharedPool(Pool):
         self._observe = self.redis.register_script(_OBSERVE)
         self._rotation = 0
 
-    def _rates(self, key: Key) -> tuple[tuple, tuple]:
-        specs = [k.spec for k in self.keys if k.spec.account == key.spec.account]
-        rates = next((s.limits for s in specs if s.limits), ())
-        token_rates = next((s.token_limits for s in specs if s.token_limits), ())
-        return rates, token_rates
-
     async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
         # local checks first: model served, key usable here, request not too large
         got = self.try_pick_local_filter(model, tokens, exclude)
@@ -203,7 +197,7 @@ class SharedPool(Pool):
         cands = got[r:] + got[:r]
         args: list[Any] = [self.prefix, model, tokens, f"{time.time_ns()}-{id(self)}-{self._rotation}", self.lease_seconds, len(cands)]
         for key in cands:
-            rates, trates = self._rates(key)
+            rates, trates = self.account_rates(key.spec.account)
             args += [key.alias, key.spec.account, len(rates)]
             for rate in rates:
                 args += [rate.amount, rate.seconds]
@@ -270,7 +264,7 @@ class SharedPool(Pool):
         if slot.probe:
             slot.key.breaker.probing = False
         used = slot.tokens if tokens is None else tokens
-        span = max((r.seconds for r in sum(self._rates(slot.key), ())), default=60.0)
+        span = max((r.seconds for r in sum(self.account_rates(slot.key.spec.account), ())), default=60.0)
         await self._quietly(
             self._end,
             keys=[],
