@@ -1,14 +1,14 @@
-# `make demo`: set up, then run the demo notebook headless through the proxy.
-# `make test`: set up, then run every test (what CI runs).
+# `make demo`: set up what the demo needs, then run the demo notebook headless through the proxy.
+# `make test`: set up everything the tests need, then run every test (what CI runs).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PLOOMBER_STATS_ENABLED := false
 export PLOOMBER_VERSION_CHECK_DISABLED := true
 
-.PHONY: demo test test-fast setup system lint bench clean
+.PHONY: demo test test-fast setup setup-demo lint bench clean
 
-demo: setup
+demo: setup-demo
 	$(PY) scripts/run_demo.py
 
 test: setup
@@ -18,22 +18,36 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -ra -m "not slow"
 
-setup: system $(VENV)/.installed
+setup-demo:
+	bash scripts/install-system-deps.sh demo
+	$(MAKE) --no-print-directory $(VENV)/.installed-demo
 
-system:
-	bash scripts/install-system-deps.sh
+setup:
+	bash scripts/install-system-deps.sh test
+	$(MAKE) --no-print-directory $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# llama-cpp-python first, built for a baseline CPU (scripts/install-llama-cpp.sh says why);
+# the extras then find it installed
+$(VENV)/.installed-demo: pyproject.toml scripts/install-llama-cpp.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	bash scripts/install-llama-cpp.sh $(PY)
+	$(PY) -m pip install -q -e '.[demo]'
 	touch $@
+
+$(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	bash scripts/install-llama-cpp.sh $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed-demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
+	bash scripts/install-system-deps.sh bench
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) notebooks/*.html .pytest_cache
+	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache
