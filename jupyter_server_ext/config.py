@@ -19,6 +19,7 @@ from .engine import (
     parse_upstreams,
 )
 from .engine.errors import ConfigError
+from .engine.request import RequestLimits
 from .store import open_store
 
 LOCAL_MODEL = "smollm2-135m"
@@ -57,7 +58,9 @@ class RSQLProxy(Configurable):
         60.0, help="Interval of the health check that re-enables rejected keys; 0 turns it off."
     ).tag(config=True)
     default_max_tokens = Integer(
-        512, help="Completion tokens reserved for a request that sets no max_tokens."
+        512,
+        help="""Completion tokens reserved for a request that sets no max_tokens; while a budget
+        applies, such a request is also capped there (sent upstream as max_completion_tokens).""",
     ).tag(config=True)
     admin_users = List(Unicode(), help="Users allowed on the admin endpoints.").tag(config=True)
     admin_groups = List(Unicode(), help="Groups whose members are admins.").tag(config=True)
@@ -88,6 +91,25 @@ class RSQLProxy(Configurable):
     ).tag(config=True)
     lease_seconds = Float(
         600.0, help="A concurrency slot expires on its own after this long (a crashed process)."
+    ).tag(config=True)
+    unpriced_models = Unicode(
+        "deny",
+        help="""A model with no known price (neither in the upstream's "prices" nor in the built-in
+        table) while a budget applies to the caller: "deny" refuses it with a 403 naming the model,
+        so no budget can be escaped; "free" lets it cost 0. Without any budget it is always served.
+        The local llama_cpp model is always free.""",
+    ).tag(config=True)
+
+    # -- what one request may carry ---------------------------------------------------------------
+    max_body_bytes = Integer(
+        4 * 2**20,
+        help="""Largest request body accepted by the proxy's endpoints (bytes); a larger one gets a
+        413 before it is read whole. Other handlers of a Jupyter server keep their own limits.""",
+    ).tag(config=True)
+    max_json_depth = Integer(64, help="Deepest nesting of JSON arrays and objects in a request body.").tag(config=True)
+    max_messages = Integer(1000, help="Most messages one chat-completions request may carry.").tag(config=True)
+    max_message_chars = Integer(
+        1_000_000, help="Longest text of one message (its content, or its text parts together), in characters."
     ).tag(config=True)
 
     # -- cache ----------------------------------------------------------------------------------
@@ -154,6 +176,16 @@ class RSQLProxy(Configurable):
                 raise ConfigError(f"RSQLProxy.{name} must be >= 0 or None, got {getattr(self, name)}")
         if self.lease_seconds <= 0:
             raise ConfigError(f"RSQLProxy.lease_seconds must be > 0, got {self.lease_seconds}")
+        if self.unpriced_models not in ("deny", "free"):
+            raise ConfigError(f'RSQLProxy.unpriced_models must be "deny" or "free", got {self.unpriced_models!r}')
+        if self.max_body_bytes < 1024:
+            raise ConfigError(f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+        # json's C decoder recurses once per level: past several hundred it hits Python's limit
+        if not 2 <= self.max_json_depth <= 500:
+            raise ConfigError(f"RSQLProxy.max_json_depth must be from 2 to 500, got {self.max_json_depth}")
+        for name in ("max_messages", "max_message_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
         limits = LimitSettings(
             user=UserPolicy(
                 limits=parse_rates(self.user_limits, where="RSQLProxy.user_limits"),
@@ -182,6 +214,12 @@ class RSQLProxy(Configurable):
             cache_hits_count=self.cache_hits_count,
             log_prompts=self.log_prompts,
             retention_days=self.retention_days,
+            request_limits=RequestLimits(
+                max_json_depth=self.max_json_depth,
+                max_messages=self.max_messages,
+                max_message_chars=self.max_message_chars,
+            ),
+            unpriced_models=self.unpriced_models,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from typing import Any
 
@@ -11,6 +12,7 @@ from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvi
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
+from tornado.ioloop import IOLoop
 
 from .config import RSQLProxy, build_engine
 from .engine import Caller
@@ -111,8 +113,19 @@ class RSQLProxyExtension(ExtensionApp):
         except ConfigError as exc:
             self.log.critical("rsql proxy: bad configuration: %s", exc)
             raise SystemExit(1) from None
-        self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy)
+        ctx = self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy)
         skip_filtered_debug(self.serverapp.log)
+        # the engine's own lines (a key disabled, the local model's self-test) go where the
+        # server's go, not to Python's last-resort stderr handler
+        engine_log = logging.getLogger("rsql")
+        if not engine_log.handlers:
+            for handler in self.serverapp.log.handlers:
+                engine_log.addHandler(handler)
+            engine_log.setLevel(logging.INFO)
+            engine_log.propagate = False
+        # start the engine with the server, not on the first request: a local model's
+        # self-test then reports a broken build at start-up
+        IOLoop.current().add_callback(ctx.ready)
         aliases = ", ".join(s.name for s in engine.settings.upstreams)
         self.log.info("rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases)
 

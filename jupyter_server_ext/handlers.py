@@ -4,6 +4,11 @@ Each handler here is a mixin holding the logic; a host (``extension`` for a Jupy
 ``service`` for the hub service) combines them with its own authenticated base class through
 :func:`make_handlers`, as jupyter-server-proxy does for its two hosts. Handlers stay thin: they
 parse, ask the engine, and write.
+
+Bodies stream in (``tornado.web.stream_request_body``) so that ``max_body_bytes`` holds before a
+body is read: tornado would otherwise buffer up to its server-wide limit (100 MiB, 512 MiB in a
+Jupyter server) before any handler code runs. Only these handlers stream; a Jupyter server's
+other handlers keep their own limits.
 """
 
 from __future__ import annotations
@@ -16,13 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .config import RSQLProxy
 from .engine import Caller, Engine, ProxyError
-from .engine.errors import BadRequest, Forbidden
+from .engine.errors import BadRequest, Forbidden, PayloadTooLarge
+from .engine.metrics import CLIENT_KINDS
+from .engine.request import decode_json
 
-CLIENT_KINDS = {"magic", "chat", "sql", "api"}
+# A body somewhat over the limit is read to its end and dropped, then answered: a client that
+# sends its whole body before reading (most do) then sees the 413 instead of a reset
+# connection. Past this many times the limit the answer goes out at once and the connection
+# closes, so nobody can make the proxy read without end.
+DRAIN_FACTOR = 4
 
 
 @dataclass
@@ -50,10 +62,57 @@ class RSQLMixin:
 
     request: Any
     settings: dict[str, Any]
+    _finished: bool
+    _body_parts: list[bytes] | None = None
+    _body_size = 0
+    _body_limit = 0
+    _body_over = False
 
     @property
     def rsql(self) -> ProxyContext:
         return self.settings["rsql"]
+
+    async def prepare(self) -> None:
+        # tornado's own limit would answer a bare 400 (no JSON) for a long chunked body, so this
+        # request is held to ours instead, set before anything else can answer
+        conn = self.request.connection
+        if hasattr(conn, "set_max_body_size"):
+            conn.set_max_body_size(2**62)
+        result = super().prepare()  # type: ignore[misc]
+        if result is not None:
+            await result
+        if self._finished:
+            return
+        self._body_limit = limit = self.rsql.proxy.max_body_bytes
+        self._body_parts = []
+        try:
+            declared = int(self.request.headers.get("Content-Length", "0"))
+        except ValueError:
+            declared = 0  # tornado refuses it itself
+        if declared > limit:
+            self._body_size, self._body_over = declared, True
+            if declared > limit * DRAIN_FACTOR:
+                self.write_proxy_error(self.too_large())
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._body_size += len(chunk)
+        if not self._body_over and self._body_size <= self._body_limit:
+            if self._body_parts is not None:
+                self._body_parts.append(chunk)
+            return
+        self._body_over, self._body_parts = True, None
+        if self._body_size > self._body_limit * DRAIN_FACTOR:
+            self.write_proxy_error(self.too_large())
+
+    def too_large(self) -> PayloadTooLarge:
+        limit = self._body_limit
+        return PayloadTooLarge(
+            f"request body is larger than {limit} bytes ({limit / 2**20:g} MiB), the most this proxy "
+            "accepts; send less (an admin can raise c.RSQLProxy.max_body_bytes)",
+            extra={"max_body_bytes": limit},
+        )
 
     def caller(self) -> Caller:
         # each host's base class provides rsql_caller(): the authenticated Caller, or None
@@ -105,10 +164,9 @@ class RSQLMixin:
         return caller
 
     def json_body(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"null")
-        except ValueError as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        if self._body_over:
+            raise self.too_large()
+        return decode_json(b"".join(self._body_parts or ()), max_depth=self.rsql.proxy.max_json_depth)
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)  # type: ignore[attr-defined]
@@ -360,7 +418,7 @@ def make_handlers(
             for meth in ("get", "post"):
                 if meth in mixin.__dict__:
                     attrs[meth] = wrap(mixin.__dict__[meth])
-        cls = type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs)
+        cls = web.stream_request_body(type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs))
         out.append((prefix.rstrip("/") + "/" + path, cls))
     return out
 

@@ -147,7 +147,9 @@ class RSQLProxyService(Application):
             make_handlers(ServiceBase, prefix.rstrip("/") or ""), rsql=ctx, rsql_app=self,
             log_function=_access_log,
         )
-        server = httpserver.HTTPServer(app, xheaders=True)
+        # every route but a 404 is ours and streams its body against max_body_bytes itself; this
+        # bounds what tornado buffers for the rest (it answers a bare 400 past it)
+        server = httpserver.HTTPServer(app, xheaders=True, max_body_size=proxy.max_body_bytes)
         server.listen(self.port, self.ip)
         await ctx.ready()
         log.info(

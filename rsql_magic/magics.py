@@ -351,9 +351,7 @@ class RSQLMagic(Magics):
             )
         except ProxyError as e:
             if handle is not None:
-                partial = "".join(buf)
-                msg = (partial + "\n\n" if partial else "") + f"**rsql: {e}**"
-                handle.update({"text/markdown": msg, "text/plain": msg}, raw=True)
+                handle.update(render.error_bundle("".join(buf), f"rsql: {e}"), raw=True)
             raise
         self.last_result = res
         bundle = render.mimebundle(res.text, res, mode=self.render_mode)
@@ -417,7 +415,7 @@ class RSQLMagic(Magics):
             # nbclient drops set_next_input: show the code where a reader of the output sees it
             md = "**Code for the next cell** (batch run: not inserted):\n\n" + render.code_block(
                 code, blang or lang)
-            display({"text/markdown": md, "text/plain": md}, raw=True)
+            display(render.markdown_bundle(md), raw=True)
         else:
             self.shell.set_next_input(code, replace=False)
 
@@ -430,7 +428,7 @@ class RSQLMagic(Magics):
             client = self.client()
         except ProxyError as e:
             text = f"rsql: {e}"
-            display({"text/plain": text, "text/markdown": "```\n" + text + "\n```"}, raw=True)
+            display(render.markdown_bundle(render.code_block(text, ""), text), raw=True)
             return
         model = self.model or os.environ.get("RSQL_MODEL") or "(proxy default)"
         rows = [
@@ -445,7 +443,8 @@ class RSQLMagic(Magics):
         if isinstance(me, dict):
             rows += render_me(me)
         md = "\n".join(rows)
-        display({"text/markdown": md, "text/plain": md.replace("**", "")}, raw=True)
+        # the proxy's answers (user names, limits) are shown as Markdown: made safe like an answer
+        display(render.markdown_bundle(md, md.replace("**", "")), raw=True)
 
 
 def _cell(v: Any) -> str:

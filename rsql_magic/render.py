@@ -4,6 +4,9 @@ Default output is a bundle of ``text/markdown`` + ``text/plain``: JupyterLab, No
 VS Code and nbconvert's HTML exporter render Markdown and highlight fenced code in the
 frontend's own theme (light or dark). ``mode="html"`` renders HTML here instead (``markdown``
 + pygments with inline styles), for frontends without a Markdown renderer.
+
+Answers are hostile input (see :mod:`rsql_magic.sanitize`): every bundle built here carries
+safe Markdown, sanitized HTML and plain text without control characters.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import re
 from typing import Any
 
 from .client import ChatResult
+from .sanitize import clean_html, escape_markdown, plain_text, safe_markdown
 
-__all__ = ["extract_code", "footer", "markdown_to_html", "mimebundle"]
+__all__ = ["error_bundle", "extract_code", "footer", "markdown_bundle", "markdown_to_html",
+           "mimebundle"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
@@ -57,24 +62,25 @@ def extract_code(text: str, lang: str | None = None) -> list[tuple[str, str]]:
 
 
 def markdown_to_html(text: str) -> str:
-    """Markdown -> HTML with pygments-highlighted code (inline styles: no CSS needed)."""
+    """Model Markdown -> sanitized HTML with pygments-highlighted code (inline styles: no CSS
+    needed). Raw HTML in ``text`` is shown as text, images as links (see ``safe_markdown``)."""
+    text = safe_markdown(text)
     try:
         import markdown
     except ImportError:
-        return f"<pre>{_html.escape(text)}</pre>"
-    return markdown.markdown(
+        return clean_html(f"<pre>{_html.escape(text)}</pre>")
+    return clean_html(markdown.markdown(
         text,
         extensions=["fenced_code", "codehilite", "tables"],
         extension_configs={"codehilite": {"noclasses": True, "guess_lang": False}},
-    )
+    ))
 
 
 def mimebundle(text: str, res: ChatResult | None = None, *, mode: str = "markdown",
                streaming: bool = False) -> dict[str, Any]:
     """The display bundle for an answer (``streaming``: a partial answer, marked as such)."""
     foot = footer(res) if res is not None else ("… streaming" if streaming else "")
-    md = text + (f"\n\n---\n*{foot}*" if foot else "")
-    plain = text + (f"\n\n-- {foot}" if foot else "")
+    plain = plain_text(text + (f"\n\n-- {foot}" if foot else ""))
     bundle: dict[str, Any] = {"text/plain": plain}
     if mode == "text":
         return bundle
@@ -82,10 +88,24 @@ def mimebundle(text: str, res: ChatResult | None = None, *, mode: str = "markdow
         body = markdown_to_html(text)
         if foot:
             body += f'<hr><div style="font-size:85%;opacity:.7">{_html.escape(foot)}</div>'
-        bundle["text/html"] = body
+        bundle["text/html"] = clean_html(body)
     else:
-        bundle["text/markdown"] = md
+        bundle["text/markdown"] = safe_markdown(text) + (
+            f"\n\n---\n*{escape_markdown(foot)}*" if foot else "")
     return bundle
+
+
+def error_bundle(partial: str, message: str) -> dict[str, Any]:
+    """A failed answer: what had arrived, then the error in bold (Markdown + plain text)."""
+    md = (safe_markdown(partial).rstrip("\n") + "\n\n" if partial else "")
+    plain = plain_text((partial + "\n\n" if partial else "") + message)
+    return {"text/markdown": md + f"**{escape_markdown(message)}**", "text/plain": plain}
+
+
+def markdown_bundle(md: str, plain: str | None = None) -> dict[str, Any]:
+    """A Markdown display (status lines, code for the next cell) made safe like an answer."""
+    return {"text/markdown": safe_markdown(md),
+            "text/plain": plain_text(md if plain is None else plain)}
 
 
 def code_block(code: str, lang: str) -> str:

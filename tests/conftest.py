@@ -23,6 +23,13 @@ import pytest
 from tests.fake_provider import FakeProvider, KeyPolicy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parent.parent
+
+# configurable-http-proxy is installed into the checkout (scripts/install-system-deps.sh), not
+# globally; the hubs the tests start find it on PATH
+_NODE_BIN = REPO / ".tools" / "node_modules" / ".bin"
+if _NODE_BIN.is_dir():
+    os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 # jupysql (through ploomber-core) phones home for telemetry and version checks; tests, kernels
 # and servers started from here talk to loopback only
@@ -154,7 +161,6 @@ class JupyterServer:
                 self.proc.wait(5)
 
 
-REPO = Path(__file__).resolve().parent.parent
 USERS = {
     "tok-alice": {"name": "alice", "groups": ["students"]},
     "tok-bob": {"name": "bob", "groups": ["students"]},
@@ -335,20 +341,130 @@ def _reachable(port: int) -> bool:
         return False
 
 
+def _missing_service(msg: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI must run every test, but {msg}")
+    pytest.skip(msg)
+
+
+def _as_service_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run its tools as the `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3])
+    return str(candidates[-1]) if candidates else None
+
+
+def _trusted_postgres(port: int) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server to make test databases on: `postgresql://postgres@127.0.0.1:PORT`.
+
+    $RSQL_TEST_PG_URL if set; else the machine's own on 127.0.0.1:5432 when it lets `postgres`
+    in from loopback without a password (CI machines); else a throw-away cluster of our own
+    (initdb in a temporary folder, a random loopback port, stopped afterwards). Nothing here
+    changes the machine's PostgreSQL configuration.
+    """
+    require("psycopg")
+    if os.environ.get("RSQL_TEST_PG_URL"):
+        yield os.environ["RSQL_TEST_PG_URL"].rstrip("/")
+        return
+    if os.environ.get("RSQL_TEST_SERVICES") != "private" and _reachable(5432) and _trusted_postgres(5432):
+        yield "postgresql://postgres@127.0.0.1:5432"
+        return
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        _missing_service("PostgreSQL is not installed (initdb, pg_ctl), and none runs on 127.0.0.1:5432")
+    folder = tmp_path_factory.mktemp("postgres")
+    data = folder / "data"
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_service_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+        check=True, capture_output=True,
+    )
+    opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_service_user([pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"]),
+        check=True, capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(_as_service_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+
+
 @pytest.fixture
-def pg_database():
-    """A database of our own on the local PostgreSQL server, dropped afterwards."""
+def pg_database(pg_server: str) -> Iterator[str]:
+    """A database of our own on the test PostgreSQL server, dropped afterwards."""
     require("asyncpg")
     require("psycopg")
     import psycopg
 
-    if not _reachable(5432):
-        if IN_CI:
-            pytest.fail("PostgreSQL is not running on 127.0.0.1:5432")
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     name = "rsql_test_" + secrets.token_hex(4)
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+    with psycopg.connect(pg_server + "/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+    yield f"{pg_server}/{name}"
+    with psycopg.connect(pg_server + "/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server: `redis://127.0.0.1:PORT` (tests pick database 9 and a key prefix of their own).
+
+    $RSQL_TEST_REDIS_URL if set; else the machine's own on 127.0.0.1:6379 (CI machines); else a
+    throw-away `redis-server` of our own on a random loopback port, keeping nothing on disk.
+    """
+    if os.environ.get("RSQL_TEST_REDIS_URL"):
+        yield os.environ["RSQL_TEST_REDIS_URL"].rstrip("/")
+        return
+    if os.environ.get("RSQL_TEST_SERVICES") != "private" and _redis_answers(6379):
+        yield "redis://127.0.0.1:6379"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _missing_service("redis-server is not installed, and no Redis answers on 127.0.0.1:6379")
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder), "--protected-mode", "yes"],
+        stdout=(folder / "log").open("wb"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while not _redis_answers(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"redis-server did not start:\n{(folder / 'log').read_text()}")
+        time.sleep(0.1)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)

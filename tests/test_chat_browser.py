@@ -45,6 +45,7 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
         "c.RSQLProxy.default_model = 'fake-small'\n"
         "c.RSQLProxy.user_limits = ['100/day']\n"
         "c.RSQLProxy.user_daily_budget_usd = 2.0\n"
+        "c.RSQLProxy.unpriced_models = 'free'\n"  # the fake provider's models have no price
         # no internet here: no news or update checks from the lab frontend
         "c.LabApp.news_url = None\n"
         "c.LabApp.check_for_updates_class = "

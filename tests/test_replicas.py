@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, ProxyService, _reachable, require, start_service, upstreams_for
+from tests.conftest import ProxyService, require, start_service, upstreams_for
 from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -24,13 +24,9 @@ ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture
-def redis_url() -> str:
+def redis_url(redis_server: str) -> str:
     require("redis")
-    if not _reachable(6379):
-        if IN_CI:
-            pytest.fail("Redis is not running on 127.0.0.1:6379")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    return "redis://127.0.0.1:6379/9"
+    return redis_server + "/9"
 
 
 @pytest.fixture

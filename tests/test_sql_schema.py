@@ -25,7 +25,6 @@ from rsql_magic.context.sql_schema import (
 )
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_ADMIN = os.environ.get("RSQL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
 
 def _missing(msg: str) -> None:
@@ -35,23 +34,19 @@ def _missing(msg: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_url(pg_server: str) -> Iterator[str]:
     """A fresh PostgreSQL database ``rsql_test_<random>`` per test module, dropped afterwards."""
     try:
         import psycopg
     except ImportError:
         _missing("psycopg is not installed (pip install 'psycopg[binary]')")
     try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+        admin = psycopg.connect(pg_server + "/postgres", autocommit=True, connect_timeout=5)
     except Exception as e:
-        _missing(f"PostgreSQL is not reachable at {PG_ADMIN!r}: {e}")
+        _missing(f"PostgreSQL is not reachable at {pg_server!r}: {e}")
     name = f"rsql_test_{secrets.token_hex(4)}"
     admin.execute(f"CREATE DATABASE {name}")
-    params = dict(x.split("=", 1) for x in PG_ADMIN.split())
-    url = (
-        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
-        f":{params.get('port', '5432')}/{name}"
-    )
+    url = pg_server.replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     try:
         yield url
     finally:

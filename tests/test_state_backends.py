@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 from jupyter_server_ext.state import BudgetCheck, LeaseCheck, MemoryState, WindowCheck
-from tests.conftest import IN_CI, require
+from tests.conftest import require
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -20,11 +20,9 @@ async def state(request):
     require("redis")
     from jupyter_server_ext.state.redis import RedisState
 
-    s = RedisState("redis://127.0.0.1:6379/9", prefix=f"rsqltest-{secrets.token_hex(4)}:")
-    if not await s.ping():
-        if IN_CI:
-            pytest.fail("Redis is not running on 127.0.0.1:6379")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    url = request.getfixturevalue("redis_server") + "/9"
+    s = RedisState(url, prefix=f"rsqltest-{secrets.token_hex(4)}:")
+    assert await s.ping(), f"Redis at {url} does not answer"
     yield s
     await s.reset("")
     await s.close()

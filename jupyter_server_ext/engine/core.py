@@ -18,15 +18,16 @@ from typing import Any
 from ..state.base import StateBackend
 from ..state.memory import MemoryState
 from .cache import MemoryCache, cache_key, cacheable
-from .errors import ProxyError, RateLimited, UpstreamError
+from .errors import Forbidden, ProxyError, RateLimited, UpstreamError
 from .limiter import Limiter, LimitSettings, Ticket
+from .local import LocalTransport
 from .metrics import Metrics
 from .pool import Pool, Slot
-from .pricing import PriceBook
+from .pricing import FREE, PriceBook
 from .records import Caller, Outcome, Reply
-from .request import ChatRequest, parse_chat_request
-from .settings import UpstreamSpec
-from .transport import HTTPTransport, LocalTransport, UpstreamFailure, UpstreamReply
+from .request import ChatRequest, RequestLimits, parse_chat_request
+from .settings import Price, UpstreamSpec
+from .transport import HTTPTransport, UpstreamFailure, UpstreamReply
 from .usage import UsageLog, UsageStore
 
 log = logging.getLogger("rsql.engine")
@@ -50,6 +51,8 @@ class EngineSettings:
     cache_hits_count: bool = False  # does a cache hit use the user's quota?
     log_prompts: bool = False
     retention_days: float = 90.0
+    request_limits: RequestLimits = field(default_factory=RequestLimits)
+    unpriced_models: str = "deny"  # while a budget applies: "deny" (refuse) or "free" (cost 0)
 
 
 def _usage_of(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -90,7 +93,10 @@ class Engine:
         )
         self.http = HTTPTransport()
         self.local = LocalTransport()
-        self.metrics = Metrics(lambda: ((k.alias, self.pool.key_state(k)) for k in self.pool.keys))
+        self.metrics = Metrics(
+            lambda: ((k.alias, self.pool.key_state(k)) for k in self.pool.keys),
+            models=self.prices.configured_models(settings.default_model),
+        )
         self.usage = UsageLog(store, log_prompts=settings.log_prompts, retention_days=settings.retention_days) if store else None
         self.on_outcome: list[Callable[[Outcome], None]] = [self.metrics.observe]
         if self.usage is not None:
@@ -104,6 +110,8 @@ class Engine:
             await self.usage.start()
         if self.settings.health_check_seconds > 0 and self._health_task is None:
             self._health_task = asyncio.ensure_future(self._health_loop())
+        # start local models now, with a self-test, so a broken build is reported at start-up
+        self.local.start([s for s in self.settings.upstreams if s.provider == "llama_cpp"])
 
     async def close(self) -> None:
         """Stop background work and flush the usage log: a clean shutdown loses no rows."""
@@ -190,6 +198,7 @@ class Engine:
             body,
             default_model=self.settings.default_model,
             default_max_tokens=self.settings.default_max_tokens,
+            limits=self.settings.request_limits,
         )
 
     async def chat(
@@ -207,6 +216,7 @@ class Engine:
             outcome.model = req.model
             if self.settings.log_prompts:
                 outcome.messages = req.payload.get("messages")
+            price = self._admission_price(req, caller)
             key, hit = None, None
             if cache != "bypass" and cacheable(req.payload, cache == "force"):
                 key = cache_key(req.payload)
@@ -214,9 +224,8 @@ class Engine:
                 self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
                 if hit is not None and not self.settings.cache_hits_count:
                     return self._cache_reply(req, hit, outcome, t0)
-            price = self.prices.max_price(req.model)
             ticket = await self.limiter.admit(
-                caller.user, caller.groups, price.cost(req.prompt_tokens, req.max_tokens or 0)
+                caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens)
             )
             if hit is not None:  # cache_hits_count: the hit was admitted like any request
                 await self.limiter.finish(ticket, 0.0)
@@ -248,6 +257,33 @@ class Engine:
             outcome.error = "internal_error"
             self._finish(outcome, t0)
             raise
+
+    def _admission_price(self, req: ChatRequest, caller: Caller) -> Price:
+        """The price a reservation assumes; under a budget, also makes it a true worst case.
+
+        A budget can only hold what it can price: a model without a known price is refused
+        (unless the admin opted in with unpriced_models = "free"), and a request that set no
+        max_tokens is capped at the default it was reserved for, or its answer could cost more.
+        """
+        price = self.prices.max_price(req.model)
+        budgeted = self.limiter.budgeted(caller.user, caller.groups)
+        if price is None:
+            if budgeted and self.settings.unpriced_models != "free":
+                raise Forbidden(
+                    f"model {req.model!r} has no known price, and a daily budget applies to your "
+                    "requests, so it cannot be used. An admin can set its price on its upstream "
+                    f'("prices": {{"{req.model}": {{"input": USD per 1M tokens, "output": ...}}}} in '
+                    'c.RSQLProxy.upstreams) or let unpriced models cost 0 with '
+                    'c.RSQLProxy.unpriced_models = "free"',
+                    code="model_not_priced",
+                    extra={"param": "model"},
+                )
+            price = FREE
+        if budgeted and not req.max_tokens_set and price.output > 0:
+            # the provider sees the limit the reservation assumed (max_completion_tokens: the
+            # name every current OpenAI-compatible API takes, reasoning models included)
+            req.payload["max_completion_tokens"] = req.max_tokens
+        return price
 
     def _finish(self, outcome: Outcome, t0: float) -> None:
         outcome.latency_s = self.clock() - t0
@@ -372,6 +408,10 @@ class Engine:
         if usage is not None:
             usage["cost_usd"] = round(outcome.cost_usd, 8)
             body = json.dumps(obj).encode()
+        else:
+            # an answer that says nothing of its usage is charged its reservation, as a stream
+            # is: otherwise an upstream that omits usage would make every answer free
+            outcome.cost_usd = ticket.reserved
         await self.pool.release(slot, tokens=tokens, counted=True)
         await self.limiter.finish(ticket, outcome.cost_usd)
         if key is not None and obj is not None:

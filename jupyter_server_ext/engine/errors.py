@@ -45,6 +45,14 @@ class BadRequest(ProxyError):
     code = "invalid_request"
 
 
+class PayloadTooLarge(ProxyError):
+    """A 413: the body is over ``max_body_bytes``; refused before it is read whole."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
 class Unauthorized(ProxyError):
     status = 401
     type = "authentication_error"

@@ -2,7 +2,7 @@
 
 One call to the state backend admits a request against every limit at once (all checked
 before any is counted), so a refused request consumes nothing and concurrent requests cannot
-overspend a budget: cost is reserved at admission (prompt estimate + max_tokens at the dearest
+overspend a budget: cost is reserved at admission (prompt estimate + n x max_tokens at the dearest
 price serving the model) and settled to the real cost afterwards.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..state.base import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
-from .errors import ConfigError, RateLimited
+from .errors import BadRequest, ConfigError, RateLimited
 from .settings import Rate, parse_rates
 
 DAY = 86400.0
@@ -108,6 +108,10 @@ class Limiter:
             pol = replace(pol, **mine)
         return pol
 
+    def budgeted(self, user: str, groups: tuple[str, ...] = ()) -> bool:
+        """Whether any daily budget (the user's, after overrides, or the global one) applies."""
+        return self.policy(user, groups).daily_budget_usd is not None or self.settings.global_daily_budget_usd is not None
+
     def checks(
         self, user: str, groups: tuple[str, ...], reserve: float
     ) -> tuple[list[WindowCheck], list[LeaseCheck], list[BudgetCheck]]:
@@ -134,6 +138,15 @@ class Limiter:
 
     async def admit(self, user: str, groups: tuple[str, ...], reserve: float) -> Ticket:
         windows, leases, budgets = self.checks(user, groups, reserve)
+        for b in budgets:
+            # no day could ever admit it: a 429 with Retry-After would only invite a retry
+            if 0 < b.limit < reserve:
+                raise BadRequest(
+                    f"this request may cost up to ${reserve:.4f} (its prompt and n x max_tokens "
+                    f"completion tokens at the model's price), more than the whole {b.label}; "
+                    "lower 'max_tokens' (or 'max_completion_tokens') or 'n'",
+                    code="over_budget",
+                )
         lease_id = uuid.uuid4().hex
         result = await self.state.admit(windows, leases, budgets, lease_id)
         if not result.ok:

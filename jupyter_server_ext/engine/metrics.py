@@ -1,12 +1,13 @@
 """Prometheus metrics, one registry per engine (so two engines in one process never clash).
 
 Labels are aliases, models, statuses and limit names: never keys, never user names (a label
-per user would grow without bound).
+per user would grow without bound). Callers choose model names and client kinds, so those labels
+take only configured values; anything else is counted under "other".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -15,6 +16,8 @@ from .records import Outcome
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+CLIENT_KINDS = frozenset({"magic", "chat", "sql", "api"})
+OTHER = "other"
 
 
 class _UpstreamStates:
@@ -32,7 +35,13 @@ class _UpstreamStates:
 
 
 class Metrics:
-    def __init__(self, upstream_states: Callable[[], Iterable[tuple[str, str]]]) -> None:
+    def __init__(
+        self,
+        upstream_states: Callable[[], Iterable[tuple[str, str]]],
+        models: Collection[str] | None = None,
+    ) -> None:
+        """`models`: the configured model ids, the only model labels (None: any, for tools)."""
+        self.models = None if models is None else frozenset(models)
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "rsql_requests", "Requests answered", ["status", "model", "upstream", "client"], registry=r
@@ -67,21 +76,30 @@ class Metrics:
             c = self._children[key] = metric.labels(*values)
         return c
 
+    def model_label(self, model: str) -> str:
+        if not model:
+            return "-"
+        if self.models is None or model in self.models:
+            return model
+        return OTHER
+
     def observe(self, o: Outcome) -> None:
-        self.child(self.requests, str(o.status), o.model or "-", o.upstream or "-", o.caller.client).inc()
+        model = self.model_label(o.model)
+        client = o.caller.client if o.caller.client in CLIENT_KINDS else OTHER
+        self.child(self.requests, str(o.status), model, o.upstream or "-", client).inc()
         if o.limit:
             # limit labels come from the configuration ("user 10/minute", "upstream capacity"),
             # never from user names: a bounded set
             self.child(self.rejections, o.limit).inc()
         if o.status < 400:
-            self.child(self.latency, o.model).observe(o.latency_s)
+            self.child(self.latency, model).observe(o.latency_s)
             self.overhead.observe(max(0.0, o.latency_s - o.upstream_s))
             if o.prompt_tokens:
-                self.child(self.tokens, o.model, "prompt").inc(o.prompt_tokens)
+                self.child(self.tokens, model, "prompt").inc(o.prompt_tokens)
             if o.completion_tokens:
-                self.child(self.tokens, o.model, "completion").inc(o.completion_tokens)
+                self.child(self.tokens, model, "completion").inc(o.completion_tokens)
             if o.cost_usd:
-                self.child(self.cost, o.model).inc(o.cost_usd)
+                self.child(self.cost, model).inc(o.cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,7 +2,9 @@
 
 From the providers' public price lists (Groq, OpenAI) as of late 2025; override per upstream
 with ``"prices": {model: {"input": x, "output": y}}`` when yours differ. A model missing from
-both costs 0 here, which budgets cannot see: the proxy logs that once per model.
+both has no known price: while a budget applies the engine refuses it (``unpriced_models =
+"deny"``, the default) or lets it cost 0 (``"free"``, logged once per model). The local
+``llama_cpp`` provider runs on our own CPU and is always free.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ PRICES: dict[str, Price] = {
 FREE = Price(0.0, 0.0)
 
 
+_MAX_WARNED = 256  # model names are caller text: warn about a bounded number of them
+
+
 class PriceBook:
     """Looks up the price of (upstream, model): the upstream's own table, then ours."""
 
@@ -47,7 +52,8 @@ class PriceBook:
         self.specs = {s.name: s for s in specs}
         self._warned: set[str] = set()
 
-    def price(self, model: str, upstream: str | None = None) -> Price:
+    def known(self, model: str, upstream: str | None = None) -> Price | None:
+        """The price, or None when neither the upstream nor the built-in table knows one."""
         spec = self.specs.get(upstream or "")
         if spec is not None and model in spec.prices:
             return spec.prices[model]
@@ -56,8 +62,13 @@ class PriceBook:
         found = PRICES.get(model)
         if found is None:
             found = PRICES.get(model.split("/")[-1])
+        return found
+
+    def price(self, model: str, upstream: str | None = None) -> Price:
+        """What an answer is charged: an unknown price counts as 0 (logged once per model)."""
+        found = self.known(model, upstream)
         if found is None:
-            if model not in self._warned:
+            if model not in self._warned and len(self._warned) < _MAX_WARNED:
                 self._warned.add(model)
                 log.warning(
                     "no price known for model %r: it costs 0 and budgets do not see it; set "
@@ -66,8 +77,22 @@ class PriceBook:
             return FREE
         return found
 
-    def max_price(self, model: str) -> Price:
-        """The dearest upstream serving `model`: what a reservation must assume."""
-        prices = [self.price(model, s.name) for s in self.specs.values() if s.serves(model)]
-        prices = prices or [self.price(model)]
-        return Price(max(p.input for p in prices), max(p.output for p in prices))
+    def max_price(self, model: str) -> Price | None:
+        """The dearest upstream serving `model`: what a reservation must assume.
+
+        None when an upstream that may serve it has no known price: its worst case is unknown.
+        A model no upstream serves costs nothing (the pool refuses it with a 404).
+        """
+        prices = [self.known(model, s.name) for s in self.specs.values() if s.serves(model)]
+        if not prices:
+            return FREE
+        if any(p is None for p in prices):
+            return None
+        return Price(max(p.input for p in prices), max(p.output for p in prices))  # type: ignore[union-attr]
+
+    def configured_models(self, default_model: str = "") -> frozenset[str]:
+        """Model ids named in the configuration: the only ones metric labels may carry."""
+        out = {m for s in self.specs.values() for m in (*s.models, *s.prices) if m != "*"}
+        if default_model:
+            out.add(default_model)
+        return frozenset(out)

@@ -1,14 +1,42 @@
-"""Validation of an incoming chat-completions body, with errors that name the field."""
+"""Validation of an incoming chat-completions body, with errors that name the field.
+
+Everything a caller sends is bounded here before it costs anything: the JSON itself (nesting,
+duplicate keys, NaN, lone surrogates), the number and length of messages, and every parameter
+that multiplies what the answer may cost (``n``, ``best_of``, ``max_tokens``,
+``max_completion_tokens``), so a budget reservation is a true worst case.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequest
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MAX_CHOICES = 128  # the most choices (n, best_of) OpenAI itself accepts
+MAX_TOKENS = 2**31 - 1  # providers read max_tokens as a 32-bit integer
+MAX_MODEL_CHARS = 256
+IMAGE_TOKENS = 3000  # an image part costs at most a few thousand tokens at any detail level
+_MULTIPLIERS = ("n", "best_of")
+_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
+_PROMPT_EXTRAS = ("tools", "functions", "response_format", "tool_choice")
+_CONTAINERS = (dict, list)
+# \ud800-\udfff escapes: the only way JSON can carry a lone surrogate, which cannot be encoded
+# again (cache key, usage log); scan for them only when the raw body has one
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Caps on what one request may carry (``c.RSQLProxy.max_json_depth`` etc.)."""
+
+    max_json_depth: int = 64
+    max_messages: int = 1000
+    max_message_chars: int = 1_000_000
 
 
 @dataclass
@@ -18,72 +46,248 @@ class ChatRequest:
     stream: bool
     wants_usage_chunk: bool  # the client itself asked for stream_options.include_usage
     prompt_tokens: int  # estimate
-    max_tokens: int | None
+    max_tokens: int | None  # completion tokens per choice: the client's, or the default
+    choices: int = 1  # completions the provider generates and bills (n, best_of)
+    max_tokens_set: bool = True  # False: the client set no limit and max_tokens is our default
+    prediction_tokens: int = 0  # predicted output: rejected prediction tokens are billed too
+
+    @property
+    def completion_tokens(self) -> int:
+        """The most completion tokens this request can be billed for."""
+        return self.choices * ((self.max_tokens or 0) + self.prediction_tokens)
 
     @property
     def reserve_tokens(self) -> int:
-        return self.prompt_tokens + (self.max_tokens or 0)
+        return self.prompt_tokens + self.completion_tokens
+
+
+# -- JSON ---------------------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:30]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:60]!r}")
+            seen.add(key)
+    return obj
+
+
+def decode_json(raw: bytes, *, max_depth: int = 64) -> Any:
+    """Parse a request body, or raise ``BadRequest``: never anything else, whatever the bytes."""
+    if not raw.strip():
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        obj = json.loads(
+            raw, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+        )
+    except RecursionError:  # nesting in the hundreds: json's C decoder recurses
+        raise BadRequest(f"request body is nested more than {max_depth} levels deep") from None
+    except ValueError as exc:  # includes invalid UTF-8 (UnicodeDecodeError)
+        why = str(exc)
+        if "integer string conversion" in why:
+            why = "a number has too many digits"
+        raise BadRequest(f"request body is not valid JSON: {why[:200]}") from None
+    _check_tree(obj, max_depth, strings=_SURROGATE_ESCAPE.search(raw) is not None)
+    return obj
+
+
+def _check_tree(obj: Any, max_depth: int, *, strings: bool) -> None:
+    """Depth (a container inside a container ... counts one per level) and, when asked, strings
+    that are not valid Unicode; iterative, so no input can exhaust the stack."""
+    tops = obj.items() if isinstance(obj, dict) else [(None, obj)]
+    for name, value in tops:
+        where = "request body" if name is None else f"{name[:60]!r}"
+        if strings and name is not None:
+            _check_str(name, "a key")
+        stack = [(value, 2 if name is not None else 1)]
+        while stack:
+            node, depth = stack.pop()
+            if isinstance(node, dict):
+                children = node.values()
+                if strings:
+                    for key in node:
+                        _check_str(key, where)
+            elif isinstance(node, list):
+                children = node
+            else:
+                if strings and isinstance(node, str):
+                    _check_str(node, where)
+                continue
+            if depth > max_depth:
+                raise BadRequest(
+                    f"{where} is nested more than {max_depth} levels deep",
+                    extra={"param": name} if name is not None else None,
+                )
+            for child in children:
+                if strings or isinstance(child, _CONTAINERS):
+                    stack.append((child, depth + 1))
+
+
+def _check_str(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{where} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
+
+
+# -- estimates -----------------------------------------------------------------------------
+
+
+def _text_tokens(text: str) -> int:
+    """About four ASCII characters a token; every further UTF-8 byte of other scripts a token.
+
+    Byte-level tokenizers can spend a token per byte on text they have seen little of (emoji,
+    rare scripts), so non-ASCII text is counted by its bytes: a reservation must not be cheap
+    to undercut.
+    """
+    if text.isascii():
+        return len(text) // 4
+    return len(text) // 4 + len(text.encode("utf-8", "surrogatepass")) - len(text)
+
+
+def _json_tokens(value: Any) -> int:
+    try:
+        return _text_tokens(json.dumps(value))
+    except (TypeError, ValueError):  # not JSON (an in-process caller's object): the upstream says
+        return 0
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
-    """About four characters a token, plus a few per message for the role framing.
+    """Prompt tokens, estimated on the generous side; settled to the provider's count later.
 
     Why not tiktoken: it downloads its vocabularies at run time, and providers' own tokenizers
     differ anyway; the estimate only sizes reservations, which are settled to real usage.
     """
-    chars = 0
+    tokens = 0
     for m in messages:
         content = m.get("content")
         if isinstance(content, str):
-            chars += len(content)
+            tokens += _text_tokens(content)
         elif isinstance(content, list):
             for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    chars += len(part["text"])
+                if not isinstance(part, dict):
+                    continue
+                if isinstance(part.get("text"), str):
+                    tokens += _text_tokens(part["text"])
+                elif part.get("type") == "image_url":
+                    tokens += IMAGE_TOKENS
+                else:  # audio, files: by their size
+                    tokens += _json_tokens(part)
         if m.get("tool_calls"):
-            chars += len(json.dumps(m["tool_calls"]))
-    return chars // 4 + 4 * len(messages) + 3
+            tokens += _json_tokens(m["tool_calls"])
+    return tokens + 4 * len(messages) + 3
 
 
-def parse_chat_request(body: Any, *, default_model: str, default_max_tokens: int) -> ChatRequest:
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object with 'model' and 'messages'")
-    messages = body.get("messages")
+# -- validation ----------------------------------------------------------------------------
+
+
+def _bad(message: str, param: str) -> BadRequest:
+    return BadRequest(message, extra={"param": param})
+
+
+def _int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+        raise _bad(f"'{name}' must be an integer from {lo} to {hi}, got {shown[:60]}", name)
+    return value
+
+
+def _check_messages(messages: Any, limits: RequestLimits) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty list of {role, content} objects", extra={"param": "messages"})
+        raise _bad("'messages' must be a non-empty list of {role, content} objects", "messages")
+    if len(messages) > limits.max_messages:
+        raise _bad(
+            f"'messages' has {len(messages)} messages; at most {limits.max_messages} are accepted", "messages"
+        )
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise BadRequest(f"messages[{i}] must be an object, got {type(m).__name__}", extra={"param": f"messages[{i}]"})
+            raise _bad(f"messages[{i}] must be an object, got {type(m).__name__}", f"messages[{i}]")
         role = m.get("role")
-        if role not in ROLES:
-            raise BadRequest(
-                f"messages[{i}].role must be one of {sorted(ROLES)}, got {role!r}",
-                extra={"param": f"messages[{i}].role"},
-            )
+        if not isinstance(role, str) or role not in ROLES:
+            shown = repr(role)[:40] if isinstance(role, str) or role is None else type(role).__name__
+            raise _bad(f"messages[{i}].role must be one of {sorted(ROLES)}, got {shown}", f"messages[{i}].role")
         content = m.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise BadRequest(
+        chars = 0
+        if isinstance(content, str):
+            chars = len(content)
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                where = f"messages[{i}].content[{j}]"
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise _bad(f"{where} must be an object with a 'type', like {{'type': 'text', 'text': ...}}", where)
+                text = part.get("text")
+                if part["type"] == "text" and not isinstance(text, str):
+                    raise _bad(f"{where}.text must be a string", f"{where}.text")
+                if isinstance(text, str):
+                    chars += len(text)
+        elif content is not None:
+            raise _bad(
                 f"messages[{i}].content must be a string or a list of parts, got {type(content).__name__}",
-                extra={"param": f"messages[{i}].content"},
+                f"messages[{i}].content",
             )
-    model = body.get("model") or default_model
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required (no default model is configured)", extra={"param": "model"})
+        if chars > limits.max_message_chars:
+            raise _bad(
+                f"messages[{i}].content is {chars} characters long; at most {limits.max_message_chars} "
+                "are accepted",
+                f"messages[{i}].content",
+            )
+    return messages
+
+
+def parse_chat_request(
+    body: Any, *, default_model: str, default_max_tokens: int, limits: RequestLimits | None = None
+) -> ChatRequest:
+    limits = limits or RequestLimits()
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with 'model' and 'messages'")
+    messages = _check_messages(body.get("messages"), limits)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad(f"'model' must be a string, got {type(model).__name__}", "model")
+    model = model or default_model
+    if not model:
+        raise _bad("'model' is required (no default model is configured)", "model")
+    if len(model) > MAX_MODEL_CHARS or not model.isprintable():
+        raise _bad(f"'model' must be a model id of at most {MAX_MODEL_CHARS} printable characters", "model")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise BadRequest(f"'stream' must be true or false, got {stream!r}", extra={"param": "stream"})
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise BadRequest(f"'max_tokens' must be a positive integer, got {max_tokens!r}", extra={"param": "max_tokens"})
+        raise _bad(f"'stream' must be true or false, got {type(stream).__name__}", "stream")
+    # both limits may come; a provider may honour either, so the larger one is reserved
+    given = [v for v in (_int_field(body, f, 1, MAX_TOKENS) for f in _TOKEN_FIELDS) if v is not None]
+    choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
     temperature = body.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2
     ):
-        raise BadRequest(f"'temperature' must be a number from 0 to 2, got {temperature!r}", extra={"param": "temperature"})
+        raise _bad(f"'temperature' must be a number from 0 to 2, got {str(temperature)[:40]}", "temperature")
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
-        raise BadRequest("'stream_options' must be an object", extra={"param": "stream_options"})
+        raise _bad("'stream_options' must be an object", "stream_options")
     wants_usage = bool(stream_options and stream_options.get("include_usage"))
+
+    prompt_tokens = estimate_tokens(messages)
+    for name in _PROMPT_EXTRAS:  # tool definitions and schemas are billed as prompt
+        if body.get(name) is not None:
+            prompt_tokens += _json_tokens(body[name])
+    prediction = body.get("prediction")
+    prediction_tokens = _json_tokens(prediction) if prediction is not None else 0
 
     payload = dict(body)
     payload["model"] = model
@@ -97,6 +301,9 @@ def parse_chat_request(body: Any, *, default_model: str, default_max_tokens: int
         model=model,
         stream=stream,
         wants_usage_chunk=wants_usage,
-        prompt_tokens=estimate_tokens(messages),
-        max_tokens=max_tokens if max_tokens is not None else default_max_tokens,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max(given) if given else default_max_tokens,
+        choices=choices,
+        max_tokens_set=bool(given),
+        prediction_tokens=prediction_tokens,
     )

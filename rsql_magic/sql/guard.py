@@ -1,10 +1,12 @@
-"""Read-only guard: decided on the parsed statement, never on the text.
+"""Read-only guard: an allowlist decided on the parsed statement, never on the text.
 
 Text checks are easy to fool (``WITH d AS (DELETE ... RETURNING *) SELECT ...``, comments,
-``EXPLAIN ANALYZE DELETE``); the parse tree is not. Only SELECT (with WITH and set operations),
-EXPLAIN of a read-only statement, SHOW and DESCRIBE pass unless writes are allowed; more than
-one statement is always refused. Where the driver allows it, execution also runs inside a
-read-only transaction (PostgreSQL) or with ``PRAGMA query_only`` (SQLite) as a second wall.
+``EXPLAIN ANALYZE DELETE``); the parse tree is not. A statement passes only when it is one
+SELECT (with WITH and set operations), EXPLAIN of such a statement, SHOW or DESCRIBE, and when
+every node of its tree is of a kind known to only read and every function it calls is on the
+dialect's allowlist of pure functions (:mod:`rsql_magic.sql.functions`). More than one
+statement is always refused. The database enforces read-only as well (see ``connections``), so
+a mistake here is still harmless.
 """
 
 from __future__ import annotations
@@ -12,37 +14,40 @@ from __future__ import annotations
 import re
 
 from sqlglot import exp
+from sqlglot.tokens import TokenType
 
-from .errors import Refused
+from .errors import Refused, caret
+from .functions import (
+    READ_ONLY_NODES,
+    function_allowed,
+    function_names,
+    table_function_allowed,
+    unsafe_reason,
+)
 
 __all__ = ["check_statements", "statement_kind", "ALLOWED"]
 
 ALLOWED = "SELECT, WITH ... SELECT, EXPLAIN, SHOW and DESCRIBE"
 
-# Node types that change data, schema, session or files. Looked up by name so an older or newer
-# sqlglot without one of them still imports.
+# Node types that change data, schema, session or files: named in refusals as writes.
 _WRITE_NAMES = (
     "Insert Update Delete Merge Create Drop Alter AlterColumn TruncateTable Copy Set Pragma "
     "Into Grant Revoke Transaction Commit Rollback LoadData Attach Detach Use Cache Uncache "
-    "Refresh Kill Install Export Analyze Comment Vacuum Call"
+    "Refresh Kill Install Export Analyze Comment Vacuum Call Returning Lock Put Get Execute "
+    "ExecuteSql Declare"
 ).split()
 _WRITE_NODES: tuple[type[exp.Expression], ...] = tuple(
     getattr(exp, n) for n in _WRITE_NAMES if isinstance(getattr(exp, n, None), type)
-)
-
-# Functions with side effects that a SELECT can call.
-_SIDE_EFFECT_FUNCTIONS = frozenset(
-    """pg_terminate_backend pg_cancel_backend pg_reload_conf pg_rotate_logfile set_config
-    setval nextval lo_import lo_export lo_unlink pg_read_file pg_read_binary_file pg_ls_dir
-    pg_stat_file dblink dblink_exec pg_advisory_lock pg_advisory_xact_lock pg_switch_wal
-    pg_create_restore_point pg_promote txid_current load_extension writefile readfile
-    query_table install load checkpoint force_checkpoint""".split()
 )
 
 _EXPLAIN_OPTS = re.compile(
     r"^\s*(?:\((?:[^()]|\([^()]*\))*\)|ANALYZE|ANALYSE|VERBOSE|QUERY\s+PLAN|FORMAT\s+\w+)\s*",
     re.IGNORECASE,
 )
+# SHOW / DESCRIBE that sqlglot keeps as text: only a plain (dotted) name, or nothing.
+_PLAIN_NAME = re.compile(r"^\s*(?:[A-Za-z_][\w$]*(?:\s*\.\s*[A-Za-z_][\w$]*)*)?\s*;?\s*$")
+# Table names that a database may read as a file or URL (DuckDB's replacement scans).
+_PATHLIKE = re.compile(r"[/\\:~*?]|\.[A-Za-z0-9]{1,8}$")
 
 
 def explained_text(stmt: exp.Command) -> str:
@@ -78,6 +83,8 @@ _KIND_NAMES = {
     "truncatetable": "TRUNCATE TABLE",
     "altercolumn": "ALTER COLUMN",
     "loaddata": "LOAD DATA",
+    "lock": "FOR UPDATE / FOR SHARE (row locks)",
+    "returning": "RETURNING",
 }
 
 
@@ -86,33 +93,187 @@ def _describe(stmt: exp.Expression, dialect: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _refuse(stmt: exp.Expression, dialect: str, why: str) -> Refused:
+def _refuse(stmt: exp.Expression, dialect: str, why: str, where: str = "") -> Refused:
     return Refused(
-        f"Refused: {why}. %%sql_ai runs only {ALLOWED} unless --allow-write is given; nothing ran.",
+        f"Refused: {why}. %%sql_ai runs only {ALLOWED} unless --allow-write is given; "
+        f"nothing ran.{where}",
         sql=stmt.sql(dialect),
     )
 
 
-def _check_tree(root: exp.Expression, dialect: str, allow_write: bool) -> None:
+def _where(sql: str | None, node: exp.Expression) -> str:
+    """`` Line: 1, Col: 15`` and a caret line under the node's token, when its position is known."""
+    if not sql:
+        return ""
+    meta = node.meta or {}
+    if "start" not in meta:
+        ident = node.this if isinstance(node.this, exp.Identifier) else node.find(exp.Identifier)
+        meta = (ident.meta or {}) if ident is not None else {}
+    if "start" not in meta or "end" not in meta:
+        return ""
+    return f" Line: {meta.get('line', 1)}, Col: {meta.get('col', 1)}\n{caret(sql, meta['start'], meta['end'])}"
+
+
+def _decode_unicode_escapes(text: str) -> str:
+    """PostgreSQL's ``U&"..."`` escapes (``\\XXXX``, ``\\+XXXXXX``), for naming what was meant."""
+
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1) or m.group(2)
+        if code is None:
+            return "\\"
+        try:
+            return chr(int(code, 16))
+        except ValueError:
+            return m.group(0)
+
+    return re.sub(r"\\(?:([0-9A-Fa-f]{4})|\+([0-9A-Fa-f]{6})|\\)", one, text)
+
+
+def _check_unicode_escapes(sql: str | None, dialect: str) -> None:
+    """Refuse ``U&"..."`` / ``U&'...'``: sqlglot reads ``U&"f"(x)`` as ``U & "f"(x)``, so the
+    function the database would call is hidden behind escapes. Analytic SQL never needs them."""
+    if not sql or "&" not in sql:
+        return
+    from sqlglot.dialects.dialect import Dialect
+
+    try:
+        tokens = Dialect.get_or_raise(dialect).tokenize(sql)
+    except Exception:
+        return  # the parser has already accepted it; nothing more to learn here
+    for i, tok in enumerate(tokens):
+        if tok.token_type == TokenType.UNICODE_STRING:
+            where = f" Line: {tok.line}, Col: {tok.col}\n{caret(sql, tok.start, tok.end)}"
+            raise Refused(
+                "Refused: U&'...' Unicode escapes are not accepted in generated SQL; "
+                f"nothing ran.{where}",
+                sql=sql,
+            )
+        if (
+            tok.text.upper() == "U"
+            and i + 2 < len(tokens)
+            and tokens[i + 1].token_type == TokenType.AMP
+            and tokens[i + 1].start == tok.end + 1
+            and sql[tokens[i + 1].end + 1 : tokens[i + 1].end + 2] in ('"', "'")  # &" or &'
+        ):
+            target = tokens[i + 2]
+            meant = _decode_unicode_escapes(target.text)
+            called = i + 3 < len(tokens) and tokens[i + 3].token_type == TokenType.L_PAREN
+            what = f"a call of {meant}()" if called else f"the name {meant!r}"
+            where = f" Line: {tok.line}, Col: {tok.col}\n{caret(sql, tok.start, target.end + 1)}"
+            raise Refused(
+                f'Refused: U&"..." Unicode escapes hide {what}; escaped identifiers are not '
+                f"accepted in generated SQL; nothing ran.{where}",
+                sql=sql,
+            )
+
+
+def _function_refusal(
+    root: exp.Expression, node: exp.Func, dialect: str, sql: str | None, table: bool = False
+) -> Refused:
+    names = sorted(function_names(node, dialect))
+    name = node.name if isinstance(node, exp.Anonymous) else node.sql_name().lower()
+    name = _decode_unicode_escapes(name) if "\\" in name else name
+    reason = next((r for n in [name, *names] if (r := unsafe_reason(n))), None)
+    kind = "table function" if table else "function"
+    if reason:
+        why = f"{name}() {reason}"
+    else:
+        why = f"{name}() is not a known read-only {kind} for {dialect}"
+    return Refused(
+        f"Refused: {why}; only pure scalar, aggregate and window functions on the allowlist "
+        "run (add a safe one with %config SqlAIMagics.allowed_functions; --allow-write does "
+        f"not lift this), so nothing ran.{_where(sql, node)}",
+        sql=root.sql(dialect),
+    )
+
+
+# Typed row generators that only compute (no files, no network).
+_ROW_GENERATORS = tuple(
+    c
+    for n in ("Unnest", "Explode", "GenerateSeries", "ExplodingGenerateSeries")
+    if isinstance(c := getattr(exp, n, None), type)
+)
+
+
+def _table_function_ok(node: exp.Func, dialect: str, extra: frozenset[str]) -> bool:
+    if isinstance(node, exp.Anonymous):
+        return table_function_allowed(node.name, dialect, extra)
+    if isinstance(node, _ROW_GENERATORS):
+        return True
+    return any(table_function_allowed(n, dialect, extra) for n in function_names(node, dialect))
+
+
+def _check_tree(
+    root: exp.Expression,
+    dialect: str,
+    allow_write: bool,
+    extra: frozenset[str],
+    sql: str | None,
+) -> None:
     for node in root.walk():
-        if isinstance(node, _WRITE_NODES) and not allow_write:
+        if isinstance(node, exp.Func):
+            if isinstance(node, exp.Anonymous) and not isinstance(node.this, str | exp.Identifier):
+                raise _function_refusal(root, node, dialect, sql)
+            parent = node.parent
+            if isinstance(parent, exp.Table) and node.arg_key == "this":
+                if not _table_function_ok(node, dialect, extra):
+                    raise _function_refusal(root, node, dialect, sql, table=True)
+            elif not function_allowed(node, dialect, extra):
+                raise _function_refusal(root, node, dialect, sql)
+            if isinstance(parent, exp.Dot) and node.arg_key == "expression":
+                # schema.f(...): a user-defined function, whatever its name
+                raise _refuse(
+                    root,
+                    dialect,
+                    f"a schema-qualified function call (`{_describe(parent, dialect)}`) may "
+                    "run a user-defined function",
+                    _where(sql, node),
+                )
+            continue
+        if isinstance(node, _WRITE_NODES):
+            if allow_write:
+                continue
             if node is root:
                 why = f"{statement_kind(node)} is not read-only (`{_describe(node, dialect)}`)"
             elif isinstance(node, exp.Into):
                 why = "SELECT ... INTO creates a table"
             else:
                 why = f"the statement holds a {statement_kind(node)} (`{_describe(node, dialect)}`)"
-            raise _refuse(root, dialect, why)
-        if isinstance(node, exp.Func) and not allow_write:
-            name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
-            if name in _SIDE_EFFECT_FUNCTIONS:
-                raise _refuse(root, dialect, f"{name}() has side effects")
+            raise _refuse(root, dialect, why, _where(sql, node))
+        if isinstance(node, exp.Table):
+            ident = node.this
+            if isinstance(ident, exp.Identifier) and _PATHLIKE.search(ident.name):
+                raise _refuse(
+                    root,
+                    dialect,
+                    f"the table name {ident.name!r} looks like a file path or URL, which some "
+                    "databases read as a file",
+                    _where(sql, ident),
+                )
+        if type(node) not in READ_ONLY_NODES and not allow_write:
+            raise _refuse(
+                root,
+                dialect,
+                f"{type(node).__name__} (`{_describe(node, dialect)}`) is not one of the "
+                "read-only constructs a generated query may use",
+                _where(sql, node),
+            )
 
 
 def check_statements(
-    statements: list[exp.Expression], dialect: str, *, allow_write: bool = False
+    statements: list[exp.Expression],
+    dialect: str,
+    *,
+    allow_write: bool = False,
+    allowed_functions: frozenset[str] = frozenset(),
+    sql: str | None = None,
 ) -> exp.Expression:
-    """Return the single statement if it may run; raise :class:`Refused` otherwise."""
+    """Return the single statement if it may run; raise :class:`Refused` otherwise.
+
+    `allowed_functions`: names added to the dialect's function allowlist (lower-case;
+    ``dialect:name`` for one dialect). `sql`: the text the statements were parsed from, so a
+    refusal can point at the offending token.
+    """
     stmts = [s for s in statements if s is not None]
     if not stmts:
         raise Refused("Refused: the answer holds no SQL statement; nothing ran.")
@@ -123,16 +284,27 @@ def check_statements(
             "exactly one statement per cell, so nothing ran. Answer with one statement.",
             sql=";\n".join(s.sql(dialect) for s in stmts),
         )
+    _check_unicode_escapes(sql, dialect)
     stmt = stmts[0]
     if isinstance(stmt, exp.Command):
         kind = str(stmt.this).upper()
         if kind == "EXPLAIN":
             inner = explained_statements(stmt, dialect)
             # EXPLAIN ANALYZE runs what it explains: the explained statement must pass too.
-            check_statements(inner, dialect, allow_write=allow_write)
+            check_statements(
+                inner,
+                dialect,
+                allow_write=allow_write,
+                allowed_functions=allowed_functions,
+                sql=explained_text(stmt),
+            )
             return stmt
         if kind in ("SHOW", "DESCRIBE", "DESC"):
-            return stmt
+            arg = stmt.expression
+            text = arg.name if isinstance(arg, exp.Literal) else str(arg or "")
+            if _PLAIN_NAME.match(text) or allow_write:
+                return stmt
+            raise _refuse(stmt, dialect, f"{kind} takes only a plain name here (`{text[:40]}`)")
         if not allow_write:
             raise _refuse(stmt, dialect, f"{kind} is not one of the read-only statements")
         return stmt
@@ -140,5 +312,10 @@ def check_statements(
         raise _refuse(
             stmt, dialect, f"{statement_kind(stmt)} is not read-only (`{_describe(stmt, dialect)}`)"
         )
-    _check_tree(stmt, dialect, allow_write)
+    if isinstance(stmt, exp.Describe | exp.Show):
+        # the statement itself only reads; what it names or wraps is checked like a query
+        for child in stmt.iter_expressions():
+            _check_tree(child, dialect, allow_write, allowed_functions, sql)
+        return stmt
+    _check_tree(stmt, dialect, allow_write, allowed_functions, sql)
     return stmt

@@ -21,6 +21,7 @@ from .connections import DB, QueryTimeout
 from .errors import SqlCheckError
 from .execute import database_error_message, function_names_in_error, run_query
 from .guard import ALLOWED
+from .policy import SqlPolicy
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
@@ -163,11 +164,19 @@ def _run_checked(
     max_rows: int,
     timeout_s: float | None,
     allow_write: bool,
+    policy: SqlPolicy,
 ) -> tuple[Checked, Any]:
     try:
         return checked, run_query(
-            db, checked.sql, max_rows=max_rows, timeout_s=timeout_s, read_only=not allow_write
+            db,
+            checked.sql,
+            max_rows=max_rows,
+            timeout_s=timeout_s,
+            read_only=not allow_write,
+            policy=policy,
         )
+    except SqlCheckError:
+        raise  # refused by the database's own parser (DuckDB): nothing ran
     except QueryTimeout as e:
         raise SqlCheckError(
             f"{e}. Make the query cheaper: filter earlier, aggregate, or add a LIMIT.",
@@ -183,7 +192,13 @@ def _run_checked(
             if found is not None:
                 src, text = found
                 try:
-                    fixed = check_sql(text, schema, dialect, allow_write=allow_write)
+                    fixed = check_sql(
+                        text,
+                        schema,
+                        dialect,
+                        allow_write=allow_write,
+                        allowed_functions=policy.allowed_functions,
+                    )
                     fixed.transpiled_from = src
                     fixed.note = (
                         f"transpiled {', '.join(sorted(names))} from {src} to {dialect} "
@@ -195,10 +210,19 @@ def _run_checked(
                         max_rows=max_rows,
                         timeout_s=timeout_s,
                         read_only=not allow_write,
+                        policy=policy,
                     )
                 except Exception:
                     pass  # fall through: the model gets the database's original error
-        raise SqlCheckError(database_error_message(e), stage="database", sql=checked.sql) from None
+        # The message goes back to the model: only what it needs, no values from the data.
+        known = (
+            []
+            if schema is None
+            else [n for t in schema.tables for n in (t.name, *(c.name for c in t.columns))]
+        )
+        raise SqlCheckError(
+            database_error_message(e, checked.sql, known), stage="database", sql=checked.sql
+        ) from None
 
 
 def run_question(
@@ -216,9 +240,15 @@ def run_question(
     max_rows: int = 100_000,
     timeout_s: float | None = 60.0,
     budget_chars: int = 6000,
+    policy: SqlPolicy | None = None,
 ) -> SqlAIResult:
-    """Ask for SQL, check it, run it; feed every failure back, up to `max_retries` times."""
+    """Ask for SQL, check it, run it; feed every failure back, up to `max_retries` times.
+
+    `policy`: extra allowed functions and the PostgreSQL role (``SqlAIMagics.policy()``); the
+    default allows only the built-in allowlist and keeps the connection's own role.
+    """
     t0 = time.perf_counter()
+    policy = policy or SqlPolicy()
     dialect = dialect or db.dialect
     if schema is None:
         schema = capture_schema(db)
@@ -241,7 +271,13 @@ def run_question(
         answer = complete(messages)
         sql, prose = extract_sql(answer)
         try:
-            checked = check_sql(sql, schema, dialect, allow_write=allow_write)
+            checked = check_sql(
+                sql,
+                schema,
+                dialect,
+                allow_write=allow_write,
+                allowed_functions=policy.allowed_functions,
+            )
             result = None
             if not dry_run:
                 checked, result = _run_checked(
@@ -252,6 +288,7 @@ def run_question(
                     max_rows=max_rows,
                     timeout_s=timeout_s,
                     allow_write=allow_write,
+                    policy=policy,
                 )
         except SqlCheckError as e:
             attempts.append(Attempt(answer, e.sql or sql, e.stage, e.message))

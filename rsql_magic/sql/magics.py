@@ -20,12 +20,14 @@ from typing import Any
 from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, List, Unicode
 
 from rsql_magic.context.sql_schema import capture_schema
+from rsql_magic.render import markdown_bundle
 
 from .connections import _SA_TO_SQLGLOT, DB, FramesDB, _is_frame, jupysql_current, resolve
 from .loop import SqlAIError, SqlAIResult, dialect_label, run_question
+from .policy import SqlPolicy
 
 __all__ = ["SqlAIMagics", "load_ipython_extension"]
 
@@ -62,11 +64,27 @@ class SqlAIMagics(Magics):
     model = Unicode(
         "", help="Model for SQL (empty: RSQLMagic.model, env RSQL_MODEL, else the proxy's)."
     ).tag(config=True)
+    allowed_functions = List(
+        Unicode(),
+        default_value=[],
+        help="Functions added to the allowlist of pure functions generated SQL may call: "
+        "'name' for every dialect, 'dialect:name' for one (e.g. 'duckdb:levenshtein'). "
+        "Only add functions that neither write, read files or the network, nor run SQL.",
+    ).tag(config=True)
+    postgres_role = Unicode(
+        "",
+        help="PostgreSQL role generated SQL runs as (SET LOCAL ROLE): one without superuser "
+        "rights that can SELECT your tables. Empty: the connection's own role.",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.last_result: SqlAIResult | None = None
         self.chat_results: list[Any] = []
+
+    def policy(self) -> SqlPolicy:
+        """What generated SQL may do, from ``allowed_functions`` and ``postgres_role``."""
+        return SqlPolicy.make(self.allowed_functions, self.postgres_role)
 
     # -- settings shared with %%ask ------------------------------------------------------
 
@@ -237,6 +255,7 @@ class SqlAIMagics(Magics):
                 max_rows=args.limit or self.max_rows,
                 timeout_s=self.timeout or None,
                 budget_chars=self.schema_chars,
+                policy=self.policy(),
             )
         except SqlAIError as e:
             self._show_failure(e, db)
@@ -300,7 +319,8 @@ class SqlAIMagics(Magics):
             md.append(f"*{foot}*")
         text = "\n\n".join(md)
         plain = text.replace("*", "") if foot else text
-        display({"text/markdown": text, "text/plain": plain}, raw=True)
+        # the explanation and the SQL are model text: made safe like %%ask answers
+        display(markdown_bundle(text, plain), raw=True)
         if res.frame is not None and not res.dry_run and res.frame.shape[1]:
             display(res.frame.head(self.display_rows))
             if len(res.frame) > self.display_rows:
@@ -347,7 +367,7 @@ class SqlAIMagics(Magics):
             md = "**Next cell** (batch run: not inserted):\n\n" + _fence(
                 code, "sql" if code.startswith("%%sql") else "python"
             )
-            display({"text/markdown": md, "text/plain": md}, raw=True)
+            display(markdown_bundle(md), raw=True)  # model SQL inside: made safe
         else:
             self.shell.set_next_input(code, replace=False)
 

@@ -377,9 +377,16 @@ def _qualify(stmt: exp.Expression, schema: Schema, dialect: str, sql: str) -> No
 
 
 def check_sql(
-    sql: str, schema: Schema | None, dialect: str, *, allow_write: bool = False
+    sql: str,
+    schema: Schema | None,
+    dialect: str,
+    *,
+    allow_write: bool = False,
+    allowed_functions: frozenset[str] = frozenset(),
 ) -> Checked:
     """Parse (transpiling from another dialect when needed), guard and qualify `sql`.
+
+    `allowed_functions` extends the guard's function allowlist (see ``SqlPolicy``).
 
     Raises :class:`SqlCheckError` with a message fit to send back to the model, or
     :class:`~rsql_magic.sql.errors.Refused` from the read-only guard.
@@ -399,7 +406,9 @@ def check_sql(
         transpiled_from, sql = found
         stmts = parse_statements(sql, dialect)
         del err
-    stmt = check_statements(stmts, dialect, allow_write=allow_write)
+    stmt = check_statements(
+        stmts, dialect, allow_write=allow_write, allowed_functions=allowed_functions, sql=sql
+    )
     if schema is not None:
         _qualify(stmt, schema, dialect, sql)
     note = (

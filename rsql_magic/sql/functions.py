@@ -1,0 +1,309 @@
+"""Allowlists of what a generated read-only statement may contain, per dialect.
+
+Everything not listed here is refused: a model's answer can be steered by text hidden in the
+data, so its SQL is treated as hostile. Three lists:
+
+- node kinds (sqlglot expression classes) that only read: query structure, operators, literals;
+- functions: sqlglot's typed function classes that are pure scalar, aggregate or window
+  functions, plus per-dialect names of pure functions sqlglot leaves untyped (``Anonymous``);
+- table functions (``FROM f(...)``) that generate rows without touching files or the network.
+
+Functions that read or write files, reach the network, run SQL from a string
+(``query_to_xml``, DuckDB ``query``), change sequences, take locks, signal other sessions or
+reset statistics are on no list. Users extend the function list with
+``%config SqlAIMagics.allowed_functions`` (``name`` for every dialect, ``dialect:name`` for one).
+
+The same names serve the database-side checks: SQLite's authorizer sees each function's name,
+DuckDB's own parser (``json_serialize_sql``) lists the functions a statement calls.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+from sqlglot import exp
+
+__all__ = [
+    "READ_ONLY_NODES",
+    "UNSAFE_REASONS",
+    "allowed_names",
+    "database_function_names",
+    "function_allowed",
+    "function_names",
+    "normalize_extra",
+    "table_function_allowed",
+]
+
+
+def _classes(names: str) -> frozenset[type[exp.Expression]]:
+    # By name, so a sqlglot without one of them still imports.
+    return frozenset(c for n in names.split() if isinstance(c := getattr(exp, n, None), type))
+
+
+# Non-function nodes a read-only query is built from. Func subclasses are decided separately.
+READ_ONLY_NODES = _classes(
+    """
+    Select Union Intersect Except Subquery With CTE RecursiveWithSearch From Join Where Group
+    GroupingSets Cube Rollup Having Qualify Order Ordered Limit Offset Fetch Distinct Window
+    WindowSpec Filter WithinGroup IgnoreNulls RespectNulls HavingMax Lateral Values Tuple Table
+    TableAlias Alias Aliases Column Identifier Star Bracket Slice Paren Literal Boolean Null
+    Var Interval IntervalSpan DataType DataTypeParam PseudoType ObjectIdentifier Lambda
+    PropertyEQ Kwarg Escape TableSample Pivot PivotAlias PivotAny UnpivotColumns National
+    HexString BitString ByteString RawString Heredoc PositionalColumn Comprehension
+    Add Sub Mul Div IntDiv Mod DPipe EQ NEQ GT GTE LT LTE Is Like ILike SimilarTo Glob
+    NullSafeEQ NullSafeNEQ BitwiseAnd BitwiseOr BitwiseXor BitwiseLeftShift
+    BitwiseRightShift BitwiseNot Distance Overlaps Adjacent ExtendsLeft ExtendsRight
+    ArrayContainsAll ArrayContainedBy ArrayOverlaps In Between Any All Not Neg AtTimeZone
+    FromTimeZone JSONPath JSONPathKey JSONPathRoot JSONPathSubscript JSONPathWildcard
+    JSONPathSlice JSONPathSelector JSONPathUnion JSONPathRecursive JSONKeyValue FormatJson
+    JSONExtractQuote OnCondition Dot ReplaceColumns ColumnDef
+    """
+)
+
+# sqlglot's typed functions that are pure: scalar, aggregate, window. Typed classes carry the
+# same meaning in every dialect, so one list serves all.
+PURE_FUNCTIONS = _classes(
+    """
+    And Or Xor Case If Cast TryCast Coalesce Nullif Nvl2 Exists Collate EqualNull Greatest Least
+    AnyValue ApproxDistinct ApproxQuantile ArgMax ArgMin ArrayAgg ArrayConcatAgg ArrayUniqueAgg
+    ArrayUnionAgg Avg BitwiseAndAgg BitwiseOrAgg BitwiseXorAgg Corr Count CountIf CovarPop
+    CovarSamp First GroupConcat JSONArrayAgg JSONObjectAgg JSONBObjectAgg Kurtosis Last
+    LogicalAnd LogicalOr Max Median Min Mode PercentileCont PercentileDisc Quantile RegrAvgx
+    RegrAvgy RegrCount RegrIntercept RegrR2 RegrSlope RegrSxx RegrSxy RegrSyy Skewness Stddev
+    StddevPop StddevSamp Sum Variance VariancePop Grouping GroupingId
+    CumeDist DenseRank FirstValue Lag LastValue Lead NthValue Ntile PercentRank Rank RowNumber
+    Abs Acos Acosh Asin Asinh Atan Atan2 Atanh Cbrt Ceil Cos Cosh Cot Degrees Exp Factorial
+    Floor Ln Log Pi Pow Radians Round Sign Sin Sinh Sqrt Tan Tanh Trunc IsNan IsInf WidthBucket
+    SafeDivide Rand
+    Ascii BitLength ByteLength Chr Concat ConcatWs Contains EndsWith StartsWith Initcap Left
+    Length Levenshtein Lower Upper Pad Repeat Replace Reverse Right Split SplitPart StrPosition
+    Substring SubstringIndex Translate Trim Unicode RegexpCount RegexpExtract RegexpExtractAll
+    RegexpILike RegexpLike RegexpReplace RegexpSplit RegexpSubstr RegexpInstr RegexpFullMatch
+    Soundex MD5 SHA SHA2 Hex Unhex LowerHex Space Format Overlay Normalize ToBase64 FromBase64
+    StringToArray ArrayToString Encode Decode JarowinklerSimilarity
+    AddMonths CurrentDate CurrentTime CurrentTimestamp CurrentDatetime Localtime Localtimestamp
+    Date DateAdd DateBin DateDiff DateFromParts DateStrToDate DateSub DateToDateStr DateTrunc
+    Datetime DatetimeAdd DatetimeDiff DatetimeSub DatetimeTrunc Day DayOfMonth DayOfWeek
+    DayOfWeekIso DayOfYear Dayname Extract Hour LastDay MakeInterval Minute Month Monthname
+    MonthsBetween NextDay Quarter Second StrToDate StrToTime StrToUnix Time TimeAdd TimeDiff
+    TimeFromParts TimeStrToDate TimeStrToTime TimeStrToUnix TimeSub TimeToStr TimeToTimeStr
+    TimeToUnix TimeTrunc Timestamp TimestampAdd TimestampDiff TimestampFromParts TimestampSub
+    TimestampTrunc ToChar ToDays ToNumber ToDouble TsOrDiToDi TsOrDsAdd TsOrDsDiff TsOrDsToDate
+    TsOrDsToDateStr TsOrDsToDatetime TsOrDsToTime TsOrDsToTimestamp UnixDate UnixToStr
+    UnixToTime UnixToTimeStr UnixSeconds UnixMillis UnixMicros Week WeekOfYear Year YearOfWeek
+    YearOfWeekIso JustifyDays JustifyHours JustifyInterval ConvertTimezone DateToDi DiToDate
+    UtcDate UtcTimestamp UtcTime
+    Array ArrayAll ArrayAny ArrayAppend ArrayCompact ArrayConcat ArrayContains ArrayDistinct
+    ArrayExcept ArrayFilter ArrayFirst ArrayIntersect ArrayLast ArrayMax ArrayMin ArrayPosition
+    ArrayPrepend ArrayRemove ArrayReverse ArraySize ArraySlice ArraySort ArraySum ArraysZip
+    Transform Reduce List Struct StructExtract Map MapKeys MapSize VarMap ToMap JSONArray
+    JSONArrayContains JSONBContains JSONBExists JSONBExtract JSONBExtractScalar JSONExtract
+    JSONExtractArray JSONExtractScalar JSONFormat JSONKeys JSONObject JSONType ParseJSON
+    JSONBContainsAnyTopKeys JSONBContainsAllTopKeys JSONBContainsTopKey JSONStripNulls JSONCast
+    JSONExists JSONBPathExists IsArray Unnest Explode Typeof Uuid GenerateSeries
+    ExplodingGenerateSeries GenerateDateArray CurrentSchema CurrentUser SessionUser
+    CurrentDatabase CurrentCatalog Columns
+    """
+)
+
+# Pure functions sqlglot parses as Anonymous (or that the database names internally), by
+# dialect, lower-case. Typed ones above need not be repeated, but common names are, because the
+# database-side checks see names, not classes.
+_COMMON = """
+abs avg ceil ceiling coalesce concat count cume_dist dense_rank exp first_value floor
+greatest lag last_value lead least length lower ltrim max min nth_value ntile nullif
+percent_rank power rank replace round row_number rtrim sign sqrt substr substring sum trim
+upper mod stddev stddev_pop stddev_samp variance var_pop var_samp corr covar_pop covar_samp
+string_agg lpad rpad left right reverse repeat initcap md5 ln log log10 pi radians degrees
+"""
+
+_DIALECT_NAMES = {
+    "postgres": """
+    age array_length array_lower array_upper array_position array_positions array_remove
+    array_replace array_to_json array_to_string array_agg array_cat array_append array_prepend
+    array_dims array_ndims bit_length bool_and bool_or every btrim cardinality cbrt
+    char_length character_length chr clock_timestamp concat_ws date_bin date_part date_trunc
+    div extract format format_type gcd lcm generate_series isfinite json_agg
+    json_array_elements json_array_elements_text json_array_length json_build_array
+    json_build_object json_each json_each_text json_extract_path json_extract_path_text
+    json_object_agg json_object_keys json_strip_nulls json_typeof jsonb_agg
+    jsonb_array_elements jsonb_array_elements_text jsonb_array_length jsonb_build_array
+    jsonb_build_object jsonb_each jsonb_each_text jsonb_extract_path jsonb_extract_path_text
+    jsonb_object_agg jsonb_object_keys jsonb_path_exists jsonb_path_query
+    jsonb_path_query_array jsonb_path_query_first jsonb_pretty jsonb_strip_nulls jsonb_typeof
+    jsonb_set jsonb_insert to_json to_jsonb row_to_json json_object jsonb_object
+    justify_days justify_hours justify_interval localtime localtimestamp make_date
+    make_interval make_time make_timestamp make_timestamptz min_scale mode now num_nonnulls
+    num_nulls octet_length overlay percentile_cont percentile_disc position quote_ident
+    quote_literal quote_nullable random regexp_count regexp_instr regexp_like regexp_match
+    regexp_matches regexp_replace regexp_split_to_array regexp_split_to_table regexp_substr
+    scale split_part starts_with statement_timestamp string_to_array string_to_table strpos
+    timeofday to_char to_date to_hex to_number to_timestamp transaction_timestamp translate
+    trim_scale trunc unnest width_bucket bit_and bit_or bit_xor regr_avgx regr_avgy regr_count
+    regr_intercept regr_r2 regr_slope regr_sxx regr_sxy regr_syy encode decode sha224 sha256
+    sha384 sha512 gen_random_uuid ascii convert_from convert_to factorial isodow isoyear
+    date_add date_subtract timezone nullif greatest least pg_typeof current_date
+    current_timestamp current_time generate_subscripts array_fill array_sample array_shuffle
+    jsonb_to_recordset json_to_recordset jsonb_to_record json_to_record any_value
+    pg_sleep
+    """,
+    "sqlite": """
+    char date datetime glob group_concat hex ifnull iif instr julianday like likelihood likely
+    printf format quote random replace soundex strftime time total typeof unicode unixepoch
+    unlikely zeroblob timediff concat_ws octet_length acos acosh asin asinh atan atan2 atanh
+    cos cosh log2 pi sin sinh tan tanh trunc json json_array json_array_length json_extract
+    json_insert json_object json_patch json_remove json_replace json_set json_type json_valid
+    json_quote json_group_array json_group_object json_each json_tree jsonb jsonb_array
+    jsonb_extract jsonb_object regexp match -> ->> median percentile
+    """,
+    "duckdb": """
+    acos add age any_value approx_count_distinct approx_quantile arg_max arg_min argmax argmin
+    array_agg array_length array_value array_extract array_slice array_contains array_distinct
+    array_sort array_reverse array_concat array_position array_has array_to_string
+    list list_aggregate list_avg list_concat list_contains list_distinct list_extract
+    list_filter list_has list_max list_min list_position list_reverse list_slice list_sort
+    list_sum list_transform list_unique list_value list_apply list_reduce list_count
+    bit_count bit_length bool_and bool_or cardinality chr concat_ws contains cos count_star
+    count_if countif current_date date_add date_diff date_part date_sub date_trunc datediff
+    datepart datesub datetrunc day dayname dayofmonth dayofweek dayofyear decade divide epoch
+    epoch_ms epoch_us epoch_ns era even factorial favg first fsum gamma gcd
+    greatest_common_divisor hash hour ifnull instr isfinite isinf isnan isodow isoyear
+    jaccard jaro_similarity jaro_winkler_similarity json_extract json_extract_string
+    json_array_length json_keys json_object json_array json_type json_valid json_structure
+    to_json last last_day lcase lcm len levenshtein lgamma list map median microsecond
+    millennium millisecond minute mismatches mode month monthname nanosecond nextafter now
+    octet_length ord position pow prefix quantile quantile_cont quantile_disc quarter
+    regexp_extract regexp_extract_all regexp_full_match regexp_matches regexp_replace
+    regexp_split_to_array second sha256 sin split split_part starts_with strftime
+    string_split string_to_array strip_accents strlen strpos strptime struct_extract
+    struct_pack suffix tan time_bucket timezone to_days to_hours to_minutes to_seconds
+    to_timestamp today trunc try_cast try_strptime typeof ucase unicode unnest uuid
+    gen_random_uuid week weekday weekofyear year yearweek row format printf fmod histogram
+    product kurtosis skewness entropy regr_slope regr_intercept regr_r2 regr_count
+    make_date make_time make_timestamp make_timestamptz current_timestamp get_current_timestamp
+    range generate_series bool_or array_filter array_transform array_apply coalesce
+    string_agg group_concat listagg nullif log2 atan atan2 asin cot cbrt sign signbit
+    to_years to_months to_weeks to_milliseconds to_microseconds array_cat list_cat
+    """,
+}
+
+# FROM f(...): functions that generate rows, touching no file and no network.
+_TABLE_FUNCTIONS = {
+    "postgres": """
+    generate_series generate_subscripts unnest json_each json_each_text jsonb_each
+    jsonb_each_text json_array_elements json_array_elements_text jsonb_array_elements
+    jsonb_array_elements_text json_object_keys jsonb_object_keys regexp_matches
+    regexp_split_to_table string_to_table jsonb_path_query json_to_recordset
+    jsonb_to_recordset
+    """,
+    "sqlite": "json_each json_tree generate_series",
+    "duckdb": "range generate_series unnest",
+}
+
+# Why a well-known function is refused, for messages; the allowlist decides, not this table.
+UNSAFE_REASONS = {
+    **dict.fromkeys(
+        "pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file pg_ls_logdir pg_ls_waldir "
+        "lo_import lo_export lo_get lo_put lo_unlink read_text read_blob read_csv read_csv_auto "
+        "read_json read_json_auto read_ndjson read_parquet parquet_scan glob sniff_csv "
+        "readfile writefile edit load_extension fts3_tokenizer sqlite_scan postgres_scan "
+        "iceberg_scan delta_scan readcsv readparquet getenv".split(),
+        "reads or writes files or the network",
+    ),
+    **dict.fromkeys(
+        "query_to_xml query_to_xmlschema query_to_xml_and_xmlschema table_to_xml "
+        "cursor_to_xml database_to_xml schema_to_xml dblink dblink_exec query query_table "
+        "json_execute_serialized_sql".split(),
+        "runs SQL from a string",
+    ),
+    **dict.fromkeys(
+        "pg_terminate_backend pg_cancel_backend pg_reload_conf pg_rotate_logfile set_config "
+        "setval nextval nextvaluefor pg_advisory_lock pg_advisory_xact_lock pg_try_advisory_lock "
+        "pg_try_advisory_xact_lock pg_advisory_unlock pg_advisory_unlock_all pg_stat_reset "
+        "pg_stat_reset_shared pg_stat_reset_single_table_counters pg_switch_wal "
+        "pg_create_restore_point pg_promote txid_current pg_notify checkpoint "
+        "force_checkpoint install load".split(),
+        "has side effects",
+    ),
+}
+
+
+def _split(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def normalize_extra(names: Iterable[str]) -> frozenset[str]:
+    """User-added names, lower-case, stripped; ``dialect:name`` keeps its dialect prefix."""
+    return frozenset(n.strip().lower() for n in names if n and n.strip())
+
+
+def _extra_for(extra: frozenset[str], dialect: str) -> set[str]:
+    out = set()
+    for n in extra:
+        d, sep, name = n.partition(":")
+        if not sep:
+            out.add(n)
+        elif d == dialect:
+            out.add(name)
+    return out
+
+
+@functools.cache
+def _typed_names(dialect: str) -> frozenset[str]:
+    """Names sqlglot's parser for `dialect` maps onto a pure typed function."""
+    from sqlglot.dialects.dialect import Dialect
+
+    try:
+        funcs = Dialect.get_or_raise(dialect).parser_class.FUNCTIONS
+    except Exception:
+        return frozenset()
+    out = set()
+    for name, builder in funcs.items():
+        cls = getattr(builder, "__self__", None)
+        if isinstance(cls, type) and cls in PURE_FUNCTIONS:
+            out.add(name.lower())
+    return frozenset(out)
+
+
+def allowed_names(dialect: str, extra: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Names an untyped (Anonymous) call may have in `dialect`."""
+    base = _split(_COMMON) | _split(_DIALECT_NAMES.get(dialect, ""))
+    return frozenset(base | _extra_for(extra, dialect))
+
+
+def database_function_names(dialect: str, extra: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Every function name the database-side checks let through for `dialect`."""
+    return (
+        allowed_names(dialect, extra)
+        | _typed_names(dialect)
+        | _split(_TABLE_FUNCTIONS.get(dialect, ""))
+    )
+
+
+def table_function_allowed(name: str, dialect: str, extra: frozenset[str] = frozenset()) -> bool:
+    return name.lower() in _split(_TABLE_FUNCTIONS.get(dialect, "")) | _extra_for(extra, dialect)
+
+
+def function_names(node: exp.Func, dialect: str) -> set[str]:
+    """Lower-case names a call node goes by: as written (Anonymous), or its typed class's names."""
+    if isinstance(node, exp.Anonymous):
+        return {node.name.lower()}
+    names = {node.sql_name().lower(), node.key.lower()}
+    names.update(n.lower() for n in getattr(type(node), "_sql_names", ()) or ())
+    return names
+
+
+def function_allowed(node: exp.Func, dialect: str, extra: frozenset[str] = frozenset()) -> bool:
+    if not isinstance(node, exp.Anonymous) and type(node) in PURE_FUNCTIONS:
+        return True
+    allowed = (
+        allowed_names(dialect, extra)
+        if isinstance(node, exp.Anonymous)
+        else _extra_for(extra, dialect)
+    )
+    return bool(function_names(node, dialect) & allowed)
+
+
+def unsafe_reason(name: str) -> str | None:
+    return UNSAFE_REASONS.get(name.lower())
