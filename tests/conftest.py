@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -371,7 +372,7 @@ def _trusted_postgres(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """A PostgreSQL server to make test databases on: `postgresql://postgres@127.0.0.1:PORT`.
 
     $RSQL_TEST_PG_URL if set; else the machine's own on 127.0.0.1:5432 when it lets `postgres`
@@ -389,7 +390,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         _missing_service("PostgreSQL is not installed (initdb, pg_ctl), and none runs on 127.0.0.1:5432")
-    folder = tmp_path_factory.mktemp("postgres")
+    # not under pytest's temporary folder: that one is private to the user running the tests,
+    # and the server runs as `postgres` when they are root
+    folder = Path(tempfile.mkdtemp(prefix="rsql-test-pg-"))
     data = folder / "data"
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
@@ -408,6 +411,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run(_as_service_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
