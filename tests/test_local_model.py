@@ -88,6 +88,18 @@ def test_no_upstreams_answers_with_the_local_model(jupyter_server_factory) -> No
     chunks = list(_ask(c, "Name a colour.", max_tokens=8, stream=True))
     streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert streamed.strip()
+    # requests at once wait in line for the one process, and each is answered
+    answers: list[str] = []
+    threads = [
+        threading.Thread(target=lambda q=q: answers.append(
+            _ask(c, q, max_tokens=6, temperature=0).choices[0].message.content))
+        for q in ("Name a fruit.", "Name an animal.", "Name a city.")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(answers) == 3 and all(a.strip() for a in answers)
     assert _server_answers(server)
     assert _ready_pids(server) == [pid]  # one process served all of it
 
