@@ -43,7 +43,7 @@ try:
     dist = metadata.distribution("llama-cpp-python")
 except metadata.PackageNotFoundError:
     sys.exit(1)
-stamp = Path(dist.locate_file("llama_cpp")) / "rsql-build.json"
+stamp = Path(sys.prefix) / "rsql-llama-build.json"
 ok = dist.version == sys.argv[1] and stamp.exists() and json.loads(stamp.read_text())["flags"] == sys.argv[2]
 sys.exit(0 if ok else 1)
 PYEOF
@@ -65,10 +65,8 @@ fi
 "$PY" -m pip install -q "llama-cpp-python==$version"   # its own dependencies (numpy, jinja2, ...)
 "$PY" - "$version" "$flags" <<'PYEOF'
 import json, sys
-from importlib import metadata
 from pathlib import Path
-dist = metadata.distribution("llama-cpp-python")
-stamp = Path(dist.locate_file("llama_cpp")) / "rsql-build.json"
+stamp = Path(sys.prefix) / "rsql-llama-build.json"  # which flags built the installed one
 stamp.write_text(json.dumps({"version": sys.argv[1], "flags": sys.argv[2]}))
 PYEOF
 echo "llama-cpp-python $version installed ($flags)"
