@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Mapping
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
@@ -100,6 +101,25 @@ class RSQLProxy(Configurable):
         The local llama_cpp model is always free.""",
     ).tag(config=True)
 
+    # -- what upstreams learn of the caller -------------------------------------------------------
+    forward_user = Unicode(
+        "hash",
+        help="""The `user` field upstreams receive, for their abuse tracking: "hash" (default) a
+        stable pseudonym of the caller, a keyed hash of the user name (rsql-<32 hex>); "name" the
+        user name itself; "none" no `user` at all. A `user` the caller sent is always replaced.""",
+    ).tag(config=True)
+    user_id_secret = Unicode(
+        "",
+        help="""Key of the "hash" pseudonyms. Empty: read from user_id_secret_file, created with a
+        random key on first start. Set the same value on every replica (or point them all at
+        one file) so a user keeps one pseudonym.""",
+    ).tag(config=True)
+    user_id_secret_file = Unicode(
+        "",
+        help="""File holding the pseudonym key when user_id_secret is empty (default: user-id.secret
+        next to the default SQLite usage log).""",
+    ).tag(config=True)
+
     # -- what one request may carry ---------------------------------------------------------------
     max_body_bytes = Integer(
         4 * 2**20,
@@ -178,6 +198,8 @@ class RSQLProxy(Configurable):
             raise ConfigError(f"RSQLProxy.lease_seconds must be > 0, got {self.lease_seconds}")
         if self.unpriced_models not in ("deny", "free"):
             raise ConfigError(f'RSQLProxy.unpriced_models must be "deny" or "free", got {self.unpriced_models!r}')
+        if self.forward_user not in ("hash", "name", "none"):
+            raise ConfigError(f'RSQLProxy.forward_user must be "hash", "name" or "none", got {self.forward_user!r}')
         if self.max_body_bytes < 1024:
             raise ConfigError(f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         # json's C decoder recurses once per level: past several hundred it hits Python's limit
@@ -220,12 +242,20 @@ class RSQLProxy(Configurable):
                 max_message_chars=self.max_message_chars,
             ),
             unpriced_models=self.unpriced_models,
+            forward_user=self.forward_user,
+            user_id_secret=self.user_id_secret.encode(),
         )
 
 
 def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger | None = None) -> Engine:
     """The engine both hosts run, with the state backend and usage store the config names."""
     settings = proxy.engine_settings(log=log)
+    if settings.forward_user == "hash" and not settings.user_id_secret:
+        path = proxy.user_id_secret_file
+        if not path and default_database.startswith("sqlite:///"):
+            path = os.path.join(os.path.dirname(default_database[len("sqlite:///"):]), "user-id.secret")
+        if path:
+            settings.user_id_secret = user_id_secret(path)
     kwargs: dict = {}
     if proxy.state_url:
         if not proxy.state_url.startswith(("redis://", "rediss://", "unix://")):
@@ -242,3 +272,25 @@ def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger
     if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
         raise ConfigError(f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}")
     return Engine(settings, store=open_store(url), **kwargs)
+
+
+def user_id_secret(path: str) -> bytes:
+    """The pseudonym key kept in `path`, created (random, owner-only) on first use: pseudonyms
+    must survive restarts, or a provider would see every user anew after each one."""
+    try:
+        with open(path, "rb") as f:
+            key = f.read().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        with open(path, "rb") as f:
+            return f.read().strip() or key
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key

@@ -26,7 +26,7 @@ from tornado.iostream import StreamClosedError
 
 from .config import RSQLProxy
 from .engine import Caller, Engine, ProxyError
-from .engine.errors import BadRequest, Forbidden, PayloadTooLarge
+from .engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from .engine.metrics import CLIENT_KINDS
 from .engine.request import decode_json
 
@@ -117,8 +117,8 @@ class RSQLMixin:
     def caller(self) -> Caller:
         # each host's base class provides rsql_caller(): the authenticated Caller, or None
         caller = self.rsql_caller()  # type: ignore[attr-defined]
-        if caller is None:
-            raise Forbidden("a valid token is required: send 'Authorization: Bearer <token>'")
+        if caller is None:  # no token, or one nobody issued: 401, as OpenAI answers it
+            raise Unauthorized()
         kind = self.request.headers.get("X-RSQL-Client", "api").strip().lower()
         if kind not in CLIENT_KINDS:
             kind = "api"
@@ -179,24 +179,54 @@ class RSQLMixin:
             self.set_header(k, v)  # type: ignore[attr-defined]
         self.write_json(exc.to_json(), exc.status)
 
+    def no_credentials(self) -> bool:
+        """Whether the caller brought no valid credentials (a host may refine it)."""
+        try:
+            return self.rsql_caller() is None  # type: ignore[attr-defined]
+        except ProxyError:
+            return False
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error in OpenAI's shape, whoever raised it (the host's authentication, tornado's
+        405), so clients raise the error class they would for the provider."""
         exc = kwargs.get("exc_info", (None, None))[1]
         if isinstance(exc, ProxyError):
             self.write_proxy_error(exc)
             return
-        reason = getattr(exc, "log_message", None) or self._reason  # type: ignore[attr-defined]
-        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found"}.get(
+        message = getattr(exc, "log_message", None)
+        if status_code in (401, 403) and not message and self.no_credentials():
+            # the host refused an unauthenticated request (Jupyter answers these with 403)
+            self.write_proxy_error(Unauthorized())
+            return
+        if status_code == 404:
+            self.write_proxy_error(self.unknown_url())
+            return
+        if status_code == 405:
+            self.write_proxy_error(ProxyError(
+                f"{self.request.method} is not allowed on {self.request.path}",
+                status=405, code="method_not_allowed",
+            ))
+            return
+        kind = {401: "invalid_request_error", 403: "permission_error"}.get(
             status_code, "invalid_request_error" if status_code < 500 else "server_error"
         )
-        if status_code in (401, 403) and reason in (None, "", "Forbidden", "Unauthorized"):
-            reason = "a valid token is required: send 'Authorization: Bearer <token>'"
-        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
-        self.finish(json.dumps({"error": {"message": reason, "type": kind, "code": status_code}}))  # type: ignore[attr-defined]
+        err = ProxyError(message or self._reason, status=status_code, code=None)  # type: ignore[attr-defined]
+        err.type = kind
+        self.write_proxy_error(err)
+
+    def unknown_url(self) -> ProxyError:
+        return NotFound(
+            f"Unknown request URL: {self.request.method} {self.request.path}. Please check the URL "
+            "for typos; this proxy serves v1/chat/completions, v1/completions, v1/embeddings and "
+            "v1/models.",
+            code="unknown_url",
+        )
 
 
 class ChatCompletionsMixin(RSQLMixin):
     """POST v1/chat/completions (OpenAI), streaming and not."""
 
+    endpoint = "chat/completions"
     _task: asyncio.Task | None = None
 
     def on_connection_close(self) -> None:
@@ -211,7 +241,7 @@ class ChatCompletionsMixin(RSQLMixin):
             caller = self.caller()
             body = self.json_body()
             engine = await self.rsql.ready()
-            reply = await engine.chat(body, caller, cache=self.cache_mode())
+            reply = await engine.chat(body, caller, cache=self.cache_mode(), endpoint=self.endpoint)
         except ProxyError as exc:
             self.write_proxy_error(exc)
             return
@@ -234,6 +264,18 @@ class ChatCompletionsMixin(RSQLMixin):
             await events.aclose()  # releases the upstream slot and the user's lease
             self._task = None
         self.finish()  # type: ignore[attr-defined]
+
+
+class CompletionsMixin(ChatCompletionsMixin):
+    """POST v1/completions, the legacy text completions, streaming and not."""
+
+    endpoint = "completions"
+
+
+class EmbeddingsMixin(ChatCompletionsMixin):
+    """POST v1/embeddings, priced per input token."""
+
+    endpoint = "embeddings"
 
 
 class JSONEndpoint(RSQLMixin):
@@ -265,6 +307,34 @@ class ModelsMixin(JSONEndpoint):
 
     async def answer(self, caller: Caller) -> Any:
         return self.rsql.engine.models()
+
+
+class ModelMixin(JSONEndpoint):
+    """GET v1/models/{id}; ids may hold slashes (meta-llama/llama-4-scout-...)."""
+
+    async def get(self, model: str) -> None:
+        await self._respond(model)
+
+    async def answer(self, caller: Caller, model: str) -> Any:
+        return self.rsql.engine.model(urllib.parse.unquote(model))
+
+
+class NotFoundMixin(RSQLMixin):
+    """Everything else under the prefix: OpenAI's JSON 404 (after authentication, so the
+    proxy's layout is shown to callers only), never a host's HTML page."""
+
+    def _not_found(self, *args: str) -> None:
+        try:
+            self.caller()
+        except ProxyError as exc:
+            self.write_proxy_error(exc)
+            return
+        self.write_proxy_error(self.unknown_url())
+
+    get = post = put = patch = delete = options = _not_found
+
+    def head(self, *args: str) -> None:
+        self._not_found(*args)
 
 
 class StatusMixin(JSONEndpoint):
@@ -389,9 +459,12 @@ class MetricsMixin(JSONEndpoint):
         return self.rsql.engine.metrics.render()
 
 
-ROUTES: list[tuple[str, type]] = [
+ROUTES: list[tuple[str | None, type]] = [
     ("v1/chat/completions", ChatCompletionsMixin),
+    ("v1/completions", CompletionsMixin),
+    ("v1/embeddings", EmbeddingsMixin),
     ("v1/models", ModelsMixin),
+    ("v1/models/(.+)", ModelMixin),
     ("status", StatusMixin),
     ("me", MeMixin),
     ("metrics", MetricsMixin),
@@ -412,14 +485,17 @@ def make_handlers(
     `wrap` decorates every HTTP method (the extension host passes ``web.authenticated``).
     """
     out = []
-    for path, mixin in ROUTES:
+    # the catch-all goes last: tornado takes the first route that matches
+    for path, mixin in [*ROUTES, (None, NotFoundMixin)]:
         attrs: dict[str, Any] = {}
         if wrap is not None:
-            for meth in ("get", "post"):
-                if meth in mixin.__dict__:
-                    attrs[meth] = wrap(mixin.__dict__[meth])
+            for meth in ("get", "post", "put", "patch", "delete", "options", "head"):
+                fn = getattr(mixin, meth, None)
+                if fn is not None:
+                    attrs[meth] = wrap(fn)
         cls = web.stream_request_body(type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs))
-        out.append((prefix.rstrip("/") + "/" + path, cls))
+        root = prefix.rstrip("/")
+        out.append((root + "/" + path if path is not None else root + "(?:/.*)?", cls))
     return out
 
 

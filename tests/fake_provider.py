@@ -8,7 +8,13 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
 - latency, streaming (SSE, with a final usage chunk when asked), 5xx, hangs (timeouts), and
   streams that die mid-way, chosen per key through :meth:`FakeProvider.set_fault`;
 - scripted replies (:meth:`FakeProvider.script`) so a test can make the "model" answer badly
-  first; otherwise it answers with a short text that quotes the last user message.
+  first; otherwise it answers with a short text that quotes the last user message. A scripted
+  dict is the whole JSON answer, and for a streaming request it is streamed as OpenAI streams
+  it (tool-call fragments, refusal, logprobs, system_fingerprint, ``"usage": null`` on every
+  chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer;
+- ``POST /v1/embeddings`` (deterministic vectors, float or base64) and the legacy
+  ``POST /v1/completions`` (streaming too); paths in :attr:`FakeProvider.unserved` answer 404,
+  as a provider without that endpoint does.
 
 It records every request it received (body, key alias, time) in :attr:`FakeProvider.received`.
 It runs its own event loop in a thread, so sync tests, kernels and Jupyter servers in other
@@ -18,8 +24,11 @@ processes all reach it at :attr:`FakeProvider.base_url`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import hashlib
 import json
+import struct
 import threading
 import time
 import uuid
@@ -46,6 +55,7 @@ class Received:
     body: dict[str, Any]
     at: float
     status: int = 200
+    path: str = "chat/completions"
 
 
 @dataclass
@@ -76,6 +86,7 @@ class FakeProvider:
         self.model_ids = model_ids
         self.received: list[Received] = []
         self.too_many: int = 0  # 429s this provider sent
+        self.unserved: set[str] = set()  # endpoints answered with 404 ("embeddings", ...)
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
@@ -118,6 +129,7 @@ class FakeProvider:
             self._faults.clear()
             self._accounts.clear()
             self.too_many = 0
+            self.unserved = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -160,6 +172,8 @@ class FakeProvider:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/completions", self._completions)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -179,21 +193,95 @@ class FakeProvider:
         data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.model_ids]
         return web.json_response({"object": "list", "data": data})
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _begin(
+        self, request: web.Request, path: str
+    ) -> tuple[KeyPolicy | None, dict[str, Any], Received | None, web.Response | None]:
+        """Parse, record and check one request: (policy, body, record, an error to send)."""
         policy = self._policy(request)
         try:
             body = await request.json()
         except json.JSONDecodeError:
-            return _error(400, "body is not JSON", "invalid_request_error")
-        now = time.monotonic()
-        rec = Received(policy.alias if policy else "?", body, time.time())
+            return policy, {}, None, _error(400, "body is not JSON", "invalid_request_error")
+        rec = Received(policy.alias if policy else "?", body, time.time(), path=path)
         self.received.append(rec)
+        if path in self.unserved:
+            rec.status = 404
+            return policy, body, rec, _error(404, f"Unknown request URL: POST /v1/{path}", "unknown_url")
         if policy is None:
             rec.status = 401
-            return _error(401, "Invalid API Key", "invalid_api_key")
+            return policy, body, rec, _error(401, "Invalid API Key", "invalid_api_key")
         if body.get("model") not in self.model_ids:
             rec.status = 404
-            return _error(404, f"The model `{body.get('model')}` does not exist", "model_not_found")
+            return policy, body, rec, _error(
+                404, f"The model `{body.get('model')}` does not exist", "model_not_found"
+            )
+        return policy, body, rec, None
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        policy, body, rec, err = await self._begin(request, "embeddings")
+        if err is not None:
+            return err
+        assert policy is not None and rec is not None
+        raw = body.get("input")
+        items = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
+        tokens = sum(max(1, len(i) // 4) if isinstance(i, str) else len(i) for i in items)
+        headers = self._admit(policy, time.monotonic(), tokens)
+        if headers.get("retry-after"):
+            rec.status = 429
+            self.too_many += 1
+            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+        dims = int(body.get("dimensions") or 8)
+        data = []
+        for i, item in enumerate(items):
+            vec = _vector(json.dumps(item), dims)
+            emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if (
+                body.get("encoding_format") == "base64") else vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"],
+             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+            headers=headers,
+        )
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        policy, body, rec, err = await self._begin(request, "completions")
+        if err is not None:
+            return err
+        assert policy is not None and rec is not None
+        prompt = body.get("prompt", "")
+        words = f"Fake completion of: {str(prompt)[:200]}".split(" ")[: int(body.get("max_tokens") or 16)]
+        prompt_tokens = max(1, len(str(prompt)) // 4)
+        headers = self._admit(policy, time.monotonic(), prompt_tokens + len(words))
+        if headers.get("retry-after"):
+            rec.status = 429
+            self.too_many += 1
+            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                 "total_tokens": prompt_tokens + len(words)}
+        cid = "cmpl-" + uuid.uuid4().hex[:12]
+        base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": body["model"]}
+        finish = "length" if body.get("max_tokens") and len(words) >= int(body["max_tokens"]) else "stop"
+        if not body.get("stream"):
+            choice = {"text": " ".join(words), "index": 0, "logprobs": None, "finish_reason": finish}
+            return web.json_response({**base, "choices": [choice], "usage": usage}, headers=headers)
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, word in enumerate(words):
+            choice = {"text": (" " if i else "") + word, "index": 0, "logprobs": None,
+                      "finish_reason": finish if i == len(words) - 1 else None}
+            await resp.write(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        policy, body, rec, err = await self._begin(request, "chat/completions")
+        if err is not None:
+            return err
+        assert policy is not None and rec is not None
+        now = time.monotonic()
 
         with self._lock:
             fault = self._faults.get(policy.alias)
@@ -209,10 +297,14 @@ class FakeProvider:
         if fault and fault.kind == "hang":
             rec.status = 0
             await asyncio.sleep(3600)
+        if isinstance(reply, dict) and "__status__" in reply:
+            rec.status = int(reply["__status__"])
+            answer = {k: v for k, v in reply.items() if k != "__status__"}
+            return web.json_response(answer, status=rec.status)
 
         prompt_tokens = _count_tokens(body.get("messages", []))
         if isinstance(reply, dict):
-            content = reply.get("choices", [{}])[0].get("message", {}).get("content", "")
+            content = reply.get("choices", [{}])[0].get("message", {}).get("content") or ""
         elif isinstance(reply, str):
             content = reply
         else:
@@ -266,6 +358,13 @@ class FakeProvider:
 
         resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if isinstance(reply, dict):  # a scripted answer, streamed as OpenAI streams one
+            with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            for obj in _stream_of(reply, with_usage):
+                await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
 
         def chunk(delta: dict, finish: str | None = None) -> bytes:
             obj = {
@@ -333,6 +432,58 @@ class FakeProvider:
                     f"{acct.stamps[0] + policy.window - now:.3f}s"
                 )
             return headers
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    """A deterministic unit-ish vector for `text` (the same input, the same embedding)."""
+    seed = hashlib.sha256(text.encode()).digest()
+    return [round((seed[i % len(seed)] - 128) / 128, 6) for i in range(dims)]
+
+
+def _stream_of(answer: dict[str, Any], with_usage: bool) -> list[dict[str, Any]]:
+    """The chunks OpenAI streams for the JSON answer `answer`: a role chunk, the content word by
+    word (each carrying its own logprobs entries when they match), tool calls as a head (id,
+    name, empty arguments) plus argument fragments, the refusal, a finish chunk, and with
+    `with_usage` a usage chunk, with `"usage": null` on every other chunk."""
+    base = {k: v for k, v in answer.items() if k not in ("choices", "usage", "object")}
+    base["object"] = "chat.completion.chunk"
+    extra = {"usage": None} if with_usage else {}
+    out: list[dict[str, Any]] = []
+
+    def add(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> None:
+        out.append({**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
+                                         "finish_reason": finish}], **extra})
+
+    for choice in answer.get("choices", []):
+        idx, msg = choice.get("index", 0), choice.get("message", {})
+        content = msg.get("content")
+        add(idx, {"role": "assistant", "content": "" if content is not None else None, "refusal": None})
+        lp = (choice.get("logprobs") or {}).get("content")
+        if content:
+            words = content.split(" ")
+            pieces = [(" " if i else "") + w for i, w in enumerate(words)]
+            per_word = lp is not None and len(lp) == len(pieces)
+            for i, piece in enumerate(pieces):
+                if per_word:
+                    logprobs: Any = {"content": [lp[i]], "refusal": None}
+                elif lp is not None and i == 0:
+                    logprobs = {"content": lp, "refusal": None}
+                else:
+                    logprobs = None
+                add(idx, {"content": piece}, logprobs=logprobs)
+        for i, call in enumerate(msg.get("tool_calls") or []):
+            args = call["function"]["arguments"]
+            add(idx, {"tool_calls": [{"index": i, "id": call["id"], "type": call["type"],
+                                      "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            half = len(args) // 2
+            for part in (args[:half], args[half:]):
+                add(idx, {"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+        if msg.get("refusal"):
+            add(idx, {"refusal": msg["refusal"]})
+        add(idx, {}, choice.get("finish_reason"))
+    if with_usage and answer.get("usage") is not None:
+        out.append({**base, "choices": [], "usage": answer["usage"]})
+    return out
 
 
 def _count_tokens(messages: list[dict[str, Any]]) -> int:

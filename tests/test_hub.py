@@ -155,14 +155,46 @@ def test_users_are_known_by_their_hub_identity(hub: Hub) -> None:
     assert [r["status"] for r in body["activity"]].count(429) == 1
 
 
-def test_bad_and_expired_tokens_get_403(hub: Hub) -> None:
-    assert hub.service("GET", "me", "not-a-token")[0] == 403
-    assert hub.service("GET", "me", None)[0] == 403
+def test_bad_and_expired_tokens_get_401(hub: Hub) -> None:
+    assert hub.service("GET", "me", "not-a-token")[0] == 401
+    assert hub.service("GET", "me", None)[0] == 401
     # (a token the service has already seen stays cached for up to a minute: HubAuth's cache)
     short = hub.token_for("dora", expires_in=1)
     time.sleep(2.5)
     status, body = hub.service("POST", "v1/chat/completions", short, ASK)
-    assert status == 403 and "token" in body["error"]["message"]
+    assert status == 401 and "token" in body["error"]["message"]
+
+
+def test_a_scoped_hub_token_works_from_scripts_outside_a_notebook(hub: Hub, provider: FakeProvider) -> None:
+    """A token made through the hub's REST API with only the service's scope: what a user
+    puts into the openai SDK, R or jupyter-ai outside their server (README, "Clients outside
+    a notebook")."""
+    import shutil
+
+    import openai
+
+    token = hub.token_for("frank", scopes=["access:services!service=rsql"], expires_in=3600)
+    base = hub.url + "services/rsql/v1"
+    client = openai.OpenAI(base_url=base, api_key=token, max_retries=0)
+    r = client.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "from a script"}])
+    assert r.choices[0].message.content == "Fake answer to: from a script"
+    assert "fake-small" in [m.id for m in client.models.list().data]
+    # a token without the scope is refused as an authenticated caller who may not (403),
+    # an unknown one as unauthenticated (401), with the SDK's matching error classes
+    other = hub.token_for("frank", scopes=["read:users:name!user=frank"])
+    with pytest.raises(openai.PermissionDeniedError):
+        openai.OpenAI(base_url=base, api_key=other, max_retries=0).models.list()
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=base, api_key="not-a-token", max_retries=0).models.list()
+    if shutil.which("Rscript"):
+        # base R (libcurl) only: R packages such as httr2 cannot be assumed here
+        script = (
+            f'con <- url("{base}/models", headers = c(Authorization = paste("Bearer", "{token}")));'
+            "cat(readLines(con, warn = FALSE)); close(con)"
+        )
+        out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, timeout=60, env=child_env())
+        assert out.returncode == 0, out.stderr
+        assert "fake-small" in [m["id"] for m in json.loads(out.stdout)["data"]]
 
 
 def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: FakeProvider) -> None:

@@ -45,8 +45,8 @@ def test_service_serves_the_same_api_under_a_prefix(service_factory, fresh_provi
     # bob's window is his own; the admin sees both in the usage log
     assert svc.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}, token="svc-bob")[0] == 200
     assert svc.request("GET", "admin/stats", token="svc-bob")[0] == 403
-    assert svc.request("GET", "admin/stats", token="nope")[0] == 403
-    assert svc.request("GET", "me", token=None)[0] == 403
+    assert svc.request("GET", "admin/stats", token="nope")[0] == 401
+    assert svc.request("GET", "me", token=None)[0] == 401
     me = json.loads(svc.request("GET", "me", token="svc-alice")[2])
     assert me["user"] == "alice" and me["limits"][0]["used"] == 2
 

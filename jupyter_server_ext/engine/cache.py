@@ -1,8 +1,12 @@
-"""Response cache for deterministic requests: exact match on (model, messages, parameters).
+"""Response cache for deterministic requests: exact match on (endpoint, model, every parameter).
 
-Only requests that would give the same answer again are cached: temperature 0, or an explicit
-``X-RSQL-Cache-Control: cache`` from the client. Bounded in entries and bytes, with a TTL;
-least recently used entries go first.
+Only requests that would give the same answer again are cached: temperature 0 (embeddings
+always), or an explicit ``X-RSQL-Cache-Control: cache`` from the client. Bounded in entries and
+bytes, with a TTL; least recently used entries go first.
+
+An entry keeps the answer as the client got it: the JSON body, and for a streamed answer also
+its events, so a stream replayed to a stream is the same stream, and either shape can be made
+from the other (``answers``).
 """
 
 from __future__ import annotations
@@ -12,20 +16,36 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-# Fields that change how an answer is delivered or attributed, not what it says.
-_IGNORED = {"stream", "stream_options", "user", "metadata", "store", "service_tier"}
+# Fields that change how an answer is delivered or attributed, not what it says; every other
+# field (tools, tool_choice, response_format, n, logprobs, seed, service_tier, ...) is keyed.
+_IGNORED = {"stream", "stream_options", "user", "metadata", "store"}
 
 
-def cache_key(payload: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Cached:
+    """One cached answer: its JSON body, and the SSE events when it was streamed."""
+
+    body: bytes
+    events: tuple[bytes, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.body) + sum(len(e) for e in self.events or ())
+
+
+def cache_key(payload: dict[str, Any], endpoint: str = "chat/completions") -> str:
     material = {k: v for k, v in payload.items() if k not in _IGNORED}
+    material["\x00endpoint"] = endpoint  # not a field name any client can send
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cacheable(payload: dict[str, Any], forced: bool) -> bool:
-    if payload.get("n", 1) != 1:
+def cacheable(payload: dict[str, Any], forced: bool, endpoint: str = "chat/completions") -> bool:
+    if endpoint == "embeddings":  # the same input always gives the same vectors
+        return True
+    if payload.get("n", 1) != 1 or payload.get("best_of", 1) != 1:
         return False
     return forced or payload.get("temperature") == 0
 
@@ -39,7 +59,7 @@ class MemoryCache:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.clock = clock
-        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, Cached]] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -49,7 +69,7 @@ class MemoryCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> Cached | None:
         item = self._items.get(key)
         if item is None:
             return None
@@ -60,7 +80,7 @@ class MemoryCache:
         self._items.move_to_end(key)
         return body
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: Cached) -> None:
         if self.max_entries <= 0 or len(body) > self.max_bytes:
             return
         if key in self._items:

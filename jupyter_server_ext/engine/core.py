@@ -7,8 +7,11 @@ mode) hand it a parsed JSON body and a ``Caller`` and write back the ``Reply``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,17 +20,24 @@ from typing import Any
 
 from ..state.base import StateBackend
 from ..state.memory import MemoryState
-from .cache import MemoryCache, cache_key, cacheable
-from .errors import Forbidden, ProxyError, RateLimited, UpstreamError
+from .answers import Collector, chunks_of, event_json, shape_event, sse
+from .cache import Cached, MemoryCache, cache_key, cacheable
+from .errors import Forbidden, NotFound, ProxyError, RateLimited, UpstreamError, UpstreamRejected
 from .limiter import Limiter, LimitSettings, Ticket
 from .local import LocalTransport
 from .metrics import Metrics
 from .pool import Pool, Slot
 from .pricing import FREE, PriceBook
 from .records import Caller, Outcome, Reply
-from .request import ChatRequest, RequestLimits, parse_chat_request
+from .request import (
+    ChatRequest,
+    RequestLimits,
+    parse_chat_request,
+    parse_completions_request,
+    parse_embeddings_request,
+)
 from .settings import Price, UpstreamSpec
-from .transport import HTTPTransport, UpstreamFailure, UpstreamReply
+from .transport import HTTPTransport, UpstreamFailure, UpstreamReply, scrub
 from .usage import UsageLog, UsageStore
 
 log = logging.getLogger("rsql.engine")
@@ -53,6 +63,12 @@ class EngineSettings:
     retention_days: float = 90.0
     request_limits: RequestLimits = field(default_factory=RequestLimits)
     unpriced_models: str = "deny"  # while a budget applies: "deny" (refuse) or "free" (cost 0)
+    forward_user: str = "hash"  # the `user` upstreams see: "hash" (a pseudonym), "name", "none"
+    # key of the pseudonyms; empty: a random one for this process (stable only until restart)
+    user_id_secret: bytes = b""
+
+
+ENDPOINTS = ("chat/completions", "completions", "embeddings")
 
 
 def _usage_of(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -102,6 +118,19 @@ class Engine:
         if self.usage is not None:
             self.on_outcome.append(self.usage.record)
         self._health_task: asyncio.Task | None = None
+        self._user_key = settings.user_id_secret or secrets.token_bytes(32)
+        self._started_at = int(time.time())
+
+    def user_id(self, user: str) -> str | None:
+        """What upstreams see as `user`: providers track abuse per end user, and without it a
+        whole hub looks like one anonymous account. A keyed hash by default, so the provider
+        can tell users apart without learning their names."""
+        mode = self.settings.forward_user
+        if mode == "name":
+            return user
+        if mode == "hash":
+            return "rsql-" + hmac.new(self._user_key, user.encode(), hashlib.sha256).hexdigest()[:32]
+        return None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -188,49 +217,93 @@ class Engine:
         return out
 
     def models(self) -> dict[str, Any]:
-        data = [{"id": m, "object": "model", "owned_by": "rsql-proxy"} for m in self.pool.models()]
+        data = [self._model(m) for m in self.pool.models()]
         return {"object": "list", "data": data}
+
+    def _model(self, model: str) -> dict[str, Any]:
+        return {"id": model, "object": "model", "created": self._started_at, "owned_by": "rsql-proxy"}
+
+    def model(self, model: str) -> dict[str, Any]:
+        """GET v1/models/{id}: one served model, or OpenAI's 404 for an unknown one."""
+        if model in self.pool.models():
+            return self._model(model)
+        raise NotFound(
+            f"The model '{model[:200]}' does not exist or you do not have access to it.",
+            code="model_not_found", extra={"param": "model"},
+        )
 
     # -- the request ---------------------------------------------------------------------
 
-    def parse(self, body: Any) -> ChatRequest:
-        return parse_chat_request(
-            body,
-            default_model=self.settings.default_model,
-            default_max_tokens=self.settings.default_max_tokens,
-            limits=self.settings.request_limits,
-        )
+    def parse(self, body: Any, endpoint: str = "chat/completions") -> ChatRequest:
+        s = self.settings
+        if endpoint == "embeddings":
+            return parse_embeddings_request(body, default_model=s.default_model, limits=s.request_limits)
+        parse = parse_completions_request if endpoint == "completions" else parse_chat_request
+        return parse(body, default_model=s.default_model, default_max_tokens=s.default_max_tokens, limits=s.request_limits)
 
     async def chat(
-        self, body: Any, caller: Caller, *, request_id: str | None = None, cache: str = "auto"
+        self, body: Any, caller: Caller, *, request_id: str | None = None, cache: str = "auto",
+        endpoint: str = "chat/completions",
     ) -> Reply:
-        """Answer one chat-completions request, or raise ``ProxyError``.
+        """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``ProxyError``.
 
         `cache`: "auto" (deterministic requests only), "force" (cache this one), "bypass".
         """
+        return await self._answer(body, caller, request_id, cache, endpoint)
+
+    async def rate_headers(self, caller: Caller) -> dict[str, str]:
+        """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.
+
+        The provider's own x-ratelimit-* headers describe the proxy's keys, not this user, and
+        are never passed on. Users have request windows but no token windows, so only the
+        request headers are sent; none at all when no window applies.
+        """
+        try:
+            return await self.limiter.rate_headers(caller.user, caller.groups)
+        except Exception as exc:
+            # a state outage must not fail an answer the limits let through; the backend
+            # reports the outage itself, once, so this only notes the missing headers
+            log.debug("no quota headers for this answer: %s", type(exc).__name__)
+            return {}
+
+    async def _answer(
+        self, body: Any, caller: Caller, request_id: str | None, cache: str, endpoint: str
+    ) -> Reply:
         t0 = self.clock()
         outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time())
         ticket: Ticket | None = None
         try:
-            req = self.parse(body)
+            req = self.parse(body, endpoint)
             outcome.model = req.model
             if self.settings.log_prompts:
-                outcome.messages = req.payload.get("messages")
+                outcome.messages = req.payload.get("messages", req.payload.get("prompt", req.payload.get("input")))
+            # the caller's own `user` is replaced: a caller must not pose as someone else
+            user_id = self.user_id(caller.user)
+            if user_id is None:
+                req.payload.pop("user", None)
+            else:
+                req.payload["user"] = user_id
             price = self._admission_price(req, caller)
             key, hit = None, None
-            if cache != "bypass" and cacheable(req.payload, cache == "force"):
-                key = cache_key(req.payload)
+            if cache != "bypass" and cacheable(req.payload, cache == "force", req.endpoint):
+                key = cache_key(req.payload, req.endpoint)
                 hit = self.cache.get(key)
                 self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
                 if hit is not None and not self.settings.cache_hits_count:
-                    return self._cache_reply(req, hit, outcome, t0)
+                    quota = await self.rate_headers(caller)
+                    return self._cache_reply(req, hit, outcome, t0, quota)
             ticket = await self.limiter.admit(
                 caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens)
             )
+            # read now, while nothing is held that a cancelled read could leak (a stream that
+            # was never started cannot release its upstream slot)
+            quota = await self.rate_headers(caller)
             if hit is not None:  # cache_hits_count: the hit was admitted like any request
                 await self.limiter.finish(ticket, 0.0)
-                return self._cache_reply(req, hit, outcome, t0)
-            return await self._forward(req, outcome, t0, ticket, key)
+                return self._cache_reply(req, hit, outcome, t0, quota)
+            reply = await self._forward(req, outcome, t0, ticket, key)
+            reply.headers.update(quota)
+            return reply
         except ProxyError as exc:
             if ticket is not None:
                 # admitted but not answered for reasons that are not the caller's (no upstream
@@ -279,10 +352,11 @@ class Engine:
                     extra={"param": "model"},
                 )
             price = FREE
-        if budgeted and not req.max_tokens_set and price.output > 0:
+        if budgeted and not req.max_tokens_set and price.output > 0 and req.cap_field:
             # the provider sees the limit the reservation assumed (max_completion_tokens: the
-            # name every current OpenAI-compatible API takes, reasoning models included)
-            req.payload["max_completion_tokens"] = req.max_tokens
+            # name every current OpenAI-compatible chat API takes, reasoning models included;
+            # the legacy completions API knows only max_tokens)
+            req.payload[req.cap_field] = req.max_tokens
         return price
 
     def _finish(self, outcome: Outcome, t0: float) -> None:
@@ -293,14 +367,19 @@ class Engine:
             except Exception:
                 log.exception("outcome hook failed")
 
-    def _cache_reply(self, req: ChatRequest, body: bytes, outcome: Outcome, t0: float) -> Reply:
+    def _cache_reply(
+        self, req: ChatRequest, hit: Cached, outcome: Outcome, t0: float, quota: dict[str, str]
+    ) -> Reply:
+        """The cached answer in the shape asked for, exactly as the provider gave it (its usage,
+        cost_usd included, is the original's; X-RSQL-Cost-USD says what this request cost)."""
         outcome.cache_hit = True
         outcome.upstream = "cache"
-        headers = {"X-Request-Id": outcome.request_id, "X-RSQL-Cache": "hit", "X-RSQL-Cost-USD": "0"}
+        headers = {"X-Request-Id": outcome.request_id, "X-RSQL-Cache": "hit", "X-RSQL-Cost-USD": "0", **quota}
         self._finish(outcome, t0)
         if not req.stream:
-            return Reply(200, {**headers, "Content-Type": "application/json"}, body=body)
-        return Reply(200, {**headers, "Content-Type": "text/event-stream"}, events=_replay(body, req.wants_usage_chunk))
+            return Reply(200, {**headers, "Content-Type": "application/json"}, body=hit.body)
+        headers.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        return Reply(200, headers, events=_replay(hit, req.wants_usage_chunk))
 
     async def _forward(
         self, req: ChatRequest, outcome: Outcome, t0: float, ticket: Ticket, key: str | None
@@ -317,26 +396,30 @@ class Engine:
                     raise self._exhausted(req.model, failures) from None
                 raise
             spec = slot.key.spec
-            transport = self.local if spec.provider == "llama_cpp" else self.http
             outcome.upstream = spec.name
             outcome.attempts.append(spec.name)
             t_up = self.clock()
             try:
-                reply = await transport.send(
-                    spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds
-                )
+                if spec.provider == "llama_cpp":
+                    if req.endpoint != "chat/completions":  # the local model only chats
+                        raise UpstreamFailure("unserved", f"serves no v1/{req.endpoint}", 404)
+                    reply = await self.local.send(
+                        spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds
+                    )
+                else:
+                    reply = await self.http.send(
+                        spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds,
+                        endpoint=req.endpoint,
+                    )
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
+                fail = _unserved(fail, req.endpoint)
                 failures.append((spec.name, fail))
                 self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
                 if await self._on_failure(slot, fail):
                     tried.add(spec.name)
                 if fail.kind == "client":  # the request itself is wrong: no other key will help
-                    raise ProxyError(
-                        _error_message(fail.body) or f"upstream rejected the request (HTTP {fail.status})",
-                        status=fail.status,
-                        code="upstream_rejected",
-                    ) from None
+                    raise _rejected(fail, spec.api_key) from None
                 continue
             except BaseException:  # cancelled mid-call: the provider may have seen it
                 await pool.release(slot, counted=True)
@@ -362,8 +445,8 @@ class Engine:
             await pool.release(slot, counted=False)
             log.error("upstream %s: key rejected (HTTP %s); disabled until a health check passes", alias, fail.status)
             return True
-        if fail.kind == "client":
-            await pool.release(slot, counted=True)
+        if fail.kind in ("client", "unserved"):
+            await pool.release(slot, counted=fail.kind == "client")
             return True
         await pool.failed(slot, fail.kind if not fail.status else f"HTTP {fail.status}")
         await pool.release(slot, counted=fail.kind != "connect")
@@ -381,6 +464,13 @@ class Engine:
                 limit="upstream capacity",
             )
         detail = "; ".join(f"{alias}: {f}" for alias, f in failures[-5:])
+        unserved = [alias for alias, f in failures if f.kind == "unserved"]
+        if unserved and len(unserved) == len(failures):
+            return NotFound(
+                f"no upstream serving model {model!r} serves this endpoint: "
+                + "; ".join(f"{alias} answered HTTP {f.status} (it does not offer it)" for alias, f in failures[-5:]),
+                code="endpoint_not_served",
+            )
         if all(f.kind == "timeout" for _, f in failures):
             return UpstreamError(f"upstreams for model {model!r} timed out: {detail}", status=504, code="upstream_timeout")
         return UpstreamError(f"every upstream attempt for model {model!r} failed: {detail}")
@@ -415,7 +505,7 @@ class Engine:
         await self.pool.release(slot, tokens=tokens, counted=True)
         await self.limiter.finish(ticket, outcome.cost_usd)
         if key is not None and obj is not None:
-            self.cache.put(key, body)
+            self.cache.put(key, Cached(body))
         headers = {
             "X-Request-Id": outcome.request_id,
             "X-RSQL-Upstream": slot.key.alias,
@@ -431,29 +521,40 @@ class Engine:
         ticket: Ticket, key: str | None,
     ) -> Reply:
         pool = self.pool
-        collected = _Collector() if key is not None else None
+        # a streamed answer is cached as its events (the same stream on a replay) and as the
+        # completion they add up to (for a JSON request); dropped past the cache's byte limit
+        collected = Collector(legacy=req.endpoint == "completions") if key is not None else None
+        kept: list[bytes] | None = [] if key is not None else None
+        room = self.cache.max_bytes
 
         async def events() -> AsyncIterator[bytes]:
+            nonlocal kept, room
             tokens = None
             try:
                 async for ev in _chain(reply.first, reply.events):
-                    if collected is not None:
-                        collected.feed(ev)
-                    if ev.startswith(b"data: {") and b'"usage"' in ev:
-                        try:
-                            obj = json.loads(ev[6:])
-                        except ValueError:
-                            obj = None
-                        usage = _usage_of(obj) if isinstance(obj, dict) else None
+                    obj = event_json(ev) if b'"usage"' in ev else None
+                    if obj is not None:
+                        usage = _usage_of(obj)
                         if usage:
                             tokens = self._settle_usage(outcome, usage, slot)
-                            if not obj.get("choices") and not req.wants_usage_chunk:
-                                continue  # we asked for it; the client did not
                             usage["cost_usd"] = round(outcome.cost_usd, 8)
-                            ev = b"data: " + json.dumps(obj).encode() + b"\n\n"
+                            ev = sse(obj)
+                    if kept is not None:
+                        kept.append(ev)
+                        room -= len(ev)
+                        if room < 0:
+                            kept = None
+                    if collected is not None:
+                        collected.feed(ev)
+                    if obj is not None and not req.wants_usage_chunk:
+                        shaped = shape_event(obj, False)
+                        if shaped is None:
+                            continue  # we asked for the usage chunk; the client did not
+                        ev = sse(shaped)
                     yield ev
-                if collected is not None and collected.complete:
-                    self.cache.put(key, collected.as_completion(outcome))
+                if collected is not None and kept is not None and collected.complete:
+                    body = json.dumps(collected.completion()).encode()
+                    self.cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 await pool.failed(slot, f"stream {fail.kind}")
@@ -485,71 +586,22 @@ class Engine:
         return Reply(200, headers, events=events())
 
 
-class _Collector:
-    """Rebuilds a chat.completion from stream events, so a streamed answer can be cached."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.finish: str | None = None
-        self.meta: dict[str, Any] = {}
-        self.usage: dict[str, Any] | None = None
-        self.complete = False
-
-    def feed(self, ev: bytes) -> None:
-        if ev.startswith(b"data: [DONE]"):
-            self.complete = self.finish is not None
-            return
-        if not ev.startswith(b"data: {"):
-            return
-        try:
-            obj = json.loads(ev[6:])
-        except ValueError:
-            return
-        self.meta = self.meta or {k: obj.get(k) for k in ("id", "created", "model")}
-        if obj.get("usage"):
-            self.usage = obj["usage"]
-        for choice in obj.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("tool_calls"):
-                self.finish = None  # tool calls are not rebuilt; such answers are not cached
-                self.complete = False
-                return
-            if isinstance(delta.get("content"), str):
-                self.parts.append(delta["content"])
-            if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
-
-    def as_completion(self, outcome: Outcome) -> bytes:
-        return json.dumps(
-            {
-                **self.meta,
-                "object": "chat.completion",
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "".join(self.parts)},
-                     "finish_reason": self.finish}
-                ],
-                "usage": self.usage or {
-                    "prompt_tokens": outcome.prompt_tokens,
-                    "completion_tokens": outcome.completion_tokens,
-                    "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
-                },
-            }
-        ).encode()
-
-
-async def _replay(body: bytes, with_usage: bool) -> AsyncIterator[bytes]:
-    """A cached completion, streamed back as SSE events."""
-    obj = json.loads(body)
-    base = {k: obj.get(k) for k in ("id", "created", "model")}
-    base["object"] = "chat.completion.chunk"
-    choice = (obj.get("choices") or [{}])[0]
-    content = (choice.get("message") or {}).get("content") or ""
-    for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": content}, None), ({}, choice.get("finish_reason") or "stop")):
-        chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
-    if with_usage and obj.get("usage"):
-        yield b"data: " + json.dumps({**base, "choices": [], "usage": {**obj["usage"], "cost_usd": 0}}).encode() + b"\n\n"
-    yield b"data: [DONE]\n\n"
+async def _replay(hit: Cached, with_usage: bool) -> AsyncIterator[bytes]:
+    """A cached answer as a stream: its own events when it was streamed, else the chunks its
+    completion would have been streamed as; the usage chunk only when the client asked."""
+    if hit.events is None:
+        for ev in chunks_of(json.loads(hit.body), with_usage):
+            yield ev
+        return
+    for ev in hit.events:
+        if not with_usage and b'"usage"' in ev:
+            obj = event_json(ev)
+            if obj is not None:
+                shaped = shape_event(obj, False)
+                if shaped is None:
+                    continue
+                ev = sse(shaped)
+        yield ev
 
 
 async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
@@ -559,13 +611,34 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterat
             yield ev
 
 
+def _unserved(fail: UpstreamFailure, endpoint: str) -> UpstreamFailure:
+    """A 404 or 405 from an upstream for an endpoint other than chat means it does not offer
+    that endpoint (a provider with no embeddings): the next upstream may, unless the 404 is
+    about the model."""
+    if fail.kind != "client" or endpoint == "chat/completions" or fail.status not in (404, 405):
+        return fail
+    if _error_of(fail.body).get("code") == "model_not_found":
+        return fail
+    return UpstreamFailure("unserved", f"HTTP {fail.status}: serves no v1/{endpoint}", fail.status)
+
+
+def _rejected(fail: UpstreamFailure, secret: str) -> ProxyError:
+    """The provider's 4xx as it sent it (the body was scrubbed of key text by the transport)."""
+    error = _error_of(fail.body)
+    if isinstance(error.get("message"), str):
+        error["message"] = scrub(error["message"], secret)
+    return UpstreamRejected(fail.status, error, f"upstream rejected the request (HTTP {fail.status})")
+
+
 def _sse_error(message: str) -> bytes:
     return b"data: " + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode() + b"\n\n"
 
 
-def _error_message(body: bytes) -> str:
+def _error_of(body: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(body)
-        return str(obj["error"]["message"])
+        err = json.loads(body)["error"]
     except (ValueError, KeyError, TypeError):
-        return ""
+        return {}
+    if isinstance(err, str):  # some OpenAI-compatible servers send {"error": "text"}
+        return {"message": err}
+    return dict(err) if isinstance(err, dict) else {}

@@ -32,7 +32,8 @@ class ProxyError(Exception):
         self.extra: dict[str, Any] = dict(extra or {})
 
     def to_json(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
+        # OpenAI's error object always has these four; clients (the SDK, LangChain) read them
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "param": None, "code": self.code}
         err.update(self.extra)
         return {"error": err}
 
@@ -54,9 +55,16 @@ class PayloadTooLarge(ProxyError):
 
 
 class Unauthorized(ProxyError):
+    """No credentials, or ones nobody issued: a 401 as OpenAI sends it, so clients raise their
+    authentication error (the SDK's ``AuthenticationError``), not a permission error."""
+
     status = 401
-    type = "authentication_error"
-    code = "unauthorized"
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+    def __init__(self, message: str = "a valid token is required: send 'Authorization: Bearer <token>'", **kw: Any) -> None:
+        headers = {"WWW-Authenticate": 'Bearer realm="rsql"', **kw.pop("headers", {})}
+        super().__init__(message, headers=headers, **kw)
 
 
 class Forbidden(ProxyError):
@@ -69,6 +77,20 @@ class NotFound(ProxyError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class UpstreamRejected(ProxyError):
+    """A provider's 4xx for the request itself, passed on as the provider sent it: its status,
+    type, code, param and message (key text scrubbed), so clients see what they would have
+    seen talking to the provider directly."""
+
+    def __init__(self, status: int, error: dict[str, Any], fallback: str) -> None:
+        message = error.get("message") if isinstance(error.get("message"), str) else fallback
+        super().__init__(message or fallback, status=status)
+        self.type = str(error.get("type") or "invalid_request_error")
+        code = error.get("code")
+        self.code = code if isinstance(code, (str, int)) or code is None else str(code)
+        self.extra = {"param": error.get("param")}
 
 
 class RateLimited(ProxyError):

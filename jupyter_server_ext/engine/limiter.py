@@ -86,6 +86,18 @@ def _fmt_rate(rate: Rate) -> str:
     return rate.text
 
 
+def duration(seconds: float) -> str:
+    """A reset time as OpenAI writes it in x-ratelimit-reset-*: "20ms", "7s", "6m0s", "1h2m3s"."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
 def _reset_at(seconds: float) -> str:
     at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
     return at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -170,6 +182,12 @@ class Limiter:
             "RateLimit-Policy": ", ".join(policies),
             "RateLimit": f'"{hit.label}";r=0;t={wait}',
         }
+        if isinstance(hit, WindowCheck):
+            headers.update({
+                "x-ratelimit-limit-requests": str(hit.amount),
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": duration(result.retry_after),
+            })
         return RateLimited(
             f"{hit.label} reached for {user!r} ({why}); resets in {wait} s at {reset}",
             retry_after=wait,
@@ -223,6 +241,26 @@ class Limiter:
                     "resets_at": _reset_at(midnight),
                 }
         return out
+
+    async def rate_headers(self, user: str, groups: tuple[str, ...]) -> dict[str, str]:
+        """x-ratelimit-{limit,remaining,reset}-requests for the user's tightest request window
+        (the one with the fewest requests left); empty when no window applies."""
+        windows, _, _ = self.checks(user, groups, 0.0)
+        if not windows:
+            return {}
+        wuse, _, _ = await self.state.read(windows, [], [])
+        best = None
+        for w, (used, oldest) in zip(windows, wuse, strict=False):
+            left = max(0, w.amount - used)
+            if best is None or left < best[1]:
+                best = (w, left, oldest if used else 0.0)
+        assert best is not None
+        w, left, reset = best
+        return {
+            "x-ratelimit-limit-requests": str(w.amount),
+            "x-ratelimit-remaining-requests": str(left),
+            "x-ratelimit-reset-requests": duration(reset),
+        }
 
     async def reset(self, user: str | None) -> int:
         return await self.state.reset(f"u:{user}:" if user else "u:")

@@ -50,6 +50,9 @@ class ChatRequest:
     choices: int = 1  # completions the provider generates and bills (n, best_of)
     max_tokens_set: bool = True  # False: the client set no limit and max_tokens is our default
     prediction_tokens: int = 0  # predicted output: rejected prediction tokens are billed too
+    endpoint: str = "chat/completions"  # the upstream path under its base_url
+    # the field a budget cap is written to when the client set no limit (None: no completion)
+    cap_field: str | None = "max_completion_tokens"
 
     @property
     def completion_tokens(self) -> int:
@@ -291,7 +294,6 @@ def parse_chat_request(
 
     payload = dict(body)
     payload["model"] = model
-    payload.pop("user", None)  # we attribute users ourselves; providers need not see names
     if stream:
         # ask for the usage chunk so streamed requests are metered exactly; dropped again
         # before the client sees it unless the client asked for it too
@@ -306,4 +308,93 @@ def parse_chat_request(
         choices=choices,
         max_tokens_set=bool(given),
         prediction_tokens=prediction_tokens,
+    )
+
+
+def _check_model(body: dict[str, Any], default_model: str) -> str:
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad(f"'model' must be a string, got {type(model).__name__}", "model")
+    model = model or default_model
+    if not model:
+        raise _bad("'model' is required (no default model is configured)", "model")
+    if len(model) > MAX_MODEL_CHARS or not model.isprintable():
+        raise _bad(f"'model' must be a model id of at most {MAX_MODEL_CHARS} printable characters", "model")
+    return model
+
+
+def _input_tokens(value: Any, name: str, limits: RequestLimits) -> int:
+    """Tokens of an embeddings `input` or a legacy `prompt`: a string, a list of strings, a list
+    of token ids, or a list of such lists."""
+    if isinstance(value, str):
+        items: list[Any] = [value]
+    elif isinstance(value, list) and value:
+        items = value
+    else:
+        raise _bad(f"'{name}' must be a string, a list of strings or a list of token ids", name)
+    if len(items) > limits.max_messages * 2:
+        raise _bad(f"'{name}' has {len(items)} items; at most {limits.max_messages * 2} are accepted", name)
+    tokens = 0
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            if len(item) > limits.max_message_chars:
+                raise _bad(f"{name}[{i}] is longer than {limits.max_message_chars} characters", f"{name}[{i}]")
+            tokens += _text_tokens(item) + 1
+        elif isinstance(item, int) and not isinstance(item, bool):
+            tokens += 1
+        elif isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+            tokens += len(item)
+        else:
+            raise _bad(f"{name}[{i}] must be a string or a list of token ids", f"{name}[{i}]")
+    return tokens
+
+
+def parse_completions_request(
+    body: Any, *, default_model: str, default_max_tokens: int, limits: RequestLimits | None = None
+) -> ChatRequest:
+    """The legacy ``POST v1/completions``: `prompt` instead of messages; 16 tokens by default."""
+    limits = limits or RequestLimits()
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with 'model' and 'prompt'")
+    model = _check_model(body, default_model)
+    prompt_tokens = _input_tokens(body.get("prompt", ""), "prompt", limits) if body.get("prompt", "") != "" else 1
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad(f"'stream' must be true or false, got {type(stream).__name__}", "stream")
+    max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)
+    choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise _bad("'stream_options' must be an object", "stream_options")
+    payload = dict(body)
+    payload["model"] = model
+    if stream:
+        payload["stream_options"] = {**(stream_options or {}), "include_usage": True}
+    # the API's own default is 16 tokens; the reservation assumes the smaller of it and ours
+    return ChatRequest(
+        payload=payload, model=model, stream=stream,
+        wants_usage_chunk=bool(stream_options and stream_options.get("include_usage")),
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens if max_tokens is not None else min(16, default_max_tokens),
+        choices=choices, max_tokens_set=max_tokens is not None,
+        endpoint="completions", cap_field="max_tokens",
+    )
+
+
+def parse_embeddings_request(body: Any, *, default_model: str, limits: RequestLimits | None = None) -> ChatRequest:
+    """``POST v1/embeddings``: priced per input token, nothing generated."""
+    limits = limits or RequestLimits()
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with 'model' and 'input'")
+    model = _check_model(body, default_model)
+    if "input" not in body:
+        raise _bad("'input' is required: a string or a list of strings", "input")
+    prompt_tokens = _input_tokens(body["input"], "input", limits)
+    if body.get("stream"):
+        raise _bad("embeddings cannot be streamed", "stream")
+    payload = dict(body)
+    payload["model"] = model
+    return ChatRequest(
+        payload=payload, model=model, stream=False, wants_usage_chunk=False, prompt_tokens=prompt_tokens,
+        max_tokens=0, max_tokens_set=True, endpoint="embeddings", cap_field=None,
     )

@@ -40,7 +40,8 @@ class UpstreamReply:
 
 @dataclass
 class UpstreamFailure(Exception):
-    """kind: rate_limited | auth | server | timeout | connect | client (a 4xx to pass on)."""
+    """kind: rate_limited | auth | server | timeout | connect | client (a 4xx to pass on) |
+    unserved (this upstream does not serve the endpoint)."""
 
     kind: str
     message: str
@@ -100,7 +101,8 @@ class HTTPTransport:
             return 0
 
     async def send(
-        self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float
+        self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
+        endpoint: str = "chat/completions",
     ) -> UpstreamReply:
         headers = {
             "Authorization": f"Bearer {spec.api_key}",
@@ -109,7 +111,7 @@ class HTTPTransport:
         }
         try:
             resp = await self.client.request(
-                "POST", spec.base_url + "/chat/completions", headers=headers,
+                "POST", f"{spec.base_url}/{endpoint}", headers=headers,
                 body=json.dumps(payload).encode(), timeout=timeout,
             )
         except asyncio.TimeoutError:
