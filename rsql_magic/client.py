@@ -68,6 +68,12 @@ class ProxyError(Exception):
             if self.retry_after is not None:
                 parts.append(f"retry after {self.retry_after:g}s")
             return "; ".join(parts)
+        if self.status == 401:  # no token, or one the proxy does not accept
+            return (
+                f"not authenticated (401): {self.message}. The proxy did not accept the token: set "
+                "%config RSQLMagic.proxy_token = '...' or RSQL_PROXY_TOKEN (on JupyterHub, "
+                "JUPYTERHUB_API_TOKEN is used)"
+            )
         if self.status:
             return f"proxy error {self.status}: {self.message}"
         return self.message
@@ -87,6 +93,7 @@ class ChatResult:
     latency_s: float = 0.0
     upstream: str | None = None
     request_id: str | None = None
+    replayed_at: str | None = None  # set when the answer came from the replay store (ISO, UTC)
 
 
 def _float(v: Any) -> float | None:
@@ -173,8 +180,12 @@ class ProxyClient:
         description: str | None = None,
         engine: Any = None,
         timeout: float = 120.0,
+        unavailable: ProxyError | None = None,
     ) -> None:
-        if base_url is None and engine is None:
+        # ``unavailable``: discovery failed, yet replayed answers need no proxy (a notebook
+        # rerun offline, without keys); any call that must reach a proxy raises this error
+        self.unavailable = unavailable
+        if base_url is None and engine is None and unavailable is None:
             raise ValueError("ProxyClient needs a base_url or an engine")
         if base_url is not None and not base_url.endswith("/"):
             base_url += "/"  # the contract is "the proxy's root"; paths are joined onto it
@@ -302,11 +313,16 @@ class ProxyClient:
         max_tokens: int | None = None,
         no_cache: bool = False,
         on_response: Callable[[Any], None] | None = None,
+        replay: Any = None,
     ) -> ChatResult:
         """One chat completion. Streams when ``stream`` (``on_delta`` gets each text piece).
 
         ``on_response`` gets the open HTTP response before it is read, so another thread can
         end a stream early by closing it (the chat panel's Stop button).
+
+        ``replay`` (an :class:`rsql_magic.replay.Replay`): answer from the replay store when the
+        request's fingerprint is recorded (no request is sent, ``replayed_at`` is set), and
+        record what the proxy answers; its mode decides which.
         """
         body: dict[str, Any] = {"messages": messages}
         if model:
@@ -315,6 +331,30 @@ class ProxyClient:
             body["temperature"] = temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        if replay is not None:
+            hit = replay.lookup(body)  # before stream flags: they do not change the answer
+            if hit is not None:
+                if on_delta and hit.text:
+                    on_delta(hit.text)
+                return hit
+        res = self._chat_send(body, model, client_kind, stream, on_delta, no_cache, on_response)
+        if replay is not None:
+            replay.record(body, res)
+        return res
+
+    def _chat_send(
+        self,
+        body: dict[str, Any],
+        model: str | None,
+        client_kind: str,
+        stream: bool,
+        on_delta: Callable[[str], None] | None,
+        no_cache: bool,
+        on_response: Callable[[Any], None] | None,
+    ) -> ChatResult:
+        if self.unavailable is not None:
+            raise self.unavailable
+        body = dict(body)
         t0 = time.monotonic()
         if self.engine is not None:
             return self._chat_inprocess(body, client_kind, no_cache, on_delta, t0)

@@ -14,6 +14,10 @@ when the kernel's current execute request has ``allow_stdin=False``: nbclient se
 answers are not streamed, ``--insert`` shows the code in the output, 429 / 503 answers are
 waited out per ``Retry-After`` (bounded by ``batch_retries`` and ``batch_max_wait``), and
 every final failure raises, so ``jupyter nbconvert --execute`` fails.
+
+Replay (:mod:`rsql_magic.replay`): ``RSQLMagic.replay`` / ``RSQL_REPLAY`` (off, auto, only,
+refresh; auto in batch runs, off otherwise) answers %%ask and %%sql_ai from a JSON-lines file of
+recorded answers, so a rerun shows the same answers without a proxy or quota.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from .context import build_context
 from .context.frames import describe_frame, find_frames, frame_kind
 from .context.history import ErrorRecord, fill_references, format_exception, index_list
 from .prompt import build_messages
+from .replay import Replay, ReplayStore, resolve_mode, resolve_path
 
 __all__ = ["RSQLMagic", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -133,6 +138,19 @@ class RSQLMagic(Magics):
     batch_max_wait = Float(
         300.0, help="Batch runs: most seconds to wait in total on Retry-After before failing."
     ).tag(config=True)
+    replay = Unicode(
+        None,
+        allow_none=True,
+        help="Replay store for answers: off, auto (replay if recorded, else ask and record), "
+        "only (never call the proxy; a missing answer fails the cell), refresh (ask again and "
+        "record). Unset: env RSQL_REPLAY, else auto in batch runs and off interactively.",
+    ).tag(config=True)
+    replay_file = Unicode(
+        None,
+        allow_none=True,
+        help="Replay file (JSON lines). Unset: env RSQL_REPLAY_FILE, else .rsql-replay.jsonl "
+        "in the kernel's working directory (the notebook's folder under nbconvert/papermill).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -141,6 +159,7 @@ class RSQLMagic(Magics):
         self._recent: list[str] = []  # frame names, most recently (re)bound first
         self.last_result: ChatResult | None = None
         self.last_messages: list[dict] | None = None
+        self._recorded_here: set[str] = set()  # replay fingerprints this kernel recorded
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -192,6 +211,35 @@ class RSQLMagic(Magics):
 
     def client(self) -> ProxyClient:
         return ProxyClient.discover(self.proxy_url or None, self.proxy_token or None, timeout=self.timeout)
+
+    def replay_session(self, kind: str, question: str, cell: str) -> Replay | None:
+        """The replay settings for one cell's chat calls (None: replay is off)."""
+        mode = resolve_mode(self.replay, self.is_batch())
+        if mode == "off":
+            return None
+        return Replay(mode, ReplayStore(resolve_path(self.replay_file)), kind=kind, cell=cell,
+                      question=question, recorded_here=self._recorded_here)
+
+    def replay_client(self, rp: Replay | None) -> ProxyClient:
+        """The proxy client; with replay on, a failed discovery is deferred to the first call
+        that really needs the proxy, so a recorded notebook reruns with no proxy at all."""
+        try:
+            client = self.client()
+        except ProxyError as e:
+            if rp is None or rp.mode == "refresh":
+                raise
+            return ProxyClient(description="no proxy (replay only)", unavailable=e)
+        if rp is not None and client.token:
+            rp.secrets = (client.token,)
+        return client
+
+    def cell_label(self, magic: str, line: str) -> str:
+        """How a failing replay names the cell: its In [n] and its magic line."""
+        # IPython counts the running cell already: In [n] is execution_count - 1 meanwhile
+        n = getattr(self.shell, "execution_count", None)
+        n = n - 1 if isinstance(n, int) and n > 1 else n
+        src = f"{magic} {line}".strip()[:120]
+        return f"cell In [{n}] `{src}`" if n else f"cell `{src}`"
 
     def _last_error(self) -> ErrorRecord | None:
         if self.errors:
@@ -263,9 +311,9 @@ class RSQLMagic(Magics):
         question = "\n".join(p for p in (rest, cell or "") if p.strip()).strip()
         if not question:
             raise UsageError("%%ask needs a question: in the cell body, or after %ask on the line")
-        self._ask(args, question)
+        self._ask(args, question, self.cell_label("%%ask" if cell is not None else "%ask", line))
 
-    def _ask(self, args: Any, question: str) -> None:
+    def _ask(self, args: Any, question: str, cell: str = "") -> None:
         shell = self.shell
         ns = shell.user_ns
         batch = self.is_batch()
@@ -326,7 +374,8 @@ class RSQLMagic(Magics):
                 ns[args.out] = messages
             return
 
-        client = self.client()
+        rp = self.replay_session("ask", question, cell)
+        client = self.replay_client(rp)
         model = args.model or self.model or os.environ.get("RSQL_MODEL") or None
         handle = None
         buf: list[str] = []
@@ -348,6 +397,7 @@ class RSQLMagic(Magics):
             res = self._chat_retrying(
                 client, messages, batch=batch, model=model, stream=stream,
                 on_delta=on_delta if stream else None, no_cache=args.no_cache, buf=buf,
+                replay=rp,
             )
         except ProxyError as e:
             if handle is not None:
@@ -421,6 +471,16 @@ class RSQLMagic(Magics):
 
     # -- %ask_status ---------------------------------------------------------------------
 
+    def _replay_status(self) -> str:
+        try:
+            mode = resolve_mode(self.replay, self.is_batch())
+        except ProxyError as e:
+            return f"**replay**: invalid ({e})"
+        if mode == "off":
+            return "**replay**: off"
+        path = resolve_path(self.replay_file)
+        return f"**replay**: {mode} ({len(ReplayStore(path).latest())} answer(s) in {path.name})"
+
     @line_magic
     def ask_status(self, line: str = "") -> None:
         """Which proxy is used, who I am there, my remaining quota."""
@@ -434,6 +494,7 @@ class RSQLMagic(Magics):
         rows = [
             f"**proxy**: {client.description}",
             f"**batch run**: {'yes' if self.is_batch() else 'no'}; **default model**: {model}",
+            self._replay_status(),
         ]
         try:
             me: Any = client.me()

@@ -19,7 +19,7 @@ from .client import ChatResult
 from .sanitize import clean_html, escape_markdown, plain_text, safe_markdown
 
 __all__ = ["error_bundle", "extract_code", "footer", "markdown_bundle", "markdown_to_html",
-           "mimebundle"]
+           "mimebundle", "replayed_label"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
@@ -41,6 +41,10 @@ def footer(res: ChatResult) -> str:
         parts.append(f"{pt if pt is not None else '?'} → {ct if ct is not None else '?'} tokens")
     elif u.get("total_tokens") is not None:
         parts.append(f"{u['total_tokens']} tokens")
+    if res.replayed_at:
+        # from the replay store: no request reached the proxy, so no cost, cache or latency
+        parts.append(replayed_label([res.replayed_at]))
+        return " · ".join(parts)
     if res.cost_usd is not None:
         parts.append(f"${res.cost_usd:.4f}" if res.cost_usd < 1 else f"${res.cost_usd:.2f}")
     parts.append("cache hit" if res.cache_hit else "cache miss")
@@ -48,6 +52,14 @@ def footer(res: ChatResult) -> str:
     if res.upstream:
         parts.append(f"via {res.upstream}")
     return " · ".join(parts)
+
+
+def replayed_label(recorded: list[str]) -> str:
+    """``replayed (recorded 2026-11-22 13:20 UTC) · no request sent`` for the oldest of
+    ``recorded`` (ISO times from the replay file: only a validated date-time is shown)."""
+    times = sorted(t for t in recorded if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d[\w:.+-]*", t))
+    when = f"{times[0][:10]} {times[0][11:16]} UTC" if times else "?"
+    return f"replayed (recorded {when}) · no request sent"
 
 
 def extract_code(text: str, lang: str | None = None) -> list[tuple[str, str]]:

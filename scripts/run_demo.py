@@ -64,6 +64,10 @@ def main() -> int:
                 time.sleep(0.3)
         print(f"proxy ready at {url}rsql/; running {NOTEBOOK.name} headless")
         kernel_env = {**env, "RSQL_PROXY_URL": f"{url}rsql/", "RSQL_PROXY_TOKEN": token}
+        # batch runs record answers for replay (the notebook's last section shows them); the
+        # demo records into its own temporary folder, so each run asks the proxy afresh and
+        # no answer of the weak local model is replayed once keys are configured
+        kernel_env.setdefault("RSQL_REPLAY_FILE", str(work / "replay.jsonl"))
         done = subprocess.run(
             [
                 sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",

@@ -112,11 +112,30 @@ class SqlAIMagics(Magics):
             return ask.client()
         return ProxyClient.discover()
 
-    def _complete_fn(self, model: str | None, no_cache: bool, batch: bool) -> Any:
+    def _replay(self, question: str, line: str, batch: bool) -> Any:
+        """The replay settings for this cell (shared with %%ask's ``RSQLMagic.replay``)."""
+        from rsql_magic.replay import Replay, ReplayStore, resolve_mode, resolve_path
+
+        ask = self._ask_magic()
+        if ask is not None and hasattr(ask, "replay_session"):
+            return ask.replay_session("sql", question, ask.cell_label("%%sql_ai", line))
+        mode = resolve_mode(None, batch)  # loaded on its own: the environment decides
+        if mode == "off":
+            return None
+        return Replay(mode, ReplayStore(resolve_path()), kind="sql", cell=f"`%%sql_ai {line}`",
+                      question=question)
+
+    def _complete_fn(
+        self, model: str | None, no_cache: bool, batch: bool, replay: Any = None
+    ) -> Any:
         from rsql_magic.client import ProxyError
 
-        client = self._client()
         ask = self._ask_magic()
+        if ask is not None and hasattr(ask, "replay_client"):
+            # replay on: a missing proxy only matters once a call really needs it
+            client = ask.replay_client(replay)
+        else:
+            client = self._client()
         retries = int(getattr(ask, "batch_retries", 3))
         max_wait = float(getattr(ask, "batch_max_wait", 300.0))
         self.chat_results = []
@@ -126,7 +145,8 @@ class SqlAIMagics(Magics):
             for attempt in range(retries + 1):
                 try:
                     res = client.chat(
-                        messages, model=model, client_kind="sql", temperature=0, no_cache=no_cache
+                        messages, model=model, client_kind="sql", temperature=0,
+                        no_cache=no_cache, replay=replay,
                     )
                     self.chat_results.append(res)
                     return res.text
@@ -239,7 +259,8 @@ class SqlAIMagics(Magics):
         from rsql_magic.client import ProxyError
 
         try:
-            complete, client = self._complete_fn(model, args.no_cache, batch)
+            replay = self._replay(question, line, batch)
+            complete, client = self._complete_fn(model, args.no_cache, batch, replay)
             schema = capture_schema(db)
             res = run_question(
                 question,
@@ -280,9 +301,19 @@ class SqlAIMagics(Magics):
         last = self.chat_results[-1]
         pt = sum((r.usage or {}).get("prompt_tokens") or 0 for r in self.chat_results)
         ct = sum((r.usage or {}).get("completion_tokens") or 0 for r in self.chat_results)
-        costs = [r.cost_usd for r in self.chat_results if r.cost_usd is not None]
+        # a replayed answer cost nothing this time: only live calls are summed
+        costs = [r.cost_usd for r in self.chat_results if r.cost_usd is not None and not r.replayed_at]
         parts = [last.model or "model ?", f"{len(self.chat_results)} call(s)"]
         parts.append(f"{pt} → {ct} tokens")
+        replayed = [r.replayed_at for r in self.chat_results if r.replayed_at]
+        if len(replayed) == len(self.chat_results):
+            # every answer came from the replay store: nothing reached the proxy
+            from rsql_magic.render import replayed_label
+
+            parts.append(replayed_label(replayed))
+            return " · ".join(parts)
+        if replayed:
+            parts.append(f"{len(replayed)} replayed")
         if costs:
             parts.append(f"${sum(costs):.4f}")
         hits = sum(1 for r in self.chat_results if r.cache_hit)

@@ -1,0 +1,519 @@
+"""Replay store: record each answer once, replay it on every rerun (offline, no quota).
+
+A notebook run by nbconvert / papermill in a scheduled job or CI, or handed out to students,
+should show the same answers every time and rerun without a proxy or keys. Each chat request
+is reduced to a *fingerprint* (model, messages with their context, parameters; see
+:func:`request_view` for what is ignored) and looked up in a JSON-lines file next to the
+notebook. Modes (``RSQLMagic.replay`` / env ``RSQL_REPLAY``):
+
+- ``off``: never look, never record (default in interactive sessions);
+- ``auto``: replay a stored answer, else ask the proxy and record (default in batch runs);
+- ``only``: never call the proxy; a missing entry fails, saying what differs from the
+  closest recorded entry of the same question;
+- ``refresh``: always ask and record (the new entry wins on read).
+
+The file is data handed around with notebooks, so it is treated as hostile: entries are
+type-checked on read and replayed answers are rendered through the same sanitizer as live
+ones; replayed SQL goes through %%sql_ai's guard and read-only walls like any answer. It holds
+neither the proxy URL nor tokens: only hashes of the request, its question and the answer.
+
+``python -m rsql_magic.replay`` (``rsql-replay``) lists, shows and prunes entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .client import ChatResult, ProxyError
+
+try:  # POSIX; elsewhere writes are still append-only, just not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "DEFAULT_FILE",
+    "MODES",
+    "Entry",
+    "Replay",
+    "ReplayMissing",
+    "ReplayStore",
+    "fingerprint",
+    "main",
+    "request_parts",
+    "request_view",
+    "resolve_mode",
+    "resolve_path",
+]
+
+MODES = ("off", "auto", "only", "refresh")
+DEFAULT_FILE = ".rsql-replay.jsonl"
+_FORMAT = 1  # bump when the fingerprint changes meaning: old entries then simply never match
+
+# Text that varies between runs of the same notebook without changing the question.
+_VOLATILE: list[tuple[re.Pattern[str], str]] = [
+    # memory addresses in reprs: <Foo object at 0x7f...>
+    (re.compile(r"\b0x[0-9a-fA-F]{6,16}\b"), "0x?"),
+    # ipykernel's per-process cell files in tracebacks: /tmp/ipykernel_123/456.py
+    (re.compile(r"[^\s\"'(]*ipykernel_\d+[/\\]\d+\.py"), "<cell>"),
+    (re.compile(r"<ipython-input-\d+-[0-9a-f]+>"), "<cell>"),
+    # execution counts move when a cell is added above: In [7], Cell In[7], Out[7]
+    (re.compile(r"\b(In|Out) ?\[\d+\]"), r"\1 [n]"),
+]
+_HEADING = re.compile(r"^(#{1,6} |create (table|view) |question:$)", re.I)
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+class ReplayMissing(ProxyError):
+    """``only`` mode and no recorded answer: the cell fails, naming what changed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message, code="replay_missing")
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"ReplayMissing: {self.message}"]
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def resolve_mode(configured: str | None, batch: bool) -> str:
+    """The mode in effect: ``configured`` (a trait), else ``$RSQL_REPLAY``, else by run kind."""
+    for value, where in ((configured, "RSQLMagic.replay"), (os.environ.get("RSQL_REPLAY"), "RSQL_REPLAY")):
+        v = (value or "").strip().lower()
+        if v:
+            if v not in MODES:
+                raise ProxyError(0, f"{where}={value!r}: expected one of {', '.join(MODES)}")
+            return v
+    return "auto" if batch else "off"
+
+
+def resolve_path(configured: str | None = None) -> Path:
+    """``configured``, else ``$RSQL_REPLAY_FILE``, else ``.rsql-replay.jsonl`` in the cwd.
+
+    nbconvert and papermill start the kernel in the notebook's folder but do not tell it the
+    notebook's name, so the default is one file per folder; fingerprints keep notebooks apart.
+    """
+    raw = (configured or "").strip() or os.environ.get("RSQL_REPLAY_FILE", "").strip()
+    return Path(os.path.expanduser(raw)) if raw else Path.cwd() / DEFAULT_FILE
+
+
+# -- fingerprint -----------------------------------------------------------------------------
+
+
+def _normalize(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    for pattern, repl in _VOLATILE:
+        text = pattern.sub(repl, text)
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+
+
+def _content(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def request_view(body: dict[str, Any]) -> dict[str, Any]:
+    """What counts in a fingerprint: the model asked for (empty: the proxy's default), each
+    message's role and normalized text, temperature and max_tokens.
+
+    Not counted: streaming, cache bypass, the proxy and the user, the time of asking, memory
+    addresses, ipykernel's cell file names and execution counts in tracebacks, line endings
+    and trailing blanks, and key order. Everything the model is shown counts: a new column, a
+    changed dtype, different sample rows or value ranges, another error, another question.
+    """
+    return {
+        "model": str(body.get("model") or ""),
+        "messages": [
+            {"role": str(m.get("role", "")), "content": _normalize(_content(m.get("content")))}
+            for m in body.get("messages") or []
+            if isinstance(m, dict)
+        ],
+        "params": {k: body.get(k) for k in ("temperature", "max_tokens") if body.get(k) is not None},
+    }
+
+
+def _hash(obj: Any, n: int = 32) -> str:
+    raw = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:n]
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """A stable hash of :func:`request_view` of a chat request body."""
+    return _hash([_FORMAT, request_view(body)])
+
+
+def _sections(text: str) -> Iterator[tuple[str, list[str]]]:
+    """Split a message at Markdown headings, ``CREATE TABLE`` lines and ``Question:``."""
+    key, lines = "text", []
+    for line in text.split("\n"):
+        if _HEADING.match(line):
+            if lines:
+                yield key, lines
+            key, lines = _section_key(line), [line]
+        else:
+            lines.append(line)
+    if lines:
+        yield key, lines
+
+
+def _section_key(line: str) -> str:
+    line = line.lstrip("# ").strip()
+    if line.lower().startswith("create "):
+        return " ".join(line.split("(")[0].split()[:3])  # CREATE TABLE name
+    if line.lower() == "question:":
+        return "question"
+    return re.sub(r"\d[\d,.]*", "N", line)[:100]  # the same frame with more rows: same key
+
+
+def _frame_parts(lines: list[str]) -> dict[str, list[str]]:
+    """A frame section's columns (names and types), column stats and sample rows."""
+    names, stats, rows = [], [], []
+    in_rows = False
+    for line in lines[1:]:
+        if re.match(r"^first \d+ rows:", line):
+            in_rows = True
+        elif in_rows:
+            rows.append(line)
+        elif line.startswith("- "):
+            names.append(line.split(",")[0])
+            stats.append(line)
+    return {"columns": names, "column stats": stats, "sample rows": rows}
+
+
+def request_parts(body: dict[str, Any]) -> dict[str, str]:
+    """Short hashes of each part of a request, to say what changed when nothing matches."""
+    view = request_view(body)
+    out = {"model": _hash(view["model"], 10), "parameters": _hash(view["params"], 10)}
+    for i, m in enumerate(view["messages"], 1):
+        for key, lines in _sections(m["content"]):
+            label = f"{m['role']} message {i}: {key}"
+            out[label] = _hash(lines, 10)
+            if re.search(r"\b(DataFrame|data\.frame|tibble|LazyFrame)\b", key):
+                for sub, sub_lines in _frame_parts(lines).items():
+                    out[f"{label} / {sub}"] = _hash(sub_lines, 10)
+    return out
+
+
+def describe_difference(want: dict[str, str], have: dict[str, str]) -> list[str]:
+    """What differs between two :func:`request_parts`, most specific first."""
+    out: list[str] = []
+    for key, h in want.items():
+        if key not in have:
+            out.append(f"new: {key}")
+        elif have[key] != h:
+            subs = [k for k in want if k.startswith(key + " / ") and have.get(k) != want[k]]
+            if not subs:
+                out.append(f"changed: {key}")
+    out += [f"gone: {k}" for k in have if k not in want]
+    return out
+
+
+# -- the file --------------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One recorded answer. Never holds the proxy URL, a token or a key."""
+
+    fp: str
+    recorded: str  # ISO 8601, UTC
+    text: str
+    model: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float | None = None
+    kind: str = ""  # "ask" (%%ask) or "sql" (%%sql_ai)
+    cell: str = ""
+    question: str = ""
+    model_requested: str = ""
+    parts: dict[str, str] = field(default_factory=dict)
+    v: int = _FORMAT
+
+    def to_line(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Entry | None:
+        """An entry from a parsed line, or None when any field has the wrong shape."""
+        if not isinstance(obj, dict) or obj.get("v") != _FORMAT:
+            return None
+        strs = ("fp", "recorded", "text", "model", "kind", "cell", "question", "model_requested")
+        if not all(isinstance(obj.get(k, ""), str) for k in strs):
+            return None
+        if not re.fullmatch(r"[0-9a-f]{32}", obj.get("fp", "")) or not _ISO.match(obj.get("recorded", "")):
+            return None
+        usage = obj.get("usage") or {}
+        parts = obj.get("parts") or {}
+        cost = obj.get("cost_usd")
+        if not isinstance(usage, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in usage.items()
+        ):
+            return None
+        if not isinstance(parts, dict) or not all(isinstance(v, str) for v in parts.values()):
+            return None
+        if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+            return None
+        return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
+
+    def result(self) -> ChatResult:
+        return ChatResult(text=self.text, model=self.model, usage=dict(self.usage),
+                          cost_usd=self.cost_usd, replayed_at=self.recorded)
+
+    def when(self) -> _dt.datetime:
+        t = _dt.datetime.fromisoformat(self.recorded.replace("Z", "+00:00"))
+        return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)  # hand-written: UTC
+
+
+@contextmanager
+def _locked(f: IO[Any], exclusive: bool) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class ReplayStore:
+    """A JSON-lines file of :class:`Entry`; appends only, the last entry per fingerprint wins.
+
+    Writers take an exclusive ``flock`` on the file itself and write each entry with one
+    ``O_APPEND`` write, so two kernels recording at once never interleave lines; pruning
+    rewrites the file in place under the same lock (never a rename: an appender waiting on
+    the lock would otherwise write into the replaced file).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def entries(self) -> list[Entry]:
+        """Every valid entry, in file order (lines that are not entries are skipped)."""
+        try:
+            f = self.path.open("r", encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        with f, _locked(f, exclusive=False):
+            return list(_parse(f))
+
+    def latest(self) -> dict[str, Entry]:
+        out: dict[str, Entry] = {}
+        for e in self.entries():
+            out[e.fp] = e  # later lines win
+        return out
+
+    def get(self, fp: str) -> Entry | None:
+        return self.latest().get(fp)
+
+    def append(self, entry: Entry) -> None:
+        data = entry.to_line().encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with os.fdopen(fd, "ab", buffering=0) as f, _locked(f, exclusive=True):
+            f.write(data)
+
+    def prune(self, *, older_than_days: float | None = None, keep_last: int | None = None,
+              now: _dt.datetime | None = None, dry_run: bool = False) -> tuple[int, int]:
+        """Keep the last entry per fingerprint, drop those older than ``older_than_days``,
+        then keep only the ``keep_last`` most recently recorded. Returns (kept, removed)."""
+        if not self.path.exists():
+            return 0, 0
+        now = now or _dt.datetime.now(_dt.timezone.utc)
+        with self.path.open("r+", encoding="utf-8", errors="replace") as f, _locked(f, exclusive=True):
+            lines = f.read().splitlines()
+            all_entries = list(_parse(lines))
+            latest: dict[str, Entry] = {}
+            for e in all_entries:
+                latest.pop(e.fp, None)  # re-insert: order by the winning line
+                latest[e.fp] = e
+            kept = list(latest.values())
+            if older_than_days is not None:
+                cutoff = now - _dt.timedelta(days=older_than_days)
+                kept = [e for e in kept if e.when() >= cutoff]
+            if keep_last is not None:
+                kept = sorted(kept, key=lambda e: e.when())[-keep_last:] if keep_last > 0 else []
+                order = {id(e): i for i, e in enumerate(latest.values())}
+                kept.sort(key=lambda e: order[id(e)])
+            removed = len(lines) - len(kept)
+            if not dry_run:
+                f.seek(0)
+                f.truncate()
+                f.write("".join(e.to_line() for e in kept))
+                f.flush()
+            return len(kept), removed
+
+
+def _parse(lines: Iterable[str]) -> Iterator[Entry]:
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            e = Entry.from_obj(json.loads(line))
+        except (ValueError, TypeError):
+            continue
+        if e is not None:
+            yield e
+
+
+# -- one magic call's replay -----------------------------------------------------------------
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for s in secrets:
+        if s and len(s) >= 6:
+            text = text.replace(s, "[redacted]")
+    return _URL_CREDENTIALS.sub(r"\1[redacted]@", text)
+
+
+@dataclass
+class Replay:
+    """What one cell's chat calls do with the store. Passed to ``ProxyClient.chat``."""
+
+    mode: str
+    store: ReplayStore
+    kind: str = "ask"
+    cell: str = ""
+    question: str = ""
+    secrets: tuple[str, ...] = ()  # the proxy token: never written, even if echoed back
+    # fingerprints this kernel recorded itself: "auto" replays answers from earlier runs only,
+    # so a question asked twice in one run still goes to the proxy (and its cache) both times
+    recorded_here: set[str] | None = None
+
+    def lookup(self, body: dict[str, Any]) -> ChatResult | None:
+        """The recorded answer (``auto`` / ``only``), None to ask; ``only`` raises if none."""
+        if self.mode not in ("auto", "only"):
+            return None
+        fp = fingerprint(body)
+        if self.mode == "auto" and self.recorded_here is not None and fp in self.recorded_here:
+            return None
+        entry = self.store.get(fp)
+        if entry is not None:
+            return entry.result()
+        if self.mode == "only":
+            raise ReplayMissing(self.explain_missing(body))
+        return None
+
+    def record(self, body: dict[str, Any], res: ChatResult) -> None:
+        if self.mode not in ("auto", "refresh"):
+            return
+        fp = fingerprint(body)
+        if self.recorded_here is not None:
+            if self.mode == "auto" and fp in self.recorded_here:
+                return  # recorded once in this run: the first answer stays the recorded one
+            self.recorded_here.add(fp)
+        secrets = self.secrets
+        self.store.append(Entry(
+            fp=fp,
+            recorded=_now(),
+            text=_scrub(res.text, secrets),
+            model=_scrub(res.model or "", secrets),
+            usage={k: v for k, v in (res.usage or {}).items()
+                   if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)},
+            cost_usd=res.cost_usd,
+            kind=self.kind,
+            cell=_scrub(self.cell, secrets)[:200],
+            question=_scrub(self.question, secrets)[:500],
+            model_requested=str(body.get("model") or ""),
+            parts=request_parts(body),
+        ))
+
+    def explain_missing(self, body: dict[str, Any]) -> str:
+        where = self.cell or "this cell"
+        head = (f"replay only (RSQL_REPLAY=only): no recorded answer for {where}"
+                + (f", question {_short(self.question)!r}" if self.question else "")
+                + f" in {self.store.path}.")
+        entries = list(self.store.latest().values())
+        same = [e for e in entries if e.kind == self.kind and e.question == self.question[:500]]
+        if not same:
+            tail = (f" Nothing is recorded for this question ({len(entries)} entries in the file)."
+                    if entries else " The file has no entries.")
+            return head + tail + _HOW_TO_RECORD
+        want = request_parts(body)
+        best = max(same, key=lambda e: sum(want.get(k) == h for k, h in e.parts.items()))
+        diff = describe_difference(want, best.parts) or ["the request (no single part differs)"]
+        if best.model_requested != str(body.get("model") or ""):
+            diff.insert(0, f"model: recorded {best.model_requested or '(proxy default)'!r}, "
+                           f"now {body.get('model') or '(proxy default)'!r}")
+            diff = [d for d in diff if d != "changed: model"]
+        msgs = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        if len(msgs) > 2 and msgs[-1].get("role") == "user":
+            # a follow-up (a %%sql_ai retry): what was fed back says why it was asked
+            first = _content(msgs[-1].get("content")).strip().split("\n")[0]
+            diff.append(f"this request is a retry, after: {_short(first, 120)}")
+        return (head + f" The closest entry (recorded {best.recorded}, {best.cell or 'cell ?'}) "
+                "differs in:\n  - " + "\n  - ".join(diff) + _HOW_TO_RECORD)
+
+
+_HOW_TO_RECORD = ("\nRecord it where the proxy is reachable with RSQL_REPLAY=auto (or refresh), "
+                  "then rerun.")
+
+
+def _short(text: str, n: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# -- rsql-replay -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``rsql-replay list|show|prune``: look after a replay file."""
+    p = argparse.ArgumentParser(prog="rsql-replay", description="List, show and prune the "
+                                "answers recorded for reproducible notebooks.")
+    p.add_argument("--file", default=None, help=f"replay file (default: $RSQL_REPLAY_FILE, "
+                   f"else ./{DEFAULT_FILE})")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="one line per answer (the last per fingerprint)")
+    show = sub.add_parser("show", help="entries whose fingerprint starts with PREFIX, as JSON")
+    show.add_argument("prefix")
+    prune = sub.add_parser("prune", help="drop superseded, old or surplus entries")
+    prune.add_argument("--older-than", type=float, default=None, metavar="DAYS")
+    prune.add_argument("--keep-last", type=int, default=None, metavar="N")
+    prune.add_argument("--dry-run", action="store_true")
+    args = p.parse_args(argv)
+    store = ReplayStore(resolve_path(args.file))
+    if args.cmd == "list":
+        latest = list(store.latest().values())
+        for e in latest:
+            print(f"{e.fp[:12]}  {e.recorded}  {e.kind or '?':5}  {e.model or '?':20}  "
+                  f"{_short(e.cell, 40):40}  {_short(e.question, 60)}")
+        print(f"{len(latest)} answer(s) in {store.path}", file=sys.stderr)
+        return 0
+    if args.cmd == "show":
+        hits = [e for e in store.latest().values() if e.fp.startswith(args.prefix.lower())]
+        for e in hits:
+            print(json.dumps(asdict(e), indent=2, ensure_ascii=False, sort_keys=True))
+        if not hits:
+            print(f"no entry starts with {args.prefix!r} in {store.path}", file=sys.stderr)
+            return 1
+        return 0
+    kept, removed = store.prune(older_than_days=args.older_than, keep_last=args.keep_last,
+                                dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {removed} line(s); {kept} answer(s) kept in {store.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
