@@ -128,6 +128,34 @@ def upstreams_for(fp: FakeProvider, **extra: Any) -> list[dict[str, Any]]:
     return out
 
 
+# -- kernel side in-process: an IPython shell and a chat panel on the fake provider --------
+
+FAKE_KEY = _PROVIDER_KEYS[0][0]
+
+
+@pytest.fixture
+def shell() -> Iterator[Any]:
+    """The process's IPython shell, its namespace restored afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    sh = InteractiveShell.instance()
+    saved = dict(sh.user_ns)
+    yield sh
+    sh.user_ns.clear()
+    sh.user_ns.update(saved)
+
+
+def chat_panel_for(shell: Any, fp: FakeProvider, **kw: Any) -> Any:
+    """A chat panel talking to the fake provider directly (it speaks the proxy's API)."""
+    require("ipywidgets", reason="the chat panel is ipywidgets")
+    from rsql_magic.chat.panel import ChatPanel
+    from rsql_magic.client import ProxyClient
+
+    kw.setdefault("model", "fake-small")
+    client = ProxyClient(f"http://127.0.0.1:{fp.port}/", FAKE_KEY)
+    return ChatPanel(shell, client=client, refresh_usage=False, **kw)
+
+
 @dataclass
 class JupyterServer:
     """A real `jupyter server` subprocess with the rsql extension."""

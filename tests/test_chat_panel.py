@@ -10,32 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
-from rsql_magic.client import ProxyClient, ProxyError
-from tests.conftest import require
+from rsql_magic.client import ProxyError
+from tests.conftest import chat_panel_for
 from tests.fake_provider import FakeProvider
-
-KEY = "sk-test-a1-fake0123456789"
-
-
-@pytest.fixture
-def shell() -> Any:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    sh = InteractiveShell.instance()
-    saved = dict(sh.user_ns)
-    yield sh
-    sh.user_ns.clear()
-    sh.user_ns.update(saved)
-
-
-def panel_for(shell: Any, fp: FakeProvider, **kw: Any) -> Any:
-    require("ipywidgets", reason="the chat panel is ipywidgets")
-    from rsql_magic.chat.panel import ChatPanel
-
-    client = ProxyClient(f"http://127.0.0.1:{fp.port}/", KEY)
-    return ChatPanel(shell, client=client, model="fake-small", refresh_usage=False, **kw)
 
 
 def test_usage_line_and_rate_limit_text() -> None:
@@ -70,7 +47,7 @@ def test_turns_history_budget_and_actions(shell: Any, fresh_provider: FakeProvid
     import pandas as pd
 
     shell.user_ns["trips"] = pd.DataFrame({"trip_id": [1, 2], "fare_usd": [3.5, 9.0]})
-    p = panel_for(shell, fresh_provider, history_tokens=40)
+    p = chat_panel_for(shell, fresh_provider, history_tokens=40)
     assert "trips" in p.frames.options
     fresh_provider.script("A" * 100 + "\n\n```python\ntrips.fare_usd.mean()\n```", "second answer", "third")
     assert p.send("first question about trips?") and p.wait(30)

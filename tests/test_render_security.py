@@ -18,7 +18,7 @@ from typing import Any
 import markdown
 import pytest
 
-from rsql_magic.client import ChatResult, ProxyClient
+from rsql_magic.client import ChatResult
 from rsql_magic.magics import render_me
 from rsql_magic.render import error_bundle, markdown_bundle, markdown_to_html, mimebundle
 from rsql_magic.sanitize import (
@@ -28,7 +28,7 @@ from rsql_magic.sanitize import (
     plain_text,
     safe_markdown,
 )
-from tests.conftest import require
+from tests.conftest import FAKE_KEY, chat_panel_for, require
 from tests.fake_provider import FakeProvider
 
 EVIL = "https://evil.example"
@@ -311,27 +311,6 @@ def test_status_and_next_cell_markdown() -> None:
 
 # -- the chat panel ----------------------------------------------------------------------
 
-KEY = "sk-test-a1-fake0123456789"
-
-
-@pytest.fixture
-def shell() -> Any:
-    from IPython.core.interactiveshell import InteractiveShell
-
-    sh = InteractiveShell.instance()
-    saved = dict(sh.user_ns)
-    yield sh
-    sh.user_ns.clear()
-    sh.user_ns.update(saved)
-
-
-def panel_for(shell: Any, fp: FakeProvider, **kw: Any) -> Any:
-    require("ipywidgets", reason="the chat panel is ipywidgets")
-    from rsql_magic.chat.panel import ChatPanel
-
-    kw.setdefault("model", "fake-small")
-    client = ProxyClient(f"http://127.0.0.1:{fp.port}/", KEY)
-    return ChatPanel(shell, client=client, refresh_usage=False, **kw)
 
 
 def widget_html(panel: Any) -> list[str]:
@@ -351,7 +330,7 @@ def widget_html(panel: Any) -> list[str]:
 
 
 def test_chat_answer_footer_and_status(shell: Any, fresh_provider: FakeProvider) -> None:
-    p = panel_for(shell, fresh_provider)
+    p = chat_panel_for(shell, fresh_provider)
     fresh_provider.script(f"Answer start.\n\n{ALL}\n\nAnswer end.")
     assert p.send(f"question <img src=x onerror=\"{pwn('question')}\">") and p.wait(30)
     turn = p.turns[-1]
@@ -367,13 +346,13 @@ def test_chat_answer_footer_and_status(shell: Any, fresh_provider: FakeProvider)
 
 def test_chat_error_text_and_partial_answer(shell: Any, fresh_provider: FakeProvider) -> None:
     # the provider's error names the (hostile) model: the panel shows it as text
-    p = panel_for(shell, fresh_provider, model=f"<img src=x onerror=\"{pwn('model')}\">")
+    p = chat_panel_for(shell, fresh_provider, model=f"<img src=x onerror=\"{pwn('model')}\">")
     assert p.send("anything?") and p.wait(30)
     turn = p.turns[-1]
     assert turn.state == "error" and "does not exist" in turn.answer_html.value
     assert "&lt;img src=x onerror=" in turn.answer_html.value
     # an answer that dies half-way: what arrived is shown, sanitized, with the error
-    p2 = panel_for(shell, fresh_provider)
+    p2 = chat_panel_for(shell, fresh_provider)
     fresh_provider.set_fault("a1", "die_mid_stream", count=1)
     fresh_provider.script(" ".join([PAYLOADS["img-onerror"], PAYLOADS["md-js-link"]] * 20))
     assert p2.send("again?") and p2.wait(30)
@@ -389,7 +368,7 @@ def test_chat_sql_result_frame_is_escaped(shell: Any, fresh_provider: FakeProvid
     conn.execute("INSERT INTO t VALUES (1, ?), (2, ?)",
                  (f'<script>{pwn("cell")}</script>', f"<a href='javascript:{pwn('cell')}'>x</a>"))
     shell.user_ns["conn"] = conn
-    p = panel_for(shell, fresh_provider, sql="conn")
+    p = chat_panel_for(shell, fresh_provider, sql="conn")
     fresh_provider.script(f"Rows:\n\n```sql\nSELECT id, {col} FROM t ORDER BY id\n```\n")
     assert p.send("show t") and p.wait(30)
     frame = p.run_sql()
@@ -406,7 +385,7 @@ def test_sql_ai_explanation_and_frame(shell: Any, fresh_provider: FakeProvider,
     from IPython.utils.capture import capture_output
 
     monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
-    monkeypatch.setenv("RSQL_PROXY_TOKEN", KEY)
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", FAKE_KEY)
     monkeypatch.setenv("RSQL_MODEL", "fake-small")
     monkeypatch.delenv("RSQL_BATCH", raising=False)
     shell.run_line_magic("load_ext", "rsql_magic")
