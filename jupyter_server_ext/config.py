@@ -20,6 +20,7 @@ from .engine import (
     parse_upstreams,
 )
 from .engine.errors import ConfigError
+from .engine.redact import parse_context_policy, parse_redact_patterns
 from .engine.request import RequestLimits
 from .store import open_store
 
@@ -161,6 +162,32 @@ class RSQLProxy(Configurable):
     ).tag(config=True)
     retention_days = Float(90.0, help="Usage rows older than this are pruned; 0 keeps all.").tag(config=True)
 
+    # -- privacy ------------------------------------------------------------------------------
+    context_policy = Dict(
+        help="""What the kernel side may put into a prompt, delivered to it with GET me:
+        {"sample_rows": True, "value_stats": True, "redact_columns": ["*email*", "student_id"]}
+        (sample rows of frames and tables; value ranges and example values; columns, by name or
+        glob, whose values are never sent). Unknown keys stop start-up.""",
+    ).tag(config=True)
+    redact_patterns = List(
+        help="""Personal data masked in every request before it goes upstream, for every client:
+        built-in "email", "phone", "card" (Luhn-checked), "iban" (mod-97-checked), "ipv4", and
+        custom {"name": "student_id", "regex": "S\\d{7}"}. Matches become typed placeholders
+        (<email-1>), mapped back in the answer for the user (not for SQL clients, not inside
+        ```sql blocks). Pattern-based: no guarantee for free text.""",
+    ).tag(config=True)
+    fallback_model = Unicode(
+        "",
+        help="""An upstream name (e.g. "local", the llama_cpp model) that answers when every key
+        for the requested model is cooling, disabled or failing, or (see fallback_on) when the
+        user's budget is spent. Answers say so in the X-RSQL-Fallback header. "": no fallback.""",
+    ).tag(config=True)
+    fallback_on = List(
+        Unicode(), default_value=["capacity"],
+        help="""When fallback_model answers: "capacity" (no upstream key could answer) and/or
+        "budget" (the daily budget is spent; the fallback must then be free, like the local model).""",
+    ).tag(config=True)
+
     def engine_settings(
         self, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
     ) -> EngineSettings:
@@ -208,6 +235,25 @@ class RSQLProxy(Configurable):
         for name in ("max_messages", "max_message_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
+        patterns = parse_redact_patterns(self.redact_patterns)
+        context_policy = parse_context_policy(self.context_policy)
+        fallback_on = tuple(self.fallback_on)
+        for reason in fallback_on:
+            if reason not in ("capacity", "budget"):
+                raise ConfigError(f'RSQLProxy.fallback_on: unknown reason {reason!r}; use "capacity" and/or "budget"')
+        if self.fallback_model:
+            spec = next((u for u in specs if u.name == self.fallback_model), None)
+            if spec is None:
+                raise ConfigError(
+                    f"RSQLProxy.fallback_model {self.fallback_model!r} names no upstream; upstreams: "
+                    + ", ".join(u.name for u in specs)
+                )
+            if "budget" in fallback_on and spec.provider != "llama_cpp":
+                # a fallback past a spent budget must itself cost nothing the budget should see
+                raise ConfigError(
+                    f"RSQLProxy.fallback_on includes 'budget', but fallback_model {spec.name!r} is not "
+                    "the local (llama_cpp) model; only a free model may answer past a spent budget"
+                )
         limits = LimitSettings(
             user=UserPolicy(
                 limits=parse_rates(self.user_limits, where="RSQLProxy.user_limits"),
@@ -244,6 +290,10 @@ class RSQLProxy(Configurable):
             unpriced_models=self.unpriced_models,
             forward_user=self.forward_user,
             user_id_secret=self.user_id_secret.encode(),
+            redact_patterns=patterns,
+            context_policy=context_policy,
+            fallback_model=self.fallback_model,
+            fallback_on=fallback_on,
         )
 
 

@@ -369,8 +369,26 @@ class MeMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        snap = await self.rsql.engine.limiter.snapshot(caller.user, caller.groups)
-        return {"user": caller.user, "groups": list(caller.groups), "admin": caller.admin, **snap}
+        engine = self.rsql.engine
+        snap = await engine.limiter.snapshot(caller.user, caller.groups)
+        # the admin's context policy: the kernel side applies it before anything is sent
+        return {"user": caller.user, "groups": list(caller.groups), "admin": caller.admin, **snap,
+                "context_policy": engine.settings.context_policy}
+
+
+class RedactMixin(JSONEndpoint):
+    """POST {"messages": [...]}: the messages as an upstream would get them, and the counts per
+    type; for previews (the kernel's --show-context, the chat's context view). Sends nothing
+    upstream and uses no quota; held to the same body and message caps as a chat request."""
+
+    async def post(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        body = self.json_body()
+        if not isinstance(body, dict) or "messages" not in body:
+            raise BadRequest('send {"messages": [{"role": "user", "content": "..."}]}')
+        return self.rsql.engine.redact_preview(body["messages"])
 
 
 class StatsMixin(JSONEndpoint):
@@ -467,6 +485,7 @@ ROUTES: list[tuple[str | None, type]] = [
     ("v1/models/(.+)", ModelMixin),
     ("status", StatusMixin),
     ("me", MeMixin),
+    ("redact", RedactMixin),
     ("metrics", MetricsMixin),
     ("admin/stats", StatsMixin),
     ("admin/errors", ErrorsMixin),

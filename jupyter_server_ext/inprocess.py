@@ -107,6 +107,7 @@ def chat_completion(body: dict[str, Any], client_kind: str = "magic", no_cache: 
         "cost_usd": float(headers.get("X-RSQL-Cost-USD", "0") or 0),
         "cache": headers.get("X-RSQL-Cache", "miss"),
         "upstream": headers.get("X-RSQL-Upstream"),
+        "fallback": headers.get("X-RSQL-Fallback"),
     }
     return data
 
@@ -115,7 +116,14 @@ def me() -> dict[str, Any]:
     _, engine = _ensure()
     user = getpass.getuser()
     snap = _run(engine.limiter.snapshot(user, ()))
-    return {"user": user, "mode": "in-process engine", "upstreams": [s.name for s in engine.settings.upstreams], **snap}
+    return {"user": user, "mode": "in-process engine", "upstreams": [s.name for s in engine.settings.upstreams], **snap,
+            "context_policy": engine.settings.context_policy}
+
+
+def redact_preview(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The messages as an upstream would get them, and the counts per type (``POST redact``)."""
+    _, engine = _ensure()
+    return engine.redact_preview(messages)
 
 
 def status() -> dict[str, Any]:

@@ -94,6 +94,7 @@ class ChatResult:
     upstream: str | None = None
     request_id: str | None = None
     replayed_at: str | None = None  # set when the answer came from the replay store (ISO, UTC)
+    fallback: str | None = None  # the proxy's local fallback answered (X-RSQL-Fallback)
 
 
 def _float(v: Any) -> float | None:
@@ -257,7 +258,8 @@ class ProxyClient:
             h["X-RSQL-No-Cache"] = "1"
         return h
 
-    def _open(self, method: str, path: str, body: dict | None, headers: dict[str, str]) -> Any:
+    def _open(self, method: str, path: str, body: dict | None, headers: dict[str, str],
+              timeout: float | None = None) -> Any:
         assert self.base_url is not None
         url = urllib.parse.urljoin(self.base_url, path)
         data = json.dumps(body).encode() if body is not None else None
@@ -270,7 +272,7 @@ class ProxyClient:
             handlers.append(urllib.request.ProxyHandler({}))
         opener = urllib.request.build_opener(*handlers)
         try:
-            return opener.open(req, timeout=self.timeout)
+            return opener.open(req, timeout=self.timeout if timeout is None else timeout)
         except urllib.error.HTTPError as e:
             try:
                 payload = e.read()
@@ -281,13 +283,36 @@ class ProxyClient:
             reason = getattr(e, "reason", e)
             raise ProxyError(0, f"cannot reach the proxy at {url}: {reason}") from None
 
-    def me(self) -> dict:
-        """``GET {root}me``: who I am at the proxy, my limits, use and remaining quota."""
+    def me(self, timeout: float | None = None) -> dict:
+        """``GET {root}me``: who I am at the proxy, my limits, use and remaining quota, and
+        the admin's ``context_policy``. ``timeout``: a shorter bound than the client's."""
+        if self.unavailable is not None:
+            raise self.unavailable
         if self.engine is not None:
             fn = getattr(self.engine, "me", None)
             return dict(fn()) if callable(fn) else {"user": "local (in-process engine)"}
-        with self._open("GET", "me", None, self._headers("magic")) as resp:
-            return json.loads(resp.read() or b"{}")
+        with self._open("GET", "me", None, self._headers("magic"), timeout) as resp:
+            try:
+                return json.loads(resp.read() or b"{}")
+            except ValueError:
+                raise ProxyError(502, "the proxy's `me` answer is not JSON") from None
+
+    def redact(self, messages: list[dict], timeout: float | None = None) -> dict | None:
+        """``POST {root}redact``: the messages as the upstream would see them after the
+        proxy's pattern redaction, and counts per kind. None: the in-process engine has no
+        redaction preview."""
+        if self.unavailable is not None:
+            raise self.unavailable
+        if self.engine is not None:
+            fn = getattr(self.engine, "redact_preview", None)
+            return dict(fn(messages)) if callable(fn) else None
+        with self._open("POST", "redact", {"messages": messages}, self._headers("magic"),
+                        timeout) as resp:
+            try:
+                data = json.loads(resp.read() or b"{}")
+            except ValueError:
+                raise ProxyError(502, "the proxy's redaction preview is not JSON") from None
+        return data if isinstance(data, dict) else {}
 
     def status(self) -> dict:
         """``GET {root}status``: health of the proxy."""
@@ -397,6 +422,7 @@ class ProxyClient:
                 latency_s=time.monotonic() - t0,
                 upstream=h.get("X-RSQL-Upstream") or extra.get("upstream"),
                 request_id=h.get("X-Request-Id") or extra.get("request_id"),
+                fallback=h.get("X-RSQL-Fallback") or extra.get("fallback") or None,
             )
 
     @staticmethod
@@ -510,6 +536,7 @@ class ProxyClient:
             latency_s=time.monotonic() - t0,
             upstream=extra.get("upstream"),
             request_id=data.get("id"),
+            fallback=extra.get("fallback") or None,
         )
 
 

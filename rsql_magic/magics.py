@@ -34,15 +34,17 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
-from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 
 from . import render
 from .client import ChatResult, ProxyClient, ProxyError
 from .context import build_context
 from .context.frames import describe_frame, find_frames, frame_kind
 from .context.history import ErrorRecord, fill_references, format_exception, index_list
+from .privacy import ContextPolicy, context_report, effective_policy, preview
 from .prompt import build_messages
 from .replay import Replay, ReplayStore, resolve_mode, resolve_path
+from .sanitize import plain_text
 
 __all__ = ["RSQLMagic", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -145,6 +147,13 @@ class RSQLMagic(Magics):
         "only (never call the proxy; a missing answer fails the cell), refresh (ask again and "
         "record). Unset: env RSQL_REPLAY, else auto in batch runs and off interactively.",
     ).tag(config=True)
+    context_policy = Dict(
+        default_value={},
+        help="Your own context policy, e.g. {'sample_rows': False, 'value_stats': False, "
+        "'redact_columns': ['*email*', 'student_id']}. It is merged with the admin's policy "
+        "from the proxy (GET me): the stricter setting wins, so it can only withhold more. "
+        "With the in-process engine (no proxy, no admin) it is the whole policy.",
+    ).tag(config=True)
     replay_file = Unicode(
         None,
         allow_none=True,
@@ -160,6 +169,8 @@ class RSQLMagic(Magics):
         self.last_result: ChatResult | None = None
         self.last_messages: list[dict] | None = None
         self._recorded_here: set[str] = set()  # replay fingerprints this kernel recorded
+        self._ref_policy: ContextPolicy | None = None  # the policy {var} references obey
+        self.last_policy: ContextPolicy | None = None
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -211,6 +222,18 @@ class RSQLMagic(Magics):
 
     def client(self) -> ProxyClient:
         return ProxyClient.discover(self.proxy_url or None, self.proxy_token or None, timeout=self.timeout)
+
+    def policy_for(self, client: ProxyClient | None) -> tuple[ContextPolicy, list[str]]:
+        """The context policy in force for ``client``: the admin's (from ``GET me``, cached
+        briefly, fail closed when unreadable) merged with ``RSQLMagic.context_policy``."""
+        return effective_policy(client, self.context_policy)
+
+    def preview_client(self) -> ProxyClient:
+        """The proxy for ``--show-context``: a missing one is no error there, nothing is sent."""
+        try:
+            return self.client()
+        except ProxyError as e:
+            return ProxyClient(description="no proxy", unavailable=e)
 
     def replay_session(self, kind: str, question: str, cell: str) -> Replay | None:
         """The replay settings for one cell's chat calls (None: replay is off)."""
@@ -279,8 +302,11 @@ class RSQLMagic(Magics):
                 return inspect.getsource(val).rstrip()
             except (OSError, TypeError):
                 return None
+        pol = self._ref_policy
         if frame_kind(val):
-            return "\n" + describe_frame(name, val, budget_chars=2000) + "\n"
+            return "\n" + describe_frame(name, val, budget_chars=2000, policy=pol) + "\n"
+        if pol is not None and not pol.is_open and _withhold_ref(name, val, pol):
+            return f"<{type(val).__name__} `{name}`: values withheld by the context policy>"
         text = val if isinstance(val, str) else repr(val)
         return text if len(text) <= 4000 else text[:3990] + " …(cut)"
 
@@ -318,7 +344,19 @@ class RSQLMagic(Magics):
         ns = shell.user_ns
         batch = self.is_batch()
         refs_err = re.search(r"\{Err\[-?\d+\]\}", question) is not None
-        question = fill_references(question, self._resolve_ref)
+        # the proxy first: its admin's policy decides what every collector (and every {var}
+        # reference) may show. With no proxy the cell fails here, as it always did.
+        rp = None if args.show_context else self.replay_session("ask", question, cell)
+        client = self.preview_client() if args.show_context else self.replay_client(rp)
+        policy, pnotes = self.policy_for(client)
+        self.last_policy = policy
+        self._ref_policy = policy
+        try:
+            question = fill_references(question, self._resolve_ref)
+        finally:
+            self._ref_policy = None
+        if rp is not None:
+            rp.question = question
 
         frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
         sql = None
@@ -362,20 +400,20 @@ class RSQLMagic(Magics):
             max_frames=max_frames,
             head_rows=self.head_rows,
             stats_sample=self.stats_sample,
+            policy=policy,
         )
+        ctx.notes[:0] = pnotes
         for note in ctx.notes:
             print(f"rsql: {note}", file=sys.stderr)
         messages = build_messages(question, ctx.render(), lang)
         self.last_messages = messages
 
         if args.show_context:
-            self._show_context(messages, ctx)
+            self._show_context(messages, ctx, client, policy, args.no_data)
             if args.out:
                 ns[args.out] = messages
             return
 
-        rp = self.replay_session("ask", question, cell)
-        client = self.replay_client(rp)
         model = args.model or self.model or os.environ.get("RSQL_MODEL") or None
         handle = None
         buf: list[str] = []
@@ -442,13 +480,16 @@ class RSQLMagic(Magics):
                 attempt += 1
                 buf.clear()
 
-    def _show_context(self, messages: list[dict], ctx: Any) -> None:
-        parts = [f"rsql: nothing sent (--show-context). Context ~{ctx.tokens} tokens "
-                 f"of {self.context_tokens}; {ctx.timings() or 'no sections'}"]
-        for m in messages:
-            parts.append(f"----- {m['role']} -----\n{m['content']}")
-        text = "\n".join(parts)
-        display({"text/plain": text}, raw=True)
+    def _show_context(self, messages: list[dict], ctx: Any, client: ProxyClient,
+                      policy: ContextPolicy, no_data: bool = False) -> None:
+        """What would leave: after the policy and after the proxy's redaction (``POST
+        redact``, which the proxy answers itself: no model sees it), and what was withheld."""
+        pv = preview(client, messages)
+        header = (f"rsql: nothing sent (--show-context) to the model. Context ~{ctx.tokens} "
+                  f"tokens of {self.context_tokens}; {ctx.timings() or 'no sections'}")
+        text = context_report(messages, ctx, policy, pv, header=header, no_data=no_data)
+        # values from frames and databases are in there: plain text only, control chars out
+        display({"text/plain": plain_text(text)}, raw=True)
 
     def _insert(self, text: str, lang: str, batch: bool) -> None:
         blocks = render.extract_code(text, lang)
@@ -506,6 +547,20 @@ class RSQLMagic(Magics):
         md = "\n".join(rows)
         # the proxy's answers (user names, limits) are shown as Markdown: made safe like an answer
         display(render.markdown_bundle(md, md.replace("**", "")), raw=True)
+
+
+def _withhold_ref(name: str, val: Any, policy: ContextPolicy) -> bool:
+    """Should a ``{name}`` reference to ``val`` be withheld? A variable named like a redacted
+    column, or data (a Series, an array: values, not code) when rows or stats are withheld
+    or its own name is redacted."""
+    if policy.redacts(name):
+        return True
+    mod = type(val).__module__ or ""
+    if mod.startswith(("pandas", "polars", "numpy", "pyarrow")):
+        own = getattr(val, "name", None)
+        return (not policy.sample_rows or not policy.value_stats
+                or (isinstance(own, str) and policy.redacts(own)))
+    return False
 
 
 def _cell(v: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from .client import ChatResult
 from .sanitize import clean_html, escape_markdown, plain_text, safe_markdown
 
-__all__ = ["error_bundle", "extract_code", "footer", "markdown_bundle", "markdown_to_html",
+__all__ = ["error_bundle", "extract_code", "fallback_label", "footer", "markdown_bundle", "markdown_to_html",
            "mimebundle", "replayed_label"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
@@ -31,8 +31,14 @@ _LANG_ALIASES = {
 
 
 def footer(res: ChatResult) -> str:
-    """``model · 123 → 45 tokens · $0.0001 · cache hit · 1.2 s`` (missing parts left out)."""
+    """``model · 123 → 45 tokens · $0.0001 · cache hit · 1.2 s`` (missing parts left out).
+
+    An answer from the proxy's local fallback model (``X-RSQL-Fallback``) says so first: the
+    user should know a small local model, not the usual provider, wrote it.
+    """
     parts: list[str] = []
+    if res.fallback and not res.replayed_at:
+        parts.append(fallback_label(res.fallback))
     if res.model:
         parts.append(res.model)
     u = res.usage or {}
@@ -52,6 +58,13 @@ def footer(res: ChatResult) -> str:
     if res.upstream:
         parts.append(f"via {res.upstream}")
     return " · ".join(parts)
+
+
+def fallback_label(upstream: str) -> str:
+    """``answered by the local fallback model (local)``; the name is the proxy's header value,
+    cut short and stripped of anything but name characters."""
+    name = re.sub(r"[^A-Za-z0-9_.:/@+-]", "", str(upstream))[:60] or "?"
+    return f"answered by the local fallback model ({name})"
 
 
 def replayed_label(recorded: list[str]) -> str:

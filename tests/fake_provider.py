@@ -11,7 +11,8 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   first; otherwise it answers with a short text that quotes the last user message. A scripted
   dict is the whole JSON answer, and for a streaming request it is streamed as OpenAI streams
   it (tool-call fragments, refusal, logprobs, system_fingerprint, ``"usage": null`` on every
-  chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer;
+  chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer,
+  and one with ``"__pieces__"`` (a list of strings) streams its content split exactly there;
 - ``POST /v1/embeddings`` (deterministic vectors, float or base64) and the legacy
   ``POST /v1/completions`` (streaming too); paths in :attr:`FakeProvider.unserved` answer 404,
   as a provider without that endpoint does.
@@ -297,6 +298,11 @@ class FakeProvider:
         if fault and fault.kind == "hang":
             rec.status = 0
             await asyncio.sleep(3600)
+        pieces = None
+        if isinstance(reply, dict) and "__pieces__" in reply:
+            # a scripted answer streamed in exactly these content pieces (a split mid-word)
+            reply = dict(reply)
+            pieces = reply.pop("__pieces__")
         if isinstance(reply, dict) and "__status__" in reply:
             rec.status = int(reply["__status__"])
             answer = {k: v for k, v in reply.items() if k != "__status__"}
@@ -360,7 +366,7 @@ class FakeProvider:
         await resp.prepare(request)
         if isinstance(reply, dict):  # a scripted answer, streamed as OpenAI streams one
             with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            for obj in _stream_of(reply, with_usage):
+            for obj in _stream_of(reply, with_usage, pieces):
                 await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
@@ -440,7 +446,7 @@ def _vector(text: str, dims: int) -> list[float]:
     return [round((seed[i % len(seed)] - 128) / 128, 6) for i in range(dims)]
 
 
-def _stream_of(answer: dict[str, Any], with_usage: bool) -> list[dict[str, Any]]:
+def _stream_of(answer: dict[str, Any], with_usage: bool, given: list[str] | None = None) -> list[dict[str, Any]]:
     """The chunks OpenAI streams for the JSON answer `answer`: a role chunk, the content word by
     word (each carrying its own logprobs entries when they match), tool calls as a head (id,
     name, empty arguments) plus argument fragments, the refusal, a finish chunk, and with
@@ -461,7 +467,7 @@ def _stream_of(answer: dict[str, Any], with_usage: bool) -> list[dict[str, Any]]
         lp = (choice.get("logprobs") or {}).get("content")
         if content:
             words = content.split(" ")
-            pieces = [(" " if i else "") + w for i, w in enumerate(words)]
+            pieces = given or [(" " if i else "") + w for i, w in enumerate(words)]
             per_word = lp is not None and len(lp) == len(pieces)
             for i, piece in enumerate(pieces):
                 if per_word:

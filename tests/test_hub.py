@@ -36,6 +36,9 @@ class Hub:
             "c.RSQLProxy.user_limits = ['3/minute']\n"
             "c.RSQLProxy.limit_overrides = {'user:carla': {'user_limits': ['100/minute']}}\n"
             f"c.RSQLProxy.database_url = 'sqlite:///{tmp}/usage.sqlite'\n"
+            # the admin's privacy settings: every user's kernel obeys them with no set-up
+            "c.RSQLProxy.context_policy = {'redact_columns': ['*email*']}\n"
+            "c.RSQLProxy.redact_patterns = ['email']\n"
         )
         (tmp / "jupyterhub_config.py").write_text(f"""
 import sys
@@ -217,6 +220,9 @@ def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: 
             "%load_ext rsql_magic",
             "%ask_status",
             "%%ask\nHow do I count rows per group in pandas?",
+            "import pandas as pd\npeople = pd.DataFrame({'email': ['erin@uni.example.org'], "
+            "'note': ['write to dean@uni.example.org']})",
+            "%%ask --df people\nWhat is in people?",
         ],
     ))
     assert all(r["error"] is None for r in results), results
@@ -225,6 +231,10 @@ def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: 
     asked = [r for r in provider.received if "count rows per group" in json.dumps(r.body)]
     assert len(asked) == 1
     assert "Fake answer to:" in "".join(results[3]["outputs"])
+    # the admin's context policy and redaction: no email leaves for the provider
+    private = [json.dumps(r.body) for r in provider.received if "What is in people" in json.dumps(r.body)]
+    assert len(private) == 1 and "(values withheld by policy)" in private[0]
+    assert "@uni.example.org" not in private[0] and "<email-1>" in private[0]
     # the kernel's environment holds no provider key
     env_dump = asyncio.run(run_cells(hub.url + "user/erin/", erin, ["import os; print(dict(os.environ))"]))
     assert "sk-test" not in "".join(env_dump[0]["outputs"])

@@ -51,3 +51,51 @@ async def test_rows_views_and_retention(database_url: str) -> None:
         assert await log.store.activity("old", 10) == []
     finally:
         await log.close()
+
+
+# The usage table as the previous release made it: an upgrade must keep its rows and add the
+# columns for redaction counts and the fallback.
+_OLD_COLUMNS = (
+    "ts {real} NOT NULL, request_id TEXT NOT NULL, {user} TEXT NOT NULL, client TEXT NOT NULL, "
+    "model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd {real}, "
+    "latency_ms {real}, overhead_ms {real}, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT"
+)
+
+
+async def _make_old_table(database_url: str) -> None:
+    if database_url.startswith("sqlite:"):
+        import sqlite3
+
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("CREATE TABLE usage (id INTEGER PRIMARY KEY, "
+                         + _OLD_COLUMNS.format(real="REAL", user="user") + ")")
+            conn.execute("INSERT INTO usage (ts, request_id, user, client, status) "
+                         "VALUES (?, 'old-1', 'alice', 'magic', 200)", (time.time(),))
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE TABLE rsql_usage (id BIGSERIAL PRIMARY KEY, "
+                           + _OLD_COLUMNS.format(real="DOUBLE PRECISION", user='"user"') + ")")
+        await conn.execute("INSERT INTO rsql_usage (ts, request_id, \"user\", client, status) "
+                           "VALUES ($1, 'old-1', 'alice', 'magic', 200)", time.time())
+    finally:
+        await conn.close()
+
+
+async def test_a_table_of_the_previous_release_gains_the_new_columns(database_url: str) -> None:
+    await _make_old_table(database_url)
+    log = UsageLog(open_store(database_url))
+    await log.start()
+    try:
+        o = outcome("alice", 200)
+        o.redactions, o.fallback = {"email": 2}, "local"
+        log.record(o)
+        await log.flush()
+        rows = await log.store.activity("alice", 10)
+        assert {r["request_id"] for r in rows} == {"old-1", o.request_id}
+        new = next(r for r in rows if r["request_id"] == o.request_id)
+        assert new["fallback"] == "local" and "email" in str(new["redactions"])
+    finally:
+        await log.close()

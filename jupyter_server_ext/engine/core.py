@@ -20,7 +20,7 @@ from typing import Any
 
 from ..state.base import StateBackend
 from ..state.memory import MemoryState
-from .answers import Collector, chunks_of, event_json, shape_event, sse
+from .answers import DONE, Collector, chunks_of, event_json, shape_event, sse
 from .cache import Cached, MemoryCache, cache_key, cacheable
 from .errors import Forbidden, NotFound, ProxyError, RateLimited, UpstreamError, UpstreamRejected
 from .limiter import Limiter, LimitSettings, Ticket
@@ -29,6 +29,7 @@ from .metrics import Metrics
 from .pool import Pool, Slot
 from .pricing import FREE, PriceBook
 from .records import Caller, Outcome, Reply
+from .redact import CONTEXT_POLICY_DEFAULTS, Pattern, Redactor, restore_text
 from .request import (
     ChatRequest,
     RequestLimits,
@@ -66,6 +67,11 @@ class EngineSettings:
     forward_user: str = "hash"  # the `user` upstreams see: "hash" (a pseudonym), "name", "none"
     # key of the pseudonyms; empty: a random one for this process (stable only until restart)
     user_id_secret: bytes = b""
+    # privacy: what is masked before a request goes upstream, and what the kernel may send
+    redact_patterns: tuple[Pattern, ...] = ()
+    context_policy: dict[str, Any] = field(default_factory=lambda: dict(CONTEXT_POLICY_DEFAULTS))
+    fallback_model: str = ""  # an upstream name; "" turns the fallback off
+    fallback_on: tuple[str, ...] = ("capacity",)  # "capacity", "budget"
 
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
@@ -275,6 +281,11 @@ class Engine:
         try:
             req = self.parse(body, endpoint)
             outcome.model = req.model
+            if self.settings.redact_patterns and req.prompt_tokens > 20_000:
+                # a long prompt takes a while to scan: off the event loop, so others go on
+                redactor = await asyncio.to_thread(self._redact, req, outcome)
+            else:
+                redactor = self._redact(req, outcome)
             if self.settings.log_prompts:
                 outcome.messages = req.payload.get("messages", req.payload.get("prompt", req.payload.get("input")))
             # the caller's own `user` is replaced: a caller must not pose as someone else
@@ -291,19 +302,36 @@ class Engine:
                 self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
                 if hit is not None and not self.settings.cache_hits_count:
                     quota = await self.rate_headers(caller)
-                    return self._cache_reply(req, hit, outcome, t0, quota)
-            ticket = await self.limiter.admit(
-                caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens)
-            )
+                    return self._restored(self._cache_reply(req, hit, outcome, t0, quota), req, redactor, caller)
+            fallback = ""
+            try:
+                ticket = await self.limiter.admit(
+                    caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens)
+                )
+            except RateLimited as exc:
+                if not self._falls_back(req, "budget", exc):
+                    raise
+                # the budget is spent, and the admin lets the free fallback answer: the
+                # request windows and concurrency still hold, the budget does not
+                ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
+                fallback = "budget"
             # read now, while nothing is held that a cancelled read could leak (a stream that
             # was never started cannot release its upstream slot)
             quota = await self.rate_headers(caller)
-            if hit is not None:  # cache_hits_count: the hit was admitted like any request
+            if hit is not None and not fallback:  # cache_hits_count: admitted like any request
                 await self.limiter.finish(ticket, 0.0)
-                return self._cache_reply(req, hit, outcome, t0, quota)
-            reply = await self._forward(req, outcome, t0, ticket, key)
+                return self._restored(self._cache_reply(req, hit, outcome, t0, quota), req, redactor, caller)
+            if fallback:
+                reply = await self._fallback(req, outcome, t0, ticket, fallback)
+            else:
+                try:
+                    reply = await self._forward(req, outcome, t0, ticket, key)
+                except (RateLimited, UpstreamError) as exc:
+                    if not self._falls_back(req, "capacity", exc):
+                        raise
+                    reply = await self._fallback(req, outcome, t0, ticket, "capacity")
             reply.headers.update(quota)
-            return reply
+            return self._restored(reply, req, redactor, caller)
         except ProxyError as exc:
             if ticket is not None:
                 # admitted but not answered for reasons that are not the caller's (no upstream
@@ -330,6 +358,94 @@ class Engine:
             outcome.error = "internal_error"
             self._finish(outcome, t0)
             raise
+
+    # -- privacy: redaction and the fallback model ---------------------------------------------
+
+    def redact_preview(self, messages: Any) -> dict[str, Any]:
+        """What `messages` would look like upstream: the redacted copy and the counts per type.
+        Bounded like a chat request (the same message caps); sends nothing, costs nothing."""
+        parse_chat_request(
+            {"model": "-", "messages": messages}, default_model="-", default_max_tokens=1,
+            limits=self.settings.request_limits,
+        )
+        redactor = Redactor(self.settings.redact_patterns)
+        return {"messages": redactor.messages(messages), "redactions": dict(redactor.counts)}
+
+    def _redact(self, req: ChatRequest, outcome: Outcome) -> Redactor | None:
+        """Mask personal data in what goes upstream (chat messages, a legacy prompt, embeddings
+        input), in place of the payload, before the cache key, the log or a provider sees it."""
+        if not self.settings.redact_patterns:
+            return None
+        redactor = Redactor(self.settings.redact_patterns)
+        payload = req.payload
+        if "messages" in payload:
+            payload["messages"] = redactor.messages(payload["messages"])
+        for name in ("prompt", "input"):
+            if name in payload:
+                payload[name] = redactor.inputs(payload[name])
+        if redactor.counts:
+            outcome.redactions = dict(redactor.counts)
+        return redactor
+
+    def _restored(self, reply: Reply, req: ChatRequest, redactor: Redactor | None, caller: Caller) -> Reply:
+        """The answer with placeholders mapped back to this caller's values, where safe.
+
+        Never for SQL clients: their answer is SQL that runs, and a value mapped into it would
+        be data turned into code; never inside ```sql fences (``Restorer``). The cache holds
+        the redacted answer, so one user's values never reach another through it."""
+        if redactor is None or not redactor.counts:
+            return reply
+        reply.headers["X-RSQL-Redactions"] = ",".join(f"{k}={n}" for k, n in sorted(redactor.counts.items()))
+        if caller.client == "sql" or req.endpoint == "embeddings" or not redactor.placeholders:
+            return reply
+        values = {v: k for k, v in redactor.placeholders.items()}
+        field_name = "text" if req.endpoint == "completions" else "content"
+        if reply.events is None:
+            try:
+                obj = json.loads(reply.body)
+            except ValueError:
+                return reply
+            changed = False
+            for choice in obj.get("choices") or [] if isinstance(obj, dict) else []:
+                holder = choice if field_name == "text" else (choice or {}).get("message")
+                if isinstance(holder, dict) and isinstance(holder.get(field_name), str):
+                    holder[field_name] = restore_text(holder[field_name], values)
+                    changed = True
+            if changed:
+                reply.body = json.dumps(obj).encode()
+            return reply
+        reply.events = _restore_events(reply.events, redactor, field_name)
+        return reply
+
+    def _falls_back(self, req: ChatRequest, reason: str, exc: ProxyError) -> bool:
+        s = self.settings
+        if not s.fallback_model or reason not in s.fallback_on or req.endpoint != "chat/completions":
+            return False
+        spec = next((u for u in s.upstreams if u.name == s.fallback_model), None)
+        if spec is None or spec.serves(req.model):
+            return False  # the fallback was already one of the candidates
+        if reason == "budget":
+            return isinstance(exc, RateLimited) and "budget" in (exc.limit or "")
+        if isinstance(exc, RateLimited):
+            return exc.limit == "upstream capacity"
+        return isinstance(exc, UpstreamError) and exc.status in (502, 504)
+
+    async def _fallback(self, req: ChatRequest, outcome: Outcome, t0: float, ticket: Ticket, reason: str) -> Reply:
+        """Answer with the fallback upstream's model; never cached (the entry would stand for
+        the model asked for), and free where the fallback is (the local model)."""
+        spec = next(u for u in self.settings.upstreams if u.name == self.settings.fallback_model)
+        model = next((m for m in spec.models if m != "*"), req.model)
+        log.info("request %s: model %r answered by fallback upstream %s (%s)",
+                 outcome.request_id, req.model, spec.name, reason)
+        req.model = outcome.model = req.payload["model"] = model
+        outcome.fallback = spec.name
+        self.metrics.child(self.metrics.fallbacks, spec.name, reason).inc()
+        if self.prices.max_price(model) == FREE:
+            await self.limiter.unreserve(ticket)
+        exclude = {k.spec.name for k in self.pool.keys if k.spec.name != spec.name}
+        reply = await self._forward(req, outcome, t0, ticket, None, exclude=exclude)
+        reply.headers["X-RSQL-Fallback"] = spec.name
+        return reply
 
     def _admission_price(self, req: ChatRequest, caller: Caller) -> Price:
         """The price a reservation assumes; under a budget, also makes it a true worst case.
@@ -382,11 +498,12 @@ class Engine:
         return Reply(200, headers, events=_replay(hit, req.wants_usage_chunk))
 
     async def _forward(
-        self, req: ChatRequest, outcome: Outcome, t0: float, ticket: Ticket, key: str | None
+        self, req: ChatRequest, outcome: Outcome, t0: float, ticket: Ticket, key: str | None,
+        exclude: set[str] | None = None,
     ) -> Reply:
         pool = self.pool
         deadline = self.clock() + self.settings.max_wait_seconds
-        tried: set[str] = set()
+        tried: set[str] = set(exclude or ())
         failures: list[tuple[str, UpstreamFailure]] = []
         for _ in range(2 * len(pool.keys) + 2):
             try:
@@ -584,6 +701,60 @@ class Engine:
             "Cache-Control": "no-cache",
         }
         return Reply(200, headers, events=events())
+
+
+async def _restore_events(events: AsyncIterator[bytes], redactor: Redactor, field_name: str) -> AsyncIterator[bytes]:
+    """A stream with placeholders mapped back, per choice; a placeholder split across chunks is
+    held back until it is complete (or the choice finishes)."""
+    restorers: dict[Any, Any] = {}
+    last: dict[str, Any] | None = None
+
+    def leftovers() -> bytes:
+        parts = []
+        for idx, r in restorers.items():
+            rest = r.flush()
+            if rest and last is not None:
+                delta = {"text": rest} if field_name == "text" else {"delta": {"content": rest}}
+                parts.append(sse({**last, "choices": [{"index": idx, **delta, "finish_reason": None}]}))
+        return b"".join(parts)
+
+    try:
+        async for ev in events:
+            obj = event_json(ev)
+            choices = obj.get("choices") if obj is not None else None
+            if not isinstance(choices, list) or not choices:
+                if ev.startswith(DONE[:12]):
+                    ev = leftovers() + ev
+                yield ev
+                continue
+            last = {k: v for k, v in obj.items() if k not in ("choices", "usage")}
+            changed = False
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                holder = choice if field_name == "text" else choice.get("delta")
+                if not isinstance(holder, dict):
+                    continue
+                r = restorers.get(choice.get("index", 0))
+                if r is None:
+                    r = restorers[choice.get("index", 0)] = redactor.restorer()
+                text = holder.get(field_name)
+                if isinstance(text, str):
+                    holder[field_name] = r.feed(text)
+                    changed = True
+                if choice.get("finish_reason") is not None:
+                    rest = r.flush()
+                    if rest:
+                        holder[field_name] = (holder.get(field_name) or "") + rest
+                        changed = True
+            yield sse(obj) if changed else ev
+        tail = leftovers()
+        if tail:
+            yield tail
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def _replay(hit: Cached, with_usage: bool) -> AsyncIterator[bytes]:

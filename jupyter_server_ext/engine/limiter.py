@@ -148,8 +148,14 @@ class Limiter:
             budgets.append(BudgetCheck("g:usd", s.global_daily_budget_usd, reserve, f"global daily budget ${s.global_daily_budget_usd:g}"))
         return windows, leases, budgets
 
-    async def admit(self, user: str, groups: tuple[str, ...], reserve: float) -> Ticket:
+    async def admit(
+        self, user: str, groups: tuple[str, ...], reserve: float, *, budgets_apply: bool = True
+    ) -> Ticket:
+        """`budgets_apply` False: windows and concurrency only (an answer from the free fallback
+        model once the budget is spent)."""
         windows, leases, budgets = self.checks(user, groups, reserve)
+        if not budgets_apply:
+            budgets = []
         for b in budgets:
             # no day could ever admit it: a 429 with Retry-After would only invite a retry
             if 0 < b.limit < reserve:
@@ -195,6 +201,12 @@ class Limiter:
             headers=headers,
             extra={"reset": reset},
         )
+
+    async def unreserve(self, ticket: Ticket) -> None:
+        """Give the budget reservation back now: the request goes to a free model instead."""
+        if ticket.budgets and ticket.reserved and not ticket.done:
+            await self.state.settle(ticket.budgets, -ticket.reserved)
+            ticket.reserved = 0.0
 
     async def finish(self, ticket: Ticket, cost: float, *, refund: bool = False) -> None:
         """Release the leases and settle the reservation to the real cost; idempotent.

@@ -63,6 +63,14 @@ class Metrics:
         self.attempts = Counter(
             "rsql_upstream_attempts", "Upstream calls by outcome", ["upstream", "result"], registry=r
         )
+        # types are the configured pattern names (RSQLProxy.redact_patterns): a bounded set
+        self.redactions = Counter(
+            "rsql_redactions", "Values replaced by placeholders before a request went upstream",
+            ["type"], registry=r,
+        )
+        self.fallbacks = Counter(
+            "rsql_fallbacks", "Requests answered by the fallback model", ["upstream", "reason"], registry=r
+        )
         r.register(_UpstreamStates(upstream_states))
         # labels() validates and looks its child up under a lock on every call (about 3 us, four
         # calls a request, profiled under wrk); keep each child: prometheus_client holds it anyway
@@ -87,6 +95,8 @@ class Metrics:
         model = self.model_label(o.model)
         client = o.caller.client if o.caller.client in CLIENT_KINDS else OTHER
         self.child(self.requests, str(o.status), model, o.upstream or "-", client).inc()
+        for kind, n in (o.redactions or {}).items():
+            self.child(self.redactions, kind).inc(n)
         if o.limit:
             # limit labels come from the configuration ("user 10/minute", "upstream capacity"),
             # never from user names: a bounded set

@@ -47,3 +47,5 @@ class Outcome:
     upstream_s: float = 0.0  # time spent waiting on upstreams; latency minus this is our overhead
     attempts: list[str] = field(default_factory=list)
     messages: list[Any] | None = None
+    redactions: dict[str, int] | None = None  # placeholders put in per type (never the values)
+    fallback: str | None = None  # the upstream that answered in place of the requested model's

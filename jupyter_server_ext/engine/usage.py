@@ -19,7 +19,7 @@ log = logging.getLogger("rsql.engine")
 COLUMNS = (
     "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens",
     "completion_tokens", "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit",
-    "prompt",
+    "prompt", "redactions", "fallback",
 )
 
 
@@ -41,7 +41,7 @@ def row_of(o: Outcome, prompt: str | None) -> tuple:
         o.started, o.request_id, o.caller.user, o.caller.client, o.model, o.upstream,
         o.prompt_tokens, o.completion_tokens, round(o.cost_usd, 8), round(o.latency_s * 1000, 3),
         round(max(0.0, o.latency_s - o.upstream_s) * 1000, 3), o.status, o.error, int(o.cache_hit),
-        prompt,
+        prompt, json.dumps(o.redactions, sort_keys=True) if o.redactions else None, o.fallback,
     )
 
 

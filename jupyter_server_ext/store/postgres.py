@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg  # the 'postgres' extra; imported only when a postgresql:// URL is configured
 
 from ..engine.usage import COLUMNS
-from .queries import ROW_FIELDS, as_dicts, summarize
+from .queries import ADDED_COLUMNS, ROW_FIELDS, as_dicts, summarize
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rsql_usage (
@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS rsql_usage (
   ts DOUBLE PRECISION NOT NULL, request_id TEXT NOT NULL, "user" TEXT NOT NULL, client TEXT NOT NULL,
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
   cost_usd DOUBLE PRECISION, latency_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,
-  status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT
+  status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT, redactions TEXT, fallback TEXT
 );
 CREATE INDEX IF NOT EXISTS rsql_usage_ts ON rsql_usage (ts);
 CREATE INDEX IF NOT EXISTS rsql_usage_user_ts ON rsql_usage ("user", ts);
@@ -39,6 +39,9 @@ class PostgresStore:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(746137)")
                     await conn.execute(SCHEMA)
+                    # a table made by an older version: add the newer columns
+                    for name, kind in ADDED_COLUMNS:
+                        await conn.execute(f"ALTER TABLE rsql_usage ADD COLUMN IF NOT EXISTS {name} {kind}")
 
     async def _p(self) -> asyncpg.Pool:
         await self.open()

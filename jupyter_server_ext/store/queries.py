@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -44,8 +45,11 @@ def summarize(totals: tuple, latencies: list[float], by_model: list[tuple], by_u
 
 ROW_FIELDS = (
     "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit",
+    "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit", "redactions", "fallback",
 )
+
+# columns added after the first release: a table made by an older version gets them on open
+ADDED_COLUMNS = (("redactions", "TEXT"), ("fallback", "TEXT"))
 
 
 def as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
@@ -53,5 +57,10 @@ def as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
     for r in rows:
         d = dict(zip(ROW_FIELDS, r, strict=False))
         d["cache_hit"] = bool(d["cache_hit"])
+        # placeholders put in per type, as JSON text in the row: {"email": 2}; {} when none
+        try:
+            d["redactions"] = json.loads(d["redactions"]) if d.get("redactions") else {}
+        except ValueError:
+            d["redactions"] = {}
         out.append(d)
     return out

@@ -13,14 +13,15 @@ import threading
 from typing import Any
 
 from ..engine.usage import COLUMNS
-from .queries import ROW_FIELDS, as_dicts, summarize
+from .queries import ADDED_COLUMNS, ROW_FIELDS, as_dicts, summarize
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
   id INTEGER PRIMARY KEY,
   ts REAL NOT NULL, request_id TEXT NOT NULL, user TEXT NOT NULL, client TEXT NOT NULL,
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL,
-  latency_ms REAL, overhead_ms REAL, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT
+  latency_ms REAL, overhead_ms REAL, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT,
+  redactions TEXT, fallback TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_user_ts ON usage (user, ts);
@@ -44,6 +45,7 @@ class SQLiteStore:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(SCHEMA)
+                _migrate(conn)
                 self._conn = conn
             return fn(self._conn, *args)
 
@@ -109,3 +111,13 @@ class SQLiteStore:
                     self._conn = None
 
         await asyncio.to_thread(go)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a table made by an older version lacks (SQLite has no ADD COLUMN IF
+    NOT EXISTS, so the table's columns are read first)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
+    for name, kind in ADDED_COLUMNS:
+        if name not in have:
+            with conn:
+                conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")

@@ -31,8 +31,9 @@ from rsql_magic import render
 from rsql_magic.client import ChatResult, ProxyClient, ProxyError
 from rsql_magic.context import build_context, estimate_tokens
 from rsql_magic.context.frames import find_frames
+from rsql_magic.privacy import ContextPolicy, context_report, effective_policy, preview, remember_me
 from rsql_magic.prompt import build_messages
-from rsql_magic.sanitize import clean_html
+from rsql_magic.sanitize import clean_html, plain_text
 
 __all__ = ["ChatPanel", "Turn", "usage_line", "rate_limit_text"]
 
@@ -212,6 +213,8 @@ class ChatPanel:
         self.last_me: dict[str, Any] | None = None
         self.last_frame: Any = None
         self.dropped_messages = 0
+        self.last_policy: ContextPolicy | None = None
+        self.last_context: Any = None
         ask = self._ask()
         budget = int(getattr(ask, "context_tokens", 3000))
         self.context_tokens = budget
@@ -302,8 +305,17 @@ class ChatPanel:
         self.refresh_btn = W.Button(icon="refresh", tooltip="Re-scan the notebook's variables",
                                     layout=W.Layout(width="36px"))
         self.refresh_btn.on_click(lambda _b: self.refresh_sources())
+        # what leaves the kernel, after the context policy and the proxy's redaction
+        self.context_btn = W.ToggleButton(False, description="Show context", icon="eye",
+                                          tooltip="What the next question would send, and what "
+                                          "is withheld", layout=W.Layout(width="auto"))
+        self.context_btn.observe(self._on_context_toggle, "value")
+        self.context_view = W.HTML("", layout=W.Layout(display="none", max_height="320px",
+                                                       overflow_y="auto"))
+        self.context_view.add_class("rsql-context")
         toggles = W.HBox(
-            [self.frames, W.VBox([self.no_data, self.r_box]), self.sql, self.refresh_btn],
+            [self.frames, W.VBox([self.no_data, self.r_box]), self.sql, self.refresh_btn,
+             self.context_btn],
             layout=W.Layout(align_items="flex-start", flex_flow="row wrap"),
         )
         self.log = W.VBox([], layout=W.Layout(max_height="520px", overflow_y="auto"))
@@ -324,7 +336,7 @@ class ChatPanel:
         self.stop_btn.on_click(lambda _b: self.stop())
         inp = W.HBox([self.input, self.send_btn, self.stop_btn])
         self.widget = W.VBox(
-            [header, toggles, self.log, self.status, inp],
+            [header, toggles, self.context_view, self.log, self.status, inp],
             layout=W.Layout(border="1px solid #ccc", padding="6px", width="100%"),
         )
         self.widget.add_class("rsql-chat")
@@ -398,10 +410,27 @@ class ChatPanel:
 
     # -- messages --------------------------------------------------------------------------
 
-    def build_messages(self, question: str) -> tuple[list[dict[str, str]], list[str]]:
+    def policy(self, client: ProxyClient | None) -> tuple[ContextPolicy, list[str]]:
+        """The context policy in force: the admin's (from the proxy's ``me``) merged with
+        ``RSQLMagic.context_policy``, as %%ask applies it; "schemas only" adds to it."""
+        ask = self._ask()
+        local = getattr(ask, "context_policy", None) or None
+        return effective_policy(client, local)
+
+    def build_messages(
+        self, question: str, client: ProxyClient | None = None
+    ) -> tuple[list[dict[str, str]], list[str]]:
         """What one turn sends: the system prompt with the live context (as %%ask builds it,
-        under its budget), the history trimmed to ``history_tokens`` (oldest first), the question.
-        """
+        under its budget and the context policy), the history trimmed to ``history_tokens``
+        (oldest first), the question. ``client``: the proxy whose admin policy applies
+        (default: the panel's)."""
+        if client is None:
+            try:
+                client = self.client()
+            except ProxyError as e:
+                client = ProxyClient(description="no proxy", unavailable=e)
+        pol, pnotes = self.policy(client)
+        self.last_policy = pol
         ask = self._ask()
         ns = self._ns()
         sql = self._sql_source()
@@ -428,7 +457,9 @@ class ChatPanel:
             else int(getattr(ask, "max_frames", 3)),
             head_rows=int(getattr(ask, "head_rows", 5)),
             stats_sample=int(getattr(ask, "stats_sample", 10_000)),
+            policy=pol,
         )
+        self.last_context = ctx
         base = build_messages(question, ctx.render(), lang)
         system, user = base[0], base[1]
         with self._lock:
@@ -439,7 +470,7 @@ class ChatPanel:
             history = history[2:]
             dropped += 2
         self.dropped_messages = dropped
-        notes = list(ctx.notes)
+        notes = pnotes + list(ctx.notes)
         if dropped:
             notes.append(f"{dropped} earlier messages left out (history budget "
                          f"{self.history_tokens} tokens)")
@@ -487,8 +518,8 @@ class ChatPanel:
             self._clearing = False
         self.refresh_sources()
         try:
-            messages, notes = self.build_messages(q)
             client = self.client()
+            messages, notes = self.build_messages(q, client)
         except ProxyError as e:
             self._set_status(f"rsql: {e}", "error")
             return False
@@ -649,7 +680,8 @@ class ChatPanel:
     def refresh_usage(self) -> None:
         """The usage line from ``GET me`` (runs in a worker thread: it is an HTTP call)."""
         try:
-            me = self.client().me()
+            client_used = self.client()
+            me = client_used.me()
         except ProxyError as e:
             self.usage.value = clean_html(
                 f"<span style='opacity:.7'>usage unavailable ({html.escape(str(e)[:120])})</span>")
@@ -659,9 +691,50 @@ class ChatPanel:
                 f"<span style='opacity:.7'>usage unavailable ({html.escape(type(e).__name__)})</span>")
             return
         self.last_me = me if isinstance(me, dict) else None
+        remember_me(client_used, me)  # the admin's policy comes with it: keep it fresh
         line = usage_line(me) if isinstance(me, dict) else ""
         self.usage.value = clean_html(
             f"<span class='rsql-usage' style='opacity:.8'>{html.escape(line)}</span>")
+
+    # -- the context view ------------------------------------------------------------------
+
+    def context_text(self, question: str | None = None) -> str:
+        """What a question would send (default: the input box's, else the last one asked):
+        the same report as ``%%ask --show-context``. Nothing goes to the model."""
+        q = (question if question is not None else self.input.value).strip()
+        if not q:
+            q = self.turns[-1].question if self.turns else "(your next question)"
+        try:
+            client = self.client()
+        except ProxyError as e:
+            client = ProxyClient(description="no proxy", unavailable=e)
+        messages, notes = self.build_messages(q, client)
+        pv = preview(client, messages)
+        ctx = self.last_context
+        head = f"Context for: {q}" + (f"\nnotes: {'; '.join(notes)}" if notes else "")
+        return context_report(messages, ctx, self.last_policy or ContextPolicy(), pv,
+                              header=head, no_data=bool(self.no_data.value))
+
+    def show_context(self, show: bool = True) -> str:
+        """Open (or close) the context view; returns the text shown."""
+        if not show:
+            self.context_view.layout.display = "none"
+            self.context_view.value = ""
+            return ""
+        self.refresh_sources()
+        text = self.context_text()
+        # frame values and database names are in there: escaped, then sanitized
+        self.context_view.value = clean_html(
+            "<pre class='rsql-context-text' style='white-space:pre-wrap;font-size:85%'>"
+            f"{html.escape(plain_text(text))}</pre>")
+        self.context_view.layout.display = ""
+        return text
+
+    def _on_context_toggle(self, change: dict) -> None:
+        try:
+            self.show_context(bool(change.get("new")))
+        except Exception as e:  # a callback must not die silently
+            self._set_status(f"rsql: context view failed: {type(e).__name__}: {e}", "error")
 
     # -- per-answer actions ----------------------------------------------------------------
 

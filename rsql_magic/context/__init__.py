@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .history import ErrorRecord
+
+if TYPE_CHECKING:
+    from rsql_magic.privacy import ContextPolicy
 
 __all__ = ["Context", "Section", "build_context", "estimate_tokens"]
 
@@ -36,6 +39,8 @@ class Context:
     sections: list[Section] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the user should know (not sent)
     budget_chars: int = 0
+    # "frame.column" names whose values a policy withheld (for --show-context's summary)
+    withheld: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         return "\n\n".join(f"## {s.title}\n{s.text}" for s in self.sections if s.text)
@@ -69,12 +74,15 @@ def build_context(
     max_frames: int = 3,
     head_rows: int = 5,
     stats_sample: int = 10_000,
+    policy: ContextPolicy | None = None,
 ) -> Context:
     """Collect the context for one question.
 
     ``frames``: explicit frame names (``--df``); otherwise frames named in the question, else
     the ``max_frames`` most recent. ``sql``: ``(label, connection)``; a connection of None is
     JupySQL's active one. ``last_error``: include this failed cell and its traceback.
+    ``policy``: the context policy every collector applies (see :mod:`rsql_magic.privacy`);
+    SQL schemas carry names, types and keys only, never values, under any policy.
     """
     from . import frames as fr
 
@@ -120,12 +128,18 @@ def build_context(
                 return ""
             words = set(fr._NAME_RE.findall(question or ""))
             try:
-                return describe_r_session(
+                text = describe_r_session(
                     no_data=no_data,
                     head_rows=min(head_rows, 3),
                     budget_chars=budget,
                     prefer=sorted(words),
+                    policy=policy,
                 )
+                if policy is not None and policy.redact_columns:
+                    from rsql_magic.privacy import withheld_in_text
+
+                    ctx.withheld.extend(withheld_in_text(text))
+                return text
             except ImportError as e:
                 ctx.notes.append(f"R session not included (rpy2 missing): {e}")
             except Exception as e:
@@ -142,14 +156,17 @@ def build_context(
         for name in names:
 
             def run_frame(budget: int, name: str = name) -> str:
-                return fr.describe_frame(
+                text = fr.describe_frame(
                     name,
                     ns[name],
                     no_data=no_data,
                     head_rows=head_rows,
                     stats_sample=stats_sample,
                     budget_chars=budget,
+                    policy=policy,
                 )
+                ctx.withheld.extend(f"{name}.{c}" for c in fr.redacted_columns(ns[name], policy))
+                return text
 
             plans.append(_Plan(f"DataFrame {name}", run_frame))
 
@@ -163,7 +180,8 @@ def build_context(
             ctx.notes.append(f"{plan.title} not included: {type(e).__name__}: {e}")
             text = ""
         if len(text) > share:  # a collector that ignored its budget is cut, not trusted
-            text = text[: max(0, share - 20)] + "\n... (cut)"
+            # at a line end: a value cut in two escapes the proxy's pattern redaction
+            text = text[: max(0, share - 20)].rsplit("\n", 1)[0] + "\n... (cut)"
         ms = (time.perf_counter() - t0) * 1000
         if text:
             ctx.sections.append(Section(plan.title, text, ms))

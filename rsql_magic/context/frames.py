@@ -4,16 +4,24 @@ Big frames are never scanned in full: column statistics come from a random sampl
 ``stats_sample`` rows (positions drawn with replacement, then de-duplicated: O(k), not O(n)),
 and are labelled as estimates. Only ``shape``/``dtypes``/``head`` touch the whole frame, and
 those are O(1) or O(rows shown).
+
+A :class:`rsql_magic.privacy.ContextPolicy` decides what of the values may be shown: redacted
+columns keep name and dtype only (and ``[redacted]`` in sample rows), ``value_stats=False``
+keeps names and dtypes only, ``sample_rows=False`` shows no rows.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["describe_frame", "find_frames", "frame_kind", "pick_frames"]
+if TYPE_CHECKING:
+    from rsql_magic.privacy import ContextPolicy
 
+__all__ = ["describe_frame", "find_frames", "frame_kind", "pick_frames", "redacted_columns"]
+
+REDACTED = "[redacted]"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -80,9 +88,29 @@ def _fmt_num(v: Any) -> str:
     return f"{f:.6g}"
 
 
+_TRAILING_NUMBER = re.compile(r"(?:\s*[+(]?[\d().\-/]+)+\s*$")
+
+
+def cut_value(s: str, width: int = 30) -> str:
+    """``s`` cut to ``width`` characters, never in the middle of a token.
+
+    A fragment such as ``alice.smith@uni.`` or ``+44 20 7946`` is still personal data, but no
+    longer the shape the proxy's redaction recognises: so a cut drops the partial token, and
+    trailing number groups (a phone or card number cut between its groups) with it.
+    """
+    if len(s) <= width:
+        return s
+    keep = s[: width - 1]
+    if not s[width - 1].isspace():
+        ws = max(keep.rfind(" "), keep.rfind("\t"), keep.rfind("\n"))
+        keep = keep[: ws + 1] if ws >= 0 else ""
+    keep = _TRAILING_NUMBER.sub("", keep).rstrip()
+    return keep + "…"
+
+
 def _short(v: Any, width: int = 30) -> str:
     s = repr(v) if isinstance(v, str) else str(v)
-    return s if len(s) <= width else s[: width - 1] + "…"
+    return cut_value(s, width)
 
 
 def _sample_positions(n: int, k: int) -> Any:
@@ -92,8 +120,20 @@ def _sample_positions(n: int, k: int) -> Any:
     return np.unique(rng.integers(0, n, size=k))
 
 
-def _pandas_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str], str]:
+_WITHHELD = "(values withheld by policy)"
+
+
+def _pandas_columns(df: Any, no_data: bool, stats_sample: int,
+                    policy: ContextPolicy | None = None) -> tuple[list[str], str]:
     import pandas as pd
+
+    if policy is not None and not policy.value_stats:
+        # nothing computed from the values: the sample is not even drawn
+        lines = []
+        for i, col in enumerate(df.columns):
+            dtype = str(df.dtypes.iloc[i])
+            lines.append(f"- {col}: {dtype}" + (f" {_WITHHELD}" if policy.redacts(col) else ""))
+        return lines, "names and dtypes only: value statistics withheld by policy"
 
     n = len(df)
     if n > stats_sample:
@@ -105,8 +145,11 @@ def _pandas_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str
     lines: list[str] = []
     m = len(sample) or 1
     for i, col in enumerate(df.columns):
-        s = sample.iloc[:, i]
         dtype = str(df.dtypes.iloc[i])
+        if policy is not None and policy.redacts(col):
+            lines.append(f"- {col}: {dtype} {_WITHHELD}")
+            continue
+        s = sample.iloc[:, i]
         mask = s.isna().to_numpy()  # once per column: isna on string arrays is the slow part
         nn = int(mask.sum())
         if n > stats_sample:
@@ -149,7 +192,12 @@ def _pandas_stats(pd: Any, nonnull: Any, dtype: Any) -> str:
     return f"{len(vc)} distinct in sample, e.g. {top}"
 
 
-def _polars_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str], str]:
+def _polars_columns(df: Any, no_data: bool, stats_sample: int,
+                    policy: ContextPolicy | None = None) -> tuple[list[str], str]:
+    if policy is not None and not policy.value_stats:
+        lines = [f"- {c}: {t}" + (f" {_WITHHELD}" if policy.redacts(c) else "")
+                 for c, t in df.schema.items()]
+        return lines, "names and dtypes only: value statistics withheld by policy"
     n = df.height
     if n > stats_sample:
         sample = df[_sample_positions(n, stats_sample)]
@@ -160,6 +208,9 @@ def _polars_columns(df: Any, no_data: bool, stats_sample: int) -> tuple[list[str
     lines: list[str] = []
     m = sample.height or 1
     for col in df.columns:
+        if policy is not None and policy.redacts(col):
+            lines.append(f"- {col}: {df.schema[col]} {_WITHHELD}")
+            continue
         s = sample.get_column(col)
         nn = int(s.null_count())
         null_txt = (
@@ -196,9 +247,14 @@ def describe_frame(
     stats_sample: int = 10_000,
     max_columns: int = 60,
     budget_chars: int = 4000,
+    policy: ContextPolicy | None = None,
 ) -> str:
-    """A compact text description of one DataFrame, at most ``budget_chars`` long."""
+    """A compact text description of one DataFrame, at most ``budget_chars`` long.
+
+    ``policy``: what of the values may be shown (None: everything ``no_data`` allows).
+    """
     kind = frame_kind(df)
+    rows_ok = not no_data and head_rows > 0 and (policy is None or policy.sample_rows)
     if kind == "polars-lazy":
         schema = df.collect_schema() if hasattr(df, "collect_schema") else df.schema
         lines = [f"### LazyFrame `{name}` (polars, not collected): {len(schema)} columns"]
@@ -206,14 +262,12 @@ def describe_frame(
         return _fit(lines, [], budget_chars)
     if kind == "polars":
         nrows, ncols = df.height, df.width
-        col_lines, note = _polars_columns(df, no_data, stats_sample)
-        head = "" if no_data or head_rows <= 0 else str(df.head(head_rows))
+        col_lines, note = _polars_columns(df, no_data, stats_sample, policy)
+        head = _polars_head(df, head_rows, policy) if rows_ok else ""
     elif kind == "pandas":
         nrows, ncols = df.shape
-        col_lines, note = _pandas_columns(df, no_data, stats_sample)
-        head = ""
-        if not no_data and head_rows > 0:
-            head = df.head(head_rows).to_string(max_cols=20, max_colwidth=30)
+        col_lines, note = _pandas_columns(df, no_data, stats_sample, policy)
+        head = _pandas_head(df, head_rows, policy) if rows_ok else ""
     else:
         raise TypeError(f"{name} is not a DataFrame")
     header = f"### DataFrame `{name}` ({kind}): {nrows:,} rows x {ncols} columns"
@@ -227,6 +281,64 @@ def describe_frame(
     tail = [f"first {min(head_rows, nrows)} rows:", head] if head else []
     out = _fit(lines + col_lines, tail, budget_chars)
     return out
+
+
+def redacted_columns(df: Any, policy: ContextPolicy | None) -> list[str]:
+    """The names of ``df``'s columns (and pandas index levels) the policy redacts."""
+    if policy is None or not policy.redact_columns:
+        return []
+    kind = frame_kind(df)
+    if kind == "polars-lazy":
+        cols = list((df.collect_schema() if hasattr(df, "collect_schema") else df.schema).keys())
+    elif kind is None:
+        return []
+    else:
+        cols = list(df.columns)
+    out = [str(c) for c in cols if policy.redacts(c)]
+    if kind == "pandas":
+        out += [f"{n} (index)" for n in df.index.names if n is not None and policy.redacts(n)]
+    return out
+
+
+def _pandas_head(df: Any, head_rows: int, policy: ContextPolicy | None) -> str:
+    from pandas.api import types as t
+
+    h = df.head(head_rows)
+    show_index = True
+    text_cols = [i for i, dt in enumerate(h.dtypes) if t.is_object_dtype(dt) or t.is_string_dtype(dt)]
+    if text_cols:
+        # cut long text ourselves, at token boundaries (pandas' own cut splits an email in two)
+        h = h.copy()
+        for i in text_cols:
+            h.isetitem(i, [v if not isinstance(v, str) else cut_value(v, 30)
+                           for v in h.iloc[:, i].tolist()])
+    if policy is not None and policy.redact_columns:
+        hit = [i for i, c in enumerate(h.columns) if policy.redacts(c)]
+        if hit:
+            h = h.copy()
+            for i in hit:  # by position: duplicate column names are possible
+                h.isetitem(i, [REDACTED] * len(h))
+        # an index named like a redacted column holds its values: not shown
+        show_index = not any(n is not None and policy.redacts(n) for n in h.index.names)
+    return h.to_string(max_cols=20, max_colwidth=40, index=show_index)
+
+
+def _polars_head(df: Any, head_rows: int, policy: ContextPolicy | None) -> str:
+    import polars as pl
+
+    h = df.head(head_rows)
+    hit = [c for c in h.columns if policy is not None and policy.redacts(c)]
+    if hit:
+        h = h.with_columns([pl.lit(REDACTED).alias(c) for c in hit])
+    strs = [c for c, dt in h.schema.items() if dt == pl.String and c not in hit]
+    if strs:  # cut at token boundaries ourselves, as for pandas; polars then cuts nothing
+        h = h.with_columns([
+            pl.Series(c, [None if v is None else cut_value(v, 30) for v in h.get_column(c).to_list()],
+                      dtype=pl.String)
+            for c in strs
+        ])
+    with pl.Config(fmt_str_lengths=40):
+        return str(h)
 
 
 def _is_default_index(df: Any) -> bool:

@@ -16,8 +16,16 @@ __all__ = ["R_DESCRIBE", "describe_r_session", "r_session_exists"]
 
 # Kept as R source so it can also be run (and benchmarked) with Rscript.
 R_DESCRIBE = r"""
-function(no_data, max_frames, head_rows, budget_chars, time_limit, prefer) {
+function(no_data, max_frames, head_rows, budget_chars, time_limit, prefer,
+         redact = character(), value_stats = TRUE, sample_rows = TRUE) {
   t0 <- proc.time()[["elapsed"]]
+  # redact: glob patterns on column names, case-insensitive; a pattern R cannot read
+  # redacts every column (fail closed)
+  rx <- vapply(as.character(redact), function(p) utils::glob2rx(tolower(p)), "")
+  is_red <- function(cn) {
+    if (!length(rx)) return(FALSE)
+    any(vapply(rx, function(r) tryCatch(grepl(r, tolower(cn)), error = function(e) TRUE), TRUE))
+  }
   out <- character()
   used <- 0L
   add <- function(s) { out <<- c(out, s); used <<- used + sum(nchar(s)) + length(s) }
@@ -51,7 +59,9 @@ function(no_data, max_frames, head_rows, budget_chars, time_limit, prefer) {
     for (cn in cols) {
       col <- x[[cn]]
       desc <- paste(class(col), collapse = "/")
-      if (is.factor(col)) {
+      if (is_red(cn)) {
+        desc <- paste(desc, "(values withheld by policy)")
+      } else if (is.factor(col) && value_stats) {
         lv <- levels(col)
         desc <- sprintf("%s, %d levels: %s%s", desc, length(lv),
                         paste(utils::head(lv, 8), collapse = ", "),
@@ -60,9 +70,13 @@ function(no_data, max_frames, head_rows, budget_chars, time_limit, prefer) {
       add(sprintf("- %s: %s", cn, desc))
     }
     if (ncol(x) > 60) add(sprintf("- ... %d more columns", ncol(x) - 60))
-    if (!no_data && head_rows > 0 && nrow(x) > 0) {
+    if (!no_data && sample_rows && head_rows > 0 && nrow(x) > 0) {
+      h <- utils::head(as.data.frame(x), head_rows)
+      for (j in seq_along(h)) {  # by position: names may repeat
+        if (is_red(names(h)[j])) h[[j]] <- rep("[redacted]", nrow(h))
+      }
       add(sprintf("first %d rows:", min(head_rows, nrow(x))))
-      add(utils::capture.output(print(utils::head(as.data.frame(x), head_rows))))
+      add(utils::capture.output(print(h)))
     }
     shown <- shown + 1L
   }
@@ -121,8 +135,14 @@ def describe_r_session(
     budget_chars: int = 4000,
     time_limit: float = 0.5,
     prefer: list[str] | None = None,
+    policy: Any = None,
 ) -> str:
-    """Describe the embedded R session (starts R through rpy2 if it is not running)."""
+    """Describe the embedded R session (starts R through rpy2 if it is not running).
+
+    ``policy`` (:class:`rsql_magic.privacy.ContextPolicy`): redacted columns keep name and
+    class only (``[redacted]`` in sample rows), ``value_stats=False`` drops factor levels,
+    ``sample_rows=False`` drops the sample rows.
+    """
     ro = import_robjects()
 
     fn = _fn_cache.get("describe")
@@ -136,6 +156,9 @@ def describe_r_session(
         int(budget_chars),
         float(time_limit),
         ro.StrVector(list(prefer or [])),
+        ro.StrVector(list(getattr(policy, "redact_columns", ()) or ())),
+        bool(getattr(policy, "value_stats", True)),
+        bool(getattr(policy, "sample_rows", True)),
     )
     lines = [str(s) for s in res]
     text = "\n".join(lines)

@@ -8,6 +8,11 @@ works on its own too.
 Proxy settings (URL, token, default model, batch detection, Retry-After waits) are taken from
 the ``RSQLMagic`` instance of %%ask when it is loaded, so one ``%config RSQLMagic.*`` serves
 both magics; this class's own traits are ``SqlAIMagics.*``.
+
+Privacy: what leaves for the model is the question and the schema as DDL (names, types, keys),
+never a value from the database, so the admin's context policy has nothing to withhold here
+(database errors go back to the model with their values removed); the proxy's pattern
+redaction still masks personal data in the question.
 """
 
 from __future__ import annotations
@@ -304,6 +309,11 @@ class SqlAIMagics(Magics):
         # a replayed answer cost nothing this time: only live calls are summed
         costs = [r.cost_usd for r in self.chat_results if r.cost_usd is not None and not r.replayed_at]
         parts = [last.model or "model ?", f"{len(self.chat_results)} call(s)"]
+        fallbacks = sorted({r.fallback for r in self.chat_results if r.fallback and not r.replayed_at})
+        if fallbacks:  # the proxy's local fallback wrote (some of) this SQL: say so first
+            from rsql_magic.render import fallback_label
+
+            parts.insert(0, ", ".join(fallback_label(f) for f in fallbacks))
         parts.append(f"{pt} → {ct} tokens")
         replayed = [r.replayed_at for r in self.chat_results if r.replayed_at]
         if len(replayed) == len(self.chat_results):

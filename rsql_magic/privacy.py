@@ -1,0 +1,391 @@
+"""What may leave the kernel: the admin's context policy, the user's own, and the preview.
+
+The admin sets ``context_policy`` once on the proxy; the kernel reads it from ``GET {proxy}me``
+and every collector applies it (see :class:`ContextPolicy`). The user can add a stricter policy
+of their own (``%config RSQLMagic.context_policy = {...}``, or ``--no-data``); the two are merged
+so that the stricter setting always wins: no user setting can loosen the admin's policy.
+
+When the admin's policy cannot be read because the proxy answers ``me`` with an error (other
+than "no such route"), the kernel fails closed: it sends schemas only, as if the admin had
+withheld every value. When the proxy cannot be reached at all (refused, timed out), the client
+is marked unavailable: nothing is sent (the cell fails, as it did before policies existed, or
+is answered from the replay store without a request). A proxy that has no ``me`` route, or a ``me`` without
+``context_policy``, has no policy (an older proxy, or a plain OpenAI-compatible endpoint).
+
+``preview`` asks the proxy what the upstream would see after its own pattern redaction
+(``POST {proxy}redact``); :func:`context_report` renders all of it for ``--show-context`` and
+the chat panel's context view.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = [
+    "ContextPolicy",
+    "PolicyState",
+    "Preview",
+    "context_report",
+    "effective_policy",
+    "preview",
+    "withheld_summary",
+]
+
+REDACTED = "[redacted]"  # what a redacted column's values become in sample rows
+POLICY_TTL_S = 60.0  # how long one ``me`` answer is trusted: an admin's change shows soon
+POLICY_TIMEOUT_S = 5.0  # the most a cell waits for ``me``; then it fails closed
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    """What the collectors may send about values.
+
+    ``sample_rows``: False sends no sample rows (frames' ``head``, R's ``head``).
+    ``value_stats``: False sends nothing computed from the values: no ranges (min/max), no
+    distinct counts, no example or top values, no factor / category levels, no true-shares,
+    no null counts. Names, types and row counts stay.
+    ``redact_columns``: glob patterns (case-insensitive, on the column name): matching columns
+    keep their name and type, nothing else (no null count, range, examples, levels, and
+    ``[redacted]`` in sample rows).
+    """
+
+    sample_rows: bool = True
+    value_stats: bool = True
+    redact_columns: tuple[str, ...] = ()
+    source: str = ""  # who set it: "admin", "user", "admin + user", "unreadable"
+    # the admin's share of a merged policy: what --show-context attributes to the admin
+    admin: ContextPolicy | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "") -> ContextPolicy:
+        """Lenient parsing of a policy dict; a malformed field is read as the strict value."""
+        if not isinstance(d, dict):
+            return cls(source=source)
+        pats = d.get("redact_columns") or ()
+        if isinstance(pats, str):
+            pats = (pats,)
+        if not isinstance(pats, (list, tuple)):
+            pats = ("*",)  # cannot tell which columns: withhold all of them
+        return cls(
+            sample_rows=d.get("sample_rows", True) is True,
+            value_stats=d.get("value_stats", True) is True,
+            redact_columns=tuple(str(p) for p in pats if str(p).strip()),
+            source=source,
+        )
+
+    @classmethod
+    def strict(cls, source: str = "") -> ContextPolicy:
+        return cls(sample_rows=False, value_stats=False, redact_columns=("*",), source=source)
+
+    @property
+    def is_open(self) -> bool:
+        """True when nothing is withheld."""
+        return self.sample_rows and self.value_stats and not self.redact_columns
+
+    def merge(self, other: ContextPolicy | None) -> ContextPolicy:
+        """The stricter of both, field by field."""
+        if other is None:
+            return self
+        pats = tuple(dict.fromkeys((*self.redact_columns, *other.redact_columns)))
+        src = " + ".join(s for s in (self.source, other.source) if s)
+        return ContextPolicy(
+            self.sample_rows and other.sample_rows,
+            self.value_stats and other.value_stats,
+            pats,
+            src,
+        )
+
+    def redacts(self, column: Any) -> bool:
+        """Does a redact pattern match this column name (case-insensitive glob)?
+
+        A tuple name (pandas MultiIndex columns) matches when any of its levels or the joined
+        name matches.
+        """
+        if not self.redact_columns:
+            return False
+        names = [str(c) for c in column] if isinstance(column, tuple) else []
+        names.append(".".join(names) if names else str(column))
+        for name in names:
+            low = name.lower()
+            for pat in self.redact_columns:
+                if fnmatch.fnmatchcase(low, pat.lower()):
+                    return True
+        return False
+
+    def regexes(self) -> list[str]:
+        """The redact patterns as anchored regexes (for R, which matches them itself)."""
+        return [fnmatch.translate(p.lower()) for p in self.redact_columns]
+
+    def describe(self) -> str:
+        if self.is_open:
+            return "no restrictions"
+        parts = []
+        if not self.sample_rows:
+            parts.append("no sample rows")
+        if not self.value_stats:
+            parts.append("no value statistics")
+        if self.redact_columns:
+            parts.append("values withheld for columns matching " + ", ".join(self.redact_columns))
+        return "; ".join(parts)
+
+
+# -- the admin's policy, from ``GET me`` --------------------------------------------------
+
+
+@dataclass
+class PolicyState:
+    """The admin's policy as last read, and what the user should know about it."""
+
+    policy: ContextPolicy | None  # None: there is no admin policy (in-process, old proxy)
+    note: str = ""
+    read_at: float = 0.0
+
+
+_CACHE: dict[tuple[str, str], PolicyState] = {}
+_LOCK = threading.Lock()
+
+
+def _cache_key(client: Any) -> tuple[str, str] | None:
+    if getattr(client, "base_url", None):
+        return (client.base_url, client.token or "")
+    return None
+
+
+def remember_me(client: Any, me: Any) -> None:
+    """Store a ``me`` answer read for another reason (the chat's usage line)."""
+    key = _cache_key(client)
+    if key is not None and isinstance(me, dict):
+        with _LOCK:
+            _CACHE[key] = _state_from_me(me)
+
+
+def _state_from_me(me: dict, source: str = "admin") -> PolicyState:
+    cp = me.get("context_policy")
+    if cp is None:
+        return PolicyState(None, "", time.monotonic())
+    return PolicyState(ContextPolicy.from_dict(cp, source), "", time.monotonic())
+
+
+def admin_policy(client: Any, *, ttl: float = POLICY_TTL_S,
+                 timeout: float = POLICY_TIMEOUT_S) -> PolicyState:
+    """The admin's policy for ``client``'s proxy, cached for ``ttl`` seconds per proxy+token.
+
+    No proxy at all (replay only): no admin policy, nothing is sent anyway. The in-process
+    engine: its ``me()``'s ``context_policy`` if it has one (no admin otherwise).
+    """
+    from .client import ProxyError
+
+    if client is None or getattr(client, "unavailable", None) is not None:
+        return PolicyState(None, "no proxy: the admin's context policy is unknown")
+    if getattr(client, "engine", None) is not None:
+        fn = getattr(client.engine, "me", None)
+        try:
+            me = fn() if callable(fn) else {}
+        except Exception:
+            me = {}
+        # no admin here: the engine's own settings (the user's, like their keys)
+        return _state_from_me(me if isinstance(me, dict) else {}, "engine")
+    key = _cache_key(client)
+    now = time.monotonic()
+    with _LOCK:
+        hit = _CACHE.get(key) if key else None
+    if hit is not None and now - hit.read_at < ttl:
+        return hit
+    try:
+        me = client.me(timeout=min(timeout, float(getattr(client, "timeout", timeout) or timeout)))
+        state = _state_from_me(me if isinstance(me, dict) else {})
+    except ProxyError as e:
+        if e.status in (404, 405):  # no `me` route: not our proxy, or one too old for policies
+            state = PolicyState(None, "", now)
+        elif e.status == 0:
+            # unreachable (refused, timed out): this client sends nothing from now on, so the
+            # cell fails as it always did, or is answered from the replay store, which sends
+            # nothing either; a context built without the policy never leaves the kernel
+            client.unavailable = e
+            return PolicyState(None, f"the proxy cannot be reached: {e}", now)
+        else:
+            # fail closed: a policy we cannot read may withhold anything
+            state = PolicyState(
+                ContextPolicy.strict("unreadable"),
+                f"could not read the admin's context policy ({e}): sending schemas only, "
+                "no values",
+                now,
+            )
+            if key:
+                with _LOCK:
+                    _CACHE.pop(key, None)
+            return state  # not cached: the next cell tries again
+    if key:
+        with _LOCK:
+            _CACHE[key] = state
+    return state
+
+
+def effective_policy(client: Any, local: Any = None) -> tuple[ContextPolicy, list[str]]:
+    """The admin's policy merged with the user's ``local`` dict (stricter wins), and notes."""
+    state = admin_policy(client)
+    pol = state.policy or ContextPolicy()
+    if local:
+        pol = pol.merge(ContextPolicy.from_dict(local, "user"))
+    if state.policy is not None:
+        pol = replace(pol, admin=state.policy)
+    notes = [state.note] if state.note and state.policy is not None else []
+    return pol, notes
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+# -- the proxy's redaction preview --------------------------------------------------------
+
+
+@dataclass
+class Preview:
+    messages: list[dict]  # what the upstream would see
+    counts: dict[str, int] = field(default_factory=dict)  # masked values per type
+    note: str = ""  # why there is no preview, when there is none
+    available: bool = False
+
+
+def preview(client: Any, messages: list[dict]) -> Preview:
+    """What the upstream would see after the proxy's pattern redaction (``POST redact``)."""
+    from .client import ProxyError
+
+    if client is None or getattr(client, "unavailable", None) is not None:
+        why = getattr(client, "unavailable", None)
+        first = (str(why).splitlines() or ["no proxy"])[0] if why else "no proxy"
+        return Preview(messages, note=f"nothing would be sent ({first.rstrip('.: ')})")
+    try:
+        data = client.redact(messages, timeout=POLICY_TIMEOUT_S)
+    except ProxyError as e:
+        if e.status in (404, 405):
+            return Preview(messages, note="this proxy has no redaction preview (POST redact): "
+                                          "shown as the kernel sends it")
+        return Preview(messages, note=f"redaction preview unavailable ({e})")
+    if data is None:
+        return Preview(messages, note="redaction is not configured in the in-process engine: "
+                                      "shown as the kernel sends it")
+    out = data.get("messages") if isinstance(data, dict) else None
+    if not isinstance(out, list):
+        return Preview(messages, note="the proxy's redaction preview had no messages")
+    counts = data.get("redactions") if isinstance(data.get("redactions"), dict) else {}
+    clean = {str(k): int(v) for k, v in counts.items() if isinstance(v, (int, float)) and v}
+    return Preview(out, clean, available=True)
+
+
+# -- what was withheld --------------------------------------------------------------------
+
+_PLURAL = {"email": "emails", "phone": "phones", "card": "cards", "ip": "IPs"}
+
+
+def _plural(kind: str, n: int) -> str:
+    if n == 1:
+        return kind
+    return _PLURAL.get(kind, kind if kind.endswith("s") else kind + "s")
+
+
+def _admin_words(admin: ContextPolicy) -> str:
+    if admin.source == "unreadable":
+        return "the kernel (the admin's policy could not be read)"
+    if admin.source == "engine":
+        return "the in-process engine's context_policy"
+    return "the admin's policy"
+
+
+_USER_WORDS = "your policy (RSQLMagic.context_policy)"
+
+
+def withheld_summary(ctx: Any, policy: ContextPolicy, pv: Preview | None, no_data: bool = False
+                     ) -> str:
+    """One line: what the policy withheld (and whose policy it was), what the proxy masks.
+
+    e.g. ``withheld by the admin's policy: values of customers.email, customers.phone; sample
+    rows: sent; the proxy will mask 3 emails, 1 phone``.
+    """
+    admin = policy.admin
+    cols = list(getattr(ctx, "withheld", []) or [])
+    by_admin: list[str] = []
+    by_user: list[str] = []
+    for entry in cols:
+        col = entry.split(".", 1)[1] if "." in entry else entry
+        col = col.removesuffix(" (index)")
+        (by_admin if admin is not None and admin.redacts(col) else by_user).append(entry)
+    parts: list[str] = []
+    if by_admin:
+        parts.append(f"withheld by {_admin_words(admin)}: values of " + ", ".join(by_admin))
+    if by_user:
+        parts.append(f"withheld by {_USER_WORDS}: values of " + ", ".join(by_user))
+    if not cols:
+        parts.append("withheld columns: none" + (
+            " (no column here matches " + ", ".join(policy.redact_columns) + ")"
+            if policy.redact_columns else ""))
+
+    def whose(flag: str) -> str:
+        if admin is not None and not getattr(admin, flag):
+            return _admin_words(admin)
+        return _USER_WORDS
+
+    if not policy.sample_rows:
+        parts.append(f"sample rows: withheld by {whose('sample_rows')}")
+    elif no_data:
+        parts.append("sample rows: withheld (--no-data)")
+    else:
+        parts.append("sample rows: sent")
+    if not policy.value_stats:
+        parts.append(f"value statistics: withheld by {whose('value_stats')}")
+    elif no_data:
+        parts.append("value ranges and examples: withheld (--no-data)")
+    if pv is not None:
+        if pv.available:
+            if pv.counts:
+                parts.append("the proxy will mask " + ", ".join(
+                    f"{n} {_plural(k, n)}" for k, n in sorted(pv.counts.items())))
+            else:
+                parts.append("the proxy's redaction masks nothing here")
+        elif pv.note:
+            parts.append(pv.note)
+    return "; ".join(parts)
+
+
+def context_report(messages: list[dict], ctx: Any, policy: ContextPolicy, pv: Preview,
+                   *, header: str = "", no_data: bool = False) -> str:
+    """The text of ``--show-context`` and the chat's context view: a summary, then every
+    message as the upstream would see it (after the policy and the proxy's redaction)."""
+    lines = [header] if header else []
+    lines.append(withheld_summary(ctx, policy, pv, no_data))
+    lines.append("policy in effect: " + policy.describe()
+                 + (f" (set by {policy.source})" if policy.source else ""))
+    what = "after the proxy's redaction" if pv.available else "as the kernel sends them"
+    lines.append(f"messages {what}:")
+    for m in pv.messages:
+        content = m.get("content") if isinstance(m, dict) else m
+        role = m.get("role", "?") if isinstance(m, dict) else "?"
+        body = content if isinstance(content, str) else repr(content)
+        lines.append(f"----- {role} -----\n{body}")
+    return "\n".join(lines)
+
+
+_R_FRAME = re.compile(r"^### .*`([^`]+)`")
+_R_REDACTED = re.compile(r"^- (.+?): .*\(values withheld by policy\)$")
+
+
+def withheld_in_text(text: str, default_owner: str = "") -> list[str]:
+    """``frame.column`` names a collector marked as withheld in its text (R's output)."""
+    out: list[str] = []
+    owner = default_owner
+    for line in text.split("\n"):
+        m = _R_FRAME.match(line)
+        if m:
+            owner = m.group(1)
+            continue
+        m = _R_REDACTED.match(line)
+        if m:
+            out.append(f"{owner}.{m.group(1)}" if owner else m.group(1))
+    return out
