@@ -19,6 +19,7 @@ from .engine import (
     parse_rates,
     parse_upstreams,
 )
+from .engine.alerts import AlertSettings, parse_webhooks
 from .engine.errors import ConfigError
 from .engine.redact import parse_context_policy, parse_redact_patterns
 from .engine.request import RequestLimits
@@ -188,6 +189,51 @@ class RSQLProxy(Configurable):
         "budget" (the daily budget is spent; the fallback must then be free, like the local model).""",
     ).tag(config=True)
 
+    # -- alerts and tracing ----------------------------------------------------------------------
+    alert_webhooks = List(
+        help="""Webhooks told when something breaks, each a URL (a JSON POST) or {"url": ...,
+        "format": "slack"} (Slack-compatible {"text": ...}): a key disabled by a 401/403 or
+        re-enabled, every key of a model cooling (users refused for capacity), the global budget
+        past 80% and 100%, the error rate over 5 minutes past alert_error_rate. Alerts name
+        aliases and models, never keys or prompts; each condition alerts once per
+        alert_dedupe_seconds (once per UTC day for budgets), once for all replicas on Redis.""",
+    ).tag(config=True)
+    alert_error_rate = Float(
+        0.10, help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert."
+    ).tag(config=True)
+    alert_min_requests = Integer(
+        20, help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert)."
+    ).tag(config=True)
+    alert_dedupe_seconds = Float(900.0, help="One alert per condition per this many seconds.").tag(config=True)
+    alert_retries = Integer(
+        5, help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s)."
+    ).tag(config=True)
+    alert_retry_seconds = Float(1.0, help="The first backoff before retrying a webhook.").tag(config=True)
+    otel = Bool(
+        False,
+        help="""OpenTelemetry spans per request (admission, cache, each upstream attempt), continuing
+        the caller's traceparent; needs the `otel` extra. Exporter settings come from the standard
+        OTEL_* environment variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, ...).""",
+    ).tag(config=True)
+
+    def alert_settings(self) -> AlertSettings:
+        if not 0 < self.alert_error_rate < 1:
+            raise ConfigError(f"RSQLProxy.alert_error_rate must be between 0 and 1, got {self.alert_error_rate}")
+        if self.alert_min_requests < 1:
+            raise ConfigError(f"RSQLProxy.alert_min_requests must be >= 1, got {self.alert_min_requests}")
+        if self.alert_dedupe_seconds <= 0 or self.alert_retry_seconds <= 0:
+            raise ConfigError("RSQLProxy.alert_dedupe_seconds and alert_retry_seconds must be > 0")
+        if not 0 <= self.alert_retries <= 20:
+            raise ConfigError(f"RSQLProxy.alert_retries must be from 0 to 20, got {self.alert_retries}")
+        return AlertSettings(
+            webhooks=parse_webhooks(list(self.alert_webhooks)),
+            error_rate=self.alert_error_rate,
+            min_requests=self.alert_min_requests,
+            dedupe_seconds=self.alert_dedupe_seconds,
+            retries=self.alert_retries,
+            retry_base_seconds=self.alert_retry_seconds,
+        )
+
     def engine_settings(
         self, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
     ) -> EngineSettings:
@@ -294,6 +340,8 @@ class RSQLProxy(Configurable):
             context_policy=context_policy,
             fallback_model=self.fallback_model,
             fallback_on=fallback_on,
+            alerts=self.alert_settings(),
+            otel=self.otel,
         )
 
 
@@ -321,7 +369,13 @@ def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger
     url = proxy.database_url or default_database
     if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
         raise ConfigError(f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}")
-    return Engine(settings, store=open_store(url), **kwargs)
+    engine = Engine(settings, store=open_store(url), **kwargs)
+    if proxy.state_url:
+        from .state.redis_pool import RedisAlertLedger
+
+        # one alert per condition for all replicas, and one list of recent alerts
+        engine.alerts.ledger = RedisAlertLedger(engine.pool.redis, proxy.state_prefix)  # type: ignore[attr-defined]
+    return engine
 
 
 def user_id_secret(path: str) -> bytes:

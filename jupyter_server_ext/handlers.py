@@ -241,7 +241,8 @@ class ChatCompletionsMixin(RSQLMixin):
             caller = self.caller()
             body = self.json_body()
             engine = await self.rsql.ready()
-            reply = await engine.chat(body, caller, cache=self.cache_mode(), endpoint=self.endpoint)
+            reply = await engine.chat(body, caller, cache=self.cache_mode(), endpoint=self.endpoint,
+                                      trace_headers=self.request.headers)
         except ProxyError as exc:
             self.write_proxy_error(exc)
             return
@@ -344,22 +345,26 @@ class StatusMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        engine = self.rsql.engine
-        counts: dict[str, int] = {"healthy": 0, "cooling": 0, "disabled": 0, "breaker-open": 0, "breaker-half-open": 0}
-        for key in engine.pool.keys:
-            counts[engine.pool.key_state(key)] += 1
-        state_ok = await engine.state.ping()
-        db = {"backend": None, "reachable": None}
-        if engine.usage is not None:
-            db = {"backend": engine.usage.store.name, "reachable": await engine.usage.store.ping()}
-        healthy = counts["healthy"] > 0 and state_ok and db["reachable"] is not False
-        return {
-            "status": "ok" if healthy else "degraded",
-            "upstreams": counts,
-            "models": engine.pool.models(),
-            "state": {"backend": engine.state.name, "reachable": state_ok},
-            "database": db,
-        }
+        return await proxy_status(self.rsql.engine)
+
+
+async def proxy_status(engine: Engine) -> dict[str, Any]:
+    """What GET status answers; the admin dashboard shows the same."""
+    counts: dict[str, int] = {"healthy": 0, "cooling": 0, "disabled": 0, "breaker-open": 0, "breaker-half-open": 0}
+    for key in engine.pool.keys:
+        counts[engine.pool.key_state(key)] += 1
+    state_ok = await engine.state.ping()
+    db = {"backend": None, "reachable": None}
+    if engine.usage is not None:
+        db = {"backend": engine.usage.store.name, "reachable": await engine.usage.store.ping()}
+    healthy = counts["healthy"] > 0 and state_ok and db["reachable"] is not False
+    return {
+        "status": "ok" if healthy else "degraded",
+        "upstreams": counts,
+        "models": engine.pool.models(),
+        "state": {"backend": engine.state.name, "reachable": state_ok},
+        "database": db,
+    }
 
 
 class MeMixin(JSONEndpoint):
@@ -477,6 +482,19 @@ class MetricsMixin(JSONEndpoint):
         return self.rsql.engine.metrics.render()
 
 
+class AlertsMixin(JSONEndpoint):
+    """The most recent alerts (shared by replicas on Redis), newest first."""
+
+    admin_only = True
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        limit = self.int_arg("limit", 50, 1, 100)
+        return {"alerts": await self.rsql.engine.alerts.recent(limit)}
+
+
 ROUTES: list[tuple[str | None, type]] = [
     ("v1/chat/completions", ChatCompletionsMixin),
     ("v1/completions", CompletionsMixin),
@@ -493,6 +511,7 @@ ROUTES: list[tuple[str | None, type]] = [
     ("admin/reset-limits", ResetLimitsMixin),
     ("admin/upstreams", UpstreamsMixin),
     ("admin/upstreams/health-check", HealthCheckMixin),
+    ("admin/alerts", AlertsMixin),
 ]
 
 
@@ -503,9 +522,12 @@ def make_handlers(
 
     `wrap` decorates every HTTP method (the extension host passes ``web.authenticated``).
     """
+    # imported here: the dashboard's handlers build on the mixins of this module
+    from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
+
     out = []
     # the catch-all goes last: tornado takes the first route that matches
-    for path, mixin in [*ROUTES, (None, NotFoundMixin)]:
+    for path, mixin in [*ROUTES, *DASHBOARD_ROUTES, (None, NotFoundMixin)]:
         attrs: dict[str, Any] = {}
         if wrap is not None:
             for meth in ("get", "post", "put", "patch", "delete", "options", "head"):

@@ -52,6 +52,10 @@ def configure_jupyterhub(
             "command": [sys.executable, "-m", "jupyter_server_ext", "--config", config_path],
             "environment": dict(environment or {}),
             "display": False,
+            # admins log in to the dashboard through the hub's OAuth (callback at
+            # {prefix}oauth_callback, the hub's default); the hub's own admins and users need no
+            # "authorize this service?" page for a service of their own hub
+            "oauth_no_confirm": True,
         }
     )
     c.JupyterHub.services = services

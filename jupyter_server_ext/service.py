@@ -21,6 +21,7 @@ from traitlets import Dict, Integer, Unicode, default
 from traitlets.config import Application
 
 from .config import RSQLProxy, build_engine
+from .dashboard import hub_login
 from .engine import Caller
 from .engine.errors import ConfigError, Forbidden
 from .handlers import ProxyContext, make_handlers
@@ -38,14 +39,19 @@ class ServiceBase(web.RequestHandler):
     """Authenticated by a JupyterHub API token (or a static token from the config)."""
 
     _rsql_model: dict[str, Any] | None = None
+    _rsql_cookie = ""  # the OAuth token from a browser's login cookie, when that authenticated
 
     async def prepare(self) -> None:
         # resolve the token before the handler runs, without blocking the event loop:
         # HubAuth caches each answer, so the hub is asked once per token per few minutes
+        app: RSQLProxyService = self.settings["rsql_app"]
         token = _bearer(self.request)
         if not token:
-            return
-        app: RSQLProxyService = self.settings["rsql_app"]
+            # a browser logged in through the hub's OAuth (the admin dashboard)
+            token = self._rsql_cookie = hub_login.cookie_token(self, app)
+            if not token:
+                return
+            hub_login.check_csrf(self, token)
         static = app.static_users.get(token)
         if static is not None:
             self._rsql_model = static
@@ -54,13 +60,21 @@ class ServiceBase(web.RequestHandler):
         if hub is None:
             return
         try:
-            model = await hub.user_for_token(token, sync=False)
+            model = await hub.user_for_token(token, session_id=hub.get_session_id(self), sync=False)
         except Exception as exc:  # the hub is down or slow: say so, do not crash
             log.warning("asking the hub about a token failed: %s", type(exc).__name__)
             raise web.HTTPError(503, "cannot reach JupyterHub to check the token") from None
         if model and hub.access_scopes and not hub.check_scopes(hub.access_scopes, model):
             raise web.HTTPError(403, f"this token lacks the scope {sorted(hub.access_scopes)[0]!r}")
+        if not model and self._rsql_cookie:  # the hub revoked or expired it: log in again
+            hub_login.clear_cookie(self, app)
         self._rsql_model = model or None
+
+    def rsql_csrf_token(self) -> str:
+        return hub_login.csrf_token(self, self._rsql_cookie) if self._rsql_cookie else ""
+
+    def rsql_browser_login(self) -> bool:
+        return hub_login.login_redirect(self, self.settings["rsql_app"])
 
     def rsql_caller(self) -> Caller | None:
         model = self._rsql_model
@@ -134,18 +148,19 @@ class RSQLProxyService(Application):
             self.load_config_file(self.config_file)
         logging.basicConfig(format="[%(levelname).1s %(asctime)s %(name)s] %(message)s", level=self.log_level)
         if os.environ.get("JUPYTERHUB_API_TOKEN"):
-            from jupyterhub.services.auth import HubAuth
-
-            self.hub_auth = HubAuth(cache_max_age=60)
+            self.hub_auth = hub_login.make_hub_auth()
 
     async def serve(self) -> None:
         proxy = RSQLProxy(parent=self)
         engine = build_engine(proxy, default_database="sqlite:///rsql_usage.sqlite", log=log)
         ctx = ProxyContext(engine=engine, proxy=proxy)
         prefix = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
+        routes = make_handlers(ServiceBase, prefix.rstrip("/") or "")
+        if hub_login.hub_oauth(self) is not None:  # the browser login's landing page
+            routes.insert(0, (prefix + "oauth_callback", hub_login.callback_handler()))
         app = web.Application(
-            make_handlers(ServiceBase, prefix.rstrip("/") or ""), rsql=ctx, rsql_app=self,
-            log_function=_access_log,
+            routes, rsql=ctx, rsql_app=self, log_function=_access_log,
+            cookie_secret=hub_login.cookie_secret(),
         )
         # every route but a 404 is ours and streams its body against max_body_bytes itself; this
         # bounds what tornado buffers for the rest (it answers a bare 400 past it)
@@ -182,6 +197,11 @@ def _access_log(handler: web.RequestHandler) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["admin"]:  # `rsql-proxy admin ...`: a client of a running proxy, not the service
+        from .admin_cli import main as admin_main
+
+        raise SystemExit(admin_main(args[1:]))
     app = RSQLProxyService()
     try:
         app.initialize(argv)

@@ -14,12 +14,13 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..state.base import StateBackend
+from ..state.base import BudgetCheck, StateBackend
 from ..state.memory import MemoryState
+from .alerts import Alerts, AlertSettings, Ledger
 from .answers import DONE, Collector, chunks_of, event_json, shape_event, sse
 from .cache import Cached, MemoryCache, cache_key, cacheable
 from .errors import Forbidden, NotFound, ProxyError, RateLimited, UpstreamError, UpstreamRejected
@@ -38,6 +39,7 @@ from .request import (
     parse_embeddings_request,
 )
 from .settings import Price, UpstreamSpec
+from .tracing import NO_SPAN, RequestTrace, Tracing
 from .transport import HTTPTransport, UpstreamFailure, UpstreamReply, scrub
 from .usage import UsageLog, UsageStore
 
@@ -72,6 +74,8 @@ class EngineSettings:
     context_policy: dict[str, Any] = field(default_factory=lambda: dict(CONTEXT_POLICY_DEFAULTS))
     fallback_model: str = ""  # an upstream name; "" turns the fallback off
     fallback_on: tuple[str, ...] = ("capacity",)  # "capacity", "budget"
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    otel: bool = False  # OpenTelemetry spans per request (needs the `otel` extra)
 
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
@@ -94,6 +98,7 @@ class Engine:
         pool_class: type[Pool] = Pool,
         pool_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        alert_ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -123,6 +128,14 @@ class Engine:
         self.on_outcome: list[Callable[[Outcome], None]] = [self.metrics.observe]
         if self.usage is not None:
             self.on_outcome.append(self.usage.record)
+        self.alerts = Alerts(settings.alerts, ledger=alert_ledger, clock=clock)
+        if settings.limits.global_daily_budget_usd is not None:
+            self.alerts.budget_reader = self._global_spend
+        self.alerts.describe_model = self._describe_model
+        self.pool.on_key_change = self._key_changed
+        self.on_outcome.append(self.alerts.observe)
+        # None unless tracing is on: the request path then only tests `is None`
+        self.tracing: Tracing | None = Tracing.create() if settings.otel else None
         self._health_task: asyncio.Task | None = None
         self._user_key = settings.user_id_secret or secrets.token_bytes(32)
         self._started_at = int(time.time())
@@ -143,6 +156,7 @@ class Engine:
     async def start(self) -> None:
         if self.usage is not None:
             await self.usage.start()
+        self.alerts.start()
         if self.settings.health_check_seconds > 0 and self._health_task is None:
             self._health_task = asyncio.ensure_future(self._health_loop())
         # start local models now, with a self-test, so a broken build is reported at start-up
@@ -155,6 +169,9 @@ class Engine:
             self._health_task = None
         if self.usage is not None:
             await self.usage.close()
+        await self.alerts.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         await self.state.close()
         await self.pool.close()
         await self.http.close()
@@ -180,6 +197,24 @@ class Engine:
                     log.info("upstream %s re-enabled by health check", key.alias)
             out[key.alias] = self.pool.key_state(key)
         return out
+
+    # -- alert hooks -------------------------------------------------------------------
+
+    def _key_changed(self, alias: str, why: str | None) -> None:
+        if why is None:
+            self.alerts.key_enabled(alias)
+        else:
+            self.alerts.key_disabled(alias, why)
+
+    def _describe_model(self, model: str) -> list[dict[str, Any]]:
+        return [{"alias": k.alias, "state": self.pool.key_state(k)} for k in self.pool.serving(model)]
+
+    async def _global_spend(self) -> tuple[float, float] | None:
+        limit = self.settings.limits.global_daily_budget_usd
+        if limit is None:
+            return None
+        _, _, spent = await self.state.read([], [], [BudgetCheck("g:usd", limit, 0.0, "global daily budget")])
+        return float(spent[0]), limit
 
     def upstream_report(self) -> list[dict[str, Any]]:
         """Per key: account, state, cooldown, breaker, use of its account's limits, errors."""
@@ -249,13 +284,14 @@ class Engine:
 
     async def chat(
         self, body: Any, caller: Caller, *, request_id: str | None = None, cache: str = "auto",
-        endpoint: str = "chat/completions",
+        endpoint: str = "chat/completions", trace_headers: Mapping[str, str] | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``ProxyError``.
 
         `cache`: "auto" (deterministic requests only), "force" (cache this one), "bypass".
+        `trace_headers`: the request's headers, whose `traceparent` a traced request continues.
         """
-        return await self._answer(body, caller, request_id, cache, endpoint)
+        return await self._answer(body, caller, request_id, cache, endpoint, trace_headers)
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
         """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.
@@ -273,10 +309,14 @@ class Engine:
             return {}
 
     async def _answer(
-        self, body: Any, caller: Caller, request_id: str | None, cache: str, endpoint: str
+        self, body: Any, caller: Caller, request_id: str | None, cache: str, endpoint: str,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> Reply:
         t0 = self.clock()
         outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time())
+        tr: RequestTrace | None = None
+        if self.tracing is not None:
+            tr = outcome.trace = self.tracing.begin(trace_headers, outcome, endpoint)
         ticket: Ticket | None = None
         try:
             req = self.parse(body, endpoint)
@@ -298,16 +338,19 @@ class Engine:
             key, hit = None, None
             if cache != "bypass" and cacheable(req.payload, cache == "force", req.endpoint):
                 key = cache_key(req.payload, req.endpoint)
-                hit = self.cache.get(key)
+                with tr.child("rsql.cache") if tr is not None else NO_SPAN as span:
+                    hit = self.cache.get(key)
+                    span.set_attribute("rsql.cache_hit", hit is not None)
                 self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
                 if hit is not None and not self.settings.cache_hits_count:
                     quota = await self.rate_headers(caller)
                     return self._restored(self._cache_reply(req, hit, outcome, t0, quota), req, redactor, caller)
             fallback = ""
             try:
-                ticket = await self.limiter.admit(
-                    caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens)
-                )
+                with tr.child("rsql.admission") if tr is not None else NO_SPAN:
+                    ticket = await self.limiter.admit(
+                        caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens)
+                    )
             except RateLimited as exc:
                 if not self._falls_back(req, "budget", exc):
                     raise
@@ -477,6 +520,11 @@ class Engine:
 
     def _finish(self, outcome: Outcome, t0: float) -> None:
         outcome.latency_s = self.clock() - t0
+        if outcome.trace is not None:
+            try:
+                outcome.trace.end(outcome)
+            except Exception:
+                log.exception("ending the request's span failed")
         for cb in self.on_outcome:
             try:
                 cb(outcome)
@@ -505,6 +553,7 @@ class Engine:
         deadline = self.clock() + self.settings.max_wait_seconds
         tried: set[str] = set(exclude or ())
         failures: list[tuple[str, UpstreamFailure]] = []
+        tr: RequestTrace | None = outcome.trace
         for _ in range(2 * len(pool.keys) + 2):
             try:
                 slot = await pool.acquire(req.model, req.reserve_tokens, tried, deadline)
@@ -515,6 +564,7 @@ class Engine:
             spec = slot.key.spec
             outcome.upstream = spec.name
             outcome.attempts.append(spec.name)
+            span = tr.start_attempt(spec.name, req.model, len(outcome.attempts)) if tr is not None else None
             t_up = self.clock()
             try:
                 if spec.provider == "llama_cpp":
@@ -532,6 +582,9 @@ class Engine:
                 outcome.upstream_s += self.clock() - t_up
                 fail = _unserved(fail, req.endpoint)
                 failures.append((spec.name, fail))
+                if span is not None:
+                    span.set_attributes({"http.response.status_code": fail.status or 0, "rsql.error": fail.kind})
+                    span.end()
                 self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
                 if await self._on_failure(slot, fail):
                     tried.add(spec.name)
@@ -539,9 +592,15 @@ class Engine:
                     raise _rejected(fail, spec.api_key) from None
                 continue
             except BaseException:  # cancelled mid-call: the provider may have seen it
+                if span is not None:
+                    span.set_attribute("rsql.error", "cancelled")
+                    span.end()
                 await pool.release(slot, counted=True)
                 raise
             outcome.upstream_s += self.clock() - t_up
+            if tr is not None:  # ended with the request, once its tokens and cost are known
+                span.set_attribute("http.response.status_code", 200)
+                tr.attempt = span
             self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
             await pool.succeeded(slot, reply.headers)
             if req.stream:

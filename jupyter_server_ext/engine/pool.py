@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .errors import BadRequest, RateLimited, UpstreamError
@@ -108,6 +108,8 @@ class Pool:
         self._account_rates: dict[str, tuple[tuple[Rate, ...], tuple[Rate, ...]]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
+        # told when a key is disabled (alias, why) or re-enabled (alias, None): the alerts
+        self.on_key_change: Callable[[str, str | None], None] | None = None
 
     # -- model catalogue --------------------------------------------------------------
 
@@ -279,13 +281,19 @@ class Pool:
         return not was_open and slot.key.breaker.state(now) == "open"
 
     async def disable(self, key: Key, why: str) -> None:
+        was = key.disabled
         key.disabled = why
         key.note_error(self.clock(), why)
+        if not was and self.on_key_change is not None:
+            self.on_key_change(key.alias, why)
 
     async def enable(self, key: Key) -> None:
+        was = key.disabled
         key.disabled = ""
         key.breaker.success()
         self._notify()
+        if was and self.on_key_change is not None:
+            self.on_key_change(key.alias, None)
 
     async def close(self) -> None:
         pass

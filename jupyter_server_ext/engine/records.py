@@ -49,3 +49,4 @@ class Outcome:
     messages: list[Any] | None = None
     redactions: dict[str, int] | None = None  # placeholders put in per type (never the values)
     fallback: str | None = None  # the upstream that answered in place of the requested model's
+    trace: Any = field(default=None, repr=False, compare=False)  # its spans, when tracing is on

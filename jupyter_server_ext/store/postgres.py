@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import asyncpg  # the 'postgres' extra; imported only when a postgresql:// URL is configured
 
 from ..engine.usage import COLUMNS
-from .queries import ADDED_COLUMNS, ROW_FIELDS, as_dicts, summarize
+from .queries import (
+    ADDED_COLUMNS,
+    REFUSED_SQL,
+    ROW_FIELDS,
+    TOP_ORDER,
+    as_dicts,
+    build_series,
+    summarize,
+    user_rows,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rsql_usage (
@@ -72,6 +82,40 @@ class PostgresStore:
             by_model = [tuple(r) for r in await c.fetch(group.format(col="model"), since)]
             by_user = [tuple(r) for r in await c.fetch(group.format(col='"user"'), since)]
         return summarize(tuple(totals), lat, by_model, by_user)
+
+    async def series(self, since: float, step: int = 60, until: float | None = None) -> list[dict[str, Any]]:
+        """Requests per `step` seconds (answered, refused by a limit, failed) with latency and
+        overhead percentiles of the answered ones, for the dashboard's charts."""
+        end = time.time() if until is None else until
+        pool = await self._p()
+        async with pool.acquire() as c:
+            counts = await c.fetch(
+                "SELECT floor(ts / $1)::bigint AS b, SUM((status < 400)::int), "
+                f"SUM(({REFUSED_SQL})::int), SUM((status >= 400 AND NOT {REFUSED_SQL})::int) "
+                "FROM rsql_usage WHERE ts >= $2 AND ts <= $3 GROUP BY b", float(step), since, end,
+            )
+            lat = await c.fetch(
+                "SELECT floor(ts / $1)::bigint, latency_ms, overhead_ms FROM rsql_usage "
+                "WHERE ts >= $2 AND ts <= $3 AND status < 400", float(step), since, end,
+            )
+        return build_series([tuple(r) for r in counts], [tuple(r) for r in lat], since, end, step)
+
+    async def top_users(self, since: float, by: str = "requests", limit: int = 10) -> list[dict[str, Any]]:
+        """The users with the most requests (`by="requests"`) or the highest cost since `since`."""
+        pool = await self._p()
+        rows = await pool.fetch(
+            'SELECT "user", COUNT(*), SUM((status >= 400)::int), '
+            "SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), SUM(cost_usd) "
+            f'FROM rsql_usage WHERE ts >= $1 GROUP BY "user" ORDER BY {TOP_ORDER[by]}, "user" LIMIT $2',
+            since, limit,
+        )
+        return user_rows([tuple(r) for r in rows])
+
+    async def totals(self, since: float) -> dict[str, Any]:
+        """Requests and cost since `since` (today's spend, without the latency scan of stats)."""
+        pool = await self._p()
+        n, cost = await pool.fetchrow("SELECT COUNT(*), SUM(cost_usd) FROM rsql_usage WHERE ts >= $1", since)
+        return {"requests": n or 0, "cost_usd": round(cost or 0.0, 6)}
 
     async def errors(self, limit: int) -> list[dict[str, Any]]:
         pool = await self._p()

@@ -64,3 +64,48 @@ def as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
             d["redactions"] = {}
         out.append(d)
     return out
+
+
+# A request refused by a limit: our 429s (per-user and global windows, upstream accounts all
+# spent) and the budget's refusals; everything else at 400 or above is a failure.
+REFUSED_SQL = "(status = 429 OR COALESCE(error, '') = 'over_budget')"
+
+
+def build_series(
+    counts: list[tuple], latencies: list[tuple], since: float, until: float, step: int
+) -> list[dict[str, Any]]:
+    """One point per `step` seconds from `since` to `until`, empty buckets included (a chart
+    then shows a quiet minute as zero, not as a line drawn across it).
+
+    `counts`: (bucket, answered, refused, failed); `latencies`: (bucket, latency_ms,
+    overhead_ms) of answered requests; a bucket is ``floor(ts / step)``.
+    """
+    by_bucket = {int(b): (a or 0, r or 0, f or 0) for b, a, r, f in counts}
+    lat: dict[int, list[float]] = {}
+    over: dict[int, list[float]] = {}
+    for b, latency, overhead in latencies:
+        if latency is not None:
+            lat.setdefault(int(b), []).append(float(latency))
+        if overhead is not None:
+            over.setdefault(int(b), []).append(float(overhead))
+    out = []
+    for b in range(int(since // step), int(until // step) + 1):
+        answered, refused, failed = by_bucket.get(b, (0, 0, 0))
+        ls, os_ = sorted(lat.get(b, [])), sorted(over.get(b, []))
+        out.append({
+            "t": b * step, "answered": answered, "refused": refused, "failed": failed,
+            "p50_ms": percentile(ls, 0.50), "p95_ms": percentile(ls, 0.95),
+            "overhead_p50_ms": percentile(os_, 0.50),
+        })
+    return out
+
+
+def user_rows(rows: list[tuple]) -> list[dict[str, Any]]:
+    """(user, requests, errors, tokens, cost) rows as the admin views show them."""
+    return [
+        {"user": r[0], "requests": r[1], "errors": r[2] or 0, "tokens": r[3] or 0, "cost_usd": round(r[4] or 0, 6)}
+        for r in rows
+    ]
+
+
+TOP_ORDER = {"requests": "COUNT(*) DESC", "cost": "SUM(cost_usd) DESC"}

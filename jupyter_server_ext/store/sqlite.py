@@ -10,10 +10,20 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from ..engine.usage import COLUMNS
-from .queries import ADDED_COLUMNS, ROW_FIELDS, as_dicts, summarize
+from .queries import (
+    ADDED_COLUMNS,
+    REFUSED_SQL,
+    ROW_FIELDS,
+    TOP_ORDER,
+    as_dicts,
+    build_series,
+    summarize,
+    user_rows,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -87,6 +97,40 @@ class SQLiteStore:
             return summarize(totals, lat, by_model, by_user)
 
         return await self._call(go)
+
+    async def series(self, since: float, step: int = 60, until: float | None = None) -> list[dict[str, Any]]:
+        """Requests per `step` seconds (answered, refused by a limit, failed) with latency and
+        overhead percentiles of the answered ones, for the dashboard's charts."""
+        end = time.time() if until is None else until
+        counts_sql = (
+            f"SELECT CAST(ts / ? AS INTEGER) AS b, SUM(status < 400), SUM({REFUSED_SQL}), "
+            f"SUM(status >= 400 AND NOT {REFUSED_SQL}) FROM usage WHERE ts >= ? AND ts <= ? GROUP BY b"
+        )
+        lat_sql = (
+            "SELECT CAST(ts / ? AS INTEGER), latency_ms, overhead_ms FROM usage "
+            "WHERE ts >= ? AND ts <= ? AND status < 400"
+        )
+
+        def go(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            counts = c.execute(counts_sql, (step, since, end)).fetchall()
+            lat = c.execute(lat_sql, (step, since, end)).fetchall()
+            return build_series(counts, lat, since, end, step)
+
+        return await self._call(go)
+
+    async def top_users(self, since: float, by: str = "requests", limit: int = 10) -> list[dict[str, Any]]:
+        """The users with the most requests (`by="requests"`) or the highest cost since `since`."""
+        sql = (
+            "SELECT user, COUNT(*), SUM(status >= 400), SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), "
+            f"SUM(cost_usd) FROM usage WHERE ts >= ? GROUP BY user ORDER BY {TOP_ORDER[by]}, user LIMIT ?"
+        )
+        return user_rows(await self._call(lambda c: c.execute(sql, (since, limit)).fetchall()))
+
+    async def totals(self, since: float) -> dict[str, Any]:
+        """Requests and cost since `since` (today's spend, without the latency scan of stats)."""
+        sql = "SELECT COUNT(*), SUM(cost_usd) FROM usage WHERE ts >= ?"
+        n, cost = await self._call(lambda c: c.execute(sql, (since,)).fetchone())
+        return {"requests": n or 0, "cost_usd": round(cost or 0.0, 6)}
 
     async def errors(self, limit: int) -> list[dict[str, Any]]:
         sql = f"SELECT {', '.join(ROW_FIELDS)} FROM usage WHERE status >= 400 ORDER BY ts DESC LIMIT ?"
