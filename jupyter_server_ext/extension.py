@@ -9,7 +9,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from tornado.ioloop import IOLoop
@@ -67,6 +67,13 @@ class ExtensionBase(APIHandler):
         if self.request.headers.get("Authorization"):
             return
         super().set_secure_cookie(name, value, *args, **kwargs)
+
+    def get_login_url(self) -> str:
+        # APIHandler refuses to send anyone to the login page (API clients get the JSON 401);
+        # a browser asking for an admin page is sent there, and comes back after logging in
+        if getattr(self, "rsql_is_page", False) and "text/html" in self.request.headers.get("Accept", ""):
+            return JupyterHandler.get_login_url(self)
+        return super().get_login_url()
 
     def check_xsrf_cookie(self) -> None:
         # Forgery rides on ambient cookies. API clients authenticate with an Authorization

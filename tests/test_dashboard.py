@@ -14,6 +14,7 @@ import http.cookiejar
 import json
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -125,6 +126,11 @@ class EventStream:
 
 
 @pytest.mark.slow
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 302 itself is what the test looks at
+
+
 def test_dashboard_and_events_through_a_jupyter_server(jupyter_server_factory, fresh_provider: FakeProvider) -> None:
     server = jupyter_server_factory({
         "upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "user_limits": ["2/minute"],
@@ -136,6 +142,12 @@ def test_dashboard_and_events_through_a_jupyter_server(jupyter_server_factory, f
     assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key", body
     status, headers, body = server.request("GET", "admin/events", token=None)
     assert status == 401 and headers["content-type"].startswith("application/json")
+    # a browser asking for the page without a login is sent to Jupyter's login page
+    req = urllib.request.Request(server.proxy_url + "admin/", headers={"Accept": "text/html"})
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        urllib.request.build_opener(_NoRedirect).open(req, timeout=30)
+    assert redirect.value.code == 302
+    assert redirect.value.headers["Location"].startswith("/login?next=%2Frsql%2Fadmin%2F")
 
     # the owner is an admin: the page, with its data escaped into a JSON script element
     status, headers, body = server.request("GET", "admin/")

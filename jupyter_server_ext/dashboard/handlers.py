@@ -49,6 +49,8 @@ class PageMixin(RSQLMixin):
     """An admin HTML page: a browser without credentials is sent to log in where the host can,
     an API client gets the proxy's JSON 401, a non-admin a 403 page."""
 
+    rsql_is_page = True  # the Jupyter host sends a browser without a login to its login page
+
     def write_html(self, template_name: str, status: int = 200, **kw: Any) -> None:
         self.set_status(status)  # type: ignore[attr-defined]
         self.set_header("Content-Type", "text/html; charset=utf-8")  # type: ignore[attr-defined]
