@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,19 @@ def shell() -> Iterator[Any]:
     yield sh
     sh.user_ns.clear()
     sh.user_ns.update(saved)
+
+
+@pytest.fixture
+def complete(fresh_provider: FakeProvider) -> Callable[[list[dict]], str]:
+    """%%sql_ai's model call, straight to the fake provider (which speaks the proxy's API)."""
+    from rsql_magic.client import ProxyClient
+
+    client = ProxyClient(f"http://127.0.0.1:{fresh_provider.port}/", FAKE_KEY)
+
+    def call(messages: list[dict]) -> str:
+        return client.chat(messages, model="fake-small", client_kind="sql", temperature=0).text
+
+    return call
 
 
 def chat_panel_for(shell: Any, fp: FakeProvider, **kw: Any) -> Any:

@@ -31,9 +31,10 @@ from rsql_magic.replay import (
     resolve_mode,
 )
 from tests._ask_util import REPO, kernel_env, make_notebook, outputs_text
+from tests.conftest import FAKE_KEY as KEY
 from tests.conftest import JupyterServer, free_port
 from tests.fake_provider import FakeProvider
-from tests.test_sql_loop import GOOD, KEY, SHOP
+from tests.test_sql_loop import GOOD, SHOP
 
 FRAME_CTX = """Context from my notebook session:
 

@@ -10,8 +10,9 @@ import pytest
 from nbclient.exceptions import CellExecutionError
 
 from tests._ask_util import kernel_env, make_notebook, outputs_text, require_or_skip, run_notebook
+from tests.conftest import FAKE_KEY as KEY
 from tests.fake_provider import FakeProvider
-from tests.test_sql_loop import GOOD, KEY, SHOP  # the same shop database and answers
+from tests.test_sql_loop import GOOD, SHOP  # the same shop database and answers
 from tests.test_sql_schema import pg_engine, pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow

@@ -8,19 +8,16 @@ TABLE, two statements), and its ``received`` bodies show what was fed back.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import duckdb
 import pytest
 import sqlalchemy as sa
 
-from rsql_magic.client import ProxyClient
 from rsql_magic.sql.connections import DB, QueryTimeout, resolve
 from rsql_magic.sql.loop import SqlAIError, run_question
 from tests.fake_provider import FakeProvider
 from tests.test_sql_schema import pg_engine, pg_url  # noqa: F401  (fixture)
-
-KEY = "sk-test-a1-fake0123456789"
 
 SHOP = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT);
@@ -34,16 +31,6 @@ GOOD = (
     "```sql\nSELECT c.region, SUM(o.amount) AS total\nFROM orders o JOIN customers c "
     "ON c.id = o.customer_id\nGROUP BY c.region\nORDER BY c.region\n```"
 )
-
-
-@pytest.fixture
-def complete(fresh_provider: FakeProvider) -> Callable[[list[dict]], str]:
-    client = ProxyClient(f"http://127.0.0.1:{fresh_provider.port}/", KEY)
-
-    def call(messages: list[dict]) -> str:
-        return client.chat(messages, model="fake-small", client_kind="sql", temperature=0).text
-
-    return call
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ import json
 import secrets
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
-from rsql_magic.client import ProxyClient
 from rsql_magic.sql.connections import FramesDB, SuperuserWarning, resolve
 from rsql_magic.sql.errors import Refused
 from rsql_magic.sql.execute import WITHHELD, run_query, sanitize_error
@@ -29,10 +28,9 @@ from rsql_magic.sql.guard import check_statements
 from rsql_magic.sql.loop import SqlAIError, run_question
 from rsql_magic.sql.policy import SqlPolicy
 from rsql_magic.sql.validate import check_sql, parse_statements
-from tests.conftest import require
+from tests.conftest import FAKE_KEY, require
 from tests.fake_provider import FakeProvider
 
-KEY = "sk-test-a1-fake0123456789"
 SECRET = "TOPSECRET-" + secrets.token_hex(6)
 GOOD = "```sql\nSELECT id FROM t ORDER BY id\n```"
 # SQLite's authorizer refusals: at prepare time ("not authorized") or at run time
@@ -54,16 +52,6 @@ def refusal(sql: str, dialect: str, extra: frozenset[str] = frozenset()) -> str:
 def run(db, sql: str, policy: SqlPolicy | None = None):
     """The executor with the guard bypassed: only the database's walls stand."""
     return run_query(db, sql, max_rows=100, timeout_s=10, policy=policy)
-
-
-@pytest.fixture
-def complete(fresh_provider: FakeProvider) -> Callable[[list[dict]], str]:
-    client = ProxyClient(f"http://127.0.0.1:{fresh_provider.port}/", KEY)
-
-    def call(messages: list[dict]) -> str:
-        return client.chat(messages, model="fake-small", client_kind="sql", temperature=0).text
-
-    return call
 
 
 def everything_sent(fp: FakeProvider) -> str:
@@ -706,7 +694,7 @@ def ip(fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch):
     from IPython.core.interactiveshell import InteractiveShell
 
     monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
-    monkeypatch.setenv("RSQL_PROXY_TOKEN", KEY)
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", FAKE_KEY)
     monkeypatch.setenv("RSQL_MODEL", "fake-small")
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "rsql_magic")
