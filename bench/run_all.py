@@ -412,7 +412,7 @@ NOTES = """### Where the time goes (profiled with py-spy under wrk) and what hol
   connections wait for a free one instead of failing (redis-py's default asyncio pool raises, which
   would read as an outage).
 - Quota efficiency: rsql-proxy stamps each request into its key's window when the answer comes
-  back, not when it is sent (DESIGN.md: stamped at admission, a moving window still trips the
+  back, not when it is sent (stamped at admission, a moving window was seen to trip the
   provider's). That safety costs one upstream latency per window turn: with a 50 ms upstream and a
   2 s window, 10 requests per 2.05 s at best, about 97.5% of the nominal capacity, which is what
   holds this test just under 98%, with zero upstream 429s and zero client errors. With providers'
