@@ -9,6 +9,7 @@ The screenshot of the hub run goes to docs/img/dashboard.png (the README shows i
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import http.cookiejar
 import json
@@ -24,6 +25,7 @@ import pytest
 
 from tests.conftest import REPO, require, upstreams_for
 from tests.fake_provider import FakeProvider
+from tests.server_kernel import run_cells
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -262,6 +264,16 @@ def _chat(client: Any, content: str, model: str = "fake-small") -> str:
         return str(exc.status_code)
 
 
+def _spawn(hub: Any, user: str) -> None:
+    """Start `user`'s single-user server through the hub's API and wait until it is ready."""
+    status, _ = hub.api("POST", f"users/{user}/server")
+    assert status in (201, 202), hub.log()[-3000:]
+    deadline = time.monotonic() + 120
+    while not ((hub.api("GET", f"users/{user}")[1].get("servers") or {}).get("", {}).get("ready")):
+        assert time.monotonic() < deadline, hub.log()[-5000:]
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakeProvider, tmp_path: Path) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
@@ -311,6 +323,19 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             assert "sk-test" not in page.content()
             keys = page.locator("#upstreams tbody tr")
             assert keys.count() == 3 and "healthy" in keys.first.inner_text()
+
+            # and from a user's kernel: erin's spawned server asks with %%ask, and the page,
+            # still the same document, counts her among the users
+            erin = hub.token_for("erin")
+            _spawn(hub, "erin")
+            cells = ["%load_ext rsql_magic", "%%ask\nHow do I pivot a table in pandas?"]
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright holds this thread's loop
+                asked = pool.submit(asyncio.run, run_cells(hub.url + "user/erin/", erin, cells)).result(300)
+            assert all(r["error"] is None for r in asked), asked
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#top-requests tbody a')].some(a => a.textContent === 'erin')",
+                timeout=20_000)
+            assert page.evaluate("() => window.__sameDocument") is True
 
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 
