@@ -67,7 +67,7 @@ def _ask(client: openai.OpenAI, content: str, **kw: Any) -> Any:
 def test_no_upstreams_answers_with_the_local_model(jupyter_server_factory) -> None:
     _requires_local_model()
     server = jupyter_server_factory(
-        {"max_wait_seconds": 60.0}, env={"GROQ_API_KEY": "gsk-test-not-for-the-child-0123456789"}
+        {"max_wait_seconds": 60.0}, env={"GROQ_API_KEY": "fake-groq-key-kept-from-the-child"}
     )
     assert "no upstreams configured" in server.log() and "answers will be weak" in server.log()
     # the self-test runs at start-up, in a process of its own, before any request
@@ -75,7 +75,7 @@ def test_no_upstreams_answers_with_the_local_model(jupyter_server_factory) -> No
     assert pid != server.proc.pid and _alive(pid)
     # the model's process holds no provider key: it has no business with one
     environ = Path(f"/proc/{pid}/environ").read_bytes()
-    assert b"gsk-test-not-for-the-child" not in environ and b"GROQ_API_KEY" not in environ
+    assert b"fake-groq-key-kept-from-the-child" not in environ and b"GROQ_API_KEY" not in environ
 
     c = _client(server)
     assert [m.id for m in c.models.list()] == [MODEL]

@@ -261,17 +261,8 @@ def parse_chat_request(
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object with 'model' and 'messages'")
     messages = _check_messages(body.get("messages"), limits)
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise _bad(f"'model' must be a string, got {type(model).__name__}", "model")
-    model = model or default_model
-    if not model:
-        raise _bad("'model' is required (no default model is configured)", "model")
-    if len(model) > MAX_MODEL_CHARS or not model.isprintable():
-        raise _bad(f"'model' must be a model id of at most {MAX_MODEL_CHARS} printable characters", "model")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad(f"'stream' must be true or false, got {type(stream).__name__}", "stream")
+    model = _check_model(body, default_model)
+    stream = _check_stream(body)
     # both limits may come; a provider may honour either, so the larger one is reserved
     given = [v for v in (_int_field(body, f, 1, MAX_TOKENS) for f in _TOKEN_FIELDS) if v is not None]
     choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
@@ -280,9 +271,7 @@ def parse_chat_request(
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2
     ):
         raise _bad(f"'temperature' must be a number from 0 to 2, got {str(temperature)[:40]}", "temperature")
-    stream_options = body.get("stream_options")
-    if stream_options is not None and not isinstance(stream_options, dict):
-        raise _bad("'stream_options' must be an object", "stream_options")
+    stream_options = _check_stream_options(body)
     wants_usage = bool(stream_options and stream_options.get("include_usage"))
 
     prompt_tokens = estimate_tokens(messages)
@@ -323,6 +312,20 @@ def _check_model(body: dict[str, Any], default_model: str) -> str:
     return model
 
 
+def _check_stream(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad(f"'stream' must be true or false, got {type(stream).__name__}", "stream")
+    return stream
+
+
+def _check_stream_options(body: dict[str, Any]) -> dict[str, Any] | None:
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise _bad("'stream_options' must be an object", "stream_options")
+    return stream_options
+
+
 def _input_tokens(value: Any, name: str, limits: RequestLimits) -> int:
     """Tokens of an embeddings `input` or a legacy `prompt`: a string, a list of strings, a list
     of token ids, or a list of such lists."""
@@ -358,14 +361,10 @@ def parse_completions_request(
         raise BadRequest("request body must be a JSON object with 'model' and 'prompt'")
     model = _check_model(body, default_model)
     prompt_tokens = _input_tokens(body.get("prompt", ""), "prompt", limits) if body.get("prompt", "") != "" else 1
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad(f"'stream' must be true or false, got {type(stream).__name__}", "stream")
+    stream = _check_stream(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)
     choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
-    stream_options = body.get("stream_options")
-    if stream_options is not None and not isinstance(stream_options, dict):
-        raise _bad("'stream_options' must be an object", "stream_options")
+    stream_options = _check_stream_options(body)
     payload = dict(body)
     payload["model"] = model
     if stream:
