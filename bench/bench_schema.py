@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rsql_magic.context.sql_schema import capture_schema, describe_connection  # noqa: E402
+from rsql_magic.sql.schema import capture_schema, describe_connection  # noqa: E402
 
 MARK = "<!-- bench_schema -->"
 QUESTION = "total value of t250 rows per name created last month"

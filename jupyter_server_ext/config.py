@@ -23,6 +23,7 @@ from .engine.alerts import AlertSettings, parse_webhooks
 from .engine.errors import ConfigError
 from .engine.redact import parse_context_policy, parse_redact_patterns
 from .engine.request import RequestLimits
+from .state import MemoryState
 from .store import open_store
 
 LOCAL_MODEL = "smollm2-135m"
@@ -294,7 +295,7 @@ class RSQLProxy(Configurable):
                     f"RSQLProxy.fallback_model {self.fallback_model!r} names no upstream; upstreams: "
                     + ", ".join(u.name for u in specs)
                 )
-            if "budget" in fallback_on and spec.provider != "llama_cpp":
+            if "budget" in fallback_on and not spec.local:
                 # a fallback past a spent budget must itself cost nothing the budget should see
                 raise ConfigError(
                     f"RSQLProxy.fallback_on includes 'budget', but fallback_model {spec.name!r} is not "
@@ -354,7 +355,7 @@ def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger
             path = os.path.join(os.path.dirname(default_database[len("sqlite:///"):]), "user-id.secret")
         if path:
             settings.user_id_secret = user_id_secret(path)
-    kwargs: dict = {}
+    kwargs: dict = {"state": MemoryState()}
     if proxy.state_url:
         if not proxy.state_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"RSQLProxy.state_url must be a redis:// URL, got {proxy.state_url!r}")

@@ -14,10 +14,12 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from .auth import jupyter_caller
 from .config import RSQLProxy, build_engine
 from .engine import Caller
 from .engine.errors import ConfigError
-from .handlers import ProxyContext, make_handlers
+from .handlers import ProxyContext
+from .routes import make_handlers
 
 # Identity providers that know no real user names: everyone reaching this server is its owner.
 _OWNER_ONLY = (IdentityProvider, PasswordIdentityProvider)
@@ -35,24 +37,12 @@ class ExtensionBase(APIHandler):
         user = self.current_user
         if user is None:
             return None
-        owner = server_owner()
         # A request carrying only the server's token (the openai client, a kernel, curl) gets a
         # fresh random anonymous user from Jupyter's identity provider every time; it is the
         # owner's, and per-user limits must see one stable name.
-        if type(self.identity_provider) in _OWNER_ONLY or getattr(self, "_token_authenticated", False):
-            name = owner
-        else:
-            name = getattr(user, "username", None) or str(user)
-        # JupyterHub's single-user identity provider keeps the hub model (with groups) on the user
-        hub = getattr(user, "hub_user", None) or {}
-        groups = tuple(getattr(user, "groups", None) or hub.get("groups") or ())
+        as_owner = type(self.identity_provider) in _OWNER_ONLY or bool(getattr(self, "_token_authenticated", False))
         ctx: ProxyContext = self.settings["rsql"]
-        admin = (
-            name == owner
-            or name in ctx.proxy.admin_users
-            or any(g in ctx.proxy.admin_groups for g in groups)
-        )
-        return Caller(user=name, groups=groups, admin=admin)
+        return jupyter_caller(ctx.proxy, user, owner=server_owner(), as_owner=as_owner)
 
     def finish(self, *args: Any, **kwargs: Any) -> Any:
         # APIHandler forces application/json; keep what the handler set (SSE, Prometheus text)

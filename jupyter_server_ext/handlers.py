@@ -2,7 +2,7 @@
 
 Each handler here is a mixin holding the logic; a host (``extension`` for a Jupyter server,
 ``service`` for the hub service) combines them with its own authenticated base class through
-:func:`make_handlers`, as jupyter-server-proxy does for its two hosts. Handlers stay thin: they
+:func:`jupyter_server_ext.routes.make_handlers`, as jupyter-server-proxy does for its two hosts. Handlers stay thin: they
 parse, ask the engine, and write.
 
 Bodies stream in (``tornado.web.stream_request_body``) so that ``max_body_bytes`` holds before a
@@ -17,11 +17,9 @@ import asyncio
 import json
 import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .config import RSQLProxy
@@ -29,6 +27,7 @@ from .engine import Caller, Engine, ProxyError
 from .engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from .engine.metrics import CLIENT_KINDS
 from .engine.request import decode_json
+from .engine.views import error_reply, me_view, status_view
 
 # A body somewhat over the limit is read to its end and dropped, then answered: a client that
 # sends its whole body before reading (most do) then sees the 413 instead of a reset
@@ -44,6 +43,8 @@ class ProxyContext:
     engine: Engine
     proxy: RSQLProxy
     started: asyncio.Future | None = None
+    # the admin dashboard's live feed (dashboard.feed.Feed), made on its first use
+    dashboard_feed: Any = None
 
     def usage_store(self) -> Any:
         if self.engine.usage is None:
@@ -174,10 +175,12 @@ class RSQLMixin:
         self.finish(json.dumps(obj))  # type: ignore[attr-defined]
 
     def write_proxy_error(self, exc: ProxyError) -> None:
+        reply = error_reply(exc)
         self.clear()  # type: ignore[attr-defined]
-        for k, v in exc.headers.items():
+        self.set_status(reply.status)  # type: ignore[attr-defined]
+        for k, v in reply.headers.items():
             self.set_header(k, v)  # type: ignore[attr-defined]
-        self.write_json(exc.to_json(), exc.status)
+        self.finish(reply.body)  # type: ignore[attr-defined]
 
     def no_credentials(self) -> bool:
         """Whether the caller brought no valid credentials (a host may refine it)."""
@@ -345,26 +348,7 @@ class StatusMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        return await proxy_status(self.rsql.engine)
-
-
-async def proxy_status(engine: Engine) -> dict[str, Any]:
-    """What GET status answers; the admin dashboard shows the same."""
-    counts: dict[str, int] = {"healthy": 0, "cooling": 0, "disabled": 0, "breaker-open": 0, "breaker-half-open": 0}
-    for key in engine.pool.keys:
-        counts[engine.pool.key_state(key)] += 1
-    state_ok = await engine.state.ping()
-    db = {"backend": None, "reachable": None}
-    if engine.usage is not None:
-        db = {"backend": engine.usage.store.name, "reachable": await engine.usage.store.ping()}
-    healthy = counts["healthy"] > 0 and state_ok and db["reachable"] is not False
-    return {
-        "status": "ok" if healthy else "degraded",
-        "upstreams": counts,
-        "models": engine.pool.models(),
-        "state": {"backend": engine.state.name, "reachable": state_ok},
-        "database": db,
-    }
+        return await status_view(self.rsql.engine)
 
 
 class MeMixin(JSONEndpoint):
@@ -374,11 +358,7 @@ class MeMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        engine = self.rsql.engine
-        snap = await engine.limiter.snapshot(caller.user, caller.groups)
-        # the admin's context policy: the kernel side applies it before anything is sent
-        return {"user": caller.user, "groups": list(caller.groups), "admin": caller.admin, **snap,
-                "context_policy": engine.settings.context_policy}
+        return await me_view(self.rsql.engine, caller)
 
 
 class RedactMixin(JSONEndpoint):
@@ -495,7 +475,7 @@ class AlertsMixin(JSONEndpoint):
         return {"alerts": await self.rsql.engine.alerts.recent(limit)}
 
 
-ROUTES: list[tuple[str | None, type]] = [
+ROUTES: list[tuple[str, type]] = [
     ("v1/chat/completions", ChatCompletionsMixin),
     ("v1/completions", CompletionsMixin),
     ("v1/embeddings", EmbeddingsMixin),
@@ -515,29 +495,4 @@ ROUTES: list[tuple[str | None, type]] = [
 ]
 
 
-def make_handlers(
-    base: type, prefix: str, wrap: Callable[[Callable], Callable] | None = None
-) -> list[tuple[str, type]]:
-    """Concrete handler classes for one host: each mixin combined with the host's base.
-
-    `wrap` decorates every HTTP method (the extension host passes ``web.authenticated``).
-    """
-    # imported here: the dashboard's handlers build on the mixins of this module
-    from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
-
-    out = []
-    # the catch-all goes last: tornado takes the first route that matches
-    for path, mixin in [*ROUTES, *DASHBOARD_ROUTES, (None, NotFoundMixin)]:
-        attrs: dict[str, Any] = {}
-        if wrap is not None:
-            for meth in ("get", "post", "put", "patch", "delete", "options", "head"):
-                fn = getattr(mixin, meth, None)
-                if fn is not None:
-                    attrs[meth] = wrap(fn)
-        cls = web.stream_request_body(type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs))
-        root = prefix.rstrip("/")
-        out.append((root + "/" + path if path is not None else root + "(?:/.*)?", cls))
-    return out
-
-
-__all__ = ["ProxyContext", "ROUTES", "make_handlers"]
+__all__ = ["NotFoundMixin", "ProxyContext", "ROUTES", "RSQLMixin"]

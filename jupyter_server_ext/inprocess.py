@@ -18,10 +18,13 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from .auth import make_caller
 from .config import RSQLProxy, build_engine
-from .engine import Caller, Engine
+from .engine import Caller, Engine, ProxyError, Reply
+from .engine.views import error_reply, me_view, status_view
 
 GROQ = {
     "name": "groq", "base_url": "https://api.groq.com/openai/v1", "api_key_env": "GROQ_API_KEY",
@@ -33,9 +36,20 @@ OPENAI = {
     "models": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o", "gpt-4.1"],
 }
 
+
+@dataclass
+class _Running:
+    """The engine once started: its loop (on a daemon thread) and its configuration."""
+
+    loop: asyncio.AbstractEventLoop
+    engine: Engine
+    proxy: RSQLProxy
+
+
 _lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_engine: Engine | None = None
+_running: _Running | None = None
+
+MODE = "in-process engine"  # the `mode` field of me() and status()
 
 
 def upstreams_from_env(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -61,10 +75,10 @@ def available() -> bool:
         return False
 
 
-def _ensure() -> tuple[asyncio.AbstractEventLoop, Engine]:
-    global _loop, _engine
+def _ensure() -> _Running:
+    global _running
     with _lock:
-        if _engine is None or _loop is None:
+        if _running is None:
             # the engine's warnings (a model without a price, a key cooling down) would land in
             # the notebook's output through logging's last-resort handler; what the user must
             # know reaches them as the magic's error instead
@@ -83,51 +97,55 @@ def _ensure() -> tuple[asyncio.AbstractEventLoop, Engine]:
             database = "sqlite:///" + os.path.join(os.path.expanduser("~"), ".rsql", "usage.sqlite")
             engine = build_engine(proxy, default_database=database)
             asyncio.run_coroutine_threadsafe(engine.start(), loop).result(30)
-            _loop, _engine = loop, engine
-        return _loop, _engine
+            _running = _Running(loop, engine, proxy)
+        return _running
 
 
 def _run(coro: Any, timeout: float = 600) -> Any:
-    loop, _ = _ensure()
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+    return asyncio.run_coroutine_threadsafe(coro, _ensure().loop).result(timeout)
 
 
-def chat_completion(body: dict[str, Any], client_kind: str = "magic", no_cache: bool = False) -> dict[str, Any]:
-    """One non-streaming completion; raises ``ProxyError`` (with .status) on failure."""
-    _, engine = _ensure()
-    caller = Caller(getpass.getuser(), admin=True, client=client_kind)
+def _caller(running: _Running, client_kind: str = "api") -> Caller:
+    # the kernel's user runs the engine on their own keys: they own it, as a server's owner does
+    user = getpass.getuser()
+    return make_caller(running.proxy, user, client=client_kind, owner=user)
 
-    async def go() -> tuple[dict[str, str], bytes]:
-        reply = await engine.chat({**body, "stream": False}, caller, cache="bypass" if no_cache else "auto")
-        return reply.headers, reply.body
 
-    headers, raw = _run(go())
-    data = json.loads(raw)
-    data["rsql"] = {
-        "cost_usd": float(headers.get("X-RSQL-Cost-USD", "0") or 0),
-        "cache": headers.get("X-RSQL-Cache", "miss"),
-        "upstream": headers.get("X-RSQL-Upstream"),
-        "fallback": headers.get("X-RSQL-Fallback"),
-    }
-    return data
+@dataclass
+class Response:
+    """What the HTTP endpoint would answer: status, headers and body, errors included."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def chat_completion(body: dict[str, Any], *, client_kind: str, no_cache: bool) -> Response:
+    """One non-streaming completion, answered as ``POST v1/chat/completions`` would answer it."""
+    running = _ensure()
+    engine, caller = running.engine, _caller(running, client_kind)
+
+    async def go() -> Reply:
+        try:
+            return await engine.chat({**body, "stream": False}, caller, cache="bypass" if no_cache else "auto")
+        except ProxyError as exc:
+            return error_reply(exc)
+
+    reply = _run(go())
+    return Response(reply.status, dict(reply.headers), reply.body)
 
 
 def me() -> dict[str, Any]:
-    _, engine = _ensure()
-    user = getpass.getuser()
-    snap = _run(engine.limiter.snapshot(user, ()))
-    return {"user": user, "mode": "in-process engine", "upstreams": [s.name for s in engine.settings.upstreams], **snap,
-            "context_policy": engine.settings.context_policy}
+    """What ``GET me`` answers, for the kernel's user, and that the engine runs in-process."""
+    running = _ensure()
+    return {**_run(me_view(running.engine, _caller(running))), "mode": MODE}
 
 
 def redact_preview(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The messages as an upstream would get them, and the counts per type (``POST redact``)."""
-    _, engine = _ensure()
-    return engine.redact_preview(messages)
+    return _ensure().engine.redact_preview(messages)
 
 
 def status() -> dict[str, Any]:
-    _, engine = _ensure()
-    states = [engine.pool.key_state(k) for k in engine.pool.keys]
-    return {"status": "ok" if "healthy" in states else "degraded", "mode": "in-process engine",
-            "upstreams": {s: states.count(s) for s in set(states)}}
+    """What ``GET status`` answers, and that the engine runs in-process."""
+    return {**_run(status_view(_ensure().engine)), "mode": MODE}

@@ -20,11 +20,13 @@ from tornado import httpserver, web
 from traitlets import Dict, Integer, Unicode, default
 from traitlets.config import Application
 
+from .auth import hub_caller
 from .config import RSQLProxy, build_engine
 from .dashboard import hub_login
 from .engine import Caller
-from .engine.errors import ConfigError, Forbidden
-from .handlers import ProxyContext, make_handlers
+from .engine.errors import ConfigError
+from .handlers import ProxyContext
+from .routes import make_handlers
 
 log = logging.getLogger("rsql")
 
@@ -81,18 +83,7 @@ class ServiceBase(web.RequestHandler):
         if not model:
             return None
         ctx: ProxyContext = self.settings["rsql"]
-        proxy = ctx.proxy
-        name = model["name"] if model.get("kind", "user") == "user" else f"service:{model['name']}"
-        required = proxy.required_scope
-        if required and required not in model.get("scopes", ()):
-            raise Forbidden(f"using the rsql proxy requires the scope {required!r}")
-        groups = tuple(model.get("groups") or ())
-        admin = (
-            bool(model.get("admin"))
-            or name in proxy.admin_users
-            or any(g in proxy.admin_groups for g in groups)
-        )
-        return Caller(user=name, groups=groups, admin=admin)
+        return hub_caller(ctx.proxy, model)
 
     def check_xsrf_cookie(self) -> None:  # token-only API: no cookies, nothing to forge
         return None

@@ -1,6 +1,10 @@
 """rsql_magic: notebook magics (%%ask, %ask, %ask_status, %%sql_ai, %ask_chat) backed by the rsql proxy.
 
-``%load_ext rsql_magic`` registers the magics; see :mod:`rsql_magic.magics`.
+This module is the one registrar: ``%load_ext rsql_magic`` registers every magic on the
+shell, and ``%unload_ext rsql_magic`` removes them. What the magics share lives in the shell's
+:class:`rsql_magic.session.Session`. ``%load_ext rsql_magic.chat`` registers ``%ask_chat``
+alone, through :func:`rsql_magic.session.register_magics` (the chat package's loader calls
+it, so the chat package never imports this module back).
 """
 
 from __future__ import annotations
@@ -9,16 +13,44 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from . import chat  # noqa: E402,F401  rsql_magic.chat() opens the chat panel
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 
-def load_ipython_extension(ipython: Any) -> None:
-    from .magics import load_ipython_extension as _load
+def __getattr__(name: str) -> Any:
+    if name == "chat":  # rsql_magic.chat() opens a panel; ipywidgets load on first use
+        from . import chat
 
-    _load(ipython)
+        return chat
+    raise AttributeError(f"module 'rsql_magic' has no attribute {name!r}")
 
 
-def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import unload_ipython_extension as _unload
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext rsql_magic``: %%ask, %ask, %ask_status, %%sql_ai and %ask_chat."""
+    from .chat.magic import ChatMagics
+    from .magics import RSQLMagic, protect_question_mark
+    from .session import Session, register_magics
+    from .sql.magics import SqlAIMagics
 
-    _unload(ipython)
+    for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
+        register_magics(ip, magics)
+    ip.events.register("post_run_cell", Session.of(ip).post_run_cell)
+    cleanup = getattr(ip, "input_transformers_cleanup", None)
+    if isinstance(cleanup, list) and protect_question_mark not in cleanup:
+        cleanup.append(protect_question_mark)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    from .chat.magic import ChatMagics
+    from .magics import RSQLMagic, protect_question_mark
+    from .session import Session, unregister_magics
+    from .sql.magics import SqlAIMagics
+
+    for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
+        unregister_magics(ip, magics)
+    try:
+        ip.events.unregister("post_run_cell", Session.of(ip).post_run_cell)
+    except ValueError:
+        pass
+    cleanup = getattr(ip, "input_transformers_cleanup", None)
+    if isinstance(cleanup, list) and protect_question_mark in cleanup:
+        cleanup.remove(protect_question_mark)

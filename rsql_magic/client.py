@@ -13,7 +13,6 @@ reader is all a magic needs.
 from __future__ import annotations
 
 import glob
-import inspect
 import json
 import os
 import time
@@ -24,7 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChatResult", "ProxyClient", "ProxyError", "NO_PROXY_HELP"]
+from .errors import ProxyError
+
+__all__ = ["ChatResult", "ProxyClient", "NO_PROXY_HELP"]
 
 NO_PROXY_HELP = """no proxy found. Configure one of:
   1. explicitly:  %config RSQLMagic.proxy_url = "http://127.0.0.1:8888/rsql/"
@@ -35,52 +36,6 @@ NO_PROXY_HELP = """no proxy found. Configure one of:
      enabled (JupyterLab / Notebook 7): the kernel finds it through JPY_PARENT_PID
   4. headless (nbconvert / papermill): install rsql-assistant's server part and export a
      provider key (e.g. GROQ_API_KEY or OPENAI_API_KEY) to use the in-process engine"""
-
-
-class ProxyError(Exception):
-    """A failed proxy call. ``status`` is the HTTP status (0: no proxy / network failure)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        limit: str | None = None,
-        retry_after: float | None = None,
-        reset: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.limit = limit
-        self.retry_after = retry_after
-        self.reset = reset
-        self.code = code
-
-    def __str__(self) -> str:
-        if self.status == 429:
-            parts = [f"rate limited (429): {self.message}"]
-            if self.limit and self.limit not in self.message:
-                parts.append(f"limit: {self.limit}")
-            if self.reset and self.reset not in self.message:
-                parts.append(f"resets: {self.reset}")
-            if self.retry_after is not None:
-                parts.append(f"retry after {self.retry_after:g}s")
-            return "; ".join(parts)
-        if self.status == 401:  # no token, or one the proxy does not accept
-            return (
-                f"not authenticated (401): {self.message}. The proxy did not accept the token: set "
-                "%config RSQLMagic.proxy_token = '...' or RSQL_PROXY_TOKEN (on JupyterHub, "
-                "JUPYTERHUB_API_TOKEN is used)"
-            )
-        if self.status:
-            return f"proxy error {self.status}: {self.message}"
-        return self.message
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows this instead of a Python traceback: the message is what matters
-        return [f"ProxyError: {self}"]
 
 
 @dataclass
@@ -231,7 +186,7 @@ class ProxyClient:
                 timeout=timeout,
             )
         try:
-            from jupyter_server_ext import inprocess  # the lead's module; optional
+            from jupyter_server_ext import inprocess  # the server part is an optional install
         except ImportError:
             inprocess = None
         if inprocess is not None:
@@ -288,24 +243,21 @@ class ProxyClient:
         the admin's ``context_policy``. ``timeout``: a shorter bound than the client's."""
         if self.unavailable is not None:
             raise self.unavailable
-        if self.engine is not None:
-            fn = getattr(self.engine, "me", None)
-            return dict(fn()) if callable(fn) else {"user": "local (in-process engine)"}
+        if self.engine is not None:  # the same shape as the HTTP answer
+            return dict(self.engine.me())
         with self._open("GET", "me", None, self._headers("magic"), timeout) as resp:
             try:
                 return json.loads(resp.read() or b"{}")
             except ValueError:
                 raise ProxyError(502, "the proxy's `me` answer is not JSON") from None
 
-    def redact(self, messages: list[dict], timeout: float | None = None) -> dict | None:
+    def redact(self, messages: list[dict], timeout: float | None = None) -> dict:
         """``POST {root}redact``: the messages as the upstream would see them after the
-        proxy's pattern redaction, and counts per kind. None: the in-process engine has no
-        redaction preview."""
+        proxy's pattern redaction, and counts per kind."""
         if self.unavailable is not None:
             raise self.unavailable
         if self.engine is not None:
-            fn = getattr(self.engine, "redact_preview", None)
-            return dict(fn(messages)) if callable(fn) else None
+            return dict(self.engine.redact_preview(messages))
         with self._open("POST", "redact", {"messages": messages}, self._headers("magic"),
                         timeout) as resp:
             try:
@@ -316,9 +268,8 @@ class ProxyClient:
 
     def status(self) -> dict:
         """``GET {root}status``: health of the proxy."""
-        if self.engine is not None:
-            fn = getattr(self.engine, "status", None)
-            return dict(fn()) if callable(fn) else {"status": "ok"}
+        if self.engine is not None:  # the same shape as the HTTP answer
+            return dict(self.engine.status())
         with self._open("GET", "status", None, self._headers("magic")) as resp:
             raw = resp.read()
         try:
@@ -382,7 +333,12 @@ class ProxyClient:
         body = dict(body)
         t0 = time.monotonic()
         if self.engine is not None:
-            return self._chat_inprocess(body, client_kind, no_cache, on_delta, t0)
+            # the in-process engine answers what the HTTP endpoint would: status, headers, body
+            answer = self.engine.chat_completion(body, client_kind=client_kind, no_cache=no_cache)
+            if answer.status >= 400:
+                raise _error_from(answer.status, answer.body, _Headers(answer.headers))
+            return _json_result(answer.status, answer.body, _Headers(answer.headers), model,
+                                on_delta, t0)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -390,40 +346,11 @@ class ProxyClient:
         if on_response is not None:
             on_response(resp)
         with resp:
-            h = resp.headers
-            ctype = (h.get("Content-Type") or "").lower()
+            ctype = (resp.headers.get("Content-Type") or "").lower()
             if stream and "text/event-stream" in ctype:
                 text, model_out, usage, extra = self._read_stream(resp, on_delta)
-            else:
-                try:
-                    data = json.loads(resp.read())
-                except ValueError as e:
-                    raise ProxyError(resp.status, f"proxy answered with non-JSON: {e}") from None
-                if isinstance(data, dict) and "error" in data:
-                    raise _error_from(resp.status if resp.status >= 400 else 502, json.dumps(data), h)
-                text = _message_text(data)
-                model_out = data.get("model") or model or ""
-                usage = data.get("usage") or {}
-                extra = data.get("rsql") or {}
-                if on_delta and text:
-                    on_delta(text)
-            cost = _float(h.get("X-RSQL-Cost-USD"))
-            if cost is None:  # a stream's cost is only known at its end: usage / rsql chunk
-                cost = _float(extra.get("cost_usd"))
-            if cost is None and isinstance(usage, dict):
-                cost = _float(usage.get("cost_usd"))
-            cache = (h.get("X-RSQL-Cache") or str(extra.get("cache") or "")).lower() == "hit"
-            return ChatResult(
-                text=text,
-                model=model_out or "",
-                usage=dict(usage or {}),
-                cost_usd=cost,
-                cache_hit=cache,
-                latency_s=time.monotonic() - t0,
-                upstream=h.get("X-RSQL-Upstream") or extra.get("upstream"),
-                request_id=h.get("X-Request-Id") or extra.get("request_id"),
-                fallback=h.get("X-RSQL-Fallback") or extra.get("fallback") or None,
-            )
+                return _result(text, model_out, usage, extra, resp.headers, t0)
+            return _json_result(resp.status, resp.read(), resp.headers, model, on_delta, t0)
 
     @staticmethod
     def _sse_events(resp: Any) -> Iterator[str]:
@@ -488,56 +415,55 @@ class ProxyClient:
             raise ProxyError(502, "the stream broke off before the answer was complete")
         return "".join(parts), model_out, usage, extra
 
-    def _chat_inprocess(
-        self,
-        body: dict,
-        client_kind: str,
-        no_cache: bool,
-        on_delta: Callable[[str], None] | None,
-        t0: float,
-    ) -> ChatResult:
-        body = dict(body)
-        fn = self.engine.chat_completion
-        kwargs: dict[str, Any] = {}
-        try:  # pass client kind / no-cache only to an engine that takes them
-            params = inspect.signature(fn).parameters
-            if "client_kind" in params:
-                kwargs["client_kind"] = client_kind
-            if "no_cache" in params:
-                kwargs["no_cache"] = no_cache
-        except (TypeError, ValueError):
-            pass
-        try:
-            data = fn(body, **kwargs)
-        except ProxyError:
-            raise
-        except Exception as e:
-            status = getattr(e, "status", None)
-            if status is None:
-                raise
-            raise ProxyError(
-                int(status),
-                str(getattr(e, "message", e)),
-                limit=getattr(e, "limit", None),
-                retry_after=_float(getattr(e, "retry_after", None))
-                or _float((getattr(e, "headers", None) or {}).get("Retry-After")),
-                reset=getattr(e, "reset", None),
-            ) from None
-        text = _message_text(data)
-        if on_delta and text:
-            on_delta(text)
-        extra = data.get("rsql") or {}
-        return ChatResult(
-            text=text,
-            model=data.get("model") or body.get("model") or "",
-            usage=dict(data.get("usage") or {}),
-            cost_usd=_float(extra.get("cost_usd")),
-            cache_hit=str(extra.get("cache") or "").lower() == "hit",
-            latency_s=time.monotonic() - t0,
-            upstream=extra.get("upstream"),
-            request_id=data.get("id"),
-            fallback=extra.get("fallback") or None,
-        )
+
+class _Headers(dict):
+    """The in-process engine's headers, looked up without regard to case as HTTP's are."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__((k.lower(), v) for k, v in headers.items())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+def _json_result(status: int, raw: bytes, headers: Any, model: str | None,
+                 on_delta: Callable[[str], None] | None, t0: float) -> ChatResult:
+    """A JSON chat completion answered with ``status`` and ``headers``."""
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise ProxyError(status, f"proxy answered with non-JSON: {e}") from None
+    if isinstance(data, dict) and "error" in data:
+        raise _error_from(status if status >= 400 else 502, json.dumps(data), headers)
+    text = _message_text(data)
+    if on_delta and text:
+        on_delta(text)
+    return _result(text, data.get("model") or model or "", data.get("usage") or {},
+                   data.get("rsql") or {}, headers, t0)
+
+
+def _result(text: str, model_out: str, usage: Any, extra: dict, headers: Any,
+            t0: float) -> ChatResult:
+    """The answer with what the proxy said about it: its ``X-RSQL-*`` headers, else (a
+    stream's end, where headers are long sent) the ``rsql`` object or the usage chunk."""
+    h = headers
+    cost = _float(h.get("X-RSQL-Cost-USD"))
+    if cost is None:
+        cost = _float(extra.get("cost_usd"))
+    if cost is None and isinstance(usage, dict):
+        cost = _float(usage.get("cost_usd"))
+    cache = (h.get("X-RSQL-Cache") or str(extra.get("cache") or "")).lower() == "hit"
+    return ChatResult(
+        text=text,
+        model=model_out or "",
+        usage=dict(usage or {}),
+        cost_usd=cost,
+        cache_hit=cache,
+        latency_s=time.monotonic() - t0,
+        upstream=h.get("X-RSQL-Upstream") or extra.get("upstream"),
+        request_id=h.get("X-Request-Id") or extra.get("request_id"),
+        fallback=h.get("X-RSQL-Fallback") or extra.get("fallback") or None,
+    )
 
 
 def _message_text(data: dict) -> str:

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .errors import ProxyError
+
 __all__ = [
     "ContextPolicy",
     "PolicyState",
@@ -178,8 +180,6 @@ def admin_policy(client: Any, *, ttl: float = POLICY_TTL_S,
     No proxy at all (replay only): no admin policy, nothing is sent anyway. The in-process
     engine: its ``me()``'s ``context_policy`` if it has one (no admin otherwise).
     """
-    from .client import ProxyError
-
     if client is None or getattr(client, "unavailable", None) is not None:
         return PolicyState(None, "no proxy: the admin's context policy is unknown")
     if getattr(client, "engine", None) is not None:
@@ -256,8 +256,6 @@ class Preview:
 
 def preview(client: Any, messages: list[dict]) -> Preview:
     """What the upstream would see after the proxy's pattern redaction (``POST redact``)."""
-    from .client import ProxyError
-
     if client is None or getattr(client, "unavailable", None) is not None:
         why = getattr(client, "unavailable", None)
         first = (str(why).splitlines() or ["no proxy"])[0] if why else "no proxy"
@@ -269,9 +267,6 @@ def preview(client: Any, messages: list[dict]) -> Preview:
             return Preview(messages, note="this proxy has no redaction preview (POST redact): "
                                           "shown as the kernel sends it")
         return Preview(messages, note=f"redaction preview unavailable ({e})")
-    if data is None:
-        return Preview(messages, note="redaction is not configured in the in-process engine: "
-                                      "shown as the kernel sends it")
     out = data.get("messages") if isinstance(data, dict) else None
     if not isinstance(out, list):
         return Preview(messages, note="the proxy's redaction preview had no messages")

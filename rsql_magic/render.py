@@ -16,10 +16,12 @@ import re
 from typing import Any
 
 from .client import ChatResult
-from .sanitize import clean_html, escape_markdown, plain_text, safe_markdown
 
-__all__ = ["error_bundle", "extract_code", "fallback_label", "footer", "markdown_bundle", "markdown_to_html",
-           "mimebundle", "replayed_label"]
+# code_block is the sanitizer's: answers' fences and ours are drawn alike
+from .sanitize import clean_html, code_block, escape_markdown, plain_text, safe_markdown
+
+__all__ = ["code_block", "error_bundle", "extract_code", "fallback_label", "footer", "markdown_bundle",
+           "markdown_to_html", "mimebundle", "normalize_lang", "replayed_label"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
@@ -28,6 +30,13 @@ _LANG_ALIASES = {
     "r": {"r", "rscript", "splus"},
     "sql": {"sql", "sqlite", "postgresql", "postgres", "duckdb", "mysql", "tsql"},
 }
+
+
+def normalize_lang(lang: str) -> str:
+    """The language a code fence's tag names: ``python``, ``r`` or ``sql`` for their aliases
+    (``py``, ``rscript``, ``postgresql`` ...), else the tag itself, lower-cased."""
+    tag = lang.strip().lower()
+    return next((name for name, aliases in _LANG_ALIASES.items() if tag in aliases), tag)
 
 
 def footer(res: ChatResult) -> str:
@@ -131,10 +140,3 @@ def markdown_bundle(md: str, plain: str | None = None) -> dict[str, Any]:
     """A Markdown display (status lines, code for the next cell) made safe like an answer."""
     return {"text/markdown": safe_markdown(md),
             "text/plain": plain_text(md if plain is None else plain)}
-
-
-def code_block(code: str, lang: str) -> str:
-    fence = "```"
-    while fence in code:
-        fence += "`"
-    return f"{fence}{lang}\n{code}\n{fence}"

@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .client import ChatResult, ProxyError
+from .client import ChatResult
+from .errors import ReplayMissing, UsageError
 
 try:  # POSIX; elsewhere writes are still append-only, just not locked
     import fcntl
@@ -75,16 +76,6 @@ _HEADING = re.compile(r"^(#{1,6} |create (table|view) |question:$)", re.I)
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
 
-class ReplayMissing(ProxyError):
-    """``only`` mode and no recorded answer: the cell fails, naming what changed."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(0, message, code="replay_missing")
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"ReplayMissing: {self.message}"]
-
-
 # -- settings --------------------------------------------------------------------------------
 
 
@@ -94,7 +85,7 @@ def resolve_mode(configured: str | None, batch: bool) -> str:
         v = (value or "").strip().lower()
         if v:
             if v not in MODES:
-                raise ProxyError(0, f"{where}={value!r}: expected one of {', '.join(MODES)}")
+                raise UsageError(f"{where}={value!r}: expected one of {', '.join(MODES)}")
             return v
     return "auto" if batch else "off"
 

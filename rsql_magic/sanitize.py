@@ -26,7 +26,7 @@ from typing import Any
 
 import nh3
 
-__all__ = ["clean_html", "escape_markdown", "plain_text", "safe_markdown"]
+__all__ = ["clean_html", "code_block", "escape_markdown", "plain_text", "safe_markdown"]
 
 # An image becomes a link whose text starts with this (words, not an emoji: many Linux
 # desktops have no font for it)
@@ -190,11 +190,15 @@ _SAFE_DEST = re.compile(r"\s*(?:https?://|mailto:)", re.I)
 _PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
 
 
-def _fence(code: str, info: str) -> str:
-    lang = _INFO.match(info.strip()).group(0)  # type: ignore[union-attr]
+def code_block(code: str, lang: str) -> str:
+    """``code`` in a Markdown fence tagged ``lang``, longer than any backtick run inside."""
     longest = max((len(r) for r in _BACKTICKS.findall(code)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{lang}\n{code}\n{fence}"
+
+
+def _fence(code: str, info: str) -> str:
+    return code_block(code, _INFO.match(info.strip()).group(0))  # type: ignore[union-attr]
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:

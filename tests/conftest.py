@@ -1,30 +1,80 @@
-"""Shared fixtures: a loopback fake provider, and real Jupyter servers running the proxy."""
+"""Shared fixtures: a loopback fake provider, real Jupyter servers and rsql-proxy services
+running the proxy, JupyterHub, PostgreSQL and Redis. The code behind them is tests/helpers/."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fake_provider import FakeProvider, KeyPolicy
+# pytest-jupyter's in-process Jupyter server, taken as fixtures only: loaded as a plugin, its
+# hooks would run every async test on its own event loop instead of pytest-asyncio's
+from pytest_jupyter.jupyter_core import (  # noqa: F401
+    echo_kernel_spec,
+    jp_asyncio_loop,
+    jp_config_dir,
+    jp_data_dir,
+    jp_env_config_path,
+    jp_env_jupyter_path,
+    jp_environ,
+    jp_home_dir,
+    jp_kernel_dir,
+    jp_runtime_dir,
+    jp_system_config_path,
+    jp_system_jupyter_path,
+)
+from pytest_jupyter.jupyter_server import (  # noqa: F401
+    jp_argv,
+    jp_configurable_serverapp,
+    jp_http_port,
+    jp_logging_stream,
+    jp_nbconvert_templates,
+    jp_root_dir,
+    jp_server_config,
+)
+from pytest_jupyter.pytest_tornasync import http_server_port  # noqa: F401
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import (
+    FAKE_KEY,
+    IN_CI,
+    PROVIDER_KEYS,
+    REPO,
+    free_port,
+    missing,
+    require,
+    upstreams_for,
+)
+from tests.helpers.fake_provider import FakeProvider, KeyPolicy
+from tests.helpers.identity import TokenUsers
+from tests.helpers.servers import (
+    ONLY_RSQL,
+    USERS,
+    Hub,
+    InProcessJupyter,
+    JupyterServer,
+    ServerLog,
+    serve_in_thread,
+    start_jupyter_server,
+    start_service,
+)
+from tests.helpers.services import (
+    PG_ENGINES,
+    as_service_user,
+    pg_bin,
+    reachable,
+    redis_answers,
+    trusted_postgres,
+)
 
 # configurable-http-proxy is installed into the checkout (scripts/install-system-deps.sh), not
 # globally; the hubs the tests start find it on PATH
@@ -38,62 +88,11 @@ os.environ["PLOOMBER_STATS_ENABLED"] = "false"
 os.environ["PLOOMBER_VERSION_CHECK_DISABLED"] = "true"
 
 
-def require(what: str, *, binary: bool = False, reason: str = "") -> None:
-    """Skip when a component is missing, with a reason; in CI a missing component fails."""
-    found = shutil.which(what) if binary else importlib.util.find_spec(what) is not None
-    if found:
-        return
-    msg = f"{what} is not installed" + (f" ({reason})" if reason else "")
-    if IN_CI:
-        pytest.fail(f"CI must run every test, but {msg}")
-    pytest.skip(msg)
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """os.environ for a server or kernel started by a test, without R's LD_LIBRARY_PATH.
-
-    rpy2 puts R's library folders into LD_LIBRARY_PATH when a test in this process starts R;
-    a Python started with it loads the system libpython and dies on import of _ssl.
-    """
-    env = {**os.environ, **extra}
-    if "/usr/lib/R" in env.get("LD_LIBRARY_PATH", ""):
-        env.pop("LD_LIBRARY_PATH")
-    return env
-
-
-def http(method: str, url: str, body: Any = None, authorization: str | None = None,
-         headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request: (status, lower-cased headers, body), error statuses included."""
-    hdrs = {"Content-Type": "application/json", **(headers or {})}
-    if authorization:
-        hdrs["Authorization"] = authorization
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_PROVIDER_KEYS = [
-    ("sk-test-a1-fake0123456789", "a1", "acct-a"),
-    ("sk-test-a2-fake0123456789", "a2", "acct-a"),
-    ("sk-test-b1-fake0123456789", "b1", "acct-b"),
-]
-
-
 @pytest.fixture(scope="session")
 def provider() -> Iterator[FakeProvider]:
     """Three keys on two accounts, no limits by default; tests reset it and set policies."""
     fp = FakeProvider(
-        {key: KeyPolicy(alias, account=account) for key, alias, account in _PROVIDER_KEYS}
+        {key: KeyPolicy(alias, account=account) for key, alias, account in PROVIDER_KEYS}
     ).start()
     yield fp
     fp.stop()
@@ -105,33 +104,13 @@ def fresh_provider(provider: FakeProvider) -> FakeProvider:
     provider.reset()
     provider.keys = {
         key: KeyPolicy(alias, account=account)
-        for key, alias, account in _PROVIDER_KEYS
+        for key, alias, account in PROVIDER_KEYS
     }
     provider.latency = 0.0
     return provider
 
 
-def upstreams_for(fp: FakeProvider, **extra: Any) -> list[dict[str, Any]]:
-    """One upstream per fake key, with inline keys (tests only; users use api_key_env)."""
-    out = []
-    for key, pol in fp.keys.items():
-        out.append(
-            {
-                "name": pol.alias,
-                "base_url": fp.base_url,
-                "api_key": key,
-                "account": pol.account or pol.alias,
-                "models": list(fp.model_ids),
-                **extra.get(pol.alias, {}),
-            }
-        )
-    return out
-
-
-# -- kernel side in-process: an IPython shell and a chat panel on the fake provider --------
-
-FAKE_KEY = _PROVIDER_KEYS[0][0]
-
+# -- kernel side in-process: an IPython shell and %%sql_ai's model call on the fake provider --
 
 @pytest.fixture
 def shell() -> Iterator[Any]:
@@ -158,116 +137,6 @@ def complete(fresh_provider: FakeProvider) -> Callable[[list[dict]], str]:
     return call
 
 
-def chat_panel_for(shell: Any, fp: FakeProvider, **kw: Any) -> Any:
-    """A chat panel talking to the fake provider directly (it speaks the proxy's API)."""
-    require("ipywidgets", reason="the chat panel is ipywidgets")
-    from rsql_magic.chat.panel import ChatPanel
-    from rsql_magic.client import ProxyClient
-
-    kw.setdefault("model", "fake-small")
-    client = ProxyClient(f"http://127.0.0.1:{fp.port}/", FAKE_KEY)
-    return ChatPanel(shell, client=client, refresh_usage=False, **kw)
-
-
-@dataclass
-class JupyterServer:
-    """A real `jupyter server` subprocess with the rsql extension."""
-
-    url: str
-    token: str
-    proc: subprocess.Popen
-    log_path: Path
-    root: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def proxy_url(self) -> str:
-        return self.url + "rsql/"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def request(
-        self, method: str, path: str, body: Any = None, token: str | None = "default", headers: dict | None = None
-    ) -> tuple[int, dict[str, str], bytes]:
-        tok = self.token if token == "default" else token
-        return http(method, self.proxy_url + path, body, f"token {tok}" if tok else None, headers)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-USERS = {
-    "tok-alice": {"name": "alice", "groups": ["students"]},
-    "tok-bob": {"name": "bob", "groups": ["students"]},
-    "tok-carol": {"name": "carol", "groups": ["staff"]},
-}
-
-
-def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[str, str] | None = None,
-                         wait: bool = True, named_users: bool = False) -> JupyterServer:
-    """Start `jupyter server` with `c.RSQLProxy.<k> = <v>` for each item of proxy_config."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    token = secrets.token_hex(16)
-    cfg = tmp / "jupyter_server_config.py"
-    # only our extension: the others (jupyterlab, lsp, ...) triple the start-up time
-    lines = [
-        "c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': False, "
-        "'notebook': False, 'jupyter_lsp': False, 'jupysql_plugin': False, 'notebook_shim': False, "
-        "'jupyter_server_terminals': False}"
-    ]
-    lines += [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
-    if named_users:  # tok-alice, tok-bob (students), tok-carol (staff) instead of one owner
-        lines.append("c.ServerApp.identity_provider_class = 'tests.token_users.TokenUsers'")
-        env = {**(env or {}), "RSQL_TEST_TOKEN_USERS": json.dumps(USERS),
-               "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cfg.write_text("\n".join(lines) + "\n")
-    root = tmp / "root"
-    root.mkdir(exist_ok=True)
-    full_env = {
-        **child_env(),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-        "JUPYTER_DATA_DIR": str(tmp / "data"),  # the usage log's default home
-        **(env or {}),
-    }
-    log_path = tmp / "server.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", "--allow-root", f"--config={cfg}", f"--ServerApp.root_dir={root}",
-            "--ServerApp.port_retries=0",
-        ],
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=full_env,
-        cwd=root,
-    )
-    server = JupyterServer(f"http://127.0.0.1:{port}/", token, proc, log_path, root, full_env)
-    if not wait:
-        return server
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyter server exited ({proc.returncode}):\n{server.log()}")
-        try:
-            with urllib.request.urlopen(server.url + f"api/status?token={token}", timeout=2):
-                return server
-        except urllib.error.HTTPError:  # it answers (a custom identity provider may say 403)
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"jupyter server did not start:\n{server.log()}")
-
-
 def _factory(tmp_path: Path, start: Any, name: str, stop: Any) -> Iterator:
     """A fixture body: start processes on demand, each in its own folder; stop them all after."""
     started: list[Any] = []
@@ -288,6 +157,53 @@ def jupyter_server_factory(tmp_path: Path) -> Iterator:
     yield from _factory(tmp_path, start_jupyter_server, "srv", JupyterServer.stop)
 
 
+@pytest.fixture
+def jp_base_url() -> str:
+    """The in-process server at the root, as `jupyter server` and JupyterHub's servers are."""
+    return "/"
+
+
+@pytest.fixture
+def jupyter_app_factory(jp_configurable_serverapp: Callable, jp_asyncio_loop: Any, http_server_port: tuple,  # noqa: F811
+                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+                        ) -> Iterator[Callable[..., InProcessJupyter]]:
+    """Start the proxy in a Jupyter server inside this process: one per test (a ServerApp is a
+    singleton), configured as start_jupyter_server configures its `jupyter server` process."""
+    started: list[InProcessJupyter] = []
+    log = ServerLog()
+    root, engine_log = logging.getLogger(), logging.getLogger("rsql")
+    # the extension sends the engine's lines to the server's handlers once per process; each
+    # test's server gets them afresh, and later tests find the logger as it was
+    engine_state = (list(engine_log.handlers), engine_log.propagate, engine_log.level)
+    engine_log.handlers.clear()
+    root.addHandler(log)
+
+    def factory(proxy_config: dict[str, Any], *, named_users: bool = False) -> InProcessJupyter:
+        if started:
+            raise RuntimeError("one in-process Jupyter server per test: ServerApp is a singleton")
+        server_app: dict[str, Any] = {"jpserver_extensions": dict(ONLY_RSQL)}
+        if named_users:  # tok-alice, tok-bob (students), tok-carol (staff) instead of one owner
+            server_app["identity_provider_class"] = TokenUsers
+            monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(USERS))
+        try:
+            app = jp_configurable_serverapp(config={"ServerApp": server_app, "RSQLProxy": dict(proxy_config)})
+        except SystemExit as exc:  # what makes `jupyter server` exit, e.g. a bad configuration
+            # the extension (a traitlets app) logs to stderr, as the real server does
+            raise RuntimeError(f"jupyter server exited ({exc.code}):\n{log.text()}\n{capsys.readouterr().err}") from None
+        engine_log.addHandler(log)
+        started.append(serve_in_thread(app, http_server_port[0], jp_asyncio_loop, log))
+        return started[-1]
+
+    try:
+        yield factory
+    finally:
+        for server in started:
+            server.stop()
+        root.removeHandler(log)
+        engine_log.handlers[:], engine_log.propagate = engine_state[0], engine_state[1]
+        engine_log.setLevel(engine_state[2])
+
+
 @pytest.fixture(scope="module")
 def jupyter_proxy(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """A Jupyter server whose proxy fronts the session's fake provider (3 keys, 2 accounts)."""
@@ -299,6 +215,21 @@ def jupyter_proxy(provider: FakeProvider, tmp_path_factory: pytest.TempPathFacto
     server.stop()
 
 
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator:
+    yield from _factory(tmp_path, start_service, "svc", lambda s: s.stop(9))
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider) -> Iterator[Hub]:
+    """A real JupyterHub with the proxy as its service, in front of the session's provider."""
+    require("configurable-http-proxy", binary=True, reason="npm install -g configurable-http-proxy")
+    require("jupyterhub")
+    h = Hub(tmp_path_factory.mktemp("hub"), provider)
+    yield h
+    h.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """In CI nothing is silently skipped: a skip (a missing component) is a failure there."""
@@ -308,108 +239,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped in CI, where every test must run: {reason}"
-
-
-@dataclass
-class ProxyService:
-    """A real `rsql-proxy` process (the hub service host)."""
-
-    url: str
-    proc: subprocess.Popen
-    log_path: Path
-    cwd: Path
-
-    @property
-    def proxy_url(self) -> str:
-        return self.url
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
-                headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
-        return http(method, self.url + path, body, f"Bearer {token}" if token else None, headers, timeout)
-
-    def stop(self, sig: int = 2) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-
-def start_service(tmp: Path, proxy_config: dict[str, Any], *, static_users: dict | None = None,
-                  env: dict[str, str] | None = None, prefix: str = "/") -> ProxyService:
-    tmp.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cfg = tmp / "rsql_config.py"
-    lines = [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
-    if static_users:
-        lines.append(f"c.RSQLProxyService.static_users = {static_users!r}")
-    cfg.write_text("\n".join(lines) + "\n")
-    log_path = tmp / "service.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port),
-         "--base-url", prefix],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, env=child_env(**(env or {})),
-    )
-    svc = ProxyService(f"http://127.0.0.1:{port}{prefix}", proc, log_path, tmp)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rsql-proxy exited ({proc.returncode}):\n{svc.log()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return svc
-        except OSError:
-            time.sleep(0.1)
-    svc.stop()
-    raise RuntimeError(f"rsql-proxy did not start:\n{svc.log()}")
-
-
-@pytest.fixture
-def service_factory(tmp_path: Path) -> Iterator:
-    yield from _factory(tmp_path, start_service, "svc", lambda s: s.stop(9))
-
-
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _missing_service(msg: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI must run every test, but {msg}")
-    pytest.skip(msg)
-
-
-def _as_service_user(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: as root, run its tools as the `postgres` user."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3])
-    return str(candidates[-1]) if candidates else None
-
-
-def _trusted_postgres(port: int) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", connect_timeout=3):
-            return True
-    except psycopg.Error:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -425,12 +254,12 @@ def pg_server() -> Iterator[str]:
     if os.environ.get("RSQL_TEST_PG_URL"):
         yield os.environ["RSQL_TEST_PG_URL"].rstrip("/")
         return
-    if os.environ.get("RSQL_TEST_SERVICES") != "private" and _reachable(5432) and _trusted_postgres(5432):
+    if os.environ.get("RSQL_TEST_SERVICES") != "private" and reachable(5432) and trusted_postgres(5432):
         yield "postgresql://postgres@127.0.0.1:5432"
         return
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
-        _missing_service("PostgreSQL is not installed (initdb, pg_ctl), and none runs on 127.0.0.1:5432")
+        missing("PostgreSQL is not installed (initdb, pg_ctl), and none runs on 127.0.0.1:5432")
     # not under pytest's temporary folder: that one is private to the user running the tests,
     # and the server runs as `postgres` when they are root
     folder = Path(tempfile.mkdtemp(prefix="rsql-test-pg-"))
@@ -439,18 +268,18 @@ def pg_server() -> Iterator[str]:
         shutil.chown(folder, "postgres")
     port = free_port()
     subprocess.run(
-        _as_service_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+        as_service_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
         check=True, capture_output=True,
     )
     opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
-        _as_service_user([pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"]),
+        as_service_user([pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"]),
         check=True, capture_output=True,
     )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run(_as_service_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
+        subprocess.run(as_service_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -469,14 +298,31 @@ def pg_database(pg_server: str) -> Iterator[str]:
     with psycopg.connect(pg_server + "/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-
-def _redis_answers(port: int) -> bool:
+@pytest.fixture(scope="module")
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh PostgreSQL database ``rsql_test_<random>`` per test module, dropped afterwards."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+        import psycopg
+    except ImportError:
+        missing("psycopg is not installed (pip install 'psycopg[binary]')")
+    try:
+        admin = psycopg.connect(pg_server + "/postgres", autocommit=True, connect_timeout=5)
+    except Exception as e:
+        missing(f"PostgreSQL is not reachable at {pg_server!r}: {e}")
+    name = f"rsql_test_{secrets.token_hex(4)}"
+    admin.execute(f"CREATE DATABASE {name}")
+    url = pg_server.replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    try:
+        yield url
+    finally:
+        for e in PG_ENGINES:
+            e.dispose()
+        from rsql_magic.sql import connections
+
+        for key in [k for k in connections._ENGINES if name in k]:
+            connections._ENGINES.pop(key).dispose()
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -489,12 +335,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("RSQL_TEST_REDIS_URL"):
         yield os.environ["RSQL_TEST_REDIS_URL"].rstrip("/")
         return
-    if os.environ.get("RSQL_TEST_SERVICES") != "private" and _redis_answers(6379):
+    if os.environ.get("RSQL_TEST_SERVICES") != "private" and redis_answers(6379):
         yield "redis://127.0.0.1:6379"
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        _missing_service("redis-server is not installed, and no Redis answers on 127.0.0.1:6379")
+        missing("redis-server is not installed, and no Redis answers on 127.0.0.1:6379")
     folder = tmp_path_factory.mktemp("redis")
     port = free_port()
     proc = subprocess.Popen(
@@ -503,7 +349,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=(folder / "log").open("wb"), stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 20
-    while not _redis_answers(port):
+    while not redis_answers(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"redis-server did not start:\n{(folder / 'log').read_text()}")

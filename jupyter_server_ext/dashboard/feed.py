@@ -17,6 +17,8 @@ from typing import Any
 
 from ..engine import Engine
 from ..engine.records import Outcome
+from ..engine.views import status_view
+from ..handlers import ProxyContext
 
 log = logging.getLogger("rsql")
 
@@ -31,13 +33,10 @@ def iso(ts: float) -> str:
 
 async def global_budget(engine: Engine) -> dict[str, Any] | None:
     """The global daily budget and what the state backend says is spent of it today."""
-    limit = engine.limiter.settings.global_daily_budget_usd
-    if limit is None:
+    spend = await engine.global_spend()
+    if spend is None:
         return None
-    _, _, budgets = engine.limiter.checks("", (), 0.0)
-    checks = [b for b in budgets if b.key == "g:usd"]
-    _, _, spent = await engine.state.read([], [], checks)
-    used = float(spent[0]) if spent else 0.0
+    used, limit = spend
     return {"daily_usd": limit, "spent_usd": round(used, 6), "remaining_usd": round(max(0.0, limit - used), 6)}
 
 
@@ -73,13 +72,11 @@ def _amount(label: str) -> int | None:
 
 async def build_snapshot(engine: Engine, *, step: int = 60) -> dict[str, Any]:
     """Everything the dashboard shows, as JSON-able data (escaping is the page's job)."""
-    from ..handlers import proxy_status  # the same data as GET status
-
     now = time.time()
     midnight = now - (now % DAY)  # budgets reset at midnight UTC
     snap: dict[str, Any] = {"at": iso(now), "now": now}
     try:
-        snap["status"] = await proxy_status(engine)
+        snap["status"] = await status_view(engine)  # the same data as GET status
     except Exception as exc:  # a backend that raises instead of answering False
         log.warning("dashboard: status failed: %s", type(exc).__name__)
         snap["status"] = {"status": "degraded", "error": type(exc).__name__}
@@ -192,11 +189,9 @@ class Feed:
             last = time.monotonic()
 
 
-def feed_for(ctx: Any) -> Feed:
+def feed_for(ctx: ProxyContext) -> Feed:
     """The one feed of a proxy context, made on first use."""
-    feed = getattr(ctx, "_dashboard_feed", None)
-    if feed is None:
-        feed = Feed(ctx.engine)
-        ctx._dashboard_feed = feed
-    return feed
+    if ctx.dashboard_feed is None:
+        ctx.dashboard_feed = Feed(ctx.engine)
+    return ctx.dashboard_feed
 

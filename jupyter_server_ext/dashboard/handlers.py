@@ -2,7 +2,7 @@
 activity as HTML, and the page's own static files.
 
 Like the proxy's other handlers these are mixins that each host combines with its
-authenticated base class (``make_handlers``). Two hooks come from the host when it has them:
+authenticated base class (``routes.make_handlers``). Two hooks come from the host when it has them:
 ``rsql_csrf_token()`` (the token the page sends back in ``X-XSRFToken`` with its POSTs) and
 ``rsql_browser_login()`` (send a browser without credentials to a login page; the hub service
 does, through the hub's OAuth).

@@ -1,8 +1,9 @@
 """Framework-free asyncio core of the rsql proxy: upstream pool, limits, cache, usage, pricing."""
 
-from .core import Engine, EngineSettings
+from .core import Engine
 from .errors import BadRequest, ConfigError, ProxyError, RateLimited, UpstreamError
 from .limiter import LimitSettings, UserPolicy, parse_overrides
+from .options import EngineSettings
 from .records import Caller, Outcome, Reply
 from .settings import Rate, UpstreamSpec, parse_rates, parse_upstreams
 

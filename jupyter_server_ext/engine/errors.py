@@ -106,7 +106,6 @@ class RateLimited(ProxyError):
         extra = {"limit": limit, "retry_after": self.retry_after, **kw.pop("extra", {})}
         super().__init__(message, headers=headers, extra=extra, **kw)
         self.limit = limit
-        self.reset: str | None = self.extra.get("reset")
 
 
 class UpstreamError(ProxyError):

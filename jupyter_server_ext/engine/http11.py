@@ -2,10 +2,11 @@
 
 Why by hand: on the proxy's hot path aiohttp's client cost about 280 us of CPU per upstream
 call here (profiled under wrk), as much as tornado's whole server side, and httpx's pool
-degrades badly at a few hundred concurrent calls (DESIGN.md). The proxy needs little of
-either: POST and GET with a JSON body, keep-alive, TLS, Content-Length or chunked answers,
-read whole or streamed, and precise timeouts. Everything else (redirects, cookies, proxies,
-compression: we send ``Accept-Encoding: identity``) is deliberately left out.
+degrades badly at a few hundred concurrent calls (docs/architecture.md, "Why a hand-written
+HTTP/1.1 client"). The proxy needs little of either: POST and GET with a JSON body,
+keep-alive, TLS, Content-Length or chunked answers, read whole or streamed, and precise
+timeouts. Everything else (redirects, cookies, proxies, compression: we send
+``Accept-Encoding: identity``) is deliberately left out.
 """
 
 from __future__ import annotations

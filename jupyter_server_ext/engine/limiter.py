@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..state.base import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
 from .errors import BadRequest, ConfigError, RateLimited
 from .settings import Rate, parse_rates
+from .state import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
 
 DAY = 86400.0
 _OVERRIDABLE = ("user_limits", "user_concurrency", "user_daily_budget_usd")

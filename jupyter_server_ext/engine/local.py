@@ -195,7 +195,8 @@ class _Worker:
 
 
 class LocalTransport:
-    """Answers ``llama_cpp`` upstreams from their child processes."""
+    """The transport of local upstreams (``UpstreamSpec.local``): answers from their child
+    processes."""
 
     def __init__(self, *, start_timeout: float = 180.0, cancel_grace: float = 5.0) -> None:
         self.start_timeout = start_timeout
@@ -278,8 +279,11 @@ class LocalTransport:
         return 200  # a local model has no key to be disabled
 
     async def send(
-        self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float
+        self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
+        endpoint: str = "chat/completions",
     ) -> UpstreamReply:
+        if endpoint != "chat/completions":  # the local model only chats
+            raise UpstreamFailure("unserved", f"serves no v1/{endpoint}", 404)
         worker = await self._worker(spec)
         model_name = payload.get("model") or spec.name
         rid = next(self._ids)

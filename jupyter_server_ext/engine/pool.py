@@ -145,45 +145,26 @@ class Pool:
 
     # -- picking -------------------------------------------------------------------------
 
-    def try_pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
-        """A slot if some key has headroom now; else seconds until one may (a float), or None
-        when only a release can help; raises when no key can ever serve the request."""
-        now = self.clock()
-        best: tuple | None = None
-        soonest = math.inf  # the earliest time some key may have room; releases also wake waiters
+    def screen(self, model: str, tokens: int, exclude: set[str], now: float) -> tuple[list[Key], float]:
+        """The keys this process sees able to take the request now (serving the model, not
+        excluded or disabled, big enough, breaker closed or ready for its probe), and the
+        seconds until an open breaker lets another in (inf: none will). Raises when no key can
+        ever serve the request. Their windows decide next: local buckets, or shared state."""
+        ready: list[Key] = []
+        soonest = math.inf
         usable = 0
         too_big = True
-        for key in self.serving(model):
-            if key.alias in exclude or key.disabled:
+        for key in self.keys:
+            if not key.spec.serves(model) or key.alias in exclude or key.disabled:
                 continue
             usable += 1
-            bucket = self.bucket(key, model)
-            if not bucket.fits_ever(tokens):
+            if not self.bucket(key, model).fits_ever(tokens):
                 continue
             too_big = False
-            if not key.breaker.allows(now):
-                if not key.breaker.probing:
-                    soonest = min(soonest, key.breaker.open_until - now)
-                continue
-            wait = bucket.wait_time(now, tokens)
-            if wait is None:  # only a request in flight finishing can make room
-                continue
-            if wait > 0:
-                soonest = min(soonest, wait)
-                continue
-            rank = (bucket.headroom(now), -key.inflight, -key.last_pick)
-            if best is None or rank > best[0]:
-                best = (rank, key, bucket)
-        if best is not None:
-            _, key, bucket = best
-            probe = key.breaker.failures >= key.breaker.threshold
-            if probe:
-                key.breaker.probing = True
-            key.inflight += 1
-            key.last_pick = now
-            slot = Slot(next(self._ids), key, bucket, model, tokens, probe)
-            bucket.begin(slot.id, tokens, now)
-            return slot
+            if key.breaker.allows(now):
+                ready.append(key)
+            elif not key.breaker.probing:
+                soonest = min(soonest, key.breaker.open_until - now)
         if usable == 0:
             if not self.serving(model):
                 raise BadRequest(
@@ -202,7 +183,46 @@ class Pool:
                 f"token limit of any upstream serving {model!r}; lower max_tokens or shorten the prompt",
                 code="request_too_large",
             )
+        return ready, soonest
+
+    def try_pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+        """A slot if some key has headroom now; else seconds until one may (a float), or None
+        when only a release can help; raises when no key can ever serve the request."""
+        now = self.clock()
+        ready, soonest = self.screen(model, tokens, exclude, now)
+        best: tuple | None = None
+        for key in ready:
+            bucket = self.bucket(key, model)
+            wait = bucket.wait_time(now, tokens)
+            if wait is None:  # only a request in flight finishing can make room
+                continue
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            rank = (bucket.headroom(now), -key.inflight, -key.last_pick)
+            if best is None or rank > best[0]:
+                best = (rank, key, bucket)
+        if best is not None:
+            _, key, bucket = best
+            slot = self.claim_slot(key, bucket, model, tokens, now)
+            bucket.begin(slot.id, tokens, now)
+            return slot
         return soonest if soonest != math.inf else None
+
+    def claim_slot(self, key: Key, bucket: Bucket, model: str, tokens: int, now: float, ref: str = "") -> Slot:
+        """A slot on `key` whose window has room (the caller checked): the key's side of it."""
+        probe = key.breaker.failures >= key.breaker.threshold
+        if probe:
+            key.breaker.probing = True
+        key.inflight += 1
+        key.last_pick = now
+        return Slot(next(self._ids), key, bucket, model, tokens, probe, ref)
+
+    def free_slot(self, slot: Slot) -> None:
+        """The key's side of giving a slot back; its window's side is the caller's."""
+        slot.key.inflight -= 1
+        if slot.probe:
+            slot.key.breaker.probing = False
 
     async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
         """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
@@ -248,9 +268,7 @@ class Pool:
 
     async def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
         """Give the slot back: `counted` stamps it in the window (the provider saw it)."""
-        slot.key.inflight -= 1
-        if slot.probe:
-            slot.key.breaker.probing = False
+        self.free_slot(slot)
         slot.bucket.end(slot.id, self.clock(), tokens, counted=counted)
         self._notify()
 

@@ -61,7 +61,7 @@ class PriceBook:
         spec = self.specs.get(upstream or "")
         if spec is not None and model in spec.prices:
             return spec.prices[model]
-        if spec is not None and spec.provider == "llama_cpp":
+        if spec is not None and spec.local:
             return FREE
         found = PRICES.get(model)
         if found is None:

@@ -17,6 +17,8 @@ import limits as limits_lib
 from .errors import ConfigError
 
 PROVIDERS = ("openai", "llama_cpp")
+# providers whose model runs on this machine (engine/local.py): free, chat only, no key
+LOCAL_PROVIDERS = ("llama_cpp",)
 _UPSTREAM_FIELDS = {
     "name": "alias used in logs, metrics and the usage log (required, unique)",
     "provider": "'openai' (any OpenAI-compatible API, the default) or 'llama_cpp' (local model)",
@@ -100,6 +102,11 @@ class UpstreamSpec:
 
     def serves(self, model: str) -> bool:
         return model in self.models or "*" in self.models
+
+    @property
+    def local(self) -> bool:
+        """Runs on this machine (the llama.cpp model): free, chat only, no key to disable."""
+        return self.provider in LOCAL_PROVIDERS
 
 
 def parse_prices(value: Any, *, where: str) -> dict[str, Price]:

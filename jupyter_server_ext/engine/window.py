@@ -6,7 +6,8 @@ window. The log is exact, and its size is bounded by the largest limit.
 
 Why requests in flight count in full and are stamped on completion: the provider counts a
 request from when it saw it, which is somewhere between our send and its answer. Stamping the
-completion time keeps our window never shorter than the provider's (DESIGN.md).
+completion time keeps our window never shorter than the provider's (docs/architecture.md,
+"Moving windows and stamping").
 """
 
 from __future__ import annotations

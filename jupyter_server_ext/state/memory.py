@@ -6,7 +6,7 @@ import collections
 import time
 from collections.abc import Callable
 
-from .base import Admission, BudgetCheck, LeaseCheck, WindowCheck
+from ..engine.state import Admission, BudgetCheck, LeaseCheck, WindowCheck
 
 SWEEP_EVERY = 60.0
 

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..engine.errors import ProxyError
-from .base import Admission, BudgetCheck, LeaseCheck, WindowCheck
+from ..engine.state import Admission, BudgetCheck, LeaseCheck, WindowCheck
 
 log = logging.getLogger("rsql.state")
 

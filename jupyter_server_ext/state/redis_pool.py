@@ -189,13 +189,13 @@ class SharedPool(Pool):
 
     async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
         # local checks first: model served, key usable here, request not too large
-        got = self.try_pick_local_filter(model, tokens, exclude)
-        if not isinstance(got, list):
-            return got
+        ready, soonest = self.screen(model, tokens, exclude, self.clock())
+        if not ready:
+            return soonest if soonest != math.inf else None
         # rotate the order so ties spread over keys, replicas and accounts
         self._rotation += 1
-        r = self._rotation % len(got)
-        cands = got[r:] + got[:r]
+        r = self._rotation % len(ready)
+        cands = ready[r:] + ready[:r]
         args: list[Any] = [self.prefix, model, tokens, f"{time.time_ns()}-{id(self)}-{self._rotation}", self.lease_seconds, len(cands)]
         for key in cands:
             rates, trates = self.account_rates(key.spec.account)
@@ -218,26 +218,7 @@ class SharedPool(Pool):
             w = float(wait)
             return None if w < 0 else w
         key = cands[idx - 1]
-        now = self.clock()
-        probe = key.breaker.failures >= key.breaker.threshold
-        if probe:
-            key.breaker.probing = True
-        key.inflight += 1
-        key.last_pick = now
-        slot = Slot(next(self._ids), key, self.bucket(key, model), model, tokens, probe, ref=args[3])
-        return slot
-
-    def try_pick_local_filter(self, model: str, tokens: int, exclude: set[str]) -> list[Key] | float | None:
-        """Keys worth asking Redis about; with none, the local pool raises or says how long."""
-        now = self.clock()
-        cands = [
-            key for key in self.serving(model)
-            if key.alias not in exclude and not key.disabled
-            and self.bucket(key, model).fits_ever(tokens) and key.breaker.allows(now)
-        ]
-        # try_pick skips the same keys, so it cannot take a slot here: it only raises the
-        # right error (model not served, request too large, ...) or says how long to wait
-        return cands or self.try_pick(model, tokens, exclude)  # type: ignore[return-value]
+        return self.claim_slot(key, self.bucket(key, model), model, tokens, self.clock(), ref=args[3])
 
     _down_since: float | None = None
 
@@ -261,9 +242,7 @@ class SharedPool(Pool):
         if not slot.ref:  # taken from the local windows while Redis was down
             await super().release(slot, tokens=tokens, counted=counted)
             return
-        slot.key.inflight -= 1
-        if slot.probe:
-            slot.key.breaker.probing = False
+        self.free_slot(slot)
         used = slot.tokens if tokens is None else tokens
         span = max((r.seconds for r in sum(self.account_rates(slot.key.spec.account), ())), default=60.0)
         await self._quietly(

@@ -1,11 +1,14 @@
-"""Usage-log stores: SQLite (default, WAL) and PostgreSQL."""
+"""Usage-log stores: SQLite (default, WAL) and PostgreSQL.
+
+Both implement ``jupyter_server_ext.engine.usage.UsageStore``; the host hands one to the engine.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from ..engine.usage import UsageStore
 
 
-def open_store(database_url: str) -> Any:
+def open_store(database_url: str) -> UsageStore:
     """A store for ``c.RSQLProxy.database_url``: ``sqlite:///path``, a path, or ``postgresql://``."""
     if database_url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore

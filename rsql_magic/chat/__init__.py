@@ -4,8 +4,13 @@
 function and the package can share one name without one shadowing the other on import.
 ipywidgets is imported only when a panel is built: importing this module stays cheap.
 
+The package: :mod:`.panel` (what the panel does), :mod:`.widgets` (what it shows),
+:mod:`.stream` (the worker thread that streams an answer), :mod:`.clipboard` (the Copy code
+button), :mod:`.sources` (what its pickers offer), :mod:`.text` (its one-line texts),
+:mod:`.magic` (``%ask_chat``), :mod:`.panels` (the panels opened in this kernel).
+
 ``%load_ext rsql_magic.chat`` registers ``%ask_chat`` on its own; ``%load_ext rsql_magic``
-does it too once its loader calls :func:`load_ipython_extension` here.
+registers it with the other magics.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["ChatPanel", "chat", "current", "load_ipython_extension", "unload_ipython_extension"]
+from .panels import current, open_panel
 
-_PANELS: list[Any] = []  # panels opened in this kernel, newest last (for %ask_chat --insert)
+__all__ = ["ChatPanel", "chat", "current", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def chat(**kwargs: Any) -> Any:
@@ -25,17 +30,7 @@ def chat(**kwargs: Any) -> Any:
     Keyword arguments go to :class:`ChatPanel`: ``model``, ``frames`` (names preselected),
     ``sql`` (a connection variable's name), ``include_r``, ``history_tokens``, ``client``.
     """
-    from .panel import ChatPanel
-
-    panel = ChatPanel(**kwargs)
-    _PANELS.append(panel)
-    del _PANELS[:-10]
-    return panel
-
-
-def current() -> Any | None:
-    """The most recently opened panel, if any."""
-    return _PANELS[-1] if _PANELS else None
+    return open_panel(**kwargs)
 
 
 def __getattr__(name: str) -> Any:
@@ -48,14 +43,19 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ip: Any) -> None:
     """Register ``%ask_chat`` (idempotent)."""
+    from rsql_magic.session import register_magics
+
     from .magic import ChatMagics
 
-    if "ask_chat" not in ip.magics_manager.magics["line"]:
-        ip.register_magics(ChatMagics(shell=ip))
+    register_magics(ip, ChatMagics)
 
 
 def unload_ipython_extension(ip: Any) -> None:
-    ip.magics_manager.magics["line"].pop("ask_chat", None)
+    from rsql_magic.session import unregister_magics
+
+    from .magic import ChatMagics
+
+    unregister_magics(ip, ChatMagics)
 
 
 class _CallableModule(types.ModuleType):

@@ -29,7 +29,7 @@ class ChatMagics(Magics):
     @line_magic
     def ask_chat(self, line: str = "") -> Any:
         """Open the rsql chat panel (ipywidgets): ``%ask_chat [--df a,b] [--sql conn] [--r]``."""
-        from . import chat, current
+        from .panels import current, open_panel
 
         args = parse_argstring(self.ask_chat, line)
         if args.insert is not None:
@@ -41,7 +41,7 @@ class ChatMagics(Magics):
             panel.insert_code(args.insert)
             return None
         frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
-        panel = chat(
+        panel = open_panel(
             shell=self.shell, model=args.model, frames=frames, sql=args.sql, include_r=args.r or None
         )
         from IPython.display import display

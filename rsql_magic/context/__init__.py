@@ -5,7 +5,7 @@ chars / 4): every section gets an equal share of what is left when its turn come
 a small section does not use flows on to the next ones.
 
 Collectors: :mod:`.frames` (pandas / polars), :mod:`.rsession` (R through rpy2),
-``sql_schema.describe_connection`` (SQL through sqlglot) and :mod:`.history` (last error).
+``rsql_magic.sql.schema.describe_connection`` (SQL through sqlglot) and :mod:`.history` (last error).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def build_context(
 
         def run_sql(budget: int) -> str:
             try:
-                from .sql_schema import describe_connection
+                from rsql_magic.sql.schema import describe_connection
             except ImportError as e:
                 ctx.notes.append(f"SQL schema not included: {e}")
                 return ""
@@ -126,7 +126,7 @@ def build_context(
             except ImportError as e:
                 ctx.notes.append(f"R session not included: {e}")
                 return ""
-            words = set(fr._NAME_RE.findall(question or ""))
+            words = fr.identifiers_in(question)
             try:
                 text = describe_r_session(
                     no_data=no_data,

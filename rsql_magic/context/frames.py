@@ -19,10 +19,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rsql_magic.privacy import ContextPolicy
 
-__all__ = ["describe_frame", "find_frames", "frame_kind", "pick_frames", "redacted_columns"]
+__all__ = [
+    "describe_frame",
+    "find_frames",
+    "frame_kind",
+    "identifiers_in",
+    "pick_frames",
+    "redacted_columns",
+]
 
 REDACTED = "[redacted]"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def identifiers_in(text: str | None) -> set[str]:
+    """The words of `text` that could name a variable: how a question names a frame."""
+    return set(_NAME_RE.findall(text or ""))
 
 
 def frame_kind(obj: Any) -> str | None:
@@ -67,7 +79,7 @@ def pick_frames(
     if requested:
         names = [n for n in requested if n in frames]
         return names, [n for n in requested if n not in frames]
-    words = set(_NAME_RE.findall(question or ""))
+    words = identifiers_in(question)
     named = [n for n in frames if n in words]
     if named:
         return named, []

@@ -8,8 +8,8 @@ Every query runs with a time bound where the driver allows one (PostgreSQL
 ``statement_timeout``, SQLite's progress handler, DuckDB ``interrupt()`` from a timer) and fetches
 at most ``max_rows`` rows, so neither schema capture nor a generated query can hang a kernel.
 
-Generated SQL (``query(..., policy=SqlPolicy(...))``) also meets the database's own walls, so a
-mistake of the guard is still harmless:
+Generated SQL (``query(..., policy=SqlPolicy(...))``) also meets the database's own walls
+(:mod:`rsql_magic.sql.walls`), so a mistake of the guard is still harmless:
 
 - PostgreSQL: a READ ONLY transaction (a savepoint made read-only inside the user's open
   transaction), rolled back afterwards, with ``statement_timeout``, and ``SET LOCAL ROLE`` to
@@ -25,50 +25,23 @@ mistake of the guard is still harmless:
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import sqlite3
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Refused
-from .functions import database_function_names, table_function_allowed
+from .dialects import sqlglot_dialect
+from .functions import database_function_names
 from .policy import SqlPolicy
-
-# SQLAlchemy dialect names -> sqlglot dialect names.
-_SA_TO_SQLGLOT = {
-    "postgresql": "postgres",
-    "mssql": "tsql",
-    "mariadb": "mysql",
-    "awsathena": "athena",
-    "bigquery": "bigquery",
-    "snowflake": "snowflake",
-    "redshift": "redshift",
-    "oracle": "oracle",
-    "mysql": "mysql",
-    "sqlite": "sqlite",
-    "duckdb": "duckdb",
-    "trino": "trino",
-    "presto": "presto",
-    "clickhouse": "clickhouse",
-    "databricks": "databricks",
-    "hive": "hive",
-    "teradata": "teradata",
-}
+from .walls import duckdb_parser_check, postgres_walls, sqlite_authorizer
 
 _ENGINES: dict[str, Any] = {}  # URL -> Engine, so a URL named in many cells shares one pool
 
 
 class QueryTimeout(Exception):
     """The statement ran past its time bound and was cancelled."""
-
-
-class SuperuserWarning(UserWarning):
-    """Generated SQL runs on PostgreSQL as a superuser, with no ``postgres_role`` set."""
 
 
 @dataclass
@@ -145,7 +118,7 @@ class SQLiteDB(DB):
         if guarded:
             # After our own PRAGMA: the authorizer also sees every statement we prepare.
             conn.set_authorizer(
-                _sqlite_authorizer(database_function_names("sqlite", policy.allowed_functions))
+                sqlite_authorizer(database_function_names("sqlite", policy.allowed_functions))
             )
         try:
             cur = conn.cursor()
@@ -163,31 +136,6 @@ class SQLiteDB(DB):
                 conn.set_progress_handler(None, 0)
             if read_only and not was_query_only:
                 conn.execute("PRAGMA query_only = OFF")
-
-
-_SQLITE_READS = {
-    sqlite3.SQLITE_SELECT,
-    sqlite3.SQLITE_READ,
-    getattr(sqlite3, "SQLITE_RECURSIVE", 33),
-}
-
-
-def _sqlite_authorizer(names: frozenset[str]) -> Callable[..., int]:
-    """Allow reads and allowlisted functions; deny everything else (ATTACH and DETACH, which
-    ``VACUUM INTO`` also needs, every PRAGMA, writes, transactions, virtual table changes)."""
-
-    def authorize(action: int, arg1: str | None, arg2: str | None, _db: Any, _trig: Any) -> int:
-        if action in _SQLITE_READS:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_FUNCTION:
-            return sqlite3.SQLITE_OK if (arg2 or "").lower() in names else sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_UPDATE and arg1 in ("sqlite_master", "sqlite_temp_master"):
-            # preparing a table-valued function (json_each) registers it in the schema;
-            # query_only still stops any real write
-            return sqlite3.SQLITE_OK
-        return sqlite3.SQLITE_DENY
-
-    return authorize
 
 
 @contextlib.contextmanager
@@ -210,68 +158,6 @@ def _interrupt_after(conn: Any, timeout_s: float | None) -> Iterator[dict[str, b
         yield state
     finally:
         timer.cancel()
-
-
-_EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN(?:\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
-_PATHLIKE = re.compile(r"[/\\:~*?]|\.[A-Za-z0-9]{1,8}$")
-
-
-def _duck_refused(why: str, sql: str) -> Refused:
-    return Refused(f"Refused by DuckDB's own parser: {why}; nothing ran.", sql=sql)
-
-
-def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: SqlPolicy) -> None:
-    """DuckDB's own parser must see one SELECT calling only allowlisted functions.
-
-    `run(text)` runs a catalog query on the same database. ``json_serialize_sql`` refuses
-    anything but SELECT and lists every function, table function and table the statement names,
-    as DuckDB itself reads them: differences between sqlglot's parser and DuckDB's cannot hide a
-    call.
-    """
-    text = _EXPLAIN_PREFIX.sub("", sql, count=1)
-    quoted = "'" + text.replace("'", "''") + "'"
-    try:
-        (raw,) = run(f"SELECT json_serialize_sql({quoted})")[0]
-    except Exception as e:  # no json extension: fail closed
-        raise _duck_refused(
-            f"json_serialize_sql is unavailable ({type(e).__name__})", sql
-        ) from None
-    tree = json.loads(raw)
-    if tree.get("error"):
-        raise _duck_refused(str(tree.get("error_message") or "not a SELECT"), sql)
-    if len(tree.get("statements") or []) != 1:
-        raise _duck_refused("more than one statement", sql)
-    names = database_function_names("duckdb", policy.allowed_functions)
-
-    def walk(node: Any) -> None:
-        if isinstance(node, list):
-            for v in node:
-                walk(v)
-            return
-        if not isinstance(node, dict):
-            return
-        if node.get("type") == "TABLE_FUNCTION":
-            fn = node.get("function") or {}
-            name = str(fn.get("function_name") or "")
-            if fn.get("schema") or not table_function_allowed(
-                name, "duckdb", policy.allowed_functions
-            ):
-                raise _duck_refused(f"table function {name}() is not allowed", sql)
-            walk(fn.get("children") or fn.get("arguments"))
-            return
-        if node.get("type") == "BASE_TABLE" and _PATHLIKE.search(str(node.get("table_name", ""))):
-            raise _duck_refused(f"table name {node.get('table_name')!r} looks like a file", sql)
-        name = node.get("function_name")
-        if isinstance(name, str):
-            operator = node.get("is_operator") or not re.search(r"\w", name)
-            if node.get("schema") or node.get("catalog"):
-                raise _duck_refused(f"schema-qualified function {name}()", sql)
-            if not operator and name.lower() not in names:
-                raise _duck_refused(f"{name}() is not on the allowlist", sql)
-        for v in node.values():
-            walk(v)
-
-    walk(tree["statements"])
 
 
 class DuckDB(DB):
@@ -343,41 +229,6 @@ class FramesDB(DuckDB):
         self.frames = dict(frames)
 
 
-_SUPERUSER_WARNED: set[int] = set()
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _postgres_walls(
-    run: Callable[[str], list[tuple]], policy: SqlPolicy, key: Any, label: str
-) -> None:
-    """Inside our (sub)transaction, before generated SQL: read-only, and the configured role.
-
-    SET LOCAL ends with the transaction or savepoint, so the user's session keeps its own
-    settings. A superuser can read and write server files (COPY, pg_read_file) even in a read-only
-    transaction; only a role without those rights makes the database itself refuse them.
-    """
-    run("SET LOCAL transaction_read_only = on")
-    if policy.postgres_role:
-        run(f"SET LOCAL ROLE {_quote_ident(policy.postgres_role)}")
-        return
-    if id(key) in _SUPERUSER_WARNED:
-        return
-    _SUPERUSER_WARNED.add(id(key))
-    rows = run("SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user")
-    if rows and rows[0][0]:
-        warnings.warn(
-            f"%%sql_ai runs generated SQL on {label} as the superuser {rows[0][1]!r}: a "
-            "read-only transaction does not stop a superuser from reading server files or "
-            "signalling other sessions. Set %config SqlAIMagics.postgres_role = '<role>' to a "
-            "role without superuser rights that can SELECT your tables.",
-            SuperuserWarning,
-            stacklevel=2,
-        )
-
-
 class PostgresDBAPI(DB):
     """A raw psycopg (3 or 2) connection, in autocommit mode or not, idle or in a transaction."""
 
@@ -433,7 +284,7 @@ class PostgresDBAPI(DB):
                 if timeout_s:
                     cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
                 if read_only and policy is not None:
-                    _postgres_walls(run, policy, conn, self.label)
+                    postgres_walls(run, policy, conn, self.label)
                 cur.execute(sql)
                 out = _fetch(cur, max_rows)
             except Exception as e:
@@ -452,11 +303,13 @@ class SQLAlchemyDB(DB):
         self.bind = bind  # Engine or Connection
         name = bind.dialect.name
         self.sa_dialect = name
-        self.dialect = _SA_TO_SQLGLOT.get(name, name)
+        self.dialect = sqlglot_dialect(name, check=False)
         self.label = label or f"SQLAlchemy {name}"
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def connection(self) -> Iterator[Any]:
+        """A SQLAlchemy ``Connection``: a new one from the Engine (closed afterwards), or the
+        Connection this was made from."""
         from sqlalchemy.engine import Engine
 
         if isinstance(self.bind, Engine):
@@ -467,7 +320,7 @@ class SQLAlchemyDB(DB):
 
     def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
         guarded = read_only and policy is not None
-        with self._connection() as c:
+        with self.connection() as c:
             own_tx = not c.in_transaction()
             if own_tx:
                 tx = c.begin()
@@ -485,7 +338,7 @@ class SQLAlchemyDB(DB):
                     if timeout_s:
                         c.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
                     if guarded:
-                        _postgres_walls(
+                        postgres_walls(
                             lambda q: self._run(c, q, None).rows, policy, self.bind, self.label
                         )
                     return self._run(c, sql, max_rows)
@@ -544,7 +397,8 @@ class SQLAlchemyDB(DB):
             cur.close()
 
 
-def _is_frame(obj: Any) -> bool:
+def is_frame(obj: Any) -> bool:
+    """A pandas or polars DataFrame (told by its type's module: neither library is imported)."""
     mod = type(obj).__module__
     return type(obj).__name__ == "DataFrame" and (
         mod.startswith("pandas") or mod.startswith("polars")
@@ -595,9 +449,9 @@ def resolve(obj: Any) -> DB:
             return SQLAlchemyDB(obj)
     if mod.startswith("psycopg") or mod.startswith("psycopg2"):
         return PostgresDBAPI(obj, label=mod.split(".")[0])
-    if isinstance(obj, Mapping) and obj and all(_is_frame(v) for v in obj.values()):
+    if isinstance(obj, Mapping) and obj and all(is_frame(v) for v in obj.values()):
         return FramesDB(obj)
-    if _is_frame(obj):
+    if is_frame(obj):
         return FramesDB({"df": obj})
     raise TypeError(
         f"cannot use a {type(obj).__module__}.{type(obj).__name__} as a database connection: "

@@ -2,34 +2,94 @@
 
 sqlglot marks the offending token with ANSI underline, which neither a model nor a plain-text
 log shows. We keep its wording ("... Line 1, Col: 12.") and draw a caret line under the token.
+Like sqlglot's ``ParseError``, an error also keeps where it points as data (:class:`Position`),
+so a caller need not read it back out of the message.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal, get_args
 
-__all__ = ["SqlCheckError", "Refused", "caret", "offset_of"]
+from rsql_magic.errors import RSQLError
+
+__all__ = [
+    "CHECK_STAGES",
+    "STAGES",
+    "CheckStage",
+    "Position",
+    "Refused",
+    "SqlCheckError",
+    "Stage",
+    "caret",
+    "check_stage",
+    "offset_of",
+    "pointer",
+    "strip_ansi",
+]
+
+# Where a statement failed: "extract" (no SQL in the answer), "parse", "schema" (unknown table
+# or column), "refused" (read-only guard), "database" (the database raised), "timeout"; and,
+# before any SQL, "usage", "connection" and "proxy" (the magic's own failures).
+CheckStage = Literal["extract", "parse", "schema", "refused", "database", "timeout"]
+Stage = Literal[CheckStage, "usage", "connection", "proxy"]
+STAGES: frozenset[str] = frozenset(get_args(Stage))
+CHECK_STAGES: frozenset[str] = frozenset(get_args(CheckStage))
 
 
-class SqlCheckError(Exception):
+def check_stage(stage: str, allowed: frozenset[str] = STAGES) -> None:
+    """Raise ValueError unless `stage` is one of `allowed`: a typo must not become a new stage."""
+    if stage not in allowed:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(sorted(allowed))}")
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where an error points in the SQL text that was checked, from sqlglot's token ``meta``:
+    1-based ``line``, ``column`` as sqlglot counts it (the token's last character, 1-based), and
+    ``start`` / ``end``, 0-based offsets of the token's first and last character."""
+
+    line: int
+    column: int
+    start: int
+    end: int
+
+
+class SqlCheckError(RSQLError):
     """A generated statement failed a check; ``message`` is what the model is told.
 
-    ``stage``: "extract" (no SQL in the answer), "parse", "schema" (unknown table or column),
-    "refused" (read-only guard), "database" (the database raised), "timeout".
+    ``stage``: one of :data:`CheckStage`. ``line``, ``column``, ``start``, ``end``: where in the
+    checked text the error points (see :class:`Position`), None when unknown.
     """
 
-    def __init__(self, message: str, *, stage: str, sql: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: CheckStage,
+        sql: str | None = None,
+        position: Position | None = None,
+    ) -> None:
+        check_stage(stage, CHECK_STAGES)
         super().__init__(message)
         self.message = message
         self.stage = stage
         self.sql = sql
+        self.position = position
+        self.line = position.line if position else None
+        self.column = position.column if position else None
+        self.start = position.start if position else None
+        self.end = position.end if position else None
 
 
 class Refused(SqlCheckError):
     """The read-only guard refused the statement: nothing ran."""
 
-    def __init__(self, message: str, *, sql: str | None = None) -> None:
-        super().__init__(message, stage="refused", sql=sql)
+    def __init__(
+        self, message: str, *, sql: str | None = None, position: Position | None = None
+    ) -> None:
+        super().__init__(message, stage="refused", sql=sql, position=position)
 
 
 def offset_of(sql: str, line: int, col: int) -> int:
@@ -57,6 +117,11 @@ def caret(sql: str, start: int, end: int) -> str:
         text = ("..." if lo else "") + text[lo:hi] + ("..." if hi < len(text) else "")
         col = col - lo + (3 if lo else 0)
     return f"  {text}\n  {' ' * col}{'^' * width}"
+
+
+def pointer(sql: str, position: Position) -> str:
+    """`` Line: 1, Col: 15`` and a caret line under the token: appended to a refusal."""
+    return f" Line: {position.line}, Col: {position.column}\n{caret(sql, position.start, position.end)}"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -5,8 +5,8 @@ Text checks are easy to fool (``WITH d AS (DELETE ... RETURNING *) SELECT ...``,
 SELECT (with WITH and set operations), EXPLAIN of such a statement, SHOW or DESCRIBE, and when
 every node of its tree is of a kind known to only read and every function it calls is on the
 dialect's allowlist of pure functions (:mod:`rsql_magic.sql.functions`). More than one
-statement is always refused. The database enforces read-only as well (see ``connections``), so
-a mistake here is still harmless.
+statement is always refused. The database enforces read-only as well (see ``walls``), so a
+mistake here is still harmless.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from .errors import Refused, caret
+from .errors import Position, Refused, pointer
 from .functions import (
     READ_ONLY_NODES,
     function_allowed,
@@ -24,6 +24,7 @@ from .functions import (
     table_function_allowed,
     unsafe_reason,
 )
+from .parse import explained_statements, explained_text
 
 __all__ = ["check_statements", "statement_kind", "ALLOWED"]
 
@@ -40,33 +41,10 @@ _WRITE_NODES: tuple[type[exp.Expression], ...] = tuple(
     getattr(exp, n) for n in _WRITE_NAMES if isinstance(getattr(exp, n, None), type)
 )
 
-_EXPLAIN_OPTS = re.compile(
-    r"^\s*(?:\((?:[^()]|\([^()]*\))*\)|ANALYZE|ANALYSE|VERBOSE|QUERY\s+PLAN|FORMAT\s+\w+)\s*",
-    re.IGNORECASE,
-)
 # SHOW / DESCRIBE that sqlglot keeps as text: only a plain (dotted) name, or nothing.
 _PLAIN_NAME = re.compile(r"^\s*(?:[A-Za-z_][\w$]*(?:\s*\.\s*[A-Za-z_][\w$]*)*)?\s*;?\s*$")
 # Table names that a database may read as a file or URL (DuckDB's replacement scans).
 _PATHLIKE = re.compile(r"[/\\:~*?]|\.[A-Za-z0-9]{1,8}$")
-
-
-def explained_text(stmt: exp.Command) -> str:
-    """The text of the statement an ``EXPLAIN [ANALYZE] [(options)]`` command explains."""
-    arg = stmt.expression
-    text = arg.name if isinstance(arg, exp.Literal) else str(arg or "")
-    while True:  # strip EXPLAIN's options to reach the statement it explains
-        m = _EXPLAIN_OPTS.match(text)
-        if not m or not m.group(0):
-            break
-        text = text[m.end() :]
-    return text
-
-
-def explained_statements(stmt: exp.Command, dialect: str) -> list[exp.Expression]:
-    """The statement(s) an EXPLAIN command explains, parsed."""
-    from .validate import parse_statements  # local: validate imports this module
-
-    return parse_statements(explained_text(stmt), dialect)
 
 
 def statement_kind(stmt: exp.Expression) -> str:
@@ -93,25 +71,35 @@ def _describe(stmt: exp.Expression, dialect: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _refuse(stmt: exp.Expression, dialect: str, why: str, where: str = "") -> Refused:
+def _refuse(
+    stmt: exp.Expression,
+    dialect: str,
+    why: str,
+    sql: str | None = None,
+    node: exp.Expression | None = None,
+) -> Refused:
+    """A refusal of `stmt`, pointing at `node`'s token in `sql` when its position is known."""
+    position = _position(sql, node) if node is not None else None
+    where = pointer(sql, position) if sql and position else ""
     return Refused(
         f"Refused: {why}. %%sql_ai runs only {ALLOWED} unless --allow-write is given; "
         f"nothing ran.{where}",
         sql=stmt.sql(dialect),
+        position=position,
     )
 
 
-def _where(sql: str | None, node: exp.Expression) -> str:
-    """`` Line: 1, Col: 15`` and a caret line under the node's token, when its position is known."""
+def _position(sql: str | None, node: exp.Expression) -> Position | None:
+    """Where `node`'s token (or its name's) is in `sql`, when the parser recorded it."""
     if not sql:
-        return ""
+        return None
     meta = node.meta or {}
     if "start" not in meta:
         ident = node.this if isinstance(node.this, exp.Identifier) else node.find(exp.Identifier)
         meta = (ident.meta or {}) if ident is not None else {}
     if "start" not in meta or "end" not in meta:
-        return ""
-    return f" Line: {meta.get('line', 1)}, Col: {meta.get('col', 1)}\n{caret(sql, meta['start'], meta['end'])}"
+        return None
+    return Position(meta.get("line", 1), meta.get("col", 1), meta["start"], meta["end"])
 
 
 def _decode_unicode_escapes(text: str) -> str:
@@ -142,11 +130,12 @@ def _check_unicode_escapes(sql: str | None, dialect: str) -> None:
         return  # the parser has already accepted it; nothing more to learn here
     for i, tok in enumerate(tokens):
         if tok.token_type == TokenType.UNICODE_STRING:
-            where = f" Line: {tok.line}, Col: {tok.col}\n{caret(sql, tok.start, tok.end)}"
+            position = Position(tok.line, tok.col, tok.start, tok.end)
             raise Refused(
                 "Refused: U&'...' Unicode escapes are not accepted in generated SQL; "
-                f"nothing ran.{where}",
+                f"nothing ran.{pointer(sql, position)}",
                 sql=sql,
+                position=position,
             )
         if (
             tok.text.upper() == "U"
@@ -159,11 +148,12 @@ def _check_unicode_escapes(sql: str | None, dialect: str) -> None:
             meant = _decode_unicode_escapes(target.text)
             called = i + 3 < len(tokens) and tokens[i + 3].token_type == TokenType.L_PAREN
             what = f"a call of {meant}()" if called else f"the name {meant!r}"
-            where = f" Line: {tok.line}, Col: {tok.col}\n{caret(sql, tok.start, target.end + 1)}"
+            position = Position(tok.line, tok.col, tok.start, target.end + 1)
             raise Refused(
                 f'Refused: U&"..." Unicode escapes hide {what}; escaped identifiers are not '
-                f"accepted in generated SQL; nothing ran.{where}",
+                f"accepted in generated SQL; nothing ran.{pointer(sql, position)}",
                 sql=sql,
+                position=position,
             )
 
 
@@ -179,11 +169,14 @@ def _function_refusal(
         why = f"{name}() {reason}"
     else:
         why = f"{name}() is not a known read-only {kind} for {dialect}"
+    position = _position(sql, node)
+    where = pointer(sql, position) if sql and position else ""
     return Refused(
         f"Refused: {why}; only pure scalar, aggregate and window functions on the allowlist "
         "run (add a safe one with %config SqlAIMagics.allowed_functions; --allow-write does "
-        f"not lift this), so nothing ran.{_where(sql, node)}",
+        f"not lift this), so nothing ran.{where}",
         sql=root.sql(dialect),
+        position=position,
     )
 
 
@@ -227,7 +220,8 @@ def _check_tree(
                     dialect,
                     f"a schema-qualified function call (`{_describe(parent, dialect)}`) may "
                     "run a user-defined function",
-                    _where(sql, node),
+                    sql,
+                    node,
                 )
             continue
         if isinstance(node, _WRITE_NODES):
@@ -239,7 +233,7 @@ def _check_tree(
                 why = "SELECT ... INTO creates a table"
             else:
                 why = f"the statement holds a {statement_kind(node)} (`{_describe(node, dialect)}`)"
-            raise _refuse(root, dialect, why, _where(sql, node))
+            raise _refuse(root, dialect, why, sql, node)
         if isinstance(node, exp.Table):
             ident = node.this
             if isinstance(ident, exp.Identifier) and _PATHLIKE.search(ident.name):
@@ -248,7 +242,8 @@ def _check_tree(
                     dialect,
                     f"the table name {ident.name!r} looks like a file path or URL, which some "
                     "databases read as a file",
-                    _where(sql, ident),
+                    sql,
+                    ident,
                 )
         if type(node) not in READ_ONLY_NODES and not allow_write:
             raise _refuse(
@@ -256,7 +251,8 @@ def _check_tree(
                 dialect,
                 f"{type(node).__name__} (`{_describe(node, dialect)}`) is not one of the "
                 "read-only constructs a generated query may use",
-                _where(sql, node),
+                sql,
+                node,
             )
 
 

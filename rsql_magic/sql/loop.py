@@ -11,17 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
-from rsql_magic.context.sql_schema import Schema, capture_schema, describe_schema
+from rsql_magic.errors import RSQLError
 
 from .connections import DB, QueryTimeout
-from .errors import SqlCheckError
+from .errors import Position, SqlCheckError, Stage, check_stage
 from .execute import database_error_message, function_names_in_error, run_query
 from .guard import ALLOWED
 from .policy import SqlPolicy
+from .schema import Schema, capture_schema, describe_schema
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
@@ -60,9 +61,10 @@ class Attempt:
 
     answer: str
     sql: str
-    stage: str  # "ok", or the failing stage: extract, parse, schema, refused, database, timeout
+    stage: Stage | Literal["ok"]  # "ok", or the stage where it failed
     error: str | None = None
     transpiled_from: str | None = None
+    position: Position | None = None  # where the error points in `sql`, when known
 
 
 @dataclass
@@ -85,15 +87,34 @@ class SqlAIResult:
         return 0 if self.frame is None else len(self.frame)
 
 
-class SqlAIError(Exception):
-    """No acceptable SQL within the retries, or it was refused: nothing (more) ran."""
+class SqlAIError(RSQLError):
+    """No acceptable SQL within the retries, or it was refused: nothing (more) ran.
 
-    def __init__(self, message: str, *, attempts: list[Attempt], sql: str, stage: str) -> None:
+    ``stage``: one of :data:`~rsql_magic.sql.errors.Stage`. ``line``, ``column``, ``start``,
+    ``end``: where the last error points in ``sql`` (None when unknown), as on
+    :class:`~rsql_magic.sql.errors.SqlCheckError`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: list[Attempt],
+        sql: str,
+        stage: Stage,
+        position: Position | None = None,
+    ) -> None:
+        check_stage(stage)
         super().__init__(message)
         self.message = message
         self.attempts = attempts
         self.sql = sql
         self.stage = stage
+        self.position = position
+        self.line = position.line if position else None
+        self.column = position.column if position else None
+        self.start = position.start if position else None
+        self.end = position.end if position else None
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows this instead of a Python traceback: the user's error is the SQL's.
@@ -291,7 +312,7 @@ def run_question(
                     policy=policy,
                 )
         except SqlCheckError as e:
-            attempts.append(Attempt(answer, e.sql or sql, e.stage, e.message))
+            attempts.append(Attempt(answer, e.sql or sql, e.stage, e.message, position=e.position))
             refusals_in_a_row = refusals_in_a_row + 1 if e.stage == "refused" else 0
             if refusals_in_a_row >= 2:
                 break  # asked twice for a read-only statement: the question wants a write
@@ -331,6 +352,7 @@ def run_question(
         attempts=attempts,
         sql=last.sql,
         stage=last.stage,
+        position=last.position,
     )
 
 

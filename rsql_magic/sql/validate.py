@@ -1,8 +1,7 @@
 """Check a generated statement before it runs: extract, parse, transpile, guard, qualify.
 
 - ``extract_sql``: the SQL out of a model answer (a fenced block, or plain text).
-- ``parse_statements``: sqlglot parse in the target dialect; a failure becomes a
-  :class:`SqlCheckError` whose message keeps sqlglot's wording and points at the token.
+- parsing is :func:`rsql_magic.sql.parse.parse_statements`, which the guard uses too.
 - ``detect_dialect``: when the target dialect cannot parse the answer but another common one
   can (``SELECT TOP 5`` is T-SQL, backticks are MySQL), we transpile with sqlglot instead of
   spending a model call; the same when the database rejects a function another dialect has.
@@ -12,29 +11,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel, OptimizeError, ParseError, TokenError
+from sqlglot.errors import ErrorLevel, OptimizeError
 from sqlglot.optimizer.qualify import qualify
 
-from rsql_magic.context.sql_schema import Schema
-
-from .errors import SqlCheckError, caret, offset_of
-from .guard import check_statements, explained_statements, explained_text
+from .errors import Position, SqlCheckError, caret, pointer
+from .guard import check_statements
+from .parse import explained_statements, explained_text, parse_statements, quiet_sqlglot
+from .schema import Schema
 
 __all__ = [
     "Checked",
     "check_sql",
     "detect_dialect",
     "extract_sql",
-    "parse_statements",
     "transpile_functions",
 ]
 
@@ -55,18 +50,6 @@ CANDIDATE_DIALECTS = (
 # the captured schema, so their columns cannot be checked.
 _SYSTEM_DBS = {"information_schema", "pg_catalog", "sys", "mysql", "performance_schema"}
 _SYSTEM_PREFIXES = ("sqlite_", "duckdb_", "pg_")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """sqlglot logs a warning when it falls back to a Command (EXPLAIN, SHOW): not ours to show."""
-    log = logging.getLogger("sqlglot")
-    old = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(old)
 
 
 # -- extraction ---------------------------------------------------------------------------
@@ -106,32 +89,7 @@ def extract_sql(answer: str) -> tuple[str, str]:
     return body, text[: m.start()].strip()
 
 
-# -- parsing ------------------------------------------------------------------------------
-
-
-def _parse_error_message(e: ParseError | TokenError, sql: str) -> str:
-    if isinstance(e, ParseError) and e.errors:
-        err = e.errors[0]
-        desc = err.get("description") or "Invalid expression"
-        line, col = err.get("line") or 1, err.get("col") or 1
-        hl = err.get("highlight") or ""
-        end = offset_of(sql, line, col)
-        start = end - max(1, len(hl)) + 1
-        msg = f"{desc}. Line {line}, Col: {col}."
-        return f"{msg}\n{caret(sql, start, end)}"
-    from .errors import strip_ansi
-
-    return strip_ansi(str(e))
-
-
-def parse_statements(sql: str, dialect: str) -> list[exp.Expression]:
-    """Parse every statement of `sql`; raise :class:`SqlCheckError` (stage "parse")."""
-    try:
-        with _quiet():
-            stmts = sqlglot.parse(sql, read=dialect, error_level=ErrorLevel.RAISE)
-    except (ParseError, TokenError) as e:
-        raise SqlCheckError(_parse_error_message(e, sql), stage="parse", sql=sql) from None
-    return [s for s in stmts if s is not None]
+# -- transpiling from another dialect -----------------------------------------------------
 
 
 def _parses(sql: str, dialect: str) -> list[exp.Expression] | None:
@@ -151,7 +109,7 @@ def detect_dialect(sql: str, target: str) -> tuple[str, str] | None:
         if not stmts:
             continue
         try:
-            with _quiet():
+            with quiet_sqlglot():
                 out = [
                     s.sql(dialect=target, unsupported_level=ErrorLevel.RAISE, pretty=True)
                     for s in stmts
@@ -179,7 +137,7 @@ def _function_names(sql: str, dialect: str) -> set[str]:
 
 def _native_names(stmt: exp.Expression, dialect: str) -> set[str] | None:
     try:
-        with _quiet():
+        with quiet_sqlglot():
             return _function_names(stmt.sql(dialect, unsupported_level=ErrorLevel.RAISE), dialect)
     except Exception:
         return None
@@ -216,7 +174,7 @@ def transpile_functions(
         if native is None or not foreign <= native or foreign & src_unknown:
             continue  # `src` would rewrite these names too, or does not know them either
         try:
-            with _quiet():
+            with quiet_sqlglot():
                 out = src_stmts[0].sql(dialect=target, unsupported_level=ErrorLevel.RAISE)
         except Exception:
             continue
@@ -236,21 +194,15 @@ class Checked:
     note: str | None = None
 
 
-def _position(node: exp.Expression) -> tuple[int, int] | None:
+def _position(node: exp.Expression) -> Position | None:
+    """Where the name of `node` (an identifier, or the first one under it) is, when known."""
     ident = node if isinstance(node, exp.Identifier) else node.find(exp.Identifier)
     meta = getattr(ident, "meta", None) or {}
     if "start" in meta and "end" in meta:
-        return meta["start"], meta["end"]
+        return Position(
+            meta.get("line", 1), meta.get("col", meta["end"] + 1), meta["start"], meta["end"]
+        )
     return None
-
-
-def _where(sql: str, node: exp.Expression) -> str:
-    pos = _position(node)
-    if pos is None:
-        return ""
-    ident = node if isinstance(node, exp.Identifier) else node.find(exp.Identifier)
-    meta = ident.meta  # type: ignore[union-attr]
-    return f" Line: {meta.get('line', 1)}, Col: {meta.get('col', pos[1] + 1)}\n{caret(sql, *pos)}"
 
 
 def _cte_names(stmt: exp.Expression) -> set[str]:
@@ -287,10 +239,13 @@ def _check_tables(stmt: exp.Expression, schema: Schema, sql: str) -> bool:
             if not close and len(names) <= 30:
                 hint = f" Known tables: {', '.join(names)}."
             full = f"{t.db}.{t.name}" if t.db else t.name
+            position = _position(t)
+            where = pointer(sql, position) if position else ""
             raise SqlCheckError(
-                f"Table '{full}' does not exist.{_where(sql, t)}\n{hint.strip()}".rstrip(),
+                f"Table '{full}' does not exist.{where}\n{hint.strip()}".rstrip(),
                 stage="schema",
                 sql=sql,
+                position=position,
             )
     return plain
 
@@ -319,11 +274,14 @@ def _column_hint(stmt: exp.Expression, schema: Schema, name: str) -> str:
     return f"Columns available: {cols}." if cols else ""
 
 
-def _qualify_error(e: OptimizeError, stmt: exp.Expression, schema: Schema, sql: str) -> str:
+def _qualify_error(
+    e: OptimizeError, stmt: exp.Expression, schema: Schema, sql: str
+) -> tuple[str, Position | None]:
+    """The message for the model and, when the column is found, where it is."""
     msg = str(e)
     m = _UNRESOLVED.search(msg)
     if not m:
-        return msg
+        return msg, None
     name = m.group(1) or m.group(2)
     # Point at the column: sqlglot's message has the position for some errors, not all.
     node = None
@@ -333,13 +291,15 @@ def _qualify_error(e: OptimizeError, stmt: exp.Expression, schema: Schema, sql: 
             mc = re.search(r"Col: (\d+)", msg)
             if mc is None or (node.meta or {}).get("col") == int(mc.group(1)):
                 break
+    position = None
     if node is not None and _position(node) is not None:
         meta = node.meta
         if "Line" not in msg:
             msg = f"{msg.rstrip('.')}. Line: {meta.get('line', 1)}, Col: {meta.get('col')}"
         msg = f"{msg}\n{caret(sql, meta['start'], meta['end'])}"
+        position = Position(meta.get("line", 1), meta.get("col", 1), meta["start"], meta["end"])
     hint = _column_hint(stmt, schema, name)
-    return f"{msg}\n{hint}" if hint else msg
+    return (f"{msg}\n{hint}" if hint else msg), position
 
 
 def _qualify(stmt: exp.Expression, schema: Schema, dialect: str, sql: str) -> None:
@@ -371,9 +331,8 @@ def _qualify(stmt: exp.Expression, schema: Schema, dialect: str, sql: str) -> No
             identify=False,
         )
     except OptimizeError as e:
-        raise SqlCheckError(
-            _qualify_error(e, target, schema, sql), stage="schema", sql=sql
-        ) from None
+        message, position = _qualify_error(e, target, schema, sql)
+        raise SqlCheckError(message, stage="schema", sql=sql, position=position) from None
 
 
 def check_sql(

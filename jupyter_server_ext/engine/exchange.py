@@ -1,0 +1,31 @@
+"""One request's record while the engine answers it, handed from step to step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .limiter import Ticket
+from .pool import Slot
+from .records import Caller, Outcome
+from .redact import Redactor
+from .request import ChatRequest
+from .tracing import RequestTrace
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What admission, forwarding and the reply share about one request.
+
+    `req` is set once the body is parsed; `ticket` once the limits admit it; `slot` once an
+    upstream answers (the key whose slot the reply releases).
+    """
+
+    caller: Caller
+    outcome: Outcome
+    started: float  # the engine's clock at arrival: latency counts from here
+    trace: RequestTrace | None = None
+    req: ChatRequest = field(init=False)
+    redactor: Redactor | None = None
+    ticket: Ticket | None = None
+    cache_key: str | None = None  # where the answer is cached; None: not cached
+    slot: Slot = field(init=False)

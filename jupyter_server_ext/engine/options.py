@@ -1,0 +1,44 @@
+"""The engine's settings, validated by the host's configuration layer before they get here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .alerts import AlertSettings
+from .limiter import LimitSettings
+from .redact import CONTEXT_POLICY_DEFAULTS, Pattern
+from .request import RequestLimits
+from .settings import UpstreamSpec
+
+
+@dataclass
+class EngineSettings:
+    upstreams: tuple[UpstreamSpec, ...]
+    default_model: str = ""
+    max_wait_seconds: float = 10.0
+    upstream_timeout_seconds: float = 60.0
+    default_cooldown_seconds: float = 5.0
+    breaker_threshold: int = 3
+    breaker_seconds: float = 15.0
+    health_check_seconds: float = 60.0
+    default_max_tokens: int = 512
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    cache_max_entries: int = 1000
+    cache_max_bytes: int = 64 * 2**20
+    cache_ttl_seconds: float = 3600.0
+    cache_hits_count: bool = False  # does a cache hit use the user's quota?
+    log_prompts: bool = False
+    retention_days: float = 90.0
+    request_limits: RequestLimits = field(default_factory=RequestLimits)
+    unpriced_models: str = "deny"  # while a budget applies: "deny" (refuse) or "free" (cost 0)
+    forward_user: str = "hash"  # the `user` upstreams see: "hash" (a pseudonym), "name", "none"
+    # key of the pseudonyms; empty: a random one for this process (stable only until restart)
+    user_id_secret: bytes = b""
+    # privacy: what is masked before a request goes upstream, and what the kernel may send
+    redact_patterns: tuple[Pattern, ...] = ()
+    context_policy: dict[str, Any] = field(default_factory=lambda: dict(CONTEXT_POLICY_DEFAULTS))
+    fallback_model: str = ""  # an upstream name; "" turns the fallback off
+    fallback_on: tuple[str, ...] = ("capacity",)  # "capacity", "budget"
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    otel: bool = False  # OpenTelemetry spans per request (needs the `otel` extra)

@@ -1,0 +1,90 @@
+"""The state backend interface: checks to admit, leases to release, budgets to settle.
+
+The engine owns the interface; the backends (``jupyter_server_ext.state``: memory, Redis)
+implement it, and the host that builds the engine hands it one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class WindowCheck:
+    """At most `amount` requests per `seconds` under `key`.
+
+    `calendar_day` windows count per UTC date and reset at midnight UTC; the others are exact
+    moving windows.
+    """
+
+    key: str
+    amount: int
+    seconds: float
+    label: str
+    calendar_day: bool = False
+
+
+@dataclass(frozen=True)
+class LeaseCheck:
+    """At most `capacity` requests at once under `key`; each lease expires after `ttl` seconds
+    on its own, so a crashed process cannot hold a slot for ever."""
+
+    key: str
+    capacity: int
+    ttl: float
+    label: str
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """Spend under `key` (USD, spent + reserved) must stay within `limit`; `reserve` is added at
+    admission and settled to the real cost afterwards. Budgets reset at midnight UTC."""
+
+    key: str
+    limit: float
+    reserve: float
+    label: str
+
+
+@dataclass
+class Admission:
+    """The outcome of ``admit``: ``refused`` names the first check that did not pass."""
+
+    refused: WindowCheck | LeaseCheck | BudgetCheck | None = None
+    retry_after: float = 0.0
+    used: int | float = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.refused is None
+
+
+class StateBackend(Protocol):
+    name: str
+
+    async def admit(
+        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str
+    ) -> Admission: ...
+
+    async def refund(self, windows: list[WindowCheck], lease_id: str) -> None:
+        """Un-count an admitted request the proxy could not serve (no upstream capacity, every
+        upstream failed): a request that got no answer uses no quota."""
+        ...
+
+    async def release(self, leases: list[LeaseCheck], lease_id: str) -> None: ...
+
+    async def settle(self, budgets: list[BudgetCheck], delta: float) -> None: ...
+
+    async def read(
+        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck]
+    ) -> tuple[list[tuple[int, float]], list[int], list[float]]:
+        """(used, seconds until the oldest counted request leaves) per window; leases in use;
+        spent + reserved per budget."""
+        ...
+
+    async def reset(self, prefix: str) -> int: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,50 @@
+"""What ``GET me`` and ``GET status`` answer, and how an error is written, as plain functions of
+the engine: the HTTP handlers and the in-process engine both call these, so a client reads one
+shape whichever it talks to (docs/architecture.md, "Rules a contributor keeps")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .core import Engine
+from .errors import ProxyError
+from .records import Caller, Reply
+
+# every state a key can be in, so that `status` always lists each one (zero included)
+KEY_STATES = ("healthy", "cooling", "disabled", "breaker-open", "breaker-half-open")
+
+
+async def me_view(engine: Engine, caller: Caller) -> dict[str, Any]:
+    """The caller's limits, current use, what is left, budget and reset times (``GET me``)."""
+    snap = await engine.limiter.snapshot(caller.user, caller.groups)
+    # the admin's context policy: the kernel side applies it before anything is sent
+    return {"user": caller.user, "groups": list(caller.groups), "admin": caller.admin, **snap,
+            "context_policy": engine.settings.context_policy}
+
+
+async def status_view(engine: Engine) -> dict[str, Any]:
+    """Health: upstream key states, state backend and database reachable; no secrets
+    (``GET status``, and the admin dashboard's status)."""
+    counts = dict.fromkeys(KEY_STATES, 0)
+    for key in engine.pool.keys:
+        counts[engine.pool.key_state(key)] += 1
+    state_ok = await engine.state.ping()
+    db: dict[str, Any] = {"backend": None, "reachable": None}
+    if engine.usage is not None:
+        db = {"backend": engine.usage.store.name, "reachable": await engine.usage.store.ping()}
+    healthy = counts["healthy"] > 0 and state_ok and db["reachable"] is not False
+    return {
+        "status": "ok" if healthy else "degraded",
+        "upstreams": counts,
+        "models": engine.pool.models(),
+        "state": {"backend": engine.state.name, "reachable": state_ok},
+        "database": db,
+    }
+
+
+def error_reply(exc: ProxyError) -> Reply:
+    """The answer to an error as OpenAI sends one: its status, its headers (Retry-After,
+    WWW-Authenticate, ...) and the JSON error object."""
+    headers = {**exc.headers, "Content-Type": "application/json"}
+    return Reply(exc.status, headers, json.dumps(exc.to_json()).encode())

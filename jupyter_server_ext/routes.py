@@ -1,0 +1,43 @@
+"""Every route the proxy serves, as concrete handler classes for one host.
+
+The handlers (``handlers``, ``dashboard.handlers``) are mixins; each host combines them with
+its own authenticated base class here, as jupyter-server-proxy does for its two hosts. The
+routes are gathered in this module, above both, so that neither handler module imports the
+other's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tornado import web
+
+from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
+from .handlers import ROUTES as PROXY_ROUTES
+from .handlers import NotFoundMixin
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete", "options", "head")
+
+
+def make_handlers(
+    base: type, prefix: str, wrap: Callable[[Callable], Callable] | None = None
+) -> list[tuple[str, type]]:
+    """Concrete handler classes for one host: each mixin combined with the host's base.
+
+    `wrap` decorates every HTTP method (the extension host passes ``web.authenticated``).
+    """
+    out = []
+    root = prefix.rstrip("/")
+    # the catch-all goes last: tornado takes the first route that matches
+    routes: list[tuple[str | None, type]] = [*PROXY_ROUTES, *DASHBOARD_ROUTES, (None, NotFoundMixin)]
+    for path, mixin in routes:
+        attrs: dict[str, Any] = {}
+        if wrap is not None:
+            for meth in HTTP_METHODS:
+                fn = getattr(mixin, meth, None)
+                if fn is not None:
+                    attrs[meth] = wrap(fn)
+        cls = web.stream_request_body(type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs))
+        out.append((root + "/" + path if path is not None else root + "(?:/.*)?", cls))
+    return out

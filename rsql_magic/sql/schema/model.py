@@ -1,0 +1,91 @@
+"""The captured schema: tables, views, columns, types, primary and foreign keys.
+
+``Schema.mapping()`` is a ``sqlglot.schema.MappingSchema``-compatible dict;
+``Schema.sqlglot_schema()`` the ``MappingSchema`` itself, for qualification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MAX_COLUMNS", "MAX_TABLES", "Column", "ForeignKey", "Schema", "Table"]
+
+MAX_TABLES = 5000  # a capture stops listing beyond this many tables (Schema.truncated)
+MAX_COLUMNS = 300  # per table
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass
+class ForeignKey:
+    columns: tuple[str, ...]
+    ref_db: str | None
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+
+@dataclass
+class Table:
+    name: str
+    db: str  # schema namespace: "main" for SQLite/DuckDB, "public" etc. for PostgreSQL
+    columns: list[Column] = field(default_factory=list)
+    primary_key: tuple[str, ...] = ()
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    kind: str = "table"  # "table" or "view"
+    columns_truncated: int = 0
+
+
+@dataclass
+class Schema:
+    dialect: str
+    default_db: str
+    tables: list[Table] = field(default_factory=list)
+    truncated: bool = False  # more than MAX_TABLES tables (or the time bound hit)
+    elapsed_s: float = 0.0
+
+    def table(self, name: str, db: str | None = None) -> Table | None:
+        key = name.lower()
+        want_db = (db or self.default_db).lower()
+        for t in self.tables:
+            if t.name.lower() == key and t.db.lower() == want_db:
+                return t
+        if db is None:  # an unqualified name outside the default schema, if unique
+            hits = [t for t in self.tables if t.name.lower() == key]
+            if len(hits) == 1:
+                return hits[0]
+        return None
+
+    def mapping(self) -> dict[str, dict[str, dict[str, str]]]:
+        """``{db: {table: {column: type}}}``, for ``MappingSchema(..., dialect=self.dialect)``.
+
+        Always two levels deep (sqlglot wants one depth throughout); pass ``db=default_db``
+        to qualify() so unqualified tables resolve to the default schema.
+        """
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for t in self.tables:
+            out.setdefault(t.db, {})[t.name] = {c.name: c.type or "UNKNOWN" for c in t.columns}
+        return out
+
+    def sqlglot_schema(self, dialect: str | None = None) -> Any:
+        """A ``MappingSchema`` for qualify(); names compare as the dialect compares them."""
+        from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
+        from sqlglot.schema import MappingSchema
+
+        d = dialect or self.dialect
+        # Types are the database's own spellings: only names matter for qualification, and
+        # one exotic type must not make the whole schema unusable.
+        plain = {
+            db: {t: {c: "UNKNOWN" for c in cols} for t, cols in tables.items()}
+            for db, tables in self.mapping().items()
+        }
+        # Catalog names are stored exactly (PostgreSQL keeps "Region" as is): normalize only
+        # where the database itself ignores case.
+        strategy = Dialect.get_or_raise(d).normalization_strategy
+        normalize = strategy == NormalizationStrategy.CASE_INSENSITIVE
+        return MappingSchema(plain, dialect=d, normalize=normalize)

@@ -1,0 +1,152 @@
+"""The database-side read-only walls generated SQL meets, behind the guard.
+
+A mistake of the guard (:mod:`rsql_magic.sql.guard`) is still harmless when the database itself
+refuses what a generated statement must not do. :mod:`rsql_magic.sql.connections` puts these in
+place around each generated statement (``query(..., policy=...)``):
+
+- SQLite: ``sqlite_authorizer``, an authorizer that allows only reads and allowlisted functions.
+- DuckDB: ``duckdb_parser_check``, DuckDB's own parser must see one SELECT calling only
+  allowlisted functions.
+- PostgreSQL: ``postgres_walls``, a read-only (sub)transaction and the configured role.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from .errors import Refused
+from .functions import database_function_names, table_function_allowed
+from .policy import SqlPolicy
+
+__all__ = ["SuperuserWarning", "duckdb_parser_check", "postgres_walls", "sqlite_authorizer"]
+
+
+class SuperuserWarning(UserWarning):
+    """Generated SQL runs on PostgreSQL as a superuser, with no ``postgres_role`` set."""
+
+
+_SQLITE_READS = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    getattr(sqlite3, "SQLITE_RECURSIVE", 33),
+}
+
+
+def sqlite_authorizer(names: frozenset[str]) -> Callable[..., int]:
+    """Allow reads and allowlisted functions; deny everything else (ATTACH and DETACH, which
+    ``VACUUM INTO`` also needs, every PRAGMA, writes, transactions, virtual table changes)."""
+
+    def authorize(action: int, arg1: str | None, arg2: str | None, _db: Any, _trig: Any) -> int:
+        if action in _SQLITE_READS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_OK if (arg2 or "").lower() in names else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_UPDATE and arg1 in ("sqlite_master", "sqlite_temp_master"):
+            # preparing a table-valued function (json_each) registers it in the schema;
+            # query_only still stops any real write
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+
+    return authorize
+
+
+_EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN(?:\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
+_PATHLIKE = re.compile(r"[/\\:~*?]|\.[A-Za-z0-9]{1,8}$")
+
+
+def _duck_refused(why: str, sql: str) -> Refused:
+    return Refused(f"Refused by DuckDB's own parser: {why}; nothing ran.", sql=sql)
+
+
+def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: SqlPolicy) -> None:
+    """DuckDB's own parser must see one SELECT calling only allowlisted functions.
+
+    `run(text)` runs a catalog query on the same database. ``json_serialize_sql`` refuses
+    anything but SELECT and lists every function, table function and table the statement names,
+    as DuckDB itself reads them: differences between sqlglot's parser and DuckDB's cannot hide a
+    call.
+    """
+    text = _EXPLAIN_PREFIX.sub("", sql, count=1)
+    quoted = "'" + text.replace("'", "''") + "'"
+    try:
+        (raw,) = run(f"SELECT json_serialize_sql({quoted})")[0]
+    except Exception as e:  # no json extension: fail closed
+        raise _duck_refused(
+            f"json_serialize_sql is unavailable ({type(e).__name__})", sql
+        ) from None
+    tree = json.loads(raw)
+    if tree.get("error"):
+        raise _duck_refused(str(tree.get("error_message") or "not a SELECT"), sql)
+    if len(tree.get("statements") or []) != 1:
+        raise _duck_refused("more than one statement", sql)
+    names = database_function_names("duckdb", policy.allowed_functions)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for v in node:
+                walk(v)
+            return
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == "TABLE_FUNCTION":
+            fn = node.get("function") or {}
+            name = str(fn.get("function_name") or "")
+            if fn.get("schema") or not table_function_allowed(
+                name, "duckdb", policy.allowed_functions
+            ):
+                raise _duck_refused(f"table function {name}() is not allowed", sql)
+            walk(fn.get("children") or fn.get("arguments"))
+            return
+        if node.get("type") == "BASE_TABLE" and _PATHLIKE.search(str(node.get("table_name", ""))):
+            raise _duck_refused(f"table name {node.get('table_name')!r} looks like a file", sql)
+        name = node.get("function_name")
+        if isinstance(name, str):
+            operator = node.get("is_operator") or not re.search(r"\w", name)
+            if node.get("schema") or node.get("catalog"):
+                raise _duck_refused(f"schema-qualified function {name}()", sql)
+            if not operator and name.lower() not in names:
+                raise _duck_refused(f"{name}() is not on the allowlist", sql)
+        for v in node.values():
+            walk(v)
+
+    walk(tree["statements"])
+
+
+_SUPERUSER_WARNED: set[int] = set()
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def postgres_walls(
+    run: Callable[[str], list[tuple]], policy: SqlPolicy, key: Any, label: str
+) -> None:
+    """Inside our (sub)transaction, before generated SQL: read-only, and the configured role.
+
+    SET LOCAL ends with the transaction or savepoint, so the user's session keeps its own
+    settings. A superuser can read and write server files (COPY, pg_read_file) even in a read-only
+    transaction; only a role without those rights makes the database itself refuse them.
+    """
+    run("SET LOCAL transaction_read_only = on")
+    if policy.postgres_role:
+        run(f"SET LOCAL ROLE {_quote_ident(policy.postgres_role)}")
+        return
+    if id(key) in _SUPERUSER_WARNED:
+        return
+    _SUPERUSER_WARNED.add(id(key))
+    rows = run("SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user")
+    if rows and rows[0][0]:
+        warnings.warn(
+            f"%%sql_ai runs generated SQL on {label} as the superuser {rows[0][1]!r}: a "
+            "read-only transaction does not stop a superuser from reading server files or "
+            "signalling other sessions. Set %config SqlAIMagics.postgres_role = '<role>' to a "
+            "role without superuser rights that can SELECT your tables.",
+            SuperuserWarning,
+            stacklevel=2,
+        )

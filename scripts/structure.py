@@ -1,0 +1,244 @@
+"""Report the codebase's structure: import circles, imports against the layers, private names
+used across modules, and the longest files.
+
+    python scripts/structure.py           # a report
+    python scripts/structure.py --check   # exit 1 if any rule of docs/architecture.md is broken
+
+The rules it checks are the ones docs/architecture.md asks a contributor to keep; the test
+suite runs ``--check`` (tests/unit/test_structure.py), so a change that breaks one fails CI.
+It reads the source with :mod:`ast` and imports nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("rsql_magic", "jupyter_server_ext")
+MAX_LINES = 600
+
+# What each layer may import, by module prefix: a module belongs to the longest prefix that
+# matches its name and may import its own layer and the ones listed (the standard library and
+# third-party packages are not checked). `None` marks a top layer, which may import anything;
+# a module under no prefix is unchecked. docs/architecture.md explains the layers.
+K, S = "rsql_magic", "jupyter_server_ext"
+LAYERS: dict[str, tuple[str, ...] | None] = {
+    # the proxy: a framework-free core, backends that plug into its interfaces, the handlers
+    # both hosts share, then the hosts (extension, service, inprocess, admin_cli: unchecked)
+    f"{S}.engine": (),
+    f"{S}.state": (f"{S}.engine",),
+    f"{S}.store": (f"{S}.engine",),
+    f"{S}.config": (f"{S}.engine", f"{S}.state", f"{S}.store"),
+    f"{S}.auth": (f"{S}.engine", f"{S}.config"),
+    f"{S}.handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth"),
+    f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
+    # the kernel side, bottom up
+    f"{K}.errors": (),
+    f"{K}.sanitize": (),
+    f"{K}.prompt": (),
+    f"{K}.client": (f"{K}.errors", f"{S}.inprocess"),
+    f"{K}.render": (f"{K}.errors", f"{K}.sanitize", f"{K}.client"),
+    f"{K}.privacy": (f"{K}.errors",),
+    f"{K}.replay": (f"{K}.errors", f"{K}.client"),
+    f"{K}.sql": (f"{K}.errors",),
+    f"{K}.context": (f"{K}.errors", f"{K}.privacy", f"{K}.sql"),
+    f"{K}.session": (f"{K}.errors", f"{K}.sanitize", f"{K}.prompt", f"{K}.client", f"{K}.render",
+                     f"{K}.privacy", f"{K}.replay", f"{K}.sql", f"{K}.context"),
+    # the user-facing magics and the chat panel sit on top
+    f"{K}.sql.magics": None,
+    f"{K}.magics": None,
+    f"{K}.chat": None,
+}
+
+
+@dataclass
+class Module:
+    name: str
+    path: Path
+    lines: int
+    imports: set[str] = field(default_factory=set)  # our modules this one imports
+    private: list[str] = field(default_factory=list)  # "line: what" for private names used
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(mod: Module, level: int, target: str | None) -> str:
+    if level == 0:
+        return target or ""
+    base = mod.name.split(".")
+    if mod.path.name != "__init__.py":
+        base = base[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([target] if target else []))
+
+
+def load(root: Path = ROOT) -> dict[str, Module]:
+    modules: dict[str, Module] = {}
+    for pkg in PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            name = module_name(path, root)
+            text = path.read_text()
+            modules[name] = Module(name, path.relative_to(root), text.count("\n") + 1)
+    for mod in modules.values():
+        tree = ast.parse((root / mod.path).read_text())
+        imported_modules: set[str] = set()  # local names bound to our modules
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] in PACKAGES:
+                        mod.imports.add(alias.name)
+                        imported_modules.add(alias.asname or alias.name.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                target = _resolve(mod, node.level, node.module)
+                if target.split(".")[0] not in PACKAGES:
+                    continue
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    if sub in modules:  # `from pkg import module`
+                        mod.imports.add(sub)
+                        imported_modules.add(alias.asname or alias.name)
+                    else:
+                        mod.imports.add(target)
+                        if _is_private(alias.name):
+                            mod.private.append(f"{node.lineno}: from {target} import {alias.name}")
+        own = _defined_here(tree)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _is_private(node.attr)):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in imported_modules:
+                mod.private.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+            elif node.attr not in own and not _is_self(node.value):
+                # another module's object reached into: `db._connection()`, `resp.fp._sock`
+                mod.private.append(f"{node.lineno}: {ast.unparse(node)}")
+        mod.imports.discard(mod.name)
+        mod.imports = {i for i in mod.imports if i in modules}
+    return modules
+
+
+def _defined_here(tree: ast.AST) -> set[str]:
+    """Private names this file defines itself (functions, classes, attributes it assigns)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
+
+
+def _is_self(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id in ("self", "cls")
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def cycles(modules: dict[str, Module]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted.
+
+    An import of ``a.b.c`` also runs ``a/__init__`` and ``a/b/__init__``, but a package's
+    ``__init__`` importing its own submodules is how packages work, so those edges count only
+    where the submodule imports the package back by name.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in modules[v].imports:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(modules):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def layer_of(name: str) -> str | None:
+    best = None
+    for prefix in LAYERS:
+        if (name == prefix or name.startswith(prefix + ".")) and (best is None or len(prefix) > len(best)):
+            best = prefix
+    return best
+
+
+def layer_breaks(modules: dict[str, Module]) -> list[str]:
+    out = []
+    for mod in modules.values():
+        layer = layer_of(mod.name)
+        if layer is None or LAYERS[layer] is None:
+            continue
+        allowed = (layer, *LAYERS[layer])
+        for imp in sorted(mod.imports):
+            if not any(imp == a or imp.startswith(a + ".") for a in allowed):
+                out.append(f"{mod.name} imports {imp}")
+    return out
+
+
+def report(modules: dict[str, Module]) -> dict[str, list[str]]:
+    return {
+        "import circles": [" <-> ".join(c) for c in cycles(modules)],
+        "imports against the layers": layer_breaks(modules),
+        "private names from another module": [
+            f"{m.name}:{p}" for m in modules.values() for p in m.private],
+        f"files over {MAX_LINES} lines": [
+            f"{m.path} ({m.lines})"
+            for m in sorted(modules.values(), key=lambda m: -m.lines) if m.lines > MAX_LINES],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if any rule is broken")
+    parser.add_argument("--longest", type=int, default=8, help="list this many longest files")
+    args = parser.parse_args(argv)
+    modules = load()
+    problems = report(modules)
+    for title, rows in problems.items():
+        print(f"{title}: {len(rows)}")
+        for row in rows:
+            print(f"  {row}")
+    print("longest files:")
+    for m in sorted(modules.values(), key=lambda m: -m.lines)[: args.longest]:
+        print(f"  {m.lines:5d}  {m.path}")
+    return 1 if args.check and any(problems.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

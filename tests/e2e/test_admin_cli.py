@@ -1,0 +1,192 @@
+"""`rsql-proxy admin ...` against real proxies: the hub service and a Jupyter server."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_server_ext import admin_cli
+from tests.helpers import REPO, child_env, free_port, upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+
+USERS = {
+    "tok-admin": {"name": "root", "admin": True},
+    "tok-alice": {"name": "alice", "groups": ["students"]},
+}
+ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "what is a join"}]}
+
+
+def run(url: str, *args: str, token: str | None = "tok-admin", env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The CLI in this process (the same code the entry point runs): (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    environ = {"RSQL_PROXY_URL": url, **({"RSQL_PROXY_TOKEN": token} if token else {}), **(env or {})}
+    code = admin_cli.main(list(args), out=out, err=err, env=environ)
+    return code, out.getvalue(), err.getvalue()
+
+
+def columns(output: str) -> list[list[str]]:
+    return [line.split() for line in output.strip().splitlines()]
+
+
+@pytest.fixture
+def svc(service_factory: Callable, fresh_provider: FakeProvider) -> Any:
+    s = service_factory(
+        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
+         "user_limits": ["2/minute"], "health_check_seconds": 0.0},
+        static_users=USERS,
+    )
+    for _ in range(2):
+        assert s.request("POST", "v1/chat/completions", ASK, token="tok-alice")[0] == 200
+    # a refused one: alice's window is full
+    assert s.request("POST", "v1/chat/completions", ASK, token="tok-alice")[0] == 429
+    _logged(s, 3)
+    return s
+
+
+def _logged(s: Any, n: int) -> None:
+    """Wait until the usage log holds `n` rows: it is written in batches, off the request path."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        status, _, raw = s.request("GET", "admin/stats?hours=1", token="tok-admin")
+        if status == 200 and json.loads(raw)["requests"] >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the usage log did not reach {n} rows")
+
+
+def _no_keys(text: str, fp: FakeProvider) -> None:
+    for key in fp.keys:
+        assert key not in text
+
+
+def test_every_command(svc: Any, fresh_provider: FakeProvider) -> None:
+    url = svc.url
+    code, out, err = run(url, "status")
+    assert code == 0 and err == ""
+    assert columns(out)[0] == ["status", "ok"] and "fake-small" in out and "3 healthy" in out
+
+    code, out, _ = run(url, "stats", "--hours", "1")
+    assert code == 0
+    assert "requests" in out and "cost USD" in out
+    rows = columns(out.split("\n\n", 1)[1])
+    assert rows[0] == ["MODEL", "REQUESTS", "ERRORS", "TOKENS", "COST", "USD"]
+    assert rows[1][:3] == ["fake-small", "3", "1"]
+
+    code, out, _ = run(url, "users")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["USER", "REQUESTS", "ERRORS", "TOKENS", "COST", "USD"]
+    assert lines[1].split()[:3] == ["alice", "3", "1"]
+    # aligned: a number ends where its column's heading ends (right-aligned), text starts with it
+    end = lines[0].index("REQUESTS") + len("REQUESTS")
+    assert lines[1][end - 1] == "3" and lines[1][end] == " "
+    assert lines[1].index("alice") == lines[0].index("USER") == 0
+
+    code, out, _ = run(url, "errors")
+    assert code == 0 and "429" in out and "alice" in out
+
+    code, out, _ = run(url, "activity", "alice", "--limit", "5")
+    assert code == 0
+    assert len(columns(out)) == 1 + 3 and "429" in out and "200" in out
+
+    code, out, _ = run(url, "keys")
+    assert code == 0
+    table = columns(out)
+    assert table[0][:4] == ["ALIAS", "ACCOUNT", "PROVIDER", "STATE"]
+    assert sorted(r[0] for r in table[1:]) == ["a1", "a2", "b1"]
+    assert all(r[3] == "healthy" for r in table[1:])
+    _no_keys(out, fresh_provider)
+
+    code, out, _ = run(url, "--json", "keys")
+    assert code == 0 and {u["alias"] for u in json.loads(out)["upstreams"]} == {"a1", "a2", "b1"}
+    _no_keys(out, fresh_provider)
+    code, out2, _ = run(url, "keys", "--json")  # --json after the command works too
+    assert code == 0 and json.loads(out2).keys() == json.loads(out).keys()
+
+    code, out, _ = run(url, "health-check")
+    assert code == 0 and sorted(r[0] for r in columns(out)[1:]) == ["a1", "a2", "b1"]
+
+    code, out, _ = run(url, "alerts")
+    assert code == 0 and out.strip() == "(none)"
+
+    # reset-limits: alice may ask again at once
+    assert svc.request("POST", "v1/chat/completions", ASK, token="tok-alice")[0] == 429
+    code, out, _ = run(url, "reset-limits", "alice")
+    assert code == 0 and "'alice'" in out
+    assert svc.request("POST", "v1/chat/completions", ASK, token="tok-alice")[0] == 200
+    code, out, _ = run(url, "--json", "reset-limits", "--all")
+    assert code == 0 and json.loads(out)["reset"] == "all"
+    assert run(url, "reset-limits")[0] == admin_cli.USAGE
+    assert run(url, "reset-limits", "alice", "--all")[0] == admin_cli.USAGE
+
+
+def test_errors_and_exit_codes(svc: Any, tmp_path: Path) -> None:
+    url = svc.url
+    code, out, err = run(f"http://127.0.0.1:{free_port()}/", "status")
+    assert code == admin_cli.UNREACHABLE and out == "" and "cannot reach the proxy" in err
+
+    code, _, err = run(url, "keys", token="tok-nobody")
+    assert code == admin_cli.UNAUTHORIZED and "401" in err and "not accepted" in err and "tok-nobody" not in err
+    code, _, err = run(url, "keys", token=None)
+    assert code == admin_cli.UNAUTHORIZED and "RSQL_PROXY_TOKEN" in err
+
+    code, _, err = run(url, "stats", token="tok-alice")
+    assert code == admin_cli.FORBIDDEN and "403" in err and "not an rsql admin" in err
+
+    # --token-file beats the environment; JUPYTERHUB_API_TOKEN is the fallback
+    tf = tmp_path / "token"
+    tf.write_text("tok-admin\n")
+    assert run(url, "--token-file", str(tf), "status", token="tok-alice")[0] == 0
+    assert run(url, "keys", token=None, env={"JUPYTERHUB_API_TOKEN": "tok-admin"})[0] == 0
+    code, _, err = run(url, "--token-file", str(tmp_path / "missing"), "status")
+    assert code == admin_cli.USAGE and "--token-file" in err
+    code, _, err = run("ftp://x/", "status")
+    assert code == admin_cli.USAGE
+
+
+def test_entry_points(svc: Any, fresh_provider: FakeProvider) -> None:
+    """`rsql-proxy admin` and `python -m jupyter_server_ext admin`, in their own processes."""
+    env = child_env(RSQL_PROXY_URL=svc.url, RSQL_PROXY_TOKEN="tok-admin")
+    script = Path(sys.executable).parent / "rsql-proxy"
+    commands = [[sys.executable, "-m", "jupyter_server_ext", "admin", "keys"]]
+    if script.exists():
+        commands.append([str(script), "admin", "keys"])
+    for cmd in commands:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert "ALIAS" in p.stdout and "b1" in p.stdout
+        _no_keys(p.stdout + p.stderr, fresh_provider)
+    p = subprocess.run([sys.executable, "-m", "jupyter_server_ext", "admin", "stats"], capture_output=True,
+                       text=True, env={**env, "RSQL_PROXY_TOKEN": "tok-alice"}, cwd=REPO, timeout=60)
+    assert p.returncode == admin_cli.FORBIDDEN and "403" in p.stderr
+
+
+def test_against_a_jupyter_server(jupyter_server_factory: Callable, fresh_provider: FakeProvider,
+                                  tmp_path: Path) -> None:
+    server = jupyter_server_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"})
+    assert server.request("POST", "v1/chat/completions", ASK)[0] == 200
+    tf = tmp_path / "tok"
+    tf.write_text(server.token)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the usage log is written in batches
+        code, out, err = run(server.proxy_url, "--token-file", str(tf), "users", token=None)
+        assert code == 0, err
+        if out.strip() != "(none)":
+            break
+        time.sleep(0.1)
+    assert columns(out)[1][1] == "1"
+    # the global options after the command work too
+    code, out, err = run("http://127.0.0.1:1/", "keys", "--url", server.proxy_url, "--token-file", str(tf),
+                         token=None)
+    assert code == 0 and "a1" in out, err
+    _no_keys(out, fresh_provider)
+    code, _, err = run(server.proxy_url, "keys", token="wrong-token")
+    assert code in (admin_cli.UNAUTHORIZED, admin_cli.FORBIDDEN), err

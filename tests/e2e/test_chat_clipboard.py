@@ -1,0 +1,119 @@
+"""Copy code in a real browser: JupyterLab 4 and Notebook 7 on loopback, headless Chromium.
+
+The chat panel's Copy code button writes the answer's code to the browser's clipboard. With
+the clipboard allowed, what the page reads back is the code; with it refused, the code is
+shown in a read-only text area, all of it selected, and the panel says so.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.helpers import require
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, start_lab
+from tests.helpers.fake_provider import FakeProvider
+
+pytestmark = pytest.mark.slow
+
+CODE = ('(sales.groupby("region", as_index=False)["revenue_eur"].sum()\n'
+        '      .sort_values("revenue_eur", ascending=False))')
+ANSWER = f"Sorted by revenue:\n\n```python\n{CODE}\n```\n\nThe first row is the largest."
+CELL = """\
+%load_ext rsql_magic
+import pandas as pd
+sales = pd.DataFrame({"region": ["north", "south"], "revenue_eur": [10.5, 20.0]})
+%ask_chat"""
+
+# the second answer's text area: shown, focused, read-only, and all of its text selected
+SELECTED = """() => {
+  const t = document.querySelectorAll('.rsql-chat .rsql-code textarea')[1];
+  return !!t && t.offsetParent !== null && t.readOnly && document.activeElement === t
+    && t.value.length > 0 && t.selectionStart === 0 && t.selectionEnd === t.value.length;
+}"""
+
+
+def panel_text_has(words: str) -> str:
+    return f"() => document.querySelector('.rsql-chat').textContent.includes({words!r})"
+
+
+@pytest.mark.parametrize("frontend", ["lab", "notebook"])
+def test_copy_code_to_the_clipboard_or_selected(frontend: str, fresh_provider: FakeProvider,
+                                                tmp_path: Path) -> None:
+    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
+    require("chromium", binary=True, reason="apt install chromium")
+    require("anywidget", reason="the Copy code button is an anywidget")
+    from playwright.sync_api import sync_playwright
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(CELL)]
+    proc, url, token, root = start_lab(tmp_path, fresh_provider)
+    nbformat.write(nb, root / "clip.ipynb")
+    fresh_provider.script(ANSWER, ANSWER)
+    origin = url.rstrip("/")
+    page_path = "lab/tree/clip.ipynb" if frontend == "lab" else "notebooks/clip.ipynb"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+                args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900},
+            )
+            browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            try:
+                page.goto(f"{url}{page_path}?token={token}", timeout=60_000)
+                page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
+                accept = page.locator(".jp-Dialog button.jp-mod-accept")
+                try:  # a fresh profile may ask which kernel to start: the notebook's own one
+                    accept.wait_for(state="visible", timeout=8_000)
+                    accept.click()
+                except Exception:
+                    pass
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                       state="attached", timeout=60_000)
+                page.click(".jp-Notebook .jp-Cell .cm-content")
+                page.keyboard.press("Shift+Enter")
+                panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
+                box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
+
+                # 1. the clipboard allowed: the code is on it
+                page.evaluate("navigator.clipboard.writeText('nothing yet')")
+                box.fill("Which region has the most revenue?")
+                box.press("Enter")
+                copy = page.get_by_role("button", name="Copy code")
+                copy.wait_for(state="visible", timeout=30_000)
+                copy.click()
+                page.wait_for_function(panel_text_has("Copied to the clipboard."), timeout=15_000)
+                assert page.evaluate("navigator.clipboard.readText()") == CODE
+
+                # 2. the clipboard refused: the code is shown, selected, and the panel says so
+                # Chromium lets a click write unless told otherwise: an empty grant refuses
+                browser.clear_permissions()
+                browser.grant_permissions([], origin=origin)
+                box.fill("And again?")
+                box.press("Enter")
+                again = page.get_by_role("button", name="Copy code").nth(1)
+                again.wait_for(state="visible", timeout=30_000)
+                again.click()
+                page.wait_for_function(SELECTED, timeout=15_000)
+                shown = page.eval_on_selector_all(".rsql-chat .rsql-code textarea",
+                                                  "els => els[1].value")
+                assert shown == CODE
+                page.wait_for_function(panel_text_has("The clipboard is not available here"),
+                                       timeout=15_000)
+            except Exception:
+                page.screenshot(path=str(tmp_path / f"clipboard-{frontend}-failure.png"))
+                raise
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

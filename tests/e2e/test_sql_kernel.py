@@ -1,0 +1,205 @@
+"""%%sql_ai in real kernels (ipykernel via nbclient, as nbconvert / papermill run notebooks),
+once per database kind: SQLite, DuckDB (a connection, and DataFrames), PostgreSQL via JupySQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from nbclient.exceptions import CellExecutionError
+
+from tests.helpers import FAKE_KEY as KEY
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.kernels import (
+    kernel_env,
+    make_notebook,
+    outputs_text,
+    require_or_skip,
+    run_notebook,
+)
+from tests.helpers.services import pg_engine
+from tests.helpers.shop import GOOD, SHOP
+
+pytestmark = pytest.mark.slow
+
+SETUP = "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'"
+
+
+def env_for(fp: FakeProvider) -> dict[str, str]:
+    # JupySQL's telemetry would try the network from the kernel
+    return kernel_env(f"http://127.0.0.1:{fp.port}/", KEY, PLOOMBER_STATS_ENABLED="false")
+
+
+def markdown(cell) -> list[str]:
+    return [
+        o["data"]["text/markdown"] for o in cell.outputs if "text/markdown" in o.get("data", {})
+    ]
+
+
+def test_sqlite_retry_guard_emit_in_a_kernel(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as c:
+        c.executescript(SHOP)
+    fresh_provider.script(
+        "```sql\nSELECT c.region, SUM(o.price) AS total FROM orders o JOIN customers c "
+        "ON c.id = o.customer_id GROUP BY c.region\n```",
+        GOOD,
+        "```sql\nDROP TABLE orders\n```",
+        "```sql\nSELECT 1; DROP TABLE orders\n```",
+    )
+    nb = make_notebook(
+        [
+            SETUP,
+            f"import sqlite3\nconn = sqlite3.connect({str(db)!r})",
+            "%%sql_ai conn -o totals --emit\nTotal order amount per region",
+            "assert totals is _\nprint(dict(zip(totals.region, totals.total)))",
+            "%%sql_ai conn\nDelete the orders table",
+            "print('orders left:', conn.execute('SELECT count(*) FROM orders').fetchone()[0])",
+        ],
+        raises=(4,),
+    )
+    run_notebook(nb, env_for(fresh_provider), tmp_path)
+
+    assert len(fresh_provider.received) == 4
+    fed = fresh_provider.received[1].body["messages"][-1]["content"]
+    assert "Unknown column: price. Line: 1, Col: 28\n" in fed
+    assert fresh_provider.received[0].body["model"] == "fake-small"
+    # the result: SQL that ran, row count, the frame, stored in -o and _
+    md = markdown(nb.cells[2])
+    assert md[0].startswith("```sql\nSELECT c.region, SUM(o.amount) AS total\n")
+    assert "SQLite on sqlite3 · 2 attempts; fixed: schema · 2 rows × 2 columns" in md[0]
+    assert "*fake-small · 2 call(s) · " in md[0]
+    html = [o["data"].get("text/html", "") for o in nb.cells[2].outputs if "data" in o]
+    assert any("130.5" in h and "north" in h for h in html)
+    # --emit in a batch run: the ready-to-run cell is in the output
+    assert md[1].startswith("**Next cell** (batch run: not inserted):")
+    assert "pd.read_sql_query(" in md[1] and ", conn)" in md[1]
+    assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[3])
+    # the guard: refused twice, the cell failed, nothing ran
+    err = [o for o in nb.cells[4].outputs if o["output_type"] == "error"][0]
+    assert err["ename"] == "SqlAIError"
+    text = "\n".join(err["traceback"])
+    assert "Refused: the answer holds 2 statements (SELECT, DROP TABLE)" in text
+    assert "Last SQL:" in text
+    assert "orders left: 4" in outputs_text(nb.cells[5])
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM orders").fetchone()[0] == 4
+
+
+def test_duckdb_frames_and_connection_in_a_kernel(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    fresh_provider.script(
+        # DataFrames via DuckDB: a T-SQL answer is transpiled
+        "SELECT TOP 1 region, SUM(amount) AS total FROM sales GROUP BY region ORDER BY total DESC",
+        # a DuckDB connection: two statements, then a good answer
+        "```sql\nSELECT 1; DELETE FROM orders\n```",
+        GOOD,
+    )
+    nb = make_notebook(
+        [
+            SETUP,
+            "import pandas as pd, duckdb\n"
+            "sales = pd.DataFrame({'region': ['n', 's', 'n'], 'amount': [1.5, 2.0, 3.25]})",
+            "%%sql_ai -o best\nWhich region sells most?",
+            "print(best.to_dict('list'))",
+            "con = duckdb.connect()\n"
+            f"for s in {SHOP!r}.split(';'):\n"
+            "    if s.strip(): con.execute(s)",
+            "%%sql_ai con --dry-run\nTotals per region",
+            "print(type(_).__name__, 'DELETE' in _, con.execute('SELECT count(*) FROM orders').fetchone())",
+        ]
+    )
+    run_notebook(nb, env_for(fresh_provider), tmp_path)
+    md = markdown(nb.cells[2])[0]
+    assert "DuckDB on DataFrames (sales) via DuckDB · transpiled from tsql to duckdb" in md
+    assert "{'region': ['n'], 'total': [4.75]}" in outputs_text(nb.cells[3])
+    # the frame's schema went to the model
+    system = fresh_provider.received[0].body["messages"][0]["content"]
+    assert "CREATE TABLE sales (region TEXT, amount DOUBLE);  -- a pandas DataFrame" in system
+    md = markdown(nb.cells[5])[0]
+    assert "2 attempts; fixed: refused" in md and "dry run: nothing ran" in md
+    assert "str False (4,)" in outputs_text(nb.cells[6])
+
+
+def test_postgres_through_jupysql_in_a_kernel(
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    require_or_skip("sql", "JupySQL (pip install jupysql)")
+    eng = pg_engine(pg_url)
+    with eng.begin() as c:
+        for s in SHOP.split(";"):
+            if s.strip():
+                c.exec_driver_sql(s)
+    fresh_provider.script(
+        # MySQL backticks for PostgreSQL: transpiled
+        "SELECT `region`, COUNT(*) AS n FROM `customers` GROUP BY `region` ORDER BY `region`",
+        # a database error is fed back, then a good answer
+        "SELECT name + 1 FROM customers",
+        GOOD + "\n\nThis sums order amounts per customer region.",
+    )
+    nb = make_notebook(
+        [
+            SETUP,
+            f"%load_ext sql\n%sql {pg_url}",
+            "%%sql_ai -o per_region --emit\nHow many customers per region?",
+            "print(per_region.to_dict('list'))",
+            "%%sql_ai --explain --max-retries 1\nTotal order amount per region",
+            "print({r: float(t) for r, t in zip(_.region, _.total)})",
+        ]
+    )
+    run_notebook(nb, env_for(fresh_provider), tmp_path)
+    md = markdown(nb.cells[2])
+    assert "PostgreSQL on SQLAlchemy postgresql · transpiled from mysql to postgres" in md[0]
+    assert '"region"' in md[0]
+    assert "%%sql per_region <<" in md[1]  # JupySQL is loaded: the emitted cell is %%sql
+    assert "{'region': ['north', 'south'], 'n': [2, 1]}" in outputs_text(nb.cells[3])
+    fed = fresh_provider.received[2].body["messages"][-1]["content"]
+    assert "UndefinedFunction: operator does not exist: text + integer" in fed
+    md = markdown(nb.cells[4])[0]
+    assert "This sums order amounts per customer region." in md
+    assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[5])
+
+
+def test_failure_fails_the_batch_run(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+    fresh_provider.script("SELECT nope FROM t", "SELECT nope2 FROM t")
+    nb = make_notebook(
+        [
+            SETUP,
+            "import sqlite3\nconn = sqlite3.connect(':memory:')\nconn.execute('CREATE TABLE t (a INT)')",
+            "%%sql_ai conn --max-retries 1\nshow a",
+            "print('not reached')",
+        ]
+    )
+    with pytest.raises(CellExecutionError) as ei:
+        run_notebook(nb, env_for(fresh_provider), tmp_path)
+    assert "SqlAIError" in str(ei.value)
+    assert "Column 'nope2' could not be resolved" in str(ei.value)
+    assert not nb.cells[3].outputs
+
+
+def test_sqlite_through_the_real_proxy(
+    jupyter_proxy, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """The kernel -> Jupyter server proxy -> provider path, with the proxy's default model."""
+    fresh_provider.script("SELECT nope FROM orders", GOOD)
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic",
+            f"import sqlite3\nconn = sqlite3.connect(':memory:')\nconn.executescript({SHOP!r})",
+            "%%sql_ai conn -o totals --no-cache\nTotal per region",
+            "print({r: float(t) for r, t in zip(totals.region, totals.total)})",
+        ]
+    )
+    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
+    run_notebook(nb, env, tmp_path)
+    assert [r.status for r in fresh_provider.received] == [200, 200]
+    assert fresh_provider.received[0].body["model"] == "fake-small"  # the proxy's default
+    fed = fresh_provider.received[1].body["messages"][-1]["content"]
+    assert "Column 'nope' could not be resolved. Line: 1, Col: 11" in fed
+    assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[3])
+    md = markdown(nb.cells[2])[0]
+    assert "*fake-small · 2 call(s) · " in md

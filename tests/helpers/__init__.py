@@ -1,0 +1,102 @@
+"""Code the tests share: components a test needs, child processes' environment, loopback HTTP.
+
+Modules: ``fake_provider`` (the loopback provider), ``servers`` (Jupyter servers, the rsql-proxy
+service, JupyterHub), ``kernels`` (notebooks in real kernels, the in-process chat panel),
+``browser`` (JupyterLab for headless Chromium), ``services`` (PostgreSQL and Redis discovery),
+``identity`` (named token users in a Jupyter server), ``payloads`` (hostile answers) and
+``shop`` (the SQL tests' database). Fixtures live in ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.helpers.fake_provider import FakeProvider
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[2]
+
+# the fake provider's keys: (key, alias, account); three keys on two accounts
+PROVIDER_KEYS = [
+    ("sk-test-a1-fake0123456789", "a1", "acct-a"),
+    ("sk-test-a2-fake0123456789", "a2", "acct-a"),
+    ("sk-test-b1-fake0123456789", "b1", "acct-b"),
+]
+FAKE_KEY = PROVIDER_KEYS[0][0]
+
+
+def missing(msg: str) -> NoReturn:
+    """A component is missing: skip with ``msg``; in CI, where every test must run, fail."""
+    if IN_CI:
+        pytest.fail(f"CI must run every test, but {msg}")
+    pytest.skip(msg)
+
+
+def require(what: str, *, binary: bool = False, reason: str = "") -> None:
+    """Skip when a component is missing, with a reason; in CI a missing component fails."""
+    found = shutil.which(what) if binary else importlib.util.find_spec(what) is not None
+    if found:
+        return
+    missing(f"{what} is not installed" + (f" ({reason})" if reason else ""))
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """os.environ for a server or kernel started by a test, without R's LD_LIBRARY_PATH.
+
+    rpy2 puts R's library folders into LD_LIBRARY_PATH when a test in this process starts R;
+    a Python started with it loads the system libpython and dies on import of _ssl.
+    """
+    env = {**os.environ, **extra}
+    if "/usr/lib/R" in env.get("LD_LIBRARY_PATH", ""):
+        env.pop("LD_LIBRARY_PATH")
+    return env
+
+
+def http(method: str, url: str, body: Any = None, authorization: str | None = None,
+         headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request: (status, lower-cased headers, body), error statuses included."""
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    if authorization:
+        hdrs["Authorization"] = authorization
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def upstreams_for(fp: FakeProvider, **extra: Any) -> list[dict[str, Any]]:
+    """One upstream per fake key, with inline keys (tests only; users use api_key_env)."""
+    out = []
+    for key, pol in fp.keys.items():
+        out.append(
+            {
+                "name": pol.alias,
+                "base_url": fp.base_url,
+                "api_key": key,
+                "account": pol.account or pol.alias,
+                "models": list(fp.model_ids),
+                **extra.get(pol.alias, {}),
+            }
+        )
+    return out

@@ -1,0 +1,79 @@
+"""JupyterLab (and Notebook 7) on loopback for headless Chromium, with the proxy in front of the
+fake provider."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.helpers import REPO, free_port, upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, Path]:
+    """A full `jupyter lab` serving the proxy: (process, url, token, root folder)."""
+    port, token = free_port(), secrets.token_hex(16)
+    cfg = tmp / "jupyter_server_config.py"
+    cfg.write_text(
+        "c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': True, "
+        "'notebook': True, 'jupyter_lsp': False, 'jupysql_plugin': False}\n"
+        f"c.RSQLProxy.upstreams = {upstreams_for(fp)!r}\n"
+        "c.RSQLProxy.default_model = 'fake-small'\n"
+        "c.RSQLProxy.user_limits = ['100/day']\n"
+        "c.RSQLProxy.user_daily_budget_usd = 2.0\n"
+        "c.RSQLProxy.unpriced_models = 'free'\n"  # the fake provider's models have no price
+        # no internet here: no news or update checks from the lab frontend
+        "c.LabApp.news_url = None\n"
+        "c.LabApp.check_for_updates_class = "
+        "'jupyterlab.handlers.announcements.NeverCheckForUpdate'\n"
+    )
+    root = tmp / "root"
+    root.mkdir()
+    # no "get official Jupyter news?" toast over the panel (user settings of this lab only)
+    note = tmp / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    note.parent.mkdir(parents=True)
+    note.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RSQL_", "JUPYTERHUB_", "JPY_")) and not k.endswith("_API_KEY")}
+    env.update(
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        JUPYTER_CONFIG_DIR=str(tmp / "config"),
+        JUPYTER_DATA_DIR=str(tmp / "data"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    log = tmp / "lab.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", "--allow-root", f"--config={cfg}",
+         f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=root,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2):
+                break
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise RuntimeError(f"jupyter lab did not start:\n{log.read_text(errors='replace')}") from None
+            time.sleep(0.3)
+    return proc, url, token, root

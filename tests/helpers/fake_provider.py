@@ -1,0 +1,517 @@
+"""A loopback HTTP server that speaks the OpenAI chat API and behaves like a provider.
+
+Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
+
+- per-key and per-account moving-window request limits: 429 with ``retry-after`` and
+  ``x-ratelimit-*`` headers, as Groq and OpenAI send them;
+- unknown keys get 401;
+- latency, streaming (SSE, with a final usage chunk when asked), 5xx, hangs (timeouts), and
+  streams that die mid-way, chosen per key through :meth:`FakeProvider.set_fault`;
+- scripted replies (:meth:`FakeProvider.script`) so a test can make the "model" answer badly
+  first; otherwise it answers with a short text that quotes the last user message. A scripted
+  dict is the whole JSON answer, and for a streaming request it is streamed as OpenAI streams
+  it (tool-call fragments, refusal, logprobs, system_fingerprint, ``"usage": null`` on every
+  chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer,
+  and one with ``"__pieces__"`` (a list of strings) streams its content split exactly there;
+- ``POST /v1/embeddings`` (deterministic vectors, float or base64) and the legacy
+  ``POST /v1/completions`` (streaming too); paths in :attr:`FakeProvider.unserved` answer 404,
+  as a provider without that endpoint does.
+
+It records every request it received (body, key alias, time) in :attr:`FakeProvider.received`.
+It runs its own event loop in a thread, so sync tests, kernels and Jupyter servers in other
+processes all reach it at :attr:`FakeProvider.base_url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import json
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class KeyPolicy:
+    """How the fake provider treats one API key."""
+
+    alias: str
+    account: str = ""  # keys of one account share the window, as providers count per org
+    limit: int = 0  # requests per `window` seconds; 0 = unlimited
+    window: float = 60.0
+    token_limit: int = 0  # tokens per `window`; 0 = unlimited
+
+
+@dataclass
+class Received:
+    alias: str
+    body: dict[str, Any]
+    at: float
+    status: int = 200
+    path: str = "chat/completions"
+
+
+@dataclass
+class _Fault:
+    kind: str  # "status", "hang", "die_mid_stream"
+    status: int = 500
+    count: int = -1  # -1 = forever
+
+
+@dataclass
+class _Account:
+    stamps: collections.deque = field(default_factory=collections.deque)
+    tokens: collections.deque = field(default_factory=collections.deque)  # (t, n)
+
+
+class FakeProvider:
+    """An OpenAI-compatible provider on 127.0.0.1, running in a background thread."""
+
+    def __init__(
+        self,
+        keys: dict[str, KeyPolicy] | None = None,
+        *,
+        latency: float = 0.0,
+        model_ids: tuple[str, ...] = ("fake-small", "fake-large"),
+    ) -> None:
+        self.keys: dict[str, KeyPolicy] = keys or {"sk-fake-default": KeyPolicy("default")}
+        self.latency = latency
+        self.model_ids = model_ids
+        self.received: list[Received] = []
+        self.too_many: int = 0  # 429s this provider sent
+        self.unserved: set[str] = set()  # endpoints answered with 404 ("embeddings", ...)
+        self._replies: collections.deque = collections.deque()
+        self._faults: dict[str, _Fault] = {}
+        self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- control ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, *replies: str | dict[str, Any]) -> None:
+        """Queue replies: a str is the assistant's content; a dict is sent as the whole body."""
+        with self._lock:
+            self._replies.extend(replies)
+
+    def set_fault(self, alias: str, kind: str | None, *, status: int = 500, count: int = -1) -> None:
+        """Make key `alias` fail: kind "status" (answer `status`), "hang", "die_mid_stream"."""
+        with self._lock:
+            if kind is None:
+                self._faults.pop(alias, None)
+            else:
+                self._faults[alias] = _Fault(kind, status, count)
+
+    def count_by_alias(self, status: int | None = 200) -> dict[str, int]:
+        out: dict[str, int] = collections.Counter()
+        for r in list(self.received):
+            if status is None or r.status == status:
+                out[r.alias] += 1
+        return dict(out)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self._replies.clear()
+            self._faults.clear()
+            self._accounts.clear()
+            self.too_many = 0
+            self.unserved = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeProvider:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-provider", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake provider did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
+        try:
+            fut.result(5)
+        except Exception:
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(5)
+        self._loop = None
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/completions", self._completions)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _policy(self, request: web.Request) -> KeyPolicy | None:
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:] if auth.startswith("Bearer ") else ""
+        return self.keys.get(key)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if self._policy(request) is None:
+            return _error(401, "Invalid API Key", "invalid_api_key")
+        data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.model_ids]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _begin(
+        self, request: web.Request, path: str
+    ) -> tuple[KeyPolicy | None, dict[str, Any], Received | None, web.Response | None]:
+        """Parse, record and check one request: (policy, body, record, an error to send)."""
+        policy = self._policy(request)
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return policy, {}, None, _error(400, "body is not JSON", "invalid_request_error")
+        rec = Received(policy.alias if policy else "?", body, time.time(), path=path)
+        self.received.append(rec)
+        if path in self.unserved:
+            rec.status = 404
+            return policy, body, rec, _error(404, f"Unknown request URL: POST /v1/{path}", "unknown_url")
+        if policy is None:
+            rec.status = 401
+            return policy, body, rec, _error(401, "Invalid API Key", "invalid_api_key")
+        if body.get("model") not in self.model_ids:
+            rec.status = 404
+            return policy, body, rec, _error(
+                404, f"The model `{body.get('model')}` does not exist", "model_not_found"
+            )
+        return policy, body, rec, None
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        policy, body, rec, err = await self._begin(request, "embeddings")
+        if err is not None:
+            return err
+        assert policy is not None and rec is not None
+        raw = body.get("input")
+        items = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
+        tokens = sum(max(1, len(i) // 4) if isinstance(i, str) else len(i) for i in items)
+        headers = self._admit(policy, time.monotonic(), tokens)
+        if headers.get("retry-after"):
+            rec.status = 429
+            self.too_many += 1
+            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+        dims = int(body.get("dimensions") or 8)
+        data = []
+        for i, item in enumerate(items):
+            vec = _vector(json.dumps(item), dims)
+            emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if (
+                body.get("encoding_format") == "base64") else vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"],
+             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+            headers=headers,
+        )
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        policy, body, rec, err = await self._begin(request, "completions")
+        if err is not None:
+            return err
+        assert policy is not None and rec is not None
+        prompt = body.get("prompt", "")
+        words = f"Fake completion of: {str(prompt)[:200]}".split(" ")[: int(body.get("max_tokens") or 16)]
+        prompt_tokens = max(1, len(str(prompt)) // 4)
+        headers = self._admit(policy, time.monotonic(), prompt_tokens + len(words))
+        if headers.get("retry-after"):
+            rec.status = 429
+            self.too_many += 1
+            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                 "total_tokens": prompt_tokens + len(words)}
+        cid = "cmpl-" + uuid.uuid4().hex[:12]
+        base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": body["model"]}
+        finish = "length" if body.get("max_tokens") and len(words) >= int(body["max_tokens"]) else "stop"
+        if not body.get("stream"):
+            choice = {"text": " ".join(words), "index": 0, "logprobs": None, "finish_reason": finish}
+            return web.json_response({**base, "choices": [choice], "usage": usage}, headers=headers)
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, word in enumerate(words):
+            choice = {"text": (" " if i else "") + word, "index": 0, "logprobs": None,
+                      "finish_reason": finish if i == len(words) - 1 else None}
+            await resp.write(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        policy, body, rec, err = await self._begin(request, "chat/completions")
+        if err is not None:
+            return err
+        assert policy is not None and rec is not None
+        now = time.monotonic()
+
+        with self._lock:
+            fault = self._faults.get(policy.alias)
+            if fault and fault.count != 0:
+                fault.count -= 1
+            else:
+                fault = None
+            reply = self._replies.popleft() if self._replies else None
+
+        if fault and fault.kind == "status":
+            rec.status = fault.status
+            return _error(fault.status, "upstream fault injected", "server_error")
+        if fault and fault.kind == "hang":
+            rec.status = 0
+            await asyncio.sleep(3600)
+        pieces = None
+        if isinstance(reply, dict) and "__pieces__" in reply:
+            # a scripted answer streamed in exactly these content pieces (a split mid-word)
+            reply = dict(reply)
+            pieces = reply.pop("__pieces__")
+        if isinstance(reply, dict) and "__status__" in reply:
+            rec.status = int(reply["__status__"])
+            answer = {k: v for k, v in reply.items() if k != "__status__"}
+            return web.json_response(answer, status=rec.status)
+
+        prompt_tokens = _count_tokens(body.get("messages", []))
+        if isinstance(reply, dict):
+            content = reply.get("choices", [{}])[0].get("message", {}).get("content") or ""
+        elif isinstance(reply, str):
+            content = reply
+        else:
+            last = next(
+                (m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"),
+                "",
+            )
+            content = f"Fake answer to: {str(last)[:200]}"
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        words = content.split(" ")
+        if max_tokens:
+            words = words[: int(max_tokens)]
+            content = " ".join(words)
+        completion_tokens = max(1, len(words))
+
+        headers = self._admit(policy, now, prompt_tokens + completion_tokens)
+        if headers.get("retry-after"):
+            rec.status = 429
+            self.too_many += 1
+            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+
+        if self.latency:
+            await asyncio.sleep(self.latency)
+
+        cid = "chatcmpl-" + uuid.uuid4().hex[:12]
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if not body.get("stream"):
+            if isinstance(reply, dict):
+                return web.json_response(reply, headers=headers)
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+                headers=headers,
+            )
+
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if isinstance(reply, dict):  # a scripted answer, streamed as OpenAI streams one
+            with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            for obj in _stream_of(reply, with_usage, pieces):
+                await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
+
+        def chunk(delta: dict, finish: str | None = None) -> bytes:
+            obj = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+        await resp.write(chunk({"role": "assistant", "content": ""}))
+        for i, word in enumerate(words):
+            if fault and fault.kind == "die_mid_stream" and i == max(1, len(words) // 2):
+                request.transport.close()  # type: ignore[union-attr]
+                return resp
+            await resp.write(chunk({"content": (" " if i else "") + word}))
+            await asyncio.sleep(0.005)
+        await resp.write(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            obj = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [],
+                "usage": usage,
+            }
+            await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    def _admit(self, policy: KeyPolicy, now: float, tokens: int) -> dict[str, str]:
+        """Moving-window check for the key's account; returns rate-limit headers."""
+        acct = self._accounts[policy.account or policy.alias]
+        with self._lock:
+            while acct.stamps and acct.stamps[0] <= now - policy.window:
+                acct.stamps.popleft()
+            while acct.tokens and acct.tokens[0][0] <= now - policy.window:
+                acct.tokens.popleft()
+            used_tokens = sum(n for _, n in acct.tokens)
+            headers: dict[str, str] = {}
+            if policy.limit:
+                if len(acct.stamps) >= policy.limit:
+                    wait = acct.stamps[0] + policy.window - now
+                    return {
+                        "retry-after": str(max(1, round(wait + 0.5))),
+                        "x-ratelimit-remaining-requests": "0",
+                        "x-ratelimit-reset-requests": f"{wait:.3f}s",
+                    }
+            if policy.token_limit and used_tokens + tokens > policy.token_limit:
+                wait = acct.tokens[0][0] + policy.window - now if acct.tokens else policy.window
+                return {
+                    "retry-after": str(max(1, round(wait + 0.5))),
+                    "x-ratelimit-remaining-tokens": "0",
+                    "x-ratelimit-reset-tokens": f"{wait:.3f}s",
+                }
+            acct.stamps.append(now)
+            acct.tokens.append((now, tokens))
+            if policy.limit:
+                headers["x-ratelimit-limit-requests"] = str(policy.limit)
+                headers["x-ratelimit-remaining-requests"] = str(policy.limit - len(acct.stamps))
+                headers["x-ratelimit-reset-requests"] = (
+                    f"{acct.stamps[0] + policy.window - now:.3f}s"
+                )
+            return headers
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    """A deterministic unit-ish vector for `text` (the same input, the same embedding)."""
+    seed = hashlib.sha256(text.encode()).digest()
+    return [round((seed[i % len(seed)] - 128) / 128, 6) for i in range(dims)]
+
+
+def _stream_of(answer: dict[str, Any], with_usage: bool, given: list[str] | None = None) -> list[dict[str, Any]]:
+    """The chunks OpenAI streams for the JSON answer `answer`: a role chunk, the content word by
+    word (each carrying its own logprobs entries when they match), tool calls as a head (id,
+    name, empty arguments) plus argument fragments, the refusal, a finish chunk, and with
+    `with_usage` a usage chunk, with `"usage": null` on every other chunk."""
+    base = {k: v for k, v in answer.items() if k not in ("choices", "usage", "object")}
+    base["object"] = "chat.completion.chunk"
+    extra = {"usage": None} if with_usage else {}
+    out: list[dict[str, Any]] = []
+
+    def add(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> None:
+        out.append({**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
+                                         "finish_reason": finish}], **extra})
+
+    for choice in answer.get("choices", []):
+        idx, msg = choice.get("index", 0), choice.get("message", {})
+        content = msg.get("content")
+        add(idx, {"role": "assistant", "content": "" if content is not None else None, "refusal": None})
+        lp = (choice.get("logprobs") or {}).get("content")
+        if content:
+            words = content.split(" ")
+            pieces = given or [(" " if i else "") + w for i, w in enumerate(words)]
+            per_word = lp is not None and len(lp) == len(pieces)
+            for i, piece in enumerate(pieces):
+                if per_word:
+                    logprobs: Any = {"content": [lp[i]], "refusal": None}
+                elif lp is not None and i == 0:
+                    logprobs = {"content": lp, "refusal": None}
+                else:
+                    logprobs = None
+                add(idx, {"content": piece}, logprobs=logprobs)
+        for i, call in enumerate(msg.get("tool_calls") or []):
+            args = call["function"]["arguments"]
+            add(idx, {"tool_calls": [{"index": i, "id": call["id"], "type": call["type"],
+                                      "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            half = len(args) // 2
+            for part in (args[:half], args[half:]):
+                add(idx, {"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+        if msg.get("refusal"):
+            add(idx, {"refusal": msg["refusal"]})
+        add(idx, {}, choice.get("finish_reason"))
+    if with_usage and answer.get("usage") is not None:
+        out.append({**base, "choices": [], "usage": answer["usage"]})
+    return out
+
+
+def _count_tokens(messages: list[dict[str, Any]]) -> int:
+    text = " ".join(str(m.get("content", "")) for m in messages)
+    return max(1, len(text) // 4)
+
+
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
+    kind = {
+        401: "invalid_request_error",
+        404: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "server_error")
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "code": code}}, status=status, headers=headers
+    )
+
+
+if __name__ == "__main__":  # a manual run: python -m tests.helpers.fake_provider
+    fp = FakeProvider({"sk-fake-a": KeyPolicy("a", limit=30)}).start()
+    print(fp.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fp.stop()

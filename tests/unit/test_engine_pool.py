@@ -1,0 +1,362 @@
+"""The engine against a real loopback provider: key choice, failover, cooldowns, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from jupyter_server_ext.engine import Caller, Engine, EngineSettings, RateLimited, parse_upstreams
+from jupyter_server_ext.engine.errors import BadRequest, UpstreamError
+from jupyter_server_ext.state import MemoryState
+from tests.helpers import upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+
+ALICE = Caller("alice")
+HELLO = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def make_engine(fp: FakeProvider, extra: dict[str, Any] | None = None, **settings: Any) -> Engine:
+    specs = parse_upstreams(upstreams_for(fp, **(extra or {})))
+    settings.setdefault("health_check_seconds", 0)
+    return Engine(EngineSettings(upstreams=specs, default_model="fake-small", **settings), state=MemoryState())
+
+
+async def ask(engine: Engine, body: dict | None = None) -> dict:
+    reply = await engine.chat(body or HELLO, ALICE)
+    return json.loads(reply.body) | {"_upstream": reply.headers["X-RSQL-Upstream"]}
+
+
+async def test_load_is_spread_over_all_keys(fresh_provider: FakeProvider) -> None:
+    engine = make_engine(fresh_provider)
+    try:
+        for _ in range(30):
+            await ask(engine)
+    finally:
+        await engine.close()
+    counts = fresh_provider.count_by_alias()
+    assert sum(counts.values()) == 30
+    assert set(counts) == {"a1", "a2", "b1"}
+    assert min(counts.values()) >= 8, counts  # never piled onto the first key
+
+
+async def test_concurrent_load_is_spread(fresh_provider: FakeProvider) -> None:
+    fresh_provider.latency = 0.05
+    engine = make_engine(fresh_provider)
+    try:
+        await asyncio.gather(*(ask(engine) for _ in range(30)))
+    finally:
+        await engine.close()
+    assert min(fresh_provider.count_by_alias().values()) >= 8
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_failover_on_server_errors_is_invisible(fresh_provider: FakeProvider, status: int) -> None:
+    fresh_provider.set_fault("a1", "status", status=status)
+    engine = make_engine(fresh_provider, breaker_threshold=2)
+    try:
+        answers = [await ask(engine) for _ in range(12)]
+        assert all(a["choices"][0]["message"]["content"].startswith("Fake answer") for a in answers)
+        assert {a["_upstream"] for a in answers} <= {"a2", "b1"}
+        # after two failures in a row the breaker keeps a1 out: it is no longer even tried
+        assert fresh_provider.count_by_alias(status)["a1"] == 2
+        key = next(k for k in engine.pool.keys if k.alias == "a1")
+        assert engine.pool.key_state(key) == "breaker-open"
+    finally:
+        await engine.close()
+
+
+async def test_breaker_half_open_probe_recovers(fresh_provider: FakeProvider) -> None:
+    fresh_provider.set_fault("a1", "status", status=500, count=2)
+    engine = make_engine(fresh_provider, breaker_threshold=2, breaker_seconds=0.3)
+    try:
+        for _ in range(6):
+            await ask(engine)
+        key = next(k for k in engine.pool.keys if k.alias == "a1")
+        assert engine.pool.key_state(key) == "breaker-open"
+        await asyncio.sleep(0.35)
+        assert engine.pool.key_state(key) == "breaker-half-open"
+        for _ in range(6):
+            await ask(engine)
+        assert engine.pool.key_state(key) == "healthy"
+        assert fresh_provider.count_by_alias(200).get("a1", 0) >= 1
+    finally:
+        await engine.close()
+
+
+async def test_failover_on_timeout(fresh_provider: FakeProvider) -> None:
+    fresh_provider.set_fault("b1", "hang")
+    engine = make_engine(fresh_provider, upstream_timeout_seconds=0.5)
+    try:
+        t0 = time.monotonic()
+        answers = [await ask(engine) for _ in range(6)]
+        assert {a["_upstream"] for a in answers} <= {"a1", "a2"}
+        assert time.monotonic() - t0 < 6 * 0.5  # the hanging key cost at most a few timeouts
+    finally:
+        await engine.close()
+
+
+async def test_failover_on_connection_refused(fresh_provider: FakeProvider) -> None:
+    from tests.helpers import free_port
+
+    extra = {"b1": {"base_url": f"http://127.0.0.1:{free_port()}/v1"}}
+    engine = make_engine(fresh_provider, extra)
+    try:
+        answers = [await ask(engine) for _ in range(6)]
+        assert {a["_upstream"] for a in answers} <= {"a1", "a2"}
+    finally:
+        await engine.close()
+
+
+async def test_rejected_key_is_disabled_then_reenabled_by_health_check(fresh_provider: FakeProvider) -> None:
+    bad_key = "sk-test-revoked-fake01"
+    extra = {"a2": {"api_key": bad_key}}
+    engine = make_engine(fresh_provider, extra)
+    try:
+        answers = [await ask(engine) for _ in range(9)]
+        assert all(a["_upstream"] != "a2" for a in answers)
+        key = next(k for k in engine.pool.keys if k.alias == "a2")
+        assert engine.pool.key_state(key) == "disabled"
+        assert (await engine.health_check())["a2"] == "disabled"  # still rejected
+        # the provider accepts the key again (e.g. the account was paid): the check re-enables it
+        fresh_provider.keys[bad_key] = fresh_provider.keys.pop("sk-test-a2-fake0123456789")
+        assert (await engine.health_check())["a2"] == "healthy"
+        answers = [await ask(engine) for _ in range(9)]
+        assert any(a["_upstream"] == "a2" for a in answers)
+    finally:
+        await engine.close()
+
+
+async def test_every_key_failing_gives_one_clear_error(fresh_provider: FakeProvider) -> None:
+    for alias in ("a1", "a2", "b1"):
+        fresh_provider.set_fault(alias, "status", status=503)
+    engine = make_engine(fresh_provider)
+    try:
+        with pytest.raises(UpstreamError) as err:
+            await ask(engine)
+        assert err.value.status == 502
+        for alias in ("a1", "a2", "b1"):
+            assert alias in err.value.message
+        assert "sk-" not in err.value.message
+    finally:
+        await engine.close()
+
+
+async def test_provider_headers_keep_us_below_an_unconfigured_limit(fresh_provider: FakeProvider) -> None:
+    # the provider allows acct-b 2 requests per 30 s; we did not configure that limit, but its
+    # x-ratelimit-remaining-requests header says so and the pool obeys it
+    b1 = fresh_provider.keys["sk-test-b1-fake0123456789"]
+    b1.limit, b1.window = 2, 30
+    engine = make_engine(fresh_provider)
+    try:
+        answers = [await ask(engine) for _ in range(15)]
+        assert len(answers) == 15
+        assert fresh_provider.too_many == 0
+        assert fresh_provider.count_by_alias()["b1"] == 2
+    finally:
+        await engine.close()
+
+
+async def test_upstream_429_cools_the_account_and_fails_over(fresh_provider: FakeProvider) -> None:
+    import openai
+
+    # someone else spends acct-b's quota outside the proxy, so our next call there gets a 429
+    b1_key = "sk-test-b1-fake0123456789"
+    b1 = fresh_provider.keys[b1_key]
+    b1.limit, b1.window = 1, 30
+    openai.OpenAI(base_url=fresh_provider.base_url, api_key=b1_key).chat.completions.create(**HELLO)
+    engine = make_engine(fresh_provider)
+    try:
+        answers = [await ask(engine) for _ in range(15)]
+        assert len(answers) == 15  # the client never saw the 429
+        assert fresh_provider.count_by_alias(429) == {"b1": 1}  # one 429, then b1 is left alone
+        assert {a["_upstream"] for a in answers} == {"a1", "a2"}
+        bucket = engine.pool.buckets[("acct-b", "fake-small")]
+        assert bucket.cool_until - time.monotonic() > 20  # Retry-After (about 30 s) respected
+        key = next(k for k in engine.pool.keys if k.alias == "b1")
+        assert engine.pool.key_state(key) == "cooling"
+    finally:
+        await engine.close()
+
+
+async def test_cooldown_only_extends(fresh_provider: FakeProvider) -> None:
+    engine = make_engine(fresh_provider)
+    try:
+        bucket = engine.pool.bucket(engine.pool.keys[0], "fake-small")
+        now = time.monotonic()
+        bucket.cool(now + 30)
+        bucket.cool(now + 1)  # a second, shorter 429 must not shorten the first
+        assert bucket.cool_until == pytest.approx(now + 30)
+        # and while acct-a cools, its two keys are both skipped
+        answers = [await ask(engine) for _ in range(4)]
+        assert {a["_upstream"] for a in answers} == {"b1"}
+    finally:
+        await engine.close()
+
+
+async def test_keys_of_one_account_share_its_limit(fresh_provider: FakeProvider) -> None:
+    limits = {"limits": ["3 per 20 seconds"]}
+    engine = make_engine(fresh_provider, {"a1": limits, "b1": limits}, max_wait_seconds=0)
+    try:
+        ok, refused = [], []
+        for _ in range(9):
+            try:
+                ok.append(await ask(engine))
+            except RateLimited as exc:
+                refused.append(exc)
+        by_upstream = [a["_upstream"] for a in ok]
+        assert len(ok) == 6  # 3 for acct-a (a1 + a2 together) and 3 for acct-b
+        assert sum(u in ("a1", "a2") for u in by_upstream) == 3
+        assert by_upstream.count("b1") == 3
+        assert {"a1", "a2"} <= set(by_upstream)  # spread inside the account too
+        assert len(refused) == 3
+        assert all(r.headers["Retry-After"].isdigit() and int(r.headers["Retry-After"]) >= 1 for r in refused)
+    finally:
+        await engine.close()
+
+
+async def test_zero_upstream_429s_when_limits_match_the_provider(fresh_provider: FakeProvider) -> None:
+    for pol in fresh_provider.keys.values():
+        pol.limit, pol.window = 4, 1.0
+    fresh_provider.latency = 0.02
+    limits = {"limits": ["4 per 1 second"]}
+    engine = make_engine(fresh_provider, {"a1": limits, "b1": limits}, max_wait_seconds=15)
+    try:
+        t0 = time.monotonic()
+        answers = await asyncio.gather(*(ask(engine) for _ in range(40)))
+        elapsed = time.monotonic() - t0
+    finally:
+        await engine.close()
+    assert len(answers) == 40
+    assert fresh_provider.too_many == 0
+    # 2 accounts x 4/s: 40 requests need about 4-5 s; much more would mean wasted capacity
+    assert 3.5 < elapsed < 9, elapsed
+
+
+async def test_waits_for_capacity_then_answers(fresh_provider: FakeProvider) -> None:
+    limits = {"limits": ["1 per 1 second"]}
+    engine = make_engine(fresh_provider, {"a1": limits, "b1": limits}, max_wait_seconds=3)
+    try:
+        t0 = time.monotonic()
+        answers = [await ask(engine) for _ in range(3)]
+        assert len(answers) == 3
+        assert time.monotonic() - t0 >= 0.9  # the third waited for a window to move
+    finally:
+        await engine.close()
+
+
+async def test_no_capacity_within_max_wait_is_a_429_with_retry_after(fresh_provider: FakeProvider) -> None:
+    limits = {"limits": ["1 per 30 seconds"]}
+    engine = make_engine(fresh_provider, {"a1": limits, "b1": limits}, max_wait_seconds=1)
+    try:
+        await ask(engine)
+        await ask(engine)
+        t0 = time.monotonic()
+        with pytest.raises(RateLimited) as err:
+            await ask(engine)
+        assert time.monotonic() - t0 < 0.5  # the wait could not succeed, so no waiting
+        assert 25 <= int(err.value.headers["Retry-After"]) <= 31
+        assert err.value.status == 429
+    finally:
+        await engine.close()
+
+
+async def test_token_limits_bind_before_request_limits(fresh_provider: FakeProvider) -> None:
+    limits = {"limits": ["30/minute"], "token_limits": ["300 per 30 seconds"]}
+    engine = make_engine(fresh_provider, {"a1": limits, "b1": limits}, max_wait_seconds=0)
+    # about 50 prompt tokens; the fake answer echoes the words: about 95 tokens per request
+    body = {**HELLO, "messages": [{"role": "user", "content": "word " * 40}], "max_tokens": 60}
+    try:
+        ok = 0
+        with pytest.raises(RateLimited):
+            for _ in range(20):
+                await ask(engine, body)
+                ok += 1
+        # 2 accounts x 300 tokens, ~95 tokens each, the next one reserving prompt + max_tokens
+        assert 4 <= ok <= 6, ok
+        assert fresh_provider.too_many == 0
+    finally:
+        await engine.close()
+
+
+async def test_request_larger_than_any_token_limit_is_a_400(fresh_provider: FakeProvider) -> None:
+    limits = {"token_limits": ["100/minute"]}
+    engine = make_engine(fresh_provider, {"a1": limits, "b1": limits})
+    try:
+        with pytest.raises(BadRequest, match="max_tokens"):
+            await ask(engine, {**HELLO, "max_tokens": 500})
+    finally:
+        await engine.close()
+
+
+async def test_stream_fails_over_before_the_first_byte(fresh_provider: FakeProvider) -> None:
+    fresh_provider.set_fault("a1", "status", status=500)
+    fresh_provider.set_fault("a2", "status", status=500)
+    engine = make_engine(fresh_provider)
+    try:
+        reply = await engine.chat({**HELLO, "stream": True}, ALICE)
+        events = [ev async for ev in reply.events]
+        assert reply.headers["X-RSQL-Upstream"] == "b1"
+        text = "".join(
+            (json.loads(e[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+            for e in events if e.startswith(b"data: {")
+        )
+        assert text == "Fake answer to: hello"
+        assert events[-1] == b"data: [DONE]\n\n"
+        # we asked upstream for usage; the client did not, so it is not passed on
+        assert not any(b'"usage"' in e for e in events)
+    finally:
+        await engine.close()
+
+
+async def test_unknown_model_is_a_404(fresh_provider: FakeProvider) -> None:
+    engine = make_engine(fresh_provider)
+    try:
+        with pytest.raises(BadRequest) as err:
+            await ask(engine, {**HELLO, "model": "gpt-nope"})
+        assert err.value.status == 404 and "fake-small" in err.value.message
+    finally:
+        await engine.close()
+
+
+async def test_requests_that_get_no_answer_use_no_quota(fresh_provider: FakeProvider) -> None:
+    from jupyter_server_ext.engine import LimitSettings, UserPolicy, parse_rates
+
+    user = UserPolicy(limits=parse_rates(["2/minute"], where="t"))
+    engine = make_engine(fresh_provider, limits=LimitSettings(user=user))
+    try:
+        for alias in ("a1", "a2", "b1"):
+            fresh_provider.set_fault(alias, "status", status=503, count=1)
+        with pytest.raises(UpstreamError):
+            await ask(engine)  # every upstream failed: refunded
+        snap = await engine.limiter.snapshot("alice", ())
+        assert snap["limits"][0]["used"] == 0
+        await ask(engine)
+        await ask(engine)
+        with pytest.raises(RateLimited) as err:
+            await ask(engine)
+        assert err.value.limit == "user 2/minute"
+    finally:
+        await engine.close()
+
+
+async def test_a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event(fresh_provider: FakeProvider) -> None:
+    for alias in ("a1", "a2", "b1"):
+        fresh_provider.set_fault(alias, "die_mid_stream", count=1)
+    engine = make_engine(fresh_provider)
+    body = {**HELLO, "stream": True, "messages": [{"role": "user", "content": "one two three four five six"}]}
+    try:
+        reply = await engine.chat(body, ALICE)
+        events = [ev async for ev in reply.events]
+        # no failover once bytes went out: the client sees part of the answer, then an error
+        assert any(b'"content": "Fake"' in e for e in events)
+        assert b'"error"' in events[-1] and b"broke off" in events[-1]
+        assert len(fresh_provider.received) == 1
+        # the slot was given back: the next request is served at once
+        assert all(k.inflight == 0 for k in engine.pool.keys)
+        assert (await ask(engine))["choices"][0]["message"]["content"] == "Fake answer to: hello"
+    finally:
+        await engine.close()

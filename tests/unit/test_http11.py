@@ -1,0 +1,103 @@
+"""The upstream HTTP/1.1 client against a raw loopback server that frames answers every way
+HTTP/1.1 allows, and closes kept-alive connections behind the client's back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jupyter_server_ext.engine.http11 import HTTP11Client, HTTPError
+
+BODIES = {
+    b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Ratelimit-Remaining-Requests: 7\r\n\r\nhello",
+    b"/chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"6\r\ndata: \r\n4;ext=1\r\n1\n\n\r\n0\r\nTrailer: x\r\n\r\n"),
+    b"/eof": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    b"/cut": b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+    b"/garbage": b"NOT HTTP\r\n\r\n",
+}
+
+
+@pytest.fixture
+async def server():
+    state = {"connections": 0, "close_after_one": False}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state["connections"] += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length")), b"0"))
+                await reader.readexactly(length)
+                path = head.split(b" ")[1]
+                writer.write(BODIES[path])
+                await writer.drain()
+                if path in (b"/eof", b"/cut", b"/garbage") or state["close_after_one"]:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", state
+    srv.close()
+
+
+async def test_every_framing(server) -> None:
+    url, state = server
+    client = HTTP11Client()
+    r = await client.request("POST", url + "/length", headers={}, body=b"{}", timeout=5)
+    assert (r.status, await r.read(5)) == (200, b"hello")
+    assert r.headers["x-ratelimit-remaining-requests"] == "7"
+    r = await client.request("POST", url + "/chunked", headers={}, timeout=5)
+    assert [c async for c in r.iter_chunks(5)] == [b"data: ", b"1\n\n\r"]
+    assert state["connections"] == 1  # both answers on one kept-alive connection
+    r = await client.request("GET", url + "/eof", headers={}, timeout=5)
+    assert await r.read(5) == b"until the end"
+    await client.close()
+
+
+async def test_cut_and_malformed_answers_are_errors(server) -> None:
+    url, _ = server
+    client = HTTP11Client()
+    r = await client.request("GET", url + "/cut", headers={}, timeout=5)
+    with pytest.raises(HTTPError, match="end of the body|cut-off"):
+        await r.read(5)
+    with pytest.raises(HTTPError, match="status line"):
+        await client.request("GET", url + "/garbage", headers={}, timeout=5)
+    await client.close()
+
+
+async def test_a_connection_the_server_closed_is_replaced(server) -> None:
+    url, state = server
+    state["close_after_one"] = True
+    client = HTTP11Client()
+    for _ in range(3):
+        r = await client.request("POST", url + "/length", headers={}, body=b"x", timeout=5)
+        assert await r.read(5) == b"hello"
+        await asyncio.sleep(0.05)  # the server has closed it by now
+    assert state["connections"] == 3
+    await client.close()
+
+
+async def test_refused_connection_and_timeouts() -> None:
+    from tests.helpers import free_port
+
+    client = HTTP11Client()
+    with pytest.raises(OSError):
+        await client.request("GET", f"http://127.0.0.1:{free_port()}/x", headers={}, timeout=5)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    srv = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    with pytest.raises(asyncio.TimeoutError):
+        await client.request("GET", f"http://127.0.0.1:{port}/x", headers={}, timeout=0.2)
+    srv.close()
+    with pytest.raises(HTTPError, match="not an http"):
+        await client.request("GET", "ftp://example.invalid/x", headers={}, timeout=1)
+    await client.close()

@@ -1,0 +1,180 @@
+"""Per-user limits, budgets, leases and the 429s users get, over HTTP in a Jupyter server in this
+process (pytest-jupyter)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.helpers import upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.servers import InProcessJupyter
+
+ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
+PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0}}}  # $0.001 per token
+
+
+def chat(server: InProcessJupyter, token: str, body: dict | None = None, **headers: str):
+    return server.request("POST", "v1/chat/completions", body or ASK, token=token, headers=headers)
+
+
+def me(server: InProcessJupyter, token: str) -> dict:
+    status, _, raw = server.request("GET", "me", token=token)
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+@pytest.fixture
+def limited(jupyter_app_factory, fresh_provider: FakeProvider) -> InProcessJupyter:
+    return jupyter_app_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_limits": ["3 per 2 seconds", "5/hour"],
+            "limit_overrides": {"user:carol": {"user_limits": ["100/minute"]}},
+        },
+        named_users=True,
+    )
+
+
+def test_moving_window_counts_exactly_at_its_edge(limited: InProcessJupyter, fresh_provider: FakeProvider) -> None:
+    t1_start = time.monotonic()
+    assert chat(limited, "tok-alice")[0] == 200
+    t1_end = time.monotonic()
+    time.sleep(0.5)  # the other two come later, so only the first leaves at the edge
+    assert [chat(limited, "tok-alice")[0] for _ in range(2)] == [200, 200]
+    status, headers, raw = chat(limited, "tok-alice")
+    assert status == 429
+    assert json.loads(raw)["error"]["limit"] == "user 3 per 2 seconds"
+    # just before the first request leaves the window: still refused
+    time.sleep(max(0.0, t1_start + 1.85 - time.monotonic()))
+    assert chat(limited, "tok-alice")[0] == 429
+    # once it has left (2 s after it was counted), exactly one more fits
+    time.sleep(max(0.0, t1_end + 2.05 - time.monotonic()))
+    assert chat(limited, "tok-alice")[0] == 200
+    assert chat(limited, "tok-alice")[0] == 429
+    # the hour window counted only the 4 admitted requests: refused ones consumed nothing
+    hour = next(w for w in me(limited, "tok-alice")["limits"] if w["limit"] == "5/hour")
+    assert (hour["used"], hour["remaining"]) == (4, 1)
+    assert sum(fresh_provider.count_by_alias().values()) == 4
+
+
+def test_users_have_their_own_windows_and_overrides(limited: InProcessJupyter) -> None:
+    assert [chat(limited, "tok-alice")[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert [chat(limited, "tok-bob")[0] for _ in range(3)] == [200, 200, 200]  # alice's use is hers
+    assert all(chat(limited, "tok-carol")[0] == 200 for _ in range(8))  # carol's own limits
+    assert me(limited, "tok-carol")["limits"][0]["limit"] == "100/minute"
+
+
+def test_429_carries_retry_after_and_ratelimit_headers(limited: InProcessJupyter) -> None:
+    for _ in range(3):
+        chat(limited, "tok-bob")
+    status, headers, raw = chat(limited, "tok-bob")
+    assert status == 429
+    retry = int(headers["retry-after"])
+    assert 1 <= retry <= 2
+    assert '"user 3 per 2 seconds";q=3;w=2' in headers["ratelimit-policy"]
+    assert '"user 5/hour";q=5;w=3600' in headers["ratelimit-policy"]
+    assert headers["ratelimit"] == f'"user 3 per 2 seconds";r=0;t={retry}'
+    err = json.loads(raw)["error"]
+    assert err["type"] == "rate_limit_error"
+    assert "resets in" in err["message"] and err["reset"].endswith("Z")
+
+
+def test_concurrency_lease_released_when_client_disconnects_mid_stream(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    server = jupyter_app_factory(
+        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "user_concurrency": 1},
+        named_users=True,
+    )
+    long_question = {"model": "fake-small", "stream": True,
+                     "messages": [{"role": "user", "content": " ".join(["word"] * 150)}]}
+    # a raw socket, so the test controls exactly when the client goes away
+    u = urllib.parse.urlparse(server.proxy_url)
+    body = json.dumps(long_question).encode()
+    sock = socket.create_connection((u.hostname, u.port))
+    sock.sendall(
+        f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: token tok-alice\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+    first = sock.recv(4096)
+    assert b"200 OK" in first and b"data: " in first + sock.recv(4096)
+    # while the stream runs, alice's one slot is taken
+    assert chat(server, "tok-alice")[0] == 429
+    assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 1}
+    sock.close()
+    deadline = time.monotonic() + 5
+    while me(server, "tok-alice")["concurrency"]["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 0}
+    assert chat(server, "tok-alice")[0] == 200
+
+
+def test_concurrent_requests_never_overspend_a_budget(jupyter_app_factory, fresh_provider: FakeProvider) -> None:
+    fresh_provider.latency = 0.1
+    budget = 0.05
+    server = jupyter_app_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
+            "default_model": "fake-small",
+            "user_daily_budget_usd": budget,
+        },
+        named_users=True,
+    )
+    body = {**ASK, "max_tokens": 10}
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(lambda _: chat(server, "tok-alice", body), range(50)))
+    ok = [json.loads(r[2]) for r in results if r[0] == 200]
+    refused = [json.loads(r[2]) for r in results if r[0] == 429]
+    assert ok and refused and len(ok) + len(refused) == 50
+    assert all(e["error"]["limit"] == "user daily budget $0.05" for e in refused)
+    spent = sum(c["usage"]["cost_usd"] for c in ok)
+    assert spent <= budget + 1e-9
+    # upstream saw only admitted requests; the reservations were settled to the real cost
+    assert sum(fresh_provider.count_by_alias().values()) == len(ok)
+    mine = me(server, "tok-alice")["budget"]
+    assert mine["spent_usd"] == pytest.approx(spent, abs=1e-6)
+    assert mine["remaining_usd"] == pytest.approx(budget - spent, abs=1e-6)
+
+
+def test_cost_is_in_usage_and_header(jupyter_app_factory, fresh_provider: FakeProvider) -> None:
+    server = jupyter_app_factory(
+        {"upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED), "default_model": "fake-small"},
+    )
+    status, headers, raw = chat(server, server.token)
+    usage = json.loads(raw)["usage"]
+    expected = (usage["prompt_tokens"] + usage["completion_tokens"]) * 0.001
+    assert usage["cost_usd"] == pytest.approx(expected)
+    assert float(headers["x-rsql-cost-usd"]) == pytest.approx(expected)
+
+
+def test_cache_hits_misses_and_bypass(limited: InProcessJupyter, fresh_provider: FakeProvider) -> None:
+    det = {**ASK, "temperature": 0, "messages": [{"role": "user", "content": "cache me"}]}
+    s1, h1, b1 = chat(limited, "tok-carol", det)
+    s2, h2, b2 = chat(limited, "tok-carol", det)
+    assert (h1["x-rsql-cache"], h2["x-rsql-cache"]) == ("miss", "hit")
+    assert json.loads(b1)["choices"] == json.loads(b2)["choices"]
+    assert h2["x-rsql-cost-usd"] == "0"
+    assert len([r for r in fresh_provider.received if r.body["messages"][0]["content"] == "cache me"]) == 1
+    # a hit costs no quota: alice can still make her 3 requests after 5 hits
+    for _ in range(5):
+        assert chat(limited, "tok-alice", det)[1]["x-rsql-cache"] == "hit"
+    assert [chat(limited, "tok-alice")[0] for _ in range(3)] == [200, 200, 200]
+    # explicit bypass, and a non-deterministic request, go upstream every time
+    assert chat(limited, "tok-carol", det, **{"X-RSQL-No-Cache": "1"})[1]["x-rsql-cache"] == "miss"
+    warm = {**det, "temperature": 0.7}
+    assert [chat(limited, "tok-carol", warm)[1]["x-rsql-cache"] for _ in range(2)] == ["miss", "miss"]
+    # a streamed request is answered from the cache as a stream
+    status, headers, raw = chat(limited, "tok-carol", {**det, "stream": True})
+    assert headers["x-rsql-cache"] == "hit" and raw.rstrip().endswith(b"data: [DONE]")
+    text = "".join(
+        (json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
+        for line in raw.split(b"\n") if line.startswith(b"data: {")
+    )
+    assert text == json.loads(b1)["choices"][0]["message"]["content"]

@@ -1,0 +1,56 @@
+"""A bad configuration stops the server at start-up, naming the field, the upstream or the
+privacy setting (the proxy in a Jupyter server in this process, pytest-jupyter)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.helpers import upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+
+
+def test_bad_config_stops_startup_naming_field_and_upstream(jupyter_app_factory, fresh_provider: FakeProvider) -> None:
+    ups = upstreams_for(fresh_provider)
+    next(u for u in ups if u["name"] == "a2")["limts"] = ["30/minute"]
+    with pytest.raises(RuntimeError) as err:
+        jupyter_app_factory({"upstreams": ups})
+    assert "upstream 'a2': unknown field 'limts'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("limits", ["30 per fortnight"], "cannot parse limit '30 per fortnight'"),
+        ("api_key_env", "RSQL_TEST_UNSET_VAR", "$RSQL_TEST_UNSET_VAR, which is not set"),
+        ("name", "a1", "duplicate name"),
+    ],
+)
+def test_bad_upstream_values_are_named(field: str, value, needle: str, fresh_provider: FakeProvider) -> None:
+    from jupyter_server_ext.config import RSQLProxy
+    from jupyter_server_ext.engine.errors import ConfigError
+
+    ups = upstreams_for(fresh_provider)
+    if field == "api_key_env":
+        ups[0].pop("api_key")
+    ups[0 if field != "name" else 1][field] = value
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        RSQLProxy(upstreams=ups).engine_settings(env={})
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ({"redact_patterns": ["email", {"name": "sid", "regex": "S(\\d{7}"}]}, "redact_patterns[1] ('sid'): bad regular expression"),
+        ({"redact_patterns": ["passport"]}, "unknown pattern 'passport'"),
+        ({"context_policy": {"sample_row": False}}, "context_policy: unknown field 'sample_row'"),
+        ({"context_policy": {"value_stats": "no"}}, "context_policy['value_stats']: expected True or False"),
+        ({"fallback_model": "nowhere"}, "fallback_model 'nowhere' names no upstream"),
+    ],
+)
+def test_bad_privacy_config_stops_startup(jupyter_app_factory, fresh_provider: FakeProvider,
+                                          config: dict, needle: str) -> None:
+    with pytest.raises(RuntimeError) as err:
+        jupyter_app_factory({"upstreams": upstreams_for(fresh_provider), **config})
+    assert needle in str(err.value)

@@ -1,0 +1,306 @@
+"""Reproducible notebooks: record answers once, replay them in every rerun (rsql_magic.replay).
+
+Unit tests of the fingerprint and the store (two writer processes, pruning, hostile lines, no
+secrets), and crafted replay files in an in-process IPython shell. The same in real kernels
+(nbconvert, papermill): tests/e2e/test_replay_notebooks.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rsql_magic.client import ProxyClient
+from rsql_magic.replay import (
+    Entry,
+    Replay,
+    ReplayMissing,
+    ReplayStore,
+    fingerprint,
+    request_parts,
+    resolve_mode,
+)
+from tests.helpers import FAKE_KEY as KEY
+from tests.helpers import REPO
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.shop import GOOD, SHOP
+
+FRAME_CTX = """Context from my notebook session:
+
+## DataFrames
+### DataFrame `sales` (pandas): 3 rows x 2 columns
+columns (stats from all rows):
+- region: object, 2 distinct
+- amount: float64, nulls 0, range 1.5..3.25
+first 3 rows:
+  region  amount
+0  north    1.50
+
+## Last error
+In [7]:
+x = Foo()
+<__main__.Foo object at 0x7f3a1c2b9d50>
+File /tmp/ipykernel_4242/1234567.py:1
+
+Question:
+Why?"""
+
+
+def body(content: str = FRAME_CTX, model: str | None = "m", **extra: object) -> dict:
+    b: dict = {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": content}]}
+    if model:
+        b["model"] = model
+    b.update(extra)
+    return b
+
+
+# -- fingerprint -----------------------------------------------------------------------------
+
+
+def test_fingerprint_ignores_noise_and_counts_what_the_model_sees() -> None:
+    base = fingerprint(body(temperature=0))
+    noise = (FRAME_CTX.replace("0x7f3a1c2b9d50", "0x55d0aa01ff10")
+             .replace("ipykernel_4242/1234567", "ipykernel_99/7654321").replace("In [7]", "In [12]")
+             .replace("\n", "\r\n").replace("Why?", "Why?   "))
+    reordered = {"temperature": 0, "model": "m", "messages": body(noise)["messages"]}
+    assert fingerprint(reordered) == base
+    assert fingerprint(body(temperature=0, stream=True, stream_options={"include_usage": True})) == base
+    # what the model is shown counts
+    new_col = FRAME_CTX.replace("- amount:", "- discount: float64, nulls 0\n- amount:")
+    new_rows = FRAME_CTX.replace("0  north    1.50", "0  south    9.00")
+    for changed in (body(new_col, temperature=0), body(new_rows, temperature=0),
+                    body(model="other", temperature=0), body(temperature=0.7),
+                    body(FRAME_CTX.replace("Why?", "Why not?"), temperature=0)):
+        assert fingerprint(changed) != base
+    # and request_parts says which part differs
+    a, b = request_parts(body()), request_parts(body(new_col))
+    diff = sorted(k for k in a if a[k] != b.get(k))
+    assert any(k.endswith("/ columns") for k in diff) and not any(k.endswith("/ sample rows") for k in diff)
+    c = request_parts(body(new_rows))
+    assert [k for k in a if a[k] != c.get(k) and "/" in k] == [
+        "user message 2: DataFrame `sales` (pandas): N rows x N columns / sample rows"]
+
+
+def test_modes_from_settings_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RSQL_REPLAY", raising=False)
+    assert resolve_mode(None, batch=True) == "auto" and resolve_mode(None, batch=False) == "off"
+    monkeypatch.setenv("RSQL_REPLAY", "only")
+    assert resolve_mode(None, batch=False) == "only"
+    assert resolve_mode("refresh", batch=False) == "refresh"  # the setting wins
+    monkeypatch.setenv("RSQL_REPLAY", "sometimes")
+    with pytest.raises(Exception, match="RSQL_REPLAY='sometimes': expected one of off, auto"):
+        resolve_mode(None, batch=True)
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+def entry(i: int, recorded: str = "2026-01-01T00:00:00Z", fp: str | None = None) -> Entry:
+    return Entry(fp=fp or f"{i:032x}", recorded=recorded, text=f"answer {i} " + "x" * 300,
+                 model="m", usage={"prompt_tokens": i})
+
+
+def _writer(path: str, who: int, n: int) -> None:
+    store = ReplayStore(path)
+    for i in range(n):
+        store.append(entry(who * 10_000 + i))
+
+
+def test_two_processes_append_at_once_without_losing_or_mixing_lines(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 300)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == 600
+    assert all(json.loads(line)["text"].startswith("answer ") for line in lines)
+    assert len(ReplayStore(path).latest()) == 600
+
+
+def test_last_entry_wins_prune_and_hostile_lines(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    store = ReplayStore(path)
+    store.append(entry(1, "2026-01-01T00:00:00Z"))
+    store.append(entry(2, "2026-03-01T00:00:00Z"))
+    store.append(entry(3, "2026-03-02T00:00:00Z"))
+    newer = entry(1, "2026-03-03T00:00:00Z")
+    newer.text = "answer 1, again"
+    store.append(newer)
+    with path.open("a") as f:  # a crafted or broken file: such lines are skipped
+        f.write("not json\n")
+        f.write(json.dumps({**json.loads(entry(4).to_line()), "usage": {"x": "<script>"}}) + "\n")
+        f.write(json.dumps({**json.loads(entry(5).to_line()), "fp": "../../etc"}) + "\n")
+        f.write(json.dumps({**json.loads(entry(6).to_line()), "recorded": "<b>soon</b>"}) + "\n")
+    assert sorted(store.latest()) == [f"{i:032x}" for i in (1, 2, 3)]
+    assert store.get(f"{1:032x}").text == "answer 1, again"
+
+    now = dt.datetime(2026, 3, 10, tzinfo=dt.timezone.utc)
+    kept, removed = store.prune(older_than_days=8.5, now=now, dry_run=True)
+    assert (kept, removed) == (2, 6) and len(path.read_text().splitlines()) == 8
+    kept, removed = store.prune(older_than_days=8.5, now=now)
+    assert (kept, removed) == (2, 6)
+    assert [e.fp[-1] for e in store.entries()] == ["3", "1"]  # 2 is 9 days old; superseded 1 gone
+    assert store.prune(keep_last=1) == (1, 1)
+    assert [e.text for e in store.entries()] == ["answer 1, again"]
+
+
+def test_cli_lists_shows_and_prunes(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    store = ReplayStore(path)
+    for i in range(3):
+        e = entry(i, f"2026-01-0{i + 1}T00:00:00Z")
+        e.question, e.cell = f"question {i}", f"cell In [{i}] `%%ask`"
+        store.append(e)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    out = cli("list")
+    assert out.returncode == 0 and out.stdout.count("\n") == 3 and "question 2" in out.stdout
+    out = cli("show", f"{2:032x}")
+    assert out.returncode == 0 and json.loads(out.stdout)["question"] == "question 2"
+    assert cli("show", "ffff").returncode == 1
+    out = cli("prune", "--keep-last", "2")
+    assert out.returncode == 0 and "removed 1 line(s); 2 answer(s) kept" in out.stdout
+    assert [e.question for e in store.entries()] == ["question 1", "question 2"]
+
+
+def test_replay_through_the_client_without_secrets(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+    """auto records what the provider said (a token echoed back is redacted), then replays
+    with no request; only names the cell and what changed; the file holds no URL or key."""
+    fresh_provider.script(f"Sure. Your key is {KEY}, see http://ann:pw123@db.example.org/x")
+    url = f"http://127.0.0.1:{fresh_provider.port}/"
+    client = ProxyClient(url, KEY)
+    store = ReplayStore(tmp_path / "r.jsonl")
+    rp = Replay("auto", store, kind="ask", cell="cell In [3] `%%ask`", question="Why?",
+                secrets=(KEY,))
+    first = client.chat(body()["messages"], model="fake-small", temperature=0, replay=rp)
+    assert first.replayed_at is None and len(fresh_provider.received) == 1
+    again = client.chat(body()["messages"], model="fake-small", temperature=0, replay=rp)
+    assert len(fresh_provider.received) == 1  # nothing reached the provider
+    assert again.replayed_at and again.text == first.text.replace(KEY, "[redacted]").replace(
+        "ann:pw123@", "[redacted]@")
+    raw = store.path.read_text()
+    assert KEY not in raw and "pw123" not in raw and str(fresh_provider.port) not in raw
+
+    offline = ProxyClient(description="none", unavailable=ReplayMissing("no proxy at all"))
+    only = Replay("only", store, kind="ask", cell="cell In [9] `%%ask --df sales`", question="Why?")
+    assert offline.chat(body()["messages"], model="fake-small", temperature=0, replay=only).text == again.text
+    changed = FRAME_CTX.replace("- amount:", "- discount: float64\n- amount:")
+    with pytest.raises(ReplayMissing) as err:
+        offline.chat(body(changed)["messages"], model="fake-large", temperature=0, replay=only)
+    msg = str(err.value)
+    assert "no recorded answer for cell In [9] `%%ask --df sales`, question 'Why?'" in msg
+    assert "model: recorded 'fake-small', now 'fake-large'" in msg
+    assert "changed: user message 2: DataFrame `sales` (pandas): N rows x N columns / columns" in msg
+    assert len(fresh_provider.received) == 1
+
+    # in one kernel's run, auto replays earlier runs only: asked twice, asked twice; one line
+    session = Replay("auto", store, kind="ask", question="Twice?", recorded_here=set())
+    lines = len(store.path.read_text().splitlines())
+    for _ in range(2):
+        res = client.chat(body("Twice?")["messages"], model="fake-small", temperature=0, replay=session)
+        assert res.replayed_at is None
+    assert len(fresh_provider.received) == 3
+    assert len(store.path.read_text().splitlines()) == lines + 1
+    rerun = Replay("auto", store, kind="ask", question="Twice?", recorded_here=set())
+    assert client.chat(body("Twice?")["messages"], model="fake-small", temperature=0,
+                       replay=rerun).replayed_at
+    assert len(fresh_provider.received) == 3
+
+
+# -- in-process IPython shell, crafted replay files -------------------------------------------
+
+def test_a_crafted_replay_file_cannot_get_sql_past_the_guard(
+    fresh_provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay file is data someone may hand out: a recorded DROP is refused like a live one."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from rsql_magic.sql.loop import SqlAIError
+
+    monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", KEY)
+    monkeypatch.setenv("RSQL_MODEL", "fake-small")
+    monkeypatch.delenv("RSQL_REPLAY", raising=False)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "rsql_magic")
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SHOP)
+    ip.user_ns["conn"] = conn
+    path = tmp_path / "r.jsonl"
+    cell = "%%sql_ai conn -o totals\nTotal order amount per region"
+    try:
+        ip.run_line_magic("config", f"RSQLMagic.replay_file = {str(path)!r}")
+        ip.run_line_magic("config", 'RSQLMagic.replay = "auto"')
+        fresh_provider.script(GOOD)
+        assert ip.run_cell(cell).error_in_exec is None
+        assert len(fresh_provider.received) == 1
+        recorded = json.loads(path.read_text().splitlines()[-1])
+        with path.open("a") as f:  # the same fingerprint, a hostile answer: the last line wins
+            f.write(json.dumps({**recorded, "text": "```sql\nDROP TABLE orders\n```"}) + "\n")
+        ip.run_line_magic("config", 'RSQLMagic.replay = "only"')
+        err = ip.run_cell(cell).error_in_exec
+        assert isinstance(err, SqlAIError)
+        # the replayed DROP was refused; its retry was never recorded, and no proxy is asked
+        assert "no recorded answer for cell In [" in err.message
+        assert "retry, after: That SQL failed: the read-only guard refused it." in err.message
+        assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 4
+        assert len(fresh_provider.received) == 1
+    finally:
+        ip.run_line_magic("config", "RSQLMagic.replay = None")
+        ip.run_line_magic("config", "RSQLMagic.replay_file = None")
+        for k in ("conn", "totals", "_"):
+            ip.user_ns.pop(k, None)
+
+
+def test_a_crafted_answer_is_rendered_through_the_sanitizer(
+    fresh_provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", KEY)
+    monkeypatch.setenv("RSQL_MODEL", "fake-small")
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "rsql_magic")
+    path = tmp_path / "r.jsonl"
+    cell = "%%ask --no-data\nWhat is a left join?"
+    try:
+        ip.run_line_magic("config", f"RSQLMagic.replay_file = {str(path)!r}")
+        ip.run_line_magic("config", 'RSQLMagic.replay = "refresh"')
+        ip.run_line_magic("config", "RSQLMagic.stream = False")
+        fresh_provider.script("A join.")
+        assert ip.run_cell(cell).error_in_exec is None
+        recorded = json.loads(path.read_text().splitlines()[-1])
+        hostile = 'Hi <img src=x onerror="alert(1)"> [x](javascript:alert(2)) \x1b[31mred'
+        with path.open("a") as f:
+            f.write(json.dumps({**recorded, "text": hostile, "recorded": "2026-01-02T03:04:05Z"}) + "\n")
+        ip.run_line_magic("config", 'RSQLMagic.replay = "only"')
+        with capture_output() as cap:
+            assert ip.run_cell(cell).error_in_exec is None
+        md = cap.outputs[-1].data["text/markdown"]
+        plain = cap.outputs[-1].data["text/plain"]
+        assert "<img" not in md and "](javascript:" not in md and "\x1b" not in plain
+        assert "replayed (recorded 2026-01-02 03:04 UTC)" in md
+        assert len(fresh_provider.received) == 1
+        with capture_output() as cap:
+            ip.run_line_magic("ask_status", "")
+        assert f"**replay**: only (1 answer(s) in {path.name})" in cap.outputs[-1].data["text/markdown"]
+    finally:
+        for trait in ("replay", "replay_file"):
+            ip.run_line_magic("config", f"RSQLMagic.{trait} = None")
+        ip.run_line_magic("config", "RSQLMagic.stream = True")

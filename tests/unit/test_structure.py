@@ -1,0 +1,41 @@
+"""The import rules of docs/architecture.md hold: no circles, no imports against the layers,
+no private names from another module, no source file over 600 lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from tests.helpers import REPO
+
+spec = importlib.util.spec_from_file_location("structure", REPO / "scripts" / "structure.py")
+structure = importlib.util.module_from_spec(spec)
+sys.modules["structure"] = structure  # dataclasses look their module up
+spec.loader.exec_module(structure)
+
+
+def test_the_codebase_keeps_its_layers() -> None:
+    problems = structure.report(structure.load())
+    assert problems == {title: [] for title in problems}
+
+
+def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
+    # the rules can fail: a tiny tree that breaks each of them is reported
+    for pkg in structure.PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    eng = tmp_path / "jupyter_server_ext" / "engine"
+    eng.mkdir()
+    (eng / "__init__.py").write_text("")
+    (eng / "a.py").write_text("from ..handlers import x\nfrom .b import _hidden\n")
+    (eng / "b.py").write_text("from .a import y\n")
+    (tmp_path / "jupyter_server_ext" / "handlers.py").write_text("x = 1\n" * 601)
+    modules = structure.load(tmp_path)
+    problems = structure.report(modules)
+    assert problems["import circles"] == [
+        "jupyter_server_ext.engine.a <-> jupyter_server_ext.engine.b"]
+    assert problems["imports against the layers"] == [
+        "jupyter_server_ext.engine.a imports jupyter_server_ext.handlers"]
+    assert problems["private names from another module"] == [
+        "jupyter_server_ext.engine.a:2: from jupyter_server_ext.engine.b import _hidden"]
+    assert len(problems["files over 600 lines"]) == 1
