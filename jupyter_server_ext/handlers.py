@@ -2,7 +2,7 @@
 
 Each handler here is a mixin holding the logic; a host (``extension`` for a Jupyter server,
 ``service`` for the hub service) combines them with its own authenticated base class through
-:func:`jupyter_server_ext.routes.make_handlers`, as jupyter-server-proxy does for its two hosts. Handlers stay thin: they
+:func:`jupyter_server_ext.routes.make_handlers`. Handlers stay thin: they
 parse, ask the engine, and write.
 
 Bodies stream in (``tornado.web.stream_request_body``) so that ``max_body_bytes`` holds before a

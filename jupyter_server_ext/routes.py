@@ -1,9 +1,8 @@
 """Every route the proxy serves, as concrete handler classes for one host.
 
 The handlers (``handlers``, ``dashboard.handlers``) are mixins; each host combines them with
-its own authenticated base class here, as jupyter-server-proxy does for its two hosts. The
-routes are gathered in this module, above both, so that neither handler module imports the
-other's.
+its own authenticated base class here. The routes are gathered in this module, above both,
+so that neither handler module imports the other's.
 """
 
 from __future__ import annotations
