@@ -9,14 +9,13 @@ The screenshot goes to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, start_lab
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -78,18 +77,7 @@ def test_chat_panel_in_chromium(frontend: str, fresh_provider: FakeProvider, tmp
             )
             page = browser.pages[0] if browser.pages else browser.new_page()
             try:
-                page.goto(f"{url}{page_path}?token={token}", timeout=60_000)
-                page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
-                # a fresh profile may ask which kernel to start: the notebook's own one
-                accept = page.locator(".jp-Dialog button.jp-mod-accept")
-                try:
-                    accept.wait_for(state="visible", timeout=8_000)
-                    accept.click()
-                except Exception:  # no dialog: the kernel started by itself
-                    pass
-                # the kernel is up when the toolbar's execution indicator says idle
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                       state="attached", timeout=60_000)
+                open_notebook(page, f"{url}{page_path}?token={token}")
                 page.click(".jp-Notebook .jp-Cell .cm-content")
                 page.keyboard.press("Shift+Enter")
                 panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
@@ -139,9 +127,5 @@ def test_chat_panel_in_chromium(frontend: str, fresh_provider: FakeProvider, tmp
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     assert shot.stat().st_size > 10_000

@@ -7,19 +7,20 @@ shown in a read-only text area, all of it selected, and the panel says so.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from tests.helpers import require
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, start_lab
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
 
-CODE = ('(sales.groupby("region", as_index=False)["revenue_eur"].sum()\n'
+# the model's code is hostile input too: markup in it must travel as text, never run
+CODE = ('# </textarea><img src=x onerror="window.__rsqlPwned=1"><script>window.__rsqlPwned=2</script>\n'
+        '(sales.groupby("region", as_index=False)["revenue_eur"].sum()\n'
         '      .sort_values("revenue_eur", ascending=False))')
 ANSWER = f"Sorted by revenue:\n\n```python\n{CODE}\n```\n\nThe first row is the largest."
 CELL = """\
@@ -66,16 +67,7 @@ def test_copy_code_to_the_clipboard_or_selected(frontend: str, fresh_provider: F
             browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
             page = browser.pages[0] if browser.pages else browser.new_page()
             try:
-                page.goto(f"{url}{page_path}?token={token}", timeout=60_000)
-                page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
-                accept = page.locator(".jp-Dialog button.jp-mod-accept")
-                try:  # a fresh profile may ask which kernel to start: the notebook's own one
-                    accept.wait_for(state="visible", timeout=8_000)
-                    accept.click()
-                except Exception:
-                    pass
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                       state="attached", timeout=60_000)
+                open_notebook(page, f"{url}{page_path}?token={token}")
                 page.click(".jp-Notebook .jp-Cell .cm-content")
                 page.keyboard.press("Shift+Enter")
                 panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
@@ -104,6 +96,7 @@ def test_copy_code_to_the_clipboard_or_selected(frontend: str, fresh_provider: F
                 shown = page.eval_on_selector_all(".rsql-chat .rsql-code textarea",
                                                   "els => els[1].value")
                 assert shown == CODE
+                assert page.evaluate("window.__rsqlPwned === undefined")
                 page.wait_for_function(panel_text_has("The clipboard is not available here"),
                                        timeout=15_000)
             except Exception:
@@ -112,8 +105,4 @@ def test_copy_code_to_the_clipboard_or_selected(frontend: str, fresh_provider: F
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

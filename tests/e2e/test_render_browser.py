@@ -10,7 +10,6 @@ our sanitizer, as canaries: they must run and fetch, which proves the checks can
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, start_lab
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.payloads import PAYLOADS
 
@@ -130,16 +129,7 @@ def test_hostile_answers_do_nothing_in_jupyterlab(fresh_provider: FakeProvider,
             page = browser.pages[0] if browser.pages else browser.new_page()
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             try:
-                page.goto(f"{url}lab/tree/hostile.ipynb?token={token}", timeout=60_000)
-                page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
-                accept = page.locator(".jp-Dialog button.jp-mod-accept")
-                try:  # a fresh profile may ask which kernel to start: the notebook's own one
-                    accept.wait_for(state="visible", timeout=8_000)
-                    accept.click()
-                except Exception:
-                    pass
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                       state="attached", timeout=60_000)
+                open_notebook(page, f"{url}lab/tree/hostile.ipynb?token={token}")
                 title = page.title()
                 page.click(".jp-Notebook .jp-Cell .cm-content")
                 for _ in CELLS:  # run each cell and move to the next
@@ -204,8 +194,4 @@ def test_hostile_answers_do_nothing_in_jupyterlab(fresh_provider: FakeProvider,
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

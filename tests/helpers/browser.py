@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import REPO, free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
@@ -77,3 +78,28 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
                 raise RuntimeError(f"jupyter lab did not start:\n{log.read_text(errors='replace')}") from None
             time.sleep(0.3)
     return proc, url, token, root
+
+
+def open_notebook(page: Any, address: str) -> None:
+    """Open a notebook page and wait until its kernel is idle (accepting the kernel dialog a
+    fresh browser profile may show)."""
+    page.goto(address, timeout=60_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
+    accept = page.locator(".jp-Dialog button.jp-mod-accept")
+    try:  # a fresh profile may ask which kernel to start: the notebook's own one
+        accept.wait_for(state="visible", timeout=8_000)
+        accept.click()
+    except Exception:
+        pass
+    # the kernel is up when the toolbar's execution indicator says idle
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           state="attached", timeout=60_000)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server started by :func:`start_lab`, killing it if it does not stop in 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
