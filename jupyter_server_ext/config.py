@@ -148,6 +148,18 @@ class RSQLProxy(Configurable):
         the Jupyter data dir, or ./rsql_usage.sqlite for the hub service) or postgresql://...""",
     ).tag(config=True)
     log_prompts = Bool(False, help="Store prompt text in the usage log.").tag(config=True)
+    usage_spool_dir = Unicode(
+        "",
+        help="""A local folder where every usage row is journaled before it goes to the database,
+        so rows survive a database outage and a crashed process; they are written once the
+        database answers again (at most once each: rows carry their request id). Default:
+        rsql/usage-spool in the Jupyter data dir, or ./rsql_usage_spool for the hub service.""",
+    ).tag(config=True)
+    usage_spool_max_bytes = Integer(
+        256 * 2**20,
+        help="""Most bytes the usage spool may hold while the database is unreachable; past it,
+        new rows are kept in memory only and a warning is logged once per outage.""",
+    ).tag(config=True)
 
     # -- shared state for replicas --------------------------------------------------------------
     state_url = Unicode(
@@ -163,6 +175,14 @@ class RSQLProxy(Configurable):
         shown in GET status.""",
     ).tag(config=True)
     retention_days = Float(90.0, help="Usage rows older than this are pruned; 0 keeps all.").tag(config=True)
+
+    # -- shutdown -------------------------------------------------------------------------------
+    shutdown_grace_seconds = Float(
+        30.0,
+        help="""On SIGTERM (or SIGINT), how long the hub service lets answers and streams in flight
+        finish after it stops accepting; those still running then end with an error event, their
+        leases are released and the usage log is flushed before the process exits.""",
+    ).tag(config=True)
 
     # -- privacy ------------------------------------------------------------------------------
     context_policy = Dict(
@@ -251,7 +271,8 @@ class RSQLProxy(Configurable):
                 "see the README"
             )
         specs = parse_upstreams(raw, env)
-        for name in ("max_wait_seconds", "upstream_timeout_seconds", "default_cooldown_seconds", "breaker_seconds"):
+        for name in ("max_wait_seconds", "upstream_timeout_seconds", "default_cooldown_seconds", "breaker_seconds",
+                     "shutdown_grace_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 0, got {getattr(self, name)}")
         if self.breaker_threshold < 1:
@@ -370,13 +391,25 @@ def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger
     url = proxy.database_url or default_database
     if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
         raise ConfigError(f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}")
-    engine = Engine(settings, store=open_store(url), **kwargs)
+    engine = Engine(settings, store=open_store(url), usage_options=usage_options(proxy, default_database), **kwargs)
     if proxy.state_url:
         from .state.redis_pool import RedisAlertLedger
 
         # one alert per condition for all replicas, and one list of recent alerts
         engine.alerts.ledger = RedisAlertLedger(engine.pool.redis, proxy.state_prefix)  # type: ignore[attr-defined]
     return engine
+
+
+def usage_options(proxy: RSQLProxy, default_database: str) -> dict:
+    """Where the usage log journals its rows: the configured folder, else one beside the
+    default SQLite file (even when the rows go to PostgreSQL: the spool is local on purpose)."""
+    if proxy.usage_spool_max_bytes <= 0:
+        raise ConfigError(f"RSQLProxy.usage_spool_max_bytes must be positive, got {proxy.usage_spool_max_bytes}")
+    spool = proxy.usage_spool_dir
+    if not spool:
+        folder = os.path.dirname(default_database[len("sqlite:///"):]) if default_database.startswith("sqlite:///") else ""
+        spool = os.path.join(folder, "usage-spool") if folder else "rsql_usage_spool"
+    return {"spool_dir": spool, "spool_max_bytes": proxy.usage_spool_max_bytes}
 
 
 def user_id_secret(path: str) -> bytes:

@@ -63,6 +63,7 @@ class Engine:
         pool_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         alert_ledger: Ledger | None = None,
+        usage_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -87,7 +88,9 @@ class Engine:
             lambda: ((k.alias, self.pool.key_state(k)) for k in self.pool.keys),
             models=self.prices.configured_models(settings.default_model),
         )
-        self.usage = UsageLog(store, log_prompts=settings.log_prompts, retention_days=settings.retention_days) if store else None
+        self.usage = UsageLog(
+            store, log_prompts=settings.log_prompts, retention_days=settings.retention_days, **(usage_options or {}),
+        ) if store else None
         self.on_outcome: list[Callable[[Outcome], None]] = [self.metrics.observe]
         if self.usage is not None:
             self.on_outcome.append(self.usage.record)
