@@ -54,7 +54,7 @@ def row_of(o: Outcome, prompt: str | None) -> tuple:
 class UsageLog:
     def __init__(
         self, store: UsageStore, *, log_prompts: bool = False, retention_days: float = 90,
-        batch: int = 500, interval: float = 0.5,
+        batch: int = 500, interval: float = 0.5, spool_dir: str | None = None, spool_max_bytes: int = 256 * 2**20,
     ) -> None:
         self.store = store
         self.log_prompts = log_prompts
