@@ -386,7 +386,7 @@ def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger
         kwargs["state"] = RedisState(proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open)
         kwargs["pool_class"] = SharedPool
         kwargs["pool_options"] = {
-            "url": proxy.state_url, "prefix": proxy.state_prefix, "lease_seconds": proxy.lease_seconds,
+            "state": kwargs["state"], "prefix": proxy.state_prefix, "lease_seconds": proxy.lease_seconds,
         }
     url = proxy.database_url or default_database
     if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:

@@ -23,10 +23,10 @@ from .cache import MemoryCache, cache_key, cacheable
 from .errors import Forbidden, NotFound, ProxyError, RateLimited, UpstreamError
 from .exchange import Exchange
 from .forward import Forwarder
-from .limiter import Limiter
+from .limiter import Limiter, quota_headers
 from .metrics import Metrics
 from .options import EngineSettings
-from .pool import Pool
+from .pool import Pool, Slot
 from .pricing import FREE, PriceBook
 from .records import Caller, Outcome, Reply
 from .redact import Redactor
@@ -313,11 +313,16 @@ class Engine:
                     quota = await self.rate_headers(caller)
                     return restored(self.replies.cache_reply(ex, hit, quota), ex)
             fallback = ""
+            # a shared pool picks the request's key in the admission's own round trip
+            plan = self._plan(req) if hit is None else None
             try:
                 with tr.child("rsql.admission") if tr is not None else NO_SPAN:
                     ex.ticket = await self.limiter.admit(
-                        caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens)
+                        caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens),
+                        pick=plan.args if plan is not None else None,
                     )
+                if plan is not None and ex.ticket.picked is not None:
+                    ex.first_pick = self.pool.take(plan, ex.ticket.picked)
             except RateLimited as exc:
                 if not self.forwarder.falls_back(req, "budget", exc):
                     raise
@@ -325,13 +330,12 @@ class Engine:
                 # request windows and concurrency still hold, the budget does not
                 ex.ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
                 fallback = "budget"
-            # read now, while nothing is held that a cancelled read could leak (a stream that
-            # was never started cannot release its upstream slot)
-            quota = await self.rate_headers(caller)
+            quota = self._quota(ex.ticket) if ex.ticket.windows_used is not None else await self.rate_headers(caller)
             if hit is not None and not fallback:  # cache_hits_count: admitted like any request
                 await self.limiter.finish(ex.ticket, 0.0)
                 return restored(self.replies.cache_reply(ex, hit, quota), ex)
             if fallback:
+                await self._unpick(ex)
                 reply = await self.forwarder.fallback(ex, fallback)
             else:
                 try:
@@ -343,6 +347,7 @@ class Engine:
             reply.headers.update(quota)
             return restored(reply, ex)
         except ProxyError as exc:
+            await self._unpick(ex)
             if ex.ticket is not None:
                 # admitted but not answered for reasons that are not the caller's (no upstream
                 # capacity, every upstream failed): the request uses none of the user's quota
@@ -354,6 +359,7 @@ class Engine:
             self._finish(ex)
             raise
         except asyncio.CancelledError:  # the client went away
+            await self._unpick(ex)
             if ex.ticket is not None:
                 await self.limiter.finish(ex.ticket, outcome.cost_usd)
             outcome.status = 499
@@ -362,12 +368,30 @@ class Engine:
             raise
         except Exception:
             log.exception("request %s failed inside the proxy", outcome.request_id)
+            await self._unpick(ex)
             if ex.ticket is not None:
                 await self.limiter.finish(ex.ticket, 0.0, refund=True)
             outcome.status = 500
             outcome.error = "internal_error"
             self._finish(ex)
             raise
+
+    def _plan(self, req: ChatRequest) -> Any:
+        """The pool's key pick to make with the admission, if it makes one there; a request no
+        key can serve is refused by forwarding (after admission, so the fallback may answer)."""
+        try:
+            return self.pool.plan(req.model, req.reserve_tokens)
+        except ProxyError:
+            return None
+
+    def _quota(self, ticket: Any) -> dict[str, str]:
+        return quota_headers(ticket.windows, ticket.windows_used)
+
+    async def _unpick(self, ex: Exchange) -> None:
+        """Give back a key slot the admission took and forwarding never used."""
+        slot, ex.first_pick = ex.first_pick, None
+        if isinstance(slot, Slot):
+            await self.pool.release(slot, counted=False)
 
     # -- privacy: redaction and pricing -----------------------------------------------------
 

@@ -29,3 +29,5 @@ class Exchange:
     ticket: Ticket | None = None
     cache_key: str | None = None  # where the answer is cached; None: not cached
     slot: Slot = field(init=False)
+    # the key pick made with the admission (Pool.plan), until forwarding uses it
+    first_pick: Slot | float | None = None

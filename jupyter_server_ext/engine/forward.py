@@ -48,8 +48,9 @@ class Forwarder:
         tried: set[str] = set(exclude or ())
         failures: list[tuple[str, UpstreamFailure]] = []
         for _ in range(2 * len(pool.keys) + 2):
+            first, ex.first_pick = ex.first_pick, None
             try:
-                slot = await pool.acquire(req.model, req.reserve_tokens, tried, deadline)
+                slot = await pool.acquire(req.model, req.reserve_tokens, tried, deadline, first)
             except UpstreamError:
                 if failures:  # every key was tried: say what happened to each
                     raise self._exhausted(req.model, failures) from None

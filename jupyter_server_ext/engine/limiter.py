@@ -80,6 +80,8 @@ class Ticket:
     budgets: list[BudgetCheck]
     reserved: float
     done: bool = False
+    windows_used: list[tuple[int, float]] | None = None  # after this request, per window
+    picked: tuple[int, float] | None = None  # the key pick made with the admission
 
 
 def _fmt_rate(rate: Rate) -> str:
@@ -149,10 +151,12 @@ class Limiter:
         return windows, leases, budgets
 
     async def admit(
-        self, user: str, groups: tuple[str, ...], reserve: float, *, budgets_apply: bool = True
+        self, user: str, groups: tuple[str, ...], reserve: float, *, budgets_apply: bool = True,
+        pick: list[Any] | None = None,
     ) -> Ticket:
         """`budgets_apply` False: windows and concurrency only (an answer from the free fallback
-        model once the budget is spent)."""
+        model once the budget is spent). `pick`: a key pick to make in the same step
+        (``Pool.plan``); its answer is ``Ticket.picked``."""
         windows, leases, budgets = self.checks(user, groups, reserve)
         if not budgets_apply:
             budgets = []
@@ -166,10 +170,11 @@ class Limiter:
                     code="over_budget",
                 )
         lease_id = uuid.uuid4().hex
-        result = await self.state.admit(windows, leases, budgets, lease_id)
+        result = await self.state.admit(windows, leases, budgets, lease_id, pick)
         if not result.ok:
             raise self._refusal(user, windows, result)
-        return Ticket(lease_id, windows, leases, budgets, reserve)
+        return Ticket(lease_id, windows, leases, budgets, reserve, windows_used=result.windows_used,
+                      picked=result.picked)
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused
@@ -217,12 +222,10 @@ class Limiter:
         if ticket.done:
             return
         ticket.done = True
-        if refund and ticket.windows:
-            await self.state.refund(ticket.windows, ticket.lease_id)
-        if ticket.leases:
-            await self.state.release(ticket.leases, ticket.lease_id)
-        if ticket.budgets and cost != ticket.reserved:
-            await self.state.settle(ticket.budgets, cost - ticket.reserved)
+        refunded = ticket.windows if refund else []
+        delta = cost - ticket.reserved if ticket.budgets else 0.0
+        if refunded or ticket.leases or delta:
+            await self.state.finish(refunded, ticket.leases, ticket.budgets, delta, ticket.lease_id)
 
     async def snapshot(self, user: str, groups: tuple[str, ...]) -> dict[str, Any]:
         """What ``GET me`` shows: limits, use, what is left, and when each resets."""
@@ -261,18 +264,26 @@ class Limiter:
         if not windows:
             return {}
         wuse, _, _ = await self.state.read(windows, [], [])
-        best = None
-        for w, (used, oldest) in zip(windows, wuse, strict=False):
-            left = max(0, w.amount - used)
-            if best is None or left < best[1]:
-                best = (w, left, oldest if used else 0.0)
-        assert best is not None
-        w, left, reset = best
-        return {
-            "x-ratelimit-limit-requests": str(w.amount),
-            "x-ratelimit-remaining-requests": str(left),
-            "x-ratelimit-reset-requests": duration(reset),
-        }
+        return quota_headers(windows, wuse)
 
     async def reset(self, user: str | None) -> int:
         return await self.state.reset(f"u:{user}:" if user else "u:")
+
+
+def quota_headers(windows: list[WindowCheck], wuse: list[tuple[int, float]]) -> dict[str, str]:
+    """x-ratelimit-*-requests of the tightest window, from each window's (used, oldest leaves);
+    an admission returns these, so an admitted request needs no second read."""
+    if not windows:
+        return {}
+    best = None
+    for w, (used, oldest) in zip(windows, wuse, strict=False):
+        left = max(0, w.amount - used)
+        if best is None or left < best[1]:
+            best = (w, left, oldest if used else 0.0)
+    assert best is not None
+    w, left, reset = best
+    return {
+        "x-ratelimit-limit-requests": str(w.amount),
+        "x-ratelimit-remaining-requests": str(left),
+        "x-ratelimit-reset-requests": duration(reset),
+    }

@@ -13,10 +13,11 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import BadRequest, RateLimited, UpstreamError
 from .settings import Rate, UpstreamSpec
-from .window import Bucket
+from .window import Bucket, provider_stamp
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Slot:
     tokens: int
     probe: bool
     ref: str = ""  # the slot's name in shared state (Redis pools)
+    taken: float = 0.0  # when it was taken (the pool's clock): the request is sent right after
 
 
 class Pool:
@@ -216,7 +218,7 @@ class Pool:
             key.breaker.probing = True
         key.inflight += 1
         key.last_pick = now
-        return Slot(next(self._ids), key, bucket, model, tokens, probe, ref)
+        return Slot(next(self._ids), key, bucket, model, tokens, probe, ref, now)
 
     def free_slot(self, slot: Slot) -> None:
         """The key's side of giving a slot back; its window's side is the caller's."""
@@ -228,13 +230,31 @@ class Pool:
         """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
         return self.try_pick(model, tokens, exclude)
 
+    def plan(self, model: str, tokens: int) -> Any:
+        """A key pick for the state backend to make in the admission's own step (shared pools:
+        one round trip for both), or None: this pool picks locally, at no cost. The admission's
+        answer comes back to ``take``."""
+        return None
+
+    def take(self, plan: Any, picked: tuple[int, float]) -> Slot | float | None:
+        """The pick the admission made for `plan`, as ``pick`` answers."""
+        raise NotImplementedError
+
     # without a local release event (another replica freed the capacity), poll this often
     poll_seconds: float | None = None
+    # whether releases are batched writes (shared pools): made together with the ticket's end
+    batched = False
 
-    async def acquire(self, model: str, tokens: int, exclude: set[str], deadline: float) -> Slot:
-        """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429."""
+    async def acquire(
+        self, model: str, tokens: int, exclude: set[str], deadline: float, first: Slot | float | None = None,
+    ) -> Slot:
+        """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
+        the first attempt's answer, when the admission already made it."""
         while True:
-            got = await self.pick(model, tokens, exclude)
+            if first is not None:
+                got, first = first, None
+            else:
+                got = await self.pick(model, tokens, exclude)
             if isinstance(got, Slot):
                 return got
             now = self.clock()
@@ -273,8 +293,14 @@ class Pool:
         self._notify()
 
     async def succeeded(self, slot: Slot, headers) -> None:
+        """The first byte of a 2xx answer came (a stream's first event, or a whole JSON answer):
+        the provider has counted the request, so its window slot is stamped now, or when the
+        provider's headers say it arrived."""
         slot.key.breaker.success()
-        slot.bucket.observe_headers(headers, self.clock())
+        now = self.clock()
+        slot.bucket.observe_headers(headers, now)
+        slot.bucket.stamp(slot.id, provider_stamp(headers, now, slot.taken, slot.bucket.rates))
+        self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
 
     async def rate_limited(self, slot: Slot, retry_after: float | None, headers) -> float:
         """Cool the (account, model) down; returns the cooldown in seconds."""

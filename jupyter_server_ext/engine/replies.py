@@ -36,6 +36,17 @@ class Replies:
         self.cache = cache
         self.finish = finish
 
+    async def _end(self, ex: Exchange, tokens: int | None) -> None:
+        """Give back the key's slot and the caller's ticket; with shared state both writes go in
+        one batch (``Pool.batched``), so they are made together rather than one after another."""
+        release = self.pool.release(ex.slot, tokens=tokens, counted=True)
+        finish = self.limiter.finish(ex.ticket, ex.outcome.cost_usd)  # type: ignore[arg-type]
+        if self.pool.batched:
+            await asyncio.gather(release, finish)
+        else:
+            await release
+            await finish
+
     def settle_usage(self, ex: Exchange, usage: dict[str, Any] | None) -> int | None:
         """The tokens and cost an upstream reported, onto the outcome; the tokens used."""
         if not usage:
@@ -63,8 +74,7 @@ class Replies:
             # an answer that says nothing of its usage is charged its reservation, as a stream
             # is: otherwise an upstream that omits usage would make every answer free
             outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]
-        await self.pool.release(slot, tokens=tokens, counted=True)
-        await self.limiter.finish(ticket, outcome.cost_usd)  # type: ignore[arg-type]
+        await self._end(ex, tokens)
         if ex.cache_key is not None and obj is not None:
             self.cache.put(ex.cache_key, Cached(body))
         headers = {
@@ -125,13 +135,12 @@ class Replies:
                 await pool.failed(slot, "stream broken")
                 yield _sse_error(f"the upstream stream broke off ({type(exc).__name__})")
             finally:
-                await pool.release(slot, tokens=tokens, counted=True)
                 if reply.close:
                     reply.close()
                 if tokens is None and outcome.status < 400:
                     # no usage chunk came: charge the reservation rather than nothing
                     outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]
-                await self.limiter.finish(ticket, outcome.cost_usd)  # type: ignore[arg-type]
+                await self._end(ex, tokens)
                 self.finish(ex)
 
         headers = {

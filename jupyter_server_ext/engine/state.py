@@ -7,7 +7,7 @@ implement it, and the host that builds the engine hands it one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,18 @@ class BudgetCheck:
 
 @dataclass
 class Admission:
-    """The outcome of ``admit``: ``refused`` names the first check that did not pass."""
+    """The outcome of ``admit``: ``refused`` names the first check that did not pass.
+
+    Admitted: `windows_used` is (used, seconds until the oldest counted request leaves) per
+    window, this request counted (the caller's quota headers); `picked` is the key pick's answer
+    when ``admit`` was asked to pick one too (``Pool.plan``): (candidate index or 0, wait).
+    """
 
     refused: WindowCheck | LeaseCheck | BudgetCheck | None = None
     retry_after: float = 0.0
     used: int | float = 0
+    windows_used: list[tuple[int, float]] | None = None
+    picked: tuple[int, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -64,8 +71,20 @@ class StateBackend(Protocol):
     name: str
 
     async def admit(
-        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str
-    ) -> Admission: ...
+        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str,
+        pick: list[Any] | None = None,
+    ) -> Admission:
+        """Check every limit, then count them all; `pick`: a shared pool's key pick to make in
+        the same step (``Pool.plan``); backends without a shared pool ignore it."""
+        ...
+
+    async def finish(
+        self, refund: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], delta: float,
+        lease_id: str,
+    ) -> None:
+        """A request's end in one step: ``refund`` `refund`, ``release`` `leases`, ``settle``
+        `budgets` by `delta`."""
+        ...
 
     async def refund(self, windows: list[WindowCheck], lease_id: str) -> None:
         """Un-count an admitted request the proxy could not serve (no upstream capacity, every

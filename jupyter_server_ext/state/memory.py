@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..engine.state import Admission, BudgetCheck, LeaseCheck, WindowCheck
 
@@ -77,7 +78,8 @@ class MemoryState:
         return usd if d == utc_day(now) else 0.0
 
     async def admit(
-        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str
+        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str,
+        pick: list[Any] | None = None,
     ) -> Admission:
         now = self.clock()
         self._sweep(now)
@@ -109,7 +111,18 @@ class MemoryState:
             self._leases.setdefault(lease.key, {})[lease_id] = now + lease.ttl
         for b in budgets:
             self._spend[b.key] = (day, self._spent(b, now) + b.reserve)
-        return Admission()
+        return Admission(windows_used=[self._window_use(w, now) for w in windows])
+
+    async def finish(
+        self, refund: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], delta: float,
+        lease_id: str,
+    ) -> None:
+        if refund:
+            await self.refund(refund, lease_id)
+        if leases:
+            await self.release(leases, lease_id)
+        if budgets and delta:
+            await self.settle(budgets, delta)
 
     async def refund(self, windows: list[WindowCheck], lease_id: str) -> None:
         now = self.clock()

@@ -1,8 +1,10 @@
 """Shared state in Redis, so N replicas enforce one set of limits.
 
 Every admission is one Lua script (one round trip, atomic): it checks all windows, leases and
-budgets, and only if all pass counts them all. Times come from Redis's own clock (TIME), so
-replicas on machines with skewed clocks still agree on windows and on midnight UTC.
+budgets, and only if all pass counts them all; the same script also picks the request's
+upstream key when the pool asks (``redis_pool``). A request's end (refund, lease release,
+budget settlement) is one write, batched with other requests' (``redis_batch``). The scripts
+are in ``scripts``.
 """
 
 from __future__ import annotations
@@ -17,132 +19,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..engine.errors import ProxyError
 from ..engine.state import Admission, BudgetCheck, LeaseCheck, WindowCheck
+from .redis_batch import Batcher
+from .scripts import ADMIT, ADMIT_PICK, READ
 
 log = logging.getLogger("rsql.state")
-
-# KEYS: windows..., leases..., budgets...   (calendar-day windows and budgets get ':d<day>')
-# ARGV: nw, nl, nb, lease_id, then per window: amount, seconds, calendar(0/1);
-#       per lease: capacity, ttl; per budget: limit, reserve
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local day = math.floor(now / 86400)
-local to_midnight = (day + 1) * 86400 - now
-local nw, nl, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local lease_id = ARGV[4]
-local a = 5
-for i = 1, nw do
-  local key, amount, secs, cal = KEYS[i], tonumber(ARGV[a]), tonumber(ARGV[a+1]), ARGV[a+2]
-  if cal == '1' then
-    local used = tonumber(redis.call('GET', key .. ':d' .. day) or '0')
-    if used >= amount then return {i, tostring(to_midnight), tostring(used)} end
-  else
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - secs)
-    local used = redis.call('ZCARD', key)
-    if used >= amount then
-      local oldest = redis.call('ZRANGE', key, used - amount, used - amount, 'WITHSCORES')
-      return {i, tostring(tonumber(oldest[2]) + secs - now), tostring(used)}
-    end
-  end
-  a = a + 3
-end
-for i = 1, nl do
-  local key, cap = KEYS[nw+i], tonumber(ARGV[a])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local used = redis.call('ZCARD', key)
-  if used >= cap then return {nw+i, '1', tostring(used)} end
-  a = a + 2
-end
-for i = 1, nb do
-  local key, limit, reserve = KEYS[nw+nl+i] .. ':d' .. day, tonumber(ARGV[a]), tonumber(ARGV[a+1])
-  local spent = tonumber(redis.call('GET', key) or '0')
-  if spent + reserve > limit + 1e-12 then return {nw+nl+i, tostring(to_midnight), tostring(spent)} end
-  a = a + 2
-end
--- every check passed: count them all
-a = 5
-for i = 1, nw do
-  local key, secs, cal = KEYS[i], tonumber(ARGV[a+1]), ARGV[a+2]
-  if cal == '1' then
-    local k = key .. ':d' .. day
-    redis.call('INCR', k)
-    redis.call('EXPIRE', k, math.ceil(to_midnight) + 3600)
-  else
-    redis.call('ZADD', key, now, lease_id .. ':' .. i)
-    redis.call('PEXPIRE', key, math.ceil(secs * 1000) + 1000)
-  end
-  a = a + 3
-end
-for i = 1, nl do
-  local key, ttl = KEYS[nw+i], tonumber(ARGV[a+1])
-  redis.call('ZADD', key, now + ttl, lease_id)
-  redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + 1000)
-  a = a + 2
-end
-for i = 1, nb do
-  local k, reserve = KEYS[nw+nl+i] .. ':d' .. day, ARGV[a+1]
-  redis.call('INCRBYFLOAT', k, reserve)
-  redis.call('EXPIRE', k, math.ceil(to_midnight) + 3600)
-  a = a + 2
-end
-return {0, '0', '0'}
-"""
-
-# KEYS: budgets; ARGV: delta
-_SETTLE = """
-local t = redis.call('TIME')
-local day = math.floor((tonumber(t[1]) + tonumber(t[2]) / 1e6) / 86400)
-for i = 1, #KEYS do
-  local k = KEYS[i] .. ':d' .. day
-  local v = tonumber(redis.call('INCRBYFLOAT', k, ARGV[1]))
-  if v < 0 then redis.call('SET', k, '0', 'KEEPTTL') end
-end
-return 1
-"""
-
-# KEYS: windows; ARGV: lease_id, then per window: its index, calendar (0/1)
-_REFUND = """
-local t = redis.call('TIME')
-local day = math.floor((tonumber(t[1]) + tonumber(t[2]) / 1e6) / 86400)
-for i = 1, #KEYS do
-  if ARGV[2*i+1] == '1' then
-    local k = KEYS[i] .. ':d' .. day
-    if tonumber(redis.call('GET', k) or '0') > 0 then redis.call('DECR', k) end
-  else
-    redis.call('ZREM', KEYS[i], ARGV[1] .. ':' .. ARGV[2*i])
-  end
-end
-return 1
-"""
-
-# KEYS: windows, leases, budgets; ARGV: nw, nl, nb, then per window: seconds, calendar
-_READ = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local day = math.floor(now / 86400)
-local nw, nl, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-for i = 1, nw do
-  local key, secs, cal = KEYS[i], tonumber(ARGV[2+2*i]), ARGV[3+2*i]
-  if cal == '1' then
-    local used = tonumber(redis.call('GET', key .. ':d' .. day) or '0')
-    table.insert(out, tostring(used))
-    table.insert(out, tostring((day + 1) * 86400 - now))
-  else
-    local used = redis.call('ZCOUNT', key, now - secs, '+inf')
-    local first = redis.call('ZRANGEBYSCORE', key, now - secs, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    table.insert(out, tostring(used))
-    table.insert(out, first[2] and tostring(tonumber(first[2]) + secs - now) or '0')
-  end
-end
-for i = 1, nl do
-  table.insert(out, tostring(redis.call('ZCOUNT', KEYS[nw+i], now, '+inf')))
-end
-for i = 1, nb do
-  table.insert(out, redis.call('GET', KEYS[nw+nl+i] .. ':d' .. day) or '0')
-end
-return out
-"""
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
@@ -177,10 +57,11 @@ class RedisState:
         self.prefix = prefix
         self.fail_open = fail_open
         self.redis = connect(url)
-        self._admit = self.redis.register_script(_ADMIT)
-        self._settle = self.redis.register_script(_SETTLE)
-        self._read = self.redis.register_script(_READ)
-        self._refund = self.redis.register_script(_REFUND)
+        self._admit = self.redis.register_script(ADMIT)
+        self._admit_pick = self.redis.register_script(ADMIT_PICK)
+        self._read = self.redis.register_script(READ)
+        # the request ends of this process, batched; the shared pool writes through it too
+        self.batch = Batcher(self.redis)
         self.down_since: float | None = None
 
     def _k(self, key: str) -> str:
@@ -200,7 +81,8 @@ class RedisState:
             self.down_since = None
 
     async def admit(
-        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str
+        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str,
+        pick: list[Any] | None = None,
     ) -> Admission:
         keys = [self._k(w.key) for w in windows] + [self._k(c.key) for c in leases] + [self._k(b.key) for b in budgets]
         args: list[Any] = [len(windows), len(leases), len(budgets), lease_id]
@@ -211,7 +93,10 @@ class RedisState:
         for b in budgets:
             args += [repr(b.limit), repr(b.reserve)]
         try:
-            idx, wait, used = await self._admit(keys=keys, args=args)
+            if pick is None:
+                out = await self._admit(keys=keys, args=args)
+            else:
+                out = await self._admit_pick(keys=keys, args=[len(args), *args, *pick])
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
             if self.fail_open:
@@ -221,36 +106,41 @@ class RedisState:
                 headers={"Retry-After": "5"},
             ) from None
         self._recovered()
-        idx = int(idx)
+        idx = int(out[0])
         if idx == 0:
-            return Admission()
+            n = 3 + 2 * len(windows)
+            used = [(int(float(out[i])), float(out[i + 1])) for i in range(3, n, 2)]
+            picked = (int(out[n]), float(out[n + 1])) if pick is not None else None
+            return Admission(windows_used=used, picked=picked)
         checks: list[Any] = [*windows, *leases, *budgets]
         hit = checks[idx - 1]
-        used_v: float = float(used)
-        return Admission(hit, float(wait), used_v if isinstance(hit, BudgetCheck) else int(used_v))
+        used_v: float = float(out[2])
+        return Admission(hit, float(out[1]), used_v if isinstance(hit, BudgetCheck) else int(used_v))
 
     async def refund(self, windows: list[WindowCheck], lease_id: str) -> None:
-        args: list[Any] = [lease_id]
-        for i, w in enumerate(windows, start=1):  # members are "<lease id>:<window index>"
-            args += [i, "1" if w.calendar_day else "0"]
-        try:
-            await self._refund(keys=[self._k(w.key) for w in windows], args=args)
-        except _CONNECTION_ERRORS as exc:
-            self._outage(exc)
+        await self.finish(windows, [], [], 0.0, lease_id)
 
     async def release(self, leases: list[LeaseCheck], lease_id: str) -> None:
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for c in leases:
-                    pipe.zrem(self._k(c.key), lease_id)
-                await pipe.execute()
-        except _CONNECTION_ERRORS as exc:  # the lease expires on its own
-            self._outage(exc)
+        await self.finish([], leases, [], 0.0, lease_id)
 
     async def settle(self, budgets: list[BudgetCheck], delta: float) -> None:
+        await self.finish([], [], budgets, delta, "")
+
+    async def finish(
+        self, refund: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], delta: float,
+        lease_id: str,
+    ) -> None:
+        args: list[Any] = ["fin", lease_id, len(refund)]
+        for i, w in enumerate(refund, start=1):  # window members are "<lease id>:<window index>"
+            args += [self._k(w.key), "1" if w.calendar_day else "0", i]
+        args.append(len(leases))
+        args += [self._k(c.key) for c in leases]
+        args.append(len(budgets))
+        args += [self._k(b.key) for b in budgets]
+        args.append(repr(delta))
         try:
-            await self._settle(keys=[self._k(b.key) for b in budgets], args=[repr(delta)])
-        except _CONNECTION_ERRORS as exc:
+            await self.batch.run(*args)
+        except _CONNECTION_ERRORS as exc:  # leases expire on their own; windows and budgets stay
             self._outage(exc)
 
     async def read(
@@ -287,4 +177,5 @@ class RedisState:
         return True
 
     async def close(self) -> None:
+        await self.batch.drain()
         await self.redis.aclose()

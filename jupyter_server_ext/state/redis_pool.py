@@ -1,10 +1,12 @@
 """The upstream pool with its capacity shared through Redis, for replicas.
 
 Each replica keeps its own view of key health for reporting, but what must hold across all of
-them lives in Redis: every (account, model) window (requests in flight and completed, with
-their tokens), cooldowns after 429s, provider-reported headroom, open breakers and disabled
-keys. Picking a key is one Lua script: it weighs every candidate, takes a slot on the best one
-and says how long to wait when none has room.
+them lives in Redis: every (account, model) window (requests in flight and stamped, with their
+tokens), cooldowns after 429s, provider-reported headroom, open breakers and disabled keys.
+Picking a key is one Lua script (``scripts.PICK``): it weighs every candidate, takes a slot on
+the best one and says how long to wait when none has room. A request's first pick runs inside
+its admission's script (``plan``, ``take``); its stamp at the first byte and its end are
+batched writes (``redis_batch``).
 """
 
 from __future__ import annotations
@@ -18,185 +20,49 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..engine.pool import Key, Pool, Slot
-from ..engine.window import parse_duration
-from .redis import connect
+from ..engine.window import parse_duration, provider_stamp
+from .redis import RedisState
+from .scripts import EXTEND, PICK
 
 log = logging.getLogger("rsql.state")
 _DOWN = (RedisError, OSError)
-
-# ARGV: prefix, model, tokens, slot, ttl, n, then per candidate:
-#   alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*
-# Returns {index, wait}: index > 0 is the chosen candidate; else wait seconds ('-1': only a
-# request in flight finishing can make room).
-_PICK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local prefix, model, tokens, slot, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
-local a = 7
-local best, best_share = 0, -1e9
-local best_keys = nil
-local soonest = nil
-local release_only = false
-local function tok_of(member) return tonumber(string.match(member, ':(%d+)$') or '0') end
-for i = 1, n do
-  local alias, acct = ARGV[a], ARGV[a+1]
-  local nr = tonumber(ARGV[a+2]); a = a + 3
-  local rates = {}
-  for j = 1, nr do rates[j] = {tonumber(ARGV[a]), tonumber(ARGV[a+1])}; a = a + 2 end
-  local nt = tonumber(ARGV[a]); a = a + 1
-  local trates = {}
-  for j = 1, nt do trates[j] = {tonumber(ARGV[a]), tonumber(ARGV[a+1])}; a = a + 2 end
-  local base = prefix .. acct .. ':' .. model
-  local done, fly, prov = base .. ':done', base .. ':fly', base .. ':prov'
-  local wait = 0
-  local ok = true
-  if redis.call('EXISTS', prefix .. 'dis:' .. alias) == 1 then ok = false; wait = nil end
-  if ok then
-    local brk = redis.call('PTTL', prefix .. 'brk:' .. alias)
-    if brk > 0 then ok = false; wait = brk / 1000 end
-  end
-  if ok then
-    local cool = tonumber(redis.call('GET', base .. ':cool') or '0')
-    if cool > now then ok = false; wait = cool - now end
-  end
-  local share = 1.0
-  if ok then
-    redis.call('ZREMRANGEBYSCORE', fly, '-inf', now)
-    local flying = redis.call('ZRANGE', fly, 0, -1)
-    local nfly, ftok = #flying, 0
-    for _, m in ipairs(flying) do ftok = ftok + tok_of(m) end
-    for _, r in ipairs(rates) do
-      local cnt = redis.call('ZCOUNT', done, now - r[2], '+inf')
-      if cnt + nfly >= r[1] then
-        ok = false
-        local keep = r[1] - 1 - nfly
-        if keep < 0 then release_only = true; wait = nil
-        else
-          local e = redis.call('ZRANGEBYSCORE', done, now - r[2], '+inf', 'WITHSCORES', 'LIMIT', cnt - 1 - keep, 1)
-          local w = tonumber(e[2]) + r[2] - now
-          if wait ~= nil and w > wait then wait = w end
-        end
-      else
-        share = math.min(share, 1 - (cnt + nfly) / r[1])
-      end
-    end
-    for _, r in ipairs(trates) do
-      local ent = redis.call('ZRANGEBYSCORE', done, now - r[2], '+inf', 'WITHSCORES')
-      local used = 0
-      for k = 1, #ent, 2 do used = used + tok_of(ent[k]) end
-      local room = r[1] - ftok - tokens
-      if used > room then
-        ok = false
-        if room < 0 then release_only = true; wait = nil
-        else
-          local k = 1
-          while used > room and k <= #ent do used = used - tok_of(ent[k]); k = k + 2 end
-          local w = tonumber(ent[k-1]) + r[2] - now
-          if wait ~= nil and w > wait then wait = w end
-        end
-      else
-        share = math.min(share, 1 - (used + ftok + tokens) / r[1])
-      end
-    end
-    local p = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
-    if p[1] and tonumber(p[1]) <= 0 and tonumber(p[2]) > now then
-      ok = false; if wait ~= nil then wait = math.max(wait, tonumber(p[2]) - now) end
-    end
-    if p[3] and tonumber(p[3]) < tokens and tonumber(p[4]) > now then
-      ok = false; if wait ~= nil then wait = math.max(wait, tonumber(p[4]) - now) end
-    end
-  end
-  if ok then
-    if share > best_share then best, best_share, best_keys = i, share, {fly, prov, done} end
-  elseif wait ~= nil and wait > 0 then
-    if soonest == nil or wait < soonest then soonest = wait end
-  end
-end
-if best > 0 then
-  local fly, prov = best_keys[1], best_keys[2]
-  redis.call('ZADD', fly, now + ttl, slot .. ':' .. tokens)
-  redis.call('PEXPIRE', fly, math.ceil(ttl * 1000) + 1000)
-  local p = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
-  if p[1] and tonumber(p[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
-  if p[3] and tonumber(p[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -tokens) end
-  return {best, '0'}
-end
-if soonest ~= nil then return {0, tostring(soonest)} end
-return {0, '-1'}
-"""
-
-# ARGV: prefix, account, model, slot, reserved tokens, counted, used tokens, span
-_END = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local base = ARGV[1] .. ARGV[2] .. ':' .. ARGV[3]
-redis.call('ZREM', base .. ':fly', ARGV[4] .. ':' .. ARGV[5])
-if ARGV[6] == '1' then
-  local done = base .. ':done'
-  redis.call('ZADD', done, now, ARGV[4] .. ':' .. ARGV[7])
-  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - tonumber(ARGV[8]))
-  redis.call('PEXPIRE', done, math.ceil(tonumber(ARGV[8]) * 1000) + 1000)
-end
-return 1
-"""
-
-# KEYS[1]: a deadline key; ARGV: seconds. Only ever extends (a shorter 429 never shortens).
-_EXTEND = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local untl = now + tonumber(ARGV[1])
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if untl > cur then
-  redis.call('SET', KEYS[1], tostring(untl), 'PX', math.ceil(tonumber(ARGV[1]) * 1000))
-end
-return 1
-"""
-
-# KEYS[1]: prov hash; ARGV: req_left, req_reset_secs, tok_left, tok_reset_secs ('' = absent)
-_OBSERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local ttl = 0
-if ARGV[1] ~= '' then
-  redis.call('HSET', KEYS[1], 'req_left', ARGV[1], 'req_reset', tostring(now + tonumber(ARGV[2])))
-  ttl = math.max(ttl, tonumber(ARGV[2]))
-end
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'tok_left', ARGV[3], 'tok_reset', tostring(now + tonumber(ARGV[4])))
-  ttl = math.max(ttl, tonumber(ARGV[4]))
-end
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000) end
-return 1
-"""
-
 
 class SharedPool(Pool):
     """A Pool whose capacity, cooldowns, breakers and disabled keys live in Redis."""
 
     poll_seconds = 0.05  # releases on other replicas send no local event
+    batched = True
 
-    def __init__(self, *args: Any, url: str, prefix: str = "rsql:", lease_seconds: float = 600.0, **kw: Any) -> None:
+    def __init__(self, *args: Any, state: RedisState, prefix: str = "rsql:", lease_seconds: float = 600.0,
+                 **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.redis = connect(url)
+        # one client and one write batch with the state backend: a request's end on the user's
+        # side and on the key's side go in the same round trip
+        self.redis = state.redis
+        self.batch = state.batch
         self.prefix = prefix + "up:"
         self.lease_seconds = lease_seconds
-        self._pick = self.redis.register_script(_PICK)
-        self._end = self.redis.register_script(_END)
-        self._extend = self.redis.register_script(_EXTEND)
-        self._observe = self.redis.register_script(_OBSERVE)
+        self._pick = self.redis.register_script(PICK)
+        self._extend = self.redis.register_script(EXTEND)
         self._rotation = 0
 
-    async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+    def plan(self, model: str, tokens: int) -> _Plan | None:
         # local checks first: model served, key usable here, request not too large
-        ready, soonest = self.screen(model, tokens, exclude, self.clock())
-        if not ready:
-            return soonest if soonest != math.inf else None
+        ready, _ = self.screen(model, tokens, set(), self.clock())
+        return _Plan(self._pick_args(ready, model, tokens), ready, model, tokens) if ready else None
+
+    def take(self, plan: _Plan, picked: tuple[int, float]) -> Slot | float | None:
+        self._up()
+        return self._taken(plan.cands, plan.args[3], plan.model, plan.tokens, *picked)
+
+    def _pick_args(self, ready: list[Key], model: str, tokens: int) -> list[Any]:
         # rotate the order so ties spread over keys, replicas and accounts
         self._rotation += 1
         r = self._rotation % len(ready)
         cands = ready[r:] + ready[:r]
-        args: list[Any] = [self.prefix, model, tokens, f"{time.time_ns()}-{id(self)}-{self._rotation}", self.lease_seconds, len(cands)]
+        ready[:] = cands
+        args: list[Any] = [self.prefix, model, tokens, f"{time.time_ns()}-{id(self)}-{self._rotation}",
+                           self.lease_seconds, len(cands)]
         for key in cands:
             rates, trates = self.account_rates(key.spec.account)
             args += [key.alias, key.spec.account, len(rates)]
@@ -205,6 +71,19 @@ class SharedPool(Pool):
             args.append(len(trates))
             for rate in trates:
                 args += [rate.amount, rate.seconds]
+        return args
+
+    def _taken(self, cands: list[Key], ref: str, model: str, tokens: int, idx: int, wait: float) -> Slot | float | None:
+        if idx == 0:
+            return None if wait < 0 else wait
+        key = cands[idx - 1]
+        return self.claim_slot(key, self.bucket(key, model), model, tokens, self.clock(), ref=ref)
+
+    async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+        ready, soonest = self.screen(model, tokens, exclude, self.clock())
+        if not ready:
+            return soonest if soonest != math.inf else None
+        args = self._pick_args(ready, model, tokens)
         try:
             idx, wait = await self._pick(keys=[], args=args)
         except _DOWN as exc:
@@ -213,12 +92,7 @@ class SharedPool(Pool):
             self._down(exc)
             return self.try_pick(model, tokens, exclude)
         self._up()
-        idx = int(idx)
-        if idx == 0:
-            w = float(wait)
-            return None if w < 0 else w
-        key = cands[idx - 1]
-        return self.claim_slot(key, self.bucket(key, model), model, tokens, self.clock(), ref=args[3])
+        return self._taken(ready, args[3], model, tokens, int(idx), float(wait))
 
     _down_since: float | None = None
 
@@ -238,40 +112,54 @@ class SharedPool(Pool):
         except _DOWN as exc:  # the keys expire on their own; nothing to undo later
             self._down(exc)
 
+    async def _write(self, *op: Any) -> None:
+        try:
+            await self.batch.run(*op)
+        except _DOWN as exc:  # the keys expire on their own; nothing to undo later
+            self._down(exc)
+
+    def _base(self, slot: Slot) -> str:
+        return f"{self.prefix}{slot.key.spec.account}:{slot.model}"
+
+    def _spans(self, slot: Slot) -> tuple[float, float]:
+        rates, trates = self.account_rates(slot.key.spec.account)
+        return max((r.seconds for r in rates), default=60.0), max((r.seconds for r in trates), default=0.0)
+
     async def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
         if not slot.ref:  # taken from the local windows while Redis was down
             await super().release(slot, tokens=tokens, counted=counted)
             return
         self.free_slot(slot)
         used = slot.tokens if tokens is None else tokens
-        span = max((r.seconds for r in sum(self.account_rates(slot.key.spec.account), ())), default=60.0)
-        await self._quietly(
-            self._end,
-            keys=[],
-            args=[self.prefix, slot.key.spec.account, slot.model, slot.ref, slot.tokens,
-                  "1" if counted else "0", used, span],
-        )
+        span, tspan = self._spans(slot)
+        await self._write("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span, tspan)
         self._notify()
 
     async def succeeded(self, slot: Slot, headers) -> None:
+        if not slot.ref:
+            await super().succeeded(slot, headers)
+            return
         slot.key.breaker.success()
-        await self._publish_headers(slot, headers)
+        now = self.clock()
+        ago = now - provider_stamp(headers, now, slot.taken, self.account_rates(slot.key.spec.account)[0])
+        # not awaited: the answer goes on at once, and the stamp is in the same batch as the
+        # slot's end when that comes in this loop turn (a JSON answer); writes apply in order
+        done = self.batch.queue("stamp", self._base(slot), slot.ref, slot.tokens, ago, self._spans(slot)[0],
+                                *_provider_headers(headers))
+        done.add_done_callback(self._written)
+        self._notify()
+
+    def _written(self, done: Any) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if isinstance(exc, _DOWN):
+            self._down(exc)
+        elif exc is not None:
+            log.error("shared upstream state: a stamp failed (%s)", type(exc).__name__)
 
     async def _publish_headers(self, slot: Slot, headers) -> None:
-        get = headers.get
-        req_left, req_reset = get("x-ratelimit-remaining-requests"), parse_duration(get("x-ratelimit-reset-requests"))
-        tok_left, tok_reset = get("x-ratelimit-remaining-tokens"), parse_duration(get("x-ratelimit-reset-tokens"))
-        have_req = req_left is not None and req_reset is not None
-        have_tok = tok_left is not None and tok_reset is not None
-        if not (have_req or have_tok):
-            return
-        prov = f"{self.prefix}{slot.key.spec.account}:{slot.model}:prov"
-        await self._quietly(
-            self._observe,
-            keys=[prov],
-            args=[req_left if have_req else "", req_reset if have_req else 0,
-                  tok_left if have_tok else "", tok_reset if have_tok else 0],
-        )
+        observed = _provider_headers(headers)
+        if observed != ("", 0, "", 0):
+            await self._write("observe", self._base(slot), *observed)
 
     async def rate_limited(self, slot: Slot, retry_after: float | None, headers) -> float:
         secs = await super().rate_limited(slot, retry_after, headers)
@@ -301,7 +189,36 @@ class SharedPool(Pool):
         await super().enable(key)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        pass  # the client and the batch belong to the state backend, which closes them
+
+
+class _Plan:
+    """A key pick prepared for an admission's script: its arguments and candidates."""
+
+    __slots__ = ("args", "cands", "model", "tokens")
+
+    def __init__(self, args: list[Any], cands: list[Key], model: str, tokens: int) -> None:
+        self.args, self.cands, self.model, self.tokens = args, cands, model, tokens
+
+
+def _provider_headers(headers: Any) -> tuple[Any, float, Any, float]:
+    """(requests left, seconds to reset, tokens left, seconds to reset) the provider reported;
+    '' and 0 where it said nothing usable."""
+    get = headers.get
+    req_left, req_reset = get("x-ratelimit-remaining-requests"), parse_duration(get("x-ratelimit-reset-requests"))
+    tok_left, tok_reset = get("x-ratelimit-remaining-tokens"), parse_duration(get("x-ratelimit-reset-tokens"))
+    req, tok = _count(req_left), _count(tok_left)
+    have_req = req is not None and req_reset is not None
+    have_tok = tok is not None and tok_reset is not None
+    return (req if have_req else "", req_reset if have_req else 0,
+            tok if have_tok else "", tok_reset if have_tok else 0)
+
+
+def _count(text: Any) -> int | None:
+    try:
+        return int(float(text))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class RedisAlertLedger:

@@ -88,6 +88,9 @@ class FakeProvider:
         self.received: list[Received] = []
         self.too_many: int = 0  # 429s this provider sent
         self.unserved: set[str] = set()  # endpoints answered with 404 ("embeddings", ...)
+        self.strip_ratelimit_headers = False  # answer 2xx without x-ratelimit-* (some providers do)
+        # x-ratelimit-reset-* as of the answer's first byte, not of the request's arrival
+        self.ratelimit_headers_at_answer = False
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
@@ -131,6 +134,8 @@ class FakeProvider:
             self._accounts.clear()
             self.too_many = 0
             self.unserved = set()
+            self.strip_ratelimit_headers = False
+            self.ratelimit_headers_at_answer = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -334,6 +339,11 @@ class FakeProvider:
 
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self.strip_ratelimit_headers:
+            headers = {}
+        elif self.ratelimit_headers_at_answer and "x-ratelimit-reset-requests" in headers:
+            reset = float(headers["x-ratelimit-reset-requests"].rstrip("s")) - (time.monotonic() - now)
+            headers["x-ratelimit-reset-requests"] = f"{max(0.0, reset):.3f}s"
 
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
         usage = {

@@ -1,0 +1,354 @@
+"""The Lua scripts of the Redis state, as functions that the scripts below combine.
+
+Why one module of functions: a request's admission (its user's windows, leases and budgets)
+and its key pick run as one script, one round trip; the writes at a request's first byte and
+end, of many requests at once, run as another (``redis_batch``). Times come from Redis's own
+clock (TIME), so replicas with skewed clocks agree on windows and on midnight UTC.
+
+Upstream keys, per (account, model) under ``<prefix>up:<account>:<model>``:
+``:fly`` requests in flight (member ``<slot>:<tokens>``, or ``<slot>:<tokens>:s`` once the
+request is stamped; score: when it expires), ``:done`` request stamps (member ``<slot>``),
+``:tok`` token use stamped at completion (member ``<slot>:<tokens>``), ``:prov`` the
+provider's last x-ratelimit headers, ``:cool`` a 429's cooldown.
+"""
+
+from __future__ import annotations
+
+_CLOCK = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+local function tok_of(member) return tonumber(string.match(member, '^[^:]*:(%d+)') or '0') end
+"""
+
+# admit(K, A, a, now): A[a..]: nw, nl, nb, lease_id, then per window: amount, seconds,
+# calendar (0/1); per lease: capacity, ttl; per budget: limit, reserve. K: the keys of the
+# windows, leases, budgets. Refused: {index, wait, used}. Admitted: {0, '0', '0', then per
+# window: used, seconds until its oldest request leaves} (what the quota headers say).
+_ADMIT_FN = """
+local function admit(K, A, a, now)
+  local day = math.floor(now / 86400)
+  local to_midnight = (day + 1) * 86400 - now
+  local nw, nl, nb = tonumber(A[a]), tonumber(A[a+1]), tonumber(A[a+2])
+  local lease_id = A[a+3]
+  local p = a + 4
+  for i = 1, nw do
+    local key, amount, secs, cal = K[i], tonumber(A[p]), tonumber(A[p+1]), A[p+2]
+    if cal == '1' then
+      local used = tonumber(redis.call('GET', key .. ':d' .. day) or '0')
+      if used >= amount then return {i, tostring(to_midnight), tostring(used)} end
+    else
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - secs)
+      local used = redis.call('ZCARD', key)
+      if used >= amount then
+        local oldest = redis.call('ZRANGE', key, used - amount, used - amount, 'WITHSCORES')
+        return {i, tostring(tonumber(oldest[2]) + secs - now), tostring(used)}
+      end
+    end
+    p = p + 3
+  end
+  for i = 1, nl do
+    local key, cap = K[nw+i], tonumber(A[p])
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local used = redis.call('ZCARD', key)
+    if used >= cap then return {nw+i, '1', tostring(used)} end
+    p = p + 2
+  end
+  for i = 1, nb do
+    local key, limit, reserve = K[nw+nl+i] .. ':d' .. day, tonumber(A[p]), tonumber(A[p+1])
+    local spent = tonumber(redis.call('GET', key) or '0')
+    if spent + reserve > limit + 1e-12 then return {nw+nl+i, tostring(to_midnight), tostring(spent)} end
+    p = p + 2
+  end
+  -- every check passed: count them all
+  local out = {0, '0', '0'}
+  p = a + 4
+  for i = 1, nw do
+    local key, secs, cal = K[i], tonumber(A[p+1]), A[p+2]
+    if cal == '1' then
+      local k = key .. ':d' .. day
+      local used = redis.call('INCR', k)
+      redis.call('EXPIRE', k, math.ceil(to_midnight) + 3600)
+      out[#out+1] = tostring(used)
+      out[#out+1] = tostring(to_midnight)
+    else
+      redis.call('ZADD', key, now, lease_id .. ':' .. i)
+      redis.call('PEXPIRE', key, math.ceil(secs * 1000) + 1000)
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      out[#out+1] = tostring(redis.call('ZCARD', key))
+      out[#out+1] = tostring(tonumber(first[2]) + secs - now)
+    end
+    p = p + 3
+  end
+  for i = 1, nl do
+    local key, ttl = K[nw+i], tonumber(A[p+1])
+    redis.call('ZADD', key, now + ttl, lease_id)
+    redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + 1000)
+    p = p + 2
+  end
+  for i = 1, nb do
+    local k, reserve = K[nw+nl+i] .. ':d' .. day, A[p+1]
+    redis.call('INCRBYFLOAT', k, reserve)
+    redis.call('EXPIRE', k, math.ceil(to_midnight) + 3600)
+    p = p + 2
+  end
+  return out
+end
+"""
+
+# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, n, then per candidate key:
+#   alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*
+# Takes a slot on the candidate with the most headroom: {index, '0'}; else {0, wait} with the
+# seconds until one may have room ('-1': only a request in flight ending can make room).
+_PICK_FN = """
+local function pick(A, a, now)
+  local prefix, model, tokens, slot, ttl = A[a], A[a+1], tonumber(A[a+2]), A[a+3], tonumber(A[a+4])
+  local n = tonumber(A[a+5])
+  local p = a + 6
+  local best, best_share, best_keys = 0, -1e9, nil
+  local soonest = nil
+  for i = 1, n do
+    local alias, acct = A[p], A[p+1]
+    local nr = tonumber(A[p+2]); p = p + 3
+    local rates = {}
+    for j = 1, nr do rates[j] = {tonumber(A[p]), tonumber(A[p+1])}; p = p + 2 end
+    local nt = tonumber(A[p]); p = p + 1
+    local trates = {}
+    for j = 1, nt do trates[j] = {tonumber(A[p]), tonumber(A[p+1])}; p = p + 2 end
+    local base = prefix .. acct .. ':' .. model
+    local fly, done, tok, prov = base .. ':fly', base .. ':done', base .. ':tok', base .. ':prov'
+    local wait = 0
+    local ok = true
+    if redis.call('EXISTS', prefix .. 'dis:' .. alias) == 1 then ok = false; wait = nil end
+    if ok then
+      local brk = redis.call('PTTL', prefix .. 'brk:' .. alias)
+      if brk > 0 then ok = false; wait = brk / 1000 end
+    end
+    if ok then
+      local cool = tonumber(redis.call('GET', base .. ':cool') or '0')
+      if cool > now then ok = false; wait = cool - now end
+    end
+    local share = 1.0
+    if ok then
+      redis.call('ZREMRANGEBYSCORE', fly, '-inf', now)
+      local flying = redis.call('ZRANGE', fly, 0, -1)
+      local nfly, ftok = 0, 0
+      for _, m in ipairs(flying) do
+        ftok = ftok + tok_of(m)
+        if string.sub(m, -2) ~= ':s' then nfly = nfly + 1 end
+      end
+      for _, r in ipairs(rates) do
+        local cnt = redis.call('ZCOUNT', done, now - r[2], '+inf')
+        if cnt + nfly >= r[1] then
+          ok = false
+          local keep = r[1] - 1 - nfly
+          if keep < 0 then wait = nil
+          else
+            local e = redis.call('ZRANGEBYSCORE', done, now - r[2], '+inf', 'WITHSCORES', 'LIMIT', cnt - 1 - keep, 1)
+            local w = tonumber(e[2]) + r[2] - now
+            if wait ~= nil and w > wait then wait = w end
+          end
+        else
+          share = math.min(share, 1 - (cnt + nfly) / r[1])
+        end
+      end
+      for _, r in ipairs(trates) do
+        local ent = redis.call('ZRANGEBYSCORE', tok, now - r[2], '+inf', 'WITHSCORES')
+        local used = 0
+        for k = 1, #ent, 2 do used = used + tok_of(ent[k]) end
+        local room = r[1] - ftok - tokens
+        if used > room then
+          ok = false
+          if room < 0 then wait = nil
+          else
+            local k = 1
+            while used > room and k <= #ent do used = used - tok_of(ent[k]); k = k + 2 end
+            local w = tonumber(ent[k-1]) + r[2] - now
+            if wait ~= nil and w > wait then wait = w end
+          end
+        else
+          share = math.min(share, 1 - (used + ftok + tokens) / r[1])
+        end
+      end
+      local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
+      if pv[1] and tonumber(pv[1]) <= 0 and tonumber(pv[2]) > now then
+        ok = false; if wait ~= nil then wait = math.max(wait, tonumber(pv[2]) - now) end
+      end
+      if pv[3] and tonumber(pv[3]) < tokens and tonumber(pv[4]) > now then
+        ok = false; if wait ~= nil then wait = math.max(wait, tonumber(pv[4]) - now) end
+      end
+    end
+    if ok then
+      if share > best_share then best, best_share, best_keys = i, share, {fly, prov} end
+    elseif wait ~= nil and wait > 0 then
+      if soonest == nil or wait < soonest then soonest = wait end
+    end
+  end
+  if best > 0 then
+    local fly, prov = best_keys[1], best_keys[2]
+    redis.call('ZADD', fly, now + ttl, slot .. ':' .. tokens)
+    redis.call('PEXPIRE', fly, math.ceil(ttl * 1000) + 1000)
+    local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
+    if pv[1] and tonumber(pv[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
+    if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -tokens) end
+    return {best, '0'}
+  end
+  if soonest ~= nil then return {0, tostring(soonest)} end
+  return {0, '-1'}
+end
+"""
+
+# The writes batched by ``redis_batch``, each an op name and its arguments:
+#   stamp  base, slot, tokens, ago, span, req_left, req_reset, tok_left, tok_reset ('' = absent)
+#          the provider counted the slot's request `ago` seconds before now
+#   end    base, slot, tokens, counted (0/1), used tokens, span, token span
+#   observe base, req_left, req_reset, tok_left, tok_reset: a 429's x-ratelimit headers
+#   fin    lease_id, nw, (key, calendar, index)*, nl, key*, nb, key*, delta
+#          a request's end on the user's side: refund its windows, release its leases,
+#          settle its budgets by delta
+_APPLY_FN = """
+local function observe(prov, now, req_left, req_reset, tok_left, tok_reset)
+  local ttl = 0
+  if req_left ~= '' then
+    redis.call('HSET', prov, 'req_left', req_left, 'req_reset', tostring(now + tonumber(req_reset)))
+    ttl = math.max(ttl, tonumber(req_reset))
+  end
+  if tok_left ~= '' then
+    redis.call('HSET', prov, 'tok_left', tok_left, 'tok_reset', tostring(now + tonumber(tok_reset)))
+    ttl = math.max(ttl, tonumber(tok_reset))
+  end
+  if ttl > 0 then redis.call('PEXPIRE', prov, math.ceil(ttl * 1000) + 1000) end
+end
+local function stamp_done(done, slot, at, span, now)
+  redis.call('ZADD', done, at, slot)
+  redis.call('ZREMRANGEBYSCORE', done, '-inf', now - span)
+  redis.call('PEXPIRE', done, math.ceil(span * 1000) + 1000)
+end
+local function apply(A, now)
+  local day = math.floor(now / 86400)
+  local p = 1
+  while p <= #A do
+    local op = A[p]
+    if op == 'stamp' then
+      local base, slot, tokens = A[p+1], A[p+2], A[p+3]
+      local fly = base .. ':fly'
+      local exp = redis.call('ZSCORE', fly, slot .. ':' .. tokens)
+      if exp then
+        redis.call('ZREM', fly, slot .. ':' .. tokens)
+        redis.call('ZADD', fly, exp, slot .. ':' .. tokens .. ':s')
+      end
+      stamp_done(base .. ':done', slot, now - tonumber(A[p+4]), tonumber(A[p+5]), now)
+      observe(base .. ':prov', now, A[p+6], A[p+7], A[p+8], A[p+9])
+      p = p + 10
+    elseif op == 'end' then
+      local base, slot, tokens = A[p+1], A[p+2], A[p+3]
+      local fly = base .. ':fly'
+      redis.call('ZREM', fly, slot .. ':' .. tokens)
+      local stamped = redis.call('ZREM', fly, slot .. ':' .. tokens .. ':s')
+      if A[p+4] == '1' then
+        if stamped == 0 then stamp_done(base .. ':done', slot, now, tonumber(A[p+6]), now) end
+        local tspan = tonumber(A[p+7])
+        if tspan > 0 then
+          local tok = base .. ':tok'
+          redis.call('ZADD', tok, now, slot .. ':' .. A[p+5])
+          redis.call('ZREMRANGEBYSCORE', tok, '-inf', now - tspan)
+          redis.call('PEXPIRE', tok, math.ceil(tspan * 1000) + 1000)
+        end
+      end
+      p = p + 8
+    elseif op == 'fin' then
+      local lease_id = A[p+1]
+      local nw = tonumber(A[p+2]); p = p + 3
+      for i = 1, nw do
+        local key, cal = A[p], A[p+1]
+        if cal == '1' then
+          local k = key .. ':d' .. day
+          if tonumber(redis.call('GET', k) or '0') > 0 then redis.call('DECR', k) end
+        else
+          redis.call('ZREM', key, lease_id .. ':' .. A[p+2])
+        end
+        p = p + 3
+      end
+      local nl = tonumber(A[p]); p = p + 1
+      for i = 1, nl do redis.call('ZREM', A[p], lease_id); p = p + 1 end
+      local nb = tonumber(A[p]); p = p + 1
+      local delta = A[p + nb]
+      for i = 1, nb do
+        local k = A[p] .. ':d' .. day
+        if tonumber(delta) ~= 0 then
+          local v = tonumber(redis.call('INCRBYFLOAT', k, delta))
+          if v < 0 then redis.call('SET', k, '0', 'KEEPTTL') end
+        end
+        p = p + 1
+      end
+      p = p + 1
+    elseif op == 'observe' then
+      observe(A[p+1] .. ':prov', now, A[p+2], A[p+3], A[p+4], A[p+5])
+      p = p + 6
+    else
+      return redis.error_reply('unknown op ' .. tostring(op))
+    end
+  end
+  return 1
+end
+"""
+
+ADMIT = _CLOCK + _ADMIT_FN + "return admit(KEYS, ARGV, 1, clock())\n"
+
+# ARGV[1]: how many of the arguments that follow are admit's; pick's come after them
+ADMIT_PICK = _CLOCK + _ADMIT_FN + _PICK_FN + """
+local now = clock()
+local m = tonumber(ARGV[1])
+local out = admit(KEYS, ARGV, 2, now)
+if out[1] ~= 0 then return out end
+local got = pick(ARGV, m + 2, now)
+out[#out+1] = got[1]
+out[#out+1] = got[2]
+return out
+"""
+
+PICK = _CLOCK + _PICK_FN + "return pick(ARGV, 1, clock())\n"
+
+APPLY = _CLOCK + _APPLY_FN + "return apply(ARGV, clock())\n"
+
+# KEYS[1]: a deadline key; ARGV: seconds. Only ever extends (a shorter 429 never shortens).
+EXTEND = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local untl = now + tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untl > cur then
+  redis.call('SET', KEYS[1], tostring(untl), 'PX', math.ceil(tonumber(ARGV[1]) * 1000))
+end
+return 1
+"""
+
+# KEYS: windows, leases, budgets; ARGV: nw, nl, nb, then per window: seconds, calendar
+READ = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local day = math.floor(now / 86400)
+local nw, nl, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i = 1, nw do
+  local key, secs, cal = KEYS[i], tonumber(ARGV[2+2*i]), ARGV[3+2*i]
+  if cal == '1' then
+    local used = tonumber(redis.call('GET', key .. ':d' .. day) or '0')
+    table.insert(out, tostring(used))
+    table.insert(out, tostring((day + 1) * 86400 - now))
+  else
+    local used = redis.call('ZCOUNT', key, now - secs, '+inf')
+    local first = redis.call('ZRANGEBYSCORE', key, now - secs, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    table.insert(out, tostring(used))
+    table.insert(out, first[2] and tostring(tonumber(first[2]) + secs - now) or '0')
+  end
+end
+for i = 1, nl do
+  table.insert(out, tostring(redis.call('ZCOUNT', KEYS[nw+i], now, '+inf')))
+end
+for i = 1, nb do
+  table.insert(out, redis.call('GET', KEYS[nw+nl+i] .. ':d' .. day) or '0')
+end
+return out
+"""
