@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..engine.errors import ProxyError
 from ..engine.state import Admission, BudgetCheck, LeaseCheck, WindowCheck
 from .redis_batch import Batcher
-from .scripts import ADMIT, ADMIT_PICK, READ
+from .scripts import ADMIT_MANY, READ
 
 log = logging.getLogger("rsql.state")
 
@@ -57,10 +57,9 @@ class RedisState:
         self.prefix = prefix
         self.fail_open = fail_open
         self.redis = connect(url)
-        self._admit = self.redis.register_script(ADMIT)
-        self._admit_pick = self.redis.register_script(ADMIT_PICK)
         self._read = self.redis.register_script(READ)
-        # the request ends of this process, batched; the shared pool writes through it too
+        # this process's admissions, and its writes (request ends; the shared pool's too), batched
+        self.admissions = Batcher(self.redis, ADMIT_MANY, results=True)
         self.batch = Batcher(self.redis)
         self.down_since: float | None = None
 
@@ -93,10 +92,7 @@ class RedisState:
         for b in budgets:
             args += [repr(b.limit), repr(b.reserve)]
         try:
-            if pick is None:
-                out = await self._admit(keys=keys, args=args)
-            else:
-                out = await self._admit_pick(keys=keys, args=[len(args), *args, *pick])
+            out = await self.admissions.run(len(keys), *keys, len(args), *args, len(pick or ()), *(pick or ()))
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
             if self.fail_open:
@@ -177,5 +173,6 @@ class RedisState:
         return True
 
     async def close(self) -> None:
+        await self.admissions.drain()
         await self.batch.drain()
         await self.redis.aclose()

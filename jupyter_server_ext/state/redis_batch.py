@@ -1,11 +1,12 @@
-"""Many requests' writes to Redis in one round trip.
+"""Many requests' script calls to Redis in one round trip.
 
-Why: each script call costs the proxy process about as much CPU in the client (building,
-sending, reading, parsing) as the script costs Redis, and the writes at a request's first byte
-and end (stamp its key's window, free its key slot, release its leases, settle its budget) need
-no answer but "done". So the writes queued during one turn of the event loop go as one script
-call on the next turn; each caller still awaits its own write, so a response is not finished
-before its leases are released (a user's next request never finds its own last one still held).
+Why: each script call costs the proxy process 250-350 µs of CPU in redis-py (packing, the
+connection pool, the socket timeout, parsing; measured in docs/benchmarks.md), several times
+what the script costs Redis. So the calls queued during one turn of the event loop go as one
+script call on the next turn: admissions (each with its key pick) in one, the writes at
+requests' first bytes and ends (stamp a key's window, free its slot, release leases, settle
+budgets) in another. Each caller still awaits its own call, so a response is not finished
+before its leases are released (a user's next request never finds its own last one held).
 """
 
 from __future__ import annotations
@@ -17,20 +18,23 @@ from .scripts import APPLY
 
 
 class Batcher:
-    """Queues writes (an op name and its arguments, see ``scripts.APPLY``) and applies all
-    that were queued in one loop turn with one EVALSHA."""
+    """Queues calls (an op and its arguments: ``scripts.APPLY`` by default) and sends all that
+    were queued in one loop turn with one EVALSHA. With `results`, the script answers each op
+    with its length and its items, in order, and each caller gets its own items."""
 
-    def __init__(self, redis: Any, max_ops: int = 256) -> None:
-        self._apply = redis.register_script(APPLY)
+    def __init__(self, redis: Any, script: str = APPLY, *, results: bool = False, max_ops: int = 256) -> None:
+        self._apply = redis.register_script(script)
+        self.results = results
         self.max_ops = max_ops
         self._args: list[Any] = []
         self._waiters: list[asyncio.Future] = []
         self._pending: set[asyncio.Task] = set()
         self._scheduled = False
 
-    async def run(self, *op: Any) -> None:
-        """Apply one write; raises what the Redis client raised (the caller decides)."""
-        await self.queue(*op)
+    async def run(self, *op: Any) -> Any:
+        """Apply one call and return its items (with `results`); raises what the Redis client
+        raised (the caller decides)."""
+        return await self.queue(*op)
 
     def queue(self, *op: Any) -> asyncio.Future:
         """Queue one write; the future is done once it is applied (or failed)."""
@@ -59,7 +63,7 @@ class Batcher:
 
     async def _send(self, args: list[Any], waiters: list[asyncio.Future]) -> None:
         try:
-            await self._apply(keys=[], args=args)
+            out = await self._apply(keys=[], args=args)
         except BaseException as exc:  # every waiter learns it, and decides
             for fut in waiters:
                 if not fut.done():
@@ -67,9 +71,14 @@ class Batcher:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        i = 0
         for fut in waiters:
+            item = None
+            if self.results:
+                n = int(out[i])
+                item, i = out[i + 1 : i + 1 + n], i + 1 + n
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(item)
 
     async def drain(self) -> None:
         """Send what is queued and wait for every write in flight (at shutdown)."""

@@ -1,8 +1,8 @@
 """The Lua scripts of the Redis state, as functions that the scripts below combine.
 
 Why one module of functions: a request's admission (its user's windows, leases and budgets)
-and its key pick run as one script, one round trip; the writes at a request's first byte and
-end, of many requests at once, run as another (``redis_batch``). Times come from Redis's own
+and its key pick run in one script call, with other requests' admissions (``ADMIT_MANY``); the
+writes at requests' first bytes and ends run as another (``APPLY``); ``redis_batch`` sends them. Times come from Redis's own
 clock (TIME), so replicas with skewed clocks agree on windows and on midnight UTC.
 
 Upstream keys, per (account, model) under ``<prefix>up:<account>:<model>``:
@@ -294,17 +294,32 @@ local function apply(A, now)
 end
 """
 
-ADMIT = _CLOCK + _ADMIT_FN + "return admit(KEYS, ARGV, 1, clock())\n"
-
-# ARGV[1]: how many of the arguments that follow are admit's; pick's come after them
-ADMIT_PICK = _CLOCK + _ADMIT_FN + _PICK_FN + """
+# Admissions of many requests (``redis_batch``): per request nk, its nk keys, m, its m admit
+# arguments, np, its np pick arguments (np 0: no pick). Answers per request: its length, then
+# admit's answer, with pick's two items after it when admitted and np > 0.
+ADMIT_MANY = _CLOCK + _ADMIT_FN + _PICK_FN + """
 local now = clock()
-local m = tonumber(ARGV[1])
-local out = admit(KEYS, ARGV, 2, now)
-if out[1] ~= 0 then return out end
-local got = pick(ARGV, m + 2, now)
-out[#out+1] = got[1]
-out[#out+1] = got[2]
+local out = {}
+local p = 1
+while p <= #ARGV do
+  local nk = tonumber(ARGV[p])
+  local K = {}
+  for i = 1, nk do K[i] = ARGV[p + i] end
+  p = p + nk + 1
+  local a = p + 1
+  p = a + tonumber(ARGV[p])
+  local pa = p + 1
+  local np = tonumber(ARGV[p])
+  p = pa + np
+  local r = admit(K, ARGV, a, now)
+  if r[1] == 0 and np > 0 then
+    local got = pick(ARGV, pa, now)
+    r[#r+1] = got[1]
+    r[#r+1] = got[2]
+  end
+  out[#out+1] = #r
+  for _, v in ipairs(r) do out[#out+1] = v end
+end
 return out
 """
 
