@@ -24,15 +24,18 @@ async def me_view(engine: Engine, caller: Caller) -> dict[str, Any]:
 
 
 async def status_view(engine: Engine) -> dict[str, Any]:
-    """Health: upstream key states, state backend and database reachable; no secrets
-    (``GET status``, and the admin dashboard's status)."""
+    """Health: upstream key states, state backend and database reachable, the usage log's
+    spool; no secrets (``GET status``, and the admin dashboard's status)."""
     counts = dict.fromkeys(KEY_STATES, 0)
     for key in engine.pool.keys:
         counts[engine.pool.key_state(key)] += 1
     state_ok = await engine.state.ping()
     db: dict[str, Any] = {"backend": None, "reachable": None}
+    usage_log = None
     if engine.usage is not None:
         db = {"backend": engine.usage.store.name, "reachable": await engine.usage.store.ping()}
+        # rows waiting in the spool while the database is away, rows dropped: counts only
+        usage_log = engine.usage.status()
     healthy = counts["healthy"] > 0 and state_ok and db["reachable"] is not False
     return {
         "status": "ok" if healthy else "degraded",
@@ -40,6 +43,7 @@ async def status_view(engine: Engine) -> dict[str, Any]:
         "models": engine.pool.models(),
         "state": {"backend": engine.state.name, "reachable": state_ok},
         "database": db,
+        "usage_log": usage_log,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,9 +16,14 @@ from .queries import (
     TOP_ORDER,
     as_dicts,
     build_series,
+    dedupe_sql,
+    deduped_message,
+    duplicates_sql,
     summarize,
     user_rows,
 )
+
+log = logging.getLogger("rsql.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rsql_usage (
@@ -33,6 +39,32 @@ CREATE INDEX IF NOT EXISTS rsql_usage_user_ts ON rsql_usage ("user", ts);
 
 _FIELDS = ", ".join('"user"' if c == "user" else c for c in ROW_FIELDS)
 
+_TYPES = {
+    "ts": "float8", "prompt_tokens": "int4", "completion_tokens": "int4", "cost_usd": "float8",
+    "latency_ms": "float8", "overhead_ms": "float8", "status": "int4", "cache_hit": "int4",
+}
+# one round trip per batch: the rows go as one array per column; a request_id already stored
+# (a batch sent again) is skipped by the unique index
+INSERT = (
+    "INSERT INTO rsql_usage ({}) SELECT * FROM unnest({}) ON CONFLICT (request_id) DO NOTHING".format(
+        ", ".join('"user"' if c == "user" else c for c in COLUMNS),
+        ", ".join(f"${i}::{_TYPES.get(c, 'text')}[]" for i, c in enumerate(COLUMNS, 1)),
+    )
+)
+
+
+async def _one_row_per_request(conn: asyncpg.Connection) -> None:
+    """The unique index on request_id, made once; a table of an older version that holds a
+    request_id twice is settled first (see ``queries.dedupe_sql``)."""
+    if await conn.fetchval("SELECT to_regclass('rsql_usage_request_id')") is not None:
+        return
+    if await conn.fetchval(duplicates_sql("rsql_usage")):
+        delete, rename = dedupe_sql("rsql_usage", COLUMNS, '"user"')
+        deleted = int((await conn.execute(delete)).split()[-1])
+        renamed = int((await conn.execute(rename)).split()[-1])
+        log.warning(deduped_message("rsql_usage", deleted, renamed))
+    await conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS rsql_usage_request_id ON rsql_usage (request_id)")
+
 
 class PostgresStore:
     name = "postgresql"
@@ -43,15 +75,22 @@ class PostgresStore:
 
     async def open(self) -> None:
         if self._pool is None:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, timeout=10)
-            async with self._pool.acquire() as conn:
-                # replicas start together: serialize the CREATE TABLE IF NOT EXISTS
-                async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(746137)")
-                    await conn.execute(SCHEMA)
-                    # a table made by an older version: add the newer columns
-                    for name, kind in ADDED_COLUMNS:
-                        await conn.execute(f"ALTER TABLE rsql_usage ADD COLUMN IF NOT EXISTS {name} {kind}")
+            pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, timeout=10)
+            try:
+                async with pool.acquire() as conn:
+                    # replicas start together: serialize the CREATE TABLE IF NOT EXISTS
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock(746137)")
+                        await conn.execute(SCHEMA)
+                        # a table made by an older version: add the newer columns
+                        for name, kind in ADDED_COLUMNS:
+                            await conn.execute(f"ALTER TABLE rsql_usage ADD COLUMN IF NOT EXISTS {name} {kind}")
+                        await _one_row_per_request(conn)
+            except BaseException:
+                # no pool until the schema is in place: writes rely on the unique index
+                pool.terminate()
+                raise
+            self._pool = pool
 
     async def _p(self) -> asyncpg.Pool:
         await self.open()
@@ -60,7 +99,7 @@ class PostgresStore:
 
     async def write(self, rows: list[tuple]) -> None:
         pool = await self._p()
-        await pool.copy_records_to_table("rsql_usage", records=rows, columns=list(COLUMNS))
+        await pool.execute(INSERT, *[list(col) for col in zip(*rows, strict=True)])
 
     async def prune(self, before: float) -> int:
         pool = await self._p()

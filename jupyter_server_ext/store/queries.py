@@ -109,3 +109,40 @@ def user_rows(rows: list[tuple]) -> list[dict[str, Any]]:
 
 
 TOP_ORDER = {"requests": "COUNT(*) DESC", "cost": "SUM(cost_usd) DESC"}
+
+
+# -- one row per request ------------------------------------------------------------------------
+# A unique index on request_id lets a batch be sent again (after a retry, a crash, or a peer
+# taking over a dead process's spool) without a second row. Tables made by older versions get
+# it on open; rows they already hold twice are settled first (``dedupe_sql``).
+
+def dedupe_sql(table: str, columns: tuple[str, ...], user: str) -> tuple[str, str]:
+    """(delete, rename): delete a row that is an exact copy of an older one with its request_id
+    (a retried write), then give a row that shares its request_id with an older, different one
+    the id ``<request_id>~dup-<row id>``: nothing but true copies is lost, and the index can be
+    made. `user` is how the dialect writes the ``user`` column."""
+    same = " AND ".join(
+        f"a.{user if c == 'user' else c} IS NOT DISTINCT FROM b.{user if c == 'user' else c}" for c in columns
+    )
+    delete = (
+        f"DELETE FROM {table} WHERE id IN (SELECT a.id FROM {table} a JOIN {table} b "
+        f"ON a.request_id = b.request_id AND a.id > b.id WHERE {same})"
+    )
+    rename = (
+        f"UPDATE {table} SET request_id = request_id || '~dup-' || id WHERE id IN "
+        f"(SELECT a.id FROM {table} a JOIN {table} b ON a.request_id = b.request_id AND a.id > b.id)"
+    )
+    return delete, rename
+
+
+def duplicates_sql(table: str) -> str:
+    return f"SELECT COUNT(*) FROM (SELECT request_id FROM {table} GROUP BY request_id HAVING COUNT(*) > 1) d"
+
+
+def deduped_message(table: str, deleted: int, renamed: int) -> str:
+    return (
+        f"usage table {table}: {deleted} rows were exact copies of an older row with the same "
+        f"request_id (a retried write) and were deleted; {renamed} rows shared a request_id with a "
+        "different row and were kept with the request_id '<request_id>~dup-<row id>'. A unique "
+        "index on request_id now keeps each request to one row"
+    )

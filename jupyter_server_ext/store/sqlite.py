@@ -7,6 +7,7 @@ lock): the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -21,9 +22,14 @@ from .queries import (
     TOP_ORDER,
     as_dicts,
     build_series,
+    dedupe_sql,
+    deduped_message,
+    duplicates_sql,
     summarize,
     user_rows,
 )
+
+log = logging.getLogger("rsql.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -66,7 +72,11 @@ class SQLiteStore:
         await self._call(lambda c: None)
 
     async def write(self, rows: list[tuple]) -> None:
-        sql = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        # a request_id already stored (a batch sent again) is skipped by the unique index
+        sql = (
+            f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+            "ON CONFLICT (request_id) DO NOTHING"
+        )
 
         def go(c: sqlite3.Connection) -> None:
             with c:
@@ -165,3 +175,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if name not in have:
             with conn:
                 conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
+    # one row per request: the unique index, once; rows an older version wrote twice first
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'usage_request_id'").fetchone():
+        return
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")  # two processes opening one file: one after the other
+        if conn.execute(duplicates_sql("usage")).fetchone()[0]:
+            delete, rename = dedupe_sql("usage", COLUMNS, "user")
+            deleted = conn.execute(delete).rowcount
+            renamed = conn.execute(rename).rowcount
+            log.warning(deduped_message("usage", deleted, renamed))
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS usage_request_id ON usage (request_id)")
