@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -34,6 +34,48 @@ from .engine.views import error_reply, me_view, status_view
 # connection. Past this many times the limit the answer goes out at once and the connection
 # closes, so nobody can make the proxy read without end.
 DRAIN_FACTOR = 4
+# what a client told "shutting down" should wait before it retries (another replica, or this
+# service once restarted, will answer by then)
+SHUTDOWN_RETRY_AFTER = 2
+
+
+def shutting_down() -> ProxyError:
+    return ProxyError(
+        "the proxy is shutting down and takes no new requests; retry in a few seconds (another "
+        "replica, or the restarted service, will answer)",
+        status=503, code="shutting_down", headers={"Retry-After": str(SHUTDOWN_RETRY_AFTER)},
+    )
+
+
+class InFlight:
+    """The answers (chat, completions, embeddings) in flight in one process, so a host can let
+    them finish on shutdown and end those that outlast its grace. Tracking only: the engine
+    releases leases and slots itself when a reply's task is cancelled or its events closed."""
+
+    def __init__(self) -> None:
+        self.handlers: set[Any] = set()
+        self.draining = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def __len__(self) -> int:
+        return len(self.handlers)
+
+    def add(self, handler: Any) -> None:
+        self.handlers.add(handler)
+        self.idle.clear()
+
+    def discard(self, handler: Any) -> None:
+        self.handlers.discard(handler)
+        if not self.handlers:
+            self.idle.set()
+
+    def cut(self) -> int:
+        """End every answer still running (each tells its client why); how many there were."""
+        running = list(self.handlers)
+        for handler in running:
+            handler.cut_for_shutdown()
+        return len(running)
 
 
 @dataclass
@@ -45,6 +87,7 @@ class ProxyContext:
     started: asyncio.Future | None = None
     # the admin dashboard's live feed (dashboard.feed.Feed), made on its first use
     dashboard_feed: Any = None
+    inflight: InFlight = field(default_factory=InFlight)
 
     def usage_store(self) -> Any:
         if self.engine.usage is None:
@@ -231,6 +274,7 @@ class ChatCompletionsMixin(RSQLMixin):
 
     endpoint = "chat/completions"
     _task: asyncio.Task | None = None
+    _cut = False  # ended by the host's shutdown, not by the client
 
     def on_connection_close(self) -> None:
         # the client went away: cancel the work so leases and upstream slots are released now
@@ -238,8 +282,22 @@ class ChatCompletionsMixin(RSQLMixin):
             self._task.cancel()
         super().on_connection_close()  # type: ignore[misc]
 
+    def cut_for_shutdown(self) -> None:
+        """The host's grace ran out: stop the answer (the cancelled task releases what it holds)."""
+        if self._task is not None and not self._task.done() and not self._cut:
+            self._cut = True
+            self._task.cancel()
+
     async def post(self) -> None:
         self._task = asyncio.current_task()
+        inflight = self.rsql.inflight
+        inflight.add(self)
+        try:
+            await self._answer()
+        finally:
+            inflight.discard(self)
+
+    async def _answer(self) -> None:
         try:
             caller = self.caller()
             body = self.json_body()
@@ -250,6 +308,8 @@ class ChatCompletionsMixin(RSQLMixin):
             self.write_proxy_error(exc)
             return
         except asyncio.CancelledError:
+            if self._cut:  # nothing was written yet: the client may retry elsewhere
+                self.write_proxy_error(shutting_down())
             return
         self.set_status(reply.status)  # type: ignore[attr-defined]
         for k, v in reply.headers.items():
@@ -262,12 +322,22 @@ class ChatCompletionsMixin(RSQLMixin):
             async for ev in events:
                 self.write(ev)  # type: ignore[attr-defined]
                 await self.flush()  # type: ignore[attr-defined]
+                if self._cut:
+                    # the cancel can be lost: Python 3.11's asyncio.wait_for, which the upstream
+                    # reads use, swallows one that arrives as its read completes
+                    break
         except (StreamClosedError, asyncio.CancelledError):
-            return
+            if not self._cut:
+                return
         finally:
             await events.aclose()  # releases the upstream slot and the user's lease
             self._task = None
-        self.finish()  # type: ignore[attr-defined]
+        try:
+            if self._cut:  # an error event, and no [DONE]: the client knows the answer is cut short
+                self.write(b"data: " + json.dumps(shutting_down().to_json()).encode() + b"\n\n")  # type: ignore[attr-defined]
+            self.finish()  # type: ignore[attr-defined]
+        except StreamClosedError:
+            pass
 
 
 class CompletionsMixin(ChatCompletionsMixin):
@@ -495,4 +565,4 @@ ROUTES: list[tuple[str, type]] = [
 ]
 
 
-__all__ = ["NotFoundMixin", "ProxyContext", "ROUTES", "RSQLMixin"]
+__all__ = ["InFlight", "NotFoundMixin", "ProxyContext", "ROUTES", "RSQLMixin", "shutting_down"]

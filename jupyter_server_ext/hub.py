@@ -22,6 +22,7 @@ def configure_jupyterhub(
     *,
     proxy_url: str | None = None,
     environment: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> None:
     """Add the rsql proxy to a JupyterHub config `c`.
 
@@ -33,6 +34,12 @@ def configure_jupyterhub(
       ``services/{name}/`` when kernels can only reach the hub's proxy.
     - `environment`: extra variables for the service (e.g. names of provider key variables
       to pass through: ``{"GROQ_KEY_A1": os.environ["GROQ_KEY_A1"]}``).
+    - `workers`: processes serving the service's port (``rsql-proxy --workers``); more than 1
+      needs ``c.RSQLProxy.state_url`` (Redis) in the proxy config.
+
+    On stop the hub sends SIGINT, then SIGTERM 10 s later and SIGKILL 5 s after that: the
+    proxy lets answers in flight finish until the SIGTERM (or its own
+    ``shutdown_grace_seconds``, if shorter), then ends the rest and flushes its usage log.
     """
     if not name or "/" in name:
         raise ValueError(f"configure_jupyterhub: name must be a simple service name, got {name!r}")
@@ -41,7 +48,12 @@ def configure_jupyterhub(
     config_path = os.path.abspath(config_file)
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"configure_jupyterhub: proxy config {config_path} does not exist")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"configure_jupyterhub: workers must be an integer >= 1, got {workers!r}")
     scope = f"access:services!service={name}"
+    command = [sys.executable, "-m", "jupyter_server_ext", "--config", config_path]
+    if workers > 1:
+        command += ["--workers", str(workers)]
 
     services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
     services = [s for s in services if s.get("name") != name]
@@ -49,7 +61,7 @@ def configure_jupyterhub(
         {
             "name": name,
             "url": url,
-            "command": [sys.executable, "-m", "jupyter_server_ext", "--config", config_path],
+            "command": command,
             "environment": dict(environment or {}),
             "display": False,
             # admins log in to the dashboard through the hub's OAuth (callback at

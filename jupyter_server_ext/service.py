@@ -4,6 +4,11 @@ Why not a Jupyter server: as a shared hub service it would also expose kernels, 
 files to every hub user, in the process holding the keys. This app serves only the proxy's
 handlers (the same ones as the server extension) and authenticates callers with their
 JupyterHub token: user name, groups, admin flag and scopes come from the hub.
+
+``--workers N`` runs N processes on one port (``workers.py``). On SIGTERM or SIGINT each process
+stops accepting, lets answers in flight finish for ``c.RSQLProxy.shutdown_grace_seconds``, ends
+the rest (a stream with an error event, a JSON answer not yet begun with a 503), flushes the
+usage log and exits 0; a second signal ends the wait at once.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import logging
 import os
 import signal
 import sys
+import time
 import urllib.parse
 from typing import Any
 
-from tornado import httpserver, web
+from tornado import httpserver, httputil, web
 from traitlets import Dict, Integer, Unicode, default
 from traitlets.config import Application
 
@@ -25,8 +31,9 @@ from .config import RSQLProxy, build_engine
 from .dashboard import hub_login
 from .engine import Caller
 from .engine.errors import ConfigError
-from .handlers import ProxyContext
+from .handlers import ProxyContext, shutting_down
 from .routes import make_handlers
+from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port
 
 log = logging.getLogger("rsql")
 
@@ -99,6 +106,7 @@ class RSQLProxyService(Application):
         "port": "RSQLProxyService.port",
         "base-url": "RSQLProxyService.base_url",
         "log-level": "Application.log_level",
+        "workers": "RSQLProxyService.workers",
     }
 
     config_file = Unicode("", help="A Python config file with c.RSQLProxy.* settings.").tag(config=True)
@@ -109,6 +117,13 @@ class RSQLProxyService(Application):
         help="""Tokens accepted without a hub, each a user model:
         {"<token>": {"name": "alice", "groups": [], "admin": False}}. For use without JupyterHub
         (benchmarks, a plain server); prefer hub tokens.""",
+    ).tag(config=True)
+
+    workers = Integer(
+        1,
+        help="""Processes serving the port, one per core to use (the kernel spreads connections over
+        them, SO_REUSEPORT). More than 1 needs c.RSQLProxy.state_url (Redis): limits, leases and
+        budgets are then shared; in memory each worker would enforce its own.""",
     ).tag(config=True)
 
     @default("log_level")
@@ -130,6 +145,8 @@ class RSQLProxyService(Application):
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
 
     hub_auth: Any = None
+    _cookie_secret = b""
+    worker = 0  # this process's index among the workers (0 without --workers)
 
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)
@@ -137,11 +154,28 @@ class RSQLProxyService(Application):
             if not os.path.exists(self.config_file):
                 raise ConfigError(f"--config {self.config_file}: no such file")
             self.load_config_file(self.config_file)
-        logging.basicConfig(format="[%(levelname).1s %(asctime)s %(name)s] %(message)s", level=self.log_level)
+        # with several workers, every line says which process wrote it
+        pid = " %(process)d" if self.workers > 1 else ""
+        logging.basicConfig(format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=self.log_level)
         if os.environ.get("JUPYTERHUB_API_TOKEN"):
             self.hub_auth = hub_login.make_hub_auth()
+        # one secret for every worker: a login cookie signed by one is read by the others
+        self._cookie_secret = hub_login.cookie_secret()
 
-    async def serve(self) -> None:
+    def check_workers(self) -> None:
+        """Refuse a worker count that cannot keep the limits, before anything starts."""
+        n = self.workers
+        if n < 1:
+            raise ConfigError(f"RSQLProxyService.workers (--workers) must be at least 1, got {n}")
+        if n > 1 and not RSQLProxy(parent=self).state_url:
+            raise ConfigError(
+                f"--workers {n} needs shared state: without c.RSQLProxy.state_url every worker keeps "
+                "its own limits, leases and budgets in memory, so users would get up to "
+                f"{n} times their limits. Set c.RSQLProxy.state_url = 'redis://HOST:6379/0' (all "
+                "workers then share one set of limits), or run --workers 1"
+            )
+
+    async def serve(self, sockets: list | None = None) -> None:
         proxy = RSQLProxy(parent=self)
         engine = build_engine(proxy, default_database="sqlite:///rsql_usage.sqlite", log=log)
         ctx = ProxyContext(engine=engine, proxy=proxy)
@@ -149,32 +183,125 @@ class RSQLProxyService(Application):
         routes = make_handlers(ServiceBase, prefix.rstrip("/") or "")
         if hub_login.hub_oauth(self) is not None:  # the browser login's landing page
             routes.insert(0, (prefix + "oauth_callback", hub_login.callback_handler()))
-        app = web.Application(
+        app = ServiceApp(
             routes, rsql=ctx, rsql_app=self, log_function=_access_log,
-            cookie_secret=hub_login.cookie_secret(),
+            cookie_secret=self._cookie_secret or hub_login.cookie_secret(),
         )
         # every route but a 404 is ours and streams its body against max_body_bytes itself; this
         # bounds what tornado buffers for the rest (it answers a bare 400 past it)
         server = httpserver.HTTPServer(app, xheaders=True, max_body_size=proxy.max_body_bytes)
-        server.listen(self.port, self.ip)
+        if sockets is None:
+            server.listen(self.port, self.ip)
+        else:
+            server.add_sockets(sockets)
         await ctx.ready()
         log.info(
-            "rsql-proxy listening on http://%s:%d%s (hub auth: %s; upstreams: %s)",
+            "rsql-proxy listening on http://%s:%d%s (hub auth: %s; upstreams: %s)%s",
             self.ip, self.port, prefix, "on" if self.hub_auth else "off",
             ", ".join(s.name for s in engine.settings.upstreams),
+            f" as worker {self.worker + 1} of {self.workers}" if sockets is not None else "",
         )
-        stop = asyncio.Event()
+        stop, now = asyncio.Event(), asyncio.Event()
+        first = [0.0]
+
+        def on_signal() -> None:
+            # the hub sends SIGINT, then SIGTERM 10 s later: a second signal ends the grace now
+            # (one within a second of the first is the same Ctrl-C reaching the whole group)
+            if not stop.is_set():
+                first[0] = time.monotonic()
+                stop.set()
+            elif time.monotonic() - first[0] > 1.0 and not now.is_set():
+                log.info("rsql-proxy: second stop signal, ending the requests in flight now")
+                now.set()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # the hub stops services with SIGINT
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await stop.wait()
+        await drain(server, app, ctx, proxy.shutdown_grace_seconds, now)
         log.info("rsql-proxy stopping: finishing the usage log")
-        server.stop()
         await engine.close()
         log.info("rsql-proxy stopped")
 
+    def serve_worker(self, index: int) -> int:
+        """One worker, in a freshly forked process: its own sockets, event loop and engine."""
+        self.worker = index
+        try:
+            asyncio.run(self.serve(bind_reuseport(self.port, self.ip)))
+        except ConfigError as exc:
+            print(f"rsql-proxy: bad configuration: {exc}", file=sys.stderr)
+            return CONFIG_ERROR
+        return 0
+
     def start(self) -> None:
-        asyncio.run(self.serve())
+        self.check_workers()
+        if self.workers == 1:
+            asyncio.run(self.serve())
+            return
+        RSQLProxy(parent=self).engine_settings(log=log)  # config errors once, before forking
+        problem = check_port(self.port, self.ip)
+        if problem:
+            print(f"rsql-proxy: {problem}", file=sys.stderr)
+            raise SystemExit(1)
+        code = Supervisor(self.workers, self.serve_worker).run()
+        if code:
+            raise SystemExit(code)
+
+
+class ServiceApp(web.Application):
+    """The service's tornado app: while draining, every new request is answered 503."""
+
+    draining = False
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        if self.draining:
+            return self.get_handler_delegate(request, DrainingHandler)
+        return super().find_handler(request, **kwargs)
+
+
+class DrainingHandler(web.RequestHandler):
+    """A request that arrived (on a kept-alive connection) after shutdown began."""
+
+    def prepare(self) -> None:
+        err = shutting_down()
+        self.set_status(err.status)
+        for k, v in err.headers.items():
+            self.set_header(k, v)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Connection", "close")
+        self.finish(err.to_json())
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+
+async def drain(server: httpserver.HTTPServer, app: ServiceApp, ctx: ProxyContext, grace: float,
+                now: asyncio.Event) -> None:
+    """Stop accepting, let answers in flight finish within `grace` seconds, end the rest."""
+    server.stop()  # new connections are refused from here on
+    server.conn_params.no_keep_alive = True  # requests arriving from now close their connection
+    app.draining = True
+    inflight = ctx.inflight
+    inflight.draining = True
+    n, t0 = len(inflight), time.monotonic()
+    log.info("draining %d requests (grace %g s)", n, grace)
+    if n:
+        idle, cut = asyncio.ensure_future(inflight.idle.wait()), asyncio.ensure_future(now.wait())
+        await asyncio.wait({idle, cut}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+        cut.cancel()
+        left = inflight.cut()
+        if left:
+            # the cancelled answers release their leases and slots and log their rows; wait for it
+            try:
+                await asyncio.wait_for(inflight.idle.wait(), 10)
+            except asyncio.TimeoutError:
+                log.warning("%d requests did not end within 10 s of being cut", len(inflight))
+        log.info("drained in %.1f s: %d finished, %d ended by the shutdown", time.monotonic() - t0, n - left, left)
+    try:  # idle kept-alive connections, the dashboard's live feeds
+        await asyncio.wait_for(server.close_all_connections(), 5)
+    except asyncio.TimeoutError:
+        log.warning("some connections did not close within 5 s")
 
 
 def _access_log(handler: web.RequestHandler) -> None:

@@ -3,16 +3,38 @@
 Labels are aliases, models, statuses and limit names: never keys, never user names (a label
 per user would grow without bound). Callers choose model names and client kinds, so those labels
 take only configured values; anything else is counted under "other".
+
+With several worker processes (``rsql-proxy --workers N``) the counters and histograms live in
+prometheus_client's multiprocess files (:func:`enable_multiprocess`, called by the supervisor
+before it forks), so any worker's scrape shows the sum of all workers; the upstream states are
+the answering worker's view (they come from the shared state on Redis).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from .records import Outcome
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def enable_multiprocess(path: str) -> None:
+    """Count in files under `path` (empty, one per run) from now on; call before any metric
+    exists and before forking the processes that will count."""
+    os.environ[MULTIPROC_ENV] = path
+    # prometheus_client picks its value class when first imported, long before a supervisor
+    # knows it will fork: pick again
+    values.ValueClass = values.get_value_class()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
@@ -71,7 +93,9 @@ class Metrics:
         self.fallbacks = Counter(
             "rsql_fallbacks", "Requests answered by the fallback model", ["upstream", "reason"], registry=r
         )
-        r.register(_UpstreamStates(upstream_states))
+        self._states = _UpstreamStates(upstream_states)
+        r.register(self._states)
+        self._multiproc = multiprocess_dir() if values.ValueClass is not values.MutexValue else None
         # labels() validates and looks its child up under a lock on every call (about 3 us, four
         # calls a request, profiled under wrk); keep each child: prometheus_client holds it anyway
         self._children: dict[tuple, object] = {}
@@ -112,4 +136,11 @@ class Metrics:
                 self.child(self.cost, model).inc(o.cost_usd)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self._multiproc is None:
+            return generate_latest(self.registry)
+        # every worker's counters, summed from their files (a restarted worker's too: counters
+        # never go back), and this worker's view of the upstreams
+        registry = CollectorRegistry(auto_describe=True)
+        MultiProcessCollector(registry, path=self._multiproc)
+        registry.register(self._states)
+        return generate_latest(registry)

@@ -14,7 +14,7 @@ import pytest
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import require, upstreams_for
-from tests.helpers.fake_provider import FakeProvider, KeyPolicy
+from tests.helpers.fake_provider import FakeProvider
 
 ALICE = Caller("alice")
 LONG = " ".join(["word"] * 240)  # streamed a word per 5 ms: about 1.2 s from first byte to end
