@@ -1,19 +1,26 @@
-"""Many requests' script calls to Redis in one round trip.
+"""Many requests' script calls to Redis in one round trip, in order.
 
-Why: each script call costs the proxy process 250-350 µs of CPU in redis-py (packing, the
-connection pool, the socket timeout, parsing; measured in docs/benchmarks.md), several times
-what the script costs Redis. So the calls queued during one turn of the event loop go as one
-script call on the next turn: admissions (each with its key pick) in one, the writes at
-requests' first bytes and ends (stamp a key's window, free its slot, release leases, settle
-budgets) in another. Each caller still awaits its own call, so a response is not finished
-before its leases are released (a user's next request never finds its own last one held).
+Why: each script call costs the proxy process CPU (packing, a system call each way, parsing:
+about 60 µs on script_conn's pipelined connection, 135-250 µs through redis-py), so the calls
+queued during one turn of the event loop go as one script call: admissions (each with its key
+pick) in one, the writes at requests' first bytes and ends (stamp a key's window, free its slot,
+release leases, settle budgets) in another. While a batcher's batch is at Redis, what queues
+goes when its answer comes back: one call when Redis is idle, larger batches as load grows.
+
+On one ordered connection (``ordered``) Redis applies calls in the order they were written, and
+a batch is written as it is flushed; admissions flush the queued writes first. So a request's
+end need not be awaited before its answer goes out: the user's next request (or a read of the
+state) from this process is applied after it. Without that connection (TLS, a Unix socket:
+redis-py's pool, no order) callers await their writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
+from .script_conn import PipelinedConnection, script_caller
 from .scripts import APPLY
 
 
@@ -22,8 +29,14 @@ class Batcher:
     were queued in one loop turn with one EVALSHA. With `results`, the script answers each op
     with its length and its items, in order, and each caller gets its own items."""
 
-    def __init__(self, redis: Any, script: str = APPLY, *, results: bool = False, max_ops: int = 256) -> None:
-        self._apply = redis.register_script(script)
+    def __init__(self, redis: Any, script: str = APPLY, *, results: bool = False, max_ops: int = 256,
+                 conn: PipelinedConnection | None = None, writes_first: Batcher | None = None) -> None:
+        self._apply = script_caller(redis, script, conn)
+        # on one ordered connection a call is applied after every call sent before it, so a
+        # caller of `writes_first`'s may go on without waiting: what it queued goes out before
+        # this batcher's next batch (and before any read that flushes it first)
+        self.ordered = conn is not None
+        self.writes_first = writes_first
         self.results = results
         self.max_ops = max_ops
         self._args: list[Any] = []
@@ -43,27 +56,39 @@ class Batcher:
         self._args.extend(op)
         self._waiters.append(fut)
         if len(self._waiters) >= self.max_ops:
-            self._flush()
-        elif not self._scheduled:
+            self.flush()
+        elif not self._scheduled and not self._pending:
             self._scheduled = True
             # two loop turns: writes from tasks woken in this turn (a request's ends, made
             # together with asyncio.gather) join the same batch
-            loop.call_soon(loop.call_soon, self._flush)
+            loop.call_soon(loop.call_soon, self.flush)
+        # else: a batch is at Redis; what queues meanwhile goes when its answer comes back
         return fut
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what is queued now (a batch of its own; earlier batches may still be at Redis)."""
+        if self.writes_first is not None:
+            self.writes_first.flush()
         self._scheduled = False
         if not self._waiters:
             return
         args, waiters = self._args, self._waiters
         self._args, self._waiters = [], []
-        task = asyncio.ensure_future(self._send(args, waiters))
+        # on an ordered connection the batch is written now, before anything sent after this
+        call = self._apply.start(keys=[], args=args) if self.ordered else self._apply(keys=[], args=args)
+        task = asyncio.ensure_future(self._send(call, waiters))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(self._sent)
 
-    async def _send(self, args: list[Any], waiters: list[asyncio.Future]) -> None:
+    def _sent(self, task: asyncio.Task) -> None:
+        self._pending.discard(task)
+        if self._waiters and not self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    async def _send(self, call: Awaitable[Any], waiters: list[asyncio.Future]) -> None:
         try:
-            out = await self._apply(keys=[], args=args)
+            out = await call
         except BaseException as exc:  # every waiter learns it, and decides
             for fut in waiters:
                 if not fut.done():
@@ -82,6 +107,6 @@ class Batcher:
 
     async def drain(self) -> None:
         """Send what is queued and wait for every write in flight (at shutdown)."""
-        self._flush()
+        self.flush()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from ..engine.pool import Key, Pool, Slot
 from ..engine.window import parse_duration, provider_stamp
 from .redis import RedisState
+from .script_conn import script_caller
 from .scripts import EXTEND, PICK
 
 log = logging.getLogger("rsql.state")
@@ -42,8 +43,8 @@ class SharedPool(Pool):
         self.batch = state.batch
         self.prefix = prefix + "up:"
         self.lease_seconds = lease_seconds
-        self._pick = self.redis.register_script(PICK)
-        self._extend = self.redis.register_script(EXTEND)
+        self._pick = script_caller(self.redis, PICK, state.wire)
+        self._extend = script_caller(self.redis, EXTEND, state.wire)
         self._rotation = 0
 
     def plan(self, model: str, tokens: int) -> _Plan | None:
@@ -84,6 +85,7 @@ class SharedPool(Pool):
         if not ready:
             return soonest if soonest != math.inf else None
         args = self._pick_args(ready, model, tokens)
+        self.batch.flush()  # slots freed so far are free for this pick
         try:
             idx, wait = await self._pick(keys=[], args=args)
         except _DOWN as exc:
@@ -132,7 +134,11 @@ class SharedPool(Pool):
         self.free_slot(slot)
         used = slot.tokens if tokens is None else tokens
         span, tspan = self._spans(slot)
-        await self._write("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span, tspan)
+        end = ("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span, tspan)
+        if self.batch.ordered:  # applied before any later pick of this process: no need to wait
+            self.batch.queue(*end).add_done_callback(self._written)
+        else:
+            await self._write(*end)
         self._notify()
 
     async def succeeded(self, slot: Slot, headers) -> None:
