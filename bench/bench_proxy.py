@@ -1,11 +1,14 @@
-"""Proxy benchmarks: overhead and throughput, LiteLLM side by side, quota efficiency, per-request costs.
+"""Proxy benchmarks: overhead, shared state, workers, LiteLLM side by side, quota, per-request costs.
 
 Load comes from wrk (bench/chat.lua) or bench/loadgen.py, each in its own process; the upstream
-is bench/upstream.py (fixed 50 ms) in its own process. LiteLLM, and everything it talks to,
-runs in a loopback-only network namespace. Results go to a JSON file that run_all.py turns into
+is bench/upstream.py in its own process (a fixed 50 ms, or a provider's answer times and limits
+in the quota section). LiteLLM, and everything it talks to, runs in a loopback-only network
+namespace; so do the quota runs. Redis state uses the machine's Redis under a prefix of this
+run's own, deleted afterwards. Results go to a JSON file that run_all.py turns into
 docs/benchmarks.md.
 
-    .venv/bin/python bench/bench_proxy.py [--only overhead,litellm,quota,costs] [--quick] [--json out.json]
+    .venv/bin/python bench/bench_proxy.py [--only overhead,state,workers,litellm,quota,costs] [--quick]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import (  # noqa: E402
     BENCH,
     PY,
+    REDIS_URL,
     Netns,
     Procs,
     chat_body,
@@ -35,52 +39,25 @@ from common import (  # noqa: E402
     in_ns,
     loadavg,
     log,
+    machine_cpu_seconds,
+    redis_cleanup,
+    redis_prefix,
+    redis_server_pid,
+    redis_up,
+    run_loadgen,
     start_extension,
     start_litellm,
     start_service,
     start_upstream,
+    tree_cpu_seconds,
     upstream_configs,
+    upstream_stats,
     wait_http,
     workdir,
     wrk,
 )
 
-REDIS_URL = os.environ.get("RSQL_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-SECTIONS = ("overhead", "litellm", "quota", "costs")
-
-
-def redis_prefix(tag: str) -> str:
-    return f"rsqlbench-{os.getpid()}-{tag}:"
-
-
-def redis_cleanup(prefix: str) -> int:
-    """Delete every key this run wrote under its own prefix."""
-    try:
-        import redis
-    except ImportError:
-        return 0
-    r = redis.Redis.from_url(REDIS_URL)
-    n = 0
-    try:
-        for key in r.scan_iter(match=prefix + "*", count=500):
-            n += r.delete(key)
-    except redis.RedisError:
-        pass
-    finally:
-        r.close()
-    return n
-
-
-def redis_up() -> bool:
-    try:
-        import redis
-
-        r = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-        ok = bool(r.ping())
-        r.close()
-        return ok
-    except Exception:
-        return False
+SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs")
 
 
 def proxy_config(up: str, **extra: Any) -> dict[str, Any]:
@@ -108,7 +85,7 @@ def run_target(name: str, url: str, auth: str, pid: int | None, conns: int, seco
 def bench_overhead(quick: bool) -> dict[str, Any]:
     seconds = 3.0 if quick else 8.0
     conns_list = (10, 50, 200)
-    sat_conns = (200, 400)
+    sat_conns = (400,)  # 10, 50 and 200 are in the rows above
     have_redis = redis_up()
     prefixes = [redis_prefix("svc"), redis_prefix("ext")]
     out: dict[str, Any] = {"seconds": seconds, "runs": [], "redis": have_redis}
@@ -177,89 +154,219 @@ def bench_litellm(quick: bool) -> dict[str, Any]:
     return out
 
 
-# -- 3. quota efficiency: 3 keys x 10 requests / 2 s, clients offering twice that -----------------
+# -- 3. shared state cheaply: memory and Redis side by side, alternating, same load -----------------
 
-def _loadgen(ns: Netns, url: str, auth: str, rate: float, seconds: float) -> dict[str, Any]:
-    argv = [*in_ns(ns), PY, str(BENCH / "loadgen.py"), "open", "--url", url, "--auth", auth,
-            "--rate", str(rate), "--seconds", str(seconds), "--timeout", "30"]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
-    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("LOADJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"loadgen failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return json.loads(line[9:])
-
-
-def _upstream_stats(ns: Netns, base: str, reset: bool = False) -> dict[str, Any]:
-    path = "/reset" if reset else "/stats"
-    res = subprocess.run([*in_ns(ns), "curl", "-s", "-m", "5", "-X", "POST" if reset else "GET",
-                          base.rsplit("/v1", 1)[0] + path], capture_output=True, text=True)
-    return json.loads(res.stdout or "{}")
-
-
-def _quota_summary(load: dict[str, Any], up: dict[str, Any], capacity: float) -> dict[str, Any]:
-    seconds = load["seconds"]
-    res = load["results"]
-    ok_in = sum(1 for s, e, st, _ in res if st == 200 and e <= seconds)
-    ok = sum(1 for r in res if r[2] == 200)
-    refused = [r for r in res if r[2] == 429]
-    errors = [r for r in res if r[2] not in (200, 429)]
-    per_sec = [0] * (int(seconds) + 1)
-    for _s, e, st, _ in res:
-        if st == 200 and e <= seconds:
-            per_sec[min(int(e), len(per_sec) - 1)] += 1
-    # when did the first refusal come? (before the first 2 s capacity cannot be short)
-    first_refusal = min((r[1] for r in refused), default=None)
-    return {
-        "offered": load["sent"], "offered_rps": load["rate"], "seconds": seconds,
-        "delivered_in_window": ok_in, "delivered_total": ok,
-        "delivered_rps": ok_in / seconds, "capacity_rps": capacity,
-        "efficiency": ok_in / (capacity * seconds),
-        "refused_429": len(refused),
-        "refused_with_retry_after": sum(1 for r in refused if r[3]),
-        "errors": len(errors),
-        "error_statuses": sorted({r[2] for r in errors}),
-        "first_refusal_s": first_refusal,
-        "upstream_ok": up.get("ok"), "upstream_429": up.get("rate_limited"),
-        "per_second": per_sec,
-        "latency_p50_ms": 1000 * statistics.median([e - s for s, e, st, _ in res if st == 200] or [0]),
-    }
-
-
-def bench_quota(quick: bool) -> dict[str, Any]:
-    seconds = 20.0 if quick else 60.0
-    per_key, period = 10, 2.0
-    capacity = 3 * per_key / period  # 15 requests/s
-    rate = 2 * capacity
-    out: dict[str, Any] = {"seconds": seconds, "capacity_rps": capacity, "offered_rps": rate}
-    with workdir("quota") as d, Procs(d) as procs, Netns() as ns:
-        up = start_upstream(procs, ns=ns, limit=f"{per_key}/{period:g}")
-        cfg = proxy_config(up)
-        cfg["upstreams"] = upstream_configs(up, limits=[f"{per_key} per {period:g} seconds"])
-        url, auth = start_service(procs, cfg, ns=ns, name="svc-quota")
-        log(f"quota: rsql-proxy, offering {rate:g} req/s for {seconds:g} s")
-        _upstream_stats(ns, up, reset=True)
-        load = _loadgen(ns, url, auth, rate, seconds)
-        out["rsql-proxy"] = _quota_summary(load, _upstream_stats(ns, up), capacity)
-        log("  ", {k: v for k, v in out["rsql-proxy"].items() if k != "per_second"})
-        procs.stop(procs.items[-1][1])
-        time.sleep(period + 0.5)  # let the upstream's windows empty
+def bench_state(quick: bool) -> dict[str, Any]:
+    """rsql-proxy on memory and on Redis state, in turns (so a busy spell of the shared machine
+    hits both), at 10 and 50 connections; the proxy's CPU per request, p50 overhead, and the
+    Redis server's CPU per request (the machine's Redis: other users' load counts in it too)."""
+    seconds, rounds = (3.0, 1) if quick else (6.0, 3)
+    if not redis_up():
+        return {"skipped": f"Redis is not reachable at {REDIS_URL}"}
+    prefix = redis_prefix("state")
+    rpid = redis_server_pid()
+    out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "runs": []}
+    with workdir("state") as d, Procs(d) as procs:
         try:
-            log("quota: starting LiteLLM (rpm 300 per deployment: its nearest to 10 per 2 s)")
-            url, auth = start_litellm(procs, up, ns, rpm=int(per_key * 60 / period), name="litellm-quota")
-            # one request per deployment to warm it, then let the windows empty again
-            wrk(url, conns=1, seconds=1, auth=auth, ns=ns)
-            time.sleep(period + 0.5)
-            _upstream_stats(ns, up, reset=True)
-            log(f"quota: LiteLLM, offering {rate:g} req/s for {seconds:g} s")
-            load = _loadgen(ns, url, auth, rate, seconds)
-            out["LiteLLM"] = _quota_summary(load, _upstream_stats(ns, up), capacity)
-            log("  ", {k: v for k, v in out["LiteLLM"].items() if k != "per_second"})
-        except (RuntimeError, FileNotFoundError) as exc:
-            out["LiteLLM_error"] = str(exc)[:500]
+            up = start_upstream(procs)
+            targets: dict[str, tuple[str, str, int | None]] = {"direct": (up + "/chat/completions", "", None)}
+            url, auth = start_service(procs, proxy_config(up), name="svc-memory")
+            targets["memory"] = (url, auth, procs.items[-1][1].pid)
+            url, auth = start_service(procs, proxy_config(up, state_url=REDIS_URL, state_prefix=prefix),
+                                      name="svc-redis")
+            targets["Redis"] = (url, auth, procs.items[-1][1].pid)
+            for url, auth, _pid in targets.values():
+                wrk(url, conns=10, seconds=2, auth=auth)
+            for rnd in range(rounds):
+                for conns in (10, 50):
+                    log(f"state: round {rnd + 1}/{rounds}, {conns} connections")
+                    order = ["direct", *(("memory", "Redis") if rnd % 2 == 0 else ("Redis", "memory"))]
+                    for name in order:  # the order turns each round: neither always runs first
+                        url, auth, pid = targets[name]
+                        r0 = cpu_seconds(rpid) if rpid else 0.0
+                        r = run_target(name, url, auth, pid, conns, seconds)
+                        if rpid and name == "Redis":
+                            r["redis_cpu_us_per_req"] = 1e6 * (cpu_seconds(rpid) - r0) / max(1, r["requests"])
+                        r["round"] = rnd
+                        out["runs"].append(r)
+        finally:
+            procs.__exit__(None, None, None)
+            redis_cleanup(prefix)
     return out
 
 
-# -- 4. per-request costs -----------------------------------------------------------------------
+# -- 4. many cores: rsql-proxy --workers 1 and 2 on Redis state, at saturation ----------------------
+
+def workers_supported() -> bool:
+    code = "from jupyter_server_ext.service import RSQLProxyService as S; print('workers' in S.class_trait_names())"
+    res = subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=BENCH.parent)
+    return res.stdout.strip() == "True"
+
+
+def bench_workers(quick: bool) -> dict[str, Any]:
+    """req/s of --workers 1 and --workers 2 at 200 connections, in turns; what else used the
+    cores over each run: wrk, the upstream, Redis (their CPU seconds from /proc), the whole
+    machine's busy CPU seconds and the load average."""
+    if not workers_supported():
+        return {"skipped": "rsql-proxy has no --workers option yet (RSQLProxyService.workers)"}
+    if not redis_up():
+        return {"skipped": f"Redis is not reachable at {REDIS_URL}: --workers 2 needs shared state"}
+    seconds, rounds, conns = (4.0, 1, 200) if quick else (10.0, 2, 200)
+    prefix = redis_prefix("workers")
+    rpid = redis_server_pid()
+    out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "conns": conns, "runs": []}
+    with workdir("workers") as d, Procs(d) as procs:
+        try:
+            up = start_upstream(procs)
+            up_pid = procs.items[-1][1].pid
+            targets = {}
+            for n in (1, 2):
+                url, auth = start_service(procs, proxy_config(up, state_url=REDIS_URL, state_prefix=prefix),
+                                          name=f"svc-w{n}", args=["--workers", str(n)])
+                targets[n] = (url, auth, procs.items[-1][1].pid)
+            for url, auth, _pid in targets.values():
+                wrk(url, conns=50, seconds=2, auth=auth)
+            for rnd in range(rounds):
+                for n in ((1, 2) if rnd % 2 == 0 else (2, 1)):
+                    url, auth, pid = targets[n]
+                    log(f"workers: round {rnd + 1}/{rounds}, --workers {n}, {conns} connections")
+                    before = {"proxy": tree_cpu_seconds(pid), "upstream": cpu_seconds(up_pid),
+                              "redis": cpu_seconds(rpid) if rpid else 0.0, "wrk": _children_cpu(),
+                              "machine": machine_cpu_seconds()}
+                    load0 = loadavg()
+                    r = wrk(url, conns=conns, seconds=seconds, auth=auth)
+                    after = {"proxy": tree_cpu_seconds(pid), "upstream": cpu_seconds(up_pid),
+                             "redis": cpu_seconds(rpid) if rpid else 0.0, "wrk": _children_cpu(),
+                             "machine": machine_cpu_seconds()}
+                    cpu = {k: after[k] - before[k] for k in before}
+                    cpu["others"] = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
+                    run = {"workers": n, "round": rnd, "rps": r["rps"], "requests": r["requests"],
+                           "errors": r["errors"], "latency_us": r["latency_us"], "cpu_s": cpu,
+                           "wall_s": r["duration_us"] / 1e6, "load_before": load0, "load_after": loadavg(),
+                           "cpu_us_per_req": 1e6 * cpu["proxy"] / max(1, r["requests"])}
+                    log(f"  --workers {n}: {r['rps']:.0f} req/s, CPU s: "
+                        + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f", load {run['load_after']}")
+                    out["runs"].append(run)
+        finally:
+            procs.__exit__(None, None, None)
+            redis_cleanup(prefix)
+    return out
+
+
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once waited for
+    return ru.ru_utime + ru.ru_stime
+
+
+# -- 5. quota at real answer times: 3 keys x 10 requests / 10 s, clients offering twice that -------
+
+QUOTA = {"keys": 3, "per_key": 10, "period": 10.0, "first_byte": 0.2, "stream_seconds": 2.0,
+         "answer_seconds": 2.0}
+
+
+def steady_rate(times: list[float], start: float, end: float, per_window: int) -> tuple[float, int, float, float]:
+    """Events per second in the steady part: from the first event at or after `start`, over a whole
+    number m of windows' worth of events (m * per_window) ending by `end`. Timed between two events
+    m * per_window apart, it does not depend on where the windows' bursts fall against the ends of a
+    fixed interval (which would swing a count by up to one window's worth); and as any window admits
+    at most per_window, it can reach but not pass the capacity. Returns (rate, events, from, to)."""
+    ts = sorted(times)
+    i = next((k for k, t in enumerate(ts) if t >= start), len(ts))
+    n = sum(1 for t in ts[i:] if t <= end)
+    m = (n - 1) // per_window if n else 0
+    if m < 1:
+        return float("nan"), 0, start, end
+    j = i + m * per_window
+    return m * per_window / (ts[j] - ts[i]), m * per_window, ts[i], ts[j]
+
+
+def quota_summary(load: dict[str, Any], up: dict[str, Any], capacity: float, first_byte: float,
+                  period: float) -> dict[str, Any]:
+    """Steady state: after the provider's first window. Share = delivered answers per second there
+    (timed by their first bytes, `first_byte` after the provider counted them; see `steady_rate`) /
+    the keys' capacity. The upstream's own count of arrivals gives the same measure at its side."""
+    seconds, res = load["seconds"], load["results"]
+    per_window = round(capacity * period)
+    ok = [r for r in res if r[2] == 200]
+    rate, n, t0, t1 = steady_rate([r[4] for r in ok], period + first_byte, seconds + first_byte, per_window)
+    arrivals = up.get("arrivals") or [0.0]  # seconds since the upstream's reset, at its side
+    up_rate = steady_rate(arrivals, arrivals[0] + period, arrivals[0] + seconds, per_window)[0]
+    refused = [r for r in res if r[2] == 429]
+    errors = [r for r in res if r[2] not in (200, 429)]
+    per_sec = [0] * (int(seconds) + 3)
+    for r in ok:
+        if 0 <= r[4] < len(per_sec):
+            per_sec[int(r[4])] += 1
+    return {
+        "offered": load["sent"], "offered_rps": load["rate"], "seconds": seconds,
+        "steady_from_s": t0, "steady_to_s": t1, "steady_answers": n,
+        "delivered_steady_rps": rate, "capacity_rps": capacity, "share": rate / capacity,
+        "upstream_share": up_rate / capacity, "delivered_total": len(ok),
+        "refused_429": len(refused), "refused_with_retry_after": sum(1 for r in refused if r[3]),
+        "errors": len(errors), "error_statuses": sorted({r[2] for r in errors}),
+        "incomplete_streams": sum(1 for r in errors if r[2] == -3),
+        "upstream_ok": up.get("ok"), "upstream_429": up.get("rate_limited"),
+        "first_bytes_per_second": per_sec,
+        "answer_p50_ms": 1000 * statistics.median([r[1] - r[0] for r in ok] or [0]),
+        "first_byte_p50_ms": 1000 * statistics.median([r[4] - r[0] for r in ok] or [0]),
+    }
+
+
+def _quota_upstream(procs: Procs, ns: Netns, stream: bool, headers: bool) -> str:
+    q = QUOTA
+    timing = ({"first_byte": q["first_byte"], "stream_seconds": q["stream_seconds"]} if stream
+              else {"first_byte": q["answer_seconds"], "answer_seconds": q["answer_seconds"]})
+    return start_upstream(procs, ns=ns, limit=f"{q['per_key']}/{q['period']:g}", timing=timing,
+                          headers=headers, name="upstream-quota")
+
+
+def _quota_load(ns: Netns, up: str, url: str, auth: str, stream: bool, seconds: float) -> dict[str, Any]:
+    q = QUOTA
+    capacity = q["keys"] * q["per_key"] / q["period"]
+    upstream_stats(ns, up, reset=True)
+    load = run_loadgen(ns, url, auth, 2 * capacity, seconds, stream=stream)
+    fb = q["first_byte"] if stream else q["answer_seconds"]
+    res = quota_summary(load, upstream_stats(ns, up), capacity, fb, q["period"])
+    log("   ", {k: v for k, v in res.items() if k != "first_bytes_per_second"})
+    return res
+
+
+def bench_quota(quick: bool) -> dict[str, Any]:
+    q = QUOTA
+    capacity = q["keys"] * q["per_key"] / q["period"]
+    secs = {"A": 30.0 if quick else 120.0, "B": 30.0 if quick else 60.0}
+    out: dict[str, Any] = {**q, "capacity_rps": capacity, "offered_rps": 2 * capacity, "seconds": secs, "runs": []}
+    with workdir("quota") as d, Procs(d) as procs, Netns() as ns:
+        for scen, stream in (("A", True), ("B", False)):
+            for headers in (True, False):
+                up = _quota_upstream(procs, ns, stream, headers)
+                cfg = proxy_config(up)
+                cfg["upstreams"] = upstream_configs(up, limits=[f"{q['per_key']} per {q['period']:g} seconds"])
+                url, auth = start_service(procs, cfg, ns=ns, name=f"svc-{scen}-{headers}")
+                log(f"quota {scen}: rsql-proxy, {'streams' if stream else 'JSON'}, headers {'on' if headers else 'off'}, "
+                    f"offering {2 * capacity:g} req/s for {secs[scen]:g} s")
+                res = _quota_load(ns, up, url, auth, stream, secs[scen])
+                out["runs"].append({"scenario": scen, "proxy": "rsql-proxy", "stream": stream, "headers": headers, **res})
+                procs.__exit__(None, None, None)  # this run's proxy and upstream
+        for scen, stream in (("A", True), ("B", False)):  # a fresh LiteLLM each: its per-minute counts
+            try:
+                up = _quota_upstream(procs, ns, stream, True)
+                rpm = int(q["per_key"] * 60 / q["period"])  # per minute: its nearest to 10 per 10 s
+                log(f"quota {scen}: starting LiteLLM (rpm {rpm} per deployment)")
+                url, auth = start_litellm(procs, up, ns, rpm=rpm, name=f"litellm-{scen}")
+                wrk(url, conns=1, seconds=1, auth=auth, ns=ns)  # its first calls are slow
+                log(f"quota {scen}: LiteLLM, headers on, offering {2 * capacity:g} req/s for {secs[scen]:g} s")
+                res = _quota_load(ns, up, url, auth, stream, secs[scen])
+                out["runs"].append({"scenario": scen, "proxy": "LiteLLM", "stream": stream, "headers": True, **res})
+            except (RuntimeError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
+                out["LiteLLM_error"] = str(exc)[:500]
+            procs.__exit__(None, None, None)
+    return out
+
+
+# -- 6. per-request costs -----------------------------------------------------------------------
 
 async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
     from jupyter_server_ext.engine.limiter import Limiter, LimitSettings, UserPolicy
@@ -354,6 +461,56 @@ def bench_costs(quick: bool) -> dict[str, Any]:
     return out
 
 
+# -- summaries (run_all.py renders them) ------------------------------------------------------------
+
+def _med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def state_summary(st: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Per connection count: medians over the rounds for memory and Redis (overhead against the
+    direct run of the same round), and the Redis / memory ratios."""
+    rounds: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+    for r in st.get("runs", []):
+        rounds.setdefault((r["conns"], r["round"]), {})[r["target"]] = r
+    acc: dict[int, dict[str, dict[str, list[float]]]] = {}
+    for (conns, _), t in sorted(rounds.items()):
+        d = t.get("direct")
+        for name in ("memory", "Redis"):
+            r = t.get(name)
+            if not (r and d):
+                continue
+            x = acc.setdefault(conns, {}).setdefault(name, {"p50": [], "over": [], "rps": [], "cpu": [], "rcpu": []})
+            x["p50"].append(r["latency_us"]["p50"])
+            x["over"].append(r["latency_us"]["p50"] - d["latency_us"]["p50"])
+            x["rps"].append(r["rps"])
+            x["cpu"].append(r.get("cpu_us_per_req", float("nan")))
+            if "redis_cpu_us_per_req" in r:
+                x["rcpu"].append(r["redis_cpu_us_per_req"])
+    out: dict[int, dict[str, Any]] = {}
+    for conns, by in acc.items():
+        out[conns] = {name: {k: _med(v) for k, v in x.items()} for name, x in by.items()}
+        m, r = out[conns].get("memory"), out[conns].get("Redis")
+        if m and r:
+            out[conns]["cpu_ratio"] = r["cpu"] / m["cpu"]
+            out[conns]["over_ratio"] = r["over"] / m["over"] if m["over"] > 0 else float("nan")
+    return out
+
+
+def workers_summary(w: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for n in (1, 2):
+        runs = [r for r in w.get("runs", []) if r["workers"] == n]
+        if runs:
+            cpu = {k: _med([r["cpu_s"][k] for r in runs]) for k in runs[0]["cpu_s"]}
+            out[n] = {"rps": _med([r["rps"] for r in runs]), "p50": _med([r["latency_us"]["p50"] for r in runs]),
+                      "cpu": cpu, "wall": _med([r["wall_s"] for r in runs]), "rounds": len(runs),
+                      "errors": sum(sum(r["errors"].values()) for r in runs),
+                      "load": ", ".join(f"{r['load_before'].split()[0]}→{r['load_after'].split()[0]}" for r in runs)}
+    return out
+
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
@@ -367,7 +524,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if os.geteuid() != 0 and any(s in wanted for s in ("litellm", "quota")):
         log("litellm and quota need root for a network namespace (ip netns); skipping them")
         wanted = [s for s in wanted if s not in ("litellm", "quota")]
-    fns = {"overhead": bench_overhead, "litellm": bench_litellm, "quota": bench_quota, "costs": bench_costs}
+    fns = {"overhead": bench_overhead, "state": bench_state, "workers": bench_workers, "litellm": bench_litellm,
+           "quota": bench_quota, "costs": bench_costs}
     results: dict[str, Any] = {"quick": args.quick}
     for s in wanted:
         t = time.monotonic()

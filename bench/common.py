@@ -151,9 +151,14 @@ def wait_http(url: str, proc: subprocess.Popen, procs: Procs, name: str, *, ns: 
 
 
 def start_upstream(procs: Procs, *, latency: float = 0.05, limit: str = "", ns: Netns | None = None,
-                   name: str = "upstream") -> str:
-    port = free_port()
-    argv = [*in_ns(ns), PY, str(BENCH / "upstream.py"), "--port", str(port), "--latency", str(latency)]
+                   name: str = "upstream", port: int = 0, timing: dict[str, float] | None = None,
+                   headers: bool = False) -> str:
+    """bench/upstream.py; `timing`: first_byte, stream_seconds, answer_seconds (its flags)."""
+    port = port or free_port()
+    argv = [*in_ns(ns), PY, str(BENCH / "upstream.py"), "--port", str(port), "--latency", str(latency),
+            "--ratelimit-headers", "on" if headers else "off"]
+    for k, v in (timing or {}).items():
+        argv += ["--" + k.replace("_", "-"), str(v)]
     if limit:
         argv += ["--limit", limit]
     proc = procs.start(name, argv)
@@ -179,7 +184,7 @@ def write_proxy_config(path: Path, proxy: dict[str, Any], extra_lines: Sequence[
 
 def start_service(procs: Procs, proxy: dict[str, Any], *, ns: Netns | None = None,
                   name: str = "rsql-proxy", env: dict[str, str] | None = None,
-                  wrap: Sequence[str] = ()) -> tuple[str, str]:
+                  wrap: Sequence[str] = (), args: Sequence[str] = ()) -> tuple[str, str]:
     """`rsql-proxy` with a static bearer token; returns (chat URL, Authorization value)."""
     work = procs.workdir / name
     work.mkdir(parents=True, exist_ok=True)
@@ -188,7 +193,7 @@ def start_service(procs: Procs, proxy: dict[str, Any], *, ns: Netns | None = Non
         [f"c.RSQLProxyService.static_users = {{{STATIC_TOKEN!r}: {{'name': 'bench'}}}}"],
     )
     port = free_port()
-    argv = [*in_ns(ns), *wrap, PY, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port)]
+    argv = [*in_ns(ns), *wrap, PY, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port), *args]
     proc = procs.start(name, argv, cwd=work, env={"PYTHONPATH": str(REPO), **(env or {})})
     base = f"http://127.0.0.1:{port}/"
     auth = f"Bearer {STATIC_TOKEN}"
@@ -295,6 +300,100 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a live process and all its live descendants (a supervisor and its workers)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu_seconds(p)
+        todo += children.get(p, [])
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far, all cores (from /proc/stat)."""
+    with contextlib.suppress(OSError):
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    return 0.0
+
+
+def redis_server_pid(port: int = 6379) -> int | None:
+    """The pid of the redis-server serving `port` on this machine (to read its CPU time), if any."""
+    for d in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if d.name.isdigit() and (d / "comm").read_text().strip() == "redis-server" \
+                    and f":{port}" in (d / "cmdline").read_text():
+                return int(d.name)
+    return None
+
+
+def run_loadgen(ns: Netns | None, url: str, auth: str, rate: float, seconds: float, *,
+                stream: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+    """bench/loadgen.py open-loop, in its own process; its parsed JSON."""
+    argv = [*in_ns(ns), PY, str(BENCH / "loadgen.py"), "open", "--url", url, "--auth", auth,
+            "--rate", str(rate), "--seconds", str(seconds), "--timeout", str(timeout)]
+    if stream:
+        argv.append("--stream")
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout + 90)
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("LOADJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"loadgen failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return json.loads(line[9:])
+
+
+def upstream_stats(ns: Netns | None, base: str, reset: bool = False) -> dict[str, Any]:
+    """The upstream's /stats (or /reset: zero the counts, empty the windows)."""
+    path = "/reset" if reset else "/stats"
+    res = subprocess.run([*in_ns(ns), "curl", "-s", "-m", "5", "-X", "POST" if reset else "GET",
+                          base.rsplit("/v1", 1)[0] + path], capture_output=True, text=True)
+    return json.loads(res.stdout or "{}")
+
+
+REDIS_URL = os.environ.get("RSQL_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+
+
+def redis_prefix(tag: str) -> str:
+    """A key prefix of this run's own on the machine's Redis (deleted by `redis_cleanup`)."""
+    return f"rsqlbench-{os.getpid()}-{tag}:"
+
+
+def redis_cleanup(prefix: str) -> int:
+    """Delete every key this run wrote under its own prefix."""
+    try:
+        import redis
+    except ImportError:
+        return 0
+    r = redis.Redis.from_url(REDIS_URL)
+    n = 0
+    try:
+        for key in r.scan_iter(match=prefix + "*", count=500):
+            n += r.delete(key)
+    except redis.RedisError:
+        pass
+    finally:
+        r.close()
+    return n
+
+
+def redis_up() -> bool:
+    try:
+        import redis
+
+        r = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+        ok = bool(r.ping())
+        r.close()
+        return ok
+    except Exception:
+        return False
 
 
 def server_pid(proc: subprocess.Popen) -> int:

@@ -1,7 +1,11 @@
 """Client-side load for the benchmarks that wrk cannot do; always its own process.
 
     open:  open-loop arrivals at a fixed rate for a fixed time (the quota test); one JSON line
-           with every request's (start, end, status, retry-after?) out.
+           with every request's [start, end, status, retry-after, first byte] out (seconds from
+           the test's start; first byte: the head of a JSON answer, the first event of a stream).
+           With --stream the requests ask for SSE streams, each read to `data: [DONE]`: a stream
+           counts as delivered (status 200) only when complete; one that ends without [DONE] or
+           carries an error event is status -3.
     ttfb:  sequential streaming requests, time to the first SSE event and to the end.
 
 Bounded: `open` stops sending at --seconds and waits at most --timeout for the rest; `ttfb`
@@ -26,23 +30,46 @@ def body(stream: bool, temperature: float) -> bytes:
     }).encode()
 
 
+INCOMPLETE = -3  # a stream that ended without [DONE] or carried an error event
+
+
+async def read_stream(resp: aiohttp.ClientResponse) -> bool:
+    """Read an SSE answer to its end; True when it ended with `data: [DONE]` and no error event."""
+    done, ok = False, True
+    async for line in resp.content:
+        if line.startswith(b"data: [DONE]"):
+            done = True
+        elif line.startswith(b"data: ") and b'"error"' in line[:40]:
+            ok = False
+    return done and ok
+
+
 async def open_loop(args: argparse.Namespace) -> dict:
     headers = {"Authorization": args.auth, "Content-Type": "application/json"}
-    data = body(False, 0.7)
-    results: list[tuple[float, float, int, str]] = []
+    data = body(args.stream, 0.7)
+    results: list[tuple[float, float, int, str, float]] = []
     tmo = aiohttp.ClientTimeout(total=args.timeout)
 
     async def one(sess: aiohttp.ClientSession, t_start: float) -> None:
         t = time.monotonic()
+        first = -1.0
         try:
             async with sess.post(args.url, data=data, headers=headers, timeout=tmo) as resp:
-                await resp.read()
-                results.append((t - t_start, time.monotonic() - t_start, resp.status,
-                                resp.headers.get("Retry-After", "")))
+                status = resp.status
+                if args.stream and status == 200:
+                    await resp.content.readuntil(b"\n\n")  # the first event
+                    first = time.monotonic() - t_start
+                    if not await read_stream(resp):
+                        status = INCOMPLETE
+                else:
+                    first = time.monotonic() - t_start
+                    await resp.read()
+                results.append((t - t_start, time.monotonic() - t_start, status,
+                                resp.headers.get("Retry-After", ""), first))
         except asyncio.TimeoutError:
-            results.append((t - t_start, time.monotonic() - t_start, -1, ""))
+            results.append((t - t_start, time.monotonic() - t_start, -1, "", first))
         except aiohttp.ClientError:
-            results.append((t - t_start, time.monotonic() - t_start, -2, ""))
+            results.append((t - t_start, time.monotonic() - t_start, -2, "", first))
 
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as sess:
@@ -56,7 +83,7 @@ async def open_loop(args: argparse.Namespace) -> dict:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.ensure_future(one(sess, t0)))
         await asyncio.wait(tasks, timeout=args.timeout + 5)
-    return {"rate": args.rate, "seconds": args.seconds, "sent": n, "results": results}
+    return {"rate": args.rate, "seconds": args.seconds, "sent": n, "stream": args.stream, "results": results}
 
 
 async def ttfb(args: argparse.Namespace) -> dict:
@@ -92,6 +119,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--stream", action="store_true", help="open: ask for streams, read each to [DONE]")
     args = ap.parse_args()
     out = asyncio.run(open_loop(args) if args.mode == "open" else ttfb(args))
     sys.stdout.write("LOADJSON " + json.dumps(out) + "\n")

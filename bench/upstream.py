@@ -1,11 +1,28 @@
 """A fast loopback OpenAI-compatible upstream for the benchmarks, run in its own process.
 
 Raw asyncio (no framework) so it costs little CPU next to the proxy under test: it answers
-POST .../chat/completions after a fixed latency (default 50 ms), JSON or SSE, and can enforce a
-moving-window request limit per API key like a provider, answering 429 with Retry-After and
-x-ratelimit-* headers. GET /stats gives counts (answered, 429s, per key); POST /reset zeroes them.
+POST .../chat/completions, JSON or SSE, and can enforce a moving-window request limit per API key
+like a provider. GET /stats gives counts (answered, 429s, per key); POST /reset zeroes them and
+empties the windows.
+
+Timing, like a real provider's answer:
+  --first-byte S      seconds from the request's arrival to the response's first byte: the HTTP
+                      head and, for a stream, its first SSE event (default: --latency, 50 ms)
+  --stream-seconds S  a stream's total time: the remaining events are spread evenly up to S
+                      (default: all right after the first)
+  --answer-seconds S  a JSON (non-streamed) answer's time: head and whole body after S
+                      (default: --first-byte)
+
+Limits, like OpenAI: a request counts in its key's moving window when it ARRIVES. Beyond the
+limit: 429 with Retry-After (whole seconds until the oldest counted request leaves). With
+--ratelimit-headers on, every answer's head (computed when the head is sent, as a provider does
+when it answers) and every 429 carry x-ratelimit-limit-requests, x-ratelimit-remaining-requests
+(the limit minus the requests now in the window) and x-ratelimit-reset-requests (time until the
+window is back to its initial state: newest counted arrival + period - now, as "1.234s").
 
     python bench/upstream.py --port 18000 --latency 0.05 [--limit 10/2]
+    python bench/upstream.py --port 18000 --first-byte 0.2 --stream-seconds 2 --limit 10/10 \
+        --ratelimit-headers on
 """
 
 from __future__ import annotations
@@ -29,11 +46,18 @@ class Stats:
         self.limited = 0
         self.per_key: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
         self.started = time.time()
+        self.t0 = time.monotonic()
+        self.arrivals: list[float] = []  # counted arrivals, seconds since the reset (bounded below)
+
+    def counted(self, now: float) -> None:
+        self.ok += 1
+        if len(self.arrivals) < 100_000:
+            self.arrivals.append(round(now - self.t0, 4))
 
     def as_json(self) -> bytes:
         return json.dumps(
             {"ok": self.ok, "rate_limited": self.limited, "per_key": dict(self.per_key),
-             "since": self.started}
+             "since": self.started, "arrivals": self.arrivals}
         ).encode()
 
 
@@ -44,15 +68,27 @@ class Window:
         self.limit, self.period = limit, period
         self.hits: dict[str, collections.deque] = collections.defaultdict(collections.deque)
 
-    def admit(self, key: str, now: float) -> float:
-        """0 when admitted (and counted), else seconds until a slot frees."""
+    def _current(self, key: str, now: float) -> collections.deque:
         q = self.hits[key]
         while q and q[0] <= now - self.period:
             q.popleft()
+        return q
+
+    def admit(self, key: str, now: float) -> float:
+        """0 when admitted (and counted), else seconds until a slot frees."""
+        q = self._current(key, now)
         if len(q) >= self.limit:
             return q[0] + self.period - now
         q.append(now)
         return 0.0
+
+    def headers(self, key: str, now: float) -> str:
+        """OpenAI's x-ratelimit-*-requests headers for `key` as of `now`."""
+        q = self._current(key, now)
+        reset = q[-1] + self.period - now if q else 0.0
+        return (f"x-ratelimit-limit-requests: {self.limit}\r\n"
+                f"x-ratelimit-remaining-requests: {max(0, self.limit - len(q))}\r\n"
+                f"x-ratelimit-reset-requests: {max(0.0, reset):.3f}s\r\n")
 
 
 def completion(model: str, stream: bool) -> tuple[bytes, list[bytes]]:
@@ -153,9 +189,9 @@ class Upstream(asyncio.Protocol):
             if wait > 0:
                 app.stats.limited += 1
                 app.stats.per_key[key[-6:]][1] += 1
-                retry = max(1, math.ceil(wait))
-                extra = (f"Retry-After: {retry}\r\nx-ratelimit-limit-requests: {app.window.limit}\r\n"
-                         f"x-ratelimit-remaining-requests: 0\r\nx-ratelimit-reset-requests: {wait:.3f}s\r\n")
+                extra = f"Retry-After: {max(1, math.ceil(wait))}\r\n"
+                if app.headers:
+                    extra += app.window.headers(key, time.monotonic())
                 body = json.dumps({"error": {"message": "Rate limit reached for requests", "type": "requests",
                                              "code": "rate_limit_exceeded"}}).encode()
                 self._send(429, body, extra=extra)
@@ -167,33 +203,56 @@ class Upstream(asyncio.Protocol):
         except (ValueError, AttributeError):
             self._send(400, b'{"error": {"message": "bad json"}}')
             return
-        app.stats.ok += 1
+        app.stats.counted(time.monotonic())
         app.stats.per_key[key[-6:]][0] += 1
         payload, events = completion(model, stream)
         loop = asyncio.get_running_loop()
         if not stream:
-            loop.call_later(app.latency, self._send, 200, payload)
+            loop.call_later(app.answer_seconds, self._answer, key, payload)
             return
-        loop.call_later(app.latency, self._stream, events)
+        loop.call_later(app.first_byte, self._stream_head, key, events)
 
-    def _stream(self, events: list[bytes]) -> None:
+    def _limit_headers(self, key: str) -> str:
+        app = self.app
+        return app.window.headers(key, time.monotonic()) if app.headers and app.window is not None else ""
+
+    def _answer(self, key: str, payload: bytes) -> None:
+        self._send(200, payload, extra=self._limit_headers(key))
+
+    def _stream_head(self, key: str, events: list[bytes]) -> None:
         if self.transport is None:
             return
-        out = [b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"]
-        for ev in events:
-            out.append(b"%x\r\n%s\r\n" % (len(ev), ev))
-        out.append(b"0\r\n\r\n")
-        # the first event goes out at the latency mark; the rest follow as one more write
-        self.transport.write(out[0] + out[1])
-        self.transport.write(b"".join(out[2:]))
-        self.busy = False
-        if self.buf:
-            self._parse()
+        head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+                + self._limit_headers(key) + "\r\n").encode()
+        chunks = [b"%x\r\n%s\r\n" % (len(ev), ev) for ev in events]
+        chunks[-1] += b"0\r\n\r\n"
+        self.transport.write(head + chunks[0])  # the head and the first event at the first-byte mark
+        rest = chunks[1:]
+        spread = max(0.0, self.app.stream_seconds - self.app.first_byte)
+        if spread <= 0:
+            self._stream_rest(b"".join(rest), True)
+            return
+        loop = asyncio.get_running_loop()
+        for i, c in enumerate(rest, 1):  # evenly up to the stream's end
+            loop.call_later(spread * i / len(rest), self._stream_rest, c, i == len(rest))
+
+    def _stream_rest(self, data: bytes, last: bool) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(data)
+        if last:
+            self.busy = False
+            if self.buf:
+                self._parse()
 
 
 class App:
-    def __init__(self, latency: float, limit: str | None) -> None:
-        self.latency = latency
+    def __init__(self, latency: float, limit: str | None, *, first_byte: float | None = None,
+                 stream_seconds: float = 0.0, answer_seconds: float | None = None, headers: bool = False) -> None:
+        self.first_byte = latency if first_byte is None else first_byte
+        self.answer_seconds = self.first_byte if answer_seconds is None else answer_seconds
+        self.stream_seconds = stream_seconds
+        self.headers = headers
         self.stats = Stats()
         self.window = None
         if limit:
@@ -205,13 +264,19 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--latency", type=float, default=0.05, help="the first byte's time unless --first-byte")
+    ap.add_argument("--first-byte", type=float, default=None, help="seconds to the head and first SSE event")
+    ap.add_argument("--stream-seconds", type=float, default=0.0, help="a stream's total time")
+    ap.add_argument("--answer-seconds", type=float, default=None, help="a JSON answer's total time")
+    ap.add_argument("--ratelimit-headers", choices=("on", "off"), default="off")
     ap.add_argument("--limit", default="", help="N/SECONDS per API key, e.g. 10/2 (moving window)")
     args = ap.parse_args()
-    app = App(args.latency, args.limit or None)
+    app = App(args.latency, args.limit or None, first_byte=args.first_byte, stream_seconds=args.stream_seconds,
+              answer_seconds=args.answer_seconds, headers=args.ratelimit_headers == "on")
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Upstream(app), args.host, args.port, backlog=2048)
-    print(f"upstream on http://{args.host}:{args.port}/v1 latency={args.latency}s limit={args.limit or 'none'}", flush=True)
+    print(f"upstream on http://{args.host}:{args.port}/v1 first byte {app.first_byte}s, stream {app.stream_seconds}s, "
+          f"JSON {app.answer_seconds}s, limit {args.limit or 'none'}, headers {args.ratelimit_headers}", flush=True)
     async with server:
         await server.serve_forever()
 
