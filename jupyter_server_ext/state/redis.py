@@ -26,7 +26,11 @@ from .scripts import ADMIT_MANY, READ
 
 log = logging.getLogger("rsql.state")
 
-ADMISSIONS_PER_BATCH = 4
+# a batch's admissions all wait for its one script to finish, and then go upstream in one loop
+# turn: past a few, that convoy costs more latency than the calls it saves (p50 overhead at 50
+# connections, measured: 10.4 ms with up to 256 a batch held while one is at Redis; 5.1 ms with 4
+# and 4.2 ms with 8 sent on the next turn, pipelined; bench/results/notes.md)
+ADMISSIONS_PER_BATCH = 8
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 
 
@@ -65,11 +69,8 @@ class RedisState:
         self._read = script_caller(self.redis, READ, self.wire)
         # this process's admissions, and its writes (request ends; the shared pool's too), batched
         self.batch = Batcher(self.redis, conn=self.wire)
-        # a batch's admissions all wait for its one script to finish, and then go upstream in one
-        # loop turn: past a few, that convoy costs more latency than the round trips it saves
-        # (p50 overhead at 50 connections: 10.4 ms with 256 a batch, 6.1 ms with 4; docs/benchmarks.md)
         self.admissions = Batcher(self.redis, ADMIT_MANY, results=True, conn=self.wire, writes_first=self.batch,
-                                  max_ops=ADMISSIONS_PER_BATCH)
+                                  max_ops=ADMISSIONS_PER_BATCH, eager=True)
         self.down_since: float | None = None
 
     def _k(self, key: str) -> str:

@@ -4,8 +4,10 @@ Why: each script call costs the proxy process CPU (packing, a system call each w
 about 60 µs on script_conn's pipelined connection, 135-250 µs through redis-py), so the calls
 queued during one turn of the event loop go as one script call: admissions (each with its key
 pick) in one, the writes at requests' first bytes and ends (stamp a key's window, free its slot,
-release leases, settle budgets) in another. While a batcher's batch is at Redis, what queues
-goes when its answer comes back: one call when Redis is idle, larger batches as load grows.
+release leases, settle budgets) in another. Writes wait for the batch at Redis to answer before
+the next goes (one call when Redis is idle, larger batches as load grows); admissions, which
+an answer waits on, go on the next loop turn, pipelined behind any batch still at Redis, at
+most a few a batch (``ADMISSIONS_PER_BATCH`` in state/redis.py says why).
 
 On one ordered connection (``ordered``) Redis applies calls in the order they were written, and
 a batch is written as it is flushed; admissions flush the queued writes first. So a request's
@@ -30,13 +32,17 @@ class Batcher:
     with its length and its items, in order, and each caller gets its own items."""
 
     def __init__(self, redis: Any, script: str = APPLY, *, results: bool = False, max_ops: int = 256,
-                 conn: PipelinedConnection | None = None, writes_first: Batcher | None = None) -> None:
+                 conn: PipelinedConnection | None = None, writes_first: Batcher | None = None,
+                 eager: bool = False) -> None:
         self._apply = script_caller(redis, script, conn)
         # on one ordered connection a call is applied after every call sent before it, so a
         # caller of `writes_first`'s may go on without waiting: what it queued goes out before
         # this batcher's next batch (and before any read that flushes it first)
         self.ordered = conn is not None
         self.writes_first = writes_first
+        # eager: send on the next loop turn even while a batch is at Redis (pipelined); else
+        # hold what queues until the batch at Redis answers (larger batches, less CPU)
+        self.eager = eager
         self.results = results
         self.max_ops = max_ops
         self._args: list[Any] = []
@@ -57,7 +63,12 @@ class Batcher:
         self._waiters.append(fut)
         if len(self._waiters) >= self.max_ops:
             self.flush()
-        elif not self._scheduled and not self._pending:
+        elif self._scheduled:
+            pass
+        elif self.eager:  # admissions: the answer waits on them, so they go on the next turn
+            self._scheduled = True
+            loop.call_soon(self.flush)
+        elif not self._pending:
             self._scheduled = True
             # two loop turns: writes from tasks woken in this turn (a request's ends, made
             # together with asyncio.gather) join the same batch
