@@ -9,7 +9,8 @@ answers a connection's commands in order), and matches replies to callers first 
 hiredis parses them. Everything else (reads, the admin views, PING) stays on redis-py.
 
 Errors are redis-py's own classes, so callers tell an outage from a script error as before: a
-lost connection fails every call in flight with ``ConnectionError`` (the next call reconnects);
+lost connection fails every call in flight with ``ConnectionError`` (the next call reconnects),
+and so does a Redis still loading its data (``BusyLoadingError``) or unable to take writes;
 a reply later than ``socket_timeout`` closes the connection and fails them with
 ``TimeoutError``; a script error is a ``ResponseError``. Redis forgets its scripts when it
 restarts: a ``NOSCRIPT`` reply loads the script again and the call is sent once more.
@@ -27,8 +28,8 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import Connection
+from redis.exceptions import BusyLoadingError, DataError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
@@ -213,11 +214,23 @@ class ScriptConnection:
             # a restarted (or flushed) Redis: load the script and try once more
             loaded = await self.conn.send(_pack(("SCRIPT", "LOAD", self.script)))
             if isinstance(loaded, ResponseError):
-                raise loaded
+                raise _error_of(loaded)
             reply = await self.conn.send(command)
         if isinstance(reply, ResponseError):
-            raise reply
+            raise _error_of(reply)
         return reply
+
+
+def _error_of(reply: ResponseError) -> Exception:
+    """redis-py's class for an error reply where it tells an outage from a mistake: a Redis that
+    is still loading its data after a restart, or a replica that cannot take writes, is down
+    for now (the state backend answers 503 and retries), not a bug."""
+    text = str(reply)
+    if text.startswith("LOADING"):
+        return BusyLoadingError(text)
+    if text.startswith(("READONLY", "MASTERDOWN")):
+        return RedisConnectionError(f"Redis cannot take writes now: {text}")
+    return reply
 
 
 def _chain(source: asyncio.Future, target: asyncio.Future) -> None:

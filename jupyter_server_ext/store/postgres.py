@@ -75,7 +75,9 @@ class PostgresStore:
 
     async def open(self) -> None:
         if self._pool is None:
-            pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, timeout=10)
+            # no floor of idle connections: asyncpg would log a traceback each second it cannot
+            # restore one while the database is down (the usage log says it once)
+            pool = await asyncpg.create_pool(self.url, min_size=0, max_size=4, timeout=10)
             try:
                 async with pool.acquire() as conn:
                     # replicas start together: serialize the CREATE TABLE IF NOT EXISTS

@@ -4,55 +4,18 @@ own, which it restarts, pauses and protects with a password."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, require
-from tests.helpers.services import redis_answers
+from tests.helpers import require
+from tests.helpers.own_servers import OwnRedis
 
 pytestmark = pytest.mark.slow
 
 ECHO = "return {ARGV[1], #KEYS, redis.call('INCR', KEYS[1])}"
-
-
-class OwnRedis:
-    """A redis-server on a loopback port of its own that the test may stop and start again."""
-
-    def __init__(self, folder: Path, *extra: str) -> None:
-        self.folder, self.extra = folder, extra
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.folder), *self.extra],
-            stdout=(self.folder / "log").open("ab"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while not self.answers():
-            assert self.proc.poll() is None and time.monotonic() < deadline, (self.folder / "log").read_text()
-            time.sleep(0.05)
-
-    def answers(self) -> bool:
-        if "--requirepass" in self.extra:
-            try:
-                import redis
-
-                return bool(redis.Redis(port=self.port, password=self.extra[1], socket_timeout=1).ping())
-            except Exception:
-                return False
-        return redis_answers(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -61,7 +24,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     r = OwnRedis(tmp_path)
     r.start()
     yield r
-    r.stop()
+    r.stop(9)
 
 
 def client(url: str):
@@ -120,7 +83,7 @@ async def test_a_restarted_redis_fails_calls_in_flight_then_works_again(own_redi
     r = client(f"redis://127.0.0.1:{own_redis.port}/0")
     call, conn = script_on(r, ECHO)
     assert (await call(keys=["k"], args=["before"]))[2] == 1
-    own_redis.stop()
+    own_redis.stop(9)
     with pytest.raises(RedisConnectionError):  # down: refused at once, not hung
         await asyncio.wait_for(call(keys=["k"], args=["down"]), 5)
     own_redis.start()  # a new server: the script is not loaded there (NOSCRIPT), and the data is gone
@@ -170,4 +133,29 @@ async def test_a_password_and_database_from_the_url_are_used(tmp_path: Path) -> 
         conn.close()
         await wrong.aclose()
     finally:
-        own.stop()
+        own.stop(9)
+
+
+async def test_a_redis_still_loading_its_data_reads_as_down_not_as_a_bug() -> None:
+    """Right after a restart Redis answers every command with LOADING until its data is read
+    back (seen in the soak): that is an outage (the state backend answers 503), not an error."""
+    from redis.exceptions import BusyLoadingError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from jupyter_server_ext.state.script_conn import PipelinedConnection, ScriptConnection
+
+    async def loading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):  # a server that has not finished loading
+            writer.write(b"-LOADING Redis is loading the dataset in memory\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(loading, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = PipelinedConnection(host="127.0.0.1", port=port)
+    try:
+        with pytest.raises(BusyLoadingError) as err:
+            await ScriptConnection(ECHO, conn)(keys=["k"], args=["x"])
+        assert isinstance(err.value, RedisConnectionError)
+    finally:
+        conn.close()
+        server.close()
