@@ -270,8 +270,9 @@ def holds_back(res: dict[str, Any], nproc: str) -> list[str]:
         if s["over_ratio"] > 1.5 or s["over_ratio"] != s["over_ratio"]:
             out.append(f"- Redis p50 overhead ratio at {conns} conns: {s['over_ratio']:.2f}x: Redis adds "
                        f"{(r['over'] - m['over']) / 1000:.2f} ms to the p50 ({r['over'] / 1000:.2f} against "
-                       f"{m['over'] / 1000:.2f} ms over the direct call), the time a request waits on its Redis calls "
-                       "(admission with the key pick; the batched writes at its first byte and end)"
+                       f"{m['over'] / 1000:.2f} ms over the direct call): the admission's round trip (with the key "
+                       "pick), which the answer waits for, and the wake-ups of the proxy and of Redis on 2 shared "
+                       "cores; the writes at its first byte and end are not waited for (bench/results/notes.md)"
                        + (f"; one admission alone takes {adm['redis']['admit_p50_us']:.0f} µs p50 in process, unloaded "
                           "(Per-request costs)" if "redis" in adm else "") + ".")
     ws = bench_proxy.workers_summary(res.get("workers", {}))

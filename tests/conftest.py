@@ -359,3 +359,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The tests' Redis database (9); pair it with `redis_prefix`."""
+    require("redis")
+    return redis_server + "/9"
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"rsqltest-{secrets.token_hex(4)}:"
+    yield prefix
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    for key in r.scan_iter(match=prefix + "*", count=1000):
+        r.delete(key)
+    r.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import require, upstreams_for
+from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
 from tests.helpers.servers import start_service
 
@@ -223,12 +223,6 @@ def test_bad_webhook_config_stops_startup(service_factory: Callable, fresh_provi
                                           receiver: Receiver) -> None:
     with pytest.raises(RuntimeError, match="alert_webhooks"):
         _service(service_factory, fresh_provider, receiver, alert_webhooks=[{"url": "ftp://x", "format": "json"}])
-
-
-@pytest.fixture
-def redis_url(redis_server: str) -> str:
-    require("redis")
-    return redis_server + "/9"
 
 
 def test_two_replicas_send_one_alert(tmp_path: Any, fresh_provider: FakeProvider, receiver: Receiver,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import socket
 import time
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import require, upstreams_for
+from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService, start_service
 
@@ -25,14 +24,8 @@ ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture
-def redis_url(redis_server: str) -> str:
-    require("redis")
-    return redis_server + "/9"
-
-
-@pytest.fixture
-def replicas(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str, pg_database: str):
-    prefix = f"rsqltest-{secrets.token_hex(4)}:"
+def replicas(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str, redis_prefix: str, pg_database: str):
+    prefix = redis_prefix  # its keys are deleted after the replicas stop
     started: list[ProxyService] = []
 
     def start(**proxy_config: Any) -> list[ProxyService]:
@@ -51,11 +44,6 @@ def replicas(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str, pg_da
     yield start
     for s in started:
         s.stop(9)
-    import redis
-
-    r = redis.Redis.from_url(redis_url)
-    for key in r.scan_iter(match=prefix + "*", count=1000):
-        r.delete(key)
 
 
 def post(svc: ProxyService, token: str, body: dict | None = None) -> tuple[int, dict, bytes]:

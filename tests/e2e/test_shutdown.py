@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import secrets
 import signal
 import sqlite3
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import require, upstreams_for
+from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService, start_service
 
@@ -27,14 +26,8 @@ STREAMS = 50
 
 
 @pytest.fixture
-def redis_url(redis_server: str) -> str:
-    require("redis")
-    return redis_server + "/9"
-
-
-@pytest.fixture
-def replica(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str):
-    prefix = f"rsqltest-{secrets.token_hex(4)}:"
+def replica(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str, redis_prefix: str):
+    prefix = redis_prefix  # its keys are deleted after the replicas stop
     started: list[ProxyService] = []
 
     def start(name: str, **proxy_config: Any) -> ProxyService:
@@ -56,11 +49,6 @@ def replica(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str):
     yield start
     for s in started:
         s.stop(9)
-    import redis
-
-    r = redis.Redis.from_url(redis_url)
-    for key in r.scan_iter(match=prefix + "*", count=1000):
-        r.delete(key)
 
 
 class Stream:

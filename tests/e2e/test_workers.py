@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import child_env, free_port, require, upstreams_for
+from tests.helpers import child_env, free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService
 
@@ -23,23 +22,6 @@ pytestmark = pytest.mark.slow
 
 USERS = {"tok-u1": {"name": "u1"}, "tok-u2": {"name": "u2"}, "tok-admin": {"name": "admin", "admin": True}}
 ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
-
-
-@pytest.fixture
-def redis_url(redis_server: str) -> str:
-    require("redis")
-    return redis_server + "/9"
-
-
-@pytest.fixture
-def prefix(redis_url: str):
-    prefix = f"rsqltest-{secrets.token_hex(4)}:"
-    yield prefix
-    import redis
-
-    r = redis.Redis.from_url(redis_url)
-    for key in r.scan_iter(match=prefix + "*", count=1000):
-        r.delete(key)
 
 
 def start_workers(tmp: Path, proxy_config: dict[str, Any], workers: int, wait: bool = True) -> ProxyService:
@@ -106,12 +88,12 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def config(fresh_provider: FakeProvider, redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
+def config(fresh_provider: FakeProvider, redis_url: str, redis_prefix: str, tmp_path: Path) -> dict[str, Any]:
     return {
         "upstreams": upstreams_for(fresh_provider),
         "default_model": "fake-small",
         "state_url": redis_url,
-        "state_prefix": prefix,
+        "state_prefix": redis_prefix,
         "database_url": f"sqlite:///{tmp_path}/usage.sqlite",
     }
 
