@@ -54,3 +54,17 @@ def test_bad_privacy_config_stops_startup(jupyter_app_factory, fresh_provider: F
     with pytest.raises(RuntimeError) as err:
         jupyter_app_factory({"upstreams": upstreams_for(fresh_provider), **config})
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ({"shutdown_grace_seconds": -1.0}, "RSQLProxy.shutdown_grace_seconds must be >= 0, got -1.0"),
+        ({"usage_spool_max_bytes": 0}, "RSQLProxy.usage_spool_max_bytes must be positive, got 0"),
+    ],
+)
+def test_bad_shutdown_and_spool_settings_stop_startup(jupyter_app_factory, fresh_provider: FakeProvider,
+                                                      config: dict, needle: str) -> None:
+    with pytest.raises(RuntimeError) as err:
+        jupyter_app_factory({"upstreams": upstreams_for(fresh_provider), **config})
+    assert needle in str(err.value)
