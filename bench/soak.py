@@ -44,6 +44,7 @@ from tests.helpers import upstreams_for  # noqa: E402
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy  # noqa: E402
 from tests.helpers.own_servers import OwnPostgres, OwnRedis  # noqa: E402
 from tests.helpers.servers import ProxyService, start_service  # noqa: E402
+from tests.helpers.services import leases_held  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "bench" / "results" / "soak.json"
@@ -278,23 +279,6 @@ def wait_for_rows(pg_url: str, answered: set[str], seconds: float) -> list[dict[
         time.sleep(2)
 
 
-def held_leases(redis_url: str, prefix: str) -> int:
-    """Leases and upstream slots in flight that have not expired."""
-    import redis
-
-    r = redis.Redis.from_url(redis_url + "/0", decode_responses=True)
-    secs, micros = r.time()
-    now = secs + micros / 1e6  # members are scored by when they expire; expired ones go lazily
-    held = 0
-    for key in r.scan_iter(match=prefix + "*", count=1000):
-        if key.endswith(":conc"):
-            held += r.zcount(key, now, "+inf")
-        elif key.endswith(":fly"):
-            held += sum(1 for m in r.zrangebyscore(key, now, "+inf") if not m.endswith(":s"))
-    r.close()
-    return held
-
-
 def most_in_a_window(spans: list[tuple[float, float]], seconds: float) -> int:
     """The most answers certainly admitted within one window of `seconds`: those that began at
     or after its start and ended by its end (each was admitted somewhere in between)."""
@@ -330,23 +314,22 @@ def check(soak: Soak, pg_url: str, redis_url: str, prefix: str, logs: str) -> di
     missing = sorted(answered - set(by_id))
     doubled = sorted(k for k, v in by_id.items() if len(v) > 1)
 
-    over_limit, over_budget = [], []
     per_user: dict[int, list[Shot]] = {}
     for s in soak.shots:
         per_user.setdefault(s.user, []).append(s)
     spent: dict[str, float] = {}
     for r in rows:
         spent[r["user"]] = spent.get(r["user"], 0.0) + float(r["cost_usd"] or 0.0)
+    most = {}  # user -> the most answers certainly admitted in one window (cache hits do not count)
     for user, shots in per_user.items():
         counted = [(s.t0, s.t1) for s in shots if s.status == 200 and s.complete
                    and not any(r["cache_hit"] for r in by_id.get(s.request_id, []))]
-        n = most_in_a_window(counted, USER_LIMIT[1])
-        if n > USER_LIMIT[0]:
-            over_limit.append((user, n))
+        most[user] = most_in_a_window(counted, USER_LIMIT[1])
+    over_limit = [(u, n) for u, n in most.items() if n > USER_LIMIT[0]]
     over_budget = [(u, round(v, 4)) for u, v in spent.items() if v > USER_BUDGET + 1e-9]
 
     time.sleep(2)  # the last ends reach Redis; the killed replica's leases expired long ago
-    held = held_leases(redis_url, prefix)
+    held = sum(len(m) for m in leases_held(redis_url + "/0", prefix).values())
     statuses: dict[str, int] = {}
     for s in soak.shots:
         label = str(s.status) if s.status else "connection failed"
@@ -371,7 +354,7 @@ def check(soak: Soak, pg_url: str, redis_url: str, prefix: str, logs: str) -> di
         ("no request has two usage rows", not doubled, f"{len(rows)} rows, {len(doubled)} request ids twice"),
         ("no user over their limit in any window", not over_limit,
          f"limit {USER_LIMIT[0]} per {USER_LIMIT[1]:g} s; most answers certainly admitted in one "
-         f"window: {max_in_window(per_user, by_id)}"),
+         f"window: {max(most.values(), default=0)}"),
         ("no user over their budget", not over_budget,
          f"budget ${USER_BUDGET}; most spent by one user: ${max(spent.values(), default=0):.4f}"),
         ("no lease or upstream slot left held", held == 0, f"{held} held"),
@@ -398,12 +381,6 @@ def check(soak: Soak, pg_url: str, redis_url: str, prefix: str, logs: str) -> di
 def _quantile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3) if xs else 0.0
-
-
-def max_in_window(per_user: dict[int, list[Shot]], by_id: dict[str, list[dict[str, Any]]]) -> int:
-    return max((most_in_a_window([(s.t0, s.t1) for s in shots if s.status == 200 and s.complete
-                                  and not any(r["cache_hit"] for r in by_id.get(s.request_id, []))], USER_LIMIT[1])
-                for shots in per_user.values()), default=0)
 
 
 # -- the run ----------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 A plain HTTP client (urllib) of the proxy's admin API, for an admin on ssh: the same answers
 as the dashboard, with exit codes a script can test. The token is read from the environment
 or a file, never from the command line, where every user of the machine would see it in ``ps``.
+Every value it prints came from a hub user or a provider, so a terminal is shown its control
+sequences rather than made to obey them (:mod:`rsql_magic.terminal`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
+
+from rsql_magic.terminal import ShownStream, shown
 
 # exit codes: 2 is argparse's own for a wrong command line
 OK, FAILED, USAGE, UNREACHABLE, UNAUTHORIZED, FORBIDDEN = 0, 1, 2, 3, 4, 5
@@ -95,7 +99,8 @@ def _cell(value: Any) -> str:
         return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, dict):
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
-    return str(value).replace("\n", " ")
+    # escaped here, before the widths are measured, so a hostile name keeps the columns aligned
+    return shown(str(value).replace("\n", " ").replace("\t", " "))
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], out: TextIO) -> None:
@@ -307,8 +312,8 @@ def _token(a: argparse.Namespace, env: dict[str, str]) -> str:
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None,
          env: dict[str, str] | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+    out = ShownStream(out or sys.stdout)
+    err = ShownStream(err or sys.stderr)
     env = dict(os.environ) if env is None else env
     args = parser().parse_args(argv)
     url = args.url or env.get("RSQL_PROXY_URL") or DEFAULT_URL
@@ -322,7 +327,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         err.write(f"rsql-proxy admin: {exc}\n")
         return exc.code
     if result is not None:
-        out.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        # JSON escapes every control character but DEL, which a terminal also obeys
+        out.write(json.dumps(result, indent=2, sort_keys=True).replace("\x7f", "\\u007f") + "\n")
     return OK
 
 

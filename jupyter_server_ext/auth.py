@@ -12,7 +12,33 @@ from typing import Any
 
 from .config import RSQLProxy
 from .engine import Caller
-from .engine.errors import Forbidden
+from .engine.errors import ConfigError, Forbidden
+
+# A hub service is "service/<name>": JupyterHub refuses '/' in user names
+# (Authenticator.validate_username), so no user can take a service's name, and a user named
+# "service:x" is only that user (issue 24).
+SERVICE_PREFIX = "service/"
+_OLD_SERVICE_PREFIX = "service:"  # how services were named before; any user may take it
+
+
+def service_name(name: str) -> str:
+    """The caller name of the hub service `name`."""
+    return SERVICE_PREFIX + name
+
+
+def check_admin_names(proxy: RSQLProxy) -> None:
+    """Refuse, at start-up, admin and override names written in the old service form: a hub
+    user may be named "service:x", and would then be that service's admin or get its limits."""
+    named = [("admin_users", "", n) for n in proxy.admin_users]
+    named += [("limit_overrides", "user:", who[5:]) for who in proxy.limit_overrides
+              if isinstance(who, str) and who.startswith("user:")]
+    for setting, kind, name in named:
+        if name.startswith(_OLD_SERVICE_PREFIX):
+            new = service_name(name[len(_OLD_SERVICE_PREFIX):])
+            raise ConfigError(
+                f"RSQLProxy.{setting}: {kind + name!r} is a user name any JupyterHub user may take, not "
+                f"the hub service; write {kind + new!r} for the service (user names cannot hold a '/')"
+            )
 
 
 def is_admin(
@@ -44,21 +70,46 @@ def make_caller(
     return Caller(user=user, groups=groups, admin=admin, client=client)
 
 
-def jupyter_caller(proxy: RSQLProxy, user: Any, *, owner: str, as_owner: bool) -> Caller:
-    """The caller of a Jupyter server's request: its authenticated `user` (Jupyter's identity),
-    or the server's `owner` when the request speaks for them (`as_owner`: a server token, an
-    identity provider that knows no user names). The owner is an admin of their own proxy."""
-    name = owner if as_owner else getattr(user, "username", None) or str(user)
-    # JupyterHub's single-user identity provider keeps the hub model (with groups) on the user
-    hub = getattr(user, "hub_user", None) or {}
+def hub_name(model: Mapping[str, Any]) -> str:
+    """The caller name of a JupyterHub model (of a token, a user, a service): a user's own name,
+    or ``service/<name>`` for a service, so the two never meet. Raises ``Forbidden`` for a model
+    that is neither, or a user name holding '/' (JupyterHub allows none: a custom authenticator
+    that lets one through could otherwise pass for a service)."""
+    kind, name = model.get("kind", "user"), model.get("name")
+    if not isinstance(name, str) or not name:
+        raise Forbidden("the hub's answer about this token names no user or service")
+    if kind == "service":
+        return service_name(name)
+    if kind != "user":
+        raise Forbidden(f"the rsql proxy serves hub users and services, not a {kind!r}")
+    if "/" in name:
+        raise Forbidden(f"user name {name!r} holds a '/', which JupyterHub user names cannot; ask the hub admin")
+    return name
+
+
+def jupyter_caller(proxy: RSQLProxy, user: Any, *, owner: str, as_owner: bool) -> Caller | None:
+    """The caller of a Jupyter server's request: the server's `owner` when the request speaks
+    for them (`as_owner`: the server's own token, or an identity provider that knows no names),
+    else its authenticated `user` by their own name: a hub user or service with access to
+    someone else's server is themselves, an admin only by the admin rule. None (refused) when
+    the identity provider gives no name. The owner is an admin of their own proxy."""
+    # JupyterHub's single-user identity provider keeps the hub's model (kind, groups) on the user
+    hub = getattr(user, "hub_user", None)
+    hub = hub if isinstance(hub, Mapping) else {}
+    name = hub_name(hub) if hub.get("name") else getattr(user, "username", None)
     groups = getattr(user, "groups", None) or hub.get("groups") or ()
+    if as_owner:
+        # the owner's groups only from the owner's own identity (a token's anonymous user has none)
+        return make_caller(proxy, owner, groups if name == owner else (), owner=owner)
+    if not isinstance(name, str) or not name:
+        return None
     return make_caller(proxy, name, groups, owner=owner)
 
 
 def hub_caller(proxy: RSQLProxy, model: Mapping[str, Any]) -> Caller:
     """The caller a JupyterHub token belongs to, from the hub's model of it (a user or a
     service); raises ``Forbidden`` when the token lacks ``c.RSQLProxy.required_scope``."""
-    name = model["name"] if model.get("kind", "user") == "user" else f"service:{model['name']}"
+    name = hub_name(model)
     required = proxy.required_scope
     if required and required not in model.get("scopes", ()):
         raise Forbidden(f"using the rsql proxy requires the scope {required!r}")

@@ -198,6 +198,19 @@ class RSQLProxy(Configurable):
         (<email-1>), mapped back in the answer for the user (not for SQL clients, not inside
         ```sql blocks). Pattern-based: no guarantee for free text.""",
     ).tag(config=True)
+    redact_max_chars = Integer(
+        200_000,
+        help="""While redact_patterns is set: the most characters of text one request (or one
+        POST redact) may hold; a longer one is refused with a 413 (code too_much_to_redact).
+        Scanning costs CPU in proportion to the text, so this bounds the work one request asks for.""",
+    ).tag(config=True)
+    usage_drain_seconds = Float(
+        30.0,
+        help="""How long an answer whose client left is read on, for the usage the provider bills
+        (it bills every token it generated, read or not). When no usage comes in that time, the
+        prompt and one token per streamed chunk are charged. 0: charge that estimate at once.
+        Until then the request keeps its user's concurrency slot (user_concurrency).""",
+    ).tag(config=True)
     fallback_model = Unicode(
         "",
         help="""An upstream name (e.g. "local", the llama_cpp model) that answers when every key
@@ -272,13 +285,15 @@ class RSQLProxy(Configurable):
             )
         specs = parse_upstreams(raw, env)
         for name in ("max_wait_seconds", "upstream_timeout_seconds", "default_cooldown_seconds", "breaker_seconds",
-                     "shutdown_grace_seconds"):
+                     "shutdown_grace_seconds", "usage_drain_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 0, got {getattr(self, name)}")
         if self.breaker_threshold < 1:
             raise ConfigError(f"RSQLProxy.breaker_threshold must be >= 1, got {self.breaker_threshold}")
         if self.default_max_tokens < 1:
             raise ConfigError(f"RSQLProxy.default_max_tokens must be >= 1, got {self.default_max_tokens}")
+        if self.redact_max_chars < 1:
+            raise ConfigError(f"RSQLProxy.redact_max_chars must be >= 1, got {self.redact_max_chars}")
         if default_model and not any(s.serves(default_model) for s in specs):
             raise ConfigError(
                 f"RSQLProxy.default_model {default_model!r} is served by no upstream; "
@@ -359,6 +374,8 @@ class RSQLProxy(Configurable):
             forward_user=self.forward_user,
             user_id_secret=self.user_id_secret.encode(),
             redact_patterns=patterns,
+            redact_max_chars=self.redact_max_chars,
+            usage_drain_seconds=self.usage_drain_seconds,
             context_policy=context_policy,
             fallback_model=self.fallback_model,
             fallback_on=fallback_on,
@@ -414,21 +431,77 @@ def usage_options(proxy: RSQLProxy, default_database: str) -> dict:
 
 def user_id_secret(path: str) -> bytes:
     """The pseudonym key kept in `path`, created (random, owner-only) on first use: pseudonyms
-    must survive restarts, or a provider would see every user anew after each one."""
-    try:
-        with open(path, "rb") as f:
-            key = f.read().strip()
+    must survive restarts, or a provider would see every user anew after each one. A file
+    another user could have written (a symlink, theirs, writable by others) stops start-up: a key
+    they know would let them reverse every pseudonym."""
+    key = _read_key_file(path)
+    if key is None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        key = secrets.token_hex(32).encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            key = _read_key_file(path)
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+            return key
+    import time
+
+    # a process that has just made the file may not have written it yet
+    for _ in range(40):
         if key:
             return key
-    except FileNotFoundError:
-        pass
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    key = secrets.token_hex(32).encode()
+        time.sleep(0.05)
+        key = _read_key_file(path)
+    raise ConfigError(f"the pseudonym key file {path} is empty: delete it (a new key is made; pseudonyms change)")
+
+
+def _read_key_file(path: str) -> bytes | None:
+    """The key in `path` (None: no such file), once the file is known to be ours alone."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        with open(path, "rb") as f:
-            return f.read().strip() or key
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO planted under the name must not hang start-up
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise ConfigError(
+                f"the pseudonym key file {path} is a symbolic link, which another user could point at a "
+                "key they know: replace it with the file itself, or delete it (a new key is made; "
+                "pseudonyms change)"
+            ) from None
+        raise ConfigError(f"cannot read the pseudonym key file {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as f:
+        if os.name == "posix":
+            _check_key_file(path, fd)
+        return f.read(4096).strip()
+
+
+def _check_key_file(path: str, fd: int) -> None:
+    import stat
+
+    info, me = os.fstat(fd), os.geteuid()
+    mode = info.st_mode & 0o7777
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"the pseudonym key file {path} is not a regular file: delete it (a new key is made)")
+    if info.st_uid != me:
+        raise ConfigError(
+            f"the pseudonym key file {path} is owned by uid {info.st_uid}, not by the user the proxy runs "
+            f"as (uid {me}); its owner could have planted a key they know: delete it (a new key is made; "
+            f"pseudonyms change), or if the file is yours, chown {me} {path}"
+        )
+    if mode & 0o022:
+        raise ConfigError(
+            f"the pseudonym key file {path} is writable by other users (mode {mode:04o}), who could "
+            f"have planted a key they know: check it, then chmod 600 {path}, or delete it (a new key "
+            "is made; pseudonyms change)"
+        )
+    if mode & 0o044:
+        os.fchmod(fd, mode & 0o700)
+        logging.getLogger("rsql").warning(
+            "the pseudonym key file %s was readable by other users (mode %04o), now %04o: whoever read "
+            "it can reverse the pseudonyms; delete it for a new key (pseudonyms then change)",
+            path, mode, mode & 0o700,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hmac
 import logging
 import os
 from typing import Any
@@ -14,7 +15,7 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from .auth import jupyter_caller
+from .auth import check_admin_names, jupyter_caller
 from .config import RSQLProxy, build_engine
 from .engine import Caller
 from .engine.errors import ConfigError
@@ -37,12 +38,28 @@ class ExtensionBase(APIHandler):
         user = self.current_user
         if user is None:
             return None
-        # A request carrying only the server's token (the openai client, a kernel, curl) gets a
-        # fresh random anonymous user from Jupyter's identity provider every time; it is the
-        # owner's, and per-user limits must see one stable name.
-        as_owner = type(self.identity_provider) in _OWNER_ONLY or bool(getattr(self, "_token_authenticated", False))
         ctx: ProxyContext = self.settings["rsql"]
-        return jupyter_caller(ctx.proxy, user, owner=server_owner(), as_owner=as_owner)
+        return jupyter_caller(ctx.proxy, user, owner=server_owner(), as_owner=self.speaks_for_owner())
+
+    def speaks_for_owner(self) -> bool:
+        """Whether this request is the owner's whatever name the identity provider gave it.
+
+        A request carrying only the server's token (the openai client, a kernel, curl) gets a
+        fresh random anonymous user from Jupyter's identity provider every time; it is the
+        owner's, and per-user limits must see one stable name. Being token-authenticated is not
+        enough: JupyterHub's provider marks every hub token so, including those of other users
+        with shared access to this server (JupyterHub 5) and of services holding
+        access:servers; they are themselves (issue 24). So: an identity provider that knows no
+        names (everyone who gets in holds the token or the password), or this server's own token.
+        """
+        provider = self.identity_provider
+        if type(provider) in _OWNER_ONLY:
+            return True
+        if not getattr(self, "_token_authenticated", False):
+            return False
+        own = provider.token or ""
+        sent = provider.get_token(self) or ""
+        return bool(own) and hmac.compare_digest(sent.encode(), own.encode())
 
     def finish(self, *args: Any, **kwargs: Any) -> Any:
         # APIHandler forces application/json; keep what the handler set (SSE, Prometheus text)
@@ -102,6 +119,7 @@ class RSQLProxyExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         proxy = RSQLProxy(parent=self)
         try:
+            check_admin_names(proxy)
             engine = build_engine(
                 proxy,
                 default_database="sqlite:///" + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite"),

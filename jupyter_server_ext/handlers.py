@@ -108,7 +108,7 @@ class RSQLMixin:
     settings: dict[str, Any]
     _finished: bool
     _body_parts: list[bytes] | None = None
-    _body_size = 0
+    _body_size = 0  # bytes received so far
     _body_limit = 0
     _body_over = False
 
@@ -134,7 +134,8 @@ class RSQLMixin:
         except ValueError:
             declared = 0  # tornado refuses it itself
         if declared > limit:
-            self._body_size, self._body_over = declared, True
+            # only what arrives is counted (data_received): the declared length is a promise
+            self._body_over = True
             if declared > limit * DRAIN_FACTOR:
                 self.write_proxy_error(self.too_large())
 
@@ -275,10 +276,14 @@ class ChatCompletionsMixin(RSQLMixin):
     endpoint = "chat/completions"
     _task: asyncio.Task | None = None
     _cut = False  # ended by the host's shutdown, not by the client
+    _streaming = False  # the answer's events are being written
 
     def on_connection_close(self) -> None:
-        # the client went away: cancel the work so leases and upstream slots are released now
-        if self._task is not None and not self._task.done():
+        # the client went away before its answer began: cancel the work so leases and upstream
+        # slots are released now (an upstream call under way is read on by the engine and
+        # charged). A stream being written is not cancelled: its next write fails, and closing
+        # its events lets the engine read on for the usage the provider bills.
+        if self._task is not None and not self._task.done() and not self._streaming:
             self._task.cancel()
         super().on_connection_close()  # type: ignore[misc]
 
@@ -318,6 +323,7 @@ class ChatCompletionsMixin(RSQLMixin):
             self.finish(reply.body)  # type: ignore[attr-defined]
             return
         events = reply.events
+        self._streaming = True
         try:
             async for ev in events:
                 self.write(ev)  # type: ignore[attr-defined]
@@ -434,7 +440,8 @@ class MeMixin(JSONEndpoint):
 class RedactMixin(JSONEndpoint):
     """POST {"messages": [...]}: the messages as an upstream would get them, and the counts per
     type; for previews (the kernel's --show-context, the chat's context view). Sends nothing
-    upstream and uses no quota; held to the same body and message caps as a chat request."""
+    upstream and costs nothing, but counts as a request in the caller's windows (the scan is
+    real work); held to the same body, message and redaction caps as a chat request."""
 
     async def post(self) -> None:
         await self._respond()
@@ -443,7 +450,7 @@ class RedactMixin(JSONEndpoint):
         body = self.json_body()
         if not isinstance(body, dict) or "messages" not in body:
             raise BadRequest('send {"messages": [{"role": "user", "content": "..."}]}')
-        return self.rsql.engine.redact_preview(body["messages"])
+        return await self.rsql.engine.redact_preview(body["messages"], caller)
 
 
 class StatsMixin(JSONEndpoint):
@@ -476,7 +483,7 @@ class ActivityMixin(JSONEndpoint):
         await self._respond(user)
 
     async def answer(self, caller: Caller, user: str) -> Any:
-        user = urllib.parse.unquote(user)
+        # tornado has decoded the path once; a second decode would make `a%41` read `aA`'s rows
         limit = self.int_arg("limit", 50, 1, 1000)
         return {"user": user, "activity": await self.rsql.usage_store().activity(user, limit)}
 

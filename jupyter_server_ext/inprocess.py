@@ -143,7 +143,8 @@ def me() -> dict[str, Any]:
 
 def redact_preview(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The messages as an upstream would get them, and the counts per type (``POST redact``)."""
-    return _ensure().engine.redact_preview(messages)
+    running = _ensure()
+    return _run(running.engine.redact_preview(messages, _caller(running)))
 
 
 def status() -> dict[str, Any]:

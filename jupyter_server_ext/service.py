@@ -26,7 +26,7 @@ from tornado import httpserver, httputil, web
 from traitlets import Dict, Integer, Unicode, default
 from traitlets.config import Application
 
-from .auth import hub_caller
+from .auth import check_admin_names, hub_caller
 from .config import RSQLProxy, build_engine
 from .dashboard import hub_login
 from .engine import Caller
@@ -177,6 +177,7 @@ class RSQLProxyService(Application):
 
     async def serve(self, sockets: list | None = None) -> None:
         proxy = RSQLProxy(parent=self)
+        check_admin_names(proxy)
         engine = build_engine(proxy, default_database="sqlite:///rsql_usage.sqlite", log=log)
         ctx = ProxyContext(engine=engine, proxy=proxy)
         prefix = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
@@ -238,7 +239,8 @@ class RSQLProxyService(Application):
         if self.workers == 1:
             asyncio.run(self.serve())
             return
-        RSQLProxy(parent=self).engine_settings(log=log)  # config errors once, before forking
+        check_admin_names(RSQLProxy(parent=self))  # config errors once, before forking
+        RSQLProxy(parent=self).engine_settings(log=log)
         problem = check_port(self.port, self.ip)
         if problem:
             print(f"rsql-proxy: {problem}", file=sys.stderr)

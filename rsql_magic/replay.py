@@ -16,6 +16,10 @@ The file is data handed around with notebooks, so it is treated as hostile: entr
 type-checked on read and replayed answers are rendered through the same sanitizer as live
 ones; replayed SQL goes through %%sql_ai's guard and read-only walls like any answer. It holds
 neither the proxy URL nor tokens: only hashes of the request, its question and the answer.
+It is created readable by its owner only (answers may quote the user's data), and never opened
+through a symbolic link or as anything but a regular file: a link planted in a folder handed
+out would have answers appended to the file it points at (``~/.bashrc``), a FIFO would hang the
+kernel. ``rsql-replay`` prints recorded fields with terminal controls shown, not obeyed.
 
 ``python -m rsql_magic.replay`` (``rsql-replay``) lists, shows and prunes entries.
 """
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -37,6 +43,7 @@ from typing import IO, Any
 
 from .client import ChatResult
 from .errors import ReplayMissing, UsageError
+from .terminal import shown
 
 try:  # POSIX; elsewhere writes are still append-only, just not locked
     import fcntl
@@ -291,13 +298,38 @@ class ReplayStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
+    def _open(self, flags: int) -> int:
+        """A descriptor of the file itself: never through a symbolic link, never a FIFO or a
+        device (opened without blocking, then checked), created owner-only."""
+        how = flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, how, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or (exc.errno != errno.ENOENT and self.path.is_symlink()):
+                raise self._refused("is a symbolic link") from None
+            if exc.errno == errno.ENXIO:  # a FIFO with no reader, opened to write
+                raise self._refused("is not a regular file") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._refused("is not a regular file")
+        os.set_blocking(fd, True)
+        return fd
+
+    def _refused(self, what: str) -> UsageError:
+        return UsageError(
+            f"the replay file {self.path} {what}: it is only read and written as a regular file "
+            "(a planted link would have answers written into the file it points at). Remove it, "
+            "or set RSQLMagic.replay_file or RSQL_REPLAY_FILE to another path."
+        )
+
     def entries(self) -> list[Entry]:
         """Every valid entry, in file order (lines that are not entries are skipped)."""
         try:
-            f = self.path.open("r", encoding="utf-8", errors="replace")
+            fd = self._open(os.O_RDONLY)
         except FileNotFoundError:
             return []
-        with f, _locked(f, exclusive=False):
+        with open(fd, encoding="utf-8", errors="replace") as f, _locked(f, exclusive=False):
             return list(_parse(f))
 
     def latest(self) -> dict[str, Entry]:
@@ -312,7 +344,7 @@ class ReplayStore:
     def append(self, entry: Entry) -> None:
         data = entry.to_line().encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         with os.fdopen(fd, "ab", buffering=0) as f, _locked(f, exclusive=True):
             f.write(data)
 
@@ -320,10 +352,12 @@ class ReplayStore:
               now: _dt.datetime | None = None, dry_run: bool = False) -> tuple[int, int]:
         """Keep the last entry per fingerprint, drop those older than ``older_than_days``,
         then keep only the ``keep_last`` most recently recorded. Returns (kept, removed)."""
-        if not self.path.exists():
+        try:
+            fd = self._open(os.O_RDWR)
+        except FileNotFoundError:
             return 0, 0
         now = now or _dt.datetime.now(_dt.timezone.utc)
-        with self.path.open("r+", encoding="utf-8", errors="replace") as f, _locked(f, exclusive=True):
+        with open(fd, "r+", encoding="utf-8", errors="replace") as f, _locked(f, exclusive=True):
             lines = f.read().splitlines()
             all_entries = list(_parse(lines))
             latest: dict[str, Entry] = {}
@@ -484,25 +518,36 @@ def main(argv: list[str] | None = None) -> int:
     prune.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     store = ReplayStore(resolve_path(args.file))
+    try:
+        return _command(store, args)
+    except UsageError as exc:
+        print(f"rsql-replay: {shown(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _command(store: ReplayStore, args: argparse.Namespace) -> int:
+    """One ``rsql-replay`` command; every recorded field is printed through ``shown``: the file
+    may come from anyone."""
     if args.cmd == "list":
         latest = list(store.latest().values())
         for e in latest:
-            print(f"{e.fp[:12]}  {e.recorded}  {e.kind or '?':5}  {e.model or '?':20}  "
-                  f"{_short(e.cell, 40):40}  {_short(e.question, 60)}")
-        print(f"{len(latest)} answer(s) in {store.path}", file=sys.stderr)
+            print(shown(f"{e.fp[:12]}  {e.recorded}  {e.kind or '?':5}  {e.model or '?':20}  "
+                        f"{_short(e.cell, 40):40}  {_short(e.question, 60)}"))
+        print(shown(f"{len(latest)} answer(s) in {store.path}"), file=sys.stderr)
         return 0
     if args.cmd == "show":
         hits = [e for e in store.latest().values() if e.fp.startswith(args.prefix.lower())]
         for e in hits:
-            print(json.dumps(asdict(e), indent=2, ensure_ascii=False, sort_keys=True))
+            # ASCII JSON: every control and bidi mark escaped, but DEL, which JSON leaves as is
+            print(json.dumps(asdict(e), indent=2, sort_keys=True).replace("\x7f", "\\u007f"))
         if not hits:
-            print(f"no entry starts with {args.prefix!r} in {store.path}", file=sys.stderr)
+            print(shown(f"no entry starts with {args.prefix!r} in {store.path}"), file=sys.stderr)
             return 1
         return 0
     kept, removed = store.prune(older_than_days=args.older_than, keep_last=args.keep_last,
                                 dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {removed} line(s); {kept} answer(s) kept in {store.path}")
+    print(shown(f"{verb} {removed} line(s); {kept} answer(s) kept in {store.path}"))
     return 0
 
 

@@ -26,10 +26,14 @@ MAX_LINES = 600
 # third-party packages are not checked). `None` marks a top layer, which may import anything;
 # a module under no prefix is unchecked. docs/architecture.md explains the layers.
 K, S = "rsql_magic", "jupyter_server_ext"
+# pure, dependency-free leaves both packages read the same way: which fences hold SQL (the
+# kernel runs them; the proxy must never map a value into them), and text for a terminal
+SHARED = (f"{K}.sql.fences", f"{K}.terminal")
 LAYERS: dict[str, tuple[str, ...] | None] = {
+    **dict.fromkeys(SHARED, ()),
     # the proxy: a framework-free core, backends that plug into its interfaces, the handlers
     # both hosts share, then the hosts (extension, service, inprocess, admin_cli: unchecked)
-    f"{S}.engine": (),
+    f"{S}.engine": SHARED,
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
     f"{S}.config": (f"{S}.engine", f"{S}.state", f"{S}.store"),
@@ -43,8 +47,8 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.client": (f"{K}.errors", f"{S}.inprocess"),
     f"{K}.render": (f"{K}.errors", f"{K}.sanitize", f"{K}.client"),
     f"{K}.privacy": (f"{K}.errors",),
-    f"{K}.replay": (f"{K}.errors", f"{K}.client"),
-    f"{K}.sql": (f"{K}.errors",),
+    f"{K}.replay": (f"{K}.errors", f"{K}.client", *SHARED),
+    f"{K}.sql": (f"{K}.errors", *SHARED),
     f"{K}.context": (f"{K}.errors", f"{K}.privacy", f"{K}.sql"),
     f"{K}.session": (f"{K}.errors", f"{K}.sanitize", f"{K}.prompt", f"{K}.client", f"{K}.render",
                      f"{K}.privacy", f"{K}.replay", f"{K}.sql", f"{K}.context"),

@@ -114,7 +114,7 @@ class UserPageMixin(PageMixin):
         caller = self.page_admin()
         if caller is None:
             return
-        name = urllib.parse.unquote(user)
+        name = user  # tornado decoded the path once; twice would make "a%41" the page of "aA"
         try:
             await self.rsql.ready()
             rows = [{**r, "ts_text": iso(r["ts"])} for r in await self.rsql.usage_store().activity(name, 100)]

@@ -19,12 +19,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .alerts import Alerts, Ledger
-from .cache import MemoryCache, cache_key, cacheable
-from .errors import Forbidden, NotFound, ProxyError, RateLimited, UpstreamError
+from .cache import Cached, MemoryCache, cache_key, cacheable
+from .errors import Forbidden, NotFound, PayloadTooLarge, ProxyError, RateLimited, UpstreamError
 from .exchange import Exchange
 from .forward import Forwarder
 from .limiter import Limiter, quota_headers
 from .metrics import Metrics
+from .offload import INLINE_CHARS, Offload, redact_fields, text_chars
 from .options import EngineSettings
 from .pool import Pool, Slot
 from .pricing import FREE, PriceBook
@@ -105,7 +106,9 @@ class Engine:
         self._health_task: asyncio.Task | None = None
         self._user_key = settings.user_id_secret or secrets.token_bytes(32)
         self._started_at = int(time.time())
-        self.replies = Replies(self.pool, self.prices, self.limiter, self.cache, self._finish)
+        self.replies = Replies(self.pool, self.prices, self.limiter, self.cache, self._finish,
+                               drain_seconds=settings.usage_drain_seconds)
+        self.offload = Offload()
         self.forwarder = Forwarder(
             settings, self.pool, self.transports, self.replies, self.limiter, self.prices, self.metrics, clock,
         )
@@ -136,6 +139,8 @@ class Engine:
         if self._health_task:
             self._health_task.cancel()
             self._health_task = None
+        await self.replies.close()  # abandoned answers charge their estimates before the log closes
+        await self.offload.close()
         if self.usage is not None:
             await self.usage.close()
         await self.alerts.close()
@@ -288,13 +293,11 @@ class Engine:
         try:
             ex.req = req = self.parse(body, endpoint)
             outcome.model = req.model
-            if self.settings.redact_patterns and req.prompt_tokens > 20_000:
-                # a long prompt takes a while to scan: off the event loop, so others go on
-                ex.redactor = await asyncio.to_thread(self._redact, req, outcome)
-            else:
-                ex.redactor = self._redact(req, outcome)
-            if self.settings.log_prompts:
-                outcome.messages = req.payload.get("messages", req.payload.get("prompt", req.payload.get("input")))
+            # redaction scans the whole text: only after admission, so the user's limits bound
+            # how much of it one user can ask for (README, "One user cannot slow the others")
+            redacting = bool(self.settings.redact_patterns)
+            if redacting:
+                self._redact_size_ok(req.payload)
             # the caller's own `user` is replaced: a caller must not pose as someone else
             user_id = self.user_id(caller.user)
             if user_id is None:
@@ -302,16 +305,10 @@ class Engine:
             else:
                 req.payload["user"] = user_id
             price = self._admission_price(req, caller)
-            hit = None
-            if cache != "bypass" and cacheable(req.payload, cache == "force", req.endpoint):
-                ex.cache_key = cache_key(req.payload, req.endpoint)
-                with tr.child("rsql.cache") if tr is not None else NO_SPAN as span:
-                    hit = self.cache.get(ex.cache_key)
-                    span.set_attribute("rsql.cache_hit", hit is not None)
-                self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
-                if hit is not None and not self.settings.cache_hits_count:
-                    quota = await self.rate_headers(caller)
-                    return restored(self.replies.cache_reply(ex, hit, quota), ex)
+            hit = None if redacting else self._cached(ex, cache)
+            if hit is not None and not self.settings.cache_hits_count:
+                quota = await self.rate_headers(caller)
+                return restored(self.replies.cache_reply(ex, hit, quota), ex)
             fallback = ""
             # a shared pool picks the request's key in the admission's own round trip
             plan = self._plan(req) if hit is None else None
@@ -331,6 +328,15 @@ class Engine:
                 ex.ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
                 fallback = "budget"
             quota = self._quota(ex.ticket) if ex.ticket.windows_used is not None else await self.rate_headers(caller)
+            if redacting:
+                ex.redactor = await self._redact(req, outcome, caller.user)
+                hit = self._cached(ex, cache)
+                if hit is not None and not fallback and not self.settings.cache_hits_count:
+                    await self._unpick(ex)  # a hit uses no quota: the admission is given back
+                    await self.limiter.finish(ex.ticket, 0.0, refund=True)
+                    return restored(self.replies.cache_reply(ex, hit, quota), ex)
+            if self.settings.log_prompts:
+                outcome.messages = req.payload.get("messages", req.payload.get("prompt", req.payload.get("input")))
             if hit is not None and not fallback:  # cache_hits_count: admitted like any request
                 await self.limiter.finish(ex.ticket, 0.0)
                 return restored(self.replies.cache_reply(ex, hit, quota), ex)
@@ -349,9 +355,12 @@ class Engine:
         except ProxyError as exc:
             await self._unpick(ex)
             if ex.ticket is not None:
-                # admitted but not answered for reasons that are not the caller's (no upstream
-                # capacity, every upstream failed): the request uses none of the user's quota
-                await self.limiter.finish(ex.ticket, 0.0, refund=exc.status in (429, 502, 503, 504))
+                if ex.billed:  # the provider may bill it (an accepted attempt timed out): charged
+                    await self.limiter.finish(ex.ticket, outcome.cost_usd)
+                else:
+                    # admitted but not answered for reasons that are not the caller's (no upstream
+                    # capacity, every upstream failed): the request uses none of the user's quota
+                    await self.limiter.finish(ex.ticket, 0.0, refund=exc.status in (429, 502, 503, 504))
             outcome.status = exc.status
             outcome.error = exc.code or type(exc).__name__
             if isinstance(exc, RateLimited):
@@ -359,6 +368,8 @@ class Engine:
             self._finish(ex)
             raise
         except asyncio.CancelledError:  # the client went away
+            if ex.handed_off:  # the provider is answering: read on and charged in the background
+                raise
             await self._unpick(ex)
             if ex.ticket is not None:
                 await self.limiter.finish(ex.ticket, outcome.cost_usd)
@@ -375,6 +386,18 @@ class Engine:
             outcome.error = "internal_error"
             self._finish(ex)
             raise
+
+    def _cached(self, ex: Exchange, cache: str) -> Cached | None:
+        """The cached answer to this request, if caching applies and there is one."""
+        req, tr = ex.req, ex.trace
+        if cache == "bypass" or not cacheable(req.payload, cache == "force", req.endpoint):
+            return None
+        ex.cache_key = cache_key(req.payload, req.endpoint)
+        with tr.child("rsql.cache") if tr is not None else NO_SPAN as span:
+            hit = self.cache.get(ex.cache_key)
+            span.set_attribute("rsql.cache_hit", hit is not None)
+        self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
+        return hit
 
     def _plan(self, req: ChatRequest) -> Any:
         """The pool's key pick to make with the admission, if it makes one there; a request no
@@ -395,28 +418,50 @@ class Engine:
 
     # -- privacy: redaction and pricing -----------------------------------------------------
 
-    def redact_preview(self, messages: Any) -> dict[str, Any]:
+    async def redact_preview(self, messages: Any, caller: Caller) -> dict[str, Any]:
         """What `messages` would look like upstream: the redacted copy and the counts per type.
-        Bounded like a chat request (the same message caps); sends nothing, costs nothing."""
+        Bounded like a chat request (the same message caps) and admitted like one (it counts in
+        the caller's request windows, costs nothing): one user cannot make the proxy scan
+        without end."""
         parse_chat_request(
             {"model": "-", "messages": messages}, default_model="-", default_max_tokens=1,
             limits=self.settings.request_limits,
         )
-        redactor = Redactor(self.settings.redact_patterns)
-        return {"messages": redactor.messages(messages), "redactions": dict(redactor.counts)}
+        if not self.settings.redact_patterns:
+            return {"messages": Redactor(()).messages(messages), "redactions": {}}
+        self._redact_size_ok({"messages": messages})
+        ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
+        try:
+            fields, redactor = await self._redacted({"messages": messages}, caller.user)
+        finally:
+            await self.limiter.finish(ticket, 0.0)
+        return {"messages": fields["messages"], "redactions": dict(redactor.counts)}
 
-    def _redact(self, req: ChatRequest, outcome: Outcome) -> Redactor | None:
+    def _redact_size_ok(self, payload: dict[str, Any]) -> None:
+        limit = self.settings.redact_max_chars
+        chars = text_chars([payload.get(n) for n in ("messages", "prompt", "input")])
+        if chars > limit:
+            raise PayloadTooLarge(
+                f"this request holds {chars} characters of text, more than the {limit} the proxy "
+                "redacts in one request (personal-data patterns are on); send less, or an admin can "
+                "raise c.RSQLProxy.redact_max_chars",
+                code="too_much_to_redact", extra={"redact_max_chars": limit},
+            )
+
+    async def _redacted(self, fields: dict[str, Any], user: str) -> tuple[dict[str, Any], Redactor]:
+        """`fields` redacted: in place when short, else in the worker process, in `user`'s turn."""
+        patterns = self.settings.redact_patterns
+        if text_chars(list(fields.values())) <= INLINE_CHARS:
+            return redact_fields(patterns, fields)
+        return await self.offload.run(user, redact_fields, patterns, fields)
+
+    async def _redact(self, req: ChatRequest, outcome: Outcome, user: str) -> Redactor:
         """Mask personal data in what goes upstream (chat messages, a legacy prompt, embeddings
         input), in place of the payload, before the cache key, the log or a provider sees it."""
-        if not self.settings.redact_patterns:
-            return None
-        redactor = Redactor(self.settings.redact_patterns)
         payload = req.payload
-        if "messages" in payload:
-            payload["messages"] = redactor.messages(payload["messages"])
-        for name in ("prompt", "input"):
-            if name in payload:
-                payload[name] = redactor.inputs(payload[name])
+        fields, redactor = await self._redacted(
+            {n: payload[n] for n in ("messages", "prompt", "input") if n in payload}, user)
+        payload.update(fields)
         if redactor.counts:
             outcome.redactions = dict(redactor.counts)
         return redactor

@@ -31,3 +31,9 @@ class Exchange:
     slot: Slot = field(init=False)
     # the key pick made with the admission (Pool.plan), until forwarding uses it
     first_pick: Slot | float | None = None
+    # the provider may bill this request though it was not answered (an accepted attempt that
+    # timed out): `outcome.cost_usd` is charged and nothing is refunded
+    billed: bool = False
+    # the client left while the provider was answering: the answer is read on in the background,
+    # which charges it and gives back the slot and the ticket (``Replies.adopt``)
+    handed_off: bool = False

@@ -3,6 +3,7 @@ fallback upstream that may answer when none can."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -23,6 +24,11 @@ from .transports import Transports
 
 log = logging.getLogger("rsql.engine")
 
+# A key that passed a probe is trusted this long: a 401 / 403 in that time is about the request
+# (a model the project may not use, a moderation refusal), and costs no second probe.
+KEY_TRUSTED_SECONDS = 60.0
+PROBE_TIMEOUT = 10.0
+
 
 class Forwarder:
     """Sends an admitted request upstream, failing over between keys, and hands the answer to
@@ -40,6 +46,8 @@ class Forwarder:
         self.prices = prices
         self.metrics = metrics
         self.clock = clock
+        self._key_ok_at: dict[str, float] = {}  # alias -> when a probe last found the key good
+        self._probes: dict[str, asyncio.Future] = {}  # alias -> the probe under way
 
     async def forward(self, ex: Exchange, exclude: set[str] | None = None) -> Reply:
         """The first answer any usable key gives; `exclude`: upstreams not to try."""
@@ -47,6 +55,7 @@ class Forwarder:
         deadline = self.clock() + self.settings.max_wait_seconds
         tried: set[str] = set(exclude or ())
         failures: list[tuple[str, UpstreamFailure]] = []
+        suspects: list[Slot] = []  # keys that failed this request in a way it may have caused
         for _ in range(2 * len(pool.keys) + 2):
             first, ex.first_pick = ex.first_pick, None
             try:
@@ -60,27 +69,31 @@ class Forwarder:
             outcome.attempts.append(spec.name)
             span = tr.start_attempt(spec.name, req.model, len(outcome.attempts)) if tr is not None else None
             t_up = self.clock()
+            # a task of its own, shielded: a client that leaves does not stop what the provider
+            # already generates and bills (``Replies.adopt`` reads it on and charges it)
+            sending = asyncio.ensure_future(self.transports.for_spec(spec).send(
+                spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds,
+                endpoint=req.endpoint,
+            ))
             try:
-                reply = await self.transports.for_spec(spec).send(
-                    spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds,
-                    endpoint=req.endpoint,
-                )
+                reply = await asyncio.shield(sending)
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
-                fail = _unserved(fail, req.endpoint)
-                failures.append((spec.name, fail))
-                if span is not None:
-                    span.set_attributes({"http.response.status_code": fail.status or 0, "rsql.error": fail.kind})
-                    span.end()
-                self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
-                if await self._on_failure(slot, fail):
-                    tried.add(spec.name)
-                if fail.kind == "client":  # the request itself is wrong: no other key will help
-                    raise _rejected(fail, spec.api_key) from None
+                # shielded: a client that leaves while the key is probed (up to PROBE_TIMEOUT)
+                # must not leave the key's slot held for good
+                error = await asyncio.shield(self._attempt_failed(ex, slot, span, fail, failures, tried, suspects))
+                if error is not None:
+                    raise error from None
                 continue
-            except BaseException:  # cancelled mid-call: the provider may have seen it
+            except asyncio.CancelledError:
                 if span is not None:
                     span.set_attribute("rsql.error", "cancelled")
+                    span.end()
+                self.replies.adopt(ex, slot, sending)
+                raise
+            except BaseException:  # failed inside the proxy mid-call: the provider may have seen it
+                if span is not None:
+                    span.set_attribute("rsql.error", "internal")
                     span.end()
                 await pool.release(slot, counted=True)
                 raise
@@ -90,14 +103,84 @@ class Forwarder:
                 tr.attempt = span
             self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
             await pool.succeeded(slot, reply.headers)
+            for failed in suspects:  # another key served the request: those failures were the keys'
+                await pool.failed(failed, "", counted=False)
             ex.slot = slot
             if req.stream:
                 return self.replies.stream_reply(ex, reply)
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures)
 
-    async def _on_failure(self, slot: Slot, fail: UpstreamFailure) -> bool:
-        """Record a failed attempt; True when this key should not be retried in this request."""
+    async def _attempt_failed(self, ex: Exchange, slot: Slot, span: Any, fail: UpstreamFailure,
+                              failures: list[tuple[str, UpstreamFailure]], tried: set[str],
+                              suspects: list[Slot]) -> ProxyError | None:
+        """Record a failed attempt and give its slot back: the error that ends the request, or
+        None to try another key."""
+        spec = slot.key.spec
+        fail = _unserved(fail, ex.req.endpoint)
+        if fail.kind == "auth" and await self._key_works(slot.key):
+            fail.kind = "client"  # the key is good: the provider refused this request for what it asks
+        failures.append((spec.name, fail))
+        if span is not None:
+            span.set_attributes({"http.response.status_code": fail.status or 0, "rsql.error": fail.kind})
+            span.end()
+        self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
+        if fail.kind == "timeout" and fail.accepted:
+            return await self._accepted_timeout(ex, slot)
+        if await self._on_failure(slot, fail, ex.caller.user):
+            tried.add(spec.name)
+        if fail.kind not in ("rate_limited", "auth", "client", "unserved", "connect"):
+            suspects.append(slot)  # counted as this user's failure, until another key serves it
+        if fail.kind == "client":  # the request itself is wrong: no other key will help
+            return _rejected(fail, spec.api_key)
+        return None
+
+    async def _accepted_timeout(self, ex: Exchange, slot: Slot) -> UpstreamError:
+        """The provider took the request but gave no answer in time. It may be generating one,
+        and bills it, so the request is charged its worst case and not sent to another key
+        (which would bill it again). It counts against the key's breaker as a failure of this
+        user's (``Breaker``): a long answer asked for by one user never opens it, a key that
+        hangs for two users or more does."""
+        ex.slot, ex.billed = slot, True
+        cost = self.replies.charge_worst_case(ex)
+        await self.pool.failed(slot, "timeout", ex.caller.user)
+        await self.pool.release(slot, counted=True)
+        wait = self.settings.upstream_timeout_seconds
+        log.warning("upstream %s: no answer within %g s; charged as billed, not retried", slot.key.alias, wait)
+        return UpstreamError(
+            f"upstream {slot.key.alias} accepted the request but gave no answer within {wait:g} s. The "
+            f"provider may still bill it, so it was charged (${cost:.6f}) and not sent to another key; "
+            "ask for a shorter answer (max_tokens) or stream it",
+            status=504, code="upstream_timeout",
+        )
+
+    async def _key_works(self, key: Any) -> bool:
+        """Whether `key` itself is good, asked after it got a 401 / 403: a probe of the
+        provider's model listing with it (at most one at a time per key, and none while a
+        recent probe passed). Only a probe that is refused too says the key is bad; one that
+        cannot tell leaves the key serving, so no request can take a key out by what it asks."""
+        alias = key.alias
+        ok_at = self._key_ok_at.get(alias)
+        if ok_at is not None and self.clock() - ok_at < KEY_TRUSTED_SECONDS:
+            return True
+        probe = self._probes.get(alias)
+        if probe is None:
+            spec = key.spec
+            probe = self._probes[alias] = asyncio.ensure_future(
+                self.transports.for_spec(spec).get_models(spec, PROBE_TIMEOUT))
+            probe.add_done_callback(lambda _: self._probes.pop(alias, None))
+        status = await asyncio.shield(probe)
+        if status in (401, 403):
+            return False
+        if 200 <= status < 300:
+            self._key_ok_at[alias] = self.clock()
+        else:
+            log.warning("upstream %s: a 401/403, and the key's probe could not tell (%s); key kept", alias, status)
+        return True
+
+    async def _on_failure(self, slot: Slot, fail: UpstreamFailure, user: str) -> bool:
+        """Record a failed attempt of `user`'s request; True when this key should not be retried
+        in this request."""
         pool, alias = self.pool, slot.key.alias
         if fail.kind == "rate_limited":
             secs = await pool.rate_limited(slot, fail.retry_after, fail.headers)
@@ -112,7 +195,9 @@ class Forwarder:
         if fail.kind in ("client", "unserved"):
             await pool.release(slot, counted=fail.kind == "client")
             return True
-        await pool.failed(slot, fail.kind if not fail.status else f"HTTP {fail.status}")
+        # a refused connection is the host's alone; an error answer may be the request's doing
+        await pool.failed(slot, fail.kind if not fail.status else f"HTTP {fail.status}",
+                          None if fail.kind == "connect" else user)
         await pool.release(slot, counted=fail.kind != "connect")
         log.warning("upstream %s failed: %s", alias, fail)
         return True

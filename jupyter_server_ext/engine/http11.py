@@ -151,13 +151,17 @@ class HTTP11Client:
                 return conn
             conn.close()
         scheme, host, port = key
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host, port, ssl=self._ssl_context() if scheme == "https" else None,
-                limit=_MAX_HEADER,
-            ),
-            self.connect_timeout,
-        )
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=self._ssl_context() if scheme == "https" else None,
+                    limit=_MAX_HEADER,
+                ),
+                self.connect_timeout,
+            )
+        except asyncio.TimeoutError:
+            # told apart from an answer's timeout: nothing was sent, so another key may be tried
+            raise HTTPError(f"no connection within {self.connect_timeout:g} s") from None
         return _Conn(reader, writer, key)
 
     async def request(
@@ -166,7 +170,7 @@ class HTTP11Client:
         """Send the request and read the status line and headers (within `timeout`)."""
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise HTTPError(f"not an http(s) URL: {u.scheme}://{u.hostname}")
+            raise HTTPError(f"not an http(s) URL (scheme {u.scheme!r})")  # no host: the text reaches clients
         port = u.port or (443 if u.scheme == "https" else 80)
         key = (u.scheme, u.hostname, port)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")

@@ -5,12 +5,44 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import ssl
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .http11 import HTTP11Client, HTTPError
 from .settings import UpstreamSpec
 from .transport import UpstreamFailure, UpstreamReply, scrub
+
+log = logging.getLogger("rsql.engine")
+
+
+def connect_failure(spec: UpstreamSpec, exc: BaseException) -> UpstreamFailure:
+    """A failure to reach `spec`, told to the client without the upstream's address.
+
+    Why: Python's socket errors name the address ("Connect call failed ('10.0.0.5', 8443)", a
+    certificate "not valid for 'gpu.internal'"), and the error reaches every user who asked;
+    the address of an internal host is the admin's to know (issue 24). The server log keeps it,
+    with the upstream's alias; never the URL's user info or the key."""
+    if isinstance(exc, HTTPError):  # our own client's texts, which name no address
+        text = str(exc)
+    elif isinstance(exc, ConnectionRefusedError):
+        text = "connection refused"
+    elif isinstance(exc, socket.gaierror):
+        text = "host name not resolved"
+    elif isinstance(exc, ssl.SSLError):
+        text = f"TLS handshake failed ({type(exc).__name__})"
+    else:
+        text = f"connection failed ({type(exc).__name__})"
+    u = urllib.parse.urlsplit(spec.base_url)
+    try:
+        where = f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}"
+    except ValueError:  # a port that is no number: the URL is refused elsewhere
+        where = u.hostname or "?"
+    log.warning("upstream %s at %s: %s", spec.name, where, scrub(f"{type(exc).__name__}: {exc}", spec.api_key))
+    return UpstreamFailure("connect", scrub(text, spec.api_key))
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -73,10 +105,10 @@ class HTTPTransport:
                 "POST", f"{spec.base_url}/{endpoint}", headers=headers,
                 body=json.dumps(payload).encode(), timeout=timeout,
             )
-        except asyncio.TimeoutError:
-            raise UpstreamFailure("timeout", f"no answer within {timeout:g} s") from None
+        except asyncio.TimeoutError:  # sent (a connect timeout is an HTTPError): the provider has it
+            raise UpstreamFailure("timeout", f"no answer within {timeout:g} s", accepted=True) from None
         except (HTTPError, OSError) as exc:
-            raise UpstreamFailure("connect", scrub(f"{type(exc).__name__}: {exc}", spec.api_key)) from None
+            raise connect_failure(spec, exc) from None
         status, rh = resp.status, resp.headers
         try:
             if status >= 400:
@@ -102,10 +134,10 @@ class HTTPTransport:
             raise
         except asyncio.TimeoutError:
             resp.close()
-            raise UpstreamFailure("timeout", f"no answer within {timeout:g} s") from None
+            raise UpstreamFailure("timeout", f"no answer within {timeout:g} s", accepted=True) from None
         except StopAsyncIteration:
             resp.close()
             raise UpstreamFailure("server", "stream ended before its first event") from None
         except (HTTPError, OSError) as exc:
             resp.close()
-            raise UpstreamFailure("connect", scrub(f"{type(exc).__name__}: {exc}", spec.api_key)) from None
+            raise connect_failure(spec, exc) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,19 @@ class Ticket:
     picked: tuple[int, float] | None = None  # the key pick made with the admission
 
 
+def key_name(name: str) -> str:
+    """`name` as it goes into a state key: percent-encoded, so that no user name can hold the
+    keys' separator (":") or a glob character (``* ? [ ] \\``), and distinct names stay distinct
+    keys. Without it a user named ``bob`` owns a prefix of ``bob:x``'s keys, and ``*`` is every
+    user's keys to a Redis SCAN MATCH (issue 24)."""
+    return urllib.parse.quote(name, safe="")
+
+
+def user_prefix(user: str) -> str:
+    """The prefix of every state key of `user`: its windows, lease and budget."""
+    return f"u:{key_name(user)}:"
+
+
 def _fmt_rate(rate: Rate) -> str:
     return rate.text
 
@@ -131,21 +145,22 @@ class Limiter:
     ) -> tuple[list[WindowCheck], list[LeaseCheck], list[BudgetCheck]]:
         pol = self.policy(user, groups)
         s = self.settings
+        keys = user_prefix(user)
         windows = [
             WindowCheck(
-                f"u:{user}:w:{r.amount}/{r.seconds:g}", r.amount, r.seconds, f"user {_fmt_rate(r)}",
+                f"{keys}w:{r.amount}/{r.seconds:g}", r.amount, r.seconds, f"user {_fmt_rate(r)}",
                 calendar_day=r.seconds == DAY,
             )
             for r in pol.limits
         ]
         leases = []
         if pol.concurrency:
-            leases.append(LeaseCheck(f"u:{user}:conc", pol.concurrency, s.lease_seconds, f"user concurrency {pol.concurrency}"))
+            leases.append(LeaseCheck(f"{keys}conc", pol.concurrency, s.lease_seconds, f"user concurrency {pol.concurrency}"))
         if s.global_concurrency:
             leases.append(LeaseCheck("g:conc", s.global_concurrency, s.lease_seconds, f"global concurrency {s.global_concurrency}"))
         budgets = []
         if pol.daily_budget_usd is not None:
-            budgets.append(BudgetCheck(f"u:{user}:usd", pol.daily_budget_usd, reserve, f"user daily budget ${pol.daily_budget_usd:g}"))
+            budgets.append(BudgetCheck(f"{keys}usd", pol.daily_budget_usd, reserve, f"user daily budget ${pol.daily_budget_usd:g}"))
         if s.global_daily_budget_usd is not None:
             budgets.append(BudgetCheck("g:usd", s.global_daily_budget_usd, reserve, f"global daily budget ${s.global_daily_budget_usd:g}"))
         return windows, leases, budgets
@@ -267,7 +282,9 @@ class Limiter:
         return quota_headers(windows, wuse)
 
     async def reset(self, user: str | None) -> int:
-        return await self.state.reset(f"u:{user}:" if user else "u:")
+        """Forget `user`'s windows, leases and budget (None: every user's); how many entries
+        went. Only that user's: the prefix ends at the encoded name's separator."""
+        return await self.state.reset(user_prefix(user) if user is not None else "u:")
 
 
 def quota_headers(windows: list[WindowCheck], wuse: list[tuple[int, float]]) -> dict[str, str]:

@@ -37,6 +37,9 @@ class EngineSettings:
     user_id_secret: bytes = b""
     # privacy: what is masked before a request goes upstream, and what the kernel may send
     redact_patterns: tuple[Pattern, ...] = ()
+    redact_max_chars: int = 200_000  # the most text one request may hold while redaction is on
+    # how long an answer whose client left is read on, for the usage the provider bills
+    usage_drain_seconds: float = 30.0
     context_policy: dict[str, Any] = field(default_factory=lambda: dict(CONTEXT_POLICY_DEFAULTS))
     fallback_model: str = ""  # an upstream name; "" turns the fallback off
     fallback_on: tuple[str, ...] = ("capacity",)  # "capacity", "budget"

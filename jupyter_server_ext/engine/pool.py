@@ -22,7 +22,16 @@ from .window import Bucket, provider_stamp
 
 @dataclass
 class Breaker:
-    """Per-key circuit breaker: opens after `threshold` failures in a row, probes once later."""
+    """Per-key circuit breaker: opens after `threshold` failures in a row, probes once later.
+
+    A request can be made to fail on purpose (a body that makes the provider answer 5xx, an
+    answer too long for the timeout), so a failure that may be the request's doing names its
+    user, and such failures open the breaker only once they come from two users or more: one
+    user's requests cannot take a key out for everyone. A failure that is the host's alone
+    (connection refused, no TLS) names nobody and counts whoever asked, and so does one the
+    same request then got past on another key (``blame_host``): the request was not at fault.
+    So a key failing one user alone (a personal server) still opens its breaker.
+    """
 
     threshold: int = 3
     base_open_seconds: float = 15.0
@@ -31,14 +40,20 @@ class Breaker:
     open_until: float = 0.0
     opened: int = 0  # how many times in a row it opened; the open time doubles each time
     probing: bool = False
+    users: set[str] = field(default_factory=set)  # whose requests failed in this run (two are enough)
+    hosts_fault: bool = False  # a failure in this run named nobody
+
+    @property
+    def tripped(self) -> bool:
+        return self.failures >= self.threshold and (self.hosts_fault or len(self.users) > 1)
 
     def allows(self, now: float) -> bool:
-        if self.failures < self.threshold:
+        if not self.tripped:
             return True
         return now >= self.open_until and not self.probing
 
     def state(self, now: float) -> str:
-        if self.failures < self.threshold:
+        if not self.tripped:
             return "closed"
         return "open" if now < self.open_until else "half-open"
 
@@ -46,14 +61,29 @@ class Breaker:
         self.failures = 0
         self.opened = 0
         self.probing = False
+        self.users.clear()
+        self.hosts_fault = False
 
-    def failure(self, now: float) -> None:
+    def failure(self, now: float, user: str | None = None) -> None:
         self.failures += 1
         self.probing = False
-        if self.failures >= self.threshold:
-            secs = min(self.max_open_seconds, self.base_open_seconds * 2**self.opened)
-            self.open_until = now + secs
-            self.opened += 1
+        if user is None:
+            self.hosts_fault = True
+        elif len(self.users) < 2:
+            self.users.add(user)
+        if self.tripped:
+            self._open(now)
+
+    def blame_host(self, now: float) -> None:
+        """A failure already counted turned out the key's, not the request's."""
+        was_tripped, self.hosts_fault = self.tripped, True
+        if self.tripped and not was_tripped:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        secs = min(self.max_open_seconds, self.base_open_seconds * 2**self.opened)
+        self.open_until = now + secs
+        self.opened += 1
 
 
 @dataclass
@@ -213,7 +243,7 @@ class Pool:
 
     def claim_slot(self, key: Key, bucket: Bucket, model: str, tokens: int, now: float, ref: str = "") -> Slot:
         """A slot on `key` whose window has room (the caller checked): the key's side of it."""
-        probe = key.breaker.failures >= key.breaker.threshold
+        probe = key.breaker.tripped
         if probe:
             key.breaker.probing = True
         key.inflight += 1
@@ -316,12 +346,18 @@ class Pool:
         slot.key.note_error(now, "429")
         return secs
 
-    async def failed(self, slot: Slot, what: str) -> bool:
-        """Count a failure against the key's breaker; True when this opened the breaker."""
+    async def failed(self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True) -> bool:
+        """Count a failure against the key's breaker; True when this opened the breaker. `user`:
+        whose request failed, when the failure may be that request's doing (``Breaker``).
+        ``counted=False``: a failure counted before is the key's after all (the same request
+        then succeeded on another key)."""
         now = self.clock()
         was_open = slot.key.breaker.state(now) == "open"
-        slot.key.breaker.failure(now)
-        slot.key.note_error(now, what)
+        if counted:
+            slot.key.breaker.failure(now, user)
+            slot.key.note_error(now, what)
+        else:
+            slot.key.breaker.blame_host(now)
         return not was_open and slot.key.breaker.state(now) == "open"
 
     async def disable(self, key: Key, why: str) -> None:

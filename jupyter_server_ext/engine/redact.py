@@ -8,8 +8,9 @@ more than a shape (Luhn for cards, mod-97 for IBANs, a phone's plausible layout)
 numbers, dates, ids and amounts pass untouched.
 
 The answer may use the placeholders; ``Restorer`` puts the real values back for the user who
-sent them, except inside ```sql fenced blocks and for SQL clients (their SQL runs: a value
-mapped into it would be data turned into code). It works on a stream too, holding back a
+sent them, in plain text only: never in a block the kernel takes as SQL, nor for SQL clients
+(their SQL runs: a value mapped into it would be data turned into code), nor in a link or
+image target, a URL or an HTML attribute (where a click or an image load would send it out). It works on a stream too, holding back a
 placeholder split across chunks until it is complete.
 
 Pattern-based: it finds what looks like the configured types, not every personal datum (a
@@ -23,7 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rsql_magic.sql.fences import fence_language, is_sql_language
+
 from .errors import ConfigError
+from .restore_context import RestoreContext
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -52,12 +56,17 @@ def _card_ok(text: str) -> bool:
     return _luhn(digits)
 
 
+# letters as ISO 13616 numbers them (A=10 ... Z=35); str.translate does the whole IBAN in one call,
+# which keeps a text full of IBAN-like groups cheap to scan
+_IBAN_LETTERS = {ord(ch): str(10 + i) for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+
+
 def _iban_ok(text: str) -> bool:
     compact = text.replace(" ", "").upper()
-    if not 15 <= len(compact) <= 34:
+    if not 15 <= len(compact) <= 34 or not (compact.isascii() and compact.isalnum()):
         return False
     moved = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+    return int(moved.translate(_IBAN_LETTERS)) % 97 == 1
 
 
 _DATE_LIKE = re.compile(r"^(\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
@@ -308,7 +317,12 @@ _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)")
 
 
 class Restorer:
-    """Maps placeholders back to their values in answer text, outside ```sql fences.
+    """Maps placeholders back to their values in answer text, in plain text only.
+
+    A placeholder stays as it is where its value could leave the user's screen or run:
+    in a block the kernel takes as SQL (``extract_sql``'s own grammar, and any fence tagged
+    with an SQL language), a link or image target, an autolink or bare URL, or an HTML tag's
+    attributes (``RestoreContext``, which reads the answer as the user gets it).
 
     Fed piece by piece (a stream), it holds back what is not yet decidable: a partial
     placeholder at the end, and a line that starts with a backtick or tilde until its end (it
@@ -320,6 +334,7 @@ class Restorer:
         self.fence: str | None = None  # the marker of the open fence
         self.in_sql = False
         self.at_line_start = True
+        self.context = RestoreContext()
 
     def feed(self, text: str) -> str:
         buf = self.pending + text
@@ -350,20 +365,33 @@ class Restorer:
                     marker = fm.group(1)
                     if self.fence is None:
                         self.fence = marker
-                        self.in_sql = fm.group(2).lower().startswith("sql")
+                        # the kernel's SQL languages (a bare fence too), and anything sql-ish
+                        language = fence_language(line[fm.end(1):])
+                        self.in_sql = is_sql_language(language) or language.startswith("sql")
                     elif marker[0] == self.fence[0] and len(marker) >= len(self.fence) and not fm.group(2):
                         self.fence, self.in_sql = None, False
-                    out.append(line)
+                    out.append(self._keep(line))
                     self.at_line_start = line.endswith("\n")
                     continue
-            out.append(line if self.in_sql else self._swap(line))
+            out.append(self._keep(line) if self.in_sql else self._swap(line))
             self.at_line_start = line.endswith("\n")
         return "".join(out)
 
+    def _keep(self, text: str) -> str:
+        self.context.feed(text)
+        return text
+
     def _swap(self, text: str) -> str:
         if "<" not in text:
-            return text
-        return _PLACEHOLDER.sub(lambda m: self.values.get(m.group(), m.group()), text)
+            return self._keep(text)
+        out, pos = [], 0
+        for m in _PLACEHOLDER.finditer(text):
+            out.append(self._keep(text[pos:m.start()]))
+            value = self.values.get(m.group()) if self.context.plain() else None
+            out.append(self._keep(m.group() if value is None else value))
+            pos = m.end()
+        out.append(self._keep(text[pos:]))
+        return "".join(out)
 
 
 def restore_text(text: str, values: dict[str, str]) -> str:

@@ -1,11 +1,19 @@
 """An upstream's answer, or a cached one, turned into the client's reply: usage settled, cost
-charged, the slot and the admission ticket given back, the answer cached."""
+charged, the slot and the admission ticket given back, the answer cached.
+
+The bill rule (README, "What a request is charged"): what the provider can bill for a request is
+what the user is charged. A provider bills every token it generated, whether or not the client
+stayed to read them, so an answer the client left is read on in the background for the usage
+the provider reports (``adopt``, ``_drain``); when none comes, the prompt and one token per
+streamed chunk are charged (``charge_estimate``), never less than the prompt.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .answers import Collector, chunks_of, event_json, shape_event, sse
@@ -16,6 +24,8 @@ from .pool import Pool
 from .pricing import PriceBook
 from .records import Reply
 from .transport import UpstreamFailure, UpstreamReply
+
+log = logging.getLogger("rsql.engine")
 
 
 def usage_of(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -28,13 +38,114 @@ class Replies:
 
     def __init__(
         self, pool: Pool, prices: PriceBook, limiter: Limiter, cache: MemoryCache,
-        finish: Callable[[Exchange], None],
+        finish: Callable[[Exchange], None], *, drain_seconds: float = 30.0,
     ) -> None:
         self.pool = pool
         self.prices = prices
         self.limiter = limiter
         self.cache = cache
         self.finish = finish
+        self.drain_seconds = drain_seconds
+        # answers read on after their client left, each with what closes its upstream connection
+        self.background: dict[asyncio.Task, Callable[[], None] | None] = {}
+
+    async def close(self) -> None:
+        """Stop reading abandoned answers; each still charges its estimate and gives back its hold."""
+        tasks = list(self.background.items())
+        for task, close in tasks:
+            # the connection first: Python 3.11's asyncio.wait_for, which the upstream reads use,
+            # can swallow a cancel that arrives as its read completes, and the read would go on
+            if close is not None:
+                close()
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in tasks), return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], close: Callable[[], None] | None = None) -> None:
+        task = asyncio.ensure_future(work)
+        self.background[task] = close  # held: the loop keeps only weak references to tasks
+        task.add_done_callback(lambda t: self.background.pop(t, None))
+
+    # -- what a request is charged when its answer did not come back whole -------------------
+
+    def charge_worst_case(self, ex: Exchange) -> float:
+        """An accepted attempt with no answer: the provider may generate up to the request's
+        limits, so that is charged (at this key's price)."""
+        req, outcome = ex.req, ex.outcome
+        outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, req.completion_tokens
+        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).cost(
+            req.prompt_tokens, req.completion_tokens)
+        return outcome.cost_usd
+
+    def charge_estimate(self, ex: Exchange, chunks: int) -> float:
+        """A stream that ended without its usage: the prompt (the proxy's generous estimate) and
+        one token per streamed chunk (providers send about one token a chunk)."""
+        outcome = ex.outcome
+        outcome.prompt_tokens, outcome.completion_tokens = ex.req.prompt_tokens, chunks
+        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).cost(ex.req.prompt_tokens, chunks)
+        return outcome.cost_usd
+
+    def adopt(self, ex: Exchange, slot: Any, pending: asyncio.Future) -> None:
+        """The client left while `pending` (an upstream call) was under way: the provider
+        answers, and bills, all the same, so the answer is read to its end in the background
+        and charged; the slot and the ticket are given back then."""
+        ex.slot, ex.handed_off = slot, True
+        ex.outcome.status, ex.outcome.error = 499, "client_closed"
+        self._spawn(self._settle_pending(ex, pending))
+
+    async def _settle_pending(self, ex: Exchange, pending: asyncio.Future) -> None:
+        try:
+            reply = await pending
+        except UpstreamFailure as fail:
+            # refused or never reached: nothing generated; accepted and silent: the worst case
+            cost = self.charge_worst_case(ex) if fail.accepted else 0.0
+            await self.pool.release(ex.slot, counted=fail.kind != "connect")
+            await self.limiter.finish(ex.ticket, cost)  # type: ignore[arg-type]
+            self.finish(ex)
+            return
+        except asyncio.CancelledError:  # the host is closing: the provider has the request
+            self.charge_worst_case(ex)
+            await self._end(ex, None)
+            self.finish(ex)
+            raise
+        await self.pool.succeeded(ex.slot, reply.headers)
+        if reply.events is None:
+            await self.json_reply(ex, reply)  # settles, caches (a retry is then a cache hit), finishes
+            return
+        self.background[asyncio.current_task()] = reply.close  # type: ignore[index]
+        await self._drain(ex, reply, _chain(reply.first, reply.events), 1)
+
+    async def _drain(self, ex: Exchange, reply: UpstreamReply, upstream: AsyncIterator[bytes], chunks: int) -> None:
+        """Read a stream its client left, up to ``drain_seconds``, for the usage the provider
+        reports; then charge it (or the estimate), and give back the slot and the ticket."""
+        tokens = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_seconds
+        try:
+            async with asyncio.timeout_at(deadline):  # a stream that stalls
+                async for ev in upstream:
+                    chunks += 1
+                    obj = event_json(ev) if b'"usage"' in ev else None
+                    usage = usage_of(obj) if obj is not None else None
+                    if usage:
+                        tokens = self.settle_usage(ex, usage)
+                        break
+                    if loop.time() >= deadline:
+                        # a stream that keeps talking: on Python 3.11 the timeout's cancel can be
+                        # swallowed by the read's wait_for as a chunk arrives, so the clock is
+                        # also read here, or the drain would last as long as the answer
+                        raise TimeoutError
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # timed out, or the stream broke: the estimate stands in
+            log.info("request %s: no usage from the abandoned stream (%s); charging the estimate",
+                     ex.outcome.request_id, type(exc).__name__)
+        finally:
+            if reply.close:
+                reply.close()
+            if tokens is None:
+                self.charge_estimate(ex, chunks)
+            await self._end(ex, tokens)
+            self.finish(ex)
 
     async def _end(self, ex: Exchange, tokens: int | None) -> None:
         """Give back the key's slot and the caller's ticket; with shared state both writes go in
@@ -98,8 +209,12 @@ class Replies:
         async def events() -> AsyncIterator[bytes]:
             nonlocal kept, room
             tokens = None
+            chunks = 0  # events read: what the provider generated, if it never says
+            upstream = _chain(reply.first, reply.events)
+            handed_off = False
             try:
-                async for ev in _chain(reply.first, reply.events):
+                async for ev in upstream:
+                    chunks += 1
                     obj = event_json(ev) if b'"usage"' in ev else None
                     if obj is not None:
                         usage = usage_of(obj)
@@ -125,23 +240,30 @@ class Replies:
                     self.cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
-                await pool.failed(slot, f"stream {fail.kind}")
+                await pool.failed(slot, f"stream {fail.kind}", ex.caller.user)
                 yield _sse_error("the upstream stream broke off: " + fail.message)
             except (asyncio.CancelledError, GeneratorExit):
                 outcome.status, outcome.error = 499, "client_closed"
+                if tokens is None:
+                    # the provider goes on generating, and billing: read on for its usage
+                    handed_off = True
+                    self._spawn(self._drain(ex, reply, upstream, chunks), reply.close)
                 raise
             except Exception as exc:  # the connection broke mid-stream (HTTPError, OSError)
                 outcome.status, outcome.error = 502, "stream_broken"
-                await pool.failed(slot, "stream broken")
+                await pool.failed(slot, "stream broken", ex.caller.user)
                 yield _sse_error(f"the upstream stream broke off ({type(exc).__name__})")
             finally:
-                if reply.close:
-                    reply.close()
-                if tokens is None and outcome.status < 400:
-                    # no usage chunk came: charge the reservation rather than nothing
-                    outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]
-                await self._end(ex, tokens)
-                self.finish(ex)
+                if not handed_off:
+                    if reply.close:
+                        reply.close()
+                    if tokens is None:
+                        if outcome.status < 400:  # ended without a usage chunk: the reservation
+                            outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]
+                        else:  # broke off: what was generated until then
+                            self.charge_estimate(ex, chunks)
+                    await self._end(ex, tokens)
+                    self.finish(ex)
 
         headers = {
             "X-Request-Id": outcome.request_id,

@@ -352,6 +352,14 @@ def _input_tokens(value: Any, name: str, limits: RequestLimits) -> int:
     return tokens
 
 
+def _prompt_count(prompt: Any) -> int:
+    """How many prompts a legacy `prompt` holds: a string or one list of token ids is one; a list
+    of strings or of token-id lists is one per item."""
+    if isinstance(prompt, list) and prompt and not all(isinstance(t, int) for t in prompt):
+        return len(prompt)
+    return 1
+
+
 def parse_completions_request(
     body: Any, *, default_model: str, default_max_tokens: int, limits: RequestLimits | None = None
 ) -> ChatRequest:
@@ -364,6 +372,8 @@ def parse_completions_request(
     stream = _check_stream(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)
     choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
+    # a list of prompts is a batch: the provider completes (and bills) each one n times
+    choices *= _prompt_count(body.get("prompt", ""))
     stream_options = _check_stream_options(body)
     payload = dict(body)
     payload["model"] = model

@@ -15,6 +15,12 @@ Several processes may share one folder: a process takes over (``adopt``) only se
 lock it can take, i.e. whose owner is gone. Locks are per open file, so a second journal in the
 same process cannot take a live segment either. Plain Python; the caller runs the slow parts
 (``sync``, ``load``, ``find_orphans``) in a thread.
+
+A row in the folder is a charge to its user, so the folder is trusted only when no one else can
+write it (owned by this process's user, no group or other write bit), and a segment is taken
+over only when it is a regular file of this user that no one else can read or write, opened
+without following a symbolic link and without blocking (a FIFO would hang the reader). A
+planted file is skipped with a warning that names it, and left for the admin to look at.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from typing import Any
 
@@ -34,6 +41,30 @@ ROTATE_BYTES = 4 * 2**20  # a segment is sealed past this; bounds what a take-ov
 MEMORY_BYTES = 16 * 2**20  # journaled rows also kept in memory (to send without reading back)
 
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+class UnsafeFolder(OSError):
+    """The spool folder can be written by someone else: rows planted there would be charged."""
+
+
+def _folder_problem(st: os.stat_result) -> str | None:
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a folder"
+    if st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not by this process's user (uid {os.geteuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by others (mode {stat.S_IMODE(st.st_mode):o}); chmod 700 it"
+    return None
+
+
+def _segment_problem(st: os.stat_result) -> str | None:
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not by this process's user"
+    if st.st_mode & 0o077:
+        return f"readable or writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 class Segment:
@@ -77,12 +108,16 @@ class Journal:
         self.full = False  # an append found no room; the caller resets it once it has warned
         self.error: OSError | None = None  # the disk refused a write: journaling stopped
         self._known: set[str] = set()
+        self._refused: set[str] = set()  # planted files already named in a warning
 
     # -- set-up and shutdown ----------------------------------------------------------------
 
     def open(self) -> None:
         """Make the folder (owner-only: rows may hold prompts) and the first segment."""
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        why = _folder_problem(os.stat(self.folder))
+        if why:
+            raise UnsafeFolder(f"{self.folder} is {why}")
         self._new_segment()
 
     def close(self) -> tuple[int, int]:
@@ -198,8 +233,11 @@ class Journal:
         """The rows of a segment after its first `seg.sent` lines, read back from disk (in a
         thread). A line that is not a row (a torn write after a power cut) reads as None."""
         try:
-            with open(seg.path, "rb") as f:
-                data = f.read()
+            if seg.adopted:  # the file checked when it was taken over, whatever has its name now
+                data = _read_all(seg.fd)
+            else:
+                with open(seg.path, "rb") as f:
+                    data = f.read()
         except FileNotFoundError:  # removed by hand: its rows are gone
             log.warning("usage spool: %s was removed before its %d rows were written", seg.path, seg.unsent)
             data = b""
@@ -271,18 +309,23 @@ class Journal:
             leftover = name.startswith("." + PREFIX) and _older_than(path, 60)
             if not (leftover or (name.startswith(PREFIX) and name.endswith(SUFFIX))) or path in self._known:
                 continue
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
+            try:  # never through a link, never blocking on a FIFO
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError as exc:
+                self._refuse(path, "a symbolic link" if os.path.islink(path) else exc.strerror or str(exc))
+                continue
+            why = _segment_problem(os.fstat(fd))
+            if why:
+                os.close(fd)
+                self._refuse(path, why)
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 # between listing and locking, another process may have taken it, sent it
                 # and deleted it: only the file still under this name counts
-                if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                if os.fstat(fd).st_ino != os.lstat(path).st_ino:
                     raise FileNotFoundError(path)
-                with open(path, "rb") as f:
-                    data = f.read()
+                data = _read_all(fd)  # the file checked above, not whatever has its name now
                 rows = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
                 if leftover or rows == 0:
                     os.unlink(path)
@@ -292,6 +335,12 @@ class Journal:
                 continue
             found.append(Segment(path, fd, rows=rows, nbytes=len(data), adopted=True))
         return found
+
+    def _refuse(self, path: str, why: str) -> None:
+        if path not in self._refused:
+            self._refused.add(path)
+            log.warning("usage spool: skipped %s (%s): not a segment this process wrote; its rows are "
+                        "not charged. Remove it once you have looked at it", path, why)
 
     def take(self, found: list[Segment]) -> int:
         """Add segments from ``find_orphans`` ahead of this process's own; returns their rows."""
@@ -303,6 +352,14 @@ class Journal:
 
     def status(self) -> dict[str, Any]:
         return {"rows": self.unsent, "bytes": self.bytes, "max_bytes": self.max_bytes, "full": self.full}
+
+
+def _read_all(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def _older_than(path: str, seconds: float) -> bool:

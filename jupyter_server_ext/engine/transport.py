@@ -39,7 +39,11 @@ class UpstreamReply:
 @dataclass
 class UpstreamFailure(Exception):
     """kind: rate_limited | auth | server | timeout | connect | client (a 4xx to pass on) |
-    unserved (this upstream does not serve the endpoint)."""
+    unserved (this upstream does not serve the endpoint).
+
+    `accepted`: the request reached the provider, which may be generating (and billing) an
+    answer that did not come back in time; such an attempt is charged and never sent again
+    to another key (README, "What a request is charged")."""
 
     kind: str
     message: str
@@ -47,6 +51,7 @@ class UpstreamFailure(Exception):
     retry_after: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    accepted: bool = False
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"

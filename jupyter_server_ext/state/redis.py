@@ -9,7 +9,6 @@ are in ``scripts``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -32,6 +31,14 @@ log = logging.getLogger("rsql.state")
 # and 4.2 ms with 8 sent on the next turn, pipelined; bench/results/notes.md)
 ADMISSIONS_PER_BATCH = 8
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
+
+_GLOB_SPECIAL = frozenset("*?[]^\\")
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a Redis MATCH pattern that matches only itself: a backslash before each of the
+    pattern's special characters (``* ? [ ] ^ \\``; ``^`` only matters inside brackets)."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -144,22 +151,13 @@ class RedisState:
         args.append(len(budgets))
         args += [self._k(b.key) for b in budgets]
         args.append(repr(delta))
-        done = self.batch.queue(*args)
-        if self.batch.ordered:
-            # applied before any later admission or read of this process: the answer need not
-            # wait for the round trip
-            done.add_done_callback(self._finished)
-            return
-        try:
-            await done
-        except _CONNECTION_ERRORS as exc:  # leases expire on their own; windows and budgets stay
-            self._outage(exc)
+        # applied before any later admission or read of this process: the answer need not wait
+        await self.batch.write(*args, failed=self._end_failed)
 
-    def _finished(self, done: asyncio.Future) -> None:
-        exc = None if done.cancelled() else done.exception()
+    def _end_failed(self, exc: BaseException) -> None:
         if isinstance(exc, _CONNECTION_ERRORS):  # leases expire on their own; windows and budgets stay
             self._outage(exc)
-        elif exc is not None:
+        else:
             log.error("state backend %s: a request's end was not applied (%s)", self.name, type(exc).__name__)
 
     async def read(
@@ -182,9 +180,13 @@ class RedisState:
         return wuse, luse, spent
 
     async def reset(self, prefix: str) -> int:
+        """Delete every key that starts with `prefix`, taken literally: a glob character in it
+        (the configured key prefix, a name) matches only itself."""
+        literal = self._k(prefix).encode()
         n = 0
-        async for key in self.redis.scan_iter(match=self._k(prefix) + "*", count=500):
-            n += await self.redis.delete(key)
+        async for key in self.redis.scan_iter(match=glob_escape(self._k(prefix)) + "*", count=500):
+            if key.startswith(literal):  # what MATCH found is checked again, as plain text
+                n += await self.redis.delete(key)
         return n
 
     async def ping(self) -> bool:

@@ -19,7 +19,7 @@ redis-py's pool, no order) callers await their writes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .script_conn import PipelinedConnection, script_caller
@@ -54,6 +54,20 @@ class Batcher:
         """Apply one call and return its items (with `results`); raises what the Redis client
         raised (the caller decides)."""
         return await self.queue(*op)
+
+    def send(self, *op: Any, failed: Callable[[BaseException], None]) -> asyncio.Future:
+        """Queue a write whose caller goes on at once; an error it meets goes to `failed`."""
+        done = self.queue(*op)
+        done.add_done_callback(lambda d: None if d.cancelled() or d.exception() is None else failed(d.exception()))
+        return done
+
+    async def write(self, *op: Any, failed: Callable[[BaseException], None]) -> None:
+        """Apply a write nobody needs the answer of: on an ordered connection return once it is
+        queued (it is applied before anything this process sends later), else once it is
+        applied. An error it meets goes to `failed` either way."""
+        done = self.send(*op, failed=failed)
+        if not self.ordered:
+            await asyncio.wait({done})
 
     def queue(self, *op: Any) -> asyncio.Future:
         """Queue one write; the future is done once it is applied (or failed)."""

@@ -134,11 +134,9 @@ class SharedPool(Pool):
         self.free_slot(slot)
         used = slot.tokens if tokens is None else tokens
         span, tspan = self._spans(slot)
-        end = ("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span, tspan)
-        if self.batch.ordered:  # applied before any later pick of this process: no need to wait
-            self.batch.queue(*end).add_done_callback(self._written)
-        else:
-            await self._write(*end)
+        # applied before any later pick of this process: no need to wait
+        await self.batch.write("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span,
+                               tspan, failed=self._write_failed)
         self._notify()
 
     async def succeeded(self, slot: Slot, headers) -> None:
@@ -150,17 +148,15 @@ class SharedPool(Pool):
         ago = now - provider_stamp(headers, now, slot.taken, self.account_rates(slot.key.spec.account)[0])
         # not awaited: the answer goes on at once, and the stamp is in the same batch as the
         # slot's end when that comes in this loop turn (a JSON answer); writes apply in order
-        done = self.batch.queue("stamp", self._base(slot), slot.ref, slot.tokens, ago, self._spans(slot)[0],
-                                *_provider_headers(headers))
-        done.add_done_callback(self._written)
+        self.batch.send("stamp", self._base(slot), slot.ref, slot.tokens, ago, self._spans(slot)[0],
+                        *_provider_headers(headers), failed=self._write_failed)
         self._notify()
 
-    def _written(self, done: Any) -> None:
-        exc = None if done.cancelled() else done.exception()
-        if isinstance(exc, _DOWN):
+    def _write_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, _DOWN):  # the keys expire on their own; nothing to undo later
             self._down(exc)
-        elif exc is not None:
-            log.error("shared upstream state: a stamp failed (%s)", type(exc).__name__)
+        else:
+            log.error("shared upstream state: a write failed (%s)", type(exc).__name__)
 
     async def _publish_headers(self, slot: Slot, headers) -> None:
         observed = _provider_headers(headers)
@@ -173,8 +169,8 @@ class SharedPool(Pool):
         await self._quietly(self._extend, keys=[f"{self.prefix}{slot.key.spec.account}:{slot.model}:cool"], args=[secs])
         return secs
 
-    async def failed(self, slot: Slot, what: str) -> bool:
-        opened = await super().failed(slot, what)
+    async def failed(self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True) -> bool:
+        opened = await super().failed(slot, what, user, counted=counted)
         if opened:
             secs = slot.key.breaker.open_until - self.clock()
             await self._quietly(self._extend, keys=[f"{self.prefix}brk:{slot.key.alias}"], args=[max(0.001, secs)])

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from typing import Any
@@ -56,7 +57,7 @@ class SQLiteStore:
         with self._lock:
             if self._conn is None:
                 if self.path != ":memory:":
-                    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                    make_private(self.path)
                 conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -165,6 +166,63 @@ class SQLiteStore:
                     self._conn = None
 
         await asyncio.to_thread(go)
+
+
+# SQLite gives the files it makes beside the log (WAL, shared memory, rollback journal) the
+# log's own mode: an owner-only log keeps them owner-only too
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def make_private(path: str) -> None:
+    """Create the log owner-only before SQLite opens it, and narrow an existing log (and the
+    files beside it) that other users can read: it holds user names, costs and, with
+    log_prompts, the prompts. Creating the file ourselves (rather than changing the umask,
+    which is process-wide and would race other threads) is what makes this safe."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, mode=0o700, exist_ok=True)  # the mode applies to a folder made here only
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:  # an existing log, or another process made it first
+        pass
+    except OSError:  # SQLite's own open then fails with its own message
+        return
+    else:
+        os.close(fd)
+    if os.stat(folder).st_mode & (stat.S_IWOTH | stat.S_ISVTX) == stat.S_IWOTH:
+        log.warning("usage log: folder %s is writable by every user, who could replace the log: "
+                    "chmod 700 it or set c.RSQLProxy.database_url to a private folder", folder)
+    for name in (path + suffix for suffix in _SIDE_FILES):
+        _narrow(name)
+
+
+def _narrow(path: str) -> None:
+    """Drop group and other bits from `path` when set, saying so; warn when it is not ours.
+    By path, never by opening it: closing a descriptor of a SQLite file drops every POSIX lock
+    this process holds on it, including a live connection's."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("usage log: cannot check the mode of %s: %s", path, exc.strerror or exc)
+        return
+    old = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISREG(info.st_mode) or not old & 0o077:
+        return
+    if info.st_uid != os.geteuid():
+        log.warning("usage log: %s is open to other users (mode %04o) and owned by uid %d, not by this "
+                    "process (uid %d): make it private (chmod 600 %s)", path, old, info.st_uid, os.geteuid(), path)
+        return
+    try:
+        os.chmod(path, old & 0o700)
+    except OSError as exc:  # a read-only file system
+        log.warning("usage log: %s is open to other users (mode %04o) and cannot be narrowed: %s",
+                    path, old, exc.strerror or exc)
+        return
+    log.warning("usage log: %s was open to other users (mode %04o), now %04o: it holds user names, "
+                "costs and, with log_prompts, the prompts", path, old, old & 0o700)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -29,6 +29,7 @@ from rsql_magic.errors import ProxyError
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
 from rsql_magic.sanitize import plain_text
 from rsql_magic.session import ContextRequest, Session
+from rsql_magic.sql.fences import sql_blocks
 from rsql_magic.sql.loop import SqlAIError
 
 from .sources import FRAMES, JUPYSQL, connection_name, has_r_session, sql_connections, sql_source
@@ -429,10 +430,13 @@ class ChatPanel(ChatWidgets):
 
     def run_sql(self, turn: Turn | int = -1) -> Any:
         """Run the answer's SQL through %%sql_ai's runner: parse, qualify against the schema,
-        read-only guard, execute; failures go back to the model (client kind ``chat``) up to
+        read-only guard, execute; failures go back to the model (client kind ``sql``) up to
         ``SqlAIMagics.max_retries`` times. Shows the DataFrame in the panel; returns it."""
         t = self._turn(turn)
-        if t.first_code("sql") is None:
+        # Only a block the proxy read as SQL too (``sql.fences``, the grammar ``extract_sql``
+        # takes its first attempt by): there it never maps a redacted value back. Without one,
+        # ``extract_sql`` would read SQL from the prose, where values are mapped back.
+        if t.first_code("sql") is None or not sql_blocks(t.answer):
             self.set_status("This answer has no SQL block.", "warn")
             return None
         session = self.session
@@ -443,8 +447,9 @@ class ChatPanel(ChatWidgets):
             out.value = error_html(getattr(e, "message", str(e)))
             return None
         try:
-            # the answer already in the chat is the first attempt
-            complete = session.sql_completer(self.client(), model=self.model, client_kind="chat",
+            # the answer already in the chat is the first attempt; the retries are SQL to run,
+            # asked as an SQL client, into which the proxy maps no redacted value back
+            complete = session.sql_completer(self.client(), model=self.model, client_kind="sql",
                                              batch=session.is_batch(), first_answer=t.answer)
             res = session.run_sql(t.question, db, complete)
         except SqlAIError as e:

@@ -457,7 +457,9 @@ class Session:
 
     def sql_policy(self) -> SqlPolicy:
         """What generated SQL may do: ``SqlAIMagics.allowed_functions`` and ``postgres_role``."""
-        return SqlPolicy.make(self.sql.allowed_functions, self.sql.postgres_role)
+        return SqlPolicy.make(
+            self.sql.allowed_functions, self.sql.postgres_role, self.sql.max_result_bytes
+        )
 
     def sql_completer(self, client: ProxyClient, *, model: str | None, client_kind: str = "sql",
                       batch: bool = False, no_cache: bool = False, replay: Replay | None = None,

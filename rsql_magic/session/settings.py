@@ -10,6 +10,8 @@ from __future__ import annotations
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
+from ..sql.fetch import DEFAULT_MAX_RESULT_BYTES
+
 __all__ = ["AskSettings", "SqlAISettings"]
 
 
@@ -105,4 +107,10 @@ class SqlAISettings(Configurable):
         "",
         help="PostgreSQL role generated SQL runs as (SET LOCAL ROLE): one without superuser "
         "rights that can SELECT your tables. Empty: the connection's own role.",
+    ).tag(config=True)
+    max_result_bytes = Int(
+        DEFAULT_MAX_RESULT_BYTES,
+        help="Bytes of rows fetched into the DataFrame at most (about; 0: no byte bound). A "
+        "result past it stops early with a note; SQLite also refuses to build a value longer "
+        "than it, and DuckDB gets a memory limit of four times it for the query.",
     ).tag(config=True)

@@ -8,12 +8,17 @@ Modules, bottom up:
 - ``functions``: the per-dialect allowlists of pure functions; ``policy``: allowed functions
   and the PostgreSQL role (``SqlPolicy``).
 - ``parse``: sqlglot parsing, shared by the guard and the validator.
-- ``guard``: the read-only allowlist check on the parsed statement.
+- ``strings``: refuses string literals a database may read two ways (backslash escapes).
+- ``guard``: the read-only allowlist check on the parsed statement, and width bounds on calls
+  that build a value in one step (``repeat``, padding, format widths, DuckDB's list ``range``).
 - ``walls``: the database-side read-only walls (SQLite authorizer, DuckDB's own parser,
   PostgreSQL read-only transaction and role).
+- ``fetch``: fetching within a row, byte and time bound (PostgreSQL: a server-side cursor).
 - ``connections``: one adapter over sqlite3 / DuckDB / SQLAlchemy / JupySQL / psycopg / frames,
   with time bounds, putting the walls in place around generated SQL.
 - ``schema``: schema capture (``model``, ``backends``, ``render`` as DDL, ``rank`` by relevance).
+- ``fences``: which fenced blocks of an answer are SQL (one grammar for the kernel and the
+  proxy's placeholder restorer).
 - ``validate``: extract, transpile, guard and qualify against the schema.
 - ``execute``: the executor, and database errors with the data removed.
 - ``loop``: the retry loop (``run_question``, ``SqlAIError``).

@@ -6,14 +6,17 @@ pandas DataFrames (queried in-process through DuckDB under their variable names)
 
 Every query runs with a time bound where the driver allows one (PostgreSQL
 ``statement_timeout``, SQLite's progress handler, DuckDB ``interrupt()`` from a timer) and fetches
-at most ``max_rows`` rows, so neither schema capture nor a generated query can hang a kernel.
+at most ``max_rows`` rows and ``max_bytes`` bytes, chunk by chunk (:mod:`.fetch`; PostgreSQL
+through a server-side cursor), so neither schema capture nor a generated query can hang a kernel
+or fill its memory. SQLite also caps the length of any value it builds at the byte bound.
 
 Generated SQL (``query(..., policy=SqlPolicy(...))``) also meets the database's own walls
 (:mod:`rsql_magic.sql.walls`), so a mistake of the guard is still harmless:
 
 - PostgreSQL: a READ ONLY transaction (a savepoint made read-only inside the user's open
-  transaction), rolled back afterwards, with ``statement_timeout``, and ``SET LOCAL ROLE`` to
-  ``policy.postgres_role`` when given (a warning, once, when running as a superuser without it).
+  transaction), rolled back afterwards, with ``statement_timeout``, ``SET LOCAL ROLE`` to
+  ``policy.postgres_role`` when given (a warning, once, when running as a superuser without it),
+  ``standard_conforming_strings`` pinned on, and one statement sent (see :mod:`.fetch`).
 - SQLite: ``PRAGMA query_only`` plus an authorizer that allows only reads and allowlisted
   functions: no ATTACH / DETACH (which ``VACUUM INTO`` uses too), no PRAGMA, no writes.
 - DuckDB: DuckDB's own parser (``json_serialize_sql``) must see exactly one SELECT whose
@@ -29,26 +32,29 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .dialects import sqlglot_dialect
+from .fetch import Fetched, QueryTimeout, fetch_bounded, in_transaction, postgres_fetch
 from .functions import database_function_names
 from .policy import SqlPolicy
-from .walls import duckdb_parser_check, postgres_walls, sqlite_authorizer
+from .walls import duckdb_parser_check, pin_string_syntax, postgres_walls, sqlite_authorizer
+
+__all__ = [
+    "DB",
+    "DuckDB",
+    "Fetched",
+    "FramesDB",
+    "PostgresDBAPI",
+    "QueryTimeout",
+    "SQLAlchemyDB",
+    "SQLiteDB",
+    "is_frame",
+    "jupysql_current",
+    "resolve",
+]
 
 _ENGINES: dict[str, Any] = {}  # URL -> Engine, so a URL named in many cells shares one pool
-
-
-class QueryTimeout(Exception):
-    """The statement ran past its time bound and was cancelled."""
-
-
-@dataclass
-class Fetched:
-    columns: list[str]
-    rows: list[tuple]
-    more: bool  # True when the result had more than max_rows rows
 
 
 class DB:
@@ -66,9 +72,11 @@ class DB:
         timeout_s: float | None = None,
         read_only: bool = True,
         policy: SqlPolicy | None = None,
+        max_bytes: int | None = None,
     ) -> Fetched:
         """Run `sql`. With a `policy` (generated SQL) and `read_only`, the database's own
-        read-only walls apply as well; without one (our catalog queries) only read-only."""
+        read-only walls apply as well; without one (our catalog queries) only read-only.
+        `max_bytes`: stop fetching at about this many bytes of rows (``Fetched.capped_bytes``)."""
         raise NotImplementedError
 
     def rows(self, sql: str, timeout_s: float | None = 10.0) -> list[tuple]:
@@ -76,16 +84,24 @@ class DB:
         return self.query(sql, timeout_s=timeout_s).rows
 
 
-def _fetch(cur: Any, max_rows: int | None) -> Fetched:
-    if cur.description is None:  # a statement without a result set (only with --allow-write)
-        return Fetched([], [], False)
-    columns = [d[0] for d in cur.description]
-    if max_rows is None:
-        rows = [tuple(r) for r in cur.fetchall()]
-        return Fetched(columns, rows, False)
-    rows = [tuple(r) for r in cur.fetchmany(max_rows + 1)]
-    more = len(rows) > max_rows
-    return Fetched(columns, rows[:max_rows], more)
+def _deadline(timeout_s: float | None) -> float | None:
+    return time.monotonic() + timeout_s if timeout_s else None
+
+
+@contextlib.contextmanager
+def _sqlite_length_cap(conn: sqlite3.Connection, max_bytes: int | None) -> Iterator[None]:
+    """SQLite refuses to build any string, blob or row longer than the byte bound (zeroblob,
+    printf widths, replace() chains): one step of its VM the progress handler cannot stop."""
+    if not max_bytes or not hasattr(conn, "setlimit"):
+        yield
+        return
+    limit = sqlite3.SQLITE_LIMIT_LENGTH
+    old = conn.getlimit(limit)
+    conn.setlimit(limit, min(old, max(max_bytes, 1_000_000)))
+    try:
+        yield
+    finally:
+        conn.setlimit(limit, old)
 
 
 class SQLiteDB(DB):
@@ -96,9 +112,11 @@ class SQLiteDB(DB):
         self.raw = conn
         self.label = label
 
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
+    def query(
+        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
+    ):
         conn = self.raw
-        deadline = time.monotonic() + timeout_s if timeout_s else None
+        deadline = _deadline(timeout_s)
         timed_out = False
 
         def progress() -> int:
@@ -121,9 +139,10 @@ class SQLiteDB(DB):
                 sqlite_authorizer(database_function_names("sqlite", policy.allowed_functions))
             )
         try:
-            cur = conn.cursor()
-            cur.execute(sql)
-            return _fetch(cur, max_rows)
+            with _sqlite_length_cap(conn, max_bytes if policy is not None else None):
+                cur = conn.cursor()
+                cur.execute(sql)
+                return fetch_bounded(cur, max_rows, max_bytes, deadline, timeout_s)
         except sqlite3.OperationalError as e:
             if timed_out:
                 raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
@@ -168,14 +187,29 @@ class DuckDB(DB):
         self.raw = conn
         self.label = label
 
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
-        import duckdb
-
+    def query(
+        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
+    ):
         guarded = read_only and policy is not None
         conn = self.raw
-        own_tx = False
         if guarded:
             duckdb_parser_check(lambda q: conn.execute(q).fetchall(), sql, policy)
+        with _duckdb_memory_cap(conn, max_bytes if policy is not None else None):
+            return self._run_generated(conn, sql, guarded, max_rows, max_bytes, timeout_s)
+
+    @staticmethod
+    def _run_generated(
+        conn: Any,
+        sql: str,
+        guarded: bool,
+        max_rows: int | None,
+        max_bytes: int | None,
+        timeout_s: float | None,
+    ) -> Fetched:
+        import duckdb
+
+        own_tx = False
+        if guarded:
             # Our own read-only transaction, unless the user's is open: DuckDB has no
             # savepoints, and a failed BEGIN would abort the user's transaction. In autocommit
             # mode every statement is a transaction of its own, so its id moves.
@@ -187,7 +221,7 @@ class DuckDB(DB):
             with _interrupt_after(conn, timeout_s) as st:
                 try:
                     cur = conn.execute(sql)
-                    return _fetch(cur, max_rows)
+                    return fetch_bounded(cur, max_rows, max_bytes, _deadline(timeout_s), timeout_s)
                 except (duckdb.InterruptException, RuntimeError) as e:
                     if st["fired"]:
                         raise QueryTimeout(f"statement cancelled after {timeout_s:g} s") from e
@@ -196,6 +230,45 @@ class DuckDB(DB):
             if own_tx:
                 with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
+
+
+# DuckDB runs inside the kernel: a sort, join or aggregate of a generated query may take this
+# many times the result bound above what the database already holds (then "Out of Memory").
+_DUCKDB_HEADROOM = 4
+
+
+@contextlib.contextmanager
+def _duckdb_memory_cap(conn: Any, max_bytes: int | None) -> Iterator[None]:
+    """``memory_limit`` for one generated query: what DuckDB holds now plus a headroom.
+
+    A generated ``ORDER BY`` over large values materializes them in the kernel's memory before
+    the first row is fetched; the limit makes DuckDB refuse instead. A connection whose
+    configuration is locked (our DataFrames one) keeps DuckDB's own limit.
+    """
+    if not max_bytes:
+        yield
+        return
+    try:
+        (locked,) = conn.execute("SELECT current_setting('lock_configuration')").fetchone()
+    except Exception:
+        locked = True
+    if locked:  # a failed SET would abort the user's open transaction: never try one
+        yield
+        return
+    try:
+        (old,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+        (held,) = conn.execute(
+            "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+        ).fetchone()
+        conn.execute(f"SET memory_limit = '{int(held) + _DUCKDB_HEADROOM * max_bytes}B'")
+    except Exception:  # locked configuration, or a DuckDB without duckdb_memory()
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            conn.execute(f"SET memory_limit = '{str(old).replace(chr(39), '')}'")
 
 
 _FRAMES_CONFIG = {
@@ -239,18 +312,13 @@ class PostgresDBAPI(DB):
         self.raw = conn
         self.label = label
 
-    def _in_transaction(self) -> bool:
+    def query(
+        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
+    ):
         conn = self.raw
-        info = getattr(conn, "info", None)
-        status = getattr(info, "transaction_status", None)  # psycopg 3
-        if status is None and hasattr(conn, "get_transaction_status"):  # psycopg2
-            status = conn.get_transaction_status()
-        return bool(status) and int(status) != 0  # 0 = idle
-
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
-        conn = self.raw
+        deadline = _deadline(timeout_s)
         autocommit = bool(getattr(conn, "autocommit", False))
-        in_tx = not autocommit and self._in_transaction()
+        in_tx = not autocommit and in_transaction(conn)
         with conn.cursor() as cur:
             # Three ways in: our own explicit transaction (autocommit), the driver's implicit
             # one (idle), or a savepoint inside the user's open transaction, made read-only
@@ -283,10 +351,14 @@ class PostgresDBAPI(DB):
             try:
                 if timeout_s:
                     cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                if policy is not None:
+                    pin_string_syntax(run, sql)
                 if read_only and policy is not None:
                     postgres_walls(run, policy, conn, self.label)
-                cur.execute(sql)
-                out = _fetch(cur, max_rows)
+                out = postgres_fetch(
+                    conn, sql, max_rows=max_rows, max_bytes=max_bytes, deadline=deadline,
+                    timeout_s=timeout_s, generated=policy is not None,
+                )
             except Exception as e:
                 finish(False)
                 if "statement timeout" in str(e):
@@ -318,8 +390,11 @@ class SQLAlchemyDB(DB):
         else:
             yield self.bind
 
-    def query(self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None):
+    def query(
+        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
+    ):
         guarded = read_only and policy is not None
+        deadline = _deadline(timeout_s)
         with self.connection() as c:
             own_tx = not c.in_transaction()
             if own_tx:
@@ -337,11 +412,17 @@ class SQLAlchemyDB(DB):
                         c.exec_driver_sql("SET TRANSACTION READ ONLY")
                     if timeout_s:
                         c.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                    if policy is not None:
+                        pin_string_syntax(lambda q: self._run(c, q, None).rows, sql)
                     if guarded:
                         postgres_walls(
                             lambda q: self._run(c, q, None).rows, policy, self.bind, self.label
                         )
-                    return self._run(c, sql, max_rows)
+                    return postgres_fetch(
+                        c.connection.dbapi_connection, sql, max_rows=max_rows,
+                        max_bytes=max_bytes, deadline=deadline, timeout_s=timeout_s,
+                        generated=policy is not None,
+                    )
                 if self.dialect == "sqlite":
                     raw = c.connection.driver_connection
                     return SQLiteDB(raw).query(
@@ -350,14 +431,16 @@ class SQLAlchemyDB(DB):
                         timeout_s=timeout_s,
                         read_only=read_only,
                         policy=policy,
+                        max_bytes=max_bytes,
                     )
                 if self.dialect == "duckdb":
                     raw = c.connection.driver_connection
                     if guarded:
                         duckdb_parser_check(lambda q: self._run(c, q, None).rows, sql, policy)
-                    with _interrupt_after(raw, timeout_s) as st:
+                    cap = _duckdb_memory_cap(raw, max_bytes if policy is not None else None)
+                    with cap, _interrupt_after(raw, timeout_s) as st:
                         try:
-                            return self._run(c, sql, max_rows)
+                            return self._run(c, sql, max_rows, max_bytes, deadline, timeout_s)
                         except Exception as e:
                             if st["fired"]:
                                 raise QueryTimeout(
@@ -366,7 +449,7 @@ class SQLAlchemyDB(DB):
                             raise
                 # Other dialects: no database-side wall of ours beyond the transaction that is
                 # rolled back; the guard stands alone.
-                return self._run(c, sql, max_rows)
+                return self._run(c, sql, max_rows, max_bytes, deadline, timeout_s)
             except Exception as e:
                 failed = True
                 if tx is not None:
@@ -386,13 +469,20 @@ class SQLAlchemyDB(DB):
                     c.commit()
 
     @staticmethod
-    def _run(c: Any, sql: str, max_rows: int | None) -> Fetched:
+    def _run(
+        c: Any,
+        sql: str,
+        max_rows: int | None,
+        max_bytes: int | None = None,
+        deadline: float | None = None,
+        timeout_s: float | None = None,
+    ) -> Fetched:
         # The DBAPI cursor, with no parameters at all: SQLAlchemy's exec_driver_sql still passes
         # an empty tuple, which makes psycopg read a '%' in the model's SQL as a placeholder.
         cur = c.connection.cursor()
         try:
             cur.execute(sql)
-            return _fetch(cur, max_rows)
+            return fetch_bounded(cur, max_rows, max_bytes, deadline, timeout_s)
         finally:
             cur.close()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .connections import DB
+from .fetch import DECLARE_PREFIX
 from .policy import SqlPolicy
 
 __all__ = [
@@ -26,6 +27,7 @@ class QueryResult:
     frame: pd.DataFrame
     more: bool  # the result had more rows than were fetched
     elapsed_s: float
+    capped_bytes: int | None = None  # fetching stopped at this byte bound
 
 
 def run_query(
@@ -37,20 +39,25 @@ def run_query(
     read_only: bool = True,
     policy: SqlPolicy | None = None,
 ) -> QueryResult:
-    """Run generated `sql` on `db`, fetch at most `max_rows` rows, cancel after `timeout_s`.
+    """Run generated `sql` on `db`, fetch at most `max_rows` rows and the policy's
+    ``max_result_bytes``, cancel after `timeout_s`.
 
     The executor of checked statements: with `read_only` the database's own walls apply too
     (read-only transaction, authorizer, DuckDB's parser, role; see ``connections``), under
     `policy` or the default one, whether or not the guard saw the statement.
     """
     t0 = time.perf_counter()
-    if read_only and policy is None:
-        policy = SqlPolicy()
+    policy = policy or SqlPolicy()
     fetched = db.query(
-        sql, max_rows=max_rows, timeout_s=timeout_s, read_only=read_only, policy=policy
+        sql,
+        max_rows=max_rows,
+        timeout_s=timeout_s,
+        read_only=read_only,
+        policy=policy,
+        max_bytes=policy.max_result_bytes,
     )
     frame = pd.DataFrame.from_records(fetched.rows, columns=fetched.columns)
-    return QueryResult(frame, fetched.more, time.perf_counter() - t0)
+    return QueryResult(frame, fetched.more, time.perf_counter() - t0, fetched.capped_bytes)
 
 
 def _root(e: BaseException) -> BaseException:
@@ -79,6 +86,11 @@ WITHHELD = "<value withheld>"
 # DuckDB's candidate lists are kept only after the same filtering as the message.
 _DROP_LINES = re.compile(r"^\s*(DETAIL|CONTEXT|WHERE|QUERY|STATEMENT|INTERNAL QUERY)\b", re.I)
 _LINE_OF_SQL = re.compile(r"^\s*LINE \d+:")
+# PostgreSQL echoes the statement it ran: a query runs as our server-side cursor's DECLARE.
+_DECLARE = re.compile(
+    rf'(?:DECLARE "?{DECLARE_PREFIX}\d+"?|\.\.\.[^\n]*?{DECLARE_PREFIX}\d+"?) CURSOR '
+    r"(?:WITHOUT HOLD )?FOR "
+)
 _QUOTED = re.compile(r"\"(?:[^\"]|\"\")*\"|'(?:[^']|'')*'")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 # Numbers that are positions, not values: "LINE 1:", "position 12", "Line 1, Col: 5"
@@ -106,10 +118,16 @@ def sanitize_error(
     )
     out: list[str] = []
     keep_next_caret = False
+    shift = 0
     for line in message.splitlines():
         if _DROP_LINES.match(line):
             keep_next_caret = False
             continue
+        declared = _DECLARE.search(line) if _LINE_OF_SQL.match(line) else None
+        if _LINE_OF_SQL.match(line):  # the model's own text, and its caret moved back under it
+            shift = declared.end() - declared.start() if declared else 0
+        if declared:
+            line = line[: declared.start()] + line[declared.end() :]
         if _LINE_OF_SQL.match(line):
             # the database echoes a line of the statement: keep it only if it is the model's
             echoed = line.split(":", 1)[1].strip()
@@ -120,7 +138,7 @@ def sanitize_error(
                 keep_next_caret = False
             continue
         if keep_next_caret and line.strip() and set(line.strip()) <= {"^"}:
-            out.append(line)
+            out.append(line[shift:] if line[:shift].strip() == "" else line)
             continue
         keep_next_caret = False
         out.append(_scrub(line, known))

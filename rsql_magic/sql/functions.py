@@ -20,19 +20,23 @@ DuckDB's own parser (``json_serialize_sql``) lists the functions a statement cal
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 
 from sqlglot import exp
 
 __all__ = [
+    "MAX_GENERATED_WIDTH",
     "READ_ONLY_NODES",
     "UNSAFE_REASONS",
     "allowed_names",
+    "call_width",
     "database_function_names",
     "function_allowed",
     "function_names",
     "normalize_extra",
     "table_function_allowed",
+    "width_problem",
 ]
 
 
@@ -144,14 +148,13 @@ _DIALECT_NAMES = {
     regr_intercept regr_r2 regr_slope regr_sxx regr_sxy regr_syy encode decode sha224 sha256
     sha384 sha512 gen_random_uuid ascii convert_from convert_to factorial isodow isoyear
     date_add date_subtract timezone nullif greatest least pg_typeof current_date
-    current_timestamp current_time generate_subscripts array_fill array_sample array_shuffle
+    current_timestamp current_time generate_subscripts array_sample array_shuffle
     jsonb_to_recordset json_to_recordset jsonb_to_record json_to_record any_value
-    pg_sleep
     """,
     "sqlite": """
     char date datetime glob group_concat hex ifnull iif instr julianday like likelihood likely
     printf format quote random replace soundex strftime time total typeof unicode unixepoch
-    unlikely zeroblob timediff concat_ws octet_length acos acosh asin asinh atan atan2 atanh
+    unlikely timediff concat_ws octet_length acos acosh asin asinh atan atan2 atanh
     cos cosh log2 pi sin sinh tan tanh trunc json json_array json_array_length json_extract
     json_insert json_object json_patch json_remove json_replace json_set json_type json_valid
     json_quote json_group_array json_group_object json_each json_tree jsonb jsonb_array
@@ -226,7 +229,119 @@ UNSAFE_REASONS = {
         "force_checkpoint install load".split(),
         "has side effects",
     ),
+    **dict.fromkeys(
+        "pg_sleep pg_sleep_for pg_sleep_until sleep sleep_ms".split(),
+        "only waits, holding the connection and the kernel",
+    ),
+    **dict.fromkeys(
+        "zeroblob randomblob array_fill".split(),
+        "builds a value of any size in one step, past the timeout and into the kernel's memory",
+    ),
 }
+
+# Longest value (characters, list elements) one call may be asked to build in one step: a
+# width beyond it makes gigabytes before a timeout or a result bound can act (DuckDB's
+# repeat('x', 2e9) took 3.9 GB and 13 s past a 5 s interrupt).
+MAX_GENERATED_WIDTH = 10_000
+
+# Functions whose result is as long as one argument says: that argument's index.
+_WIDTH_ARGUMENTS = {"repeat": 1, "lpad": 1, "rpad": 1, "space": 0}
+# printf-style functions: the format string (argument 0) sets the widths.
+_FORMAT_FUNCTIONS = frozenset({"printf", "format"})
+_FORMAT_DIALECTS = frozenset({"sqlite", "postgres", "duckdb"})
+# As a scalar (not in FROM), DuckDB's range / generate_series build the whole list at once,
+# which neither interrupt() nor memory_limit stops (range(3e8): 14 GB, 68 s past a 5 s timeout).
+_LIST_SERIES = frozenset({"range", "generate_series"})
+
+# A call's argument as the checks see it: its value when it is a literal (or an upper bound,
+# such as least(x, 100)), else None.
+ArgBound = int | float | str | None
+
+_PERCENT_SPEC = re.compile(r"%%|%([-+ #0-9.*$',!lh]*)")
+_NUMBER = re.compile(r"\d+")
+
+
+def _format_problem(fmt: str) -> str | None:
+    specs = [m.group(1) or "" for m in _PERCENT_SPEC.finditer(fmt) if m.group(0) != "%%"]
+    text = fmt.replace("{{", "").replace("}}", "")
+    for m in re.finditer(r"\{([^{}]*)(\{)?", text):
+        if m.group(2):
+            return "takes a width from an argument ({:{}})"
+        specs.append(m.group(1))
+    for spec in specs:
+        if "*" in spec:
+            return "takes a width from an argument (*)"
+        if any(int(n) > MAX_GENERATED_WIDTH for n in _NUMBER.findall(spec)):
+            return f"asks for a width over {MAX_GENERATED_WIDTH:,}"
+    return None
+
+
+def width_problem(
+    name: str, args: list[ArgBound], dialect: str, *, scalar: bool = True
+) -> str | None:
+    """Why a call could build a huge value in one step (a message fragment), or None.
+
+    `args`: each argument's literal value or upper bound, None when unknown. `scalar`: False
+    for a table function in FROM (which streams rows, under the timeout and the result bound).
+    """
+    name = name.lower()
+    cap = f"use a literal width up to {MAX_GENERATED_WIDTH:,} or cap it with least(width, {MAX_GENERATED_WIDTH})"
+    if name in _WIDTH_ARGUMENTS:
+        i = _WIDTH_ARGUMENTS[name]
+        if i < len(args):
+            width = args[i]
+            if not isinstance(width, int | float) or width > MAX_GENERATED_WIDTH:
+                return f"{name}() builds a value as long as its width argument; {cap}"
+        return None
+    if name in _FORMAT_FUNCTIONS and dialect in _FORMAT_DIALECTS and args:
+        fmt = args[0]
+        if not isinstance(fmt, str):
+            return f"{name}() needs a literal format string here (its widths set the size)"
+        why = _format_problem(fmt)
+        return f"{name}()'s format {why}; {cap}" if why else None
+    if name in _LIST_SERIES and scalar and dialect == "duckdb":
+        count = _series_count(args)
+        if count is None:
+            return (
+                f"{name}() as a value builds the whole list in memory; use it as a table "
+                f"in FROM, which streams rows, or give literal bounds up to {MAX_GENERATED_WIDTH:,} "
+                "elements"
+            )
+        if count > MAX_GENERATED_WIDTH:
+            return (
+                f"{name}() as a value builds a list of {count:,} elements in memory; use it as "
+                "a table in FROM, which streams rows"
+            )
+    return None
+
+
+def call_width(name: str, args: list[ArgBound], dialect: str) -> int | None:
+    """How wide a value one call builds (characters, list elements), from its literal
+    arguments; None for a call that builds none this way. Nested builders multiply: the guard
+    refuses a chain whose product passes ``MAX_GENERATED_WIDTH``
+    (``repeat(repeat('x', 10000), 10000)`` is 10^8 characters)."""
+    name = name.lower()
+    if name in _WIDTH_ARGUMENTS:
+        i = _WIDTH_ARGUMENTS[name]
+        width = args[i] if i < len(args) else None
+        return max(1, int(width)) if isinstance(width, int | float) else None
+    if name in _FORMAT_FUNCTIONS and dialect in _FORMAT_DIALECTS and args and isinstance(args[0], str):
+        widths = [int(n) for n in _NUMBER.findall(args[0])]
+        return max([len(args[0]), *widths])
+    if name in _LIST_SERIES and dialect == "duckdb":
+        return _series_count(args)
+    return None
+
+
+def _series_count(args: list[ArgBound]) -> int | None:
+    """Elements of DuckDB's range / generate_series(stop | start, stop[, step]) built as a list,
+    from literal integer bounds; None when a bound is not one (a step of 0 never ends)."""
+    nums = [a for a in args if isinstance(a, int)]
+    if not nums or len(nums) != len(args):
+        return None
+    start, stop = (0, nums[0]) if len(nums) == 1 else (nums[0], nums[1])
+    step = nums[2] if len(nums) > 2 else 1
+    return abs(stop - start) // abs(step) if step else MAX_GENERATED_WIDTH + 1
 
 
 def _split(text: str) -> frozenset[str]:

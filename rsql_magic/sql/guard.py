@@ -18,13 +18,17 @@ from sqlglot.tokens import TokenType
 
 from .errors import Position, Refused, pointer
 from .functions import (
+    MAX_GENERATED_WIDTH,
     READ_ONLY_NODES,
+    call_width,
     function_allowed,
     function_names,
     table_function_allowed,
     unsafe_reason,
+    width_problem,
 )
 from .parse import explained_statements, explained_text
+from .strings import check_backslash_quotes
 
 __all__ = ["check_statements", "statement_kind", "ALLOWED"]
 
@@ -180,6 +184,81 @@ def _function_refusal(
     )
 
 
+def _bound(node: exp.Expression | None) -> int | float | str | None:
+    """A literal argument's value, or an upper bound of it (least(x, 100)); None when unknown."""
+    if isinstance(node, exp.Paren | exp.Cast | exp.TryCast):
+        return _bound(node.this)
+    if isinstance(node, exp.Neg):
+        inner = _bound(node.this)
+        return -inner if isinstance(inner, int | float) else None
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        try:
+            return int(node.this)
+        except ValueError:
+            try:
+                return float(node.this)
+            except ValueError:
+                return None
+    if isinstance(node, exp.Least) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() == "least"
+    ):
+        nums = [b for a in _call_args(node) if isinstance(b := _bound(a), int | float)]
+        return min(nums) if nums else None
+    return None
+
+
+def _call_args(node: exp.Func) -> list[exp.Expression | None]:
+    """A call's arguments in the order the database takes them."""
+    if isinstance(node, exp.Anonymous):
+        return list(node.expressions)
+    if isinstance(node, exp.Repeat):
+        return [node.this, node.args.get("times")]
+    if isinstance(node, exp.Pad):
+        return [node.this, node.expression, node.args.get("fill_pattern")]
+    if isinstance(node, exp.GenerateSeries):
+        args = [node.args.get("start"), node.args.get("end"), node.args.get("step")]
+        return args[:2] if args[2] is None else args
+    return [node.this, *node.expressions] if isinstance(node.this, exp.Expression) else []
+
+
+def _call_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return node.name
+    if isinstance(node, exp.Pad):
+        return "lpad"
+    if isinstance(node, exp.GenerateSeries):
+        return "generate_series"
+    return node.sql_name().lower()
+
+
+def _call_bounds(node: exp.Func) -> list[int | float | str | None]:
+    return [_bound(a) for a in _call_args(node)]
+
+
+def _nested_width(node: exp.Func, dialect: str) -> str | None:
+    """Why `node` builds too wide a value with the calls around it, or None: widths multiply
+    down a chain of builders, and a lambda applies its body once per element of a list of
+    any length (counted as ``MAX_GENERATED_WIDTH``)."""
+    width = call_width(_call_name(node), _call_bounds(node), dialect)
+    if width is None:
+        return None
+    outer: exp.Expression | None = node.parent
+    while outer is not None:
+        if isinstance(outer, exp.Lambda):
+            width *= MAX_GENERATED_WIDTH
+        elif isinstance(outer, exp.Func):
+            width *= call_width(_call_name(outer), _call_bounds(outer), dialect) or 1
+        if width > MAX_GENERATED_WIDTH:
+            where = "inside a lambda" if isinstance(outer, exp.Lambda) else f"inside {_call_name(outer)}()"
+            return (f"{_call_name(node)}() {where} builds a value of more than "
+                    f"{MAX_GENERATED_WIDTH:,} in one step (nested widths multiply); build it "
+                    "in one call with a literal width")
+        outer = outer.parent
+    return None
+
+
 # Typed row generators that only compute (no files, no network).
 _ROW_GENERATORS = tuple(
     c
@@ -213,6 +292,15 @@ def _check_tree(
                     raise _function_refusal(root, node, dialect, sql, table=True)
             elif not function_allowed(node, dialect, extra):
                 raise _function_refusal(root, node, dialect, sql)
+            in_from = isinstance(parent, exp.Table) and node.arg_key == "this"
+            too_big = width_problem(
+                _call_name(node), _call_bounds(node), dialect, scalar=not in_from
+            )
+            if too_big:
+                raise _refuse(root, dialect, too_big, sql, node)
+            nested = None if in_from else _nested_width(node, dialect)
+            if nested:
+                raise _refuse(root, dialect, nested, sql, node)
             if isinstance(parent, exp.Dot) and node.arg_key == "expression":
                 # schema.f(...): a user-defined function, whatever its name
                 raise _refuse(
@@ -281,6 +369,7 @@ def check_statements(
             sql=";\n".join(s.sql(dialect) for s in stmts),
         )
     _check_unicode_escapes(sql, dialect)
+    check_backslash_quotes(sql, dialect)
     stmt = stmts[0]
     if isinstance(stmt, exp.Command):
         kind = str(stmt.this).upper()

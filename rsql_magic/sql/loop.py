@@ -336,6 +336,12 @@ def run_question(
         )
         if checked.note:
             out.notes.append(checked.note)
+        if result is not None and result.capped_bytes:
+            out.notes.append(
+                f"stopped fetching at the result bound of {result.capped_bytes / 2**20:g} MB "
+                f"with {len(result.frame):,} rows (SqlAIMagics.max_result_bytes; select fewer "
+                "or narrower columns)"
+            )
         if explain:
             out.explanation = prose.strip() or _explain(complete, question, checked.sql, dialect)
         out.elapsed_s = time.perf_counter() - t0

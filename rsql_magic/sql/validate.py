@@ -21,6 +21,7 @@ from sqlglot.errors import ErrorLevel, OptimizeError
 from sqlglot.optimizer.qualify import qualify
 
 from .errors import Position, SqlCheckError, caret, pointer
+from .fences import sql_blocks
 from .guard import check_statements
 from .parse import explained_statements, explained_text, parse_statements, quiet_sqlglot
 from .schema import Schema
@@ -54,11 +55,6 @@ _SYSTEM_PREFIXES = ("sqlite_", "duckdb_", "pg_")
 
 # -- extraction ---------------------------------------------------------------------------
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_SQL_LANGS = {
-    "sql", "postgres", "postgresql", "psql", "pgsql", "sqlite", "duckdb", "mysql", "tsql",
-    "mssql", "plsql", "bigquery", "snowflake", "",
-}  # fmt: skip
 _SQL_START = re.compile(
     r"^\s*(WITH|SELECT|EXPLAIN|SHOW|DESCRIBE|DESC|VALUES|INSERT|UPDATE|DELETE|MERGE|CREATE|"
     r"DROP|ALTER|TRUNCATE|PRAGMA|FROM|\()\b",
@@ -70,9 +66,9 @@ def extract_sql(answer: str) -> tuple[str, str]:
     """``(sql, rest)``: the first SQL code block of a model answer (or the answer's SQL part when
     it has no fence), and the prose around it (an explanation, when one was asked for)."""
     text = answer.strip()
-    blocks = list(_FENCE.finditer(text))
-    sql_blocks = [m for m in blocks if m.group(1).lower() in _SQL_LANGS]
-    chosen = sql_blocks[0] if sql_blocks else None
+    # the same grammar the proxy uses to keep redacted values out of SQL blocks (``fences``)
+    blocks = sql_blocks(text)
+    chosen = blocks[0] if blocks else None
     if chosen is not None:
         sql = chosen.group(2).strip()
         rest = (text[: chosen.start()] + "\n" + text[chosen.end() :]).strip()

@@ -20,10 +20,16 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import Refused
-from .functions import database_function_names, table_function_allowed
+from .functions import database_function_names, table_function_allowed, width_problem
 from .policy import SqlPolicy
 
-__all__ = ["SuperuserWarning", "duckdb_parser_check", "postgres_walls", "sqlite_authorizer"]
+__all__ = [
+    "SuperuserWarning",
+    "duckdb_parser_check",
+    "pin_string_syntax",
+    "postgres_walls",
+    "sqlite_authorizer",
+]
 
 
 class SuperuserWarning(UserWarning):
@@ -61,6 +67,41 @@ _PATHLIKE = re.compile(r"[/\\:~*?]|\.[A-Za-z0-9]{1,8}$")
 
 def _duck_refused(why: str, sql: str) -> Refused:
     return Refused(f"Refused by DuckDB's own parser: {why}; nothing ran.", sql=sql)
+
+
+def _duck_args(node: dict) -> list[Any]:
+    """A function node's argument expressions (DuckDB 2 ``arguments``, earlier ``children``)."""
+    raw = node.get("arguments") or node.get("children") or []
+    return [a.get("expression", a) if isinstance(a, dict) else a for a in raw]
+
+
+def _duck_bound(node: Any) -> int | float | str | None:
+    """A constant argument's value, or an upper bound of it (least(x, 100)); None if unknown."""
+    if not isinstance(node, dict):
+        return None
+    if node.get("class") == "CAST":
+        return _duck_bound(node.get("child"))
+    if node.get("class") == "CONSTANT":
+        literal = node.get("literal")
+        if isinstance(literal, dict):  # DuckDB 2: {"kind": "INTEGER", "text": "3"}
+            kind, text = str(literal.get("kind", "")), literal.get("text")
+            value: Any = text
+            if kind != "STRING" and isinstance(text, str):
+                try:
+                    value = int(text)
+                except ValueError:
+                    try:
+                        value = float(text)
+                    except ValueError:
+                        return None
+        else:  # earlier: {"value": {"is_null": false, "value": 3, ...}}
+            v = node.get("value") or {}
+            value = None if v.get("is_null") else v.get("value")
+        return value if isinstance(value, int | float | str) else None
+    if str(node.get("function_name", "")).lower() == "least":
+        nums = [b for a in _duck_args(node) if isinstance(b := _duck_bound(a), int | float)]
+        return min(nums) if nums else None
+    return None
 
 
 def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: SqlPolicy) -> None:
@@ -111,10 +152,35 @@ def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: Sql
                 raise _duck_refused(f"schema-qualified function {name}()", sql)
             if not operator and name.lower() not in names:
                 raise _duck_refused(f"{name}() is not on the allowlist", sql)
+            if not operator:
+                args = [_duck_bound(a) for a in _duck_args(node)]
+                too_big = width_problem(name, args, "duckdb")
+                if too_big:
+                    raise _duck_refused(too_big, sql)
         for v in node.values():
             walk(v)
 
     walk(tree["statements"])
+
+
+def pin_string_syntax(run: Callable[[str], list[tuple]], sql: str) -> None:
+    """Inside our (sub)transaction, before generated SQL: strings read as the guard read them.
+
+    With ``standard_conforming_strings = off`` (a legacy per-database or per-role setting)
+    PostgreSQL reads ``\\'`` inside '...' as an escaped quote, so a statement the guard saw as
+    one SELECT can be several (``COMMIT; CREATE ...``) under the simple query protocol.
+    ``SET LOCAL`` ends with the transaction or savepoint; the value is read back, so a server
+    that ignores it refuses the statement instead.
+    """
+    run("SET LOCAL standard_conforming_strings = on")
+    rows = run("SHOW standard_conforming_strings")
+    if not rows or str(rows[0][0]).lower() != "on":
+        raise Refused(
+            "Refused: standard_conforming_strings could not be set on for this statement, so "
+            "PostgreSQL might read its strings differently from the check; nothing ran. "
+            "Ask the database owner to set standard_conforming_strings = on.",
+            sql=sql,
+        )
 
 
 _SUPERUSER_WARNED: set[int] = set()

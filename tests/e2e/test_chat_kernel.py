@@ -307,9 +307,11 @@ def test_stop_ends_the_upstream_request(
     jupyter_server_factory, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     require("ipywidgets", reason="the chat panel is ipywidgets")
+    # the provider bills what it generates, so the proxy reads a left stream on for its usage
+    # (the bill rule), here for one second, then charges the prompt and what it read
     server = jupyter_server_factory(
         {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-         "user_concurrency": 2}
+         "user_concurrency": 2, "usage_drain_seconds": 1.0}
     )
     k = KernelDriver(kernel_env(server.proxy_url, server.token), tmp_path)
     try:
@@ -343,8 +345,8 @@ def test_stop_ends_the_upstream_request(
         turn = k.last_turn()
         assert turn["state"] == "stopped" and "Stopped" in turn["status"]
         assert 0 < len(turn["answer"]) < len(long) and turn["stop_display"] == "none"
-        # the connection was closed: the proxy released the user's slot well before the
-        # stream would have ended
+        # the proxy read on for usage_drain_seconds, then closed the upstream and released the
+        # user's slot, well before the stream would have ended
         deadline = time.monotonic() + 5
         while in_flight() != 0:
             assert time.monotonic() < deadline, "the proxy still holds the stopped request"

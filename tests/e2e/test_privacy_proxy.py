@@ -189,7 +189,9 @@ def test_redact_endpoint_and_policy_in_me(server: JupyterServer, provider: FakeP
     def used(limits: list[dict]) -> list[tuple]:  # what was counted, not the moving reset time
         return [(lim["limit"], lim["used"], lim["remaining"]) for lim in limits]
 
-    assert used(json.loads(after)["limits"]) == used(me["limits"])  # no quota used
+    # it costs nothing, but the scan is real work: it counts as one request in the windows
+    assert used(json.loads(after)["limits"]) == [(lim, n + 1, left - 1) for lim, n, left in used(me["limits"])]
+    assert json.loads(after).get("budget") == me.get("budget")
     assert server.request("POST", "redact", {"messages": messages}, token=None)[0] == 401
     assert server.request("POST", "redact", {"message": messages}, token="tok-alice")[0] == 400
     big = {"messages": [{"role": "user", "content": "x" * (5 * 2**20)}]}

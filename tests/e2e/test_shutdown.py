@@ -18,6 +18,7 @@ import pytest
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService, start_service
+from tests.helpers.services import leases_held
 
 pytestmark = pytest.mark.slow
 
@@ -113,24 +114,6 @@ def stream_and_stop(svc: ProxyService, during: Any = None) -> tuple[list[Stream]
     return streams, took, code
 
 
-def leases_left(redis_url: str, prefix: str) -> dict[str, list[str]]:
-    """Every lease and upstream slot still held in Redis (stamped window entries end in ':s')."""
-    import redis
-
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    held = {}
-    for key in r.scan_iter(match=prefix + "*", count=1000):
-        if key.endswith(":conc"):
-            members = r.zrange(key, 0, -1)
-        elif key.endswith(":fly"):
-            members = [m for m in r.zrange(key, 0, -1) if not m.endswith(":s")]
-        else:
-            continue
-        if members:
-            held[key] = members
-    return held
-
-
 def usage_rows(svc: ProxyService) -> dict[str, int]:
     with sqlite3.connect(svc.cwd / "usage.sqlite") as db:
         return dict(db.execute("SELECT request_id, status FROM usage"))
@@ -166,7 +149,7 @@ def test_streams_in_flight_finish_within_the_grace(replica, fresh_provider: Fake
     log = a.log()
     assert f"draining {STREAMS} requests (grace 20 s)" in log, log
     assert f"{STREAMS} finished, 0 ended by the shutdown" in log, log
-    assert leases_left(redis_url, replica.prefix) == {}
+    assert leases_held(redis_url, replica.prefix) == {}
     rows = usage_rows(a)
     assert all(rows.get(s.request_id) == 200 for s in streams), rows
     print(f"drain with grace 20 s: {STREAMS} streams finished, process exited {took:.2f} s after SIGTERM")
@@ -185,7 +168,7 @@ def test_streams_outlasting_the_grace_end_with_an_error_event(replica, fresh_pro
     assert f"draining {STREAMS} requests (grace 0.5 s)" in log, log
     assert "ended by the shutdown" in log
     # the cut answers gave back their leases and upstream slots, and each has its usage row
-    assert leases_left(redis_url, replica.prefix) == {}
+    assert leases_held(redis_url, replica.prefix) == {}
     rows = usage_rows(a)
     assert all(s.request_id in rows for s in streams), (len(rows), log)
     print(f"drain with grace 0.5 s: {sum(s.cut for s in streams)} of {STREAMS} streams cut, "
@@ -212,5 +195,5 @@ def test_answers_not_begun_when_the_grace_ends_get_a_503(replica, fresh_provider
         assert (status, headers.get("retry-after")) == (503, "2"), (status, body)
         assert json.loads(body)["error"]["code"] == "shutting_down"
     assert took < 5, took
-    assert leases_left(redis_url, replica.prefix) == {}
+    assert leases_held(redis_url, replica.prefix) == {}
     assert len(usage_rows(a)) == 5

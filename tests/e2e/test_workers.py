@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import child_env, free_port, upstreams_for
+from tests.helpers import servers, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService
 
@@ -25,31 +23,7 @@ ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]
 
 
 def start_workers(tmp: Path, proxy_config: dict[str, Any], workers: int, wait: bool = True) -> ProxyService:
-    """`rsql-proxy --workers N` (tests.helpers.servers.start_service takes no command-line options)."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cfg = tmp / "rsql_config.py"
-    lines = [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
-    lines.append(f"c.RSQLProxyService.static_users = {USERS!r}")
-    cfg.write_text("\n".join(lines) + "\n")
-    log_path = tmp / "service.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port),
-         "--workers", str(workers)],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, env=child_env(),
-    )
-    svc = ProxyService(f"http://127.0.0.1:{port}/", proc, log_path, tmp)
-    if not wait:
-        return svc
-    deadline = time.monotonic() + 40
-    while svc.log().count("rsql-proxy listening") < workers:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rsql-proxy exited ({proc.returncode}):\n{svc.log()}")
-        if time.monotonic() > deadline:
-            svc.stop(9)
-            raise RuntimeError(f"rsql-proxy workers did not start:\n{svc.log()}")
-        time.sleep(0.1)
-    return svc
+    return servers.start_workers(tmp, proxy_config, workers, static_users=USERS, wait=wait)
 
 
 def children(pid: int) -> set[int]:

@@ -13,7 +13,9 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -100,3 +102,15 @@ def upstreams_for(fp: FakeProvider, **extra: Any) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, wait: float = 20) -> int:
+    """Send `sig` and wait up to `wait` seconds for the process to exit, then kill it; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode

@@ -4,7 +4,8 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
 
 - per-key and per-account moving-window request limits: 429 with ``retry-after`` and
   ``x-ratelimit-*`` headers, as Groq and OpenAI send them;
-- unknown keys get 401;
+- unknown keys get 401, and a key set to fail with 401 or 403 (revoked, suspended) is refused
+  on ``GET /v1/models`` too, as the proxy's probe of a key finds it;
 - latency, streaming (SSE, with a final usage chunk when asked), 5xx, hangs (timeouts), and
   streams that die mid-way, chosen per key through :meth:`FakeProvider.set_fault`;
 - scripted replies (:meth:`FakeProvider.script`) so a test can make the "model" answer badly
@@ -13,6 +14,13 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   it (tool-call fragments, refusal, logprobs, system_fingerprint, ``"usage": null`` on every
   chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer,
   and one with ``"__pieces__"`` (a list of strings) streams its content split exactly there;
+- what it bills: every request it accepted is billed its prompt and every token it generated
+  (:attr:`Received.billed_tokens`, :meth:`FakeProvider.billed`), whether or not the client
+  stayed to read them, as providers bill;
+- ``forbidden_models`` answer 403 as an OpenAI project with a model allowlist does, and a user
+  message containing ``FLAGGED`` is refused with 403 as a moderating router does: errors about
+  the request, while the key stays good (``GET /v1/models`` still answers 200); one containing
+  ``CRASH`` gets a 500 on every key, as a body that trips a provider's bug does;
 - ``POST /v1/embeddings`` (deterministic vectors, float or base64) and the legacy
   ``POST /v1/completions`` (streaming too); paths in :attr:`FakeProvider.unserved` answer 404,
   as a provider without that endpoint does.
@@ -57,6 +65,8 @@ class Received:
     at: float
     status: int = 200
     path: str = "chat/completions"
+    billed_tokens: int = 0  # prompt + generated tokens this request is billed, client there or not
+    client: str = ""  # the X-RSQL-Client header the proxy (or the kernel) sent
 
 
 @dataclass
@@ -91,6 +101,10 @@ class FakeProvider:
         self.strip_ratelimit_headers = False  # answer 2xx without x-ratelimit-* (some providers do)
         # x-ratelimit-reset-* as of the answer's first byte, not of the request's arrival
         self.ratelimit_headers_at_answer = False
+        self.word_delay = 0.005  # seconds between streamed words
+        self.send_usage = True  # False: streams never carry the usage chunk, even when asked
+        self.forbidden_models: set[str] = set()  # answered 403, as a project's model allowlist does
+        self.models_delay = 0.0  # seconds GET /v1/models takes (a slow probe of a key)
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
@@ -126,6 +140,10 @@ class FakeProvider:
                 out[r.alias] += 1
         return dict(out)
 
+    def billed(self, path: str | None = None) -> int:
+        """Tokens billed over all requests received (of `path` only, when given)."""
+        return sum(r.billed_tokens for r in list(self.received) if path is None or r.path == path)
+
     def reset(self) -> None:
         with self._lock:
             self.received.clear()
@@ -136,6 +154,10 @@ class FakeProvider:
             self.unserved = set()
             self.strip_ratelimit_headers = False
             self.ratelimit_headers_at_answer = False
+            self.word_delay = 0.005
+            self.send_usage = True
+            self.forbidden_models = set()
+            self.models_delay = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -194,8 +216,15 @@ class FakeProvider:
         return self.keys.get(key)
 
     async def _models(self, request: web.Request) -> web.Response:
-        if self._policy(request) is None:
+        if self.models_delay:
+            await asyncio.sleep(self.models_delay)
+        policy = self._policy(request)
+        if policy is None:
             return _error(401, "Invalid API Key", "invalid_api_key")
+        fault = self._faults.get(policy.alias)
+        if fault and fault.kind == "status" and fault.status in (401, 403) and fault.count != 0:
+            # a revoked or suspended key is refused everywhere, its probe included
+            return _error(fault.status, "upstream fault injected", "invalid_api_key")
         data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.model_ids]
         return web.json_response({"object": "list", "data": data})
 
@@ -208,7 +237,8 @@ class FakeProvider:
             body = await request.json()
         except json.JSONDecodeError:
             return policy, {}, None, _error(400, "body is not JSON", "invalid_request_error")
-        rec = Received(policy.alias if policy else "?", body, time.time(), path=path)
+        rec = Received(policy.alias if policy else "?", body, time.time(), path=path,
+                       client=request.headers.get("X-RSQL-Client", ""))
         self.received.append(rec)
         if path in self.unserved:
             rec.status = 404
@@ -221,6 +251,17 @@ class FakeProvider:
             return policy, body, rec, _error(
                 404, f"The model `{body.get('model')}` does not exist", "model_not_found"
             )
+        if body.get("model") in self.forbidden_models:
+            rec.status = 403
+            return policy, body, rec, _error(
+                403, f"Project `proj_fake` does not have access to model `{body['model']}`", "model_not_found"
+            )
+        if "CRASH" in json.dumps(body.get("messages", "")):
+            rec.status = 500
+            return policy, body, rec, _error(500, "The server had an error while processing your request", "server_error")
+        if "FLAGGED" in json.dumps(body.get("messages", "")):
+            rec.status = 403
+            return policy, body, rec, _error(403, "Your input was flagged by moderation", "content_flagged")
         return policy, body, rec, None
 
     async def _embeddings(self, request: web.Request) -> web.Response:
@@ -262,8 +303,12 @@ class FakeProvider:
             rec.status = 429
             self.too_many += 1
             return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                 "total_tokens": prompt_tokens + len(words)}
+        # one completion of `words` per prompt (a list of prompts is a batch), n of each
+        prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+        copies = prompts * max(int(body.get("n") or 1), int(body.get("best_of") or 1))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": copies * len(words),
+                 "total_tokens": prompt_tokens + copies * len(words)}
+        rec.billed_tokens = usage["total_tokens"]
         cid = "cmpl-" + uuid.uuid4().hex[:12]
         base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": body["model"]}
         finish = "length" if body.get("max_tokens") and len(words) >= int(body["max_tokens"]) else "stop"
@@ -337,6 +382,15 @@ class FakeProvider:
             self.too_many += 1
             return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
 
+        # billed once accepted: the whole answer without a stream (generated whether or not the
+        # client waits), the prompt now and each word as it goes out with one
+        scripted_usage = reply.get("usage") if isinstance(reply, dict) else None
+        if isinstance(scripted_usage, dict):
+            rec.billed_tokens = int(scripted_usage.get("total_tokens") or 0)
+        elif body.get("stream"):
+            rec.billed_tokens = prompt_tokens
+        else:
+            rec.billed_tokens = prompt_tokens + completion_tokens
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.strip_ratelimit_headers:
@@ -398,9 +452,10 @@ class FakeProvider:
                 request.transport.close()  # type: ignore[union-attr]
                 return resp
             await resp.write(chunk({"content": (" " if i else "") + word}))
-            await asyncio.sleep(0.005)
+            rec.billed_tokens += 1
+            await asyncio.sleep(self.word_delay)
         await resp.write(chunk({}, "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if self.send_usage and (body.get("stream_options") or {}).get("include_usage"):
             obj = {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -444,9 +499,9 @@ class FakeProvider:
             if policy.limit:
                 headers["x-ratelimit-limit-requests"] = str(policy.limit)
                 headers["x-ratelimit-remaining-requests"] = str(policy.limit - len(acct.stamps))
-                headers["x-ratelimit-reset-requests"] = (
-                    f"{acct.stamps[0] + policy.window - now:.3f}s"
-                )
+                # OpenAI: the time until the window is back to its initial state, i.e. until
+                # the newest request it counted (this one) leaves it
+                headers["x-ratelimit-reset-requests"] = f"{acct.stamps[-1] + policy.window - now:.3f}s"
             return headers
 
 

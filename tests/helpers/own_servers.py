@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import free_port
+from . import free_port, stop_process
 from .services import as_service_user, pg_bin, redis_answers
 
 
@@ -52,13 +52,8 @@ class OwnRedis:
 
     def stop(self, sig: int = 15) -> None:
         """SIGTERM: Redis saves what its options say it keeps, then exits; SIGKILL: nothing."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, sig)
 
 
 class OwnPostgres:

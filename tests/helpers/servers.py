@@ -23,7 +23,7 @@ from typing import Any
 from jupyter_server.serverapp import ServerApp
 from tornado.httpserver import HTTPServer
 
-from tests.helpers import REPO, child_env, free_port, http, upstreams_for
+from tests.helpers import REPO, child_env, free_port, http, stop_process, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 
 
@@ -228,14 +228,36 @@ class ProxyService:
         return http(method, self.url + path, body, f"Bearer {token}" if token else None, headers, timeout)
 
     def stop(self, sig: int = 2) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, sig)
+
+
+def start_workers(tmp: Path, proxy_config: dict[str, Any], workers: int, *, static_users: dict,
+                  wait: bool = True, umask: int = -1, env: dict[str, str] | None = None) -> ProxyService:
+    """`rsql-proxy --workers N` in `tmp` (``start_service`` takes no command-line options); with
+    `wait`, returns once every worker listens."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cfg = tmp / "rsql_config.py"
+    lines = [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
+    lines.append(f"c.RSQLProxyService.static_users = {static_users!r}")
+    cfg.write_text("\n".join(lines) + "\n")
+    log_path = tmp / "service.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port),
+         "--workers", str(workers)],
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, umask=umask,
+        env=child_env(**(env or {})),
+    )
+    svc = ProxyService(f"http://127.0.0.1:{port}/", proc, log_path, tmp)
+    if not wait:
+        return svc
+    deadline = time.monotonic() + 40
+    while svc.log().count("rsql-proxy listening") < workers:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            svc.stop(9)
+            raise RuntimeError(f"rsql-proxy workers did not start ({proc.returncode}):\n{svc.log()}")
+        time.sleep(0.1)
+    return svc
 
 
 def start_service(tmp: Path, proxy_config: dict[str, Any], *, static_users: dict | None = None,

@@ -67,3 +67,27 @@ def pg_engine(url: str) -> sa.Engine:
     eng = sa.create_engine(url)
     PG_ENGINES.append(eng)
     return eng
+
+
+def leases_held(redis_url: str, prefix: str) -> dict[str, list[str]]:
+    """Every user lease and upstream slot in flight still held in Redis under `prefix`, by key.
+
+    Members are scored by when they expire and leave lazily, so expired ones are not counted;
+    an upstream slot whose request is stamped (member ending in ':s') is no longer in flight."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    secs, micros = r.time()
+    now = secs + micros / 1e6
+    held = {}
+    for key in r.scan_iter(match=prefix + "*", count=1000):
+        if key.endswith(":conc"):
+            members = r.zrangebyscore(key, now, "+inf")
+        elif key.endswith(":fly"):
+            members = [m for m in r.zrangebyscore(key, now, "+inf") if not m.endswith(":s")]
+        else:
+            continue
+        if members:
+            held[key] = members
+    r.close()
+    return held

@@ -159,8 +159,9 @@ def test_log_prompts_stores_them(jupyter_app_factory, fresh_provider: FakeProvid
 
 def test_status_upstreams_and_reset(hub_like: InProcessJupyter, fresh_provider: FakeProvider) -> None:
     fresh_provider.set_fault("b1", "status", status=500)
-    for _ in range(15):
-        hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}, token="tok-carol")
+    for i in range(15):  # two users: one user's failures alone never open a breaker
+        hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]},
+                         token=("tok-carol", "tok-alice", "tok-bob")[i % 3])
     _, status = get(hub_like, "status", "tok-alice")
     assert status["upstreams"]["breaker-open"] == 1 and status["upstreams"]["healthy"] == 2
     assert status["state"] == {"backend": "memory", "reachable": True}

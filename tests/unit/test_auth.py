@@ -52,7 +52,7 @@ def test_a_hub_token_of_a_hub_admin_is_an_admin(proxy: RSQLProxy) -> None:
 
 
 def test_a_hub_service_is_named_as_one(proxy: RSQLProxy) -> None:
-    assert hub_caller(proxy, {"name": "grader", "kind": "service"}).user == "service:grader"
+    assert hub_caller(proxy, {"name": "grader", "kind": "service"}).user == "service/grader"
 
 
 def test_a_hub_token_without_the_required_scope_is_refused() -> None:

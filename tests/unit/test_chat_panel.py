@@ -76,3 +76,33 @@ def test_turns_history_budget_and_actions(shell: Any, fresh_provider: FakeProvid
     assert p.turns[-1].state == "stopped"
     p.new_chat()
     assert p.turns == [] and p.history == [] and p.log.children == ()
+
+
+def test_run_sql_takes_only_a_block_and_asks_again_as_an_sql_client(shell: Any, fresh_provider: FakeProvider) -> None:
+    """The proxy maps redacted values back into a chat answer's prose, never into a block it reads
+    as SQL, nor into an SQL client's answer: Run SQL must run nothing else."""
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    conn.executescript("CREATE TABLE t (e TEXT); INSERT INTO t VALUES ('x');")
+    shell.user_ns["conn"] = conn
+    p = chat_panel_for(shell, fresh_provider)
+    p.sql.options = [("none", ""), ("conn", "conn")]
+    p.sql.value = "conn"
+    # a renderer sees an sql block here (so the button shows); the grammar the proxy and
+    # extract_sql share sees none, and would read the statement from the prose
+    fresh_provider.script("```text\na ```\n```x\n```sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n\n```")
+    assert p.send("who?") and p.wait(30)
+    turn = p.turns[-1]
+    assert turn.first_code("sql") is not None
+    asked = len(fresh_provider.received)
+    assert p.run_sql() is None
+    assert "no SQL block" in p.status.value and turn.sql_result is None
+    assert len(fresh_provider.received) == asked
+    # a block that fails goes back to the model as an SQL client would ask
+    fresh_provider.script("```sql\nSELECT nope FROM t\n```", "```sql\nSELECT e FROM t\n```")
+    assert p.send("the e values?") and p.wait(30)
+    assert fresh_provider.received[-1].client == "chat"
+    frame = p.run_sql()
+    assert frame is not None and list(frame["e"]) == ["x"]
+    assert fresh_provider.received[-1].client == "sql"

@@ -16,6 +16,7 @@ from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 
 ALICE = Caller("alice")
+BOB = Caller("bob")
 HELLO = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -25,8 +26,8 @@ def make_engine(fp: FakeProvider, extra: dict[str, Any] | None = None, **setting
     return Engine(EngineSettings(upstreams=specs, default_model="fake-small", **settings), state=MemoryState())
 
 
-async def ask(engine: Engine, body: dict | None = None) -> dict:
-    reply = await engine.chat(body or HELLO, ALICE)
+async def ask(engine: Engine, body: dict | None = None, caller: Caller = ALICE) -> dict:
+    reply = await engine.chat(body or HELLO, caller)
     return json.loads(reply.body) | {"_upstream": reply.headers["X-RSQL-Upstream"]}
 
 
@@ -58,7 +59,7 @@ async def test_failover_on_server_errors_is_invisible(fresh_provider: FakeProvid
     fresh_provider.set_fault("a1", "status", status=status)
     engine = make_engine(fresh_provider, breaker_threshold=2)
     try:
-        answers = [await ask(engine) for _ in range(12)]
+        answers = [await ask(engine, caller=Caller(f"user{i}")) for i in range(12)]
         assert all(a["choices"][0]["message"]["content"].startswith("Fake answer") for a in answers)
         assert {a["_upstream"] for a in answers} <= {"a2", "b1"}
         # after two failures in a row the breaker keeps a1 out: it is no longer even tried
@@ -73,8 +74,8 @@ async def test_breaker_half_open_probe_recovers(fresh_provider: FakeProvider) ->
     fresh_provider.set_fault("a1", "status", status=500, count=2)
     engine = make_engine(fresh_provider, breaker_threshold=2, breaker_seconds=0.3)
     try:
-        for _ in range(6):
-            await ask(engine)
+        for i in range(6):
+            await ask(engine, caller=Caller(f"user{i}"))
         key = next(k for k in engine.pool.keys if k.alias == "a1")
         assert engine.pool.key_state(key) == "breaker-open"
         await asyncio.sleep(0.35)
@@ -87,14 +88,91 @@ async def test_breaker_half_open_probe_recovers(fresh_provider: FakeProvider) ->
         await engine.close()
 
 
-async def test_failover_on_timeout(fresh_provider: FakeProvider) -> None:
-    fresh_provider.set_fault("b1", "hang")
-    engine = make_engine(fresh_provider, upstream_timeout_seconds=0.5)
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_hanging_key_is_not_retried_elsewhere_and_its_timeouts_open_its_breaker(
+    fresh_provider: FakeProvider, stream: bool
+) -> None:
+    fresh_provider.set_fault("b1", "hang")  # takes the request, never answers
+    engine = make_engine(fresh_provider, upstream_timeout_seconds=0.3, breaker_threshold=2)
     try:
-        t0 = time.monotonic()
+        served = []
+        for i in range(9):  # a stream's first event, or a JSON answer, never comes
+            try:
+                reply = await engine.chat({**HELLO, "stream": stream}, Caller(f"user{i}"))
+            except UpstreamError as err:
+                assert err.status == 504 and err.code == "upstream_timeout", err
+                served.append("timed out")
+                continue
+            if stream:
+                async for _ in reply.events:  # type: ignore[union-attr]
+                    pass
+            served.append(reply.headers["X-RSQL-Upstream"])
+        # each timed-out request was tried on b1 alone (the provider has it and may bill it);
+        # two in a row, of two users, opened b1's breaker, and it was not chosen again
+        assert served.count("timed out") == 2, served
+        assert fresh_provider.count_by_alias(0) == {"b1": 2}
+        key = next(k for k in engine.pool.keys if k.alias == "b1")
+        assert engine.pool.key_state(key) == "breaker-open"
         answers = [await ask(engine) for _ in range(6)]
         assert {a["_upstream"] for a in answers} <= {"a1", "a2"}
-        assert time.monotonic() - t0 < 6 * 0.5  # the hanging key cost at most a few timeouts
+    finally:
+        await engine.close()
+
+
+async def test_a_client_that_leaves_while_its_key_is_probed_leaves_no_slot_held(
+    fresh_provider: FakeProvider,
+) -> None:
+    engine = make_engine(fresh_provider)
+    try:
+        fresh_provider.forbidden_models = {"fake-large"}  # a 403 about the request: the key is probed
+        fresh_provider.models_delay = 1.0  # the probe (GET models) takes a second
+        task = asyncio.ensure_future(ask(engine, {**HELLO, "model": "fake-large"}))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if any(r.status == 403 for r in fresh_provider.received):
+                break
+        await asyncio.sleep(0.1)  # the probe is under way: the client leaves
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(1.5)  # the shielded bookkeeping finishes on its own
+        assert {k.alias: k.inflight for k in engine.pool.keys} == {"a1": 0, "a2": 0, "b1": 0}
+    finally:
+        await engine.close()
+
+
+async def test_one_users_failing_requests_never_open_a_breaker(fresh_provider: FakeProvider) -> None:
+    engine = make_engine(fresh_provider, breaker_threshold=2)
+    try:
+        for _ in range(4):  # a body that makes the provider fail on every key
+            with pytest.raises(UpstreamError):
+                await ask(engine, {**HELLO, "messages": [{"role": "user", "content": "CRASH"}]})
+        assert {engine.pool.key_state(k) for k in engine.pool.keys} == {"healthy"}
+        assert (await ask(engine, caller=BOB))["choices"]
+        # the same failures from a second user are no longer one request's doing
+        fresh_provider.set_fault("a1", "status", status=500)
+        for i in range(8):
+            await ask(engine, caller=Caller(f"user{i}"))
+        a1 = next(k for k in engine.pool.keys if k.alias == "a1")
+        assert engine.pool.key_state(a1) == "breaker-open"
+    finally:
+        await engine.close()
+
+
+async def test_a_key_failing_where_another_serves_opens_its_breaker_for_a_lone_user(
+    fresh_provider: FakeProvider,
+) -> None:
+    """A personal server has one user: a key that fails requests another key then serves is
+    the key's fault, and its breaker opens without a second user."""
+    fresh_provider.set_fault("a1", "status", status=500)
+    engine = make_engine(fresh_provider, breaker_threshold=2)
+    try:
+        answers = [await ask(engine) for _ in range(8)]
+        assert all(a["_upstream"] != "a1" for a in answers)
+        a1 = next(k for k in engine.pool.keys if k.alias == "a1")
+        assert engine.pool.key_state(a1) == "breaker-open"
+        tried = fresh_provider.count_by_alias(500).get("a1", 0)
+        assert tried == 2, tried  # then left alone
     finally:
         await engine.close()
 

@@ -60,6 +60,25 @@ def test_emitted_python_cell_runs_and_gives_the_same_frame(
     pd.testing.assert_frame_equal(ip.user_ns["res"], res)
 
 
+@pytest.mark.parametrize("literal", [
+    '\'\n"""\npwned = 1\n"""\'',  # closes a triple-quoted Python string, then code
+    "'\n\\\"\"\"); pwned = 1 #'",  # a backslash before the quotes
+])
+def test_an_emitted_cell_keeps_a_hostile_sql_literal_a_string(
+    fresh_provider: FakeProvider, ip, literal: str
+) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript("CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1);")
+    ip.user_ns["conn"] = conn
+    fresh_provider.script(f"```sql\nSELECT {literal} AS s,\n  a\nFROM t\n```")
+    run(ip, "%%sql_ai conn -o res --emit\nthe text")
+    want = ip.user_ns.pop("res")
+    code = ip.rl_next_input
+    run(ip, code)
+    assert "pwned" not in ip.user_ns, code
+    pd.testing.assert_frame_equal(ip.user_ns["res"], want)  # the same string, as data
+
+
 def test_emitted_duckdb_and_frames_cells_run(fresh_provider: FakeProvider, ip) -> None:
     ip.user_ns["sales"] = pd.DataFrame({"region": ["n", "s", "n"], "amount": [1.0, 2.0, 4.0]})
     fresh_provider.script(

@@ -1,0 +1,349 @@
+"""A hostile hub user against the proxy's promises, over HTTP against a real rsql-proxy service.
+
+The bill rule: what the provider can bill for a request is what the user is charged. The fake
+provider bills as providers do (every token it generated, whether or not the client read it),
+so each test compares what the proxy charged with what the provider billed.
+
+One user cannot degrade the service for others: key-level consequences only follow errors about
+the key, and CPU-heavy work runs after admission and away from the event loop.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.helpers import upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.servers import ProxyService, start_service
+
+pytestmark = pytest.mark.slow
+
+USD_PER_TOKEN = 0.001
+PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0},
+                     "fake-large": {"input": 1000.0, "output": 1000.0}}}
+MAX_TOKENS = 40  # the default completion limit: what a budget request is capped at
+TIMEOUT = 2.0  # upstream_timeout_seconds
+USERS = ["alice", "dora", "bert", "tim", "lee", "fay", "bob", "rex", "vic", "mal", "gus"]
+BUDGET = {"alice": 0.5, "dora": 1.0, "bert": 1.0, "tim": 1.0, "lee": 1.0}
+LONG_ANSWER = " ".join(f"w{i}" for i in range(60))
+# text shaped like IBANs that fail their check: the slowest input for the built-in patterns
+IBAN_LIKE = "DE89 3704 " * 19_000  # 190,000 characters
+
+
+def _overrides() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {f"user:{u}": {"user_daily_budget_usd": b} for u, b in BUDGET.items()}
+    out["user:tim"]["user_limits"] = ["100/minute"]
+    out["user:rex"] = {"user_limits": ["3/minute"]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def svc(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyService]:
+    service = start_service(
+        tmp_path_factory.mktemp("abuse"),
+        {
+            "upstreams": upstreams_for(provider, a1=PRICED, a2=PRICED, b1=PRICED),
+            "default_model": "fake-small",
+            "default_max_tokens": MAX_TOKENS,
+            "upstream_timeout_seconds": TIMEOUT,
+            "health_check_seconds": 0.0,  # a disabled key would stay disabled: nothing re-enables it
+            "redact_patterns": ["email", "iban", "card", "phone"],
+            "limit_overrides": _overrides(),
+        },
+        static_users={**{f"tok-{u}": {"name": u} for u in USERS}, "tok-root": {"name": "root", "admin": True}},
+    )
+    yield service
+    service.stop()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def chat(svc: ProxyService, user: str, body: dict[str, Any], path: str = "v1/chat/completions",
+         timeout: float = 60) -> tuple[int, dict[str, Any]]:
+    status, _, raw = svc.request("POST", path, body, token=f"tok-{user}", timeout=timeout)
+    return status, json.loads(raw) if raw else {}
+
+
+def ask(text: str = "hello", **extra: Any) -> dict[str, Any]:
+    return {"model": "fake-small", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def me(svc: ProxyService, user: str) -> dict[str, Any]:
+    status, _, raw = svc.request("GET", "me", token=f"tok-{user}")
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def settled_spend(svc: ProxyService, user: str, seconds: float = 20) -> float:
+    """The user's spend once it stops moving (answers read on in the background settle later)."""
+    last, deadline = -1.0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        spent = me(svc, user)["budget"]["spent_usd"]
+        if spent == last:
+            return spent
+        last = spent
+        time.sleep(0.5)
+    return last
+
+
+def key_states(svc: ProxyService) -> dict[str, str]:
+    status, _, raw = svc.request("GET", "admin/upstreams", token="tok-root")
+    assert status == 200, raw
+    return {u["alias"]: u["state"] for u in json.loads(raw)["upstreams"]}
+
+
+def open_stream(svc: ProxyService, user: str, body: dict[str, Any]) -> tuple[http.client.HTTPConnection, Any]:
+    u = urllib.parse.urlsplit(svc.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request("POST", u.path + "v1/chat/completions", json.dumps({**body, "stream": True}),
+                 {"Authorization": f"Bearer tok-{user}", "Content-Type": "application/json"})
+    return conn, conn.getresponse()
+
+
+def drop_stream(svc: ProxyService, user: str, body: dict[str, Any], events: int = 1) -> int:
+    """Stream `body`, read `events` events, then hang up as a client that lost interest does;
+    the status (a 429 is read whole)."""
+    conn, resp = open_stream(svc, user, body)
+    if resp.status != 200:
+        resp.read()
+        conn.close()
+        return resp.status
+    seen = 0
+    while seen < events:
+        line = resp.fp.readline()
+        if not line:
+            break
+        seen += line.startswith(b"data: ")
+    conn.sock.close()  # type: ignore[union-attr]
+    conn.close()
+    return 200
+
+
+# -- the bill rule ------------------------------------------------------------------------
+
+
+def test_streams_the_client_drops_are_charged_what_the_provider_billed(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
+    fresh_provider.word_delay = 0.02  # about a second an answer: the client leaves early
+    budget = BUDGET["alice"]
+    statuses = []
+    for _ in range(40):
+        fresh_provider.script(LONG_ANSWER)
+        statuses.append(drop_stream(svc, "alice", ask("tell me a story")))
+        if statuses[-1] == 429:
+            break
+        time.sleep(0.2)
+    charged = settled_spend(svc, "alice")
+    billed = fresh_provider.billed() * USD_PER_TOKEN
+    # each dropped stream was read on for the usage the provider reports: charged to the token
+    assert charged == pytest.approx(billed, abs=1e-6), (charged, billed)
+    # so the budget held: the provider never billed past it, and the user was refused at the end
+    assert 429 in statuses, statuses
+    assert billed <= budget + 1e-9, billed
+
+
+def test_a_dropped_stream_without_usage_is_charged_its_prompt_and_chunks(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
+    fresh_provider.send_usage = False  # a provider that never reports usage on a stream
+    fresh_provider.word_delay = 0.01
+    fresh_provider.script(LONG_ANSWER)
+    assert drop_stream(svc, "dora", ask("tell me a story"), events=3) == 200
+    charged = settled_spend(svc, "dora")
+    billed = fresh_provider.billed() * USD_PER_TOKEN
+    assert charged >= billed > 0, (charged, billed)
+    # the estimate is the prompt and a token a chunk, never the whole reservation
+    assert charged < (MAX_TOKENS + 20) * USD_PER_TOKEN
+
+
+def test_a_stream_that_breaks_off_is_charged_what_was_generated(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
+    for alias in ("a1", "a2", "b1"):
+        fresh_provider.set_fault(alias, "die_mid_stream")
+    fresh_provider.script(LONG_ANSWER)
+    conn, resp = open_stream(svc, "bert", ask("tell me a story"))
+    text = resp.read().decode()
+    conn.close()
+    assert "broke off" in text and "[DONE]" not in text
+    charged = settled_spend(svc, "bert")
+    billed = fresh_provider.billed() * USD_PER_TOKEN
+    assert charged >= billed > 0, (charged, billed)
+
+
+def test_a_slow_answer_is_charged_once_and_takes_no_key_out(svc: ProxyService, fresh_provider: FakeProvider) -> None:
+    fresh_provider.latency = TIMEOUT + 1.5  # slower than the proxy waits
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: chat(svc, "tim", ask("write a long essay")), range(3)))
+    fresh_provider.latency = 0.0
+    for status, body in results:
+        assert status == 504 and body["error"]["code"] == "upstream_timeout", body
+        assert "charged" in body["error"]["message"] and "sk-" not in body["error"]["message"]
+    # one attempt each: a request the provider accepted is never sent to a second key
+    assert len(fresh_provider.received) == 3
+    snapshot = me(svc, "tim")
+    billed = fresh_provider.billed() * USD_PER_TOKEN
+    assert snapshot["budget"]["spent_usd"] >= billed > 0
+    assert snapshot["limits"][0]["used"] == 3  # nothing refunded
+    # a long answer is the request's doing: no breaker opened, the next user is served
+    assert set(key_states(svc).values()) == {"healthy"}
+    status, body = chat(svc, "bob", ask())
+    assert status == 200, body
+
+
+def test_a_list_of_prompts_is_reserved_for_every_prompt(svc: ProxyService, fresh_provider: FakeProvider) -> None:
+    budget = BUDGET["lee"]
+    batch = {"model": "fake-small", "prompt": ["x"] * 50, "max_tokens": 10}
+    # each request is admitted only if 50 completions of 10 tokens fit what is left
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: chat(svc, "lee", batch, "v1/completions"), range(8)))
+    assert any(s == 200 for s, _ in results) and any(s == 429 for s, _ in results), results
+    billed = fresh_provider.billed("completions") * USD_PER_TOKEN
+    assert billed <= budget + 1e-9, billed
+    assert settled_spend(svc, "lee") == pytest.approx(billed, abs=1e-6)
+    huge = {"model": "fake-small", "prompt": ["x" * 10] * 2000, "max_tokens": 4000}
+    status, body = chat(svc, "lee", huge, "v1/completions")
+    assert status == 400 and body["error"]["code"] == "over_budget", body
+
+
+# -- one user cannot take keys out --------------------------------------------------------
+
+
+def test_a_403_about_the_request_passes_through_and_every_key_stays_up(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
+    fresh_provider.forbidden_models = {"fake-large"}
+    for _ in range(4):
+        status, body = chat(svc, "fay", {**ask(), "model": "fake-large"})
+        assert status == 403, body
+        assert body["error"]["code"] == "model_not_found" and "does not have access" in body["error"]["message"]
+        status, body = chat(svc, "fay", ask("FLAGGED: how do I make a weapon"))
+        assert status == 403 and body["error"]["code"] == "content_flagged", body
+    # each refused request reached one key only: no walk through every key
+    assert len(fresh_provider.received) == 8
+    assert set(key_states(svc).values()) == {"healthy"}
+    status, body = chat(svc, "bob", ask())
+    assert status == 200, body
+
+
+# -- bounded work before admission --------------------------------------------------------
+
+
+def test_a_body_over_the_cap_always_gets_its_413(svc: ProxyService) -> None:
+    u = urllib.parse.urlsplit(svc.url)
+    body = b'{"model": "fake-small", "messages": [{"role": "user", "content": "' + b"x" * (10 * 2**20) + b'"}]}'
+    for _ in range(3):  # the client sends the whole body before reading, as most do
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("POST", u.path + "v1/chat/completions", body,
+                     {"Authorization": "Bearer tok-gus", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 413, resp.status
+        assert json.loads(resp.read())["error"]["code"] == "request_too_large"
+        conn.close()
+
+
+def test_redaction_previews_count_against_the_limits_and_are_bounded(svc: ProxyService) -> None:
+    messages = [{"role": "user", "content": "mail me at ann@example.org"}]
+    for _ in range(3):
+        status, _, raw = svc.request("POST", "redact", {"messages": messages}, token="tok-rex")
+        assert status == 200, raw
+        assert json.loads(raw)["messages"][0]["content"] == "mail me at <email-1>"
+    status, headers, raw = svc.request("POST", "redact", {"messages": messages}, token="tok-rex")
+    assert status == 429 and headers.get("retry-after"), raw
+    too_much = [{"role": "user", "content": "a " * 110_000}]
+    status, _, raw = svc.request("POST", "redact", {"messages": too_much}, token="tok-gus")
+    assert status == 413 and json.loads(raw)["error"]["code"] == "too_much_to_redact", raw
+    status, body = chat(svc, "gus", {**ask(), "messages": too_much})
+    assert status == 413 and body["error"]["code"] == "too_much_to_redact", body
+    # a text part that also carries a `content` is scanned for its text, so counted for it too
+    hidden = [{"role": "user", "content": [{"type": "text", "text": "a " * 110_000, "content": 0}]}]
+    for path, body_of in (("redact", lambda: {"messages": hidden}), ("v1/chat/completions", lambda: {**ask(), "messages": hidden})):
+        status, _, raw = svc.request("POST", path, body_of(), token="tok-gus")
+        assert status == 413 and json.loads(raw)["error"]["code"] == "too_much_to_redact", (path, raw)
+
+
+def _hammer(stop: threading.Event, deadline: float, work: Callable[[], Any]) -> int:
+    n = 0
+    while not stop.is_set() and time.monotonic() < deadline and n < 200:
+        try:
+            work()
+        except OSError:  # a reset while a 413 goes out is the attacker's problem
+            pass
+        n += 1
+    return n
+
+
+def _latencies(svc: ProxyService, user: str, n: int, text: str = "hello") -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        status, body = chat(svc, user, ask(text), timeout=30)
+        out.append(time.monotonic() - t0)
+        assert status == 200, body
+    return out
+
+
+def test_one_user_hammering_every_path_leaves_others_their_latency(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
+    u = urllib.parse.urlsplit(svc.url)
+    fresh_provider.forbidden_models = {"fake-large"}
+    big_context = "Our table holds rows like DE89 3704 0044 0532 0130 00. " * 200  # redacted in the worker
+    _latencies(svc, "vic", 3)  # warm up
+    before = _latencies(svc, "vic", 10)
+    before_long = _latencies(svc, "vic", 3, big_context)
+    t0 = time.monotonic()  # one of the attacker's redaction jobs, alone
+    assert svc.request("POST", "redact", {"messages": [{"role": "user", "content": IBAN_LIKE}]},
+                       token="tok-mal", timeout=60)[0] == 200
+    job = time.monotonic() - t0
+
+    huge = b"x" * (10 * 2**20)
+
+    def post_huge() -> None:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("POST", u.path + "v1/chat/completions", huge, {"Authorization": "Bearer tok-mal"})
+        conn.getresponse().read()
+        conn.close()
+
+    attacks = [
+        lambda: svc.request("POST", "redact", {"messages": [{"role": "user", "content": IBAN_LIKE}]},
+                            token="tok-mal", timeout=60),
+        lambda: chat(svc, "mal", {**ask(IBAN_LIKE), "model": "fake-large"}),
+        lambda: chat(svc, "mal", {**ask(), "model": "fake-large"}),
+        lambda: chat(svc, "mal", ask("FLAGGED " * 100)),
+        post_huge,
+    ]
+    stop = threading.Event()
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(len(attacks)) as pool:
+        running = [pool.submit(_hammer, stop, deadline, a) for a in attacks]
+        time.sleep(1.0)  # the attack is under way
+        try:
+            during = _latencies(svc, "vic", 10)
+            during_long = _latencies(svc, "vic", 3, big_context)
+        finally:
+            stop.set()
+        done = [f.result() for f in running]
+    assert all(n > 0 for n in done), done
+    print(f"one attacker redaction job alone: {job:.2f} s; victim, short prompts: median "
+          f"{statistics.median(before):.3f} s before, {statistics.median(during):.3f} s (max {max(during):.3f}) "
+          f"during; long prompts: max {max(before_long):.3f} s before, {max(during_long):.3f} s during; "
+          f"attack requests {done}")
+    # every key still serves, and the victim's answers stay quick: short prompts never wait for
+    # the attacker's redaction, a long one waits for at most the job the worker is running
+    assert set(key_states(svc).values()) == {"healthy"}
+    assert statistics.median(during) < statistics.median(before) + 0.25, (before, during)
+    assert max(during) < 1.5, during
+    assert max(during_long) < job + max(before_long) + 1.5, (job, during_long)
