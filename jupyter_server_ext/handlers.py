@@ -308,7 +308,8 @@ class ChatCompletionsMixin(RSQLMixin):
             body = self.json_body()
             engine = await self.rsql.ready()
             reply = await engine.chat(body, caller, cache=self.cache_mode(), endpoint=self.endpoint,
-                                      trace_headers=self.request.headers)
+                                      trace_headers=self.request.headers,
+                                      escalation=self.request.headers.get("X-RSQL-Escalation"))
         except ProxyError as exc:
             self.write_proxy_error(exc)
             return

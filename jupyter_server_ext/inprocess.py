@@ -120,14 +120,16 @@ class Response:
     body: bytes
 
 
-def chat_completion(body: dict[str, Any], *, client_kind: str, no_cache: bool) -> Response:
+def chat_completion(body: dict[str, Any], *, client_kind: str, no_cache: bool,
+                    escalation: str | None = None) -> Response:
     """One non-streaming completion, answered as ``POST v1/chat/completions`` would answer it."""
     running = _ensure()
     engine, caller = running.engine, _caller(running, client_kind)
 
     async def go() -> Reply:
         try:
-            return await engine.chat({**body, "stream": False}, caller, cache="bypass" if no_cache else "auto")
+            return await engine.chat({**body, "stream": False}, caller, cache="bypass" if no_cache else "auto",
+                                     escalation=escalation)
         except ProxyError as exc:
             return error_reply(exc)
 

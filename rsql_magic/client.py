@@ -249,7 +249,8 @@ class ProxyClient:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _headers(self, client_kind: str, no_cache: bool = False) -> dict[str, str]:
+    def _headers(self, client_kind: str, no_cache: bool = False,
+                 escalation: str | None = None) -> dict[str, str]:
         h = {
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
@@ -260,6 +261,8 @@ class ProxyClient:
             h["Authorization"] = f"Bearer {self.token}"
         if no_cache:
             h["X-RSQL-No-Cache"] = "1"
+        if escalation:
+            h["X-RSQL-Escalation"] = escalation
         return h
 
     def _open(self, method: str, path: str, body: dict | None, headers: dict[str, str],
@@ -339,8 +342,12 @@ class ProxyClient:
         no_cache: bool = False,
         on_response: Callable[[Any], None] | None = None,
         replay: Any = None,
+        escalation: str | None = None,
     ) -> ChatResult:
         """One chat completion. Streams when ``stream`` (``on_delta`` gets each text piece).
+
+        ``escalation``: %%sql_ai's chain asks this model because the previous one's SQL failed
+        at this stage; the proxy writes it into the request's usage row.
 
         ``on_response`` gets the open HTTP response before it is read, so another thread can
         end a stream early by closing it (the chat panel's Stop button).
@@ -362,7 +369,8 @@ class ProxyClient:
                 if on_delta and hit.text:
                     on_delta(hit.text)
                 return hit
-        res = self._chat_send(body, model, client_kind, stream, on_delta, no_cache, on_response)
+        res = self._chat_send(body, model, client_kind, stream, on_delta, no_cache, on_response,
+                              escalation)
         if replay is not None:
             replay.record(body, res)
         return res
@@ -376,6 +384,7 @@ class ProxyClient:
         on_delta: Callable[[str], None] | None,
         no_cache: bool,
         on_response: Callable[[Any], None] | None,
+        escalation: str | None = None,
     ) -> ChatResult:
         if self.unavailable is not None:
             raise self.unavailable
@@ -383,7 +392,8 @@ class ProxyClient:
         t0 = time.monotonic()
         if self.engine is not None:
             # the in-process engine answers what the HTTP endpoint would: status, headers, body
-            answer = self.engine.chat_completion(body, client_kind=client_kind, no_cache=no_cache)
+            answer = self.engine.chat_completion(body, client_kind=client_kind, no_cache=no_cache,
+                                                 escalation=escalation)
             if answer.status >= 400:
                 raise _error_from(answer.status, answer.body, _Headers(answer.headers))
             return _json_result(answer.status, answer.body, _Headers(answer.headers), model,
@@ -391,7 +401,8 @@ class ProxyClient:
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        resp = self._open("POST", "v1/chat/completions", body, self._headers(client_kind, no_cache))
+        resp = self._open("POST", "v1/chat/completions", body,
+                          self._headers(client_kind, no_cache, escalation))
         if on_response is not None:
             on_response(resp)
         with resp:

@@ -29,7 +29,7 @@ from .offload import INLINE_CHARS, Offload, redact_fields, text_chars
 from .options import EngineSettings
 from .pool import Pool, Slot
 from .pricing import FREE, PriceBook
-from .records import Caller, Outcome, Reply
+from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .redact import Redactor
 from .replies import Replies
 from .request import (
@@ -258,13 +258,17 @@ class Engine:
     async def chat(
         self, body: Any, caller: Caller, *, request_id: str | None = None, cache: str = "auto",
         endpoint: str = "chat/completions", trace_headers: Mapping[str, str] | None = None,
+        escalation: str | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``ProxyError``.
 
         `cache`: "auto" (deterministic requests only), "force" (cache this one), "bypass".
         `trace_headers`: the request's headers, whose `traceparent` a traced request continues.
+        `escalation`: why %%sql_ai's chain moved to this model (one of ``ESCALATION_STAGES``,
+        anything else is dropped); it goes into the usage row.
         """
-        return await self._answer(body, caller, request_id, cache, endpoint, trace_headers)
+        return await self._answer(body, caller, request_id, cache, endpoint, trace_headers,
+                                  escalation if escalation in ESCALATION_STAGES else None)
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
         """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.
@@ -283,9 +287,9 @@ class Engine:
 
     async def _answer(
         self, body: Any, caller: Caller, request_id: str | None, cache: str, endpoint: str,
-        trace_headers: Mapping[str, str] | None = None,
+        trace_headers: Mapping[str, str] | None = None, escalation: str | None = None,
     ) -> Reply:
-        outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time())
+        outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time(), escalation=escalation)
         ex = Exchange(caller, outcome, self.clock())
         if self.tracing is not None:
             ex.trace = outcome.trace = self.tracing.begin(trace_headers, outcome, endpoint)

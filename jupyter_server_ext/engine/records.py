@@ -6,6 +6,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+# the stages at which %%sql_ai's SQL can fail and move to the chain's next model; a header
+# naming anything else is ignored, so the usage log holds only these words
+ESCALATION_STAGES = frozenset({"extract", "parse", "schema", "refused", "database", "timeout"})
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -49,4 +53,7 @@ class Outcome:
     messages: list[Any] | None = None
     redactions: dict[str, int] | None = None  # placeholders put in per type (never the values)
     fallback: str | None = None  # the upstream that answered in place of the requested model's
+    # %%sql_ai's escalation chain asked this model because the previous one's SQL failed at this
+    # stage (X-RSQL-Escalation); one of ESCALATION_STAGES, never the client's own text
+    escalation: str | None = None
     trace: Any = field(default=None, repr=False, compare=False)  # its spans, when tracing is on

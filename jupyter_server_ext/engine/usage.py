@@ -23,7 +23,7 @@ log = logging.getLogger("rsql.engine")
 COLUMNS = (
     "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens",
     "completion_tokens", "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit",
-    "prompt", "redactions", "fallback",
+    "prompt", "redactions", "fallback", "escalation",
 )
 
 
@@ -53,6 +53,7 @@ def row_of(o: Outcome, prompt: str | None) -> tuple:
         o.prompt_tokens, o.completion_tokens, round(o.cost_usd, 8), round(o.latency_s * 1000, 3),
         round(max(0.0, o.latency_s - o.upstream_s) * 1000, 3), o.status, o.error, int(o.cache_hit),
         prompt, json.dumps(o.redactions, sort_keys=True) if o.redactions else None, o.fallback,
+        o.escalation,
     )
 
 
@@ -256,7 +257,9 @@ class UsageLog:
                 chunk = seg.pending[: self.batch]
                 if not chunk:
                     raise RuntimeError(f"usage spool: {seg.path} has {seg.unsent} rows to send but none loaded")
-                rows = [r for r in chunk if r is not None]
+                # a row an older version journaled lacks the columns added since: they are empty
+                width = len(COLUMNS)
+                rows = [r + (None,) * (width - len(r)) for r in chunk if r is not None]
                 if rows:
                     await self._send(rows)
                 spool.confirm(seg, len(chunk))

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS rsql_usage (
   ts DOUBLE PRECISION NOT NULL, request_id TEXT NOT NULL, "user" TEXT NOT NULL, client TEXT NOT NULL,
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
   cost_usd DOUBLE PRECISION, latency_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,
-  status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT, redactions TEXT, fallback TEXT
+  status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT, redactions TEXT, fallback TEXT,
+  escalation TEXT
 );
 CREATE INDEX IF NOT EXISTS rsql_usage_ts ON rsql_usage (ts);
 CREATE INDEX IF NOT EXISTS rsql_usage_user_ts ON rsql_usage ("user", ts);

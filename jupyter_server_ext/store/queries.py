@@ -46,10 +46,11 @@ def summarize(totals: tuple, latencies: list[float], by_model: list[tuple], by_u
 ROW_FIELDS = (
     "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens", "completion_tokens",
     "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit", "redactions", "fallback",
+    "escalation",
 )
 
 # columns added after the first release: a table made by an older version gets them on open
-ADDED_COLUMNS = (("redactions", "TEXT"), ("fallback", "TEXT"))
+ADDED_COLUMNS = (("redactions", "TEXT"), ("fallback", "TEXT"), ("escalation", "TEXT"))
 
 
 def as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS usage (
   ts REAL NOT NULL, request_id TEXT NOT NULL, user TEXT NOT NULL, client TEXT NOT NULL,
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL,
   latency_ms REAL, overhead_ms REAL, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT,
-  redactions TEXT, fallback TEXT
+  redactions TEXT, fallback TEXT, escalation TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_user_ts ON usage (user, ts);

@@ -7,7 +7,7 @@ import re
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..privacy import ContextPolicy, effective_policy
 from ..prompt import build_messages
 from ..replay import Replay, ReplayStore, resolve_mode, resolve_path
 from ..sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
-from ..sql.loop import SqlAIError, SqlAIResult, run_question
+from ..sql.loop import Escalation, SqlAIError, SqlAIResult, run_chain, run_question
 from ..sql.policy import SqlPolicy
 from ..sql.schema import capture_schema
 from .references import resolve_reference
@@ -116,6 +116,7 @@ class SqlCompleter:
     replay: Replay | None = None
     first_answer: str | None = None
     calls: list[ChatResult] = field(default_factory=list)
+    escalation: str | None = None  # set by an escalation chain: why this model is asked
 
     def __call__(self, messages: list[dict[str, str]]) -> str:
         if self.first_answer is not None:
@@ -124,6 +125,7 @@ class SqlCompleter:
         res = self.session.chat(
             self.client, messages, client_kind=self.client_kind, batch=self.batch,
             model=self.model, temperature=0, no_cache=self.no_cache, replay=self.replay,
+            escalation=self.escalation,
         )
         self.calls.append(res)
         return res.text
@@ -463,24 +465,48 @@ class Session:
 
     def sql_completer(self, client: ProxyClient, *, model: str | None, client_kind: str = "sql",
                       batch: bool = False, no_cache: bool = False, replay: Replay | None = None,
-                      first_answer: str | None = None) -> SqlCompleter:
-        """The SQL loop's model call through ``client`` (see :class:`SqlCompleter`)."""
+                      first_answer: str | None = None,
+                      calls: list[ChatResult] | None = None) -> SqlCompleter:
+        """The SQL loop's model call through ``client`` (see :class:`SqlCompleter`); `calls`:
+        the list its answers are appended to (one list for a whole escalation chain)."""
         return SqlCompleter(self, client, model=model, client_kind=client_kind, batch=batch,
-                            no_cache=no_cache, replay=replay, first_answer=first_answer)
+                            no_cache=no_cache, replay=replay, first_answer=first_answer,
+                            calls=[] if calls is None else calls)
 
-    def run_sql(self, question: str, db: DB, complete: Callable[[list[dict[str, str]]], str], *,
+    def run_sql(self, question: str, db: DB,
+                complete: Callable[[list[dict[str, str]]], str] | Sequence[tuple[str, SqlCompleter]], *,
                 dialect: str | None = None, tables: list[str] | None = None,
                 max_retries: int | None = None, allow_write: bool = False,
                 dry_run: bool = False, explain: bool = False,
                 max_rows: int | None = None) -> SqlAIResult:
         """%%sql_ai's loop on ``db``: capture the schema, ask, parse, validate, guard and run,
-        feeding failures back; ``SqlAIMagics``' settings fill what is not given. Raises
-        :class:`SqlAIError` and, from the model call, :class:`ProxyError`."""
-        sql = self.sql
+        feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete`
+        is one model's call, or an escalation chain of ``(model, completer)`` pairs
+        (:func:`~rsql_magic.sql.loop.run_chain`). Raises :class:`SqlAIError` and, from the
+        model call, :class:`ProxyError`."""
+        if isinstance(complete, Sequence):
+            chain = complete
+
+            def escalate(i: int, e: Escalation) -> None:
+                chain[i][1].escalation = e.stage  # the proxy's usage row says why
+
+            return run_chain(question, db, chain, on_escalate=escalate, **self._sql_options(
+                db, dialect=dialect, tables=tables, max_retries=max_retries,
+                allow_write=allow_write, dry_run=dry_run, explain=explain, max_rows=max_rows))
         return run_question(
             question,
             db,
             complete,
+            **self._sql_options(
+                db, dialect=dialect, tables=tables, max_retries=max_retries,
+                allow_write=allow_write, dry_run=dry_run, explain=explain, max_rows=max_rows),
+        )
+
+    def _sql_options(self, db: DB, *, dialect: str | None, tables: list[str] | None,
+                     max_retries: int | None, allow_write: bool, dry_run: bool, explain: bool,
+                     max_rows: int | None) -> dict[str, Any]:
+        sql = self.sql
+        return dict(
             dialect=dialect,
             schema=capture_schema(db),
             tables=tables,

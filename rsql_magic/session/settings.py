@@ -96,6 +96,13 @@ class SqlAISettings(Configurable):
     model = Unicode(
         "", help="Model for SQL (empty: RSQLMagic.model, env RSQL_MODEL, else the proxy's)."
     ).tag(config=True)
+    models = List(
+        Unicode(),
+        default_value=[],
+        help="An escalation chain, cheapest first (e.g. ['small', 'large']): %%sql_ai asks the "
+        "first and moves to the next only when its SQL still fails (parse, schema, guard or "
+        "database) after its retries. Empty, or --model given: one model (SqlAIMagics.model).",
+    ).tag(config=True)
     allowed_functions = List(
         Unicode(),
         default_value=[],

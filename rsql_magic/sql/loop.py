@@ -8,8 +8,9 @@ any failure the exact error goes back to the model as the next user message, up 
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import pandas as pd
 from rsql_magic.errors import RSQLError
 
 from .connections import DB, QueryTimeout
+from .engine_rules import target_spelling
 from .errors import Position, SqlCheckError, Stage, check_stage
 from .execute import database_error_message, function_names_in_error, run_query
 from .guard import ALLOWED
@@ -26,11 +28,14 @@ from .schema import Schema, capture_schema, describe_schema
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
+    "ESCALATING_STAGES",
     "Attempt",
+    "Escalation",
     "SqlAIError",
     "SqlAIResult",
     "build_messages",
     "dialect_label",
+    "run_chain",
     "run_question",
 ]
 
@@ -68,6 +73,15 @@ class Attempt:
 
 
 @dataclass
+class Escalation:
+    """A model of a chain whose SQL failed after its retries, so the next one was asked."""
+
+    model: str
+    stage: Stage
+    error: str
+
+
+@dataclass
 class SqlAIResult:
     question: str
     dialect: str
@@ -81,6 +95,8 @@ class SqlAIResult:
     elapsed_s: float = 0.0
     schema_text: str = ""
     notes: list[str] = field(default_factory=list)
+    model: str | None = None  # which model of a chain answered (``run_chain``); None: one model
+    escalations: list[Escalation] = field(default_factory=list)
 
     @property
     def row_count(self) -> int:
@@ -115,6 +131,7 @@ class SqlAIError(RSQLError):
         self.column = position.column if position else None
         self.start = position.start if position else None
         self.end = position.end if position else None
+        self.escalations: list[Escalation] = []  # the chain's models that failed before (run_chain)
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows this instead of a Python traceback: the user's error is the SQL's.
@@ -176,6 +193,9 @@ def feedback_message(stage: str, error: str) -> str:
     )
 
 
+_SYNTAX = re.compile(r"syntax error|syntax is not supported", re.IGNORECASE)
+
+
 def _run_checked(
     db: DB,
     checked: Checked,
@@ -187,17 +207,43 @@ def _run_checked(
     allow_write: bool,
     policy: SqlPolicy,
 ) -> tuple[Checked, Any]:
-    try:
-        return checked, run_query(
-            db,
-            checked.sql,
-            max_rows=max_rows,
-            timeout_s=timeout_s,
-            read_only=not allow_write,
+    def run(c: Checked) -> Any:
+        return run_query(
+            db, c.sql, max_rows=max_rows, timeout_s=timeout_s, read_only=not allow_write,
             policy=policy,
         )
-    except SqlCheckError:
-        raise  # refused by the database's own parser (DuckDB): nothing ran
+
+    def rerun(text: str, src: str | None, note: str) -> tuple[Checked, Any] | None:
+        """`text` in place of the statement, through every check again; None if it fails."""
+        try:
+            fixed = check_sql(
+                text, schema, dialect, allow_write=allow_write,
+                allowed_functions=policy.allowed_functions,
+            )
+            fixed.transpiled_from = src or fixed.transpiled_from
+            fixed.note = "; ".join(n for n in (checked.note, note) if n)
+            return fixed, run(fixed)
+        except Exception:
+            return None  # the model gets the database's error on the original
+
+    def respelled() -> tuple[Checked, Any] | None:
+        # the engine rejected the syntax (LIMIT 5, 10 on PostgreSQL, ILIKE on SQLite): the
+        # statement as sqlglot writes it for this engine, when that differs
+        text = target_spelling(checked.sql, dialect)
+        if text is None:
+            return None
+        return rerun(text, None, f"rewritten in {dialect_label(dialect)} syntax with sqlglot "
+                                 "after the database rejected the original")
+
+    try:
+        return checked, run(checked)
+    except SqlCheckError as e:
+        # refused by the database's own parser (DuckDB): nothing ran
+        if _SYNTAX.search(e.message):
+            done = respelled()
+            if done is not None:
+                return done
+        raise
     except QueryTimeout as e:
         raise SqlCheckError(
             f"{e}. Make the query cheaper: filter earlier, aggregate, or add a LIMIT.",
@@ -208,33 +254,17 @@ def _run_checked(
         # The database rejected a function another dialect has: sqlglot can translate it
         # without a model call (LEN -> LENGTH, DATEADD -> + INTERVAL, GETDATE -> CURRENT_...).
         names = function_names_in_error(e)
+        done = None
         if names:
             found = transpile_functions(checked.sql, dialect, names)
             if found is not None:
                 src, text = found
-                try:
-                    fixed = check_sql(
-                        text,
-                        schema,
-                        dialect,
-                        allow_write=allow_write,
-                        allowed_functions=policy.allowed_functions,
-                    )
-                    fixed.transpiled_from = src
-                    fixed.note = (
-                        f"transpiled {', '.join(sorted(names))} from {src} to {dialect} "
-                        "with sqlglot after the database rejected it"
-                    )
-                    return fixed, run_query(
-                        db,
-                        fixed.sql,
-                        max_rows=max_rows,
-                        timeout_s=timeout_s,
-                        read_only=not allow_write,
-                        policy=policy,
-                    )
-                except Exception:
-                    pass  # fall through: the model gets the database's original error
+                done = rerun(text, src, f"transpiled {', '.join(sorted(names))} from {src} to "
+                                        f"{dialect} with sqlglot after the database rejected it")
+        elif _SYNTAX.search(str(e)):
+            done = respelled()
+        if done is not None:
+            return done
         # The message goes back to the model: only what it needs, no values from the data.
         known = (
             []
@@ -360,6 +390,52 @@ def run_question(
         stage=last.stage,
         position=last.position,
     )
+
+
+# Failures of the model's SQL: a stronger model may do better. A bad --tables ("usage") or a
+# proxy refusal ("proxy") would fail the same way for every model.
+ESCALATING_STAGES: frozenset[str] = frozenset(
+    {"extract", "parse", "schema", "refused", "database", "timeout"}
+)
+
+
+def run_chain(
+    question: str,
+    db: DB,
+    completes: Sequence[tuple[str, Complete]],
+    *,
+    on_escalate: Callable[[int, Escalation], None] | None = None,
+    **options: Any,
+) -> SqlAIResult:
+    """:func:`run_question` with each ``(model, complete)`` of `completes` in turn: the next
+    model is asked only when the previous one's SQL still failed after its retries (a stage of
+    :data:`ESCALATING_STAGES`). The result says which model answered (``model``) and why the
+    ones before it were passed over (``escalations``); its ``attempts`` are all models' attempts.
+    `options` are :func:`run_question`'s; the schema is captured once for the whole chain.
+    `on_escalate(i, escalation)` runs before the model at index ``i`` is asked.
+    """
+    if not completes:
+        raise ValueError("run_chain needs at least one (model, complete) pair")
+    if options.get("schema") is None:
+        options["schema"] = capture_schema(db)
+    escalations: list[Escalation] = []
+    attempts: list[Attempt] = []
+    for i, (model, complete) in enumerate(completes):
+        try:
+            res = run_question(question, db, complete, **options)
+        except SqlAIError as e:
+            e.attempts = attempts + e.attempts
+            if i == len(completes) - 1 or e.stage not in ESCALATING_STAGES:
+                e.escalations = escalations
+                raise
+            escalations.append(Escalation(model, e.stage, e.message))
+            attempts = e.attempts
+            if on_escalate is not None:
+                on_escalate(i + 1, escalations[-1])
+            continue
+        res.model, res.escalations, res.attempts = model, escalations, attempts + res.attempts
+        return res
+    raise AssertionError("unreachable: the last model's failure is raised")
 
 
 def _explain(complete: Complete, question: str, sql: str, dialect: str) -> str:

@@ -74,12 +74,17 @@ class SqlAIMagics(Magics, SqlAISettings):
         try:
             replay = session.replay("sql", question, session.cell_label("%%sql_ai", line))
             # replay on: a missing proxy only matters once a call really needs it
-            complete = session.sql_completer(
-                session.replay_client(replay), model=session.model(args.model, sql=True),
-                batch=batch, no_cache=args.no_cache, replay=replay)
-            self.chat_results = complete.calls
+            client = session.replay_client(replay)
+            chain = [] if args.model else [m.strip() for m in self.models if m.strip()]
+            completers = [
+                session.sql_completer(client, model=m, batch=batch, no_cache=args.no_cache,
+                                      replay=replay, calls=self.chat_results)
+                for m in (chain or [session.model(args.model, sql=True)])
+            ]
             res = session.run_sql(
-                question, db, complete, dialect=dialect, tables=tables,
+                question, db,
+                list(zip(chain, completers, strict=True)) if chain else completers[0],
+                dialect=dialect, tables=tables,
                 max_retries=args.max_retries, allow_write=args.allow_write,
                 dry_run=args.dry_run, explain=args.explain, max_rows=args.limit,
             )
@@ -109,6 +114,10 @@ class SqlAIMagics(Magics, SqlAISettings):
         # a replayed answer cost nothing this time: only live calls are summed
         costs = [r.cost_usd for r in self.chat_results if r.cost_usd is not None and not r.replayed_at]
         parts = [last.model or "model ?", f"{len(self.chat_results)} call(s)"]
+        res = self.last_result
+        if res is not None and res.escalations:
+            parts.insert(0, "escalated: " + "; ".join(
+                f"{e.model} failed at {e.stage}" for e in res.escalations))
         fallbacks = sorted({r.fallback for r in self.chat_results if r.fallback and not r.replayed_at})
         if fallbacks:  # the proxy's local fallback wrote (some of) this SQL: say so first
             parts.insert(0, ", ".join(fallback_label(f) for f in fallbacks))
@@ -170,6 +179,9 @@ class SqlAIMagics(Magics, SqlAISettings):
         if not e.attempts:
             return
         lines = [f"%%sql_ai on {db.label}: {len(e.attempts)} attempt(s)"]
+        if e.escalations:
+            lines.append("  escalated: " + "; ".join(
+                f"{x.model} failed at {x.stage}" for x in e.escalations))
         for i, a in enumerate(e.attempts, 1):
             first = (a.error or "").splitlines()[0] if a.error else "ok"
             lines.append(f"  {i}. {a.stage}: {first}")

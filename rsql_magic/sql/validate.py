@@ -20,6 +20,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, OptimizeError
 from sqlglot.optimizer.qualify import qualify
 
+from .engine_rules import postgres_folded_names, sqlite_string_literals, unresolved_column
 from .errors import Position, SqlCheckError, caret, pointer
 from .fences import sql_blocks
 from .guard import check_statements
@@ -246,9 +247,6 @@ def _check_tables(stmt: exp.Expression, schema: Schema, sql: str) -> bool:
     return plain
 
 
-_UNRESOLVED = re.compile(r"Column '([^']+)' could not be resolved|Unknown column: (\S+)")
-
-
 def _column_hint(stmt: exp.Expression, schema: Schema, name: str) -> str:
     """Which of the query's tables have a column like `name` (ambiguity, typos)."""
     tables = []
@@ -275,10 +273,9 @@ def _qualify_error(
 ) -> tuple[str, Position | None]:
     """The message for the model and, when the column is found, where it is."""
     msg = str(e)
-    m = _UNRESOLVED.search(msg)
-    if not m:
+    name = unresolved_column(msg)
+    if name is None:
         return msg, None
-    name = m.group(1) or m.group(2)
     # Point at the column: sqlglot's message has the position for some errors, not all.
     node = None
     for col in stmt.find_all(exp.Column):
@@ -296,6 +293,46 @@ def _qualify_error(
         position = Position(meta.get("line", 1), meta.get("col", 1), meta["start"], meta["end"])
     hint = _column_hint(stmt, schema, name)
     return (f"{msg}\n{hint}" if hint else msg), position
+
+
+def _resolution_error(stmt: exp.Expression, schema: Schema, dialect: str) -> OptimizeError | None:
+    """What qualifying a plain statement's columns raises (None: every name resolves, or the
+    statement is not one whose columns are checked)."""
+    if isinstance(stmt, exp.Command | exp.Describe | exp.Show | exp.Table):
+        return None
+    try:
+        if not _check_tables(stmt, schema, ""):
+            return None
+        qualify(
+            stmt.copy(), schema=schema.sqlglot_schema(dialect), dialect=dialect,
+            db=schema.default_db, validate_qualify_columns=True, quote_identifiers=False,
+            identify=False,
+        )
+    except OptimizeError as e:
+        return e
+    except SqlCheckError:
+        return None  # an unknown table: _qualify says so
+    return None
+
+
+def _as_the_engine_reads(
+    sql: str, stmt: exp.Expression, schema: Schema, dialect: str
+) -> tuple[str, str] | None:
+    """``(sql, note)``: `sql` with the names the validator would read differently from the
+    engine rewritten to what the engine makes of them (:mod:`.engine_rules`)."""
+    if dialect == "sqlite":
+        found = sqlite_string_literals(sql, lambda s: _resolution_error(s, schema, dialect))
+        if found is not None:
+            text, strings = found
+            shown = ", ".join(strings)
+            return text, f"read {shown} as {'a string' if len(strings) == 1 else 'strings'}, as SQLite does"
+    elif dialect == "postgres":
+        folded = postgres_folded_names(sql, stmt, schema)
+        if folded is not None:
+            text, names = folded
+            shown = ", ".join(f'"{n}"' for n in names)
+            return text, f"quoted {shown} as the catalog spells it (PostgreSQL folds unquoted names to lower case)"
+    return None
 
 
 def _qualify(stmt: exp.Expression, schema: Schema, dialect: str, sql: str) -> None:
@@ -364,9 +401,16 @@ def check_sql(
     stmt = check_statements(
         stmts, dialect, allow_write=allow_write, allowed_functions=allowed_functions, sql=sql
     )
+    notes = [f"transpiled from {transpiled_from} to {dialect} with sqlglot"] if transpiled_from else []
     if schema is not None:
+        read = _as_the_engine_reads(sql, stmt, schema, dialect)
+        if read is not None:
+            sql, note = read
+            notes.append(note)
+            # what runs is guarded, not what was written
+            stmt = check_statements(
+                parse_statements(sql, dialect), dialect, allow_write=allow_write,
+                allowed_functions=allowed_functions, sql=sql,
+            )
         _qualify(stmt, schema, dialect, sql)
-    note = (
-        f"transpiled from {transpiled_from} to {dialect} with sqlglot" if transpiled_from else None
-    )
-    return Checked(sql.strip().rstrip(";").strip(), stmt, transpiled_from, note)
+    return Checked(sql.strip().rstrip(";").strip(), stmt, transpiled_from, "; ".join(notes) or None)

@@ -33,7 +33,7 @@ PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0},
                      "fake-large": {"input": 1000.0, "output": 1000.0}}}
 MAX_TOKENS = 40  # the default completion limit: what a budget request is capped at
 TIMEOUT = 2.0  # upstream_timeout_seconds
-USERS = ["alice", "dora", "bert", "tim", "lee", "fay", "bob", "rex", "vic", "mal", "gus"]
+USERS = ["alice", "dora", "bert", "tim", "lee", "fay", "bob", "rex", "vic", "mal", "gus", "eve"]
 BUDGET = {"alice": 0.5, "dora": 1.0, "bert": 1.0, "tim": 1.0, "lee": 1.0}
 LONG_ANSWER = " ".join(f"w{i}" for i in range(60))
 # text shaped like IBANs that fail their check: the slowest input for the built-in patterns
@@ -347,3 +347,25 @@ def test_one_user_hammering_every_path_leaves_others_their_latency(
     assert statistics.median(during) < statistics.median(before) + 0.25, (before, during)
     assert max(during) < 1.5, during
     assert max(during_long) < job + max(before_long) + 1.5, (job, during_long)
+
+
+def test_the_escalation_header_stores_only_a_stage_name(svc: ProxyService) -> None:
+    """X-RSQL-Escalation goes into the usage log the admin reads: only %%sql_ai's stage words
+    are kept; markup or long text is dropped and the request still runs (control characters
+    the HTTP server refuses itself)."""
+    sent = {"schema": "schema", "<img src=x onerror=alert(1)>": None, "database" * 200: None}
+    for value in sent:
+        status, _, raw = svc.request("POST", "v1/chat/completions", ask("hi"), token="tok-eve",
+                                     headers={"X-RSQL-Escalation": value})
+        assert status == 200, raw
+    status, _, _ = svc.request("POST", "v1/chat/completions", ask("hi"), token="tok-eve",
+                               headers={"X-RSQL-Escalation": "\x1b]0;pwned\x07"})
+    assert status == 400
+    deadline = time.monotonic() + 10
+    while True:
+        status, _, raw = svc.request("GET", "admin/users/eve/activity?limit=10", token="tok-root")
+        rows = json.loads(raw)["activity"]
+        if len(rows) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(str(r["escalation"]) for r in rows) == sorted(str(v) for v in sent.values())

@@ -3,7 +3,9 @@ once per database kind: SQLite, DuckDB (a connection, and DataFrames), PostgreSQ
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,40 @@ def test_sqlite_through_the_real_proxy(
     assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[3])
     md = markdown(nb.cells[2])[0]
     assert "*fake-small · 2 call(s) · " in md
+
+
+def test_an_escalation_chain_says_which_model_answered_and_why(
+    jupyter_proxy, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """SqlAIMagics.models: the cheap model first; the strong one only once the cheap one's SQL
+    failed after its retries. The footer and the proxy's usage log say which answered, and why."""
+    wrong = "```sql\nSELECT c.region, SUM(o.price) AS total FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.region\n```"
+    fresh_provider.script(wrong, wrong, GOOD)
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic\n%config SqlAIMagics.models = ['fake-small', 'fake-large']\n"
+            "%config SqlAIMagics.max_retries = 1",
+            f"import sqlite3\nconn = sqlite3.connect(':memory:')\nconn.executescript({SHOP!r})",
+            "%%sql_ai conn -o totals --no-cache\nTotal per region",
+            "print({r: float(t) for r, t in zip(totals.region, totals.total)})",
+        ]
+    )
+    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
+    run_notebook(nb, env, tmp_path)
+    assert [r.body["model"] for r in fresh_provider.received] == ["fake-small", "fake-small", "fake-large"]
+    assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[3])
+    md = markdown(nb.cells[2])[0]
+    assert "*escalated: fake-small failed at schema · fake-large · 3 call(s) · " in md
+    # the usage log: the strong model's row says the chain moved to it after a schema failure
+    status, _, raw = jupyter_proxy.request("GET", "me")
+    user = json.loads(raw)["user"]
+    deadline = time.monotonic() + 10
+    while True:
+        status, _, raw = jupyter_proxy.request("GET", f"admin/users/{user}/activity?limit=3")
+        assert status == 200, raw
+        rows = json.loads(raw)["activity"]
+        if len(rows) == 3 and rows[0]["model"] == "fake-large" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [(r["model"], r["escalation"]) for r in rows] == [
+        ("fake-large", "schema"), ("fake-small", None), ("fake-small", None)]
