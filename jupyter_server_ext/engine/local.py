@@ -244,10 +244,16 @@ class LocalTransport:
                 "timeout", f"local model {spec.name!r} did not start within {self.start_timeout:g} s"
             ) from None
         if spawned:
+            how = str(msg.get("chat_format_how") or "")
             log.info(
-                "local model %r ready in its own process (pid %s): loaded and self-tested in %.1f s",
-                spec.name, msg.get("pid"), time.monotonic() - t0,
+                "local model %r ready in its own process (pid %s): loaded and self-tested in %.1f s; "
+                "prompt format %s (%s)",
+                spec.name, msg.get("pid"), time.monotonic() - t0, msg.get("chat_format"), how,
             )
+            if how.startswith("no template in the GGUF and no known format"):
+                log.warning(
+                    "local model %r: %s; answers may be garbled: set its 'chat_format' "
+                    "(e.g. 'chatml', 'gemma', 'llama-3')", spec.name, how)
         return worker
 
     async def _spawn(self, spec: UpstreamSpec) -> _Worker:
@@ -259,7 +265,8 @@ class LocalTransport:
             model_path = spec.model_path or default_gguf_path()
         except RuntimeError as exc:
             raise UpstreamFailure("server", str(exc)) from None
-        options = {"model_path": model_path, "n_ctx": spec.n_ctx, "max_rss_mb": spec.max_rss_mb}
+        options = {"model_path": model_path, "n_ctx": spec.n_ctx, "max_rss_mb": spec.max_rss_mb,
+                   "chat_format": spec.chat_format}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jupyter_server_ext.engine.local_worker", json.dumps(options),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -294,11 +301,16 @@ class LocalTransport:
             "max_tokens": payload.get("max_completion_tokens") or payload.get("max_tokens") or 256,
             "temperature": payload.get("temperature", 0.2),
             "top_p": payload.get("top_p", 0.95),
+            # llama.cpp's own penalty on recent tokens (its default, 1.0, is none): a tiny
+            # model needs it to leave a loop; OpenAI's two penalties pass through when sent
+            "repeat_penalty": spec.repeat_penalty,
+            "frequency_penalty": payload.get("frequency_penalty") or 0.0,
+            "presence_penalty": payload.get("presence_penalty") or 0.0,
             "stop": payload.get("stop"),
             "seed": payload.get("seed"),
             "stream": stream,
         }
-        worker.write({"id": rid, "kwargs": kwargs})
+        worker.write({"id": rid, "kwargs": kwargs, "stop_loops": spec.stop_loops})
 
         async def next_msg(wait: float, what: str) -> dict[str, Any]:
             try:

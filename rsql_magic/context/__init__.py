@@ -110,7 +110,9 @@ def build_context(
                 ctx.notes.append(f"SQL schema not included: {e}")
                 return ""
             try:
-                ddl = describe_connection(conn, question=question, budget_chars=budget)
+                # values may steer which tables are shown (never shown), as the policy allows
+                ddl = describe_connection(conn, question=question, budget_chars=budget,
+                                          policy=None if no_data else policy)
             except Exception as e:  # a broken connection must not kill the question
                 ctx.notes.append(f"SQL schema of {label} not included: {type(e).__name__}: {e}")
                 return ""

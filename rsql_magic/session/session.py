@@ -478,29 +478,26 @@ class Session:
                 dialect: str | None = None, tables: list[str] | None = None,
                 max_retries: int | None = None, allow_write: bool = False,
                 dry_run: bool = False, explain: bool = False,
-                max_rows: int | None = None) -> SqlAIResult:
+                max_rows: int | None = None, client: ProxyClient | None = None) -> SqlAIResult:
         """%%sql_ai's loop on ``db``: capture the schema, ask, parse, validate, guard and run,
         feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete`
         is one model's call, or an escalation chain of ``(model, completer)`` pairs
-        (:func:`~rsql_magic.sql.loop.run_chain`). Raises :class:`SqlAIError` and, from the
-        model call, :class:`ProxyError`."""
+        (:func:`~rsql_magic.sql.loop.run_chain`). With `client`, the context policy in force
+        for it lets column values steer which tables are shown, when it allows value
+        statistics. Raises :class:`SqlAIError` and, from the model call, :class:`ProxyError`."""
+        options = self._sql_options(
+            db, dialect=dialect, tables=tables, max_retries=max_retries, allow_write=allow_write,
+            dry_run=dry_run, explain=explain, max_rows=max_rows)
+        if client is not None:
+            options["context_policy"] = self.policy_for(client)[0]
         if isinstance(complete, Sequence):
             chain = complete
 
             def escalate(i: int, e: Escalation) -> None:
                 chain[i][1].escalation = e.stage  # the proxy's usage row says why
 
-            return run_chain(question, db, chain, on_escalate=escalate, **self._sql_options(
-                db, dialect=dialect, tables=tables, max_retries=max_retries,
-                allow_write=allow_write, dry_run=dry_run, explain=explain, max_rows=max_rows))
-        return run_question(
-            question,
-            db,
-            complete,
-            **self._sql_options(
-                db, dialect=dialect, tables=tables, max_retries=max_retries,
-                allow_write=allow_write, dry_run=dry_run, explain=explain, max_rows=max_rows),
-        )
+            return run_chain(question, db, chain, on_escalate=escalate, **options)
+        return run_question(question, db, complete, **options)
 
     def _sql_options(self, db: DB, *, dialect: str | None, tables: list[str] | None,
                      max_retries: int | None, allow_write: bool, dry_run: bool, explain: bool,

@@ -16,11 +16,16 @@ Modules, bottom up:
 - ``fetch``: fetching within a row, byte and time bound (PostgreSQL: a server-side cursor).
 - ``connections``: one adapter over sqlite3 / DuckDB / SQLAlchemy / JupySQL / psycopg / frames,
   with time bounds, putting the walls in place around generated SQL.
-- ``schema``: schema capture (``model``, ``backends``, ``render`` as DDL, ``rank`` by relevance).
+- ``schema``: schema capture (``model``, ``backends``, ``render`` as DDL, ``rank`` by relevance,
+  ``words`` and ``index``: word variants, the per-schema index and join graph, ``values``: the
+  short text columns' values that steer the ranking where the policy allows).
 - ``fences``: which fenced blocks of an answer are SQL (one grammar for the kernel and the
   proxy's placeholder restorer).
+- ``engine_rules``: names read as the target engine reads them (SQLite's double-quoted strings,
+  PostgreSQL's folded names, sqlglot's respelling after a syntax error).
 - ``validate``: extract, transpile, guard and qualify against the schema.
 - ``execute``: the executor, and database errors with the data removed.
-- ``loop``: the retry loop (``run_question``, ``SqlAIError``).
+- ``loop``: the retry loop (``run_question``, ``SqlAIError``) and the escalation chain
+  (``run_chain``).
 - ``magics``: the IPython magic.
 """

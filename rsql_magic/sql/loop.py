@@ -24,7 +24,7 @@ from .errors import Position, SqlCheckError, Stage, check_stage
 from .execute import database_error_message, function_names_in_error, run_query
 from .guard import ALLOWED
 from .policy import SqlPolicy
-from .schema import Schema, capture_schema, describe_schema
+from .schema import Schema, capture_schema, capture_values, describe_schema
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
@@ -292,11 +292,16 @@ def run_question(
     timeout_s: float | None = 60.0,
     budget_chars: int = 6000,
     policy: SqlPolicy | None = None,
+    context_policy: Any = None,
 ) -> SqlAIResult:
     """Ask for SQL, check it, run it; feed every failure back, up to `max_retries` times.
 
     `policy`: extra allowed functions and the PostgreSQL role (``SqlAIMagics.policy()``); the
     default allows only the built-in allowlist and keeps the connection's own role.
+    `context_policy`: the context policy in force (:class:`rsql_magic.privacy.ContextPolicy`);
+    when it allows value statistics, the values of short text columns steer which tables the
+    schema text shows (a question naming "dogs" finds the table whose column holds "dog"). The
+    values themselves are never sent. None: names only.
     """
     t0 = time.perf_counter()
     policy = policy or SqlPolicy()
@@ -312,7 +317,9 @@ def run_question(
                 sql="",
                 stage="schema",
             )
-    schema_text = describe_schema(schema, question, tables, budget_chars, dialect)
+    if context_policy is not None:
+        capture_values(db, schema, policy=context_policy)  # bounded in time; cached per connection
+    schema_text = describe_schema(schema, question, tables, budget_chars, dialect, policy=context_policy)
     messages = build_messages(
         question, schema_text, dialect, allow_write=allow_write, explain=explain
     )

@@ -6,9 +6,10 @@ settings, the model's fallback chain, batch detection and Retry-After waits are 
 (:mod:`rsql_magic.session`), so one ``%config RSQLMagic.*`` serves both magics.
 
 Privacy: what leaves for the model is the question and the schema as DDL (names, types, keys),
-never a value from the database, so the admin's context policy has nothing to withhold here
-(database errors go back to the model with their values removed); the proxy's pattern
-redaction still masks personal data in the question.
+never a value from the database (database errors go back to the model with their values
+removed); the proxy's pattern redaction still masks personal data in the question. Where the
+context policy allows value statistics, the values of short text columns help choose which
+tables the DDL shows, and are not sent.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class SqlAIMagics(Magics, SqlAISettings):
             res = session.run_sql(
                 question, db,
                 list(zip(chain, completers, strict=True)) if chain else completers[0],
-                dialect=dialect, tables=tables,
+                dialect=dialect, tables=tables, client=client,
                 max_retries=args.max_retries, allow_write=args.allow_write,
                 dry_run=args.dry_run, explain=args.explain, max_rows=args.limit,
             )

@@ -214,3 +214,41 @@ def test_memory_past_the_limit_stops_the_process_with_a_clear_error(jupyter_serv
         time.sleep(0.2)
     assert re.search(r"used \d+ MiB, more than its limit of 256 MiB \(max_rss_mb\)", server.log()), server.log()
     assert _server_answers(server)
+
+
+R_QUESTION = ("In R, how do I fit mpg on wt and cyl in the cars_df data frame, and compare automatic "
+              "vs manual cars?")
+
+
+def test_a_looping_answer_is_ended_and_the_prompt_format_is_the_models_own(jupyter_server_factory) -> None:
+    """SmolLM2-135M answers an R question with "_by_type_by_type_by_type..." until max_tokens
+    under llama.cpp's own sampling; with the loop stop the same answer ends soon after the loop
+    begins, and with the proxy's default sampling (repeat penalty too) it ends on its own."""
+    _requires_local_model()
+    local = {"provider": "llama_cpp"}
+    server = jupyter_server_factory({
+        "upstreams": [
+            {**local, "name": "plain", "models": ["plain"], "repeat_penalty": 1.0, "stop_loops": False},
+            {**local, "name": "stopped", "models": ["stopped"], "repeat_penalty": 1.0},
+            {**local, "name": "default", "models": ["default"]},
+        ],
+        "default_model": "default", "max_wait_seconds": 60.0,
+    })
+    _ready_pids(server, 3)
+    # the GGUF carries its chat template, and the log says it is the one in use
+    assert "prompt format chat_template.default (the GGUF's own template)" in server.log()
+    c = _client(server)
+
+    def answer(model: str) -> Any:
+        return c.chat.completions.create(
+            messages=[{"role": "user", "content": R_QUESTION}], model=model, max_tokens=240, temperature=0)
+
+    plain, stopped, default = answer("plain"), answer("stopped"), answer("default")
+    looped = plain.choices[0].message.content
+    assert plain.choices[0].finish_reason == "length" and "_by_type_by_type_by_type_by_type" in looped, looped
+    # the loop stop: the same answer, ended once the last 96 tokens are mostly one loop
+    cut = stopped.choices[0].message.content
+    assert stopped.choices[0].finish_reason == "stop" and stopped.usage.completion_tokens < 180, cut
+    assert looped.startswith(cut[:200])
+    assert default.choices[0].finish_reason == "stop", default.choices[0].message.content
+    assert "_by_type_by_type_by_type" not in default.choices[0].message.content

@@ -242,3 +242,36 @@ def test_an_escalation_chain_says_which_model_answered_and_why(
         time.sleep(0.2)
     assert [(r["model"], r["escalation"]) for r in rows] == [
         ("fake-large", "schema"), ("fake-small", None), ("fake-small", None)]
+
+
+def test_values_steer_which_tables_sql_ai_shows_only_as_the_policy_allows(
+    jupyter_proxy, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A question that names a table only through one of its values ("dogs": a value of
+    pets.kind) gets that table into the schema text when the context policy allows value
+    statistics, and not when it withholds them; the value itself is never sent."""
+    db = tmp_path / "zoo.db"
+    with sqlite3.connect(db) as c:
+        # more tables than SqlAIMagics.schema_chars can show, none of them about pets by name
+        for i in range(150):
+            c.execute(f"CREATE TABLE log_{i:03d} (id INTEGER PRIMARY KEY, note TEXT, amount REAL)")
+        c.execute("CREATE TABLE pets (id INTEGER PRIMARY KEY, kind TEXT, weight REAL)")
+        c.executemany("INSERT INTO pets (kind, weight) VALUES (?, ?)",
+                      [("dog", 20.0), ("cat", 4.0), ("dog", 30.0), ("hamster", 0.1)])
+    answer = "```sql\nSELECT count(*) AS n FROM pets WHERE kind = 'dog'\n```"
+    fresh_provider.script(answer, answer)
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic\n%config SqlAIMagics.schema_chars = 1000",
+            f"import sqlite3\nconn = sqlite3.connect({str(db)!r})",
+            "%%sql_ai conn --no-cache\nHow many dogs are there?",
+            "%config RSQLMagic.context_policy = {'value_stats': False}",
+            "%%sql_ai conn --no-cache\nHow many dogs are there?",
+        ]
+    )
+    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
+    run_notebook(nb, env, tmp_path)
+    allowed, withheld = (r.body["messages"][0]["content"] for r in fresh_provider.received)
+    assert "CREATE TABLE pets" in allowed
+    assert "CREATE TABLE pets" not in withheld
+    assert "hamster" not in allowed and "'dog'" not in allowed  # values steer; they are not sent

@@ -25,6 +25,10 @@ def test_bad_config_stops_startup_naming_field_and_upstream(jupyter_app_factory,
         ("limits", ["30 per fortnight"], "cannot parse limit '30 per fortnight'"),
         ("api_key_env", "RSQL_TEST_UNSET_VAR", "$RSQL_TEST_UNSET_VAR, which is not set"),
         ("name", "a1", "duplicate name"),
+        ("repeat_penalty", 3, "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 3"),
+        ("repeat_penalty", "high", "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 'high'"),
+        ("stop_loops", "yes", "field 'stop_loops' must be true or false, got 'yes'"),
+        ("chat_format", "gemma-9", "field 'chat_format': Invalid chat handler: gemma-9 (valid formats: "),
     ],
 )
 def test_bad_upstream_values_are_named(field: str, value, needle: str, fresh_provider: FakeProvider) -> None:

@@ -3,23 +3,30 @@
 One module per concern: :mod:`.model` (``Schema``, ``Table``, ``Column``, ``ForeignKey``),
 :mod:`.backends` (``capture_schema``: SQLite, DuckDB, PostgreSQL, SQLAlchemy's inspector),
 :mod:`.render` (compact DDL within a budget: ``describe_schema``, ``describe_connection``),
-:mod:`.rank` (tables ordered by relevance to the question).
+:mod:`.words` (names and questions as comparable words), :mod:`.index` (per-schema word
+index and join graph, built once), :mod:`.values` (``capture_values``: short text columns'
+values, only where the context policy allows), :mod:`.rank` (tables ordered by relevance to
+the question, join paths completed).
 """
 
 from .backends import capture_schema, infer_dialect
 from .model import Column, ForeignKey, Schema, Table
-from .rank import rank_tables
+from .rank import Ranking, rank, rank_tables
 from .render import describe_connection, describe_schema, render_ddl
+from .values import capture_values
 
 __all__ = [
     "Column",
     "ForeignKey",
     "Schema",
+    "Ranking",
     "Table",
     "capture_schema",
+    "capture_values",
     "describe_connection",
     "describe_schema",
     "infer_dialect",
+    "rank",
     "rank_tables",
     "render_ddl",
 ]

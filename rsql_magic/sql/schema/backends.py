@@ -15,15 +15,16 @@ from typing import Any
 from ..connections import DB, SQLAlchemyDB, jupysql_current, resolve
 from .model import MAX_COLUMNS, MAX_TABLES, Column, ForeignKey, Schema, Table
 
-__all__ = ["capture_schema", "infer_dialect"]
+__all__ = ["as_db", "capture_schema", "infer_dialect"]
 
 
 def infer_dialect(conn: Any) -> str:
     """The sqlglot dialect name for a connection (``postgres``, ``sqlite``, ``duckdb`` ...)."""
-    return _as_db(conn).dialect
+    return as_db(conn).dialect
 
 
-def _as_db(conn: Any) -> DB:
+def as_db(conn: Any) -> DB:
+    """`conn` as a :class:`DB` (None: JupySQL's active connection)."""
     if conn is None:
         cur = jupysql_current()
         if cur is None:
@@ -34,7 +35,7 @@ def _as_db(conn: Any) -> DB:
 
 def capture_schema(conn: Any, *, timeout_s: float = 10.0, max_tables: int = MAX_TABLES) -> Schema:
     """Read the catalog of `conn` (any kind :func:`rsql_magic.sql.connections.resolve` accepts)."""
-    db = _as_db(conn)
+    db = as_db(conn)
     t0 = time.perf_counter()
     if db.dialect == "sqlite":
         schema = _capture_sqlite(db, timeout_s)

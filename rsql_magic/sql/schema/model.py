@@ -48,6 +48,12 @@ class Schema:
     tables: list[Table] = field(default_factory=list)
     truncated: bool = False  # more than MAX_TABLES tables (or the time bound hit)
     elapsed_s: float = 0.0
+    # Distinct values of short text columns, {(db, table): {column: values}}: filled by
+    # ``capture_values`` only where the context policy allows values; used to rank, never shown.
+    values: dict[tuple[str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # The retrieval index (:mod:`.index`), built on first use and rebuilt when the tables or
+    # values change; not part of the schema's value.
+    index_cache: Any = field(default=None, repr=False, compare=False)
 
     def table(self, name: str, db: str | None = None) -> Table | None:
         key = name.lower()

@@ -12,8 +12,10 @@ from functools import lru_cache
 from typing import Any
 
 from .backends import capture_schema
+from .index import SchemaIndex, index_of
 from .model import MAX_TABLES, Schema, Table
-from .rank import rank_tables
+from .rank import rank
+from .values import capture_values
 
 __all__ = ["describe_connection", "describe_schema", "render_ddl"]
 
@@ -109,10 +111,18 @@ def describe_schema(
     tables: list[str] | None = None,
     budget_chars: int = 6000,
     dialect: str | None = None,
+    *,
+    policy: Any = None,
 ) -> str:
-    """Compact DDL of `schema` within `budget_chars` (see :func:`describe_connection`)."""
+    """Compact DDL of `schema` within `budget_chars` (see :func:`describe_connection`).
+
+    `policy`: the context policy (``rsql_magic.privacy.ContextPolicy``); only one that allows
+    value statistics lets the values captured by ``capture_values`` steer the ranking.
+    """
     d = dialect or schema.dialect
-    order = rank_tables(schema, question, tables)
+    ranking = rank(schema, question, tables, policy=policy)
+    order = ranking.tables
+    idx = index_of(schema)
     n = len(order)
     if tables:  # --tables: only the pinned ones (their FK targets are still named in DDL)
         pinned_l = {p.lower() for p in tables}
@@ -123,12 +133,21 @@ def describe_schema(
     lines: list[str] = []
     used = len(header) + 1
     shown = 0
+    room = budget_chars - 80
     rest: list[Table] = []
+    smallest = min((len(t.name) + 20 for t in order), default=0)
     for t in order:
-        ddl = render_ddl(t, schema, d)
-        if shown == 0 and used + len(ddl) + 1 > budget_chars - 80:
-            ddl = _narrowed(t, schema, d, budget_chars - 80 - used)  # one very wide table
-        if used + len(ddl) + 1 <= budget_chars - 80 or shown == 0:
+        if used + smallest + 1 > room and shown:
+            rest.append(t)  # nothing more can fit: skip rendering the rest
+            continue
+        ddl = _cached_ddl(idx, t, schema, d)
+        if not tables and len(t.columns) > WIDE_COLUMNS and not (
+            shown == 0 and len(ddl) <= budget_chars * FIRST_WIDE_SHARE
+        ):
+            ddl = _elided(t, schema, d, ranking.matched.get(id(t), set()), idx, ddl)
+        if shown == 0 and used + len(ddl) + 1 > room:
+            ddl = _narrowed(t, schema, d, room - used)  # one very wide table
+        if used + len(ddl) + 1 <= room or shown == 0:
             lines.append(ddl)
             used += len(ddl) + 1
             shown += 1
@@ -161,6 +180,48 @@ def describe_schema(
             tail += f" (+{more} more)"
         lines.append(tail)
     return "\n".join([header, *lines])[:budget_chars]
+
+
+# A table wider than this shows its keys, the columns the question matched and its first few
+# columns, and a "/* N more columns */" marker: wide warehouses then fit more tables. The best
+# match keeps all its columns when they take at most FIRST_WIDE_SHARE of the budget.
+WIDE_COLUMNS = 20
+KEEP_LEADING = 4
+FIRST_WIDE_SHARE = 0.35
+
+
+def _cached_ddl(idx: SchemaIndex, t: Table, schema: Schema, dialect: str) -> str:
+    key = (id(t), dialect)
+    ddl = idx.ddl.get(key)
+    if ddl is None:
+        ddl = idx.ddl[key] = render_ddl(t, schema, dialect)
+    return ddl
+
+
+def _elided(
+    t: Table, schema: Schema, dialect: str, matched: set[str], idx: SchemaIndex, full: str
+) -> str:
+    """`t` with only its keys, join columns, matched columns and first few columns."""
+    pos = idx.position.get(id(t))
+    keep = set(matched) | set(t.primary_key)
+    if pos is not None:
+        keep |= idx.infos[pos].key_columns
+    for fk in t.foreign_keys:
+        keep.update(fk.columns)
+    cols = [c for k, c in enumerate(t.columns) if k < KEEP_LEADING or c.name in keep]
+    if len(cols) >= len(t.columns):
+        return full
+    names = {c.name for c in cols}
+    cut = Table(
+        t.name,
+        t.db,
+        cols,
+        primary_key=t.primary_key if all(c in names for c in t.primary_key) else (),
+        foreign_keys=[f for f in t.foreign_keys if all(c in names for c in f.columns)],
+        kind=t.kind,
+        columns_truncated=len(t.columns) - len(cols) + t.columns_truncated,
+    )
+    return render_ddl(cut, schema, dialect)
 
 
 def _narrowed(t: Table, schema: Schema, dialect: str, room: int) -> str:
@@ -200,6 +261,8 @@ def describe_connection(
     tables: list[str] | None = None,
     budget_chars: int = 6000,
     dialect: str | None = None,
+    *,
+    policy: Any = None,
 ) -> str:
     """Compact DDL of `conn`'s schema in the target dialect, cut to what fits `budget_chars`.
 
@@ -207,5 +270,11 @@ def describe_connection(
     connection (None = JupySQL's active one), a psycopg connection, or a dict of DataFrames.
     Tables named in `tables` come first (and only they are shown); the rest are ordered by
     relevance to `question`. Tables that do not fit are listed by name.
+    `policy` (``rsql_magic.privacy.ContextPolicy``): when it allows value statistics, the
+    values of short text columns are read (bounded, see :func:`capture_values`) and help pick
+    the tables; the text shows no value under any policy.
     """
-    return describe_schema(capture_schema(conn), question, tables, budget_chars, dialect)
+    schema = capture_schema(conn)
+    if policy is not None and getattr(policy, "value_stats", False):
+        capture_values(conn, schema, policy=policy)
+    return describe_schema(schema, question, tables, budget_chars, dialect, policy=policy)

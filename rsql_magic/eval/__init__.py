@@ -1,0 +1,53 @@
+"""rsql-eval: score models on your own questions, as %%sql_ai would ask them.
+
+Modules, bottom up:
+
+- ``errors``: :class:`EvalInputError` (a bad input: the command prints it and exits 2).
+- ``questions``: loading and checking a question set (JSON lines or YAML).
+- ``compare``: when two results are the same answer (rows as a multiset, column order ignored,
+  a float tolerance, order only when the gold query orders).
+- ``runner``: :func:`evaluate`: opens the database as the magic does, asks each model (and
+  chain) through the magic's loop and model call, runs gold SQL behind the same guard and
+  read-only walls, and scores (:class:`EvalReport`).
+- ``report``: the report as Markdown, HTML, JSON and a terminal table.
+- ``cli``: the ``rsql-eval`` command.
+
+From Python::
+
+    from rsql_magic.eval import evaluate, load_questions
+    report = evaluate(load_questions("flights.jsonl"), "flights.duckdb", ["small", "large"])
+    report.summary("small").accuracy
+"""
+
+from .compare import Match, compare_results, gold_orders_rows
+from .errors import EvalError, EvalInputError
+from .questions import Question, load_questions
+from .report import to_html, to_json, to_markdown, to_terminal
+from .runner import (
+    EvalReport,
+    ModelSummary,
+    QuestionResult,
+    evaluate,
+    open_database,
+    wilson_interval,
+)
+
+__all__ = [
+    "EvalError",
+    "EvalInputError",
+    "EvalReport",
+    "Match",
+    "ModelSummary",
+    "Question",
+    "QuestionResult",
+    "compare_results",
+    "evaluate",
+    "gold_orders_rows",
+    "load_questions",
+    "open_database",
+    "to_html",
+    "to_json",
+    "to_markdown",
+    "to_terminal",
+    "wilson_interval",
+]
