@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from common import replace_section  # noqa: E402
 from run_demo import NOTEBOOK, proxy_server  # noqa: E402
 
 MARK = "<!-- bench_local_model -->"
@@ -178,16 +179,7 @@ def write_section(rows: list[dict[str, Any]], samples: dict[str, str], chosen: s
     for label, text in samples.items():
         lines += [f"{label}:", "", "```text", text.strip()[:600], "```", ""]
     lines.append(MARK)
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    section = "\n".join(lines)
-    if MARK in text:
-        head, _, rest = text.partition(MARK)
-        _, _, tail = rest.partition(MARK)
-        text = head + section + tail
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(text)
+    replace_section(ROOT / "docs" / "benchmarks.md", MARK, lines)
 
 
 def main() -> int:

@@ -25,6 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import replace_section  # noqa: E402
+
 from rsql_magic.sql.schema import capture_schema, describe_connection  # noqa: E402
 
 MARK = "<!-- bench_schema -->"
@@ -103,15 +105,7 @@ def write_section(rows: list[dict[str, Any]], n: int, runs: int) -> None:
             f"| {r['ddl_chars']} | {r['shown']} | `{r['first'].replace('CREATE TABLE ', '')}` |"
         )
     lines.append(MARK)
-    section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK in text:
-        head, _, rest = text.partition(MARK)
-        _, _, tail = rest.partition(MARK)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    replace_section(path, MARK, lines)
     print(f"wrote {path.relative_to(ROOT)}")
 
 

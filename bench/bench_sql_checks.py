@@ -34,6 +34,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common import replace_section
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "bench" / "questions" / "flights.jsonl"
 CACHE = Path.home() / ".cache" / "rsql-assistant"
@@ -185,16 +187,7 @@ def write_section(after: dict, before: dict | None, rev: str | None) -> None:
             cells.append(cell(after[e][v]))
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     lines += ["", MARK]
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    section = "\n".join(lines)
-    if MARK in text:
-        pre, _, rest = text.partition(MARK)
-        _, _, post = rest.partition(MARK)
-        text = pre + section + post
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(text)
+    replace_section(ROOT / "docs" / "benchmarks.md", MARK, lines)
 
 
 def main() -> int:

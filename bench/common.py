@@ -474,3 +474,17 @@ def start_litellm(procs: Procs, base_url: str, ns: Netns, *, rpm: int | None = N
     base = f"http://127.0.0.1:{port}/"
     wait_http(base + "health/liveliness", proc, procs, name, ns=ns, timeout=180)
     return base + "v1/chat/completions", "Bearer sk-litellm-bench-0000"
+
+
+def replace_section(doc: Path, mark: str, lines: Sequence[str]) -> None:
+    """Put `lines` (which start and end with `mark`) in place of `doc`'s section between two
+    `mark` lines, or at its end: each bench script rewrites its own section only."""
+    section = "\n".join(lines)
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if text.count(mark) >= 2:
+        head, _, rest = text.partition(mark)
+        _, _, tail = rest.partition(mark)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text)

@@ -44,7 +44,7 @@ LOOP_DISTINCT = 0.5
 # would fall back to Llama 2's [INST] <<SYS>> format, which other families answer with garbage
 # (Gemma 3 270M's package ships no template; bench/bench_local_model.py shows the difference).
 FORMATS_BY_ARCHITECTURE = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "qwen2": "chatml",
-                           "phi3": "phi3", "llama": "llama-3"}
+                           "llama": "llama-3"}
 
 
 def prompt_format(llm: Any, configured: str | None) -> tuple[str, str]:

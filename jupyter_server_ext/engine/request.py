@@ -271,6 +271,12 @@ def parse_chat_request(
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2
     ):
         raise _bad(f"'temperature' must be a number from 0 to 2, got {str(temperature)[:40]}", "temperature")
+    for name in ("frequency_penalty", "presence_penalty"):  # OpenAI's range; NaN is refused too
+        value = body.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not -2 <= value <= 2
+        ):
+            raise _bad(f"'{name}' must be a number from -2 to 2, got {str(value)[:40]}", name)
     stream_options = _check_stream_options(body)
     wants_usage = bool(stream_options and stream_options.get("include_usage"))
 

@@ -17,6 +17,13 @@ import limits as limits_lib
 from .errors import ConfigError
 
 PROVIDERS = ("openai", "llama_cpp")
+# llama-cpp-python's chat formats (llama_chat_format, 0.3.36), written out: asking the library
+# would load its native code into the proxy, which only the model's own process may do
+CHAT_FORMATS = (
+    "alpaca", "baichuan", "baichuan-2", "chatglm3", "chatml", "gemma", "intel", "llama-2", "llama-3",
+    "mistral-instruct", "mistrallite", "oasst_llama", "open-orca", "openbuddy", "openchat", "phind",
+    "pygmalion", "qwen", "redpajama-incite", "saiga", "snoozy", "vicuna", "zephyr",
+)
 # providers whose model runs on this machine (engine/local.py): free, chat only, no key
 LOCAL_PROVIDERS = ("llama_cpp",)
 _UPSTREAM_FIELDS = {
@@ -197,16 +204,9 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
     chat_format = raw.get("chat_format", "")
     if not isinstance(chat_format, str):
         raise ConfigError(f"{where}: field 'chat_format' must be a llama.cpp chat format name, got {chat_format!r}")
-    if chat_format:
-        try:
-            from llama_cpp import llama_chat_format
-        except ImportError:  # without the 'local' extra the model cannot start anyway
-            llama_chat_format = None
-        if llama_chat_format is not None:
-            try:
-                llama_chat_format.get_chat_completion_handler(chat_format)
-            except Exception as exc:  # llama.cpp's message lists the valid formats
-                raise ConfigError(f"{where}: field 'chat_format': {exc}") from None
+    if chat_format and chat_format not in CHAT_FORMATS:
+        raise ConfigError(f"{where}: field 'chat_format' {chat_format!r} is not one of llama.cpp's chat formats: "
+                          f"{', '.join(CHAT_FORMATS)}")
 
     return UpstreamSpec(
         name=name.strip(),

@@ -68,6 +68,7 @@ def _write_private(path: str, text: str) -> None:
     except OSError as e:
         raise EvalInputError(f"{path}: cannot be written: {e.strerror}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
         f.write(text)
 
 

@@ -1,10 +1,10 @@
 """An :class:`~rsql_magic.eval.runner.EvalReport` as Markdown, HTML, JSON or a terminal table.
 
 Every value in a report may be hostile: the questions and gold SQL come from a file, the SQL
-and errors from a model, the rows from a database. Markdown cells and HTML are written with
-``html.escape`` on every value (Markdown renderers pass raw HTML through), pipes and line breaks
-are escaped in Markdown tables, and the HTML page has no script and a Content-Security-Policy
-that would refuse one.
+and errors from a model, the rows from a database. Markdown cells are written with
+``rsql_magic.sanitize.escape_markdown`` (text that renders as itself: no raw HTML, link or
+image, pipes escaped); HTML with ``html.escape`` on every value, and the page has no script
+and a Content-Security-Policy that would refuse one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import html
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from rsql_magic.sanitize import escape_markdown
 
 from .runner import EvalReport, QuestionResult
 
@@ -91,9 +93,9 @@ def _detail(r: QuestionResult) -> str:
 
 
 def _md(value: Any) -> str:
-    """A Markdown table cell: HTML escaped, pipes and line breaks too."""
-    text = html.escape(str(value), quote=False)  # no attributes in a cell: <, > and & suffice
-    return text.replace("|", "&#124;").replace("\r", " ").replace("\n", " ").replace("`", "&#96;")
+    """A Markdown table cell that renders as its text: no HTML, no link or image (a model's
+    SQL or a database value may hold one), pipes and line breaks escaped."""
+    return escape_markdown(str(value).replace("\r", " "))
 
 
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -494,6 +494,8 @@ def evaluate(
                 "http://127.0.0.1:8888/rsql/ or https://hub.example.org/services/rsql/) and "
                 "RSQL_PROXY_TOKEN (or JUPYTERHUB_API_TOKEN) to your token") from None
     settings = SqlAISettings()
+    # no context_policy: tables are chosen without column values, so a run's prompts depend on
+    # the questions and the schema only, and --replay finds each recorded answer again
     opts: dict[str, Any] = {
         "schema": schema,
         "max_retries": max_retries,

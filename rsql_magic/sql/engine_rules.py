@@ -60,7 +60,9 @@ def sqlite_string_literals(
     `qualify_errors(statement)` is the validator's column resolution: the error it raises for
     the statement, or None. A token is rewritten only when that resolution names it as
     unresolved, it is an unqualified column reference, and it was written with double quotes
-    (backticks and brackets are identifiers only, in SQLite too).
+    (backticks and brackets are identifiers only, in SQLite too). Only the occurrence the error
+    points at is rewritten, one at a time: the same name may resolve in another scope (a
+    subquery over a table that has that column).
     """
     strings: list[str] = []
     for _ in range(_MAX_REWRITES):
@@ -73,6 +75,7 @@ def sqlite_string_literals(
         name = unresolved_column(str(err))
         if name is None:
             break
+        where = _POINTS_AT.search(str(err))
         edits = []
         for col in stmts[0].find_all(exp.Column):
             ident = col.this
@@ -82,14 +85,20 @@ def sqlite_string_literals(
                 or ident.name.lower() != name.lower() or sql[span[0]] != '"'
             ):
                 continue
+            meta = ident.meta or {}
+            if where and (meta.get("line"), meta.get("col")) != (int(where.group(1)), int(where.group(2))):
+                continue
             edits.append((span[0], span[1], _literal(ident.name)))
-        if not edits:
-            break  # an unquoted name, or a quoted one SQLite would not turn into a string
-        strings.append(sql[edits[0][0]:edits[0][1]])
+        if len(edits) != 1:
+            break  # an unquoted name, a quoted one SQLite would not turn into a string, or unsure which
+        token = sql[edits[0][0]:edits[0][1]]
+        if token not in strings:
+            strings.append(token)
         sql = _replace(sql, edits)
     return (sql, strings) if strings else None
 
 
+_POINTS_AT = re.compile(r"Line: (\d+), Col: (\d+)")
 _UNRESOLVED = re.compile(r"Column '(.*)' could not be resolved|Unknown column: (\S+)")
 
 
@@ -102,36 +111,50 @@ def unresolved_column(message: str) -> str | None:
 def postgres_folded_names(sql: str, stmt: exp.Expression, schema: Schema) -> tuple[str, list[str]] | None:
     """``(sql, names)``: `sql` with each unquoted table or column name that PostgreSQL would
     fold to a name the catalog lacks, but that the catalog has in exactly one other case,
-    quoted as the catalog spells it; None when there is none."""
-    tables = {t.name.lower(): t.name for t in schema.tables}
-    table_names = {t.name for t in schema.tables}
+    quoted as the catalog spells it; None when there is none.
+
+    Names the statement defines itself (CTEs, table and column aliases) are left alone: they
+    fold the same way at their definition and at their use. A column's table qualifier that
+    names a rewritten table is quoted with it.
+    """
+    tables: dict[str, set[str]] = {}
+    for t in schema.tables:
+        tables.setdefault(t.name.lower(), set()).add(t.name)
     columns: dict[str, set[str]] = {}
     for t in schema.tables:
         for c in t.columns:
             columns.setdefault(c.name.lower(), set()).add(c.name)
+    defined = {cte.alias_or_name.lower() for cte in stmt.find_all(exp.CTE)}
+    defined |= {a.alias.lower() for a in stmt.find_all(exp.Alias) if a.alias}
+    defined |= {t.alias.lower() for t in stmt.find_all(exp.Table) if t.alias}
     edits: list[tuple[int, int, str]] = []
     names: list[str] = []
 
-    def fix(ident: exp.Identifier, spelled: str | None) -> None:
+    def spelled(ident: exp.Identifier, known: dict[str, set[str]]) -> str | None:
+        """The catalog's one spelling of an unquoted name it lacks as folded, if any."""
+        folded = ident.name.lower()
+        options = known.get(folded, set())
+        if ident.quoted or folded in defined or folded in options or len(options) != 1:
+            return None
+        return next(iter(options))
+
+    def fix(ident: exp.Identifier, name: str) -> None:
         span = _span(ident)
-        if span is None or ident.quoted or spelled is None or spelled == ident.name.lower():
+        if span is None:
             return
-        edits.append((span[0], span[1], '"' + spelled.replace('"', '""') + '"'))
-        if spelled not in names:
-            names.append(spelled)
+        edits.append((span[0], span[1], '"' + name.replace('"', '""') + '"'))
+        if name not in names:
+            names.append(name)
 
     for t in stmt.find_all(exp.Table):
-        ident = t.this
-        if isinstance(ident, exp.Identifier) and ident.name.lower() not in table_names:
-            fix(ident, tables.get(ident.name.lower()))
+        if isinstance(t.this, exp.Identifier) and (name := spelled(t.this, tables)) is not None:
+            fix(t.this, name)
     for col in stmt.find_all(exp.Column):
-        ident = col.this
-        if not isinstance(ident, exp.Identifier):
-            continue
-        spellings = columns.get(ident.name.lower(), set())
-        if ident.name.lower() in spellings or len(spellings) != 1:
-            continue  # folds to a real column, or to no single one
-        fix(ident, next(iter(spellings)))
+        if isinstance(col.this, exp.Identifier) and (name := spelled(col.this, columns)) is not None:
+            fix(col.this, name)
+        qualifier = col.args.get("table")
+        if isinstance(qualifier, exp.Identifier) and (name := spelled(qualifier, tables)) is not None:
+            fix(qualifier, name)
     return (_replace(sql, edits), names) if edits else None
 
 

@@ -187,3 +187,19 @@ def function_names_in_error(e: BaseException | str) -> set[str]:
     for rx in _FUNC_ERRORS:
         out.update(m.group(1).split(".")[-1].upper() for m in rx.finditer(text))
     return out
+
+
+# SQLite names the token its parser stopped at; nothing from the data is in such a message
+_SQLITE_SYNTAX = re.compile(r'^(near "[^"]*": syntax error|incomplete input)$')
+
+
+def is_syntax_error(e: BaseException) -> bool:
+    """Did the database reject the statement's syntax (not its names, types or data)? Decided
+    by the error's class and code, never by searching its text, which can quote a value."""
+    root = _root(e)
+    code = getattr(root, "sqlstate", None) or getattr(root, "pgcode", None)
+    if isinstance(code, str):
+        return code == "42601"  # PostgreSQL: syntax_error
+    if type(root).__name__ == "ParserException":  # DuckDB
+        return True
+    return type(root).__name__ == "OperationalError" and bool(_SQLITE_SYNTAX.match(str(root)))

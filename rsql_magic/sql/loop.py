@@ -8,7 +8,6 @@ any failure the exact error goes back to the model as the next user message, up 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,12 @@ from rsql_magic.errors import RSQLError
 
 from .connections import DB, QueryTimeout
 from .engine_rules import target_spelling
-from .errors import Position, SqlCheckError, Stage, check_stage
-from .execute import database_error_message, function_names_in_error, run_query
+from .errors import CHECK_STAGES, Position, SqlCheckError, Stage, check_stage
+from .execute import database_error_message, function_names_in_error, is_syntax_error, run_query
 from .guard import ALLOWED
 from .policy import SqlPolicy
 from .schema import Schema, capture_schema, capture_values, describe_schema
+from .schema.values import ValuesPolicy
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
@@ -193,7 +193,8 @@ def feedback_message(stage: str, error: str) -> str:
     )
 
 
-_SYNTAX = re.compile(r"syntax error|syntax is not supported", re.IGNORECASE)
+# what DuckDB's parser wall says of a statement it cannot parse (its own text: no data in it)
+_DUCKDB_SYNTAX = "Refused by DuckDB's own parser: syntax error"
 
 
 def _run_checked(
@@ -239,7 +240,7 @@ def _run_checked(
         return checked, run(checked)
     except SqlCheckError as e:
         # refused by the database's own parser (DuckDB): nothing ran
-        if _SYNTAX.search(e.message):
+        if e.message.startswith(_DUCKDB_SYNTAX):
             done = respelled()
             if done is not None:
                 return done
@@ -261,7 +262,7 @@ def _run_checked(
                 src, text = found
                 done = rerun(text, src, f"transpiled {', '.join(sorted(names))} from {src} to "
                                         f"{dialect} with sqlglot after the database rejected it")
-        elif _SYNTAX.search(str(e)):
+        elif is_syntax_error(e):
             done = respelled()
         if done is not None:
             return done
@@ -292,7 +293,7 @@ def run_question(
     timeout_s: float | None = 60.0,
     budget_chars: int = 6000,
     policy: SqlPolicy | None = None,
-    context_policy: Any = None,
+    context_policy: ValuesPolicy | None = None,
 ) -> SqlAIResult:
     """Ask for SQL, check it, run it; feed every failure back, up to `max_retries` times.
 
@@ -315,7 +316,7 @@ def run_question(
                 f"--tables names unknown table(s): {', '.join(missing)}",
                 attempts=[],
                 sql="",
-                stage="schema",
+                stage="usage",  # the user's mistake: no model would do better
             )
     if context_policy is not None:
         capture_values(db, schema, policy=context_policy)  # bounded in time; cached per connection
@@ -399,11 +400,9 @@ def run_question(
     )
 
 
-# Failures of the model's SQL: a stronger model may do better. A bad --tables ("usage") or a
-# proxy refusal ("proxy") would fail the same way for every model.
-ESCALATING_STAGES: frozenset[str] = frozenset(
-    {"extract", "parse", "schema", "refused", "database", "timeout"}
-)
+# Failures of the model's SQL (the check stages): a stronger model may do better. A bad
+# --tables ("usage") or a proxy refusal ("proxy") would fail the same way for every model.
+ESCALATING_STAGES: frozenset[str] = CHECK_STAGES
 
 
 def run_chain(

@@ -295,6 +295,15 @@ def _qualify_error(
     return (f"{msg}\n{hint}" if hint else msg), position
 
 
+def _qualify_columns(stmt: exp.Expression, schema: Schema, dialect: str) -> None:
+    """Resolve every table and column of `stmt` (a copy) against `schema` as `dialect`
+    resolves names; raises sqlglot's OptimizeError naming the first that does not resolve."""
+    qualify(
+        stmt.copy(), schema=schema.sqlglot_schema(dialect), dialect=dialect, db=schema.default_db,
+        validate_qualify_columns=True, quote_identifiers=False, identify=False,
+    )
+
+
 def _resolution_error(stmt: exp.Expression, schema: Schema, dialect: str) -> OptimizeError | None:
     """What qualifying a plain statement's columns raises (None: every name resolves, or the
     statement is not one whose columns are checked)."""
@@ -303,11 +312,7 @@ def _resolution_error(stmt: exp.Expression, schema: Schema, dialect: str) -> Opt
     try:
         if not _check_tables(stmt, schema, ""):
             return None
-        qualify(
-            stmt.copy(), schema=schema.sqlglot_schema(dialect), dialect=dialect,
-            db=schema.default_db, validate_qualify_columns=True, quote_identifiers=False,
-            identify=False,
-        )
+        _qualify_columns(stmt, schema, dialect)
     except OptimizeError as e:
         return e
     except SqlCheckError:
@@ -354,15 +359,7 @@ def _qualify(stmt: exp.Expression, schema: Schema, dialect: str, sql: str) -> No
     if not _check_tables(target, schema, sql):
         return  # a catalog table: no columns of it to check against
     try:
-        qualify(
-            target.copy(),
-            schema=schema.sqlglot_schema(dialect),
-            dialect=dialect,
-            db=schema.default_db,
-            validate_qualify_columns=True,
-            quote_identifiers=False,
-            identify=False,
-        )
+        _qualify_columns(target, schema, dialect)
     except OptimizeError as e:
         message, position = _qualify_error(e, target, schema, sql)
         raise SqlCheckError(message, stage="schema", sql=sql, position=position) from None

@@ -41,8 +41,12 @@ NASTY = "<img src=x onerror=alert(1)>"
 # -- the stores' queries -----------------------------------------------------------------------
 
 def _row(ts: float, user: str, status: int, cost: float = 0.0, latency: float = 100.0, error: str | None = None) -> tuple:
-    # the usage log's column order (engine.usage.COLUMNS)
-    return (ts, f"r{ts}", user, "api", "m", "a1", 10, 5, cost, latency, latency / 10, status, error, 0, None, None, None)
+    from jupyter_server_ext.engine.usage import COLUMNS
+
+    given = {"ts": ts, "request_id": f"r{ts}", "user": user, "client": "api", "model": "m", "upstream": "a1",
+             "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": cost, "latency_ms": latency,
+             "overhead_ms": latency / 10, "status": status, "error": error, "cache_hit": 0}
+    return tuple(given.get(c) for c in COLUMNS)  # the usage log's column order; the rest empty
 
 
 async def _exercise(store: Any) -> None:

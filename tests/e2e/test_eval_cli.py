@@ -374,12 +374,15 @@ def test_hostile_gold_sql_meets_the_guard_and_report_values_are_escaped(
     ]
     questions = [{"id": f"attack{i}", "question": "List customers", "gold_sql": sql}
                  for i, sql in enumerate(attacks)]
-    questions.append({"id": "names", "question": "Names of customers <img src=x onerror=alert(1)>",
+    questions.append({"id": "names", "question": "Names of customers <img src=x onerror=alert(1)> "
+                      "![pixel](https://evil.example/p.png) [click](javascript:alert(1))",
                       "gold_sql": "SELECT name FROM customers WHERE id = 1"})
+    # one engine writes the HTML report, the other the Markdown one
+    out = tmp_path / ("out.html" if engine == "sqlite" else "out.md")
     qfile = write_questions(tmp_path / "q.jsonl", questions)
     fresh_provider.script(fenced("SELECT name FROM customers"))
     proc = rsql_eval(qfile, "--db", db, "--model", "fake-small", "--json", tmp_path / "out.json",
-                     "--report", tmp_path / "out.html", svc=svc, user="evil")
+                     "--report", out, svc=svc, user="evil")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert set(report["gold_errors"]) == {f"attack{i}" for i in range(len(attacks))}
@@ -404,11 +407,16 @@ def test_hostile_gold_sql_meets_the_guard_and_report_values_are_escaped(
     assert tables == {"customers", "orders"} and count == 4 and "x" not in names
     # the wrong answer's rows (a name full of markup) are in the HTML report, as text
     assert outcomes(report, "fake-small")["names"] == "wrong"
-    html = (tmp_path / "out.html").read_text()
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert "<script" not in html and "<img" not in html
-    assert "Content-Security-Policy" in html
+    text = out.read_text()
+    assert "<script" not in text and "<img" not in text
+    if engine == "sqlite":
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text
+        assert "Content-Security-Policy" in text
+    else:  # Markdown: no raw HTML, and no image or link a renderer would follow
+        assert "&lt;img src=x onerror=alert(1)>" in text
+        assert "![pixel](" not in text and "[click](" not in text
+        assert "\\!\\[pixel\\](https://evil.example/p.png)" in text
     # and nothing printed carries a terminal control sequence
     assert "\x1b" not in proc.stdout and "\x1b" not in proc.stderr
 

@@ -481,6 +481,8 @@ BAD_FIELDS = [
     ({"messages": HELLO, "temperature": "hot"}, "'temperature'", "temperature"),
     ({"messages": HELLO, "temperature": [0]}, "'temperature'", "temperature"),
     ({"messages": HELLO, "temperature": 10**400}, "'temperature'", "temperature"),
+    ({"messages": HELLO, "frequency_penalty": 9}, "'frequency_penalty' must be a number from -2 to 2", "frequency_penalty"),
+    ({"messages": HELLO, "presence_penalty": "high"}, "'presence_penalty'", "presence_penalty"),
     ({"messages": HELLO, "stream_options": "usage"}, "'stream_options'", "stream_options"),
     ({"messages": HELLO, "max_tokens": "5"}, "'max_tokens'", "max_tokens"),
     ({"messages": HELLO, "max_tokens": [5]}, "'max_tokens'", "max_tokens"),

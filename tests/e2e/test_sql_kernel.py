@@ -275,3 +275,25 @@ def test_values_steer_which_tables_sql_ai_shows_only_as_the_policy_allows(
     assert "CREATE TABLE pets" in allowed
     assert "CREATE TABLE pets" not in withheld
     assert "hamster" not in allowed and "'dog'" not in allowed  # values steer; they are not sent
+
+
+def test_sqlite_double_quoted_string_runs_and_the_footer_says_so(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """SQL that SQLite runs is not sent back: "north" names no column, so SQLite reads it as a
+    string; the magic runs it as 'north' in one call and says what it rewrote."""
+    fresh_provider.script('```sql\nSELECT name FROM customers WHERE region = "north" ORDER BY name\n```')
+    nb = make_notebook(
+        [
+            SETUP,
+            f"import sqlite3\nconn = sqlite3.connect(':memory:')\nconn.executescript({SHOP!r})",
+            "%%sql_ai conn -o north\nCustomers in the north",
+            "print(list(north.name))",
+        ]
+    )
+    run_notebook(nb, env_for(fresh_provider), tmp_path)
+    assert len(fresh_provider.received) == 1
+    md = markdown(nb.cells[2])[0]
+    assert "WHERE region = 'north'" in md
+    assert "read \"north\" as a string, as SQLite does" in md
+    assert "['Ada', 'Cy']" in outputs_text(nb.cells[3])

@@ -28,7 +28,7 @@ def test_bad_config_stops_startup_naming_field_and_upstream(jupyter_app_factory,
         ("repeat_penalty", 3, "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 3"),
         ("repeat_penalty", "high", "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 'high'"),
         ("stop_loops", "yes", "field 'stop_loops' must be true or false, got 'yes'"),
-        ("chat_format", "gemma-9", "field 'chat_format': Invalid chat handler: gemma-9 (valid formats: "),
+        ("chat_format", "gemma-9", "field 'chat_format' 'gemma-9' is not one of llama.cpp's chat formats: alpaca, "),
     ],
 )
 def test_bad_upstream_values_are_named(field: str, value, needle: str, fresh_provider: FakeProvider) -> None:

@@ -243,8 +243,9 @@ def test_allow_write_runs_and_commits(fresh_provider: FakeProvider, complete, pg
 
 
 def test_pinned_tables_must_exist(complete, sqlite_db) -> None:
-    with pytest.raises(SqlAIError, match="--tables names unknown table"):
+    with pytest.raises(SqlAIError, match="--tables names unknown table") as ei:
         run_question("x", resolve(sqlite_db), complete, tables=["orders", "nosuch"])
+    assert ei.value.stage == "usage"  # the user's mistake: an escalation chain stops there too
 
 
 def test_row_cap(fresh_provider: FakeProvider, complete, duck_db) -> None:

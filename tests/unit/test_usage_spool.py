@@ -296,3 +296,25 @@ async def test_a_live_process_keeps_its_segment(db: Database, tmp_path: Path, ch
         assert len(ids) == 41 and set(ids) == {"mine"} | {f"child-{i}" for i in range(40)}
     finally:
         await log.close()
+
+
+async def test_rows_an_older_version_journaled_are_written_with_the_new_columns_empty(
+    db: Database, tmp_path: Path, child
+) -> None:
+    """A proxy upgraded while its spool held rows: those rows lack the columns added since
+    (the escalation stage), and are stored with them empty, not refused."""
+    spool = tmp_path / "spool"
+    proc = child(spool, 20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    for seg in spool.glob("usage-*.jsonl"):  # as the version before the escalation column wrote them
+        seg.write_text("".join(json.dumps(json.loads(line)[:-1]) + "\n" for line in seg.read_text().splitlines()))
+    log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=3600)
+    await log.start()
+    try:
+        await log.flush()
+    finally:
+        await log.close()
+    with sqlite3.connect(db.path) as conn:
+        rows = conn.execute("SELECT request_id, escalation FROM usage").fetchall()
+    assert len(rows) == 20 and {e for _, e in rows} == {None}

@@ -29,6 +29,7 @@ _GENERIC = frozenset(
     price rating label flag code key group category text url""".split()
 )
 WEAK_MAX_TABLES = 15  # same-named plain columns join only in namespaces this small
+FAN_OUT = 20  # a key column in more tables than this links each only to the key's owner
 
 
 @dataclass
@@ -190,8 +191,17 @@ def _join_graph(
                 # a key shared by many tables (a fact table's dimension key) still joins
                 for a, ca in holders:
                     infos[a].key_columns.add(ca)
-                    for b, _ in holders:
-                        link(a, b, strong)
+                owners = [i for i, _ in holders if ws in own_key[i]]
+                if len(holders) > FAN_OUT and owners:
+                    # tenant_id in a thousand tables: each joins the table that owns the key,
+                    # not every other holder (a million edges, built every cell)
+                    for a, _ in holders:
+                        for b in owners:
+                            link(a, b, strong)
+                elif len(holders) <= FAN_OUT:
+                    for a, _ in holders:
+                        for b, _ in holders:
+                            link(a, b, strong)
             elif small and not generic and len(holders) <= 4:
                 for a, _ in holders:
                     for b, _ in holders:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from .index import SchemaIndex, index_of
 from .model import Schema, Table
+from .values import ValuesPolicy
 from .words import acronyms, question_words
 
 __all__ = ["Ranking", "rank", "rank_tables"]
@@ -75,7 +75,7 @@ def rank(
     question: str | None,
     pinned: list[str] | None = None,
     *,
-    policy: Any = None,
+    policy: ValuesPolicy | None = None,
 ) -> Ranking:
     """Rank `schema`'s tables for `question`; `policy` (a ContextPolicy) decides whether the
     captured values may be used: only with ``value_stats``, never a redacted column's."""

@@ -15,7 +15,7 @@ from .backends import capture_schema
 from .index import SchemaIndex, index_of
 from .model import MAX_TABLES, Schema, Table
 from .rank import rank
-from .values import capture_values
+from .values import ValuesPolicy, capture_values
 
 __all__ = ["describe_connection", "describe_schema", "render_ddl"]
 
@@ -112,7 +112,7 @@ def describe_schema(
     budget_chars: int = 6000,
     dialect: str | None = None,
     *,
-    policy: Any = None,
+    policy: ValuesPolicy | None = None,
 ) -> str:
     """Compact DDL of `schema` within `budget_chars` (see :func:`describe_connection`).
 
@@ -262,7 +262,7 @@ def describe_connection(
     budget_chars: int = 6000,
     dialect: str | None = None,
     *,
-    policy: Any = None,
+    policy: ValuesPolicy | None = None,
 ) -> str:
     """Compact DDL of `conn`'s schema in the target dialect, cut to what fits `budget_chars`.
 

@@ -11,12 +11,23 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from .backends import as_db
 from .model import Schema
 
 __all__ = ["capture_values", "categorical_values"]
+
+
+class ValuesPolicy(Protocol):
+    """What the schema code needs of a context policy (``rsql_magic.privacy.ContextPolicy``,
+    which the SQL layer does not import): whether values may be used, and which columns not."""
+
+    value_stats: bool
+    redact_columns: tuple[str, ...]
+
+    def redacts(self, column: str) -> bool: ...
+
 
 CACHE_TTL_S = 300.0  # values are read again after this long: they only steer the ranking
 # key -> (when, values, the connection object): the object is held so that its id, part of
@@ -69,7 +80,7 @@ def capture_values(
     conn: Any,
     schema: Schema,
     *,
-    policy: Any = None,
+    policy: ValuesPolicy | None = None,
     timeout_s: float = 3.0,
     sample_rows: int = 1000,
     max_values: int = 50,
@@ -98,9 +109,12 @@ def capture_values(
     db = as_db(conn)
     q = _quoter(db.dialect)
     deadline = now + timeout_s
+    # tables only: reading a view runs its definition, which may read files or the network
+    # (a DuckDB view over read_csv('https://...')) or call functions of the database's
     todo = [
         (t.db, t.name, c.name)
         for t in schema.tables
+        if t.kind == "table"
         for c in t.columns
         if _is_text(c.type) and not policy.redacts(c.name)
     ]
@@ -112,7 +126,9 @@ def capture_values(
             break
         batch = todo[start : start + BATCH]
         parts = [
-            f"SELECT {k} AS k, v FROM (SELECT DISTINCT CAST(c AS VARCHAR) AS v FROM "
+            # cut to one character past max_len in the database: a column of long texts
+            # crosses the wire as short prefixes, still long enough to be told apart as text
+            f"SELECT {k} AS k, v FROM (SELECT DISTINCT substr(CAST(c AS VARCHAR), 1, {int(max_len) + 1}) AS v FROM "
             f"(SELECT {q(col)} AS c FROM {q(dbn)}.{q(tname)} LIMIT {int(sample_rows)}) AS r "
             f"WHERE c IS NOT NULL LIMIT {int(max_values) + 1}) AS d{k}"
             for k, (dbn, tname, col) in enumerate(batch)
