@@ -121,6 +121,20 @@ def test_a_double_quoted_string_holding_quotes_stays_one_literal(
     assert res.sql.endswith("WHERE Country = 'x'' OR ''1''=''1' OR Country = 'it''s'")
 
 
+def test_only_the_token_sqlite_reads_as_a_string_is_rewritten(
+    fresh_provider: FakeProvider, complete, sqlite_db
+) -> None:
+    # "Airline" in the subquery names a column there; the outer one names none of pets
+    sqlite_db.executescript("CREATE TABLE pets (id INTEGER, kind TEXT); INSERT INTO pets VALUES (1, 'Delta');")
+    fresh_provider.script(sql(
+        'SELECT kind FROM pets WHERE "Airline" IN (SELECT "Airline" FROM airlines WHERE uid = 1)'))
+    res = run_question("pets", resolve(sqlite_db), complete)
+    assert res.sql == ('SELECT kind FROM pets WHERE \'Airline\' IN '
+                       '(SELECT "Airline" FROM airlines WHERE uid = 1)')
+    # as SQLite runs the original: the string 'Airline' is no airline's name
+    assert res.frame["kind"].tolist() == []
+
+
 def test_duckdb_double_quotes_are_identifiers_and_the_error_goes_back(
     fresh_provider: FakeProvider, complete, duck_db
 ) -> None:
@@ -170,6 +184,20 @@ def test_postgres_mixed_case_names_are_quoted_as_the_catalog_spells_them(
     assert res.frame.iloc[:, 0].tolist() == ["Delta", "United"]
     assert res.sql == "SELECT \"Airline\" FROM airlines WHERE \"Country\" = 'USA' ORDER BY \"Airline\""
     assert res.notes and '"Airline", "Country"' in res.notes[0] and "folds unquoted names" in res.notes[0]
+
+
+def test_postgres_leaves_names_the_statement_defines(
+    fresh_provider: FakeProvider, complete, pg_airlines
+) -> None:
+    # a CTE and an alias that fold the same way where defined and used: nothing to quote,
+    # while the table qualifier of a rewritten column name is a plain table name
+    fresh_provider.script(sql(
+        "WITH Usa AS (SELECT airlines.Airline AS Name FROM airlines WHERE airlines.Country = 'USA') "
+        "SELECT Name FROM Usa ORDER BY Name"))
+    res = run_question("US airlines", resolve(pg_airlines), complete)
+    assert len(fresh_provider.received) == 1
+    assert res.frame.iloc[:, 0].tolist() == ["Delta", "United"]
+    assert 'airlines."Airline" AS Name' in res.sql and "FROM Usa ORDER BY Name" in res.sql
 
 
 # -- escalation: the next model only when the first one's SQL still fails --------------------
