@@ -177,7 +177,8 @@ def write_section(rows: list[dict[str, Any]], samples: dict[str, str], chosen: s
         )
     lines += ["", f"The demo uses **{chosen}**.", ""]
     for label, text in samples.items():
-        lines += [f"{label}:", "", "```text", text.strip()[:600], "```", ""]
+        # a tilde fence: the answers hold backtick fences of their own
+        lines += [f"{label}:", "", "~~~~text", text.strip()[:600], "~~~~", ""]
     lines.append(MARK)
     replace_section(ROOT / "docs" / "benchmarks.md", MARK, lines)
 
