@@ -31,6 +31,7 @@ import datetime as _dt
 import decimal
 import itertools
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,17 +145,53 @@ def _same_multiset(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> bool:
     if all(_rows_equal(x, y) for x, y in zip(sa, sb, strict=True)):
         return True
     # Rounding for the sort key can put two rows equal within the tolerance on either side of
-    # a boundary: match them one by one instead (greedy, fine for results of this size).
+    # a boundary. Rows equal exactly pair off first; the rest are matched as a bipartite graph
+    # (a greedy pairing can take the partner another row needed: 1.0 with 1.0000009, leaving
+    # 1.0000018 without its 1.0).
     if len(a) > _MATCHING_LIMIT:
         return False
-    unused = list(sb)
+    counts: dict[tuple[Any, ...], int] = {}
+    for row in sb:
+        counts[tuple(row)] = counts.get(tuple(row), 0) + 1
+    left: list[tuple[Any, ...]] = []
     for row in sa:
-        for i, cand in enumerate(unused):
-            if _rows_equal(row, cand):
-                del unused[i]
-                break
+        if counts.get(tuple(row), 0):
+            counts[tuple(row)] -= 1
         else:
+            left.append(row)
+    right = [row for row, n in counts.items() for _ in range(n)]
+    return _perfect_matching(left, right)
+
+
+def _perfect_matching(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]]) -> bool:
+    """Can every row of `left` be paired with its own row of `right` equal within the
+    tolerance? Augmenting paths found breadth first (Kuhn's algorithm, without recursion)."""
+    edges = [[j for j, r in enumerate(right) if _rows_equal(row, r)] for row in left]
+    owner: dict[int, int] = {}  # right row -> the left row paired with it
+    partner: dict[int, int] = {}  # left row -> its right row
+    for start in range(len(left)):
+        came_from: dict[int, int] = {}  # right row -> the left row that reached it
+        queue, found = deque([start]), None
+        while queue and found is None:
+            u = queue.popleft()
+            for j in edges[u]:
+                if j in came_from:
+                    continue
+                came_from[j] = u
+                if j not in owner:
+                    found = j
+                    break
+                queue.append(owner[j])
+        if found is None:
             return False
+        j = found
+        while True:  # flip the path: each left row on it takes the right row it reached
+            u = came_from[j]
+            previous = partner.get(u)
+            owner[j], partner[u] = u, j
+            if previous is None:
+                break
+            j = previous
     return True
 
 
@@ -169,6 +206,8 @@ def gold_orders_rows(sql: str, dialect: str | None = None) -> bool:
         stmt = sqlglot.parse_one(sql, read=dialect or None)
     except Exception:
         return False
+    while isinstance(stmt, exp.Subquery | exp.Paren):  # (SELECT ... ORDER BY ...) orders too
+        stmt = stmt.this
     if stmt is None:
         return False
     return stmt.args.get("order") is not None if isinstance(stmt, exp.Query) else False

@@ -53,6 +53,7 @@ def test_row_order_matters_when_the_gold_orders() -> None:
         ("SELECT a, ROW_NUMBER() OVER (ORDER BY b) FROM t", False),
         ("SELECT 'ORDER BY a' AS text FROM t", False),
         ("WITH x AS (SELECT a FROM t ORDER BY a) SELECT a FROM x", False),
+        ("(SELECT a FROM t ORDER BY a)", True),
     ],
 )
 def test_only_a_top_level_order_by_orders_the_result(sql: str, orders: bool) -> None:
@@ -106,6 +107,13 @@ def test_values_near_a_rounding_boundary_still_pair_up() -> None:
     got = [("a", 1.0000004999), ("b", 1.0000002)]
     assert compare_results(got, gold)
     assert not compare_results([("a", 1.0000004999), ("b", 1.00001)], gold)
+
+
+def test_rows_within_the_tolerance_pair_up_as_a_whole_not_first_come() -> None:
+    # 1.0 could take 1.0000009 (within 1e-6), leaving 1.0000018 without a partner; the
+    # pairing 1.0-1.0 and 1.0000018-1.0000009 matches every row
+    assert compare_results([(1.0,), (1.0000018,)], [(1.0000009,), (1.0,)])
+    assert not compare_results([(1.0,), (1.0000018,)], [(1.0,), (1.0,)])
 
 
 def test_wilson_interval() -> None:
