@@ -319,7 +319,8 @@ def run_question(
                 stage="usage",  # the user's mistake: no model would do better
             )
     if context_policy is not None:
-        capture_values(db, schema, policy=context_policy)  # bounded in time; cached per connection
+        # bounded in time, cached per connection, inside the same walls as generated SQL
+        capture_values(db, schema, policy=context_policy, sql_policy=policy)
     schema_text = describe_schema(schema, question, tables, budget_chars, dialect, policy=context_policy)
     messages = build_messages(
         question, schema_text, dialect, allow_write=allow_write, explain=explain

@@ -753,3 +753,24 @@ def test_magic_postgres_role_setting(fresh_provider: FakeProvider, ip, pg) -> No
     cell(ip, f"%config SqlAIMagics.postgres_role = '{role}'")
     cell(ip, "%%sql_ai conn\nwho am I")
     assert ip.user_ns["_"]["u"].tolist() == [role]
+
+
+def test_column_values_that_steer_the_schema_are_read_as_the_role(pg) -> None:
+    """The values of short text columns help choose the tables %%sql_ai shows: they are read
+    inside the same walls as generated SQL, so a table the role may not read gives none."""
+    import psycopg
+
+    from rsql_magic.privacy import ContextPolicy
+    from rsql_magic.sql.schema import capture_schema, capture_values
+
+    url, role = pg
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pets (id INT, kind TEXT)")  # no GRANT to the role
+        conn.execute("INSERT INTO pets VALUES (1, 'dog'), (2, 'cat')")
+        db = resolve(conn)
+        schema = capture_schema(db)
+        as_role = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy.make(postgres_role=role))
+        assert ("public", "pets") not in as_role and as_role[("public", "t")]["secret"]
+        with pytest.warns(SuperuserWarning):
+            as_owner = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy())
+        assert as_owner[("public", "pets")]["kind"] == ("dog", "cat")

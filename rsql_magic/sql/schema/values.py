@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from ..policy import SqlPolicy
 from .backends import as_db
 from .model import Schema
 
@@ -85,8 +86,13 @@ def capture_values(
     sample_rows: int = 1000,
     max_values: int = 50,
     max_len: int = 40,
+    sql_policy: SqlPolicy | None = None,
 ) -> dict[tuple[str, str], dict[str, tuple[str, ...]]]:
     """Read short text columns' distinct values into ``schema.values`` (and return them).
+
+    `sql_policy`: the walls generated SQL runs inside (``SqlAIMagics``' PostgreSQL role,
+    allowlists); with it, these queries run inside them too, so values come only from what
+    generated SQL could read.
 
     `policy`: a :class:`rsql_magic.privacy.ContextPolicy`; None, or one without
     ``value_stats``, reads nothing. Columns the policy redacts are not read. Stops at
@@ -100,7 +106,8 @@ def capture_values(
     shape = hash(tuple((t.db, t.name, tuple(c.name for c in t.columns)) for t in schema.tables))
     # a DB wrapper is made per cell: the connection under it is what stays the same
     target = getattr(conn, "raw", None) or getattr(conn, "bind", None) or conn
-    key = (target if isinstance(target, str) else id(target), shape, tuple(policy.redact_columns))
+    role = sql_policy.postgres_role if sql_policy is not None else None
+    key = (target if isinstance(target, str) else id(target), shape, tuple(policy.redact_columns), role)
     now = time.monotonic()
     hit = _CACHE.get(key)
     if hit is not None and now - hit[0] < CACHE_TTL_S and (isinstance(target, str) or hit[2] is target):
@@ -108,6 +115,12 @@ def capture_values(
         return schema.values
     db = as_db(conn)
     q = _quoter(db.dialect)
+
+    def read(sql: str, timeout: float) -> list[tuple]:
+        if sql_policy is None:
+            return db.rows(sql, timeout)
+        return db.query(sql, timeout_s=timeout, read_only=True, policy=sql_policy).rows
+
     deadline = now + timeout_s
     # tables only: reading a view runs its definition, which may read files or the network
     # (a DuckDB view over read_csv('https://...')) or call functions of the database's
@@ -134,14 +147,14 @@ def capture_values(
             for k, (dbn, tname, col) in enumerate(batch)
         ]
         try:
-            rows = db.rows(" UNION ALL ".join(parts), min(left, 2.0))
+            rows = read(" UNION ALL ".join(parts), min(left, 2.0))
         except Exception:  # a view that fails, a permission, a type that cannot be cast
             rows = []
             for k, part in enumerate(parts):  # then column by column, skipping the bad one
                 if time.monotonic() >= deadline:
                     break
                 try:
-                    rows += [(k, v) for _, v in db.rows(part, 1.0)]
+                    rows += [(k, v) for _, v in read(part, 1.0)]
                 except Exception:
                     continue
         by_col: dict[int, list[Any]] = {}
