@@ -767,10 +767,14 @@ def test_column_values_that_steer_the_schema_are_read_as_the_role(pg) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE pets (id INT, kind TEXT)")  # no GRANT to the role
         conn.execute("INSERT INTO pets VALUES (1, 'dog'), (2, 'cat')")
+        # a view runs its definition when read (it could call anything): its values are not read
+        conn.execute("CREATE VIEW t_view AS SELECT secret FROM t")
+        conn.execute(f"GRANT SELECT ON t_view TO {role}")
         db = resolve(conn)
         schema = capture_schema(db)
         as_role = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy.make(postgres_role=role))
         assert ("public", "pets") not in as_role and as_role[("public", "t")]["secret"]
+        assert ("public", "t_view") not in as_role
         with pytest.warns(SuperuserWarning):
             as_owner = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy())
         assert as_owner[("public", "pets")]["kind"] == ("dog", "cat")
