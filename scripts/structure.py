@@ -27,8 +27,9 @@ MAX_LINES = 600
 # a module under no prefix is unchecked. docs/architecture.md explains the layers.
 K, S = "rsql_magic", "jupyter_server_ext"
 # pure, dependency-free leaves both packages read the same way: which fences hold SQL (the
-# kernel runs them; the proxy must never map a value into them), and text for a terminal
-SHARED = (f"{K}.sql.fences", f"{K}.terminal")
+# kernel runs them; the proxy must never map a value into them), text for a terminal, and
+# the stages where %%sql_ai's SQL fails (the words an escalation header may carry)
+SHARED = (f"{K}.sql.fences", f"{K}.terminal", f"{K}.sql.stages")
 LAYERS: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(SHARED, ()),
     # the proxy: a framework-free core, backends that plug into its interfaces, the handlers

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-# the stages at which %%sql_ai's SQL can fail and move to the chain's next model; a header
-# naming anything else is ignored, so the usage log holds only these words
-ESCALATION_STAGES = frozenset({"extract", "parse", "schema", "refused", "database", "timeout"})
+from rsql_magic.sql.stages import CHECK_STAGES
+
+# the stages at which %%sql_ai's SQL can fail and move to the chain's next model (the kernel's
+# own vocabulary); a header naming anything else is ignored, so the usage log holds only these
+ESCALATION_STAGES = CHECK_STAGES
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 from rsql_magic.errors import RSQLError
+
+from .stages import CHECK_STAGES, STAGES, CheckStage, Stage  # a leaf the proxy reads too
 
 __all__ = [
     "CHECK_STAGES",
@@ -28,14 +29,6 @@ __all__ = [
     "pointer",
     "strip_ansi",
 ]
-
-# Where a statement failed: "extract" (no SQL in the answer), "parse", "schema" (unknown table
-# or column), "refused" (read-only guard), "database" (the database raised), "timeout"; and,
-# before any SQL, "usage", "connection" and "proxy" (the magic's own failures).
-CheckStage = Literal["extract", "parse", "schema", "refused", "database", "timeout"]
-Stage = Literal[CheckStage, "usage", "connection", "proxy"]
-STAGES: frozenset[str] = frozenset(get_args(Stage))
-CHECK_STAGES: frozenset[str] = frozenset(get_args(CheckStage))
 
 
 def check_stage(stage: str, allowed: frozenset[str] = STAGES) -> None:

@@ -33,6 +33,11 @@ def env_for(fp: FakeProvider) -> dict[str, str]:
     return kernel_env(f"http://127.0.0.1:{fp.port}/", KEY, PLOOMBER_STATS_ENABLED="false")
 
 
+def via_proxy(server) -> dict[str, str]:
+    """A kernel's environment that reaches the real proxy of a Jupyter server."""
+    return kernel_env(server.proxy_url, server.token, PLOOMBER_STATS_ENABLED="false")
+
+
 def markdown(cell) -> list[str]:
     return [
         o["data"]["text/markdown"] for o in cell.outputs if "text/markdown" in o.get("data", {})
@@ -196,8 +201,7 @@ def test_sqlite_through_the_real_proxy(
             "print({r: float(t) for r, t in zip(totals.region, totals.total)})",
         ]
     )
-    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
-    run_notebook(nb, env, tmp_path)
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
     assert [r.status for r in fresh_provider.received] == [200, 200]
     assert fresh_provider.received[0].body["model"] == "fake-small"  # the proxy's default
     fed = fresh_provider.received[1].body["messages"][-1]["content"]
@@ -223,8 +227,7 @@ def test_an_escalation_chain_says_which_model_answered_and_why(
             "print({r: float(t) for r, t in zip(totals.region, totals.total)})",
         ]
     )
-    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
-    run_notebook(nb, env, tmp_path)
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
     assert [r.body["model"] for r in fresh_provider.received] == ["fake-small", "fake-small", "fake-large"]
     assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[3])
     md = markdown(nb.cells[2])[0]
@@ -269,8 +272,7 @@ def test_values_steer_which_tables_sql_ai_shows_only_as_the_policy_allows(
             "%%sql_ai conn --no-cache\nHow many dogs are there?",
         ]
     )
-    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
-    run_notebook(nb, env, tmp_path)
+    run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
     allowed, withheld = (r.body["messages"][0]["content"] for r in fresh_provider.received)
     assert "CREATE TABLE pets" in allowed
     assert "CREATE TABLE pets" not in withheld

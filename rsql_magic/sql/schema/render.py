@@ -275,6 +275,5 @@ def describe_connection(
     the tables; the text shows no value under any policy.
     """
     schema = capture_schema(conn)
-    if policy is not None and getattr(policy, "value_stats", False):
-        capture_values(conn, schema, policy=policy)
+    capture_values(conn, schema, policy=policy)  # reads nothing unless the policy allows values
     return describe_schema(schema, question, tables, budget_chars, dialect, policy=policy)
