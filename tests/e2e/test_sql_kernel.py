@@ -284,17 +284,27 @@ def test_sqlite_double_quoted_string_runs_and_the_footer_says_so(
 ) -> None:
     """SQL that SQLite runs is not sent back: "north" names no column, so SQLite reads it as a
     string; the magic runs it as 'north' in one call and says what it rewrote."""
-    fresh_provider.script('```sql\nSELECT name FROM customers WHERE region = "north" ORDER BY name\n```')
+    fresh_provider.script(
+        '```sql\nSELECT name FROM customers WHERE region = "north" ORDER BY name\n```',
+        # the token is model text and comes back in the note: markup in it stays text
+        '```sql\nSELECT name FROM customers WHERE region = "<img src=x onerror=alert(1)>"\n```',
+    )
     nb = make_notebook(
         [
             SETUP,
             f"import sqlite3\nconn = sqlite3.connect(':memory:')\nconn.executescript({SHOP!r})",
             "%%sql_ai conn -o north\nCustomers in the north",
             "print(list(north.name))",
+            "%%sql_ai conn\nCustomers in a strange region",
         ]
     )
     run_notebook(nb, env_for(fresh_provider), tmp_path)
-    assert len(fresh_provider.received) == 1
+    assert len(fresh_provider.received) == 2
+    hostile = markdown(nb.cells[4])[0]
+    # in the SQL block it is code, shown verbatim; in the note it is escaped text
+    note = hostile.split("```", 2)[2]
+    assert 'read "&lt;img src=x onerror=alert(1)>" as a string, as SQLite does' in note
+    assert "<img" not in note
     md = markdown(nb.cells[2])[0]
     assert "WHERE region = 'north'" in md
     assert "read \"north\" as a string, as SQLite does" in md
