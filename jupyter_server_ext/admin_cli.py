@@ -254,6 +254,77 @@ def cmd_alerts(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     return None
 
 
+def _window_rows(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for w in windows:
+        who = [*(w.get("groups") or []), *(f"user:{u}" for u in w.get("users") or [])]
+        weekly = w.get("weekly") or {}
+        when = (f"weekly {','.join(weekly.get('days') or [])} {weekly.get('start')}-{weekly.get('end')} "
+                f"{weekly.get('timezone')}" if weekly else None)
+        out.append({**w, "who": ["everyone" if g == "*" else g for g in who],
+                    "when": when or f"{w.get('starts_at')} - {w.get('ends_at')}",
+                    "in_force": w.get("active")})
+    return out
+
+
+_WINDOW_COLUMNS = [("name", "name"), ("mode", "mode"), ("who", "groups / users"), ("in_force", "in force"),
+                   ("when", "when (UTC)"), ("ends_at_local", "ends (local)"), ("source", "source"),
+                   ("message", "message")]
+
+
+def cmd_window(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
+    if a.action == "list":
+        data = c.call("GET", "admin/windows")
+        if a.json:
+            return data
+        out.write(f"times in UTC; local: {_cell(data.get('timezone'))}\n")
+        table(_window_rows(data.get("windows") or []), _WINDOW_COLUMNS, out)
+        return None
+    if a.action == "end":
+        data = c.call("POST", f"admin/windows/{urllib.parse.quote(a.name, safe='')}/end", {})
+        if a.json:
+            return data
+        until = f" (until {data['until']}, when its current occurrence ends)" if data.get("until") else ""
+        out.write(f"ended window {a.name!r}{until}\n")
+        return None
+    if not (a.group or a.user):
+        raise CLIError("name who it applies to: --group G (--group '*' for everyone) and/or --user U", USAGE)
+    if (a.minutes is None) == (a.end is None):
+        raise CLIError("give --minutes M or --end TIME", USAGE)
+    body: dict[str, Any] = {"name": a.name, "mode": a.mode, "message": a.message or "",
+                            "groups": a.group or [], "users": a.user or []}
+    for key, value in (("minutes", a.minutes), ("start", a.start), ("end", a.end)):
+        if value is not None:
+            body[key] = value
+    if a.mode == "custom":
+        if a.models:
+            body["models"] = a.models
+        if a.default_model:
+            body["default_model"] = a.default_model
+        if a.budget is not None:
+            body["user_daily_budget_usd"] = a.budget
+    elif a.models or a.default_model or a.budget is not None:
+        raise CLIError("--model, --default-model and --budget are for --mode custom", USAGE)
+    data = c.call("POST", "admin/windows", body)
+    if a.json:
+        return data
+    w = data.get("window") or {}
+    out.write(f"started window {a.name!r} ({a.mode}) until {_cell(w.get('ends_at'))} "
+              f"({_cell(w.get('ends_at_local'))})\n")
+    return None
+
+
+def cmd_notebooks(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
+    data = c.call("GET", "admin/notebooks", query={"hours": a.hours, "user": a.user, "limit": a.limit})
+    if a.json:
+        return data
+    rows = [{**r, "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0),
+             "last": _when(r.get("last_ts"))} for r in data.get("notebooks") or []]
+    table(rows, [("notebook", "notebook"), ("user", "user"), ("requests", "requests"), ("tokens", "tokens"),
+                 ("cost_usd", "cost usd"), ("cells", "cells"), ("last", "last request")], out)
+    return None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsql-proxy admin",
@@ -297,6 +368,31 @@ def parser() -> argparse.ArgumentParser:
     add("health-check", cmd_health, "probe disabled keys now; a key the provider accepts is re-enabled")
     sp = add("alerts", cmd_alerts, "the most recent alerts")
     sp.add_argument("--limit", type=int, default=20)
+    sp = add("notebooks", cmd_notebooks, "requests, tokens and cost per notebook and user")
+    sp.add_argument("--hours", type=float, default=24.0 * 7, help="how far back (168: a week)")
+    sp.add_argument("--user", default=None, help="one user's notebooks only")
+    sp.add_argument("--limit", type=int, default=200)
+    sp = add("window", cmd_window, "policy windows: start one now, list them, end one")
+    acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = acts.add_parser("start", help="start a window (shared by every replica)",
+                            description="Start a policy window now (or at --start) for --minutes or until --end. "
+                            "Times are ISO 8601; without an offset they are read in the proxy's admin_timezone.")
+    start.add_argument("--name", required=True)
+    start.add_argument("--group", action="append", help="a group it applies to ('*': everyone); repeatable")
+    start.add_argument("--user", action="append", help="a user it applies to; repeatable")
+    start.add_argument("--mode", required=True, choices=("off", "local-only", "custom"))
+    start.add_argument("--message", default="", help="what users are told while it is in force")
+    start.add_argument("--minutes", type=float, default=None, help="how long from its start")
+    start.add_argument("--start", default=None, help="when it starts (default: now)")
+    start.add_argument("--end", default=None, help="when it ends, in place of --minutes")
+    start.add_argument("--model", dest="models", action="append", help="custom: a model (or pattern) allowed")
+    start.add_argument("--default-model", default=None, help="custom: the default model in the window")
+    start.add_argument("--budget", type=float, default=None, help="custom: each user's daily budget in USD")
+    acts.add_parser("list", help="every window and whether it is in force")
+    end = acts.add_parser("end", help="end a window now")
+    end.add_argument("name", metavar="NAME")
+    for action in (start, *(acts.choices[n] for n in ("list", "end"))):
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 

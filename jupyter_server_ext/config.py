@@ -21,6 +21,7 @@ from .engine import (
 )
 from .engine.alerts import AlertSettings, parse_webhooks
 from .engine.errors import ConfigError
+from .engine.policy_windows import parse_windows, zone
 from .engine.redact import parse_context_policy, parse_redact_patterns
 from .engine.request import RequestLimits
 from .state import MemoryState
@@ -91,7 +92,37 @@ class RSQLProxy(Configurable):
     limit_overrides = Dict(
         help="""Per user or group: {"user:alice": {"user_limits": ["60/minute"]},
         "group:staff": {"user_concurrency": 4, "user_daily_budget_usd": 20}}. Group overrides apply
-        in the order given, then the user's own.""",
+        in the order given (a later group's value wins), then the user's own. Entitlements are
+        fields too: "models" (model names or fnmatch patterns the user may call; a user in several
+        groups may call what any of them allows; the user's own list replaces the groups'),
+        "default_model" (what a request naming no model gets, e.g. %%ask) and "sql_default_model"
+        (%%sql_ai's; default: default_model). With no "models" anywhere every model is allowed.""",
+    ).tag(config=True)
+    allowed_models = List(
+        Unicode(),
+        help="""Models every user may call (names or fnmatch patterns, e.g. ["llama-3.1-8b*"]), unless a
+        group or user entry of limit_overrides names its own "models". Empty: every served model.""",
+    ).tag(config=True)
+    policy_windows = List(
+        help="""Times when a group (or everyone, "groups": ["*"]) is put into a mode: "off" (no
+        assistant), "local-only" (only the local llama_cpp model) or "custom" (its own "models",
+        "default_model" and "user_daily_budget_usd"). One-off: {"name": "exam", "groups":
+        ["students"], "start": "2026-12-01T09:00", "end": "2026-12-01T11:00", "mode": "off",
+        "message": "No assistant during the exam"}; weekly: "weekly": {"days": ["mon", "wed"],
+        "start": "14:00", "end": "16:00", "timezone": "Europe/Berlin"} in place of start and end.
+        Times without an offset are read in admin_timezone. Admins start and end windows at run
+        time with `rsql-proxy admin window ...` or the dashboard (shared by replicas on Redis).""",
+    ).tag(config=True)
+    admin_timezone = Unicode(
+        "UTC",
+        help="""The IANA time zone (e.g. "Europe/Berlin") in which window times without an offset are
+        read and in which users and admins are shown them, beside UTC.""",
+    ).tag(config=True)
+    notebook_names = Bool(
+        False,
+        help="""The usage log names the notebook each request came from by its path (True) or by a
+        keyed hash of it, nb-<16 hex> (False, the default: file names can say more than admins need
+        to see). Users still see their own notebook's spend with %ask_cost either way.""",
     ).tag(config=True)
     lease_seconds = Float(
         600.0, help="A concurrency slot expires on its own after this long (a crashed process)."
@@ -337,15 +368,27 @@ class RSQLProxy(Configurable):
                     f"RSQLProxy.fallback_on includes 'budget', but fallback_model {spec.name!r} is not "
                     "the local (llama_cpp) model; only a free model may answer past a spent budget"
                 )
+        overrides = parse_overrides(self.limit_overrides)
+        served = [m for s in specs for m in s.models]
+        for who, values in overrides.items():
+            for name in ("default_model", "sql_default_model"):
+                model = values.get(name)
+                if model is not None and not any(s.serves(model) for s in specs):
+                    raise ConfigError(f"RSQLProxy.limit_overrides[{who!r}][{name!r}]: {model!r} is served by no "
+                                      f"upstream; upstream models: {sorted(set(served))}")
+        tz = zone(self.admin_timezone)
+        local_models = [m for s in specs if s.local for m in s.models]
+        windows = parse_windows(list(self.policy_windows), tz=tz, local_models=local_models)
         limits = LimitSettings(
             user=UserPolicy(
                 limits=parse_rates(self.user_limits, where="RSQLProxy.user_limits"),
                 concurrency=self.user_concurrency,
                 daily_budget_usd=self.user_daily_budget_usd,
+                models=tuple(self.allowed_models) or None,
             ),
             global_concurrency=self.global_concurrency,
             global_daily_budget_usd=self.global_daily_budget_usd,
-            overrides=parse_overrides(self.limit_overrides),
+            overrides=overrides,
             lease_seconds=self.lease_seconds,
         )
         return EngineSettings(
@@ -381,6 +424,9 @@ class RSQLProxy(Configurable):
             fallback_on=fallback_on,
             alerts=self.alert_settings(),
             otel=self.otel,
+            policy_windows=windows,
+            admin_timezone=self.admin_timezone,
+            notebook_names=self.notebook_names,
         )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from .config import RSQLProxy
 from .engine import Caller, Engine, ProxyError
 from .engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from .engine.metrics import CLIENT_KINDS
-from .engine.request import decode_json
+from .engine.request import MAX_NOTEBOOK_CHARS, cell_id, decode_json, notebook_path
 from .engine.views import error_reply, me_view, status_view
 
 # A body somewhat over the limit is read to its end and dropped, then answered: a client that
@@ -307,9 +306,11 @@ class ChatCompletionsMixin(RSQLMixin):
             caller = self.caller()
             body = self.json_body()
             engine = await self.rsql.ready()
+            headers = self.request.headers
             reply = await engine.chat(body, caller, cache=self.cache_mode(), endpoint=self.endpoint,
-                                      trace_headers=self.request.headers,
-                                      escalation=self.request.headers.get("X-RSQL-Escalation"))
+                                      trace_headers=headers, escalation=headers.get("X-RSQL-Escalation"),
+                                      notebook=notebook_path(urllib.parse.unquote(headers.get("X-RSQL-Notebook", ""))),
+                                      cell=cell_id(headers.get("X-RSQL-Cell", "")))
         except ProxyError as exc:
             self.write_proxy_error(exc)
             return
@@ -387,7 +388,8 @@ class ModelsMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        return self.rsql.engine.models()
+        engine = self.rsql.engine
+        return engine.models(await engine.access(caller))
 
 
 class ModelMixin(JSONEndpoint):
@@ -397,7 +399,8 @@ class ModelMixin(JSONEndpoint):
         await self._respond(model)
 
     async def answer(self, caller: Caller, model: str) -> Any:
-        return self.rsql.engine.model(urllib.parse.unquote(model))
+        engine = self.rsql.engine
+        return engine.model(urllib.parse.unquote(model), await engine.access(caller))
 
 
 class NotFoundMixin(RSQLMixin):
@@ -438,6 +441,22 @@ class MeMixin(JSONEndpoint):
         return await me_view(self.rsql.engine, caller)
 
 
+class MeCostMixin(JSONEndpoint):
+    """GET me/cost?notebook=PATH: what the caller spent in that notebook today and this week,
+    and its dearest cells (``%ask_cost``). Only the caller's own rows."""
+
+    async def get(self) -> None:
+        await self._respond()
+
+    async def answer(self, caller: Caller) -> Any:
+        raw = self.get_query_argument("notebook", "")  # type: ignore[attr-defined]
+        path = notebook_path(raw)
+        if path is None:
+            raise BadRequest("send ?notebook=PATH: the notebook's path relative to the server's root "
+                             f"(at most {MAX_NOTEBOOK_CHARS} characters, no control characters)")
+        return await self.rsql.engine.notebook_cost(caller, path, self.rsql.usage_store())
+
+
 class RedactMixin(JSONEndpoint):
     """POST {"messages": [...]}: the messages as an upstream would get them, and the counts per
     type; for previews (the kernel's --show-context, the chat's context view). Sends nothing
@@ -454,105 +473,6 @@ class RedactMixin(JSONEndpoint):
         return await self.rsql.engine.redact_preview(body["messages"], caller)
 
 
-class StatsMixin(JSONEndpoint):
-    admin_only = True
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        hours = self.float_arg("hours", 24.0, 0.0, 24.0 * 366)
-        store = self.rsql.usage_store()
-        return {"hours": hours, **await store.stats(time.time() - hours * 3600)}
-
-
-class ErrorsMixin(JSONEndpoint):
-    admin_only = True
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        limit = self.int_arg("limit", 50, 1, 1000)
-        return {"errors": await self.rsql.usage_store().errors(limit)}
-
-
-class ActivityMixin(JSONEndpoint):
-    admin_only = True
-
-    async def get(self, user: str) -> None:
-        await self._respond(user)
-
-    async def answer(self, caller: Caller, user: str) -> Any:
-        # tornado has decoded the path once; a second decode would make `a%41` read `aA`'s rows
-        limit = self.int_arg("limit", 50, 1, 1000)
-        return {"user": user, "activity": await self.rsql.usage_store().activity(user, limit)}
-
-
-class ResetLimitsMixin(JSONEndpoint):
-    """POST {"user": "alice"} resets one user's windows and budget; {"all": true} everyone's."""
-
-    admin_only = True
-
-    async def post(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        body = self.json_body()
-        if not isinstance(body, dict) or (("user" in body) == bool(body.get("all"))):
-            raise BadRequest('send {"user": "NAME"} to reset one user, or {"all": true} for everyone')
-        user = body.get("user")
-        if user is not None and (not isinstance(user, str) or not user):
-            raise BadRequest("'user' must be a non-empty user name")
-        n = await self.rsql.engine.limiter.reset(user)
-        return {"reset": user or "all", "entries": n}
-
-
-class UpstreamsMixin(JSONEndpoint):
-    admin_only = True
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        return {"upstreams": self.rsql.engine.upstream_report()}
-
-
-class HealthCheckMixin(JSONEndpoint):
-    admin_only = True
-
-    async def post(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        return {"upstreams": await self.rsql.engine.health_check()}
-
-
-class MetricsMixin(JSONEndpoint):
-    """Prometheus text; admins only (it shows traffic of every user)."""
-
-    admin_only = True
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        return self.rsql.engine.metrics.render()
-
-
-class AlertsMixin(JSONEndpoint):
-    """The most recent alerts (shared by replicas on Redis), newest first."""
-
-    admin_only = True
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        limit = self.int_arg("limit", 50, 1, 100)
-        return {"alerts": await self.rsql.engine.alerts.recent(limit)}
-
-
 ROUTES: list[tuple[str, type]] = [
     ("v1/chat/completions", ChatCompletionsMixin),
     ("v1/completions", CompletionsMixin),
@@ -561,16 +481,9 @@ ROUTES: list[tuple[str, type]] = [
     ("v1/models/(.+)", ModelMixin),
     ("status", StatusMixin),
     ("me", MeMixin),
+    ("me/cost", MeCostMixin),
     ("redact", RedactMixin),
-    ("metrics", MetricsMixin),
-    ("admin/stats", StatsMixin),
-    ("admin/errors", ErrorsMixin),
-    ("admin/users/([^/]+)/activity", ActivityMixin),
-    ("admin/reset-limits", ResetLimitsMixin),
-    ("admin/upstreams", UpstreamsMixin),
-    ("admin/upstreams/health-check", HealthCheckMixin),
-    ("admin/alerts", AlertsMixin),
 ]
 
 
-__all__ = ["InFlight", "NotFoundMixin", "ProxyContext", "ROUTES", "RSQLMixin", "shutting_down"]
+__all__ = ["InFlight", "JSONEndpoint", "NotFoundMixin", "ProxyContext", "ROUTES", "RSQLMixin", "shutting_down"]

@@ -24,6 +24,7 @@ from typing import Any
 from .auth import make_caller
 from .config import RSQLProxy, build_engine
 from .engine import Caller, Engine, ProxyError, Reply
+from .engine.request import cell_id, notebook_path
 from .engine.views import error_reply, me_view, status_view
 
 GROQ = {
@@ -121,15 +122,18 @@ class Response:
 
 
 def chat_completion(body: dict[str, Any], *, client_kind: str, no_cache: bool,
-                    escalation: str | None = None) -> Response:
-    """One non-streaming completion, answered as ``POST v1/chat/completions`` would answer it."""
+                    escalation: str | None = None, notebook: str | None = None,
+                    cell: str | None = None) -> Response:
+    """One non-streaming completion, answered as ``POST v1/chat/completions`` would answer it;
+    `notebook` (its path) and `cell` go into the usage row as the HTTP headers would."""
     running = _ensure()
     engine, caller = running.engine, _caller(running, client_kind)
 
     async def go() -> Reply:
         try:
             return await engine.chat({**body, "stream": False}, caller, cache="bypass" if no_cache else "auto",
-                                     escalation=escalation)
+                                     escalation=escalation, notebook=notebook_path(notebook or ""),
+                                     cell=cell_id(cell or ""))
         except ProxyError as exc:
             return error_reply(exc)
 
@@ -141,6 +145,18 @@ def me() -> dict[str, Any]:
     """What ``GET me`` answers, for the kernel's user, and that the engine runs in-process."""
     running = _ensure()
     return {**_run(me_view(running.engine, _caller(running))), "mode": MODE}
+
+
+def notebook_cost(notebook: str) -> dict[str, Any]:
+    """What ``GET me/cost?notebook=...`` answers: the kernel's user's spend in that notebook."""
+    running = _ensure()
+    path = notebook_path(notebook)
+    if path is None:
+        raise ValueError("a notebook path of at most 1024 characters, without control characters")
+    engine = running.engine
+    if engine.usage is None:
+        raise ValueError("the in-process engine keeps no usage log")
+    return _run(engine.notebook_cost(_caller(running), path, engine.usage.store))
 
 
 def redact_preview(messages: list[dict[str, Any]]) -> dict[str, Any]:

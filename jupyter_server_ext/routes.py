@@ -1,6 +1,6 @@
 """Every route the proxy serves, as concrete handler classes for one host.
 
-The handlers (``handlers``, ``dashboard.handlers``) are mixins; each host combines them with
+The handlers (``handlers``, ``admin_handlers``, ``dashboard.handlers``) are mixins; each host combines them with
 its own authenticated base class here. The routes are gathered in this module, above both,
 so that neither handler module imports the other's.
 """
@@ -12,6 +12,7 @@ from typing import Any
 
 from tornado import web
 
+from .admin_handlers import ADMIN_ROUTES
 from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from .handlers import ROUTES as PROXY_ROUTES
 from .handlers import NotFoundMixin
@@ -29,7 +30,7 @@ def make_handlers(
     out = []
     root = prefix.rstrip("/")
     # the catch-all goes last: tornado takes the first route that matches
-    routes: list[tuple[str | None, type]] = [*PROXY_ROUTES, *DASHBOARD_ROUTES, (None, NotFoundMixin)]
+    routes: list[tuple[str | None, type]] = [*PROXY_ROUTES, *ADMIN_ROUTES, *DASHBOARD_ROUTES, (None, NotFoundMixin)]
     for path, mixin in routes:
         attrs: dict[str, Any] = {}
         if wrap is not None:

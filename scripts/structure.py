@@ -40,6 +40,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.config": (f"{S}.engine", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),
     f"{S}.handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth"),
+    f"{S}.admin_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     # the kernel side, bottom up
     f"{K}.errors": (),

@@ -20,6 +20,7 @@ from typing import Any
 
 from .alerts import Alerts, Ledger
 from .cache import Cached, MemoryCache, cache_key, cacheable
+from .entitlements import Access, me_fields, not_allowed, resolve
 from .errors import Forbidden, NotFound, PayloadTooLarge, ProxyError, RateLimited, UpstreamError
 from .exchange import Exchange
 from .forward import Forwarder
@@ -27,6 +28,7 @@ from .limiter import Limiter, quota_headers
 from .metrics import Metrics
 from .offload import INLINE_CHARS, Offload, redact_fields, text_chars
 from .options import EngineSettings
+from .policy_windows import PolicyWindows, zone
 from .pool import Pool, Slot
 from .pricing import FREE, PriceBook
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
@@ -65,6 +67,7 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         alert_ledger: Ledger | None = None,
         usage_options: dict[str, Any] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -79,6 +82,14 @@ class Engine:
         self.prices = PriceBook(settings.upstreams)
         self.state = state
         self.limiter = Limiter(settings.limits, self.state)
+        # the models of upstreams that run on this machine: what a local-only window allows
+        self.local_models = tuple(dict.fromkeys(m for u in settings.upstreams if u.local for m in u.models))
+        self.timezone = zone(settings.admin_timezone)
+        self.windows = PolicyWindows(settings.policy_windows, self.state, tz=self.timezone,
+                                     local_models=self.local_models, clock=wall_clock)
+        self.limiter.window_for = self.windows.in_force
+        self._cost_readers: set[str] = set()
+        self._cost_slots = asyncio.Semaphore(4)
         self.cache = MemoryCache(
             max_entries=settings.cache_max_entries,
             max_bytes=settings.cache_max_bytes,
@@ -230,16 +241,18 @@ class Engine:
             )
         return out
 
-    def models(self) -> dict[str, Any]:
-        data = [self._model(m) for m in self.pool.models()]
-        return {"object": "list", "data": data}
+    def models(self, access: Access | None = None) -> dict[str, Any]:
+        """GET v1/models: the served models, only those `access` allows when given."""
+        served = self.pool.models() if access is None else access.models
+        return {"object": "list", "data": [self._model(m) for m in served]}
 
     def _model(self, model: str) -> dict[str, Any]:
         return {"id": model, "object": "model", "created": self._started_at, "owned_by": "rsql-proxy"}
 
-    def model(self, model: str) -> dict[str, Any]:
-        """GET v1/models/{id}: one served model, or OpenAI's 404 for an unknown one."""
-        if model in self.pool.models():
+    def model(self, model: str, access: Access | None = None) -> dict[str, Any]:
+        """GET v1/models/{id}: one served model, or OpenAI's 404 for an unknown one (and for one
+        the caller may not use, as OpenAI answers a model a project may not see)."""
+        if model in self.pool.models() and (access is None or model in access.models):
             return self._model(model)
         raise NotFound(
             f"The model '{model[:200]}' does not exist or you do not have access to it.",
@@ -248,17 +261,69 @@ class Engine:
 
     # -- the request ---------------------------------------------------------------------
 
-    def parse(self, body: Any, endpoint: str = "chat/completions") -> ChatRequest:
+    def parse(self, body: Any, endpoint: str = "chat/completions", default_model: str | None = None) -> ChatRequest:
         s = self.settings
+        default = default_model or s.default_model
         if endpoint == "embeddings":
-            return parse_embeddings_request(body, default_model=s.default_model, limits=s.request_limits)
+            return parse_embeddings_request(body, default_model=default, limits=s.request_limits)
         parse = parse_completions_request if endpoint == "completions" else parse_chat_request
-        return parse(body, default_model=s.default_model, default_max_tokens=s.default_max_tokens, limits=s.request_limits)
+        return parse(body, default_model=default, default_max_tokens=s.default_max_tokens, limits=s.request_limits)
+
+    # -- entitlements and policy windows ---------------------------------------------------
+
+    async def access(self, caller: Caller) -> Access:
+        """The models `caller` may use now and their defaults, after the window in force."""
+        await self.windows.refresh()
+        found = self.windows.in_force(caller.user, caller.groups)
+        return resolve(self.limiter.policy(caller.user, caller.groups), found, served=self.pool.models(),
+                       local_models=self.local_models, proxy_default=self.settings.default_model)
+
+    def check_model(self, access: Access, model: str) -> None:
+        """Refuse `model` unless `access` allows it: inside a window, with the window's message."""
+        if access.allows(model):
+            return
+        if access.window is not None and access.span is not None:
+            raise self.windows.refusal(access.window, access.span, access.models)
+        raise not_allowed(model, access)
+
+    async def me_access(self, caller: Caller) -> dict[str, Any]:
+        """The entitlement part of GET me: models, defaults, the window in force."""
+        return me_fields(await self.access(caller), self.timezone)
+
+    def notebook_id(self, path: str | None) -> str | None:
+        """How the usage log names a notebook: its path when the admin opts into names, else a
+        keyed hash of it (stable across replicas that share user_id_secret)."""
+        if not path:
+            return None
+        if self.settings.notebook_names:
+            return path
+        return "nb-" + hmac.new(self._user_key, b"notebook:" + path.encode(), hashlib.sha256).hexdigest()[:16]
+
+    async def notebook_cost(self, caller: Caller, path: str, store: UsageStore) -> dict[str, Any]:
+        """What `caller` spent in the notebook at `path` since UTC midnight and since Monday
+        00:00 UTC, and its dearest cells this week (GET me/cost, ``%ask_cost``)."""
+        # one query of a user's at a time, a few per process: reads of the usage log are the
+        # database's work for everyone, and asking costs the user no quota
+        if caller.user in self._cost_readers:
+            raise RateLimited("one cost query at a time: the last one is still running", retry_after=1,
+                              limit="cost queries in flight")
+        self._cost_readers.add(caller.user)
+        try:
+            async with self._cost_slots:
+                now = time.time()
+                day = now - now % 86400
+                week = day - time.gmtime(now).tm_wday * 86400
+                notebook = self.notebook_id(path) or ""
+                if self.usage is not None:
+                    await self.usage.flush()  # the rows of requests just answered are counted
+                return {"notebook": notebook, **await store.notebook_cost(caller.user, notebook, day, week)}
+        finally:
+            self._cost_readers.discard(caller.user)
 
     async def chat(
         self, body: Any, caller: Caller, *, request_id: str | None = None, cache: str = "auto",
         endpoint: str = "chat/completions", trace_headers: Mapping[str, str] | None = None,
-        escalation: str | None = None,
+        escalation: str | None = None, notebook: str | None = None, cell: str | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``ProxyError``.
 
@@ -266,9 +331,12 @@ class Engine:
         `trace_headers`: the request's headers, whose `traceparent` a traced request continues.
         `escalation`: why %%sql_ai's chain moved to this model (one of ``ESCALATION_STAGES``,
         anything else is dropped); it goes into the usage row.
+        `notebook`, `cell`: where in the user's notebooks it was asked (checked by the host), for
+        the usage row; the notebook as ``notebook_id`` names it.
         """
         return await self._answer(body, caller, request_id, cache, endpoint, trace_headers,
-                                  escalation if escalation in ESCALATION_STAGES else None)
+                                  escalation if escalation in ESCALATION_STAGES else None,
+                                  self.notebook_id(notebook), cell)
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
         """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.
@@ -288,15 +356,22 @@ class Engine:
     async def _answer(
         self, body: Any, caller: Caller, request_id: str | None, cache: str, endpoint: str,
         trace_headers: Mapping[str, str] | None = None, escalation: str | None = None,
+        notebook: str | None = None, cell: str | None = None,
     ) -> Reply:
-        outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time(), escalation=escalation)
+        outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time(), escalation=escalation,
+                          notebook=notebook, cell=cell)
         ex = Exchange(caller, outcome, self.clock())
         if self.tracing is not None:
             ex.trace = outcome.trace = self.tracing.begin(trace_headers, outcome, endpoint)
         tr = ex.trace
         try:
-            ex.req = req = self.parse(body, endpoint)
+            # who may use what, now: a window that turns the assistant off refuses at once
+            access = await self.access(caller)
+            if access.window is not None and access.window.mode == "off" and access.span is not None:
+                raise self.windows.refusal(access.window, access.span)
+            ex.req = req = self.parse(body, endpoint, access.default_model)
             outcome.model = req.model
+            self.check_model(access, req.model)
             # redaction scans the whole text: only after admission, so the user's limits bound
             # how much of it one user can ask for (README, "One user cannot slow the others")
             redacting = bool(self.settings.redact_patterns)

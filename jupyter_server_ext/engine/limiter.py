@@ -12,16 +12,18 @@ import datetime as dt
 import math
 import urllib.parse
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import BadRequest, ConfigError, RateLimited
+from .policy_windows import PolicyWindow, matches
 from .settings import Rate, parse_rates
 from .state import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
 
 DAY = 86400.0
-_OVERRIDABLE = ("user_limits", "user_concurrency", "user_daily_budget_usd")
+_OVERRIDABLE = ("user_limits", "user_concurrency", "user_daily_budget_usd", "models", "default_model",
+                "sql_default_model")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,11 @@ class UserPolicy:
     limits: tuple[Rate, ...] = ()
     concurrency: int = 0  # 0: unlimited
     daily_budget_usd: float | None = None
+    # entitlements: names or fnmatch patterns of the models the user may call (None: all), the
+    # model %%ask uses when none is named, and the one %%sql_ai uses
+    models: tuple[str, ...] | None = None
+    default_model: str | None = None
+    sql_default_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,22 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
             if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0):
                 raise ConfigError(f"{where}['user_daily_budget_usd']: expected USD >= 0 or None, got {b!r}")
             item["daily_budget_usd"] = None if b is None else float(b)
+        if "models" in values:
+            m = values["models"]
+            if isinstance(m, str):
+                m = [m]
+            if not isinstance(m, (list, tuple)) or not all(isinstance(x, str) and x for x in m):
+                raise ConfigError(f"{where}['models']: expected a list of model names or patterns like "
+                                  f"'llama-3.1-8b*', got {m!r}")
+            item["models"] = tuple(m)
+        for name in ("default_model", "sql_default_model"):
+            if name in values:
+                d = values[name]
+                if not isinstance(d, str) or not d:
+                    raise ConfigError(f"{where}[{name!r}]: expected a model name, got {d!r}")
+                if "models" in item and not matches(item["models"], d):
+                    raise ConfigError(f"{where}[{name!r}]: {d!r} is not among its own 'models' {list(item['models'])}")
+                item[name] = d
         out[who] = item
     return out
 
@@ -123,17 +146,41 @@ class Limiter:
     def __init__(self, settings: LimitSettings, state: StateBackend) -> None:
         self.settings = settings
         self.state = state
+        # the policy window in force for a user (engine.policy_windows.PolicyWindows.in_force);
+        # set by the engine, None: no windows
+        self.window_for: Callable[[str, tuple[str, ...]], tuple[PolicyWindow, Any] | None] | None = None
 
     def policy(self, user: str, groups: tuple[str, ...] = ()) -> UserPolicy:
-        """Defaults, then each matching group override (config order), then the user's own."""
+        """Defaults, then each matching group override (config order: a later group's value
+        wins), then the user's own; then the policy window in force, if any.
+
+        Models combine differently: a user in several groups may use what any of them allows
+        (the union), and the user's own ``models`` replace the groups'. A ``custom`` window's
+        models and budget replace all of these while it is in force."""
         pol = self.settings.user
         over = self.settings.overrides
+        group_models: list[str] = []
+        named = False
         for who, values in over.items():
             if who.startswith("group:") and who[6:] in groups:
                 pol = replace(pol, **values)
+                if "models" in values:
+                    named = True
+                    group_models += [m for m in values["models"] if m not in group_models]
+        if named:
+            pol = replace(pol, models=tuple(group_models))
         mine = over.get(f"user:{user}")
         if mine:
             pol = replace(pol, **mine)
+        found = self.window_for(user, groups) if self.window_for is not None else None
+        if found is not None and found[0].mode == "custom":
+            w = found[0]
+            if w.models is not None:
+                pol = replace(pol, models=w.models, default_model=None, sql_default_model=None)
+            if w.default_model is not None:
+                pol = replace(pol, default_model=w.default_model, sql_default_model=w.default_model)
+            if w.daily_budget_usd is not None:
+                pol = replace(pol, daily_budget_usd=w.daily_budget_usd)
         return pol
 
     def budgeted(self, user: str, groups: tuple[str, ...] = ()) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .alerts import AlertSettings
 from .limiter import LimitSettings
+from .policy_windows import PolicyWindow
 from .redact import CONTEXT_POLICY_DEFAULTS, Pattern
 from .request import RequestLimits
 from .settings import UpstreamSpec
@@ -45,3 +46,8 @@ class EngineSettings:
     fallback_on: tuple[str, ...] = ("capacity",)  # "capacity", "budget"
     alerts: AlertSettings = field(default_factory=AlertSettings)
     otel: bool = False  # OpenTelemetry spans per request (needs the `otel` extra)
+    # the admin's policy windows (engine/policy_windows.py) and the zone their times are shown in
+    policy_windows: tuple[PolicyWindow, ...] = ()
+    admin_timezone: str = "UTC"
+    # the usage log keeps notebook paths as they are (True) or as keyed hashes (False)
+    notebook_names: bool = False

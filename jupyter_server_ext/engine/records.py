@@ -58,4 +58,7 @@ class Outcome:
     # %%sql_ai's escalation chain asked this model because the previous one's SQL failed at this
     # stage (X-RSQL-Escalation); one of ESCALATION_STAGES, never the client's own text
     escalation: str | None = None
+    # where it was asked: the notebook (as Engine.notebook_id names it) and the cell id
+    notebook: str | None = None
+    cell: str | None = None
     trace: Any = field(default=None, repr=False, compare=False)  # its spans, when tracing is on

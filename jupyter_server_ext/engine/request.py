@@ -413,3 +413,25 @@ def parse_embeddings_request(body: Any, *, default_model: str, limits: RequestLi
         payload=payload, model=model, stream=False, wants_usage_chunk=False, prompt_tokens=prompt_tokens,
         max_tokens=0, max_tokens_set=True, endpoint="embeddings", cap_field=None,
     )
+
+
+# what a caller may say about where a request comes from (X-RSQL-Notebook, X-RSQL-Cell): their
+# own attribution only, so it is bounded and kept as plain text, never trusted for anything else
+MAX_NOTEBOOK_CHARS = 1024
+_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def notebook_path(raw: str) -> str | None:
+    """A notebook path as a caller sent it (decoded), or None when absent or unfit: too long,
+    or holding control or bidi characters that would disguise it in a terminal or a table."""
+    path = raw.strip()
+    if not path or len(path) > MAX_NOTEBOOK_CHARS or _CONTROLS.search(path):
+        return None
+    return path
+
+
+def cell_id(raw: str) -> str | None:
+    """A cell id (nbformat's: letters, digits, - and _, at most 64), or None."""
+    raw = raw.strip()
+    return raw if _CELL_ID.match(raw) else None

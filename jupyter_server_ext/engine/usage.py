@@ -23,7 +23,7 @@ log = logging.getLogger("rsql.engine")
 COLUMNS = (
     "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens",
     "completion_tokens", "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit",
-    "prompt", "redactions", "fallback", "escalation",
+    "prompt", "redactions", "fallback", "escalation", "notebook", "cell",
 )
 
 
@@ -43,6 +43,10 @@ class UsageStore(Protocol):
     async def totals(self, since: float) -> dict[str, Any]: ...
     async def errors(self, limit: int) -> list[dict[str, Any]]: ...
     async def activity(self, user: str, limit: int) -> list[dict[str, Any]]: ...
+    async def notebooks(self, since: float, user: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Requests, tokens and cost per (user, notebook) since `since`, dearest first."""
+    async def notebook_cost(self, user: str, notebook: str, day: float, week: float) -> dict[str, Any]:
+        """One user's spend in one notebook since `day` and since `week`, and its dearest cells."""
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -53,7 +57,7 @@ def row_of(o: Outcome, prompt: str | None) -> tuple:
         o.prompt_tokens, o.completion_tokens, round(o.cost_usd, 8), round(o.latency_s * 1000, 3),
         round(max(0.0, o.latency_s - o.upstream_s) * 1000, 3), o.status, o.error, int(o.cache_hit),
         prompt, json.dumps(o.redactions, sort_keys=True) if o.redactions else None, o.fallback,
-        o.escalation,
+        o.escalation, o.notebook, o.cell,
     )
 
 

@@ -30,6 +30,7 @@ class MemoryState:
         self._leases: dict[str, dict[str, float]] = {}  # key -> {lease id: expires at}
         self._spend: dict[str, tuple[int, float]] = {}  # key -> (utc day, usd)
         self._swept = 0.0
+        self._tables: dict[str, dict[str, str]] = {}  # small shared tables (policy windows)
 
     # Per-user state must not grow with every user ever seen: drop what has expired.
     def _sweep(self, now: float) -> None:
@@ -168,6 +169,15 @@ class MemoryState:
                 del store[key]
                 n += 1
         return n
+
+    async def entries(self, table: str) -> dict[str, str]:
+        return dict(self._tables.get(table, {}))
+
+    async def put_entry(self, table: str, name: str, value: str) -> None:
+        self._tables.setdefault(table, {})[name] = value
+
+    async def delete_entry(self, table: str, name: str) -> bool:
+        return self._tables.get(table, {}).pop(name, None) is not None
 
     async def ping(self) -> bool:
         return True

@@ -189,6 +189,29 @@ class RedisState:
                 n += await self.redis.delete(key)
         return n
 
+    # small shared tables (the admin's run-time policy windows): one hash each, "t:<table>"
+    async def entries(self, table: str) -> dict[str, str]:
+        try:
+            raw = await self.redis.hgetall(self._k(f"t:{table}"))
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
+            raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def put_entry(self, table: str, name: str, value: str) -> None:
+        try:
+            await self.redis.hset(self._k(f"t:{table}"), name, value)
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
+            raise StateUnavailable("the proxy's shared state (Redis) is unreachable; try again shortly") from None
+
+    async def delete_entry(self, table: str, name: str) -> bool:
+        try:
+            return bool(await self.redis.hdel(self._k(f"t:{table}"), name))
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
+            raise StateUnavailable("the proxy's shared state (Redis) is unreachable; try again shortly") from None
+
     async def ping(self) -> bool:
         try:
             await self.redis.ping()

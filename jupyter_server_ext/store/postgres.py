@@ -11,14 +11,20 @@ import asyncpg  # the 'postgres' extra; imported only when a postgresql:// URL i
 from ..engine.usage import COLUMNS
 from .queries import (
     ADDED_COLUMNS,
+    CELLS_SQL,
+    NOTEBOOKS_SQL,
     REFUSED_SQL,
     ROW_FIELDS,
+    SPEND_SQL,
     TOP_ORDER,
     as_dicts,
     build_series,
+    cell_rows,
     dedupe_sql,
     deduped_message,
     duplicates_sql,
+    notebook_rows,
+    spend,
     summarize,
     user_rows,
 )
@@ -32,7 +38,7 @@ CREATE TABLE IF NOT EXISTS rsql_usage (
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
   cost_usd DOUBLE PRECISION, latency_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,
   status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT, redactions TEXT, fallback TEXT,
-  escalation TEXT
+  escalation TEXT, notebook TEXT, cell TEXT
 );
 CREATE INDEX IF NOT EXISTS rsql_usage_ts ON rsql_usage (ts);
 CREATE INDEX IF NOT EXISTS rsql_usage_user_ts ON rsql_usage ("user", ts);
@@ -65,6 +71,13 @@ async def _one_row_per_request(conn: asyncpg.Connection) -> None:
         renamed = int((await conn.execute(rename)).split()[-1])
         log.warning(deduped_message("rsql_usage", deleted, renamed))
     await conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS rsql_usage_request_id ON rsql_usage (request_id)")
+
+
+def _numbered(sql: str) -> str:
+    """The shared statements' `?` placeholders as PostgreSQL's $1, $2, ... (none is inside a
+    string literal in them)."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
 class PostgresStore:
@@ -168,6 +181,22 @@ class PostgresStore:
         pool = await self._p()
         rows = await pool.fetch(f'SELECT {_FIELDS} FROM rsql_usage WHERE "user" = $1 ORDER BY ts DESC LIMIT $2', user, limit)
         return as_dicts([tuple(r) for r in rows])
+
+    async def notebooks(self, since: float, user: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        pool = await self._p()
+        sql = _numbered(NOTEBOOKS_SQL.format(user='"user"', table="rsql_usage",
+                                             only_user='AND "user" = ? ' if user is not None else ""))
+        args = (since, user, limit) if user is not None else (since, limit)
+        return notebook_rows([tuple(r) for r in await pool.fetch(sql, *args)])
+
+    async def notebook_cost(self, user: str, notebook: str, day: float, week: float) -> dict[str, Any]:
+        pool = await self._p()
+        total = _numbered(SPEND_SQL.format(user='"user"', table="rsql_usage"))
+        async with pool.acquire() as c:
+            today = await c.fetchrow(total, user, notebook, day)
+            this_week = await c.fetchrow(total, user, notebook, week)
+            cells = await c.fetch(_numbered(CELLS_SQL.format(user='"user"', table="rsql_usage")), user, notebook, week)
+        return {"today": spend(tuple(today)), "week": spend(tuple(this_week)), "cells": cell_rows([tuple(r) for r in cells])}
 
     async def ping(self) -> bool:
         try:

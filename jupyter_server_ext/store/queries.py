@@ -46,11 +46,12 @@ def summarize(totals: tuple, latencies: list[float], by_model: list[tuple], by_u
 ROW_FIELDS = (
     "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens", "completion_tokens",
     "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit", "redactions", "fallback",
-    "escalation",
+    "escalation", "notebook", "cell",
 )
 
 # columns added after the first release: a table made by an older version gets them on open
-ADDED_COLUMNS = (("redactions", "TEXT"), ("fallback", "TEXT"), ("escalation", "TEXT"))
+ADDED_COLUMNS = (("redactions", "TEXT"), ("fallback", "TEXT"), ("escalation", "TEXT"), ("notebook", "TEXT"),
+                 ("cell", "TEXT"))
 
 
 def as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
@@ -147,3 +148,41 @@ def deduped_message(table: str, deleted: int, renamed: int) -> str:
         "different row and were kept with the request_id '<request_id>~dup-<row id>'. A unique "
         "index on request_id now keeps each request to one row"
     )
+
+
+# -- cost per notebook ------------------------------------------------------------------------
+# Both stores run the same statements; `{user}` is how the dialect writes the user column and
+# `?` its placeholder, filled in by each store.
+NOTEBOOKS_SQL = (
+    "SELECT {user}, notebook, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
+    "SUM(COALESCE(cost_usd, 0)), COUNT(DISTINCT cell), MAX(ts) FROM {table} "
+    "WHERE ts >= ? AND notebook IS NOT NULL {only_user}GROUP BY {user}, notebook "
+    "ORDER BY SUM(COALESCE(cost_usd, 0)) DESC, COUNT(*) DESC LIMIT ?"
+)
+SPEND_SQL = (
+    "SELECT COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
+    "SUM(COALESCE(cost_usd, 0)) FROM {table} WHERE {user} = ? AND notebook = ? AND ts >= ?"
+)
+CELLS_SQL = (
+    "SELECT cell, COUNT(*), SUM(COALESCE(cost_usd, 0)) FROM {table} WHERE {user} = ? AND notebook = ? "
+    "AND ts >= ? AND cell IS NOT NULL GROUP BY cell ORDER BY SUM(COALESCE(cost_usd, 0)) DESC, COUNT(*) DESC LIMIT 20"
+)
+
+
+def notebook_rows(rows: list[tuple]) -> list[dict[str, Any]]:
+    return [
+        {"user": r[0], "notebook": r[1], "requests": r[2], "prompt_tokens": int(r[3] or 0),
+         "completion_tokens": int(r[4] or 0), "cost_usd": round(float(r[5] or 0), 6), "cells": r[6] or 0,
+         "last_ts": r[7]}
+        for r in rows
+    ]
+
+
+def spend(row: tuple | None) -> dict[str, Any]:
+    n, prompt, completion, cost = row or (0, 0, 0, 0)
+    return {"requests": int(n or 0), "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
+            "cost_usd": round(float(cost or 0), 6)}
+
+
+def cell_rows(rows: list[tuple]) -> list[dict[str, Any]]:
+    return [{"cell": r[0], "requests": r[1], "cost_usd": round(float(r[2] or 0), 6)} for r in rows]

@@ -18,14 +18,20 @@ from typing import Any
 from ..engine.usage import COLUMNS
 from .queries import (
     ADDED_COLUMNS,
+    CELLS_SQL,
+    NOTEBOOKS_SQL,
     REFUSED_SQL,
     ROW_FIELDS,
+    SPEND_SQL,
     TOP_ORDER,
     as_dicts,
     build_series,
+    cell_rows,
     dedupe_sql,
     deduped_message,
     duplicates_sql,
+    notebook_rows,
+    spend,
     summarize,
     user_rows,
 )
@@ -38,7 +44,8 @@ CREATE TABLE IF NOT EXISTS usage (
   ts REAL NOT NULL, request_id TEXT NOT NULL, user TEXT NOT NULL, client TEXT NOT NULL,
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL,
   latency_ms REAL, overhead_ms REAL, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT,
-  redactions TEXT, fallback TEXT, escalation TEXT
+  redactions TEXT, fallback TEXT, escalation TEXT,
+  notebook TEXT, cell TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_user_ts ON usage (user, ts);
@@ -150,6 +157,22 @@ class SQLiteStore:
     async def activity(self, user: str, limit: int) -> list[dict[str, Any]]:
         sql = f"SELECT {', '.join(ROW_FIELDS)} FROM usage WHERE user = ? ORDER BY ts DESC LIMIT ?"
         return as_dicts(await self._call(lambda c: c.execute(sql, (user, limit)).fetchall()))
+
+    async def notebooks(self, since: float, user: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        sql = NOTEBOOKS_SQL.format(user="user", table="usage", only_user="AND user = ? " if user is not None else "")
+        args = (since, user, limit) if user is not None else (since, limit)
+        return notebook_rows(await self._call(lambda c: c.execute(sql, args).fetchall()))
+
+    async def notebook_cost(self, user: str, notebook: str, day: float, week: float) -> dict[str, Any]:
+        def go(c: sqlite3.Connection) -> dict[str, Any]:
+            total = SPEND_SQL.format(user="user", table="usage")
+            return {
+                "today": spend(c.execute(total, (user, notebook, day)).fetchone()),
+                "week": spend(c.execute(total, (user, notebook, week)).fetchone()),
+                "cells": cell_rows(c.execute(CELLS_SQL.format(user="user", table="usage"), (user, notebook, week)).fetchall()),
+            }
+
+        return await self._call(go)
 
     async def ping(self) -> bool:
         try:
