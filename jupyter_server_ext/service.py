@@ -119,6 +119,14 @@ class RSQLProxyService(Application):
         (benchmarks, a plain server); prefer hub tokens.""",
     ).tag(config=True)
 
+    hub_cache_seconds = Integer(
+        60,
+        help="""How long the service trusts the hub's answer about a token (its user, groups and
+        admin flag): a user added to or removed from a group gets that group's models and windows,
+        and a revoked token is refused, within this many seconds. Each token costs one hub API call
+        per period.""",
+    ).tag(config=True)
+
     workers = Integer(
         1,
         help="""Processes serving the port, one per core to use (the kernel spreads connections over
@@ -158,7 +166,9 @@ class RSQLProxyService(Application):
         pid = " %(process)d" if self.workers > 1 else ""
         logging.basicConfig(format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=self.log_level)
         if os.environ.get("JUPYTERHUB_API_TOKEN"):
-            self.hub_auth = hub_login.make_hub_auth()
+            if self.hub_cache_seconds < 0:
+                raise ConfigError(f"RSQLProxyService.hub_cache_seconds must be >= 0, got {self.hub_cache_seconds}")
+            self.hub_auth = hub_login.make_hub_auth(self.hub_cache_seconds)
         # one secret for every worker: a login cookie signed by one is read by the others
         self._cookie_secret = hub_login.cookie_secret()
 

@@ -86,6 +86,12 @@ async def build_snapshot(engine: Engine, *, step: int = 60) -> dict[str, Any]:
         snap["budget_error"] = None
     except Exception as exc:
         snap["budget"], snap["budget_error"] = None, f"state backend unreachable ({type(exc).__name__})"
+    try:
+        snap["windows"] = await engine.windows.listing()
+    except Exception as exc:  # the state backend is down: the alert says so already
+        log.warning("dashboard: reading the policy windows failed: %s", type(exc).__name__)
+        snap["windows"] = None
+    snap["timezone"] = str(engine.windows.tz)
     snap["usage_log"] = engine.usage is not None
     snap["database_error"] = None
     if engine.usage is None:
@@ -99,6 +105,7 @@ async def build_snapshot(engine: Engine, *, step: int = 60) -> dict[str, Any]:
         snap["today"] = await store.totals(midnight)
         snap["top_requests"] = await store.top_users(midnight, "requests", TOP)
         snap["top_cost"] = await store.top_users(midnight, "cost", TOP)
+        snap["notebooks"] = await store.notebooks(now - 7 * DAY, None, TOP)
         snap["errors"] = [
             {k: e.get(k) for k in ("ts", "user", "model", "upstream", "status", "error")}
             for e in await store.errors(10)

@@ -34,15 +34,15 @@ def hub_oauth(app: Any) -> Any:
     return hub if isinstance(hub, HubOAuth) else None
 
 
-def make_hub_auth() -> Any:
+def make_hub_auth(cache_seconds: int = 60) -> Any:
     """HubOAuth when the hub registered an OAuth client for this service (browser login),
     else HubAuth (tokens only). The instance is the process-wide one, which the OAuth callback
     handler of jupyterhub also uses: both must share the pending logins' states."""
     from jupyterhub.services.auth import HubAuth, HubOAuth
 
     if os.environ.get("JUPYTERHUB_CLIENT_ID"):
-        return HubOAuth.instance(cache_max_age=60)
-    return HubAuth(cache_max_age=60)
+        return HubOAuth.instance(cache_max_age=cache_seconds)
+    return HubAuth(cache_max_age=cache_seconds)
 
 
 def cookie_secret() -> bytes:

@@ -190,3 +190,42 @@ def test_against_a_jupyter_server(jupyter_server_factory: Callable, fresh_provid
     _no_keys(out, fresh_provider)
     code, _, err = run(server.proxy_url, "keys", token="wrong-token")
     assert code in (admin_cli.UNAUTHORIZED, admin_cli.FORBIDDEN), err
+
+
+def test_window_start_list_end_and_notebooks(svc: Any) -> None:
+    url = svc.url
+    code, out, err = run(url, "window", "start", "--name", "quiz", "--group", "students", "--minutes", "30",
+                         "--mode", "off", "--message", "Quiz: no assistant")
+    assert code == 0, err
+    assert out.startswith("started window 'quiz' (off) until ") and "UTC" in out
+    status, _, raw = svc.request("POST", "v1/chat/completions", ASK, token="tok-alice")
+    assert status == 403 and json.loads(raw)["error"]["message"].startswith("Quiz: no assistant")
+    code, out, _ = run(url, "window", "list")
+    rows = columns(out)
+    assert rows[0] == ["times", "in", "UTC;", "local:", "UTC"]
+    assert rows[1][:4] == ["NAME", "MODE", "GROUPS", "/"] and rows[2][:4] == ["quiz", "off", "students", "yes"]
+    code, out, _ = run(url, "window", "list", "--json")
+    assert code == 0 and json.loads(out)["windows"][0]["message"] == "Quiz: no assistant"
+    # mistakes are usage errors, said plainly
+    code, _, err = run(url, "window", "start", "--name", "q2", "--minutes", "5", "--mode", "off")
+    assert code == admin_cli.USAGE and "--group" in err
+    code, _, err = run(url, "window", "start", "--name", "quiz", "--group", "*", "--minutes", "5", "--mode", "off")
+    assert code == admin_cli.FAILED and "exists already" in err
+    code, out, _ = run(url, "window", "end", "quiz")
+    assert code == 0 and out.strip() == "ended window 'quiz'"
+    code, _, err = run(url, "window", "end", "quiz")
+    assert code == admin_cli.FAILED and "no window named 'quiz'" in err
+    assert run(url, "window", "list", token="tok-alice")[0] == admin_cli.FORBIDDEN
+    # requests from notebooks, per notebook and user
+    for cell in ("c1", "c2"):
+        svc.request("POST", "v1/chat/completions", ASK, token="tok-admin",
+                    headers={"X-RSQL-Notebook": "lab%201.ipynb", "X-RSQL-Cell": cell})
+    deadline = time.monotonic() + 15
+    while True:
+        code, out, _ = run(url, "notebooks")
+        if len(columns(out)) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    rows = columns(out)
+    assert rows[0] == ["NOTEBOOK", "USER", "REQUESTS", "TOKENS", "COST", "USD", "CELLS", "LAST", "REQUEST"]
+    assert rows[1][0].startswith("nb-") and rows[1][1:3] == ["root", "2"] and rows[1][5] == "2"

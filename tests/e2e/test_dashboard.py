@@ -40,12 +40,14 @@ NASTY = "<img src=x onerror=alert(1)>"
 
 # -- the stores' queries -----------------------------------------------------------------------
 
-def _row(ts: float, user: str, status: int, cost: float = 0.0, latency: float = 100.0, error: str | None = None) -> tuple:
+def _row(ts: float, user: str, status: int, cost: float = 0.0, latency: float = 100.0, error: str | None = None,
+         notebook: str | None = None, cell: str | None = None) -> tuple:
     from jupyter_server_ext.engine.usage import COLUMNS
 
     given = {"ts": ts, "request_id": f"r{ts}", "user": user, "client": "api", "model": "m", "upstream": "a1",
              "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": cost, "latency_ms": latency,
-             "overhead_ms": latency / 10, "status": status, "error": error, "cache_hit": 0}
+             "overhead_ms": latency / 10, "status": status, "error": error, "cache_hit": 0,
+             "notebook": notebook, "cell": cell}
     return tuple(given.get(c) for c in COLUMNS)  # the usage log's column order; the rest empty
 
 
@@ -76,6 +78,22 @@ async def _exercise(store: Any) -> None:
     assert by_cost[0]["errors"] == 2 and by_cost[0]["tokens"] == 45
     totals = await store.totals(now - 3600)
     assert totals == {"requests": 6, "cost_usd": 0.52}
+    # cost per notebook and cell: a user's rows in one notebook, its dearest cells first
+    await store.write([
+        _row(now - 30, "ann", 200, 0.25, notebook="nb-a", cell="c1"),
+        _row(now - 29, "ann", 200, 0.5, notebook="nb-a", cell="c2"),
+        _row(now - 28, "ann", 200, 0.5, notebook="nb-a", cell="c2"),
+        _row(now - 27, "bob", 200, 2.0, notebook="nb-a", cell="c1"),
+        _row(now - 26, "ann", 200, 0.1, notebook="nb-b"),
+        _row(now - 8 * 86400, "ann", 200, 5.0, notebook="nb-a", cell="c1"),  # outside the week asked for
+    ])
+    rows = await store.notebooks(now - 7 * 86400)
+    assert [(r["user"], r["notebook"], r["requests"], r["cost_usd"], r["cells"]) for r in rows] == [
+        ("bob", "nb-a", 1, 2.0, 1), ("ann", "nb-a", 3, 1.25, 2), ("ann", "nb-b", 1, 0.1, 0)]
+    assert [r["notebook"] for r in await store.notebooks(now - 7 * 86400, "ann", 1)] == ["nb-a"]
+    cost = await store.notebook_cost("ann", "nb-a", now - 29.5, now - 7 * 86400)
+    assert (cost["today"]["requests"], cost["week"]["requests"], cost["week"]["cost_usd"]) == (2, 3, 1.25)
+    assert cost["week"]["prompt_tokens"] == 30 and [c["cell"] for c in cost["cells"]] == ["c2", "c1"]
     await store.close()
 
 

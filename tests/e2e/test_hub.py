@@ -121,3 +121,65 @@ def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: 
     # the kernel's environment holds no provider key
     env_dump = asyncio.run(run_cells(hub.url + "user/erin/", erin, ["import os; print(dict(os.environ))"]))
     assert "sk-test" not in "".join(env_dump[0]["outputs"])
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _until(check, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+
+
+def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(hub: Hub, provider: FakeProvider) -> None:
+    """Two hub groups (students: the small model; staff: both, the large one by default), an
+    exam window for students that starts and ends on the clock, a spawned student's kernel told
+    about it in the cell, and a move between groups that takes effect within the service's
+    hub cache time (2 s here)."""
+    stu, carla = hub.token_for("stu"), hub.token_for("carla")
+    me = hub.service("GET", "me", stu)[1]
+    assert (me["groups"], me["models"], me["default_model"]) == (["students"], ["fake-small"], "fake-small")
+    status, body = hub.service("POST", "v1/chat/completions", stu, {**ASK, "model": "fake-large"})
+    assert status == 403 and body["error"]["code"] == "model_not_allowed"
+    assert [m["id"] for m in hub.service("GET", "v1/models", stu)[1]["data"]] == ["fake-small"]
+    # the student's own server, ready before the exam starts
+    assert hub.api("POST", "users/stu/server")[0] in (201, 202), hub.log()[-3000:]
+    _until(lambda: (hub.api("GET", "users/stu")[1].get("servers") or {}).get("", {}).get("ready"), 120,
+           hub.log()[-5000:])
+    start = time.time() + 4
+    window = {"name": "exam", "groups": ["students"], "start": _iso(start), "end": _iso(start + 25),
+              "mode": "off", "message": "Exam in progress: no assistant."}
+    status, body = hub.service("POST", "admin/windows", carla, window)
+    assert status == 200, body
+    assert body["window"]["ends_at_local"].endswith(("CET", "CEST"))  # the admin's zone, beside UTC
+    assert hub.service("POST", "v1/chat/completions", stu, ASK)[0] == 200  # not yet
+    time.sleep(max(0.0, start + 0.5 - time.time()))
+    status, body = hub.service("POST", "v1/chat/completions", stu, ASK)
+    assert status == 403 and body["error"]["code"] == "policy_window", body
+    assert body["error"]["window"]["ends_at"] == _iso(start + 25)
+    assert hub.service("POST", "v1/chat/completions", hub.token_for("prof"), ASK)[0] == 200  # staff: no window
+    # in the student's kernel: the window's message and its end in the cell, and in %ask_status
+    cells = ["%load_ext rsql_magic",
+             "try:\n    get_ipython().run_cell_magic('ask', '', 'How do I join two tables?')\n"
+             "except Exception as e:\n    print('raised:', e)",
+             "%ask_status"]
+    results = asyncio.run(run_cells(hub.url + "user/stu/", stu, cells))
+    asked, status_out = "".join(results[1]["outputs"]), "".join(results[2]["outputs"])
+    assert "Exam in progress: no assistant." in asked, results
+    assert "exam" in status_out and "Exam in progress" in status_out, status_out
+    assert not [r for r in provider.received if "join two tables" in json.dumps(r.body)]
+    # the window ends on the clock
+    time.sleep(max(0.0, start + 25.5 - time.time()))
+    status, body = hub.service("POST", "v1/chat/completions", stu, ASK)
+    assert status == 200, body
+    # stu moves from students to staff: within the hub cache time the large model is theirs
+    assert hub.api("POST", "groups/staff/users", {"users": ["stu"]})[0] == 200
+    assert hub.api("DELETE", "groups/students/users", {"users": ["stu"]})[0] == 200
+    _until(lambda: hub.service("GET", "me", stu)[1]["models"] == ["fake-small", "fake-large"], 10,
+           "the move to staff did not reach the service")
+    status, body = hub.service("POST", "v1/chat/completions", stu, {"messages": ASK["messages"]})
+    assert status == 200 and body["model"] == "fake-large"  # staff's default
+    hub.api("DELETE", "users/stu/server")

@@ -160,3 +160,31 @@ def test_redis_outage_is_configurable_and_never_a_crash(service_factory, fresh_p
     log = svc.log()
     assert log.count("state backend redis unreachable") == 1  # once per outage, not per request
     assert "Traceback" not in log
+
+
+def test_replicas_agree_on_a_window_started_on_one_of_them(replicas) -> None:
+    """An admin starts an exam window on one replica; within the windows' refresh time every
+    replica refuses its users with the window's message, and ending it on another lifts it."""
+    reps = replicas()
+    window = {"name": "exam", "users": ["u5"], "minutes": 10, "mode": "off", "message": "Exam: no assistant"}
+    status, _, raw = reps[0].request("POST", "admin/windows", window, token="tok-admin")
+    assert status == 200, raw
+    deadline = time.monotonic() + 10  # REFRESH_SECONDS (2 s), with room for a slow machine
+    seen: set[int] = set()
+    while len(seen) < 3:
+        assert time.monotonic() < deadline, f"replicas refusing so far: {seen}"
+        for i, r in enumerate(reps):
+            status, _, raw = post(r, "tok-u5")
+            if status == 403:
+                err = json.loads(raw)["error"]
+                assert err["code"] == "policy_window" and err["message"].startswith("Exam: no assistant")
+                seen.add(i)
+        time.sleep(0.2)
+    assert post(reps[1], "tok-u6")[0] == 200  # only the window's users
+    listed = json.loads(reps[2].request("GET", "admin/windows", token="tok-admin")[2])["windows"]
+    assert [(w["name"], w["active"]) for w in listed] == [("exam", True)]
+    assert reps[2].request("POST", "admin/windows/exam/end", {}, token="tok-admin")[0] == 200
+    deadline = time.monotonic() + 10
+    while any(post(r, "tok-u5")[0] != 200 for r in reps):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

@@ -303,7 +303,13 @@ class Hub:
             f"c.RSQLProxy.upstreams = {upstreams_for(provider)!r}\n"
             "c.RSQLProxy.default_model = 'fake-small'\n"
             "c.RSQLProxy.user_limits = ['3/minute']\n"
-            "c.RSQLProxy.limit_overrides = {'user:carla': {'user_limits': ['100/minute']}}\n"
+            # entitlements by hub group (tests/e2e/test_hub.py moves a user between them); the
+            # service asks the hub again about a token after 2 s, so group changes show quickly
+            "c.RSQLProxy.limit_overrides = {'user:carla': {'user_limits': ['100/minute']},"
+            " 'group:students': {'models': ['fake-small'], 'default_model': 'fake-small', 'user_limits': ['100/minute']},"
+            " 'group:staff': {'default_model': 'fake-large', 'user_limits': ['100/minute']}}\n"
+            "c.RSQLProxy.admin_timezone = 'Europe/Berlin'\n"
+            "c.RSQLProxyService.hub_cache_seconds = 2\n"
             f"c.RSQLProxy.database_url = 'sqlite:///{tmp}/usage.sqlite'\n"
             # the admin's privacy settings: every user's kernel obeys them with no set-up
             "c.RSQLProxy.context_policy = {'redact_columns': ['*email*']}\n"
@@ -329,9 +335,10 @@ c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
 c.Spawner.args = ["--allow-root"]
 c.Spawner.start_timeout = 90
 c.Spawner.http_timeout = 90
+c.JupyterHub.load_groups = {{"students": {{"users": ["stu"]}}, "staff": {{"users": ["prof"]}}}}
 c.JupyterHub.services = [{{"name": "tester", "api_token": "{self.admin_token}"}}]
 c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
-    "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users"]}}]
+    "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "groups"]}}]
 configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0.0.1:{self.svc_port}")
 """)
         env = child_env(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])

@@ -287,3 +287,23 @@ async def test_admins_may_opt_into_notebook_names(start_proxy) -> None:
     await p.ask("tok-alice", **{"X-RSQL-Notebook": urllib.parse.quote("week1.ipynb"), "X-RSQL-Cell": "c1"})
     rows = await notebooks(p, "admin/notebooks?user=alice", 1)
     assert [r["notebook"] for r in rows] == ["week1.ipynb"]
+
+
+async def test_no_endpoint_or_cached_answer_gets_past_an_entitlement_or_a_window(start_proxy, fresh_provider) -> None:
+    p = await start_proxy(limit_overrides=ENTITLED, cache_hits_count=False)
+    forced = {"X-RSQL-Cache-Control": "cache"}
+    # carol (staff) puts an answer for fake-large in the cache; alice may not have it
+    assert (await p.ask("tok-carol", "fake-large", **forced))[0] == 200
+    assert (await p.ask("tok-alice", "fake-large", **forced))[1]["error"]["code"] == "model_not_allowed"
+    legacy = await p.call("POST", "v1/completions", "tok-alice", {"model": "fake-large", "prompt": "hi"})
+    assert legacy[0] == 403 and legacy[1]["error"]["code"] == "model_not_allowed"
+    emb = await p.call("POST", "v1/embeddings", "tok-alice", {"model": "fake-large", "input": "hi"})
+    assert emb[0] == 403 and emb[1]["error"]["code"] == "model_not_allowed"
+    await p.call("POST", "admin/windows", "tok-admin", {"name": "off", "groups": ["staff"], "minutes": 5, "mode": "off"})
+    fresh_provider.reset()
+    for path, body in (("v1/chat/completions", {"model": "fake-large", "messages": [{"role": "user", "content": "hi"}]}),
+                       ("v1/completions", {"model": "fake-large", "prompt": "hi"}),
+                       ("v1/embeddings", {"model": "fake-large", "input": "hi"})):
+        status, answer = await p.call("POST", path, "tok-carol", body, forced)
+        assert (status, answer["error"]["code"]) == (403, "policy_window"), path
+    assert fresh_provider.received == []

@@ -153,6 +153,44 @@
     }), "No failed requests.", 6);
   }
 
+  function endButton(name) {
+    const b = el("button", "End now");
+    b.type = "button";
+    b.dataset.window = name;
+    b.addEventListener("click", async () => {
+      b.disabled = true;
+      try {
+        await post("windows/" + encodeURIComponent(name) + "/end", {});
+        b.textContent = "ended";
+      } catch (err) {
+        b.textContent = "failed: " + err.message;
+      }
+    });
+    return b;
+  }
+  function windows(s) {
+    $("windows-tz").textContent = "local times in " + (s.timezone || "UTC");
+    if (s.windows === null || s.windows === undefined) {
+      fill("windows", [], "Cannot read the windows (state backend).", 8);
+      return;
+    }
+    fill("windows", s.windows.map((w) => {
+      const who = (w.groups || []).map((g) => (g === "*" ? "everyone" : g)).concat((w.users || []).map((u) => "user " + u));
+      const wk = w.weekly;
+      const when = wk ? "weekly " + wk.days.join(",") + " " + wk.start + "–" + wk.end + " " + wk.timezone
+        : (w.starts_at || "") + " – " + (w.ends_at || "");
+      const tr = row([w.name, w.mode, who.join(", "), w.active ? "yes" : "no", when, w.ends_at_local || "",
+        w.message || "", w.active ? cell(endButton(w.name)) : ""]);
+      if (w.active) tr.className = "active";
+      return tr;
+    }), "No windows.", 8);
+  }
+  function notebooks(s) {
+    fill("notebooks", (s.notebooks || []).map((n) =>
+      row([n.notebook, cell(userLink(n.user)), n.requests, (n.prompt_tokens || 0) + (n.completion_tokens || 0),
+        usd(n.cost_usd), n.cells])), "No requests from notebooks this week.", 6);
+  }
+
   function chart(id, series, data) {
     const box = $(id);
     const opts = {
@@ -192,6 +230,8 @@
     cards(s);
     upstreams(s);
     users(s);
+    windows(s);
+    notebooks(s);
     charts(s);
     $("live").textContent = "live · updated " + s.at.slice(11, 19) + " UTC";
   }
@@ -207,6 +247,22 @@
       $("health-result").textContent = "failed: " + err.message;
     } finally {
       b.disabled = false;
+    }
+  });
+
+  $("window-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = ev.currentTarget.elements;
+    const out = $("window-result");
+    out.textContent = "starting…";
+    try {
+      const r = await post("windows", {
+        name: f.name.value.trim(), mode: f.mode.value, minutes: Number(f.minutes.value),
+        message: f.message.value, groups: f.groups.value.split(",").map((g) => g.trim()).filter(Boolean),
+      });
+      out.textContent = "started, until " + r.window.ends_at_local;
+    } catch (err) {
+      out.textContent = "failed: " + err.message;
     }
   });
 
