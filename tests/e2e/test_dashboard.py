@@ -355,6 +355,31 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             page.wait_for_function("() => document.querySelector(\"#top-requests button.reset[data-user='bob']\")"
                                    ".textContent.startsWith('reset (')", timeout=10_000)
             assert _chat(bob, "after the reset") == "ok"
+            # a request from a notebook shows in the notebooks table, by its hashed name
+            bob.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "from lab"}],
+                                        extra_headers={"X-RSQL-Notebook": "lab.ipynb", "X-RSQL-Cell": "c1"})
+            page.wait_for_function("() => [...document.querySelectorAll('#notebooks tbody tr')]"
+                                   ".some(r => r.textContent.includes('bob') && r.textContent.includes('nb-'))",
+                                   timeout=20_000)
+            assert "lab.ipynb" not in page.inner_text("#notebooks")
+            # a policy window started from the page holds its group at once, and ends with its button
+            page.fill("#window-form input[name=name]", "drill")
+            page.fill("#window-form input[name=groups]", "staff")
+            page.fill("#window-form input[name=minutes]", "5")
+            page.fill("#window-form input[name=message]", NASTY)
+            page.click("#window-form button[type=submit]")
+            page.wait_for_function("() => document.querySelector('#window-result').textContent.startsWith('started')",
+                                   timeout=10_000)
+            status, body = hub.service("POST", "v1/chat/completions", hub.token_for("prof"),
+                                       {"messages": [{"role": "user", "content": "hi"}]})
+            assert status == 403 and body["error"]["code"] == "policy_window"
+            page.wait_for_function("() => document.querySelector('#windows').textContent.includes('drill')", timeout=15_000)
+            assert page.locator("#windows img").count() == 0  # the message is text
+            page.locator("#windows button[data-window='drill']").click()
+            page.wait_for_function("() => !document.querySelector(\"#windows button[data-window='drill']\")",
+                                   timeout=15_000)
+            assert hub.service("POST", "v1/chat/completions", hub.token_for("prof"),
+                               {"messages": [{"role": "user", "content": "hi"}]})[0] == 200
             page.click("#health-check")
             page.wait_for_function("() => /a1: healthy/.test(document.querySelector('#health-result').textContent)",
                                    timeout=20_000)
