@@ -269,6 +269,7 @@ class PolicyWindows:
         self.ended: dict[str, float] = {}  # configured window -> not in force before this instant
         self._read_at = float("-inf")  # monotonic
         self._reading: asyncio.Future | None = None
+        self._failing = False
 
     # -- reading the shared copy ---------------------------------------------------------------
 
@@ -292,10 +293,13 @@ class PolicyWindows:
             runtime = await self.state.entries(RUNTIME_TABLE)
             ended = await self.state.entries(ENDED_TABLE)
         except Exception as exc:
-            log.warning("policy windows: reading the run-time windows failed (%s); using the last copy",
-                        type(exc).__name__)
+            if not self._failing:  # once per outage: the state backend reports the outage itself
+                log.warning("policy windows: reading the run-time windows failed (%s); using the last copy",
+                            type(exc).__name__)
+            self._failing = True
             self._read_at = time.monotonic()
             return
+        self._failing = False
         now = self.clock()
         windows = []
         for name, text in sorted(runtime.items()):
