@@ -368,6 +368,8 @@ class Engine:
             # who may use what, now: a window that turns the assistant off refuses at once
             access = await self.access(caller)
             if access.window is not None and access.window.mode == "off" and access.span is not None:
+                asked = body.get("model") if isinstance(body, dict) else None
+                outcome.model = asked[:200] if isinstance(asked, str) else ""  # the refused row says what was asked
                 raise self.windows.refusal(access.window, access.span)
             ex.req = req = self.parse(body, endpoint, access.default_model)
             outcome.model = req.model
