@@ -1,4 +1,4 @@
-"""rsql_magic: notebook magics (%%ask, %ask, %ask_status, %%sql_ai, %ask_chat) backed by the rsql proxy.
+"""rsql_magic: notebook magics (%%ask, %ask, %ask_status, %ask_cost, %%sql_ai, %ask_chat) backed by the rsql proxy.
 
 This module is the one registrar: ``%load_ext rsql_magic`` registers every magic on the
 shell, and ``%unload_ext rsql_magic`` removes them. What the magics share lives in the shell's
@@ -25,7 +25,7 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ip: Any) -> None:
-    """``%load_ext rsql_magic``: %%ask, %ask, %ask_status, %%sql_ai and %ask_chat."""
+    """``%load_ext rsql_magic``: %%ask, %ask, %ask_status, %ask_cost, %%sql_ai and %ask_chat."""
     from .chat.magic import ChatMagics
     from .magics import RSQLMagic, protect_question_mark
     from .session import Session, register_magics
@@ -33,7 +33,10 @@ def load_ipython_extension(ip: Any) -> None:
 
     for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
         register_magics(ip, magics)
-    ip.events.register("post_run_cell", Session.of(ip).post_run_cell)
+    session = Session.of(ip)
+    # the running cell's id and source: which notebook cell a request comes from
+    ip.events.register("pre_run_cell", session.pre_run_cell)
+    ip.events.register("post_run_cell", session.post_run_cell)
     cleanup = getattr(ip, "input_transformers_cleanup", None)
     if isinstance(cleanup, list) and protect_question_mark not in cleanup:
         cleanup.append(protect_question_mark)
@@ -47,10 +50,12 @@ def unload_ipython_extension(ip: Any) -> None:
 
     for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
         unregister_magics(ip, magics)
-    try:
-        ip.events.unregister("post_run_cell", Session.of(ip).post_run_cell)
-    except ValueError:
-        pass
+    for event, callback in (("pre_run_cell", Session.of(ip).pre_run_cell),
+                            ("post_run_cell", Session.of(ip).post_run_cell)):
+        try:
+            ip.events.unregister(event, callback)
+        except ValueError:
+            pass
     cleanup = getattr(ip, "input_transformers_cleanup", None)
     if isinstance(cleanup, list) and protect_question_mark in cleanup:
         cleanup.remove(protect_question_mark)

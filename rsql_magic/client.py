@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 import urllib.error
@@ -26,7 +27,22 @@ from typing import Any
 
 from .errors import ProxyError
 
-__all__ = ["ChatResult", "DiscoveryWarning", "ProxyClient", "NO_PROXY_HELP"]
+__all__ = ["ChatResult", "DiscoveryWarning", "ProxyClient", "NO_PROXY_HELP", "notebook_header", "valid_cell_id"]
+
+# where a request comes from (X-RSQL-Notebook, X-RSQL-Cell), within the proxy's bounds
+MAX_NOTEBOOK_HEADER = 1024
+_CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def notebook_header(path: str | None) -> str | None:
+    """``X-RSQL-Notebook``: `path` percent-encoded (headers are ASCII); None if none or too long."""
+    value = urllib.parse.quote(path, safe="/") if path else ""
+    return value if 0 < len(value) <= MAX_NOTEBOOK_HEADER else None
+
+
+def valid_cell_id(value: Any) -> str | None:
+    """`value` if it is a cell id as nbformat 4.5 makes them (letters, digits, - and _, <= 64)."""
+    return value if isinstance(value, str) and _CELL_ID.fullmatch(value) else None
 
 NO_PROXY_HELP = """no proxy found. Configure one of:
   1. explicitly:  %config RSQLMagic.proxy_url = "http://127.0.0.1:8888/rsql/"
@@ -36,7 +52,8 @@ NO_PROXY_HELP = """no proxy found. Configure one of:
   3. run the kernel under a Jupyter server that has the rsql-assistant server extension
      enabled (JupyterLab / Notebook 7): the kernel finds it through JPY_PARENT_PID
   4. headless (nbconvert / papermill): install rsql-assistant's server part and export a
-     provider key (e.g. GROQ_API_KEY or OPENAI_API_KEY) to use the in-process engine"""
+     provider key (GROQ_API_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY) to use
+     the in-process engine"""
 
 
 @dataclass
@@ -90,8 +107,19 @@ def _error_from(status: int, body: bytes | str, headers: Any) -> ProxyError:
         limit=str(limit) if limit is not None else None,
         retry_after=retry_after,
         reset=str(reset) if reset is not None else None,
-        code=err.get("code"),
+        **_policy_fields(err),
     )
+
+
+def _policy_fields(err: dict[str, Any]) -> dict[str, Any]:
+    """A 403's code, policy window and allowed models, as bounded plain values (shown, never run)."""
+    window, names = err.get("window"), err.get("allowed_models")
+    return {
+        "code": err.get("code") if isinstance(err.get("code"), str) else None,
+        "window": {str(k)[:40]: v if v is None or isinstance(v, (int, float)) else str(v)[:600]
+                   for k, v in list(window.items())[:20]} if isinstance(window, dict) else None,
+        "allowed_models": [str(v)[:200] for v in names[:200]] if isinstance(names, list) else None,
+    }
 
 
 def _runtime_dir() -> str:
@@ -249,8 +277,8 @@ class ProxyClient:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _headers(self, client_kind: str, no_cache: bool = False,
-                 escalation: str | None = None) -> dict[str, str]:
+    def _headers(self, client_kind: str, no_cache: bool = False, escalation: str | None = None,
+                 notebook: str | None = None, cell: str | None = None) -> dict[str, str]:
         h = {
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
@@ -263,6 +291,10 @@ class ProxyClient:
             h["X-RSQL-No-Cache"] = "1"
         if escalation:
             h["X-RSQL-Escalation"] = escalation
+        if notebook_header(notebook):  # where it comes from: the proxy attributes its cost there
+            h["X-RSQL-Notebook"] = str(notebook_header(notebook))
+        if valid_cell_id(cell):
+            h["X-RSQL-Cell"] = str(cell)
         return h
 
     def _open(self, method: str, path: str, body: dict | None, headers: dict[str, str],
@@ -302,6 +334,25 @@ class ProxyClient:
                 return json.loads(resp.read() or b"{}")
             except ValueError:
                 raise ProxyError(502, "the proxy's `me` answer is not JSON") from None
+
+    def notebook_cost(self, notebook: str, timeout: float | None = None) -> dict:
+        """``GET {root}me/cost?notebook=...``: my spend there today, this week, per cell (older proxy: 404)."""
+        if self.unavailable is not None:
+            raise self.unavailable
+        if self.engine is not None:
+            if not hasattr(self.engine, "notebook_cost"):
+                raise ProxyError(404, "no me/cost in this engine")
+            try:
+                return dict(self.engine.notebook_cost(notebook))
+            except ValueError as e:  # a path it does not take, or no usage log
+                raise ProxyError(400, str(e)) from None
+        path = "me/cost?notebook=" + urllib.parse.quote(notebook, safe="/")
+        with self._open("GET", path, None, self._headers("magic"), timeout) as resp:
+            try:
+                data = json.loads(resp.read() or b"{}")
+            except ValueError:
+                raise ProxyError(502, "the proxy's `me/cost` answer is not JSON") from None
+        return data if isinstance(data, dict) else {}
 
     def redact(self, messages: list[dict], timeout: float | None = None) -> dict:
         """``POST {root}redact``: the messages as the upstream would see them after the
@@ -343,11 +394,18 @@ class ProxyClient:
         on_response: Callable[[Any], None] | None = None,
         replay: Any = None,
         escalation: str | None = None,
+        notebook: str | None = None,
+        cell: str | None = None,
+        default_model: str | None = None,
     ) -> ChatResult:
         """One chat completion. Streams when ``stream`` (``on_delta`` gets each text piece).
 
         ``escalation``: %%sql_ai's chain asks this model because the previous one's SQL failed
         at this stage; the proxy writes it into the request's usage row.
+
+        ``notebook`` (its path), ``cell`` (its id): where the request comes from, for the proxy's
+        cost per notebook. ``default_model``: sent when ``model`` is None (the user's default from
+        ``GET me``); not in the replay fingerprint: a rerun without the proxy cannot know it.
 
         ``on_response`` gets the open HTTP response before it is read, so another thread can
         end a stream early by closing it (the chat panel's Stop button).
@@ -369,8 +427,9 @@ class ProxyClient:
                 if on_delta and hit.text:
                     on_delta(hit.text)
                 return hit
-        res = self._chat_send(body, model, client_kind, stream, on_delta, no_cache, on_response,
-                              escalation)
+        send = body if model or not default_model else {**body, "model": default_model}
+        res = self._chat_send(send, model or default_model, client_kind, stream, on_delta, no_cache,
+                              on_response, escalation, notebook, cell)
         if replay is not None:
             replay.record(body, res)
         return res
@@ -385,15 +444,19 @@ class ProxyClient:
         no_cache: bool,
         on_response: Callable[[Any], None] | None,
         escalation: str | None = None,
+        notebook: str | None = None,
+        cell: str | None = None,
     ) -> ChatResult:
         if self.unavailable is not None:
             raise self.unavailable
         body = dict(body)
         t0 = time.monotonic()
         if self.engine is not None:
-            # the in-process engine answers what the HTTP endpoint would: status, headers, body
+            # the in-process engine answers what the HTTP endpoint would (the origin in plain)
+            origin = {k: v for k, v in (("notebook", notebook if notebook_header(notebook) else None),
+                                        ("cell", valid_cell_id(cell))) if v}
             answer = self.engine.chat_completion(body, client_kind=client_kind, no_cache=no_cache,
-                                                 escalation=escalation)
+                                                 escalation=escalation, **origin)
             if answer.status >= 400:
                 raise _error_from(answer.status, answer.body, _Headers(answer.headers))
             return _json_result(answer.status, answer.body, _Headers(answer.headers), model,
@@ -402,7 +465,7 @@ class ProxyClient:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         resp = self._open("POST", "v1/chat/completions", body,
-                          self._headers(client_kind, no_cache, escalation))
+                          self._headers(client_kind, no_cache, escalation, notebook, cell))
         if on_response is not None:
             on_response(resp)
         with resp:
@@ -452,7 +515,7 @@ class ProxyClient:
                         str(err.get("message") or "stream failed"),
                         limit=err.get("limit"),
                         reset=err.get("reset"),
-                        code=err.get("code"),
+                        **_policy_fields(err),
                     )
                 model_out = obj.get("model") or model_out
                 if obj.get("usage"):

@@ -12,6 +12,8 @@ The SQL loop's errors (``rsql_magic.sql``) are :class:`RSQLError` subclasses too
 
 from __future__ import annotations
 
+from typing import Any
+
 from IPython.core.error import UsageError as IPythonUsageError
 
 __all__ = ["ProxyError", "RSQLError", "ReplayMissing", "UsageError"]
@@ -41,6 +43,8 @@ class ProxyError(RSQLError):
         retry_after: float | None = None,
         reset: str | None = None,
         code: str | None = None,
+        window: dict[str, Any] | None = None,
+        allowed_models: list[str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -49,8 +53,26 @@ class ProxyError(RSQLError):
         self.retry_after = retry_after
         self.reset = reset
         self.code = code
+        # a 403 ``policy_window``: the admin's window in force (name, mode, message, ends_at,
+        # ends_at_local, ...), as GET me shows it; ``model_not_allowed`` (and a window that
+        # narrows the models): the models the caller may use
+        self.window = window
+        self.allowed_models = allowed_models
+
+    @property
+    def refused_by_policy(self) -> bool:
+        """A refusal the admin's policy decided (a window in force, a model not allowed), not
+        a failure: the cell says what the admin said, and what is allowed."""
+        return self.status == 403 and self.code in ("policy_window", "model_not_allowed")
 
     def __str__(self) -> str:
+        if self.status == 403 and self.code == "policy_window":
+            return f"not available now (403, policy window): {self.message}"
+        if self.status == 403 and self.code == "model_not_allowed":
+            text = f"model not allowed (403): {self.message}"
+            if self.allowed_models is not None and "may use" not in self.message:
+                text += f"; models you may use: {', '.join(self.allowed_models) or 'none'}"
+            return text
         if self.status == 429:
             parts = [f"rate limited (429): {self.message}"]
             if self.limit and self.limit not in self.message:

@@ -1,4 +1,4 @@
-"""%%ask, %ask and %ask_status.
+"""%%ask, %ask, %ask_status and %ask_cost.
 
 ``%%ask [options]`` + a question in the cell body (or ``%ask [options] question`` on one line)
 gathers live context (DataFrames, the R session, a database schema, the last error), sends it
@@ -12,6 +12,11 @@ answers are waited out, and every final failure raises.
 Replay (:mod:`rsql_magic.replay`): ``RSQLMagic.replay`` / ``RSQL_REPLAY`` (off, auto, only,
 refresh; auto in batch runs, off otherwise) answers %%ask and %%sql_ai from a JSON-lines file of
 recorded answers, so a rerun shows the same answers without a proxy or quota.
+
+Each request says which notebook and cell it comes from (:mod:`rsql_magic.session.notebook`),
+so the proxy attributes its cost there; ``%ask_cost`` shows this notebook's spend. A refusal the
+admin's policy decided (a policy window in force, a model not allowed) shows as a note in the
+cell, saying what the admin said and until when; in a batch run it still fails the run.
 """
 
 from __future__ import annotations
@@ -29,12 +34,19 @@ from . import render
 from .client import ChatResult, ProxyClient
 from .context.rsession import r_session_exists
 from .errors import ProxyError, UsageError
-from .privacy import ContextPolicy, context_report, preview
+from .privacy import ContextPolicy, context_report, preview, remember_me
 from .replay import ReplayStore, resolve_mode, resolve_path
 from .sanitize import plain_text
 from .session import AskSettings, ContextRequest, Session
 
 __all__ = ["RSQLMagic", "protect_question_mark", "render_me", "split_options"]
+
+NOTEBOOK_UNKNOWN = (
+    "**rsql**: this notebook is not known here, so its spend cannot be looked up. Name it "
+    "(its path relative to the Jupyter server's root): `%config RSQLMagic.notebook = "
+    "'path/to/notebook.ipynb'`, or the environment variable `RSQL_NOTEBOOK`."
+)
+NO_COST_PER_NOTEBOOK = "this proxy does not record cost per notebook (upgrade it)"
 
 # Options that take a value: used to split "%ask --df x what is ..." into options + question.
 _VALUE_OPTS = {"--df", "--sql", "--model", "--lang", "-o", "--out"}
@@ -126,6 +138,9 @@ class RSQLMagic(Magics, AskSettings):
         # reference) may show. With no proxy the cell fails here, as it always did.
         rp = None if args.show_context else session.replay("ask", question, cell)
         client = session.preview_client() if args.show_context else session.replay_client(rp)
+        if not args.show_context and (rp is None or rp.mode != "only"):
+            # a model the admin does not allow fails here, before anything is collected or sent
+            session.check_models(client, [session.model(args.model)], option=bool(args.model))
         frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
         sql = session.sql_source(args.sql) if args.sql else None
         lang = args.lang or ("sql" if sql else "r" if args.r else "python")
@@ -177,6 +192,16 @@ class RSQLMagic(Magics, AskSettings):
                 temperature=self.temperature, max_tokens=self.max_tokens,
             )
         except ProxyError as e:
+            note = render.refusal_markdown(e)
+            if note is not None:  # the admin's policy said no: say what it said, and until when
+                bundle = render.markdown_bundle(note)
+                if handle is not None:
+                    handle.update(bundle, raw=True)
+                else:
+                    display(bundle, raw=True)
+                if batch:
+                    raise  # a batch run must fail, with the same message
+                return
             if handle is not None:
                 handle.update(render.error_bundle("".join(buf), f"rsql: {e}"), raw=True)
             raise
@@ -218,72 +243,73 @@ class RSQLMagic(Magics, AskSettings):
         path = resolve_path(self.replay_file)
         return f"**replay**: {mode} ({len(ReplayStore(path).latest())} answer(s) in {path.name})"
 
+    def _kernel_status(self, client: ProxyClient | None) -> list[str]:
+        """The kernel's side of %ask_status: batch run, replay, this notebook, the model."""
+        session = self.session
+        origin = session.origin()
+        if origin.notebook:
+            where = f"{origin.notebook} (this cell: {origin.cell or 'unknown'}; {origin.how})"
+        else:
+            where = "unknown (%config RSQLMagic.notebook = 'path/to/notebook.ipynb' names it)"
+        rows = [f"- **batch run**: {'yes' if session.is_batch() else 'no'}",
+                "- " + self._replay_status(),
+                f"- **notebook**: {render.table_cell(where)}"]
+        if client is not None:
+            model = render.table_cell(session.model(client=client)) or "the proxy's default model"
+            rows.append(f"- **this kernel asks**: {model}")
+        return rows
+
     @line_magic
     def ask_status(self, line: str = "") -> None:
-        """Which proxy is used, who I am there, my remaining quota."""
+        """Which proxy is used, who I am there, which models I may use, what is left of my
+        limits and budget, the policy window in force and the context policy."""
         session = self.session
         try:
             client = session.client()
         except ProxyError as e:
             text = f"rsql: {e}"
-            display(render.markdown_bundle(render.code_block(text, ""), text), raw=True)
+            kernel = self._kernel_status(None)
+            md = "\n".join([render.code_block(text, ""), *kernel])
+            display(render.markdown_bundle(md, "\n".join([text, *kernel]).replace("**", "")), raw=True)
             return
-        rows = [
-            f"**proxy**: {client.description}",
-            f"**batch run**: {'yes' if session.is_batch() else 'no'}; **default model**: "
-            f"{session.model() or '(proxy default)'}",
-            self._replay_status(),
-        ]
         try:
             me: Any = client.me()
+            remember_me(client, me)  # the defaults and models the magics use: fresh from here
+            unavailable = []
         except ProxyError as e:
-            rows.append(f"**me**: unavailable ({e})")
-            me = None
+            me, unavailable = None, [f"- **me**: unavailable ({e})"]
+        rows = [f"- **proxy**: {client.description}", *self._kernel_status(client), *unavailable]
         if isinstance(me, dict):
             rows += render_me(me)
         md = "\n".join(rows)
         # the proxy's answers (user names, limits) are shown as Markdown: made safe like an answer
         display(render.markdown_bundle(md, md.replace("**", "")), raw=True)
 
+    # -- %ask_cost -----------------------------------------------------------------------
 
-def _cell(v: Any) -> str:
-    if isinstance(v, (dict, list)):
-        v = ", ".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else ", ".join(map(str, v))
-    return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+    @line_magic
+    def ask_cost(self, line: str = "") -> None:
+        """This notebook's spend at the proxy: today and this week (requests, tokens, cost),
+        and its dearest cells this week."""
+        session = self.session
+        origin = session.origin()
+        if not origin.notebook:
+            display(render.markdown_bundle(NOTEBOOK_UNKNOWN), raw=True)
+            return
+        try:
+            cost = session.client().notebook_cost(origin.notebook, timeout=min(self.timeout, 30.0))
+        except ProxyError as e:
+            text = NO_COST_PER_NOTEBOOK if e.status == 404 else str(e)
+            display(render.markdown_bundle(f"**rsql**: {render.table_cell(text)}"), raw=True)
+            return
+        md = render.cost_markdown(cost, origin.notebook, session.cell_labels())
+        display(render.markdown_bundle(md, md.replace("**", "")), raw=True)
 
 
 def render_me(me: dict[str, Any]) -> list[str]:
-    """Markdown lines for ``GET me``: whatever keys come back (the shape may grow).
-
-    Scalars become ``**key**: value`` lines, lists of objects (e.g. the user's limits with
-    used / remaining / resets) become tables, nested objects ``key.sub`` lines.
-    """
-    who = next((me[k] for k in ("user", "name", "username", "identity") if me.get(k)), None)
-    lines: list[str] = []
-    if who is not None:
-        extra = []
-        if me.get("admin"):
-            extra.append("admin")
-        if me.get("groups"):
-            extra.append("groups: " + ", ".join(map(str, me["groups"])))
-        lines.append(f"**you**: {who}" + (f" ({'; '.join(extra)})" if extra else ""))
-    skip = {"user", "name", "username", "identity", "admin", "groups"} if who is not None else set()
-    tables: list[str] = []
-    for key, val in me.items():
-        if key in skip:
-            continue
-        if isinstance(val, list) and val and all(isinstance(x, dict) for x in val):
-            cols: list[str] = []
-            for item in val:
-                cols += [c for c in item if c not in cols]
-            tables.append(f"\n**{key}**\n\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-            tables += ["| " + " | ".join(_cell(item.get(c)) for c in cols) + " |" for item in val]
-        elif isinstance(val, dict):
-            for k, v in val.items():
-                lines.append(f"**{key}.{k}**: {_cell(v)}")
-        else:
-            lines.append(f"**{key}**: {'none' if val is None else _cell(val) or '(empty)'}")
-    return lines + tables
+    """Markdown lines for ``GET me`` (:func:`rsql_magic.render.me_markdown`): whatever keys
+    come back, in sections; keys not known here are shown as they are (the shape may grow)."""
+    return render.me_markdown(me)
 
 
 _ASK_LINE = re.compile(r"^([ \t]*)%ask(?:[ \t]+(.*?))?[ \t]*\?[ \t]*(\r?\n)?$")

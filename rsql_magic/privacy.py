@@ -32,6 +32,7 @@ __all__ = [
     "ContextPolicy",
     "PolicyState",
     "Preview",
+    "cached_me",
     "context_report",
     "effective_policy",
     "preview",
@@ -146,9 +147,13 @@ class PolicyState:
     policy: ContextPolicy | None  # None: there is no admin policy (in-process, old proxy)
     note: str = ""
     read_at: float = 0.0
+    # the whole ``GET me`` answer it came from (the models, defaults and window in force ride
+    # along: one read serves both); None when it could not be read
+    me: dict[str, Any] | None = None
 
 
 _CACHE: dict[tuple[str, str], PolicyState] = {}
+_ME_MISSED: dict[tuple[str, str], float] = {}  # when `me` last could not be read, per proxy+token
 _LOCK = threading.Lock()
 
 
@@ -164,13 +169,14 @@ def remember_me(client: Any, me: Any) -> None:
     if key is not None and isinstance(me, dict):
         with _LOCK:
             _CACHE[key] = _state_from_me(me)
+            _ME_MISSED.pop(key, None)
 
 
 def _state_from_me(me: dict, source: str = "admin") -> PolicyState:
     cp = me.get("context_policy")
     if cp is None:
-        return PolicyState(None, "", time.monotonic())
-    return PolicyState(ContextPolicy.from_dict(cp, source), "", time.monotonic())
+        return PolicyState(None, "", time.monotonic(), me)
+    return PolicyState(ContextPolicy.from_dict(cp, source), "", time.monotonic(), me)
 
 
 def admin_policy(client: Any, *, ttl: float = POLICY_TTL_S,
@@ -226,6 +232,26 @@ def admin_policy(client: Any, *, ttl: float = POLICY_TTL_S,
     return state
 
 
+def cached_me(client: Any) -> dict[str, Any] | None:
+    """``GET me`` for `client`, read at most once per :data:`POLICY_TTL_S` per proxy and token
+    (the read the admin's policy makes), or None when it cannot be read: what depends on it
+    (the user's default model, the models they may use) then falls back, never fails. A read
+    that failed is not tried again for that long either: a proxy in trouble is not asked more."""
+    key, now = _cache_key(client), time.monotonic()
+    with _LOCK:
+        missed = _ME_MISSED.get(key) if key else None
+    if missed is not None and now - missed < POLICY_TTL_S:
+        return None
+    try:
+        me = admin_policy(client).me
+    except Exception:  # an engine or proxy answering in a way we do not know: unknown
+        me = None
+    if me is None and key:
+        with _LOCK:
+            _ME_MISSED[key] = now
+    return me
+
+
 def effective_policy(client: Any, local: Any = None) -> tuple[ContextPolicy, list[str]]:
     """The admin's policy merged with the user's ``local`` dict (stricter wins), and notes."""
     state = admin_policy(client)
@@ -241,6 +267,7 @@ def effective_policy(client: Any, local: Any = None) -> tuple[ContextPolicy, lis
 def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()
+        _ME_MISSED.clear()
 
 
 # -- the proxy's redaction preview --------------------------------------------------------

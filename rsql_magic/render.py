@@ -6,7 +6,9 @@ frontend's own theme (light or dark). ``mode="html"`` renders HTML here instead 
 + pygments with inline styles), for frontends without a Markdown renderer.
 
 Answers are hostile input (see :mod:`rsql_magic.sanitize`): every bundle built here carries
-safe Markdown, sanitized HTML and plain text without control characters.
+safe Markdown, sanitized HTML and plain text without control characters. So is what the proxy
+says about the user (``GET me`` for %ask_status, ``GET me/cost`` for %ask_cost, a policy's
+refusal): its Markdown here is shown through :func:`markdown_bundle` too.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import re
 from typing import Any
 
 from .client import ChatResult
+from .errors import ProxyError
 
 # code_block is the sanitizer's: answers' fences and ours are drawn alike
 from .sanitize import clean_html, code_block, escape_markdown, plain_text, safe_markdown
 
-__all__ = ["code_block", "error_bundle", "extract_code", "fallback_label", "footer", "markdown_bundle",
-           "markdown_to_html", "mimebundle", "normalize_lang", "replayed_label"]
+__all__ = ["code_block", "cost_markdown", "error_bundle", "extract_code", "fallback_label", "footer",
+           "markdown_bundle", "markdown_table", "markdown_to_html", "me_markdown", "mimebundle",
+           "normalize_lang", "refusal_markdown", "replayed_label", "table_cell", "utc_text",
+           "window_until"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
@@ -140,3 +145,234 @@ def markdown_bundle(md: str, plain: str | None = None) -> dict[str, Any]:
     """A Markdown display (status lines, code for the next cell) made safe like an answer."""
     return {"text/markdown": safe_markdown(md),
             "text/plain": plain_text(md if plain is None else plain)}
+
+
+# -- what the proxy says about the user: GET me, GET me/cost, a policy's refusal -----------
+#
+# Every value below comes from the proxy (or a notebook file): hostile text. It goes into
+# Markdown raw, with only '|' and newlines escaped so a value stays in its table cell, and the
+# caller shows it through markdown_bundle, whose safe_markdown takes out raw HTML, images and
+# unsafe links, as it does for answers.
+
+_WINDOW_MODES = {"off": "no assistant", "local-only": "only the local model",
+                 "custom": "models and budget of its own"}
+
+
+def table_cell(value: Any) -> str:
+    """A value as one Markdown table cell: lists joined, ``|`` escaped, one line."""
+    if isinstance(value, dict):
+        value = ", ".join(f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        value = ", ".join(map(str, value))
+    return "" if value is None else plain_text(str(value)).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table's lines (blank lines around it are the caller's)."""
+    out = ["| " + " | ".join(table_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    return out + ["| " + " | ".join(table_cell(v) for v in row) + " |" for row in rows]
+
+
+def utc_text(stamp: Any, *, date: bool = True) -> str:
+    """``2026-11-23T18:00:00Z`` -> ``2026-11-23 18:00 UTC`` (``18:00:00 UTC`` with `date`
+    False, when it is today); anything else as it came."""
+    import datetime as dt
+
+    text = str(stamp)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    except ValueError:
+        return text
+    if not date and t.date() == dt.datetime.now(dt.timezone.utc).date():
+        return t.strftime("%H:%M:%S UTC")
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(seconds: Any) -> str:
+    try:
+        s = float(seconds)
+    except (TypeError, ValueError):
+        return ""
+    if s < 120:
+        return f"{s:.0f} s"
+    return f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _usd(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "?"
+    return f"${v:.2f}" if v >= 1 or round(v, 2) == v else f"${v:.4f}"  # cents, or what is below them
+
+
+def window_until(window: dict[str, Any]) -> str:
+    """``until 2026-11-23 18:00 UTC (2026-11-23 19:00 CET)``, or "" when it has no end."""
+    ends = window.get("ends_at")
+    if not ends:
+        return ""
+    local = window.get("ends_at_local")
+    return f"until {utc_text(ends)}" + (f" ({local})" if local else "")
+
+
+def _limits_rows(limits: list[Any]) -> list[str]:
+    known = ["limit", "used", "remaining", "resets_at", "resets_in_seconds", "window"]
+    extra: list[str] = []
+    for item in limits:
+        extra += [k for k in item if k not in known and k not in extra]
+    rows = []
+    for item in limits:
+        resets = utc_text(item["resets_at"], date=False) if item.get("resets_at") else ""
+        seconds = item.get("resets_in_seconds")
+        if isinstance(seconds, (int, float)) and seconds > 0:
+            resets = f"{resets} (in {_duration(seconds)})" if resets else f"in {_duration(seconds)}"
+        resets = resets or "-"  # nothing used: nothing to reset
+        rows.append([item.get("limit"), item.get("used"), item.get("remaining"), resets,
+                     item.get("window")] + [item.get(k) for k in extra])
+    return markdown_table(["limit", "used", "left", "resets", "window", *extra], rows)
+
+
+def _item(lines: list[str], text: str) -> None:
+    """Append a list item; after a table, past a blank line (else it reads as a table row)."""
+    if lines and lines[-1].startswith("|"):
+        lines.append("")
+    lines.append(text)
+
+
+def _generic(key: str, val: Any) -> list[str]:
+    """A key this kernel does not know (the shape of GET me may grow): shown as it is."""
+    if isinstance(val, list) and val and all(isinstance(x, dict) for x in val):
+        cols: list[str] = []
+        for item in val:
+            cols += [c for c in item if c not in cols]
+        return ["", f"**{key}**", "", *markdown_table(cols, [[item.get(c) for c in cols] for item in val])]
+    if isinstance(val, dict):
+        return [f"- **{key}.{k}**: {table_cell(v)}" for k, v in val.items()]
+    return [f"- **{key}**: {'none' if val is None else table_cell(val) or '(empty)'}"]
+
+
+def me_markdown(me: dict[str, Any]) -> list[str]:
+    """``GET me`` as Markdown lines, in sections: who you are, the models you may use and the
+    defaults, each limit with what is left and when it resets, concurrency, the budget, the
+    policy window in force, the context policy; keys not known here follow as they are."""
+    lines: list[str] = []
+    done = {"user", "name", "username", "identity", "admin", "groups"}
+    who = next((me[k] for k in ("user", "name", "username", "identity") if me.get(k)), None)
+    if who is not None:
+        extra = (["admin"] if me.get("admin") else []) + (
+            ["groups: " + table_cell(me["groups"])] if me.get("groups") else [])
+        lines.append(f"- **you**: {table_cell(who)}" + (f" ({'; '.join(extra)})" if extra else ""))
+    else:
+        done = set()
+    if any(k in me for k in ("models", "default_model", "sql_default_model")):
+        done |= {"models", "default_model", "sql_default_model"}
+        lines += ["", "**Models**", ""]
+        models = me.get("models")
+        if isinstance(models, list):
+            lines.append(f"- **you may use**: {table_cell(models) or 'none now'}")
+        default = table_cell(me.get("default_model")) or "the proxy's default"
+        lines.append(f"- **default** (%%ask, chat): {default}")
+        if "sql_default_model" in me:
+            lines.append(f"- **%%sql_ai default**: {table_cell(me.get('sql_default_model')) or 'the default above'}")
+    limits = me.get("limits")
+    if isinstance(limits, list) and all(isinstance(x, dict) for x in limits):
+        done.add("limits")
+        lines += ["", "**Limits**", ""]
+        lines += _limits_rows(limits) if limits else ["- no request limits"]
+    if "concurrency" in me and (me["concurrency"] is None or isinstance(me["concurrency"], dict)):
+        done.add("concurrency")
+        c = me["concurrency"]
+        _item(lines, "- **requests at once**: " + (
+            f"{table_cell(c.get('in_flight'))} in flight of {table_cell(c.get('limit'))} allowed" if c else "no limit"))
+    if "budget" in me and (me["budget"] is None or isinstance(me["budget"], dict)):
+        done.add("budget")
+        b = me["budget"]
+        if b and b.get("daily_usd") is not None:
+            text = (f"{_usd(b.get('spent_usd'))} spent of {_usd(b.get('daily_usd'))} today, "
+                    f"{_usd(b.get('remaining_usd'))} left")
+            if b.get("resets_at"):
+                text += f"; resets {utc_text(b['resets_at'])}"
+        else:
+            text = "none set"
+        _item(lines, f"- **budget**: {text}")
+    if "window" in me and (me["window"] is None or isinstance(me["window"], dict)):
+        done.add("window")
+        w = me["window"]
+        if not w:
+            _item(lines, "- **policy window**: none in force")
+        else:
+            mode = str(w.get("mode") or "")
+            lines += ["", f"**Policy window in force**: {table_cell(w.get('name'))} "
+                          f"({table_cell(mode)}: {_WINDOW_MODES.get(mode, 'its own rules')})", ""]
+            if w.get("message"):
+                lines.append(f"- **message**: {table_cell(w['message'])}")
+            if w.get("starts_at"):
+                lines.append(f"- **since**: {utc_text(w['starts_at'])}")
+            until = window_until(w)
+            lines.append(f"- **until**: {until.removeprefix('until ')}" if until else "- **until**: no end set")
+    if "context_policy" in me:
+        done.add("context_policy")
+        cp = me["context_policy"]
+        lines += ["", "**Context policy** (what may leave the kernel)", ""]
+        if isinstance(cp, dict) and cp:
+            lines += markdown_table(["setting", "value"], [[k, v] for k, v in cp.items()])
+        else:
+            lines.append("- none set by the admin")
+    tail: list[str] = []
+    for key, val in me.items():
+        if key not in done:
+            tail += _generic(key, val)
+    if tail:
+        lines += ["", "**Also reported by the proxy**", "", *tail]
+    return lines
+
+
+def cost_markdown(cost: dict[str, Any], path: str, labels: dict[str, str] | None = None) -> str:
+    """``GET me/cost`` for the notebook at `path`: today and this week (requests, tokens, cost)
+    and the dearest cells this week. `labels`: a cell id's first line, when the notebook's file
+    could be read."""
+    stored = cost.get("notebook")
+    head = f"**Spend in this notebook**: {table_cell(path)}"
+    if stored and stored != path:
+        head += f" (the proxy keeps it as {table_cell(stored)})"
+    rows = []
+    for key, label in (("today", "today (since 00:00 UTC)"), ("week", "this week (since Monday 00:00 UTC)")):
+        part = cost.get(key) if isinstance(cost.get(key), dict) else {}
+        rows.append([label, part.get("requests", 0), part.get("prompt_tokens", 0),
+                     part.get("completion_tokens", 0), _usd(part.get("cost_usd", 0))])
+    lines = [head, "", *markdown_table(["", "requests", "prompt tokens", "completion tokens", "cost"], rows)]
+    cells = [c for c in cost.get("cells") or [] if isinstance(c, dict)][:20]
+    lines += ["", "**Dearest cells this week**", ""]
+    if cells:
+        labels = labels or {}
+        lines += markdown_table(["cell", "starts with", "requests", "cost"], [
+            [c.get("cell"), labels.get(str(c.get("cell")), ""), c.get("requests"), _usd(c.get("cost_usd"))]
+            for c in cells])
+    else:
+        lines.append("- no request of a known cell this week")
+    return "\n".join(lines)
+
+
+def refusal_markdown(e: ProxyError) -> str | None:
+    """A refusal the admin's policy decided, as a note for the cell: a window in force (its
+    message, and its end in UTC and the admin's time zone) or a model not allowed (the models
+    that are). None for any other error."""
+    if not e.refused_by_policy:
+        return None
+    allowed = e.allowed_models
+    if e.code == "policy_window":
+        w = e.window or {}
+        mode = str(w.get("mode") or "")
+        lines = [f"**The assistant is not available now**: policy window {table_cell(w.get('name')) or '?'}"
+                 + (f" ({table_cell(mode)}: {_WINDOW_MODES.get(mode, 'its own rules')})" if mode else ""),
+                 "", f"> {table_cell(w.get('message') or e.message)}", ""]
+        until = window_until(w)
+        lines.append(f"It ends {until.removeprefix('until ')}." if until else "It has no end set.")
+        if mode != "off" and allowed is not None:
+            lines += ["", f"Models you may use meanwhile: {table_cell(allowed) or 'none'}"]
+        return "\n".join(lines)
+    lines = ["**This model is not allowed for you**", "", f"> {table_cell(e.message)}", ""]
+    if allowed is not None:
+        lines.append(f"Models you may use: {table_cell(allowed) or 'none'}. Name one with "
+                     "`--model`, or set `%config RSQLMagic.model = '...'`.")
+    return "\n".join(lines)

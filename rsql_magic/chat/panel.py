@@ -25,10 +25,11 @@ from typing import Any
 from rsql_magic.client import ProxyClient
 from rsql_magic.context import estimate_tokens
 from rsql_magic.context.frames import find_frames
-from rsql_magic.errors import ProxyError
+from rsql_magic.errors import ProxyError, UsageError
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
 from rsql_magic.sanitize import plain_text
 from rsql_magic.session import ContextRequest, Session
+from rsql_magic.session.notebook import in_execute_request
 from rsql_magic.sql.fences import sql_blocks
 from rsql_magic.sql.loop import SqlAIError
 
@@ -49,14 +50,7 @@ def _in_execute_request(shell: Any) -> bool:
     A payload set during a widget callback (a ``comm_msg``) is not sent anywhere by ipykernel
     until the *next* cell's reply, where it would insert the code in the wrong place.
     """
-    kernel = getattr(shell, "kernel", None)
-    if kernel is None:
-        return shell is not None  # terminal IPython honours set_next_input
-    try:
-        parent = kernel.get_parent("shell") or {}
-    except Exception:  # an ipykernel without channel parents: not provably a cell
-        return False
-    return (parent.get("header") or {}).get("msg_type") == "execute_request"
+    return in_execute_request(shell)
 
 
 class ChatPanel(ChatWidgets):
@@ -265,18 +259,25 @@ class ChatPanel(ChatWidgets):
         except ProxyError as e:
             self.set_status(f"rsql: {e}", "error")
             return False
+        session, ask, model, batch = self.session, self.session.ask, self.model, self.session.is_batch()
+        try:  # a model the admin does not allow: said here, nothing sent
+            session.check_models(client, [model], option=bool(self._model))
+        except UsageError as e:
+            self.set_status(f"rsql: {e}", "error")
+            return False
+        # taken here, on the kernel's main thread: the answer streams in a worker
+        origin = session.origin()
         turn = self.add_turn(q)
         self.turns.append(turn)
         turn.notes = notes
         self.last_messages = messages
         self.set_status("; ".join(notes), "warn" if notes else "info")
         self.stop_btn.layout.display = ""
-        session, ask, model, batch = self.session, self.session.ask, self.model, self.session.is_batch()
 
         def call(**hooks: Any) -> Any:
             return session.chat(client, messages, client_kind="chat", batch=batch, model=model,
                                 stream=True, temperature=ask.temperature,
-                                max_tokens=ask.max_tokens, **hooks)
+                                max_tokens=ask.max_tokens, origin=origin, **hooks)
 
         self.worker.start(turn, call)
         return True
@@ -337,7 +338,9 @@ class ChatPanel(ChatWidgets):
             return
         self.last_me = me if isinstance(me, dict) else None
         remember_me(client, me)  # the admin's policy comes with it: keep it fresh
-        self.usage.value = usage_html(usage_line(me) if isinstance(me, dict) else "")
+        # the model this panel asks: its own, the configured one, else the user's default
+        model = self.session.model(self._model, client=client)
+        self.usage.value = usage_html(usage_line(me, model) if isinstance(me, dict) else "")
 
     # -- the context view ------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from rsql_magic.errors import ProxyError
+from rsql_magic.render import window_until
 
 __all__ = ["error_text", "rate_limit_text", "usage_line", "utc_time"]
 
@@ -32,12 +33,17 @@ def rate_limit_text(e: ProxyError) -> str:
     return "; ".join(parts) + ". The input stays open: ask again after the reset."
 
 
-def usage_line(me: dict[str, Any]) -> str:
-    """``alice · requests left: 58 of 60/minute, 990 of 1000/day · budget left: $4.90 of $5.00``."""
+def usage_line(me: dict[str, Any], model: str | None = None) -> str:
+    """``alice · model: m · requests left: 58 of 60/minute, 990 of 1000/day · budget left: $4.90
+    of $5.00 today · window: exam (off) until 2026-11-23 18:00 UTC (19:00 CET)``: the panel's
+    header. `model`: the one the panel asks (default: the user's default from ``GET me``)."""
     parts: list[str] = []
     who = me.get("user")
     if who:
         parts.append(str(who))
+    model = model or (me.get("default_model") if isinstance(me.get("default_model"), str) else None)
+    if model:
+        parts.append(f"model: {model}")
     limits = [x for x in me.get("limits") or [] if isinstance(x, dict)]
     if limits:
         shown = []
@@ -57,6 +63,10 @@ def usage_line(me: dict[str, Any]) -> str:
         )
     elif "budget" in me:
         parts.append("budget: none set")
+    window = me.get("window")
+    if isinstance(window, dict):
+        until = window_until(window)
+        parts.append(f"window: {window.get('name', '?')} ({window.get('mode', '?')})" + (f" {until}" if until else ""))
     return " · ".join(parts)
 
 

@@ -5,8 +5,12 @@
 - the settings: :class:`AskSettings` (configured as ``RSQLMagic.<name>``) and
   :class:`SqlAISettings` (``SqlAIMagics.<name>``); each magic class inherits its settings
   class, so every default is written once, in the trait;
-- the model choice (:meth:`Session.model`: one fallback chain);
+- the model choice (:meth:`Session.model`: one fallback chain, ending in the user's default
+  from ``GET me``) and the check that a model is one the admin allows
+  (:meth:`Session.check_models`);
 - the proxy client (:meth:`Session.client`, the replay and preview variants);
+- which notebook and cell a request comes from (:meth:`Session.origin`, :mod:`.notebook`),
+  sent with every request so the proxy attributes its cost there;
 - batch detection (:meth:`Session.is_batch`) and the 429 / 503 policy (:meth:`Session.chat`);
 - the context policy (:meth:`Session.policy_for`) and context requests
   (:meth:`Session.context_request`: frames, R, SQL schema, the last error, ``{var}``

@@ -21,13 +21,14 @@ from ..context import Context, build_context
 from ..context.frames import find_frames
 from ..context.history import ErrorRecord, fill_references, format_exception
 from ..errors import ProxyError, UsageError
-from ..privacy import ContextPolicy, effective_policy
+from ..privacy import ContextPolicy, cached_me, effective_policy
 from ..prompt import build_messages
 from ..replay import Replay, ReplayStore, resolve_mode, resolve_path
 from ..sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
 from ..sql.loop import Escalation, SqlAIError, SqlAIResult, run_chain, run_question
 from ..sql.policy import SqlPolicy
 from ..sql.schema import capture_schema
+from .notebook import NotebookTracker, Origin, in_execute_request
 from .references import resolve_reference
 from .settings import AskSettings, SqlAISettings
 
@@ -146,6 +147,7 @@ class Session:
         self._frame_ids: dict[str, int] = {}
         self.recorded_here: set[str] = set()  # replay fingerprints this kernel recorded
         self._defaults: dict[type, Configurable] = {}
+        self.notebook = NotebookTracker()  # which notebook and cell a request comes from
 
     @classmethod
     def of(cls, shell: Any = None) -> Session:
@@ -181,11 +183,41 @@ class Session:
         """%%sql_ai's settings: the registered ``SqlAIMagics``, else the defaults."""
         return self._settings("SqlAIMagics", SqlAISettings)
 
-    def model(self, override: str | None = None, *, sql: bool = False) -> str | None:
+    def model(self, override: str | None = None, *, sql: bool = False,
+              client: ProxyClient | None = None) -> str | None:
         """The model to ask: ``override`` (``--model``), then ``SqlAIMagics.model`` (``sql``),
-        then ``RSQLMagic.model``, then env ``RSQL_MODEL``; None: the proxy's default."""
+        then ``RSQLMagic.model``, then env ``RSQL_MODEL``; then, given `client`, the default
+        its proxy names for this user (:meth:`user_default_model`); None: the proxy's default."""
         return (override or (self.sql.model if sql else None) or self.ask.model
-                or os.environ.get("RSQL_MODEL") or None)
+                or os.environ.get("RSQL_MODEL")
+                or (self.user_default_model(client, sql=sql) if client is not None else None))
+
+    def user_default_model(self, client: ProxyClient, *, sql: bool = False) -> str | None:
+        """The model ``GET me`` names for this user when none is: ``sql_default_model`` for
+        %%sql_ai, else ``default_model``. None when unknown (``GET me`` is read at most once a
+        minute and may fail: then the proxy's own default applies, and nothing fails)."""
+        me = cached_me(client) or {}
+        for key in ("sql_default_model", "default_model") if sql else ("default_model",):
+            if isinstance(me.get(key), str) and me[key]:
+                return me[key]
+        return None
+
+    def check_models(self, client: ProxyClient, models: Sequence[str | None], *,
+                     option: bool) -> None:
+        """UsageError, before anything is sent, when one of `models` is not among those
+        ``GET me`` says this user may use now (the proxy would refuse it). Inside a window that
+        turns the assistant off the proxy's refusal says more (its message, its end): none here.
+        `option`: the models came from ``--model`` (else from the settings)."""
+        me = cached_me(client) or {}
+        allowed, window = me.get("models"), me.get("window")
+        if not isinstance(allowed, list) or (isinstance(window, dict) and window.get("mode") == "off"):
+            return
+        names = [str(m) for m in allowed if isinstance(m, str)]
+        for model in models:
+            if model and model not in names:
+                where = "--model" if option else "the configured model (RSQLMagic.model, SqlAIMagics.model or RSQL_MODEL)"
+                raise UsageError(f"{where} {model!r}: you may not use this model now. Models you may "
+                                 f"use: {', '.join(names) or 'none'} (the proxy's admin decides)")
 
     def is_batch(self) -> bool:
         """Is this a batch run (nbconvert, papermill)? See the module docstring."""
@@ -238,6 +270,21 @@ class Session:
             replay.secrets = (client.token,)
         return client
 
+    def pre_run_cell(self, info: Any) -> None:
+        """IPython's ``pre_run_cell``: remember the running cell (its id and source)."""
+        self.notebook.pre_run_cell(info)
+
+    def origin(self, *, in_cell: bool | None = None) -> Origin:
+        """Which notebook and cell a request made now comes from (see :mod:`.notebook`). A
+        widget's callback (the chat panel) runs in no cell: then the notebook only."""
+        if in_cell is None:
+            in_cell = in_execute_request(self.shell)
+        return self.notebook.origin(self.shell, self.ask.notebook, in_cell=in_cell)
+
+    def cell_labels(self) -> dict[str, str]:
+        """Each cell id of this notebook with the cell's first line, when its file can be read."""
+        return self.notebook.cell_labels(self.shell, self.ask.notebook)
+
     def cell_label(self, magic: str, line: str) -> str:
         """How a failing replay names the cell: its In [n] and its magic line."""
         # IPython counts the running cell already: In [n] is execution_count - 1 meanwhile
@@ -252,11 +299,20 @@ class Session:
         return effective_policy(client, self.ask.context_policy)
 
     def chat(self, client: ProxyClient, messages: list[dict], *, client_kind: str, batch: bool,
-             on_retry: Callable[[], None] | None = None, **kw: Any) -> ChatResult:
+             on_retry: Callable[[], None] | None = None, origin: Origin | None = None,
+             **kw: Any) -> ChatResult:
         """``client.chat(messages, **kw)`` under the 429 policy: in a batch run a 429 / 503
         with ``Retry-After`` is waited out (``RSQLMagic.batch_retries`` times, at most
         ``batch_max_wait`` seconds in all); otherwise, and beyond those bounds, it raises.
-        ``on_retry`` runs before each retry (to drop a partial answer)."""
+        ``on_retry`` runs before each retry (to drop a partial answer).
+
+        The request says where it comes from: `origin`, else :meth:`origin` now (a worker
+        thread passes the one its cell or widget had). With no model named, the user's default
+        from ``GET me`` is sent (%%sql_ai's for ``client_kind="sql"``)."""
+        origin = origin if origin is not None else self.origin()
+        kw.update(notebook=origin.notebook, cell=origin.cell)
+        if not kw.get("model"):
+            kw["default_model"] = self.user_default_model(client, sql=client_kind == "sql")
         retries, max_wait = self.ask.batch_retries, self.ask.batch_max_wait
         waited = 0.0
         attempt = 0

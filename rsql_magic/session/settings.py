@@ -77,6 +77,14 @@ class AskSettings(Configurable):
         "from the proxy (GET me): the stricter setting wins, so it can only withhold more. "
         "With the in-process engine (no proxy, no admin) it is the whole policy.",
     ).tag(config=True)
+    notebook = Unicode(
+        None,
+        allow_none=True,
+        help="This notebook's path (relative to the Jupyter server's root), sent with each request "
+        "so the proxy attributes its cost here (%ask_cost). Unset: env RSQL_NOTEBOOK, else found "
+        "(the Jupyter server's session, VS Code, papermill, or in a batch run the notebook file "
+        "that holds the running cell).",
+    ).tag(config=True)
     replay_file = Unicode(
         None,
         allow_none=True,

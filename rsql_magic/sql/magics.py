@@ -22,7 +22,13 @@ from IPython.display import display
 
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import ProxyError
-from rsql_magic.render import code_block, fallback_label, markdown_bundle, replayed_label
+from rsql_magic.render import (
+    code_block,
+    fallback_label,
+    markdown_bundle,
+    refusal_markdown,
+    replayed_label,
+)
 from rsql_magic.session import Session, SqlAISettings
 
 from .connections import DB
@@ -77,6 +83,10 @@ class SqlAIMagics(Magics, SqlAISettings):
             # replay on: a missing proxy only matters once a call really needs it
             client = session.replay_client(replay)
             chain = [] if args.model else [m.strip() for m in self.models if m.strip()]
+            if replay is None or replay.mode != "only":
+                # a model the admin does not allow fails here, before anything is sent
+                session.check_models(client, chain or [session.model(args.model, sql=True)],
+                                     option=bool(args.model))
             completers = [
                 session.sql_completer(client, model=m, batch=batch, no_cache=args.no_cache,
                                       replay=replay, calls=self.chat_results)
@@ -93,6 +103,11 @@ class SqlAIMagics(Magics, SqlAISettings):
             self._show_failure(e, db)
             raise
         except ProxyError as e:  # no proxy, 429 beyond the batch waits, upstream failure
+            note = refusal_markdown(e)
+            if note is not None:  # the admin's policy said no: what it said, and until when
+                display(markdown_bundle(note), raw=True)
+                if not batch:
+                    return
             raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
         self.last_result = res
         self._show(res, db)
