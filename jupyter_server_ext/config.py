@@ -40,8 +40,11 @@ class RSQLProxy(Configurable):
          "api_key_env": "GROQ_KEY_A1", "account": "groq-org-a",
          "models": ["llama-3.1-8b-instant"], "limits": ["30/minute", "14400/day"],
          "token_limits": ["6000/minute"]}.
-        Upstreams sharing an "account" share its limits. {"name": "local", "provider": "llama_cpp"}
-        runs SmolLM2-135M in-process. Empty: the local model is used.""",
+        Upstreams sharing an "account" share its limits. "provider" is "openai" (any
+        OpenAI-compatible API, the default), "azure" (with "api_version"), "anthropic", "gemini"
+        or "llama_cpp" ({"name": "local", "provider": "llama_cpp"} runs SmolLM2-135M in-process).
+        "models" may map public names to the provider's own: {"gpt-4o-mini": "my-deployment"}.
+        A self-hosted server sets "max_in_flight". Empty: the local model is used.""",
     ).tag(config=True)
     default_model = Unicode("", help="Model used when a request names none.").tag(config=True)
     max_wait_seconds = Float(
@@ -332,6 +335,12 @@ class RSQLProxy(Configurable):
             )
         if self.user_concurrency < 0 or self.global_concurrency < 0:
             raise ConfigError("RSQLProxy.user_concurrency and global_concurrency must be >= 0 (0: no limit)")
+        capped = [s.name for s in specs if s.max_in_flight]
+        if capped and not self.user_concurrency:  # a self-hosted server's slots are everyone's
+            (log or logging.getLogger("rsql")).warning(
+                "rsql proxy: upstreams %s take %s requests at a time and RSQLProxy.user_concurrency is 0: one "
+                "user's parallel requests can fill them for everyone; set user_concurrency (e.g. 2)",
+                ", ".join(capped), "+".join(str(s.max_in_flight) for s in specs if s.max_in_flight))
         for name in ("user_daily_budget_usd", "global_daily_budget_usd"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 0 or None, got {getattr(self, name)}")

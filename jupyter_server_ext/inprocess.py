@@ -4,8 +4,8 @@ The kernel's own event loop belongs to ipykernel, so the engine gets a loop of i
 daemon thread, and magics call it synchronously. Upstreams come from the environment:
 
 - ``RSQL_UPSTREAMS``: a JSON list in the format of ``c.RSQLProxy.upstreams``;
-- else ``GROQ_API_KEY`` (Groq's free-tier limits) and/or ``OPENAI_API_KEY`` (``OPENAI_BASE_URL``
-  honoured), named by alias like any upstream;
+- else ``GROQ_API_KEY`` (Groq's free-tier limits), ``OPENAI_API_KEY`` (``OPENAI_BASE_URL``
+  honoured), ``ANTHROPIC_API_KEY`` and ``GEMINI_API_KEY``, each an upstream named by alias;
 - ``RSQL_MODEL``: the default model.
 """
 
@@ -36,6 +36,10 @@ OPENAI = {
     "name": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY",
     "models": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o", "gpt-4.1"],
 }
+ANTHROPIC = {"name": "anthropic", "provider": "anthropic", "api_key_env": "ANTHROPIC_API_KEY",
+             "models": ["claude-haiku-4-5", "claude-sonnet-4-5"]}
+GEMINI = {"name": "gemini", "provider": "gemini", "api_key_env": "GEMINI_API_KEY",
+          "models": ["gemini-2.5-flash", "gemini-2.5-pro"]}
 
 
 @dataclass
@@ -65,6 +69,7 @@ def upstreams_from_env(env: Mapping[str, str] | None = None) -> list[dict[str, A
         out.append(dict(GROQ))
     if env.get("OPENAI_API_KEY"):
         out.append({**OPENAI, "base_url": env.get("OPENAI_BASE_URL") or OPENAI["base_url"]})
+    out += [dict(kind) for kind in (ANTHROPIC, GEMINI) if env.get(str(kind["api_key_env"]))]
     return out
 
 

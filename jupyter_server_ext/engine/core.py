@@ -31,6 +31,7 @@ from .options import EngineSettings
 from .policy_windows import PolicyWindows, zone
 from .pool import Pool, Slot
 from .pricing import FREE, PriceBook
+from .providers import selfhosted as self_hosted
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .redact import Redactor
 from .replies import Replies
@@ -144,6 +145,7 @@ class Engine:
         if self.settings.health_check_seconds > 0 and self._health_task is None:
             self._health_task = asyncio.ensure_future(self._health_loop())
         self.transports.start(self.settings.upstreams)
+        await self_hosted.probe(self.pool, self.transports.http)  # what self-hosted servers serve
 
     async def close(self) -> None:
         """Stop background work and flush the usage log: a clean shutdown loses no rows."""
@@ -170,10 +172,12 @@ class Engine:
                 log.exception("upstream health check failed")
 
     async def health_check(self) -> dict[str, str]:
-        """Probe disabled keys with GET /models; a 2xx re-enables them."""
+        """Probe disabled keys with GET /models; a 2xx re-enables them. Self-hosted servers
+        are probed every time (``providers.selfhosted``)."""
         out = {}
+        await self_hosted.probe(self.pool, self.transports.http)
         for key in self.pool.keys:
-            if key.disabled:
+            if key.disabled and not key.spec.max_in_flight:
                 status = await self.transports.for_spec(key.spec).get_models(key.spec, 10.0)
                 if 200 <= status < 300:
                     await self.pool.enable(key)
@@ -220,7 +224,8 @@ class Engine:
                     "alias": key.alias,
                     "account": spec.account,
                     "provider": spec.provider,
-                    "models": list(spec.models),
+                    "models": sorted(spec.discovered) or list(spec.models),  # a self-hosted server's own
+                    "max_in_flight": spec.max_in_flight or None,
                     "state": self.pool.key_state(key),
                     "disabled_reason": key.disabled or None,
                     "cooldown_until": at(max((b.cool_until for b in buckets.values()), default=0.0)),
@@ -396,7 +401,7 @@ class Engine:
             try:
                 with tr.child("rsql.admission") if tr is not None else NO_SPAN:
                     ex.ticket = await self.limiter.admit(
-                        caller.user, caller.groups, price.cost(req.prompt_tokens, req.completion_tokens),
+                        caller.user, caller.groups, price.worst(req.prompt_tokens, req.completion_tokens),
                         pick=plan.args if plan is not None else None,
                     )
                 if plan is not None and ex.ticket.picked is not None:

@@ -73,7 +73,7 @@ class Forwarder:
             # already generates and bills (``Replies.adopt`` reads it on and charges it)
             sending = asyncio.ensure_future(self.transports.for_spec(spec).send(
                 spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds,
-                endpoint=req.endpoint,
+                endpoint=req.endpoint, max_tokens=req.max_tokens or 0,
             ))
             try:
                 reply = await asyncio.shield(sending)
@@ -129,7 +129,7 @@ class Forwarder:
             return await self._accepted_timeout(ex, slot)
         if await self._on_failure(slot, fail, ex.caller.user):
             tried.add(spec.name)
-        if fail.kind not in ("rate_limited", "auth", "client", "unserved", "connect"):
+        if fail.kind not in ("rate_limited", "auth", "client", "unserved", "unsupported", "connect"):
             suspects.append(slot)  # counted as this user's failure, until another key serves it
         if fail.kind == "client":  # the request itself is wrong: no other key will help
             return _rejected(fail, spec.api_key)
@@ -192,7 +192,7 @@ class Forwarder:
             await pool.release(slot, counted=False)
             log.error("upstream %s: key rejected (HTTP %s); disabled until a health check passes", alias, fail.status)
             return True
-        if fail.kind in ("client", "unserved"):
+        if fail.kind in ("client", "unserved", "unsupported"):
             await pool.release(slot, counted=fail.kind == "client")
             return True
         # a refused connection is the host's alone; an error answer may be the request's doing
@@ -212,6 +212,10 @@ class Forwarder:
                 retry_after=wait,
                 limit="upstream capacity",
             )
+        unsupported = next((f for _, f in failures if f.kind == "unsupported"), None)
+        if unsupported is not None and all(f.kind in ("unsupported", "unserved") for _, f in failures):
+            # no upstream of another kind could take it: the field the provider cannot express
+            return _rejected(unsupported, "")
         detail = "; ".join(f"{alias}: {f}" for alias, f in failures[-5:])
         unserved = [alias for alias, f in failures if f.kind == "unserved"]
         if unserved and len(unserved) == len(failures):

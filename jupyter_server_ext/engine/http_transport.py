@@ -1,5 +1,6 @@
-"""The HTTP transport: OpenAI-compatible APIs, through ``http11``, a small keep-alive
-HTTP/1.1 client (docs/architecture.md, "Why a hand-written HTTP/1.1 client")."""
+"""The HTTP transport: every provider reached over HTTP, through ``http11``, a small keep-alive
+HTTP/1.1 client (docs/architecture.md, "Why a hand-written HTTP/1.1 client"). What is sent and
+how answers are read is each provider kind's ``Dialect`` (``providers.dialects``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import json
 import logging
 import socket
 import ssl
+import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .http11 import HTTP11Client, HTTPError
+from .providers.anthropic import Untranslatable
+from .providers.dialects import dialect_for, passed_headers
 from .settings import UpstreamSpec
 from .transport import UpstreamFailure, UpstreamReply, scrub
 
@@ -45,16 +49,6 @@ def connect_failure(spec: UpstreamSpec, exc: BaseException) -> UpstreamFailure:
     return UpstreamFailure("connect", scrub(text, spec.api_key))
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date; the reset headers or our default cover it
-
-
 async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Split a body into SSE events, each ending in one blank line ("\\n\\n")."""
     buf = b""
@@ -71,7 +65,7 @@ async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 class HTTPTransport:
-    """One keep-alive connection pool for all OpenAI-compatible upstreams."""
+    """One keep-alive connection pool for all upstreams reached over HTTP."""
 
     def __init__(self, *, connect_timeout: float = 10.0) -> None:
         self.client = HTTP11Client(connect_timeout=connect_timeout)
@@ -81,38 +75,56 @@ class HTTPTransport:
 
     async def get_models(self, spec: UpstreamSpec, timeout: float) -> int:
         """Status of GET /models with this key: the health check of a disabled key."""
+        return (await self.list_models(spec, timeout))[0]
+
+    async def list_models(self, spec: UpstreamSpec, timeout: float) -> tuple[int, list[str]]:
+        """(status, model ids) of the upstream's models listing; (0, []) when it gave no answer."""
+        dialect = dialect_for(spec)
         try:
             resp = await self.client.request(
-                "GET", spec.base_url + "/models",
-                headers={"Authorization": f"Bearer {spec.api_key}"}, timeout=timeout,
+                "GET", dialect.models_url(spec), headers=dialect.auth(spec), timeout=timeout,
             )
-            await resp.read(timeout)
-            return resp.status
+            body = await resp.read(timeout)
         except (HTTPError, OSError, asyncio.TimeoutError):
-            return 0
+            return 0, []
+        return resp.status, dialect.models_of(body) if resp.status == 200 else []
 
     async def send(
         self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
-        endpoint: str = "chat/completions",
+        endpoint: str = "chat/completions", max_tokens: int = 0,
     ) -> UpstreamReply:
+        dialect = dialect_for(spec)
+        if endpoint not in dialect.endpoints:
+            raise UpstreamFailure("unserved", f"HTTP 404: serves no v1/{endpoint}", 404)
+        public = str(payload.get("model", ""))
+        model = spec.provider_model(public)
+        try:
+            body = dialect.body(payload, endpoint, model, max_tokens)
+        except Untranslatable as exc:  # a field this provider cannot express: another kind may
+            error = {"message": exc.message, "type": "invalid_request_error", "param": exc.param,
+                     "code": "unsupported_by_provider"}
+            raise UpstreamFailure("unsupported", exc.message, 400, body=json.dumps({"error": error}).encode()) from None
         headers = {
-            "Authorization": f"Bearer {spec.api_key}",
+            **dialect.auth(spec),
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
         }
         try:
             resp = await self.client.request(
-                "POST", f"{spec.base_url}/{endpoint}", headers=headers,
-                body=json.dumps(payload).encode(), timeout=timeout,
+                "POST", dialect.url(spec, endpoint, model), headers=headers,
+                body=json.dumps(body).encode(), timeout=timeout,
             )
         except asyncio.TimeoutError:  # sent (a connect timeout is an HTTPError): the provider has it
             raise UpstreamFailure("timeout", f"no answer within {timeout:g} s", accepted=True) from None
         except (HTTPError, OSError) as exc:
             raise connect_failure(spec, exc) from None
-        status, rh = resp.status, resp.headers
+        status, raw = resp.status, resp.headers
+        # the pool reads rate limits in OpenAI's names; the caller gets the provider's own headers
+        # that tools read, under a prefix
+        rh, passed = dialect.limits(raw, time.time()), passed_headers(raw, dialect.passed)
         try:
             if status >= 400:
-                body = await resp.read(timeout)
+                err = await resp.read(timeout)
                 kind = (
                     "rate_limited" if status == 429
                     else "auth" if status in (401, 403)
@@ -120,16 +132,17 @@ class HTTPTransport:
                     else "client"
                 )
                 raise UpstreamFailure(
-                    kind, f"HTTP {status}", status, _retry_after(rh), rh,
-                    scrub(body.decode("utf-8", "replace"), spec.api_key).encode(),
+                    kind, f"HTTP {status}", status, dialect.retry_after(raw, err), rh,
+                    scrub(dialect.error(status, err).decode("utf-8", "replace"), spec.api_key).encode(),
                 )
             if not stream:
-                return UpstreamReply(status, rh, body=await resp.read(timeout))
+                answer = dialect.answer(await resp.read(timeout), public)
+                return UpstreamReply(status, rh, body=answer, passed=passed)
             # timeout bounds each read: a stalled stream cannot hold a slot for ever
-            events = _sse_events(resp.iter_chunks(timeout))
+            events = dialect.stream(_sse_events(resp.iter_chunks(timeout)), public)
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
-            return UpstreamReply(status, rh, events=events, first=first, close=resp.close)
+            return UpstreamReply(status, rh, events=events, first=first, close=resp.close, passed=passed)
         except UpstreamFailure:
             raise
         except asyncio.TimeoutError:

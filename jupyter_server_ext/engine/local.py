@@ -287,7 +287,7 @@ class LocalTransport:
 
     async def send(
         self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
-        endpoint: str = "chat/completions",
+        endpoint: str = "chat/completions", max_tokens: int = 0,
     ) -> UpstreamReply:
         if endpoint != "chat/completions":  # the local model only chats
             raise UpstreamFailure("unserved", f"serves no v1/{endpoint}", 404)

@@ -99,6 +99,17 @@ class Key:
     def alias(self) -> str:
         return self.spec.name
 
+    @property
+    def full(self) -> bool:
+        """A self-hosted server with as many requests in flight as it may take."""
+        return 0 < self.spec.max_in_flight <= self.inflight
+
+    @property
+    def room(self) -> float:
+        """The share of its in-flight cap still free (1.0 without a cap)."""
+        cap = self.spec.max_in_flight
+        return 1.0 - self.inflight / cap if cap else 1.0
+
     def note_error(self, now: float, what: str) -> None:
         self.recent_errors.append((now, what))
         del self.recent_errors[:-20]
@@ -148,7 +159,7 @@ class Pool:
     def models(self) -> list[str]:
         seen: dict[str, None] = {}
         for k in self.keys:
-            for m in k.spec.models:
+            for m in (*k.spec.models, *sorted(k.spec.discovered)):
                 if m != "*":
                     seen.setdefault(m)
         return list(seen)
@@ -193,6 +204,8 @@ class Pool:
             if not self.bucket(key, model).fits_ever(tokens):
                 continue
             too_big = False
+            if key.full:
+                continue  # a self-hosted server at its cap: only a release makes room
             if key.breaker.allows(now):
                 ready.append(key)
             elif not key.breaker.probing:
@@ -231,7 +244,8 @@ class Pool:
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
-            rank = (bucket.headroom(now), -key.inflight, -key.last_pick)
+            # least outstanding requests first, among replicas of one model on self-hosted servers
+            rank = (min(bucket.headroom(now), key.room), -key.inflight, -key.last_pick)
             if best is None or rank > best[0]:
                 best = (rank, key, bucket)
         if best is not None:

@@ -1,7 +1,11 @@
 """Prices of common models, USD per million tokens (input, output).
 
-From the providers' public price lists (Groq, OpenAI) as of late 2025; override per upstream
-with ``"prices": {model: {"input": x, "output": y}}`` when yours differ. A model missing from
+From the providers' public price lists (Groq, OpenAI, Anthropic, Google) as of late 2025;
+override per upstream with ``"prices": {model: {"input": x, "output": y}}`` when yours differ.
+A model is looked up by its public name, then by the provider's own (an Azure deployment is
+priced as the public model it stands for). A self-hosted server (``max_in_flight``) has no
+price unless its upstream sets one: its model names are the admin's and may match a hosted
+model's by chance. A model missing from
 both has no known price: while a budget applies the engine refuses it (``unpriced_models =
 "deny"``, the default) or lets it cost 0 (``"free"``, logged once per model). The local
 ``llama_cpp`` provider runs on our own CPU and is always free.
@@ -39,6 +43,18 @@ PRICES: dict[str, Price] = {
     "text-embedding-3-small": Price(0.02, 0.0),
     "text-embedding-3-large": Price(0.13, 0.0),
     "text-embedding-ada-002": Price(0.10, 0.0),
+    # Anthropic: a prompt-cache write is charged at the one-hour rate (2x input), the dearer
+    # of its two, since the usage does not always say which was written
+    "claude-opus-4-1": Price(15.00, 75.00, 30.00),
+    "claude-sonnet-4-5": Price(3.00, 15.00, 6.00),
+    "claude-sonnet-4": Price(3.00, 15.00, 6.00),
+    "claude-haiku-4-5": Price(1.00, 5.00, 2.00),
+    "claude-3-5-haiku-latest": Price(0.80, 4.00, 1.60),
+    # Google Gemini (prompts up to 200k tokens)
+    "gemini-2.5-pro": Price(1.25, 10.00),
+    "gemini-2.5-flash": Price(0.30, 2.50),
+    "gemini-2.5-flash-lite": Price(0.10, 0.40),
+    "gemini-2.0-flash": Price(0.10, 0.40),
     # the local model runs on our own CPU
     "smollm2-135m": Price(0.0, 0.0),
 }
@@ -59,14 +75,20 @@ class PriceBook:
     def known(self, model: str, upstream: str | None = None) -> Price | None:
         """The price, or None when neither the upstream nor the built-in table knows one."""
         spec = self.specs.get(upstream or "")
-        if spec is not None and model in spec.prices:
-            return spec.prices[model]
-        if spec is not None and spec.local:
-            return FREE
-        found = PRICES.get(model)
-        if found is None:
-            found = PRICES.get(model.split("/")[-1])
-        return found
+        own = spec.provider_model(model) if spec is not None else model
+        if spec is not None:
+            for name in (model, own):
+                if name in spec.prices:
+                    return spec.prices[name]
+            if spec.local:
+                return FREE
+            if spec.max_in_flight:
+                return None  # self-hosted: only the admin's price (unpriced_models decides)
+        for name in (model, own):
+            found = PRICES.get(name) or PRICES.get(name.split("/")[-1])
+            if found is not None:
+                return found
+        return None
 
     def price(self, model: str, upstream: str | None = None) -> Price:
         """What an answer is charged: an unknown price counts as 0 (logged once per model)."""
@@ -92,7 +114,9 @@ class PriceBook:
             return FREE
         if any(p is None for p in prices):
             return None
-        return Price(max(p.input for p in prices), max(p.output for p in prices))  # type: ignore[union-attr]
+        writes = [p.cache_write for p in prices if p is not None and p.cache_write is not None]
+        return Price(max(p.input for p in prices), max(p.output for p in prices),  # type: ignore[union-attr]
+                     max(writes) if writes else None)
 
     def configured_models(self, default_model: str = "") -> frozenset[str]:
         """Model ids named in the configuration: the only ones metric labels may carry."""

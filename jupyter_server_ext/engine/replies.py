@@ -72,7 +72,7 @@ class Replies:
         limits, so that is charged (at this key's price)."""
         req, outcome = ex.req, ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, req.completion_tokens
-        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).cost(
+        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(
             req.prompt_tokens, req.completion_tokens)
         return outcome.cost_usd
 
@@ -81,7 +81,7 @@ class Replies:
         one token per streamed chunk (providers send about one token a chunk)."""
         outcome = ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = ex.req.prompt_tokens, chunks
-        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).cost(ex.req.prompt_tokens, chunks)
+        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(ex.req.prompt_tokens, chunks)
         return outcome.cost_usd
 
     def adopt(self, ex: Exchange, slot: Any, pending: asyncio.Future) -> None:
@@ -166,7 +166,10 @@ class Replies:
         outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
         price = self.prices.price(outcome.model, ex.slot.key.alias)
-        outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens)
+        # prompt tokens written to the provider's cache are billed dearer (Anthropic)
+        written = usage.get("cache_creation_input_tokens")
+        outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens,
+                                      written if isinstance(written, int) else 0)
         return outcome.prompt_tokens + outcome.completion_tokens
 
     async def json_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
@@ -194,6 +197,7 @@ class Replies:
             "X-RSQL-Cache": "miss",
             "X-RSQL-Cost-USD": f"{outcome.cost_usd:.8f}",
             "Content-Type": "application/json",
+            **reply.passed,
         }
         self.finish(ex)
         return Reply(200, headers, body=body)
@@ -271,6 +275,7 @@ class Replies:
             "X-RSQL-Cache": "miss",
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
+            **reply.passed,
         }
         return Reply(200, headers, events=events())
 

@@ -8,6 +8,7 @@ upstream and the field, so a typo stops start-up instead of silently dropping a 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,13 @@ import limits as limits_lib
 
 from .errors import ConfigError
 
-PROVIDERS = ("openai", "llama_cpp")
+PROVIDERS = ("openai", "azure", "anthropic", "gemini", "llama_cpp")
+# the API roots the official SDKs default to, where a provider has one
+DEFAULT_BASE_URLS = {
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
+}
+AZURE_AUTH = ("api-key", "entra")
 # llama-cpp-python's chat formats (llama_chat_format, 0.3.36), written out: asking the library
 # would load its native code into the proxy, which only the model's own process may do
 CHAT_FORMATS = (
@@ -28,12 +35,21 @@ CHAT_FORMATS = (
 LOCAL_PROVIDERS = ("llama_cpp",)
 _UPSTREAM_FIELDS = {
     "name": "alias used in logs, metrics and the usage log (required, unique)",
-    "provider": "'openai' (any OpenAI-compatible API, the default) or 'llama_cpp' (local model)",
-    "base_url": "the provider's OpenAI-compatible root, e.g. https://api.groq.com/openai/v1",
+    "provider": "'openai' (any OpenAI-compatible API, the default), 'azure', 'anthropic', 'gemini' or "
+                "'llama_cpp' (local model)",
+    "base_url": "the provider's root: OpenAI-compatible, e.g. https://api.groq.com/openai/v1; azure: the "
+                "resource endpoint https://NAME.openai.azure.com; anthropic: https://api.anthropic.com",
+    "api_version": "azure only: a dated API version like '2024-10-21' (deployments URLs) or 'v1' (the v1 API)",
+    "auth": "azure only: 'api-key' (the default: the key in the api-key header) or 'entra' (a Microsoft "
+            "Entra ID bearer token)",
+    "max_in_flight": "a self-hosted server (vLLM, Ollama, llama.cpp, TGI): requests it may have in flight at "
+                     "once; its models are read from it when 'models' is not given, a key is optional, and "
+                     "it has no built-in price",
     "api_key": "the key itself (tests); prefer api_key_env",
     "api_key_env": "name of the environment variable holding the key",
     "account": "provider account / organization; upstreams of one account share limits",
-    "models": "model ids this upstream serves",
+    "models": "model ids this upstream serves: a list, or a dict from the public name callers use to the "
+              "provider's own (an Azure deployment, an Anthropic model id)",
     "limits": "request limits per (account, model), e.g. ['30/minute', '14400/day']",
     "token_limits": "token limits per (account, model), e.g. ['6000/minute']",
     "prices": "USD per million tokens: {model: {'input': x, 'output': y}}",
@@ -90,9 +106,20 @@ class Price:
 
     input: float
     output: float
+    # prompt tokens written to a provider's prompt cache (Anthropic: 1.25x input for 5 minutes,
+    # 2x for an hour); None: the input price
+    cache_write: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+    def cost(self, prompt_tokens: int, completion_tokens: int, cache_write_tokens: int = 0) -> float:
+        """What an answer costs; `cache_write_tokens` of the prompt were written to the cache."""
+        written = min(max(0, cache_write_tokens), prompt_tokens)
+        dear = self.input if self.cache_write is None else self.cache_write
+        return ((prompt_tokens - written) * self.input + written * dear + completion_tokens * self.output) / 1_000_000
+
+    def worst(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The most an answer of these sizes can cost: every prompt token may be a cache write."""
+        dear = max(self.input, self.cache_write or 0.0)
+        return (prompt_tokens * dear + completion_tokens * self.output) / 1_000_000
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,13 @@ class UpstreamSpec:
     limits: tuple[Rate, ...] = ()
     token_limits: tuple[Rate, ...] = ()
     prices: Mapping[str, Price] = field(default_factory=dict)
+    # public model name -> the provider's own name (an Azure deployment, an Anthropic id)
+    model_map: Mapping[str, str] = field(default_factory=dict)
+    api_version: str = ""
+    auth: str = "api-key"
+    max_in_flight: int = 0  # 0: no cap (hosted providers count requests per minute instead)
+    # a self-hosted server's models, read from its GET /models (models not configured)
+    discovered: set[str] = field(default_factory=set, compare=False, hash=False, repr=False)
     model_path: str = ""
     n_ctx: int = 8192
     max_rss_mb: int = 4096
@@ -114,7 +148,18 @@ class UpstreamSpec:
     chat_format: str = ""
 
     def serves(self, model: str) -> bool:
+        if self.discovered:  # a self-hosted server says itself what it serves
+            return model in self.discovered or model in self.models
         return model in self.models or "*" in self.models
+
+    def provider_model(self, model: str) -> str:
+        """The provider's own name for public model `model`."""
+        return self.model_map.get(model, model)
+
+    @property
+    def discovers(self) -> bool:
+        """A self-hosted server whose models are not configured: read from its GET /models."""
+        return self.max_in_flight > 0 and self.models == ("*",)
 
     @property
     def local(self) -> bool:
@@ -130,12 +175,14 @@ def parse_prices(value: Any, *, where: str) -> dict[str, Price]:
     out = {}
     for model, p in value.items():
         try:
-            out[str(model)] = Price(float(p["input"]), float(p["output"]))
-        except (TypeError, KeyError, ValueError):
+            cw = p.get("cache_write")
+            out[str(model)] = Price(float(p["input"]), float(p["output"]), None if cw is None else float(cw))
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise ConfigError(
-                f"{where}[{model!r}]: expected {{'input': USD per 1M tokens, 'output': ...}}, got {p!r}"
+                f"{where}[{model!r}]: expected {{'input': USD per 1M tokens, 'output': ..., optional "
+                f"'cache_write': ...}}, got {p!r}"
             ) from None
-        if out[str(model)].input < 0 or out[str(model)].output < 0:
+        if min(out[str(model)].input, out[str(model)].output, out[str(model)].cache_write or 0.0) < 0:
             raise ConfigError(f"{where}[{model!r}]: prices cannot be negative")
     return out
 
@@ -158,37 +205,8 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
     if provider not in PROVIDERS:
         raise ConfigError(f"{where}: field 'provider' must be one of {PROVIDERS}, got {provider!r}")
 
-    models = raw.get("models")
-    if models is None:
-        models = ["*"]
-    if isinstance(models, str) or not all(isinstance(m, str) and m for m in models):
-        raise ConfigError(f"{where}: field 'models' must be a list of model ids, got {models!r}")
-
-    api_key = ""
-    base_url = raw.get("base_url", "")
-    if provider == "openai":
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"{where}: field 'base_url' must be an http(s) URL like "
-                f"'https://api.groq.com/openai/v1', got {base_url!r}"
-            )
-        if "api_key" in raw and "api_key_env" in raw:
-            raise ConfigError(f"{where}: give either 'api_key' or 'api_key_env', not both")
-        if "api_key_env" in raw:
-            var = raw["api_key_env"]
-            if not isinstance(var, str) or not var:
-                raise ConfigError(f"{where}: field 'api_key_env' must name an environment variable")
-            api_key = env.get(var, "")
-            if not api_key:
-                raise ConfigError(
-                    f"{where}: field 'api_key_env' names ${var}, which is not set or empty"
-                )
-        elif "api_key" in raw:
-            api_key = raw["api_key"]
-            if not isinstance(api_key, str) or not api_key:
-                raise ConfigError(f"{where}: field 'api_key' must be a non-empty string")
-        else:
-            raise ConfigError(f"{where}: needs 'api_key_env' (the name of an env var holding the key)")
+    models, model_map = _models(raw.get("models"), where)
+    base_url, api_key, api_version, auth, max_in_flight = _http_fields(raw, provider, where, env)
     n_ctx = raw.get("n_ctx", 8192)
     if not isinstance(n_ctx, int) or n_ctx < 256:
         raise ConfigError(f"{where}: field 'n_ctx' must be an integer >= 256, got {n_ctx!r}")
@@ -214,7 +232,11 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         base_url=base_url.rstrip("/"),
         api_key=api_key,
         account=str(raw.get("account") or name).strip(),
-        models=tuple(models),
+        models=models,
+        model_map=model_map,
+        api_version=api_version,
+        auth=auth,
+        max_in_flight=max_in_flight,
         limits=parse_rates(raw.get("limits"), where=f"{where}: field 'limits'"),
         token_limits=parse_rates(raw.get("token_limits"), where=f"{where}: field 'token_limits'"),
         prices=parse_prices(raw.get("prices"), where=f"{where}: field 'prices'"),
@@ -225,6 +247,85 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         stop_loops=stop_loops,
         chat_format=chat_format,
     )
+
+
+def _models(raw: Any, where: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """`models` as (public names, public -> provider-side names): a list, or a dict that maps."""
+    if raw is None:
+        return ("*",), {}
+    if isinstance(raw, Mapping):
+        if not raw or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()):
+            raise ConfigError(f"{where}: field 'models' as a dict maps public model names to the provider's own "
+                              f"names (strings), e.g. {{'gpt-4o-mini': 'my-deployment'}}, got {raw!r}")
+        if "*" in raw:
+            raise ConfigError(f"{where}: field 'models' as a dict cannot map '*'; name each model")
+        return tuple(raw), {k: v for k, v in raw.items() if k != v}
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)) or not all(isinstance(m, str) and m for m in raw):
+        raise ConfigError(f"{where}: field 'models' must be a list of model ids or a dict of public to provider "
+                          f"names, got {raw!r}")
+    return tuple(raw), {}
+
+
+def _key(raw: Mapping[str, Any], where: str, env: Mapping[str, str], *, required: bool) -> str:
+    if "api_key" in raw and "api_key_env" in raw:
+        raise ConfigError(f"{where}: give either 'api_key' or 'api_key_env', not both")
+    if "api_key_env" in raw:
+        var = raw["api_key_env"]
+        if not isinstance(var, str) or not var:
+            raise ConfigError(f"{where}: field 'api_key_env' must name an environment variable")
+        key = env.get(var, "")
+        if not key:
+            raise ConfigError(f"{where}: field 'api_key_env' names ${var}, which is not set or empty")
+        return key
+    if "api_key" in raw:
+        key = raw["api_key"]
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{where}: field 'api_key' must be a non-empty string")
+        return key
+    if required:
+        raise ConfigError(f"{where}: needs 'api_key_env' (the name of an env var holding the key)")
+    return ""
+
+
+def _http_fields(
+    raw: Mapping[str, Any], provider: str, where: str, env: Mapping[str, str],
+) -> tuple[str, str, str, str, int]:
+    """(base_url, key, api_version, auth, max_in_flight) of an upstream reached over HTTP."""
+    for name in ("api_version", "auth"):
+        if name in raw and provider != "azure":
+            raise ConfigError(f"{where}: field {name!r} is for 'provider': 'azure' only")
+    if provider in LOCAL_PROVIDERS:
+        for name in ("max_in_flight", "base_url", "api_key", "api_key_env"):
+            if name in raw:
+                raise ConfigError(f"{where}: field {name!r} does not apply to the local model")
+        return "", "", "", "api-key", 0
+    max_in_flight = raw.get("max_in_flight", 0)
+    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or not 0 <= max_in_flight <= 10_000:
+        raise ConfigError(f"{where}: field 'max_in_flight' must be an integer from 1 to 10000, got {max_in_flight!r}")
+    if max_in_flight and provider != "openai":
+        raise ConfigError(f"{where}: field 'max_in_flight' marks a self-hosted OpenAI-compatible server "
+                          "('provider': 'openai'); hosted providers count requests per minute ('limits')")
+    base_url = raw.get("base_url", DEFAULT_BASE_URLS.get(provider, ""))
+    examples = {"azure": "https://NAME.openai.azure.com", "anthropic": "https://api.anthropic.com"}
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{where}: field 'base_url' must be an http(s) URL like "
+            f"'{examples.get(provider, 'https://api.groq.com/openai/v1')}', got {base_url!r}"
+        )
+    api_version, auth = "", "api-key"
+    if provider == "azure":
+        api_version = raw.get("api_version")
+        if not isinstance(api_version, str) or not re.fullmatch(r"v1|\d{4}-\d{2}-\d{2}(-preview)?", api_version):
+            raise ConfigError(f"{where}: field 'api_version' must be a dated Azure OpenAI API version like "
+                              f"'2024-10-21' (deployments URLs) or 'v1' (the v1 API), got {api_version!r}")
+        if "/openai" in base_url:
+            raise ConfigError(f"{where}: field 'base_url' is the resource endpoint (https://NAME.openai.azure.com), "
+                              f"without the /openai path, got {base_url!r}")
+        auth = raw.get("auth", "api-key")
+        if auth not in AZURE_AUTH:
+            raise ConfigError(f"{where}: field 'auth' must be one of {AZURE_AUTH}, got {auth!r}")
+    key = _key(raw, where, env, required=max_in_flight == 0)
+    return base_url.rstrip("/"), key, api_version, auth, max_in_flight
 
 
 def parse_upstreams(raw: Any, env: Mapping[str, str] | None = None) -> tuple[UpstreamSpec, ...]:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from .settings import UpstreamSpec
 
 # Provider error texts sometimes quote part of the key ("Incorrect API key provided: sk-ab***yz").
-_KEYLIKE = re.compile(r"\b(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.-]{4,}")
+_KEYLIKE = re.compile(r"(?<![A-Za-z0-9])(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.-]{4,}|(?<![A-Za-z0-9])AIza[A-Za-z0-9_-]{8,}")
 
 
 def scrub(text: str, secret: str = "") -> str:
@@ -34,12 +34,14 @@ class UpstreamReply:
     events: AsyncIterator[bytes] | None = None  # streaming: SSE events, each ending in a blank line
     first: bytes = b""  # the first event, read before the engine commits to this upstream
     close: Any = None  # releases the connection
+    passed: Mapping[str, str] = field(default_factory=dict)  # provider headers for the caller (llm_provider-*)
 
 
 @dataclass
 class UpstreamFailure(Exception):
     """kind: rate_limited | auth | server | timeout | connect | client (a 4xx to pass on) |
-    unserved (this upstream does not serve the endpoint).
+    unserved (this upstream does not serve the endpoint) | unsupported (its provider cannot
+    express the request; never sent).
 
     `accepted`: the request reached the provider, which may be generating (and billing) an
     answer that did not come back in time; such an attempt is charged and never sent again
@@ -62,9 +64,10 @@ class Transport(Protocol):
 
     async def send(
         self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
-        endpoint: str = "chat/completions",
+        endpoint: str = "chat/completions", max_tokens: int = 0,
     ) -> UpstreamReply:
-        """The upstream's 2xx answer (a stream: its first event already read, so failover
+        """The upstream's 2xx answer (`max_tokens`: the completion limit to send a provider
+        that requires one, when the request set none) (a stream: its first event already read, so failover
         stays possible until then); raises ``UpstreamFailure`` for anything else."""
         ...
 

@@ -72,6 +72,7 @@ class SharedPool(Pool):
             args.append(len(trates))
             for rate in trates:
                 args += [rate.amount, rate.seconds]
+            args.append(key.spec.max_in_flight)
         return args
 
     def _taken(self, cands: list[Key], ref: str, model: str, tokens: int, idx: int, wait: float) -> Slot | float | None:
@@ -135,8 +136,9 @@ class SharedPool(Pool):
         used = slot.tokens if tokens is None else tokens
         span, tspan = self._spans(slot)
         # applied before any later pick of this process: no need to wait
+        inflight = f"{self.prefix}inf:{slot.key.alias}" if slot.key.spec.max_in_flight else ""
         await self.batch.write("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span,
-                               tspan, failed=self._write_failed)
+                               tspan, inflight, failed=self._write_failed)
         self._notify()
 
     async def succeeded(self, slot: Slot, headers) -> None:

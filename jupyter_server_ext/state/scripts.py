@@ -116,7 +116,9 @@ local function pick(A, a, now)
     local nt = tonumber(A[p]); p = p + 1
     local trates = {}
     for j = 1, nt do trates[j] = {tonumber(A[p]), tonumber(A[p+1])}; p = p + 2 end
+    local cap = tonumber(A[p]); p = p + 1
     local base = prefix .. acct .. ':' .. model
+    local inf = prefix .. 'inf:' .. alias
     local fly, done, tok, prov = base .. ':fly', base .. ':done', base .. ':tok', base .. ':prov'
     local wait = 0
     local ok = true
@@ -130,6 +132,12 @@ local function pick(A, a, now)
       if cool > now then ok = false; wait = cool - now end
     end
     local share = 1.0
+    if ok and cap > 0 then
+      -- a self-hosted server's in-flight cap, over every replica; leases expire with crashed ones
+      redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
+      local n = redis.call('ZCARD', inf)
+      if n >= cap then ok = false; wait = nil else share = 1 - n / cap end
+    end
     if ok then
       redis.call('ZREMRANGEBYSCORE', fly, '-inf', now)
       local flying = redis.call('ZRANGE', fly, 0, -1)
@@ -180,7 +188,7 @@ local function pick(A, a, now)
       end
     end
     if ok then
-      if share > best_share then best, best_share, best_keys = i, share, {fly, prov} end
+      if share > best_share then best, best_share, best_keys = i, share, {fly, prov, cap > 0 and inf or ''} end
     elseif wait ~= nil and wait > 0 then
       if soonest == nil or wait < soonest then soonest = wait end
     end
@@ -189,6 +197,10 @@ local function pick(A, a, now)
     local fly, prov = best_keys[1], best_keys[2]
     redis.call('ZADD', fly, now + ttl, slot .. ':' .. tokens)
     redis.call('PEXPIRE', fly, math.ceil(ttl * 1000) + 1000)
+    if best_keys[3] ~= '' then
+      redis.call('ZADD', best_keys[3], now + ttl, slot)
+      redis.call('PEXPIRE', best_keys[3], math.ceil(ttl * 1000) + 1000)
+    end
     local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
     if pv[1] and tonumber(pv[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
     if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -tokens) end
@@ -202,7 +214,7 @@ end
 # The writes batched by ``redis_batch``, each an op name and its arguments:
 #   stamp  base, slot, tokens, ago, span, req_left, req_reset, tok_left, tok_reset ('' = absent)
 #          the provider counted the slot's request `ago` seconds before now
-#   end    base, slot, tokens, counted (0/1), used tokens, span, token span
+#   end    base, slot, tokens, counted (0/1), used tokens, span, token span, in-flight key ('' = none)
 #   observe base, req_left, req_reset, tok_left, tok_reset: a 429's x-ratelimit headers
 #   fin    lease_id, nw, (key, calendar, index)*, nl, key*, nb, key*, delta
 #          a request's end on the user's side: refund its windows, release its leases,
@@ -245,6 +257,7 @@ local function apply(A, now)
       local base, slot, tokens = A[p+1], A[p+2], A[p+3]
       local fly = base .. ':fly'
       redis.call('ZREM', fly, slot .. ':' .. tokens)
+      if A[p+8] ~= '' then redis.call('ZREM', A[p+8], slot) end
       local stamped = redis.call('ZREM', fly, slot .. ':' .. tokens .. ':s')
       if A[p+4] == '1' then
         if stamped == 0 then stamp_done(base .. ':done', slot, now, tonumber(A[p+6]), now) end
@@ -256,7 +269,7 @@ local function apply(A, now)
           redis.call('PEXPIRE', tok, math.ceil(tspan * 1000) + 1000)
         end
       end
-      p = p + 8
+      p = p + 9
     elseif op == 'fin' then
       local lease_id = A[p+1]
       local nw = tonumber(A[p+2]); p = p + 3

@@ -1,0 +1,47 @@
+"""Self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp's server, TGI): an upstream
+with ``max_in_flight``. Their capacity is concurrency, which the pool caps (``Key.full``);
+here, what they serve and whether they are up, from their ``GET /models``.
+
+A cheap probe, at start and on every health check: an answer lists the server's models (when
+the admin did not name them) and puts a server taken out by a failed probe back; no answer
+takes it out of rotation until one comes, so requests go to its replicas meanwhile instead of
+each waiting for a connection to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger("rsql.engine")
+
+PROBE_TIMEOUT = 3.0
+DOWN = "health probe failed"
+
+
+async def probe(pool: Any, http: Any, keys: Iterable[Any] | None = None) -> None:
+    """Probe every self-hosted upstream of `pool` at once, through `http` (``HTTPTransport``)."""
+    servers = [k for k in (pool.keys if keys is None else keys) if k.spec.max_in_flight]
+    if servers:
+        await asyncio.gather(*(_probe_one(pool, http, key) for key in servers))
+
+
+async def _probe_one(pool: Any, http: Any, key: Any) -> None:
+    spec = key.spec
+    status, models = await http.list_models(spec, PROBE_TIMEOUT)
+    if status == 200:
+        if spec.discovers and models and set(models) != spec.discovered:
+            spec.discovered.clear()
+            spec.discovered.update(models)
+            log.info("upstream %s serves %s", spec.name, ", ".join(models[:20]))
+        if key.disabled.startswith(DOWN):
+            await pool.enable(key)
+            log.info("upstream %s answers its health probe again", spec.name)
+    elif status in (401, 403):
+        if not key.disabled:
+            await pool.disable(key, f"HTTP {status} from provider")
+    elif not key.disabled:
+        await pool.disable(key, f"{DOWN} ({'no answer' if status == 0 else f'HTTP {status}'})")
+        log.warning("upstream %s: %s; out of rotation until it answers", spec.name, key.disabled)

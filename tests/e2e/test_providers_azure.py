@@ -1,0 +1,244 @@
+"""Azure OpenAI and Google Gemini upstreams, through the proxy, as a caller sees them.
+
+The Azure side is ``tests/helpers/fake_azure.py``, which follows Microsoft's published reference
+(Azure OpenAI data-plane REST reference, api-version 2024-10-21, and the v1 API:
+https://learn.microsoft.com/azure/ai-services/openai/reference; quotas and their headers:
+https://learn.microsoft.com/azure/ai-services/openai/how-to/quota). Gemini's OpenAI-compatible
+endpoint (https://ai.google.dev/gemini-api/docs/openai) is played by a small server below,
+for what differs from OpenAI: its error bodies are a one-item list of Google's error object,
+and a 429 says its wait in a ``google.rpc.RetryInfo`` detail
+(https://ai.google.dev/gemini-api/docs/rate-limits).
+
+Callers use the official ``openai`` SDK against the proxy and only ever name public models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+
+import openai
+import pytest
+from aiohttp import web
+
+from tests.helpers import http
+from tests.helpers.fake_azure import Deployment, FakeAzure
+from tests.helpers.fake_provider import FakeProvider, KeyPolicy
+from tests.helpers.servers import ProxyService, start_service
+
+pytestmark = pytest.mark.slow
+
+AZURE_KEY = "azure-key-0123456789"
+OPENAI_KEY = "sk-openai-fallback-key-1234"
+GEMINI_KEY = "AIzaSyFakeGeminiKey0123456789"
+USERS = {"prov-alice": {"name": "alice"}}
+
+
+class FakeGemini:
+    """Gemini's OpenAI-compatible endpoint, for its errors: a 429 with RetryInfo, a 400 as a list."""
+
+    def __init__(self) -> None:
+        self.status = 429
+        self.calls = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+
+    def start(self) -> FakeGemini:
+        ready = threading.Event()
+
+        async def chat(request: web.Request) -> web.Response:
+            self.calls += 1
+            if request.headers.get("Authorization") != f"Bearer {GEMINI_KEY}":
+                return web.json_response([{"error": {"code": 400, "message": "API key not valid.",
+                                                     "status": "INVALID_ARGUMENT"}}], status=400)
+            if self.status == 429:
+                return web.json_response([{"error": {
+                    "code": 429, "status": "RESOURCE_EXHAUSTED",
+                    "message": "You exceeded your current quota, please check your plan and billing details.",
+                    "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}],
+                }}], status=429)
+            return web.json_response([{"error": {
+                "code": 400, "status": "INVALID_ARGUMENT",
+                "message": "Invalid JSON payload received. Unknown name \"logit_bias\": Cannot find field.",
+            }}], status=400)
+
+        async def models(request: web.Request) -> web.Response:
+            return web.json_response({"object": "list", "data": [{"id": "models/gemini-2.5-flash", "object": "model"}]})
+
+        async def boot() -> None:
+            app = web.Application()
+            app.router.add_post("/v1beta/openai/chat/completions", chat)
+            app.router.add_get("/v1beta/openai/models", models)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(boot())
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture(scope="module")
+def azure() -> Iterator[FakeAzure]:
+    with FakeAzure([Deployment("chat-mini", "gpt-4o-mini-2024-07-18", limit=2),
+                    Deployment("big-one", "gpt-4o-2024-08-06"),
+                    Deployment("emb", "text-embedding-3-small-1")], key=AZURE_KEY) as fa:
+        yield fa
+
+
+@pytest.fixture(scope="module")
+def backup() -> Iterator[FakeProvider]:
+    fp = FakeProvider({OPENAI_KEY: KeyPolicy("openai-1")}, model_ids=["gpt-4o-mini"]).start()
+    yield fp
+    fp.stop()
+
+
+@pytest.fixture(scope="module")
+def gemini() -> Iterator[FakeGemini]:
+    fg = FakeGemini().start()
+    yield fg
+    fg.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(azure: FakeAzure, backup: FakeProvider, gemini: FakeGemini,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyService]:
+    upstreams = [
+        # deployments URL form with a dated api-version; the admin's public names
+        {"name": "azure-se", "provider": "azure", "base_url": azure.endpoint, "api_version": "2024-10-21",
+         "api_key": AZURE_KEY, "models": {"gpt-4o-mini": "chat-mini", "gpt-4o": "big-one",
+                                          "text-embedding-3-small": "emb"}},
+        # the v1 API with an Entra ID token, for one more public name
+        {"name": "azure-v1", "provider": "azure", "base_url": azure.endpoint, "api_version": "v1",
+         "auth": "entra", "api_key": azure.entra_token, "models": {"gpt-4o-v1": "big-one"},
+         "prices": {"gpt-4o-v1": {"input": 2.5, "output": 10.0}}},
+        {"name": "openai-1", "base_url": backup.base_url, "api_key": OPENAI_KEY, "models": ["gpt-4o-mini"]},
+        {"name": "gemini-1", "provider": "gemini", "base_url": f"http://127.0.0.1:{gemini.port}/v1beta/openai",
+         "api_key": GEMINI_KEY, "models": ["gemini-2.5-flash"]},
+    ]
+    svc = start_service(tmp_path_factory.mktemp("providers"), {
+        "upstreams": upstreams, "default_model": "gpt-4o-mini", "max_wait_seconds": 1.0,
+        "user_daily_budget_usd": 5.0, "health_check_seconds": 0.0,
+    }, static_users=USERS)
+    yield svc
+    svc.stop(9)
+
+
+def client(proxy: ProxyService) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.url + "v1", api_key="prov-alice", max_retries=0)
+
+
+def test_an_azure_deployment_answers_under_the_public_name_with_its_own_url_key_and_headers(
+    proxy: ProxyService, azure: FakeAzure,
+) -> None:
+    azure.received.clear()
+    raw = client(proxy).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "how many rows?"}], max_tokens=20)
+    answer = raw.parse()
+    assert answer.choices[0].message.content.startswith("Azure answer to: how many rows?")
+    sent = azure.received[-1]
+    # the deployment the admin mapped, in the deployments URL form with the api-version, by api-key
+    assert (sent.deployment, sent.url_form, sent.auth) == ("big-one", "deployments", "api-key")
+    assert sent.query["api-version"] == "2024-10-21"
+    assert sent.body["model"] == "big-one"
+    h = {k.lower(): v for k, v in raw.headers.items()}
+    assert h["x-rsql-upstream"] == "azure-se"
+    # Azure's request ids reach the caller under the provider prefix; its quota headers and its
+    # model session do not, and our own request id is still ours
+    assert h["llm_provider-apim-request-id"] == h["llm_provider-x-request-id"]
+    assert h["llm_provider-x-ms-region"] == azure.region
+    assert "x-ratelimit-remaining-tokens" not in h and not any("azureml" in k for k in h)
+    assert h["x-request-id"] != h["llm_provider-x-request-id"]
+    # priced as the public model it stands for (gpt-4o: $2.50 / $10 per million)
+    usage = answer.usage
+    assert usage is not None
+    expected = (usage.prompt_tokens * 2.50 + usage.completion_tokens * 10.00) / 1e6
+    assert float(h["x-rsql-cost-usd"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_azure_stream_and_the_v1_api_with_an_entra_token(proxy: ProxyService, azure: FakeAzure) -> None:
+    azure.received.clear()
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-v1", messages=[{"role": "user", "content": "stream it"}], stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Azure answer to: stream it"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(text.split(" "))
+    sent = azure.received[-1]
+    assert (sent.deployment, sent.url_form, sent.auth) == ("big-one", "v1", "entra")
+    assert "api-version" not in sent.query
+
+
+def test_an_azure_embeddings_deployment_serves_the_embeddings_endpoint(proxy: ProxyService, azure: FakeAzure) -> None:
+    out = client(proxy).embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    assert [d.index for d in out.data] == [0, 1]
+    assert azure.received[-1].deployment == "emb"
+
+
+def test_an_azure_429_falls_over_to_an_openai_key_for_the_same_public_model(
+    proxy: ProxyService, azure: FakeAzure, backup: FakeProvider,
+) -> None:
+    """chat-mini allows 2 requests a minute. The request that meets Azure's 429 (with
+    retry-after-ms) is answered by the OpenAI key, invisibly, and every later one goes there at
+    once: the Azure deployment cools down for the wait it named."""
+    azure.deployments["chat-mini"].calls.clear()
+    azure.received.clear()
+    backup.reset()
+    after_429: list[str] = []
+    for i in range(8):
+        before = len(azure.received)
+        raw = client(proxy).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=5)
+        assert raw.parse().choices[0].message.content
+        new = [r.status for r in azure.received[before:]]
+        if 429 in new or after_429:
+            after_429.append(raw.headers["x-rsql-upstream"])
+    statuses = [r.status for r in azure.received if r.deployment == "chat-mini"]
+    assert statuses == [200, 200, 429], statuses
+    assert after_429 and set(after_429) == {"openai-1"}, after_429
+
+
+def test_azure_deployment_names_and_keys_never_reach_the_caller(proxy: ProxyService) -> None:
+    status, _, body = http("GET", proxy.url + "v1/models", authorization="Bearer prov-alice")
+    assert status == 200
+    ids = {m["id"] for m in json.loads(body)["data"]}
+    assert {"gpt-4o-mini", "gpt-4o", "gpt-4o-v1"} <= ids
+    assert not ids & {"chat-mini", "big-one", "emb"}
+    with pytest.raises(openai.NotFoundError) as err:
+        client(proxy).chat.completions.create(model="chat-mini", messages=[{"role": "user", "content": "x"}])
+    assert AZURE_KEY not in str(err.value.body)
+
+
+def test_gemini_errors_come_back_in_openai_form_and_its_retry_delay_is_kept(
+    proxy: ProxyService, gemini: FakeGemini,
+) -> None:
+    gemini.status = 400
+    with pytest.raises(openai.BadRequestError) as bad:
+        client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}])
+    error = bad.value.body
+    assert isinstance(error, dict)
+    assert "Unknown name" in error["message"] and error["code"] == "INVALID_ARGUMENT"
+    gemini.status, gemini.calls = 429, 0
+    with pytest.raises(openai.RateLimitError) as limited:
+        client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "y"}])
+    # the wait Gemini named in its RetryInfo, not our 5 s default
+    assert 30 <= float(limited.value.response.headers["retry-after"]) <= 37
+    # and the key cools down for it: the next request is answered at once, without a call
+    with pytest.raises(openai.RateLimitError):
+        client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "z"}])
+    assert gemini.calls == 1
+    assert GEMINI_KEY not in (proxy.log() if hasattr(proxy, "log") else "")

@@ -1,0 +1,826 @@
+"""A loopback HTTP server that speaks Anthropic's Messages API and behaves like api.anthropic.com.
+
+Tests cannot reach Anthropic, so this server plays it over real HTTP, following the published
+reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/streaming,
+/en/api/errors, /en/api/rate-limits, prompt caching, tool use):
+
+- ``POST /v1/messages`` needs ``x-api-key`` (missing or unknown: 401 authentication_error) and
+  ``anthropic-version`` (missing or unknown: 400), and checks the body as the real API does
+  (``validate``): model, max_tokens and messages required; unknown fields refused at every level
+  ("Extra inputs are not permitted"); no "system" role in messages; no empty or whitespace-only
+  text blocks; temperature and top_p within 0..1; stop sequences with non-whitespace; tools with
+  an object input_schema and unique names; a tool_choice naming a tool that exists; every
+  tool_use answered by a tool_result in the next message and no tool_result without its tool_use;
+  at most 4 cache_control breakpoints. An unknown model is a 404 not_found_error. Since
+  2024-10-22 the reference no longer asks the first message to be the user's, so it need not be;
+- answers: a text quoting the last user message, or scripted ones (:meth:`FakeAnthropic.script`):
+  a str is the text; a dict with ``content`` (blocks: text, tool_use, thinking; tool ids filled
+  in) and an optional ``stop_reason`` is the Message's; a dict with ``__status__`` is sent as
+  that error answer. ``max_tokens`` and ``stop_sequences`` cut a text answer as the API does;
+- streaming with the reference's event sequence and ``event:`` lines: message_start, per block
+  content_block_start (a ping after the first), its deltas (text word by word, a tool's input
+  JSON in fragments after an empty one, thinking then its signature), content_block_stop; then
+  message_delta (the stop reason, cumulative usage) and message_stop;
+- prompt caching: tools, system and messages, in that order, are the prefix; a block with
+  ``cache_control`` (or the top-level one, on the last block) writes the prefix up to it on first
+  use (``cache_creation_input_tokens``) and the next request with the same prefix reads it
+  (``cache_read_input_tokens``), for 5 minutes (an hour with ttl "1h"), refreshed on each read;
+  ``cache_min_tokens`` is the shortest prefix cached (the API's is 1024 or more; 0 here so tests
+  stay small);
+- rate limits per account (keys of one organization share them), as Anthropic's token buckets:
+  requests, input tokens (cache reads do not count) and output tokens per window; a 429
+  rate_limit_error with ``retry-after``; ``anthropic-ratelimit-*`` headers (resets as RFC 3339
+  times, token counts rounded to the thousand as documented) on every answer of a limited key;
+- faults per key (:meth:`FakeAnthropic.set_fault`): "overloaded" (529 overloaded_error),
+  "api_error" (500), "status" (any status, with the error type Anthropic sends for it),
+  "hang", "die_mid_stream" (the connection closes mid-stream) and "error_event" (an
+  ``event: error`` overloaded_error mid-stream, as the API sends one after its 200);
+- a ``request-id`` header on every answer and ``request_id`` in every error body;
+- ``GET /v1/models`` (paged by ``limit``) with the same key and version checks: how the proxy
+  probes a key; a key failing with 401 or 403 is refused there too.
+
+It records every request (body, headers, key alias, time) in :attr:`FakeAnthropic.received`,
+and what each is billed (:attr:`Received.billed_tokens`: the prompt, cache writes and reads
+included, and every output token generated, whether or not the client stayed), as
+``fake_provider`` does. It runs its own event loop in a thread; :attr:`FakeAnthropic.base_url`
+is the server's root, as Anthropic's is (``https://api.anthropic.com``; paths start ``/v1/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+VERSIONS = ("2023-06-01", "2023-01-01")
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+MAX_BREAKPOINTS = 4
+CACHE_TTL = {"5m": 300.0, "1h": 3600.0}
+# the error type Anthropic sends with each status (docs.anthropic.com/en/api/errors)
+ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+    504: "timeout_error", 529: "overloaded_error",
+}
+
+
+@dataclass
+class KeyPolicy:
+    """How the fake treats one API key."""
+
+    alias: str
+    account: str = ""  # keys of one organization share its limits
+    limit: int = 0  # requests per `window`; 0 = unlimited
+    input_token_limit: int = 0  # input tokens (cache writes count, reads do not) per `window`
+    output_token_limit: int = 0
+    window: float = 60.0
+
+
+@dataclass
+class Received:
+    alias: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    status: int = 200
+    path: str = "messages"
+    billed_tokens: int = 0  # prompt (cache writes and reads too) + output generated, client there or not
+    cache_write: int = 0
+    cache_read: int = 0
+
+
+@dataclass
+class _Fault:
+    kind: str
+    status: int = 500
+    count: int = -1  # -1 = forever
+
+
+class _Invalid(Exception):
+    """A body the real API refuses with 400; the message is the API's."""
+
+
+class _Bucket:
+    """Anthropic's token bucket: `capacity`, refilled evenly over `window` seconds."""
+
+    def __init__(self, capacity: int, window: float, now: float) -> None:
+        self.capacity = capacity
+        self.rate = capacity / window
+        self.level = float(capacity)
+        self.at = now
+
+    def wait(self, amount: int, now: float) -> float:
+        """Seconds until `amount` fits (0: now)."""
+        self.level = min(self.capacity, self.level + (now - self.at) * self.rate)
+        self.at = now
+        return max(0.0, (min(amount, self.capacity) - self.level) / self.rate)
+
+    def take(self, amount: int) -> None:
+        self.level -= amount
+
+    def headers(self, name: str, now: float, round_tokens: bool) -> dict[str, str]:
+        left = max(0, math.floor(self.level))
+        if round_tokens and name != "requests":
+            left = int(round(left, -3))  # "rounded to the nearest thousand"
+        full = time.time() + (self.capacity - self.level) / self.rate + (self.at - now)
+        return {
+            f"anthropic-ratelimit-{name}-limit": str(self.capacity),
+            f"anthropic-ratelimit-{name}-remaining": str(left),
+            f"anthropic-ratelimit-{name}-reset": _rfc3339(full),
+        }
+
+
+class FakeAnthropic:
+    """Anthropic's Messages API on 127.0.0.1, running in a background thread."""
+
+    def __init__(
+        self,
+        keys: dict[str, KeyPolicy] | None = None,
+        *,
+        latency: float = 0.0,
+        model_ids: tuple[str, ...] = ("claude-fake-small", "claude-fake-large"),
+    ) -> None:
+        self.keys: dict[str, KeyPolicy] = keys or {"sk-ant-fake-default": KeyPolicy("default")}
+        self.latency = latency
+        self.model_ids = model_ids
+        self.received: list[Received] = []
+        self.too_many = 0  # 429s sent
+        self.word_delay = 0.002  # seconds between streamed pieces
+        self.cache_min_tokens = 0
+        self.round_token_headers = True
+        self._replies: collections.deque = collections.deque()
+        self._faults: dict[str, _Fault] = {}
+        self._buckets: dict[str, dict[str, _Bucket]] = {}  # account -> family -> bucket
+        self._cache: dict[str, float] = {}  # prefix digest -> when it expires (monotonic)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- control ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, *replies: str | dict[str, Any]) -> None:
+        """Queue answers: a str is the text; a dict the Message's content (or an error answer)."""
+        with self._lock:
+            self._replies.extend(replies)
+
+    def set_fault(self, alias: str, kind: str | None, *, status: int = 500, count: int = -1) -> None:
+        """Make key `alias` fail: "overloaded", "api_error", "status" (`status`), "hang",
+        "die_mid_stream", "error_event"; None clears it."""
+        with self._lock:
+            if kind is None:
+                self._faults.pop(alias, None)
+            else:
+                status = {"overloaded": 529, "api_error": 500}.get(kind, status)
+                self._faults[alias] = _Fault("status" if kind in ("overloaded", "api_error") else kind, status, count)
+
+    def count_by_alias(self, status: int | None = 200) -> dict[str, int]:
+        out: dict[str, int] = collections.Counter()
+        for r in list(self.received):
+            if status is None or r.status == status:
+                out[r.alias] += 1
+        return dict(out)
+
+    def billed(self) -> int:
+        """Tokens billed over all requests received."""
+        return sum(r.billed_tokens for r in list(self.received))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self._replies.clear()
+            self._faults.clear()
+            self._buckets.clear()
+            self._cache.clear()
+            self.too_many = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeAnthropic:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake Anthropic did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
+        try:
+            fut.result(5)
+        except Exception:
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(5)
+        self._loop = None
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _authenticate(self, request: web.Request, rid: str) -> tuple[KeyPolicy | None, web.Response | None]:
+        key = request.headers.get("x-api-key")
+        if not key:
+            return None, _error(401, "x-api-key header is required", rid)
+        policy = self.keys.get(key)
+        if policy is None:
+            return None, _error(401, "invalid x-api-key", rid)
+        version = request.headers.get("anthropic-version")
+        if not version:
+            return policy, _error(400, "anthropic-version: header is required", rid)
+        if version not in VERSIONS:
+            return policy, _error(400, f"anthropic-version: invalid version {version[:40]!r}", rid)
+        return policy, None
+
+    def _fault(self, alias: str) -> _Fault | None:
+        with self._lock:
+            fault = self._faults.get(alias)
+            if fault is None or fault.count == 0:
+                return None
+            fault.count -= 1
+            return fault
+
+    async def _models(self, request: web.Request) -> web.Response:
+        rid = _request_id()
+        policy, err = self._authenticate(request, rid)
+        if err is not None:
+            return err
+        fault = self._faults.get(policy.alias) if policy else None
+        if fault and fault.kind == "status" and fault.status in (401, 403) and fault.count != 0:
+            return _error(fault.status, "this key may not be used", rid)  # revoked: refused everywhere
+        try:
+            limit = min(1000, max(1, int(request.query.get("limit", "20"))))
+        except ValueError:
+            return _error(400, "limit: Input should be a valid integer", rid)
+        page = [{"type": "model", "id": m, "display_name": m.replace("-", " ").title(),
+                 "created_at": "2025-01-01T00:00:00Z"} for m in self.model_ids[:limit]]
+        body = {"data": page, "has_more": len(self.model_ids) > limit,
+                "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+        return web.json_response(body, headers={"request-id": rid})
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        rid = _request_id()
+        rec = Received("?", {}, dict(request.headers), time.time())
+        self.received.append(rec)
+        policy, err = self._authenticate(request, rid)
+        if policy is not None:
+            rec.alias = policy.alias
+        if err is None:
+            try:
+                rec.body = await request.json()
+            except ValueError:
+                err = _error(400, "There was an error parsing the body as JSON", rid)
+        if err is None and (why := validate(rec.body)) is not None:
+            err = _error(400, why, rid)
+        if err is None and rec.body["model"] not in self.model_ids:
+            err = _error(404, f"model: {rec.body['model']}", rid)
+        if err is not None:
+            rec.status = err.status
+            return err
+        assert policy is not None
+        body = rec.body
+        fault = self._fault(policy.alias)
+        if fault and fault.kind == "status":
+            rec.status = fault.status
+            return _error(fault.status, "Overloaded" if fault.status == 529 else "upstream fault injected", rid)
+        if fault and fault.kind == "hang":
+            rec.status = 0
+            await asyncio.sleep(3600)
+
+        now = time.monotonic()
+        inp, write, read = self._prompt_usage(policy, body, now, commit=False)
+        with self._lock:
+            reply = self._replies[0] if self._replies else None
+        if isinstance(reply, dict) and "__status__" in reply:
+            with self._lock:
+                self._replies.popleft()
+            rec.status = int(reply["__status__"])
+            answer = {"type": "error", **{k: v for k, v in reply.items() if k != "__status__"}, "request_id": rid}
+            return web.json_response(answer, status=rec.status, headers={"request-id": rid})
+        blocks, reason, stop_seq = _answer(body, reply)
+        out_tokens = _output_tokens(blocks)
+        headers, wait = self._admit(policy, inp + write, now)
+        if wait:
+            rec.status = 429
+            self.too_many += 1
+            return _error(429, "This request would exceed the rate limit for your organization. For details, "
+                          "refer to: https://docs.anthropic.com/en/api/rate-limits", rid,
+                          {"retry-after": str(math.ceil(wait)), **headers})
+        with self._lock:
+            if self._replies and self._replies[0] is reply:
+                self._replies.popleft()
+            output = self._buckets[policy.account or policy.alias].get("output-tokens")
+            if output is not None:
+                output.take(out_tokens)
+        inp, write, read = self._prompt_usage(policy, body, now, commit=True)  # admitted: the cache is written
+        rec.cache_write, rec.cache_read = write, read
+        prompt = inp + write + read
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        message = {"id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant", "model": body["model"],
+                   "content": blocks, "stop_reason": reason, "stop_sequence": stop_seq,
+                   "usage": _usage(inp, write, read, out_tokens, _ttl_of_last_breakpoint(body))}
+        headers["request-id"] = rid
+        if not body.get("stream"):
+            rec.billed_tokens = prompt + out_tokens  # generated whole, whether or not the client waits
+            return web.json_response(message, headers=headers)
+        rec.billed_tokens = prompt
+        return await self._stream(request, message, headers, fault, rec)
+
+    async def _stream(self, request: web.Request, message: dict[str, Any], headers: dict[str, str],
+                      fault: _Fault | None, rec: Received) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        events = _events(message)
+        cut = max(2, len(events) // 2) if fault and fault.kind in ("die_mid_stream", "error_event") else -1
+        for i, (name, data, tokens) in enumerate(events):
+            if i == cut:
+                if fault.kind == "die_mid_stream":  # type: ignore[union-attr]
+                    request.transport.close()  # type: ignore[union-attr]
+                    return resp
+                await resp.write(_sse("error", {"type": "error", "error": {"type": "overloaded_error",
+                                                                            "message": "Overloaded"}}))
+                await resp.write_eof()
+                return resp
+            await resp.write(_sse(name, data))
+            rec.billed_tokens += tokens
+            if tokens:
+                await asyncio.sleep(self.word_delay)
+        await resp.write_eof()
+        return resp
+
+    # -- usage and limits ------------------------------------------------------------------
+
+    def _prompt_usage(self, policy: KeyPolicy, body: dict[str, Any], now: float, *,
+                      commit: bool) -> tuple[int, int, int]:
+        """(input, cache write, cache read) tokens of the prompt; `commit`: write and refresh the
+        cache entries (a request refused by the rate limit leaves the cache as it was)."""
+        segments = _segments(body)
+        # the cache is the organization's (and the model's): a prefix digest per block
+        digest = hashlib.sha256(f"{policy.account or policy.alias}\0{body['model']}".encode())
+        keys, upto, total = [], [], 0
+        for text, _ in segments:
+            digest.update(b"\0" + text.encode())
+            keys.append(digest.hexdigest())
+            total += max(1, len(text) // 4)  # about four characters a token
+            upto.append(total)
+        points = [i for i, (_, cc) in enumerate(segments) if cc]
+        read, hit = 0, -1
+        for i in reversed(points):
+            if self._cache.get(keys[i], 0.0) > now:
+                read, hit = upto[i], i
+                break
+        write = 0
+        for i in points:
+            if i >= hit and upto[i] >= self.cache_min_tokens:
+                if commit:  # a read refreshes its entry; a write makes one
+                    self._cache[keys[i]] = now + CACHE_TTL.get(segments[i][1].get("ttl", "5m"), 300.0)  # type: ignore[union-attr]
+                if i > hit:
+                    write = upto[i] - read
+        return total - read - write, write, read
+
+    def _admit(self, policy: KeyPolicy, input_tokens: int, now: float) -> tuple[dict[str, str], float]:
+        """The account's rate-limit headers, and how long to wait (0: admitted, and counted)."""
+        limits = {"requests": (policy.limit, 1), "input-tokens": (policy.input_token_limit, input_tokens),
+                  "output-tokens": (policy.output_token_limit, 1)}
+        with self._lock:
+            buckets = self._buckets.setdefault(policy.account or policy.alias, {})
+            for name, (capacity, _) in limits.items():
+                if capacity and name not in buckets:
+                    buckets[name] = _Bucket(capacity, policy.window, now)
+            wait = max([b.wait(limits[n][1], now) for n, b in buckets.items()], default=0.0)
+            if not wait:
+                for name, bucket in buckets.items():
+                    if name != "output-tokens":  # output is counted as it is generated
+                        bucket.take(limits[name][1])
+            headers: dict[str, str] = {}
+            for name, bucket in buckets.items():
+                headers.update(bucket.headers(name, now, self.round_token_headers))
+            tokens = [n for n in buckets if n != "requests"]
+            if tokens:  # the tokens family states the most restrictive token limit in effect
+                name = min(tokens, key=lambda n: buckets[n].level)
+                for key, value in buckets[name].headers(name, now, self.round_token_headers).items():
+                    headers[key.replace(f"-{name}-", "-tokens-")] = value
+        return headers, wait
+
+
+# -- the body, as the real API checks it ---------------------------------------------------
+
+_TOP = frozenset({"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+                  "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
+                  "container", "mcp_servers", "cache_control", "output_config", "inference_geo"})
+_TOOL = frozenset({"name", "description", "input_schema", "cache_control", "type", "strict", "input_examples",
+                   "defer_loading", "allowed_callers", "eager_input_streaming"})
+_BLOCK = {
+    "text": {"type", "text", "cache_control", "citations"},
+    "image": {"type", "source", "cache_control"},
+    "document": {"type", "source", "cache_control", "citations", "context", "title"},
+    "tool_use": {"type", "id", "name", "input", "cache_control", "caller"},
+    "tool_result": {"type", "tool_use_id", "content", "is_error", "cache_control"},
+    "thinking": {"type", "thinking", "signature"},
+    "redacted_thinking": {"type", "data"},
+}
+_ROLE_BLOCKS = {"user": ("text", "image", "document", "tool_result"),
+                "assistant": ("text", "tool_use", "thinking", "redacted_thinking")}
+_CHOICE = {"auto": {"type", "disable_parallel_tool_use"}, "any": {"type", "disable_parallel_tool_use"},
+           "tool": {"type", "name", "disable_parallel_tool_use"}, "none": {"type"}}
+_SYSTEM_ROLE = ('messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, '
+                'not "system" as an input message role.')
+
+
+def validate(body: Any) -> str | None:
+    """The message of the 400 the real API answers `body` with, or None for a body it takes."""
+    try:
+        _check_body(body)
+    except _Invalid as exc:
+        return str(exc)
+    return None
+
+
+def _check_body(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise _Invalid("Input should be a valid dictionary")
+    _no_extra(body, _TOP, "")
+    for name in ("model", "max_tokens", "messages"):
+        if name not in body:
+            raise _Invalid(f"{name}: Field required")
+    if not isinstance(body["model"], str):
+        raise _Invalid("model: Input should be a valid string")
+    if not _is_int(body["max_tokens"]) or body["max_tokens"] < 1:
+        raise _Invalid("max_tokens: Input should be greater than or equal to 1")
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise _Invalid(f"{name}: Input should be a valid number")
+        if value is not None and not 0 <= value <= 1:
+            raise _Invalid(f"{name}: Input should be {'less' if value > 1 else 'greater'} than or equal to "
+                           f"{1 if value > 1 else 0}")
+    _check_stop(body.get("stop_sequences"))
+    _check_system(body.get("system"))
+    if body.get("metadata") is not None:
+        _no_extra(body["metadata"], {"user_id"}, "metadata.")
+    names = _check_tools(body.get("tools"))
+    _check_tool_choice(body.get("tool_choice"), names)
+    _check_messages(body["messages"])
+    found = _breakpoints(body)
+    if found > MAX_BREAKPOINTS:
+        raise _Invalid(f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _no_extra(obj: Any, allowed: set[str] | frozenset[str], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise _Invalid(f"{where.rstrip('.') or 'body'}: Input should be a valid dictionary")
+    for key in obj:
+        if key not in allowed:
+            raise _Invalid(f"{where}{key}: Extra inputs are not permitted")
+
+
+def _check_stop(stop: Any) -> None:
+    if stop is None:
+        return
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise _Invalid("stop_sequences: Input should be a valid list")
+    for seq in stop:
+        if not seq:
+            raise _Invalid("stop_sequences: each stop sequence must be non-empty")
+        if not seq.strip():
+            raise _Invalid("stop_sequences: each stop sequence must contain non-whitespace")
+
+
+def _check_system(system: Any) -> None:
+    if system is None or isinstance(system, str):
+        return
+    if not isinstance(system, list):
+        raise _Invalid("system: Input should be a valid string or a valid list")
+    for j, block in enumerate(system):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise _Invalid(f"system.{j}.type: Input should be 'text'")
+        _check_block(block, ("text",), f"system.{j}")
+
+
+def _check_tools(tools: Any) -> list[str]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise _Invalid("tools: Input should be a valid list")
+    names: list[str] = []
+    for i, tool in enumerate(tools):
+        _no_extra(tool, _TOOL, f"tools.{i}.")
+        name = tool.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", name):
+            raise _Invalid(f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict):
+            raise _Invalid(f"tools.{i}.input_schema: Field required")
+        if schema.get("type") != "object":
+            raise _Invalid(f"tools.{i}.input_schema.type: Input should be 'object'")
+        if name in names:
+            raise _Invalid("tools: Tool names must be unique.")
+        names.append(name)
+    return names
+
+
+def _check_tool_choice(choice: Any, tools: list[str]) -> None:
+    if choice is None:
+        return
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind not in _CHOICE:
+        raise _Invalid(f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the expected "
+                       "tags: 'auto', 'any', 'tool', 'none'")
+    _no_extra(choice, _CHOICE[kind], "tool_choice.")
+    if kind == "tool" and choice.get("name") not in tools:
+        raise _Invalid(f"tool_choice.name: Tool '{choice.get('name')}' not found in provided tools")
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise _Invalid("messages: at least one message is required")
+    pending: list[str] = []  # tool_use ids of the message before, each owed a tool_result
+    for i, m in enumerate(messages):
+        where = f"messages.{i}"
+        if not isinstance(m, dict):
+            raise _Invalid(f"{where}: Input should be a valid dictionary")
+        role = m.get("role")
+        if role == "system":
+            raise _Invalid(_SYSTEM_ROLE)
+        if role not in _ROLE_BLOCKS:
+            raise _Invalid(f"{where}.role: Input should be 'user' or 'assistant'")
+        _no_extra(m, {"role", "content"}, f"{where}.")
+        if "content" not in m:
+            raise _Invalid(f"{where}.content: Field required")
+        blocks = _check_content(m["content"], role, where, i == len(messages) - 1)
+        answered = []
+        for j, block in enumerate(blocks):
+            if block["type"] == "tool_result":
+                if block["tool_use_id"] not in pending:
+                    raise _Invalid(f"{where}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                                   f"{block['tool_use_id']}. Each `tool_result` block must have a corresponding "
+                                   "`tool_use` block in the previous message.")
+                answered.append(block["tool_use_id"])
+        missing = [p for p in pending if p not in answered]
+        if missing:
+            raise _Invalid(f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks immediately "
+                           f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                           "`tool_result` block in the next message.")
+        pending = [b["id"] for b in blocks if b["type"] == "tool_use"]
+
+
+def _check_content(content: Any, role: str, where: str, last: bool) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        blocks = [{"type": "text", "text": content}] if content else []
+    elif isinstance(content, list):
+        for j, block in enumerate(content):
+            _check_block(block, _ROLE_BLOCKS[role], f"{where}.content.{j}")
+        blocks = content
+    else:
+        raise _Invalid(f"{where}.content: Input should be a valid string or a valid list")
+    if not blocks and not (last and role == "assistant"):
+        raise _Invalid(f"{where}: all messages must have non-empty content except for the optional final "
+                       "assistant message")
+    return blocks
+
+
+def _check_block(block: Any, allowed: tuple[str, ...], where: str) -> None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind not in allowed:
+        raise _Invalid(f"{where}.type: Input tag '{kind}' found using 'type' does not match any of the expected "
+                       f"tags: {', '.join(repr(a) for a in allowed)}")
+    _no_extra(block, _BLOCK[kind], f"{where}.")
+    if kind == "text":
+        if not isinstance(block.get("text"), str):
+            raise _Invalid(f"{where}.text: Field required")
+        field = where.split(".")[0]  # "messages" or "system"
+        if not block["text"]:
+            raise _Invalid(f"{field}: text content blocks must be non-empty")
+        if not block["text"].strip():
+            raise _Invalid(f"{field}: text content blocks must contain non-whitespace text")
+    elif kind == "image":
+        _check_image(block.get("source"), where)
+    elif kind == "tool_use":
+        if not isinstance(block.get("id"), str) or not re.fullmatch(r"[a-zA-Z0-9_-]+", block["id"]):
+            raise _Invalid(f"{where}.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
+        if not isinstance(block.get("name"), str) or not block["name"]:
+            raise _Invalid(f"{where}.name: Field required")
+        if not isinstance(block.get("input"), dict):
+            raise _Invalid(f"{where}.input: Input should be a valid dictionary")
+    elif kind == "tool_result":
+        if not isinstance(block.get("tool_use_id"), str):
+            raise _Invalid(f"{where}.tool_use_id: Field required")
+        inner = block.get("content")
+        if isinstance(inner, list):
+            for j, part in enumerate(inner):
+                _check_block(part, ("text", "image", "document"), f"{where}.content.{j}")
+        elif inner is not None and not isinstance(inner, str):
+            raise _Invalid(f"{where}.content: Input should be a valid string or a valid list")
+
+
+def _check_image(source: Any, where: str) -> None:
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64":
+        if source.get("media_type") not in IMAGE_TYPES:
+            raise _Invalid(f"{where}.source.base64.media_type: Input should be 'image/jpeg', 'image/png', "
+                           "'image/gif' or 'image/webp'")
+        if not isinstance(source.get("data"), str):
+            raise _Invalid(f"{where}.source.base64.data: Field required")
+    elif kind == "url":
+        if not isinstance(source.get("url"), str):
+            raise _Invalid(f"{where}.source.url.url: Field required")
+    else:
+        raise _Invalid(f"{where}.source: Input tag '{kind}' found using 'type' does not match any of the expected "
+                       "tags: 'base64', 'url'")
+
+
+def _breakpoints(body: dict[str, Any]) -> int:
+    return sum(1 for _, cc in _segments(body) if cc)
+
+
+# -- the answer ----------------------------------------------------------------------------
+
+
+def _segments(body: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """The prompt in cache order (tools, system, messages): (its text, its cache_control)."""
+    def plain(block: dict[str, Any]) -> str:
+        return json.dumps({k: v for k, v in block.items() if k != "cache_control"}, sort_keys=True)
+
+    out: list[tuple[str, dict[str, Any] | None]] = [(plain(t), t.get("cache_control")) for t in body.get("tools") or ()]
+    system = body.get("system")
+    if isinstance(system, str):
+        out.append((system, None))
+    else:
+        out += [(plain(b), b.get("cache_control")) for b in system or ()]
+    for m in body.get("messages") or ():
+        content = m["content"]
+        if isinstance(content, str):
+            out.append((f"{m['role']}:{content}", None))
+        else:
+            out += [(f"{m['role']}:{plain(b)}", b.get("cache_control")) for b in content]
+    if body.get("cache_control") and out and out[-1][1] is None:
+        # top-level cache_control marks the last cacheable block
+        out[-1] = (out[-1][0], body["cache_control"])
+    return out
+
+
+def _ttl_of_last_breakpoint(body: dict[str, Any]) -> str:
+    marks = [cc for _, cc in _segments(body) if cc]
+    return marks[-1].get("ttl", "5m") if marks else "5m"
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for m in reversed(body["messages"]):
+        if m["role"] != "user":
+            continue
+        content = m["content"]
+        if isinstance(content, str):
+            return content
+        texts = [b.get("text", "") if b["type"] == "text" else str(b.get("content", "")) for b in content
+                 if b["type"] in ("text", "tool_result")]
+        return " ".join(texts)
+    return ""
+
+
+def _answer(body: dict[str, Any], reply: Any) -> tuple[list[dict[str, Any]], str, str | None]:
+    """(content blocks, stop_reason, stop_sequence) of the answer to `body`."""
+    if isinstance(reply, dict):
+        blocks = [{**b, "id": b.get("id") or "toolu_" + uuid.uuid4().hex[:24]} if b.get("type") == "tool_use" else dict(b)
+                  for b in reply.get("content", [])]
+        uses_tool = any(b.get("type") == "tool_use" for b in blocks)
+        return blocks, reply.get("stop_reason") or ("tool_use" if uses_tool else "end_turn"), None
+    text = reply if isinstance(reply, str) else f"Fake answer to: {_last_user_text(body)[:200]}"
+    reason, seq = "end_turn", None
+    hits = sorted((text.find(s), s) for s in body.get("stop_sequences") or () if s in text)
+    if hits:
+        (at, seq), reason = hits[0], "stop_sequence"
+        text = text[:at]
+    words = text.split(" ")
+    if len(words) > body["max_tokens"]:
+        text, reason, seq = " ".join(words[: body["max_tokens"]]), "max_tokens", None
+    return [{"type": "text", "text": text}], reason, seq
+
+
+def _pieces(text: str) -> list[tuple[str, int]]:
+    """A text as streamed: word by word, each (piece, the tokens it counts: 1 a word)."""
+    return [((" " if i else "") + w, 1 if w else 0) for i, w in enumerate(text.split(" "))] if text else []
+
+
+def _block_tokens(block: dict[str, Any]) -> int:
+    if block.get("type") == "tool_use":
+        return max(1, len(json.dumps(block.get("input") or {})) // 4)
+    return sum(n for _, n in _pieces(str(block.get("text" if block.get("type") == "text" else "thinking", ""))))
+
+
+def _output_tokens(blocks: list[dict[str, Any]]) -> int:
+    return max(1, sum(_block_tokens(b) for b in blocks))
+
+
+def _usage(inp: int, write: int, read: int, out: int, ttl: str) -> dict[str, Any]:
+    return {"input_tokens": inp, "cache_creation_input_tokens": write, "cache_read_input_tokens": read,
+            "cache_creation": {"ephemeral_5m_input_tokens": write if ttl != "1h" else 0,
+                               "ephemeral_1h_input_tokens": write if ttl == "1h" else 0},
+            "output_tokens": out, "service_tier": "standard"}
+
+
+def _events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+    """The stream of `message`, as (event name, data, output tokens it carries)."""
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+    out: list[tuple[str, dict[str, Any], int]] = [("message_start", {"type": "message_start", "message": start}, 0)]
+    for index, block in enumerate(message["content"]):
+        kind = block["type"]
+        head = ({"type": "text", "text": ""} if kind == "text"
+                else {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}} if kind == "tool_use"
+                else {"type": kind, "thinking": ""})
+        out.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": head}, 0))
+        if index == 0:
+            out.append(("ping", {"type": "ping"}, 0))
+        for delta, tokens in _deltas(block):
+            out.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}, tokens))
+        out.append(("content_block_stop", {"type": "content_block_stop", "index": index}, 0))
+    final = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")}
+    out.append(("message_delta", {"type": "message_delta", "usage": final, "delta": {
+        "stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}}, 0))
+    out.append(("message_stop", {"type": "message_stop"}, 0))
+    return out
+
+
+def _deltas(block: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
+    if block["type"] == "text":
+        return [({"type": "text_delta", "text": piece}, n) for piece, n in _pieces(block["text"])]
+    if block["type"] == "tool_use":
+        raw = json.dumps(block.get("input") or {})
+        half, tokens = len(raw) // 2, _block_tokens(block)
+        return [({"type": "input_json_delta", "partial_json": part}, tokens if i == 2 else 0)
+                for i, part in enumerate(("", raw[:half], raw[half:]))]
+    return ([({"type": "thinking_delta", "thinking": piece}, n) for piece, n in _pieces(str(block.get("thinking", "")))]
+            + [({"type": "signature_delta", "signature": block.get("signature", "c2lnbmF0dXJl")}, 0)])
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:24]
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(math.ceil(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(status: int, message: str, rid: str, headers: dict[str, str] | None = None) -> web.Response:
+    kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": rid}
+    return web.json_response(body, status=status, headers={"request-id": rid, **(headers or {})})
+
+
+if __name__ == "__main__":  # a manual run: python -m tests.helpers.fake_anthropic
+    fake = FakeAnthropic({"sk-ant-fake-a": KeyPolicy("a", limit=50)}).start()
+    print(fake.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()

@@ -1,0 +1,248 @@
+"""A loopback server that answers as an Azure OpenAI resource does, over real HTTP.
+
+It follows Microsoft's published reference, field by field:
+
+- Azure OpenAI data-plane REST reference (api-version 2024-10-21, "Chat completions - Create",
+  "Models - List"): https://learn.microsoft.com/azure/ai-services/openai/reference
+- the v1 API (model = the deployment's name in the body):
+  https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle
+- quotas and their headers (``x-ratelimit-remaining-requests`` / ``-tokens``; a 429 with
+  ``retry-after`` in seconds and ``retry-after-ms``):
+  https://learn.microsoft.com/azure/ai-services/openai/how-to/quota
+- content filtering fields in answers (``prompt_filter_results``, ``content_filter_results``):
+  https://learn.microsoft.com/azure/ai-services/openai/concepts/content-filter
+
+What it does: ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` and
+``POST /openai/v1/chat/completions``, ``.../embeddings`` too; the key in ``api-key`` or an Entra
+token as ``Authorization: Bearer``; 404 ``DeploymentNotFound`` for an unknown deployment, 404
+for a missing api-version, 401 for a wrong key; per-deployment request limits answered with
+Azure's 429; streaming with the prompt-filter chunk first and a usage chunk when asked; the
+headers Azure sends (``apim-request-id``, ``x-request-id``, ``x-ms-region``,
+``azureml-model-session``). Every request is recorded in :attr:`FakeAzure.received`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+API_VERSIONS = ("2024-06-01", "2024-10-21", "2025-04-01-preview")
+FILTERS = {s: {"filtered": False, "severity": "safe"} for s in ("hate", "self_harm", "sexual", "violence")}
+
+
+@dataclass
+class Deployment:
+    """One deployment of the resource: its name and the model behind it."""
+
+    name: str
+    model: str  # what answers carry in "model", e.g. "gpt-4o-mini-2024-07-18"
+    limit: int = 0  # requests per `window` seconds; 0: none
+    window: float = 60.0
+    calls: collections.deque = field(default_factory=collections.deque)
+
+
+@dataclass
+class AzureReceived:
+    deployment: str
+    url_form: str  # "deployments" or "v1"
+    auth: str  # "api-key" or "entra"
+    body: dict[str, Any]
+    query: dict[str, str]
+    status: int = 200
+
+
+class FakeAzure:
+    """An Azure OpenAI resource at :attr:`endpoint` (what the SDK takes as azure_endpoint)."""
+
+    def __init__(self, deployments: list[Deployment], *, key: str = "azure-key-0123456789",
+                 entra_token: str = "eyJ0eXAiOi.fake-entra-token", region: str = "swedencentral") -> None:
+        self.deployments = {d.name: d for d in deployments}
+        self.key, self.entra_token, self.region = key, entra_token, region
+        self.received: list[AzureReceived] = []
+        self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeAzure:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)  # type: ignore[union-attr]
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeAzure:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/openai/deployments/{deployment}/{endpoint:chat/completions|embeddings}", self._deployed)
+        app.router.add_post("/openai/v1/{endpoint:chat/completions|embeddings}", self._v1)
+        app.router.add_get("/openai/models", self._models)
+        app.router.add_get("/openai/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    # -- handlers ----------------------------------------------------------------------
+
+    def _auth(self, request: web.Request) -> str | None:
+        if request.headers.get("api-key") == self.key:
+            return "api-key"
+        if request.headers.get("Authorization") == f"Bearer {self.entra_token}":
+            return "entra"
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        rid = str(uuid.uuid4())
+        return {"apim-request-id": rid, "x-request-id": rid, "x-ms-region": self.region,
+                "azureml-model-session": "d089-20240909104532"}
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if self._auth(request) is None:
+            return _unauthorized()
+        if request.path == "/openai/models" and request.query.get("api-version") not in API_VERSIONS:
+            return _error(404, "404", "Resource not found")
+        data = [{"id": d.model.rsplit("-", 3)[0], "object": "model", "status": "succeeded",
+                 "capabilities": {"chat_completion": True}} for d in self.deployments.values()]
+        return web.json_response({"object": "list", "data": data}, headers=self._headers())
+
+    async def _deployed(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("api-version") not in API_VERSIONS:
+            return _error(404, "404", "Resource not found")
+        return await self._answer(request, request.match_info["deployment"], "deployments")
+
+    async def _v1(self, request: web.Request) -> web.StreamResponse:
+        try:
+            name = (await request.json()).get("model", "")
+        except json.JSONDecodeError:
+            name = ""
+        return await self._answer(request, str(name), "v1")
+
+    async def _answer(self, request: web.Request, name: str, form: str) -> web.StreamResponse:
+        auth = self._auth(request)
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "BadRequest", "The request body is not valid JSON.")
+        rec = AzureReceived(name, form, auth or "", body, dict(request.query))
+        self.received.append(rec)
+        if auth is None:
+            rec.status = 401
+            return _unauthorized()
+        dep = self.deployments.get(name)
+        if dep is None:
+            rec.status = 404
+            return _error(404, "DeploymentNotFound", "The API deployment for this resource does not exist. If "
+                          "you created the deployment within the last 5 minutes, please wait a moment and try again.")
+        if self.fail_next:
+            rec.status = self.fail_next.pop(0)
+            return _error(rec.status, "InternalServerError", "The server had an error while processing your request.")
+        now = time.monotonic()
+        while dep.calls and dep.calls[0] <= now - dep.window:
+            dep.calls.popleft()
+        if dep.limit and len(dep.calls) >= dep.limit:
+            rec.status = 429
+            wait = dep.calls[0] + dep.window - now
+            return _error(429, "429", f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API "
+                          f"version {request.query.get('api-version', 'v1')} have exceeded call rate limit of your "
+                          f"current OpenAI S0 pricing tier. Please retry after {int(wait) + 1} seconds.",
+                          {"retry-after": str(int(wait) + 1), "retry-after-ms": str(int(wait * 1000)),
+                           "x-ratelimit-remaining-requests": "0", "x-ratelimit-remaining-tokens": "0",
+                           **self._headers()})
+        dep.calls.append(now)
+        headers = {**self._headers(), "x-ratelimit-remaining-requests": str(max(0, dep.limit - len(dep.calls))),
+                   "x-ratelimit-remaining-tokens": "9000"}
+        if request.path.endswith("/embeddings"):
+            texts = body.get("input") if isinstance(body.get("input"), list) else [body.get("input")]
+            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(texts)]
+            n = sum(len(str(t)) // 4 + 1 for t in texts)
+            return web.json_response({"object": "list", "data": data, "model": dep.model,
+                                      "usage": {"prompt_tokens": n, "total_tokens": n}}, headers=headers)
+        last = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        words = f"Azure answer to: {str(last)[:200]}".split(" ")
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if limit:
+            words = words[: int(limit)]
+        prompt = max(1, len(json.dumps(body.get("messages", []))) // 4)
+        usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words),
+                 "prompt_tokens_details": {"cached_tokens": 0}}
+        cid, created = "chatcmpl-" + uuid.uuid4().hex[:20], int(time.time())
+        if not body.get("stream"):
+            return web.json_response({
+                "id": cid, "object": "chat.completion", "created": created, "model": dep.model,
+                "system_fingerprint": "fp_azure",
+                "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": FILTERS}],
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                             "message": {"role": "assistant", "content": " ".join(words)},
+                             "content_filter_results": FILTERS}],
+                "usage": usage,
+            }, headers=headers)
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        extra = {"usage": None} if with_usage else {}
+
+        async def send(obj: dict[str, Any]) -> None:
+            await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
+
+        # Azure's first chunk: no choices, the prompt's filter results, empty id and model
+        await send({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": FILTERS}]})
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": dep.model,
+                "system_fingerprint": "fp_azure"}
+        await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                         "finish_reason": None, "content_filter_results": {}}], **extra})
+        for i, w in enumerate(words):
+            await send({**base, "choices": [{"index": 0, "delta": {"content": (" " if i else "") + w},
+                                             "finish_reason": None, "content_filter_results": FILTERS}], **extra})
+        await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop",
+                                         "content_filter_results": {}}], **extra})
+        if with_usage:
+            await send({**base, "choices": [], "usage": usage})
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+def _unauthorized() -> web.Response:
+    return _error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+                  "provide a valid key for an active subscription and use a correct regional API endpoint for "
+                  "your resource.")
