@@ -9,11 +9,15 @@ JupyterHub token: user name, groups, admin flag and scopes come from the hub.
 stops accepting, lets answers in flight finish for ``c.RSQLProxy.shutdown_grace_seconds``, ends
 the rest (a stream with an error event, a JSON answer not yet begun with a 503), flushes the
 usage log and exits 0; a second signal ends the wait at once.
+
+``{base_url}health/live`` and ``{base_url}health/ready`` answer an orchestrator's probes (the
+kubelet holds no token): unauthenticated, a fixed small body, no user, key or upstream named.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -36,6 +40,20 @@ from .routes import make_handlers
 from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port
 
 log = logging.getLogger("rsql")
+
+# A readiness probe asks the state backend at most once a second however often it is probed
+# (one shared ping, its answer kept this long), and waits at most this long for it: below the
+# probe's own timeout (deploy/kubernetes/deployment.yaml), so a hung Redis reads as "not ready"
+HEALTH_CACHE_SECONDS = 1.0
+HEALTH_PING_SECONDS = 1.5
+# the probes' paths under the service's prefix: /services/rsql/health/live on a hub
+HEALTH_LIVE = "health/live"
+HEALTH_READY = "health/ready"
+# after the grace: how long the answers cut by the shutdown get to release their leases and
+# log their rows, then how long idle connections get to close. A pod's termination grace must
+# cover the shutdown grace plus both (deploy/kubernetes/deployment.yaml)
+DRAIN_CUT_SECONDS = 10.0
+DRAIN_CLOSE_SECONDS = 5.0
 
 
 def _bearer(request: Any) -> str:
@@ -194,10 +212,13 @@ class RSQLProxyService(Application):
         routes = make_handlers(ServiceBase, prefix.rstrip("/") or "")
         if hub_login.hub_oauth(self) is not None:  # the browser login's landing page
             routes.insert(0, (prefix + "oauth_callback", hub_login.callback_handler()))
+        health = Readiness(ctx)
+        routes[:0] = [(prefix + HEALTH_LIVE, LiveHandler), (prefix + HEALTH_READY, ReadyHandler)]
         app = ServiceApp(
-            routes, rsql=ctx, rsql_app=self, log_function=_access_log,
+            routes, rsql=ctx, rsql_app=self, rsql_health=health, log_function=_access_log,
             cookie_secret=self._cookie_secret or hub_login.cookie_secret(),
         )
+        app.health_paths = frozenset((prefix + HEALTH_LIVE, prefix + HEALTH_READY))
         # every route but a 404 is ours and streams its body against max_body_bytes itself; this
         # bounds what tornado buffers for the rest (it answers a bare 400 past it)
         server = httpserver.HTTPServer(app, xheaders=True, max_body_size=proxy.max_body_bytes)
@@ -261,14 +282,97 @@ class RSQLProxyService(Application):
 
 
 class ServiceApp(web.Application):
-    """The service's tornado app: while draining, every new request is answered 503."""
+    """The service's tornado app: while draining, every new request is answered 503, but the
+    probes, which say so themselves (readiness 503 "draining", liveness still 200)."""
 
     draining = False
+    health_paths: frozenset[str] = frozenset()
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
-        if self.draining:
+        if self.draining and request.path not in self.health_paths:
             return self.get_handler_delegate(request, DrainingHandler)
         return super().find_handler(request, **kwargs)
+
+
+class Readiness:
+    """Whether this process should be sent requests: its engine started, not draining, and its
+    shared state (Redis) reachable, unless ``fail_open`` says to serve without it.
+
+    The state backend is pinged by one task at a time and its answer kept for
+    ``HEALTH_CACHE_SECONDS``, so a flood of probes costs at most one ping a second."""
+
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        # without Redis there is nothing shared to lose; with fail_open the admin chose to serve
+        # without it, and every replica going unready at once would be an outage of its own
+        self.check_state = bool(ctx.proxy.state_url) and not ctx.proxy.fail_open
+        self._state_ok = False
+        self._checked = -HEALTH_CACHE_SECONDS
+        self._ping: asyncio.Task[bool] | None = None
+
+    async def not_ready(self, draining: bool) -> str:
+        """Why this process should get no requests now ("" when it should)."""
+        if draining:
+            return "draining"
+        started = self.ctx.started
+        if started is None or not started.done() or started.cancelled() or started.exception() is not None:
+            return "starting"
+        if self.check_state and not await self.state_reachable():
+            return "state backend unreachable"
+        return ""
+
+    async def state_reachable(self) -> bool:
+        if time.monotonic() - self._checked < HEALTH_CACHE_SECONDS:
+            return self._state_ok
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.ensure_future(self._ask())
+        return await asyncio.shield(self._ping)
+
+    async def _ask(self) -> bool:
+        try:
+            ok = await asyncio.wait_for(self.ctx.engine.state.ping(), HEALTH_PING_SECONDS)
+        except Exception:  # a timeout, or an error the backend did not turn into False
+            ok = False
+        self._state_ok, self._checked = ok, time.monotonic()
+        return ok
+
+
+class HealthHandler(web.RequestHandler):
+    """A probe's answer: no token (the kubelet has none), a fixed JSON body, never cached."""
+
+    rsql_quiet = True  # the access log skips probes: a failing one every few seconds is noise
+
+    def answer(self, status: int, body: dict[str, str]) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.answer(status_code, {"status": "error"})  # a wrong method: no tornado HTML page
+
+    def compute_etag(self) -> None:  # an answer of now, never a 304 for an old one
+        return None
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+
+class LiveHandler(HealthHandler):
+    """Liveness: the event loop runs this handler, so an answer means it is not stuck."""
+
+    def get(self) -> None:
+        self.answer(200, {"status": "ok"})
+
+
+class ReadyHandler(HealthHandler):
+    """Readiness: 503 while starting, draining, or without the shared state it needs."""
+
+    async def get(self) -> None:
+        health: Readiness = self.settings["rsql_health"]
+        app = self.application
+        reason = await health.not_ready(isinstance(app, ServiceApp) and app.draining)
+        self.answer(503 if reason else 200, {"status": "not ready", "reason": reason} if reason else {"status": "ok"})
 
 
 class DrainingHandler(web.RequestHandler):
@@ -306,19 +410,21 @@ async def drain(server: httpserver.HTTPServer, app: ServiceApp, ctx: ProxyContex
         if left:
             # the cancelled answers release their leases and slots and log their rows; wait for it
             try:
-                await asyncio.wait_for(inflight.idle.wait(), 10)
+                await asyncio.wait_for(inflight.idle.wait(), DRAIN_CUT_SECONDS)
             except asyncio.TimeoutError:
-                log.warning("%d requests did not end within 10 s of being cut", len(inflight))
+                log.warning("%d requests did not end within %g s of being cut", len(inflight), DRAIN_CUT_SECONDS)
         log.info("drained in %.1f s: %d finished, %d ended by the shutdown", time.monotonic() - t0, n - left, left)
     try:  # idle kept-alive connections, the dashboard's live feeds
-        await asyncio.wait_for(server.close_all_connections(), 5)
+        await asyncio.wait_for(server.close_all_connections(), DRAIN_CLOSE_SECONDS)
     except asyncio.TimeoutError:
-        log.warning("some connections did not close within 5 s")
+        log.warning("some connections did not close within %g s", DRAIN_CLOSE_SECONDS)
 
 
 def _access_log(handler: web.RequestHandler) -> None:
     # never the query string or headers: tokens may travel there
     status = handler.get_status()
+    if getattr(handler, "rsql_quiet", False) and not log.isEnabledFor(logging.DEBUG):
+        return
     if status >= 400 or log.isEnabledFor(logging.DEBUG):
         log.log(
             logging.WARNING if status >= 500 else logging.INFO, "%d %s %s %.1f ms", status,
