@@ -44,6 +44,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: setup
 	bash scripts/install-system-deps.sh bench

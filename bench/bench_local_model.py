@@ -66,7 +66,7 @@ SETTINGS = {
 
 def model_path(kind: str) -> str | None:
     if kind == "smollm2":
-        from jupyter_server_ext.engine.local import default_gguf_path
+        from jupyter_server_ext.engine.upstreams.transport.local import default_gguf_path
 
         try:
             return default_gguf_path()

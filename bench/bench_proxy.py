@@ -369,8 +369,8 @@ def bench_quota(quick: bool) -> dict[str, Any]:
 # -- 6. per-request costs -----------------------------------------------------------------------
 
 async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
-    from jupyter_server_ext.engine.limiter import Limiter, LimitSettings, UserPolicy
-    from jupyter_server_ext.engine.settings import parse_rates
+    from jupyter_server_ext.engine.admission.limiter import Limiter, LimitSettings, UserPolicy
+    from jupyter_server_ext.engine.upstreams.specs import parse_rates
 
     settings = LimitSettings(
         user=UserPolicy(limits=parse_rates(["100000/minute", "1000000/day"], where="bench"), concurrency=50,
@@ -379,11 +379,11 @@ async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
     )
     prefix = redis_prefix("admit")
     if state_kind == "memory":
-        from jupyter_server_ext.state.memory import MemoryState
+        from jupyter_server_ext.state.admission.memory import MemoryState
 
         state = MemoryState()
     else:
-        from jupyter_server_ext.state.redis import RedisState
+        from jupyter_server_ext.state.admission.redis import RedisState
 
         state = RedisState(REDIS_URL, prefix=prefix)
     limiter = Limiter(settings, state)

@@ -22,15 +22,11 @@ from typing import Any, TextIO
 
 from rsql_magic.terminal import ShownStream, shown
 
+from .engine.errors import CLIError
+
 # exit codes: 2 is argparse's own for a wrong command line
 OK, FAILED, USAGE, UNREACHABLE, UNAUTHORIZED, FORBIDDEN = 0, 1, 2, 3, 4, 5
 DEFAULT_URL = "http://127.0.0.1:10101/"
-
-
-class CLIError(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Client:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Mapping
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
 from .engine import (
-    Engine,
     EngineSettings,
     LimitSettings,
     UserPolicy,
@@ -19,15 +17,19 @@ from .engine import (
     parse_rates,
     parse_upstreams,
 )
-from .engine.alerts import AlertSettings, parse_webhooks
+from .engine.admission.policy_windows import parse_windows, zone
+from .engine.bodies.request import RequestLimits
 from .engine.errors import ConfigError
-from .engine.policy_windows import parse_windows, zone
-from .engine.redact import parse_context_policy, parse_redact_patterns
-from .engine.request import RequestLimits
-from .state import MemoryState
-from .store import open_store
+from .engine.monitoring.alerts import AlertSettings, parse_webhooks
+from .engine.privacy.redact import parse_context_policy, parse_redact_patterns
 
 LOCAL_MODEL = "smollm2-135m"
+# every default is written once, in the engine's settings; the traits below read it from there
+ENGINE = EngineSettings(upstreams=())
+LIMITS = LimitSettings()
+USER = UserPolicy()
+REQUEST = RequestLimits()
+ALERTS = AlertSettings()
 
 
 class RSQLProxy(Configurable):
@@ -46,27 +48,27 @@ class RSQLProxy(Configurable):
         "models" may map public names to the provider's own: {"gpt-4o-mini": "my-deployment"}.
         A self-hosted server sets "max_in_flight". Empty: the local model is used.""",
     ).tag(config=True)
-    default_model = Unicode("", help="Model used when a request names none.").tag(config=True)
+    default_model = Unicode(ENGINE.default_model, help="Model used when a request names none.").tag(config=True)
     max_wait_seconds = Float(
-        10.0, help="How long a request may wait for upstream capacity before a 429."
+        ENGINE.max_wait_seconds, help="How long a request may wait for upstream capacity before a 429."
     ).tag(config=True)
     upstream_timeout_seconds = Float(
-        60.0, help="Time allowed for an upstream's answer (streaming: between events)."
+        ENGINE.upstream_timeout_seconds, help="Time allowed for an upstream's answer (streaming: between events)."
     ).tag(config=True)
     default_cooldown_seconds = Float(
-        5.0, help="Cooldown of an (account, model) after a 429 that names no wait."
+        ENGINE.default_cooldown_seconds, help="Cooldown of an (account, model) after a 429 that names no wait."
     ).tag(config=True)
     breaker_threshold = Integer(
-        3, help="Failures in a row (5xx, timeouts, connection errors) that open a key's breaker."
+        ENGINE.breaker_threshold, help="Failures in a row (5xx, timeouts, connection errors) that open a key's breaker."
     ).tag(config=True)
     breaker_seconds = Float(
-        15.0, help="How long an open breaker keeps a key out before one probe (doubles each time)."
+        ENGINE.breaker_seconds, help="How long an open breaker keeps a key out before one probe (doubles each time)."
     ).tag(config=True)
     health_check_seconds = Float(
-        60.0, help="Interval of the health check that re-enables rejected keys; 0 turns it off."
+        ENGINE.health_check_seconds, help="Interval of the health check that re-enables rejected keys; 0 turns it off."
     ).tag(config=True)
     default_max_tokens = Integer(
-        512,
+        ENGINE.default_max_tokens,
         help="""Completion tokens reserved for a request that sets no max_tokens; while a budget
         applies, such a request is also capped there (sent upstream as max_completion_tokens).""",
     ).tag(config=True)
@@ -84,13 +86,13 @@ class RSQLProxy(Configurable):
         help="""Request limits per user, e.g. ["10/minute", "100/hour", "500/day"]. Windows of one
         day count per UTC date and reset at midnight UTC; shorter ones are moving windows.""",
     ).tag(config=True)
-    user_concurrency = Integer(0, help="Requests one user may have in flight at once; 0: no limit.").tag(config=True)
+    user_concurrency = Integer(USER.concurrency, help="Requests one user may have in flight at once; 0: no limit.").tag(config=True)
     user_daily_budget_usd = Float(
-        None, allow_none=True, help="USD one user may spend per UTC day; None: no budget."
+        USER.daily_budget_usd, allow_none=True, help="USD one user may spend per UTC day; None: no budget."
     ).tag(config=True)
-    global_concurrency = Integer(0, help="Requests in flight at once for everyone; 0: no limit.").tag(config=True)
+    global_concurrency = Integer(LIMITS.global_concurrency, help="Requests in flight at once for everyone; 0: no limit.").tag(config=True)
     global_daily_budget_usd = Float(
-        None, allow_none=True, help="USD everyone together may spend per UTC day; None: no budget."
+        LIMITS.global_daily_budget_usd, allow_none=True, help="USD everyone together may spend per UTC day; None: no budget."
     ).tag(config=True)
     limit_overrides = Dict(
         help="""Per user or group: {"user:alice": {"user_limits": ["60/minute"]},
@@ -117,21 +119,21 @@ class RSQLProxy(Configurable):
         time with `rsql-proxy admin window ...` or the dashboard (shared by replicas on Redis).""",
     ).tag(config=True)
     admin_timezone = Unicode(
-        "UTC",
+        ENGINE.admin_timezone,
         help="""The IANA time zone (e.g. "Europe/Berlin") in which window times without an offset are
         read and in which users and admins are shown them, beside UTC.""",
     ).tag(config=True)
     notebook_names = Bool(
-        False,
+        ENGINE.notebook_names,
         help="""The usage log names the notebook each request came from by its path (True) or by a
         keyed hash of it, nb-<16 hex> (False, the default: file names can say more than admins need
         to see). Users still see their own notebook's spend with %ask_cost either way.""",
     ).tag(config=True)
     lease_seconds = Float(
-        600.0, help="A concurrency slot expires on its own after this long (a crashed process)."
+        LIMITS.lease_seconds, help="A concurrency slot expires on its own after this long (a crashed process)."
     ).tag(config=True)
     unpriced_models = Unicode(
-        "deny",
+        ENGINE.unpriced_models,
         help="""A model with no known price (neither in the upstream's "prices" nor in the built-in
         table) while a budget applies to the caller: "deny" refuses it with a 403 naming the model,
         so no budget can be escaped; "free" lets it cost 0. Without any budget it is always served.
@@ -140,7 +142,7 @@ class RSQLProxy(Configurable):
 
     # -- what upstreams learn of the caller -------------------------------------------------------
     forward_user = Unicode(
-        "hash",
+        ENGINE.forward_user,
         help="""The `user` field upstreams receive, for their abuse tracking: "hash" (default) a
         stable pseudonym of the caller, a keyed hash of the user name (rsql-<32 hex>); "name" the
         user name itself; "none" no `user` at all. A `user` the caller sent is always replaced.""",
@@ -163,17 +165,17 @@ class RSQLProxy(Configurable):
         help="""Largest request body accepted by the proxy's endpoints (bytes); a larger one gets a
         413 before it is read whole. Other handlers of a Jupyter server keep their own limits.""",
     ).tag(config=True)
-    max_json_depth = Integer(64, help="Deepest nesting of JSON arrays and objects in a request body.").tag(config=True)
-    max_messages = Integer(1000, help="Most messages one chat-completions request may carry.").tag(config=True)
+    max_json_depth = Integer(REQUEST.max_json_depth, help="Deepest nesting of JSON arrays and objects in a request body.").tag(config=True)
+    max_messages = Integer(REQUEST.max_messages, help="Most messages one chat-completions request may carry.").tag(config=True)
     max_message_chars = Integer(
-        1_000_000, help="Longest text of one message (its content, or its text parts together), in characters."
+        REQUEST.max_message_chars, help="Longest text of one message (its content, or its text parts together), in characters."
     ).tag(config=True)
 
     # -- cache ----------------------------------------------------------------------------------
-    cache_max_entries = Integer(1000, help="Cached answers kept at most; 0 turns the cache off.").tag(config=True)
-    cache_max_bytes = Integer(64 * 2**20, help="Bytes of cached answers kept at most.").tag(config=True)
-    cache_ttl_seconds = Float(3600.0, help="How long a cached answer stays valid.").tag(config=True)
-    cache_hits_count = Bool(False, help="Whether a cache hit counts against the user's limits.").tag(config=True)
+    cache_max_entries = Integer(ENGINE.cache_max_entries, help="Cached answers kept at most; 0 turns the cache off.").tag(config=True)
+    cache_max_bytes = Integer(ENGINE.cache_max_bytes, help="Bytes of cached answers kept at most.").tag(config=True)
+    cache_ttl_seconds = Float(ENGINE.cache_ttl_seconds, help="How long a cached answer stays valid.").tag(config=True)
+    cache_hits_count = Bool(ENGINE.cache_hits_count, help="Whether a cache hit counts against the user's limits.").tag(config=True)
 
     # -- usage log --------------------------------------------------------------------------------
     database_url = Unicode(
@@ -181,7 +183,7 @@ class RSQLProxy(Configurable):
         help="""Where the usage log goes: sqlite:///path/usage.sqlite (default: rsql/usage.sqlite in
         the Jupyter data dir, or ./rsql_usage.sqlite for the hub service) or postgresql://...""",
     ).tag(config=True)
-    log_prompts = Bool(False, help="Store prompt text in the usage log.").tag(config=True)
+    log_prompts = Bool(ENGINE.log_prompts, help="Store prompt text in the usage log.").tag(config=True)
     usage_spool_dir = Unicode(
         "",
         help="""A local folder where every usage row is journaled before it goes to the database,
@@ -208,7 +210,7 @@ class RSQLProxy(Configurable):
         True admits them without per-user limits. Either way it is logged once per outage and
         shown in GET status.""",
     ).tag(config=True)
-    retention_days = Float(90.0, help="Usage rows older than this are pruned; 0 keeps all.").tag(config=True)
+    retention_days = Float(ENGINE.retention_days, help="Usage rows older than this are pruned; 0 keeps all.").tag(config=True)
 
     # -- shutdown -------------------------------------------------------------------------------
     shutdown_grace_seconds = Float(
@@ -233,26 +235,26 @@ class RSQLProxy(Configurable):
         ```sql blocks). Pattern-based: no guarantee for free text.""",
     ).tag(config=True)
     redact_max_chars = Integer(
-        200_000,
+        ENGINE.redact_max_chars,
         help="""While redact_patterns is set: the most characters of text one request (or one
         POST redact) may hold; a longer one is refused with a 413 (code too_much_to_redact).
         Scanning costs CPU in proportion to the text, so this bounds the work one request asks for.""",
     ).tag(config=True)
     usage_drain_seconds = Float(
-        30.0,
+        ENGINE.usage_drain_seconds,
         help="""How long an answer whose client left is read on, for the usage the provider bills
         (it bills every token it generated, read or not). When no usage comes in that time, the
         prompt and one token per streamed chunk are charged. 0: charge that estimate at once.
         Until then the request keeps its user's concurrency slot (user_concurrency).""",
     ).tag(config=True)
     fallback_model = Unicode(
-        "",
+        ENGINE.fallback_model,
         help="""An upstream name (e.g. "local", the llama_cpp model) that answers when every key
         for the requested model is cooling, disabled or failing, or (see fallback_on) when the
         user's budget is spent. Answers say so in the X-RSQL-Fallback header. "": no fallback.""",
     ).tag(config=True)
     fallback_on = List(
-        Unicode(), default_value=["capacity"],
+        Unicode(), default_value=list(ENGINE.fallback_on),
         help="""When fallback_model answers: "capacity" (no upstream key could answer) and/or
         "budget" (the daily budget is spent; the fallback must then be free, like the local model).""",
     ).tag(config=True)
@@ -267,18 +269,18 @@ class RSQLProxy(Configurable):
         alert_dedupe_seconds (once per UTC day for budgets), once for all replicas on Redis.""",
     ).tag(config=True)
     alert_error_rate = Float(
-        0.10, help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert."
+        ALERTS.error_rate, help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert."
     ).tag(config=True)
     alert_min_requests = Integer(
-        20, help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert)."
+        ALERTS.min_requests, help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert)."
     ).tag(config=True)
-    alert_dedupe_seconds = Float(900.0, help="One alert per condition per this many seconds.").tag(config=True)
+    alert_dedupe_seconds = Float(ALERTS.dedupe_seconds, help="One alert per condition per this many seconds.").tag(config=True)
     alert_retries = Integer(
-        5, help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s)."
+        ALERTS.retries, help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s)."
     ).tag(config=True)
-    alert_retry_seconds = Float(1.0, help="The first backoff before retrying a webhook.").tag(config=True)
+    alert_retry_seconds = Float(ALERTS.retry_base_seconds, help="The first backoff before retrying a webhook.").tag(config=True)
     otel = Bool(
-        False,
+        ENGINE.otel,
         help="""OpenTelemetry spans per request (admission, cache, each upstream attempt), continuing
         the caller's traceparent; needs the `otel` extra. Exporter settings come from the standard
         OTEL_* environment variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, ...).""",
@@ -436,127 +438,4 @@ class RSQLProxy(Configurable):
             policy_windows=windows,
             admin_timezone=self.admin_timezone,
             notebook_names=self.notebook_names,
-        )
-
-
-def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger | None = None) -> Engine:
-    """The engine both hosts run, with the state backend and usage store the config names."""
-    settings = proxy.engine_settings(log=log)
-    if settings.forward_user == "hash" and not settings.user_id_secret:
-        path = proxy.user_id_secret_file
-        if not path and default_database.startswith("sqlite:///"):
-            path = os.path.join(os.path.dirname(default_database[len("sqlite:///"):]), "user-id.secret")
-        if path:
-            settings.user_id_secret = user_id_secret(path)
-    kwargs: dict = {"state": MemoryState()}
-    if proxy.state_url:
-        if not proxy.state_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"RSQLProxy.state_url must be a redis:// URL, got {proxy.state_url!r}")
-        from .state.redis import RedisState
-        from .state.redis_pool import SharedPool
-
-        kwargs["state"] = RedisState(proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open)
-        kwargs["pool_class"] = SharedPool
-        kwargs["pool_options"] = {
-            "state": kwargs["state"], "prefix": proxy.state_prefix, "lease_seconds": proxy.lease_seconds,
-        }
-    url = proxy.database_url or default_database
-    if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
-        raise ConfigError(f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}")
-    engine = Engine(settings, store=open_store(url), usage_options=usage_options(proxy, default_database), **kwargs)
-    if proxy.state_url:
-        from .state.redis_pool import RedisAlertLedger
-
-        # one alert per condition for all replicas, and one list of recent alerts
-        engine.alerts.ledger = RedisAlertLedger(engine.pool.redis, proxy.state_prefix)  # type: ignore[attr-defined]
-    return engine
-
-
-def usage_options(proxy: RSQLProxy, default_database: str) -> dict:
-    """Where the usage log journals its rows: the configured folder, else one beside the
-    default SQLite file (even when the rows go to PostgreSQL: the spool is local on purpose)."""
-    if proxy.usage_spool_max_bytes <= 0:
-        raise ConfigError(f"RSQLProxy.usage_spool_max_bytes must be positive, got {proxy.usage_spool_max_bytes}")
-    spool = proxy.usage_spool_dir
-    if not spool:
-        folder = os.path.dirname(default_database[len("sqlite:///"):]) if default_database.startswith("sqlite:///") else ""
-        spool = os.path.join(folder, "usage-spool") if folder else "rsql_usage_spool"
-    return {"spool_dir": spool, "spool_max_bytes": proxy.usage_spool_max_bytes}
-
-
-def user_id_secret(path: str) -> bytes:
-    """The pseudonym key kept in `path`, created (random, owner-only) on first use: pseudonyms
-    must survive restarts, or a provider would see every user anew after each one. A file
-    another user could have written (a symlink, theirs, writable by others) stops start-up: a key
-    they know would let them reverse every pseudonym."""
-    key = _read_key_file(path)
-    if key is None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-        key = secrets.token_hex(32).encode()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            key = _read_key_file(path)
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(key)
-            return key
-    import time
-
-    # a process that has just made the file may not have written it yet
-    for _ in range(40):
-        if key:
-            return key
-        time.sleep(0.05)
-        key = _read_key_file(path)
-    raise ConfigError(f"the pseudonym key file {path} is empty: delete it (a new key is made; pseudonyms change)")
-
-
-def _read_key_file(path: str) -> bytes | None:
-    """The key in `path` (None: no such file), once the file is known to be ours alone."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO planted under the name must not hang start-up
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if os.path.islink(path):
-            raise ConfigError(
-                f"the pseudonym key file {path} is a symbolic link, which another user could point at a "
-                "key they know: replace it with the file itself, or delete it (a new key is made; "
-                "pseudonyms change)"
-            ) from None
-        raise ConfigError(f"cannot read the pseudonym key file {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as f:
-        if os.name == "posix":
-            _check_key_file(path, fd)
-        return f.read(4096).strip()
-
-
-def _check_key_file(path: str, fd: int) -> None:
-    import stat
-
-    info, me = os.fstat(fd), os.geteuid()
-    mode = info.st_mode & 0o7777
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"the pseudonym key file {path} is not a regular file: delete it (a new key is made)")
-    if info.st_uid != me:
-        raise ConfigError(
-            f"the pseudonym key file {path} is owned by uid {info.st_uid}, not by the user the proxy runs "
-            f"as (uid {me}); its owner could have planted a key they know: delete it (a new key is made; "
-            f"pseudonyms change), or if the file is yours, chown {me} {path}"
-        )
-    if mode & 0o022:
-        raise ConfigError(
-            f"the pseudonym key file {path} is writable by other users (mode {mode:04o}), who could "
-            f"have planted a key they know: check it, then chmod 600 {path}, or delete it (a new key "
-            "is made; pseudonyms change)"
-        )
-    if mode & 0o044:
-        os.fchmod(fd, mode & 0o700)
-        logging.getLogger("rsql").warning(
-            "the pseudonym key file %s was readable by other users (mode %04o), now %04o: whoever read "
-            "it can reverse the pseudonyms; delete it for a new key (pseudonyms then change)",
-            path, mode, mode & 0o700,
         )

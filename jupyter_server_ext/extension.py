@@ -16,11 +16,12 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from .auth import check_admin_names, jupyter_caller
-from .config import RSQLProxy, build_engine
+from .config import RSQLProxy
 from .engine import Caller
 from .engine.errors import ConfigError
 from .handlers import ProxyContext
 from .routes import make_handlers
+from .wiring import build_engine
 
 # Identity providers that know no real user names: everyone reaching this server is its owner.
 _OWNER_ONLY = (IdentityProvider, PasswordIdentityProvider)

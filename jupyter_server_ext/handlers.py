@@ -22,10 +22,10 @@ from typing import Any
 from tornado.iostream import StreamClosedError
 
 from .config import RSQLProxy
-from .engine import Caller, Engine, ProxyError
+from .engine import Caller, Engine, EngineError
+from .engine.bodies.request import MAX_NOTEBOOK_CHARS, cell_id, decode_json, notebook_path
 from .engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
-from .engine.metrics import CLIENT_KINDS
-from .engine.request import MAX_NOTEBOOK_CHARS, cell_id, decode_json, notebook_path
+from .engine.monitoring.metrics import CLIENT_KINDS
 from .engine.views import error_reply, me_view, status_view
 
 # A body somewhat over the limit is read to its end and dropped, then answered: a client that
@@ -38,8 +38,8 @@ DRAIN_FACTOR = 4
 SHUTDOWN_RETRY_AFTER = 2
 
 
-def shutting_down() -> ProxyError:
-    return ProxyError(
+def shutting_down() -> EngineError:
+    return EngineError(
         "the proxy is shutting down and takes no new requests; retry in a few seconds (another "
         "replica, or the restarted service, will answer)",
         status=503, code="shutting_down", headers={"Retry-After": str(SHUTDOWN_RETRY_AFTER)},
@@ -90,7 +90,7 @@ class ProxyContext:
 
     def usage_store(self) -> Any:
         if self.engine.usage is None:
-            raise ProxyError("no usage log is configured", status=503, code="no_usage_log")
+            raise EngineError("no usage log is configured", status=503, code="no_usage_log")
         return self.engine.usage.store
 
     async def ready(self) -> Engine:
@@ -217,7 +217,7 @@ class RSQLMixin:
         self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
         self.finish(json.dumps(obj))  # type: ignore[attr-defined]
 
-    def write_proxy_error(self, exc: ProxyError) -> None:
+    def write_proxy_error(self, exc: EngineError) -> None:
         reply = error_reply(exc)
         self.clear()  # type: ignore[attr-defined]
         self.set_status(reply.status)  # type: ignore[attr-defined]
@@ -229,14 +229,14 @@ class RSQLMixin:
         """Whether the caller brought no valid credentials (a host may refine it)."""
         try:
             return self.rsql_caller() is None  # type: ignore[attr-defined]
-        except ProxyError:
+        except EngineError:
             return False
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error in OpenAI's shape, whoever raised it (the host's authentication, tornado's
         405), so clients raise the error class they would for the provider."""
         exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, ProxyError):
+        if isinstance(exc, EngineError):
             self.write_proxy_error(exc)
             return
         message = getattr(exc, "log_message", None)
@@ -248,7 +248,7 @@ class RSQLMixin:
             self.write_proxy_error(self.unknown_url())
             return
         if status_code == 405:
-            self.write_proxy_error(ProxyError(
+            self.write_proxy_error(EngineError(
                 f"{self.request.method} is not allowed on {self.request.path}",
                 status=405, code="method_not_allowed",
             ))
@@ -256,11 +256,11 @@ class RSQLMixin:
         kind = {401: "invalid_request_error", 403: "permission_error"}.get(
             status_code, "invalid_request_error" if status_code < 500 else "server_error"
         )
-        err = ProxyError(message or self._reason, status=status_code, code=None)  # type: ignore[attr-defined]
+        err = EngineError(message or self._reason, status=status_code, code=None)  # type: ignore[attr-defined]
         err.type = kind
         self.write_proxy_error(err)
 
-    def unknown_url(self) -> ProxyError:
+    def unknown_url(self) -> EngineError:
         return NotFound(
             f"Unknown request URL: {self.request.method} {self.request.path}. Please check the URL "
             "for typos; this proxy serves v1/chat/completions, v1/completions, v1/embeddings and "
@@ -311,7 +311,7 @@ class ChatCompletionsMixin(RSQLMixin):
                                       trace_headers=headers, escalation=headers.get("X-RSQL-Escalation"),
                                       notebook=notebook_path(urllib.parse.unquote(headers.get("X-RSQL-Notebook", ""))),
                                       cell=cell_id(headers.get("X-RSQL-Cell", "")))
-        except ProxyError as exc:
+        except EngineError as exc:
             self.write_proxy_error(exc)
             return
         except asyncio.CancelledError:
@@ -373,7 +373,7 @@ class JSONEndpoint(RSQLMixin):
             caller = self.require_admin() if self.admin_only else self.caller()
             await self.rsql.ready()
             result = await self.answer(caller, *args)
-        except ProxyError as exc:
+        except EngineError as exc:
             self.write_proxy_error(exc)
             return
         if isinstance(result, bytes):
@@ -410,7 +410,7 @@ class NotFoundMixin(RSQLMixin):
     def _not_found(self, *args: str) -> None:
         try:
             self.caller()
-        except ProxyError as exc:
+        except EngineError as exc:
             self.write_proxy_error(exc)
             return
         self.write_proxy_error(self.unknown_url())

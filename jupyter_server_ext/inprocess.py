@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .auth import make_caller
-from .config import RSQLProxy, build_engine
-from .engine import Caller, Engine, ProxyError, Reply
-from .engine.request import cell_id, notebook_path
+from .config import RSQLProxy
+from .engine import Caller, Engine, EngineError, Reply
+from .engine.bodies.request import cell_id, notebook_path
 from .engine.views import error_reply, me_view, status_view
+from .wiring import build_engine
 
 GROQ = {
     "name": "groq", "base_url": "https://api.groq.com/openai/v1", "api_key_env": "GROQ_API_KEY",
@@ -139,7 +140,7 @@ def chat_completion(body: dict[str, Any], *, client_kind: str, no_cache: bool,
             return await engine.chat({**body, "stream": False}, caller, cache="bypass" if no_cache else "auto",
                                      escalation=escalation, notebook=notebook_path(notebook or ""),
                                      cell=cell_id(cell or ""))
-        except ProxyError as exc:
+        except EngineError as exc:
             return error_reply(exc)
 
     reply = _run(go())

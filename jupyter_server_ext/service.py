@@ -31,12 +31,13 @@ from traitlets import Dict, Integer, Unicode, default
 from traitlets.config import Application
 
 from .auth import check_admin_names, hub_caller
-from .config import RSQLProxy, build_engine
+from .config import RSQLProxy
 from .dashboard import hub_login
 from .engine import Caller
 from .engine.errors import ConfigError
 from .handlers import ProxyContext, shutting_down
 from .routes import make_handlers
+from .wiring import build_engine
 from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port
 
 log = logging.getLogger("rsql")

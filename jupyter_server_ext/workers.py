@@ -29,7 +29,7 @@ from os import _exit as leave_child
 
 from tornado import netutil
 
-from .engine.metrics import enable_multiprocess
+from .engine.monitoring.metrics import enable_multiprocess
 
 log = logging.getLogger("rsql")
 

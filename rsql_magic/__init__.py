@@ -1,10 +1,10 @@
 """rsql_magic: notebook magics (%%ask, %ask, %ask_status, %ask_cost, %%sql_ai, %ask_chat) backed by the rsql proxy.
 
 This module is the one registrar: ``%load_ext rsql_magic`` registers every magic on the
-shell, and ``%unload_ext rsql_magic`` removes them. What the magics share lives in the shell's
+shell, and ``%unload_ext rsql_magic`` removes them. The magics live together in
+:mod:`rsql_magic.magics`, on top of everything else; what they share lives in the shell's
 :class:`rsql_magic.session.Session`. ``%load_ext rsql_magic.chat`` registers ``%ask_chat``
-alone, through :func:`rsql_magic.session.register_magics` (the chat package's loader calls
-it, so the chat package never imports this module back).
+alone (:mod:`rsql_magic.magics.ask_chat`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext rsql_magic``: %%ask, %ask, %ask_status, %ask_cost, %%sql_ai and %ask_chat."""
-    from .chat.magic import ChatMagics
-    from .magics import RSQLMagic, protect_question_mark
+    from .magics.ask import RSQLMagic, protect_question_mark
+    from .magics.ask_chat import ChatMagics
+    from .magics.sql_ai import SqlAIMagics
     from .session import Session, register_magics
-    from .sql.magics import SqlAIMagics
 
     for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
         register_magics(ip, magics)
@@ -43,10 +43,10 @@ def load_ipython_extension(ip: Any) -> None:
 
 
 def unload_ipython_extension(ip: Any) -> None:
-    from .chat.magic import ChatMagics
-    from .magics import RSQLMagic, protect_question_mark
+    from .magics.ask import RSQLMagic, protect_question_mark
+    from .magics.ask_chat import ChatMagics
+    from .magics.sql_ai import SqlAIMagics
     from .session import Session, unregister_magics
-    from .sql.magics import SqlAIMagics
 
     for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
         unregister_magics(ip, magics)

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ProxyError
+from .errors import DiscoveryWarning, ProxyError, UntrustedFile
 
-__all__ = ["ChatResult", "DiscoveryWarning", "ProxyClient", "NO_PROXY_HELP", "notebook_header", "valid_cell_id"]
+__all__ = ["ChatResult", "ProxyClient", "NO_PROXY_HELP", "notebook_header", "valid_cell_id"]
 
 # where a request comes from (X-RSQL-Notebook, X-RSQL-Cell), within the proxy's bounds
 MAX_NOTEBOOK_HEADER = 1024
@@ -157,14 +157,6 @@ def find_local_server(parent_pid: str | None = None, runtime_dir: str | None = N
         info["_path"] = path
         return info
     return None
-
-
-class DiscoveryWarning(UserWarning):
-    """A server file was found but not trusted."""
-
-
-class UntrustedFile(Exception):
-    """Another local user could have written this file (the message says why)."""
 
 
 _MAX_SERVER_FILE = 1 << 20  # a jpserver file is a few hundred bytes

@@ -12,8 +12,9 @@ the exact variable, table and column names from the context; do not invent colum
 context is not enough to answer, say what is missing."""
 
 
-def build_messages(question: str, context_text: str, lang: str = "python") -> list[dict]:
-    """OpenAI chat messages for one question."""
+def ask_messages(question: str, context_text: str, lang: str = "python") -> list[dict]:
+    """OpenAI chat messages for one %%ask question (the chat panel's system and user message
+    too): the system prompt, then the context and the question."""
     system = SYSTEM.format(lang=LANG_NAMES.get(lang, lang))
     if context_text.strip():
         user = f"Context from my notebook session:\n\n{context_text}\n\nQuestion:\n{question}"

@@ -35,15 +35,27 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # the proxy: a framework-free core, backends that plug into its interfaces, the handlers
     # both hosts share, then the hosts (extension, service, inprocess, admin_cli: unchecked)
     f"{S}.engine": SHARED,
+    # the engine's rooms, bottom up; its top-level modules (core, failover, replies, inflight,
+    # settings, views) may use every room
+    f"{S}.engine.errors": (),
+    f"{S}.engine.records": SHARED,
+    f"{S}.engine.bodies": (f"{S}.engine.errors",),
+    f"{S}.engine.upstreams": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
+    f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.upstreams"),
+    f"{S}.engine.accounting": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.upstreams"),
+    f"{S}.engine.monitoring": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.upstreams"),
+    f"{S}.engine.privacy": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies", *SHARED),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
-    f"{S}.config": (f"{S}.engine", f"{S}.state", f"{S}.store"),
+    f"{S}.config": (f"{S}.engine",),
+    # configuration split from wiring: the wiring builds an Engine with its backends
+    f"{S}.wiring": (f"{S}.engine", f"{S}.config", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),
     f"{S}.handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth"),
     f"{S}.admin_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     # the kernel side, bottom up
-    f"{K}.errors": (),
+    f"{K}.errors": (f"{K}.sql.stages",),  # the one error tree; it names the stages SQL fails at
     f"{K}.sanitize": (),
     f"{K}.prompt": (),
     f"{K}.client": (f"{K}.errors", f"{S}.inprocess"),
@@ -54,10 +66,10 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.context": (f"{K}.errors", f"{K}.privacy", f"{K}.sql"),
     f"{K}.session": (f"{K}.errors", f"{K}.sanitize", f"{K}.prompt", f"{K}.client", f"{K}.render",
                      f"{K}.privacy", f"{K}.replay", f"{K}.sql", f"{K}.context"),
-    # the user-facing magics and the chat panel sit on top
-    f"{K}.sql.magics": None,
+    # the chat panel stands on the session; the magics, every one of them, sit on top
+    f"{K}.chat": (f"{K}.errors", f"{K}.sanitize", f"{K}.prompt", f"{K}.client", f"{K}.render",
+                  f"{K}.privacy", f"{K}.replay", f"{K}.sql", f"{K}.context", f"{K}.session"),
     f"{K}.magics": None,
-    f"{K}.chat": None,
 }
 
 

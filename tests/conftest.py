@@ -230,6 +230,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider) -> Ite
     h.stop()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The folder decides the mark: everything under tests/e2e/ is slow (`make test-fast`
+    leaves it out), whether or not its module says so."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """In CI nothing is silently skipped: a skip (a missing component) is a failure there."""

@@ -19,7 +19,7 @@ from typing import Any
 from tornado import template
 from tornado.iostream import StreamClosedError
 
-from ..engine import Caller, ProxyError
+from ..engine import Caller, EngineError
 from ..engine.errors import Unauthorized
 from ..handlers import RSQLMixin
 from .feed import feed_for, iso
@@ -67,7 +67,7 @@ class PageMixin(RSQLMixin):
             if login is None or not login():
                 self.write_proxy_error(exc)
             return None
-        except ProxyError as exc:
+        except EngineError as exc:
             self.write_proxy_error(exc)
             return None
         if not caller.admin:
@@ -100,7 +100,7 @@ class DashboardMixin(PageMixin):
         try:
             await self.rsql.ready()
             snap = await feed_for(self.rsql).current()
-        except ProxyError as exc:
+        except EngineError as exc:
             self.write_proxy_error(exc)
             return
         self.write_html("dashboard.html", user=caller.user, csrf=self.csrf_token(), initial=script_json(snap))
@@ -118,7 +118,7 @@ class UserPageMixin(PageMixin):
         try:
             await self.rsql.ready()
             rows = [{**r, "ts_text": iso(r["ts"])} for r in await self.rsql.usage_store().activity(name, 100)]
-        except ProxyError as exc:
+        except EngineError as exc:
             self.write_proxy_error(exc)
             return
         self.write_html("user.html", user=caller.user, name=name, rows=rows, quoted=urllib.parse.quote(name, safe=""))
@@ -142,7 +142,7 @@ class EventsMixin(RSQLMixin):
         try:
             self.require_admin()
             await self.rsql.ready()
-        except ProxyError as exc:
+        except EngineError as exc:
             self.write_proxy_error(exc)
             return
         feed = feed_for(self.rsql)

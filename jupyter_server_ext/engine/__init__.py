@@ -1,14 +1,20 @@
-"""Framework-free asyncio core of the rsql proxy: upstream pool, limits, cache, usage, pricing."""
+"""Framework-free asyncio core of the rsql proxy.
 
+Its top level is the walk of one request (``core``, ``inflight``, ``failover``, ``replies``);
+the rooms below it hold what each step uses: ``upstreams`` (keys and their rotation),
+``admission`` (windows, entitlements, limits and budgets), ``bodies`` (requests, streams,
+cache), ``privacy`` (redaction and map-back), ``accounting`` (prices and the usage log) and
+``monitoring`` (metrics, alerts, tracing). docs/architecture.md draws the layers."""
+
+from .admission.limiter import LimitSettings, UserPolicy, parse_overrides
 from .core import Engine
-from .errors import BadRequest, ConfigError, ProxyError, RateLimited, UpstreamError
-from .limiter import LimitSettings, UserPolicy, parse_overrides
-from .options import EngineSettings
+from .errors import BadRequest, ConfigError, EngineError, RateLimited, UpstreamError
 from .records import Caller, Outcome, Reply
-from .settings import Rate, UpstreamSpec, parse_rates, parse_upstreams
+from .settings import EngineSettings
+from .upstreams.specs import Rate, UpstreamSpec, parse_rates, parse_upstreams
 
 __all__ = [
     "BadRequest", "Caller", "ConfigError", "Engine", "EngineSettings", "LimitSettings", "Outcome",
-    "ProxyError", "RateLimited", "Rate", "Reply", "UpstreamError", "UpstreamSpec", "UserPolicy",
+    "EngineError", "RateLimited", "Rate", "Reply", "UpstreamError", "UpstreamSpec", "UserPolicy",
     "parse_overrides", "parse_rates", "parse_upstreams",
 ]

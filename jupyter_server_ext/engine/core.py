@@ -18,35 +18,34 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .alerts import Alerts, Ledger
-from .cache import Cached, MemoryCache, cache_key, cacheable
-from .entitlements import Access, me_fields, not_allowed, resolve
-from .errors import Forbidden, NotFound, PayloadTooLarge, ProxyError, RateLimited, UpstreamError
-from .exchange import Exchange
-from .forward import Forwarder
-from .limiter import Limiter, quota_headers
-from .metrics import Metrics
-from .offload import INLINE_CHARS, Offload, redact_fields, text_chars
-from .options import EngineSettings
-from .policy_windows import PolicyWindows, zone
-from .pool import Pool, Slot
-from .pricing import FREE, PriceBook
-from .providers import selfhosted as self_hosted
-from .records import ESCALATION_STAGES, Caller, Outcome, Reply
-from .redact import Redactor
-from .replies import Replies
-from .request import (
+from .accounting.pricing import FREE, PriceBook
+from .accounting.usage import UsageLog, UsageStore
+from .admission.entitlements import Access, me_fields, not_allowed, resolve
+from .admission.limiter import Limiter, quota_headers
+from .admission.policy_windows import PolicyWindows, zone
+from .admission.shared_state import BudgetCheck, StateBackend
+from .bodies.cache import Cached, MemoryCache, cache_key, cacheable
+from .bodies.request import (
     ChatRequest,
     parse_chat_request,
     parse_completions_request,
     parse_embeddings_request,
 )
-from .restore import restored
-from .settings import Price
-from .state import BudgetCheck, StateBackend
-from .tracing import NO_SPAN, Tracing
-from .transports import Transports
-from .usage import UsageLog, UsageStore
+from .errors import EngineError, Forbidden, NotFound, PayloadTooLarge, RateLimited, UpstreamError
+from .failover import Forwarder
+from .inflight import Exchange
+from .monitoring.alerts import Alerts, Ledger
+from .monitoring.metrics import Metrics
+from .monitoring.tracing import NO_SPAN, Tracing
+from .privacy.offload import INLINE_CHARS, Offload, redact_fields, text_chars
+from .privacy.redact import Redactor
+from .records import ESCALATION_STAGES, Caller, Outcome, Reply
+from .replies import Replies
+from .settings import EngineSettings
+from .upstreams import selfhosted as self_hosted
+from .upstreams.pool import Pool, Slot
+from .upstreams.specs import Price
+from .upstreams.transport import Transports
 
 log = logging.getLogger("rsql.engine")
 
@@ -115,7 +114,7 @@ class Engine:
         self.on_outcome.append(self.alerts.observe)
         # None unless tracing is on: the request path then only tests `is None`
         self.tracing: Tracing | None = Tracing.create() if settings.otel else None
-        self._health_task: asyncio.Task | None = None
+        self._health_task: asyncio.Task[Any] | None = None
         self._user_key = settings.user_id_secret or secrets.token_bytes(32)
         self._started_at = int(time.time())
         self.replies = Replies(self.pool, self.prices, self.limiter, self.cache, self._finish,
@@ -330,7 +329,7 @@ class Engine:
         endpoint: str = "chat/completions", trace_headers: Mapping[str, str] | None = None,
         escalation: str | None = None, notebook: str | None = None, cell: str | None = None,
     ) -> Reply:
-        """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``ProxyError``.
+        """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``EngineError``.
 
         `cache`: "auto" (deterministic requests only), "force" (cache this one), "bypass".
         `trace_headers`: the request's headers, whose `traceparent` a traced request continues.
@@ -394,7 +393,7 @@ class Engine:
             hit = None if redacting else self._cached(ex, cache)
             if hit is not None and not self.settings.cache_hits_count:
                 quota = await self.rate_headers(caller)
-                return restored(self.replies.cache_reply(ex, hit, quota), ex)
+                return ex.restored(self.replies.cache_reply(ex, hit, quota))
             fallback = ""
             # a shared pool picks the request's key in the admission's own round trip
             plan = self._plan(req) if hit is None else None
@@ -420,12 +419,12 @@ class Engine:
                 if hit is not None and not fallback and not self.settings.cache_hits_count:
                     await self._unpick(ex)  # a hit uses no quota: the admission is given back
                     await self.limiter.finish(ex.ticket, 0.0, refund=True)
-                    return restored(self.replies.cache_reply(ex, hit, quota), ex)
+                    return ex.restored(self.replies.cache_reply(ex, hit, quota))
             if self.settings.log_prompts:
                 outcome.messages = req.payload.get("messages", req.payload.get("prompt", req.payload.get("input")))
             if hit is not None and not fallback:  # cache_hits_count: admitted like any request
                 await self.limiter.finish(ex.ticket, 0.0)
-                return restored(self.replies.cache_reply(ex, hit, quota), ex)
+                return ex.restored(self.replies.cache_reply(ex, hit, quota))
             if fallback:
                 await self._unpick(ex)
                 reply = await self.forwarder.fallback(ex, fallback)
@@ -437,8 +436,8 @@ class Engine:
                         raise
                     reply = await self.forwarder.fallback(ex, "capacity")
             reply.headers.update(quota)
-            return restored(reply, ex)
-        except ProxyError as exc:
+            return ex.restored(reply)
+        except EngineError as exc:
             await self._unpick(ex)
             if ex.ticket is not None:
                 if ex.billed:  # the provider may bill it (an accepted attempt timed out): charged
@@ -490,7 +489,7 @@ class Engine:
         key can serve is refused by forwarding (after admission, so the fallback may answer)."""
         try:
             return self.pool.plan(req.model, req.reserve_tokens)
-        except ProxyError:
+        except EngineError:
             return None
 
     def _quota(self, ticket: Any) -> dict[str, str]:
@@ -539,7 +538,8 @@ class Engine:
         patterns = self.settings.redact_patterns
         if text_chars(list(fields.values())) <= INLINE_CHARS:
             return redact_fields(patterns, fields)
-        return await self.offload.run(user, redact_fields, patterns, fields)
+        redacted: tuple[dict[str, Any], Redactor] = await self.offload.run(user, redact_fields, patterns, fields)
+        return redacted
 
     async def _redact(self, req: ChatRequest, outcome: Outcome, user: str) -> Redactor:
         """Mask personal data in what goes upstream (chat messages, a legacy prompt, embeddings

@@ -1,12 +1,23 @@
-"""Errors the engine raises, each knowing the HTTP status and OpenAI error shape it maps to."""
+"""Every error the proxy raises, in one tree (httpx's ``_exceptions.py`` is the model).
+
+- ``EngineError`` and its subclasses reach a client: each knows the HTTP status and the OpenAI
+  error shape it maps to (``BadRequest`` ... ``UpstreamError``, ``StateUnavailable``,
+  ``Untranslatable``).
+- Failures the engine handles itself and never shows as they are: ``UpstreamFailure`` (one
+  attempt at one upstream, which the failover loop reads), ``HTTP11Error`` (our HTTP client),
+  ``StoreUnreachable`` (the usage database), ``UnsafeFolder`` (the usage spool).
+- ``ConfigError``: a bad setting, naming the field; ``CLIError``: what ends an admin command.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
-class ProxyError(Exception):
+class EngineError(Exception):
     """An error that reaches the client as OpenAI-format JSON with a fitting status."""
 
     status: int = 500
@@ -38,7 +49,7 @@ class ProxyError(Exception):
         return {"error": err}
 
 
-class BadRequest(ProxyError):
+class BadRequest(EngineError):
     """The request body is malformed; the message names the offending field."""
 
     status = 400
@@ -46,7 +57,7 @@ class BadRequest(ProxyError):
     code = "invalid_request"
 
 
-class PayloadTooLarge(ProxyError):
+class PayloadTooLarge(EngineError):
     """A 413: the body is over ``max_body_bytes``; refused before it is read whole."""
 
     status = 413
@@ -54,7 +65,7 @@ class PayloadTooLarge(ProxyError):
     code = "request_too_large"
 
 
-class Unauthorized(ProxyError):
+class Unauthorized(EngineError):
     """No credentials, or ones nobody issued: a 401 as OpenAI sends it, so clients raise their
     authentication error (the SDK's ``AuthenticationError``), not a permission error."""
 
@@ -67,19 +78,19 @@ class Unauthorized(ProxyError):
         super().__init__(message, headers=headers, **kw)
 
 
-class Forbidden(ProxyError):
+class Forbidden(EngineError):
     status = 403
     type = "permission_error"
     code = "forbidden"
 
 
-class NotFound(ProxyError):
+class NotFound(EngineError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
 
 
-class UpstreamRejected(ProxyError):
+class UpstreamRejected(EngineError):
     """A provider's 4xx for the request itself, passed on as the provider sent it: its status,
     type, code, param and message (key text scrubbed), so clients see what they would have
     seen talking to the provider directly."""
@@ -89,11 +100,12 @@ class UpstreamRejected(ProxyError):
         super().__init__(message or fallback, status=status)
         self.type = str(error.get("type") or "invalid_request_error")
         code = error.get("code")
-        self.code = code if isinstance(code, (str, int)) or code is None else str(code)
+        # OpenAI's own codes are strings; some compatible servers send numbers
+        self.code = code if isinstance(code, str) or code is None else str(code)
         self.extra = {"param": error.get("param")}
 
 
-class RateLimited(ProxyError):
+class RateLimited(EngineError):
     """A 429: always carries Retry-After (whole seconds, rounded up, at least 1)."""
 
     status = 429
@@ -108,7 +120,7 @@ class RateLimited(ProxyError):
         self.limit = limit
 
 
-class UpstreamError(ProxyError):
+class UpstreamError(EngineError):
     """Every upstream option was spent; status is 502 (bad answers) or 504 (timeouts)."""
 
     status = 502
@@ -118,3 +130,66 @@ class UpstreamError(ProxyError):
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the upstream and the field."""
+
+
+class StateUnavailable(EngineError):
+    """The shared state (Redis) cannot be reached and `fail_open` is off: a 503."""
+
+    status = 503
+    type = "server_error"
+    code = "state_unavailable"
+
+
+class Untranslatable(BadRequest, ValueError):
+    """An OpenAI request field Anthropic's Messages API cannot express; the proxy answers 400.
+
+    A ``BadRequest`` too, so the engine renders it as OpenAI's error with ``param`` set."""
+
+    def __init__(self, message: str, param: str, *, code: str = "unsupported_parameter") -> None:
+        super().__init__(message, code=code, extra={"param": param})
+        self.param = param
+
+
+# -- failures handled inside the proxy -------------------------------------------------
+
+
+@dataclass
+class UpstreamFailure(Exception):
+    """kind: rate_limited | auth | server | timeout | connect | client (a 4xx to pass on) |
+    unserved (this upstream does not serve the endpoint) | unsupported (its provider cannot
+    express the request; never sent).
+
+    `accepted`: the request reached the provider, which may be generating (and billing) an
+    answer that did not come back in time; such an attempt is charged and never sent again
+    to another key (README, "What a request is charged")."""
+
+    kind: str
+    message: str
+    status: int = 0
+    retry_after: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    accepted: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class HTTP11Error(Exception):
+    """The connection failed or the answer did not parse; never carries a request's headers."""
+
+
+class StoreUnreachable(Exception):
+    """The store did not take a batch and does not answer a ping: rows wait for it."""
+
+
+class UnsafeFolder(OSError):
+    """The spool folder can be written by someone else: rows planted there would be charged."""
+
+
+class CLIError(Exception):
+    """What ends an `rsql-proxy admin` command: its message and exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code

@@ -16,14 +16,15 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from .answers import Collector, chunks_of, event_json, shape_event, sse
-from .cache import Cached, MemoryCache
-from .exchange import Exchange
-from .limiter import Limiter
-from .pool import Pool
-from .pricing import PriceBook
+from .accounting.pricing import PriceBook
+from .admission.limiter import Limiter
+from .bodies.cache import Cached, MemoryCache
+from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
+from .errors import UpstreamFailure
+from .inflight import Exchange
 from .records import Reply
-from .transport import UpstreamFailure, UpstreamReply
+from .upstreams.pool import Pool
+from .upstreams.transport.protocol import UpstreamReply
 
 log = logging.getLogger("rsql.engine")
 
@@ -47,7 +48,7 @@ class Replies:
         self.finish = finish
         self.drain_seconds = drain_seconds
         # answers read on after their client left, each with what closes its upstream connection
-        self.background: dict[asyncio.Task, Callable[[], None] | None] = {}
+        self.background: dict[asyncio.Task[Any], Callable[[], None] | None] = {}
 
     async def close(self) -> None:
         """Stop reading abandoned answers; each still charges its estimate and gives back its hold."""
@@ -84,7 +85,7 @@ class Replies:
         outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(ex.req.prompt_tokens, chunks)
         return outcome.cost_usd
 
-    def adopt(self, ex: Exchange, slot: Any, pending: asyncio.Future) -> None:
+    def adopt(self, ex: Exchange, slot: Any, pending: asyncio.Future[Any]) -> None:
         """The client left while `pending` (an upstream call) was under way: the provider
         answers, and bills, all the same, so the answer is read to its end in the background
         and charged; the slot and the ticket are given back then."""
@@ -92,14 +93,14 @@ class Replies:
         ex.outcome.status, ex.outcome.error = 499, "client_closed"
         self._spawn(self._settle_pending(ex, pending))
 
-    async def _settle_pending(self, ex: Exchange, pending: asyncio.Future) -> None:
+    async def _settle_pending(self, ex: Exchange, pending: asyncio.Future[Any]) -> None:
         try:
             reply = await pending
         except UpstreamFailure as fail:
             # refused or never reached: nothing generated; accepted and silent: the worst case
             cost = self.charge_worst_case(ex) if fail.accepted else 0.0
             await self.pool.release(ex.slot, counted=fail.kind != "connect")
-            await self.limiter.finish(ex.ticket, cost)  # type: ignore[arg-type]
+            await self.limiter.finish(ex.ticket, cost)  # type: ignore[arg-type]  # admitted: the ticket is set
             self.finish(ex)
             return
         except asyncio.CancelledError:  # the host is closing: the provider has the request
@@ -111,7 +112,7 @@ class Replies:
         if reply.events is None:
             await self.json_reply(ex, reply)  # settles, caches (a retry is then a cache hit), finishes
             return
-        self.background[asyncio.current_task()] = reply.close  # type: ignore[index]
+        self.background[asyncio.current_task()] = reply.close  # type: ignore[index]  # runs in a task
         await self._drain(ex, reply, _chain(reply.first, reply.events), 1)
 
     async def _drain(self, ex: Exchange, reply: UpstreamReply, upstream: AsyncIterator[bytes], chunks: int) -> None:
@@ -151,7 +152,7 @@ class Replies:
         """Give back the key's slot and the caller's ticket; with shared state both writes go in
         one batch (``Pool.batched``), so they are made together rather than one after another."""
         release = self.pool.release(ex.slot, tokens=tokens, counted=True)
-        finish = self.limiter.finish(ex.ticket, ex.outcome.cost_usd)  # type: ignore[arg-type]
+        finish = self.limiter.finish(ex.ticket, ex.outcome.cost_usd)  # type: ignore[arg-type]  # admitted: set
         if self.pool.batched:
             await asyncio.gather(release, finish)
         else:
@@ -187,7 +188,7 @@ class Replies:
         else:
             # an answer that says nothing of its usage is charged its reservation, as a stream
             # is: otherwise an upstream that omits usage would make every answer free
-            outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]
+            outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]  # admitted: the ticket is set
         await self._end(ex, tokens)
         if ex.cache_key is not None and obj is not None:
             self.cache.put(ex.cache_key, Cached(body))
@@ -241,7 +242,7 @@ class Replies:
                     yield ev
                 if collected is not None and kept is not None and collected.complete:
                     body = json.dumps(collected.completion()).encode()
-                    self.cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]
+                    self.cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]  # kept is a list only with a key
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 await pool.failed(slot, f"stream {fail.kind}", ex.caller.user)
@@ -253,7 +254,7 @@ class Replies:
                     handed_off = True
                     self._spawn(self._drain(ex, reply, upstream, chunks), reply.close)
                 raise
-            except Exception as exc:  # the connection broke mid-stream (HTTPError, OSError)
+            except Exception as exc:  # the connection broke mid-stream (HTTP11Error, OSError)
                 outcome.status, outcome.error = 502, "stream_broken"
                 await pool.failed(slot, "stream broken", ex.caller.user)
                 yield _sse_error(f"the upstream stream broke off ({type(exc).__name__})")
@@ -263,7 +264,7 @@ class Replies:
                         reply.close()
                     if tokens is None:
                         if outcome.status < 400:  # ended without a usage chunk: the reservation
-                            outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]
+                            outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]  # admitted: the ticket is set
                         else:  # broke off: what was generated until then
                             self.charge_estimate(ex, chunks)
                     await self._end(ex, tokens)

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from .core import Engine
-from .errors import ProxyError
+from .errors import EngineError
 from .records import Caller, Reply
 
 # every state a key can be in, so that `status` always lists each one (zero included)
@@ -49,7 +49,7 @@ async def status_view(engine: Engine) -> dict[str, Any]:
     }
 
 
-def error_reply(exc: ProxyError) -> Reply:
+def error_reply(exc: EngineError) -> Reply:
     """The answer to an error as OpenAI sends one: its status, its headers (Retry-After,
     WWW-Authenticate, ...) and the JSON error object."""
     headers = {**exc.headers, "Content-Type": "application/json"}

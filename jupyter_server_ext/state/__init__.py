@@ -1,10 +1,13 @@
-"""State backends for per-user limits, leases and budgets: memory (one process) or Redis.
+"""State backends, by concept as the engine is: ``admission`` (per-user limits, leases and
+budgets: memory for one process, Redis for replicas), ``upstreams`` (the key pool shared
+through Redis), ``monitoring`` (the shared alert ledger), and ``connection`` (Redis scripts,
+its pipelined connection and batched writes).
 
-Both implement ``jupyter_server_ext.engine.state.StateBackend`` and answer the same questions
+Both admission backends implement ``jupyter_server_ext.engine.admission.shared_state.StateBackend`` and answer the same questions
 in one atomic step each: ``admit`` checks every window, lease and budget of a request before
 counting any of them, so a refused request consumes nothing.
 """
 
-from .memory import MemoryState
+from .admission.memory import MemoryState
 
 __all__ = ["MemoryState"]

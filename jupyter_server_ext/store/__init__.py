@@ -1,11 +1,11 @@
 """Usage-log stores: SQLite (default, WAL) and PostgreSQL.
 
-Both implement ``jupyter_server_ext.engine.usage.UsageStore``; the host hands one to the engine.
+Both implement ``jupyter_server_ext.engine.accounting.usage.UsageStore``; the host hands one to the engine.
 """
 
 from __future__ import annotations
 
-from ..engine.usage import UsageStore
+from ..engine.accounting.usage import UsageStore
 
 
 def open_store(database_url: str) -> UsageStore:

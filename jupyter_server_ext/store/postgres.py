@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg  # the 'postgres' extra; imported only when a postgresql:// URL is configured
 
-from ..engine.usage import COLUMNS
+from ..engine.accounting.usage import COLUMNS
 from .queries import (
     ADDED_COLUMNS,
     CELLS_SQL,
@@ -113,7 +113,7 @@ class PostgresStore:
         assert self._pool is not None
         return self._pool
 
-    async def write(self, rows: list[tuple]) -> None:
+    async def write(self, rows: list[tuple[Any, ...]]) -> None:
         pool = await self._p()
         await pool.execute(INSERT, *[list(col) for col in zip(*rows, strict=True)])
 

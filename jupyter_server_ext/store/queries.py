@@ -15,11 +15,11 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo), 3)
 
 
-def summarize(totals: tuple, latencies: list[float], by_model: list[tuple], by_user: list[tuple]) -> dict[str, Any]:
+def summarize(totals: tuple[Any, ...], latencies: list[float], by_model: list[tuple[Any, ...]], by_user: list[tuple[Any, ...]]) -> dict[str, Any]:
     n, ok, prompt, completion, cost, hits = (v or 0 for v in totals)
     latencies.sort()
 
-    def group(rows: list[tuple], name: str) -> list[dict[str, Any]]:
+    def group(rows: list[tuple[Any, ...]], name: str) -> list[dict[str, Any]]:
         return [
             {name: r[0], "requests": r[1], "errors": r[2], "tokens": r[3] or 0, "cost_usd": round(r[4] or 0, 6)}
             for r in rows
@@ -54,7 +54,7 @@ ADDED_COLUMNS = (("redactions", "TEXT"), ("fallback", "TEXT"), ("escalation", "T
                  ("cell", "TEXT"))
 
 
-def as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
+def as_dicts(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         d = dict(zip(ROW_FIELDS, r, strict=False))
@@ -74,7 +74,7 @@ REFUSED_SQL = "(status = 429 OR COALESCE(error, '') = 'over_budget')"
 
 
 def build_series(
-    counts: list[tuple], latencies: list[tuple], since: float, until: float, step: int
+    counts: list[tuple[Any, ...]], latencies: list[tuple[Any, ...]], since: float, until: float, step: int
 ) -> list[dict[str, Any]]:
     """One point per `step` seconds from `since` to `until`, empty buckets included (a chart
     then shows a quiet minute as zero, not as a line drawn across it).
@@ -102,7 +102,7 @@ def build_series(
     return out
 
 
-def user_rows(rows: list[tuple]) -> list[dict[str, Any]]:
+def user_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """(user, requests, errors, tokens, cost) rows as the admin views show them."""
     return [
         {"user": r[0], "requests": r[1], "errors": r[2] or 0, "tokens": r[3] or 0, "cost_usd": round(r[4] or 0, 6)}
@@ -169,7 +169,7 @@ CELLS_SQL = (
 )
 
 
-def notebook_rows(rows: list[tuple]) -> list[dict[str, Any]]:
+def notebook_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [
         {"user": r[0], "notebook": r[1], "requests": r[2], "prompt_tokens": int(r[3] or 0),
          "completion_tokens": int(r[4] or 0), "cost_usd": round(float(r[5] or 0), 6), "cells": r[6] or 0,
@@ -178,11 +178,11 @@ def notebook_rows(rows: list[tuple]) -> list[dict[str, Any]]:
     ]
 
 
-def spend(row: tuple | None) -> dict[str, Any]:
+def spend(row: tuple[Any, ...] | None) -> dict[str, Any]:
     n, prompt, completion, cost = row or (0, 0, 0, 0)
     return {"requests": int(n or 0), "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
             "cost_usd": round(float(cost or 0), 6)}
 
 
-def cell_rows(rows: list[tuple]) -> list[dict[str, Any]]:
+def cell_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [{"cell": r[0], "requests": r[1], "cost_usd": round(float(r[2] or 0), 6)} for r in rows]

@@ -13,9 +13,10 @@ import sqlite3
 import stat
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from ..engine.usage import COLUMNS
+from ..engine.accounting.usage import COLUMNS
 from .queries import (
     ADDED_COLUMNS,
     CELLS_SQL,
@@ -37,6 +38,7 @@ from .queries import (
 )
 
 log = logging.getLogger("rsql.store")
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -60,7 +62,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
-    def _run(self, fn, *args):
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
             if self._conn is None:
                 if self.path != ":memory:":
@@ -73,13 +75,13 @@ class SQLiteStore:
                 self._conn = conn
             return fn(self._conn, *args)
 
-    async def _call(self, fn, *args):
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(self._run, fn, *args)
 
     async def open(self) -> None:
         await self._call(lambda c: None)
 
-    async def write(self, rows: list[tuple]) -> None:
+    async def write(self, rows: list[tuple[Any, ...]]) -> None:
         # a request_id already stored (a batch sent again) is skipped by the unique index
         sql = (
             f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "

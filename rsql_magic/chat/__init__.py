@@ -7,10 +7,11 @@ ipywidgets is imported only when a panel is built: importing this module stays c
 The package: :mod:`.panel` (what the panel does), :mod:`.widgets` (what it shows),
 :mod:`.stream` (the worker thread that streams an answer), :mod:`.clipboard` (the Copy code
 button), :mod:`.sources` (what its pickers offer), :mod:`.text` (its one-line texts),
-:mod:`.magic` (``%ask_chat``), :mod:`.panels` (the panels opened in this kernel).
+:mod:`.panels` (the panels opened in this kernel).
 
-``%load_ext rsql_magic.chat`` registers ``%ask_chat`` on its own; ``%load_ext rsql_magic``
-registers it with the other magics.
+It is a layer below the magics: it stands on the session, and the ``%ask_chat`` magic, with
+the other magics in :mod:`rsql_magic.magics`, stands on it. ``%load_ext rsql_magic`` registers
+``%ask_chat`` with the other magics; ``%load_ext rsql_magic.chat`` registers it on its own.
 """
 
 from __future__ import annotations
@@ -41,21 +42,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+# ``%load_ext rsql_magic.chat``: %ask_chat lives with the other magics, a layer above this
+# package, so this extension hands over to that module's own by its extension name, as
+# ``%load_ext`` would, rather than import back up the layers.
+_ASK_CHAT = "rsql_magic.magics.ask_chat"
+
+
 def load_ipython_extension(ip: Any) -> None:
     """Register ``%ask_chat`` (idempotent)."""
-    from rsql_magic.session import register_magics
-
-    from .magic import ChatMagics
-
-    register_magics(ip, ChatMagics)
+    ip.extension_manager.load_extension(_ASK_CHAT)
 
 
 def unload_ipython_extension(ip: Any) -> None:
-    from rsql_magic.session import unregister_magics
-
-    from .magic import ChatMagics
-
-    unregister_magics(ip, ChatMagics)
+    ip.extension_manager.unload_extension(_ASK_CHAT)
 
 
 class _CallableModule(types.ModuleType):

@@ -25,13 +25,12 @@ from typing import Any
 from rsql_magic.client import ProxyClient
 from rsql_magic.context import estimate_tokens
 from rsql_magic.context.frames import find_frames
-from rsql_magic.errors import ProxyError, UsageError
+from rsql_magic.errors import ProxyError, SqlAIError, UsageError
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
 from rsql_magic.sanitize import plain_text
 from rsql_magic.session import ContextRequest, Session
 from rsql_magic.session.notebook import in_execute_request
 from rsql_magic.sql.fences import sql_blocks
-from rsql_magic.sql.loop import SqlAIError
 
 from .sources import FRAMES, JUPYSQL, connection_name, has_r_session, sql_connections, sql_source
 from .stream import StreamWorker
@@ -171,7 +170,7 @@ class ChatPanel(ChatWidgets):
 
     # -- messages --------------------------------------------------------------------------
 
-    def build_messages(
+    def chat_messages(
         self, question: str, client: ProxyClient | None = None
     ) -> tuple[list[dict[str, str]], list[str]]:
         """What one turn sends: the system prompt with the live context (the session's context
@@ -255,7 +254,7 @@ class ChatPanel(ChatWidgets):
         self.refresh_sources()
         try:
             client = self.client()
-            messages, notes = self.build_messages(q, client)
+            messages, notes = self.chat_messages(q, client)
         except ProxyError as e:
             self.set_status(f"rsql: {e}", "error")
             return False
@@ -351,7 +350,7 @@ class ChatPanel(ChatWidgets):
         if not q:
             q = self.turns[-1].question if self.turns else "(your next question)"
         client = self._client_or_unavailable()
-        messages, notes = self.build_messages(q, client)
+        messages, notes = self.chat_messages(q, client)
         request = self.last_request
         head = f"Context for: {q}" + (f"\nnotes: {'; '.join(notes)}" if notes else "")
         return context_report(messages, request.context if request else None,

@@ -18,6 +18,7 @@ from typing import Any
 
 from rsql_magic import render
 from rsql_magic.client import ChatResult
+from rsql_magic.errors import StreamStopped
 
 from .text import error_text
 from .widgets import Turn, answer_html, error_html, footer_html
@@ -28,10 +29,6 @@ __all__ = ["Hangup", "StreamWorker"]
 # ``on_response`` (the open HTTP response) and ``on_retry`` (a 429 waited out: start over),
 # as ProxyClient.chat and Session.chat take them; returns the whole answer
 AnswerCall = Callable[..., ChatResult]
-
-
-class _Stopped(Exception):
-    """Raised inside the stream's delta callback once Stop was pressed."""
 
 
 class Hangup:
@@ -124,7 +121,7 @@ class StreamWorker:
 
         def on_delta(piece: str) -> None:
             if self._stop.is_set():
-                raise _Stopped
+                raise StreamStopped
             buf.append(piece)
             now = time.monotonic()
             if now - last[0] > 0.1:  # ~10 widget updates a second is plenty
@@ -135,7 +132,7 @@ class StreamWorker:
         try:
             res = call(on_delta=on_delta, on_response=hangup.attach, on_retry=buf.clear)
         except Exception as e:  # never let a worker die silently: the turn shows it
-            if isinstance(e, _Stopped) or self._stop.is_set():
+            if isinstance(e, StreamStopped) or self._stop.is_set():
                 finish_stopped(turn, "".join(buf))
             else:
                 finish_error(turn, "".join(buf), e)

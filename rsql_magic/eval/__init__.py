@@ -2,7 +2,6 @@
 
 Modules, bottom up:
 
-- ``errors``: :class:`EvalInputError` (a bad input: the command prints it and exits 2).
 - ``questions``: loading and checking a question set (JSON lines or YAML).
 - ``compare``: when two results are the same answer (rows as a multiset, column order ignored,
   a float tolerance, order only when the gold query orders).
@@ -12,6 +11,9 @@ Modules, bottom up:
 - ``report``: the report as Markdown, HTML, JSON and a terminal table.
 - ``cli``: the ``rsql-eval`` command.
 
+Its errors are in :mod:`rsql_magic.errors`: :class:`EvalInputError` is a bad input (the command
+prints it and exits 2).
+
 From Python::
 
     from rsql_magic.eval import evaluate, load_questions
@@ -19,8 +21,9 @@ From Python::
     report.summary("small").accuracy
 """
 
+from rsql_magic.errors import EvalError, EvalInputError  # rsql-eval's errors, from the one tree
+
 from .compare import Match, compare_results, gold_orders_rows
-from .errors import EvalError, EvalInputError
 from .questions import Question, load_questions
 from .report import to_html, to_json, to_markdown, to_terminal
 from .runner import (

@@ -17,10 +17,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from rsql_magic.errors import UsageError
+from rsql_magic.errors import EvalInputError, UsageError
 from rsql_magic.terminal import shown
 
-from .errors import EvalInputError
 from .questions import load_questions
 from .report import to_html, to_json, to_markdown, to_terminal
 from .runner import evaluate

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import EvalInputError
+from rsql_magic.errors import EvalInputError
 
 __all__ = ["MAX_BYTES", "Question", "load_questions", "parse_question"]
 

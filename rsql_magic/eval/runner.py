@@ -30,19 +30,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rsql_magic.client import ChatResult, ProxyClient
-from rsql_magic.errors import ProxyError, ReplayMissing
+from rsql_magic.errors import (
+    Escalation,
+    EvalInputError,
+    ProxyError,
+    ReplayMissing,
+    SqlAIError,
+    SqlCheckError,
+)
 from rsql_magic.replay import Replay, ReplayStore
 from rsql_magic.session import Session, SqlAISettings, SqlCompleter
 from rsql_magic.sql import loop
 from rsql_magic.sql.connections import DB, DuckDB, SQLiteDB, resolve
-from rsql_magic.sql.errors import SqlCheckError
 from rsql_magic.sql.execute import run_query
 from rsql_magic.sql.policy import SqlPolicy
 from rsql_magic.sql.schema import Schema, capture_schema
 from rsql_magic.sql.validate import check_sql
 
 from .compare import Match, compare_results, gold_orders_rows, normalize
-from .errors import EvalInputError
 from .questions import Question
 
 __all__ = [
@@ -390,13 +395,13 @@ def _ask(label: str, chain: list[str] | None, q: Question, gold: _Gold, db: DB, 
     t0 = time.perf_counter()
     try:
         if chain:
-            def escalate(i: int, e: loop.Escalation) -> None:
+            def escalate(i: int, e: Escalation) -> None:
                 completers[i][1].escalation = e.stage  # as the magic: the usage row says why
 
             res = loop.run_chain(q.question, db, completers, on_escalate=escalate, **opts)
         else:
             res = loop.run_question(q.question, db, completers[0][1], **opts)
-    except loop.SqlAIError as e:
+    except SqlAIError as e:
         r.latency_s = time.perf_counter() - t0
         r.attempts, r.stages, r.sql = len(e.attempts), [a.stage for a in e.attempts], e.sql
         last = e.attempts[-1].error if e.attempts and e.attempts[-1].error else e.message
@@ -427,7 +432,7 @@ def _ask(label: str, chain: list[str] | None, q: Question, gold: _Gold, db: DB, 
     return r
 
 
-def _escalation(x: loop.Escalation) -> dict[str, str]:
+def _escalation(x: Escalation) -> dict[str, str]:
     return {"model": str(x.model), "stage": str(x.stage),
             "error": str(x.error).splitlines()[0] if x.error else ""}
 

@@ -28,8 +28,6 @@ when the kernel's current execute request has ``allow_stdin=False``: nbclient se
 answers are not streamed, code for the next cell is shown in the output, 429 / 503 answers
 are waited out per ``Retry-After`` (bounded by ``batch_retries`` and ``batch_max_wait``), and
 every final failure raises, so ``jupyter nbconvert --execute`` fails.
-
-# interface ready
 """
 
 from .references import resolve_reference

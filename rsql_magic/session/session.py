@@ -20,12 +20,12 @@ from ..client import ChatResult, ProxyClient
 from ..context import Context, build_context
 from ..context.frames import find_frames
 from ..context.history import ErrorRecord, fill_references, format_exception
-from ..errors import ProxyError, UsageError
+from ..errors import Escalation, ProxyError, SqlAIError, UsageError
 from ..privacy import ContextPolicy, cached_me, effective_policy
-from ..prompt import build_messages
+from ..prompt import ask_messages
 from ..replay import Replay, ReplayStore, resolve_mode, resolve_path
 from ..sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
-from ..sql.loop import Escalation, SqlAIError, SqlAIResult, run_chain, run_question
+from ..sql.loop import SqlAIResult, run_chain, run_question
 from ..sql.policy import SqlPolicy
 from ..sql.schema import capture_schema
 from .notebook import NotebookTracker, Origin, in_execute_request
@@ -436,7 +436,7 @@ class Session:
             stats_sample=ask.stats_sample,
             policy=policy,
         )
-        return ContextRequest(build_messages(question, ctx.render(), lang), question, ctx, policy,
+        return ContextRequest(ask_messages(question, ctx.render(), lang), question, ctx, policy,
                               notes + list(ctx.notes), lang)
 
     # -- the next cell -------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Modules, bottom up:
 
-- ``errors``: the check errors (``SqlCheckError``, ``Refused``), their fixed set of stages and
-  the position they point at (line, column, start, end), and caret messages.
+- ``stages``: the fixed set of stages where SQL fails (a leaf the proxy reads too); the errors
+  themselves (``SqlCheckError``, ``Refused``, ``SqlAIError``, ``QueryTimeout``) and the
+  position they point at are in :mod:`rsql_magic.errors`.
+- ``carets``: messages that point at a token (a caret line under it).
 - ``dialects``: dialect names as sqlglot spells them (``sqlglot_dialect``).
 - ``functions``: the per-dialect allowlists of pure functions; ``policy``: allowed functions
   and the PostgreSQL role (``SqlPolicy``).
@@ -25,7 +27,8 @@ Modules, bottom up:
   PostgreSQL's folded names, sqlglot's respelling after a syntax error).
 - ``validate``: extract, transpile, guard and qualify against the schema.
 - ``execute``: the executor, and database errors with the data removed.
-- ``loop``: the retry loop (``run_question``, ``SqlAIError``) and the escalation chain
-  (``run_chain``).
-- ``magics``: the IPython magic.
+- ``loop``: the retry loop (``run_question``) and the escalation chain (``run_chain``).
+
+The magic itself, ``%%sql_ai``, stands on the session above this package:
+:mod:`rsql_magic.magics.sql_ai`.
 """

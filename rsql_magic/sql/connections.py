@@ -34,8 +34,10 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from rsql_magic.errors import QueryTimeout
+
 from .dialects import sqlglot_dialect
-from .fetch import Fetched, QueryTimeout, fetch_bounded, in_transaction, postgres_fetch
+from .fetch import Fetched, fetch_bounded, in_transaction, postgres_fetch
 from .functions import database_function_names
 from .policy import SqlPolicy
 from .walls import duckdb_parser_check, pin_string_syntax, postgres_walls, sqlite_authorizer
@@ -46,7 +48,6 @@ __all__ = [
     "Fetched",
     "FramesDB",
     "PostgresDBAPI",
-    "QueryTimeout",
     "SQLAlchemyDB",
     "SQLiteDB",
     "is_frame",

@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rsql_magic.errors import QueryTimeout
+
 __all__ = [
     "DECLARE_PREFIX",
     "DEFAULT_MAX_RESULT_BYTES",
     "Fetched",
-    "QueryTimeout",
     "fetch_bounded",
     "in_transaction",
     "postgres_fetch",
@@ -33,10 +34,6 @@ _MAX_CHUNK = 1024
 # Under a byte bound the first fetch is one row: a driver holds a whole fetch before its size
 # can be checked, and one row may be large. Later fetches are sized from the rows seen.
 _FIRST_CHUNK = 1
-
-
-class QueryTimeout(Exception):
-    """The statement ran past its time bound and was cancelled."""
 
 
 @dataclass

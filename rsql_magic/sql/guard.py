@@ -16,7 +16,9 @@ import re
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from .errors import Position, Refused, pointer
+from rsql_magic.errors import Position, Refused
+
+from .carets import pointer
 from .functions import (
     MAX_GENERATED_WIDTH,
     READ_ONLY_NODES,

@@ -11,32 +11,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
-from rsql_magic.errors import RSQLError
+from rsql_magic.errors import Attempt, Escalation, QueryTimeout, SqlAIError, SqlCheckError
 
-from .connections import DB, QueryTimeout
+from .connections import DB
 from .engine_rules import target_spelling
-from .errors import CHECK_STAGES, Position, SqlCheckError, Stage, check_stage
 from .execute import database_error_message, function_names_in_error, is_syntax_error, run_query
 from .guard import ALLOWED
 from .policy import SqlPolicy
 from .schema import Schema, capture_schema, capture_values, describe_schema
 from .schema.values import ValuesPolicy
+from .stages import CHECK_STAGES
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
     "ESCALATING_STAGES",
-    "Attempt",
-    "Escalation",
-    "SqlAIError",
     "SqlAIResult",
-    "build_messages",
     "dialect_label",
     "run_chain",
     "run_question",
+    "sql_messages",
 ]
 
 Complete = Callable[[list[dict[str, str]]], str]
@@ -61,27 +58,6 @@ def dialect_label(dialect: str) -> str:
 
 
 @dataclass
-class Attempt:
-    """One model answer and what became of it."""
-
-    answer: str
-    sql: str
-    stage: Stage | Literal["ok"]  # "ok", or the stage where it failed
-    error: str | None = None
-    transpiled_from: str | None = None
-    position: Position | None = None  # where the error points in `sql`, when known
-
-
-@dataclass
-class Escalation:
-    """A model of a chain whose SQL failed after its retries, so the next one was asked."""
-
-    model: str
-    stage: Stage
-    error: str
-
-
-@dataclass
 class SqlAIResult:
     question: str
     dialect: str
@@ -103,45 +79,6 @@ class SqlAIResult:
         return 0 if self.frame is None else len(self.frame)
 
 
-class SqlAIError(RSQLError):
-    """No acceptable SQL within the retries, or it was refused: nothing (more) ran.
-
-    ``stage``: one of :data:`~rsql_magic.sql.errors.Stage`. ``line``, ``column``, ``start``,
-    ``end``: where the last error points in ``sql`` (None when unknown), as on
-    :class:`~rsql_magic.sql.errors.SqlCheckError`.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        attempts: list[Attempt],
-        sql: str,
-        stage: Stage,
-        position: Position | None = None,
-    ) -> None:
-        check_stage(stage)
-        super().__init__(message)
-        self.message = message
-        self.attempts = attempts
-        self.sql = sql
-        self.stage = stage
-        self.position = position
-        self.line = position.line if position else None
-        self.column = position.column if position else None
-        self.start = position.start if position else None
-        self.end = position.end if position else None
-        self.escalations: list[Escalation] = []  # the chain's models that failed before (run_chain)
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows this instead of a Python traceback: the user's error is the SQL's.
-        lines = [f"SqlAIError: {self.message.splitlines()[0]}"]
-        lines += self.message.splitlines()[1:]
-        if self.sql:
-            lines += ["", "Last SQL:", *("    " + x for x in self.sql.splitlines())]
-        return lines
-
-
 _STAGE_WORDS = {
     "extract": "no SQL found in the answer",
     "parse": "it does not parse",
@@ -152,7 +89,7 @@ _STAGE_WORDS = {
 }
 
 
-def build_messages(
+def sql_messages(
     question: str,
     schema_text: str,
     dialect: str,
@@ -160,6 +97,8 @@ def build_messages(
     allow_write: bool = False,
     explain: bool = False,
 ) -> list[dict[str, str]]:
+    """The messages %%sql_ai sends: its rules and the schema as DDL (system), the question
+    (user)."""
     label = dialect_label(dialect)
     rules = [
         f"You write one {label} SQL statement that answers the user's question about the "
@@ -322,7 +261,7 @@ def run_question(
         # bounded in time, cached per connection, inside the same walls as generated SQL
         capture_values(db, schema, policy=context_policy, sql_policy=policy)
     schema_text = describe_schema(schema, question, tables, budget_chars, dialect, policy=context_policy)
-    messages = build_messages(
+    messages = sql_messages(
         question, schema_text, dialect, allow_write=allow_write, explain=explain
     )
     attempts: list[Attempt] = []

@@ -17,7 +17,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
-from .errors import Position, SqlCheckError, caret, offset_of, strip_ansi
+from rsql_magic.errors import Position, SqlCheckError
+
+from .carets import caret, offset_of, strip_ansi
 
 __all__ = ["explained_statements", "explained_text", "parse_statements", "quiet_sqlglot"]
 

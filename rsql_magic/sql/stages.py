@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["CHECK_STAGES", "STAGES", "CheckStage", "Stage"]
+__all__ = ["CHECK_STAGES", "STAGES", "CheckStage", "Stage", "check_stage"]
 
 # Where a statement failed: "extract" (no SQL in the answer), "parse", "schema" (unknown table
 # or column), "refused" (read-only guard), "database" (the database raised), "timeout"; and,
@@ -17,3 +17,9 @@ CheckStage = Literal["extract", "parse", "schema", "refused", "database", "timeo
 Stage = Literal[CheckStage, "usage", "connection", "proxy"]
 STAGES: frozenset[str] = frozenset(get_args(Stage))
 CHECK_STAGES: frozenset[str] = frozenset(get_args(CheckStage))
+
+
+def check_stage(stage: str, allowed: frozenset[str] = STAGES) -> None:
+    """Raise ValueError unless `stage` is one of `allowed`: a typo must not become a new stage."""
+    if stage not in allowed:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(sorted(allowed))}")

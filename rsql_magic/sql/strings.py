@@ -17,7 +17,9 @@ import functools
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import Token, Tokenizer, TokenType
 
-from .errors import Position, Refused, pointer
+from rsql_magic.errors import Position, Refused
+
+from .carets import pointer
 
 __all__ = ["check_backslash_quotes"]
 

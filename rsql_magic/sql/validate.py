@@ -20,8 +20,10 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, OptimizeError
 from sqlglot.optimizer.qualify import qualify
 
+from rsql_magic.errors import Position, SqlCheckError
+
+from .carets import caret, pointer
 from .engine_rules import postgres_folded_names, sqlite_string_literals, unresolved_column
-from .errors import Position, SqlCheckError, caret, pointer
 from .fences import sql_blocks
 from .guard import check_statements
 from .parse import explained_statements, explained_text, parse_statements, quiet_sqlglot
@@ -378,7 +380,7 @@ def check_sql(
     `allowed_functions` extends the guard's function allowlist (see ``SqlPolicy``).
 
     Raises :class:`SqlCheckError` with a message fit to send back to the model, or
-    :class:`~rsql_magic.sql.errors.Refused` from the read-only guard.
+    :class:`~rsql_magic.errors.Refused` from the read-only guard.
     """
     if not sql.strip():
         raise SqlCheckError(

@@ -19,21 +19,17 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .errors import Refused
+from rsql_magic.errors import Refused, SuperuserWarning
+
 from .functions import database_function_names, table_function_allowed, width_problem
 from .policy import SqlPolicy
 
 __all__ = [
-    "SuperuserWarning",
     "duckdb_parser_check",
     "pin_string_syntax",
     "postgres_walls",
     "sqlite_authorizer",
 ]
-
-
-class SuperuserWarning(UserWarning):
-    """Generated SQL runs on PostgreSQL as a superuser, with no ``postgres_role`` set."""
 
 
 _SQLITE_READS = {

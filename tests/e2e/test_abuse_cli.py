@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.usage import row_of
+from jupyter_server_ext.engine.accounting.usage import row_of
 from jupyter_server_ext.store import open_store
 from rsql_magic.replay import Entry, ReplayStore
 from tests.helpers import REPO, child_env, upstreams_for

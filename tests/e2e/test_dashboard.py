@@ -42,7 +42,7 @@ NASTY = "<img src=x onerror=alert(1)>"
 
 def _row(ts: float, user: str, status: int, cost: float = 0.0, latency: float = 100.0, error: str | None = None,
          notebook: str | None = None, cell: str | None = None) -> tuple:
-    from jupyter_server_ext.engine.usage import COLUMNS
+    from jupyter_server_ext.engine.accounting.usage import COLUMNS
 
     given = {"ts": ts, "request_id": f"r{ts}", "user": user, "client": "api", "model": "m", "upstream": "a1",
              "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": cost, "latency_ms": latency,
@@ -451,8 +451,9 @@ def test_snapshot_says_when_the_state_backend_and_database_are_unreachable() -> 
     the page's red banners) says which backend is down, and still shows the keys."""
     require("redis")
     require("asyncpg")
-    from jupyter_server_ext.config import RSQLProxy, build_engine
+    from jupyter_server_ext.config import RSQLProxy
     from jupyter_server_ext.dashboard.feed import build_snapshot
+    from jupyter_server_ext.wiring import build_engine
     from tests.helpers import free_port
 
     proxy = RSQLProxy(

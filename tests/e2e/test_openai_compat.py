@@ -19,9 +19,9 @@ import httpx
 import openai
 import pytest
 
-from jupyter_server_ext.config import user_id_secret
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
 from jupyter_server_ext.state import MemoryState
+from jupyter_server_ext.wiring import user_id_secret
 from tests.helpers import http, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import start_jupyter_server, start_service

@@ -46,7 +46,7 @@ class LlamaServer:
 
 def start_llama_server(tmp: Path, name: str, port: int = 0) -> LlamaServer:
     """llama.cpp's server on `port` (a free one by default), once it answers GET /v1/models."""
-    from jupyter_server_ext.engine.local import default_gguf_path
+    from jupyter_server_ext.engine.upstreams.transport.local import default_gguf_path
 
     port = port or free_port()
     log = tmp / f"{name}.log"

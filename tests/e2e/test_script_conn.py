@@ -1,4 +1,4 @@
-"""The hot path's Redis client (state/script_conn.py) against a real redis-server of the test's
+"""The hot path's Redis client (state/connection/pipelined.py) against a real redis-server of the test's
 own, which it restarts, pauses and protects with a password."""
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 def client(url: str):
     """The redis-py client the state backend makes (its pool's settings are the ones used)."""
-    from jupyter_server_ext.state.redis import connect
+    from jupyter_server_ext.state.admission.redis import connect
 
     return connect(url)
 
 
 def script_on(r, script: str):
     """`script` on a pipelined connection made from client `r`'s settings, and that connection."""
-    from jupyter_server_ext.state.script_conn import (
+    from jupyter_server_ext.state.connection.pipelined import (
         ScriptConnection,
         pipelined_connection,
         script_caller,
@@ -63,7 +63,7 @@ async def test_many_calls_in_flight_each_get_their_own_reply(own_redis: OwnRedis
 async def test_a_script_error_is_a_response_error_and_the_connection_goes_on(own_redis: OwnRedis) -> None:
     from redis.exceptions import DataError, ResponseError
 
-    from jupyter_server_ext.state.script_conn import script_caller
+    from jupyter_server_ext.state.connection.pipelined import script_caller
 
     r = client(f"redis://127.0.0.1:{own_redis.port}/0")
     good, conn = script_on(r, ECHO)
@@ -95,7 +95,7 @@ async def test_a_restarted_redis_fails_calls_in_flight_then_works_again(own_redi
 async def test_a_server_that_stops_answering_times_out(own_redis: OwnRedis) -> None:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from jupyter_server_ext.state.script_conn import PipelinedConnection, ScriptConnection
+    from jupyter_server_ext.state.connection.pipelined import PipelinedConnection, ScriptConnection
 
     conn = PipelinedConnection(host="127.0.0.1", port=own_redis.port, timeout=0.5)
     call = ScriptConnection(ECHO, conn)
@@ -142,7 +142,7 @@ async def test_a_redis_still_loading_its_data_reads_as_down_not_as_a_bug() -> No
     from redis.exceptions import BusyLoadingError
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from jupyter_server_ext.state.script_conn import PipelinedConnection, ScriptConnection
+    from jupyter_server_ext.state.connection.pipelined import PipelinedConnection, ScriptConnection
 
     async def loading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await reader.read(65536):  # a server that has not finished loading

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from jupyter_server_ext.engine.state import BudgetCheck, LeaseCheck, WindowCheck
+from jupyter_server_ext.engine.admission.shared_state import BudgetCheck, LeaseCheck, WindowCheck
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import require
 
@@ -19,7 +19,7 @@ async def state(request):
         yield s
         return
     require("redis")
-    from jupyter_server_ext.state.redis import RedisState
+    from jupyter_server_ext.state.admission.redis import RedisState
 
     url = request.getfixturevalue("redis_server") + "/9"
     s = RedisState(url, prefix=f"rsqltest-{secrets.token_hex(4)}:")

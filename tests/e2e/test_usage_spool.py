@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.usage import UsageLog, row_of
+from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
 from jupyter_server_ext.store import open_store
 from tests.helpers import free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider

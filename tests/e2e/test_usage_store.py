@@ -7,7 +7,7 @@ import time
 import pytest
 
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.usage import UsageLog
+from jupyter_server_ext.engine.accounting.usage import UsageLog
 from jupyter_server_ext.store import open_store
 
 

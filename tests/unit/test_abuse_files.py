@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.usage import UsageLog, row_of
+from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
 from jupyter_server_ext.store import open_store
 from rsql_magic.client import ProxyClient
 from rsql_magic.errors import UsageError

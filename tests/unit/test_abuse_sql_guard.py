@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
+from rsql_magic.errors import Refused
 from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.errors import Refused
 from rsql_magic.sql.execute import run_query
 from rsql_magic.sql.guard import check_statements
 from rsql_magic.sql.parse import parse_statements

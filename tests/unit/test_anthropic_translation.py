@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from jupyter_server_ext.engine.answers import Collector, event_json
+from jupyter_server_ext.engine.bodies.streams import Collector, event_json
 from jupyter_server_ext.engine.errors import BadRequest
-from jupyter_server_ext.engine.providers.anthropic import (
+from jupyter_server_ext.engine.upstreams.buckets import Bucket, parse_duration
+from jupyter_server_ext.engine.upstreams.providers.anthropic import (
     ANTHROPIC_VERSION,
     StreamTranslator,
     Untranslatable,
@@ -28,8 +29,7 @@ from jupyter_server_ext.engine.providers.anthropic import (
     openai_error,
     rate_headers,
 )
-from jupyter_server_ext.engine.transport import scrub
-from jupyter_server_ext.engine.window import Bucket, parse_duration
+from jupyter_server_ext.engine.upstreams.transport.protocol import scrub
 
 MODEL = "claude-sonnet-4-5"  # the provider's name
 PUBLIC = "claude"  # the name the caller asked for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rsql_magic.magics import protect_question_mark, split_options
+from rsql_magic.magics.ask import protect_question_mark, split_options
 
 
 def test_split_options_keeps_question_verbatim() -> None:

@@ -579,7 +579,7 @@ def test_the_image_installs_only_pinned_hash_checked_packages() -> None:
 # modules of the service's package the image never runs: another host, the kernel side's engine,
 # and optional features whose extras the image leaves out (the local model, OpenTelemetry)
 NOT_IN_IMAGE = {"jupyter_server_ext/extension.py", "jupyter_server_ext/inprocess.py",
-                "jupyter_server_ext/engine/local_worker.py", "jupyter_server_ext/engine/tracing.py"}
+                "jupyter_server_ext/engine/upstreams/transport/local_worker.py", "jupyter_server_ext/engine/monitoring/tracing.py"}
 
 
 def imported_distributions() -> set[str]:

@@ -32,8 +32,8 @@ async def make_engine(request: pytest.FixtureRequest, kind: str, fp: FakeProvide
     if kind == "memory":
         return Engine(es, state=MemoryState())
     require("redis")
-    from jupyter_server_ext.state.redis import RedisState
-    from jupyter_server_ext.state.redis_pool import SharedPool
+    from jupyter_server_ext.state.admission.redis import RedisState
+    from jupyter_server_ext.state.upstreams.shared_pool import SharedPool
 
     prefix = f"rsqltest-{secrets.token_hex(4)}:"
     state = RedisState(request.getfixturevalue("redis_server") + "/9", prefix=prefix)

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from jupyter_server_ext.engine.http11 import HTTP11Client, HTTPError
+from jupyter_server_ext.engine.errors import HTTP11Error
+from jupyter_server_ext.engine.upstreams.transport.http11 import HTTP11Client
 
 BODIES = {
     b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Ratelimit-Remaining-Requests: 7\r\n\r\nhello",
@@ -64,9 +65,9 @@ async def test_cut_and_malformed_answers_are_errors(server) -> None:
     url, _ = server
     client = HTTP11Client()
     r = await client.request("GET", url + "/cut", headers={}, timeout=5)
-    with pytest.raises(HTTPError, match="end of the body|cut-off"):
+    with pytest.raises(HTTP11Error, match="end of the body|cut-off"):
         await r.read(5)
-    with pytest.raises(HTTPError, match="status line"):
+    with pytest.raises(HTTP11Error, match="status line"):
         await client.request("GET", url + "/garbage", headers={}, timeout=5)
     await client.close()
 
@@ -98,6 +99,6 @@ async def test_refused_connection_and_timeouts() -> None:
     with pytest.raises(asyncio.TimeoutError):
         await client.request("GET", f"http://127.0.0.1:{port}/x", headers={}, timeout=0.2)
     srv.close()
-    with pytest.raises(HTTPError, match="not an http"):
+    with pytest.raises(HTTP11Error, match="not an http"):
         await client.request("GET", "ftp://example.invalid/x", headers={}, timeout=1)
     await client.close()

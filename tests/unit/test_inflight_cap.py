@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jupyter_server_ext.config import RSQLProxy, build_engine
+from jupyter_server_ext.config import RSQLProxy
 from jupyter_server_ext.engine import Caller, Engine
+from jupyter_server_ext.wiring import build_engine
 from tests.helpers.fake_provider import FakeProvider
 
 LATENCY = 0.3

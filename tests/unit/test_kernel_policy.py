@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from rsql_magic.errors import ProxyError, UsageError
-from rsql_magic.magics import render_me
+from rsql_magic.magics.ask import render_me
 from rsql_magic.privacy import clear_cache
 from rsql_magic.render import markdown_bundle, refusal_markdown
 from rsql_magic.sanitize import IMAGE_MARK

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from jupyter_server_ext.engine import LimitSettings, RateLimited, UserPolicy, parse_rates
-from jupyter_server_ext.engine.limiter import Limiter
+from jupyter_server_ext.engine.admission.limiter import Limiter
 from jupyter_server_ext.state import MemoryState
 
 

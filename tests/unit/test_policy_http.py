@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from tornado import httpclient, httpserver, netutil, web
 
-from jupyter_server_ext.config import RSQLProxy, build_engine
+from jupyter_server_ext.config import RSQLProxy
 from jupyter_server_ext.engine import ConfigError
 from jupyter_server_ext.handlers import ProxyContext
 from jupyter_server_ext.routes import make_handlers
 from jupyter_server_ext.service import ServiceBase
+from jupyter_server_ext.wiring import build_engine
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 

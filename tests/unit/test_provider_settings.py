@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import parse_upstreams
+from jupyter_server_ext.engine.accounting.pricing import PriceBook
 from jupyter_server_ext.engine.errors import ConfigError
-from jupyter_server_ext.engine.pricing import PriceBook
 
 AZ = {"name": "az", "provider": "azure", "base_url": "https://uni.openai.azure.com", "api_key": "k"}
 

@@ -19,7 +19,7 @@ import markdown
 import pytest
 
 from rsql_magic.client import ChatResult
-from rsql_magic.magics import render_me
+from rsql_magic.magics.ask import render_me
 from rsql_magic.render import error_bundle, markdown_bundle, markdown_to_html, mimebundle
 from rsql_magic.sanitize import (
     IMAGE_MARK,

@@ -229,7 +229,7 @@ def test_a_crafted_replay_file_cannot_get_sql_past_the_guard(
     """The replay file is data someone may hand out: a recorded DROP is refused like a live one."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from rsql_magic.sql.loop import SqlAIError
+    from rsql_magic.errors import SqlAIError
 
     monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
     monkeypatch.setenv("RSQL_PROXY_TOKEN", KEY)

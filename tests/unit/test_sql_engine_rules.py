@@ -15,8 +15,9 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
+from rsql_magic.errors import SqlAIError
 from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.loop import SqlAIError, run_chain, run_question
+from rsql_magic.sql.loop import run_chain, run_question
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.services import pg_engine
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rsql_magic.sql.errors import Refused
+from rsql_magic.errors import Refused
 from rsql_magic.sql.guard import check_statements
 from rsql_magic.sql.parse import parse_statements
 from rsql_magic.sql.validate import extract_sql

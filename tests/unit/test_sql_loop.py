@@ -14,8 +14,9 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from rsql_magic.sql.connections import DB, QueryTimeout, resolve
-from rsql_magic.sql.loop import SqlAIError, run_question
+from rsql_magic.errors import QueryTimeout, SqlAIError
+from rsql_magic.sql.connections import DB, resolve
+from rsql_magic.sql.loop import run_question
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.services import pg_engine
 from tests.helpers.shop import GOOD, SHOP

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from rsql_magic.sql.loop import SqlAIError
+from rsql_magic.errors import SqlAIError
 from tests.helpers.fake_provider import FakeProvider
 
 KEY = "sk-test-a1-fake0123456789"

@@ -197,7 +197,8 @@ def test_rank_follows_foreign_keys() -> None:
 
 def test_capture_is_bounded_in_time() -> None:
     # a catalog query that cannot finish is cancelled by the time bound
-    from rsql_magic.sql.connections import QueryTimeout, resolve
+    from rsql_magic.errors import QueryTimeout
+    from rsql_magic.sql.connections import resolve
 
     db = resolve(sqlite3.connect(":memory:"))
     slow = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"

@@ -21,15 +21,14 @@ import duckdb
 import pandas as pd
 import pytest
 
+from rsql_magic.errors import Refused, SqlAIError, SuperuserWarning
 from rsql_magic.sql.connections import FramesDB, resolve
-from rsql_magic.sql.errors import Refused
 from rsql_magic.sql.execute import WITHHELD, run_query, sanitize_error
 from rsql_magic.sql.guard import check_statements
-from rsql_magic.sql.loop import SqlAIError, run_question
+from rsql_magic.sql.loop import run_question
 from rsql_magic.sql.parse import parse_statements
 from rsql_magic.sql.policy import SqlPolicy
 from rsql_magic.sql.validate import check_sql
-from rsql_magic.sql.walls import SuperuserWarning
 from tests.helpers import FAKE_KEY, require
 from tests.helpers.fake_provider import FakeProvider
 

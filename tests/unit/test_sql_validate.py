@@ -7,7 +7,8 @@ import sqlite3
 import duckdb
 import pytest
 
-from rsql_magic.sql.errors import Refused, SqlCheckError, caret
+from rsql_magic.errors import Refused, SqlCheckError
+from rsql_magic.sql.carets import caret
 from rsql_magic.sql.schema import capture_schema
 from rsql_magic.sql.validate import check_sql, detect_dialect, transpile_functions
 

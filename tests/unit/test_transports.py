@@ -7,12 +7,13 @@ import socket
 
 import pytest
 
-from jupyter_server_ext.engine.http_transport import HTTPTransport
-from jupyter_server_ext.engine.local import LocalTransport
-from jupyter_server_ext.engine.pricing import FREE, PriceBook
-from jupyter_server_ext.engine.settings import parse_upstreams
-from jupyter_server_ext.engine.transport import Transport, UpstreamFailure
-from jupyter_server_ext.engine.transports import Transports
+from jupyter_server_ext.engine.accounting.pricing import FREE, PriceBook
+from jupyter_server_ext.engine.errors import UpstreamFailure
+from jupyter_server_ext.engine.upstreams.specs import parse_upstreams
+from jupyter_server_ext.engine.upstreams.transport import Transports
+from jupyter_server_ext.engine.upstreams.transport.local import LocalTransport
+from jupyter_server_ext.engine.upstreams.transport.protocol import Transport
+from jupyter_server_ext.engine.upstreams.transport.remote import HTTPTransport
 
 REMOTE, LOCAL = parse_upstreams([
     {"name": "remote", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-test", "models": ["m"]},

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.usage import UsageLog, row_of
+from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
 from jupyter_server_ext.store import open_store
 from tests.helpers import REPO, child_env
 
@@ -210,7 +210,7 @@ async def test_a_table_holding_a_request_twice_is_settled_without_losing_data(
 CHILD = """
 import asyncio, sys, time
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.usage import UsageLog, row_of
+from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
 from jupyter_server_ext.store import open_store
 
 async def main(url, spool, n):

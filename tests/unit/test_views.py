@@ -13,12 +13,13 @@ import pytest
 from tornado import httpclient, httpserver, netutil, web
 
 from jupyter_server_ext import inprocess
-from jupyter_server_ext.config import RSQLProxy, build_engine
+from jupyter_server_ext.config import RSQLProxy
 from jupyter_server_ext.engine import RateLimited
 from jupyter_server_ext.engine.views import error_reply
 from jupyter_server_ext.handlers import ProxyContext
 from jupyter_server_ext.routes import make_handlers
 from jupyter_server_ext.service import ServiceBase
+from jupyter_server_ext.wiring import build_engine
 
 # nothing is sent upstream: me and status read the engine's own state
 UPSTREAMS = [{"name": "u1", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-unused-0123456789",

@@ -1,0 +1,126 @@
+"""Prices of common models, USD per million tokens (input, output).
+
+From the providers' public price lists (Groq, OpenAI, Anthropic, Google) as of late 2025;
+override per upstream with ``"prices": {model: {"input": x, "output": y}}`` when yours differ.
+A model is looked up by its public name, then by the provider's own (an Azure deployment is
+priced as the public model it stands for). A self-hosted server (``max_in_flight``) has no
+price unless its upstream sets one: its model names are the admin's and may match a hosted
+model's by chance. A model missing from
+both has no known price: while a budget applies the engine refuses it (``unpriced_models =
+"deny"``, the default) or lets it cost 0 (``"free"``, logged once per model). The local
+``llama_cpp`` provider runs on our own CPU and is always free.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..upstreams.specs import Price, UpstreamSpec
+
+log = logging.getLogger("rsql.engine")
+
+PRICES: dict[str, Price] = {
+    # Groq
+    "llama-3.1-8b-instant": Price(0.05, 0.08),
+    "llama-3.3-70b-versatile": Price(0.59, 0.79),
+    "meta-llama/llama-4-scout-17b-16e-instruct": Price(0.11, 0.34),
+    "meta-llama/llama-4-maverick-17b-128e-instruct": Price(0.20, 0.60),
+    "openai/gpt-oss-20b": Price(0.10, 0.50),
+    "openai/gpt-oss-120b": Price(0.15, 0.75),
+    "qwen/qwen3-32b": Price(0.29, 0.59),
+    "gemma2-9b-it": Price(0.20, 0.20),
+    # OpenAI
+    "gpt-4o": Price(2.50, 10.00),
+    "gpt-4o-mini": Price(0.15, 0.60),
+    "gpt-4.1": Price(2.00, 8.00),
+    "gpt-4.1-mini": Price(0.40, 1.60),
+    "gpt-4.1-nano": Price(0.10, 0.40),
+    "gpt-5": Price(1.25, 10.00),
+    "gpt-5-mini": Price(0.25, 2.00),
+    "gpt-5-nano": Price(0.05, 0.40),
+    "o4-mini": Price(1.10, 4.40),
+    # OpenAI embeddings: input tokens only
+    "text-embedding-3-small": Price(0.02, 0.0),
+    "text-embedding-3-large": Price(0.13, 0.0),
+    "text-embedding-ada-002": Price(0.10, 0.0),
+    # Anthropic: a prompt-cache write is charged at the one-hour rate (2x input), the dearer
+    # of its two, since the usage does not always say which was written
+    "claude-opus-4-1": Price(15.00, 75.00, 30.00),
+    "claude-sonnet-4-5": Price(3.00, 15.00, 6.00),
+    "claude-sonnet-4": Price(3.00, 15.00, 6.00),
+    "claude-haiku-4-5": Price(1.00, 5.00, 2.00),
+    "claude-3-5-haiku-latest": Price(0.80, 4.00, 1.60),
+    # Google Gemini (prompts up to 200k tokens)
+    "gemini-2.5-pro": Price(1.25, 10.00),
+    "gemini-2.5-flash": Price(0.30, 2.50),
+    "gemini-2.5-flash-lite": Price(0.10, 0.40),
+    "gemini-2.0-flash": Price(0.10, 0.40),
+    # the local model runs on our own CPU
+    "smollm2-135m": Price(0.0, 0.0),
+}
+
+FREE = Price(0.0, 0.0)
+
+
+_MAX_WARNED = 256  # model names are caller text: warn about a bounded number of them
+
+
+class PriceBook:
+    """Looks up the price of (upstream, model): the upstream's own table, then ours."""
+
+    def __init__(self, specs: tuple[UpstreamSpec, ...]) -> None:
+        self.specs = {s.name: s for s in specs}
+        self._warned: set[str] = set()
+
+    def known(self, model: str, upstream: str | None = None) -> Price | None:
+        """The price, or None when neither the upstream nor the built-in table knows one."""
+        spec = self.specs.get(upstream or "")
+        own = spec.provider_model(model) if spec is not None else model
+        if spec is not None:
+            for name in (model, own):
+                if name in spec.prices:
+                    return spec.prices[name]
+            if spec.local:
+                return FREE
+            if spec.max_in_flight:
+                return None  # self-hosted: only the admin's price (unpriced_models decides)
+        for name in (model, own):
+            found = PRICES.get(name) or PRICES.get(name.split("/")[-1])
+            if found is not None:
+                return found
+        return None
+
+    def price(self, model: str, upstream: str | None = None) -> Price:
+        """What an answer is charged: an unknown price counts as 0 (logged once per model)."""
+        found = self.known(model, upstream)
+        if found is None:
+            if model not in self._warned and len(self._warned) < _MAX_WARNED:
+                self._warned.add(model)
+                log.warning(
+                    "no price known for model %r: it costs 0 and budgets do not see it; set "
+                    "'prices' on its upstream", model,
+                )
+            return FREE
+        return found
+
+    def max_price(self, model: str) -> Price | None:
+        """The dearest upstream serving `model`: what a reservation must assume.
+
+        None when an upstream that may serve it has no known price: its worst case is unknown.
+        A model no upstream serves costs nothing (the pool refuses it with a 404).
+        """
+        prices = [self.known(model, s.name) for s in self.specs.values() if s.serves(model)]
+        if not prices:
+            return FREE
+        if any(p is None for p in prices):
+            return None
+        known = [p for p in prices if p is not None]
+        writes = [p.cache_write for p in known if p.cache_write is not None]
+        return Price(max(p.input for p in known), max(p.output for p in known), max(writes) if writes else None)
+
+    def configured_models(self, default_model: str = "") -> frozenset[str]:
+        """Model ids named in the configuration: the only ones metric labels may carry."""
+        out = {m for s in self.specs.values() for m in (*s.models, *s.prices) if m != "*"}
+        if default_model:
+            out.add(default_model)
+        return frozenset(out)

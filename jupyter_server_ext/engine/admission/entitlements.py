@@ -1,0 +1,79 @@
+"""Entitlements: which models a caller may use right now, and their default models.
+
+An admin names the models per user and per group (``"models"`` and ``"default_model"`` in
+``c.RSQLProxy.limit_overrides``, ``c.RSQLProxy.allowed_models`` for everyone); a policy window
+in force narrows or replaces them (``policy_windows``). This module turns the user's policy
+and the window into one answer the engine enforces and ``GET me`` / ``v1/models`` show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import Forbidden
+from .limiter import UserPolicy
+from .policy_windows import PolicyWindow, matches
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one caller may use now."""
+
+    models: tuple[str, ...]  # the served models they may call
+    patterns: tuple[str, ...] | None  # the names / patterns that decide it; None: every model
+    default_model: str | None  # what a request naming no model gets
+    sql_default_model: str | None  # %%sql_ai's model when none is named
+    window: PolicyWindow | None = None
+    span: tuple[float, float] | None = None
+
+    def allows(self, model: str) -> bool:
+        if self.window is not None and self.window.mode == "off":
+            return False
+        return self.patterns is None or matches(self.patterns, model)
+
+
+def resolve(policy: UserPolicy, found: tuple[PolicyWindow, tuple[float, float]] | None, *,
+            served: Sequence[str], local_models: Sequence[str], proxy_default: str) -> Access:
+    """The caller's access from their policy (overrides and a custom window already applied,
+    ``Limiter.policy``) and the window in force."""
+    window, span = found if found is not None else (None, None)
+    if window is not None and window.mode == "off":
+        return Access((), (), None, None, window, span)
+    patterns = policy.models
+    preferred = [policy.default_model, proxy_default]
+    if window is not None and window.mode == "local-only":
+        patterns, preferred = tuple(local_models), [None]
+    allowed = tuple(m for m in served if patterns is None or matches(patterns, m))
+
+    def ok(model: str | None) -> bool:
+        return bool(model) and (patterns is None or matches(patterns, model or ""))
+
+    default = next((m for m in preferred if ok(m)), None)
+    if default is None and patterns is not None and allowed:
+        default = allowed[0]
+    sql_default = policy.sql_default_model if ok(policy.sql_default_model) and (
+        window is None or window.mode != "local-only") else default
+    return Access(allowed, patterns, default, sql_default, window, span)
+
+
+def not_allowed(model: str, access: Access) -> Forbidden:
+    """The 403 for a model the caller may not use, naming the ones they may."""
+    names = ", ".join(access.models) or "none"
+    return Forbidden(
+        f"you may not use the model {model[:200]!r}; models you may use: {names}. Ask your hub admin "
+        "if you need another",
+        code="model_not_allowed",
+        extra={"param": "model", "allowed_models": list(access.models)},
+    )
+
+
+def me_fields(access: Access, tz: Any) -> dict[str, Any]:
+    """The entitlement part of ``GET me``."""
+    return {
+        "models": list(access.models),
+        "default_model": access.default_model,
+        "sql_default_model": access.sql_default_model,
+        "window": access.window.describe(access.span, tz) if access.window is not None else None,
+    }

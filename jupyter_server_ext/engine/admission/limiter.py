@@ -1,0 +1,354 @@
+"""Per-user and global admission: request windows, concurrency leases, daily budgets.
+
+One call to the state backend admits a request against every limit at once (all checked
+before any is counted), so a refused request consumes nothing and concurrent requests cannot
+overspend a budget: cost is reserved at admission (prompt estimate + n x max_tokens at the dearest
+price serving the model) and settled to the real cost afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import urllib.parse
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import BadRequest, ConfigError, RateLimited
+from ..upstreams.specs import Rate, parse_rates
+from .policy_windows import PolicyWindow, matches
+from .shared_state import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
+
+DAY = 86400.0
+_OVERRIDABLE = ("user_limits", "user_concurrency", "user_daily_budget_usd", "models", "default_model",
+                "sql_default_model")
+
+
+@dataclass(frozen=True)
+class UserPolicy:
+    limits: tuple[Rate, ...] = ()
+    concurrency: int = 0  # 0: unlimited
+    daily_budget_usd: float | None = None
+    # entitlements: names or fnmatch patterns of the models the user may call (None: all), the
+    # model %%ask uses when none is named, and the one %%sql_ai uses
+    models: tuple[str, ...] | None = None
+    default_model: str | None = None
+    sql_default_model: str | None = None
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    user: UserPolicy = field(default_factory=UserPolicy)
+    global_concurrency: int = 0
+    global_daily_budget_usd: float | None = None
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    lease_seconds: float = 600.0
+
+
+def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
+    """Validate ``limit_overrides``: {"user:alice": {...}, "group:staff": {...}}."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("RSQLProxy.limit_overrides: expected a dict like {'user:alice': {...}}")
+    out: dict[str, dict[str, Any]] = {}
+    for who, values in raw.items():
+        where = f"RSQLProxy.limit_overrides[{who!r}]"
+        if not isinstance(who, str) or not who.startswith(("user:", "group:")) or who.endswith(":"):
+            raise ConfigError(f"{where}: keys are 'user:NAME' or 'group:NAME'")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: expected a dict of {', '.join(_OVERRIDABLE)}")
+        unknown = sorted(set(values) - set(_OVERRIDABLE))
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; can override: {', '.join(_OVERRIDABLE)}")
+        item: dict[str, Any] = {}
+        if "user_limits" in values:
+            item["limits"] = parse_rates(values["user_limits"], where=f"{where}['user_limits']")
+        if "user_concurrency" in values:
+            c = values["user_concurrency"]
+            if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+                raise ConfigError(f"{where}['user_concurrency']: expected an integer >= 0, got {c!r}")
+            item["concurrency"] = c
+        if "user_daily_budget_usd" in values:
+            b = values["user_daily_budget_usd"]
+            if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0):
+                raise ConfigError(f"{where}['user_daily_budget_usd']: expected USD >= 0 or None, got {b!r}")
+            item["daily_budget_usd"] = None if b is None else float(b)
+        if "models" in values:
+            m = values["models"]
+            if isinstance(m, str):
+                m = [m]
+            if not isinstance(m, (list, tuple)) or not all(isinstance(x, str) and x for x in m):
+                raise ConfigError(f"{where}['models']: expected a list of model names or patterns like "
+                                  f"'llama-3.1-8b*', got {m!r}")
+            item["models"] = tuple(m)
+        for name in ("default_model", "sql_default_model"):
+            if name in values:
+                d = values[name]
+                if not isinstance(d, str) or not d:
+                    raise ConfigError(f"{where}[{name!r}]: expected a model name, got {d!r}")
+                if "models" in item and not matches(item["models"], d):
+                    raise ConfigError(f"{where}[{name!r}]: {d!r} is not among its own 'models' {list(item['models'])}")
+                item[name] = d
+        out[who] = item
+    return out
+
+
+@dataclass
+class Ticket:
+    """A request's hold on its limits; given back exactly once by ``Limiter.finish``."""
+
+    lease_id: str
+    windows: list[WindowCheck]
+    leases: list[LeaseCheck]
+    budgets: list[BudgetCheck]
+    reserved: float
+    done: bool = False
+    windows_used: list[tuple[int, float]] | None = None  # after this request, per window
+    picked: tuple[int, float] | None = None  # the key pick made with the admission
+
+
+def key_name(name: str) -> str:
+    """`name` as it goes into a state key: percent-encoded, so that no user name can hold the
+    keys' separator (":") or a glob character (``* ? [ ] \\``), and distinct names stay distinct
+    keys. Without it a user named ``bob`` owns a prefix of ``bob:x``'s keys, and ``*`` is every
+    user's keys to a Redis SCAN MATCH (issue 24)."""
+    return urllib.parse.quote(name, safe="")
+
+
+def user_prefix(user: str) -> str:
+    """The prefix of every state key of `user`: its windows, lease and budget."""
+    return f"u:{key_name(user)}:"
+
+
+def _fmt_rate(rate: Rate) -> str:
+    return rate.text
+
+
+def duration(seconds: float) -> str:
+    """A reset time as OpenAI writes it in x-ratelimit-reset-*: "20ms", "7s", "6m0s", "1h2m3s"."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _reset_at(seconds: float) -> str:
+    at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    return at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Limiter:
+    def __init__(self, settings: LimitSettings, state: StateBackend) -> None:
+        self.settings = settings
+        self.state = state
+        # the policy window in force for a user (engine.policy_windows.PolicyWindows.in_force);
+        # set by the engine, None: no windows
+        self.window_for: Callable[[str, tuple[str, ...]], tuple[PolicyWindow, Any] | None] | None = None
+
+    def policy(self, user: str, groups: tuple[str, ...] = ()) -> UserPolicy:
+        """Defaults, then each matching group override (config order: a later group's value
+        wins), then the user's own; then the policy window in force, if any.
+
+        Models combine differently: a user in several groups may use what any of them allows
+        (the union), and the user's own ``models`` replace the groups'. A ``custom`` window's
+        models and budget replace all of these while it is in force."""
+        pol = self.settings.user
+        over = self.settings.overrides
+        group_models: list[str] = []
+        named = False
+        for who, values in over.items():
+            if who.startswith("group:") and who[6:] in groups:
+                pol = replace(pol, **values)
+                if "models" in values:
+                    named = True
+                    group_models += [m for m in values["models"] if m not in group_models]
+        if named:
+            pol = replace(pol, models=tuple(group_models))
+        mine = over.get(f"user:{user}")
+        if mine:
+            pol = replace(pol, **mine)
+        found = self.window_for(user, groups) if self.window_for is not None else None
+        if found is not None and found[0].mode == "custom":
+            w = found[0]
+            if w.models is not None:
+                pol = replace(pol, models=w.models, default_model=None, sql_default_model=None)
+            if w.default_model is not None:
+                pol = replace(pol, default_model=w.default_model, sql_default_model=w.default_model)
+            if w.daily_budget_usd is not None:
+                pol = replace(pol, daily_budget_usd=w.daily_budget_usd)
+        return pol
+
+    def budgeted(self, user: str, groups: tuple[str, ...] = ()) -> bool:
+        """Whether any daily budget (the user's, after overrides, or the global one) applies."""
+        return self.policy(user, groups).daily_budget_usd is not None or self.settings.global_daily_budget_usd is not None
+
+    def checks(
+        self, user: str, groups: tuple[str, ...], reserve: float
+    ) -> tuple[list[WindowCheck], list[LeaseCheck], list[BudgetCheck]]:
+        pol = self.policy(user, groups)
+        s = self.settings
+        keys = user_prefix(user)
+        windows = [
+            WindowCheck(
+                f"{keys}w:{r.amount}/{r.seconds:g}", r.amount, r.seconds, f"user {_fmt_rate(r)}",
+                calendar_day=r.seconds == DAY,
+            )
+            for r in pol.limits
+        ]
+        leases = []
+        if pol.concurrency:
+            leases.append(LeaseCheck(f"{keys}conc", pol.concurrency, s.lease_seconds, f"user concurrency {pol.concurrency}"))
+        if s.global_concurrency:
+            leases.append(LeaseCheck("g:conc", s.global_concurrency, s.lease_seconds, f"global concurrency {s.global_concurrency}"))
+        budgets = []
+        if pol.daily_budget_usd is not None:
+            budgets.append(BudgetCheck(f"{keys}usd", pol.daily_budget_usd, reserve, f"user daily budget ${pol.daily_budget_usd:g}"))
+        if s.global_daily_budget_usd is not None:
+            budgets.append(BudgetCheck("g:usd", s.global_daily_budget_usd, reserve, f"global daily budget ${s.global_daily_budget_usd:g}"))
+        return windows, leases, budgets
+
+    async def admit(
+        self, user: str, groups: tuple[str, ...], reserve: float, *, budgets_apply: bool = True,
+        pick: list[Any] | None = None,
+    ) -> Ticket:
+        """`budgets_apply` False: windows and concurrency only (an answer from the free fallback
+        model once the budget is spent). `pick`: a key pick to make in the same step
+        (``Pool.plan``); its answer is ``Ticket.picked``."""
+        windows, leases, budgets = self.checks(user, groups, reserve)
+        if not budgets_apply:
+            budgets = []
+        for b in budgets:
+            # no day could ever admit it: a 429 with Retry-After would only invite a retry
+            if 0 < b.limit < reserve:
+                raise BadRequest(
+                    f"this request may cost up to ${reserve:.4f} (its prompt and n x max_tokens "
+                    f"completion tokens at the model's price), more than the whole {b.label}; "
+                    "lower 'max_tokens' (or 'max_completion_tokens') or 'n'",
+                    code="over_budget",
+                )
+        lease_id = uuid.uuid4().hex
+        result = await self.state.admit(windows, leases, budgets, lease_id, pick)
+        if not result.ok:
+            raise self._refusal(user, windows, result)
+        return Ticket(lease_id, windows, leases, budgets, reserve, windows_used=result.windows_used,
+                      picked=result.picked)
+
+    def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
+        hit = result.refused
+        assert hit is not None  # a refusal names the check that refused
+        wait = max(1, math.ceil(result.retry_after))
+        if isinstance(hit, WindowCheck):
+            why = f"{result.used} requests in the window"
+        elif isinstance(hit, LeaseCheck):
+            why = f"{result.used} requests already in flight"
+        else:  # a budget
+            why = f"${result.used:.4f} spent or reserved today; this request may cost up to ${hit.reserve:.4f}"
+        reset = _reset_at(wait)
+        policies = [f'"{w.label}";q={w.amount};w={int(w.seconds)}' for w in windows]
+        if not isinstance(hit, WindowCheck):
+            policies.append(f'"{hit.label}"')
+        headers = {
+            "RateLimit-Policy": ", ".join(policies),
+            "RateLimit": f'"{hit.label}";r=0;t={wait}',
+        }
+        if isinstance(hit, WindowCheck):
+            headers.update({
+                "x-ratelimit-limit-requests": str(hit.amount),
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": duration(result.retry_after),
+            })
+        return RateLimited(
+            f"{hit.label} reached for {user!r} ({why}); resets in {wait} s at {reset}",
+            retry_after=wait,
+            limit=hit.label,
+            headers=headers,
+            extra={"reset": reset},
+        )
+
+    async def unreserve(self, ticket: Ticket) -> None:
+        """Give the budget reservation back now: the request goes to a free model instead."""
+        if ticket.budgets and ticket.reserved and not ticket.done:
+            await self.state.settle(ticket.budgets, -ticket.reserved)
+            ticket.reserved = 0.0
+
+    async def finish(self, ticket: Ticket, cost: float, *, refund: bool = False) -> None:
+        """Release the leases and settle the reservation to the real cost; idempotent.
+
+        `refund`: the request got no answer for reasons that are not the caller's (no upstream
+        capacity, every upstream failed), so it is taken out of the request windows too.
+        """
+        if ticket.done:
+            return
+        ticket.done = True
+        refunded = ticket.windows if refund else []
+        delta = cost - ticket.reserved if ticket.budgets else 0.0
+        if refunded or ticket.leases or delta:
+            await self.state.finish(refunded, ticket.leases, ticket.budgets, delta, ticket.lease_id)
+
+    async def snapshot(self, user: str, groups: tuple[str, ...]) -> dict[str, Any]:
+        """What ``GET me`` shows: limits, use, what is left, and when each resets."""
+        windows, leases, budgets = self.checks(user, groups, 0.0)
+        wuse, luse, spent = await self.state.read(windows, leases, budgets)
+        out: dict[str, Any] = {"limits": [], "concurrency": None, "budget": None}
+        for w, (used, oldest) in zip(windows, wuse, strict=False):
+            out["limits"].append(
+                {
+                    "limit": w.label.removeprefix("user "),
+                    "used": used,
+                    "remaining": max(0, w.amount - used),
+                    "resets_in_seconds": round(oldest, 1) if used else 0,
+                    "resets_at": _reset_at(oldest) if used else None,
+                    "window": "calendar day (UTC)" if w.calendar_day else f"moving {w.seconds:g} s",
+                }
+            )
+        for lease, used in zip(leases, luse, strict=False):
+            if lease.key.startswith("u:"):
+                out["concurrency"] = {"limit": lease.capacity, "in_flight": used}
+        for b, usd in zip(budgets, spent, strict=False):
+            if b.key.startswith("u:"):
+                midnight = DAY - (dt.datetime.now(dt.timezone.utc).timestamp() % DAY)
+                out["budget"] = {
+                    "daily_usd": b.limit,
+                    "spent_usd": round(usd, 6),
+                    "remaining_usd": round(max(0.0, b.limit - usd), 6),
+                    "resets_at": _reset_at(midnight),
+                }
+        return out
+
+    async def rate_headers(self, user: str, groups: tuple[str, ...]) -> dict[str, str]:
+        """x-ratelimit-{limit,remaining,reset}-requests for the user's tightest request window
+        (the one with the fewest requests left); empty when no window applies."""
+        windows, _, _ = self.checks(user, groups, 0.0)
+        if not windows:
+            return {}
+        wuse, _, _ = await self.state.read(windows, [], [])
+        return quota_headers(windows, wuse)
+
+    async def reset(self, user: str | None) -> int:
+        """Forget `user`'s windows, leases and budget (None: every user's); how many entries
+        went. Only that user's: the prefix ends at the encoded name's separator."""
+        return await self.state.reset(user_prefix(user) if user is not None else "u:")
+
+
+def quota_headers(windows: list[WindowCheck], wuse: list[tuple[int, float]]) -> dict[str, str]:
+    """x-ratelimit-*-requests of the tightest window, from each window's (used, oldest leaves);
+    an admission returns these, so an admitted request needs no second read."""
+    if not windows:
+        return {}
+    best = None
+    for w, (used, oldest) in zip(windows, wuse, strict=False):
+        left = max(0, w.amount - used)
+        if best is None or left < best[1]:
+            best = (w, left, oldest if used else 0.0)
+    assert best is not None
+    w, left, reset = best
+    return {
+        "x-ratelimit-limit-requests": str(w.amount),
+        "x-ratelimit-remaining-requests": str(left),
+        "x-ratelimit-reset-requests": duration(reset),
+    }

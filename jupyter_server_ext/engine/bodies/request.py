@@ -1,0 +1,439 @@
+"""Validation of an incoming chat-completions body, with errors that name the field.
+
+Everything a caller sends is bounded here before it costs anything: the JSON itself (nesting,
+duplicate keys, NaN, lone surrogates), the number and length of messages, and every parameter
+that multiplies what the answer may cost (``n``, ``best_of``, ``max_tokens``,
+``max_completion_tokens``), so a budget reservation is a true worst case.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadRequest
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MAX_CHOICES = 128  # the most choices (n, best_of) OpenAI itself accepts
+MAX_TOKENS = 2**31 - 1  # providers read max_tokens as a 32-bit integer
+MAX_MODEL_CHARS = 256
+IMAGE_TOKENS = 3000  # an image part costs at most a few thousand tokens at any detail level
+_MULTIPLIERS = ("n", "best_of")
+_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
+_PROMPT_EXTRAS = ("tools", "functions", "response_format", "tool_choice")
+_CONTAINERS = (dict, list)
+# \ud800-\udfff escapes: the only way JSON can carry a lone surrogate, which cannot be encoded
+# again (cache key, usage log); scan for them only when the raw body has one
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Caps on what one request may carry (``c.RSQLProxy.max_json_depth`` etc.)."""
+
+    max_json_depth: int = 64
+    max_messages: int = 1000
+    max_message_chars: int = 1_000_000
+
+
+@dataclass
+class ChatRequest:
+    payload: dict[str, Any]  # what goes upstream (model filled in)
+    model: str
+    stream: bool
+    wants_usage_chunk: bool  # the client itself asked for stream_options.include_usage
+    prompt_tokens: int  # estimate
+    max_tokens: int | None  # completion tokens per choice: the client's, or the default
+    choices: int = 1  # completions the provider generates and bills (n, best_of)
+    max_tokens_set: bool = True  # False: the client set no limit and max_tokens is our default
+    prediction_tokens: int = 0  # predicted output: rejected prediction tokens are billed too
+    endpoint: str = "chat/completions"  # the upstream path under its base_url
+    # the field a budget cap is written to when the client set no limit (None: no completion)
+    cap_field: str | None = "max_completion_tokens"
+
+    @property
+    def completion_tokens(self) -> int:
+        """The most completion tokens this request can be billed for."""
+        return self.choices * ((self.max_tokens or 0) + self.prediction_tokens)
+
+    @property
+    def reserve_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+# -- JSON ---------------------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:30]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:60]!r}")
+            seen.add(key)
+    return obj
+
+
+def decode_json(raw: bytes, *, max_depth: int = 64) -> Any:
+    """Parse a request body, or raise ``BadRequest``: never anything else, whatever the bytes."""
+    if not raw.strip():
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        obj = json.loads(
+            raw, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+        )
+    except RecursionError:  # nesting in the hundreds: json's C decoder recurses
+        raise BadRequest(f"request body is nested more than {max_depth} levels deep") from None
+    except ValueError as exc:  # includes invalid UTF-8 (UnicodeDecodeError)
+        why = str(exc)
+        if "integer string conversion" in why:
+            why = "a number has too many digits"
+        raise BadRequest(f"request body is not valid JSON: {why[:200]}") from None
+    _check_tree(obj, max_depth, strings=_SURROGATE_ESCAPE.search(raw) is not None)
+    return obj
+
+
+def _check_tree(obj: Any, max_depth: int, *, strings: bool) -> None:
+    """Depth (a container inside a container ... counts one per level) and, when asked, strings
+    that are not valid Unicode; iterative, so no input can exhaust the stack."""
+    tops = obj.items() if isinstance(obj, dict) else [(None, obj)]
+    for name, value in tops:
+        where = "request body" if name is None else f"{name[:60]!r}"
+        if strings and name is not None:
+            _check_str(name, "a key")
+        stack = [(value, 2 if name is not None else 1)]
+        while stack:
+            node, depth = stack.pop()
+            children: Iterable[Any]
+            if isinstance(node, dict):
+                children = node.values()
+                if strings:
+                    for key in node:
+                        _check_str(key, where)
+            elif isinstance(node, list):
+                children = node
+            else:
+                if strings and isinstance(node, str):
+                    _check_str(node, where)
+                continue
+            if depth > max_depth:
+                raise BadRequest(
+                    f"{where} is nested more than {max_depth} levels deep",
+                    extra={"param": name} if name is not None else None,
+                )
+            for child in children:
+                if strings or isinstance(child, _CONTAINERS):
+                    stack.append((child, depth + 1))
+
+
+def _check_str(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{where} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
+
+
+# -- estimates -----------------------------------------------------------------------------
+
+
+def _text_tokens(text: str) -> int:
+    """About four ASCII characters a token; every further UTF-8 byte of other scripts a token.
+
+    Byte-level tokenizers can spend a token per byte on text they have seen little of (emoji,
+    rare scripts), so non-ASCII text is counted by its bytes: a reservation must not be cheap
+    to undercut.
+    """
+    if text.isascii():
+        return len(text) // 4
+    return len(text) // 4 + len(text.encode("utf-8", "surrogatepass")) - len(text)
+
+
+def _json_tokens(value: Any) -> int:
+    try:
+        return _text_tokens(json.dumps(value))
+    except (TypeError, ValueError):  # not JSON (an in-process caller's object): the upstream says
+        return 0
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens, estimated on the generous side; settled to the provider's count later.
+
+    Why not tiktoken: it downloads its vocabularies at run time, and providers' own tokenizers
+    differ anyway; the estimate only sizes reservations, which are settled to real usage.
+    """
+    tokens = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            tokens += _text_tokens(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    continue
+                if isinstance(part.get("text"), str):
+                    tokens += _text_tokens(part["text"])
+                elif part.get("type") == "image_url":
+                    tokens += IMAGE_TOKENS
+                else:  # audio, files: by their size
+                    tokens += _json_tokens(part)
+        if m.get("tool_calls"):
+            tokens += _json_tokens(m["tool_calls"])
+    return tokens + 4 * len(messages) + 3
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _bad(message: str, param: str) -> BadRequest:
+    return BadRequest(message, extra={"param": param})
+
+
+def _int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+        raise _bad(f"'{name}' must be an integer from {lo} to {hi}, got {shown[:60]}", name)
+    return value
+
+
+def _check_messages(messages: Any, limits: RequestLimits) -> list[dict[str, Any]]:
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty list of {role, content} objects", "messages")
+    if len(messages) > limits.max_messages:
+        raise _bad(
+            f"'messages' has {len(messages)} messages; at most {limits.max_messages} are accepted", "messages"
+        )
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise _bad(f"messages[{i}] must be an object, got {type(m).__name__}", f"messages[{i}]")
+        role = m.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            shown = repr(role)[:40] if isinstance(role, str) or role is None else type(role).__name__
+            raise _bad(f"messages[{i}].role must be one of {sorted(ROLES)}, got {shown}", f"messages[{i}].role")
+        content = m.get("content")
+        chars = 0
+        if isinstance(content, str):
+            chars = len(content)
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                where = f"messages[{i}].content[{j}]"
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise _bad(f"{where} must be an object with a 'type', like {{'type': 'text', 'text': ...}}", where)
+                text = part.get("text")
+                if part["type"] == "text" and not isinstance(text, str):
+                    raise _bad(f"{where}.text must be a string", f"{where}.text")
+                if isinstance(text, str):
+                    chars += len(text)
+        elif content is not None:
+            raise _bad(
+                f"messages[{i}].content must be a string or a list of parts, got {type(content).__name__}",
+                f"messages[{i}].content",
+            )
+        if chars > limits.max_message_chars:
+            raise _bad(
+                f"messages[{i}].content is {chars} characters long; at most {limits.max_message_chars} "
+                "are accepted",
+                f"messages[{i}].content",
+            )
+    return messages
+
+
+def parse_chat_request(
+    body: Any, *, default_model: str, default_max_tokens: int, limits: RequestLimits | None = None
+) -> ChatRequest:
+    limits = limits or RequestLimits()
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with 'model' and 'messages'")
+    messages = _check_messages(body.get("messages"), limits)
+    model = _check_model(body, default_model)
+    stream = _check_stream(body)
+    # both limits may come; a provider may honour either, so the larger one is reserved
+    given = [v for v in (_int_field(body, f, 1, MAX_TOKENS) for f in _TOKEN_FIELDS) if v is not None]
+    choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2
+    ):
+        raise _bad(f"'temperature' must be a number from 0 to 2, got {str(temperature)[:40]}", "temperature")
+    for name in ("frequency_penalty", "presence_penalty"):  # OpenAI's range; NaN is refused too
+        value = body.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not -2 <= value <= 2
+        ):
+            raise _bad(f"'{name}' must be a number from -2 to 2, got {str(value)[:40]}", name)
+    stream_options = _check_stream_options(body)
+    wants_usage = bool(stream_options and stream_options.get("include_usage"))
+
+    prompt_tokens = estimate_tokens(messages)
+    for name in _PROMPT_EXTRAS:  # tool definitions and schemas are billed as prompt
+        if body.get(name) is not None:
+            prompt_tokens += _json_tokens(body[name])
+    prediction = body.get("prediction")
+    prediction_tokens = _json_tokens(prediction) if prediction is not None else 0
+
+    payload = dict(body)
+    payload["model"] = model
+    if stream:
+        # ask for the usage chunk so streamed requests are metered exactly; dropped again
+        # before the client sees it unless the client asked for it too
+        payload["stream_options"] = {**(stream_options or {}), "include_usage": True}
+    return ChatRequest(
+        payload=payload,
+        model=model,
+        stream=stream,
+        wants_usage_chunk=wants_usage,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max(given) if given else default_max_tokens,
+        choices=choices,
+        max_tokens_set=bool(given),
+        prediction_tokens=prediction_tokens,
+    )
+
+
+def _check_model(body: dict[str, Any], default_model: str) -> str:
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad(f"'model' must be a string, got {type(model).__name__}", "model")
+    model = model or default_model
+    if not model:
+        raise _bad("'model' is required (no default model is configured)", "model")
+    if len(model) > MAX_MODEL_CHARS or not model.isprintable():
+        raise _bad(f"'model' must be a model id of at most {MAX_MODEL_CHARS} printable characters", "model")
+    return model
+
+
+def _check_stream(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad(f"'stream' must be true or false, got {type(stream).__name__}", "stream")
+    return stream
+
+
+def _check_stream_options(body: dict[str, Any]) -> dict[str, Any] | None:
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise _bad("'stream_options' must be an object", "stream_options")
+    return stream_options
+
+
+def _input_tokens(value: Any, name: str, limits: RequestLimits) -> int:
+    """Tokens of an embeddings `input` or a legacy `prompt`: a string, a list of strings, a list
+    of token ids, or a list of such lists."""
+    if isinstance(value, str):
+        items: list[Any] = [value]
+    elif isinstance(value, list) and value:
+        items = value
+    else:
+        raise _bad(f"'{name}' must be a string, a list of strings or a list of token ids", name)
+    if len(items) > limits.max_messages * 2:
+        raise _bad(f"'{name}' has {len(items)} items; at most {limits.max_messages * 2} are accepted", name)
+    tokens = 0
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            if len(item) > limits.max_message_chars:
+                raise _bad(f"{name}[{i}] is longer than {limits.max_message_chars} characters", f"{name}[{i}]")
+            tokens += _text_tokens(item) + 1
+        elif isinstance(item, int) and not isinstance(item, bool):
+            tokens += 1
+        elif isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+            tokens += len(item)
+        else:
+            raise _bad(f"{name}[{i}] must be a string or a list of token ids", f"{name}[{i}]")
+    return tokens
+
+
+def _prompt_count(prompt: Any) -> int:
+    """How many prompts a legacy `prompt` holds: a string or one list of token ids is one; a list
+    of strings or of token-id lists is one per item."""
+    if isinstance(prompt, list) and prompt and not all(isinstance(t, int) for t in prompt):
+        return len(prompt)
+    return 1
+
+
+def parse_completions_request(
+    body: Any, *, default_model: str, default_max_tokens: int, limits: RequestLimits | None = None
+) -> ChatRequest:
+    """The legacy ``POST v1/completions``: `prompt` instead of messages; 16 tokens by default."""
+    limits = limits or RequestLimits()
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with 'model' and 'prompt'")
+    model = _check_model(body, default_model)
+    prompt_tokens = _input_tokens(body.get("prompt", ""), "prompt", limits) if body.get("prompt", "") != "" else 1
+    stream = _check_stream(body)
+    max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)
+    choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
+    # a list of prompts is a batch: the provider completes (and bills) each one n times
+    choices *= _prompt_count(body.get("prompt", ""))
+    stream_options = _check_stream_options(body)
+    payload = dict(body)
+    payload["model"] = model
+    if stream:
+        payload["stream_options"] = {**(stream_options or {}), "include_usage": True}
+    # the API's own default is 16 tokens; the reservation assumes the smaller of it and ours
+    return ChatRequest(
+        payload=payload, model=model, stream=stream,
+        wants_usage_chunk=bool(stream_options and stream_options.get("include_usage")),
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens if max_tokens is not None else min(16, default_max_tokens),
+        choices=choices, max_tokens_set=max_tokens is not None,
+        endpoint="completions", cap_field="max_tokens",
+    )
+
+
+def parse_embeddings_request(body: Any, *, default_model: str, limits: RequestLimits | None = None) -> ChatRequest:
+    """``POST v1/embeddings``: priced per input token, nothing generated."""
+    limits = limits or RequestLimits()
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with 'model' and 'input'")
+    model = _check_model(body, default_model)
+    if "input" not in body:
+        raise _bad("'input' is required: a string or a list of strings", "input")
+    prompt_tokens = _input_tokens(body["input"], "input", limits)
+    if body.get("stream"):
+        raise _bad("embeddings cannot be streamed", "stream")
+    payload = dict(body)
+    payload["model"] = model
+    return ChatRequest(
+        payload=payload, model=model, stream=False, wants_usage_chunk=False, prompt_tokens=prompt_tokens,
+        max_tokens=0, max_tokens_set=True, endpoint="embeddings", cap_field=None,
+    )
+
+
+# what a caller may say about where a request comes from (X-RSQL-Notebook, X-RSQL-Cell): their
+# own attribution only, so it is bounded and kept as plain text, never trusted for anything else
+MAX_NOTEBOOK_CHARS = 1024
+_CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def notebook_path(raw: str) -> str | None:
+    """A notebook path as a caller sent it (decoded), or None when absent or unfit: too long,
+    or holding control or bidi characters that would disguise it in a terminal or a table."""
+    path = raw.strip()
+    if not path or len(path) > MAX_NOTEBOOK_CHARS or _CONTROLS.search(path):
+        return None
+    return path
+
+
+def cell_id(raw: str) -> str | None:
+    """A cell id (nbformat's: letters, digits, - and _, at most 64), or None."""
+    raw = raw.strip()
+    return raw if _CELL_ID.match(raw) else None

@@ -1,0 +1,298 @@
+"""Forwarding with failover: keys tried until one answers or the wait runs out, and the
+fallback upstream that may answer when none can."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .accounting.pricing import FREE, PriceBook
+from .admission.limiter import Limiter
+from .bodies.request import ChatRequest
+from .errors import (
+    EngineError,
+    NotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamFailure,
+    UpstreamRejected,
+)
+from .inflight import Exchange
+from .monitoring.metrics import Metrics
+from .records import Reply
+from .replies import Replies
+from .settings import EngineSettings
+from .upstreams.pool import Pool, Slot
+from .upstreams.transport import Transports
+from .upstreams.transport.protocol import scrub
+
+log = logging.getLogger("rsql.engine")
+
+# A key that passed a probe is trusted this long: a 401 / 403 in that time is about the request
+# (a model the project may not use, a moderation refusal), and costs no second probe.
+KEY_TRUSTED_SECONDS = 60.0
+PROBE_TIMEOUT = 10.0
+
+
+class Forwarder:
+    """Sends an admitted request upstream, failing over between keys, and hands the answer to
+    ``Replies``."""
+
+    def __init__(
+        self, settings: EngineSettings, pool: Pool, transports: Transports, replies: Replies,
+        limiter: Limiter, prices: PriceBook, metrics: Metrics, clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.transports = transports
+        self.replies = replies
+        self.limiter = limiter
+        self.prices = prices
+        self.metrics = metrics
+        self.clock = clock
+        self._key_ok_at: dict[str, float] = {}  # alias -> when a probe last found the key good
+        self._probes: dict[str, asyncio.Future[Any]] = {}  # alias -> the probe under way
+
+    async def forward(self, ex: Exchange, exclude: set[str] | None = None) -> Reply:
+        """The first answer any usable key gives; `exclude`: upstreams not to try."""
+        pool, req, outcome, tr = self.pool, ex.req, ex.outcome, ex.trace
+        deadline = self.clock() + self.settings.max_wait_seconds
+        tried: set[str] = set(exclude or ())
+        failures: list[tuple[str, UpstreamFailure]] = []
+        suspects: list[Slot] = []  # keys that failed this request in a way it may have caused
+        for _ in range(2 * len(pool.keys) + 2):
+            first, ex.first_pick = ex.first_pick, None
+            try:
+                slot = await pool.acquire(req.model, req.reserve_tokens, tried, deadline, first)
+            except UpstreamError:
+                if failures:  # every key was tried: say what happened to each
+                    raise self._exhausted(req.model, failures) from None
+                raise
+            spec = slot.key.spec
+            outcome.upstream = spec.name
+            outcome.attempts.append(spec.name)
+            span = tr.start_attempt(spec.name, req.model, len(outcome.attempts)) if tr is not None else None
+            t_up = self.clock()
+            # a task of its own, shielded: a client that leaves does not stop what the provider
+            # already generates and bills (``Replies.adopt`` reads it on and charges it)
+            sending = asyncio.ensure_future(self.transports.for_spec(spec).send(
+                spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds,
+                endpoint=req.endpoint, max_tokens=req.max_tokens or 0,
+            ))
+            try:
+                reply = await asyncio.shield(sending)
+            except UpstreamFailure as fail:
+                outcome.upstream_s += self.clock() - t_up
+                # shielded: a client that leaves while the key is probed (up to PROBE_TIMEOUT)
+                # must not leave the key's slot held for good
+                error = await asyncio.shield(self._attempt_failed(ex, slot, span, fail, failures, tried, suspects))
+                if error is not None:
+                    raise error from None
+                continue
+            except asyncio.CancelledError:
+                if span is not None:
+                    span.set_attribute("rsql.error", "cancelled")
+                    span.end()
+                self.replies.adopt(ex, slot, sending)
+                raise
+            except BaseException:  # failed inside the proxy mid-call: the provider may have seen it
+                if span is not None:
+                    span.set_attribute("rsql.error", "internal")
+                    span.end()
+                await pool.release(slot, counted=True)
+                raise
+            outcome.upstream_s += self.clock() - t_up
+            if tr is not None and span is not None:  # ended with the request, once its tokens and cost are known
+                span.set_attribute("http.response.status_code", 200)
+                tr.attempt = span
+            self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
+            await pool.succeeded(slot, reply.headers)
+            for failed in suspects:  # another key served the request: those failures were the keys'
+                await pool.failed(failed, "", counted=False)
+            ex.slot = slot
+            if req.stream:
+                return self.replies.stream_reply(ex, reply)
+            return await self.replies.json_reply(ex, reply)
+        raise self._exhausted(req.model, failures)
+
+    async def _attempt_failed(self, ex: Exchange, slot: Slot, span: Any, fail: UpstreamFailure,
+                              failures: list[tuple[str, UpstreamFailure]], tried: set[str],
+                              suspects: list[Slot]) -> EngineError | None:
+        """Record a failed attempt and give its slot back: the error that ends the request, or
+        None to try another key."""
+        spec = slot.key.spec
+        fail = _unserved(fail, ex.req.endpoint)
+        if fail.kind == "auth" and await self._key_works(slot.key):
+            fail.kind = "client"  # the key is good: the provider refused this request for what it asks
+        failures.append((spec.name, fail))
+        if span is not None:
+            span.set_attributes({"http.response.status_code": fail.status or 0, "rsql.error": fail.kind})
+            span.end()
+        self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
+        if fail.kind == "timeout" and fail.accepted:
+            return await self._accepted_timeout(ex, slot)
+        if await self._on_failure(slot, fail, ex.caller.user):
+            tried.add(spec.name)
+        if fail.kind not in ("rate_limited", "auth", "client", "unserved", "unsupported", "connect"):
+            suspects.append(slot)  # counted as this user's failure, until another key serves it
+        if fail.kind == "client":  # the request itself is wrong: no other key will help
+            return _rejected(fail, spec.api_key)
+        return None
+
+    async def _accepted_timeout(self, ex: Exchange, slot: Slot) -> UpstreamError:
+        """The provider took the request but gave no answer in time. It may be generating one,
+        and bills it, so the request is charged its worst case and not sent to another key
+        (which would bill it again). It counts against the key's breaker as a failure of this
+        user's (``Breaker``): a long answer asked for by one user never opens it, a key that
+        hangs for two users or more does."""
+        ex.slot, ex.billed = slot, True
+        cost = self.replies.charge_worst_case(ex)
+        await self.pool.failed(slot, "timeout", ex.caller.user)
+        await self.pool.release(slot, counted=True)
+        wait = self.settings.upstream_timeout_seconds
+        log.warning("upstream %s: no answer within %g s; charged as billed, not retried", slot.key.alias, wait)
+        return UpstreamError(
+            f"upstream {slot.key.alias} accepted the request but gave no answer within {wait:g} s. The "
+            f"provider may still bill it, so it was charged (${cost:.6f}) and not sent to another key; "
+            "ask for a shorter answer (max_tokens) or stream it",
+            status=504, code="upstream_timeout",
+        )
+
+    async def _key_works(self, key: Any) -> bool:
+        """Whether `key` itself is good, asked after it got a 401 / 403: a probe of the
+        provider's model listing with it (at most one at a time per key, and none while a
+        recent probe passed). Only a probe that is refused too says the key is bad; one that
+        cannot tell leaves the key serving, so no request can take a key out by what it asks."""
+        alias = key.alias
+        ok_at = self._key_ok_at.get(alias)
+        if ok_at is not None and self.clock() - ok_at < KEY_TRUSTED_SECONDS:
+            return True
+        probe = self._probes.get(alias)
+        if probe is None:
+            spec = key.spec
+            probe = self._probes[alias] = asyncio.ensure_future(
+                self.transports.for_spec(spec).get_models(spec, PROBE_TIMEOUT))
+            probe.add_done_callback(lambda _: self._probes.pop(alias, None))
+        status = await asyncio.shield(probe)
+        if status in (401, 403):
+            return False
+        if 200 <= status < 300:
+            self._key_ok_at[alias] = self.clock()
+        else:
+            log.warning("upstream %s: a 401/403, and the key's probe could not tell (%s); key kept", alias, status)
+        return True
+
+    async def _on_failure(self, slot: Slot, fail: UpstreamFailure, user: str) -> bool:
+        """Record a failed attempt of `user`'s request; True when this key should not be retried
+        in this request."""
+        pool, alias = self.pool, slot.key.alias
+        if fail.kind == "rate_limited":
+            secs = await pool.rate_limited(slot, fail.retry_after, fail.headers)
+            await pool.release(slot, counted=False)
+            log.warning("upstream %s: 429, account %s cools down %.1f s", alias, slot.key.spec.account, secs)
+            return False  # the cooldown keeps it out; it may serve again within the deadline
+        if fail.kind == "auth":
+            await pool.disable(slot.key, f"HTTP {fail.status} from provider")
+            await pool.release(slot, counted=False)
+            log.error("upstream %s: key rejected (HTTP %s); disabled until a health check passes", alias, fail.status)
+            return True
+        if fail.kind in ("client", "unserved", "unsupported"):
+            await pool.release(slot, counted=fail.kind == "client")
+            return True
+        # a refused connection is the host's alone; an error answer may be the request's doing
+        await pool.failed(slot, fail.kind if not fail.status else f"HTTP {fail.status}",
+                          None if fail.kind == "connect" else user)
+        await pool.release(slot, counted=fail.kind != "connect")
+        log.warning("upstream %s failed: %s", alias, fail)
+        return True
+
+    def _exhausted(self, model: str, failures: list[tuple[str, UpstreamFailure]]) -> EngineError:
+        if not failures:
+            return UpstreamError(f"no upstream could serve model {model!r}")
+        if all(f.kind == "rate_limited" for _, f in failures):
+            wait = min((f.retry_after or self.settings.default_cooldown_seconds) for _, f in failures)
+            return RateLimited(
+                f"every upstream key for model {model!r} is rate limited by the provider",
+                retry_after=wait,
+                limit="upstream capacity",
+            )
+        unsupported = next((f for _, f in failures if f.kind == "unsupported"), None)
+        if unsupported is not None and all(f.kind in ("unsupported", "unserved") for _, f in failures):
+            # no upstream of another kind could take it: the field the provider cannot express
+            return _rejected(unsupported, "")
+        detail = "; ".join(f"{alias}: {f}" for alias, f in failures[-5:])
+        unserved = [alias for alias, f in failures if f.kind == "unserved"]
+        if unserved and len(unserved) == len(failures):
+            return NotFound(
+                f"no upstream serving model {model!r} serves this endpoint: "
+                + "; ".join(f"{alias} answered HTTP {f.status} (it does not offer it)" for alias, f in failures[-5:]),
+                code="endpoint_not_served",
+            )
+        if all(f.kind == "timeout" for _, f in failures):
+            return UpstreamError(f"upstreams for model {model!r} timed out: {detail}", status=504, code="upstream_timeout")
+        return UpstreamError(f"every upstream attempt for model {model!r} failed: {detail}")
+
+    def falls_back(self, req: ChatRequest, reason: str, exc: EngineError) -> bool:
+        """Whether the fallback upstream may answer `req`, refused for `reason` with `exc`."""
+        s = self.settings
+        if not s.fallback_model or reason not in s.fallback_on or req.endpoint != "chat/completions":
+            return False
+        spec = next((u for u in s.upstreams if u.name == s.fallback_model), None)
+        if spec is None or spec.serves(req.model):
+            return False  # the fallback was already one of the candidates
+        if reason == "budget":
+            return isinstance(exc, RateLimited) and "budget" in (exc.limit or "")
+        if isinstance(exc, RateLimited):
+            return exc.limit == "upstream capacity"
+        return isinstance(exc, UpstreamError) and exc.status in (502, 504)
+
+    async def fallback(self, ex: Exchange, reason: str) -> Reply:
+        """Answer with the fallback upstream's model; never cached (the entry would stand for
+        the model asked for), and free where the fallback is (the local model)."""
+        req, outcome = ex.req, ex.outcome
+        spec = next(u for u in self.settings.upstreams if u.name == self.settings.fallback_model)
+        model = next((m for m in spec.models if m != "*"), req.model)
+        log.info("request %s: model %r answered by fallback upstream %s (%s)",
+                 outcome.request_id, req.model, spec.name, reason)
+        req.model = outcome.model = req.payload["model"] = model
+        outcome.fallback = spec.name
+        self.metrics.child(self.metrics.fallbacks, spec.name, reason).inc()
+        if self.prices.max_price(model) == FREE:
+            await self.limiter.unreserve(ex.ticket)  # type: ignore[arg-type]  # admitted: the ticket is set
+        ex.cache_key = None
+        exclude = {k.spec.name for k in self.pool.keys if k.spec.name != spec.name}
+        reply = await self.forward(ex, exclude=exclude)
+        reply.headers["X-RSQL-Fallback"] = spec.name
+        return reply
+
+
+def _unserved(fail: UpstreamFailure, endpoint: str) -> UpstreamFailure:
+    """A 404 or 405 from an upstream for an endpoint other than chat means it does not offer
+    that endpoint (a provider with no embeddings): the next upstream may, unless the 404 is
+    about the model."""
+    if fail.kind != "client" or endpoint == "chat/completions" or fail.status not in (404, 405):
+        return fail
+    if _error_of(fail.body).get("code") == "model_not_found":
+        return fail
+    return UpstreamFailure("unserved", f"HTTP {fail.status}: serves no v1/{endpoint}", fail.status)
+
+
+def _rejected(fail: UpstreamFailure, secret: str) -> EngineError:
+    """The provider's 4xx as it sent it (the body was scrubbed of key text by the transport)."""
+    error = _error_of(fail.body)
+    if isinstance(error.get("message"), str):
+        error["message"] = scrub(error["message"], secret)
+    return UpstreamRejected(fail.status, error, f"upstream rejected the request (HTTP {fail.status})")
+
+
+def _error_of(body: bytes) -> dict[str, Any]:
+    try:
+        err = json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    if isinstance(err, str):  # some OpenAI-compatible servers send {"error": "text"}
+        return {"message": err}
+    return dict(err) if isinstance(err, dict) else {}

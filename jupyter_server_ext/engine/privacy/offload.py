@@ -1,0 +1,119 @@
+"""CPU-heavy work of one request, away from the event loop: pattern redaction of long prompts.
+
+Why a process and not a thread: Python's regular expressions hold the GIL while they scan, so a
+thread would still stall every other request of the proxy for as long as one prompt takes. One
+worker process, started on first use, does such jobs one at a time, taking users in turn (each
+user's jobs in order, one user's queue never ahead of another's), so one user who sends long
+prompts waits for their own jobs, not the others for them. Short texts are redacted in place:
+under ``INLINE_CHARS`` the worst case is a few milliseconds, less than the trip to the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from ..errors import EngineError
+from .redact import Pattern, Redactor
+
+INLINE_CHARS = 4096
+
+
+def text_chars(value: Any) -> int:
+    """Characters of text a redaction would scan in `value` (messages, a prompt, an input)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(text_chars(v) for v in value)
+    if isinstance(value, dict):  # both fields: a part may carry a text beside its content
+        return sum(text_chars(value[k]) for k in ("content", "text") if isinstance(value.get(k), str | list))
+    return 0
+
+
+def redact_fields(patterns: tuple[Pattern, ...], fields: dict[str, Any]) -> tuple[dict[str, Any], Redactor]:
+    """Redact a request's `fields` ("messages", "prompt", "input") with one Redactor; runs in the
+    worker process (or in place, for short texts)."""
+    redactor = Redactor(patterns)
+    out = {}
+    for name, value in fields.items():
+        out[name] = redactor.messages(value) if name == "messages" else redactor.inputs(value)
+    return out, redactor
+
+
+class Offload:
+    """The worker process and its fair queue."""
+
+    def __init__(self) -> None:
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._queues: dict[str, collections.deque[Any]] = {}
+        self._turns: collections.deque[str] = collections.deque()
+        self._runner: asyncio.Task[Any] | None = None
+        self._serving: str | None = None  # whose job the worker runs now
+
+    async def run(self, user: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` in the worker, after the jobs of users ahead in turn; its result."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if user not in self._queues:
+            self._queues[user] = collections.deque()
+        if user not in self._turns and user != self._serving:
+            self._turns.append(user)
+        self._queues[user].append((fn, args, fut))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.ensure_future(self._work())
+        return await fut
+
+    async def _work(self) -> None:
+        while self._turns:
+            user = self._serving = self._turns.popleft()
+            queue = self._queues[user]
+            fn, args, fut = queue.popleft()
+            if fut.done():  # its request was cancelled while it waited
+                self._serving = None
+                self._requeue(user)
+                continue
+            try:
+                result = await asyncio.wrap_future(self._pool().submit(fn, *args))
+            except BrokenProcessPool:
+                self._executor = None  # the worker died (killed, out of memory): a new one next time
+                result = EngineError("the proxy's redaction worker stopped; retry the request", status=503,
+                                    code="redaction_unavailable")
+            except Exception as exc:
+                result = exc
+            if not fut.done():
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+            # back in line only now, behind everyone who came while this job ran
+            self._serving = None
+            self._requeue(user)
+
+    def _requeue(self, user: str) -> None:
+        if self._queues.get(user):
+            self._turns.append(user)
+        else:
+            self._queues.pop(user, None)
+
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn, not fork: the proxy's process has threads and open sockets a fork would copy
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        for queue in self._queues.values():
+            for _, _, fut in queue:
+                fut.cancel()
+        self._queues.clear()
+        self._turns.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -1,0 +1,234 @@
+"""Exact moving-window accounting of one provider (account, model) bucket.
+
+Why a log and not a counter: a fixed window lets 2x the limit through at window edges and a
+token bucket whose burst equals the limit does the same, and either trips the provider's own
+window. The log is exact, and its size is bounded by the largest limit.
+
+When a request is stamped (docs/architecture.md, "Moving windows and stamping"): it counts in
+full while in flight, and is stamped once the provider has certainly counted it, at the first
+byte of its answer, or earlier where the provider's own x-ratelimit headers say when it
+arrived (``provider_stamp``), so our window is never shorter than the provider's. Tokens are
+known only at the end, so they stay reserved in flight and are stamped at completion.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .specs import Rate
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Parse reset headers as providers send them: "2m59.56s", "7.66s", "20ms", "1h0m0s", "3"."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    m = _DURATION.match(text)
+    if not m or not any(m.groups()):
+        return None
+    h, mi, s, ms = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s + ms / 1000
+
+
+def provider_stamp(headers: Any, now: float, sent: float, rates: tuple[Rate, ...]) -> float:
+    """When the provider counted a request, from its answer's x-ratelimit headers; `now` (the
+    first byte) when they say nothing usable.
+
+    OpenAI documents x-ratelimit-reset-requests as the time until its window is back to its
+    initial state: for a moving window, when the newest request it counted leaves it. That is
+    this request or a later one, so `now + reset - window` is never before this request arrived.
+    A provider that means its oldest request instead can only name one that arrived after we
+    sent this one (an earlier time is ignored), so then the error is at most the network's
+    one-way delay.
+    """
+    get = headers.get
+    limit, reset = get("x-ratelimit-limit-requests"), parse_duration(get("x-ratelimit-reset-requests"))
+    if limit is None or reset is None:
+        return now
+    try:
+        amount = int(float(limit))
+    except (ValueError, OverflowError):
+        return now
+    seconds = [r.seconds for r in rates if r.amount == amount]
+    if not seconds:  # not a limit we were told of: we cannot say which window it is
+        return now
+    at = now + reset - max(seconds)
+    return min(now, at) if at >= sent else now
+
+
+class Bucket:
+    """Request and token windows, provider-reported headroom and cooldown of one (account, model)."""
+
+    __slots__ = (
+        "rates", "token_rates", "_t", "_tt", "_cum", "_base", "_span", "_tspan", "inflight", "unstamped",
+        "inflight_tokens", "cool_until", "prov_req_left", "prov_req_reset", "prov_tok_left", "prov_tok_reset",
+    )
+
+    def __init__(self, rates: tuple[Rate, ...], token_rates: tuple[Rate, ...]) -> None:
+        self.rates = rates
+        self.token_rates = token_rates
+        self._t: list[float] = []  # request stamps, ascending
+        self._tt: list[float] = []  # token stamps (completions), ascending
+        self._cum: list[int] = []  # running token totals, aligned with _tt
+        self._base = 0  # running total just before _tt[0]
+        self._span = max((r.seconds for r in rates), default=0.0)
+        self._tspan = max((r.seconds for r in token_rates), default=0.0)
+        self.inflight: dict[int, int] = {}  # slot id -> tokens reserved, until the answer ends
+        self.unstamped: set[int] = set()  # slots in flight whose request is not stamped yet
+        self.inflight_tokens = 0
+        self.cool_until = 0.0
+        self.prov_req_left: int | None = None
+        self.prov_req_reset = 0.0
+        self.prov_tok_left: int | None = None
+        self.prov_tok_reset = 0.0
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _prune(self, now: float) -> None:
+        if self._t and self._t[0] <= now - self._span:
+            del self._t[: bisect.bisect_right(self._t, now - self._span)]
+        if self._tt and self._tt[0] <= now - self._tspan:
+            i = bisect.bisect_right(self._tt, now - self._tspan)
+            self._base = self._cum[i - 1]
+            del self._tt[:i]
+            del self._cum[:i]
+
+    def fits_ever(self, tokens: int) -> bool:
+        return all(tokens <= r.amount for r in self.token_rates)
+
+    def _tokens_since(self, now: float, seconds: float) -> tuple[int, int]:
+        """(index of the first token stamp in the window, tokens stamped in it)."""
+        i = bisect.bisect_right(self._tt, now - seconds)
+        total = self._cum[-1] if self._tt else self._base
+        return i, total - (self._cum[i - 1] if i else self._base)
+
+    def wait_time(self, now: float, tokens: int) -> float | None:
+        """0.0 if a request of `tokens` fits now; else seconds until it may, or None when only a
+        request in flight finishing can make room (the caller waits for a release)."""
+        self._prune(now)
+        waits = [self.cool_until - now]
+        if self.prov_req_left is not None and self.prov_req_left <= 0:
+            waits.append(self.prov_req_reset - now)
+        if self.prov_tok_left is not None and self.prov_tok_left < tokens:
+            waits.append(self.prov_tok_reset - now)
+        flying = len(self.unstamped)
+        for rate in self.rates:
+            done = len(self._t) - bisect.bisect_right(self._t, now - rate.seconds)
+            if done + flying < rate.amount:
+                continue
+            keep = rate.amount - 1 - flying  # stamped entries that may stay in the window
+            if keep < 0:
+                return None
+            waits.append(self._t[len(self._t) - 1 - keep] + rate.seconds - now)
+        for rate in self.token_rates:
+            i, used = self._tokens_since(now, rate.seconds)
+            room = rate.amount - self.inflight_tokens - tokens
+            if used <= room:
+                continue
+            if room < 0:
+                return None
+            total = self._cum[-1] if self._tt else self._base
+            j = bisect.bisect_left(self._cum, total - room, lo=i)
+            waits.append(self._tt[j] + rate.seconds - now)
+        wait = max(waits)
+        return wait if wait > 0 else 0.0
+
+    def headroom(self, now: float) -> float:
+        """Smallest share of any limit still free (1.0 with no limits); spreads load."""
+        share = 1.0
+        flying = len(self.unstamped)
+        for rate in self.rates:
+            used = len(self._t) - bisect.bisect_right(self._t, now - rate.seconds) + flying
+            share = min(share, 1 - used / rate.amount)
+        for rate in self.token_rates:
+            used = self._tokens_since(now, rate.seconds)[1] + self.inflight_tokens
+            share = min(share, 1 - used / rate.amount)
+        return share
+
+    def used(self, now: float) -> dict[str, int]:
+        """Use per limit text, for the admin view."""
+        self._prune(now)
+        out = {}
+        for rate in self.rates:
+            stamped = len(self._t) - bisect.bisect_right(self._t, now - rate.seconds)
+            out[f"requests {rate}"] = stamped + len(self.unstamped)
+        for rate in self.token_rates:
+            out[f"tokens {rate}"] = self._tokens_since(now, rate.seconds)[1] + self.inflight_tokens
+        return out
+
+    # -- writing -------------------------------------------------------------------------
+
+    def begin(self, slot: int, tokens: int, now: float) -> None:
+        self.inflight[slot] = tokens
+        self.unstamped.add(slot)
+        self.inflight_tokens += tokens
+        if self.prov_req_left is not None:
+            if now < self.prov_req_reset:
+                self.prov_req_left -= 1
+            else:
+                self.prov_req_left = None
+        if self.prov_tok_left is not None:
+            if now < self.prov_tok_reset:
+                self.prov_tok_left -= tokens
+            else:
+                self.prov_tok_left = None
+
+    def stamp(self, slot: int, at: float) -> None:
+        """The provider has counted the slot's request (at `at`): from now on it holds its
+        place in the request windows until `at` + window, not until its answer ends."""
+        if slot in self.unstamped:
+            self.unstamped.discard(slot)
+            bisect.insort(self._t, at)
+
+    def end(self, slot: int, now: float, tokens: int | None, *, counted: bool) -> None:
+        """Finish a slot; `counted`: the provider saw it (stamp it now if not stamped yet, and
+        stamp its real token use)."""
+        reserved = self.inflight.pop(slot, None)
+        if reserved is None:
+            return
+        self.inflight_tokens -= reserved
+        unstamped = slot in self.unstamped
+        self.unstamped.discard(slot)
+        if not counted:
+            return
+        if unstamped:
+            bisect.insort(self._t, now)
+        if self.token_rates:
+            used = reserved if tokens is None else tokens
+            last = self._cum[-1] if self._tt else self._base
+            # stamps must stay sorted even if the clock is read out of order by callers
+            self._tt.append(max(now, self._tt[-1]) if self._tt else now)
+            self._cum.append(last + used)
+    def cool(self, until: float) -> None:
+        """Cooldowns only ever extend: a second, shorter 429 never shortens the first."""
+        if until > self.cool_until:
+            self.cool_until = until
+
+    def observe_headers(self, headers: Mapping[str, str], now: float) -> None:
+        """Clamp to what the provider says is left (x-ratelimit-remaining-* / reset-*)."""
+        get = headers.get
+        left = get("x-ratelimit-remaining-requests")
+        reset = parse_duration(get("x-ratelimit-reset-requests"))
+        if left is not None and reset is not None:
+            try:
+                self.prov_req_left = int(float(left))
+                self.prov_req_reset = now + reset
+            except ValueError:
+                pass
+        left = get("x-ratelimit-remaining-tokens")
+        reset = parse_duration(get("x-ratelimit-reset-tokens"))
+        if left is not None and reset is not None:
+            try:
+                self.prov_tok_left = int(float(left))
+                self.prov_tok_reset = now + reset
+            except ValueError:
+                pass

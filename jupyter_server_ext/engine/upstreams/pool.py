@@ -1,0 +1,403 @@
+"""The upstream pool: which key serves a request, and the health of every key.
+
+Capacity belongs to (account, model) buckets (providers count per organization, not per key);
+health belongs to keys: a 401/403 disables one key, a run of 5xx / timeouts opens that key's
+circuit breaker. Picking is synchronous and lock-free: the event loop is the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import BadRequest, RateLimited, UpstreamError
+from .buckets import Bucket, provider_stamp
+from .specs import Rate, UpstreamSpec
+
+
+@dataclass
+class Breaker:
+    """Per-key circuit breaker: opens after `threshold` failures in a row, probes once later.
+
+    A request can be made to fail on purpose (a body that makes the provider answer 5xx, an
+    answer too long for the timeout), so a failure that may be the request's doing names its
+    user, and such failures open the breaker only once they come from two users or more: one
+    user's requests cannot take a key out for everyone. A failure that is the host's alone
+    (connection refused, no TLS) names nobody and counts whoever asked, and so does one the
+    same request then got past on another key (``blame_host``): the request was not at fault.
+    So a key failing one user alone (a personal server) still opens its breaker.
+    """
+
+    threshold: int = 3
+    base_open_seconds: float = 15.0
+    max_open_seconds: float = 300.0
+    failures: int = 0
+    open_until: float = 0.0
+    opened: int = 0  # how many times in a row it opened; the open time doubles each time
+    probing: bool = False
+    users: set[str] = field(default_factory=set)  # whose requests failed in this run (two are enough)
+    hosts_fault: bool = False  # a failure in this run named nobody
+
+    @property
+    def tripped(self) -> bool:
+        return self.failures >= self.threshold and (self.hosts_fault or len(self.users) > 1)
+
+    def allows(self, now: float) -> bool:
+        if not self.tripped:
+            return True
+        return now >= self.open_until and not self.probing
+
+    def state(self, now: float) -> str:
+        if not self.tripped:
+            return "closed"
+        return "open" if now < self.open_until else "half-open"
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened = 0
+        self.probing = False
+        self.users.clear()
+        self.hosts_fault = False
+
+    def failure(self, now: float, user: str | None = None) -> None:
+        self.failures += 1
+        self.probing = False
+        if user is None:
+            self.hosts_fault = True
+        elif len(self.users) < 2:
+            self.users.add(user)
+        if self.tripped:
+            self._open(now)
+
+    def blame_host(self, now: float) -> None:
+        """A failure already counted turned out the key's, not the request's."""
+        was_tripped, self.hosts_fault = self.tripped, True
+        if self.tripped and not was_tripped:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        secs = min(self.max_open_seconds, self.base_open_seconds * 2**self.opened)
+        self.open_until = now + secs
+        self.opened += 1
+
+
+@dataclass
+class Key:
+    spec: UpstreamSpec
+    breaker: Breaker = field(default_factory=Breaker)
+    disabled: str = ""  # why, when a provider rejected the key (401/403)
+    inflight: int = 0
+    last_pick: float = 0.0
+    recent_errors: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def alias(self) -> str:
+        return self.spec.name
+
+    @property
+    def full(self) -> bool:
+        """A self-hosted server with as many requests in flight as it may take."""
+        return 0 < self.spec.max_in_flight <= self.inflight
+
+    @property
+    def room(self) -> float:
+        """The share of its in-flight cap still free (1.0 without a cap)."""
+        cap = self.spec.max_in_flight
+        return 1.0 - self.inflight / cap if cap else 1.0
+
+    def note_error(self, now: float, what: str) -> None:
+        self.recent_errors.append((now, what))
+        del self.recent_errors[:-20]
+
+
+@dataclass
+class Slot:
+    """A held place on one key and its bucket, released exactly once."""
+
+    id: int
+    key: Key
+    bucket: Bucket
+    model: str
+    tokens: int
+    probe: bool
+    ref: str = ""  # the slot's name in shared state (Redis pools)
+    taken: float = 0.0  # when it was taken (the pool's clock): the request is sent right after
+
+
+class Pool:
+    """Chooses keys with headroom, spreads load, waits for capacity, tracks key health."""
+
+    def __init__(
+        self,
+        specs: Iterable[UpstreamSpec],
+        *,
+        default_cooldown: float = 5.0,
+        breaker_threshold: int = 3,
+        breaker_seconds: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keys = [
+            Key(s, Breaker(threshold=breaker_threshold, base_open_seconds=breaker_seconds))
+            for s in specs
+        ]
+        self.default_cooldown = default_cooldown
+        self.clock = clock
+        self.buckets: dict[tuple[str, str], Bucket] = {}
+        self._account_rates: dict[str, tuple[tuple[Rate, ...], tuple[Rate, ...]]] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+        # told when a key is disabled (alias, why) or re-enabled (alias, None): the alerts
+        self.on_key_change: Callable[[str, str | None], None] | None = None
+
+    # -- model catalogue --------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for k in self.keys:
+            for m in (*k.spec.models, *sorted(k.spec.discovered)):
+                if m != "*":
+                    seen.setdefault(m)
+        return list(seen)
+
+    def serving(self, model: str) -> list[Key]:
+        return [k for k in self.keys if k.spec.serves(model)]
+
+    def account_rates(self, account: str) -> tuple[tuple[Rate, ...], tuple[Rate, ...]]:
+        """(request limits, token limits) of an account: the first of its upstreams to set
+        them decides, as providers count per account, not per key."""
+        rates = self._account_rates.get(account)
+        if rates is None:
+            specs = [k.spec for k in self.keys if k.spec.account == account]
+            rates = self._account_rates[account] = (
+                next((s.limits for s in specs if s.limits), ()),
+                next((s.token_limits for s in specs if s.token_limits), ()),
+            )
+        return rates
+
+    def bucket(self, key: Key, model: str) -> Bucket:
+        ident = (key.spec.account, model)
+        b = self.buckets.get(ident)
+        if b is None:
+            b = self.buckets[ident] = Bucket(*self.account_rates(key.spec.account))
+        return b
+
+    # -- picking -------------------------------------------------------------------------
+
+    def screen(self, model: str, tokens: int, exclude: set[str], now: float) -> tuple[list[Key], float]:
+        """The keys this process sees able to take the request now (serving the model, not
+        excluded or disabled, big enough, breaker closed or ready for its probe), and the
+        seconds until an open breaker lets another in (inf: none will). Raises when no key can
+        ever serve the request. Their windows decide next: local buckets, or shared state."""
+        ready: list[Key] = []
+        soonest = math.inf
+        usable = 0
+        too_big = True
+        for key in self.keys:
+            if not key.spec.serves(model) or key.alias in exclude or key.disabled:
+                continue
+            usable += 1
+            if not self.bucket(key, model).fits_ever(tokens):
+                continue
+            too_big = False
+            if key.full:
+                continue  # a self-hosted server at its cap: only a release makes room
+            if key.breaker.allows(now):
+                ready.append(key)
+            elif not key.breaker.probing:
+                soonest = min(soonest, key.breaker.open_until - now)
+        if usable == 0:
+            if not self.serving(model):
+                raise BadRequest(
+                    f"model {model!r} is not served here; available: {', '.join(self.models()) or 'none'}",
+                    code="model_not_found",
+                    status=404,
+                )
+            raise UpstreamError(
+                f"no usable upstream key for model {model!r}: every key is disabled or already failed "
+                "in this request",
+                code="no_upstream",
+            )
+        if too_big:
+            raise BadRequest(
+                f"this request needs about {tokens} tokens (prompt + max_tokens), more than the "
+                f"token limit of any upstream serving {model!r}; lower max_tokens or shorten the prompt",
+                code="request_too_large",
+            )
+        return ready, soonest
+
+    def try_pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+        """A slot if some key has headroom now; else seconds until one may (a float), or None
+        when only a release can help; raises when no key can ever serve the request."""
+        now = self.clock()
+        ready, soonest = self.screen(model, tokens, exclude, now)
+        best: tuple[Any, ...] | None = None
+        for key in ready:
+            bucket = self.bucket(key, model)
+            wait = bucket.wait_time(now, tokens)
+            if wait is None:  # only a request in flight finishing can make room
+                continue
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            # least outstanding requests first, among replicas of one model on self-hosted servers
+            rank = (min(bucket.headroom(now), key.room), -key.inflight, -key.last_pick)
+            if best is None or rank > best[0]:
+                best = (rank, key, bucket)
+        if best is not None:
+            _, key, bucket = best
+            slot = self.claim_slot(key, bucket, model, tokens, now)
+            bucket.begin(slot.id, tokens, now)
+            return slot
+        return soonest if soonest != math.inf else None
+
+    def claim_slot(self, key: Key, bucket: Bucket, model: str, tokens: int, now: float, ref: str = "") -> Slot:
+        """A slot on `key` whose window has room (the caller checked): the key's side of it."""
+        probe = key.breaker.tripped
+        if probe:
+            key.breaker.probing = True
+        key.inflight += 1
+        key.last_pick = now
+        return Slot(next(self._ids), key, bucket, model, tokens, probe, ref, now)
+
+    def free_slot(self, slot: Slot) -> None:
+        """The key's side of giving a slot back; its window's side is the caller's."""
+        slot.key.inflight -= 1
+        if slot.probe:
+            slot.key.breaker.probing = False
+
+    async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+        """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
+        return self.try_pick(model, tokens, exclude)
+
+    def plan(self, model: str, tokens: int) -> Any:
+        """A key pick for the state backend to make in the admission's own step (shared pools:
+        one round trip for both), or None: this pool picks locally, at no cost. The admission's
+        answer comes back to ``take``."""
+        return None
+
+    def take(self, plan: Any, picked: tuple[int, float]) -> Slot | float | None:
+        """The pick the admission made for `plan`, as ``pick`` answers."""
+        raise NotImplementedError
+
+    # without a local release event (another replica freed the capacity), poll this often
+    poll_seconds: float | None = None
+    # whether releases are batched writes (shared pools): made together with the ticket's end
+    batched = False
+
+    async def acquire(
+        self, model: str, tokens: int, exclude: set[str], deadline: float, first: Slot | float | None = None,
+    ) -> Slot:
+        """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
+        the first attempt's answer, when the admission already made it."""
+        while True:
+            got: Slot | float | None
+            if first is not None:
+                got, first = first, None
+            else:
+                got = await self.pick(model, tokens, exclude)
+            if isinstance(got, Slot):
+                return got
+            now = self.clock()
+            if got is not None and now + got > deadline:
+                raise RateLimited(
+                    f"all upstream capacity for model {model!r} is in use; retry in {math.ceil(got)} s",
+                    retry_after=got,
+                    limit="upstream capacity",
+                )
+            left = deadline - now
+            if left <= 0:
+                raise RateLimited(
+                    f"all upstream capacity for model {model!r} is in use; retry in a moment",
+                    retry_after=1,
+                    limit="upstream capacity",
+                )
+            changed = self._changed
+            wait = min(left, got) if got is not None else left
+            if self.poll_seconds is not None:
+                wait = min(wait, self.poll_seconds)
+            try:
+                await asyncio.wait_for(changed.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    async def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
+        """Give the slot back: `counted` stamps it in the window (the provider saw it)."""
+        self.free_slot(slot)
+        slot.bucket.end(slot.id, self.clock(), tokens, counted=counted)
+        self._notify()
+
+    async def succeeded(self, slot: Slot, headers: Mapping[str, str]) -> None:
+        """The first byte of a 2xx answer came (a stream's first event, or a whole JSON answer):
+        the provider has counted the request, so its window slot is stamped now, or when the
+        provider's headers say it arrived."""
+        slot.key.breaker.success()
+        now = self.clock()
+        slot.bucket.observe_headers(headers, now)
+        slot.bucket.stamp(slot.id, provider_stamp(headers, now, slot.taken, slot.bucket.rates))
+        self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
+
+    async def rate_limited(self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]) -> float:
+        """Cool the (account, model) down; returns the cooldown in seconds."""
+        now = self.clock()
+        slot.bucket.observe_headers(headers, now)
+        waits = [self.default_cooldown if retry_after is None else retry_after]
+        if slot.bucket.prov_req_left is not None and slot.bucket.prov_req_left <= 0:
+            waits.append(slot.bucket.prov_req_reset - now)
+        if slot.bucket.prov_tok_left is not None and slot.bucket.prov_tok_left <= 0:
+            waits.append(slot.bucket.prov_tok_reset - now)
+        secs = max(waits)
+        slot.bucket.cool(now + secs)
+        slot.key.note_error(now, "429")
+        return secs
+
+    async def failed(self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True) -> bool:
+        """Count a failure against the key's breaker; True when this opened the breaker. `user`:
+        whose request failed, when the failure may be that request's doing (``Breaker``).
+        ``counted=False``: a failure counted before is the key's after all (the same request
+        then succeeded on another key)."""
+        now = self.clock()
+        was_open = slot.key.breaker.state(now) == "open"
+        if counted:
+            slot.key.breaker.failure(now, user)
+            slot.key.note_error(now, what)
+        else:
+            slot.key.breaker.blame_host(now)
+        return not was_open and slot.key.breaker.state(now) == "open"
+
+    async def disable(self, key: Key, why: str) -> None:
+        was = key.disabled
+        key.disabled = why
+        key.note_error(self.clock(), why)
+        if not was and self.on_key_change is not None:
+            self.on_key_change(key.alias, why)
+
+    async def enable(self, key: Key) -> None:
+        was = key.disabled
+        key.disabled = ""
+        key.breaker.success()
+        self._notify()
+        if was and self.on_key_change is not None:
+            self.on_key_change(key.alias, None)
+
+    async def close(self) -> None:
+        pass
+
+    def key_state(self, key: Key) -> str:
+        now = self.clock()
+        if key.disabled:
+            return "disabled"
+        if any(b.cool_until > now for (acct, _), b in self.buckets.items() if acct == key.spec.account):
+            return "cooling"
+        state = key.breaker.state(now)
+        return "healthy" if state == "closed" else f"breaker-{state}"

@@ -1,0 +1,221 @@
+"""How each provider kind is spoken over HTTP: its URLs, authentication, request and answer
+bodies, error bodies and rate-limit signals, turned into the one OpenAI form the engine and
+its callers use.
+
+``HTTPTransport`` does the HTTP; a ``Dialect`` says what to send and how to read what came
+back. ``dialect_for`` is the one place that picks a dialect for an upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from ..specs import UpstreamSpec
+from . import anthropic
+
+# Provider response headers a caller's tools read, passed on under this prefix (as LiteLLM
+# does): never the provider's rate-limit headers (the caller's own limits are ours, in
+# x-ratelimit-*), never one that may carry a key, an account or a deployment name.
+PASSED_PREFIX = "llm_provider-"
+_MAX_PASSED_CHARS = 200
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+
+
+def passed_headers(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    """The provider's headers in `names` as ``llm_provider-<name>``: short printable values only."""
+    out = {}
+    for name in names:
+        value = headers.get(name)
+        if isinstance(value, str) and len(value) <= _MAX_PASSED_CHARS and _PRINTABLE.fullmatch(value):
+            out[PASSED_PREFIX + name] = value
+    return out
+
+
+class OpenAIDialect:
+    """Any OpenAI-compatible API: OpenAI, Groq, vLLM, Ollama, llama.cpp's server, TGI."""
+
+    kind = "openai"
+    passed: tuple[str, ...] = ("x-request-id", "openai-processing-ms", "openai-version")
+    endpoints: tuple[str, ...] = ("chat/completions", "completions", "embeddings")
+
+    def url(self, spec: UpstreamSpec, endpoint: str, model: str) -> str:
+        return f"{spec.base_url}/{endpoint}"
+
+    def models_url(self, spec: UpstreamSpec) -> str:
+        return spec.base_url + "/models"
+
+    def auth(self, spec: UpstreamSpec) -> dict[str, str]:
+        # a self-hosted server may take no key: then no Authorization header at all
+        return {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
+
+    def body(self, payload: dict[str, Any], endpoint: str, model: str, max_tokens: int) -> dict[str, Any]:
+        return {**payload, "model": model} if "model" in payload else payload
+
+    def limits(self, headers: Mapping[str, str], now: float) -> Mapping[str, str]:
+        """The rate-limit headers the pool reads (OpenAI's x-ratelimit-* and retry-after)."""
+        return headers
+
+    def retry_after(self, headers: Mapping[str, str], body: bytes) -> float | None:
+        return _seconds(headers.get("retry-after"))
+
+    def error(self, status: int, body: bytes) -> bytes:
+        """An error answer's body in OpenAI's form."""
+        return body
+
+    def answer(self, body: bytes, model: str) -> bytes:
+        return body
+
+    async def stream(self, events: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        async for event in events:
+            yield event
+
+    def models_of(self, body: bytes) -> list[str]:
+        """Model ids in a models listing (OpenAI's {"data": [{"id": ...}]})."""
+        try:
+            data = json.loads(body).get("data")
+        except (ValueError, AttributeError):
+            return []
+        ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+        return [i for i in ids if isinstance(i, str) and 0 < len(i) <= 256 and i.isprintable()][:500]
+
+
+class AzureDialect(OpenAIDialect):
+    """Azure OpenAI: a deployment per model, in the deployments URL form with a dated
+    ``api-version``, or the v1 API (``api_version: "v1"``), where the deployment is the body's
+    model. Key in ``api-key``, or an Entra ID token as a bearer. Its 429s say how long to wait
+    in ``retry-after-ms`` as well as in whole seconds."""
+
+    kind = "azure"
+    passed = ("x-request-id", "apim-request-id", "x-ms-region", "openai-processing-ms")
+
+    def url(self, spec: UpstreamSpec, endpoint: str, model: str) -> str:
+        if spec.api_version == "v1":
+            return f"{spec.base_url}/openai/v1/{endpoint}"
+        deployment = urllib.parse.quote(model, safe="")
+        return f"{spec.base_url}/openai/deployments/{deployment}/{endpoint}?api-version={spec.api_version}"
+
+    def models_url(self, spec: UpstreamSpec) -> str:
+        if spec.api_version == "v1":
+            return f"{spec.base_url}/openai/v1/models"
+        return f"{spec.base_url}/openai/models?api-version={spec.api_version}"
+
+    def auth(self, spec: UpstreamSpec) -> dict[str, str]:
+        if spec.auth == "entra":
+            return {"Authorization": f"Bearer {spec.api_key}"}
+        return {"api-key": spec.api_key}
+
+    def retry_after(self, headers: Mapping[str, str], body: bytes) -> float | None:
+        ms = _seconds(headers.get("retry-after-ms"))
+        return ms / 1000 if ms is not None else super().retry_after(headers, body)
+
+
+class GeminiDialect(OpenAIDialect):
+    """Google Gemini through its OpenAI-compatible endpoint. What differs from OpenAI: error
+    answers may come as a one-item JSON list of Google's error object, and a 429 says how
+    long to wait in its ``google.rpc.RetryInfo`` detail (``"retryDelay": "30s"``), not in a
+    header."""
+
+    kind = "gemini"
+    passed = ("x-request-id", "server-timing")
+    endpoints = ("chat/completions", "embeddings")
+
+    def error(self, status: int, body: bytes) -> bytes:
+        err = _google_error(body)
+        if err is None:
+            return body
+        return json.dumps({"error": {
+            "message": str(err.get("message") or f"HTTP {status}"),
+            "type": str(err.get("status") or "error").lower(),
+            "param": None,
+            "code": str(err.get("status") or status),
+        }}).encode()
+
+    def retry_after(self, headers: Mapping[str, str], body: bytes) -> float | None:
+        found = super().retry_after(headers, body)
+        err = _google_error(body)
+        if found is not None or err is None:
+            return found
+        for detail in err.get("details") or []:
+            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+                delay = str(detail.get("retryDelay", ""))
+                return _seconds(delay[:-1] if delay.endswith("s") else delay)
+        return None
+
+
+class AnthropicDialect(OpenAIDialect):
+    """Anthropic's native Messages API, translated both ways (``providers.anthropic``)."""
+
+    kind = "anthropic"
+    passed = ("request-id",)
+    endpoints = ("chat/completions",)
+
+    def url(self, spec: UpstreamSpec, endpoint: str, model: str) -> str:
+        return spec.base_url + "/v1/messages"
+
+    def models_url(self, spec: UpstreamSpec) -> str:
+        return spec.base_url + "/v1/models"
+
+    def auth(self, spec: UpstreamSpec) -> dict[str, str]:
+        return {"x-api-key": spec.api_key, "anthropic-version": anthropic.ANTHROPIC_VERSION}
+
+    def body(self, payload: dict[str, Any], endpoint: str, model: str, max_tokens: int) -> dict[str, Any]:
+        return anthropic.messages_request(payload, model=model, default_max_tokens=max_tokens)
+
+    def limits(self, headers: Mapping[str, str], now: float) -> Mapping[str, str]:
+        return anthropic.rate_headers(headers, time.time())
+
+    def error(self, status: int, body: bytes) -> bytes:
+        return anthropic.openai_error(status, body)
+
+    def answer(self, body: bytes, model: str) -> bytes:
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return body  # not JSON: charged as an answer without usage, its reservation
+        if not isinstance(message, dict):
+            return body
+        return json.dumps(anthropic.chat_completion(message, model=model, created=int(time.time()))).encode()
+
+    async def stream(self, events: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        translator = anthropic.StreamTranslator(model=model, created=int(time.time()))
+        async for event in events:
+            for out in translator.feed(event):
+                yield out
+            if translator.done:
+                return
+
+
+_DIALECTS: dict[str, OpenAIDialect] = {
+    d.kind: d for d in (OpenAIDialect(), AzureDialect(), GeminiDialect(), AnthropicDialect())
+}
+
+
+def dialect_for(spec: UpstreamSpec) -> OpenAIDialect:
+    return _DIALECTS.get(spec.provider, _DIALECTS["openai"])
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        secs = float(value)
+    except ValueError:
+        return None  # an HTTP-date; the reset headers or our default cover it
+    return max(0.0, secs) if secs == secs and secs != float("inf") else None
+
+
+def _google_error(body: bytes) -> dict[str, Any] | None:
+    """Google's error object, from ``{"error": {...}}`` or ``[{"error": {...}}]``."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(obj, list) and obj:
+        obj = obj[0]
+    err = obj.get("error") if isinstance(obj, dict) else None
+    return err if isinstance(err, dict) and "status" in err else None

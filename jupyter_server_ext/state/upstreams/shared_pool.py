@@ -1,0 +1,225 @@
+"""The upstream pool with its capacity shared through Redis, for replicas.
+
+Each replica keeps its own view of key health for reporting, but what must hold across all of
+them lives in Redis: every (account, model) window (requests in flight and stamped, with their
+tokens), cooldowns after 429s, provider-reported headroom, open breakers and disabled keys.
+Picking a key is one Lua script (``scripts.PICK``): it weighs every candidate, takes a slot on
+the best one and says how long to wait when none has room. A request's first pick runs inside
+its admission's script (``plan``, ``take``); its stamp at the first byte and its end are
+batched writes (``redis_batch``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ...engine.upstreams.buckets import parse_duration, provider_stamp
+from ...engine.upstreams.pool import Key, Pool, Slot
+from ..admission.redis import RedisState
+from ..connection.pipelined import script_caller
+from ..connection.scripts import EXTEND, PICK
+
+log = logging.getLogger("rsql.state")
+_DOWN = (RedisError, OSError)
+
+class SharedPool(Pool):
+    """A Pool whose capacity, cooldowns, breakers and disabled keys live in Redis."""
+
+    poll_seconds = 0.05  # releases on other replicas send no local event
+    batched = True
+
+    def __init__(self, *args: Any, state: RedisState, prefix: str = "rsql:", lease_seconds: float = 600.0,
+                 **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        # one client and one write batch with the state backend: a request's end on the user's
+        # side and on the key's side go in the same round trip
+        self.redis = state.redis
+        self.batch = state.batch
+        self.prefix = prefix + "up:"
+        self.lease_seconds = lease_seconds
+        self._pick = script_caller(self.redis, PICK, state.wire)
+        self._extend = script_caller(self.redis, EXTEND, state.wire)
+        self._rotation = 0
+
+    def plan(self, model: str, tokens: int) -> _Plan | None:
+        # local checks first: model served, key usable here, request not too large
+        ready, _ = self.screen(model, tokens, set(), self.clock())
+        return _Plan(self._pick_args(ready, model, tokens), ready, model, tokens) if ready else None
+
+    def take(self, plan: _Plan, picked: tuple[int, float]) -> Slot | float | None:
+        self._up()
+        return self._taken(plan.cands, plan.args[3], plan.model, plan.tokens, *picked)
+
+    def _pick_args(self, ready: list[Key], model: str, tokens: int) -> list[Any]:
+        # rotate the order so ties spread over keys, replicas and accounts
+        self._rotation += 1
+        r = self._rotation % len(ready)
+        cands = ready[r:] + ready[:r]
+        ready[:] = cands
+        args: list[Any] = [self.prefix, model, tokens, f"{time.time_ns()}-{id(self)}-{self._rotation}",
+                           self.lease_seconds, len(cands)]
+        for key in cands:
+            rates, trates = self.account_rates(key.spec.account)
+            args += [key.alias, key.spec.account, len(rates)]
+            for rate in rates:
+                args += [rate.amount, rate.seconds]
+            args.append(len(trates))
+            for rate in trates:
+                args += [rate.amount, rate.seconds]
+            args.append(key.spec.max_in_flight)
+        return args
+
+    def _taken(self, cands: list[Key], ref: str, model: str, tokens: int, idx: int, wait: float) -> Slot | float | None:
+        if idx == 0:
+            return None if wait < 0 else wait
+        key = cands[idx - 1]
+        return self.claim_slot(key, self.bucket(key, model), model, tokens, self.clock(), ref=ref)
+
+    async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+        ready, soonest = self.screen(model, tokens, exclude, self.clock())
+        if not ready:
+            return soonest if soonest != math.inf else None
+        args = self._pick_args(ready, model, tokens)
+        self.batch.flush()  # slots freed so far are free for this pick
+        try:
+            idx, wait = await self._pick(keys=[], args=args)
+        except _DOWN as exc:
+            # Redis is down (and fail_open let the request through): count on this replica's
+            # own windows until it is back, which cannot hold a limit across replicas
+            self._down(exc)
+            return self.try_pick(model, tokens, exclude)
+        self._up()
+        return self._taken(ready, args[3], model, tokens, int(idx), float(wait))
+
+    _down_since: float | None = None
+
+    def _down(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.time()
+            log.error("shared upstream state unreachable (%s): upstream limits are counted per replica", type(exc).__name__)
+
+    def _up(self) -> None:
+        if self._down_since is not None:
+            log.warning("shared upstream state reachable again")
+            self._down_since = None
+
+    async def _quietly(self, script: Any, **kw: Any) -> None:
+        try:
+            await script(**kw)
+        except _DOWN as exc:  # the keys expire on their own; nothing to undo later
+            self._down(exc)
+
+    async def _write(self, *op: Any) -> None:
+        try:
+            await self.batch.run(*op)
+        except _DOWN as exc:  # the keys expire on their own; nothing to undo later
+            self._down(exc)
+
+    def _base(self, slot: Slot) -> str:
+        return f"{self.prefix}{slot.key.spec.account}:{slot.model}"
+
+    def _spans(self, slot: Slot) -> tuple[float, float]:
+        rates, trates = self.account_rates(slot.key.spec.account)
+        return max((r.seconds for r in rates), default=60.0), max((r.seconds for r in trates), default=0.0)
+
+    async def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
+        if not slot.ref:  # taken from the local windows while Redis was down
+            await super().release(slot, tokens=tokens, counted=counted)
+            return
+        self.free_slot(slot)
+        used = slot.tokens if tokens is None else tokens
+        span, tspan = self._spans(slot)
+        # applied before any later pick of this process: no need to wait
+        inflight = f"{self.prefix}inf:{slot.key.alias}" if slot.key.spec.max_in_flight else ""
+        await self.batch.write("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span,
+                               tspan, inflight, failed=self._write_failed)
+        self._notify()
+
+    async def succeeded(self, slot: Slot, headers: Mapping[str, str]) -> None:
+        if not slot.ref:
+            await super().succeeded(slot, headers)
+            return
+        slot.key.breaker.success()
+        now = self.clock()
+        ago = now - provider_stamp(headers, now, slot.taken, self.account_rates(slot.key.spec.account)[0])
+        # not awaited: the answer goes on at once, and the stamp is in the same batch as the
+        # slot's end when that comes in this loop turn (a JSON answer); writes apply in order
+        self.batch.send("stamp", self._base(slot), slot.ref, slot.tokens, ago, self._spans(slot)[0],
+                        *_provider_headers(headers), failed=self._write_failed)
+        self._notify()
+
+    def _write_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, _DOWN):  # the keys expire on their own; nothing to undo later
+            self._down(exc)
+        else:
+            log.error("shared upstream state: a write failed (%s)", type(exc).__name__)
+
+    async def _publish_headers(self, slot: Slot, headers: Mapping[str, str]) -> None:
+        observed = _provider_headers(headers)
+        if observed != ("", 0, "", 0):
+            await self._write("observe", self._base(slot), *observed)
+
+    async def rate_limited(self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]) -> float:
+        secs = await super().rate_limited(slot, retry_after, headers)
+        await self._publish_headers(slot, headers)
+        await self._quietly(self._extend, keys=[f"{self.prefix}{slot.key.spec.account}:{slot.model}:cool"], args=[secs])
+        return secs
+
+    async def failed(self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True) -> bool:
+        opened = await super().failed(slot, what, user, counted=counted)
+        if opened:
+            secs = slot.key.breaker.open_until - self.clock()
+            await self._quietly(self._extend, keys=[f"{self.prefix}brk:{slot.key.alias}"], args=[max(0.001, secs)])
+        return opened
+
+    async def disable(self, key: Key, why: str) -> None:
+        await super().disable(key, why)
+        try:
+            await self.redis.set(f"{self.prefix}dis:{key.alias}", json.dumps({"why": why}))
+        except _DOWN as exc:
+            self._down(exc)
+
+    async def enable(self, key: Key) -> None:
+        try:
+            await self.redis.delete(f"{self.prefix}dis:{key.alias}", f"{self.prefix}brk:{key.alias}")
+        except _DOWN as exc:
+            self._down(exc)
+        await super().enable(key)
+
+    async def close(self) -> None:
+        pass  # the client and the batch belong to the state backend, which closes them
+
+
+class _Plan:
+    """A key pick prepared for an admission's script: its arguments and candidates."""
+
+    __slots__ = ("args", "cands", "model", "tokens")
+
+    def __init__(self, args: list[Any], cands: list[Key], model: str, tokens: int) -> None:
+        self.args, self.cands, self.model, self.tokens = args, cands, model, tokens
+
+
+def _provider_headers(headers: Mapping[str, str]) -> tuple[int | str, float, int | str, float]:
+    """(requests left, seconds to reset, tokens left, seconds to reset) the provider reported;
+    '' and 0 where it said nothing usable."""
+    get = headers.get
+    req_left, req_reset = get("x-ratelimit-remaining-requests"), parse_duration(get("x-ratelimit-reset-requests"))
+    tok_left, tok_reset = get("x-ratelimit-remaining-tokens"), parse_duration(get("x-ratelimit-reset-tokens"))
+    req, tok = _count(req_left), _count(tok_left)
+    reqs: tuple[int | str, float] = (req, req_reset) if req is not None and req_reset is not None else ("", 0)
+    toks: tuple[int | str, float] = (tok, tok_reset) if tok is not None and tok_reset is not None else ("", 0)
+    return (*reqs, *toks)
+
+
+def _count(text: Any) -> int | None:
+    try:
+        return int(float(text))
+    except (TypeError, ValueError, OverflowError):
+        return None

@@ -1,0 +1,238 @@
+"""%%sql_ai: a question in, checked read-only SQL and a DataFrame out.
+
+Registration: ``%load_ext rsql_magic`` (:mod:`rsql_magic`) registers :class:`SqlAIMagics`.
+Its settings (:class:`~rsql_magic.session.SqlAISettings`) are ``SqlAIMagics.<name>``; the proxy
+settings, the model's fallback chain, batch detection and Retry-After waits are the session's
+(:mod:`rsql_magic.session`), so one ``%config RSQLMagic.*`` serves both magics.
+
+Privacy: what leaves for the model is the question and the schema as DDL (names, types, keys),
+never a value from the database (database errors go back to the model with their values
+removed); the proxy's pattern redaction still masks personal data in the question. Where the
+context policy allows value statistics, the values of short text columns help choose which
+tables the DDL shows, and are not sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from rsql_magic.client import ChatResult
+from rsql_magic.errors import ProxyError, SqlAIError
+from rsql_magic.render import (
+    code_block,
+    fallback_label,
+    markdown_bundle,
+    refusal_markdown,
+    replayed_label,
+)
+from rsql_magic.session import Session, SqlAISettings
+from rsql_magic.sql.connections import DB
+from rsql_magic.sql.dialects import sqlglot_dialect
+from rsql_magic.sql.loop import SqlAIResult, dialect_label
+
+__all__ = ["SqlAIMagics"]
+
+
+@magics_class
+class SqlAIMagics(Magics, SqlAISettings):
+    """``%%sql_ai``. Its settings are configurable as ``SqlAIMagics.<name>``."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.last_result: SqlAIResult | None = None
+        self.chat_results: list[ChatResult] = []
+
+    # -- the magic -----------------------------------------------------------------------
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("conn", nargs="?", default=None, help="Connection variable, URL, or 'frames'.")
+    @argument("-o", "--out", default=None, help="Store the DataFrame in this variable.")
+    @argument("--dialect", default=None, help="SQL dialect (default: from the connection).")
+    @argument("--dry-run", action="store_true", help="Show the checked SQL; run nothing.")
+    @argument("--allow-write", action="store_true", help="Allow statements that write.")
+    @argument("--explain", action="store_true", help="Add a plain-language explanation.")
+    @argument("--emit", action="store_true", help="Put a ready-to-run cell next.")
+    @argument("--max-retries", type=int, default=None, help="Retries with the error fed back.")
+    @argument("--tables", default=None, help="Only these tables: T1,T2.")
+    @argument("--model", default=None, help="Model to ask.")
+    @argument("--limit", type=int, default=None, help="Rows fetched at most.")
+    @argument("--no-cache", action="store_true", help="Bypass the proxy's answer cache.")
+    @cell_magic
+    def sql_ai(self, line: str, cell: str) -> None:
+        """%%sql_ai [CONN] [options]: the cell body is a question about the database."""
+        args = parse_argstring(self.sql_ai, line)
+        question = (cell or "").strip()
+        if not question:
+            raise SqlAIError(
+                "%%sql_ai needs a question in the cell body", attempts=[], sql="", stage="usage"
+            )
+        session = Session.of(self.shell)
+        db, conn_expr = session.resolve_connection(args.conn)
+        dialect = _dialect(args.dialect) if args.dialect else db.dialect
+        tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+        batch = session.is_batch()
+        self.chat_results = []
+        try:
+            replay = session.replay("sql", question, session.cell_label("%%sql_ai", line))
+            # replay on: a missing proxy only matters once a call really needs it
+            client = session.replay_client(replay)
+            chain = [] if args.model else [m.strip() for m in self.models if m.strip()]
+            if replay is None or replay.mode != "only":
+                # a model the admin does not allow fails here, before anything is sent
+                session.check_models(client, chain or [session.model(args.model, sql=True)],
+                                     option=bool(args.model))
+            completers = [
+                session.sql_completer(client, model=m, batch=batch, no_cache=args.no_cache,
+                                      replay=replay, calls=self.chat_results)
+                for m in (chain or [session.model(args.model, sql=True)])
+            ]
+            res = session.run_sql(
+                question, db,
+                list(zip(chain, completers, strict=True)) if chain else completers[0],
+                dialect=dialect, tables=tables, client=client,
+                max_retries=args.max_retries, allow_write=args.allow_write,
+                dry_run=args.dry_run, explain=args.explain, max_rows=args.limit,
+            )
+        except SqlAIError as e:
+            self._show_failure(e, db)
+            raise
+        except ProxyError as e:  # no proxy, 429 beyond the batch waits, upstream failure
+            note = refusal_markdown(e)
+            if note is not None:  # the admin's policy said no: what it said, and until when
+                display(markdown_bundle(note), raw=True)
+                if not batch:
+                    return
+            raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
+        self.last_result = res
+        self._show(res, db)
+        ns = self.shell.user_ns
+        value: Any = res.sql if res.dry_run else res.frame
+        if args.out:
+            ns[args.out] = value
+        ns["_"] = value
+        if args.emit:
+            self._emit(res, conn_expr, args.out, batch)
+
+    # -- output --------------------------------------------------------------------------
+
+    def _footer(self) -> str:
+        if not self.chat_results:
+            return ""
+        last = self.chat_results[-1]
+        pt = sum((r.usage or {}).get("prompt_tokens") or 0 for r in self.chat_results)
+        ct = sum((r.usage or {}).get("completion_tokens") or 0 for r in self.chat_results)
+        # a replayed answer cost nothing this time: only live calls are summed
+        costs = [r.cost_usd for r in self.chat_results if r.cost_usd is not None and not r.replayed_at]
+        parts = [last.model or "model ?", f"{len(self.chat_results)} call(s)"]
+        res = self.last_result
+        if res is not None and res.escalations:
+            parts.insert(0, "escalated: " + "; ".join(
+                f"{e.model} failed at {e.stage}" for e in res.escalations))
+        fallbacks = sorted({r.fallback for r in self.chat_results if r.fallback and not r.replayed_at})
+        if fallbacks:  # the proxy's local fallback wrote (some of) this SQL: say so first
+            parts.insert(0, ", ".join(fallback_label(f) for f in fallbacks))
+        parts.append(f"{pt} → {ct} tokens")
+        replayed = [r.replayed_at for r in self.chat_results if r.replayed_at]
+        if len(replayed) == len(self.chat_results):
+            # every answer came from the replay store: nothing reached the proxy
+            parts.append(replayed_label(replayed))
+            return " · ".join(parts)
+        if replayed:
+            parts.append(f"{len(replayed)} replayed")
+        if costs:
+            parts.append(f"${sum(costs):.4f}")
+        hits = sum(1 for r in self.chat_results if r.cache_hit)
+        if hits:
+            parts.append(f"{hits} cache hit(s)")
+        parts.append(f"{sum(r.latency_s or 0 for r in self.chat_results):.1f} s")
+        return " · ".join(parts)
+
+    def _show(self, res: SqlAIResult, db: DB) -> None:
+        md: list[str] = [code_block(res.sql, "sql")]
+        info = [f"{dialect_label(res.dialect)} on {db.label}"]
+        fixes = [a for a in res.attempts if a.stage != "ok"]
+        if fixes:
+            info.append(
+                f"{len(res.attempts)} attempts; fixed: " + ", ".join(a.stage for a in fixes)
+            )
+        info += res.notes
+        if res.dry_run:
+            info.append("dry run: nothing ran")
+        elif res.frame is not None:
+            n = len(res.frame)
+            cols = res.frame.shape[1]
+            if res.more:
+                info.append(
+                    f"first {n:,} rows fetched (more not fetched: --limit) × {cols} columns"
+                )
+            else:
+                info.append(f"{n:,} row{'s' if n != 1 else ''} × {cols} columns")
+        md.append(" · ".join(info))
+        if res.explanation:
+            md.append(res.explanation)
+        foot = self._footer()
+        if foot:
+            md.append(f"*{foot}*")
+        text = "\n\n".join(md)
+        plain = text.replace("*", "") if foot else text
+        # the explanation and the SQL are model text: made safe like %%ask answers
+        display(markdown_bundle(text, plain), raw=True)
+        if res.frame is not None and not res.dry_run and res.frame.shape[1]:
+            display(res.frame.head(self.display_rows))
+            if len(res.frame) > self.display_rows:
+                display(
+                    {"text/plain": f"({self.display_rows} of {len(res.frame):,} rows shown)"},
+                    raw=True,
+                )
+
+    def _show_failure(self, e: SqlAIError, db: DB) -> None:
+        if not e.attempts:
+            return
+        lines = [f"%%sql_ai on {db.label}: {len(e.attempts)} attempt(s)"]
+        if e.escalations:
+            lines.append("  escalated: " + "; ".join(
+                f"{x.model} failed at {x.stage}" for x in e.escalations))
+        for i, a in enumerate(e.attempts, 1):
+            first = (a.error or "").splitlines()[0] if a.error else "ok"
+            lines.append(f"  {i}. {a.stage}: {first}")
+        display({"text/plain": "\n".join(lines)}, raw=True)
+
+    def emitted_code(self, res: SqlAIResult, conn_expr: str, out: str | None) -> str:
+        """A cell that runs `res.sql` without us: JupySQL ``%%sql`` when loaded, else Python."""
+        loaded = getattr(self.shell.extension_manager, "loaded", set())
+        var = out or "df"
+        if "sql" in loaded and conn_expr == "":
+            # JupySQL's active connection: its own cell magic (`<<` stores a ResultSet;
+            # `.DataFrame()` on it gives pandas)
+            head = f"%%sql {out} <<" if out else "%%sql"
+            return f"{head}\n{res.sql}"
+        multiline = "\n" in res.sql and '"""' not in res.sql and "\\" not in res.sql
+        sql_lit = f'"""\n{res.sql}\n"""' if multiline else repr(res.sql)
+        if conn_expr == "frames":
+            # DuckDB finds DataFrames by their variable names (replacement scans)
+            return f"import duckdb\n\n{var} = duckdb.sql({sql_lit}).df()"
+        if conn_expr.startswith("'"):  # a URL: pandas makes the engine
+            return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {conn_expr})"
+        target = conn_expr or "conn"
+        db_obj = self.shell.user_ns.get(conn_expr)
+        if type(db_obj).__module__.startswith(("duckdb", "_duckdb")):
+            return f"{var} = {target}.execute({sql_lit}).df()"
+        return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {target})"
+
+    def _emit(self, res: SqlAIResult, conn_expr: str, out: str | None, batch: bool) -> None:
+        code = self.emitted_code(res, conn_expr, out)
+        Session.of(self.shell).insert_cell(
+            code, "sql" if code.startswith("%%sql") else "python", title="Next cell", batch=batch)
+
+
+def _dialect(name: str) -> str:
+    """``--dialect``'s sqlglot name; an unknown one is the user's mistake."""
+    try:
+        return sqlglot_dialect(name)
+    except ValueError as e:
+        raise SqlAIError(f"--dialect {name}: {e}", attempts=[], sql="", stage="usage") from None
