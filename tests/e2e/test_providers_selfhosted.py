@@ -75,10 +75,16 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LlamaServ
         require(module, reason="the 'test' extra: llama-cpp-python[server] and the SmolLM2 GGUF")
     tmp = tmp_path_factory.mktemp("llama-servers")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        started = list(pool.map(lambda n: start_llama_server(tmp, n), ["gpu-1", "gpu-2"]))
-    yield started
-    for s in started:
-        stop_process(s.proc)
+        starting = [pool.submit(start_llama_server, tmp, name) for name in ("gpu-1", "gpu-2")]
+        concurrent.futures.wait(starting)
+    started = [f.result() for f in starting if f.exception() is None]
+    try:
+        if len(started) < 2:  # one failed to start: stop the other too, then say why
+            next(f for f in starting if f.exception() is not None).result()
+        yield started
+    finally:
+        for s in started:
+            stop_process(s.proc)
 
 
 @pytest.fixture(scope="module")
