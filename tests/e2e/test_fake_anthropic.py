@@ -32,7 +32,7 @@ from tests.helpers.fake_anthropic import FakeAnthropic, KeyPolicy
 
 pytestmark = pytest.mark.slow
 
-KEY, LIMITED = "sk-ant-api03-fake-main-0123456789", "sk-ant-api03-fake-limited-0123456789"
+KEY, LIMITED = "test-anthropic-key-main", "test-anthropic-key-limited"
 MODEL = "claude-fake-small"
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
@@ -101,7 +101,7 @@ def test_what_the_real_api_refuses_is_refused_alike_and_maps_to_openais_errors(a
     ok = to_anthropic({"messages": [{"role": "user", "content": "hi"}]})
     cases = [  # (headers, body, status, Anthropic's type, what the message says)
         ({"anthropic-version": ""}, ok, 400, "invalid_request_error", "anthropic-version"),
-        ({"x-api-key": "sk-ant-api03-nobody"}, ok, 401, "authentication_error", "x-api-key"),
+        ({"x-api-key": "test-anthropic-key-nobody"}, ok, 401, "authentication_error", "x-api-key"),
         ({}, {**ok, "messages": [{"role": "system", "content": "x"}, *ok["messages"]]}, 400,
          "invalid_request_error", 'Unexpected role "system"'),
         ({}, {**ok, "stream_options": {"include_usage": True}}, 400, "invalid_request_error", "Extra inputs"),
@@ -192,6 +192,6 @@ def test_the_models_listing_checks_the_key_as_messages_do(fake: FakeAnthropic, a
     assert page["data"] == [{"type": "model", "id": fake.model_ids[0], "display_name": "Claude Fake Small",
                              "created_at": "2025-01-01T00:00:00Z"}]
     assert (page["has_more"], page["first_id"], page["last_id"]) == (True, fake.model_ids[0], fake.model_ids[0])
-    assert api.get("/v1/models", headers={"x-api-key": "sk-ant-api03-nobody"}).status_code == 401
+    assert api.get("/v1/models", headers={"x-api-key": "test-anthropic-key-nobody"}).status_code == 401
     fake.set_fault("main", "status", status=401)  # a revoked key is refused here too
     assert api.get("/v1/models").json()["error"]["type"] == "authentication_error"

@@ -29,9 +29,9 @@ from tests.helpers.servers import ProxyService, start_service
 
 pytestmark = pytest.mark.slow
 
-KEY_A = "sk-ant-api03-fake-a-0123456789abcdef"
-KEY_B = "sk-ant-api03-fake-b-0123456789abcdef"
-OPENAI_KEY = "sk-openai-for-claude-small-1234"
+KEY_A = "test-anthropic-key-a"
+KEY_B = "test-anthropic-key-b"
+OPENAI_KEY = "test-openai-key-claude-small"
 USERS = {"an-alice": {"name": "alice"}}
 # $1 input, $5 output, $2 a cache write, per million tokens
 PRICE = {"input": 1.0, "output": 5.0, "cache_write": 2.0}

@@ -14,9 +14,7 @@ Callers use the official ``openai`` SDK against the proxy and only ever name pub
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 
 import openai
@@ -26,69 +24,48 @@ from aiohttp import web
 from tests.helpers import http
 from tests.helpers.fake_azure import Deployment, FakeAzure
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
+from tests.helpers.loopback import LoopbackServer
 from tests.helpers.servers import ProxyService, start_service
 
 pytestmark = pytest.mark.slow
 
 AZURE_KEY = "azure-key-0123456789"
-OPENAI_KEY = "sk-openai-fallback-key-1234"
-GEMINI_KEY = "AIzaSyFakeGeminiKey0123456789"
+OPENAI_KEY = "test-openai-key-fallback"
+GEMINI_KEY = "test-gemini-key-0123456789"
 USERS = {"prov-alice": {"name": "alice"}}
 
 
-class FakeGemini:
+class FakeGemini(LoopbackServer):
     """Gemini's OpenAI-compatible endpoint, for its errors: a 429 with RetryInfo, a 400 as a list."""
+
+    thread_name = "fake-gemini"
 
     def __init__(self) -> None:
         self.status = 429
         self.calls = 0
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
 
-    def start(self) -> FakeGemini:
-        ready = threading.Event()
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1beta/openai/chat/completions", self._chat)
+        app.router.add_get("/v1beta/openai/models", self._models)
 
-        async def chat(request: web.Request) -> web.Response:
-            self.calls += 1
-            if request.headers.get("Authorization") != f"Bearer {GEMINI_KEY}":
-                return web.json_response([{"error": {"code": 400, "message": "API key not valid.",
-                                                     "status": "INVALID_ARGUMENT"}}], status=400)
-            if self.status == 429:
-                return web.json_response([{"error": {
-                    "code": 429, "status": "RESOURCE_EXHAUSTED",
-                    "message": "You exceeded your current quota, please check your plan and billing details.",
-                    "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}],
-                }}], status=429)
+    async def _chat(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if request.headers.get("Authorization") != f"Bearer {GEMINI_KEY}":
+            return web.json_response([{"error": {"code": 400, "message": "API key not valid.",
+                                                 "status": "INVALID_ARGUMENT"}}], status=400)
+        if self.status == 429:
             return web.json_response([{"error": {
-                "code": 400, "status": "INVALID_ARGUMENT",
-                "message": "Invalid JSON payload received. Unknown name \"logit_bias\": Cannot find field.",
-            }}], status=400)
+                "code": 429, "status": "RESOURCE_EXHAUSTED",
+                "message": "You exceeded your current quota, please check your plan and billing details.",
+                "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}],
+            }}], status=429)
+        return web.json_response([{"error": {
+            "code": 400, "status": "INVALID_ARGUMENT",
+            "message": "Invalid JSON payload received. Unknown name \"logit_bias\": Cannot find field.",
+        }}], status=400)
 
-        async def models(request: web.Request) -> web.Response:
-            return web.json_response({"object": "list", "data": [{"id": "models/gemini-2.5-flash", "object": "model"}]})
-
-        async def boot() -> None:
-            app = web.Application()
-            app.router.add_post("/v1beta/openai/chat/completions", chat)
-            app.router.add_get("/v1beta/openai/models", models)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(boot())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "models/gemini-2.5-flash", "object": "model"}]})
 
 
 @pytest.fixture(scope="module")

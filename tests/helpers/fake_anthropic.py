@@ -63,6 +63,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .loopback import LoopbackServer
+
 VERSIONS = ("2023-06-01", "2023-01-01")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 MAX_BREAKPOINTS = 4
@@ -141,8 +143,10 @@ class _Bucket:
         }
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """Anthropic's Messages API on 127.0.0.1, running in a background thread."""
+
+    thread_name = "fake-anthropic"
 
     def __init__(
         self,
@@ -151,7 +155,7 @@ class FakeAnthropic:
         latency: float = 0.0,
         model_ids: tuple[str, ...] = ("claude-fake-small", "claude-fake-large"),
     ) -> None:
-        self.keys: dict[str, KeyPolicy] = keys or {"sk-ant-fake-default": KeyPolicy("default")}
+        self.keys: dict[str, KeyPolicy] = keys or {"test-anthropic-key-default": KeyPolicy("default")}
         self.latency = latency
         self.model_ids = model_ids
         self.received: list[Received] = []
@@ -164,10 +168,6 @@ class FakeAnthropic:
         self._buckets: dict[str, dict[str, _Bucket]] = {}  # account -> family -> bucket
         self._cache: dict[str, float] = {}  # prefix digest -> when it expires (monotonic)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     # -- control ---------------------------------------------------------------------------
 
@@ -210,52 +210,11 @@ class FakeAnthropic:
             self._cache.clear()
             self.too_many = 0
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- lifecycle (LoopbackServer: start, stop, a context manager) ------------------------
 
-    def start(self) -> FakeAnthropic:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Anthropic did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
-        try:
-            fut.result(5)
-        except Exception:
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(5)
-        self._loop = None
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     # -- handlers --------------------------------------------------------------------------
 
@@ -818,7 +777,7 @@ def _error(status: int, message: str, rid: str, headers: dict[str, str] | None =
 
 
 if __name__ == "__main__":  # a manual run: python -m tests.helpers.fake_anthropic
-    fake = FakeAnthropic({"sk-ant-fake-a": KeyPolicy("a", limit=50)}).start()
+    fake = FakeAnthropic({"test-anthropic-key-a": KeyPolicy("a", limit=50)}).start()
     print(fake.base_url, flush=True)
     try:
         threading.Event().wait()

@@ -23,16 +23,16 @@ headers Azure sends (``apim-request-id``, ``x-request-id``, ``x-ms-region``,
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from .loopback import LoopbackServer
 
 API_VERSIONS = ("2024-06-01", "2024-10-21", "2025-04-01-preview")
 FILTERS = {s: {"filtered": False, "severity": "safe"} for s in ("hate", "self_harm", "sexual", "violence")}
@@ -59,8 +59,10 @@ class AzureReceived:
     status: int = 200
 
 
-class FakeAzure:
+class FakeAzure(LoopbackServer):
     """An Azure OpenAI resource at :attr:`endpoint` (what the SDK takes as azure_endpoint)."""
+
+    thread_name = "fake-azure"
 
     def __init__(self, deployments: list[Deployment], *, key: str = "azure-key-0123456789",
                  entra_token: str = "eyJ0eXAiOi.fake-entra-token", region: str = "swedencentral") -> None:
@@ -68,54 +70,16 @@ class FakeAzure:
         self.key, self.entra_token, self.region = key, entra_token, region
         self.received: list[AzureReceived] = []
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeAzure:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)  # type: ignore[union-attr]
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def __enter__(self) -> FakeAzure:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/openai/deployments/{deployment}/{endpoint:chat/completions|embeddings}", self._deployed)
         app.router.add_post("/openai/v1/{endpoint:chat/completions|embeddings}", self._v1)
         app.router.add_get("/openai/models", self._models)
         app.router.add_get("/openai/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     # -- handlers ----------------------------------------------------------------------
 

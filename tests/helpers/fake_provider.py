@@ -46,6 +46,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .loopback import LoopbackServer
+
 
 @dataclass
 class KeyPolicy:
@@ -82,8 +84,10 @@ class _Account:
     tokens: collections.deque = field(default_factory=collections.deque)  # (t, n)
 
 
-class FakeProvider:
+class FakeProvider(LoopbackServer):
     """An OpenAI-compatible provider on 127.0.0.1, running in a background thread."""
+
+    thread_name = "fake-provider"
 
     def __init__(
         self,
@@ -109,10 +113,6 @@ class FakeProvider:
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     # -- control ---------------------------------------------------------------------------
 
@@ -159,54 +159,13 @@ class FakeProvider:
             self.forbidden_models = set()
             self.models_delay = 0.0
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- lifecycle (LoopbackServer: start, stop, a context manager) ------------------------
 
-    def start(self) -> FakeProvider:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-provider", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake provider did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)  # type: ignore[union-attr]
-        try:
-            fut.result(5)
-        except Exception:
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(5)
-        self._loop = None
-
-    def __enter__(self) -> FakeProvider:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/completions", self._completions)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     # -- handlers --------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from IPython.utils.capture import capture_output
 from rsql_magic.errors import ProxyError, UsageError
 from rsql_magic.magics.ask import render_me
 from rsql_magic.privacy import clear_cache
-from rsql_magic.render import markdown_bundle, refusal_markdown
+from rsql_magic.render import cost_markdown, markdown_bundle, refusal_markdown
 from rsql_magic.sanitize import IMAGE_MARK
 from tests.helpers import require, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
@@ -252,3 +252,16 @@ def test_policy_notes_show_hostile_proxy_text_as_text() -> None:
     assert rendered(md)[0] <= SAFE_TAGS and "Models you may use: small\\|&lt;b>x&lt;/b>, local." in md
     assert "model not allowed (403)" in str(models)
     assert refusal_markdown(ProxyError(403, "forbidden", code="forbidden")) is None  # not the policy's
+
+
+def test_ask_cost_shows_hostile_paths_cell_ids_and_labels_as_text() -> None:
+    """`%ask_cost`'s table is built from the proxy's answer (notebook name, cell ids) and from the
+    notebook's own cells (labels): markup in any of them stays text."""
+    hostile = '<img src=x onerror="alert(1)"> [x](javascript:alert(2)) |'
+    cost = {"notebook": hostile, "today": {"requests": 1, "cost_usd": 0.01},
+            "week": {"requests": 2, "cost_usd": 0.02}, "cells": [{"cell": hostile, "requests": 2, "cost_usd": 0.02}]}
+    md = markdown_bundle(cost_markdown(cost, "nb<script>alert(3)</script>.ipynb",
+                                       {hostile: "<script>alert(4)</script>"}))["text/markdown"]
+    tags, hrefs = rendered(md)
+    assert tags <= SAFE_TAGS and not any(h.lower().startswith("javascript") for h in hrefs)
+    assert "nb&lt;script>alert(3)&lt;/script>.ipynb" in md

@@ -42,7 +42,7 @@ def test_each_kind_gets_its_sdks_default_root_and_public_names_map_to_the_provid
         {"name": "ge", "provider": "gemini", "api_key_env": "GEMINI_API_KEY", "models": ["gemini-2.5-flash"]},
         {**AZ, "api_version": "2024-10-21", "models": {"gpt-4o-mini": "mini-deploy", "gpt-4o": "gpt-4o"}},
         {"name": "vl", "base_url": "http://gpu-1:8000/v1", "max_in_flight": 8},
-    ], env={"ANTHROPIC_API_KEY": "sk-ant-x", "GEMINI_API_KEY": "AIza-x"})
+    ], env={"ANTHROPIC_API_KEY": "test-anthropic-key", "GEMINI_API_KEY": "AIza-x"})
     assert an.base_url == "https://api.anthropic.com"
     assert ge.base_url == "https://generativelanguage.googleapis.com/v1beta/openai"
     assert an.serves("claude-sonnet") and not an.serves("claude-sonnet-4-5-20250929")
@@ -72,7 +72,7 @@ def test_a_cache_write_costs_its_own_price_and_a_reservation_assumes_the_dearest
 def test_a_laptops_anthropic_and_gemini_keys_make_in_process_upstreams() -> None:
     from jupyter_server_ext.inprocess import upstreams_from_env
 
-    env = {"ANTHROPIC_API_KEY": "sk-ant-api03-x", "GEMINI_API_KEY": "AIzaX"}
+    env = {"ANTHROPIC_API_KEY": "test-anthropic-key", "GEMINI_API_KEY": "AIzaX"}
     specs = parse_upstreams(upstreams_from_env(env), env=env)
     assert [(s.name, s.provider) for s in specs] == [("anthropic", "anthropic"), ("gemini", "gemini")]
     assert all(PriceBook(specs).known(m, s.name) for s in specs for m in s.models)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+
+from .pool import Key, Pool
+from .transport.remote import HTTPTransport
 
 log = logging.getLogger("rsql.engine")
 
@@ -21,14 +23,14 @@ PROBE_TIMEOUT = 3.0
 DOWN = "health probe failed"
 
 
-async def probe(pool: Any, http: Any, keys: Iterable[Any] | None = None) -> None:
+async def probe(pool: Pool, http: HTTPTransport, keys: Iterable[Key] | None = None) -> None:
     """Probe every self-hosted upstream of `pool` at once, through `http` (``HTTPTransport``)."""
     servers = [k for k in (pool.keys if keys is None else keys) if k.spec.max_in_flight]
     if servers:
         await asyncio.gather(*(_probe_one(pool, http, key) for key in servers))
 
 
-async def _probe_one(pool: Any, http: Any, key: Any) -> None:
+async def _probe_one(pool: Pool, http: HTTPTransport, key: Key) -> None:
     spec = key.spec
     status, models = await http.list_models(spec, PROBE_TIMEOUT)
     if status == 200:
