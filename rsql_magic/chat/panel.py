@@ -23,7 +23,7 @@ import threading
 from typing import Any
 
 from rsql_magic.client import ProxyClient
-from rsql_magic.context import estimate_tokens
+from rsql_magic.context import text_tokens
 from rsql_magic.context.frames import find_frames
 from rsql_magic.errors import ProxyError, SqlAIError, UsageError
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
@@ -201,7 +201,7 @@ class ChatPanel(ChatWidgets):
             history = list(self.history)
         # drop whole exchanges, oldest first, until the history fits its budget
         dropped = 0
-        while history and sum(estimate_tokens(m["content"]) for m in history) > self.history_tokens:
+        while history and sum(text_tokens(m["content"]) for m in history) > self.history_tokens:
             history = history[2:]
             dropped += 2
         self.dropped_messages = dropped

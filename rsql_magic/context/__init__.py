@@ -19,12 +19,19 @@ from .history import ErrorRecord
 if TYPE_CHECKING:
     from rsql_magic.privacy import ContextPolicy
 
-__all__ = ["Context", "Section", "build_context", "estimate_tokens"]
+__all__ = ["Context", "Section", "build_context", "text_tokens"]
 
 
-def estimate_tokens(text: str) -> int:
-    """Rough token count (chars / 4): good enough for budgeting, no tokenizer needed."""
-    return (len(text) + 3) // 4
+def text_tokens(text: str) -> int:
+    """Rough token count of one text, for trimming context to a budget: no tokenizer needed.
+
+    The same rule as the proxy's reservation estimate (characters / 4, plus one for every byte
+    beyond the first of a non-ASCII character), so context trimmed to N tokens here is about N
+    there; tests/unit/test_context_frames.py holds the two to the same numbers.
+    """
+    if text.isascii():
+        return len(text) // 4
+    return len(text) // 4 + len(text.encode("utf-8", "surrogatepass")) - len(text)
 
 
 @dataclass
@@ -47,7 +54,7 @@ class Context:
 
     @property
     def tokens(self) -> int:
-        return estimate_tokens(self.render())
+        return text_tokens(self.render())
 
     def timings(self) -> str:
         return ", ".join(f"{s.title}: {s.elapsed_ms:.0f} ms" for s in self.sections)

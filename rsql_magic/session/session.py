@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from IPython.core.magic import Magics
 from IPython.display import display
@@ -135,6 +135,7 @@ class SqlCompleter:
 # -- the session ---------------------------------------------------------------------------
 
 _SESSIONS: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+_S = TypeVar("_S", bound=Configurable)  # a magic's settings class
 
 
 class Session:
@@ -163,15 +164,17 @@ class Session:
 
     # -- settings ------------------------------------------------------------------------
 
-    def _settings(self, name: str, kind: type[Configurable]) -> Any:
+    def _settings(self, name: str, kind: type[_S]) -> _S:
         registry = getattr(getattr(self.shell, "magics_manager", None), "registry", {})
         magic = registry.get(name)
         if isinstance(magic, kind):
             return magic
         # the magic is not loaded (the chat panel on its own): the trait defaults
-        if kind not in self._defaults:
-            self._defaults[kind] = kind(parent=self.shell if hasattr(self.shell, "config") else None)
-        return self._defaults[kind]
+        default = self._defaults.get(kind)
+        if not isinstance(default, kind):
+            default = kind(parent=self.shell if hasattr(self.shell, "config") else None)
+            self._defaults[kind] = default
+        return default
 
     @property
     def ask(self) -> AskSettings:
@@ -198,8 +201,8 @@ class Session:
         minute and may fail: then the proxy's own default applies, and nothing fails)."""
         me = cached_me(client) or {}
         for key in ("sql_default_model", "default_model") if sql else ("default_model",):
-            if isinstance(me.get(key), str) and me[key]:
-                return me[key]
+            if isinstance(model := me.get(key), str) and model:
+                return model
         return None
 
     def check_models(self, client: ProxyClient, models: Sequence[str | None], *,
@@ -298,7 +301,7 @@ class Session:
         briefly, fail closed when unreadable) merged with ``RSQLMagic.context_policy``."""
         return effective_policy(client, self.ask.context_policy)
 
-    def chat(self, client: ProxyClient, messages: list[dict], *, client_kind: str, batch: bool,
+    def chat(self, client: ProxyClient, messages: list[dict[str, Any]], *, client_kind: str, batch: bool,
              on_retry: Callable[[], None] | None = None, origin: Origin | None = None,
              **kw: Any) -> ChatResult:
         """``client.chat(messages, **kw)`` under the 429 policy: in a batch run a 429 / 503
@@ -448,7 +451,7 @@ class Session:
         if not blocks:
             return None
         blang, code = blocks[0]
-        loaded = getattr(getattr(self.shell, "extension_manager", None), "loaded", set())
+        loaded: set[str] = getattr(getattr(self.shell, "extension_manager", None), "loaded", set())
         kind = render.normalize_lang(blang)
         if kind == "r" and "rpy2.ipython" in loaded:
             code = "%%R\n" + code
@@ -462,7 +465,7 @@ class Session:
         code is shown in the output under ``title`` instead. True when inserted."""
         if self.is_batch() if batch is None else batch:
             md = f"**{title}** (batch run: not inserted):\n\n" + render.code_block(code, lang)
-            display(render.markdown_bundle(md), raw=True)  # model code inside: made safe
+            display(render.markdown_bundle(md), raw=True)  # type: ignore[no-untyped-call]  # IPython has no annotations; model code inside: made safe
             return False
         self.shell.set_next_input(code, replace=False)
         return True

@@ -29,7 +29,7 @@ class AskSettings(Configurable):
         allow_none=True,
         help="Default model (else env RSQL_MODEL, else the proxy's default; --model overrides).",
     ).tag(config=True)
-    context_tokens = Int(3000, help="Token budget (chars/4) for all context together.").tag(config=True)
+    context_tokens = Int(3000, help="Token budget for all context together (counted as the proxy counts: characters / 4, more for non-ASCII text).").tag(config=True)
     max_frames = Int(3, help="Frames included when none are named (the most recently defined).").tag(
         config=True
     )

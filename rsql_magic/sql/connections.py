@@ -80,7 +80,7 @@ class DB:
         `max_bytes`: stop fetching at about this many bytes of rows (``Fetched.capped_bytes``)."""
         raise NotImplementedError
 
-    def rows(self, sql: str, timeout_s: float | None = 10.0) -> list[tuple]:
+    def rows(self, sql: str, timeout_s: float | None = 10.0) -> list[tuple[Any, ...]]:
         """All rows of a (catalog) query; used by schema capture."""
         return self.query(sql, timeout_s=timeout_s).rows
 
@@ -114,8 +114,15 @@ class SQLiteDB(DB):
         self.label = label
 
     def query(
-        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
-    ):
+        self,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        read_only: bool = True,
+        policy: SqlPolicy | None = None,
+        max_bytes: int | None = None,
+    ) -> Fetched:
         conn = self.raw
         deadline = _deadline(timeout_s)
         timed_out = False
@@ -134,7 +141,7 @@ class SQLiteDB(DB):
         guarded = read_only and policy is not None
         if deadline is not None:
             conn.set_progress_handler(progress, 1000)
-        if guarded:
+        if guarded and policy is not None:  # (guarded implies a policy; said for the type)
             # After our own PRAGMA: the authorizer also sees every statement we prepare.
             conn.set_authorizer(
                 sqlite_authorizer(database_function_names("sqlite", policy.allowed_functions))
@@ -189,11 +196,18 @@ class DuckDB(DB):
         self.label = label
 
     def query(
-        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
-    ):
+        self,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        read_only: bool = True,
+        policy: SqlPolicy | None = None,
+        max_bytes: int | None = None,
+    ) -> Fetched:
         guarded = read_only and policy is not None
         conn = self.raw
-        if guarded:
+        if guarded and policy is not None:
             duckdb_parser_check(lambda q: conn.execute(q).fetchall(), sql, policy)
         with _duckdb_memory_cap(conn, max_bytes if policy is not None else None):
             return self._run_generated(conn, sql, guarded, max_rows, max_bytes, timeout_s)
@@ -272,7 +286,7 @@ def _duckdb_memory_cap(conn: Any, max_bytes: int | None) -> Iterator[None]:
             conn.execute(f"SET memory_limit = '{str(old).replace(chr(39), '')}'")
 
 
-_FRAMES_CONFIG = {
+_FRAMES_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -314,8 +328,15 @@ class PostgresDBAPI(DB):
         self.label = label
 
     def query(
-        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
-    ):
+        self,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        read_only: bool = True,
+        policy: SqlPolicy | None = None,
+        max_bytes: int | None = None,
+    ) -> Fetched:
         conn = self.raw
         deadline = _deadline(timeout_s)
         autocommit = bool(getattr(conn, "autocommit", False))
@@ -345,7 +366,7 @@ class PostgresDBAPI(DB):
                         else "ROLLBACK TO SAVEPOINT rsql_sql_ai"
                     )
 
-            def run(q: str) -> list[tuple]:
+            def run(q: str) -> list[tuple[Any, ...]]:
                 cur.execute(q)
                 return cur.fetchall() if cur.description else []
 
@@ -392,8 +413,15 @@ class SQLAlchemyDB(DB):
             yield self.bind
 
     def query(
-        self, sql, *, max_rows=None, timeout_s=None, read_only=True, policy=None, max_bytes=None
-    ):
+        self,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        read_only: bool = True,
+        policy: SqlPolicy | None = None,
+        max_bytes: int | None = None,
+    ) -> Fetched:
         guarded = read_only and policy is not None
         deadline = _deadline(timeout_s)
         with self.connection() as c:
@@ -415,7 +443,7 @@ class SQLAlchemyDB(DB):
                         c.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
                     if policy is not None:
                         pin_string_syntax(lambda q: self._run(c, q, None).rows, sql)
-                    if guarded:
+                    if guarded and policy is not None:
                         postgres_walls(
                             lambda q: self._run(c, q, None).rows, policy, self.bind, self.label
                         )
@@ -436,7 +464,7 @@ class SQLAlchemyDB(DB):
                     )
                 if self.dialect == "duckdb":
                     raw = c.connection.driver_connection
-                    if guarded:
+                    if guarded and policy is not None:
                         duckdb_parser_check(lambda q: self._run(c, q, None).rows, sql, policy)
                     cap = _duckdb_memory_cap(raw, max_bytes if policy is not None else None)
                     with cap, _interrupt_after(raw, timeout_s) as st:

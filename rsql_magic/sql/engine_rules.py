@@ -52,7 +52,7 @@ def _literal(text: str) -> str:
 
 
 def sqlite_string_literals(
-    sql: str, qualify_errors: Callable[[exp.Expression], OptimizeError | None]
+    sql: str, qualify_errors: Callable[[exp.Expr], OptimizeError | None]
 ) -> tuple[str, list[str]] | None:
     """``(sql, strings)``: `sql` with each double-quoted token that resolves to no column in
     scope written as the string literal SQLite makes of it; None when there is none.
@@ -108,7 +108,7 @@ def unresolved_column(message: str) -> str | None:
     return (m.group(1) or m.group(2)) if m else None
 
 
-def postgres_folded_names(sql: str, stmt: exp.Expression, schema: Schema) -> tuple[str, list[str]] | None:
+def postgres_folded_names(sql: str, stmt: exp.Expr, schema: Schema) -> tuple[str, list[str]] | None:
     """``(sql, names)``: `sql` with each unquoted table or column name that PostgreSQL would
     fold to a name the catalog lacks, but that the catalog has in exactly one other case,
     quoted as the catalog spells it; None when there is none.
@@ -146,9 +146,9 @@ def postgres_folded_names(sql: str, stmt: exp.Expression, schema: Schema) -> tup
         if name not in names:
             names.append(name)
 
-    for t in stmt.find_all(exp.Table):
-        if isinstance(t.this, exp.Identifier) and (name := spelled(t.this, tables)) is not None:
-            fix(t.this, name)
+    for ref in stmt.find_all(exp.Table):
+        if isinstance(ref.this, exp.Identifier) and (name := spelled(ref.this, tables)) is not None:
+            fix(ref.this, name)
     for col in stmt.find_all(exp.Column):
         if isinstance(col.this, exp.Identifier) and (name := spelled(col.this, columns)) is not None:
             fix(col.this, name)

@@ -39,7 +39,7 @@ _FIRST_CHUNK = 1
 @dataclass
 class Fetched:
     columns: list[str]
-    rows: list[tuple]
+    rows: list[tuple[Any, ...]]
     more: bool  # True when the result had more than max_rows rows, or more than max_bytes
     capped_bytes: int | None = None  # the byte bound, when fetching stopped at it
 
@@ -64,7 +64,7 @@ def _value_bytes(value: Any) -> int:
     return total
 
 
-def row_bytes(row: tuple) -> int:
+def row_bytes(row: tuple[Any, ...]) -> int:
     """An estimate of what one fetched row takes in memory."""
     return 56 + sum(_value_bytes(v) for v in row)
 
@@ -86,7 +86,7 @@ def fetch_bounded(
     if cur.description is None:  # a statement without a result set (only with --allow-write)
         return Fetched([], [], False)
     columns = [d[0] for d in cur.description]
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     used = 0
     while True:
         want = chunk if max_rows is None else min(chunk, max_rows + 1 - len(rows))
@@ -131,7 +131,8 @@ class _Declared:
     def fetchmany(self, n: int) -> list[Any]:
         self.cur.execute(f'FETCH FORWARD {int(n)} FROM "{self.name}"')
         self.description = self.cur.description
-        return self.cur.fetchall()
+        rows: list[Any] = self.cur.fetchall()
+        return rows
 
     def close(self) -> None:
         self.cur.close()

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def _classes(names: str) -> frozenset[type[exp.Expression]]:
+def _classes(names: str) -> frozenset[type[exp.Expr]]:
     # By name, so a sqlglot without one of them still imports.
     return frozenset(c for n in names.split() if isinstance(c := getattr(exp, n, None), type))
 

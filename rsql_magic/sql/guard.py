@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 
-from sqlglot import exp
-from sqlglot.tokens import TokenType
+from sqlglot import TokenType, exp
 
 from rsql_magic.errors import Position, Refused
 
@@ -43,7 +42,7 @@ _WRITE_NAMES = (
     "Refresh Kill Install Export Analyze Comment Vacuum Call Returning Lock Put Get Execute "
     "ExecuteSql Declare"
 ).split()
-_WRITE_NODES: tuple[type[exp.Expression], ...] = tuple(
+_WRITE_NODES: tuple[type[exp.Expr], ...] = tuple(
     getattr(exp, n) for n in _WRITE_NAMES if isinstance(getattr(exp, n, None), type)
 )
 
@@ -53,7 +52,7 @@ _PLAIN_NAME = re.compile(r"^\s*(?:[A-Za-z_][\w$]*(?:\s*\.\s*[A-Za-z_][\w$]*)*)?\
 _PATHLIKE = re.compile(r"[/\\:~*?]|\.[A-Za-z0-9]{1,8}$")
 
 
-def statement_kind(stmt: exp.Expression) -> str:
+def statement_kind(stmt: exp.Expr) -> str:
     """A short upper-case name: SELECT, DELETE, DROP TABLE, EXPLAIN ..."""
     if isinstance(stmt, exp.Command):
         return str(stmt.this).upper()
@@ -72,17 +71,17 @@ _KIND_NAMES = {
 }
 
 
-def _describe(stmt: exp.Expression, dialect: str) -> str:
+def _describe(stmt: exp.Expr, dialect: str) -> str:
     text = stmt.sql(dialect)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _refuse(
-    stmt: exp.Expression,
+    stmt: exp.Expr,
     dialect: str,
     why: str,
     sql: str | None = None,
-    node: exp.Expression | None = None,
+    node: exp.Expr | None = None,
 ) -> Refused:
     """A refusal of `stmt`, pointing at `node`'s token in `sql` when its position is known."""
     position = _position(sql, node) if node is not None else None
@@ -95,7 +94,7 @@ def _refuse(
     )
 
 
-def _position(sql: str | None, node: exp.Expression) -> Position | None:
+def _position(sql: str | None, node: exp.Expr) -> Position | None:
     """Where `node`'s token (or its name's) is in `sql`, when the parser recorded it."""
     if not sql:
         return None
@@ -164,7 +163,7 @@ def _check_unicode_escapes(sql: str | None, dialect: str) -> None:
 
 
 def _function_refusal(
-    root: exp.Expression, node: exp.Func, dialect: str, sql: str | None, table: bool = False
+    root: exp.Expr, node: exp.Func, dialect: str, sql: str | None, table: bool = False
 ) -> Refused:
     names = sorted(function_names(node, dialect))
     name = node.name if isinstance(node, exp.Anonymous) else node.sql_name().lower()
@@ -186,7 +185,7 @@ def _function_refusal(
     )
 
 
-def _bound(node: exp.Expression | None) -> int | float | str | None:
+def _bound(node: exp.Expr | None) -> int | float | str | None:
     """A literal argument's value, or an upper bound of it (least(x, 100)); None when unknown."""
     if isinstance(node, exp.Paren | exp.Cast | exp.TryCast):
         return _bound(node.this)
@@ -195,7 +194,8 @@ def _bound(node: exp.Expression | None) -> int | float | str | None:
         return -inner if isinstance(inner, int | float) else None
     if isinstance(node, exp.Literal):
         if node.is_string:
-            return node.this
+            text: str = node.this
+            return text
         try:
             return int(node.this)
         except ValueError:
@@ -211,7 +211,7 @@ def _bound(node: exp.Expression | None) -> int | float | str | None:
     return None
 
 
-def _call_args(node: exp.Func) -> list[exp.Expression | None]:
+def _call_args(node: exp.Func) -> list[exp.Expr | None]:
     """A call's arguments in the order the database takes them."""
     if isinstance(node, exp.Anonymous):
         return list(node.expressions)
@@ -246,14 +246,19 @@ def _nested_width(node: exp.Func, dialect: str) -> str | None:
     width = call_width(_call_name(node), _call_bounds(node), dialect)
     if width is None:
         return None
-    outer: exp.Expression | None = node.parent
+    outer: exp.Expr | None = node.parent
     while outer is not None:
         if isinstance(outer, exp.Lambda):
             width *= MAX_GENERATED_WIDTH
         elif isinstance(outer, exp.Func):
             width *= call_width(_call_name(outer), _call_bounds(outer), dialect) or 1
         if width > MAX_GENERATED_WIDTH:
-            where = "inside a lambda" if isinstance(outer, exp.Lambda) else f"inside {_call_name(outer)}()"
+            # a node that is neither (a Select...) never multiplies; named for safety's sake
+            where = (
+                "inside a lambda" if isinstance(outer, exp.Lambda)
+                else f"inside {_call_name(outer)}()" if isinstance(outer, exp.Func)
+                else f"inside {outer.key}"
+            )
             return (f"{_call_name(node)}() {where} builds a value of more than "
                     f"{MAX_GENERATED_WIDTH:,} in one step (nested widths multiply); build it "
                     "in one call with a literal width")
@@ -278,7 +283,7 @@ def _table_function_ok(node: exp.Func, dialect: str, extra: frozenset[str]) -> b
 
 
 def _check_tree(
-    root: exp.Expression,
+    root: exp.Expr,
     dialect: str,
     allow_write: bool,
     extra: frozenset[str],
@@ -347,13 +352,13 @@ def _check_tree(
 
 
 def check_statements(
-    statements: list[exp.Expression],
+    statements: list[exp.Expr],
     dialect: str,
     *,
     allow_write: bool = False,
     allowed_functions: frozenset[str] = frozenset(),
     sql: str | None = None,
-) -> exp.Expression:
+) -> exp.Expr:
     """Return the single statement if it may run; raise :class:`Refused` otherwise.
 
     `allowed_functions`: names added to the dialect's function allowlist (lower-case;

@@ -24,7 +24,7 @@ from .guard import ALLOWED
 from .policy import SqlPolicy
 from .schema import Schema, capture_schema, capture_values, describe_schema
 from .schema.values import ValuesPolicy
-from .stages import CHECK_STAGES
+from .stages import CHECK_STAGES, Stage
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
@@ -325,6 +325,8 @@ def run_question(
         out.elapsed_s = time.perf_counter() - t0
         return out
     last = attempts[-1]
+    # every attempt failed (a passing one returned above); "ok" is only there for the type
+    failed: Stage = "database" if last.stage == "ok" else last.stage
     tries = len(attempts)
     head = (
         f"no acceptable SQL after {tries} attempt{'s' if tries != 1 else ''}"
@@ -335,7 +337,7 @@ def run_question(
         f"{head}; last error ({last.stage}):\n{last.error}",
         attempts=attempts,
         sql=last.sql,
-        stage=last.stage,
+        stage=failed,
         position=last.position,
     )
 

@@ -50,7 +50,7 @@ def _parse_error(e: ParseError | TokenError, sql: str) -> tuple[str, Position | 
     return strip_ansi(str(e)), None
 
 
-def parse_statements(sql: str, dialect: str) -> list[exp.Expression]:
+def parse_statements(sql: str, dialect: str) -> list[exp.Expr]:
     """Parse every statement of `sql`; raise :class:`SqlCheckError` (stage "parse")."""
     try:
         with quiet_sqlglot():
@@ -79,6 +79,6 @@ def explained_text(stmt: exp.Command) -> str:
     return text
 
 
-def explained_statements(stmt: exp.Command, dialect: str) -> list[exp.Expression]:
+def explained_statements(stmt: exp.Command, dialect: str) -> list[exp.Expr]:
     """The statement(s) an EXPLAIN command explains, parsed."""
     return parse_statements(explained_text(stmt), dialect)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 
+from sqlglot import Token, Tokenizer, TokenType
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from rsql_magic.errors import Position, Refused
 
@@ -35,7 +35,8 @@ def _other_reading(dialect: str) -> Tokenizer:
     escapes = list(cls.STRING_ESCAPES)
     escapes = [e for e in escapes if e != "\\"] if "\\" in escapes else [*escapes, "\\"]
     other = type(f"{cls.__name__}OtherEscapes", (cls,), {"STRING_ESCAPES": escapes})
-    return other(dialect=d)
+    tokenizer: Tokenizer = other(dialect=d)
+    return tokenizer
 
 
 def _shape(tokens: list[Token]) -> list[tuple[TokenType, int, int]]:

@@ -91,7 +91,7 @@ def extract_sql(answer: str) -> tuple[str, str]:
 # -- transpiling from another dialect -----------------------------------------------------
 
 
-def _parses(sql: str, dialect: str) -> list[exp.Expression] | None:
+def _parses(sql: str, dialect: str) -> list[exp.Expr] | None:
     try:
         return parse_statements(sql, dialect)
     except SqlCheckError:
@@ -134,7 +134,7 @@ def _function_names(sql: str, dialect: str) -> set[str]:
     return names
 
 
-def _native_names(stmt: exp.Expression, dialect: str) -> set[str] | None:
+def _native_names(stmt: exp.Expr, dialect: str) -> set[str] | None:
     try:
         with quiet_sqlglot():
             return _function_names(stmt.sql(dialect, unsupported_level=ErrorLevel.RAISE), dialect)
@@ -188,12 +188,12 @@ def transpile_functions(
 @dataclass
 class Checked:
     sql: str  # the statement that will run, in the target dialect
-    statement: exp.Expression
+    statement: exp.Expr
     transpiled_from: str | None = None
     note: str | None = None
 
 
-def _position(node: exp.Expression) -> Position | None:
+def _position(node: exp.Expr) -> Position | None:
     """Where the name of `node` (an identifier, or the first one under it) is, when known."""
     ident = node if isinstance(node, exp.Identifier) else node.find(exp.Identifier)
     meta = getattr(ident, "meta", None) or {}
@@ -204,7 +204,7 @@ def _position(node: exp.Expression) -> Position | None:
     return None
 
 
-def _cte_names(stmt: exp.Expression) -> set[str]:
+def _cte_names(stmt: exp.Expr) -> set[str]:
     return {cte.alias_or_name.lower() for cte in stmt.find_all(exp.CTE)}
 
 
@@ -212,7 +212,7 @@ def _is_system(table: exp.Table) -> bool:
     return table.db.lower() in _SYSTEM_DBS or table.name.lower().startswith(_SYSTEM_PREFIXES)
 
 
-def _real_tables(stmt: exp.Expression) -> list[exp.Table]:
+def _real_tables(stmt: exp.Expr) -> list[exp.Table]:
     ctes = _cte_names(stmt)
     out = []
     for t in stmt.find_all(exp.Table):
@@ -224,7 +224,7 @@ def _real_tables(stmt: exp.Expression) -> list[exp.Table]:
     return out
 
 
-def _check_tables(stmt: exp.Expression, schema: Schema, sql: str) -> bool:
+def _check_tables(stmt: exp.Expr, schema: Schema, sql: str) -> bool:
     """Raise on a table the schema does not have; return False when a system table is used."""
     plain = True
     for t in _real_tables(stmt):
@@ -249,11 +249,11 @@ def _check_tables(stmt: exp.Expression, schema: Schema, sql: str) -> bool:
     return plain
 
 
-def _column_hint(stmt: exp.Expression, schema: Schema, name: str) -> str:
+def _column_hint(stmt: exp.Expr, schema: Schema, name: str) -> str:
     """Which of the query's tables have a column like `name` (ambiguity, typos)."""
     tables = []
-    for t in _real_tables(stmt):
-        st = schema.table(t.name, t.db or None)
+    for ref in _real_tables(stmt):
+        st = schema.table(ref.name, ref.db or None)
         if st is not None and st not in tables:
             tables.append(st)
     having = [t.name for t in tables if any(c.name.lower() == name.lower() for c in t.columns)]
@@ -271,7 +271,7 @@ def _column_hint(stmt: exp.Expression, schema: Schema, name: str) -> str:
 
 
 def _qualify_error(
-    e: OptimizeError, stmt: exp.Expression, schema: Schema, sql: str
+    e: OptimizeError, stmt: exp.Expr, schema: Schema, sql: str
 ) -> tuple[str, Position | None]:
     """The message for the model and, when the column is found, where it is."""
     msg = str(e)
@@ -297,7 +297,7 @@ def _qualify_error(
     return (f"{msg}\n{hint}" if hint else msg), position
 
 
-def _qualify_columns(stmt: exp.Expression, schema: Schema, dialect: str) -> None:
+def _qualify_columns(stmt: exp.Expr, schema: Schema, dialect: str) -> None:
     """Resolve every table and column of `stmt` (a copy) against `schema` as `dialect`
     resolves names; raises sqlglot's OptimizeError naming the first that does not resolve."""
     qualify(
@@ -306,7 +306,7 @@ def _qualify_columns(stmt: exp.Expression, schema: Schema, dialect: str) -> None
     )
 
 
-def _resolution_error(stmt: exp.Expression, schema: Schema, dialect: str) -> OptimizeError | None:
+def _resolution_error(stmt: exp.Expr, schema: Schema, dialect: str) -> OptimizeError | None:
     """What qualifying a plain statement's columns raises (None: every name resolves, or the
     statement is not one whose columns are checked)."""
     if isinstance(stmt, exp.Command | exp.Describe | exp.Show | exp.Table):
@@ -323,7 +323,7 @@ def _resolution_error(stmt: exp.Expression, schema: Schema, dialect: str) -> Opt
 
 
 def _as_the_engine_reads(
-    sql: str, stmt: exp.Expression, schema: Schema, dialect: str
+    sql: str, stmt: exp.Expr, schema: Schema, dialect: str
 ) -> tuple[str, str] | None:
     """``(sql, note)``: `sql` with the names the validator would read differently from the
     engine rewritten to what the engine makes of them (:mod:`.engine_rules`)."""
@@ -342,8 +342,8 @@ def _as_the_engine_reads(
     return None
 
 
-def _qualify(stmt: exp.Expression, schema: Schema, dialect: str, sql: str) -> None:
-    target = stmt
+def _qualify(stmt: exp.Expr, schema: Schema, dialect: str, sql: str) -> None:
+    target: exp.Expr | None = stmt
     if isinstance(stmt, exp.Describe | exp.Show):
         target = stmt.this if isinstance(stmt, exp.Describe) else None
     if isinstance(stmt, exp.Command):

@@ -65,7 +65,7 @@ def _duck_refused(why: str, sql: str) -> Refused:
     return Refused(f"Refused by DuckDB's own parser: {why}; nothing ran.", sql=sql)
 
 
-def _duck_args(node: dict) -> list[Any]:
+def _duck_args(node: dict[str, Any]) -> list[Any]:
     """A function node's argument expressions (DuckDB 2 ``arguments``, earlier ``children``)."""
     raw = node.get("arguments") or node.get("children") or []
     return [a.get("expression", a) if isinstance(a, dict) else a for a in raw]
@@ -100,7 +100,7 @@ def _duck_bound(node: Any) -> int | float | str | None:
     return None
 
 
-def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: SqlPolicy) -> None:
+def duckdb_parser_check(run: Callable[[str], list[tuple[Any, ...]]], sql: str, policy: SqlPolicy) -> None:
     """DuckDB's own parser must see one SELECT calling only allowlisted functions.
 
     `run(text)` runs a catalog query on the same database. ``json_serialize_sql`` refuses
@@ -132,11 +132,11 @@ def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: Sql
             return
         if node.get("type") == "TABLE_FUNCTION":
             fn = node.get("function") or {}
-            name = str(fn.get("function_name") or "")
+            table_fn = str(fn.get("function_name") or "")
             if fn.get("schema") or not table_function_allowed(
-                name, "duckdb", policy.allowed_functions
+                table_fn, "duckdb", policy.allowed_functions
             ):
-                raise _duck_refused(f"table function {name}() is not allowed", sql)
+                raise _duck_refused(f"table function {table_fn}() is not allowed", sql)
             walk(fn.get("children") or fn.get("arguments"))
             return
         if node.get("type") == "BASE_TABLE" and _PATHLIKE.search(str(node.get("table_name", ""))):
@@ -159,7 +159,7 @@ def duckdb_parser_check(run: Callable[[str], list[tuple]], sql: str, policy: Sql
     walk(tree["statements"])
 
 
-def pin_string_syntax(run: Callable[[str], list[tuple]], sql: str) -> None:
+def pin_string_syntax(run: Callable[[str], list[tuple[Any, ...]]], sql: str) -> None:
     """Inside our (sub)transaction, before generated SQL: strings read as the guard read them.
 
     With ``standard_conforming_strings = off`` (a legacy per-database or per-role setting)
@@ -187,7 +187,7 @@ def _quote_ident(name: str) -> str:
 
 
 def postgres_walls(
-    run: Callable[[str], list[tuple]], policy: SqlPolicy, key: Any, label: str
+    run: Callable[[str], list[tuple[Any, ...]]], policy: SqlPolicy, key: Any, label: str
 ) -> None:
     """Inside our (sub)transaction, before generated SQL: read-only, and the configured role.
 

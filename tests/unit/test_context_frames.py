@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsql_magic.context import build_context, estimate_tokens
+from rsql_magic.context import build_context, text_tokens
 from rsql_magic.context.frames import describe_frame, find_frames, pick_frames
 from tests.helpers.kernels import require_or_skip
 
@@ -79,7 +79,7 @@ def test_build_context_single_budget(sales: pd.DataFrame) -> None:
     ns = {f"f{i}": pd.DataFrame(np.random.default_rng(i).random((50, 40))) for i in range(5)}
     ctx = build_context(question="compare f0 f1 f2 f3 f4", ns=ns, budget_tokens=1000)
     assert [s.title for s in ctx.sections] == [f"DataFrame f{i}" for i in range(5)]
-    assert estimate_tokens(ctx.render()) <= 1000 + 50  # headings on top of the shares
+    assert text_tokens(ctx.render()) <= 1000 + 50  # headings on top of the shares
     ctx2 = build_context(question="q", ns={"s": sales}, frames=["s", "nope"], budget_tokens=1000)
     assert any("nope" in n for n in ctx2.notes)
 
@@ -100,3 +100,13 @@ def test_polars_frame() -> None:
     assert "random sample" in text
     assert "weather" in find_frames({"weather": df, "lazy": df.lazy()})
     assert "LazyFrame" in describe_frame("lazy", df.lazy())
+
+
+@pytest.mark.parametrize("text", ["", "SELECT region, sum(total) FROM sales", "Umsatz je Größe", "売上の合計", "😀 x"])
+def test_kernel_and_proxy_count_tokens_alike(text: str) -> None:
+    """Context trimmed to N tokens in the kernel is estimated at N by the proxy's reservation,
+    non-ASCII text included, so a trimmed prompt is not refused for its size upstream."""
+    from jupyter_server_ext.engine.bodies.request import estimate_tokens
+
+    one_message_overhead = estimate_tokens([{"role": "user", "content": ""}])
+    assert text_tokens(text) == estimate_tokens([{"role": "user", "content": text}]) - one_message_overhead

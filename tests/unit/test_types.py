@@ -1,5 +1,5 @@
 """The promised layers type-check strictly: mypy with the configuration in pyproject.toml
-(``[tool.mypy]``: the engine, the state backends and the stores). A change that loses a type, or adds a ``# type: ignore``
+(``[tool.mypy]``: the engine, the state backends, the stores, and the kernel's session and SQL layers). A change that loses a type, or adds a ``# type: ignore``
 without a reason, fails here, so CI runs the type checker with the tests."""
 
 from __future__ import annotations

@@ -65,9 +65,9 @@ def capture_schema(conn: Any, *, timeout_s: float = 10.0, max_tables: int = MAX_
 def _assemble(
     dialect: str,
     default_db: str,
-    col_rows: list[tuple],
-    pk_rows: list[tuple],
-    fk_rows: list[tuple],
+    col_rows: list[tuple[Any, ...]],
+    pk_rows: list[tuple[Any, ...]],
+    fk_rows: list[tuple[Any, ...]],
 ) -> Schema:
     """col_rows: (db, table, kind, column, type, nullable) in column order;
     pk_rows: (db, table, [columns]); fk_rows: (db, table, [cols], ref_db, ref_table, [ref_cols])."""
@@ -114,7 +114,7 @@ def _capture_sqlite(db: DB, timeout_s: float) -> Schema:
         if pk:
             pks.setdefault(tname, []).append((pk, cname))
     pk_rows = [("main", t, [c for _, c in sorted(v)]) for t, v in pks.items()]
-    grouped: dict[tuple[str, int], list[tuple]] = {}
+    grouped: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
     for tname, fid, _seq, rtable, frm, to in fks:
         grouped.setdefault((tname, fid), []).append((rtable, frm, to))
     fk_rows = []

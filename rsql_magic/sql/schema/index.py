@@ -55,7 +55,7 @@ class SchemaIndex:
     strong: dict[int, set[int]]
     weak: dict[int, set[int]]
     name_vocab: dict[str, set[int]]  # name word -> tables, for prefix matches
-    fingerprint: tuple = ()
+    fingerprint: tuple[int, ...] = ()
     ddl: dict[tuple[int, str], str] = field(default_factory=dict)  # (table, dialect) -> DDL
     prefix_cache: dict[str, set[int]] = field(default_factory=dict)  # word -> tables
     column_prefix_cache: dict[str, dict[int, set[str]]] = field(default_factory=dict)
@@ -66,7 +66,7 @@ class SchemaIndex:
         return self.idf.get(w, self.idf.get("", 1.0))
 
 
-def _fingerprint(schema: Schema) -> tuple:
+def _fingerprint(schema: Schema) -> tuple[int, ...]:
     return (
         id(schema.tables),
         len(schema.tables),

@@ -86,7 +86,7 @@ class Schema:
         d = dialect or self.dialect
         # Types are the database's own spellings: only names matter for qualification, and
         # one exotic type must not make the whole schema unusable.
-        plain = {
+        plain: dict[str, object] = {
             db: {t: {c: "UNKNOWN" for c in cols} for t, cols in tables.items()}
             for db, tables in self.mapping().items()
         }

@@ -102,7 +102,7 @@ def rank(
         for i, cols in idx.col_post.get(w, {}).items():
             contrib[i] = max(contrib.get(i, 0.0), W_COLUMN)
             matched[i] |= cols
-        if use_values:
+        if use_values and policy is not None:
             for i, cols in idx.value_post.get(w, {}).items():
                 ok = {c for c in cols if not policy.redacts(c)}
                 if ok:

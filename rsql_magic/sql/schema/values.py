@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..policy import SqlPolicy
@@ -33,7 +33,7 @@ class ValuesPolicy(Protocol):
 CACHE_TTL_S = 300.0  # values are read again after this long: they only steer the ranking
 # key -> (when, values, the connection object): the object is held so that its id, part of
 # the key, cannot be reused by another connection while the entry lives
-_CACHE: dict[tuple, tuple[float, dict[tuple[str, str], dict[str, tuple[str, ...]]], Any]] = {}
+_CACHE: dict[tuple[Any, ...], tuple[float, dict[tuple[str, str], dict[str, tuple[str, ...]]], Any]] = {}
 _CACHE_MAX = 8
 BATCH = 20  # columns per query: one round trip per column costs more than reading them
 
@@ -69,12 +69,12 @@ def categorical_values(
     return tuple(seen)
 
 
-def _quoter(dialect: str) -> Any:
+def _quoter(dialect: str) -> Callable[[str], str]:
     if dialect in ("sqlite", "duckdb", "postgres"):
         return lambda n: '"' + n.replace('"', '""') + '"'
     from sqlglot import exp
 
-    return lambda n: exp.to_identifier(n).sql(dialect, identify=True)
+    return lambda n: exp.Identifier(this=n).sql(dialect, identify=True)
 
 
 def capture_values(
@@ -116,7 +116,7 @@ def capture_values(
     db = as_db(conn)
     q = _quoter(db.dialect)
 
-    def read(sql: str, timeout: float) -> list[tuple]:
+    def read(sql: str, timeout: float) -> list[tuple[Any, ...]]:
         if sql_policy is None:
             return db.rows(sql, timeout)
         return db.query(sql, timeout_s=timeout, read_only=True, policy=sql_policy).rows
