@@ -21,7 +21,7 @@ from typing import Any
 from .accounting.pricing import FREE, PriceBook
 from .accounting.usage import UsageLog, UsageStore
 from .admission.entitlements import Access, me_fields, not_allowed, resolve
-from .admission.limiter import Limiter, quota_headers
+from .admission.limiter import Limiter, Ticket, quota_headers
 from .admission.policy_windows import PolicyWindows, zone
 from .admission.shared_state import BudgetCheck, StateBackend
 from .bodies.cache import Cached, MemoryCache, cache_key, cacheable
@@ -43,7 +43,7 @@ from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams import selfhosted as self_hosted
-from .upstreams.pool import Pool, Slot
+from .upstreams.pool import PickPlan, Pool, Slot
 from .upstreams.specs import Price
 from .upstreams.transport import Transports
 
@@ -484,7 +484,7 @@ class Engine:
         self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
         return hit
 
-    def _plan(self, req: ChatRequest) -> Any:
+    def _plan(self, req: ChatRequest) -> PickPlan | None:
         """The pool's key pick to make with the admission, if it makes one there; a request no
         key can serve is refused by forwarding (after admission, so the fallback may answer)."""
         try:
@@ -492,8 +492,8 @@ class Engine:
         except EngineError:
             return None
 
-    def _quota(self, ticket: Any) -> dict[str, str]:
-        return quota_headers(ticket.windows, ticket.windows_used)
+    def _quota(self, ticket: Ticket) -> dict[str, str]:
+        return quota_headers(ticket.windows, ticket.windows_used or [])
 
     async def _unpick(self, ex: Exchange) -> None:
         """Give back a key slot the admission took and forwarding never used."""

@@ -129,6 +129,17 @@ class Slot:
     taken: float = 0.0  # when it was taken (the pool's clock): the request is sent right after
 
 
+@dataclass(slots=True)
+class PickPlan:
+    """A key pick prepared for the admission's own step (shared pools make both in one round
+    trip): the state backend's arguments and the candidate keys, in the order they were sent."""
+
+    args: list[Any]  # the state backend's script arguments (strings and numbers)
+    cands: list[Key]
+    model: str
+    tokens: int
+
+
 class Pool:
     """Chooses keys with headroom, spreads load, waits for capacity, tracks key health."""
 
@@ -274,13 +285,13 @@ class Pool:
         """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
         return self.try_pick(model, tokens, exclude)
 
-    def plan(self, model: str, tokens: int) -> Any:
+    def plan(self, model: str, tokens: int) -> PickPlan | None:
         """A key pick for the state backend to make in the admission's own step (shared pools:
         one round trip for both), or None: this pool picks locally, at no cost. The admission's
         answer comes back to ``take``."""
         return None
 
-    def take(self, plan: Any, picked: tuple[int, float]) -> Slot | float | None:
+    def take(self, plan: PickPlan, picked: tuple[int, float]) -> Slot | float | None:
         """The pick the admission made for `plan`, as ``pick`` answers."""
         raise NotImplementedError
 

@@ -21,7 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ...engine.upstreams.buckets import parse_duration, provider_stamp
-from ...engine.upstreams.pool import Key, Pool, Slot
+from ...engine.upstreams.pool import Key, PickPlan, Pool, Slot
 from ..admission.redis import RedisState
 from ..connection.pipelined import script_caller
 from ..connection.scripts import EXTEND, PICK
@@ -48,12 +48,12 @@ class SharedPool(Pool):
         self._extend = script_caller(self.redis, EXTEND, state.wire)
         self._rotation = 0
 
-    def plan(self, model: str, tokens: int) -> _Plan | None:
+    def plan(self, model: str, tokens: int) -> PickPlan | None:
         # local checks first: model served, key usable here, request not too large
         ready, _ = self.screen(model, tokens, set(), self.clock())
-        return _Plan(self._pick_args(ready, model, tokens), ready, model, tokens) if ready else None
+        return PickPlan(self._pick_args(ready, model, tokens), ready, model, tokens) if ready else None
 
-    def take(self, plan: _Plan, picked: tuple[int, float]) -> Slot | float | None:
+    def take(self, plan: PickPlan, picked: tuple[int, float]) -> Slot | float | None:
         self._up()
         return self._taken(plan.cands, plan.args[3], plan.model, plan.tokens, *picked)
 
@@ -196,14 +196,6 @@ class SharedPool(Pool):
     async def close(self) -> None:
         pass  # the client and the batch belong to the state backend, which closes them
 
-
-class _Plan:
-    """A key pick prepared for an admission's script: its arguments and candidates."""
-
-    __slots__ = ("args", "cands", "model", "tokens")
-
-    def __init__(self, args: list[Any], cands: list[Key], model: str, tokens: int) -> None:
-        self.args, self.cands, self.model, self.tokens = args, cands, model, tokens
 
 
 def _provider_headers(headers: Mapping[str, str]) -> tuple[int | str, float, int | str, float]:
