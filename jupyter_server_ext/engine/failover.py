@@ -25,7 +25,7 @@ from .monitoring.metrics import Metrics
 from .records import Reply
 from .replies import Replies
 from .settings import EngineSettings
-from .upstreams.pool import Pool, Slot
+from .upstreams.pool import Key, Pool, Slot
 from .upstreams.transport import Transports
 from .upstreams.transport.protocol import scrub
 
@@ -161,7 +161,7 @@ class Forwarder:
             status=504, code="upstream_timeout",
         )
 
-    async def _key_works(self, key: Any) -> bool:
+    async def _key_works(self, key: Key) -> bool:
         """Whether `key` itself is good, asked after it got a 401 / 403: a probe of the
         provider's model listing with it (at most one at a time per key, and none while a
         recent probe passed). Only a probe that is refused too says the key is bad; one that

@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import BadRequest, ConfigError, EngineError, Forbidden, NotFound
+from .shared_state import StateBackend
 
 log = logging.getLogger("rsql.engine")
 
@@ -256,7 +257,7 @@ def _weekly(raw: Any, *, where: str, tz: ZoneInfo) -> Weekly:
 class PolicyWindows:
     """The configured windows and the run-time ones, and which is in force for a user now."""
 
-    def __init__(self, configured: Sequence[PolicyWindow], state: Any, *, tz: ZoneInfo,
+    def __init__(self, configured: Sequence[PolicyWindow], state: StateBackend, *, tz: ZoneInfo,
                  local_models: Sequence[str] = (), clock: Callable[[], float] = time.time,
                  refresh_seconds: float = REFRESH_SECONDS) -> None:
         self.configured = tuple(configured)

@@ -20,11 +20,12 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ConfigError, HTTP11Error
+from ..records import Outcome
 from ..upstreams.transport.http11 import HTTP11Client
 
 log = logging.getLogger("rsql.alerts")
@@ -177,7 +178,7 @@ class Alerts:
         self.raise_alert("key_enabled", f"upstream key {alias} was re-enabled: the provider accepts it again",
                          {"alias": alias}, condition=alias)
 
-    def observe(self, outcome: Any) -> None:
+    def observe(self, outcome: Outcome) -> None:
         """An ``Outcome`` hook: the error rate, capacity refusals, budget checks."""
         try:
             self._count(outcome.status)
@@ -347,6 +348,3 @@ class Alerts:
     async def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         return await self.ledger.recent(limit)
 
-
-def settings_from(raw_webhooks: Sequence[Any] | None, **kw: Any) -> AlertSettings:
-    return AlertSettings(webhooks=parse_webhooks(raw_webhooks), **kw)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from ..records import Outcome
 
 log = logging.getLogger("rsql.tracing")
 
@@ -82,7 +83,7 @@ class RequestTrace:
             attributes={"rsql.upstream": alias, "gen_ai.request.model": model, "rsql.attempt": attempt},
         )
 
-    def end(self, outcome: Any) -> None:
+    def end(self, outcome: Outcome) -> None:
         """The request is over (answered, refused or failed): set what it came to, end its spans."""
         attempt = self.attempt
         if attempt is not None:
@@ -150,7 +151,7 @@ class Tracing:
             trace.set_tracer_provider(provider)
         return cls(provider.get_tracer("rsql-proxy"), TraceContextTextMapPropagator(), owned)
 
-    def begin(self, headers: Mapping[str, str] | None, outcome: Any, endpoint: str) -> RequestTrace:
+    def begin(self, headers: Mapping[str, str] | None, outcome: Outcome, endpoint: str) -> RequestTrace:
         """The request's span, a child of the caller's `traceparent` when it sent one."""
         parent = self.propagator.extract(headers) if headers is not None else None
         root = self.tracer.start_span(
