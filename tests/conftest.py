@@ -1,5 +1,7 @@
 """Shared fixtures: a loopback fake provider, real Jupyter servers and rsql-proxy services
-running the proxy, JupyterHub, PostgreSQL and Redis. The code behind them is tests/helpers/."""
+running the proxy, JupyterHub, PostgreSQL and Redis. The code behind them is tests/helpers/.
+And the rules the folders set: tests/e2e/ is slow; tests/unit/ uses none of the servers here
+but the in-process ones (see pytest_collection_modifyitems)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,12 +232,60 @@ def hub(tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider) -> Ite
     h.stop()
 
 
+# What a unit test may not use: each of these starts a process of its own or reaches a server
+# other processes share. A loopback server inside the test's own process (the fake providers,
+# `provider` and `fresh_provider`; pytest-jupyter's `jupyter_app_factory`) is part of a unit.
+NOT_IN_UNIT: dict[str, str] = {
+    "pg_server": "a PostgreSQL server",
+    "pg_database": "a database on a PostgreSQL server",
+    "pg_url": "a database on a PostgreSQL server",
+    "redis_server": "a Redis server",
+    "redis_url": "a Redis server",
+    "redis_prefix": "a Redis server",
+    "service_factory": "rsql-proxy service processes",
+    "jupyter_server_factory": "`jupyter server` processes",
+    "jupyter_proxy": "a `jupyter server` process",
+    "hub": "a JupyterHub process and its proxy",
+}
+
+
+def folder_of(node: pytest.Item | pytest.Collector) -> str | None:
+    """`unit` or `e2e` for a test (or module) under tests/unit/ or tests/e2e/ of the rootdir."""
+    try:
+        parts = node.path.relative_to(node.config.rootpath).parts
+    except ValueError:  # collected from outside the checkout
+        return None
+    return parts[1] if len(parts) > 2 and parts[0] == "tests" else None
+
+
+def not_in_unit(node: pytest.Item | pytest.Collector, fixtures: Iterable[str]) -> str | None:
+    """Why `node` (a test, or the module a module-scoped fixture is set up for) may not use
+    `fixtures`, or None when it may."""
+    refused = sorted({name for name in fixtures if name in NOT_IN_UNIT})
+    if not refused or folder_of(node) != "unit":
+        return None
+    uses = ", ".join(f"{name!r} ({NOT_IN_UNIT[name]})" for name in refused)
+    return (f"{node.nodeid} uses {uses}: unit tests start no process and no server, "
+            "and use no shared service; move the test to tests/e2e/")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The folder decides the mark: everything under tests/e2e/ is slow (`make test-fast`
-    leaves it out), whether or not its module says so."""
+    """The folder decides. Everything under tests/e2e/ is slow (`make test-fast` leaves it
+    out), whether or not its module says so. A test under tests/unit/ that requests a fixture
+    of NOT_IN_UNIT (directly or through another fixture) stops the run before anything starts:
+    unit tests start no process and no server (an in-process loopback server in the test's own
+    process is part of a unit; a separate process or a shared database is not). Fixtures asked
+    for at run time (`request.getfixturevalue`), and processes, are refused by
+    tests/unit/conftest.py."""
+    refused = []
     for item in items:
-        if "e2e" in item.path.parts:
+        if folder_of(item) == "e2e":
             item.add_marker(pytest.mark.slow)
+        why = not_in_unit(item, getattr(item, "fixturenames", ()))
+        if why:
+            refused.append(why)
+    if refused:
+        raise pytest.UsageError("\n".join(refused))
 
 
 @pytest.hookimpl(hookwrapper=True)

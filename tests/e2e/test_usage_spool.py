@@ -1,5 +1,7 @@
 """No usage row lost: PostgreSQL keeps one row per request, a real outage of the database as
-the proxy sees it spools rows and writes each once, and a proxy killed with SIGKILL loses none.
+the proxy sees it spools rows and writes each once, and a proxy killed with SIGKILL loses none;
+the rows a killed child process journaled for a SQLite store are written once by the next one,
+and a live one keeps its segment. The spool in one process: tests/unit/test_usage_spool.py.
 
 The outage: a loopback TCP relay (asyncio, in this test) stands between the proxy and the test
 PostgreSQL; cutting it closes every connection and refuses new ones. The machine's PostgreSQL
@@ -11,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import select
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -25,9 +31,10 @@ import pytest
 from jupyter_server_ext.engine import Caller, Outcome
 from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
 from jupyter_server_ext.store import open_store
-from tests.helpers import free_port, upstreams_for
+from tests.helpers import REPO, child_env, free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService
+from tests.helpers.usage_spool import Database, spooled_lines
 
 USERS = {"tok-u1": {"name": "u1"}, "tok-admin": {"name": "admin", "admin": True}}
 ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
@@ -263,3 +270,123 @@ def test_rows_of_a_killed_proxy_are_written_after_its_restart(
     assert [f for f in spool.glob("usage-*") if f.stat().st_size] == []
     taken = re.search(r"usage spool: writing (\d+) rows left in (\S+) by processes that are gone", second.log())
     assert taken and int(taken[1]) >= 15 and taken[2] == str(spool), second.log()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return Database(tmp_path)
+
+
+# -- other processes: one that is killed, one that is alive ------------------------------------------
+
+CHILD = """
+import asyncio, sys, time
+from jupyter_server_ext.engine import Caller, Outcome
+from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
+from jupyter_server_ext.store import open_store
+
+async def main(url, spool, n):
+    log = UsageLog(open_store(url), spool_dir=spool, interval=0.05)
+    await log.start()
+    for i in range(int(n)):
+        log.record(Outcome(f"child-{i}", Caller("child"), "fake-small", time.time()))
+    print("recorded", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def child(tmp_path: Path) -> Iterator:
+    """Start a process that journals `n` rows for a database it cannot reach, then waits."""
+    started: list[subprocess.Popen] = []
+
+    def start(spool: Path, n: int) -> subprocess.Popen:
+        away = tmp_path / "away"
+        away.write_text("not a folder")  # its database is unreachable: the rows stay spooled
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, f"sqlite:///{away}/usage.sqlite", str(spool), str(n)],
+            stdout=subprocess.PIPE, stderr=(tmp_path / f"child{len(started)}.log").open("wb"), cwd=REPO,
+            env=child_env(),
+        )
+        started.append(proc)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else b""
+        assert line.strip() == b"recorded", (tmp_path / f"child{len(started) - 1}.log").read_text()
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+async def test_rows_of_a_killed_process_are_written_by_the_next_one_once(db: Database, tmp_path: Path, child) -> None:
+    spool = tmp_path / "spool"
+    proc = child(spool, 300)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    # it had written half before it died (the confirmation was lost): sent again, stored once
+    store = open_store(db.url)
+    await store.open()
+    await store.write([tuple(r) for r in spooled_lines(spool)[:150]])
+    await store.close()
+    for _ in range(2):  # a second start finds nothing left to send
+        log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=3600)
+        await log.start()
+        try:
+            await log.flush()
+            assert log.status()["spool"]["rows"] == 0
+        finally:
+            await log.close()
+        ids = db.ids()
+        assert len(ids) == 300 and set(ids) == {f"child-{i}" for i in range(300)}
+    assert list(spool.glob("usage-*")) == []
+
+
+async def test_a_live_process_keeps_its_segment(db: Database, tmp_path: Path, child) -> None:
+    spool = tmp_path / "spool"
+    proc = child(spool, 40)
+    log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=0.05, adopt_interval=0.1)
+    await log.start()
+    try:
+        log.record(outcome("mine"))
+        assert await log.flush()
+        await asyncio.sleep(0.5)  # several looks at the folder while the child lives
+        assert db.ids() == ["mine"]
+        assert len(spooled_lines(spool)) == 40  # the child's rows, untouched
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        for _ in range(150):  # its next look at the folder takes the segment over
+            if len(db.ids()) >= 41:
+                break
+            await asyncio.sleep(0.1)
+        ids = db.ids()
+        assert len(ids) == 41 and set(ids) == {"mine"} | {f"child-{i}" for i in range(40)}
+    finally:
+        await log.close()
+
+
+async def test_rows_an_older_version_journaled_are_written_with_the_new_columns_empty(
+    db: Database, tmp_path: Path, child
+) -> None:
+    """A proxy upgraded while its spool held rows: those rows lack the columns added since
+    (the escalation stage), and are stored with them empty, not refused."""
+    spool = tmp_path / "spool"
+    proc = child(spool, 20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    for seg in spool.glob("usage-*.jsonl"):  # as the version before the escalation column wrote them
+        seg.write_text("".join(json.dumps(json.loads(line)[:-1]) + "\n" for line in seg.read_text().splitlines()))
+    log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=3600)
+    await log.start()
+    try:
+        await log.flush()
+    finally:
+        await log.close()
+    with sqlite3.connect(db.path) as conn:
+        rows = conn.execute("SELECT request_id, escalation FROM usage").fetchall()
+    assert len(rows) == 20 and {e for _, e in rows} == {None}

@@ -3,8 +3,13 @@
 Modules: ``fake_provider`` (the loopback provider), ``servers`` (Jupyter servers, the rsql-proxy
 service, JupyterHub), ``kernels`` (notebooks in real kernels, the in-process chat panel),
 ``browser`` (JupyterLab for headless Chromium), ``services`` (PostgreSQL and Redis discovery),
-``identity`` (named token users in a Jupyter server), ``payloads`` (hostile answers) and
-``shop`` (the SQL tests' database). Fixtures live in ``tests/conftest.py``.
+``identity`` (named token users in a Jupyter server), ``payloads`` (hostile answers),
+``shop`` (the SQL tests' database), ``loopback`` (the fake providers' server base) with
+``fake_azure`` and ``fake_anthropic``, ``own_servers`` (PostgreSQL and Redis a test may stop),
+``kernel_policy``, and the scenarios a unit test and its end-to-end twin share (one case each
+side: ``sql_fixtures``, ``inflight``, ``policy_proxy``, ``replay``, ``tracing``,
+``usage_spool``, ``window_stamping``). Fixtures live in ``tests/conftest.py``; tests/unit's own
+conftest keeps unit tests from starting processes or using shared services.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Who may use which model, and when: entitlements per user and group, policy windows on a
 controlled clock, and cost per notebook, over HTTP through the hub service's handlers (static
-tokens stand in for hub users and their groups)."""
+tokens stand in for hub users and their groups). A run-time window shared between replicas
+through Redis: tests/e2e/test_policy_windows_redis.py."""
 
 from __future__ import annotations
 
@@ -10,88 +11,29 @@ import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tornado import httpclient, httpserver, netutil, web
 
 from jupyter_server_ext.config import RSQLProxy
 from jupyter_server_ext.engine import ConfigError
-from jupyter_server_ext.handlers import ProxyContext
-from jupyter_server_ext.routes import make_handlers
-from jupyter_server_ext.service import ServiceBase
-from jupyter_server_ext.wiring import build_engine
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.policy_proxy import Proxy, proxy_starter
 
-USERS = {
-    "tok-alice": {"name": "alice", "groups": ["students"]},
-    "tok-bob": {"name": "bob", "groups": ["students", "tutors"]},
-    "tok-carol": {"name": "carol", "groups": ["staff"]},
-    "tok-dave": {"name": "dave", "groups": []},
-    "tok-admin": {"name": "root", "groups": [], "admin": True},
-}
 ENTITLED = {
     "group:students": {"models": ["fake-small"], "default_model": "fake-small"},
     "group:tutors": {"models": ["fake-l*"]},
     "group:staff": {"default_model": "fake-large", "sql_default_model": "fake-small"},
 }
-T0 = 1_800_000_000.0  # a Friday, 2027-01-15 08:00 UTC
-
-
-class Proxy:
-    """The service host in this test's event loop, with a wall clock the test moves."""
-
-    def __init__(self, engine: Any, base: str) -> None:
-        self.engine = engine
-        self.base = base
-        self.now = T0
-        engine.windows.clock = lambda: self.now
-        self.client = httpclient.AsyncHTTPClient()
-
-    async def call(self, method: str, path: str, token: str, body: Any = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        res = await self.client.fetch(
-            self.base + path, method=method, raise_error=False,
-            body=None if body is None else json.dumps(body),
-            headers={"Authorization": f"Bearer {token}", **(headers or {})},
-        )
-        return res.code, json.loads(res.body) if res.body else {}
-
-    async def ask(self, token: str, model: str | None = None, **headers: str) -> tuple[int, dict[str, Any]]:
-        body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
-        if model:
-            body["model"] = model
-        return await self.call("POST", "v1/chat/completions", token, body, headers)
-
-    async def step(self, seconds: float) -> None:
-        """Move the clock, and let the windows be read again (as REFRESH_SECONDS would)."""
-        self.now += seconds
-        await self.engine.windows.refresh(force=True)
 
 
 @pytest.fixture
-async def start_proxy(tmp_path: Path, fresh_provider: FakeProvider) -> AsyncIterator[Callable[..., Any]]:
-    made: list[tuple[Any, Any]] = []
-
-    async def start(**config: Any) -> Proxy:
-        proxy = RSQLProxy(upstreams=upstreams_for(fresh_provider), default_model="fake-small",
-                          health_check_seconds=0.0, **config)
-        engine = build_engine(proxy, default_database=f"sqlite:///{tmp_path / 'usage.sqlite'}")
-        host = SimpleNamespace(static_users=USERS, hub_auth=None)
-        app = web.Application(make_handlers(ServiceBase, ""), rsql=ProxyContext(engine=engine, proxy=proxy),
-                              rsql_app=host)
-        sock, = netutil.bind_sockets(0, "127.0.0.1")
-        server = httpserver.HTTPServer(app)
-        server.add_sockets([sock])
-        made.append((server, engine))
-        return Proxy(engine, f"http://127.0.0.1:{sock.getsockname()[1]}/")
-
-    yield start
-    for server, engine in made:
-        server.stop()
-        await engine.close()
+async def start_proxy(
+    tmp_path: Path, fresh_provider: FakeProvider
+) -> AsyncIterator[Callable[..., Any]]:
+    async with proxy_starter(tmp_path, fresh_provider) as start:
+        yield start
 
 
 async def test_each_group_may_call_its_models_and_the_403_names_them(start_proxy, fresh_provider) -> None:
@@ -217,20 +159,6 @@ async def test_admins_start_list_and_end_windows_at_run_time(start_proxy) -> Non
     ended = await p.call("POST", "admin/windows/exam/end", "tok-admin", {})
     assert ended[0] == 200 and ended[1]["until"] == "2027-01-15T11:00:00Z"
     assert (await p.ask("tok-alice"))[0] == 200
-
-
-async def test_a_run_time_window_is_shared_through_the_state_backend(start_proxy, redis_url, redis_prefix) -> None:
-    one = await start_proxy(state_url=redis_url, state_prefix=redis_prefix)
-    two = await start_proxy(state_url=redis_url, state_prefix=redis_prefix)
-    two.now = one.now
-    status, _ = await one.call("POST", "admin/windows", "tok-admin", {
-        "name": "exam-now", "groups": ["students"], "minutes": 10, "mode": "off", "message": "Exam"})
-    assert status == 200
-    await two.engine.windows.refresh(force=True)  # what REFRESH_SECONDS does on its own
-    assert (await two.ask("tok-bob"))[1]["error"]["code"] == "policy_window"
-    await two.call("POST", "admin/windows/exam-now/end", "tok-admin", {})
-    await one.engine.windows.refresh(force=True)
-    assert (await one.ask("tok-bob"))[0] == 200
 
 
 @pytest.mark.parametrize(("window", "needle"), [

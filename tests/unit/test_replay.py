@@ -1,25 +1,22 @@
 """Reproducible notebooks: record answers once, replay them in every rerun (rsql_magic.replay).
 
-Unit tests of the fingerprint and the store (two writer processes, pruning, hostile lines, no
-secrets), and crafted replay files in an in-process IPython shell. The same in real kernels
-(nbconvert, papermill): tests/e2e/test_replay_notebooks.py.
+Unit tests of the fingerprint and the store (pruning, hostile lines, no secrets), and crafted
+replay files in an in-process IPython shell. Two writer processes and the command line:
+tests/e2e/test_replay_processes.py; the same in real kernels (nbconvert, papermill):
+tests/e2e/test_replay_notebooks.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rsql_magic.client import ProxyClient
 from rsql_magic.replay import (
-    Entry,
     Replay,
     ReplayMissing,
     ReplayStore,
@@ -28,8 +25,8 @@ from rsql_magic.replay import (
     resolve_mode,
 )
 from tests.helpers import FAKE_KEY as KEY
-from tests.helpers import REPO
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.replay import entry
 from tests.helpers.shop import GOOD, SHOP
 
 FRAME_CTX = """Context from my notebook session:
@@ -102,32 +99,6 @@ def test_modes_from_settings_and_environment(monkeypatch: pytest.MonkeyPatch) ->
 # -- the store -------------------------------------------------------------------------------
 
 
-def entry(i: int, recorded: str = "2026-01-01T00:00:00Z", fp: str | None = None) -> Entry:
-    return Entry(fp=fp or f"{i:032x}", recorded=recorded, text=f"answer {i} " + "x" * 300,
-                 model="m", usage={"prompt_tokens": i})
-
-
-def _writer(path: str, who: int, n: int) -> None:
-    store = ReplayStore(path)
-    for i in range(n):
-        store.append(entry(who * 10_000 + i))
-
-
-def test_two_processes_append_at_once_without_losing_or_mixing_lines(tmp_path: Path) -> None:
-    path = tmp_path / "r.jsonl"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(path), w, 300)) for w in (1, 2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    lines = path.read_text().splitlines()
-    assert len(lines) == 600
-    assert all(json.loads(line)["text"].startswith("answer ") for line in lines)
-    assert len(ReplayStore(path).latest()) == 600
-
-
 def test_last_entry_wins_prune_and_hostile_lines(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     store = ReplayStore(path)
@@ -153,28 +124,6 @@ def test_last_entry_wins_prune_and_hostile_lines(tmp_path: Path) -> None:
     assert [e.fp[-1] for e in store.entries()] == ["3", "1"]  # 2 is 9 days old; superseded 1 gone
     assert store.prune(keep_last=1) == (1, 1)
     assert [e.text for e in store.entries()] == ["answer 1, again"]
-
-
-def test_cli_lists_shows_and_prunes(tmp_path: Path) -> None:
-    path = tmp_path / "r.jsonl"
-    store = ReplayStore(path)
-    for i in range(3):
-        e = entry(i, f"2026-01-0{i + 1}T00:00:00Z")
-        e.question, e.cell = f"question {i}", f"cell In [{i}] `%%ask`"
-        store.append(e)
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
-                              capture_output=True, text=True, cwd=REPO, timeout=60)
-
-    out = cli("list")
-    assert out.returncode == 0 and out.stdout.count("\n") == 3 and "question 2" in out.stdout
-    out = cli("show", f"{2:032x}")
-    assert out.returncode == 0 and json.loads(out.stdout)["question"] == "question 2"
-    assert cli("show", "ffff").returncode == 1
-    out = cli("prune", "--keep-last", "2")
-    assert out.returncode == 0 and "removed 1 line(s); 2 answer(s) kept" in out.stdout
-    assert [e.question for e in store.entries()] == ["question 1", "question 2"]
 
 
 def test_replay_through_the_client_without_secrets(fresh_provider: FakeProvider, tmp_path: Path) -> None:

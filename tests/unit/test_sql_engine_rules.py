@@ -1,6 +1,7 @@
 """SQL the engine would run is not refused: the check reads names as the target engine does.
 
-Against real SQLite, DuckDB and PostgreSQL, with the model scripted through the fake provider:
+Against real SQLite and DuckDB (PostgreSQL, whose server it needs:
+tests/e2e/test_sql_postgres_engine_rules.py), with the model scripted through the fake provider:
 each answer below is what models write and the engine runs (or runs once respelled), and each
 must come back as rows after one model call, with the footer note saying what was rewritten.
 What is really wrong still goes back to the model, and the guard stays as strict.
@@ -13,23 +14,12 @@ from collections.abc import Iterator
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 
 from rsql_magic.errors import SqlAIError
 from rsql_magic.sql.connections import resolve
 from rsql_magic.sql.loop import run_chain, run_question
 from tests.helpers.fake_provider import FakeProvider
-from tests.helpers.services import pg_engine
-
-AIRLINES = """
-CREATE TABLE airlines (uid INTEGER PRIMARY KEY, "Airline" TEXT, "Abbreviation" TEXT, "Country" TEXT);
-INSERT INTO airlines VALUES (1, 'Delta', 'DL', 'USA'), (2, 'Lufthansa', 'LH', 'Germany'),
-                            (3, 'United', 'UA', 'USA');
-"""
-
-
-def sql(text: str) -> str:
-    return f"```sql\n{text}\n```"
+from tests.helpers.sql_fixtures import AIRLINES, check_limit_offset_comma_is_respelled, sql
 
 
 @pytest.fixture
@@ -48,19 +38,6 @@ def duck_db() -> Iterator[duckdb.DuckDBPyConnection]:
             con.execute(stmt)
     yield con
     con.close()
-
-
-@pytest.fixture(scope="module")
-def pg_airlines(pg_url: str) -> Iterator[sa.Engine]:
-    eng = pg_engine(pg_url)
-    with eng.begin() as c:
-        c.exec_driver_sql('DROP TABLE IF EXISTS airlines')
-        for stmt in AIRLINES.split(";"):
-            if stmt.strip():
-                c.exec_driver_sql(stmt)
-    yield eng
-    with eng.begin() as c:
-        c.exec_driver_sql('DROP TABLE IF EXISTS airlines')
 
 
 # -- SQLite: a double-quoted token that names no column is a string -------------------------
@@ -152,17 +129,12 @@ def test_duckdb_double_quotes_are_identifiers_and_the_error_goes_back(
 # -- syntax of another dialect, respelled after the engine rejects it ------------------------
 
 
-@pytest.mark.parametrize("engine", ["postgres", "duckdb"])
+# the postgres case: tests/e2e/test_sql_postgres_engine_rules.py
+@pytest.mark.parametrize("engine", ["duckdb"])
 def test_limit_offset_comma_is_respelled_for_postgres_and_duckdb(
-    engine: str, fresh_provider: FakeProvider, complete, duck_db, request
+    engine: str, fresh_provider: FakeProvider, complete, duck_db
 ) -> None:
-    db = duck_db if engine == "duckdb" else request.getfixturevalue("pg_airlines")
-    fresh_provider.script(sql('SELECT uid FROM airlines ORDER BY uid LIMIT 1, 2'))
-    res = run_question("airlines 2 and 3", resolve(db), complete)
-    assert len(fresh_provider.received) == 1
-    assert res.frame["uid"].tolist() == [2, 3]
-    assert "LIMIT 2 OFFSET 1" in res.sql
-    assert any("syntax with sqlglot after the database rejected the original" in n for n in res.notes)
+    check_limit_offset_comma_is_respelled(duck_db, fresh_provider, complete)
 
 
 def test_ilike_on_sqlite_is_respelled(fresh_provider: FakeProvider, complete, sqlite_db) -> None:
@@ -171,34 +143,6 @@ def test_ilike_on_sqlite_is_respelled(fresh_provider: FakeProvider, complete, sq
     assert len(fresh_provider.received) == 1
     assert res.frame["Airline"].tolist() == ["United"]
     assert "ILIKE" not in res.sql.upper()
-
-
-# -- PostgreSQL: unquoted names fold to lower case ------------------------------------------
-
-
-def test_postgres_mixed_case_names_are_quoted_as_the_catalog_spells_them(
-    fresh_provider: FakeProvider, complete, pg_airlines
-) -> None:
-    fresh_provider.script(sql("SELECT Airline FROM airlines WHERE Country = 'USA' ORDER BY Airline"))
-    res = run_question("US airlines", resolve(pg_airlines), complete)
-    assert len(fresh_provider.received) == 1
-    assert res.frame.iloc[:, 0].tolist() == ["Delta", "United"]
-    assert res.sql == "SELECT \"Airline\" FROM airlines WHERE \"Country\" = 'USA' ORDER BY \"Airline\""
-    assert res.notes and '"Airline", "Country"' in res.notes[0] and "folds unquoted names" in res.notes[0]
-
-
-def test_postgres_leaves_names_the_statement_defines(
-    fresh_provider: FakeProvider, complete, pg_airlines
-) -> None:
-    # a CTE and an alias that fold the same way where defined and used: nothing to quote,
-    # while the table qualifier of a rewritten column name is a plain table name
-    fresh_provider.script(sql(
-        "WITH Usa AS (SELECT airlines.Airline AS Name FROM airlines WHERE airlines.Country = 'USA') "
-        "SELECT Name FROM Usa ORDER BY Name"))
-    res = run_question("US airlines", resolve(pg_airlines), complete)
-    assert len(fresh_provider.received) == 1
-    assert res.frame.iloc[:, 0].tolist() == ["Delta", "United"]
-    assert 'airlines."Airline" AS Name' in res.sql and "FROM Usa ORDER BY Name" in res.sql
 
 
 # -- escalation: the next model only when the first one's SQL still fails --------------------

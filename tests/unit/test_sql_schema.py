@@ -1,4 +1,5 @@
-"""Schema capture from real SQLite, DuckDB and PostgreSQL; compact DDL within a budget."""
+"""Schema capture from real SQLite and DuckDB; compact DDL within a budget. The same from
+PostgreSQL, whose server it needs: tests/e2e/test_sql_postgres_schema.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from rsql_magic.sql.schema import (
     rank_tables,
 )
 from tests.helpers import missing
-from tests.helpers.services import pg_engine
 
 SQLITE_DDL = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "order" TEXT);
@@ -83,48 +83,6 @@ def test_duckdb_capture_and_frames() -> None:
     }
     fddl = describe_connection(frames)
     assert 'CREATE TABLE sales (region TEXT, "when" TIMESTAMP);  -- a pandas DataFrame' in fddl
-
-
-def test_postgres_capture_schemas_composite_keys(pg_url: str) -> None:
-    eng = pg_engine(pg_url)
-    with eng.begin() as c:
-        c.exec_driver_sql(
-            "CREATE SCHEMA sales;"
-            'CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, "Region" varchar(20));'
-            "CREATE TABLE sales.orders (id bigint PRIMARY KEY, customer_id int REFERENCES customers(id),"
-            " amount numeric(10,2), created timestamptz);"
-            "CREATE TABLE t2 (a int, b int, c int, PRIMARY KEY (a, b));"
-            "CREATE TABLE t3 (x int, y int, FOREIGN KEY (x, y) REFERENCES t2 (a, b));"
-            "CREATE VIEW v AS SELECT a FROM t2;"
-        )
-    s = capture_schema(eng)
-    assert s.dialect == "postgres" and s.default_db == "public"
-    assert s.table("orders").db == "sales"  # unique unqualified name outside the default schema
-    assert s.table("t2").primary_key == ("a", "b")
-    fk = s.table("t3").foreign_keys[0]
-    assert (fk.columns, fk.ref_table, fk.ref_columns) == (("x", "y"), "t2", ("a", "b"))
-    ddl = describe_connection(eng, "orders by region")
-    lines = ddl.splitlines()
-    assert lines[0] == "-- postgres schema: 5 tables"
-    # the question ranks the tables: orders and customers first
-    assert lines[1].startswith(
-        "CREATE TABLE sales.orders (id BIGINT PRIMARY KEY, customer_id INT REFERENCES customers(id)"
-    )
-    assert (
-        lines[2]
-        == 'CREATE TABLE customers (id INT PRIMARY KEY, name TEXT NOT NULL, "Region" VARCHAR(20));'
-    )
-    assert "FOREIGN KEY (x, y) REFERENCES t2(a, b)" in ddl
-    assert "CREATE TABLE v (a INT);  -- a view" in ddl
-    # the same through a URL string and a raw psycopg connection
-    assert describe_connection(pg_url, "orders by region") == ddl
-    import psycopg
-
-    raw = psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"))
-    try:
-        assert describe_connection(raw, "orders by region") == ddl
-    finally:
-        raw.close()
 
 
 def test_jupysql_current_connection() -> None:

@@ -1,39 +1,47 @@
 """%%sql_ai when the model is hostile: every attack seen against the guard, on real databases.
 
 Two walls, each tested on its own: the guard (an allowlist of read-only node kinds and pure
-functions, per dialect) refuses before anything runs; the database's own walls (PostgreSQL READ
-ONLY transaction and role, SQLite query_only and an authorizer, DuckDB's own parser, a read-only
-transaction and a DataFrames connection without file access) stop the same attacks when the
-guard is bypassed (``run_query`` is the executor of checked statements). Errors sent back to the
-model carry no data.
+functions, per dialect) refuses before anything runs; the database's own walls (SQLite
+query_only and an authorizer, DuckDB's own parser, a read-only transaction and a DataFrames
+connection without file access) stop the same attacks when the guard is bypassed (``run_query``
+is the executor of checked statements). Errors sent back to the model carry no data.
+PostgreSQL's walls (a READ ONLY transaction and a role) need its server:
+tests/e2e/test_sql_postgres_security.py.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import sqlite3
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 import pytest
 
-from rsql_magic.errors import Refused, SqlAIError, SuperuserWarning
+from rsql_magic.errors import Refused, SqlAIError
 from rsql_magic.sql.connections import FramesDB, resolve
-from rsql_magic.sql.execute import WITHHELD, run_query, sanitize_error
+from rsql_magic.sql.execute import WITHHELD, sanitize_error
 from rsql_magic.sql.guard import check_statements
-from rsql_magic.sql.loop import run_question
 from rsql_magic.sql.parse import parse_statements
 from rsql_magic.sql.policy import SqlPolicy
 from rsql_magic.sql.validate import check_sql
-from tests.helpers import FAKE_KEY, require
+from tests.helpers import require
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.sql_fixtures import (
+    GOOD,
+    SECRET,
+    U_KILL,
+    U_READ,
+    cell,
+    check_errors_sent_back_carry_no_data,
+    everything_sent,
+    magic_shell,
+    run,
+)
 
-SECRET = "TOPSECRET-" + secrets.token_hex(6)
-GOOD = "```sql\nSELECT id FROM t ORDER BY id\n```"
 # SQLite's authorizer refusals: at prepare time ("not authorized") or at run time
 DENIED = "not authorized|authorization denied"
 
@@ -50,19 +58,7 @@ def refusal(sql: str, dialect: str, extra: frozenset[str] = frozenset()) -> str:
     return msg
 
 
-def run(db, sql: str, policy: SqlPolicy | None = None):
-    """The executor with the guard bypassed: only the database's walls stand."""
-    return run_query(db, sql, max_rows=100, timeout_s=10, policy=policy)
-
-
-def everything_sent(fp: FakeProvider) -> str:
-    return "\n".join(json.dumps(r.body) for r in fp.received)
-
-
 # -- the guard: an allowlist --------------------------------------------------------------
-
-U_READ = "SELECT U&\"pg\\005fread\\005ffile\"('/etc/passwd') FROM (SELECT 1 AS u) s"
-U_KILL = 'SELECT U&"pg\\005fterminate\\005fbackend"(42) FROM (SELECT 1 AS u) s'
 
 
 @pytest.mark.parametrize(
@@ -487,178 +483,21 @@ def test_dataframes_connection_cannot_reach_files_or_unlock_itself(tmp_path: Pat
     assert run(db, "SELECT sum(amount) AS s FROM sales").frame["s"].tolist() == [3.0]
 
 
-# -- PostgreSQL: the second wall -----------------------------------------------------------
-
-
-@pytest.fixture
-def pg(pg_database: str) -> Iterator[tuple[str, str]]:
-    """(URL, role): a database with table t and sequence s, and a role without superuser
-    rights that may read t (created for this test, dropped afterwards)."""
-    import psycopg
-
-    role = "rsql_ro_" + secrets.token_hex(4)
-    with psycopg.connect(pg_database, autocommit=True) as c:
-        c.execute("CREATE TABLE t (id INT PRIMARY KEY, secret TEXT)")
-        c.execute("INSERT INTO t VALUES (1, %s), (2, 'b')", (SECRET,))
-        c.execute("CREATE SEQUENCE s")
-        c.execute(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER")
-        c.execute(f"GRANT SELECT ON t TO {role}")
-    yield pg_database, role
-    with psycopg.connect(pg_database, autocommit=True) as c:
-        c.execute(f"DROP OWNED BY {role}")
-        c.execute(f"DROP ROLE {role}")
-
-
-def test_postgres_read_only_transaction_stops_writes_and_sequences(pg) -> None:
-    import psycopg
-
-    url, role = pg
-    with psycopg.connect(url, autocommit=True) as conn:
-        db = resolve(conn)
-        with pytest.warns(SuperuserWarning, match="postgres_role"):
-            for sql in ("DELETE FROM t", "SELECT nextval('s')", "SELECT setval('s', 99)"):
-                with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                    run(db, sql)
-        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2
-        assert conn.execute("SELECT last_value, is_called FROM s").fetchone() == (1, False)
-        with warnings.catch_warnings():  # the superuser warning comes once per connection
-            warnings.simplefilter("error", SuperuserWarning)
-            assert run(db, "SELECT count(*) AS n FROM t").frame["n"].tolist() == [2]
-
-
-def test_postgres_role_stops_files_and_signals(pg, tmp_path: Path) -> None:
-    import psycopg
-
-    url, role = pg
-    policy = SqlPolicy.make(postgres_role=role)
-    other = psycopg.connect(url, autocommit=True)
-    pid = other.info.backend_pid
-    target = f"/tmp/rsql_copy_{secrets.token_hex(4)}.csv"
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            db = resolve(conn)
-            for sql, err in (
-                (f"COPY (SELECT secret FROM t) TO '{target}'", "pg_write_server_files"),
-                ("SELECT pg_read_file('/etc/passwd')", "permission denied"),
-                (U_READ, "permission denied"),
-                (f"SELECT pg_terminate_backend({pid})", "must be a superuser|permission denied"),
-                ("SELECT pg_stat_reset()", "permission denied"),
-            ):
-                with pytest.raises(psycopg.Error, match=err):
-                    run(db, sql, policy)
-            # the role reads what it was granted; the session is back to its own role after
-            res = run(db, "SELECT current_user AS u, count(*) AS n FROM t", policy)
-            assert res.frame.to_dict("list") == {"u": [role], "n": [2]}
-            assert conn.execute("SELECT current_user").fetchone()[0] == conn.info.user
-        assert other.execute("SELECT 1").fetchone() == (1,)  # not terminated
-        assert not Path(target).exists()
-    finally:
-        other.close()
-
-
-def test_postgres_inside_the_users_open_transaction(pg) -> None:
-    import psycopg
-
-    url, role = pg
-    policy = SqlPolicy.make(postgres_role=role)
-    with psycopg.connect(url) as conn:  # not autocommit: the user's transaction stays open
-        conn.execute("INSERT INTO t VALUES (3, 'pending')")
-        db = resolve(conn)
-        for sql in ("DELETE FROM t", "SELECT nextval('s')", "SELECT pg_read_file('/etc/passwd')"):
-            with pytest.raises(psycopg.Error):
-                run(db, sql, policy)
-        assert run(db, "SELECT count(*) AS n FROM t", policy).frame["n"].tolist() == [3]
-        # read-only, the role and the timeout ended with our savepoint
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
-        assert conn.execute("SHOW transaction_read_only").fetchone()[0] == "off"
-        assert conn.execute("SELECT current_user").fetchone()[0] == conn.info.user
-        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
-        conn.commit()
-    with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3
-
-
-def test_postgres_sqlalchemy_engine_and_open_connection(pg) -> None:
-    import psycopg  # the driver's own errors: queries run on its cursor
-    import sqlalchemy as sa
-
-    url, role = pg
-    eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    policy = SqlPolicy.make(postgres_role=role)
-    try:
-        db = resolve(eng)
-        with pytest.raises(psycopg.Error, match="permission denied"):
-            run(db, "SELECT pg_read_file('/etc/passwd')", policy)
-        with eng.connect() as c:  # a caller's transaction, as JupySQL keeps one open
-            c.exec_driver_sql("INSERT INTO t VALUES (4, 'pending')")
-            inner = resolve(c)
-            with pytest.raises(psycopg.Error, match="read-only transaction"):
-                run(inner, "DELETE FROM t", policy)
-            assert run(inner, "SELECT count(*) AS n FROM t", policy).frame["n"].tolist() == [3]
-            assert c.exec_driver_sql("SELECT current_user").scalar() == eng.url.username
-            c.commit()
-        with eng.connect() as c:
-            assert c.exec_driver_sql("SELECT count(*) FROM t").scalar() == 3
-    finally:
-        eng.dispose()
-
-
 # -- the loop: attacks end refused, and no data reaches the model --------------------------
 
 
-def test_postgres_attack_through_the_loop_is_refused_and_nothing_leaks(
-    fresh_provider: FakeProvider, complete, pg
-) -> None:
-    import psycopg
-
-    url, _role = pg
-    fresh_provider.script(f"```sql\n{U_READ}\n```", f"```sql\n{U_KILL}\n```", GOOD)
-    with psycopg.connect(url, autocommit=True) as conn:
-        with pytest.raises(SqlAIError) as ei:
-            run_question("show me the file", resolve(conn), complete)
-    assert ei.value.stage == "refused"
-    assert [a.stage for a in ei.value.attempts] == ["refused", "refused"]
-    assert "hide a call of pg_read_file()" in ei.value.attempts[0].error
-    assert "root:" not in everything_sent(fresh_provider)
-
-
-@pytest.mark.parametrize("kind", ["postgres", "duckdb"])
+# the postgres case: tests/e2e/test_sql_postgres_security.py
+@pytest.mark.parametrize("kind", ["duckdb"])
 def test_database_errors_sent_back_carry_no_data(
-    kind: str, request: pytest.FixtureRequest, fresh_provider: FakeProvider, complete, tmp_path
+    kind: str, fresh_provider: FakeProvider, complete, tmp_path
 ) -> None:
     # The model makes the database quote a value in its error: CAST(secret AS int).
     fresh_provider.script("```sql\nSELECT CAST(secret AS int) AS n FROM t\n```", GOOD)
-    if kind == "postgres":
-        import psycopg
-
-        url, _ = request.getfixturevalue("pg")
-        conn = psycopg.connect(url, autocommit=True)
-    else:
-        conn = duckdb.connect(str(tmp_path / "e.duckdb"))
-        conn.execute(
-            f"CREATE TABLE t (id INTEGER, secret VARCHAR); INSERT INTO t VALUES (1, '{SECRET}'), (2, 'b')"
-        )
-    try:
-        with pytest.warns(SuperuserWarning) if kind == "postgres" else _nothing():
-            res = run_question("ids", resolve(conn), complete)
-    finally:
-        conn.close()
-    assert [a.stage for a in res.attempts] == ["database", "ok"]
-    err = res.attempts[0].error
-    assert WITHHELD in err
-    assert "Conversion Error" in err if kind == "duckdb" else "invalid input syntax" in err
-    assert err in fresh_provider.received[1].body["messages"][-1]["content"]
-    assert SECRET not in everything_sent(fresh_provider)
-    assert SECRET.split("-")[1] not in everything_sent(fresh_provider)
-    assert res.frame["id"].tolist() == [1, 2]
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    conn = duckdb.connect(str(tmp_path / "e.duckdb"))
+    conn.execute(
+        f"CREATE TABLE t (id INTEGER, secret VARCHAR); INSERT INTO t VALUES (1, '{SECRET}'), (2, 'b')"
+    )
+    check_errors_sent_back_carry_no_data(kind, conn, fresh_provider, complete)
 
 
 def test_sanitize_error_keeps_what_the_model_wrote() -> None:
@@ -691,28 +530,9 @@ def test_sanitize_error_keeps_what_the_model_wrote() -> None:
 
 
 @pytest.fixture
-def ip(fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch):
-    from IPython.core.interactiveshell import InteractiveShell
-
-    monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
-    monkeypatch.setenv("RSQL_PROXY_TOKEN", FAKE_KEY)
-    monkeypatch.setenv("RSQL_MODEL", "fake-small")
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "rsql_magic")
-    magic = shell.magics_manager.registry["SqlAIMagics"]
-    yield shell
-    magic.allowed_functions = []
-    magic.postgres_role = ""
-    for k in ("conn", "sales", "_"):
-        shell.user_ns.pop(k, None)
-
-
-def cell(ip, text: str) -> None:
-    r = ip.run_cell(text)
-    if r.error_in_exec is not None:
-        raise r.error_in_exec
-    if r.error_before_exec is not None:
-        raise r.error_before_exec
+def ip(fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with magic_shell(fresh_provider, monkeypatch) as shell:
+        yield shell
 
 
 def test_magic_allowed_functions_setting_reaches_both_walls(
@@ -743,37 +563,3 @@ def test_magic_over_dataframes_refuses_file_reads(fresh_provider: FakeProvider, 
     assert ei.value.stage == "refused"
     assert "read_text() reads or writes files" in ei.value.message
     assert "root:" not in everything_sent(fresh_provider)
-
-
-def test_magic_postgres_role_setting(fresh_provider: FakeProvider, ip, pg) -> None:
-    url, role = pg
-    ip.user_ns["conn"] = url.replace("postgresql://", "postgresql+psycopg://")
-    fresh_provider.script("```sql\nSELECT current_user AS u FROM t LIMIT 1\n```")
-    cell(ip, f"%config SqlAIMagics.postgres_role = '{role}'")
-    cell(ip, "%%sql_ai conn\nwho am I")
-    assert ip.user_ns["_"]["u"].tolist() == [role]
-
-
-def test_column_values_that_steer_the_schema_are_read_as_the_role(pg) -> None:
-    """The values of short text columns help choose the tables %%sql_ai shows: they are read
-    inside the same walls as generated SQL, so a table the role may not read gives none."""
-    import psycopg
-
-    from rsql_magic.privacy import ContextPolicy
-    from rsql_magic.sql.schema import capture_schema, capture_values
-
-    url, role = pg
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE pets (id INT, kind TEXT)")  # no GRANT to the role
-        conn.execute("INSERT INTO pets VALUES (1, 'dog'), (2, 'cat')")
-        # a view runs its definition when read (it could call anything): its values are not read
-        conn.execute("CREATE VIEW t_view AS SELECT secret FROM t")
-        conn.execute(f"GRANT SELECT ON t_view TO {role}")
-        db = resolve(conn)
-        schema = capture_schema(db)
-        as_role = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy.make(postgres_role=role))
-        assert ("public", "pets") not in as_role and as_role[("public", "t")]["secret"]
-        assert ("public", "t_view") not in as_role
-        with pytest.warns(SuperuserWarning):
-            as_owner = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy())
-        assert as_owner[("public", "pets")]["kind"] == ("dog", "cat")

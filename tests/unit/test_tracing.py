@@ -1,10 +1,10 @@
-"""OpenTelemetry spans of the request path, with the SDK's in-memory exporter."""
+"""OpenTelemetry spans of the request path, with the SDK's in-memory exporter. The spans of the
+rsql-proxy service, printed by its console exporter: tests/e2e/test_tracing_service.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import require, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.tracing import PARENT_ID, PROMPT, TRACE_ID, TRACEPARENT
 
 require("opentelemetry.sdk", reason="the otel extra")
 
@@ -23,10 +24,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams  # noqa: E402
 from jupyter_server_ext.state import MemoryState  # noqa: E402
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT_ID = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-PROMPT = "what is a left join? private words 7731"
 PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0}}}
 
 _EXPORTER = InMemorySpanExporter()
@@ -182,23 +179,3 @@ def test_tracing_off_costs_nothing(fresh_provider: FakeProvider, spans: InMemory
     assert engine.tracing is None
     assert _ask(engine, {"traceparent": TRACEPARENT})[0] == 200
     assert spans.get_finished_spans() == ()
-
-
-def test_service_continues_traceparent_over_http(service_factory: Any, fresh_provider: FakeProvider) -> None:
-    """The real host passes the caller's traceparent on; the console exporter prints the spans."""
-    svc = service_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "otel": True},
-        static_users={"tok-alice": {"name": "alice"}},
-        env={"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "rsql-test"},
-    )
-    status, _, _ = svc.request("POST", "v1/chat/completions",
-                               {"model": "fake-small", "messages": [{"role": "user", "content": PROMPT}]},
-                               token="tok-alice", headers={"traceparent": TRACEPARENT})
-    assert status == 200
-    assert svc.stop(2) == 0  # SIGINT: a clean stop flushes the spans
-    log = svc.log()
-    assert re.search(r'"name": "rsql.request"', log) and re.search(r'"name": "rsql.upstream"', log)
-    assert f'"trace_id": "0x{TRACE_ID}"' in log and f'"parent_id": "0x{PARENT_ID}"' in log
-    assert "private words" not in log
-    for key in fresh_provider.keys:
-        assert key not in log

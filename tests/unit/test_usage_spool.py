@@ -1,5 +1,6 @@
 """The usage spool: rows are journaled on local disk as requests finish, written to the store
-once, kept through an outage of the store and through a killed process.
+once, kept through an outage of the store. Through a killed process (a child of the test's):
+tests/e2e/test_usage_spool.py.
 
 The store is a real SQLite file. Its outage is real too: the database's folder is a plain file,
 so SQLite cannot open it, until the test removes that file.
@@ -7,17 +8,10 @@ so SQLite cannot open it, until the test removes that file.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import select
-import signal
 import sqlite3
 import stat
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +19,7 @@ import pytest
 from jupyter_server_ext.engine import Caller, Outcome
 from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
 from jupyter_server_ext.store import open_store
-from tests.helpers import REPO, child_env
+from tests.helpers.usage_spool import Database, spooled_lines
 
 
 def outcome(request_id: str, user: str = "alice") -> Outcome:
@@ -33,34 +27,9 @@ def outcome(request_id: str, user: str = "alice") -> Outcome:
                    prompt_tokens=10, completion_tokens=5, cost_usd=0.001, latency_s=0.2, upstream_s=0.15)
 
 
-class Database:
-    """A SQLite usage database whose folder can be made unusable (an outage) and usable again."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.folder = tmp / "db"
-        self.path = self.folder / "usage.sqlite"
-        self.url = f"sqlite:///{self.path}"
-
-    def cut(self) -> None:
-        self.folder.write_text("a file where the database's folder should be")
-
-    def restore(self) -> None:
-        self.folder.unlink()
-
-    def ids(self) -> list[str]:
-        if not self.path.exists():
-            return []
-        with sqlite3.connect(self.path) as conn:
-            return [r[0] for r in conn.execute("SELECT request_id FROM usage")]
-
-
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
     return Database(tmp_path)
-
-
-def spooled_lines(folder: Path) -> list[list]:
-    return [json.loads(line) for f in sorted(folder.glob("usage-*.jsonl")) for line in f.read_text().splitlines()]
 
 
 def warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -203,118 +172,3 @@ async def test_a_table_holding_a_request_twice_is_settled_without_losing_data(
     assert rows == [("a", "alice"), ("a~dup-3", "bob"), ("b", "alice"), ("c", "alice")]
     said = warnings(caplog, "usage table usage")
     assert len(said) == 1 and "2 rows were exact copies" in said[0] and "1 rows shared a request_id" in said[0]
-
-
-# -- other processes: one that is killed, one that is alive ------------------------------------------
-
-CHILD = """
-import asyncio, sys, time
-from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
-from jupyter_server_ext.store import open_store
-
-async def main(url, spool, n):
-    log = UsageLog(open_store(url), spool_dir=spool, interval=0.05)
-    await log.start()
-    for i in range(int(n)):
-        log.record(Outcome(f"child-{i}", Caller("child"), "fake-small", time.time()))
-    print("recorded", flush=True)
-    await asyncio.sleep(3600)
-
-asyncio.run(main(*sys.argv[1:]))
-"""
-
-
-@pytest.fixture
-def child(tmp_path: Path) -> Iterator:
-    """Start a process that journals `n` rows for a database it cannot reach, then waits."""
-    started: list[subprocess.Popen] = []
-
-    def start(spool: Path, n: int) -> subprocess.Popen:
-        away = tmp_path / "away"
-        away.write_text("not a folder")  # its database is unreachable: the rows stay spooled
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, f"sqlite:///{away}/usage.sqlite", str(spool), str(n)],
-            stdout=subprocess.PIPE, stderr=(tmp_path / f"child{len(started)}.log").open("wb"), cwd=REPO,
-            env=child_env(),
-        )
-        started.append(proc)
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        line = proc.stdout.readline() if ready else b""
-        assert line.strip() == b"recorded", (tmp_path / f"child{len(started) - 1}.log").read_text()
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
-async def test_rows_of_a_killed_process_are_written_by_the_next_one_once(db: Database, tmp_path: Path, child) -> None:
-    spool = tmp_path / "spool"
-    proc = child(spool, 300)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    # it had written half before it died (the confirmation was lost): sent again, stored once
-    store = open_store(db.url)
-    await store.open()
-    await store.write([tuple(r) for r in spooled_lines(spool)[:150]])
-    await store.close()
-    for _ in range(2):  # a second start finds nothing left to send
-        log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=3600)
-        await log.start()
-        try:
-            await log.flush()
-            assert log.status()["spool"]["rows"] == 0
-        finally:
-            await log.close()
-        ids = db.ids()
-        assert len(ids) == 300 and set(ids) == {f"child-{i}" for i in range(300)}
-    assert list(spool.glob("usage-*")) == []
-
-
-async def test_a_live_process_keeps_its_segment(db: Database, tmp_path: Path, child) -> None:
-    spool = tmp_path / "spool"
-    proc = child(spool, 40)
-    log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=0.05, adopt_interval=0.1)
-    await log.start()
-    try:
-        log.record(outcome("mine"))
-        assert await log.flush()
-        await asyncio.sleep(0.5)  # several looks at the folder while the child lives
-        assert db.ids() == ["mine"]
-        assert len(spooled_lines(spool)) == 40  # the child's rows, untouched
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        for _ in range(150):  # its next look at the folder takes the segment over
-            if len(db.ids()) >= 41:
-                break
-            await asyncio.sleep(0.1)
-        ids = db.ids()
-        assert len(ids) == 41 and set(ids) == {"mine"} | {f"child-{i}" for i in range(40)}
-    finally:
-        await log.close()
-
-
-async def test_rows_an_older_version_journaled_are_written_with_the_new_columns_empty(
-    db: Database, tmp_path: Path, child
-) -> None:
-    """A proxy upgraded while its spool held rows: those rows lack the columns added since
-    (the escalation stage), and are stored with them empty, not refused."""
-    spool = tmp_path / "spool"
-    proc = child(spool, 20)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    for seg in spool.glob("usage-*.jsonl"):  # as the version before the escalation column wrote them
-        seg.write_text("".join(json.dumps(json.loads(line)[:-1]) + "\n" for line in seg.read_text().splitlines()))
-    log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=3600)
-    await log.start()
-    try:
-        await log.flush()
-    finally:
-        await log.close()
-    with sqlite3.connect(db.path) as conn:
-        rows = conn.execute("SELECT request_id, escalation FROM usage").fetchall()
-    assert len(rows) == 20 and {e for _, e in rows} == {None}

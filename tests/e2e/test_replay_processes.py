@@ -1,0 +1,58 @@
+"""The replay store across processes: two writer processes append to one file at once without
+losing or mixing lines, and the `python -m rsql_magic.replay` command lists, shows and prunes a
+file. The store in one process: tests/unit/test_replay.py."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+from rsql_magic.replay import ReplayStore
+from tests.helpers import REPO
+from tests.helpers.replay import entry
+
+
+def _writer(path: str, who: int, n: int) -> None:
+    store = ReplayStore(path)
+    for i in range(n):
+        store.append(entry(who * 10_000 + i))
+
+
+def test_two_processes_append_at_once_without_losing_or_mixing_lines(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 300)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == 600
+    assert all(json.loads(line)["text"].startswith("answer ") for line in lines)
+    assert len(ReplayStore(path).latest()) == 600
+
+
+def test_cli_lists_shows_and_prunes(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    store = ReplayStore(path)
+    for i in range(3):
+        e = entry(i, f"2026-01-0{i + 1}T00:00:00Z")
+        e.question, e.cell = f"question {i}", f"cell In [{i}] `%%ask`"
+        store.append(e)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    out = cli("list")
+    assert out.returncode == 0 and out.stdout.count("\n") == 3 and "question 2" in out.stdout
+    out = cli("show", f"{2:032x}")
+    assert out.returncode == 0 and json.loads(out.stdout)["question"] == "question 2"
+    assert cli("show", "ffff").returncode == 1
+    out = cli("prune", "--keep-last", "2")
+    assert out.returncode == 0 and "removed 1 line(s); 2 answer(s) kept" in out.stdout
+    assert [e.question for e in store.entries()] == ["question 1", "question 2"]

@@ -1,0 +1,112 @@
+"""When a key's window slot is stamped, the same on every state backend: the engine and the
+scenarios of tests/unit/test_engine_stamping.py (memory state) and
+tests/e2e/test_engine_stamping_redis.py (a real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+import pytest
+
+from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+from jupyter_server_ext.state import MemoryState
+from tests.helpers import require, upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+
+ALICE = Caller("alice")
+LONG = " ".join(["word"] * 240)  # streamed a word per 5 ms: about 1.2 s from first byte to end
+
+
+async def make_engine(request: pytest.FixtureRequest, kind: str, fp: FakeProvider, limits: list[str],
+                      **settings: Any) -> Engine:
+    specs = parse_upstreams(upstreams_for(fp, a1={"limits": limits}))
+    es = EngineSettings(upstreams=specs, default_model="fake-small", health_check_seconds=0, **settings)
+    if kind == "memory":
+        return Engine(es, state=MemoryState())
+    require("redis")
+    from jupyter_server_ext.state.admission.redis import RedisState
+    from jupyter_server_ext.state.upstreams.shared_pool import SharedPool
+
+    prefix = f"rsqltest-{secrets.token_hex(4)}:"
+    state = RedisState(request.getfixturevalue("redis_server") + "/9", prefix=prefix)
+    engine = Engine(es, state=state, pool_class=SharedPool, pool_options={"state": state, "prefix": prefix})
+    request.addfinalizer(lambda: asyncio.run(_clean(request.getfixturevalue("redis_server") + "/9", prefix)))
+    return engine
+
+
+async def _clean(url: str, prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(url)
+    async for key in r.scan_iter(match=prefix + "*"):
+        await r.delete(key)
+    await r.aclose()
+
+
+def one_key(fp: FakeProvider, limit: int, window: float) -> None:
+    """Only key a1, which the provider lets through `limit` requests per `window` s."""
+    fp.keys = {k: v for k, v in fp.keys.items() if v.alias == "a1"}
+    for pol in fp.keys.values():
+        pol.limit, pol.window = limit, window
+
+
+async def first_byte_times(engine: Engine, n: int, t0: float) -> list[float]:
+    """Start `n` streams at once; when each one's first event came, relative to `t0`."""
+    async def one() -> float:
+        reply = await engine.chat({"model": "fake-small", "stream": True,
+                                   "messages": [{"role": "user", "content": "long please"}]}, ALICE)
+        first = None
+        async for _ev in reply.events:
+            first = first or time.monotonic() - t0
+        return first or 0.0
+
+    return sorted(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def stream_holds_its_slot_from_its_first_byte(
+    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str,
+) -> None:
+    """Two slots per second; four long streams at once: the last two start once the first two's
+    window turns (about 1 s), not once their 1.2 s answers have ended as well (about 2.2 s)."""
+    one_key(fresh_provider, 2, 1.0)
+    fresh_provider.script(*[LONG] * 4)
+    engine = await make_engine(request, state_kind, fresh_provider, ["2 per 1 second"], max_wait_seconds=10)
+    await engine.start()
+    try:
+        firsts = await first_byte_times(engine, 4, time.monotonic())
+    finally:
+        await engine.close()
+    assert fresh_provider.too_many == 0  # never ahead of the provider's window
+    assert firsts[1] < 0.5, firsts
+    assert 0.95 < firsts[2] < 1.6, firsts  # completion stamping would make this 2.2 s or more
+
+
+async def provider_headers_say_when_a_slow_answer_was_counted(
+    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str, headers: str,
+) -> None:
+    """One slot per second; answers take 0.6 s (the first byte is the whole answer). When the
+    provider's x-ratelimit-reset-requests is as of its answer, it tells when the request was
+    counted, and the second request is sent 1 s after the first arrived. Without headers, or
+    with headers as of the arrival (then stale by the answer's time), it is 1 s after the first
+    answer came. Never a 429."""
+    one_key(fresh_provider, 1, 1.0)
+    fresh_provider.latency = 0.6
+    fresh_provider.ratelimit_headers_at_answer = headers == "as of the answer"
+    fresh_provider.strip_ratelimit_headers = headers == "none"
+    engine = await make_engine(request, state_kind, fresh_provider, ["1 per 1 second"], max_wait_seconds=10)
+    await engine.start()
+    try:
+        for _ in range(2):
+            await engine.chat({"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}, ALICE)
+    finally:
+        await engine.close()
+    arrivals = [r.at for r in fresh_provider.received if r.status == 200]
+    assert fresh_provider.too_many == 0 and len(arrivals) == 2
+    gap = arrivals[1] - arrivals[0]
+    if headers == "as of the answer":
+        assert 1.0 <= gap < 1.35, gap
+    else:
+        assert gap >= 1.6, gap
