@@ -1,12 +1,13 @@
 # `make demo`: set up what the demo needs, then run the demo notebook headless through the proxy.
 # `make test`: set up everything the tests need, then run every test (what CI runs).
+# `make docs`: build the documentation site into build/docs/html (warnings are errors).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PLOOMBER_STATS_ENABLED := false
 export PLOOMBER_VERSION_CHECK_DISABLED := true
 
-.PHONY: demo test test-fast setup setup-demo lint bench clean
+.PHONY: demo test test-fast setup setup-demo lint bench clean docs docs-record
 
 demo: setup-demo
 	$(PY) scripts/run_demo.py
@@ -42,6 +43,15 @@ $(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-demo
 
+# the demo page is executed from docs/_data/demo-replay.jsonl: no proxy, key or model is used
+docs: setup
+	$(PY) -m sphinx -W --keep-going -n -b html docs build/docs/html
+	@echo "open build/docs/html/index.html"
+
+# record the demo page's answers again (through the proxy, as `make demo` runs it)
+docs-record: setup-demo
+	$(PY) scripts/record_docs_demo.py
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -51,4 +61,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache
+	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache build/docs

@@ -317,7 +317,7 @@ class RSQLProxy(Configurable):
             (log or logging.getLogger("rsql")).warning(
                 "rsql proxy: no upstreams configured, answering with the local SmolLM2-135M model "
                 "(answers will be weak); configure c.RSQLProxy.upstreams with a provider key, "
-                "see the README"
+                "see docs/admins/configure.md"
             )
         specs = parse_upstreams(raw, env)
         for name in ("max_wait_seconds", "upstream_timeout_seconds", "default_cooldown_seconds", "breaker_seconds",

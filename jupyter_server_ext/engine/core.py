@@ -379,7 +379,7 @@ class Engine:
             outcome.model = req.model
             self.check_model(access, req.model)
             # redaction scans the whole text: only after admission, so the user's limits bound
-            # how much of it one user can ask for (README, "One user cannot slow the others")
+            # how much of it one user can ask for (docs/admins/limits-budgets.md, "Admission and what a request is charged")
             redacting = bool(self.settings.redact_patterns)
             if redacting:
                 self._redact_size_ok(req.payload)

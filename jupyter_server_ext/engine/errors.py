@@ -161,7 +161,7 @@ class UpstreamFailure(Exception):
 
     `accepted`: the request reached the provider, which may be generating (and billing) an
     answer that did not come back in time; such an attempt is charged and never sent again
-    to another key (README, "What a request is charged")."""
+    to another key (docs/admins/limits-budgets.md, "Admission and what a request is charged")."""
 
     kind: str
     message: str

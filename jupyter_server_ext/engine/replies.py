@@ -1,7 +1,7 @@
 """An upstream's answer, or a cached one, turned into the client's reply: usage settled, cost
 charged, the slot and the admission ticket given back, the answer cached.
 
-The bill rule (README, "What a request is charged"): what the provider can bill for a request is
+The bill rule (docs/admins/limits-budgets.md, "The bill rule"): what the provider can bill for a request is
 what the user is charged. A provider bills every token it generated, whether or not the client
 stayed to read them, so an answer the client left is read on in the background for the usage
 the provider reports (``adopt``, ``_drain``); when none comes, the prompt and one token per

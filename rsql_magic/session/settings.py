@@ -99,7 +99,7 @@ class SqlAISettings(Configurable):
     display_rows = Int(10, help="Rows of the result shown in the output.").tag(config=True)
     max_rows = Int(100_000, help="Rows fetched into the DataFrame at most.").tag(config=True)
     timeout = Float(60.0, help="Statement timeout in seconds (0: none).").tag(config=True)
-    max_retries = Int(3, help="Default --max-retries.").tag(config=True)
+    max_retries = Int(3, help="How many times %%sql_ai asks again after a failed check, with the error fed back to the model (the default of --max-retries).").tag(config=True)
     schema_chars = Int(6000, help="Character budget for the schema DDL sent.").tag(config=True)
     model = Unicode(
         "", help="Model for SQL (empty: RSQLMagic.model, env RSQL_MODEL, else the proxy's)."

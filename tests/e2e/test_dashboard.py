@@ -3,7 +3,7 @@ Jupyter server, and the whole thing in headless Chromium through a real JupyterH
 logs in with the hub's login form, watches requests arrive, resets a user's limits, runs a
 health check; a non-admin gets 403; forged cross-site POSTs are refused).
 
-The screenshot of the hub run goes to docs/img/dashboard.png (the README shows it).
+The screenshot of the hub run goes to docs/img/dashboard.png (docs/admins/console.md shows it).
 """
 
 from __future__ import annotations

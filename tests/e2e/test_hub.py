@@ -53,7 +53,7 @@ def test_bad_and_expired_tokens_get_401(hub: Hub) -> None:
 
 def test_a_scoped_hub_token_works_from_scripts_outside_a_notebook(hub: Hub, provider: FakeProvider) -> None:
     """A token made through the hub's REST API with only the service's scope: what a user
-    puts into the openai SDK, R or jupyter-ai outside their server (README, "Clients outside
+    puts into the openai SDK, R or jupyter-ai outside their server (docs/users/clients.md, "Clients outside
     a notebook")."""
     import shutil
 
