@@ -65,8 +65,10 @@ def bench_pandas(rows: int, repeat: int) -> list[str]:
     print(f"pandas {rows:,} x {df.shape[1]} ({mem:.2f} GiB, built in {build:.1f} s)")
     print(f"  describe_frame:            median {med * 1000:.1f} ms, worst {worst * 1000:.1f} ms")
     print(f"  describe_frame --no-data:  median {nd_med * 1000:.1f} ms")
-    print(f"  build_context (3000 tok):  median {ctx_med * 1000:.1f} ms, worst {ctx_worst * 1000:.1f} ms, "
-          f"{len(ctx.render())} chars")  # type: ignore[attr-defined]
+    print(
+        f"  build_context (3000 tok):  median {ctx_med * 1000:.1f} ms, worst {ctx_worst * 1000:.1f} ms, "
+        f"{len(ctx.render())} chars"
+    )  # type: ignore[attr-defined]
     return [
         f"| pandas {rows:,} x {df.shape[1]} ({mem:.1f} GiB): `describe_frame` | {med * 1000:.1f} ms | "
         f"{worst * 1000:.1f} ms |",
@@ -94,8 +96,10 @@ def bench_r(repeat: int) -> list[str]:
     med, worst, text = timed(lambda: describe_r_session(budget_chars=6000), repeat)
     nd_med, _, _ = timed(lambda: describe_r_session(no_data=True, budget_chars=6000), repeat)
     print("R session: 50 data.frames (49 x 1,000 rows, one 10M rows)")
-    print(f"  describe_r_session:        median {med * 1000:.1f} ms, worst {worst * 1000:.1f} ms, "
-          f"{len(str(text))} chars")
+    print(
+        f"  describe_r_session:        median {med * 1000:.1f} ms, worst {worst * 1000:.1f} ms, "
+        f"{len(str(text))} chars"
+    )
     print(f"  describe_r_session --no-data: median {nd_med * 1000:.1f} ms")
     return [
         f"| R session, 50 data.frames (one 10M rows): `describe_r_session` | {med * 1000:.1f} ms | "
@@ -107,20 +111,22 @@ def bench_r(repeat: int) -> list[str]:
 def write_section(rows: list[str], args: argparse.Namespace) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     path.parent.mkdir(exist_ok=True)
-    body = "\n".join([
-        START,
-        "## %%ask context capture (`bench/bench_context.py`)",
-        "",
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}; median and worst of {args.repeat} runs.",
-        "Column stats on frames longer than 10,000 rows come from a 10,000-row random sample; "
-        "the frame is never scanned in full, so time does not grow with the row count.",
-        "",
-        "| what | median | worst |",
-        "|---|---|---|",
-        *rows,
-        END,
-    ])
+    body = "\n".join(
+        [
+            START,
+            "## %%ask context capture (`bench/bench_context.py`)",
+            "",
+            f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d')}; median and worst of {args.repeat} runs.",
+            "Column stats on frames longer than 10,000 rows come from a 10,000-row random sample; "
+            "the frame is never scanned in full, so time does not grow with the row count.",
+            "",
+            "| what | median | worst |",
+            "|---|---|---|",
+            *rows,
+            END,
+        ]
+    )
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if START in text and END in text:
         pre, rest = text.split(START, 1)

@@ -51,7 +51,11 @@ TOPICS: dict[str, list[tuple[str, ...]]] = {
     "why does this fail": [("region",), ("keyerror", "typo", "spell", "misspel", "regoin")],
     "fit mpg on wt and cyl": [("lm(",), ("mpg",), ("wt",), ("cyl",), ("am",)],
     "total order value per country": [("sum(",), ("country",), ("order by",), ("desc",)],
-    "what does the sales table contain": [("date", "daily", "day"), ("region",), ("units", "price", "revenue")],
+    "what does the sales table contain": [
+        ("date", "daily", "day"),
+        ("region",),
+        ("units", "price", "revenue"),
+    ],
 }
 
 CANDIDATES = {
@@ -83,17 +87,25 @@ def loops(text: str, window: int = 96, n: int = 4) -> bool:
     # words split at underscores, each digit its own: "mogr_mogr_mogr" and "1000000" are loops
     words = re.findall(r"[a-z]+|\d|[^\sa-z\d]", text.lower())
     for end in range(window, len(words) + 1, 8):
-        part = words[end - window:end]
+        part = words[end - window : end]
         runs = window - n + 1
-        if len({tuple(part[i:i + n]) for i in range(runs)}) < 0.5 * runs:
+        if len({tuple(part[i : i + n]) for i in range(runs)}) < 0.5 * runs:
             return True
     return False
 
 
 # headings of the context the magic sends: an answer that repeats them is the prompt echoed
 # back (which names every column, so it must not count as naming the right ones)
-ECHO_MARKS = ("context from my notebook session", "## last error", "### dataframe", "### data.frame",
-              "(stats over all rows)", "## r session", "-- model:", "<<sys>>")
+ECHO_MARKS = (
+    "context from my notebook session",
+    "## last error",
+    "### dataframe",
+    "### data.frame",
+    "(stats over all rows)",
+    "## r session",
+    "-- model:",
+    "<<sys>>",
+)
 
 
 def echoes(answer: str) -> bool:
@@ -122,14 +134,23 @@ def answers_of(nb: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         first, _, body = src.partition("\n")
         question = body.strip() if src.startswith("%%ask") else first.split(None, 1)[-1]
-        texts = [o["data"]["text/markdown"] for o in cell.get("outputs", [])
-                 if "text/markdown" in o.get("data", {})]
+        texts = [
+            o["data"]["text/markdown"]
+            for o in cell.get("outputs", [])
+            if "text/markdown" in o.get("data", {})
+        ]
         answer = "".join(texts[-1]) if texts else ""
         answer = re.sub(r"\n\*[^\n]*\*\s*$", "", answer)  # the footer
         meta = cell.get("metadata", {}).get("execution", {})
         t0, t1 = meta.get("iopub.execute_input"), meta.get("shell.execute_reply")
-        secs = (datetime.fromisoformat(t1.replace("Z", "+00:00"))
-                - datetime.fromisoformat(t0.replace("Z", "+00:00"))).total_seconds() if t0 and t1 else None
+        secs = (
+            (
+                datetime.fromisoformat(t1.replace("Z", "+00:00"))
+                - datetime.fromisoformat(t0.replace("Z", "+00:00"))
+            ).total_seconds()
+            if t0 and t1
+            else None
+        )
         if answer.strip():  # --show-context --no-data shows what would be sent, and asks nothing
             out.append({"question": question, "answer": answer, "seconds": secs})
     return out
@@ -137,7 +158,13 @@ def answers_of(nb: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run_one(path: str, setting: dict[str, Any], work: Path) -> list[dict[str, Any]]:
     config = work / "rsql_config.py"
-    upstream = {"name": "local", "provider": "llama_cpp", "models": ["local"], "model_path": path, **setting}
+    upstream = {
+        "name": "local",
+        "provider": "llama_cpp",
+        "models": ["local"],
+        "model_path": path,
+        **setting,
+    }
     config.write_text(
         f"c.RSQLProxy.upstreams = [{upstream!r}]\n"
         "c.RSQLProxy.default_model = 'local'\n"
@@ -147,9 +174,23 @@ def run_one(path: str, setting: dict[str, Any], work: Path) -> list[dict[str, An
     with proxy_server(config, work) as (_, _, env):
         env["RSQL_REPLAY"] = "off"
         subprocess.run(
-            [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-             "--ExecutePreprocessor.timeout=900", "--allow-errors", str(NOTEBOOK), "--output", str(out)],
-            env=env, check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "nbconvert",
+                "--to",
+                "notebook",
+                "--execute",
+                "--ExecutePreprocessor.timeout=900",
+                "--allow-errors",
+                str(NOTEBOOK),
+                "--output",
+                str(out),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
         )
     return answers_of(json.loads(out.read_text()))
 
@@ -185,7 +226,9 @@ def write_section(rows: list[dict[str, Any]], samples: dict[str, str], chosen: s
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3, help="demo runs per model and setting (answers are sampled)")
+    ap.add_argument(
+        "--runs", type=int, default=3, help="demo runs per model and setting (answers are sampled)"
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
     ap.add_argument("--dump", type=Path, help="write every answer to this JSON file")
     args = ap.parse_args()
@@ -205,11 +248,14 @@ def main() -> int:
             n = len(answers)
             secs = [a["seconds"] for a in answers if a["seconds"] is not None]
             row = {
-                "model": label, "setting": setting_label, "n": n,
+                "model": label,
+                "setting": setting_label,
+                "n": n,
                 "no_loop": sum(not loops(a["answer"]) for a in answers),
                 "on_topic": sum(bool(on_topic(a["question"], a["answer"])) for a in answers),
                 "echo": sum(echoes(a["answer"]) for a in answers),
-                "median_s": statistics.median(secs) if secs else 0.0, "max_s": max(secs, default=0.0),
+                "median_s": statistics.median(secs) if secs else 0.0,
+                "max_s": max(secs, default=0.0),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -61,12 +61,25 @@ SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs")
 
 
 def proxy_config(up: str, **extra: Any) -> dict[str, Any]:
-    return {"upstreams": upstream_configs(up), "default_model": "fake-small", "max_wait_seconds": 10.0,
-            "health_check_seconds": 0.0, **extra}
+    return {
+        "upstreams": upstream_configs(up),
+        "default_model": "fake-small",
+        "max_wait_seconds": 10.0,
+        "health_check_seconds": 0.0,
+        **extra,
+    }
 
 
-def run_target(name: str, url: str, auth: str, pid: int | None, conns: int, seconds: float,
-               ns: Netns | None = None, body: str | None = None) -> dict[str, Any]:
+def run_target(
+    name: str,
+    url: str,
+    auth: str,
+    pid: int | None,
+    conns: int,
+    seconds: float,
+    ns: Netns | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
     c0 = cpu_seconds(pid) if pid else 0.0
     r = wrk(url, conns=conns, seconds=seconds, auth=auth, ns=ns, body=body)
     if pid:
@@ -74,13 +87,16 @@ def run_target(name: str, url: str, auth: str, pid: int | None, conns: int, seco
     r["target"] = name
     r["load"] = loadavg()
     e = r["errors"]
-    log(f"  {name:<22} c={conns:<4} {r['rps']:8.1f} req/s  p50 {r['latency_us']['p50'] / 1000:7.2f} ms  "
+    log(
+        f"  {name:<22} c={conns:<4} {r['rps']:8.1f} req/s  p50 {r['latency_us']['p50'] / 1000:7.2f} ms  "
         f"p99 {r['latency_us']['p99'] / 1000:7.2f} ms  errors {sum(e.values())}"
-        + (f"  cpu {r['cpu_us_per_req']:.0f} us/req" if pid else ""))
+        + (f"  cpu {r['cpu_us_per_req']:.0f} us/req" if pid else "")
+    )
     return r
 
 
 # -- 1. overhead and throughput: both hosts, memory and Redis state -----------------------------
+
 
 def bench_overhead(quick: bool) -> dict[str, Any]:
     seconds = 3.0 if quick else 8.0
@@ -92,23 +108,35 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
     with workdir("overhead") as d, Procs(d) as procs:
         try:
             up = start_upstream(procs)
-            targets: dict[str, tuple[str, str, int | None]] = {"direct": (up + "/chat/completions", "", None)}
+            targets: dict[str, tuple[str, str, int | None]] = {
+                "direct": (up + "/chat/completions", "", None)
+            }
             # the framework's floor: a tornado handler that answers at once, no upstream call
             port = free_port()
             noop = procs.start("noop", [PY, str(BENCH / "noop_server.py"), "--port", str(port)])
             wait_http(f"http://127.0.0.1:{port}/x", noop, procs, "noop")
-            targets["tornado no-op (floor)"] = (f"http://127.0.0.1:{port}/v1/chat/completions", "", noop.pid)
+            targets["tornado no-op (floor)"] = (
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                "",
+                noop.pid,
+            )
             url, auth = start_service(procs, proxy_config(up), name="svc-memory")
             targets["rsql-proxy, memory"] = (url, auth, procs.items[-1][1].pid)
             if have_redis:
-                url, auth = start_service(procs, proxy_config(up, state_url=REDIS_URL, state_prefix=prefixes[0]),
-                                          name="svc-redis")
+                url, auth = start_service(
+                    procs,
+                    proxy_config(up, state_url=REDIS_URL, state_prefix=prefixes[0]),
+                    name="svc-redis",
+                )
                 targets["rsql-proxy, Redis"] = (url, auth, procs.items[-1][1].pid)
             url, auth = start_extension(procs, proxy_config(up), name="ext-memory")
             targets["extension, memory"] = (url, auth, procs.items[-1][1].pid)
             if have_redis:
-                url, auth = start_extension(procs, proxy_config(up, state_url=REDIS_URL, state_prefix=prefixes[1]),
-                                            name="ext-redis")
+                url, auth = start_extension(
+                    procs,
+                    proxy_config(up, state_url=REDIS_URL, state_prefix=prefixes[1]),
+                    name="ext-redis",
+                )
                 targets["extension, Redis"] = (url, auth, procs.items[-1][1].pid)
             log("overhead: warm-up")
             for url, auth, _pid in targets.values():
@@ -133,13 +161,16 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
 
 # -- 2. LiteLLM side by side, in a loopback-only namespace --------------------------------------
 
+
 def bench_litellm(quick: bool) -> dict[str, Any]:
     seconds = 3.0 if quick else 6.0
     conns_list = (1, 10, 50, 200)
     out: dict[str, Any] = {"seconds": seconds, "runs": []}
     with workdir("litellm") as d, Procs(d) as procs, Netns() as ns:
         up = start_upstream(procs, ns=ns)
-        targets: dict[str, tuple[str, str, int | None]] = {"direct": (up + "/chat/completions", "", None)}
+        targets: dict[str, tuple[str, str, int | None]] = {
+            "direct": (up + "/chat/completions", "", None)
+        }
         url, auth = start_service(procs, proxy_config(up), ns=ns, name="svc-memory")
         targets["rsql-proxy"] = (url, auth, procs.items[-1][1].pid)
         log("litellm: starting LiteLLM's proxy (1 worker) in the namespace")
@@ -156,6 +187,7 @@ def bench_litellm(quick: bool) -> dict[str, Any]:
 
 # -- 3. shared state cheaply: memory and Redis side by side, alternating, same load -----------------
 
+
 def bench_state(quick: bool) -> dict[str, Any]:
     """rsql-proxy on memory and on Redis state, in turns (so a busy spell of the shared machine
     hits both), at 10 and 50 connections; the proxy's CPU per request, p50 overhead, and the
@@ -169,24 +201,32 @@ def bench_state(quick: bool) -> dict[str, Any]:
     with workdir("state") as d, Procs(d) as procs:
         try:
             up = start_upstream(procs)
-            targets: dict[str, tuple[str, str, int | None]] = {"direct": (up + "/chat/completions", "", None)}
+            targets: dict[str, tuple[str, str, int | None]] = {
+                "direct": (up + "/chat/completions", "", None)
+            }
             url, auth = start_service(procs, proxy_config(up), name="svc-memory")
             targets["memory"] = (url, auth, procs.items[-1][1].pid)
-            url, auth = start_service(procs, proxy_config(up, state_url=REDIS_URL, state_prefix=prefix),
-                                      name="svc-redis")
+            url, auth = start_service(
+                procs, proxy_config(up, state_url=REDIS_URL, state_prefix=prefix), name="svc-redis"
+            )
             targets["Redis"] = (url, auth, procs.items[-1][1].pid)
             for url, auth, _pid in targets.values():
                 wrk(url, conns=10, seconds=2, auth=auth)
             for rnd in range(rounds):
                 for conns in (10, 50):
                     log(f"state: round {rnd + 1}/{rounds}, {conns} connections")
-                    order = ["direct", *(("memory", "Redis") if rnd % 2 == 0 else ("Redis", "memory"))]
+                    order = [
+                        "direct",
+                        *(("memory", "Redis") if rnd % 2 == 0 else ("Redis", "memory")),
+                    ]
                     for name in order:  # the order turns each round: neither always runs first
                         url, auth, pid = targets[name]
                         r0 = cpu_seconds(rpid) if rpid else 0.0
                         r = run_target(name, url, auth, pid, conns, seconds)
                         if rpid and name == "Redis":
-                            r["redis_cpu_us_per_req"] = 1e6 * (cpu_seconds(rpid) - r0) / max(1, r["requests"])
+                            r["redis_cpu_us_per_req"] = (
+                                1e6 * (cpu_seconds(rpid) - r0) / max(1, r["requests"])
+                            )
                         r["round"] = rnd
                         out["runs"].append(r)
         finally:
@@ -196,6 +236,7 @@ def bench_state(quick: bool) -> dict[str, Any]:
 
 
 # -- 4. many cores: rsql-proxy --workers 1 and 2 on Redis state, at saturation ----------------------
+
 
 def workers_supported() -> bool:
     code = "from jupyter_server_ext.service import RSQLProxyService as S; print('workers' in S.class_trait_names())"
@@ -221,31 +262,57 @@ def bench_workers(quick: bool) -> dict[str, Any]:
             up_pid = procs.items[-1][1].pid
             targets = {}
             for n in (1, 2):
-                url, auth = start_service(procs, proxy_config(up, state_url=REDIS_URL, state_prefix=prefix),
-                                          name=f"svc-w{n}", args=["--workers", str(n)])
+                url, auth = start_service(
+                    procs,
+                    proxy_config(up, state_url=REDIS_URL, state_prefix=prefix),
+                    name=f"svc-w{n}",
+                    args=["--workers", str(n)],
+                )
                 targets[n] = (url, auth, procs.items[-1][1].pid)
             for url, auth, _pid in targets.values():
                 wrk(url, conns=50, seconds=2, auth=auth)
             for rnd in range(rounds):
-                for n in ((1, 2) if rnd % 2 == 0 else (2, 1)):
+                for n in (1, 2) if rnd % 2 == 0 else (2, 1):
                     url, auth, pid = targets[n]
                     log(f"workers: round {rnd + 1}/{rounds}, --workers {n}, {conns} connections")
-                    before = {"proxy": tree_cpu_seconds(pid), "upstream": cpu_seconds(up_pid),
-                              "redis": cpu_seconds(rpid) if rpid else 0.0, "wrk": _children_cpu(),
-                              "machine": machine_cpu_seconds()}
+                    before = {
+                        "proxy": tree_cpu_seconds(pid),
+                        "upstream": cpu_seconds(up_pid),
+                        "redis": cpu_seconds(rpid) if rpid else 0.0,
+                        "wrk": _children_cpu(),
+                        "machine": machine_cpu_seconds(),
+                    }
                     load0 = loadavg()
                     r = wrk(url, conns=conns, seconds=seconds, auth=auth)
-                    after = {"proxy": tree_cpu_seconds(pid), "upstream": cpu_seconds(up_pid),
-                             "redis": cpu_seconds(rpid) if rpid else 0.0, "wrk": _children_cpu(),
-                             "machine": machine_cpu_seconds()}
+                    after = {
+                        "proxy": tree_cpu_seconds(pid),
+                        "upstream": cpu_seconds(up_pid),
+                        "redis": cpu_seconds(rpid) if rpid else 0.0,
+                        "wrk": _children_cpu(),
+                        "machine": machine_cpu_seconds(),
+                    }
                     cpu = {k: after[k] - before[k] for k in before}
-                    cpu["others"] = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
-                    run = {"workers": n, "round": rnd, "rps": r["rps"], "requests": r["requests"],
-                           "errors": r["errors"], "latency_us": r["latency_us"], "cpu_s": cpu,
-                           "wall_s": r["duration_us"] / 1e6, "load_before": load0, "load_after": loadavg(),
-                           "cpu_us_per_req": 1e6 * cpu["proxy"] / max(1, r["requests"])}
-                    log(f"  --workers {n}: {r['rps']:.0f} req/s, CPU s: "
-                        + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f", load {run['load_after']}")
+                    cpu["others"] = cpu["machine"] - sum(
+                        v for k, v in cpu.items() if k != "machine"
+                    )
+                    run = {
+                        "workers": n,
+                        "round": rnd,
+                        "rps": r["rps"],
+                        "requests": r["requests"],
+                        "errors": r["errors"],
+                        "latency_us": r["latency_us"],
+                        "cpu_s": cpu,
+                        "wall_s": r["duration_us"] / 1e6,
+                        "load_before": load0,
+                        "load_after": loadavg(),
+                        "cpu_us_per_req": 1e6 * cpu["proxy"] / max(1, r["requests"]),
+                    }
+                    log(
+                        f"  --workers {n}: {r['rps']:.0f} req/s, CPU s: "
+                        + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+                        + f", load {run['load_after']}"
+                    )
                     out["runs"].append(run)
         finally:
             procs.__exit__(None, None, None)
@@ -262,11 +329,19 @@ def _children_cpu() -> float:
 
 # -- 5. quota at real answer times: 3 keys x 10 requests / 10 s, clients offering twice that -------
 
-QUOTA = {"keys": 3, "per_key": 10, "period": 10.0, "first_byte": 0.2, "stream_seconds": 2.0,
-         "answer_seconds": 2.0}
+QUOTA = {
+    "keys": 3,
+    "per_key": 10,
+    "period": 10.0,
+    "first_byte": 0.2,
+    "stream_seconds": 2.0,
+    "answer_seconds": 2.0,
+}
 
 
-def steady_rate(times: list[float], start: float, end: float, per_window: int) -> tuple[float, int, float, float]:
+def steady_rate(
+    times: list[float], start: float, end: float, per_window: int
+) -> tuple[float, int, float, float]:
     """Events per second in the steady part: from the first event at or after `start`, over a whole
     number m of windows' worth of events (m * per_window) ending by `end`. Timed between two events
     m * per_window apart, it does not depend on where the windows' bursts fall against the ends of a
@@ -282,15 +357,18 @@ def steady_rate(times: list[float], start: float, end: float, per_window: int) -
     return m * per_window / (ts[j] - ts[i]), m * per_window, ts[i], ts[j]
 
 
-def quota_summary(load: dict[str, Any], up: dict[str, Any], capacity: float, first_byte: float,
-                  period: float) -> dict[str, Any]:
+def quota_summary(
+    load: dict[str, Any], up: dict[str, Any], capacity: float, first_byte: float, period: float
+) -> dict[str, Any]:
     """Steady state: after the provider's first window. Share = delivered answers per second there
     (timed by their first bytes, `first_byte` after the provider counted them; see `steady_rate`) /
     the keys' capacity. The upstream's own count of arrivals gives the same measure at its side."""
     seconds, res = load["seconds"], load["results"]
     per_window = round(capacity * period)
     ok = [r for r in res if r[2] == 200]
-    rate, n, t0, t1 = steady_rate([r[4] for r in ok], period + first_byte, seconds + first_byte, per_window)
+    rate, n, t0, t1 = steady_rate(
+        [r[4] for r in ok], period + first_byte, seconds + first_byte, per_window
+    )
     arrivals = up.get("arrivals") or [0.0]  # seconds since the upstream's reset, at its side
     up_rate = steady_rate(arrivals, arrivals[0] + period, arrivals[0] + seconds, per_window)[0]
     refused = [r for r in res if r[2] == 429]
@@ -300,14 +378,24 @@ def quota_summary(load: dict[str, Any], up: dict[str, Any], capacity: float, fir
         if 0 <= r[4] < len(per_sec):
             per_sec[int(r[4])] += 1
     return {
-        "offered": load["sent"], "offered_rps": load["rate"], "seconds": seconds,
-        "steady_from_s": t0, "steady_to_s": t1, "steady_answers": n,
-        "delivered_steady_rps": rate, "capacity_rps": capacity, "share": rate / capacity,
-        "upstream_share": up_rate / capacity, "delivered_total": len(ok),
-        "refused_429": len(refused), "refused_with_retry_after": sum(1 for r in refused if r[3]),
-        "errors": len(errors), "error_statuses": sorted({r[2] for r in errors}),
+        "offered": load["sent"],
+        "offered_rps": load["rate"],
+        "seconds": seconds,
+        "steady_from_s": t0,
+        "steady_to_s": t1,
+        "steady_answers": n,
+        "delivered_steady_rps": rate,
+        "capacity_rps": capacity,
+        "share": rate / capacity,
+        "upstream_share": up_rate / capacity,
+        "delivered_total": len(ok),
+        "refused_429": len(refused),
+        "refused_with_retry_after": sum(1 for r in refused if r[3]),
+        "errors": len(errors),
+        "error_statuses": sorted({r[2] for r in errors}),
         "incomplete_streams": sum(1 for r in errors if r[2] == -3),
-        "upstream_ok": up.get("ok"), "upstream_429": up.get("rate_limited"),
+        "upstream_ok": up.get("ok"),
+        "upstream_429": up.get("rate_limited"),
         "first_bytes_per_second": per_sec,
         "answer_p50_ms": 1000 * statistics.median([r[1] - r[0] for r in ok] or [0]),
         "first_byte_p50_ms": 1000 * statistics.median([r[4] - r[0] for r in ok] or [0]),
@@ -316,13 +404,24 @@ def quota_summary(load: dict[str, Any], up: dict[str, Any], capacity: float, fir
 
 def _quota_upstream(procs: Procs, ns: Netns, stream: bool, headers: bool) -> str:
     q = QUOTA
-    timing = ({"first_byte": q["first_byte"], "stream_seconds": q["stream_seconds"]} if stream
-              else {"first_byte": q["answer_seconds"], "answer_seconds": q["answer_seconds"]})
-    return start_upstream(procs, ns=ns, limit=f"{q['per_key']}/{q['period']:g}", timing=timing,
-                          headers=headers, name="upstream-quota")
+    timing = (
+        {"first_byte": q["first_byte"], "stream_seconds": q["stream_seconds"]}
+        if stream
+        else {"first_byte": q["answer_seconds"], "answer_seconds": q["answer_seconds"]}
+    )
+    return start_upstream(
+        procs,
+        ns=ns,
+        limit=f"{q['per_key']}/{q['period']:g}",
+        timing=timing,
+        headers=headers,
+        name="upstream-quota",
+    )
 
 
-def _quota_load(ns: Netns, up: str, url: str, auth: str, stream: bool, seconds: float) -> dict[str, Any]:
+def _quota_load(
+    ns: Netns, up: str, url: str, auth: str, stream: bool, seconds: float
+) -> dict[str, Any]:
     q = QUOTA
     capacity = q["keys"] * q["per_key"] / q["period"]
     upstream_stats(ns, up, reset=True)
@@ -337,29 +436,55 @@ def bench_quota(quick: bool) -> dict[str, Any]:
     q = QUOTA
     capacity = q["keys"] * q["per_key"] / q["period"]
     secs = {"A": 30.0 if quick else 120.0, "B": 30.0 if quick else 60.0}
-    out: dict[str, Any] = {**q, "capacity_rps": capacity, "offered_rps": 2 * capacity, "seconds": secs, "runs": []}
+    out: dict[str, Any] = {
+        **q,
+        "capacity_rps": capacity,
+        "offered_rps": 2 * capacity,
+        "seconds": secs,
+        "runs": [],
+    }
     with workdir("quota") as d, Procs(d) as procs, Netns() as ns:
         for scen, stream in (("A", True), ("B", False)):
             for headers in (True, False):
                 up = _quota_upstream(procs, ns, stream, headers)
                 cfg = proxy_config(up)
-                cfg["upstreams"] = upstream_configs(up, limits=[f"{q['per_key']} per {q['period']:g} seconds"])
+                cfg["upstreams"] = upstream_configs(
+                    up, limits=[f"{q['per_key']} per {q['period']:g} seconds"]
+                )
                 url, auth = start_service(procs, cfg, ns=ns, name=f"svc-{scen}-{headers}")
-                log(f"quota {scen}: rsql-proxy, {'streams' if stream else 'JSON'}, headers {'on' if headers else 'off'}, "
-                    f"offering {2 * capacity:g} req/s for {secs[scen]:g} s")
+                log(
+                    f"quota {scen}: rsql-proxy, {'streams' if stream else 'JSON'}, "
+                    f"headers {'on' if headers else 'off'}, "
+                    f"offering {2 * capacity:g} req/s for {secs[scen]:g} s"
+                )
                 res = _quota_load(ns, up, url, auth, stream, secs[scen])
-                out["runs"].append({"scenario": scen, "proxy": "rsql-proxy", "stream": stream, "headers": headers, **res})
+                out["runs"].append(
+                    {
+                        "scenario": scen,
+                        "proxy": "rsql-proxy",
+                        "stream": stream,
+                        "headers": headers,
+                        **res,
+                    }
+                )
                 procs.__exit__(None, None, None)  # this run's proxy and upstream
-        for scen, stream in (("A", True), ("B", False)):  # a fresh LiteLLM each: its per-minute counts
+        for scen, stream in (
+            ("A", True),
+            ("B", False),
+        ):  # a fresh LiteLLM each: its per-minute counts
             try:
                 up = _quota_upstream(procs, ns, stream, True)
                 rpm = int(q["per_key"] * 60 / q["period"])  # per minute: its nearest to 10 per 10 s
                 log(f"quota {scen}: starting LiteLLM (rpm {rpm} per deployment)")
                 url, auth = start_litellm(procs, up, ns, rpm=rpm, name=f"litellm-{scen}")
                 wrk(url, conns=1, seconds=1, auth=auth, ns=ns)  # its first calls are slow
-                log(f"quota {scen}: LiteLLM, headers on, offering {2 * capacity:g} req/s for {secs[scen]:g} s")
+                log(
+                    f"quota {scen}: LiteLLM, headers on, offering {2 * capacity:g} req/s for {secs[scen]:g} s"
+                )
                 res = _quota_load(ns, up, url, auth, stream, secs[scen])
-                out["runs"].append({"scenario": scen, "proxy": "LiteLLM", "stream": stream, "headers": True, **res})
+                out["runs"].append(
+                    {"scenario": scen, "proxy": "LiteLLM", "stream": stream, "headers": True, **res}
+                )
             except (RuntimeError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
                 out["LiteLLM_error"] = str(exc)[:500]
             procs.__exit__(None, None, None)
@@ -368,14 +493,19 @@ def bench_quota(quick: bool) -> dict[str, Any]:
 
 # -- 6. per-request costs -----------------------------------------------------------------------
 
+
 async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
     from jupyter_server_ext.engine.admission.limiter import Limiter, LimitSettings, UserPolicy
     from jupyter_server_ext.engine.upstreams.specs import parse_rates
 
     settings = LimitSettings(
-        user=UserPolicy(limits=parse_rates(["100000/minute", "1000000/day"], where="bench"), concurrency=50,
-                        daily_budget_usd=1000.0),
-        global_concurrency=1000, global_daily_budget_usd=10000.0,
+        user=UserPolicy(
+            limits=parse_rates(["100000/minute", "1000000/day"], where="bench"),
+            concurrency=50,
+            daily_budget_usd=1000.0,
+        ),
+        global_concurrency=1000,
+        global_daily_budget_usd=10000.0,
     )
     prefix = redis_prefix("admit")
     if state_kind == "memory":
@@ -406,13 +536,29 @@ async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
             redis_cleanup(prefix)
     admit_t.sort()
     finish_t.sort()
-    return {"n": n, "admit_p50_us": 1e6 * admit_t[n // 2], "admit_p99_us": 1e6 * admit_t[int(n * 0.99)],
-            "finish_p50_us": 1e6 * finish_t[n // 2]}
+    return {
+        "n": n,
+        "admit_p50_us": 1e6 * admit_t[n // 2],
+        "admit_p99_us": 1e6 * admit_t[int(n * 0.99)],
+        "finish_p50_us": 1e6 * finish_t[n // 2],
+    }
 
 
 def _ttfb(ns: Netns | None, url: str, auth: str, count: int) -> dict[str, Any]:
-    argv = [*in_ns(ns), PY, str(BENCH / "loadgen.py"), "ttfb", "--url", url, "--auth", auth,
-            "--count", str(count), "--warmup", "10"]
+    argv = [
+        *in_ns(ns),
+        PY,
+        str(BENCH / "loadgen.py"),
+        "ttfb",
+        "--url",
+        url,
+        "--auth",
+        auth,
+        "--count",
+        str(count),
+        "--warmup",
+        "10",
+    ]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     line = next((ln for ln in res.stdout.splitlines() if ln.startswith("LOADJSON ")), None)
     if line is None:
@@ -444,9 +590,15 @@ def bench_costs(quick: bool) -> dict[str, Any]:
         cached = chat_body(temperature=0.0)
         log("costs: cache hits end to end (wrk, a deterministic request answered from the cache)")
         hits = {}
-        for name, url, auth, pid in (("rsql-proxy", url_s, auth_s, pid_s), ("extension", url_e, auth_e, pid_e)):
+        for name, url, auth, pid in (
+            ("rsql-proxy", url_s, auth_s, pid_s),
+            ("extension", url_e, auth_e, pid_e),
+        ):
             wrk(url, conns=1, seconds=1, auth=auth, body=cached)  # fills the cache
-            hits[name] = {c: run_target(f"{name} cache hit", url, auth, pid, c, seconds, body=cached) for c in (1, 10)}
+            hits[name] = {
+                c: run_target(f"{name} cache hit", url, auth, pid, c, seconds, body=cached)
+                for c in (1, 10)
+            }
         out["cache_hit"] = hits
         log("costs: streaming time to first byte (sequential streams)")
         direct = _ttfb(None, up + "/chat/completions", "Bearer x", count)
@@ -454,14 +606,19 @@ def bench_costs(quick: bool) -> dict[str, Any]:
         ext = _ttfb(None, url_e, auth_e, count)
         out["ttfb"] = {}
         for name, r in (("direct", direct), ("rsql-proxy", svc), ("extension", ext)):
-            out["ttfb"][name] = {"p50_ms": 1000 * _pct(r["ttfb"], 0.5), "p99_ms": 1000 * _pct(r["ttfb"], 0.99),
-                                 "total_p50_ms": 1000 * _pct(r["total"], 0.5), "errors": r["errors"],
-                                 "count": len(r["ttfb"])}
+            out["ttfb"][name] = {
+                "p50_ms": 1000 * _pct(r["ttfb"], 0.5),
+                "p99_ms": 1000 * _pct(r["ttfb"], 0.99),
+                "total_p50_ms": 1000 * _pct(r["total"], 0.5),
+                "errors": r["errors"],
+                "count": len(r["ttfb"]),
+            }
         log("  ", out["ttfb"])
     return out
 
 
 # -- summaries (run_all.py renders them) ------------------------------------------------------------
+
 
 def _med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
@@ -480,7 +637,9 @@ def state_summary(st: dict[str, Any]) -> dict[int, dict[str, Any]]:
             r = t.get(name)
             if not (r and d):
                 continue
-            x = acc.setdefault(conns, {}).setdefault(name, {"p50": [], "over": [], "rps": [], "cpu": [], "rcpu": []})
+            x = acc.setdefault(conns, {}).setdefault(
+                name, {"p50": [], "over": [], "rps": [], "cpu": [], "rcpu": []}
+            )
             x["p50"].append(r["latency_us"]["p50"])
             x["over"].append(r["latency_us"]["p50"] - d["latency_us"]["p50"])
             x["rps"].append(r["rps"])
@@ -503,18 +662,30 @@ def workers_summary(w: dict[str, Any]) -> dict[int, dict[str, Any]]:
         runs = [r for r in w.get("runs", []) if r["workers"] == n]
         if runs:
             cpu = {k: _med([r["cpu_s"][k] for r in runs]) for k in runs[0]["cpu_s"]}
-            out[n] = {"rps": _med([r["rps"] for r in runs]), "p50": _med([r["latency_us"]["p50"] for r in runs]),
-                      "cpu": cpu, "wall": _med([r["wall_s"] for r in runs]), "rounds": len(runs),
-                      "errors": sum(sum(r["errors"].values()) for r in runs),
-                      "load": ", ".join(f"{r['load_before'].split()[0]}→{r['load_after'].split()[0]}" for r in runs)}
+            out[n] = {
+                "rps": _med([r["rps"] for r in runs]),
+                "p50": _med([r["latency_us"]["p50"] for r in runs]),
+                "cpu": cpu,
+                "wall": _med([r["wall_s"] for r in runs]),
+                "rounds": len(runs),
+                "errors": sum(sum(r["errors"].values()) for r in runs),
+                "load": ", ".join(
+                    f"{r['load_before'].split()[0]}→{r['load_after'].split()[0]}" for r in runs
+                ),
+            }
     return out
-
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
-    ap.add_argument("--quick", action="store_true", help="short runs (a smoke test; numbers are rough)")
+    ap.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {', '.join(SECTIONS)}",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="short runs (a smoke test; numbers are rough)"
+    )
     ap.add_argument("--json", default="", help="write the results here")
     args = ap.parse_args(argv)
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -524,8 +695,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if os.geteuid() != 0 and any(s in wanted for s in ("litellm", "quota")):
         log("litellm and quota need root for a network namespace (ip netns); skipping them")
         wanted = [s for s in wanted if s not in ("litellm", "quota")]
-    fns = {"overhead": bench_overhead, "state": bench_state, "workers": bench_workers, "litellm": bench_litellm,
-           "quota": bench_quota, "costs": bench_costs}
+    fns = {
+        "overhead": bench_overhead,
+        "state": bench_state,
+        "workers": bench_workers,
+        "litellm": bench_litellm,
+        "quota": bench_quota,
+        "costs": bench_costs,
+    }
     results: dict[str, Any] = {"quick": args.quick}
     for s in wanted:
         t = time.monotonic()

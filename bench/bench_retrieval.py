@@ -66,12 +66,24 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             weight DOUBLE);
         """,
         [
-            ("student", [(1, "Smith", "Linda", 18, "F", 600, 1121, "BAL"),
-                         (2, "Kim", "Tracy", 19, "F", 600, 7712, "HKG"),
-                         (3, "Jones", "Shiela", 21, "M", 520, 7792, "WAS")]),
+            (
+                "student",
+                [
+                    (1, "Smith", "Linda", 18, "F", 600, 1121, "BAL"),
+                    (2, "Kim", "Tracy", 19, "F", 600, 7712, "HKG"),
+                    (3, "Jones", "Shiela", 21, "M", 520, 7792, "WAS"),
+                ],
+            ),
             ("has_pet", [(1, 2001), (2, 2002), (2, 2003)]),
-            ("pets", [(2001, "cat", 3, 12.0), (2002, "dog", 2, 13.4), (2003, "dog", 1, 9.3),
-                      (2004, "hamster", 1, 0.2)]),
+            (
+                "pets",
+                [
+                    (2001, "cat", 3, 12.0),
+                    (2002, "dog", 2, 13.4),
+                    (2003, "dog", 1, 9.3),
+                    (2004, "hamster", 1, 0.2),
+                ],
+            ),
         ],
     ),
     (
@@ -94,12 +106,20 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             section_id INTEGER REFERENCES sections(section_id), grade VARCHAR);
         """,
         [
-            ("departments", [(1, "Physics", "Watson", 70000), (2, "History", "Painter", 50000),
-                             (3, "Biology", "Watson", 90000)]),
+            (
+                "departments",
+                [
+                    (1, "Physics", "Watson", 70000),
+                    (2, "History", "Painter", 50000),
+                    (3, "Biology", "Watson", 90000),
+                ],
+            ),
             ("courses", [("PHY-101", "Mechanics", 1, 4), ("HIS-351", "World History", 2, 3)]),
             ("students", [(1, "Zhang", 1, 102), (2, "Shankar", 3, 32)]),
-            ("sections", [(1, "PHY-101", "Fall", 2024, "R101"),
-                          (2, "HIS-351", "Spring", 2025, "P514")]),
+            (
+                "sections",
+                [(1, "PHY-101", "Fall", 2024, "R101"), (2, "HIS-351", "Spring", 2025, "P514")],
+            ),
             ("enrollments", [(1, 1, "A-"), (2, 2, "B+")]),
         ],
     ),
@@ -117,8 +137,16 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             ratedAt TIMESTAMP);
         """,
         [
-            ("Genre", [(1, "Comedy"), (2, "Horror"), (3, "Documentary"), (4, "Western"),
-                       (5, "Animation")]),
+            (
+                "Genre",
+                [
+                    (1, "Comedy"),
+                    (2, "Horror"),
+                    (3, "Documentary"),
+                    (4, "Western"),
+                    (5, "Animation"),
+                ],
+            ),
         ],
     ),
     (
@@ -135,11 +163,22 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
         CREATE TABLE prod_cat (cat_id INTEGER PRIMARY KEY, cat_nm VARCHAR);
         """,
         [
-            ("ord", [(1, 1, "2025-01-03", "shipped"), (2, 1, "2025-02-01", "cancelled"),
-                     (3, 2, "2025-02-11", "returned")]),
+            (
+                "ord",
+                [
+                    (1, 1, "2025-01-03", "shipped"),
+                    (2, 1, "2025-02-01", "cancelled"),
+                    (3, 2, "2025-02-11", "returned"),
+                ],
+            ),
             ("prod_cat", [(1, "Garden"), (2, "Kitchen"), (3, "Toys")]),
-            ("cust", [(1, "Ada Ng", "ada@example.org", "Lisbon"),
-                      (2, "Bo Li", "bo@example.org", "Porto")]),
+            (
+                "cust",
+                [
+                    (1, "Ada Ng", "ada@example.org", "Lisbon"),
+                    (2, "Bo Li", "bo@example.org", "Porto"),
+                ],
+            ),
         ],
     ),
     (
@@ -155,10 +194,15 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
         CREATE TABLE titles (emp_no INTEGER, title VARCHAR, from_date DATE, to_date DATE);
         """,
         [
-            ("titles", [(1, "Senior Engineer", None, None), (2, "Staff", None, None),
-                        (3, "Technique Leader", None, None)]),
-            ("departments", [("d001", "Marketing"), ("d002", "Finance"),
-                             ("d005", "Development")]),
+            (
+                "titles",
+                [
+                    (1, "Senior Engineer", None, None),
+                    (2, "Staff", None, None),
+                    (3, "Technique Leader", None, None),
+                ],
+            ),
+            ("departments", [("d001", "Marketing"), ("d002", "Finance"), ("d005", "Development")]),
         ],
     ),
     (
@@ -178,8 +222,14 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             member_id INTEGER REFERENCES members(member_id), loaned_on DATE, returned_on DATE);
         """,
         [
-            ("authors", [(1, "Chinua Achebe", "Nigerian"), (2, "Isabel Allende", "Chilean"),
-                         (3, "Jon Fosse", "Norwegian")]),
+            (
+                "authors",
+                [
+                    (1, "Chinua Achebe", "Nigerian"),
+                    (2, "Isabel Allende", "Chilean"),
+                    (3, "Jon Fosse", "Norwegian"),
+                ],
+            ),
             ("publishers", [(1, "Heinemann", "United Kingdom"), (2, "Plaza", "Spain")]),
         ],
     ),
@@ -205,8 +255,10 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             TrackId INTEGER, UnitPrice DECIMAL(10,2), Quantity INTEGER);
         """,
         [
-            ("MediaType", [(1, "MPEG audio file"), (2, "AAC audio file"),
-                           (3, "Protected MPEG-4 video file")]),
+            (
+                "MediaType",
+                [(1, "MPEG audio file"), (2, "AAC audio file"), (3, "Protected MPEG-4 video file")],
+            ),
             ("Genre", [(1, "Jazz"), (2, "Blues"), (3, "Metal"), (4, "Bossa Nova")]),
             ("Playlist", [(1, "Grunge"), (2, "Classical 101")]),
         ],
@@ -229,8 +281,14 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             medication_code INTEGER, dose VARCHAR);
         """,
         [
-            ("medications", [(1, "Ibuprofen", "Advil"), (2, "Amoxicillin", "Amoxil"),
-                             (3, "Metformin", "Glucophage")]),
+            (
+                "medications",
+                [
+                    (1, "Ibuprofen", "Advil"),
+                    (2, "Amoxicillin", "Amoxil"),
+                    (3, "Metformin", "Glucophage"),
+                ],
+            ),
             ("physicians", [(1, "J. Dorian", "Staff Internist"), (2, "P. Cox", "Attending")]),
             ("hospital_departments", [(1, "Cardiology", 2), (2, "Radiology", 1)]),
         ],
@@ -250,8 +308,14 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             capacity INTEGER, team_id INTEGER);
         """,
         [
-            ("players", [(1, "A. Keeper", "goalkeeper", None), (2, "B. Nine", "striker", None),
-                         (3, "C. Back", "defender", None)]),
+            (
+                "players",
+                [
+                    (1, "A. Keeper", "goalkeeper", None),
+                    (2, "B. Nine", "striker", None),
+                    (3, "C. Back", "defender", None),
+                ],
+            ),
             ("teams", [(1, "Rovers", "Bristol", 1883), (2, "Athletic", "Bilbao", 1898)]),
         ],
     ),
@@ -266,11 +330,18 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             is_official BOOLEAN, percentage DOUBLE);
         """,
         [
-            ("countries", [("KEN", "Kenya", "Africa", 54000000, 580367.0),
-                           ("NZL", "New Zealand", "Oceania", 5000000, 268021.0),
-                           ("BRA", "Brazil", "South America", 203000000, 8515767.0)]),
-            ("country_languages", [("KEN", "Swahili", True, 60.0),
-                                   ("BRA", "Portuguese", True, 97.5)]),
+            (
+                "countries",
+                [
+                    ("KEN", "Kenya", "Africa", 54000000, 580367.0),
+                    ("NZL", "New Zealand", "Oceania", 5000000, 268021.0),
+                    ("BRA", "Brazil", "South America", 203000000, 8515767.0),
+                ],
+            ),
+            (
+                "country_languages",
+                [("KEN", "Swahili", True, 60.0), ("BRA", "Portuguese", True, 97.5)],
+            ),
         ],
     ),
     (
@@ -287,10 +358,17 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
             mean_humidity INTEGER, events VARCHAR, zip_code VARCHAR);
         """,
         [
-            ("daily_weather", [("2024-01-01", 61, 70, "Rain", "94107"),
-                               ("2024-01-02", 58, 90, "Fog", "94107")]),
-            ("trips", [(1, 600, None, 1, None, 2, 7, "Subscriber"),
-                       (2, 900, None, 2, None, 1, 8, "Customer")]),
+            (
+                "daily_weather",
+                [("2024-01-01", 61, 70, "Rain", "94107"), ("2024-01-02", 58, 90, "Fog", "94107")],
+            ),
+            (
+                "trips",
+                [
+                    (1, 600, None, 1, None, 2, 7, "Subscriber"),
+                    (2, 900, None, 2, None, 1, 8, "Customer"),
+                ],
+            ),
         ],
     ),
 ]
@@ -299,43 +377,108 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
 def _crm() -> tuple[str, str, list]:
     """A CRM export's shape: wide account and contact tables (modelled on common CRMs)."""
     acct = [
-        "account_id INTEGER PRIMARY KEY", "account_name VARCHAR", "owner_user_id INTEGER",
-        "industry VARCHAR", "annual_revenue DECIMAL(14,2)", "employee_count INTEGER",
-        "rating VARCHAR", "account_source VARCHAR", "parent_account_id INTEGER",
+        "account_id INTEGER PRIMARY KEY",
+        "account_name VARCHAR",
+        "owner_user_id INTEGER",
+        "industry VARCHAR",
+        "annual_revenue DECIMAL(14,2)",
+        "employee_count INTEGER",
+        "rating VARCHAR",
+        "account_source VARCHAR",
+        "parent_account_id INTEGER",
     ]
     for p in ("billing", "shipping"):
-        acct += [f"{p}_{x} VARCHAR" for x in ("street", "city", "state", "postal_code",
-                                              "country", "latitude", "longitude")]
-    acct += [f"{x} VARCHAR" for x in (
-        "phone", "fax", "website", "ticker_symbol", "ownership", "sic_code", "naics_code",
-        "duns_number", "tradestyle", "year_started", "description", "customer_priority",
-        "sla_tier", "sla_expiration_date", "upsell_opportunity", "active_flag",
-        "number_of_locations", "clean_status", "jigsaw_company_id", "photo_url",
-        "last_activity_date", "last_viewed_date", "created_by_id", "last_modified_by_id",
-        "created_date", "last_modified_date", "system_modstamp", "is_deleted",
-    )]
+        acct += [
+            f"{p}_{x} VARCHAR"
+            for x in ("street", "city", "state", "postal_code", "country", "latitude", "longitude")
+        ]
+    acct += [
+        f"{x} VARCHAR"
+        for x in (
+            "phone",
+            "fax",
+            "website",
+            "ticker_symbol",
+            "ownership",
+            "sic_code",
+            "naics_code",
+            "duns_number",
+            "tradestyle",
+            "year_started",
+            "description",
+            "customer_priority",
+            "sla_tier",
+            "sla_expiration_date",
+            "upsell_opportunity",
+            "active_flag",
+            "number_of_locations",
+            "clean_status",
+            "jigsaw_company_id",
+            "photo_url",
+            "last_activity_date",
+            "last_viewed_date",
+            "created_by_id",
+            "last_modified_by_id",
+            "created_date",
+            "last_modified_date",
+            "system_modstamp",
+            "is_deleted",
+        )
+    ]
     contact = [
-        "contact_id INTEGER PRIMARY KEY", "account_id INTEGER", "first_name VARCHAR",
-        "last_name VARCHAR", "email VARCHAR", "title VARCHAR", "department VARCHAR",
+        "contact_id INTEGER PRIMARY KEY",
+        "account_id INTEGER",
+        "first_name VARCHAR",
+        "last_name VARCHAR",
+        "email VARCHAR",
+        "title VARCHAR",
+        "department VARCHAR",
         "lead_source VARCHAR",
-    ] + [f"{x} VARCHAR" for x in (
-        "salutation", "middle_name", "suffix", "mailing_street", "mailing_city",
-        "mailing_state", "mailing_postal_code", "mailing_country", "mobile_phone",
-        "home_phone", "other_phone", "assistant_name", "assistant_phone", "birthdate",
-        "reports_to_id", "email_bounced_reason", "has_opted_out_of_email", "do_not_call",
-        "languages", "level", "created_date", "last_modified_date",
-    )]
+    ] + [
+        f"{x} VARCHAR"
+        for x in (
+            "salutation",
+            "middle_name",
+            "suffix",
+            "mailing_street",
+            "mailing_city",
+            "mailing_state",
+            "mailing_postal_code",
+            "mailing_country",
+            "mobile_phone",
+            "home_phone",
+            "other_phone",
+            "assistant_name",
+            "assistant_phone",
+            "birthdate",
+            "reports_to_id",
+            "email_bounced_reason",
+            "has_opted_out_of_email",
+            "do_not_call",
+            "languages",
+            "level",
+            "created_date",
+            "last_modified_date",
+        )
+    ]
     ddl = f"""
-        CREATE TABLE accounts ({', '.join(acct)});
-        CREATE TABLE contacts ({', '.join(contact)});
+        CREATE TABLE accounts ({", ".join(acct)});
+        CREATE TABLE contacts ({", ".join(contact)});
         CREATE TABLE opportunities (opportunity_id INTEGER PRIMARY KEY, account_id INTEGER,
             name VARCHAR, stage_name VARCHAR, amount DECIMAL(14,2), probability INTEGER,
             close_date DATE, forecast_category VARCHAR, owner_user_id INTEGER);
         CREATE TABLE crm_users (user_id INTEGER PRIMARY KEY, user_name VARCHAR,
             email VARCHAR, region VARCHAR, is_active BOOLEAN);
     """
-    rows = [("opportunities", [(1, 1, "Renewal", "Prospecting", 1000, 10, None, "Pipeline", 1),
-                               (2, 1, "Upsell", "Closed Won", 5000, 100, None, "Closed", 1)])]
+    rows = [
+        (
+            "opportunities",
+            [
+                (1, 1, "Renewal", "Prospecting", 1000, 10, None, "Pipeline", 1),
+                (2, 1, "Upsell", "Closed Won", 5000, 100, None, "Closed", 1),
+            ],
+        )
+    ]
     return "crm", ddl, rows
 
 
@@ -352,8 +495,9 @@ def _installed(pkg: str) -> Path:
 def _clean(df: Any) -> Any:
     df = df.head(MAX_ROWS)
     # R's row names come out as an unnamed first column
-    df.columns = ["rownames" if (not c or str(c).startswith("Unnamed")) else str(c)
-                  for c in df.columns]
+    df.columns = [
+        "rownames" if (not c or str(c).startswith("Unnamed")) else str(c) for c in df.columns
+    ]
     return df
 
 
@@ -408,7 +552,7 @@ def build_warehouse(path: Path) -> None:
         con.unregister("df_in")
     for name, ddl, rows in [*SYNTHETIC, _crm()]:
         con.execute(f'CREATE SCHEMA "{name}"')
-        con.execute(f'SET schema = \'{name}\'')
+        con.execute(f"SET schema = '{name}'")
         for stmt in ddl.split(";"):
             if stmt.strip():
                 con.execute(stmt)

@@ -40,14 +40,23 @@ ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "bench" / "questions" / "flights.jsonl"
 CACHE = Path.home() / ".cache" / "rsql-assistant"
 MARK = "<!-- bench_sql_checks -->"
-VARIANTS = ("as written", "double-quoted strings", "LIMIT m, n", "SELECT TOP n", "backticks", "ILIKE")
+VARIANTS = (
+    "as written",
+    "double-quoted strings",
+    "LIMIT m, n",
+    "SELECT TOP n",
+    "backticks",
+    "ILIKE",
+)
 _LIMIT = re.compile(r"\bLIMIT\s+(\d+)(?:\s+OFFSET\s+(\d+))?\s*;?\s*$", re.IGNORECASE)
 
 
 def _compare() -> Any:
     """This checkout's result comparison, whichever rsql_magic is on the path (a baseline's
     may predate it)."""
-    spec = importlib.util.spec_from_file_location("_rsql_compare", ROOT / "rsql_magic" / "eval" / "compare.py")
+    spec = importlib.util.spec_from_file_location(
+        "_rsql_compare", ROOT / "rsql_magic" / "eval" / "compare.py"
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up
@@ -77,8 +86,13 @@ def variant(gold: str, kind: str, columns: set[str]) -> str | None:
         if not m or m.group(2) or not re.match(r"\s*SELECT\s", gold, re.IGNORECASE):
             return None
         body = gold[: m.start()].rstrip()
-        return re.sub(r"^\s*SELECT\s+(DISTINCT\s+)?", lambda d: f"SELECT {d.group(1) or ''}TOP {m.group(1)} ",
-                      body, count=1, flags=re.IGNORECASE)
+        return re.sub(
+            r"^\s*SELECT\s+(DISTINCT\s+)?",
+            lambda d: f"SELECT {d.group(1) or ''}TOP {m.group(1)} ",
+            body,
+            count=1,
+            flags=re.IGNORECASE,
+        )
     if kind == "backticks":
         tree = sqlglot.parse_one(gold, read="sqlite")
         for ident in tree.find_all(exp.Identifier):
@@ -94,8 +108,17 @@ def build_databases() -> dict[str, Path]:
     CACHE.mkdir(parents=True, exist_ok=True)
     paths = {"sqlite": CACHE / "flights.sqlite", "duckdb": CACHE / "flights.duckdb"}
     if not all(p.exists() for p in paths.values()):
-        subprocess.run([sys.executable, str(ROOT / "bench" / "questions" / "build_flights.py"),
-                        "--sqlite", str(paths["sqlite"]), "--duckdb", str(paths["duckdb"])], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "questions" / "build_flights.py"),
+                "--sqlite",
+                str(paths["sqlite"]),
+                "--duckdb",
+                str(paths["duckdb"]),
+            ],
+            check=True,
+        )
     return paths
 
 
@@ -113,8 +136,11 @@ def measure(paths: dict[str, str]) -> dict[str, dict[str, list[int]]]:
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
     out: dict[str, dict[str, list[int]]] = {}
     for engine, path in paths.items():
-        conn = (sqlite3.connect(f"file:{path}?mode=ro", uri=True) if engine == "sqlite"
-                else duckdb.connect(path, read_only=True))
+        conn = (
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            if engine == "sqlite"
+            else duckdb.connect(path, read_only=True)
+        )
         db = resolve(conn)
         schema = capture_schema(db)
         columns = {c.name.lower() for t in schema.tables for c in t.columns}
@@ -130,8 +156,13 @@ def measure(paths: dict[str, str]) -> dict[str, dict[str, list[int]]]:
                     continue
                 counts[kind][1] += 1
                 try:
-                    res = run_question(q["question"], db, lambda _m, s=sql: f"```sql\n{s}\n```",
-                                       schema=schema, max_retries=0)
+                    res = run_question(
+                        q["question"],
+                        db,
+                        lambda _m, s=sql: f"```sql\n{s}\n```",
+                        schema=schema,
+                        max_retries=0,
+                    )
                 except SqlAIError:
                     continue
                 rows = [tuple(r) for r in res.frame.itertuples(index=False)]
@@ -145,21 +176,38 @@ def measure(paths: dict[str, str]) -> dict[str, dict[str, list[int]]]:
 def baseline(rev: str, paths: dict[str, Path]) -> dict[str, dict[str, list[int]]]:
     with tempfile.TemporaryDirectory(prefix="rsql-baseline-") as tmp:
         tree = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
+            check=True,
+            capture_output=True,
+        )
         try:
             done = subprocess.run(
-                [sys.executable, __file__, "--measure", json.dumps({k: str(v) for k, v in paths.items()})],
-                env={**os.environ, "PYTHONPATH": str(tree)}, check=True, capture_output=True, text=True)
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    json.dumps({k: str(v) for k, v in paths.items()}),
+                ],
+                env={**os.environ, "PYTHONPATH": str(tree)},
+                check=True,
+                capture_output=True,
+                text=True,
+            )
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+            )
     return json.loads(done.stdout.splitlines()[-1])
 
 
 def write_section(after: dict, before: dict | None, rev: str | None) -> None:
     engines = list(after)
-    head = "| variant | " + " | ".join(
-        f"{e}: before | {e}: after" if before else f"{e}" for e in engines) + " |"
+    head = (
+        "| variant | "
+        + " | ".join(f"{e}: before | {e}: after" if before else f"{e}" for e in engines)
+        + " |"
+    )
     lines = [
         MARK,
         "## Right SQL in another dialect's habits",

@@ -58,7 +58,9 @@ class Netns:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.made = True
-        subprocess.run(["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"], check=True
+        )
         return self
 
     def prefix(self) -> list[str]:
@@ -89,12 +91,23 @@ class Procs:
         self.workdir.mkdir(parents=True, exist_ok=True)
         return self
 
-    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
-              cwd: Path | None = None, replace_env: bool = False) -> subprocess.Popen:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        replace_env: bool = False,
+    ) -> subprocess.Popen:
         logf = self.workdir / f"{name}.log"
         proc = subprocess.Popen(
-            list(argv), stdout=logf.open("wb"), stderr=subprocess.STDOUT,
-            env=dict(env or {}) if replace_env else {**os.environ, **(env or {})}, cwd=cwd or self.workdir, start_new_session=True,
+            list(argv),
+            stdout=logf.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=dict(env or {}) if replace_env else {**os.environ, **(env or {})},
+            cwd=cwd or self.workdir,
+            start_new_session=True,
         )
         self.items.append((name, proc, logf))
         return proc
@@ -123,8 +136,16 @@ class Procs:
         self.items.clear()
 
 
-def wait_http(url: str, proc: subprocess.Popen, procs: Procs, name: str, *, ns: Netns | None = None,
-              timeout: float = 60.0, headers: dict[str, str] | None = None) -> None:
+def wait_http(
+    url: str,
+    proc: subprocess.Popen,
+    procs: Procs,
+    name: str,
+    *,
+    ns: Netns | None = None,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Wait until `url` answers (any HTTP status)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -147,16 +168,35 @@ def wait_http(url: str, proc: subprocess.Popen, procs: Procs, name: str, *, ns: 
             if out.stdout.strip() not in ("", "000"):
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"{name} did not answer at {url} within {timeout:g} s:\n{procs.logtext(name)}")
+    raise RuntimeError(
+        f"{name} did not answer at {url} within {timeout:g} s:\n{procs.logtext(name)}"
+    )
 
 
-def start_upstream(procs: Procs, *, latency: float = 0.05, limit: str = "", ns: Netns | None = None,
-                   name: str = "upstream", port: int = 0, timing: dict[str, float] | None = None,
-                   headers: bool = False) -> str:
+def start_upstream(
+    procs: Procs,
+    *,
+    latency: float = 0.05,
+    limit: str = "",
+    ns: Netns | None = None,
+    name: str = "upstream",
+    port: int = 0,
+    timing: dict[str, float] | None = None,
+    headers: bool = False,
+) -> str:
     """bench/upstream.py; `timing`: first_byte, stream_seconds, answer_seconds (its flags)."""
     port = port or free_port()
-    argv = [*in_ns(ns), PY, str(BENCH / "upstream.py"), "--port", str(port), "--latency", str(latency),
-            "--ratelimit-headers", "on" if headers else "off"]
+    argv = [
+        *in_ns(ns),
+        PY,
+        str(BENCH / "upstream.py"),
+        "--port",
+        str(port),
+        "--latency",
+        str(latency),
+        "--ratelimit-headers",
+        "on" if headers else "off",
+    ]
     for k, v in (timing or {}).items():
         argv += ["--" + k.replace("_", "-"), str(v)]
     if limit:
@@ -169,9 +209,15 @@ def start_upstream(procs: Procs, *, latency: float = 0.05, limit: str = "", ns: 
 
 def upstream_configs(base_url: str, limits: Sequence[str] = ()) -> list[dict[str, Any]]:
     return [
-        {"name": f"key-{i}", "base_url": base_url, "api_key": key, "account": f"acct-{i}",
-         "models": ["fake-small", "fake-large"], "limits": list(limits),
-         "prices": {m: {"input": 0.05, "output": 0.08} for m in ("fake-small", "fake-large")}}
+        {
+            "name": f"key-{i}",
+            "base_url": base_url,
+            "api_key": key,
+            "account": f"acct-{i}",
+            "models": ["fake-small", "fake-large"],
+            "limits": list(limits),
+            "prices": {m: {"input": 0.05, "output": 0.08} for m in ("fake-small", "fake-large")},
+        }
         for i, key in enumerate(KEYS)
     ]
 
@@ -182,18 +228,37 @@ def write_proxy_config(path: Path, proxy: dict[str, Any], extra_lines: Sequence[
     return path
 
 
-def start_service(procs: Procs, proxy: dict[str, Any], *, ns: Netns | None = None,
-                  name: str = "rsql-proxy", env: dict[str, str] | None = None,
-                  wrap: Sequence[str] = (), args: Sequence[str] = ()) -> tuple[str, str]:
+def start_service(
+    procs: Procs,
+    proxy: dict[str, Any],
+    *,
+    ns: Netns | None = None,
+    name: str = "rsql-proxy",
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
+    args: Sequence[str] = (),
+) -> tuple[str, str]:
     """`rsql-proxy` with a static bearer token; returns (chat URL, Authorization value)."""
     work = procs.workdir / name
     work.mkdir(parents=True, exist_ok=True)
     cfg = write_proxy_config(
-        work / "rsql_config.py", {"database_url": f"sqlite:///{work}/usage.sqlite", **proxy},
+        work / "rsql_config.py",
+        {"database_url": f"sqlite:///{work}/usage.sqlite", **proxy},
         [f"c.RSQLProxyService.static_users = {{{STATIC_TOKEN!r}: {{'name': 'bench'}}}}"],
     )
     port = free_port()
-    argv = [*in_ns(ns), *wrap, PY, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port), *args]
+    argv = [
+        *in_ns(ns),
+        *wrap,
+        PY,
+        "-m",
+        "jupyter_server_ext",
+        "--config",
+        str(cfg),
+        "--port",
+        str(port),
+        *args,
+    ]
     proc = procs.start(name, argv, cwd=work, env={"PYTHONPATH": str(REPO), **(env or {})})
     base = f"http://127.0.0.1:{port}/"
     auth = f"Bearer {STATIC_TOKEN}"
@@ -201,26 +266,52 @@ def start_service(procs: Procs, proxy: dict[str, Any], *, ns: Netns | None = Non
     return base + "v1/chat/completions", auth
 
 
-def start_extension(procs: Procs, proxy: dict[str, Any], *, ns: Netns | None = None,
-                    name: str = "jupyter-server", env: dict[str, str] | None = None,
-                    wrap: Sequence[str] = ()) -> tuple[str, str]:
+def start_extension(
+    procs: Procs,
+    proxy: dict[str, Any],
+    *,
+    ns: Netns | None = None,
+    name: str = "jupyter-server",
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
+) -> tuple[str, str]:
     """A Jupyter server with only the rsql extension; returns (chat URL, Authorization value)."""
     work = procs.workdir / name
     for sub in ("root", "runtime", "config", "data"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     cfg = write_proxy_config(
-        work / "jupyter_server_config.py", {"database_url": f"sqlite:///{work}/usage.sqlite", **proxy},
-        ["c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': False, "
-         "'notebook': False, 'jupyter_lsp': False, 'jupysql_plugin': False, 'notebook_shim': False, "
-         "'jupyter_server_terminals': False}"],
+        work / "jupyter_server_config.py",
+        {"database_url": f"sqlite:///{work}/usage.sqlite", **proxy},
+        [
+            "c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': False, "
+            "'notebook': False, 'jupyter_lsp': False, 'jupysql_plugin': False, 'notebook_shim': False, "
+            "'jupyter_server_terminals': False}"
+        ],
     )
     token = secrets.token_hex(16)
     port = free_port()
-    argv = [*in_ns(ns), *wrap, PY, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", "--allow-root", f"--config={cfg}",
-            f"--ServerApp.root_dir={work / 'root'}", "--ServerApp.port_retries=0"]
-    env = {"JUPYTER_RUNTIME_DIR": str(work / "runtime"), "JUPYTER_CONFIG_DIR": str(work / "config"),
-           "JUPYTER_DATA_DIR": str(work / "data"), "PYTHONPATH": str(REPO), **(env or {})}
+    argv = [
+        *in_ns(ns),
+        *wrap,
+        PY,
+        "-m",
+        "jupyter_server",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        "--allow-root",
+        f"--config={cfg}",
+        f"--ServerApp.root_dir={work / 'root'}",
+        "--ServerApp.port_retries=0",
+    ]
+    env = {
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(work / "config"),
+        "JUPYTER_DATA_DIR": str(work / "data"),
+        "PYTHONPATH": str(REPO),
+        **(env or {}),
+    }
     proc = procs.start(name, argv, cwd=work / "root", env=env)
     base = f"http://127.0.0.1:{port}/"
     auth = f"token {token}"
@@ -228,14 +319,33 @@ def start_extension(procs: Procs, proxy: dict[str, Any], *, ns: Netns | None = N
     return base + "rsql/v1/chat/completions", auth
 
 
-def wrk(url: str, *, conns: int, seconds: float, auth: str = "", body: str | None = None,
-        ns: Netns | None = None, threads: int = 1, timeout: str = "10s") -> dict[str, Any]:
+def wrk(
+    url: str,
+    *,
+    conns: int,
+    seconds: float,
+    auth: str = "",
+    body: str | None = None,
+    ns: Netns | None = None,
+    threads: int = 1,
+    timeout: str = "10s",
+) -> dict[str, Any]:
     """One bounded wrk run; returns its JSON summary plus req/s."""
     env = {**os.environ, "BENCH_AUTH": auth}
     if body is not None:
         env["BENCH_BODY"] = body
-    argv = [*in_ns(ns), WRK, f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--timeout", timeout,
-            "-s", str(LUA), url]
+    argv = [
+        *in_ns(ns),
+        WRK,
+        f"-t{threads}",
+        f"-c{conns}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        timeout,
+        "-s",
+        str(LUA),
+        url,
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
@@ -247,10 +357,15 @@ def wrk(url: str, *, conns: int, seconds: float, auth: str = "", body: str | Non
 
 
 def chat_body(temperature: float = 0.7, stream: bool = False) -> str:
-    return json.dumps({
-        "model": MODEL, "messages": [{"role": "user", "content": "how many rows in t250?"}],
-        "max_tokens": 32, "temperature": temperature, "stream": stream,
-    })
+    return json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "how many rows in t250?"}],
+            "max_tokens": 32,
+            "temperature": temperature,
+            "stream": stream,
+        }
+    )
 
 
 def machine() -> dict[str, str]:
@@ -330,17 +445,42 @@ def redis_server_pid(port: int = 6379) -> int | None:
     """The pid of the redis-server serving `port` on this machine (to read its CPU time), if any."""
     for d in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if d.name.isdigit() and (d / "comm").read_text().strip() == "redis-server" \
-                    and f":{port}" in (d / "cmdline").read_text():
+            if (
+                d.name.isdigit()
+                and (d / "comm").read_text().strip() == "redis-server"
+                and f":{port}" in (d / "cmdline").read_text()
+            ):
                 return int(d.name)
     return None
 
 
-def run_loadgen(ns: Netns | None, url: str, auth: str, rate: float, seconds: float, *,
-                stream: bool = False, timeout: float = 30.0) -> dict[str, Any]:
+def run_loadgen(
+    ns: Netns | None,
+    url: str,
+    auth: str,
+    rate: float,
+    seconds: float,
+    *,
+    stream: bool = False,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """bench/loadgen.py open-loop, in its own process; its parsed JSON."""
-    argv = [*in_ns(ns), PY, str(BENCH / "loadgen.py"), "open", "--url", url, "--auth", auth,
-            "--rate", str(rate), "--seconds", str(seconds), "--timeout", str(timeout)]
+    argv = [
+        *in_ns(ns),
+        PY,
+        str(BENCH / "loadgen.py"),
+        "open",
+        "--url",
+        url,
+        "--auth",
+        auth,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--timeout",
+        str(timeout),
+    ]
     if stream:
         argv.append("--stream")
     res = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout + 90)
@@ -353,8 +493,20 @@ def run_loadgen(ns: Netns | None, url: str, auth: str, rate: float, seconds: flo
 def upstream_stats(ns: Netns | None, base: str, reset: bool = False) -> dict[str, Any]:
     """The upstream's /stats (or /reset: zero the counts, empty the windows)."""
     path = "/reset" if reset else "/stats"
-    res = subprocess.run([*in_ns(ns), "curl", "-s", "-m", "5", "-X", "POST" if reset else "GET",
-                          base.rsplit("/v1", 1)[0] + path], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            *in_ns(ns),
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "-X",
+            "POST" if reset else "GET",
+            base.rsplit("/v1", 1)[0] + path,
+        ],
+        capture_output=True,
+        text=True,
+    )
     return json.loads(res.stdout or "{}")
 
 
@@ -406,24 +558,30 @@ DEAD = "http://127.0.0.1:9/"  # the discard port: nothing listens there
 
 def litellm_env() -> dict[str, str]:
     """Mandatory for every LiteLLM start: offline, no telemetry, every fetch URL dead."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "DATABASE_", "OPENAI_"))}
-    env.update({
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_OFFLINE_MODE": "true",
-        "LITELLM_TELEMETRY_DISABLED": "true",
-        "LITELLM_TELEMETRY": "False",
-        "LITELLM_MODEL_COST_MAP_URL": DEAD + "model_prices.json",
-        "LITELLM_BLOG_POSTS_URL": DEAD + "blog_posts.json",
-        "LITELLM_AUTOROUTER_PRESETS_URL": DEAD + "presets.json",
-        "LITELLM_ANTHROPIC_BETA_HEADERS_URL": DEAD + "beta_headers.json",
-        "LITELLM_LENS_URL": DEAD,
-        "LITELLM_LOG": "ERROR",
-        "DISABLE_SCHEMA_UPDATE": "true",
-        "NO_DOCS": "True",
-        "NO_REDOC": "True",
-        "HF_HUB_OFFLINE": "1",
-        "TIKTOKEN_CACHE_DIR": str(LITELLM_VENV / "tiktoken-cache"),
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LITELLM_", "DATABASE_", "OPENAI_"))
+    }
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_OFFLINE_MODE": "true",
+            "LITELLM_TELEMETRY_DISABLED": "true",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_MODEL_COST_MAP_URL": DEAD + "model_prices.json",
+            "LITELLM_BLOG_POSTS_URL": DEAD + "blog_posts.json",
+            "LITELLM_AUTOROUTER_PRESETS_URL": DEAD + "presets.json",
+            "LITELLM_ANTHROPIC_BETA_HEADERS_URL": DEAD + "beta_headers.json",
+            "LITELLM_LENS_URL": DEAD,
+            "LITELLM_LOG": "ERROR",
+            "DISABLE_SCHEMA_UPDATE": "true",
+            "NO_DOCS": "True",
+            "NO_REDOC": "True",
+            "HF_HUB_OFFLINE": "1",
+            "TIKTOKEN_CACHE_DIR": str(LITELLM_VENV / "tiktoken-cache"),
+        }
+    )
     return env
 
 
@@ -455,8 +613,9 @@ def litellm_config(path: Path, base_url: str, *, rpm: int | None = None) -> Path
     return path
 
 
-def start_litellm(procs: Procs, base_url: str, ns: Netns, *, rpm: int | None = None,
-                  name: str = "litellm") -> tuple[str, str]:
+def start_litellm(
+    procs: Procs, base_url: str, ns: Netns, *, rpm: int | None = None, name: str = "litellm"
+) -> tuple[str, str]:
     """LiteLLM's proxy, one worker, inside the loopback-only namespace `ns` (never outside)."""
     if ns is None:
         raise RuntimeError("LiteLLM only ever runs inside the loopback-only network namespace")
@@ -467,9 +626,24 @@ def start_litellm(procs: Procs, base_url: str, ns: Netns, *, rpm: int | None = N
     work.mkdir(parents=True, exist_ok=True)
     cfg = litellm_config(work / "config.yaml", base_url, rpm=rpm)
     port = free_port()
-    proc = procs.start(name, [*ns.prefix(), str(exe), "--config", str(cfg), "--port", str(port),
-                              "--host", "127.0.0.1", "--num_workers", "1"],
-                       env=litellm_env(), cwd=work, replace_env=True)
+    proc = procs.start(
+        name,
+        [
+            *ns.prefix(),
+            str(exe),
+            "--config",
+            str(cfg),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--num_workers",
+            "1",
+        ],
+        env=litellm_env(),
+        cwd=work,
+        replace_env=True,
+    )
     # start-up takes a while (imports); the env above keeps it from reaching out
     base = f"http://127.0.0.1:{port}/"
     wait_http(base + "health/liveliness", proc, procs, name, ns=ns, timeout=180)

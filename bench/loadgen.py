@@ -24,10 +24,15 @@ import aiohttp
 
 
 def body(stream: bool, temperature: float) -> bytes:
-    return json.dumps({
-        "model": "fake-small", "messages": [{"role": "user", "content": "how many rows in t250?"}],
-        "max_tokens": 32, "temperature": temperature, "stream": stream,
-    }).encode()
+    return json.dumps(
+        {
+            "model": "fake-small",
+            "messages": [{"role": "user", "content": "how many rows in t250?"}],
+            "max_tokens": 32,
+            "temperature": temperature,
+            "stream": stream,
+        }
+    ).encode()
 
 
 INCOMPLETE = -3  # a stream that ended without [DONE] or carried an error event
@@ -64,8 +69,15 @@ async def open_loop(args: argparse.Namespace) -> dict:
                 else:
                     first = time.monotonic() - t_start
                     await resp.read()
-                results.append((t - t_start, time.monotonic() - t_start, status,
-                                resp.headers.get("Retry-After", ""), first))
+                results.append(
+                    (
+                        t - t_start,
+                        time.monotonic() - t_start,
+                        status,
+                        resp.headers.get("Retry-After", ""),
+                        first,
+                    )
+                )
         except asyncio.TimeoutError:
             results.append((t - t_start, time.monotonic() - t_start, -1, "", first))
         except aiohttp.ClientError:
@@ -83,7 +95,13 @@ async def open_loop(args: argparse.Namespace) -> dict:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.ensure_future(one(sess, t0)))
         await asyncio.wait(tasks, timeout=args.timeout + 5)
-    return {"rate": args.rate, "seconds": args.seconds, "sent": n, "stream": args.stream, "results": results}
+    return {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "sent": n,
+        "stream": args.stream,
+        "results": results,
+    }
 
 
 async def ttfb(args: argparse.Namespace) -> dict:
@@ -119,7 +137,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--stream", action="store_true", help="open: ask for streams, read each to [DONE]")
+    ap.add_argument(
+        "--stream", action="store_true", help="open: ask for streams, read each to [DONE]"
+    )
     args = ap.parse_args()
     out = asyncio.run(open_loop(args) if args.mode == "open" else ttfb(args))
     sys.stdout.write("LOADJSON " + json.dumps(out) + "\n")

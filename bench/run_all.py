@@ -37,6 +37,7 @@ START, END = "<!-- bench_proxy -->", "<!-- /bench_proxy -->"
 KERNEL = ("context", "schema")
 ALL = (*bench_proxy.SECTIONS, *KERNEL)
 
+
 def run_kernel_side(which: str, quick: bool, write: bool) -> dict[str, Any]:
     script = BENCH / f"bench_{which}.py"
     if not script.exists():
@@ -58,17 +59,24 @@ def run_kernel_side(which: str, quick: bool, write: bool) -> dict[str, Any]:
     res = subprocess.run(argv, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     if res.returncode != 0:
         log(f"  {script.name} failed ({res.returncode}): {res.stderr[-1500:]}")
-    return {"returncode": res.returncode, "elapsed_s": time.monotonic() - t, "stdout": res.stdout[-4000:]}
+    return {
+        "returncode": res.returncode,
+        "elapsed_s": time.monotonic() - t,
+        "stdout": res.stdout[-4000:],
+    }
 
 
 # -- formatting ----------------------------------------------------------------------------------
+
 
 def ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 
 
 def runs_by(section: dict[str, Any]) -> dict[tuple[str, int, bool], dict[str, Any]]:
-    return {(r["target"], r["conns"], bool(r.get("saturation"))): r for r in section.get("runs", [])}
+    return {
+        (r["target"], r["conns"], bool(r.get("saturation"))): r for r in section.get("runs", [])
+    }
 
 
 def baseline(direct: dict[str, Any]) -> tuple[float, float, str]:
@@ -104,8 +112,10 @@ def overhead_rows(ov: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, An
                 o50, o99 = ms(d50), ms(d99) + mark
                 summary.setdefault(t, {})[conns] = (d50, d99, r["rps"])
             cpu = f"{r['cpu_us_per_req']:.0f}" if "cpu_us_per_req" in r else "—"
-            lines.append(f"| {t} | {conns} | {ms(lat['p50'])} | {ms(lat['p99'])} | {o50} | {o99} | "
-                         f"{r['rps']:.0f} | {cpu} |")
+            lines.append(
+                f"| {t} | {conns} | {ms(lat['p50'])} | {ms(lat['p99'])} | {o50} | {o99} | "
+                f"{r['rps']:.0f} | {cpu} |"
+            )
     return lines, summary
 
 
@@ -143,7 +153,11 @@ def plots(res: dict[str, Any]) -> list[str]:
     ov = res.get("overhead", {})
     if ov.get("runs"):
         runs = runs_by(ov)
-        targets = [t for t in dict.fromkeys(r["target"] for r in ov["runs"]) if t != "direct" and not t.startswith("tornado")]
+        targets = [
+            t
+            for t in dict.fromkeys(r["target"] for r in ov["runs"])
+            if t != "direct" and not t.startswith("tornado")
+        ]
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for ax, q in zip(axes, ("p50", "p99"), strict=True):
             for t in targets:
@@ -164,7 +178,10 @@ def plots(res: dict[str, Any]) -> list[str]:
             ax.axhline({"p50": 1, "p99": 5}[q], color="grey", ls=":", lw=1)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
-        fig.suptitle("Latency added by the proxy (through the proxy minus straight to the 50 ms upstream)", fontsize=9)
+        fig.suptitle(
+            "Latency added by the proxy (through the proxy minus straight to the 50 ms upstream)",
+            fontsize=9,
+        )
         fig.tight_layout()
         fig.savefig(IMG / "bench_overhead.png", dpi=110)
         plt.close(fig)
@@ -196,19 +213,40 @@ def plots(res: dict[str, Any]) -> list[str]:
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
         for ax, scen in zip(axes, ("A", "B"), strict=True):
-            for r in (r for r in qruns if r["scenario"] == scen):  # cumulative: windows make per-second counts swing
+            for r in (
+                r for r in qruns if r["scenario"] == scen
+            ):  # cumulative: windows make per-second counts swing
                 ys = list(itertools.accumulate(r["first_bytes_per_second"]))
-                ax.plot(range(1, len(ys) + 1), ys, label=f"{r['proxy']}, headers {'on' if r['headers'] else 'off'}")
-            n, w = int(q["seconds"][scen]), q["per_key"] * q["keys"]  # at best: one window's worth, then capacity
+                ax.plot(
+                    range(1, len(ys) + 1),
+                    ys,
+                    label=f"{r['proxy']}, headers {'on' if r['headers'] else 'off'}",
+                )
+            n, w = (
+                int(q["seconds"][scen]),
+                q["per_key"] * q["keys"],
+            )  # at best: one window's worth, then capacity
             t0 = q["period"] + (q["first_byte"] if scen == "A" else q["answer_seconds"])
-            ax.plot([t0, n], [w, w + q["capacity_rps"] * (n - t0)], color="grey", ls=":", lw=1, label="keys' capacity")
+            ax.plot(
+                [t0, n],
+                [w, w + q["capacity_rps"] * (n - t0)],
+                color="grey",
+                ls=":",
+                lw=1,
+                label="keys' capacity",
+            )
             ax.set_xlabel("second of the test")
             ax.set_ylabel("answers delivered, by first byte (cumulative)")
-            ax.set_title(f"{scen}: {'streams, first byte 0.2 s, end 2 s' if scen == 'A' else 'JSON answers of 2 s'}",
-                         fontsize=9)
+            ax.set_title(
+                f"{scen}: {'streams, first byte 0.2 s, end 2 s' if scen == 'A' else 'JSON answers of 2 s'}",
+                fontsize=9,
+            )
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
-        fig.suptitle("Quota at real answer times: 3 keys x 10 requests / 10 s, clients offering twice that", fontsize=9)
+        fig.suptitle(
+            "Quota at real answer times: 3 keys x 10 requests / 10 s, clients offering twice that",
+            fontsize=9,
+        )
         fig.tight_layout()
         fig.savefig(IMG / "bench_quota.png", dpi=110)
         plt.close(fig)
@@ -233,7 +271,9 @@ NOTES_MD, ENGINE_MD = BENCH / "results" / "notes.md", BENCH / "results" / "engin
 def prose(path: Path) -> str:
     if not path.exists():
         return ""
-    return "\n".join(ln for ln in path.read_text().splitlines() if not ln.startswith("<!--")).strip()
+    return "\n".join(
+        ln for ln in path.read_text().splitlines() if not ln.startswith("<!--")
+    ).strip()
 
 
 def holds_back(res: dict[str, Any], nproc: str) -> list[str]:
@@ -245,14 +285,22 @@ def holds_back(res: dict[str, Any], nproc: str) -> list[str]:
             continue
         hold = q["first_byte"] if r["stream"] else q["answer_seconds"]
         bound = q["period"] / (q["period"] + hold)
-        txt = (f"- Quota share, {scen_name(r)}: {100 * r['share']:.1f}% delivered; the upstream counted "
-               f"{100 * r['upstream_share']:.1f}% of its capacity at its side, so "
-               f"{'the shortfall is in what the proxy sent' if r['upstream_share'] < 0.98 else 'the proxy sent enough and the loss is on the way back'}"
-               f" (upstream 429s {r['upstream_429']}, other errors {r['errors']}). ")
+        txt = (
+            f"- Quota share, {scen_name(r)}: {100 * r['share']:.1f}% delivered; the upstream counted "
+            f"{100 * r['upstream_share']:.1f}% of its capacity at its side, so "
+            + (
+                "the shortfall is in what the proxy sent"
+                if r["upstream_share"] < 0.98
+                else "the proxy sent enough and the loss is on the way back"
+            )
+            + f" (upstream 429s {r['upstream_429']}, other errors {r['errors']}). "
+        )
         if not r["headers"]:
-            txt += (f"Without the provider's headers a request's slot is held until its first byte, {hold:g} s after "
-                    f"the provider counted it: a key then admits at most {q['per_key']} per "
-                    f"{q['period'] + hold:g} s, {100 * bound:.1f}% of its capacity.")
+            txt += (
+                f"Without the provider's headers a request's slot is held until its first byte, {hold:g} s after "
+                f"the provider counted it: a key then admits at most {q['per_key']} per "
+                f"{q['period'] + hold:g} s, {100 * bound:.1f}% of its capacity."
+            )
         out.append(txt)
     st = bench_proxy.state_summary(res.get("state", {}))
     adm = res.get("costs", {}).get("admission", {})
@@ -261,66 +309,118 @@ def holds_back(res: dict[str, Any], nproc: str) -> list[str]:
         if not (m and r):
             continue
         if s["cpu_ratio"] > 1.3:
-            extra = (f" (an admission alone takes {adm['redis']['admit_p50_us']:.0f} µs p50 of wall time on Redis, "
-                     f"{adm['memory']['admit_p50_us']:.0f} µs in memory: Per-request costs)") if "redis" in adm else ""
-            out.append(f"- Redis CPU ratio at {conns} conns: {s['cpu_ratio']:.2f}x: Redis state costs the proxy "
-                       f"{r['cpu'] - m['cpu']:.0f} µs more CPU per request ({r['cpu']:.0f} against {m['cpu']:.0f}), the "
-                       f"client side of its Redis calls{extra}. The Redis server spent {r['rcpu']:.0f} µs per request "
-                       "besides (not in the ratio).")
+            extra = (
+                (
+                    f" (an admission alone takes {adm['redis']['admit_p50_us']:.0f} µs p50 of wall time on Redis, "
+                    f"{adm['memory']['admit_p50_us']:.0f} µs in memory: Per-request costs)"
+                )
+                if "redis" in adm
+                else ""
+            )
+            out.append(
+                f"- Redis CPU ratio at {conns} conns: {s['cpu_ratio']:.2f}x: Redis state costs the proxy "
+                f"{r['cpu'] - m['cpu']:.0f} µs more CPU per request ({r['cpu']:.0f} against {m['cpu']:.0f}), the "
+                f"client side of its Redis calls{extra}. The Redis server spent {r['rcpu']:.0f} µs per request "
+                "besides (not in the ratio)."
+            )
         if s["over_ratio"] > 1.5 or s["over_ratio"] != s["over_ratio"]:
-            out.append(f"- Redis p50 overhead ratio at {conns} conns: {s['over_ratio']:.2f}x: Redis adds "
-                       f"{(r['over'] - m['over']) / 1000:.2f} ms to the p50 ({r['over'] / 1000:.2f} against "
-                       f"{m['over'] / 1000:.2f} ms over the direct call): the admission's round trip (with the key "
-                       "pick), which the answer waits for, and the wake-ups of the proxy and of Redis on 2 shared "
-                       "cores; the writes at its first byte and end are not waited for (bench/results/notes.md)"
-                       + (f"; one admission alone takes {adm['redis']['admit_p50_us']:.0f} µs p50 in process, unloaded "
-                          "(Per-request costs)" if "redis" in adm else "") + ".")
+            out.append(
+                f"- Redis p50 overhead ratio at {conns} conns: {s['over_ratio']:.2f}x: Redis adds "
+                f"{(r['over'] - m['over']) / 1000:.2f} ms to the p50 ({r['over'] / 1000:.2f} against "
+                f"{m['over'] / 1000:.2f} ms over the direct call): the admission's round trip (with the key "
+                "pick), which the answer waits for, and the wake-ups of the proxy and of Redis on 2 shared "
+                "cores; the writes at its first byte and end are not waited for (bench/results/notes.md)"
+                + (
+                    f"; one admission alone takes {adm['redis']['admit_p50_us']:.0f} µs p50 in process, unloaded "
+                    "(Per-request costs)"
+                    if "redis" in adm
+                    else ""
+                )
+                + "."
+            )
     ws = bench_proxy.workers_summary(res.get("workers", {}))
     if 1 in ws and 2 in ws:
         w = ws[2]
         avail = float(nproc or 2) * w["wall"]
         c = w["cpu"]
-        out.append(f"- Workers: --workers 2 carried {w['rps']:,.0f} req/s against {ws[1]['rps']:,.0f} "
-                   f"({w['rps'] / ws[1]['rps']:.2f}x). Of the {avail:.0f} CPU seconds the {nproc} cores had in a "
-                   f"{w['wall']:.0f} s run, the proxy's processes got {c['proxy']:.1f}; wrk used {c['wrk']:.1f}, the "
-                   f"upstream {c['upstream']:.1f}, Redis {c['redis']:.1f}, everything else on the machine "
-                   f"{c['others']:.1f} (idle: {avail - c['machine']:.1f}).")
+        out.append(
+            f"- Workers: --workers 2 carried {w['rps']:,.0f} req/s against {ws[1]['rps']:,.0f} "
+            f"({w['rps'] / ws[1]['rps']:.2f}x). Of the {avail:.0f} CPU seconds the {nproc} cores had in a "
+            f"{w['wall']:.0f} s run, the proxy's processes got {c['proxy']:.1f}; wrk used {c['wrk']:.1f}, the "
+            f"upstream {c['upstream']:.1f}, Redis {c['redis']:.1f}, everything else on the machine "
+            f"{c['others']:.1f} (idle: {avail - c['machine']:.1f})."
+        )
     if out and prose(ENGINE_MD):
         out += ["", prose(ENGINE_MD)]
     return out
 
 
 def section(res: dict[str, Any], info: dict[str, str], images: bool = True) -> str:
-    L: list[str] = [START, "## Proxy: overhead, shared state, workers, LiteLLM side by side, quota at real answer times, "
-                    "per-request costs (`bench/bench_proxy.py`)", ""]
-    L.append(f"Run {info['date']}{' (**--quick**: short runs, rough numbers)' if res.get('quick') else ''} with "
-             "`make bench` (`.venv/bin/python bench/run_all.py`).")
+    L: list[str] = [
+        START,
+        "## Proxy: overhead, shared state, workers, LiteLLM side by side, quota at real answer times, "
+        "per-request costs (`bench/bench_proxy.py`)",
+        "",
+    ]
+    L.append(
+        f"Run {info['date']}{' (**--quick**: short runs, rough numbers)' if res.get('quick') else ''} with "
+        "`make bench` (`.venv/bin/python bench/run_all.py`)."
+    )
     # a subset run keeps the other sections' last results: say which ran when
-    dates = {sec: res[sec]["run_at"] for sec in bench_proxy.SECTIONS
-             if isinstance(res.get(sec), dict) and res[sec].get("run_at")}
+    dates = {
+        sec: res[sec]["run_at"]
+        for sec in bench_proxy.SECTIONS
+        if isinstance(res.get(sec), dict) and res[sec].get("run_at")
+    }
     if len(set(dates.values())) > 1:
-        L += ["", "Sections run at different times (`--only`): " + "; ".join(
-            f"{sec} {when}" for sec, when in dates.items()) + "."]
+        L += [
+            "",
+            "Sections run at different times (`--only`): "
+            + "; ".join(f"{sec} {when}" for sec, when in dates.items())
+            + ".",
+        ]
     L += ["", "| machine | |", "|---|---|"]
-    for k in ("nproc", "cpu", "python", "os", "tornado", "jupyter_server", "aiohttp", "redis", "prometheus_client",
-              "litellm", "wrk"):
+    for k in (
+        "nproc",
+        "cpu",
+        "python",
+        "os",
+        "tornado",
+        "jupyter_server",
+        "aiohttp",
+        "redis",
+        "prometheus_client",
+        "litellm",
+        "wrk",
+    ):
         if info.get(k):
             L.append(f"| {k} | {info[k]} |")
-    L += ["", "Method: load from `wrk` (1 thread, `bench/chat.lua`; latency percentiles from its `done()`), "
-          "each in its own process; the upstream is `bench/upstream.py`, a raw-asyncio OpenAI-compatible "
-          "server answering after a fixed 50 ms, in its own process; three keys on three accounts; requests "
-          "are non-deterministic (temperature 0.7) so the cache never answers them, except where a cache hit is "
-          "the point. *Overhead* = latency through the proxy minus latency straight to the upstream at the "
-          "same connection count, measured back to back in the same run. *Proxy CPU µs/req* is the proxy "
-          "process's user+system CPU time divided by the requests it answered (from /proc): it is the "
-          "figure that holds on a busy machine, and 10⁶ / it is the requests/s one process can carry on one "
-          "free core. The machine has 2 cores shared by wrk, the upstream, the proxy and other work, so "
-          "absolute req/s are lower bounds and vary from run to run; compare rows of one run.", ""]
-    loads = [float(r["load"].split()[0]) for sec in ("overhead", "litellm", "state") for r in res.get(sec, {}).get("runs", [])
-             if r.get("load", "?") != "?"]
+    L += [
+        "",
+        "Method: load from `wrk` (1 thread, `bench/chat.lua`; latency percentiles from its `done()`), "
+        "each in its own process; the upstream is `bench/upstream.py`, a raw-asyncio OpenAI-compatible "
+        "server answering after a fixed 50 ms, in its own process; three keys on three accounts; requests "
+        "are non-deterministic (temperature 0.7) so the cache never answers them, except where a cache hit is "
+        "the point. *Overhead* = latency through the proxy minus latency straight to the upstream at the "
+        "same connection count, measured back to back in the same run. *Proxy CPU µs/req* is the proxy "
+        "process's user+system CPU time divided by the requests it answered (from /proc): it is the "
+        "figure that holds on a busy machine, and 10⁶ / it is the requests/s one process can carry on one "
+        "free core. The machine has 2 cores shared by wrk, the upstream, the proxy and other work, so "
+        "absolute req/s are lower bounds and vary from run to run; compare rows of one run.",
+        "",
+    ]
+    loads = [
+        float(r["load"].split()[0])
+        for sec in ("overhead", "litellm", "state")
+        for r in res.get(sec, {}).get("runs", [])
+        if r.get("load", "?") != "?"
+    ]
     if loads:
-        L += [f"During this run the 1-minute load average ranged {min(loads):.1f} to {max(loads):.1f} on "
-              f"{info.get('nproc', '?')} cores (other sessions' tests share the machine).", ""]
+        L += [
+            f"During this run the 1-minute load average ranged {min(loads):.1f} to {max(loads):.1f} on "
+            f"{info.get('nproc', '?')} cores (other sessions' tests share the machine).",
+            "",
+        ]
     ov = res.get("overhead", {})
     sat = saturation(ov) if ov.get("runs") else {}
     ll = res.get("litellm", {})
@@ -338,169 +438,322 @@ def section(res: dict[str, Any], info: dict[str, str], images: bool = True) -> s
 
     svc = summ.get("rsql-proxy, memory", {}).get(10)
     ext = summ.get("extension, memory", {}).get(10)
-    row("rsql-proxy overhead p50, 10 conns", "≤ 1 ms", svc and svc[0] / 1000, "{:.2f} ms", svc and svc[0] <= 1000)
-    row("rsql-proxy overhead p99, 10 conns", "≤ 5 ms", svc and svc[1] / 1000, "{:.2f} ms", svc and svc[1] <= 5000)
+    row(
+        "rsql-proxy overhead p50, 10 conns",
+        "≤ 1 ms",
+        svc and svc[0] / 1000,
+        "{:.2f} ms",
+        svc and svc[0] <= 1000,
+    )
+    row(
+        "rsql-proxy overhead p99, 10 conns",
+        "≤ 5 ms",
+        svc and svc[1] / 1000,
+        "{:.2f} ms",
+        svc and svc[1] <= 5000,
+    )
     s = sat.get("rsql-proxy, memory")
-    row("rsql-proxy req/s, one process (measured)", "≥ 2,000", s and s["rps"], "{:,.0f}", s and s["rps"] >= 2000)
-    row("rsql-proxy req/s per free core (10⁶ / CPU µs per req)", "≥ 2,000", s and s["per_core"], "{:,.0f}",
-        s and s["per_core"] >= 2000)
-    row("extension overhead p50, 10 conns", "≤ 2 ms", ext and ext[0] / 1000, "{:.2f} ms", ext and ext[0] <= 2000)
+    row(
+        "rsql-proxy req/s, one process (measured)",
+        "≥ 2,000",
+        s and s["rps"],
+        "{:,.0f}",
+        s and s["rps"] >= 2000,
+    )
+    row(
+        "rsql-proxy req/s per free core (10⁶ / CPU µs per req)",
+        "≥ 2,000",
+        s and s["per_core"],
+        "{:,.0f}",
+        s and s["per_core"] >= 2000,
+    )
+    row(
+        "extension overhead p50, 10 conns",
+        "≤ 2 ms",
+        ext and ext[0] / 1000,
+        "{:.2f} ms",
+        ext and ext[0] <= 2000,
+    )
     e = sat.get("extension, memory")
     row("extension req/s (measured)", "≥ 1,000", e and e["rps"], "{:,.0f}", e and e["rps"] >= 1000)
-    row("extension req/s per free core", "≥ 1,000", e and e["per_core"], "{:,.0f}", e and e["per_core"] >= 1000)
+    row(
+        "extension req/s per free core",
+        "≥ 1,000",
+        e and e["per_core"],
+        "{:,.0f}",
+        e and e["per_core"] >= 1000,
+    )
     ratio = None
     if ll.get("runs"):
-        best = {t: max((r["rps"] for r in ll["runs"] if r["target"] == t), default=0) for t in ("rsql-proxy", "LiteLLM")}
+        best = {
+            t: max((r["rps"] for r in ll["runs"] if r["target"] == t), default=0)
+            for t in ("rsql-proxy", "LiteLLM")
+        }
         ratio = best["rsql-proxy"] / best["LiteLLM"] if best["LiteLLM"] else None
-    row("throughput vs LiteLLM, same cores (best req/s of each, measured)", "≥ 20x", ratio, "{:.1f}x",
-        ratio is not None and ratio >= 20)
+    row(
+        "throughput vs LiteLLM, same cores (best req/s of each, measured)",
+        "≥ 20x",
+        ratio,
+        "{:.1f}x",
+        ratio is not None and ratio >= 20,
+    )
     cpu_ratio = None
     if ll.get("runs"):
-        cpus = {t: sorted(r["cpu_us_per_req"] for r in ll["runs"] if r["target"] == t and r["conns"] >= 10
-                          and "cpu_us_per_req" in r) for t in ("rsql-proxy", "LiteLLM")}
+        cpus = {
+            t: sorted(
+                r["cpu_us_per_req"]
+                for r in ll["runs"]
+                if r["target"] == t and r["conns"] >= 10 and "cpu_us_per_req" in r
+            )
+            for t in ("rsql-proxy", "LiteLLM")
+        }
         if cpus["rsql-proxy"] and cpus["LiteLLM"]:
             med = {t: v[len(v) // 2] for t, v in cpus.items()}
             cpu_ratio = med["LiteLLM"] / med["rsql-proxy"]
-    row("capacity vs LiteLLM (its CPU per request / ours: req/s each carries per core)", "≥ 20x", cpu_ratio,
-        "{:.1f}x", cpu_ratio is not None and cpu_ratio >= 20)
+    row(
+        "capacity vs LiteLLM (its CPU per request / ours: req/s each carries per core)",
+        "≥ 20x",
+        cpu_ratio,
+        "{:.1f}x",
+        cpu_ratio is not None and cpu_ratio >= 20,
+    )
     if ll.get("runs"):
         runs1 = runs_by(ll)
         a, d = runs1.get(("rsql-proxy", 1, False)), runs1.get(("direct", 1, False))
         if a and d:
             o = (a["latency_us"]["p50"] - d["latency_us"]["p50"]) / 1000
-            row("rsql-proxy overhead p50, 1 connection (LiteLLM section)", "(context)", o, "{:.2f} ms", None)
+            row(
+                "rsql-proxy overhead p50, 1 connection (LiteLLM section)",
+                "(context)",
+                o,
+                "{:.2f} ms",
+                None,
+            )
     qr = quota_runs(q)
     for scen, hdr in (("A", True), ("A", False), ("B", True), ("B", False)):
         r = qr.get((scen, "rsql-proxy", hdr))
         goal = "≥ 98%" if scen == "A" else "(reported)"
-        row(f"quota share, {'streamed' if scen == 'A' else 'JSON 2 s'} answers, provider headers "
-            f"{'on' if hdr else 'off'} (steady state)", goal, r and 100 * r["share"], "{:.2f}%",
-            r and (r["share"] >= 0.98 if scen == "A" else None))
+        row(
+            f"quota share, {'streamed' if scen == 'A' else 'JSON 2 s'} answers, provider headers "
+            f"{'on' if hdr else 'off'} (steady state)",
+            goal,
+            r and 100 * r["share"],
+            "{:.2f}%",
+            r and (r["share"] >= 0.98 if scen == "A" else None),
+        )
     ours = [r for r in q.get("runs", []) if r["proxy"] == "rsql-proxy"]
     n429 = sum(r["upstream_429"] or 0 for r in ours) if ours else None
     row("upstream 429s, rsql-proxy's quota runs", "0", n429, "{:.0f}", ours and n429 == 0)
     nerr = sum(r["errors"] for r in ours) if ours else None
-    row("client errors, rsql-proxy's quota runs (not counting 429 refusals)", "0", nerr, "{:.0f}", ours and nerr == 0)
+    row(
+        "client errors, rsql-proxy's quota runs (not counting 429 refusals)",
+        "0",
+        nerr,
+        "{:.0f}",
+        ours and nerr == 0,
+    )
     st = bench_proxy.state_summary(res.get("state", {}))
     for conns, sm in sorted(st.items()):
         c, o = sm.get("cpu_ratio"), sm.get("over_ratio")
-        row(f"Redis / memory state, proxy CPU per request, {conns} conns", "≤ 1.3x", c, "{:.2f}x", c and c <= 1.3)
-        row(f"Redis / memory state, p50 overhead, {conns} conns", "≤ 1.5x", o, "{:.2f}x", o and o <= 1.5)
+        row(
+            f"Redis / memory state, proxy CPU per request, {conns} conns",
+            "≤ 1.3x",
+            c,
+            "{:.2f}x",
+            c and c <= 1.3,
+        )
+        row(
+            f"Redis / memory state, p50 overhead, {conns} conns",
+            "≤ 1.5x",
+            o,
+            "{:.2f}x",
+            o and o <= 1.5,
+        )
     ws = bench_proxy.workers_summary(res.get("workers", {}))
     if 1 in ws and 2 in ws:
-        row(f"--workers 2 / --workers 1, req/s at {res['workers']['conns']} conns, Redis state", "(reported)",
-            ws[2]["rps"] / ws[1]["rps"], "{:.2f}x", None)
+        row(
+            f"--workers 2 / --workers 1, req/s at {res['workers']['conns']} conns, Redis state",
+            "(reported)",
+            ws[2]["rps"] / ws[1]["rps"],
+            "{:.2f}x",
+            None,
+        )
     L.append("")
     if ov.get("runs"):
         lines, _ = overhead_rows(ov)
-        L += ["### Overhead and throughput, both hosts, memory and Redis state", "",
-              f"{ov['seconds']:g} s of wrk per row.{'' if ov.get('redis') else ' Redis was not reachable: no Redis rows.'} "
-              "The *tornado no-op* row is a tornado handler answering at once (no engine, no upstream): the floor "
-              "the framework sets on this machine.", "", *lines, "",
-              "† the direct run's p99 was hit by a stall of the shared machine (over 1.1x its p50); "
-              "overhead p99 is taken against the direct p50 instead.", "",
-              "Saturation (best req/s over 10 to 400 connections; CPU per request is the median over runs "
-              "with ≥ 50 connections):", "",
-              "| host, state | best req/s | at conns | proxy CPU µs/req | req/s per free core | errors |",
-              "|---|---|---|---|---|---|"]
+        L += [
+            "### Overhead and throughput, both hosts, memory and Redis state",
+            "",
+            f"{ov['seconds']:g} s of wrk per row."
+            f"{'' if ov.get('redis') else ' Redis was not reachable: no Redis rows.'} "
+            "The *tornado no-op* row is a tornado handler answering at once (no engine, no upstream): the floor "
+            "the framework sets on this machine.",
+            "",
+            *lines,
+            "",
+            "† the direct run's p99 was hit by a stall of the shared machine (over 1.1x its p50); "
+            "overhead p99 is taken against the direct p50 instead.",
+            "",
+            "Saturation (best req/s over 10 to 400 connections; CPU per request is the median over runs "
+            "with ≥ 50 connections):",
+            "",
+            "| host, state | best req/s | at conns | proxy CPU µs/req | req/s per free core | errors |",
+            "|---|---|---|---|---|---|",
+        ]
         for t, b in sat.items():
-            L.append(f"| {t} | {b['rps']:,.0f} | {b['conns']} | {b['cpu_us']:.0f} | {b['per_core']:,.0f} | {b['errors']} |")
+            L.append(
+                f"| {t} | {b['rps']:,.0f} | {b['conns']} | {b['cpu_us']:.0f} | {b['per_core']:,.0f} | {b['errors']} |"
+            )
         L.append("")
     elif ov.get("error"):
         L += ["### Overhead and throughput", "", f"Failed: `{ov['error'][:300]}`", ""]
     if ll.get("runs"):
         runs = runs_by(ll)
-        L += ["### Side by side with LiteLLM", "",
-              f"LiteLLM's proxy {info.get('litellm', '1.109.1')} (one worker, no database, the same three keys as "
-              "three deployments of one model, priced), rsql-proxy with memory state, and the upstream, all in one "
-              "loopback-only network namespace, measured in turns in the same run "
-              f"({ll['seconds']:g} s of wrk per row).", "",
-              "| conns | rsql-proxy req/s | LiteLLM req/s | ratio | rsql-proxy overhead p50 ms | LiteLLM overhead p50 ms "
-              "| ratio | rsql-proxy CPU µs/req | LiteLLM CPU µs/req |", "|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "### Side by side with LiteLLM",
+            "",
+            f"LiteLLM's proxy {info.get('litellm', '1.109.1')} (one worker, no database, the same three keys as "
+            "three deployments of one model, priced), rsql-proxy with memory state, and the upstream, all in one "
+            "loopback-only network namespace, measured in turns in the same run "
+            f"({ll['seconds']:g} s of wrk per row).",
+            "",
+            "| conns | rsql-proxy req/s | LiteLLM req/s | ratio | rsql-proxy overhead p50 ms | LiteLLM overhead p50 ms "
+            "| ratio | rsql-proxy CPU µs/req | LiteLLM CPU µs/req |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in sorted({r["conns"] for r in ll["runs"]}):
-            a, b, d = runs.get(("rsql-proxy", c, False)), runs.get(("LiteLLM", c, False)), runs.get(("direct", c, False))
+            a, b, d = (
+                runs.get(("rsql-proxy", c, False)),
+                runs.get(("LiteLLM", c, False)),
+                runs.get(("direct", c, False)),
+            )
             if not (a and b and d):
                 continue
             oa = a["latency_us"]["p50"] - d["latency_us"]["p50"]
             ob = b["latency_us"]["p50"] - d["latency_us"]["p50"]
-            L.append(f"| {c} | {a['rps']:,.0f} | {b['rps']:,.1f} | {a['rps'] / max(b['rps'], 1e-9):.1f}x | {ms(oa)} | "
-                     f"{ms(ob)} | {ob / oa if oa > 0 else float('nan'):.1f}x less | {a.get('cpu_us_per_req', 0):.0f} | "
-                     f"{b.get('cpu_us_per_req', 0):,.0f} |")
+            L.append(
+                f"| {c} | {a['rps']:,.0f} | {b['rps']:,.1f} | {a['rps'] / max(b['rps'], 1e-9):.1f}x | {ms(oa)} | "
+                f"{ms(ob)} | {ob / oa if oa > 0 else float('nan'):.1f}x less | {a.get('cpu_us_per_req', 0):.0f} | "
+                f"{b.get('cpu_us_per_req', 0):,.0f} |"
+            )
         errs = sum(sum(r["errors"].values()) for r in ll["runs"] if r["target"] == "LiteLLM")
-        L += ["", f"Throughput ratio at saturation (best of each): **{ratio:.1f}x**. LiteLLM errors over these runs: {errs}.", ""]
+        L += [
+            "",
+            f"Throughput ratio at saturation (best of each): **{ratio:.1f}x**. LiteLLM errors over these runs: {errs}.",
+            "",
+        ]
     elif ll.get("error"):
         L += ["### Side by side with LiteLLM", "", f"Not run: `{ll['error'][:300]}`", ""]
     stt = res.get("state", {})
     if st:
-        L += ["### Shared state: memory and Redis side by side", "",
-              "rsql-proxy on memory state and on Redis state (the machine's Redis, a key prefix of this run's own, "
-              f"deleted afterwards), in turns: {stt['rounds']} round(s) of {stt['seconds']:g} s of wrk per row, "
-              "non-streamed requests, 50 ms upstream. Medians over the rounds; overhead against the direct run of "
-              "the same round. *Redis server CPU* is that process's CPU over the run per request (others' use of "
-              "the same Redis counts in it).", "",
-              "| conns | state | p50 ms | overhead p50 ms | req/s | proxy CPU µs/req | Redis server CPU µs/req |",
-              "|---|---|---|---|---|---|---|"]
+        L += [
+            "### Shared state: memory and Redis side by side",
+            "",
+            "rsql-proxy on memory state and on Redis state (the machine's Redis, a key prefix of this run's own, "
+            f"deleted afterwards), in turns: {stt['rounds']} round(s) of {stt['seconds']:g} s of wrk per row, "
+            "non-streamed requests, 50 ms upstream. Medians over the rounds; overhead against the direct run of "
+            "the same round. *Redis server CPU* is that process's CPU over the run per request (others' use of "
+            "the same Redis counts in it).",
+            "",
+            "| conns | state | p50 ms | overhead p50 ms | req/s | proxy CPU µs/req | Redis server CPU µs/req |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for conns, sm in sorted(st.items()):
             for name in ("memory", "Redis"):
                 x = sm.get(name)
                 if x:
                     rc = f"{x['rcpu']:.0f}" if x["rcpu"] == x["rcpu"] else "—"
-                    L.append(f"| {conns} | {name} | {ms(x['p50'])} | {ms(x['over'])} | {x['rps']:,.0f} | {x['cpu']:.0f} | {rc} |")
+                    L.append(
+                        f"| {conns} | {name} | {ms(x['p50'])} | {ms(x['over'])} | "
+                        f"{x['rps']:,.0f} | {x['cpu']:.0f} | {rc} |"
+                    )
             if "cpu_ratio" in sm:
-                L.append(f"| {conns} | **Redis / memory** | | **{sm['over_ratio']:.2f}x** | | **{sm['cpu_ratio']:.2f}x** | |")
+                L.append(
+                    f"| {conns} | **Redis / memory** | | **{sm['over_ratio']:.2f}x** | | **{sm['cpu_ratio']:.2f}x** | |"
+                )
         L.append("")
     elif stt.get("skipped") or stt.get("error"):
-        L += ["### Shared state: memory and Redis side by side", "", f"Not run: {stt.get('skipped') or stt['error'][:300]}", ""]
+        L += [
+            "### Shared state: memory and Redis side by side",
+            "",
+            f"Not run: {stt.get('skipped') or stt['error'][:300]}",
+            "",
+        ]
     w = res.get("workers", {})
     if ws:
-        L += ["### Several cores: `rsql-proxy --workers N`", "",
-              f"`--workers 1` and `--workers 2`, both on Redis state, wrk at {w['conns']} connections, 50 ms upstream, "
-              f"{w['seconds']:g} s per run, {w['rounds']} round(s) in turns; medians. What ran on the {info.get('nproc', '?')} "
-              "cores during each run, in CPU seconds from /proc: the proxy (supervisor and workers), wrk, the upstream, "
-              "the machine's Redis server, and *others* = the whole machine's busy time (/proc/stat) minus those.", "",
-              "| workers | req/s | p50 ms | errors | proxy CPU s | wrk | upstream | Redis | others | machine busy / "
-              "available CPU s | 1-min load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "### Several cores: `rsql-proxy --workers N`",
+            "",
+            f"`--workers 1` and `--workers 2`, both on Redis state, wrk at {w['conns']} connections, 50 ms upstream, "
+            f"{w['seconds']:g} s per run, {w['rounds']} round(s) in turns; medians. "
+            f"What ran on the {info.get('nproc', '?')} "
+            "cores during each run, in CPU seconds from /proc: the proxy (supervisor and workers), wrk, the upstream, "
+            "the machine's Redis server, and *others* = the whole machine's busy time (/proc/stat) minus those.",
+            "",
+            "| workers | req/s | p50 ms | errors | proxy CPU s | wrk | upstream | Redis | others | machine busy / "
+            "available CPU s | 1-min load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for n, x in sorted(ws.items()):
             c = x["cpu"]
-            L.append(f"| {n} | {x['rps']:,.0f} | {ms(x['p50'])} | {x['errors']} | {c['proxy']:.1f} | {c['wrk']:.1f} | "
-                     f"{c['upstream']:.1f} | {c['redis']:.1f} | {c['others']:.1f} | {c['machine']:.1f} / "
-                     f"{float(info.get('nproc') or 2) * x['wall']:.0f} | {x['load']} |")
+            L.append(
+                f"| {n} | {x['rps']:,.0f} | {ms(x['p50'])} | {x['errors']} | {c['proxy']:.1f} | {c['wrk']:.1f} | "
+                f"{c['upstream']:.1f} | {c['redis']:.1f} | {c['others']:.1f} | {c['machine']:.1f} / "
+                f"{float(info.get('nproc') or 2) * x['wall']:.0f} | {x['load']} |"
+            )
         if 1 in ws and 2 in ws:
-            L += ["", f"Ratio, `--workers 2` / `--workers 1`: **{ws[2]['rps'] / ws[1]['rps']:.2f}x**."]
+            L += [
+                "",
+                f"Ratio, `--workers 2` / `--workers 1`: **{ws[2]['rps'] / ws[1]['rps']:.2f}x**.",
+            ]
         L.append("")
     elif w.get("skipped") or w.get("error"):
-        L += ["### Several cores: `rsql-proxy --workers N`", "", f"Not run: {w.get('skipped') or w['error'][:300]}", ""]
+        L += [
+            "### Several cores: `rsql-proxy --workers N`",
+            "",
+            f"Not run: {w.get('skipped') or w['error'][:300]}",
+            "",
+        ]
     if q.get("runs"):
         cap, n = q["capacity_rps"], int(q["per_key"] * 60 / q["period"])
-        L += ["### Quota at real answer times", "",
-              f"Three keys, each limited by the upstream to {q['per_key']} requests per {q['period']:g} s (a moving "
-              "window counted at each request's arrival, 429 + Retry-After beyond it, like OpenAI): "
-              f"{cap:g} requests/s together. *A*: streamed answers, first byte (head and first event) "
-              f"{q['first_byte']:g} s after arrival, the end at {q['stream_seconds']:g} s, for {q['seconds']['A']:g} s; "
-              f"*B*: JSON answers taking {q['answer_seconds']:g} s (the first byte is the whole answer), for "
-              f"{q['seconds']['B']:g} s. *Provider headers on*: each answer's head carries OpenAI's "
-              "`x-ratelimit-limit-requests`, `-remaining-requests` and `-reset-requests` (computed when the head is "
-              "sent); *off*: none (429s still carry Retry-After). An open-loop client (`bench/loadgen.py`, its own "
-              f"process) offers {q['offered_rps']:g} requests/s; streams are read to `data: [DONE]` and count only "
-              "when complete; nobody retries. rsql-proxy is told the keys' limits; LiteLLM gets "
-              f"`rpm: {n}` per deployment, the nearest it can say.", "",
-              "*Share of capacity (steady state)*: answers delivered per second after the provider's first window, "
-              f"divided by the keys' capacity; timed by first bytes, between two delivered answers m x "
-              f"{round(cap * q['period'])} apart (what the keys allow per window; m as large as the run allows). A "
-              "fixed interval's count would swing by up to a window's worth with where the bursts fall; as any "
-              "window admits at most that many, this measure can reach but not pass 100%. *Upstream counted*: the "
-              "same measure on the upstream's arrival times. Refusals are the load above capacity (half must be "
-              "turned away): rsql-proxy queues a request up to `max_wait_seconds` (10 s) for a key with headroom, "
-              "then answers 429 with Retry-After; so its answer and first-byte times, counted from the client's "
-              "send, include that wait.", "",
-              "| scenario | proxy | share of capacity | upstream counted | delivered/s (over) | upstream 429s | refused "
-              "(429) | with Retry-After | other errors | answer p50 | first byte p50 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "### Quota at real answer times",
+            "",
+            f"Three keys, each limited by the upstream to {q['per_key']} requests per {q['period']:g} s (a moving "
+            "window counted at each request's arrival, 429 + Retry-After beyond it, like OpenAI): "
+            f"{cap:g} requests/s together. *A*: streamed answers, first byte (head and first event) "
+            f"{q['first_byte']:g} s after arrival, the end at {q['stream_seconds']:g} s, for {q['seconds']['A']:g} s; "
+            f"*B*: JSON answers taking {q['answer_seconds']:g} s (the first byte is the whole answer), for "
+            f"{q['seconds']['B']:g} s. *Provider headers on*: each answer's head carries OpenAI's "
+            "`x-ratelimit-limit-requests`, `-remaining-requests` and `-reset-requests` (computed when the head is "
+            "sent); *off*: none (429s still carry Retry-After). An open-loop client (`bench/loadgen.py`, its own "
+            f"process) offers {q['offered_rps']:g} requests/s; streams are read to `data: [DONE]` and count only "
+            "when complete; nobody retries. rsql-proxy is told the keys' limits; LiteLLM gets "
+            f"`rpm: {n}` per deployment, the nearest it can say.",
+            "",
+            "*Share of capacity (steady state)*: answers delivered per second after the provider's first window, "
+            f"divided by the keys' capacity; timed by first bytes, between two delivered answers m x "
+            f"{round(cap * q['period'])} apart (what the keys allow per window; m as large as the run allows). A "
+            "fixed interval's count would swing by up to a window's worth with where the bursts fall; as any "
+            "window admits at most that many, this measure can reach but not pass 100%. *Upstream counted*: the "
+            "same measure on the upstream's arrival times. Refusals are the load above capacity (half must be "
+            "turned away): rsql-proxy queues a request up to `max_wait_seconds` (10 s) for a key with headroom, "
+            "then answers 429 with Retry-After; so its answer and first-byte times, counted from the client's "
+            "send, include that wait.",
+            "",
+            "| scenario | proxy | share of capacity | upstream counted | delivered/s (over) | upstream 429s | refused "
+            "(429) | with Retry-After | other errors | answer p50 | first byte p50 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in q["runs"]:
-            L.append(f"| {scen_name(r)} | {r['proxy']} | {100 * r['share']:.1f}% | {100 * r['upstream_share']:.1f}% | "
-                     f"{r['delivered_steady_rps']:.3f} ({r['steady_answers']} answers, {r['steady_from_s']:.0f}-"
-                     f"{r['steady_to_s']:.0f} s) | {r['upstream_429']} | {r['refused_429']} | "
-                     f"{r['refused_with_retry_after']} | {r['errors']}{' ' + str(r['error_statuses']) if r['errors'] else ''} | "
-                     f"{r['answer_p50_ms']:,.0f} ms | {r['first_byte_p50_ms']:,.0f} ms |")
+            L.append(
+                f"| {scen_name(r)} | {r['proxy']} | {100 * r['share']:.1f}% | {100 * r['upstream_share']:.1f}% | "
+                f"{r['delivered_steady_rps']:.3f} ({r['steady_answers']} answers, {r['steady_from_s']:.0f}-"
+                f"{r['steady_to_s']:.0f} s) | {r['upstream_429']} | {r['refused_429']} | "
+                f"{r['refused_with_retry_after']} | {r['errors']}"
+                f"{' ' + str(r['error_statuses']) if r['errors'] else ''} | "
+                f"{r['answer_p50_ms']:,.0f} ms | {r['first_byte_p50_ms']:,.0f} ms |"
+            )
         if q.get("LiteLLM_error"):
             L.append(f"\nLiteLLM's quota run failed: `{q['LiteLLM_error'][:300]}`")
         L.append("")
@@ -511,21 +764,27 @@ def section(res: dict[str, Any], info: dict[str, str], images: bool = True) -> s
     if c.get("admission"):
         L += ["### Per-request costs", "", "| what | p50 | p99 / notes |", "|---|---|---|"]
         for kind, a in c["admission"].items():
-            L.append(f"| admission decision, {kind} state (admit: windows, lease, budget; in-process, {a['n']} calls) | "
-                     f"{a['admit_p50_us']:.0f} µs | p99 {a['admit_p99_us']:.0f} µs; finish p50 {a['finish_p50_us']:.0f} µs |")
+            L.append(
+                f"| admission decision, {kind} state (admit: windows, lease, budget; in-process, {a['n']} calls) | "
+                f"{a['admit_p50_us']:.0f} µs | p99 {a['admit_p99_us']:.0f} µs; finish p50 {a['finish_p50_us']:.0f} µs |"
+            )
         for host, byc in c.get("cache_hit", {}).items():
             for conns, r in sorted(byc.items(), key=lambda kv: int(kv[0])):
-                L.append(f"| cache hit end to end, {host}, {conns} conn (wrk) | {ms(r['latency_us']['p50'])} ms | "
-                         f"p99 {ms(r['latency_us']['p99'])} ms; {r['rps']:,.0f} req/s; "
-                         f"{r.get('cpu_us_per_req', 0):.0f} µs CPU/req |")
+                L.append(
+                    f"| cache hit end to end, {host}, {conns} conn (wrk) | {ms(r['latency_us']['p50'])} ms | "
+                    f"p99 {ms(r['latency_us']['p99'])} ms; {r['rps']:,.0f} req/s; "
+                    f"{r.get('cpu_us_per_req', 0):.0f} µs CPU/req |"
+                )
         t = c.get("ttfb", {})
         d = t.get("direct")
         for host in ("rsql-proxy", "extension"):
             h = t.get(host)
             if h and d:
-                L.append(f"| streaming time to first event, {host} minus direct ({h['count']} sequential streams) | "
-                         f"{h['p50_ms'] - d['p50_ms']:.2f} ms | through the proxy p50 {h['p50_ms']:.1f} ms, p99 "
-                         f"{h['p99_ms']:.1f} ms; direct p50 {d['p50_ms']:.1f} ms |")
+                L.append(
+                    f"| streaming time to first event, {host} minus direct ({h['count']} sequential streams) | "
+                    f"{h['p50_ms'] - d['p50_ms']:.2f} ms | through the proxy p50 {h['p50_ms']:.1f} ms, p99 "
+                    f"{h['p99_ms']:.1f} ms; direct p50 {d['p50_ms']:.1f} ms |"
+                )
         L.append("")
     if images:
         L += plots(res)
@@ -548,10 +807,18 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
-    ap.add_argument("--quick", action="store_true", help="short runs; does not write the doc unless --write")
-    ap.add_argument("--write", action="store_true", help="write docs/benchmarks.md even with --quick")
-    ap.add_argument("--no-write", action="store_true", help="print the proxy section, write nothing")
+    ap.add_argument(
+        "--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="short runs; does not write the doc unless --write"
+    )
+    ap.add_argument(
+        "--write", action="store_true", help="write docs/benchmarks.md even with --quick"
+    )
+    ap.add_argument(
+        "--no-write", action="store_true", help="print the proxy section, write nothing"
+    )
     ap.add_argument("--from-json", default="", help="re-render the doc from a saved results file")
     args = ap.parse_args()
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -562,9 +829,15 @@ def main() -> None:
     t0 = time.monotonic()
     info = machine()
     if LITELLM_VENV.exists():
-        v = subprocess.run([str(LITELLM_VENV / "bin" / "python"), "-c",
-                            "import importlib.metadata as m; print(m.version('litellm'))"],
-                           capture_output=True, text=True)
+        v = subprocess.run(
+            [
+                str(LITELLM_VENV / "bin" / "python"),
+                "-c",
+                "import importlib.metadata as m; print(m.version('litellm'))",
+            ],
+            capture_output=True,
+            text=True,
+        )
         info["litellm"] = v.stdout.strip()
     results_path = BENCH / "results" / "proxy.json"
     if args.from_json:
@@ -575,7 +848,9 @@ def main() -> None:
         if proxy_sections:
             if "litellm" in proxy_sections or "quota" in proxy_sections:
                 if not (LITELLM_VENV / "bin" / "litellm").exists():
-                    log("bench/.venv-litellm is missing: run bench/install_litellm.sh (LiteLLM rows will be missing)")
+                    log(
+                        "bench/.venv-litellm is missing: run bench/install_litellm.sh (LiteLLM rows will be missing)"
+                    )
             argv = ["--only", ",".join(proxy_sections)] + (["--quick"] if args.quick else [])
             res = bench_proxy.main(argv)
             for sec in proxy_sections:

@@ -51,9 +51,13 @@ RESULTS = ROOT / "bench" / "results" / "soak.json"
 START, END = "<!-- soak -->", "<!-- /soak -->"
 
 # five keys on three accounts; the provider's limits are the proxy's too
-KEYS = [("sk-soak-a1-fake0123456789", "a1", "acct-a"), ("sk-soak-a2-fake0123456789", "a2", "acct-a"),
-        ("sk-soak-b1-fake0123456789", "b1", "acct-b"), ("sk-soak-b2-fake0123456789", "b2", "acct-b"),
-        ("sk-soak-c1-fake0123456789", "c1", "acct-c")]
+KEYS = [
+    ("sk-soak-a1-fake0123456789", "a1", "acct-a"),
+    ("sk-soak-a2-fake0123456789", "a2", "acct-a"),
+    ("sk-soak-b1-fake0123456789", "b1", "acct-b"),
+    ("sk-soak-b2-fake0123456789", "b2", "acct-b"),
+    ("sk-soak-c1-fake0123456789", "c1", "acct-c"),
+]
 ACCOUNT_LIMIT = (1200, 60.0)  # requests per seconds, per account
 USER_LIMIT = (20, 60.0)  # "20/minute"
 USER_CONCURRENCY = 2
@@ -105,16 +109,29 @@ class Soak:
 
 # -- the servers ----------------------------------------------------------------------------------
 
+
 def proxy_config(fp: FakeProvider, redis_url: str, pg_url: str, prefix: str) -> dict[str, Any]:
     limit = f"{ACCOUNT_LIMIT[0]} per {ACCOUNT_LIMIT[1]:g} seconds"
-    per_key = {alias: {"limits": [limit], "prices": {m: {"input": PRICE, "output": PRICE} for m in fp.model_ids}}
-               for _, alias, _ in KEYS}
+    per_key = {
+        alias: {
+            "limits": [limit],
+            "prices": {m: {"input": PRICE, "output": PRICE} for m in fp.model_ids},
+        }
+        for _, alias, _ in KEYS
+    }
     return {
-        "upstreams": upstreams_for(fp, **per_key), "default_model": "fake-small",
-        "state_url": redis_url + "/0", "state_prefix": prefix, "fail_open": False,
-        "database_url": pg_url, "user_limits": [f"{USER_LIMIT[0]}/minute"],
-        "user_concurrency": USER_CONCURRENCY, "user_daily_budget_usd": USER_BUDGET,
-        "upstream_timeout_seconds": 4.0, "max_wait_seconds": 3.0, "lease_seconds": 30.0,
+        "upstreams": upstreams_for(fp, **per_key),
+        "default_model": "fake-small",
+        "state_url": redis_url + "/0",
+        "state_prefix": prefix,
+        "fail_open": False,
+        "database_url": pg_url,
+        "user_limits": [f"{USER_LIMIT[0]}/minute"],
+        "user_concurrency": USER_CONCURRENCY,
+        "user_daily_budget_usd": USER_BUDGET,
+        "upstream_timeout_seconds": 4.0,
+        "max_wait_seconds": 3.0,
+        "lease_seconds": 30.0,
         "shutdown_grace_seconds": 5.0,
     }
 
@@ -131,18 +148,30 @@ def rss_kib(pid: int) -> int | None:
 
 # -- the users -------------------------------------------------------------------------------------
 
+
 async def ask(soak: Soak, session: Any, replicas: list[ProxyService], user: int, kind: str) -> Shot:
     import aiohttp
 
     which = random.randrange(len(replicas))  # a balancer in front of the replicas
     svc = replicas[which]
     shot = Shot(user, which, kind, soak.now())
-    question = random.choice(CACHED_QUESTIONS) if kind == "cached" else f"question {random.random():.12f}: why is my merge slow"
-    body = {"model": "fake-small", "max_tokens": MAX_TOKENS, "temperature": 0 if kind == "cached" else 0.7,
-            "messages": [{"role": "user", "content": question}], "stream": kind == "stream"}
+    question = (
+        random.choice(CACHED_QUESTIONS)
+        if kind == "cached"
+        else f"question {random.random():.12f}: why is my merge slow"
+    )
+    body = {
+        "model": "fake-small",
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0 if kind == "cached" else 0.7,
+        "messages": [{"role": "user", "content": question}],
+        "stream": kind == "stream",
+    }
     headers = {"Authorization": f"Bearer soak-token-{user}"}
     try:
-        async with session.post(svc.url + "v1/chat/completions", json=body, headers=headers) as resp:
+        async with session.post(
+            svc.url + "v1/chat/completions", json=body, headers=headers
+        ) as resp:
             shot.status = resp.status
             shot.retry_after = bool(resp.headers.get("Retry-After"))
             shot.request_id = resp.headers.get("x-request-id", "")
@@ -163,8 +192,9 @@ async def ask(soak: Soak, session: Any, replicas: list[ProxyService], user: int,
     return shot
 
 
-async def user_loop(soak: Soak, session: Any, replicas: list[ProxyService], user: int, until: float,
-                    pusher: bool) -> None:
+async def user_loop(
+    soak: Soak, session: Any, replicas: list[ProxyService], user: int, until: float, pusher: bool
+) -> None:
     rng = random.Random(user)
     await asyncio.sleep(rng.uniform(0, min(soak.think, until - soak.now())))
     while soak.now() < until:
@@ -177,8 +207,15 @@ async def user_loop(soak: Soak, session: Any, replicas: list[ProxyService], user
 
 # -- the faults ------------------------------------------------------------------------------------
 
-async def faults(soak: Soak, fp: FakeProvider, replicas: list[ProxyService], redis: OwnRedis,
-                 pg: OwnPostgres, config: dict[str, Any]) -> None:
+
+async def faults(
+    soak: Soak,
+    fp: FakeProvider,
+    replicas: list[ProxyService],
+    redis: OwnRedis,
+    pg: OwnPostgres,
+    config: dict[str, Any],
+) -> None:
     s = soak.seconds
     users = {f"soak-token-{i}": {"name": f"u{i}"} for i in range(soak.users)}
 
@@ -196,7 +233,9 @@ async def faults(soak: Soak, fp: FakeProvider, replicas: list[ProxyService], red
             killed_at = soak.now()
             soak.note(f"replica {victim} killed (SIGKILL)")
             await asyncio.sleep(5)
-            svc = await asyncio.to_thread(start_service, replicas[victim].cwd, config, static_users=users)
+            svc = await asyncio.to_thread(
+                start_service, replicas[victim].cwd, config, static_users=users
+            )
             replicas[victim] = svc
             soak.killed = (victim, killed_at, soak.now())
             soak.note(f"replica {victim} restarted (same usage spool folder)")
@@ -234,16 +273,28 @@ async def sample_memory(soak: Soak, replicas: list[ProxyService], until: float) 
         await asyncio.sleep(2.0)
 
 
-async def drive(soak: Soak, fp: FakeProvider, replicas: list[ProxyService], redis: OwnRedis, pg: OwnPostgres,
-                config: dict[str, Any]) -> None:
+async def drive(
+    soak: Soak,
+    fp: FakeProvider,
+    replicas: list[ProxyService],
+    redis: OwnRedis,
+    pg: OwnPostgres,
+    config: dict[str, Any],
+) -> None:
     import aiohttp
 
     until = soak.seconds
-    pushers = set(random.Random(7).sample(range(soak.users), max(1, round(soak.users * soak.pushers))))
+    pushers = set(
+        random.Random(7).sample(range(soak.users), max(1, round(soak.users * soak.pushers)))
+    )
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
-        tasks = [asyncio.ensure_future(user_loop(soak, session, replicas, u, until, u in pushers))
-                 for u in range(soak.users)]
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
+        tasks = [
+            asyncio.ensure_future(user_loop(soak, session, replicas, u, until, u in pushers))
+            for u in range(soak.users)
+        ]
         tasks.append(asyncio.ensure_future(faults(soak, fp, replicas, redis, pg, config)))
         tasks.append(asyncio.ensure_future(sample_memory(soak, replicas, until + 5)))
         # bounded: every user stops asking at `until`; an answer takes at most the client timeout
@@ -257,11 +308,14 @@ async def drive(soak: Soak, fp: FakeProvider, replicas: list[ProxyService], redi
 
 # -- the checks --------------------------------------------------------------------------------------
 
+
 def usage_rows(pg_url: str) -> list[dict[str, Any]]:
     import psycopg
 
     with psycopg.connect(pg_url) as c:
-        cur = c.execute('SELECT request_id, "user", status, cache_hit, cost_usd, upstream, error FROM rsql_usage')
+        cur = c.execute(
+            'SELECT request_id, "user", status, cache_hit, cost_usd, upstream, error FROM rsql_usage'
+        )
         names = [d.name for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -322,8 +376,13 @@ def check(soak: Soak, pg_url: str, redis_url: str, prefix: str, logs: str) -> di
         spent[r["user"]] = spent.get(r["user"], 0.0) + float(r["cost_usd"] or 0.0)
     most = {}  # user -> the most answers certainly admitted in one window (cache hits do not count)
     for user, shots in per_user.items():
-        counted = [(s.t0, s.t1) for s in shots if s.status == 200 and s.complete
-                   and not any(r["cache_hit"] for r in by_id.get(s.request_id, []))]
+        counted = [
+            (s.t0, s.t1)
+            for s in shots
+            if s.status == 200
+            and s.complete
+            and not any(r["cache_hit"] for r in by_id.get(s.request_id, []))
+        ]
         most[user] = most_in_a_window(counted, USER_LIMIT[1])
     over_limit = [(u, n) for u, n in most.items() if n > USER_LIMIT[0]]
     over_budget = [(u, round(v, 4)) for u, v in spent.items() if v > USER_BUDGET + 1e-9]
@@ -345,36 +404,67 @@ def check(soak: Soak, pg_url: str, redis_url: str, prefix: str, logs: str) -> di
         first_t = samples[0][0]
         warm = [kib for t, kib in samples if t >= first_t + 0.3 * (soak.seconds - first_t)]
         if len(warm) >= 3:
-            memory[pid] = {"after_warmup_mib": round(warm[0] / 1024, 1), "end_mib": round(warm[-1] / 1024, 1),
-                           "peak_mib": round(max(warm) / 1024, 1)}
+            memory[pid] = {
+                "after_warmup_mib": round(warm[0] / 1024, 1),
+                "end_mib": round(warm[-1] / 1024, 1),
+                "peak_mib": round(max(warm) / 1024, 1),
+            }
     flat = all(m["end_mib"] <= m["after_warmup_mib"] * 1.2 + 10 for m in memory.values())
 
     checks = [
-        ("every answered request has a usage row", not missing, f"{len(answered)} answered, {len(missing)} without a row"),
-        ("no request has two usage rows", not doubled, f"{len(rows)} rows, {len(doubled)} request ids twice"),
-        ("no user over their limit in any window", not over_limit,
-         f"limit {USER_LIMIT[0]} per {USER_LIMIT[1]:g} s; most answers certainly admitted in one "
-         f"window: {max(most.values(), default=0)}"),
-        ("no user over their budget", not over_budget,
-         f"budget ${USER_BUDGET}; most spent by one user: ${max(spent.values(), default=0):.4f}"),
+        (
+            "every answered request has a usage row",
+            not missing,
+            f"{len(answered)} answered, {len(missing)} without a row",
+        ),
+        (
+            "no request has two usage rows",
+            not doubled,
+            f"{len(rows)} rows, {len(doubled)} request ids twice",
+        ),
+        (
+            "no user over their limit in any window",
+            not over_limit,
+            f"limit {USER_LIMIT[0]} per {USER_LIMIT[1]:g} s; most answers certainly admitted in one "
+            f"window: {max(most.values(), default=0)}",
+        ),
+        (
+            "no user over their budget",
+            not over_budget,
+            f"budget ${USER_BUDGET}; most spent by one user: ${max(spent.values(), default=0):.4f}",
+        ),
         ("no lease or upstream slot left held", held == 0, f"{held} held"),
         ("only documented responses", not odd, f"{len(odd)} other"),
-        ("no key in a response, log line or usage row", soak.leaks + row_leaks + log_leaks == 0,
-         f"responses {soak.leaks}, usage rows {row_leaks}, logs {log_leaks}"),
-        ("memory of each replica flat after warm-up", flat and bool(memory),
-         "; ".join(f"pid {p}: {m['after_warmup_mib']} -> {m['end_mib']} MiB (peak {m['peak_mib']})"
-                   for p, m in memory.items())),
+        (
+            "no key in a response, log line or usage row",
+            soak.leaks + row_leaks + log_leaks == 0,
+            f"responses {soak.leaks}, usage rows {row_leaks}, logs {log_leaks}",
+        ),
+        (
+            "memory of each replica flat after warm-up",
+            flat and bool(memory),
+            "; ".join(
+                f"pid {p}: {m['after_warmup_mib']} -> {m['end_mib']} MiB (peak {m['peak_mib']})"
+                for p, m in memory.items()
+            ),
+        ),
     ]
     return {
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
         "ok": all(ok for _, ok, _ in checks),
-        "requests": len(soak.shots), "statuses": dict(sorted(statuses.items())),
+        "requests": len(soak.shots),
+        "statuses": dict(sorted(statuses.items())),
         "answer_p50_s": _quantile([s.t1 - s.t0 for s in soak.shots if s.status == 200], 0.5),
         "answer_p99_s": _quantile([s.t1 - s.t0 for s in soak.shots if s.status == 200], 0.99),
-        "answered": len(answered), "usage_rows": len(rows),
+        "answered": len(answered),
+        "usage_rows": len(rows),
         "cache_hits": sum(1 for r in rows if r["cache_hit"]),
-        "events": soak.events, "memory": memory, "odd": odd[:20], "missing": missing[:20],
-        "over_limit": over_limit[:20], "over_budget": over_budget[:20],
+        "events": soak.events,
+        "memory": memory,
+        "odd": odd[:20],
+        "missing": missing[:20],
+        "over_limit": over_limit[:20],
+        "over_budget": over_budget[:20],
     }
 
 
@@ -385,13 +475,26 @@ def _quantile(xs: list[float], q: float) -> float:
 
 # -- the run ----------------------------------------------------------------------------------------
 
-def run_soak(users: int = 1000, replicas: int = 3, seconds: float = 300.0, *, pg_down: float = 30.0,
-             think: float = 30.0, folder: Path | None = None) -> dict[str, Any]:
+
+def run_soak(
+    users: int = 1000,
+    replicas: int = 3,
+    seconds: float = 300.0,
+    *,
+    pg_down: float = 30.0,
+    think: float = 30.0,
+    folder: Path | None = None,
+) -> dict[str, Any]:
     """Run the soak; returns the results (``results["ok"]``: every check passed)."""
     folder = folder or Path(tempfile.mkdtemp(prefix="rsql-soak-"))
     soak = Soak(users, replicas, seconds, folder, think=think, pg_down=pg_down)
-    fp = FakeProvider({k: KeyPolicy(a, account=acc, limit=ACCOUNT_LIMIT[0], window=ACCOUNT_LIMIT[1])
-                       for k, a, acc in KEYS}, latency=0.25).start()
+    fp = FakeProvider(
+        {
+            k: KeyPolicy(a, account=acc, limit=ACCOUNT_LIMIT[0], window=ACCOUNT_LIMIT[1])
+            for k, a, acc in KEYS
+        },
+        latency=0.25,
+    ).start()
     redis = OwnRedis(folder, "--appendonly", "yes", "--appendfsync", "always")
     pg = OwnPostgres()
     started: list[ProxyService] = []
@@ -411,7 +514,9 @@ def run_soak(users: int = 1000, replicas: int = 3, seconds: float = 300.0, *, pg
         started += [s for s in live if s not in started]
         logs = "\n".join(s.log() for s in started)
         results = check(soak, pg.url, redis.url, prefix, logs)
-        results.update(users=users, replicas=replicas, seconds=seconds, pg_down=pg_down, think=think)
+        results.update(
+            users=users, replicas=replicas, seconds=seconds, pg_down=pg_down, think=think
+        )
         for s in started:
             s.stop(signal.SIGTERM)
         return results
@@ -433,22 +538,31 @@ def table(res: dict[str, Any]) -> str:
 def write_doc(res: dict[str, Any]) -> None:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
-    text = "\n".join([
-        START, "## Soak with faults (`bench/soak.py`)", "",
-        f"Run {when}: {res['users']} users (each with a token of their own; 3% push far past their "
-        f"limits), {res['replicas']} rsql-proxy replicas on one Redis (append-only file) and one "
-        f"PostgreSQL, {res['seconds']:g} s on loopback; 1-minute load average at the end "
-        f"{load[0]:.2f} on {os.cpu_count()} cores. Per user: {USER_LIMIT[0]} requests a minute, "
-        f"{USER_CONCURRENCY} at once, ${USER_BUDGET} a day. The mix: 55% JSON questions, 30% streams, "
-        "15% repeated questions (cache hits on the replica that saw them). Faults, in order: "
-        + "; ".join(f"{t:g} s {w}" for t, w in res["events"]) + ".", "",
-        table(res), "",
-        f"{res['requests']} requests; answers {res['answered']}, usage rows {res['usage_rows']} "
-        f"({res['cache_hits']} cache hits); answers took {res['answer_p50_s']:g} s at the median, "
-        f"{res['answer_p99_s']:g} s at the 99th percentile. Statuses as the clients saw them: "
-        + ", ".join(f"{k}: {v}" for k, v in res["statuses"].items()) + ".", "",
-        END,
-    ])
+    text = "\n".join(
+        [
+            START,
+            "## Soak with faults (`bench/soak.py`)",
+            "",
+            f"Run {when}: {res['users']} users (each with a token of their own; 3% push far past their "
+            f"limits), {res['replicas']} rsql-proxy replicas on one Redis (append-only file) and one "
+            f"PostgreSQL, {res['seconds']:g} s on loopback; 1-minute load average at the end "
+            f"{load[0]:.2f} on {os.cpu_count()} cores. Per user: {USER_LIMIT[0]} requests a minute, "
+            f"{USER_CONCURRENCY} at once, ${USER_BUDGET} a day. The mix: 55% JSON questions, 30% streams, "
+            "15% repeated questions (cache hits on the replica that saw them). Faults, in order: "
+            + "; ".join(f"{t:g} s {w}" for t, w in res["events"])
+            + ".",
+            "",
+            table(res),
+            "",
+            f"{res['requests']} requests; answers {res['answered']}, usage rows {res['usage_rows']} "
+            f"({res['cache_hits']} cache hits); answers took {res['answer_p50_s']:g} s at the median, "
+            f"{res['answer_p99_s']:g} s at the 99th percentile. Statuses as the clients saw them: "
+            + ", ".join(f"{k}: {v}" for k, v in res["statuses"].items())
+            + ".",
+            "",
+            END,
+        ]
+    )
     doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     if START in doc and END in doc:
         head, rest = doc.split(START, 1)

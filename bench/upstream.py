@@ -56,8 +56,13 @@ class Stats:
 
     def as_json(self) -> bytes:
         return json.dumps(
-            {"ok": self.ok, "rate_limited": self.limited, "per_key": dict(self.per_key),
-             "since": self.started, "arrivals": self.arrivals}
+            {
+                "ok": self.ok,
+                "rate_limited": self.limited,
+                "per_key": dict(self.per_key),
+                "since": self.started,
+                "arrivals": self.arrivals,
+            }
         ).encode()
 
 
@@ -86,9 +91,11 @@ class Window:
         """OpenAI's x-ratelimit-*-requests headers for `key` as of `now`."""
         q = self._current(key, now)
         reset = q[-1] + self.period - now if q else 0.0
-        return (f"x-ratelimit-limit-requests: {self.limit}\r\n"
-                f"x-ratelimit-remaining-requests: {max(0, self.limit - len(q))}\r\n"
-                f"x-ratelimit-reset-requests: {max(0.0, reset):.3f}s\r\n")
+        return (
+            f"x-ratelimit-limit-requests: {self.limit}\r\n"
+            f"x-ratelimit-remaining-requests: {max(0, self.limit - len(q))}\r\n"
+            f"x-ratelimit-reset-requests: {max(0.0, reset):.3f}s\r\n"
+        )
 
 
 def completion(model: str, stream: bool) -> tuple[bytes, list[bytes]]:
@@ -96,23 +103,49 @@ def completion(model: str, stream: bool) -> tuple[bytes, list[bytes]]:
     cid, created = "chatcmpl-bench", int(time.time())
     if not stream:
         body = {
-            "id": cid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "SELECT 1; -- a fixed answer"},
-                         "finish_reason": "stop"}],
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "SELECT 1; -- a fixed answer"},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": usage,
         }
         return json.dumps(body).encode(), []
 
     def chunk(delta: dict, finish: str | None = None, **extra: object) -> bytes:
-        obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        obj = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
         return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
     events = [chunk({"role": "assistant", "content": ""})]
     events += [chunk({"content": w}) for w in ("SELECT", " 1;", " -- a", " fixed", " answer")]
     events.append(chunk({}, "stop"))
-    events.append(b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                         "model": model, "choices": [], "usage": usage}).encode() + b"\n\n")
+    events.append(
+        b"data: "
+        + json.dumps(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+        ).encode()
+        + b"\n\n"
+    )
     events.append(b"data: [DONE]\n\n")
     return b"", events
 
@@ -154,12 +187,17 @@ class Upstream(asyncio.Protocol):
             self.busy = True
             self._handle(method, path, headers, body)
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/json", extra: str = "") -> None:
+    def _send(
+        self, status: int, body: bytes, ctype: str = "application/json", extra: str = ""
+    ) -> None:
         if self.transport is None:
             return
-        reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 400: "Bad Request"}.get(status, "X")
+        reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 400: "Bad Request"}.get(
+            status, "X"
+        )
         self.transport.write(
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode()
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n".encode()
             + body
         )
         self.busy = False
@@ -169,7 +207,12 @@ class Upstream(asyncio.Protocol):
     def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
         app = self.app
         if method == "GET" and path.endswith("/models"):
-            self._send(200, json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]}).encode())
+            self._send(
+                200,
+                json.dumps(
+                    {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]}
+                ).encode(),
+            )
             return
         if path == "/stats":
             self._send(200, app.stats.as_json())
@@ -192,8 +235,15 @@ class Upstream(asyncio.Protocol):
                 extra = f"Retry-After: {max(1, math.ceil(wait))}\r\n"
                 if app.headers:
                     extra += app.window.headers(key, time.monotonic())
-                body = json.dumps({"error": {"message": "Rate limit reached for requests", "type": "requests",
-                                             "code": "rate_limit_exceeded"}}).encode()
+                body = json.dumps(
+                    {
+                        "error": {
+                            "message": "Rate limit reached for requests",
+                            "type": "requests",
+                            "code": "rate_limit_exceeded",
+                        }
+                    }
+                ).encode()
                 self._send(429, body, extra=extra)
                 return
         try:
@@ -214,7 +264,11 @@ class Upstream(asyncio.Protocol):
 
     def _limit_headers(self, key: str) -> str:
         app = self.app
-        return app.window.headers(key, time.monotonic()) if app.headers and app.window is not None else ""
+        return (
+            app.window.headers(key, time.monotonic())
+            if app.headers and app.window is not None
+            else ""
+        )
 
     def _answer(self, key: str, payload: bytes) -> None:
         self._send(200, payload, extra=self._limit_headers(key))
@@ -222,11 +276,16 @@ class Upstream(asyncio.Protocol):
     def _stream_head(self, key: str, events: list[bytes]) -> None:
         if self.transport is None:
             return
-        head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-                + self._limit_headers(key) + "\r\n").encode()
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            + self._limit_headers(key)
+            + "\r\n"
+        ).encode()
         chunks = [b"%x\r\n%s\r\n" % (len(ev), ev) for ev in events]
         chunks[-1] += b"0\r\n\r\n"
-        self.transport.write(head + chunks[0])  # the head and the first event at the first-byte mark
+        self.transport.write(
+            head + chunks[0]
+        )  # the head and the first event at the first-byte mark
         rest = chunks[1:]
         spread = max(0.0, self.app.stream_seconds - self.app.first_byte)
         if spread <= 0:
@@ -247,8 +306,16 @@ class Upstream(asyncio.Protocol):
 
 
 class App:
-    def __init__(self, latency: float, limit: str | None, *, first_byte: float | None = None,
-                 stream_seconds: float = 0.0, answer_seconds: float | None = None, headers: bool = False) -> None:
+    def __init__(
+        self,
+        latency: float,
+        limit: str | None,
+        *,
+        first_byte: float | None = None,
+        stream_seconds: float = 0.0,
+        answer_seconds: float | None = None,
+        headers: bool = False,
+    ) -> None:
         self.first_byte = latency if first_byte is None else first_byte
         self.answer_seconds = self.first_byte if answer_seconds is None else answer_seconds
         self.stream_seconds = stream_seconds
@@ -264,19 +331,32 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--latency", type=float, default=0.05, help="the first byte's time unless --first-byte")
-    ap.add_argument("--first-byte", type=float, default=None, help="seconds to the head and first SSE event")
+    ap.add_argument(
+        "--latency", type=float, default=0.05, help="the first byte's time unless --first-byte"
+    )
+    ap.add_argument(
+        "--first-byte", type=float, default=None, help="seconds to the head and first SSE event"
+    )
     ap.add_argument("--stream-seconds", type=float, default=0.0, help="a stream's total time")
     ap.add_argument("--answer-seconds", type=float, default=None, help="a JSON answer's total time")
     ap.add_argument("--ratelimit-headers", choices=("on", "off"), default="off")
     ap.add_argument("--limit", default="", help="N/SECONDS per API key, e.g. 10/2 (moving window)")
     args = ap.parse_args()
-    app = App(args.latency, args.limit or None, first_byte=args.first_byte, stream_seconds=args.stream_seconds,
-              answer_seconds=args.answer_seconds, headers=args.ratelimit_headers == "on")
+    app = App(
+        args.latency,
+        args.limit or None,
+        first_byte=args.first_byte,
+        stream_seconds=args.stream_seconds,
+        answer_seconds=args.answer_seconds,
+        headers=args.ratelimit_headers == "on",
+    )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Upstream(app), args.host, args.port, backlog=2048)
-    print(f"upstream on http://{args.host}:{args.port}/v1 first byte {app.first_byte}s, stream {app.stream_seconds}s, "
-          f"JSON {app.answer_seconds}s, limit {args.limit or 'none'}, headers {args.ratelimit_headers}", flush=True)
+    print(
+        f"upstream on http://{args.host}:{args.port}/v1 first byte {app.first_byte}s, stream {app.stream_seconds}s, "
+        f"JSON {app.answer_seconds}s, limit {args.limit or 'none'}, headers {args.ratelimit_headers}",
+        flush=True,
+    )
     async with server:
         await server.serve_forever()
 

@@ -35,7 +35,9 @@ class Client:
         self.token = token
         self.timeout = timeout
 
-    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+    def call(
+        self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+    ) -> Any:
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -55,14 +57,17 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise CLIError(
                 f"cannot reach the proxy at {self.url} ({reason}); is it running? "
-                "Set --url or $RSQL_PROXY_URL", UNREACHABLE,
+                "Set --url or $RSQL_PROXY_URL",
+                UNREACHABLE,
             ) from None
         try:
             return json.loads(raw)
         except ValueError:
-            raise CLIError(f"the proxy at {self.url} answered {path} with something that is not JSON; "
-                           "is --url the proxy's root (e.g. http://127.0.0.1:10101/ or .../rsql/)?",
-                           FAILED) from None
+            raise CLIError(
+                f"the proxy at {self.url} answered {path} with something that is not JSON; "
+                "is --url the proxy's root (e.g. http://127.0.0.1:10101/ or .../rsql/)?",
+                FAILED,
+            ) from None
 
     def _http_error(self, err: urllib.error.HTTPError) -> CLIError:
         try:
@@ -70,13 +75,17 @@ class Client:
         except (ValueError, KeyError, TypeError, OSError):
             message = err.reason
         if err.code == 401:
-            hint = ("no token given: set $RSQL_PROXY_TOKEN (or $JUPYTERHUB_API_TOKEN) or pass --token-file"
-                    if not self.token else "the token was not accepted")
+            hint = (
+                "no token given: set $RSQL_PROXY_TOKEN (or $JUPYTERHUB_API_TOKEN) or pass --token-file"
+                if not self.token
+                else "the token was not accepted"
+            )
             return CLIError(f"401 Unauthorized: {hint} ({message})", UNAUTHORIZED)
         if err.code == 403:
             return CLIError(
                 f"403 Forbidden: {message}. The token's user must be an rsql admin "
-                "(c.RSQLProxy.admin_users / admin_groups, or a hub admin)", FORBIDDEN,
+                "(c.RSQLProxy.admin_users / admin_groups, or a hub admin)",
+                FORBIDDEN,
             )
         return CLIError(f"HTTP {err.code}: {message}", FAILED)
 
@@ -105,16 +114,23 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], ou
         out.write("(none)\n")
         return
     cells = [[_cell(r.get(key)) for key, _ in columns] for r in rows]
+
     def is_number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
     # a column of numbers (and blanks) is right-aligned; a column of blanks alone is not
-    numeric = [all(is_number(r.get(key)) or r.get(key) is None for r in rows)
-               and any(is_number(r.get(key)) for r in rows) for key, _ in columns]
+    numeric = [
+        all(is_number(r.get(key)) or r.get(key) is None for r in rows)
+        and any(is_number(r.get(key)) for r in rows)
+        for key, _ in columns
+    ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
 
     def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
         return "  ".join(parts).rstrip() + "\n"
 
     out.write(line([h.upper() for _, h in columns]))
@@ -142,14 +158,20 @@ def cmd_status(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     if a.json:
         return data
     ups = data.get("upstreams", {})
-    pairs([
-        ("status", data.get("status")),
-        ("upstreams", ", ".join(f"{n} {k}" for k, n in ups.items() if n) or "none"),
-        ("models", data.get("models")),
-        ("state", f"{data['state']['backend']} ({'reachable' if data['state']['reachable'] else 'UNREACHABLE'})"),
-        ("database", data.get("database", {}).get("backend") or "-"),
-        ("database reachable", data.get("database", {}).get("reachable")),
-    ], out)
+    pairs(
+        [
+            ("status", data.get("status")),
+            ("upstreams", ", ".join(f"{n} {k}" for k, n in ups.items() if n) or "none"),
+            ("models", data.get("models")),
+            (
+                "state",
+                f"{data['state']['backend']} ({'reachable' if data['state']['reachable'] else 'UNREACHABLE'})",
+            ),
+            ("database", data.get("database", {}).get("backend") or "-"),
+            ("database reachable", data.get("database", {}).get("reachable")),
+        ],
+        out,
+    )
     return None
 
 
@@ -158,19 +180,34 @@ def cmd_stats(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     if a.json:
         return data
     lat = data.get("latency_ms") or {}
-    pairs([
-        ("hours", data.get("hours")),
-        ("requests", data.get("requests")),
-        ("succeeded", data.get("succeeded")),
-        ("success rate", data.get("success_rate")),
-        ("latency p50/p95/p99 ms", f"{_cell(lat.get('p50'))} / {_cell(lat.get('p95'))} / {_cell(lat.get('p99'))}"),
-        ("tokens", (data.get("tokens") or {}).get("total")),
-        ("cost USD", data.get("cost_usd")),
-        ("cache hit rate", data.get("cache_hit_rate")),
-    ], out)
+    pairs(
+        [
+            ("hours", data.get("hours")),
+            ("requests", data.get("requests")),
+            ("succeeded", data.get("succeeded")),
+            ("success rate", data.get("success_rate")),
+            (
+                "latency p50/p95/p99 ms",
+                f"{_cell(lat.get('p50'))} / {_cell(lat.get('p95'))} / {_cell(lat.get('p99'))}",
+            ),
+            ("tokens", (data.get("tokens") or {}).get("total")),
+            ("cost USD", data.get("cost_usd")),
+            ("cache hit rate", data.get("cache_hit_rate")),
+        ],
+        out,
+    )
     out.write("\n")
-    table(data.get("by_model") or [], [("model", "model"), ("requests", "requests"), ("errors", "errors"),
-                                       ("tokens", "tokens"), ("cost_usd", "cost usd")], out)
+    table(
+        data.get("by_model") or [],
+        [
+            ("model", "model"),
+            ("requests", "requests"),
+            ("errors", "errors"),
+            ("tokens", "tokens"),
+            ("cost_usd", "cost usd"),
+        ],
+        out,
+    )
     return None
 
 
@@ -179,19 +216,42 @@ def cmd_users(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     users = data.get("by_user") or []
     if a.json:
         return {"hours": data.get("hours"), "users": users}
-    table(users, [("user", "user"), ("requests", "requests"), ("errors", "errors"), ("tokens", "tokens"),
-                  ("cost_usd", "cost usd")], out)
+    table(
+        users,
+        [
+            ("user", "user"),
+            ("requests", "requests"),
+            ("errors", "errors"),
+            ("tokens", "tokens"),
+            ("cost_usd", "cost usd"),
+        ],
+        out,
+    )
     return None
 
 
-_ROW_COLUMNS = [("when", "time"), ("user", "user"), ("model", "model"), ("upstream", "upstream"),
-                ("status", "status"), ("error", "error"), ("tokens", "tokens"), ("cost_usd", "cost usd"),
-                ("latency_ms", "ms")]
+_ROW_COLUMNS = [
+    ("when", "time"),
+    ("user", "user"),
+    ("model", "model"),
+    ("upstream", "upstream"),
+    ("status", "status"),
+    ("error", "error"),
+    ("tokens", "tokens"),
+    ("cost_usd", "cost usd"),
+    ("latency_ms", "ms"),
+]
 
 
 def _rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, "when": _when(r.get("ts")),
-             "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0)} for r in rows]
+    return [
+        {
+            **r,
+            "when": _when(r.get("ts")),
+            "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0),
+        }
+        for r in rows
+    ]
 
 
 def cmd_errors(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
@@ -215,11 +275,29 @@ def cmd_keys(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     data = c.call("GET", "admin/upstreams")
     if a.json:
         return data
-    rows = [{**u, "breaker": (u.get("breaker") or {}).get("state"),
-             "last_error": (u.get("recent_errors") or [{}])[-1].get("error")} for u in data.get("upstreams") or []]
-    table(rows, [("alias", "alias"), ("account", "account"), ("provider", "provider"), ("state", "state"),
-                 ("breaker", "breaker"), ("in_flight", "in flight"), ("cooldown_until", "cooling until"),
-                 ("disabled_reason", "disabled because"), ("last_error", "last error")], out)
+    rows = [
+        {
+            **u,
+            "breaker": (u.get("breaker") or {}).get("state"),
+            "last_error": (u.get("recent_errors") or [{}])[-1].get("error"),
+        }
+        for u in data.get("upstreams") or []
+    ]
+    table(
+        rows,
+        [
+            ("alias", "alias"),
+            ("account", "account"),
+            ("provider", "provider"),
+            ("state", "state"),
+            ("breaker", "breaker"),
+            ("in_flight", "in flight"),
+            ("cooldown_until", "cooling until"),
+            ("disabled_reason", "disabled because"),
+            ("last_error", "last error"),
+        ],
+        out,
+    )
     return None
 
 
@@ -229,7 +307,9 @@ def cmd_reset(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     data = c.call("POST", "admin/reset-limits", {"all": True} if a.all else {"user": a.user})
     if a.json:
         return data
-    out.write(f"reset the limits of {'every user' if a.all else repr(a.user)} ({data.get('entries', 0)} entries)\n")
+    out.write(
+        f"reset the limits of {'every user' if a.all else repr(a.user)} ({data.get('entries', 0)} entries)\n"
+    )
     return None
 
 
@@ -237,8 +317,11 @@ def cmd_health(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     data = c.call("POST", "admin/upstreams/health-check", {})
     if a.json:
         return data
-    table([{"alias": k, "state": v} for k, v in (data.get("upstreams") or {}).items()],
-          [("alias", "alias"), ("state", "state")], out)
+    table(
+        [{"alias": k, "state": v} for k, v in (data.get("upstreams") or {}).items()],
+        [("alias", "alias"), ("state", "state")],
+        out,
+    )
     return None
 
 
@@ -246,7 +329,11 @@ def cmd_alerts(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     data = c.call("GET", "admin/alerts", query={"limit": a.limit})
     if a.json:
         return data
-    table(data.get("alerts") or [], [("time", "time"), ("event", "event"), ("message", "message")], out)
+    table(
+        data.get("alerts") or [],
+        [("time", "time"), ("event", "event"), ("message", "message")],
+        out,
+    )
     return None
 
 
@@ -255,17 +342,33 @@ def _window_rows(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for w in windows:
         who = [*(w.get("groups") or []), *(f"user:{u}" for u in w.get("users") or [])]
         weekly = w.get("weekly") or {}
-        when = (f"weekly {','.join(weekly.get('days') or [])} {weekly.get('start')}-{weekly.get('end')} "
-                f"{weekly.get('timezone')}" if weekly else None)
-        out.append({**w, "who": ["everyone" if g == "*" else g for g in who],
-                    "when": when or f"{w.get('starts_at')} - {w.get('ends_at')}",
-                    "in_force": w.get("active")})
+        when = (
+            f"weekly {','.join(weekly.get('days') or [])} {weekly.get('start')}-{weekly.get('end')} "
+            f"{weekly.get('timezone')}"
+            if weekly
+            else None
+        )
+        out.append(
+            {
+                **w,
+                "who": ["everyone" if g == "*" else g for g in who],
+                "when": when or f"{w.get('starts_at')} - {w.get('ends_at')}",
+                "in_force": w.get("active"),
+            }
+        )
     return out
 
 
-_WINDOW_COLUMNS = [("name", "name"), ("mode", "mode"), ("who", "groups / users"), ("in_force", "in force"),
-                   ("when", "when (UTC)"), ("ends_at_local", "ends (local)"), ("source", "source"),
-                   ("message", "message")]
+_WINDOW_COLUMNS = [
+    ("name", "name"),
+    ("mode", "mode"),
+    ("who", "groups / users"),
+    ("in_force", "in force"),
+    ("when", "when (UTC)"),
+    ("ends_at_local", "ends (local)"),
+    ("source", "source"),
+    ("message", "message"),
+]
 
 
 def cmd_window(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
@@ -280,15 +383,26 @@ def cmd_window(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
         data = c.call("POST", f"admin/windows/{urllib.parse.quote(a.name, safe='')}/end", {})
         if a.json:
             return data
-        until = f" (until {data['until']}, when its current occurrence ends)" if data.get("until") else ""
+        until = (
+            f" (until {data['until']}, when its current occurrence ends)"
+            if data.get("until")
+            else ""
+        )
         out.write(f"ended window {a.name!r}{until}\n")
         return None
     if not (a.group or a.user):
-        raise CLIError("name who it applies to: --group G (--group '*' for everyone) and/or --user U", USAGE)
+        raise CLIError(
+            "name who it applies to: --group G (--group '*' for everyone) and/or --user U", USAGE
+        )
     if (a.minutes is None) == (a.end is None):
         raise CLIError("give --minutes M or --end TIME", USAGE)
-    body: dict[str, Any] = {"name": a.name, "mode": a.mode, "message": a.message or "",
-                            "groups": a.group or [], "users": a.user or []}
+    body: dict[str, Any] = {
+        "name": a.name,
+        "mode": a.mode,
+        "message": a.message or "",
+        "groups": a.group or [],
+        "users": a.user or [],
+    }
     for key, value in (("minutes", a.minutes), ("start", a.start), ("end", a.end)):
         if value is not None:
             body[key] = value
@@ -305,19 +419,40 @@ def cmd_window(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     if a.json:
         return data
     w = data.get("window") or {}
-    out.write(f"started window {a.name!r} ({a.mode}) until {_cell(w.get('ends_at'))} "
-              f"({_cell(w.get('ends_at_local'))})\n")
+    out.write(
+        f"started window {a.name!r} ({a.mode}) until {_cell(w.get('ends_at'))} "
+        f"({_cell(w.get('ends_at_local'))})\n"
+    )
     return None
 
 
 def cmd_notebooks(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
-    data = c.call("GET", "admin/notebooks", query={"hours": a.hours, "user": a.user, "limit": a.limit})
+    data = c.call(
+        "GET", "admin/notebooks", query={"hours": a.hours, "user": a.user, "limit": a.limit}
+    )
     if a.json:
         return data
-    rows = [{**r, "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0),
-             "last": _when(r.get("last_ts"))} for r in data.get("notebooks") or []]
-    table(rows, [("notebook", "notebook"), ("user", "user"), ("requests", "requests"), ("tokens", "tokens"),
-                 ("cost_usd", "cost usd"), ("cells", "cells"), ("last", "last request")], out)
+    rows = [
+        {
+            **r,
+            "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0),
+            "last": _when(r.get("last_ts")),
+        }
+        for r in data.get("notebooks") or []
+    ]
+    table(
+        rows,
+        [
+            ("notebook", "notebook"),
+            ("user", "user"),
+            ("requests", "requests"),
+            ("tokens", "tokens"),
+            ("cost_usd", "cost usd"),
+            ("cells", "cells"),
+            ("last", "last request"),
+        ],
+        out,
+    )
     return None
 
 
@@ -329,9 +464,12 @@ def parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 other error, 2 usage, 3 proxy unreachable, 4 bad token (401), "
         "5 not an admin (403)",
     )
-    p.add_argument("--url", default=None,
-                   help=f"the proxy's root, e.g. https://hub.example.org/services/rsql/ "
-                   f"(default: $RSQL_PROXY_URL, else {DEFAULT_URL})")
+    p.add_argument(
+        "--url",
+        default=None,
+        help=f"the proxy's root, e.g. https://hub.example.org/services/rsql/ "
+        f"(default: $RSQL_PROXY_URL, else {DEFAULT_URL})",
+    )
     p.add_argument("--token-file", default=None, help="a file holding the token (its first line)")
     p.add_argument("--json", action="store_true", help="print the API's JSON instead of tables")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the proxy (30)")
@@ -341,15 +479,19 @@ def parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(fn=fn)
         # the global options after the command too: `rsql-proxy admin keys --json`
-        sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
         sp.add_argument("--url", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.add_argument("--token-file", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sp
 
     add("status", cmd_status, "health of the proxy: upstreams, state backend, database")
-    for name, fn, what in (("stats", cmd_stats, "requests, latency, tokens and cost, per model"),
-                           ("users", cmd_users, "requests, errors, tokens and cost per user")):
+    for name, fn, what in (
+        ("stats", cmd_stats, "requests, latency, tokens and cost, per model"),
+        ("users", cmd_users, "requests, errors, tokens and cost per user"),
+    ):
         sp = add(name, fn, what)
         sp.add_argument("--hours", type=float, default=24.0, help="how far back (24)")
     sp = add("errors", cmd_errors, "the most recent failed or refused requests")
@@ -361,7 +503,11 @@ def parser() -> argparse.ArgumentParser:
     sp = add("reset-limits", cmd_reset, "reset one user's (or everyone's) windows and budget")
     sp.add_argument("user", metavar="USER", nargs="?")
     sp.add_argument("--all", action="store_true", help="every user")
-    add("health-check", cmd_health, "probe disabled keys now; a key the provider accepts is re-enabled")
+    add(
+        "health-check",
+        cmd_health,
+        "probe disabled keys now; a key the provider accepts is re-enabled",
+    )
     sp = add("alerts", cmd_alerts, "the most recent alerts")
     sp.add_argument("--limit", type=int, default=20)
     sp = add("notebooks", cmd_notebooks, "requests, tokens and cost per notebook and user")
@@ -370,25 +516,38 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=200)
     sp = add("window", cmd_window, "policy windows: start one now, list them, end one")
     acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
-    start = acts.add_parser("start", help="start a window (shared by every replica)",
-                            description="Start a policy window now (or at --start) for --minutes or until --end. "
-                            "Times are ISO 8601; without an offset they are read in the proxy's admin_timezone.")
+    start = acts.add_parser(
+        "start",
+        help="start a window (shared by every replica)",
+        description="Start a policy window now (or at --start) for --minutes or until --end. "
+        "Times are ISO 8601; without an offset they are read in the proxy's admin_timezone.",
+    )
     start.add_argument("--name", required=True)
-    start.add_argument("--group", action="append", help="a group it applies to ('*': everyone); repeatable")
+    start.add_argument(
+        "--group", action="append", help="a group it applies to ('*': everyone); repeatable"
+    )
     start.add_argument("--user", action="append", help="a user it applies to; repeatable")
     start.add_argument("--mode", required=True, choices=("off", "local-only", "custom"))
     start.add_argument("--message", default="", help="what users are told while it is in force")
     start.add_argument("--minutes", type=float, default=None, help="how long from its start")
     start.add_argument("--start", default=None, help="when it starts (default: now)")
     start.add_argument("--end", default=None, help="when it ends, in place of --minutes")
-    start.add_argument("--model", dest="models", action="append", help="custom: a model (or pattern) allowed")
-    start.add_argument("--default-model", default=None, help="custom: the default model in the window")
-    start.add_argument("--budget", type=float, default=None, help="custom: each user's daily budget in USD")
+    start.add_argument(
+        "--model", dest="models", action="append", help="custom: a model (or pattern) allowed"
+    )
+    start.add_argument(
+        "--default-model", default=None, help="custom: the default model in the window"
+    )
+    start.add_argument(
+        "--budget", type=float, default=None, help="custom: each user's daily budget in USD"
+    )
     acts.add_parser("list", help="every window and whether it is in force")
     end = acts.add_parser("end", help="end a window now")
     end.add_argument("name", metavar="NAME")
     for action in (start, *(acts.choices[n] for n in ("list", "end"))):
-        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        action.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return p
 
 
@@ -402,8 +561,13 @@ def _token(a: argparse.Namespace, env: dict[str, str]) -> str:
     return env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN") or ""
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None,
-         env: dict[str, str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     out = ShownStream(out or sys.stdout)
     err = ShownStream(err or sys.stderr)
     env = dict(os.environ) if env is None else env

@@ -58,7 +58,9 @@ class ResetLimitsMixin(JSONEndpoint):
     async def answer(self, caller: Caller) -> Any:
         body = self.json_body()
         if not isinstance(body, dict) or (("user" in body) == bool(body.get("all"))):
-            raise BadRequest('send {"user": "NAME"} to reset one user, or {"all": true} for everyone')
+            raise BadRequest(
+                'send {"user": "NAME"} to reset one user, or {"all": true} for everyone'
+            )
         user = body.get("user")
         if user is not None and (not isinstance(user, str) or not user):
             raise BadRequest("'user' must be a non-empty user name")
@@ -157,7 +159,11 @@ class NotebooksMixin(JSONEndpoint):
         if user is not None and not user:
             raise BadRequest("'user' must be a user name")
         rows = await self.rsql.usage_store().notebooks(time.time() - hours * 3600, user, limit)
-        return {"hours": hours, "names": self.rsql.engine.settings.notebook_names, "notebooks": rows}
+        return {
+            "hours": hours,
+            "names": self.rsql.engine.settings.notebook_names,
+            "notebooks": rows,
+        }
 
 
 ADMIN_ROUTES: list[tuple[str, type]] = [

@@ -30,11 +30,14 @@ def check_admin_names(proxy: RSQLProxy) -> None:
     """Refuse, at start-up, admin and override names written in the old service form: a hub
     user may be named "service:x", and would then be that service's admin or get its limits."""
     named = [("admin_users", "", n) for n in proxy.admin_users]
-    named += [("limit_overrides", "user:", who[5:]) for who in proxy.limit_overrides
-              if isinstance(who, str) and who.startswith("user:")]
+    named += [
+        ("limit_overrides", "user:", who[5:])
+        for who in proxy.limit_overrides
+        if isinstance(who, str) and who.startswith("user:")
+    ]
     for setting, kind, name in named:
         if name.startswith(_OLD_SERVICE_PREFIX):
-            new = service_name(name[len(_OLD_SERVICE_PREFIX):])
+            new = service_name(name[len(_OLD_SERVICE_PREFIX) :])
             raise ConfigError(
                 f"RSQLProxy.{setting}: {kind + name!r} is a user name any JupyterHub user may take, not "
                 f"the hub service; write {kind + new!r} for the service (user names cannot hold a '/')"
@@ -42,7 +45,12 @@ def check_admin_names(proxy: RSQLProxy) -> None:
 
 
 def is_admin(
-    proxy: RSQLProxy, user: str, groups: Iterable[str], *, hub_admin: bool = False, owner: str | None = None
+    proxy: RSQLProxy,
+    user: str,
+    groups: Iterable[str],
+    *,
+    hub_admin: bool = False,
+    owner: str | None = None,
 ) -> bool:
     """Whether `user` is an rsql admin: a JupyterHub admin (`hub_admin`), the owner of the server
     the proxy runs in (`owner`), or named in ``c.RSQLProxy.admin_users`` or, through one of
@@ -83,7 +91,9 @@ def hub_name(model: Mapping[str, Any]) -> str:
     if kind != "user":
         raise Forbidden(f"the rsql proxy serves hub users and services, not a {kind!r}")
     if "/" in name:
-        raise Forbidden(f"user name {name!r} holds a '/', which JupyterHub user names cannot; ask the hub admin")
+        raise Forbidden(
+            f"user name {name!r} holds a '/', which JupyterHub user names cannot; ask the hub admin"
+        )
     return name
 
 

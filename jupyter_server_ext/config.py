@@ -48,24 +48,32 @@ class RSQLProxy(Configurable):
         "models" may map public names to the provider's own: {"gpt-4o-mini": "my-deployment"}.
         A self-hosted server sets "max_in_flight". Empty: the local model is used.""",
     ).tag(config=True)
-    default_model = Unicode(ENGINE.default_model, help="Model used when a request names none.").tag(config=True)
+    default_model = Unicode(ENGINE.default_model, help="Model used when a request names none.").tag(
+        config=True
+    )
     max_wait_seconds = Float(
-        ENGINE.max_wait_seconds, help="How long a request may wait for upstream capacity before a 429."
+        ENGINE.max_wait_seconds,
+        help="How long a request may wait for upstream capacity before a 429.",
     ).tag(config=True)
     upstream_timeout_seconds = Float(
-        ENGINE.upstream_timeout_seconds, help="Time allowed for an upstream's answer (streaming: between events)."
+        ENGINE.upstream_timeout_seconds,
+        help="Time allowed for an upstream's answer (streaming: between events).",
     ).tag(config=True)
     default_cooldown_seconds = Float(
-        ENGINE.default_cooldown_seconds, help="Cooldown of an (account, model) after a 429 that names no wait."
+        ENGINE.default_cooldown_seconds,
+        help="Cooldown of an (account, model) after a 429 that names no wait.",
     ).tag(config=True)
     breaker_threshold = Integer(
-        ENGINE.breaker_threshold, help="Failures in a row (5xx, timeouts, connection errors) that open a key's breaker."
+        ENGINE.breaker_threshold,
+        help="Failures in a row (5xx, timeouts, connection errors) that open a key's breaker.",
     ).tag(config=True)
     breaker_seconds = Float(
-        ENGINE.breaker_seconds, help="How long an open breaker keeps a key out before one probe (doubles each time)."
+        ENGINE.breaker_seconds,
+        help="How long an open breaker keeps a key out before one probe (doubles each time).",
     ).tag(config=True)
     health_check_seconds = Float(
-        ENGINE.health_check_seconds, help="Interval of the health check that re-enables rejected keys; 0 turns it off."
+        ENGINE.health_check_seconds,
+        help="Interval of the health check that re-enables rejected keys; 0 turns it off.",
     ).tag(config=True)
     default_max_tokens = Integer(
         ENGINE.default_max_tokens,
@@ -86,13 +94,21 @@ class RSQLProxy(Configurable):
         help="""Request limits per user, e.g. ["10/minute", "100/hour", "500/day"]. Windows of one
         day count per UTC date and reset at midnight UTC; shorter ones are moving windows.""",
     ).tag(config=True)
-    user_concurrency = Integer(USER.concurrency, help="Requests one user may have in flight at once; 0: no limit.").tag(config=True)
-    user_daily_budget_usd = Float(
-        USER.daily_budget_usd, allow_none=True, help="USD one user may spend per UTC day; None: no budget."
+    user_concurrency = Integer(
+        USER.concurrency, help="Requests one user may have in flight at once; 0: no limit."
     ).tag(config=True)
-    global_concurrency = Integer(LIMITS.global_concurrency, help="Requests in flight at once for everyone; 0: no limit.").tag(config=True)
+    user_daily_budget_usd = Float(
+        USER.daily_budget_usd,
+        allow_none=True,
+        help="USD one user may spend per UTC day; None: no budget.",
+    ).tag(config=True)
+    global_concurrency = Integer(
+        LIMITS.global_concurrency, help="Requests in flight at once for everyone; 0: no limit."
+    ).tag(config=True)
     global_daily_budget_usd = Float(
-        LIMITS.global_daily_budget_usd, allow_none=True, help="USD everyone together may spend per UTC day; None: no budget."
+        LIMITS.global_daily_budget_usd,
+        allow_none=True,
+        help="USD everyone together may spend per UTC day; None: no budget.",
     ).tag(config=True)
     limit_overrides = Dict(
         help="""Per user or group: {"user:alice": {"user_limits": ["60/minute"]},
@@ -130,7 +146,8 @@ class RSQLProxy(Configurable):
         to see). Users still see their own notebook's spend with %ask_cost either way.""",
     ).tag(config=True)
     lease_seconds = Float(
-        LIMITS.lease_seconds, help="A concurrency slot expires on its own after this long (a crashed process)."
+        LIMITS.lease_seconds,
+        help="A concurrency slot expires on its own after this long (a crashed process).",
     ).tag(config=True)
     unpriced_models = Unicode(
         ENGINE.unpriced_models,
@@ -165,17 +182,30 @@ class RSQLProxy(Configurable):
         help="""Largest request body accepted by the proxy's endpoints (bytes); a larger one gets a
         413 before it is read whole. Other handlers of a Jupyter server keep their own limits.""",
     ).tag(config=True)
-    max_json_depth = Integer(REQUEST.max_json_depth, help="Deepest nesting of JSON arrays and objects in a request body.").tag(config=True)
-    max_messages = Integer(REQUEST.max_messages, help="Most messages one chat-completions request may carry.").tag(config=True)
+    max_json_depth = Integer(
+        REQUEST.max_json_depth, help="Deepest nesting of JSON arrays and objects in a request body."
+    ).tag(config=True)
+    max_messages = Integer(
+        REQUEST.max_messages, help="Most messages one chat-completions request may carry."
+    ).tag(config=True)
     max_message_chars = Integer(
-        REQUEST.max_message_chars, help="Longest text of one message (its content, or its text parts together), in characters."
+        REQUEST.max_message_chars,
+        help="Longest text of one message (its content, or its text parts together), in characters.",
     ).tag(config=True)
 
     # -- cache ----------------------------------------------------------------------------------
-    cache_max_entries = Integer(ENGINE.cache_max_entries, help="Cached answers kept at most; 0 turns the cache off.").tag(config=True)
-    cache_max_bytes = Integer(ENGINE.cache_max_bytes, help="Bytes of cached answers kept at most.").tag(config=True)
-    cache_ttl_seconds = Float(ENGINE.cache_ttl_seconds, help="How long a cached answer stays valid.").tag(config=True)
-    cache_hits_count = Bool(ENGINE.cache_hits_count, help="Whether a cache hit counts against the user's limits.").tag(config=True)
+    cache_max_entries = Integer(
+        ENGINE.cache_max_entries, help="Cached answers kept at most; 0 turns the cache off."
+    ).tag(config=True)
+    cache_max_bytes = Integer(
+        ENGINE.cache_max_bytes, help="Bytes of cached answers kept at most."
+    ).tag(config=True)
+    cache_ttl_seconds = Float(
+        ENGINE.cache_ttl_seconds, help="How long a cached answer stays valid."
+    ).tag(config=True)
+    cache_hits_count = Bool(
+        ENGINE.cache_hits_count, help="Whether a cache hit counts against the user's limits."
+    ).tag(config=True)
 
     # -- usage log --------------------------------------------------------------------------------
     database_url = Unicode(
@@ -183,7 +213,9 @@ class RSQLProxy(Configurable):
         help="""Where the usage log goes: sqlite:///path/usage.sqlite (default: rsql/usage.sqlite in
         the Jupyter data dir, or ./rsql_usage.sqlite for the hub service) or postgresql://...""",
     ).tag(config=True)
-    log_prompts = Bool(ENGINE.log_prompts, help="Store prompt text in the usage log.").tag(config=True)
+    log_prompts = Bool(ENGINE.log_prompts, help="Store prompt text in the usage log.").tag(
+        config=True
+    )
     usage_spool_dir = Unicode(
         "",
         help="""A local folder where every usage row is journaled before it goes to the database,
@@ -203,14 +235,18 @@ class RSQLProxy(Configurable):
         help="""redis://host:6379/0 moves limit windows, leases, budgets, upstream windows,
         cooldowns and breakers to Redis, so replicas share them. Empty: in-process memory.""",
     ).tag(config=True)
-    state_prefix = Unicode("rsql:", help="Prefix of every Redis key the proxy writes.").tag(config=True)
+    state_prefix = Unicode("rsql:", help="Prefix of every Redis key the proxy writes.").tag(
+        config=True
+    )
     fail_open = Bool(
         False,
         help="""When Redis is unreachable: False refuses requests with 503 (budgets stay safe);
         True admits them without per-user limits. Either way it is logged once per outage and
         shown in GET status.""",
     ).tag(config=True)
-    retention_days = Float(ENGINE.retention_days, help="Usage rows older than this are pruned; 0 keeps all.").tag(config=True)
+    retention_days = Float(
+        ENGINE.retention_days, help="Usage rows older than this are pruned; 0 keeps all."
+    ).tag(config=True)
 
     # -- shutdown -------------------------------------------------------------------------------
     shutdown_grace_seconds = Float(
@@ -254,7 +290,8 @@ class RSQLProxy(Configurable):
         user's budget is spent. Answers say so in the X-RSQL-Fallback header. "": no fallback.""",
     ).tag(config=True)
     fallback_on = List(
-        Unicode(), default_value=list(ENGINE.fallback_on),
+        Unicode(),
+        default_value=list(ENGINE.fallback_on),
         help="""When fallback_model answers: "capacity" (no upstream key could answer) and/or
         "budget" (the daily budget is spent; the fallback must then be free, like the local model).""",
     ).tag(config=True)
@@ -269,16 +306,23 @@ class RSQLProxy(Configurable):
         alert_dedupe_seconds (once per UTC day for budgets), once for all replicas on Redis.""",
     ).tag(config=True)
     alert_error_rate = Float(
-        ALERTS.error_rate, help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert."
+        ALERTS.error_rate,
+        help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert.",
     ).tag(config=True)
     alert_min_requests = Integer(
-        ALERTS.min_requests, help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert)."
+        ALERTS.min_requests,
+        help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert).",
     ).tag(config=True)
-    alert_dedupe_seconds = Float(ALERTS.dedupe_seconds, help="One alert per condition per this many seconds.").tag(config=True)
+    alert_dedupe_seconds = Float(
+        ALERTS.dedupe_seconds, help="One alert per condition per this many seconds."
+    ).tag(config=True)
     alert_retries = Integer(
-        ALERTS.retries, help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s)."
+        ALERTS.retries,
+        help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s).",
     ).tag(config=True)
-    alert_retry_seconds = Float(ALERTS.retry_base_seconds, help="The first backoff before retrying a webhook.").tag(config=True)
+    alert_retry_seconds = Float(
+        ALERTS.retry_base_seconds, help="The first backoff before retrying a webhook."
+    ).tag(config=True)
     otel = Bool(
         ENGINE.otel,
         help="""OpenTelemetry spans per request (admission, cache, each upstream attempt), continuing
@@ -288,13 +332,19 @@ class RSQLProxy(Configurable):
 
     def alert_settings(self) -> AlertSettings:
         if not 0 < self.alert_error_rate < 1:
-            raise ConfigError(f"RSQLProxy.alert_error_rate must be between 0 and 1, got {self.alert_error_rate}")
+            raise ConfigError(
+                f"RSQLProxy.alert_error_rate must be between 0 and 1, got {self.alert_error_rate}"
+            )
         if self.alert_min_requests < 1:
-            raise ConfigError(f"RSQLProxy.alert_min_requests must be >= 1, got {self.alert_min_requests}")
+            raise ConfigError(
+                f"RSQLProxy.alert_min_requests must be >= 1, got {self.alert_min_requests}"
+            )
         if self.alert_dedupe_seconds <= 0 or self.alert_retry_seconds <= 0:
             raise ConfigError("RSQLProxy.alert_dedupe_seconds and alert_retry_seconds must be > 0")
         if not 0 <= self.alert_retries <= 20:
-            raise ConfigError(f"RSQLProxy.alert_retries must be from 0 to 20, got {self.alert_retries}")
+            raise ConfigError(
+                f"RSQLProxy.alert_retries must be from 0 to 20, got {self.alert_retries}"
+            )
         return AlertSettings(
             webhooks=parse_webhooks(list(self.alert_webhooks)),
             error_rate=self.alert_error_rate,
@@ -320,43 +370,69 @@ class RSQLProxy(Configurable):
                 "see docs/admins/configure.md"
             )
         specs = parse_upstreams(raw, env)
-        for name in ("max_wait_seconds", "upstream_timeout_seconds", "default_cooldown_seconds", "breaker_seconds",
-                     "shutdown_grace_seconds", "usage_drain_seconds"):
+        for name in (
+            "max_wait_seconds",
+            "upstream_timeout_seconds",
+            "default_cooldown_seconds",
+            "breaker_seconds",
+            "shutdown_grace_seconds",
+            "usage_drain_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 0, got {getattr(self, name)}")
         if self.breaker_threshold < 1:
-            raise ConfigError(f"RSQLProxy.breaker_threshold must be >= 1, got {self.breaker_threshold}")
+            raise ConfigError(
+                f"RSQLProxy.breaker_threshold must be >= 1, got {self.breaker_threshold}"
+            )
         if self.default_max_tokens < 1:
-            raise ConfigError(f"RSQLProxy.default_max_tokens must be >= 1, got {self.default_max_tokens}")
+            raise ConfigError(
+                f"RSQLProxy.default_max_tokens must be >= 1, got {self.default_max_tokens}"
+            )
         if self.redact_max_chars < 1:
-            raise ConfigError(f"RSQLProxy.redact_max_chars must be >= 1, got {self.redact_max_chars}")
+            raise ConfigError(
+                f"RSQLProxy.redact_max_chars must be >= 1, got {self.redact_max_chars}"
+            )
         if default_model and not any(s.serves(default_model) for s in specs):
             raise ConfigError(
                 f"RSQLProxy.default_model {default_model!r} is served by no upstream; "
                 f"upstream models: {sorted({m for s in specs for m in s.models})}"
             )
         if self.user_concurrency < 0 or self.global_concurrency < 0:
-            raise ConfigError("RSQLProxy.user_concurrency and global_concurrency must be >= 0 (0: no limit)")
+            raise ConfigError(
+                "RSQLProxy.user_concurrency and global_concurrency must be >= 0 (0: no limit)"
+            )
         capped = [s.name for s in specs if s.max_in_flight]
         if capped and not self.user_concurrency:  # a self-hosted server's slots are everyone's
             (log or logging.getLogger("rsql")).warning(
                 "rsql proxy: upstreams %s take %s requests at a time and RSQLProxy.user_concurrency is 0: one "
                 "user's parallel requests can fill them for everyone; set user_concurrency (e.g. 2)",
-                ", ".join(capped), "+".join(str(s.max_in_flight) for s in specs if s.max_in_flight))
+                ", ".join(capped),
+                "+".join(str(s.max_in_flight) for s in specs if s.max_in_flight),
+            )
         for name in ("user_daily_budget_usd", "global_daily_budget_usd"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ConfigError(f"RSQLProxy.{name} must be >= 0 or None, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"RSQLProxy.{name} must be >= 0 or None, got {getattr(self, name)}"
+                )
         if self.lease_seconds <= 0:
             raise ConfigError(f"RSQLProxy.lease_seconds must be > 0, got {self.lease_seconds}")
         if self.unpriced_models not in ("deny", "free"):
-            raise ConfigError(f'RSQLProxy.unpriced_models must be "deny" or "free", got {self.unpriced_models!r}')
+            raise ConfigError(
+                f'RSQLProxy.unpriced_models must be "deny" or "free", got {self.unpriced_models!r}'
+            )
         if self.forward_user not in ("hash", "name", "none"):
-            raise ConfigError(f'RSQLProxy.forward_user must be "hash", "name" or "none", got {self.forward_user!r}')
+            raise ConfigError(
+                f'RSQLProxy.forward_user must be "hash", "name" or "none", got {self.forward_user!r}'
+            )
         if self.max_body_bytes < 1024:
-            raise ConfigError(f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+            raise ConfigError(
+                f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}"
+            )
         # json's C decoder recurses once per level: past several hundred it hits Python's limit
         if not 2 <= self.max_json_depth <= 500:
-            raise ConfigError(f"RSQLProxy.max_json_depth must be from 2 to 500, got {self.max_json_depth}")
+            raise ConfigError(
+                f"RSQLProxy.max_json_depth must be from 2 to 500, got {self.max_json_depth}"
+            )
         for name in ("max_messages", "max_message_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
@@ -365,7 +441,9 @@ class RSQLProxy(Configurable):
         fallback_on = tuple(self.fallback_on)
         for reason in fallback_on:
             if reason not in ("capacity", "budget"):
-                raise ConfigError(f'RSQLProxy.fallback_on: unknown reason {reason!r}; use "capacity" and/or "budget"')
+                raise ConfigError(
+                    f'RSQLProxy.fallback_on: unknown reason {reason!r}; use "capacity" and/or "budget"'
+                )
         if self.fallback_model:
             spec = next((u for u in specs if u.name == self.fallback_model), None)
             if spec is None:
@@ -385,8 +463,10 @@ class RSQLProxy(Configurable):
             for name in ("default_model", "sql_default_model"):
                 model = values.get(name)
                 if model is not None and not any(s.serves(model) for s in specs):
-                    raise ConfigError(f"RSQLProxy.limit_overrides[{who!r}][{name!r}]: {model!r} is served by no "
-                                      f"upstream; upstream models: {sorted(set(served))}")
+                    raise ConfigError(
+                        f"RSQLProxy.limit_overrides[{who!r}][{name!r}]: {model!r} is served by no "
+                        f"upstream; upstream models: {sorted(set(served))}"
+                    )
         tz = zone(self.admin_timezone)
         local_models = [m for s in specs if s.local for m in s.models]
         windows = parse_windows(list(self.policy_windows), tz=tz, local_models=local_models)

@@ -40,7 +40,9 @@ class ExtensionBase(APIHandler):
         if user is None:
             return None
         ctx: ProxyContext = self.settings["rsql"]
-        return jupyter_caller(ctx.proxy, user, owner=server_owner(), as_owner=self.speaks_for_owner())
+        return jupyter_caller(
+            ctx.proxy, user, owner=server_owner(), as_owner=self.speaks_for_owner()
+        )
 
     def speaks_for_owner(self) -> bool:
         """Whether this request is the owner's whatever name the identity provider gave it.
@@ -79,7 +81,9 @@ class ExtensionBase(APIHandler):
     def get_login_url(self) -> str:
         # APIHandler refuses to send anyone to the login page (API clients get the JSON 401);
         # a browser asking for an admin page is sent there, and comes back after logging in
-        if getattr(self, "rsql_is_page", False) and "text/html" in self.request.headers.get("Accept", ""):
+        if getattr(self, "rsql_is_page", False) and "text/html" in self.request.headers.get(
+            "Accept", ""
+        ):
             return JupyterHandler.get_login_url(self)
         return super().get_login_url()
 
@@ -123,7 +127,8 @@ class RSQLProxyExtension(ExtensionApp):
             check_admin_names(proxy)
             engine = build_engine(
                 proxy,
-                default_database="sqlite:///" + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite"),
+                default_database="sqlite:///"
+                + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite"),
                 log=self.log,
             )
         except ConfigError as exc:

@@ -42,7 +42,9 @@ def shutting_down() -> EngineError:
     return EngineError(
         "the proxy is shutting down and takes no new requests; retry in a few seconds (another "
         "replica, or the restarted service, will answer)",
-        status=503, code="shutting_down", headers={"Retry-After": str(SHUTDOWN_RETRY_AFTER)},
+        status=503,
+        code="shutting_down",
+        headers={"Retry-After": str(SHUTDOWN_RETRY_AFTER)},
     )
 
 
@@ -184,7 +186,9 @@ class RSQLMixin:
         try:
             value = int(raw)
         except ValueError:
-            raise BadRequest(f"query parameter {name!r} must be an integer from {lo} to {hi}, got {raw!r}") from None
+            raise BadRequest(
+                f"query parameter {name!r} must be an integer from {lo} to {hi}, got {raw!r}"
+            ) from None
         if not lo <= value <= hi:
             raise BadRequest(f"query parameter {name!r} must be from {lo} to {hi}, got {value}")
         return value
@@ -196,9 +200,13 @@ class RSQLMixin:
         try:
             value = float(raw)
         except ValueError:
-            raise BadRequest(f"query parameter {name!r} must be a number from {lo:g} to {hi:g}, got {raw!r}") from None
+            raise BadRequest(
+                f"query parameter {name!r} must be a number from {lo:g} to {hi:g}, got {raw!r}"
+            ) from None
         if not lo < value <= hi:
-            raise BadRequest(f"query parameter {name!r} must be above {lo:g} and at most {hi:g}, got {value:g}")
+            raise BadRequest(
+                f"query parameter {name!r} must be above {lo:g} and at most {hi:g}, got {value:g}"
+            )
         return value
 
     def require_admin(self) -> Caller:
@@ -210,7 +218,9 @@ class RSQLMixin:
     def json_body(self) -> Any:
         if self._body_over:
             raise self.too_large()
-        return decode_json(b"".join(self._body_parts or ()), max_depth=self.rsql.proxy.max_json_depth)
+        return decode_json(
+            b"".join(self._body_parts or ()), max_depth=self.rsql.proxy.max_json_depth
+        )
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)  # type: ignore[attr-defined]
@@ -248,10 +258,13 @@ class RSQLMixin:
             self.write_proxy_error(self.unknown_url())
             return
         if status_code == 405:
-            self.write_proxy_error(EngineError(
-                f"{self.request.method} is not allowed on {self.request.path}",
-                status=405, code="method_not_allowed",
-            ))
+            self.write_proxy_error(
+                EngineError(
+                    f"{self.request.method} is not allowed on {self.request.path}",
+                    status=405,
+                    code="method_not_allowed",
+                )
+            )
             return
         kind = {401: "invalid_request_error", 403: "permission_error"}.get(
             status_code, "invalid_request_error" if status_code < 500 else "server_error"
@@ -307,10 +320,16 @@ class ChatCompletionsMixin(RSQLMixin):
             body = self.json_body()
             engine = await self.rsql.ready()
             headers = self.request.headers
-            reply = await engine.chat(body, caller, cache=self.cache_mode(), endpoint=self.endpoint,
-                                      trace_headers=headers, escalation=headers.get("X-RSQL-Escalation"),
-                                      notebook=notebook_path(urllib.parse.unquote(headers.get("X-RSQL-Notebook", ""))),
-                                      cell=cell_id(headers.get("X-RSQL-Cell", "")))
+            reply = await engine.chat(
+                body,
+                caller,
+                cache=self.cache_mode(),
+                endpoint=self.endpoint,
+                trace_headers=headers,
+                escalation=headers.get("X-RSQL-Escalation"),
+                notebook=notebook_path(urllib.parse.unquote(headers.get("X-RSQL-Notebook", ""))),
+                cell=cell_id(headers.get("X-RSQL-Cell", "")),
+            )
         except EngineError as exc:
             self.write_proxy_error(exc)
             return
@@ -452,8 +471,10 @@ class MeCostMixin(JSONEndpoint):
         raw = self.get_query_argument("notebook", "")  # type: ignore[attr-defined]
         path = notebook_path(raw)
         if path is None:
-            raise BadRequest("send ?notebook=PATH: the notebook's path relative to the server's root "
-                             f"(at most {MAX_NOTEBOOK_CHARS} characters, no control characters)")
+            raise BadRequest(
+                "send ?notebook=PATH: the notebook's path relative to the server's root "
+                f"(at most {MAX_NOTEBOOK_CHARS} characters, no control characters)"
+            )
         return await self.rsql.engine.notebook_cost(caller, path, self.rsql.usage_store())
 
 
@@ -486,4 +507,12 @@ ROUTES: list[tuple[str, type]] = [
 ]
 
 
-__all__ = ["InFlight", "JSONEndpoint", "NotFoundMixin", "ProxyContext", "ROUTES", "RSQLMixin", "shutting_down"]
+__all__ = [
+    "InFlight",
+    "JSONEndpoint",
+    "NotFoundMixin",
+    "ProxyContext",
+    "ROUTES",
+    "RSQLMixin",
+    "shutting_down",
+]

@@ -29,18 +29,31 @@ from .engine.views import error_reply, me_view, status_view
 from .wiring import build_engine
 
 GROQ = {
-    "name": "groq", "base_url": "https://api.groq.com/openai/v1", "api_key_env": "GROQ_API_KEY",
+    "name": "groq",
+    "base_url": "https://api.groq.com/openai/v1",
+    "api_key_env": "GROQ_API_KEY",
     "models": ["llama-3.1-8b-instant", "llama-3.3-70b-versatile"],
-    "limits": ["30/minute", "1000/day"], "token_limits": ["6000/minute"],
+    "limits": ["30/minute", "1000/day"],
+    "token_limits": ["6000/minute"],
 }
 OPENAI = {
-    "name": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY",
+    "name": "openai",
+    "base_url": "https://api.openai.com/v1",
+    "api_key_env": "OPENAI_API_KEY",
     "models": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o", "gpt-4.1"],
 }
-ANTHROPIC = {"name": "anthropic", "provider": "anthropic", "api_key_env": "ANTHROPIC_API_KEY",
-             "models": ["claude-haiku-4-5", "claude-sonnet-4-5"]}
-GEMINI = {"name": "gemini", "provider": "gemini", "api_key_env": "GEMINI_API_KEY",
-          "models": ["gemini-2.5-flash", "gemini-2.5-pro"]}
+ANTHROPIC = {
+    "name": "anthropic",
+    "provider": "anthropic",
+    "api_key_env": "ANTHROPIC_API_KEY",
+    "models": ["claude-haiku-4-5", "claude-sonnet-4-5"],
+}
+GEMINI = {
+    "name": "gemini",
+    "provider": "gemini",
+    "api_key_env": "GEMINI_API_KEY",
+    "models": ["gemini-2.5-flash", "gemini-2.5-pro"],
+}
 
 
 @dataclass
@@ -127,9 +140,15 @@ class Response:
     body: bytes
 
 
-def chat_completion(body: dict[str, Any], *, client_kind: str, no_cache: bool,
-                    escalation: str | None = None, notebook: str | None = None,
-                    cell: str | None = None) -> Response:
+def chat_completion(
+    body: dict[str, Any],
+    *,
+    client_kind: str,
+    no_cache: bool,
+    escalation: str | None = None,
+    notebook: str | None = None,
+    cell: str | None = None,
+) -> Response:
     """One non-streaming completion, answered as ``POST v1/chat/completions`` would answer it;
     `notebook` (its path) and `cell` go into the usage row as the HTTP headers would."""
     running = _ensure()
@@ -137,9 +156,14 @@ def chat_completion(body: dict[str, Any], *, client_kind: str, no_cache: bool,
 
     async def go() -> Reply:
         try:
-            return await engine.chat({**body, "stream": False}, caller, cache="bypass" if no_cache else "auto",
-                                     escalation=escalation, notebook=notebook_path(notebook or ""),
-                                     cell=cell_id(cell or ""))
+            return await engine.chat(
+                {**body, "stream": False},
+                caller,
+                cache="bypass" if no_cache else "auto",
+                escalation=escalation,
+                notebook=notebook_path(notebook or ""),
+                cell=cell_id(cell or ""),
+            )
         except EngineError as exc:
             return error_reply(exc)
 

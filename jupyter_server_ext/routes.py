@@ -30,7 +30,12 @@ def make_handlers(
     out = []
     root = prefix.rstrip("/")
     # the catch-all goes last: tornado takes the first route that matches
-    routes: list[tuple[str | None, type]] = [*PROXY_ROUTES, *ADMIN_ROUTES, *DASHBOARD_ROUTES, (None, NotFoundMixin)]
+    routes: list[tuple[str | None, type]] = [
+        *PROXY_ROUTES,
+        *ADMIN_ROUTES,
+        *DASHBOARD_ROUTES,
+        (None, NotFoundMixin),
+    ]
     for path, mixin in routes:
         attrs: dict[str, Any] = {}
         if wrap is not None:
@@ -38,6 +43,8 @@ def make_handlers(
                 fn = getattr(mixin, meth, None)
                 if fn is not None:
                     attrs[meth] = wrap(fn)
-        cls = web.stream_request_body(type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs))
+        cls = web.stream_request_body(
+            type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs)
+        )
         out.append((root + "/" + path if path is not None else root + "(?:/.*)?", cls))
     return out

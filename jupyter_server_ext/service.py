@@ -128,10 +128,18 @@ class RSQLProxyService(Application):
         "workers": "RSQLProxyService.workers",
     }
 
-    config_file = Unicode("", help="A Python config file with c.RSQLProxy.* settings.").tag(config=True)
-    ip = Unicode(help="Interface to listen on (default: from $JUPYTERHUB_SERVICE_URL, else 127.0.0.1).").tag(config=True)
-    port = Integer(help="Port (default: from $JUPYTERHUB_SERVICE_URL, else 10101).").tag(config=True)
-    base_url = Unicode(help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX, else /).").tag(config=True)
+    config_file = Unicode("", help="A Python config file with c.RSQLProxy.* settings.").tag(
+        config=True
+    )
+    ip = Unicode(
+        help="Interface to listen on (default: from $JUPYTERHUB_SERVICE_URL, else 127.0.0.1)."
+    ).tag(config=True)
+    port = Integer(help="Port (default: from $JUPYTERHUB_SERVICE_URL, else 10101).").tag(
+        config=True
+    )
+    base_url = Unicode(help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX, else /).").tag(
+        config=True
+    )
     static_users = Dict(
         help="""Tokens accepted without a hub, each a user model:
         {"<token>": {"name": "alice", "groups": [], "admin": False}}. For use without JupyterHub
@@ -183,10 +191,14 @@ class RSQLProxyService(Application):
             self.load_config_file(self.config_file)
         # with several workers, every line says which process wrote it
         pid = " %(process)d" if self.workers > 1 else ""
-        logging.basicConfig(format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=self.log_level)
+        logging.basicConfig(
+            format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=self.log_level
+        )
         if os.environ.get("JUPYTERHUB_API_TOKEN"):
             if self.hub_cache_seconds < 0:
-                raise ConfigError(f"RSQLProxyService.hub_cache_seconds must be >= 0, got {self.hub_cache_seconds}")
+                raise ConfigError(
+                    f"RSQLProxyService.hub_cache_seconds must be >= 0, got {self.hub_cache_seconds}"
+                )
             self.hub_auth = hub_login.make_hub_auth(self.hub_cache_seconds)
         # one secret for every worker: a login cookie signed by one is read by the others
         self._cookie_secret = hub_login.cookie_secret()
@@ -216,7 +228,11 @@ class RSQLProxyService(Application):
         health = Readiness(ctx)
         routes[:0] = [(prefix + HEALTH_LIVE, LiveHandler), (prefix + HEALTH_READY, ReadyHandler)]
         app = ServiceApp(
-            routes, rsql=ctx, rsql_app=self, rsql_health=health, log_function=_access_log,
+            routes,
+            rsql=ctx,
+            rsql_app=self,
+            rsql_health=health,
+            log_function=_access_log,
             cookie_secret=self._cookie_secret or hub_login.cookie_secret(),
         )
         app.health_paths = frozenset((prefix + HEALTH_LIVE, prefix + HEALTH_READY))
@@ -230,7 +246,10 @@ class RSQLProxyService(Application):
         await ctx.ready()
         log.info(
             "rsql-proxy listening on http://%s:%d%s (hub auth: %s; upstreams: %s)%s",
-            self.ip, self.port, prefix, "on" if self.hub_auth else "off",
+            self.ip,
+            self.port,
+            prefix,
+            "on" if self.hub_auth else "off",
             ", ".join(s.name for s in engine.settings.upstreams),
             f" as worker {self.worker + 1} of {self.workers}" if sockets is not None else "",
         )
@@ -316,7 +335,12 @@ class Readiness:
         if draining:
             return "draining"
         started = self.ctx.started
-        if started is None or not started.done() or started.cancelled() or started.exception() is not None:
+        if (
+            started is None
+            or not started.done()
+            or started.cancelled()
+            or started.exception() is not None
+        ):
             return "starting"
         if self.check_state and not await self.state_reachable():
             return "state backend unreachable"
@@ -373,7 +397,10 @@ class ReadyHandler(HealthHandler):
         health: Readiness = self.settings["rsql_health"]
         app = self.application
         reason = await health.not_ready(isinstance(app, ServiceApp) and app.draining)
-        self.answer(503 if reason else 200, {"status": "not ready", "reason": reason} if reason else {"status": "ok"})
+        self.answer(
+            503 if reason else 200,
+            {"status": "not ready", "reason": reason} if reason else {"status": "ok"},
+        )
 
 
 class DrainingHandler(web.RequestHandler):
@@ -392,8 +419,13 @@ class DrainingHandler(web.RequestHandler):
         return None
 
 
-async def drain(server: httpserver.HTTPServer, app: ServiceApp, ctx: ProxyContext, grace: float,
-                now: asyncio.Event) -> None:
+async def drain(
+    server: httpserver.HTTPServer,
+    app: ServiceApp,
+    ctx: ProxyContext,
+    grace: float,
+    now: asyncio.Event,
+) -> None:
     """Stop accepting, let answers in flight finish within `grace` seconds, end the rest."""
     server.stop()  # new connections are refused from here on
     server.conn_params.no_keep_alive = True  # requests arriving from now close their connection
@@ -413,8 +445,17 @@ async def drain(server: httpserver.HTTPServer, app: ServiceApp, ctx: ProxyContex
             try:
                 await asyncio.wait_for(inflight.idle.wait(), DRAIN_CUT_SECONDS)
             except asyncio.TimeoutError:
-                log.warning("%d requests did not end within %g s of being cut", len(inflight), DRAIN_CUT_SECONDS)
-        log.info("drained in %.1f s: %d finished, %d ended by the shutdown", time.monotonic() - t0, n - left, left)
+                log.warning(
+                    "%d requests did not end within %g s of being cut",
+                    len(inflight),
+                    DRAIN_CUT_SECONDS,
+                )
+        log.info(
+            "drained in %.1f s: %d finished, %d ended by the shutdown",
+            time.monotonic() - t0,
+            n - left,
+            left,
+        )
     try:  # idle kept-alive connections, the dashboard's live feeds
         await asyncio.wait_for(server.close_all_connections(), DRAIN_CLOSE_SECONDS)
     except asyncio.TimeoutError:
@@ -428,14 +469,20 @@ def _access_log(handler: web.RequestHandler) -> None:
         return
     if status >= 400 or log.isEnabledFor(logging.DEBUG):
         log.log(
-            logging.WARNING if status >= 500 else logging.INFO, "%d %s %s %.1f ms", status,
-            handler.request.method, handler.request.path, 1000 * handler.request.request_time(),
+            logging.WARNING if status >= 500 else logging.INFO,
+            "%d %s %s %.1f ms",
+            status,
+            handler.request.method,
+            handler.request.path,
+            1000 * handler.request.request_time(),
         )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["admin"]:  # `rsql-proxy admin ...`: a client of a running proxy, not the service
+    if args[:1] == [
+        "admin"
+    ]:  # `rsql-proxy admin ...`: a client of a running proxy, not the service
         from .admin_cli import main as admin_main
 
         raise SystemExit(admin_main(args[1:]))

@@ -18,31 +18,48 @@ from .state import MemoryState
 from .store import open_store
 
 
-def build_engine(proxy: RSQLProxy, *, default_database: str, log: logging.Logger | None = None) -> Engine:
+def build_engine(
+    proxy: RSQLProxy, *, default_database: str, log: logging.Logger | None = None
+) -> Engine:
     """The engine both hosts run, with the state backend and usage store the config names."""
     settings = proxy.engine_settings(log=log)
     if settings.forward_user == "hash" and not settings.user_id_secret:
         path = proxy.user_id_secret_file
         if not path and default_database.startswith("sqlite:///"):
-            path = os.path.join(os.path.dirname(default_database[len("sqlite:///"):]), "user-id.secret")
+            path = os.path.join(
+                os.path.dirname(default_database[len("sqlite:///") :]), "user-id.secret"
+            )
         if path:
             settings.user_id_secret = user_id_secret(path)
     kwargs: dict = {"state": MemoryState()}
     if proxy.state_url:
         if not proxy.state_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"RSQLProxy.state_url must be a redis:// URL, got {proxy.state_url!r}")
+            raise ConfigError(
+                f"RSQLProxy.state_url must be a redis:// URL, got {proxy.state_url!r}"
+            )
         from .state.admission.redis import RedisState
         from .state.upstreams.shared_pool import SharedPool
 
-        kwargs["state"] = RedisState(proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open)
+        kwargs["state"] = RedisState(
+            proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open
+        )
         kwargs["pool_class"] = SharedPool
         kwargs["pool_options"] = {
-            "state": kwargs["state"], "prefix": proxy.state_prefix, "lease_seconds": proxy.lease_seconds,
+            "state": kwargs["state"],
+            "prefix": proxy.state_prefix,
+            "lease_seconds": proxy.lease_seconds,
         }
     url = proxy.database_url or default_database
     if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
-        raise ConfigError(f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}")
-    engine = Engine(settings, store=open_store(url), usage_options=usage_options(proxy, default_database), **kwargs)
+        raise ConfigError(
+            f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}"
+        )
+    engine = Engine(
+        settings,
+        store=open_store(url),
+        usage_options=usage_options(proxy, default_database),
+        **kwargs,
+    )
     if proxy.state_url:
         from .state.monitoring.alert_ledger import RedisAlertLedger
 
@@ -55,10 +72,16 @@ def usage_options(proxy: RSQLProxy, default_database: str) -> dict:
     """Where the usage log journals its rows: the configured folder, else one beside the
     default SQLite file (even when the rows go to PostgreSQL: the spool is local on purpose)."""
     if proxy.usage_spool_max_bytes <= 0:
-        raise ConfigError(f"RSQLProxy.usage_spool_max_bytes must be positive, got {proxy.usage_spool_max_bytes}")
+        raise ConfigError(
+            f"RSQLProxy.usage_spool_max_bytes must be positive, got {proxy.usage_spool_max_bytes}"
+        )
     spool = proxy.usage_spool_dir
     if not spool:
-        folder = os.path.dirname(default_database[len("sqlite:///"):]) if default_database.startswith("sqlite:///") else ""
+        folder = (
+            os.path.dirname(default_database[len("sqlite:///") :])
+            if default_database.startswith("sqlite:///")
+            else ""
+        )
         spool = os.path.join(folder, "usage-spool") if folder else "rsql_usage_spool"
     return {"spool_dir": spool, "spool_max_bytes": proxy.usage_spool_max_bytes}
 
@@ -72,7 +95,13 @@ def user_id_secret(path: str) -> bytes:
     if key is None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
         key = secrets.token_hex(32).encode()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        flags = (
+            os.O_WRONLY
+            | os.O_CREAT
+            | os.O_EXCL
+            | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_CLOEXEC", 0)
+        )
         try:
             fd = os.open(path, flags, 0o600)
         except FileExistsError:  # another process made it first: use theirs
@@ -89,14 +118,18 @@ def user_id_secret(path: str) -> bytes:
             return key
         time.sleep(0.05)
         key = _read_key_file(path)
-    raise ConfigError(f"the pseudonym key file {path} is empty: delete it (a new key is made; pseudonyms change)")
+    raise ConfigError(
+        f"the pseudonym key file {path} is empty: delete it (a new key is made; pseudonyms change)"
+    )
 
 
 def _read_key_file(path: str) -> bytes | None:
     """The key in `path` (None: no such file), once the file is known to be ours alone."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO planted under the name must not hang start-up
+        fd = os.open(
+            path, flags
+        )  # O_NONBLOCK: a FIFO planted under the name must not hang start-up
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -106,7 +139,9 @@ def _read_key_file(path: str) -> bytes | None:
                 "key they know: replace it with the file itself, or delete it (a new key is made; "
                 "pseudonyms change)"
             ) from None
-        raise ConfigError(f"cannot read the pseudonym key file {path}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot read the pseudonym key file {path}: {exc.strerror or exc}"
+        ) from None
     with os.fdopen(fd, "rb") as f:
         if os.name == "posix":
             _check_key_file(path, fd)
@@ -119,7 +154,9 @@ def _check_key_file(path: str, fd: int) -> None:
     info, me = os.fstat(fd), os.geteuid()
     mode = info.st_mode & 0o7777
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"the pseudonym key file {path} is not a regular file: delete it (a new key is made)")
+        raise ConfigError(
+            f"the pseudonym key file {path} is not a regular file: delete it (a new key is made)"
+        )
     if info.st_uid != me:
         raise ConfigError(
             f"the pseudonym key file {path} is owned by uid {info.st_uid}, not by the user the proxy runs "
@@ -137,5 +174,7 @@ def _check_key_file(path: str, fd: int) -> None:
         logging.getLogger("rsql").warning(
             "the pseudonym key file %s was readable by other users (mode %04o), now %04o: whoever read "
             "it can reverse the pseudonyms; delete it for a new key (pseudonyms then change)",
-            path, mode, mode & 0o700,
+            path,
+            mode,
+            mode & 0o700,
         )

@@ -97,8 +97,12 @@ class Supervisor:
         try:
             for i in range(self.n):
                 self._spawn(i)
-            log.info("supervisor %d: %d workers started (pids %s)", self.parent, self.n,
-                     ", ".join(map(str, self.pids)))
+            log.info(
+                "supervisor %d: %d workers started (pids %s)",
+                self.parent,
+                self.n,
+                ", ".join(map(str, self.pids)),
+            )
             return self._watch()
         finally:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
@@ -131,8 +135,12 @@ class Supervisor:
 
     def _forward(self, signum: int, frame: object) -> None:
         if not self.stopping:
-            log.info("supervisor %d: %s, stopping %d workers", self.parent, signal.Signals(signum).name,
-                     len(self.pids))
+            log.info(
+                "supervisor %d: %s, stopping %d workers",
+                self.parent,
+                signal.Signals(signum).name,
+                len(self.pids),
+            )
         self.stopping = True
         for pid in list(self.pids):
             try:
@@ -152,14 +160,22 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             how = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
             if code == CONFIG_ERROR and not self.stopping:
-                log.error("supervisor %d: worker %d refused the configuration (see above); stopping",
-                          self.parent, pid)
+                log.error(
+                    "supervisor %d: worker %d refused the configuration (see above); stopping",
+                    self.parent,
+                    pid,
+                )
                 self.failed = CONFIG_ERROR
                 self._forward(signal.SIGTERM, None)
                 continue
             if self.stopping:
-                log.log(logging.INFO if code == 0 else logging.WARNING, "supervisor %d: worker %d stopped (%s)",
-                        self.parent, pid, how)
+                log.log(
+                    logging.INFO if code == 0 else logging.WARNING,
+                    "supervisor %d: worker %d stopped (%s)",
+                    self.parent,
+                    pid,
+                    how,
+                )
                 self.failed = self.failed or int(code != 0)
                 continue
             self._restart(index, pid, how)
@@ -175,7 +191,12 @@ class Supervisor:
             log.error(
                 "supervisor %d: worker %d died (%s); worker slot %d was restarted %d times in %.0f s, "
                 "giving up: stopping the other workers (see the errors above)",
-                self.parent, pid, how, index, len(recent), RESTART_WINDOW,
+                self.parent,
+                pid,
+                how,
+                index,
+                len(recent),
+                RESTART_WINDOW,
             )
             self.failed = 1
             self._forward(signal.SIGTERM, None)
@@ -184,6 +205,14 @@ class Supervisor:
         self.restarts[index] = recent
         self._spawn(index)
         new = next(p for p, i in self.pids.items() if i == index)
-        log.warning("supervisor %d: worker %d died unexpectedly (%s); started worker %d in its place "
-                    "(restart %d of at most %d per %.0f s)", self.parent, pid, how, new, len(recent),
-                    MAX_RESTARTS, RESTART_WINDOW)
+        log.warning(
+            "supervisor %d: worker %d died unexpectedly (%s); started worker %d in its place "
+            "(restart %d of at most %d per %.0f s)",
+            self.parent,
+            pid,
+            how,
+            new,
+            len(recent),
+            MAX_RESTARTS,
+            RESTART_WINDOW,
+        )

@@ -50,8 +50,10 @@ def unload_ipython_extension(ip: Any) -> None:
 
     for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
         unregister_magics(ip, magics)
-    for event, callback in (("pre_run_cell", Session.of(ip).pre_run_cell),
-                            ("post_run_cell", Session.of(ip).post_run_cell)):
+    for event, callback in (
+        ("pre_run_cell", Session.of(ip).pre_run_cell),
+        ("post_run_cell", Session.of(ip).post_run_cell),
+    ):
         try:
             ip.events.unregister(event, callback)
         except ValueError:

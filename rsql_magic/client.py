@@ -44,6 +44,7 @@ def valid_cell_id(value: Any) -> str | None:
     """`value` if it is a cell id as nbformat 4.5 makes them (letters, digits, - and _, <= 64)."""
     return value if isinstance(value, str) and _CELL_ID.fullmatch(value) else None
 
+
 NO_PROXY_HELP = """no proxy found. Configure one of:
   1. explicitly:  %config RSQLMagic.proxy_url = "http://127.0.0.1:8888/rsql/"
                   %config RSQLMagic.proxy_token = "..."   (or c.RSQLMagic.* in ipython_config.py)
@@ -89,8 +90,10 @@ def _error_from(status: int, body: bytes | str, headers: Any) -> ProxyError:
     except ValueError:
         body_text = text.strip()
         if body_text.startswith("<"):  # an HTML page: not the proxy speaking (wrong URL?)
-            err = {"message": f"HTTP {status} with an HTML page, not the proxy's JSON "
-                              "(is the URL the proxy's root, e.g. .../rsql/?)"}
+            err = {
+                "message": f"HTTP {status} with an HTML page, not the proxy's JSON "
+                "(is the URL the proxy's root, e.g. .../rsql/?)"
+            }
         else:
             err = {"message": body_text[:500] or f"HTTP {status}"}
     get = headers.get if headers is not None else (lambda _k, _d=None: None)
@@ -116,8 +119,12 @@ def _policy_fields(err: dict[str, Any]) -> dict[str, Any]:
     window, names = err.get("window"), err.get("allowed_models")
     return {
         "code": err.get("code") if isinstance(err.get("code"), str) else None,
-        "window": {str(k)[:40]: v if v is None or isinstance(v, (int, float)) else str(v)[:600]
-                   for k, v in list(window.items())[:20]} if isinstance(window, dict) else None,
+        "window": {
+            str(k)[:40]: v if v is None or isinstance(v, (int, float)) else str(v)[:600]
+            for k, v in list(window.items())[:20]
+        }
+        if isinstance(window, dict)
+        else None,
         "allowed_models": [str(v)[:200] for v in names[:200]] if isinstance(names, list) else None,
     }
 
@@ -148,8 +155,12 @@ def find_local_server(parent_pid: str | None = None, runtime_dir: str | None = N
     try:
         info = _read_own_json(rdir, path)
     except UntrustedFile as exc:
-        warnings.warn(f"ignored {path}: {exc}. A Jupyter server writes this file as you, in a folder "
-                      "only you can write; remove it, or set RSQL_PROXY_URL", DiscoveryWarning, stacklevel=3)
+        warnings.warn(
+            f"ignored {path}: {exc}. A Jupyter server writes this file as you, in a folder "
+            "only you can write; remove it, or set RSQL_PROXY_URL",
+            DiscoveryWarning,
+            stacklevel=3,
+        )
         return None
     except (OSError, ValueError):  # none there, or not one a server wrote whole
         return None
@@ -167,13 +178,17 @@ def _read_own_json(folder: str, path: str) -> Any:
     (UntrustedFile otherwise; OSError when it cannot be read, ValueError when it is not JSON)."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO planted under the name must not hang the kernel
+        fd = os.open(
+            path, flags
+        )  # O_NONBLOCK: a FIFO planted under the name must not hang the kernel
     except OSError:
         if os.path.islink(path):
             raise UntrustedFile("it is a symbolic link") from None
         raise
     with os.fdopen(fd, "rb") as f:
-        if hasattr(os, "geteuid"):  # POSIX; on Windows the runtime folder sits in the user's profile
+        if hasattr(
+            os, "geteuid"
+        ):  # POSIX; on Windows the runtime folder sits in the user's profile
             me = os.geteuid()
             _check_owner(os.fstat(fd), me, "it", regular=True)
             # whoever can write the folder can swap the file for theirs; a sticky folder (/tmp)
@@ -185,13 +200,17 @@ def _read_own_json(folder: str, path: str) -> Any:
     return json.loads(data)
 
 
-def _check_owner(info: os.stat_result, me: int, what: str, *, regular: bool = False, sticky_ok: bool = False) -> None:
+def _check_owner(
+    info: os.stat_result, me: int, what: str, *, regular: bool = False, sticky_ok: bool = False
+) -> None:
     if regular and not stat.S_ISREG(info.st_mode):
         raise UntrustedFile(f"{what} is not a regular file")
     if info.st_uid not in (me, 0) or (regular and info.st_uid != me):
         raise UntrustedFile(f"{what} is owned by uid {info.st_uid}, not by you (uid {me})")
     if info.st_mode & 0o022 and not (sticky_ok and info.st_mode & stat.S_ISVTX):
-        raise UntrustedFile(f"{what} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})")
+        raise UntrustedFile(
+            f"{what} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})"
+        )
 
 
 class ProxyClient:
@@ -218,9 +237,7 @@ class ProxyClient:
         self.token = token or None
         self.engine = engine
         self.timeout = timeout
-        self.description = description or (
-            f"{base_url}" if base_url else "in-process engine"
-        )
+        self.description = description or (f"{base_url}" if base_url else "in-process engine")
 
     def __repr__(self) -> str:
         return f"<ProxyClient {self.description}>"
@@ -239,7 +256,9 @@ class ProxyClient:
         env = os.environ
         if proxy_url:
             tok = token or env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN")
-            return cls(proxy_url, tok, description=f"configured proxy_url {proxy_url}", timeout=timeout)
+            return cls(
+                proxy_url, tok, description=f"configured proxy_url {proxy_url}", timeout=timeout
+            )
         url = env.get("RSQL_PROXY_URL", "").strip()
         if url:
             tok = token or env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN")
@@ -269,8 +288,14 @@ class ProxyClient:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _headers(self, client_kind: str, no_cache: bool = False, escalation: str | None = None,
-                 notebook: str | None = None, cell: str | None = None) -> dict[str, str]:
+    def _headers(
+        self,
+        client_kind: str,
+        no_cache: bool = False,
+        escalation: str | None = None,
+        notebook: str | None = None,
+        cell: str | None = None,
+    ) -> dict[str, str]:
         h = {
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
@@ -289,8 +314,14 @@ class ProxyClient:
             h["X-RSQL-Cell"] = str(cell)
         return h
 
-    def _open(self, method: str, path: str, body: dict | None, headers: dict[str, str],
-              timeout: float | None = None) -> Any:
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        headers: dict[str, str],
+        timeout: float | None = None,
+    ) -> Any:
         assert self.base_url is not None
         url = urllib.parse.urljoin(self.base_url, path)
         data = json.dumps(body).encode() if body is not None else None
@@ -353,8 +384,9 @@ class ProxyClient:
             raise self.unavailable
         if self.engine is not None:
             return dict(self.engine.redact_preview(messages))
-        with self._open("POST", "redact", {"messages": messages}, self._headers("magic"),
-                        timeout) as resp:
+        with self._open(
+            "POST", "redact", {"messages": messages}, self._headers("magic"), timeout
+        ) as resp:
             try:
                 data = json.loads(resp.read() or b"{}")
             except ValueError:
@@ -420,8 +452,18 @@ class ProxyClient:
                     on_delta(hit.text)
                 return hit
         send = body if model or not default_model else {**body, "model": default_model}
-        res = self._chat_send(send, model or default_model, client_kind, stream, on_delta, no_cache,
-                              on_response, escalation, notebook, cell)
+        res = self._chat_send(
+            send,
+            model or default_model,
+            client_kind,
+            stream,
+            on_delta,
+            no_cache,
+            on_response,
+            escalation,
+            notebook,
+            cell,
+        )
         if replay is not None:
             replay.record(body, res)
         return res
@@ -445,19 +487,31 @@ class ProxyClient:
         t0 = time.monotonic()
         if self.engine is not None:
             # the in-process engine answers what the HTTP endpoint would (the origin in plain)
-            origin = {k: v for k, v in (("notebook", notebook if notebook_header(notebook) else None),
-                                        ("cell", valid_cell_id(cell))) if v}
-            answer = self.engine.chat_completion(body, client_kind=client_kind, no_cache=no_cache,
-                                                 escalation=escalation, **origin)
+            origin = {
+                k: v
+                for k, v in (
+                    ("notebook", notebook if notebook_header(notebook) else None),
+                    ("cell", valid_cell_id(cell)),
+                )
+                if v
+            }
+            answer = self.engine.chat_completion(
+                body, client_kind=client_kind, no_cache=no_cache, escalation=escalation, **origin
+            )
             if answer.status >= 400:
                 raise _error_from(answer.status, answer.body, _Headers(answer.headers))
-            return _json_result(answer.status, answer.body, _Headers(answer.headers), model,
-                                on_delta, t0)
+            return _json_result(
+                answer.status, answer.body, _Headers(answer.headers), model, on_delta, t0
+            )
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        resp = self._open("POST", "v1/chat/completions", body,
-                          self._headers(client_kind, no_cache, escalation, notebook, cell))
+        resp = self._open(
+            "POST",
+            "v1/chat/completions",
+            body,
+            self._headers(client_kind, no_cache, escalation, notebook, cell),
+        )
         if on_response is not None:
             on_response(resp)
         with resp:
@@ -501,7 +555,11 @@ class ProxyClient:
                 except ValueError:
                     continue
                 if "error" in obj:  # an error after the stream started (e.g. upstream died)
-                    err = obj["error"] if isinstance(obj["error"], dict) else {"message": obj["error"]}
+                    err = (
+                        obj["error"]
+                        if isinstance(obj["error"], dict)
+                        else {"message": obj["error"]}
+                    )
                     raise ProxyError(
                         int(err.get("status") or 502),
                         str(err.get("message") or "stream failed"),
@@ -541,8 +599,14 @@ class _Headers(dict):
         return super().get(key.lower(), default)
 
 
-def _json_result(status: int, raw: bytes, headers: Any, model: str | None,
-                 on_delta: Callable[[str], None] | None, t0: float) -> ChatResult:
+def _json_result(
+    status: int,
+    raw: bytes,
+    headers: Any,
+    model: str | None,
+    on_delta: Callable[[str], None] | None,
+    t0: float,
+) -> ChatResult:
     """A JSON chat completion answered with ``status`` and ``headers``."""
     try:
         data = json.loads(raw)
@@ -553,12 +617,19 @@ def _json_result(status: int, raw: bytes, headers: Any, model: str | None,
     text = _message_text(data)
     if on_delta and text:
         on_delta(text)
-    return _result(text, data.get("model") or model or "", data.get("usage") or {},
-                   data.get("rsql") or {}, headers, t0)
+    return _result(
+        text,
+        data.get("model") or model or "",
+        data.get("usage") or {},
+        data.get("rsql") or {},
+        headers,
+        t0,
+    )
 
 
-def _result(text: str, model_out: str, usage: Any, extra: dict, headers: Any,
-            t0: float) -> ChatResult:
+def _result(
+    text: str, model_out: str, usage: Any, extra: dict, headers: Any, t0: float
+) -> ChatResult:
     """The answer with what the proxy said about it: its ``X-RSQL-*`` headers, else (a
     stream's end, where headers are long sent) the ``rsql`` object or the usage chunk."""
     h = headers

@@ -179,8 +179,9 @@ def _state_from_me(me: dict, source: str = "admin") -> PolicyState:
     return PolicyState(ContextPolicy.from_dict(cp, source), "", time.monotonic(), me)
 
 
-def admin_policy(client: Any, *, ttl: float = POLICY_TTL_S,
-                 timeout: float = POLICY_TIMEOUT_S) -> PolicyState:
+def admin_policy(
+    client: Any, *, ttl: float = POLICY_TTL_S, timeout: float = POLICY_TIMEOUT_S
+) -> PolicyState:
     """The admin's policy for ``client``'s proxy, cached for ``ttl`` seconds per proxy+token.
 
     No proxy at all (replay only): no admin policy, nothing is sent anyway. The in-process
@@ -218,8 +219,7 @@ def admin_policy(client: Any, *, ttl: float = POLICY_TTL_S,
             # fail closed: a policy we cannot read may withhold anything
             state = PolicyState(
                 ContextPolicy.strict("unreadable"),
-                f"could not read the admin's context policy ({e}): sending schemas only, "
-                "no values",
+                f"could not read the admin's context policy ({e}): sending schemas only, no values",
                 now,
             )
             if key:
@@ -291,8 +291,11 @@ def preview(client: Any, messages: list[dict]) -> Preview:
         data = client.redact(messages, timeout=POLICY_TIMEOUT_S)
     except ProxyError as e:
         if e.status in (404, 405):
-            return Preview(messages, note="this proxy has no redaction preview (POST redact): "
-                                          "shown as the kernel sends it")
+            return Preview(
+                messages,
+                note="this proxy has no redaction preview (POST redact): "
+                "shown as the kernel sends it",
+            )
         return Preview(messages, note=f"redaction preview unavailable ({e})")
     out = data.get("messages") if isinstance(data, dict) else None
     if not isinstance(out, list):
@@ -324,8 +327,9 @@ def _admin_words(admin: ContextPolicy) -> str:
 _USER_WORDS = "your policy (RSQLMagic.context_policy)"
 
 
-def withheld_summary(ctx: Any, policy: ContextPolicy, pv: Preview | None, no_data: bool = False
-                     ) -> str:
+def withheld_summary(
+    ctx: Any, policy: ContextPolicy, pv: Preview | None, no_data: bool = False
+) -> str:
     """One line: what the policy withheld (and whose policy it was), what the proxy masks.
 
     e.g. ``withheld by the admin's policy: values of customers.email, customers.phone; sample
@@ -345,9 +349,14 @@ def withheld_summary(ctx: Any, policy: ContextPolicy, pv: Preview | None, no_dat
     if by_user:
         parts.append(f"withheld by {_USER_WORDS}: values of " + ", ".join(by_user))
     if not cols:
-        parts.append("withheld columns: none" + (
-            " (no column here matches " + ", ".join(policy.redact_columns) + ")"
-            if policy.redact_columns else ""))
+        parts.append(
+            "withheld columns: none"
+            + (
+                " (no column here matches " + ", ".join(policy.redact_columns) + ")"
+                if policy.redact_columns
+                else ""
+            )
+        )
 
     def whose(flag: str) -> str:
         if admin is not None and not getattr(admin, flag):
@@ -367,8 +376,10 @@ def withheld_summary(ctx: Any, policy: ContextPolicy, pv: Preview | None, no_dat
     if pv is not None:
         if pv.available:
             if pv.counts:
-                parts.append("the proxy will mask " + ", ".join(
-                    f"{n} {_plural(k, n)}" for k, n in sorted(pv.counts.items())))
+                parts.append(
+                    "the proxy will mask "
+                    + ", ".join(f"{n} {_plural(k, n)}" for k, n in sorted(pv.counts.items()))
+                )
             else:
                 parts.append("the proxy's redaction masks nothing here")
         elif pv.note:
@@ -376,14 +387,24 @@ def withheld_summary(ctx: Any, policy: ContextPolicy, pv: Preview | None, no_dat
     return "; ".join(parts)
 
 
-def context_report(messages: list[dict], ctx: Any, policy: ContextPolicy, pv: Preview,
-                   *, header: str = "", no_data: bool = False) -> str:
+def context_report(
+    messages: list[dict],
+    ctx: Any,
+    policy: ContextPolicy,
+    pv: Preview,
+    *,
+    header: str = "",
+    no_data: bool = False,
+) -> str:
     """The text of ``--show-context`` and the chat's context view: a summary, then every
     message as the upstream would see it (after the policy and the proxy's redaction)."""
     lines = [header] if header else []
     lines.append(withheld_summary(ctx, policy, pv, no_data))
-    lines.append("policy in effect: " + policy.describe()
-                 + (f" (set by {policy.source})" if policy.source else ""))
+    lines.append(
+        "policy in effect: "
+        + policy.describe()
+        + (f" (set by {policy.source})" if policy.source else "")
+    )
     what = "after the proxy's redaction" if pv.available else "as the kernel sends them"
     lines.append(f"messages {what}:")
     for m in pv.messages:

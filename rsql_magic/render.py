@@ -23,10 +23,25 @@ from .errors import ProxyError
 # code_block is the sanitizer's: answers' fences and ours are drawn alike
 from .sanitize import clean_html, code_block, escape_markdown, plain_text, safe_markdown
 
-__all__ = ["code_block", "cost_markdown", "error_bundle", "extract_code", "fallback_label", "footer",
-           "markdown_bundle", "markdown_table", "markdown_to_html", "me_markdown", "mimebundle",
-           "normalize_lang", "refusal_markdown", "replayed_label", "table_cell", "utc_text",
-           "window_until"]
+__all__ = [
+    "code_block",
+    "cost_markdown",
+    "error_bundle",
+    "extract_code",
+    "fallback_label",
+    "footer",
+    "markdown_bundle",
+    "markdown_table",
+    "markdown_to_html",
+    "me_markdown",
+    "mimebundle",
+    "normalize_lang",
+    "refusal_markdown",
+    "replayed_label",
+    "table_cell",
+    "utc_text",
+    "window_until",
+]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
@@ -108,15 +123,18 @@ def markdown_to_html(text: str) -> str:
         import markdown
     except ImportError:
         return clean_html(f"<pre>{_html.escape(text)}</pre>")
-    return clean_html(markdown.markdown(
-        text,
-        extensions=["fenced_code", "codehilite", "tables"],
-        extension_configs={"codehilite": {"noclasses": True, "guess_lang": False}},
-    ))
+    return clean_html(
+        markdown.markdown(
+            text,
+            extensions=["fenced_code", "codehilite", "tables"],
+            extension_configs={"codehilite": {"noclasses": True, "guess_lang": False}},
+        )
+    )
 
 
-def mimebundle(text: str, res: ChatResult | None = None, *, mode: str = "markdown",
-               streaming: bool = False) -> dict[str, Any]:
+def mimebundle(
+    text: str, res: ChatResult | None = None, *, mode: str = "markdown", streaming: bool = False
+) -> dict[str, Any]:
     """The display bundle for an answer (``streaming``: a partial answer, marked as such)."""
     foot = footer(res) if res is not None else ("… streaming" if streaming else "")
     plain = plain_text(text + (f"\n\n-- {foot}" if foot else ""))
@@ -130,21 +148,24 @@ def mimebundle(text: str, res: ChatResult | None = None, *, mode: str = "markdow
         bundle["text/html"] = clean_html(body)
     else:
         bundle["text/markdown"] = safe_markdown(text) + (
-            f"\n\n---\n*{escape_markdown(foot)}*" if foot else "")
+            f"\n\n---\n*{escape_markdown(foot)}*" if foot else ""
+        )
     return bundle
 
 
 def error_bundle(partial: str, message: str) -> dict[str, Any]:
     """A failed answer: what had arrived, then the error in bold (Markdown + plain text)."""
-    md = (safe_markdown(partial).rstrip("\n") + "\n\n" if partial else "")
+    md = safe_markdown(partial).rstrip("\n") + "\n\n" if partial else ""
     plain = plain_text((partial + "\n\n" if partial else "") + message)
     return {"text/markdown": md + f"**{escape_markdown(message)}**", "text/plain": plain}
 
 
 def markdown_bundle(md: str, plain: str | None = None) -> dict[str, Any]:
     """A Markdown display (status lines, code for the next cell) made safe like an answer."""
-    return {"text/markdown": safe_markdown(md),
-            "text/plain": plain_text(md if plain is None else plain)}
+    return {
+        "text/markdown": safe_markdown(md),
+        "text/plain": plain_text(md if plain is None else plain),
+    }
 
 
 # -- what the proxy says about the user: GET me, GET me/cost, a policy's refusal -----------
@@ -154,8 +175,11 @@ def markdown_bundle(md: str, plain: str | None = None) -> dict[str, Any]:
 # caller shows it through markdown_bundle, whose safe_markdown takes out raw HTML, images and
 # unsafe links, as it does for answers.
 
-_WINDOW_MODES = {"off": "no assistant", "local-only": "only the local model",
-                 "custom": "models and budget of its own"}
+_WINDOW_MODES = {
+    "off": "no assistant",
+    "local-only": "only the local model",
+    "custom": "models and budget of its own",
+}
 
 
 def table_cell(value: Any) -> str:
@@ -203,7 +227,9 @@ def _usd(value: Any) -> str:
         v = float(value)
     except (TypeError, ValueError):
         return "?"
-    return f"${v:.2f}" if v >= 1 or round(v, 2) == v else f"${v:.4f}"  # cents, or what is below them
+    return (
+        f"${v:.2f}" if v >= 1 or round(v, 2) == v else f"${v:.4f}"
+    )  # cents, or what is below them
 
 
 def window_until(window: dict[str, Any]) -> str:
@@ -227,8 +253,10 @@ def _limits_rows(limits: list[Any]) -> list[str]:
         if isinstance(seconds, (int, float)) and seconds > 0:
             resets = f"{resets} (in {_duration(seconds)})" if resets else f"in {_duration(seconds)}"
         resets = resets or "-"  # nothing used: nothing to reset
-        rows.append([item.get("limit"), item.get("used"), item.get("remaining"), resets,
-                     item.get("window")] + [item.get(k) for k in extra])
+        rows.append(
+            [item.get("limit"), item.get("used"), item.get("remaining"), resets, item.get("window")]
+            + [item.get(k) for k in extra]
+        )
     return markdown_table(["limit", "used", "left", "resets", "window", *extra], rows)
 
 
@@ -245,7 +273,12 @@ def _generic(key: str, val: Any) -> list[str]:
         cols: list[str] = []
         for item in val:
             cols += [c for c in item if c not in cols]
-        return ["", f"**{key}**", "", *markdown_table(cols, [[item.get(c) for c in cols] for item in val])]
+        return [
+            "",
+            f"**{key}**",
+            "",
+            *markdown_table(cols, [[item.get(c) for c in cols] for item in val]),
+        ]
     if isinstance(val, dict):
         return [f"- **{key}.{k}**: {table_cell(v)}" for k, v in val.items()]
     return [f"- **{key}**: {'none' if val is None else table_cell(val) or '(empty)'}"]
@@ -260,7 +293,8 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
     who = next((me[k] for k in ("user", "name", "username", "identity") if me.get(k)), None)
     if who is not None:
         extra = (["admin"] if me.get("admin") else []) + (
-            ["groups: " + table_cell(me["groups"])] if me.get("groups") else [])
+            ["groups: " + table_cell(me["groups"])] if me.get("groups") else []
+        )
         lines.append(f"- **you**: {table_cell(who)}" + (f" ({'; '.join(extra)})" if extra else ""))
     else:
         done = set()
@@ -273,7 +307,9 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
         default = table_cell(me.get("default_model")) or "the proxy's default"
         lines.append(f"- **default** (%%ask, chat): {default}")
         if "sql_default_model" in me:
-            lines.append(f"- **%%sql_ai default**: {table_cell(me.get('sql_default_model')) or 'the default above'}")
+            lines.append(
+                f"- **%%sql_ai default**: {table_cell(me.get('sql_default_model')) or 'the default above'}"
+            )
     limits = me.get("limits")
     if isinstance(limits, list) and all(isinstance(x, dict) for x in limits):
         done.add("limits")
@@ -282,14 +318,23 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
     if "concurrency" in me and (me["concurrency"] is None or isinstance(me["concurrency"], dict)):
         done.add("concurrency")
         c = me["concurrency"]
-        _item(lines, "- **requests at once**: " + (
-            f"{table_cell(c.get('in_flight'))} in flight of {table_cell(c.get('limit'))} allowed" if c else "no limit"))
+        _item(
+            lines,
+            "- **requests at once**: "
+            + (
+                f"{table_cell(c.get('in_flight'))} in flight of {table_cell(c.get('limit'))} allowed"
+                if c
+                else "no limit"
+            ),
+        )
     if "budget" in me and (me["budget"] is None or isinstance(me["budget"], dict)):
         done.add("budget")
         b = me["budget"]
         if b and b.get("daily_usd") is not None:
-            text = (f"{_usd(b.get('spent_usd'))} spent of {_usd(b.get('daily_usd'))} today, "
-                    f"{_usd(b.get('remaining_usd'))} left")
+            text = (
+                f"{_usd(b.get('spent_usd'))} spent of {_usd(b.get('daily_usd'))} today, "
+                f"{_usd(b.get('remaining_usd'))} left"
+            )
             if b.get("resets_at"):
                 text += f"; resets {utc_text(b['resets_at'])}"
         else:
@@ -302,14 +347,22 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
             _item(lines, "- **policy window**: none in force")
         else:
             mode = str(w.get("mode") or "")
-            lines += ["", f"**Policy window in force**: {table_cell(w.get('name'))} "
-                          f"({table_cell(mode)}: {_WINDOW_MODES.get(mode, 'its own rules')})", ""]
+            lines += [
+                "",
+                f"**Policy window in force**: {table_cell(w.get('name'))} "
+                f"({table_cell(mode)}: {_WINDOW_MODES.get(mode, 'its own rules')})",
+                "",
+            ]
             if w.get("message"):
                 lines.append(f"- **message**: {table_cell(w['message'])}")
             if w.get("starts_at"):
                 lines.append(f"- **since**: {utc_text(w['starts_at'])}")
             until = window_until(w)
-            lines.append(f"- **until**: {until.removeprefix('until ')}" if until else "- **until**: no end set")
+            lines.append(
+                f"- **until**: {until.removeprefix('until ')}"
+                if until
+                else "- **until**: no end set"
+            )
     if "context_policy" in me:
         done.add("context_policy")
         cp = me["context_policy"]
@@ -336,18 +389,41 @@ def cost_markdown(cost: dict[str, Any], path: str, labels: dict[str, str] | None
     if stored and stored != path:
         head += f" (the proxy keeps it as {table_cell(stored)})"
     rows = []
-    for key, label in (("today", "today (since 00:00 UTC)"), ("week", "this week (since Monday 00:00 UTC)")):
+    for key, label in (
+        ("today", "today (since 00:00 UTC)"),
+        ("week", "this week (since Monday 00:00 UTC)"),
+    ):
         part = cost.get(key) if isinstance(cost.get(key), dict) else {}
-        rows.append([label, part.get("requests", 0), part.get("prompt_tokens", 0),
-                     part.get("completion_tokens", 0), _usd(part.get("cost_usd", 0))])
-    lines = [head, "", *markdown_table(["", "requests", "prompt tokens", "completion tokens", "cost"], rows)]
+        rows.append(
+            [
+                label,
+                part.get("requests", 0),
+                part.get("prompt_tokens", 0),
+                part.get("completion_tokens", 0),
+                _usd(part.get("cost_usd", 0)),
+            ]
+        )
+    lines = [
+        head,
+        "",
+        *markdown_table(["", "requests", "prompt tokens", "completion tokens", "cost"], rows),
+    ]
     cells = [c for c in cost.get("cells") or [] if isinstance(c, dict)][:20]
     lines += ["", "**Dearest cells this week**", ""]
     if cells:
         labels = labels or {}
-        lines += markdown_table(["cell", "starts with", "requests", "cost"], [
-            [c.get("cell"), labels.get(str(c.get("cell")), ""), c.get("requests"), _usd(c.get("cost_usd"))]
-            for c in cells])
+        lines += markdown_table(
+            ["cell", "starts with", "requests", "cost"],
+            [
+                [
+                    c.get("cell"),
+                    labels.get(str(c.get("cell")), ""),
+                    c.get("requests"),
+                    _usd(c.get("cost_usd")),
+                ]
+                for c in cells
+            ],
+        )
     else:
         lines.append("- no request of a known cell this week")
     return "\n".join(lines)
@@ -363,9 +439,15 @@ def refusal_markdown(e: ProxyError) -> str | None:
     if e.code == "policy_window":
         w = e.window or {}
         mode = str(w.get("mode") or "")
-        lines = [f"**The assistant is not available now**: policy window {table_cell(w.get('name')) or '?'}"
-                 + (f" ({table_cell(mode)}: {_WINDOW_MODES.get(mode, 'its own rules')})" if mode else ""),
-                 "", f"> {table_cell(w.get('message') or e.message)}", ""]
+        lines = [
+            f"**The assistant is not available now**: policy window {table_cell(w.get('name')) or '?'}"
+            + (
+                f" ({table_cell(mode)}: {_WINDOW_MODES.get(mode, 'its own rules')})" if mode else ""
+            ),
+            "",
+            f"> {table_cell(w.get('message') or e.message)}",
+            "",
+        ]
         until = window_until(w)
         lines.append(f"It ends {until.removeprefix('until ')}." if until else "It has no end set.")
         if mode != "off" and allowed is not None:
@@ -373,6 +455,8 @@ def refusal_markdown(e: ProxyError) -> str | None:
         return "\n".join(lines)
     lines = ["**This model is not allowed for you**", "", f"> {table_cell(e.message)}", ""]
     if allowed is not None:
-        lines.append(f"Models you may use: {table_cell(allowed) or 'none'}. Name one with "
-                     "`--model`, or set `%config RSQLMagic.model = '...'`.")
+        lines.append(
+            f"Models you may use: {table_cell(allowed) or 'none'}. Name one with "
+            "`--model`, or set `%config RSQLMagic.model = '...'`."
+        )
     return "\n".join(lines)

@@ -88,7 +88,10 @@ _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
 def resolve_mode(configured: str | None, batch: bool) -> str:
     """The mode in effect: ``configured`` (a trait), else ``$RSQL_REPLAY``, else by run kind."""
-    for value, where in ((configured, "RSQLMagic.replay"), (os.environ.get("RSQL_REPLAY"), "RSQL_REPLAY")):
+    for value, where in (
+        (configured, "RSQLMagic.replay"),
+        (os.environ.get("RSQL_REPLAY"), "RSQL_REPLAY"),
+    ):
         v = (value or "").strip().lower()
         if v:
             if v not in MODES:
@@ -139,7 +142,9 @@ def request_view(body: dict[str, Any]) -> dict[str, Any]:
             for m in body.get("messages") or []
             if isinstance(m, dict)
         ],
-        "params": {k: body.get(k) for k in ("temperature", "max_tokens") if body.get(k) is not None},
+        "params": {
+            k: body.get(k) for k in ("temperature", "max_tokens") if body.get(k) is not None
+        },
     }
 
 
@@ -250,13 +255,16 @@ class Entry:
         strs = ("fp", "recorded", "text", "model", "kind", "cell", "question", "model_requested")
         if not all(isinstance(obj.get(k, ""), str) for k in strs):
             return None
-        if not re.fullmatch(r"[0-9a-f]{32}", obj.get("fp", "")) or not _ISO.match(obj.get("recorded", "")):
+        if not re.fullmatch(r"[0-9a-f]{32}", obj.get("fp", "")) or not _ISO.match(
+            obj.get("recorded", "")
+        ):
             return None
         usage = obj.get("usage") or {}
         parts = obj.get("parts") or {}
         cost = obj.get("cost_usd")
         if not isinstance(usage, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in usage.items()
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in usage.items()
         ):
             return None
         if not isinstance(parts, dict) or not all(isinstance(v, str) for v in parts.values()):
@@ -266,8 +274,13 @@ class Entry:
         return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
 
     def result(self) -> ChatResult:
-        return ChatResult(text=self.text, model=self.model, usage=dict(self.usage),
-                          cost_usd=self.cost_usd, replayed_at=self.recorded)
+        return ChatResult(
+            text=self.text,
+            model=self.model,
+            usage=dict(self.usage),
+            cost_usd=self.cost_usd,
+            replayed_at=self.recorded,
+        )
 
     def when(self) -> _dt.datetime:
         t = _dt.datetime.fromisoformat(self.recorded.replace("Z", "+00:00"))
@@ -348,8 +361,14 @@ class ReplayStore:
         with os.fdopen(fd, "ab", buffering=0) as f, _locked(f, exclusive=True):
             f.write(data)
 
-    def prune(self, *, older_than_days: float | None = None, keep_last: int | None = None,
-              now: _dt.datetime | None = None, dry_run: bool = False) -> tuple[int, int]:
+    def prune(
+        self,
+        *,
+        older_than_days: float | None = None,
+        keep_last: int | None = None,
+        now: _dt.datetime | None = None,
+        dry_run: bool = False,
+    ) -> tuple[int, int]:
         """Keep the last entry per fingerprint, drop those older than ``older_than_days``,
         then keep only the ``keep_last`` most recently recorded. Returns (kept, removed)."""
         try:
@@ -398,7 +417,9 @@ def _parse(lines: Iterable[str]) -> Iterator[Entry]:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return (
+        _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    )
 
 
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
@@ -448,50 +469,66 @@ class Replay:
                 return  # recorded once in this run: the first answer stays the recorded one
             self.recorded_here.add(fp)
         secrets = self.secrets
-        self.store.append(Entry(
-            fp=fp,
-            recorded=_now(),
-            text=_scrub(res.text, secrets),
-            model=_scrub(res.model or "", secrets),
-            usage={k: v for k, v in (res.usage or {}).items()
-                   if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)},
-            cost_usd=res.cost_usd,
-            kind=self.kind,
-            cell=_scrub(self.cell, secrets)[:200],
-            question=_scrub(self.question, secrets)[:500],
-            model_requested=str(body.get("model") or ""),
-            parts=request_parts(body),
-        ))
+        self.store.append(
+            Entry(
+                fp=fp,
+                recorded=_now(),
+                text=_scrub(res.text, secrets),
+                model=_scrub(res.model or "", secrets),
+                usage={
+                    k: v
+                    for k, v in (res.usage or {}).items()
+                    if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                },
+                cost_usd=res.cost_usd,
+                kind=self.kind,
+                cell=_scrub(self.cell, secrets)[:200],
+                question=_scrub(self.question, secrets)[:500],
+                model_requested=str(body.get("model") or ""),
+                parts=request_parts(body),
+            )
+        )
 
     def explain_missing(self, body: dict[str, Any]) -> str:
         where = self.cell or "this cell"
-        head = (f"replay only (RSQL_REPLAY=only): no recorded answer for {where}"
-                + (f", question {_short(self.question)!r}" if self.question else "")
-                + f" in {self.store.path}.")
+        head = (
+            f"replay only (RSQL_REPLAY=only): no recorded answer for {where}"
+            + (f", question {_short(self.question)!r}" if self.question else "")
+            + f" in {self.store.path}."
+        )
         entries = list(self.store.latest().values())
         same = [e for e in entries if e.kind == self.kind and e.question == self.question[:500]]
         if not same:
-            tail = (f" Nothing is recorded for this question ({len(entries)} entries in the file)."
-                    if entries else " The file has no entries.")
+            tail = (
+                f" Nothing is recorded for this question ({len(entries)} entries in the file)."
+                if entries
+                else " The file has no entries."
+            )
             return head + tail + _HOW_TO_RECORD
         want = request_parts(body)
         best = max(same, key=lambda e: sum(want.get(k) == h for k, h in e.parts.items()))
         diff = describe_difference(want, best.parts) or ["the request (no single part differs)"]
         if best.model_requested != str(body.get("model") or ""):
-            diff.insert(0, f"model: recorded {best.model_requested or '(proxy default)'!r}, "
-                           f"now {body.get('model') or '(proxy default)'!r}")
+            diff.insert(
+                0,
+                f"model: recorded {best.model_requested or '(proxy default)'!r}, "
+                f"now {body.get('model') or '(proxy default)'!r}",
+            )
             diff = [d for d in diff if d != "changed: model"]
         msgs = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         if len(msgs) > 2 and msgs[-1].get("role") == "user":
             # a follow-up (a %%sql_ai retry): what was fed back says why it was asked
             first = _content(msgs[-1].get("content")).strip().split("\n")[0]
             diff.append(f"this request is a retry, after: {_short(first, 120)}")
-        return (head + f" The closest entry (recorded {best.recorded}, {best.cell or 'cell ?'}) "
-                "differs in:\n  - " + "\n  - ".join(diff) + _HOW_TO_RECORD)
+        return (
+            head + f" The closest entry (recorded {best.recorded}, {best.cell or 'cell ?'}) "
+            "differs in:\n  - " + "\n  - ".join(diff) + _HOW_TO_RECORD
+        )
 
 
-_HOW_TO_RECORD = ("\nRecord it where the proxy is reachable with RSQL_REPLAY=auto (or refresh), "
-                  "then rerun.")
+_HOW_TO_RECORD = (
+    "\nRecord it where the proxy is reachable with RSQL_REPLAY=auto (or refresh), then rerun."
+)
 
 
 def _short(text: str, n: int = 80) -> str:
@@ -504,10 +541,15 @@ def _short(text: str, n: int = 80) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``rsql-replay list|show|prune``: look after a replay file."""
-    p = argparse.ArgumentParser(prog="rsql-replay", description="List, show and prune the "
-                                "answers recorded for reproducible notebooks.")
-    p.add_argument("--file", default=None, help=f"replay file (default: $RSQL_REPLAY_FILE, "
-                   f"else ./{DEFAULT_FILE})")
+    p = argparse.ArgumentParser(
+        prog="rsql-replay",
+        description="List, show and prune the answers recorded for reproducible notebooks.",
+    )
+    p.add_argument(
+        "--file",
+        default=None,
+        help=f"replay file (default: $RSQL_REPLAY_FILE, else ./{DEFAULT_FILE})",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="one line per answer (the last per fingerprint)")
     show = sub.add_parser("show", help="entries whose fingerprint starts with PREFIX, as JSON")
@@ -531,8 +573,12 @@ def _command(store: ReplayStore, args: argparse.Namespace) -> int:
     if args.cmd == "list":
         latest = list(store.latest().values())
         for e in latest:
-            print(shown(f"{e.fp[:12]}  {e.recorded}  {e.kind or '?':5}  {e.model or '?':20}  "
-                        f"{_short(e.cell, 40):40}  {_short(e.question, 60)}"))
+            print(
+                shown(
+                    f"{e.fp[:12]}  {e.recorded}  {e.kind or '?':5}  {e.model or '?':20}  "
+                    f"{_short(e.cell, 40):40}  {_short(e.question, 60)}"
+                )
+            )
         print(shown(f"{len(latest)} answer(s) in {store.path}"), file=sys.stderr)
         return 0
     if args.cmd == "show":
@@ -544,8 +590,9 @@ def _command(store: ReplayStore, args: argparse.Namespace) -> int:
             print(shown(f"no entry starts with {args.prefix!r} in {store.path}"), file=sys.stderr)
             return 1
         return 0
-    kept, removed = store.prune(older_than_days=args.older_than, keep_last=args.keep_last,
-                                dry_run=args.dry_run)
+    kept, removed = store.prune(
+        older_than_days=args.older_than, keep_last=args.keep_last, dry_run=args.dry_run
+    )
     verb = "would remove" if args.dry_run else "removed"
     print(shown(f"{verb} {removed} line(s); {kept} answer(s) kept in {store.path}"))
     return 0

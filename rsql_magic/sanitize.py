@@ -35,10 +35,48 @@ IMAGE_MARK = "image: "
 # -- HTML --------------------------------------------------------------------------------
 
 _TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "div", "dl", "dt",
-    "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s",
-    "samp", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th",
-    "thead", "tr", "u", "ul",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "caption",
+    "code",
+    "dd",
+    "del",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "kbd",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "s",
+    "samp",
+    "small",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "u",
+    "ul",
 }
 _ATTRS = {
     "*": {"class", "style", "title"},
@@ -61,9 +99,22 @@ _CLASS = re.compile(r"rsql-[a-z0-9-]+|codehilite|dataframe|language-[A-Za-z0-9_+
 # Only properties that cannot fetch anything (no url(), no images) or move content out of
 # its box (no position, z-index, negative margins), each with a plain value.
 _STYLE_PROPS = {
-    "background", "background-color", "border", "border-radius", "color", "font-size",
-    "font-style", "font-weight", "line-height", "margin", "opacity", "padding",
-    "text-align", "text-decoration", "vertical-align", "white-space",
+    "background",
+    "background-color",
+    "border",
+    "border-radius",
+    "color",
+    "font-size",
+    "font-style",
+    "font-weight",
+    "line-height",
+    "margin",
+    "opacity",
+    "padding",
+    "text-align",
+    "text-decoration",
+    "vertical-align",
+    "white-space",
 }
 _TOKEN = (
     r"(?:#[0-9a-fA-F]{3,8}|\d*\.?\d+(?:px|em|rem|%|pt)?|[a-zA-Z]+(?:-[a-zA-Z]+)*"
@@ -132,8 +183,9 @@ def clean_html(html: str) -> str:
     if "<img" in html.lower():
         # first pass: normalise, so that every image is a plain <img src alt>; then each
         # becomes a link (not loaded) and the final pass checks the result like anything else
-        html = nh3.clean(html, tags=_TAGS | {"img"}, attributes={**_ATTRS, "img": {"src", "alt"}},
-                         **_COMMON)
+        html = nh3.clean(
+            html, tags=_TAGS | {"img"}, attributes={**_ATTRS, "img": {"src", "alt"}}, **_COMMON
+        )
         html = _IMG.sub(_img_to_link, html)
     return nh3.clean(html, tags=_TAGS, attributes=_ATTRS, **_COMMON)
 
@@ -224,7 +276,7 @@ def _blocks(text: str) -> list[tuple[str, str]]:
         while i < len(lines) and not closing.fullmatch(lines[i]):
             line = lines[i]
             strip = len(line) - len(line.lstrip(" "))
-            body.append(line[min(strip, width):])
+            body.append(line[min(strip, width) :])
             i += 1
         i += 1  # the closing fence (or the end of a partial answer)
         parts.append(("code", _fence("\n".join(body), m.group("info"))))
@@ -260,7 +312,7 @@ def _prose(s: str) -> str:
         if m is None:
             out.append(s[pos:])
             break
-        out.append(s[pos:m.start()])
+        out.append(s[pos : m.start()])
         tok = m.group(0)
         pos = m.end()
         if tok == "\\<":
@@ -280,7 +332,7 @@ def _prose(s: str) -> str:
             if close is None:
                 out.append(tok)
             else:
-                out.append(_code_span(s[m.start():close + len(tok)], s[pos:close]))
+                out.append(_code_span(s[m.start() : close + len(tok)], s[pos:close]))
                 pos = close + len(tok)
     text = "".join(out)
 

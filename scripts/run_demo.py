@@ -35,8 +35,15 @@ def proxy_server(config: Path | None, work: Path) -> Iterator[tuple[str, str, di
     yields its URL, token and the environment a kernel needs to reach its proxy."""
     port, token = free_port(), secrets.token_hex(16)
     cmd = [
-        sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={ROOT}",
     ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
@@ -60,7 +67,9 @@ def proxy_server(config: Path | None, work: Path) -> Iterator[tuple[str, str, di
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the Jupyter server did not start:\n" + log_path.read_text()) from None
+                    raise RuntimeError(
+                        "the Jupyter server did not start:\n" + log_path.read_text()
+                    ) from None
                 time.sleep(0.3)
         yield url, token, {**env, "RSQL_PROXY_URL": f"{url}rsql/", "RSQL_PROXY_TOKEN": token}
     finally:
@@ -80,7 +89,11 @@ def main() -> int:
     else:
         print("no rsql_config.py: the proxy answers with the local model")
     try:
-        with proxy_server(user_config if user_config.exists() else None, work) as (url, _, kernel_env):
+        with proxy_server(user_config if user_config.exists() else None, work) as (
+            url,
+            _,
+            kernel_env,
+        ):
             print(f"proxy ready at {url}rsql/; running {NOTEBOOK.name} headless")
             # batch runs record answers for replay (the notebook's last section shows them); the
             # demo records into its own temporary folder, so each run asks the proxy afresh and
@@ -88,8 +101,17 @@ def main() -> int:
             kernel_env.setdefault("RSQL_REPLAY_FILE", str(work / "replay.jsonl"))
             done = subprocess.run(
                 [
-                    sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--execute",
-                    "--ExecutePreprocessor.timeout=600", str(NOTEBOOK), "--output", "demo.html",
+                    sys.executable,
+                    "-m",
+                    "jupyter",
+                    "nbconvert",
+                    "--to",
+                    "html",
+                    "--execute",
+                    "--ExecutePreprocessor.timeout=600",
+                    str(NOTEBOOK),
+                    "--output",
+                    "demo.html",
                 ],
                 env=kernel_env,
             )

@@ -42,9 +42,22 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.engine.bodies": (f"{S}.engine.errors",),
     f"{S}.engine.upstreams": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
     f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.upstreams"),
-    f"{S}.engine.accounting": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.upstreams"),
-    f"{S}.engine.monitoring": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.upstreams"),
-    f"{S}.engine.privacy": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies", *SHARED),
+    f"{S}.engine.accounting": (
+        f"{S}.engine.errors",
+        f"{S}.engine.records",
+        f"{S}.engine.upstreams",
+    ),
+    f"{S}.engine.monitoring": (
+        f"{S}.engine.errors",
+        f"{S}.engine.records",
+        f"{S}.engine.upstreams",
+    ),
+    f"{S}.engine.privacy": (
+        f"{S}.engine.errors",
+        f"{S}.engine.records",
+        f"{S}.engine.bodies",
+        *SHARED,
+    ),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
     f"{S}.config": (f"{S}.engine",),
@@ -64,11 +77,30 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.replay": (f"{K}.errors", f"{K}.client", *SHARED),
     f"{K}.sql": (f"{K}.errors", *SHARED),
     f"{K}.context": (f"{K}.errors", f"{K}.privacy", f"{K}.sql"),
-    f"{K}.session": (f"{K}.errors", f"{K}.sanitize", f"{K}.prompt", f"{K}.client", f"{K}.render",
-                     f"{K}.privacy", f"{K}.replay", f"{K}.sql", f"{K}.context"),
+    f"{K}.session": (
+        f"{K}.errors",
+        f"{K}.sanitize",
+        f"{K}.prompt",
+        f"{K}.client",
+        f"{K}.render",
+        f"{K}.privacy",
+        f"{K}.replay",
+        f"{K}.sql",
+        f"{K}.context",
+    ),
     # the chat panel stands on the session; the magics, every one of them, sit on top
-    f"{K}.chat": (f"{K}.errors", f"{K}.sanitize", f"{K}.prompt", f"{K}.client", f"{K}.render",
-                  f"{K}.privacy", f"{K}.replay", f"{K}.sql", f"{K}.context", f"{K}.session"),
+    f"{K}.chat": (
+        f"{K}.errors",
+        f"{K}.sanitize",
+        f"{K}.prompt",
+        f"{K}.client",
+        f"{K}.render",
+        f"{K}.privacy",
+        f"{K}.replay",
+        f"{K}.sql",
+        f"{K}.context",
+        f"{K}.session",
+    ),
     f"{K}.magics": None,
 }
 
@@ -211,7 +243,9 @@ def cycles(modules: dict[str, Module]) -> list[list[str]]:
 def layer_of(name: str) -> str | None:
     best = None
     for prefix in LAYERS:
-        if (name == prefix or name.startswith(prefix + ".")) and (best is None or len(prefix) > len(best)):
+        if (name == prefix or name.startswith(prefix + ".")) and (
+            best is None or len(prefix) > len(best)
+        ):
             best = prefix
     return best
 
@@ -234,10 +268,13 @@ def report(modules: dict[str, Module]) -> dict[str, list[str]]:
         "import circles": [" <-> ".join(c) for c in cycles(modules)],
         "imports against the layers": layer_breaks(modules),
         "private names from another module": [
-            f"{m.name}:{p}" for m in modules.values() for p in m.private],
+            f"{m.name}:{p}" for m in modules.values() for p in m.private
+        ],
         f"files over {MAX_LINES} lines": [
             f"{m.path} ({m.lines})"
-            for m in sorted(modules.values(), key=lambda m: -m.lines) if m.lines > MAX_LINES],
+            for m in sorted(modules.values(), key=lambda m: -m.lines)
+            if m.lines > MAX_LINES
+        ],
     }
 
 

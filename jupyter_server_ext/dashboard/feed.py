@@ -37,13 +37,30 @@ async def global_budget(engine: Engine) -> dict[str, Any] | None:
     if spend is None:
         return None
     used, limit = spend
-    return {"daily_usd": limit, "spent_usd": round(used, 6), "remaining_usd": round(max(0.0, limit - used), 6)}
+    return {
+        "daily_usd": limit,
+        "spent_usd": round(used, 6),
+        "remaining_usd": round(max(0.0, limit - used), 6),
+    }
 
 
 def _upstream_view(entry: dict[str, Any]) -> dict[str, Any]:
     """A key's report as the page shows it (aliases and accounts only: never key material)."""
-    keep = ("alias", "account", "provider", "models", "state", "disabled_reason", "cooldown_until",
-            "breaker", "in_flight", "limits", "account_use", "provider_remaining", "recent_errors")
+    keep = (
+        "alias",
+        "account",
+        "provider",
+        "models",
+        "state",
+        "disabled_reason",
+        "cooldown_until",
+        "breaker",
+        "in_flight",
+        "limits",
+        "account_use",
+        "provider_remaining",
+        "recent_errors",
+    )
     view = {k: entry.get(k) for k in keep}
     view["headroom"] = headroom(entry.get("account_use") or {})
     return view
@@ -56,8 +73,14 @@ def headroom(account_use: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     for model, uses in account_use.items():
         for label, used in uses.items():
             amount = _amount(label)
-            out.append({"model": model, "limit": label, "used": used,
-                        "left": None if amount is None else max(0, amount - used)})
+            out.append(
+                {
+                    "model": model,
+                    "limit": label,
+                    "used": used,
+                    "left": None if amount is None else max(0, amount - used),
+                }
+            )
     return out
 
 
@@ -85,7 +108,10 @@ async def build_snapshot(engine: Engine, *, step: int = 60) -> dict[str, Any]:
         snap["budget"] = await global_budget(engine)
         snap["budget_error"] = None
     except Exception as exc:
-        snap["budget"], snap["budget_error"] = None, f"state backend unreachable ({type(exc).__name__})"
+        snap["budget"], snap["budget_error"] = (
+            None,
+            f"state backend unreachable ({type(exc).__name__})",
+        )
     try:
         snap["windows"] = await engine.windows.listing()
     except Exception as exc:  # the state backend is down: the alert says so already
@@ -99,8 +125,18 @@ async def build_snapshot(engine: Engine, *, step: int = 60) -> dict[str, Any]:
     store = engine.usage.store
     try:
         stats = await store.stats(now - HOUR)
-        snap["hour"] = {k: stats[k] for k in ("requests", "succeeded", "success_rate", "latency_ms",
-                                              "cache_hits", "cache_hit_rate", "cost_usd")}
+        snap["hour"] = {
+            k: stats[k]
+            for k in (
+                "requests",
+                "succeeded",
+                "success_rate",
+                "latency_ms",
+                "cache_hits",
+                "cache_hit_rate",
+                "cost_usd",
+            )
+        }
         snap["series"] = await store.series(now - HOUR, step, now)
         snap["today"] = await store.totals(midnight)
         snap["top_requests"] = await store.top_users(midnight, "requests", TOP)
@@ -201,4 +237,3 @@ def feed_for(ctx: ProxyContext) -> Feed:
     if ctx.dashboard_feed is None:
         ctx.dashboard_feed = Feed(ctx.engine)
     return ctx.dashboard_feed
-

@@ -103,7 +103,9 @@ class DashboardMixin(PageMixin):
         except EngineError as exc:
             self.write_proxy_error(exc)
             return
-        self.write_html("dashboard.html", user=caller.user, csrf=self.csrf_token(), initial=script_json(snap))
+        self.write_html(
+            "dashboard.html", user=caller.user, csrf=self.csrf_token(), initial=script_json(snap)
+        )
 
 
 class UserPageMixin(PageMixin):
@@ -117,11 +119,20 @@ class UserPageMixin(PageMixin):
         name = user  # tornado decoded the path once; twice would make "a%41" the page of "aA"
         try:
             await self.rsql.ready()
-            rows = [{**r, "ts_text": iso(r["ts"])} for r in await self.rsql.usage_store().activity(name, 100)]
+            rows = [
+                {**r, "ts_text": iso(r["ts"])}
+                for r in await self.rsql.usage_store().activity(name, 100)
+            ]
         except EngineError as exc:
             self.write_proxy_error(exc)
             return
-        self.write_html("user.html", user=caller.user, name=name, rows=rows, quoted=urllib.parse.quote(name, safe=""))
+        self.write_html(
+            "user.html",
+            user=caller.user,
+            name=name,
+            rows=rows,
+            quoted=urllib.parse.quote(name, safe=""),
+        )
 
 
 class EventsMixin(RSQLMixin):
@@ -148,7 +159,9 @@ class EventsMixin(RSQLMixin):
         feed = feed_for(self.rsql)
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")  # type: ignore[attr-defined]
         self.set_header("Cache-Control", "no-store")  # type: ignore[attr-defined]
-        self.set_header("X-Accel-Buffering", "no")  # a buffering reverse proxy would hold events back
+        self.set_header(
+            "X-Accel-Buffering", "no"
+        )  # a buffering reverse proxy would hold events back
         feed.subscribers += 1
         try:
             # the browser reconnects on its own after a drop; tell it how soon

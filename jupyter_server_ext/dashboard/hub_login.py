@@ -93,7 +93,10 @@ def check_csrf(handler: web.RequestHandler, token: str) -> None:
         raise web.HTTPError(403, "cross-site request refused")
     sent = request.headers.get("X-XSRFToken", "")
     if not sent or not hmac.compare_digest(sent, csrf_token(handler, token)):
-        raise web.HTTPError(403, "missing or wrong X-XSRFToken: reload the dashboard, or send a token in the Authorization header")
+        raise web.HTTPError(
+            403,
+            "missing or wrong X-XSRFToken: reload the dashboard, or send a token in the Authorization header",
+        )
 
 
 def login_redirect(handler: web.RequestHandler, app: Any) -> bool:
@@ -101,7 +104,11 @@ def login_redirect(handler: web.RequestHandler, app: Any) -> bool:
     which keep getting the JSON 401."""
     hub = hub_oauth(app)
     request = handler.request
-    if hub is None or request.method != "GET" or "text/html" not in request.headers.get("Accept", ""):
+    if (
+        hub is None
+        or request.method != "GET"
+        or "text/html" not in request.headers.get("Accept", "")
+    ):
         return False
     params: dict[str, str] = {}
     verifier = None

@@ -14,7 +14,21 @@ from .settings import EngineSettings
 from .upstreams.specs import Rate, UpstreamSpec, parse_rates, parse_upstreams
 
 __all__ = [
-    "BadRequest", "Caller", "ConfigError", "Engine", "EngineSettings", "LimitSettings", "Outcome",
-    "EngineError", "RateLimited", "Rate", "Reply", "UpstreamError", "UpstreamSpec", "UserPolicy",
-    "parse_overrides", "parse_rates", "parse_upstreams",
+    "BadRequest",
+    "Caller",
+    "ConfigError",
+    "Engine",
+    "EngineSettings",
+    "LimitSettings",
+    "Outcome",
+    "EngineError",
+    "RateLimited",
+    "Rate",
+    "Reply",
+    "UpstreamError",
+    "UpstreamSpec",
+    "UserPolicy",
+    "parse_overrides",
+    "parse_rates",
+    "parse_upstreams",
 ]

@@ -83,10 +83,17 @@ class Engine:
         self.state = state
         self.limiter = Limiter(settings.limits, self.state)
         # the models of upstreams that run on this machine: what a local-only window allows
-        self.local_models = tuple(dict.fromkeys(m for u in settings.upstreams if u.local for m in u.models))
+        self.local_models = tuple(
+            dict.fromkeys(m for u in settings.upstreams if u.local for m in u.models)
+        )
         self.timezone = zone(settings.admin_timezone)
-        self.windows = PolicyWindows(settings.policy_windows, self.state, tz=self.timezone,
-                                     local_models=self.local_models, clock=wall_clock)
+        self.windows = PolicyWindows(
+            settings.policy_windows,
+            self.state,
+            tz=self.timezone,
+            local_models=self.local_models,
+            clock=wall_clock,
+        )
         self.limiter.window_for = self.windows.in_force
         self._cost_readers: set[str] = set()
         self._cost_slots = asyncio.Semaphore(4)
@@ -100,9 +107,16 @@ class Engine:
             lambda: ((k.alias, self.pool.key_state(k)) for k in self.pool.keys),
             models=self.prices.configured_models(settings.default_model),
         )
-        self.usage = UsageLog(
-            store, log_prompts=settings.log_prompts, retention_days=settings.retention_days, **(usage_options or {}),
-        ) if store else None
+        self.usage = (
+            UsageLog(
+                store,
+                log_prompts=settings.log_prompts,
+                retention_days=settings.retention_days,
+                **(usage_options or {}),
+            )
+            if store
+            else None
+        )
         self.on_outcome: list[Callable[[Outcome], None]] = [self.metrics.observe]
         if self.usage is not None:
             self.on_outcome.append(self.usage.record)
@@ -117,11 +131,24 @@ class Engine:
         self._health_task: asyncio.Task[Any] | None = None
         self._user_key = settings.user_id_secret or secrets.token_bytes(32)
         self._started_at = int(time.time())
-        self.replies = Replies(self.pool, self.prices, self.limiter, self.cache, self._finish,
-                               drain_seconds=settings.usage_drain_seconds)
+        self.replies = Replies(
+            self.pool,
+            self.prices,
+            self.limiter,
+            self.cache,
+            self._finish,
+            drain_seconds=settings.usage_drain_seconds,
+        )
         self.offload = Offload()
         self.forwarder = Forwarder(
-            settings, self.pool, self.transports, self.replies, self.limiter, self.prices, self.metrics, clock,
+            settings,
+            self.pool,
+            self.transports,
+            self.replies,
+            self.limiter,
+            self.prices,
+            self.metrics,
+            clock,
         )
 
     def user_id(self, user: str) -> str | None:
@@ -132,7 +159,9 @@ class Engine:
         if mode == "name":
             return user
         if mode == "hash":
-            return "rsql-" + hmac.new(self._user_key, user.encode(), hashlib.sha256).hexdigest()[:32]
+            return (
+                "rsql-" + hmac.new(self._user_key, user.encode(), hashlib.sha256).hexdigest()[:32]
+            )
         return None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -193,14 +222,18 @@ class Engine:
             self.alerts.key_disabled(alias, why)
 
     def _describe_model(self, model: str) -> list[dict[str, Any]]:
-        return [{"alias": k.alias, "state": self.pool.key_state(k)} for k in self.pool.serving(model)]
+        return [
+            {"alias": k.alias, "state": self.pool.key_state(k)} for k in self.pool.serving(model)
+        ]
 
     async def global_spend(self) -> tuple[float, float] | None:
         """(spent + reserved today, the limit) of the global daily budget; None without one."""
         limit = self.settings.limits.global_daily_budget_usd
         if limit is None:
             return None
-        _, _, spent = await self.state.read([], [], [BudgetCheck("g:usd", limit, 0.0, "global daily budget")])
+        _, _, spent = await self.state.read(
+            [], [], [BudgetCheck("g:usd", limit, 0.0, "global daily budget")]
+        )
         return float(spent[0]), limit
 
     def upstream_report(self) -> list[dict[str, Any]]:
@@ -223,22 +256,33 @@ class Engine:
                     "alias": key.alias,
                     "account": spec.account,
                     "provider": spec.provider,
-                    "models": sorted(spec.discovered) or list(spec.models),  # a self-hosted server's own
+                    "models": sorted(spec.discovered)
+                    or list(spec.models),  # a self-hosted server's own
                     "max_in_flight": spec.max_in_flight or None,
                     "state": self.pool.key_state(key),
                     "disabled_reason": key.disabled or None,
-                    "cooldown_until": at(max((b.cool_until for b in buckets.values()), default=0.0)),
-                    "breaker": {"state": key.breaker.state(now), "failures": key.breaker.failures,
-                                "open_until": at(key.breaker.open_until)},
+                    "cooldown_until": at(
+                        max((b.cool_until for b in buckets.values()), default=0.0)
+                    ),
+                    "breaker": {
+                        "state": key.breaker.state(now),
+                        "failures": key.breaker.failures,
+                        "open_until": at(key.breaker.open_until),
+                    },
                     "in_flight": key.inflight,
-                    "limits": [str(r) for r in spec.limits] + [f"{r} tokens" for r in spec.token_limits],
+                    "limits": [str(r) for r in spec.limits]
+                    + [f"{r} tokens" for r in spec.token_limits],
                     "account_use": {model: b.used(now) for model, b in buckets.items()},
                     "provider_remaining": {
                         model: {"requests": b.prov_req_left, "tokens": b.prov_tok_left}
-                        for model, b in buckets.items() if b.prov_req_left is not None or b.prov_tok_left is not None
+                        for model, b in buckets.items()
+                        if b.prov_req_left is not None or b.prov_tok_left is not None
                     },
                     "recent_errors": [
-                        {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall + t - now)), "error": what}
+                        {
+                            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall + t - now)),
+                            "error": what,
+                        }
                         for t, what in key.recent_errors[-10:]
                     ],
                 }
@@ -251,7 +295,12 @@ class Engine:
         return {"object": "list", "data": [self._model(m) for m in served]}
 
     def _model(self, model: str) -> dict[str, Any]:
-        return {"id": model, "object": "model", "created": self._started_at, "owned_by": "rsql-proxy"}
+        return {
+            "id": model,
+            "object": "model",
+            "created": self._started_at,
+            "owned_by": "rsql-proxy",
+        }
 
     def model(self, model: str, access: Access | None = None) -> dict[str, Any]:
         """GET v1/models/{id}: one served model, or OpenAI's 404 for an unknown one (and for one
@@ -260,18 +309,26 @@ class Engine:
             return self._model(model)
         raise NotFound(
             f"The model '{model[:200]}' does not exist or you do not have access to it.",
-            code="model_not_found", extra={"param": "model"},
+            code="model_not_found",
+            extra={"param": "model"},
         )
 
     # -- the request ---------------------------------------------------------------------
 
-    def parse(self, body: Any, endpoint: str = "chat/completions", default_model: str | None = None) -> ChatRequest:
+    def parse(
+        self, body: Any, endpoint: str = "chat/completions", default_model: str | None = None
+    ) -> ChatRequest:
         s = self.settings
         default = default_model or s.default_model
         if endpoint == "embeddings":
             return parse_embeddings_request(body, default_model=default, limits=s.request_limits)
         parse = parse_completions_request if endpoint == "completions" else parse_chat_request
-        return parse(body, default_model=default, default_max_tokens=s.default_max_tokens, limits=s.request_limits)
+        return parse(
+            body,
+            default_model=default,
+            default_max_tokens=s.default_max_tokens,
+            limits=s.request_limits,
+        )
 
     # -- entitlements and policy windows ---------------------------------------------------
 
@@ -279,8 +336,13 @@ class Engine:
         """The models `caller` may use now and their defaults, after the window in force."""
         await self.windows.refresh()
         found = self.windows.in_force(caller.user, caller.groups)
-        return resolve(self.limiter.policy(caller.user, caller.groups), found, served=self.pool.models(),
-                       local_models=self.local_models, proxy_default=self.settings.default_model)
+        return resolve(
+            self.limiter.policy(caller.user, caller.groups),
+            found,
+            served=self.pool.models(),
+            local_models=self.local_models,
+            proxy_default=self.settings.default_model,
+        )
 
     def check_model(self, access: Access, model: str) -> None:
         """Refuse `model` unless `access` allows it: inside a window, with the window's message."""
@@ -301,7 +363,12 @@ class Engine:
             return None
         if self.settings.notebook_names:
             return path
-        return "nb-" + hmac.new(self._user_key, b"notebook:" + path.encode(), hashlib.sha256).hexdigest()[:16]
+        return (
+            "nb-"
+            + hmac.new(self._user_key, b"notebook:" + path.encode(), hashlib.sha256).hexdigest()[
+                :16
+            ]
+        )
 
     async def notebook_cost(self, caller: Caller, path: str, store: UsageStore) -> dict[str, Any]:
         """What `caller` spent in the notebook at `path` since UTC midnight and since Monday
@@ -309,8 +376,11 @@ class Engine:
         # one query of a user's at a time, a few per process: reads of the usage log are the
         # database's work for everyone, and asking costs the user no quota
         if caller.user in self._cost_readers:
-            raise RateLimited("one cost query at a time: the last one is still running", retry_after=1,
-                              limit="cost queries in flight")
+            raise RateLimited(
+                "one cost query at a time: the last one is still running",
+                retry_after=1,
+                limit="cost queries in flight",
+            )
         self._cost_readers.add(caller.user)
         try:
             async with self._cost_slots:
@@ -320,14 +390,25 @@ class Engine:
                 notebook = self.notebook_id(path) or ""
                 if self.usage is not None:
                     await self.usage.flush()  # the rows of requests just answered are counted
-                return {"notebook": notebook, **await store.notebook_cost(caller.user, notebook, day, week)}
+                return {
+                    "notebook": notebook,
+                    **await store.notebook_cost(caller.user, notebook, day, week),
+                }
         finally:
             self._cost_readers.discard(caller.user)
 
     async def chat(
-        self, body: Any, caller: Caller, *, request_id: str | None = None, cache: str = "auto",
-        endpoint: str = "chat/completions", trace_headers: Mapping[str, str] | None = None,
-        escalation: str | None = None, notebook: str | None = None, cell: str | None = None,
+        self,
+        body: Any,
+        caller: Caller,
+        *,
+        request_id: str | None = None,
+        cache: str = "auto",
+        endpoint: str = "chat/completions",
+        trace_headers: Mapping[str, str] | None = None,
+        escalation: str | None = None,
+        notebook: str | None = None,
+        cell: str | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``EngineError``.
 
@@ -338,9 +419,17 @@ class Engine:
         `notebook`, `cell`: where in the user's notebooks it was asked (checked by the host), for
         the usage row; the notebook as ``notebook_id`` names it.
         """
-        return await self._answer(body, caller, request_id, cache, endpoint, trace_headers,
-                                  escalation if escalation in ESCALATION_STAGES else None,
-                                  self.notebook_id(notebook), cell)
+        return await self._answer(
+            body,
+            caller,
+            request_id,
+            cache,
+            endpoint,
+            trace_headers,
+            escalation if escalation in ESCALATION_STAGES else None,
+            self.notebook_id(notebook),
+            cell,
+        )
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
         """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.
@@ -358,12 +447,26 @@ class Engine:
             return {}
 
     async def _answer(
-        self, body: Any, caller: Caller, request_id: str | None, cache: str, endpoint: str,
-        trace_headers: Mapping[str, str] | None = None, escalation: str | None = None,
-        notebook: str | None = None, cell: str | None = None,
+        self,
+        body: Any,
+        caller: Caller,
+        request_id: str | None,
+        cache: str,
+        endpoint: str,
+        trace_headers: Mapping[str, str] | None = None,
+        escalation: str | None = None,
+        notebook: str | None = None,
+        cell: str | None = None,
     ) -> Reply:
-        outcome = Outcome(request_id or uuid.uuid4().hex, caller, "", time.time(), escalation=escalation,
-                          notebook=notebook, cell=cell)
+        outcome = Outcome(
+            request_id or uuid.uuid4().hex,
+            caller,
+            "",
+            time.time(),
+            escalation=escalation,
+            notebook=notebook,
+            cell=cell,
+        )
         ex = Exchange(caller, outcome, self.clock())
         if self.tracing is not None:
             ex.trace = outcome.trace = self.tracing.begin(trace_headers, outcome, endpoint)
@@ -371,15 +474,22 @@ class Engine:
         try:
             # who may use what, now: a window that turns the assistant off refuses at once
             access = await self.access(caller)
-            if access.window is not None and access.window.mode == "off" and access.span is not None:
+            if (
+                access.window is not None
+                and access.window.mode == "off"
+                and access.span is not None
+            ):
                 asked = body.get("model") if isinstance(body, dict) else None
-                outcome.model = asked[:200] if isinstance(asked, str) else ""  # the refused row says what was asked
+                outcome.model = (
+                    asked[:200] if isinstance(asked, str) else ""
+                )  # the refused row says what was asked
                 raise self.windows.refusal(access.window, access.span)
             ex.req = req = self.parse(body, endpoint, access.default_model)
             outcome.model = req.model
             self.check_model(access, req.model)
             # redaction scans the whole text: only after admission, so the user's limits bound
-            # how much of it one user can ask for (docs/admins/limits-budgets.md, "Admission and what a request is charged")
+            # how much of it one user can ask for
+            # (docs/admins/limits-budgets.md, "Admission and what a request is charged")
             redacting = bool(self.settings.redact_patterns)
             if redacting:
                 self._redact_size_ok(req.payload)
@@ -400,7 +510,9 @@ class Engine:
             try:
                 with tr.child("rsql.admission") if tr is not None else NO_SPAN:
                     ex.ticket = await self.limiter.admit(
-                        caller.user, caller.groups, price.worst(req.prompt_tokens, req.completion_tokens),
+                        caller.user,
+                        caller.groups,
+                        price.worst(req.prompt_tokens, req.completion_tokens),
                         pick=plan.args if plan is not None else None,
                     )
                 if plan is not None and ex.ticket.picked is not None:
@@ -410,9 +522,15 @@ class Engine:
                     raise
                 # the budget is spent, and the admin lets the free fallback answer: the
                 # request windows and concurrency still hold, the budget does not
-                ex.ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
+                ex.ticket = await self.limiter.admit(
+                    caller.user, caller.groups, 0.0, budgets_apply=False
+                )
                 fallback = "budget"
-            quota = self._quota(ex.ticket) if ex.ticket.windows_used is not None else await self.rate_headers(caller)
+            quota = (
+                self._quota(ex.ticket)
+                if ex.ticket.windows_used is not None
+                else await self.rate_headers(caller)
+            )
             if redacting:
                 ex.redactor = await self._redact(req, outcome, caller.user)
                 hit = self._cached(ex, cache)
@@ -421,7 +539,9 @@ class Engine:
                     await self.limiter.finish(ex.ticket, 0.0, refund=True)
                     return ex.restored(self.replies.cache_reply(ex, hit, quota))
             if self.settings.log_prompts:
-                outcome.messages = req.payload.get("messages", req.payload.get("prompt", req.payload.get("input")))
+                outcome.messages = req.payload.get(
+                    "messages", req.payload.get("prompt", req.payload.get("input"))
+                )
             if hit is not None and not fallback:  # cache_hits_count: admitted like any request
                 await self.limiter.finish(ex.ticket, 0.0)
                 return ex.restored(self.replies.cache_reply(ex, hit, quota))
@@ -445,7 +565,9 @@ class Engine:
                 else:
                     # admitted but not answered for reasons that are not the caller's (no upstream
                     # capacity, every upstream failed): the request uses none of the user's quota
-                    await self.limiter.finish(ex.ticket, 0.0, refund=exc.status in (429, 502, 503, 504))
+                    await self.limiter.finish(
+                        ex.ticket, 0.0, refund=exc.status in (429, 502, 503, 504)
+                    )
             outcome.status = exc.status
             outcome.error = exc.code or type(exc).__name__
             if isinstance(exc, RateLimited):
@@ -509,7 +631,9 @@ class Engine:
         the caller's request windows, costs nothing): one user cannot make the proxy scan
         without end."""
         parse_chat_request(
-            {"model": "-", "messages": messages}, default_model="-", default_max_tokens=1,
+            {"model": "-", "messages": messages},
+            default_model="-",
+            default_max_tokens=1,
             limits=self.settings.request_limits,
         )
         if not self.settings.redact_patterns:
@@ -530,7 +654,8 @@ class Engine:
                 f"this request holds {chars} characters of text, more than the {limit} the proxy "
                 "redacts in one request (personal-data patterns are on); send less, or an admin can "
                 "raise c.RSQLProxy.redact_max_chars",
-                code="too_much_to_redact", extra={"redact_max_chars": limit},
+                code="too_much_to_redact",
+                extra={"redact_max_chars": limit},
             )
 
     async def _redacted(self, fields: dict[str, Any], user: str) -> tuple[dict[str, Any], Redactor]:
@@ -538,7 +663,9 @@ class Engine:
         patterns = self.settings.redact_patterns
         if text_chars(list(fields.values())) <= INLINE_CHARS:
             return redact_fields(patterns, fields)
-        redacted: tuple[dict[str, Any], Redactor] = await self.offload.run(user, redact_fields, patterns, fields)
+        redacted: tuple[dict[str, Any], Redactor] = await self.offload.run(
+            user, redact_fields, patterns, fields
+        )
         return redacted
 
     async def _redact(self, req: ChatRequest, outcome: Outcome, user: str) -> Redactor:
@@ -546,7 +673,8 @@ class Engine:
         input), in place of the payload, before the cache key, the log or a provider sees it."""
         payload = req.payload
         fields, redactor = await self._redacted(
-            {n: payload[n] for n in ("messages", "prompt", "input") if n in payload}, user)
+            {n: payload[n] for n in ("messages", "prompt", "input") if n in payload}, user
+        )
         payload.update(fields)
         if redactor.counts:
             outcome.redactions = dict(redactor.counts)
@@ -567,7 +695,7 @@ class Engine:
                     f"model {req.model!r} has no known price, and a daily budget applies to your "
                     "requests, so it cannot be used. An admin can set its price on its upstream "
                     f'("prices": {{"{req.model}": {{"input": USD per 1M tokens, "output": ...}}}} in '
-                    'c.RSQLProxy.upstreams) or let unpriced models cost 0 with '
+                    "c.RSQLProxy.upstreams) or let unpriced models cost 0 with "
                     'c.RSQLProxy.unpriced_models = "free"',
                     code="model_not_priced",
                     extra={"param": "model"},

@@ -44,7 +44,12 @@ class EngineError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         # OpenAI's error object always has these four; clients (the SDK, LangChain) read them
-        err: dict[str, Any] = {"message": self.message, "type": self.type, "param": None, "code": self.code}
+        err: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "param": None,
+            "code": self.code,
+        }
         err.update(self.extra)
         return {"error": err}
 
@@ -73,7 +78,11 @@ class Unauthorized(EngineError):
     type = "invalid_request_error"
     code = "invalid_api_key"
 
-    def __init__(self, message: str = "a valid token is required: send 'Authorization: Bearer <token>'", **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str = "a valid token is required: send 'Authorization: Bearer <token>'",
+        **kw: Any,
+    ) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="rsql"', **kw.pop("headers", {})}
         super().__init__(message, headers=headers, **kw)
 

@@ -42,8 +42,15 @@ class Forwarder:
     ``Replies``."""
 
     def __init__(
-        self, settings: EngineSettings, pool: Pool, transports: Transports, replies: Replies,
-        limiter: Limiter, prices: PriceBook, metrics: Metrics, clock: Callable[[], float],
+        self,
+        settings: EngineSettings,
+        pool: Pool,
+        transports: Transports,
+        replies: Replies,
+        limiter: Limiter,
+        prices: PriceBook,
+        metrics: Metrics,
+        clock: Callable[[], float],
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -74,21 +81,33 @@ class Forwarder:
             spec = slot.key.spec
             outcome.upstream = spec.name
             outcome.attempts.append(spec.name)
-            span = tr.start_attempt(spec.name, req.model, len(outcome.attempts)) if tr is not None else None
+            span = (
+                tr.start_attempt(spec.name, req.model, len(outcome.attempts))
+                if tr is not None
+                else None
+            )
             t_up = self.clock()
             # a task of its own, shielded: a client that leaves does not stop what the provider
             # already generates and bills (``Replies.adopt`` reads it on and charges it)
-            sending = asyncio.ensure_future(self.transports.for_spec(spec).send(
-                spec, req.payload, stream=req.stream, timeout=self.settings.upstream_timeout_seconds,
-                endpoint=req.endpoint, max_tokens=req.max_tokens or 0,
-            ))
+            sending = asyncio.ensure_future(
+                self.transports.for_spec(spec).send(
+                    spec,
+                    req.payload,
+                    stream=req.stream,
+                    timeout=self.settings.upstream_timeout_seconds,
+                    endpoint=req.endpoint,
+                    max_tokens=req.max_tokens or 0,
+                )
+            )
             try:
                 reply = await asyncio.shield(sending)
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
                 # shielded: a client that leaves while the key is probed (up to PROBE_TIMEOUT)
                 # must not leave the key's slot held for good
-                error = await asyncio.shield(self._attempt_failed(ex, slot, span, fail, failures, tried, suspects))
+                error = await asyncio.shield(
+                    self._attempt_failed(ex, slot, span, fail, failures, tried, suspects)
+                )
                 if error is not None:
                     raise error from None
                 continue
@@ -105,7 +124,9 @@ class Forwarder:
                 await pool.release(slot, counted=True)
                 raise
             outcome.upstream_s += self.clock() - t_up
-            if tr is not None and span is not None:  # ended with the request, once its tokens and cost are known
+            if (
+                tr is not None and span is not None
+            ):  # ended with the request, once its tokens and cost are known
                 span.set_attribute("http.response.status_code", 200)
                 tr.attempt = span
             self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
@@ -118,25 +139,43 @@ class Forwarder:
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures)
 
-    async def _attempt_failed(self, ex: Exchange, slot: Slot, span: Any, fail: UpstreamFailure,
-                              failures: list[tuple[str, UpstreamFailure]], tried: set[str],
-                              suspects: list[Slot]) -> EngineError | None:
+    async def _attempt_failed(
+        self,
+        ex: Exchange,
+        slot: Slot,
+        span: Any,
+        fail: UpstreamFailure,
+        failures: list[tuple[str, UpstreamFailure]],
+        tried: set[str],
+        suspects: list[Slot],
+    ) -> EngineError | None:
         """Record a failed attempt and give its slot back: the error that ends the request, or
         None to try another key."""
         spec = slot.key.spec
         fail = _unserved(fail, ex.req.endpoint)
         if fail.kind == "auth" and await self._key_works(slot.key):
-            fail.kind = "client"  # the key is good: the provider refused this request for what it asks
+            fail.kind = (
+                "client"  # the key is good: the provider refused this request for what it asks
+            )
         failures.append((spec.name, fail))
         if span is not None:
-            span.set_attributes({"http.response.status_code": fail.status or 0, "rsql.error": fail.kind})
+            span.set_attributes(
+                {"http.response.status_code": fail.status or 0, "rsql.error": fail.kind}
+            )
             span.end()
         self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
         if fail.kind == "timeout" and fail.accepted:
             return await self._accepted_timeout(ex, slot)
         if await self._on_failure(slot, fail, ex.caller.user):
             tried.add(spec.name)
-        if fail.kind not in ("rate_limited", "auth", "client", "unserved", "unsupported", "connect"):
+        if fail.kind not in (
+            "rate_limited",
+            "auth",
+            "client",
+            "unserved",
+            "unsupported",
+            "connect",
+        ):
             suspects.append(slot)  # counted as this user's failure, until another key serves it
         if fail.kind == "client":  # the request itself is wrong: no other key will help
             return _rejected(fail, spec.api_key)
@@ -153,12 +192,17 @@ class Forwarder:
         await self.pool.failed(slot, "timeout", ex.caller.user)
         await self.pool.release(slot, counted=True)
         wait = self.settings.upstream_timeout_seconds
-        log.warning("upstream %s: no answer within %g s; charged as billed, not retried", slot.key.alias, wait)
+        log.warning(
+            "upstream %s: no answer within %g s; charged as billed, not retried",
+            slot.key.alias,
+            wait,
+        )
         return UpstreamError(
             f"upstream {slot.key.alias} accepted the request but gave no answer within {wait:g} s. The "
             f"provider may still bill it, so it was charged (${cost:.6f}) and not sent to another key; "
             "ask for a shorter answer (max_tokens) or stream it",
-            status=504, code="upstream_timeout",
+            status=504,
+            code="upstream_timeout",
         )
 
     async def _key_works(self, key: Key) -> bool:
@@ -174,7 +218,8 @@ class Forwarder:
         if probe is None:
             spec = key.spec
             probe = self._probes[alias] = asyncio.ensure_future(
-                self.transports.for_spec(spec).get_models(spec, PROBE_TIMEOUT))
+                self.transports.for_spec(spec).get_models(spec, PROBE_TIMEOUT)
+            )
             probe.add_done_callback(lambda _: self._probes.pop(alias, None))
         status = await asyncio.shield(probe)
         if status in (401, 403):
@@ -182,7 +227,11 @@ class Forwarder:
         if 200 <= status < 300:
             self._key_ok_at[alias] = self.clock()
         else:
-            log.warning("upstream %s: a 401/403, and the key's probe could not tell (%s); key kept", alias, status)
+            log.warning(
+                "upstream %s: a 401/403, and the key's probe could not tell (%s); key kept",
+                alias,
+                status,
+            )
         return True
 
     async def _on_failure(self, slot: Slot, fail: UpstreamFailure, user: str) -> bool:
@@ -192,19 +241,28 @@ class Forwarder:
         if fail.kind == "rate_limited":
             secs = await pool.rate_limited(slot, fail.retry_after, fail.headers)
             await pool.release(slot, counted=False)
-            log.warning("upstream %s: 429, account %s cools down %.1f s", alias, slot.key.spec.account, secs)
+            log.warning(
+                "upstream %s: 429, account %s cools down %.1f s", alias, slot.key.spec.account, secs
+            )
             return False  # the cooldown keeps it out; it may serve again within the deadline
         if fail.kind == "auth":
             await pool.disable(slot.key, f"HTTP {fail.status} from provider")
             await pool.release(slot, counted=False)
-            log.error("upstream %s: key rejected (HTTP %s); disabled until a health check passes", alias, fail.status)
+            log.error(
+                "upstream %s: key rejected (HTTP %s); disabled until a health check passes",
+                alias,
+                fail.status,
+            )
             return True
         if fail.kind in ("client", "unserved", "unsupported"):
             await pool.release(slot, counted=fail.kind == "client")
             return True
         # a refused connection is the host's alone; an error answer may be the request's doing
-        await pool.failed(slot, fail.kind if not fail.status else f"HTTP {fail.status}",
-                          None if fail.kind == "connect" else user)
+        await pool.failed(
+            slot,
+            fail.kind if not fail.status else f"HTTP {fail.status}",
+            None if fail.kind == "connect" else user,
+        )
         await pool.release(slot, counted=fail.kind != "connect")
         log.warning("upstream %s failed: %s", alias, fail)
         return True
@@ -213,14 +271,18 @@ class Forwarder:
         if not failures:
             return UpstreamError(f"no upstream could serve model {model!r}")
         if all(f.kind == "rate_limited" for _, f in failures):
-            wait = min((f.retry_after or self.settings.default_cooldown_seconds) for _, f in failures)
+            wait = min(
+                (f.retry_after or self.settings.default_cooldown_seconds) for _, f in failures
+            )
             return RateLimited(
                 f"every upstream key for model {model!r} is rate limited by the provider",
                 retry_after=wait,
                 limit="upstream capacity",
             )
         unsupported = next((f for _, f in failures if f.kind == "unsupported"), None)
-        if unsupported is not None and all(f.kind in ("unsupported", "unserved") for _, f in failures):
+        if unsupported is not None and all(
+            f.kind in ("unsupported", "unserved") for _, f in failures
+        ):
             # no upstream of another kind could take it: the field the provider cannot express
             return _rejected(unsupported, "")
         detail = "; ".join(f"{alias}: {f}" for alias, f in failures[-5:])
@@ -228,17 +290,28 @@ class Forwarder:
         if unserved and len(unserved) == len(failures):
             return NotFound(
                 f"no upstream serving model {model!r} serves this endpoint: "
-                + "; ".join(f"{alias} answered HTTP {f.status} (it does not offer it)" for alias, f in failures[-5:]),
+                + "; ".join(
+                    f"{alias} answered HTTP {f.status} (it does not offer it)"
+                    for alias, f in failures[-5:]
+                ),
                 code="endpoint_not_served",
             )
         if all(f.kind == "timeout" for _, f in failures):
-            return UpstreamError(f"upstreams for model {model!r} timed out: {detail}", status=504, code="upstream_timeout")
+            return UpstreamError(
+                f"upstreams for model {model!r} timed out: {detail}",
+                status=504,
+                code="upstream_timeout",
+            )
         return UpstreamError(f"every upstream attempt for model {model!r} failed: {detail}")
 
     def falls_back(self, req: ChatRequest, reason: str, exc: EngineError) -> bool:
         """Whether the fallback upstream may answer `req`, refused for `reason` with `exc`."""
         s = self.settings
-        if not s.fallback_model or reason not in s.fallback_on or req.endpoint != "chat/completions":
+        if (
+            not s.fallback_model
+            or reason not in s.fallback_on
+            or req.endpoint != "chat/completions"
+        ):
             return False
         spec = next((u for u in s.upstreams if u.name == s.fallback_model), None)
         if spec is None or spec.serves(req.model):
@@ -255,8 +328,13 @@ class Forwarder:
         req, outcome = ex.req, ex.outcome
         spec = next(u for u in self.settings.upstreams if u.name == self.settings.fallback_model)
         model = next((m for m in spec.models if m != "*"), req.model)
-        log.info("request %s: model %r answered by fallback upstream %s (%s)",
-                 outcome.request_id, req.model, spec.name, reason)
+        log.info(
+            "request %s: model %r answered by fallback upstream %s (%s)",
+            outcome.request_id,
+            req.model,
+            spec.name,
+            reason,
+        )
         req.model = outcome.model = req.payload["model"] = model
         outcome.fallback = spec.name
         self.metrics.child(self.metrics.fallbacks, spec.name, reason).inc()
@@ -285,7 +363,9 @@ def _rejected(fail: UpstreamFailure, secret: str) -> EngineError:
     error = _error_of(fail.body)
     if isinstance(error.get("message"), str):
         error["message"] = scrub(error["message"], secret)
-    return UpstreamRejected(fail.status, error, f"upstream rejected the request (HTTP {fail.status})")
+    return UpstreamRejected(
+        fail.status, error, f"upstream rejected the request (HTTP {fail.status})"
+    )
 
 
 def _error_of(body: bytes) -> dict[str, Any]:

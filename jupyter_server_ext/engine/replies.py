@@ -38,8 +38,14 @@ class Replies:
     """Builds the JSON, stream and cache-hit replies; `finish` records the request's outcome."""
 
     def __init__(
-        self, pool: Pool, prices: PriceBook, limiter: Limiter, cache: MemoryCache,
-        finish: Callable[[Exchange], None], *, drain_seconds: float = 30.0,
+        self,
+        pool: Pool,
+        prices: PriceBook,
+        limiter: Limiter,
+        cache: MemoryCache,
+        finish: Callable[[Exchange], None],
+        *,
+        drain_seconds: float = 30.0,
     ) -> None:
         self.pool = pool
         self.prices = prices
@@ -61,7 +67,9 @@ class Replies:
             task.cancel()
         await asyncio.gather(*(task for task, _ in tasks), return_exceptions=True)
 
-    def _spawn(self, work: Coroutine[Any, Any, None], close: Callable[[], None] | None = None) -> None:
+    def _spawn(
+        self, work: Coroutine[Any, Any, None], close: Callable[[], None] | None = None
+    ) -> None:
         task = asyncio.ensure_future(work)
         self.background[task] = close  # held: the loop keeps only weak references to tasks
         task.add_done_callback(lambda t: self.background.pop(t, None))
@@ -74,7 +82,8 @@ class Replies:
         req, outcome = ex.req, ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, req.completion_tokens
         outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(
-            req.prompt_tokens, req.completion_tokens)
+            req.prompt_tokens, req.completion_tokens
+        )
         return outcome.cost_usd
 
     def charge_estimate(self, ex: Exchange, chunks: int) -> float:
@@ -82,7 +91,9 @@ class Replies:
         one token per streamed chunk (providers send about one token a chunk)."""
         outcome = ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = ex.req.prompt_tokens, chunks
-        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(ex.req.prompt_tokens, chunks)
+        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(
+            ex.req.prompt_tokens, chunks
+        )
         return outcome.cost_usd
 
     def adopt(self, ex: Exchange, slot: Any, pending: asyncio.Future[Any]) -> None:
@@ -110,12 +121,16 @@ class Replies:
             raise
         await self.pool.succeeded(ex.slot, reply.headers)
         if reply.events is None:
-            await self.json_reply(ex, reply)  # settles, caches (a retry is then a cache hit), finishes
+            await self.json_reply(
+                ex, reply
+            )  # settles, caches (a retry is then a cache hit), finishes
             return
         self.background[asyncio.current_task()] = reply.close  # type: ignore[index]  # runs in a task
         await self._drain(ex, reply, _chain(reply.first, reply.events), 1)
 
-    async def _drain(self, ex: Exchange, reply: UpstreamReply, upstream: AsyncIterator[bytes], chunks: int) -> None:
+    async def _drain(
+        self, ex: Exchange, reply: UpstreamReply, upstream: AsyncIterator[bytes], chunks: int
+    ) -> None:
         """Read a stream its client left, up to ``drain_seconds``, for the usage the provider
         reports; then charge it (or the estimate), and give back the slot and the ticket."""
         tokens = None
@@ -138,8 +153,11 @@ class Replies:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # timed out, or the stream broke: the estimate stands in
-            log.info("request %s: no usage from the abandoned stream (%s); charging the estimate",
-                     ex.outcome.request_id, type(exc).__name__)
+            log.info(
+                "request %s: no usage from the abandoned stream (%s); charging the estimate",
+                ex.outcome.request_id,
+                type(exc).__name__,
+            )
         finally:
             if reply.close:
                 reply.close()
@@ -169,8 +187,11 @@ class Replies:
         price = self.prices.price(outcome.model, ex.slot.key.alias)
         # prompt tokens written to the provider's cache are billed dearer (Anthropic)
         written = usage.get("cache_creation_input_tokens")
-        outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens,
-                                      written if isinstance(written, int) else 0)
+        outcome.cost_usd = price.cost(
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            written if isinstance(written, int) else 0,
+        )
         return outcome.prompt_tokens + outcome.completion_tokens
 
     async def json_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
@@ -204,7 +225,14 @@ class Replies:
         return Reply(200, headers, body=body)
 
     def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
-        pool, req, outcome, slot, ticket, key = self.pool, ex.req, ex.outcome, ex.slot, ex.ticket, ex.cache_key
+        pool, req, outcome, slot, ticket, key = (
+            self.pool,
+            ex.req,
+            ex.outcome,
+            ex.slot,
+            ex.ticket,
+            ex.cache_key,
+        )
         # a streamed answer is cached as its events (the same stream on a replay) and as the
         # completion they add up to (for a JSON request); dropped past the cache's byte limit
         collected = Collector(legacy=req.endpoint == "completions") if key is not None else None
@@ -286,7 +314,12 @@ class Replies:
         outcome = ex.outcome
         outcome.cache_hit = True
         outcome.upstream = "cache"
-        headers = {"X-Request-Id": outcome.request_id, "X-RSQL-Cache": "hit", "X-RSQL-Cost-USD": "0", **quota}
+        headers = {
+            "X-Request-Id": outcome.request_id,
+            "X-RSQL-Cache": "hit",
+            "X-RSQL-Cost-USD": "0",
+            **quota,
+        }
         self.finish(ex)
         if not ex.req.stream:
             return Reply(200, {**headers, "Content-Type": "application/json"}, body=hit.body)
@@ -320,4 +353,8 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterat
 
 
 def _sse_error(message: str) -> bytes:
-    return b"data: " + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode() + b"\n\n"
+    return (
+        b"data: "
+        + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode()
+        + b"\n\n"
+    )

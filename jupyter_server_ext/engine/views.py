@@ -18,11 +18,19 @@ KEY_STATES = ("healthy", "cooling", "disabled", "breaker-open", "breaker-half-op
 async def me_view(engine: Engine, caller: Caller) -> dict[str, Any]:
     """The caller's models and defaults, the policy window in force, limits, current use, what
     is left, budget and reset times (``GET me``)."""
-    access = await engine.me_access(caller)  # reads the run-time windows first: the snapshot sees them
+    access = await engine.me_access(
+        caller
+    )  # reads the run-time windows first: the snapshot sees them
     snap = await engine.limiter.snapshot(caller.user, caller.groups)
     # the admin's context policy: the kernel side applies it before anything is sent
-    return {"user": caller.user, "groups": list(caller.groups), "admin": caller.admin, **access, **snap,
-            "context_policy": engine.settings.context_policy}
+    return {
+        "user": caller.user,
+        "groups": list(caller.groups),
+        "admin": caller.admin,
+        **access,
+        **snap,
+        "context_policy": engine.settings.context_policy,
+    }
 
 
 async def status_view(engine: Engine) -> dict[str, Any]:

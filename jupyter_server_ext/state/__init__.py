@@ -3,7 +3,8 @@ budgets: memory for one process, Redis for replicas), ``upstreams`` (the key poo
 through Redis), ``monitoring`` (the shared alert ledger), and ``connection`` (Redis scripts,
 its pipelined connection and batched writes).
 
-Both admission backends implement ``jupyter_server_ext.engine.admission.shared_state.StateBackend`` and answer the same questions
+Both admission backends implement
+``jupyter_server_ext.engine.admission.shared_state.StateBackend`` and answer the same questions
 in one atomic step each: ``admit`` checks every window, lease and budget of a request before
 counting any of them, so a refused request consumes nothing.
 """

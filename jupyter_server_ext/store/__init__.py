@@ -16,5 +16,9 @@ def open_store(database_url: str) -> UsageStore:
         return PostgresStore(database_url)
     from .sqlite import SQLiteStore
 
-    path = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:") else database_url
+    path = (
+        database_url.removeprefix("sqlite:///")
+        if database_url.startswith("sqlite:")
+        else database_url
+    )
     return SQLiteStore(path)

@@ -47,16 +47,20 @@ CREATE INDEX IF NOT EXISTS rsql_usage_user_ts ON rsql_usage ("user", ts);
 _FIELDS = ", ".join('"user"' if c == "user" else c for c in ROW_FIELDS)
 
 _TYPES = {
-    "ts": "float8", "prompt_tokens": "int4", "completion_tokens": "int4", "cost_usd": "float8",
-    "latency_ms": "float8", "overhead_ms": "float8", "status": "int4", "cache_hit": "int4",
+    "ts": "float8",
+    "prompt_tokens": "int4",
+    "completion_tokens": "int4",
+    "cost_usd": "float8",
+    "latency_ms": "float8",
+    "overhead_ms": "float8",
+    "status": "int4",
+    "cache_hit": "int4",
 }
 # one round trip per batch: the rows go as one array per column; a request_id already stored
 # (a batch sent again) is skipped by the unique index
-INSERT = (
-    "INSERT INTO rsql_usage ({}) SELECT * FROM unnest({}) ON CONFLICT (request_id) DO NOTHING".format(
-        ", ".join('"user"' if c == "user" else c for c in COLUMNS),
-        ", ".join(f"${i}::{_TYPES.get(c, 'text')}[]" for i, c in enumerate(COLUMNS, 1)),
-    )
+INSERT = "INSERT INTO rsql_usage ({}) SELECT * FROM unnest({}) ON CONFLICT (request_id) DO NOTHING".format(
+    ", ".join('"user"' if c == "user" else c for c in COLUMNS),
+    ", ".join(f"${i}::{_TYPES.get(c, 'text')}[]" for i, c in enumerate(COLUMNS, 1)),
 )
 
 
@@ -70,7 +74,9 @@ async def _one_row_per_request(conn: asyncpg.Connection) -> None:
         deleted = int((await conn.execute(delete)).split()[-1])
         renamed = int((await conn.execute(rename)).split()[-1])
         log.warning(deduped_message("rsql_usage", deleted, renamed))
-    await conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS rsql_usage_request_id ON rsql_usage (request_id)")
+    await conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS rsql_usage_request_id ON rsql_usage (request_id)"
+    )
 
 
 def _numbered(sql: str) -> str:
@@ -100,7 +106,9 @@ class PostgresStore:
                         await conn.execute(SCHEMA)
                         # a table made by an older version: add the newer columns
                         for name, kind in ADDED_COLUMNS:
-                            await conn.execute(f"ALTER TABLE rsql_usage ADD COLUMN IF NOT EXISTS {name} {kind}")
+                            await conn.execute(
+                                f"ALTER TABLE rsql_usage ADD COLUMN IF NOT EXISTS {name} {kind}"
+                            )
                         await _one_row_per_request(conn)
             except BaseException:
                 # no pool until the schema is in place: writes rely on the unique index
@@ -127,9 +135,15 @@ class PostgresStore:
         async with pool.acquire() as c:
             totals = await c.fetchrow(
                 "SELECT COUNT(*), SUM((status < 400)::int), SUM(prompt_tokens), SUM(completion_tokens), "
-                "SUM(cost_usd), SUM(cache_hit) FROM rsql_usage WHERE ts >= $1", since
+                "SUM(cost_usd), SUM(cache_hit) FROM rsql_usage WHERE ts >= $1",
+                since,
             )
-            lat = [r[0] for r in await c.fetch("SELECT latency_ms FROM rsql_usage WHERE ts >= $1 AND status < 400", since)]
+            lat = [
+                r[0]
+                for r in await c.fetch(
+                    "SELECT latency_ms FROM rsql_usage WHERE ts >= $1 AND status < 400", since
+                )
+            ]
             group = (
                 "SELECT {col}, COUNT(*), SUM((status >= 400)::int), SUM(prompt_tokens + completion_tokens), "
                 "SUM(cost_usd) FROM rsql_usage WHERE ts >= $1 GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 100"
@@ -138,7 +152,9 @@ class PostgresStore:
             by_user = [tuple(r) for r in await c.fetch(group.format(col='"user"'), since)]
         return summarize(tuple(totals), lat, by_model, by_user)
 
-    async def series(self, since: float, step: int = 60, until: float | None = None) -> list[dict[str, Any]]:
+    async def series(
+        self, since: float, step: int = 60, until: float | None = None
+    ) -> list[dict[str, Any]]:
         """Requests per `step` seconds (answered, refused by a limit, failed) with latency and
         overhead percentiles of the answered ones, for the dashboard's charts."""
         end = time.time() if until is None else until
@@ -147,56 +163,88 @@ class PostgresStore:
             counts = await c.fetch(
                 "SELECT floor(ts / $1)::bigint AS b, SUM((status < 400)::int), "
                 f"SUM(({REFUSED_SQL})::int), SUM((status >= 400 AND NOT {REFUSED_SQL})::int) "
-                "FROM rsql_usage WHERE ts >= $2 AND ts <= $3 GROUP BY b", float(step), since, end,
+                "FROM rsql_usage WHERE ts >= $2 AND ts <= $3 GROUP BY b",
+                float(step),
+                since,
+                end,
             )
             lat = await c.fetch(
                 "SELECT floor(ts / $1)::bigint, latency_ms, overhead_ms FROM rsql_usage "
-                "WHERE ts >= $2 AND ts <= $3 AND status < 400", float(step), since, end,
+                "WHERE ts >= $2 AND ts <= $3 AND status < 400",
+                float(step),
+                since,
+                end,
             )
         return build_series([tuple(r) for r in counts], [tuple(r) for r in lat], since, end, step)
 
-    async def top_users(self, since: float, by: str = "requests", limit: int = 10) -> list[dict[str, Any]]:
+    async def top_users(
+        self, since: float, by: str = "requests", limit: int = 10
+    ) -> list[dict[str, Any]]:
         """The users with the most requests (`by="requests"`) or the highest cost since `since`."""
         pool = await self._p()
         rows = await pool.fetch(
             'SELECT "user", COUNT(*), SUM((status >= 400)::int), '
             "SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), SUM(cost_usd) "
             f'FROM rsql_usage WHERE ts >= $1 GROUP BY "user" ORDER BY {TOP_ORDER[by]}, "user" LIMIT $2',
-            since, limit,
+            since,
+            limit,
         )
         return user_rows([tuple(r) for r in rows])
 
     async def totals(self, since: float) -> dict[str, Any]:
         """Requests and cost since `since` (today's spend, without the latency scan of stats)."""
         pool = await self._p()
-        n, cost = await pool.fetchrow("SELECT COUNT(*), SUM(cost_usd) FROM rsql_usage WHERE ts >= $1", since)
+        n, cost = await pool.fetchrow(
+            "SELECT COUNT(*), SUM(cost_usd) FROM rsql_usage WHERE ts >= $1", since
+        )
         return {"requests": n or 0, "cost_usd": round(cost or 0.0, 6)}
 
     async def errors(self, limit: int) -> list[dict[str, Any]]:
         pool = await self._p()
-        rows = await pool.fetch(f"SELECT {_FIELDS} FROM rsql_usage WHERE status >= 400 ORDER BY ts DESC LIMIT $1", limit)
+        rows = await pool.fetch(
+            f"SELECT {_FIELDS} FROM rsql_usage WHERE status >= 400 ORDER BY ts DESC LIMIT $1", limit
+        )
         return as_dicts([tuple(r) for r in rows])
 
     async def activity(self, user: str, limit: int) -> list[dict[str, Any]]:
         pool = await self._p()
-        rows = await pool.fetch(f'SELECT {_FIELDS} FROM rsql_usage WHERE "user" = $1 ORDER BY ts DESC LIMIT $2', user, limit)
+        rows = await pool.fetch(
+            f'SELECT {_FIELDS} FROM rsql_usage WHERE "user" = $1 ORDER BY ts DESC LIMIT $2',
+            user,
+            limit,
+        )
         return as_dicts([tuple(r) for r in rows])
 
-    async def notebooks(self, since: float, user: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    async def notebooks(
+        self, since: float, user: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
         pool = await self._p()
-        sql = _numbered(NOTEBOOKS_SQL.format(user='"user"', table="rsql_usage",
-                                             only_user='AND "user" = ? ' if user is not None else ""))
+        sql = _numbered(
+            NOTEBOOKS_SQL.format(
+                user='"user"',
+                table="rsql_usage",
+                only_user='AND "user" = ? ' if user is not None else "",
+            )
+        )
         args = (since, user, limit) if user is not None else (since, limit)
         return notebook_rows([tuple(r) for r in await pool.fetch(sql, *args)])
 
-    async def notebook_cost(self, user: str, notebook: str, day: float, week: float) -> dict[str, Any]:
+    async def notebook_cost(
+        self, user: str, notebook: str, day: float, week: float
+    ) -> dict[str, Any]:
         pool = await self._p()
         total = _numbered(SPEND_SQL.format(user='"user"', table="rsql_usage"))
         async with pool.acquire() as c:
             today = await c.fetchrow(total, user, notebook, day)
             this_week = await c.fetchrow(total, user, notebook, week)
-            cells = await c.fetch(_numbered(CELLS_SQL.format(user='"user"', table="rsql_usage")), user, notebook, week)
-        return {"today": spend(tuple(today)), "week": spend(tuple(this_week)), "cells": cell_rows([tuple(r) for r in cells])}
+            cells = await c.fetch(
+                _numbered(CELLS_SQL.format(user='"user"', table="rsql_usage")), user, notebook, week
+            )
+        return {
+            "today": spend(tuple(today)),
+            "week": spend(tuple(this_week)),
+            "cells": cell_rows([tuple(r) for r in cells]),
+        }
 
     async def ping(self) -> bool:
         try:

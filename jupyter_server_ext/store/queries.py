@@ -15,13 +15,24 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo), 3)
 
 
-def summarize(totals: tuple[Any, ...], latencies: list[float], by_model: list[tuple[Any, ...]], by_user: list[tuple[Any, ...]]) -> dict[str, Any]:
+def summarize(
+    totals: tuple[Any, ...],
+    latencies: list[float],
+    by_model: list[tuple[Any, ...]],
+    by_user: list[tuple[Any, ...]],
+) -> dict[str, Any]:
     n, ok, prompt, completion, cost, hits = (v or 0 for v in totals)
     latencies.sort()
 
     def group(rows: list[tuple[Any, ...]], name: str) -> list[dict[str, Any]]:
         return [
-            {name: r[0], "requests": r[1], "errors": r[2], "tokens": r[3] or 0, "cost_usd": round(r[4] or 0, 6)}
+            {
+                name: r[0],
+                "requests": r[1],
+                "errors": r[2],
+                "tokens": r[3] or 0,
+                "cost_usd": round(r[4] or 0, 6),
+            }
             for r in rows
         ]
 
@@ -44,14 +55,35 @@ def summarize(totals: tuple[Any, ...], latencies: list[float], by_model: list[tu
 
 
 ROW_FIELDS = (
-    "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens", "completion_tokens",
-    "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit", "redactions", "fallback",
-    "escalation", "notebook", "cell",
+    "ts",
+    "request_id",
+    "user",
+    "client",
+    "model",
+    "upstream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "overhead_ms",
+    "status",
+    "error",
+    "cache_hit",
+    "redactions",
+    "fallback",
+    "escalation",
+    "notebook",
+    "cell",
 )
 
 # columns added after the first release: a table made by an older version gets them on open
-ADDED_COLUMNS = (("redactions", "TEXT"), ("fallback", "TEXT"), ("escalation", "TEXT"), ("notebook", "TEXT"),
-                 ("cell", "TEXT"))
+ADDED_COLUMNS = (
+    ("redactions", "TEXT"),
+    ("fallback", "TEXT"),
+    ("escalation", "TEXT"),
+    ("notebook", "TEXT"),
+    ("cell", "TEXT"),
+)
 
 
 def as_dicts(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -74,7 +106,11 @@ REFUSED_SQL = "(status = 429 OR COALESCE(error, '') = 'over_budget')"
 
 
 def build_series(
-    counts: list[tuple[Any, ...]], latencies: list[tuple[Any, ...]], since: float, until: float, step: int
+    counts: list[tuple[Any, ...]],
+    latencies: list[tuple[Any, ...]],
+    since: float,
+    until: float,
+    step: int,
 ) -> list[dict[str, Any]]:
     """One point per `step` seconds from `since` to `until`, empty buckets included (a chart
     then shows a quiet minute as zero, not as a line drawn across it).
@@ -94,18 +130,30 @@ def build_series(
     for b in range(int(since // step), int(until // step) + 1):
         answered, refused, failed = by_bucket.get(b, (0, 0, 0))
         ls, os_ = sorted(lat.get(b, [])), sorted(over.get(b, []))
-        out.append({
-            "t": b * step, "answered": answered, "refused": refused, "failed": failed,
-            "p50_ms": percentile(ls, 0.50), "p95_ms": percentile(ls, 0.95),
-            "overhead_p50_ms": percentile(os_, 0.50),
-        })
+        out.append(
+            {
+                "t": b * step,
+                "answered": answered,
+                "refused": refused,
+                "failed": failed,
+                "p50_ms": percentile(ls, 0.50),
+                "p95_ms": percentile(ls, 0.95),
+                "overhead_p50_ms": percentile(os_, 0.50),
+            }
+        )
     return out
 
 
 def user_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """(user, requests, errors, tokens, cost) rows as the admin views show them."""
     return [
-        {"user": r[0], "requests": r[1], "errors": r[2] or 0, "tokens": r[3] or 0, "cost_usd": round(r[4] or 0, 6)}
+        {
+            "user": r[0],
+            "requests": r[1],
+            "errors": r[2] or 0,
+            "tokens": r[3] or 0,
+            "cost_usd": round(r[4] or 0, 6),
+        }
         for r in rows
     ]
 
@@ -118,13 +166,15 @@ TOP_ORDER = {"requests": "COUNT(*) DESC", "cost": "SUM(cost_usd) DESC"}
 # taking over a dead process's spool) without a second row. Tables made by older versions get
 # it on open; rows they already hold twice are settled first (``dedupe_sql``).
 
+
 def dedupe_sql(table: str, columns: tuple[str, ...], user: str) -> tuple[str, str]:
     """(delete, rename): delete a row that is an exact copy of an older one with its request_id
     (a retried write), then give a row that shares its request_id with an older, different one
     the id ``<request_id>~dup-<row id>``: nothing but true copies is lost, and the index can be
     made. `user` is how the dialect writes the ``user`` column."""
     same = " AND ".join(
-        f"a.{user if c == 'user' else c} IS NOT DISTINCT FROM b.{user if c == 'user' else c}" for c in columns
+        f"a.{user if c == 'user' else c} IS NOT DISTINCT FROM b.{user if c == 'user' else c}"
+        for c in columns
     )
     delete = (
         f"DELETE FROM {table} WHERE id IN (SELECT a.id FROM {table} a JOIN {table} b "
@@ -171,17 +221,28 @@ CELLS_SQL = (
 
 def notebook_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [
-        {"user": r[0], "notebook": r[1], "requests": r[2], "prompt_tokens": int(r[3] or 0),
-         "completion_tokens": int(r[4] or 0), "cost_usd": round(float(r[5] or 0), 6), "cells": r[6] or 0,
-         "last_ts": r[7]}
+        {
+            "user": r[0],
+            "notebook": r[1],
+            "requests": r[2],
+            "prompt_tokens": int(r[3] or 0),
+            "completion_tokens": int(r[4] or 0),
+            "cost_usd": round(float(r[5] or 0), 6),
+            "cells": r[6] or 0,
+            "last_ts": r[7],
+        }
         for r in rows
     ]
 
 
 def spend(row: tuple[Any, ...] | None) -> dict[str, Any]:
     n, prompt, completion, cost = row or (0, 0, 0, 0)
-    return {"requests": int(n or 0), "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
-            "cost_usd": round(float(cost or 0), 6)}
+    return {
+        "requests": int(n or 0),
+        "prompt_tokens": int(prompt or 0),
+        "completion_tokens": int(completion or 0),
+        "cost_usd": round(float(cost or 0), 6),
+    }
 
 
 def cell_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:

@@ -105,9 +105,15 @@ class SQLiteStore:
         def go(c: sqlite3.Connection) -> dict[str, Any]:
             totals = c.execute(
                 "SELECT COUNT(*), SUM(status < 400), SUM(prompt_tokens), SUM(completion_tokens), "
-                "SUM(cost_usd), SUM(cache_hit) FROM usage WHERE ts >= ?", (since,)
+                "SUM(cost_usd), SUM(cache_hit) FROM usage WHERE ts >= ?",
+                (since,),
             ).fetchone()
-            lat = [r[0] for r in c.execute("SELECT latency_ms FROM usage WHERE ts >= ? AND status < 400", (since,))]
+            lat = [
+                r[0]
+                for r in c.execute(
+                    "SELECT latency_ms FROM usage WHERE ts >= ? AND status < 400", (since,)
+                )
+            ]
             group = (
                 "SELECT {col}, COUNT(*), SUM(status >= 400), SUM(prompt_tokens + completion_tokens), "
                 "SUM(cost_usd) FROM usage WHERE ts >= ? GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 100"
@@ -118,7 +124,9 @@ class SQLiteStore:
 
         return await self._call(go)
 
-    async def series(self, since: float, step: int = 60, until: float | None = None) -> list[dict[str, Any]]:
+    async def series(
+        self, since: float, step: int = 60, until: float | None = None
+    ) -> list[dict[str, Any]]:
         """Requests per `step` seconds (answered, refused by a limit, failed) with latency and
         overhead percentiles of the answered ones, for the dashboard's charts."""
         end = time.time() if until is None else until
@@ -138,10 +146,13 @@ class SQLiteStore:
 
         return await self._call(go)
 
-    async def top_users(self, since: float, by: str = "requests", limit: int = 10) -> list[dict[str, Any]]:
+    async def top_users(
+        self, since: float, by: str = "requests", limit: int = 10
+    ) -> list[dict[str, Any]]:
         """The users with the most requests (`by="requests"`) or the highest cost since `since`."""
         sql = (
-            "SELECT user, COUNT(*), SUM(status >= 400), SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), "
+            "SELECT user, COUNT(*), SUM(status >= 400), "
+            "SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), "
             f"SUM(cost_usd) FROM usage WHERE ts >= ? GROUP BY user ORDER BY {TOP_ORDER[by]}, user LIMIT ?"
         )
         return user_rows(await self._call(lambda c: c.execute(sql, (since, limit)).fetchall()))
@@ -160,18 +171,28 @@ class SQLiteStore:
         sql = f"SELECT {', '.join(ROW_FIELDS)} FROM usage WHERE user = ? ORDER BY ts DESC LIMIT ?"
         return as_dicts(await self._call(lambda c: c.execute(sql, (user, limit)).fetchall()))
 
-    async def notebooks(self, since: float, user: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        sql = NOTEBOOKS_SQL.format(user="user", table="usage", only_user="AND user = ? " if user is not None else "")
+    async def notebooks(
+        self, since: float, user: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        sql = NOTEBOOKS_SQL.format(
+            user="user", table="usage", only_user="AND user = ? " if user is not None else ""
+        )
         args = (since, user, limit) if user is not None else (since, limit)
         return notebook_rows(await self._call(lambda c: c.execute(sql, args).fetchall()))
 
-    async def notebook_cost(self, user: str, notebook: str, day: float, week: float) -> dict[str, Any]:
+    async def notebook_cost(
+        self, user: str, notebook: str, day: float, week: float
+    ) -> dict[str, Any]:
         def go(c: sqlite3.Connection) -> dict[str, Any]:
             total = SPEND_SQL.format(user="user", table="usage")
             return {
                 "today": spend(c.execute(total, (user, notebook, day)).fetchone()),
                 "week": spend(c.execute(total, (user, notebook, week)).fetchone()),
-                "cells": cell_rows(c.execute(CELLS_SQL.format(user="user", table="usage"), (user, notebook, week)).fetchall()),
+                "cells": cell_rows(
+                    c.execute(
+                        CELLS_SQL.format(user="user", table="usage"), (user, notebook, week)
+                    ).fetchall()
+                ),
             }
 
         return await self._call(go)
@@ -216,8 +237,11 @@ def make_private(path: str) -> None:
     else:
         os.close(fd)
     if os.stat(folder).st_mode & (stat.S_IWOTH | stat.S_ISVTX) == stat.S_IWOTH:
-        log.warning("usage log: folder %s is writable by every user, who could replace the log: "
-                    "chmod 700 it or set c.RSQLProxy.database_url to a private folder", folder)
+        log.warning(
+            "usage log: folder %s is writable by every user, who could replace the log: "
+            "chmod 700 it or set c.RSQLProxy.database_url to a private folder",
+            folder,
+        )
     for name in (path + suffix for suffix in _SIDE_FILES):
         _narrow(name)
 
@@ -237,17 +261,33 @@ def _narrow(path: str) -> None:
     if not stat.S_ISREG(info.st_mode) or not old & 0o077:
         return
     if info.st_uid != os.geteuid():
-        log.warning("usage log: %s is open to other users (mode %04o) and owned by uid %d, not by this "
-                    "process (uid %d): make it private (chmod 600 %s)", path, old, info.st_uid, os.geteuid(), path)
+        log.warning(
+            "usage log: %s is open to other users (mode %04o) and owned by uid %d, not by this "
+            "process (uid %d): make it private (chmod 600 %s)",
+            path,
+            old,
+            info.st_uid,
+            os.geteuid(),
+            path,
+        )
         return
     try:
         os.chmod(path, old & 0o700)
     except OSError as exc:  # a read-only file system
-        log.warning("usage log: %s is open to other users (mode %04o) and cannot be narrowed: %s",
-                    path, old, exc.strerror or exc)
+        log.warning(
+            "usage log: %s is open to other users (mode %04o) and cannot be narrowed: %s",
+            path,
+            old,
+            exc.strerror or exc,
+        )
         return
-    log.warning("usage log: %s was open to other users (mode %04o), now %04o: it holds user names, "
-                "costs and, with log_prompts, the prompts", path, old, old & 0o700)
+    log.warning(
+        "usage log: %s was open to other users (mode %04o), now %04o: it holds user names, "
+        "costs and, with log_prompts, the prompts",
+        path,
+        old,
+        old & 0o700,
+    )
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -259,7 +299,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
     # one row per request: the unique index, once; rows an older version wrote twice first
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'usage_request_id'").fetchone():
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'usage_request_id'"
+    ).fetchone():
         return
     with conn:
         conn.execute("BEGIN IMMEDIATE")  # two processes opening one file: one after the other

@@ -207,8 +207,9 @@ class ChatPanel(ChatWidgets):
         self.dropped_messages = dropped
         notes = list(request.notes)
         if dropped:
-            notes.append(f"{dropped} earlier messages left out (history budget "
-                         f"{self.history_tokens} tokens)")
+            notes.append(
+                f"{dropped} earlier messages left out (history budget {self.history_tokens} tokens)"
+            )
         return [system, *history, user], notes
 
     # -- input -----------------------------------------------------------------------------
@@ -258,7 +259,12 @@ class ChatPanel(ChatWidgets):
         except ProxyError as e:
             self.set_status(f"rsql: {e}", "error")
             return False
-        session, ask, model, batch = self.session, self.session.ask, self.model, self.session.is_batch()
+        session, ask, model, batch = (
+            self.session,
+            self.session.ask,
+            self.model,
+            self.session.is_batch(),
+        )
         try:  # a model the admin does not allow: said here, nothing sent
             session.check_models(client, [model], option=bool(self._model))
         except UsageError as e:
@@ -274,9 +280,18 @@ class ChatPanel(ChatWidgets):
         self.stop_btn.layout.display = ""
 
         def call(**hooks: Any) -> Any:
-            return session.chat(client, messages, client_kind="chat", batch=batch, model=model,
-                                stream=True, temperature=ask.temperature,
-                                max_tokens=ask.max_tokens, origin=origin, **hooks)
+            return session.chat(
+                client,
+                messages,
+                client_kind="chat",
+                batch=batch,
+                model=model,
+                stream=True,
+                temperature=ask.temperature,
+                max_tokens=ask.max_tokens,
+                origin=origin,
+                **hooks,
+            )
 
         self.worker.start(turn, call)
         return True
@@ -353,10 +368,14 @@ class ChatPanel(ChatWidgets):
         messages, notes = self.chat_messages(q, client)
         request = self.last_request
         head = f"Context for: {q}" + (f"\nnotes: {'; '.join(notes)}" if notes else "")
-        return context_report(messages, request.context if request else None,
-                              request.policy if request else ContextPolicy(),
-                              preview(client, messages), header=head,
-                              no_data=bool(self.no_data.value))
+        return context_report(
+            messages,
+            request.context if request else None,
+            request.policy if request else ContextPolicy(),
+            preview(client, messages),
+            header=head,
+            no_data=bool(self.no_data.value),
+        )
 
     def show_context(self, show: bool = True) -> str:
         """Open (or close) the context view; returns the text shown."""
@@ -379,7 +398,9 @@ class ChatPanel(ChatWidgets):
     def _add_actions(self, turn: Turn) -> None:
         if not turn.code_blocks:
             return
-        buttons = self.add_actions(turn, self.cell_code(turn), sql=turn.first_code("sql") is not None)
+        buttons = self.add_actions(
+            turn, self.cell_code(turn), sql=turn.first_code("sql") is not None
+        )
         buttons["copy"].on_copy(lambda copied, reason: self._on_copy(turn, copied, reason))
         buttons["insert"].on_click(lambda _b: self.insert_code(turn))
         if "run" in buttons:
@@ -396,8 +417,12 @@ class ChatPanel(ChatWidgets):
         elif copied:
             self.open_code(turn, None, "Copied to the clipboard.", select=False)
         else:
-            self.open_code(turn, None, f"The clipboard is not available here ({reason or 'refused'}): "
-                           "the code is selected, copy it with Ctrl+C (Cmd+C on a Mac).")
+            self.open_code(
+                turn,
+                None,
+                f"The clipboard is not available here ({reason or 'refused'}): "
+                "the code is selected, copy it with Ctrl+C (Cmd+C on a Mac).",
+            )
 
     def show_code(self, turn: Turn | int = -1, note: str = "") -> Any:
         """Show the code in the turn's text area, selected and ready to copy."""
@@ -451,8 +476,13 @@ class ChatPanel(ChatWidgets):
         try:
             # the answer already in the chat is the first attempt; the retries are SQL to run,
             # asked as an SQL client, into which the proxy maps no redacted value back
-            complete = session.sql_completer(self.client(), model=self.model, client_kind="sql",
-                                             batch=session.is_batch(), first_answer=t.answer)
+            complete = session.sql_completer(
+                self.client(),
+                model=self.model,
+                client_kind="sql",
+                batch=session.is_batch(),
+                first_answer=t.answer,
+            )
             res = session.run_sql(t.question, db, complete)
         except SqlAIError as e:
             t.sql_result = e

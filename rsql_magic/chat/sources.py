@@ -15,7 +15,15 @@ JUPYSQL = "%jupysql"
 FRAMES = "%frames"
 
 # connection objects the SQL picker offers, by the module their type comes from
-_CONN_MODULES = ("sqlite3", "duckdb", "_duckdb", "sqlalchemy", "psycopg", "psycopg2", "sql.connection")
+_CONN_MODULES = (
+    "sqlite3",
+    "duckdb",
+    "_duckdb",
+    "sqlalchemy",
+    "psycopg",
+    "psycopg2",
+    "sql.connection",
+)
 
 
 def sql_connections(ns: dict[str, Any]) -> list[tuple[str, str]]:

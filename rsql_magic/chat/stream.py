@@ -98,8 +98,9 @@ class StreamWorker:
         self._busy = True
         self._stop.clear()
         self._hangup = Hangup()
-        self._thread = threading.Thread(target=self._run, args=(turn, call, self._hangup),
-                                        name="rsql-chat-stream", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(turn, call, self._hangup), name="rsql-chat-stream", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

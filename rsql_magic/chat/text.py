@@ -26,8 +26,11 @@ def rate_limit_text(e: ProxyError) -> str:
     """One line for a 429: which limit, when it resets, when to retry."""
     parts = [f"Rate limited: {e.limit or 'a limit'} reached"]
     if e.reset:
-        parts.append(f"resets {e.reset}" if str(e.reset).startswith("in ")
-                     else f"resets at {utc_time(e.reset)}")
+        parts.append(
+            f"resets {e.reset}"
+            if str(e.reset).startswith("in ")
+            else f"resets at {utc_time(e.reset)}"
+        )
     if e.retry_after is not None:
         parts.append(f"retry in {e.retry_after:g} s")
     return "; ".join(parts) + ". The input stays open: ask again after the reset."
@@ -66,7 +69,10 @@ def usage_line(me: dict[str, Any], model: str | None = None) -> str:
     window = me.get("window")
     if isinstance(window, dict):
         until = window_until(window)
-        parts.append(f"window: {window.get('name', '?')} ({window.get('mode', '?')})" + (f" {until}" if until else ""))
+        parts.append(
+            f"window: {window.get('name', '?')} ({window.get('mode', '?')})"
+            + (f" {until}" if until else "")
+        )
     return " · ".join(parts)
 
 

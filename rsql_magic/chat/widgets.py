@@ -24,15 +24,26 @@ from rsql_magic.sql.loop import SqlAIResult, dialect_label
 
 from .clipboard import CopyCode
 
-__all__ = ["ChatWidgets", "Turn", "answer_html", "context_html", "error_html", "footer_html",
-           "note_html", "sql_error_html", "sql_result_html", "usage_html"]
+__all__ = [
+    "ChatWidgets",
+    "Turn",
+    "answer_html",
+    "context_html",
+    "error_html",
+    "footer_html",
+    "note_html",
+    "sql_error_html",
+    "sql_result_html",
+    "usage_html",
+]
 
 
 def answer_html(text: str) -> str:
     """Model Markdown -> sanitized HTML; ipywidgets' HTML sets a 28 px line height for
     one-line labels, which spreads paragraphs apart: reset it for prose."""
     return clean_html(
-        f"<div class='rsql-md' style='line-height:1.45'>{render.markdown_to_html(text)}</div>")
+        f"<div class='rsql-md' style='line-height:1.45'>{render.markdown_to_html(text)}</div>"
+    )
 
 
 def error_html(text: str) -> str:
@@ -49,14 +60,18 @@ def note_html(text: str) -> str:
 
 def usage_html(line: str, *, unavailable: bool = False) -> str:
     if unavailable:
-        return clean_html(f"<span style='opacity:.7'>usage unavailable ({html.escape(line)})</span>")
+        return clean_html(
+            f"<span style='opacity:.7'>usage unavailable ({html.escape(line)})</span>"
+        )
     return clean_html(f"<span class='rsql-usage' style='opacity:.8'>{html.escape(line)}</span>")
 
 
 def context_html(text: str) -> str:
     """The context report: frame values and database names are in there, as text."""
-    return clean_html("<pre class='rsql-context-text' style='white-space:pre-wrap;font-size:85%'>"
-                      f"{html.escape(text)}</pre>")
+    return clean_html(
+        "<pre class='rsql-context-text' style='white-space:pre-wrap;font-size:85%'>"
+        f"{html.escape(text)}</pre>"
+    )
 
 
 @dataclass
@@ -104,28 +119,46 @@ class ChatWidgets:
             layout=W.Layout(justify_content="space-between", align_items="center"),
         )
         self.frames = W.SelectMultiple(
-            options=[], rows=3, description="DataFrames",
+            options=[],
+            rows=3,
+            description="DataFrames",
             tooltip="None selected: those named in the question, else the most recent",
             layout=W.Layout(width="260px"),
         )
-        self.no_data = W.Checkbox(False, description="schemas only", indent=False,
-                                  layout=W.Layout(width="auto"))
-        self.r_box = W.Checkbox(False, description="R session", indent=False,
-                                layout=W.Layout(width="auto"))
-        self.sql = W.Dropdown(options=[("none", "")], value="", description="SQL",
-                              layout=W.Layout(width="260px"))
-        self.refresh_btn = W.Button(icon="refresh", tooltip="Re-scan the notebook's variables",
-                                    layout=W.Layout(width="36px"))
+        self.no_data = W.Checkbox(
+            False, description="schemas only", indent=False, layout=W.Layout(width="auto")
+        )
+        self.r_box = W.Checkbox(
+            False, description="R session", indent=False, layout=W.Layout(width="auto")
+        )
+        self.sql = W.Dropdown(
+            options=[("none", "")], value="", description="SQL", layout=W.Layout(width="260px")
+        )
+        self.refresh_btn = W.Button(
+            icon="refresh",
+            tooltip="Re-scan the notebook's variables",
+            layout=W.Layout(width="36px"),
+        )
         # what leaves the kernel, after the context policy and the proxy's redaction
-        self.context_btn = W.ToggleButton(False, description="Show context", icon="eye",
-                                          tooltip="What the next question would send, and what "
-                                          "is withheld", layout=W.Layout(width="auto"))
-        self.context_view = W.HTML("", layout=W.Layout(display="none", max_height="320px",
-                                                       overflow="auto"))
+        self.context_btn = W.ToggleButton(
+            False,
+            description="Show context",
+            icon="eye",
+            tooltip="What the next question would send, and what is withheld",
+            layout=W.Layout(width="auto"),
+        )
+        self.context_view = W.HTML(
+            "", layout=W.Layout(display="none", max_height="320px", overflow="auto")
+        )
         self.context_view.add_class("rsql-context")
         toggles = W.HBox(
-            [self.frames, W.VBox([self.no_data, self.r_box]), self.sql, self.refresh_btn,
-             self.context_btn],
+            [
+                self.frames,
+                W.VBox([self.no_data, self.r_box]),
+                self.sql,
+                self.refresh_btn,
+                self.context_btn,
+            ],
             layout=W.Layout(align_items="flex-start", flex_flow="row wrap"),
         )
         self.log = W.VBox([], layout=W.Layout(max_height="520px", overflow="auto"))
@@ -136,10 +169,15 @@ class ChatWidgets:
             continuous_update=False,
             layout=W.Layout(flex="1 1 auto", width="auto"),
         )
-        self.send_btn = W.Button(description="Send", button_style="primary",
-                                 layout=W.Layout(width="auto"))
-        self.stop_btn = W.Button(description="Stop", button_style="danger", icon="stop",
-                                 layout=W.Layout(width="auto", display="none"))
+        self.send_btn = W.Button(
+            description="Send", button_style="primary", layout=W.Layout(width="auto")
+        )
+        self.stop_btn = W.Button(
+            description="Stop",
+            button_style="danger",
+            icon="stop",
+            layout=W.Layout(width="auto", display="none"),
+        )
         inp = W.HBox([self.input, self.send_btn, self.stop_btn])
         self.widget = W.VBox(
             [header, toggles, self.context_view, self.log, self.status, inp],
@@ -153,9 +191,13 @@ class ChatWidgets:
     def set_status(self, text: str, kind: str = "info") -> None:
         """The status line under the log: ``kind`` info, warn or error."""
         color = {"error": "#b00020", "warn": "#8a5a00"}.get(kind, "inherit")
-        self.status.value = clean_html(
-            f"<div class='rsql-status rsql-{kind}' style='color:{color}'>{html.escape(text)}</div>"
-        ) if text else ""
+        self.status.value = (
+            clean_html(
+                f"<div class='rsql-status rsql-{kind}' style='color:{color}'>{html.escape(text)}</div>"
+            )
+            if text
+            else ""
+        )
 
     def show_context_text(self, text: str | None) -> None:
         """Open the context view on ``text``, or close it (None)."""
@@ -168,10 +210,12 @@ class ChatWidgets:
 
     def add_turn(self, question: str) -> Turn:
         """A new turn at the end of the log: the question, and a placeholder for the answer."""
-        q = W.HTML(clean_html(
-            "<div style='background:rgba(100,130,200,.12);border-radius:6px;padding:4px 8px;"
-            f"margin:4px 0'><b>You:</b> {html.escape(question)}</div>"
-        ))
+        q = W.HTML(
+            clean_html(
+                "<div style='background:rgba(100,130,200,.12);border-radius:6px;padding:4px 8px;"
+                f"margin:4px 0'><b>You:</b> {html.escape(question)}</div>"
+            )
+        )
         answer = W.HTML("<i style='opacity:.6'>…</i>")
         answer.add_class("rsql-answer")
         footer = W.HTML("")
@@ -195,12 +239,17 @@ class ChatWidgets:
         copy.add_class("rsql-code-copy")
         turn.code_area = copy
         turn.code_note = W.HTML("")
-        insert = W.Button(description="Insert cell", icon="plus-square",
-                          layout=W.Layout(width="auto"))
+        insert = W.Button(
+            description="Insert cell", icon="plus-square", layout=W.Layout(width="auto")
+        )
         buttons: dict[str, Any] = {"copy": copy, "insert": insert}
         if sql:
-            buttons["run"] = W.Button(description="Run SQL", icon="play", button_style="success",
-                                      layout=W.Layout(width="auto"))
+            buttons["run"] = W.Button(
+                description="Run SQL",
+                icon="play",
+                button_style="success",
+                layout=W.Layout(width="auto"),
+            )
         turn.buttons = buttons
         turn.actions.children = tuple(buttons.values())
         turn.actions.layout.display = ""
@@ -237,7 +286,9 @@ def sql_result_html(res: SqlAIResult, db_label: str, rows: int) -> str:
         info.append(f"{len(frame):,} rows × {frame.shape[1]} columns; in _chat_df")
     # values and column names come from the database: escaped (pandas' default, said
     # explicitly) and then sanitized with the rest
-    table = frame.head(rows).to_html(index=False, border=0, escape=True) if frame is not None else ""
+    table = (
+        frame.head(rows).to_html(index=False, border=0, escape=True) if frame is not None else ""
+    )
     if frame is not None and len(frame) > rows:
         table += f"<div style='opacity:.7'>({rows} of {len(frame):,} rows shown)</div>"
     return answer_html(render.code_block(res.sql, "sql")) + clean_html(

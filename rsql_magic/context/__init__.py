@@ -118,8 +118,9 @@ def build_context(
                 return ""
             try:
                 # values may steer which tables are shown (never shown), as the policy allows
-                ddl = describe_connection(conn, question=question, budget_chars=budget,
-                                          policy=None if no_data else policy)
+                ddl = describe_connection(
+                    conn, question=question, budget_chars=budget, policy=None if no_data else policy
+                )
             except Exception as e:  # a broken connection must not kill the question
                 ctx.notes.append(f"SQL schema of {label} not included: {type(e).__name__}: {e}")
                 return ""

@@ -38,7 +38,7 @@ def identifiers_in(text: str | None) -> set[str]:
 
 
 def frame_kind(obj: Any) -> str | None:
-    """"pandas" / "polars" / "polars-lazy" for frame objects, else None; never imports them."""
+    """ "pandas" / "polars" / "polars-lazy" for frame objects, else None; never imports them."""
     mod = type(obj).__module__ or ""
     if mod.startswith("pandas"):
         pd = sys.modules.get("pandas")
@@ -135,8 +135,9 @@ def _sample_positions(n: int, k: int) -> Any:
 _WITHHELD = "(values withheld by policy)"
 
 
-def _pandas_columns(df: Any, no_data: bool, stats_sample: int,
-                    policy: ContextPolicy | None = None) -> tuple[list[str], str]:
+def _pandas_columns(
+    df: Any, no_data: bool, stats_sample: int, policy: ContextPolicy | None = None
+) -> tuple[list[str], str]:
     import pandas as pd
 
     if policy is not None and not policy.value_stats:
@@ -187,8 +188,10 @@ def _pandas_stats(pd: Any, nonnull: Any, dtype: Any) -> str:
     if isinstance(dtype, pd.CategoricalDtype):
         cats = list(dtype.categories[:8])
         more = len(dtype.categories) - len(cats)
-        return f"{len(dtype.categories)} levels: " + ", ".join(map(_short, cats)) + (
-            f", … (+{more})" if more > 0 else ""
+        return (
+            f"{len(dtype.categories)} levels: "
+            + ", ".join(map(_short, cats))
+            + (f", … (+{more})" if more > 0 else "")
         )
     if t.is_bool_dtype(dtype):
         return f"true {100 * float(nonnull.astype(bool).mean()):.0f}%"
@@ -204,11 +207,14 @@ def _pandas_stats(pd: Any, nonnull: Any, dtype: Any) -> str:
     return f"{len(vc)} distinct in sample, e.g. {top}"
 
 
-def _polars_columns(df: Any, no_data: bool, stats_sample: int,
-                    policy: ContextPolicy | None = None) -> tuple[list[str], str]:
+def _polars_columns(
+    df: Any, no_data: bool, stats_sample: int, policy: ContextPolicy | None = None
+) -> tuple[list[str], str]:
     if policy is not None and not policy.value_stats:
-        lines = [f"- {c}: {t}" + (f" {_WITHHELD}" if policy.redacts(c) else "")
-                 for c, t in df.schema.items()]
+        lines = [
+            f"- {c}: {t}" + (f" {_WITHHELD}" if policy.redacts(c) else "")
+            for c, t in df.schema.items()
+        ]
         return lines, "names and dtypes only: value statistics withheld by policy"
     n = df.height
     if n > stats_sample:
@@ -226,7 +232,9 @@ def _polars_columns(df: Any, no_data: bool, stats_sample: int,
         s = sample.get_column(col)
         nn = int(s.null_count())
         null_txt = (
-            (f"nulls ~{100 * nn / m:.1f}%" if nn else "nulls ~0") if n > stats_sample else f"nulls {nn}"
+            (f"nulls ~{100 * nn / m:.1f}%" if nn else "nulls ~0")
+            if n > stats_sample
+            else f"nulls {nn}"
         )
         parts = [str(s.dtype), null_txt]
         if not no_data:
@@ -244,7 +252,10 @@ def _polars_stats(s: Any) -> str:
         return "all null"
     dt = s.dtype
     if dt.is_numeric() or dt.is_temporal():
-        return f"range {_fmt_num(nonnull.min()) if dt.is_numeric() else nonnull.min()}..{_fmt_num(nonnull.max()) if dt.is_numeric() else nonnull.max()}"
+        lo, hi = nonnull.min(), nonnull.max()
+        if dt.is_numeric():
+            return f"range {_fmt_num(lo)}..{_fmt_num(hi)}"
+        return f"range {lo}..{hi}"
     vc = nonnull.cast(str).value_counts(sort=True)
     vals = vc.get_column(vc.columns[0]).head(4).to_list()
     return f"{vc.height} distinct in sample, e.g. " + ", ".join(_short(v) for v in vals)
@@ -317,13 +328,17 @@ def _pandas_head(df: Any, head_rows: int, policy: ContextPolicy | None) -> str:
 
     h = df.head(head_rows)
     show_index = True
-    text_cols = [i for i, dt in enumerate(h.dtypes) if t.is_object_dtype(dt) or t.is_string_dtype(dt)]
+    text_cols = [
+        i for i, dt in enumerate(h.dtypes) if t.is_object_dtype(dt) or t.is_string_dtype(dt)
+    ]
     if text_cols:
         # cut long text ourselves, at token boundaries (pandas' own cut splits an email in two)
         h = h.copy()
         for i in text_cols:
-            h.isetitem(i, [v if not isinstance(v, str) else cut_value(v, 30)
-                           for v in h.iloc[:, i].tolist()])
+            h.isetitem(
+                i,
+                [v if not isinstance(v, str) else cut_value(v, 30) for v in h.iloc[:, i].tolist()],
+            )
     if policy is not None and policy.redact_columns:
         hit = [i for i, c in enumerate(h.columns) if policy.redacts(c)]
         if hit:
@@ -344,11 +359,16 @@ def _polars_head(df: Any, head_rows: int, policy: ContextPolicy | None) -> str:
         h = h.with_columns([pl.lit(REDACTED).alias(c) for c in hit])
     strs = [c for c, dt in h.schema.items() if dt == pl.String and c not in hit]
     if strs:  # cut at token boundaries ourselves, as for pandas; polars then cuts nothing
-        h = h.with_columns([
-            pl.Series(c, [None if v is None else cut_value(v, 30) for v in h.get_column(c).to_list()],
-                      dtype=pl.String)
-            for c in strs
-        ])
+        h = h.with_columns(
+            [
+                pl.Series(
+                    c,
+                    [None if v is None else cut_value(v, 30) for v in h.get_column(c).to_list()],
+                    dtype=pl.String,
+                )
+                for c in strs
+            ]
+        )
     with pl.Config(fmt_str_lengths=40):
         return str(h)
 

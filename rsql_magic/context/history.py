@@ -61,8 +61,10 @@ def format_exception(exc: BaseException, max_chars: int = 3000) -> str:
     else:
         tb = exc.__traceback__
         # drop IPython's own frames (run_code / exec) above the user's code
-        while tb is not None and tb.tb_next is not None and (
-            f"{os.sep}IPython{os.sep}" in tb.tb_frame.f_code.co_filename
+        while (
+            tb is not None
+            and tb.tb_next is not None
+            and (f"{os.sep}IPython{os.sep}" in tb.tb_frame.f_code.co_filename)
         ):
             tb = tb.tb_next
         lines = traceback.format_exception(type(exc), exc, tb)

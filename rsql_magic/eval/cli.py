@@ -35,26 +35,50 @@ def _parser() -> argparse.ArgumentParser:
         "RSQL_PROXY_URL (token: RSQL_PROXY_TOKEN), and its rows are compared with the gold "
         "query's.",
     )
-    p.add_argument("questions", help="questions file: JSON lines (.jsonl) or YAML (.yaml), each "
-                   '{"question": ..., "gold_sql": ...} or {"question": ..., "expected": [[...]]}')
+    p.add_argument(
+        "questions",
+        help="questions file: JSON lines (.jsonl) or YAML (.yaml), each "
+        '{"question": ..., "gold_sql": ...} or {"question": ..., "expected": [[...]]}',
+    )
     p.add_argument("--db", required=True, help="a SQLAlchemy URL, or a SQLite or DuckDB file")
-    p.add_argument("--model", action="append", default=[], help="a model to score (repeat for more)")
-    p.add_argument("--chain", action="append", default=[], metavar="M1,M2",
-                   help="an escalation chain, cheapest first: the next model is asked only when "
-                   "the SQL still fails after the retries; its models are also scored alone")
+    p.add_argument(
+        "--model", action="append", default=[], help="a model to score (repeat for more)"
+    )
+    p.add_argument(
+        "--chain",
+        action="append",
+        default=[],
+        metavar="M1,M2",
+        help="an escalation chain, cheapest first: the next model is asked only when "
+        "the SQL still fails after the retries; its models are also scored alone",
+    )
     p.add_argument("--max-retries", type=int, default=3, help="retries with the error fed back (3)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="the first N questions only")
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="the first N questions only"
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="write every result as JSON")
     p.add_argument("--report", default=None, metavar="OUT", help="write a report: .md or .html")
     rec = p.add_mutually_exclusive_group()
-    rec.add_argument("--record", default=None, metavar="FILE",
-                     help="record every model answer in FILE, to --replay later")
-    rec.add_argument("--replay", default=None, metavar="FILE",
-                     help="score the answers recorded in FILE again, calling no model")
+    rec.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="record every model answer in FILE, to --replay later",
+    )
+    rec.add_argument(
+        "--replay",
+        default=None,
+        metavar="FILE",
+        help="score the answers recorded in FILE again, calling no model",
+    )
     p.add_argument("--no-cache", action="store_true", help="bypass the proxy's answer cache")
-    p.add_argument("--postgres-role", default=None, metavar="ROLE",
-                   help="PostgreSQL: run model and gold SQL as this role (SET LOCAL ROLE), one "
-                   "without superuser rights that can SELECT the tables")
+    p.add_argument(
+        "--postgres-role",
+        default=None,
+        metavar="ROLE",
+        help="PostgreSQL: run model and gold SQL as this role (SET LOCAL ROLE), one "
+        "without superuser rights that can SELECT the tables",
+    )
     return p
 
 
@@ -94,8 +118,15 @@ def run(args: argparse.Namespace) -> int:
     chains = _chains(args.chain)
     questions = load_questions(args.questions)
     report = evaluate(
-        questions, args.db, args.model, chains=chains, max_retries=args.max_retries,
-        limit=args.limit, record=args.record, replay=args.replay, no_cache=args.no_cache,
+        questions,
+        args.db,
+        args.model,
+        chains=chains,
+        max_retries=args.max_retries,
+        limit=args.limit,
+        record=args.record,
+        replay=args.replay,
+        no_cache=args.no_cache,
         postgres_role=args.postgres_role,
         progress=_progress if sys.stderr.isatty() else None,
     )
@@ -105,8 +136,13 @@ def run(args: argparse.Namespace) -> int:
         errors = [r for r in report.results if r.model == m.model and r.outcome == "error"]
         if errors:  # not scored: say why, once per model
             first = " ".join((errors[0].error or "?").strip().splitlines()[:2])
-            print(shown(f"rsql-eval: {m.model}: {len(errors)} question(s) not scored, no answer "
-                        f"came; the first: {first}"), file=sys.stderr)
+            print(
+                shown(
+                    f"rsql-eval: {m.model}: {len(errors)} question(s) not scored, no answer "
+                    f"came; the first: {first}"
+                ),
+                file=sys.stderr,
+            )
     print(shown(to_terminal(report)))
     if args.json:
         _write_private(args.json, to_json(report))
@@ -116,8 +152,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             line: str | None = None) -> str:
+def _warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
     # a warning (a superuser connection) is a line of ours, not a source location
     return shown(f"rsql-eval: warning: {message}") + "\n"
 

@@ -81,7 +81,11 @@ def normalize(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         if value.is_nan():
             return None
-        return int(value) if value == value.to_integral_value() and abs(value) < 2**63 else float(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and abs(value) < 2**63
+            else float(value)
+        )
     if isinstance(value, _dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, _dt.date | _dt.time):
@@ -286,8 +290,9 @@ def compare_results(
                 return Match(True)
         elif _same_multiset(moved, w):
             return Match(True)
-    if ordered and any(_same_multiset([tuple(r[i] for i in p) for r in g], w)
-                       for p in itertools.islice(_permutations(cands), _MAX_PERMUTATIONS)):
+    if ordered and any(
+        _same_multiset([tuple(r[i] for i in p) for r in g], w)
+        for p in itertools.islice(_permutations(cands), _MAX_PERMUTATIONS)
+    ):
         return Match(False, "the right rows in the wrong order")
     return Match(False, "different rows")
-

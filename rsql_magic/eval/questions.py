@@ -86,12 +86,15 @@ def _row(value: Any, where: str) -> tuple[Any, ...]:
 def parse_question(obj: Any, where: str, default_id: str) -> Question:
     """One question from a parsed JSON / YAML value; `where` names it in errors."""
     if not isinstance(obj, dict):
-        raise EvalInputError(f"{where}: expected an object with `question` and `gold_sql` or "
-                             f"`expected`, got {type(obj).__name__}")
+        raise EvalInputError(
+            f"{where}: expected an object with `question` and `gold_sql` or "
+            f"`expected`, got {type(obj).__name__}"
+        )
     unknown = sorted(str(k) for k in obj if k not in _KEYS)
     if unknown:
-        raise EvalInputError(f"{where}: unknown key(s) {', '.join(unknown)} (known: "
-                             f"{', '.join(sorted(_KEYS))})")
+        raise EvalInputError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_KEYS))})"
+        )
     text = obj.get("question")
     if not isinstance(text, str) or not text.strip():
         raise EvalInputError(f"{where}: `question` must be non-empty text")
@@ -108,8 +111,10 @@ def parse_question(obj: Any, where: str, default_id: str) -> Question:
         if not isinstance(gold, str) or not gold.strip():
             raise EvalInputError(f"{where}: `gold_sql` must be non-empty text")
         if "ordered" in obj:
-            raise EvalInputError(f"{where}: `ordered` goes with `expected`; a gold query "
-                                 "orders its rows with ORDER BY")
+            raise EvalInputError(
+                f"{where}: `ordered` goes with `expected`; a gold query "
+                "orders its rows with ORDER BY"
+            )
         return Question(str(qid).strip(), text.strip(), gold_sql=gold.strip())
     if not isinstance(expected, list):
         raise EvalInputError(f"{where}: `expected` must be a list of rows")
@@ -126,7 +131,9 @@ def _jsonl(path: Path, text: str) -> list[Question]:
         try:
             obj = json.loads(s)
         except ValueError as e:
-            raise EvalInputError(f"{path}, line {n}: not valid JSON ({e.msg}, column {e.colno})") from None
+            raise EvalInputError(
+                f"{path}, line {n}: not valid JSON ({e.msg}, column {e.colno})"
+            ) from None
         out.append(parse_question(obj, f"{path}, line {n}", f"line{n}"))
     return out
 
@@ -135,14 +142,18 @@ def _yaml(path: Path, text: str) -> list[Question]:
     try:
         import yaml
     except ImportError:
-        raise EvalInputError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or "
-                             "write the questions as JSON lines") from None
+        raise EvalInputError(
+            f"{path}: reading YAML needs PyYAML (pip install pyyaml), or "
+            "write the questions as JSON lines"
+        ) from None
     try:
         data = yaml.safe_load(text)  # safe_load: no Python objects from a file of anyone's
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
-        raise EvalInputError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise EvalInputError(
+            f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})"
+        ) from None
     if isinstance(data, dict) and set(data) == {"questions"}:
         data = data["questions"]
     if not isinstance(data, list):

@@ -20,8 +20,13 @@ from .runner import EvalReport, QuestionResult
 
 __all__ = ["to_html", "to_json", "to_markdown", "to_terminal"]
 
-_MARKS = {"correct": "✓", "wrong": "✗", "refused": "refused", "error": "error",
-          "gold_error": "gold error"}
+_MARKS = {
+    "correct": "✓",
+    "wrong": "✗",
+    "refused": "refused",
+    "error": "error",
+    "gold_error": "gold error",
+}
 
 
 def _pct(x: float | None) -> str:
@@ -31,7 +36,9 @@ def _pct(x: float | None) -> str:
 def _usd(x: float | None) -> str:
     if x is None:
         return "–"
-    return f"${x:.4f}" if x >= 0.01 or x == 0 else f"${x:.6f}"  # small models cost fractions of a cent
+    return (
+        f"${x:.4f}" if x >= 0.01 or x == 0 else f"${x:.6f}"
+    )  # small models cost fractions of a cent
 
 
 def _secs(x: float | None) -> str:
@@ -39,43 +46,75 @@ def _secs(x: float | None) -> str:
 
 
 def _summary_rows(report: EvalReport) -> tuple[list[str], list[list[str]]]:
-    head = ["model", "accuracy (95% CI)", "first try", "correct / scored", "refused", "errors",
-            "retries", "tokens in / out", "cost", "cost per correct", "latency median / p95"]
+    head = [
+        "model",
+        "accuracy (95% CI)",
+        "first try",
+        "correct / scored",
+        "refused",
+        "errors",
+        "retries",
+        "tokens in / out",
+        "cost",
+        "cost per correct",
+        "latency median / p95",
+    ]
     rows = []
     for m in report.models:
         acc = _pct(m.accuracy)
         if m.accuracy is not None:
             acc += f" ({_pct(m.accuracy_low)}–{_pct(m.accuracy_high)})"
-        rows.append([
-            m.model, acc, _pct(m.first_try_accuracy), f"{m.correct} / {m.scored}", str(m.refused),
-            str(m.errors), str(m.retries), f"{m.prompt_tokens:,} / {m.completion_tokens:,}",
-            _usd(m.cost_usd), _usd(m.cost_per_correct),
-            f"{_secs(m.latency_median_s)} / {_secs(m.latency_p95_s)}",
-        ])
+        rows.append(
+            [
+                m.model,
+                acc,
+                _pct(m.first_try_accuracy),
+                f"{m.correct} / {m.scored}",
+                str(m.refused),
+                str(m.errors),
+                str(m.retries),
+                f"{m.prompt_tokens:,} / {m.completion_tokens:,}",
+                _usd(m.cost_usd),
+                _usd(m.cost_per_correct),
+                f"{_secs(m.latency_median_s)} / {_secs(m.latency_p95_s)}",
+            ]
+        )
     return head, rows
 
 
 def _notes(report: EvalReport) -> list[str]:
-    out = [f"{report.questions} question(s) on {report.database} ({report.dialect}), "
-           f"up to {report.max_retries} retries each; run {report.started}, "
-           f"{report.elapsed_s:.1f} s."]
+    out = [
+        f"{report.questions} question(s) on {report.database} ({report.dialect}), "
+        f"up to {report.max_retries} retries each; run {report.started}, "
+        f"{report.elapsed_s:.1f} s."
+    ]
     if report.replay:
-        out.append(f"Answers {report.replay}"
-                   + ("; tokens and cost are those recorded, latency is not the model's."
-                      if report.replay.startswith("replayed") else "."))
-    out.append("Accuracy: execution accuracy over the scored questions (rows compared as a "
-               "multiset, column order ignored, floats within 1e-6 relative, order only when "
-               "the gold query has a top-level ORDER BY); questions the proxy refused (errors) "
-               "or whose gold failed are not scored.")
+        out.append(
+            f"Answers {report.replay}"
+            + (
+                "; tokens and cost are those recorded, latency is not the model's."
+                if report.replay.startswith("replayed")
+                else "."
+            )
+        )
+    out.append(
+        "Accuracy: execution accuracy over the scored questions (rows compared as a "
+        "multiset, column order ignored, floats within 1e-6 relative, order only when "
+        "the gold query has a top-level ORDER BY); questions the proxy refused (errors) "
+        "or whose gold failed are not scored."
+    )
     for m in report.models:
         if m.chain:
             used = ", ".join(f"{k}: {v}" for k, v in m.answered_by.items()) or "none"
-            out.append(f"Chain {m.model}: answered by {used}; escalated on {m.escalated} "
-                       "question(s).")
+            out.append(
+                f"Chain {m.model}: answered by {used}; escalated on {m.escalated} question(s)."
+            )
         hits = m.cache_hits
         if hits:
-            out.append(f"{m.model}: {hits} answer(s) from the proxy's cache "
-                       "(cost 0, fast: use --no-cache to measure).")
+            out.append(
+                f"{m.model}: {hits} answer(s) from the proxy's cache "
+                "(cost 0, fast: use --no-cache to measure)."
+            )
     return out
 
 
@@ -139,8 +178,10 @@ def to_markdown(report: EvalReport) -> str:
     fails = _failures(report)
     if fails:
         lines += ["", "## Not correct", ""]
-        lines += _md_table(["model", "id", "outcome", "why", "SQL"],
-                           [[r.model, r.id, r.outcome, _detail(r), r.sql] for r in fails])
+        lines += _md_table(
+            ["model", "id", "outcome", "why", "SQL"],
+            [[r.model, r.id, r.outcome, _detail(r), r.sql] for r in fails],
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -179,8 +220,9 @@ def _h(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _html_table(head: Sequence[str], rows: Sequence[Sequence[Any]],
-                cls: Callable[[int, Any], str] | None = None) -> str:
+def _html_table(
+    head: Sequence[str], rows: Sequence[Sequence[Any]], cls: Callable[[int, Any], str] | None = None
+) -> str:
     out = ["<table>", "<tr>" + "".join(f"<th>{_h(h)}</th>" for h in head) + "</tr>"]
     for row in rows:
         cells = []
@@ -223,10 +265,20 @@ def to_html(report: EvalReport) -> str:
     if fails:
         failures = "<h2>Not correct</h2>\n" + _html_table(
             ["model", "id", "outcome", "why", "SQL", "rows", "expected rows"],
-            [[r.model, r.id, r.outcome, _detail(r), _Safe(f"<pre>{_h(r.sql)}</pre>"),
-              _rows_html(r.rows, r.row_count), _rows_html(r.gold_rows, r.gold_row_count)]
-             for r in fails],
-            lambda i, c: str(c) if i == 2 else "")
+            [
+                [
+                    r.model,
+                    r.id,
+                    r.outcome,
+                    _detail(r),
+                    _Safe(f"<pre>{_h(r.sql)}</pre>"),
+                    _rows_html(r.rows, r.row_count),
+                    _rows_html(r.gold_rows, r.gold_row_count),
+                ]
+                for r in fails
+            ],
+            lambda i, c: str(c) if i == 2 else "",
+        )
     return _PAGE.format(notes=notes, summary=summary, matrix=matrix, failures=failures)
 
 
@@ -251,7 +303,8 @@ def to_terminal(report: EvalReport) -> str:
 
     out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
     if report.gold_errors:
-        out.append(f"{len(report.gold_errors)} question(s) not scored, their gold failed: "
-                   + ", ".join(report.gold_errors))
+        out.append(
+            f"{len(report.gold_errors)} question(s) not scored, their gold failed: "
+            + ", ".join(report.gold_errors)
+        )
     return "\n".join(out)
-

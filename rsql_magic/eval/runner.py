@@ -92,13 +92,17 @@ def open_database(target: str) -> DB:
             db = resolve(target)
         except Exception as e:
             kind = target.split("://", 1)[0]
-            raise EvalInputError(f"--db {shown}: cannot open a {kind!r} database "
-                                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            raise EvalInputError(
+                f"--db {shown}: cannot open a {kind!r} database "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from None
         return _checked(db, shown)
     path = Path(os.path.expanduser(target))
     if not path.exists():
-        raise EvalInputError(f"--db {target}: no such file (give a SQLite or DuckDB file, or a "
-                             "SQLAlchemy URL such as postgresql://user@host/db)")
+        raise EvalInputError(
+            f"--db {target}: no such file (give a SQLite or DuckDB file, or a "
+            "SQLAlchemy URL such as postgresql://user@host/db)"
+        )
     if not path.is_file():
         raise EvalInputError(f"--db {target}: not a file")
     with path.open("rb") as f:
@@ -110,12 +114,15 @@ def open_database(target: str) -> DB:
         try:
             import duckdb
         except ImportError:
-            raise EvalInputError(f"--db {target}: a DuckDB file needs DuckDB: pip install "
-                                 "'rsql-assistant[duckdb]'") from None
+            raise EvalInputError(
+                f"--db {target}: a DuckDB file needs DuckDB: pip install 'rsql-assistant[duckdb]'"
+            ) from None
         try:
             db = DuckDB(duckdb.connect(str(path), read_only=True), label=str(path))
         except Exception as e:
-            raise EvalInputError(f"--db {target}: DuckDB cannot open it: {str(e).splitlines()[0]}") from None
+            raise EvalInputError(
+                f"--db {target}: DuckDB cannot open it: {str(e).splitlines()[0]}"
+            ) from None
     else:
         raise EvalInputError(f"--db {target}: not a SQLite or DuckDB database file")
     return _checked(db, target)
@@ -145,7 +152,9 @@ class QuestionResult:
     outcome: Outcome
     first_try: bool = False  # correct with the first answer of the first model
     attempts: int = 0
-    stages: list[str] = field(default_factory=list)  # each attempt's stage ("ok" or where it failed)
+    stages: list[str] = field(
+        default_factory=list
+    )  # each attempt's stage ("ok" or where it failed)
     sql: str = ""
     gold_sql: str | None = None
     error: str | None = None
@@ -181,7 +190,9 @@ def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float
     centre = (p + z * z / (2 * n)) / d
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     # at 0 and at n the interval ends exactly at 0 and 1 (not 1e-16 away, by rounding)
-    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+    return (0.0 if k == 0 else max(0.0, centre - half)), (
+        1.0 if k == n else min(1.0, centre + half)
+    )
 
 
 def _p95(values: list[float]) -> float:
@@ -319,8 +330,14 @@ def _gold(q: Question, db: DB, schema: Schema, opts: dict[str, Any]) -> _Gold:
     try:
         # the same guard as the model's SQL: a gold query is data from a file
         checked = check_sql(q.gold_sql, schema, dialect, allowed_functions=policy.allowed_functions)
-        res = run_query(db, checked.sql, max_rows=opts["max_rows"], timeout_s=opts["timeout_s"],
-                        read_only=True, policy=policy)
+        res = run_query(
+            db,
+            checked.sql,
+            max_rows=opts["max_rows"],
+            timeout_s=opts["timeout_s"],
+            read_only=True,
+            policy=policy,
+        )
     except SqlCheckError as e:
         return _Gold(None, False, f"gold SQL failed ({e.stage}): {e.message.splitlines()[0]}")
     except Exception as e:
@@ -363,11 +380,17 @@ class _Asker:
     def completer(self, model: str, q: Question) -> SqlCompleter:
         replay = None
         if self.replay_mode and self.replay_path is not None:
-            replay = Replay(self.replay_mode, ReplayStore(self.replay_path), kind="sql",
-                            cell=f"rsql-eval {q.id}", question=q.question,
-                            secrets=(self.client.token,) if self.client.token else ())
-        return self.session.sql_completer(self.client, model=model, no_cache=self.no_cache,
-                                          replay=replay)
+            replay = Replay(
+                self.replay_mode,
+                ReplayStore(self.replay_path),
+                kind="sql",
+                cell=f"rsql-eval {q.id}",
+                question=q.question,
+                secrets=(self.client.token,) if self.client.token else (),
+            )
+        return self.session.sql_completer(
+            self.client, model=model, no_cache=self.no_cache, replay=replay
+        )
 
 
 def _usage(calls: list[ChatResult], r: QuestionResult) -> None:
@@ -379,13 +402,23 @@ def _usage(calls: list[ChatResult], r: QuestionResult) -> None:
     r.replayed = sum(bool(c.replayed_at) for c in calls)
 
 
-def _ask(label: str, chain: list[str] | None, q: Question, gold: _Gold, db: DB, asker: _Asker,
-         opts: dict[str, Any], *, stop_on_fatal: bool) -> QuestionResult:
+def _ask(
+    label: str,
+    chain: list[str] | None,
+    q: Question,
+    gold: _Gold,
+    db: DB,
+    asker: _Asker,
+    opts: dict[str, Any],
+    *,
+    stop_on_fatal: bool,
+) -> QuestionResult:
     """Ask `q` of one model or chain and score the answer. `stop_on_fatal`: until the model
     has answered once, an error every question would meet stops the run (EvalInputError);
     later (the proxy went down mid-run), it is that question's error."""
-    r = QuestionResult(model=label, id=q.id, question=q.question, outcome="refused",
-                       gold_sql=q.gold_sql)
+    r = QuestionResult(
+        model=label, id=q.id, question=q.question, outcome="refused", gold_sql=q.gold_sql
+    )
     if gold.error is not None:
         r.outcome, r.error = "gold_error", gold.error
         return r
@@ -395,6 +428,7 @@ def _ask(label: str, chain: list[str] | None, q: Question, gold: _Gold, db: DB, 
     t0 = time.perf_counter()
     try:
         if chain:
+
             def escalate(i: int, e: Escalation) -> None:
                 completers[i][1].escalation = e.stage  # as the magic: the usage row says why
 
@@ -433,8 +467,11 @@ def _ask(label: str, chain: list[str] | None, q: Question, gold: _Gold, db: DB, 
 
 
 def _escalation(x: Escalation) -> dict[str, str]:
-    return {"model": str(x.model), "stage": str(x.stage),
-            "error": str(x.error).splitlines()[0] if x.error else ""}
+    return {
+        "model": str(x.model),
+        "stage": str(x.stage),
+        "error": str(x.error).splitlines()[0] if x.error else "",
+    }
 
 
 def chain_label(models: Sequence[str]) -> str:
@@ -488,8 +525,10 @@ def evaluate(
         if not rpath.is_file():
             raise EvalInputError(f"--replay {replay}: no such file")
         # nothing may reach a model: any call that would is refused by the client itself
-        client = ProxyClient(description=f"replay file {replay}",
-                             unavailable=ProxyError(0, "--replay: no model is called"))
+        client = ProxyClient(
+            description=f"replay file {replay}",
+            unavailable=ProxyError(0, "--replay: no model is called"),
+        )
     elif client is None:
         try:
             client = ProxyClient.discover()
@@ -497,7 +536,8 @@ def evaluate(
             raise EvalInputError(
                 "no proxy: set RSQL_PROXY_URL to the proxy's root (e.g. "
                 "http://127.0.0.1:8888/rsql/ or https://hub.example.org/services/rsql/) and "
-                "RSQL_PROXY_TOKEN (or JUPYTERHUB_API_TOKEN) to your token") from None
+                "RSQL_PROXY_TOKEN (or JUPYTERHUB_API_TOKEN) to your token"
+            ) from None
     settings = SqlAISettings()
     # no context_policy: tables are chosen without column values, so a run's prompts depend on
     # the questions and the schema only, and --replay finds each recorded answer again
@@ -507,13 +547,19 @@ def evaluate(
         "max_rows": settings.max_rows,
         "timeout_s": settings.timeout or None,
         "budget_chars": settings.schema_chars,
-        "policy": SqlPolicy.make(settings.allowed_functions,
-                                 postgres_role or settings.postgres_role,
-                                 settings.max_result_bytes),
+        "policy": SqlPolicy.make(
+            settings.allowed_functions,
+            postgres_role or settings.postgres_role,
+            settings.max_result_bytes,
+        ),
     }
-    asker = _Asker(Session(None), client, no_cache,
-                   "refresh" if record else "only" if replay else None,
-                   Path(record or replay) if (record or replay) else None)
+    asker = _Asker(
+        Session(None),
+        client,
+        no_cache,
+        "refresh" if record else "only" if replay else None,
+        Path(record or replay) if (record or replay) else None,
+    )
     qs = list(questions)[:limit] if limit else list(questions)
     t_start = time.time()
     golds = {q.id: _gold(q, db, schema, opts) for q in qs}
@@ -528,13 +574,23 @@ def evaluate(
     for label, chain in runs:
         rows: list[QuestionResult] = []
         for i, q in enumerate(qs):
-            rows.append(_ask(label, chain, q, golds[q.id], db, asker, opts,
-                             stop_on_fatal=not any(x.calls for x in rows)))
+            rows.append(
+                _ask(
+                    label,
+                    chain,
+                    q,
+                    golds[q.id],
+                    db,
+                    asker,
+                    opts,
+                    stop_on_fatal=not any(x.calls for x in rows),
+                )
+            )
             if progress is not None:
                 progress(label, i + 1, len(qs))
         results += rows
         summaries.append(ModelSummary.of(label, chain, rows))
-    mode = (f"recorded to {record}" if record else f"replayed from {replay}" if replay else None)
+    mode = f"recorded to {record}" if record else f"replayed from {replay}" if replay else None
     return EvalReport(
         database=db.label,
         dialect=db.dialect,

@@ -104,14 +104,25 @@ class RSQLMagic(Magics, AskSettings):
     # -- %%ask ---------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("--df", default=None, help="Frames to include: NAME[,NAME]. Default: frames named "
-              "in the question, else the few most recently defined.")
+    @argument(
+        "--df",
+        default=None,
+        help="Frames to include: NAME[,NAME]. Default: frames named "
+        "in the question, else the few most recently defined.",
+    )
     @argument("--r", action="store_true", help="Include the R session (rpy2).")
-    @argument("--sql", default=None, metavar="CONN", help="Include the schema of connection "
-              "variable CONN (sqlite3, DuckDB, SQLAlchemy engine or URL; 'jupysql' or '%%sql' "
-              "for JupySQL's current connection).")
+    @argument(
+        "--sql",
+        default=None,
+        metavar="CONN",
+        help="Include the schema of connection "
+        "variable CONN (sqlite3, DuckDB, SQLAlchemy engine or URL; 'jupysql' or '%%sql' "
+        "for JupySQL's current connection).",
+    )
     @argument("--no-data", action="store_true", help="Schemas only: no sample rows or values.")
-    @argument("--model", default=None, help="Model to ask (default: RSQLMagic.model or the proxy's).")
+    @argument(
+        "--model", default=None, help="Model to ask (default: RSQLMagic.model or the proxy's)."
+    )
     @argument("--lang", default=None, choices=["python", "r", "sql"], help="Language for code.")
     @argument("--insert", action="store_true", help="Put the answer's code into a new cell.")
     @argument("-o", "--out", default=None, metavar="VAR", help="Store the answer text in VAR.")
@@ -128,7 +139,9 @@ class RSQLMagic(Magics, AskSettings):
         question = "\n".join(p for p in (rest, cell or "") if p.strip()).strip()
         if not question:
             raise UsageError("%%ask needs a question: in the cell body, or after %ask on the line")
-        self._ask(args, question, self.session.cell_label("%%ask" if cell is not None else "%ask", line))
+        self._ask(
+            args, question, self.session.cell_label("%%ask" if cell is not None else "%ask", line)
+        )
 
     def _ask(self, args: Any, question: str, cell: str = "") -> None:
         session = self.session
@@ -149,8 +162,13 @@ class RSQLMagic(Magics, AskSettings):
         # is loaded and the question did not pick its context explicitly (--df / --sql)
         auto_r = r_loaded and sql is None and frames is None and r_session_exists()
         req = session.context_request(
-            question, client, frames=frames, include_r=bool(args.r or lang == "r" or auto_r),
-            sql=sql, lang=lang, no_data=args.no_data,
+            question,
+            client,
+            frames=frames,
+            include_r=bool(args.r or lang == "r" or auto_r),
+            sql=sql,
+            lang=lang,
+            no_data=args.no_data,
             # about R or SQL: frames only when named (not "the recent ones")
             named_frames_only=bool(args.r or sql),
         )
@@ -172,8 +190,11 @@ class RSQLMagic(Magics, AskSettings):
         buf: list[str] = []
         stream = bool(self.stream and not batch)
         if stream:
-            handle = display(render.mimebundle("", None, mode=self.render_mode, streaming=True),
-                             raw=True, display_id=True)
+            handle = display(
+                render.mimebundle("", None, mode=self.render_mode, streaming=True),
+                raw=True,
+                display_id=True,
+            )
         last_push = [0.0]
 
         def on_delta(piece: str) -> None:
@@ -181,15 +202,25 @@ class RSQLMagic(Magics, AskSettings):
             now = time.monotonic()
             if handle is not None and now - last_push[0] > 0.1:  # ~10 updates/s is plenty
                 last_push[0] = now
-                handle.update(render.mimebundle("".join(buf), None, mode=self.render_mode,
-                                                streaming=True), raw=True)
+                handle.update(
+                    render.mimebundle("".join(buf), None, mode=self.render_mode, streaming=True),
+                    raw=True,
+                )
 
         try:
             res = session.chat(
-                client, messages, client_kind="magic", batch=batch, on_retry=buf.clear,
-                model=session.model(args.model), stream=stream,
-                on_delta=on_delta if stream else None, no_cache=args.no_cache, replay=rp,
-                temperature=self.temperature, max_tokens=self.max_tokens,
+                client,
+                messages,
+                client_kind="magic",
+                batch=batch,
+                on_retry=buf.clear,
+                model=session.model(args.model),
+                stream=stream,
+                on_delta=on_delta if stream else None,
+                no_cache=args.no_cache,
+                replay=rp,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
             )
         except ProxyError as e:
             note = render.refusal_markdown(e)
@@ -220,13 +251,17 @@ class RSQLMagic(Magics, AskSettings):
             else:
                 session.insert_cell(found[1], found[0], batch=batch)
 
-    def _show_context(self, req: ContextRequest, client: ProxyClient, no_data: bool = False) -> None:
+    def _show_context(
+        self, req: ContextRequest, client: ProxyClient, no_data: bool = False
+    ) -> None:
         """What would leave: after the policy and after the proxy's redaction (``POST
         redact``, which the proxy answers itself: no model sees it), and what was withheld."""
         pv = preview(client, req.messages)
         ctx = req.context
-        header = (f"rsql: nothing sent (--show-context) to the model. Context ~{ctx.tokens} "
-                  f"tokens of {self.context_tokens}; {ctx.timings() or 'no sections'}")
+        header = (
+            f"rsql: nothing sent (--show-context) to the model. Context ~{ctx.tokens} "
+            f"tokens of {self.context_tokens}; {ctx.timings() or 'no sections'}"
+        )
         text = context_report(req.messages, ctx, req.policy, pv, header=header, no_data=no_data)
         # values from frames and databases are in there: plain text only, control chars out
         display({"text/plain": plain_text(text)}, raw=True)
@@ -251,9 +286,11 @@ class RSQLMagic(Magics, AskSettings):
             where = f"{origin.notebook} (this cell: {origin.cell or 'unknown'}; {origin.how})"
         else:
             where = "unknown (%config RSQLMagic.notebook = 'path/to/notebook.ipynb' names it)"
-        rows = [f"- **batch run**: {'yes' if session.is_batch() else 'no'}",
-                "- " + self._replay_status(),
-                f"- **notebook**: {render.table_cell(where)}"]
+        rows = [
+            f"- **batch run**: {'yes' if session.is_batch() else 'no'}",
+            "- " + self._replay_status(),
+            f"- **notebook**: {render.table_cell(where)}",
+        ]
         if client is not None:
             model = render.table_cell(session.model(client=client)) or "the proxy's default model"
             rows.append(f"- **this kernel asks**: {model}")
@@ -270,7 +307,9 @@ class RSQLMagic(Magics, AskSettings):
             text = f"rsql: {e}"
             kernel = self._kernel_status(None)
             md = "\n".join([render.code_block(text, ""), *kernel])
-            display(render.markdown_bundle(md, "\n".join([text, *kernel]).replace("**", "")), raw=True)
+            display(
+                render.markdown_bundle(md, "\n".join([text, *kernel]).replace("**", "")), raw=True
+            )
             return
         try:
             me: Any = client.me()

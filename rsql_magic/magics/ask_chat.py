@@ -20,7 +20,9 @@ __all__ = ["ChatMagics", "load_ipython_extension", "unload_ipython_extension"]
 @magics_class
 class ChatMagics(Magics):
     @magic_arguments()
-    @argument("--model", default=None, help="Model to ask (default: RSQLMagic.model or the proxy's).")
+    @argument(
+        "--model", default=None, help="Model to ask (default: RSQLMagic.model or the proxy's)."
+    )
     @argument("--df", default=None, help="DataFrames preselected in the picker: NAME[,NAME].")
     @argument("--sql", default=None, metavar="CONN", help="SQL connection variable preselected.")
     @argument("--r", action="store_true", help="Include the R session.")
@@ -49,7 +51,11 @@ class ChatMagics(Magics):
             return None
         frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
         panel = open_panel(
-            shell=self.shell, model=args.model, frames=frames, sql=args.sql, include_r=args.r or None
+            shell=self.shell,
+            model=args.model,
+            frames=frames,
+            sql=args.sql,
+            include_r=args.r or None,
         )
         from IPython.display import display
 

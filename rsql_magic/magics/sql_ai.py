@@ -84,19 +84,32 @@ class SqlAIMagics(Magics, SqlAISettings):
             chain = [] if args.model else [m.strip() for m in self.models if m.strip()]
             if replay is None or replay.mode != "only":
                 # a model the admin does not allow fails here, before anything is sent
-                session.check_models(client, chain or [session.model(args.model, sql=True)],
-                                     option=bool(args.model))
+                session.check_models(
+                    client, chain or [session.model(args.model, sql=True)], option=bool(args.model)
+                )
             completers = [
-                session.sql_completer(client, model=m, batch=batch, no_cache=args.no_cache,
-                                      replay=replay, calls=self.chat_results)
+                session.sql_completer(
+                    client,
+                    model=m,
+                    batch=batch,
+                    no_cache=args.no_cache,
+                    replay=replay,
+                    calls=self.chat_results,
+                )
                 for m in (chain or [session.model(args.model, sql=True)])
             ]
             res = session.run_sql(
-                question, db,
+                question,
+                db,
                 list(zip(chain, completers, strict=True)) if chain else completers[0],
-                dialect=dialect, tables=tables, client=client,
-                max_retries=args.max_retries, allow_write=args.allow_write,
-                dry_run=args.dry_run, explain=args.explain, max_rows=args.limit,
+                dialect=dialect,
+                tables=tables,
+                client=client,
+                max_retries=args.max_retries,
+                allow_write=args.allow_write,
+                dry_run=args.dry_run,
+                explain=args.explain,
+                max_rows=args.limit,
             )
         except SqlAIError as e:
             self._show_failure(e, db)
@@ -127,13 +140,20 @@ class SqlAIMagics(Magics, SqlAISettings):
         pt = sum((r.usage or {}).get("prompt_tokens") or 0 for r in self.chat_results)
         ct = sum((r.usage or {}).get("completion_tokens") or 0 for r in self.chat_results)
         # a replayed answer cost nothing this time: only live calls are summed
-        costs = [r.cost_usd for r in self.chat_results if r.cost_usd is not None and not r.replayed_at]
+        costs = [
+            r.cost_usd for r in self.chat_results if r.cost_usd is not None and not r.replayed_at
+        ]
         parts = [last.model or "model ?", f"{len(self.chat_results)} call(s)"]
         res = self.last_result
         if res is not None and res.escalations:
-            parts.insert(0, "escalated: " + "; ".join(
-                f"{e.model} failed at {e.stage}" for e in res.escalations))
-        fallbacks = sorted({r.fallback for r in self.chat_results if r.fallback and not r.replayed_at})
+            parts.insert(
+                0,
+                "escalated: "
+                + "; ".join(f"{e.model} failed at {e.stage}" for e in res.escalations),
+            )
+        fallbacks = sorted(
+            {r.fallback for r in self.chat_results if r.fallback and not r.replayed_at}
+        )
         if fallbacks:  # the proxy's local fallback wrote (some of) this SQL: say so first
             parts.insert(0, ", ".join(fallback_label(f) for f in fallbacks))
         parts.append(f"{pt} → {ct} tokens")
@@ -195,8 +215,9 @@ class SqlAIMagics(Magics, SqlAISettings):
             return
         lines = [f"%%sql_ai on {db.label}: {len(e.attempts)} attempt(s)"]
         if e.escalations:
-            lines.append("  escalated: " + "; ".join(
-                f"{x.model} failed at {x.stage}" for x in e.escalations))
+            lines.append(
+                "  escalated: " + "; ".join(f"{x.model} failed at {x.stage}" for x in e.escalations)
+            )
         for i, a in enumerate(e.attempts, 1):
             first = (a.error or "").splitlines()[0] if a.error else "ok"
             lines.append(f"  {i}. {a.stage}: {first}")
@@ -227,7 +248,8 @@ class SqlAIMagics(Magics, SqlAISettings):
     def _emit(self, res: SqlAIResult, conn_expr: str, out: str | None, batch: bool) -> None:
         code = self.emitted_code(res, conn_expr, out)
         Session.of(self.shell).insert_cell(
-            code, "sql" if code.startswith("%%sql") else "python", title="Next cell", batch=batch)
+            code, "sql" if code.startswith("%%sql") else "python", title="Next cell", batch=batch
+        )
 
 
 def _dialect(name: str) -> str:

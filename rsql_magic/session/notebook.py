@@ -152,7 +152,11 @@ def _code_cells(nb: Any) -> Iterator[tuple[str, str | None]]:
     cells = nb.get("cells")
     if not isinstance(cells, list):  # nbformat 3
         sheets = nb.get("worksheets")
-        cells = sheets[0].get("cells") if isinstance(sheets, list) and sheets and isinstance(sheets[0], dict) else []
+        cells = (
+            sheets[0].get("cells")
+            if isinstance(sheets, list) and sheets and isinstance(sheets[0], dict)
+            else []
+        )
     for cell in cells if isinstance(cells, list) else []:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -298,7 +302,9 @@ class NotebookTracker:
         """Where a request made now comes from; never raises (unknown parts are None)."""
         try:
             return self._origin(shell, explicit, in_cell)
-        except Exception:  # identity is a courtesy to the admin's ledger: never fail a request for it
+        except (
+            Exception
+        ):  # identity is a courtesy to the admin's ledger: never fail a request for it
             return Origin(cell=self.cell_id if in_cell else None)
 
     def _origin(self, shell: Any, explicit: str | None, in_cell: bool) -> Origin:
@@ -310,15 +316,19 @@ class NotebookTracker:
             return Origin(path, cell, how)
         if not source:  # outside a cell: the notebook a cell found before, if one did
             known = self._found.path if self._found is not None else None
-            return Origin(display_path(known, self._root) if known else None, cell,
-                          "found by a cell's source" if known else "")
+            return Origin(
+                display_path(known, self._root) if known else None,
+                cell,
+                "found by a cell's source" if known else "",
+            )
         found = self._search(shell, source)
         if found is None:
             return Origin(None, cell)
         if cell is None:
             cell = found.cells.get(normalize_source(source))
-        return Origin(display_path(found.path, self._root), cell,
-                      "found by the running cell's source")
+        return Origin(
+            display_path(found.path, self._root), cell, "found by the running cell's source"
+        )
 
     def cell_labels(self, shell: Any, explicit: str | None) -> dict[str, str]:
         """Each cell id's first line, from the notebook's file when there is one to read (so
@@ -332,11 +342,16 @@ class NotebookTracker:
             return {}
         if nb is None:
             return {}
-        return {cid: src.splitlines()[0][:60] if src else "" for src, cid in nb.cells.items() if cid}
+        return {
+            cid: src.splitlines()[0][:60] if src else "" for src, cid in nb.cells.items() if cid
+        }
 
     def _named(self, shell: Any, explicit: str | None) -> Iterator[tuple[str, str, str | None]]:
         """(how, path, file to read or None) of each place that names the notebook, in order."""
-        for how, value in (("RSQLMagic.notebook", explicit), ("RSQL_NOTEBOOK", os.environ.get("RSQL_NOTEBOOK"))):
+        for how, value in (
+            ("RSQLMagic.notebook", explicit),
+            ("RSQL_NOTEBOOK", os.environ.get("RSQL_NOTEBOOK")),
+        ):
             if isinstance(value, str) and value.strip():
                 yield how, value.strip(), self._file_for(value.strip())
         path, file = self._server_session()
@@ -360,8 +375,16 @@ class NotebookTracker:
                 root = info.get("root_dir") or info.get("notebook_dir")
                 self._root = root if isinstance(root, str) and root else None
             if name and info is not None:
-                file = name if os.path.isabs(name) or not self._root else os.path.join(self._root, name)
-                path = display_path(file, self._root) if os.path.isabs(name) else PurePath(name).as_posix()
+                file = (
+                    name
+                    if os.path.isabs(name) or not self._root
+                    else os.path.join(self._root, name)
+                )
+                path = (
+                    display_path(file, self._root)
+                    if os.path.isabs(name)
+                    else PurePath(name).as_posix()
+                )
                 self._server = (path, file)
         return self._server
 

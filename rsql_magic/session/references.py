@@ -12,8 +12,14 @@ from ..privacy import ContextPolicy
 __all__ = ["resolve_reference"]
 
 
-def resolve_reference(name: str, idx: int | None, *, ns: dict[str, Any],
-                      errors: list[ErrorRecord], policy: ContextPolicy) -> str | None:
+def resolve_reference(
+    name: str,
+    idx: int | None,
+    *,
+    ns: dict[str, Any],
+    errors: list[ErrorRecord],
+    policy: ContextPolicy,
+) -> str | None:
     """The text a ``{name}`` / ``{name[idx]}`` reference in a question stands for, or None
     to leave it as typed: a value's repr (cut at 4000 characters), a function's source, a
     frame's description, a failed cell (``{Err[-1]}``, from ``errors``); what the context
@@ -63,6 +69,9 @@ def _withhold_ref(name: str, val: Any, policy: ContextPolicy) -> bool:
     mod = type(val).__module__ or ""
     if mod.startswith(("pandas", "polars", "numpy", "pyarrow")):
         own = getattr(val, "name", None)
-        return (not policy.sample_rows or not policy.value_stats
-                or (isinstance(own, str) and policy.redacts(own)))
+        return (
+            not policy.sample_rows
+            or not policy.value_stats
+            or (isinstance(own, str) and policy.redacts(own))
+        )
     return False

@@ -124,8 +124,14 @@ class SqlCompleter:
             text, self.first_answer = self.first_answer, None
             return text
         res = self.session.chat(
-            self.client, messages, client_kind=self.client_kind, batch=self.batch,
-            model=self.model, temperature=0, no_cache=self.no_cache, replay=self.replay,
+            self.client,
+            messages,
+            client_kind=self.client_kind,
+            batch=self.batch,
+            model=self.model,
+            temperature=0,
+            no_cache=self.no_cache,
+            replay=self.replay,
             escalation=self.escalation,
         )
         self.calls.append(res)
@@ -186,14 +192,19 @@ class Session:
         """%%sql_ai's settings: the registered ``SqlAIMagics``, else the defaults."""
         return self._settings("SqlAIMagics", SqlAISettings)
 
-    def model(self, override: str | None = None, *, sql: bool = False,
-              client: ProxyClient | None = None) -> str | None:
+    def model(
+        self, override: str | None = None, *, sql: bool = False, client: ProxyClient | None = None
+    ) -> str | None:
         """The model to ask: ``override`` (``--model``), then ``SqlAIMagics.model`` (``sql``),
         then ``RSQLMagic.model``, then env ``RSQL_MODEL``; then, given `client`, the default
         its proxy names for this user (:meth:`user_default_model`); None: the proxy's default."""
-        return (override or (self.sql.model if sql else None) or self.ask.model
-                or os.environ.get("RSQL_MODEL")
-                or (self.user_default_model(client, sql=sql) if client is not None else None))
+        return (
+            override
+            or (self.sql.model if sql else None)
+            or self.ask.model
+            or os.environ.get("RSQL_MODEL")
+            or (self.user_default_model(client, sql=sql) if client is not None else None)
+        )
 
     def user_default_model(self, client: ProxyClient, *, sql: bool = False) -> str | None:
         """The model ``GET me`` names for this user when none is: ``sql_default_model`` for
@@ -205,22 +216,31 @@ class Session:
                 return model
         return None
 
-    def check_models(self, client: ProxyClient, models: Sequence[str | None], *,
-                     option: bool) -> None:
+    def check_models(
+        self, client: ProxyClient, models: Sequence[str | None], *, option: bool
+    ) -> None:
         """UsageError, before anything is sent, when one of `models` is not among those
         ``GET me`` says this user may use now (the proxy would refuse it). Inside a window that
         turns the assistant off the proxy's refusal says more (its message, its end): none here.
         `option`: the models came from ``--model`` (else from the settings)."""
         me = cached_me(client) or {}
         allowed, window = me.get("models"), me.get("window")
-        if not isinstance(allowed, list) or (isinstance(window, dict) and window.get("mode") == "off"):
+        if not isinstance(allowed, list) or (
+            isinstance(window, dict) and window.get("mode") == "off"
+        ):
             return
         names = [str(m) for m in allowed if isinstance(m, str)]
         for model in models:
             if model and model not in names:
-                where = "--model" if option else "the configured model (RSQLMagic.model, SqlAIMagics.model or RSQL_MODEL)"
-                raise UsageError(f"{where} {model!r}: you may not use this model now. Models you may "
-                                 f"use: {', '.join(names) or 'none'} (the proxy's admin decides)")
+                where = (
+                    "--model"
+                    if option
+                    else "the configured model (RSQLMagic.model, SqlAIMagics.model or RSQL_MODEL)"
+                )
+                raise UsageError(
+                    f"{where} {model!r}: you may not use this model now. Models you may "
+                    f"use: {', '.join(names) or 'none'} (the proxy's admin decides)"
+                )
 
     def is_batch(self) -> bool:
         """Is this a batch run (nbconvert, papermill)? See the module docstring."""
@@ -242,8 +262,9 @@ class Session:
         """The proxy, discovered on every call: discovery is cheap (the environment and one
         file lookup), and a proxy that appears or goes away between cells is seen at once."""
         ask = self.ask
-        return ProxyClient.discover(ask.proxy_url or None, ask.proxy_token or None,
-                                    timeout=ask.timeout)
+        return ProxyClient.discover(
+            ask.proxy_url or None, ask.proxy_token or None, timeout=ask.timeout
+        )
 
     def preview_client(self) -> ProxyClient:
         """The proxy for a context preview: a missing one is no error there, nothing is sent."""
@@ -257,8 +278,14 @@ class Session:
         mode = resolve_mode(self.ask.replay, self.is_batch())
         if mode == "off":
             return None
-        return Replay(mode, ReplayStore(resolve_path(self.ask.replay_file)), kind=kind, cell=cell,
-                      question=question, recorded_here=self.recorded_here)
+        return Replay(
+            mode,
+            ReplayStore(resolve_path(self.ask.replay_file)),
+            kind=kind,
+            cell=cell,
+            question=question,
+            recorded_here=self.recorded_here,
+        )
 
     def replay_client(self, replay: Replay | None) -> ProxyClient:
         """The proxy client; with replay on, a failed discovery is deferred to the first call
@@ -301,9 +328,17 @@ class Session:
         briefly, fail closed when unreadable) merged with ``RSQLMagic.context_policy``."""
         return effective_policy(client, self.ask.context_policy)
 
-    def chat(self, client: ProxyClient, messages: list[dict[str, Any]], *, client_kind: str, batch: bool,
-             on_retry: Callable[[], None] | None = None, origin: Origin | None = None,
-             **kw: Any) -> ChatResult:
+    def chat(
+        self,
+        client: ProxyClient,
+        messages: list[dict[str, Any]],
+        *,
+        client_kind: str,
+        batch: bool,
+        on_retry: Callable[[], None] | None = None,
+        origin: Origin | None = None,
+        **kw: Any,
+    ) -> ChatResult:
         """``client.chat(messages, **kw)`` under the 429 policy: in a batch run a 429 / 503
         with ``Retry-After`` is waited out (``RSQLMagic.batch_retries`` times, at most
         ``batch_max_wait`` seconds in all); otherwise, and beyond those bounds, it raises.
@@ -328,11 +363,17 @@ class Session:
                     raise
                 wait = max(0.0, float(e.retry_after or 0))
                 if waited + wait > max_wait:
-                    e.message += (f" (not waiting {wait:g}s more: RSQLMagic.batch_max_wait="
-                                  f"{max_wait:g}s, already waited {waited:g}s)")
+                    e.message += (
+                        f" (not waiting {wait:g}s more: RSQLMagic.batch_max_wait="
+                        f"{max_wait:g}s, already waited {waited:g}s)"
+                    )
                     raise
-                print(f"rsql: {e}; batch run: waiting {wait:g}s and retrying "
-                      f"({attempt + 1}/{retries})", file=sys.stderr, flush=True)
+                print(
+                    f"rsql: {e}; batch run: waiting {wait:g}s and retrying "
+                    f"({attempt + 1}/{retries})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 time.sleep(wait)
                 waited += wait
                 attempt += 1
@@ -360,8 +401,14 @@ class Session:
             if err is not None:
                 src = getattr(result.info, "raw_cell", "") or ""
                 if not src.lstrip().startswith(("%%ask", "%ask")):  # our own failures: not context
-                    self.errors.append(ErrorRecord(getattr(result, "execution_count", None), src,
-                                                   format_exception(err), type(err).__name__))
+                    self.errors.append(
+                        ErrorRecord(
+                            getattr(result, "execution_count", None),
+                            src,
+                            format_exception(err),
+                            type(err).__name__,
+                        )
+                    )
                     del self.errors[:-20]
         except Exception:  # a hook must never break the user's cell
             pass
@@ -386,8 +433,10 @@ class Session:
             return ("JupySQL current connection", None)
         if "://" in name:
             return (name, name)
-        raise UsageError(f"--sql {name}: no such variable (expected a connection variable, a "
-                         "database URL, or 'jupysql')")
+        raise UsageError(
+            f"--sql {name}: no such variable (expected a connection variable, a "
+            "database URL, or 'jupysql')"
+        )
 
     def context_request(
         self,
@@ -416,14 +465,26 @@ class Session:
         policy, notes = self.policy_for(client)
         refs_err = _ERR_REF.search(question) is not None
         if references:
-            question = fill_references(question, lambda name, idx: resolve_reference(
-                name, idx, ns=self.shell.user_ns, errors=self.errors, policy=policy))
+            question = fill_references(
+                question,
+                lambda name, idx: resolve_reference(
+                    name, idx, ns=self.shell.user_ns, errors=self.errors, policy=policy
+                ),
+            )
         last = self.last_error()
         count = getattr(self.shell, "execution_count", None) or 0
-        use_err = last is not None and not refs_err and (
-            mentions_error(question)
-            or (recent_error and last.execution_count is not None
-                and last.execution_count >= count - 1))
+        use_err = (
+            last is not None
+            and not refs_err
+            and (
+                mentions_error(question)
+                or (
+                    recent_error
+                    and last.execution_count is not None
+                    and last.execution_count >= count - 1
+                )
+            )
+        )
         ctx = build_context(
             question=question,
             ns=self.shell.user_ns,
@@ -439,8 +500,14 @@ class Session:
             stats_sample=ask.stats_sample,
             policy=policy,
         )
-        return ContextRequest(ask_messages(question, ctx.render(), lang), question, ctx, policy,
-                              notes + list(ctx.notes), lang)
+        return ContextRequest(
+            ask_messages(question, ctx.render(), lang),
+            question,
+            ctx,
+            policy,
+            notes + list(ctx.notes),
+            lang,
+        )
 
     # -- the next cell -------------------------------------------------------------------
 
@@ -459,8 +526,14 @@ class Session:
             code = "%%sql\n" + code
         return blang or lang, code
 
-    def insert_cell(self, code: str, lang: str, *, title: str = "Code for the next cell",
-                    batch: bool | None = None) -> bool:
+    def insert_cell(
+        self,
+        code: str,
+        lang: str,
+        *,
+        title: str = "Code for the next cell",
+        batch: bool | None = None,
+    ) -> bool:
         """Put ``code`` into a new cell below the running one. A batch run drops that, so the
         code is shown in the output under ``title`` instead. True when inserted."""
         if self.is_batch() if batch is None else batch:
@@ -501,7 +574,10 @@ class Session:
             raise SqlAIError(
                 f"CONN {name!r}: no such variable (expected a sqlite3 / DuckDB connection, a "
                 "SQLAlchemy engine, a database URL, a JupySQL alias, a DataFrame, or 'frames')",
-                attempts=[], sql="", stage="connection")
+                attempts=[],
+                sql="",
+                stage="connection",
+            )
         cur = jupysql_current()
         if cur is not None:
             return resolve(cur), ""
@@ -511,10 +587,15 @@ class Session:
         raise SqlAIError(
             "no connection: name one (%%sql_ai conn), open one with JupySQL (%sql URL), or "
             "define pandas DataFrames to query them through DuckDB",
-            attempts=[], sql="", stage="connection")
+            attempts=[],
+            sql="",
+            stage="connection",
+        )
 
     def _frames(self) -> dict[str, Any]:
-        return {k: v for k, v in self.shell.user_ns.items() if not k.startswith("_") and is_frame(v)}
+        return {
+            k: v for k, v in self.shell.user_ns.items() if not k.startswith("_") and is_frame(v)
+        }
 
     def sql_policy(self) -> SqlPolicy:
         """What generated SQL may do: ``SqlAIMagics.allowed_functions`` and ``postgres_role``."""
@@ -522,22 +603,47 @@ class Session:
             self.sql.allowed_functions, self.sql.postgres_role, self.sql.max_result_bytes
         )
 
-    def sql_completer(self, client: ProxyClient, *, model: str | None, client_kind: str = "sql",
-                      batch: bool = False, no_cache: bool = False, replay: Replay | None = None,
-                      first_answer: str | None = None,
-                      calls: list[ChatResult] | None = None) -> SqlCompleter:
+    def sql_completer(
+        self,
+        client: ProxyClient,
+        *,
+        model: str | None,
+        client_kind: str = "sql",
+        batch: bool = False,
+        no_cache: bool = False,
+        replay: Replay | None = None,
+        first_answer: str | None = None,
+        calls: list[ChatResult] | None = None,
+    ) -> SqlCompleter:
         """The SQL loop's model call through ``client`` (see :class:`SqlCompleter`); `calls`:
         the list its answers are appended to (one list for a whole escalation chain)."""
-        return SqlCompleter(self, client, model=model, client_kind=client_kind, batch=batch,
-                            no_cache=no_cache, replay=replay, first_answer=first_answer,
-                            calls=[] if calls is None else calls)
+        return SqlCompleter(
+            self,
+            client,
+            model=model,
+            client_kind=client_kind,
+            batch=batch,
+            no_cache=no_cache,
+            replay=replay,
+            first_answer=first_answer,
+            calls=[] if calls is None else calls,
+        )
 
-    def run_sql(self, question: str, db: DB,
-                complete: Callable[[list[dict[str, str]]], str] | Sequence[tuple[str, SqlCompleter]], *,
-                dialect: str | None = None, tables: list[str] | None = None,
-                max_retries: int | None = None, allow_write: bool = False,
-                dry_run: bool = False, explain: bool = False,
-                max_rows: int | None = None, client: ProxyClient | None = None) -> SqlAIResult:
+    def run_sql(
+        self,
+        question: str,
+        db: DB,
+        complete: Callable[[list[dict[str, str]]], str] | Sequence[tuple[str, SqlCompleter]],
+        *,
+        dialect: str | None = None,
+        tables: list[str] | None = None,
+        max_retries: int | None = None,
+        allow_write: bool = False,
+        dry_run: bool = False,
+        explain: bool = False,
+        max_rows: int | None = None,
+        client: ProxyClient | None = None,
+    ) -> SqlAIResult:
         """%%sql_ai's loop on ``db``: capture the schema, ask, parse, validate, guard and run,
         feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete`
         is one model's call, or an escalation chain of ``(model, completer)`` pairs
@@ -545,8 +651,15 @@ class Session:
         for it lets column values steer which tables are shown, when it allows value
         statistics. Raises :class:`SqlAIError` and, from the model call, :class:`ProxyError`."""
         options = self._sql_options(
-            db, dialect=dialect, tables=tables, max_retries=max_retries, allow_write=allow_write,
-            dry_run=dry_run, explain=explain, max_rows=max_rows)
+            db,
+            dialect=dialect,
+            tables=tables,
+            max_retries=max_retries,
+            allow_write=allow_write,
+            dry_run=dry_run,
+            explain=explain,
+            max_rows=max_rows,
+        )
         if client is not None:
             options["context_policy"] = self.policy_for(client)[0]
         if isinstance(complete, Sequence):
@@ -558,9 +671,18 @@ class Session:
             return run_chain(question, db, chain, on_escalate=escalate, **options)
         return run_question(question, db, complete, **options)
 
-    def _sql_options(self, db: DB, *, dialect: str | None, tables: list[str] | None,
-                     max_retries: int | None, allow_write: bool, dry_run: bool, explain: bool,
-                     max_rows: int | None) -> dict[str, Any]:
+    def _sql_options(
+        self,
+        db: DB,
+        *,
+        dialect: str | None,
+        tables: list[str] | None,
+        max_retries: int | None,
+        allow_write: bool,
+        dry_run: bool,
+        explain: bool,
+        max_rows: int | None,
+    ) -> dict[str, Any]:
         sql = self.sql
         return dict(
             dialect=dialect,

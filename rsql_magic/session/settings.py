@@ -22,24 +22,30 @@ class AskSettings(Configurable):
         None, allow_none=True, help="Proxy root URL; overrides RSQL_PROXY_URL and discovery."
     ).tag(config=True)
     proxy_token = Unicode(
-        None, allow_none=True, help="Token for proxy_url (else RSQL_PROXY_TOKEN / JUPYTERHUB_API_TOKEN)."
+        None,
+        allow_none=True,
+        help="Token for proxy_url (else RSQL_PROXY_TOKEN / JUPYTERHUB_API_TOKEN).",
     ).tag(config=True)
     model = Unicode(
         None,
         allow_none=True,
         help="Default model (else env RSQL_MODEL, else the proxy's default; --model overrides).",
     ).tag(config=True)
-    context_tokens = Int(3000, help="Token budget for all context together (counted as the proxy counts: characters / 4, more for non-ASCII text).").tag(config=True)
-    max_frames = Int(3, help="Frames included when none are named (the most recently defined).").tag(
-        config=True
-    )
+    context_tokens = Int(
+        3000,
+        help="Token budget for all context together (counted as the proxy counts: characters / 4, "
+        "more for non-ASCII text).",
+    ).tag(config=True)
+    max_frames = Int(
+        3, help="Frames included when none are named (the most recently defined)."
+    ).tag(config=True)
     head_rows = Int(5, help="Sample rows shown per frame (0 = none).").tag(config=True)
     stats_sample = Int(
         10_000, help="Frames longer than this get column stats from a random sample of this size."
     ).tag(config=True)
-    max_tokens = Int(None, allow_none=True, help="max_tokens for answers (None: proxy default).").tag(
-        config=True
-    )
+    max_tokens = Int(
+        None, allow_none=True, help="max_tokens for answers (None: proxy default)."
+    ).tag(config=True)
     temperature = Float(
         0.0,
         allow_none=True,
@@ -47,7 +53,9 @@ class AskSettings(Configurable):
         "same answer, and the proxy may answer it from its cache. None: the model's default.",
     ).tag(config=True)
     timeout = Float(120.0, help="Seconds to wait for one proxy call.").tag(config=True)
-    stream = Bool(True, help="Stream answers into the output in interactive kernels.").tag(config=True)
+    stream = Bool(True, help="Stream answers into the output in interactive kernels.").tag(
+        config=True
+    )
     render_mode = Enum(
         ["markdown", "html", "text"],
         "markdown",
@@ -59,7 +67,9 @@ class AskSettings(Configurable):
         help="Batch-run behaviour (no streaming, --insert into output, wait on 429, raise): "
         "auto-detected from allow_stdin / RSQL_BATCH unless set.",
     ).tag(config=True)
-    batch_retries = Int(3, help="Batch runs: retries after 429/503 with Retry-After.").tag(config=True)
+    batch_retries = Int(3, help="Batch runs: retries after 429/503 with Retry-After.").tag(
+        config=True
+    )
     batch_max_wait = Float(
         300.0, help="Batch runs: most seconds to wait in total on Retry-After before failing."
     ).tag(config=True)
@@ -99,7 +109,11 @@ class SqlAISettings(Configurable):
     display_rows = Int(10, help="Rows of the result shown in the output.").tag(config=True)
     max_rows = Int(100_000, help="Rows fetched into the DataFrame at most.").tag(config=True)
     timeout = Float(60.0, help="Statement timeout in seconds (0: none).").tag(config=True)
-    max_retries = Int(3, help="How many times %%sql_ai asks again after a failed check, with the error fed back to the model (the default of --max-retries).").tag(config=True)
+    max_retries = Int(
+        3,
+        help="How many times %%sql_ai asks again after a failed check, with the error fed back to "
+        "the model (the default of --max-retries).",
+    ).tag(config=True)
     schema_chars = Int(6000, help="Character budget for the schema DDL sent.").tag(config=True)
     model = Unicode(
         "", help="Model for SQL (empty: RSQLMagic.model, env RSQL_MODEL, else the proxy's)."

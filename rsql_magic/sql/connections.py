@@ -378,8 +378,13 @@ class PostgresDBAPI(DB):
                 if read_only and policy is not None:
                     postgres_walls(run, policy, conn, self.label)
                 out = postgres_fetch(
-                    conn, sql, max_rows=max_rows, max_bytes=max_bytes, deadline=deadline,
-                    timeout_s=timeout_s, generated=policy is not None,
+                    conn,
+                    sql,
+                    max_rows=max_rows,
+                    max_bytes=max_bytes,
+                    deadline=deadline,
+                    timeout_s=timeout_s,
+                    generated=policy is not None,
                 )
             except Exception as e:
                 finish(False)
@@ -448,8 +453,12 @@ class SQLAlchemyDB(DB):
                             lambda q: self._run(c, q, None).rows, policy, self.bind, self.label
                         )
                     return postgres_fetch(
-                        c.connection.dbapi_connection, sql, max_rows=max_rows,
-                        max_bytes=max_bytes, deadline=deadline, timeout_s=timeout_s,
+                        c.connection.dbapi_connection,
+                        sql,
+                        max_rows=max_rows,
+                        max_bytes=max_bytes,
+                        deadline=deadline,
+                        timeout_s=timeout_s,
                         generated=policy is not None,
                     )
                 if self.dialect == "sqlite":

@@ -27,7 +27,12 @@ from sqlglot.errors import ErrorLevel, OptimizeError
 from .parse import parse_statements, quiet_sqlglot
 from .schema import Schema
 
-__all__ = ["postgres_folded_names", "sqlite_string_literals", "target_spelling", "unresolved_column"]
+__all__ = [
+    "postgres_folded_names",
+    "sqlite_string_literals",
+    "target_spelling",
+    "unresolved_column",
+]
 
 # at most this many tokens rewritten in one statement: each costs one qualification pass
 _MAX_REWRITES = 20
@@ -81,17 +86,23 @@ def sqlite_string_literals(
             ident = col.this
             span = _span(ident) if isinstance(ident, exp.Identifier) else None
             if (
-                span is None or col.table or not ident.quoted
-                or ident.name.lower() != name.lower() or sql[span[0]] != '"'
+                span is None
+                or col.table
+                or not ident.quoted
+                or ident.name.lower() != name.lower()
+                or sql[span[0]] != '"'
             ):
                 continue
             meta = ident.meta or {}
-            if where and (meta.get("line"), meta.get("col")) != (int(where.group(1)), int(where.group(2))):
+            if where and (meta.get("line"), meta.get("col")) != (
+                int(where.group(1)),
+                int(where.group(2)),
+            ):
                 continue
             edits.append((span[0], span[1], _literal(ident.name)))
         if len(edits) != 1:
             break  # an unquoted name, a quoted one SQLite would not turn into a string, or unsure which
-        token = sql[edits[0][0]:edits[0][1]]
+        token = sql[edits[0][0] : edits[0][1]]
         if token not in strings:
             strings.append(token)
         sql = _replace(sql, edits)
@@ -150,10 +161,16 @@ def postgres_folded_names(sql: str, stmt: exp.Expr, schema: Schema) -> tuple[str
         if isinstance(ref.this, exp.Identifier) and (name := spelled(ref.this, tables)) is not None:
             fix(ref.this, name)
     for col in stmt.find_all(exp.Column):
-        if isinstance(col.this, exp.Identifier) and (name := spelled(col.this, columns)) is not None:
+        if (
+            isinstance(col.this, exp.Identifier)
+            and (name := spelled(col.this, columns)) is not None
+        ):
             fix(col.this, name)
         qualifier = col.args.get("table")
-        if isinstance(qualifier, exp.Identifier) and (name := spelled(qualifier, tables)) is not None:
+        if (
+            isinstance(qualifier, exp.Identifier)
+            and (name := spelled(qualifier, tables)) is not None
+        ):
             fix(qualifier, name)
     return (_replace(sql, edits), names) if edits else None
 

@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FENCE_BLOCK", "SQL_FENCE_LANGUAGES", "SqlBlockScanner", "fence_language",
-           "is_sql_language", "sql_blocks"]
+__all__ = [
+    "FENCE_BLOCK",
+    "SQL_FENCE_LANGUAGES",
+    "SqlBlockScanner",
+    "fence_language",
+    "is_sql_language",
+    "sql_blocks",
+]
 
 # "" is a bare fence: models often leave the language out of an SQL answer
 SQL_FENCE_LANGUAGES = frozenset({
@@ -99,7 +105,12 @@ class SqlBlockScanner:
             i = tick + 3 - self.ticks  # the third backtick ends the marker; the rest is text
             self.ticks = 0
             if self.state == _OUT:
-                self.state, self.language, self.language_done, self.started = _INFO, "", False, False
+                self.state, self.language, self.language_done, self.started = (
+                    _INFO,
+                    "",
+                    False,
+                    False,
+                )
             else:
                 self.state = _OUT
 

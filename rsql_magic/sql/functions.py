@@ -325,7 +325,12 @@ def call_width(name: str, args: list[ArgBound], dialect: str) -> int | None:
         i = _WIDTH_ARGUMENTS[name]
         width = args[i] if i < len(args) else None
         return max(1, int(width)) if isinstance(width, int | float) else None
-    if name in _FORMAT_FUNCTIONS and dialect in _FORMAT_DIALECTS and args and isinstance(args[0], str):
+    if (
+        name in _FORMAT_FUNCTIONS
+        and dialect in _FORMAT_DIALECTS
+        and args
+        and isinstance(args[0], str)
+    ):
         widths = [int(n) for n in _NUMBER.findall(args[0])]
         return max([len(args[0]), *widths])
     if name in _LIST_SERIES and dialect == "duckdb":

@@ -255,13 +255,17 @@ def _nested_width(node: exp.Func, dialect: str) -> str | None:
         if width > MAX_GENERATED_WIDTH:
             # a node that is neither (a Select...) never multiplies; named for safety's sake
             where = (
-                "inside a lambda" if isinstance(outer, exp.Lambda)
-                else f"inside {_call_name(outer)}()" if isinstance(outer, exp.Func)
+                "inside a lambda"
+                if isinstance(outer, exp.Lambda)
+                else f"inside {_call_name(outer)}()"
+                if isinstance(outer, exp.Func)
                 else f"inside {outer.key}"
             )
-            return (f"{_call_name(node)}() {where} builds a value of more than "
-                    f"{MAX_GENERATED_WIDTH:,} in one step (nested widths multiply); build it "
-                    "in one call with a literal width")
+            return (
+                f"{_call_name(node)}() {where} builds a value of more than "
+                f"{MAX_GENERATED_WIDTH:,} in one step (nested widths multiply); build it "
+                "in one call with a literal width"
+            )
         outer = outer.parent
     return None
 

@@ -149,7 +149,11 @@ def _run_checked(
 ) -> tuple[Checked, Any]:
     def run(c: Checked) -> Any:
         return run_query(
-            db, c.sql, max_rows=max_rows, timeout_s=timeout_s, read_only=not allow_write,
+            db,
+            c.sql,
+            max_rows=max_rows,
+            timeout_s=timeout_s,
+            read_only=not allow_write,
             policy=policy,
         )
 
@@ -157,7 +161,10 @@ def _run_checked(
         """`text` in place of the statement, through every check again; None if it fails."""
         try:
             fixed = check_sql(
-                text, schema, dialect, allow_write=allow_write,
+                text,
+                schema,
+                dialect,
+                allow_write=allow_write,
                 allowed_functions=policy.allowed_functions,
             )
             fixed.transpiled_from = src or fixed.transpiled_from
@@ -172,8 +179,12 @@ def _run_checked(
         text = target_spelling(checked.sql, dialect)
         if text is None:
             return None
-        return rerun(text, None, f"rewritten in {dialect_label(dialect)} syntax with sqlglot "
-                                 "after the database rejected the original")
+        return rerun(
+            text,
+            None,
+            f"rewritten in {dialect_label(dialect)} syntax with sqlglot "
+            "after the database rejected the original",
+        )
 
     try:
         return checked, run(checked)
@@ -199,8 +210,12 @@ def _run_checked(
             found = transpile_functions(checked.sql, dialect, names)
             if found is not None:
                 src, text = found
-                done = rerun(text, src, f"transpiled {', '.join(sorted(names))} from {src} to "
-                                        f"{dialect} with sqlglot after the database rejected it")
+                done = rerun(
+                    text,
+                    src,
+                    f"transpiled {', '.join(sorted(names))} from {src} to "
+                    f"{dialect} with sqlglot after the database rejected it",
+                )
         elif is_syntax_error(e):
             done = respelled()
         if done is not None:
@@ -260,7 +275,9 @@ def run_question(
     if context_policy is not None:
         # bounded in time, cached per connection, inside the same walls as generated SQL
         capture_values(db, schema, policy=context_policy, sql_policy=policy)
-    schema_text = describe_schema(schema, question, tables, budget_chars, dialect, policy=context_policy)
+    schema_text = describe_schema(
+        schema, question, tables, budget_chars, dialect, policy=context_policy
+    )
     messages = sql_messages(
         question, schema_text, dialect, allow_write=allow_write, explain=explain
     )

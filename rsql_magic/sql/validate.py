@@ -301,8 +301,13 @@ def _qualify_columns(stmt: exp.Expr, schema: Schema, dialect: str) -> None:
     """Resolve every table and column of `stmt` (a copy) against `schema` as `dialect`
     resolves names; raises sqlglot's OptimizeError naming the first that does not resolve."""
     qualify(
-        stmt.copy(), schema=schema.sqlglot_schema(dialect), dialect=dialect, db=schema.default_db,
-        validate_qualify_columns=True, quote_identifiers=False, identify=False,
+        stmt.copy(),
+        schema=schema.sqlglot_schema(dialect),
+        dialect=dialect,
+        db=schema.default_db,
+        validate_qualify_columns=True,
+        quote_identifiers=False,
+        identify=False,
     )
 
 
@@ -332,13 +337,19 @@ def _as_the_engine_reads(
         if found is not None:
             text, strings = found
             shown = ", ".join(strings)
-            return text, f"read {shown} as {'a string' if len(strings) == 1 else 'strings'}, as SQLite does"
+            return (
+                text,
+                f"read {shown} as {'a string' if len(strings) == 1 else 'strings'}, as SQLite does",
+            )
     elif dialect == "postgres":
         folded = postgres_folded_names(sql, stmt, schema)
         if folded is not None:
             text, names = folded
             shown = ", ".join(f'"{n}"' for n in names)
-            return text, f"quoted {shown} as the catalog spells it (PostgreSQL folds unquoted names to lower case)"
+            return (
+                text,
+                f"quoted {shown} as the catalog spells it (PostgreSQL folds unquoted names to lower case)",
+            )
     return None
 
 
@@ -400,7 +411,9 @@ def check_sql(
     stmt = check_statements(
         stmts, dialect, allow_write=allow_write, allowed_functions=allowed_functions, sql=sql
     )
-    notes = [f"transpiled from {transpiled_from} to {dialect} with sqlglot"] if transpiled_from else []
+    notes = (
+        [f"transpiled from {transpiled_from} to {dialect} with sqlglot"] if transpiled_from else []
+    )
     if schema is not None:
         read = _as_the_engine_reads(sql, stmt, schema, dialect)
         if read is not None:
@@ -408,8 +421,11 @@ def check_sql(
             notes.append(note)
             # what runs is guarded, not what was written
             stmt = check_statements(
-                parse_statements(sql, dialect), dialect, allow_write=allow_write,
-                allowed_functions=allowed_functions, sql=sql,
+                parse_statements(sql, dialect),
+                dialect,
+                allow_write=allow_write,
+                allowed_functions=allowed_functions,
+                sql=sql,
             )
         _qualify(stmt, schema, dialect, sql)
     return Checked(sql.strip().rstrip(";").strip(), stmt, transpiled_from, "; ".join(notes) or None)

@@ -100,7 +100,9 @@ def _duck_bound(node: Any) -> int | float | str | None:
     return None
 
 
-def duckdb_parser_check(run: Callable[[str], list[tuple[Any, ...]]], sql: str, policy: SqlPolicy) -> None:
+def duckdb_parser_check(
+    run: Callable[[str], list[tuple[Any, ...]]], sql: str, policy: SqlPolicy
+) -> None:
     """DuckDB's own parser must see one SELECT calling only allowlisted functions.
 
     `run(text)` runs a catalog query on the same database. ``json_serialize_sql`` refuses

@@ -47,12 +47,47 @@ def plant_usage(db: Path) -> None:
     """Rows as the proxy would have logged them for a user of that name (and a normal one)."""
     now = time.time()
     rows = [
-        row_of(Outcome("r-evil-1", Caller(HOSTILE_USER, client="api"), HOSTILE_MODEL, now - 5, upstream="a1",
-                       prompt_tokens=10, completion_tokens=5, cost_usd=0.25, latency_s=0.2), None),
-        row_of(Outcome("r-evil-2", Caller(HOSTILE_USER, client="api"), HOSTILE_MODEL, now - 4, upstream="a1",
-                       status=500, error=HOSTILE_ERROR, latency_s=0.1), None),
-        row_of(Outcome("r-alice-1", Caller("alice", client="magic"), "fake-small", now - 3, upstream="a2",
-                       prompt_tokens=100, completion_tokens=50, cost_usd=1.5, latency_s=0.3), None),
+        row_of(
+            Outcome(
+                "r-evil-1",
+                Caller(HOSTILE_USER, client="api"),
+                HOSTILE_MODEL,
+                now - 5,
+                upstream="a1",
+                prompt_tokens=10,
+                completion_tokens=5,
+                cost_usd=0.25,
+                latency_s=0.2,
+            ),
+            None,
+        ),
+        row_of(
+            Outcome(
+                "r-evil-2",
+                Caller(HOSTILE_USER, client="api"),
+                HOSTILE_MODEL,
+                now - 4,
+                upstream="a1",
+                status=500,
+                error=HOSTILE_ERROR,
+                latency_s=0.1,
+            ),
+            None,
+        ),
+        row_of(
+            Outcome(
+                "r-alice-1",
+                Caller("alice", client="magic"),
+                "fake-small",
+                now - 3,
+                upstream="a2",
+                prompt_tokens=100,
+                completion_tokens=50,
+                cost_usd=1.5,
+                latency_s=0.3,
+            ),
+            None,
+        ),
     ]
 
     async def write() -> None:
@@ -68,20 +103,39 @@ def plant_usage(db: Path) -> None:
 def svc(service_factory: Callable, fresh_provider: FakeProvider, tmp_path: Path) -> Any:
     db = tmp_path / "usage.sqlite"
     plant_usage(db)
-    return service_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-                            "database_url": f"sqlite:///{db}", "health_check_seconds": 0.0},
-                           static_users=ADMIN)
+    return service_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "database_url": f"sqlite:///{db}",
+            "health_check_seconds": 0.0,
+        },
+        static_users=ADMIN,
+    )
 
 
 def admin(url: str, *args: str) -> subprocess.CompletedProcess:
     env = child_env(RSQL_PROXY_URL=url, RSQL_PROXY_TOKEN="tok-admin")
-    return subprocess.run([sys.executable, "-m", "jupyter_server_ext", "admin", *args], capture_output=True,
-                          env=env, cwd=REPO, timeout=60, text=True, encoding="utf-8", errors="surrogateescape")
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "admin", *args],
+        capture_output=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+    )
 
 
 def test_admin_tables_show_a_hostile_user_name_and_fields_escaped(svc: Any) -> None:
-    for args in (["users", "--hours", "1"], ["errors"], ["activity", HOSTILE_USER], ["stats", "--hours", "1"],
-                 ["--json", "users", "--hours", "1"]):
+    for args in (
+        ["users", "--hours", "1"],
+        ["errors"],
+        ["activity", HOSTILE_USER],
+        ["stats", "--hours", "1"],
+        ["--json", "users", "--hours", "1"],
+    ):
         out = admin(svc.url, *args)
         assert out.returncode == 0, (args, out.stderr)
         assert obeyed(out.stdout) == [] and obeyed(out.stderr) == [], (args, out.stdout)
@@ -91,7 +145,10 @@ def test_admin_tables_show_a_hostile_user_name_and_fields_escaped(svc: Any) -> N
                 assert "\\x1b]52;c;" in out.stdout, (args, out.stdout)
         else:
             users = {u["user"] for u in json.loads(out.stdout)["users"]}
-            assert users == {HOSTILE_USER, "alice"}  # the JSON keeps the exact value, escaped by JSON
+            assert users == {
+                HOSTILE_USER,
+                "alice",
+            }  # the JSON keeps the exact value, escaped by JSON
 
     # still one line per row, and aligned: each number ends where its column's heading ends
     lines = admin(svc.url, "users", "--hours", "1").stdout.rstrip("\n").split("\n")
@@ -105,16 +162,31 @@ def test_admin_tables_show_a_hostile_user_name_and_fields_escaped(svc: Any) -> N
 def test_replay_list_and_show_print_hostile_recorded_fields_escaped(tmp_path: Path) -> None:
     path = tmp_path / "handed-out.jsonl"
     # a file someone hands out with a notebook: any field may hold anything
-    ReplayStore(path).append(Entry(
-        fp="ab" * 16, recorded="2026-01-01T00:00:00Z", text=f"answer {CLIPBOARD}\x9b2J\u2067",
-        model=HOSTILE_MODEL, kind="ask\x1b[8m", cell=f"cell {CLIPBOARD}In [1]", question=HOSTILE_USER,
-        model_requested="m\x7f", parts={f"user message 1: {CLIPBOARD}": "0" * 10},
-    ))
+    ReplayStore(path).append(
+        Entry(
+            fp="ab" * 16,
+            recorded="2026-01-01T00:00:00Z",
+            text=f"answer {CLIPBOARD}\x9b2J\u2067",
+            model=HOSTILE_MODEL,
+            kind="ask\x1b[8m",
+            cell=f"cell {CLIPBOARD}In [1]",
+            question=HOSTILE_USER,
+            model_requested="m\x7f",
+            parts={f"user message 1: {CLIPBOARD}": "0" * 10},
+        )
+    )
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
-                              capture_output=True, text=True, cwd=REPO, timeout=60, env=child_env(),
-                              encoding="utf-8", errors="surrogateescape")
+        return subprocess.run(
+            [sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            env=child_env(),
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
 
     listed = cli("list")
     assert listed.returncode == 0, listed.stderr
@@ -134,8 +206,14 @@ def test_replay_prune_refuses_a_replay_file_that_is_a_symlink(tmp_path: Path) ->
     link = tmp_path / ".rsql-replay.jsonl"
     link.symlink_to(victim)
     for args in (["prune", "--keep-last", "0"], ["list"]):
-        out = subprocess.run([sys.executable, "-m", "rsql_magic.replay", "--file", str(link), *args],
-                             capture_output=True, text=True, cwd=REPO, timeout=60, env=child_env())
+        out = subprocess.run(
+            [sys.executable, "-m", "rsql_magic.replay", "--file", str(link), *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            env=child_env(),
+        )
         assert out.returncode != 0, (args, out.stdout)
         assert "symbolic link" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert victim.read_text() == "export PATH=$HOME/bin:$PATH\n"

@@ -25,7 +25,13 @@ PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0}}}  # $0.0
 
 # JupyterHub allows any character but '/' in a user name: glob patterns, the key separator, and
 # a prefix of another user's name
-HOSTILE = {"tok-star": "*", "tok-bob": "bob", "tok-bobx": "bob:x", "tok-bqb": "b?b", "tok-class": "[ab]ob"}
+HOSTILE = {
+    "tok-star": "*",
+    "tok-bob": "bob",
+    "tok-bobx": "bob:x",
+    "tok-bqb": "b?b",
+    "tok-class": "[ab]ob",
+}
 
 
 def spend(svc: Any, token: str, n: int = 2) -> None:
@@ -48,19 +54,35 @@ def usage(svc: Any, token: str) -> tuple[list[int], float]:
 
 def admin_cli(svc: Any, *args: str) -> subprocess.CompletedProcess:
     env = child_env(RSQL_PROXY_URL=svc.url, RSQL_PROXY_TOKEN="tok-admin")
-    return subprocess.run([sys.executable, "-m", "jupyter_server_ext", "admin", *args], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "admin", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 def test_resetting_one_hostile_name_in_redis_leaves_every_other_users_state(
-    service_factory: Callable, fresh_provider: FakeProvider, redis_url: str, redis_prefix: str,
+    service_factory: Callable,
+    fresh_provider: FakeProvider,
+    redis_url: str,
+    redis_prefix: str,
 ) -> None:
     users: dict[str, Any] = {tok: {"name": name, "groups": []} for tok, name in HOSTILE.items()}
     users["tok-admin"] = {"name": "root", "groups": [], "admin": True}
     svc = service_factory(
-        {"upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED), "default_model": "fake-small",
-         "user_limits": ["50/minute", "500/day"], "user_daily_budget_usd": 1000.0, "user_concurrency": 4,
-         "state_url": redis_url, "state_prefix": redis_prefix, "health_check_seconds": 0.0},
+        {
+            "upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
+            "default_model": "fake-small",
+            "user_limits": ["50/minute", "500/day"],
+            "user_daily_budget_usd": 1000.0,
+            "user_concurrency": 4,
+            "state_url": redis_url,
+            "state_prefix": redis_prefix,
+            "health_check_seconds": 0.0,
+        },
         static_users=users,
     )
     for token in HOSTILE:
@@ -71,9 +93,13 @@ def test_resetting_one_hostile_name_in_redis_leaves_every_other_users_state(
         p = admin_cli(svc, "reset-limits", name)
         assert p.returncode == 0, p.stderr
         after = {t: usage(svc, t) for t in HOSTILE}
-        assert after[token] == ([0, 0], 0.0), f"resetting {name!r} left its own state: {after[token]}"
+        assert after[token] == ([0, 0], 0.0), (
+            f"resetting {name!r} left its own state: {after[token]}"
+        )
         others = {HOSTILE[t]: after[t] for t in HOSTILE if t != token}
-        assert others == {HOSTILE[t]: before[t] for t in HOSTILE if t != token}, f"resetting {name!r} touched others"
+        assert others == {HOSTILE[t]: before[t] for t in HOSTILE if t != token}, (
+            f"resetting {name!r} touched others"
+        )
         spend(svc, token)
         before[token] = usage(svc, token)
     # and "every user" still means every user
@@ -89,11 +115,17 @@ SERVICE_USERS = {
 }
 
 
-def test_a_hub_user_named_like_a_service_shares_nothing_with_it(service_factory: Callable,
-                                                                 fresh_provider: FakeProvider) -> None:
+def test_a_hub_user_named_like_a_service_shares_nothing_with_it(
+    service_factory: Callable, fresh_provider: FakeProvider
+) -> None:
     svc = service_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "user_limits": ["2/minute"],
-         "admin_users": ["service/grader"], "health_check_seconds": 0.0},
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_limits": ["2/minute"],
+            "admin_users": ["service/grader"],
+            "health_check_seconds": 0.0,
+        },
         static_users=SERVICE_USERS,
     )
     # the impostor spends its own window, not the service's
@@ -108,13 +140,17 @@ def test_a_hub_user_named_like_a_service_shares_nothing_with_it(service_factory:
     assert svc.request("GET", "admin/stats", token="tok-grader")[0] == 200
 
 
-def test_the_old_service_form_in_admin_users_stops_start_up(service_factory: Callable,
-                                                            fresh_provider: FakeProvider) -> None:
+def test_the_old_service_form_in_admin_users_stops_start_up(
+    service_factory: Callable, fresh_provider: FakeProvider
+) -> None:
     # 'service:grader' is a name any hub user may take: the proxy says what to write instead
     with pytest.raises(RuntimeError) as err:
         service_factory(
-            {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-             "admin_users": ["service:grader"]},
+            {
+                "upstreams": upstreams_for(fresh_provider),
+                "default_model": "fake-small",
+                "admin_users": ["service:grader"],
+            },
             static_users=SERVICE_USERS,
         )
     assert "service/grader" in str(err.value)

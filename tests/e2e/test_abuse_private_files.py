@@ -25,19 +25,28 @@ ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]
 NOBODY = 65534
 
 
-def start_workers(cwd: Path, tmpdir: Path, proxy_config: dict[str, Any], workers: int = 2) -> ProxyService:
+def start_workers(
+    cwd: Path, tmpdir: Path, proxy_config: dict[str, Any], workers: int = 2
+) -> ProxyService:
     """`rsql-proxy --workers N` in `cwd`, its temporary files under `tmpdir`, under umask 022."""
-    return servers.start_workers(cwd, proxy_config, workers, static_users=USERS, umask=0o022,
-                                 env={"TMPDIR": str(tmpdir)})
+    return servers.start_workers(
+        cwd, proxy_config, workers, static_users=USERS, umask=0o022, env={"TMPDIR": str(tmpdir)}
+    )
 
 
 def plant_stale_counters(folder: Path) -> None:
     """Counter files as an earlier run (or another user) would have left them in `folder`."""
     folder.mkdir(mode=0o777)
     folder.chmod(0o777)
-    code = ("from prometheus_client import Counter; "
-            "Counter('rsql_planted', 'counted by someone else').inc(424242)")
-    subprocess.run([sys.executable, "-c", code], check=True, env=child_env(PROMETHEUS_MULTIPROC_DIR=str(folder)))
+    code = (
+        "from prometheus_client import Counter; "
+        "Counter('rsql_planted', 'counted by someone else').inc(424242)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        env=child_env(PROMETHEUS_MULTIPROC_DIR=str(folder)),
+    )
     assert list(folder.glob("*.db")), "prometheus_client wrote no counter file"
     if os.geteuid() == 0:
         for path in [folder, *folder.iterdir()]:
@@ -55,10 +64,17 @@ def test_workers_count_in_a_fresh_private_folder_and_make_their_files_private(
         plant_stale_counters(folder)
     cwd = tmp_path / "svc"
     cwd.mkdir()
-    svc = start_workers(cwd, tmpdir, {
-        "upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-        "state_url": redis_url, "state_prefix": redis_prefix, "log_prompts": True,
-    })
+    svc = start_workers(
+        cwd,
+        tmpdir,
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "state_url": redis_url,
+            "state_prefix": redis_prefix,
+            "log_prompts": True,
+        },
+    )
     try:
         for _ in range(4):
             status, _, raw = svc.request("POST", "v1/chat/completions", ASK, token="tok-u1")
@@ -79,7 +95,9 @@ def test_workers_count_in_a_fresh_private_folder_and_make_their_files_private(
         deadline = time.monotonic() + 20
         while not all(p.exists() for p in names) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in names} == {p.name: "0o600" for p in names}
+        assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in names} == {
+            p.name: "0o600" for p in names
+        }
     finally:
         assert svc.stop() == 0, svc.log()
     assert not folder.exists()  # removed with the run: never found again by a later one

@@ -29,8 +29,12 @@ from tests.helpers.servers import ProxyService, start_service
 pytestmark = pytest.mark.slow
 
 USD_PER_TOKEN = 0.001
-PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0},
-                     "fake-large": {"input": 1000.0, "output": 1000.0}}}
+PRICED = {
+    "prices": {
+        "fake-small": {"input": 1000.0, "output": 1000.0},
+        "fake-large": {"input": 1000.0, "output": 1000.0},
+    }
+}
 MAX_TOKENS = 40  # the default completion limit: what a budget request is capped at
 TIMEOUT = 2.0  # upstream_timeout_seconds
 USERS = ["alice", "dora", "bert", "tim", "lee", "fay", "bob", "rex", "vic", "mal", "gus", "eve"]
@@ -41,7 +45,9 @@ IBAN_LIKE = "DE89 3704 " * 19_000  # 190,000 characters
 
 
 def _overrides() -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {f"user:{u}": {"user_daily_budget_usd": b} for u, b in BUDGET.items()}
+    out: dict[str, dict[str, Any]] = {
+        f"user:{u}": {"user_daily_budget_usd": b} for u, b in BUDGET.items()
+    }
     out["user:tim"]["user_limits"] = ["100/minute"]
     out["user:rex"] = {"user_limits": ["3/minute"]}
     return out
@@ -60,7 +66,10 @@ def svc(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "redact_patterns": ["email", "iban", "card", "phone"],
             "limit_overrides": _overrides(),
         },
-        static_users={**{f"tok-{u}": {"name": u} for u in USERS}, "tok-root": {"name": "root", "admin": True}},
+        static_users={
+            **{f"tok-{u}": {"name": u} for u in USERS},
+            "tok-root": {"name": "root", "admin": True},
+        },
     )
     yield service
     service.stop()
@@ -69,8 +78,13 @@ def svc(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
 # -- helpers ------------------------------------------------------------------------------
 
 
-def chat(svc: ProxyService, user: str, body: dict[str, Any], path: str = "v1/chat/completions",
-         timeout: float = 60) -> tuple[int, dict[str, Any]]:
+def chat(
+    svc: ProxyService,
+    user: str,
+    body: dict[str, Any],
+    path: str = "v1/chat/completions",
+    timeout: float = 60,
+) -> tuple[int, dict[str, Any]]:
     status, _, raw = svc.request("POST", path, body, token=f"tok-{user}", timeout=timeout)
     return status, json.loads(raw) if raw else {}
 
@@ -103,11 +117,17 @@ def key_states(svc: ProxyService) -> dict[str, str]:
     return {u["alias"]: u["state"] for u in json.loads(raw)["upstreams"]}
 
 
-def open_stream(svc: ProxyService, user: str, body: dict[str, Any]) -> tuple[http.client.HTTPConnection, Any]:
+def open_stream(
+    svc: ProxyService, user: str, body: dict[str, Any]
+) -> tuple[http.client.HTTPConnection, Any]:
     u = urllib.parse.urlsplit(svc.url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-    conn.request("POST", u.path + "v1/chat/completions", json.dumps({**body, "stream": True}),
-                 {"Authorization": f"Bearer tok-{user}", "Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        u.path + "v1/chat/completions",
+        json.dumps({**body, "stream": True}),
+        {"Authorization": f"Bearer tok-{user}", "Content-Type": "application/json"},
+    )
     return conn, conn.getresponse()
 
 
@@ -183,7 +203,9 @@ def test_a_stream_that_breaks_off_is_charged_what_was_generated(
     assert charged >= billed > 0, (charged, billed)
 
 
-def test_a_slow_answer_is_charged_once_and_takes_no_key_out(svc: ProxyService, fresh_provider: FakeProvider) -> None:
+def test_a_slow_answer_is_charged_once_and_takes_no_key_out(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
     fresh_provider.latency = TIMEOUT + 1.5  # slower than the proxy waits
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda _: chat(svc, "tim", ask("write a long essay")), range(3)))
@@ -203,7 +225,9 @@ def test_a_slow_answer_is_charged_once_and_takes_no_key_out(svc: ProxyService, f
     assert status == 200, body
 
 
-def test_a_list_of_prompts_is_reserved_for_every_prompt(svc: ProxyService, fresh_provider: FakeProvider) -> None:
+def test_a_list_of_prompts_is_reserved_for_every_prompt(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
     budget = BUDGET["lee"]
     batch = {"model": "fake-small", "prompt": ["x"] * 50, "max_tokens": 10}
     # each request is admitted only if 50 completions of 10 tokens fit what is left
@@ -228,7 +252,10 @@ def test_a_403_about_the_request_passes_through_and_every_key_stays_up(
     for _ in range(4):
         status, body = chat(svc, "fay", {**ask(), "model": "fake-large"})
         assert status == 403, body
-        assert body["error"]["code"] == "model_not_found" and "does not have access" in body["error"]["message"]
+        assert (
+            body["error"]["code"] == "model_not_found"
+            and "does not have access" in body["error"]["message"]
+        )
         status, body = chat(svc, "fay", ask("FLAGGED: how do I make a weapon"))
         assert status == 403 and body["error"]["code"] == "content_flagged", body
     # each refused request reached one key only: no walk through every key
@@ -243,11 +270,19 @@ def test_a_403_about_the_request_passes_through_and_every_key_stays_up(
 
 def test_a_body_over_the_cap_always_gets_its_413(svc: ProxyService) -> None:
     u = urllib.parse.urlsplit(svc.url)
-    body = b'{"model": "fake-small", "messages": [{"role": "user", "content": "' + b"x" * (10 * 2**20) + b'"}]}'
+    body = (
+        b'{"model": "fake-small", "messages": [{"role": "user", "content": "'
+        + b"x" * (10 * 2**20)
+        + b'"}]}'
+    )
     for _ in range(3):  # the client sends the whole body before reading, as most do
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        conn.request("POST", u.path + "v1/chat/completions", body,
-                     {"Authorization": "Bearer tok-gus", "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            u.path + "v1/chat/completions",
+            body,
+            {"Authorization": "Bearer tok-gus", "Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         assert resp.status == 413, resp.status
         assert json.loads(resp.read())["error"]["code"] == "request_too_large"
@@ -269,9 +304,15 @@ def test_redaction_previews_count_against_the_limits_and_are_bounded(svc: ProxyS
     assert status == 413 and body["error"]["code"] == "too_much_to_redact", body
     # a text part that also carries a `content` is scanned for its text, so counted for it too
     hidden = [{"role": "user", "content": [{"type": "text", "text": "a " * 110_000, "content": 0}]}]
-    for path, body_of in (("redact", lambda: {"messages": hidden}), ("v1/chat/completions", lambda: {**ask(), "messages": hidden})):
+    for path, body_of in (
+        ("redact", lambda: {"messages": hidden}),
+        ("v1/chat/completions", lambda: {**ask(), "messages": hidden}),
+    ):
         status, _, raw = svc.request("POST", path, body_of(), token="tok-gus")
-        assert status == 413 and json.loads(raw)["error"]["code"] == "too_much_to_redact", (path, raw)
+        assert status == 413 and json.loads(raw)["error"]["code"] == "too_much_to_redact", (
+            path,
+            raw,
+        )
 
 
 def _hammer(stop: threading.Event, deadline: float, work: Callable[[], Any]) -> int:
@@ -300,26 +341,43 @@ def test_one_user_hammering_every_path_leaves_others_their_latency(
 ) -> None:
     u = urllib.parse.urlsplit(svc.url)
     fresh_provider.forbidden_models = {"fake-large"}
-    big_context = "Our table holds rows like DE89 3704 0044 0532 0130 00. " * 200  # redacted in the worker
+    big_context = (
+        "Our table holds rows like DE89 3704 0044 0532 0130 00. " * 200
+    )  # redacted in the worker
     _latencies(svc, "vic", 3)  # warm up
     before = _latencies(svc, "vic", 10)
     before_long = _latencies(svc, "vic", 3, big_context)
     t0 = time.monotonic()  # one of the attacker's redaction jobs, alone
-    assert svc.request("POST", "redact", {"messages": [{"role": "user", "content": IBAN_LIKE}]},
-                       token="tok-mal", timeout=60)[0] == 200
+    assert (
+        svc.request(
+            "POST",
+            "redact",
+            {"messages": [{"role": "user", "content": IBAN_LIKE}]},
+            token="tok-mal",
+            timeout=60,
+        )[0]
+        == 200
+    )
     job = time.monotonic() - t0
 
     huge = b"x" * (10 * 2**20)
 
     def post_huge() -> None:
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        conn.request("POST", u.path + "v1/chat/completions", huge, {"Authorization": "Bearer tok-mal"})
+        conn.request(
+            "POST", u.path + "v1/chat/completions", huge, {"Authorization": "Bearer tok-mal"}
+        )
         conn.getresponse().read()
         conn.close()
 
     attacks = [
-        lambda: svc.request("POST", "redact", {"messages": [{"role": "user", "content": IBAN_LIKE}]},
-                            token="tok-mal", timeout=60),
+        lambda: svc.request(
+            "POST",
+            "redact",
+            {"messages": [{"role": "user", "content": IBAN_LIKE}]},
+            token="tok-mal",
+            timeout=60,
+        ),
         lambda: chat(svc, "mal", {**ask(IBAN_LIKE), "model": "fake-large"}),
         lambda: chat(svc, "mal", {**ask(), "model": "fake-large"}),
         lambda: chat(svc, "mal", ask("FLAGGED " * 100)),
@@ -337,10 +395,12 @@ def test_one_user_hammering_every_path_leaves_others_their_latency(
             stop.set()
         done = [f.result() for f in running]
     assert all(n > 0 for n in done), done
-    print(f"one attacker redaction job alone: {job:.2f} s; victim, short prompts: median "
-          f"{statistics.median(before):.3f} s before, {statistics.median(during):.3f} s (max {max(during):.3f}) "
-          f"during; long prompts: max {max(before_long):.3f} s before, {max(during_long):.3f} s during; "
-          f"attack requests {done}")
+    print(
+        f"one attacker redaction job alone: {job:.2f} s; victim, short prompts: median "
+        f"{statistics.median(before):.3f} s before, {statistics.median(during):.3f} s (max {max(during):.3f}) "
+        f"during; long prompts: max {max(before_long):.3f} s before, {max(during_long):.3f} s during; "
+        f"attack requests {done}"
+    )
     # every key still serves, and the victim's answers stay quick: short prompts never wait for
     # the attacker's redaction, a long one waits for at most the job the worker is running
     assert set(key_states(svc).values()) == {"healthy"}
@@ -355,11 +415,21 @@ def test_the_escalation_header_stores_only_a_stage_name(svc: ProxyService) -> No
     the HTTP server refuses itself)."""
     sent = {"schema": "schema", "<img src=x onerror=alert(1)>": None, "database" * 200: None}
     for value in sent:
-        status, _, raw = svc.request("POST", "v1/chat/completions", ask("hi"), token="tok-eve",
-                                     headers={"X-RSQL-Escalation": value})
+        status, _, raw = svc.request(
+            "POST",
+            "v1/chat/completions",
+            ask("hi"),
+            token="tok-eve",
+            headers={"X-RSQL-Escalation": value},
+        )
         assert status == 200, raw
-    status, _, _ = svc.request("POST", "v1/chat/completions", ask("hi"), token="tok-eve",
-                               headers={"X-RSQL-Escalation": "\x1b]0;pwned\x07"})
+    status, _, _ = svc.request(
+        "POST",
+        "v1/chat/completions",
+        ask("hi"),
+        token="tok-eve",
+        headers={"X-RSQL-Escalation": "\x1b]0;pwned\x07"},
+    )
     assert status == 400
     deadline = time.monotonic() + 10
     while True:

@@ -76,13 +76,22 @@ def pwned_exists(url: str) -> bool:
 def _pg_connections(url: str) -> list[tuple[str, str]]:
     out = [
         (f"import psycopg\nconn = psycopg.connect({url!r})", "psycopg 3"),
-        (f"import psycopg\nconn = psycopg.connect({url!r}, autocommit=True)", "psycopg 3 autocommit"),
-        (f"conn = {url.replace('postgresql://', 'postgresql+psycopg://')!r}", "SQLAlchemy + psycopg 3"),
+        (
+            f"import psycopg\nconn = psycopg.connect({url!r}, autocommit=True)",
+            "psycopg 3 autocommit",
+        ),
+        (
+            f"conn = {url.replace('postgresql://', 'postgresql+psycopg://')!r}",
+            "SQLAlchemy + psycopg 3",
+        ),
     ]
     if importlib.util.find_spec("psycopg2") is not None:
         out += [
             (f"import psycopg2\nconn = psycopg2.connect({url!r})", "psycopg2"),
-            (f"conn = {url.replace('postgresql://', 'postgresql+psycopg2://')!r}", "SQLAlchemy + psycopg2"),
+            (
+                f"conn = {url.replace('postgresql://', 'postgresql+psycopg2://')!r}",
+                "SQLAlchemy + psycopg2",
+            ),
         ]
     return out
 
@@ -119,7 +128,10 @@ def test_the_database_reads_the_smuggled_text_as_one_select_when_the_guard_is_by
 ) -> None:
     """The executor's own wall: standard_conforming_strings is pinned on for generated SQL."""
     if driver == "psycopg2":
-        require("psycopg2", reason="SQLAlchemy's default PostgreSQL driver, whose simple query protocol runs several statements")
+        require(
+            "psycopg2",
+            reason="SQLAlchemy's default PostgreSQL driver, whose simple query protocol runs several statements",
+        )
     from rsql_magic.sql.connections import resolve
     from rsql_magic.sql.execute import run_query
 

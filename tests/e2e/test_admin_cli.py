@@ -24,10 +24,16 @@ USERS = {
 ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "what is a join"}]}
 
 
-def run(url: str, *args: str, token: str | None = "tok-admin", env: dict[str, str] | None = None) -> tuple[int, str, str]:
+def run(
+    url: str, *args: str, token: str | None = "tok-admin", env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """The CLI in this process (the same code the entry point runs): (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    environ = {"RSQL_PROXY_URL": url, **({"RSQL_PROXY_TOKEN": token} if token else {}), **(env or {})}
+    environ = {
+        "RSQL_PROXY_URL": url,
+        **({"RSQL_PROXY_TOKEN": token} if token else {}),
+        **(env or {}),
+    }
     code = admin_cli.main(list(args), out=out, err=err, env=environ)
     return code, out.getvalue(), err.getvalue()
 
@@ -39,8 +45,12 @@ def columns(output: str) -> list[list[str]]:
 @pytest.fixture
 def svc(service_factory: Callable, fresh_provider: FakeProvider) -> Any:
     s = service_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-         "user_limits": ["2/minute"], "health_check_seconds": 0.0},
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_limits": ["2/minute"],
+            "health_check_seconds": 0.0,
+        },
         static_users=USERS,
     )
     for _ in range(2):
@@ -134,7 +144,12 @@ def test_errors_and_exit_codes(svc: Any, tmp_path: Path) -> None:
     assert code == admin_cli.UNREACHABLE and out == "" and "cannot reach the proxy" in err
 
     code, _, err = run(url, "keys", token="tok-nobody")
-    assert code == admin_cli.UNAUTHORIZED and "401" in err and "not accepted" in err and "tok-nobody" not in err
+    assert (
+        code == admin_cli.UNAUTHORIZED
+        and "401" in err
+        and "not accepted" in err
+        and "tok-nobody" not in err
+    )
     code, _, err = run(url, "keys", token=None)
     assert code == admin_cli.UNAUTHORIZED and "RSQL_PROXY_TOKEN" in err
 
@@ -164,14 +179,23 @@ def test_entry_points(svc: Any, fresh_provider: FakeProvider) -> None:
         assert p.returncode == 0, p.stderr
         assert "ALIAS" in p.stdout and "b1" in p.stdout
         _no_keys(p.stdout + p.stderr, fresh_provider)
-    p = subprocess.run([sys.executable, "-m", "jupyter_server_ext", "admin", "stats"], capture_output=True,
-                       text=True, env={**env, "RSQL_PROXY_TOKEN": "tok-alice"}, cwd=REPO, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "admin", "stats"],
+        capture_output=True,
+        text=True,
+        env={**env, "RSQL_PROXY_TOKEN": "tok-alice"},
+        cwd=REPO,
+        timeout=60,
+    )
     assert p.returncode == admin_cli.FORBIDDEN and "403" in p.stderr
 
 
-def test_against_a_jupyter_server(jupyter_server_factory: Callable, fresh_provider: FakeProvider,
-                                  tmp_path: Path) -> None:
-    server = jupyter_server_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"})
+def test_against_a_jupyter_server(
+    jupyter_server_factory: Callable, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    server = jupyter_server_factory(
+        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"}
+    )
     assert server.request("POST", "v1/chat/completions", ASK)[0] == 200
     tf = tmp_path / "tok"
     tf.write_text(server.token)
@@ -184,8 +208,15 @@ def test_against_a_jupyter_server(jupyter_server_factory: Callable, fresh_provid
         time.sleep(0.1)
     assert columns(out)[1][1] == "1"
     # the global options after the command work too
-    code, out, err = run("http://127.0.0.1:1/", "keys", "--url", server.proxy_url, "--token-file", str(tf),
-                         token=None)
+    code, out, err = run(
+        "http://127.0.0.1:1/",
+        "keys",
+        "--url",
+        server.proxy_url,
+        "--token-file",
+        str(tf),
+        token=None,
+    )
     assert code == 0 and "a1" in out, err
     _no_keys(out, fresh_provider)
     code, _, err = run(server.proxy_url, "keys", token="wrong-token")
@@ -194,8 +225,21 @@ def test_against_a_jupyter_server(jupyter_server_factory: Callable, fresh_provid
 
 def test_window_start_list_end_and_notebooks(svc: Any) -> None:
     url = svc.url
-    code, out, err = run(url, "window", "start", "--name", "quiz", "--group", "students", "--minutes", "30",
-                         "--mode", "off", "--message", "Quiz: no assistant")
+    code, out, err = run(
+        url,
+        "window",
+        "start",
+        "--name",
+        "quiz",
+        "--group",
+        "students",
+        "--minutes",
+        "30",
+        "--mode",
+        "off",
+        "--message",
+        "Quiz: no assistant",
+    )
     assert code == 0, err
     assert out.startswith("started window 'quiz' (off) until ") and "UTC" in out
     status, _, raw = svc.request("POST", "v1/chat/completions", ASK, token="tok-alice")
@@ -203,13 +247,20 @@ def test_window_start_list_end_and_notebooks(svc: Any) -> None:
     code, out, _ = run(url, "window", "list")
     rows = columns(out)
     assert rows[0] == ["times", "in", "UTC;", "local:", "UTC"]
-    assert rows[1][:4] == ["NAME", "MODE", "GROUPS", "/"] and rows[2][:4] == ["quiz", "off", "students", "yes"]
+    assert rows[1][:4] == ["NAME", "MODE", "GROUPS", "/"] and rows[2][:4] == [
+        "quiz",
+        "off",
+        "students",
+        "yes",
+    ]
     code, out, _ = run(url, "window", "list", "--json")
     assert code == 0 and json.loads(out)["windows"][0]["message"] == "Quiz: no assistant"
     # mistakes are usage errors, said plainly
     code, _, err = run(url, "window", "start", "--name", "q2", "--minutes", "5", "--mode", "off")
     assert code == admin_cli.USAGE and "--group" in err
-    code, _, err = run(url, "window", "start", "--name", "quiz", "--group", "*", "--minutes", "5", "--mode", "off")
+    code, _, err = run(
+        url, "window", "start", "--name", "quiz", "--group", "*", "--minutes", "5", "--mode", "off"
+    )
     assert code == admin_cli.FAILED and "exists already" in err
     code, out, _ = run(url, "window", "end", "quiz")
     assert code == 0 and out.strip() == "ended window 'quiz'"
@@ -218,8 +269,13 @@ def test_window_start_list_end_and_notebooks(svc: Any) -> None:
     assert run(url, "window", "list", token="tok-alice")[0] == admin_cli.FORBIDDEN
     # requests from notebooks, per notebook and user
     for cell in ("c1", "c2"):
-        svc.request("POST", "v1/chat/completions", ASK, token="tok-admin",
-                    headers={"X-RSQL-Notebook": "lab%201.ipynb", "X-RSQL-Cell": cell})
+        svc.request(
+            "POST",
+            "v1/chat/completions",
+            ASK,
+            token="tok-admin",
+            headers={"X-RSQL-Notebook": "lab%201.ipynb", "X-RSQL-Cell": cell},
+        )
     deadline = time.monotonic() + 15
     while True:
         code, out, _ = run(url, "notebooks")
@@ -227,5 +283,15 @@ def test_window_start_list_end_and_notebooks(svc: Any) -> None:
             break
         time.sleep(0.2)
     rows = columns(out)
-    assert rows[0] == ["NOTEBOOK", "USER", "REQUESTS", "TOKENS", "COST", "USD", "CELLS", "LAST", "REQUEST"]
+    assert rows[0] == [
+        "NOTEBOOK",
+        "USER",
+        "REQUESTS",
+        "TOKENS",
+        "COST",
+        "USD",
+        "CELLS",
+        "LAST",
+        "REQUEST",
+    ]
     assert rows[1][0].startswith("nb-") and rows[1][1:3] == ["root", "2"] and rows[1][5] == "2"

@@ -17,8 +17,11 @@ from tests.helpers.fake_provider import FakeProvider, KeyPolicy
 from tests.helpers.servers import start_service
 
 USERS = {"tok-alice": {"name": "alice"}, "tok-admin": {"name": "root", "admin": True}}
-ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "secret prompt text 42"}],
-       "max_tokens": 20}
+ASK = {
+    "model": "fake-small",
+    "messages": [{"role": "user", "content": "secret prompt text 42"}],
+    "max_tokens": 20,
+}
 PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0}}}  # $0.001 per token
 
 
@@ -80,8 +83,12 @@ def receiver() -> Iterator[Receiver]:
 
 def _service(factory: Callable, fp: FakeProvider, receiver: Receiver, **config: Any):
     base = {
-        "upstreams": upstreams_for(fp), "default_model": "fake-small", "max_wait_seconds": 0.5,
-        "alert_webhooks": [receiver.url], "alert_retry_seconds": 0.2, "health_check_seconds": 0.0,
+        "upstreams": upstreams_for(fp),
+        "default_model": "fake-small",
+        "max_wait_seconds": 0.5,
+        "alert_webhooks": [receiver.url],
+        "alert_retry_seconds": 0.2,
+        "health_check_seconds": 0.0,
     }
     return factory({**base, **config}, static_users=USERS)
 
@@ -94,7 +101,10 @@ def _no_secrets(receiver: Receiver, fp: FakeProvider) -> None:
 
 
 def _ask(svc: Any, n: int, body: dict[str, Any] | None = None) -> list[int]:
-    return [svc.request("POST", "v1/chat/completions", body or ASK, token="tok-alice")[0] for _ in range(n)]
+    return [
+        svc.request("POST", "v1/chat/completions", body or ASK, token="tok-alice")[0]
+        for _ in range(n)
+    ]
 
 
 def _quiet(seconds: float = 1.0) -> None:
@@ -102,14 +112,17 @@ def _quiet(seconds: float = 1.0) -> None:
     time.sleep(seconds)
 
 
-def test_key_disabled_and_enabled_once(service_factory: Callable, fresh_provider: FakeProvider,
-                                       receiver: Receiver) -> None:
+def test_key_disabled_and_enabled_once(
+    service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver
+) -> None:
     fp = fresh_provider
     ups = upstreams_for(fp)
     for u in ups:
         u["models"] = ["fake-small"]
     late_key = "sk-test-z1-late0123456789"  # unknown to the provider for now: a 401
-    ups.append({"name": "z1", "base_url": fp.base_url, "api_key": late_key, "models": ["fake-large"]})
+    ups.append(
+        {"name": "z1", "base_url": fp.base_url, "api_key": late_key, "models": ["fake-large"]}
+    )
     svc = _service(service_factory, fp, receiver, upstreams=ups)
     large = {**ASK, "model": "fake-large"}
     assert _ask(svc, 1, large) == [502]
@@ -136,8 +149,9 @@ def test_key_disabled_and_enabled_once(service_factory: Callable, fresh_provider
     _no_secrets(receiver, fp)
 
 
-def test_capacity_exhausted_once(service_factory: Callable, fresh_provider: FakeProvider,
-                                 receiver: Receiver) -> None:
+def test_capacity_exhausted_once(
+    service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver
+) -> None:
     fp = fresh_provider
     for pol in fp.keys.values():  # one request per account and minute at the provider
         pol.limit = 1
@@ -155,10 +169,17 @@ def test_capacity_exhausted_once(service_factory: Callable, fresh_provider: Fake
     _no_secrets(receiver, fp)
 
 
-def test_budget_80_and_100(service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver) -> None:
+def test_budget_80_and_100(
+    service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver
+) -> None:
     fp = fresh_provider
-    svc = _service(service_factory, fp, receiver, upstreams=upstreams_for(fp, a1=PRICED, a2=PRICED, b1=PRICED),
-                   global_daily_budget_usd=0.2)
+    svc = _service(
+        service_factory,
+        fp,
+        receiver,
+        upstreams=upstreams_for(fp, a1=PRICED, a2=PRICED, b1=PRICED),
+        global_daily_budget_usd=0.2,
+    )
     statuses = []
     for _ in range(30):  # each request costs a few cents: the budget is spent within 30
         statuses += _ask(svc, 1)
@@ -176,7 +197,9 @@ def test_budget_80_and_100(service_factory: Callable, fresh_provider: FakeProvid
 
 
 def test_error_rate_needs_enough_requests_and_retries_after_500(
-    service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver,
+    service_factory: Callable,
+    fresh_provider: FakeProvider,
+    receiver: Receiver,
 ) -> None:
     fp = fresh_provider
     receiver.fail_first = 2  # the first two POSTs get a 500: the alert comes with the third
@@ -199,12 +222,19 @@ def test_error_rate_needs_enough_requests_and_retries_after_500(
     _no_secrets(receiver, fp)
 
 
-def test_slack_format(service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver) -> None:
+def test_slack_format(
+    service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver
+) -> None:
     fp = fresh_provider
     ups = upstreams_for(fp)
     ups.append({"name": "zz", "base_url": fp.base_url, "api_key": "sk-test-zz-unknown012345"})
-    svc = _service(service_factory, fp, receiver, upstreams=ups,
-                   alert_webhooks=[{"url": receiver.url, "format": "slack"}])
+    svc = _service(
+        service_factory,
+        fp,
+        receiver,
+        upstreams=ups,
+        alert_webhooks=[{"url": receiver.url, "format": "slack"}],
+    )
     for _ in range(10):  # until the rotation has tried the unknown key
         _ask(svc, 1)
         if receiver.bodies:
@@ -219,20 +249,34 @@ def test_slack_format(service_factory: Callable, fresh_provider: FakeProvider, r
     assert "sk-test-zz" not in body["text"]
 
 
-def test_bad_webhook_config_stops_startup(service_factory: Callable, fresh_provider: FakeProvider,
-                                          receiver: Receiver) -> None:
+def test_bad_webhook_config_stops_startup(
+    service_factory: Callable, fresh_provider: FakeProvider, receiver: Receiver
+) -> None:
     with pytest.raises(RuntimeError, match="alert_webhooks"):
-        _service(service_factory, fresh_provider, receiver, alert_webhooks=[{"url": "ftp://x", "format": "json"}])
+        _service(
+            service_factory,
+            fresh_provider,
+            receiver,
+            alert_webhooks=[{"url": "ftp://x", "format": "json"}],
+        )
 
 
-def test_two_replicas_send_one_alert(tmp_path: Any, fresh_provider: FakeProvider, receiver: Receiver,
-                                     redis_url: str) -> None:
+def test_two_replicas_send_one_alert(
+    tmp_path: Any, fresh_provider: FakeProvider, receiver: Receiver, redis_url: str
+) -> None:
     fp = fresh_provider
     prefix = f"rsqltest-{secrets.token_hex(4)}:"
     config = {
-        "upstreams": upstreams_for(fp), "default_model": "fake-small", "max_wait_seconds": 0.5,
-        "alert_webhooks": [receiver.url], "alert_retry_seconds": 0.2, "alert_min_requests": 3,
-        "breaker_threshold": 100, "state_url": redis_url, "state_prefix": prefix, "health_check_seconds": 0.0,
+        "upstreams": upstreams_for(fp),
+        "default_model": "fake-small",
+        "max_wait_seconds": 0.5,
+        "alert_webhooks": [receiver.url],
+        "alert_retry_seconds": 0.2,
+        "alert_min_requests": 3,
+        "breaker_threshold": 100,
+        "state_url": redis_url,
+        "state_prefix": prefix,
+        "health_check_seconds": 0.0,
     }
     reps = [start_service(tmp_path / f"r{i}", config, static_users=USERS) for i in range(2)]
     try:
@@ -242,7 +286,9 @@ def test_two_replicas_send_one_alert(tmp_path: Any, fresh_provider: FakeProvider
             assert _ask(svc, 4) == [502] * 4
         receiver.wait_for("error_rate")
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any("already sent by another replica" in s.log() for s in reps):
+        while time.monotonic() < deadline and not any(
+            "already sent by another replica" in s.log() for s in reps
+        ):
             time.sleep(0.1)
         assert sum("already sent by another replica" in s.log() for s in reps) == 1
         _quiet()

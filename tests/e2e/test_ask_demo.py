@@ -34,10 +34,23 @@ def test_demo_notebook_runs_headless(
     fresh_provider.script(*REPLIES)
     shutil.copy(REPO / "notebooks" / "demo.ipynb", tmp_path / "demo.ipynb")
     proc = subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-         "demo.ipynb", "--output", "demo.out.ipynb"],
-        env=kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token), cwd=tmp_path,
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "demo.ipynb",
+            "--output",
+            "demo.out.ipynb",
+        ],
+        env=kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     prompts = user_prompts(fresh_provider.received)
@@ -55,7 +68,9 @@ def test_demo_notebook_runs_headless(
     out = json.loads((tmp_path / "demo.out.ipynb").read_text())
     code_cells = [c for c in out["cells"] if c["cell_type"] == "code"]
     shown = [outputs_text(c) for c in code_cells]
-    status = next(s for c, s in zip(code_cells, shown, strict=True) if "".join(c["source"]) == "%ask_status")
+    status = next(
+        s for c, s in zip(code_cells, shown, strict=True) if "".join(c["source"]) == "%ask_status"
+    )
     assert "RSQL_PROXY_URL" in status and "**you**" in status
     assert any("**west** has the highest total." in s for s in shown)
     assert any("Code for the next cell" in s and "SUM(o.total)" in s for s in shown)

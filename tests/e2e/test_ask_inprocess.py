@@ -25,23 +25,29 @@ def inprocess_env(fp: FakeProvider, home: Path) -> dict[str, str]:
     # no RSQL_PROXY_URL, no Jupyter server: only upstreams of the user's own in the environment
     # (RSQL_UPSTREAMS here; GROQ_API_KEY / OPENAI_API_KEY for real users). HOME is the test's,
     # since the in-process engine keeps its usage log under ~/.rsql.
-    return kernel_env(None, RSQL_UPSTREAMS=json.dumps(upstreams_for(fp)), RSQL_MODEL="fake-small",
-                      HOME=str(home))
+    return kernel_env(
+        None, RSQL_UPSTREAMS=json.dumps(upstreams_for(fp)), RSQL_MODEL="fake-small", HOME=str(home)
+    )
 
 
 def test_inprocess_engine(fresh_provider: FakeProvider, tmp_path: Path) -> None:
     fresh_provider.script("in-process answer")
-    nb = make_notebook([
-        "%load_ext rsql_magic",
-        "%ask_status",
-        "import pandas as pd\nlocal_df = pd.DataFrame({'k': ['a', 'b'], 'v': [1.0, 2.0]})",
-        "%%ask -o ans\nSum v by k in local_df?",
-        "print(ans)",
-    ])
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic",
+            "%ask_status",
+            "import pandas as pd\nlocal_df = pd.DataFrame({'k': ['a', 'b'], 'v': [1.0, 2.0]})",
+            "%%ask -o ans\nSum v by k in local_df?",
+            "print(ans)",
+        ]
+    )
     run_notebook(nb, inprocess_env(fresh_provider, tmp_path), tmp_path)
     status = outputs_text(nb.cells[1])
     assert "**proxy**: in-process engine" in status and "**you**: " in status
-    assert "### DataFrame `local_df` (pandas): 2 rows x 2 columns" in user_prompts(fresh_provider.received)[0]
+    assert (
+        "### DataFrame `local_df` (pandas): 2 rows x 2 columns"
+        in user_prompts(fresh_provider.received)[0]
+    )
     assert fresh_provider.received[0].body["model"] == "fake-small"
     shown = outputs_text(nb.cells[3])
     assert "in-process answer\n\n---\n*fake-small · " in shown and "via a" in shown

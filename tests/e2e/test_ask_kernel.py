@@ -48,14 +48,16 @@ def test_pandas_context_render_out_and_insert(
     fresh_provider.script(
         "Group and sum:\n\n```python\nsales.groupby('region')['amount'].sum()\n```\n"
     )
-    nb = make_notebook([
-        SETUP,
-        "import pandas as pd\n"
-        "sales = pd.DataFrame({'region': ['north', 'south', 'north'], 'amount': [1.5, 2.0, 3.25]})\n"
-        "unrelated = pd.DataFrame({'zzz_col': [1]})",
-        "%%ask --insert -o ans\nWhat is the total amount per region in sales?",
-        "assert ans.startswith('Group and sum'), ans\nprint('stored', len(ans))",
-    ])
+    nb = make_notebook(
+        [
+            SETUP,
+            "import pandas as pd\n"
+            "sales = pd.DataFrame({'region': ['north', 'south', 'north'], 'amount': [1.5, 2.0, 3.25]})\n"
+            "unrelated = pd.DataFrame({'zzz_col': [1]})",
+            "%%ask --insert -o ans\nWhat is the total amount per region in sales?",
+            "assert ans.startswith('Group and sum'), ans\nprint('stored', len(ans))",
+        ]
+    )
     run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
 
     assert len(fresh_provider.received) == 1
@@ -70,10 +72,14 @@ def test_pandas_context_render_out_and_insert(
     assert prompt.rstrip().endswith("What is the total amount per region in sales?")
 
     ask_cell = nb.cells[2]
-    md = [o["data"]["text/markdown"] for o in ask_cell.outputs if "text/markdown" in o.get("data", {})]
+    md = [
+        o["data"]["text/markdown"] for o in ask_cell.outputs if "text/markdown" in o.get("data", {})
+    ]
     assert md[0].startswith("Group and sum:")
     assert "*fake-small · " in md[0] and "tokens" in md[0] and "cache miss" in md[0]
-    plain = [o["data"]["text/plain"] for o in ask_cell.outputs if o.get("output_type") == "display_data"]
+    plain = [
+        o["data"]["text/plain"] for o in ask_cell.outputs if o.get("output_type") == "display_data"
+    ]
     assert "-- fake-small · " in plain[0]
     # --insert in a batch run: nbclient drops set_next_input, so the code is in the output
     assert "Code for the next cell" in md[1] and "sales.groupby('region')" in md[1]
@@ -117,14 +123,16 @@ def test_error_context_and_references(
 def test_sqlite_schema_context(
     jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
-    nb = make_notebook([
-        SETUP,
-        "import sqlite3\ncon = sqlite3.connect(':memory:')\n"
-        "con.executescript('''CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n"
-        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),\n"
-        " total REAL, placed_at TEXT);''')",
-        "%%ask --sql con\nTop 5 customers by total order value?",
-    ])
+    nb = make_notebook(
+        [
+            SETUP,
+            "import sqlite3\ncon = sqlite3.connect(':memory:')\n"
+            "con.executescript('''CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n"
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),\n"
+            " total REAL, placed_at TEXT);''')",
+            "%%ask --sql con\nTop 5 customers by total order value?",
+        ]
+    )
     run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
     prompt = user_prompts(fresh_provider.received)[0]
     assert "## SQL schema" in prompt and "connection `con`" in prompt
@@ -139,17 +147,19 @@ def test_r_session_context(
     jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     require_r()
-    nb = make_notebook([
-        SETUP,
-        "%load_ext rpy2.ipython",
-        "%%R\nscores <- data.frame(student = c('ann', 'bob', 'cy'), score = c(90.5, 80, 72),\n"
-        "  grade = factor(c('A', 'B', 'C')), stringsAsFactors = FALSE)\n"
-        "big <- data.frame(x = seq_len(2e6))",
-        "%%ask --r\nHow do I plot score by grade for scores?",
-        "import pandas as pd\npy_side = pd.DataFrame({'p': [1]})",
-        "%%ask\nAnything else in my session?",  # rpy2 loaded, nothing picked: R comes along
-        "%%ask --df py_side\nAnd here?",  # context picked explicitly: no R session
-    ])
+    nb = make_notebook(
+        [
+            SETUP,
+            "%load_ext rpy2.ipython",
+            "%%R\nscores <- data.frame(student = c('ann', 'bob', 'cy'), score = c(90.5, 80, 72),\n"
+            "  grade = factor(c('A', 'B', 'C')), stringsAsFactors = FALSE)\n"
+            "big <- data.frame(x = seq_len(2e6))",
+            "%%ask --r\nHow do I plot score by grade for scores?",
+            "import pandas as pd\npy_side = pd.DataFrame({'p': [1]})",
+            "%%ask\nAnything else in my session?",  # rpy2 loaded, nothing picked: R comes along
+            "%%ask --df py_side\nAnd here?",  # context picked explicitly: no R session
+        ]
+    )
     run_notebook(nb, via_proxy(jupyter_proxy), tmp_path, timeout=180)
     prompt = user_prompts(fresh_provider.received)[0]
     assert "## R session" in prompt and "R version 4." in prompt
@@ -202,11 +212,13 @@ def test_batch_run_waits_out_429(fresh_provider: FakeProvider, tmp_path: Path) -
 def test_batch_run_429_beyond_max_wait_raises(fresh_provider: FakeProvider, tmp_path: Path) -> None:
     pol = fresh_provider.keys[KEY]
     pol.limit, pol.window = 1, 60.0
-    nb = make_notebook([
-        SETUP + "\n%config RSQLMagic.batch_max_wait = 1.0",
-        "%ask first",
-        "%ask second",
-    ])
+    nb = make_notebook(
+        [
+            SETUP + "\n%config RSQLMagic.batch_max_wait = 1.0",
+            "%ask first",
+            "%ask second",
+        ]
+    )
     t0 = time.monotonic()
     with pytest.raises(CellExecutionError) as ei:
         run_notebook(nb, env_for(fresh_provider), tmp_path)
@@ -222,20 +234,22 @@ def test_sql_connection_kinds(
     for mod in ("duckdb", "sqlalchemy", "sql"):
         require_or_skip(mod, "the [all] extra installs DuckDB, SQLAlchemy and JupySQL")
     db = tmp_path / "sa.db"
-    nb = make_notebook([
-        SETUP,
-        "import duckdb\nddb = duckdb.connect()\n"
-        "ddb.execute('CREATE TABLE ducks (id INTEGER PRIMARY KEY, wingspan_cm DOUBLE)')",
-        "%%ask --sql ddb\nLongest wingspan?",
-        "import sqlalchemy as sa\n"
-        f"eng = sa.create_engine('sqlite:///{db}')\n"
-        "with eng.begin() as c:\n"
-        "    c.exec_driver_sql('CREATE TABLE engines (serial TEXT PRIMARY KEY, horsepower INTEGER)')",
-        "%%ask --sql eng\nMost powerful engine?",
-        "%load_ext sql\n%config SqlMagic.displaylimit = 5",
-        f"%sql sqlite:///{db}",
-        "%%ask --sql jupysql\nHow many engines?",
-    ])
+    nb = make_notebook(
+        [
+            SETUP,
+            "import duckdb\nddb = duckdb.connect()\n"
+            "ddb.execute('CREATE TABLE ducks (id INTEGER PRIMARY KEY, wingspan_cm DOUBLE)')",
+            "%%ask --sql ddb\nLongest wingspan?",
+            "import sqlalchemy as sa\n"
+            f"eng = sa.create_engine('sqlite:///{db}')\n"
+            "with eng.begin() as c:\n"
+            "    c.exec_driver_sql('CREATE TABLE engines (serial TEXT PRIMARY KEY, horsepower INTEGER)')",
+            "%%ask --sql eng\nMost powerful engine?",
+            "%load_ext sql\n%config SqlMagic.displaylimit = 5",
+            f"%sql sqlite:///{db}",
+            "%%ask --sql jupysql\nHow many engines?",
+        ]
+    )
     run_notebook(nb, via_proxy(jupyter_proxy), tmp_path, timeout=180)
     duck, engine, jsql = (p.lower() for p in user_prompts(fresh_provider.received))
     assert "create table" in duck and "ducks" in duck and "wingspan_cm" in duck
@@ -247,13 +261,15 @@ def test_cache_hit_and_no_cache(
     jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     question = "%%ask\nWhich cache_probe_col values are in probe?"
-    nb = make_notebook([
-        SETUP,
-        "import pandas as pd\nprobe = pd.DataFrame({'cache_probe_col': range(50_000)})",
-        question,
-        question,  # same question, same (seeded-sample) context: answered from the proxy's cache
-        question.replace("%%ask", "%%ask --no-cache"),
-    ])
+    nb = make_notebook(
+        [
+            SETUP,
+            "import pandas as pd\nprobe = pd.DataFrame({'cache_probe_col': range(50_000)})",
+            question,
+            question,  # same question, same (seeded-sample) context: answered from the proxy's cache
+            question.replace("%%ask", "%%ask --no-cache"),
+        ]
+    )
     run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
     assert len(fresh_provider.received) == 2
     assert fresh_provider.received[0].body["temperature"] == 0

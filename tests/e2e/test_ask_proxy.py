@@ -38,14 +38,16 @@ def test_notebook_through_proxy(
     jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     fresh_provider.script("Use `groupby`:\n\n```python\norders.groupby('city').qty.sum()\n```")
-    nb = make_notebook([
-        "%load_ext rsql_magic",  # no model configured: the proxy's default model answers
-        "import pandas as pd\norders = pd.DataFrame({'city': ['Oslo', 'Rome'], 'qty': [3, 4]})",
-        "%%ask --no-cache\nHow many items per city in orders?",
-        "import sqlite3\ncon = sqlite3.connect(':memory:')\n"
-        "con.execute('CREATE TABLE shipments (id INTEGER PRIMARY KEY, city TEXT, weight_kg REAL)')",
-        "%%ask --sql con\nAverage shipment weight per city?",
-    ])
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic",  # no model configured: the proxy's default model answers
+            "import pandas as pd\norders = pd.DataFrame({'city': ['Oslo', 'Rome'], 'qty': [3, 4]})",
+            "%%ask --no-cache\nHow many items per city in orders?",
+            "import sqlite3\ncon = sqlite3.connect(':memory:')\n"
+            "con.execute('CREATE TABLE shipments (id INTEGER PRIMARY KEY, city TEXT, weight_kg REAL)')",
+            "%%ask --sql con\nAverage shipment weight per city?",
+        ]
+    )
     run_notebook(nb, kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token), tmp_path)
 
     assert [r.status for r in fresh_provider.received] == [200, 200]
@@ -54,7 +56,11 @@ def test_notebook_through_proxy(
     assert "### DataFrame `orders` (pandas): 2 rows x 2 columns" in first
     assert "- qty: int64, nulls 0, range 3..4" in first
     assert "create table shipments" in second.lower() and "weight_kg" in second
-    md = [o["data"]["text/markdown"] for o in nb.cells[2].outputs if "text/markdown" in o.get("data", {})]
+    md = [
+        o["data"]["text/markdown"]
+        for o in nb.cells[2].outputs
+        if "text/markdown" in o.get("data", {})
+    ]
     assert md[0].startswith("Use `groupby`:")
     assert "*fake-small · " in md[0] and "via " in md[0]  # X-RSQL-Upstream names the key alias
 
@@ -62,18 +68,26 @@ def test_notebook_through_proxy(
 def _run_in_server_kernel(server: JupyterServer, codes: list[str]) -> list[dict[str, Any]]:
     """Start a kernel through the server's REST API and run ``codes`` over its websocket."""
     auth = {"Authorization": f"token {server.token}"}
-    req = urllib.request.Request(server.url + "api/kernels", data=b"{}", method="POST",
-                                 headers={**auth, "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        server.url + "api/kernels",
+        data=b"{}",
+        method="POST",
+        headers={**auth, "Content-Type": "application/json"},
+    )
     kid = json.loads(urllib.request.urlopen(req, timeout=30).read())["id"]
     ws_url = server.url.replace("http://", "ws://") + f"api/kernels/{kid}/channels"
     try:
         return asyncio.run(_drive_kernel(ws_url, auth, codes))
     finally:
-        req = urllib.request.Request(server.url + f"api/kernels/{kid}", method="DELETE", headers=auth)
+        req = urllib.request.Request(
+            server.url + f"api/kernels/{kid}", method="DELETE", headers=auth
+        )
         urllib.request.urlopen(req, timeout=30)
 
 
-async def _drive_kernel(ws_url: str, auth: dict[str, str], codes: list[str]) -> list[dict[str, Any]]:
+async def _drive_kernel(
+    ws_url: str, auth: dict[str, str], codes: list[str]
+) -> list[dict[str, Any]]:
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
@@ -83,14 +97,32 @@ async def _drive_kernel(ws_url: str, auth: dict[str, str], codes: list[str]) -> 
     try:
         for code in codes:
             msg_id = uuid.uuid4().hex
-            await ws.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "username": "t", "session": session,
-                           "msg_type": "execute_request", "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                # JupyterLab sends allow_stdin=True: an interactive frontend
-                "content": {"code": code, "silent": False, "store_history": True,
-                            "user_expressions": {}, "allow_stdin": True, "stop_on_error": True},
-            }))
+            await ws.write_message(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "username": "t",
+                            "session": session,
+                            "msg_type": "execute_request",
+                            "version": "5.3",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        # JupyterLab sends allow_stdin=True: an interactive frontend
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": True,
+                            "user_expressions": {},
+                            "allow_stdin": True,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
             reply: dict[str, Any] | None = None
             iopub: list[dict[str, Any]] = []
             idle = False
@@ -131,14 +163,19 @@ def test_kernel_under_jupyter_server_discovers_it(
     fresh_provider.script("streamed answer from the proxy")
     # the server's own environment carries no RSQL_* settings: discovery must use jpserver-*.json
     assert not any(k.startswith("RSQL_") for k in jupyter_proxy.env)
-    res = _run_in_server_kernel(jupyter_proxy, [
-        "%load_ext rsql_magic",
-        "%ask_status",
-        "import pandas as pd\nlab_frame = pd.DataFrame({'alpha': [1, 2]})",
-        "%%ask\nWhat columns does lab_frame have?",
-    ])
+    res = _run_in_server_kernel(
+        jupyter_proxy,
+        [
+            "%load_ext rsql_magic",
+            "%ask_status",
+            "import pandas as pd\nlab_frame = pd.DataFrame({'alpha': [1, 2]})",
+            "%%ask\nWhat columns does lab_frame have?",
+        ],
+    )
     assert all(r["reply"]["status"] == "ok" for r in res), (
-        [_shown(r) for r in res], jupyter_proxy.log()[-3000:])
+        [_shown(r) for r in res],
+        jupyter_proxy.log()[-3000:],
+    )
     status = _shown(res[1])
     assert "local Jupyter server " + jupyter_proxy.url in status and "jpserver-" in status
     assert "batch run: no" in status
@@ -155,8 +192,11 @@ def test_nbconvert_fails_when_upstream_fails(
 ) -> None:
     # its own server: the failures below must not leave cooldowns in the shared jupyter_proxy
     server = jupyter_server_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-         "max_wait_seconds": 2.0}
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "max_wait_seconds": 2.0,
+        }
     )
     for alias in ("a1", "a2", "b1"):
         fresh_provider.set_fault(alias, "status", status=500)
@@ -165,9 +205,23 @@ def test_nbconvert_fails_when_upstream_fails(
     path.write_text(json.dumps(nb))
     env = kernel_env(server.proxy_url, server.token)
     proc = subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-         str(path), "--output", "out.ipynb"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            str(path),
+            "--output",
+            "out.ipynb",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode != 0
     assert "ProxyError" in proc.stderr and "502" in proc.stderr
@@ -180,10 +234,23 @@ def test_nbconvert_fails_when_upstream_fails(
         {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"}
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-         str(path), "--output", "out.ipynb"],
-        env=kernel_env(server2.proxy_url, server2.token), cwd=tmp_path, capture_output=True,
-        text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            str(path),
+            "--output",
+            "out.ipynb",
+        ],
+        env=kernel_env(server2.proxy_url, server2.token),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads((tmp_path / "out.ipynb").read_text())
@@ -194,8 +261,11 @@ def test_status_and_user_limit_through_proxy(
     jupyter_server_factory: Any, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     server = jupyter_server_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-         "user_limits": ["2/minute"]}
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_limits": ["2/minute"],
+        }
     )
     nb = make_notebook(
         [

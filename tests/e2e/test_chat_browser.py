@@ -53,14 +53,19 @@ LAST_WORDS = "a chart of it."
 
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
-def test_chat_panel_in_chromium(frontend: str, fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_chat_panel_in_chromium(
+    frontend: str, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
     from playwright.sync_api import sync_playwright
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CELL)]
     proc, url, token, root = start_lab(tmp_path, fresh_provider)
     nbformat.write(nb, root / "chat.ipynb")
@@ -72,8 +77,11 @@ def test_chat_panel_in_chromium(frontend: str, fresh_provider: FakeProvider, tmp
         with sync_playwright() as pw:
             # a fresh profile (Playwright's way of passing --user-data-dir)
             browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900},
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 900},
             )
             page = browser.pages[0] if browser.pages else browser.new_page()
             try:
@@ -85,7 +93,9 @@ def test_chat_panel_in_chromium(frontend: str, fresh_provider: FakeProvider, tmp
                 # the usage line comes from GET me
                 page.wait_for_function(
                     "() => (document.querySelector('.rsql-chat .rsql-usage') || {}).textContent"
-                    "?.includes('requests left: 100 of 100/day')", timeout=30_000)
+                    "?.includes('requests left: 100 of 100/day')",
+                    timeout=30_000,
+                )
                 box.fill("Which region has the most revenue?")
                 box.press("Enter")
                 # streaming: a partial answer with the cursor shows before the whole answer
@@ -100,17 +110,23 @@ def test_chat_panel_in_chromium(frontend: str, fresh_provider: FakeProvider, tmp
                     timeout=30_000,
                 )
                 answer = page.inner_text(".rsql-chat .rsql-answer")
-                assert "south" in answer and "sort_values" in answer and LAST_WORDS in answer, answer
+                assert "south" in answer and "sort_values" in answer and LAST_WORDS in answer, (
+                    answer
+                )
                 # rendered Markdown: bold and a highlighted code block, not raw asterisks
                 assert page.query_selector(".rsql-chat .rsql-answer strong") is not None
                 assert page.query_selector(".rsql-chat .rsql-answer pre") is not None
                 assert page.query_selector(".rsql-chat .rsql-answer table") is not None
                 assert "**" not in answer, answer
                 # the answer's buttons come just after its final text
-                page.get_by_role("button", name="Copy code").wait_for(state="visible", timeout=15_000)
+                page.get_by_role("button", name="Copy code").wait_for(
+                    state="visible", timeout=15_000
+                )
                 page.wait_for_function(
                     "() => (document.querySelector('.rsql-chat .rsql-usage') || {}).textContent"
-                    "?.includes('requests left: 99 of 100/day')", timeout=30_000)
+                    "?.includes('requests left: 99 of 100/day')",
+                    timeout=30_000,
+                )
                 assert box.input_value() == "", box.input_value()  # cleared for the next one
                 # the context reached the provider: the frame picked up from the namespace
                 sent = fresh_provider.received[-1].body["messages"][-1]["content"]

@@ -19,9 +19,11 @@ from tests.helpers.fake_provider import FakeProvider
 pytestmark = pytest.mark.slow
 
 # the model's code is hostile input too: markup in it must travel as text, never run
-CODE = ('# </textarea><img src=x onerror="window.__rsqlPwned=1"><script>window.__rsqlPwned=2</script>\n'
-        '(sales.groupby("region", as_index=False)["revenue_eur"].sum()\n'
-        '      .sort_values("revenue_eur", ascending=False))')
+CODE = (
+    '# </textarea><img src=x onerror="window.__rsqlPwned=1"><script>window.__rsqlPwned=2</script>\n'
+    '(sales.groupby("region", as_index=False)["revenue_eur"].sum()\n'
+    '      .sort_values("revenue_eur", ascending=False))'
+)
 ANSWER = f"Sorted by revenue:\n\n```python\n{CODE}\n```\n\nThe first row is the largest."
 CELL = """\
 %load_ext rsql_magic
@@ -42,16 +44,20 @@ def panel_text_has(words: str) -> str:
 
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
-def test_copy_code_to_the_clipboard_or_selected(frontend: str, fresh_provider: FakeProvider,
-                                                tmp_path: Path) -> None:
+def test_copy_code_to_the_clipboard_or_selected(
+    frontend: str, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
     require("anywidget", reason="the Copy code button is an anywidget")
     from playwright.sync_api import sync_playwright
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(CELL)]
     proc, url, token, root = start_lab(tmp_path, fresh_provider)
     nbformat.write(nb, root / "clip.ipynb")
@@ -61,8 +67,11 @@ def test_copy_code_to_the_clipboard_or_selected(frontend: str, fresh_provider: F
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900},
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 900},
             )
             browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
             page = browser.pages[0] if browser.pages else browser.new_page()
@@ -93,12 +102,14 @@ def test_copy_code_to_the_clipboard_or_selected(frontend: str, fresh_provider: F
                 again.wait_for(state="visible", timeout=30_000)
                 again.click()
                 page.wait_for_function(SELECTED, timeout=15_000)
-                shown = page.eval_on_selector_all(".rsql-chat .rsql-code textarea",
-                                                  "els => els[1].value")
+                shown = page.eval_on_selector_all(
+                    ".rsql-chat .rsql-code textarea", "els => els[1].value"
+                )
                 assert shown == CODE
                 assert page.evaluate("window.__rsqlPwned === undefined")
-                page.wait_for_function(panel_text_has("The clipboard is not available here"),
-                                       timeout=15_000)
+                page.wait_for_function(
+                    panel_text_has("The clipboard is not available here"), timeout=15_000
+                )
             except Exception:
                 page.screenshot(path=str(tmp_path / f"clipboard-{frontend}-failure.png"))
                 raise

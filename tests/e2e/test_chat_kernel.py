@@ -88,8 +88,11 @@ class KernelDriver:
     def value(self, expr: str) -> Any:
         """The JSON value of ``expr`` in the kernel."""
         _, msgs = self.run(f"print(json.dumps({expr}, default=str))")
-        out = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream"
-                      and m["content"]["name"] == "stdout")
+        out = "".join(
+            m["content"]["text"]
+            for m in msgs
+            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+        )
         return json.loads(out)
 
     def comm(self, model_id: str, data: dict, timeout: float = 60) -> list[dict]:
@@ -219,7 +222,9 @@ def test_send_stream_toggles_sql_insert_history(
 
     # 2. a SQL connection in the picker adds its schema; follow-up carries the history;
     #    sent with the Send button this time (the value arrives on blur, then the click)
-    fresh_provider.script("Top customers:\n\n```sql\nSELECT customer, total FROM orders ORDER BY total DESC\n```")
+    fresh_provider.script(
+        "Top customers:\n\n```sql\nSELECT customer, total FROM orders ORDER BY total DESC\n```"
+    )
     k.update(ids["frames"], index=[])
     k.update(ids["sql"], index=1)
     k.update(ids["input"], value="which customers spent most?")
@@ -231,7 +236,9 @@ def test_send_stream_toggles_sql_insert_history(
     assert "CREATE TABLE orders" in ctx and "customer" in ctx and "SQL" in system
     assert "DataFrame" not in ctx  # with SQL chosen, frames only when picked (as --sql)
     assert [m["role"] for m in rest] == ["user", "assistant", "user"]
-    assert rest[0]["content"] == "how long are the nicknames?" and rest[1]["content"].startswith(words)
+    assert rest[0]["content"] == "how long are the nicknames?" and rest[1]["content"].startswith(
+        words
+    )
 
     # 3. run the SQL through %%sql_ai's checks; the DataFrame shows in the panel
     n_before = len(fresh_provider.received)
@@ -239,7 +246,9 @@ def test_send_stream_toggles_sql_insert_history(
     out = k.value("p.turns[-1].extra.children[-1].value")
     assert "globex" in out and "99.0" in out and "acme" in out and "3 rows" in out
     assert k.value("_chat_df.to_dict('list')") == {
-        "customer": ["globex", "acme", "initech"], "total": [99.0, 30.5, 12.0]}
+        "customer": ["globex", "acme", "initech"],
+        "total": [99.0, 30.5, 12.0],
+    }
     assert len(fresh_provider.received) == n_before  # valid SQL: no model call needed
 
     # 4. copy and insert. A click is a comm message: no cell to insert after, so the code is
@@ -310,8 +319,12 @@ def test_stop_ends_the_upstream_request(
     # the provider bills what it generates, so the proxy reads a left stream on for its usage
     # (the bill rule), here for one second, then charges the prompt and what it read
     server = jupyter_server_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-         "user_concurrency": 2, "usage_drain_seconds": 1.0}
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_concurrency": 2,
+            "usage_drain_seconds": 1.0,
+        }
     )
     k = KernelDriver(kernel_env(server.proxy_url, server.token), tmp_path)
     try:
@@ -367,9 +380,13 @@ def test_rate_limit_shows_in_the_panel(
 ) -> None:
     require("ipywidgets", reason="the chat panel is ipywidgets")
     server = jupyter_server_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-         "user_limits": ["2/minute"], "user_daily_budget_usd": 5.0,
-         "unpriced_models": "free"}  # the fake provider's models have no price
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_limits": ["2/minute"],
+            "user_daily_budget_usd": 5.0,
+            "unpriced_models": "free",
+        }  # the fake provider's models have no price
     )
     k = KernelDriver(kernel_env(server.proxy_url, server.token), tmp_path)
     try:
@@ -404,8 +421,9 @@ def test_rate_limit_shows_in_the_panel(
         k.close()
 
 
-def test_r_session_toggle(jupyter_proxy: JupyterServer, fresh_provider: FakeProvider,
-                          tmp_path: Path) -> None:
+def test_r_session_toggle(
+    jupyter_proxy: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     require("ipywidgets", reason="the chat panel is ipywidgets")
     require_r()
     k = KernelDriver(kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token), tmp_path)

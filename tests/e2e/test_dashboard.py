@@ -29,8 +29,14 @@ from tests.helpers.kernels import run_cells
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 SCREENSHOT = REPO / "docs" / "img" / "dashboard.png"
@@ -40,14 +46,37 @@ NASTY = "<img src=x onerror=alert(1)>"
 
 # -- the stores' queries -----------------------------------------------------------------------
 
-def _row(ts: float, user: str, status: int, cost: float = 0.0, latency: float = 100.0, error: str | None = None,
-         notebook: str | None = None, cell: str | None = None) -> tuple:
+
+def _row(
+    ts: float,
+    user: str,
+    status: int,
+    cost: float = 0.0,
+    latency: float = 100.0,
+    error: str | None = None,
+    notebook: str | None = None,
+    cell: str | None = None,
+) -> tuple:
     from jupyter_server_ext.engine.accounting.usage import COLUMNS
 
-    given = {"ts": ts, "request_id": f"r{ts}", "user": user, "client": "api", "model": "m", "upstream": "a1",
-             "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": cost, "latency_ms": latency,
-             "overhead_ms": latency / 10, "status": status, "error": error, "cache_hit": 0,
-             "notebook": notebook, "cell": cell}
+    given = {
+        "ts": ts,
+        "request_id": f"r{ts}",
+        "user": user,
+        "client": "api",
+        "model": "m",
+        "upstream": "a1",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cost_usd": cost,
+        "latency_ms": latency,
+        "overhead_ms": latency / 10,
+        "status": status,
+        "error": error,
+        "cache_hit": 0,
+        "notebook": notebook,
+        "cell": cell,
+    }
     return tuple(given.get(c) for c in COLUMNS)  # the usage log's column order; the rest empty
 
 
@@ -55,13 +84,17 @@ async def _exercise(store: Any) -> None:
     await store.open()
     now = time.time()
     base = now - now % 60 - 120  # the start of the minute two minutes ago
-    await store.write([
-        _row(base + 1, "ann", 200, 0.01, 100), _row(base + 2, "ann", 200, 0.01, 300),
-        _row(base + 3, "bob", 429, error="rate_limit_exceeded"),
-        _row(base + 61, "bob", 200, 0.5, 50), _row(base + 62, "bob", 502, error="upstream_failed"),
-        _row(base + 63, "cy", 429, error="over_budget"),
-        _row(now - 7200, "old", 200, 9.0),  # outside the hour and the window asked for
-    ])
+    await store.write(
+        [
+            _row(base + 1, "ann", 200, 0.01, 100),
+            _row(base + 2, "ann", 200, 0.01, 300),
+            _row(base + 3, "bob", 429, error="rate_limit_exceeded"),
+            _row(base + 61, "bob", 200, 0.5, 50),
+            _row(base + 62, "bob", 502, error="upstream_failed"),
+            _row(base + 63, "cy", 429, error="over_budget"),
+            _row(now - 7200, "old", 200, 9.0),  # outside the hour and the window asked for
+        ]
+    )
     series = await store.series(now - 3600, 60, now)
     assert len(series) == 61 and series[-1]["t"] <= now < series[-1]["t"] + 60
     by_t = {p["t"]: p for p in series}
@@ -79,21 +112,35 @@ async def _exercise(store: Any) -> None:
     totals = await store.totals(now - 3600)
     assert totals == {"requests": 6, "cost_usd": 0.52}
     # cost per notebook and cell: a user's rows in one notebook, its dearest cells first
-    await store.write([
-        _row(now - 30, "ann", 200, 0.25, notebook="nb-a", cell="c1"),
-        _row(now - 29, "ann", 200, 0.5, notebook="nb-a", cell="c2"),
-        _row(now - 28, "ann", 200, 0.5, notebook="nb-a", cell="c2"),
-        _row(now - 27, "bob", 200, 2.0, notebook="nb-a", cell="c1"),
-        _row(now - 26, "ann", 200, 0.1, notebook="nb-b"),
-        _row(now - 8 * 86400, "ann", 200, 5.0, notebook="nb-a", cell="c1"),  # outside the week asked for
-    ])
+    await store.write(
+        [
+            _row(now - 30, "ann", 200, 0.25, notebook="nb-a", cell="c1"),
+            _row(now - 29, "ann", 200, 0.5, notebook="nb-a", cell="c2"),
+            _row(now - 28, "ann", 200, 0.5, notebook="nb-a", cell="c2"),
+            _row(now - 27, "bob", 200, 2.0, notebook="nb-a", cell="c1"),
+            _row(now - 26, "ann", 200, 0.1, notebook="nb-b"),
+            _row(
+                now - 8 * 86400, "ann", 200, 5.0, notebook="nb-a", cell="c1"
+            ),  # outside the week asked for
+        ]
+    )
     rows = await store.notebooks(now - 7 * 86400)
     assert [(r["user"], r["notebook"], r["requests"], r["cost_usd"], r["cells"]) for r in rows] == [
-        ("bob", "nb-a", 1, 2.0, 1), ("ann", "nb-a", 3, 1.25, 2), ("ann", "nb-b", 1, 0.1, 0)]
+        ("bob", "nb-a", 1, 2.0, 1),
+        ("ann", "nb-a", 3, 1.25, 2),
+        ("ann", "nb-b", 1, 0.1, 0),
+    ]
     assert [r["notebook"] for r in await store.notebooks(now - 7 * 86400, "ann", 1)] == ["nb-a"]
     cost = await store.notebook_cost("ann", "nb-a", now - 29.5, now - 7 * 86400)
-    assert (cost["today"]["requests"], cost["week"]["requests"], cost["week"]["cost_usd"]) == (2, 3, 1.25)
-    assert cost["week"]["prompt_tokens"] == 30 and [c["cell"] for c in cost["cells"]] == ["c2", "c1"]
+    assert (cost["today"]["requests"], cost["week"]["requests"], cost["week"]["cost_usd"]) == (
+        2,
+        3,
+        1.25,
+    )
+    assert cost["week"]["prompt_tokens"] == 30 and [c["cell"] for c in cost["cells"]] == [
+        "c2",
+        "c1",
+    ]
     await store.close()
 
 
@@ -111,6 +158,7 @@ def test_postgres_series_and_top_users(pg_database: str) -> None:
 
 
 # -- Server-Sent Events ------------------------------------------------------------------------
+
 
 class EventStream:
     """A GET on admin/events, read event by event with a deadline."""
@@ -155,10 +203,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # the 302 itself is what the test looks at
 
 
-def test_dashboard_and_events_through_a_jupyter_server(jupyter_server_factory, fresh_provider: FakeProvider) -> None:
-    server = jupyter_server_factory({
-        "upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "user_limits": ["2/minute"],
-    })
+def test_dashboard_and_events_through_a_jupyter_server(
+    jupyter_server_factory, fresh_provider: FakeProvider
+) -> None:
+    server = jupyter_server_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_limits": ["2/minute"],
+        }
+    )
     auth = {"Authorization": f"token {server.token}"}
 
     # unauthenticated API-style requests keep the proxy's JSON 401
@@ -178,9 +232,22 @@ def test_dashboard_and_events_through_a_jupyter_server(jupyter_server_factory, f
     page = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/html"), page[:300]
     assert 'id="initial"' in page and "static/vendor/uPlot.iife.min.js" in page
-    initial = json.loads(re.search(r'<script type="application/json" id="initial">(.*?)</script>', page, re.S).group(1))
-    assert initial["status"]["status"] == "ok" and {u["alias"] for u in initial["upstreams"]} == {"a1", "a2", "b1"}
-    for name in ("vendor/uPlot.iife.min.js", "dashboard.js", "dashboard.css", "vendor/uPlot.LICENSE"):
+    initial = json.loads(
+        re.search(r'<script type="application/json" id="initial">(.*?)</script>', page, re.S).group(
+            1
+        )
+    )
+    assert initial["status"]["status"] == "ok" and {u["alias"] for u in initial["upstreams"]} == {
+        "a1",
+        "a2",
+        "b1",
+    }
+    for name in (
+        "vendor/uPlot.iife.min.js",
+        "dashboard.js",
+        "dashboard.css",
+        "vendor/uPlot.LICENSE",
+    ):
         status, headers, body = server.request("GET", "admin/static/" + name)
         assert status == 200 and len(body) > 100, name
     assert server.request("GET", "admin/static/../handlers.py")[0] == 404
@@ -193,11 +260,23 @@ def test_dashboard_and_events_through_a_jupyter_server(jupyter_server_factory, f
         first = stream.next(5)
         assert first["event"] == "snapshot" and first["after"] < 5
         snap = first["data"]
-        assert {"status", "upstreams", "hour", "series", "today", "top_requests", "top_cost", "errors", "budget"} <= set(snap)
+        assert {
+            "status",
+            "upstreams",
+            "hour",
+            "series",
+            "today",
+            "top_requests",
+            "top_cost",
+            "errors",
+            "budget",
+        } <= set(snap)
         assert snap["hour"]["requests"] == 0
         # requests: 2 answered, then the user's 2/minute limit refuses the third
         for _ in range(3):
-            server.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+            server.request(
+                "POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}
+            )
         t0 = time.monotonic()
         while True:
             ev = stream.next(5)  # events keep coming every few seconds at the latest
@@ -218,21 +297,29 @@ def test_dashboard_and_events_through_a_jupyter_server(jupyter_server_factory, f
     # a browser session: Jupyter's login cookie, and its XSRF token from the page
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(server.url + f"login?next=/&token={server.token}", timeout=10).read()  # sets the login cookie
+    opener.open(
+        server.url + f"login?next=/&token={server.token}", timeout=10
+    ).read()  # sets the login cookie
     page = opener.open(server.proxy_url + "admin/", timeout=10).read().decode()
     xsrf = re.search(r'<meta name="rsql-csrf" content="([^"]+)"', page).group(1)
     assert xsrf and any(c.name == "_xsrf" for c in jar)
 
     def post(path: str, headers: dict[str, str]) -> int:
-        req = urllib.request.Request(server.proxy_url + path, data=b'{"all": true}', method="POST",
-                                     headers={"Content-Type": "application/json", **headers})
+        req = urllib.request.Request(
+            server.proxy_url + path,
+            data=b'{"all": true}',
+            method="POST",
+            headers={"Content-Type": "application/json", **headers},
+        )
         try:
             with opener.open(req, timeout=10) as r:
                 return r.status
         except urllib.error.HTTPError as err:
             return err.code
 
-    assert post("admin/reset-limits", {}) == 403  # the cookie alone, as a cross-site form would send it
+    assert (
+        post("admin/reset-limits", {}) == 403
+    )  # the cookie alone, as a cross-site form would send it
     assert post("admin/reset-limits", {"X-XSRFToken": "forged"}) == 403
     assert post("admin/reset-limits", {"X-XSRFToken": xsrf}) == 200
     assert post("admin/upstreams/health-check", {"X-XSRFToken": xsrf}) == 200
@@ -240,8 +327,14 @@ def test_dashboard_and_events_through_a_jupyter_server(jupyter_server_factory, f
 
 @pytest.mark.slow
 def test_a_non_admin_gets_a_403_page(jupyter_server_factory, fresh_provider: FakeProvider) -> None:
-    server = jupyter_server_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-                                     "admin_groups": ["staff"]}, named_users=True)
+    server = jupyter_server_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "admin_groups": ["staff"],
+        },
+        named_users=True,
+    )
     status, headers, body = server.request("GET", "admin/", token="tok-alice")
     assert status == 403 and headers["content-type"].startswith("text/html"), body
     assert b"not an rsql admin" in body and b"alice" in body
@@ -252,6 +345,7 @@ def test_a_non_admin_gets_a_403_page(jupyter_server_factory, fresh_provider: Fak
 
 
 # -- in Chromium, through a real JupyterHub ------------------------------------------------------
+
 
 def _login(page: Any, hub_url: str, user: str) -> None:
     """Open the dashboard and log in through the hub's own login form (DummyAuthenticator)."""
@@ -286,7 +380,9 @@ def _spawn(hub: Any, user: str) -> None:
 
 
 @pytest.mark.slow
-def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_dashboard_in_chromium_through_the_hub(
+    hub: Any, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
     require("openai")
@@ -306,11 +402,15 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             page = admin.new_page()
             _login(page, hub.url, "carla")
             page.wait_for_url(re.compile(r".*/services/rsql/admin/$"), timeout=60_000)
-            page.wait_for_function("() => window.rsqlDashboard && window.rsqlDashboard.updates >= 2", timeout=20_000)
+            page.wait_for_function(
+                "() => window.rsqlDashboard && window.rsqlDashboard.updates >= 2", timeout=20_000
+            )
             assert page.inner_text("#overall") == "ok"
             assert "carla" in page.inner_text("header")
             page.evaluate("() => { window.__sameDocument = true; }")  # gone if the page reloads
-            answered0 = page.evaluate("() => rsqlDashboard.charts.requests.data[1].reduce((a, v) => a + v, 0)")
+            answered0 = page.evaluate(
+                "() => rsqlDashboard.charts.requests.data[1].reduce((a, v) => a + v, 0)"
+            )
 
             # traffic: bob's 3/minute, then 429s; a request naming a model with HTML in it
             results = [_chat(bob, f"question {i}") for i in range(5)]
@@ -319,17 +419,26 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             assert _chat(dave, "hi", model=NASTY) == "404"
             page.wait_for_function(
                 "() => { const s = rsqlDashboard.last; return s.hour.requests >= 6 &&"
-                " rsqlDashboard.charts.requests.data[2].reduce((a, v) => a + v, 0) >= 2; }", timeout=15_000)
-            answered = page.evaluate("() => rsqlDashboard.charts.requests.data[1].reduce((a, v) => a + v, 0)")
+                " rsqlDashboard.charts.requests.data[2].reduce((a, v) => a + v, 0) >= 2; }",
+                timeout=15_000,
+            )
+            answered = page.evaluate(
+                "() => rsqlDashboard.charts.requests.data[1].reduce((a, v) => a + v, 0)"
+            )
             assert answered >= answered0 + 3
             assert page.evaluate("() => window.__sameDocument") is True  # live, not reloaded
             top = page.locator("#top-requests tbody tr").first
-            assert top.locator("a").inner_text() == "bob" and top.locator("td").nth(1).inner_text() == "5"
+            assert (
+                top.locator("a").inner_text() == "bob"
+                and top.locator("td").nth(1).inner_text() == "5"
+            )
             assert top.locator("a").get_attribute("href") == "users/bob"
             assert int(page.inner_text("#c-requests")) >= 6
             # data is text, never markup: the model name shows as written, no element made of it
-            page.wait_for_function(f"() => document.querySelector('#errors').textContent.includes({json.dumps(NASTY)})",
-                                   timeout=10_000)
+            page.wait_for_function(
+                f"() => document.querySelector('#errors').textContent.includes({json.dumps(NASTY)})",
+                timeout=10_000,
+            )
             assert page.locator("#errors img").count() == 0
             assert "sk-test" not in page.content()
             keys = page.locator("#upstreams tbody tr")
@@ -340,27 +449,40 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             erin = hub.token_for("erin")
             _spawn(hub, "erin")
             cells = ["%load_ext rsql_magic", "%%ask\nHow do I pivot a table in pandas?"]
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright holds this thread's loop
-                asked = pool.submit(asyncio.run, run_cells(hub.url + "user/erin/", erin, cells)).result(300)
+            with concurrent.futures.ThreadPoolExecutor(
+                1
+            ) as pool:  # Playwright holds this thread's loop
+                asked = pool.submit(
+                    asyncio.run, run_cells(hub.url + "user/erin/", erin, cells)
+                ).result(300)
             assert all(r["error"] is None for r in asked), asked
             page.wait_for_function(
                 "() => [...document.querySelectorAll('#top-requests tbody a')].some(a => a.textContent === 'erin')",
-                timeout=20_000)
+                timeout=20_000,
+            )
             assert page.evaluate("() => window.__sameDocument") is True
 
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 
             # reset bob's limits with the button: bob gets answers again
             page.locator("#top-requests button.reset[data-user='bob']").click()
-            page.wait_for_function("() => document.querySelector(\"#top-requests button.reset[data-user='bob']\")"
-                                   ".textContent.startsWith('reset (')", timeout=10_000)
+            page.wait_for_function(
+                "() => document.querySelector(\"#top-requests button.reset[data-user='bob']\")"
+                ".textContent.startsWith('reset (')",
+                timeout=10_000,
+            )
             assert _chat(bob, "after the reset") == "ok"
             # a request from a notebook shows in the notebooks table, by its hashed name
-            bob.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "from lab"}],
-                                        extra_headers={"X-RSQL-Notebook": "lab.ipynb", "X-RSQL-Cell": "c1"})
-            page.wait_for_function("() => [...document.querySelectorAll('#notebooks tbody tr')]"
-                                   ".some(r => r.textContent.includes('bob') && r.textContent.includes('nb-'))",
-                                   timeout=20_000)
+            bob.chat.completions.create(
+                model="fake-small",
+                messages=[{"role": "user", "content": "from lab"}],
+                extra_headers={"X-RSQL-Notebook": "lab.ipynb", "X-RSQL-Cell": "c1"},
+            )
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#notebooks tbody tr')]"
+                ".some(r => r.textContent.includes('bob') && r.textContent.includes('nb-'))",
+                timeout=20_000,
+            )
             assert "lab.ipynb" not in page.inner_text("#notebooks")
             # a policy window started from the page holds its group at once, and ends with its button
             page.fill("#window-form input[name=name]", "drill")
@@ -368,26 +490,51 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             page.fill("#window-form input[name=minutes]", "5")
             page.fill("#window-form input[name=message]", NASTY)
             page.click("#window-form button[type=submit]")
-            page.wait_for_function("() => document.querySelector('#window-result').textContent.startsWith('started')",
-                                   timeout=10_000)
-            status, body = hub.service("POST", "v1/chat/completions", hub.token_for("prof"),
-                                       {"messages": [{"role": "user", "content": "hi"}]})
+            page.wait_for_function(
+                "() => document.querySelector('#window-result').textContent.startsWith('started')",
+                timeout=10_000,
+            )
+            status, body = hub.service(
+                "POST",
+                "v1/chat/completions",
+                hub.token_for("prof"),
+                {"messages": [{"role": "user", "content": "hi"}]},
+            )
             assert status == 403 and body["error"]["code"] == "policy_window"
-            page.wait_for_function("() => document.querySelector('#windows').textContent.includes('drill')", timeout=15_000)
+            page.wait_for_function(
+                "() => document.querySelector('#windows').textContent.includes('drill')",
+                timeout=15_000,
+            )
             assert page.locator("#windows img").count() == 0  # the message is text
             page.locator("#windows button[data-window='drill']").click()
-            page.wait_for_function("() => !document.querySelector(\"#windows button[data-window='drill']\")",
-                                   timeout=15_000)
-            assert hub.service("POST", "v1/chat/completions", hub.token_for("prof"),
-                               {"messages": [{"role": "user", "content": "hi"}]})[0] == 200
+            page.wait_for_function(
+                "() => !document.querySelector(\"#windows button[data-window='drill']\")",
+                timeout=15_000,
+            )
+            assert (
+                hub.service(
+                    "POST",
+                    "v1/chat/completions",
+                    hub.token_for("prof"),
+                    {"messages": [{"role": "user", "content": "hi"}]},
+                )[0]
+                == 200
+            )
             page.click("#health-check")
-            page.wait_for_function("() => /a1: healthy/.test(document.querySelector('#health-result').textContent)",
-                                   timeout=20_000)
+            page.wait_for_function(
+                "() => /a1: healthy/.test(document.querySelector('#health-result').textContent)",
+                timeout=20_000,
+            )
 
             # bob's activity, as a page
             # (followed by address: the table is redrawn with each event, so a click may miss)
-            resp = page.goto(base + "admin/" + top.locator("a").get_attribute("href"), timeout=30_000)
-            assert resp is not None and resp.status == 200, (resp and resp.status, page.content()[:2000])
+            resp = page.goto(
+                base + "admin/" + top.locator("a").get_attribute("href"), timeout=30_000
+            )
+            assert resp is not None and resp.status == 200, (
+                resp and resp.status,
+                page.content()[:2000],
+            )
             page.wait_for_selector("#activity", timeout=10_000)
             assert page.inner_text("#who") == "bob"
             deadline = time.monotonic() + 10
@@ -397,7 +544,9 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
                 page.reload()
                 page.wait_for_selector("#activity", timeout=10_000)
             page.goto(base + "admin/", timeout=30_000)
-            page.wait_for_function("() => window.rsqlDashboard && rsqlDashboard.updates >= 1", timeout=20_000)
+            page.wait_for_function(
+                "() => window.rsqlDashboard && rsqlDashboard.updates >= 1", timeout=20_000
+            )
 
             # forged requests carrying the admin's cookie are refused
             cookies = {c["name"]: c["value"] for c in admin.cookies()}
@@ -406,8 +555,16 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             assert csrf and csrf not in page.url
 
             def forged(headers: dict[str, str]) -> int:
-                req = urllib.request.Request(base + "admin/reset-limits", data=b'{"all": true}', method="POST",
-                                             headers={"Content-Type": "application/json", "Cookie": cookie_header, **headers})
+                req = urllib.request.Request(
+                    base + "admin/reset-limits",
+                    data=b'{"all": true}',
+                    method="POST",
+                    headers={
+                        "Content-Type": "application/json",
+                        "Cookie": cookie_header,
+                        **headers,
+                    },
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=10) as r:
                         return r.status
@@ -420,17 +577,26 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             assert forged({"X-XSRFToken": "0" * 64}) == 403
             assert forged({"X-XSRFToken": csrf}) == 200  # the page's own way
             # and from the page itself, a fetch without the token is refused too
-            status = page.evaluate("async () => (await fetch('reset-limits', {method: 'POST', body: '{\"all\": true}',"
-                                   " headers: {'Content-Type': 'application/json'}})).status")
+            status = page.evaluate(
+                "async () => (await fetch('reset-limits', {method: 'POST', body: '{\"all\": true}',"
+                " headers: {'Content-Type': 'application/json'}})).status"
+            )
             assert status == 403
 
             # the same page on a phone: one column, nothing wider than the screen
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                        storage_state=admin.storage_state())
+            phone = browser.new_context(
+                viewport={"width": 390, "height": 844},
+                is_mobile=True,
+                storage_state=admin.storage_state(),
+            )
             ppage = phone.new_page()
             ppage.goto(base + "admin/", timeout=30_000)
-            ppage.wait_for_function("() => window.rsqlDashboard && rsqlDashboard.updates >= 1", timeout=20_000)
-            overflow = ppage.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            ppage.wait_for_function(
+                "() => window.rsqlDashboard && rsqlDashboard.updates >= 1", timeout=20_000
+            )
+            overflow = ppage.evaluate(
+                "() => document.documentElement.scrollWidth - window.innerWidth"
+            )
             assert overflow <= 1, overflow
             ppage.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
             phone.close()
@@ -440,7 +606,9 @@ def test_dashboard_in_chromium_through_the_hub(hub: Any, fresh_provider: FakePro
             opage = other.new_page()
             _login(opage, hub.url, "erin")
             opage.wait_for_selector("#forbidden", timeout=60_000)
-            assert "erin" in opage.inner_text("#forbidden") and "not an rsql admin" in opage.inner_text("#forbidden")
+            assert "erin" in opage.inner_text(
+                "#forbidden"
+            ) and "not an rsql admin" in opage.inner_text("#forbidden")
             other.close()
         finally:
             browser.close()
@@ -457,8 +625,14 @@ def test_snapshot_says_when_the_state_backend_and_database_are_unreachable() -> 
     from tests.helpers import free_port
 
     proxy = RSQLProxy(
-        upstreams=[{"name": "k1", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-never-shown-0123456789",
-                    "models": ["m"]}],
+        upstreams=[
+            {
+                "name": "k1",
+                "base_url": "http://127.0.0.1:9/v1",
+                "api_key": "sk-never-shown-0123456789",
+                "models": ["m"],
+            }
+        ],
         state_url=f"redis://127.0.0.1:{free_port()}/0",
         database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/none",
         global_daily_budget_usd=5.0,

@@ -58,9 +58,24 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("docs") / "html"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html",
-         str(REPO / "docs"), str(out)],
-        capture_output=True, text=True, timeout=BUILD_SECONDS, env=child_env(), cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-n",
+            "-q",
+            "-b",
+            "html",
+            str(REPO / "docs"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_SECONDS,
+        env=child_env(),
+        cwd=REPO,
     )
     took = time.monotonic() - started
     assert proc.returncode == 0, (
@@ -71,8 +86,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_site_builds_without_warnings(site: Path) -> None:
-    for page in ("index.html", "getting-started.html", "users/demo.html",
-                 "admins/settings-reference.html", "users/settings.html"):
+    for page in (
+        "index.html",
+        "getting-started.html",
+        "users/demo.html",
+        "admins/settings-reference.html",
+        "users/settings.html",
+    ):
         assert (site / page).is_file(), page
 
 

@@ -26,30 +26,41 @@ def state_kind(request: pytest.FixtureRequest) -> str:
 
 
 async def test_a_stream_holds_its_window_slot_from_its_first_byte_not_its_end(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str,
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
 ) -> None:
     await stream_holds_its_slot_from_its_first_byte(request, fresh_provider, state_kind)
 
 
 @pytest.mark.parametrize("headers", ["as of the answer", "as of the arrival", "none"])
 async def test_provider_headers_say_when_a_slow_answer_was_counted(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str, headers: str,
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+    headers: str,
 ) -> None:
     await provider_headers_say_when_a_slow_answer_was_counted(
-        request, fresh_provider, state_kind, headers)
+        request, fresh_provider, state_kind, headers
+    )
 
 
 async def test_redis_admission_picks_the_key_in_the_same_round_trip(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider,
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
 ) -> None:
     """Shared state costs one script call to admit a request and pick its key, one for the
     stamp and the end together (a JSON answer), and no read for the quota headers."""
     require("redis")
     import redis.asyncio as aioredis
 
-    engine = await make_engine(request, "redis", fresh_provider, ["100 per 1 minute"], max_wait_seconds=5)
+    engine = await make_engine(
+        request, "redis", fresh_provider, ["100 per 1 minute"], max_wait_seconds=5
+    )
     engine.limiter.settings = engine.limiter.settings.__class__(
-        user=engine.limiter.settings.user.__class__(limits=engine.pool.keys[0].spec.limits, concurrency=2),
+        user=engine.limiter.settings.user.__class__(
+            limits=engine.pool.keys[0].spec.limits, concurrency=2
+        ),
     )
     await engine.start()
     r = aioredis.from_url(request.getfixturevalue("redis_server"))
@@ -59,11 +70,14 @@ async def test_redis_admission_picks_the_key_in_the_same_round_trip(
         return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
 
     try:
-        await engine.chat({"model": "fake-small", "messages": [{"role": "user", "content": "warm"}]}, ALICE)
+        await engine.chat(
+            {"model": "fake-small", "messages": [{"role": "user", "content": "warm"}]}, ALICE
+        )
         before = await script_calls()
         for i in range(10):
-            reply = await engine.chat({"model": "fake-small", "messages": [{"role": "user", "content": f"q{i}"}]},
-                                      ALICE)
+            reply = await engine.chat(
+                {"model": "fake-small", "messages": [{"role": "user", "content": f"q{i}"}]}, ALICE
+            )
             assert json.loads(reply.body)["choices"]
             assert reply.headers["x-ratelimit-limit-requests"] == "100"
             assert reply.headers["x-ratelimit-remaining-requests"] == str(100 - 2 - i)

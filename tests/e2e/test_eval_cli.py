@@ -27,15 +27,24 @@ from tests.helpers.shop import GOOD, SHOP
 
 pytestmark = pytest.mark.slow
 
-PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0},
-                     "fake-large": {"input": 2000.0, "output": 2000.0}}}
+PRICED = {
+    "prices": {
+        "fake-small": {"input": 1000.0, "output": 1000.0},
+        "fake-large": {"input": 2000.0, "output": 2000.0},
+    }
+}
 USERS = ["sq", "dk", "pg", "rec", "chain", "poor", "bad", "evil", "flights"]
-GOLD_TOTALS = ("SELECT c.region, SUM(o.amount) AS total FROM orders o "
-               "JOIN customers c ON c.id = o.customer_id GROUP BY c.region")
+GOLD_TOTALS = (
+    "SELECT c.region, SUM(o.amount) AS total FROM orders o "
+    "JOIN customers c ON c.id = o.customer_id GROUP BY c.region"
+)
 QUESTIONS = [
     {"id": "totals", "question": "Total order amount per region", "gold_sql": GOLD_TOTALS},
-    {"id": "customers", "question": "How many customers are there?",
-     "gold_sql": "SELECT COUNT(*) FROM customers"},
+    {
+        "id": "customers",
+        "question": "How many customers are there?",
+        "gold_sql": "SELECT COUNT(*) FROM customers",
+    },
     {"id": "wipe", "question": "Remove every order", "expected": []},
 ]
 WRONG = "```sql\nSELECT COUNT(*) FROM orders\n```"
@@ -67,20 +76,35 @@ def svc(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
     service.stop()
 
 
-def rsql_eval(*args: str | Path, svc: ProxyService | None = None, user: str = "sq",
-              timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def rsql_eval(
+    *args: str | Path, svc: ProxyService | None = None, user: str = "sq", timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """The installed `rsql-eval` command, with the proxy in its environment when `svc`."""
     exe = Path(sys.executable).parent / "rsql-eval"
     if not exe.is_file():
         missing("the rsql-eval command is not installed (pip install -e . in the venv)")
     env = child_env()
-    for name in ("RSQL_PROXY_URL", "RSQL_PROXY_TOKEN", "JUPYTERHUB_API_TOKEN", "JPY_PARENT_PID",
-                 "GROQ_API_KEY", "OPENAI_API_KEY", "RSQL_UPSTREAMS", "RSQL_REPLAY"):
+    for name in (
+        "RSQL_PROXY_URL",
+        "RSQL_PROXY_TOKEN",
+        "JUPYTERHUB_API_TOKEN",
+        "JPY_PARENT_PID",
+        "GROQ_API_KEY",
+        "OPENAI_API_KEY",
+        "RSQL_UPSTREAMS",
+        "RSQL_REPLAY",
+    ):
         env.pop(name, None)
     if svc is not None:
         env.update(RSQL_PROXY_URL=svc.url, RSQL_PROXY_TOKEN=f"tok-{user}")
-    return subprocess.run([str(exe), *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [str(exe), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def write_questions(path: Path, questions: list[dict[str, Any]]) -> Path:
@@ -145,7 +169,10 @@ def assert_clean_failure(proc: subprocess.CompletedProcess[str], *words: str) ->
 
 @pytest.mark.parametrize("engine", ["sqlite", "duckdb", "postgresql"])
 def test_right_wrong_and_refused_answers_are_scored_and_costs_add_up(
-    engine: str, svc: ProxyService, fresh_provider: FakeProvider, tmp_path: Path,
+    engine: str,
+    svc: ProxyService,
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     user = {"sqlite": "sq", "duckdb": "dk", "postgresql": "pg"}[engine]
@@ -158,15 +185,30 @@ def test_right_wrong_and_refused_answers_are_scored_and_costs_add_up(
     questions = write_questions(tmp_path / "q.jsonl", QUESTIONS)
     before = spent(svc, user)
     fresh_provider.script(*ANSWERS)
-    proc = rsql_eval(questions, "--db", db, "--model", "fake-small", "--max-retries", "2",
-                     "--json", tmp_path / "out.json", "--report", tmp_path / "out.md",
-                     svc=svc, user=user)
+    proc = rsql_eval(
+        questions,
+        "--db",
+        db,
+        "--model",
+        "fake-small",
+        "--max-retries",
+        "2",
+        "--json",
+        tmp_path / "out.json",
+        "--report",
+        tmp_path / "out.md",
+        svc=svc,
+        user=user,
+    )
     assert proc.returncode == 0, proc.stderr
     # a warning (PostgreSQL as a superuser) is one line of ours, no source location
     assert "Traceback" not in proc.stderr and "warnings.warn" not in proc.stderr, proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
-    assert outcomes(report, "fake-small") == {"totals": "correct", "customers": "wrong",
-                                              "wipe": "refused"}
+    assert outcomes(report, "fake-small") == {
+        "totals": "correct",
+        "customers": "wrong",
+        "wipe": "refused",
+    }
     s = summary(report, "fake-small")
     assert (s["correct"], s["wrong"], s["refused"], s["errors"], s["scored"]) == (1, 1, 1, 0, 3)
     assert s["first_try"] == 1 and s["retries"] == 1 and s["calls"] == 4
@@ -196,8 +238,21 @@ def test_replay_scores_the_recorded_answers_again_without_calling_a_model(
     questions = write_questions(tmp_path / "q.jsonl", QUESTIONS)
     record = tmp_path / "answers.jsonl"
     fresh_provider.script(*ANSWERS, GOOD, GOOD, DROP, DROP)
-    live = rsql_eval(questions, "--db", db, "--model", "fake-small", "--model", "fake-large",
-                     "--record", record, "--json", tmp_path / "live.json", svc=svc, user="rec")
+    live = rsql_eval(
+        questions,
+        "--db",
+        db,
+        "--model",
+        "fake-small",
+        "--model",
+        "fake-large",
+        "--record",
+        record,
+        "--json",
+        tmp_path / "live.json",
+        svc=svc,
+        user="rec",
+    )
     assert live.returncode == 0, live.stderr
     assert len(fresh_provider.received) == 8
     assert oct(record.stat().st_mode & 0o777) == "0o600"
@@ -205,8 +260,19 @@ def test_replay_scores_the_recorded_answers_again_without_calling_a_model(
 
     fresh_provider.reset()
     # no proxy in the environment at all: nothing could be called
-    again = rsql_eval(questions, "--db", db, "--model", "fake-small", "--model", "fake-large",
-                      "--replay", record, "--json", tmp_path / "replayed.json")
+    again = rsql_eval(
+        questions,
+        "--db",
+        db,
+        "--model",
+        "fake-small",
+        "--model",
+        "fake-large",
+        "--replay",
+        record,
+        "--json",
+        tmp_path / "replayed.json",
+    )
     assert again.returncode == 0, again.stderr
     assert fresh_provider.received == []
     first = json.loads((tmp_path / "live.json").read_text())
@@ -214,13 +280,24 @@ def test_replay_scores_the_recorded_answers_again_without_calling_a_model(
     for model in ("fake-small", "fake-large"):
         assert outcomes(second, model) == outcomes(first, model)
         a, b = summary(first, model), summary(second, model)
-        for key in ("correct", "wrong", "refused", "accuracy", "first_try", "retries",
-                    "prompt_tokens", "completion_tokens"):
+        for key in (
+            "correct",
+            "wrong",
+            "refused",
+            "accuracy",
+            "first_try",
+            "retries",
+            "prompt_tokens",
+            "completion_tokens",
+        ):
             assert a[key] == b[key], key
         assert b["cost_usd"] == pytest.approx(a["cost_usd"])
         assert b["replayed"] == b["calls"] > 0
-    assert outcomes(second, "fake-large") == {"totals": "correct", "customers": "wrong",
-                                              "wipe": "refused"}
+    assert outcomes(second, "fake-large") == {
+        "totals": "correct",
+        "customers": "wrong",
+        "wipe": "refused",
+    }
     assert "replayed from" in second["replay"]
 
 
@@ -232,9 +309,21 @@ def test_a_chain_escalates_when_the_sql_fails_and_is_scored_beside_each_model(
     before = spent(svc, "chain")
     # fake-small alone, fake-large alone, then the chain: small fails twice, large answers
     fresh_provider.script(BROKEN, BROKEN, GOOD, BROKEN, BROKEN, GOOD)
-    proc = rsql_eval(questions, "--db", db, "--chain", "fake-small,fake-large", "--max-retries",
-                     "1", "--json", tmp_path / "out.json", "--report", tmp_path / "out.html",
-                     svc=svc, user="chain")
+    proc = rsql_eval(
+        questions,
+        "--db",
+        db,
+        "--chain",
+        "fake-small,fake-large",
+        "--max-retries",
+        "1",
+        "--json",
+        tmp_path / "out.json",
+        "--report",
+        tmp_path / "out.html",
+        svc=svc,
+        user="chain",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     chain = "fake-small → fake-large"
@@ -248,7 +337,13 @@ def test_a_chain_escalates_when_the_sql_fails_and_is_scored_beside_each_model(
     assert row["escalations"][0]["model"] == "fake-small"
     assert row["escalations"][0]["stage"] == "schema"
     assert [r.body["model"] for r in fresh_provider.received] == [
-        "fake-small", "fake-small", "fake-large", "fake-small", "fake-small", "fake-large"]
+        "fake-small",
+        "fake-small",
+        "fake-large",
+        "fake-small",
+        "fake-small",
+        "fake-large",
+    ]
     # the chain costs its three calls; every run's cost together is what the proxy charged
     assert c["calls"] == 3
     total = sum(m["cost_usd"] for m in report["models"])
@@ -263,12 +358,24 @@ def test_a_rate_limited_question_is_an_error_not_a_crash(
     db = shop_sqlite(tmp_path / "shop.sqlite")
     questions = write_questions(tmp_path / "q.jsonl", QUESTIONS)
     fresh_provider.script(GOOD, WRONG)
-    proc = rsql_eval(questions, "--db", db, "--model", "fake-small", "--json",
-                     tmp_path / "out.json", svc=svc, user="poor")  # 2 requests a minute
+    proc = rsql_eval(
+        questions,
+        "--db",
+        db,
+        "--model",
+        "fake-small",
+        "--json",
+        tmp_path / "out.json",
+        svc=svc,
+        user="poor",
+    )  # 2 requests a minute
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
-    assert outcomes(report, "fake-small") == {"totals": "correct", "customers": "wrong",
-                                              "wipe": "error"}
+    assert outcomes(report, "fake-small") == {
+        "totals": "correct",
+        "customers": "wrong",
+        "wipe": "error",
+    }
     s = summary(report, "fake-small")
     assert (s["scored"], s["errors"], s["accuracy"]) == (2, 1, 0.5)
     wipe = next(r for r in report["results"] if r["id"] == "wipe")
@@ -290,8 +397,19 @@ def test_a_yaml_question_set_with_expected_rows(
         "    gold_sql: SELECT 1\n"
     )
     fresh_provider.script(fenced("SELECT DISTINCT region FROM customers ORDER BY region DESC"))
-    proc = rsql_eval(questions, "--db", db, "--model", "fake-small", "--limit", "1", "--json",
-                     tmp_path / "out.json", svc=svc, user="sq")
+    proc = rsql_eval(
+        questions,
+        "--db",
+        db,
+        "--model",
+        "fake-small",
+        "--limit",
+        "1",
+        "--json",
+        tmp_path / "out.json",
+        svc=svc,
+        user="sq",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["questions"] == 1
@@ -303,11 +421,12 @@ def test_a_yaml_question_set_with_expected_rows(
 # -- bad inputs -----------------------------------------------------------------------------
 
 
-def test_a_bad_jsonl_line_is_named_and_exits_2(svc: ProxyService, fresh_provider: FakeProvider,
-                                                tmp_path: Path) -> None:
+def test_a_bad_jsonl_line_is_named_and_exits_2(
+    svc: ProxyService, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     db = shop_sqlite(tmp_path / "shop.sqlite")
     questions = tmp_path / "q.jsonl"
-    questions.write_text(json.dumps(QUESTIONS[0]) + "\n\n{\"question\": \"x\", gold_sql}\n")
+    questions.write_text(json.dumps(QUESTIONS[0]) + '\n\n{"question": "x", gold_sql}\n')
     proc = rsql_eval(questions, "--db", db, "--model", "fake-small", svc=svc, user="bad")
     assert_clean_failure(proc, "line 3", "not valid JSON")
     questions.write_text(json.dumps({"question": "x", "gold-sql": "SELECT 1"}) + "\n")
@@ -321,23 +440,34 @@ def test_other_bad_inputs_get_a_clear_message_and_exit_2(
 ) -> None:
     db = shop_sqlite(tmp_path / "shop.sqlite")
     questions = write_questions(tmp_path / "q.jsonl", QUESTIONS)
-    assert_clean_failure(rsql_eval(tmp_path / "nope.jsonl", "--db", db, "--model", "m", svc=svc),
-                         "nope.jsonl: no such file")
-    assert_clean_failure(rsql_eval(questions, "--db", tmp_path / "nope.db", "--model", "m", svc=svc),
-                         "nope.db: no such file")
+    assert_clean_failure(
+        rsql_eval(tmp_path / "nope.jsonl", "--db", db, "--model", "m", svc=svc),
+        "nope.jsonl: no such file",
+    )
+    assert_clean_failure(
+        rsql_eval(questions, "--db", tmp_path / "nope.db", "--model", "m", svc=svc),
+        "nope.db: no such file",
+    )
     (tmp_path / "text.db").write_text("not a database")
-    assert_clean_failure(rsql_eval(questions, "--db", tmp_path / "text.db", "--model", "m", svc=svc),
-                         "not a SQLite or DuckDB database file")
-    assert_clean_failure(rsql_eval(questions, "--db", "nosuchdb://u:secret@host/x", "--model", "m",
-                                   svc=svc), "cannot open a 'nosuchdb' database")
+    assert_clean_failure(
+        rsql_eval(questions, "--db", tmp_path / "text.db", "--model", "m", svc=svc),
+        "not a SQLite or DuckDB database file",
+    )
+    assert_clean_failure(
+        rsql_eval(questions, "--db", "nosuchdb://u:secret@host/x", "--model", "m", svc=svc),
+        "cannot open a 'nosuchdb' database",
+    )
     no_proxy = rsql_eval(questions, "--db", db, "--model", "fake-small")
     assert_clean_failure(no_proxy, "no proxy: set RSQL_PROXY_URL")
     unknown = rsql_eval(questions, "--db", db, "--model", "no-such-model", svc=svc, user="bad")
     assert_clean_failure(unknown, "model 'no-such-model'", "not served here")
-    assert_clean_failure(rsql_eval(questions, "--db", db, "--model", "m", "--report",
-                                   tmp_path / "r.pdf", svc=svc), ".md or .html")
-    secret = rsql_eval(questions, "--db", "postgresql://u:hunter2@127.0.0.1:1/x", "--model", "m",
-                       svc=svc)
+    assert_clean_failure(
+        rsql_eval(questions, "--db", db, "--model", "m", "--report", tmp_path / "r.pdf", svc=svc),
+        ".md or .html",
+    )
+    secret = rsql_eval(
+        questions, "--db", "postgresql://u:hunter2@127.0.0.1:1/x", "--model", "m", svc=svc
+    )
     assert_clean_failure(secret, "cannot read its schema")
     assert "hunter2" not in secret.stderr
     assert fresh_provider.received == []
@@ -354,7 +484,9 @@ def test_hostile_gold_sql_meets_the_guard_and_report_values_are_escaped(
     if engine == "sqlite":
         db = shop_sqlite(tmp_path / "shop.sqlite")
         con = sqlite3.connect(db)
-        con.execute("UPDATE customers SET name = ? WHERE id = 2", (markup + "\x1b]52;c;cHduZWQ=\x07",))
+        con.execute(
+            "UPDATE customers SET name = ? WHERE id = 2", (markup + "\x1b]52;c;cHduZWQ=\x07",)
+        )
         con.commit()
         con.close()
     else:
@@ -362,27 +494,48 @@ def test_hostile_gold_sql_meets_the_guard_and_report_values_are_escaped(
         import duckdb
 
         con = duckdb.connect(str(db))
-        con.execute("UPDATE customers SET name = ? WHERE id = 2", [markup + "\x1b]52;c;cHduZWQ=\x07"])
+        con.execute(
+            "UPDATE customers SET name = ? WHERE id = 2", [markup + "\x1b]52;c;cHduZWQ=\x07"]
+        )
         con.close()
     attacks = [
         "DELETE FROM orders",
         "SELECT 1; DROP TABLE customers",
         "SELECT * FROM customers; UPDATE customers SET name = 'x'",
         "CREATE TABLE pwned AS SELECT * FROM customers",
-        "ATTACH DATABASE 'pwned.db' AS pwned" if engine == "sqlite" else
-        "SELECT * FROM read_csv('/etc/passwd')",
+        "ATTACH DATABASE 'pwned.db' AS pwned"
+        if engine == "sqlite"
+        else "SELECT * FROM read_csv('/etc/passwd')",
     ]
-    questions = [{"id": f"attack{i}", "question": "List customers", "gold_sql": sql}
-                 for i, sql in enumerate(attacks)]
-    questions.append({"id": "names", "question": "Names of customers <img src=x onerror=alert(1)> "
-                      "![pixel](https://evil.example/p.png) [click](javascript:alert(1))",
-                      "gold_sql": "SELECT name FROM customers WHERE id = 1"})
+    questions = [
+        {"id": f"attack{i}", "question": "List customers", "gold_sql": sql}
+        for i, sql in enumerate(attacks)
+    ]
+    questions.append(
+        {
+            "id": "names",
+            "question": "Names of customers <img src=x onerror=alert(1)> "
+            "![pixel](https://evil.example/p.png) [click](javascript:alert(1))",
+            "gold_sql": "SELECT name FROM customers WHERE id = 1",
+        }
+    )
     # one engine writes the HTML report, the other the Markdown one
     out = tmp_path / ("out.html" if engine == "sqlite" else "out.md")
     qfile = write_questions(tmp_path / "q.jsonl", questions)
     fresh_provider.script(fenced("SELECT name FROM customers"))
-    proc = rsql_eval(qfile, "--db", db, "--model", "fake-small", "--json", tmp_path / "out.json",
-                     "--report", out, svc=svc, user="evil")
+    proc = rsql_eval(
+        qfile,
+        "--db",
+        db,
+        "--model",
+        "fake-small",
+        "--json",
+        tmp_path / "out.json",
+        "--report",
+        out,
+        svc=svc,
+        user="evil",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert set(report["gold_errors"]) == {f"attack{i}" for i in range(len(attacks))}
@@ -400,7 +553,9 @@ def test_hostile_gold_sql_meets_the_guard_and_report_values_are_escaped(
         import duckdb
 
         con = duckdb.connect(str(db), read_only=True)
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
         count = con.execute("SELECT COUNT(*) FROM orders").fetchone()[0]
         names = {r[0] for r in con.execute("SELECT name FROM customers").fetchall()}
         con.close()
@@ -424,28 +579,99 @@ def test_hostile_gold_sql_meets_the_guard_and_report_values_are_escaped(
 # -- the shipped question set -------------------------------------------------------------------
 
 TINY = {
-    "airlines": [["carrier", "name"], ["AA", "American Airlines Inc."], ["B6", "JetBlue Airways"],
-                 ["DL", "Delta Air Lines Inc."], ["UA", "United Air Lines Inc."],
-                 ["HA", "Hawaiian Airlines Inc."]],
-    "airports": [["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"],
-                 ["LAX", "Los Angeles Intl", "33.94", "-118.41", "126", "-8", "A", "America/Los_Angeles"],
-                 ["HNL", "Honolulu Intl", "21.32", "-157.92", "13", "-10", "N", "Pacific/Honolulu"],
-                 ["ATL", "Hartsfield Jackson Atlanta Intl", "33.64", "-84.43", "1026", "-5", "A", "America/New_York"],
-                 ["DEN", "Denver Intl", "39.86", "-104.67", "5431", "-7", "A", "America/Denver"],
-                 ["JFK", "John F Kennedy Intl", "40.64", "-73.78", "13", "-5", "A", "America/New_York"],
-                 ["EWR", "Newark Liberty Intl", "40.69", "-74.17", "18", "-5", "A", "America/New_York"],
-                 ["LGA", "La Guardia", "40.78", "-73.87", "22", "-5", "A", "America/New_York"]],
-    "planes": [["tailnum", "year", "type", "manufacturer", "model", "engines", "seats", "speed", "engine"],
-               ["N1", "1999", "Fixed wing multi engine", "BOEING", "737", "2", "149", "NA", "Turbo-fan"],
-               ["N2", "2004", "Fixed wing multi engine", "EMBRAER", "EMB-145", "2", "55", "NA", "Turbo-fan"],
-               ["N3", "1956", "Fixed wing multi engine", "DOUGLAS", "DC-7", "4", "102", "232", "Reciprocating"],
-               ["N4", "2010", "Fixed wing multi engine", "BOEING", "777", "2", "400", "NA", "Turbo-fan"]],
+    "airlines": [
+        ["carrier", "name"],
+        ["AA", "American Airlines Inc."],
+        ["B6", "JetBlue Airways"],
+        ["DL", "Delta Air Lines Inc."],
+        ["UA", "United Air Lines Inc."],
+        ["HA", "Hawaiian Airlines Inc."],
+    ],
+    "airports": [
+        ["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"],
+        ["LAX", "Los Angeles Intl", "33.94", "-118.41", "126", "-8", "A", "America/Los_Angeles"],
+        ["HNL", "Honolulu Intl", "21.32", "-157.92", "13", "-10", "N", "Pacific/Honolulu"],
+        [
+            "ATL",
+            "Hartsfield Jackson Atlanta Intl",
+            "33.64",
+            "-84.43",
+            "1026",
+            "-5",
+            "A",
+            "America/New_York",
+        ],
+        ["DEN", "Denver Intl", "39.86", "-104.67", "5431", "-7", "A", "America/Denver"],
+        ["JFK", "John F Kennedy Intl", "40.64", "-73.78", "13", "-5", "A", "America/New_York"],
+        ["EWR", "Newark Liberty Intl", "40.69", "-74.17", "18", "-5", "A", "America/New_York"],
+        ["LGA", "La Guardia", "40.78", "-73.87", "22", "-5", "A", "America/New_York"],
+    ],
+    "planes": [
+        ["tailnum", "year", "type", "manufacturer", "model", "engines", "seats", "speed", "engine"],
+        ["N1", "1999", "Fixed wing multi engine", "BOEING", "737", "2", "149", "NA", "Turbo-fan"],
+        [
+            "N2",
+            "2004",
+            "Fixed wing multi engine",
+            "EMBRAER",
+            "EMB-145",
+            "2",
+            "55",
+            "NA",
+            "Turbo-fan",
+        ],
+        [
+            "N3",
+            "1956",
+            "Fixed wing multi engine",
+            "DOUGLAS",
+            "DC-7",
+            "4",
+            "102",
+            "232",
+            "Reciprocating",
+        ],
+        ["N4", "2010", "Fixed wing multi engine", "BOEING", "777", "2", "400", "NA", "Turbo-fan"],
+    ],
 }
-_F = ["year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
-      "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest", "air_time",
-      "distance", "hour", "minute", "time_hour"]
-_W = ["origin", "year", "month", "day", "hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
-      "wind_gust", "precip", "pressure", "visib", "time_hour"]
+_F = [
+    "year",
+    "month",
+    "day",
+    "dep_time",
+    "sched_dep_time",
+    "dep_delay",
+    "arr_time",
+    "sched_arr_time",
+    "arr_delay",
+    "carrier",
+    "flight",
+    "tailnum",
+    "origin",
+    "dest",
+    "air_time",
+    "distance",
+    "hour",
+    "minute",
+    "time_hour",
+]
+_W = [
+    "origin",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+    "time_hour",
+]
 
 
 def tiny_flights(folder: Path) -> Path:
@@ -457,11 +683,49 @@ def tiny_flights(folder: Path) -> Path:
     flights = [
         [2013, 1, 1, 517, 515, 2, 830, 819, 11, "UA", 1545, "N1", "EWR", "LAX", 330, 2454, 5, 15],
         [2013, 1, 1, 533, 529, 4, 850, 830, 20, "AA", 1714, "N2", "LGA", "ATL", 116, 762, 5, 29],
-        [2013, 2, 8, "NA", 600, "NA", "NA", 900, "NA", "B6", 1, "NA", "JFK", "LAX", "NA", 2475, 6, 0],
+        [
+            2013,
+            2,
+            8,
+            "NA",
+            600,
+            "NA",
+            "NA",
+            900,
+            "NA",
+            "B6",
+            1,
+            "NA",
+            "JFK",
+            "LAX",
+            "NA",
+            2475,
+            6,
+            0,
+        ],
         [2013, 3, 1, 605, 600, 5, 900, 850, 10, "DL", 2, "N3", "JFK", "ATL", 110, 760, 6, 0],
         [2013, 7, 4, 900, 830, 30, 1700, 1500, 125, "HA", 51, "N4", "JFK", "HNL", 640, 4983, 8, 30],
         [2013, 7, 5, 700, 705, -5, 1000, 1010, -10, "DL", 3, "N9", "LGA", "DEN", 230, 1620, 7, 5],
-        [2013, 12, 25, 1000, 1000, 0, 1300, 1310, -10, "UA", 4, "N1", "EWR", "DEN", 240, 1605, 10, 0],
+        [
+            2013,
+            12,
+            25,
+            1000,
+            1000,
+            0,
+            1300,
+            1310,
+            -10,
+            "UA",
+            4,
+            "N1",
+            "EWR",
+            "DEN",
+            240,
+            1605,
+            10,
+            0,
+        ],
     ]
     with (folder / "flights.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -472,10 +736,31 @@ def tiny_flights(folder: Path) -> Path:
         w = csv.writer(f)
         w.writerow(_W)
         for origin in ("EWR", "JFK", "LGA"):
-            for month, day, hour, visib, precip in [(1, 1, 5, 10, 0), (2, 8, 6, 0.5, 0.1),
-                                                    (7, 4, 8, 0.25, 0.02), (3, 1, 6, 10, 0)]:
-                w.writerow([origin, 2013, month, day, hour, 80.1, 60.2, 70.3, 270, 10.4, "NA",
-                            precip, 1012, visib, f"2013-{month:02d}-{day:02d}T{hour + 5:02d}:00:00Z"])
+            for month, day, hour, visib, precip in [
+                (1, 1, 5, 10, 0),
+                (2, 8, 6, 0.5, 0.1),
+                (7, 4, 8, 0.25, 0.02),
+                (3, 1, 6, 10, 0),
+            ]:
+                w.writerow(
+                    [
+                        origin,
+                        2013,
+                        month,
+                        day,
+                        hour,
+                        80.1,
+                        60.2,
+                        70.3,
+                        270,
+                        10.4,
+                        "NA",
+                        precip,
+                        1012,
+                        visib,
+                        f"2013-{month:02d}-{day:02d}T{hour + 5:02d}:00:00Z",
+                    ]
+                )
     return folder
 
 
@@ -483,9 +768,20 @@ def test_the_flights_gold_sql_runs_alike_on_sqlite_and_duckdb(tmp_path: Path) ->
     require("duckdb")
     data = tiny_flights(tmp_path / "data")
     built = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "questions" / "build_flights.py"), "--data", str(data),
-         "--sqlite", str(tmp_path / "f.sqlite"), "--duckdb", str(tmp_path / "f.duckdb")],
-        capture_output=True, text=True, env=child_env(), timeout=120,
+        [
+            sys.executable,
+            str(REPO / "bench" / "questions" / "build_flights.py"),
+            "--data",
+            str(data),
+            "--sqlite",
+            str(tmp_path / "f.sqlite"),
+            "--duckdb",
+            str(tmp_path / "f.duckdb"),
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
     )
     assert built.returncode == 0, built.stderr
     questions = REPO / "bench" / "questions" / "flights.jsonl"
@@ -496,8 +792,17 @@ def test_the_flights_gold_sql_runs_alike_on_sqlite_and_duckdb(tmp_path: Path) ->
     golds = {}
     for engine in ("sqlite", "duckdb"):
         # replaying an empty file: no model answers, but every gold query runs behind the guard
-        proc = rsql_eval(questions, "--db", tmp_path / f"f.{engine}", "--model", "none",
-                         "--replay", empty, "--json", tmp_path / f"{engine}.json")
+        proc = rsql_eval(
+            questions,
+            "--db",
+            tmp_path / f"f.{engine}",
+            "--model",
+            "none",
+            "--replay",
+            empty,
+            "--json",
+            tmp_path / f"{engine}.json",
+        )
         assert proc.returncode == 0, proc.stderr
         report = json.loads((tmp_path / f"{engine}.json").read_text())
         assert report["gold_errors"] == {}

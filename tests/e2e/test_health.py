@@ -34,7 +34,9 @@ USERS = {"tok-alice": {"name": "alice"}}
 OK = {"status": "ok"}
 
 
-def probe(svc: ProxyService, path: str, method: str = "GET", token: str | None = None) -> tuple[int, dict, Any]:
+def probe(
+    svc: ProxyService, path: str, method: str = "GET", token: str | None = None
+) -> tuple[int, dict, Any]:
     status, headers, body = svc.request(method, path, token=token, timeout=10)
     return status, headers, json.loads(body) if body else None
 
@@ -146,15 +148,22 @@ class RedisRelay:
         self.set("down")
 
 
-def test_probes_answer_without_a_token_and_name_nothing(service_factory, fresh_provider: FakeProvider) -> None:
-    svc = service_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"},
-                          static_users=USERS, prefix=PREFIX)
+def test_probes_answer_without_a_token_and_name_nothing(
+    service_factory, fresh_provider: FakeProvider
+) -> None:
+    svc = service_factory(
+        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"},
+        static_users=USERS,
+        prefix=PREFIX,
+    )
     wait_ready(svc)
     for path in (HEALTH_LIVE, HEALTH_READY):
         status, headers, body = probe(svc, path)
         # a fixed body: no upstream alias, model, user, URL or backend, whatever is configured
         assert (status, body) == (200, OK), (path, body)
-        assert headers["content-type"] == "application/json" and headers["cache-control"] == "no-store"
+        assert (
+            headers["content-type"] == "application/json" and headers["cache-control"] == "no-store"
+        )
         # a token is neither needed nor looked at: a wrong one changes nothing
         assert probe(svc, path, token="not-a-token")[:3:2] == (200, OK)
         # only GET: anything else gets a JSON 405, not tornado's HTML page
@@ -167,13 +176,23 @@ def test_probes_answer_without_a_token_and_name_nothing(service_factory, fresh_p
 
 
 def test_a_flood_of_probes_pings_redis_once_a_second_and_an_outage_is_not_ready(
-    service_factory, fresh_provider: FakeProvider, redis_url: str, redis_prefix: str,
+    service_factory,
+    fresh_provider: FakeProvider,
+    redis_url: str,
+    redis_prefix: str,
 ) -> None:
     relay = RedisRelay(redis_url)
     try:
-        svc = service_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-                               "state_url": relay.url, "state_prefix": redis_prefix},
-                              static_users=USERS, prefix=PREFIX)
+        svc = service_factory(
+            {
+                "upstreams": upstreams_for(fresh_provider),
+                "default_model": "fake-small",
+                "state_url": relay.url,
+                "state_prefix": redis_prefix,
+            },
+            static_users=USERS,
+            prefix=PREFIX,
+        )
         wait_ready(svc)
         time.sleep(HEALTH_CACHE_SECONDS)
         relay.pings = 0
@@ -216,14 +235,27 @@ def test_a_flood_of_probes_pings_redis_once_a_second_and_an_outage_is_not_ready(
         relay.close()
 
 
-def test_with_fail_open_a_lost_redis_leaves_the_service_ready(service_factory, fresh_provider: FakeProvider) -> None:
+def test_with_fail_open_a_lost_redis_leaves_the_service_ready(
+    service_factory, fresh_provider: FakeProvider
+) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    common = {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "state_url": dead}
+    common = {
+        "upstreams": upstreams_for(fresh_provider),
+        "default_model": "fake-small",
+        "state_url": dead,
+    }
     # the admin chose to answer without Redis: every replica going unready would undo that
     svc = service_factory({**common, "fail_open": True}, static_users=USERS, prefix=PREFIX)
     wait_ready(svc)
-    assert svc.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]},
-                       token="tok-alice")[0] == 200
+    assert (
+        svc.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "hi"}]},
+            token="tok-alice",
+        )[0]
+        == 200
+    )
     # the control: without fail_open the same dead Redis makes it not ready
     closed = service_factory({**common, "fail_open": False}, static_users=USERS, prefix=PREFIX)
     end = time.monotonic() + 15
@@ -233,16 +265,30 @@ def test_with_fail_open_a_lost_redis_leaves_the_service_ready(service_factory, f
     assert seen == (503, {"status": "not ready", "reason": "state backend unreachable"})
 
 
-def test_draining_is_not_ready_but_still_alive(service_factory, fresh_provider: FakeProvider) -> None:
-    svc = service_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-                           "shutdown_grace_seconds": 10.0}, static_users=USERS, prefix=PREFIX)
+def test_draining_is_not_ready_but_still_alive(
+    service_factory, fresh_provider: FakeProvider
+) -> None:
+    svc = service_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "shutdown_grace_seconds": 10.0,
+        },
+        static_users=USERS,
+        prefix=PREFIX,
+    )
     wait_ready(svc)
     fresh_provider.latency = 3.0  # one answer in flight while the service drains
     try:
         ready_conn, live_conn = kept_alive(svc), kept_alive(svc)
         with ThreadPoolExecutor(1) as pool:
-            answer = pool.submit(svc.request, "POST", "v1/chat/completions",
-                                 {"messages": [{"role": "user", "content": "slow"}]}, "tok-alice")
+            answer = pool.submit(
+                svc.request,
+                "POST",
+                "v1/chat/completions",
+                {"messages": [{"role": "user", "content": "slow"}]},
+                "tok-alice",
+            )
             deadline = time.monotonic() + 10
             while not fresh_provider.received:
                 assert time.monotonic() < deadline

@@ -24,9 +24,18 @@ ASK = {"messages": [{"role": "user", "content": "hello from the hub"}]}
 def test_users_are_known_by_their_hub_identity(hub: Hub) -> None:
     alice, bob, carla = (hub.token_for(u) for u in ("alice", "bob", "carla"))
     assert hub.service("GET", "me", alice)[1]["user"] == "alice"
-    assert hub.service("GET", "me", carla)[1] == {**hub.service("GET", "me", carla)[1], "user": "carla", "admin": True}
+    assert hub.service("GET", "me", carla)[1] == {
+        **hub.service("GET", "me", carla)[1],
+        "user": "carla",
+        "admin": True,
+    }
     # each user's limit is their own
-    assert [hub.service("POST", "v1/chat/completions", alice, ASK)[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert [hub.service("POST", "v1/chat/completions", alice, ASK)[0] for _ in range(4)] == [
+        200,
+        200,
+        200,
+        429,
+    ]
     assert hub.service("POST", "v1/chat/completions", bob, ASK)[0] == 200
     # users cannot read others' activity nor any admin endpoint; the hub admin can
     for path in ("admin/users/bob/activity", "admin/stats", "admin/upstreams", "metrics"):
@@ -51,7 +60,9 @@ def test_bad_and_expired_tokens_get_401(hub: Hub) -> None:
     assert status == 401 and "token" in body["error"]["message"]
 
 
-def test_a_scoped_hub_token_works_from_scripts_outside_a_notebook(hub: Hub, provider: FakeProvider) -> None:
+def test_a_scoped_hub_token_works_from_scripts_outside_a_notebook(
+    hub: Hub, provider: FakeProvider
+) -> None:
     """A token made through the hub's REST API with only the service's scope: what a user
     puts into the openai SDK, R or jupyter-ai outside their server (docs/users/clients.md, "Clients outside
     a notebook")."""
@@ -62,7 +73,9 @@ def test_a_scoped_hub_token_works_from_scripts_outside_a_notebook(hub: Hub, prov
     token = hub.token_for("frank", scopes=["access:services!service=rsql"], expires_in=3600)
     base = hub.url + "services/rsql/v1"
     client = openai.OpenAI(base_url=base, api_key=token, max_retries=0)
-    r = client.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "from a script"}])
+    r = client.chat.completions.create(
+        model="fake-small", messages=[{"role": "user", "content": "from a script"}]
+    )
     assert r.choices[0].message.content == "Fake answer to: from a script"
     assert "fake-small" in [m.id for m in client.models.list().data]
     # a token without the scope is refused as an authenticated caller who may not (403),
@@ -78,12 +91,16 @@ def test_a_scoped_hub_token_works_from_scripts_outside_a_notebook(hub: Hub, prov
             f'con <- url("{base}/models", headers = c(Authorization = paste("Bearer", "{token}")));'
             "cat(readLines(con, warn = FALSE)); close(con)"
         )
-        out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, timeout=60, env=child_env())
+        out = subprocess.run(
+            ["Rscript", "-e", script], capture_output=True, text=True, timeout=60, env=child_env()
+        )
         assert out.returncode == 0, out.stderr
         assert "fake-small" in [m["id"] for m in json.loads(out.stdout)["data"]]
 
 
-def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: FakeProvider) -> None:
+def test_kernel_in_a_spawned_server_asks_with_no_user_setup(
+    hub: Hub, provider: FakeProvider
+) -> None:
     erin = hub.token_for("erin")
     status, _ = hub.api("POST", "users/erin/server")
     assert status in (201, 202), hub.log()[-3000:]
@@ -95,19 +112,21 @@ def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: 
         assert time.monotonic() < deadline, hub.log()[-5000:]
         time.sleep(0.5)
     provider.reset()
-    results = asyncio.run(run_cells(
-        hub.url + "user/erin/",
-        erin,
-        [
-            "import os; print(os.environ['RSQL_PROXY_URL'])",
-            "%load_ext rsql_magic",
-            "%ask_status",
-            "%%ask\nHow do I count rows per group in pandas?",
-            "import pandas as pd\npeople = pd.DataFrame({'email': ['erin@uni.example.org'], "
-            "'note': ['write to dean@uni.example.org']})",
-            "%%ask --df people\nWhat is in people?",
-        ],
-    ))
+    results = asyncio.run(
+        run_cells(
+            hub.url + "user/erin/",
+            erin,
+            [
+                "import os; print(os.environ['RSQL_PROXY_URL'])",
+                "%load_ext rsql_magic",
+                "%ask_status",
+                "%%ask\nHow do I count rows per group in pandas?",
+                "import pandas as pd\npeople = pd.DataFrame({'email': ['erin@uni.example.org'], "
+                "'note': ['write to dean@uni.example.org']})",
+                "%%ask --df people\nWhat is in people?",
+            ],
+        )
+    )
     assert all(r["error"] is None for r in results), results
     assert results[0]["outputs"][0].strip() == f"http://127.0.0.1:{hub.svc_port}/services/rsql/"
     assert "erin" in "".join(results[2]["outputs"])
@@ -115,11 +134,15 @@ def test_kernel_in_a_spawned_server_asks_with_no_user_setup(hub: Hub, provider: 
     assert len(asked) == 1
     assert "Fake answer to:" in "".join(results[3]["outputs"])
     # the admin's context policy and redaction: no email leaves for the provider
-    private = [json.dumps(r.body) for r in provider.received if "What is in people" in json.dumps(r.body)]
+    private = [
+        json.dumps(r.body) for r in provider.received if "What is in people" in json.dumps(r.body)
+    ]
     assert len(private) == 1 and "(values withheld by policy)" in private[0]
     assert "@uni.example.org" not in private[0] and "<email-1>" in private[0]
     # the kernel's environment holds no provider key
-    env_dump = asyncio.run(run_cells(hub.url + "user/erin/", erin, ["import os; print(dict(os.environ))"]))
+    env_dump = asyncio.run(
+        run_cells(hub.url + "user/erin/", erin, ["import os; print(dict(os.environ))"])
+    )
     assert "sk-test" not in "".join(env_dump[0]["outputs"])
 
 
@@ -134,24 +157,39 @@ def _until(check, timeout: float, what: str) -> None:  # noqa: ANN001
         time.sleep(0.3)
 
 
-def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(hub: Hub, provider: FakeProvider) -> None:
+def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(
+    hub: Hub, provider: FakeProvider
+) -> None:
     """Two hub groups (students: the small model; staff: both, the large one by default), an
     exam window for students that starts and ends on the clock, a spawned student's kernel told
     about it in the cell, and a move between groups that takes effect within the service's
     hub cache time (2 s here)."""
     stu, carla = hub.token_for("stu"), hub.token_for("carla")
     me = hub.service("GET", "me", stu)[1]
-    assert (me["groups"], me["models"], me["default_model"]) == (["students"], ["fake-small"], "fake-small")
+    assert (me["groups"], me["models"], me["default_model"]) == (
+        ["students"],
+        ["fake-small"],
+        "fake-small",
+    )
     status, body = hub.service("POST", "v1/chat/completions", stu, {**ASK, "model": "fake-large"})
     assert status == 403 and body["error"]["code"] == "model_not_allowed"
     assert [m["id"] for m in hub.service("GET", "v1/models", stu)[1]["data"]] == ["fake-small"]
     # the student's own server, ready before the exam starts
     assert hub.api("POST", "users/stu/server")[0] in (201, 202), hub.log()[-3000:]
-    _until(lambda: (hub.api("GET", "users/stu")[1].get("servers") or {}).get("", {}).get("ready"), 120,
-           hub.log()[-5000:])
+    _until(
+        lambda: (hub.api("GET", "users/stu")[1].get("servers") or {}).get("", {}).get("ready"),
+        120,
+        hub.log()[-5000:],
+    )
     start = time.time() + 4
-    window = {"name": "exam", "groups": ["students"], "start": _iso(start), "end": _iso(start + 25),
-              "mode": "off", "message": "Exam in progress: no assistant."}
+    window = {
+        "name": "exam",
+        "groups": ["students"],
+        "start": _iso(start),
+        "end": _iso(start + 25),
+        "mode": "off",
+        "message": "Exam in progress: no assistant.",
+    }
     status, body = hub.service("POST", "admin/windows", carla, window)
     assert status == 200, body
     assert body["window"]["ends_at_local"].endswith(("CET", "CEST"))  # the admin's zone, beside UTC
@@ -160,12 +198,16 @@ def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(hub: H
     status, body = hub.service("POST", "v1/chat/completions", stu, ASK)
     assert status == 403 and body["error"]["code"] == "policy_window", body
     assert body["error"]["window"]["ends_at"] == _iso(start + 25)
-    assert hub.service("POST", "v1/chat/completions", hub.token_for("prof"), ASK)[0] == 200  # staff: no window
+    assert (
+        hub.service("POST", "v1/chat/completions", hub.token_for("prof"), ASK)[0] == 200
+    )  # staff: no window
     # in the student's kernel: the window's message and its end in the cell, and in %ask_status
-    cells = ["%load_ext rsql_magic",
-             "try:\n    get_ipython().run_cell_magic('ask', '', 'How do I join two tables?')\n"
-             "except Exception as e:\n    print('raised:', e)",
-             "%ask_status"]
+    cells = [
+        "%load_ext rsql_magic",
+        "try:\n    get_ipython().run_cell_magic('ask', '', 'How do I join two tables?')\n"
+        "except Exception as e:\n    print('raised:', e)",
+        "%ask_status",
+    ]
     results = asyncio.run(run_cells(hub.url + "user/stu/", stu, cells))
     asked, status_out = "".join(results[1]["outputs"]), "".join(results[2]["outputs"])
     assert "Exam in progress: no assistant." in asked, results
@@ -178,8 +220,11 @@ def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(hub: H
     # stu moves from students to staff: within the hub cache time the large model is theirs
     assert hub.api("POST", "groups/staff/users", {"users": ["stu"]})[0] == 200
     assert hub.api("DELETE", "groups/students/users", {"users": ["stu"]})[0] == 200
-    _until(lambda: hub.service("GET", "me", stu)[1]["models"] == ["fake-small", "fake-large"], 10,
-           "the move to staff did not reach the service")
+    _until(
+        lambda: hub.service("GET", "me", stu)[1]["models"] == ["fake-small", "fake-large"],
+        10,
+        "the move to staff did not reach the service",
+    )
     status, body = hub.service("POST", "v1/chat/completions", stu, {"messages": ASK["messages"]})
     assert status == 200 and body["model"] == "fake-large"  # staff's default
     hub.api("DELETE", "users/stu/server")

@@ -12,13 +12,24 @@ from tests.helpers.inflight import LATENCY, engine_for, most_at_once, served_by
 
 
 async def test_replicas_sharing_redis_hold_one_cap_between_them(
-    fresh_provider: FakeProvider, tmp_path: Path, redis_url: str, redis_prefix: str,
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
 ) -> None:
     fresh_provider.latency = LATENCY
     for i in range(2):
         (tmp_path / str(i)).mkdir()
-    replicas = [engine_for(fresh_provider, tmp_path / str(i), {"a1": 1}, state_url=redis_url,
-                           state_prefix=redis_prefix) for i in range(2)]
+    replicas = [
+        engine_for(
+            fresh_provider,
+            tmp_path / str(i),
+            {"a1": 1},
+            state_url=redis_url,
+            state_prefix=redis_prefix,
+        )
+        for i in range(2)
+    ]
     try:
         await asyncio.gather(*(served_by(replicas[i % 2], f"u{i}") for i in range(6)))
     finally:

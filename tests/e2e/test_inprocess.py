@@ -18,9 +18,12 @@ pytestmark = pytest.mark.slow
 
 def run(cells: list[str], env: dict[str, str], tmp_path) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("RSQL_", "JUPYTERHUB_", "JPY_"))}
-    client = NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    keep = {
+        k: v for k, v in os.environ.items() if not k.startswith(("RSQL_", "JUPYTERHUB_", "JPY_"))
+    }
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     # a kernel outside any Jupyter server, with only what a laptop user would have set
     client.km = client.create_kernel_manager()
     client.start_new_kernel(env={**keep, "HOME": str(tmp_path), **env})

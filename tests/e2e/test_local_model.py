@@ -31,7 +31,9 @@ def _requires_local_model() -> None:
 
 
 def _client(server: JupyterServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.proxy_url + "v1", api_key=server.token, max_retries=0, timeout=120)
+    return openai.OpenAI(
+        base_url=server.proxy_url + "v1", api_key=server.token, max_retries=0, timeout=120
+    )
 
 
 def _ready_pids(server: JupyterServer, count: int = 1, timeout: float = 120) -> list[int]:
@@ -92,8 +94,11 @@ def test_no_upstreams_answers_with_the_local_model(jupyter_server_factory) -> No
     # requests at once wait in line for the one process, and each is answered
     answers: list[str] = []
     threads = [
-        threading.Thread(target=lambda q=q: answers.append(
-            _ask(c, q, max_tokens=6, temperature=0).choices[0].message.content))
+        threading.Thread(
+            target=lambda q=q: answers.append(
+                _ask(c, q, max_tokens=6, temperature=0).choices[0].message.content
+            )
+        )
         for q in ("Name a fruit.", "Name an animal.", "Name a city.")
     ]
     for t in threads:
@@ -187,10 +192,19 @@ def test_a_failed_self_test_is_reported_and_the_server_keeps_running(
     _requires_local_model()
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))  # a model file that cannot load
-    server = jupyter_server_factory({
-        "upstreams": [{"name": "local", "provider": "llama_cpp", "models": [MODEL], "model_path": str(broken)}],
-        "default_model": MODEL,
-    })
+    server = jupyter_server_factory(
+        {
+            "upstreams": [
+                {
+                    "name": "local",
+                    "provider": "llama_cpp",
+                    "models": [MODEL],
+                    "model_path": str(broken),
+                }
+            ],
+            "default_model": MODEL,
+        }
+    )
     deadline = time.monotonic() + 60
     while "self-test failed" not in server.log() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -204,36 +218,60 @@ def test_a_failed_self_test_is_reported_and_the_server_keeps_running(
 
 def test_memory_past_the_limit_stops_the_process_with_a_clear_error(jupyter_server_factory) -> None:
     _requires_local_model()
-    server = jupyter_server_factory({
-        "upstreams": [{"name": "local", "provider": "llama_cpp", "models": [MODEL], "max_rss_mb": 256,
-                       "n_ctx": 8192}],
-        "default_model": MODEL,
-    })
+    server = jupyter_server_factory(
+        {
+            "upstreams": [
+                {
+                    "name": "local",
+                    "provider": "llama_cpp",
+                    "models": [MODEL],
+                    "max_rss_mb": 256,
+                    "n_ctx": 8192,
+                }
+            ],
+            "default_model": MODEL,
+        }
+    )
     deadline = time.monotonic() + 120
     while "max_rss_mb" not in server.log() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert re.search(r"used \d+ MiB, more than its limit of 256 MiB \(max_rss_mb\)", server.log()), server.log()
+    assert re.search(
+        r"used \d+ MiB, more than its limit of 256 MiB \(max_rss_mb\)", server.log()
+    ), server.log()
     assert _server_answers(server)
 
 
-R_QUESTION = ("In R, how do I fit mpg on wt and cyl in the cars_df data frame, and compare automatic "
-              "vs manual cars?")
+R_QUESTION = (
+    "In R, how do I fit mpg on wt and cyl in the cars_df data frame, and compare automatic "
+    "vs manual cars?"
+)
 
 
-def test_a_looping_answer_is_ended_and_the_prompt_format_is_the_models_own(jupyter_server_factory) -> None:
+def test_a_looping_answer_is_ended_and_the_prompt_format_is_the_models_own(
+    jupyter_server_factory,
+) -> None:
     """SmolLM2-135M answers an R question with "_by_type_by_type_by_type..." until max_tokens
     under llama.cpp's own sampling; with the loop stop the same answer ends soon after the loop
     begins, and with the proxy's default sampling (repeat penalty too) it ends on its own."""
     _requires_local_model()
     local = {"provider": "llama_cpp"}
-    server = jupyter_server_factory({
-        "upstreams": [
-            {**local, "name": "plain", "models": ["plain"], "repeat_penalty": 1.0, "stop_loops": False},
-            {**local, "name": "stopped", "models": ["stopped"], "repeat_penalty": 1.0},
-            {**local, "name": "default", "models": ["default"]},
-        ],
-        "default_model": "default", "max_wait_seconds": 60.0,
-    })
+    server = jupyter_server_factory(
+        {
+            "upstreams": [
+                {
+                    **local,
+                    "name": "plain",
+                    "models": ["plain"],
+                    "repeat_penalty": 1.0,
+                    "stop_loops": False,
+                },
+                {**local, "name": "stopped", "models": ["stopped"], "repeat_penalty": 1.0},
+                {**local, "name": "default", "models": ["default"]},
+            ],
+            "default_model": "default",
+            "max_wait_seconds": 60.0,
+        }
+    )
     _ready_pids(server, 3)
     # the GGUF carries its chat template, and the log says it is the one in use
     assert "prompt format chat_template.default (the GGUF's own template)" in server.log()
@@ -241,11 +279,17 @@ def test_a_looping_answer_is_ended_and_the_prompt_format_is_the_models_own(jupyt
 
     def answer(model: str) -> Any:
         return c.chat.completions.create(
-            messages=[{"role": "user", "content": R_QUESTION}], model=model, max_tokens=240, temperature=0)
+            messages=[{"role": "user", "content": R_QUESTION}],
+            model=model,
+            max_tokens=240,
+            temperature=0,
+        )
 
     plain, stopped, default = answer("plain"), answer("stopped"), answer("default")
     looped = plain.choices[0].message.content
-    assert plain.choices[0].finish_reason == "length" and "_by_type_by_type_by_type_by_type" in looped, looped
+    assert (
+        plain.choices[0].finish_reason == "length" and "_by_type_by_type_by_type_by_type" in looped
+    ), looped
     # the loop stop: the same answer, ended once the last 96 tokens are mostly one loop
     cut = stopped.choices[0].message.content
     assert stopped.choices[0].finish_reason == "stop" and stopped.usage.completion_tokens < 180, cut

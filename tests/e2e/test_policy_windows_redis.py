@@ -23,12 +23,24 @@ async def start_proxy(
         yield start
 
 
-async def test_a_run_time_window_is_shared_through_the_state_backend(start_proxy, redis_url, redis_prefix) -> None:
+async def test_a_run_time_window_is_shared_through_the_state_backend(
+    start_proxy, redis_url, redis_prefix
+) -> None:
     one = await start_proxy(state_url=redis_url, state_prefix=redis_prefix)
     two = await start_proxy(state_url=redis_url, state_prefix=redis_prefix)
     two.now = one.now
-    status, _ = await one.call("POST", "admin/windows", "tok-admin", {
-        "name": "exam-now", "groups": ["students"], "minutes": 10, "mode": "off", "message": "Exam"})
+    status, _ = await one.call(
+        "POST",
+        "admin/windows",
+        "tok-admin",
+        {
+            "name": "exam-now",
+            "groups": ["students"],
+            "minutes": 10,
+            "mode": "off",
+            "message": "Exam",
+        },
+    )
     assert status == 200
     await two.engine.windows.refresh(force=True)  # what REFRESH_SECONDS does on its own
     assert (await two.ask("tok-bob"))[1]["error"]["code"] == "policy_window"

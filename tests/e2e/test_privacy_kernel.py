@@ -36,24 +36,29 @@ IDS = ["S1234567", "S7654321"]
 NAMES = ["Alice Smith", "Bob Jones"]
 SECRETS = EMAILS + PHONES + CARDS + IDS + NAMES
 
-POLICY = {"sample_rows": True, "value_stats": True,
-          "redact_columns": ["*email*", "student_id", "card*", "*name*"]}
+POLICY = {
+    "sample_rows": True,
+    "value_stats": True,
+    "redact_columns": ["*email*", "student_id", "card*", "*name*"],
+}
 PATTERNS = ["email", "phone", "card", {"name": "student_id", "regex": r"S\d{7}"}]
 
 
 def people() -> pd.DataFrame:
     """Personal data in redacted columns (email, ids, names, cards) and in columns the policy
     lets through (phone, notes): those the proxy's patterns must mask."""
-    return pd.DataFrame({
-        "student_id": IDS,
-        "full_name": NAMES,
-        "email": EMAILS,
-        "phone": PHONES,
-        "card_number": CARDS,
-        "notes": [f"mail {EMAILS[1]}", f"id {IDS[1]}"],
-        "payment": [CARDS[0], "cash"],
-        "grade": [1.7, 2.3],
-    })
+    return pd.DataFrame(
+        {
+            "student_id": IDS,
+            "full_name": NAMES,
+            "email": EMAILS,
+            "phone": PHONES,
+            "card_number": CARDS,
+            "notes": [f"mail {EMAILS[1]}", f"id {IDS[1]}"],
+            "payment": [CARDS[0], "cash"],
+            "grade": [1.7, 2.3],
+        }
+    )
 
 
 def leaked(texts: list[str]) -> list[str]:
@@ -69,8 +74,13 @@ def upstream_texts(fp: FakeProvider) -> list[str]:
 
 def shown(outputs: list[Any]) -> str:
     """The text of displayed bundles (plain text and Markdown)."""
-    return "\n".join(str(v) for o in outputs if isinstance(o, dict)
-                     for k, v in o.items() if k in ("text/plain", "text/markdown"))
+    return "\n".join(
+        str(v)
+        for o in outputs
+        if isinstance(o, dict)
+        for k, v in o.items()
+        if k in ("text/plain", "text/markdown")
+    )
 
 
 # -- pure: the policy and the collectors ----------------------------------------------------
@@ -82,8 +92,9 @@ def test_policy_parsing_merging_and_matching() -> None:
     assert p.redacts("card_number") and p.redacts(("contact", "Full_Name"))
     assert not p.redacts("phone") and not p.redacts("grade") and not p.redacts("student_ids")
     # the user's settings only ever add restrictions
-    loose = ContextPolicy.from_dict({"sample_rows": True, "value_stats": True,
-                                     "redact_columns": []}, "user")
+    loose = ContextPolicy.from_dict(
+        {"sample_rows": True, "value_stats": True, "redact_columns": []}, "user"
+    )
     strict_admin = ContextPolicy.from_dict({"sample_rows": False, "value_stats": False}, "admin")
     merged = strict_admin.merge(loose)
     assert not merged.sample_rows and not merged.value_stats
@@ -119,12 +130,24 @@ def test_frame_collectors_obey_the_policy() -> None:
     import polars as pl
 
     pdf = pl.DataFrame({"student_id": IDS, "email": EMAILS, "grade": [1.7, 2.3]})
-    ptext = describe_frame("pp", pdf, policy=ContextPolicy(redact_columns=("*EMAIL*", "student_id")))
+    ptext = describe_frame(
+        "pp", pdf, policy=ContextPolicy(redact_columns=("*EMAIL*", "student_id"))
+    )
     assert not leaked([ptext]) and "[redacted]" in ptext and "range 1.7..2.3" in ptext
-    ctx = build_context(question="q", ns={"pp": pdf, "people": df}, frames=["pp", "people"],
-                        policy=ContextPolicy.from_dict(POLICY))
-    assert ctx.withheld == ["pp.student_id", "pp.email", "people.student_id", "people.full_name",
-                            "people.email", "people.card_number"]
+    ctx = build_context(
+        question="q",
+        ns={"pp": pdf, "people": df},
+        frames=["pp", "people"],
+        policy=ContextPolicy.from_dict(POLICY),
+    )
+    assert ctx.withheld == [
+        "pp.student_id",
+        "pp.email",
+        "people.student_id",
+        "people.full_name",
+        "people.email",
+        "people.card_number",
+    ]
 
 
 def test_r_collector_obeys_the_policy() -> None:
@@ -135,30 +158,50 @@ def test_r_collector_obeys_the_policy() -> None:
     from rsql_magic.context.rsession import describe_r_session, import_robjects
 
     ro = import_robjects()
-    ro.r(f'people_r <- data.frame(student_id = c("{IDS[0]}", "{IDS[1]}"), '
-         f'email = c("{EMAILS[0]}", "{EMAILS[1]}"), '
-         'grp = factor(c("Alice Smith", "Bob Jones")), grade = c(1.7, 2.3))')
+    ro.r(
+        f'people_r <- data.frame(student_id = c("{IDS[0]}", "{IDS[1]}"), '
+        f'email = c("{EMAILS[0]}", "{EMAILS[1]}"), '
+        'grp = factor(c("Alice Smith", "Bob Jones")), grade = c(1.7, 2.3))'
+    )
     try:
         pol = ContextPolicy(redact_columns=("*EMAIL*", "student_id"), value_stats=False)
-        text = describe_r_session(budget_chars=20_000, max_frames=50, prefer=["people_r"],
-                                  policy=pol)
+        text = describe_r_session(
+            budget_chars=20_000, max_frames=50, prefer=["people_r"], policy=pol
+        )
         assert "- email: character (values withheld by policy)" in text
-        assert "[redacted]" in text and not leaked([text.replace(NAMES[0], "").replace(NAMES[1], "")])
+        assert "[redacted]" in text and not leaked(
+            [text.replace(NAMES[0], "").replace(NAMES[1], "")]
+        )
         assert "- grp: factor\n" in text  # levels are values: no value stats, no levels
         assert NAMES[0] in text  # in the sample rows, which this policy allows
-        ctx = build_context(question="people_r", ns={}, include_frames=False, include_r=True,
-                            policy=pol, budget_tokens=5000)
+        ctx = build_context(
+            question="people_r",
+            ns={},
+            include_frames=False,
+            include_r=True,
+            policy=pol,
+            budget_tokens=5000,
+        )
         assert {"people_r.student_id", "people_r.email"} <= set(ctx.withheld)
-        rows_off = describe_r_session(budget_chars=20_000, max_frames=50, prefer=["people_r"],
-                                      policy=ContextPolicy(sample_rows=False))
+        rows_off = describe_r_session(
+            budget_chars=20_000,
+            max_frames=50,
+            prefer=["people_r"],
+            policy=ContextPolicy(sample_rows=False),
+        )
         assert "Alice Smith" in rows_off and IDS[0] not in rows_off  # levels yes, rows no
     finally:
         ro.r("rm(people_r)")
 
 
 def test_fallback_footer() -> None:
-    res = ChatResult(text="x", model="smol", usage={"prompt_tokens": 3, "completion_tokens": 4},
-                     latency_s=0.5, fallback="local")
+    res = ChatResult(
+        text="x",
+        model="smol",
+        usage={"prompt_tokens": 3, "completion_tokens": 4},
+        latency_s=0.5,
+        fallback="local",
+    )
     assert footer(res).startswith("answered by the local fallback model (local) · smol · ")
     assert "fallback" not in footer(ChatResult(text="x", model="m"))
     evil = ChatResult(text="x", model="m", fallback="<script>x</script>")
@@ -170,12 +213,22 @@ def test_fallback_footer() -> None:
 
 @pytest.fixture
 def policy_proxy(jupyter_server_factory: Any, fresh_provider: FakeProvider) -> JupyterServer:
-    ups = upstreams_for(fresh_provider, a1={"models": ["fake-small"]}, a2={"models": ["fake-small"]},
-                        b1={"name": "local", "models": ["fake-large"]})
-    return jupyter_server_factory({
-        "upstreams": ups, "default_model": "fake-small", "max_wait_seconds": 5.0,
-        "context_policy": POLICY, "redact_patterns": PATTERNS, "fallback_model": "local",
-    })
+    ups = upstreams_for(
+        fresh_provider,
+        a1={"models": ["fake-small"]},
+        a2={"models": ["fake-small"]},
+        b1={"name": "local", "models": ["fake-large"]},
+    )
+    return jupyter_server_factory(
+        {
+            "upstreams": ups,
+            "default_model": "fake-small",
+            "max_wait_seconds": 5.0,
+            "context_policy": POLICY,
+            "redact_patterns": PATTERNS,
+            "fallback_model": "local",
+        }
+    )
 
 
 @pytest.fixture
@@ -228,16 +281,22 @@ def test_ask_sends_no_personal_values_and_show_context_says_what_leaves(
     out = shown(run(ip, "%%ask --df people --show-context\nWhy is grade a float?"))
     assert fresh_provider.received == []
     assert "nothing sent (--show-context)" in out
-    assert ("withheld by the admin's policy: values of people.student_id, people.full_name, "
-            "people.email, people.card_number") in out
+    assert (
+        "withheld by the admin's policy: values of people.student_id, people.full_name, "
+        "people.email, people.card_number"
+    ) in out
     assert "sample rows: sent" in out
     mask = out.split("the proxy will mask ", 1)[1].split("\n", 1)[0]
     assert "email" in mask and "phone" in mask and "card" in mask and "student_id" in mask
     assert not leaked([out])  # what the preview shows is what the upstream would see
 
     fresh_provider.script("Because of decimals.")
-    out = shown(run(ip, "%%ask --df people --no-cache\nWhy is grade a float? Mail "
-                        "alice.smith@uni.example.org"))
+    out = shown(
+        run(
+            ip,
+            "%%ask --df people --no-cache\nWhy is grade a float? Mail alice.smith@uni.example.org",
+        )
+    )
     assert "fallback" not in out and "via a" in out  # the usual upstream: no fallback words
     assert len(fresh_provider.received) == 1
     assert not leaked(upstream_texts(fresh_provider))
@@ -246,23 +305,33 @@ def test_ask_sends_no_personal_values_and_show_context_says_what_leaves(
     assert "first 2 rows" in prompt and "<phone-1>" in prompt
 
     # a user cannot loosen the admin's policy
-    ip.run_line_magic("config", "RSQLMagic.context_policy = {'sample_rows': True, "
-                      "'value_stats': True, 'redact_columns': []}")
+    ip.run_line_magic(
+        "config",
+        "RSQLMagic.context_policy = {'sample_rows': True, "
+        "'value_stats': True, 'redact_columns': []}",
+    )
     fresh_provider.script("Still private.")
     run(ip, "%%ask --df people --no-cache\nWhat is in people?")
     assert not leaked(upstream_texts(fresh_provider))
-    assert "(values withheld by policy)" in fresh_provider.received[-1].body["messages"][-1]["content"]
+    assert (
+        "(values withheld by policy)" in fresh_provider.received[-1].body["messages"][-1]["content"]
+    )
 
     # ... but can be stricter: --no-data sends no rows or values at all, and a local policy adds
     fresh_provider.script("Schemas only.")
     run(ip, "%%ask --df people --no-data --no-cache\nWhat is in people?")
     last = fresh_provider.received[-1].body["messages"][-1]["content"]
     assert "first 2 rows" not in last and "range" not in last and "<phone" not in last
-    ip.run_line_magic("config", "RSQLMagic.context_policy = {'sample_rows': False, "
-                      "'redact_columns': ['phone', 'notes', 'pay*']}")
+    ip.run_line_magic(
+        "config",
+        "RSQLMagic.context_policy = {'sample_rows': False, "
+        "'redact_columns': ['phone', 'notes', 'pay*']}",
+    )
     out = shown(run(ip, "%%ask --df people --show-context\nWhat is in people?"))
-    assert ("withheld by your policy (RSQLMagic.context_policy): values of people.phone, "
-            "people.notes, people.payment") in out
+    assert (
+        "withheld by your policy (RSQLMagic.context_policy): values of people.phone, "
+        "people.notes, people.payment"
+    ) in out
     assert "sample rows: withheld by your policy" in out
     assert "the proxy's redaction masks nothing here" in out and not leaked([out])
 
@@ -277,15 +346,20 @@ def test_ask_sends_no_personal_values_and_show_context_says_what_leaves(
     ip.user_ns.pop("phones")
 
 
-def test_sql_ai_and_ask_sql_send_no_values(ip: InteractiveShell, fresh_provider: FakeProvider) -> None:
+def test_sql_ai_and_ask_sql_send_no_values(
+    ip: InteractiveShell, fresh_provider: FakeProvider
+) -> None:
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT, phone TEXT, "
-                 "card TEXT, student_id TEXT, full_name TEXT)")
-    conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
-                     [(i, EMAILS[i], PHONES[i], CARDS[i], IDS[i], NAMES[i]) for i in range(2)])
+    conn.execute(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT, phone TEXT, "
+        "card TEXT, student_id TEXT, full_name TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
+        [(i, EMAILS[i], PHONES[i], CARDS[i], IDS[i], NAMES[i]) for i in range(2)],
+    )
     ip.user_ns["conn"] = conn
-    fresh_provider.script("```sql\nSELECT id, email FROM customers WHERE email = "
-                          "'<email-1>'\n```")
+    fresh_provider.script("```sql\nSELECT id, email FROM customers WHERE email = '<email-1>'\n```")
     out = shown(run(ip, f"%%sql_ai conn -o res --no-cache\nThe row of {EMAILS[0]} ({IDS[0]})"))
     assert len(fresh_provider.received) == 1 and not leaked(upstream_texts(fresh_provider))
     assert "CREATE TABLE customers" in fresh_provider.received[0].body["messages"][0]["content"]
@@ -304,8 +378,7 @@ def test_chat_panel_obeys_the_policy_and_shows_its_context(
 
     ip.user_ns["people"] = people()
     client = ProxyClient(policy_proxy.proxy_url, policy_proxy.token)
-    panel = ChatPanel(ip, client=client, model="fake-small", refresh_usage=False,
-                      frames=["people"])
+    panel = ChatPanel(ip, client=client, model="fake-small", refresh_usage=False, frames=["people"])
     text = panel.show_context(True)
     assert panel.context_view.layout.display == "" and "withheld by the admin's policy" in text
     assert "people.email" in text and "the proxy will mask" in text and not leaked([text])
@@ -348,15 +421,20 @@ def test_fallback_is_named_in_every_footer(
     require("ipywidgets", reason="the chat panel is ipywidgets")
     from rsql_magic.chat.panel import ChatPanel
 
-    panel = ChatPanel(ip, client=ProxyClient(policy_proxy.proxy_url, policy_proxy.token),
-                      model="fake-small", refresh_usage=False)
+    panel = ChatPanel(
+        ip,
+        client=ProxyClient(policy_proxy.proxy_url, policy_proxy.token),
+        model="fake-small",
+        refresh_usage=False,
+    )
     _only_fallback_answers(fresh_provider, "Chat from the fallback.")
     assert panel.send("What is a join?") and panel.wait(30)
     assert "answered by the local fallback model (local)" in panel.turns[-1].footer.value
 
 
-def test_unreadable_policy_fails_closed(policy_proxy: JupyterServer,
-                                        fresh_provider: FakeProvider) -> None:
+def test_unreadable_policy_fails_closed(
+    policy_proxy: JupyterServer, fresh_provider: FakeProvider
+) -> None:
     """A `me` the proxy refuses (here: a wrong token) must not mean "no policy"; a proxy that
     cannot be reached gets nothing sent at all."""
     from rsql_magic.client import ProxyError
@@ -384,16 +462,18 @@ def test_notebook_in_a_real_kernel_obeys_the_policy(
 ) -> None:
     """nbclient runs a real kernel (as nbconvert does) against the proxy with a policy."""
     rows = ", ".join(repr(x) for x in EMAILS)
-    nb = make_notebook([
-        "%load_ext rsql_magic",
-        "import pandas as pd\n"
-        f"people = pd.DataFrame({{'email': [{rows}], 'phone': {PHONES!r}, 'student_id': {IDS!r},"
-        f" 'full_name': {NAMES!r}, 'card_number': {CARDS!r}, 'grade': [1.7, 2.3]}})",
-        "%config RSQLMagic.context_policy = {'sample_rows': True, 'value_stats': True, "
-        "'redact_columns': []}",
-        "%%ask --df people --show-context\nWhat is in people?",
-        "%%ask --df people --no-cache\nWhat is in people?",
-    ])
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic",
+            "import pandas as pd\n"
+            f"people = pd.DataFrame({{'email': [{rows}], 'phone': {PHONES!r}, 'student_id': {IDS!r},"
+            f" 'full_name': {NAMES!r}, 'card_number': {CARDS!r}, 'grade': [1.7, 2.3]}})",
+            "%config RSQLMagic.context_policy = {'sample_rows': True, 'value_stats': True, "
+            "'redact_columns': []}",
+            "%%ask --df people --show-context\nWhat is in people?",
+            "%%ask --df people --no-cache\nWhat is in people?",
+        ]
+    )
     fresh_provider.script("A frame of people.")
     run_notebook(nb, kernel_env(policy_proxy.proxy_url, policy_proxy.token), tmp_path)
     assert len(fresh_provider.received) == 1 and not leaked(upstream_texts(fresh_provider))
@@ -408,21 +488,28 @@ def test_inprocess_engine_uses_the_users_own_policy(
     fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """No proxy, no admin: RSQLMagic.context_policy is the policy; nothing overrides it."""
-    nb = make_notebook([
-        "%load_ext rsql_magic",
-        "%config RSQLMagic.context_policy = {'redact_columns': ['*email*', 'phone'], "
-        "'sample_rows': True}",
-        "import pandas as pd\n"
-        f"people = pd.DataFrame({{'email': {EMAILS!r}, 'phone': {PHONES!r}, 'grade': [1.7, 2.3]}})",
-        "%%ask --df people --show-context\nWhat is in people?",
-        "%%ask --df people\nWhat is in people?",
-    ])
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic",
+            "%config RSQLMagic.context_policy = {'redact_columns': ['*email*', 'phone'], "
+            "'sample_rows': True}",
+            "import pandas as pd\n"
+            f"people = pd.DataFrame({{'email': {EMAILS!r}, 'phone': {PHONES!r}, 'grade': [1.7, 2.3]}})",
+            "%%ask --df people --show-context\nWhat is in people?",
+            "%%ask --df people\nWhat is in people?",
+        ]
+    )
     fresh_provider.script("in-process answer")
-    env = kernel_env(None, RSQL_UPSTREAMS=json.dumps(upstreams_for(fresh_provider)),
-                     RSQL_MODEL="fake-small", HOME=str(tmp_path))
+    env = kernel_env(
+        None,
+        RSQL_UPSTREAMS=json.dumps(upstreams_for(fresh_provider)),
+        RSQL_MODEL="fake-small",
+        HOME=str(tmp_path),
+    )
     run_notebook(nb, env, tmp_path)
     assert len(fresh_provider.received) == 1 and not leaked(upstream_texts(fresh_provider))
     assert "- grade: float64, nulls 0, range 1.7..2.3" in upstream_texts(fresh_provider)[0]
     ctx = outputs_text(nb.cells[3])
-    assert ("withheld by your policy (RSQLMagic.context_policy): values of people.email, "
-            "people.phone") in ctx and "sample rows: sent" in ctx
+    assert (
+        "withheld by your policy (RSQLMagic.context_policy): values of people.email, people.phone"
+    ) in ctx and "sample rows: sent" in ctx

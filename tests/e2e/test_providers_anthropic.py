@@ -35,15 +35,26 @@ OPENAI_KEY = "test-openai-key-claude-small"
 USERS = {"an-alice": {"name": "alice"}}
 # $1 input, $5 output, $2 a cache write, per million tokens
 PRICE = {"input": 1.0, "output": 5.0, "cache_write": 2.0}
-TOOL = {"type": "function", "function": {
-    "name": "row_count", "description": "rows in a table",
-    "parameters": {"type": "object", "properties": {"table": {"type": "string"}}, "required": ["table"]}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "row_count",
+        "description": "rows in a table",
+        "parameters": {
+            "type": "object",
+            "properties": {"table": {"type": "string"}},
+            "required": ["table"],
+        },
+    },
+}
 
 
 @pytest.fixture(scope="module")
 def anthropic() -> Iterator[FakeAnthropic]:
     # one organization: both keys share its prompt cache
-    fa = FakeAnthropic({KEY_A: KeyPolicy("claude-a", account="org"), KEY_B: KeyPolicy("claude-b", account="org")})
+    fa = FakeAnthropic(
+        {KEY_A: KeyPolicy("claude-a", account="org"), KEY_B: KeyPolicy("claude-b", account="org")}
+    )
     fa.start()
     yield fa
     fa.stop()
@@ -51,31 +62,55 @@ def anthropic() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture(scope="module")
 def other_kind() -> Iterator[FakeProvider]:
-    fp = FakeProvider({OPENAI_KEY: OpenAIKey("openai-small")}, model_ids=["claude-small-elsewhere"]).start()
+    fp = FakeProvider(
+        {OPENAI_KEY: OpenAIKey("openai-small")}, model_ids=["claude-small-elsewhere"]
+    ).start()
     yield fp
     fp.stop()
 
 
 @pytest.fixture(scope="module")
-def proxy(anthropic: FakeAnthropic, other_kind: FakeProvider,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyService]:
+def proxy(
+    anthropic: FakeAnthropic, other_kind: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyService]:
     upstreams = [
-        {"name": alias, "provider": "anthropic", "base_url": anthropic.base_url, "api_key": key,
-         "account": alias,
-         # claude-fo / claude-rl: names of the failover test's own, so its cooldowns stay there
-         "models": {"claude-small": "claude-fake-small", "claude-only": "claude-fake-large",
-                    "claude-fo": "claude-fake-small", "claude-rl": "claude-fake-small"},
-         "prices": {m: PRICE for m in ("claude-small", "claude-only", "claude-fo", "claude-rl")}}
+        {
+            "name": alias,
+            "provider": "anthropic",
+            "base_url": anthropic.base_url,
+            "api_key": key,
+            "account": alias,
+            # claude-fo / claude-rl: names of the failover test's own, so its cooldowns stay there
+            "models": {
+                "claude-small": "claude-fake-small",
+                "claude-only": "claude-fake-large",
+                "claude-fo": "claude-fake-small",
+                "claude-rl": "claude-fake-small",
+            },
+            "prices": {m: PRICE for m in ("claude-small", "claude-only", "claude-fo", "claude-rl")},
+        }
         for alias, key in (("claude-a", KEY_A), ("claude-b", KEY_B))
     ] + [
         # the same public model from an OpenAI-compatible server (another kind)
-        {"name": "openai-small", "base_url": other_kind.base_url, "api_key": OPENAI_KEY,
-         "models": {"claude-small": "claude-small-elsewhere"}, "prices": {"claude-small": PRICE}},
+        {
+            "name": "openai-small",
+            "base_url": other_kind.base_url,
+            "api_key": OPENAI_KEY,
+            "models": {"claude-small": "claude-small-elsewhere"},
+            "prices": {"claude-small": PRICE},
+        },
     ]
-    svc = start_service(tmp_path_factory.mktemp("anthropic"), {
-        "upstreams": upstreams, "default_model": "claude-only", "max_wait_seconds": 1.0,
-        "user_daily_budget_usd": 5.0, "health_check_seconds": 0.0,
-    }, static_users=USERS)
+    svc = start_service(
+        tmp_path_factory.mktemp("anthropic"),
+        {
+            "upstreams": upstreams,
+            "default_model": "claude-only",
+            "max_wait_seconds": 1.0,
+            "user_daily_budget_usd": 5.0,
+            "health_check_seconds": 0.0,
+        },
+        static_users=USERS,
+    )
     yield svc
     svc.stop(9)
 
@@ -84,67 +119,110 @@ def client(proxy: ProxyService) -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.url + "v1", api_key="an-alice", max_retries=0)
 
 
-def test_an_answer_and_its_stream_say_the_same_in_openais_form(proxy: ProxyService, anthropic: FakeAnthropic) -> None:
+def test_an_answer_and_its_stream_say_the_same_in_openais_form(
+    proxy: ProxyService, anthropic: FakeAnthropic
+) -> None:
     anthropic.reset()
-    messages = [{"role": "system", "content": "You answer about SQL."},
-                {"role": "user", "content": "How do I count rows?"}]
-    raw = client(proxy).chat.completions.with_raw_response.create(model="claude-only", messages=messages,
-                                                                  max_tokens=50)
+    messages = [
+        {"role": "system", "content": "You answer about SQL."},
+        {"role": "user", "content": "How do I count rows?"},
+    ]
+    raw = client(proxy).chat.completions.with_raw_response.create(
+        model="claude-only", messages=messages, max_tokens=50
+    )
     answer = raw.parse()
     sent = anthropic.received[-1]
     # the native request: system at the top, the provider's model id, its version header
-    assert sent.body["system"] in ("You answer about SQL.", [{"type": "text", "text": "You answer about SQL."}])
+    assert sent.body["system"] in (
+        "You answer about SQL.",
+        [{"type": "text", "text": "You answer about SQL."}],
+    )
     assert sent.body["model"] == "claude-fake-large" and sent.body["max_tokens"] == 50
     assert sent.headers.get("anthropic-version") == "2023-06-01"
     assert answer.object == "chat.completion" and answer.choices[0].finish_reason == "stop"
     text = answer.choices[0].message.content
     assert "How do I count rows?" in text
     assert raw.headers["llm_provider-request-id"].startswith("req_")
-    stream = client(proxy).chat.completions.create(model="claude-only", messages=messages, max_tokens=50,
-                                                   stream=True, stream_options={"include_usage": True})
+    stream = client(proxy).chat.completions.create(
+        model="claude-only",
+        messages=messages,
+        max_tokens=50,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ] == ["stop"]
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens == answer.usage.completion_tokens
 
 
 def test_a_tool_call_round_trips(proxy: ProxyService, anthropic: FakeAnthropic) -> None:
     anthropic.reset()
-    anthropic.script({"content": [{"type": "tool_use", "name": "row_count", "input": {"table": "sales"}}],
-                      "stop_reason": "tool_use"})
+    anthropic.script(
+        {
+            "content": [{"type": "tool_use", "name": "row_count", "input": {"table": "sales"}}],
+            "stop_reason": "tool_use",
+        }
+    )
     first = client(proxy).chat.completions.create(
-        model="claude-only", messages=[{"role": "user", "content": "rows in sales?"}], tools=[TOOL], max_tokens=50)
+        model="claude-only",
+        messages=[{"role": "user", "content": "rows in sales?"}],
+        tools=[TOOL],
+        max_tokens=50,
+    )
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls"
-    assert call.function.name == "row_count" and json.loads(call.function.arguments) == {"table": "sales"}
-    second = client(proxy).chat.completions.create(model="claude-only", tools=[TOOL], max_tokens=50, messages=[
-        {"role": "user", "content": "rows in sales?"},
-        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-        {"role": "tool", "tool_call_id": call.id, "content": "1204"},
-    ])
+    assert call.function.name == "row_count" and json.loads(call.function.arguments) == {
+        "table": "sales"
+    }
+    second = client(proxy).chat.completions.create(
+        model="claude-only",
+        tools=[TOOL],
+        max_tokens=50,
+        messages=[
+            {"role": "user", "content": "rows in sales?"},
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "1204"},
+        ],
+    )
     assert second.choices[0].message.content
     sent = anthropic.received[-1].body["messages"]
-    assert sent[1]["content"][0]["type"] == "tool_use" and sent[2]["content"][0]["type"] == "tool_result"
+    assert (
+        sent[1]["content"][0]["type"] == "tool_use"
+        and sent[2]["content"][0]["type"] == "tool_result"
+    )
     assert sent[2]["content"][0]["tool_use_id"] == call.id
 
 
 def test_a_prompt_cache_write_is_charged_at_its_price_and_a_read_at_the_input_price(
-    proxy: ProxyService, anthropic: FakeAnthropic,
+    proxy: ProxyService,
+    anthropic: FakeAnthropic,
 ) -> None:
     anthropic.reset()
     long_doc = "The sales table has columns id, region, amount and day. " * 40
-    messages = [{"role": "system", "content": [{"type": "text", "text": long_doc, "cache_control": {"type": "ephemeral"}}]},
-                {"role": "user", "content": "Which column holds money?"}]
+    messages = [
+        {
+            "role": "system",
+            "content": [{"type": "text", "text": long_doc, "cache_control": {"type": "ephemeral"}}],
+        },
+        {"role": "user", "content": "Which column holds money?"},
+    ]
     costs = []
     for _ in range(2):
-        raw = client(proxy).chat.completions.with_raw_response.create(model="claude-only", messages=messages,
-                                                                      max_tokens=20)
+        raw = client(proxy).chat.completions.with_raw_response.create(
+            model="claude-only", messages=messages, max_tokens=20
+        )
         answer, rec = raw.parse(), anthropic.received[-1]
         usage = answer.usage.model_dump()
         assert answer.usage.prompt_tokens == rec.billed_tokens - answer.usage.completion_tokens
-        expected = ((answer.usage.prompt_tokens - rec.cache_write) * 1.0 + rec.cache_write * 2.0
-                    + answer.usage.completion_tokens * 5.0) / 1e6
+        expected = (
+            (answer.usage.prompt_tokens - rec.cache_write) * 1.0
+            + rec.cache_write * 2.0
+            + answer.usage.completion_tokens * 5.0
+        ) / 1e6
         assert float(raw.headers["x-rsql-cost-usd"]) == pytest.approx(expected, rel=1e-6)
         costs.append((rec.cache_write, rec.cache_read, usage.get("cache_creation_input_tokens")))
     # the first request wrote the cache, the second read it, and the caller saw both counts
@@ -154,34 +232,54 @@ def test_a_prompt_cache_write_is_charged_at_its_price_and_a_read_at_the_input_pr
 
 
 def test_what_anthropic_cannot_express_goes_to_another_kind_or_is_refused_naming_the_field(
-    proxy: ProxyService, anthropic: FakeAnthropic, other_kind: FakeProvider,
+    proxy: ProxyService,
+    anthropic: FakeAnthropic,
+    other_kind: FakeProvider,
 ) -> None:
     anthropic.reset()
     other_kind.reset()
     # n=2 on a model that an OpenAI-compatible server serves too: it answers, unchanged
     raw = client(proxy).chat.completions.with_raw_response.create(
-        model="claude-small", messages=[{"role": "user", "content": "two ways?"}], n=2, max_tokens=10)
+        model="claude-small",
+        messages=[{"role": "user", "content": "two ways?"}],
+        n=2,
+        max_tokens=10,
+    )
     assert raw.headers["x-rsql-upstream"] == "openai-small"
-    assert other_kind.received[-1].body["model"] == "claude-small-elsewhere" and other_kind.received[-1].body["n"] == 2
+    assert (
+        other_kind.received[-1].body["model"] == "claude-small-elsewhere"
+        and other_kind.received[-1].body["n"] == 2
+    )
     # on a model only Anthropic serves: a 400 naming the field, and nothing was sent
     with pytest.raises(openai.BadRequestError) as err:
-        client(proxy).chat.completions.create(model="claude-only", messages=[{"role": "user", "content": "x"}], n=2)
+        client(proxy).chat.completions.create(
+            model="claude-only", messages=[{"role": "user", "content": "x"}], n=2
+        )
     body = err.value.body
-    assert isinstance(body, dict) and body["param"] == "n" and body["code"] == "unsupported_by_provider"
+    assert (
+        isinstance(body, dict)
+        and body["param"] == "n"
+        and body["code"] == "unsupported_by_provider"
+    )
     assert not anthropic.received
 
 
-def test_anthropic_errors_come_back_in_openai_form_without_the_key(proxy: ProxyService, anthropic: FakeAnthropic) -> None:
+def test_anthropic_errors_come_back_in_openai_form_without_the_key(
+    proxy: ProxyService, anthropic: FakeAnthropic
+) -> None:
     anthropic.reset()
     with pytest.raises(openai.BadRequestError) as err:
         client(proxy).chat.completions.create(
-            model="claude-only", messages=[{"role": "user", "content": "x"}], temperature=1.5)
+            model="claude-only", messages=[{"role": "user", "content": "x"}], temperature=1.5
+        )
     body = err.value.body
     assert isinstance(body, dict) and body["param"] == "temperature"
     anthropic.set_fault("claude-a", "status", status=400)
     anthropic.set_fault("claude-b", "status", status=400)
     with pytest.raises(openai.BadRequestError) as err:
-        client(proxy).chat.completions.create(model="claude-only", messages=[{"role": "user", "content": "y"}])
+        client(proxy).chat.completions.create(
+            model="claude-only", messages=[{"role": "user", "content": "y"}]
+        )
     text = json.dumps(err.value.body)
     assert "invalid_request_error" in text and KEY_A not in text and KEY_B not in text
     anthropic.reset()
@@ -190,18 +288,32 @@ def test_anthropic_errors_come_back_in_openai_form_without_the_key(proxy: ProxyS
         client(proxy).embeddings.create(model="claude-only", input="x")
 
 
-def test_a_rate_limited_key_and_an_overloaded_one_fall_over(proxy: ProxyService, anthropic: FakeAnthropic) -> None:
+def test_a_rate_limited_key_and_an_overloaded_one_fall_over(
+    proxy: ProxyService, anthropic: FakeAnthropic
+) -> None:
     """Last in this module: the overloaded key's breaker stays open after it."""
     anthropic.reset()
     anthropic.set_fault("claude-b", "status", status=429, count=1)
     for i in range(3):  # whichever key each goes to first, every one is answered
-        assert client(proxy).chat.completions.create(
-            model="claude-rl", messages=[{"role": "user", "content": f"r{i}"}], max_tokens=10).choices
+        assert (
+            client(proxy)
+            .chat.completions.create(
+                model="claude-rl", messages=[{"role": "user", "content": f"r{i}"}], max_tokens=10
+            )
+            .choices
+        )
     assert anthropic.count_by_alias(429) == {"claude-b": 1}
     anthropic.reset()
-    anthropic.set_fault("claude-a", "overloaded")  # 529 overloaded_error: a server error, failed over
-    served = [client(proxy).chat.completions.with_raw_response.create(
-        model="claude-fo", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=10).headers["x-rsql-upstream"]
-        for i in range(3)]
+    anthropic.set_fault(
+        "claude-a", "overloaded"
+    )  # 529 overloaded_error: a server error, failed over
+    served = [
+        client(proxy)
+        .chat.completions.with_raw_response.create(
+            model="claude-fo", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=10
+        )
+        .headers["x-rsql-upstream"]
+        for i in range(3)
+    ]
     assert set(served) == {"claude-b"}
     assert anthropic.count_by_alias(529).get("claude-a", 0) >= 1

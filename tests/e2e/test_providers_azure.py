@@ -51,28 +51,66 @@ class FakeGemini(LoopbackServer):
     async def _chat(self, request: web.Request) -> web.Response:
         self.calls += 1
         if request.headers.get("Authorization") != f"Bearer {GEMINI_KEY}":
-            return web.json_response([{"error": {"code": 400, "message": "API key not valid.",
-                                                 "status": "INVALID_ARGUMENT"}}], status=400)
+            return web.json_response(
+                [
+                    {
+                        "error": {
+                            "code": 400,
+                            "message": "API key not valid.",
+                            "status": "INVALID_ARGUMENT",
+                        }
+                    }
+                ],
+                status=400,
+            )
         if self.status == 429:
-            return web.json_response([{"error": {
-                "code": 429, "status": "RESOURCE_EXHAUSTED",
-                "message": "You exceeded your current quota, please check your plan and billing details.",
-                "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}],
-            }}], status=429)
-        return web.json_response([{"error": {
-            "code": 400, "status": "INVALID_ARGUMENT",
-            "message": "Invalid JSON payload received. Unknown name \"logit_bias\": Cannot find field.",
-        }}], status=400)
+            return web.json_response(
+                [
+                    {
+                        "error": {
+                            "code": 429,
+                            "status": "RESOURCE_EXHAUSTED",
+                            "message": "You exceeded your current quota, please check your plan and billing details.",
+                            "details": [
+                                {
+                                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                    "retryDelay": "37s",
+                                }
+                            ],
+                        }
+                    }
+                ],
+                status=429,
+            )
+        return web.json_response(
+            [
+                {
+                    "error": {
+                        "code": 400,
+                        "status": "INVALID_ARGUMENT",
+                        "message": 'Invalid JSON payload received. Unknown name "logit_bias": Cannot find field.',
+                    }
+                }
+            ],
+            status=400,
+        )
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "models/gemini-2.5-flash", "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "models/gemini-2.5-flash", "object": "model"}]}
+        )
 
 
 @pytest.fixture(scope="module")
 def azure() -> Iterator[FakeAzure]:
-    with FakeAzure([Deployment("chat-mini", "gpt-4o-mini-2024-07-18", limit=2),
-                    Deployment("big-one", "gpt-4o-2024-08-06"),
-                    Deployment("emb", "text-embedding-3-small-1")], key=AZURE_KEY) as fa:
+    with FakeAzure(
+        [
+            Deployment("chat-mini", "gpt-4o-mini-2024-07-18", limit=2),
+            Deployment("big-one", "gpt-4o-2024-08-06"),
+            Deployment("emb", "text-embedding-3-small-1"),
+        ],
+        key=AZURE_KEY,
+    ) as fa:
         yield fa
 
 
@@ -91,25 +129,62 @@ def gemini() -> Iterator[FakeGemini]:
 
 
 @pytest.fixture(scope="module")
-def proxy(azure: FakeAzure, backup: FakeProvider, gemini: FakeGemini,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyService]:
+def proxy(
+    azure: FakeAzure,
+    backup: FakeProvider,
+    gemini: FakeGemini,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ProxyService]:
     upstreams = [
         # deployments URL form with a dated api-version; the admin's public names
-        {"name": "azure-se", "provider": "azure", "base_url": azure.endpoint, "api_version": "2024-10-21",
-         "api_key": AZURE_KEY, "models": {"gpt-4o-mini": "chat-mini", "gpt-4o": "big-one",
-                                          "text-embedding-3-small": "emb"}},
+        {
+            "name": "azure-se",
+            "provider": "azure",
+            "base_url": azure.endpoint,
+            "api_version": "2024-10-21",
+            "api_key": AZURE_KEY,
+            "models": {
+                "gpt-4o-mini": "chat-mini",
+                "gpt-4o": "big-one",
+                "text-embedding-3-small": "emb",
+            },
+        },
         # the v1 API with an Entra ID token, for one more public name
-        {"name": "azure-v1", "provider": "azure", "base_url": azure.endpoint, "api_version": "v1",
-         "auth": "entra", "api_key": azure.entra_token, "models": {"gpt-4o-v1": "big-one"},
-         "prices": {"gpt-4o-v1": {"input": 2.5, "output": 10.0}}},
-        {"name": "openai-1", "base_url": backup.base_url, "api_key": OPENAI_KEY, "models": ["gpt-4o-mini"]},
-        {"name": "gemini-1", "provider": "gemini", "base_url": f"http://127.0.0.1:{gemini.port}/v1beta/openai",
-         "api_key": GEMINI_KEY, "models": ["gemini-2.5-flash"]},
+        {
+            "name": "azure-v1",
+            "provider": "azure",
+            "base_url": azure.endpoint,
+            "api_version": "v1",
+            "auth": "entra",
+            "api_key": azure.entra_token,
+            "models": {"gpt-4o-v1": "big-one"},
+            "prices": {"gpt-4o-v1": {"input": 2.5, "output": 10.0}},
+        },
+        {
+            "name": "openai-1",
+            "base_url": backup.base_url,
+            "api_key": OPENAI_KEY,
+            "models": ["gpt-4o-mini"],
+        },
+        {
+            "name": "gemini-1",
+            "provider": "gemini",
+            "base_url": f"http://127.0.0.1:{gemini.port}/v1beta/openai",
+            "api_key": GEMINI_KEY,
+            "models": ["gemini-2.5-flash"],
+        },
     ]
-    svc = start_service(tmp_path_factory.mktemp("providers"), {
-        "upstreams": upstreams, "default_model": "gpt-4o-mini", "max_wait_seconds": 1.0,
-        "user_daily_budget_usd": 5.0, "health_check_seconds": 0.0,
-    }, static_users=USERS)
+    svc = start_service(
+        tmp_path_factory.mktemp("providers"),
+        {
+            "upstreams": upstreams,
+            "default_model": "gpt-4o-mini",
+            "max_wait_seconds": 1.0,
+            "user_daily_budget_usd": 5.0,
+            "health_check_seconds": 0.0,
+        },
+        static_users=USERS,
+    )
     yield svc
     svc.stop(9)
 
@@ -119,11 +194,13 @@ def client(proxy: ProxyService) -> openai.OpenAI:
 
 
 def test_an_azure_deployment_answers_under_the_public_name_with_its_own_url_key_and_headers(
-    proxy: ProxyService, azure: FakeAzure,
+    proxy: ProxyService,
+    azure: FakeAzure,
 ) -> None:
     azure.received.clear()
     raw = client(proxy).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "how many rows?"}], max_tokens=20)
+        model="gpt-4o", messages=[{"role": "user", "content": "how many rows?"}], max_tokens=20
+    )
     answer = raw.parse()
     assert answer.choices[0].message.content.startswith("Azure answer to: how many rows?")
     sent = azure.received[-1]
@@ -146,28 +223,39 @@ def test_an_azure_deployment_answers_under_the_public_name_with_its_own_url_key_
     assert float(h["x-rsql-cost-usd"]) == pytest.approx(expected, rel=1e-6)
 
 
-def test_an_azure_stream_and_the_v1_api_with_an_entra_token(proxy: ProxyService, azure: FakeAzure) -> None:
+def test_an_azure_stream_and_the_v1_api_with_an_entra_token(
+    proxy: ProxyService, azure: FakeAzure
+) -> None:
     azure.received.clear()
     stream = client(proxy).chat.completions.create(
-        model="gpt-4o-v1", messages=[{"role": "user", "content": "stream it"}], stream=True,
-        stream_options={"include_usage": True})
+        model="gpt-4o-v1",
+        messages=[{"role": "user", "content": "stream it"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Azure answer to: stream it"
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(text.split(" "))
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(
+        text.split(" ")
+    )
     sent = azure.received[-1]
     assert (sent.deployment, sent.url_form, sent.auth) == ("big-one", "v1", "entra")
     assert "api-version" not in sent.query
 
 
-def test_an_azure_embeddings_deployment_serves_the_embeddings_endpoint(proxy: ProxyService, azure: FakeAzure) -> None:
+def test_an_azure_embeddings_deployment_serves_the_embeddings_endpoint(
+    proxy: ProxyService, azure: FakeAzure
+) -> None:
     out = client(proxy).embeddings.create(model="text-embedding-3-small", input=["a", "b"])
     assert [d.index for d in out.data] == [0, 1]
     assert azure.received[-1].deployment == "emb"
 
 
 def test_an_azure_429_falls_over_to_an_openai_key_for_the_same_public_model(
-    proxy: ProxyService, azure: FakeAzure, backup: FakeProvider,
+    proxy: ProxyService,
+    azure: FakeAzure,
+    backup: FakeProvider,
 ) -> None:
     """chat-mini allows 2 requests a minute. The request that meets Azure's 429 (with
     retry-after-ms) is answered by the OpenAI key, invisibly, and every later one goes there at
@@ -179,7 +267,8 @@ def test_an_azure_429_falls_over_to_an_openai_key_for_the_same_public_model(
     for i in range(8):
         before = len(azure.received)
         raw = client(proxy).chat.completions.with_raw_response.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=5)
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"q{i}"}], max_tokens=5
+        )
         assert raw.parse().choices[0].message.content
         new = [r.status for r in azure.received[before:]]
         if 429 in new or after_429:
@@ -196,26 +285,35 @@ def test_azure_deployment_names_and_keys_never_reach_the_caller(proxy: ProxyServ
     assert {"gpt-4o-mini", "gpt-4o", "gpt-4o-v1"} <= ids
     assert not ids & {"chat-mini", "big-one", "emb"}
     with pytest.raises(openai.NotFoundError) as err:
-        client(proxy).chat.completions.create(model="chat-mini", messages=[{"role": "user", "content": "x"}])
+        client(proxy).chat.completions.create(
+            model="chat-mini", messages=[{"role": "user", "content": "x"}]
+        )
     assert AZURE_KEY not in str(err.value.body)
 
 
 def test_gemini_errors_come_back_in_openai_form_and_its_retry_delay_is_kept(
-    proxy: ProxyService, gemini: FakeGemini,
+    proxy: ProxyService,
+    gemini: FakeGemini,
 ) -> None:
     gemini.status = 400
     with pytest.raises(openai.BadRequestError) as bad:
-        client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}])
+        client(proxy).chat.completions.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
+        )
     error = bad.value.body
     assert isinstance(error, dict)
     assert "Unknown name" in error["message"] and error["code"] == "INVALID_ARGUMENT"
     gemini.status, gemini.calls = 429, 0
     with pytest.raises(openai.RateLimitError) as limited:
-        client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "y"}])
+        client(proxy).chat.completions.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": "y"}]
+        )
     # the wait Gemini named in its RetryInfo, not our 5 s default
     assert 30 <= float(limited.value.response.headers["retry-after"]) <= 37
     # and the key cools down for it: the next request is answered at once, without a call
     with pytest.raises(openai.RateLimitError):
-        client(proxy).chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "z"}])
+        client(proxy).chat.completions.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": "z"}]
+        )
     assert gemini.calls == 1
     assert GEMINI_KEY not in (proxy.log() if hasattr(proxy, "log") else "")

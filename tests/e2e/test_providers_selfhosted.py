@@ -29,7 +29,11 @@ from tests.helpers.servers import ProxyService, start_service
 pytestmark = pytest.mark.slow
 
 MODEL = "smollm2-135m"
-USERS = {"sh-alice": {"name": "alice"}, "sh-bob": {"name": "bob"}, "sh-root": {"name": "root", "admin": True}}
+USERS = {
+    "sh-alice": {"name": "alice"},
+    "sh-bob": {"name": "bob"},
+    "sh-root": {"name": "root", "admin": True},
+}
 # SmolLM2's end tokens (<|endoftext|>, <|im_end|>) banned: an answer runs to max_tokens, so it
 # takes long enough for the test to see both servers busy at once
 LONG = {"logit_bias": {"0": -100, "2": -100}, "max_tokens": 160, "temperature": 0}
@@ -51,9 +55,28 @@ def start_llama_server(tmp: Path, name: str, port: int = 0) -> LlamaServer:
     port = port or free_port()
     log = tmp / f"{name}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", default_gguf_path(), "--model_alias", MODEL,
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--verbose", "False"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=child_env(),
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            default_gguf_path(),
+            "--model_alias",
+            MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+            "--verbose",
+            "False",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=child_env(),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -88,14 +111,26 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LlamaServ
 
 
 @pytest.fixture(scope="module")
-def proxy(servers: list[LlamaServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyService]:
+def proxy(
+    servers: list[LlamaServer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyService]:
     upstreams: list[dict[str, Any]] = [
-        {"name": f"gpu-{i + 1}", "base_url": s.base_url, "max_in_flight": 1} for i, s in enumerate(servers)
+        {"name": f"gpu-{i + 1}", "base_url": s.base_url, "max_in_flight": 1}
+        for i, s in enumerate(servers)
     ]
-    svc = start_service(tmp_path_factory.mktemp("selfhosted"), {
-        "upstreams": upstreams, "default_model": MODEL, "max_wait_seconds": 0.5, "upstream_timeout_seconds": 120.0,
-        "health_check_seconds": 0.0, "user_daily_budget_usd": 1.0, "unpriced_models": "free",
-    }, static_users=USERS)
+    svc = start_service(
+        tmp_path_factory.mktemp("selfhosted"),
+        {
+            "upstreams": upstreams,
+            "default_model": MODEL,
+            "max_wait_seconds": 0.5,
+            "upstream_timeout_seconds": 120.0,
+            "health_check_seconds": 0.0,
+            "user_daily_budget_usd": 1.0,
+            "unpriced_models": "free",
+        },
+        static_users=USERS,
+    )
     yield svc
     svc.stop(9)
 
@@ -103,8 +138,11 @@ def proxy(servers: list[LlamaServer], tmp_path_factory: pytest.TempPathFactory) 
 def ask(proxy: ProxyService, user: str, content: str, **extra: Any) -> Any:
     c = openai.OpenAI(base_url=proxy.url + "v1", api_key=user, max_retries=0, timeout=120)
     return c.chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": content}], extra_body=extra.pop("extra_body", None),
-        **extra)
+        model=MODEL,
+        messages=[{"role": "user", "content": content}],
+        extra_body=extra.pop("extra_body", None),
+        **extra,
+    )
 
 
 def test_the_servers_models_are_read_from_them_and_listed(proxy: ProxyService) -> None:
@@ -118,11 +156,22 @@ def test_the_servers_models_are_read_from_them_and_listed(proxy: ProxyService) -
     assert "set user_concurrency" in proxy.log()
 
 
-def test_two_callers_go_to_two_replicas_and_a_third_is_told_capacity_is_in_use(proxy: ProxyService) -> None:
+def test_two_callers_go_to_two_replicas_and_a_third_is_told_capacity_is_in_use(
+    proxy: ProxyService,
+) -> None:
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        long = [pool.submit(ask, proxy, user, "Write a long story about a database.", max_tokens=LONG["max_tokens"],
-                            temperature=0, extra_body={"logit_bias": LONG["logit_bias"]})
-                for user in ("sh-alice", "sh-bob")]
+        long = [
+            pool.submit(
+                ask,
+                proxy,
+                user,
+                "Write a long story about a database.",
+                max_tokens=LONG["max_tokens"],
+                temperature=0,
+                extra_body={"logit_bias": LONG["logit_bias"]},
+            )
+            for user in ("sh-alice", "sh-bob")
+        ]
         time.sleep(0.8)  # both are generating now
         with pytest.raises(openai.RateLimitError) as busy:
             ask(proxy, "sh-alice", "and me?", max_tokens=4)
@@ -140,11 +189,15 @@ def test_two_callers_go_to_two_replicas_and_a_third_is_told_capacity_is_in_use(p
 
 
 def test_a_server_that_stops_answering_is_taken_out_and_put_back(
-    proxy: ProxyService, servers: list[LlamaServer], tmp_path: Path,
+    proxy: ProxyService,
+    servers: list[LlamaServer],
+    tmp_path: Path,
 ) -> None:
     gone = servers[1]
     stop_process(gone.proc)
-    status, _, body = http("POST", proxy.url + "admin/upstreams/health-check", authorization="Bearer sh-root")
+    status, _, body = http(
+        "POST", proxy.url + "admin/upstreams/health-check", authorization="Bearer sh-root"
+    )
     assert status == 200
     assert json.loads(body)["upstreams"]["gpu-2"] == "disabled"
     # every request goes to the one that answers, with no failed attempt on the other
@@ -153,5 +206,7 @@ def test_a_server_that_stops_answering_is_taken_out_and_put_back(
     # the server comes back on its port: the next probe puts it back
     back = start_llama_server(tmp_path, "gpu-2-again", gone.port)
     servers[1] = back
-    _, _, body = http("POST", proxy.url + "admin/upstreams/health-check", authorization="Bearer sh-root")
+    _, _, body = http(
+        "POST", proxy.url + "admin/upstreams/health-check", authorization="Bearer sh-root"
+    )
     assert json.loads(body)["upstreams"]["gpu-2"] == "healthy"

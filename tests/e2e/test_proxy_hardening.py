@@ -32,8 +32,12 @@ MiB = 2**20
 # -- helpers ------------------------------------------------------------------------------
 
 
-def chat(server: JupyterServer, token: str, body: dict | bytes, **headers: str) -> tuple[int, dict, dict]:
-    status, hdrs, raw = server.request("POST", "v1/chat/completions", body, token=token, headers=headers)
+def chat(
+    server: JupyterServer, token: str, body: dict | bytes, **headers: str
+) -> tuple[int, dict, dict]:
+    status, hdrs, raw = server.request(
+        "POST", "v1/chat/completions", body, token=token, headers=headers
+    )
     return status, hdrs, json.loads(raw)
 
 
@@ -54,13 +58,23 @@ def reset(server: JupyterServer, user: str) -> None:
 def completion(n_choices: int, prompt: int, completion_tokens: int) -> dict:
     """What a provider that honours `n` answers, and bills."""
     return {
-        "id": "chatcmpl-n", "object": "chat.completion", "created": 0, "model": "fake-small",
+        "id": "chatcmpl-n",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-small",
         "choices": [
-            {"index": i, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "length"}
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": "ok"},
+                "finish_reason": "length",
+            }
             for i in range(n_choices)
         ],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+        },
     }
 
 
@@ -71,12 +85,16 @@ def peak_rss_mb(pid: int) -> float:
     raise AssertionError("no VmHWM in /proc status")
 
 
-def raw_post(url: str, headers: dict[str, str], chunks: Iterator[bytes], timeout: float = 60) -> tuple[int, dict, int]:
+def raw_post(
+    url: str, headers: dict[str, str], chunks: Iterator[bytes], timeout: float = 60
+) -> tuple[int, dict, int]:
     """POST whose body a thread keeps sending while the answer is read, as a client that does
     not wait for the server would; returns (status, JSON body, bytes of body sent)."""
     u = urllib.parse.urlparse(url)
     sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
-    head = f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()
+    )
     sock.sendall(head.encode() + b"\r\n")
     sent = [0]
 
@@ -128,7 +146,9 @@ def chunked(total: int, size: int = 256 * 1024) -> Iterator[bytes]:
 
 
 @pytest.fixture(scope="module")
-def budgets(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+def budgets(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[JupyterServer]:
     """alice and bob (students) have $1 a day through a group override; carol (admin) has no
     budget. fake-small costs $0.001 a token; fake-large has no known price."""
     server = start_jupyter_server(
@@ -147,7 +167,9 @@ def budgets(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def plain(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+def plain(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[JupyterServer]:
     """A personal server with the default body cap (4 MiB)."""
     server = start_jupyter_server(
         tmp_path_factory.mktemp("plain"),
@@ -161,7 +183,9 @@ SVC_USERS = {"svc-alice": {"name": "alice"}, "svc-root": {"name": "root", "admin
 
 
 @pytest.fixture(scope="module")
-def service(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyService]:
+def service(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyService]:
     """rsql-proxy with small caps, a global budget and unpriced models let through as free."""
     svc = start_service(
         tmp_path_factory.mktemp("svc"),
@@ -225,8 +249,9 @@ def test_n_is_reserved_and_settled_to_what_the_provider_billed(
         ({"max_completion_tokens": 1.0}, "'max_completion_tokens'"),
     ],
 )
-def test_multipliers_out_of_range_are_400s(budgets: JupyterServer, fresh_provider: FakeProvider,
-                                           extra: dict, param: str) -> None:
+def test_multipliers_out_of_range_are_400s(
+    budgets: JupyterServer, fresh_provider: FakeProvider, extra: dict, param: str
+) -> None:
     status, _, err = chat(budgets, "tok-alice", {**ASK, **extra})
     assert status == 400, err
     assert param in err["error"]["message"] and err["error"]["param"] == param.strip("'")
@@ -272,7 +297,9 @@ def test_an_answer_without_usage_is_charged_its_reservation(
     assert spent(budgets, "tok-alice") == pytest.approx(charged)
 
 
-def test_no_max_tokens_is_capped_at_what_was_reserved(budgets: JupyterServer, fresh_provider: FakeProvider) -> None:
+def test_no_max_tokens_is_capped_at_what_was_reserved(
+    budgets: JupyterServer, fresh_provider: FakeProvider
+) -> None:
     reset(budgets, "alice")
     words = {"model": "fake-small", "messages": [{"role": "user", "content": "w " * 150}]}
     status, _, answer = chat(budgets, "tok-alice", words)
@@ -287,7 +314,9 @@ def test_no_max_tokens_is_capped_at_what_was_reserved(budgets: JupyterServer, fr
     assert "max_completion_tokens" not in fresh_provider.received[-1].body
 
 
-def test_a_model_without_a_price_is_refused_under_a_budget(budgets: JupyterServer, fresh_provider: FakeProvider) -> None:
+def test_a_model_without_a_price_is_refused_under_a_budget(
+    budgets: JupyterServer, fresh_provider: FakeProvider
+) -> None:
     status, _, err = chat(budgets, "tok-alice", {**ASK, "model": "fake-large", "max_tokens": 1})
     assert status == 403, err
     msg = err["error"]["message"]
@@ -302,7 +331,9 @@ def test_a_model_without_a_price_is_refused_under_a_budget(budgets: JupyterServe
 
 def test_metric_labels_take_only_configured_models_and_clients(budgets: JupyterServer) -> None:
     for i in range(40):
-        status, _, _ = chat(budgets, "tok-carol", {**ASK, "model": f"made-up-{i}"}, **{"X-RSQL-Client": f"evil-{i}"})
+        status, _, _ = chat(
+            budgets, "tok-carol", {**ASK, "model": f"made-up-{i}"}, **{"X-RSQL-Client": f"evil-{i}"}
+        )
         assert status == 404
     chat(budgets, "tok-alice", {**ASK, "model": "also-made-up"}, **{"X-RSQL-Client": "chat"})
     status, _, raw = budgets.request("GET", "metrics", token="tok-carol")
@@ -310,15 +341,23 @@ def test_metric_labels_take_only_configured_models_and_clients(budgets: JupyterS
     text = raw.decode()
     assert "made-up" not in text and "evil" not in text
     assert 'model="other"' in text
-    models = {line.split('model="', 1)[1].split('"', 1)[0] for line in text.splitlines()
-              if line.startswith("rsql_") and 'model="' in line}
+    models = {
+        line.split('model="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("rsql_") and 'model="' in line
+    }
     assert models <= {"fake-small", "fake-large", "other", "-"}
-    clients = {line.split('client="', 1)[1].split('"', 1)[0] for line in text.splitlines()
-               if line.startswith("rsql_requests_total{")}
+    clients = {
+        line.split('client="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("rsql_requests_total{")
+    }
     assert clients <= {"magic", "chat", "sql", "api"}
 
 
-def test_unpriced_free_and_a_global_budget_on_the_service(service: ProxyService, fresh_provider: FakeProvider) -> None:
+def test_unpriced_free_and_a_global_budget_on_the_service(
+    service: ProxyService, fresh_provider: FakeProvider
+) -> None:
     status, headers, raw = service.request(
         "POST", "v1/chat/completions", {**ASK, "model": "fake-large"}, token="svc-alice"
     )
@@ -326,24 +365,40 @@ def test_unpriced_free_and_a_global_budget_on_the_service(service: ProxyService,
     assert float(headers["x-rsql-cost-usd"]) == 0
 
 
-def test_global_budget_denies_unpriced_models_by_default(service_factory, fresh_provider: FakeProvider) -> None:
+def test_global_budget_denies_unpriced_models_by_default(
+    service_factory, fresh_provider: FakeProvider
+) -> None:
     svc = service_factory(
-        {"upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
-         "default_model": "fake-small", "global_daily_budget_usd": 100.0},
+        {
+            "upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
+            "default_model": "fake-small",
+            "global_daily_budget_usd": 100.0,
+        },
         static_users=SVC_USERS,
     )
-    status, _, raw = svc.request("POST", "v1/chat/completions", {**ASK, "model": "fake-large"}, token="svc-alice")
-    assert status == 403 and "'fake-large' has no known price" in json.loads(raw)["error"]["message"]
+    status, _, raw = svc.request(
+        "POST", "v1/chat/completions", {**ASK, "model": "fake-large"}, token="svc-alice"
+    )
+    assert (
+        status == 403 and "'fake-large' has no known price" in json.loads(raw)["error"]["message"]
+    )
     assert svc.request("POST", "v1/chat/completions", ASK, token="svc-alice")[0] == 200
-    assert fresh_provider.count_by_alias() and all(r.body["model"] == "fake-small" for r in fresh_provider.received)
+    assert fresh_provider.count_by_alias() and all(
+        r.body["model"] == "fake-small" for r in fresh_provider.received
+    )
 
 
 def test_the_local_model_stays_free_under_budgets(jupyter_server_factory) -> None:
     require("llama_cpp", reason="the local extra")
     server = jupyter_server_factory({"user_daily_budget_usd": 0.5, "global_daily_budget_usd": 1.0})
     status, headers, raw = server.request(
-        "POST", "v1/chat/completions",
-        {"model": "smollm2-135m", "max_tokens": 4, "messages": [{"role": "user", "content": "Say hi"}]},
+        "POST",
+        "v1/chat/completions",
+        {
+            "model": "smollm2-135m",
+            "max_tokens": 4,
+            "messages": [{"role": "user", "content": "Say hi"}],
+        },
     )
     assert status == 200, raw
     assert json.loads(raw)["usage"]["cost_usd"] == 0
@@ -353,7 +408,9 @@ def test_the_local_model_stays_free_under_budgets(jupyter_server_factory) -> Non
 # -- bodies -------------------------------------------------------------------------------
 
 
-def test_a_body_over_the_cap_is_413_on_the_jupyter_host(plain: JupyterServer, fresh_provider: FakeProvider) -> None:
+def test_a_body_over_the_cap_is_413_on_the_jupyter_host(
+    plain: JupyterServer, fresh_provider: FakeProvider
+) -> None:
     big = {**ASK, "messages": [{"role": "user", "content": "x" * (5 * MiB)}]}
     status, headers, raw = plain.request("POST", "v1/chat/completions", big)
     assert status == 413, raw[:200]
@@ -361,8 +418,11 @@ def test_a_body_over_the_cap_is_413_on_the_jupyter_host(plain: JupyterServer, fr
     assert err["type"] == "invalid_request_error" and err["code"] == "request_too_large"
     assert "c.RSQLProxy.max_body_bytes" in err["message"] and err["max_body_bytes"] == 4 * MiB
     # just under the cap is read and parsed: the message cap is the next to say no
-    status, _, raw = plain.request("POST", "v1/chat/completions",
-                                   {**ASK, "messages": [{"role": "user", "content": "x" * (4 * MiB - 200)}]})
+    status, _, raw = plain.request(
+        "POST",
+        "v1/chat/completions",
+        {**ASK, "messages": [{"role": "user", "content": "x" * (4 * MiB - 200)}]},
+    )
     assert status == 400 and json.loads(raw)["error"]["param"] == "messages[0].content"
     assert fresh_provider.received == []
     ok = {**ASK, "messages": [{"role": "user", "content": "x" * 900_000}]}
@@ -375,11 +435,17 @@ def test_a_huge_body_is_refused_without_being_read(plain: JupyterServer, mode: s
     total = 300 * MiB
     hdrs = {"Authorization": f"token {plain.token}", "Content-Type": "application/json"}
     if mode == "declared":
-        status, err, sent = raw_post(plain.proxy_url + "v1/chat/completions",
-                                     {**hdrs, "Content-Length": str(total)}, zeros(total))
+        status, err, sent = raw_post(
+            plain.proxy_url + "v1/chat/completions",
+            {**hdrs, "Content-Length": str(total)},
+            zeros(total),
+        )
     else:
-        status, err, sent = raw_post(plain.proxy_url + "v1/chat/completions",
-                                     {**hdrs, "Transfer-Encoding": "chunked"}, chunked(total))
+        status, err, sent = raw_post(
+            plain.proxy_url + "v1/chat/completions",
+            {**hdrs, "Transfer-Encoding": "chunked"},
+            chunked(total),
+        )
     assert status == 413 and err["error"]["code"] == "request_too_large"
     assert sent < total / 2  # the connection was closed long before the end
     assert peak_rss_mb(plain.proc.pid) - before < 40
@@ -387,23 +453,31 @@ def test_a_huge_body_is_refused_without_being_read(plain: JupyterServer, mode: s
 
 def test_other_jupyter_handlers_keep_their_limits(plain: JupyterServer) -> None:
     content = "y" * (6 * MiB)  # over the proxy's cap, well under Jupyter's own
-    status, _, raw = http("PUT", plain.url + "api/contents/big.txt",
-                          {"type": "file", "format": "text", "content": content},
-                          authorization=f"token {plain.token}")
+    status, _, raw = http(
+        "PUT",
+        plain.url + "api/contents/big.txt",
+        {"type": "file", "format": "text", "content": content},
+        authorization=f"token {plain.token}",
+    )
     assert status in (200, 201), raw[:300]
     assert json.loads(raw)["size"] == len(content)
 
 
 def test_body_caps_on_the_service(service: ProxyService, fresh_provider: FakeProvider) -> None:
     url = service.url + "v1/chat/completions"
-    status, _, raw = service.request("POST", "v1/chat/completions",
-                                     {**ASK, "messages": [{"role": "user", "content": "z" * 100_000}]},
-                                     token="svc-alice")
+    status, _, raw = service.request(
+        "POST",
+        "v1/chat/completions",
+        {**ASK, "messages": [{"role": "user", "content": "z" * 100_000}]},
+        token="svc-alice",
+    )
     assert status == 413 and json.loads(raw)["error"]["max_body_bytes"] == 64 * 1024
     before = peak_rss_mb(service.proc.pid)
     hdrs = {"Authorization": "Bearer svc-alice", "Content-Type": "application/json"}
-    for extra, body in (({"Transfer-Encoding": "chunked"}, chunked(200 * MiB)),
-                        ({"Content-Length": str(200 * MiB)}, zeros(200 * MiB))):
+    for extra, body in (
+        ({"Transfer-Encoding": "chunked"}, chunked(200 * MiB)),
+        ({"Content-Length": str(200 * MiB)}, zeros(200 * MiB)),
+    ):
         status, err, sent = raw_post(url, {**hdrs, **extra}, body)
         assert status == 413 and "max_body_bytes" in err["error"]["message"]
         assert sent < 100 * MiB
@@ -417,8 +491,16 @@ def test_body_caps_on_the_service(service: ProxyService, fresh_provider: FakePro
     ("body", "needle", "param"),
     [
         ({**ASK, "messages": HELLO * 4}, "'messages' has 4 messages; at most 3", "messages"),
-        ({**ASK, "messages": [{"role": "user", "content": "q" * 1001}]}, "1001 characters", "messages[0].content"),
-        ({**ASK, "metadata": {"a": [[[[[[[[1]]]]]]]]}}, "'metadata' is nested more than 8 levels", "metadata"),
+        (
+            {**ASK, "messages": [{"role": "user", "content": "q" * 1001}]},
+            "1001 characters",
+            "messages[0].content",
+        ),
+        (
+            {**ASK, "metadata": {"a": [[[[[[[[1]]]]]]]]}},
+            "'metadata' is nested more than 8 levels",
+            "metadata",
+        ),
     ],
 )
 def test_caps_are_configurable(service: ProxyService, body: dict, needle: str, param: str) -> None:
@@ -448,10 +530,22 @@ BAD_BODIES = [
     (b"{" + M + b', "seed": ' + b"9" * 5000 + b"}", "too many digits", None),
     (b"{" + M + b', "n": 1, "n": 5000}', "duplicate key 'n'", None),
     (b"{" + M + b', "model": "fake-small", "model": "fake-large"}', "duplicate key 'model'", None),
-    (b'{"temperature": 0, "messages": [{"role": "user", "content": "\\ud800"}]}', "surrogate", None),
+    (
+        b'{"temperature": 0, "messages": [{"role": "user", "content": "\\ud800"}]}',
+        "surrogate",
+        None,
+    ),
     (b'{"messages": [{"role": "user", "content": "ok", "\\udfff": 1}]}', "surrogate", None),
-    (b"{" + M + b', "metadata": ' + b"[" * 100 + b"]" * 100 + b"}", "nested more than 64 levels", "metadata"),
-    (b"{" + M + b', "metadata": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested more than 64 levels", None),
+    (
+        b"{" + M + b', "metadata": ' + b"[" * 100 + b"]" * 100 + b"}",
+        "nested more than 64 levels",
+        "metadata",
+    ),
+    (
+        b"{" + M + b', "metadata": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+        "nested more than 64 levels",
+        None,
+    ),
     (b"[" * 200_000 + b"]" * 200_000, "nested", None),
 ]
 BAD_FIELDS = [
@@ -463,15 +557,37 @@ BAD_FIELDS = [
     ({"messages": [{"role": ["user"], "content": "x"}]}, "messages[0].role", "messages[0].role"),
     ({"messages": [{"role": {"a": 1}, "content": "x"}]}, "messages[0].role", "messages[0].role"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content", "messages[0].content"),
-    ({"messages": [{"role": "user", "content": {"text": "x"}}]}, "messages[0].content", "messages[0].content"),
-    ({"messages": [{"role": "user", "content": [1]}]}, "messages[0].content[0]", "messages[0].content[0]"),
-    ({"messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0]", "messages[0].content[0]"),
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "messages[0].content[0].text",
-     "messages[0].content[0].text"),
+    (
+        {"messages": [{"role": "user", "content": {"text": "x"}}]},
+        "messages[0].content",
+        "messages[0].content",
+    ),
+    (
+        {"messages": [{"role": "user", "content": [1]}]},
+        "messages[0].content[0]",
+        "messages[0].content[0]",
+    ),
+    (
+        {"messages": [{"role": "user", "content": [{"text": "x"}]}]},
+        "messages[0].content[0]",
+        "messages[0].content[0]",
+    ),
+    (
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+        "messages[0].content[0].text",
+        "messages[0].content[0].text",
+    ),
     ({"messages": HELLO * 1001}, "at most 1000", "messages"),
-    ({"messages": [{"role": "user", "content": "c" * 1_000_001}]}, "at most 1000000", "messages[0].content"),
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "c" * 600_000}] * 2}]},
-     "1200000 characters", "messages[0].content"),
+    (
+        {"messages": [{"role": "user", "content": "c" * 1_000_001}]},
+        "at most 1000000",
+        "messages[0].content",
+    ),
+    (
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "c" * 600_000}] * 2}]},
+        "1200000 characters",
+        "messages[0].content",
+    ),
     ({"messages": HELLO, "model": 5}, "'model'", "model"),
     ({"messages": HELLO, "model": ["fake-small"]}, "'model'", "model"),
     ({"messages": HELLO, "model": "m" * 300}, "'model'", "model"),
@@ -481,7 +597,11 @@ BAD_FIELDS = [
     ({"messages": HELLO, "temperature": "hot"}, "'temperature'", "temperature"),
     ({"messages": HELLO, "temperature": [0]}, "'temperature'", "temperature"),
     ({"messages": HELLO, "temperature": 10**400}, "'temperature'", "temperature"),
-    ({"messages": HELLO, "frequency_penalty": 9}, "'frequency_penalty' must be a number from -2 to 2", "frequency_penalty"),
+    (
+        {"messages": HELLO, "frequency_penalty": 9},
+        "'frequency_penalty' must be a number from -2 to 2",
+        "frequency_penalty",
+    ),
     ({"messages": HELLO, "presence_penalty": "high"}, "'presence_penalty'", "presence_penalty"),
     ({"messages": HELLO, "stream_options": "usage"}, "'stream_options'", "stream_options"),
     ({"messages": HELLO, "max_tokens": "5"}, "'max_tokens'", "max_tokens"),
@@ -490,8 +610,14 @@ BAD_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize(("body", "needle", "param"), BAD_BODIES, ids=lambda v: repr(v)[:40] if isinstance(v, bytes) else None)
-def test_malformed_json_is_a_400(budgets: JupyterServer, body: bytes, needle: str, param: str | None) -> None:
+@pytest.mark.parametrize(
+    ("body", "needle", "param"),
+    BAD_BODIES,
+    ids=lambda v: repr(v)[:40] if isinstance(v, bytes) else None,
+)
+def test_malformed_json_is_a_400(
+    budgets: JupyterServer, body: bytes, needle: str, param: str | None
+) -> None:
     status, _, raw = budgets.request("POST", "v1/chat/completions", body, token="tok-carol")
     assert status == 400, raw[:300]
     err = json.loads(raw)["error"]
@@ -499,9 +625,14 @@ def test_malformed_json_is_a_400(budgets: JupyterServer, body: bytes, needle: st
     assert err.get("param") == param
 
 
-@pytest.mark.parametrize(("body", "needle", "param"), BAD_FIELDS, ids=lambda v: repr(v)[:40] if isinstance(v, dict) else None)
-def test_wrong_fields_are_400s_naming_the_field(budgets: JupyterServer, fresh_provider: FakeProvider,
-                                                body: dict, needle: str, param: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "needle", "param"),
+    BAD_FIELDS,
+    ids=lambda v: repr(v)[:40] if isinstance(v, dict) else None,
+)
+def test_wrong_fields_are_400s_naming_the_field(
+    budgets: JupyterServer, fresh_provider: FakeProvider, body: dict, needle: str, param: str
+) -> None:
     for token in ("tok-carol", "tok-alice"):  # with and without a budget
         status, _, raw = budgets.request("POST", "v1/chat/completions", body, token=token)
         assert status == 400, raw[:300]
@@ -510,20 +641,40 @@ def test_wrong_fields_are_400s_naming_the_field(budgets: JupyterServer, fresh_pr
     assert fresh_provider.received == []
 
 
-def test_well_formed_edge_cases_are_served(budgets: JupyterServer, fresh_provider: FakeProvider) -> None:
-    parts = [{"type": "text", "text": "what is in"}, {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}}]
+def test_well_formed_edge_cases_are_served(
+    budgets: JupyterServer, fresh_provider: FakeProvider
+) -> None:
+    parts = [
+        {"type": "text", "text": "what is in"},
+        {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}},
+    ]
     for body in (
         {"messages": [{"role": "user", "content": parts}]},
-        {"messages": [{"role": "system", "content": None}, {"role": "user", "content": "héllo ✓ 你好"}]},
-        {"messages": HELLO, "metadata": {"a": [[[[1]]]]}, "n": 1, "best_of": 1, "max_completion_tokens": 5},
+        {
+            "messages": [
+                {"role": "system", "content": None},
+                {"role": "user", "content": "héllo ✓ 你好"},
+            ]
+        },
+        {
+            "messages": HELLO,
+            "metadata": {"a": [[[[1]]]]},
+            "n": 1,
+            "best_of": 1,
+            "max_completion_tokens": 5,
+        },
         {"messages": HELLO, "temperature": 0, "seed": 10**20},
     ):
         status, _, raw = budgets.request("POST", "v1/chat/completions", body, token="tok-carol")
         assert status == 200, raw[:300]
     # the image counts toward alice's reservation, not toward a 500
     reset(budgets, "alice")
-    status, _, raw = budgets.request("POST", "v1/chat/completions",
-                                     {"messages": [{"role": "user", "content": parts * 200}]}, token="tok-alice")
+    status, _, raw = budgets.request(
+        "POST",
+        "v1/chat/completions",
+        {"messages": [{"role": "user", "content": parts * 200}]},
+        token="tok-alice",
+    )
     assert status == 400 and json.loads(raw)["error"]["code"] == "over_budget"
 
 

@@ -48,7 +48,9 @@ def test_openai_client_streaming(jupyter_proxy: JupyterServer, provider: FakePro
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
 
 
-def test_default_model_and_models_list(jupyter_proxy: JupyterServer, provider: FakeProvider) -> None:
+def test_default_model_and_models_list(
+    jupyter_proxy: JupyterServer, provider: FakeProvider
+) -> None:
     c = client(jupyter_proxy)
     assert {m.id for m in c.models.list()} == {"fake-small", "fake-large"}
     status, _, body = jupyter_proxy.request(
@@ -58,7 +60,9 @@ def test_default_model_and_models_list(jupyter_proxy: JupyterServer, provider: F
     assert provider.received[-1].body["model"] == "fake-small"
 
 
-def test_load_spreads_over_keys_through_the_server(jupyter_proxy: JupyterServer, provider: FakeProvider) -> None:
+def test_load_spreads_over_keys_through_the_server(
+    jupyter_proxy: JupyterServer, provider: FakeProvider
+) -> None:
     provider.reset()
     c = client(jupyter_proxy)
     for _ in range(12):
@@ -67,7 +71,9 @@ def test_load_spreads_over_keys_through_the_server(jupyter_proxy: JupyterServer,
     assert set(counts) == {"a1", "a2", "b1"} and min(counts.values()) >= 3
 
 
-def test_failover_is_invisible_to_the_client(jupyter_proxy: JupyterServer, provider: FakeProvider) -> None:
+def test_failover_is_invisible_to_the_client(
+    jupyter_proxy: JupyterServer, provider: FakeProvider
+) -> None:
     provider.reset()
     provider.set_fault("a1", "status", status=500, count=1)
     provider.set_fault("a2", "status", status=502, count=1)
@@ -77,8 +83,10 @@ def test_failover_is_invisible_to_the_client(jupyter_proxy: JupyterServer, provi
             r = c.chat.completions.create(
                 model="fake-small", messages=[{"role": "user", "content": "ok?"}], stream=stream
             )
-            text = r.choices[0].message.content if not stream else "".join(
-                ch.choices[0].delta.content or "" for ch in r if ch.choices
+            text = (
+                r.choices[0].message.content
+                if not stream
+                else "".join(ch.choices[0].delta.content or "" for ch in r if ch.choices)
             )
             assert text == "Fake answer to: ok?"
 
@@ -89,13 +97,29 @@ def test_failover_is_invisible_to_the_client(jupyter_proxy: JupyterServer, provi
         (b"{not json", "not valid JSON"),
         (b"[1, 2]", "JSON object"),
         (json.dumps({"model": "fake-small"}).encode(), "'messages'"),
-        (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}).encode(), "messages[0].role"),
-        (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": -3}).encode(), "max_tokens"),
-        (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}).encode(), "temperature"),
-        (json.dumps({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}).encode(), "stream"),
+        (
+            json.dumps({"messages": [{"role": "wizard", "content": "x"}]}).encode(),
+            "messages[0].role",
+        ),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": -3}).encode(),
+            "max_tokens",
+        ),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}
+            ).encode(),
+            "temperature",
+        ),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}).encode(),
+            "stream",
+        ),
     ],
 )
-def test_malformed_requests_get_a_clear_400(jupyter_proxy: JupyterServer, body: bytes, needle: str) -> None:
+def test_malformed_requests_get_a_clear_400(
+    jupyter_proxy: JupyterServer, body: bytes, needle: str
+) -> None:
     status, headers, raw = jupyter_proxy.request("POST", "v1/chat/completions", body)
     assert status == 400
     err = json.loads(raw)["error"]
@@ -147,7 +171,9 @@ def test_all_capacity_spent_waits_then_429_with_retry_after(
     assert fresh_provider.too_many == 0
 
 
-def test_no_key_text_in_responses_or_logs(jupyter_server_factory, fresh_provider: FakeProvider) -> None:
+def test_no_key_text_in_responses_or_logs(
+    jupyter_server_factory, fresh_provider: FakeProvider
+) -> None:
     bad = "sk-test-zz-fake0123456789"  # a key the provider rejects
     server = jupyter_server_factory(
         {

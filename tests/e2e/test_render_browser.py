@@ -82,7 +82,8 @@ def output_of(page: Any, marker: str) -> str:
     page.wait_for_function(
         "(m) => [...document.querySelectorAll('.jp-OutputArea-output')].some("
         "  o => o.textContent.includes('END-' + m) && o.textContent.includes('cache'))",
-        arg=marker, timeout=60_000,
+        arg=marker,
+        timeout=60_000,
     )
     return page.evaluate(
         "(m) => { const all = [...document.querySelectorAll('.jp-OutputArea-output')];"
@@ -92,15 +93,19 @@ def output_of(page: Any, marker: str) -> str:
     )
 
 
-def test_hostile_answers_do_nothing_in_jupyterlab(fresh_provider: FakeProvider,
-                                                  tmp_path: Path) -> None:
+def test_hostile_answers_do_nothing_in_jupyterlab(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
     from playwright.sync_api import sync_playwright
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
     proc, url, token, root = start_lab(tmp_path, fresh_provider)
     nbformat.write(nb, root / "hostile.ipynb")
@@ -120,8 +125,11 @@ def test_hostile_answers_do_nothing_in_jupyterlab(fresh_provider: FakeProvider,
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900},
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 900},
             )
             browser.route("**/*", route)
             browser.on("request", lambda req: requests.append(req.url))
@@ -149,40 +157,54 @@ def test_hostile_answers_do_nothing_in_jupyterlab(fresh_provider: FakeProvider,
                 )
                 page.wait_for_function(  # the footer, set after the final answer
                     "() => document.querySelector('.rsql-chat .rsql-answer')"
-                    ".nextElementSibling.textContent.includes('cache')", timeout=15_000)
+                    ".nextElementSibling.textContent.includes('cache')",
+                    timeout=15_000,
+                )
                 time.sleep(2)  # late handlers: image errors, typesetting, toggles
 
                 # the canaries ran and fetched: this page runs what is not sanitized
                 canaries = page.evaluate(
-                    "() => [window.__canary_html, window.__canary_md, window.__canary_widget]")
+                    "() => [window.__canary_html, window.__canary_md, window.__canary_widget]"
+                )
                 assert canaries == [1, 1, 1], canaries
                 assert any("canary.invalid" in u for u in requests), requests
 
                 # nothing of the answers ran
                 assert page.evaluate("() => window.__pwned === undefined"), page.evaluate(
-                    "() => String(window.__pwned)")
+                    "() => String(window.__pwned)"
+                )
                 assert page.title() == title != "pwned"
                 assert dialogs == [] and popups == []
                 # nothing was fetched but from loopback (and the canary's own)
-                outside = [u for u in requests if urlsplit(u).scheme in ("http", "https", "ws", "wss")
-                           and urlsplit(u).hostname not in LOOPBACK
-                           and urlsplit(u).hostname != "canary.invalid"]
+                outside = [
+                    u
+                    for u in requests
+                    if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+                    and urlsplit(u).hostname not in LOOPBACK
+                    and urlsplit(u).hostname != "canary.invalid"
+                ]
                 assert outside == [], outside
                 assert not any("evil.example" in u for u in requests)
 
                 # and nothing that could run or fetch is in the outputs at all
-                answers = {"md": md_out, "html": html_out, "chat": ".rsql-chat .widget-html-content"}
+                answers = {
+                    "md": md_out,
+                    "html": html_out,
+                    "chat": ".rsql-chat .widget-html-content",
+                }
                 for where, sel in answers.items():
                     assert page.evaluate(SCAN, sel) == [], (where, page.evaluate(SCAN, sel))
                 # the answers are there, and readable: the image is a link, the raw HTML text
                 for where, sel in answers.items():
                     # textContent: a cell scrolled out of view is not laid out (innerText "")
                     text = page.eval_on_selector(
-                        sel if where != "chat" else ".rsql-chat .rsql-answer", "e => e.textContent")
+                        sel if where != "chat" else ".rsql-chat .rsql-answer", "e => e.textContent"
+                    )
                     assert f"Answer for {where}." in text and f"END-{where}" in text, text
                     assert "<script>" in text and "onerror=" in text, text  # shown, as text
                     hrefs = page.eval_on_selector_all(
-                        f"{sel} a", "els => els.map(a => [a.href, a.rel])")
+                        f"{sel} a", "els => els.map(a => [a.href, a.rel])"
+                    )
                     img = [h for h in hrefs if h[0] == "https://evil.example/md.png?q=secret"]
                     assert img and "noopener" in img[0][1], hrefs
                 page.locator(md_out).screenshot(path=str(ARTIFACTS / "hostile-markdown.png"))

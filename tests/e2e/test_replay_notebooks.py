@@ -22,22 +22,26 @@ from tests.helpers.servers import JupyterServer
 from tests.helpers.shop import GOOD, SHOP
 
 ASK_REPLY = "Group and sum:\n\n```python\nsales.groupby('region')['amount'].sum()\n```\n"
-BAD_SQL = "```sql\nSELECT c.region, SUM(o.price) AS total FROM orders o JOIN customers c " \
-          "ON c.id = o.customer_id GROUP BY c.region\n```"
+BAD_SQL = (
+    "```sql\nSELECT c.region, SUM(o.price) AS total FROM orders o JOIN customers c "
+    "ON c.id = o.customer_id GROUP BY c.region\n```"
+)
 
 
 def notebook(db: Path, extra_column: bool = False, flags: str = "") -> nbformat.NotebookNode:
     cols = "'region': ['north', 'south', 'north'], 'amount': [1.5, 2.0, 3.25]"
     if extra_column:
         cols += ", 'discount': [0.0, 0.1, 0.0]"
-    return make_notebook([
-        "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'",
-        f"import pandas as pd, sqlite3\nsales = pd.DataFrame({{{cols}}})\nconn = sqlite3.connect({str(db)!r})",
-        f"%%ask --insert -o ans{flags}\nWhat is the total amount per region in sales?",
-        "print(ans.splitlines()[0])",
-        f"%%sql_ai conn -o totals{flags}\nTotal order amount per region",
-        "print(dict(zip(totals.region, totals.total)))",
-    ])
+    return make_notebook(
+        [
+            "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'",
+            f"import pandas as pd, sqlite3\nsales = pd.DataFrame({{{cols}}})\nconn = sqlite3.connect({str(db)!r})",
+            f"%%ask --insert -o ans{flags}\nWhat is the total amount per region in sales?",
+            "print(ans.splitlines()[0])",
+            f"%%sql_ai conn -o totals{flags}\nTotal order amount per region",
+            "print(dict(zip(totals.region, totals.total)))",
+        ]
+    )
 
 
 def shown(nb_path: Path) -> list[str]:
@@ -58,17 +62,44 @@ def footers(nb_path: Path) -> list[str]:
 
 def nbconvert(nb_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-         nb_path.name, "--output", nb_path.stem + ".out.ipynb"],
-        env=env, cwd=nb_path.parent, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            nb_path.name,
+            "--output",
+            nb_path.stem + ".out.ipynb",
+        ],
+        env=env,
+        cwd=nb_path.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def papermill(nb_path: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "papermill", nb_path.name, out.name, "--cwd", str(nb_path.parent),
-         "-k", "python3"],
-        env=env, cwd=nb_path.parent, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            nb_path.name,
+            out.name,
+            "--cwd",
+            str(nb_path.parent),
+            "-k",
+            "python3",
+        ],
+        env=env,
+        cwd=nb_path.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -99,14 +130,17 @@ def test_record_then_replay_offline_then_new_data_asks_again(
     assert not any("replayed" in f for f in footers(tmp_path / "report.out.ipynb"))
 
     # 2. papermill, proxy unreachable, RSQL_REPLAY=only: the same outputs, no request
-    run = papermill(nb_path, tmp_path / "replayed.ipynb",
-                    kernel_env(dead, "wrong-token", RSQL_REPLAY="only"))
+    run = papermill(
+        nb_path, tmp_path / "replayed.ipynb", kernel_env(dead, "wrong-token", RSQL_REPLAY="only")
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(fresh_provider.received) == 3
     assert shown(tmp_path / "replayed.ipynb") == first
     feet = footers(tmp_path / "replayed.ipynb")
     assert len(feet) == 2 and all(
-        re.search(r"replayed \(recorded 20\d\d-\d\d-\d\d \d\d:\d\d UTC\) · no request sent", f) for f in feet)
+        re.search(r"replayed \(recorded 20\d\d-\d\d-\d\d \d\d:\d\d UTC\) · no request sent", f)
+        for f in feet
+    )
     assert "2 call(s)" in feet[1]  # the SQL and its retry, both replayed
 
     # 3. a new column, only, no proxy: the run fails naming the cell and what changed
@@ -139,7 +173,9 @@ def test_refresh_asks_again_and_off_records_nothing(
     # --no-cache: the proxy's own cache must not hide whether a request was made
     nbformat.write(notebook(db, flags=" --no-cache"), nb_path)
     replay_file = tmp_path / "elsewhere" / "answers.jsonl"
-    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, RSQL_REPLAY_FILE=str(replay_file))
+    env = kernel_env(
+        jupyter_proxy.proxy_url, jupyter_proxy.token, RSQL_REPLAY_FILE=str(replay_file)
+    )
     fresh_provider.script(ASK_REPLY, GOOD, ASK_REPLY.replace("Group", "Fresh"), GOOD)
     assert nbconvert(nb_path, env).returncode == 0
     assert nbconvert(nb_path, {**env, "RSQL_REPLAY": "refresh"}).returncode == 0

@@ -45,8 +45,13 @@ def test_cli_lists_shows_and_prunes(tmp_path: Path) -> None:
         store.append(e)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
-                              capture_output=True, text=True, cwd=REPO, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
 
     out = cli("list")
     assert out.returncode == 0 and out.stdout.count("\n") == 3 and "question 2" in out.stdout

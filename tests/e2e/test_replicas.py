@@ -19,12 +19,20 @@ from tests.helpers.servers import ProxyService, start_service
 
 pytestmark = pytest.mark.slow
 
-USERS = {f"tok-u{i}": {"name": f"u{i}"} for i in range(40)} | {"tok-admin": {"name": "admin", "admin": True}}
+USERS = {f"tok-u{i}": {"name": f"u{i}"} for i in range(40)} | {
+    "tok-admin": {"name": "admin", "admin": True}
+}
 ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, fresh_provider: FakeProvider, redis_url: str, redis_prefix: str, pg_database: str):
+def replicas(
+    tmp_path: Path,
+    fresh_provider: FakeProvider,
+    redis_url: str,
+    redis_prefix: str,
+    pg_database: str,
+):
     prefix = redis_prefix  # its keys are deleted after the replicas stop
     started: list[ProxyService] = []
 
@@ -67,7 +75,8 @@ def test_account_limits_hold_across_replicas(replicas, fresh_provider: FakeProvi
     fresh_provider.latency = 0.02
     limited = {"limits": ["5 per 2 seconds"]}
     reps = replicas(
-        upstreams=upstreams_for(fresh_provider, a1=limited, b1=limited), max_wait_seconds=30.0,
+        upstreams=upstreams_for(fresh_provider, a1=limited, b1=limited),
+        max_wait_seconds=30.0,
     )
     t0 = time.monotonic()
     with ThreadPoolExecutor(24) as pool:
@@ -92,7 +101,9 @@ def test_usage_rows_of_all_replicas_land_in_postgresql(replicas, pg_database: st
         assert r.stop(signal.SIGTERM) == 0
     import psycopg
 
-    with psycopg.connect(pg_database.replace("postgresql://postgres@", "postgresql://postgres@")) as conn:
+    with psycopg.connect(
+        pg_database.replace("postgresql://postgres@", "postgresql://postgres@")
+    ) as conn:
         stored = {row[0] for row in conn.execute("SELECT request_id FROM rsql_usage")}
     assert stored == ids
 
@@ -107,21 +118,30 @@ def test_admin_stats_read_the_shared_log(replicas) -> None:
         if stats["requests"] >= 9 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert stats["requests"] == 9 and stats["by_user"][0] == {**stats["by_user"][0], "user": "u7", "requests": 9}
+    assert stats["requests"] == 9 and stats["by_user"][0] == {
+        **stats["by_user"][0],
+        "user": "u7",
+        "requests": 9,
+    }
     status = json.loads(reps[1].request("GET", "status", token="tok-u7")[2])
     assert status["state"] == {"backend": "redis", "reachable": True}
     assert status["database"] == {"backend": "postgresql", "reachable": True}
 
 
-def test_killed_replica_leaks_no_slot_beyond_its_lease(replicas, fresh_provider: FakeProvider) -> None:
+def test_killed_replica_leaks_no_slot_beyond_its_lease(
+    replicas, fresh_provider: FakeProvider
+) -> None:
     reps = replicas(user_concurrency=1, lease_seconds=3.0)
     fresh_provider.latency = 0.0
-    body = json.dumps({**ASK, "stream": True, "messages": [{"role": "user", "content": " ".join(["w"] * 400)}]}).encode()
+    body = json.dumps(
+        {**ASK, "stream": True, "messages": [{"role": "user", "content": " ".join(["w"] * 400)}]}
+    ).encode()
     u = urllib.parse.urlparse(reps[0].url)
     sock = socket.create_connection((u.hostname, u.port))
     sock.sendall(
         f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer tok-u3\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
     )
     assert b"200 OK" in sock.recv(4096)
     assert post(reps[1], "tok-u3")[0] == 429  # the slot is held while the stream runs
@@ -137,13 +157,20 @@ def test_killed_replica_leaks_no_slot_beyond_its_lease(replicas, fresh_provider:
 
 
 @pytest.mark.parametrize("fail_open", [False, True])
-def test_redis_outage_is_configurable_and_never_a_crash(service_factory, fresh_provider: FakeProvider, fail_open: bool) -> None:
+def test_redis_outage_is_configurable_and_never_a_crash(
+    service_factory, fresh_provider: FakeProvider, fail_open: bool
+) -> None:
     from tests.helpers import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     svc = service_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "state_url": dead,
-         "fail_open": fail_open, "user_limits": ["5/minute"]},
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "state_url": dead,
+            "fail_open": fail_open,
+            "user_limits": ["5/minute"],
+        },
         static_users=USERS,
     )
     statuses = [post(svc, "tok-u1")[0] for _ in range(3)]
@@ -166,7 +193,13 @@ def test_replicas_agree_on_a_window_started_on_one_of_them(replicas) -> None:
     """An admin starts an exam window on one replica; within the windows' refresh time every
     replica refuses its users with the window's message, and ending it on another lifts it."""
     reps = replicas()
-    window = {"name": "exam", "users": ["u5"], "minutes": 10, "mode": "off", "message": "Exam: no assistant"}
+    window = {
+        "name": "exam",
+        "users": ["u5"],
+        "minutes": 10,
+        "mode": "off",
+        "message": "Exam: no assistant",
+    }
     status, _, raw = reps[0].request("POST", "admin/windows", window, token="tok-admin")
     assert status == 200, raw
     deadline = time.monotonic() + 10  # REFRESH_SECONDS (2 s), with room for a slow machine
@@ -177,7 +210,9 @@ def test_replicas_agree_on_a_window_started_on_one_of_them(replicas) -> None:
             status, _, raw = post(r, "tok-u5")
             if status == 403:
                 err = json.loads(raw)["error"]
-                assert err["code"] == "policy_window" and err["message"].startswith("Exam: no assistant")
+                assert err["code"] == "policy_window" and err["message"].startswith(
+                    "Exam: no assistant"
+                )
                 seen.add(i)
         time.sleep(0.2)
     assert post(reps[1], "tok-u6")[0] == 200  # only the window's users

@@ -60,7 +60,9 @@ async def test_many_calls_in_flight_each_get_their_own_reply(own_redis: OwnRedis
     await r.aclose()
 
 
-async def test_a_script_error_is_a_response_error_and_the_connection_goes_on(own_redis: OwnRedis) -> None:
+async def test_a_script_error_is_a_response_error_and_the_connection_goes_on(
+    own_redis: OwnRedis,
+) -> None:
     from redis.exceptions import DataError, ResponseError
 
     from jupyter_server_ext.state.connection.pipelined import script_caller
@@ -77,7 +79,9 @@ async def test_a_script_error_is_a_response_error_and_the_connection_goes_on(own
     await r.aclose()
 
 
-async def test_a_restarted_redis_fails_calls_in_flight_then_works_again(own_redis: OwnRedis) -> None:
+async def test_a_restarted_redis_fails_calls_in_flight_then_works_again(
+    own_redis: OwnRedis,
+) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     r = client(f"redis://127.0.0.1:{own_redis.port}/0")

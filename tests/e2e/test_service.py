@@ -23,14 +23,23 @@ USERS = {
 }
 
 
-def test_service_serves_the_same_api_under_a_prefix(service_factory, fresh_provider: FakeProvider) -> None:
+def test_service_serves_the_same_api_under_a_prefix(
+    service_factory, fresh_provider: FakeProvider
+) -> None:
     svc = service_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "user_limits": ["2/minute"]},
-        static_users=USERS, prefix="/services/rsql/",
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_limits": ["2/minute"],
+        },
+        static_users=USERS,
+        prefix="/services/rsql/",
     )
     assert svc.url.endswith("/services/rsql/")
     client = openai.OpenAI(base_url=svc.url + "v1", api_key="svc-alice", max_retries=0)
-    r = client.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "hi"}])
+    r = client.chat.completions.create(
+        model="fake-small", messages=[{"role": "user", "content": "hi"}]
+    )
     assert r.choices[0].message.content == "Fake answer to: hi"
     streamed = "".join(
         c.choices[0].delta.content or ""
@@ -41,9 +50,19 @@ def test_service_serves_the_same_api_under_a_prefix(service_factory, fresh_provi
     )
     assert streamed == "Fake answer to: a b"
     with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(model="fake-small", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="fake-small", messages=[{"role": "user", "content": "x"}]
+        )
     # bob's window is his own; the admin sees both in the usage log
-    assert svc.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}, token="svc-bob")[0] == 200
+    assert (
+        svc.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}]},
+            token="svc-bob",
+        )[0]
+        == 200
+    )
     assert svc.request("GET", "admin/stats", token="svc-bob")[0] == 403
     assert svc.request("GET", "admin/stats", token="nope")[0] == 401
     assert svc.request("GET", "me", token=None)[0] == 401
@@ -52,14 +71,28 @@ def test_service_serves_the_same_api_under_a_prefix(service_factory, fresh_provi
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_stops_promptly_and_flushes_the_usage_log(service_factory, fresh_provider: FakeProvider, sig: int) -> None:
-    svc = service_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"}, static_users=USERS)
+def test_stops_promptly_and_flushes_the_usage_log(
+    service_factory, fresh_provider: FakeProvider, sig: int
+) -> None:
+    svc = service_factory(
+        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"},
+        static_users=USERS,
+    )
     ids = [
-        svc.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}, token="svc-alice")[1]["x-request-id"]
+        svc.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}]},
+            token="svc-alice",
+        )[1]["x-request-id"]
         for _ in range(25)
     ]
     assert svc.stop(sig) == 0
-    rows = sqlite3.connect(svc.cwd / "rsql_usage.sqlite").execute("SELECT request_id, user FROM usage").fetchall()
+    rows = (
+        sqlite3.connect(svc.cwd / "rsql_usage.sqlite")
+        .execute("SELECT request_id, user FROM usage")
+        .fetchall()
+    )
     assert {r[0] for r in rows} == set(ids) and {r[1] for r in rows} == {"alice"}
     assert "rsql-proxy stopped" in svc.log()
 
@@ -69,10 +102,18 @@ def test_bad_config_exits_with_a_message(tmp_path, fresh_provider: FakeProvider)
     ups = upstreams_for(fresh_provider)
     ups[0]["token_limits"] = ["lots/minute"]
     cfg.write_text(f"c.RSQLProxy.upstreams = {ups!r}\n")
-    done = subprocess.run([sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "upstream 'a1': field 'token_limits': cannot parse limit 'lots/minute'" in done.stderr
-    missing = subprocess.run([sys.executable, "-m", "jupyter_server_ext", "--config", str(tmp_path / "nope.py")],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "--config", str(tmp_path / "nope.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "no such file" in missing.stderr

@@ -64,10 +64,19 @@ class Stream:
     def run(self) -> Stream:
         u = urllib.parse.urlparse(self.svc.url)
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-        body = json.dumps({"model": "fake-small", "stream": True,
-                           "messages": [{"role": "user", "content": "tell me a long story"}]})
-        conn.request("POST", u.path + "v1/chat/completions", body,
-                     {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "model": "fake-small",
+                "stream": True,
+                "messages": [{"role": "user", "content": "tell me a long story"}],
+            }
+        )
+        conn.request(
+            "POST",
+            u.path + "v1/chat/completions",
+            body,
+            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         self.status = resp.status
         self.request_id = resp.getheader("X-Request-Id", "")
@@ -119,7 +128,9 @@ def usage_rows(svc: ProxyService) -> dict[str, int]:
         return dict(db.execute("SELECT request_id, status FROM usage"))
 
 
-def test_streams_in_flight_finish_within_the_grace(replica, fresh_provider: FakeProvider, redis_url: str) -> None:
+def test_streams_in_flight_finish_within_the_grace(
+    replica, fresh_provider: FakeProvider, redis_url: str
+) -> None:
     a = replica("a", shutdown_grace_seconds=20.0)
     b = replica("b")
     fresh_provider.script(*[" ".join(["word"] * 400)] * STREAMS)  # about 2 s each, 5 ms a word
@@ -134,14 +145,25 @@ def test_streams_in_flight_finish_within_the_grace(replica, fresh_provider: Fake
         # a request on a kept-alive connection: told to go elsewhere, and the connection closes
         kept.request("GET", "/v1/models", headers={"Authorization": "Bearer tok-u0"})
         resp = kept.getresponse()
-        seen["kept"] = (resp.status, resp.getheader("Retry-After"), resp.getheader("Connection"), resp.read())
+        seen["kept"] = (
+            resp.status,
+            resp.getheader("Retry-After"),
+            resp.getheader("Connection"),
+            resp.read(),
+        )
         # the other replica answers meanwhile
-        seen["b"] = b.request("POST", "v1/chat/completions",
-                              {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}, token="tok-u1")[0]
+        seen["b"] = b.request(
+            "POST",
+            "v1/chat/completions",
+            {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]},
+            token="tok-u1",
+        )[0]
 
     streams, took, code = stream_and_stop(a, during)
     assert code == 0, a.log()
-    assert all(s.status == 200 and s.done for s in streams), [s.body[-200:] for s in streams if not s.done]
+    assert all(s.status == 200 and s.done for s in streams), [
+        s.body[-200:] for s in streams if not s.done
+    ]
     status, retry_after, connection, body = seen["kept"]
     assert (status, retry_after, connection) == (503, "2", "close"), seen
     assert json.loads(body)["error"]["code"] == "shutting_down"
@@ -152,16 +174,21 @@ def test_streams_in_flight_finish_within_the_grace(replica, fresh_provider: Fake
     assert leases_held(redis_url, replica.prefix) == {}
     rows = usage_rows(a)
     assert all(rows.get(s.request_id) == 200 for s in streams), rows
-    print(f"drain with grace 20 s: {STREAMS} streams finished, process exited {took:.2f} s after SIGTERM")
+    print(
+        f"drain with grace 20 s: {STREAMS} streams finished, process exited {took:.2f} s after SIGTERM"
+    )
 
 
-def test_streams_outlasting_the_grace_end_with_an_error_event(replica, fresh_provider: FakeProvider,
-                                                              redis_url: str) -> None:
+def test_streams_outlasting_the_grace_end_with_an_error_event(
+    replica, fresh_provider: FakeProvider, redis_url: str
+) -> None:
     a = replica("a", shutdown_grace_seconds=0.5)
     fresh_provider.script(*[" ".join(["word"] * 3000)] * STREAMS)  # 15 s or more each
     streams, took, code = stream_and_stop(a)
     assert code == 0, a.log()
-    assert all(s.status == 200 and (s.done or s.cut) for s in streams), [s.body[-300:] for s in streams]
+    assert all(s.status == 200 and (s.done or s.cut) for s in streams), [
+        s.body[-300:] for s in streams
+    ]
     assert sum(s.cut for s in streams) >= STREAMS // 2
     assert took < 10, took
     log = a.log()
@@ -171,17 +198,23 @@ def test_streams_outlasting_the_grace_end_with_an_error_event(replica, fresh_pro
     assert leases_held(redis_url, replica.prefix) == {}
     rows = usage_rows(a)
     assert all(s.request_id in rows for s in streams), (len(rows), log)
-    print(f"drain with grace 0.5 s: {sum(s.cut for s in streams)} of {STREAMS} streams cut, "
-          f"process exited {took:.2f} s after SIGTERM")
+    print(
+        f"drain with grace 0.5 s: {sum(s.cut for s in streams)} of {STREAMS} streams cut, "
+        f"process exited {took:.2f} s after SIGTERM"
+    )
 
 
-def test_answers_not_begun_when_the_grace_ends_get_a_503(replica, fresh_provider: FakeProvider,
-                                                        redis_url: str) -> None:
+def test_answers_not_begun_when_the_grace_ends_get_a_503(
+    replica, fresh_provider: FakeProvider, redis_url: str
+) -> None:
     a = replica("a", shutdown_grace_seconds=0.3)
     fresh_provider.latency = 8.0  # the provider thinks for longer than the grace
     ask = {"model": "fake-small", "messages": [{"role": "user", "content": "think hard"}]}
     with ThreadPoolExecutor(5) as pool:
-        futures = [pool.submit(a.request, "POST", "v1/chat/completions", ask, f"tok-u{i}") for i in range(5)]
+        futures = [
+            pool.submit(a.request, "POST", "v1/chat/completions", ask, f"tok-u{i}")
+            for i in range(5)
+        ]
         deadline = time.monotonic() + 10
         while len(fresh_provider.received) < 5:  # all five are upstream
             assert time.monotonic() < deadline

@@ -216,7 +216,10 @@ def test_an_escalation_chain_says_which_model_answered_and_why(
 ) -> None:
     """SqlAIMagics.models: the cheap model first; the strong one only once the cheap one's SQL
     failed after its retries. The footer and the proxy's usage log say which answered, and why."""
-    wrong = "```sql\nSELECT c.region, SUM(o.price) AS total FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.region\n```"
+    wrong = (
+        "```sql\nSELECT c.region, SUM(o.price) AS total FROM orders o "
+        "JOIN customers c ON c.id = o.customer_id GROUP BY c.region\n```"
+    )
     fresh_provider.script(wrong, wrong, GOOD)
     nb = make_notebook(
         [
@@ -228,7 +231,11 @@ def test_an_escalation_chain_says_which_model_answered_and_why(
         ]
     )
     run_notebook(nb, via_proxy(jupyter_proxy), tmp_path)
-    assert [r.body["model"] for r in fresh_provider.received] == ["fake-small", "fake-small", "fake-large"]
+    assert [r.body["model"] for r in fresh_provider.received] == [
+        "fake-small",
+        "fake-small",
+        "fake-large",
+    ]
     assert "{'north': 130.5, 'south': 7.25}" in outputs_text(nb.cells[3])
     md = markdown(nb.cells[2])[0]
     assert "*escalated: fake-small failed at schema · fake-large · 3 call(s) · " in md
@@ -244,7 +251,10 @@ def test_an_escalation_chain_says_which_model_answered_and_why(
             break
         time.sleep(0.2)
     assert [(r["model"], r["escalation"]) for r in rows] == [
-        ("fake-large", "schema"), ("fake-small", None), ("fake-small", None)]
+        ("fake-large", "schema"),
+        ("fake-small", None),
+        ("fake-small", None),
+    ]
 
 
 def test_values_steer_which_tables_sql_ai_shows_only_as_the_policy_allows(
@@ -259,8 +269,10 @@ def test_values_steer_which_tables_sql_ai_shows_only_as_the_policy_allows(
         for i in range(150):
             c.execute(f"CREATE TABLE log_{i:03d} (id INTEGER PRIMARY KEY, note TEXT, amount REAL)")
         c.execute("CREATE TABLE pets (id INTEGER PRIMARY KEY, kind TEXT, weight REAL)")
-        c.executemany("INSERT INTO pets (kind, weight) VALUES (?, ?)",
-                      [("dog", 20.0), ("cat", 4.0), ("dog", 30.0), ("hamster", 0.1)])
+        c.executemany(
+            "INSERT INTO pets (kind, weight) VALUES (?, ?)",
+            [("dog", 20.0), ("cat", 4.0), ("dog", 30.0), ("hamster", 0.1)],
+        )
     answer = "```sql\nSELECT count(*) AS n FROM pets WHERE kind = 'dog'\n```"
     fresh_provider.script(answer, answer)
     nb = make_notebook(
@@ -307,5 +319,5 @@ def test_sqlite_double_quoted_string_runs_and_the_footer_says_so(
     assert "<img" not in note
     md = markdown(nb.cells[2])[0]
     assert "WHERE region = 'north'" in md
-    assert "read \"north\" as a string, as SQLite does" in md
+    assert 'read "north" as a string, as SQLite does' in md
     assert "['Ada', 'Cy']" in outputs_text(nb.cells[3])

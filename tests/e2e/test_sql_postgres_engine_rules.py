@@ -25,13 +25,13 @@ from tests.helpers.sql_fixtures import AIRLINES, check_limit_offset_comma_is_res
 def pg_airlines(pg_url: str) -> Iterator[sa.Engine]:
     eng = pg_engine(pg_url)
     with eng.begin() as c:
-        c.exec_driver_sql('DROP TABLE IF EXISTS airlines')
+        c.exec_driver_sql("DROP TABLE IF EXISTS airlines")
         for stmt in AIRLINES.split(";"):
             if stmt.strip():
                 c.exec_driver_sql(stmt)
     yield eng
     with eng.begin() as c:
-        c.exec_driver_sql('DROP TABLE IF EXISTS airlines')
+        c.exec_driver_sql("DROP TABLE IF EXISTS airlines")
 
 
 # -- syntax of another dialect, respelled after the engine rejects it ------------------------
@@ -51,12 +51,18 @@ def test_limit_offset_comma_is_respelled_for_postgres_and_duckdb(
 def test_postgres_mixed_case_names_are_quoted_as_the_catalog_spells_them(
     fresh_provider: FakeProvider, complete, pg_airlines
 ) -> None:
-    fresh_provider.script(sql("SELECT Airline FROM airlines WHERE Country = 'USA' ORDER BY Airline"))
+    fresh_provider.script(
+        sql("SELECT Airline FROM airlines WHERE Country = 'USA' ORDER BY Airline")
+    )
     res = run_question("US airlines", resolve(pg_airlines), complete)
     assert len(fresh_provider.received) == 1
     assert res.frame.iloc[:, 0].tolist() == ["Delta", "United"]
-    assert res.sql == "SELECT \"Airline\" FROM airlines WHERE \"Country\" = 'USA' ORDER BY \"Airline\""
-    assert res.notes and '"Airline", "Country"' in res.notes[0] and "folds unquoted names" in res.notes[0]
+    assert res.sql == 'SELECT "Airline" FROM airlines WHERE "Country" = \'USA\' ORDER BY "Airline"'
+    assert (
+        res.notes
+        and '"Airline", "Country"' in res.notes[0]
+        and "folds unquoted names" in res.notes[0]
+    )
 
 
 def test_postgres_leaves_names_the_statement_defines(
@@ -64,9 +70,12 @@ def test_postgres_leaves_names_the_statement_defines(
 ) -> None:
     # a CTE and an alias that fold the same way where defined and used: nothing to quote,
     # while the table qualifier of a rewritten column name is a plain table name
-    fresh_provider.script(sql(
-        "WITH Usa AS (SELECT airlines.Airline AS Name FROM airlines WHERE airlines.Country = 'USA') "
-        "SELECT Name FROM Usa ORDER BY Name"))
+    fresh_provider.script(
+        sql(
+            "WITH Usa AS (SELECT airlines.Airline AS Name FROM airlines WHERE airlines.Country = 'USA') "
+            "SELECT Name FROM Usa ORDER BY Name"
+        )
+    )
     res = run_question("US airlines", resolve(pg_airlines), complete)
     assert len(fresh_provider.received) == 1
     assert res.frame.iloc[:, 0].tolist() == ["Delta", "United"]

@@ -218,7 +218,9 @@ def test_column_values_that_steer_the_schema_are_read_as_the_role(pg) -> None:
         conn.execute(f"GRANT SELECT ON t_view TO {role}")
         db = resolve(conn)
         schema = capture_schema(db)
-        as_role = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy.make(postgres_role=role))
+        as_role = capture_values(
+            db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy.make(postgres_role=role)
+        )
         assert ("public", "pets") not in as_role and as_role[("public", "t")]["secret"]
         assert ("public", "t_view") not in as_role
         with pytest.warns(SuperuserWarning):

@@ -29,7 +29,10 @@ async def state(request):
     await s.close()
 
 
-W = [WindowCheck("u:a:w", 3, 1.0, "user 3 per 1 second"), WindowCheck("u:a:d", 10, 86400.0, "user 10/day", True)]
+W = [
+    WindowCheck("u:a:w", 3, 1.0, "user 3 per 1 second"),
+    WindowCheck("u:a:d", 10, 86400.0, "user 10/day", True),
+]
 L = [LeaseCheck("u:a:c", 2, 30.0, "user concurrency 2")]
 B = [BudgetCheck("u:a:usd", 1.0, 0.3, "user daily budget $1")]
 

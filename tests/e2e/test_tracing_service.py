@@ -15,16 +15,22 @@ from tests.helpers.tracing import PARENT_ID, PROMPT, TRACE_ID, TRACEPARENT
 require("opentelemetry.sdk", reason="the otel extra")
 
 
-def test_service_continues_traceparent_over_http(service_factory: Any, fresh_provider: FakeProvider) -> None:
+def test_service_continues_traceparent_over_http(
+    service_factory: Any, fresh_provider: FakeProvider
+) -> None:
     """The real host passes the caller's traceparent on; the console exporter prints the spans."""
     svc = service_factory(
         {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "otel": True},
         static_users={"tok-alice": {"name": "alice"}},
         env={"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "rsql-test"},
     )
-    status, _, _ = svc.request("POST", "v1/chat/completions",
-                               {"model": "fake-small", "messages": [{"role": "user", "content": PROMPT}]},
-                               token="tok-alice", headers={"traceparent": TRACEPARENT})
+    status, _, _ = svc.request(
+        "POST",
+        "v1/chat/completions",
+        {"model": "fake-small", "messages": [{"role": "user", "content": PROMPT}]},
+        token="tok-alice",
+        headers={"traceparent": TRACEPARENT},
+    )
     assert status == 200
     assert svc.stop(2) == 0  # SIGINT: a clean stop flushes the spans
     log = svc.log()

@@ -41,8 +41,18 @@ ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]
 
 
 def outcome(request_id: str) -> Outcome:
-    return Outcome(request_id, Caller("alice", client="magic"), "fake-small", time.time(), upstream="a1",
-                   prompt_tokens=10, completion_tokens=5, cost_usd=0.001, latency_s=0.2, upstream_s=0.15)
+    return Outcome(
+        request_id,
+        Caller("alice", client="magic"),
+        "fake-small",
+        time.time(),
+        upstream="a1",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_usd=0.001,
+        latency_s=0.2,
+        upstream_s=0.15,
+    )
 
 
 def stored_ids(url: str) -> list[str]:
@@ -76,14 +86,24 @@ async def test_a_postgresql_table_holding_a_request_twice_is_settled(pg_database
     conn = await asyncpg.connect(pg_database)
     try:
         await conn.execute(
-            'CREATE TABLE rsql_usage (id BIGSERIAL PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, request_id TEXT '
+            "CREATE TABLE rsql_usage (id BIGSERIAL PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, request_id TEXT "
             'NOT NULL, "user" TEXT NOT NULL, client TEXT NOT NULL, model TEXT, upstream TEXT, prompt_tokens '
             "INTEGER, completion_tokens INTEGER, cost_usd DOUBLE PRECISION, latency_ms DOUBLE PRECISION, "
             "overhead_ms DOUBLE PRECISION, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT)"
         )
-        for rid, user in [("a", "alice"), ("a", "alice"), ("a", "bob"), ("b", "alice"), ("a", "alice")]:
-            await conn.execute("INSERT INTO rsql_usage (ts, request_id, \"user\", client, status) "
-                               "VALUES (1, $1, $2, 'magic', 200)", rid, user)
+        for rid, user in [
+            ("a", "alice"),
+            ("a", "alice"),
+            ("a", "bob"),
+            ("b", "alice"),
+            ("a", "alice"),
+        ]:
+            await conn.execute(
+                'INSERT INTO rsql_usage (ts, request_id, "user", client, status) '
+                "VALUES (1, $1, $2, 'magic', 200)",
+                rid,
+                user,
+            )
     finally:
         await conn.close()
     log = UsageLog(open_store(pg_database), interval=3600)
@@ -102,6 +122,7 @@ async def test_a_postgresql_table_holding_a_request_twice_is_settled(pg_database
 
 
 # -- a real outage, as the proxy sees it -------------------------------------------------------------
+
 
 class Relay:
     """A loopback TCP relay to PostgreSQL that can be cut (every connection closed, new ones
@@ -172,8 +193,12 @@ def relay(pg_database: str) -> Iterator[tuple[Relay, str]]:
 
 
 def proxy_config(provider: FakeProvider, database_url: str, spool: Path) -> dict[str, Any]:
-    return {"upstreams": upstreams_for(provider), "default_model": "fake-small",
-            "database_url": database_url, "usage_spool_dir": str(spool)}
+    return {
+        "upstreams": upstreams_for(provider),
+        "default_model": "fake-small",
+        "database_url": database_url,
+        "usage_spool_dir": str(spool),
+    }
 
 
 def ask(svc: ProxyService) -> str:
@@ -200,7 +225,11 @@ def wait_for(what: Any, seconds: float, message: str) -> Any:
 
 @pytest.mark.slow
 def test_a_database_outage_loses_and_duplicates_no_row(
-    service_factory, fresh_provider: FakeProvider, relay: tuple[Relay, str], pg_database: str, tmp_path: Path
+    service_factory,
+    fresh_provider: FakeProvider,
+    relay: tuple[Relay, str],
+    pg_database: str,
+    tmp_path: Path,
 ) -> None:
     cable, url = relay
     svc = service_factory(proxy_config(fresh_provider, url, tmp_path / "spool"), static_users=USERS)
@@ -219,24 +248,36 @@ def test_a_database_outage_loses_and_duplicates_no_row(
         wait_for(lambda: len(ids) >= 20, 30, "requests were not answered")
         cable.cut()
         # the proxy goes on answering; its rows go to the spool
-        during = wait_for(lambda: (s := usage_status(svc))["unreachable_since"] and s["spool"]["rows"] > 0 and s,
-                          30, "the status never showed the outage")
+        during = wait_for(
+            lambda: (s := usage_status(svc))["unreachable_since"] and s["spool"]["rows"] > 0 and s,
+            30,
+            "the status never showed the outage",
+        )
         assert during["error"] and during["dropped_rows"] == 0 and during["spool"]["enabled"]
         # long enough for the writer to back off and retry a few times
         answered_in_outage, cut_at = len(ids), time.monotonic()
-        wait_for(lambda: len(ids) >= answered_in_outage + 20 and time.monotonic() > cut_at + 3, 30,
-                 "no answers during the outage")
+        wait_for(
+            lambda: len(ids) >= answered_in_outage + 20 and time.monotonic() > cut_at + 3,
+            30,
+            "no answers during the outage",
+        )
         cable.restore()
         time.sleep(1)
         stop.set()
         for f in askers:
             f.result()
-    wait_for(lambda: len(stored_ids(pg_database)) >= len(ids), 60, "the spooled rows were not written")
+    wait_for(
+        lambda: len(stored_ids(pg_database)) >= len(ids), 60, "the spooled rows were not written"
+    )
     time.sleep(1)  # nothing more arrives: no row twice
     stored = stored_ids(pg_database)
     assert len(stored) == len(ids) and set(stored) == set(ids)
     after = usage_status(svc)
-    assert after["unreachable_since"] is None and after["spool"]["rows"] == 0 and after["dropped_rows"] == 0
+    assert (
+        after["unreachable_since"] is None
+        and after["spool"]["rows"] == 0
+        and after["dropped_rows"] == 0
+    )
     assert svc.stop(signal.SIGTERM) == 0
     log = svc.log()
     assert log.count("usage database unreachable") == 1, log
@@ -245,7 +286,11 @@ def test_a_database_outage_loses_and_duplicates_no_row(
 
 @pytest.mark.slow
 def test_rows_of_a_killed_proxy_are_written_after_its_restart(
-    service_factory, fresh_provider: FakeProvider, relay: tuple[Relay, str], pg_database: str, tmp_path: Path
+    service_factory,
+    fresh_provider: FakeProvider,
+    relay: tuple[Relay, str],
+    pg_database: str,
+    tmp_path: Path,
 ) -> None:
     cable, url = relay
     spool = tmp_path / "spool"
@@ -257,18 +302,28 @@ def test_rows_of_a_killed_proxy_are_written_after_its_restart(
     first.proc.wait(10)
     # what the database lacks is in the spool, on disk
     missing = set(ids) - set(stored_ids(pg_database))
-    spooled = {json.loads(line)[1] for f in spool.glob("usage-*.jsonl") for line in f.read_text().splitlines()}
+    spooled = {
+        json.loads(line)[1]
+        for f in spool.glob("usage-*.jsonl")
+        for line in f.read_text().splitlines()
+    }
     assert len(missing) >= 15 and missing <= spooled
     cable.restore()
     second = service_factory(proxy_config(fresh_provider, url, spool), static_users=USERS)
-    wait_for(lambda: len(stored_ids(pg_database)) >= len(ids), 60, "the killed proxy's rows were not written")
+    wait_for(
+        lambda: len(stored_ids(pg_database)) >= len(ids),
+        60,
+        "the killed proxy's rows were not written",
+    )
     ids.append(ask(second))
     wait_for(lambda: len(stored_ids(pg_database)) >= len(ids), 30, "a new row was not written")
     assert second.stop(signal.SIGTERM) == 0
     stored = stored_ids(pg_database)
     assert len(stored) == len(ids) and set(stored) == set(ids)
     assert [f for f in spool.glob("usage-*") if f.stat().st_size] == []
-    taken = re.search(r"usage spool: writing (\d+) rows left in (\S+) by processes that are gone", second.log())
+    taken = re.search(
+        r"usage spool: writing (\d+) rows left in (\S+) by processes that are gone", second.log()
+    )
     assert taken and int(taken[1]) >= 15 and taken[2] == str(spool), second.log()
 
 
@@ -307,7 +362,9 @@ def child(tmp_path: Path) -> Iterator:
         away.write_text("not a folder")  # its database is unreachable: the rows stay spooled
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, f"sqlite:///{away}/usage.sqlite", str(spool), str(n)],
-            stdout=subprocess.PIPE, stderr=(tmp_path / f"child{len(started)}.log").open("wb"), cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=(tmp_path / f"child{len(started)}.log").open("wb"),
+            cwd=REPO,
             env=child_env(),
         )
         started.append(proc)
@@ -324,7 +381,9 @@ def child(tmp_path: Path) -> Iterator:
         proc.wait(10)
 
 
-async def test_rows_of_a_killed_process_are_written_by_the_next_one_once(db: Database, tmp_path: Path, child) -> None:
+async def test_rows_of_a_killed_process_are_written_by_the_next_one_once(
+    db: Database, tmp_path: Path, child
+) -> None:
     spool = tmp_path / "spool"
     proc = child(spool, 300)
     proc.send_signal(signal.SIGKILL)
@@ -379,8 +438,14 @@ async def test_rows_an_older_version_journaled_are_written_with_the_new_columns_
     proc = child(spool, 20)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    for seg in spool.glob("usage-*.jsonl"):  # as the version before the escalation column wrote them
-        seg.write_text("".join(json.dumps(json.loads(line)[:-1]) + "\n" for line in seg.read_text().splitlines()))
+    for seg in spool.glob(
+        "usage-*.jsonl"
+    ):  # as the version before the escalation column wrote them
+        seg.write_text(
+            "".join(
+                json.dumps(json.loads(line)[:-1]) + "\n" for line in seg.read_text().splitlines()
+            )
+        )
     log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=3600)
     await log.start()
     try:

@@ -20,9 +20,19 @@ def database_url(request, tmp_path):
 
 
 def outcome(user: str, status: int, age_days: float = 0, cost: float = 0.001) -> Outcome:
-    o = Outcome(f"req-{user}-{status}-{age_days}-{time.monotonic_ns()}", Caller(user, client="magic"),
-                "fake-small", time.time() - age_days * 86400, upstream="a1", prompt_tokens=10,
-                completion_tokens=5, cost_usd=cost, status=status, latency_s=0.2, upstream_s=0.15)
+    o = Outcome(
+        f"req-{user}-{status}-{age_days}-{time.monotonic_ns()}",
+        Caller(user, client="magic"),
+        "fake-small",
+        time.time() - age_days * 86400,
+        upstream="a1",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_usd=cost,
+        status=status,
+        latency_s=0.2,
+        upstream_s=0.15,
+    )
     if status >= 400:
         o.error = "rate_limit_exceeded"
     return o
@@ -32,8 +42,13 @@ async def test_rows_views_and_retention(database_url: str) -> None:
     log = UsageLog(open_store(database_url), retention_days=30)
     await log.start()
     try:
-        for o in (outcome("alice", 200), outcome("alice", 200), outcome("alice", 429),
-                  outcome("bob", 200), outcome("old", 200, age_days=45)):
+        for o in (
+            outcome("alice", 200),
+            outcome("alice", 200),
+            outcome("alice", 429),
+            outcome("bob", 200),
+            outcome("old", 200, age_days=45),
+        ):
             log.record(o)
         await log.flush()
         stats = await log.store.stats(time.time() - 3600)
@@ -43,7 +58,9 @@ async def test_rows_views_and_retention(database_url: str) -> None:
         assert [u["user"] for u in stats["by_user"]] == ["alice", "bob"]
         assert stats["latency_ms"]["p50"] == pytest.approx(200.0)
         errors = await log.store.errors(10)
-        assert [(e["user"], e["status"], e["error"]) for e in errors] == [("alice", 429, "rate_limit_exceeded")]
+        assert [(e["user"], e["status"], e["error"]) for e in errors] == [
+            ("alice", 429, "rate_limit_exceeded")
+        ]
         activity = await log.store.activity("alice", 10)
         assert len(activity) == 3 and all(a["overhead_ms"] == pytest.approx(50.0) for a in activity)
         # rows older than retention_days go
@@ -67,19 +84,31 @@ async def _make_old_table(database_url: str) -> None:
         import sqlite3
 
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-            conn.execute("CREATE TABLE usage (id INTEGER PRIMARY KEY, "
-                         + _OLD_COLUMNS.format(real="REAL", user="user") + ")")
-            conn.execute("INSERT INTO usage (ts, request_id, user, client, status) "
-                         "VALUES (?, 'old-1', 'alice', 'magic', 200)", (time.time(),))
+            conn.execute(
+                "CREATE TABLE usage (id INTEGER PRIMARY KEY, "
+                + _OLD_COLUMNS.format(real="REAL", user="user")
+                + ")"
+            )
+            conn.execute(
+                "INSERT INTO usage (ts, request_id, user, client, status) "
+                "VALUES (?, 'old-1', 'alice', 'magic', 200)",
+                (time.time(),),
+            )
         return
     import asyncpg
 
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("CREATE TABLE rsql_usage (id BIGSERIAL PRIMARY KEY, "
-                           + _OLD_COLUMNS.format(real="DOUBLE PRECISION", user='"user"') + ")")
-        await conn.execute("INSERT INTO rsql_usage (ts, request_id, \"user\", client, status) "
-                           "VALUES ($1, 'old-1', 'alice', 'magic', 200)", time.time())
+        await conn.execute(
+            "CREATE TABLE rsql_usage (id BIGSERIAL PRIMARY KEY, "
+            + _OLD_COLUMNS.format(real="DOUBLE PRECISION", user='"user"')
+            + ")"
+        )
+        await conn.execute(
+            'INSERT INTO rsql_usage (ts, request_id, "user", client, status) '
+            "VALUES ($1, 'old-1', 'alice', 'magic', 200)",
+            time.time(),
+        )
     finally:
         await conn.close()
 

@@ -18,11 +18,17 @@ from tests.helpers.servers import ProxyService
 
 pytestmark = pytest.mark.slow
 
-USERS = {"tok-u1": {"name": "u1"}, "tok-u2": {"name": "u2"}, "tok-admin": {"name": "admin", "admin": True}}
+USERS = {
+    "tok-u1": {"name": "u1"},
+    "tok-u2": {"name": "u2"},
+    "tok-admin": {"name": "admin", "admin": True},
+}
 ASK = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"}]}
 
 
-def start_workers(tmp: Path, proxy_config: dict[str, Any], workers: int, wait: bool = True) -> ProxyService:
+def start_workers(
+    tmp: Path, proxy_config: dict[str, Any], workers: int, wait: bool = True
+) -> ProxyService:
     return servers.start_workers(tmp, proxy_config, workers, static_users=USERS, wait=wait)
 
 
@@ -62,7 +68,9 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def config(fresh_provider: FakeProvider, redis_url: str, redis_prefix: str, tmp_path: Path) -> dict[str, Any]:
+def config(
+    fresh_provider: FakeProvider, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> dict[str, Any]:
     return {
         "upstreams": upstreams_for(fresh_provider),
         "default_model": "fake-small",
@@ -72,7 +80,9 @@ def config(fresh_provider: FakeProvider, redis_url: str, redis_prefix: str, tmp_
     }
 
 
-def test_two_workers_share_one_port_and_the_user_limits(tmp_path: Path, config: dict[str, Any]) -> None:
+def test_two_workers_share_one_port_and_the_user_limits(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
     svc = start_workers(tmp_path / "svc", {**config, "user_limits": ["10/minute"]}, 2)
     try:
         workers = children(svc.proc.pid)
@@ -82,7 +92,9 @@ def test_two_workers_share_one_port_and_the_user_limits(tmp_path: Path, config: 
             results = [r[0] for r in pool.map(lambda _: post(svc, "tok-u1"), range(40))]
         assert results.count(200) == 10 and results.count(429) == 30, results
         # refusals are logged, each line with the pid of the worker that answered
-        refused = re.findall(r"\[W [^\]]* rsql (\d+)\] 429 POST|\[I [^\]]* rsql (\d+)\] 429 POST", svc.log())
+        refused = re.findall(
+            r"\[W [^\]]* rsql (\d+)\] 429 POST|\[I [^\]]* rsql (\d+)\] 429 POST", svc.log()
+        )
         pids = {int(a or b) for a, b in refused}
         assert pids == workers, (pids, workers, svc.log())
         # one scrape counts every worker's requests (prometheus_client's multiprocess files)
@@ -99,7 +111,9 @@ def test_two_workers_share_one_port_and_the_user_limits(tmp_path: Path, config: 
         svc.stop(9)
 
 
-def test_two_workers_without_shared_state_are_refused(tmp_path: Path, config: dict[str, Any]) -> None:
+def test_two_workers_without_shared_state_are_refused(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
     del config["state_url"]
     svc = start_workers(tmp_path / "svc", config, 2, wait=False)
     assert svc.proc.wait(30) == 2

@@ -70,13 +70,21 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def http(method: str, url: str, body: Any = None, authorization: str | None = None,
-         headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    authorization: str | None = None,
+    headers: dict | None = None,
+    timeout: float = 60,
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request: (status, lower-cased headers, body), error statuses included."""
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     if authorization:
         hdrs["Authorization"] = authorization
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:

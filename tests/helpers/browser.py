@@ -18,8 +18,14 @@ from tests.helpers.fake_provider import FakeProvider
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -44,11 +50,16 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
     root = tmp / "root"
     root.mkdir()
     # no "get official Jupyter news?" toast over the panel (user settings of this lab only)
-    note = tmp / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    note = (
+        tmp / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    )
     note.parent.mkdir(parents=True)
     note.write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RSQL_", "JUPYTERHUB_", "JPY_")) and not k.endswith("_API_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RSQL_", "JUPYTERHUB_", "JPY_")) and not k.endswith("_API_KEY")
+    }
     env.update(
         JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
         JUPYTER_CONFIG_DIR=str(tmp / "config"),
@@ -59,10 +70,23 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
     )
     log = tmp / "lab.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", "--allow-root", f"--config={cfg}",
-         f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            "--allow-root",
+            f"--config={cfg}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.port_retries=0",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
@@ -75,7 +99,9 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
         except (urllib.error.URLError, OSError):
             if time.monotonic() > deadline:
                 proc.terminate()
-                raise RuntimeError(f"jupyter lab did not start:\n{log.read_text(errors='replace')}") from None
+                raise RuntimeError(
+                    f"jupyter lab did not start:\n{log.read_text(errors='replace')}"
+                ) from None
             time.sleep(0.3)
     return proc, url, token, root
 
@@ -92,8 +118,9 @@ def open_notebook(page: Any, address: str) -> None:
     except Exception:
         pass
     # the kernel is up when the toolbar's execution indicator says idle
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           state="attached", timeout=60_000)
+    page.wait_for_selector(
+        ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=60_000
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:

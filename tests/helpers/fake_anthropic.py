@@ -71,9 +71,16 @@ MAX_BREAKPOINTS = 4
 CACHE_TTL = {"5m": 300.0, "1h": 3600.0}
 # the error type Anthropic sends with each status (docs.anthropic.com/en/api/errors)
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
-    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
-    504: "timeout_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
 }
 
 
@@ -97,7 +104,9 @@ class Received:
     at: float
     status: int = 200
     path: str = "messages"
-    billed_tokens: int = 0  # prompt (cache writes and reads too) + output generated, client there or not
+    billed_tokens: int = (
+        0  # prompt (cache writes and reads too) + output generated, client there or not
+    )
     cache_write: int = 0
     cache_read: int = 0
 
@@ -155,7 +164,9 @@ class FakeAnthropic(LoopbackServer):
         latency: float = 0.0,
         model_ids: tuple[str, ...] = ("claude-fake-small", "claude-fake-large"),
     ) -> None:
-        self.keys: dict[str, KeyPolicy] = keys or {"test-anthropic-key-default": KeyPolicy("default")}
+        self.keys: dict[str, KeyPolicy] = keys or {
+            "test-anthropic-key-default": KeyPolicy("default")
+        }
         self.latency = latency
         self.model_ids = model_ids
         self.received: list[Received] = []
@@ -180,7 +191,9 @@ class FakeAnthropic(LoopbackServer):
         with self._lock:
             self._replies.extend(replies)
 
-    def set_fault(self, alias: str, kind: str | None, *, status: int = 500, count: int = -1) -> None:
+    def set_fault(
+        self, alias: str, kind: str | None, *, status: int = 500, count: int = -1
+    ) -> None:
         """Make key `alias` fail: "overloaded", "api_error", "status" (`status`), "hang",
         "die_mid_stream", "error_event"; None clears it."""
         with self._lock:
@@ -188,7 +201,9 @@ class FakeAnthropic(LoopbackServer):
                 self._faults.pop(alias, None)
             else:
                 status = {"overloaded": 529, "api_error": 500}.get(kind, status)
-                self._faults[alias] = _Fault("status" if kind in ("overloaded", "api_error") else kind, status, count)
+                self._faults[alias] = _Fault(
+                    "status" if kind in ("overloaded", "api_error") else kind, status, count
+                )
 
     def count_by_alias(self, status: int | None = 200) -> dict[str, int]:
         out: dict[str, int] = collections.Counter()
@@ -218,7 +233,9 @@ class FakeAnthropic(LoopbackServer):
 
     # -- handlers --------------------------------------------------------------------------
 
-    def _authenticate(self, request: web.Request, rid: str) -> tuple[KeyPolicy | None, web.Response | None]:
+    def _authenticate(
+        self, request: web.Request, rid: str
+    ) -> tuple[KeyPolicy | None, web.Response | None]:
         key = request.headers.get("x-api-key")
         if not key:
             return None, _error(401, "x-api-key header is required", rid)
@@ -247,15 +264,28 @@ class FakeAnthropic(LoopbackServer):
             return err
         fault = self._faults.get(policy.alias) if policy else None
         if fault and fault.kind == "status" and fault.status in (401, 403) and fault.count != 0:
-            return _error(fault.status, "this key may not be used", rid)  # revoked: refused everywhere
+            return _error(
+                fault.status, "this key may not be used", rid
+            )  # revoked: refused everywhere
         try:
             limit = min(1000, max(1, int(request.query.get("limit", "20"))))
         except ValueError:
             return _error(400, "limit: Input should be a valid integer", rid)
-        page = [{"type": "model", "id": m, "display_name": m.replace("-", " ").title(),
-                 "created_at": "2025-01-01T00:00:00Z"} for m in self.model_ids[:limit]]
-        body = {"data": page, "has_more": len(self.model_ids) > limit,
-                "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+        page = [
+            {
+                "type": "model",
+                "id": m,
+                "display_name": m.replace("-", " ").title(),
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+            for m in self.model_ids[:limit]
+        ]
+        body = {
+            "data": page,
+            "has_more": len(self.model_ids) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
         return web.json_response(body, headers={"request-id": rid})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -282,7 +312,11 @@ class FakeAnthropic(LoopbackServer):
         fault = self._fault(policy.alias)
         if fault and fault.kind == "status":
             rec.status = fault.status
-            return _error(fault.status, "Overloaded" if fault.status == 529 else "upstream fault injected", rid)
+            return _error(
+                fault.status,
+                "Overloaded" if fault.status == 529 else "upstream fault injected",
+                rid,
+            )
         if fault and fault.kind == "hang":
             rec.status = 0
             await asyncio.sleep(3600)
@@ -295,7 +329,11 @@ class FakeAnthropic(LoopbackServer):
             with self._lock:
                 self._replies.popleft()
             rec.status = int(reply["__status__"])
-            answer = {"type": "error", **{k: v for k, v in reply.items() if k != "__status__"}, "request_id": rid}
+            answer = {
+                "type": "error",
+                **{k: v for k, v in reply.items() if k != "__status__"},
+                "request_id": rid,
+            }
             return web.json_response(answer, status=rec.status, headers={"request-id": rid})
         blocks, reason, stop_seq = _answer(body, reply)
         out_tokens = _output_tokens(blocks)
@@ -303,43 +341,77 @@ class FakeAnthropic(LoopbackServer):
         if wait:
             rec.status = 429
             self.too_many += 1
-            return _error(429, "This request would exceed the rate limit for your organization. For details, "
-                          "refer to: https://docs.anthropic.com/en/api/rate-limits", rid,
-                          {"retry-after": str(math.ceil(wait)), **headers})
+            return _error(
+                429,
+                "This request would exceed the rate limit for your organization. For details, "
+                "refer to: https://docs.anthropic.com/en/api/rate-limits",
+                rid,
+                {"retry-after": str(math.ceil(wait)), **headers},
+            )
         with self._lock:
             if self._replies and self._replies[0] is reply:
                 self._replies.popleft()
             output = self._buckets[policy.account or policy.alias].get("output-tokens")
             if output is not None:
                 output.take(out_tokens)
-        inp, write, read = self._prompt_usage(policy, body, now, commit=True)  # admitted: the cache is written
+        inp, write, read = self._prompt_usage(
+            policy, body, now, commit=True
+        )  # admitted: the cache is written
         rec.cache_write, rec.cache_read = write, read
         prompt = inp + write + read
         if self.latency:
             await asyncio.sleep(self.latency)
-        message = {"id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant", "model": body["model"],
-                   "content": blocks, "stop_reason": reason, "stop_sequence": stop_seq,
-                   "usage": _usage(inp, write, read, out_tokens, _ttl_of_last_breakpoint(body))}
+        message = {
+            "id": "msg_" + uuid.uuid4().hex[:24],
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": blocks,
+            "stop_reason": reason,
+            "stop_sequence": stop_seq,
+            "usage": _usage(inp, write, read, out_tokens, _ttl_of_last_breakpoint(body)),
+        }
         headers["request-id"] = rid
         if not body.get("stream"):
-            rec.billed_tokens = prompt + out_tokens  # generated whole, whether or not the client waits
+            rec.billed_tokens = (
+                prompt + out_tokens
+            )  # generated whole, whether or not the client waits
             return web.json_response(message, headers=headers)
         rec.billed_tokens = prompt
         return await self._stream(request, message, headers, fault, rec)
 
-    async def _stream(self, request: web.Request, message: dict[str, Any], headers: dict[str, str],
-                      fault: _Fault | None, rec: Received) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    async def _stream(
+        self,
+        request: web.Request,
+        message: dict[str, Any],
+        headers: dict[str, str],
+        fault: _Fault | None,
+        rec: Received,
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await resp.prepare(request)
         events = _events(message)
-        cut = max(2, len(events) // 2) if fault and fault.kind in ("die_mid_stream", "error_event") else -1
+        cut = (
+            max(2, len(events) // 2)
+            if fault and fault.kind in ("die_mid_stream", "error_event")
+            else -1
+        )
         for i, (name, data, tokens) in enumerate(events):
             if i == cut:
                 if fault.kind == "die_mid_stream":  # type: ignore[union-attr]
                     request.transport.close()  # type: ignore[union-attr]
                     return resp
-                await resp.write(_sse("error", {"type": "error", "error": {"type": "overloaded_error",
-                                                                            "message": "Overloaded"}}))
+                await resp.write(
+                    _sse(
+                        "error",
+                        {
+                            "type": "error",
+                            "error": {"type": "overloaded_error", "message": "Overloaded"},
+                        },
+                    )
+                )
                 await resp.write_eof()
                 return resp
             await resp.write(_sse(name, data))
@@ -351,8 +423,9 @@ class FakeAnthropic(LoopbackServer):
 
     # -- usage and limits ------------------------------------------------------------------
 
-    def _prompt_usage(self, policy: KeyPolicy, body: dict[str, Any], now: float, *,
-                      commit: bool) -> tuple[int, int, int]:
+    def _prompt_usage(
+        self, policy: KeyPolicy, body: dict[str, Any], now: float, *, commit: bool
+    ) -> tuple[int, int, int]:
         """(input, cache write, cache read) tokens of the prompt; `commit`: write and refresh the
         cache entries (a request refused by the rate limit leaves the cache as it was)."""
         segments = _segments(body)
@@ -374,15 +447,22 @@ class FakeAnthropic(LoopbackServer):
         for i in points:
             if i >= hit and upto[i] >= self.cache_min_tokens:
                 if commit:  # a read refreshes its entry; a write makes one
-                    self._cache[keys[i]] = now + CACHE_TTL.get(segments[i][1].get("ttl", "5m"), 300.0)  # type: ignore[union-attr]
+                    self._cache[keys[i]] = now + CACHE_TTL.get(
+                        segments[i][1].get("ttl", "5m"), 300.0
+                    )  # type: ignore[union-attr]
                 if i > hit:
                     write = upto[i] - read
         return total - read - write, write, read
 
-    def _admit(self, policy: KeyPolicy, input_tokens: int, now: float) -> tuple[dict[str, str], float]:
+    def _admit(
+        self, policy: KeyPolicy, input_tokens: int, now: float
+    ) -> tuple[dict[str, str], float]:
         """The account's rate-limit headers, and how long to wait (0: admitted, and counted)."""
-        limits = {"requests": (policy.limit, 1), "input-tokens": (policy.input_token_limit, input_tokens),
-                  "output-tokens": (policy.output_token_limit, 1)}
+        limits = {
+            "requests": (policy.limit, 1),
+            "input-tokens": (policy.input_token_limit, input_tokens),
+            "output-tokens": (policy.output_token_limit, 1),
+        }
         with self._lock:
             buckets = self._buckets.setdefault(policy.account or policy.alias, {})
             for name, (capacity, _) in limits.items():
@@ -399,18 +479,52 @@ class FakeAnthropic(LoopbackServer):
             tokens = [n for n in buckets if n != "requests"]
             if tokens:  # the tokens family states the most restrictive token limit in effect
                 name = min(tokens, key=lambda n: buckets[n].level)
-                for key, value in buckets[name].headers(name, now, self.round_token_headers).items():
+                for key, value in (
+                    buckets[name].headers(name, now, self.round_token_headers).items()
+                ):
                     headers[key.replace(f"-{name}-", "-tokens-")] = value
         return headers, wait
 
 
 # -- the body, as the real API checks it ---------------------------------------------------
 
-_TOP = frozenset({"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
-                  "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
-                  "container", "mcp_servers", "cache_control", "output_config", "inference_geo"})
-_TOOL = frozenset({"name", "description", "input_schema", "cache_control", "type", "strict", "input_examples",
-                   "defer_loading", "allowed_callers", "eager_input_streaming"})
+_TOP = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+        "cache_control",
+        "output_config",
+        "inference_geo",
+    }
+)
+_TOOL = frozenset(
+    {
+        "name",
+        "description",
+        "input_schema",
+        "cache_control",
+        "type",
+        "strict",
+        "input_examples",
+        "defer_loading",
+        "allowed_callers",
+        "eager_input_streaming",
+    }
+)
 _BLOCK = {
     "text": {"type", "text", "cache_control", "citations"},
     "image": {"type", "source", "cache_control"},
@@ -420,12 +534,20 @@ _BLOCK = {
     "thinking": {"type", "thinking", "signature"},
     "redacted_thinking": {"type", "data"},
 }
-_ROLE_BLOCKS = {"user": ("text", "image", "document", "tool_result"),
-                "assistant": ("text", "tool_use", "thinking", "redacted_thinking")}
-_CHOICE = {"auto": {"type", "disable_parallel_tool_use"}, "any": {"type", "disable_parallel_tool_use"},
-           "tool": {"type", "name", "disable_parallel_tool_use"}, "none": {"type"}}
-_SYSTEM_ROLE = ('messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, '
-                'not "system" as an input message role.')
+_ROLE_BLOCKS = {
+    "user": ("text", "image", "document", "tool_result"),
+    "assistant": ("text", "tool_use", "thinking", "redacted_thinking"),
+}
+_CHOICE = {
+    "auto": {"type", "disable_parallel_tool_use"},
+    "any": {"type", "disable_parallel_tool_use"},
+    "tool": {"type", "name", "disable_parallel_tool_use"},
+    "none": {"type"},
+}
+_SYSTEM_ROLE = (
+    'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, '
+    'not "system" as an input message role.'
+)
 
 
 def validate(body: Any) -> str | None:
@@ -453,8 +575,10 @@ def _check_body(body: Any) -> None:
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise _Invalid(f"{name}: Input should be a valid number")
         if value is not None and not 0 <= value <= 1:
-            raise _Invalid(f"{name}: Input should be {'less' if value > 1 else 'greater'} than or equal to "
-                           f"{1 if value > 1 else 0}")
+            raise _Invalid(
+                f"{name}: Input should be {'less' if value > 1 else 'greater'} than or equal to "
+                f"{1 if value > 1 else 0}"
+            )
     _check_stop(body.get("stop_sequences"))
     _check_system(body.get("system"))
     if body.get("metadata") is not None:
@@ -464,7 +588,9 @@ def _check_body(body: Any) -> None:
     _check_messages(body["messages"])
     found = _breakpoints(body)
     if found > MAX_BREAKPOINTS:
-        raise _Invalid(f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}.")
+        raise _Invalid(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+        )
 
 
 def _is_int(value: Any) -> bool:
@@ -512,7 +638,9 @@ def _check_tools(tools: Any) -> list[str]:
         _no_extra(tool, _TOOL, f"tools.{i}.")
         name = tool.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", name):
-            raise _Invalid(f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
+            raise _Invalid(
+                f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"
+            )
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise _Invalid(f"tools.{i}.input_schema: Field required")
@@ -529,8 +657,10 @@ def _check_tool_choice(choice: Any, tools: list[str]) -> None:
         return
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind not in _CHOICE:
-        raise _Invalid(f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the expected "
-                       "tags: 'auto', 'any', 'tool', 'none'")
+        raise _Invalid(
+            f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the expected "
+            "tags: 'auto', 'any', 'tool', 'none'"
+        )
     _no_extra(choice, _CHOICE[kind], "tool_choice.")
     if kind == "tool" and choice.get("name") not in tools:
         raise _Invalid(f"tool_choice.name: Tool '{choice.get('name')}' not found in provided tools")
@@ -557,15 +687,19 @@ def _check_messages(messages: Any) -> None:
         for j, block in enumerate(blocks):
             if block["type"] == "tool_result":
                 if block["tool_use_id"] not in pending:
-                    raise _Invalid(f"{where}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                                   f"{block['tool_use_id']}. Each `tool_result` block must have a corresponding "
-                                   "`tool_use` block in the previous message.")
+                    raise _Invalid(
+                        f"{where}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{block['tool_use_id']}. Each `tool_result` block must have a corresponding "
+                        "`tool_use` block in the previous message."
+                    )
                 answered.append(block["tool_use_id"])
         missing = [p for p in pending if p not in answered]
         if missing:
-            raise _Invalid(f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks immediately "
-                           f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
-                           "`tool_result` block in the next message.")
+            raise _Invalid(
+                f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks immediately "
+                f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                "`tool_result` block in the next message."
+            )
         pending = [b["id"] for b in blocks if b["type"] == "tool_use"]
 
 
@@ -579,16 +713,20 @@ def _check_content(content: Any, role: str, where: str, last: bool) -> list[dict
     else:
         raise _Invalid(f"{where}.content: Input should be a valid string or a valid list")
     if not blocks and not (last and role == "assistant"):
-        raise _Invalid(f"{where}: all messages must have non-empty content except for the optional final "
-                       "assistant message")
+        raise _Invalid(
+            f"{where}: all messages must have non-empty content except for the optional final "
+            "assistant message"
+        )
     return blocks
 
 
 def _check_block(block: Any, allowed: tuple[str, ...], where: str) -> None:
     kind = block.get("type") if isinstance(block, dict) else None
     if kind not in allowed:
-        raise _Invalid(f"{where}.type: Input tag '{kind}' found using 'type' does not match any of the expected "
-                       f"tags: {', '.join(repr(a) for a in allowed)}")
+        raise _Invalid(
+            f"{where}.type: Input tag '{kind}' found using 'type' does not match any of the expected "
+            f"tags: {', '.join(repr(a) for a in allowed)}"
+        )
     _no_extra(block, _BLOCK[kind], f"{where}.")
     if kind == "text":
         if not isinstance(block.get("text"), str):
@@ -622,16 +760,20 @@ def _check_image(source: Any, where: str) -> None:
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64":
         if source.get("media_type") not in IMAGE_TYPES:
-            raise _Invalid(f"{where}.source.base64.media_type: Input should be 'image/jpeg', 'image/png', "
-                           "'image/gif' or 'image/webp'")
+            raise _Invalid(
+                f"{where}.source.base64.media_type: Input should be 'image/jpeg', 'image/png', "
+                "'image/gif' or 'image/webp'"
+            )
         if not isinstance(source.get("data"), str):
             raise _Invalid(f"{where}.source.base64.data: Field required")
     elif kind == "url":
         if not isinstance(source.get("url"), str):
             raise _Invalid(f"{where}.source.url.url: Field required")
     else:
-        raise _Invalid(f"{where}.source: Input tag '{kind}' found using 'type' does not match any of the expected "
-                       "tags: 'base64', 'url'")
+        raise _Invalid(
+            f"{where}.source: Input tag '{kind}' found using 'type' does not match any of the expected "
+            "tags: 'base64', 'url'"
+        )
 
 
 def _breakpoints(body: dict[str, Any]) -> int:
@@ -643,10 +785,13 @@ def _breakpoints(body: dict[str, Any]) -> int:
 
 def _segments(body: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
     """The prompt in cache order (tools, system, messages): (its text, its cache_control)."""
+
     def plain(block: dict[str, Any]) -> str:
         return json.dumps({k: v for k, v in block.items() if k != "cache_control"}, sort_keys=True)
 
-    out: list[tuple[str, dict[str, Any] | None]] = [(plain(t), t.get("cache_control")) for t in body.get("tools") or ()]
+    out: list[tuple[str, dict[str, Any] | None]] = [
+        (plain(t), t.get("cache_control")) for t in body.get("tools") or ()
+    ]
     system = body.get("system")
     if isinstance(system, str):
         out.append((system, None))
@@ -676,8 +821,11 @@ def _last_user_text(body: dict[str, Any]) -> str:
         content = m["content"]
         if isinstance(content, str):
             return content
-        texts = [b.get("text", "") if b["type"] == "text" else str(b.get("content", "")) for b in content
-                 if b["type"] in ("text", "tool_result")]
+        texts = [
+            b.get("text", "") if b["type"] == "text" else str(b.get("content", ""))
+            for b in content
+            if b["type"] in ("text", "tool_result")
+        ]
         return " ".join(texts)
     return ""
 
@@ -685,8 +833,12 @@ def _last_user_text(body: dict[str, Any]) -> str:
 def _answer(body: dict[str, Any], reply: Any) -> tuple[list[dict[str, Any]], str, str | None]:
     """(content blocks, stop_reason, stop_sequence) of the answer to `body`."""
     if isinstance(reply, dict):
-        blocks = [{**b, "id": b.get("id") or "toolu_" + uuid.uuid4().hex[:24]} if b.get("type") == "tool_use" else dict(b)
-                  for b in reply.get("content", [])]
+        blocks = [
+            {**b, "id": b.get("id") or "toolu_" + uuid.uuid4().hex[:24]}
+            if b.get("type") == "tool_use"
+            else dict(b)
+            for b in reply.get("content", [])
+        ]
         uses_tool = any(b.get("type") == "tool_use" for b in blocks)
         return blocks, reply.get("stop_reason") or ("tool_use" if uses_tool else "end_turn"), None
     text = reply if isinstance(reply, str) else f"Fake answer to: {_last_user_text(body)[:200]}"
@@ -703,13 +855,22 @@ def _answer(body: dict[str, Any], reply: Any) -> tuple[list[dict[str, Any]], str
 
 def _pieces(text: str) -> list[tuple[str, int]]:
     """A text as streamed: word by word, each (piece, the tokens it counts: 1 a word)."""
-    return [((" " if i else "") + w, 1 if w else 0) for i, w in enumerate(text.split(" "))] if text else []
+    return (
+        [((" " if i else "") + w, 1 if w else 0) for i, w in enumerate(text.split(" "))]
+        if text
+        else []
+    )
 
 
 def _block_tokens(block: dict[str, Any]) -> int:
     if block.get("type") == "tool_use":
         return max(1, len(json.dumps(block.get("input") or {})) // 4)
-    return sum(n for _, n in _pieces(str(block.get("text" if block.get("type") == "text" else "thinking", ""))))
+    return sum(
+        n
+        for _, n in _pieces(
+            str(block.get("text" if block.get("type") == "text" else "thinking", ""))
+        )
+    )
 
 
 def _output_tokens(blocks: list[dict[str, Any]]) -> int:
@@ -717,31 +878,82 @@ def _output_tokens(blocks: list[dict[str, Any]]) -> int:
 
 
 def _usage(inp: int, write: int, read: int, out: int, ttl: str) -> dict[str, Any]:
-    return {"input_tokens": inp, "cache_creation_input_tokens": write, "cache_read_input_tokens": read,
-            "cache_creation": {"ephemeral_5m_input_tokens": write if ttl != "1h" else 0,
-                               "ephemeral_1h_input_tokens": write if ttl == "1h" else 0},
-            "output_tokens": out, "service_tier": "standard"}
+    return {
+        "input_tokens": inp,
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": write if ttl != "1h" else 0,
+            "ephemeral_1h_input_tokens": write if ttl == "1h" else 0,
+        },
+        "output_tokens": out,
+        "service_tier": "standard",
+    }
 
 
 def _events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
     """The stream of `message`, as (event name, data, output tokens it carries)."""
     usage = message["usage"]
-    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
-    out: list[tuple[str, dict[str, Any], int]] = [("message_start", {"type": "message_start", "message": start}, 0)]
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    out: list[tuple[str, dict[str, Any], int]] = [
+        ("message_start", {"type": "message_start", "message": start}, 0)
+    ]
     for index, block in enumerate(message["content"]):
         kind = block["type"]
-        head = ({"type": "text", "text": ""} if kind == "text"
-                else {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}} if kind == "tool_use"
-                else {"type": kind, "thinking": ""})
-        out.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": head}, 0))
+        head = (
+            {"type": "text", "text": ""}
+            if kind == "text"
+            else {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            if kind == "tool_use"
+            else {"type": kind, "thinking": ""}
+        )
+        out.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": head},
+                0,
+            )
+        )
         if index == 0:
             out.append(("ping", {"type": "ping"}, 0))
         for delta, tokens in _deltas(block):
-            out.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}, tokens))
+            out.append(
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                    tokens,
+                )
+            )
         out.append(("content_block_stop", {"type": "content_block_stop", "index": index}, 0))
-    final = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")}
-    out.append(("message_delta", {"type": "message_delta", "usage": final, "delta": {
-        "stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}}, 0))
+    final = {
+        k: usage[k]
+        for k in (
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+            "output_tokens",
+        )
+    }
+    out.append(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "usage": final,
+                "delta": {
+                    "stop_reason": message["stop_reason"],
+                    "stop_sequence": message["stop_sequence"],
+                },
+            },
+            0,
+        )
+    )
     out.append(("message_stop", {"type": "message_stop"}, 0))
     return out
 
@@ -752,10 +964,14 @@ def _deltas(block: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
     if block["type"] == "tool_use":
         raw = json.dumps(block.get("input") or {})
         half, tokens = len(raw) // 2, _block_tokens(block)
-        return [({"type": "input_json_delta", "partial_json": part}, tokens if i == 2 else 0)
-                for i, part in enumerate(("", raw[:half], raw[half:]))]
-    return ([({"type": "thinking_delta", "thinking": piece}, n) for piece, n in _pieces(str(block.get("thinking", "")))]
-            + [({"type": "signature_delta", "signature": block.get("signature", "c2lnbmF0dXJl")}, 0)])
+        return [
+            ({"type": "input_json_delta", "partial_json": part}, tokens if i == 2 else 0)
+            for i, part in enumerate(("", raw[:half], raw[half:]))
+        ]
+    return [
+        ({"type": "thinking_delta", "thinking": piece}, n)
+        for piece, n in _pieces(str(block.get("thinking", "")))
+    ] + [({"type": "signature_delta", "signature": block.get("signature", "c2lnbmF0dXJl")}, 0)]
 
 
 def _sse(name: str, data: dict[str, Any]) -> bytes:
@@ -770,7 +986,9 @@ def _rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(math.ceil(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _error(status: int, message: str, rid: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, message: str, rid: str, headers: dict[str, str] | None = None
+) -> web.Response:
     kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": rid}
     return web.json_response(body, status=status, headers={"request-id": rid, **(headers or {})})

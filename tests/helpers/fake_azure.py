@@ -35,7 +35,9 @@ from aiohttp import web
 from .loopback import LoopbackServer
 
 API_VERSIONS = ("2024-06-01", "2024-10-21", "2025-04-01-preview")
-FILTERS = {s: {"filtered": False, "severity": "safe"} for s in ("hate", "self_harm", "sexual", "violence")}
+FILTERS = {
+    s: {"filtered": False, "severity": "safe"} for s in ("hate", "self_harm", "sexual", "violence")
+}
 
 
 @dataclass
@@ -64,8 +66,14 @@ class FakeAzure(LoopbackServer):
 
     thread_name = "fake-azure"
 
-    def __init__(self, deployments: list[Deployment], *, key: str = "azure-key-0123456789",
-                 entra_token: str = "eyJ0eXAiOi.fake-entra-token", region: str = "swedencentral") -> None:
+    def __init__(
+        self,
+        deployments: list[Deployment],
+        *,
+        key: str = "azure-key-0123456789",
+        entra_token: str = "eyJ0eXAiOi.fake-entra-token",
+        region: str = "swedencentral",
+    ) -> None:
         self.deployments = {d.name: d for d in deployments}
         self.key, self.entra_token, self.region = key, entra_token, region
         self.received: list[AzureReceived] = []
@@ -76,7 +84,10 @@ class FakeAzure(LoopbackServer):
         return f"http://127.0.0.1:{self.port}"
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/openai/deployments/{deployment}/{endpoint:chat/completions|embeddings}", self._deployed)
+        app.router.add_post(
+            "/openai/deployments/{deployment}/{endpoint:chat/completions|embeddings}",
+            self._deployed,
+        )
         app.router.add_post("/openai/v1/{endpoint:chat/completions|embeddings}", self._v1)
         app.router.add_get("/openai/models", self._models)
         app.router.add_get("/openai/v1/models", self._models)
@@ -92,16 +103,30 @@ class FakeAzure(LoopbackServer):
 
     def _headers(self) -> dict[str, str]:
         rid = str(uuid.uuid4())
-        return {"apim-request-id": rid, "x-request-id": rid, "x-ms-region": self.region,
-                "azureml-model-session": "d089-20240909104532"}
+        return {
+            "apim-request-id": rid,
+            "x-request-id": rid,
+            "x-ms-region": self.region,
+            "azureml-model-session": "d089-20240909104532",
+        }
 
     async def _models(self, request: web.Request) -> web.Response:
         if self._auth(request) is None:
             return _unauthorized()
-        if request.path == "/openai/models" and request.query.get("api-version") not in API_VERSIONS:
+        if (
+            request.path == "/openai/models"
+            and request.query.get("api-version") not in API_VERSIONS
+        ):
             return _error(404, "404", "Resource not found")
-        data = [{"id": d.model.rsplit("-", 3)[0], "object": "model", "status": "succeeded",
-                 "capabilities": {"chat_completion": True}} for d in self.deployments.values()]
+        data = [
+            {
+                "id": d.model.rsplit("-", 3)[0],
+                "object": "model",
+                "status": "succeeded",
+                "capabilities": {"chat_completion": True},
+            }
+            for d in self.deployments.values()
+        ]
         return web.json_response({"object": "list", "data": data}, headers=self._headers())
 
     async def _deployed(self, request: web.Request) -> web.StreamResponse:
@@ -130,51 +155,107 @@ class FakeAzure(LoopbackServer):
         dep = self.deployments.get(name)
         if dep is None:
             rec.status = 404
-            return _error(404, "DeploymentNotFound", "The API deployment for this resource does not exist. If "
-                          "you created the deployment within the last 5 minutes, please wait a moment and try again.")
+            return _error(
+                404,
+                "DeploymentNotFound",
+                "The API deployment for this resource does not exist. If "
+                "you created the deployment within the last 5 minutes, please wait a moment and try again.",
+            )
         if self.fail_next:
             rec.status = self.fail_next.pop(0)
-            return _error(rec.status, "InternalServerError", "The server had an error while processing your request.")
+            return _error(
+                rec.status,
+                "InternalServerError",
+                "The server had an error while processing your request.",
+            )
         now = time.monotonic()
         while dep.calls and dep.calls[0] <= now - dep.window:
             dep.calls.popleft()
         if dep.limit and len(dep.calls) >= dep.limit:
             rec.status = 429
             wait = dep.calls[0] + dep.window - now
-            return _error(429, "429", f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API "
-                          f"version {request.query.get('api-version', 'v1')} have exceeded call rate limit of your "
-                          f"current OpenAI S0 pricing tier. Please retry after {int(wait) + 1} seconds.",
-                          {"retry-after": str(int(wait) + 1), "retry-after-ms": str(int(wait * 1000)),
-                           "x-ratelimit-remaining-requests": "0", "x-ratelimit-remaining-tokens": "0",
-                           **self._headers()})
+            return _error(
+                429,
+                "429",
+                f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API "
+                f"version {request.query.get('api-version', 'v1')} have exceeded call rate limit of your "
+                f"current OpenAI S0 pricing tier. Please retry after {int(wait) + 1} seconds.",
+                {
+                    "retry-after": str(int(wait) + 1),
+                    "retry-after-ms": str(int(wait * 1000)),
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-remaining-tokens": "0",
+                    **self._headers(),
+                },
+            )
         dep.calls.append(now)
-        headers = {**self._headers(), "x-ratelimit-remaining-requests": str(max(0, dep.limit - len(dep.calls))),
-                   "x-ratelimit-remaining-tokens": "9000"}
+        headers = {
+            **self._headers(),
+            "x-ratelimit-remaining-requests": str(max(0, dep.limit - len(dep.calls))),
+            "x-ratelimit-remaining-tokens": "9000",
+        }
         if request.path.endswith("/embeddings"):
-            texts = body.get("input") if isinstance(body.get("input"), list) else [body.get("input")]
-            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(texts)]
+            texts = (
+                body.get("input") if isinstance(body.get("input"), list) else [body.get("input")]
+            )
+            data = [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                for i, _ in enumerate(texts)
+            ]
             n = sum(len(str(t)) // 4 + 1 for t in texts)
-            return web.json_response({"object": "list", "data": data, "model": dep.model,
-                                      "usage": {"prompt_tokens": n, "total_tokens": n}}, headers=headers)
-        last = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": dep.model,
+                    "usage": {"prompt_tokens": n, "total_tokens": n},
+                },
+                headers=headers,
+            )
+        last = next(
+            (
+                m.get("content")
+                for m in reversed(body.get("messages", []))
+                if m.get("role") == "user"
+            ),
+            "",
+        )
         words = f"Azure answer to: {str(last)[:200]}".split(" ")
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if limit:
             words = words[: int(limit)]
         prompt = max(1, len(json.dumps(body.get("messages", []))) // 4)
-        usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words),
-                 "prompt_tokens_details": {"cached_tokens": 0}}
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(words),
+            "total_tokens": prompt + len(words),
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:20], int(time.time())
         if not body.get("stream"):
-            return web.json_response({
-                "id": cid, "object": "chat.completion", "created": created, "model": dep.model,
-                "system_fingerprint": "fp_azure",
-                "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": FILTERS}],
-                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                             "message": {"role": "assistant", "content": " ".join(words)},
-                             "content_filter_results": FILTERS}],
-                "usage": usage,
-            }, headers=headers)
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": dep.model,
+                    "system_fingerprint": "fp_azure",
+                    "prompt_filter_results": [
+                        {"prompt_index": 0, "content_filter_results": FILTERS}
+                    ],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                            "message": {"role": "assistant", "content": " ".join(words)},
+                            "content_filter_results": FILTERS,
+                        }
+                    ],
+                    "usage": usage,
+                },
+                headers=headers,
+            )
         resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
         await resp.prepare(request)
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -184,17 +265,61 @@ class FakeAzure(LoopbackServer):
             await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
 
         # Azure's first chunk: no choices, the prompt's filter results, empty id and model
-        await send({"id": "", "object": "", "created": 0, "model": "", "choices": [],
-                    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": FILTERS}]})
-        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": dep.model,
-                "system_fingerprint": "fp_azure"}
-        await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                         "finish_reason": None, "content_filter_results": {}}], **extra})
+        await send(
+            {
+                "id": "",
+                "object": "",
+                "created": 0,
+                "model": "",
+                "choices": [],
+                "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": FILTERS}],
+            }
+        )
+        base = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": dep.model,
+            "system_fingerprint": "fp_azure",
+        }
+        await send(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                        "content_filter_results": {},
+                    }
+                ],
+                **extra,
+            }
+        )
         for i, w in enumerate(words):
-            await send({**base, "choices": [{"index": 0, "delta": {"content": (" " if i else "") + w},
-                                             "finish_reason": None, "content_filter_results": FILTERS}], **extra})
-        await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop",
-                                         "content_filter_results": {}}], **extra})
+            await send(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": (" " if i else "") + w},
+                            "finish_reason": None,
+                            "content_filter_results": FILTERS,
+                        }
+                    ],
+                    **extra,
+                }
+            )
+        await send(
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {}, "finish_reason": "stop", "content_filter_results": {}}
+                ],
+                **extra,
+            }
+        )
         if with_usage:
             await send({**base, "choices": [], "usage": usage})
         await resp.write(b"data: [DONE]\n\n")
@@ -202,11 +327,19 @@ class FakeAzure(LoopbackServer):
         return resp
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
 
 
 def _unauthorized() -> web.Response:
-    return _error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
-                  "provide a valid key for an active subscription and use a correct regional API endpoint for "
-                  "your resource.")
+    return _error(
+        401,
+        "401",
+        "Access denied due to invalid subscription key or wrong API endpoint. Make sure to "
+        "provide a valid key for an active subscription and use a correct regional API endpoint for "
+        "your resource.",
+    )

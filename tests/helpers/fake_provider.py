@@ -125,7 +125,9 @@ class FakeProvider(LoopbackServer):
         with self._lock:
             self._replies.extend(replies)
 
-    def set_fault(self, alias: str, kind: str | None, *, status: int = 500, count: int = -1) -> None:
+    def set_fault(
+        self, alias: str, kind: str | None, *, status: int = 500, count: int = -1
+    ) -> None:
         """Make key `alias` fail: kind "status" (answer `status`), "hang", "die_mid_stream"."""
         with self._lock:
             if kind is None:
@@ -196,31 +198,63 @@ class FakeProvider(LoopbackServer):
             body = await request.json()
         except json.JSONDecodeError:
             return policy, {}, None, _error(400, "body is not JSON", "invalid_request_error")
-        rec = Received(policy.alias if policy else "?", body, time.time(), path=path,
-                       client=request.headers.get("X-RSQL-Client", ""))
+        rec = Received(
+            policy.alias if policy else "?",
+            body,
+            time.time(),
+            path=path,
+            client=request.headers.get("X-RSQL-Client", ""),
+        )
         self.received.append(rec)
         if path in self.unserved:
             rec.status = 404
-            return policy, body, rec, _error(404, f"Unknown request URL: POST /v1/{path}", "unknown_url")
+            return (
+                policy,
+                body,
+                rec,
+                _error(404, f"Unknown request URL: POST /v1/{path}", "unknown_url"),
+            )
         if policy is None:
             rec.status = 401
             return policy, body, rec, _error(401, "Invalid API Key", "invalid_api_key")
         if body.get("model") not in self.model_ids:
             rec.status = 404
-            return policy, body, rec, _error(
-                404, f"The model `{body.get('model')}` does not exist", "model_not_found"
+            return (
+                policy,
+                body,
+                rec,
+                _error(404, f"The model `{body.get('model')}` does not exist", "model_not_found"),
             )
         if body.get("model") in self.forbidden_models:
             rec.status = 403
-            return policy, body, rec, _error(
-                403, f"Project `proj_fake` does not have access to model `{body['model']}`", "model_not_found"
+            return (
+                policy,
+                body,
+                rec,
+                _error(
+                    403,
+                    f"Project `proj_fake` does not have access to model `{body['model']}`",
+                    "model_not_found",
+                ),
             )
         if "CRASH" in json.dumps(body.get("messages", "")):
             rec.status = 500
-            return policy, body, rec, _error(500, "The server had an error while processing your request", "server_error")
+            return (
+                policy,
+                body,
+                rec,
+                _error(
+                    500, "The server had an error while processing your request", "server_error"
+                ),
+            )
         if "FLAGGED" in json.dumps(body.get("messages", "")):
             rec.status = 403
-            return policy, body, rec, _error(403, "Your input was flagged by moderation", "content_flagged")
+            return (
+                policy,
+                body,
+                rec,
+                _error(403, "Your input was flagged by moderation", "content_flagged"),
+            )
         return policy, body, rec, None
 
     async def _embeddings(self, request: web.Request) -> web.Response:
@@ -229,7 +263,11 @@ class FakeProvider(LoopbackServer):
             return err
         assert policy is not None and rec is not None
         raw = body.get("input")
-        items = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
+        items = (
+            [raw]
+            if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int))
+            else raw
+        )
         tokens = sum(max(1, len(i) // 4) if isinstance(i, str) else len(i) for i in items)
         headers = self._admit(policy, time.monotonic(), tokens)
         if headers.get("retry-after"):
@@ -240,12 +278,19 @@ class FakeProvider(LoopbackServer):
         data = []
         for i, item in enumerate(items):
             vec = _vector(json.dumps(item), dims)
-            emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if (
-                body.get("encoding_format") == "base64") else vec
+            emb: Any = (
+                base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+                if (body.get("encoding_format") == "base64")
+                else vec
+            )
             data.append({"object": "embedding", "index": i, "embedding": emb})
         return web.json_response(
-            {"object": "list", "data": data, "model": body["model"],
-             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
             headers=headers,
         )
 
@@ -255,7 +300,9 @@ class FakeProvider(LoopbackServer):
             return err
         assert policy is not None and rec is not None
         prompt = body.get("prompt", "")
-        words = f"Fake completion of: {str(prompt)[:200]}".split(" ")[: int(body.get("max_tokens") or 16)]
+        words = f"Fake completion of: {str(prompt)[:200]}".split(" ")[
+            : int(body.get("max_tokens") or 16)
+        ]
         prompt_tokens = max(1, len(str(prompt)) // 4)
         headers = self._admit(policy, time.monotonic(), prompt_tokens + len(words))
         if headers.get("retry-after"):
@@ -263,25 +310,52 @@ class FakeProvider(LoopbackServer):
             self.too_many += 1
             return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
         # one completion of `words` per prompt (a list of prompts is a batch), n of each
-        prompts = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+        prompts = (
+            len(prompt)
+            if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int)
+            else 1
+        )
         copies = prompts * max(int(body.get("n") or 1), int(body.get("best_of") or 1))
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": copies * len(words),
-                 "total_tokens": prompt_tokens + copies * len(words)}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": copies * len(words),
+            "total_tokens": prompt_tokens + copies * len(words),
+        }
         rec.billed_tokens = usage["total_tokens"]
         cid = "cmpl-" + uuid.uuid4().hex[:12]
-        base = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": body["model"]}
-        finish = "length" if body.get("max_tokens") and len(words) >= int(body["max_tokens"]) else "stop"
+        base = {
+            "id": cid,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
+        finish = (
+            "length" if body.get("max_tokens") and len(words) >= int(body["max_tokens"]) else "stop"
+        )
         if not body.get("stream"):
-            choice = {"text": " ".join(words), "index": 0, "logprobs": None, "finish_reason": finish}
+            choice = {
+                "text": " ".join(words),
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": finish,
+            }
             return web.json_response({**base, "choices": [choice], "usage": usage}, headers=headers)
         resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i, word in enumerate(words):
-            choice = {"text": (" " if i else "") + word, "index": 0, "logprobs": None,
-                      "finish_reason": finish if i == len(words) - 1 else None}
-            await resp.write(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+            choice = {
+                "text": (" " if i else "") + word,
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": finish if i == len(words) - 1 else None,
+            }
+            await resp.write(
+                b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n"
+            )
         if (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n")
+            await resp.write(
+                b"data: " + json.dumps({**base, "choices": [], "usage": usage}).encode() + b"\n\n"
+            )
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -324,7 +398,11 @@ class FakeProvider(LoopbackServer):
             content = reply
         else:
             last = next(
-                (m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"),
+                (
+                    m.get("content")
+                    for m in reversed(body.get("messages", []))
+                    if m.get("role") == "user"
+                ),
                 "",
             )
             content = f"Fake answer to: {str(last)[:200]}"
@@ -355,7 +433,9 @@ class FakeProvider(LoopbackServer):
         if self.strip_ratelimit_headers:
             headers = {}
         elif self.ratelimit_headers_at_answer and "x-ratelimit-reset-requests" in headers:
-            reset = float(headers["x-ratelimit-reset-requests"].rstrip("s")) - (time.monotonic() - now)
+            reset = float(headers["x-ratelimit-reset-requests"].rstrip("s")) - (
+                time.monotonic() - now
+            )
             headers["x-ratelimit-reset-requests"] = f"{max(0.0, reset):.3f}s"
 
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
@@ -460,7 +540,9 @@ class FakeProvider(LoopbackServer):
                 headers["x-ratelimit-remaining-requests"] = str(policy.limit - len(acct.stamps))
                 # OpenAI: the time until the window is back to its initial state, i.e. until
                 # the newest request it counted (this one) leaves it
-                headers["x-ratelimit-reset-requests"] = f"{acct.stamps[-1] + policy.window - now:.3f}s"
+                headers["x-ratelimit-reset-requests"] = (
+                    f"{acct.stamps[-1] + policy.window - now:.3f}s"
+                )
             return headers
 
 
@@ -470,7 +552,9 @@ def _vector(text: str, dims: int) -> list[float]:
     return [round((seed[i % len(seed)] - 128) / 128, 6) for i in range(dims)]
 
 
-def _stream_of(answer: dict[str, Any], with_usage: bool, given: list[str] | None = None) -> list[dict[str, Any]]:
+def _stream_of(
+    answer: dict[str, Any], with_usage: bool, given: list[str] | None = None
+) -> list[dict[str, Any]]:
     """The chunks OpenAI streams for the JSON answer `answer`: a role chunk, the content word by
     word (each carrying its own logprobs entries when they match), tool calls as a head (id,
     name, empty arguments) plus argument fragments, the refusal, a finish chunk, and with
@@ -480,14 +564,26 @@ def _stream_of(answer: dict[str, Any], with_usage: bool, given: list[str] | None
     extra = {"usage": None} if with_usage else {}
     out: list[dict[str, Any]] = []
 
-    def add(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> None:
-        out.append({**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
-                                         "finish_reason": finish}], **extra})
+    def add(
+        index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
+    ) -> None:
+        out.append(
+            {
+                **base,
+                "choices": [
+                    {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+                ],
+                **extra,
+            }
+        )
 
     for choice in answer.get("choices", []):
         idx, msg = choice.get("index", 0), choice.get("message", {})
         content = msg.get("content")
-        add(idx, {"role": "assistant", "content": "" if content is not None else None, "refusal": None})
+        add(
+            idx,
+            {"role": "assistant", "content": "" if content is not None else None, "refusal": None},
+        )
         lp = (choice.get("logprobs") or {}).get("content")
         if content:
             words = content.split(" ")
@@ -503,8 +599,19 @@ def _stream_of(answer: dict[str, Any], with_usage: bool, given: list[str] | None
                 add(idx, {"content": piece}, logprobs=logprobs)
         for i, call in enumerate(msg.get("tool_calls") or []):
             args = call["function"]["arguments"]
-            add(idx, {"tool_calls": [{"index": i, "id": call["id"], "type": call["type"],
-                                      "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            add(
+                idx,
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call["id"],
+                            "type": call["type"],
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                },
+            )
             half = len(args) // 2
             for part in (args[:half], args[half:]):
                 add(idx, {"tool_calls": [{"index": i, "function": {"arguments": part}}]})
@@ -521,7 +628,9 @@ def _count_tokens(messages: list[dict[str, Any]]) -> int:
     return max(1, len(text) // 4)
 
 
-def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> web.Response:
     kind = {
         401: "invalid_request_error",
         404: "invalid_request_error",

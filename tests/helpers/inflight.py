@@ -19,10 +19,24 @@ HELLO = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"
 
 def engine_for(fp: FakeProvider, tmp: Path, caps: dict[str, int], **config: Any) -> Engine:
     keys = {pol.alias: key for key, pol in fp.keys.items()}
-    upstreams = [{"name": alias, "base_url": fp.base_url, "api_key": keys[alias], "max_in_flight": cap,
-                  "models": ["fake-small"]} for alias, cap in caps.items()]
-    proxy = RSQLProxy(upstreams=upstreams, default_model="fake-small", health_check_seconds=0.0,
-                      max_wait_seconds=10.0, user_concurrency=50, **config)
+    upstreams = [
+        {
+            "name": alias,
+            "base_url": fp.base_url,
+            "api_key": keys[alias],
+            "max_in_flight": cap,
+            "models": ["fake-small"],
+        }
+        for alias, cap in caps.items()
+    ]
+    proxy = RSQLProxy(
+        upstreams=upstreams,
+        default_model="fake-small",
+        health_check_seconds=0.0,
+        max_wait_seconds=10.0,
+        user_concurrency=50,
+        **config,
+    )
     return build_engine(proxy, default_database=f"sqlite:///{tmp / 'usage.sqlite'}")
 
 

@@ -55,8 +55,12 @@ def usage_rows(db: Path, want: int, timeout: float = 20.0) -> list[dict[str, Any
             with sqlite3.connect(db) as conn:
                 conn.row_factory = sqlite3.Row
                 try:
-                    rows = [dict(r) for r in conn.execute(
-                        "SELECT user, client, model, status, notebook, cell FROM usage ORDER BY ts")]
+                    rows = [
+                        dict(r)
+                        for r in conn.execute(
+                            "SELECT user, client, model, status, notebook, cell FROM usage ORDER BY ts"
+                        )
+                    ]
                 except sqlite3.OperationalError:  # the table is being made
                     rows = []
             if len(rows) >= want:
@@ -68,31 +72,47 @@ def usage_rows(db: Path, want: int, timeout: float = 20.0) -> list[dict[str, Any
 def start_session_kernel(server_url: str, token: str, path: str) -> tuple[str, str]:
     """A kernel for the notebook at `path` (relative to the server's root), started as
     JupyterLab starts one: ``POST api/sessions``. Returns (session id, kernel id)."""
-    body = {"path": path, "name": os.path.basename(path), "type": "notebook",
-            "kernel": {"name": "python3"}}
-    req = urllib.request.Request(server_url + "api/sessions", data=json.dumps(body).encode(),
-                                 method="POST", headers={"Authorization": f"token {token}",
-                                                         "Content-Type": "application/json"})
+    body = {
+        "path": path,
+        "name": os.path.basename(path),
+        "type": "notebook",
+        "kernel": {"name": "python3"},
+    }
+    req = urllib.request.Request(
+        server_url + "api/sessions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         model = json.loads(resp.read())
     return model["id"], model["kernel"]["id"]
 
 
 def delete_session(server_url: str, token: str, session_id: str) -> None:
-    req = urllib.request.Request(server_url + f"api/sessions/{session_id}", method="DELETE",
-                                 headers={"Authorization": f"token {token}"})
+    req = urllib.request.Request(
+        server_url + f"api/sessions/{session_id}",
+        method="DELETE",
+        headers={"Authorization": f"token {token}"},
+    )
     urllib.request.urlopen(req, timeout=60).close()
 
 
-def run_in_lab_kernel(server_url: str, token: str, kernel_id: str,
-                      cells: list[tuple[str, str | None]], timeout: float = 90) -> list[dict[str, Any]]:
+def run_in_lab_kernel(
+    server_url: str,
+    token: str,
+    kernel_id: str,
+    cells: list[tuple[str, str | None]],
+    timeout: float = 90,
+) -> list[dict[str, Any]]:
     """Run `cells` ((code, cell id)) in the kernel as JupyterLab does: ``allow_stdin`` true and
     the cell's id in the request's metadata. Each result: the reply's status, what it showed."""
     return asyncio.run(_drive(server_url, token, kernel_id, cells, timeout))
 
 
-async def _drive(server_url: str, token: str, kernel_id: str, cells: list[tuple[str, str | None]],
-                 timeout: float) -> list[dict[str, Any]]:
+async def _drive(
+    server_url: str, token: str, kernel_id: str, cells: list[tuple[str, str | None]], timeout: float
+) -> list[dict[str, Any]]:
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
@@ -104,14 +124,32 @@ async def _drive(server_url: str, token: str, kernel_id: str, cells: list[tuple[
     try:
         for code, cell_id in cells:
             msg_id = uuid.uuid4().hex
-            await ws.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "username": "t", "session": session,
-                           "msg_type": "execute_request", "version": "5.3", "date": ""},
-                "parent_header": {}, "channel": "shell", "buffers": [],
-                "metadata": {"cellId": cell_id} if cell_id else {},
-                "content": {"code": code, "silent": False, "store_history": True,
-                            "user_expressions": {}, "allow_stdin": True, "stop_on_error": True},
-            }))
+            await ws.write_message(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "username": "t",
+                            "session": session,
+                            "msg_type": "execute_request",
+                            "version": "5.3",
+                            "date": "",
+                        },
+                        "parent_header": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "metadata": {"cellId": cell_id} if cell_id else {},
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": True,
+                            "user_expressions": {},
+                            "allow_stdin": True,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
             reply: dict[str, Any] | None = None
             shown: list[str] = []
             idle = False

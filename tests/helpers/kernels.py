@@ -61,7 +61,11 @@ def kernel_env(proxy_url: str | None, token: str | None = None, **extra: str) ->
 
 def make_notebook(cells: list[str], raises: tuple[int, ...] = ()) -> Any:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
     for i in raises:
         nb.cells[i].metadata["tags"] = ["raises-exception"]
@@ -81,6 +85,7 @@ def run_notebook(nb: Any, env: dict[str, str], cwd: Path, timeout: int = 120) ->
 
 def outputs_text(cell: Any) -> str:
     """All text a cell showed: streams, markdown / plain display data, errors."""
+
     def text(v: Any) -> str:  # on disk, multi-line strings are lists of lines
         return "".join(v) if isinstance(v, list) else str(v or "")
 
@@ -106,15 +111,24 @@ def user_prompts(received: list[Any]) -> list[str]:
     return out
 
 
-async def run_cells(server_url: str, token: str, cells: list[str], timeout: float = 120) -> list[dict[str, Any]]:
+async def run_cells(
+    server_url: str, token: str, cells: list[str], timeout: float = 120
+) -> list[dict[str, Any]]:
     """Start a kernel in the server at `server_url` (ending in /), run `cells`, shut it down.
 
     Each result: {"outputs": [text of stream / display / result], "error": ename or None}.
     """
     http = AsyncHTTPClient()
     headers = {"Authorization": f"token {token}"}
-    resp = await http.fetch(HTTPRequest(server_url + "api/kernels", method="POST", body="{}", headers=headers,
-                                        request_timeout=60))
+    resp = await http.fetch(
+        HTTPRequest(
+            server_url + "api/kernels",
+            method="POST",
+            body="{}",
+            headers=headers,
+            request_timeout=60,
+        )
+    )
     kernel_id = json.loads(resp.body)["id"]
     ws_url = server_url.replace("http", "ws", 1) + f"api/kernels/{kernel_id}/channels"
     conn = await websocket_connect(HTTPRequest(ws_url, headers=headers, connect_timeout=30))
@@ -123,13 +137,32 @@ async def run_cells(server_url: str, token: str, cells: list[str], timeout: floa
     try:
         for code in cells:
             msg_id = uuid.uuid4().hex
-            conn.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "msg_type": "execute_request", "session": session,
-                           "username": "test", "version": "5.3", "date": ""},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                            "allow_stdin": False, "stop_on_error": True},
-            }))
+            conn.write_message(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "msg_type": "execute_request",
+                            "session": session,
+                            "username": "test",
+                            "version": "5.3",
+                            "date": "",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": True,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
             outputs: list[str] = []
             error = None
             while True:
@@ -137,13 +170,19 @@ async def run_cells(server_url: str, token: str, cells: list[str], timeout: floa
                 if raw is None:
                     raise RuntimeError("kernel websocket closed")
                 msg = json.loads(raw)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id or msg.get("channel") != "iopub":
+                if (
+                    msg.get("parent_header", {}).get("msg_id") != msg_id
+                    or msg.get("channel") != "iopub"
+                ):
                     continue
                 kind, content = msg["msg_type"], msg["content"]
                 if kind == "stream":
                     outputs.append(content["text"])
                 elif kind in ("display_data", "execute_result", "update_display_data"):
-                    outputs.append(content["data"].get("text/plain", "") + content["data"].get("text/markdown", ""))
+                    outputs.append(
+                        content["data"].get("text/plain", "")
+                        + content["data"].get("text/markdown", "")
+                    )
                 elif kind == "error":
                     error = content["ename"]
                     outputs.append("\n".join(content["traceback"]))
@@ -152,8 +191,10 @@ async def run_cells(server_url: str, token: str, cells: list[str], timeout: floa
             results.append({"outputs": outputs, "error": error})
     finally:
         conn.close()
-        await http.fetch(HTTPRequest(server_url + f"api/kernels/{kernel_id}", method="DELETE", headers=headers),
-                         raise_error=False)
+        await http.fetch(
+            HTTPRequest(server_url + f"api/kernels/{kernel_id}", method="DELETE", headers=headers),
+            raise_error=False,
+        )
     return results
 
 

@@ -29,14 +29,29 @@ class OwnRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.folder), *self.extra],
-            stdout=(self.folder / "redis.log").open("ab"), stderr=subprocess.STDOUT,
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+                *self.extra,
+            ],
+            stdout=(self.folder / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20
         while not self.answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start:\n{(self.folder / 'redis.log').read_text()}")
+                raise RuntimeError(
+                    f"redis-server did not start:\n{(self.folder / 'redis.log').read_text()}"
+                )
             time.sleep(0.05)
 
     def answers(self) -> bool:
@@ -44,8 +59,13 @@ class OwnRedis:
             import redis
 
             try:
-                return bool(redis.Redis(port=self.port, password=self.extra[self.extra.index("--requirepass") + 1],
-                                        socket_timeout=1).ping())
+                return bool(
+                    redis.Redis(
+                        port=self.port,
+                        password=self.extra[self.extra.index("--requirepass") + 1],
+                        socket_timeout=1,
+                    ).ping()
+                )
             except redis.RedisError:
                 return False
         return redis_answers(self.port)
@@ -70,8 +90,11 @@ class OwnPostgres:
         self.data = self.folder / "data"
         self.port = free_port()
         subprocess.run(
-            as_service_user([self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]),
-            check=True, capture_output=True,
+            as_service_user(
+                [self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
         )
 
     @property
@@ -80,12 +103,29 @@ class OwnPostgres:
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(as_service_user([self.pg_ctl, "-D", str(self.data), "-o", opts, "-l",
-                                        str(self.folder / "log"), "-w", "start"]), check=True, capture_output=True)
+        subprocess.run(
+            as_service_user(
+                [
+                    self.pg_ctl,
+                    "-D",
+                    str(self.data),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.folder / "log"),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     def stop(self, mode: str = "fast") -> None:
-        subprocess.run(as_service_user([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            as_service_user([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"]),
+            capture_output=True,
+        )
 
     def remove(self) -> None:
         self.stop("immediate")

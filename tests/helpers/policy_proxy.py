@@ -42,16 +42,26 @@ class Proxy:
         engine.windows.clock = lambda: self.now
         self.client = httpclient.AsyncHTTPClient()
 
-    async def call(self, method: str, path: str, token: str, body: Any = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         res = await self.client.fetch(
-            self.base + path, method=method, raise_error=False,
+            self.base + path,
+            method=method,
+            raise_error=False,
             body=None if body is None else json.dumps(body),
             headers={"Authorization": f"Bearer {token}", **(headers or {})},
         )
         return res.code, json.loads(res.body) if res.body else {}
 
-    async def ask(self, token: str, model: str | None = None, **headers: str) -> tuple[int, dict[str, Any]]:
+    async def ask(
+        self, token: str, model: str | None = None, **headers: str
+    ) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
         if model:
             body["model"] = model
@@ -71,13 +81,20 @@ async def proxy_starter(
     made: list[tuple[Any, Any]] = []
 
     async def start(**config: Any) -> Proxy:
-        proxy = RSQLProxy(upstreams=upstreams_for(fresh_provider), default_model="fake-small",
-                          health_check_seconds=0.0, **config)
+        proxy = RSQLProxy(
+            upstreams=upstreams_for(fresh_provider),
+            default_model="fake-small",
+            health_check_seconds=0.0,
+            **config,
+        )
         engine = build_engine(proxy, default_database=f"sqlite:///{tmp_path / 'usage.sqlite'}")
         host = SimpleNamespace(static_users=USERS, hub_auth=None)
-        app = web.Application(make_handlers(ServiceBase, ""), rsql=ProxyContext(engine=engine, proxy=proxy),
-                              rsql_app=host)
-        sock, = netutil.bind_sockets(0, "127.0.0.1")
+        app = web.Application(
+            make_handlers(ServiceBase, ""),
+            rsql=ProxyContext(engine=engine, proxy=proxy),
+            rsql_app=host,
+        )
+        (sock,) = netutil.bind_sockets(0, "127.0.0.1")
         server = httpserver.HTTPServer(app)
         server.add_sockets([sock])
         made.append((server, engine))

@@ -46,7 +46,12 @@ class JupyterServer:
         return self.log_path.read_text(errors="replace")
 
     def request(
-        self, method: str, path: str, body: Any = None, token: str | None = "default", headers: dict | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = "default",
+        headers: dict | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         tok = self.token if token == "default" else token
         return http(method, self.proxy_url + path, body, f"token {tok}" if tok else None, headers)
@@ -70,8 +75,13 @@ USERS = {
 
 # only our extension: the others (jupyterlab, lsp, ...) triple the start-up time
 ONLY_RSQL = {
-    "jupyter_server_ext": True, "jupyterlab": False, "notebook": False, "jupyter_lsp": False,
-    "jupysql_plugin": False, "notebook_shim": False, "jupyter_server_terminals": False,
+    "jupyter_server_ext": True,
+    "jupyterlab": False,
+    "notebook": False,
+    "jupyter_lsp": False,
+    "jupysql_plugin": False,
+    "notebook_shim": False,
+    "jupyter_server_terminals": False,
 }
 
 
@@ -115,7 +125,12 @@ class InProcessJupyter:
         return self.logged.text()
 
     def request(
-        self, method: str, path: str, body: Any = None, token: str | None = "default", headers: dict | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = "default",
+        headers: dict | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         tok = self.token if token == "default" else token
         return http(method, self.proxy_url + path, body, f"token {tok}" if tok else None, headers)
@@ -137,8 +152,9 @@ class InProcessJupyter:
         ServerApp.clear_instance()
 
 
-def serve_in_thread(app: ServerApp, sock: socket.socket, loop: asyncio.AbstractEventLoop,
-                    logged: ServerLog) -> InProcessJupyter:
+def serve_in_thread(
+    app: ServerApp, sock: socket.socket, loop: asyncio.AbstractEventLoop, logged: ServerLog
+) -> InProcessJupyter:
     """Serve `app` (made by pytest-jupyter on `loop`, which is not running) on `sock` from a thread."""
 
     async def listen() -> HTTPServer:
@@ -150,12 +166,26 @@ def serve_in_thread(app: ServerApp, sock: socket.socket, loop: asyncio.AbstractE
     thread = threading.Thread(target=loop.run_forever, name="jupyter-in-process", daemon=True)
     thread.start()
     port = sock.getsockname()[1]
-    return InProcessJupyter(f"http://127.0.0.1:{port}{app.base_url}", app.identity_provider.token, app,
-                            http_server, loop, thread, logged, dict(os.environ))
+    return InProcessJupyter(
+        f"http://127.0.0.1:{port}{app.base_url}",
+        app.identity_provider.token,
+        app,
+        http_server,
+        loop,
+        thread,
+        logged,
+        dict(os.environ),
+    )
 
 
-def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[str, str] | None = None,
-                         wait: bool = True, named_users: bool = False) -> JupyterServer:
+def start_jupyter_server(
+    tmp: Path,
+    proxy_config: dict[str, Any],
+    *,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    named_users: bool = False,
+) -> JupyterServer:
     """Start `jupyter server` with `c.RSQLProxy.<k> = <v>` for each item of proxy_config."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -165,8 +195,11 @@ def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[s
     lines += [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
     if named_users:  # tok-alice, tok-bob (students), tok-carol (staff) instead of one owner
         lines.append("c.ServerApp.identity_provider_class = 'tests.helpers.identity.TokenUsers'")
-        env = {**(env or {}), "RSQL_TEST_TOKEN_USERS": json.dumps(USERS),
-               "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {
+            **(env or {}),
+            "RSQL_TEST_TOKEN_USERS": json.dumps(USERS),
+            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
     cfg.write_text("\n".join(lines) + "\n")
     root = tmp / "root"
     root.mkdir(exist_ok=True)
@@ -180,8 +213,16 @@ def start_jupyter_server(tmp: Path, proxy_config: dict[str, Any], *, env: dict[s
     log_path = tmp / "server.log"
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", "--allow-root", f"--config={cfg}", f"--ServerApp.root_dir={root}",
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            "--allow-root",
+            f"--config={cfg}",
+            f"--ServerApp.root_dir={root}",
             "--ServerApp.port_retries=0",
         ],
         stdout=log_path.open("wb"),
@@ -223,16 +264,33 @@ class ProxyService:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
-                headers: dict | None = None, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
-        return http(method, self.url + path, body, f"Bearer {token}" if token else None, headers, timeout)
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, dict[str, str], bytes]:
+        return http(
+            method, self.url + path, body, f"Bearer {token}" if token else None, headers, timeout
+        )
 
     def stop(self, sig: int = 2) -> int:
         return stop_process(self.proc, sig)
 
 
-def start_workers(tmp: Path, proxy_config: dict[str, Any], workers: int, *, static_users: dict,
-                  wait: bool = True, umask: int = -1, env: dict[str, str] | None = None) -> ProxyService:
+def start_workers(
+    tmp: Path,
+    proxy_config: dict[str, Any],
+    workers: int,
+    *,
+    static_users: dict,
+    wait: bool = True,
+    umask: int = -1,
+    env: dict[str, str] | None = None,
+) -> ProxyService:
     """`rsql-proxy --workers N` in `tmp` (``start_service`` takes no command-line options); with
     `wait`, returns once every worker listens."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -243,9 +301,21 @@ def start_workers(tmp: Path, proxy_config: dict[str, Any], workers: int, *, stat
     cfg.write_text("\n".join(lines) + "\n")
     log_path = tmp / "service.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port),
-         "--workers", str(workers)],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, umask=umask,
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server_ext",
+            "--config",
+            str(cfg),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+        umask=umask,
         env=child_env(**(env or {})),
     )
     svc = ProxyService(f"http://127.0.0.1:{port}/", proc, log_path, tmp)
@@ -255,13 +325,21 @@ def start_workers(tmp: Path, proxy_config: dict[str, Any], workers: int, *, stat
     while svc.log().count("rsql-proxy listening") < workers:
         if proc.poll() is not None or time.monotonic() > deadline:
             svc.stop(9)
-            raise RuntimeError(f"rsql-proxy workers did not start ({proc.returncode}):\n{svc.log()}")
+            raise RuntimeError(
+                f"rsql-proxy workers did not start ({proc.returncode}):\n{svc.log()}"
+            )
         time.sleep(0.1)
     return svc
 
 
-def start_service(tmp: Path, proxy_config: dict[str, Any], *, static_users: dict | None = None,
-                  env: dict[str, str] | None = None, prefix: str = "/") -> ProxyService:
+def start_service(
+    tmp: Path,
+    proxy_config: dict[str, Any],
+    *,
+    static_users: dict | None = None,
+    env: dict[str, str] | None = None,
+    prefix: str = "/",
+) -> ProxyService:
     """Start `rsql-proxy` with `c.RSQLProxy.<k> = <v>` for each item of proxy_config."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -272,9 +350,21 @@ def start_service(tmp: Path, proxy_config: dict[str, Any], *, static_users: dict
     cfg.write_text("\n".join(lines) + "\n")
     log_path = tmp / "service.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port),
-         "--base-url", prefix],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp, env=child_env(**(env or {})),
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server_ext",
+            "--config",
+            str(cfg),
+            "--port",
+            str(port),
+            "--base-url",
+            prefix,
+        ],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+        env=child_env(**(env or {})),
     )
     svc = ProxyService(f"http://127.0.0.1:{port}{prefix}", proc, log_path, tmp)
     deadline = time.monotonic() + 30
@@ -306,7 +396,8 @@ class Hub:
             # entitlements by hub group (tests/e2e/test_hub.py moves a user between them); the
             # service asks the hub again about a token after 2 s, so group changes show quickly
             "c.RSQLProxy.limit_overrides = {'user:carla': {'user_limits': ['100/minute']},"
-            " 'group:students': {'models': ['fake-small'], 'default_model': 'fake-small', 'user_limits': ['100/minute']},"
+            " 'group:students': {'models': ['fake-small'], 'default_model': 'fake-small',"
+            " 'user_limits': ['100/minute']},"
             " 'group:staff': {'default_model': 'fake-large', 'user_limits': ['100/minute']}}\n"
             "c.RSQLProxy.admin_timezone = 'Europe/Berlin'\n"
             "c.RSQLProxyService.hub_cache_seconds = 2\n"
@@ -345,14 +436,19 @@ configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0
         self.log_path = tmp / "hub.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
-            cwd=tmp, env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT,
+            cwd=tmp,
+            env=env,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 90
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited:\n{self.log()}")
             try:
-                if self.api("GET", "")[0] == 200 and self.service("GET", "status", self.admin_token)[0] in (200, 403):
+                if self.api("GET", "")[0] == 200 and self.service(
+                    "GET", "status", self.admin_token
+                )[0] in (200, 403):
                     break
             except OSError:
                 pass
@@ -363,13 +459,17 @@ configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def _req(self, method: str, url: str, token: str | None, body: object = None) -> tuple[int, dict]:
+    def _req(
+        self, method: str, url: str, token: str | None, body: object = None
+    ) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"token {token}"
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers), timeout=60) as r:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, data=data, method=method, headers=headers), timeout=60
+            ) as r:
                 raw = r.read()
                 if not r.headers.get("Content-Type", "").startswith("application/json"):
                     return r.status, {"raw": raw.decode(errors="replace")}
@@ -384,7 +484,9 @@ configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0
     def api(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
         return self._req(method, self.url + "hub/api/" + path, self.admin_token, body)
 
-    def service(self, method: str, path: str, token: str | None, body: object = None) -> tuple[int, dict]:
+    def service(
+        self, method: str, path: str, token: str | None, body: object = None
+    ) -> tuple[int, dict]:
         # through the hub's public proxy, as any client would
         return self._req(method, self.url + "services/rsql/" + path, token, body)
 

@@ -33,7 +33,9 @@ def pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3])
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3]
+    )
     return str(candidates[-1]) if candidates else None
 
 
@@ -42,7 +44,9 @@ def trusted_postgres(port: int) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", connect_timeout=3):
+        with psycopg.connect(
+            f"host=127.0.0.1 port={port} user=postgres dbname=postgres", connect_timeout=3
+        ):
             return True
     except psycopg.Error:
         return False

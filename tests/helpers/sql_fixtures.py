@@ -42,8 +42,9 @@ def everything_sent(fp: FakeProvider) -> str:
     return "\n".join(json.dumps(r.body) for r in fp.received)
 
 
-def check_errors_sent_back_carry_no_data(kind: str, conn: Any, fresh_provider: FakeProvider,
-                                         complete: Complete) -> None:
+def check_errors_sent_back_carry_no_data(
+    kind: str, conn: Any, fresh_provider: FakeProvider, complete: Complete
+) -> None:
     """The loop on `conn`, a connection to table t holding SECRET, with the model scripted
     (by the caller) to make the database quote a value in its error, then to answer GOOD."""
     try:
@@ -109,15 +110,18 @@ def sql(text: str) -> str:
     return f"```sql\n{text}\n```"
 
 
-def check_limit_offset_comma_is_respelled(db: Any, fresh_provider: FakeProvider,
-                                          complete: Complete) -> None:
+def check_limit_offset_comma_is_respelled(
+    db: Any, fresh_provider: FakeProvider, complete: Complete
+) -> None:
     """MySQL's `LIMIT 1, 2` on the AIRLINES table in `db`: respelled after the engine rejects it."""
-    fresh_provider.script(sql('SELECT uid FROM airlines ORDER BY uid LIMIT 1, 2'))
+    fresh_provider.script(sql("SELECT uid FROM airlines ORDER BY uid LIMIT 1, 2"))
     res = run_question("airlines 2 and 3", resolve(db), complete)
     assert len(fresh_provider.received) == 1
     assert res.frame["uid"].tolist() == [2, 3]
     assert "LIMIT 2 OFFSET 1" in res.sql
-    assert any("syntax with sqlglot after the database rejected the original" in n for n in res.notes)
+    assert any(
+        "syntax with sqlglot after the database rejected the original" in n for n in res.notes
+    )
 
 
 # -- the loop (test_sql_loop), on the tables of tests/helpers/shop.py ------------------------

@@ -30,4 +30,8 @@ class Database:
 
 
 def spooled_lines(folder: Path) -> list[list]:
-    return [json.loads(line) for f in sorted(folder.glob("usage-*.jsonl")) for line in f.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for f in sorted(folder.glob("usage-*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]

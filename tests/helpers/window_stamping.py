@@ -20,10 +20,13 @@ ALICE = Caller("alice")
 LONG = " ".join(["word"] * 240)  # streamed a word per 5 ms: about 1.2 s from first byte to end
 
 
-async def make_engine(request: pytest.FixtureRequest, kind: str, fp: FakeProvider, limits: list[str],
-                      **settings: Any) -> Engine:
+async def make_engine(
+    request: pytest.FixtureRequest, kind: str, fp: FakeProvider, limits: list[str], **settings: Any
+) -> Engine:
     specs = parse_upstreams(upstreams_for(fp, a1={"limits": limits}))
-    es = EngineSettings(upstreams=specs, default_model="fake-small", health_check_seconds=0, **settings)
+    es = EngineSettings(
+        upstreams=specs, default_model="fake-small", health_check_seconds=0, **settings
+    )
     if kind == "memory":
         return Engine(es, state=MemoryState())
     require("redis")
@@ -32,8 +35,12 @@ async def make_engine(request: pytest.FixtureRequest, kind: str, fp: FakeProvide
 
     prefix = f"rsqltest-{secrets.token_hex(4)}:"
     state = RedisState(request.getfixturevalue("redis_server") + "/9", prefix=prefix)
-    engine = Engine(es, state=state, pool_class=SharedPool, pool_options={"state": state, "prefix": prefix})
-    request.addfinalizer(lambda: asyncio.run(_clean(request.getfixturevalue("redis_server") + "/9", prefix)))
+    engine = Engine(
+        es, state=state, pool_class=SharedPool, pool_options={"state": state, "prefix": prefix}
+    )
+    request.addfinalizer(
+        lambda: asyncio.run(_clean(request.getfixturevalue("redis_server") + "/9", prefix))
+    )
     return engine
 
 
@@ -55,9 +62,16 @@ def one_key(fp: FakeProvider, limit: int, window: float) -> None:
 
 async def first_byte_times(engine: Engine, n: int, t0: float) -> list[float]:
     """Start `n` streams at once; when each one's first event came, relative to `t0`."""
+
     async def one() -> float:
-        reply = await engine.chat({"model": "fake-small", "stream": True,
-                                   "messages": [{"role": "user", "content": "long please"}]}, ALICE)
+        reply = await engine.chat(
+            {
+                "model": "fake-small",
+                "stream": True,
+                "messages": [{"role": "user", "content": "long please"}],
+            },
+            ALICE,
+        )
         first = None
         async for _ev in reply.events:
             first = first or time.monotonic() - t0
@@ -67,13 +81,17 @@ async def first_byte_times(engine: Engine, n: int, t0: float) -> list[float]:
 
 
 async def stream_holds_its_slot_from_its_first_byte(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str,
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
 ) -> None:
     """Two slots per second; four long streams at once: the last two start once the first two's
     window turns (about 1 s), not once their 1.2 s answers have ended as well (about 2.2 s)."""
     one_key(fresh_provider, 2, 1.0)
     fresh_provider.script(*[LONG] * 4)
-    engine = await make_engine(request, state_kind, fresh_provider, ["2 per 1 second"], max_wait_seconds=10)
+    engine = await make_engine(
+        request, state_kind, fresh_provider, ["2 per 1 second"], max_wait_seconds=10
+    )
     await engine.start()
     try:
         firsts = await first_byte_times(engine, 4, time.monotonic())
@@ -85,7 +103,10 @@ async def stream_holds_its_slot_from_its_first_byte(
 
 
 async def provider_headers_say_when_a_slow_answer_was_counted(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str, headers: str,
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+    headers: str,
 ) -> None:
     """One slot per second; answers take 0.6 s (the first byte is the whole answer). When the
     provider's x-ratelimit-reset-requests is as of its answer, it tells when the request was
@@ -96,11 +117,15 @@ async def provider_headers_say_when_a_slow_answer_was_counted(
     fresh_provider.latency = 0.6
     fresh_provider.ratelimit_headers_at_answer = headers == "as of the answer"
     fresh_provider.strip_ratelimit_headers = headers == "none"
-    engine = await make_engine(request, state_kind, fresh_provider, ["1 per 1 second"], max_wait_seconds=10)
+    engine = await make_engine(
+        request, state_kind, fresh_provider, ["1 per 1 second"], max_wait_seconds=10
+    )
     await engine.start()
     try:
         for _ in range(2):
-            await engine.chat({"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}, ALICE)
+            await engine.chat(
+                {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}, ALICE
+            )
     finally:
         await engine.close()
     arrivals = [r.at for r in fresh_provider.received if r.status == 200]

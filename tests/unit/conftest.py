@@ -21,18 +21,25 @@ from tests.conftest import not_in_unit
 # Commands libraries run on their own during a unit test, each answered as if the program were
 # not installed (FileNotFoundError, which each of them handles), so no process starts: why.
 ABSENT: dict[tuple[str, ...], str] = {
-    ("git", "rev-parse", "--short", "HEAD"):
-        "jupyter_server's system info, at an in-process server's start, when its package is in a"
-        " git checkout (a .venv in this repository); without git it reports no commit",
+    (
+        "git",
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ): "jupyter_server's system info, at an in-process server's start, when its package is in a"
+    " git checkout (a .venv in this repository); without git it reports no commit",
     ("uname", "-p"): "platform.uname().processor, for jupyter_server's system info at the same"
-                     " start; without uname it is blank",
+    " start; without uname it is blank",
 }
 
 
 def _refuse(what: str) -> NoReturn:
     # pytest.fail's exception is no Exception: a library's `except Exception` does not hide it
-    pytest.fail(f"a unit test started a process ({what}): unit tests start no process; "
-                "move the test to tests/e2e/", pytrace=True)
+    pytest.fail(
+        f"a unit test started a process ({what}): unit tests start no process; "
+        "move the test to tests/e2e/",
+        pytrace=True,
+    )
 
 
 def _argv(args: Any) -> tuple[str, ...]:
@@ -41,7 +48,9 @@ def _argv(args: Any) -> tuple[str, ...]:
 
 def _start_child(self: subprocess.Popen, args: Any, *rest: Any) -> None:  # type: ignore[type-arg]
     if _argv(args) in ABSENT:
-        raise FileNotFoundError(2, "not run in a unit test (tests/unit/conftest.py)", _argv(args)[0])
+        raise FileNotFoundError(
+            2, "not run in a unit test (tests/unit/conftest.py)", _argv(args)[0]
+        )
     _refuse(f"subprocess.Popen({args!r})")
 
 
@@ -58,8 +67,9 @@ def _no_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # friends, os.popen, asyncio's subprocesses, jupyter_client's kernels (a private method, but
     # the one place; a changed name fails every unit test at setup, not silently)
     monkeypatch.setattr(subprocess.Popen, "_execute_child", _start_child)
-    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start",
-                        _refuser("multiprocessing Process.start"))
+    monkeypatch.setattr(
+        multiprocessing.process.BaseProcess, "start", _refuser("multiprocessing Process.start")
+    )
     # what starts a process without subprocess (os.spawn* goes through os.fork)
     for name in ("system", "fork", "forkpty", "posix_spawn", "posix_spawnp"):
         if hasattr(os, name):

@@ -34,8 +34,18 @@ BILL = 1234.50
 
 
 def outcome(request_id: str, user: str, cost: float = 0.001) -> Outcome:
-    return Outcome(request_id, Caller(user, client="magic"), "fake-small", time.time(), upstream="a1",
-                   prompt_tokens=10, completion_tokens=5, cost_usd=cost, latency_s=0.2, upstream_s=0.15)
+    return Outcome(
+        request_id,
+        Caller(user, client="magic"),
+        "fake-small",
+        time.time(),
+        upstream="a1",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_usd=cost,
+        latency_s=0.2,
+        upstream_s=0.15,
+    )
 
 
 def charged(db: Path) -> dict[str, float]:
@@ -61,7 +71,9 @@ async def journal_and_abandon(spool: Path, tmp_path: Path, ids: list[str]) -> No
     """A real process's journal left behind: its database was unreachable until it stopped."""
     away = tmp_path / "away"
     away.write_text("not a folder")
-    log = UsageLog(open_store(f"sqlite:///{away}/usage.sqlite"), spool_dir=str(spool), interval=3600)
+    log = UsageLog(
+        open_store(f"sqlite:///{away}/usage.sqlite"), spool_dir=str(spool), interval=3600
+    )
     await log.start()
     for request_id in ids:
         log.record(outcome(request_id, "carol"))
@@ -90,8 +102,11 @@ async def test_planted_spool_segments_are_skipped_and_never_charged(
     linked = planted_line("via-link")
     elsewhere.write_text(linked)
     elsewhere.chmod(0o600)
-    planted = {"usage-1-1-aaaaaa.jsonl": "a symbolic link", "usage-2-2-bbbbbb.jsonl": "readable by others",
-               "usage-3-3-cccccc.jsonl": "a FIFO"}
+    planted = {
+        "usage-1-1-aaaaaa.jsonl": "a symbolic link",
+        "usage-2-2-bbbbbb.jsonl": "readable by others",
+        "usage-3-3-cccccc.jsonl": "a FIFO",
+    }
     (spool / "usage-1-1-aaaaaa.jsonl").symlink_to(elsewhere)
     wide = spool / "usage-2-2-bbbbbb.jsonl"
     wide.write_text(planted_line("wide-mode"))
@@ -111,7 +126,9 @@ async def test_planted_spool_segments_are_skipped_and_never_charged(
         os.close(os.open(spool / "usage-3-3-cccccc.jsonl", os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("the spool hung opening a planted FIFO")
     assert used  # the folder itself is ours and private: the spool is in use
-    assert charged(db) == {"carol": pytest.approx(0.002)}  # the dead process's rows, and nothing else
+    assert charged(db) == {
+        "carol": pytest.approx(0.002)
+    }  # the dead process's rows, and nothing else
     said = " | ".join(r.getMessage() for r in caplog.records)
     for name in planted:
         assert name in said, (name, said)
@@ -157,7 +174,9 @@ def test_a_new_spool_folder_is_private(tmp_path: Path) -> None:
     spool = tmp_path / "deep" / "spool"
 
     async def run() -> None:
-        log = UsageLog(open_store(f"sqlite:///{tmp_path}/usage.sqlite"), spool_dir=str(spool), interval=3600)
+        log = UsageLog(
+            open_store(f"sqlite:///{tmp_path}/usage.sqlite"), spool_dir=str(spool), interval=3600
+        )
         await log.start()
         await log.close()
 
@@ -176,10 +195,14 @@ def ask_and_record(provider: FakeProvider, path: Path) -> str:
     provider.script("SELECT 1")
     client = ProxyClient(f"http://127.0.0.1:{provider.port}/", FAKE_KEY)
     rp = Replay("auto", ReplayStore(path), kind="ask", cell="cell In [1]", question="q")
-    return client.chat([{"role": "user", "content": "q"}], model="fake-small", temperature=0, replay=rp).text
+    return client.chat(
+        [{"role": "user", "content": "q"}], model="fake-small", temperature=0, replay=rp
+    ).text
 
 
-def test_a_new_replay_file_is_readable_by_its_owner_only(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_a_new_replay_file_is_readable_by_its_owner_only(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     path = tmp_path / ".rsql-replay.jsonl"
     old = os.umask(0o022)
     try:
@@ -189,7 +212,9 @@ def test_a_new_replay_file_is_readable_by_its_owner_only(fresh_provider: FakePro
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_a_replay_file_that_is_a_symlink_is_refused(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_a_replay_file_that_is_a_symlink_is_refused(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     victim = tmp_path / "bashrc"
     victim.write_text("export PATH=$HOME/bin:$PATH\n")
     path = tmp_path / ".rsql-replay.jsonl"

@@ -20,12 +20,20 @@ PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0}}}  # $0.0
 
 # JupyterHub allows any character but '/' in a user name: each of these is a glob pattern, a
 # key separator, or a prefix of another user's name
-HOSTILE = {"tok-star": "*", "tok-bob": "bob", "tok-bobx": "bob:x", "tok-bqb": "b?b", "tok-class": "[ab]ob"}
+HOSTILE = {
+    "tok-star": "*",
+    "tok-bob": "bob",
+    "tok-bobx": "bob:x",
+    "tok-bqb": "b?b",
+    "tok-class": "[ab]ob",
+}
 ADMIN = "tok-carol"
 
 
 @pytest.fixture
-def hostile_names(jupyter_app_factory, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> InProcessJupyter:
+def hostile_names(
+    jupyter_app_factory, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> InProcessJupyter:
     server = jupyter_app_factory(
         {
             "upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
@@ -57,32 +65,49 @@ def usage(server: InProcessJupyter, token: str) -> tuple[list[int], float]:
     return [w["used"] for w in me["limits"]], me["budget"]["spent_usd"]
 
 
-def test_resetting_one_hostile_name_leaves_every_other_users_windows_and_budget(hostile_names: InProcessJupyter) -> None:
+def test_resetting_one_hostile_name_leaves_every_other_users_windows_and_budget(
+    hostile_names: InProcessJupyter,
+) -> None:
     for token in HOSTILE:
         spend(hostile_names, token)
     before = {token: usage(hostile_names, token) for token in HOSTILE}
     assert all(used == [2, 2] and spent > 0 for used, spent in before.values()), before
     for token, name in HOSTILE.items():
-        status, _, raw = hostile_names.request("POST", "admin/reset-limits", {"user": name}, token=ADMIN)
+        status, _, raw = hostile_names.request(
+            "POST", "admin/reset-limits", {"user": name}, token=ADMIN
+        )
         assert status == 200, raw
         assert json.loads(raw)["reset"] == name
         after = {t: usage(hostile_names, t) for t in HOSTILE}
-        assert after[token] == ([0, 0], 0.0), f"resetting {name!r} left its own state: {after[token]}"
+        assert after[token] == ([0, 0], 0.0), (
+            f"resetting {name!r} left its own state: {after[token]}"
+        )
         others = {HOSTILE[t]: after[t] for t in HOSTILE if t != token}
-        assert others == {HOSTILE[t]: before[t] for t in HOSTILE if t != token}, f"resetting {name!r} touched others"
+        assert others == {HOSTILE[t]: before[t] for t in HOSTILE if t != token}, (
+            f"resetting {name!r} touched others"
+        )
         spend(hostile_names, token)  # back as it was, for the next name's reset
         before[token] = usage(hostile_names, token)
 
 
-def test_a_dead_upstreams_address_stays_out_of_the_clients_502(jupyter_app_factory,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dead_upstreams_address_stays_out_of_the_clients_502(
+    jupyter_app_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = free_port()  # nothing listens there: the connection is refused
     monkeypatch.setenv("RSQL_TEST_DEAD_KEY", "sk-dead-0123456789")
-    server = jupyter_app_factory({
-        "upstreams": [{"name": "private-gpu", "base_url": f"http://127.0.0.1:{port}/v1",
-                       "api_key_env": "RSQL_TEST_DEAD_KEY", "models": ["fake-small"]}],
-        "default_model": "fake-small",
-    })
+    server = jupyter_app_factory(
+        {
+            "upstreams": [
+                {
+                    "name": "private-gpu",
+                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "api_key_env": "RSQL_TEST_DEAD_KEY",
+                    "models": ["fake-small"],
+                }
+            ],
+            "default_model": "fake-small",
+        }
+    )
     status, _, raw = server.request("POST", "v1/chat/completions", ASK)
     body = raw.decode()
     assert status == 502, body
@@ -94,11 +119,17 @@ def test_a_dead_upstreams_address_stays_out_of_the_clients_502(jupyter_app_facto
     assert "sk-dead" not in server.log()
 
 
-def test_the_admin_page_of_a_name_with_percent_signs_shows_that_user(hostile_names: InProcessJupyter) -> None:
+def test_the_admin_page_of_a_name_with_percent_signs_shows_that_user(
+    hostile_names: InProcessJupyter,
+) -> None:
     """The dashboard links to users/<encoded name>; a name that is itself percent-encoded text
     ("a%41", a valid hub user name) must not be decoded twice into another user's ("aA")."""
-    status, _, raw = hostile_names.request("GET", "admin/users/" + urllib.parse.quote("a%41", safe=""),
-                                           token=ADMIN, headers={"Accept": "text/html"})
+    status, _, raw = hostile_names.request(
+        "GET",
+        "admin/users/" + urllib.parse.quote("a%41", safe=""),
+        token=ADMIN,
+        headers={"Accept": "text/html"},
+    )
     assert status == 200, raw
     assert '<span id="who">a%41</span>' in raw.decode()
 
@@ -108,10 +139,16 @@ def test_the_admin_page_of_a_name_made_of_markup_shows_it_as_text(
 ) -> None:
     name = "<img src=x onerror=alert(1)>\"'&"
     users = json.loads(os.environ["RSQL_TEST_TOKEN_USERS"])
-    monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps({**users, "tok-markup": {"name": name, "groups": []}}))
+    monkeypatch.setenv(
+        "RSQL_TEST_TOKEN_USERS", json.dumps({**users, "tok-markup": {"name": name, "groups": []}})
+    )
     spend(hostile_names, "tok-markup", 1)  # a row of theirs is on the page too
-    status, _, raw = hostile_names.request("GET", "admin/users/" + urllib.parse.quote(name, safe=""),
-                                           token=ADMIN, headers={"Accept": "text/html"})
+    status, _, raw = hostile_names.request(
+        "GET",
+        "admin/users/" + urllib.parse.quote(name, safe=""),
+        token=ADMIN,
+        headers={"Accept": "text/html"},
+    )
     page = raw.decode()
     assert status == 200, page
     assert "<img" not in page, page

@@ -36,7 +36,9 @@ def mode(path: Path) -> int:
 def wait_for(paths: list[Path], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while not all(p.exists() for p in paths):
-        assert time.monotonic() < deadline, f"never created: {[str(p) for p in paths if not p.exists()]}"
+        assert time.monotonic() < deadline, (
+            f"never created: {[str(p) for p in paths if not p.exists()]}"
+        )
         time.sleep(0.05)
 
 
@@ -245,7 +247,9 @@ def test_a_server_file_that_is_a_symlink_is_ignored(
     assert seen == []
 
 
-def test_the_kernels_own_server_file_is_still_used(kernel_env: Path, attacker: tuple[str, list]) -> None:
+def test_the_kernels_own_server_file_is_still_used(
+    kernel_env: Path, attacker: tuple[str, list]
+) -> None:
     # the honest case, through the same recorder: our own private file in our own folder is trusted
     url, seen = attacker
     plant_server_file(kernel_env, url)
@@ -261,8 +265,13 @@ def test_the_kernels_own_server_file_is_still_used(kernel_env: Path, attacker: t
 def budgeted(jupyter_app_factory, fresh_provider: FakeProvider) -> InProcessJupyter:
     # $0.05 a day at $0.001 a token: 50 input tokens
     return jupyter_app_factory(
-        {**proxy_config(fresh_provider, upstreams=upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED)),
-         "user_daily_budget_usd": 0.05},
+        {
+            **proxy_config(
+                fresh_provider,
+                upstreams=upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
+            ),
+            "user_daily_budget_usd": 0.05,
+        },
         named_users=True,
     )
 
@@ -278,15 +287,17 @@ def budgeted(jupyter_app_factory, fresh_provider: FakeProvider) -> InProcessJupy
 def test_a_long_embeddings_input_list_is_reserved_per_item_under_a_tiny_budget(
     inputs: list, budgeted: InProcessJupyter, fresh_provider: FakeProvider
 ) -> None:
-    status, _, raw = budgeted.request("POST", "v1/embeddings", {"model": "fake-small", "input": inputs},
-                                      token="tok-alice")
+    status, _, raw = budgeted.request(
+        "POST", "v1/embeddings", {"model": "fake-small", "input": inputs}, token="tok-alice"
+    )
     assert status in (400, 429), raw
     err = json.loads(raw)["error"]
     assert err["code"] in ("over_budget", "user_budget") or status == 429, err
     assert fresh_provider.received == []
     # one short input fits the budget: the budget, not the endpoint, refused the list
-    status, _, raw = budgeted.request("POST", "v1/embeddings", {"model": "fake-small", "input": "hello"},
-                                      token="tok-alice")
+    status, _, raw = budgeted.request(
+        "POST", "v1/embeddings", {"model": "fake-small", "input": "hello"}, token="tok-alice"
+    )
     assert status == 200, raw
     assert [r.path for r in fresh_provider.received] == ["embeddings"]
 
@@ -294,8 +305,9 @@ def test_a_long_embeddings_input_list_is_reserved_per_item_under_a_tiny_budget(
 def test_more_embeddings_inputs_than_allowed_are_refused_naming_the_limit(
     budgeted: InProcessJupyter, fresh_provider: FakeProvider
 ) -> None:
-    status, _, raw = budgeted.request("POST", "v1/embeddings", {"model": "fake-small", "input": ["x"] * 5000},
-                                      token="tok-alice")
+    status, _, raw = budgeted.request(
+        "POST", "v1/embeddings", {"model": "fake-small", "input": ["x"] * 5000}, token="tok-alice"
+    )
     assert status == 400, raw
     err = json.loads(raw)["error"]
     assert err["param"] == "input" and "at most 2000" in err["message"]

@@ -23,35 +23,65 @@ P = "<email-1>"
 LINKS = [
     (f"Hello {P}, here is your report.", f"Hello {EMAIL}, here is your report."),
     (f"[report](https://evil.example/r?e={P})", f"[report](https://evil.example/r?e={P})"),
-    (f"[report]( <https://evil.example/r?e={P}> \"title\")", f"[report]( <https://evil.example/r?e={P}> \"title\")"),
+    (
+        f'[report]( <https://evil.example/r?e={P}> "title")',
+        f'[report]( <https://evil.example/r?e={P}> "title")',
+    ),
     (f"![pixel](https://evil.example/p.png?e={P})", f"![pixel](https://evil.example/p.png?e={P})"),
     (f"![pixel](/files/p.png?e={P})", f"![pixel](/files/p.png?e={P})"),
     (f"<https://evil.example/a?e={P}>", f"<https://evil.example/a?e={P}>"),
     (f"see https://evil.example/bare?e={P} now", f"see https://evil.example/bare?e={P} now"),
     (f"see www.evil.example/?e={P}", f"see www.evil.example/?e={P}"),
-    (f"<a href=\"https://evil.example/h?e={P}\">x</a>", f"<a href=\"https://evil.example/h?e={P}\">x</a>"),
+    (
+        f'<a href="https://evil.example/h?e={P}">x</a>',
+        f'<a href="https://evil.example/h?e={P}">x</a>',
+    ),
     (f"<img\n src='//evil.example/i?e={P}'>", f"<img\n src='//evil.example/i?e={P}'>"),
-    (f"[ref]: /r?e={P} \"t\"", f"[ref]: /r?e={P} \"t\""),
+    (f'[ref]: /r?e={P} "t"', f'[ref]: /r?e={P} "t"'),
     (f"mail [me](mailto:x@evil.example?body={P})", f"mail [me](mailto:x@evil.example?body={P})"),
     (f"Thanks, **{P}** ({P}).", f"Thanks, **{EMAIL}** ({EMAIL})."),
     (f"```python\nprint('{P}')\n```", f"```python\nprint('{EMAIL}')\n```"),
 ]
 
 # fences extract_sql takes as SQL, but the proxy used to take as something else
-SQL_FENCES = ["```duckdb", "```postgresql", "```", "```PostgreSQL", "````python", "``` sql",
-              "```{sql}", "Run this: ```sqlite", "```mysql title=q.sql", "```sql"]
+SQL_FENCES = [
+    "```duckdb",
+    "```postgresql",
+    "```",
+    "```PostgreSQL",
+    "````python",
+    "``` sql",
+    "```{sql}",
+    "Run this: ```sqlite",
+    "```mysql title=q.sql",
+    "```sql",
+]
 
 
 @pytest.fixture
 def server(jupyter_app_factory, fresh_provider: FakeProvider) -> InProcessJupyter:
-    return jupyter_app_factory({"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-                                "redact_patterns": ["email"]})
+    return jupyter_app_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "redact_patterns": ["email"],
+        }
+    )
 
 
 def scripted(content: str, pieces: list[str] | None = None) -> dict[str, Any]:
     answer: dict[str, Any] = {
-        "id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": "fake-small",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "fake-small",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
         "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
     }
     if pieces is not None:
@@ -59,14 +89,27 @@ def scripted(content: str, pieces: list[str] | None = None) -> dict[str, Any]:
     return answer
 
 
-def ask(server: InProcessJupyter, provider: FakeProvider, content: str, *, stream: bool,
-        pieces: list[str] | None = None, client: str = "chat") -> str:
+def ask(
+    server: InProcessJupyter,
+    provider: FakeProvider,
+    content: str,
+    *,
+    stream: bool,
+    pieces: list[str] | None = None,
+    client: str = "chat",
+) -> str:
     """What the user's client gets when the model answers `content` to a question naming EMAIL."""
     provider.reset()
     provider.script(scripted(content, pieces if stream else None))
-    body = {"model": "fake-small", "temperature": 0.7, "stream": stream,
-            "messages": [{"role": "user", "content": f"Summarise the orders of {EMAIL}"}]}
-    status, _, raw = server.request("POST", "v1/chat/completions", body, headers={"X-RSQL-Client": client})
+    body = {
+        "model": "fake-small",
+        "temperature": 0.7,
+        "stream": stream,
+        "messages": [{"role": "user", "content": f"Summarise the orders of {EMAIL}"}],
+    }
+    status, _, raw = server.request(
+        "POST", "v1/chat/completions", body, headers={"X-RSQL-Client": client}
+    )
     assert status == 200, raw
     assert EMAIL not in json.dumps(provider.received[-1].body)  # redaction itself works
     if not stream:
@@ -81,7 +124,7 @@ def ask(server: InProcessJupyter, provider: FakeProvider, content: str, *, strea
 
 def splits(text: str) -> list[list[str]]:
     """The text in one piece, a character at a time, and cut at every third character."""
-    return [[text], list(text), [text[i:i + 3] for i in range(0, len(text), 3)]]
+    return [[text], list(text), [text[i : i + 3] for i in range(0, len(text), 3)]]
 
 
 def test_a_placeholder_in_a_link_image_url_or_html_attribute_is_never_mapped_back(
@@ -105,7 +148,10 @@ def test_a_fence_the_kernel_runs_as_sql_never_gets_the_value(
             sql, _ = extract_sql(got)
             assert EMAIL not in sql, (opener, stream, got)
             assert f"email = '{P}'" in got, (opener, got)
-            assert got.startswith(f"Orders of {EMAIL}:"), (opener, got)  # plain text is still mapped back
+            assert got.startswith(f"Orders of {EMAIL}:"), (
+                opener,
+                got,
+            )  # plain text is still mapped back
 
 
 def test_a_block_closed_early_by_stray_backticks_cannot_smuggle_the_value_into_sql(

@@ -55,7 +55,11 @@ def test_backslashes_that_read_one_way_still_pass() -> None:
         ("duckdb", "SELECT len(range(300000000))", "as a value builds a list of 300,000,000"),
         ("duckdb", "SELECT unnest(generate_series(1, n)) FROM t", "as a value builds the whole"),
         # each width within bounds, their product not
-        ("postgres", "SELECT repeat(repeat('x', 10000), 10000)", "repeat() inside repeat() builds a value of more"),
+        (
+            "postgres",
+            "SELECT repeat(repeat('x', 10000), 10000)",
+            "repeat() inside repeat() builds a value of more",
+        ),
         ("duckdb", "SELECT repeat(repeat('x', 10000), 10000)", "nested widths multiply"),
         ("sqlite", "SELECT printf('%9000s', printf('%9000s', 'x'))", "printf() inside printf()"),
         ("duckdb", "SELECT list_transform(range(10000), x -> range(10000))", "inside a lambda"),
@@ -66,7 +70,9 @@ def test_values_that_grow_in_one_step_are_refused(dialect: str, sql: str, says: 
 
 
 def test_bounded_widths_pass() -> None:
-    passes("SELECT lpad(code, 6, '0'), repeat('#', least(n, 50)), printf('%.2f', a) FROM t", "sqlite")
+    passes(
+        "SELECT lpad(code, 6, '0'), repeat('#', least(n, 50)), printf('%.2f', a) FROM t", "sqlite"
+    )
     passes("SELECT format('%-10s|', name), rpad(name, 20) FROM t", "postgres")
     passes("SELECT range(10), unnest(range(1, 5)) FROM range(1000000000000)", "duckdb")
     passes("SELECT repeat(repeat('ab', 10), 100), upper(printf('%d', n)) FROM t", "duckdb")
@@ -81,7 +87,9 @@ def test_sqlite_caps_value_length_and_result_bytes_when_the_guard_is_bypassed() 
     # zeroblob allowed by the user: SQLite's own length limit still refuses 400 MB
     loose = SqlPolicy.make(["sqlite:zeroblob"], max_result_bytes=2_000_000)
     with pytest.raises(sqlite3.DataError, match="too big"):
-        run_query(db, "SELECT length(zeroblob(400000000)) AS n", max_rows=10, timeout_s=5, policy=loose)
+        run_query(
+            db, "SELECT length(zeroblob(400000000)) AS n", max_rows=10, timeout_s=5, policy=loose
+        )
     result = run_query(db, "SELECT id, body FROM docs", max_rows=1000, timeout_s=5, policy=loose)
     assert result.capped_bytes == 2_000_000 and result.more
     assert 0 < len(result.frame) < 20
@@ -95,7 +103,12 @@ def test_nested_values_count_in_full_against_the_byte_bound() -> None:
     db = resolve(duckdb.connect())
     policy = SqlPolicy.make(max_result_bytes=1_000_000)
     # 10 kB a row, nested four lists deep: about 30 MB in all
-    result = run_query(db, "SELECT [[[[repeat('x', 10000)]]]] AS v FROM range(3000)", max_rows=10_000,
-                       timeout_s=20, policy=policy)
+    result = run_query(
+        db,
+        "SELECT [[[[repeat('x', 10000)]]]] AS v FROM range(3000)",
+        max_rows=10_000,
+        timeout_s=20,
+        policy=policy,
+    )
     assert result.capped_bytes == 1_000_000 and result.more
     assert 0 < len(result.frame) < 110

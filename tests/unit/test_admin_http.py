@@ -16,8 +16,11 @@ from tests.helpers.servers import InProcessJupyter
 
 PRICED = {"prices": {"fake-small": {"input": 1000.0, "output": 1000.0}}}
 ADMIN_GETS = [
-    "admin/stats?hours=24", "admin/errors?limit=5", "admin/users/alice/activity?limit=5",
-    "admin/upstreams", "metrics",
+    "admin/stats?hours=24",
+    "admin/errors?limit=5",
+    "admin/users/alice/activity?limit=5",
+    "admin/upstreams",
+    "metrics",
 ]
 ADMIN_POSTS = [("admin/reset-limits", {"user": "alice"}), ("admin/upstreams/health-check", {})]
 
@@ -85,7 +88,9 @@ def test_endpoint_authorization(hub_like: InProcessJupyter) -> None:
         ("admin/users/alice/activity?limit=100000", "from 1 to 1000"),
     ],
 )
-def test_malformed_query_parameters_are_400s(hub_like: InProcessJupyter, path: str, needle: str) -> None:
+def test_malformed_query_parameters_are_400s(
+    hub_like: InProcessJupyter, path: str, needle: str
+) -> None:
     status, body = get(hub_like, path, "tok-carol")
     assert status == 400
     assert needle in body["error"]["message"]
@@ -98,18 +103,27 @@ def test_reset_limits_needs_a_clear_body(hub_like: InProcessJupyter) -> None:
     assert hub_like.request("POST", "admin/reset-limits", b"{oops", token="tok-carol")[0] == 400
 
 
-def test_usage_rows_match_what_was_sent(hub_like: InProcessJupyter, fresh_provider: FakeProvider) -> None:
+def test_usage_rows_match_what_was_sent(
+    hub_like: InProcessJupyter, fresh_provider: FakeProvider
+) -> None:
     answers = []
     for client in ("magic", "sql", "chat"):
         status, headers, raw = hub_like.request(
-            "POST", "v1/chat/completions",
+            "POST",
+            "v1/chat/completions",
             {"messages": [{"role": "user", "content": f"from {client}"}]},
-            token="tok-alice", headers={"X-RSQL-Client": client},
+            token="tok-alice",
+            headers={"X-RSQL-Client": client},
         )
         assert status == 200
         answers.append((client, headers, json.loads(raw)))
     for _ in range(2):  # 4/minute: the fifth request is refused and logged too
-        hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}, token="tok-alice")
+        hub_like.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}]},
+            token="tok-alice",
+        )
     rows = wait_rows(hub_like, "alice", 5)
     assert len(rows) == 5
     by_id = {r["request_id"]: r for r in rows}
@@ -132,12 +146,20 @@ def test_usage_rows_match_what_was_sent(hub_like: InProcessJupyter, fresh_provid
     assert stats["requests"] == 5 and stats["succeeded"] == 4 and stats["success_rate"] == 0.8
     assert stats["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows), abs=1e-6)
     assert stats["by_user"][0]["user"] == "alice" and stats["by_user"][0]["requests"] == 5
-    assert stats["latency_ms"]["p50"] is not None and stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"]
+    assert (
+        stats["latency_ms"]["p50"] is not None
+        and stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"]
+    )
     assert [m["model"] for m in stats["by_model"]] == ["fake-small"]
 
 
 def test_prompts_are_not_stored_unless_asked(hub_like: InProcessJupyter) -> None:
-    hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "my secret question"}]}, token="tok-bob")
+    hub_like.request(
+        "POST",
+        "v1/chat/completions",
+        {"messages": [{"role": "user", "content": "my secret question"}]},
+        token="tok-bob",
+    )
     wait_rows(hub_like, "bob", 1)
     hub_like.stop()
     db = Path(hub_like.env["JUPYTER_DATA_DIR"]) / "rsql" / "usage.sqlite"
@@ -145,23 +167,37 @@ def test_prompts_are_not_stored_unless_asked(hub_like: InProcessJupyter) -> None
     assert rows == [("bob", None)]
 
 
-def test_log_prompts_stores_them(jupyter_app_factory, fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_log_prompts_stores_them(
+    jupyter_app_factory, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     db = tmp_path / "usage.sqlite"
     server = jupyter_app_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small",
-         "log_prompts": True, "database_url": f"sqlite:///{db}"}
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "log_prompts": True,
+            "database_url": f"sqlite:///{db}",
+        }
     )
-    server.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "keep this"}]})
+    server.request(
+        "POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "keep this"}]}
+    )
     server.stop()
     (prompt,) = sqlite3.connect(db).execute("SELECT prompt FROM usage").fetchone()
     assert json.loads(prompt) == [{"role": "user", "content": "keep this"}]
 
 
-def test_status_upstreams_and_reset(hub_like: InProcessJupyter, fresh_provider: FakeProvider) -> None:
+def test_status_upstreams_and_reset(
+    hub_like: InProcessJupyter, fresh_provider: FakeProvider
+) -> None:
     fresh_provider.set_fault("b1", "status", status=500)
     for i in range(15):  # two users: one user's failures alone never open a breaker
-        hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]},
-                         token=("tok-carol", "tok-alice", "tok-bob")[i % 3])
+        hub_like.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}]},
+            token=("tok-carol", "tok-alice", "tok-bob")[i % 3],
+        )
     _, status = get(hub_like, "status", "tok-alice")
     assert status["upstreams"]["breaker-open"] == 1 and status["upstreams"]["healthy"] == 2
     assert status["state"] == {"backend": "memory", "reachable": True}
@@ -173,21 +209,63 @@ def test_status_upstreams_and_reset(hub_like: InProcessJupyter, fresh_provider: 
     assert "sk-" not in json.dumps(ups) and "sk-" not in json.dumps(status)
     # reset-limits gives alice her window back
     for _ in range(4):
-        hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "y"}]}, token="tok-alice")
-    assert hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "y"}]}, token="tok-alice")[0] == 429
-    assert hub_like.request("POST", "admin/reset-limits", {"user": "alice"}, token="tok-carol")[0] == 200
-    assert hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "y"}]}, token="tok-alice")[0] == 200
+        hub_like.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "y"}]},
+            token="tok-alice",
+        )
+    assert (
+        hub_like.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "y"}]},
+            token="tok-alice",
+        )[0]
+        == 429
+    )
+    assert (
+        hub_like.request("POST", "admin/reset-limits", {"user": "alice"}, token="tok-carol")[0]
+        == 200
+    )
+    assert (
+        hub_like.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "y"}]},
+            token="tok-alice",
+        )[0]
+        == 200
+    )
 
 
 def test_metrics_count_what_happened(hub_like: InProcessJupyter) -> None:
     for _ in range(5):
-        hub_like.request("POST", "v1/chat/completions", {"messages": [{"role": "user", "content": "m"}]}, token="tok-bob")
-    hub_like.request("POST", "v1/chat/completions", {"temperature": 0, "messages": [{"role": "user", "content": "c"}]}, token="tok-carol")
-    hub_like.request("POST", "v1/chat/completions", {"temperature": 0, "messages": [{"role": "user", "content": "c"}]}, token="tok-carol")
+        hub_like.request(
+            "POST",
+            "v1/chat/completions",
+            {"messages": [{"role": "user", "content": "m"}]},
+            token="tok-bob",
+        )
+    hub_like.request(
+        "POST",
+        "v1/chat/completions",
+        {"temperature": 0, "messages": [{"role": "user", "content": "c"}]},
+        token="tok-carol",
+    )
+    hub_like.request(
+        "POST",
+        "v1/chat/completions",
+        {"temperature": 0, "messages": [{"role": "user", "content": "c"}]},
+        token="tok-carol",
+    )
     status, body = get(hub_like, "metrics", "tok-carol")
     text = body["text"]
-    ok = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-             if line.startswith("rsql_requests_total{") and 'status="200"' in line)
+    ok = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("rsql_requests_total{") and 'status="200"' in line
+    )
     assert ok == 6  # 4 of bob's + carol's miss + carol's hit
     assert 'rsql_limiter_rejections_total{limit="user 4/minute"} 1.0' in text
     assert 'rsql_cache_lookups_total{result="hit"} 1.0' in text

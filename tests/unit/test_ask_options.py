@@ -21,7 +21,8 @@ def test_question_mark_lines() -> None:
         "get_ipython().run_line_magic('ask', 'what is in df?')\n"
     ]
     assert protect_question_mark(["x = 1\n", "%ask --df x why?"]) == [
-        "x = 1\n", "get_ipython().run_line_magic('ask', '--df x why?')"
+        "x = 1\n",
+        "get_ipython().run_line_magic('ask', '--df x why?')",
     ]
     unchanged = [["%ask?\n"], ["%ask_status?\n"], ["%%ask\n", "%ask inner?\n"], ["%ask no mark\n"]]
     for lines in unchanged:

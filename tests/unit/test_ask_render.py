@@ -12,9 +12,16 @@ ANSWER = (
 
 
 def result(**kw: object) -> ChatResult:
-    base = dict(text=ANSWER, model="llama-3.1-8b-instant",
-                usage={"prompt_tokens": 812, "completion_tokens": 64}, cost_usd=0.000123,
-                cache_hit=False, latency_s=1.234, upstream="groq-a", request_id="r1")
+    base = dict(
+        text=ANSWER,
+        model="llama-3.1-8b-instant",
+        usage={"prompt_tokens": 812, "completion_tokens": 64},
+        cost_usd=0.000123,
+        cache_hit=False,
+        latency_s=1.234,
+        upstream="groq-a",
+        request_id="r1",
+    )
     base.update(kw)
     return ChatResult(**base)  # type: ignore[arg-type]
 
@@ -37,7 +44,9 @@ def test_extract_code_prefers_language() -> None:
 def test_bundles() -> None:
     md = mimebundle(ANSWER, result())
     assert set(md) == {"text/markdown", "text/plain"}
-    assert md["text/markdown"].startswith("Try this:") and md["text/markdown"].endswith("via groq-a*")
+    assert md["text/markdown"].startswith("Try this:") and md["text/markdown"].endswith(
+        "via groq-a*"
+    )
     assert md["text/plain"].endswith("-- " + footer(result()))
     html = mimebundle(ANSWER, result(), mode="html")["text/html"]
     assert "<pre" in html and "style=" in html  # pygments, inline styles: no CSS needed

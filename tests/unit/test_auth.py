@@ -41,7 +41,12 @@ def test_the_servers_owner_is_an_admin(proxy: RSQLProxy) -> None:
 
 def test_make_caller_keeps_name_groups_and_client_kind(proxy: RSQLProxy) -> None:
     caller = make_caller(proxy, "dave", ["staff"], client="chat")
-    assert (caller.user, caller.groups, caller.admin, caller.client) == ("dave", ("staff",), True, "chat")
+    assert (caller.user, caller.groups, caller.admin, caller.client) == (
+        "dave",
+        ("staff",),
+        True,
+        "chat",
+    )
 
 
 def test_a_hub_token_of_a_hub_admin_is_an_admin(proxy: RSQLProxy) -> None:
@@ -68,5 +73,7 @@ def test_a_jupyter_request_is_its_user_or_the_servers_owner(proxy: RSQLProxy) ->
     assert (caller.user, caller.groups, caller.admin) == ("carol", ("staff",), True)
     guest = jupyter_caller(proxy, SimpleNamespace(username="guest"), owner="erin", as_owner=False)
     assert (guest.user, guest.admin) == ("guest", False)
-    token = jupyter_caller(proxy, SimpleNamespace(username="anonymous-xyz"), owner="erin", as_owner=True)
+    token = jupyter_caller(
+        proxy, SimpleNamespace(username="anonymous-xyz"), owner="erin", as_owner=True
+    )
     assert (token.user, token.admin) == ("erin", True)

@@ -19,16 +19,34 @@ def test_usage_line_and_rate_limit_text() -> None:
     from rsql_magic.chat.text import rate_limit_text, usage_line
 
     me = {
-        "user": "alice", "groups": ["students"], "admin": False,
+        "user": "alice",
+        "groups": ["students"],
+        "admin": False,
         "limits": [
-            {"limit": "60/minute", "used": 60, "remaining": 0, "resets_in_seconds": 12.0,
-             "resets_at": "2001-02-03T04:05:06Z", "window": "moving 60 s"},
-            {"limit": "1000/day", "used": 60, "remaining": 940, "resets_in_seconds": 100.0,
-             "resets_at": "2001-02-03T23:59:59Z", "window": "calendar day (UTC)"},
+            {
+                "limit": "60/minute",
+                "used": 60,
+                "remaining": 0,
+                "resets_in_seconds": 12.0,
+                "resets_at": "2001-02-03T04:05:06Z",
+                "window": "moving 60 s",
+            },
+            {
+                "limit": "1000/day",
+                "used": 60,
+                "remaining": 940,
+                "resets_in_seconds": 100.0,
+                "resets_at": "2001-02-03T23:59:59Z",
+                "window": "calendar day (UTC)",
+            },
         ],
         "concurrency": None,
-        "budget": {"daily_usd": 5.0, "spent_usd": 0.25, "remaining_usd": 4.75,
-                   "resets_at": "2001-02-04T00:00:00Z"},
+        "budget": {
+            "daily_usd": 5.0,
+            "spent_usd": 0.25,
+            "remaining_usd": 4.75,
+            "resets_at": "2001-02-04T00:00:00Z",
+        },
     }
     assert usage_line(me) == (
         "alice · requests left: 0 of 60/minute (resets 2001-02-03 04:05 UTC), 940 of 1000/day"
@@ -37,10 +55,16 @@ def test_usage_line_and_rate_limit_text() -> None:
     assert usage_line({"user": "bob", "limits": [], "budget": None}) == (
         "bob · requests: no limit · budget: none set"
     )
-    e = ProxyError(429, "user 2/minute reached", limit="user 2/minute", retry_after=30,
-                   reset="2001-02-03T04:05:06Z")
+    e = ProxyError(
+        429,
+        "user 2/minute reached",
+        limit="user 2/minute",
+        retry_after=30,
+        reset="2001-02-03T04:05:06Z",
+    )
     assert rate_limit_text(e).startswith(
-        "Rate limited: user 2/minute reached; resets at 2001-02-03 04:05 UTC; retry in 30 s.")
+        "Rate limited: user 2/minute reached; resets at 2001-02-03 04:05 UTC; retry in 30 s."
+    )
 
 
 def test_turns_history_budget_and_actions(shell: Any, fresh_provider: FakeProvider) -> None:
@@ -49,7 +73,9 @@ def test_turns_history_budget_and_actions(shell: Any, fresh_provider: FakeProvid
     shell.user_ns["trips"] = pd.DataFrame({"trip_id": [1, 2], "fare_usd": [3.5, 9.0]})
     p = chat_panel_for(shell, fresh_provider, history_tokens=40)
     assert "trips" in p.frames.options
-    fresh_provider.script("A" * 100 + "\n\n```python\ntrips.fare_usd.mean()\n```", "second answer", "third")
+    fresh_provider.script(
+        "A" * 100 + "\n\n```python\ntrips.fare_usd.mean()\n```", "second answer", "third"
+    )
     assert p.send("first question about trips?") and p.wait(30)
     first = p.turns[-1]
     assert first.state == "done" and set(first.buttons) == {"copy", "insert"}
@@ -78,7 +104,9 @@ def test_turns_history_budget_and_actions(shell: Any, fresh_provider: FakeProvid
     assert p.turns == [] and p.history == [] and p.log.children == ()
 
 
-def test_run_sql_takes_only_a_block_and_asks_again_as_an_sql_client(shell: Any, fresh_provider: FakeProvider) -> None:
+def test_run_sql_takes_only_a_block_and_asks_again_as_an_sql_client(
+    shell: Any, fresh_provider: FakeProvider
+) -> None:
     """The proxy maps redacted values back into a chat answer's prose, never into a block it reads
     as SQL, nor into an SQL client's answer: Run SQL must run nothing else."""
     import sqlite3
@@ -91,7 +119,9 @@ def test_run_sql_takes_only_a_block_and_asks_again_as_an_sql_client(shell: Any, 
     p.sql.value = "conn"
     # a renderer sees an sql block here (so the button shows); the grammar the proxy and
     # extract_sql share sees none, and would read the statement from the prose
-    fresh_provider.script("```text\na ```\n```x\n```sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n\n```")
+    fresh_provider.script(
+        "```text\na ```\n```x\n```sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n\n```"
+    )
     assert p.send("who?") and p.wait(30)
     turn = p.turns[-1]
     assert turn.first_code("sql") is not None

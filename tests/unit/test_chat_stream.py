@@ -85,8 +85,9 @@ def test_a_turn_is_done_stopped_or_failed() -> None:
     def answer(**hooks: Any) -> ChatResult:
         for piece in ("Hello", " world"):
             hooks["on_delta"](piece)
-        return ChatResult(text="Hello world", model="m", usage={}, cost_usd=None,
-                          cache_hit=False, latency_s=0.1)
+        return ChatResult(
+            text="Hello world", model="m", usage={}, cost_usd=None, cache_hit=False, latency_s=0.1
+        )
 
     done = view.add_turn("hi?")
     worker.start(done, answer)

@@ -19,7 +19,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     import os
 
     for k in list(os.environ):
-        if k.startswith(("RSQL_", "JUPYTERHUB_")) or k.endswith("_API_KEY") or k == "JPY_PARENT_PID":
+        if (
+            k.startswith(("RSQL_", "JUPYTERHUB_"))
+            or k.endswith("_API_KEY")
+            or k == "JPY_PARENT_PID"
+        ):
             monkeypatch.delenv(k, raising=False)
     rt = tmp_path / "runtime"
     rt.mkdir()
@@ -84,7 +88,9 @@ def test_http_errors(fresh_provider: FakeProvider) -> None:
         client_for(fresh_provider).chat([{"role": "user", "content": "x"}], model="fake-small")
     assert ei.value.status == 500 and "upstream fault injected" in ei.value.message
     with pytest.raises(ProxyError) as ei:
-        client_for(fresh_provider, "sk-wrong").chat([{"role": "user", "content": "x"}], model="fake-small")
+        client_for(fresh_provider, "sk-wrong").chat(
+            [{"role": "user", "content": "x"}], model="fake-small"
+        )
     assert ei.value.status == 401
 
 
@@ -95,7 +101,9 @@ def test_unreachable_proxy() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ProxyError) as ei:
-        ProxyClient(f"http://127.0.0.1:{port}/rsql/", None, timeout=5).chat([{"role": "user", "content": "x"}])
+        ProxyClient(f"http://127.0.0.1:{port}/rsql/", None, timeout=5).chat(
+            [{"role": "user", "content": "x"}]
+        )
     assert ei.value.status == 0 and "cannot reach the proxy" in str(ei.value)
 
 
@@ -105,15 +113,22 @@ def test_discovery_order(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ProxyClient.discover()
     msg = str(ei.value)
     assert ei.value.status == 0 and "no proxy found" in msg
-    for hint in ("RSQLMagic.proxy_url", "RSQL_PROXY_URL", "JUPYTERHUB_API_TOKEN", "JPY_PARENT_PID",
-                 "GROQ_API_KEY"):
+    for hint in (
+        "RSQLMagic.proxy_url",
+        "RSQL_PROXY_URL",
+        "JUPYTERHUB_API_TOKEN",
+        "JPY_PARENT_PID",
+        "GROQ_API_KEY",
+    ):
         assert hint in msg
 
     # the local Jupyter server the kernel runs under
     (clean_env / "jpserver-4242.json").write_text(
         json.dumps({"url": "http://127.0.0.1:9999/base/", "token": "srvtok", "pid": 4242})
     )
-    (clean_env / "jpserver-1111.json").write_text(json.dumps({"url": "http://other/", "token": "x"}))
+    (clean_env / "jpserver-1111.json").write_text(
+        json.dumps({"url": "http://other/", "token": "x"})
+    )
     monkeypatch.setenv("JPY_PARENT_PID", "4242")
     c = ProxyClient.discover()
     assert c.base_url == "http://127.0.0.1:9999/base/rsql/" and c.token == "srvtok"
@@ -138,11 +153,25 @@ def test_discovery_order(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_error_body_parsing() -> None:
     from rsql_magic.client import _error_from
 
-    body = json.dumps({"error": {"message": "user daily token budget exhausted", "type": "rate_limit_error",
-                                 "code": "user_budget", "limit": "user tokens/day", "reset": "2026-01-01T00:00:00Z"}})
+    body = json.dumps(
+        {
+            "error": {
+                "message": "user daily token budget exhausted",
+                "type": "rate_limit_error",
+                "code": "user_budget",
+                "limit": "user tokens/day",
+                "reset": "2026-01-01T00:00:00Z",
+            }
+        }
+    )
     e = _error_from(429, body, {"Retry-After": "3600"})
     assert (e.status, e.limit, e.reset, e.retry_after, e.code) == (
-        429, "user tokens/day", "2026-01-01T00:00:00Z", 3600.0, "user_budget")
+        429,
+        "user tokens/day",
+        "2026-01-01T00:00:00Z",
+        3600.0,
+        "user_budget",
+    )
     assert "limit: user tokens/day" in str(e) and "resets: 2026-01-01" in str(e)
     e = _error_from(502, b"upstream said: bad gateway", {})
     assert e.status == 502 and "bad gateway" in e.message

@@ -102,11 +102,16 @@ def test_polars_frame() -> None:
     assert "LazyFrame" in describe_frame("lazy", df.lazy())
 
 
-@pytest.mark.parametrize("text", ["", "SELECT region, sum(total) FROM sales", "Umsatz je Größe", "売上の合計", "😀 x"])
+@pytest.mark.parametrize(
+    "text", ["", "SELECT region, sum(total) FROM sales", "Umsatz je Größe", "売上の合計", "😀 x"]
+)
 def test_kernel_and_proxy_count_tokens_alike(text: str) -> None:
     """Context trimmed to N tokens in the kernel is estimated at N by the proxy's reservation,
     non-ASCII text included, so a trimmed prompt is not refused for its size upstream."""
     from jupyter_server_ext.engine.bodies.request import estimate_tokens
 
     one_message_overhead = estimate_tokens([{"role": "user", "content": ""}])
-    assert text_tokens(text) == estimate_tokens([{"role": "user", "content": text}]) - one_message_overhead
+    assert (
+        text_tokens(text)
+        == estimate_tokens([{"role": "user", "content": text}]) - one_message_overhead
+    )

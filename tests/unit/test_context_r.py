@@ -37,8 +37,13 @@ def test_r_session_description(r_env) -> None:  # type: ignore[no-untyped-def]
     assert text.startswith("R version 4.")
     assert "attached packages:" in text
     assert "### data.frame `people`: 2 rows x 5 columns" in text
-    for line in ("- name: character", "- age: integer", "- score: numeric",
-                 "- team: factor, 2 levels: x, y", "- joined: Date"):
+    for line in (
+        "- name: character",
+        "- age: integer",
+        "- score: numeric",
+        "- team: factor, 2 levels: x, y",
+        "- joined: Date",
+    ):
         assert line in text
     assert "### data.frame `huge`: 5000000 rows x 1 columns" in text
     assert "not_a_frame (integer)" in text  # other objects are listed by class

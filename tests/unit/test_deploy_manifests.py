@@ -53,6 +53,7 @@ CHART_ENV = "RSQL_Z2JH_CHART"
 
 # -- reading the files --------------------------------------------------------------------------
 
+
 def manifests() -> list[tuple[str, dict[str, Any]]]:
     """(file name, object) for every Kubernetes object under deploy/kubernetes."""
     out = []
@@ -120,18 +121,27 @@ def validator() -> Any:
 
 # -- every manifest against the Kubernetes API --------------------------------------------------
 
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_manifest_passes_the_kubernetes_api_schemas(version: str) -> None:
     kv = validator()
     found = manifests()
-    assert {d["kind"] for _, d in found} >= {"ConfigMap", "Deployment", "Service", "NetworkPolicy",
-                                              "PodDisruptionBudget", "Secret"}
+    assert {d["kind"] for _, d in found} >= {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Secret",
+    }
     for file, doc in found:
         try:
             kv.validate(doc, version, strict=True)
         except kv.ValidationError as exc:
-            pytest.fail(f"{file}: {doc['kind']} {doc['metadata']['name']} is not valid Kubernetes "
-                        f"{version}: {'.'.join(map(str, exc.path))}: {exc.message}")
+            pytest.fail(
+                f"{file}: {doc['kind']} {doc['metadata']['name']} is not valid Kubernetes "
+                f"{version}: {'.'.join(map(str, exc.path))}: {exc.message}"
+            )
 
 
 def test_the_validator_refuses_a_broken_manifest() -> None:
@@ -146,7 +156,9 @@ def test_the_validator_refuses_a_broken_manifest() -> None:
     d["spec"]["replicas"] = "two"
     broken.append(d)
     p = copy.deepcopy(policy)
-    p["spec"]["egress"][0]["to"][0]["namespaceSelektor"] = p["spec"]["egress"][0]["to"][0].pop("namespaceSelector")
+    p["spec"]["egress"][0]["to"][0]["namespaceSelektor"] = p["spec"]["egress"][0]["to"][0].pop(
+        "namespaceSelector"
+    )
     broken.append(p)
     for doc in broken:
         with pytest.raises(kv.ValidationError):
@@ -164,51 +176,170 @@ def test_kustomize_applies_every_manifest_but_the_secret_template() -> None:
 
 OPEN = "open"  # documented; what is inside is the admin's own (names of services, roles, ...)
 NETWORK_POLICY_KEYS = {
-    "enabled": bool, "ingress": list, "egress": list, "interNamespaceAccessLabels": str,
+    "enabled": bool,
+    "ingress": list,
+    "egress": list,
+    "interNamespaceAccessLabels": str,
     "allowedIngressPorts": list,
-    "egressAllowRules": dict.fromkeys(("cloudMetadataServer", "dnsPortsCloudMetadataServer",
-                                       "dnsPortsKubeSystemNamespace", "dnsPortsPrivateIPs",
-                                       "nonPrivateIPs", "privateIPs"), bool),
+    "egressAllowRules": dict.fromkeys(
+        (
+            "cloudMetadataServer",
+            "dnsPortsCloudMetadataServer",
+            "dnsPortsKubeSystemNamespace",
+            "dnsPortsPrivateIPs",
+            "nonPrivateIPs",
+            "privateIPs",
+        ),
+        bool,
+    ),
 }
 # The chart's keys as its configuration reference documents them (z2jh 4.x), written for
 # this check: the sections an rsql deployment sets are spelt out to their leaves, the rest is
 # OPEN. A key missing here is refused, so a typo shows in CI, not as a failed `helm upgrade`.
 CHART_KEYS: dict[str, Any] = {
-    **dict.fromkeys(("enabled", "fullnameOverride", "nameOverride", "imagePullSecret", "imagePullSecrets",
-                     "scheduling", "ingress", "httpRoute", "prePuller", "custom", "cull", "debug", "rbac",
-                     "global"), OPEN),
+    **dict.fromkeys(
+        (
+            "enabled",
+            "fullnameOverride",
+            "nameOverride",
+            "imagePullSecret",
+            "imagePullSecrets",
+            "scheduling",
+            "ingress",
+            "httpRoute",
+            "prePuller",
+            "custom",
+            "cull",
+            "debug",
+            "rbac",
+            "global",
+        ),
+        OPEN,
+    ),
     "hub": {
-        **dict.fromkeys((
-            "activeServerLimit", "allowNamedServers", "annotations", "args", "authenticatePrometheus",
-            "baseUrl", "command", "concurrentSpawnLimit", "config", "consecutiveFailureLimit",
-            "containerSecurityContext", "cookieSecret", "db", "deploymentStrategy", "existingSecret",
-            "extraConfig", "extraContainers", "extraFiles", "extraPodSpec", "extraVolumeMounts",
-            "extraVolumes", "fsGid", "image", "initContainers", "labels", "lifecycle", "livenessProbe",
-            "namedServerLimitPerUser", "nodeSelector", "pdb", "podSecurityContext", "readinessProbe",
-            "redirectToServer", "resources", "revisionHistoryLimit", "service", "serviceAccount",
-            "shutdownOnLogout", "templatePaths", "templateVars", "tolerations"), OPEN),
+        **dict.fromkeys(
+            (
+                "activeServerLimit",
+                "allowNamedServers",
+                "annotations",
+                "args",
+                "authenticatePrometheus",
+                "baseUrl",
+                "command",
+                "concurrentSpawnLimit",
+                "config",
+                "consecutiveFailureLimit",
+                "containerSecurityContext",
+                "cookieSecret",
+                "db",
+                "deploymentStrategy",
+                "existingSecret",
+                "extraConfig",
+                "extraContainers",
+                "extraFiles",
+                "extraPodSpec",
+                "extraVolumeMounts",
+                "extraVolumes",
+                "fsGid",
+                "image",
+                "initContainers",
+                "labels",
+                "lifecycle",
+                "livenessProbe",
+                "namedServerLimitPerUser",
+                "nodeSelector",
+                "pdb",
+                "podSecurityContext",
+                "readinessProbe",
+                "redirectToServer",
+                "resources",
+                "revisionHistoryLimit",
+                "service",
+                "serviceAccount",
+                "shutdownOnLogout",
+                "templatePaths",
+                "templateVars",
+                "tolerations",
+            ),
+            OPEN,
+        ),
         "services": OPEN,  # checked against JupyterHub's Service below
         "loadRoles": OPEN,  # checked against JupyterHub's roles and scopes below
         "extraEnv": (dict, list),
         "networkPolicy": NETWORK_POLICY_KEYS,
     },
     "proxy": {
-        **dict.fromkeys(("secretToken", "annotations", "deploymentStrategy", "service", "secretSync",
-                         "traefik", "https", "labels"), OPEN),
-        "chp": {**dict.fromkeys(("revisionHistoryLimit", "containerSecurityContext", "image", "livenessProbe",
-                                 "readinessProbe", "resources", "defaultTarget", "errorTarget", "extraEnv",
-                                 "nodeSelector", "tolerations", "extraCommandLineFlags", "extraPodSpec",
-                                 "pdb"), OPEN),
-                "networkPolicy": NETWORK_POLICY_KEYS},
+        **dict.fromkeys(
+            (
+                "secretToken",
+                "annotations",
+                "deploymentStrategy",
+                "service",
+                "secretSync",
+                "traefik",
+                "https",
+                "labels",
+            ),
+            OPEN,
+        ),
+        "chp": {
+            **dict.fromkeys(
+                (
+                    "revisionHistoryLimit",
+                    "containerSecurityContext",
+                    "image",
+                    "livenessProbe",
+                    "readinessProbe",
+                    "resources",
+                    "defaultTarget",
+                    "errorTarget",
+                    "extraEnv",
+                    "nodeSelector",
+                    "tolerations",
+                    "extraCommandLineFlags",
+                    "extraPodSpec",
+                    "pdb",
+                ),
+                OPEN,
+            ),
+            "networkPolicy": NETWORK_POLICY_KEYS,
+        },
     },
     "singleuser": {
-        **dict.fromkeys((
-            "allowPrivilegeEscalation", "cloudMetadata", "cmd", "cpu", "defaultUrl", "events",
-            "extraAnnotations", "extraContainers", "extraFiles", "extraLabels", "extraNodeAffinity",
-            "extraPodAffinity", "extraPodAntiAffinity", "extraPodConfig", "extraResource",
-            "extraTolerations", "fsGid", "image", "initContainers", "lifecycleHooks", "memory",
-            "networkTools", "nodeSelector", "podNameTemplate", "profileList", "serviceAccountName",
-            "startTimeout", "storage", "uid"), OPEN),
+        **dict.fromkeys(
+            (
+                "allowPrivilegeEscalation",
+                "cloudMetadata",
+                "cmd",
+                "cpu",
+                "defaultUrl",
+                "events",
+                "extraAnnotations",
+                "extraContainers",
+                "extraFiles",
+                "extraLabels",
+                "extraNodeAffinity",
+                "extraPodAffinity",
+                "extraPodAntiAffinity",
+                "extraPodConfig",
+                "extraResource",
+                "extraTolerations",
+                "fsGid",
+                "image",
+                "initContainers",
+                "lifecycleHooks",
+                "memory",
+                "networkTools",
+                "nodeSelector",
+                "podNameTemplate",
+                "profileList",
+                "serviceAccountName",
+                "startTimeout",
+                "storage",
+                "uid",
+            ),
+            OPEN,
+        ),
         "extraEnv": (dict, list),
         "networkPolicy": NETWORK_POLICY_KEYS,
     },
@@ -225,7 +356,11 @@ def unknown_keys(given: Any, known: Any = CHART_KEYS, path: str = "") -> list[st
         out = []
         for key, value in given.items():
             where = f"{path}.{key}" if path else key
-            out += unknown_keys(value, known[key], where) if key in known else [f"{where}: not a key of the chart"]
+            out += (
+                unknown_keys(value, known[key], where)
+                if key in known
+                else [f"{where}: not a key of the chart"]
+            )
         return out
     if isinstance(given, known):
         return []
@@ -272,7 +407,10 @@ def schema_errors(given: dict[str, Any], chart: tuple[dict[str, Any], dict[str, 
 
     defaults, schema = chart
     check = jsonschema.validators.validator_for(schema)(schema)
-    return [f"{'.'.join(map(str, e.path))}: {e.message}" for e in check.iter_errors(coalesce(defaults, given))]
+    return [
+        f"{'.'.join(map(str, e.path))}: {e.message}"
+        for e in check.iter_errors(coalesce(defaults, given))
+    ]
 
 
 def schema_paths(schema: dict[str, Any], known: Any = CHART_KEYS, path: str = "") -> list[str]:
@@ -294,13 +432,23 @@ def test_the_values_are_what_the_chart_accepts() -> None:
     # the chart copies the egress rules into users' NetworkPolicy, and the variables into their
     # pods, as they are: both must be what Kubernetes takes there
     kv = validator()
-    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "x"},
-              "spec": {"podSelector": {}, "egress": given["singleuser"]["networkPolicy"]["egress"]}}
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "x"},
+        "spec": {"podSelector": {}, "egress": given["singleuser"]["networkPolicy"]["egress"]},
+    }
     kv.validate(policy, K8S_VERSIONS[0], strict=True)
-    env = [{"name": k, "value": v} if isinstance(v, str) else {"name": k, **v}
-           for k, v in given["singleuser"]["extraEnv"].items()]
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
-           "spec": {"containers": [{"name": "x", "image": "x", "env": env}]}}
+    env = [
+        {"name": k, "value": v} if isinstance(v, str) else {"name": k, **v}
+        for k, v in given["singleuser"]["extraEnv"].items()
+    ]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "x"},
+        "spec": {"containers": [{"name": "x", "image": "x", "env": env}]},
+    }
     kv.validate(pod, K8S_VERSIONS[0], strict=True)
     chart = chart_at_hand()
     if chart is not None:  # the chart's own word, and this test's map of it kept honest
@@ -310,7 +458,9 @@ def test_the_values_are_what_the_chart_accepts() -> None:
 
 def test_a_misspelt_values_key_is_refused() -> None:
     given = values()
-    given["singleuser"]["networkPolicy"]["egres"] = given["singleuser"]["networkPolicy"].pop("egress")
+    given["singleuser"]["networkPolicy"]["egres"] = given["singleuser"]["networkPolicy"].pop(
+        "egress"
+    )
     given["hub"]["loadRole"] = given["hub"].pop("loadRoles")
     given["singleuser"]["networkPolicy"]["enabled"] = "yes"
     assert unknown_keys(given) == [
@@ -335,8 +485,11 @@ def scope_problems(scopes: list[str]) -> list[str]:
         name, _, where = scope.partition("!")
         if name not in scope_definitions:
             out.append(f"{scope}: no such scope")
-        elif where and where not in ("user", "service", "server") and not re.fullmatch(
-                r"(user|service|group|server)=[^!]+", where):
+        elif (
+            where
+            and where not in ("user", "service", "server")
+            and not re.fullmatch(r"(user|service|group|server)=[^!]+", where)
+        ):
             out.append(f"{scope}: no such filter")
     return out
 
@@ -352,7 +505,9 @@ def test_the_hub_service_and_roles_are_what_jupyterhub_accepts() -> None:
     # JupyterHub refuses a service field it does not know ("No such service field") and a
     # value of the wrong type; apiToken is the chart's, which it moves into api_token
     fields = {k: v for k, v in entry.items() if k != "apiToken"}
-    assert set(fields) <= set(Service.class_traits(input=True)), set(fields) - set(Service.class_traits(input=True))
+    assert set(fields) <= set(Service.class_traits(input=True)), set(fields) - set(
+        Service.class_traits(input=True)
+    )
     service = Service(name=name, base_url="/", **fields)
     assert service.prefix == f"/services/{name}/"
 
@@ -367,12 +522,19 @@ def test_the_hub_service_and_roles_are_what_jupyterhub_accepts() -> None:
         assert set(role["scopes"]) == default[role_name] | {scope}
     # the check can fail
     assert scope_problems(["access:service!service=rsql", "access:services!servce=rsql"]) == [
-        "access:service!service=rsql: no such scope", "access:services!servce=rsql: no such filter"]
+        "access:service!service=rsql: no such scope",
+        "access:services!servce=rsql: no such filter",
+    ]
 
 
 def test_the_pieces_point_at_each_other() -> None:
-    given, deployment, service, policy, pdb = (values(), the("Deployment"), the("Service"),
-                                               the("NetworkPolicy"), the("PodDisruptionBudget"))
+    given, deployment, service, policy, pdb = (
+        values(),
+        the("Deployment"),
+        the("Service"),
+        the("NetworkPolicy"),
+        the("PodDisruptionBudget"),
+    )
     (name,) = given["hub"]["services"]
     pod = deployment["spec"]["template"]
     labels = pod["metadata"]["labels"]
@@ -385,27 +547,50 @@ def test_the_pieces_point_at_each_other() -> None:
     (svc_port,) = service["spec"]["ports"]
     assert (url.hostname, url.port, url.path) == (service["metadata"]["name"], svc_port["port"], "")
     assert svc_port["targetPort"] in ("http", port)
-    assert (args()["--base-url"], args()["--port"], args()["--ip"]) == (prefix, str(port), "0.0.0.0")
+    assert (args()["--base-url"], args()["--port"], args()["--ip"]) == (
+        prefix,
+        str(port),
+        "0.0.0.0",
+    )
     # kernels call the Service directly, with their server's token
-    assert given["singleuser"]["extraEnv"]["RSQL_PROXY_URL"] == f"http://{url.hostname}:{url.port}{prefix}"
+    assert (
+        given["singleuser"]["extraEnv"]["RSQL_PROXY_URL"]
+        == f"http://{url.hostname}:{url.port}{prefix}"
+    )
     (rule,) = given["singleuser"]["networkPolicy"]["egress"]
     assert rule["to"][0]["podSelector"]["matchLabels"].items() <= labels.items()
     assert [p["port"] for p in rule["ports"]] == [port]
     # every selector selects these pods, and only by labels they carry
-    for selector in (deployment["spec"]["selector"], policy["spec"]["podSelector"], pdb["spec"]["selector"]):
+    for selector in (
+        deployment["spec"]["selector"],
+        policy["spec"]["podSelector"],
+        pdb["spec"]["selector"],
+    ):
         assert selector["matchLabels"].items() <= labels.items()
     assert service["spec"]["selector"].items() <= labels.items()
-    assert labels.get("hub.jupyter.org/network-access-hub") == "true"  # the chart's hub policy lets it in
+    assert (
+        labels.get("hub.jupyter.org/network-access-hub") == "true"
+    )  # the chart's hub policy lets it in
     # the hub's token for this service, kept by the chart in its Secret "hub"
     (token,) = [v for v in container()["env"] if v["name"] == "JUPYTERHUB_API_TOKEN"]
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": f"hub.services.{name}.apiToken"}
+    assert token["valueFrom"]["secretKeyRef"] == {
+        "name": "hub",
+        "key": f"hub.services.{name}.apiToken",
+    }
     assert (env["JUPYTERHUB_SERVICE_NAME"], env["JUPYTERHUB_SERVICE_PREFIX"]) == (name, prefix)
     # probes and Prometheus at the paths the service serves
     c = container()
-    assert c["livenessProbe"]["httpGet"]["path"] == c["startupProbe"]["httpGet"]["path"] == prefix + HEALTH_LIVE
+    assert (
+        c["livenessProbe"]["httpGet"]["path"]
+        == c["startupProbe"]["httpGet"]["path"]
+        == prefix + HEALTH_LIVE
+    )
     assert c["readinessProbe"]["httpGet"]["path"] == prefix + HEALTH_READY
     notes = pod["metadata"]["annotations"]
-    assert (notes["prometheus.io/path"], notes["prometheus.io/port"]) == (prefix + "metrics", str(port))
+    assert (notes["prometheus.io/path"], notes["prometheus.io/port"]) == (
+        prefix + "metrics",
+        str(port),
+    )
     # the config file the service is told to read is the one the ConfigMap mounts
     (mount,) = [m for m in c["volumeMounts"] if m["name"] == "config"]
     (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "config"]
@@ -445,6 +630,7 @@ def test_the_service_checks_tokens_as_the_hub_expects(monkeypatch: pytest.Monkey
 
 # -- the proxy's own configuration --------------------------------------------------------------
 
+
 def load_config(source: str, tmp_path: Path) -> Any:
     """A config file loaded as `rsql-proxy --config` loads it, in the pod's environment."""
     (tmp_path / "rsql_config.py").write_text(source)
@@ -456,12 +642,19 @@ def load_config(source: str, tmp_path: Path) -> Any:
 
 def config_problems(config: Any) -> list[str]:
     """Every c.Section.name a loaded config sets that is no setting of the service's classes."""
-    classes = {cls.__name__: cls for cls in (RSQLProxy, *RSQLProxyService.__mro__) if hasattr(cls, "class_trait_names")}
+    classes = {
+        cls.__name__: cls
+        for cls in (RSQLProxy, *RSQLProxyService.__mro__)
+        if hasattr(cls, "class_trait_names")
+    }
     out = []
     for section, settings in config.items():
         cls = classes.get(section)
-        out += [f"c.{section}.{key}" for key in settings
-                if cls is None or key not in cls.class_trait_names(config=True)]
+        out += [
+            f"c.{section}.{key}"
+            for key in settings
+            if cls is None or key not in cls.class_trait_names(config=True)
+        ]
     return out
 
 
@@ -474,7 +667,9 @@ def test_the_config_names_only_real_settings_and_starts(tmp_path: Path) -> None:
     config = load_config(source, tmp_path)
     assert config_problems(config) == []
     # the check can fail: a misspelt setting, a misspelt class
-    typo = load_config(source + "c.RSQLProxy.user_limit = []\nc.RSQLProxyServce.workers = 2\n", tmp_path)
+    typo = load_config(
+        source + "c.RSQLProxy.user_limit = []\nc.RSQLProxyServce.workers = 2\n", tmp_path
+    )
     assert config_problems(typo) == ["c.RSQLProxy.user_limit", "c.RSQLProxyServce.workers"]
 
     # and what start-up checks passes: the upstreams parse, each key's variable is in the
@@ -499,25 +694,38 @@ def test_the_pod_stops_within_its_termination_grace(tmp_path: Path) -> None:
     # preStop, then SIGTERM: the grace for answers in flight, then the proxy's own cut-off and
     # connection close, with time left for the usage log's last flush before any SIGKILL
     needed = pre_stop + grace + DRAIN_CUT_SECONDS + DRAIN_CLOSE_SECONDS
-    assert spec["terminationGracePeriodSeconds"] >= needed + 5, (spec["terminationGracePeriodSeconds"], needed)
+    assert spec["terminationGracePeriodSeconds"] >= needed + 5, (
+        spec["terminationGracePeriodSeconds"],
+        needed,
+    )
     # a liveness probe may not restart a draining pod, and readiness waits out a slow Redis ping
     live = c["livenessProbe"]
     assert live["periodSeconds"] * live["failureThreshold"] >= spec["terminationGracePeriodSeconds"]
     assert c["readinessProbe"]["timeoutSeconds"] > HEALTH_PING_SECONDS
     # more than one replica needs the shared state the config sets
-    assert the("Deployment")["spec"]["replicas"] > 1 and the("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert (
+        the("Deployment")["spec"]["replicas"] > 1
+        and the("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    )
 
 
 def test_the_pod_runs_unprivileged_on_a_read_only_root() -> None:
     spec, c = the("Deployment")["spec"]["template"]["spec"], container()
     pod, own = spec["securityContext"], c["securityContext"]
     assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0
-    assert own == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert own == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert spec["automountServiceAccountToken"] is False
     # the writable places are volumes; the spool is a folder of its own inside one, since the
     # proxy refuses a spool folder others can write and an emptyDir's root is world-writable
-    scratch = {m["mountPath"] for m in c["volumeMounts"]
-               if any(v["name"] == m["name"] and "emptyDir" in v for v in spec["volumes"])}
+    scratch = {
+        m["mountPath"]
+        for m in c["volumeMounts"]
+        if any(v["name"] == m["name"] and "emptyDir" in v for v in spec["volumes"])
+    }
     assert "/tmp" in scratch
     spool = re.search(r'usage_spool_dir = "([^"]+)"', proxy_config_source()).group(1)
     assert any(spool.startswith(m + "/") for m in scratch), (spool, scratch)
@@ -548,8 +756,12 @@ def unpinned(text: str) -> list[str]:
 
 def test_the_image_installs_only_pinned_hash_checked_packages() -> None:
     dockerfile = (IMAGE / "Dockerfile").read_text()
-    runs = [step.strip() for line in re.sub(r"\\\n", " ", dockerfile).splitlines() if line.startswith("RUN ")
-            for step in line[4:].split("&&")]
+    runs = [
+        step.strip()
+        for line in re.sub(r"\\\n", " ", dockerfile).splitlines()
+        if line.startswith("RUN ")
+        for step in line[4:].split("&&")
+    ]
     installs = [step for step in runs if re.search(r"\bpip install\b", step)]
     assert len(installs) >= 3, installs
     for lock in ("requirements.txt", "build-requirements.txt"):
@@ -560,32 +772,56 @@ def test_the_image_installs_only_pinned_hash_checked_packages() -> None:
     for cmd in installs:
         # each install either checks every hash of a lock file, or takes only our own wheel
         assert ("--require-hashes" in cmd and "--no-deps" in cmd and "-r /tmp/" in cmd) or (
-            "--no-index" in cmd and "--no-deps" in cmd), cmd
-    assert any(step.startswith("pip wheel --no-deps --no-build-isolation --no-index") for step in runs)
+            "--no-index" in cmd and "--no-deps" in cmd
+        ), cmd
+    assert any(
+        step.startswith("pip wheel --no-deps --no-build-isolation --no-index") for step in runs
+    )
     # the lock was resolved for the base image's Python
-    python = re.search(r"autogenerated by pip-compile with Python (\d+\.\d+)", (IMAGE / "requirements.txt").read_text())
+    python = re.search(
+        r"autogenerated by pip-compile with Python (\d+\.\d+)",
+        (IMAGE / "requirements.txt").read_text(),
+    )
     assert f"ARG PYTHON_IMAGE=python:{python.group(1)}-slim" in dockerfile
     # what the Dockerfile copies is in the build context its .dockerignore lets through
-    kept = [line[1:].rstrip("/") for line in (IMAGE / "Dockerfile.dockerignore").read_text().splitlines()
-            if line.startswith("!")]
+    kept = [
+        line[1:].rstrip("/")
+        for line in (IMAGE / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
     for src in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
         for part in src.split():
             assert (REPO / part).exists() and part in kept, part
     # the check can fail
-    assert unpinned("tornado==6.5\nredis>=5 \\\n    --hash=sha256:" + "a" * 64 + "\n--extra-index-url https://x\n") == [
-        "tornado==6.5", f"redis>=5      --hash=sha256:{'a' * 64}", "option: --extra-index-url https://x"]
+    assert unpinned(
+        "tornado==6.5\nredis>=5 \\\n    --hash=sha256:"
+        + "a" * 64
+        + "\n--extra-index-url https://x\n"
+    ) == [
+        "tornado==6.5",
+        f"redis>=5      --hash=sha256:{'a' * 64}",
+        "option: --extra-index-url https://x",
+    ]
 
 
 # modules of the service's package the image never runs: another host, the kernel side's engine,
 # and optional features whose extras the image leaves out (the local model, OpenTelemetry)
-NOT_IN_IMAGE = {"jupyter_server_ext/extension.py", "jupyter_server_ext/inprocess.py",
-                "jupyter_server_ext/engine/upstreams/transport/local_worker.py", "jupyter_server_ext/engine/monitoring/tracing.py"}
+NOT_IN_IMAGE = {
+    "jupyter_server_ext/extension.py",
+    "jupyter_server_ext/inprocess.py",
+    "jupyter_server_ext/engine/upstreams/transport/local_worker.py",
+    "jupyter_server_ext/engine/monitoring/tracing.py",
+}
 
 
 def imported_distributions() -> set[str]:
     """The distributions the service's modules import, following their imports into rsql_magic
     (the shared leaves the engine uses, docs/architecture.md)."""
-    todo = [p for p in (REPO / "jupyter_server_ext").rglob("*.py") if str(p.relative_to(REPO)) not in NOT_IN_IMAGE]
+    todo = [
+        p
+        for p in (REPO / "jupyter_server_ext").rglob("*.py")
+        if str(p.relative_to(REPO)) not in NOT_IN_IMAGE
+    ]
     seen: set[Path] = set()
     tops: set[str] = set()
     while todo:
@@ -613,7 +849,10 @@ def imported_distributions() -> set[str]:
                     continue
                 # running rsql_magic.a.b runs rsql_magic/__init__.py and a/__init__.py too
                 for i in range(1, len(parts) + 1):
-                    for candidate in (REPO.joinpath(*parts[:i], "__init__.py"), REPO.joinpath(*parts[:i]).with_suffix(".py")):
+                    for candidate in (
+                        REPO.joinpath(*parts[:i], "__init__.py"),
+                        REPO.joinpath(*parts[:i]).with_suffix(".py"),
+                    ):
                         if candidate.is_file():
                             todo.append(candidate)
     tops -= set(sys.stdlib_module_names) | {"jupyter_server_ext", "__future__", ""}
@@ -628,11 +867,18 @@ def normal(name: str) -> str:
 
 
 def test_the_image_packages_are_what_the_service_imports() -> None:
-    wanted = {normal(PIN.match(line).group(1)) if PIN.match(line) else normal(re.split(r"[<>=!~\[ ]", line)[0])
-              for line in (IMAGE / "requirements.in").read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
+    wanted = {
+        normal(PIN.match(line).group(1))
+        if PIN.match(line)
+        else normal(re.split(r"[<>=!~\[ ]", line)[0])
+        for line in (IMAGE / "requirements.in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     # nothing the service imports is left out, and nothing it does not is put in
     assert imported_distributions() == wanted
-    locked = {normal(PIN.match(line).group(1)) for line in (IMAGE / "requirements.txt").read_text().splitlines()
-              if PIN.match(line)}
+    locked = {
+        normal(PIN.match(line).group(1))
+        for line in (IMAGE / "requirements.txt").read_text().splitlines()
+        if PIN.match(line)
+    }
     assert wanted <= locked

@@ -23,7 +23,9 @@ HELLO = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"
 def make_engine(fp: FakeProvider, extra: dict[str, Any] | None = None, **settings: Any) -> Engine:
     specs = parse_upstreams(upstreams_for(fp, **(extra or {})))
     settings.setdefault("health_check_seconds", 0)
-    return Engine(EngineSettings(upstreams=specs, default_model="fake-small", **settings), state=MemoryState())
+    return Engine(
+        EngineSettings(upstreams=specs, default_model="fake-small", **settings), state=MemoryState()
+    )
 
 
 async def ask(engine: Engine, body: dict | None = None, caller: Caller = ALICE) -> dict:
@@ -55,7 +57,9 @@ async def test_concurrent_load_is_spread(fresh_provider: FakeProvider) -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-async def test_failover_on_server_errors_is_invisible(fresh_provider: FakeProvider, status: int) -> None:
+async def test_failover_on_server_errors_is_invisible(
+    fresh_provider: FakeProvider, status: int
+) -> None:
     fresh_provider.set_fault("a1", "status", status=status)
     engine = make_engine(fresh_provider, breaker_threshold=2)
     try:
@@ -124,7 +128,9 @@ async def test_a_client_that_leaves_while_its_key_is_probed_leaves_no_slot_held(
 ) -> None:
     engine = make_engine(fresh_provider)
     try:
-        fresh_provider.forbidden_models = {"fake-large"}  # a 403 about the request: the key is probed
+        fresh_provider.forbidden_models = {
+            "fake-large"
+        }  # a 403 about the request: the key is probed
         fresh_provider.models_delay = 1.0  # the probe (GET models) takes a second
         task = asyncio.ensure_future(ask(engine, {**HELLO, "model": "fake-large"}))
         for _ in range(200):
@@ -141,7 +147,9 @@ async def test_a_client_that_leaves_while_its_key_is_probed_leaves_no_slot_held(
         await engine.close()
 
 
-async def test_one_users_failing_requests_never_open_a_breaker(fresh_provider: FakeProvider) -> None:
+async def test_one_users_failing_requests_never_open_a_breaker(
+    fresh_provider: FakeProvider,
+) -> None:
     engine = make_engine(fresh_provider, breaker_threshold=2)
     try:
         for _ in range(4):  # a body that makes the provider fail on every key
@@ -189,7 +197,9 @@ async def test_failover_on_connection_refused(fresh_provider: FakeProvider) -> N
         await engine.close()
 
 
-async def test_rejected_key_is_disabled_then_reenabled_by_health_check(fresh_provider: FakeProvider) -> None:
+async def test_rejected_key_is_disabled_then_reenabled_by_health_check(
+    fresh_provider: FakeProvider,
+) -> None:
     bad_key = "sk-test-revoked-fake01"
     extra = {"a2": {"api_key": bad_key}}
     engine = make_engine(fresh_provider, extra)
@@ -223,7 +233,9 @@ async def test_every_key_failing_gives_one_clear_error(fresh_provider: FakeProvi
         await engine.close()
 
 
-async def test_provider_headers_keep_us_below_an_unconfigured_limit(fresh_provider: FakeProvider) -> None:
+async def test_provider_headers_keep_us_below_an_unconfigured_limit(
+    fresh_provider: FakeProvider,
+) -> None:
     # the provider allows acct-b 2 requests per 30 s; we did not configure that limit, but its
     # x-ratelimit-remaining-requests header says so and the pool obeys it
     b1 = fresh_provider.keys["sk-test-b1-fake0123456789"]
@@ -291,12 +303,17 @@ async def test_keys_of_one_account_share_its_limit(fresh_provider: FakeProvider)
         assert by_upstream.count("b1") == 3
         assert {"a1", "a2"} <= set(by_upstream)  # spread inside the account too
         assert len(refused) == 3
-        assert all(r.headers["Retry-After"].isdigit() and int(r.headers["Retry-After"]) >= 1 for r in refused)
+        assert all(
+            r.headers["Retry-After"].isdigit() and int(r.headers["Retry-After"]) >= 1
+            for r in refused
+        )
     finally:
         await engine.close()
 
 
-async def test_zero_upstream_429s_when_limits_match_the_provider(fresh_provider: FakeProvider) -> None:
+async def test_zero_upstream_429s_when_limits_match_the_provider(
+    fresh_provider: FakeProvider,
+) -> None:
     for pol in fresh_provider.keys.values():
         pol.limit, pol.window = 4, 1.0
     fresh_provider.latency = 0.02
@@ -326,7 +343,9 @@ async def test_waits_for_capacity_then_answers(fresh_provider: FakeProvider) -> 
         await engine.close()
 
 
-async def test_no_capacity_within_max_wait_is_a_429_with_retry_after(fresh_provider: FakeProvider) -> None:
+async def test_no_capacity_within_max_wait_is_a_429_with_retry_after(
+    fresh_provider: FakeProvider,
+) -> None:
     limits = {"limits": ["1 per 30 seconds"]}
     engine = make_engine(fresh_provider, {"a1": limits, "b1": limits}, max_wait_seconds=1)
     try:
@@ -380,7 +399,8 @@ async def test_stream_fails_over_before_the_first_byte(fresh_provider: FakeProvi
         assert reply.headers["X-RSQL-Upstream"] == "b1"
         text = "".join(
             (json.loads(e[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
-            for e in events if e.startswith(b"data: {")
+            for e in events
+            if e.startswith(b"data: {")
         )
         assert text == "Fake answer to: hello"
         assert events[-1] == b"data: [DONE]\n\n"
@@ -421,11 +441,17 @@ async def test_requests_that_get_no_answer_use_no_quota(fresh_provider: FakeProv
         await engine.close()
 
 
-async def test_a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event(fresh_provider: FakeProvider) -> None:
+async def test_a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event(
+    fresh_provider: FakeProvider,
+) -> None:
     for alias in ("a1", "a2", "b1"):
         fresh_provider.set_fault(alias, "die_mid_stream", count=1)
     engine = make_engine(fresh_provider)
-    body = {**HELLO, "stream": True, "messages": [{"role": "user", "content": "one two three four five six"}]}
+    body = {
+        **HELLO,
+        "stream": True,
+        "messages": [{"role": "user", "content": "one two three four five six"}],
+    }
     try:
         reply = await engine.chat(body, ALICE)
         events = [ev async for ev in reply.events]

@@ -20,14 +20,20 @@ def state_kind(request: pytest.FixtureRequest) -> str:
 
 
 async def test_a_stream_holds_its_window_slot_from_its_first_byte_not_its_end(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str,
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
 ) -> None:
     await stream_holds_its_slot_from_its_first_byte(request, fresh_provider, state_kind)
 
 
 @pytest.mark.parametrize("headers", ["as of the answer", "as of the arrival", "none"])
 async def test_provider_headers_say_when_a_slow_answer_was_counted(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str, headers: str,
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+    headers: str,
 ) -> None:
     await provider_headers_say_when_a_slow_answer_was_counted(
-        request, fresh_provider, state_kind, headers)
+        request, fresh_provider, state_kind, headers
+    )

@@ -12,8 +12,10 @@ from jupyter_server_ext.engine.upstreams.transport.http11 import HTTP11Client
 
 BODIES = {
     b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Ratelimit-Remaining-Requests: 7\r\n\r\nhello",
-    b"/chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  b"6\r\ndata: \r\n4;ext=1\r\n1\n\n\r\n0\r\nTrailer: x\r\n\r\n"),
+    b"/chunked": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"6\r\ndata: \r\n4;ext=1\r\n1\n\n\r\n0\r\nTrailer: x\r\n\r\n"
+    ),
     b"/eof": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
     b"/cut": b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
     b"/garbage": b"NOT HTTP\r\n\r\n",
@@ -29,8 +31,16 @@ async def server():
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length")), b"0"))
+                length = int(
+                    next(
+                        (
+                            line.split(b":")[1]
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length")
+                        ),
+                        b"0",
+                    )
+                )
                 await reader.readexactly(length)
                 path = head.split(b" ")[1]
                 writer.write(BODIES[path])

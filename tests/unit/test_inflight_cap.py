@@ -13,7 +13,8 @@ from tests.helpers.inflight import LATENCY, engine_for, most_at_once, served_by
 
 
 async def test_a_capped_server_never_has_more_in_flight_and_the_least_busy_goes_first(
-    fresh_provider: FakeProvider, tmp_path: Path,
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
 ) -> None:
     fresh_provider.latency = LATENCY
     engine = engine_for(fresh_provider, tmp_path, {"a1": 2, "a2": 1})

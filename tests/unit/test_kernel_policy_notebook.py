@@ -31,7 +31,9 @@ def no_hints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def shell(*history: str, **ns: Any) -> Any:
     """What the tracker reads of an IPython shell: its namespace and the cells run so far."""
-    return SimpleNamespace(user_ns=dict(ns), history_manager=SimpleNamespace(input_hist_raw=["", *history]))
+    return SimpleNamespace(
+        user_ns=dict(ns), history_manager=SimpleNamespace(input_hist_raw=["", *history])
+    )
 
 
 def running(tracker: NotebookTracker, source: str, cell_id: str | None = None) -> None:
@@ -75,8 +77,13 @@ def test_cells_run_before_tell_apart_notebooks_that_share_the_running_cell(tmp_p
 
 
 def test_the_search_skips_huge_files_and_fifos_and_stays_within_its_time(tmp_path: Path) -> None:
-    huge = {"cells": [{"cell_type": "code", "id": "huge1", "source": ASK_A, "metadata": {}}],
-            "padding": "x" * (6 << 20), "nbformat": 4, "nbformat_minor": 5, "metadata": {}}
+    huge = {
+        "cells": [{"cell_type": "code", "id": "huge1", "source": ASK_A, "metadata": {}}],
+        "padding": "x" * (6 << 20),
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+    }
     (tmp_path / "huge.ipynb").write_text(json.dumps(huge))
     os.mkfifo(tmp_path / "pipe.ipynb")  # reading a FIFO would block the kernel forever
     for i in range(60):  # more files than one search reads
@@ -129,16 +136,28 @@ def test_a_setting_names_the_notebook_first_then_vs_code_and_papermill(
     assert tracker.origin(vsc, None, in_cell=True).how == "VS Code"
     assert tracker.origin(vsc, None, in_cell=True).cell == ids[0]  # from the file VS Code names
     paper = shell(PAPERMILL_INPUT_PATH="report.ipynb")
-    assert (tracker.origin(paper, None, in_cell=True).notebook, tracker.origin(paper, None, in_cell=True).how) == (
-        "report.ipynb", "papermill")
+    assert (
+        tracker.origin(paper, None, in_cell=True).notebook,
+        tracker.origin(paper, None, in_cell=True).how,
+    ) == ("report.ipynb", "papermill")
     monkeypatch.setenv("RSQL_NOTEBOOK", "teams/finance/q3.ipynb")
     assert tracker.origin(vsc, None, in_cell=True).notebook == "teams/finance/q3.ipynb"
-    assert tracker.origin(vsc, "mine.ipynb", in_cell=True).notebook == "mine.ipynb"  # RSQLMagic.notebook
+    assert (
+        tracker.origin(vsc, "mine.ipynb", in_cell=True).notebook == "mine.ipynb"
+    )  # RSQLMagic.notebook
 
 
-def test_only_well_formed_cell_ids_and_bounded_paths_are_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nb = {"cells": [{"cell_type": "code", "id": "c1\r\nX-Evil: yes", "source": ASK_A, "metadata": {}}],
-          "nbformat": 4, "nbformat_minor": 5, "metadata": {}}
+def test_only_well_formed_cell_ids_and_bounded_paths_are_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nb = {
+        "cells": [
+            {"cell_type": "code", "id": "c1\r\nX-Evil: yes", "source": ASK_A, "metadata": {}}
+        ],
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+    }
     (tmp_path / "crafted.ipynb").write_text(json.dumps(nb))
     monkeypatch.chdir(tmp_path)
     tracker = NotebookTracker()
@@ -146,5 +165,8 @@ def test_only_well_formed_cell_ids_and_bounded_paths_are_sent(tmp_path: Path, mo
     origin = tracker.origin(shell(), None, in_cell=True)
     assert origin.notebook == "crafted.ipynb" and origin.cell is None
     assert valid_cell_id("9a4f0c2e-1b2d-4c1e-8f00-123456789abc") and not valid_cell_id("x" * 65)
-    assert notebook_header("Kurs/Woche 1 – Übung.ipynb") == "Kurs/Woche%201%20%E2%80%93%20%C3%9Cbung.ipynb"
+    assert (
+        notebook_header("Kurs/Woche 1 – Übung.ipynb")
+        == "Kurs/Woche%201%20%E2%80%93%20%C3%9Cbung.ipynb"
+    )
     assert notebook_header("a/" * 600) is None  # past 1024 characters the header is not sent

@@ -67,7 +67,9 @@ async def test_leases_expire_on_their_own() -> None:
 
 async def test_refused_request_counts_in_no_window() -> None:
     clock = Clock(dt.datetime(2026, 11, 22, 12, 0, 0))
-    lim = limiter(clock, limits=parse_rates(["2/minute", "10/hour"], where="t"), daily_budget_usd=5.0)
+    lim = limiter(
+        clock, limits=parse_rates(["2/minute", "10/hour"], where="t"), daily_budget_usd=5.0
+    )
     for _ in range(2):
         await lim.admit("alice", (), 0.1)
     for _ in range(5):
@@ -84,14 +86,18 @@ async def test_group_and_user_overrides() -> None:
     settings = LimitSettings(
         user=UserPolicy(limits=parse_rates(["1/minute"], where="t"), concurrency=1),
         overrides=parse_overrides(
-            {"group:staff": {"user_limits": ["5/minute"], "user_concurrency": 3},
-             "user:dana": {"user_concurrency": 7}}
+            {
+                "group:staff": {"user_limits": ["5/minute"], "user_concurrency": 3},
+                "user:dana": {"user_concurrency": 7},
+            }
         ),
     )
     lim = Limiter(settings, MemoryState())
     assert lim.policy("eve", ()).concurrency == 1
     assert lim.policy("sam", ("staff",)).concurrency == 3
-    assert lim.policy("dana", ("staff",)) == UserPolicy(parse_rates(["5/minute"], where="t"), 7, None)
+    assert lim.policy("dana", ("staff",)) == UserPolicy(
+        parse_rates(["5/minute"], where="t"), 7, None
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,7 +120,11 @@ async def test_per_user_state_stays_bounded() -> None:
     clock = Clock(dt.datetime(2026, 11, 22, 12, 0, 0))
     state = MemoryState(clock=clock)
     lim = Limiter(
-        LimitSettings(user=UserPolicy(limits=parse_rates(["5/minute"], where="t"), concurrency=2, daily_budget_usd=1.0)),
+        LimitSettings(
+            user=UserPolicy(
+                limits=parse_rates(["5/minute"], where="t"), concurrency=2, daily_budget_usd=1.0
+            )
+        ),
         state,
     )
     for day in range(3):

@@ -42,7 +42,9 @@ def limited(jupyter_app_factory, fresh_provider: FakeProvider) -> InProcessJupyt
     )
 
 
-def test_moving_window_counts_exactly_at_its_edge(limited: InProcessJupyter, fresh_provider: FakeProvider) -> None:
+def test_moving_window_counts_exactly_at_its_edge(
+    limited: InProcessJupyter, fresh_provider: FakeProvider
+) -> None:
     t1_start = time.monotonic()
     assert chat(limited, "tok-alice")[0] == 200
     t1_end = time.monotonic()
@@ -90,18 +92,26 @@ def test_concurrency_lease_released_when_client_disconnects_mid_stream(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
     server = jupyter_app_factory(
-        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small", "user_concurrency": 1},
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_concurrency": 1,
+        },
         named_users=True,
     )
-    long_question = {"model": "fake-small", "stream": True,
-                     "messages": [{"role": "user", "content": " ".join(["word"] * 150)}]}
+    long_question = {
+        "model": "fake-small",
+        "stream": True,
+        "messages": [{"role": "user", "content": " ".join(["word"] * 150)}],
+    }
     # a raw socket, so the test controls exactly when the client goes away
     u = urllib.parse.urlparse(server.proxy_url)
     body = json.dumps(long_question).encode()
     sock = socket.create_connection((u.hostname, u.port))
     sock.sendall(
         f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: token tok-alice\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
     )
     first = sock.recv(4096)
     assert b"200 OK" in first and b"data: " in first + sock.recv(4096)
@@ -116,7 +126,9 @@ def test_concurrency_lease_released_when_client_disconnects_mid_stream(
     assert chat(server, "tok-alice")[0] == 200
 
 
-def test_concurrent_requests_never_overspend_a_budget(jupyter_app_factory, fresh_provider: FakeProvider) -> None:
+def test_concurrent_requests_never_overspend_a_budget(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
     fresh_provider.latency = 0.1
     budget = 0.05
     server = jupyter_app_factory(
@@ -145,7 +157,10 @@ def test_concurrent_requests_never_overspend_a_budget(jupyter_app_factory, fresh
 
 def test_cost_is_in_usage_and_header(jupyter_app_factory, fresh_provider: FakeProvider) -> None:
     server = jupyter_app_factory(
-        {"upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED), "default_model": "fake-small"},
+        {
+            "upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
+            "default_model": "fake-small",
+        },
     )
     status, headers, raw = chat(server, server.token)
     usage = json.loads(raw)["usage"]
@@ -154,14 +169,19 @@ def test_cost_is_in_usage_and_header(jupyter_app_factory, fresh_provider: FakePr
     assert float(headers["x-rsql-cost-usd"]) == pytest.approx(expected)
 
 
-def test_cache_hits_misses_and_bypass(limited: InProcessJupyter, fresh_provider: FakeProvider) -> None:
+def test_cache_hits_misses_and_bypass(
+    limited: InProcessJupyter, fresh_provider: FakeProvider
+) -> None:
     det = {**ASK, "temperature": 0, "messages": [{"role": "user", "content": "cache me"}]}
     s1, h1, b1 = chat(limited, "tok-carol", det)
     s2, h2, b2 = chat(limited, "tok-carol", det)
     assert (h1["x-rsql-cache"], h2["x-rsql-cache"]) == ("miss", "hit")
     assert json.loads(b1)["choices"] == json.loads(b2)["choices"]
     assert h2["x-rsql-cost-usd"] == "0"
-    assert len([r for r in fresh_provider.received if r.body["messages"][0]["content"] == "cache me"]) == 1
+    assert (
+        len([r for r in fresh_provider.received if r.body["messages"][0]["content"] == "cache me"])
+        == 1
+    )
     # a hit costs no quota: alice can still make her 3 requests after 5 hits
     for _ in range(5):
         assert chat(limited, "tok-alice", det)[1]["x-rsql-cache"] == "hit"
@@ -169,12 +189,16 @@ def test_cache_hits_misses_and_bypass(limited: InProcessJupyter, fresh_provider:
     # explicit bypass, and a non-deterministic request, go upstream every time
     assert chat(limited, "tok-carol", det, **{"X-RSQL-No-Cache": "1"})[1]["x-rsql-cache"] == "miss"
     warm = {**det, "temperature": 0.7}
-    assert [chat(limited, "tok-carol", warm)[1]["x-rsql-cache"] for _ in range(2)] == ["miss", "miss"]
+    assert [chat(limited, "tok-carol", warm)[1]["x-rsql-cache"] for _ in range(2)] == [
+        "miss",
+        "miss",
+    ]
     # a streamed request is answered from the cache as a stream
     status, headers, raw = chat(limited, "tok-carol", {**det, "stream": True})
     assert headers["x-rsql-cache"] == "hit" and raw.rstrip().endswith(b"data: [DONE]")
     text = "".join(
         (json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
-        for line in raw.split(b"\n") if line.startswith(b"data: {")
+        for line in raw.split(b"\n")
+        if line.startswith(b"data: {")
     )
     assert text == json.loads(b1)["choices"][0]["message"]["content"]

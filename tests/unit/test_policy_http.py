@@ -36,12 +36,18 @@ async def start_proxy(
         yield start
 
 
-async def test_each_group_may_call_its_models_and_the_403_names_them(start_proxy, fresh_provider) -> None:
+async def test_each_group_may_call_its_models_and_the_403_names_them(
+    start_proxy, fresh_provider
+) -> None:
     p = await start_proxy(limit_overrides=ENTITLED)
     status, body = await p.ask("tok-alice", "fake-large")
     assert status == 403
     err = body["error"]
-    assert (err["code"], err["type"], err["param"]) == ("model_not_allowed", "permission_error", "model")
+    assert (err["code"], err["type"], err["param"]) == (
+        "model_not_allowed",
+        "permission_error",
+        "model",
+    )
     assert err["allowed_models"] == ["fake-small"] and "fake-small" in err["message"]
     assert fresh_provider.received == []  # refused before anything went upstream
     assert (await p.ask("tok-alice", "fake-small"))[0] == 200
@@ -54,12 +60,21 @@ async def test_each_group_may_call_its_models_and_the_403_names_them(start_proxy
 
 async def test_models_and_me_show_only_what_the_caller_may_use(start_proxy) -> None:
     p = await start_proxy(limit_overrides=ENTITLED)
-    assert [m["id"] for m in (await p.call("GET", "v1/models", "tok-alice"))[1]["data"]] == ["fake-small"]
-    assert [m["id"] for m in (await p.call("GET", "v1/models", "tok-carol"))[1]["data"]] == ["fake-small", "fake-large"]
+    assert [m["id"] for m in (await p.call("GET", "v1/models", "tok-alice"))[1]["data"]] == [
+        "fake-small"
+    ]
+    assert [m["id"] for m in (await p.call("GET", "v1/models", "tok-carol"))[1]["data"]] == [
+        "fake-small",
+        "fake-large",
+    ]
     assert (await p.call("GET", "v1/models/fake-large", "tok-alice"))[0] == 404
     me = (await p.call("GET", "me", "tok-carol"))[1]
     assert (me["models"], me["default_model"], me["sql_default_model"], me["window"]) == (
-        ["fake-small", "fake-large"], "fake-large", "fake-small", None)
+        ["fake-small", "fake-large"],
+        "fake-large",
+        "fake-small",
+        None,
+    )
     # a request naming no model gets the caller's default
     status, body = await p.ask("tok-carol")
     assert status == 200 and body["model"] == "fake-large"
@@ -67,31 +82,49 @@ async def test_models_and_me_show_only_what_the_caller_may_use(start_proxy) -> N
 
 
 async def test_the_users_own_models_win_over_the_groups(start_proxy) -> None:
-    p = await start_proxy(limit_overrides={**ENTITLED, "user:bob": {"models": ["fake-large"]}},
-                          allowed_models=["fake-small"])
+    p = await start_proxy(
+        limit_overrides={**ENTITLED, "user:bob": {"models": ["fake-large"]}},
+        allowed_models=["fake-small"],
+    )
     assert [(await p.ask("tok-bob", m))[0] for m in ("fake-small", "fake-large")] == [403, 200]
     # allowed_models is everyone's unless a group or user names their own
     assert [(await p.ask("tok-dave", m))[0] for m in ("fake-small", "fake-large")] == [200, 403]
     assert (await p.call("GET", "me", "tok-bob"))[1]["default_model"] == "fake-large"
 
 
-@pytest.mark.parametrize(("overrides", "needle"), [
-    ({"group:students": {"models": "fake-small", "default_model": "fake-large"}}, "not among its own 'models'"),
-    ({"group:students": {"models": [3]}}, "list of model names"),
-    ({"group:students": {"default_model": "gpt-nope"}}, "served by no upstream"),
-    ({"group:students": {"modles": ["x"]}}, "unknown field 'modles'"),
-])
-def test_bad_entitlements_stop_start_up_naming_the_field(overrides: dict, needle: str, fresh_provider) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (
+            {"group:students": {"models": "fake-small", "default_model": "fake-large"}},
+            "not among its own 'models'",
+        ),
+        ({"group:students": {"models": [3]}}, "list of model names"),
+        ({"group:students": {"default_model": "gpt-nope"}}, "served by no upstream"),
+        ({"group:students": {"modles": ["x"]}}, "unknown field 'modles'"),
+    ],
+)
+def test_bad_entitlements_stop_start_up_naming_the_field(
+    overrides: dict, needle: str, fresh_provider
+) -> None:
     proxy = RSQLProxy(upstreams=upstreams_for(fresh_provider), limit_overrides=overrides)
     with pytest.raises(ConfigError, match=needle):
         proxy.engine_settings()
 
 
-EXAM = {"name": "exam", "groups": ["students"], "start": "2027-01-15T09:00:00Z", "end": "2027-01-15T11:00:00Z",
-        "mode": "off", "message": "No assistant during the exam."}
+EXAM = {
+    "name": "exam",
+    "groups": ["students"],
+    "start": "2027-01-15T09:00:00Z",
+    "end": "2027-01-15T11:00:00Z",
+    "mode": "off",
+    "message": "No assistant during the exam.",
+}
 
 
-async def test_an_off_window_refuses_its_group_with_its_message_and_end(start_proxy, fresh_provider) -> None:
+async def test_an_off_window_refuses_its_group_with_its_message_and_end(
+    start_proxy, fresh_provider
+) -> None:
     p = await start_proxy(policy_windows=[EXAM], admin_timezone="Europe/Berlin")
     assert (await p.ask("tok-alice"))[0] == 200  # 08:00 UTC: before the exam
     await p.step(3600)  # 09:00 UTC: it starts
@@ -100,7 +133,10 @@ async def test_an_off_window_refuses_its_group_with_its_message_and_end(start_pr
     assert status == 403
     err = body["error"]
     assert err["code"] == "policy_window" and err["type"] == "permission_error"
-    assert "No assistant during the exam." in err["message"] and "2027-01-15 12:00 CET" in err["message"]
+    assert (
+        "No assistant during the exam." in err["message"]
+        and "2027-01-15 12:00 CET" in err["message"]
+    )
     assert err["window"]["ends_at"] == "2027-01-15T11:00:00Z" and err["window"]["name"] == "exam"
     assert fresh_provider.received == []
     assert (await p.ask("tok-carol"))[0] == 200  # staff are not in the window
@@ -112,15 +148,26 @@ async def test_an_off_window_refuses_its_group_with_its_message_and_end(start_pr
 
 
 async def test_a_custom_window_sets_models_and_a_budget_of_its_own(start_proxy) -> None:
-    lab = {"name": "lab", "groups": ["*"], "mode": "custom", "models": ["fake-small"],
-           "user_daily_budget_usd": 0.5, "message": "Lab hours: the small model only",
-           "weekly": {"days": ["fri"], "start": "09:30", "end": "10:00", "timezone": "Europe/Berlin"}}
-    p = await start_proxy(policy_windows=[lab], limit_overrides=ENTITLED, admin_timezone="Europe/Berlin")
+    lab = {
+        "name": "lab",
+        "groups": ["*"],
+        "mode": "custom",
+        "models": ["fake-small"],
+        "user_daily_budget_usd": 0.5,
+        "message": "Lab hours: the small model only",
+        "weekly": {"days": ["fri"], "start": "09:30", "end": "10:00", "timezone": "Europe/Berlin"},
+    }
+    p = await start_proxy(
+        policy_windows=[lab], limit_overrides=ENTITLED, admin_timezone="Europe/Berlin"
+    )
     assert (await p.ask("tok-carol", "fake-large"))[0] == 200  # 09:00 in Berlin: not yet
     await p.step(45 * 60)  # 09:45 Berlin
     status, body = await p.ask("tok-carol", "fake-large")
     assert status == 403 and body["error"]["code"] == "policy_window"
-    assert body["error"]["allowed_models"] == ["fake-small"] and "Lab hours" in body["error"]["message"]
+    assert (
+        body["error"]["allowed_models"] == ["fake-small"]
+        and "Lab hours" in body["error"]["message"]
+    )
     me = (await p.call("GET", "me", "tok-carol"))[1]
     assert me["default_model"] == "fake-small" and me["budget"]["daily_usd"] == 0.5
     assert me["window"]["ends_at_local"] == "2027-01-15 10:00 CET"
@@ -132,22 +179,51 @@ async def test_a_custom_window_sets_models_and_a_budget_of_its_own(start_proxy) 
 
 async def test_admins_start_list_and_end_windows_at_run_time(start_proxy) -> None:
     p = await start_proxy(policy_windows=[EXAM])
-    status, body = await p.call("POST", "admin/windows", "tok-alice", {"name": "x", "groups": ["*"], "minutes": 5,
-                                                                       "mode": "off"})
+    status, body = await p.call(
+        "POST",
+        "admin/windows",
+        "tok-alice",
+        {"name": "x", "groups": ["*"], "minutes": 5, "mode": "off"},
+    )
     assert status == 403  # users cannot
-    status, body = await p.call("POST", "admin/windows", "tok-admin", {
-        "name": "quiz", "groups": ["students"], "minutes": 30, "mode": "off", "message": "Quiz time"})
+    status, body = await p.call(
+        "POST",
+        "admin/windows",
+        "tok-admin",
+        {
+            "name": "quiz",
+            "groups": ["students"],
+            "minutes": 30,
+            "mode": "off",
+            "message": "Quiz time",
+        },
+    )
     assert status == 200, body
     assert body["window"]["ends_at"] == "2027-01-15T08:30:00Z"
     assert (await p.ask("tok-alice"))[1]["error"]["message"].startswith("Quiz time")
     listed = (await p.call("GET", "admin/windows", "tok-admin"))[1]["windows"]
-    assert [(w["name"], w["source"], w["active"]) for w in listed] == [("exam", "config", False), ("quiz", "runtime", True)]
+    assert [(w["name"], w["source"], w["active"]) for w in listed] == [
+        ("exam", "config", False),
+        ("quiz", "runtime", True),
+    ]
     # a name in use, a bad mode, an end in the past: clear errors
-    dup = await p.call("POST", "admin/windows", "tok-admin", {"name": "quiz", "groups": ["*"], "minutes": 5, "mode": "off"})
+    dup = await p.call(
+        "POST",
+        "admin/windows",
+        "tok-admin",
+        {"name": "quiz", "groups": ["*"], "minutes": 5, "mode": "off"},
+    )
     assert dup[0] == 409 and dup[1]["error"]["code"] == "window_exists"
-    bad = await p.call("POST", "admin/windows", "tok-admin", {"name": "q2", "groups": ["*"], "minutes": 5, "mode": "of"})
+    bad = await p.call(
+        "POST",
+        "admin/windows",
+        "tok-admin",
+        {"name": "q2", "groups": ["*"], "minutes": 5, "mode": "of"},
+    )
     assert bad[0] == 400 and "one of off, local-only, custom" in bad[1]["error"]["message"]
-    nobody = await p.call("POST", "admin/windows", "tok-admin", {"name": "q3", "minutes": 5, "mode": "off"})
+    nobody = await p.call(
+        "POST", "admin/windows", "tok-admin", {"name": "q3", "minutes": 5, "mode": "off"}
+    )
     assert nobody[0] == 400 and "'groups'" in nobody[1]["error"]["message"]
     assert (await p.call("POST", "admin/windows/quiz/end", "tok-admin", {}))[0] == 200
     assert (await p.ask("tok-alice"))[0] == 200
@@ -161,16 +237,28 @@ async def test_admins_start_list_and_end_windows_at_run_time(start_proxy) -> Non
     assert (await p.ask("tok-alice"))[0] == 200
 
 
-@pytest.mark.parametrize(("window", "needle"), [
-    ({**EXAM, "end": "2027-01-15T08:00:00Z"}, "must be after 'start'"),
-    ({**EXAM, "groups": []}, "'groups'"),
-    ({**EXAM, "start": "tomorrow"}, "ISO 8601"),
-    ({**EXAM, "mode": "local-only"}, "needs a local model"),
-    ({**EXAM, "models": ["x"]}, "only a 'custom' window"),
-    ({"name": "w", "groups": ["*"], "mode": "off", "weekly": {"days": ["funday"], "start": "9:00", "end": "10:00"}},
-     "days of the week"),
-])
-def test_bad_windows_stop_start_up_naming_the_field(window: dict, needle: str, fresh_provider) -> None:
+@pytest.mark.parametrize(
+    ("window", "needle"),
+    [
+        ({**EXAM, "end": "2027-01-15T08:00:00Z"}, "must be after 'start'"),
+        ({**EXAM, "groups": []}, "'groups'"),
+        ({**EXAM, "start": "tomorrow"}, "ISO 8601"),
+        ({**EXAM, "mode": "local-only"}, "needs a local model"),
+        ({**EXAM, "models": ["x"]}, "only a 'custom' window"),
+        (
+            {
+                "name": "w",
+                "groups": ["*"],
+                "mode": "off",
+                "weekly": {"days": ["funday"], "start": "9:00", "end": "10:00"},
+            },
+            "days of the week",
+        ),
+    ],
+)
+def test_bad_windows_stop_start_up_naming_the_field(
+    window: dict, needle: str, fresh_provider
+) -> None:
     proxy = RSQLProxy(upstreams=upstreams_for(fresh_provider), policy_windows=[window])
     with pytest.raises(ConfigError, match=needle):
         proxy.engine_settings()
@@ -186,15 +274,21 @@ async def notebooks(p: Proxy, path: str, expect: int) -> list[dict[str, Any]]:
     return rows
 
 
-async def test_usage_rows_carry_the_notebook_and_cell_and_me_cost_sums_them(start_proxy, tmp_path) -> None:
+async def test_usage_rows_carry_the_notebook_and_cell_and_me_cost_sums_them(
+    start_proxy, tmp_path
+) -> None:
     p = await start_proxy()
     path = "course/week 1/homework.ipynb"
     nb = urllib.parse.quote(path)
     for cell in ("cell-a", "cell-a", "cell-b"):
         assert (await p.ask("tok-alice", **{"X-RSQL-Notebook": nb, "X-RSQL-Cell": cell}))[0] == 200
-    assert (await p.ask("tok-alice", **{"X-RSQL-Notebook": urllib.parse.quote("other.ipynb")}))[0] == 200
+    assert (await p.ask("tok-alice", **{"X-RSQL-Notebook": urllib.parse.quote("other.ipynb")}))[
+        0
+    ] == 200
     # a hostile cell id or a path with controls is dropped, not stored
-    assert (await p.ask("tok-bob", **{"X-RSQL-Notebook": "%1b%5b31mx.ipynb", "X-RSQL-Cell": "<b>x</b>"}))[0] == 200
+    assert (
+        await p.ask("tok-bob", **{"X-RSQL-Notebook": "%1b%5b31mx.ipynb", "X-RSQL-Cell": "<b>x</b>"})
+    )[0] == 200
     status, cost = await p.call("GET", "me/cost?notebook=" + nb, "tok-alice")
     assert status == 200, cost
     assert cost["notebook"].startswith("nb-") and "homework" not in json.dumps(cost)
@@ -204,7 +298,10 @@ async def test_usage_rows_carry_the_notebook_and_cell_and_me_cost_sums_them(star
     assert (await p.call("GET", "me/cost?notebook=" + nb, "tok-bob"))[1]["week"]["requests"] == 0
     assert (await p.call("GET", "me/cost", "tok-alice"))[0] == 400
     rows = await notebooks(p, "admin/notebooks", 2)
-    assert sorted((r["user"], r["requests"], r["cells"]) for r in rows) == [("alice", 1, 0), ("alice", 3, 2)]
+    assert sorted((r["user"], r["requests"], r["cells"]) for r in rows) == [
+        ("alice", 1, 0),
+        ("alice", 3, 2),
+    ]
     assert (await p.call("GET", "admin/notebooks", "tok-alice"))[0] == 403
     db = sqlite3.connect(tmp_path / "usage.sqlite")
     stored = db.execute("SELECT user, notebook, cell FROM usage WHERE user = 'bob'").fetchall()
@@ -213,26 +310,44 @@ async def test_usage_rows_carry_the_notebook_and_cell_and_me_cost_sums_them(star
 
 async def test_admins_may_opt_into_notebook_names(start_proxy) -> None:
     p = await start_proxy(notebook_names=True)
-    await p.ask("tok-alice", **{"X-RSQL-Notebook": urllib.parse.quote("week1.ipynb"), "X-RSQL-Cell": "c1"})
+    await p.ask(
+        "tok-alice", **{"X-RSQL-Notebook": urllib.parse.quote("week1.ipynb"), "X-RSQL-Cell": "c1"}
+    )
     rows = await notebooks(p, "admin/notebooks?user=alice", 1)
     assert [r["notebook"] for r in rows] == ["week1.ipynb"]
 
 
-async def test_no_endpoint_or_cached_answer_gets_past_an_entitlement_or_a_window(start_proxy, fresh_provider) -> None:
+async def test_no_endpoint_or_cached_answer_gets_past_an_entitlement_or_a_window(
+    start_proxy, fresh_provider
+) -> None:
     p = await start_proxy(limit_overrides=ENTITLED, cache_hits_count=False)
     forced = {"X-RSQL-Cache-Control": "cache"}
     # carol (staff) puts an answer for fake-large in the cache; alice may not have it
     assert (await p.ask("tok-carol", "fake-large", **forced))[0] == 200
-    assert (await p.ask("tok-alice", "fake-large", **forced))[1]["error"]["code"] == "model_not_allowed"
-    legacy = await p.call("POST", "v1/completions", "tok-alice", {"model": "fake-large", "prompt": "hi"})
+    assert (await p.ask("tok-alice", "fake-large", **forced))[1]["error"][
+        "code"
+    ] == "model_not_allowed"
+    legacy = await p.call(
+        "POST", "v1/completions", "tok-alice", {"model": "fake-large", "prompt": "hi"}
+    )
     assert legacy[0] == 403 and legacy[1]["error"]["code"] == "model_not_allowed"
     emb = await p.call("POST", "v1/embeddings", "tok-alice", {"model": "fake-large", "input": "hi"})
     assert emb[0] == 403 and emb[1]["error"]["code"] == "model_not_allowed"
-    await p.call("POST", "admin/windows", "tok-admin", {"name": "off", "groups": ["staff"], "minutes": 5, "mode": "off"})
+    await p.call(
+        "POST",
+        "admin/windows",
+        "tok-admin",
+        {"name": "off", "groups": ["staff"], "minutes": 5, "mode": "off"},
+    )
     fresh_provider.reset()
-    for path, body in (("v1/chat/completions", {"model": "fake-large", "messages": [{"role": "user", "content": "hi"}]}),
-                       ("v1/completions", {"model": "fake-large", "prompt": "hi"}),
-                       ("v1/embeddings", {"model": "fake-large", "input": "hi"})):
+    for path, body in (
+        (
+            "v1/chat/completions",
+            {"model": "fake-large", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        ("v1/completions", {"model": "fake-large", "prompt": "hi"}),
+        ("v1/embeddings", {"model": "fake-large", "input": "hi"}),
+    ):
         status, answer = await p.call("POST", path, "tok-carol", body, forced)
         assert (status, answer["error"]["code"]) == (403, "policy_window"), path
     assert fresh_provider.received == []

@@ -14,21 +14,44 @@ from jupyter_server_ext.engine.errors import ConfigError
 AZ = {"name": "az", "provider": "azure", "base_url": "https://uni.openai.azure.com", "api_key": "k"}
 
 
-@pytest.mark.parametrize(("upstream", "words"), [
-    (AZ, "'api_version' must be a dated Azure OpenAI API version"),
-    ({**AZ, "api_version": "2024-13"}, "'api_version'"),
-    ({**AZ, "base_url": "https://uni.openai.azure.com/openai", "api_version": "2024-10-21"}, "resource endpoint"),
-    ({**AZ, "api_version": "v1", "auth": "managed"}, "'auth' must be one of"),
-    ({**AZ, "api_version": "v1", "max_in_flight": 4}, "self-hosted OpenAI-compatible server"),
-    ({"name": "an", "provider": "anthropic", "api_key": "k", "api_version": "v1"}, "'api_version' is for 'provider': 'azure' only"),
-    ({"name": "an", "provider": "anthropic"}, "needs 'api_key_env'"),
-    ({"name": "vl", "base_url": "http://127.0.0.1:1/v1", "models": {"m": 3}}, "field 'models' as a dict"),
-    ({"name": "vl", "base_url": "http://127.0.0.1:1/v1", "models": {"*": "x"}}, "cannot map '*'"),
-    ({"name": "vl", "base_url": "http://127.0.0.1:1/v1", "max_in_flight": 0.5}, "'max_in_flight' must be an integer"),
-    ({"name": "lo", "provider": "llama_cpp", "max_in_flight": 2}, "does not apply to the local model"),
-    ({"name": "x", "provider": "bedrock", "api_key": "k"}, "'provider' must be one of"),
-])
-def test_a_mistake_stops_start_up_naming_the_upstream_and_field(upstream: dict[str, Any], words: str) -> None:
+@pytest.mark.parametrize(
+    ("upstream", "words"),
+    [
+        (AZ, "'api_version' must be a dated Azure OpenAI API version"),
+        ({**AZ, "api_version": "2024-13"}, "'api_version'"),
+        (
+            {**AZ, "base_url": "https://uni.openai.azure.com/openai", "api_version": "2024-10-21"},
+            "resource endpoint",
+        ),
+        ({**AZ, "api_version": "v1", "auth": "managed"}, "'auth' must be one of"),
+        ({**AZ, "api_version": "v1", "max_in_flight": 4}, "self-hosted OpenAI-compatible server"),
+        (
+            {"name": "an", "provider": "anthropic", "api_key": "k", "api_version": "v1"},
+            "'api_version' is for 'provider': 'azure' only",
+        ),
+        ({"name": "an", "provider": "anthropic"}, "needs 'api_key_env'"),
+        (
+            {"name": "vl", "base_url": "http://127.0.0.1:1/v1", "models": {"m": 3}},
+            "field 'models' as a dict",
+        ),
+        (
+            {"name": "vl", "base_url": "http://127.0.0.1:1/v1", "models": {"*": "x"}},
+            "cannot map '*'",
+        ),
+        (
+            {"name": "vl", "base_url": "http://127.0.0.1:1/v1", "max_in_flight": 0.5},
+            "'max_in_flight' must be an integer",
+        ),
+        (
+            {"name": "lo", "provider": "llama_cpp", "max_in_flight": 2},
+            "does not apply to the local model",
+        ),
+        ({"name": "x", "provider": "bedrock", "api_key": "k"}, "'provider' must be one of"),
+    ],
+)
+def test_a_mistake_stops_start_up_naming_the_upstream_and_field(
+    upstream: dict[str, Any], words: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         parse_upstreams([upstream], env={})
     assert words in str(err.value)
@@ -36,18 +59,37 @@ def test_a_mistake_stops_start_up_naming_the_upstream_and_field(upstream: dict[s
 
 
 def test_each_kind_gets_its_sdks_default_root_and_public_names_map_to_the_providers_own() -> None:
-    an, ge, az, vl = parse_upstreams([
-        {"name": "an", "provider": "anthropic", "api_key_env": "ANTHROPIC_API_KEY",
-         "models": {"claude-sonnet": "claude-sonnet-4-5-20250929"}},
-        {"name": "ge", "provider": "gemini", "api_key_env": "GEMINI_API_KEY", "models": ["gemini-2.5-flash"]},
-        {**AZ, "api_version": "2024-10-21", "models": {"gpt-4o-mini": "mini-deploy", "gpt-4o": "gpt-4o"}},
-        {"name": "vl", "base_url": "http://gpu-1:8000/v1", "max_in_flight": 8},
-    ], env={"ANTHROPIC_API_KEY": "test-anthropic-key", "GEMINI_API_KEY": "AIza-x"})
+    an, ge, az, vl = parse_upstreams(
+        [
+            {
+                "name": "an",
+                "provider": "anthropic",
+                "api_key_env": "ANTHROPIC_API_KEY",
+                "models": {"claude-sonnet": "claude-sonnet-4-5-20250929"},
+            },
+            {
+                "name": "ge",
+                "provider": "gemini",
+                "api_key_env": "GEMINI_API_KEY",
+                "models": ["gemini-2.5-flash"],
+            },
+            {
+                **AZ,
+                "api_version": "2024-10-21",
+                "models": {"gpt-4o-mini": "mini-deploy", "gpt-4o": "gpt-4o"},
+            },
+            {"name": "vl", "base_url": "http://gpu-1:8000/v1", "max_in_flight": 8},
+        ],
+        env={"ANTHROPIC_API_KEY": "test-anthropic-key", "GEMINI_API_KEY": "AIza-x"},
+    )
     assert an.base_url == "https://api.anthropic.com"
     assert ge.base_url == "https://generativelanguage.googleapis.com/v1beta/openai"
     assert an.serves("claude-sonnet") and not an.serves("claude-sonnet-4-5-20250929")
     assert an.provider_model("claude-sonnet") == "claude-sonnet-4-5-20250929"
-    assert az.provider_model("gpt-4o") == "gpt-4o" and az.provider_model("gpt-4o-mini") == "mini-deploy"
+    assert (
+        az.provider_model("gpt-4o") == "gpt-4o"
+        and az.provider_model("gpt-4o-mini") == "mini-deploy"
+    )
     # a self-hosted server: no key needed, models read from it, no built-in price
     assert vl.api_key == "" and vl.discovers and vl.max_in_flight == 8
     book = PriceBook((an, ge, az, vl))
@@ -57,16 +99,27 @@ def test_each_kind_gets_its_sdks_default_root_and_public_names_map_to_the_provid
 
 
 def test_a_cache_write_costs_its_own_price_and_a_reservation_assumes_the_dearest() -> None:
-    (an,) = parse_upstreams([{"name": "an", "provider": "anthropic", "api_key": "k",
-                              "models": ["claude-haiku-4-5"]}], env={})
+    (an,) = parse_upstreams(
+        [{"name": "an", "provider": "anthropic", "api_key": "k", "models": ["claude-haiku-4-5"]}],
+        env={},
+    )
     price = PriceBook((an,)).known("claude-haiku-4-5", "an")
     assert price is not None
     # 1,000 prompt tokens of which 400 written to the cache, 100 out: $1 / $2 (write) / $5 per M
     assert price.cost(1000, 100, 400) == pytest.approx((600 * 1.0 + 400 * 2.0 + 100 * 5.0) / 1e6)
     assert price.worst(1000, 100) == pytest.approx((1000 * 2.0 + 100 * 5.0) / 1e6)
     with pytest.raises(ConfigError, match="cannot be negative"):
-        parse_upstreams([{"name": "c", "base_url": "http://h/v1", "api_key": "k",
-                          "prices": {"m": {"input": 1, "output": 2, "cache_write": -1}}}], env={})
+        parse_upstreams(
+            [
+                {
+                    "name": "c",
+                    "base_url": "http://h/v1",
+                    "api_key": "k",
+                    "prices": {"m": {"input": 1, "output": 2, "cache_write": -1}},
+                }
+            ],
+            env={},
+        )
 
 
 def test_a_laptops_anthropic_and_gemini_keys_make_in_process_upstreams() -> None:
@@ -74,5 +127,8 @@ def test_a_laptops_anthropic_and_gemini_keys_make_in_process_upstreams() -> None
 
     env = {"ANTHROPIC_API_KEY": "test-anthropic-key", "GEMINI_API_KEY": "AIzaX"}
     specs = parse_upstreams(upstreams_from_env(env), env=env)
-    assert [(s.name, s.provider) for s in specs] == [("anthropic", "anthropic"), ("gemini", "gemini")]
+    assert [(s.name, s.provider) for s in specs] == [
+        ("anthropic", "anthropic"),
+        ("gemini", "gemini"),
+    ]
     assert all(PriceBook(specs).known(m, s.name) for s in specs for m in s.models)

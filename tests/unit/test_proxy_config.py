@@ -11,7 +11,9 @@ from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 
 
-def test_bad_config_stops_startup_naming_field_and_upstream(jupyter_app_factory, fresh_provider: FakeProvider) -> None:
+def test_bad_config_stops_startup_naming_field_and_upstream(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
     ups = upstreams_for(fresh_provider)
     next(u for u in ups if u["name"] == "a2")["limts"] = ["30/minute"]
     with pytest.raises(RuntimeError) as err:
@@ -26,12 +28,22 @@ def test_bad_config_stops_startup_naming_field_and_upstream(jupyter_app_factory,
         ("api_key_env", "RSQL_TEST_UNSET_VAR", "$RSQL_TEST_UNSET_VAR, which is not set"),
         ("name", "a1", "duplicate name"),
         ("repeat_penalty", 3, "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 3"),
-        ("repeat_penalty", "high", "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 'high'"),
+        (
+            "repeat_penalty",
+            "high",
+            "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 'high'",
+        ),
         ("stop_loops", "yes", "field 'stop_loops' must be true or false, got 'yes'"),
-        ("chat_format", "gemma-9", "field 'chat_format' 'gemma-9' is not one of llama.cpp's chat formats: alpaca, "),
+        (
+            "chat_format",
+            "gemma-9",
+            "field 'chat_format' 'gemma-9' is not one of llama.cpp's chat formats: alpaca, ",
+        ),
     ],
 )
-def test_bad_upstream_values_are_named(field: str, value, needle: str, fresh_provider: FakeProvider) -> None:
+def test_bad_upstream_values_are_named(
+    field: str, value, needle: str, fresh_provider: FakeProvider
+) -> None:
     from jupyter_server_ext.config import RSQLProxy
     from jupyter_server_ext.engine.errors import ConfigError
 
@@ -46,15 +58,22 @@ def test_bad_upstream_values_are_named(field: str, value, needle: str, fresh_pro
 @pytest.mark.parametrize(
     ("config", "needle"),
     [
-        ({"redact_patterns": ["email", {"name": "sid", "regex": "S(\\d{7}"}]}, "redact_patterns[1] ('sid'): bad regular expression"),
+        (
+            {"redact_patterns": ["email", {"name": "sid", "regex": "S(\\d{7}"}]},
+            "redact_patterns[1] ('sid'): bad regular expression",
+        ),
         ({"redact_patterns": ["passport"]}, "unknown pattern 'passport'"),
         ({"context_policy": {"sample_row": False}}, "context_policy: unknown field 'sample_row'"),
-        ({"context_policy": {"value_stats": "no"}}, "context_policy['value_stats']: expected True or False"),
+        (
+            {"context_policy": {"value_stats": "no"}},
+            "context_policy['value_stats']: expected True or False",
+        ),
         ({"fallback_model": "nowhere"}, "fallback_model 'nowhere' names no upstream"),
     ],
 )
-def test_bad_privacy_config_stops_startup(jupyter_app_factory, fresh_provider: FakeProvider,
-                                          config: dict, needle: str) -> None:
+def test_bad_privacy_config_stops_startup(
+    jupyter_app_factory, fresh_provider: FakeProvider, config: dict, needle: str
+) -> None:
     with pytest.raises(RuntimeError) as err:
         jupyter_app_factory({"upstreams": upstreams_for(fresh_provider), **config})
     assert needle in str(err.value)
@@ -63,12 +82,16 @@ def test_bad_privacy_config_stops_startup(jupyter_app_factory, fresh_provider: F
 @pytest.mark.parametrize(
     ("config", "needle"),
     [
-        ({"shutdown_grace_seconds": -1.0}, "RSQLProxy.shutdown_grace_seconds must be >= 0, got -1.0"),
+        (
+            {"shutdown_grace_seconds": -1.0},
+            "RSQLProxy.shutdown_grace_seconds must be >= 0, got -1.0",
+        ),
         ({"usage_spool_max_bytes": 0}, "RSQLProxy.usage_spool_max_bytes must be positive, got 0"),
     ],
 )
-def test_bad_shutdown_and_spool_settings_stop_startup(jupyter_app_factory, fresh_provider: FakeProvider,
-                                                      config: dict, needle: str) -> None:
+def test_bad_shutdown_and_spool_settings_stop_startup(
+    jupyter_app_factory, fresh_provider: FakeProvider, config: dict, needle: str
+) -> None:
     with pytest.raises(RuntimeError) as err:
         jupyter_app_factory({"upstreams": upstreams_for(fresh_provider), **config})
     assert needle in str(err.value)

@@ -50,5 +50,7 @@ def test_readme_links_resolve() -> None:
 
 
 def test_slugs_match_github() -> None:
-    assert _slug("Limits, budgets and the 429s users see") == "limits-budgets-and-the-429s-users-see"
+    assert (
+        _slug("Limits, budgets and the 429s users see") == "limits-budgets-and-the-429s-users-see"
+    )
     assert _slug("`%%ask`: questions with live context") == "ask-questions-with-live-context"

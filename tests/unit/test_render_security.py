@@ -34,11 +34,44 @@ from tests.helpers.kernels import chat_panel_for
 from tests.helpers.payloads import EVIL, PAYLOADS, pwn
 
 # tags and attributes that can run script, fetch, submit or restyle the page
-BAD_TAGS = {"script", "iframe", "frame", "form", "style", "img", "svg", "math", "object",
-            "embed", "link", "meta", "base", "input", "button", "video", "audio", "source",
-            "details", "textarea", "select", "template"}
-URL_ATTRS = {"src", "srcset", "background", "poster", "action", "formaction", "data", "srcdoc",
-             "xlink:href", "ping", "lowsrc", "dynsrc"}
+BAD_TAGS = {
+    "script",
+    "iframe",
+    "frame",
+    "form",
+    "style",
+    "img",
+    "svg",
+    "math",
+    "object",
+    "embed",
+    "link",
+    "meta",
+    "base",
+    "input",
+    "button",
+    "video",
+    "audio",
+    "source",
+    "details",
+    "textarea",
+    "select",
+    "template",
+}
+URL_ATTRS = {
+    "src",
+    "srcset",
+    "background",
+    "poster",
+    "action",
+    "formaction",
+    "data",
+    "srcdoc",
+    "xlink:href",
+    "ping",
+    "lowsrc",
+    "dynsrc",
+}
 
 
 class _Scan(HTMLParser):
@@ -98,9 +131,16 @@ def as_html_commonmark(md: str) -> str:
 
 
 def result(**kw: Any) -> ChatResult:
-    base: dict[str, Any] = dict(text="", model="fake-small", usage={"prompt_tokens": 1,
-                                "completion_tokens": 2}, cost_usd=0.0001, cache_hit=False,
-                                latency_s=0.5, upstream="a1", request_id="r1")
+    base: dict[str, Any] = dict(
+        text="",
+        model="fake-small",
+        usage={"prompt_tokens": 1, "completion_tokens": 2},
+        cost_usd=0.0001,
+        cache_hit=False,
+        latency_s=0.5,
+        upstream="a1",
+        request_id="r1",
+    )
     base.update(kw)
     return ChatResult(**base)
 
@@ -109,6 +149,7 @@ ALL = "\n\n".join(PAYLOADS.values())
 
 
 # -- each payload through each %%ask render mode ------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(PAYLOADS))
 def test_markdown_mode_payload(name: str) -> None:
@@ -146,47 +187,60 @@ def test_text_mode_has_no_control_characters() -> None:
     bundle = mimebundle(text, result(text=text), mode="text")
     assert set(bundle) == {"text/plain"}
     assert bundle["text/plain"].startswith("ok]0;title[8mhidden[0m\nnext31m")
-    assert not any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F
-                   for c in bundle["text/plain"])
+    assert not any(
+        ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F for c in bundle["text/plain"]
+    )
 
 
 def test_images_become_links_not_loads() -> None:
     md = safe_markdown(f"see ![chart]({EVIL}/md.png?q=secret) and ![ref][r]\n\n[r]: {EVIL}/r.png")
     assert f"[{IMAGE_MARK}chart]({EVIL}/md.png?q=secret)" in md and "![" not in md
     html = markdown_to_html(f"see ![chart]({EVIL}/md.png?q=secret)")
-    assert links(html) == [{"href": f"{EVIL}/md.png?q=secret", "target": "_blank",
-                            "rel": "noopener noreferrer"}]
+    assert links(html) == [
+        {"href": f"{EVIL}/md.png?q=secret", "target": "_blank", "rel": "noopener noreferrer"}
+    ]
     assert "<img" not in html
     # raw <img> in HTML handed to the sanitizer: a link to the image, not the image
     html = clean_html(f'<p><img src="{EVIL}/img.png?q=1&amp;r=2" alt="plot" onerror="x()"></p>')
-    assert html == (f'<p><a href="{EVIL}/img.png?q=1&amp;r=2" target="_blank" '
-                    f'rel="noopener noreferrer">{IMAGE_MARK}plot</a></p>')
+    assert html == (
+        f'<p><a href="{EVIL}/img.png?q=1&amp;r=2" target="_blank" '
+        f'rel="noopener noreferrer">{IMAGE_MARK}plot</a></p>'
+    )
     # data: and relative images: no link (nothing of theirs is kept but the text)
     assert clean_html('<img src="data:image/png;base64,AAAA" alt="d">') == f"{IMAGE_MARK}d"
     assert clean_html('<img src="/files/secret.png">') == f"{IMAGE_MARK}image"
 
 
 def test_links_kept_only_for_web_and_mail() -> None:
-    md = safe_markdown("[ok](https://example.org/a?b=1&c=2) [mail](mailto:a@example.org) "
-                       "[rel](/files/x) [js](javascript:alert(1)) [js2](JaVaScRiPt:alert(1)) "
-                       "[sp]( javascript:alert(1)) [vb](vbscript:x) [f](file:///etc/passwd)")
+    md = safe_markdown(
+        "[ok](https://example.org/a?b=1&c=2) [mail](mailto:a@example.org) "
+        "[rel](/files/x) [js](javascript:alert(1)) [js2](JaVaScRiPt:alert(1)) "
+        "[sp]( javascript:alert(1)) [vb](vbscript:x) [f](file:///etc/passwd)"
+    )
     html = as_html(md)
-    assert [a["href"] for a in links(html)] == ["https://example.org/a?b=1&c=2",
-                                                "mailto:a@example.org"]
+    assert [a["href"] for a in links(html)] == [
+        "https://example.org/a?b=1&c=2",
+        "mailto:a@example.org",
+    ]
     assert "[js](javascript:alert(1))" in unescape(html)  # shown as text: the user sees it
     html = markdown_to_html("[ok](https://example.org/) [js](javascript:alert(1))")
-    assert links(html) == [{"href": "https://example.org/", "target": "_blank",
-                            "rel": "noopener noreferrer"}]
-    out = clean_html('<a href="javascript:alert(1)">a</a><a href=" data:text/html,x">b</a>'
-                     '<a href="/api/kernels">c</a><a href="https://x.example/" rel="opener">d</a>')
+    assert links(html) == [
+        {"href": "https://example.org/", "target": "_blank", "rel": "noopener noreferrer"}
+    ]
+    out = clean_html(
+        '<a href="javascript:alert(1)">a</a><a href=" data:text/html,x">b</a>'
+        '<a href="/api/kernels">c</a><a href="https://x.example/" rel="opener">d</a>'
+    )
     assert [a.get("href") for a in links(out)] == [None, None, None, "https://x.example/"]
     assert all(a["rel"] == "noopener noreferrer" for a in links(out))
 
 
 def test_code_survives_and_is_highlighted() -> None:
-    answer = ("In R, `x <- c(1, 2)` assigns; `a & b` and `[x](y)` are code too.\n\n"
-              "```r\nx <- c(1, 2)\nif (x[1] < 2 && TRUE) print('<b>&amp;</b>')\n```\n\n"
-              "Use `groupby`:\n\n1. first\n   ```python\n   df[df.a < 3]\n   ```\n")
+    answer = (
+        "In R, `x <- c(1, 2)` assigns; `a & b` and `[x](y)` are code too.\n\n"
+        "```r\nx <- c(1, 2)\nif (x[1] < 2 && TRUE) print('<b>&amp;</b>')\n```\n\n"
+        "Use `groupby`:\n\n1. first\n   ```python\n   df[df.a < 3]\n   ```\n"
+    )
     md = safe_markdown(answer)
     # fenced code is kept verbatim (the frontend highlights it), at column 0
     assert "```r\nx <- c(1, 2)\nif (x[1] < 2 && TRUE) print('<b>&amp;</b>')\n```" in md
@@ -215,16 +269,22 @@ def test_fence_in_answer_cannot_close_ours() -> None:
 def test_style_filter() -> None:
     keep = '<span style="color: #008000; font-weight: bold">if</span>'
     assert clean_html(keep) == keep
-    out = clean_html('<div style="color:red; position:fixed; top:0; background:url(https://e/x);'
-                     ' background-image:url(https://e/y); margin:-500px; padding: 4px 8px;'
-                     ' border: 1px solid #FF0000; color: var(--x); font-size: 85%">x</div>')
-    assert out == ('<div style="color: red; padding: 4px 8px; border: 1px solid #FF0000; '
-                   'font-size: 85%">x</div>')
+    out = clean_html(
+        '<div style="color:red; position:fixed; top:0; background:url(https://e/x);'
+        " background-image:url(https://e/y); margin:-500px; padding: 4px 8px;"
+        ' border: 1px solid #FF0000; color: var(--x); font-size: 85%">x</div>'
+    )
+    assert out == (
+        '<div style="color: red; padding: 4px 8px; border: 1px solid #FF0000; '
+        'font-size: 85%">x</div>'
+    )
     assert clean_html('<p style="background:rgba(100,130,200,.12)">q</p>') == (
-        '<p style="background: rgba(100,130,200,.12)">q</p>')
+        '<p style="background: rgba(100,130,200,.12)">q</p>'
+    )
     # classes: ours, the highlighter's and pandas' only (not the page's own UI classes)
     assert clean_html('<div class="jp-Dialog rsql-md codehilite lm-Widget">x</div>') == (
-        '<div class="rsql-md codehilite">x</div>')
+        '<div class="rsql-md codehilite">x</div>'
+    )
     assert clean_html('<p id="__pwned" name="x">clobber</p>') == "<p>clobber</p>"
 
 
@@ -241,13 +301,17 @@ def test_footer_and_errors_are_text() -> None:
     assert links(as_html(bundle["text/markdown"])) == []
     assert bundle["text/markdown"].endswith("**") and "partial" in bundle["text/markdown"]
     assert escape_markdown("a_b*c [d](e) <f> & `g` $h$ ~i~ |j|\nk") == (
-        "a\\_b\\*c \\[d\\](e) &lt;f> &amp; \\`g\\` \\$h\\$ \\~i\\~ \\|j\\| k")
+        "a\\_b\\*c \\[d\\](e) &lt;f> &amp; \\`g\\` \\$h\\$ \\~i\\~ \\|j\\| k"
+    )
     assert plain_text("a\x1b[31mb\r\nc\x07") == "a[31mb\nc"
 
 
 def test_status_and_next_cell_markdown() -> None:
-    me = {"user": "<img src=x onerror=alert(1)>", "groups": ["[g](javascript:alert(1))"],
-          "limits": [{"limit": "<script>x</script>", "remaining": "![i](https://evil.example/l)"}]}
+    me = {
+        "user": "<img src=x onerror=alert(1)>",
+        "groups": ["[g](javascript:alert(1))"],
+        "limits": [{"limit": "<script>x</script>", "remaining": "![i](https://evil.example/l)"}],
+    }
     md = markdown_bundle("\n".join(render_me(me)))["text/markdown"]
     html = as_html(md)
     assert dangers(html) == [] and links(html) == [{"href": "https://evil.example/l"}]
@@ -259,7 +323,6 @@ def test_status_and_next_cell_markdown() -> None:
 
 
 # -- the chat panel ----------------------------------------------------------------------
-
 
 
 def widget_html(panel: Any) -> list[str]:
@@ -281,7 +344,7 @@ def widget_html(panel: Any) -> list[str]:
 def test_chat_answer_footer_and_status(shell: Any, fresh_provider: FakeProvider) -> None:
     p = chat_panel_for(shell, fresh_provider)
     fresh_provider.script(f"Answer start.\n\n{ALL}\n\nAnswer end.")
-    assert p.send(f"question <img src=x onerror=\"{pwn('question')}\">") and p.wait(30)
+    assert p.send(f'question <img src=x onerror="{pwn("question")}">') and p.wait(30)
     turn = p.turns[-1]
     assert turn.state == "done"
     html = "".join(widget_html(p))
@@ -295,7 +358,7 @@ def test_chat_answer_footer_and_status(shell: Any, fresh_provider: FakeProvider)
 
 def test_chat_error_text_and_partial_answer(shell: Any, fresh_provider: FakeProvider) -> None:
     # the provider's error names the (hostile) model: the panel shows it as text
-    p = chat_panel_for(shell, fresh_provider, model=f"<img src=x onerror=\"{pwn('model')}\">")
+    p = chat_panel_for(shell, fresh_provider, model=f'<img src=x onerror="{pwn("model")}">')
     assert p.send("anything?") and p.wait(30)
     turn = p.turns[-1]
     assert turn.state == "error" and "does not exist" in turn.answer_html.value
@@ -314,8 +377,10 @@ def test_chat_sql_result_frame_is_escaped(shell: Any, fresh_provider: FakeProvid
     conn = sqlite3.connect(":memory:", check_same_thread=False)
     col = '"<img src=x onerror=alert(1)>"'
     conn.execute(f"CREATE TABLE t (id INTEGER, {col} TEXT)")
-    conn.execute("INSERT INTO t VALUES (1, ?), (2, ?)",
-                 (f'<script>{pwn("cell")}</script>', f"<a href='javascript:{pwn('cell')}'>x</a>"))
+    conn.execute(
+        "INSERT INTO t VALUES (1, ?), (2, ?)",
+        (f"<script>{pwn('cell')}</script>", f"<a href='javascript:{pwn('cell')}'>x</a>"),
+    )
     shell.user_ns["conn"] = conn
     p = chat_panel_for(shell, fresh_provider, sql="conn")
     fresh_provider.script(f"Rows:\n\n```sql\nSELECT id, {col} FROM t ORDER BY id\n```\n")
@@ -329,8 +394,10 @@ def test_chat_sql_result_frame_is_escaped(shell: Any, fresh_provider: FakeProvid
 
 # -- %%sql_ai: the explanation is model text, the frame is data -----------------------------
 
-def test_sql_ai_explanation_and_frame(shell: Any, fresh_provider: FakeProvider,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_sql_ai_explanation_and_frame(
+    shell: Any, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from IPython.utils.capture import capture_output
 
     monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
@@ -340,7 +407,7 @@ def test_sql_ai_explanation_and_frame(shell: Any, fresh_provider: FakeProvider,
     shell.run_line_magic("load_ext", "rsql_magic")
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (v TEXT)")
-    conn.execute("INSERT INTO t VALUES (?)", (f"<img src=x onerror=\"{pwn('frame')}\">",))
+    conn.execute("INSERT INTO t VALUES (?)", (f'<img src=x onerror="{pwn("frame")}">',))
     shell.user_ns["conn"] = conn
     fresh_provider.script(f"```sql\nSELECT v FROM t\n```\n\n{ALL}")
     with capture_output() as cap:

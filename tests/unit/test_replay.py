@@ -51,7 +51,9 @@ Why?"""
 
 
 def body(content: str = FRAME_CTX, model: str | None = "m", **extra: object) -> dict:
-    b: dict = {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": content}]}
+    b: dict = {
+        "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": content}]
+    }
     if model:
         b["model"] = model
     b.update(extra)
@@ -63,26 +65,40 @@ def body(content: str = FRAME_CTX, model: str | None = "m", **extra: object) -> 
 
 def test_fingerprint_ignores_noise_and_counts_what_the_model_sees() -> None:
     base = fingerprint(body(temperature=0))
-    noise = (FRAME_CTX.replace("0x7f3a1c2b9d50", "0x55d0aa01ff10")
-             .replace("ipykernel_4242/1234567", "ipykernel_99/7654321").replace("In [7]", "In [12]")
-             .replace("\n", "\r\n").replace("Why?", "Why?   "))
+    noise = (
+        FRAME_CTX.replace("0x7f3a1c2b9d50", "0x55d0aa01ff10")
+        .replace("ipykernel_4242/1234567", "ipykernel_99/7654321")
+        .replace("In [7]", "In [12]")
+        .replace("\n", "\r\n")
+        .replace("Why?", "Why?   ")
+    )
     reordered = {"temperature": 0, "model": "m", "messages": body(noise)["messages"]}
     assert fingerprint(reordered) == base
-    assert fingerprint(body(temperature=0, stream=True, stream_options={"include_usage": True})) == base
+    assert (
+        fingerprint(body(temperature=0, stream=True, stream_options={"include_usage": True}))
+        == base
+    )
     # what the model is shown counts
     new_col = FRAME_CTX.replace("- amount:", "- discount: float64, nulls 0\n- amount:")
     new_rows = FRAME_CTX.replace("0  north    1.50", "0  south    9.00")
-    for changed in (body(new_col, temperature=0), body(new_rows, temperature=0),
-                    body(model="other", temperature=0), body(temperature=0.7),
-                    body(FRAME_CTX.replace("Why?", "Why not?"), temperature=0)):
+    for changed in (
+        body(new_col, temperature=0),
+        body(new_rows, temperature=0),
+        body(model="other", temperature=0),
+        body(temperature=0.7),
+        body(FRAME_CTX.replace("Why?", "Why not?"), temperature=0),
+    ):
         assert fingerprint(changed) != base
     # and request_parts says which part differs
     a, b = request_parts(body()), request_parts(body(new_col))
     diff = sorted(k for k in a if a[k] != b.get(k))
-    assert any(k.endswith("/ columns") for k in diff) and not any(k.endswith("/ sample rows") for k in diff)
+    assert any(k.endswith("/ columns") for k in diff) and not any(
+        k.endswith("/ sample rows") for k in diff
+    )
     c = request_parts(body(new_rows))
     assert [k for k in a if a[k] != c.get(k) and "/" in k] == [
-        "user message 2: DataFrame `sales` (pandas): N rows x N columns / sample rows"]
+        "user message 2: DataFrame `sales` (pandas): N rows x N columns / sample rows"
+    ]
 
 
 def test_modes_from_settings_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,51 +142,64 @@ def test_last_entry_wins_prune_and_hostile_lines(tmp_path: Path) -> None:
     assert [e.text for e in store.entries()] == ["answer 1, again"]
 
 
-def test_replay_through_the_client_without_secrets(fresh_provider: FakeProvider, tmp_path: Path) -> None:
+def test_replay_through_the_client_without_secrets(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
     """auto records what the provider said (a token echoed back is redacted), then replays
     with no request; only names the cell and what changed; the file holds no URL or key."""
     fresh_provider.script(f"Sure. Your key is {KEY}, see http://ann:pw123@db.example.org/x")
     url = f"http://127.0.0.1:{fresh_provider.port}/"
     client = ProxyClient(url, KEY)
     store = ReplayStore(tmp_path / "r.jsonl")
-    rp = Replay("auto", store, kind="ask", cell="cell In [3] `%%ask`", question="Why?",
-                secrets=(KEY,))
+    rp = Replay(
+        "auto", store, kind="ask", cell="cell In [3] `%%ask`", question="Why?", secrets=(KEY,)
+    )
     first = client.chat(body()["messages"], model="fake-small", temperature=0, replay=rp)
     assert first.replayed_at is None and len(fresh_provider.received) == 1
     again = client.chat(body()["messages"], model="fake-small", temperature=0, replay=rp)
     assert len(fresh_provider.received) == 1  # nothing reached the provider
     assert again.replayed_at and again.text == first.text.replace(KEY, "[redacted]").replace(
-        "ann:pw123@", "[redacted]@")
+        "ann:pw123@", "[redacted]@"
+    )
     raw = store.path.read_text()
     assert KEY not in raw and "pw123" not in raw and str(fresh_provider.port) not in raw
 
     offline = ProxyClient(description="none", unavailable=ReplayMissing("no proxy at all"))
     only = Replay("only", store, kind="ask", cell="cell In [9] `%%ask --df sales`", question="Why?")
-    assert offline.chat(body()["messages"], model="fake-small", temperature=0, replay=only).text == again.text
+    assert (
+        offline.chat(body()["messages"], model="fake-small", temperature=0, replay=only).text
+        == again.text
+    )
     changed = FRAME_CTX.replace("- amount:", "- discount: float64\n- amount:")
     with pytest.raises(ReplayMissing) as err:
         offline.chat(body(changed)["messages"], model="fake-large", temperature=0, replay=only)
     msg = str(err.value)
     assert "no recorded answer for cell In [9] `%%ask --df sales`, question 'Why?'" in msg
     assert "model: recorded 'fake-small', now 'fake-large'" in msg
-    assert "changed: user message 2: DataFrame `sales` (pandas): N rows x N columns / columns" in msg
+    assert (
+        "changed: user message 2: DataFrame `sales` (pandas): N rows x N columns / columns" in msg
+    )
     assert len(fresh_provider.received) == 1
 
     # in one kernel's run, auto replays earlier runs only: asked twice, asked twice; one line
     session = Replay("auto", store, kind="ask", question="Twice?", recorded_here=set())
     lines = len(store.path.read_text().splitlines())
     for _ in range(2):
-        res = client.chat(body("Twice?")["messages"], model="fake-small", temperature=0, replay=session)
+        res = client.chat(
+            body("Twice?")["messages"], model="fake-small", temperature=0, replay=session
+        )
         assert res.replayed_at is None
     assert len(fresh_provider.received) == 3
     assert len(store.path.read_text().splitlines()) == lines + 1
     rerun = Replay("auto", store, kind="ask", question="Twice?", recorded_here=set())
-    assert client.chat(body("Twice?")["messages"], model="fake-small", temperature=0,
-                       replay=rerun).replayed_at
+    assert client.chat(
+        body("Twice?")["messages"], model="fake-small", temperature=0, replay=rerun
+    ).replayed_at
     assert len(fresh_provider.received) == 3
 
 
 # -- in-process IPython shell, crafted replay files -------------------------------------------
+
 
 def test_a_crafted_replay_file_cannot_get_sql_past_the_guard(
     fresh_provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -237,7 +266,9 @@ def test_a_crafted_answer_is_rendered_through_the_sanitizer(
         recorded = json.loads(path.read_text().splitlines()[-1])
         hostile = 'Hi <img src=x onerror="alert(1)"> [x](javascript:alert(2)) \x1b[31mred'
         with path.open("a") as f:
-            f.write(json.dumps({**recorded, "text": hostile, "recorded": "2026-01-02T03:04:05Z"}) + "\n")
+            f.write(
+                json.dumps({**recorded, "text": hostile, "recorded": "2026-01-02T03:04:05Z"}) + "\n"
+            )
         ip.run_line_magic("config", 'RSQLMagic.replay = "only"')
         with capture_output() as cap:
             assert ip.run_cell(cell).error_in_exec is None
@@ -248,7 +279,10 @@ def test_a_crafted_answer_is_rendered_through_the_sanitizer(
         assert len(fresh_provider.received) == 1
         with capture_output() as cap:
             ip.run_line_magic("ask_status", "")
-        assert f"**replay**: only (1 answer(s) in {path.name})" in cap.outputs[-1].data["text/markdown"]
+        assert (
+            f"**replay**: only (1 answer(s) in {path.name})"
+            in cap.outputs[-1].data["text/markdown"]
+        )
     finally:
         for trait in ("replay", "replay_file"):
             ip.run_line_magic("config", f"RSQLMagic.{trait} = None")

@@ -139,7 +139,9 @@ def test_plurals_camel_case_and_abbreviations_match(tmp_path: Path) -> None:
     assert shown(describe_connection(conn, "quantity of each order item", budget_chars=400))[0] == (
         "orderitems"
     )
-    assert shown(describe_connection(conn, "list all categories", budget_chars=400))[0] == "category"
+    assert (
+        shown(describe_connection(conn, "list all categories", budget_chars=400))[0] == "category"
+    )
     assert shown(describe_connection(conn, "departments by name", budget_chars=400))[0] == "dept"
 
 

@@ -22,7 +22,7 @@ def route_pattern(path: str) -> re.Pattern[str]:
     """A route as the document writes it: each group as `{name}` (`v1/models/{id}`)."""
     out, i = "", 0
     for m in re.finditer(r"\([^)]*\)\??|/\?", path):
-        out += re.escape(path[i:m.start()])
+        out += re.escape(path[i : m.start()])
         out += r"\{\w+\}" if m.group().startswith("(") else "/?"
         i = m.end()
     return re.compile("`(?:[A-Z]+ )?" + out + re.escape(path[i:]) + "[`,]")
@@ -37,8 +37,11 @@ def test_every_route_has_a_row() -> None:
 
 
 def test_every_installed_command_has_a_row() -> None:
-    scripts = [ep.name for ep in metadata.distribution("rsql-assistant").entry_points
-               if ep.group == "console_scripts"]
+    scripts = [
+        ep.name
+        for ep in metadata.distribution("rsql-assistant").entry_points
+        if ep.group == "console_scripts"
+    ]
     assert scripts  # the check reads something
     missing = [name for name in scripts if f"`{name}" not in DOC]
     assert missing == [], f"commands without a row in docs/security.md: {missing}"
@@ -51,11 +54,17 @@ def test_every_cited_test_exists() -> None:
     for path, _ in cited:
         if path not in defined and (REPO / path).is_file():
             tree = ast.parse((REPO / path).read_text())
-            defined[path] = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+            defined[path] = {
+                n.name
+                for n in ast.walk(tree)
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            }
     gone = [f"{path}::{name}" for path, name in cited if name not in defined.get(path, set())]
     assert gone == [], f"docs/security.md cites tests that do not exist: {gone}"
 
 
 def test_the_check_sees_a_route_without_a_row() -> None:
-    assert route_pattern("admin/users/([^/]+)/activity").search("| `GET admin/users/{user}/activity` |")
+    assert route_pattern("admin/users/([^/]+)/activity").search(
+        "| `GET admin/users/{user}/activity` |"
+    )
     assert not route_pattern("admin/secrets").search(DOC)

@@ -92,14 +92,21 @@ def limited(fresh_provider: FakeProvider) -> ProxyClient:
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def test_batch_runs_wait_out_a_429(limited: ProxyClient, fresh_provider: FakeProvider,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_batch_runs_wait_out_a_429(
+    limited: ProxyClient, fresh_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
     session = Session.of(Shell(RSQLMagic=AskSettings()))
     retried: list[int] = []
     session.chat(limited, MESSAGES, client_kind="magic", batch=True, model="fake-small")
     t0 = time.monotonic()
-    res = session.chat(limited, MESSAGES, client_kind="magic", batch=True, model="fake-small",
-                       on_retry=lambda: retried.append(1))
+    res = session.chat(
+        limited,
+        MESSAGES,
+        client_kind="magic",
+        batch=True,
+        model="fake-small",
+        on_retry=lambda: retried.append(1),
+    )
     assert res.text and retried == [1] and time.monotonic() - t0 >= 0.5
     assert fresh_provider.too_many == 1
     assert "batch run: waiting 1s and retrying (1/3)" in capsys.readouterr().err

@@ -74,9 +74,14 @@ def test_every_class_with_settings_is_on_a_reference_page() -> None:
     classes = _classes_with_settings()
     assert classes, "no configurable found: the search is broken"
     # AskSettings is documented through RSQLMagic, which inherits it: a subclass counts
-    missing = [f"{c.__module__}.{c.__qualname__}" for c in classes
-               if not any(issubclass(d, c) for d in documented)]
-    assert missing == [], f"classes with settings on no page of docs/ ({{rsql-settings}}): {missing}"
+    missing = [
+        f"{c.__module__}.{c.__qualname__}"
+        for c in classes
+        if not any(issubclass(d, c) for d in documented)
+    ]
+    assert missing == [], (
+        f"classes with settings on no page of docs/ ({{rsql-settings}}): {missing}"
+    )
 
 
 def test_every_setting_has_a_help() -> None:

@@ -58,11 +58,15 @@ def test_sqlite_double_quoted_columns_stay_columns(
     fresh_provider: FakeProvider, complete, sqlite_db
 ) -> None:
     # "Airline" and "Country" name columns; "Delta" and "USA" name none
-    fresh_provider.script(sql(
-        'SELECT "Airline" FROM airlines WHERE "Country" = "USA" AND "Airline" <> "Delta"'))
+    fresh_provider.script(
+        sql('SELECT "Airline" FROM airlines WHERE "Country" = "USA" AND "Airline" <> "Delta"')
+    )
     res = run_question("US airlines other than Delta", resolve(sqlite_db), complete)
     assert res.frame["Airline"].tolist() == ["United"]
-    assert res.sql == "SELECT \"Airline\" FROM airlines WHERE \"Country\" = 'USA' AND \"Airline\" <> 'Delta'"
+    assert (
+        res.sql
+        == 'SELECT "Airline" FROM airlines WHERE "Country" = \'USA\' AND "Airline" <> \'Delta\''
+    )
     assert res.notes == ['read "USA", "Delta" as strings, as SQLite does']
 
 
@@ -71,7 +75,8 @@ def test_sqlite_a_quoted_name_of_another_table_is_still_fed_back(
 ) -> None:
     # a table-qualified quoted name is a column reference, never a string: a real mistake
     fresh_provider.script(
-        sql('SELECT a."Nation" FROM airlines a'), sql('SELECT a."Country" FROM airlines a'))
+        sql('SELECT a."Nation" FROM airlines a'), sql('SELECT a."Country" FROM airlines a')
+    )
     res = run_question("Countries of airlines", resolve(sqlite_db), complete)
     assert [a.stage for a in res.attempts] == ["schema", "ok"]
     assert "Nation" in res.attempts[0].error
@@ -92,8 +97,11 @@ def test_a_double_quoted_string_holding_quotes_stays_one_literal(
     fresh_provider: FakeProvider, complete, sqlite_db
 ) -> None:
     # the token's text becomes one literal, its single quotes doubled: it cannot end the string
-    fresh_provider.script(sql(
-        'SELECT count(*) AS n FROM airlines WHERE Country = "x\' OR \'1\'=\'1" OR Country = "it\'s"'))
+    fresh_provider.script(
+        sql(
+            "SELECT count(*) AS n FROM airlines WHERE Country = \"x' OR '1'='1\" OR Country = \"it's\""
+        )
+    )
     res = run_question("airlines of a strange country", resolve(sqlite_db), complete)
     assert res.frame["n"].tolist() == [0]
     assert res.sql.endswith("WHERE Country = 'x'' OR ''1''=''1' OR Country = 'it''s'")
@@ -103,12 +111,18 @@ def test_only_the_token_sqlite_reads_as_a_string_is_rewritten(
     fresh_provider: FakeProvider, complete, sqlite_db
 ) -> None:
     # "Airline" in the subquery names a column there; the outer one names none of pets
-    sqlite_db.executescript("CREATE TABLE pets (id INTEGER, kind TEXT); INSERT INTO pets VALUES (1, 'Delta');")
-    fresh_provider.script(sql(
-        'SELECT kind FROM pets WHERE "Airline" IN (SELECT "Airline" FROM airlines WHERE uid = 1)'))
+    sqlite_db.executescript(
+        "CREATE TABLE pets (id INTEGER, kind TEXT); INSERT INTO pets VALUES (1, 'Delta');"
+    )
+    fresh_provider.script(
+        sql(
+            'SELECT kind FROM pets WHERE "Airline" IN (SELECT "Airline" FROM airlines WHERE uid = 1)'
+        )
+    )
     res = run_question("pets", resolve(sqlite_db), complete)
-    assert res.sql == ('SELECT kind FROM pets WHERE \'Airline\' IN '
-                       '(SELECT "Airline" FROM airlines WHERE uid = 1)')
+    assert res.sql == (
+        "SELECT kind FROM pets WHERE 'Airline' IN (SELECT \"Airline\" FROM airlines WHERE uid = 1)"
+    )
     # as SQLite runs the original: the string 'Airline' is no airline's name
     assert res.frame["kind"].tolist() == []
 
@@ -152,11 +166,13 @@ def test_a_chain_escalates_only_after_the_first_model_fails_its_retries(
     fresh_provider: FakeProvider, complete, sqlite_db
 ) -> None:
     fresh_provider.script(
-        sql("SELECT nation FROM airlines"), sql("SELECT nation FROM airlines"),  # cheap: wrong twice
+        sql("SELECT nation FROM airlines"),
+        sql("SELECT nation FROM airlines"),  # cheap: wrong twice
         sql("SELECT Country FROM airlines ORDER BY uid"),  # strong: right
     )
-    res = run_chain("countries", resolve(sqlite_db), [("cheap", complete), ("strong", complete)],
-                    max_retries=1)
+    res = run_chain(
+        "countries", resolve(sqlite_db), [("cheap", complete), ("strong", complete)], max_retries=1
+    )
     assert res.model == "strong"
     assert [(e.model, e.stage) for e in res.escalations] == [("cheap", "schema")]
     assert [a.stage for a in res.attempts] == ["schema", "schema", "ok"]
@@ -166,4 +182,8 @@ def test_a_chain_escalates_only_after_the_first_model_fails_its_retries(
     fresh_provider.script(sql("SELECT uid FROM airlines"))
     before = len(fresh_provider.received)
     res = run_chain("ids", resolve(sqlite_db), [("cheap", complete), ("strong", complete)])
-    assert res.model == "cheap" and res.escalations == [] and len(fresh_provider.received) == before + 1
+    assert (
+        res.model == "cheap"
+        and res.escalations == []
+        and len(fresh_provider.received) == before + 1
+    )

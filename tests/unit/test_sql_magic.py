@@ -60,10 +60,13 @@ def test_emitted_python_cell_runs_and_gives_the_same_frame(
     pd.testing.assert_frame_equal(ip.user_ns["res"], res)
 
 
-@pytest.mark.parametrize("literal", [
-    '\'\n"""\npwned = 1\n"""\'',  # closes a triple-quoted Python string, then code
-    "'\n\\\"\"\"); pwned = 1 #'",  # a backslash before the quotes
-])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        '\'\n"""\npwned = 1\n"""\'',  # closes a triple-quoted Python string, then code
+        '\'\n\\"""); pwned = 1 #\'',  # a backslash before the quotes
+    ],
+)
 def test_an_emitted_cell_keeps_a_hostile_sql_literal_a_string(
     fresh_provider: FakeProvider, ip, literal: str
 ) -> None:

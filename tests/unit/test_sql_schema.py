@@ -46,8 +46,10 @@ def test_sqlite_capture_keys_views_and_ddl() -> None:
         "-- sqlite schema: 4 tables",
         "CREATE TABLE big_orders (id INTEGER, customer_id INTEGER, amount REAL, created_at TIMESTAMP);  -- a view",
         'CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "order" TEXT);',
-        "CREATE TABLE items (order_id INTEGER NOT NULL REFERENCES orders(id), sku TEXT NOT NULL, qty INTEGER, PRIMARY KEY (order_id, sku));",
-        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), amount REAL, created_at TIMESTAMP);",
+        "CREATE TABLE items (order_id INTEGER NOT NULL REFERENCES orders(id), sku TEXT NOT NULL, "
+        "qty INTEGER, PRIMARY KEY (order_id, sku));",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id), "
+        "amount REAL, created_at TIMESTAMP);",
     ]
     assert infer_dialect(conn) == "sqlite"
     # the same schema written for another dialect

@@ -33,9 +33,12 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
     modules = structure.load(tmp_path)
     problems = structure.report(modules)
     assert problems["import circles"] == [
-        "jupyter_server_ext.engine.a <-> jupyter_server_ext.engine.b"]
+        "jupyter_server_ext.engine.a <-> jupyter_server_ext.engine.b"
+    ]
     assert problems["imports against the layers"] == [
-        "jupyter_server_ext.engine.a imports jupyter_server_ext.handlers"]
+        "jupyter_server_ext.engine.a imports jupyter_server_ext.handlers"
+    ]
     assert problems["private names from another module"] == [
-        "jupyter_server_ext.engine.a:2: from jupyter_server_ext.engine.b import _hidden"]
+        "jupyter_server_ext.engine.a:2: from jupyter_server_ext.engine.b import _hidden"
+    ]
     assert len(problems["files over 600 lines"]) == 1

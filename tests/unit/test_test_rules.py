@@ -19,7 +19,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 
 from tests.conftest import pytest_collection_modifyitems  # noqa: F401
@@ -42,7 +42,7 @@ def redis_server():
 @pytest.fixture
 def airlines(pg_server):
     return pg_server
-'''
+"""
 
 
 # the small project's runs: no cache folder, no warning for the loop scope it leaves unset
@@ -69,10 +69,15 @@ def write(pytester: pytest.Pytester, path: str, source: str) -> None:
 def test_a_unit_test_asking_for_a_server_stops_the_run_at_collection(
     project: pytest.Pytester,
 ) -> None:
-    write(project, "tests/unit/test_a.py", (
-        "def test_direct(pg_server):\n    pass\n\n"
-        "def test_through_a_fixture(airlines):\n    pass\n\n"
-        "def test_fine():\n    pass\n"))
+    write(
+        project,
+        "tests/unit/test_a.py",
+        (
+            "def test_direct(pg_server):\n    pass\n\n"
+            "def test_through_a_fixture(airlines):\n    pass\n\n"
+            "def test_fine():\n    pass\n"
+        ),
+    )
     write(project, "tests/e2e/test_b.py", "def test_e2e(pg_server):\n    pass\n")
     result = project.runpytest(*QUIET)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -88,18 +93,22 @@ def test_a_unit_test_asking_at_run_time_fails_and_e2e_may(project: pytest.Pytest
     late = "def test_{}(request):\n    request.getfixturevalue({!r})\n"
     # the e2e test runs first and sets the session's server up: the unit test gets it cached
     write(project, "tests/e2e/test_b.py", late.format("late", "redis_server"))
-    write(project, "tests/unit/test_a.py", late.format("late", "redis_server")
-          + late.format("through_a_fixture", "airlines"))
+    write(
+        project,
+        "tests/unit/test_a.py",
+        late.format("late", "redis_server") + late.format("through_a_fixture", "airlines"),
+    )
     result = project.runpytest(*QUIET, "-rA")
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines_random([
-        "tests/unit/test_a.py::test_late uses 'redis_server' (a Redis server): *",
-        "tests/unit/test_a.py::test_through_a_fixture uses 'pg_server' (a PostgreSQL server): *",
-        "PASSED tests/e2e/test_b.py::test_late",
-    ])
+    result.stdout.fnmatch_lines_random(
+        [
+            "tests/unit/test_a.py::test_late uses 'redis_server' (a Redis server): *",
+            "tests/unit/test_a.py::test_through_a_fixture uses 'pg_server' (a PostgreSQL server): *",
+            "PASSED tests/e2e/test_b.py::test_late",
+        ]
+    )
     # and the folder marks the e2e test slow, its module unmarked
-    project.runpytest(*QUIET, "-m", "not slow").assert_outcomes(
-        failed=2, deselected=1)
+    project.runpytest(*QUIET, "-m", "not slow").assert_outcomes(failed=2, deselected=1)
 
 
 def test_a_unit_test_starts_no_process() -> None:

@@ -50,16 +50,30 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 def _engine(fp: FakeProvider, otel: bool = True, **settings: Any) -> Engine:
     specs = parse_upstreams(upstreams_for(fp, a1=PRICED, a2=PRICED, b1=PRICED))
-    return Engine(EngineSettings(upstreams=specs, default_model="fake-small", otel=otel,
-                                 health_check_seconds=0, **settings), state=MemoryState())
+    return Engine(
+        EngineSettings(
+            upstreams=specs,
+            default_model="fake-small",
+            otel=otel,
+            health_check_seconds=0,
+            **settings,
+        ),
+        state=MemoryState(),
+    )
 
 
-def _ask(engine: Engine, headers: dict[str, str] | None = None, stream: bool = False) -> tuple[int, bytes]:
+def _ask(
+    engine: Engine, headers: dict[str, str] | None = None, stream: bool = False
+) -> tuple[int, bytes]:
     async def go() -> tuple[int, bytes]:
         await engine.start()
         try:
-            body = {"model": "fake-small", "messages": [{"role": "user", "content": PROMPT}], "stream": stream,
-                    "temperature": 0}
+            body = {
+                "model": "fake-small",
+                "messages": [{"role": "user", "content": PROMPT}],
+                "stream": stream,
+                "temperature": 0,
+            }
             reply = await engine.chat(body, Caller("alice"), trace_headers=headers)
             data = reply.body
             if reply.events is not None:
@@ -86,7 +100,9 @@ def _no_secrets(exporter: InMemorySpanExporter, fp: FakeProvider) -> None:
             assert key not in text
 
 
-def test_request_spans_continue_the_callers_trace(fresh_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+def test_request_spans_continue_the_callers_trace(
+    fresh_provider: FakeProvider, spans: InMemorySpanExporter
+) -> None:
     status, _ = _ask(_engine(fresh_provider), {"traceparent": TRACEPARENT})
     assert status == 200
     got = _by_name(spans)
@@ -103,21 +119,28 @@ def test_request_spans_continue_the_callers_trace(fresh_provider: FakeProvider, 
     assert up["http.response.status_code"] == 200 and up["rsql.attempt"] == 1
     assert up["gen_ai.usage.input_tokens"] > 0 and up["gen_ai.usage.output_tokens"] > 0
     assert up["rsql.cost_usd"] == pytest.approx(
-        (up["gen_ai.usage.input_tokens"] + up["gen_ai.usage.output_tokens"]) * 0.001)
+        (up["gen_ai.usage.input_tokens"] + up["gen_ai.usage.output_tokens"]) * 0.001
+    )
     attrs = root.attributes
-    assert attrs["http.response.status_code"] == 200 and attrs["rsql.upstream"] == up["rsql.upstream"]
+    assert (
+        attrs["http.response.status_code"] == 200 and attrs["rsql.upstream"] == up["rsql.upstream"]
+    )
     assert attrs["rsql.cache_hit"] is False and attrs["rsql.cost_usd"] == up["rsql.cost_usd"]
     assert got["rsql.cache"][0].attributes["rsql.cache_hit"] is False
     _no_secrets(spans, fresh_provider)
 
 
-def test_without_traceparent_a_new_trace(fresh_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+def test_without_traceparent_a_new_trace(
+    fresh_provider: FakeProvider, spans: InMemorySpanExporter
+) -> None:
     assert _ask(_engine(fresh_provider), None)[0] == 200
     root = _by_name(spans)["rsql.request"][0]
     assert root.parent is None and format(root.context.trace_id, "032x") != TRACE_ID
 
 
-def test_every_upstream_attempt_is_a_span(fresh_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+def test_every_upstream_attempt_is_a_span(
+    fresh_provider: FakeProvider, spans: InMemorySpanExporter
+) -> None:
     fp = fresh_provider
     fp.set_fault("a1", "status", status=500)  # a1 fails; the request fails over to another key
     for _ in range(6):  # until a request's first pick was a1 (a fresh pool starts with it)
@@ -136,7 +159,9 @@ def test_every_upstream_attempt_is_a_span(fresh_provider: FakeProvider, spans: I
     _no_secrets(spans, fp)
 
 
-def test_streamed_answer_span_ends_with_its_usage(fresh_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+def test_streamed_answer_span_ends_with_its_usage(
+    fresh_provider: FakeProvider, spans: InMemorySpanExporter
+) -> None:
     status, data = _ask(_engine(fresh_provider), {"traceparent": TRACEPARENT}, stream=True)
     assert status == 200 and b"[DONE]" in data
     got = _by_name(spans)
@@ -145,11 +170,16 @@ def test_streamed_answer_span_ends_with_its_usage(fresh_provider: FakeProvider, 
     assert got["rsql.request"][0].end_time >= got["rsql.upstream"][0].end_time
 
 
-def test_refused_request_is_traced(fresh_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+def test_refused_request_is_traced(
+    fresh_provider: FakeProvider, spans: InMemorySpanExporter
+) -> None:
     from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserPolicy
     from jupyter_server_ext.engine.upstreams.specs import parse_rates
 
-    engine = _engine(fresh_provider, limits=LimitSettings(user=UserPolicy(limits=parse_rates(["1/minute"], where="t"))))
+    engine = _engine(
+        fresh_provider,
+        limits=LimitSettings(user=UserPolicy(limits=parse_rates(["1/minute"], where="t"))),
+    )
 
     async def go() -> list[int]:
         await engine.start()
@@ -157,8 +187,10 @@ def test_refused_request_is_traced(fresh_provider: FakeProvider, spans: InMemory
         try:
             for _ in range(2):
                 try:
-                    r = await engine.chat({"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]},
-                                          Caller("bob"))
+                    r = await engine.chat(
+                        {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]},
+                        Caller("bob"),
+                    )
                     out.append(r.status)
                 except Exception as exc:
                     out.append(getattr(exc, "status", 0))
@@ -170,11 +202,17 @@ def test_refused_request_is_traced(fresh_provider: FakeProvider, spans: InMemory
     roots = _by_name(spans)["rsql.request"]
     refused = [r for r in roots if r.attributes["http.response.status_code"] == 429]
     assert len(refused) == 1 and refused[0].attributes["rsql.limit"] == "user 1/minute"
-    admission = [s for s in _by_name(spans)["rsql.admission"] if s.parent.span_id == refused[0].context.span_id]
+    admission = [
+        s
+        for s in _by_name(spans)["rsql.admission"]
+        if s.parent.span_id == refused[0].context.span_id
+    ]
     assert admission[0].attributes["rsql.error"] == "RateLimited"
 
 
-def test_tracing_off_costs_nothing(fresh_provider: FakeProvider, spans: InMemorySpanExporter) -> None:
+def test_tracing_off_costs_nothing(
+    fresh_provider: FakeProvider, spans: InMemorySpanExporter
+) -> None:
     engine = _engine(fresh_provider, otel=False)
     assert engine.tracing is None
     assert _ask(engine, {"traceparent": TRACEPARENT})[0] == 200

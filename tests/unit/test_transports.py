@@ -15,10 +15,18 @@ from jupyter_server_ext.engine.upstreams.transport.local import LocalTransport
 from jupyter_server_ext.engine.upstreams.transport.protocol import Transport
 from jupyter_server_ext.engine.upstreams.transport.remote import HTTPTransport
 
-REMOTE, LOCAL = parse_upstreams([
-    {"name": "remote", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-test", "models": ["m"]},
-    {"name": "local", "provider": "llama_cpp", "models": ["smollm2-135m"]},
-], {})
+REMOTE, LOCAL = parse_upstreams(
+    [
+        {
+            "name": "remote",
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key": "sk-test",
+            "models": ["m"],
+        },
+        {"name": "local", "provider": "llama_cpp", "models": ["smollm2-135m"]},
+    ],
+    {},
+)
 
 
 def test_spec_says_whether_it_runs_here() -> None:
@@ -48,7 +56,9 @@ async def test_the_local_transport_serves_chat_only() -> None:
     local = LocalTransport()
     try:
         with pytest.raises(UpstreamFailure) as err:
-            await local.send(LOCAL, {"input": "x"}, stream=False, timeout=1.0, endpoint="embeddings")
+            await local.send(
+                LOCAL, {"input": "x"}, stream=False, timeout=1.0, endpoint="embeddings"
+            )
         assert err.value.kind == "unserved" and err.value.status == 404
         assert await local.get_models(LOCAL, 1.0) == 200  # no key to disable
     finally:
@@ -59,9 +69,17 @@ async def test_the_http_health_check_says_0_when_nothing_answers() -> None:
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    spec = parse_upstreams([
-        {"name": "gone", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-test", "models": ["m"]},
-    ], {})[0]
+    spec = parse_upstreams(
+        [
+            {
+                "name": "gone",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "api_key": "sk-test",
+                "models": ["m"],
+            },
+        ],
+        {},
+    )[0]
     http = HTTPTransport(connect_timeout=1.0)
     try:
         assert await http.get_models(spec, 1.0) == 0

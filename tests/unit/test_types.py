@@ -1,6 +1,7 @@
 """The promised layers type-check strictly: mypy with the configuration in pyproject.toml
-(``[tool.mypy]``: the engine, the state backends, the stores, and the kernel's session and SQL layers). A change that loses a type, or adds a ``# type: ignore``
-without a reason, fails here, so CI runs the type checker with the tests."""
+(``[tool.mypy]``: the engine, the state backends, the stores, and the kernel's session and SQL
+layers). A change that loses a type, or adds a ``# type: ignore`` without a reason, fails here,
+so CI runs the type checker with the tests."""
 
 from __future__ import annotations
 
@@ -15,14 +16,27 @@ def test_mypy_finds_nothing_in_the_strict_layers() -> None:
     require("mypy", reason="the 'test' extra")
     from mypy import api
 
-    out, err, status = api.run(["--config-file", str(REPO / "pyproject.toml"), "--no-error-summary"])
+    out, err, status = api.run(
+        ["--config-file", str(REPO / "pyproject.toml"), "--no-error-summary"]
+    )
     assert status == 0, out + err
 
 
-@pytest.mark.parametrize("folder", ["jupyter_server_ext/engine", "jupyter_server_ext/state", "jupyter_server_ext/store",
-                                    "rsql_magic/session", "rsql_magic/sql"])
+@pytest.mark.parametrize(
+    "folder",
+    [
+        "jupyter_server_ext/engine",
+        "jupyter_server_ext/state",
+        "jupyter_server_ext/store",
+        "rsql_magic/session",
+        "rsql_magic/sql",
+    ],
+)
 def test_every_type_ignore_says_why(folder: str) -> None:
-    bare = [f"{path.relative_to(REPO)}:{n}" for path in (REPO / folder).rglob("*.py")
-            for n, line in enumerate(path.read_text().splitlines(), 1)
-            if "type: ignore" in line and not re.search(r"type: ignore\[[\w, -]+\]\s+#\s*\S", line)]
+    bare = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in (REPO / folder).rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "type: ignore" in line and not re.search(r"type: ignore\[[\w, -]+\]\s+#\s*\S", line)
+    ]
     assert bare == [], f"a `# type: ignore[code]` needs `# why` after it: {bare}"

@@ -23,8 +23,18 @@ from tests.helpers.usage_spool import Database, spooled_lines
 
 
 def outcome(request_id: str, user: str = "alice") -> Outcome:
-    return Outcome(request_id, Caller(user, client="magic"), "fake-small", time.time(), upstream="a1",
-                   prompt_tokens=10, completion_tokens=5, cost_usd=0.001, latency_s=0.2, upstream_s=0.15)
+    return Outcome(
+        request_id,
+        Caller(user, client="magic"),
+        "fake-small",
+        time.time(),
+        upstream="a1",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_usd=0.001,
+        latency_s=0.2,
+        upstream_s=0.15,
+    )
 
 
 @pytest.fixture
@@ -51,7 +61,12 @@ async def test_rows_are_journaled_at_once_and_written_once(db: Database, tmp_pat
         assert await log.flush()
         assert sorted(db.ids()) == sorted(f"r{i}" for i in range(1200))
         assert spooled_lines(spool) == [] and log.status()["spool"] == {
-            "enabled": True, "rows": 0, "bytes": 0, "max_bytes": 256 * 2**20, "full": False}
+            "enabled": True,
+            "rows": 0,
+            "bytes": 0,
+            "max_bytes": 256 * 2**20,
+            "full": False,
+        }
     finally:
         await log.close()
     assert list(spool.iterdir()) == []  # a clean shutdown leaves nothing behind
@@ -80,21 +95,33 @@ async def test_an_outage_spools_rows_and_writes_each_once_when_it_ends(
     finally:
         await log.close()
     down = warnings(caplog, "usage database unreachable")
-    assert len(down) == 1 and f"spooling rows to {spool}" in down[0] and "FileExistsError" in down[0]
+    assert (
+        len(down) == 1 and f"spooling rows to {spool}" in down[0] and "FileExistsError" in down[0]
+    )
     assert len(warnings(caplog, "reachable again")) == 1
     assert "wrote 50 spooled rows" in warnings(caplog, "reachable again")[0]
 
 
-async def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(db: Database, tmp_path: Path) -> None:
+async def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(
+    db: Database, tmp_path: Path
+) -> None:
     db.cut()
-    log = UsageLog(open_store(db.url), spool_dir=str(tmp_path / "spool"), interval=3600,
-                   spool_rotate_bytes=4000, spool_memory_bytes=10_000, batch=50)
+    log = UsageLog(
+        open_store(db.url),
+        spool_dir=str(tmp_path / "spool"),
+        interval=3600,
+        spool_rotate_bytes=4000,
+        spool_memory_bytes=10_000,
+        batch=50,
+    )
     await log.start()
     try:
         for i in range(600):
             log.record(outcome(f"r{i}"))
             assert log.spool is not None and log.spool.memory_bytes <= 10_000
-        assert len(list((tmp_path / "spool").glob("usage-*"))) > 10  # sealed segments, read back later
+        assert (
+            len(list((tmp_path / "spool").glob("usage-*"))) > 10
+        )  # sealed segments, read back later
         assert not await log.flush()
         db.restore()
         assert await log.flush()
@@ -111,7 +138,13 @@ async def test_the_spool_is_bounded_and_says_when_it_is_full(
     caplog.set_level(logging.INFO, logger="rsql")
     db.cut()
     spool = tmp_path / "spool"
-    log = UsageLog(open_store(db.url), spool_dir=str(spool), spool_max_bytes=4000, memory_rows=10, interval=3600)
+    log = UsageLog(
+        open_store(db.url),
+        spool_dir=str(spool),
+        spool_max_bytes=4000,
+        memory_rows=10,
+        interval=3600,
+    )
     await log.start()
     try:
         for i in range(100):
@@ -152,13 +185,23 @@ async def test_a_table_holding_a_request_twice_is_settled_without_losing_data(
     caplog.set_level(logging.INFO, logger="rsql")
     db.folder.mkdir()
     with sqlite3.connect(db.path) as conn:
-        conn.execute("CREATE TABLE usage (id INTEGER PRIMARY KEY, ts REAL NOT NULL, request_id TEXT NOT NULL, "
-                     "user TEXT NOT NULL, client TEXT NOT NULL, model TEXT, upstream TEXT, prompt_tokens INTEGER, "
-                     "completion_tokens INTEGER, cost_usd REAL, latency_ms REAL, overhead_ms REAL, status INTEGER, "
-                     "error TEXT, cache_hit INTEGER, prompt TEXT)")
-        for rid, user in [("a", "alice"), ("a", "alice"), ("a", "bob"), ("b", "alice"), ("a", "alice")]:
-            conn.execute("INSERT INTO usage (ts, request_id, user, client, status) VALUES (1, ?, ?, 'magic', 200)",
-                         (rid, user))
+        conn.execute(
+            "CREATE TABLE usage (id INTEGER PRIMARY KEY, ts REAL NOT NULL, request_id TEXT NOT NULL, "
+            "user TEXT NOT NULL, client TEXT NOT NULL, model TEXT, upstream TEXT, prompt_tokens INTEGER, "
+            "completion_tokens INTEGER, cost_usd REAL, latency_ms REAL, overhead_ms REAL, status INTEGER, "
+            "error TEXT, cache_hit INTEGER, prompt TEXT)"
+        )
+        for rid, user in [
+            ("a", "alice"),
+            ("a", "alice"),
+            ("a", "bob"),
+            ("b", "alice"),
+            ("a", "alice"),
+        ]:
+            conn.execute(
+                "INSERT INTO usage (ts, request_id, user, client, status) VALUES (1, ?, ?, 'magic', 200)",
+                (rid, user),
+            )
     log = UsageLog(open_store(db.url), interval=3600)
     await log.start()
     try:
@@ -171,4 +214,8 @@ async def test_a_table_holding_a_request_twice_is_settled_without_losing_data(
         rows = conn.execute("SELECT request_id, user FROM usage ORDER BY id").fetchall()
     assert rows == [("a", "alice"), ("a~dup-3", "bob"), ("b", "alice"), ("c", "alice")]
     said = warnings(caplog, "usage table usage")
-    assert len(said) == 1 and "2 rows were exact copies" in said[0] and "1 rows shared a request_id" in said[0]
+    assert (
+        len(said) == 1
+        and "2 rows were exact copies" in said[0]
+        and "1 rows shared a request_id" in said[0]
+    )

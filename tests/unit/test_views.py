@@ -22,8 +22,14 @@ from jupyter_server_ext.service import ServiceBase
 from jupyter_server_ext.wiring import build_engine
 
 # nothing is sent upstream: me and status read the engine's own state
-UPSTREAMS = [{"name": "u1", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-unused-0123456789",
-              "models": ["fake-small"]}]
+UPSTREAMS = [
+    {
+        "name": "u1",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key": "sk-unused-0123456789",
+        "models": ["fake-small"],
+    }
+]
 TOKEN = "tok-alice"
 
 
@@ -43,10 +49,13 @@ async def http_get(tmp_path: Path) -> AsyncIterator[Any]:
     """GET a path of the service host, run in this test's event loop, as a static-token user."""
     proxy = RSQLProxy(upstreams=UPSTREAMS, default_model="fake-small", health_check_seconds=0.0)
     engine = build_engine(proxy, default_database=f"sqlite:///{tmp_path / 'usage.sqlite'}")
-    host = SimpleNamespace(static_users={TOKEN: {"name": "alice", "groups": ["students"]}}, hub_auth=None)
-    app = web.Application(make_handlers(ServiceBase, ""), rsql=ProxyContext(engine=engine, proxy=proxy),
-                          rsql_app=host)
-    sock, = netutil.bind_sockets(0, "127.0.0.1")
+    host = SimpleNamespace(
+        static_users={TOKEN: {"name": "alice", "groups": ["students"]}}, hub_auth=None
+    )
+    app = web.Application(
+        make_handlers(ServiceBase, ""), rsql=ProxyContext(engine=engine, proxy=proxy), rsql_app=host
+    )
+    (sock,) = netutil.bind_sockets(0, "127.0.0.1")
     server = httpserver.HTTPServer(app)
     server.add_sockets([sock])
     base = f"http://127.0.0.1:{sock.getsockname()[1]}/"
@@ -70,15 +79,21 @@ def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return inprocess
 
 
-async def test_me_has_the_same_keys_in_process_and_over_http(http_get: Any, in_process: Any) -> None:
+async def test_me_has_the_same_keys_in_process_and_over_http(
+    http_get: Any, in_process: Any
+) -> None:
     over_http = await http_get("me")
     local = in_process.me()
     assert local.pop("mode") == "in-process engine"
     assert shape(local) == shape(over_http)
-    assert {"user", "groups", "admin", "limits", "concurrency", "budget", "context_policy"} <= set(local)
+    assert {"user", "groups", "admin", "limits", "concurrency", "budget", "context_policy"} <= set(
+        local
+    )
 
 
-async def test_status_has_the_same_keys_in_process_and_over_http(http_get: Any, in_process: Any) -> None:
+async def test_status_has_the_same_keys_in_process_and_over_http(
+    http_get: Any, in_process: Any
+) -> None:
     over_http = await http_get("status")
     local = in_process.status()
     assert local.pop("mode") == "in-process engine"
@@ -87,7 +102,9 @@ async def test_status_has_the_same_keys_in_process_and_over_http(http_get: Any, 
 
 
 def test_the_in_process_engine_answers_an_error_as_the_endpoint_does(in_process: Any) -> None:
-    answer = in_process.chat_completion({"messages": "not a list"}, client_kind="magic", no_cache=False)
+    answer = in_process.chat_completion(
+        {"messages": "not a list"}, client_kind="magic", no_cache=False
+    )
     assert answer.status == 400 and answer.headers["Content-Type"] == "application/json"
     assert json.loads(answer.body)["error"]["code"] == "invalid_request"
 

@@ -98,7 +98,8 @@ class PriceBook:
                 self._warned.add(model)
                 log.warning(
                     "no price known for model %r: it costs 0 and budgets do not see it; set "
-                    "'prices' on its upstream", model,
+                    "'prices' on its upstream",
+                    model,
                 )
             return FREE
         return found
@@ -116,7 +117,11 @@ class PriceBook:
             return None
         known = [p for p in prices if p is not None]
         writes = [p.cache_write for p in known if p.cache_write is not None]
-        return Price(max(p.input for p in known), max(p.output for p in known), max(writes) if writes else None)
+        return Price(
+            max(p.input for p in known),
+            max(p.output for p in known),
+            max(writes) if writes else None,
+        )
 
     def configured_models(self, default_model: str = "") -> frozenset[str]:
         """Model ids named in the configuration: the only ones metric labels may carry."""

@@ -72,9 +72,22 @@ class Segment:
     from disk (``Journal.load``); an entry is None for a line that could not be parsed.
     """
 
-    __slots__ = ("path", "fd", "rows", "sent", "bytes", "synced", "pending", "pending_bytes", "sealed", "adopted")
+    __slots__ = (
+        "path",
+        "fd",
+        "rows",
+        "sent",
+        "bytes",
+        "synced",
+        "pending",
+        "pending_bytes",
+        "sealed",
+        "adopted",
+    )
 
-    def __init__(self, path: str, fd: int, *, rows: int = 0, nbytes: int = 0, adopted: bool = False) -> None:
+    def __init__(
+        self, path: str, fd: int, *, rows: int = 0, nbytes: int = 0, adopted: bool = False
+    ) -> None:
         self.path = path
         self.fd = fd
         self.rows = rows
@@ -94,8 +107,14 @@ class Segment:
 class Journal:
     """The segments of one process in `folder`, at most `max_bytes` on disk in all."""
 
-    def __init__(self, folder: str, max_bytes: int, *, rotate_bytes: int = ROTATE_BYTES,
-                 memory_bytes: int = MEMORY_BYTES) -> None:
+    def __init__(
+        self,
+        folder: str,
+        max_bytes: int,
+        *,
+        rotate_bytes: int = ROTATE_BYTES,
+        memory_bytes: int = MEMORY_BYTES,
+    ) -> None:
         self.folder = os.path.abspath(folder)
         self.max_bytes = max_bytes
         self.rotate_bytes = rotate_bytes
@@ -237,14 +256,16 @@ class Journal:
                 with open(seg.path, "rb") as f:
                     data = f.read()
         except FileNotFoundError:  # removed by hand: its rows are gone
-            log.warning("usage spool: %s was removed before its %d rows were written", seg.path, seg.unsent)
+            log.warning(
+                "usage spool: %s was removed before its %d rows were written", seg.path, seg.unsent
+            )
             data = b""
         lines = data.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
         out: list[Any] = []
         bad = 0
-        for raw in lines[seg.sent:seg.rows]:
+        for raw in lines[seg.sent : seg.rows]:
             try:
                 row = json.loads(raw)
                 ok = isinstance(row, list) and isinstance(row[1], str)
@@ -266,7 +287,11 @@ class Journal:
         seg.sent += n
         if seg.pending is not None:
             if seg.pending_bytes:  # rows differ in size: an estimate, exact once the list empties
-                freed = seg.pending_bytes if n >= len(seg.pending) else seg.pending_bytes * n // len(seg.pending)
+                freed = (
+                    seg.pending_bytes
+                    if n >= len(seg.pending)
+                    else seg.pending_bytes * n // len(seg.pending)
+                )
                 seg.pending_bytes -= freed
                 self.memory_bytes = max(0, self.memory_bytes - freed)
             del seg.pending[:n]
@@ -305,12 +330,17 @@ class Journal:
             path = os.path.join(self.folder, name)
             # a segment its maker died before naming (a live maker names it at once)
             leftover = name.startswith("." + PREFIX) and _older_than(path, 60)
-            if not (leftover or (name.startswith(PREFIX) and name.endswith(SUFFIX))) or path in self._known:
+            if (
+                not (leftover or (name.startswith(PREFIX) and name.endswith(SUFFIX)))
+                or path in self._known
+            ):
                 continue
             try:  # never through a link, never blocking on a FIFO
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError as exc:
-                self._refuse(path, "a symbolic link" if os.path.islink(path) else exc.strerror or str(exc))
+                self._refuse(
+                    path, "a symbolic link" if os.path.islink(path) else exc.strerror or str(exc)
+                )
                 continue
             why = _segment_problem(os.fstat(fd))
             if why:
@@ -337,8 +367,12 @@ class Journal:
     def _refuse(self, path: str, why: str) -> None:
         if path not in self._refused:
             self._refused.add(path)
-            log.warning("usage spool: skipped %s (%s): not a segment this process wrote; its rows are "
-                        "not charged. Remove it once you have looked at it", path, why)
+            log.warning(
+                "usage spool: skipped %s (%s): not a segment this process wrote; its rows are "
+                "not charged. Remove it once you have looked at it",
+                path,
+                why,
+            )
 
     def take(self, found: list[Segment]) -> int:
         """Add segments from ``find_orphans`` ahead of this process's own; returns their rows."""
@@ -349,7 +383,12 @@ class Journal:
         return sum(seg.rows for seg in found)
 
     def status(self) -> dict[str, Any]:
-        return {"rows": self.unsent, "bytes": self.bytes, "max_bytes": self.max_bytes, "full": self.full}
+        return {
+            "rows": self.unsent,
+            "bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+            "full": self.full,
+        }
 
 
 def _read_all(fd: int) -> bytes:

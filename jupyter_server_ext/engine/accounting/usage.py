@@ -22,9 +22,26 @@ from .spool import MEMORY_BYTES, ROTATE_BYTES, Journal
 log = logging.getLogger("rsql.engine")
 
 COLUMNS = (
-    "ts", "request_id", "user", "client", "model", "upstream", "prompt_tokens",
-    "completion_tokens", "cost_usd", "latency_ms", "overhead_ms", "status", "error", "cache_hit",
-    "prompt", "redactions", "fallback", "escalation", "notebook", "cell",
+    "ts",
+    "request_id",
+    "user",
+    "client",
+    "model",
+    "upstream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "overhead_ms",
+    "status",
+    "error",
+    "cache_hit",
+    "prompt",
+    "redactions",
+    "fallback",
+    "escalation",
+    "notebook",
+    "cell",
 )
 
 
@@ -37,28 +54,54 @@ class UsageStore(Protocol):
     async def open(self) -> None: ...
     async def write(self, rows: list[tuple[Any, ...]]) -> None:
         """Store `rows`, skipping any whose request_id the store already holds."""
+
     async def prune(self, before: float) -> int: ...
     async def stats(self, since: float) -> dict[str, Any]: ...
-    async def series(self, since: float, step: int = 60, until: float | None = None) -> list[dict[str, Any]]: ...
-    async def top_users(self, since: float, by: str = "requests", limit: int = 10) -> list[dict[str, Any]]: ...
+    async def series(
+        self, since: float, step: int = 60, until: float | None = None
+    ) -> list[dict[str, Any]]: ...
+    async def top_users(
+        self, since: float, by: str = "requests", limit: int = 10
+    ) -> list[dict[str, Any]]: ...
     async def totals(self, since: float) -> dict[str, Any]: ...
     async def errors(self, limit: int) -> list[dict[str, Any]]: ...
     async def activity(self, user: str, limit: int) -> list[dict[str, Any]]: ...
-    async def notebooks(self, since: float, user: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    async def notebooks(
+        self, since: float, user: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
         """Requests, tokens and cost per (user, notebook) since `since`, dearest first."""
-    async def notebook_cost(self, user: str, notebook: str, day: float, week: float) -> dict[str, Any]:
+
+    async def notebook_cost(
+        self, user: str, notebook: str, day: float, week: float
+    ) -> dict[str, Any]:
         """One user's spend in one notebook since `day` and since `week`, and its dearest cells."""
+
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
 
 def row_of(o: Outcome, prompt: str | None) -> tuple[Any, ...]:
     return (
-        o.started, o.request_id, o.caller.user, o.caller.client, o.model, o.upstream,
-        o.prompt_tokens, o.completion_tokens, round(o.cost_usd, 8), round(o.latency_s * 1000, 3),
-        round(max(0.0, o.latency_s - o.upstream_s) * 1000, 3), o.status, o.error, int(o.cache_hit),
-        prompt, json.dumps(o.redactions, sort_keys=True) if o.redactions else None, o.fallback,
-        o.escalation, o.notebook, o.cell,
+        o.started,
+        o.request_id,
+        o.caller.user,
+        o.caller.client,
+        o.model,
+        o.upstream,
+        o.prompt_tokens,
+        o.completion_tokens,
+        round(o.cost_usd, 8),
+        round(o.latency_s * 1000, 3),
+        round(max(0.0, o.latency_s - o.upstream_s) * 1000, 3),
+        o.status,
+        o.error,
+        int(o.cache_hit),
+        prompt,
+        json.dumps(o.redactions, sort_keys=True) if o.redactions else None,
+        o.fallback,
+        o.escalation,
+        o.notebook,
+        o.cell,
     )
 
 
@@ -77,10 +120,21 @@ class UsageLog:
     """
 
     def __init__(
-        self, store: UsageStore, *, log_prompts: bool = False, retention_days: float = 90,
-        batch: int = 500, interval: float = 0.5, spool_dir: str | None = None, spool_max_bytes: int = 256 * 2**20,
-        memory_rows: int = 20_000, memory_bytes: int = 32 * 2**20, max_backoff: float = 15.0,
-        adopt_interval: float = 30.0, write_timeout: float = 30.0, spool_rotate_bytes: int = ROTATE_BYTES,
+        self,
+        store: UsageStore,
+        *,
+        log_prompts: bool = False,
+        retention_days: float = 90,
+        batch: int = 500,
+        interval: float = 0.5,
+        spool_dir: str | None = None,
+        spool_max_bytes: int = 256 * 2**20,
+        memory_rows: int = 20_000,
+        memory_bytes: int = 32 * 2**20,
+        max_backoff: float = 15.0,
+        adopt_interval: float = 30.0,
+        write_timeout: float = 30.0,
+        spool_rotate_bytes: int = ROTATE_BYTES,
         spool_memory_bytes: int = MEMORY_BYTES,
     ) -> None:
         self.store = store
@@ -97,7 +151,9 @@ class UsageLog:
         self.adopt_interval = adopt_interval
         self.write_timeout = write_timeout
         self.spool: Journal | None = None
-        self._mem: list[tuple[Any, ...]] = []  # rows not journaled: no spool, spool full or the disk failing
+        self._mem: list[
+            tuple[Any, ...]
+        ] = []  # rows not journaled: no spool, spool full or the disk failing
         self._mem_size = 0
         self._fresh = 0  # rows recorded since the last flush
         self._wake = asyncio.Event()
@@ -123,7 +179,9 @@ class UsageLog:
                     "usage spool off: cannot use the folder %s (%s); while the usage database is "
                     "unreachable, rows are kept in memory only (at most %d). Set "
                     "c.RSQLProxy.usage_spool_dir to a folder this process can write",
-                    journal.folder, _said(exc), self.memory_rows,
+                    journal.folder,
+                    _said(exc),
+                    self.memory_rows,
                 )
             else:
                 await self._adopt()
@@ -153,19 +211,36 @@ class UsageLog:
         """A row the journal did not take waits in memory, within bounds; past them it is dropped."""
         spool = self.spool
         if spool is not None and spool.error is not None:
-            self._warn_once("disk", "usage spool: writing to %s failed (%s); new rows are kept in memory "
-                            "only (at most %d) until it works again", spool.folder, _said(spool.error), self.memory_rows)
+            self._warn_once(
+                "disk",
+                "usage spool: writing to %s failed (%s); new rows are kept in memory "
+                "only (at most %d) until it works again",
+                spool.folder,
+                _said(spool.error),
+                self.memory_rows,
+            )
         elif spool is not None and spool.full:
-            self._warn_once("full", "usage spool %s is full (%d of c.RSQLProxy.usage_spool_max_bytes = %d "
-                            "bytes): new rows are kept in memory only (at most %d) until the usage database "
-                            "answers again", spool.folder, spool.bytes, spool.max_bytes, self.memory_rows)
+            self._warn_once(
+                "full",
+                "usage spool %s is full (%d of c.RSQLProxy.usage_spool_max_bytes = %d "
+                "bytes): new rows are kept in memory only (at most %d) until the usage database "
+                "answers again",
+                spool.folder,
+                spool.bytes,
+                spool.max_bytes,
+                self.memory_rows,
+            )
         size = 300 + len(row[14] or "")
         if len(self._mem) >= self.memory_rows or self._mem_size + size > self.memory_bytes:
             # the newest row goes: rows already queued may be on their way to the store
             self.dropped += 1
-            self._warn_once("drop", "usage log: rows are being dropped (memory queue full at %d rows); "
-                            "the usage database has been unreachable since %s", len(self._mem),
-                            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.down_since or time.time())))
+            self._warn_once(
+                "drop",
+                "usage log: rows are being dropped (memory queue full at %d rows); "
+                "the usage database has been unreachable since %s",
+                len(self._mem),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.down_since or time.time())),
+            )
             return
         self._mem.append(row)
         self._mem_size += size
@@ -190,12 +265,18 @@ class UsageLog:
             if self.spool is not None and time.monotonic() >= self._next_adopt:
                 await self._adopt()
             await self.flush()
-            if time.time() - self._last_prune > 3600 and self.retention_days > 0 and self.down_since is None:
+            if (
+                time.time() - self._last_prune > 3600
+                and self.retention_days > 0
+                and self.down_since is None
+            ):
                 self._last_prune = time.time()
                 try:
                     n = await self.store.prune(time.time() - self.retention_days * 86400)
                     if n:
-                        log.info("usage log: pruned %d rows older than %g days", n, self.retention_days)
+                        log.info(
+                            "usage log: pruned %d rows older than %g days", n, self.retention_days
+                        )
                 except Exception:
                     log.exception("usage log: pruning failed")
 
@@ -212,7 +293,11 @@ class UsageLog:
             return
         if found:
             n = spool.take(found)
-            log.info("usage spool: writing %d rows left in %s by processes that are gone", n, spool.folder)
+            log.info(
+                "usage spool: writing %d rows left in %s by processes that are gone",
+                n,
+                spool.folder,
+            )
             self._wake.set()
 
     async def flush(self) -> bool:
@@ -231,8 +316,11 @@ class UsageLog:
                     log.exception("usage log: writing rows failed; will retry")
                 return False
             if self.down_since is not None:
-                log.info("usage database reachable again after %.1f s: wrote %d spooled rows",
-                         time.time() - self.down_since, self._outage_written)
+                log.info(
+                    "usage database reachable again after %.1f s: wrote %d spooled rows",
+                    time.time() - self.down_since,
+                    self._outage_written,
+                )
                 self.down_since = self.down_error = None
                 self._backoff = self.interval
                 self._warned.clear()
@@ -250,14 +338,23 @@ class UsageLog:
             if todo:
                 try:
                     await asyncio.to_thread(spool.sync, todo)
-                except OSError as exc:  # the rows still go to the store; only a power cut could lose them
-                    self._warn_once("sync", "usage spool: syncing %s to disk failed (%s)", spool.folder, _said(exc))
+                except (
+                    OSError
+                ) as exc:  # the rows still go to the store; only a power cut could lose them
+                    self._warn_once(
+                        "sync",
+                        "usage spool: syncing %s to disk failed (%s)",
+                        spool.folder,
+                        _said(exc),
+                    )
             while (seg := spool.next_segment()) is not None:
                 if seg.pending is None:
                     seg.pending = await asyncio.to_thread(spool.load, seg)
                 chunk = seg.pending[: self.batch]
                 if not chunk:
-                    raise RuntimeError(f"usage spool: {seg.path} has {seg.unsent} rows to send but none loaded")
+                    raise RuntimeError(
+                        f"usage spool: {seg.path} has {seg.unsent} rows to send but none loaded"
+                    )
                 # a row an older version journaled lacks the columns added since: they are empty
                 width = len(COLUMNS)
                 rows = [r + (None,) * (width - len(r)) for r in chunk if r is not None]
@@ -290,8 +387,11 @@ class UsageLog:
                 if not await self._reachable():
                     raise StoreUnreachable() from exc
                 self.dropped += 1
-                log.error("usage log: the database refused the row of request %s (%s); it was dropped",
-                          row[1], _said(exc))
+                log.error(
+                    "usage log: the database refused the row of request %s (%s); it was dropped",
+                    row[1],
+                    _said(exc),
+                )
 
     async def _reachable(self) -> bool:
         try:
@@ -304,9 +404,16 @@ class UsageLog:
             self.down_since = time.time()
             self.down_error = type(exc).__name__
             self._outage_written = 0
-            where = (f"spooling rows to {self.spool.folder}" if self.spool is not None
-                     else f"keeping up to {self.memory_rows} rows in memory (no spool folder)")
-            log.warning("usage database unreachable (%s): %s; they are written once it answers", _said(exc), where)
+            where = (
+                f"spooling rows to {self.spool.folder}"
+                if self.spool is not None
+                else f"keeping up to {self.memory_rows} rows in memory (no spool folder)"
+            )
+            log.warning(
+                "usage database unreachable (%s): %s; they are written once it answers",
+                _said(exc),
+                where,
+            )
             self._backoff = self.interval
         else:
             self._backoff = min(self.max_backoff, self._backoff * 2)
@@ -314,8 +421,11 @@ class UsageLog:
     def status(self) -> dict[str, Any]:
         """The spool and the writer, for ``GET status``: rows and bytes waiting on disk, rows
         waiting in memory only, rows dropped, and since when the database is unreachable."""
-        spool = self.spool.status() if self.spool is not None else {
-            "rows": 0, "bytes": 0, "max_bytes": self.spool_max_bytes, "full": False}
+        spool = (
+            self.spool.status()
+            if self.spool is not None
+            else {"rows": 0, "bytes": 0, "max_bytes": self.spool_max_bytes, "full": False}
+        )
         return {
             "spool": {"enabled": self.spool is not None, **spool},
             "memory_rows": len(self._mem),
@@ -336,17 +446,27 @@ class UsageLog:
         try:
             await asyncio.wait_for(self.flush(), self.write_timeout)
         except asyncio.TimeoutError:
-            log.warning("usage log: the last flush took over %g s and was stopped", self.write_timeout)
+            log.warning(
+                "usage log: the last flush took over %g s and was stopped", self.write_timeout
+            )
         if self.spool is not None:
             rows, nbytes = self.spool.close()
             if rows:
-                log.warning("usage log: %d rows (%d bytes) are not in the usage database yet; they stay "
-                            "in %s and are written by the next process started with this spool folder",
-                            rows, nbytes, self.spool.folder)
+                log.warning(
+                    "usage log: %d rows (%d bytes) are not in the usage database yet; they stay "
+                    "in %s and are written by the next process started with this spool folder",
+                    rows,
+                    nbytes,
+                    self.spool.folder,
+                )
             self.spool = None
         if self._mem:
-            log.error("usage log: %d rows held only in memory are lost (the usage database is unreachable "
-                      "and the spool was %s)", len(self._mem), "full" if self.spool_dir else "off")
+            log.error(
+                "usage log: %d rows held only in memory are lost (the usage database is unreachable "
+                "and the spool was %s)",
+                len(self._mem),
+                "full" if self.spool_dir else "off",
+            )
             self._mem.clear()
         try:
             await self.store.close()

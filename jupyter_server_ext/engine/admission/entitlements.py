@@ -34,8 +34,14 @@ class Access:
         return self.patterns is None or matches(self.patterns, model)
 
 
-def resolve(policy: UserPolicy, found: tuple[PolicyWindow, tuple[float, float]] | None, *,
-            served: Sequence[str], local_models: Sequence[str], proxy_default: str) -> Access:
+def resolve(
+    policy: UserPolicy,
+    found: tuple[PolicyWindow, tuple[float, float]] | None,
+    *,
+    served: Sequence[str],
+    local_models: Sequence[str],
+    proxy_default: str,
+) -> Access:
     """The caller's access from their policy (overrides and a custom window already applied,
     ``Limiter.policy``) and the window in force."""
     window, span = found if found is not None else (None, None)
@@ -53,8 +59,11 @@ def resolve(policy: UserPolicy, found: tuple[PolicyWindow, tuple[float, float]] 
     default = next((m for m in preferred if ok(m)), None)
     if default is None and patterns is not None and allowed:
         default = allowed[0]
-    sql_default = policy.sql_default_model if ok(policy.sql_default_model) and (
-        window is None or window.mode != "local-only") else default
+    sql_default = (
+        policy.sql_default_model
+        if ok(policy.sql_default_model) and (window is None or window.mode != "local-only")
+        else default
+    )
     return Access(allowed, patterns, default, sql_default, window, span)
 
 

@@ -22,8 +22,14 @@ from .policy_windows import PolicyWindow, matches
 from .shared_state import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
 
 DAY = 86400.0
-_OVERRIDABLE = ("user_limits", "user_concurrency", "user_daily_budget_usd", "models", "default_model",
-                "sql_default_model")
+_OVERRIDABLE = (
+    "user_limits",
+    "user_concurrency",
+    "user_daily_budget_usd",
+    "models",
+    "default_model",
+    "sql_default_model",
+)
 
 
 @dataclass(frozen=True)
@@ -60,27 +66,35 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"{where}: expected a dict of {', '.join(_OVERRIDABLE)}")
         unknown = sorted(set(values) - set(_OVERRIDABLE))
         if unknown:
-            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; can override: {', '.join(_OVERRIDABLE)}")
+            raise ConfigError(
+                f"{where}: unknown field {unknown[0]!r}; can override: {', '.join(_OVERRIDABLE)}"
+            )
         item: dict[str, Any] = {}
         if "user_limits" in values:
             item["limits"] = parse_rates(values["user_limits"], where=f"{where}['user_limits']")
         if "user_concurrency" in values:
             c = values["user_concurrency"]
             if not isinstance(c, int) or isinstance(c, bool) or c < 0:
-                raise ConfigError(f"{where}['user_concurrency']: expected an integer >= 0, got {c!r}")
+                raise ConfigError(
+                    f"{where}['user_concurrency']: expected an integer >= 0, got {c!r}"
+                )
             item["concurrency"] = c
         if "user_daily_budget_usd" in values:
             b = values["user_daily_budget_usd"]
             if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0):
-                raise ConfigError(f"{where}['user_daily_budget_usd']: expected USD >= 0 or None, got {b!r}")
+                raise ConfigError(
+                    f"{where}['user_daily_budget_usd']: expected USD >= 0 or None, got {b!r}"
+                )
             item["daily_budget_usd"] = None if b is None else float(b)
         if "models" in values:
             m = values["models"]
             if isinstance(m, str):
                 m = [m]
             if not isinstance(m, (list, tuple)) or not all(isinstance(x, str) and x for x in m):
-                raise ConfigError(f"{where}['models']: expected a list of model names or patterns like "
-                                  f"'llama-3.1-8b*', got {m!r}")
+                raise ConfigError(
+                    f"{where}['models']: expected a list of model names or patterns like "
+                    f"'llama-3.1-8b*', got {m!r}"
+                )
             item["models"] = tuple(m)
         for name in ("default_model", "sql_default_model"):
             if name in values:
@@ -88,7 +102,9 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
                 if not isinstance(d, str) or not d:
                     raise ConfigError(f"{where}[{name!r}]: expected a model name, got {d!r}")
                 if "models" in item and not matches(item["models"], d):
-                    raise ConfigError(f"{where}[{name!r}]: {d!r} is not among its own 'models' {list(item['models'])}")
+                    raise ConfigError(
+                        f"{where}[{name!r}]: {d!r} is not among its own 'models' {list(item['models'])}"
+                    )
                 item[name] = d
         out[who] = item
     return out
@@ -148,7 +164,9 @@ class Limiter:
         self.state = state
         # the policy window in force for a user (engine.policy_windows.PolicyWindows.in_force);
         # set by the engine, None: no windows
-        self.window_for: Callable[[str, tuple[str, ...]], tuple[PolicyWindow, Any] | None] | None = None
+        self.window_for: (
+            Callable[[str, tuple[str, ...]], tuple[PolicyWindow, Any] | None] | None
+        ) = None
 
     def policy(self, user: str, groups: tuple[str, ...] = ()) -> UserPolicy:
         """Defaults, then each matching group override (config order: a later group's value
@@ -185,7 +203,10 @@ class Limiter:
 
     def budgeted(self, user: str, groups: tuple[str, ...] = ()) -> bool:
         """Whether any daily budget (the user's, after overrides, or the global one) applies."""
-        return self.policy(user, groups).daily_budget_usd is not None or self.settings.global_daily_budget_usd is not None
+        return (
+            self.policy(user, groups).daily_budget_usd is not None
+            or self.settings.global_daily_budget_usd is not None
+        )
 
     def checks(
         self, user: str, groups: tuple[str, ...], reserve: float
@@ -195,25 +216,61 @@ class Limiter:
         keys = user_prefix(user)
         windows = [
             WindowCheck(
-                f"{keys}w:{r.amount}/{r.seconds:g}", r.amount, r.seconds, f"user {_fmt_rate(r)}",
+                f"{keys}w:{r.amount}/{r.seconds:g}",
+                r.amount,
+                r.seconds,
+                f"user {_fmt_rate(r)}",
                 calendar_day=r.seconds == DAY,
             )
             for r in pol.limits
         ]
         leases = []
         if pol.concurrency:
-            leases.append(LeaseCheck(f"{keys}conc", pol.concurrency, s.lease_seconds, f"user concurrency {pol.concurrency}"))
+            leases.append(
+                LeaseCheck(
+                    f"{keys}conc",
+                    pol.concurrency,
+                    s.lease_seconds,
+                    f"user concurrency {pol.concurrency}",
+                )
+            )
         if s.global_concurrency:
-            leases.append(LeaseCheck("g:conc", s.global_concurrency, s.lease_seconds, f"global concurrency {s.global_concurrency}"))
+            leases.append(
+                LeaseCheck(
+                    "g:conc",
+                    s.global_concurrency,
+                    s.lease_seconds,
+                    f"global concurrency {s.global_concurrency}",
+                )
+            )
         budgets = []
         if pol.daily_budget_usd is not None:
-            budgets.append(BudgetCheck(f"{keys}usd", pol.daily_budget_usd, reserve, f"user daily budget ${pol.daily_budget_usd:g}"))
+            budgets.append(
+                BudgetCheck(
+                    f"{keys}usd",
+                    pol.daily_budget_usd,
+                    reserve,
+                    f"user daily budget ${pol.daily_budget_usd:g}",
+                )
+            )
         if s.global_daily_budget_usd is not None:
-            budgets.append(BudgetCheck("g:usd", s.global_daily_budget_usd, reserve, f"global daily budget ${s.global_daily_budget_usd:g}"))
+            budgets.append(
+                BudgetCheck(
+                    "g:usd",
+                    s.global_daily_budget_usd,
+                    reserve,
+                    f"global daily budget ${s.global_daily_budget_usd:g}",
+                )
+            )
         return windows, leases, budgets
 
     async def admit(
-        self, user: str, groups: tuple[str, ...], reserve: float, *, budgets_apply: bool = True,
+        self,
+        user: str,
+        groups: tuple[str, ...],
+        reserve: float,
+        *,
+        budgets_apply: bool = True,
         pick: list[Any] | None = None,
     ) -> Ticket:
         """`budgets_apply` False: windows and concurrency only (an answer from the free fallback
@@ -235,8 +292,15 @@ class Limiter:
         result = await self.state.admit(windows, leases, budgets, lease_id, pick)
         if not result.ok:
             raise self._refusal(user, windows, result)
-        return Ticket(lease_id, windows, leases, budgets, reserve, windows_used=result.windows_used,
-                      picked=result.picked)
+        return Ticket(
+            lease_id,
+            windows,
+            leases,
+            budgets,
+            reserve,
+            windows_used=result.windows_used,
+            picked=result.picked,
+        )
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused
@@ -257,11 +321,13 @@ class Limiter:
             "RateLimit": f'"{hit.label}";r=0;t={wait}',
         }
         if isinstance(hit, WindowCheck):
-            headers.update({
-                "x-ratelimit-limit-requests": str(hit.amount),
-                "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": duration(result.retry_after),
-            })
+            headers.update(
+                {
+                    "x-ratelimit-limit-requests": str(hit.amount),
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": duration(result.retry_after),
+                }
+            )
         return RateLimited(
             f"{hit.label} reached for {user!r} ({why}); resets in {wait} s at {reset}",
             retry_after=wait,

@@ -39,8 +39,19 @@ ENDED_TABLE = "policy-windows-ended"
 # most this often per process, instead of one on every request
 REFRESH_SECONDS = 2.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,63}$")
-_FIELDS = ("name", "mode", "message", "groups", "users", "start", "end", "weekly", "models",
-           "default_model", "user_daily_budget_usd")
+_FIELDS = (
+    "name",
+    "mode",
+    "message",
+    "groups",
+    "users",
+    "start",
+    "end",
+    "weekly",
+    "models",
+    "default_model",
+    "user_daily_budget_usd",
+)
 MAX_MESSAGE = 500
 
 
@@ -49,11 +60,18 @@ def zone(name: str, *, where: str = "RSQLProxy.admin_timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: unknown time zone {name!r}; use an IANA name like 'UTC' or 'Europe/Berlin'") from None
+        raise ConfigError(
+            f"{where}: unknown time zone {name!r}; use an IANA name like 'UTC' or 'Europe/Berlin'"
+        ) from None
 
 
 def iso_utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return (
+        dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+        .replace(microsecond=0)
+        .isoformat()
+        .replace("+00:00", "Z")
+    )
 
 
 def local_text(ts: float, tz: ZoneInfo) -> str:
@@ -64,11 +82,15 @@ def local_text(ts: float, tz: ZoneInfo) -> str:
 def parse_time(value: Any, tz: ZoneInfo, *, where: str) -> float:
     """An ISO 8601 time as a UTC instant; one without an offset is read in the admin's zone."""
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected an ISO 8601 time like '2026-12-01T09:00:00Z', got {value!r}")
+        raise ConfigError(
+            f"{where}: expected an ISO 8601 time like '2026-12-01T09:00:00Z', got {value!r}"
+        )
     try:
         at = dt.datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ConfigError(f"{where}: cannot read {value!r} as an ISO 8601 time like '2026-12-01T09:00:00Z'") from None
+        raise ConfigError(
+            f"{where}: cannot read {value!r} as an ISO 8601 time like '2026-12-01T09:00:00Z'"
+        ) from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=tz)
     return at.timestamp()
@@ -100,8 +122,12 @@ class Weekly:
         return None
 
     def as_json(self) -> dict[str, Any]:
-        return {"days": [DAYS[d] for d in self.days], "start": self.start.strftime("%H:%M"),
-                "end": self.end.strftime("%H:%M"), "timezone": self.tz}
+        return {
+            "days": [DAYS[d] for d in self.days],
+            "start": self.start.strftime("%H:%M"),
+            "end": self.end.strftime("%H:%M"),
+            "timezone": self.tz,
+        }
 
 
 @dataclass(frozen=True)
@@ -121,8 +147,9 @@ class PolicyWindow:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def applies_to(self, user: str, groups: Sequence[str]) -> bool:
-        return (EVERYONE in self.groups or user in self.users
-                or any(g in self.groups for g in groups))
+        return (
+            EVERYONE in self.groups or user in self.users or any(g in self.groups for g in groups)
+        )
 
     def span(self, now: float) -> tuple[float, float] | None:
         if self.weekly is not None:
@@ -141,18 +168,23 @@ class PolicyWindow:
         return out
 
 
-def parse_window(raw: Any, *, where: str, tz: ZoneInfo, source: str = "config",
-                 local_models: Sequence[str] = ()) -> PolicyWindow:
+def parse_window(
+    raw: Any, *, where: str, tz: ZoneInfo, source: str = "config", local_models: Sequence[str] = ()
+) -> PolicyWindow:
     """One window from its configuration (or run-time) dict; ConfigError names the field."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a dict like {{'name': 'exam', 'groups': ['students'], "
-                          "'start': ..., 'end': ..., 'mode': 'off', 'message': ...}")
+        raise ConfigError(
+            f"{where}: expected a dict like {{'name': 'exam', 'groups': ['students'], "
+            "'start': ..., 'end': ..., 'mode': 'off', 'message': ...}"
+        )
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r}; fields: {', '.join(_FIELDS)}")
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"{where}['name']: a name of 1-64 letters, digits, spaces or ._:- is required, got {name!r}")
+        raise ConfigError(
+            f"{where}['name']: a name of 1-64 letters, digits, spaces or ._:- is required, got {name!r}"
+        )
     where = f"{where} ({name!r})"
     mode = raw.get("mode")
     if mode not in MODES:
@@ -162,52 +194,90 @@ def parse_window(raw: Any, *, where: str, tz: ZoneInfo, source: str = "config",
         raise ConfigError(f"{where}['message']: a text of at most {MAX_MESSAGE} characters")
     groups, users = (_names(raw.get(k, []), where=f"{where}[{k!r}]") for k in ("groups", "users"))
     if not groups and not users:
-        raise ConfigError(f"{where}: name the 'groups' (or ['*'] for everyone) or 'users' it applies to")
+        raise ConfigError(
+            f"{where}: name the 'groups' (or ['*'] for everyone) or 'users' it applies to"
+        )
     weekly = None
     start = end = None
     if "weekly" in raw:
         if "start" in raw or "end" in raw:
-            raise ConfigError(f"{where}: a window is either 'weekly' or has a 'start' and an 'end', not both")
+            raise ConfigError(
+                f"{where}: a window is either 'weekly' or has a 'start' and an 'end', not both"
+            )
         weekly = _weekly(raw["weekly"], where=f"{where}['weekly']", tz=tz)
     else:
         if "start" not in raw or "end" not in raw:
-            raise ConfigError(f"{where}: a one-off window needs 'start' and 'end' (ISO 8601), or use 'weekly'")
+            raise ConfigError(
+                f"{where}: a one-off window needs 'start' and 'end' (ISO 8601), or use 'weekly'"
+            )
         start = parse_time(raw["start"], tz, where=f"{where}['start']")
         end = parse_time(raw["end"], tz, where=f"{where}['end']")
         if end <= start:
-            raise ConfigError(f"{where}: 'end' ({raw['end']}) must be after 'start' ({raw['start']})")
+            raise ConfigError(
+                f"{where}: 'end' ({raw['end']}) must be after 'start' ({raw['start']})"
+            )
     models = default = budget = None
     if mode == "custom":
         if "models" in raw:
             models = _names(raw["models"], where=f"{where}['models']")
             if not models:
-                raise ConfigError(f"{where}['models']: at least one model name or pattern (or use mode 'off')")
+                raise ConfigError(
+                    f"{where}['models']: at least one model name or pattern (or use mode 'off')"
+                )
         default = raw.get("default_model")
         if default is not None and (not isinstance(default, str) or not default):
             raise ConfigError(f"{where}['default_model']: a model name")
         if default is not None and models is not None and not matches(models, default):
-            raise ConfigError(f"{where}['default_model']: {default!r} is not among its 'models' {list(models)}")
+            raise ConfigError(
+                f"{where}['default_model']: {default!r} is not among its 'models' {list(models)}"
+            )
         budget = raw.get("user_daily_budget_usd")
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0
+        ):
             raise ConfigError(f"{where}['user_daily_budget_usd']: USD >= 0, got {budget!r}")
         if models is None and default is None and budget is None:
-            raise ConfigError(f"{where}: a 'custom' window sets 'models', 'default_model' and/or 'user_daily_budget_usd'")
+            raise ConfigError(
+                f"{where}: a 'custom' window sets 'models', 'default_model' and/or 'user_daily_budget_usd'"
+            )
     else:
         extra = [k for k in ("models", "default_model", "user_daily_budget_usd") if k in raw]
         if extra:
-            raise ConfigError(f"{where}[{extra[0]!r}]: only a 'custom' window sets it (this one is {mode!r})")
+            raise ConfigError(
+                f"{where}[{extra[0]!r}]: only a 'custom' window sets it (this one is {mode!r})"
+            )
     if mode == "local-only" and not local_models:
-        raise ConfigError(f"{where}: mode 'local-only' needs a local model (an upstream with provider 'llama_cpp')")
-    return PolicyWindow(name, mode, message, groups, users, start, end, weekly, models, default,
-                        None if budget is None else float(budget), source, dict(raw))
+        raise ConfigError(
+            f"{where}: mode 'local-only' needs a local model (an upstream with provider 'llama_cpp')"
+        )
+    return PolicyWindow(
+        name,
+        mode,
+        message,
+        groups,
+        users,
+        start,
+        end,
+        weekly,
+        models,
+        default,
+        None if budget is None else float(budget),
+        source,
+        dict(raw),
+    )
 
 
-def parse_windows(raw: Any, *, tz: ZoneInfo, local_models: Sequence[str] = ()) -> tuple[PolicyWindow, ...]:
+def parse_windows(
+    raw: Any, *, tz: ZoneInfo, local_models: Sequence[str] = ()
+) -> tuple[PolicyWindow, ...]:
     """``c.RSQLProxy.policy_windows``: a list of windows with unique names."""
     where = "RSQLProxy.policy_windows"
     if not isinstance(raw, (list, tuple)):
         raise ConfigError(f"{where}: expected a list of windows")
-    out = [parse_window(w, where=f"{where}[{i}]", tz=tz, local_models=local_models) for i, w in enumerate(raw)]
+    out = [
+        parse_window(w, where=f"{where}[{i}]", tz=tz, local_models=local_models)
+        for i, w in enumerate(raw)
+    ]
     names = [w.name for w in out]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
@@ -233,33 +303,50 @@ def _names(value: Any, *, where: str) -> tuple[str, ...]:
 
 def _weekly(raw: Any, *, where: str, tz: ZoneInfo) -> Weekly:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected {{'days': ['mon', 'wed'], 'start': '09:00', 'end': '11:00'}}")
+        raise ConfigError(
+            f"{where}: expected {{'days': ['mon', 'wed'], 'start': '09:00', 'end': '11:00'}}"
+        )
     unknown = sorted(set(raw) - {"days", "start", "end", "timezone"})
     if unknown:
-        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; fields: days, start, end, timezone")
+        raise ConfigError(
+            f"{where}: unknown field {unknown[0]!r}; fields: days, start, end, timezone"
+        )
     days = _names(raw.get("days", []), where=f"{where}['days']")
     bad = [d for d in days if d.lower()[:3] not in DAYS]
     if not days or bad:
-        raise ConfigError(f"{where}['days']: days of the week from {', '.join(DAYS)}, got {list(days)}")
+        raise ConfigError(
+            f"{where}['days']: days of the week from {', '.join(DAYS)}, got {list(days)}"
+        )
     times = []
     for key in ("start", "end"):
         try:
             times.append(dt.time.fromisoformat(str(raw.get(key, ""))))
         except ValueError:
-            raise ConfigError(f"{where}[{key!r}]: a time of day like '09:00', got {raw.get(key)!r}") from None
+            raise ConfigError(
+                f"{where}[{key!r}]: a time of day like '09:00', got {raw.get(key)!r}"
+            ) from None
     if times[0] == times[1]:
         raise ConfigError(f"{where}: 'start' and 'end' are the same time")
     tz_name = raw.get("timezone", str(tz))
     zone(str(tz_name), where=f"{where}['timezone']")
-    return Weekly(tuple(sorted({DAYS.index(d.lower()[:3]) for d in days})), times[0], times[1], str(tz_name))
+    return Weekly(
+        tuple(sorted({DAYS.index(d.lower()[:3]) for d in days})), times[0], times[1], str(tz_name)
+    )
 
 
 class PolicyWindows:
     """The configured windows and the run-time ones, and which is in force for a user now."""
 
-    def __init__(self, configured: Sequence[PolicyWindow], state: StateBackend, *, tz: ZoneInfo,
-                 local_models: Sequence[str] = (), clock: Callable[[], float] = time.time,
-                 refresh_seconds: float = REFRESH_SECONDS) -> None:
+    def __init__(
+        self,
+        configured: Sequence[PolicyWindow],
+        state: StateBackend,
+        *,
+        tz: ZoneInfo,
+        local_models: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
         self.configured = tuple(configured)
         self.state = state
         self.tz = tz
@@ -295,8 +382,10 @@ class PolicyWindows:
             ended = await self.state.entries(ENDED_TABLE)
         except Exception as exc:
             if not self._failing:  # once per outage: the state backend reports the outage itself
-                log.warning("policy windows: reading the run-time windows failed (%s); using the last copy",
-                            type(exc).__name__)
+                log.warning(
+                    "policy windows: reading the run-time windows failed (%s); using the last copy",
+                    type(exc).__name__,
+                )
             self._failing = True
             self._read_at = time.monotonic()
             return
@@ -305,8 +394,13 @@ class PolicyWindows:
         windows = []
         for name, text in sorted(runtime.items()):
             try:
-                w = parse_window(json.loads(text), where=f"run-time window {name!r}", tz=self.tz,
-                                 source="runtime", local_models=self.local_models)
+                w = parse_window(
+                    json.loads(text),
+                    where=f"run-time window {name!r}",
+                    tz=self.tz,
+                    source="runtime",
+                    local_models=self.local_models,
+                )
             except (ValueError, ConfigError) as exc:
                 log.warning("policy windows: skipping the run-time window %r: %s", name, exc)
                 continue
@@ -333,7 +427,9 @@ class PolicyWindows:
 
     # -- the request path ---------------------------------------------------------------------
 
-    def in_force(self, user: str, groups: Sequence[str]) -> tuple[PolicyWindow, tuple[float, float]] | None:
+    def in_force(
+        self, user: str, groups: Sequence[str]
+    ) -> tuple[PolicyWindow, tuple[float, float]] | None:
         """The window in force for `user` now (the most restrictive when several are)."""
         now = self.clock()
         best = None
@@ -347,7 +443,9 @@ class PolicyWindows:
                 best = (w, span)
         return best
 
-    def refusal(self, window: PolicyWindow, span: tuple[float, float], allowed: Sequence[str] = ()) -> EngineError:
+    def refusal(
+        self, window: PolicyWindow, span: tuple[float, float], allowed: Sequence[str] = ()
+    ) -> EngineError:
         """The 403 a user gets inside `window`: its message and when it ends."""
         info = window.describe(span, self.tz)
         until = f"until {info['ends_at_local']} ({info['ends_at']})"
@@ -369,13 +467,21 @@ class PolicyWindows:
         """Start a window now (``minutes``) or between ``start`` and ``end``; 409 if one of that
         name is in force or configured."""
         if not isinstance(body, Mapping):
-            raise BadRequest('send {"name": ..., "groups": [...], "minutes": 90, "mode": "off", "message": ...}')
+            raise BadRequest(
+                'send {"name": ..., "groups": [...], "minutes": 90, "mode": "off", "message": ...}'
+            )
         raw = {k: v for k, v in body.items() if k != "minutes"}
         now = self.clock()
         if "minutes" in body:
             minutes = body["minutes"]
-            if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes <= 60 * 24 * 31:
-                raise BadRequest(f"'minutes' must be a number from 1 to {60 * 24 * 31} (31 days), got {minutes!r}")
+            if (
+                isinstance(minutes, bool)
+                or not isinstance(minutes, (int, float))
+                or not 0 < minutes <= 60 * 24 * 31
+            ):
+                raise BadRequest(
+                    f"'minutes' must be a number from 1 to {60 * 24 * 31} (31 days), got {minutes!r}"
+                )
             if "end" in body:
                 raise BadRequest("give 'minutes' or 'end', not both")
             start = parse_time(body["start"], self.tz, where="'start'") if "start" in body else now
@@ -384,20 +490,31 @@ class PolicyWindows:
         elif "start" not in body and "end" in body:
             raw["start"] = iso_utc(now)
         if "weekly" in raw:
-            raise BadRequest("run-time windows are one-off (a start and 'minutes' or an 'end'); put weekly ones in "
-                             "c.RSQLProxy.policy_windows")
+            raise BadRequest(
+                "run-time windows are one-off (a start and 'minutes' or an 'end'); put weekly ones in "
+                "c.RSQLProxy.policy_windows"
+            )
         try:
-            window = parse_window(raw, where="window", tz=self.tz, source="runtime", local_models=self.local_models)
+            window = parse_window(
+                raw, where="window", tz=self.tz, source="runtime", local_models=self.local_models
+            )
         except ConfigError as exc:
             raise BadRequest(str(exc), code="invalid_window") from None
         assert window.end is not None
         if window.end <= now:
-            raise BadRequest(f"window {window.name!r} would end at {iso_utc(window.end)}, which has passed",
-                             code="invalid_window")
+            raise BadRequest(
+                f"window {window.name!r} would end at {iso_utc(window.end)}, which has passed",
+                code="invalid_window",
+            )
         await self.refresh(force=True)
-        if any(w.name == window.name for w in self.configured) or any(w.name == window.name for w in self.runtime):
-            raise EngineError(f"a window named {window.name!r} exists already; end it first or pick another name",
-                             status=409, code="window_exists")
+        if any(w.name == window.name for w in self.configured) or any(
+            w.name == window.name for w in self.runtime
+        ):
+            raise EngineError(
+                f"a window named {window.name!r} exists already; end it first or pick another name",
+                status=409,
+                code="window_exists",
+            )
         stored = {k: window.raw[k] for k in _FIELDS if k in window.raw}
         stored["start"], stored["end"] = iso_utc(window.start or now), iso_utc(window.end)
         await self.state.put_entry(RUNTIME_TABLE, window.name, json.dumps(stored))
@@ -417,10 +534,15 @@ class PolicyWindows:
         configured = next((w for w in self.configured if w.name == name), None)
         if configured is None:
             names = [w.name for w in (*self.configured, *self.runtime)]
-            raise NotFound(f"no window named {name[:100]!r}; windows: {', '.join(names) or 'none'}", code="no_such_window")
+            raise NotFound(
+                f"no window named {name[:100]!r}; windows: {', '.join(names) or 'none'}",
+                code="no_such_window",
+            )
         span = configured.span(now)
         if span is None or self.ended.get(name, 0.0) > now:
-            raise EngineError(f"window {name!r} is not in force now", status=409, code="window_not_in_force")
+            raise EngineError(
+                f"window {name!r} is not in force now", status=409, code="window_not_in_force"
+            )
         await self.state.put_entry(ENDED_TABLE, name, repr(span[1]))
         await self.refresh(force=True)
         return {"ended": name, "source": "config", "until": iso_utc(span[1])}
@@ -435,12 +557,19 @@ class PolicyWindows:
         span = w.span(now)
         active = span is not None and self.ended.get(w.name, 0.0) <= now
         out = w.describe(span, self.tz)
-        out.update({"groups": list(w.groups), "users": list(w.users), "source": w.source, "active": active})
+        out.update(
+            {"groups": list(w.groups), "users": list(w.users), "source": w.source, "active": active}
+        )
         if w.weekly is not None:
             out["weekly"] = w.weekly.as_json()
             if span is None:
                 out["starts_at"] = out["ends_at"] = out["ends_at_local"] = None
         if w.mode == "custom":
-            out.update({"models": list(w.models) if w.models is not None else None,
-                        "default_model": w.default_model, "user_daily_budget_usd": w.daily_budget_usd})
+            out.update(
+                {
+                    "models": list(w.models) if w.models is not None else None,
+                    "default_model": w.default_model,
+                    "user_daily_budget_usd": w.daily_budget_usd,
+                }
+            )
         return out

@@ -71,7 +71,11 @@ class StateBackend(Protocol):
     name: str
 
     async def admit(
-        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str,
+        self,
+        windows: list[WindowCheck],
+        leases: list[LeaseCheck],
+        budgets: list[BudgetCheck],
+        lease_id: str,
         pick: list[Any] | None = None,
     ) -> Admission:
         """Check every limit, then count them all; `pick`: a shared pool's key pick to make in
@@ -79,7 +83,11 @@ class StateBackend(Protocol):
         ...
 
     async def finish(
-        self, refund: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], delta: float,
+        self,
+        refund: list[WindowCheck],
+        leases: list[LeaseCheck],
+        budgets: list[BudgetCheck],
+        delta: float,
         lease_id: str,
     ) -> None:
         """A request's end in one step: ``refund`` `refund`, ``release`` `leases`, ``settle``

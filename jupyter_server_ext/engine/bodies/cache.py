@@ -52,7 +52,11 @@ def cacheable(payload: dict[str, Any], forced: bool, endpoint: str = "chat/compl
 
 class MemoryCache:
     def __init__(
-        self, *, max_entries: int = 1000, max_bytes: int = 64 * 2**20, ttl: float = 3600.0,
+        self,
+        *,
+        max_entries: int = 1000,
+        max_bytes: int = 64 * 2**20,
+        ttl: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_entries = max_entries

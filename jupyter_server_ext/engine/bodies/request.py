@@ -96,7 +96,10 @@ def decode_json(raw: bytes, *, max_depth: int = 64) -> Any:
         raise BadRequest("request body is empty; send a JSON object")
     try:
         obj = json.loads(
-            raw, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+            raw,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
         )
     except RecursionError:  # nesting in the hundreds: json's C decoder recurses
         raise BadRequest(f"request body is nested more than {max_depth} levels deep") from None
@@ -146,7 +149,9 @@ def _check_str(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest(f"{where} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
+        raise BadRequest(
+            f"{where} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+        ) from None
 
 
 # -- estimates -----------------------------------------------------------------------------
@@ -209,7 +214,9 @@ def _int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+        shown = (
+            repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+        )
         raise _bad(f"'{name}' must be an integer from {lo} to {hi}, got {shown[:60]}", name)
     return value
 
@@ -219,15 +226,21 @@ def _check_messages(messages: Any, limits: RequestLimits) -> list[dict[str, Any]
         raise _bad("'messages' must be a non-empty list of {role, content} objects", "messages")
     if len(messages) > limits.max_messages:
         raise _bad(
-            f"'messages' has {len(messages)} messages; at most {limits.max_messages} are accepted", "messages"
+            f"'messages' has {len(messages)} messages; at most {limits.max_messages} are accepted",
+            "messages",
         )
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             raise _bad(f"messages[{i}] must be an object, got {type(m).__name__}", f"messages[{i}]")
         role = m.get("role")
         if not isinstance(role, str) or role not in ROLES:
-            shown = repr(role)[:40] if isinstance(role, str) or role is None else type(role).__name__
-            raise _bad(f"messages[{i}].role must be one of {sorted(ROLES)}, got {shown}", f"messages[{i}].role")
+            shown = (
+                repr(role)[:40] if isinstance(role, str) or role is None else type(role).__name__
+            )
+            raise _bad(
+                f"messages[{i}].role must be one of {sorted(ROLES)}, got {shown}",
+                f"messages[{i}].role",
+            )
         content = m.get("content")
         chars = 0
         if isinstance(content, str):
@@ -236,7 +249,10 @@ def _check_messages(messages: Any, limits: RequestLimits) -> list[dict[str, Any]
             for j, part in enumerate(content):
                 where = f"messages[{i}].content[{j}]"
                 if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise _bad(f"{where} must be an object with a 'type', like {{'type': 'text', 'text': ...}}", where)
+                    raise _bad(
+                        f"{where} must be an object with a 'type', like {{'type': 'text', 'text': ...}}",
+                        where,
+                    )
                 text = part.get("text")
                 if part["type"] == "text" and not isinstance(text, str):
                     raise _bad(f"{where}.text must be a string", f"{where}.text")
@@ -266,13 +282,23 @@ def parse_chat_request(
     model = _check_model(body, default_model)
     stream = _check_stream(body)
     # both limits may come; a provider may honour either, so the larger one is reserved
-    given = [v for v in (_int_field(body, f, 1, MAX_TOKENS) for f in _TOKEN_FIELDS) if v is not None]
-    choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
+    given = [
+        v for v in (_int_field(body, f, 1, MAX_TOKENS) for f in _TOKEN_FIELDS) if v is not None
+    ]
+    choices = max(
+        [1]
+        + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None]
+    )
     temperature = body.get("temperature")
     if temperature is not None and (
-        isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 <= temperature <= 2
     ):
-        raise _bad(f"'temperature' must be a number from 0 to 2, got {str(temperature)[:40]}", "temperature")
+        raise _bad(
+            f"'temperature' must be a number from 0 to 2, got {str(temperature)[:40]}",
+            "temperature",
+        )
     for name in ("frequency_penalty", "presence_penalty"):  # OpenAI's range; NaN is refused too
         value = body.get(name)
         if value is not None and (
@@ -316,7 +342,9 @@ def _check_model(body: dict[str, Any], default_model: str) -> str:
     if not model:
         raise _bad("'model' is required (no default model is configured)", "model")
     if len(model) > MAX_MODEL_CHARS or not model.isprintable():
-        raise _bad(f"'model' must be a model id of at most {MAX_MODEL_CHARS} printable characters", "model")
+        raise _bad(
+            f"'model' must be a model id of at most {MAX_MODEL_CHARS} printable characters", "model"
+        )
     return model
 
 
@@ -344,16 +372,23 @@ def _input_tokens(value: Any, name: str, limits: RequestLimits) -> int:
     else:
         raise _bad(f"'{name}' must be a string, a list of strings or a list of token ids", name)
     if len(items) > limits.max_messages * 2:
-        raise _bad(f"'{name}' has {len(items)} items; at most {limits.max_messages * 2} are accepted", name)
+        raise _bad(
+            f"'{name}' has {len(items)} items; at most {limits.max_messages * 2} are accepted", name
+        )
     tokens = 0
     for i, item in enumerate(items):
         if isinstance(item, str):
             if len(item) > limits.max_message_chars:
-                raise _bad(f"{name}[{i}] is longer than {limits.max_message_chars} characters", f"{name}[{i}]")
+                raise _bad(
+                    f"{name}[{i}] is longer than {limits.max_message_chars} characters",
+                    f"{name}[{i}]",
+                )
             tokens += _text_tokens(item) + 1
         elif isinstance(item, int) and not isinstance(item, bool):
             tokens += 1
-        elif isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+        elif isinstance(item, list) and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in item
+        ):
             tokens += len(item)
         else:
             raise _bad(f"{name}[{i}] must be a string or a list of token ids", f"{name}[{i}]")
@@ -376,10 +411,17 @@ def parse_completions_request(
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object with 'model' and 'prompt'")
     model = _check_model(body, default_model)
-    prompt_tokens = _input_tokens(body.get("prompt", ""), "prompt", limits) if body.get("prompt", "") != "" else 1
+    prompt_tokens = (
+        _input_tokens(body.get("prompt", ""), "prompt", limits)
+        if body.get("prompt", "") != ""
+        else 1
+    )
     stream = _check_stream(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)
-    choices = max([1] + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None])
+    choices = max(
+        [1]
+        + [v for v in (_int_field(body, f, 1, MAX_CHOICES) for f in _MULTIPLIERS) if v is not None]
+    )
     # a list of prompts is a batch: the provider completes (and bills) each one n times
     choices *= _prompt_count(body.get("prompt", ""))
     stream_options = _check_stream_options(body)
@@ -389,16 +431,22 @@ def parse_completions_request(
         payload["stream_options"] = {**(stream_options or {}), "include_usage": True}
     # the API's own default is 16 tokens; the reservation assumes the smaller of it and ours
     return ChatRequest(
-        payload=payload, model=model, stream=stream,
+        payload=payload,
+        model=model,
+        stream=stream,
         wants_usage_chunk=bool(stream_options and stream_options.get("include_usage")),
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens if max_tokens is not None else min(16, default_max_tokens),
-        choices=choices, max_tokens_set=max_tokens is not None,
-        endpoint="completions", cap_field="max_tokens",
+        choices=choices,
+        max_tokens_set=max_tokens is not None,
+        endpoint="completions",
+        cap_field="max_tokens",
     )
 
 
-def parse_embeddings_request(body: Any, *, default_model: str, limits: RequestLimits | None = None) -> ChatRequest:
+def parse_embeddings_request(
+    body: Any, *, default_model: str, limits: RequestLimits | None = None
+) -> ChatRequest:
     """``POST v1/embeddings``: priced per input token, nothing generated."""
     limits = limits or RequestLimits()
     if not isinstance(body, dict):
@@ -412,8 +460,15 @@ def parse_embeddings_request(body: Any, *, default_model: str, limits: RequestLi
     payload = dict(body)
     payload["model"] = model
     return ChatRequest(
-        payload=payload, model=model, stream=False, wants_usage_chunk=False, prompt_tokens=prompt_tokens,
-        max_tokens=0, max_tokens_set=True, endpoint="embeddings", cap_field=None,
+        payload=payload,
+        model=model,
+        stream=False,
+        wants_usage_chunk=False,
+        prompt_tokens=prompt_tokens,
+        max_tokens=0,
+        max_tokens_set=True,
+        endpoint="embeddings",
+        cap_field=None,
     )
 
 

@@ -110,7 +110,9 @@ class Collector:
             if not isinstance(choice, dict):
                 continue
             idx = choice.get("index", 0)
-            acc = self.choices.setdefault(idx, {"index": idx} if self.legacy else {"index": idx, "message": {}})
+            acc = self.choices.setdefault(
+                idx, {"index": idx} if self.legacy else {"index": idx, "message": {}}
+            )
             if self.legacy:
                 merge(acc, {k: v for k, v in choice.items() if k != "index"})
                 continue
@@ -124,7 +126,11 @@ class Collector:
     @property
     def complete(self) -> bool:
         """A whole answer: [DONE] came and every choice has its finish_reason."""
-        return self.done and bool(self.choices) and all(c.get("finish_reason") for c in self.choices.values())
+        return (
+            self.done
+            and bool(self.choices)
+            and all(c.get("finish_reason") for c in self.choices.values())
+        )
 
     def completion(self) -> dict[str, Any]:
         choices = []
@@ -137,7 +143,8 @@ class Collector:
                 message.setdefault("content", None)
                 if "tool_calls" in message:
                     message["tool_calls"] = [
-                        {k: v for k, v in call.items() if k != "index"} for call in message["tool_calls"]
+                        {k: v for k, v in call.items() if k != "index"}
+                        for call in message["tool_calls"]
                     ]
                 choice["message"] = message
             choices.append(choice)
@@ -169,7 +176,14 @@ def chunks_of(completion: dict[str, Any], with_usage: bool) -> Iterator[bytes]:
         if legacy:
             body = {k: v for k, v in choice.items() if k not in ("index", "finish_reason")}
             yield chunk({"index": idx, **body, "finish_reason": None})
-            yield chunk({"index": idx, "text": "", "logprobs": None, "finish_reason": choice.get("finish_reason")})
+            yield chunk(
+                {
+                    "index": idx,
+                    "text": "",
+                    "logprobs": None,
+                    "finish_reason": choice.get("finish_reason"),
+                }
+            )
             continue
         message = dict(choice.get("message") or {})
         content = message.pop("content", None)
@@ -183,15 +197,49 @@ def chunks_of(completion: dict[str, Any], with_usage: bool) -> Iterator[bytes]:
         if content or message:
             # the text, with its log-probabilities and any other field of the message
             delta = {**message, **({"content": content} if content else {})}
-            yield chunk({"index": idx, "delta": delta, "logprobs": choice.get("logprobs"), "finish_reason": None})
+            yield chunk(
+                {
+                    "index": idx,
+                    "delta": delta,
+                    "logprobs": choice.get("logprobs"),
+                    "finish_reason": None,
+                }
+            )
         elif choice.get("logprobs") is not None:
-            yield chunk({"index": idx, "delta": {}, "logprobs": choice.get("logprobs"), "finish_reason": None})
+            yield chunk(
+                {
+                    "index": idx,
+                    "delta": {},
+                    "logprobs": choice.get("logprobs"),
+                    "finish_reason": None,
+                }
+            )
         for i, call in enumerate(calls or ()):
-            yield chunk({"index": idx, "delta": {"tool_calls": [{"index": i, **call}]}, "logprobs": None,
-                         "finish_reason": None})
+            yield chunk(
+                {
+                    "index": idx,
+                    "delta": {"tool_calls": [{"index": i, **call}]},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            )
         if refusal:
-            yield chunk({"index": idx, "delta": {"refusal": refusal}, "logprobs": None, "finish_reason": None})
-        yield chunk({"index": idx, "delta": {}, "logprobs": None, "finish_reason": choice.get("finish_reason")})
+            yield chunk(
+                {
+                    "index": idx,
+                    "delta": {"refusal": refusal},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            )
+        yield chunk(
+            {
+                "index": idx,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason"),
+            }
+        )
     if with_usage and completion.get("usage") is not None:
         yield sse({**base, "choices": [], "usage": completion["usage"]})
     yield DONE

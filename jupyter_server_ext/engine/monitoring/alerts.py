@@ -30,7 +30,14 @@ from ..upstreams.transport.http11 import HTTP11Client
 
 log = logging.getLogger("rsql.alerts")
 
-EVENTS = ("key_disabled", "key_enabled", "capacity_exhausted", "budget_80", "budget_100", "error_rate")
+EVENTS = (
+    "key_disabled",
+    "key_enabled",
+    "capacity_exhausted",
+    "budget_80",
+    "budget_100",
+    "error_rate",
+)
 FORMATS = ("json", "slack")
 
 
@@ -63,7 +70,9 @@ def parse_webhooks(raw: Any) -> tuple[Webhook, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, (list, tuple)):
-        raise ConfigError("RSQLProxy.alert_webhooks: expected a list of URLs or {'url': ..., 'format': ...}")
+        raise ConfigError(
+            "RSQLProxy.alert_webhooks: expected a list of URLs or {'url': ..., 'format': ...}"
+        )
     out = []
     for i, item in enumerate(raw):
         where = f"RSQLProxy.alert_webhooks[{i}]"
@@ -121,7 +130,9 @@ def _iso(wall: float) -> str:
 
 def slack_payload(alert: dict[str, Any]) -> dict[str, Any]:
     """Slack (and Mattermost, Rocket.Chat) incoming webhooks show `text`."""
-    details = ", ".join(f"{k}={v}" for k, v in alert["details"].items() if not isinstance(v, (list, dict)))
+    details = ", ".join(
+        f"{k}={v}" for k, v in alert["details"].items() if not isinstance(v, (list, dict))
+    )
     text = f"*rsql-proxy* `{alert['event']}`: {alert['message']}"
     return {"text": text + (f"\n{details}" if details else "")}
 
@@ -130,7 +141,10 @@ class Alerts:
     """The hooks the engine calls, and the task that delivers what they raise."""
 
     def __init__(
-        self, settings: AlertSettings, *, ledger: Ledger | None = None,
+        self,
+        settings: AlertSettings,
+        *,
+        ledger: Ledger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -142,7 +156,9 @@ class Alerts:
         self.describe_model: Callable[[str], list[dict[str, Any]]] | None = None
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
         self._local: dict[str, float] = {}  # condition -> until when it is not raised again
-        self._buckets: collections.deque[list[float]] = collections.deque()  # [second, total, errors]
+        self._buckets: collections.deque[list[float]] = (
+            collections.deque()
+        )  # [second, total, errors]
         self._total = 0
         self._errors = 0
         self._budget_pending = False
@@ -169,14 +185,20 @@ class Alerts:
 
     def key_disabled(self, alias: str, why: str) -> None:
         self.raise_alert(
-            "key_disabled", f"upstream key {alias} was disabled ({why}); it is probed by the health "
+            "key_disabled",
+            f"upstream key {alias} was disabled ({why}); it is probed by the health "
             "check and re-enabled when the provider accepts it again",
-            {"alias": alias, "reason": why}, condition=alias,
+            {"alias": alias, "reason": why},
+            condition=alias,
         )
 
     def key_enabled(self, alias: str) -> None:
-        self.raise_alert("key_enabled", f"upstream key {alias} was re-enabled: the provider accepts it again",
-                         {"alias": alias}, condition=alias)
+        self.raise_alert(
+            "key_enabled",
+            f"upstream key {alias} was re-enabled: the provider accepts it again",
+            {"alias": alias},
+            condition=alias,
+        )
 
     def observe(self, outcome: Outcome) -> None:
         """An ``Outcome`` hook: the error rate, capacity refusals, budget checks."""
@@ -216,8 +238,13 @@ class Alerts:
                 "error_rate",
                 f"{rate:.0%} of requests failed over the last {s.error_window_seconds / 60:g} minutes "
                 f"({self._errors} of {self._total}; threshold {s.error_rate:.0%})",
-                {"error_rate": round(rate, 4), "errors": self._errors, "requests": self._total,
-                 "window_seconds": s.error_window_seconds, "threshold": s.error_rate},
+                {
+                    "error_rate": round(rate, 4),
+                    "errors": self._errors,
+                    "requests": self._total,
+                    "window_seconds": s.error_window_seconds,
+                    "threshold": s.error_rate,
+                },
             )
 
     def _capacity(self, model: str) -> None:
@@ -226,7 +253,8 @@ class Alerts:
             "capacity_exhausted",
             f"no upstream key serving {model} has capacity left (cooling, at the provider's limits, "
             "disabled or failing): users are refused for capacity (429)",
-            {"model": model, "keys": keys}, condition=model,
+            {"model": model, "keys": keys},
+            condition=model,
         )
 
     def _check_budget(self, refused: bool) -> None:
@@ -241,8 +269,15 @@ class Alerts:
 
     # -- raising -------------------------------------------------------------------------
 
-    def raise_alert(self, event: str, message: str, details: dict[str, Any], *, condition: str = "",
-                    ttl: float | None = None) -> None:
+    def raise_alert(
+        self,
+        event: str,
+        message: str,
+        details: dict[str, Any],
+        *,
+        condition: str = "",
+        ttl: float | None = None,
+    ) -> None:
         """Queue an alert unless this condition alerted within its window (on this replica)."""
         name = f"{event}:{condition}" if condition else event
         ttl = self.settings.dedupe_seconds if ttl is None else ttl
@@ -268,7 +303,11 @@ class Alerts:
             kind, arg = await self._queue.get()
             try:
                 if kind == "budget":
-                    refused, self._budget_refused, self._budget_pending = self._budget_refused, False, False
+                    refused, self._budget_refused, self._budget_pending = (
+                        self._budget_refused,
+                        False,
+                        False,
+                    )
                     await self._budget(refused)
                 else:
                     await self._send(*arg)
@@ -291,19 +330,32 @@ class Alerts:
             return
         share = spent / limit
         day = time.strftime("%Y-%m-%d", time.gmtime())
-        details = {"spent_usd": round(spent, 6), "budget_usd": limit, "percent": round(100 * share, 1), "day": day}
+        details = {
+            "spent_usd": round(spent, 6),
+            "budget_usd": limit,
+            "percent": round(100 * share, 1),
+            "day": day,
+        }
         # the budget resets at midnight UTC: one alert of each kind per UTC day
         ttl = 86400.0 - time.time() % 86400.0 + 60
         if share >= 1.0 or refused:
             self.raise_alert(
-                "budget_100", f"the global daily budget of ${limit:g} is spent (${spent:.4f}, "
+                "budget_100",
+                f"the global daily budget of ${limit:g} is spent (${spent:.4f}, "
                 f"{100 * share:.0f}% incl. requests in flight): requests that cost money are refused "
-                "until midnight UTC", {**details, "refusing": True}, condition=day, ttl=ttl,
+                "until midnight UTC",
+                {**details, "refusing": True},
+                condition=day,
+                ttl=ttl,
             )
         if share >= 0.8:
             self.raise_alert(
-                "budget_80", f"{100 * share:.0f}% of the global daily budget of ${limit:g} is spent "
-                f"(${spent:.4f})", details, condition=day, ttl=ttl,
+                "budget_80",
+                f"{100 * share:.0f}% of the global daily budget of ${limit:g} is spent "
+                f"(${spent:.4f})",
+                details,
+                condition=day,
+                ttl=ttl,
             )
 
     async def _send(self, name: str, ttl: float, alert: dict[str, Any]) -> None:
@@ -322,15 +374,20 @@ class Alerts:
     async def _deliver(self, hook: Webhook, alert: dict[str, Any]) -> None:
         s = self.settings
         public = {k: v for k, v in alert.items() if k != "delivery"}
-        body = json.dumps(slack_payload(public) if hook.format == "slack" else {"source": "rsql-proxy", **public}).encode()
+        body = json.dumps(
+            slack_payload(public) if hook.format == "slack" else {"source": "rsql-proxy", **public}
+        ).encode()
         what = "failed"
         for attempt in range(s.retries + 1):
             if attempt:
                 await asyncio.sleep(min(60.0, s.retry_base_seconds * 2 ** (attempt - 1)))
             try:
                 resp = await self._http.request(
-                    "POST", hook.url, headers={"Content-Type": "application/json", "User-Agent": "rsql-proxy"},
-                    body=body, timeout=s.timeout_seconds,
+                    "POST",
+                    hook.url,
+                    headers={"Content-Type": "application/json", "User-Agent": "rsql-proxy"},
+                    body=body,
+                    timeout=s.timeout_seconds,
                 )
                 await resp.read(s.timeout_seconds)
                 if 200 <= resp.status < 300:
@@ -341,10 +398,15 @@ class Alerts:
                     break  # the receiver refuses this alert: sending it again will not help
             except (HTTP11Error, OSError, asyncio.TimeoutError) as exc:
                 what = type(exc).__name__
-            log.warning("alert %s to %s: attempt %d failed (%s)", alert["event"], hook.where, attempt + 1, what)
+            log.warning(
+                "alert %s to %s: attempt %d failed (%s)",
+                alert["event"],
+                hook.where,
+                attempt + 1,
+                what,
+            )
         alert["delivery"][hook.where] = f"failed: {what}"
         log.error("alert %s to %s: given up (%s)", alert["event"], hook.where, what)
 
     async def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         return await self.ledger.recent(limit)
-

@@ -37,6 +37,7 @@ def enable_multiprocess(path: str) -> None:
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 CLIENT_KINDS = frozenset({"magic", "chat", "sql", "api"})
@@ -49,7 +50,9 @@ class _UpstreamStates:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         fam = GaugeMetricFamily(
-            "rsql_upstream_state", "1 for the state each upstream key is in", labels=["upstream", "state"]
+            "rsql_upstream_state",
+            "1 for the state each upstream key is in",
+            labels=["upstream", "state"],
         )
         for alias, state in self.states():
             for s in ("healthy", "cooling", "disabled", "breaker-open", "breaker-half-open"):
@@ -67,15 +70,23 @@ class Metrics:
         self.models = None if models is None else frozenset(models)
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "rsql_requests", "Requests answered", ["status", "model", "upstream", "client"], registry=r
+            "rsql_requests",
+            "Requests answered",
+            ["status", "model", "upstream", "client"],
+            registry=r,
         )
         self.latency = Histogram(
-            "rsql_request_latency_seconds", "Time from request to answer (streams: to the last byte)",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            "rsql_request_latency_seconds",
+            "Time from request to answer (streams: to the last byte)",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.overhead = Histogram(
-            "rsql_proxy_overhead_seconds", "Latency minus time spent waiting on upstreams",
-            buckets=_OVERHEAD_BUCKETS, registry=r,
+            "rsql_proxy_overhead_seconds",
+            "Latency minus time spent waiting on upstreams",
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter("rsql_tokens", "Tokens used", ["model", "kind"], registry=r)
         self.cost = Counter("rsql_cost_usd", "Cost in USD", ["model"], registry=r)
@@ -84,15 +95,23 @@ class Metrics:
             "rsql_limiter_rejections", "Requests refused by a limit", ["limit"], registry=r
         )
         self.attempts = Counter(
-            "rsql_upstream_attempts", "Upstream calls by outcome", ["upstream", "result"], registry=r
+            "rsql_upstream_attempts",
+            "Upstream calls by outcome",
+            ["upstream", "result"],
+            registry=r,
         )
         # types are the configured pattern names (RSQLProxy.redact_patterns): a bounded set
         self.redactions = Counter(
-            "rsql_redactions", "Values replaced by placeholders before a request went upstream",
-            ["type"], registry=r,
+            "rsql_redactions",
+            "Values replaced by placeholders before a request went upstream",
+            ["type"],
+            registry=r,
         )
         self.fallbacks = Counter(
-            "rsql_fallbacks", "Requests answered by the fallback model", ["upstream", "reason"], registry=r
+            "rsql_fallbacks",
+            "Requests answered by the fallback model",
+            ["upstream", "reason"],
+            registry=r,
         )
         self._states = _UpstreamStates(upstream_states)
         r.register(self._states)

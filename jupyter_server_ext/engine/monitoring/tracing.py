@@ -79,8 +79,14 @@ class RequestTrace:
 
     def start_attempt(self, alias: str, model: str, attempt: int) -> Any:
         return self.tracing.tracer.start_span(
-            "rsql.upstream", context=self.ctx, kind=self.tracing.client_kind,
-            attributes={"rsql.upstream": alias, "gen_ai.request.model": model, "rsql.attempt": attempt},
+            "rsql.upstream",
+            context=self.ctx,
+            kind=self.tracing.client_kind,
+            attributes={
+                "rsql.upstream": alias,
+                "gen_ai.request.model": model,
+                "rsql.attempt": attempt,
+            },
         )
 
     def end(self, outcome: Outcome) -> None:
@@ -95,19 +101,23 @@ class RequestTrace:
             attempt.end()
             self.attempt = None
         root = self.root
-        root.set_attributes(_clean({
-            "gen_ai.request.model": outcome.model,
-            "http.response.status_code": outcome.status,
-            "rsql.upstream": outcome.upstream,
-            "rsql.cache_hit": outcome.cache_hit,
-            "rsql.fallback": outcome.fallback,
-            "rsql.attempts": len(outcome.attempts),
-            "gen_ai.usage.input_tokens": outcome.prompt_tokens,
-            "gen_ai.usage.output_tokens": outcome.completion_tokens,
-            "rsql.cost_usd": outcome.cost_usd,
-            "rsql.error": outcome.error,
-            "rsql.limit": outcome.limit,
-        }))
+        root.set_attributes(
+            _clean(
+                {
+                    "gen_ai.request.model": outcome.model,
+                    "http.response.status_code": outcome.status,
+                    "rsql.upstream": outcome.upstream,
+                    "rsql.cache_hit": outcome.cache_hit,
+                    "rsql.fallback": outcome.fallback,
+                    "rsql.attempts": len(outcome.attempts),
+                    "gen_ai.usage.input_tokens": outcome.prompt_tokens,
+                    "gen_ai.usage.output_tokens": outcome.completion_tokens,
+                    "rsql.cost_usd": outcome.cost_usd,
+                    "rsql.error": outcome.error,
+                    "rsql.limit": outcome.limit,
+                }
+            )
+        )
         if outcome.status >= 500:
             from opentelemetry.trace import Status, StatusCode
 
@@ -151,13 +161,20 @@ class Tracing:
             trace.set_tracer_provider(provider)
         return cls(provider.get_tracer("rsql-proxy"), TraceContextTextMapPropagator(), owned)
 
-    def begin(self, headers: Mapping[str, str] | None, outcome: Outcome, endpoint: str) -> RequestTrace:
+    def begin(
+        self, headers: Mapping[str, str] | None, outcome: Outcome, endpoint: str
+    ) -> RequestTrace:
         """The request's span, a child of the caller's `traceparent` when it sent one."""
         parent = self.propagator.extract(headers) if headers is not None else None
         root = self.tracer.start_span(
-            "rsql.request", context=parent, kind=self.server_kind,
-            attributes={"rsql.request_id": outcome.request_id, "rsql.endpoint": endpoint,
-                        "rsql.client": outcome.caller.client},
+            "rsql.request",
+            context=parent,
+            kind=self.server_kind,
+            attributes={
+                "rsql.request_id": outcome.request_id,
+                "rsql.endpoint": endpoint,
+                "rsql.client": outcome.caller.client,
+            },
         )
         return RequestTrace(self, root)
 
@@ -196,7 +213,8 @@ def _exporter(name: str) -> Any:
         return ConsoleSpanExporter()
     if name == "otlp":
         protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+        )
         try:
             if protocol == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

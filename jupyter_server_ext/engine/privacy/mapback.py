@@ -20,7 +20,9 @@ def restored(reply: Reply, redactor: Redactor | None, endpoint: str, client: str
     the redacted answer, so one user's values never reach another through it."""
     if redactor is None or not redactor.counts:
         return reply
-    reply.headers["X-RSQL-Redactions"] = ",".join(f"{k}={n}" for k, n in sorted(redactor.counts.items()))
+    reply.headers["X-RSQL-Redactions"] = ",".join(
+        f"{k}={n}" for k, n in sorted(redactor.counts.items())
+    )
     if client == "sql" or endpoint == "embeddings" or not redactor.placeholders:
         return reply
     values = {v: k for k, v in redactor.placeholders.items()}
@@ -43,7 +45,9 @@ def restored(reply: Reply, redactor: Redactor | None, endpoint: str, client: str
     return reply
 
 
-async def restore_events(events: AsyncIterator[bytes], redactor: Redactor, field_name: str) -> AsyncIterator[bytes]:
+async def restore_events(
+    events: AsyncIterator[bytes], redactor: Redactor, field_name: str
+) -> AsyncIterator[bytes]:
     """A stream with placeholders mapped back, per choice; a placeholder split across chunks is
     held back until it is complete (or the choice finishes)."""
     restorers: dict[Any, Any] = {}
@@ -55,7 +59,9 @@ async def restore_events(events: AsyncIterator[bytes], redactor: Redactor, field
             rest = r.flush()
             if rest and last is not None:
                 delta = {"text": rest} if field_name == "text" else {"delta": {"content": rest}}
-                parts.append(sse({**last, "choices": [{"index": idx, **delta, "finish_reason": None}]}))
+                parts.append(
+                    sse({**last, "choices": [{"index": idx, **delta, "finish_reason": None}]})
+                )
         return b"".join(parts)
 
     try:

@@ -41,7 +41,9 @@ class RestoreContext:
         self.definition = 0  # lines left of a link reference definition: "[ref]: url"
 
     def plain(self) -> bool:
-        return not (self.sql.in_sql or self.in_tag or self.link_depth or self.url_token or self.definition)
+        return not (
+            self.sql.in_sql or self.in_tag or self.link_depth or self.url_token or self.definition
+        )
 
     def feed(self, text: str) -> None:
         self.sql.feed(text)

@@ -31,11 +31,17 @@ def text_chars(value: Any) -> int:
     if isinstance(value, list):
         return sum(text_chars(v) for v in value)
     if isinstance(value, dict):  # both fields: a part may carry a text beside its content
-        return sum(text_chars(value[k]) for k in ("content", "text") if isinstance(value.get(k), str | list))
+        return sum(
+            text_chars(value[k])
+            for k in ("content", "text")
+            if isinstance(value.get(k), str | list)
+        )
     return 0
 
 
-def redact_fields(patterns: tuple[Pattern, ...], fields: dict[str, Any]) -> tuple[dict[str, Any], Redactor]:
+def redact_fields(
+    patterns: tuple[Pattern, ...], fields: dict[str, Any]
+) -> tuple[dict[str, Any], Redactor]:
     """Redact a request's `fields` ("messages", "prompt", "input") with one Redactor; runs in the
     worker process (or in place, for short texts)."""
     redactor = Redactor(patterns)
@@ -79,9 +85,14 @@ class Offload:
             try:
                 result = await asyncio.wrap_future(self._pool().submit(fn, *args))
             except BrokenProcessPool:
-                self._executor = None  # the worker died (killed, out of memory): a new one next time
-                result = EngineError("the proxy's redaction worker stopped; retry the request", status=503,
-                                    code="redaction_unavailable")
+                self._executor = (
+                    None  # the worker died (killed, out of memory): a new one next time
+                )
+                result = EngineError(
+                    "the proxy's redaction worker stopped; retry the request",
+                    status=503,
+                    code="redaction_unavailable",
+                )
             except Exception as exc:
                 result = exc
             if not fut.done():
@@ -103,7 +114,8 @@ class Offload:
         if self._executor is None:
             # spawn, not fork: the proxy's process has threads and open sockets a fork would copy
             self._executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
         return self._executor
 
     async def close(self) -> None:

@@ -10,8 +10,8 @@ numbers, dates, ids and amounts pass untouched.
 The answer may use the placeholders; ``Restorer`` puts the real values back for the user who
 sent them, in plain text only: never in a block the kernel takes as SQL, nor for SQL clients
 (their SQL runs: a value mapped into it would be data turned into code), nor in a link or
-image target, a URL or an HTML attribute (where a click or an image load would send it out). It works on a stream too, holding back a
-placeholder split across chunks until it is complete.
+image target, a URL or an HTML attribute (where a click or an image load would send it out).
+It works on a stream too, holding back a placeholder split across chunks until it is complete.
 
 Pattern-based: it finds what looks like the configured types, not every personal datum (a
 name in free text is not caught unless a custom pattern describes it).
@@ -88,8 +88,13 @@ def _phone_ok(text: str) -> bool:
     first = re.match(r"\d+", text)
     if re.fullmatch(r"\d{4}(?:[ .-]\d{4})+", text):
         return False  # groups of four are how IBANs and card numbers are written, not phones
-    return first is not None and first.group().startswith("0") and len(first.group()) >= 2 and (
-        9 <= len(digits) <= 12) and bool(re.search(r"[ .-]", text))
+    return (
+        first is not None
+        and first.group().startswith("0")
+        and len(first.group()) >= 2
+        and (9 <= len(digits) <= 12)
+        and bool(re.search(r"[ .-]", text))
+    )
 
 
 @dataclass(frozen=True)
@@ -105,22 +110,44 @@ class Pattern:
 BUILTIN: dict[str, Pattern] = {
     p.name: p
     for p in (
-        Pattern("email", re.compile(
-            r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b")),
-        Pattern("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), _iban_ok),
+        Pattern(
+            "email",
+            re.compile(
+                r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b"
+            ),
+        ),
+        Pattern(
+            "iban",
+            re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+            _iban_ok,
+        ),
         # card layouts only: one run of digits, groups of four, or Amex's 4-6-5
-        Pattern("card", re.compile(
-            r"(?<![\d.,+-])(?:\d{13,19}|\d{4}(?:([ -])\d{4}(?:\1\d{4}){1,2}(?:\1\d{1,3})?)|\d{4}([ -])\d{6}\2\d{4,5})"
-            r"(?![\d.,]\d|\d)"), _card_ok),
-        Pattern("ipv4", re.compile(
-            r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-            r"(?![\d]|\.\d)")),
-        Pattern("phone", re.compile(
-            # a bare number starts with two digits or more: "0 1 2 3" is no phone number
-            r"(?<![\w+.,/-])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,14}|\(\d{1,4}\)[ .-]?\d{1,14}|\d{2,14})"
-            r"(?:[ .-]\d{1,8}){0,5}"
-            r"(?![\w]|[.,/-]\d)"), _phone_ok),
+        Pattern(
+            "card",
+            re.compile(
+                r"(?<![\d.,+-])(?:\d{13,19}|\d{4}(?:([ -])\d{4}(?:\1\d{4}){1,2}(?:\1\d{1,3})?)|\d{4}([ -])\d{6}\2\d{4,5})"  # noqa: E501 (one alternation, read whole)
+                r"(?![\d.,]\d|\d)"
+            ),
+            _card_ok,
+        ),
+        Pattern(
+            "ipv4",
+            re.compile(
+                r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+                r"(?![\d]|\.\d)"
+            ),
+        ),
+        Pattern(
+            "phone",
+            re.compile(
+                # a bare number starts with two digits or more: "0 1 2 3" is no phone number
+                r"(?<![\w+.,/-])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,14}|\(\d{1,4}\)[ .-]?\d{1,14}|\d{2,14})"  # noqa: E501 (one alternation, read whole)
+                r"(?:[ .-]\d{1,8}){0,5}"
+                r"(?![\w]|[.,/-]\d)"
+            ),
+            _phone_ok,
+        ),
     )
 }
 
@@ -179,10 +206,14 @@ def parse_redact_patterns(raw: Any) -> tuple[Pattern, ...]:
             out.append(BUILTIN[item])
             continue
         if not isinstance(item, Mapping):
-            raise ConfigError(f"{where}: expected a built-in name or a dict, got {type(item).__name__}")
+            raise ConfigError(
+                f"{where}: expected a built-in name or a dict, got {type(item).__name__}"
+            )
         unknown = sorted(set(item) - {"name", "regex"})
         if unknown:
-            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; a custom pattern has 'name' and 'regex'")
+            raise ConfigError(
+                f"{where}: unknown field {unknown[0]!r}; a custom pattern has 'name' and 'regex'"
+            )
         name, regex = item.get("name"), item.get("regex")
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(
@@ -196,9 +227,13 @@ def parse_redact_patterns(raw: Any) -> tuple[Pattern, ...]:
         try:
             compiled = re.compile(regex)
         except re.error as exc:
-            raise ConfigError(f"{where} ({name!r}): bad regular expression {regex!r}: {exc}") from None
+            raise ConfigError(
+                f"{where} ({name!r}): bad regular expression {regex!r}: {exc}"
+            ) from None
         if compiled.match(""):
-            raise ConfigError(f"{where} ({name!r}): regular expression {regex!r} matches empty text")
+            raise ConfigError(
+                f"{where} ({name!r}): regular expression {regex!r} matches empty text"
+            )
         out.append(Pattern(name, compiled))
     names = [p.name for p in out]
     for name in names:
@@ -207,7 +242,11 @@ def parse_redact_patterns(raw: Any) -> tuple[Pattern, ...]:
     return tuple(out)
 
 
-CONTEXT_POLICY_DEFAULTS: dict[str, Any] = {"sample_rows": True, "value_stats": True, "redact_columns": []}
+CONTEXT_POLICY_DEFAULTS: dict[str, Any] = {
+    "sample_rows": True,
+    "value_stats": True,
+    "redact_columns": [],
+}
 
 
 def parse_context_policy(raw: Any) -> dict[str, Any]:
@@ -226,7 +265,9 @@ def parse_context_policy(raw: Any) -> dict[str, Any]:
     for key in ("sample_rows", "value_stats"):
         if key in raw:
             if not isinstance(raw[key], bool):
-                raise ConfigError(f"RSQLProxy.context_policy['{key}']: expected True or False, got {raw[key]!r}")
+                raise ConfigError(
+                    f"RSQLProxy.context_policy['{key}']: expected True or False, got {raw[key]!r}"
+                )
             out[key] = raw[key]
     if "redact_columns" in raw:
         cols = raw["redact_columns"]
@@ -291,7 +332,8 @@ class Redactor:
             elif isinstance(content, list):
                 m["content"] = [
                     {**part, "text": self.text(part["text"])}
-                    if isinstance(part, dict) and isinstance(part.get("text"), str) else part
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)
+                    else part
                     for part in content
                 ]
             out.append(m)
@@ -366,9 +408,13 @@ class Restorer:
                     if self.fence is None:
                         self.fence = marker
                         # the kernel's SQL languages (a bare fence too), and anything sql-ish
-                        language = fence_language(line[fm.end(1):])
+                        language = fence_language(line[fm.end(1) :])
                         self.in_sql = is_sql_language(language) or language.startswith("sql")
-                    elif marker[0] == self.fence[0] and len(marker) >= len(self.fence) and not fm.group(2):
+                    elif (
+                        marker[0] == self.fence[0]
+                        and len(marker) >= len(self.fence)
+                        and not fm.group(2)
+                    ):
                         self.fence, self.in_sql = None, False
                     out.append(self._keep(line))
                     self.at_line_start = line.endswith("\n")
@@ -386,7 +432,7 @@ class Restorer:
             return self._keep(text)
         out, pos = [], 0
         for m in _PLACEHOLDER.finditer(text):
-            out.append(self._keep(text[pos:m.start()]))
+            out.append(self._keep(text[pos : m.start()]))
             value = self.values.get(m.group()) if self.context.plain() else None
             out.append(self._keep(m.group() if value is None else value))
             pos = m.end()

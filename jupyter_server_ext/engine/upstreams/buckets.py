@@ -20,7 +20,9 @@ from typing import Any
 
 from .specs import Rate
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
+_DURATION = re.compile(
+    r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
+)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -51,7 +53,10 @@ def provider_stamp(headers: Any, now: float, sent: float, rates: tuple[Rate, ...
     one-way delay.
     """
     get = headers.get
-    limit, reset = get("x-ratelimit-limit-requests"), parse_duration(get("x-ratelimit-reset-requests"))
+    limit, reset = (
+        get("x-ratelimit-limit-requests"),
+        parse_duration(get("x-ratelimit-reset-requests")),
+    )
     if limit is None or reset is None:
         return now
     try:
@@ -69,8 +74,22 @@ class Bucket:
     """Request and token windows, provider-reported headroom and cooldown of one (account, model)."""
 
     __slots__ = (
-        "rates", "token_rates", "_t", "_tt", "_cum", "_base", "_span", "_tspan", "inflight", "unstamped",
-        "inflight_tokens", "cool_until", "prov_req_left", "prov_req_reset", "prov_tok_left", "prov_tok_reset",
+        "rates",
+        "token_rates",
+        "_t",
+        "_tt",
+        "_cum",
+        "_base",
+        "_span",
+        "_tspan",
+        "inflight",
+        "unstamped",
+        "inflight_tokens",
+        "cool_until",
+        "prov_req_left",
+        "prov_req_reset",
+        "prov_tok_left",
+        "prov_tok_reset",
     )
 
     def __init__(self, rates: tuple[Rate, ...], token_rates: tuple[Rate, ...]) -> None:
@@ -208,6 +227,7 @@ class Bucket:
             # stamps must stay sorted even if the clock is read out of order by callers
             self._tt.append(max(now, self._tt[-1]) if self._tt else now)
             self._cum.append(last + used)
+
     def cool(self, until: float) -> None:
         """Cooldowns only ever extend: a second, shorter 429 never shortens the first."""
         if until > self.cool_until:

@@ -40,7 +40,9 @@ class Breaker:
     open_until: float = 0.0
     opened: int = 0  # how many times in a row it opened; the open time doubles each time
     probing: bool = False
-    users: set[str] = field(default_factory=set)  # whose requests failed in this run (two are enough)
+    users: set[str] = field(
+        default_factory=set
+    )  # whose requests failed in this run (two are enough)
     hosts_fault: bool = False  # a failure in this run named nobody
 
     @property
@@ -199,7 +201,9 @@ class Pool:
 
     # -- picking -------------------------------------------------------------------------
 
-    def screen(self, model: str, tokens: int, exclude: set[str], now: float) -> tuple[list[Key], float]:
+    def screen(
+        self, model: str, tokens: int, exclude: set[str], now: float
+    ) -> tuple[list[Key], float]:
         """The keys this process sees able to take the request now (serving the model, not
         excluded or disabled, big enough, breaker closed or ready for its probe), and the
         seconds until an open breaker lets another in (inf: none will). Raises when no key can
@@ -266,7 +270,9 @@ class Pool:
             return slot
         return soonest if soonest != math.inf else None
 
-    def claim_slot(self, key: Key, bucket: Bucket, model: str, tokens: int, now: float, ref: str = "") -> Slot:
+    def claim_slot(
+        self, key: Key, bucket: Bucket, model: str, tokens: int, now: float, ref: str = ""
+    ) -> Slot:
         """A slot on `key` whose window has room (the caller checked): the key's side of it."""
         probe = key.breaker.tripped
         if probe:
@@ -301,7 +307,12 @@ class Pool:
     batched = False
 
     async def acquire(
-        self, model: str, tokens: int, exclude: set[str], deadline: float, first: Slot | float | None = None,
+        self,
+        model: str,
+        tokens: int,
+        exclude: set[str],
+        deadline: float,
+        first: Slot | float | None = None,
     ) -> Slot:
         """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
         the first attempt's answer, when the admission already made it."""
@@ -358,7 +369,9 @@ class Pool:
         slot.bucket.stamp(slot.id, provider_stamp(headers, now, slot.taken, slot.bucket.rates))
         self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
 
-    async def rate_limited(self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]) -> float:
+    async def rate_limited(
+        self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]
+    ) -> float:
         """Cool the (account, model) down; returns the cooldown in seconds."""
         now = self.clock()
         slot.bucket.observe_headers(headers, now)
@@ -372,7 +385,9 @@ class Pool:
         slot.key.note_error(now, "429")
         return secs
 
-    async def failed(self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True) -> bool:
+    async def failed(
+        self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True
+    ) -> bool:
         """Count a failure against the key's breaker; True when this opened the breaker. `user`:
         whose request failed, when the failure may be that request's doing (``Breaker``).
         ``counted=False``: a failure counted before is the key's after all (the same request
@@ -408,7 +423,9 @@ class Pool:
         now = self.clock()
         if key.disabled:
             return "disabled"
-        if any(b.cool_until > now for (acct, _), b in self.buckets.items() if acct == key.spec.account):
+        if any(
+            b.cool_until > now for (acct, _), b in self.buckets.items() if acct == key.spec.account
+        ):
             return "cooling"
         state = key.breaker.state(now)
         return "healthy" if state == "closed" else f"breaker-{state}"

@@ -28,29 +28,49 @@ AZURE_AUTH = ("api-key", "entra")
 # llama-cpp-python's chat formats (llama_chat_format, 0.3.36), written out: asking the library
 # would load its native code into the proxy, which only the model's own process may do
 CHAT_FORMATS = (
-    "alpaca", "baichuan", "baichuan-2", "chatglm3", "chatml", "gemma", "intel", "llama-2", "llama-3",
-    "mistral-instruct", "mistrallite", "oasst_llama", "open-orca", "openbuddy", "openchat", "phind",
-    "pygmalion", "qwen", "redpajama-incite", "saiga", "snoozy", "vicuna", "zephyr",
+    "alpaca",
+    "baichuan",
+    "baichuan-2",
+    "chatglm3",
+    "chatml",
+    "gemma",
+    "intel",
+    "llama-2",
+    "llama-3",
+    "mistral-instruct",
+    "mistrallite",
+    "oasst_llama",
+    "open-orca",
+    "openbuddy",
+    "openchat",
+    "phind",
+    "pygmalion",
+    "qwen",
+    "redpajama-incite",
+    "saiga",
+    "snoozy",
+    "vicuna",
+    "zephyr",
 )
 # providers whose model runs on this machine (engine/upstreams/transport/local.py): free, chat only, no key
 LOCAL_PROVIDERS = ("llama_cpp",)
 _UPSTREAM_FIELDS = {
     "name": "alias used in logs, metrics and the usage log (required, unique)",
     "provider": "'openai' (any OpenAI-compatible API, the default), 'azure', 'anthropic', 'gemini' or "
-                "'llama_cpp' (local model)",
+    "'llama_cpp' (local model)",
     "base_url": "the provider's root: OpenAI-compatible, e.g. https://api.groq.com/openai/v1; azure: the "
-                "resource endpoint https://NAME.openai.azure.com; anthropic: https://api.anthropic.com",
+    "resource endpoint https://NAME.openai.azure.com; anthropic: https://api.anthropic.com",
     "api_version": "azure only: a dated API version like '2024-10-21' (deployments URLs) or 'v1' (the v1 API)",
     "auth": "azure only: 'api-key' (the default: the key in the api-key header) or 'entra' (a Microsoft "
-            "Entra ID bearer token)",
+    "Entra ID bearer token)",
     "max_in_flight": "a self-hosted server (vLLM, Ollama, llama.cpp, TGI): requests it may have in flight at "
-                     "once; its models are read from it when 'models' is not given, a key is optional, and "
-                     "it has no built-in price",
+    "once; its models are read from it when 'models' is not given, a key is optional, and "
+    "it has no built-in price",
     "api_key": "the key itself (tests); prefer api_key_env",
     "api_key_env": "name of the environment variable holding the key",
     "account": "provider account / organization; upstreams of one account share limits",
     "models": "model ids this upstream serves: a list, or a dict from the public name callers use to the "
-              "provider's own (an Azure deployment, an Anthropic model id)",
+    "provider's own (an Azure deployment, an Anthropic model id)",
     "limits": "request limits per (account, model), e.g. ['30/minute', '14400/day']",
     "token_limits": "token limits per (account, model), e.g. ['6000/minute']",
     "prices": "USD per million tokens: {model: {'input': x, 'output': y}}",
@@ -82,7 +102,9 @@ def parse_rates(values: Sequence[str] | str | None, *, where: str) -> tuple[Rate
     if isinstance(values, str):
         values = [values]
     if not isinstance(values, (list, tuple)):
-        raise ConfigError(f"{where}: expected a list of limit strings like '30/minute', got {values!r}")
+        raise ConfigError(
+            f"{where}: expected a list of limit strings like '30/minute', got {values!r}"
+        )
     out = []
     for value in values:
         if not isinstance(value, str):
@@ -111,11 +133,17 @@ class Price:
     # 2x for an hour); None: the input price
     cache_write: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cache_write_tokens: int = 0) -> float:
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, cache_write_tokens: int = 0
+    ) -> float:
         """What an answer costs; `cache_write_tokens` of the prompt were written to the cache."""
         written = min(max(0, cache_write_tokens), prompt_tokens)
         dear = self.input if self.cache_write is None else self.cache_write
-        return ((prompt_tokens - written) * self.input + written * dear + completion_tokens * self.output) / 1_000_000
+        return (
+            (prompt_tokens - written) * self.input
+            + written * dear
+            + completion_tokens * self.output
+        ) / 1_000_000
 
     def worst(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The most an answer of these sizes can cost: every prompt token may be a cache write."""
@@ -172,18 +200,25 @@ def parse_prices(value: Any, *, where: str) -> dict[str, Price]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected {{model: {{'input': x, 'output': y}}}}, got {value!r}")
+        raise ConfigError(
+            f"{where}: expected {{model: {{'input': x, 'output': y}}}}, got {value!r}"
+        )
     out = {}
     for model, p in value.items():
         try:
             cw = p.get("cache_write")
-            out[str(model)] = Price(float(p["input"]), float(p["output"]), None if cw is None else float(cw))
+            out[str(model)] = Price(
+                float(p["input"]), float(p["output"]), None if cw is None else float(cw)
+            )
         except (TypeError, KeyError, ValueError, AttributeError):
             raise ConfigError(
                 f"{where}[{model!r}]: expected {{'input': USD per 1M tokens, 'output': ..., optional "
                 f"'cache_write': ...}}, got {p!r}"
             ) from None
-        if min(out[str(model)].input, out[str(model)].output, out[str(model)].cache_write or 0.0) < 0:
+        if (
+            min(out[str(model)].input, out[str(model)].output, out[str(model)].cache_write or 0.0)
+            < 0
+        ):
             raise ConfigError(f"{where}[{model!r}]: prices cannot be negative")
     return out
 
@@ -192,7 +227,9 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
     """Validate one entry of ``c.RSQLProxy.upstreams``."""
     env = os.environ if env is None else env
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"RSQLProxy.upstreams[{index}]: expected a dict, got {type(raw).__name__}")
+        raise ConfigError(
+            f"RSQLProxy.upstreams[{index}]: expected a dict, got {type(raw).__name__}"
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"RSQLProxy.upstreams[{index}]: field 'name' is required (a short alias)")
@@ -213,19 +250,31 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         raise ConfigError(f"{where}: field 'n_ctx' must be an integer >= 256, got {n_ctx!r}")
     max_rss_mb = raw.get("max_rss_mb", 4096)
     if not isinstance(max_rss_mb, int) or max_rss_mb < 256:
-        raise ConfigError(f"{where}: field 'max_rss_mb' must be an integer >= 256, got {max_rss_mb!r}")
+        raise ConfigError(
+            f"{where}: field 'max_rss_mb' must be an integer >= 256, got {max_rss_mb!r}"
+        )
     repeat_penalty = raw.get("repeat_penalty", 1.1)
-    if isinstance(repeat_penalty, bool) or not isinstance(repeat_penalty, int | float) or not 1.0 <= repeat_penalty <= 2.0:
-        raise ConfigError(f"{where}: field 'repeat_penalty' must be a number from 1.0 to 2.0, got {repeat_penalty!r}")
+    if (
+        isinstance(repeat_penalty, bool)
+        or not isinstance(repeat_penalty, int | float)
+        or not 1.0 <= repeat_penalty <= 2.0
+    ):
+        raise ConfigError(
+            f"{where}: field 'repeat_penalty' must be a number from 1.0 to 2.0, got {repeat_penalty!r}"
+        )
     stop_loops = raw.get("stop_loops", True)
     if not isinstance(stop_loops, bool):
         raise ConfigError(f"{where}: field 'stop_loops' must be true or false, got {stop_loops!r}")
     chat_format = raw.get("chat_format", "")
     if not isinstance(chat_format, str):
-        raise ConfigError(f"{where}: field 'chat_format' must be a llama.cpp chat format name, got {chat_format!r}")
+        raise ConfigError(
+            f"{where}: field 'chat_format' must be a llama.cpp chat format name, got {chat_format!r}"
+        )
     if chat_format and chat_format not in CHAT_FORMATS:
-        raise ConfigError(f"{where}: field 'chat_format' {chat_format!r} is not one of llama.cpp's chat formats: "
-                          f"{', '.join(CHAT_FORMATS)}")
+        raise ConfigError(
+            f"{where}: field 'chat_format' {chat_format!r} is not one of llama.cpp's chat formats: "
+            f"{', '.join(CHAT_FORMATS)}"
+        )
 
     return UpstreamSpec(
         name=name.strip(),
@@ -255,15 +304,25 @@ def _models(raw: Any, where: str) -> tuple[tuple[str, ...], dict[str, str]]:
     if raw is None:
         return ("*",), {}
     if isinstance(raw, Mapping):
-        if not raw or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()):
-            raise ConfigError(f"{where}: field 'models' as a dict maps public model names to the provider's own "
-                              f"names (strings), e.g. {{'gpt-4o-mini': 'my-deployment'}}, got {raw!r}")
+        if not raw or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()
+        ):
+            raise ConfigError(
+                f"{where}: field 'models' as a dict maps public model names to the provider's own "
+                f"names (strings), e.g. {{'gpt-4o-mini': 'my-deployment'}}, got {raw!r}"
+            )
         if "*" in raw:
             raise ConfigError(f"{where}: field 'models' as a dict cannot map '*'; name each model")
         return tuple(raw), {k: v for k, v in raw.items() if k != v}
-    if isinstance(raw, str) or not isinstance(raw, (list, tuple)) or not all(isinstance(m, str) and m for m in raw):
-        raise ConfigError(f"{where}: field 'models' must be a list of model ids or a dict of public to provider "
-                          f"names, got {raw!r}")
+    if (
+        isinstance(raw, str)
+        or not isinstance(raw, (list, tuple))
+        or not all(isinstance(m, str) and m for m in raw)
+    ):
+        raise ConfigError(
+            f"{where}: field 'models' must be a list of model ids or a dict of public to provider "
+            f"names, got {raw!r}"
+        )
     return tuple(raw), {}
 
 
@@ -276,7 +335,9 @@ def _key(raw: Mapping[str, Any], where: str, env: Mapping[str, str], *, required
             raise ConfigError(f"{where}: field 'api_key_env' must name an environment variable")
         key = env.get(var, "")
         if not key:
-            raise ConfigError(f"{where}: field 'api_key_env' names ${var}, which is not set or empty")
+            raise ConfigError(
+                f"{where}: field 'api_key_env' names ${var}, which is not set or empty"
+            )
         return key
     if "api_key" in raw:
         key = raw["api_key"]
@@ -289,7 +350,10 @@ def _key(raw: Mapping[str, Any], where: str, env: Mapping[str, str], *, required
 
 
 def _http_fields(
-    raw: Mapping[str, Any], provider: str, where: str, env: Mapping[str, str],
+    raw: Mapping[str, Any],
+    provider: str,
+    where: str,
+    env: Mapping[str, str],
 ) -> tuple[str, str, str, str, int]:
     """(base_url, key, api_version, auth, max_in_flight) of an upstream reached over HTTP."""
     for name in ("api_version", "auth"):
@@ -301,11 +365,19 @@ def _http_fields(
                 raise ConfigError(f"{where}: field {name!r} does not apply to the local model")
         return "", "", "", "api-key", 0
     max_in_flight = raw.get("max_in_flight", 0)
-    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or not 0 <= max_in_flight <= 10_000:
-        raise ConfigError(f"{where}: field 'max_in_flight' must be an integer from 1 to 10000, got {max_in_flight!r}")
+    if (
+        isinstance(max_in_flight, bool)
+        or not isinstance(max_in_flight, int)
+        or not 0 <= max_in_flight <= 10_000
+    ):
+        raise ConfigError(
+            f"{where}: field 'max_in_flight' must be an integer from 1 to 10000, got {max_in_flight!r}"
+        )
     if max_in_flight and provider != "openai":
-        raise ConfigError(f"{where}: field 'max_in_flight' marks a self-hosted OpenAI-compatible server "
-                          "('provider': 'openai'); hosted providers count requests per minute ('limits')")
+        raise ConfigError(
+            f"{where}: field 'max_in_flight' marks a self-hosted OpenAI-compatible server "
+            "('provider': 'openai'); hosted providers count requests per minute ('limits')"
+        )
     base_url = raw.get("base_url", DEFAULT_BASE_URLS.get(provider, ""))
     examples = {"azure": "https://NAME.openai.azure.com", "anthropic": "https://api.anthropic.com"}
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
@@ -316,13 +388,19 @@ def _http_fields(
     api_version, auth = "", "api-key"
     if provider == "azure":
         given = raw.get("api_version")
-        if not isinstance(given, str) or not re.fullmatch(r"v1|\d{4}-\d{2}-\d{2}(-preview)?", given):
-            raise ConfigError(f"{where}: field 'api_version' must be a dated Azure OpenAI API version like "
-                              f"'2024-10-21' (deployments URLs) or 'v1' (the v1 API), got {given!r}")
+        if not isinstance(given, str) or not re.fullmatch(
+            r"v1|\d{4}-\d{2}-\d{2}(-preview)?", given
+        ):
+            raise ConfigError(
+                f"{where}: field 'api_version' must be a dated Azure OpenAI API version like "
+                f"'2024-10-21' (deployments URLs) or 'v1' (the v1 API), got {given!r}"
+            )
         api_version = given
         if "/openai" in base_url:
-            raise ConfigError(f"{where}: field 'base_url' is the resource endpoint (https://NAME.openai.azure.com), "
-                              f"without the /openai path, got {base_url!r}")
+            raise ConfigError(
+                f"{where}: field 'base_url' is the resource endpoint (https://NAME.openai.azure.com), "
+                f"without the /openai path, got {base_url!r}"
+            )
         auth = raw.get("auth", "api-key")
         if auth not in AZURE_AUTH:
             raise ConfigError(f"{where}: field 'auth' must be one of {AZURE_AUTH}, got {auth!r}")
@@ -334,11 +412,15 @@ def parse_upstreams(raw: Any, env: Mapping[str, str] | None = None) -> tuple[Ups
     if raw is None:
         return ()
     if not isinstance(raw, (list, tuple)):
-        raise ConfigError(f"RSQLProxy.upstreams: expected a list of dicts, got {type(raw).__name__}")
+        raise ConfigError(
+            f"RSQLProxy.upstreams: expected a list of dicts, got {type(raw).__name__}"
+        )
     specs = tuple(parse_upstream(item, i, env) for i, item in enumerate(raw))
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:
-            raise ConfigError(f"upstream {spec.name!r}: duplicate name; each upstream needs its own alias")
+            raise ConfigError(
+                f"upstream {spec.name!r}: duplicate name; each upstream needs its own alias"
+            )
         seen.add(spec.name)
     return specs

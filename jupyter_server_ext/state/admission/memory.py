@@ -79,7 +79,11 @@ class MemoryState:
         return usd if d == utc_day(now) else 0.0
 
     async def admit(
-        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str,
+        self,
+        windows: list[WindowCheck],
+        leases: list[LeaseCheck],
+        budgets: list[BudgetCheck],
+        lease_id: str,
         pick: list[Any] | None = None,
     ) -> Admission:
         now = self.clock()
@@ -115,7 +119,11 @@ class MemoryState:
         return Admission(windows_used=[self._window_use(w, now) for w in windows])
 
     async def finish(
-        self, refund: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], delta: float,
+        self,
+        refund: list[WindowCheck],
+        leases: list[LeaseCheck],
+        budgets: list[BudgetCheck],
+        delta: float,
         lease_id: str,
     ) -> None:
         if refund:

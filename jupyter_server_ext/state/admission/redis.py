@@ -30,7 +30,13 @@ log = logging.getLogger("rsql.state")
 # connections, measured: 10.4 ms with up to 256 a batch held while one is at Redis; 5.1 ms with 4
 # and 4.2 ms with 8 sent on the next turn, pipelined; bench/results/notes.md)
 ADMISSIONS_PER_BATCH = 8
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
+_CONNECTION_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
 
 _GLOB_SPECIAL = frozenset("*?[]^\\")
 
@@ -49,7 +55,11 @@ def connect(url: str) -> aioredis.Redis:
     hundred concurrent requests; a blocking pool queues them for up to `timeout` instead.
     """
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=64, timeout=5.0, socket_timeout=2.0, socket_connect_timeout=2.0,
+        url,
+        max_connections=64,
+        timeout=5.0,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
         health_check_interval=15,
     )
     return aioredis.Redis(connection_pool=pool)
@@ -70,8 +80,15 @@ class RedisState:
         self._read = script_caller(self.redis, READ, self.wire)
         # this process's admissions, and its writes (request ends; the shared pool's too), batched
         self.batch = Batcher(self.redis, conn=self.wire)
-        self.admissions = Batcher(self.redis, ADMIT_MANY, results=True, conn=self.wire, writes_first=self.batch,
-                                  max_ops=ADMISSIONS_PER_BATCH, eager=True)
+        self.admissions = Batcher(
+            self.redis,
+            ADMIT_MANY,
+            results=True,
+            conn=self.wire,
+            writes_first=self.batch,
+            max_ops=ADMISSIONS_PER_BATCH,
+            eager=True,
+        )
         self.down_since: float | None = None
 
     def _k(self, key: str) -> str:
@@ -81,20 +98,36 @@ class RedisState:
         if self.down_since is None:
             self.down_since = time.time()
             log.error(
-                "state backend %s unreachable (%s): %s", self.name, type(exc).__name__,
-                "admitting requests without limits (fail_open)" if self.fail_open else "refusing requests with 503",
+                "state backend %s unreachable (%s): %s",
+                self.name,
+                type(exc).__name__,
+                "admitting requests without limits (fail_open)"
+                if self.fail_open
+                else "refusing requests with 503",
             )
 
     def _recovered(self) -> None:
         if self.down_since is not None:
-            log.warning("state backend %s reachable again after %.0f s", self.name, time.time() - self.down_since)
+            log.warning(
+                "state backend %s reachable again after %.0f s",
+                self.name,
+                time.time() - self.down_since,
+            )
             self.down_since = None
 
     async def admit(
-        self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], lease_id: str,
+        self,
+        windows: list[WindowCheck],
+        leases: list[LeaseCheck],
+        budgets: list[BudgetCheck],
+        lease_id: str,
         pick: list[Any] | None = None,
     ) -> Admission:
-        keys = [self._k(w.key) for w in windows] + [self._k(c.key) for c in leases] + [self._k(b.key) for b in budgets]
+        keys = (
+            [self._k(w.key) for w in windows]
+            + [self._k(c.key) for c in leases]
+            + [self._k(b.key) for b in budgets]
+        )
         args: list[Any] = [len(windows), len(leases), len(budgets), lease_id]
         for w in windows:
             args += [w.amount, w.seconds, "1" if w.calendar_day else "0"]
@@ -103,7 +136,9 @@ class RedisState:
         for b in budgets:
             args += [repr(b.limit), repr(b.reserve)]
         try:
-            out = await self.admissions.run(len(keys), *keys, len(args), *args, len(pick or ()), *(pick or ()))
+            out = await self.admissions.run(
+                len(keys), *keys, len(args), *args, len(pick or ()), *(pick or ())
+            )
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
             if self.fail_open:
@@ -122,7 +157,9 @@ class RedisState:
         checks: list[Any] = [*windows, *leases, *budgets]
         hit = checks[idx - 1]
         used_v: float = float(out[2])
-        return Admission(hit, float(out[1]), used_v if isinstance(hit, BudgetCheck) else int(used_v))
+        return Admission(
+            hit, float(out[1]), used_v if isinstance(hit, BudgetCheck) else int(used_v)
+        )
 
     async def refund(self, windows: list[WindowCheck], lease_id: str) -> None:
         await self.finish(windows, [], [], 0.0, lease_id)
@@ -134,7 +171,11 @@ class RedisState:
         await self.finish([], [], budgets, delta, "")
 
     async def finish(
-        self, refund: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck], delta: float,
+        self,
+        refund: list[WindowCheck],
+        leases: list[LeaseCheck],
+        budgets: list[BudgetCheck],
+        delta: float,
         lease_id: str,
     ) -> None:
         args: list[Any] = ["fin", lease_id, len(refund)]
@@ -149,21 +190,34 @@ class RedisState:
         await self.batch.write(*args, failed=self._end_failed)
 
     def _end_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, _CONNECTION_ERRORS):  # leases expire on their own; windows and budgets stay
+        if isinstance(
+            exc, _CONNECTION_ERRORS
+        ):  # leases expire on their own; windows and budgets stay
             self._outage(exc)
         else:
-            log.error("state backend %s: a request's end was not applied (%s)", self.name, type(exc).__name__)
+            log.error(
+                "state backend %s: a request's end was not applied (%s)",
+                self.name,
+                type(exc).__name__,
+            )
 
     async def read(
         self, windows: list[WindowCheck], leases: list[LeaseCheck], budgets: list[BudgetCheck]
     ) -> tuple[list[tuple[int, float]], list[int], list[float]]:
-        keys = [self._k(w.key) for w in windows] + [self._k(c.key) for c in leases] + [self._k(b.key) for b in budgets]
+        keys = (
+            [self._k(w.key) for w in windows]
+            + [self._k(c.key) for c in leases]
+            + [self._k(b.key) for b in budgets]
+        )
         args: list[Any] = [len(windows), len(leases), len(budgets)]
         for w in windows:
             args += [w.seconds, "1" if w.calendar_day else "0"]
         self.batch.flush()  # the ends queued so far are applied before this read
         try:
-            out = [x.decode() if isinstance(x, bytes) else str(x) for x in await self._read(keys=keys, args=args)]
+            out = [
+                x.decode() if isinstance(x, bytes) else str(x)
+                for x in await self._read(keys=keys, args=args)
+            ]
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
             raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
@@ -197,14 +251,18 @@ class RedisState:
             await self.redis.hset(self._k(f"t:{table}"), name, value)
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
-            raise StateUnavailable("the proxy's shared state (Redis) is unreachable; try again shortly") from None
+            raise StateUnavailable(
+                "the proxy's shared state (Redis) is unreachable; try again shortly"
+            ) from None
 
     async def delete_entry(self, table: str, name: str) -> bool:
         try:
             return bool(await self.redis.hdel(self._k(f"t:{table}"), name))
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
-            raise StateUnavailable("the proxy's shared state (Redis) is unreachable; try again shortly") from None
+            raise StateUnavailable(
+                "the proxy's shared state (Redis) is unreachable; try again shortly"
+            ) from None
 
     async def ping(self) -> bool:
         try:

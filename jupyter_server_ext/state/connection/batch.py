@@ -31,9 +31,17 @@ class Batcher:
     were queued in one loop turn with one EVALSHA. With `results`, the script answers each op
     with its length and its items, in order, and each caller gets its own items."""
 
-    def __init__(self, redis: Any, script: str = APPLY, *, results: bool = False, max_ops: int = 256,
-                 conn: PipelinedConnection | None = None, writes_first: Batcher | None = None,
-                 eager: bool = False) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        script: str = APPLY,
+        *,
+        results: bool = False,
+        max_ops: int = 256,
+        conn: PipelinedConnection | None = None,
+        writes_first: Batcher | None = None,
+        eager: bool = False,
+    ) -> None:
         self._apply = script_caller(redis, script, conn)
         # on one ordered connection a call is applied after every call sent before it, so a
         # caller of `writes_first`'s may go on without waiting: what it queued goes out before
@@ -58,6 +66,7 @@ class Batcher:
     def send(self, *op: Any, failed: Callable[[BaseException], None]) -> asyncio.Future[Any]:
         """Queue a write whose caller goes on at once; an error it meets goes to `failed`."""
         done = self.queue(*op)
+
         def told(d: asyncio.Future[Any]) -> None:
             exc = None if d.cancelled() else d.exception()
             if exc is not None:
@@ -105,7 +114,11 @@ class Batcher:
         args, waiters = self._args, self._waiters
         self._args, self._waiters = [], []
         # on an ordered connection the batch is written now, before anything sent after this
-        call = self._apply.start(keys=[], args=args) if self.ordered else self._apply(keys=[], args=args)
+        call = (
+            self._apply.start(keys=[], args=args)
+            if self.ordered
+            else self._apply(keys=[], args=args)
+        )
         task = asyncio.ensure_future(self._send(call, waiters))
         self._pending.add(task)
         task.add_done_callback(self._sent)

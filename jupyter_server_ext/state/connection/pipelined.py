@@ -42,7 +42,9 @@ def _pack(parts: tuple[Any, ...] | list[Any]) -> bytes:
         elif isinstance(p, str):
             b = p.encode()
         elif isinstance(p, bool):
-            raise DataError(f"invalid Redis argument {p!r}: convert a bool to a string or a number first")
+            raise DataError(
+                f"invalid Redis argument {p!r}: convert a bool to a string or a number first"
+            )
         elif isinstance(p, int):
             b = b"%d" % p
         elif isinstance(p, float):
@@ -60,7 +62,9 @@ class _Wire(asyncio.Protocol):
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(replyError=ResponseError)
-        self.waiters: collections.deque[tuple[asyncio.Future[Any], asyncio.TimerHandle]] = collections.deque()
+        self.waiters: collections.deque[tuple[asyncio.Future[Any], asyncio.TimerHandle]] = (
+            collections.deque()
+        )
         self.error: Exception | None = None  # set once the connection is gone
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -115,8 +119,17 @@ class PipelinedConnection:
     relies on that (a request's end, queued before its answer goes out, is applied before any
     later admission or read of this process)."""
 
-    def __init__(self, *, host: str, port: int, db: int = 0, username: str | None = None,
-                 password: str | None = None, timeout: float = 2.0, connect_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 2.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
         self.host, self.port, self.db = host, port, db
         self.username, self.password = username, password
         self.timeout, self.connect_timeout = timeout, connect_timeout
@@ -129,7 +142,12 @@ class PipelinedConnection:
         error reply is the result, not raised). Before a connection is up, commands wait in
         order and go out first once it is."""
         wire = self._wire
-        if wire is not None and wire.error is None and wire.transport is not None and not wire.transport.is_closing():
+        if (
+            wire is not None
+            and wire.error is None
+            and wire.transport is not None
+            and not wire.transport.is_closing()
+        ):
             return wire.send(command)
         fut = asyncio.get_running_loop().create_future()
         self._backlog.append((command, fut))
@@ -149,7 +167,9 @@ class PipelinedConnection:
             backlog, self._backlog = self._backlog, []
             for _, fut in backlog:
                 if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else RedisConnectionError("cancelled"))
+                    fut.set_exception(
+                        exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+                    )
             if not isinstance(exc, Exception):
                 raise
             return
@@ -165,14 +185,22 @@ class PipelinedConnection:
         loop = asyncio.get_running_loop()
         try:
             _, wire = await asyncio.wait_for(
-                loop.create_connection(lambda: _Wire(self.timeout), self.host, self.port), self.connect_timeout)
+                loop.create_connection(lambda: _Wire(self.timeout), self.host, self.port),
+                self.connect_timeout,
+            )
         except asyncio.TimeoutError:
-            raise RedisTimeoutError(f"connecting to Redis at {self.host}:{self.port} timed out") from None
+            raise RedisTimeoutError(
+                f"connecting to Redis at {self.host}:{self.port} timed out"
+            ) from None
         except OSError as exc:
-            raise RedisConnectionError(f"cannot connect to Redis at {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise RedisConnectionError(
+                f"cannot connect to Redis at {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
         hello: list[tuple[Any, ...]] = []
         if self.password is not None:
-            hello.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
+            hello.append(
+                ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+            )
         if self.db:
             hello.append(("SELECT", self.db))
         try:
@@ -199,11 +227,15 @@ class ScriptConnection:
         self.sha = hashlib.sha1(self.script).hexdigest()
         self.conn = conn
 
-    async def __call__(self, keys: list[Any] | tuple[Any, ...] = (), args: list[Any] | tuple[Any, ...] = ()) -> Any:
+    async def __call__(
+        self, keys: list[Any] | tuple[Any, ...] = (), args: list[Any] | tuple[Any, ...] = ()
+    ) -> Any:
         command = _pack(("EVALSHA", self.sha, len(keys), *keys, *args))
         return await self._result(self.conn.send_nowait(command), command)
 
-    def start(self, keys: list[Any] | tuple[Any, ...] = (), args: list[Any] | tuple[Any, ...] = ()) -> asyncio.Future[Any]:
+    def start(
+        self, keys: list[Any] | tuple[Any, ...] = (), args: list[Any] | tuple[Any, ...] = ()
+    ) -> asyncio.Future[Any]:
         """Like the call, but the command is sent (in order) before this returns."""
         command = _pack(("EVALSHA", self.sha, len(keys), *keys, *args))
         return asyncio.ensure_future(self._result(self.conn.send_nowait(command), command))
@@ -255,9 +287,13 @@ def pipelined_connection(redis: Any) -> PipelinedConnection | None:
     if pool.connection_class is not Connection or kw.get("decode_responses"):
         return None
     return PipelinedConnection(
-        host=kw.get("host", "localhost"), port=int(kw.get("port", 6379)), db=int(kw.get("db", 0) or 0),
-        username=kw.get("username"), password=kw.get("password"),
-        timeout=kw.get("socket_timeout") or 2.0, connect_timeout=kw.get("socket_connect_timeout") or 2.0,
+        host=kw.get("host", "localhost"),
+        port=int(kw.get("port", 6379)),
+        db=int(kw.get("db", 0) or 0),
+        username=kw.get("username"),
+        password=kw.get("password"),
+        timeout=kw.get("socket_timeout") or 2.0,
+        connect_timeout=kw.get("socket_connect_timeout") or 2.0,
     )
 
 

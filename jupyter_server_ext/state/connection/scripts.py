@@ -2,8 +2,9 @@
 
 Why one module of functions: a request's admission (its user's windows, leases and budgets)
 and its key pick run in one script call, with other requests' admissions (``ADMIT_MANY``); the
-writes at requests' first bytes and ends run as another (``APPLY``); ``redis_batch`` sends them. Times come from Redis's own
-clock (TIME), so replicas with skewed clocks agree on windows and on midnight UTC.
+writes at requests' first bytes and ends run as another (``APPLY``); ``redis_batch`` sends them.
+Times come from Redis's own clock (TIME), so replicas with skewed clocks agree on windows and on
+midnight UTC.
 
 Upstream keys, per (account, model) under ``<prefix>up:<account>:<model>``:
 ``:fly`` requests in flight (member ``<slot>:<tokens>``, or ``<slot>:<tokens>:s`` once the
@@ -310,7 +311,11 @@ end
 # Admissions of many requests (``redis_batch``): per request nk, its nk keys, m, its m admit
 # arguments, np, its np pick arguments (np 0: no pick). Answers per request: its length, then
 # admit's answer, with pick's two items after it when admitted and np > 0.
-ADMIT_MANY = _CLOCK + _ADMIT_FN + _PICK_FN + """
+ADMIT_MANY = (
+    _CLOCK
+    + _ADMIT_FN
+    + _PICK_FN
+    + """
 local now = clock()
 local out = {}
 local p = 1
@@ -335,6 +340,7 @@ while p <= #ARGV do
 end
 return out
 """
+)
 
 PICK = _CLOCK + _PICK_FN + "return pick(ARGV, 1, clock())\n"
 

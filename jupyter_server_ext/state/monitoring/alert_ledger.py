@@ -28,7 +28,11 @@ class RedisAlertLedger:
 
     async def claim(self, name: str, ttl: float) -> bool:
         try:
-            return bool(await self.redis.set(self.prefix + "claim:" + name, "1", nx=True, ex=max(1, math.ceil(ttl))))
+            return bool(
+                await self.redis.set(
+                    self.prefix + "claim:" + name, "1", nx=True, ex=max(1, math.ceil(ttl))
+                )
+            )
         except _DOWN as exc:
             # better one alert per replica than none while Redis is down
             log.warning("alert claim without Redis (%s): this replica sends it", type(exc).__name__)
@@ -38,7 +42,10 @@ class RedisAlertLedger:
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 # delivery states are this replica's own; the shared list says what was raised
-                pipe.lpush(self.prefix + "recent", json.dumps({k: v for k, v in alert.items() if k != "delivery"}))
+                pipe.lpush(
+                    self.prefix + "recent",
+                    json.dumps({k: v for k, v in alert.items() if k != "delivery"}),
+                )
                 pipe.ltrim(self.prefix + "recent", 0, self.keep - 1)
                 await pipe.execute()
         except _DOWN as exc:

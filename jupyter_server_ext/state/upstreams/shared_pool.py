@@ -29,14 +29,21 @@ from ..connection.scripts import EXTEND, PICK
 log = logging.getLogger("rsql.state")
 _DOWN = (RedisError, OSError)
 
+
 class SharedPool(Pool):
     """A Pool whose capacity, cooldowns, breakers and disabled keys live in Redis."""
 
     poll_seconds = 0.05  # releases on other replicas send no local event
     batched = True
 
-    def __init__(self, *args: Any, state: RedisState, prefix: str = "rsql:", lease_seconds: float = 600.0,
-                 **kw: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        state: RedisState,
+        prefix: str = "rsql:",
+        lease_seconds: float = 600.0,
+        **kw: Any,
+    ) -> None:
         super().__init__(*args, **kw)
         # one client and one write batch with the state backend: a request's end on the user's
         # side and on the key's side go in the same round trip
@@ -51,7 +58,9 @@ class SharedPool(Pool):
     def plan(self, model: str, tokens: int) -> PickPlan | None:
         # local checks first: model served, key usable here, request not too large
         ready, _ = self.screen(model, tokens, set(), self.clock())
-        return PickPlan(self._pick_args(ready, model, tokens), ready, model, tokens) if ready else None
+        return (
+            PickPlan(self._pick_args(ready, model, tokens), ready, model, tokens) if ready else None
+        )
 
     def take(self, plan: PickPlan, picked: tuple[int, float]) -> Slot | float | None:
         self._up()
@@ -63,8 +72,14 @@ class SharedPool(Pool):
         r = self._rotation % len(ready)
         cands = ready[r:] + ready[:r]
         ready[:] = cands
-        args: list[Any] = [self.prefix, model, tokens, f"{time.time_ns()}-{id(self)}-{self._rotation}",
-                           self.lease_seconds, len(cands)]
+        args: list[Any] = [
+            self.prefix,
+            model,
+            tokens,
+            f"{time.time_ns()}-{id(self)}-{self._rotation}",
+            self.lease_seconds,
+            len(cands),
+        ]
         for key in cands:
             rates, trates = self.account_rates(key.spec.account)
             args += [key.alias, key.spec.account, len(rates)]
@@ -76,7 +91,9 @@ class SharedPool(Pool):
             args.append(key.spec.max_in_flight)
         return args
 
-    def _taken(self, cands: list[Key], ref: str, model: str, tokens: int, idx: int, wait: float) -> Slot | float | None:
+    def _taken(
+        self, cands: list[Key], ref: str, model: str, tokens: int, idx: int, wait: float
+    ) -> Slot | float | None:
         if idx == 0:
             return None if wait < 0 else wait
         key = cands[idx - 1]
@@ -103,7 +120,10 @@ class SharedPool(Pool):
     def _down(self, exc: BaseException) -> None:
         if self._down_since is None:
             self._down_since = time.time()
-            log.error("shared upstream state unreachable (%s): upstream limits are counted per replica", type(exc).__name__)
+            log.error(
+                "shared upstream state unreachable (%s): upstream limits are counted per replica",
+                type(exc).__name__,
+            )
 
     def _up(self) -> None:
         if self._down_since is not None:
@@ -127,7 +147,9 @@ class SharedPool(Pool):
 
     def _spans(self, slot: Slot) -> tuple[float, float]:
         rates, trates = self.account_rates(slot.key.spec.account)
-        return max((r.seconds for r in rates), default=60.0), max((r.seconds for r in trates), default=0.0)
+        return max((r.seconds for r in rates), default=60.0), max(
+            (r.seconds for r in trates), default=0.0
+        )
 
     async def release(self, slot: Slot, *, tokens: int | None = None, counted: bool = True) -> None:
         if not slot.ref:  # taken from the local windows while Redis was down
@@ -138,8 +160,18 @@ class SharedPool(Pool):
         span, tspan = self._spans(slot)
         # applied before any later pick of this process: no need to wait
         inflight = f"{self.prefix}inf:{slot.key.alias}" if slot.key.spec.max_in_flight else ""
-        await self.batch.write("end", self._base(slot), slot.ref, slot.tokens, "1" if counted else "0", used, span,
-                               tspan, inflight, failed=self._write_failed)
+        await self.batch.write(
+            "end",
+            self._base(slot),
+            slot.ref,
+            slot.tokens,
+            "1" if counted else "0",
+            used,
+            span,
+            tspan,
+            inflight,
+            failed=self._write_failed,
+        )
         self._notify()
 
     async def succeeded(self, slot: Slot, headers: Mapping[str, str]) -> None:
@@ -148,11 +180,21 @@ class SharedPool(Pool):
             return
         slot.key.breaker.success()
         now = self.clock()
-        ago = now - provider_stamp(headers, now, slot.taken, self.account_rates(slot.key.spec.account)[0])
+        ago = now - provider_stamp(
+            headers, now, slot.taken, self.account_rates(slot.key.spec.account)[0]
+        )
         # not awaited: the answer goes on at once, and the stamp is in the same batch as the
         # slot's end when that comes in this loop turn (a JSON answer); writes apply in order
-        self.batch.send("stamp", self._base(slot), slot.ref, slot.tokens, ago, self._spans(slot)[0],
-                        *_provider_headers(headers), failed=self._write_failed)
+        self.batch.send(
+            "stamp",
+            self._base(slot),
+            slot.ref,
+            slot.tokens,
+            ago,
+            self._spans(slot)[0],
+            *_provider_headers(headers),
+            failed=self._write_failed,
+        )
         self._notify()
 
     def _write_failed(self, exc: BaseException) -> None:
@@ -166,17 +208,27 @@ class SharedPool(Pool):
         if observed != ("", 0, "", 0):
             await self._write("observe", self._base(slot), *observed)
 
-    async def rate_limited(self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]) -> float:
+    async def rate_limited(
+        self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]
+    ) -> float:
         secs = await super().rate_limited(slot, retry_after, headers)
         await self._publish_headers(slot, headers)
-        await self._quietly(self._extend, keys=[f"{self.prefix}{slot.key.spec.account}:{slot.model}:cool"], args=[secs])
+        await self._quietly(
+            self._extend,
+            keys=[f"{self.prefix}{slot.key.spec.account}:{slot.model}:cool"],
+            args=[secs],
+        )
         return secs
 
-    async def failed(self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True) -> bool:
+    async def failed(
+        self, slot: Slot, what: str, user: str | None = None, *, counted: bool = True
+    ) -> bool:
         opened = await super().failed(slot, what, user, counted=counted)
         if opened:
             secs = slot.key.breaker.open_until - self.clock()
-            await self._quietly(self._extend, keys=[f"{self.prefix}brk:{slot.key.alias}"], args=[max(0.001, secs)])
+            await self._quietly(
+                self._extend, keys=[f"{self.prefix}brk:{slot.key.alias}"], args=[max(0.001, secs)]
+            )
         return opened
 
     async def disable(self, key: Key, why: str) -> None:
@@ -188,7 +240,9 @@ class SharedPool(Pool):
 
     async def enable(self, key: Key) -> None:
         try:
-            await self.redis.delete(f"{self.prefix}dis:{key.alias}", f"{self.prefix}brk:{key.alias}")
+            await self.redis.delete(
+                f"{self.prefix}dis:{key.alias}", f"{self.prefix}brk:{key.alias}"
+            )
         except _DOWN as exc:
             self._down(exc)
         await super().enable(key)
@@ -197,16 +251,25 @@ class SharedPool(Pool):
         pass  # the client and the batch belong to the state backend, which closes them
 
 
-
 def _provider_headers(headers: Mapping[str, str]) -> tuple[int | str, float, int | str, float]:
     """(requests left, seconds to reset, tokens left, seconds to reset) the provider reported;
     '' and 0 where it said nothing usable."""
     get = headers.get
-    req_left, req_reset = get("x-ratelimit-remaining-requests"), parse_duration(get("x-ratelimit-reset-requests"))
-    tok_left, tok_reset = get("x-ratelimit-remaining-tokens"), parse_duration(get("x-ratelimit-reset-tokens"))
+    req_left, req_reset = (
+        get("x-ratelimit-remaining-requests"),
+        parse_duration(get("x-ratelimit-reset-requests")),
+    )
+    tok_left, tok_reset = (
+        get("x-ratelimit-remaining-tokens"),
+        parse_duration(get("x-ratelimit-reset-tokens")),
+    )
     req, tok = _count(req_left), _count(tok_left)
-    reqs: tuple[int | str, float] = (req, req_reset) if req is not None and req_reset is not None else ("", 0)
-    toks: tuple[int | str, float] = (tok, tok_reset) if tok is not None and tok_reset is not None else ("", 0)
+    reqs: tuple[int | str, float] = (
+        (req, req_reset) if req is not None and req_reset is not None else ("", 0)
+    )
+    toks: tuple[int | str, float] = (
+        (tok, tok_reset) if tok is not None and tok_reset is not None else ("", 0)
+    )
     return (*reqs, *toks)
 
 

@@ -104,7 +104,10 @@ def _build(schema: Schema) -> SchemaIndex:
         nw = name_words(t.name)
         cols = {c.name: name_words(c.name) for c in t.columns}
         info = TableInfo(
-            t, f"{t.db}.{t.name}".lower(), nw, "".join(ch for ch in t.name.lower() if ch.isalnum()),
+            t,
+            f"{t.db}.{t.name}".lower(),
+            nw,
+            "".join(ch for ch in t.name.lower() if ch.isalnum()),
             cols,
         )
         info.key_columns.update(t.primary_key)
@@ -140,8 +143,17 @@ def _build(schema: Schema) -> SchemaIndex:
         for a, bs in g.items():
             either[a] |= bs
     return SchemaIndex(
-        infos, dict(by_db), dict(name_post), col_post, value_post, dict(db_post), idf,
-        strong, weak, name_vocab, either=dict(either),
+        infos,
+        dict(by_db),
+        dict(name_post),
+        col_post,
+        value_post,
+        dict(db_post),
+        idf,
+        strong,
+        weak,
+        name_vocab,
+        either=dict(either),
         position={id(info.table): i for i, info in enumerate(infos)},
     )
 
@@ -177,8 +189,11 @@ def _join_graph(
                 col_tables[ws].append((i, cname))
                 if cname in info.table.primary_key and len(info.table.primary_key) == 1:
                     own_key[i].add(ws)
-                elif info.name_words and ws and ws[-1] in _KEY_TAILS and (
-                    ws[:-1] == info.name_words[-len(ws) + 1 :] if len(ws) > 1 else True
+                elif (
+                    info.name_words
+                    and ws
+                    and ws[-1] in _KEY_TAILS
+                    and (ws[:-1] == info.name_words[-len(ws) + 1 :] if len(ws) > 1 else True)
                 ):
                     own_key[i].add(ws)
         small = len(members) <= WEAK_MAX_TABLES
@@ -222,9 +237,7 @@ def _join_graph(
                         link(i, j, strong)
                         hit = True
                 for j in by_last.get(ws[-2], ()):
-                    if infos[j].table.primary_key or any(
-                        w[-1] in _KEY_TAILS for w in own_key[j]
-                    ):
+                    if infos[j].table.primary_key or any(w[-1] in _KEY_TAILS for w in own_key[j]):
                         link(i, j, strong)
                         hit = True
                 if hit:

@@ -194,8 +194,9 @@ def _order(idx: SchemaIndex, score: list[float], pinned: list[str] | None) -> li
     )
 
 
-def _path(idx: SchemaIndex, start: int, targets: set[int], graph: dict[int, set[int]],
-          max_hops: int = 4) -> list[int]:
+def _path(
+    idx: SchemaIndex, start: int, targets: set[int], graph: dict[int, set[int]], max_hops: int = 4
+) -> list[int]:
     """The tables strictly between `start` and the nearest of `targets` (BFS), or []."""
     prev = {start: -1}
     queue = deque([(start, 0)])

@@ -141,8 +141,10 @@ def describe_schema(
             rest.append(t)  # nothing more can fit: skip rendering the rest
             continue
         ddl = _cached_ddl(idx, t, schema, d)
-        if not tables and len(t.columns) > WIDE_COLUMNS and not (
-            shown == 0 and len(ddl) <= budget_chars * FIRST_WIDE_SHARE
+        if (
+            not tables
+            and len(t.columns) > WIDE_COLUMNS
+            and not (shown == 0 and len(ddl) <= budget_chars * FIRST_WIDE_SHARE)
         ):
             ddl = _elided(t, schema, d, ranking.matched.get(id(t), set()), idx, ddl)
         if shown == 0 and used + len(ddl) + 1 > room:

@@ -33,7 +33,9 @@ class ValuesPolicy(Protocol):
 CACHE_TTL_S = 300.0  # values are read again after this long: they only steer the ranking
 # key -> (when, values, the connection object): the object is held so that its id, part of
 # the key, cannot be reused by another connection while the entry lives
-_CACHE: dict[tuple[Any, ...], tuple[float, dict[tuple[str, str], dict[str, tuple[str, ...]]], Any]] = {}
+_CACHE: dict[
+    tuple[Any, ...], tuple[float, dict[tuple[str, str], dict[str, tuple[str, ...]]], Any]
+] = {}
 _CACHE_MAX = 8
 BATCH = 20  # columns per query: one round trip per column costs more than reading them
 
@@ -107,10 +109,19 @@ def capture_values(
     # a DB wrapper is made per cell: the connection under it is what stays the same
     target = getattr(conn, "raw", None) or getattr(conn, "bind", None) or conn
     role = sql_policy.postgres_role if sql_policy is not None else None
-    key = (target if isinstance(target, str) else id(target), shape, tuple(policy.redact_columns), role)
+    key = (
+        target if isinstance(target, str) else id(target),
+        shape,
+        tuple(policy.redact_columns),
+        role,
+    )
     now = time.monotonic()
     hit = _CACHE.get(key)
-    if hit is not None and now - hit[0] < CACHE_TTL_S and (isinstance(target, str) or hit[2] is target):
+    if (
+        hit is not None
+        and now - hit[0] < CACHE_TTL_S
+        and (isinstance(target, str) or hit[2] is target)
+    ):
         schema.values = dict(hit[1])
         return schema.values
     db = as_db(conn)

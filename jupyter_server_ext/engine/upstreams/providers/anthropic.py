@@ -73,8 +73,15 @@ from ...bodies.streams import DONE, sse
 from ...errors import Untranslatable
 from .anthropic_http import error_object, openai_error, rate_headers
 
-__all__ = ["ANTHROPIC_VERSION", "StreamTranslator", "Untranslatable", "chat_completion", "messages_request",
-           "openai_error", "rate_headers"]
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "StreamTranslator",
+    "Untranslatable",
+    "chat_completion",
+    "messages_request",
+    "openai_error",
+    "rate_headers",
+]
 
 ANTHROPIC_VERSION = "2023-06-01"  # the anthropic-version header value sent
 
@@ -85,7 +92,9 @@ _DATA_URL = re.compile(r"data:([^;,]+)((?:;[^;,]*)*),(.*)\Z", re.S)
 # -- request -------------------------------------------------------------------------------
 
 
-def messages_request(payload: dict[str, Any], *, model: str, default_max_tokens: int) -> dict[str, Any]:
+def messages_request(
+    payload: dict[str, Any], *, model: str, default_max_tokens: int
+) -> dict[str, Any]:
     """OpenAI chat.completions body -> Anthropic Messages body for provider-side model `model`."""
     _refuse_unexpressible(payload)
     system, turns = _conversation(payload.get("messages") or [])
@@ -106,35 +115,55 @@ def messages_request(payload: dict[str, Any], *, model: str, default_max_tokens:
 def _refuse_unexpressible(p: dict[str, Any]) -> None:
     n = p.get("n")
     if n is not None and n != 1:
-        raise Untranslatable(f"'n' is {n}: Anthropic's Messages API gives one answer per request; "
-                             "send n=1 and ask again for more answers", "n", code="unsupported_value")
+        raise Untranslatable(
+            f"'n' is {n}: Anthropic's Messages API gives one answer per request; "
+            "send n=1 and ask again for more answers",
+            "n",
+            code="unsupported_value",
+        )
     for name in ("logprobs", "top_logprobs"):
         if p.get(name):
-            raise Untranslatable(f"'{name}' cannot be served: Anthropic's Messages API gives no "
-                                 "log-probabilities", name)
+            raise Untranslatable(
+                f"'{name}' cannot be served: Anthropic's Messages API gives no log-probabilities",
+                name,
+            )
     fmt = p.get("response_format")
     kind = fmt.get("type") if isinstance(fmt, dict) else fmt
     if fmt is not None and kind != "text":
-        raise Untranslatable(f"'response_format' {str(kind)[:40]!r} cannot be served: Anthropic's Messages "
-                             "API would not hold the answer to it; ask for JSON in the prompt instead",
-                             "response_format", code="unsupported_value")
+        raise Untranslatable(
+            f"'response_format' {str(kind)[:40]!r} cannot be served: Anthropic's Messages "
+            "API would not hold the answer to it; ask for JSON in the prompt instead",
+            "response_format",
+            code="unsupported_value",
+        )
     if p.get("logit_bias"):
-        raise Untranslatable("'logit_bias' cannot be served: its token ids are OpenAI's, and Anthropic's "
-                             "Messages API has no token biases", "logit_bias")
+        raise Untranslatable(
+            "'logit_bias' cannot be served: its token ids are OpenAI's, and Anthropic's "
+            "Messages API has no token biases",
+            "logit_bias",
+        )
     for name in ("functions", "function_call"):
         if p.get(name) is not None:
-            raise Untranslatable(f"'{name}' is OpenAI's deprecated form of tools; send 'tools' and "
-                                 "'tool_choice' instead", name)
+            raise Untranslatable(
+                f"'{name}' is OpenAI's deprecated form of tools; send 'tools' and "
+                "'tool_choice' instead",
+                name,
+            )
     if p.get("audio") is not None or "audio" in (p.get("modalities") or ()):
         raise Untranslatable("audio output cannot be served by Anthropic's Messages API", "audio")
     if p.get("web_search_options") is not None:
-        raise Untranslatable("'web_search_options' cannot be served through this upstream", "web_search_options")
+        raise Untranslatable(
+            "'web_search_options' cannot be served through this upstream", "web_search_options"
+        )
 
 
 def _max_tokens(p: dict[str, Any], default: int) -> int:
     # both may come; a provider may honour either, so the larger one (as request.py reserves)
-    given = [v for v in (p.get("max_completion_tokens"), p.get("max_tokens"))
-             if isinstance(v, int) and not isinstance(v, bool)]
+    given = [
+        v
+        for v in (p.get("max_completion_tokens"), p.get("max_tokens"))
+        if isinstance(v, int) and not isinstance(v, bool)
+    ]
     if not given and default < 1:
         # Anthropic reads max_tokens 0 as "only warm the prompt cache": an empty answer, billed
         raise ValueError(f"default_max_tokens must be at least 1, got {default}")
@@ -147,8 +176,10 @@ def _sampling(p: dict[str, Any], body: dict[str, Any]) -> None:
         if temperature > 1:
             raise Untranslatable(
                 f"'temperature' is {temperature}: Anthropic accepts 0 to 1 (OpenAI's 0 to 2 is another "
-                "scale, so it is not rescaled); send a value from 0 to 1", "temperature",
-                code="unsupported_value")
+                "scale, so it is not rescaled); send a value from 0 to 1",
+                "temperature",
+                code="unsupported_value",
+            )
         body["temperature"] = temperature
     if p.get("top_p") is not None:
         body["top_p"] = p["top_p"]
@@ -158,8 +189,12 @@ def _sampling(p: dict[str, Any], body: dict[str, Any]) -> None:
     sequences = [stop] if isinstance(stop, str) else list(stop)
     for seq in sequences:
         if not isinstance(seq, str) or not seq.strip():
-            raise Untranslatable(f"'stop' holds {seq!r:.40}: Anthropic refuses stop sequences that are "
-                                 "empty or only whitespace", "stop", code="unsupported_value")
+            raise Untranslatable(
+                f"'stop' holds {seq!r:.40}: Anthropic refuses stop sequences that are "
+                "empty or only whitespace",
+                "stop",
+                code="unsupported_value",
+            )
     if sequences:
         body["stop_sequences"] = sequences
 
@@ -177,8 +212,11 @@ def _tool(tool: Any, i: int) -> dict[str, Any]:
     where = f"tools[{i}]"
     kind = tool.get("type", "function") if isinstance(tool, dict) else None
     if kind != "function":
-        raise Untranslatable(f"{where}: only function tools can be sent to Anthropic, got {str(kind)[:40]!r}",
-                             f"{where}.type", code="unsupported_value")
+        raise Untranslatable(
+            f"{where}: only function tools can be sent to Anthropic, got {str(kind)[:40]!r}",
+            f"{where}.type",
+            code="unsupported_value",
+        )
     fn = tool.get("function")
     name = fn.get("name") if isinstance(fn, dict) else None
     if not isinstance(name, str) or not name:
@@ -203,13 +241,19 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
         out = {"type": choice}
     elif choice == "required":
         out = {"type": "any"}
-    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(
-            (choice.get("function") or {}).get("name"), str):
+    elif (
+        isinstance(choice, dict)
+        and choice.get("type") == "function"
+        and isinstance((choice.get("function") or {}).get("name"), str)
+    ):
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
-        raise Untranslatable(f"'tool_choice' {json.dumps(choice)[:60]} cannot be served: Anthropic takes "
-                             "'auto', 'required', 'none' or one named function", "tool_choice",
-                             code="unsupported_value")
+        raise Untranslatable(
+            f"'tool_choice' {json.dumps(choice)[:60]} cannot be served: Anthropic takes "
+            "'auto', 'required', 'none' or one named function",
+            "tool_choice",
+            code="unsupported_value",
+        )
     if parallel is False and (out is None or out["type"] != "none"):
         out = {**(out or {"type": "auto"}), "disable_parallel_tool_use": True}
     return out
@@ -218,7 +262,9 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 # -- messages ------------------------------------------------------------------------------
 
 
-def _conversation(messages: list[Any]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+def _conversation(
+    messages: list[Any],
+) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
     """(the top-level system, the turns) of an OpenAI conversation."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
@@ -234,8 +280,11 @@ def _conversation(messages: list[Any]) -> tuple[str | list[dict[str, Any]] | Non
         elif role == "tool":
             role, content = "user", _with_cache([_tool_result(m, i)], m)
         else:
-            raise Untranslatable(f"messages[{i}].role {str(role)[:20]!r} cannot be sent to Anthropic; "
-                                 "send tool results as 'tool' messages", f"messages[{i}].role")
+            raise Untranslatable(
+                f"messages[{i}].role {str(role)[:20]!r} cannot be sent to Anthropic; "
+                "send tool results as 'tool' messages",
+                f"messages[{i}].role",
+            )
         if content:  # an empty assistant turn says nothing, and Anthropic refuses empty content
             _append(turns, role, content)
     if not system:
@@ -274,8 +323,11 @@ def _user_content(m: dict[str, Any], i: int) -> str | list[dict[str, Any]]:
 
 def _assistant_content(m: dict[str, Any], i: int) -> str | list[dict[str, Any]]:
     if m.get("function_call") is not None:
-        raise Untranslatable(f"messages[{i}].function_call is OpenAI's deprecated form of tool_calls; "
-                             "send tool_calls", f"messages[{i}].function_call")
+        raise Untranslatable(
+            f"messages[{i}].function_call is OpenAI's deprecated form of tool_calls; "
+            "send tool_calls",
+            f"messages[{i}].function_call",
+        )
     content, calls = m.get("content"), m.get("tool_calls") or []
     if isinstance(content, str) and not calls and not m.get("cache_control"):
         return content
@@ -295,8 +347,12 @@ def _parts(content: Any, where: str, allowed: tuple[str, ...]) -> list[dict[str,
         kind = part.get("type")
         here = f"{where}.content[{j}]"
         if kind not in allowed:
-            raise Untranslatable(f"{here}: a {str(kind)[:30]!r} part cannot be sent to Anthropic here "
-                                 f"(accepted: {', '.join(allowed)})", f"{here}.type", code="unsupported_value")
+            raise Untranslatable(
+                f"{here}: a {str(kind)[:30]!r} part cannot be sent to Anthropic here "
+                f"(accepted: {', '.join(allowed)})",
+                f"{here}.type",
+                code="unsupported_value",
+            )
         block = _part(part, kind, here)
         if block is not None:
             if part.get("cache_control"):
@@ -315,9 +371,16 @@ def _part(part: dict[str, Any], kind: str, where: str) -> dict[str, Any] | None:
     data = (part.get("file") or {}).get("file_data")  # a file part: a PDF as a data: URL only
     m = _DATA_URL.match(data) if isinstance(data, str) else None
     if m is None or m.group(1).lower() != "application/pdf" or ";base64" not in m.group(2):
-        raise Untranslatable(f"{where}: only a PDF sent as a base64 data: URL in file_data can be sent to "
-                             "Anthropic (no file ids)", f"{where}.file", code="unsupported_value")
-    return {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": m.group(3)}}
+        raise Untranslatable(
+            f"{where}: only a PDF sent as a base64 data: URL in file_data can be sent to "
+            "Anthropic (no file ids)",
+            f"{where}.file",
+            code="unsupported_value",
+        )
+    return {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": m.group(3)},
+    }
 
 
 def _image_source(url: Any, param: str) -> dict[str, Any]:
@@ -325,11 +388,17 @@ def _image_source(url: Any, param: str) -> dict[str, Any]:
         return {"type": "url", "url": url}
     m = _DATA_URL.match(url) if isinstance(url, str) else None
     if m is None or ";base64" not in m.group(2):
-        raise Untranslatable("an image must be an http(s) URL or a base64 data: URL", param, code="unsupported_value")
+        raise Untranslatable(
+            "an image must be an http(s) URL or a base64 data: URL", param, code="unsupported_value"
+        )
     media = m.group(1).lower()
     if media not in _IMAGE_TYPES:
-        raise Untranslatable(f"image type {media[:40]!r} cannot be sent to Anthropic (accepted: "
-                             f"{', '.join(_IMAGE_TYPES)})", param, code="unsupported_value")
+        raise Untranslatable(
+            f"image type {media[:40]!r} cannot be sent to Anthropic (accepted: "
+            f"{', '.join(_IMAGE_TYPES)})",
+            param,
+            code="unsupported_value",
+        )
     return {"type": "base64", "media_type": media, "data": m.group(3)}
 
 
@@ -343,16 +412,27 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
     except (TypeError, ValueError):
         args = None
     if not isinstance(args, dict):  # Anthropic's tool input is a JSON object
-        raise Untranslatable(f"{where}.function.arguments is not a JSON object, so it cannot be sent to "
-                             f"Anthropic as the tool call's input: {str(raw)[:60]!r}", f"{where}.function.arguments")
-    return {"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "", "input": args}
+        raise Untranslatable(
+            f"{where}.function.arguments is not a JSON object, so it cannot be sent to "
+            f"Anthropic as the tool call's input: {str(raw)[:60]!r}",
+            f"{where}.function.arguments",
+        )
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or "",
+        "name": fn.get("name") or "",
+        "input": args,
+    }
 
 
 def _tool_result(m: dict[str, Any], i: int) -> dict[str, Any]:
     call_id = m.get("tool_call_id")
     if not isinstance(call_id, str) or not call_id:
-        raise Untranslatable(f"messages[{i}].tool_call_id is required: Anthropic pairs every tool result "
-                             "with its call", f"messages[{i}].tool_call_id")
+        raise Untranslatable(
+            f"messages[{i}].tool_call_id is required: Anthropic pairs every tool result "
+            "with its call",
+            f"messages[{i}].tool_call_id",
+        )
     out: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
     content = m.get("content")
     if isinstance(content, str):
@@ -368,8 +448,13 @@ def _tool_result(m: dict[str, Any], i: int) -> dict[str, Any]:
 # Anthropic's stop_reason -> OpenAI's finish_reason; pause_turn (a server tool's long turn cut
 # short) reads as an ended answer, a full context window as a length stop
 _FINISH = {
-    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "tool_use": "tool_calls",
-    "max_tokens": "length", "model_context_window_exceeded": "length", "refusal": "content_filter",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
 }
 
 
@@ -381,13 +466,23 @@ def _openai_usage(u: Mapping[str, Any]) -> dict[str, Any]:
     """Anthropic usage -> OpenAI's. Anthropic's input_tokens leaves out the cached prompt, so the
     prompt is the sum of all three; its two cache counts are kept (as LiteLLM does) because a
     cache write is billed above the input price and a cache read below it."""
-    inp, write, read, out = (_count(u.get(k)) for k in (
-        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"))
+    inp, write, read, out = (
+        _count(u.get(k))
+        for k in (
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+            "output_tokens",
+        )
+    )
     prompt = inp + write + read
     shaped: dict[str, Any] = {
-        "prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out,
+        "prompt_tokens": prompt,
+        "completion_tokens": out,
+        "total_tokens": prompt + out,
         "prompt_tokens_details": {"cached_tokens": read},
-        "cache_creation_input_tokens": write, "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
     }
     thinking = (u.get("output_tokens_details") or {}).get("thinking_tokens")
     if isinstance(thinking, int):
@@ -407,16 +502,37 @@ def chat_completion(message: dict[str, Any], *, model: str, created: int) -> dic
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function", "function": {
-                "name": block.get("name"), "arguments": json.dumps(block.get("input") or {})}})
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": json.dumps(block.get("input") or {}),
+                    },
+                }
+            )
         # thinking, redacted_thinking and server-tool blocks have no place in an OpenAI answer
-    reply: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
+    reply: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else None,
+        "refusal": None,
+    }
     if calls:
         reply["tool_calls"] = calls
     return {
-        "id": message.get("id") or "msg_unknown", "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": _finish_reason(message.get("stop_reason"))}],
+        "id": message.get("id") or "msg_unknown",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "logprobs": None,
+                "finish_reason": _finish_reason(message.get("stop_reason")),
+            }
+        ],
         "usage": _openai_usage(message.get("usage") or {}),
     }
 
@@ -436,7 +552,9 @@ class StreamTranslator:
         self.id = "msg_unknown"
         self._usage: dict[str, Any] = {}
         self._calls: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
-        self._inputs: dict[int, Any] = {}  # tool blocks whose arguments are not sent yet: their start input
+        self._inputs: dict[
+            int, Any
+        ] = {}  # tool blocks whose arguments are not sent yet: their start input
         self._finished = False
         self._done = False
 
@@ -456,9 +574,18 @@ class StreamTranslator:
         return handler(data) if handler is not None else []  # ping, and types added later
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                    "usage": None})
+        return sse(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+                "usage": None,
+            }
+        )
 
     def _on_message_start(self, data: dict[str, Any]) -> list[bytes]:
         message = data.get("message") or {}
@@ -474,27 +601,39 @@ class StreamTranslator:
             return []
         call = self._calls[index] = len(self._calls)
         self._inputs[index] = block.get("input") or {}
-        head = {"index": call, "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""}}
+        head = {
+            "index": call,
+            "id": block.get("id"),
+            "type": "function",
+            "function": {"name": block.get("name"), "arguments": ""},
+        }
         return [self._chunk({"tool_calls": [head]})]
 
     def _on_content_block_delta(self, data: dict[str, Any]) -> list[bytes]:
         delta, index = data.get("delta") or {}, data.get("index")
         if delta.get("type") == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
-        if delta.get("type") == "input_json_delta" and delta.get("partial_json") and index in self._calls:
+        if (
+            delta.get("type") == "input_json_delta"
+            and delta.get("partial_json")
+            and index in self._calls
+        ):
             self._inputs.pop(index, None)
             return [self._arguments(index, delta["partial_json"])]
         return []  # thinking, signature and citation deltas have no OpenAI form
 
     def _on_content_block_stop(self, data: dict[str, Any]) -> list[bytes]:
         index = data.get("index")
-        if index in self._inputs:  # a call with no input fragments: its input as a whole, as the JSON form has it
+        if (
+            index in self._inputs
+        ):  # a call with no input fragments: its input as a whole, as the JSON form has it
             return [self._arguments(index, json.dumps(self._inputs.pop(index)))]
         return []
 
     def _arguments(self, index: int, text: str) -> bytes:
-        return self._chunk({"tool_calls": [{"index": self._calls[index], "function": {"arguments": text}}]})
+        return self._chunk(
+            {"tool_calls": [{"index": self._calls[index], "function": {"arguments": text}}]}
+        )
 
     def _on_message_delta(self, data: dict[str, Any]) -> list[bytes]:
         self._take_usage(data.get("usage"))
@@ -507,8 +646,18 @@ class StreamTranslator:
     def _on_message_stop(self, data: dict[str, Any]) -> list[bytes]:
         out = [] if self._finished else [self._chunk({}, "stop")]
         self._finished = self._done = True
-        out.append(sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.model, "choices": [], "usage": _openai_usage(self._usage)}))
+        out.append(
+            sse(
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": _openai_usage(self._usage),
+                }
+            )
+        )
         out.append(DONE)
         return out
 
@@ -517,8 +666,16 @@ class StreamTranslator:
         if not isinstance(error, dict):
             error = {}
         message = error.get("message")
-        return [sse({"error": error_object(str(error.get("type") or "api_error"),
-                                           message if isinstance(message, str) else "the stream failed")})]
+        return [
+            sse(
+                {
+                    "error": error_object(
+                        str(error.get("type") or "api_error"),
+                        message if isinstance(message, str) else "the stream failed",
+                    )
+                }
+            )
+        ]
 
     def _take_usage(self, u: Any) -> None:
         # message_delta's counts are cumulative: each one replaces what came before
@@ -526,8 +683,17 @@ class StreamTranslator:
             self._usage.update({k: v for k, v in u.items() if v is not None})
 
 
-_EVENTS = frozenset(("message_start", "content_block_start", "content_block_delta", "content_block_stop",
-                     "message_delta", "message_stop", "error"))
+_EVENTS = frozenset(
+    (
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "error",
+    )
+)
 
 
 def _parse_event(event: bytes) -> tuple[str, dict[str, Any] | None]:

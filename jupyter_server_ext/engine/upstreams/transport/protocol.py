@@ -16,7 +16,9 @@ from typing import Any, Protocol
 from ..specs import UpstreamSpec
 
 # Provider error texts sometimes quote part of the key ("Incorrect API key provided: sk-ab***yz").
-_KEYLIKE = re.compile(r"(?<![A-Za-z0-9])(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.-]{4,}|(?<![A-Za-z0-9])AIza[A-Za-z0-9_-]{8,}")
+_KEYLIKE = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.-]{4,}|(?<![A-Za-z0-9])AIza[A-Za-z0-9_-]{8,}"
+)
 
 
 def scrub(text: str, secret: str = "") -> str:
@@ -34,15 +36,23 @@ class UpstreamReply:
     events: AsyncIterator[bytes] | None = None  # streaming: SSE events, each ending in a blank line
     first: bytes = b""  # the first event, read before the engine commits to this upstream
     close: Any = None  # releases the connection
-    passed: Mapping[str, str] = field(default_factory=dict)  # provider headers for the caller (llm_provider-*)
+    passed: Mapping[str, str] = field(
+        default_factory=dict
+    )  # provider headers for the caller (llm_provider-*)
 
 
 class Transport(Protocol):
     """Carries requests to one kind of upstream."""
 
     async def send(
-        self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
-        endpoint: str = "chat/completions", max_tokens: int = 0,
+        self,
+        spec: UpstreamSpec,
+        payload: dict[str, Any],
+        *,
+        stream: bool,
+        timeout: float,
+        endpoint: str = "chat/completions",
+        max_tokens: int = 0,
     ) -> UpstreamReply:
         """The upstream's 2xx answer (`max_tokens`: the completion limit to send a provider
         that requires one, when the request set none) (a stream: its first event already read, so failover

@@ -45,7 +45,12 @@ def connect_failure(spec: UpstreamSpec, exc: BaseException) -> UpstreamFailure:
         where = f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}"
     except ValueError:  # a port that is no number: the URL is refused elsewhere
         where = u.hostname or "?"
-    log.warning("upstream %s at %s: %s", spec.name, where, scrub(f"{type(exc).__name__}: {exc}", spec.api_key))
+    log.warning(
+        "upstream %s at %s: %s",
+        spec.name,
+        where,
+        scrub(f"{type(exc).__name__}: {exc}", spec.api_key),
+    )
     return UpstreamFailure("connect", scrub(text, spec.api_key))
 
 
@@ -82,7 +87,10 @@ class HTTPTransport:
         dialect = dialect_for(spec)
         try:
             resp = await self.client.request(
-                "GET", dialect.models_url(spec), headers=dialect.auth(spec), timeout=timeout,
+                "GET",
+                dialect.models_url(spec),
+                headers=dialect.auth(spec),
+                timeout=timeout,
             )
             body = await resp.read(timeout)
         except (HTTP11Error, OSError, asyncio.TimeoutError):
@@ -90,8 +98,14 @@ class HTTPTransport:
         return resp.status, dialect.models_of(body) if resp.status == 200 else []
 
     async def send(
-        self, spec: UpstreamSpec, payload: dict[str, Any], *, stream: bool, timeout: float,
-        endpoint: str = "chat/completions", max_tokens: int = 0,
+        self,
+        spec: UpstreamSpec,
+        payload: dict[str, Any],
+        *,
+        stream: bool,
+        timeout: float,
+        endpoint: str = "chat/completions",
+        max_tokens: int = 0,
     ) -> UpstreamReply:
         dialect = dialect_for(spec)
         if endpoint not in dialect.endpoints:
@@ -101,9 +115,15 @@ class HTTPTransport:
         try:
             body = dialect.body(payload, endpoint, model, max_tokens)
         except Untranslatable as exc:  # a field this provider cannot express: another kind may
-            error = {"message": exc.message, "type": "invalid_request_error", "param": exc.param,
-                     "code": "unsupported_by_provider"}
-            raise UpstreamFailure("unsupported", exc.message, 400, body=json.dumps({"error": error}).encode()) from None
+            error = {
+                "message": exc.message,
+                "type": "invalid_request_error",
+                "param": exc.param,
+                "code": "unsupported_by_provider",
+            }
+            raise UpstreamFailure(
+                "unsupported", exc.message, 400, body=json.dumps({"error": error}).encode()
+            ) from None
         headers = {
             **dialect.auth(spec),
             "Content-Type": "application/json",
@@ -111,11 +131,18 @@ class HTTPTransport:
         }
         try:
             resp = await self.client.request(
-                "POST", dialect.url(spec, endpoint, model), headers=headers,
-                body=json.dumps(body).encode(), timeout=timeout,
+                "POST",
+                dialect.url(spec, endpoint, model),
+                headers=headers,
+                body=json.dumps(body).encode(),
+                timeout=timeout,
             )
-        except asyncio.TimeoutError:  # sent (a connect timeout is an HTTP11Error): the provider has it
-            raise UpstreamFailure("timeout", f"no answer within {timeout:g} s", accepted=True) from None
+        except (
+            asyncio.TimeoutError
+        ):  # sent (a connect timeout is an HTTP11Error): the provider has it
+            raise UpstreamFailure(
+                "timeout", f"no answer within {timeout:g} s", accepted=True
+            ) from None
         except (HTTP11Error, OSError) as exc:
             raise connect_failure(spec, exc) from None
         status, raw = resp.status, resp.headers
@@ -126,14 +153,23 @@ class HTTPTransport:
             if status >= 400:
                 err = await resp.read(timeout)
                 kind = (
-                    "rate_limited" if status == 429
-                    else "auth" if status in (401, 403)
-                    else "server" if status >= 500 or status == 408
+                    "rate_limited"
+                    if status == 429
+                    else "auth"
+                    if status in (401, 403)
+                    else "server"
+                    if status >= 500 or status == 408
                     else "client"
                 )
                 raise UpstreamFailure(
-                    kind, f"HTTP {status}", status, dialect.retry_after(raw, err), rh,
-                    scrub(dialect.error(status, err).decode("utf-8", "replace"), spec.api_key).encode(),
+                    kind,
+                    f"HTTP {status}",
+                    status,
+                    dialect.retry_after(raw, err),
+                    rh,
+                    scrub(
+                        dialect.error(status, err).decode("utf-8", "replace"), spec.api_key
+                    ).encode(),
                 )
             if not stream:
                 answer = dialect.answer(await resp.read(timeout), public)
@@ -142,12 +178,16 @@ class HTTPTransport:
             events = dialect.stream(_sse_events(resp.iter_chunks(timeout)), public)
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
-            return UpstreamReply(status, rh, events=events, first=first, close=resp.close, passed=passed)
+            return UpstreamReply(
+                status, rh, events=events, first=first, close=resp.close, passed=passed
+            )
         except UpstreamFailure:
             raise
         except asyncio.TimeoutError:
             resp.close()
-            raise UpstreamFailure("timeout", f"no answer within {timeout:g} s", accepted=True) from None
+            raise UpstreamFailure(
+                "timeout", f"no answer within {timeout:g} s", accepted=True
+            ) from None
         except StopAsyncIteration:
             resp.close()
             raise UpstreamFailure("server", "stream ended before its first event") from None
