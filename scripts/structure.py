@@ -19,7 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("rsql_magic", "jupyter_server_ext")
-MAX_LINES = 600
+# A file a newcomer reads in one sitting. Set at 600 under the old, denser style; `ruff format`
+# (issue 28) spread the same code over 11.6% more lines (27,374 -> 30,548 in the two
+# packages), so the same size reads as about 700 now.
+MAX_LINES = 700
 
 # What each layer may import, by module prefix: a module belongs to the longest prefix that
 # matches its name and may import its own layer and the ones listed (the standard library and

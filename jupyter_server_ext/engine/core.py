@@ -31,19 +31,20 @@ from .bodies.request import (
     parse_completions_request,
     parse_embeddings_request,
 )
-from .errors import EngineError, Forbidden, NotFound, PayloadTooLarge, RateLimited, UpstreamError
+from .errors import EngineError, Forbidden, NotFound, RateLimited, UpstreamError
 from .failover import Forwarder
 from .inflight import Exchange
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
-from .privacy.offload import INLINE_CHARS, Offload, redact_fields, text_chars
+from .privacy.offload import Offload, check_redact_size
 from .privacy.redact import Redactor
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams import selfhosted as self_hosted
 from .upstreams.pool import PickPlan, Pool, Slot
+from .upstreams.report import key_report
 from .upstreams.specs import Price
 from .upstreams.transport import Transports
 
@@ -238,56 +239,7 @@ class Engine:
 
     def upstream_report(self) -> list[dict[str, Any]]:
         """Per key: account, state, cooldown, breaker, use of its account's limits, errors."""
-        now, wall = self.clock(), time.time()
-
-        def at(mono: float) -> str | None:
-            if mono <= now:
-                return None
-            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall + mono - now))
-
-        out = []
-        for key in self.pool.keys:
-            spec = key.spec
-            buckets = {
-                model: b for (acct, model), b in self.pool.buckets.items() if acct == spec.account
-            }
-            out.append(
-                {
-                    "alias": key.alias,
-                    "account": spec.account,
-                    "provider": spec.provider,
-                    "models": sorted(spec.discovered)
-                    or list(spec.models),  # a self-hosted server's own
-                    "max_in_flight": spec.max_in_flight or None,
-                    "state": self.pool.key_state(key),
-                    "disabled_reason": key.disabled or None,
-                    "cooldown_until": at(
-                        max((b.cool_until for b in buckets.values()), default=0.0)
-                    ),
-                    "breaker": {
-                        "state": key.breaker.state(now),
-                        "failures": key.breaker.failures,
-                        "open_until": at(key.breaker.open_until),
-                    },
-                    "in_flight": key.inflight,
-                    "limits": [str(r) for r in spec.limits]
-                    + [f"{r} tokens" for r in spec.token_limits],
-                    "account_use": {model: b.used(now) for model, b in buckets.items()},
-                    "provider_remaining": {
-                        model: {"requests": b.prov_req_left, "tokens": b.prov_tok_left}
-                        for model, b in buckets.items()
-                        if b.prov_req_left is not None or b.prov_tok_left is not None
-                    },
-                    "recent_errors": [
-                        {
-                            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall + t - now)),
-                            "error": what,
-                        }
-                        for t, what in key.recent_errors[-10:]
-                    ],
-                }
-            )
-        return out
+        return key_report(self.pool, self.clock(), time.time())
 
     def models(self, access: Access | None = None) -> dict[str, Any]:
         """GET v1/models: the served models, only those `access` allows when given."""
@@ -492,7 +444,7 @@ class Engine:
             # (docs/admins/limits-budgets.md, "Admission and what a request is charged")
             redacting = bool(self.settings.redact_patterns)
             if redacting:
-                self._redact_size_ok(req.payload)
+                check_redact_size(req.payload, self.settings.redact_max_chars)
             # the caller's own `user` is replaced: a caller must not pose as someone else
             user_id = self.user_id(caller.user)
             if user_id is None:
@@ -638,42 +590,24 @@ class Engine:
         )
         if not self.settings.redact_patterns:
             return {"messages": Redactor(()).messages(messages), "redactions": {}}
-        self._redact_size_ok({"messages": messages})
+        check_redact_size({"messages": messages}, self.settings.redact_max_chars)
         ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
         try:
-            fields, redactor = await self._redacted({"messages": messages}, caller.user)
+            fields, redactor = await self.offload.redact(
+                self.settings.redact_patterns, {"messages": messages}, caller.user
+            )
         finally:
             await self.limiter.finish(ticket, 0.0)
         return {"messages": fields["messages"], "redactions": dict(redactor.counts)}
-
-    def _redact_size_ok(self, payload: dict[str, Any]) -> None:
-        limit = self.settings.redact_max_chars
-        chars = text_chars([payload.get(n) for n in ("messages", "prompt", "input")])
-        if chars > limit:
-            raise PayloadTooLarge(
-                f"this request holds {chars} characters of text, more than the {limit} the proxy "
-                "redacts in one request (personal-data patterns are on); send less, or an admin can "
-                "raise c.RSQLProxy.redact_max_chars",
-                code="too_much_to_redact",
-                extra={"redact_max_chars": limit},
-            )
-
-    async def _redacted(self, fields: dict[str, Any], user: str) -> tuple[dict[str, Any], Redactor]:
-        """`fields` redacted: in place when short, else in the worker process, in `user`'s turn."""
-        patterns = self.settings.redact_patterns
-        if text_chars(list(fields.values())) <= INLINE_CHARS:
-            return redact_fields(patterns, fields)
-        redacted: tuple[dict[str, Any], Redactor] = await self.offload.run(
-            user, redact_fields, patterns, fields
-        )
-        return redacted
 
     async def _redact(self, req: ChatRequest, outcome: Outcome, user: str) -> Redactor:
         """Mask personal data in what goes upstream (chat messages, a legacy prompt, embeddings
         input), in place of the payload, before the cache key, the log or a provider sees it."""
         payload = req.payload
-        fields, redactor = await self._redacted(
-            {n: payload[n] for n in ("messages", "prompt", "input") if n in payload}, user
+        fields, redactor = await self.offload.redact(
+            self.settings.redact_patterns,
+            {n: payload[n] for n in ("messages", "prompt", "input") if n in payload},
+            user,
         )
         payload.update(fields)
         if redactor.counts:

@@ -1,5 +1,5 @@
 """The import rules of docs/architecture.md hold: no circles, no imports against the layers,
-no private names from another module, no source file over 600 lines."""
+no private names from another module, no source file over structure.MAX_LINES lines."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
     (eng / "__init__.py").write_text("")
     (eng / "a.py").write_text("from ..handlers import x\nfrom .b import _hidden\n")
     (eng / "b.py").write_text("from .a import y\n")
-    (tmp_path / "jupyter_server_ext" / "handlers.py").write_text("x = 1\n" * 601)
+    (tmp_path / "jupyter_server_ext" / "handlers.py").write_text(
+        "x = 1\n" * (structure.MAX_LINES + 1)
+    )
     modules = structure.load(tmp_path)
     problems = structure.report(modules)
     assert problems["import circles"] == [
@@ -41,4 +43,4 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
     assert problems["private names from another module"] == [
         "jupyter_server_ext.engine.a:2: from jupyter_server_ext.engine.b import _hidden"
     ]
-    assert len(problems["files over 600 lines"]) == 1
+    assert len(problems[f"files over {structure.MAX_LINES} lines"]) == 1

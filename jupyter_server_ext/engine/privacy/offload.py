@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ..errors import EngineError
+from ..errors import EngineError, PayloadTooLarge
 from .redact import Pattern, Redactor
 
 INLINE_CHARS = 4096
@@ -51,6 +51,20 @@ def redact_fields(
     return out, redactor
 
 
+def check_redact_size(payload: dict[str, Any], limit: int) -> None:
+    """Refuse a request with more text than the proxy redacts in one request: scanning is CPU
+    work one user could otherwise make endless (a 413 naming the setting)."""
+    chars = text_chars([payload.get(n) for n in ("messages", "prompt", "input")])
+    if chars > limit:
+        raise PayloadTooLarge(
+            f"this request holds {chars} characters of text, more than the {limit} the proxy "
+            "redacts in one request (personal-data patterns are on); send less, or an admin can "
+            "raise c.RSQLProxy.redact_max_chars",
+            code="too_much_to_redact",
+            extra={"redact_max_chars": limit},
+        )
+
+
 class Offload:
     """The worker process and its fair queue."""
 
@@ -72,6 +86,17 @@ class Offload:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.ensure_future(self._work())
         return await fut
+
+    async def redact(
+        self, patterns: tuple[Pattern, ...], fields: dict[str, Any], user: str
+    ) -> tuple[dict[str, Any], Redactor]:
+        """`fields` redacted: in place when short, else in the worker process, in `user`'s turn."""
+        if text_chars(list(fields.values())) <= INLINE_CHARS:
+            return redact_fields(patterns, fields)
+        redacted: tuple[dict[str, Any], Redactor] = await self.run(
+            user, redact_fields, patterns, fields
+        )
+        return redacted
 
     async def _work(self) -> None:
         while self._turns:
