@@ -155,7 +155,7 @@ class NotebooksMixin(JSONEndpoint):
     async def answer(self, caller: Caller) -> Any:
         hours = self.float_arg("hours", 24.0 * 7, 0.0, 24.0 * 366)
         limit = self.int_arg("limit", 200, 1, 1000)
-        user = self.get_query_argument("user", None)  # type: ignore[attr-defined]
+        user = self.get_query_argument("user", None)
         if user is not None and not user:
             raise BadRequest("'user' must be a user name")
         rows = await self.rsql.usage_store().notebooks(time.time() - hours * 3600, user, limit)

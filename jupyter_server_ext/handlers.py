@@ -17,7 +17,7 @@ import asyncio
 import json
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.iostream import StreamClosedError
 
@@ -85,7 +85,7 @@ class ProxyContext:
 
     engine: Engine
     proxy: RSQLProxy
-    started: asyncio.Future | None = None
+    started: asyncio.Future[None] | None = None
     # the admin dashboard's live feed (dashboard.feed.Feed), made on its first use
     dashboard_feed: Any = None
     inflight: InFlight = field(default_factory=InFlight)
@@ -102,12 +102,25 @@ class ProxyContext:
         return self.engine
 
 
-class RSQLMixin:
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from tornado.web import RequestHandler
+
+    class _HostHandler(RequestHandler):
+        """For the type checker only: what each host's base class (``ExtensionBase``,
+        ``ServiceBase``) gives the mixins that stand in front of it."""
+
+        def rsql_caller(self) -> Caller | None: ...
+
+else:
+    # at run time the mixins come first in each handler's bases, the host's base class after
+    _HostHandler = object
+
+
+class RSQLMixin(_HostHandler):
     """Shared plumbing: OpenAI-format errors, JSON bodies, the caller."""
 
-    request: Any
-    settings: dict[str, Any]
-    _finished: bool
     _body_parts: list[bytes] | None = None
     _body_size = 0  # bytes received so far
     _body_limit = 0
@@ -115,15 +128,16 @@ class RSQLMixin:
 
     @property
     def rsql(self) -> ProxyContext:
-        return self.settings["rsql"]
+        ctx: ProxyContext = self.settings["rsql"]
+        return ctx
 
     async def prepare(self) -> None:
         # tornado's own limit would answer a bare 400 (no JSON) for a long chunked body, so this
         # request is held to ours instead, set before anything else can answer
         conn = self.request.connection
-        if hasattr(conn, "set_max_body_size"):
+        if conn is not None and hasattr(conn, "set_max_body_size"):
             conn.set_max_body_size(2**62)
-        result = super().prepare()  # type: ignore[misc]
+        result = super().prepare()
         if result is not None:
             await result
         if self._finished:
@@ -162,7 +176,7 @@ class RSQLMixin:
 
     def caller(self) -> Caller:
         # each host's base class provides rsql_caller(): the authenticated Caller, or None
-        caller = self.rsql_caller()  # type: ignore[attr-defined]
+        caller = self.rsql_caller()
         if caller is None:  # no token, or one nobody issued: 401, as OpenAI answers it
             raise Unauthorized()
         kind = self.request.headers.get("X-RSQL-Client", "api").strip().lower()
@@ -180,7 +194,7 @@ class RSQLMixin:
         return {"cache": "force", "no-cache": "bypass", "no-store": "bypass"}.get(value, "auto")
 
     def int_arg(self, name: str, default: int, lo: int, hi: int) -> int:
-        raw = self.get_query_argument(name, None)  # type: ignore[attr-defined]
+        raw = self.get_query_argument(name, None)
         if raw is None:
             return default
         try:
@@ -194,7 +208,7 @@ class RSQLMixin:
         return value
 
     def float_arg(self, name: str, default: float, lo: float, hi: float) -> float:
-        raw = self.get_query_argument(name, None)  # type: ignore[attr-defined]
+        raw = self.get_query_argument(name, None)
         if raw is None:
             return default
         try:
@@ -223,22 +237,22 @@ class RSQLMixin:
         )
 
     def write_json(self, obj: Any, status: int = 200) -> None:
-        self.set_status(status)  # type: ignore[attr-defined]
-        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
-        self.finish(json.dumps(obj))  # type: ignore[attr-defined]
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(obj))
 
     def write_proxy_error(self, exc: EngineError) -> None:
         reply = error_reply(exc)
-        self.clear()  # type: ignore[attr-defined]
-        self.set_status(reply.status)  # type: ignore[attr-defined]
+        self.clear()
+        self.set_status(reply.status)
         for k, v in reply.headers.items():
-            self.set_header(k, v)  # type: ignore[attr-defined]
-        self.finish(reply.body)  # type: ignore[attr-defined]
+            self.set_header(k, v)
+        self.finish(reply.body)
 
     def no_credentials(self) -> bool:
         """Whether the caller brought no valid credentials (a host may refine it)."""
         try:
-            return self.rsql_caller() is None  # type: ignore[attr-defined]
+            return self.rsql_caller() is None
         except EngineError:
             return False
 
@@ -269,7 +283,7 @@ class RSQLMixin:
         kind = {401: "invalid_request_error", 403: "permission_error"}.get(
             status_code, "invalid_request_error" if status_code < 500 else "server_error"
         )
-        err = EngineError(message or self._reason, status=status_code, code=None)  # type: ignore[attr-defined]
+        err = EngineError(message or self._reason, status=status_code, code=None)
         err.type = kind
         self.write_proxy_error(err)
 
@@ -286,7 +300,7 @@ class ChatCompletionsMixin(RSQLMixin):
     """POST v1/chat/completions (OpenAI), streaming and not."""
 
     endpoint = "chat/completions"
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[None] | None = None
     _cut = False  # ended by the host's shutdown, not by the client
     _streaming = False  # the answer's events are being written
 
@@ -297,7 +311,7 @@ class ChatCompletionsMixin(RSQLMixin):
         # its events lets the engine read on for the usage the provider bills.
         if self._task is not None and not self._task.done() and not self._streaming:
             self._task.cancel()
-        super().on_connection_close()  # type: ignore[misc]
+        super().on_connection_close()
 
     def cut_for_shutdown(self) -> None:
         """The host's grace ran out: stop the answer (the cancelled task releases what it holds)."""
@@ -337,18 +351,18 @@ class ChatCompletionsMixin(RSQLMixin):
             if self._cut:  # nothing was written yet: the client may retry elsewhere
                 self.write_proxy_error(shutting_down())
             return
-        self.set_status(reply.status)  # type: ignore[attr-defined]
+        self.set_status(reply.status)
         for k, v in reply.headers.items():
-            self.set_header(k, v)  # type: ignore[attr-defined]
+            self.set_header(k, v)
         if reply.events is None:
-            self.finish(reply.body)  # type: ignore[attr-defined]
+            self.finish(reply.body)
             return
         events = reply.events
         self._streaming = True
         try:
             async for ev in events:
-                self.write(ev)  # type: ignore[attr-defined]
-                await self.flush()  # type: ignore[attr-defined]
+                self.write(ev)
+                await self.flush()
                 if self._cut:
                     # the cancel can be lost: Python 3.11's asyncio.wait_for, which the upstream
                     # reads use, swallows one that arrives as its read completes
@@ -361,8 +375,8 @@ class ChatCompletionsMixin(RSQLMixin):
             self._task = None
         try:
             if self._cut:  # an error event, and no [DONE]: the client knows the answer is cut short
-                self.write(b"data: " + json.dumps(shutting_down().to_json()).encode() + b"\n\n")  # type: ignore[attr-defined]
-            self.finish()  # type: ignore[attr-defined]
+                self.write(b"data: " + json.dumps(shutting_down().to_json()).encode() + b"\n\n")
+            self.finish()
         except StreamClosedError:
             pass
 
@@ -384,8 +398,8 @@ class JSONEndpoint(RSQLMixin):
 
     admin_only = False
 
-    async def answer(self, caller: Caller, *args: str) -> Any:
-        raise NotImplementedError
+    # each endpoint's own: the caller, then the URL's path arguments, if it has any
+    answer: Callable[..., Awaitable[Any]]
 
     async def _respond(self, *args: str) -> None:
         try:
@@ -396,8 +410,8 @@ class JSONEndpoint(RSQLMixin):
             self.write_proxy_error(exc)
             return
         if isinstance(result, bytes):
-            self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")  # type: ignore[attr-defined]
-            self.finish(result)  # type: ignore[attr-defined]
+            self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.finish(result)
         else:
             self.write_json(result)
 
@@ -468,7 +482,7 @@ class MeCostMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        raw = self.get_query_argument("notebook", "")  # type: ignore[attr-defined]
+        raw = self.get_query_argument("notebook", "")
         path = notebook_path(raw)
         if path is None:
             raise BadRequest(

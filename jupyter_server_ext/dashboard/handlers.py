@@ -52,11 +52,11 @@ class PageMixin(RSQLMixin):
     rsql_is_page = True  # the Jupyter host sends a browser without a login to its login page
 
     def write_html(self, template_name: str, status: int = 200, **kw: Any) -> None:
-        self.set_status(status)  # type: ignore[attr-defined]
-        self.set_header("Content-Type", "text/html; charset=utf-8")  # type: ignore[attr-defined]
-        self.set_header("Cache-Control", "no-store")  # type: ignore[attr-defined]
-        self.set_header("X-Content-Type-Options", "nosniff")  # type: ignore[attr-defined]
-        self.finish(_loader.load(template_name).generate(**kw))  # type: ignore[attr-defined]
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(_loader.load(template_name).generate(**kw))
 
     def page_admin(self) -> Caller | None:
         """The admin caller, or None after answering (login redirect, 401 JSON, 403 page)."""
@@ -81,8 +81,8 @@ class PageMixin(RSQLMixin):
         setting it sets the _xsrf cookie it is checked against)."""
         hook = getattr(self, "rsql_csrf_token", None)
         if hook is not None:
-            return hook()
-        token = self.xsrf_token  # type: ignore[attr-defined]
+            return str(hook())
+        token = self.xsrf_token
         return token.decode() if isinstance(token, bytes) else str(token)
 
 
@@ -92,7 +92,7 @@ class DashboardMixin(PageMixin):
 
     async def get(self) -> None:
         if not self.request.path.endswith("/"):  # relative links on the page need the slash
-            self.redirect(self.request.path + "/")  # type: ignore[attr-defined]
+            self.redirect(self.request.path + "/")
             return
         caller = self.page_admin()
         if caller is None:
@@ -143,11 +143,11 @@ class EventsMixin(RSQLMixin):
 
     def on_connection_close(self) -> None:
         self._closed = True
-        super().on_connection_close()  # type: ignore[misc]
+        super().on_connection_close()
 
     async def _send(self, snap: dict[str, Any]) -> None:
-        self.write(f"event: snapshot\nid: {snap['version']}\ndata: {json.dumps(snap)}\n\n")  # type: ignore[attr-defined]
-        await self.flush()  # type: ignore[attr-defined]
+        self.write(f"event: snapshot\nid: {snap['version']}\ndata: {json.dumps(snap)}\n\n")
+        await self.flush()
 
     async def get(self) -> None:
         try:
@@ -157,23 +157,23 @@ class EventsMixin(RSQLMixin):
             self.write_proxy_error(exc)
             return
         feed = feed_for(self.rsql)
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")  # type: ignore[attr-defined]
-        self.set_header("Cache-Control", "no-store")  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
         self.set_header(
             "X-Accel-Buffering", "no"
         )  # a buffering reverse proxy would hold events back
         feed.subscribers += 1
         try:
             # the browser reconnects on its own after a drop; tell it how soon
-            self.write("retry: 3000\n\n")  # type: ignore[attr-defined]
+            self.write("retry: 3000\n\n")
             snap = await feed.current()
             version = snap["version"]
             await self._send(snap)
             while not self._closed:
                 newer = await feed.wait_newer(version, feed.interval + 1.0)
                 if newer is None:  # a slow build: keep the connection alive meanwhile
-                    self.write(": waiting\n\n")  # type: ignore[attr-defined]
-                    await self.flush()  # type: ignore[attr-defined]
+                    self.write(": waiting\n\n")
+                    await self.flush()
                     continue
                 version = newer["version"]
                 await self._send(newer)
@@ -182,7 +182,7 @@ class EventsMixin(RSQLMixin):
         finally:
             feed.subscribers -= 1
         if not self._finished:
-            self.finish()  # type: ignore[attr-defined]
+            self.finish()
 
 
 class StaticMixin(RSQLMixin):
@@ -193,10 +193,10 @@ class StaticMixin(RSQLMixin):
         if kind is None:
             self.write_proxy_error(self.unknown_url())
             return
-        self.set_header("Content-Type", kind)  # type: ignore[attr-defined]
+        self.set_header("Content-Type", kind)
         self.set_header("Cache-Control", "no-cache")  # revalidated by ETag: fresh after an upgrade
-        self.set_header("X-Content-Type-Options", "nosniff")  # type: ignore[attr-defined]
-        self.finish((STATIC / name).read_bytes())  # type: ignore[attr-defined]
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish((STATIC / name).read_bytes())
 
 
 ROUTES: list[tuple[str, type]] = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .accounting.pricing import PriceBook
@@ -239,7 +239,7 @@ class Replies:
         kept: list[bytes] | None = [] if key is not None else None
         room = self.cache.max_bytes
 
-        async def events() -> AsyncIterator[bytes]:
+        async def events() -> AsyncGenerator[bytes, None]:
             nonlocal kept, room
             tokens = None
             chunks = 0  # events read: what the provider generated, if it never says
@@ -327,7 +327,7 @@ class Replies:
         return Reply(200, headers, events=_replay(hit, ex.req.wants_usage_chunk))
 
 
-async def _replay(hit: Cached, with_usage: bool) -> AsyncIterator[bytes]:
+async def _replay(hit: Cached, with_usage: bool) -> AsyncGenerator[bytes, None]:
     """A cached answer as a stream: its own events when it was streamed, else the chunks its
     completion would have been streamed as; the usage chunk only when the client asked."""
     if hit.events is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..bodies.streams import DONE, event_json, sse
@@ -47,7 +47,7 @@ def restored(reply: Reply, redactor: Redactor | None, endpoint: str, client: str
 
 async def restore_events(
     events: AsyncIterator[bytes], redactor: Redactor, field_name: str
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """A stream with placeholders mapped back, per choice; a placeholder split across chunks is
     held back until it is complete (or the choice finishes)."""
     restorers: dict[Any, Any] = {}
