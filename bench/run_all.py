@@ -222,10 +222,11 @@ def plots(res: dict[str, Any]) -> list[str]:
                     ys,
                     label=f"{r['proxy']}, headers {'on' if r['headers'] else 'off'}",
                 )
+            # at best: one window's worth, then capacity
             n, w = (
                 int(q["seconds"][scen]),
                 q["per_key"] * q["keys"],
-            )  # at best: one window's worth, then capacity
+            )
             t0 = q["period"] + (q["first_byte"] if scen == "A" else q["answer_seconds"])
             ax.plot(
                 [t0, n],

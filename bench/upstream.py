@@ -283,9 +283,8 @@ class Upstream(asyncio.Protocol):
         ).encode()
         chunks = [b"%x\r\n%s\r\n" % (len(ev), ev) for ev in events]
         chunks[-1] += b"0\r\n\r\n"
-        self.transport.write(
-            head + chunks[0]
-        )  # the head and the first event at the first-byte mark
+        # the head and the first event at the first-byte mark
+        self.transport.write(head + chunks[0])
         rest = chunks[1:]
         spread = max(0.0, self.app.stream_seconds - self.app.first_byte)
         if spread <= 0:

@@ -49,6 +49,10 @@ nb_execution_timeout = 300
 nb_execution_raise_on_error = True  # a failing cell fails the build (raises-exception cells aside)
 nb_execution_show_tb = True
 nb_merge_streams = True
+# an output's Markdown (a model's answer) is read as plain CommonMark: no MyST directive or
+# role runs from it (myst-nb's default, written down so it cannot change under us); raw HTML
+# in outputs is sanitized again by rsql_notebook
+nb_render_markdown_format = "commonmark"
 
 # the same kernel environment as when the answers were recorded (rsql_demo_env says why)
 os.environ.update(rsql_demo_env.kernel_env("only"))

@@ -127,9 +127,8 @@ def _read_key_file(path: str) -> bytes | None:
     """The key in `path` (None: no such file), once the file is known to be ours alone."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(
-            path, flags
-        )  # O_NONBLOCK: a FIFO planted under the name must not hang start-up
+        # O_NONBLOCK: a FIFO planted under the name must not hang start-up
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -178,9 +178,8 @@ def _read_own_json(folder: str, path: str) -> Any:
     (UntrustedFile otherwise; OSError when it cannot be read, ValueError when it is not JSON)."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(
-            path, flags
-        )  # O_NONBLOCK: a FIFO planted under the name must not hang the kernel
+        # O_NONBLOCK: a FIFO planted under the name must not hang the kernel
+        fd = os.open(path, flags)
     except OSError:
         if os.path.islink(path):
             raise UntrustedFile("it is a symbolic link") from None

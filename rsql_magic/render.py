@@ -227,9 +227,8 @@ def _usd(value: Any) -> str:
         v = float(value)
     except (TypeError, ValueError):
         return "?"
-    return (
-        f"${v:.2f}" if v >= 1 or round(v, 2) == v else f"${v:.4f}"
-    )  # cents, or what is below them
+    # cents, or what is below them
+    return f"${v:.2f}" if v >= 1 or round(v, 2) == v else f"${v:.4f}"
 
 
 def window_until(window: dict[str, Any]) -> str:

@@ -159,9 +159,8 @@ class EventsMixin(RSQLMixin):
         feed = feed_for(self.rsql)
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.set_header(
-            "X-Accel-Buffering", "no"
-        )  # a buffering reverse proxy would hold events back
+        # a buffering reverse proxy would hold events back
+        self.set_header("X-Accel-Buffering", "no")
         feed.subscribers += 1
         try:
             # the browser reconnects on its own after a drop; tell it how soon

@@ -432,9 +432,8 @@ class Engine:
                 and access.span is not None
             ):
                 asked = body.get("model") if isinstance(body, dict) else None
-                outcome.model = (
-                    asked[:200] if isinstance(asked, str) else ""
-                )  # the refused row says what was asked
+                # the refused row says what was asked
+                outcome.model = asked[:200] if isinstance(asked, str) else ""
                 raise self.windows.refusal(access.window, access.span)
             ex.req = req = self.parse(body, endpoint, access.default_model)
             outcome.model = req.model

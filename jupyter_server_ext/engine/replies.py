@@ -121,9 +121,8 @@ class Replies:
             raise
         await self.pool.succeeded(ex.slot, reply.headers)
         if reply.events is None:
-            await self.json_reply(
-                ex, reply
-            )  # settles, caches (a retry is then a cache hit), finishes
+            # settles, caches (a retry is then a cache hit), finishes
+            await self.json_reply(ex, reply)
             return
         self.background[asyncio.current_task()] = reply.close  # type: ignore[index]  # runs in a task
         await self._drain(ex, reply, _chain(reply.first, reply.events), 1)

@@ -18,9 +18,8 @@ KEY_STATES = ("healthy", "cooling", "disabled", "breaker-open", "breaker-half-op
 async def me_view(engine: Engine, caller: Caller) -> dict[str, Any]:
     """The caller's models and defaults, the policy window in force, limits, current use, what
     is left, budget and reset times (``GET me``)."""
-    access = await engine.me_access(
-        caller
-    )  # reads the run-time windows first: the snapshot sees them
+    # reads the run-time windows first: the snapshot sees them
+    access = await engine.me_access(caller)
     snap = await engine.limiter.snapshot(caller.user, caller.groups)
     # the admin's context policy: the kernel side applies it before anything is sent
     return {

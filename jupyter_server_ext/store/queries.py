@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..engine.accounting.usage import COLUMNS
+
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
@@ -54,27 +56,8 @@ def summarize(
     }
 
 
-ROW_FIELDS = (
-    "ts",
-    "request_id",
-    "user",
-    "client",
-    "model",
-    "upstream",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "latency_ms",
-    "overhead_ms",
-    "status",
-    "error",
-    "cache_hit",
-    "redactions",
-    "fallback",
-    "escalation",
-    "notebook",
-    "cell",
-)
+# what the admin views read back: every column of the usage log but the stored prompt
+ROW_FIELDS = tuple(c for c in COLUMNS if c != "prompt")
 
 # columns added after the first release: a table made by an older version gets them on open
 ADDED_COLUMNS = (

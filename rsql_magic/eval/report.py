@@ -36,9 +36,8 @@ def _pct(x: float | None) -> str:
 def _usd(x: float | None) -> str:
     if x is None:
         return "–"
-    return (
-        f"${x:.4f}" if x >= 0.01 or x == 0 else f"${x:.6f}"
-    )  # small models cost fractions of a cent
+    # small models cost fractions of a cent
+    return f"${x:.4f}" if x >= 0.01 or x == 0 else f"${x:.6f}"
 
 
 def _secs(x: float | None) -> str:

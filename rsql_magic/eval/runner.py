@@ -152,9 +152,8 @@ class QuestionResult:
     outcome: Outcome
     first_try: bool = False  # correct with the first answer of the first model
     attempts: int = 0
-    stages: list[str] = field(
-        default_factory=list
-    )  # each attempt's stage ("ok" or where it failed)
+    # each attempt's stage ("ok" or where it failed)
+    stages: list[str] = field(default_factory=list)
     sql: str = ""
     gold_sql: str | None = None
     error: str | None = None

@@ -145,10 +145,11 @@ def test_admin_tables_show_a_hostile_user_name_and_fields_escaped(svc: Any) -> N
                 assert "\\x1b]52;c;" in out.stdout, (args, out.stdout)
         else:
             users = {u["user"] for u in json.loads(out.stdout)["users"]}
+            # the JSON keeps the exact value, escaped by JSON
             assert users == {
                 HOSTILE_USER,
                 "alice",
-            }  # the JSON keeps the exact value, escaped by JSON
+            }
 
     # still one line per row, and aligned: each number ends where its column's heading ends
     lines = admin(svc.url, "users", "--hours", "1").stdout.rstrip("\n").split("\n")

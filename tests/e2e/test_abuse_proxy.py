@@ -341,9 +341,8 @@ def test_one_user_hammering_every_path_leaves_others_their_latency(
 ) -> None:
     u = urllib.parse.urlsplit(svc.url)
     fresh_provider.forbidden_models = {"fake-large"}
-    big_context = (
-        "Our table holds rows like DE89 3704 0044 0532 0130 00. " * 200
-    )  # redacted in the worker
+    # redacted in the worker
+    big_context = "Our table holds rows like DE89 3704 0044 0532 0130 00. " * 200
     _latencies(svc, "vic", 3)  # warm up
     before = _latencies(svc, "vic", 10)
     before_long = _latencies(svc, "vic", 3, big_context)

@@ -380,13 +380,14 @@ def test_rate_limit_shows_in_the_panel(
 ) -> None:
     require("ipywidgets", reason="the chat panel is ipywidgets")
     server = jupyter_server_factory(
+        # the fake provider's models have no price
         {
             "upstreams": upstreams_for(fresh_provider),
             "default_model": "fake-small",
             "user_limits": ["2/minute"],
             "user_daily_budget_usd": 5.0,
             "unpriced_models": "free",
-        }  # the fake provider's models have no price
+        }
     )
     k = KernelDriver(kernel_env(server.proxy_url, server.token), tmp_path)
     try:

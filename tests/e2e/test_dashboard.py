@@ -119,9 +119,8 @@ async def _exercise(store: Any) -> None:
             _row(now - 28, "ann", 200, 0.5, notebook="nb-a", cell="c2"),
             _row(now - 27, "bob", 200, 2.0, notebook="nb-a", cell="c1"),
             _row(now - 26, "ann", 200, 0.1, notebook="nb-b"),
-            _row(
-                now - 8 * 86400, "ann", 200, 5.0, notebook="nb-a", cell="c1"
-            ),  # outside the week asked for
+            # outside the week asked for
+            _row(now - 8 * 86400, "ann", 200, 5.0, notebook="nb-a", cell="c1"),
         ]
     )
     rows = await store.notebooks(now - 7 * 86400)
@@ -317,9 +316,8 @@ def test_dashboard_and_events_through_a_jupyter_server(
         except urllib.error.HTTPError as err:
             return err.code
 
-    assert (
-        post("admin/reset-limits", {}) == 403
-    )  # the cookie alone, as a cross-site form would send it
+    # the cookie alone, as a cross-site form would send it
+    assert post("admin/reset-limits", {}) == 403
     assert post("admin/reset-limits", {"X-XSRFToken": "forged"}) == 403
     assert post("admin/reset-limits", {"X-XSRFToken": xsrf}) == 200
     assert post("admin/upstreams/health-check", {"X-XSRFToken": xsrf}) == 200

@@ -10,6 +10,7 @@ model). Then the built HTML is read again, and every link to a page of the site,
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -134,3 +135,66 @@ def test_every_internal_link_and_anchor_resolves(site: Path) -> None:
                 if urllib.parse.unquote(url.fragment) not in ids:
                     broken.append(f"{where} (no such anchor)")
     assert broken == [], "broken links in the built site:\n" + "\n".join(broken)
+
+
+HOSTILE_MARKDOWN = (
+    "```{raw} html\n<script>alert('directive')</script>\n```\n\n"
+    "<script>alert('markdown')</script>\n\n"
+    '<img src="x" onerror="alert(1)"> [click](javascript:alert(2))\n'
+)
+HOSTILE_HTML = '<b>kept</b><script>alert("html")</script><a href="javascript:alert(3)">x</a>'
+
+
+def test_a_hostile_answer_in_a_page_runs_no_script(tmp_path: Path) -> None:
+    """An answer recorded into the demo (the model's text) reaches the site only as sanitized
+    HTML: a MyST directive in it is not run, and raw HTML in an output, Markdown or text/html,
+    goes through the kernel's sanitizer, with the site's own configuration and extensions."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(REPO / 'docs')!r})\n"
+        "from conf import *  # noqa: F403 (the site's own configuration)\n"
+        'nb_execution_mode = "off"  # the stored outputs below are the attack\n'
+    )
+    outputs = [
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"text/markdown": HOSTILE_MARKDOWN},
+        },
+        {"output_type": "display_data", "metadata": {}, "data": {"text/html": HOSTILE_HTML}},
+    ]
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "id": "t", "metadata": {}, "source": "# Page"},
+            {
+                "cell_type": "code",
+                "id": "c",
+                "metadata": {},
+                "execution_count": 1,
+                "source": "%%ask\nhello",
+                "outputs": outputs,
+            },
+        ],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (src / "index.ipynb").write_text(json.dumps(nb))
+    out = tmp_path / "html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-q", "-b", "html", str(src), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_SECONDS,
+        env=child_env(),
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "kept" in page  # the outputs are on the page
+    # shown as text at most (the directive as a code block, the link unlinked), never live
+    for attack in ("<script>alert", "onerror=", 'href="javascript:'):
+        assert attack not in page, attack

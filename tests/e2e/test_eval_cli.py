@@ -358,6 +358,7 @@ def test_a_rate_limited_question_is_an_error_not_a_crash(
     db = shop_sqlite(tmp_path / "shop.sqlite")
     questions = write_questions(tmp_path / "q.jsonl", QUESTIONS)
     fresh_provider.script(GOOD, WRONG)
+    # 2 requests a minute
     proc = rsql_eval(
         questions,
         "--db",
@@ -368,7 +369,7 @@ def test_a_rate_limited_question_is_an_error_not_a_crash(
         tmp_path / "out.json",
         svc=svc,
         user="poor",
-    )  # 2 requests a minute
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert outcomes(report, "fake-small") == {

@@ -209,9 +209,8 @@ def test_a_cached_prefix_is_written_once_then_read(api: httpx.Client) -> None:
     assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
     assert second["cache_creation_input_tokens"] == 0
     assert second["prompt_tokens_details"]["cached_tokens"] == second["cache_read_input_tokens"]
-    assert second["prompt_tokens"] == pytest.approx(
-        first["prompt_tokens"], abs=2
-    )  # the same prompt, billed apart
+    # the same prompt, billed apart
+    assert second["prompt_tokens"] == pytest.approx(first["prompt_tokens"], abs=2)
 
 
 def test_a_tool_call_round_trips_through_the_translation(
@@ -267,9 +266,8 @@ def test_limits_and_faults_look_as_they_do_on_the_real_api(
         translator = StreamTranslator(model="claude", created=1)
         events, whole = events_of(api, body)
         out = [o for ev in events for o in translator.feed(ev)]
-        assert out and not translator.done, (
-            kind
-        )  # part of an answer came, and it is known not whole
+        # part of an answer came, and it is known not whole
+        assert out and not translator.done, kind
         assert whole == (kind == "error_event")
         if kind == "error_event":
             assert json.loads(out[-1][6:])["error"]["code"] == "overloaded"

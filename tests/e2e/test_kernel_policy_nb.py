@@ -100,10 +100,11 @@ def test_nbconvert_and_papermill_bill_the_notebook_named_on_their_command_line(
     db = tmp_path / "usage.sqlite"
     server = jupyter_server_factory(proxy_config(fresh_provider, db))
     project = tmp_path / "home" / "reports"
+    # both alike, cell by cell
     same = [
         "%load_ext rsql_magic",
         "%%ask --no-data\nSummarize the week",
-    ]  # both alike, cell by cell
+    ]
     _, monday = write_notebook(project / "monday.ipynb", same)
     _, friday = write_notebook(project / "friday.ipynb", same)
     # replay off: the second run's question, the same as the first's, must reach the proxy

@@ -331,9 +331,8 @@ def test_a_replayed_stream_carries_usage_only_when_asked(
         data = [c for c in chunks if c != "[DONE]"]
         assert all(("usage" in c) == with_usage for c in data)
         assert any(c.get("usage") for c in data) == with_usage
-    assert provider.received[0].body["stream_options"] == {
-        "include_usage": True
-    }  # we still meter it
+    # we still meter it
+    assert provider.received[0].body["stream_options"] == {"include_usage": True}
 
 
 def test_the_cache_key_covers_every_parameter_that_changes_the_answer(
@@ -633,9 +632,8 @@ def test_openai_sdk_sync_stream_tools_and_structured_output(
         "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         == "Fake answer to: a b"
     )
-    assert all(c.usage is None for c in chunks) and all(
-        c.choices for c in chunks
-    )  # no usage chunk: not asked
+    # no usage chunk: not asked
+    assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
     chunks = list(
         client.chat.completions.create(
             model="fake-small",

@@ -304,9 +304,8 @@ def test_a_rate_limited_key_and_an_overloaded_one_fall_over(
         )
     assert anthropic.count_by_alias(429) == {"claude-b": 1}
     anthropic.reset()
-    anthropic.set_fault(
-        "claude-a", "overloaded"
-    )  # 529 overloaded_error: a server error, failed over
+    # 529 overloaded_error: a server error, failed over
+    anthropic.set_fault("claude-a", "overloaded")
     served = [
         client(proxy)
         .chat.completions.with_raw_response.create(

@@ -264,9 +264,8 @@ class FakeAnthropic(LoopbackServer):
             return err
         fault = self._faults.get(policy.alias) if policy else None
         if fault and fault.kind == "status" and fault.status in (401, 403) and fault.count != 0:
-            return _error(
-                fault.status, "this key may not be used", rid
-            )  # revoked: refused everywhere
+            # revoked: refused everywhere
+            return _error(fault.status, "this key may not be used", rid)
         try:
             limit = min(1000, max(1, int(request.query.get("limit", "20"))))
         except ValueError:
@@ -354,9 +353,8 @@ class FakeAnthropic(LoopbackServer):
             output = self._buckets[policy.account or policy.alias].get("output-tokens")
             if output is not None:
                 output.take(out_tokens)
-        inp, write, read = self._prompt_usage(
-            policy, body, now, commit=True
-        )  # admitted: the cache is written
+        # admitted: the cache is written
+        inp, write, read = self._prompt_usage(policy, body, now, commit=True)
         rec.cache_write, rec.cache_read = write, read
         prompt = inp + write + read
         if self.latency:
@@ -373,9 +371,8 @@ class FakeAnthropic(LoopbackServer):
         }
         headers["request-id"] = rid
         if not body.get("stream"):
-            rec.billed_tokens = (
-                prompt + out_tokens
-            )  # generated whole, whether or not the client waits
+            # generated whole, whether or not the client waits
+            rec.billed_tokens = prompt + out_tokens
             return web.json_response(message, headers=headers)
         rec.billed_tokens = prompt
         return await self._stream(request, message, headers, fault, rec)

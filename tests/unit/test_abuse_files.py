@@ -126,9 +126,8 @@ async def test_planted_spool_segments_are_skipped_and_never_charged(
         os.close(os.open(spool / "usage-3-3-cccccc.jsonl", os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("the spool hung opening a planted FIFO")
     assert used  # the folder itself is ours and private: the spool is in use
-    assert charged(db) == {
-        "carol": pytest.approx(0.002)
-    }  # the dead process's rows, and nothing else
+    # the dead process's rows, and nothing else
+    assert charged(db) == {"carol": pytest.approx(0.002)}
     said = " | ".join(r.getMessage() for r in caplog.records)
     for name in planted:
         assert name in said, (name, said)

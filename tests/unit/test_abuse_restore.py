@@ -148,10 +148,11 @@ def test_a_fence_the_kernel_runs_as_sql_never_gets_the_value(
             sql, _ = extract_sql(got)
             assert EMAIL not in sql, (opener, stream, got)
             assert f"email = '{P}'" in got, (opener, got)
+            # plain text is still mapped back
             assert got.startswith(f"Orders of {EMAIL}:"), (
                 opener,
                 got,
-            )  # plain text is still mapped back
+            )
 
 
 def test_a_block_closed_early_by_stray_backticks_cannot_smuggle_the_value_into_sql(

@@ -471,6 +471,7 @@ def test_a_message_becomes_a_chat_completion_with_its_cache_tokens_counted() -> 
         1700000000,
         PUBLIC,
     )
+    # the thinking is not the answer
     assert out["choices"] == [
         {
             "index": 0,
@@ -478,7 +479,7 @@ def test_a_message_becomes_a_chat_completion_with_its_cache_tokens_counted() -> 
             "finish_reason": "stop",
             "message": {"role": "assistant", "content": "SELECT count(*)", "refusal": None},
         }
-    ]  # the thinking is not the answer
+    ]
     assert out["usage"] == {
         "prompt_tokens": 3210,
         "completion_tokens": 7,

@@ -568,9 +568,8 @@ def test_the_pieces_point_at_each_other() -> None:
     ):
         assert selector["matchLabels"].items() <= labels.items()
     assert service["spec"]["selector"].items() <= labels.items()
-    assert (
-        labels.get("hub.jupyter.org/network-access-hub") == "true"
-    )  # the chart's hub policy lets it in
+    # the chart's hub policy lets it in
+    assert labels.get("hub.jupyter.org/network-access-hub") == "true"
     # the hub's token for this service, kept by the chart in its Secret "hub"
     (token,) = [v for v in container()["env"] if v["name"] == "JUPYTERHUB_API_TOKEN"]
     assert token["valueFrom"]["secretKeyRef"] == {

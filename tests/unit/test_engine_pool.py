@@ -128,9 +128,8 @@ async def test_a_client_that_leaves_while_its_key_is_probed_leaves_no_slot_held(
 ) -> None:
     engine = make_engine(fresh_provider)
     try:
-        fresh_provider.forbidden_models = {
-            "fake-large"
-        }  # a 403 about the request: the key is probed
+        # a 403 about the request: the key is probed
+        fresh_provider.forbidden_models = {"fake-large"}
         fresh_provider.models_delay = 1.0  # the probe (GET models) takes a second
         task = asyncio.ensure_future(ask(engine, {**HELLO, "model": "fake-large"}))
         for _ in range(200):

@@ -45,12 +45,13 @@ SAFE_TAGS = {
     "br",
 }
 
+# $0.001 a token
 PRICED = {
     "prices": {
         "fake-small": {"input": 1000.0, "output": 1000.0},
         "fake-large": {"input": 1000.0, "output": 1000.0},
     }
-}  # $0.001 a token
+}
 ENTITLED = {
     "group:students": {"models": ["fake-small"], "default_model": "fake-small"},
     "group:staff": {"default_model": "fake-large", "sql_default_model": "fake-small"},
@@ -335,9 +336,8 @@ def test_policy_notes_show_hostile_proxy_text_as_text() -> None:
     )
     md = markdown_bundle(refusal_markdown(window) or "")["text/markdown"]
     tags, hrefs = rendered(md)
-    assert tags <= SAFE_TAGS and hrefs == [
-        "https://evil.example/p"
-    ]  # the image: a link, not loaded
+    # the image: a link, not loaded
+    assert tags <= SAFE_TAGS and hrefs == ["https://evil.example/p"]
     assert IMAGE_MARK in md and "It ends 2026-11-23 18:00 UTC (2026-11-23 19:00 CET)." in md
     models = ProxyError(
         403,
@@ -350,9 +350,8 @@ def test_policy_notes_show_hostile_proxy_text_as_text() -> None:
         rendered(md)[0] <= SAFE_TAGS and "Models you may use: small\\|&lt;b>x&lt;/b>, local." in md
     )
     assert "model not allowed (403)" in str(models)
-    assert (
-        refusal_markdown(ProxyError(403, "forbidden", code="forbidden")) is None
-    )  # not the policy's
+    # not the policy's
+    assert refusal_markdown(ProxyError(403, "forbidden", code="forbidden")) is None
 
 
 def test_ask_cost_shows_hostile_paths_cell_ids_and_labels_as_text() -> None:

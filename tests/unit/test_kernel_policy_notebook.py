@@ -142,9 +142,8 @@ def test_a_setting_names_the_notebook_first_then_vs_code_and_papermill(
     ) == ("report.ipynb", "papermill")
     monkeypatch.setenv("RSQL_NOTEBOOK", "teams/finance/q3.ipynb")
     assert tracker.origin(vsc, None, in_cell=True).notebook == "teams/finance/q3.ipynb"
-    assert (
-        tracker.origin(vsc, "mine.ipynb", in_cell=True).notebook == "mine.ipynb"
-    )  # RSQLMagic.notebook
+    # RSQLMagic.notebook
+    assert tracker.origin(vsc, "mine.ipynb", in_cell=True).notebook == "mine.ipynb"
 
 
 def test_only_well_formed_cell_ids_and_bounded_paths_are_sent(

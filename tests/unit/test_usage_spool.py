@@ -119,9 +119,8 @@ async def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(
         for i in range(600):
             log.record(outcome(f"r{i}"))
             assert log.spool is not None and log.spool.memory_bytes <= 10_000
-        assert (
-            len(list((tmp_path / "spool").glob("usage-*"))) > 10
-        )  # sealed segments, read back later
+        # sealed segments, read back later
+        assert len(list((tmp_path / "spool").glob("usage-*"))) > 10
         assert not await log.flush()
         db.restore()
         assert await log.flush()

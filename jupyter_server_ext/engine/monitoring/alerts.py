@@ -156,9 +156,8 @@ class Alerts:
         self.describe_model: Callable[[str], list[dict[str, Any]]] | None = None
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
         self._local: dict[str, float] = {}  # condition -> until when it is not raised again
-        self._buckets: collections.deque[list[float]] = (
-            collections.deque()
-        )  # [second, total, errors]
+        # [second, total, errors]
+        self._buckets: collections.deque[list[float]] = collections.deque()
         self._total = 0
         self._errors = 0
         self._budget_pending = False

@@ -40,9 +40,8 @@ class Breaker:
     open_until: float = 0.0
     opened: int = 0  # how many times in a row it opened; the open time doubles each time
     probing: bool = False
-    users: set[str] = field(
-        default_factory=set
-    )  # whose requests failed in this run (two are enough)
+    # whose requests failed in this run (two are enough)
+    users: set[str] = field(default_factory=set)
     hosts_fault: bool = False  # a failure in this run named nobody
 
     @property

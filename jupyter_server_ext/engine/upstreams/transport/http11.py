@@ -181,9 +181,8 @@ class HTTP11Client:
         """Send the request and read the status line and headers (within `timeout`)."""
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise HTTP11Error(
-                f"not an http(s) URL (scheme {u.scheme!r})"
-            )  # no host: the text reaches clients
+            # no host: the text reaches clients
+            raise HTTP11Error(f"not an http(s) URL (scheme {u.scheme!r})")
         port = u.port or (443 if u.scheme == "https" else 80)
         key = (u.scheme, u.hostname, port)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")

@@ -36,9 +36,8 @@ class UpstreamReply:
     events: AsyncIterator[bytes] | None = None  # streaming: SSE events, each ending in a blank line
     first: bytes = b""  # the first event, read before the engine commits to this upstream
     close: Any = None  # releases the connection
-    passed: Mapping[str, str] = field(
-        default_factory=dict
-    )  # provider headers for the caller (llm_provider-*)
+    # provider headers for the caller (llm_provider-*)
+    passed: Mapping[str, str] = field(default_factory=dict)
 
 
 class Transport(Protocol):
@@ -54,9 +53,9 @@ class Transport(Protocol):
         endpoint: str = "chat/completions",
         max_tokens: int = 0,
     ) -> UpstreamReply:
-        """The upstream's 2xx answer (`max_tokens`: the completion limit to send a provider
-        that requires one, when the request set none) (a stream: its first event already read, so failover
-        stays possible until then); raises ``UpstreamFailure`` for anything else."""
+        """The upstream's 2xx answer (a stream: its first event already read, so failover stays
+        possible until then); raises ``UpstreamFailure`` for anything else. `max_tokens`: the
+        completion limit to send a provider that requires one, when the request set none."""
         ...
 
     async def get_models(self, spec: UpstreamSpec, timeout: float) -> int:
