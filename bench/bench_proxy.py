@@ -57,7 +57,7 @@ from common import (  # noqa: E402
     wrk,
 )
 
-SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs")
+SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs", "apis")
 
 
 def proxy_config(up: str, **extra: Any) -> dict[str, Any]:
@@ -617,6 +617,81 @@ def bench_costs(quick: bool) -> dict[str, Any]:
     return out
 
 
+# -- 7. the Responses and Messages APIs against Chat Completions -----------------------------------
+
+# the same small question in each API; temperature 0.7, so the cache never answers it
+API_BODIES = {
+    "chat completions": (
+        "v1/chat/completions",
+        {
+            "model": "fake-small",
+            "messages": [{"role": "user", "content": "how many rows in t250?"}],
+            "max_tokens": 32,
+            "temperature": 0.7,
+        },
+    ),
+    "responses": (
+        "v1/responses",
+        {
+            "model": "fake-small",
+            "input": "how many rows in t250?",
+            "max_output_tokens": 32,
+            "temperature": 0.7,
+        },
+    ),
+    "messages": (
+        "v1/messages",
+        {
+            "model": "fake-small",
+            "max_tokens": 32,
+            "messages": [{"role": "user", "content": "how many rows in t250?"}],
+            "temperature": 0.7,
+        },
+    ),
+}
+
+
+def bench_apis(quick: bool) -> dict[str, Any]:
+    """CPU per request of each API through `rsql-proxy` (memory state) in front of a
+    chat-completions upstream, so the Responses and Messages requests are translated both ways:
+    the rounds interleave the APIs (A B C A B C ...) so drift on a shared machine hits each alike."""
+    seconds = 3.0 if quick else 6.0
+    rounds = 2 if quick else 4
+    out: dict[str, Any] = {"seconds": seconds, "runs": []}
+    with workdir("apis") as d, Procs(d) as procs:
+        up = start_upstream(procs)
+        chat_url, auth = start_service(procs, proxy_config(up), name="svc")
+        pid = procs.items[-1][1].pid
+        root = chat_url[: -len("v1/chat/completions")]
+        for path, body in API_BODIES.values():  # warm-up, and each answers 200
+            r = wrk(root + path, conns=10, seconds=1, auth=auth, body=json.dumps(body))
+            if sum(r["errors"].values()):
+                raise RuntimeError(f"{path}: errors in the warm-up {r['errors']}")
+        for _ in range(rounds):
+            for name, (path, body) in API_BODIES.items():
+                r = run_target(name, root + path, auth, pid, 10, seconds, body=json.dumps(body))
+                out["runs"].append(r)
+    return out
+
+
+def apis_summary(a: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per API: the median CPU µs/req over the rounds, req/s and p50, and the CPU added over
+    chat completions."""
+    out: dict[str, dict[str, float]] = {}
+    for name in API_BODIES:
+        rs = [r for r in a.get("runs", []) if r["target"] == name]
+        if rs:
+            out[name] = {
+                "cpu_us": _med([r["cpu_us_per_req"] for r in rs]),
+                "rps": _med([r["rps"] for r in rs]),
+                "p50_ms": _med([r["latency_us"]["p50"] / 1000 for r in rs]),
+            }
+    base = out.get("chat completions", {}).get("cpu_us")
+    for v in out.values():
+        v["added_us"] = v["cpu_us"] - base if base is not None else float("nan")
+    return out
+
+
 # -- summaries (run_all.py renders them) ------------------------------------------------------------
 
 
@@ -702,6 +777,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "litellm": bench_litellm,
         "quota": bench_quota,
         "costs": bench_costs,
+        "apis": bench_apis,
     }
     results: dict[str, Any] = {"quick": args.quick}
     for s in wanted:

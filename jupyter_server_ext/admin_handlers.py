@@ -56,7 +56,7 @@ class ResetLimitsMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        body = self.json_body()
+        body = await self.json_body(caller)
         if not isinstance(body, dict) or (("user" in body) == bool(body.get("all"))):
             raise BadRequest(
                 'send {"user": "NAME"} to reset one user, or {"all": true} for everyone'
@@ -128,7 +128,7 @@ class WindowsMixin(JSONEndpoint):
     async def answer(self, caller: Caller) -> Any:
         windows = self.rsql.engine.windows
         if self.request.method == "POST":
-            return {"window": await windows.start(self.json_body())}
+            return {"window": await windows.start(await self.json_body(caller))}
         return {"timezone": str(windows.tz), "windows": await windows.listing()}
 
 

@@ -22,8 +22,9 @@ from .engine.bodies.request import RequestLimits
 from .engine.errors import ConfigError
 from .engine.monitoring.alerts import AlertSettings, parse_webhooks
 from .engine.privacy.redact import parse_context_policy, parse_redact_patterns
+from .engine.upstreams.specs import DEFAULT_LOCAL_MODEL
 
-LOCAL_MODEL = "smollm2-135m"
+LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 # every default is written once, in the engine's settings; the traits below read it from there
 ENGINE = EngineSettings(upstreams=())
 LIMITS = LimitSettings()
@@ -44,7 +45,9 @@ class RSQLProxy(Configurable):
          "token_limits": ["6000/minute"]}.
         Upstreams sharing an "account" share its limits. "provider" is "openai" (any
         OpenAI-compatible API, the default), "azure" (with "api_version"), "anthropic", "gemini"
-        or "llama_cpp" ({"name": "local", "provider": "llama_cpp"} runs SmolLM2-135M in-process).
+        or "llama_cpp" ({"name": "local", "provider": "llama_cpp"} runs SmolLM2-135M in a process
+        of its own, beside the proxy, and serves that model's name only). Without "models" a
+        hosted upstream serves what its GET /models lists, and nothing until it has answered.
         "models" may map public names to the provider's own: {"gpt-4o-mini": "my-deployment"}.
         A self-hosted server sets "max_in_flight". Empty: the local model is used.""",
     ).tag(config=True)
@@ -185,6 +188,17 @@ class RSQLProxy(Configurable):
     max_json_depth = Integer(
         REQUEST.max_json_depth, help="Deepest nesting of JSON arrays and objects in a request body."
     ).tag(config=True)
+    max_json_containers = Integer(
+        REQUEST.max_json_containers,
+        help="""Most JSON objects and arrays in one request body. Each costs the proxy's event loop
+        about half a microsecond to check, so this bounds what one body can take from everyone
+        else's requests; a long agent conversation with tools uses a few thousand.""",
+    ).tag(config=True)
+    max_json_items = Integer(
+        REQUEST.max_json_items,
+        help="""Most JSON array items and object members in one request body (the default takes
+        OpenAI's largest embeddings request, 300,000 token ids, with room to spare).""",
+    ).tag(config=True)
     max_messages = Integer(
         REQUEST.max_messages, help="Most messages one chat-completions request may carry."
     ).tag(config=True)
@@ -246,6 +260,45 @@ class RSQLProxy(Configurable):
     ).tag(config=True)
     retention_days = Float(
         ENGINE.retention_days, help="Usage rows older than this are pruned; 0 keeps all."
+    ).tag(config=True)
+
+    stream_write_timeout_seconds = Float(
+        ENGINE.stream_write_timeout_seconds,
+        help="""How long a streamed answer waits for its client to take the next part. A client
+        that reads nothing for this long is cut off, and what its request holds (its concurrency
+        lease, the key's slot, a self-hosted server's place, its budget reservation) is given back;
+        it is charged what the provider generated, as for any dropped stream.""",
+    ).tag(config=True)
+    stream_max_seconds = Float(
+        ENGINE.stream_max_seconds,
+        help="""The longest a streamed answer may take from its first byte to its end, however
+        steadily the client reads: the bound on how long one stream can hold what it holds.""",
+    ).tag(config=True)
+
+    ai_environment = Bool(
+        False,
+        help="""Point the AI tools users run in this server's kernels and terminals (the OpenAI and
+        Anthropic SDKs, Codex, Claude Code, LangChain, jupyter-ai) at this proxy: OPENAI_BASE_URL,
+        OPENAI_API_KEY, ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY are set to it and to the
+        server's own token (never a provider key), each pair only where the user set neither
+        half. On a hub, configure_jupyterhub(..., ai_tools=True) does the same for every user.""",
+    ).tag(config=True)
+
+    # -- the Responses API's stored responses -----------------------------------------------------
+    responses_ttl_seconds = Float(
+        ENGINE.responses_ttl_seconds,
+        help="""How long a response made through v1/responses is kept for previous_response_id and
+        GET v1/responses/{id} (only its owner can read it). The provider keeps nothing: every
+        upstream gets the whole conversation.""",
+    ).tag(config=True)
+    responses_per_user = Integer(
+        ENGINE.responses_per_user,
+        help="Most stored responses kept of one user's at once; the oldest go first.",
+    ).tag(config=True)
+    responses_per_user_bytes = Integer(
+        ENGINE.responses_per_user_bytes,
+        help="""Most bytes of one user's stored responses kept at once (conversations included);
+        the oldest go first.""",
     ).tag(config=True)
 
     # -- shutdown -------------------------------------------------------------------------------
@@ -367,7 +420,7 @@ class RSQLProxy(Configurable):
             (log or logging.getLogger("rsql")).warning(
                 "rsql proxy: no upstreams configured, answering with the local SmolLM2-135M model "
                 "(answers will be weak); configure c.RSQLProxy.upstreams with a provider key, "
-                "see docs/admins/configure.md"
+                "see 'Configuring the proxy' in the documentation"
             )
         specs = parse_upstreams(raw, env)
         for name in (
@@ -380,6 +433,9 @@ class RSQLProxy(Configurable):
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("stream_write_timeout_seconds", "stream_max_seconds", "responses_ttl_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"RSQLProxy.{name} must be > 0, got {getattr(self, name)}")
         if self.breaker_threshold < 1:
             raise ConfigError(
                 f"RSQLProxy.breaker_threshold must be >= 1, got {self.breaker_threshold}"
@@ -392,7 +448,7 @@ class RSQLProxy(Configurable):
             raise ConfigError(
                 f"RSQLProxy.redact_max_chars must be >= 1, got {self.redact_max_chars}"
             )
-        if default_model and not any(s.serves(default_model) for s in specs):
+        if default_model and not any(s.may_serve(default_model) for s in specs):
             raise ConfigError(
                 f"RSQLProxy.default_model {default_model!r} is served by no upstream; "
                 f"upstream models: {sorted({m for s in specs for m in s.models})}"
@@ -433,7 +489,14 @@ class RSQLProxy(Configurable):
             raise ConfigError(
                 f"RSQLProxy.max_json_depth must be from 2 to 500, got {self.max_json_depth}"
             )
-        for name in ("max_messages", "max_message_chars"):
+        for name in (
+            "max_messages",
+            "max_message_chars",
+            "max_json_containers",
+            "max_json_items",
+            "responses_per_user",
+            "responses_per_user_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
         patterns = parse_redact_patterns(self.redact_patterns)
@@ -462,7 +525,7 @@ class RSQLProxy(Configurable):
         for who, values in overrides.items():
             for name in ("default_model", "sql_default_model"):
                 model = values.get(name)
-                if model is not None and not any(s.serves(model) for s in specs):
+                if model is not None and not any(s.may_serve(model) for s in specs):
                     raise ConfigError(
                         f"RSQLProxy.limit_overrides[{who!r}][{name!r}]: {model!r} is served by no "
                         f"upstream; upstream models: {sorted(set(served))}"
@@ -501,6 +564,8 @@ class RSQLProxy(Configurable):
             retention_days=self.retention_days,
             request_limits=RequestLimits(
                 max_json_depth=self.max_json_depth,
+                max_json_containers=self.max_json_containers,
+                max_json_items=self.max_json_items,
                 max_messages=self.max_messages,
                 max_message_chars=self.max_message_chars,
             ),
@@ -510,6 +575,11 @@ class RSQLProxy(Configurable):
             redact_patterns=patterns,
             redact_max_chars=self.redact_max_chars,
             usage_drain_seconds=self.usage_drain_seconds,
+            responses_ttl_seconds=self.responses_ttl_seconds,
+            responses_per_user=self.responses_per_user,
+            responses_per_user_bytes=self.responses_per_user_bytes,
+            stream_write_timeout_seconds=self.stream_write_timeout_seconds,
+            stream_max_seconds=self.stream_max_seconds,
             context_policy=context_policy,
             fallback_model=self.fallback_model,
             fallback_on=fallback_on,

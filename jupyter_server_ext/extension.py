@@ -15,6 +15,7 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from .ai_environment import ai_environment
 from .auth import check_admin_names, jupyter_caller
 from .config import RSQLProxy
 from .engine import Caller
@@ -147,8 +148,27 @@ class RSQLProxyExtension(ExtensionApp):
         # start the engine with the server, not on the first request: a local model's
         # self-test then reports a broken build at start-up
         IOLoop.current().add_callback(ctx.ready)
+        if proxy.ai_environment:
+            # once the server listens (its port is then known): kernels and terminals started
+            # after inherit the server's environment
+            IOLoop.current().add_callback(self.export_ai_environment)
         aliases = ", ".join(s.name for s in engine.settings.upstreams)
         self.log.info("rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases)
+
+    def export_ai_environment(self) -> None:
+        """Set the variables that point users' AI tools at this proxy (``ai_environment``)."""
+        server = self.serverapp
+        token = getattr(server.identity_provider, "token", "") or os.environ.get(
+            "JUPYTERHUB_API_TOKEN", ""
+        )
+        found = ai_environment(f"{server.connection_url}rsql/", token, os.environ)
+        os.environ.update(found)
+        if found:
+            self.log.info("rsql proxy: kernels and terminals get %s", ", ".join(sorted(found)))
+        else:
+            self.log.info(
+                "rsql proxy: ai_environment set nothing (the user set their own, or no token)"
+            )
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(make_handlers(ExtensionBase, "rsql", wrap=web.authenticated))

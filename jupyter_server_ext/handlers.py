@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,13 @@ from tornado.iostream import StreamClosedError
 
 from .config import RSQLProxy
 from .engine import Caller, Engine, EngineError
-from .engine.bodies.request import MAX_NOTEBOOK_CHARS, cell_id, decode_json, notebook_path
+from .engine.bodies.request import MAX_NOTEBOOK_CHARS, cell_id, notebook_path
 from .engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from .engine.monitoring.metrics import CLIENT_KINDS
-from .engine.views import error_reply, me_view, status_view
+from .engine.records import Reply
+from .engine.views import error_reply, me_view, model_view, models_view, status_view
+
+log = logging.getLogger("rsql.proxy")
 
 # A body somewhat over the limit is read to its end and dropped, then answered: a client that
 # sends its whole body before reading (most do) then sees the 413 instead of a reset
@@ -132,6 +136,11 @@ class RSQLMixin(_HostHandler):
         return ctx
 
     async def prepare(self) -> None:
+        # Anthropic's clients send their key as x-api-key: the same token, read as a bearer one
+        # by both hosts' authentication (a header no browser adds by itself)
+        headers = self.request.headers
+        if "Authorization" not in headers and headers.get("x-api-key"):
+            headers["Authorization"] = f"Bearer {headers['x-api-key'].strip()}"
         # tornado's own limit would answer a bare 400 (no JSON) for a long chunked body, so this
         # request is held to ours instead, set before anything else can answer
         conn = self.request.connection
@@ -229,12 +238,12 @@ class RSQLMixin(_HostHandler):
             raise Forbidden(f"user {caller.user!r} is not an rsql admin")
         return caller
 
-    def json_body(self) -> Any:
+    async def json_body(self, caller: Caller) -> Any:
+        """The body as JSON, parsed by the engine's bounded decoder in `caller`'s turn."""
         if self._body_over:
             raise self.too_large()
-        return decode_json(
-            b"".join(self._body_parts or ()), max_depth=self.rsql.proxy.max_json_depth
-        )
+        engine = await self.rsql.ready()
+        return await engine.decode_body(b"".join(self._body_parts or ()), caller)
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -290,8 +299,8 @@ class RSQLMixin(_HostHandler):
     def unknown_url(self) -> EngineError:
         return NotFound(
             f"Unknown request URL: {self.request.method} {self.request.path}. Please check the URL "
-            "for typos; this proxy serves v1/chat/completions, v1/completions, v1/embeddings and "
-            "v1/models.",
+            "for typos; this proxy serves v1/chat/completions, v1/completions, v1/embeddings, "
+            "v1/responses, v1/messages and v1/models.",
             code="unknown_url",
         )
 
@@ -328,22 +337,32 @@ class ChatCompletionsMixin(RSQLMixin):
         finally:
             inflight.discard(self)
 
+    def request_options(self) -> dict[str, Any]:
+        """What the request's headers tell the engine: cache mode, trace, escalation stage, and
+        the notebook and cell it was asked in."""
+        headers = self.request.headers
+        return {
+            "cache": self.cache_mode(),
+            "trace_headers": headers,
+            "escalation": headers.get("X-RSQL-Escalation"),
+            "notebook": notebook_path(urllib.parse.unquote(headers.get("X-RSQL-Notebook", ""))),
+            "cell": cell_id(headers.get("X-RSQL-Cell", "")),
+        }
+
+    async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
+        """The engine's answer to `body`: each API's handler asks in its own way."""
+        return await engine.chat(body, caller, endpoint=self.endpoint, **self.request_options())
+
+    def shutdown_event(self) -> bytes:
+        """The event that ends a stream the host's shutdown cut short, in the API's shape."""
+        return b"data: " + json.dumps(shutting_down().to_json()).encode() + b"\n\n"
+
     async def _answer(self) -> None:
         try:
             caller = self.caller()
-            body = self.json_body()
+            body = await self.json_body(caller)
             engine = await self.rsql.ready()
-            headers = self.request.headers
-            reply = await engine.chat(
-                body,
-                caller,
-                cache=self.cache_mode(),
-                endpoint=self.endpoint,
-                trace_headers=headers,
-                escalation=headers.get("X-RSQL-Escalation"),
-                notebook=notebook_path(urllib.parse.unquote(headers.get("X-RSQL-Notebook", ""))),
-                cell=cell_id(headers.get("X-RSQL-Cell", "")),
-            )
+            reply = await self.ask(engine, body, caller)
         except EngineError as exc:
             self.write_proxy_error(exc)
             return
@@ -359,10 +378,21 @@ class ChatCompletionsMixin(RSQLMixin):
             return
         events = reply.events
         self._streaming = True
+        proxy, loop = self.rsql.proxy, asyncio.get_running_loop()
+        ends = loop.time() + proxy.stream_max_seconds
         try:
             async for ev in events:
                 self.write(ev)
-                await self.flush()
+                # a client that stops reading must not hold its lease, the key's slot and its
+                # reservation for good: each write has a deadline, and so has the whole stream
+                left = ends - loop.time()
+                try:
+                    await asyncio.wait_for(
+                        self.flush(), max(0.0, min(proxy.stream_write_timeout_seconds, left))
+                    )
+                except asyncio.TimeoutError:
+                    self._give_up_on_reader(caller, left)
+                    return
                 if self._cut:
                     # the cancel can be lost: Python 3.11's asyncio.wait_for, which the upstream
                     # reads use, swallows one that arrives as its read completes
@@ -375,10 +405,25 @@ class ChatCompletionsMixin(RSQLMixin):
             self._task = None
         try:
             if self._cut:  # an error event, and no [DONE]: the client knows the answer is cut short
-                self.write(b"data: " + json.dumps(shutting_down().to_json()).encode() + b"\n\n")
+                self.write(self.shutdown_event())
             self.finish()
         except StreamClosedError:
             pass
+
+    def _give_up_on_reader(self, caller: Caller, left: float) -> None:
+        """Close a stream whose client took nothing within the write deadline (or whose whole
+        stream ran out of time): the events are closed after, as for a client that left."""
+        proxy = self.rsql.proxy
+        why = (
+            f"took nothing for {proxy.stream_write_timeout_seconds:g} s"
+            if left > proxy.stream_write_timeout_seconds
+            else f"was not done within {proxy.stream_max_seconds:g} s"
+        )
+        log.warning("stream to %s cut off: its client %s", caller.user, why)
+        conn = self.request.connection
+        stream = getattr(conn, "stream", None)
+        if stream is not None:
+            stream.close()
 
 
 class CompletionsMixin(ChatCompletionsMixin):
@@ -422,7 +467,7 @@ class ModelsMixin(JSONEndpoint):
 
     async def answer(self, caller: Caller) -> Any:
         engine = self.rsql.engine
-        return engine.models(await engine.access(caller))
+        return models_view(engine, await engine.access(caller))
 
 
 class ModelMixin(JSONEndpoint):
@@ -433,7 +478,7 @@ class ModelMixin(JSONEndpoint):
 
     async def answer(self, caller: Caller, model: str) -> Any:
         engine = self.rsql.engine
-        return engine.model(urllib.parse.unquote(model), await engine.access(caller))
+        return model_view(engine, urllib.parse.unquote(model), await engine.access(caller))
 
 
 class NotFoundMixin(RSQLMixin):
@@ -502,7 +547,7 @@ class RedactMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        body = self.json_body()
+        body = await self.json_body(caller)
         if not isinstance(body, dict) or "messages" not in body:
             raise BadRequest('send {"messages": [{"role": "user", "content": "..."}]}')
         return await self.rsql.engine.redact_preview(body["messages"], caller)

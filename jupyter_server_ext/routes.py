@@ -1,8 +1,9 @@
 """Every route the proxy serves, as concrete handler classes for one host.
 
-The handlers (``handlers``, ``admin_handlers``, ``dashboard.handlers``) are mixins; each host combines them with
-its own authenticated base class here. The routes are gathered in this module, above both,
-so that neither handler module imports the other's.
+The handlers (``handlers``, ``api_handlers``, ``admin_handlers``, ``dashboard.handlers``) are
+mixins; each host combines them with its own authenticated base class here. The routes are
+gathered in this module, above them all, so that no handler module imports another's but
+``handlers``, whose base mixins the others build on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from tornado import web
 
 from .admin_handlers import ADMIN_ROUTES
+from .api_handlers import API_ROUTES
 from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from .handlers import ROUTES as PROXY_ROUTES
 from .handlers import NotFoundMixin
@@ -32,6 +34,7 @@ def make_handlers(
     # the catch-all goes last: tornado takes the first route that matches
     routes: list[tuple[str | None, type]] = [
         *PROXY_ROUTES,
+        *API_ROUTES,
         *ADMIN_ROUTES,
         *DASHBOARD_ROUTES,
         (None, NotFoundMixin),

@@ -27,7 +27,7 @@ import urllib.parse
 from typing import Any
 
 from tornado import httpserver, httputil, web
-from traitlets import Dict, Integer, Unicode, default
+from traitlets import Bool, Dict, Integer, Unicode, default
 from traitlets.config import Application
 
 from .auth import check_admin_names, hub_caller
@@ -117,8 +117,22 @@ class ServiceBase(web.RequestHandler):
 
 class RSQLProxyService(Application):
     name = "rsql-proxy"
-    description = "The rsql proxy as a standalone service (a JupyterHub managed service)."
+    description = """The rsql proxy as a standalone service (a JupyterHub managed service).
+    Other commands: `rsql-proxy --check-config --config FILE` checks a configuration and
+    exits (0: it starts as written); `rsql-proxy admin ...` is the admin CLI, a client of a
+    running proxy (`rsql-proxy admin --help`)."""
+    examples = """
+    rsql-proxy --config rsql_config.py               # serve (on a hub: configure_jupyterhub)
+    rsql-proxy --check-config --config rsql_config.py
+    rsql-proxy admin status                          # ask a running proxy
+    """
     classes = [RSQLProxy]
+    flags = {
+        "check-config": (
+            {"RSQLProxyService": {"check_config": True}},
+            "Check the configuration (upstreams, models, limits, policies) and exit.",
+        ),
+    }
     aliases = {
         "config": "RSQLProxyService.config_file",
         "ip": "RSQLProxyService.ip",
@@ -152,6 +166,13 @@ class RSQLProxyService(Application):
         admin flag): a user added to or removed from a group gets that group's models and windows,
         and a revoked token is refused, within this many seconds. Each token costs one hub API call
         per period.""",
+    ).tag(config=True)
+
+    check_config = Bool(
+        False,
+        help="""Check the configuration and exit instead of serving: 0 and a summary when it
+        would start as written (the provider keys' environment variables included), else 2 and
+        what is wrong. Nothing is listened on or connected to.""",
     ).tag(config=True)
 
     workers = Integer(
@@ -244,6 +265,14 @@ class RSQLProxyService(Application):
         else:
             server.add_sockets(sockets)
         await ctx.ready()
+        if self.hub_auth is None and not self.static_users:
+            log.warning(
+                "rsql-proxy: no JupyterHub ($JUPYTERHUB_API_TOKEN is unset: not started by a hub) "
+                "and no c.RSQLProxyService.static_users, so every request gets a 401. Run it as "
+                "a hub service (configure_jupyterhub in jupyterhub_config.py), or give it tokens: "
+                "c.RSQLProxyService.static_users = {'<token>': {'name': 'alice', 'groups': [], "
+                "'admin': False}}"
+            )
         log.info(
             "rsql-proxy listening on http://%s:%d%s (hub auth: %s; upstreams: %s)%s",
             self.ip,
@@ -285,7 +314,25 @@ class RSQLProxyService(Application):
             return CONFIG_ERROR
         return 0
 
+    def checked(self) -> str:
+        """What `--check-config` prints: raises ConfigError on the first problem, as start-up."""
+        self.check_workers()
+        proxy = RSQLProxy(parent=self)
+        check_admin_names(proxy)
+        settings = proxy.engine_settings(log=log)
+        models = sorted({m for u in settings.upstreams for m in u.models if m != "*"})
+        return (
+            f"{self.config_file or 'no --config'}: starts as written; upstreams: "
+            f"{', '.join(u.name for u in settings.upstreams)}; models: "
+            f"{', '.join(models) or 'read from the upstreams at start'}; default model: "
+            f"{settings.default_model or 'none'}; users: "
+            f"{'from JupyterHub' if self.hub_auth else f'{len(self.static_users)} static'}"
+        )
+
     def start(self) -> None:
+        if self.check_config:
+            print(f"rsql-proxy: {self.checked()}")
+            return
         self.check_workers()
         if self.workers == 1:
             asyncio.run(self.serve())

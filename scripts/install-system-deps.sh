@@ -37,10 +37,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ "$profile" != "demo" ]; then
-  # JupyterHub's proxy, into the checkout (.tools/), not globally: the tests put its bin on PATH
-  chp_version=4.6.3
-  if [ ! -x .tools/node_modules/.bin/configurable-http-proxy ]; then
-    echo "installing configurable-http-proxy $chp_version into .tools/"
-    npm install --silent --no-fund --no-audit --prefix .tools "configurable-http-proxy@$chp_version" >/dev/null
+  # JupyterHub's proxy, and the AI coding CLIs users run on a hub (Claude Code, Codex), whose
+  # requests the tests send through the proxy: into the checkout (.tools/), not globally; the
+  # tests put its bin on PATH. Versions pinned: each is a client whose requests we must read.
+  node_tools=()
+  [ -x .tools/node_modules/.bin/configurable-http-proxy ] || node_tools+=("configurable-http-proxy@4.6.3")
+  [ -x .tools/node_modules/.bin/claude ] || node_tools+=("@anthropic-ai/claude-code@2.1.330")
+  [ -x .tools/node_modules/.bin/codex ] || node_tools+=("@openai/codex@0.169.0")
+  if [ ${#node_tools[@]} -gt 0 ]; then
+    echo "installing into .tools/: ${node_tools[*]}"
+    npm install --silent --no-fund --no-audit --prefix .tools "${node_tools[@]}" >/dev/null
   fi
 fi

@@ -61,14 +61,24 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.bodies",
         *SHARED,
     ),
+    # the APIs other than chat completions: their requests and answers, and stored responses
+    f"{S}.engine.apis": (
+        f"{S}.engine.errors",
+        f"{S}.engine.records",
+        f"{S}.engine.bodies",
+        f"{S}.engine.admission",
+    ),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
     f"{S}.config": (f"{S}.engine",),
     # configuration split from wiring: the wiring builds an Engine with its backends
     f"{S}.wiring": (f"{S}.engine", f"{S}.config", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),
+    # what points users' AI tools at the proxy: pure, read by both hosts and the hub's set-up
+    f"{S}.ai_environment": (),
     f"{S}.handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth"),
     f"{S}.admin_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
+    f"{S}.api_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     # the kernel side, bottom up
     f"{K}.errors": (f"{K}.sql.stages",),  # the one error tree; it names the stages SQL fails at
@@ -78,6 +88,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.render": (f"{K}.errors", f"{K}.sanitize", f"{K}.client"),
     f"{K}.privacy": (f"{K}.errors",),
     f"{K}.replay": (f"{K}.errors", f"{K}.client", *SHARED),
+    f"{K}.replay_cli": (f"{K}.errors", f"{K}.replay", *SHARED),
     f"{K}.sql": (f"{K}.errors", *SHARED),
     f"{K}.context": (f"{K}.errors", f"{K}.privacy", f"{K}.sql"),
     f"{K}.session": (

@@ -24,14 +24,20 @@ from .admission.entitlements import Access, me_fields, not_allowed, resolve
 from .admission.limiter import Limiter, Ticket, quota_headers
 from .admission.policy_windows import PolicyWindows, zone
 from .admission.shared_state import BudgetCheck, StateBackend
+from .apis import messages as messages_api
+from .apis import responses as responses_api
+from .apis.native import NATIVE_APIS, native_request
+from .apis.stored import StoredResponses
 from .bodies.cache import Cached, MemoryCache, cache_key, cacheable
+from .bodies.decode import BodyDecoder
 from .bodies.request import (
     ChatRequest,
     parse_chat_request,
     parse_completions_request,
     parse_embeddings_request,
+    set_end_user,
 )
-from .errors import EngineError, Forbidden, NotFound, RateLimited, UpstreamError
+from .errors import EngineError, Forbidden, RateLimited, UpstreamError
 from .failover import Forwarder
 from .inflight import Exchange
 from .monitoring.alerts import Alerts, Ledger
@@ -42,6 +48,7 @@ from .privacy.redact import Redactor
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .replies import Replies
 from .settings import EngineSettings
+from .translated import Translated
 from .upstreams import selfhosted as self_hosted
 from .upstreams.pool import PickPlan, Pool, Slot
 from .upstreams.report import key_report
@@ -51,7 +58,14 @@ from .upstreams.transport import Transports
 log = logging.getLogger("rsql.engine")
 
 
-ENDPOINTS = ("chat/completions", "completions", "embeddings")
+ENDPOINTS = ("chat/completions", "completions", "embeddings", *NATIVE_APIS)
+API_OF_ENDPOINT = {
+    "chat/completions": "chat",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "responses": "responses",
+    "messages": "messages",
+}
 
 
 class Engine:
@@ -131,7 +145,7 @@ class Engine:
         self.tracing: Tracing | None = Tracing.create() if settings.otel else None
         self._health_task: asyncio.Task[Any] | None = None
         self._user_key = settings.user_id_secret or secrets.token_bytes(32)
-        self._started_at = int(time.time())
+        self.started_at = int(time.time())  # the "created" of every model in v1/models
         self.replies = Replies(
             self.pool,
             self.prices,
@@ -141,6 +155,23 @@ class Engine:
             drain_seconds=settings.usage_drain_seconds,
         )
         self.offload = Offload()
+        self.translated = Translated(
+            self.chat,
+            self.speaks,
+            StoredResponses(
+                self.state,
+                settings.responses_ttl_seconds,
+                settings.responses_per_user,
+                settings.responses_per_user_bytes,
+            ),
+        )
+        limits = settings.request_limits
+        self.bodies = BodyDecoder(
+            self.offload.run,
+            max_depth=limits.max_json_depth,
+            max_containers=limits.max_json_containers,
+            max_items=limits.max_json_items,
+        )
         self.forwarder = Forwarder(
             settings,
             self.pool,
@@ -241,37 +272,31 @@ class Engine:
         """Per key: account, state, cooldown, breaker, use of its account's limits, errors."""
         return key_report(self.pool, self.clock(), time.time())
 
-    def models(self, access: Access | None = None) -> dict[str, Any]:
-        """GET v1/models: the served models, only those `access` allows when given."""
-        served = self.pool.models() if access is None else access.models
-        return {"object": "list", "data": [self._model(m) for m in served]}
-
-    def _model(self, model: str) -> dict[str, Any]:
-        return {
-            "id": model,
-            "object": "model",
-            "created": self._started_at,
-            "owned_by": "rsql-proxy",
-        }
-
-    def model(self, model: str, access: Access | None = None) -> dict[str, Any]:
-        """GET v1/models/{id}: one served model, or OpenAI's 404 for an unknown one (and for one
-        the caller may not use, as OpenAI answers a model a project may not see)."""
-        if model in self.pool.models() and (access is None or model in access.models):
-            return self._model(model)
-        raise NotFound(
-            f"The model '{model[:200]}' does not exist or you do not have access to it.",
-            code="model_not_found",
-            extra={"param": "model"},
-        )
-
     # -- the request ---------------------------------------------------------------------
 
+    async def decode_body(self, raw: bytes, caller: Caller) -> Any:
+        """A request body's bytes as JSON, at a cost no shape of body can make large, and with
+        each caller's large bodies parsed one at a time (``bodies.decode``); or ``BadRequest``."""
+        return await self.bodies.decode(raw, caller.user)
+
     def parse(
-        self, body: Any, endpoint: str = "chat/completions", default_model: str | None = None
+        self,
+        body: Any,
+        endpoint: str = "chat/completions",
+        default_model: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ChatRequest:
         s = self.settings
         default = default_model or s.default_model
+        if endpoint in NATIVE_APIS:  # sent as it is: read (and bounded) through its chat form
+            api = responses_api if endpoint == "responses" else messages_api
+            chat = parse_chat_request(
+                api.to_chat(body),
+                default_model=default,
+                default_max_tokens=s.default_max_tokens,
+                limits=s.request_limits,
+            )
+            return native_request(endpoint, body, chat, headers)
         if endpoint == "embeddings":
             return parse_embeddings_request(body, default_model=default, limits=s.request_limits)
         parse = parse_completions_request if endpoint == "completions" else parse_chat_request
@@ -294,6 +319,17 @@ class Engine:
             served=self.pool.models(),
             local_models=self.local_models,
             proxy_default=self.settings.default_model,
+        )
+
+    def speaks(self, api: str, model: str) -> bool:
+        """Whether a request in `api`'s shape for `model` can go upstream as it was sent: every
+        upstream serving the model speaks that API itself, and nothing of it is redacted (the
+        patterns read and rewrite the chat form); else it is translated (``translated``)."""
+        serving = self.pool.serving(model)
+        return (
+            bool(serving)
+            and not self.settings.redact_patterns
+            and all(api in key.spec.native_apis for key in serving)
         )
 
     def check_model(self, access: Access, model: str) -> None:
@@ -361,6 +397,7 @@ class Engine:
         escalation: str | None = None,
         notebook: str | None = None,
         cell: str | None = None,
+        api: str | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``EngineError``.
 
@@ -369,7 +406,8 @@ class Engine:
         `escalation`: why %%sql_ai's chain moved to this model (one of ``ESCALATION_STAGES``,
         anything else is dropped); it goes into the usage row.
         `notebook`, `cell`: where in the user's notebooks it was asked (checked by the host), for
-        the usage row; the notebook as ``notebook_id`` names it.
+        the usage row; the notebook as ``notebook_id`` names it. `api`: the API the request came
+        by, for the usage row (``translated`` turns the Responses and Messages APIs into chat).
         """
         return await self._answer(
             body,
@@ -381,6 +419,7 @@ class Engine:
             escalation if escalation in ESCALATION_STAGES else None,
             self.notebook_id(notebook),
             cell,
+            api or API_OF_ENDPOINT[endpoint],
         )
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
@@ -409,6 +448,7 @@ class Engine:
         escalation: str | None = None,
         notebook: str | None = None,
         cell: str | None = None,
+        api: str = "chat",
     ) -> Reply:
         outcome = Outcome(
             request_id or uuid.uuid4().hex,
@@ -418,6 +458,7 @@ class Engine:
             escalation=escalation,
             notebook=notebook,
             cell=cell,
+            api=api,
         )
         ex = Exchange(caller, outcome, self.clock())
         if self.tracing is not None:
@@ -435,7 +476,7 @@ class Engine:
                 # the refused row says what was asked
                 outcome.model = asked[:200] if isinstance(asked, str) else ""
                 raise self.windows.refusal(access.window, access.span)
-            ex.req = req = self.parse(body, endpoint, access.default_model)
+            ex.req = req = self.parse(body, endpoint, access.default_model, trace_headers)
             outcome.model = req.model
             self.check_model(access, req.model)
             # redaction scans the whole text: only after admission, so the user's limits bound
@@ -444,12 +485,8 @@ class Engine:
             redacting = bool(self.settings.redact_patterns)
             if redacting:
                 check_redact_size(req.payload, self.settings.redact_max_chars)
-            # the caller's own `user` is replaced: a caller must not pose as someone else
-            user_id = self.user_id(caller.user)
-            if user_id is None:
-                req.payload.pop("user", None)
-            else:
-                req.payload["user"] = user_id
+            # the caller's own `user` (and the like) is replaced: no posing as someone else
+            set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
             price = self._admission_price(req, caller)
             hit = None if redacting else self._cached(ex, cache)
             if hit is not None and not self.settings.cache_hits_count:
@@ -469,7 +506,7 @@ class Engine:
                 if plan is not None and ex.ticket.picked is not None:
                     ex.first_pick = self.pool.take(plan, ex.ticket.picked)
             except RateLimited as exc:
-                if not self.forwarder.falls_back(req, "budget", exc):
+                if not self.forwarder.may_fall_back(req, access, caller, "budget", exc, None):
                     raise
                 # the budget is spent, and the admin lets the free fallback answer: the
                 # request windows and concurrency still hold, the budget does not
@@ -503,7 +540,9 @@ class Engine:
                 try:
                     reply = await self.forwarder.forward(ex)
                 except (RateLimited, UpstreamError) as exc:
-                    if not self.forwarder.falls_back(req, "capacity", exc):
+                    if not self.forwarder.may_fall_back(
+                        req, access, caller, "capacity", exc, ex.ticket
+                    ):
                         raise
                     reply = await self.forwarder.fallback(ex, "capacity")
             reply.headers.update(quota)
@@ -515,9 +554,13 @@ class Engine:
                     await self.limiter.finish(ex.ticket, outcome.cost_usd)
                 else:
                     # admitted but not answered for reasons that are not the caller's (no upstream
-                    # capacity, every upstream failed): the request uses none of the user's quota
+                    # capacity, every upstream failed): the request costs nothing, and it counts
+                    # in the user's windows only if it reached a provider, so one user cannot
+                    # make errors (each an attempt at a shared key) without bound
                     await self.limiter.finish(
-                        ex.ticket, 0.0, refund=exc.status in (429, 502, 503, 504)
+                        ex.ticket,
+                        0.0,
+                        refund=exc.status in (429, 502, 503, 504) and not outcome.attempts,
                     )
             outcome.status = exc.status
             outcome.error = exc.code or type(exc).__name__
@@ -539,7 +582,7 @@ class Engine:
             log.exception("request %s failed inside the proxy", outcome.request_id)
             await self._unpick(ex)
             if ex.ticket is not None:
-                await self.limiter.finish(ex.ticket, 0.0, refund=True)
+                await self.limiter.finish(ex.ticket, 0.0, refund=not outcome.attempts)
             outcome.status = 500
             outcome.error = "internal_error"
             self._finish(ex)
@@ -561,7 +604,7 @@ class Engine:
         """The pool's key pick to make with the admission, if it makes one there; a request no
         key can serve is refused by forwarding (after admission, so the fallback may answer)."""
         try:
-            return self.pool.plan(req.model, req.reserve_tokens)
+            return self.pool.plan(req.model, req.reserve_tokens, req.prompt_tokens)
         except EngineError:
             return None
 

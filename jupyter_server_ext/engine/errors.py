@@ -166,7 +166,8 @@ class Untranslatable(BadRequest, ValueError):
 class UpstreamFailure(Exception):
     """kind: rate_limited | auth | server | timeout | connect | client (a 4xx to pass on) |
     unserved (this upstream does not serve the endpoint) | unsupported (its provider cannot
-    express the request; never sent).
+    express the request; never sent) | too_large (larger than a whole window of the provider's:
+    about the request, so nothing cools; `limit` is the provider's token limit, 0 unsaid).
 
     `accepted`: the request reached the provider, which may be generating (and billing) an
     answer that did not come back in time; such an attempt is charged and never sent again
@@ -179,6 +180,7 @@ class UpstreamFailure(Exception):
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     accepted: bool = False
+    limit: int = 0
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"

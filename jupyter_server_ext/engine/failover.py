@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 from .accounting.pricing import FREE, PriceBook
-from .admission.limiter import Limiter
+from .admission.entitlements import Access
+from .admission.limiter import Limiter, Ticket
 from .bodies.request import ChatRequest
 from .errors import (
     EngineError,
@@ -22,10 +24,10 @@ from .errors import (
 )
 from .inflight import Exchange
 from .monitoring.metrics import Metrics
-from .records import Reply
+from .records import Caller, Reply
 from .replies import Replies
 from .settings import EngineSettings
-from .upstreams.pool import Key, Pool, Slot
+from .upstreams.pool import Key, Pool, Slot, request_too_large
 from .upstreams.transport import Transports
 from .upstreams.transport.protocol import scrub
 
@@ -35,6 +37,13 @@ log = logging.getLogger("rsql.engine")
 # (a model the project may not use, a moderation refusal), and costs no second probe.
 KEY_TRUSTED_SECONDS = 60.0
 PROBE_TIMEOUT = 10.0
+# How providers say a request is larger than a whole window (OpenAI's 429 "Request too large
+# for gpt-4o ... (TPM): Limit 30000, Requested 36278"; Groq's 413 the same), against a full
+# window ("Rate limit reached ...: Limit 30000, Used 29937, Requested 385")
+_LIMIT_REQUESTED = re.compile(
+    r"limit:?\s*([\d,]+)(?:\s*,\s*used:?\s*([\d,]+))?\s*,\s*requested:?\s*([\d,]+)", re.I
+)
+_TOO_LARGE = re.compile(r"request (?:is )?too large|too many (?:input )?tokens", re.I)
 
 
 class Forwarder:
@@ -73,10 +82,12 @@ class Forwarder:
         for _ in range(2 * len(pool.keys) + 2):
             first, ex.first_pick = ex.first_pick, None
             try:
-                slot = await pool.acquire(req.model, req.reserve_tokens, tried, deadline, first)
+                slot = await pool.acquire(
+                    req.model, req.reserve_tokens, tried, deadline, first, req.prompt_tokens
+                )
             except UpstreamError:
                 if failures:  # every key was tried: say what happened to each
-                    raise self._exhausted(req.model, failures) from None
+                    raise self._exhausted(req.model, failures, req) from None
                 raise
             spec = slot.key.spec
             outcome.upstream = spec.name
@@ -97,6 +108,7 @@ class Forwarder:
                     timeout=self.settings.upstream_timeout_seconds,
                     endpoint=req.endpoint,
                     max_tokens=req.max_tokens or 0,
+                    headers=req.upstream_headers,
                 )
             )
             try:
@@ -137,7 +149,7 @@ class Forwarder:
             if req.stream:
                 return self.replies.stream_reply(ex, reply)
             return await self.replies.json_reply(ex, reply)
-        raise self._exhausted(req.model, failures)
+        raise self._exhausted(req.model, failures, req)
 
     async def _attempt_failed(
         self,
@@ -157,6 +169,11 @@ class Forwarder:
             fail.kind = (
                 "client"  # the key is good: the provider refused this request for what it asks
             )
+        if fail.kind in ("rate_limited", "client"):
+            size = too_large(fail, ex.req.prompt_tokens)
+            if size is not None:
+                fail.kind = "too_large"
+                fail.limit = size
         failures.append((spec.name, fail))
         if span is not None:
             span.set_attributes(
@@ -166,6 +183,13 @@ class Forwarder:
         self.metrics.child(self.metrics.attempts, spec.name, fail.kind).inc()
         if fail.kind == "timeout" and fail.accepted:
             return await self._accepted_timeout(ex, slot)
+        if fail.kind == "too_large":
+            # about this request alone: nothing cools, and its limit is learned, so the next
+            # prompt past it is refused here; the account's other keys have the same window
+            await self.pool.too_large(slot, fail.limit or None, fail.headers)
+            account = spec.account
+            tried.update(k.alias for k in self.pool.keys if k.spec.account == account)
+            return None
         if await self._on_failure(slot, fail, ex.caller.user):
             tried.add(spec.name)
         if fail.kind not in (
@@ -267,9 +291,21 @@ class Forwarder:
         log.warning("upstream %s failed: %s", alias, fail)
         return True
 
-    def _exhausted(self, model: str, failures: list[tuple[str, UpstreamFailure]]) -> EngineError:
+    def _exhausted(
+        self,
+        model: str,
+        failures: list[tuple[str, UpstreamFailure]],
+        req: ChatRequest | None = None,
+    ) -> EngineError:
         if not failures:
             return UpstreamError(f"no upstream could serve model {model!r}")
+        big = [f for _, f in failures if f.kind == "too_large"]
+        if big and len(big) == len(failures):
+            tokens = req.reserve_tokens if req is not None else 0
+            prompt = req.prompt_tokens if req is not None else 0
+            return request_too_large(model, tokens, prompt, max(f.limit for f in big))
+        # an account the request is too large for says nothing of the others' capacity
+        failures = [(alias, f) for alias, f in failures if f.kind != "too_large"]
         if all(f.kind == "rate_limited" for _, f in failures):
             wait = min(
                 (f.retry_after or self.settings.default_cooldown_seconds) for _, f in failures
@@ -295,6 +331,11 @@ class Forwarder:
                     for alias, f in failures[-5:]
                 ),
                 code="endpoint_not_served",
+            )
+        if all(f.status == 529 for _, f in failures):  # Anthropic's "overloaded", everywhere
+            return UpstreamError(
+                f"every upstream for model {model!r} is overloaded: {detail}",
+                code="upstream_overloaded",
             )
         if all(f.kind == "timeout" for _, f in failures):
             return UpstreamError(
@@ -322,12 +363,47 @@ class Forwarder:
             return exc.limit == "upstream capacity"
         return isinstance(exc, UpstreamError) and exc.status in (502, 504)
 
+    def may_fall_back(
+        self,
+        req: ChatRequest,
+        access: Access,
+        caller: Caller,
+        reason: str,
+        exc: EngineError,
+        ticket: Ticket | None,
+    ) -> bool:
+        """Whether the fallback may answer `req`, refused for `reason` with `exc`: the admin
+        allows it for that reason, and the caller could have asked for its model directly, now
+        (entitlements and the window in force), at a price the budget can hold: free past a
+        spent budget, else no dearer than what the request reserved (`ticket`), since the
+        reservation is the budget's only hold on what is spent."""
+        if not self.falls_back(req, reason, exc):
+            return False
+        model = self.fallback_model(req)
+        if not access.allows(model):
+            return False
+        price = self.prices.max_price(model)
+        if not self.limiter.budgeted(caller.user, caller.groups):
+            return True
+        if price is None:
+            return self.settings.unpriced_models == "free" and reason == "capacity"
+        worst = price.worst(req.prompt_tokens, req.completion_tokens)
+        if reason == "budget":
+            return worst == 0
+        return ticket is not None and worst <= ticket.reserved
+
+    def fallback_model(self, req: ChatRequest) -> str:
+        """The model the fallback upstream answers `req` with (its first named model)."""
+        spec = next(u for u in self.settings.upstreams if u.name == self.settings.fallback_model)
+        return next((m for m in (*spec.models, *sorted(spec.discovered)) if m != "*"), req.model)
+
     async def fallback(self, ex: Exchange, reason: str) -> Reply:
         """Answer with the fallback upstream's model; never cached (the entry would stand for
-        the model asked for), and free where the fallback is (the local model)."""
+        the model asked for), and free where the fallback is (the local model). The engine
+        checked that the caller may use it at the price reserved (``may_fall_back``)."""
         req, outcome = ex.req, ex.outcome
         spec = next(u for u in self.settings.upstreams if u.name == self.settings.fallback_model)
-        model = next((m for m in spec.models if m != "*"), req.model)
+        model = self.fallback_model(req)
         log.info(
             "request %s: model %r answered by fallback upstream %s (%s)",
             outcome.request_id,
@@ -345,6 +421,35 @@ class Forwarder:
         reply = await self.forward(ex, exclude=exclude)
         reply.headers["X-RSQL-Fallback"] = spec.name
         return reply
+
+
+def too_large(fail: UpstreamFailure, prompt: int) -> int | None:
+    """The provider's token limit when `fail` (a 429 or another 4xx) says the request is larger
+    than a whole window of it, which no wait cures (0: too large, the limit unsaid); None when
+    it says no such thing. Read from the error's words where the provider gives numbers, else
+    from the limit its headers report against the request's `prompt` estimate."""
+    message = str(_error_of(fail.body).get("message") or "")
+    m = _LIMIT_REQUESTED.search(message)
+    if m is not None:
+        limit, used, asked = (int(g.replace(",", "")) if g else None for g in m.groups())
+        if limit is not None and asked is not None and asked > limit:
+            return limit
+        if used is not None:  # the window is full, not too small: capacity
+            return None
+    header = _count(fail.headers.get("x-ratelimit-limit-tokens"))
+    if fail.status == 413 or _TOO_LARGE.search(message):
+        return header or 0
+    if fail.status == 429 and header is not None and prompt > header:
+        return header
+    return None
+
+
+def _count(value: str | None) -> int | None:
+    try:
+        number = int(float(value)) if value is not None else None
+    except (ValueError, OverflowError):
+        return None
+    return number if number is not None and number > 0 else None
 
 
 def _unserved(fail: UpstreamFailure, endpoint: str) -> UpstreamFailure:

@@ -41,4 +41,5 @@ class Exchange:
 
     def restored(self, reply: Reply) -> Reply:
         """`reply` with this caller's redacted values mapped back where safe (``privacy.mapback``)."""
+        reply.model = self.outcome.model
         return restored(reply, self.redactor, self.req.endpoint, self.caller.client)

@@ -31,6 +31,7 @@ class Reply:
     headers: dict[str, str]
     body: bytes = b""
     events: AsyncGenerator[bytes, None] | None = None  # closed by whoever stops reading early
+    model: str = ""  # the model that answers (the one asked for, or the fallback's)
 
 
 @dataclass
@@ -61,4 +62,6 @@ class Outcome:
     # where it was asked: the notebook (as Engine.notebook_id names it) and the cell id
     notebook: str | None = None
     cell: str | None = None
+    # the API the request came by: chat, completions, embeddings, responses, messages
+    api: str = "chat"
     trace: Any = field(default=None, repr=False, compare=False)  # its spans, when tracing is on

@@ -18,6 +18,9 @@ from typing import Any
 
 from .accounting.pricing import PriceBook
 from .admission.limiter import Limiter
+from .apis import messages as messages_api
+from .apis import responses_stream
+from .apis.native import NATIVE_APIS
 from .bodies.cache import Cached, MemoryCache
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .errors import UpstreamFailure
@@ -32,6 +35,47 @@ log = logging.getLogger("rsql.engine")
 def usage_of(obj: dict[str, Any]) -> dict[str, Any] | None:
     usage = obj.get("usage") or (obj.get("x_groq") or {}).get("usage")
     return usage if isinstance(usage, dict) else None
+
+
+class UsageReader:
+    """What an answer says it used, in the chat form the engine settles: from a chat
+    completion or its chunks (the dict itself, so its cost can be added to it), from a Response
+    or its ``response.completed`` event, from a Message or its ``message_start`` and
+    ``message_delta`` events (Anthropic counts cached and written prompt tokens apart)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self._input: dict[str, Any] = {}  # a Messages stream's input usage, from message_start
+
+    def read(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        if self.endpoint == "responses":
+            response = obj.get("response") if "response" in obj else obj
+            usage = response.get("usage") if isinstance(response, dict) else None
+            if not isinstance(usage, dict):
+                return None
+            cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
+            return {
+                "prompt_tokens": int(usage.get("input_tokens") or 0),
+                "completion_tokens": int(usage.get("output_tokens") or 0),
+                "prompt_tokens_details": {"cached_tokens": int(cached)},
+            }
+        if self.endpoint == "messages":
+            if obj.get("type") == "message_start":
+                self._input = dict((obj.get("message") or {}).get("usage") or {})
+                return None
+            usage = obj.get("usage")
+            if not isinstance(usage, dict) or obj.get("type") not in ("message", "message_delta"):
+                return None
+            both = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
+            written = int(both.get("cache_creation_input_tokens") or 0)
+            read = int(both.get("cache_read_input_tokens") or 0)
+            return {
+                "prompt_tokens": int(both.get("input_tokens") or 0) + written + read,
+                "completion_tokens": int(both.get("output_tokens") or 0),
+                "cache_creation_input_tokens": written,
+                "prompt_tokens_details": {"cached_tokens": read},
+            }
+        return usage_of(obj)
 
 
 class Replies:
@@ -136,11 +180,12 @@ class Replies:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain_seconds
         try:
+            reader = UsageReader(ex.req.endpoint)
             async with asyncio.timeout_at(deadline):  # a stream that stalls
                 async for ev in upstream:
                     chunks += 1
                     obj = event_json(ev) if b'"usage"' in ev else None
-                    usage = usage_of(obj) if obj is not None else None
+                    usage = reader.read(obj) if obj is not None else None
                     if usage:
                         tokens = self.settle_usage(ex, usage)
                         break
@@ -200,7 +245,7 @@ class Replies:
             obj = json.loads(body)
         except ValueError:
             obj = None
-        usage = usage_of(obj) if isinstance(obj, dict) else None
+        usage = UsageReader(ex.req.endpoint).read(obj) if isinstance(obj, dict) else None
         tokens = self.settle_usage(ex, usage)
         if usage is not None:
             usage["cost_usd"] = round(outcome.cost_usd, 8)
@@ -237,6 +282,10 @@ class Replies:
         collected = Collector(legacy=req.endpoint == "completions") if key is not None else None
         kept: list[bytes] | None = [] if key is not None else None
         room = self.cache.max_bytes
+        reader = UsageReader(req.endpoint)
+        # events in another API's shape go on as they came (event: lines kept); its cost is in
+        # the X-RSQL-Cost-USD of its usage row, not written into them
+        chat_shaped = req.endpoint not in NATIVE_APIS
 
         async def events() -> AsyncGenerator[bytes, None]:
             nonlocal kept, room
@@ -249,11 +298,12 @@ class Replies:
                     chunks += 1
                     obj = event_json(ev) if b'"usage"' in ev else None
                     if obj is not None:
-                        usage = usage_of(obj)
+                        usage = reader.read(obj)
                         if usage:
                             tokens = self.settle_usage(ex, usage)
-                            usage["cost_usd"] = round(outcome.cost_usd, 8)
-                            ev = sse(obj)
+                            if chat_shaped:
+                                usage["cost_usd"] = round(outcome.cost_usd, 8)
+                                ev = sse(obj)
                     if kept is not None:
                         kept.append(ev)
                         room -= len(ev)
@@ -273,7 +323,7 @@ class Replies:
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 await pool.failed(slot, f"stream {fail.kind}", ex.caller.user)
-                yield _sse_error("the upstream stream broke off: " + fail.message)
+                yield stream_error("the upstream stream broke off: " + fail.message, req.endpoint)
             except (asyncio.CancelledError, GeneratorExit):
                 outcome.status, outcome.error = 499, "client_closed"
                 if tokens is None:
@@ -284,7 +334,9 @@ class Replies:
             except Exception as exc:  # the connection broke mid-stream (HTTP11Error, OSError)
                 outcome.status, outcome.error = 502, "stream_broken"
                 await pool.failed(slot, "stream broken", ex.caller.user)
-                yield _sse_error(f"the upstream stream broke off ({type(exc).__name__})")
+                yield stream_error(
+                    f"the upstream stream broke off ({type(exc).__name__})", req.endpoint
+                )
             finally:
                 if not handed_off:
                     if reply.close:
@@ -351,7 +403,12 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterat
             yield ev
 
 
-def _sse_error(message: str) -> bytes:
+def stream_error(message: str, endpoint: str = "chat/completions") -> bytes:
+    """The event that ends a stream that broke off, in the shape of the API it answers."""
+    if endpoint == "responses":
+        return responses_stream.event("error", {"code": "upstream_error", "message": message})
+    if endpoint == "messages":
+        return messages_api.event("error", {"error": {"type": "api_error", "message": message}})
     return (
         b"data: "
         + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .admission.entitlements import Access
 from .core import Engine
-from .errors import EngineError
+from .errors import EngineError, NotFound
 from .records import Caller, Reply
 
 # every state a key can be in, so that `status` always lists each one (zero included)
@@ -54,6 +55,28 @@ async def status_view(engine: Engine) -> dict[str, Any]:
         "database": db,
         "usage_log": usage_log,
     }
+
+
+def models_view(engine: Engine, access: Access | None = None) -> dict[str, Any]:
+    """GET v1/models: the served models, only those `access` allows when given."""
+    served = engine.pool.models() if access is None else access.models
+    return {"object": "list", "data": [_model(engine, m) for m in served]}
+
+
+def _model(engine: Engine, model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": engine.started_at, "owned_by": "rsql-proxy"}
+
+
+def model_view(engine: Engine, model: str, access: Access | None = None) -> dict[str, Any]:
+    """GET v1/models/{id}: one served model, or OpenAI's 404 for an unknown one (and for one
+    the caller may not use, as OpenAI answers a model a project may not see)."""
+    if model in engine.pool.models() and (access is None or model in access.models):
+        return _model(engine, model)
+    raise NotFound(
+        f"The model '{model[:200]}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        extra={"param": "model"},
+    )
 
 
 def error_reply(exc: EngineError) -> Reply:

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS rsql_usage (
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
   cost_usd DOUBLE PRECISION, latency_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,
   status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT, redactions TEXT, fallback TEXT,
-  escalation TEXT, notebook TEXT, cell TEXT
+  escalation TEXT, notebook TEXT, cell TEXT, api TEXT
 );
 CREATE INDEX IF NOT EXISTS rsql_usage_ts ON rsql_usage (ts);
 CREATE INDEX IF NOT EXISTS rsql_usage_user_ts ON rsql_usage ("user", ts);

@@ -66,6 +66,7 @@ ADDED_COLUMNS = (
     ("escalation", "TEXT"),
     ("notebook", "TEXT"),
     ("cell", "TEXT"),
+    ("api", "TEXT"),
 )
 
 

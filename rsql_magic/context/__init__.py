@@ -82,6 +82,7 @@ def build_context(
     head_rows: int = 5,
     stats_sample: int = 10_000,
     policy: ContextPolicy | None = None,
+    sql_policy: Any = None,
 ) -> Context:
     """Collect the context for one question.
 
@@ -89,7 +90,9 @@ def build_context(
     the ``max_frames`` most recent. ``sql``: ``(label, connection)``; a connection of None is
     JupySQL's active one. ``last_error``: include this failed cell and its traceback.
     ``policy``: the context policy every collector applies (see :mod:`rsql_magic.privacy`);
-    SQL schemas carry names, types and keys only, never values, under any policy.
+    SQL schemas carry names, types and keys only, never values, under any policy;
+    ``sql_policy`` (an ``rsql_magic.sql.SqlPolicy``): the walls the values that steer which
+    tables are shown are read in, those of generated SQL.
     """
     from . import frames as fr
 
@@ -119,7 +122,11 @@ def build_context(
             try:
                 # values may steer which tables are shown (never shown), as the policy allows
                 ddl = describe_connection(
-                    conn, question=question, budget_chars=budget, policy=None if no_data else policy
+                    conn,
+                    question=question,
+                    budget_chars=budget,
+                    policy=None if no_data else policy,
+                    sql_policy=sql_policy,
                 )
             except Exception as e:  # a broken connection must not kill the question
                 ctx.notes.append(f"SQL schema of {label} not included: {type(e).__name__}: {e}")

@@ -77,6 +77,7 @@ class SqlAIMagics(Magics, SqlAISettings):
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
         batch = session.is_batch()
         self.chat_results = []
+        replay = None
         try:
             replay = session.replay("sql", question, session.cell_label("%%sql_ai", line))
             # replay on: a missing proxy only matters once a call really needs it
@@ -112,6 +113,8 @@ class SqlAIMagics(Magics, SqlAISettings):
                 max_rows=args.limit,
             )
         except SqlAIError as e:
+            if replay is not None:  # no failed attempt is replayed as an answer
+                replay.settle(False, str(e).split("\n")[0])
             self._show_failure(e, db)
             raise
         except ProxyError as e:  # no proxy, 429 beyond the batch waits, upstream failure
@@ -121,6 +124,8 @@ class SqlAIMagics(Magics, SqlAISettings):
                 if not batch:
                     return
             raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
+        if replay is not None:  # the attempt that worked stands for the cell's first request
+            replay.settle(True)
         self.last_result = res
         self._show(res, db)
         ns = self.shell.user_ns

@@ -499,6 +499,7 @@ class Session:
             head_rows=ask.head_rows,
             stats_sample=ask.stats_sample,
             policy=policy,
+            sql_policy=self.sql_policy(),
         )
         return ContextRequest(
             ask_messages(question, ctx.render(), lang),
@@ -615,8 +616,7 @@ class Session:
         first_answer: str | None = None,
         calls: list[ChatResult] | None = None,
     ) -> SqlCompleter:
-        """The SQL loop's model call through ``client`` (see :class:`SqlCompleter`); `calls`:
-        the list its answers are appended to (one list for a whole escalation chain)."""
+        """The SQL loop's model call (:class:`SqlCompleter`); `calls` collects its answers."""
         return SqlCompleter(
             self,
             client,

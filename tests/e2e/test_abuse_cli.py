@@ -179,7 +179,7 @@ def test_replay_list_and_show_print_hostile_recorded_fields_escaped(tmp_path: Pa
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
+            [sys.executable, "-m", "rsql_magic.replay_cli", "--file", str(path), *args],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -208,7 +208,7 @@ def test_replay_prune_refuses_a_replay_file_that_is_a_symlink(tmp_path: Path) ->
     link.symlink_to(victim)
     for args in (["prune", "--keep-last", "0"], ["list"]):
         out = subprocess.run(
-            [sys.executable, "-m", "rsql_magic.replay", "--file", str(link), *args],
+            [sys.executable, "-m", "rsql_magic.replay_cli", "--file", str(link), *args],
             capture_output=True,
             text=True,
             cwd=REPO,

@@ -438,3 +438,80 @@ def test_the_escalation_header_stores_only_a_stage_name(svc: ProxyService) -> No
             break
         time.sleep(0.2)
     assert sorted(str(r["escalation"]) for r in rows) == sorted(str(v) for v in sent.values())
+
+
+def test_bodies_of_a_million_objects_stall_nobody_and_the_probes_keep_their_time(
+    svc: ProxyService,
+) -> None:
+    # about 1.4 million empty objects in 4 MiB, for a model nobody serves: cheap to send, and
+    # parsed object by object in Python it would hold the event loop about a second each
+    many = b'{"model": "nope", "messages": [' + b",".join([b"{}"] * 1_398_000) + b"]}"
+    u = urllib.parse.urlsplit(svc.url)
+    statuses: list[tuple[int, str]] = []
+
+    def send_many() -> None:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        conn.request(
+            "POST",
+            u.path + "v1/chat/completions",
+            many,
+            {"Authorization": "Bearer tok-gus", "Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        code = json.loads(resp.read())["error"]["code"]
+        statuses.append((resp.status, code))
+        conn.close()
+
+    def probe(path: str) -> float:
+        t0 = time.monotonic()
+        status, _, raw = svc.request("GET", path)
+        assert status == 200, raw
+        return time.monotonic() - t0
+
+    _latencies(svc, "vic", 3)  # warm up
+    before = _latencies(svc, "vic", 10)
+    stop = threading.Event()
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(_hammer, stop, deadline, send_many) for _ in range(2)]
+        time.sleep(1.0)  # the flood is under way
+        try:
+            during = _latencies(svc, "vic", 10)
+            probes = [probe(p) for p in ("health/live", "health/ready") * 3]
+        finally:
+            stop.set()
+        sent = [f.result() for f in running]
+    print(
+        f"victim median {statistics.median(before):.3f} s before, "
+        f"{statistics.median(during):.3f} s (max {max(during):.3f}) during; probes max "
+        f"{max(probes):.3f} s; attack bodies {sent}, answered {sorted(set(statuses))}"
+    )
+    # each such body is refused for its shape, before it is parsed
+    assert statuses and set(statuses) == {(400, "json_too_complex")}, statuses
+    assert statistics.median(during) < statistics.median(before) + 0.25, (before, during)
+    assert max(during) < 1.5, during
+    assert max(probes) < 1.0, probes  # the orchestrator's probes give up after 3 s
+
+
+def test_brackets_in_text_pass_and_a_body_of_too_many_objects_or_items_is_refused_naming_the_cap(
+    svc: ProxyService,
+) -> None:
+    # a prompt holding pasted JSON: 24,000 brackets, past the cap, all of them text inside one
+    # string: counted exactly in the worker process and let through
+    pasted = json.dumps([{"t": []} for _ in range(12_000)])
+    status, body = chat(svc, "fay", ask(pasted))
+    assert status == 200, body
+    # 30,000 real objects, past the default 20,000
+    many = {**ask(), "metadata": {"rows": [{} for _ in range(30_000)]}}
+    status, body = chat(svc, "fay", many)
+    assert status == 400, body
+    assert body["error"]["code"] == "json_too_complex"
+    assert "30005 JSON objects and arrays" in body["error"]["message"]
+    assert "max_json_containers" in body["error"]["message"]
+    # half a million numbers in one array, past the 400,000 items
+    status, body = chat(svc, "fay", {**ask(), "metadata": {"ids": [1] * 500_000}})
+    assert status == 400 and "max_json_items" in body["error"]["message"], body
+    # a legitimate embeddings request of 296,000 token ids is within the cap
+    ids = {"model": "fake-small", "input": [[7] * 8000 for _ in range(37)]}
+    status, body = chat(svc, "fay", ids, path="v1/embeddings")
+    assert status == 200, body

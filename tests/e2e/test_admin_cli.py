@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -136,6 +138,64 @@ def test_every_command(svc: Any, fresh_provider: FakeProvider) -> None:
     assert code == 0 and json.loads(out)["reset"] == "all"
     assert run(url, "reset-limits")[0] == admin_cli.USAGE
     assert run(url, "reset-limits", "alice", "--all")[0] == admin_cli.USAGE
+
+
+def console_commands() -> list[list[str]]:
+    """The `rsql-proxy admin ...` lines of console.md's shell example, as an admin types them."""
+    page = (REPO / "docs" / "admins" / "console.md").read_text()
+    block = next(b for b in re.findall(r"^```bash\n(.*?)^```", page, re.M | re.S) if "admin" in b)
+    lines = block.replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.startswith("rsql-proxy ")]
+
+
+def test_the_console_pages_commands_run_as_written(svc: Any) -> None:
+    """Every command of docs/admins/console.md, against a real service, exits 0; `status`
+    answers a student's token too, as the page says, and every other command does not."""
+    commands = console_commands()
+    assert len(commands) >= 12
+    for argv in commands:
+        assert argv[:2] == ["rsql-proxy", "admin"]
+        code, out, err = run(svc.url, *argv[2:])
+        assert code == 0, (argv, err)
+    code, out, _ = run(svc.url, "status", token="tok-alice")
+    assert code == 0 and "fake-small" in out
+    assert run(svc.url, "keys", token="tok-alice")[0] == admin_cli.FORBIDDEN
+
+
+def test_check_config_says_whether_a_configuration_starts(tmp_path: Path) -> None:
+    """`rsql-proxy --check-config`: 0 and a summary for a good file, 2 and the cause for a bad
+    one; it listens on nothing (the port given is still free afterwards)."""
+    good, bad = tmp_path / "good.py", tmp_path / "bad.py"
+    good.write_text(
+        'c.RSQLProxy.upstreams = [{"name": "g", "base_url": "http://127.0.0.1:9/v1", '
+        '"api_key_env": "DOCS_KEY", "models": ["m-1"]}]\n'
+    )
+    bad.write_text('c.RSQLProxy.user_limits = ["ten a minute"]\n')
+    port = free_port()
+    cmd = [sys.executable, "-m", "jupyter_server_ext", "--check-config", "--port", str(port)]
+    env = child_env(DOCS_KEY="sk-docs-check")
+    p = subprocess.run([*cmd, "--config", str(good)], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "starts as written" in p.stdout and "models: m-1" in p.stdout
+    assert "sk-docs-check" not in p.stdout + p.stderr
+    p = subprocess.run([*cmd, "--config", str(bad)], capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and "ten a minute" in p.stderr
+    p = subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "--help"], capture_output=True, text=True
+    )
+    assert "rsql-proxy admin" in p.stdout and "--check-config" in p.stdout
+    assert free_port_is(port)
+
+
+def free_port_is(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def test_errors_and_exit_codes(svc: Any, tmp_path: Path) -> None:

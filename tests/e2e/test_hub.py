@@ -146,6 +146,46 @@ def test_kernel_in_a_spawned_server_asks_with_no_user_setup(
     assert "sk-test" not in "".join(env_dump[0]["outputs"])
 
 
+def test_a_hub_users_kernel_runs_the_openai_and_anthropic_sdks_with_no_key(
+    hub: Hub, provider: FakeProvider
+) -> None:
+    """configure_jupyterhub(..., ai_tools=True): a spawned server's kernels find the service and
+    the server's own hub token in the SDKs' variables; answers are billed to that user."""
+    ada = hub.token_for("ada")
+    status, _ = hub.api("POST", "users/ada/server")
+    assert status in (201, 202), hub.log()[-3000:]
+    _until(
+        lambda: (hub.api("GET", "users/ada")[1].get("servers") or {}).get("", {}).get("ready"),
+        120,
+        hub.log()[-5000:],
+    )
+    provider.reset()
+    cells = [
+        "import os, openai, anthropic\n"
+        "print(os.environ['OPENAI_BASE_URL'], os.environ['ANTHROPIC_BASE_URL'])",
+        "print(openai.OpenAI().chat.completions.create(model='fake-small', "
+        "messages=[{'role': 'user', 'content': 'from ada via openai'}]).choices[0].message.content)",
+        "print(anthropic.Anthropic().messages.create(model='fake-small', max_tokens=20, "
+        "messages=[{'role': 'user', 'content': 'from ada via anthropic'}]).content[0].text)",
+        "print('sk-test' in str(dict(os.environ)))",
+    ]
+    results = asyncio.run(run_cells(hub.url + "user/ada/", ada, cells))
+    assert all(r["error"] is None for r in results), results
+    service = f"http://127.0.0.1:{hub.svc_port}/services/rsql"
+    assert results[0]["outputs"][0].split() == [service + "/v1", service]
+    assert "Fake answer to: from ada via openai" in "".join(results[1]["outputs"])
+    assert "Fake answer to: from ada via anthropic" in "".join(results[2]["outputs"])
+    assert results[3]["outputs"][0].strip() == "False"  # a token of the user's, no provider key
+    carla = hub.token_for("carla")
+
+    def billed() -> list:
+        return hub.service("GET", "admin/users/ada/activity", carla)[1]["activity"]
+
+    _until(lambda: len(billed()) >= 2, 15, "ada's two requests in the usage log")
+    rows = billed()
+    assert {r["api"] for r in rows[:2]} == {"chat", "messages"}
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 

@@ -296,3 +296,50 @@ def test_a_looping_answer_is_ended_and_the_prompt_format_is_the_models_own(
     assert looped.startswith(cut[:200])
     assert default.choices[0].finish_reason == "stop", default.choices[0].message.content
     assert "_by_type_by_type_by_type" not in default.choices[0].message.content
+
+
+def test_the_try_it_page_runs_headless_without_a_key(tmp_path: Path) -> None:
+    """getting-started.md's "Try it in five minutes", as written: its cells saved as a notebook
+    and run by `jupyter nbconvert --execute --allow-errors`, with no proxy, no key and no
+    server. The kernel answers with the local model, says so once, and %%sql_ai's cell shows
+    a DataFrame or its refused attempts, never "no proxy found"."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    from tests.helpers import REPO
+    from tests.helpers.kernels import kernel_env, outputs_text
+
+    _requires_local_model()
+    page = (REPO / "docs" / "getting-started.md").read_text()
+    section = page.split("## Try it in five minutes", 1)[1].split("\n## ", 1)[0]
+    cells = re.findall(r"^```python\n(.*?)^```", section, re.M | re.S)
+    assert len(cells) == 3 and "%%sql_ai" in cells[2]
+    command = next(line for line in section.splitlines() if line.startswith("jupyter nbconvert"))
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(c.strip()) for c in cells]
+    nbformat.write(nb, tmp_path / "try.ipynb")
+    argv = command.split("#")[0].split()[1:]
+    argv[argv.index("html")] = "notebook"  # the executed notebook, to read its outputs
+    env = kernel_env(None, RSQL_LOCAL_MODEL="", HOME=str(tmp_path))
+    p = subprocess.run(
+        [sys.executable, "-m", "jupyter", *argv, "--output", "out.ipynb"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    ask, sql = outputs_text(out.cells[1]), outputs_text(out.cells[2])
+    assert "no proxy found" not in ask + sql
+    assert "the local model SmolLM2-135M answers" in ask and MODEL in ask
+    assert "the local model SmolLM2-135M answers" not in sql  # once per kernel
+    assert "rows ×" in sql or "attempt(s)" in sql, sql[-1500:]

@@ -392,7 +392,7 @@ def test_unserved_paths_and_methods_answer_json_404_and_405(host: Host) -> None:
         ("POST", "v1/audio/speech"),
         ("GET", ""),
         ("DELETE", "v1/x/y"),
-        ("POST", "v1/responses"),
+        ("POST", "v1/images/generations"),
         ("GET", "nothing/here"),
     ):
         status, hdrs, raw = host.http(method, path, {} if method == "POST" else None)

@@ -244,6 +244,70 @@ def test_an_azure_stream_and_the_v1_api_with_an_entra_token(
     assert "api-version" not in sent.query
 
 
+def test_azures_prompt_filter_chunk_becomes_part_of_an_openai_chunk(
+    proxy: ProxyService, azure: FakeAzure
+) -> None:
+    """Azure opens a stream with a chunk of empty id, object and model, no choices and the
+    prompt's filter results: every chunk a client gets is OpenAI's, and the results ride on the
+    first of them."""
+    status, _, raw = proxy.request(
+        "POST",
+        "v1/chat/completions",
+        {
+            "model": "gpt-4o-v1",
+            "messages": [{"role": "user", "content": "stream it"}],
+            "stream": True,
+        },
+        token="prov-alice",
+    )
+    assert status == 200, raw
+    chunks = [
+        json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: {")
+    ]
+    assert chunks and all(c["object"] == "chat.completion.chunk" and c["id"] for c in chunks)
+    assert all(c["model"] == "gpt-4o-v1" for c in chunks)  # the public name, never the deployment's
+    assert chunks[0]["prompt_filter_results"][0]["content_filter_results"]
+    assert sum("prompt_filter_results" in c for c in chunks) == 1
+    # and the SDK, which holds chunks to OpenAI's schema, reads the stream whole: no chunk of
+    # empty id or object, and the filter results readable on the first
+    stream = client(proxy).chat.completions.create(
+        model="gpt-4o-v1",
+        messages=[{"role": "user", "content": "stream it"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    got = list(stream)
+    assert all(c.id and c.object == "chat.completion.chunk" for c in got)
+    assert got[0].model_extra["prompt_filter_results"][0]["prompt_index"] == 0
+    assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == (
+        "Azure answer to: stream it"
+    )
+
+
+def test_neither_the_deployment_nor_its_model_version_reaches_the_caller_in_answers(
+    proxy: ProxyService, azure: FakeAzure
+) -> None:
+    """Azure answers with the model version behind a deployment ("gpt-4o-2024-08-06"); the
+    caller reads the public name only, in the JSON answer, in every chunk, in every header."""
+    seen = []
+    for stream in (False, True):
+        raw = client(proxy).chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "which model are you?"}],
+            stream=stream,
+        )
+        seen.append(json.dumps(dict(raw.headers)) + raw.http_response.read().decode())
+    raw = client(proxy).embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=["a"]
+    )
+    seen.append(json.dumps(dict(raw.headers)) + raw.http_response.read().decode())
+    assert azure.received[-1].deployment == "emb"
+    for text in seen:
+        for internal in ("big-one", "gpt-4o-2024-08-06", 'emb"', "text-embedding-3-small-1"):
+            assert internal not in text, (internal, text)
+    assert '"model": "gpt-4o"' in seen[0] and seen[1].count('"model": "gpt-4o"') > 3
+
+
 def test_an_azure_embeddings_deployment_serves_the_embeddings_endpoint(
     proxy: ProxyService, azure: FakeAzure
 ) -> None:

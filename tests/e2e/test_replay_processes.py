@@ -1,5 +1,5 @@
 """The replay store across processes: two writer processes append to one file at once without
-losing or mixing lines, and the `python -m rsql_magic.replay` command lists, shows and prunes a
+losing or mixing lines, and the `python -m rsql_magic.replay_cli` command lists, shows and prunes a
 file. The store in one process: tests/unit/test_replay.py."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_cli_lists_shows_and_prunes(tmp_path: Path) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "rsql_magic.replay", "--file", str(path), *args],
+            [sys.executable, "-m", "rsql_magic.replay_cli", "--file", str(path), *args],
             capture_output=True,
             text=True,
             cwd=REPO,

@@ -9,6 +9,7 @@ The guard itself, and the same walls on SQLite and DuckDB: tests/unit/test_sql_s
 
 from __future__ import annotations
 
+import json
 import secrets
 import warnings
 from collections.abc import Iterator
@@ -226,3 +227,40 @@ def test_column_values_that_steer_the_schema_are_read_as_the_role(pg) -> None:
         with pytest.warns(SuperuserWarning):
             as_owner = capture_values(db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy())
         assert as_owner[("public", "pets")]["kind"] == ("dog", "cat")
+
+
+def test_values_read_for_an_ask_question_are_read_as_the_role_too(
+    pg, jupyter_proxy, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """#35: %%ask's schema context reads values to choose its tables as %%sql_ai does, so with
+    a postgres_role set they are read as that role: a table the role may not read steers
+    nothing, and its columns do not reach the prompt."""
+    import psycopg
+
+    from tests.helpers.kernels import kernel_env, make_notebook, run_notebook
+
+    url, role = pg
+    with psycopg.connect(url, autocommit=True) as c:
+        # more tables than the context can show, none about pets by name, all the role's to read
+        for i in range(60):
+            c.execute(f"CREATE TABLE log_{i:03d} (id INT PRIMARY KEY, note TEXT, amount REAL)")
+            c.execute(f"GRANT SELECT ON log_{i:03d} TO {role}")
+        c.execute("CREATE TABLE pets (id INT PRIMARY KEY, kind TEXT, weight REAL)")  # no GRANT
+        c.execute("INSERT INTO pets VALUES (1, 'dog', 20), (2, 'cat', 4), (3, 'dog', 30)")
+    fresh_provider.script("first", "second")
+    nb = make_notebook(
+        [
+            "%load_ext rsql_magic\n%config RSQLMagic.context_tokens = 400",
+            f"import psycopg\nconn = psycopg.connect({url!r}, autocommit=True)",
+            f"%config SqlAIMagics.postgres_role = {role!r}",
+            "%%ask --sql conn --no-cache\nHow many dogs are there?",
+            "%config SqlAIMagics.postgres_role = ''",
+            "%%ask --sql conn --no-cache\nHow many dogs are there?",
+        ]
+    )
+    env = kernel_env(jupyter_proxy.proxy_url, jupyter_proxy.token, PLOOMBER_STATS_ENABLED="false")
+    run_notebook(nb, env, tmp_path)
+    as_role, as_owner = (json.dumps(r.body["messages"]) for r in fresh_provider.received[-2:])
+    assert "CREATE TABLE pets" not in as_role  # the role reads no value of pets
+    assert "CREATE TABLE pets" in as_owner  # the control: read as the owner, 'dog' finds pets
+    assert "'dog'" not in as_owner  # values steer; they are never sent

@@ -16,7 +16,9 @@ reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/stre
 - answers: a text quoting the last user message, or scripted ones (:meth:`FakeAnthropic.script`):
   a str is the text; a dict with ``content`` (blocks: text, tool_use, thinking; tool ids filled
   in) and an optional ``stop_reason`` is the Message's; a dict with ``__status__`` is sent as
-  that error answer. ``max_tokens`` and ``stop_sequences`` cut a text answer as the API does;
+  that error answer; bytes are sent as they are, as the whole 200 answer (a provider that breaks
+  its own API, for tests of what the proxy does with one). ``max_tokens`` and
+  ``stop_sequences`` cut a text answer as the API does;
 - streaming with the reference's event sequence and ``event:`` lines: message_start, per block
   content_block_start (a ping after the first), its deltas (text word by word, a tool's input
   JSON in fragments after an empty one, thinking then its signature), content_block_stop; then
@@ -186,8 +188,9 @@ class FakeAnthropic(LoopbackServer):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def script(self, *replies: str | dict[str, Any]) -> None:
-        """Queue answers: a str is the text; a dict the Message's content (or an error answer)."""
+    def script(self, *replies: str | dict[str, Any] | bytes) -> None:
+        """Queue answers: a str is the text; a dict the Message's content (or an error answer);
+        bytes the whole 200 answer's body, sent as they are."""
         with self._lock:
             self._replies.extend(replies)
 
@@ -334,6 +337,11 @@ class FakeAnthropic(LoopbackServer):
                 "request_id": rid,
             }
             return web.json_response(answer, status=rec.status, headers={"request-id": rid})
+        if isinstance(reply, bytes):  # whatever the test has a broken provider send
+            with self._lock:
+                self._replies.popleft()
+            kind = "text/event-stream" if body.get("stream") else "application/json"
+            return web.Response(body=reply, headers={"request-id": rid, "Content-Type": kind})
         blocks, reason, stop_seq = _answer(body, reply)
         out_tokens = _output_tokens(blocks)
         headers, wait = self._admit(policy, inp + write, now)

@@ -21,8 +21,9 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   message containing ``FLAGGED`` is refused with 403 as a moderating router does: errors about
   the request, while the key stays good (``GET /v1/models`` still answers 200); one containing
   ``CRASH`` gets a 500 on every key, as a body that trips a provider's bug does;
-- ``POST /v1/embeddings`` (deterministic vectors, float or base64) and the legacy
-  ``POST /v1/completions`` (streaming too); paths in :attr:`FakeProvider.unserved` answer 404,
+- ``POST /v1/embeddings`` (deterministic vectors, float or base64), the legacy
+  ``POST /v1/completions`` (streaming too) and the Responses API, ``POST /v1/responses``
+  (JSON and typed events; it stores nothing); paths in :attr:`FakeProvider.unserved` answer 404,
   as a provider without that endpoint does.
 
 It records every request it received (body, key alias, time) in :attr:`FakeProvider.received`.
@@ -168,6 +169,7 @@ class FakeProvider(LoopbackServer):
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/responses", self._responses)
 
     # -- handlers --------------------------------------------------------------------------
 
@@ -270,10 +272,9 @@ class FakeProvider(LoopbackServer):
         )
         tokens = sum(max(1, len(i) // 4) if isinstance(i, str) else len(i) for i in items)
         headers = self._admit(policy, time.monotonic(), tokens)
-        if headers.get("retry-after"):
-            rec.status = 429
-            self.too_many += 1
-            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+        refused = self._refused(rec, headers, str(body["model"]))
+        if refused is not None:
+            return refused
         dims = int(body.get("dimensions") or 8)
         data = []
         for i, item in enumerate(items):
@@ -303,12 +304,12 @@ class FakeProvider(LoopbackServer):
         words = f"Fake completion of: {str(prompt)[:200]}".split(" ")[
             : int(body.get("max_tokens") or 16)
         ]
-        prompt_tokens = max(1, len(str(prompt)) // 4)
+        # the text after the insertion point is prompt too, billed as such
+        prompt_tokens = max(1, (len(str(prompt)) + len(str(body.get("suffix") or ""))) // 4)
         headers = self._admit(policy, time.monotonic(), prompt_tokens + len(words))
-        if headers.get("retry-after"):
-            rec.status = 429
-            self.too_many += 1
-            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+        refused = self._refused(rec, headers, str(body["model"]))
+        if refused is not None:
+            return refused
         # one completion of `words` per prompt (a list of prompts is a batch), n of each
         prompts = (
             len(prompt)
@@ -414,10 +415,9 @@ class FakeProvider(LoopbackServer):
         completion_tokens = max(1, len(words))
 
         headers = self._admit(policy, now, prompt_tokens + completion_tokens)
-        if headers.get("retry-after"):
-            rec.status = 429
-            self.too_many += 1
-            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+        refused = self._refused(rec, headers, str(body["model"]))
+        if refused is not None:
+            return refused
 
         # billed once accepted: the whole answer without a stream (generated whether or not the
         # client waits), the prompt now and each word as it goes out with one
@@ -508,6 +508,156 @@ class FakeProvider(LoopbackServer):
         await resp.write_eof()
         return resp
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API, as a provider that speaks it serves it (an upstream with
+        ``responses_api``): `input` a string or items, ``instructions``, function tools; a text
+        answer quoting the last user text, or a scripted one (a str: the text; a dict with
+        ``"function_call": {"name", "arguments"}``: a call); ``usage`` with input and output
+        tokens; streamed as the API's typed events with their sequence numbers. It keeps no
+        conversation: a request with ``previous_response_id`` is refused (400), as a request
+        for a response it never stored would be."""
+        policy, body, rec, err = await self._begin(request, "responses")
+        if err is not None:
+            return err
+        assert policy is not None and rec is not None
+        if body.get("previous_response_id"):
+            rec.status = 400
+            return _error(
+                400, "Previous response with id not found.", "previous_response_not_found"
+            )
+        items = body.get("input")
+        items = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+        texts = []
+        for item in items:
+            if isinstance(item, dict) and item.get("role") == "user":
+                content = item.get("content")
+                for part in content if isinstance(content, list) else [content]:
+                    texts.append(
+                        part if isinstance(part, str) else str((part or {}).get("text", ""))
+                    )
+        prompt_tokens = max(1, len(json.dumps(items) + str(body.get("instructions") or "")) // 4)
+        with self._lock:
+            reply = self._replies.popleft() if self._replies else None
+        rid = (
+            "resp_" + uuid.uuid4().hex + uuid.uuid4().hex[:16]
+        )  # longer than ours, as OpenAI's are
+        if isinstance(reply, dict) and "function_call" in reply:
+            call = reply["function_call"]
+            output = [
+                {
+                    "type": "function_call",
+                    "id": "fc_" + uuid.uuid4().hex,
+                    "call_id": "call_" + uuid.uuid4().hex[:12],
+                    "name": call["name"],
+                    "arguments": call["arguments"],
+                    "status": "completed",
+                }
+            ]
+            completion = max(1, len(call["arguments"]) // 4)
+        else:
+            text = (
+                reply
+                if isinstance(reply, str)
+                else f"Fake response to: {(texts or [''])[-1][:200]}"
+            )
+            output = [
+                {
+                    "type": "message",
+                    "id": "msg_" + uuid.uuid4().hex,
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ]
+            completion = len(text.split(" "))
+        headers = self._admit(policy, time.monotonic(), prompt_tokens + completion)
+        refused = self._refused(rec, headers, str(body["model"]))
+        if refused is not None:
+            return refused
+        rec.billed_tokens = prompt_tokens + completion
+        usage = {
+            "input_tokens": prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt_tokens + completion,
+        }
+        response = {
+            "id": rid,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": body["model"],
+            "output": output,
+            "parallel_tool_calls": True,
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools", []),
+            "store": body.get("store", True),
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return web.json_response(response, headers=headers)
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        seq = iter(range(100_000))
+
+        async def send(kind: str, **fields: Any) -> None:
+            event = {"type": kind, **fields, "sequence_number": next(seq)}
+            await resp.write(f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode())
+
+        start = {**response, "status": "in_progress", "output": [], "usage": None}
+        await send("response.created", response=start)
+        await send("response.in_progress", response=start)
+        for index, item in enumerate(output):
+            await send(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress"},
+            )
+            if item["type"] == "message":
+                text = item["content"][0]["text"]
+                part = {"type": "output_text", "text": "", "annotations": []}
+                where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+                await send("response.content_part.added", **where, part=part)
+                for i, word in enumerate(text.split(" ")):
+                    await send(
+                        "response.output_text.delta", **where, delta=(" " if i else "") + word
+                    )
+                await send("response.output_text.done", **where, text=text)
+                await send("response.content_part.done", **where, part={**part, "text": text})
+            else:
+                where = {"item_id": item["id"], "output_index": index}
+                await send(
+                    "response.function_call_arguments.delta", **where, delta=item["arguments"]
+                )
+                await send(
+                    "response.function_call_arguments.done", **where, arguments=item["arguments"]
+                )
+            await send("response.output_item.done", output_index=index, item=item)
+        await send("response.completed", response=response)
+        await resp.write_eof()
+        return resp
+
+    def _refused(self, rec: Received, headers: dict[str, str], model: str) -> web.Response | None:
+        """The 429 for a request ``_admit`` refused, worded as OpenAI words each kind (in place of
+        `headers`, which lose the wording); None when it was admitted."""
+        too_large, used = headers.pop("__too_large__", None), headers.pop("__used__", None)
+        if too_large is None and not headers.get("retry-after"):
+            return None
+        rec.status = 429
+        self.too_many += 1
+        where = f"for {model} in organization org-fake0123 on tokens per min (TPM)"
+        if too_large is not None:
+            message = (
+                f"Request too large {where}: {too_large}. The input or output tokens must be "
+                "reduced in order to run successfully."
+            )
+            return _error(429, message, "rate_limit_exceeded", headers, kind="tokens")
+        if used is not None:
+            message = f"Rate limit reached {where}: {used}. Please try again in 1s."
+            return _error(429, message, "rate_limit_exceeded", headers, kind="tokens")
+        return _error(429, "Rate limit reached for requests", "rate_limit_exceeded", headers)
+
     def _admit(self, policy: KeyPolicy, now: float, tokens: int) -> dict[str, str]:
         """Moving-window check for the key's account; returns rate-limit headers."""
         acct = self._accounts[policy.account or policy.alias]
@@ -526,12 +676,23 @@ class FakeProvider(LoopbackServer):
                         "x-ratelimit-remaining-requests": "0",
                         "x-ratelimit-reset-requests": f"{wait:.3f}s",
                     }
+            if policy.token_limit and tokens > policy.token_limit:
+                # larger than the whole window: OpenAI's "Request too large", which no wait
+                # cures, so it carries no retry-after; its headers still describe the window
+                return {
+                    "__too_large__": f"Limit {policy.token_limit}, Requested {tokens}",
+                    "x-ratelimit-limit-tokens": str(policy.token_limit),
+                    "x-ratelimit-remaining-tokens": str(max(0, policy.token_limit - used_tokens)),
+                    "x-ratelimit-reset-tokens": f"{policy.window:.3f}s",
+                }
             if policy.token_limit and used_tokens + tokens > policy.token_limit:
                 wait = acct.tokens[0][0] + policy.window - now if acct.tokens else policy.window
                 return {
                     "retry-after": str(max(1, round(wait + 0.5))),
+                    "x-ratelimit-limit-tokens": str(policy.token_limit),
                     "x-ratelimit-remaining-tokens": "0",
                     "x-ratelimit-reset-tokens": f"{wait:.3f}s",
+                    "__used__": f"Limit {policy.token_limit}, Used {used_tokens}, Requested {tokens}",
                 }
             acct.stamps.append(now)
             acct.tokens.append((now, tokens))
@@ -629,9 +790,13 @@ def _count_tokens(messages: list[dict[str, Any]]) -> int:
 
 
 def _error(
-    status: int, message: str, code: str, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+    kind: str | None = None,
 ) -> web.Response:
-    kind = {
+    kind = kind or {
         401: "invalid_request_error",
         404: "invalid_request_error",
         429: "rate_limit_error",

@@ -50,6 +50,7 @@ def kernel_env(proxy_url: str | None, token: str | None = None, **extra: str) ->
     for k in list(env):
         if k.endswith("_API_KEY"):
             env.pop(k)
+    env["RSQL_LOCAL_MODEL"] = "off"  # nor the local model a kernel with no key falls back on
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     if proxy_url:
         env["RSQL_PROXY_URL"] = proxy_url

@@ -430,7 +430,7 @@ c.JupyterHub.load_groups = {{"students": {{"users": ["stu"]}}, "staff": {{"users
 c.JupyterHub.services = [{{"name": "tester", "api_token": "{self.admin_token}"}}]
 c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
     "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "groups"]}}]
-configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0.0.1:{self.svc_port}")
+configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0.0.1:{self.svc_port}", ai_tools=True)
 """)
         env = child_env(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
         self.log_path = tmp / "hub.log"

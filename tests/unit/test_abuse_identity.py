@@ -154,3 +154,58 @@ def test_the_admin_page_of_a_name_made_of_markup_shows_it_as_text(
     assert "<img" not in page, page
     assert '<span id="who">&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;</span>' in page, page
     assert page.count("<tr") == 2  # the heading and the user's one request
+
+
+# -- #35: every end-user identity field a provider reads is the proxy's ----------------------
+
+IDENTITY_FIELDS = {
+    "user": "victim-user",
+    "safety_identifier": "victim-safety",
+    "metadata": {"user_id": "victim-meta", "course": "stats101"},
+}
+
+
+@pytest.mark.parametrize("mode", ["none", "hash"])
+async def test_a_caller_cannot_pose_as_another_user_to_any_provider(
+    fresh_provider: FakeProvider, mode: str
+) -> None:
+    from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+    from jupyter_server_ext.state import MemoryState
+    from tests.helpers.fake_anthropic import FakeAnthropic, KeyPolicy
+
+    with FakeAnthropic({"test-anthropic-key-id": KeyPolicy("claude")}) as anthropic:
+        claude = {
+            "name": "claude",
+            "provider": "anthropic",
+            "base_url": anthropic.base_url,
+            "api_key": "test-anthropic-key-id",
+            "models": {"claude-small": "claude-fake-small"},
+        }
+        settings = EngineSettings(
+            upstreams=parse_upstreams([*upstreams_for(fresh_provider), claude], {}),
+            default_model="fake-small",
+            forward_user=mode,
+            health_check_seconds=0,
+        )
+        engine = Engine(settings, state=MemoryState())
+        await engine.start()
+        try:
+            for model in ("fake-small", "claude-small"):
+                body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+                await engine.chat({**body, **IDENTITY_FIELDS}, Caller("mallory"))
+            expected = engine.user_id("mallory")
+        finally:
+            await engine.close()
+        sent_openai = fresh_provider.received[-1].body
+        sent_anthropic = anthropic.received[-1].body
+    victim = ("victim-user", "victim-safety", "victim-meta")
+    for sent in (sent_openai, sent_anthropic):
+        assert not any(v in json.dumps(sent) for v in victim), sent
+    if mode == "none":
+        assert "user" not in sent_openai and "safety_identifier" not in sent_openai
+        assert "user_id" not in (sent_anthropic.get("metadata") or {})
+    else:
+        assert sent_openai["user"] == sent_openai["safety_identifier"] == expected
+        assert sent_anthropic["metadata"]["user_id"] == expected
+    # metadata the provider does not read as identity passes as it was sent
+    assert sent_openai["metadata"] == {"course": "stats101"}

@@ -181,6 +181,7 @@ def kernel_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         if k.startswith(("RSQL_", "JUPYTERHUB_")) or k.endswith("_API_KEY"):
             monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("JPY_PARENT_PID", "4242")
+    monkeypatch.setenv("RSQL_LOCAL_MODEL", "off")  # nor the local model, for "no proxy found"
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))

@@ -25,6 +25,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             or k == "JPY_PARENT_PID"
         ):
             monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RSQL_LOCAL_MODEL", "off")  # the local model is tested on its own
     rt = tmp_path / "runtime"
     rt.mkdir()
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(rt))
@@ -119,6 +120,10 @@ def test_discovery_order(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> No
         "JUPYTERHUB_API_TOKEN",
         "JPY_PARENT_PID",
         "GROQ_API_KEY",
+        "OPENAI_BASE_URL",
+        "RSQL_UPSTREAMS",
+        "RSQL_LOCAL_MODEL",
+        "jupyter server",
     ):
         assert hint in msg
 

@@ -419,23 +419,42 @@ async def test_unknown_model_is_a_404(fresh_provider: FakeProvider) -> None:
         await engine.close()
 
 
-async def test_requests_that_get_no_answer_use_no_quota(fresh_provider: FakeProvider) -> None:
+async def test_requests_that_get_no_answer_cost_nothing_and_count_only_if_sent(
+    fresh_provider: FakeProvider,
+) -> None:
     from jupyter_server_ext.engine import LimitSettings, UserPolicy, parse_rates
 
-    user = UserPolicy(limits=parse_rates(["2/minute"], where="t"))
-    engine = make_engine(fresh_provider, limits=LimitSettings(user=user))
+    user = UserPolicy(limits=parse_rates(["3/minute"], where="t"), daily_budget_usd=1.0)
+    small_only = {"models": ["fake-small"]}
+    engine = make_engine(
+        fresh_provider,
+        {"a1": small_only, "a2": small_only, "b1": {"limits": ["1/minute"]}},
+        limits=LimitSettings(user=user),
+        unpriced_models="free",
+        max_wait_seconds=0.2,
+    )
     try:
+        # no key has room (only b1 serves fake-large): nothing was sent, so nothing counts
+        only_b1 = {**HELLO, "model": "fake-large"}
+        await ask(engine, only_b1)
+        with pytest.raises(RateLimited) as err:
+            await ask(engine, only_b1)
+        assert err.value.limit == "upstream capacity"
+        snap = await engine.limiter.snapshot("alice", ())
+        assert snap["limits"][0]["used"] == 1
+        # every upstream failed: free, but each attempt reached a provider, so it counts in the
+        # user's window (one user cannot make failing requests without bound)
         for alias in ("a1", "a2", "b1"):
             fresh_provider.set_fault(alias, "status", status=503, count=1)
         with pytest.raises(UpstreamError):
-            await ask(engine)  # every upstream failed: refunded
+            await ask(engine)
         snap = await engine.limiter.snapshot("alice", ())
-        assert snap["limits"][0]["used"] == 0
-        await ask(engine)
+        assert snap["limits"][0]["used"] == 2
+        assert snap["budget"]["spent_usd"] == 0
         await ask(engine)
         with pytest.raises(RateLimited) as err:
             await ask(engine)
-        assert err.value.limit == "user 2/minute"
+        assert err.value.limit == "user 3/minute"
     finally:
         await engine.close()
 

@@ -287,3 +287,111 @@ def test_a_crafted_answer_is_rendered_through_the_sanitizer(
         for trait in ("replay", "replay_file"):
             ip.run_line_magic("config", f"RSQLMagic.{trait} = None")
         ip.run_line_magic("config", "RSQLMagic.stream = True")
+
+
+# -- replays that follow the configuration (#42) ---------------------------------------------
+
+BAD = "```sql\nSELECT region, SUM(o.total) FROM orders o GROUP BY region\n```"  # no such column
+
+
+def _shell_with_shop(
+    fresh_provider: FakeProvider, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[object, sqlite3.Connection]:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", KEY)
+    monkeypatch.setenv("RSQL_MODEL", "fake-small")
+    monkeypatch.delenv("RSQL_REPLAY", raising=False)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "rsql_magic")
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SHOP)
+    ip.user_ns["conn"] = conn
+    ip.run_line_magic("config", f"RSQLMagic.replay_file = {str(path)!r}")
+    ip.run_line_magic("config", 'RSQLMagic.replay = "auto"')
+    _rerun(ip)  # the shell is shared with the tests above: start as a fresh kernel would
+    return ip, conn
+
+
+def _rerun(ip: object) -> None:
+    """A new batch run: nothing recorded by this kernel yet (a fresh kernel's state)."""
+    from rsql_magic.session import Session
+
+    Session.of(ip).recorded_here.clear()
+
+
+def test_a_failed_sql_attempt_is_never_replayed_as_an_answer(
+    fresh_provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell whose first SQL failed and whose retry worked reruns straight to the SQL that
+    worked (one replayed answer, nothing sent); a cell that failed is asked again on rerun
+    (auto), and replay-only says its recorded answers failed instead of replaying them."""
+    from rsql_magic.errors import SqlAIError
+
+    path = tmp_path / "r.jsonl"
+    ip, conn = _shell_with_shop(fresh_provider, path, monkeypatch)
+    cell = "%%sql_ai conn -o totals\nTotal order amount per region"
+    try:
+        fresh_provider.script(BAD, GOOD)
+        assert ip.run_cell(cell).error_in_exec is None  # type: ignore[attr-defined]
+        assert len(fresh_provider.received) == 2
+        _rerun(ip)
+        assert ip.run_cell(cell).error_in_exec is None  # type: ignore[attr-defined]
+        assert len(fresh_provider.received) == 2  # the SQL that worked, replayed at once:
+        calls = ip.magics_manager.registry["SqlAIMagics"].chat_results  # type: ignore[attr-defined]
+        assert len(calls) == 1 and calls[0].replayed_at  # not the failed attempt first
+        assert list(ip.user_ns["totals"]["total"]) == [130.5, 7.25]  # type: ignore[attr-defined]
+
+        failing = "%%sql_ai conn --max-retries 1\nTotal order amount per town"
+        fresh_provider.script(BAD, BAD)
+        assert isinstance(ip.run_cell(failing).error_in_exec, SqlAIError)  # type: ignore[attr-defined]
+        assert len(fresh_provider.received) == 4
+        latest = ReplayStore(path).latest().values()
+        assert [e.failed != "" for e in latest if "town" in e.question] == [True, True]
+        _rerun(ip)
+        fresh_provider.script(BAD, BAD)
+        assert isinstance(ip.run_cell(failing).error_in_exec, SqlAIError)  # type: ignore[attr-defined]
+        assert len(fresh_provider.received) == 6  # asked again, not replayed
+        ip.run_line_magic("config", 'RSQLMagic.replay = "only"')  # type: ignore[attr-defined]
+        err = ip.run_cell(failing).error_in_exec  # type: ignore[attr-defined]
+        assert isinstance(err, SqlAIError) and "failed" in err.message
+        assert "never replayed" in err.message and len(fresh_provider.received) == 6
+    finally:
+        ip.run_line_magic("config", "RSQLMagic.replay = None")  # type: ignore[attr-defined]
+        ip.run_line_magic("config", "RSQLMagic.replay_file = None")  # type: ignore[attr-defined]
+        for k in ("conn", "totals", "_"):
+            ip.user_ns.pop(k, None)  # type: ignore[attr-defined]
+
+
+def test_a_rerun_after_the_model_changed_asks_again_and_says_so(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Recorded while the user's default was one model, replayed while it still is; once the
+    configuration names another (GET me's default), the rerun asks again with a warning and
+    records the new model's answer, which the next rerun replays. Offline (the default
+    unknown) the recorded answer stands."""
+    from rsql_magic.errors import RSQLWarning
+
+    url = f"http://127.0.0.1:{fresh_provider.port}/"
+    client = ProxyClient(url, KEY)
+    store = ReplayStore(tmp_path / "r.jsonl")
+    msgs = body(model=None)["messages"]
+
+    def run(default: str | None, c: ProxyClient = client) -> object:
+        rp = Replay("auto", store, kind="ask", cell="cell In [2]", question="Why?")
+        return c.chat(msgs, temperature=0, replay=rp, default_model=default)
+
+    first = run("fake-small")
+    assert first.model == "fake-small" and len(fresh_provider.received) == 1  # type: ignore[attr-defined]
+    assert run("fake-small").replayed_at and len(fresh_provider.received) == 1  # type: ignore[attr-defined]
+    with pytest.warns(RSQLWarning, match="came from 'fake-small'.*now answers with 'fake-large'"):
+        changed = run("fake-large")
+    assert changed.replayed_at is None and changed.model == "fake-large"  # type: ignore[attr-defined]
+    assert len(fresh_provider.received) == 2
+    assert fresh_provider.received[-1].body["model"] == "fake-large"
+    again = run("fake-large")
+    assert again.replayed_at and again.model == "fake-large"  # type: ignore[attr-defined]
+    offline = ProxyClient(description="none", unavailable=ReplayMissing("no proxy at all"))
+    assert run(None, offline).model == "fake-large"  # type: ignore[attr-defined]
+    assert len(fresh_provider.received) == 2

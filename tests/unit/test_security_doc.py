@@ -9,6 +9,7 @@ import re
 from importlib import metadata
 
 from jupyter_server_ext.admin_handlers import ADMIN_ROUTES
+from jupyter_server_ext.api_handlers import API_ROUTES
 from jupyter_server_ext.dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from jupyter_server_ext.handlers import ROUTES as PROXY_ROUTES
 from jupyter_server_ext.service import HEALTH_LIVE, HEALTH_READY
@@ -31,7 +32,7 @@ def route_pattern(path: str) -> re.Pattern[str]:
 def test_every_route_has_a_row() -> None:
     # the hub service's own routes too: the orchestrator's probes and the browser login's landing
     own = [(path, None) for path in (HEALTH_LIVE, HEALTH_READY, "oauth_callback")]
-    routes = [*PROXY_ROUTES, *ADMIN_ROUTES, *DASHBOARD_ROUTES, *own]
+    routes = [*PROXY_ROUTES, *API_ROUTES, *ADMIN_ROUTES, *DASHBOARD_ROUTES, *own]
     missing = [path for path, _ in routes if not route_pattern(path).search(DOC)]
     assert missing == [], f"routes without a row in docs/security.md: {missing}"
 

@@ -42,6 +42,7 @@ COLUMNS = (
     "escalation",
     "notebook",
     "cell",
+    "api",
 )
 
 
@@ -102,6 +103,7 @@ def row_of(o: Outcome, prompt: str | None) -> tuple[Any, ...]:
         o.escalation,
         o.notebook,
         o.cell,
+        o.api,
     )
 
 

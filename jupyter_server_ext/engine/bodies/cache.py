@@ -45,6 +45,8 @@ def cache_key(payload: dict[str, Any], endpoint: str = "chat/completions") -> st
 def cacheable(payload: dict[str, Any], forced: bool, endpoint: str = "chat/completions") -> bool:
     if endpoint == "embeddings":  # the same input always gives the same vectors
         return True
+    if endpoint in ("responses", "messages"):  # answers in those APIs' shapes are not cached
+        return False
     if payload.get("n", 1) != 1 or payload.get("best_of", 1) != 1:
         return False
     return forced or payload.get("temperature") == 0

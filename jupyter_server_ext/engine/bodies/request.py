@@ -1,34 +1,29 @@
 """Validation of an incoming chat-completions body, with errors that name the field.
 
-Everything a caller sends is bounded here before it costs anything: the JSON itself (nesting,
-duplicate keys, NaN, lone surrogates), the number and length of messages, and every parameter
-that multiplies what the answer may cost (``n``, ``best_of``, ``max_tokens``,
-``max_completion_tokens``), so a budget reservation is a true worst case.
+Everything a caller sends is bounded here before it costs anything (the JSON itself is bounded
+by ``decode``): the number and length of messages, and every parameter that multiplies what
+the answer may cost (``n``, ``best_of``, ``max_tokens``, ``max_completion_tokens``), so a budget
+reservation is a true worst case.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadRequest
+from .decode import MAX_CONTAINERS, MAX_ITEMS
+from .media import file_tokens, image_tokens
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MAX_CHOICES = 128  # the most choices (n, best_of) OpenAI itself accepts
 MAX_TOKENS = 2**31 - 1  # providers read max_tokens as a 32-bit integer
 MAX_MODEL_CHARS = 256
-IMAGE_TOKENS = 3000  # an image part costs at most a few thousand tokens at any detail level
 _MULTIPLIERS = ("n", "best_of")
 _TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
 _PROMPT_EXTRAS = ("tools", "functions", "response_format", "tool_choice")
-_CONTAINERS = (dict, list)
-# \ud800-\udfff escapes: the only way JSON can carry a lone surrogate, which cannot be encoded
-# again (cache key, usage log); scan for them only when the raw body has one
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 @dataclass(frozen=True)
@@ -36,6 +31,8 @@ class RequestLimits:
     """Caps on what one request may carry (``c.RSQLProxy.max_json_depth`` etc.)."""
 
     max_json_depth: int = 64
+    max_json_containers: int = MAX_CONTAINERS
+    max_json_items: int = MAX_ITEMS
     max_messages: int = 1000
     max_message_chars: int = 1_000_000
 
@@ -54,6 +51,9 @@ class ChatRequest:
     endpoint: str = "chat/completions"  # the upstream path under its base_url
     # the field a budget cap is written to when the client set no limit (None: no completion)
     cap_field: str | None = "max_completion_tokens"
+    # headers for the upstream beside the payload: a request sent as it was (``apis.native``)
+    # keeps the API's own feature flags (Anthropic's anthropic-beta)
+    upstream_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def completion_tokens(self) -> int:
@@ -63,95 +63,6 @@ class ChatRequest:
     @property
     def reserve_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
-
-
-# -- JSON ---------------------------------------------------------------------------------
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:30]} is out of range")
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"duplicate key {key[:60]!r}")
-            seen.add(key)
-    return obj
-
-
-def decode_json(raw: bytes, *, max_depth: int = 64) -> Any:
-    """Parse a request body, or raise ``BadRequest``: never anything else, whatever the bytes."""
-    if not raw.strip():
-        raise BadRequest("request body is empty; send a JSON object")
-    try:
-        obj = json.loads(
-            raw,
-            object_pairs_hook=_unique_keys,
-            parse_constant=_no_constant,
-            parse_float=_finite_float,
-        )
-    except RecursionError:  # nesting in the hundreds: json's C decoder recurses
-        raise BadRequest(f"request body is nested more than {max_depth} levels deep") from None
-    except ValueError as exc:  # includes invalid UTF-8 (UnicodeDecodeError)
-        why = str(exc)
-        if "integer string conversion" in why:
-            why = "a number has too many digits"
-        raise BadRequest(f"request body is not valid JSON: {why[:200]}") from None
-    _check_tree(obj, max_depth, strings=_SURROGATE_ESCAPE.search(raw) is not None)
-    return obj
-
-
-def _check_tree(obj: Any, max_depth: int, *, strings: bool) -> None:
-    """Depth (a container inside a container ... counts one per level) and, when asked, strings
-    that are not valid Unicode; iterative, so no input can exhaust the stack."""
-    tops = obj.items() if isinstance(obj, dict) else [(None, obj)]
-    for name, value in tops:
-        where = "request body" if name is None else f"{name[:60]!r}"
-        if strings and name is not None:
-            _check_str(name, "a key")
-        stack = [(value, 2 if name is not None else 1)]
-        while stack:
-            node, depth = stack.pop()
-            children: Iterable[Any]
-            if isinstance(node, dict):
-                children = node.values()
-                if strings:
-                    for key in node:
-                        _check_str(key, where)
-            elif isinstance(node, list):
-                children = node
-            else:
-                if strings and isinstance(node, str):
-                    _check_str(node, where)
-                continue
-            if depth > max_depth:
-                raise BadRequest(
-                    f"{where} is nested more than {max_depth} levels deep",
-                    extra={"param": name} if name is not None else None,
-                )
-            for child in children:
-                if strings or isinstance(child, _CONTAINERS):
-                    stack.append((child, depth + 1))
-
-
-def _check_str(text: str, where: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest(
-            f"{where} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
-        ) from None
 
 
 # -- estimates -----------------------------------------------------------------------------
@@ -176,12 +87,14 @@ def _json_tokens(value: Any) -> int:
         return 0
 
 
-def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+def estimate_tokens(messages: list[dict[str, Any]], model: str = "") -> int:
     """Prompt tokens, estimated on the generous side; settled to the provider's count later.
+    Images and files cost what `model` may bill for them at most (``media``).
 
     Why not tiktoken: it downloads its vocabularies at run time, and providers' own tokenizers
     differ anyway; the estimate only sizes reservations, which are settled to real usage.
     """
+    image = image_tokens(model)
     tokens = 0
     for m in messages:
         content = m.get("content")
@@ -194,8 +107,10 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
                 if isinstance(part.get("text"), str):
                     tokens += _text_tokens(part["text"])
                 elif part.get("type") == "image_url":
-                    tokens += IMAGE_TOKENS
-                else:  # audio, files: by their size
+                    tokens += image
+                elif part.get("type") == "file":  # a PDF: by its pages
+                    tokens += file_tokens(part, _json_tokens(part), image)
+                else:  # audio: by its size
                     tokens += _json_tokens(part)
         if m.get("tool_calls"):
             tokens += _json_tokens(m["tool_calls"])
@@ -307,8 +222,9 @@ def parse_chat_request(
             raise _bad(f"'{name}' must be a number from -2 to 2, got {str(value)[:40]}", name)
     stream_options = _check_stream_options(body)
     wants_usage = bool(stream_options and stream_options.get("include_usage"))
+    _check_service_tier(body)
 
-    prompt_tokens = estimate_tokens(messages)
+    prompt_tokens = estimate_tokens(messages, model)
     for name in _PROMPT_EXTRAS:  # tool definitions and schemas are billed as prompt
         if body.get(name) is not None:
             prompt_tokens += _json_tokens(body[name])
@@ -353,6 +269,23 @@ def _check_stream(body: dict[str, Any]) -> bool:
     if not isinstance(stream, bool):
         raise _bad(f"'stream' must be true or false, got {type(stream).__name__}", "stream")
     return stream
+
+
+# OpenAI's service tiers billed at most the standard prices the proxy charges ("flex" is half)
+_SERVICE_TIERS = ("auto", "default", "flex")
+
+
+def _check_service_tier(body: dict[str, Any]) -> None:
+    """A tier the provider bills above the prices the proxy charges ("priority") would let a
+    request cost more than its reservation: refused, naming the field."""
+    tier = body.get("service_tier")
+    if tier is not None and tier not in _SERVICE_TIERS:
+        shown = repr(tier)[:40] if isinstance(tier, str) else type(tier).__name__
+        raise _bad(
+            f"'service_tier' {shown} is not offered through this proxy: its answers are billed "
+            f"above the prices it charges; send one of {', '.join(_SERVICE_TIERS)} or leave it out",
+            "service_tier",
+        )
 
 
 def _check_stream_options(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -416,7 +349,15 @@ def parse_completions_request(
         if body.get("prompt", "") != ""
         else 1
     )
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise _bad("'suffix' must be a string", "suffix")
+    if suffix and len(suffix) > limits.max_message_chars:
+        raise _bad(f"'suffix' is longer than {limits.max_message_chars} characters", "suffix")
+    if suffix:  # the text after the insertion point is prompt too, billed as such
+        prompt_tokens += _text_tokens(suffix)
     stream = _check_stream(body)
+    _check_service_tier(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)
     choices = max(
         [1]
@@ -470,6 +411,42 @@ def parse_embeddings_request(
         endpoint="embeddings",
         cap_field=None,
     )
+
+
+def set_end_user(payload: dict[str, Any], user_id: str | None, *, anthropic: bool = False) -> None:
+    """Name the end user behind a request as the proxy knows it, in every field a provider reads
+    as that user (OpenAI's ``user`` and ``safety_identifier``; ``metadata.user_id``, which
+    Anthropic reads and the translation fills from ``user``): a caller must not pose as someone
+    else to the provider, whose abuse tracking would then blame them. `user_id` None: no field
+    names anyone (``forward_user = "none"``). ``safety_identifier`` is written only where the
+    caller sent one, as some OpenAI-compatible servers refuse fields they do not know.
+    `anthropic`: a body in the Messages API's shape, sent as it is: ``metadata.user_id`` only."""
+    if anthropic:
+        payload.pop("user", None)
+        payload.pop("safety_identifier", None)
+        meta = payload.get("metadata")
+        rest = {k: v for k, v in meta.items() if k != "user_id"} if isinstance(meta, dict) else {}
+        if user_id is not None:
+            rest["user_id"] = user_id
+        if rest:
+            payload["metadata"] = rest
+        else:
+            payload.pop("metadata", None)
+        return
+    if user_id is None:
+        payload.pop("user", None)
+        payload.pop("safety_identifier", None)
+    else:
+        payload["user"] = user_id
+        if "safety_identifier" in payload:
+            payload["safety_identifier"] = user_id
+    meta = payload.get("metadata")
+    if isinstance(meta, dict) and "user_id" in meta:
+        rest = {k: v for k, v in meta.items() if k != "user_id"}
+        if rest:
+            payload["metadata"] = rest
+        else:
+            del payload["metadata"]
 
 
 # what a caller may say about where a request comes from (X-RSQL-Notebook, X-RSQL-Cell): their

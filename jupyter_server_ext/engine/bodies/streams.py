@@ -30,11 +30,18 @@ def sse(obj: Any) -> bytes:
 
 
 def event_json(ev: bytes) -> dict[str, Any] | None:
-    """The JSON object of one `data: {...}` event, or None (comments, [DONE], junk)."""
-    if not ev.startswith(b"data: {") and not ev.startswith(b"data:{"):
+    """The JSON object of one `data: {...}` event (after its `event:` line, if it has one, as
+    the Responses and Messages APIs send them), or None (comments, [DONE], junk)."""
+    if not ev.startswith(b"data:"):
+        at = ev.find(b"\ndata:")
+        if at < 0:
+            return None
+        ev = ev[at + 1 :]
+    data = ev[5:].lstrip(b" ")
+    if not data.startswith(b"{"):
         return None
     try:
-        obj = json.loads(ev[5:])
+        obj = json.loads(data)
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None

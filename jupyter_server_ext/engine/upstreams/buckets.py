@@ -90,6 +90,7 @@ class Bucket:
         "prov_req_reset",
         "prov_tok_left",
         "prov_tok_reset",
+        "prov_tok_limit",
     )
 
     def __init__(self, rates: tuple[Rate, ...], token_rates: tuple[Rate, ...]) -> None:
@@ -109,6 +110,9 @@ class Bucket:
         self.prov_req_reset = 0.0
         self.prov_tok_left: int | None = None
         self.prov_tok_reset = 0.0
+        # the most tokens the provider takes in one window (x-ratelimit-limit-tokens, or the
+        # limit a "Request too large" names): a prompt past it is refused before it is sent
+        self.prov_tok_limit: int | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -121,8 +125,21 @@ class Bucket:
             del self._tt[:i]
             del self._cum[:i]
 
-    def fits_ever(self, tokens: int) -> bool:
+    def fits_ever(self, tokens: int, counted: int | None = None) -> bool:
+        """Whether a request of `tokens` (its prompt and its answer) can ever be sent here: no
+        configured token window is smaller, and the provider's own limit takes what its window
+        counts of the request, `counted` (``UpstreamSpec.window_counts_answer``: the prompt
+        alone, or the prompt and its answer budget; None: `tokens`)."""
+        counted = tokens if counted is None else counted
+        if self.prov_tok_limit is not None and counted > self.prov_tok_limit:
+            return False
         return all(tokens <= r.amount for r in self.token_rates)
+
+    def learn_limit(self, tokens: int) -> None:
+        """The provider said it takes at most `tokens` a window (smaller limits win: a second
+        key of the account cannot widen what the account takes)."""
+        if tokens > 0 and (self.prov_tok_limit is None or tokens < self.prov_tok_limit):
+            self.prov_tok_limit = tokens
 
     def _tokens_since(self, now: float, seconds: float) -> tuple[int, int]:
         """(index of the first token stamp in the window, tokens stamped in it)."""
@@ -130,14 +147,16 @@ class Bucket:
         total = self._cum[-1] if self._tt else self._base
         return i, total - (self._cum[i - 1] if i else self._base)
 
-    def wait_time(self, now: float, tokens: int) -> float | None:
+    def wait_time(self, now: float, tokens: int, counted: int | None = None) -> float | None:
         """0.0 if a request of `tokens` fits now; else seconds until it may, or None when only a
-        request in flight finishing can make room (the caller waits for a release)."""
+        request in flight finishing can make room (the caller waits for a release). `counted`:
+        what of it the provider's window counts (``fits_ever``), held to what it says is left."""
         self._prune(now)
+        counted = tokens if counted is None else counted
         waits = [self.cool_until - now]
         if self.prov_req_left is not None and self.prov_req_left <= 0:
             waits.append(self.prov_req_reset - now)
-        if self.prov_tok_left is not None and self.prov_tok_left < tokens:
+        if self.prov_tok_left is not None and self.prov_tok_left < counted:
             waits.append(self.prov_tok_reset - now)
         flying = len(self.unstamped)
         for rate in self.rates:
@@ -186,7 +205,8 @@ class Bucket:
 
     # -- writing -------------------------------------------------------------------------
 
-    def begin(self, slot: int, tokens: int, now: float) -> None:
+    def begin(self, slot: int, tokens: int, now: float, counted: int | None = None) -> None:
+        counted = tokens if counted is None else counted
         self.inflight[slot] = tokens
         self.unstamped.add(slot)
         self.inflight_tokens += tokens
@@ -197,7 +217,7 @@ class Bucket:
                 self.prov_req_left = None
         if self.prov_tok_left is not None:
             if now < self.prov_tok_reset:
-                self.prov_tok_left -= tokens
+                self.prov_tok_left -= counted
             else:
                 self.prov_tok_left = None
 
@@ -243,6 +263,12 @@ class Bucket:
                 self.prov_req_left = int(float(left))
                 self.prov_req_reset = now + reset
             except ValueError:
+                pass
+        limit = get("x-ratelimit-limit-tokens")
+        if limit is not None:
+            try:
+                self.prov_tok_limit = int(float(limit)) if float(limit) > 0 else None
+            except (ValueError, OverflowError):
                 pass
         left = get("x-ratelimit-remaining-tokens")
         reset = parse_duration(get("x-ratelimit-reset-tokens"))

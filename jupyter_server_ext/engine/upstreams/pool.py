@@ -141,6 +141,25 @@ class PickPlan:
     tokens: int
 
 
+def counted(key: Key, tokens: int, prompt: int) -> int:
+    """What of a request (`tokens` in all, `prompt` of them its prompt) the provider behind
+    `key` counts against its token window as it arrives (``UpstreamSpec.window_counts_answer``)."""
+    return tokens if key.spec.window_counts_answer or not prompt else prompt
+
+
+def request_too_large(model: str, tokens: int, prompt: int, limit: int) -> BadRequest:
+    """The 400 for a request no upstream of `model` can ever take (never a 429: no wait cures it,
+    and SDKs retry 429s)."""
+    over = f" ({limit} tokens)" if limit else ""
+    return BadRequest(
+        f"this request needs about {tokens} tokens (a prompt of about {prompt} and its answer, "
+        f"max_tokens), more than any upstream serving {model!r} takes{over}; shorten the "
+        "prompt or lower max_tokens",
+        code="request_too_large",
+        extra={"param": "messages"},
+    )
+
+
 class Pool:
     """Chooses keys with headroom, spreads load, waits for capacity, tracks key health."""
 
@@ -201,21 +220,26 @@ class Pool:
     # -- picking -------------------------------------------------------------------------
 
     def screen(
-        self, model: str, tokens: int, exclude: set[str], now: float
+        self, model: str, tokens: int, exclude: set[str], now: float, prompt: int = 0
     ) -> tuple[list[Key], float]:
         """The keys this process sees able to take the request now (serving the model, not
         excluded or disabled, big enough, breaker closed or ready for its probe), and the
         seconds until an open breaker lets another in (inf: none will). Raises when no key can
-        ever serve the request. Their windows decide next: local buckets, or shared state."""
+        ever serve the request. Their windows decide next: local buckets, or shared state.
+        `tokens`: the request's prompt and answer; `prompt`: its prompt alone."""
         ready: list[Key] = []
         soonest = math.inf
         usable = 0
         too_big = True
+        limits: list[int] = []
         for key in self.keys:
             if not key.spec.serves(model) or key.alias in exclude or key.disabled:
                 continue
             usable += 1
-            if not self.bucket(key, model).fits_ever(tokens):
+            bucket = self.bucket(key, model)
+            if not bucket.fits_ever(tokens, counted(key, tokens, prompt)):
+                limits += [r.amount for r in bucket.token_rates]
+                limits += [bucket.prov_tok_limit] if bucket.prov_tok_limit is not None else []
                 continue
             too_big = False
             if key.full:
@@ -226,8 +250,15 @@ class Pool:
                 soonest = min(soonest, key.breaker.open_until - now)
         if usable == 0:
             if not self.serving(model):
+                pending = [k.alias for k in self.keys if k.spec.discovers and not k.spec.discovered]
+                unsaid = (
+                    f" (not yet said which models they serve: {', '.join(pending)})"
+                    if pending
+                    else ""
+                )
                 raise BadRequest(
-                    f"model {model!r} is not served here; available: {', '.join(self.models()) or 'none'}",
+                    f"model {model!r} is not served here; available: "
+                    f"{', '.join(self.models()) or 'none'}{unsaid}",
                     code="model_not_found",
                     status=404,
                 )
@@ -237,22 +268,20 @@ class Pool:
                 code="no_upstream",
             )
         if too_big:
-            raise BadRequest(
-                f"this request needs about {tokens} tokens (prompt + max_tokens), more than the "
-                f"token limit of any upstream serving {model!r}; lower max_tokens or shorten the prompt",
-                code="request_too_large",
-            )
+            raise request_too_large(model, tokens, prompt, max(limits, default=0))
         return ready, soonest
 
-    def try_pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+    def try_pick(
+        self, model: str, tokens: int, exclude: set[str], prompt: int = 0
+    ) -> Slot | float | None:
         """A slot if some key has headroom now; else seconds until one may (a float), or None
         when only a release can help; raises when no key can ever serve the request."""
         now = self.clock()
-        ready, soonest = self.screen(model, tokens, exclude, now)
+        ready, soonest = self.screen(model, tokens, exclude, now, prompt)
         best: tuple[Any, ...] | None = None
         for key in ready:
             bucket = self.bucket(key, model)
-            wait = bucket.wait_time(now, tokens)
+            wait = bucket.wait_time(now, tokens, counted(key, tokens, prompt))
             if wait is None:  # only a request in flight finishing can make room
                 continue
             if wait > 0:
@@ -265,7 +294,7 @@ class Pool:
         if best is not None:
             _, key, bucket = best
             slot = self.claim_slot(key, bucket, model, tokens, now)
-            bucket.begin(slot.id, tokens, now)
+            bucket.begin(slot.id, tokens, now, counted(key, tokens, prompt))
             return slot
         return soonest if soonest != math.inf else None
 
@@ -286,11 +315,13 @@ class Pool:
         if slot.probe:
             slot.key.breaker.probing = False
 
-    async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
+    async def pick(
+        self, model: str, tokens: int, exclude: set[str], prompt: int = 0
+    ) -> Slot | float | None:
         """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
-        return self.try_pick(model, tokens, exclude)
+        return self.try_pick(model, tokens, exclude, prompt)
 
-    def plan(self, model: str, tokens: int) -> PickPlan | None:
+    def plan(self, model: str, tokens: int, prompt: int = 0) -> PickPlan | None:
         """A key pick for the state backend to make in the admission's own step (shared pools:
         one round trip for both), or None: this pool picks locally, at no cost. The admission's
         answer comes back to ``take``."""
@@ -312,6 +343,7 @@ class Pool:
         exclude: set[str],
         deadline: float,
         first: Slot | float | None = None,
+        prompt: int = 0,
     ) -> Slot:
         """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
         the first attempt's answer, when the admission already made it."""
@@ -320,7 +352,7 @@ class Pool:
             if first is not None:
                 got, first = first, None
             else:
-                got = await self.pick(model, tokens, exclude)
+                got = await self.pick(model, tokens, exclude, prompt)
             if isinstance(got, Slot):
                 return got
             now = self.clock()
@@ -367,6 +399,15 @@ class Pool:
         slot.bucket.observe_headers(headers, now)
         slot.bucket.stamp(slot.id, provider_stamp(headers, now, slot.taken, slot.bucket.rates))
         self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
+
+    async def too_large(self, slot: Slot, limit: int | None, headers: Mapping[str, str]) -> None:
+        """The provider refused the slot's request as larger than its window takes: about that
+        request alone, so nothing cools; its limit is learned, so a prompt past it is refused
+        here next time, and the slot is given back uncounted (the provider ran nothing)."""
+        slot.bucket.observe_headers(headers, self.clock())
+        if limit:
+            slot.bucket.learn_limit(limit)
+        await self.release(slot, counted=False)
 
     async def rate_limited(
         self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]

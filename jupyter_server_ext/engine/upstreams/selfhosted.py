@@ -1,11 +1,14 @@
-"""Self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp's server, TGI): an upstream
-with ``max_in_flight``. Their capacity is concurrency, which the pool caps (``Key.full``);
-here, what they serve and whether they are up, from their ``GET /models``.
+"""What upstreams serve and whether self-hosted servers are up, from their ``GET /models``.
 
-A cheap probe, at start and on every health check: an answer lists the server's models (when
+Self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp's server, TGI) are upstreams
+with ``max_in_flight``; their capacity is concurrency, which the pool caps (``Key.full``). A
+cheap probe, at start and on every health check: an answer lists the server's models (when
 the admin did not name them) and puts a server taken out by a failed probe back; no answer
 takes it out of rotation until one comes, so requests go to its replicas meanwhile instead of
 each waiting for a connection to fail.
+
+A hosted upstream whose models the admin did not name is asked the same way, for its models
+only: it serves none until it has answered (``UpstreamSpec.discover``), never every name.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ DOWN = "health probe failed"
 
 
 async def probe(pool: Pool, http: HTTPTransport, keys: Iterable[Key] | None = None) -> None:
-    """Probe every self-hosted upstream of `pool` at once, through `http` (``HTTPTransport``)."""
-    servers = [k for k in (pool.keys if keys is None else keys) if k.spec.max_in_flight]
+    """Probe every self-hosted upstream of `pool`, and every hosted one whose models are not
+    named, at once, through `http` (``HTTPTransport``)."""
+    servers = [
+        k
+        for k in (pool.keys if keys is None else keys)
+        if k.spec.max_in_flight or (k.spec.discovers and not k.spec.local)
+    ]
     if servers:
         await asyncio.gather(*(_probe_one(pool, http, key) for key in servers))
 
@@ -38,6 +46,18 @@ async def _probe_one(pool: Pool, http: HTTPTransport, key: Key) -> None:
             spec.discovered.clear()
             spec.discovered.update(models)
             log.info("upstream %s serves %s", spec.name, ", ".join(models[:20]))
+    if not spec.max_in_flight:  # a hosted upstream: asked for its models only
+        if status in (401, 403) and not key.disabled:  # a bad key, found before a user's request
+            await pool.disable(key, f"HTTP {status} from provider")
+        if status != 200 and spec.discovers and not spec.discovered:
+            log.warning(
+                "upstream %s: its models could not be read (%s); it serves none until they are "
+                "(name them in its 'models' to serve them without asking)",
+                spec.name,
+                "no answer" if status == 0 else f"HTTP {status}",
+            )
+        return
+    if status == 200:
         if key.disabled.startswith(DOWN):
             await pool.enable(key)
             log.info("upstream %s answers its health probe again", spec.name)

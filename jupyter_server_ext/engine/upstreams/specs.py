@@ -70,7 +70,8 @@ _UPSTREAM_FIELDS = {
     "api_key_env": "name of the environment variable holding the key",
     "account": "provider account / organization; upstreams of one account share limits",
     "models": "model ids this upstream serves: a list, or a dict from the public name callers use to the "
-    "provider's own (an Azure deployment, an Anthropic model id)",
+    "provider's own (an Azure deployment, an Anthropic model id); not given: read from the upstream's "
+    "GET /models, serving none until it answers (Azure: required; llama_cpp: the model it runs)",
     "limits": "request limits per (account, model), e.g. ['30/minute', '14400/day']",
     "token_limits": "token limits per (account, model), e.g. ['6000/minute']",
     "prices": "USD per million tokens: {model: {'input': x, 'output': y}}",
@@ -80,6 +81,8 @@ _UPSTREAM_FIELDS = {
     "repeat_penalty": "llama_cpp only: penalty on recently generated tokens, 1.0 (none) to 2.0 (default 1.1)",
     "stop_loops": "llama_cpp only: end an answer that repeats itself in a loop (default true)",
     "chat_format": "llama_cpp only: the prompt format, e.g. 'chatml', 'gemma' (default: the GGUF's own template)",
+    "responses_api": "whether the upstream serves OpenAI's Responses API, so v1/responses requests reach it as "
+    "they were sent (default: true for api.openai.com and Azure's v1 API, false elsewhere: translated to chat)",
 }
 
 
@@ -167,7 +170,9 @@ class UpstreamSpec:
     api_version: str = ""
     auth: str = "api-key"
     max_in_flight: int = 0  # 0: no cap (hosted providers count requests per minute instead)
-    # a self-hosted server's models, read from its GET /models (models not configured)
+    # the admin named no models: they are read from the upstream's GET /models ("discovered"),
+    # and until it has answered the upstream serves none (never every name)
+    discover: bool = False
     discovered: set[str] = field(default_factory=set, compare=False, hash=False, repr=False)
     model_path: str = ""
     n_ctx: int = 8192
@@ -175,11 +180,17 @@ class UpstreamSpec:
     repeat_penalty: float = 1.1
     stop_loops: bool = True
     chat_format: str = ""
+    responses_api: bool = False  # serves OpenAI's Responses API itself (v1/responses passed on)
 
     def serves(self, model: str) -> bool:
-        if self.discovered:  # a self-hosted server says itself what it serves
-            return model in self.discovered or model in self.models
+        if self.discover:  # what the upstream said it serves; nothing before it has said
+            return model in self.discovered
         return model in self.models or "*" in self.models
+
+    def may_serve(self, model: str) -> bool:
+        """Whether `model` can be served here once what the upstream serves is known: the
+        configuration's checks, made before any upstream is asked."""
+        return self.discover or self.serves(model)
 
     def provider_model(self, model: str) -> str:
         """The provider's own name for public model `model`."""
@@ -187,8 +198,25 @@ class UpstreamSpec:
 
     @property
     def discovers(self) -> bool:
-        """A self-hosted server whose models are not configured: read from its GET /models."""
-        return self.max_in_flight > 0 and self.models == ("*",)
+        """Its models are not configured: read from its GET /models."""
+        return self.discover
+
+    @property
+    def native_apis(self) -> tuple[str, ...]:
+        """The APIs besides chat completions this upstream speaks itself, so a request in one of
+        them reaches it as it was sent (``translated``): Anthropic's Messages API, OpenAI's
+        Responses API."""
+        if self.provider == "anthropic":
+            return ("messages",)
+        return ("responses",) if self.responses_api else ()
+
+    @property
+    def window_counts_answer(self) -> bool:
+        """Whether the provider's own token window (its x-ratelimit-*-tokens) counts a request's
+        answer budget (max_tokens) as well as its prompt when the request arrives: OpenAI, Azure
+        and Groq do, so a request past what is left waits; Anthropic's input-token window and
+        Gemini's count the input, so only the prompt has to fit."""
+        return self.provider in ("openai", "azure")
 
     @property
     def local(self) -> bool:
@@ -245,6 +273,20 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
 
     models, model_map = _models(raw.get("models"), where)
     base_url, api_key, api_version, auth, max_in_flight = _http_fields(raw, provider, where, env)
+    discover = raw.get("models") is None and provider not in LOCAL_PROVIDERS
+    if provider in LOCAL_PROVIDERS:
+        if "*" in models:
+            raise ConfigError(
+                f"{where}: field 'models' of the local model names the model it runs (callers ask "
+                "for it by that name), not '*': it would answer for every model, under its name"
+            )
+        if raw.get("models") is None:  # the model it runs, by the name its file goes by
+            models = (local_model_name(str(raw.get("model_path", ""))),)
+    if discover and provider == "azure":
+        raise ConfigError(
+            f"{where}: field 'models' is required for Azure: name the deployments this resource "
+            "serves, as a list, or a dict from the public name callers use to each deployment"
+        )
     n_ctx = raw.get("n_ctx", 8192)
     if not isinstance(n_ctx, int) or n_ctx < 256:
         raise ConfigError(f"{where}: field 'n_ctx' must be an integer >= 256, got {n_ctx!r}")
@@ -276,6 +318,19 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
             f"{', '.join(CHAT_FORMATS)}"
         )
 
+    responses_api = raw.get("responses_api")
+    if responses_api is None:  # OpenAI itself, and Azure's v1 API, serve it
+        host = base_url.split("//", 1)[-1].split("/", 1)[0].lower()
+        responses_api = host == "api.openai.com" or (provider == "azure" and api_version == "v1")
+    elif not isinstance(responses_api, bool):
+        raise ConfigError(
+            f"{where}: field 'responses_api' must be true or false, got {responses_api!r}"
+        )
+    elif responses_api and provider not in ("openai", "azure"):
+        raise ConfigError(
+            f"{where}: field 'responses_api' is for OpenAI-compatible and Azure upstreams"
+        )
+
     return UpstreamSpec(
         name=name.strip(),
         provider=provider,
@@ -287,6 +342,7 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         api_version=api_version,
         auth=auth,
         max_in_flight=max_in_flight,
+        discover=discover,
         limits=parse_rates(raw.get("limits"), where=f"{where}: field 'limits'"),
         token_limits=parse_rates(raw.get("token_limits"), where=f"{where}: field 'token_limits'"),
         prices=parse_prices(raw.get("prices"), where=f"{where}: field 'prices'"),
@@ -296,13 +352,27 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         repeat_penalty=float(repeat_penalty),
         stop_loops=stop_loops,
         chat_format=chat_format,
+        responses_api=responses_api,
     )
 
 
+DEFAULT_LOCAL_MODEL = "smollm2-135m"  # what the llama_cpp kind runs when no model_path is given
+
+
+def local_model_name(model_path: str) -> str:
+    """The name the local model goes by when `models` is not given: its GGUF file's name
+    without the extension, or the built-in model's."""
+    if not model_path:
+        return DEFAULT_LOCAL_MODEL
+    name = os.path.basename(model_path)
+    return (name[:-5] if name.lower().endswith(".gguf") else name) or DEFAULT_LOCAL_MODEL
+
+
 def _models(raw: Any, where: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    """`models` as (public names, public -> provider-side names): a list, or a dict that maps."""
+    """`models` as (public names, public -> provider-side names): a list, or a dict that maps.
+    Not given: none yet (the upstream says which, ``UpstreamSpec.discover``)."""
     if raw is None:
-        return ("*",), {}
+        return (), {}
     if isinstance(raw, Mapping):
         if not raw or not all(
             isinstance(k, str) and k and isinstance(v, str) and v for k, v in raw.items()

@@ -31,6 +31,7 @@ class MemoryState:
         self._spend: dict[str, tuple[int, float]] = {}  # key -> (utc day, usd)
         self._swept = 0.0
         self._tables: dict[str, dict[str, str]] = {}  # small shared tables (policy windows)
+        self._blobs: dict[str, tuple[float, str]] = {}  # key -> (expires at, text)
 
     # Per-user state must not grow with every user ever seen: drop what has expired.
     def _sweep(self, now: float) -> None:
@@ -44,6 +45,8 @@ class MemoryState:
             del self._days[key]
         for key in [k for k, (d, _) in self._spend.items() if d != day]:
             del self._spend[key]
+        for key in [k for k, (exp, _) in self._blobs.items() if exp <= now]:
+            del self._blobs[key]
         for key, held in list(self._leases.items()):
             for lid in [lid for lid, exp in held.items() if exp <= now]:
                 del held[lid]
@@ -172,7 +175,7 @@ class MemoryState:
 
     async def reset(self, prefix: str) -> int:
         n = 0
-        for store in (self._logs, self._days, self._leases, self._spend):
+        for store in (self._logs, self._days, self._leases, self._spend, self._blobs):
             for key in [k for k in store if k.startswith(prefix)]:
                 del store[key]
                 n += 1
@@ -186,6 +189,19 @@ class MemoryState:
 
     async def delete_entry(self, table: str, name: str) -> bool:
         return self._tables.get(table, {}).pop(name, None) is not None
+
+    async def get_blob(self, key: str) -> str | None:
+        found = self._blobs.get(key)
+        if found is None or found[0] <= self.clock():
+            return None
+        return found[1]
+
+    async def put_blob(self, key: str, value: str, ttl: float) -> None:
+        self._sweep(self.clock())
+        self._blobs[key] = (self.clock() + ttl, value)
+
+    async def delete_blob(self, key: str) -> bool:
+        return self._blobs.pop(key, None) is not None
 
     async def ping(self) -> bool:
         return True

@@ -264,6 +264,28 @@ class RedisState:
                 "the proxy's shared state (Redis) is unreachable; try again shortly"
             ) from None
 
+    async def get_blob(self, key: str) -> str | None:
+        try:
+            value = await self.redis.get(self._k(key))
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
+            raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
+        return None if value is None else _text(value)
+
+    async def put_blob(self, key: str, value: str, ttl: float) -> None:
+        try:
+            await self.redis.set(self._k(key), value, px=max(1, int(ttl * 1000)))
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
+            raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
+
+    async def delete_blob(self, key: str) -> bool:
+        try:
+            return bool(await self.redis.delete(self._k(key)))
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
+            raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
+
     async def ping(self) -> bool:
         try:
             await self.redis.ping()

@@ -99,7 +99,8 @@ end
 """
 
 # pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, n, then per candidate key:
-#   alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*
+#   alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*, in-flight cap, and
+#   what of the request its provider's own token window counts (the prompt, or all `tokens`)
 # Takes a slot on the candidate with the most headroom: {index, '0'}; else {0, wait} with the
 # seconds until one may have room ('-1': only a request in flight ending can make room).
 _PICK_FN = """
@@ -117,7 +118,7 @@ local function pick(A, a, now)
     local nt = tonumber(A[p]); p = p + 1
     local trates = {}
     for j = 1, nt do trates[j] = {tonumber(A[p]), tonumber(A[p+1])}; p = p + 2 end
-    local cap = tonumber(A[p]); p = p + 1
+    local cap, counted = tonumber(A[p]), tonumber(A[p+1]); p = p + 2
     local base = prefix .. acct .. ':' .. model
     local inf = prefix .. 'inf:' .. alias
     local fly, done, tok, prov = base .. ':fly', base .. ':done', base .. ':tok', base .. ':prov'
@@ -184,12 +185,14 @@ local function pick(A, a, now)
       if pv[1] and tonumber(pv[1]) <= 0 and tonumber(pv[2]) > now then
         ok = false; if wait ~= nil then wait = math.max(wait, tonumber(pv[2]) - now) end
       end
-      if pv[3] and tonumber(pv[3]) < tokens and tonumber(pv[4]) > now then
+      if pv[3] and tonumber(pv[3]) < counted and tonumber(pv[4]) > now then
         ok = false; if wait ~= nil then wait = math.max(wait, tonumber(pv[4]) - now) end
       end
     end
     if ok then
-      if share > best_share then best, best_share, best_keys = i, share, {fly, prov, cap > 0 and inf or ''} end
+      if share > best_share then
+        best, best_share, best_keys = i, share, {fly, prov, cap > 0 and inf or '', counted}
+      end
     elseif wait ~= nil and wait > 0 then
       if soonest == nil or wait < soonest then soonest = wait end
     end
@@ -204,7 +207,7 @@ local function pick(A, a, now)
     end
     local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
     if pv[1] and tonumber(pv[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
-    if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -tokens) end
+    if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -best_keys[4]) end
     return {best, '0'}
   end
   if soonest ~= nil then return {0, tostring(soonest)} end

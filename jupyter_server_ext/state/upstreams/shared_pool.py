@@ -21,7 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ...engine.upstreams.buckets import parse_duration, provider_stamp
-from ...engine.upstreams.pool import Key, PickPlan, Pool, Slot
+from ...engine.upstreams.pool import Key, PickPlan, Pool, Slot, counted
 from ..admission.redis import RedisState
 from ..connection.pipelined import script_caller
 from ..connection.scripts import EXTEND, PICK
@@ -55,18 +55,20 @@ class SharedPool(Pool):
         self._extend = script_caller(self.redis, EXTEND, state.wire)
         self._rotation = 0
 
-    def plan(self, model: str, tokens: int) -> PickPlan | None:
+    def plan(self, model: str, tokens: int, prompt: int = 0) -> PickPlan | None:
         # local checks first: model served, key usable here, request not too large
-        ready, _ = self.screen(model, tokens, set(), self.clock())
+        ready, _ = self.screen(model, tokens, set(), self.clock(), prompt)
         return (
-            PickPlan(self._pick_args(ready, model, tokens), ready, model, tokens) if ready else None
+            PickPlan(self._pick_args(ready, model, tokens, prompt), ready, model, tokens)
+            if ready
+            else None
         )
 
     def take(self, plan: PickPlan, picked: tuple[int, float]) -> Slot | float | None:
         self._up()
         return self._taken(plan.cands, plan.args[3], plan.model, plan.tokens, *picked)
 
-    def _pick_args(self, ready: list[Key], model: str, tokens: int) -> list[Any]:
+    def _pick_args(self, ready: list[Key], model: str, tokens: int, prompt: int = 0) -> list[Any]:
         # rotate the order so ties spread over keys, replicas and accounts
         self._rotation += 1
         r = self._rotation % len(ready)
@@ -88,7 +90,7 @@ class SharedPool(Pool):
             args.append(len(trates))
             for rate in trates:
                 args += [rate.amount, rate.seconds]
-            args.append(key.spec.max_in_flight)
+            args += [key.spec.max_in_flight, counted(key, tokens, prompt)]
         return args
 
     def _taken(
@@ -99,11 +101,13 @@ class SharedPool(Pool):
         key = cands[idx - 1]
         return self.claim_slot(key, self.bucket(key, model), model, tokens, self.clock(), ref=ref)
 
-    async def pick(self, model: str, tokens: int, exclude: set[str]) -> Slot | float | None:
-        ready, soonest = self.screen(model, tokens, exclude, self.clock())
+    async def pick(
+        self, model: str, tokens: int, exclude: set[str], prompt: int = 0
+    ) -> Slot | float | None:
+        ready, soonest = self.screen(model, tokens, exclude, self.clock(), prompt)
         if not ready:
             return soonest if soonest != math.inf else None
-        args = self._pick_args(ready, model, tokens)
+        args = self._pick_args(ready, model, tokens, prompt)
         self.batch.flush()  # slots freed so far are free for this pick
         try:
             idx, wait = await self._pick(keys=[], args=args)
@@ -111,7 +115,7 @@ class SharedPool(Pool):
             # Redis is down (and fail_open let the request through): count on this replica's
             # own windows until it is back, which cannot hold a limit across replicas
             self._down(exc)
-            return self.try_pick(model, tokens, exclude)
+            return self.try_pick(model, tokens, exclude, prompt)
         self._up()
         return self._taken(ready, args[3], model, tokens, int(idx), float(wait))
 

@@ -11,6 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from ..policy import SqlPolicy
 from .backends import capture_schema
 from .index import SchemaIndex, index_of
 from .model import MAX_TABLES, Schema, Table
@@ -265,6 +266,7 @@ def describe_connection(
     dialect: str | None = None,
     *,
     policy: ValuesPolicy | None = None,
+    sql_policy: SqlPolicy | None = None,
 ) -> str:
     """Compact DDL of `conn`'s schema in the target dialect, cut to what fits `budget_chars`.
 
@@ -274,8 +276,10 @@ def describe_connection(
     relevance to `question`. Tables that do not fit are listed by name.
     `policy` (``rsql_magic.privacy.ContextPolicy``): when it allows value statistics, the
     values of short text columns are read (bounded, see :func:`capture_values`) and help pick
-    the tables; the text shows no value under any policy.
+    the tables; the text shows no value under any policy. `sql_policy`: the walls those reads
+    run in, the ones generated SQL runs in (``SqlAIMagics.postgres_role`` and the rest).
     """
     schema = capture_schema(conn)
-    capture_values(conn, schema, policy=policy)  # reads nothing unless the policy allows values
+    # reads nothing unless the policy allows values
+    capture_values(conn, schema, policy=policy, sql_policy=sql_policy)
     return describe_schema(schema, question, tables, budget_chars, dialect, policy=policy)

@@ -93,8 +93,8 @@ def capture_values(
     """Read short text columns' distinct values into ``schema.values`` (and return them).
 
     `sql_policy`: the walls generated SQL runs inside (``SqlAIMagics``' PostgreSQL role,
-    allowlists); with it, these queries run inside them too, so values come only from what
-    generated SQL could read.
+    allowlists); these queries run inside them too (the default walls without one), so values
+    come only from what generated SQL could read.
 
     `policy`: a :class:`rsql_magic.privacy.ContextPolicy`; None, or one without
     ``value_stats``, reads nothing. Columns the policy redacts are not read. Stops at
@@ -127,10 +127,12 @@ def capture_values(
     db = as_db(conn)
     q = _quoter(db.dialect)
 
+    walls = sql_policy if sql_policy is not None else SqlPolicy()
+
     def read(sql: str, timeout: float) -> list[tuple[Any, ...]]:
-        if sql_policy is None:
-            return db.rows(sql, timeout)
-        return db.query(sql, timeout_s=timeout, read_only=True, policy=sql_policy).rows
+        # never outside the walls generated SQL runs in (#35): the same read-only transaction,
+        # authorizer and PostgreSQL role, whoever asks for the values
+        return db.query(sql, timeout_s=timeout, read_only=True, policy=walls).rows
 
     deadline = now + timeout_s
     # tables only: reading a view runs its definition, which may read files or the network

@@ -25,9 +25,10 @@ max_completion_tokens, max_tokens  ``max_tokens``: the larger; else the default 
 stop                               ``stop_sequences``; an empty or whitespace-only sequence is
                                    refused (Anthropic refuses it too)
 temperature                        passed; above 1 refused (Anthropic's range is 0 to 1)
-top_p                              passed
+top_p                              passed; outside 0 to 1 refused
 tools                              function tools: name, description, parameters ->
-                                   input_schema, strict, cache_control; other kinds refused
+                                   input_schema, strict, cache_control; other kinds, and
+                                   names Anthropic's pattern refuses, refused
 tool_choice                        auto, required -> any, none, a function -> tool;
                                    any other form refused
 parallel_tool_calls: false         ``tool_choice.disable_parallel_tool_use``
@@ -56,11 +57,17 @@ in order (text only). Text parts become text blocks and empty ones are left out 
 refuses empty text blocks); ``image_url`` parts become image blocks (a ``data:`` URL a base64
 source, an http(s) URL a url source); a base64 PDF ``file`` part a document block; assistant
 ``tool_calls`` become ``tool_use`` blocks (the arguments JSON parsed: invalid JSON is refused,
-naming the message); ``tool`` messages become ``tool_result`` blocks in a user turn. Turns of
-one role in a row are merged into one, so consecutive tool results, and the user message after
-them, make one user turn with the results first, as Anthropic requires. ``cache_control`` on a
-part, a tool or a message (then on its last block) is passed through. A conversation ending in
-an assistant message is sent as is: Anthropic continues that text.
+naming the message, and so is an id Anthropic's pattern refuses); ``tool`` messages become
+``tool_result`` blocks in a user turn. Turns of one role in a row are merged into one, so
+consecutive tool results, and the user message after them, make one user turn with the results
+first, as Anthropic requires. ``cache_control`` on a part, a tool or a message (then on its last
+block) is passed through, when it is an object. A conversation ending in an assistant message
+is sent as is: Anthropic continues that text.
+
+Whatever JSON a field holds, the translation gives a body Anthropic takes, or refuses with
+``Untranslatable`` naming the field (a string ``image_url``, an integer ``stop``, a
+``cache_control`` that is no object): a request that raised here was a 500 whose slot counted
+at the provider's window (#35), and one Anthropic refuses still counts there.
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ __all__ = [
 ANTHROPIC_VERSION = "2023-06-01"  # the anthropic-version header value sent
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")  # Anthropic's pattern for a tool's name
+_TOOL_ID = re.compile(r"[A-Za-z0-9_-]+")  # Anthropic's pattern for a tool_use id
 _DATA_URL = re.compile(r"data:([^;,]+)((?:;[^;,]*)*),(.*)\Z", re.S)
 
 
@@ -149,7 +158,8 @@ def _refuse_unexpressible(p: dict[str, Any]) -> None:
                 "'tool_choice' instead",
                 name,
             )
-    if p.get("audio") is not None or "audio" in (p.get("modalities") or ()):
+    modalities = p.get("modalities")
+    if p.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
         raise Untranslatable("audio output cannot be served by Anthropic's Messages API", "audio")
     if p.get("web_search_options") is not None:
         raise Untranslatable(
@@ -170,8 +180,15 @@ def _max_tokens(p: dict[str, Any], default: int) -> int:
     return max(given) if given else default
 
 
+def _number(p: dict[str, Any], name: str) -> float | None:
+    value = p.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise Untranslatable(f"'{name}' must be a number", name, code="unsupported_value")
+    return value
+
+
 def _sampling(p: dict[str, Any], body: dict[str, Any]) -> None:
-    temperature = p.get("temperature")
+    temperature = _number(p, "temperature")
     if temperature is not None:
         if temperature > 1:
             raise Untranslatable(
@@ -181,11 +198,22 @@ def _sampling(p: dict[str, Any], body: dict[str, Any]) -> None:
                 code="unsupported_value",
             )
         body["temperature"] = temperature
-    if p.get("top_p") is not None:
-        body["top_p"] = p["top_p"]
+    top_p = _number(p, "top_p")
+    if top_p is not None:
+        if not 0 <= top_p <= 1:
+            raise Untranslatable(
+                f"'top_p' is {top_p}: it is a probability, from 0 to 1",
+                "top_p",
+                code="unsupported_value",
+            )
+        body["top_p"] = top_p
     stop = p.get("stop")
     if stop is None:
         return
+    if not isinstance(stop, str | list):
+        raise Untranslatable(
+            "'stop' must be a string or a list of strings", "stop", code="unsupported_value"
+        )
     sequences = [stop] if isinstance(stop, str) else list(stop)
     for seq in sequences:
         if not isinstance(seq, str) or not seq.strip():
@@ -201,6 +229,8 @@ def _sampling(p: dict[str, Any], body: dict[str, Any]) -> None:
 
 def _tools(p: dict[str, Any], body: dict[str, Any]) -> None:
     tools = p.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise Untranslatable("'tools' must be a list of function tools", "tools")
     if tools:
         body["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
     choice = _tool_choice(p.get("tool_choice"), p.get("parallel_tool_calls"))
@@ -221,16 +251,37 @@ def _tool(tool: Any, i: int) -> dict[str, Any]:
     name = fn.get("name") if isinstance(fn, dict) else None
     if not isinstance(name, str) or not name:
         raise Untranslatable(f"{where}.function.name is required", f"{where}.function.name")
+    if not _TOOL_NAME.fullmatch(name):
+        raise Untranslatable(
+            f"{where}.function.name {name[:40]!r}: Anthropic takes tool names of 1 to 128 "
+            "letters, digits, '_' and '-'",
+            f"{where}.function.name",
+            code="unsupported_value",
+        )
     schema = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
     out: dict[str, Any] = {"name": name, "input_schema": {"type": "object", **schema}}
     if isinstance(fn.get("description"), str):
         out["description"] = fn["description"]
     if fn.get("strict") is True:
         out["strict"] = True
-    cache = tool.get("cache_control") or fn.get("cache_control")
+    cache = _cache_control(tool, where) or _cache_control(fn, f"{where}.function")
     if cache:
         out["cache_control"] = cache
     return out
+
+
+def _cache_control(holder: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """`holder`'s cache_control: an object (Anthropic's ``{"type": "ephemeral"}``), or None."""
+    cache = holder.get("cache_control")
+    if not cache:
+        return None
+    if not isinstance(cache, dict):
+        raise Untranslatable(
+            f'{where}.cache_control must be an object such as {{"type": "ephemeral"}}',
+            f"{where}.cache_control",
+            code="unsupported_value",
+        )
+    return cache
 
 
 def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
@@ -244,7 +295,8 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     elif (
         isinstance(choice, dict)
         and choice.get("type") == "function"
-        and isinstance((choice.get("function") or {}).get("name"), str)
+        and isinstance(choice.get("function"), dict)
+        and isinstance(choice["function"].get("name"), str)
     ):
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
@@ -271,14 +323,14 @@ def _conversation(
     for i, m in enumerate(messages):
         role = m.get("role")
         if role in ("system", "developer"):
-            system.extend(_with_cache(_parts(m.get("content"), f"messages[{i}]", ("text",)), m))
+            system.extend(_with_cache(_parts(m.get("content"), f"messages[{i}]", ("text",)), m, i))
             continue
         if role == "user":
             content: str | list[dict[str, Any]] = _user_content(m, i)
         elif role == "assistant":
             content = _assistant_content(m, i)
         elif role == "tool":
-            role, content = "user", _with_cache([_tool_result(m, i)], m)
+            role, content = "user", _with_cache([_tool_result(m, i)], m, i)
         else:
             raise Untranslatable(
                 f"messages[{i}].role {str(role)[:20]!r} cannot be sent to Anthropic; "
@@ -307,10 +359,11 @@ def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
-def _with_cache(blocks: list[dict[str, Any]], m: dict[str, Any]) -> list[dict[str, Any]]:
+def _with_cache(blocks: list[dict[str, Any]], m: dict[str, Any], i: int) -> list[dict[str, Any]]:
     """A message-level cache_control (as LiteLLM accepts it) marks the message's last block."""
-    if m.get("cache_control") and blocks:
-        blocks[-1] = {**blocks[-1], "cache_control": m["cache_control"]}
+    cache = _cache_control(m, f"messages[{i}]")
+    if cache and blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": cache}
     return blocks
 
 
@@ -318,7 +371,7 @@ def _user_content(m: dict[str, Any], i: int) -> str | list[dict[str, Any]]:
     content = m.get("content")
     if isinstance(content, str) and not m.get("cache_control"):
         return content
-    return _with_cache(_parts(content, f"messages[{i}]", ("text", "image_url", "file")), m)
+    return _with_cache(_parts(content, f"messages[{i}]", ("text", "image_url", "file")), m, i)
 
 
 def _assistant_content(m: dict[str, Any], i: int) -> str | list[dict[str, Any]]:
@@ -329,11 +382,15 @@ def _assistant_content(m: dict[str, Any], i: int) -> str | list[dict[str, Any]]:
             f"messages[{i}].function_call",
         )
     content, calls = m.get("content"), m.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise Untranslatable(
+            f"messages[{i}].tool_calls must be a list of tool calls", f"messages[{i}].tool_calls"
+        )
     if isinstance(content, str) and not calls and not m.get("cache_control"):
         return content
     blocks = _parts(content, f"messages[{i}]", ("text", "refusal"))
     blocks += [_tool_use(call, f"messages[{i}].tool_calls[{j}]") for j, call in enumerate(calls)]
-    return _with_cache(blocks, m)
+    return _with_cache(blocks, m, i)
 
 
 def _parts(content: Any, where: str, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -355,8 +412,9 @@ def _parts(content: Any, where: str, allowed: tuple[str, ...]) -> list[dict[str,
             )
         block = _part(part, kind, here)
         if block is not None:
-            if part.get("cache_control"):
-                block["cache_control"] = part["cache_control"]
+            cache = _cache_control(part, here)
+            if cache:
+                block["cache_control"] = cache
             out.append(block)
     return out
 
@@ -366,9 +424,11 @@ def _part(part: dict[str, Any], kind: str, where: str) -> dict[str, Any] | None:
         text = part.get(kind)
         return {"type": "text", "text": text} if isinstance(text, str) and text else None
     if kind == "image_url":
-        url = (part.get("image_url") or {}).get("url")
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else None
         return {"type": "image", "source": _image_source(url, f"{where}.image_url.url")}
-    data = (part.get("file") or {}).get("file_data")  # a file part: a PDF as a data: URL only
+    file = part.get("file")
+    data = file.get("file_data") if isinstance(file, dict) else None  # a PDF as a data: URL only
     m = _DATA_URL.match(data) if isinstance(data, str) else None
     if m is None or m.group(1).lower() != "application/pdf" or ";base64" not in m.group(2):
         raise Untranslatable(
@@ -417,12 +477,17 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
             f"Anthropic as the tool call's input: {str(raw)[:60]!r}",
             f"{where}.function.arguments",
         )
-    return {
-        "type": "tool_use",
-        "id": call.get("id") or "",
-        "name": fn.get("name") or "",
-        "input": args,
-    }
+    call_id, name = call.get("id"), fn.get("name")
+    if not isinstance(call_id, str) or not _TOOL_ID.fullmatch(call_id):
+        raise Untranslatable(
+            f"{where}.id must be a string of letters, digits, '_' and '-', as Anthropic's tool "
+            f"call ids are: got {json.dumps(call_id)[:40]}",
+            f"{where}.id",
+            code="unsupported_value",
+        )
+    if not isinstance(name, str) or not name:
+        raise Untranslatable(f"{where}.function.name is required", f"{where}.function.name")
+    return {"type": "tool_use", "id": call_id, "name": name, "input": args}
 
 
 def _tool_result(m: dict[str, Any], i: int) -> dict[str, Any]:

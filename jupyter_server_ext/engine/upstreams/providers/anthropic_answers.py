@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...bodies.streams import DONE, sse
+from ..transport.protocol import MAX_COUNT, read_json
 from .anthropic_http import error_object
 
 __all__ = ["StreamTranslator", "chat_completion"]
@@ -31,7 +32,9 @@ _FINISH = {
 
 
 def _finish_reason(stop_reason: Any) -> str | None:
-    return _FINISH.get(stop_reason, "stop") if stop_reason else None
+    if not isinstance(stop_reason, str) or not stop_reason:
+        return None
+    return _FINISH.get(stop_reason, "stop")
 
 
 def _openai_usage(u: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,31 +59,47 @@ def _openai_usage(u: Mapping[str, Any]) -> dict[str, Any]:
         "cache_creation_input_tokens": write,
         "cache_read_input_tokens": read,
     }
-    thinking = (u.get("output_tokens_details") or {}).get("thinking_tokens")
+    thinking = _dict(u.get("output_tokens_details")).get("thinking_tokens")
     if isinstance(thinking, int):
         shaped["completion_tokens_details"] = {"reasoning_tokens": thinking}
     return shaped
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # a count past any answer's (a 400-digit int parses) would overflow a price's float
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return min(value, MAX_COUNT)
+    return 0
+
+
+# What a provider sends is read, never trusted to hold what its API reference says: a field of
+# another type reads as absent, so no answer can make the translation raise (an exception here
+# would end the request as a 500, its slot counted at the provider)
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def chat_completion(message: dict[str, Any], *, model: str, created: int) -> dict[str, Any]:
     """Anthropic Message object -> OpenAI chat.completion object, `model` = public name shown to the caller."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in message.get("content") or ():
+    content = message.get("content")
+    for block in content if isinstance(content, list) else ():
+        block = _dict(block)
         if block.get("type") == "text":
-            texts.append(block.get("text") or "")
+            texts.append(_text(block.get("text")))
         elif block.get("type") == "tool_use":
             calls.append(
                 {
-                    "id": block.get("id"),
+                    "id": _text(block.get("id")),
                     "type": "function",
                     "function": {
-                        "name": block.get("name"),
-                        "arguments": json.dumps(block.get("input") or {}),
+                        "name": _text(block.get("name")),
+                        "arguments": json.dumps(_dict(block.get("input"))),
                     },
                 }
             )
@@ -93,7 +112,7 @@ def chat_completion(message: dict[str, Any], *, model: str, created: int) -> dic
     if calls:
         reply["tool_calls"] = calls
     return {
-        "id": message.get("id") or "msg_unknown",
+        "id": _text(message.get("id")) or "msg_unknown",
         "object": "chat.completion",
         "created": created,
         "model": model,
@@ -105,7 +124,7 @@ def chat_completion(message: dict[str, Any], *, model: str, created: int) -> dic
                 "finish_reason": _finish_reason(message.get("stop_reason")),
             }
         ],
-        "usage": _openai_usage(message.get("usage") or {}),
+        "usage": _openai_usage(_dict(message.get("usage"))),
     }
 
 
@@ -141,7 +160,7 @@ class StreamTranslator:
         name, data = _parse_event(event)
         if data is None or self._done:
             return []
-        kind = data.get("type") or name
+        kind = data.get("type") if isinstance(data.get("type"), str) else name
         handler = getattr(self, f"_on_{kind}", None) if kind in _EVENTS else None
         return handler(data) if handler is not None else []  # ping, and types added later
 
@@ -160,34 +179,35 @@ class StreamTranslator:
         )
 
     def _on_message_start(self, data: dict[str, Any]) -> list[bytes]:
-        message = data.get("message") or {}
-        self.id = message.get("id") or self.id
+        message = _dict(data.get("message"))
+        self.id = _text(message.get("id")) or self.id
         self._take_usage(message.get("usage"))
         return [self._chunk({"role": "assistant", "content": "", "refusal": None})]
 
     def _on_content_block_start(self, data: dict[str, Any]) -> list[bytes]:
-        block, index = data.get("content_block") or {}, data.get("index")
-        if block.get("type") == "text" and block.get("text"):
+        block, index = _dict(data.get("content_block")), data.get("index")
+        if block.get("type") == "text" and _text(block.get("text")):
             return [self._chunk({"content": block["text"]})]
-        if block.get("type") != "tool_use" or not isinstance(index, int):
+        if block.get("type") != "tool_use" or not isinstance(index, int) or index in self._calls:
             return []
         call = self._calls[index] = len(self._calls)
-        self._inputs[index] = block.get("input") or {}
+        self._inputs[index] = _dict(block.get("input"))
         head = {
             "index": call,
-            "id": block.get("id"),
+            "id": _text(block.get("id")),
             "type": "function",
-            "function": {"name": block.get("name"), "arguments": ""},
+            "function": {"name": _text(block.get("name")), "arguments": ""},
         }
         return [self._chunk({"tool_calls": [head]})]
 
     def _on_content_block_delta(self, data: dict[str, Any]) -> list[bytes]:
-        delta, index = data.get("delta") or {}, data.get("index")
-        if delta.get("type") == "text_delta" and delta.get("text"):
+        delta, index = _dict(data.get("delta")), data.get("index")
+        if delta.get("type") == "text_delta" and _text(delta.get("text")):
             return [self._chunk({"content": delta["text"]})]
         if (
             delta.get("type") == "input_json_delta"
-            and delta.get("partial_json")
+            and _text(delta.get("partial_json"))
+            and isinstance(index, int)
             and index in self._calls
         ):
             self._inputs.pop(index, None)
@@ -197,7 +217,7 @@ class StreamTranslator:
     def _on_content_block_stop(self, data: dict[str, Any]) -> list[bytes]:
         index = data.get("index")
         if (
-            index in self._inputs
+            isinstance(index, int) and index in self._inputs
         ):  # a call with no input fragments: its input as a whole, as the JSON form has it
             return [self._arguments(index, json.dumps(self._inputs.pop(index)))]
         return []
@@ -209,7 +229,8 @@ class StreamTranslator:
 
     def _on_message_delta(self, data: dict[str, Any]) -> list[bytes]:
         self._take_usage(data.get("usage"))
-        reason = (data.get("delta") or {}).get("stop_reason")
+        reason = _dict(data.get("delta")).get("stop_reason")
+        reason = reason if isinstance(reason, str) else None
         if not reason or self._finished:
             return []
         self._finished = True
@@ -276,8 +297,5 @@ def _parse_event(event: bytes) -> tuple[str, dict[str, Any] | None]:
             name = line[6:].strip().decode("utf-8", "replace")
         elif line.startswith(b"data:"):
             data.append(line[6:] if line.startswith(b"data: ") else line[5:])
-    try:
-        obj = json.loads(b"\n".join(data)) if data else None
-    except ValueError:
-        return name, None
+    obj = read_json(b"\n".join(data)) if data else None  # junk, or nested too deep: no event
     return name, obj if isinstance(obj, dict) else None

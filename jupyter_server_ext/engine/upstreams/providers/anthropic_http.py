@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..transport.protocol import scrub
+from ..transport.protocol import read_json, scrub
 
 # -- errors --------------------------------------------------------------------------------
 
@@ -51,10 +51,7 @@ _FIELD = re.compile(r"([a-z_]+)(?:\.[\w.]+)?: ")
 
 def openai_error(status: int, body: bytes) -> bytes:
     """An Anthropic error answer body -> an OpenAI error body {"error": {"message", "type", "param", "code"}}."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        obj = None
+    obj = read_json(body)
     error = obj.get("error") if isinstance(obj, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         kind, message = str(error.get("type") or _status_type(status)), error["message"]

@@ -15,7 +15,9 @@ import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ...errors import UpstreamFailure
 from ..specs import UpstreamSpec
+from ..transport.protocol import read_json
 from . import anthropic
 
 # Provider response headers a caller's tools read, passed on under this prefix (as LiteLLM
@@ -82,10 +84,8 @@ class OpenAIDialect:
 
     def models_of(self, body: bytes) -> list[str]:
         """Model ids in a models listing (OpenAI's {"data": [{"id": ...}]})."""
-        try:
-            data = json.loads(body).get("data")
-        except (ValueError, AttributeError):
-            return []
+        listing = read_json(body)
+        data = listing.get("data") if isinstance(listing, dict) else None
         ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
         return [i for i in ids if isinstance(i, str) and 0 < len(i) <= 256 and i.isprintable()][
             :500
@@ -121,6 +121,25 @@ class AzureDialect(OpenAIDialect):
         ms = _seconds(headers.get("retry-after-ms"))
         return ms / 1000 if ms is not None else super().retry_after(headers, body)
 
+    async def stream(self, events: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
+        """Azure begins a stream with a chunk of its own: no choices, an empty id, object and
+        model, and the prompt's content-filter results. Clients that hold chunks to OpenAI's
+        schema fail on it, so it is not passed on; its results ride on the next chunk (a chat
+        or a legacy completions one), as the field ``prompt_filter_results`` the caller can
+        read there."""
+        held: Any = None
+        async for event in events:
+            obj = _filter_chunk(event)
+            if obj is not None:
+                held = obj["prompt_filter_results"]
+                continue
+            if held is not None:
+                data = _event_object(event)
+                if data is not None and data.get("object") and data.get("id"):
+                    data["prompt_filter_results"] = held
+                    event, held = b"data: " + json.dumps(data).encode() + b"\n\n", None
+            yield event
+
 
 class GeminiDialect(OpenAIDialect):
     """Google Gemini through its OpenAI-compatible endpoint. What differs from OpenAI: error
@@ -152,11 +171,13 @@ class GeminiDialect(OpenAIDialect):
         err = _google_error(body)
         if found is not None or err is None:
             return found
-        for detail in err.get("details") or []:
+        details = err.get("details")
+        for detail in details if isinstance(details, list) else ():
             if isinstance(detail, dict) and str(detail.get("@type", "")).endswith(
                 "google.rpc.RetryInfo"
             ):
-                delay = str(detail.get("retryDelay", ""))
+                delay = detail.get("retryDelay")
+                delay = delay if isinstance(delay, str) else ""
                 return _seconds(delay[:-1] if delay.endswith("s") else delay)
         return None
 
@@ -193,6 +214,8 @@ class AnthropicDialect(OpenAIDialect):
             message = json.loads(body)
         except ValueError:
             return body  # not JSON: charged as an answer without usage, its reservation
+        except RecursionError:  # nested past what any JSON reader here takes: no answer at all
+            raise UpstreamFailure("server", "its answer is nested too deep to read", 502) from None
         if not isinstance(message, dict):
             return body
         return json.dumps(
@@ -217,6 +240,23 @@ def dialect_for(spec: UpstreamSpec) -> OpenAIDialect:
     return _DIALECTS.get(spec.provider, _DIALECTS["openai"])
 
 
+def _event_object(event: bytes) -> dict[str, Any] | None:
+    if not event.startswith(b"data: {"):
+        return None
+    obj = read_json(event[6:])
+    return obj if isinstance(obj, dict) else None
+
+
+def _filter_chunk(event: bytes) -> dict[str, Any] | None:
+    """Azure's prompt-filter chunk (no choices, no object), or None for any other event."""
+    if b"prompt_filter_results" not in event:
+        return None
+    obj = _event_object(event)
+    if obj is None or obj.get("choices") or obj.get("object"):
+        return None
+    return obj if "prompt_filter_results" in obj else None
+
+
 def _seconds(value: str | None) -> float | None:
     if value is None:
         return None
@@ -229,10 +269,7 @@ def _seconds(value: str | None) -> float | None:
 
 def _google_error(body: bytes) -> dict[str, Any] | None:
     """Google's error object, from ``{"error": {...}}`` or ``[{"error": {...}}]``."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return None
+    obj = read_json(body)
     if isinstance(obj, list) and obj:
         obj = obj[0]
     err = obj.get("error") if isinstance(obj, dict) else None

@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from ...errors import UpstreamFailure
@@ -316,6 +316,7 @@ class LocalTransport:
         timeout: float,
         endpoint: str = "chat/completions",
         max_tokens: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> UpstreamReply:
         if endpoint != "chat/completions":  # the local model only chats
             raise UpstreamFailure("unserved", f"serves no v1/{endpoint}", 404)

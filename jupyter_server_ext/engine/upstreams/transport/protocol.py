@@ -8,6 +8,8 @@ kind of failure it was, so the engine decides on failover in one place.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -21,11 +23,102 @@ _KEYLIKE = re.compile(
 )
 
 
+# ... and the account behind it: OpenAI's "in organization org-Xy12...", Groq's "org_01j...",
+# OpenAI's "Project `proj_ab12...`"
+_ACCOUNT_IDS = re.compile(r"(?<![A-Za-z0-9])(?:org[-_][A-Za-z0-9]{8,}|proj_[A-Za-z0-9]{4,})")
+# a "model" key with a string value; a key inside a JSON string cannot match, its quotes escaped
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# where an answer's own model stands besides its top level: the object a Responses event
+# carries ("response"), the Message of Anthropic's message_start ("message")
+_ANSWER_OBJECTS = ("response", "message")
+MAX_COUNT = 2**31 - 1  # the most tokens an answer is believed to report (a 32-bit count)
+
+
 def scrub(text: str, secret: str = "") -> str:
-    """Remove key text from anything that may reach a client or a log."""
+    """Remove key text, and the provider's organization and project ids, from anything that may
+    reach a client or a log."""
     if secret:
         text = text.replace(secret, "[key]")
-    return _KEYLIKE.sub("[key]", text)
+    return _ACCOUNT_IDS.sub("[account]", _KEYLIKE.sub("[key]", text))
+
+
+def anonymized(text: str, spec: UpstreamSpec) -> str:
+    """A provider's error text as a caller may read it: no key, no organization or project id,
+    no provider-side model or deployment name (each becomes the public name callers use), no
+    host name of the upstream (an Azure resource, a lab server). The text is usually JSON, so
+    a public name goes in JSON-escaped."""
+    text = scrub(text, spec.api_key)
+    names = {p: pub for pub, p in spec.model_map.items() if p and p != pub}
+    if names:
+        # one pass, longest name first: "ft-x-large" is not read as "ft-x" and a suffix, and a
+        # public name put in is never replaced again
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        text = re.sub(alternatives, lambda m: json.dumps(names[m.group(0)])[1:-1], text)
+    host = spec.base_url.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if host and host not in ("127.0.0.1", "localhost"):
+        text = text.replace(host, "[upstream]")
+    return text
+
+
+@functools.lru_cache(maxsize=256)
+def _public_field(public: str) -> tuple[bytes, bytes, bytes]:
+    """`public` as it stands inside a JSON string, its model field, and that field as a
+    replacement template."""
+    value = json.dumps(public).encode()[1:-1]
+    field = b'"model": "' + value + b'"'
+    return value, field, field.replace(b"\\", b"\\\\")
+
+
+def with_public_model(data: bytes, public: str) -> bytes:
+    """An answer (or one event of it) whose own ``"model"`` names the public model: a provider
+    answers with its own name (an Azure deployment, a fine-tune's id, a dated snapshot), which
+    callers must not learn.
+
+    The stream path is hot, so a chunk costs one native search: it is returned as it came when
+    its model already is the public name, else with that one field replaced. Only an answer
+    with more than one "model" string (a tool's input with a model of its own) is parsed, so
+    that the answer's model is replaced and the tool's input is not."""
+    if b'"model"' not in data:
+        return data
+    first = _MODEL_FIELD.search(data)
+    if first is None:
+        return data
+    value, field, template = _public_field(public)
+    if data.find(b'"model"', first.end()) < 0:  # the one model field, as every chunk has
+        if first.group(1) == value:
+            return data
+        return data[: first.start()] + field + data[first.end() :]
+    found = _MODEL_FIELD.findall(data)
+    if all(f == value for f in found):
+        return data
+    answer = _with_answer_model(data, public) if len(found) > 1 else None
+    # no one JSON object to place it in: every model string names the public model, so the
+    # provider's name never passes
+    return answer if answer is not None else _MODEL_FIELD.sub(template, data)
+
+
+def _with_answer_model(data: bytes, public: str) -> bytes | None:
+    """`data` (a JSON answer, or one SSE event of an answer) with the model of the answer
+    itself set to `public`, at its top level and in the object an event carries; None when
+    `data` holds no one JSON object."""
+    at = data.find(b"{")
+    end = len(data.rstrip())
+    obj = read_json(data[at:end]) if at >= 0 else None
+    if not isinstance(obj, dict):
+        return None
+    for holder in (obj, *(obj.get(k) for k in _ANSWER_OBJECTS)):
+        if isinstance(holder, dict) and isinstance(holder.get("model"), str):
+            holder["model"] = public
+    return data[:at] + json.dumps(obj).encode() + data[end:]
+
+
+def read_json(data: bytes | str) -> Any:
+    """`data` parsed, or None when it is no JSON a provider should send: invalid, or nested
+    deeper than Python's JSON decoder recurses (a RecursionError, not a ValueError)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
 
 
 @dataclass
@@ -52,10 +145,12 @@ class Transport(Protocol):
         timeout: float,
         endpoint: str = "chat/completions",
         max_tokens: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> UpstreamReply:
         """The upstream's 2xx answer (a stream: its first event already read, so failover stays
         possible until then); raises ``UpstreamFailure`` for anything else. `max_tokens`: the
-        completion limit to send a provider that requires one, when the request set none."""
+        completion limit to send a provider that requires one, when the request set none;
+        `headers`: the request's own for the upstream (an API's feature flags)."""
         ...
 
     async def get_models(self, spec: UpstreamSpec, timeout: float) -> int:

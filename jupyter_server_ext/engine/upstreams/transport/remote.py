@@ -7,20 +7,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
 from ..providers.dialects import dialect_for, passed_headers
 from ..specs import UpstreamSpec
 from .http11 import HTTP11Client
-from .protocol import UpstreamReply, scrub
+from .protocol import UpstreamReply, anonymized, scrub, with_public_model
 
 log = logging.getLogger("rsql.engine")
+_ERROR_OBJECT = re.compile(rb'"error"\s*:\s*\{')  # an error event's object, in any API
 
 
 def connect_failure(spec: UpstreamSpec, exc: BaseException) -> UpstreamFailure:
@@ -52,6 +54,83 @@ def connect_failure(spec: UpstreamSpec, exc: BaseException) -> UpstreamFailure:
         scrub(f"{type(exc).__name__}: {exc}", spec.api_key),
     )
     return UpstreamFailure("connect", scrub(text, spec.api_key))
+
+
+_UNFORESEEN: set[tuple[str, str, str]] = set()  # (provider, step, exception) logged, once each
+
+
+def _log_once(spec: UpstreamSpec, step: str, exc: BaseException) -> None:
+    """Log a failure nobody foresaw with its traceback once per provider, step and kind of
+    exception: a user who repeats the request, or a provider that keeps sending the same
+    thing, fills no log."""
+    seen = (spec.provider, step, type(exc).__name__)
+    if seen not in _UNFORESEEN:
+        _UNFORESEEN.add(seen)
+        log.error("%s for %s failed unexpectedly", step, spec.provider, exc_info=exc)
+
+
+def untranslated(spec: UpstreamSpec, exc: Exception) -> UpstreamFailure:
+    """A request the translation to `spec`'s provider failed on unexpectedly: a 400 that sends
+    nothing (so no key's window counts it), and one log line with its traceback per kind of
+    failure and provider, not one per request, however many a user sends."""
+    _log_once(spec, "translating a request", exc)
+    message = (
+        f"this request cannot be sent to a {spec.provider} upstream: a field holds a value of a "
+        f"kind the proxy cannot translate ({type(exc).__name__}); check the types of its fields"
+    )
+    error = {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "unsupported_by_provider",
+    }
+    return UpstreamFailure("unsupported", message, 400, body=json.dumps({"error": error}).encode())
+
+
+def unreadable(spec: UpstreamSpec, exc: Exception) -> UpstreamFailure:
+    """A 2xx answer the proxy could not read (a provider's that breaks its own API): a server
+    failure of that key, as a 5xx is (the request reached it and counts in its window; failover
+    may try another key), logged once per provider and kind, never a 500 per request."""
+    _log_once(spec, "reading an answer", exc)
+    return UpstreamFailure("server", f"its answer could not be read ({type(exc).__name__})", 502)
+
+
+def _error_answer(
+    spec: UpstreamSpec, status: int, headers: Mapping[str, str], body: bytes
+) -> tuple[float | None, bytes]:
+    """(the wait it names, its body in OpenAI's form for the caller) of an error answer: no key,
+    account, host or provider-side model name in it; one the dialect cannot read is told by
+    its status alone, so its kind (a 429, a 403) still decides the failover."""
+    dialect = dialect_for(spec)
+    try:
+        wait = dialect.retry_after(headers, body)
+        text = dialect.error(status, body).decode("utf-8", "replace")
+    except Exception as exc:  # a second wall, as for requests: a body no dialect check foresaw
+        _log_once(spec, "reading an error answer", exc)
+        error = {"message": f"the provider answered HTTP {status}", "type": "upstream_error"}
+        wait, text = None, json.dumps({"error": {**error, "param": None, "code": None}})
+    return wait, anonymized(text, spec).encode()
+
+
+def _limits(spec: UpstreamSpec, headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The rate-limit headers the pool reads; none when the dialect cannot read them."""
+    try:
+        return dialect_for(spec).limits(headers, time.time())
+    except Exception as exc:  # headers no dialect check foresaw: the pool's own counts stand
+        _log_once(spec, "reading rate-limit headers", exc)
+        return {}
+
+
+async def _public(
+    events: AsyncIterator[bytes], public: str, spec: UpstreamSpec
+) -> AsyncIterator[bytes]:
+    """`events` naming the public model only (``with_public_model``); an error event (a
+    provider's failure after its 200) without key, account or provider-side names. Only an
+    error object is scrubbed: ``"error": null`` (every Responses event) is an answer."""
+    async for event in events:
+        if b'"error"' in event and _ERROR_OBJECT.search(event):
+            event = anonymized(event.decode("utf-8", "replace"), spec).encode()
+        yield with_public_model(event, public)
 
 
 async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -106,14 +185,22 @@ class HTTPTransport:
         timeout: float,
         endpoint: str = "chat/completions",
         max_tokens: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> UpstreamReply:
         dialect = dialect_for(spec)
-        if endpoint not in dialect.endpoints:
+        # a request in an API the upstream speaks itself goes as it was sent, and so comes back
+        native = endpoint in spec.native_apis
+        if endpoint not in dialect.endpoints and not native:
             raise UpstreamFailure("unserved", f"HTTP 404: serves no v1/{endpoint}", 404)
         public = str(payload.get("model", ""))
         model = spec.provider_model(public)
         try:
-            body = dialect.body(payload, endpoint, model, max_tokens)
+            body = (
+                {**payload, "model": model}
+                if native
+                else dialect.body(payload, endpoint, model, max_tokens)
+            )
+            sent = json.dumps(body).encode()
         except Untranslatable as exc:  # a field this provider cannot express: another kind may
             error = {
                 "message": exc.message,
@@ -124,7 +211,10 @@ class HTTPTransport:
             raise UpstreamFailure(
                 "unsupported", exc.message, 400, body=json.dumps({"error": error}).encode()
             ) from None
+        except Exception as exc:  # a second wall: a field no translator check foresaw
+            raise untranslated(spec, exc) from None
         headers = {
+            **(headers or {}),
             **dialect.auth(spec),
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
@@ -134,7 +224,7 @@ class HTTPTransport:
                 "POST",
                 dialect.url(spec, endpoint, model),
                 headers=headers,
-                body=json.dumps(body).encode(),
+                body=sent,
                 timeout=timeout,
             )
         except (
@@ -148,7 +238,7 @@ class HTTPTransport:
         status, raw = resp.status, resp.headers
         # the pool reads rate limits in OpenAI's names; the caller gets the provider's own headers
         # that tools read, under a prefix
-        rh, passed = dialect.limits(raw, time.time()), passed_headers(raw, dialect.passed)
+        rh, passed = _limits(spec, raw), passed_headers(raw, dialect.passed)
         try:
             if status >= 400:
                 err = await resp.read(timeout)
@@ -161,21 +251,17 @@ class HTTPTransport:
                     if status >= 500 or status == 408
                     else "client"
                 )
-                raise UpstreamFailure(
-                    kind,
-                    f"HTTP {status}",
-                    status,
-                    dialect.retry_after(raw, err),
-                    rh,
-                    scrub(
-                        dialect.error(status, err).decode("utf-8", "replace"), spec.api_key
-                    ).encode(),
-                )
+                wait, told = _error_answer(spec, status, raw, err)
+                raise UpstreamFailure(kind, f"HTTP {status}", status, wait, rh, told)
             if not stream:
-                answer = dialect.answer(await resp.read(timeout), public)
-                return UpstreamReply(status, rh, body=answer, passed=passed)
+                got = await resp.read(timeout)
+                answer = got if native else dialect.answer(got, public)
+                return UpstreamReply(
+                    status, rh, body=with_public_model(answer, public), passed=passed
+                )
             # timeout bounds each read: a stalled stream cannot hold a slot for ever
-            events = dialect.stream(_sse_events(resp.iter_chunks(timeout)), public)
+            chunks = _sse_events(resp.iter_chunks(timeout))
+            events = _public(chunks if native else dialect.stream(chunks, public), public, spec)
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
             return UpstreamReply(
@@ -194,3 +280,6 @@ class HTTPTransport:
         except (HTTP11Error, OSError) as exc:
             resp.close()
             raise connect_failure(spec, exc) from None
+        except Exception as exc:  # a second wall: an answer no dialect check foresaw
+            resp.close()
+            raise unreadable(spec, exc) from None

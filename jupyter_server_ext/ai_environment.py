@@ -1,0 +1,34 @@
+"""The environment that points a user's AI tools at the proxy: ``OPENAI_BASE_URL`` and
+``OPENAI_API_KEY`` for the OpenAI SDKs, Codex, LangChain and jupyter-ai; ``ANTHROPIC_BASE_URL``
+and ``ANTHROPIC_API_KEY`` for the Anthropic SDK and Claude Code. The key is the user's own token
+for the proxy (their server's token, or on a hub the server's hub token), never a provider key.
+
+Each pair is set only when the user set neither half of it: a user who brings their own key, or
+their own endpoint, keeps both (a key of theirs must never be sent to the proxy, nor the proxy's
+token to someone else's endpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+PAIRS = (("OPENAI_BASE_URL", "OPENAI_API_KEY"), ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"))
+
+
+def base_urls(proxy_url: str) -> tuple[str, str]:
+    """(the OpenAI base URL, the Anthropic API root) of the proxy at `proxy_url`: the OpenAI
+    SDKs add /chat/completions to theirs, the Anthropic ones /v1/messages to the root."""
+    root = proxy_url.rstrip("/")
+    return root + "/v1", root
+
+
+def ai_environment(proxy_url: str, token: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables to add to `environ` so tools reach the proxy at `proxy_url` with `token`;
+    nothing for a pair of which `environ` already holds either half, or without a token."""
+    if not token:
+        return {}
+    out: dict[str, str] = {}
+    for (url_name, key_name), url in zip(PAIRS, base_urls(proxy_url), strict=True):
+        if url_name not in environ and key_name not in environ:
+            out[url_name], out[key_name] = url, token
+    return out

@@ -1,0 +1,60 @@
+"""A request in the Responses or Messages API's shape, sent as it is to an upstream that speaks
+that API itself (``UpstreamSpec.native_apis``): what the engine needs of it (the model, the
+prompt estimate, the answer's limit, whether it streams) is read from its chat form, which is
+also where every refusal a translated request would get comes from, so both ways hold the
+same rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..bodies.request import ChatRequest
+
+NATIVE_APIS = ("responses", "messages")
+# the field that limits the answer, in each API
+CAP_FIELDS = {"responses": "max_output_tokens", "messages": "max_tokens"}
+
+
+# a client's header that goes on with a request sent as it was: Anthropic's beta features (the
+# fields that need them would be refused without it); printable ASCII, bounded
+PASSED_HEADERS = {"messages": ("anthropic-beta",)}
+_MAX_HEADER_CHARS = 1000
+
+
+def native_request(
+    api: str, body: dict[str, Any], chat: ChatRequest, headers: Mapping[str, str] | None = None
+) -> ChatRequest:
+    """`body`, in `api`'s shape, as the request the engine answers; `chat`: its chat form,
+    parsed (and bounded) as any chat completion is; `headers`: the client's, of which the API's
+    own feature flags go on."""
+    payload = dict(body)
+    payload["model"] = chat.model
+    if api == "responses":
+        # what is stored is kept by the proxy (``stored``), each response its owner's: the
+        # provider keeps nothing another user of the same key could reach
+        payload["store"] = False
+        payload.pop("previous_response_id", None)
+    passed = {}
+    for name in PASSED_HEADERS.get(api, ()):
+        value = (headers or {}).get(name)
+        if (
+            isinstance(value, str)
+            and len(value) <= _MAX_HEADER_CHARS
+            and value.isascii()
+            and value.isprintable()
+        ):
+            passed[name] = value
+    return ChatRequest(
+        payload=payload,
+        upstream_headers=passed,
+        model=chat.model,
+        stream=chat.stream,
+        wants_usage_chunk=True,  # each API's stream carries its usage; nothing to hide
+        prompt_tokens=chat.prompt_tokens,
+        max_tokens=chat.max_tokens,
+        choices=1,
+        max_tokens_set=chat.max_tokens_set,
+        endpoint=api,
+        cap_field=CAP_FIELDS[api],
+    )

@@ -1,0 +1,503 @@
+"""OpenAI's Responses API (``POST v1/responses``) onto chat completions, and back.
+
+Pure functions, no I/O. ``to_chat`` turns a Responses request (with the conversation of its ``previous_response_id``,
+which the engine looks up: ``expanded``) into a chat-completions body;
+``response_of`` turns the chat answer into a Response object; ``responses_stream`` turns the
+chat stream into the Responses API's typed events. References: OpenAI's API reference for
+Responses and its streaming events.
+
+What each Responses field becomes:
+
+==========================  ===================================================================
+Responses                   chat completions
+==========================  ===================================================================
+instructions                a system message first (never carried over from a previous response)
+input (string)              one user message
+input: message items        messages; ``input_text`` / ``output_text`` -> text parts,
+                            ``input_image`` (a URL) -> ``image_url``, ``input_file`` (inline
+                            data) -> a ``file`` part; a file id is refused (no files API here)
+input: function_call        the assistant's ``tool_calls`` (calls in a row join one message)
+input: function_call_output a ``tool`` message
+input: reasoning            dropped: chat completions take no reasoning items
+tools (function)            function tools; built-in tools (web search, file search, code
+                            interpreter, computer use, image generation, MCP, shells) refused,
+                            naming the tool: nothing here can run them
+tool_choice                 auto, none, required; one function
+max_output_tokens           max_completion_tokens
+text.format                 response_format (json_object, json_schema); text.verbosity: verbosity
+reasoning.effort            reasoning_effort
+temperature, top_p, top_logprobs, parallel_tool_calls, service_tier, prompt_cache_key, user,
+safety_identifier, stream   as they are
+metadata, store,            kept by the proxy (the stored response), never sent upstream
+previous_response_id
+truncation, include         dropped: nothing to truncate or include on this path
+background, conversation,   refused: not offered here
+prompt, max_tool_calls
+==========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from ..errors import BadRequest
+
+BUILT_IN_TOOLS = (
+    "web_search",
+    "web_search_preview",
+    "file_search",
+    "code_interpreter",
+    "computer_use_preview",
+    "image_generation",
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+)
+_REFUSED_FIELDS = ("background", "conversation", "prompt", "max_tool_calls")
+_PASSED = (
+    "temperature",
+    "top_p",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "service_tier",
+    "prompt_cache_key",
+    "user",
+    "safety_identifier",
+    "stream",
+)
+# what the response object repeats of its request
+_ECHOED = ("instructions", "max_output_tokens", "metadata", "parallel_tool_calls", "temperature")
+
+
+def _bad(message: str, param: str) -> BadRequest:
+    return BadRequest(message, extra={"param": param})
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+# -- request ---------------------------------------------------------------------------------
+
+
+def to_chat(body: Any) -> dict[str, Any]:
+    """A Responses request (its ``previous_response_id`` resolved: ``expanded``) as a
+    chat-completions body. Raises ``BadRequest`` naming the field."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with 'model' and 'input'")
+    for name in _REFUSED_FIELDS:
+        if body.get(name) not in (None, False):
+            raise _bad(f"'{name}' is not offered through this proxy", name)
+    chat: dict[str, Any] = {}
+    if "model" in body:
+        chat["model"] = body["model"]
+    messages: list[dict[str, Any]] = []
+    instructions = body.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise _bad("'instructions' must be a string", "instructions")
+        messages.append({"role": "system", "content": instructions})
+    messages += input_messages(body.get("input"))
+    chat["messages"] = messages
+    for name in _PASSED:
+        if name in body:
+            chat[name] = body[name]
+    if body.get("max_output_tokens") is not None:
+        chat["max_completion_tokens"] = body["max_output_tokens"]
+    if body.get("tools") is not None:
+        chat["tools"] = _tools(body["tools"])
+    if body.get("tool_choice") is not None:
+        chat["tool_choice"] = _tool_choice(body["tool_choice"])
+    _text(body.get("text"), chat)
+    reasoning = body.get("reasoning")
+    if reasoning is not None:
+        if not isinstance(reasoning, dict):
+            raise _bad('\'reasoning\' must be an object like {"effort": "low"}', "reasoning")
+        if reasoning.get("effort") is not None:
+            chat["reasoning_effort"] = reasoning["effort"]
+    if chat.get("stream"):
+        chat["stream_options"] = {"include_usage": True}
+    return chat
+
+
+def input_messages(value: Any) -> list[dict[str, Any]]:
+    """The chat messages of a Responses ``input``: a string, or a list of items."""
+    if value is None:
+        raise _bad("'input' is required: a string or a list of items", "input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list):
+        raise _bad("'input' must be a string or a list of items", "input")
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(f"{where} must be an object", where)
+        kind = item.get("type", "message")
+        if kind == "message":
+            out.append(_message(item, where))
+        elif kind == "function_call":
+            call = _function_call(item, where)
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)
+            elif last is not None and last["role"] == "assistant" and last.get("content"):
+                last["tool_calls"] = [call]
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            out.append(_call_output(item, where))
+        elif kind == "reasoning":
+            continue  # the model's own earlier reasoning: no chat message carries it
+        else:
+            raise _bad(
+                f"{where}: an input item of type {str(kind)[:40]!r} cannot be sent through this "
+                "proxy (accepted: message, function_call, function_call_output, reasoning)",
+                f"{where}.type",
+            )
+    return out
+
+
+def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
+    role = item.get("role")
+    if role not in ("user", "assistant", "system", "developer"):
+        raise _bad(
+            f"{where}.role must be user, assistant, system or developer, got {str(role)[:20]!r}",
+            f"{where}.role",
+        )
+    content = item.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or a list of parts", f"{where}.content")
+    parts = [_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+    if role == "assistant":  # chat's assistant content is text only
+        return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
+    return {"role": role, "content": parts}
+
+
+def _part(part: Any, where: str) -> dict[str, Any]:
+    if not isinstance(part, dict):
+        raise _bad(f"{where} must be an object", where)
+    kind = part.get("type")
+    if kind in ("input_text", "output_text", "text"):
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise _bad(f"{where}.text must be a string", f"{where}.text")
+        return {"type": "text", "text": text}
+    if kind == "refusal":
+        return {"type": "text", "text": str(part.get("refusal") or "")}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str) or not url:
+            raise _bad(
+                f"{where}: an image is sent here as its URL or a data: URL in 'image_url' (no "
+                "file ids)",
+                f"{where}.image_url",
+            )
+        image: dict[str, Any] = {"url": url}
+        if part.get("detail") in ("low", "high", "auto"):
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "input_file":
+        data = part.get("file_data")
+        if not isinstance(data, str) or not data:
+            raise _bad(
+                f"{where}: a file is sent here inline, as 'file_data' (no file ids or URLs)",
+                f"{where}.file_data",
+            )
+        file = {"file_data": data}
+        if isinstance(part.get("filename"), str):
+            file["filename"] = part["filename"]
+        return {"type": "file", "file": file}
+    raise _bad(
+        f"{where}: a content part of type {str(kind)[:40]!r} cannot be sent through this proxy "
+        "(accepted: input_text, input_image, input_file)",
+        f"{where}.type",
+    )
+
+
+def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+    name, call_id, arguments = item.get("name"), item.get("call_id"), item.get("arguments", "")
+    for key, value in (("name", name), ("call_id", call_id), ("arguments", arguments)):
+        if not isinstance(value, str) or (key != "arguments" and not value):
+            raise _bad(f"{where}.{key} must be a string", f"{where}.{key}")
+    if isinstance(item.get("namespace"), str) and item["namespace"]:
+        name = item["namespace"] + NAMESPACE_SEPARATOR + str(name)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _call_output(item: dict[str, Any], where: str) -> dict[str, Any]:
+    call_id, output = item.get("call_id"), item.get("output")
+    if not isinstance(call_id, str) or not call_id:
+        raise _bad(f"{where}.call_id must be a string", f"{where}.call_id")
+    if isinstance(output, list):  # parts: their text
+        output = "".join(
+            p.get("text", "")
+            for p in output
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    if not isinstance(output, str):
+        raise _bad(f"{where}.output must be a string", f"{where}.output")
+    return {"role": "tool", "tool_call_id": call_id, "content": output}
+
+
+NAMESPACE_SEPARATOR = "__"  # a namespaced tool's name in chat form: "<namespace>__<name>"
+
+
+def namespaced(tools: Any) -> dict[str, tuple[str, str]]:
+    """The chat names of the functions in `tools`' namespaces -> (namespace, name)."""
+    out = {}
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            ns = str(tool.get("name") or "")
+            for inner in tool.get("tools") or []:
+                name = str(inner.get("name") or "") if isinstance(inner, dict) else ""
+                out[ns + NAMESPACE_SEPARATOR + name] = (ns, name)
+    return out
+
+
+def _tools(tools: Any, where_: str = "tools") -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise _bad(f"'{where_}' must be a list", where_)
+    out = []
+    for i, tool in enumerate(tools):
+        where = f"{where_}[{i}]"
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "namespace":  # a group of functions: each one, its name qualified
+            ns = tool.get("name")
+            if not isinstance(ns, str) or not ns:
+                raise _bad(f"{where}.name is required", f"{where}.name")
+            for inner in _tools(tool.get("tools") or [], f"{where}.tools"):
+                body = inner[inner["type"]]
+                body["name"] = ns + NAMESPACE_SEPARATOR + body["name"]
+                out.append(inner)
+            continue
+        if kind == "function":
+            name = tool.get("name")
+            if not isinstance(name, str) or not name:
+                raise _bad(f"{where}.name is required", f"{where}.name")
+            fn: dict[str, Any] = {"name": name}
+            for key in ("description", "parameters", "strict"):
+                if tool.get(key) is not None:
+                    fn[key] = tool[key]
+            out.append({"type": "function", "function": fn})
+        elif kind == "custom":  # a free-form tool: chat completions has the same
+            out.append({"type": "custom", "custom": {k: v for k, v in tool.items() if k != "type"}})
+        else:
+            shown = str(kind)[:40]
+            why = (
+                "a built-in tool the provider runs, which cannot run through this proxy"
+                if kind in BUILT_IN_TOOLS or isinstance(kind, str)
+                else "not a tool"
+            )
+            raise _bad(
+                f"{where}: tool {shown!r} is {why}; send function tools only", f"{where}.type"
+            )
+    return out
+
+
+def _tool_choice(choice: Any) -> Any:
+    if choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = choice.get("name")
+        if isinstance(name, str) and name:
+            return {"type": "function", "function": {"name": name}}
+    raise _bad(
+        f"'tool_choice' {json.dumps(choice)[:60]} cannot be served: send 'auto', 'none', "
+        '\'required\' or {"type": "function", "name": ...}',
+        "tool_choice",
+    )
+
+
+def _text(text: Any, chat: dict[str, Any]) -> None:
+    if text is None:
+        return
+    if not isinstance(text, dict):
+        raise _bad('\'text\' must be an object like {"format": {"type": "text"}}', "text")
+    if text.get("verbosity") is not None:
+        chat["verbosity"] = text["verbosity"]
+    fmt = text.get("format")
+    if fmt is None:
+        return
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return
+    if kind == "json_object":
+        chat["response_format"] = {"type": "json_object"}
+        return
+    if kind == "json_schema":
+        name, schema = fmt.get("name"), fmt.get("schema")
+        if not isinstance(name, str) or not isinstance(schema, dict):
+            raise _bad(
+                "'text.format' of type json_schema needs a 'name' and a 'schema' object",
+                "text.format",
+            )
+        spec = {"name": name, "schema": schema}
+        for key in ("strict", "description"):
+            if fmt.get(key) is not None:
+                spec[key] = fmt[key]
+        chat["response_format"] = {"type": "json_schema", "json_schema": spec}
+        return
+    raise _bad(
+        f"'text.format' {str(kind)[:40]!r} is not a format: send text, json_object or json_schema",
+        "text.format.type",
+    )
+
+
+# -- answer ----------------------------------------------------------------------------------
+
+
+def usage_of(chat_usage: Any) -> dict[str, Any]:
+    u = chat_usage if isinstance(chat_usage, dict) else {}
+    prompt, completion = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    reasoning = int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+    out: dict[str, Any] = {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt + completion,
+    }
+    if "cost_usd" in u:
+        out["cost_usd"] = u["cost_usd"]
+    return out
+
+
+def status_of(finish: Any) -> tuple[str, dict[str, str] | None]:
+    if finish == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    if finish == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    return "completed", None
+
+
+def shell(request: dict[str, Any], response_id: str, model: str, created: int) -> dict[str, Any]:
+    """A Response object for `request`, without its output: what every event repeats."""
+    tools = request.get("tools") if isinstance(request.get("tools"), list) else []
+    out: dict[str, Any] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": "in_progress",
+        "error": None,
+        "incomplete_details": None,
+        "model": model,
+        "output": [],
+        "previous_response_id": request.get("previous_response_id"),
+        "reasoning": request.get("reasoning") or {"effort": None, "summary": None},
+        "store": request.get("store", True) is not False,
+        "text": request.get("text") or {"format": {"type": "text"}},
+        "tool_choice": request.get("tool_choice", "auto"),
+        "tools": tools,
+        "top_p": request.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": None,
+        "user": None,
+    }
+    for name in _ECHOED:
+        out[name] = request.get(name, {} if name == "metadata" else None)
+    if out["parallel_tool_calls"] is None:
+        out["parallel_tool_calls"] = True
+    if out["temperature"] is None:
+        out["temperature"] = 1.0
+    return out
+
+
+def call_item(
+    name: str, call_id: str, arguments: str, names: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    """A function_call output item; a namespaced function's chat name split back (`names`)."""
+    item: dict[str, Any] = {
+        "type": "function_call",
+        "id": new_id("fc"),
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": "completed",
+    }
+    if name in names:
+        item["namespace"], item["name"] = names[name]
+    return item
+
+
+def output_of(
+    message: dict[str, Any], finish: Any, names: dict[str, tuple[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """The output items of one chat answer's message: its text (or refusal), then its calls."""
+    items: list[dict[str, Any]] = []
+    done = "completed" if finish not in ("length", "content_filter") else "incomplete"
+    text, refusal = message.get("content"), message.get("refusal")
+    if isinstance(text, str) and text or isinstance(refusal, str) and refusal:
+        part = (
+            {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            if isinstance(text, str) and text
+            else {"type": "refusal", "refusal": refusal}
+        )
+        items.append(
+            {
+                "type": "message",
+                "id": new_id("msg"),
+                "status": done,
+                "role": "assistant",
+                "content": [part],
+            }
+        )
+    for call in message.get("tool_calls") or []:
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function") or {}
+        items.append(
+            call_item(
+                str(fn.get("name") or ""),
+                str(call.get("id") or new_id("call")),
+                str(fn.get("arguments") or ""),
+                names or {},
+            )
+        )
+    return items
+
+
+def response_of(
+    request: dict[str, Any], answer: dict[str, Any], response_id: str, created: int
+) -> dict[str, Any]:
+    """The Response object for a chat completion `answer` to `request`."""
+    choice = (answer.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    out = shell(request, response_id, str(answer.get("model") or request.get("model")), created)
+    out["status"], out["incomplete_details"] = status_of(choice.get("finish_reason"))
+    out["output"] = output_of(
+        message, choice.get("finish_reason"), namespaced(request.get("tools"))
+    )
+    out["usage"] = usage_of(answer.get("usage"))
+    return out
+
+
+def input_items(value: Any) -> list[Any]:
+    """A request's ``input`` as a list of items (a string is one user message)."""
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return list(value) if isinstance(value, list) else []
+
+
+def expanded(body: dict[str, Any], earlier: list[Any] | None) -> dict[str, Any]:
+    """`body` continuing the conversation `earlier` (the items of its ``previous_response_id``):
+    those items, then its own input, and no ``previous_response_id`` left for anyone to read."""
+    if earlier is None:
+        return body
+    out = {k: v for k, v in body.items() if k != "previous_response_id"}
+    if "input" not in body:
+        raise _bad("'input' is required: a string or a list of items", "input")
+    out["input"] = [*earlier, *input_items(body["input"])]
+    return out
+
+
+def conversation_of(body: dict[str, Any], response: dict[str, Any]) -> list[Any]:
+    """The items a later ``previous_response_id`` continues: everything this request sent but
+    its instructions (never carried over), then what the response said."""
+    return [*input_items(body.get("input")), *(response.get("output") or [])]

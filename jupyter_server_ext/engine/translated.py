@@ -1,0 +1,186 @@
+"""Requests in the Responses and Messages APIs' shapes, answered on the engine's one path.
+
+Each is turned into a chat-completions body at the edge (``apis.responses``, ``apis.messages``)
+and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
+windows, redaction, the cache, failover and the usage log treat it as any other request; the
+chat answer, JSON or stream, is turned back into the API's own shape here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+from .apis import messages as anthropic_api
+from .apis import responses as responses_api
+from .apis import responses_stream
+from .apis.stored import StoredResponses
+from .bodies.request import estimate_tokens
+from .bodies.streams import event_json
+from .errors import BadRequest
+from .records import Caller, Reply
+
+# Engine.chat, as this module calls it
+Chat = Callable[..., Awaitable[Reply]]
+
+
+class Translated:
+    """The Responses and Messages APIs in front of ``chat`` (``Engine.chat``)."""
+
+    def __init__(
+        self, chat: Chat, speaks: Callable[[str, str], bool], stored: StoredResponses
+    ) -> None:
+        self.chat = chat
+        self.speaks = speaks  # Engine.speaks: may a request in this API go upstream as it is?
+        self.stored = stored
+
+    def _native(self, api: str, body: dict[str, Any]) -> bool:
+        model = body.get("model")
+        return isinstance(model, str) and self.speaks(api, model)
+
+    # -- OpenAI's Responses API --------------------------------------------------------------
+
+    async def responses(self, body: Any, caller: Caller, **kw: Any) -> Reply:
+        """``POST v1/responses``: a Response object, or its typed events."""
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object with 'model' and 'input'")
+        earlier = None
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            if not isinstance(previous, str):
+                raise BadRequest(
+                    "'previous_response_id' must be a string",
+                    extra={"param": "previous_response_id"},
+                )
+            earlier = (await self.stored.get(caller.user, previous))["items"]
+        body = responses_api.expanded(body, earlier)
+        store = body.get("store", True) is not False
+        if self._native("responses", body):
+            return await self._responses_native(body, caller, store, kw)
+        chat = responses_api.to_chat(body)
+        reply = await self.chat(chat, caller, api="responses", **kw)
+        rid, created = responses_api.new_id("resp"), int(time.time())
+        if reply.events is None:
+            answer = json.loads(reply.body)
+            response = responses_api.response_of(body, answer, rid, created)
+            if store:
+                await self.stored.put(
+                    caller.user, response, responses_api.conversation_of(body, response)
+                )
+            reply.body = json.dumps(response).encode()
+            return reply
+        translator = responses_stream.StreamTranslator(body, rid, reply.model, created)
+
+        async def save() -> None:
+            response = translator.response
+            if store and response["status"] in ("completed", "incomplete"):
+                await self.stored.put(
+                    caller.user, response, responses_api.conversation_of(body, response)
+                )
+
+        reply.events = _translate(reply.events, translator, save)
+        return reply
+
+    async def _responses_native(
+        self, body: dict[str, Any], caller: Caller, store: bool, kw: dict[str, Any]
+    ) -> Reply:
+        """A Responses request to an upstream that speaks the API: sent as it is, answered as
+        the provider answers; what is stored is kept here (the provider keeps nothing)."""
+        reply = await self.chat(body, caller, endpoint="responses", api="responses", **kw)
+
+        async def keep(response: Any) -> None:
+            if store and isinstance(response, dict) and isinstance(response.get("id"), str):
+                await self.stored.put(
+                    caller.user, response, responses_api.conversation_of(body, response)
+                )
+
+        if reply.events is None:
+            await keep(json.loads(reply.body))
+            return reply
+        reply.events = _watch_completed(reply.events, keep)
+        return reply
+
+    async def response(self, caller: Caller, response_id: str) -> dict[str, Any]:
+        """``GET v1/responses/{id}``: the caller's own stored response."""
+        record = await self.stored.get(caller.user, response_id)
+        response: dict[str, Any] = record["response"]
+        return response
+
+    async def delete_response(self, caller: Caller, response_id: str) -> dict[str, Any]:
+        """``DELETE v1/responses/{id}``: the caller's own stored response, gone."""
+        return await self.stored.delete(caller.user, response_id)
+
+    # -- Anthropic's Messages API ------------------------------------------------------------
+
+    async def messages(self, body: Any, caller: Caller, **kw: Any) -> Reply:
+        """``POST v1/messages``: a Message, or Anthropic's stream events."""
+        if isinstance(body, dict) and self._native("messages", body):
+            # an Anthropic upstream: sent as it is (thinking, top_k, beta features kept)
+            return await self.chat(body, caller, endpoint="messages", api="messages", **kw)
+        chat = anthropic_api.to_chat(body)
+        reply = await self.chat(chat, caller, api="messages", **kw)
+        if reply.events is None:
+            message = anthropic_api.message_of(json.loads(reply.body), reply.model)
+            reply.body = json.dumps(message).encode()
+            return reply
+        estimate = estimate_tokens(chat["messages"], reply.model)
+        translator = anthropic_api.StreamTranslator(reply.model, estimate)
+        reply.events = _translate(reply.events, translator, None)
+        return reply
+
+    def count_tokens(self, body: Any) -> dict[str, Any]:
+        """``POST v1/messages/count_tokens``: the proxy's estimate of the prompt's tokens (the
+        same it reserves for), without asking any provider."""
+        if isinstance(body, dict) and "max_tokens" not in body:
+            body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
+        chat = anthropic_api.to_chat(body)
+        tokens = estimate_tokens(chat["messages"], str(chat.get("model") or ""))
+        if chat.get("tools"):
+            tokens += len(json.dumps(chat["tools"])) // 4
+        return {"input_tokens": tokens}
+
+
+async def _watch_completed(
+    events: AsyncGenerator[bytes, None], keep: Callable[[Any], Awaitable[None]]
+) -> AsyncGenerator[bytes, None]:
+    """A native Responses stream, passed on as it is; its final response kept (``keep``)."""
+    try:
+        async for raw in events:
+            yield raw
+            if b"response.completed" in raw or b"response.incomplete" in raw:
+                obj = event_json(raw)
+                if obj is not None and obj.get("type") in (
+                    "response.completed",
+                    "response.incomplete",
+                ):
+                    await keep(obj.get("response"))
+    finally:
+        await events.aclose()
+
+
+async def _translate(
+    events: AsyncGenerator[bytes, None],
+    translator: Any,
+    done: Callable[[], Awaitable[None]] | None,
+) -> AsyncGenerator[bytes, None]:
+    """The chat stream `events` through `translator` (a ``StreamTranslator`` of either API).
+    Closing this closes `events`, so a client that leaves is charged as for any stream."""
+    try:
+        for out in translator.start():
+            yield out
+        async for raw in events:
+            obj = event_json(raw)
+            if obj is None:
+                continue  # [DONE], comments
+            for out in translator.feed(obj):
+                yield out
+            if translator.done:  # it failed
+                return
+        for out in translator.close():
+            yield out
+        if done is not None:
+            await done()
+    finally:
+        await events.aclose()

@@ -1,0 +1,233 @@
+"""The AI coding tools hub users run, through a real `rsql-proxy`: Claude Code (`claude -p`, the
+Messages API) and Codex CLI (`codex exec`, the Responses API), as npm ships them (installed into
+.tools/ by the project's set-up), each with the user's own proxy token and no provider key,
+answered by the loopback providers and billed to that user under the API it came by.
+
+Each CLI runs with a scratch home, its telemetry and update checks off, so it talks to the
+proxy on loopback and to nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import child_env, require, upstreams_for
+from tests.helpers.fake_anthropic import FakeAnthropic
+from tests.helpers.fake_anthropic import KeyPolicy as AnthropicKey
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.servers import ProxyService, start_service
+
+pytestmark = pytest.mark.slow
+
+CLAUDE_KEY = "test-anthropic-key-cli"
+PRICE = {"input": 1.0, "output": 2.0}
+# what Claude Code and Codex ask for by name; the proxy maps them to the fakes' own models
+CLAUDE_MODEL = "claude-sonnet-4-5"
+CODEX_MODEL = "gpt-5-codex"
+
+
+@pytest.fixture(scope="module")
+def claude_fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic({CLAUDE_KEY: AnthropicKey("claude")}) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def svc(
+    provider: FakeProvider, claude_fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyService]:
+    openai_models = {"models": {CODEX_MODEL: "fake-small", "fake-small": "fake-small"}}
+    claude = {
+        "name": "claude",
+        "provider": "anthropic",
+        "base_url": claude_fake.base_url,
+        "api_key": CLAUDE_KEY,
+        "models": {CLAUDE_MODEL: "claude-fake-small", "claude-haiku-4-5": "claude-fake-small"},
+        "prices": {CLAUDE_MODEL: PRICE, "claude-haiku-4-5": PRICE},
+    }
+    priced = {**openai_models, "prices": {CODEX_MODEL: PRICE, "fake-small": PRICE}}
+    service = start_service(
+        tmp_path_factory.mktemp("ai-tools"),
+        {
+            "upstreams": [*upstreams_for(provider, a1=priced, a2=priced, b1=priced), claude],
+            "default_model": "fake-small",
+            "user_daily_budget_usd": 5.0,
+        },
+        static_users={
+            "tok-ann": {"name": "ann"},
+            "tok-ben": {"name": "ben"},
+            "tok-root": {"name": "root", "admin": True},
+        },
+    )
+    yield service
+    service.stop()
+
+
+def run_cli(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    require(argv[0], binary=True, reason="the project's set-up installs it into .tools/ from npm")
+    return subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def activity(svc: ProxyService, user: str, rows: int = 1) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 15
+    while True:
+        status, _, raw = svc.request("GET", f"admin/users/{user}/activity", token="tok-root")
+        assert status == 200, raw
+        found = json.loads(raw)["activity"]
+        if len(found) >= rows or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def quiet_env(home: Path, **extra: str) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    env = child_env(
+        HOME=str(home),
+        DISABLE_TELEMETRY="1",
+        DISABLE_AUTOUPDATER="1",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_ERROR_REPORTING="1",
+        NO_PROXY="127.0.0.1,localhost",
+        **extra,
+    )
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_BASE_URL"):
+        if name not in extra:
+            env.pop(name, None)  # only what the test gives it
+    return env
+
+
+def test_claude_code_answers_through_the_proxy_and_is_billed_to_its_user(
+    svc: ProxyService, claude_fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    claude_fake.reset()
+    claude_fake.script("Hello from the hub's Claude.")
+    env = quiet_env(
+        tmp_path / "home",
+        ANTHROPIC_BASE_URL=svc.url.rstrip("/"),  # the API root, without /v1
+        ANTHROPIC_API_KEY="tok-ann",
+    )
+    done = run_cli(["claude", "-p", "Say hello", "--model", CLAUDE_MODEL], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Hello from the hub's Claude." in done.stdout
+    sent = claude_fake.received[-1]
+    assert sent.body["model"] == "claude-fake-small"  # the provider's own name, not the public one
+    assert "tok-ann" not in json.dumps(sent.headers)  # the user's token never reaches the provider
+    row = activity(svc, "ann")[0]
+    assert row["api"] == "messages" and row["status"] == 200 and row["cost_usd"] > 0
+
+
+def test_codex_answers_through_the_proxy_and_is_billed_to_its_user(
+    svc: ProxyService, provider: FakeProvider, tmp_path: Path
+) -> None:
+    provider.reset()
+    provider.script("Hello from the hub's Codex.")
+    provider_entry = (
+        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
+        'wire_api="responses"}'
+    )
+    env = quiet_env(
+        tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-ben"
+    )
+    os.makedirs(env["CODEX_HOME"], exist_ok=True)
+    argv = [
+        "codex",
+        "exec",
+        "--skip-git-repo-check",
+        "-c",
+        provider_entry,
+        "-c",
+        "model_provider=hub",
+        # the Responses API's built-in web search runs at the provider, billed by the call: the
+        # proxy refuses it (docs/users/ai-tools.md), so Codex is told not to offer it
+        "-c",
+        'web_search="disabled"',
+        "-m",
+        CODEX_MODEL,
+        "Say hello",
+    ]
+    done = run_cli(argv, env, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Hello from the hub's Codex." in done.stdout
+    assert provider.received[-1].body["model"] == "fake-small"
+    row = activity(svc, "ben")[0]
+    assert row["api"] == "responses" and row["status"] == 200 and row["cost_usd"] > 0
+
+
+def test_codex_offering_a_built_in_tool_is_told_which_one(
+    svc: ProxyService, tmp_path: Path
+) -> None:
+    provider_entry = (
+        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
+        'wire_api="responses"}'
+    )
+    env = quiet_env(
+        tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-ben"
+    )
+    os.makedirs(env["CODEX_HOME"], exist_ok=True)
+    argv = [
+        "codex",
+        "exec",
+        "--skip-git-repo-check",
+        "-c",
+        provider_entry,
+        "-c",
+        "model_provider=hub",
+    ]
+    done = run_cli([*argv, "-m", CODEX_MODEL, "Say hello"], env, tmp_path)
+    assert done.returncode != 0
+    assert "web_search" in done.stderr and "built-in tool" in done.stderr
+
+
+# -- tools find the proxy without a key ---------------------------------------------------------
+
+SDK_CELLS = [
+    "import os, openai, anthropic\n"
+    "print(sorted(k for k in os.environ if k.startswith(('OPENAI_', 'ANTHROPIC_'))))",
+    # no base URL, no key: both SDKs read them from the environment the server gave the kernel
+    "print(openai.OpenAI().chat.completions.create(model='fake-small', "
+    "messages=[{'role': 'user', 'content': 'from openai'}]).choices[0].message.content)",
+    "print(anthropic.Anthropic().messages.create(model='fake-small', max_tokens=20, "
+    "messages=[{'role': 'user', 'content': 'from anthropic'}]).content[0].text)",
+]
+
+
+def test_a_personal_servers_kernels_reach_the_proxy_with_no_key_and_keep_a_users_own(
+    jupyter_server_factory, provider: FakeProvider
+) -> None:
+    import asyncio
+
+    from tests.helpers.kernels import run_cells
+
+    provider.reset()
+    server = jupyter_server_factory(
+        {
+            "upstreams": upstreams_for(provider),
+            "default_model": "fake-small",
+            "ai_environment": True,
+        },
+        # the user's own OpenAI key, set before the server started: theirs to keep
+        env={"OPENAI_API_KEY": "sk-users-own-openai-key"},
+    )
+    results = asyncio.run(run_cells(server.url, server.token, [SDK_CELLS[0], SDK_CELLS[2]]))
+    assert all(r["error"] is None for r in results), results
+    names = "".join(results[0]["outputs"])
+    assert "ANTHROPIC_API_KEY" in names and "ANTHROPIC_BASE_URL" in names
+    assert "OPENAI_BASE_URL" not in names  # the user set half of that pair: none of it is ours
+    assert "Fake answer to: from anthropic" in "".join(results[1]["outputs"])
+    assert "sk-users-own-openai-key" not in json.dumps([r.body for r in provider.received])

@@ -1,0 +1,135 @@
+"""#35, suspected: parts of a request the provider bills that a reservation used to miss. Each
+lets a request cost more than it reserved, so concurrent ones could spend past a budget. Every
+case is a request that may cost more than the whole daily budget: refused at once, before it
+reaches the provider, as the budget's promise needs."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserPolicy
+from jupyter_server_ext.engine.errors import BadRequest
+from jupyter_server_ext.state import MemoryState
+from tests.helpers import upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+
+DOLLAR_PER_MILLION = {"input": 1.0, "output": 1.0}
+
+
+def engine_for(fp: FakeProvider, budget: float) -> Engine:
+    # the public names a course would use, each served by the fake's own models
+    models = {"fake-small": "fake-small", "gpt-4o-mini": "fake-small"}
+    prices = {name: DOLLAR_PER_MILLION for name in models}
+    specs = parse_upstreams(
+        upstreams_for(fp, **{a: {"models": models, "prices": prices} for a in ("a1", "a2", "b1")})
+    )
+    return Engine(
+        EngineSettings(
+            upstreams=specs,
+            default_model="fake-small",
+            health_check_seconds=0,
+            limits=LimitSettings(user=UserPolicy(daily_budget_usd=budget)),
+        ),
+        state=MemoryState(),
+    )
+
+
+async def refused(fp: FakeProvider, budget: float, body: dict[str, Any], endpoint: str) -> str:
+    engine = engine_for(fp, budget)
+    try:
+        with pytest.raises(BadRequest) as err:
+            await engine.chat(body, Caller("ann"), endpoint=endpoint)
+    finally:
+        await engine.close()
+    assert fp.received == []  # never sent
+    return f"{err.value.code}: {err.value.message}"
+
+
+def pdf_of(pages: int) -> bytes:
+    """A small PDF of `pages` pages, all drawing one content stream: a few hundred bytes."""
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{4 + i} 0 R" for i in range(pages)).encode()
+    objs.append(b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages)
+    objs.append(b"<< /Length 0 >>\nstream\n\nendstream")
+    objs += [b"<< /Type /Page /Parent 2 0 R /Contents 3 0 R >>"] * pages
+    out = b"%PDF-1.4\n"
+    for i, obj in enumerate(objs, 1):
+        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
+    return out + b"trailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+async def test_a_completions_suffix_is_reserved_as_prompt(fresh_provider: FakeProvider) -> None:
+    body = {"model": "fake-small", "prompt": "def f(", "suffix": "x" * 40_000, "max_tokens": 5}
+    # 10,000 tokens of suffix at $1 a million: $0.01, past a $0.005 budget
+    assert "over_budget" in await refused(fresh_provider, 0.005, body, "completions")
+
+
+async def test_the_priority_tier_billed_above_the_price_is_refused_naming_the_field(
+    fresh_provider: FakeProvider,
+) -> None:
+    body = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
+    why = await refused(
+        fresh_provider, 1.0, {**body, "service_tier": "priority"}, "chat/completions"
+    )
+    assert "service_tier" in why
+
+
+async def test_an_image_is_reserved_what_the_model_bills_for_it(
+    fresh_provider: FakeProvider,
+) -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.invalid/chart.png"}}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [image]}]}
+    # gpt-4o-mini bills a high-detail image up to 48,169 tokens: $0.048 here
+    assert "over_budget" in await refused(fresh_provider, 0.02, body, "chat/completions")
+
+
+async def test_a_small_pdf_of_many_pages_is_reserved_by_its_pages(
+    fresh_provider: FakeProvider,
+) -> None:
+    data = base64.b64encode(pdf_of(60)).decode()
+    file = {
+        "type": "file",
+        "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{data}"},
+    }
+    body = {"model": "fake-small", "messages": [{"role": "user", "content": [file]}]}
+    assert len(data) < 8000  # some 6,000 characters: about 1,500 tokens by its size
+    # 60 pages, each its text and its image: some 360,000 tokens, $0.36
+    assert "over_budget" in await refused(fresh_provider, 0.1, body, "chat/completions")
+
+
+def compressed_pdf(pages: int) -> str:
+    """A PDF 1.5 whose page tree is in a compressed object stream, where no page shows, as a
+    base64 data URL."""
+    import zlib
+
+    hidden = zlib.compress(b"<< /Type /Pages /Count %d >> " % pages + b"<< /Type /Page >> " * pages)
+    pdf = (
+        b"%PDF-1.5\n1 0 obj\n<< /Type /ObjStm /N 9 /First 0 /Filter /FlateDecode /Length "
+        + str(len(hidden)).encode()
+        + b" >>\nstream\n"
+        + hidden
+        + b"\nendstream\nendobj\n%%EOF\n"
+    )
+    assert b"/Page" not in pdf.replace(b"/ObjStm", b"")
+    return "data:application/pdf;base64," + base64.b64encode(pdf).decode()
+
+
+async def test_pages_compressed_in_an_object_stream_are_counted_too(
+    fresh_provider: FakeProvider,
+) -> None:
+    def ask(pages: int) -> dict[str, Any]:
+        file = {"type": "file", "file": {"filename": "b.pdf", "file_data": compressed_pdf(pages)}}
+        return {"model": "fake-small", "messages": [{"role": "user", "content": [file]}]}
+
+    assert "over_budget" in await refused(fresh_provider, 0.1, ask(60), "chat/completions")
+    # two pages are reserved as two ($0.012), not as the most a PDF may have ($0.60)
+    engine = engine_for(fresh_provider, 0.1)
+    try:
+        reply = await engine.chat({**ask(2), "max_tokens": 5}, Caller("ann"))
+    finally:
+        await engine.close()
+    assert reply.status == 200
