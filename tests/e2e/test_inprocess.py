@@ -49,6 +49,8 @@ def test_ask_runs_the_engine_in_the_kernel(fresh_provider: FakeProvider, tmp_pat
 
 
 def test_no_proxy_and_no_keys_fails_the_run_with_help(tmp_path) -> None:
+    """With the local model turned off too (without it: test_local_model's try-it test)."""
     with pytest.raises(CellExecutionError) as err:
-        run(["%load_ext rsql_magic", "%%ask\nhello?"], {}, tmp_path)
-    assert "RSQL_PROXY_URL" in str(err.value)
+        run(["%load_ext rsql_magic", "%%ask\nhello?"], {"RSQL_LOCAL_MODEL": "off"}, tmp_path)
+    for hint in ("RSQL_PROXY_URL", "RSQL_UPSTREAMS", "OPENAI_BASE_URL", "RSQL_LOCAL_MODEL"):
+        assert hint in str(err.value)

@@ -121,7 +121,9 @@ def test_record_then_replay_offline_then_new_data_asks_again(
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(fresh_provider.received) == 3  # %%ask, then %%sql_ai's SQL and its retry
     store = ReplayStore(tmp_path / ".rsql-replay.jsonl")
-    assert [e.kind for e in store.entries()] == ["ask", "sql", "sql"]
+    # the SQL that worked is recorded for its retry and again for the cell's first request
+    assert [e.kind for e in store.entries()] == ["ask", "sql", "sql", "sql"]
+    assert [e.failed for e in store.latest().values()] == ["", "", ""]
     raw = store.path.read_text()
     assert jupyter_proxy.token not in raw and "127.0.0.1" not in raw
     first = shown(tmp_path / "report.out.ipynb")
@@ -135,13 +137,17 @@ def test_record_then_replay_offline_then_new_data_asks_again(
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(fresh_provider.received) == 3
-    assert shown(tmp_path / "replayed.ipynb") == first
+    again = shown(tmp_path / "replayed.ipynb")
+    assert again[:4] + again[5:] == first[:4] + first[5:]  # the answers and results
+    # %%sql_ai: the same SQL, the same frame; the failed first attempt is not replayed
+    assert "2 attempts" in first[4] and "attempts" not in again[4]
+    assert again[4].split("```")[1] == first[4].split("```")[1]
     feet = footers(tmp_path / "replayed.ipynb")
     assert len(feet) == 2 and all(
         re.search(r"replayed \(recorded 20\d\d-\d\d-\d\d \d\d:\d\d UTC\) · no request sent", f)
         for f in feet
     )
-    assert "2 call(s)" in feet[1]  # the SQL and its retry, both replayed
+    assert "1 call(s)" in feet[1]  # straight to the SQL that worked
 
     # 3. a new column, only, no proxy: the run fails naming the cell and what changed
     nbformat.write(notebook(db, extra_column=True), nb_path)
