@@ -16,6 +16,7 @@ daemon thread, and magics call it synchronously. Upstreams come from the environ
 from __future__ import annotations
 
 import asyncio
+import atexit
 import getpass
 import importlib.util
 import json
@@ -144,7 +145,17 @@ def _ensure() -> _Running:
             engine = build_engine(proxy, default_database=database)
             asyncio.run_coroutine_threadsafe(engine.start(), loop).result(30)
             _running = _Running(loop, engine, proxy)
+            atexit.register(_close, _running)
         return _running
+
+
+def _close(running: _Running) -> None:
+    """At the kernel's exit: flush the usage log and stop the engine's tasks (and the local
+    model's process) instead of leaving them pending on a loop nobody runs."""
+    try:
+        asyncio.run_coroutine_threadsafe(running.engine.close(), running.loop).result(5)
+    except Exception:  # exiting anyway: a slow close must not hold the kernel up
+        pass
 
 
 def _run(coro: Any, timeout: float = 600) -> Any:

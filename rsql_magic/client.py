@@ -262,8 +262,11 @@ class ProxyClient:
         token: str | None = None,
         *,
         timeout: float = 120.0,
+        local_model: bool = True,
     ) -> ProxyClient:
-        """Find the proxy: explicit > ``RSQL_PROXY_URL`` > local Jupyter server > in-process."""
+        """Find the proxy: explicit > ``RSQL_PROXY_URL`` > local Jupyter server > in-process
+        (with keys from the environment, else the local model unless `local_model` is False:
+        rsql-eval measures the models it names, never a stand-in)."""
         env = os.environ
         if proxy_url:
             tok = token or env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN")
@@ -293,8 +296,8 @@ class ProxyClient:
                 ok = bool(inprocess.available())
             except Exception:
                 ok = False
-            if ok:
-                local = inprocess.answers_locally()
+            local = ok and inprocess.answers_locally()
+            if ok and (local_model or not local):
                 global _told_local
                 if local and not _told_local:
                     _told_local = True

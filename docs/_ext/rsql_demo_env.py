@@ -56,6 +56,7 @@ def kernel_env(replay: str, replay_file: Path = REPLAY_FILE) -> dict[str, str]:
     return {
         "RSQL_REPLAY": replay,
         "RSQL_REPLAY_FILE": str(replay_file),
+        "RSQL_LOCAL_MODEL": "off",  # no model either: only the recorded answers
         "IPYTHONDIR": str(work / "ipython"),
         "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
     }

@@ -530,7 +530,7 @@ def evaluate(
         )
     elif client is None:
         try:
-            client = ProxyClient.discover()
+            client = ProxyClient.discover(local_model=False)
         except ProxyError:
             raise EvalInputError(
                 "no proxy: set RSQL_PROXY_URL to the proxy's root (e.g. "

@@ -314,7 +314,8 @@ def test_the_try_it_page_runs_headless_without_a_key(tmp_path: Path) -> None:
     _requires_local_model()
     page = (REPO / "docs" / "getting-started.md").read_text()
     section = page.split("## Try it in five minutes", 1)[1].split("\n## ", 1)[0]
-    cells = re.findall(r"^```python\n(.*?)^```", section, re.M | re.S)
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", section, re.M | re.S)
+    cells = [code for lang, code in blocks if lang in ("python", "")]
     assert len(cells) == 3 and "%%sql_ai" in cells[2]
     command = next(line for line in section.splitlines() if line.startswith("jupyter nbconvert"))
     nb = nbformat.v4.new_notebook()

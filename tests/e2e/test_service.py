@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import openai
 import pytest
@@ -68,6 +69,26 @@ def test_service_serves_the_same_api_under_a_prefix(
     assert svc.request("GET", "me", token=None)[0] == 401
     me = json.loads(svc.request("GET", "me", token="svc-alice")[2])
     assert me["user"] == "alice" and me["limits"][0]["used"] == 2
+
+
+def test_a_service_with_no_hub_and_no_users_says_how_to_get_a_token(
+    service_factory, fresh_provider: FakeProvider
+) -> None:
+    """Started by hand with no hub and no static users, every call is a 401: the start-up log
+    says so and names the two ways out (a hub service, or static_users)."""
+    bare = service_factory({"upstreams": upstreams_for(fresh_provider)})
+    assert bare.request("GET", "me", token="anything")[0] == 401
+    deadline = time.monotonic() + 15  # written once the engine is ready, just after listening
+    while "rsql-proxy listening" not in bare.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = bare.log()
+    assert "every request gets a 401" in log
+    assert "configure_jupyterhub" in log and "c.RSQLProxyService.static_users" in log
+    with_users = service_factory({"upstreams": upstreams_for(fresh_provider)}, static_users=USERS)
+    deadline = time.monotonic() + 15
+    while "rsql-proxy listening" not in with_users.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "every request gets a 401" not in with_users.log()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
