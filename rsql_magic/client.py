@@ -12,9 +12,11 @@ reader is all a magic needs.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -271,6 +273,7 @@ class ProxyClient:
         body: dict | None,
         headers: dict[str, str],
         timeout: float | None = None,
+        on_connect: Callable[[socket.socket], None] | None = None,
     ) -> Any:
         assert self.base_url is not None
         url = urllib.parse.urljoin(self.base_url, path)
@@ -282,6 +285,8 @@ class ProxyClient:
         host = urllib.parse.urlsplit(url).hostname or ""
         if host in ("127.0.0.1", "localhost", "::1"):
             handlers.append(urllib.request.ProxyHandler({}))
+        if on_connect is not None:
+            handlers += _hooked_handlers(on_connect)
         opener = urllib.request.build_opener(*handlers)
         try:
             return opener.open(req, timeout=self.timeout if timeout is None else timeout)
@@ -372,9 +377,12 @@ class ProxyClient:
         cell: str | None = None,
         default_model: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        on_connect: Callable[[socket.socket], None] | None = None,
     ) -> ChatResult:
         """One chat completion. Streams when ``stream`` (``on_delta`` gets each text piece).
-        ``tools``: function tools the model may call (the answer's ``tool_calls``).
+        ``tools``: function tools the model may call (the answer's ``tool_calls``). A request
+        with tools is streamed: a Stop then ends it at the proxy, which bills a dropped stream
+        for what was streamed (a JSON answer is generated, and billed, whole).
 
         ``escalation``: %%sql_ai's chain asks this model because the previous one's SQL failed
         at this stage; the proxy writes it into the request's usage row.
@@ -384,7 +392,8 @@ class ProxyClient:
         ``GET me``); not in the replay fingerprint: a rerun without the proxy cannot know it.
 
         ``on_response`` gets the open HTTP response before it is read, so another thread can
-        end a stream early by closing it (the chat panel's Stop button).
+        end a stream early by closing it (the chat panel's Stop button); ``on_connect`` gets
+        its socket before the request is sent, to end it also before any answer (a slow start).
 
         ``replay`` (an :class:`rsql_magic.replay.Replay`): answer from the replay store when the
         request's fingerprint is recorded (no request is sent, ``replayed_at`` is set), and
@@ -412,13 +421,14 @@ class ProxyClient:
             send,
             model or default_model,
             client_kind,
-            stream,
+            stream or bool(tools),
             on_delta,
             no_cache,
             on_response,
             escalation,
             notebook,
             cell,
+            on_connect=on_connect,
         )
         if replay is not None:
             replay.record(body, res)
@@ -436,6 +446,8 @@ class ProxyClient:
         escalation: str | None = None,
         notebook: str | None = None,
         cell: str | None = None,
+        *,
+        on_connect: Callable[[socket.socket], None] | None = None,
     ) -> ChatResult:
         if self.unavailable is not None:
             raise self.unavailable
@@ -467,14 +479,15 @@ class ProxyClient:
             "v1/chat/completions",
             body,
             self._headers(client_kind, no_cache, escalation, notebook, cell),
+            on_connect=on_connect,
         )
         if on_response is not None:
             on_response(resp)
         with resp:
             ctype = (resp.headers.get("Content-Type") or "").lower()
             if stream and "text/event-stream" in ctype:
-                text, model_out, usage, extra = self._read_stream(resp, on_delta)
-                return _result(text, model_out, usage, extra, resp.headers, t0)
+                text, model_out, usage, extra, calls = self._read_stream(resp, on_delta)
+                return _result(text, model_out, usage, extra, resp.headers, t0, calls)
             return _json_result(resp.status, resp.read(), resp.headers, model, on_delta, t0)
 
     @staticmethod
@@ -495,8 +508,10 @@ class ProxyClient:
 
     def _read_stream(
         self, resp: Any, on_delta: Callable[[str], None] | None
-    ) -> tuple[str, str, dict, dict]:
+    ) -> tuple[str, str, dict, dict, list[dict[str, Any]]]:
+        """The text, model, usage, ``rsql`` object and tool calls of a chat stream."""
         parts: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}  # tool_calls[].index -> the call so far
         model_out = ""
         usage: dict = {}
         extra: dict = {}
@@ -529,20 +544,63 @@ class ProxyClient:
                 if isinstance(obj.get("rsql"), dict):
                     extra.update(obj["rsql"])
                 for ch in obj.get("choices") or []:
-                    piece = (ch.get("delta") or {}).get("content")
+                    delta = ch.get("delta") or {}
+                    piece = delta.get("content")
                     if piece:
                         parts.append(piece)
                         if on_delta:
                             on_delta(piece)
-        except (OSError, ConnectionError) as e:
+                    for fragment in delta.get("tool_calls") or []:  # put together by index
+                        _add_fragment(calls, fragment)
+        except (OSError, ConnectionError, http.client.HTTPException) as e:
             raise ProxyError(502, f"the stream broke off: {e}") from None
-        if not done and not parts:
-            raise ProxyError(502, "the stream ended without an answer")
-        if not done:
-            # a stream cut before [DONE] is an incomplete answer: say so rather than pass
-            # half an answer off as whole
+        if not done:  # an incomplete answer (a call's arguments half there?) is not passed off
+            if not parts and not calls:
+                raise ProxyError(502, "the stream ended without an answer")
             raise ProxyError(502, "the stream broke off before the answer was complete")
-        return "".join(parts), model_out, usage, extra
+        whole = _tool_calls([calls[i] for i in sorted(calls)])  # checked as a JSON answer's
+        return "".join(parts), model_out, usage, extra, whole
+
+
+def _add_fragment(calls: dict[int, dict[str, Any]], fragment: Any) -> None:
+    """A streamed ``delta.tool_calls[]`` entry onto the call at its ``index`` (id and name
+    first, then the arguments' pieces, concatenated); without one, a whole call of its own."""
+    if not isinstance(fragment, dict):
+        return
+    index = fragment["index"] if isinstance(fragment.get("index"), int) else len(calls)
+    call = calls.setdefault(index, {"id": "", "function": {"name": "", "arguments": ""}})
+    if isinstance(fragment.get("id"), str) and fragment["id"]:
+        call["id"] = fragment["id"]
+    fn, whole = fragment.get("function"), call["function"]
+    if isinstance(fn, dict):
+        for part in ("name", "arguments"):
+            piece = fn.get(part)
+            # a server that sends the arguments parsed, whole: as their JSON text
+            whole[part] += json.dumps(piece) if isinstance(piece, dict) else str(piece or "")
+
+
+def _hooked_handlers(on_connect: Callable[[socket.socket], None]) -> list[Any]:
+    """urllib's HTTP and HTTPS handlers whose connections give `on_connect` their socket."""
+
+    def hooked(base: type[http.client.HTTPConnection]) -> Any:
+        class Hooked(base):  # type: ignore[valid-type,misc]  # why: a subclass of either kind
+            def connect(self) -> None:
+                super().connect()
+                on_connect(self.sock)
+
+        return Hooked
+
+    plain, tls = hooked(http.client.HTTPConnection), hooked(http.client.HTTPSConnection)
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(plain, req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(tls, req)  # the default TLS context, as HTTPSHandler's own
+
+    return [HTTP(), HTTPS()]
 
 
 class _Headers(dict):
@@ -573,23 +631,20 @@ def _json_result(
     text = _message_text(data)
     if on_delta and text:
         on_delta(text)
-    res = _result(
+    return _result(
         text,
         data.get("model") or model or "",
         data.get("usage") or {},
         data.get("rsql") or {},
         headers,
         t0,
+        _tool_calls((data["choices"][0].get("message") or {}).get("tool_calls")),
     )
-    res.tool_calls = _tool_calls(data)
-    return res
 
 
-def _tool_calls(data: dict[str, Any]) -> list[dict[str, Any]]:
+def _tool_calls(calls: Any) -> list[dict[str, Any]]:
     """The well-formed tool calls of an answer (an id, a function name, its arguments as text);
     any other entry is left out."""
-    message = data["choices"][0]["message"]
-    calls = message.get("tool_calls") if isinstance(message, dict) else None
     out = []
     for call in calls if isinstance(calls, list) else []:
         fn = call.get("function") if isinstance(call, dict) else None
@@ -609,7 +664,7 @@ def _tool_calls(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _result(
-    text: str, model_out: str, usage: Any, extra: dict, headers: Any, t0: float
+    text: str, model_out: str, usage: Any, extra: dict, headers: Any, t0: float, calls: list[Any]
 ) -> ChatResult:
     """The answer with what the proxy said about it: its ``X-RSQL-*`` headers, else (a
     stream's end, where headers are long sent) the ``rsql`` object or the usage chunk."""
@@ -630,6 +685,7 @@ def _result(
         upstream=h.get("X-RSQL-Upstream") or extra.get("upstream"),
         request_id=h.get("X-Request-Id") or extra.get("request_id"),
         fallback=h.get("X-RSQL-Fallback") or extra.get("fallback") or None,
+        tool_calls=calls,
     )
 
 

@@ -4,7 +4,9 @@ A turn is a chat whose requests carry the tools' definitions (``ToolBox.specs``)
 asks for tools gets their results back as ``tool`` messages and the model is asked again, until
 it answers in text, the turn's step limit (requests to the model) or token limit is reached, or
 the user stops it. Each request is an ordinary request to the proxy: admitted, limited, billed
-and logged like any other (as client ``agent``). What the tools may do is decided in
+and logged like any other (as client ``agent``), and streamed (``ProxyClient.chat`` streams any
+request with tools and puts the calls together), so a Stop that closes it mid-way ends it at
+the proxy too, billed as a dropped stream. What the tools may do is decided in
 :mod:`rsql_magic.agent.tools`: nothing there runs code the model wrote.
 """
 

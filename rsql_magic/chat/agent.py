@@ -1,17 +1,20 @@
 """The panel's agent mode: one agent turn (:func:`rsql_magic.agent.loop.run_turn`) in the
 panel's stream worker, its tools run on the kernel's main thread.
 
-The worker makes the requests (client ``agent``, not streamed: a tool call comes whole) and
-hands each tool call to the main thread (:mod:`.handoff`); the main thread is where the
-kernel's tools must run (rpy2, sqlite3, frames cells change). A tool that cannot run there in
-time comes back to the model as an error result; nothing ever runs on the worker.
+The worker makes the requests (client ``agent``, streamed: the client puts the tool calls
+together from the stream's fragments) and hands each tool call to the main thread
+(:mod:`.handoff`); the main thread is where the kernel's tools must run (rpy2, sqlite3, frames
+cells change). A tool that cannot run there in time comes back to the model as an error
+result; nothing ever runs on the worker.
 
 Every step is shown as it happens: the tool, its arguments as the model wrote them, the
 result's summary and size and the time it took, with the whole result folded under it. All of
 it is the model's or the data's text: escaped, then sanitized, never live HTML. A proposed
 cell shows in the panel (:class:`~rsql_magic.agent.tools.ProposalView`: text, Accept, Reject;
-Accept never runs it). Stop ends the request in flight (the worker's hang-up) and the turn
-(checked between requests and while a tool waits for the main thread).
+Accept never runs it). Stop ends the turn at once and the request in flight with it: the
+worker's hang-up closes its connection, from the moment it is made, so the proxy sees the
+client go and settles the request as a dropped stream (billed for what was streamed). The turn
+checks Stop between requests and while a tool waits for the main thread.
 """
 
 from __future__ import annotations
@@ -63,10 +66,11 @@ class MainThreadTools:
 def _unless_stopped(request: Callable[[], ChatResult], stopped: Callable[[], bool]) -> ChatResult:
     """`request()` in a thread of its own, waited for until it returns or Stop comes.
 
-    A request is not streamed (a tool call comes whole), so the proxy sends its headers only
-    with the whole answer, and until then there is no response to hang up on. On Stop the turn
-    ends at once and the request is left to finish by itself (within the client's timeout),
-    its answer dropped; once its response is open, the worker's hang-up ends it too."""
+    On Stop the turn ends here at once, whatever the request is doing; the worker's hang-up
+    (its ``on_connect``) has closed the request's connection meanwhile, which ends the read in
+    that thread and the request at the proxy. A request with no connection to close (the
+    in-process engine) runs to its end, within the client's timeout, and its answer is
+    dropped."""
     box: list[ChatResult | BaseException] = []
     done = threading.Event()
 
@@ -159,10 +163,12 @@ class AgentRun:
         (the whole turn's tokens and cost); a Stop raises StreamStopped."""
         tools = MainThreadTools(self.tools, calls, stopped)
 
-        def run(*, on_response: Any, on_retry: Any, **_hooks: Any) -> ChatResult:
+        def run(*, on_connect: Any, on_response: Any, on_retry: Any, **_hooks: Any) -> ChatResult:
             def one(convo: list[dict[str, Any]], specs: list[dict[str, Any]]) -> ChatResult:
+                # streamed, so that Stop's hang-up ends the request at the proxy too
+                hooks = {"on_connect": on_connect, "on_response": on_response}
                 return _unless_stopped(
-                    lambda: ask(convo, tools=specs, on_response=on_response, on_retry=on_retry),
+                    lambda: ask(convo, tools=specs, stream=True, on_retry=on_retry, **hooks),
                     stopped,
                 )
 

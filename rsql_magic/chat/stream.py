@@ -3,8 +3,9 @@
 ipywidgets callbacks (clicks, the input box) run on the kernel's main thread, the thread that
 also runs cells. The answer streams in this worker, which updates the turn's widgets
 (ipykernel sends widget state from any thread); the main thread stays free, so the Stop
-click arrives. Stop sets a flag and hangs up the HTTP connection: that ends the read in the
-worker and tells the proxy the client is gone, so the proxy cancels the upstream call and
+click arrives. Stop sets a flag and hangs up the HTTP connection, from the moment it is made
+(before any answer has begun, too): that ends the read in the worker and tells the proxy the
+client is gone, so the proxy ends the request (a stream is billed for what was streamed) and
 frees the user's concurrency slot.
 """
 
@@ -26,8 +27,9 @@ from .widgets import Turn, answer_html, error_html, footer_html
 __all__ = ["Hangup", "StreamWorker"]
 
 # one answer's request: called with the keyword hooks ``on_delta`` (each piece of text),
-# ``on_response`` (the open HTTP response) and ``on_retry`` (a 429 waited out: start over),
-# as ProxyClient.chat and Session.chat take them; returns the whole answer
+# ``on_connect`` (the connection's socket, before the request is sent), ``on_response`` (the
+# open HTTP response) and ``on_retry`` (a 429 waited out: start over), as ProxyClient.chat and
+# Session.chat take them; returns the whole answer
 AnswerCall = Callable[..., ChatResult]
 
 
@@ -36,8 +38,8 @@ class Hangup:
 
     A ``close`` from another thread does not reliably wake a ``recv`` blocked in the worker;
     ``shutdown`` does, and sends FIN, so the proxy sees the client go. It is called on a
-    duplicate of the response's socket (its public ``fileno()``), taken before the response is
-    read and kept until :meth:`release`, so the descriptor cannot be reused meanwhile.
+    duplicate of the connection's socket (its public ``fileno()``), taken as soon as it is
+    connected and kept until :meth:`release`, so the descriptor cannot be reused meanwhile.
     """
 
     def __init__(self) -> None:
@@ -46,8 +48,9 @@ class Hangup:
         self._requested = False
 
     def attach(self, resp: Any) -> None:
-        """Take hold of ``resp``'s connection (in the worker, before reading it). A turn of
-        several requests (agent mode) attaches each in turn: the one before is let go."""
+        """Take hold of the connection of ``resp`` (a socket, or a response: anything with a
+        ``fileno()``), before the request is sent or read. A turn of several requests (agent
+        mode) attaches each in turn: the one before is let go."""
         try:
             sock = socket.socket(fileno=socket.dup(resp.fileno()))
         except (AttributeError, OSError, ValueError):
@@ -140,7 +143,12 @@ class StreamWorker:
                 turn.answer_html.value = answer_html(turn.answer + " ▍")
 
         try:
-            res = call(on_delta=on_delta, on_response=hangup.attach, on_retry=buf.clear)
+            res = call(
+                on_delta=on_delta,
+                on_connect=hangup.attach,
+                on_response=hangup.attach,
+                on_retry=buf.clear,
+            )
         except Exception as e:  # never let a worker die silently: the turn shows it
             if isinstance(e, StreamStopped) or self._stop.is_set():
                 finish_stopped(turn, "".join(buf))

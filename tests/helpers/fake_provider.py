@@ -13,7 +13,9 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   dict is the whole JSON answer, and for a streaming request it is streamed as OpenAI streams
   it (tool-call fragments, refusal, logprobs, system_fingerprint, ``"usage": null`` on every
   chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer,
-  and one with ``"__pieces__"`` (a list of strings) streams its content split exactly there;
+  one with ``"__pieces__"`` (a list of strings) streams its content split exactly there, and
+  one with ``"__cut_after__": n`` streams n chunks and then closes the connection (a stream
+  that dies mid-way, tool-call fragments and all; asked without a stream, it is answered whole);
 - what it bills: every request it accepted is billed its prompt and every token it generated
   (:attr:`Received.billed_tokens`, :meth:`FakeProvider.billed`), whether or not the client
   stayed to read them, as providers bill;
@@ -396,6 +398,10 @@ class FakeProvider(LoopbackServer):
             # a scripted answer streamed in exactly these content pieces (a split mid-word)
             reply = dict(reply)
             pieces = reply.pop("__pieces__")
+        cut_after = None
+        if isinstance(reply, dict) and "__cut_after__" in reply:
+            reply = dict(reply)
+            cut_after = int(reply.pop("__cut_after__"))
         if isinstance(reply, dict) and "__status__" in reply:
             rec.status = int(reply["__status__"])
             answer = {k: v for k, v in reply.items() if k != "__status__"}
@@ -478,7 +484,10 @@ class FakeProvider(LoopbackServer):
         await resp.prepare(request)
         if isinstance(reply, dict):  # a scripted answer, streamed as OpenAI streams one
             with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            for obj in _stream_of(reply, with_usage, pieces):
+            for i, obj in enumerate(_stream_of(reply, with_usage, pieces)):
+                if i == cut_after:  # the connection dies mid-stream
+                    request.transport.close()  # type: ignore[union-attr]  # why: open while answering
+                    return resp
                 await resp.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
