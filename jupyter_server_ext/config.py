@@ -23,6 +23,7 @@ from .engine.errors import ConfigError
 from .engine.monitoring.alerts import AlertSettings, parse_webhooks
 from .engine.privacy.redact import parse_context_policy, parse_redact_patterns
 from .engine.upstreams.specs import DEFAULT_LOCAL_MODEL
+from .mcp.settings import MCPSettings, parse_mcp_settings
 
 LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 # every default is written once, in the engine's settings; the traits below read it from there
@@ -309,6 +310,37 @@ class RSQLProxy(Configurable):
         leases are released and the usage log is flushed before the process exits.""",
     ).tag(config=True)
 
+    # -- agents: agent mode and MCP ----------------------------------------------------------------
+    agent_mode = Bool(
+        USER.agent,
+        help="""Whether users may use agent mode (%%ask --agent, the chat panel's Agent switch) and
+        the tools at {proxy}mcp. Per group or user: "agent" in limit_overrides
+        ({"group:intro": {"agent": False}}); for a span of time: a policy window's "agent".""",
+    ).tag(config=True)
+    mcp_connections = Dict(
+        help="""Databases served to users' MCP clients (Claude Code, jupyter-ai, any agent) at
+        {proxy}mcp: search_schema, describe_table and run_sql, through %%sql_ai's read-only guard
+        and walls. {"dw": {"url": "postgresql://mcp@db/warehouse", "role": "readonly_analyst",
+        "groups": ["analysts"]}, "demo": "sqlite:////srv/data/demo.db"}. Fields: url (sqlite:///,
+        duckdb:/// or postgresql://; opened read-only), role (PostgreSQL: required, the role every
+        statement runs as), groups (who may use it; none: everyone), max_rows (20),
+        timeout_seconds (10), redact_columns (globs whose values are withheld, on top of
+        context_policy's), allow_functions, description. Empty: no MCP endpoint.""",
+    ).tag(config=True)
+    mcp_user_limits = List(
+        ["30/minute", "1000/day"],
+        help="""Tool calls one user may make at {proxy}mcp, in the notation of user_limits; a call
+        past a limit is refused as a tool error saying when to retry.""",
+    ).tag(config=True)
+    mcp_user_concurrency = Integer(
+        2, help="Tool calls of one user that may run at once at {proxy}mcp."
+    ).tag(config=True)
+    mcp_workers = Integer(
+        4,
+        help="""Threads that run tool calls in each proxy process (a call waits for one); with
+        mcp_user_concurrency below it, no one user can hold them all.""",
+    ).tag(config=True)
+
     # -- privacy ------------------------------------------------------------------------------
     context_policy = Dict(
         help="""What the kernel side may put into a prompt, delivered to it with GET me:
@@ -407,11 +439,21 @@ class RSQLProxy(Configurable):
             retry_base_seconds=self.alert_retry_seconds,
         )
 
+    def mcp_settings(self) -> MCPSettings:
+        """The MCP endpoint's settings; raises ConfigError naming the field."""
+        return parse_mcp_settings(
+            dict(self.mcp_connections),
+            list(self.mcp_user_limits),
+            self.mcp_user_concurrency,
+            self.mcp_workers,
+        )
+
     def engine_settings(
         self, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
     ) -> EngineSettings:
         """Validate everything; raises ConfigError naming the field and upstream."""
         env = os.environ if env is None else env
+        self.mcp_settings()  # checked with the rest, so a bad one stops start-up and --check-config
         raw = list(self.upstreams)
         default_model = self.default_model
         if not raw:
@@ -539,6 +581,7 @@ class RSQLProxy(Configurable):
                 concurrency=self.user_concurrency,
                 daily_budget_usd=self.user_daily_budget_usd,
                 models=tuple(self.allowed_models) or None,
+                agent=self.agent_mode,
             ),
             global_concurrency=self.global_concurrency,
             global_daily_budget_usd=self.global_daily_budget_usd,

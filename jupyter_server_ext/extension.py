@@ -21,6 +21,7 @@ from .config import RSQLProxy
 from .engine import Caller
 from .engine.errors import ConfigError
 from .handlers import ProxyContext
+from .mcp.endpoint import build_mcp
 from .routes import make_handlers
 from .wiring import build_engine
 
@@ -132,10 +133,11 @@ class RSQLProxyExtension(ExtensionApp):
                 + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite"),
                 log=self.log,
             )
+            mcp = build_mcp(proxy, engine)
         except ConfigError as exc:
             self.log.critical("rsql proxy: bad configuration: %s", exc)
             raise SystemExit(1) from None
-        ctx = self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy)
+        ctx = self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy, mcp=mcp)
         skip_filtered_debug(self.serverapp.log)
         # the engine's own lines (a key disabled, the local model's self-test) go where the
         # server's go, not to Python's last-resort stderr handler
@@ -176,4 +178,6 @@ class RSQLProxyExtension(ExtensionApp):
     async def stop_extension(self) -> None:
         ctx: ProxyContext | None = self.settings.get("rsql")
         if ctx is not None:
+            if ctx.mcp is not None:
+                await ctx.mcp.close()
             await ctx.engine.close()

@@ -93,6 +93,8 @@ class ProxyContext:
     # the admin dashboard's live feed (dashboard.feed.Feed), made on its first use
     dashboard_feed: Any = None
     inflight: InFlight = field(default_factory=InFlight)
+    # the MCP endpoint (mcp.endpoint.MCPEndpoint), None when no connection is configured
+    mcp: Any = None
 
     def usage_store(self) -> Any:
         if self.engine.usage is None:

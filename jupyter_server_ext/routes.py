@@ -18,6 +18,7 @@ from .api_handlers import API_ROUTES
 from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from .handlers import ROUTES as PROXY_ROUTES
 from .handlers import NotFoundMixin
+from .mcp.handler import ROUTES as MCP_ROUTES
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete", "options", "head")
 
@@ -37,6 +38,7 @@ def make_handlers(
         *API_ROUTES,
         *ADMIN_ROUTES,
         *DASHBOARD_ROUTES,
+        *MCP_ROUTES,
         (None, NotFoundMixin),
     ]
     for path, mixin in routes:

@@ -36,6 +36,7 @@ from .dashboard import hub_login
 from .engine import Caller
 from .engine.errors import ConfigError
 from .handlers import ProxyContext, shutting_down
+from .mcp.endpoint import build_mcp
 from .routes import make_handlers
 from .wiring import build_engine
 from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port
@@ -241,7 +242,7 @@ class RSQLProxyService(Application):
         proxy = RSQLProxy(parent=self)
         check_admin_names(proxy)
         engine = build_engine(proxy, default_database="sqlite:///rsql_usage.sqlite", log=log)
-        ctx = ProxyContext(engine=engine, proxy=proxy)
+        ctx = ProxyContext(engine=engine, proxy=proxy, mcp=build_mcp(proxy, engine))
         prefix = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
         routes = make_handlers(ServiceBase, prefix.rstrip("/") or "")
         if hub_login.hub_oauth(self) is not None:  # the browser login's landing page
@@ -301,6 +302,8 @@ class RSQLProxyService(Application):
         await stop.wait()
         await drain(server, app, ctx, proxy.shutdown_grace_seconds, now)
         log.info("rsql-proxy stopping: finishing the usage log")
+        if ctx.mcp is not None:
+            await ctx.mcp.close()
         await engine.close()
         log.info("rsql-proxy stopped")
 
@@ -329,6 +332,11 @@ class RSQLProxyService(Application):
             for who, o in sorted(proxy.limit_overrides.items())
             if isinstance(o, dict) and o.get("user_limits")
         )
+        served = []
+        for c in proxy.mcp_settings().connections:
+            role = f" as {c.role}" if c.role else ""
+            groups = f"; groups {', '.join(c.groups)}" if c.groups else ""
+            served.append(f"{c.name} ({c.kind}{role}{groups})")
         return (
             f"{self.config_file or 'no --config'}: starts as written; upstreams: "
             f"{', '.join(u.name for u in settings.upstreams)}; models: "
@@ -336,6 +344,7 @@ class RSQLProxyService(Application):
             f"{settings.default_model or 'none'}; users: "
             f"{'from JupyterHub' if self.hub_auth else f'{len(self.static_users)} static'}"
             f"{replaced}"
+            f"{'; MCP tools at mcp on: ' + ', '.join(served) if served else ''}"
         )
 
     def start(self) -> None:

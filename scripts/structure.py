@@ -85,7 +85,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     ),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
-    f"{S}.config": (f"{S}.engine",),
+    f"{S}.config": (f"{S}.engine", f"{S}.mcp.settings"),
     # configuration split from wiring: the wiring builds an Engine with its backends
     f"{S}.wiring": (f"{S}.engine", f"{S}.config", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),
@@ -95,6 +95,20 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.admin_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.api_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
+    # {proxy}mcp: the warehouse tools for users' agents, on the engine's limits, windows and
+    # usage log; the tools themselves are the kernel's (rsql_magic.agent), with %%sql_ai's guard
+    f"{S}.mcp.settings": (f"{S}.engine",),
+    f"{S}.mcp": (
+        f"{S}.engine",
+        f"{S}.config",
+        f"{S}.auth",
+        f"{S}.handlers",
+        f"{K}.agent",
+        f"{K}.errors",
+        f"{K}.privacy",
+        f"{K}.sql",
+        *SHARED,
+    ),
     # the kernel side, bottom up
     f"{K}.errors": (f"{K}.sql.stages",),  # the one error tree; it names the stages SQL fails at
     f"{K}.sanitize": (),

@@ -21,7 +21,7 @@ from typing import Any
 
 from .accounting.pricing import FREE, PriceBook
 from .accounting.usage import UsageLog, UsageStore
-from .admission.entitlements import Access, me_fields, not_allowed, resolve
+from .admission.entitlements import Access, agent_off, me_fields, not_allowed, resolve
 from .admission.limiter import Limiter, Ticket, quota_headers
 from .admission.policy_windows import PolicyWindows, zone
 from .admission.shared_state import BudgetCheck, StateBackend
@@ -456,9 +456,15 @@ class Engine:
                 # the refused row says what was asked
                 outcome.model = asked[:200] if isinstance(asked, str) else ""
                 raise self.windows.refusal(access.window, access.span)
-            if caller.client == "agent" and access.window is not None and access.span is not None:
-                if not access.window.agent:  # the window leaves %%ask on, agent mode off
-                    raise self.windows.agent_refusal(access.window, access.span)
+            if caller.client == "agent":
+                if (
+                    access.window is not None
+                    and access.span is not None
+                    and not access.window.agent
+                ):
+                    raise self.windows.agent_refusal(access.window, access.span)  # %%ask stays on
+                if not access.agent:
+                    raise agent_off(caller.user)
             ex.req = req = self.parse(body, endpoint, access.default_model, trace_headers)
             outcome.model = req.model
             self.check_model(access, req.model)

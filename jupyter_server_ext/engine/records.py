@@ -64,4 +64,6 @@ class Outcome:
     cell: str | None = None
     # the API the request came by: chat, completions, embeddings, responses, messages
     api: str = "chat"
+    # an MCP tool call's rows returned (run_sql); None for everything else
+    result_rows: int | None = None
     trace: Any = field(default=None, repr=False, compare=False)  # its spans, when tracing is on

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS rsql_usage (
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
   cost_usd DOUBLE PRECISION, latency_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,
   status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT, redactions TEXT, fallback TEXT,
-  escalation TEXT, notebook TEXT, cell TEXT, api TEXT
+  escalation TEXT, notebook TEXT, cell TEXT, api TEXT, result_rows INTEGER
 );
 CREATE INDEX IF NOT EXISTS rsql_usage_ts ON rsql_usage (ts);
 CREATE INDEX IF NOT EXISTS rsql_usage_user_ts ON rsql_usage ("user", ts);
@@ -55,6 +55,7 @@ _TYPES = {
     "overhead_ms": "float8",
     "status": "int4",
     "cache_hit": "int4",
+    "result_rows": "int4",
 }
 # one round trip per batch: the rows go as one array per column; a request_id already stored
 # (a batch sent again) is skipped by the unique index

@@ -67,6 +67,7 @@ ADDED_COLUMNS = (
     ("notebook", "TEXT"),
     ("cell", "TEXT"),
     ("api", "TEXT"),
+    ("result_rows", "INTEGER"),
 )
 
 

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS usage (
   model TEXT, upstream TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL,
   latency_ms REAL, overhead_ms REAL, status INTEGER, error TEXT, cache_hit INTEGER, prompt TEXT,
   redactions TEXT, fallback TEXT, escalation TEXT,
-  notebook TEXT, cell TEXT, api TEXT
+  notebook TEXT, cell TEXT, api TEXT, result_rows INTEGER
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_user_ts ON usage (user, ts);

@@ -8,6 +8,8 @@ Modules, bottom up:
   ``describe_table``, ``run_sql``), shared by the kernel's agent tools and by MCP. Every
   statement goes through the guard, the engine rules, the database's read-only walls and the
   result bound of :mod:`rsql_magic.sql`; the context policy decides which values may leave.
+- ``connections``: the databases an MCP server holds, opened read-only, and one warehouse tool
+  call on one (``rsql-mcp`` and the proxy's ``{proxy}mcp`` endpoint both run them so).
 - ``tools``: the kernel's agent tools (frames, R objects, the last error, proposed cells).
 - ``eval_tools``: the warehouse tools over one database, for rsql-eval's agent mode.
 - ``loop``: one agent turn: the model calls the tools over several steps, within a step and

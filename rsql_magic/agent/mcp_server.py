@@ -19,133 +19,30 @@ returned and the time; never the data, the SQL or a URL (which may hold a passwo
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from rsql_magic.errors import BadConnection
 from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.connections import DB, DuckDB, SQLiteDB, resolve
 from rsql_magic.sql.policy import SqlPolicy
 from rsql_magic.terminal import shown
 
-from . import warehouse
+from .connections import (
+    SCHEMES,
+    Connection,
+    Options,
+    call_tool,
+    open_connection,
+    parse_db_arg,
+    shown_url,
+)
 
 __all__ = ["Connection", "build_server", "main", "open_connection", "parse_db_arg"]
 
-SCHEMES = "sqlite:///PATH, duckdb:///PATH, postgresql://..."
-# DuckDB: no files but the database, no network, no extensions, and no way to change that from
-# SQL (a wall behind the parser check, as for %%sql_ai's DataFrames)
-_DUCKDB_CONFIG: dict[str, Any] = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
 
-
-@dataclass
-class Connection:
-    name: str
-    kind: str  # "sqlite", "duckdb", "postgres"
-    db: DB
-    # sqlite3 and DuckDB connections are not for concurrent use; the SDK runs sync tools in
-    # worker threads
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def parse_db_arg(arg: str) -> tuple[str, str]:
-    """``NAME=URL`` -> ``(name, url)``; raises :class:`BadConnection`."""
-    name, sep, url = arg.partition("=")
-    name = name.strip()
-    if not sep or not name or not url.strip():
-        raise BadConnection("expected NAME=URL, e.g. sales=sqlite:///sales.db")
-    if not name.replace("_", "").replace("-", "").isalnum():
-        raise BadConnection(f"the name {name!r} may hold only letters, digits, '_' and '-'")
-    return name, url.strip()
-
-
-def _shown_url(url: str) -> str:
-    """`url` as it may be printed: the password replaced."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return str(make_url(url).render_as_string(hide_password=True))
-    except Exception:
-        head, at, tail = url.rpartition("@")
-        return f"{head.split(':', 1)[0]}:***@{tail}" if at else url
-
-
-def _file_path(url: str, scheme: str) -> Path:
-    # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
-    rest = url[len(scheme) + len(":///") :]
-    if not url.lower().startswith(f"{scheme}:///") or not rest:
-        raise BadConnection(f"expected {scheme}:///PATH")
-    path = Path(rest).expanduser()
-    if not path.is_file():
-        raise BadConnection(f"no such file: {path}")
-    return path
-
-
-def open_connection(name: str, url: str) -> Connection:
-    """Open `url` read-only; raises :class:`BadConnection`."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "sqlite":
-        path = _file_path(url, "sqlite")
-        try:
-            # mode=ro: SQLite itself opens the file read-only, behind query_only and the
-            # authorizer that every statement meets
-            conn = sqlite3.connect(
-                f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, check_same_thread=False
-            )
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as e:
-            raise BadConnection(f"cannot open {path} as SQLite: {e}") from None
-        return Connection(name, "sqlite", SQLiteDB(conn, label=f"SQLite {name}"))
-    if scheme == "duckdb":
-        path = _file_path(url, "duckdb")
-        try:
-            import duckdb
-        except ImportError:
-            raise BadConnection("DuckDB is not installed: pip install duckdb") from None
-        try:
-            dconn = duckdb.connect(str(path), read_only=True, config=_DUCKDB_CONFIG)
-        except Exception as e:
-            raise BadConnection(f"cannot open {path} as DuckDB: {e}") from None
-        return Connection(name, "duckdb", DuckDB(dconn, label=f"DuckDB {name}"))
-    if scheme.startswith(("postgresql", "postgres")):
-        if scheme.startswith("postgres") and not scheme.startswith("postgresql"):
-            url = "postgresql" + url[len("postgres") :]
-        try:
-            db = resolve(url)  # a SQLAlchemy engine, as a URL named in a %%sql_ai cell
-            db.rows("SELECT 1", timeout_s=10.0)
-        except Exception as e:
-            raise BadConnection(
-                f"cannot connect: {type(e).__name__}: {shown(str(e)).splitlines()[0][:300]}"
-            ) from None
-        if db.dialect != "postgres":
-            raise BadConnection(f"{scheme} is not PostgreSQL")
-        db.label = f"PostgreSQL {name}"
-        return Connection(name, "postgres", db)
-    raise BadConnection(f"unsupported URL (expected {SCHEMES})")
-
-
-@dataclass
-class Options:
-    max_rows: int = 20
-    timeout_s: float = 10.0
-    sql_policy: SqlPolicy = field(default_factory=SqlPolicy)
-    # values steer schema search (never shown); --redact withholds columns from every tool
-    policy: ContextPolicy = field(default_factory=ContextPolicy)
-
-
-def _log(tool: str, connection: str, rows: int | None, t0: float, outcome: str = "ok") -> None:
+def log_call(tool: str, connection: str, rows: int | None, t0: float, outcome: str = "ok") -> None:
     # stdout is the protocol: the log goes to stderr, and never holds data, SQL or a URL
     conn = shown(connection)[:60]
     n = "-" if rows is None else str(rows)
@@ -157,8 +54,9 @@ def _log(tool: str, connection: str, rows: int | None, t0: float, outcome: str =
     )
 
 
-def build_server(connections: dict[str, Connection], options: Options) -> Any:
-    """The MCP server holding `connections` (the SDK's ``MCPServer``, ``FastMCP`` before 2)."""
+def sdk() -> tuple[Any, type[Exception], Any]:
+    """The SDK's server class, its ToolError and ToolAnnotations (``MCPServer`` from mcp 2,
+    ``FastMCP`` before)."""
     try:
         from mcp.server.mcpserver import MCPServer as Server
         from mcp.server.mcpserver.exceptions import ToolError
@@ -169,100 +67,86 @@ def build_server(connections: dict[str, Connection], options: Options) -> Any:
         from mcp_types import ToolAnnotations
     except ImportError:  # mcp 1.x
         from mcp.types import ToolAnnotations
+    return Server, ToolError, ToolAnnotations
 
-    server = Server(
-        "rsql-mcp",
-        instructions=(
-            "Read-only access to the user's databases. Call list_connections first, then "
-            "search_schema to find tables, describe_table for one table's columns, and run_sql "
-            "for one read-only SELECT. Writes, file access and settings are refused."
-        ),
-    )
+
+INSTRUCTIONS = (
+    "Read-only access to the user's databases. Call list_connections first, then "
+    "search_schema to find tables, describe_table for one table's columns, and run_sql "
+    "for one read-only SELECT. Writes, file access and settings are refused."
+)
+# what each tool tells the model it does (both MCP servers)
+DESCRIPTIONS = {
+    "list_connections": "The database connections this server holds: name and kind (sqlite, "
+    "duckdb, postgres). Every tool takes one of these names.",
+    "search_schema": "The tables of `connection` most relevant to `question`, as CREATE TABLE "
+    "statements within a budget; tables that do not fit are named.",
+    "describe_table": "One table of `connection`: its columns, types and keys (no values).",
+    "run_sql": "Run one read-only SQL statement (SELECT, WITH ... SELECT, EXPLAIN) on "
+    "`connection` in its own dialect and return the first rows as text. Writes, file and "
+    "network access, settings and unknown functions are refused; nothing refused runs.",
+}
+
+
+def add_tools(server: Any, tools: dict[str, Callable[..., Any]]) -> None:
+    """Register `tools` (name -> function) on an SDK server, each marked read-only and described
+    as :data:`DESCRIPTIONS` says (both MCP servers)."""
+    _, _, ToolAnnotations = sdk()
     read_only = ToolAnnotations.model_validate(
         {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True}
     )
+    for name, fn in tools.items():
+        server.add_tool(
+            fn,
+            name=name,
+            description=DESCRIPTIONS[name],
+            annotations=read_only,
+            structured_output=False,
+        )
 
-    def _find(tool: str, name: str, t0: float) -> Connection:
-        found = connections.get(name)
-        if found is None:
-            _log(tool, name, None, t0, "unknown connection")
+
+def build_server(connections: dict[str, Connection], options: Options) -> Any:
+    """The MCP server holding `connections` (the SDK's ``MCPServer``, ``FastMCP`` before 2)."""
+    Server, ToolError, _ = sdk()
+    server = Server("rsql-mcp", instructions=INSTRUCTIONS)
+
+    def call(tool: str, name: str, args: dict[str, str]) -> str:
+        t0 = time.perf_counter()
+        conn = connections.get(name)
+        if conn is None:
+            log_call(tool, name, None, t0, "unknown connection")
             known = ", ".join(sorted(connections))
             raise ToolError(f"unknown connection {shown(name)[:60]!r}: the connections are {known}")
-        return found
+        answer = call_tool(conn, tool, args, options)
+        log_call(tool, name, answer.rows, t0, answer.outcome)
+        if not answer.ok:
+            raise ToolError(answer.text)
+        return answer.text
 
-    def guarded(tool: str, name: str, call: Callable[[Connection], str]) -> str:
-        t0 = time.perf_counter()
-        conn = _find(tool, name, t0)
-        with conn.lock:
-            try:
-                text = call(conn)
-            except ToolError:
-                raise
-            except Exception as e:  # a catalog the database would not read, a lost server
-                _log(tool, name, None, t0, f"failed ({type(e).__name__})")
-                raise ToolError(f"{tool} failed on {name}: {type(e).__name__}") from None
-        _log(tool, name, None, t0)
-        return text
-
-    @server.tool(annotations=read_only, structured_output=False)
     def list_connections() -> str:
-        """The database connections this server holds: name and kind (sqlite, duckdb,
-        postgres). Every tool takes one of these names."""
         t0 = time.perf_counter()
         lines = [f"{c.name}: {c.kind} (read-only)" for c in connections.values()]
-        _log("list_connections", "-", len(lines), t0)
+        log_call("list_connections", "-", len(lines), t0)
         return "\n".join(lines)
 
-    @server.tool(annotations=read_only, structured_output=False)
     def search_schema(connection: str, question: str) -> str:
-        """The tables of `connection` most relevant to `question`, as CREATE TABLE statements
-        within a budget; tables that do not fit are named."""
-        return guarded(
-            "search_schema",
-            connection,
-            lambda c: warehouse.search_schema(
-                c.db, question, policy=options.policy, sql_policy=options.sql_policy
-            ),
-        )
+        return call("search_schema", connection, {"question": question})
 
-    @server.tool(annotations=read_only, structured_output=False)
     def describe_table(connection: str, table: str) -> str:
-        """One table of `connection`: its columns, types and keys (no values)."""
-        return guarded(
-            "describe_table",
-            connection,
-            lambda c: warehouse.describe_table(c.db, table, policy=options.policy),
-        )
+        return call("describe_table", connection, {"table": table})
 
-    @server.tool(annotations=read_only, structured_output=False)
     def run_sql(connection: str, sql: str) -> str:
-        """Run one read-only SQL statement (SELECT, WITH ... SELECT, EXPLAIN) on `connection`
-        in its own dialect and return the first rows as text. Writes, file and network
-        access, settings and unknown functions are refused; nothing refused runs."""
-        t0 = time.perf_counter()
-        connection_name = connection
-        conn = _find("run_sql", connection_name, t0)
-        with conn.lock:
-            try:
-                res = warehouse.run_sql(
-                    conn.db,
-                    sql,
-                    sql_policy=options.sql_policy,
-                    policy=options.policy,
-                    max_rows=options.max_rows,
-                    timeout_s=options.timeout_s,
-                )
-            except Exception as e:
-                _log("run_sql", connection_name, None, t0, f"failed ({type(e).__name__})")
-                raise ToolError(
-                    f"run_sql failed on {connection_name}: {type(e).__name__}"
-                ) from None
-        if res.refused or res.error:
-            _log("run_sql", connection_name, 0, t0, "refused" if res.refused else "error")
-            raise ToolError(res.text)
-        _log("run_sql", connection_name, len(res.rows), t0)
-        return res.text
+        return call("run_sql", connection, {"sql": sql})
 
+    add_tools(
+        server,
+        {
+            "list_connections": list_connections,
+            "search_schema": search_schema,
+            "describe_table": describe_table,
+            "run_sql": run_sql,
+        },
+    )
     return server
 
 
@@ -324,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         shown_arg = arg
         try:
             name, url = parse_db_arg(arg)
-            shown_arg = f"{name}={_shown_url(url)}"
+            shown_arg = f"{name}={shown_url(url)}"
             if name in connections:
                 raise BadConnection(f"the name {name!r} is given twice")
             connections[name] = open_connection(name, url)

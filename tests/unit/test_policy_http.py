@@ -182,6 +182,36 @@ async def test_a_window_can_turn_agent_mode_off_and_leave_ask_on(
         ).engine_settings()
 
 
+async def test_agent_mode_can_be_off_for_a_group_or_for_everyone(
+    start_proxy, fresh_provider
+) -> None:
+    """`"agent": false` in a group's limit_overrides (or agent_mode = False for all): that
+    group's agent-mode requests are refused before anything is sent, plain %%ask stays on, and
+    GET me says so (the kernel shows it); a user's own entry may turn it back on."""
+    p = await start_proxy(
+        limit_overrides={"group:students": {"agent": False}, "user:bob": {"agent": True}}
+    )
+    fresh_provider.reset()
+    assert (await p.ask("tok-alice"))[0] == 200
+    status, body = await p.ask("tok-alice", **{"X-RSQL-Client": "agent"})
+    assert status == 403 and body["error"]["code"] == "agent_off"
+    assert "agent mode is off for 'alice'" in body["error"]["message"]
+    assert len(fresh_provider.received) == 1
+    assert (await p.call("GET", "me", "tok-alice"))[1]["agent"] is False
+    assert (await p.ask("tok-bob", **{"X-RSQL-Client": "agent"}))[
+        0
+    ] == 200  # a student, but his own
+    assert (await p.ask("tok-carol", **{"X-RSQL-Client": "agent"}))[0] == 200
+    assert (await p.call("GET", "me", "tok-carol"))[1]["agent"] is True
+    with pytest.raises(ConfigError, match=r"\['agent'\]: true"):
+        RSQLProxy(
+            upstreams=upstreams_for(fresh_provider),
+            limit_overrides={"group:students": {"agent": "no"}},
+        ).engine_settings()
+    everyone = await start_proxy(agent_mode=False)
+    assert (await everyone.ask("tok-carol", **{"X-RSQL-Client": "agent"}))[0] == 403
+
+
 async def test_a_custom_window_sets_models_and_a_budget_of_its_own(start_proxy) -> None:
     lab = {
         "name": "lab",

@@ -43,6 +43,7 @@ COLUMNS = (
     "notebook",
     "cell",
     "api",
+    "result_rows",
 )
 
 
@@ -104,6 +105,7 @@ def row_of(o: Outcome, prompt: str | None) -> tuple[Any, ...]:
         o.notebook,
         o.cell,
         o.api,
+        o.result_rows,
     )
 
 

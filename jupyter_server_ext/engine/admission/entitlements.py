@@ -27,6 +27,7 @@ class Access:
     sql_default_model: str | None  # %%sql_ai's model when none is named
     window: PolicyWindow | None = None
     span: tuple[float, float] | None = None
+    agent: bool = True  # the caller's policy lets agent mode (and MCP tools) run at all
 
     def allows(self, model: str) -> bool:
         if self.window is not None and self.window.mode == "off":
@@ -46,7 +47,7 @@ def resolve(
     ``Limiter.policy``) and the window in force."""
     window, span = found if found is not None else (None, None)
     if window is not None and window.mode == "off":
-        return Access((), (), None, None, window, span)
+        return Access((), (), None, None, window, span, policy.agent)
     patterns = policy.models
     preferred = [policy.default_model, proxy_default]
     if window is not None and window.mode == "local-only":
@@ -64,7 +65,7 @@ def resolve(
         if ok(policy.sql_default_model) and (window is None or window.mode != "local-only")
         else default
     )
-    return Access(allowed, patterns, default, sql_default, window, span)
+    return Access(allowed, patterns, default, sql_default, window, span, policy.agent)
 
 
 def not_allowed(model: str, access: Access) -> Forbidden:
@@ -78,6 +79,15 @@ def not_allowed(model: str, access: Access) -> Forbidden:
     )
 
 
+def agent_off(user: str) -> Forbidden:
+    """The 403 for agent mode (or an MCP tool) when the admin turned it off for `user`."""
+    return Forbidden(
+        f"agent mode is off for {user[:80]!r} on this hub (an admin's setting: agent_mode, or "
+        "'agent' in limit_overrides); ask without --agent",
+        code="agent_off",
+    )
+
+
 def me_fields(access: Access, tz: Any) -> dict[str, Any]:
     """The entitlement part of ``GET me``."""
     return {
@@ -85,4 +95,6 @@ def me_fields(access: Access, tz: Any) -> dict[str, Any]:
         "default_model": access.default_model,
         "sql_default_model": access.sql_default_model,
         "window": access.window.describe(access.span, tz) if access.window is not None else None,
+        "agent": access.agent
+        and (access.window is None or (access.window.mode != "off" and access.window.agent)),
     }

@@ -29,6 +29,7 @@ _OVERRIDABLE = (
     "models",
     "default_model",
     "sql_default_model",
+    "agent",
 )
 
 
@@ -42,6 +43,8 @@ class UserPolicy:
     models: tuple[str, ...] | None = None
     default_model: str | None = None
     sql_default_model: str | None = None
+    # agent mode: %%ask --agent, the chat panel's Agent switch and {proxy}mcp's tools
+    agent: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,12 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
                     f"'llama-3.1-8b*', got {m!r}"
                 )
             item["models"] = tuple(m)
+        if "agent" in values:
+            if not isinstance(values["agent"], bool):
+                raise ConfigError(
+                    f"{where}['agent']: true (agent mode and MCP tools on) or false (off)"
+                )
+            item["agent"] = values["agent"]
         for name in ("default_model", "sql_default_model"):
             if name in values:
                 d = values[name]

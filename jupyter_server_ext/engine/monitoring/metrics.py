@@ -113,6 +113,13 @@ class Metrics:
             ["upstream", "reason"],
             registry=r,
         )
+        # tools and outcomes are the endpoint's own bounded sets (jupyter_server_ext.mcp)
+        self.mcp_calls = Counter(
+            "rsql_mcp_tool_calls",
+            "Tool calls at the MCP endpoint, by tool and outcome",
+            ["tool", "outcome"],
+            registry=r,
+        )
         self._states = _UpstreamStates(upstream_states)
         r.register(self._states)
         self._multiproc = multiprocess_dir() if values.ValueClass is not values.MutexValue else None

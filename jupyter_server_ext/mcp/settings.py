@@ -1,0 +1,172 @@
+"""What an admin configures for the proxy's MCP endpoint, checked at start-up.
+
+``c.RSQLProxy.mcp_connections`` names the databases; ``mcp_user_limits``,
+``mcp_user_concurrency`` and ``mcp_workers`` bound the tool calls. Nothing here connects: a
+database that is down is found at its first call, and said then, so one unreachable warehouse
+does not keep the proxy from starting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.errors import ConfigError
+from ..engine.upstreams.specs import Rate, parse_rates
+
+WHERE = "RSQLProxy.mcp_connections"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+FIELDS = (
+    "url",
+    "role",
+    "groups",
+    "max_rows",
+    "timeout_seconds",
+    "redact_columns",
+    "allow_functions",
+    "description",
+)
+SCHEMES = ("sqlite:///", "duckdb:///", "postgresql://", "postgresql+psycopg://", "postgres://")
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """One database an admin serves over MCP."""
+
+    name: str
+    url: str
+    kind: str  # "sqlite", "duckdb", "postgres"
+    role: str | None = None  # PostgreSQL: the role every statement runs as (SET LOCAL ROLE)
+    groups: tuple[str, ...] = ()  # who may use it (empty: every user)
+    max_rows: int = 20
+    timeout_seconds: float = 10.0
+    redact_columns: tuple[str, ...] = ()
+    allow_functions: tuple[str, ...] = ()
+    description: str = ""
+
+    def open_to(self, groups: tuple[str, ...]) -> bool:
+        return not self.groups or any(g in self.groups for g in groups)
+
+
+@dataclass(frozen=True)
+class MCPSettings:
+    connections: tuple[ConnectionSpec, ...] = ()
+    user_limits: tuple[Rate, ...] = ()
+    user_concurrency: int = 2
+    workers: int = 4
+
+    @property
+    def on(self) -> bool:
+        return bool(self.connections)
+
+
+def _kind(url: str, where: str) -> str:
+    low = url.lower()
+    if not low.startswith(SCHEMES):
+        raise ConfigError(
+            f"{where}['url']: expected sqlite:///PATH, duckdb:///PATH or postgresql://..., got "
+            f"{url.split('://', 1)[0]}://..."
+        )
+    if low.startswith("sqlite:///"):
+        return "sqlite"
+    if low.startswith("duckdb:///"):
+        return "duckdb"
+    return "postgres"
+
+
+def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of {what}, got {value!r}")
+    return tuple(value)
+
+
+def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
+    where = f"{WHERE}[{name!r}]"
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"{where}: a connection's name is 1 to 64 letters, digits, '_' or '-', starting with a "
+            "letter or digit"
+        )
+    if isinstance(raw, str):
+        raw = {"url": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{where}: expected a dict like {{'url': 'postgresql://...', 'role': ...}}"
+        )
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; fields: {', '.join(FIELDS)}")
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{where}['url']: the database's URL is required")
+    url = url.strip()
+    kind = _kind(url, where)
+    role = raw.get("role")
+    if role is not None and (not isinstance(role, str) or not _ROLE.match(role)):
+        raise ConfigError(f"{where}['role']: expected a PostgreSQL role name, got {role!r}")
+    if kind == "postgres" and not role:
+        # the proxy's own login may hold more rights than a user should: every statement runs
+        # as a role the admin chose for reading, behind the read-only transaction
+        raise ConfigError(
+            f"{where}['role']: a PostgreSQL connection needs a read-only role (a role without "
+            "superuser rights that can SELECT the tables to serve); statements run as it"
+        )
+    if kind != "postgres" and role:
+        raise ConfigError(f"{where}['role']: only PostgreSQL connections take a role")
+    max_rows = raw.get("max_rows", 20)
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or not 1 <= max_rows <= 1000:
+        raise ConfigError(
+            f"{where}['max_rows']: expected an integer from 1 to 1000, got {max_rows!r}"
+        )
+    timeout = raw.get("timeout_seconds", 10.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+        raise ConfigError(
+            f"{where}['timeout_seconds']: expected a number of seconds from 0 to 300, got {timeout!r}"
+        )
+    description = raw.get("description", "")
+    if not isinstance(description, str) or len(description) > 300:
+        raise ConfigError(f"{where}['description']: expected text of at most 300 characters")
+    return ConnectionSpec(
+        name=name,
+        url=url,
+        kind=kind,
+        role=role or None,
+        groups=_strings(raw.get("groups", []), f"{where}['groups']", "group names"),
+        max_rows=max_rows,
+        timeout_seconds=float(timeout),
+        redact_columns=_strings(
+            raw.get("redact_columns", []), f"{where}['redact_columns']", "column names or globs"
+        ),
+        allow_functions=_strings(
+            raw.get("allow_functions", []), f"{where}['allow_functions']", "function names"
+        ),
+        description=description,
+    )
+
+
+def parse_mcp_settings(
+    connections: Any, user_limits: Any, user_concurrency: Any, workers: Any
+) -> MCPSettings:
+    """The MCP endpoint's settings from the RSQLProxy traits; ConfigError names what is wrong."""
+    if not isinstance(connections, Mapping):
+        raise ConfigError(f"{WHERE}: expected a dict of name -> {{'url': ..., ...}}")
+    specs = tuple(parse_connection(name, raw) for name, raw in connections.items())
+    if isinstance(user_concurrency, bool) or not isinstance(user_concurrency, int):
+        raise ConfigError("RSQLProxy.mcp_user_concurrency: expected an integer >= 1")
+    if not 1 <= user_concurrency <= 64:
+        raise ConfigError(
+            f"RSQLProxy.mcp_user_concurrency: expected 1 to 64, got {user_concurrency}"
+        )
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise ConfigError(
+            f"RSQLProxy.mcp_workers: expected an integer from 1 to 64, got {workers!r}"
+        )
+    return MCPSettings(
+        connections=specs,
+        user_limits=parse_rates(user_limits, where="RSQLProxy.mcp_user_limits"),
+        user_concurrency=user_concurrency,
+        workers=workers,
+    )

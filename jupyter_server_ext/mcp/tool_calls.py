@@ -1,0 +1,309 @@
+"""One MCP tool call at the proxy, from the caller to the usage row: plain asyncio.
+
+A call is checked in this order, each refusal a tool error the agent can read:
+
+1. the policy window in force: an ``off`` window, or one that turns agent mode off
+   (``"agent": false``), refuses every tool call, as it refuses %%ask --agent;
+2. the connection: one the admin configured and opened to one of the caller's groups (an
+   unknown one and one closed to the caller get the same answer, so names do not leak);
+3. the caller's tool-call limits (``mcp_user_limits``, ``mcp_user_concurrency``), in the state
+   backend, so every replica counts the same calls;
+4. a worker thread of this process's pool (``mcp_workers``): the databases' clients block.
+
+The tool itself is :func:`rsql_magic.agent.connections.call_tool`, as ``rsql-mcp`` runs it:
+%%sql_ai's guard, engine rules and read-only walls, the context policy (the admin's
+``context_policy`` and the connection's ``redact_columns``), the result bound; then the
+proxy's ``redact_patterns`` mask personal data in the text that goes back. Each call, refused
+or not, is one usage row (client ``mcp``, model ``mcp:<tool>``, upstream ``mcp:<connection>``,
+``result_rows``) and one log line; neither holds the SQL, a value or a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rsql_magic.agent.connections import (
+    TOOLS,
+    Connection,
+    Options,
+    ToolAnswer,
+    call_tool,
+    open_connection,
+)
+from rsql_magic.errors import BadConnection
+from rsql_magic.privacy import ContextPolicy
+from rsql_magic.sql.policy import SqlPolicy
+from rsql_magic.terminal import shown
+
+from ..engine import Caller, Engine
+from ..engine.admission.entitlements import agent_off
+from ..engine.admission.limiter import DAY, user_prefix
+from ..engine.admission.shared_state import LeaseCheck, WindowCheck
+from ..engine.privacy.redact import Redactor
+from ..engine.records import Outcome
+from .settings import ConnectionSpec, MCPSettings
+
+log = logging.getLogger("rsql.mcp")
+
+# a call waits this long for one of the process's worker threads before it is refused
+WAIT_FOR_WORKER_S = 15.0
+# a lease outlives any call (the longest timeout, the schema capture), then expires on its own
+LEASE_SECONDS = 600.0
+
+
+class Refused(Exception):
+    """A call that does not run: `text` for the agent, `outcome` for the log and metrics."""
+
+    def __init__(self, text: str, outcome: str, status: int) -> None:
+        super().__init__(text)
+        self.text, self.outcome, self.status = text, outcome, status
+
+
+@dataclass(frozen=True)
+class CallResult:
+    text: str
+    ok: bool
+
+
+class ToolCalls:
+    """The warehouse tools of the connections an admin configured, for authenticated users."""
+
+    def __init__(self, settings: MCPSettings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.specs = {c.name: c for c in settings.connections}
+        self._local = threading.local()  # each worker thread's connections
+        self._all: list[Connection] = []  # every connection opened, to close at the end
+        self._all_lock = threading.Lock()
+        self._workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="rsql-mcp")
+        self._slots = asyncio.Semaphore(settings.workers)
+
+    # -- what a caller sees ------------------------------------------------------------------
+
+    def visible(self, caller: Caller) -> list[ConnectionSpec]:
+        return [c for c in self.specs.values() if c.open_to(caller.groups)]
+
+    async def list_connections(self, caller: Caller) -> CallResult:
+        t0, started = time.perf_counter(), time.time()
+        try:
+            await self._check_window(caller)
+        except Refused as r:
+            self._record(caller, "list_connections", "-", r.outcome, r.status, None, t0, started)
+            return CallResult(r.text, False)
+        mine = self.visible(caller)
+        lines = [
+            f"{c.name}: {c.kind} (read-only)"
+            + (f" - {shown(c.description)}" if c.description else "")
+            for c in mine
+        ]
+        self._record(caller, "list_connections", "-", "ok", 200, len(mine), t0, started)
+        if not lines:
+            return CallResult("No database is open to you here; ask your admin.", True)
+        return CallResult("\n".join(lines), True)
+
+    # -- one call ----------------------------------------------------------------------------
+
+    async def call(self, caller: Caller, tool: str, args: Mapping[str, Any]) -> CallResult:
+        """Run `tool` for `caller`; never raises for what the caller sent."""
+        if tool not in TOOLS:
+            raise ValueError(f"unknown tool {tool!r}")
+        t0, started = time.perf_counter(), time.time()
+        name = str(args.get("connection", ""))
+        shown_name = shown(name)[:60]
+        try:
+            await self._check_window(caller)
+            spec = self._find(caller, name)
+            leases = await self._admit(caller)
+            try:
+                answer = await self._run(spec, tool, args)
+            finally:
+                await self._release(leases)
+        except Refused as r:
+            self._record(caller, tool, shown_name, r.outcome, r.status, None, t0, started)
+            return CallResult(r.text, False)
+        patterns = self.engine.settings.redact_patterns
+        text = Redactor(patterns).text(answer.text) if patterns else answer.text
+        status = 200 if answer.ok else (400 if answer.outcome == "refused" else 500)
+        outcome = answer.outcome.split(" ", 1)[0]  # "failed (TimeoutError)" -> "failed"
+        self._record(caller, tool, spec.name, outcome, status, answer.rows, t0, started)
+        return CallResult(text, answer.ok)
+
+    async def _check_window(self, caller: Caller) -> None:
+        access = await self.engine.access(caller)
+        window, span = access.window, access.span
+        if window is not None and span is not None:
+            if window.mode == "off":
+                raise Refused(str(self.engine.windows.refusal(window, span)), "window", 403)
+            if not window.agent:
+                raise Refused(str(self.engine.windows.agent_refusal(window, span)), "window", 403)
+        if not access.agent:
+            raise Refused(str(agent_off(caller.user)), "agent_off", 403)
+
+    def _find(self, caller: Caller, name: str) -> ConnectionSpec:
+        spec = self.specs.get(name)
+        if spec is None or not spec.open_to(caller.groups):
+            known = ", ".join(c.name for c in self.visible(caller)) or "none"
+            raise Refused(
+                f"unknown connection {shown(name)[:60]!r}: the connections open to you are {known} "
+                "(list_connections)",
+                "unknown_connection",
+                404,
+            )
+        return spec
+
+    def _checks(self, caller: Caller) -> tuple[list[WindowCheck], list[LeaseCheck]]:
+        keys = f"{user_prefix(caller.user)}mcp:"
+        windows = [
+            WindowCheck(
+                f"{keys}w:{r.amount}/{r.seconds:g}",
+                r.amount,
+                r.seconds,
+                f"MCP tool calls {r.text}",
+                calendar_day=r.seconds == DAY,
+            )
+            for r in self.settings.user_limits
+        ]
+        n = self.settings.user_concurrency
+        leases = [LeaseCheck(f"{keys}conc", n, LEASE_SECONDS, f"MCP tool calls at once {n}")]
+        return windows, leases
+
+    async def _admit(self, caller: Caller) -> tuple[list[LeaseCheck], str]:
+        windows, leases = self._checks(caller)
+        lease_id = uuid.uuid4().hex
+        result = await self.engine.state.admit(windows, leases, [], lease_id)
+        if not result.ok:
+            hit = result.refused
+            wait = max(1, math.ceil(result.retry_after))
+            label = getattr(hit, "label", "limit")
+            raise Refused(
+                f"{label} reached for {caller.user!r}; retry in {wait} s", "rate_limited", 429
+            )
+        return leases, lease_id
+
+    async def _release(self, held: tuple[list[LeaseCheck], str]) -> None:
+        leases, lease_id = held
+        try:
+            await self.engine.state.release(leases, lease_id)
+        except Exception as exc:  # the lease expires on its own (LEASE_SECONDS)
+            log.warning("mcp: releasing a tool-call lease failed: %s", type(exc).__name__)
+
+    def _connection(self, spec: ConnectionSpec) -> Connection:
+        """This worker thread's own connection to `spec` (opened on its first call here).
+
+        One per thread, not one per process: SQLite and DuckDB run one statement at a time on a
+        connection, so a shared one would let one user's slow query hold up everyone's calls on
+        that database; separate read-only connections read side by side."""
+        mine: dict[str, Connection] = self._local.__dict__.setdefault("open", {})
+        found = mine.get(spec.name)
+        if found is None:
+            try:
+                found = mine[spec.name] = open_connection(spec.name, spec.url)
+            except BadConnection as exc:
+                # the message names no password (open_connection shows none); the admin's log
+                # gets it, the user a plain "unavailable"
+                log.warning("mcp: cannot open the connection %r: %s", spec.name, exc)
+                raise Refused(
+                    f"the connection {spec.name!r} is unavailable now; try again later",
+                    "unavailable",
+                    503,
+                ) from None
+            with self._all_lock:
+                self._all.append(found)
+        return found
+
+    def _job(self, spec: ConnectionSpec, tool: str, args: dict[str, str]) -> ToolAnswer:
+        return call_tool(self._connection(spec), tool, args, self.options(spec))
+
+    def options(self, spec: ConnectionSpec) -> Options:
+        """The connection's bounds, and the admin's context policy with its own redactions."""
+        pol = self.engine.settings.context_policy
+        policy = ContextPolicy(
+            sample_rows=pol.get("sample_rows", True) is True,
+            value_stats=pol.get("value_stats", True) is True,
+            redact_columns=(*pol.get("redact_columns", ()), *spec.redact_columns),
+            source="the proxy's context_policy",
+        )
+        return Options(
+            max_rows=spec.max_rows,
+            timeout_s=spec.timeout_seconds,
+            sql_policy=SqlPolicy.make(spec.allow_functions, spec.role),
+            policy=policy,
+        )
+
+    async def _run(self, spec: ConnectionSpec, tool: str, args: Mapping[str, Any]) -> ToolAnswer:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), WAIT_FOR_WORKER_S)
+        except asyncio.TimeoutError:
+            raise Refused(
+                "every tool-call worker of the proxy is busy; retry in a few seconds", "busy", 503
+            ) from None
+        try:
+            strings = {k: v if isinstance(v, str) else str(v) for k, v in args.items()}
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._workers, self._job, spec, tool, strings)
+        finally:
+            self._slots.release()
+
+    # -- the record --------------------------------------------------------------------------
+
+    def _record(
+        self,
+        caller: Caller,
+        tool: str,
+        connection: str,
+        outcome: str,
+        status: int,
+        rows: int | None,
+        t0: float,
+        started: float,
+    ) -> None:
+        took = time.perf_counter() - t0
+        log.info(
+            "mcp: user=%s tool=%s connection=%s rows=%s time=%.3fs %s",
+            shown(caller.user)[:80],
+            tool,
+            connection,
+            "-" if rows is None else rows,
+            took,
+            outcome,
+        )
+        self.engine.metrics.child(self.engine.metrics.mcp_calls, tool, outcome).inc()
+        usage = self.engine.usage
+        if usage is None:
+            return
+        row = Outcome(
+            uuid.uuid4().hex,
+            replace(caller, client="mcp"),
+            f"mcp:{tool}",
+            started,
+            upstream=f"mcp:{connection}",
+            status=status,
+            error=None if outcome == "ok" else outcome,
+            latency_s=took,
+            api="mcp",
+            result_rows=rows,
+        )
+        usage.record(row)
+
+    async def close(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        with self._all_lock:
+            opened, self._all = self._all, []
+        for conn in opened:
+            raw, bind = getattr(conn.db, "raw", None), getattr(conn.db, "bind", None)
+            try:
+                if raw is not None:  # sqlite3, DuckDB
+                    raw.close()
+                elif bind is not None and hasattr(bind, "dispose"):  # a SQLAlchemy engine's pool
+                    bind.dispose()
+            except Exception:  # closing at shutdown: nothing left to tell
+                pass
