@@ -25,7 +25,7 @@ setup-demo:
 
 setup:
 	bash scripts/install-system-deps.sh test
-	$(MAKE) --no-print-directory $(VENV)/.installed
+	$(MAKE) --no-print-directory $(VENV)/.installed $(VENV)/.labextension
 
 # llama-cpp-python first, built for a baseline CPU (scripts/install-llama-cpp.sh says why);
 # the extras then find it installed
@@ -42,6 +42,14 @@ $(VENV)/.installed: pyproject.toml scripts/install-llama-cpp.sh
 	bash scripts/install-llama-cpp.sh $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-demo
+
+# the JupyterLab / Notebook 7 extension (frontend/): built with the venv's jupyter-builder, and
+# again after every install (a reinstall may replace the venv's link to it)
+FRONTEND := $(shell find frontend/src frontend/style -type f 2>/dev/null) \
+	frontend/package.json frontend/package-lock.json frontend/tsconfig.json
+$(VENV)/.labextension: $(VENV)/.installed $(FRONTEND) scripts/build-frontend.sh
+	bash scripts/build-frontend.sh $(VENV)
+	touch $@
 
 # the demo page is executed from docs/_data/demo-replay.jsonl: no proxy, key or model is used
 docs: setup
@@ -62,4 +70,5 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache build/docs
+	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache build/docs \
+		frontend/node_modules frontend/lib rsql_magic/labextension

@@ -48,12 +48,14 @@ if TYPE_CHECKING:
     from rsql_magic.client import ProxyClient
     from rsql_magic.session import Session
 
-__all__ = ["KernelTools", "Proposal", "ProposalView", "ToolResult", "result_html"]
+__all__ = ["PROPOSAL_MIME", "KernelTools", "Proposal", "ProposalView", "ToolResult", "result_html"]
 
 MAX_LISTED = 100  # per kind in list_variables: names beyond are counted, not listed
 MAX_COLUMNS = 60  # columns described by describe_frame (the rest are counted)
 SQL_ROWS = 20  # rows run_sql returns
 LANGUAGES = ("python", "sql", "r")
+# a proposed cell for the frontend extension (frontend/src/proposal/): {"code", "language", "title"}
+PROPOSAL_MIME = "application/vnd.rsql.proposal+json"
 
 # connection objects, by the module their type comes from (as the chat panel's SQL picker)
 _CONN_MODULES = ("sqlite3", "duckdb", "_duckdb", "sqlalchemy", "psycopg", "psycopg2", "sql.")
@@ -193,22 +195,27 @@ def _r_function(source: str) -> Any:
 
 
 class ProposalView:
-    """A proposed cell with Accept and Reject. The code is shown as text (escaped, then
-    sanitized); Accept puts it below the running cell and never runs it."""
+    """A proposed cell with Accept and Reject, never run here.
+
+    Shown as one MIME bundle (:attr:`bundle`): ``application/vnd.rsql.proposal+json`` for the
+    frontend extension (``frontend/``: its Accept inserts the cell below, the one way to insert
+    from a click), this ipywidget view for frontends without it (VS Code: Accept offers the code
+    to copy), sanitized HTML for static renderers and text. :attr:`widget` carries the same
+    bundle, for the chat panel that embeds it. The code is text everywhere (escaped, then
+    sanitized, in the HTML views)."""
 
     def __init__(self, session: Session, proposal: Proposal, cell: str, number: int) -> None:
         import ipywidgets as W
 
         self.session, self.proposal, self.cell = session, proposal, cell
         self.decided = ""  # "", "accepted" or "rejected"
-        title = html.escape(f"Proposed cell {number} ({proposal.language})")
-        self.code = W.HTML(
-            clean_html(
-                f"<div><b>{title}</b> · it runs only if you accept it and then run it</div>"
-                "<pre class='rsql-proposed-code' style='white-space:pre-wrap'>"
-                f"{html.escape(cell)}</pre>"
-            )
+        title = f"Proposed cell {number} ({proposal.language})"
+        html_view = clean_html(
+            f"<div><b>{html.escape(title)}</b> · it runs only if you accept it and then run it"
+            "</div><pre class='rsql-proposed-code' style='white-space:pre-wrap'>"
+            f"{html.escape(cell)}</pre>"
         )
+        self.code = W.HTML(html_view)
         self.accept_btn = W.Button(description="Accept", icon="check", button_style="success")
         self.accept_btn.tooltip = "Put this cell below (it does not run)"
         self.reject_btn = W.Button(description="Reject", icon="times")
@@ -217,10 +224,29 @@ class ProposalView:
         self.copy_area = W.Textarea(value="", layout=W.Layout(width="100%", display="none"))
         self.accept_btn.on_click(lambda _b: self.accept())
         self.reject_btn.on_click(lambda _b: self.reject())
-        self.widget = W.VBox(
+        self.box = W.VBox(
             [self.code, W.HBox([self.accept_btn, self.reject_btn]), self.note, self.copy_area]
         )
-        self.widget.add_class("rsql-proposal")
+        self.box.add_class("rsql-proposal")
+        # the cell as the kernel prepared it (%%R / %%sql on top when those magics are loaded):
+        # the extension inserts exactly this
+        self.bundle: dict[str, Any] = {
+            PROPOSAL_MIME: {"code": cell, "language": proposal.language, "title": title},
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.box.model_id,
+            },
+            "text/html": html_view,
+            "text/plain": f"{title}:\n{cell}",
+        }
+        # an Output widget whose one output is the bundle (set as state, not captured from a
+        # running cell: the chat panel shows proposals from its worker's hand-off)
+        self.widget = W.Output()
+        self.widget.outputs = (
+            {"output_type": "display_data", "data": self.bundle, "metadata": {}},
+        )
+        self.widget.add_class("rsql-proposal-output")
 
     def say(self, text: str) -> None:
         self.note.value = clean_html(
@@ -588,7 +614,8 @@ class KernelTools:
         if self.show is not None:
             self.show(view)
         else:
-            display(view.widget)  # type: ignore[no-untyped-call]  # IPython has no annotations
+            # the bundle itself, not the Output widget: a saved notebook keeps the proposal
+            display(view.bundle, raw=True)  # type: ignore[no-untyped-call]  # IPython has no annotations
         return ToolResult(
             f"Proposal {number} is shown to the user with Accept and Reject. It does not run: "
             "if accepted, it is put below the current cell for the user to run.",

@@ -1,0 +1,267 @@
+"""Agent mode's proposed cell in a real browser: JupyterLab 4 and Notebook 7, headless Chromium.
+
+The frontend extension (``frontend/``, built by ``make setup`` and linked into the venv) renders
+``application/vnd.rsql.proposal+json``: Accept inserts the code as a new cell below the cell
+that holds the proposal, and nothing runs it; Reject inserts nothing. Each proposed code writes a
+file when run, so "it has not run" is a file that does not exist. A proposal saved in someone
+else's notebook (untrusted) shows as text with Accept off. The control case switches the
+extension off: the ipywidget view alone cannot insert a cell (a click is no running cell), so
+the same Accept leaves the notebook as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests.helpers import REPO, require
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.tool_calls import tool_call
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = REPO / "test-artifacts"
+EXTENSION = "@rsql-assistant/jupyterlab"
+CELLS = ".jp-Notebook .jp-Cell"
+
+# cells that make proposals straight through the public tools: one shown in the cell's output,
+# one inside an ipywidgets Output (as the chat panel embeds ProposalView.widget)
+TOOLS_SETUP = """\
+%load_ext rsql_magic
+from IPython.display import display
+from rsql_magic.agent.tools import KernelTools
+from rsql_magic.session import Session
+session = Session.of(get_ipython())
+in_output = KernelTools(session)
+in_panel = KernelTools(session, show=lambda view: display(view.widget))"""
+
+
+def _writes(path: Path, text: str) -> str:
+    """Python code that writes `text` to `path`: run, it leaves a trace."""
+    return f"open({str(path)!r}, 'w').write({text!r})"
+
+
+def _notebook(root: Path, name: str, cells: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, root / name)
+
+
+@contextmanager
+def _lab(
+    tmp_path: Path, provider: FakeProvider, *, extension: bool = True
+) -> Iterator[tuple[str, str, Path]]:
+    if not extension:  # what `jupyter labextension disable` writes, for this lab only
+        page_config = tmp_path / "config" / "labconfig" / "page_config.json"
+        page_config.parent.mkdir(parents=True)
+        page_config.write_text(json.dumps({"disabledExtensions": {EXTENSION: True}}))
+    proc, url, token, root = start_lab(tmp_path, provider)
+    try:
+        yield url, token, root
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
+    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
+    require("chromium", binary=True, reason="apt install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        try:
+            open_notebook(page, address)
+            yield page
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{shot}.png"))
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{shot}-failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def _run(page: Any, index: int, *, wait_for: str = "") -> Any:
+    """Run cell `index` in place (Ctrl+Enter: no new cell) and wait until the kernel is idle."""
+    cell = page.locator(CELLS).nth(index)
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+Enter")
+    # the prompt shows the cell's number once it has run
+    cell.locator(".jp-InputPrompt", has_text="[").wait_for(timeout=30_000)
+    page.wait_for_function(
+        f"() => !/\\[\\*\\]/.test(document.querySelectorAll({CELLS!r})[{index}]"
+        ".querySelector('.jp-InputPrompt').textContent)",
+        timeout=60_000,
+    )
+    if wait_for:
+        cell.locator(wait_for).first.wait_for(timeout=60_000)
+    return cell
+
+
+def _saved(page: Any, path: Path, cells: int) -> Any:
+    """Save from the browser and read the file back: the notebook exactly as the frontend
+    holds it (sources, execution counts, outputs)."""
+    page.locator(CELLS).first.locator(".jp-InputPrompt").click()  # focus the notebook
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30
+    while True:
+        nb = nbformat.read(path, as_version=4)
+        if len(nb.cells) == cells or time.monotonic() > deadline:
+            return nb
+        time.sleep(0.3)
+
+
+def _not_run(cell: Any, trace: Path) -> None:
+    assert cell.cell_type == "code"
+    assert cell.execution_count is None and cell.outputs == []
+    time.sleep(1.5)  # a run, had one started, would have written by now
+    assert not trace.exists(), f"{trace} exists: the proposed code ran"
+
+
+@pytest.mark.parametrize("frontend", ["lab", "notebook"])
+def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
+    frontend: str, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """%%ask --agent against the fake provider, whose scripted model calls propose_cell."""
+    trace = tmp_path / "ran-accepted.txt"
+    code = _writes(trace, "it ran")
+    fresh_provider.script(
+        tool_call("propose_cell", {"code": code, "language": "python"}), "I proposed a cell."
+    )
+    with _lab(tmp_path, fresh_provider) as (url, token, root):
+        cells = ["%load_ext rsql_magic", "%%ask --agent\nWrite the file for me.", "'after'"]
+        _notebook(root, "agent.ipynb", cells)
+        page_path = "lab/tree/agent.ipynb" if frontend == "lab" else "notebooks/agent.ipynb"
+        with _page(tmp_path, f"{url}{page_path}?token={token}", f"proposal-{frontend}") as page:
+            _run(page, 0)
+            asked = _run(page, 1, wait_for=".rsql-proposal-view")
+            view = asked.locator(".rsql-proposal-view")
+            assert view.locator(".rsql-proposal-code").text_content() == code
+            assert not trace.exists()
+            view.locator(".rsql-proposal-accept").click()
+            view.locator(
+                ".rsql-proposal-note", has_text="Inserted below; it has not run"
+            ).wait_for()
+            assert view.locator(".rsql-proposal-accept").is_disabled()
+            assert page.locator(CELLS).count() == 4
+            nb = _saved(page, root / "agent.ipynb", 4)
+    assert [c.source for c in nb.cells] == [*cells[:2], code, cells[2]]
+    _not_run(nb.cells[2], trace)
+    assert nb.cells[1].execution_count is not None  # the cell that asked did run
+
+
+def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    rejected_trace, hostile_trace = tmp_path / "ran-rejected.txt", tmp_path / "ran-hostile.txt"
+    rejected = _writes(rejected_trace, "it ran")
+    markup = '<img src=x onerror="window.rsqlPwned=1"><script>window.rsqlPwned=2</script>'
+    hostile = _writes(hostile_trace, markup) + "  # <b>accept me</b>"
+    cells = [
+        TOOLS_SETUP,
+        f"in_output.call('propose_cell', {{'code': {rejected!r}, 'language': 'python'}}).summary",
+        f"in_panel.call('propose_cell', {{'code': {hostile!r}, 'language': 'python'}}).summary",
+        "'end'",
+    ]
+    with _lab(tmp_path, fresh_provider) as (url, token, root):
+        _notebook(root, "tools.ipynb", cells)
+        with _page(tmp_path, f"{url}lab/tree/tools.ipynb?token={token}", "proposal-tools") as page:
+            _run(page, 0)
+            first = _run(page, 1, wait_for=".rsql-proposal-view").locator(".rsql-proposal-view")
+            first.locator(".rsql-proposal-reject").click()
+            first.locator(".rsql-proposal-note", has_text="Rejected; nothing inserted").wait_for()
+            assert first.locator(".rsql-proposal-accept").is_disabled()
+            first.locator(".rsql-proposal-accept").click(force=True)  # too late: nothing
+            # inside an ipywidgets Output, as in the chat panel
+            second = _run(page, 2, wait_for=".widget-output .rsql-proposal-view")
+            view = second.locator(".rsql-proposal-view")
+            assert view.locator(".rsql-proposal-code").text_content() == hostile
+            assert second.locator(".jp-OutputArea img, .jp-OutputArea script").count() == 0
+            assert view.locator("b").count() == 1  # the title's, not the code's
+            view.locator(".rsql-proposal-accept").click()
+            view.locator(".rsql-proposal-note", has_text="Inserted below").wait_for()
+            assert page.evaluate("() => window.rsqlPwned") is None
+            nb = _saved(page, root / "tools.ipynb", 5)
+    assert [c.source for c in nb.cells] == [*cells[:3], hostile, cells[3]]
+    _not_run(nb.cells[3], hostile_trace)
+    assert not rejected_trace.exists()
+
+
+def test_control_without_the_extension_accept_inserts_no_cell(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """The same proposal with the extension switched off: only the ipywidget view shows, and
+    its Accept (a widget message, not a running cell) can only offer the code to copy."""
+    trace = tmp_path / "ran-control.txt"
+    code = _writes(trace, "it ran")
+    cells = [
+        TOOLS_SETUP,
+        f"in_output.call('propose_cell', {{'code': {code!r}, 'language': 'python'}}).summary",
+    ]
+    with _lab(tmp_path, fresh_provider, extension=False) as (url, token, root):
+        _notebook(root, "control.ipynb", cells)
+        address = f"{url}lab/tree/control.ipynb?token={token}"
+        with _page(tmp_path, address, "proposal-control") as page:
+            _run(page, 0)
+            cell = _run(page, 1, wait_for=".rsql-proposal")
+            assert cell.locator(".rsql-proposal-view").count() == 0
+            cell.locator(".rsql-proposal button", has_text="Accept").click()
+            cell.locator(".rsql-proposal textarea").wait_for(state="visible", timeout=15_000)
+            assert page.locator(CELLS).count() == 2
+    assert not trace.exists()
+
+
+def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_off(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A notebook file from someone else, carrying a proposal output (unsigned, so untrusted):
+    shown as text, and Accept inserts nothing even when its button is forced."""
+    trace = tmp_path / "ran-foreign.txt"
+    markup = '<img src=x onerror="window.rsqlPwned=1"><script>window.rsqlPwned=2</script>'
+    code = _writes(trace, markup)
+    proposal = {"code": code, "language": "python", "title": f"Run me {markup}"}
+    output = nbformat.v4.new_output(
+        "display_data",
+        data={"application/vnd.rsql.proposal+json": proposal, "text/plain": code},
+    )
+    with _lab(tmp_path, fresh_provider) as (url, token, root):
+        _notebook(root, "foreign.ipynb", ["'their cell'"])
+        nb = nbformat.read(root / "foreign.ipynb", as_version=4)
+        nb.cells[0].outputs = [output]
+        nbformat.write(nb, root / "foreign.ipynb")  # unsigned: not trusted by this user
+        address = f"{url}lab/tree/foreign.ipynb?token={token}"
+        with _page(tmp_path, address, "proposal-foreign") as page:
+            view = page.locator(".rsql-proposal-view")
+            view.wait_for(timeout=30_000)
+            assert view.locator(".rsql-proposal-code").text_content() == code
+            assert markup in (view.locator(".rsql-proposal-title").text_content() or "")
+            assert page.locator(".jp-OutputArea img, .jp-OutputArea script").count() == 0
+            assert view.locator(".rsql-proposal-accept").is_disabled()
+            assert "not trusted" in (view.locator(".rsql-proposal-note").text_content() or "")
+            view.locator(".rsql-proposal-accept").click(force=True)
+            time.sleep(1)
+            assert page.locator(CELLS).count() == 1
+            assert page.evaluate("() => window.rsqlPwned") is None
+    assert not trace.exists()
