@@ -88,10 +88,26 @@ def test_no_upstreams_answers_with_the_local_model(jupyter_server_factory) -> No
     text = r.choices[0].message.content
     assert isinstance(text, str) and len(text.strip()) > 0
     assert 0 < r.usage.completion_tokens <= 24
-    # streaming goes through the same process
-    chunks = list(_ask(c, "Name a colour.", max_tokens=8, stream=True))
+    # streaming goes through the same process, and its last chunk says what it used, as the
+    # JSON answer does (llama.cpp's own stream says nothing of usage)
+    chunks = list(
+        _ask(
+            c,
+            "Say hello in one short sentence.",
+            max_tokens=24,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert streamed.strip()
+    usage = chunks[-1].usage
+    assert usage is not None and not chunks[-1].choices
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        r.usage.prompt_tokens,
+        r.usage.completion_tokens,
+    )
     # requests at once wait in line for the one process, and each is answered
     answers: list[str] = []
     threads = [

@@ -388,6 +388,8 @@ class LocalTransport:
                     if "chunk" in item:
                         yield event(item["chunk"])
                     elif "end" in item:
+                        if isinstance(item.get("usage"), dict):  # as OpenAI's last chunk
+                            yield event({"choices": [], "usage": item["usage"]})
                         yield b"data: [DONE]\n\n"
                         return
             finally:

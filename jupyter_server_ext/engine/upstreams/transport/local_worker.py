@@ -123,12 +123,14 @@ def _generate(llm: Any, job: dict[str, Any], cancelled: set[int], out: _Out) -> 
     stop_loops = bool(job.get("stop_loops", True))
     eos = llm.token_eos()
     prompt_len: list[int] = []  # the tokens before the first generated one
+    sampled = [0]  # tokens sampled: one call of the processor each
 
     def end_when_cancelled(input_ids: Any, scores: Any) -> Any:
         # create_chat_completion takes no stopping criteria: forcing end-of-sequence ends the
         # generation at the next token, streamed or not
         if not prompt_len:
             prompt_len.append(len(input_ids))
+        sampled[0] += 1
         if rid in cancelled or (stop_loops and looping(input_ids[prompt_len[0] :])):
             scores[:] = -float("inf")
             scores[eos] = 0.0
@@ -141,11 +143,19 @@ def _generate(llm: Any, job: dict[str, Any], cancelled: set[int], out: _Out) -> 
     if not stream:
         out.send(id=rid, done=result)
         return
+    finish = None
     for chunk in result:
         if rid in cancelled:
             break
         out.send(id=rid, chunk=chunk)
-    out.send(id=rid, end=True)
+        for choice in chunk.get("choices") or ():
+            finish = choice.get("finish_reason") or finish
+    # llama.cpp's stream says nothing of usage: counted here, as its JSON answer counts it (the
+    # end-of-sequence token sampled last is not part of the answer)
+    made = max(0, sampled[0] - (1 if finish == "stop" else 0))
+    before = prompt_len[0] if prompt_len else 0
+    usage = {"prompt_tokens": before, "completion_tokens": made, "total_tokens": before + made}
+    out.send(id=rid, end=True, usage=usage)
 
 
 def main(argv: list[str]) -> int:
