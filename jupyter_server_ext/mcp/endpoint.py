@@ -59,15 +59,7 @@ def build_server(calls: ToolCalls) -> Any:
     async def run_sql(connection: str, sql: str) -> str:
         return await call("run_sql", {"connection": connection, "sql": sql})
 
-    add_tools(
-        server,
-        {
-            "list_connections": list_connections,
-            "search_schema": search_schema,
-            "describe_table": describe_table,
-            "run_sql": run_sql,
-        },
-    )
+    add_tools(server, list_connections, search_schema, describe_table, run_sql)
     return server
 
 

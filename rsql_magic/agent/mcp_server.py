@@ -88,18 +88,18 @@ DESCRIPTIONS = {
 }
 
 
-def add_tools(server: Any, tools: dict[str, Callable[..., Any]]) -> None:
-    """Register `tools` (name -> function) on an SDK server, each marked read-only and described
-    as :data:`DESCRIPTIONS` says (both MCP servers)."""
+def add_tools(server: Any, *tools: Callable[..., Any]) -> None:
+    """Register `tools` on an SDK server under their functions' names, each marked read-only
+    and described as :data:`DESCRIPTIONS` says (both MCP servers)."""
     _, _, ToolAnnotations = sdk()
     read_only = ToolAnnotations.model_validate(
         {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True}
     )
-    for name, fn in tools.items():
+    for fn in tools:
         server.add_tool(
             fn,
-            name=name,
-            description=DESCRIPTIONS[name],
+            name=fn.__name__,
+            description=DESCRIPTIONS[fn.__name__],
             annotations=read_only,
             structured_output=False,
         )
@@ -138,15 +138,7 @@ def build_server(connections: dict[str, Connection], options: Options) -> Any:
     def run_sql(connection: str, sql: str) -> str:
         return call("run_sql", connection, {"sql": sql})
 
-    add_tools(
-        server,
-        {
-            "list_connections": list_connections,
-            "search_schema": search_schema,
-            "describe_table": describe_table,
-            "run_sql": run_sql,
-        },
-    )
+    add_tools(server, list_connections, search_schema, describe_table, run_sql)
     return server
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import REPO, child_env, require, upstreams_for
+from tests.helpers.claude_code import quiet_env
 from tests.helpers.fake_anthropic import FakeAnthropic
 from tests.helpers.fake_anthropic import KeyPolicy as AnthropicKey
 from tests.helpers.fake_provider import FakeProvider
@@ -99,23 +100,6 @@ def activity(svc: ProxyService, user: str, rows: int = 1) -> list[dict[str, Any]
         if len(found) >= rows or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
-
-
-def quiet_env(home: Path, **extra: str) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    env = child_env(
-        HOME=str(home),
-        DISABLE_TELEMETRY="1",
-        DISABLE_AUTOUPDATER="1",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-        DISABLE_ERROR_REPORTING="1",
-        NO_PROXY="127.0.0.1,localhost",
-        **extra,
-    )
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_BASE_URL"):
-        if name not in extra:
-            env.pop(name, None)  # only what the test gives it
-    return env
 
 
 def test_claude_code_answers_through_the_proxy_and_is_billed_to_its_user(

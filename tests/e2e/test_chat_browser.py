@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
+from tests.helpers.browser import chromium, open_notebook, start_lab, stop
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -75,14 +75,7 @@ def test_chat_panel_in_chromium(
     page_path = "lab/tree/chat.ipynb" if frontend == "lab" else "notebooks/chat.ipynb"
     try:
         with sync_playwright() as pw:
-            # a fresh profile (Playwright's way of passing --user-data-dir)
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 900},
-            )
+            browser = chromium(pw, tmp_path)
             page = browser.pages[0] if browser.pages else browser.new_page()
             try:
                 open_notebook(page, f"{url}{page_path}?token={token}")

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from tests.helpers import require
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
+from tests.helpers.browser import chromium, open_notebook, start_lab, stop
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -66,13 +66,7 @@ def test_copy_code_to_the_clipboard_or_selected(
     page_path = "lab/tree/clip.ipynb" if frontend == "lab" else "notebooks/clip.ipynb"
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 900},
-            )
+            browser = chromium(pw, tmp_path)
             browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
             page = browser.pages[0] if browser.pages else browser.new_page()
             try:

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
+from tests.helpers.browser import chromium, open_notebook, start_lab, stop
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.tool_calls import tool_call
 
@@ -82,13 +82,7 @@ def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000},
-        )
+        browser = chromium(pw, tmp_path, height=1000)
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             open_notebook(page, address)

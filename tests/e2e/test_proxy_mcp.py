@@ -16,7 +16,6 @@ import hashlib
 import json
 import secrets
 import sqlite3
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import upstreams_for
+from tests.helpers.claude_code import result_text, run_claude_with_mcp, tool_results
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService, start_service
 
@@ -420,29 +420,12 @@ def test_the_extension_host_serves_the_same_endpoint(
         ]
 
 
-def _tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        block
-        for message in body.get("messages", [])
-        if isinstance(message.get("content"), list)
-        for block in message["content"]
-        if block.get("type") == "tool_result"
-    ]
-
-
-def _result_text(block: dict[str, Any]) -> str:
-    content = block.get("content")
-    if isinstance(content, str):
-        return content
-    return "\n".join(part.get("text", "") for part in content or [])
-
-
 def test_claude_code_uses_the_proxys_mcp_endpoint_and_a_write_is_refused(
     service: ProxyService, claude_fake: Any, shop: Path, tmp_path: Path
 ) -> None:
     """Claude Code, with the proxy as its model endpoint and as an HTTP MCP server, both under
     mia's token: the model's write is refused, its read answered, both in mia's usage log."""
-    from tests.helpers import child_env, require
+    from tests.helpers import require
 
     require("claude", binary=True, reason="the project's set-up installs it into .tools/ from npm")
     claude_fake.reset()
@@ -465,49 +448,24 @@ def test_claude_code_uses_the_proxys_mcp_endpoint_and_a_write_is_refused(
         {**call("SELECT count(*) AS n FROM orders"), "stop_reason": "tool_use"},
         "There are 3 orders.",
     )
-    home = tmp_path / "home"
-    home.mkdir()
-    env = child_env(
-        HOME=str(home),
-        DISABLE_TELEMETRY="1",
-        DISABLE_AUTOUPDATER="1",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-        DISABLE_ERROR_REPORTING="1",
-        NO_PROXY="127.0.0.1,localhost",
-        ANTHROPIC_BASE_URL=service.url.rstrip("/"),
-        ANTHROPIC_API_KEY="tok-mia",
-    )
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_BASE_URL"):
-        env.pop(name, None)
-    done = subprocess.run(
-        [
-            "claude",
-            "-p",
-            "How many orders are there? Clean up the orders table first.",
-            "--model",
-            CLAUDE_MODEL,
-            "--mcp-config",
-            str(config),
-            "--strict-mcp-config",
-            "--allowedTools",
-            "mcp__wh__run_sql",
-        ],
-        env=env,
+    done = run_claude_with_mcp(
+        "How many orders are there? Clean up the orders table first.",
+        proxy_url=service.url,
+        token="tok-mia",
+        model=CLAUDE_MODEL,
+        config=config,
+        allowed="mcp__wh__run_sql",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "There are 3 orders." in done.stdout
-    asked = [r.body for r in claude_fake.received if _tool_results(r.body)]
-    refused, counted = _tool_results(asked[-1])
+    asked = [r.body for r in claude_fake.received if tool_results(r.body)]
+    refused, counted = tool_results(asked[-1])
     # a tool error, as Claude Code hands it back (flagged, or as text that says so)
-    said = _result_text(refused)
+    said = result_text(refused)
     assert refused.get("is_error") is True or said.startswith("Error"), said
     assert "Refused: DROP TABLE is not read-only" in said and "nothing ran" in said
-    assert _result_text(counted).splitlines()[:2] == ["n", "3"]
+    assert result_text(counted).splitlines()[:2] == ["n", "3"]
     assert _digest(shop) == before
     rows = _activity(service, "mia", rows=2)
     sql_rows = [r for r in rows if r["model"] == "mcp:run_sql"]

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import REPO, child_env
+from tests.helpers.claude_code import result_text, run_claude_with_mcp, tool_results
 
 mcp = pytest.importorskip("mcp")
 from mcp import ClientSession  # noqa: E402
@@ -229,23 +230,6 @@ def claude_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any
             service.stop()
 
 
-def _tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        block
-        for message in body.get("messages", [])
-        if isinstance(message.get("content"), list)
-        for block in message["content"]
-        if block.get("type") == "tool_result"
-    ]
-
-
-def _result_text(block: dict[str, Any]) -> str:
-    content = block.get("content")
-    if isinstance(content, str):
-        return content
-    return "\n".join(part.get("text", "") for part in content or [])
-
-
 def test_claude_code_calls_rsql_mcp_and_a_write_is_refused(
     claude_proxy: tuple[Any, Any], shop: Path, tmp_path: Path
 ) -> None:
@@ -286,50 +270,25 @@ def test_claude_code_calls_rsql_mcp_and_a_write_is_refused(
         {**call("SELECT count(*) AS n FROM orders"), "stop_reason": "tool_use"},
         "There are 3 orders.",
     )
-    home = tmp_path / "home"
-    home.mkdir()
-    env = child_env(
-        HOME=str(home),
-        DISABLE_TELEMETRY="1",
-        DISABLE_AUTOUPDATER="1",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-        DISABLE_ERROR_REPORTING="1",
-        NO_PROXY="127.0.0.1,localhost",
-        ANTHROPIC_BASE_URL=service.url.rstrip("/"),
-        ANTHROPIC_API_KEY="tok-mia",
-    )
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_BASE_URL"):
-        env.pop(name, None)
-    done = subprocess.run(
-        [
-            "claude",
-            "-p",
-            "How many orders are there? Clean up the orders table first.",
-            "--model",
-            CLAUDE_MODEL,
-            "--mcp-config",
-            str(config),
-            "--strict-mcp-config",
-            "--allowedTools",
-            "mcp__wh__run_sql",
-        ],
-        env=env,
+    done = run_claude_with_mcp(
+        "How many orders are there? Clean up the orders table first.",
+        proxy_url=service.url,
+        token="tok-mia",
+        model=CLAUDE_MODEL,
+        config=config,
+        allowed="mcp__wh__run_sql",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "There are 3 orders." in done.stdout
     # the tool results Claude Code sent back to the model: the refusal, then the count
-    asked = [r.body for r in fake.received if _tool_results(r.body)]
-    results = _tool_results(asked[-1])
+    asked = [r.body for r in fake.received if tool_results(r.body)]
+    results = tool_results(asked[-1])
     assert len(results) == 2, results
     refused, counted = results
     assert refused.get("is_error") is True
-    assert "Refused: DELETE is not read-only" in _result_text(refused)
-    assert _result_text(counted).splitlines()[:2] == ["n", "3"]
+    assert "Refused: DELETE is not read-only" in result_text(refused)
+    assert result_text(counted).splitlines()[:2] == ["n", "3"]
     # Claude Code learnt the server's tools from it (offered, or listed for its tool search)
     first = json.dumps(fake.received[0].body)
     assert all(f"mcp__wh__{name}" in first for name in TOOLS), first[:2000]

@@ -106,6 +106,18 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
     return proc, url, token, root
 
 
+def chromium(pw: Any, tmp_path: Path, height: int = 900) -> Any:
+    """Debian's Chromium, headless, with a fresh profile (Playwright's way of passing
+    --user-data-dir): the browser context."""
+    return pw.chromium.launch_persistent_context(
+        str(tmp_path / "chromium-profile"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1280, "height": height},
+    )
+
+
 def open_notebook(page: Any, address: str) -> None:
     """Open a notebook page and wait until its kernel is idle (accepting the kernel dialog a
     fresh browser profile may show)."""
