@@ -21,7 +21,7 @@ from .config import RSQLProxy
 from .engine import Caller
 from .engine.errors import ConfigError
 from .handlers import ProxyContext
-from .mcp.endpoint import build_mcp
+from .mcp import build_mcp
 from .routes import make_handlers
 from .wiring import build_engine
 

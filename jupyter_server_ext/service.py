@@ -36,7 +36,7 @@ from .dashboard import hub_login
 from .engine import Caller
 from .engine.errors import ConfigError
 from .handlers import ProxyContext, shutting_down
-from .mcp.endpoint import build_mcp
+from .mcp import build_mcp
 from .routes import make_handlers
 from .wiring import build_engine
 from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port

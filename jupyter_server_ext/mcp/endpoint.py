@@ -14,6 +14,11 @@ import contextlib
 import contextvars
 from typing import Any
 
+# the SDK (version 2: MCPServer) and the kernel package's tools: a missing one is an
+# ImportError that mcp.build_mcp turns into the message to install the [mcp] extra
+from mcp.server.mcpserver import MCPServer  # noqa: F401
+from mcp.server.transport_security import TransportSecuritySettings
+
 from rsql_magic.agent.mcp_server import INSTRUCTIONS, add_tools, sdk
 
 from ..engine import Caller
@@ -67,8 +72,6 @@ class MCPEndpoint:
     """The SDK's session manager, run for the life of the proxy process."""
 
     def __init__(self, calls: ToolCalls) -> None:
-        from mcp.server.transport_security import TransportSecuritySettings
-
         self.calls = calls
         self.server = build_server(calls)
         # the proxy has authenticated the request by its token before the SDK sees it, and a
@@ -116,22 +119,3 @@ class MCPEndpoint:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._running, 5)
         await self.calls.close()
-
-
-def build_mcp(proxy: Any, engine: Any) -> MCPEndpoint | None:
-    """The endpoint for the connections the configuration names, or None when it names none.
-    Raises ConfigError for a bad setting, or when the SDK is missing."""
-    from ..engine.errors import ConfigError
-
-    settings = proxy.mcp_settings()
-    if not settings.on:
-        return None
-    try:
-        import mcp.server.streamable_http_manager  # noqa: F401  # the SDK, version 2 or later
-        from mcp.server.mcpserver import MCPServer  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "RSQLProxy.mcp_connections is set, but the MCP SDK (version 2 or later) is not "
-            "installed: pip install 'rsql-assistant[mcp]'"
-        ) from None
-    return MCPEndpoint(ToolCalls(settings, engine))

@@ -806,6 +806,10 @@ def test_the_image_installs_only_pinned_hash_checked_packages() -> None:
 # modules of the service's package the image never runs: another host, the kernel side's engine,
 # and optional features whose extras the image leaves out (the local model, OpenTelemetry)
 NOT_IN_IMAGE = {
+    # the MCP endpoint, loaded only when mcp_connections is set (mcp.build_mcp): it needs the
+    # SDK and the kernel package's SQL guard, which the proxy-only image leaves out
+    "jupyter_server_ext/mcp/endpoint.py",
+    "jupyter_server_ext/mcp/tool_calls.py",
     "jupyter_server_ext/extension.py",
     "jupyter_server_ext/inprocess.py",
     "jupyter_server_ext/engine/upstreams/transport/local_worker.py",

@@ -75,3 +75,22 @@ def test_a_password_in_a_bad_url_is_not_repeated() -> None:
     with pytest.raises(ConfigError) as err:
         settings(mcp_connections={"dw": {"url": "mysql://u:s3cret@db/dw"}})
     assert "s3cret" not in str(err.value)
+
+
+def test_connections_without_the_sdk_stop_start_up_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The service image ships the proxy alone: configured MCP connections there (no SDK) stop
+    start-up with the install line, and without connections nothing of MCP is loaded."""
+    import sys
+
+    from jupyter_server_ext.mcp import build_mcp
+
+    for name in [n for n in sys.modules if n == "mcp" or n.startswith("mcp.")] + ["mcp"]:
+        monkeypatch.setitem(sys.modules, name, None)  # None: "not installed" to the import
+    for name in ("jupyter_server_ext.mcp.endpoint", "jupyter_server_ext.mcp.tool_calls"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert build_mcp(RSQLProxy(upstreams=UPSTREAMS), engine=None) is None
+    proxy = RSQLProxy(upstreams=UPSTREAMS, mcp_connections={"demo": "sqlite:////srv/demo.db"})
+    with pytest.raises(ConfigError, match=r"pip install 'rsql-assistant\[mcp\]'"):
+        build_mcp(proxy, engine=None)
