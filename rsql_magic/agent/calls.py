@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsql_magic.errors import SqlAIError
 from rsql_magic.sanitize import plain_text
+
+if TYPE_CHECKING:
+    from .warehouse import SqlToolResult
 
 __all__ = ["BadCall", "ToolResult", "check_arguments", "dispatch", "fit", "function_specs"]
 
@@ -141,3 +144,14 @@ def fit(text: str, max_chars: int) -> str:
 def one_line(text: str) -> str:
     line = " ".join(plain_text(text).split())
     return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+
+
+def sql_result(res: SqlToolResult) -> ToolResult:
+    """A warehouse ``run_sql`` result as a tool's result: the text for the model, and for the
+    step's line the rows and columns, or why nothing ran (an error for the model to read)."""
+    if res.refused:
+        return ToolResult(res.text, "refused: " + str(res.refused), True)
+    if res.error:
+        return ToolResult(res.text, "failed: " + str(res.error), True)
+    rows = f"{res.row_count:,}" if res.row_count is not None else f"{len(res.rows)}+"
+    return ToolResult(res.text, f"{rows} rows × {len(res.columns)} columns")

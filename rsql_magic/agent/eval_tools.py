@@ -19,7 +19,7 @@ from rsql_magic.sql.connections import DB
 from rsql_magic.sql.policy import SqlPolicy
 
 from . import warehouse
-from .calls import ToolResult, dispatch, function_specs
+from .calls import ToolResult, dispatch, function_specs, sql_result
 
 __all__ = ["TOOLS", "WarehouseTools"]
 
@@ -100,9 +100,4 @@ class WarehouseTools:
             timeout_s=self.time_limit_s,
             max_chars=self.max_chars,
         )
-        if res.refused:
-            return ToolResult(res.text, "refused: " + str(res.refused), True)
-        if res.error:
-            return ToolResult(res.text, "failed: " + str(res.error), True)
-        rows = f"{res.row_count:,}" if res.row_count is not None else f"{len(res.rows)}+"
-        return ToolResult(res.text, f"{rows} rows × {len(res.columns)} columns")
+        return sql_result(res)

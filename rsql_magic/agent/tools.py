@@ -42,7 +42,7 @@ from rsql_magic.sanitize import clean_html
 from rsql_magic.session.notebook import in_execute_request
 from rsql_magic.sql.connections import DB, is_frame, jupysql_current, resolve
 
-from .calls import BadCall, ToolResult, dispatch, function_specs, one_line
+from .calls import BadCall, ToolResult, dispatch, function_specs, one_line, sql_result
 
 if TYPE_CHECKING:
     from rsql_magic.client import ProxyClient
@@ -571,12 +571,7 @@ class KernelTools:
             timeout_s=self.time_limit_s,
             max_chars=self.max_chars,
         )
-        if res.refused:
-            return ToolResult(res.text, "refused: " + str(res.refused), True)
-        if res.error:
-            return ToolResult(res.text, "failed: " + str(res.error), True)
-        rows = f"{res.row_count:,}" if res.row_count is not None else f"{len(res.rows)}+"
-        return ToolResult(res.text, f"{rows} rows × {len(res.columns)} columns")
+        return sql_result(res)
 
     def _last_error(self) -> ToolResult:
         err = self.session.last_error()
