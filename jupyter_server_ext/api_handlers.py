@@ -1,7 +1,8 @@
 """The handlers of the APIs callers speak besides OpenAI's chat completions: OpenAI's Responses
 API and Anthropic's Messages API, for the Agents SDK, Codex, the ``anthropic`` SDK and Claude
-Code. Mixins like ``handlers``' own, mounted by both hosts (``routes``); each asks the engine's
-``translated`` edge, which answers on the one path every request takes.
+Code; and ``inline``, the editor's completions, for the JupyterLab extension. Mixins like
+``handlers``' own, mounted by both hosts (``routes``); each asks the engine's edge for its API
+(``translated``, ``inline``), which answers on the one path every request takes.
 """
 
 from __future__ import annotations
@@ -90,9 +91,26 @@ class CountTokensMixin(AnthropicErrors, JSONEndpoint):
         return await engine.translated.count_tokens(body, caller)
 
 
+class InlineMixin(ChatCompletionsMixin):
+    """POST inline: one inline completion (cumulative text events, or JSON); GET inline:
+    whether the caller's completions are on now, and why not (the editor's status item)."""
+
+    async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
+        return await engine.inline.complete(body, caller, **self.request_options())
+
+    async def get(self) -> None:
+        try:
+            caller = self.caller()
+            engine = await self.rsql.ready()
+            self.write_json(await engine.inline.status(caller))
+        except EngineError as exc:
+            self.write_proxy_error(exc)
+
+
 API_ROUTES: list[tuple[str, type]] = [
     ("v1/responses", ResponsesMixin),
     ("v1/responses/([^/]+)", ResponseMixin),
     ("v1/messages", MessagesMixin),
     ("v1/messages/count_tokens", CountTokensMixin),
+    ("inline", InlineMixin),
 ]

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
-from traitlets.config import Configurable
 
+from .completion_config import CompletionSettings
 from .engine import (
     EngineSettings,
     LimitSettings,
@@ -34,7 +34,7 @@ REQUEST = RequestLimits()
 ALERTS = AlertSettings()
 
 
-class RSQLProxy(Configurable):
+class RSQLProxy(CompletionSettings):
     """The shared LLM proxy: upstream keys, limits, budgets, cache and usage log."""
 
     upstreams = List(
@@ -575,6 +575,7 @@ class RSQLProxy(Configurable):
         tz = zone(self.admin_timezone)
         local_models = [m for s in specs if s.local for m in s.models]
         windows = parse_windows(list(self.policy_windows), tz=tz, local_models=local_models)
+        completion_rates, completion_concurrency = self.completion_limits()
         limits = LimitSettings(
             user=UserPolicy(
                 limits=parse_rates(self.user_limits, where="RSQLProxy.user_limits"),
@@ -582,11 +583,14 @@ class RSQLProxy(Configurable):
                 daily_budget_usd=self.user_daily_budget_usd,
                 models=tuple(self.allowed_models) or None,
                 agent=self.agent_mode,
+                completions=self.inline_completions,
             ),
             global_concurrency=self.global_concurrency,
             global_daily_budget_usd=self.global_daily_budget_usd,
             overrides=overrides,
             lease_seconds=self.lease_seconds,
+            completion_limits=completion_rates,
+            completion_concurrency=completion_concurrency,
         )
         return EngineSettings(
             upstreams=specs,
@@ -631,4 +635,5 @@ class RSQLProxy(Configurable):
             policy_windows=windows,
             admin_timezone=self.admin_timezone,
             notebook_names=self.notebook_names,
+            inline=self.inline_settings(specs),
         )

@@ -20,6 +20,7 @@ from .auth import check_admin_names, jupyter_caller
 from .config import RSQLProxy
 from .engine import Caller
 from .engine.errors import ConfigError
+from .forward import InlineForwardMixin, forward_target
 from .handlers import ProxyContext
 from .mcp import build_mcp
 from .routes import make_handlers
@@ -173,6 +174,20 @@ class RSQLProxyExtension(ExtensionApp):
             )
 
     def initialize_handlers(self) -> None:
+        found = forward_target(os.environ, f"{self.serverapp.connection_url}rsql/")
+        if found is not None:  # before the shared routes: tornado takes the first that matches
+            forward = type(
+                "InlineForwardHandler",
+                (InlineForwardMixin, ExtensionBase),
+                {
+                    "get": web.authenticated(InlineForwardMixin.get),
+                    "post": web.authenticated(InlineForwardMixin.post),
+                },
+            )
+            target, token = found
+            owner = {"target": target, "token": token, "owner": server_owner()}
+            self.handlers.append(("rsql/inline", forward, owner))
+            self.log.info("rsql proxy: the editor's completions go to %s", target)
         self.handlers.extend(make_handlers(ExtensionBase, "rsql", wrap=web.authenticated))
 
     async def stop_extension(self) -> None:

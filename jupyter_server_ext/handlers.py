@@ -191,7 +191,9 @@ class RSQLMixin(_HostHandler):
         if caller is None:  # no token, or one nobody issued: 401, as OpenAI answers it
             raise Unauthorized()
         kind = self.request.headers.get("X-RSQL-Client", "api").strip().lower()
-        if kind not in CLIENT_KINDS:
+        # "inline" is the editor's completions' own rate class, set by {proxy}inline alone: a
+        # header saying it must not move a chat request off the user's chat windows
+        if kind not in CLIENT_KINDS or kind == "inline":
             kind = "api"
         if kind != caller.client:
             caller = Caller(caller.user, caller.groups, caller.admin, kind)

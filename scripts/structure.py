@@ -85,7 +85,11 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     ),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
-    f"{S}.config": (f"{S}.engine", f"{S}.mcp.settings"),
+    # the completion settings: a base class of config's RSQLProxy, one feature's traits
+    f"{S}.completion_config": (f"{S}.engine",),
+    # a user's server passing the editor's completions on to the hub service (extension host)
+    f"{S}.forward": (f"{S}.engine",),
+    f"{S}.config": (f"{S}.engine", f"{S}.mcp.settings", f"{S}.completion_config"),
     # configuration split from wiring: the wiring builds an Engine with its backends
     f"{S}.wiring": (f"{S}.engine", f"{S}.config", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),

@@ -21,10 +21,11 @@ from typing import Any
 
 from .accounting.pricing import FREE, PriceBook
 from .accounting.usage import UsageLog, UsageStore
-from .admission.entitlements import Access, agent_off, me_fields, not_allowed, resolve
-from .admission.limiter import Limiter, Ticket, quota_headers
+from .admission.entitlements import Access, check_feature, me_fields, not_allowed, resolve
+from .admission.limiter import Limiter, Ticket, quota_headers, rate_class
 from .admission.policy_windows import PolicyWindows, zone
 from .admission.shared_state import BudgetCheck, StateBackend
+from .apis.inline import InlineCompletions
 from .apis.native import NATIVE_APIS
 from .apis.stored import StoredResponses
 from .bodies.cache import Cached, MemoryCache, cache_key, cacheable
@@ -161,6 +162,9 @@ class Engine:
             self.parse,
             self.limiter,
             self.offload.run,
+        )
+        self.inline = InlineCompletions(
+            self.chat, settings.inline, self.access, self.windows, self.limiter
         )
         limits = settings.request_limits
         self.bodies = BodyDecoder(
@@ -410,7 +414,9 @@ class Engine:
         request headers are sent; none at all when no window applies.
         """
         try:
-            return await self.limiter.rate_headers(caller.user, caller.groups)
+            return await self.limiter.rate_headers(
+                caller.user, caller.groups, rate_class(caller.client)
+            )
         except Exception as exc:
             # a state outage must not fail an answer the limits let through; the backend
             # reports the outage itself, once, so this only notes the missing headers
@@ -456,15 +462,7 @@ class Engine:
                 # the refused row says what was asked
                 outcome.model = asked[:200] if isinstance(asked, str) else ""
                 raise self.windows.refusal(access.window, access.span)
-            if caller.client == "agent":
-                if (
-                    access.window is not None
-                    and access.span is not None
-                    and not access.window.agent
-                ):
-                    raise self.windows.agent_refusal(access.window, access.span)  # %%ask stays on
-                if not access.agent:
-                    raise agent_off(caller.user)
+            check_feature(caller.client, access, self.windows, caller.user)
             ex.req = req = self.parse(body, endpoint, access.default_model, trace_headers)
             outcome.model = req.model
             self.check_model(access, req.model)
@@ -492,6 +490,7 @@ class Engine:
                         caller.groups,
                         price.worst(req.prompt_tokens, req.completion_tokens),
                         pick=plan.args if plan is not None else None,
+                        rate_class=rate_class(caller.client),
                     )
                 if plan is not None and ex.ticket.picked is not None:
                     ex.first_pick = self.pool.take(plan, ex.ticket.picked)
@@ -501,7 +500,11 @@ class Engine:
                 # the budget is spent, and the admin lets the free fallback answer: the
                 # request windows and concurrency still hold, the budget does not
                 ex.ticket = await self.limiter.admit(
-                    caller.user, caller.groups, 0.0, budgets_apply=False
+                    caller.user,
+                    caller.groups,
+                    0.0,
+                    budgets_apply=False,
+                    rate_class=rate_class(caller.client),
                 )
                 fallback = "budget"
             quota = (

@@ -20,7 +20,7 @@ class Caller:
     user: str
     groups: tuple[str, ...] = ()
     admin: bool = False
-    client: str = "api"  # magic | chat | sql | agent | api
+    client: str = "api"  # magic | chat | sql | agent | inline (set by {proxy}inline only) | api
 
 
 @dataclass

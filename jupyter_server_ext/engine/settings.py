@@ -10,6 +10,7 @@ from typing import Any
 
 from .admission.limiter import LimitSettings
 from .admission.policy_windows import PolicyWindow
+from .apis.inline import InlineSettings
 from .bodies.request import RequestLimits
 from .monitoring.alerts import AlertSettings
 from .privacy.redact import CONTEXT_POLICY_DEFAULTS, Pattern
@@ -62,3 +63,5 @@ class EngineSettings:
     # a streamed answer: how long one write waits for its client, and how long all of it may take
     stream_write_timeout_seconds: float = 30.0
     stream_max_seconds: float = 3600.0
+    # the editor's inline completions: model, fill-in-the-middle, length (apis/inline.py)
+    inline: InlineSettings = field(default_factory=InlineSettings)

@@ -20,6 +20,7 @@ from ..client import ChatResult, ProxyClient
 from ..context import Context, build_context
 from ..context.frames import find_frames
 from ..context.history import ErrorRecord, fill_references, format_exception
+from ..context.inline import remember_schema
 from ..errors import Escalation, ProxyError, SqlAIError, UsageError
 from ..privacy import ContextPolicy, cached_me, effective_policy
 from ..prompt import ask_messages
@@ -645,11 +646,10 @@ class Session:
         client: ProxyClient | None = None,
     ) -> SqlAIResult:
         """%%sql_ai's loop on ``db``: capture the schema, ask, parse, validate, guard and run,
-        feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete`
-        is one model's call, or an escalation chain of ``(model, completer)`` pairs
-        (:func:`~rsql_magic.sql.loop.run_chain`). With `client`, the context policy in force
-        for it lets column values steer which tables are shown, when it allows value
-        statistics. Raises :class:`SqlAIError` and, from the model call, :class:`ProxyError`."""
+        feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete` is
+        one model's call, or an escalation chain of ``(model, completer)`` pairs (``run_chain``).
+        With `client`, its context policy lets column values steer which tables are shown, when
+        it allows value statistics. Raises SqlAIError and, from the model call, ProxyError."""
         options = self._sql_options(
             db,
             dialect=dialect,
@@ -683,10 +683,11 @@ class Session:
         explain: bool,
         max_rows: int | None,
     ) -> dict[str, Any]:
-        sql = self.sql
+        sql, schema = self.sql, capture_schema(db)
+        remember_schema(self.shell, db.label or db.kind, schema)  # for the editor's completions
         return dict(
             dialect=dialect,
-            schema=capture_schema(db),
+            schema=schema,
             tables=tables,
             max_retries=sql.max_retries if max_retries is None else max_retries,
             allow_write=allow_write,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import child_env
+from tests.helpers import child_env, http
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.kernels import run_cells
 from tests.helpers.servers import Hub
@@ -267,3 +267,34 @@ def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(
     status, body = hub.service("POST", "v1/chat/completions", stu, {"messages": ASK["messages"]})
     assert status == 200 and body["model"] == "fake-large"  # staff's default
     hub.api("DELETE", "users/stu/server")
+
+
+def test_a_hub_users_inline_completions_go_to_the_service_as_them(
+    hub: Hub, provider: FakeProvider
+) -> None:
+    """The editor asks the user's own server (`/user/erin/rsql/inline`); the server passes it on
+    to the hub service with its hub token, as its kernels ask, so the admin's model, limits and
+    usage log hold. The server's own proxy (the local model here) never answers it."""
+    erin = hub.token_for("erin")
+    status, _ = hub.api("POST", "users/erin/server")
+    assert status in (201, 202, 400), hub.log()[-3000:]  # 400: already running
+    _until(
+        lambda: (hub.api("GET", "users/erin")[1].get("servers") or {}).get("", {}).get("ready"),
+        120,
+        "erin's server",
+    )
+    base = hub.url + "user/erin/rsql/inline"
+    status, _, raw = http("GET", base, None, f"token {erin}")
+    assert status == 200, hub.log()[-4000:]
+    state = json.loads(raw)
+    assert state["on"] is True and state["model"] == "fake-small"  # the service's model
+    provider.reset()
+    provider.script("revenue")
+    ask = {"prefix": "sales.", "stream": False, "context": {"frames": [{"name": "sales"}]}}
+    status, _, raw = http("POST", base, ask, f"token {erin}")
+    assert status == 200, raw
+    assert json.loads(raw)["text"] == "revenue"
+    assert len(provider.received) == 1 and "frame sales" in json.dumps(provider.received[0].body)
+    # another hub identity let into erin's server would be billed as erin: refused
+    status, _, raw = http("POST", base, ask, f"token {hub.admin_token}")
+    assert status == 403 and len(provider.received) == 1, raw

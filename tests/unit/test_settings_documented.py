@@ -114,5 +114,8 @@ def test_settings_come_in_the_order_the_class_defines_them() -> None:
     from jupyter_server_ext.config import RSQLProxy
 
     names = [s.name for s in _extension().settings(RSQLProxy)]
-    assert names[:3] == ["upstreams", "default_model", "max_wait_seconds"]
-    assert set(names) == set(RSQLProxy.class_own_traits(config=True))
+    own = [n for n in names if n in RSQLProxy.class_own_traits(config=True)]
+    assert own[:3] == ["upstreams", "default_model", "max_wait_seconds"]
+    # and the ones of its base classes of ours (a feature's settings kept apart), first
+    assert names[0] == "inline_completions"
+    assert set(names) == set(RSQLProxy.class_traits(config=True))

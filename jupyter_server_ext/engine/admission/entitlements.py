@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import Forbidden
 from .limiter import UserPolicy
-from .policy_windows import PolicyWindow, matches
+from .policy_windows import PolicyWindow, PolicyWindows, matches
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Access:
     window: PolicyWindow | None = None
     span: tuple[float, float] | None = None
     agent: bool = True  # the caller's policy lets agent mode (and MCP tools) run at all
+    completions: bool = True  # the caller's policy lets the editor's inline completions run
 
     def allows(self, model: str) -> bool:
         if self.window is not None and self.window.mode == "off":
@@ -47,7 +48,7 @@ def resolve(
     ``Limiter.policy``) and the window in force."""
     window, span = found if found is not None else (None, None)
     if window is not None and window.mode == "off":
-        return Access((), (), None, None, window, span, policy.agent)
+        return Access((), (), None, None, window, span, policy.agent, policy.completions)
     patterns = policy.models
     preferred = [policy.default_model, proxy_default]
     if window is not None and window.mode == "local-only":
@@ -65,7 +66,9 @@ def resolve(
         if ok(policy.sql_default_model) and (window is None or window.mode != "local-only")
         else default
     )
-    return Access(allowed, patterns, default, sql_default, window, span, policy.agent)
+    return Access(
+        allowed, patterns, default, sql_default, window, span, policy.agent, policy.completions
+    )
 
 
 def not_allowed(model: str, access: Access) -> Forbidden:
@@ -88,6 +91,32 @@ def agent_off(user: str) -> Forbidden:
     )
 
 
+def completions_off(user: str) -> Forbidden:
+    """The 403 for an inline completion when the admin turned completions off for `user`."""
+    return Forbidden(
+        f"inline completions are off for {user[:80]!r} on this hub (an admin's setting: "
+        "inline_completions, or 'completions' in limit_overrides); %%ask still answers",
+        code="completions_off",
+    )
+
+
+def check_feature(client: str, access: Access, windows: PolicyWindows, user: str) -> None:
+    """Refuse a request of a feature that is off for the caller now: agent mode (client
+    "agent") or the editor's inline completions (client "inline"), each off by the admin's
+    switch or by a policy window in force; the rest of the assistant stays on."""
+    window, span = access.window, access.span
+    if client == "agent":
+        if window is not None and span is not None and not window.agent:
+            raise windows.agent_refusal(window, span)  # %%ask stays on
+        if not access.agent:
+            raise agent_off(user)
+    elif client == "inline":
+        if window is not None and span is not None and not window.completions:
+            raise windows.completions_refusal(window, span)
+        if not access.completions:
+            raise completions_off(user)
+
+
 def me_fields(access: Access, tz: Any) -> dict[str, Any]:
     """The entitlement part of ``GET me``."""
     return {
@@ -97,4 +126,6 @@ def me_fields(access: Access, tz: Any) -> dict[str, Any]:
         "window": access.window.describe(access.span, tz) if access.window is not None else None,
         "agent": access.agent
         and (access.window is None or (access.window.mode != "off" and access.window.agent)),
+        "completions": access.completions
+        and (access.window is None or (access.window.mode != "off" and access.window.completions)),
     }

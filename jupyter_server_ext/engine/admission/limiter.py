@@ -30,6 +30,7 @@ _OVERRIDABLE = (
     "default_model",
     "sql_default_model",
     "agent",
+    "completions",
 )
 
 
@@ -45,6 +46,8 @@ class UserPolicy:
     sql_default_model: str | None = None
     # agent mode: %%ask --agent, the chat panel's Agent switch and {proxy}mcp's tools
     agent: bool = True
+    # the editor's inline completions ({proxy}inline)
+    completions: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class LimitSettings:
     global_daily_budget_usd: float | None = None
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     lease_seconds: float = 600.0
+    # inline completions are their own rate class: typing never eats the chat quota (the budget
+    # and the global concurrency are shared)
+    completion_limits: tuple[Rate, ...] = ()
+    completion_concurrency: int = 2
 
 
 def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
@@ -99,12 +106,14 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
                     f"'llama-3.1-8b*', got {m!r}"
                 )
             item["models"] = tuple(m)
-        if "agent" in values:
-            if not isinstance(values["agent"], bool):
-                raise ConfigError(
-                    f"{where}['agent']: true (agent mode and MCP tools on) or false (off)"
-                )
-            item["agent"] = values["agent"]
+        for switch, what in (
+            ("agent", "agent mode and MCP tools"),
+            ("completions", "inline completions"),
+        ):
+            if switch in values:
+                if not isinstance(values[switch], bool):
+                    raise ConfigError(f"{where}[{switch!r}]: true ({what} on) or false (off)")
+                item[switch] = values[switch]
         for name in ("default_model", "sql_default_model"):
             if name in values:
                 d = values[name]
@@ -117,6 +126,12 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
                 item[name] = d
         out[who] = item
     return out
+
+
+def rate_class(client: str) -> str:
+    """The rate class of a request from `client` (``Caller.client``): "inline" for the editor's
+    completions, "chat" for everything else."""
+    return "inline" if client == "inline" else "chat"
 
 
 @dataclass
@@ -218,29 +233,39 @@ class Limiter:
         )
 
     def checks(
-        self, user: str, groups: tuple[str, ...], reserve: float
+        self, user: str, groups: tuple[str, ...], reserve: float, rate_class: str = "chat"
     ) -> tuple[list[WindowCheck], list[LeaseCheck], list[BudgetCheck]]:
+        """The windows, leases and budgets one request of `rate_class` is held to: "chat" (every
+        API) or "inline" (the editor's completions: their own windows and concurrency, under
+        keys of their own, and the same budgets)."""
         pol = self.policy(user, groups)
         s = self.settings
         keys = user_prefix(user)
+        # the class's own windows and lease live under keys of their own; the budget is the
+        # user's one budget whatever the class
+        if rate_class == "inline":
+            own, what = keys + "i:", "user completions"
+            rates, concurrency = s.completion_limits, s.completion_concurrency
+        else:
+            own, what, rates, concurrency = keys, "user", pol.limits, pol.concurrency
         windows = [
             WindowCheck(
-                f"{keys}w:{r.amount}/{r.seconds:g}",
+                f"{own}w:{r.amount}/{r.seconds:g}",
                 r.amount,
                 r.seconds,
-                f"user {_fmt_rate(r)}",
+                f"{what} {_fmt_rate(r)}",
                 calendar_day=r.seconds == DAY,
             )
-            for r in pol.limits
+            for r in rates
         ]
         leases = []
-        if pol.concurrency:
+        if concurrency:
             leases.append(
                 LeaseCheck(
-                    f"{keys}conc",
-                    pol.concurrency,
+                    f"{own}conc",
+                    concurrency,
                     s.lease_seconds,
-                    f"user concurrency {pol.concurrency}",
+                    f"{what} concurrency {concurrency}",
                 )
             )
         if s.global_concurrency:
@@ -281,11 +306,12 @@ class Limiter:
         *,
         budgets_apply: bool = True,
         pick: list[Any] | None = None,
+        rate_class: str = "chat",
     ) -> Ticket:
         """`budgets_apply` False: windows and concurrency only (an answer from the free fallback
         model once the budget is spent). `pick`: a key pick to make in the same step
-        (``Pool.plan``); its answer is ``Ticket.picked``."""
-        windows, leases, budgets = self.checks(user, groups, reserve)
+        (``Pool.plan``); its answer is ``Ticket.picked``. `rate_class`: see ``checks``."""
+        windows, leases, budgets = self.checks(user, groups, reserve, rate_class)
         if not budgets_apply:
             budgets = []
         for b in budgets:
@@ -395,10 +421,12 @@ class Limiter:
                 }
         return out
 
-    async def rate_headers(self, user: str, groups: tuple[str, ...]) -> dict[str, str]:
+    async def rate_headers(
+        self, user: str, groups: tuple[str, ...], rate_class: str = "chat"
+    ) -> dict[str, str]:
         """x-ratelimit-{limit,remaining,reset}-requests for the user's tightest request window
         (the one with the fewest requests left); empty when no window applies."""
-        windows, _, _ = self.checks(user, groups, 0.0)
+        windows, _, _ = self.checks(user, groups, 0.0, rate_class)
         if not windows:
             return {}
         wuse, _, _ = await self.state.read(windows, [], [])

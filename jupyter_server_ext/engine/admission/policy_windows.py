@@ -52,6 +52,7 @@ _FIELDS = (
     "default_model",
     "user_daily_budget_usd",
     "agent",
+    "completions",
 )
 MAX_MESSAGE = 500
 
@@ -147,6 +148,7 @@ class PolicyWindow:
     source: str = "config"  # "config" or "runtime"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     agent: bool = True  # False: %%ask --agent's requests refused while the window is in force
+    completions: bool = True  # False: the editor's inline completions refused while it is
 
     def applies_to(self, user: str, groups: Sequence[str]) -> bool:
         return (
@@ -163,6 +165,7 @@ class PolicyWindow:
         """What users and admins are shown: the times in UTC and in the admin's zone."""
         out: dict[str, Any] = {"name": self.name, "mode": self.mode, "message": self.message}
         out["agent"] = self.agent
+        out["completions"] = self.completions
         begin, end = span if span is not None else (self.start, self.end)
         out["starts_at"] = iso_utc(begin) if begin is not None else None
         out["ends_at"] = iso_utc(end) if end is not None else None
@@ -252,6 +255,11 @@ def parse_window(
     agent = raw.get("agent", True)
     if not isinstance(agent, bool):
         raise ConfigError(f"{where}['agent']: true (agent mode on, the default) or false")
+    completions = raw.get("completions", True)
+    if not isinstance(completions, bool):
+        raise ConfigError(
+            f"{where}['completions']: true (inline completions on, the default) or false"
+        )
     if mode == "local-only" and not local_models:
         raise ConfigError(
             f"{where}: mode 'local-only' needs a local model (an upstream with provider 'llama_cpp')"
@@ -271,6 +279,7 @@ def parse_window(
         source,
         dict(raw),
         agent=agent,
+        completions=completions,
     )
 
 
@@ -470,11 +479,21 @@ class PolicyWindows:
 
     def agent_refusal(self, window: PolicyWindow, span: tuple[float, float]) -> EngineError:
         """The 403 a request from agent mode gets inside a window that turns agent mode off."""
+        return self.feature_refusal(window, span, "agent mode", "ask without --agent")
+
+    def completions_refusal(self, window: PolicyWindow, span: tuple[float, float]) -> EngineError:
+        """The 403 an inline completion gets inside a window that turns completions off."""
+        return self.feature_refusal(window, span, "inline completions", "%%ask still answers")
+
+    def feature_refusal(
+        self, window: PolicyWindow, span: tuple[float, float], feature: str, hint: str
+    ) -> EngineError:
+        """The 403 for one feature a window turns off while the rest of the assistant stays on."""
         info = window.describe(span, self.tz)
-        said = window.message or "agent mode is not available now"
+        said = window.message or f"{feature} is not available now"
         text = (
             f"{said} (policy window {window.name!r}, until {info['ends_at_local']} "
-            f"({info['ends_at']}): agent mode is off; ask without --agent)"
+            f"({info['ends_at']}): {feature} is off; {hint})"
         )
         return Forbidden(text, code="policy_window", extra={"window": info})
 

@@ -40,7 +40,7 @@ def multiprocess_dir() -> str | None:
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
-CLIENT_KINDS = frozenset({"magic", "chat", "sql", "agent", "api"})
+CLIENT_KINDS = frozenset({"magic", "chat", "sql", "agent", "inline", "api"})
 OTHER = "other"
 
 

@@ -1,0 +1,395 @@
+"""The editor's inline completions (``{proxy}inline``), translated at the edge onto Engine.chat.
+
+JupyterLab's inline completer (``frontend/src/completion/``) asks with the text around the
+cursor, a few previous cells and what the kernel holds: frames' and R objects' columns, the
+tables of connected databases, names of variables. Names only, never a value, so the admin's
+``context_policy`` (sample rows, value stats, redacted columns' values) holds for them as it is.
+
+This module bounds and checks that body, turns it into one request for the admin's completion
+model (fill-in-the-middle through ``v1/completions`` with ``suffix`` when the admin says the
+model takes it, else a chat request) and turns the answer into the plain text to insert: fences
+and prose gone, what the cell already holds before or after the cursor cut. Admission in the
+completion rate class, budgets, windows, entitlements, redaction, the cache, failover, the
+dropped-stream charge and the usage row are Engine.chat's, as for every other request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..admission.entitlements import Access, check_feature
+from ..admission.limiter import Limiter
+from ..admission.policy_windows import PolicyWindows
+from ..bodies.request import notebook_path
+from ..bodies.streams import event_json
+from ..errors import BadRequest, EngineError
+from ..records import Caller, Reply
+
+# what one completion may carry (the frontend keeps within these; more is cut, never refused:
+# a long cell still deserves a completion)
+MAX_PREFIX = 8000  # characters before the cursor: the last ones are kept
+MAX_SUFFIX = 4000  # after it: the first ones
+MAX_CELLS = 5
+MAX_CELL = 2000
+MAX_ITEMS = {"frames": 50, "r": 50, "tables": 100, "variables": 50}
+MAX_COLUMNS = 200
+MAX_NAME = 100
+MAX_CONTEXT_CHARS = 12_000  # the live-session block of the prompt
+# what is inserted: a completion is the rest of a line or a few lines, never a page
+MAX_LINES = 16
+MAX_TEXT = 2000
+
+CURSOR = "<CURSOR>"
+SYSTEM = (
+    "You are the code completion engine of a Jupyter notebook. Reply with only the code to "
+    f"insert at {CURSOR}: no explanation, no markdown, no code fences, nothing the cell already "
+    "holds before or after the cursor. Keep it short: the rest of the line, or a few lines. The "
+    "live session lists what exists in memory now: prefer its names and columns."
+)
+COMMENT = {"python": "#", "r": "#", "sql": "--"}
+_FENCE = re.compile(r"```[^\n]*\n?")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but \t and \n
+_LANGUAGE = re.compile(r"^[a-z0-9_+-]{1,20}$")
+
+
+@dataclass(frozen=True)
+class InlineSettings:
+    """The admin's completion settings (``c.RSQLProxy.completion_*``)."""
+
+    model: str = ""  # "": the caller's default model
+    fim: bool = False  # the model fills in the middle through v1/completions with `suffix`
+    max_tokens: int = 64
+    debounce_ms: int = 250  # what the frontend waits after a keystroke (a hint it reads)
+
+
+@dataclass(frozen=True)
+class InlineRequest:
+    prefix: str
+    suffix: str
+    language: str
+    cells: tuple[str, ...]
+    context: str  # the live session, rendered
+    notebook: str | None
+    stream: bool
+
+
+def _str(body: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str):
+        shown = "missing" if value is None else type(value).__name__
+        raise BadRequest(f"{name!r} must be a string, got {shown}", extra={"param": name})
+    return value
+
+
+def _name(value: Any) -> str:
+    """A name from the kernel (a column label, a table's name): user data, one line, bounded,
+    so no name can forge a line of the prompt's structure."""
+    text = value if isinstance(value, str) else str(value)
+    return _CONTROL.sub(" ", text.replace("\n", " "))[:MAX_NAME]
+
+
+def _items(context: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    items = context.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise BadRequest(
+            f"'context.{key}' must be a list of objects", extra={"param": f"context.{key}"}
+        )
+    return [i for i in items[: MAX_ITEMS[key]] if isinstance(i, dict)]
+
+
+def _columns(item: dict[str, Any], with_types: bool = False) -> str:
+    cols = item.get("columns")
+    if not isinstance(cols, list):
+        return ""
+    types = item.get("dtypes") if with_types else None
+    out = []
+    for i, c in enumerate(cols[:MAX_COLUMNS]):
+        t = types[i] if isinstance(types, list) and i < len(types) else None
+        out.append(f"{_name(c)} {_name(t)}" if t is not None else _name(c))
+    more = f", ... ({len(cols) - MAX_COLUMNS} more)" if len(cols) > MAX_COLUMNS else ""
+    return ", ".join(out) + more
+
+
+def render_context(context: Any) -> str:
+    """The kernel's answer as the prompt's live-session block: one line per object."""
+    if context is None:
+        return ""
+    if not isinstance(context, dict):
+        raise BadRequest("'context' must be an object or null", extra={"param": "context"})
+    lines = []
+    for f in _items(context, "frames"):
+        rows = f.get("rows")
+        size = f", {rows} rows" if isinstance(rows, int) and not isinstance(rows, bool) else ""
+        kind = _name(f.get("kind") or "frame")
+        lines.append(f"frame {_name(f.get('name'))} ({kind}{size}): {_columns(f, True)}")
+    for r in _items(context, "r"):
+        kind = _name(r.get("kind") or "object")
+        lines.append(f"R {kind} {_name(r.get('name'))}: {_columns(r)}")
+    for t in _items(context, "tables"):
+        where = _name(t.get("connection") or "")
+        name = f"{where}.{_name(t.get('name'))}" if where else _name(t.get("name"))
+        lines.append(f"table {name}: {_columns(t)}")
+    names = [
+        f"{_name(v.get('name'))} {_name(v.get('type') or '')}" for v in _items(context, "variables")
+    ]
+    if names:
+        lines.append("variables: " + ", ".join(n.strip() for n in names))
+    text = "\n".join(lines)
+    if len(text) > MAX_CONTEXT_CHARS:
+        text = text[:MAX_CONTEXT_CHARS].rsplit("\n", 1)[0] + "\n(more objects left out)"
+    return text
+
+
+def parse(body: Any) -> InlineRequest:
+    """Check and bound a ``POST {proxy}inline`` body; BadRequest names the field at fault."""
+    if not isinstance(body, dict):
+        raise BadRequest(
+            "request body must be a JSON object with 'prefix' (the text before the cursor)"
+        )
+    prefix = _str(body, "prefix")[-MAX_PREFIX:]
+    suffix = _str(body, "suffix", "")[:MAX_SUFFIX]
+    language = _str(body, "language", "python").strip().lower() or "python"
+    if not _LANGUAGE.match(language):
+        raise BadRequest(
+            "'language' must be a short name like 'python', 'r' or 'sql'",
+            extra={"param": "language"},
+        )
+    cells = body.get("cells") or []
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        raise BadRequest(
+            "'cells' must be a list of the previous cells' sources", extra={"param": "cells"}
+        )
+    notebook = body.get("notebook")
+    if notebook is not None and not isinstance(notebook, str):
+        raise BadRequest("'notebook' must be a path or null", extra={"param": "notebook"})
+    stream = body.get("stream", True)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false", extra={"param": "stream"})
+    return InlineRequest(
+        prefix,
+        suffix,
+        language,
+        tuple(c[:MAX_CELL] for c in cells[-MAX_CELLS:]),
+        render_context(body.get("context")),
+        notebook,
+        stream,
+    )
+
+
+def chat_body(req: InlineRequest, settings: InlineSettings) -> dict[str, Any]:
+    """A chat request for a model that does not fill in the middle: the cell with its cursor."""
+    parts = []
+    if req.context:
+        parts.append("Live session (names and columns only):\n" + req.context)
+    if req.cells:
+        parts.append("Previous cells:\n" + "\n\n".join(req.cells))
+    parts.append(f"Cell ({req.language}):\n{req.prefix}{CURSOR}{req.suffix}")
+    return _common(
+        {
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "\n\n".join(parts)},
+            ]
+        },
+        req,
+        settings,
+    )
+
+
+def fim_body(req: InlineRequest, settings: InlineSettings) -> dict[str, Any]:
+    """A legacy completion with `suffix`: the live session and the previous cells as comments
+    in the cell's language, then the cell up to the cursor."""
+    mark = COMMENT.get(req.language, "#")
+    head = []
+    if req.context:
+        head += [f"{mark} live session: {line}" for line in req.context.splitlines()]
+    head += req.cells
+    prompt = "\n".join([*head, req.prefix]) if head else req.prefix
+    return _common({"prompt": prompt, "suffix": req.suffix}, req, settings)
+
+
+def _common(body: dict[str, Any], req: InlineRequest, settings: InlineSettings) -> dict[str, Any]:
+    # temperature 0: the same cell, cursor and session give the same answer, and the cache
+    # answers a repeat (Engine.chat caches deterministic requests)
+    body.update(max_tokens=settings.max_tokens, temperature=0, stream=req.stream)
+    if settings.model:
+        body["model"] = settings.model
+    return body
+
+
+def clean(raw: str, prefix: str, suffix: str, *, final: bool = True) -> str:
+    """The model's text as the plain code to insert at the cursor.
+
+    Models wrap code in fences and repeat what the cell holds however they are told; so: the
+    first fenced block's code (an unclosed one's too, mid-stream), no cursor marks or control
+    characters, the current line's start and the suffix's first line cut where the answer
+    repeats them, at most ``MAX_LINES`` lines. `final` False (a stream's middle): trailing
+    backticks are held back, as they may be a fence on its way.
+    """
+    text = _CONTROL.sub("", raw.replace("\r\n", "\n")).replace(CURSOR, "")
+    if not final:
+        text = text.rstrip("`")
+    fence = _FENCE.search(text)
+    if fence is not None:
+        body = text[fence.end() :]
+        end = body.find("```")
+        text = body if end < 0 else body[:end]
+    line = prefix.rsplit("\n", 1)[-1]
+    for start in (line, line.lstrip()):
+        if start.strip() and text.startswith(start):
+            text = text[len(start) :]
+            break
+        if not final and text and start.strip() and start.startswith(text):
+            return ""  # the current line is being repeated: nothing new yet
+    text = text.rstrip() if final else text
+    first = suffix.split("\n", 1)[0].strip()
+    if first and text.rstrip().endswith(first):
+        text = text.rstrip()[: -len(first)]
+    lines = text.split("\n")
+    if len(lines) > MAX_LINES:
+        text = "\n".join(lines[:MAX_LINES])
+    return text[:MAX_TEXT]
+
+
+def answer_text(answer: Any) -> str:
+    """The generated text of a chat or legacy completion answer (JSON)."""
+    try:
+        choice = answer["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    if not isinstance(choice, dict):
+        return ""
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else choice.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _delta_text(chunk: dict[str, Any]) -> str:
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ""  # the usage chunk, keep-alives
+    delta = choices[0].get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choices[0].get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+async def _stream(
+    events: AsyncGenerator[bytes, None], req: InlineRequest, model: str, cached: bool
+) -> AsyncGenerator[bytes, None]:
+    """The upstream's chat or completion stream as cumulative cleaned text, then a done event.
+    Closing this closes `events`: a client that goes away is charged as for any stream."""
+    raw, shown = "", ""
+    try:
+        async for ev in events:
+            obj = event_json(ev)
+            if obj is None:
+                continue
+            if "error" in obj:  # the stream failed upstream: said once, then the end
+                yield _event({"error": obj["error"]})
+                return
+            piece = _delta_text(obj)
+            if not piece:
+                continue
+            raw += piece
+            text = clean(raw, req.prefix, req.suffix, final=False)
+            if text != shown:
+                shown = text
+                yield _event({"text": text})
+        text = clean(raw, req.prefix, req.suffix)
+        yield _event({"done": True, "text": text, "model": model, "cached": cached})
+    finally:
+        await events.aclose()
+
+
+Chat = Callable[..., Awaitable[Reply]]
+
+
+class InlineCompletions:
+    """``{proxy}inline``: one completion on Engine.chat's path (`chat`), in the caller's
+    "inline" rate class (``Caller.client``, which only this edge sets), and what the editor's
+    status item shows."""
+
+    def __init__(
+        self,
+        chat: Chat,
+        settings: InlineSettings,
+        access: Callable[[Caller], Awaitable[Access]],
+        windows: PolicyWindows,
+        limiter: Limiter,
+    ) -> None:
+        self.chat = chat
+        self.settings = settings
+        self.access = access  # Engine.access
+        self.windows = windows
+        self.limiter = limiter
+
+    async def complete(self, body: Any, caller: Caller, **kw: Any) -> Reply:
+        req = parse(body)
+        if not kw.get("notebook") and req.notebook:  # the header wins; either is checked
+            kw["notebook"] = notebook_path(req.notebook)
+        fim = self.settings.fim
+        upstream = fim_body(req, self.settings) if fim else chat_body(req, self.settings)
+        reply = await self.chat(
+            upstream,
+            replace(caller, client="inline"),
+            endpoint="completions" if fim else "chat/completions",
+            api="inline",
+            **kw,
+        )
+        cached = reply.headers.get("X-RSQL-Cache") == "hit"
+        if reply.events is None:
+            try:
+                answer = json.loads(reply.body)
+            except ValueError:
+                answer = None
+            text = clean(answer_text(answer), req.prefix, req.suffix)
+            reply.body = json.dumps({"text": text, "model": reply.model, "cached": cached}).encode()
+            reply.headers["Content-Type"] = "application/json"
+            return reply
+        reply.events = _stream(reply.events, req, reply.model, cached)
+        return reply
+
+    async def status(self, caller: Caller) -> dict[str, Any]:
+        """``GET {proxy}inline``: whether the caller's completions are on now, and if not why
+        (a policy window, the admin's switch, no model they may use, the budget spent)."""
+        access = await self.access(caller)
+        model = self.settings.model or access.default_model
+        out: dict[str, Any] = {"model": model, "debounce_ms": self.settings.debounce_ms}
+        window, span = access.window, access.span
+        if window is not None and span is not None and window.mode == "off":
+            refused: EngineError = self.windows.refusal(window, span)
+            return {**out, "on": False, "reason": "window", "message": refused.message}
+        try:
+            check_feature("inline", access, self.windows, caller.user)
+        except EngineError as exc:
+            reason = "window" if exc.code == "policy_window" else "off"
+            return {**out, "on": False, "reason": reason, "message": exc.message}
+        if not model or not access.allows(model):
+            why = (
+                f"the completion model {model!r} is not among your models"
+                if model
+                else ("no completion model is configured and you have no default model")
+            )
+            return {**out, "on": False, "reason": "no_model", "message": why + "; ask your admin"}
+        try:
+            budget = (await self.limiter.snapshot(caller.user, caller.groups))["budget"]
+        except Exception:  # a state outage: the completion itself will say what is wrong
+            budget = None
+        if budget is not None and budget["remaining_usd"] <= 0:
+            return {
+                **out,
+                "on": False,
+                "reason": "budget",
+                "message": f"today's budget is spent; completions are back at {budget['resets_at']}",
+            }
+        return {**out, "on": True, "reason": None, "message": f"completions by {model}"}

@@ -1,0 +1,107 @@
+"""``{base_url}rsql/inline`` in a server whose kernels use another proxy: passed on there.
+
+On JupyterHub every user's server has ``RSQL_PROXY_URL`` (the hub service, set by
+``configure_jupyterhub``) and its kernels ask there with the server's hub token. The editor's
+inline completions come from the browser to the user's own server, whose extension would answer
+with its own engine: another model, none of the admin's limits, budget, windows or usage log. So
+that server passes them on as its kernels would ask (``rsql_magic.client``'s discovery): to
+``RSQL_PROXY_URL`` with ``RSQL_PROXY_TOKEN`` or the server's ``JUPYTERHUB_API_TOKEN``, and only
+for the server's owner, whom that token names. The token never reaches the browser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tornado.iostream import StreamClosedError
+
+from .engine.errors import HTTP11Error
+from .engine.upstreams.transport.http11 import HTTP11Client
+
+MAX_BODY = 1 << 20  # a completion's body is a few kB; the service's own caps hold beyond this
+# the first byte within this; then each piece of the stream within the same
+TIMEOUT_S = 60.0
+PASSED_HEADERS = ("content-type", "retry-after", "ratelimit", "ratelimit-policy", "x-rsql-cache")
+
+
+def forward_target(env: Mapping[str, str], own_url: str) -> tuple[str, str] | None:
+    """(URL of the proxy's ``inline``, token) when the kernels' proxy is another one, else None."""
+    url = env.get("RSQL_PROXY_URL", "").strip()
+    token = env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN") or ""
+    if not url or not token or url.rstrip("/") == own_url.rstrip("/"):
+        return None
+    return url.rstrip("/") + "/inline", token
+
+
+class InlineForwardMixin:
+    """GET and POST ``rsql/inline``, answered by the proxy at ``RSQL_PROXY_URL``; combined with
+    the extension host's authenticated base class (``extension.py``)."""
+
+    client = HTTP11Client()  # one keep-alive pool for the server's forwarded completions
+    # the base class's (tornado's RequestHandler, ExtensionBase), for the type checker
+    request: Any
+    rsql_caller: Any
+    set_status: Any
+    set_header: Any
+    write: Any
+    flush: Any
+    finish: Any
+
+    def initialize(self, target: str, token: str, owner: str) -> None:
+        self.target, self.proxy_token, self.owner = target, token, owner
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": {"message": message, "type": "error", "code": code}}))
+
+    def _owner(self) -> bool:
+        caller = self.rsql_caller()
+        if caller is not None and caller.user == self.owner:
+            return True
+        # anyone else the hub lets in (shared access, a service) would be billed as the owner
+        self._refuse(403, "inline completions here are the server owner's only", "forbidden")
+        return False
+
+    async def get(self) -> None:
+        if self._owner():
+            await self._pass("GET", b"")
+
+    async def post(self) -> None:
+        if not self._owner():
+            return
+        if len(self.request.body) > MAX_BODY:
+            self._refuse(413, f"request body is larger than {MAX_BODY} bytes", "too_large")
+            return
+        await self._pass("POST", self.request.body)
+
+    async def _pass(self, method: str, body: bytes) -> None:
+        headers = {"Authorization": f"token {self.proxy_token}", "Content-Type": "application/json"}
+        notebook = self.request.headers.get("X-RSQL-Notebook")
+        if notebook:
+            headers["X-RSQL-Notebook"] = notebook
+        try:
+            answer = await self.client.request(
+                method, self.target, headers=headers, body=body, timeout=TIMEOUT_S
+            )
+        except (HTTP11Error, OSError, TimeoutError):
+            self._refuse(
+                502, "the proxy at RSQL_PROXY_URL did not answer; try again", "upstream_error"
+            )
+            return
+        self.set_status(answer.status)
+        for name in PASSED_HEADERS:
+            if name in answer.headers:
+                self.set_header(name, answer.headers[name])
+        try:
+            async for piece in answer.iter_chunks(TIMEOUT_S):
+                self.write(piece)
+                await self.flush()
+        except StreamClosedError:  # the editor moved on: closing ends the request there too
+            answer.close()
+            return
+        except (HTTP11Error, TimeoutError):
+            answer.close()
+        self.finish()

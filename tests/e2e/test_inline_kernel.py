@@ -1,0 +1,180 @@
+"""The kernel side of inline completions in real processes: an ipykernel answers the editor's
+silent execute request (issue 38's contract, section 2) with its frames, R data.frames and
+variables, and the module imports nothing heavy. The collector's own rules (bounds, hostile
+labels, schemas) are in tests/unit/test_inline_context.py."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from tests.helpers import REPO, child_env
+from tests.helpers.kernels import kernel_env, require_or_skip, require_r
+
+pytestmark = pytest.mark.slow
+
+# the frontend's request, exactly as section 2 of the contract writes it
+EXPRESSION = (
+    "__import__('rsql_magic.context.inline', fromlist=['frontend_context'])"
+    ".frontend_context(get_ipython())"
+)
+HEAVY = ("pandas", "polars", "numpy", "rpy2", "sqlglot", "rsql_magic.session", "rsql_magic.sql")
+LOADED = f"sorted(m for m in {HEAVY!r} if m in __import__('sys').modules)"
+
+FRAMES = r"""
+import pandas as pd, sqlite3
+for i in range(50):
+    globals()[f"frame{i:02d}"] = pd.DataFrame({f"col{j}_{i}": [1.0, 2.0] for j in range(20)})
+del i
+sales = pd.DataFrame({"region": ["north", "south"], "revenue": [10.5, 20.0]})
+n_students = 120
+conn = sqlite3.connect(":memory:")
+"""
+
+
+class Kernel:
+    """An ipykernel with the repository importable, spoken to as JupyterLab speaks to it."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.km, self.kc = start_new_kernel(
+            kernel_name="python3", env=kernel_env(None), cwd=str(cwd)
+        )
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+    def reply(self, msg_id: str, timeout: float = 60) -> dict[str, Any]:
+        while True:
+            msg = self.kc.get_shell_msg(timeout=timeout)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return dict(msg["content"])
+
+    def run(self, code: str) -> dict[str, Any]:
+        content = self.reply(self.kc.execute(code, allow_stdin=False))
+        assert content["status"] == "ok", content
+        return content
+
+    def request(self, **expressions: str) -> dict[str, Any]:
+        """The contract's silent execute request; each expression's answer."""
+        msg_id = self.kc.execute(
+            "",
+            silent=True,
+            store_history=False,
+            allow_stdin=False,
+            stop_on_error=False,
+            user_expressions=expressions,
+        )
+        content = self.reply(msg_id)
+        assert content["status"] == "ok", content
+        return dict(content["user_expressions"])
+
+    def context(self) -> dict[str, Any]:
+        answer = self.request(rsql=EXPRESSION)["rsql"]
+        assert answer["status"] == "ok", answer
+        return dict(answer["data"]["application/json"])
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[Kernel]:
+    require_or_skip("ipykernel")
+    k = Kernel(tmp_path)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def test_a_kernel_with_fifty_frames_answers_the_request(kernel: Kernel) -> None:
+    require_or_skip("pandas")
+    count = kernel.run(FRAMES)["execution_count"]
+    data = kernel.context()
+    assert list(data) == ["frames", "r", "tables", "variables", "truncated", "ms"]
+    frames = {f["name"]: f for f in data["frames"]}
+    assert len(frames) == 50 and data["truncated"] is True  # 51 frames in memory
+    assert frames["sales"] == {
+        "name": "sales",
+        "kind": "pandas.DataFrame",
+        "columns": ["region", "revenue"],
+        "dtypes": [frames["sales"]["dtypes"][0], "float64"],  # object or str: pandas' choice
+        "rows": 2,
+    }
+    assert frames["frame49"]["columns"][:2] == ["col0_49", "col1_49"]
+    variables = {v["name"]: v["type"] for v in data["variables"]}
+    assert variables == {"n_students": "int", "conn": "sqlite3.Connection"}
+    assert "10.5" not in json.dumps(data) and "north" not in json.dumps(data)
+
+    # silent: no execution count, nothing in the history; quick every time
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        again = kernel.context()
+        times.append((time.perf_counter() - t0) * 1000)
+        assert len(again["frames"]) == 50
+    after = kernel.run("len(In)")
+    assert after["execution_count"] == count + 1
+    assert statistics.median(times) < 200, times  # the bench measures it (goal: 20 ms)
+
+
+def test_nothing_heavy_is_imported_and_r_is_never_started(kernel: Kernel) -> None:
+    before = kernel.request(m=LOADED)["m"]["data"]["text/plain"]
+    kernel.run("x = [1, 2, 3]")
+    data = kernel.context()
+    assert data["frames"] == [] and data["r"] == [] and data["tables"] == []
+    assert data["variables"] == [{"name": "x", "type": "list"}]
+    assert kernel.request(m=LOADED)["m"]["data"]["text/plain"] == before == "[]"
+
+
+def test_r_data_frames_of_the_kernels_r(kernel: Kernel) -> None:
+    require_r()
+    kernel.run("%load_ext rpy2.ipython")
+    kernel.run("%R scores <- data.frame(student = c('ann', 'bob'), score = c(90.5, 80))")
+    data = kernel.context()
+    assert {"name": "scores", "kind": "data.frame", "columns": ["student", "score"]} in data["r"]
+    assert "ann" not in json.dumps(data)
+
+
+def imported(code: str, cwd: Path) -> set[str]:
+    """The modules ``python -X importtime -c code`` loads."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=child_env(PYTHONPATH=str(REPO)),
+        timeout=60,
+        check=True,
+    )
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+
+
+def test_the_module_imports_only_the_standard_library(tmp_path: Path) -> None:
+    """What ``python -X importtime`` sees the import load beyond the standard library modules
+    the package's collectors use: the package's small modules, nothing else."""
+    stdlib = imported(
+        "import __future__, collections.abc, dataclasses, json, os, re, sys, time, traceback, types,"
+        " typing, weakref",
+        tmp_path,
+    )
+    loaded = imported("import rsql_magic.context.inline", tmp_path) - stdlib
+    assert sorted(loaded) == [
+        "rsql_magic",
+        "rsql_magic.context",
+        "rsql_magic.context.frames",
+        "rsql_magic.context.history",
+        "rsql_magic.context.inline",
+        "rsql_magic.context.rsession",
+    ]

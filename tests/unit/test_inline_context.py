@@ -1,0 +1,318 @@
+"""The kernel context of inline completions (rsql_magic.context.inline, issue 38's contract,
+section 2) through its public function, in a real IPython shell with real pandas, polars, numpy,
+SQLite and R frames. What a real kernel answers to the editor's silent execute request, and
+that the module imports nothing heavy, are in tests/e2e/test_inline_kernel.py (processes)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from rsql_magic.context.inline import InlineContext, frontend_context, remember_schema
+from rsql_magic.sql.schema import capture_schema
+from tests.helpers.kernels import import_rpy2, require_r
+
+# the frontend's expression, exactly as section 2 of the contract writes it
+EXPRESSION = (
+    "__import__('rsql_magic.context.inline', fromlist=['frontend_context'])"
+    ".frontend_context(get_ipython())"
+)
+
+
+@pytest.fixture
+def shell() -> Iterator[Any]:
+    """The test process's InteractiveShell; the names a test binds are removed after it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    before = set(ip.user_ns)
+    yield ip
+    for name in set(ip.user_ns) - before:
+        ip.user_ns.pop(name, None)
+
+
+def context(ip: Any, **kw: Any) -> dict[str, Any]:
+    ctx = frontend_context(ip, **kw)
+    assert isinstance(ctx, InlineContext)
+    data = ctx._repr_json_()
+    json.dumps(data)  # what IPython sends must be JSON as it is
+    return data
+
+
+def frame(data: dict[str, Any], name: str) -> dict[str, Any]:
+    hits = [f for f in data["frames"] if f["name"] == name]
+    assert len(hits) == 1, [f["name"] for f in data["frames"]]
+    return hits[0]
+
+
+def test_frames_columns_dtypes_rows_and_what_is_left_out(shell: Any) -> None:
+    shell.run_cell(
+        "import os, json\n"
+        "import pandas as pd, polars as pl, numpy as np\n"
+        "sales = pd.DataFrame({'region': ['n', 's', 'n'], 'revenue': [1.5, 2.0, 3.25],\n"
+        "                      'kind': pd.Categorical(['secret_a', 'secret_b', 'secret_a'])})\n"
+        "orders = pl.DataFrame({'id': [1, 2], 'status': pl.Series(['open_x', 'shut_y'],\n"
+        "                       dtype=pl.Enum(['open_x', 'shut_y']))})\n"
+        "lazy = orders.lazy()\n"
+        "_private = pd.DataFrame({'hidden_col': [1]})\n"
+        "n = 3\nlabel = 'a secret value'\ngrid = np.zeros((3, 4))\nprices = sales['revenue']\n"
+        "def helper(): pass\n"
+        "class Thing: pass\n"
+    )
+    data = context(shell)
+    assert list(data) == ["frames", "r", "tables", "variables", "truncated", "ms"]
+    assert data["truncated"] is False and 0 <= data["ms"] < 1000
+
+    sales = frame(data, "sales")
+    assert sales["kind"] == "pandas.DataFrame" and sales["rows"] == 3
+    assert sales["columns"] == ["region", "revenue", "kind"]
+    assert sales["dtypes"][1:] == ["float64", "category"]
+    orders = frame(data, "orders")
+    assert orders == {
+        "name": "orders",
+        "kind": "polars.DataFrame",
+        "columns": ["id", "status"],
+        "dtypes": ["Int64", "Enum"],  # an Enum's type text would list its values
+        "rows": 2,
+    }
+
+    text = json.dumps(data)
+    for value in ("secret_a", "open_x", "a secret value", "1.5"):
+        assert value not in text  # names and types only, never a value
+    names = {f["name"] for f in data["frames"]} | {v["name"] for v in data["variables"]}
+    for absent in ("_private", "hidden_col", "os", "json", "pd", "helper", "Thing", "In", "Out"):
+        assert absent not in names and json.dumps(absent) not in text
+    assert "exit" not in names and "get_ipython" not in names
+
+    variables = {v["name"]: v for v in data["variables"]}
+    assert variables["n"] == {"name": "n", "type": "int"}
+    assert variables["label"] == {"name": "label", "type": "str"}
+    assert variables["grid"] == {"name": "grid", "type": "numpy.ndarray", "shape": [3, 4]}
+    assert variables["prices"] == {"name": "prices", "type": "pandas.Series", "shape": [3]}
+    assert variables["lazy"]["type"] == "polars.LazyFrame"  # a plan: never resolved here
+
+
+def test_user_expressions_answer_is_the_json(shell: Any) -> None:
+    shell.user_ns["sales"] = pd.DataFrame({"region": ["n"], "revenue": [1.0]})
+    reply = shell.user_expressions({"rsql": EXPRESSION})["rsql"]
+    assert reply["status"] == "ok", reply
+    data = reply["data"]["application/json"]
+    assert frame(data, "sales")["columns"] == ["region", "revenue"]
+    assert data["truncated"] is False and isinstance(data["ms"], float)
+    assert reply["data"]["text/plain"].startswith("<rsql inline context: ")
+
+
+def test_sixty_frames_are_bounded_to_fifty(shell: Any) -> None:
+    for i in range(60):
+        shell.user_ns[f"f{i:02d}"] = pd.DataFrame({"a": [i], "b": [float(i)]})
+    data = context(shell, budget_ms=5000)
+    assert len(data["frames"]) == 50 and data["truncated"] is True
+    assert frame(data, "f59")["columns"] == ["a", "b"]  # the most recently defined first
+
+
+def test_fifty_frames_of_twenty_columns_fit_whole(shell: Any) -> None:
+    """The benchmark's case (issue 38, item 6): all of it is sent, within the size bound."""
+    for i in range(50):
+        shell.user_ns[f"frame{i}"] = pd.DataFrame({f"c{j}": [1.0] for j in range(20)})
+    shell.user_ns["total"] = 3
+    data = context(shell, budget_ms=5000)
+    mine = [f for f in data["frames"] if f["name"].startswith("frame")]
+    assert len(mine) == 50 and all(len(f["columns"]) == 20 for f in mine)
+    assert data["truncated"] is False
+    assert len(json.dumps(data)) <= 32_000
+
+
+def test_a_tiny_time_budget_truncates(shell: Any) -> None:
+    for i in range(50):
+        shell.user_ns[f"f{i:02d}"] = pd.DataFrame({f"c{j}": [1] for j in range(50)})
+    data = context(shell, budget_ms=0.001)
+    assert data["truncated"] is True
+    assert len(data["frames"]) < 50
+    assert data["ms"] < 500
+
+
+def test_a_wide_frame_is_bounded(shell: Any) -> None:
+    shell.user_ns["wide"] = pd.DataFrame(
+        np.zeros((2, 5000)), columns=[f"c{i}" for i in range(5000)]
+    )
+    shell.user_ns["wide_pl"] = pl.DataFrame({f"p{i}": [1] for i in range(5000)})
+    data = context(shell, budget_ms=5000)
+    for name in ("wide", "wide_pl"):
+        f = frame(data, name)
+        assert 0 < len(f["columns"]) <= 200 and len(f["columns"]) == len(f["dtypes"])
+    assert frame(data, "wide")["columns"][:2] == ["c0", "c1"]
+    assert data["truncated"] is True
+    assert len(json.dumps(data)) <= 32_000
+
+
+def test_the_size_bound_holds_for_long_names(shell: Any) -> None:
+    long = "x" * 500
+    for i in range(50):
+        shell.user_ns[f"f{i:02d}"] = pd.DataFrame({f"{long}{j}": [1] for j in range(200)})
+    data = context(shell, budget_ms=5000)
+    assert data["truncated"] is True
+    assert len(json.dumps(data)) <= 32_000
+    assert all(len(c) <= 100 for f in data["frames"] for c in f["columns"])
+
+
+class Raising:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+    def __hash__(self) -> int:
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+
+class Slow:
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __str__(self) -> str:
+        time.sleep(0.05)
+        return f"slow{self.i}"
+
+    def __hash__(self) -> int:
+        return self.i
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Slow) and other.i == self.i
+
+
+class NotText:
+    def __str__(self) -> Any:  # a __str__ that does not return a str
+        return 42
+
+
+def test_hostile_column_labels(shell: Any) -> None:
+    bad = pd.DataFrame([[1, 2, 3, 4]], columns=["ok", Raising(), NotText(), "fine"])
+    shell.user_ns["bad"] = bad
+    shell.user_ns["tricky"] = pd.DataFrame(
+        {"__import__('os').system('x')": [1], "{{7*7}}": [2], '"; DROP': [3], "é\n\x00": [4]}
+    )
+    shell.user_ns["multi"] = pd.DataFrame(
+        [[1, 2]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")])
+    )
+    data = context(shell, budget_ms=5000)
+    assert frame(data, "bad")["columns"] == ["ok", "fine"]
+    assert frame(data, "bad")["dtypes"] == ["int64", "int64"]
+    assert data["truncated"] is True  # something was left out
+    assert frame(data, "tricky")["columns"] == [
+        "__import__('os').system('x')",
+        "{{7*7}}",
+        '"; DROP',
+        "é\n\x00",
+    ]  # text, as it is, in JSON: never evaluated
+    assert frame(data, "multi")["columns"] == ["a.x", "a.y"]
+
+    shell.user_ns["slow"] = pd.DataFrame([list(range(40))], columns=[Slow(i) for i in range(40)])
+    t0 = time.perf_counter()
+    data = context(shell, budget_ms=120)
+    assert time.perf_counter() - t0 < 0.5  # stopped at the next look at the clock
+    assert data["truncated"] is True
+
+
+def test_captured_schemas_are_tables_without_a_query(shell: Any) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL);"
+        "CREATE TABLE people (name TEXT, email TEXT);"
+        "INSERT INTO people VALUES ('Ann', 'ann@example.com');"
+    )
+    schema = capture_schema(conn)
+    shell.user_ns["conn"] = conn
+    remember_schema(shell, "conn", schema)
+    conn.execute("DROP TABLE people")  # later changes are not read: no query here
+    data = context(shell)
+    assert data["tables"] == [
+        {"connection": "conn", "name": "orders", "columns": ["id", "total"]},
+        {"connection": "conn", "name": "people", "columns": ["name", "email"]},
+    ]
+    assert "ann@example.com" not in json.dumps(data)
+    assert {"name": "conn", "type": "sqlite3.Connection"} in data["variables"]
+
+    class Other:
+        pass
+
+    assert context(Other())["tables"] == []  # another shell: none of this one's schemas
+    conn.close()
+
+
+def test_sql_ai_leaves_the_tables_it_read_for_the_editor(
+    shell: Any, complete: Any, fresh_provider: Any
+) -> None:
+    """%%sql_ai's own schema capture is what the editor's completions then name."""
+    from rsql_magic.session import Session
+    from rsql_magic.sql.connections import resolve
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
+    fresh_provider.script("```sql\nSELECT count(*) AS n FROM orders\n```")
+    db = resolve(conn)
+    label = db.label or db.kind
+    assert not [t for t in context(shell)["tables"] if t["connection"] == label]
+    result = Session.of(shell).run_sql("How many orders?", db, complete)
+    assert result.frame is not None and list(result.frame.columns) == ["n"]
+    tables = [t for t in context(shell)["tables"] if t["connection"] == label]
+    assert [(t["name"], t["columns"]) for t in tables] == [("orders", ["id", "total"])]
+    conn.close()
+
+
+def test_many_captured_tables_are_bounded(shell: Any) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript("".join(f"CREATE TABLE t{i:03d} (a INT, b INT);" for i in range(150)))
+    remember_schema(shell, "big", capture_schema(conn))
+    data = context(shell, budget_ms=5000)
+    assert 0 < len(data["tables"]) <= 100 and data["truncated"] is True
+    conn.close()
+
+
+def test_no_shell_and_a_broken_namespace() -> None:
+    assert context(None)["frames"] == []  # not IPython: nothing, never an error
+
+    class Shell:
+        user_ns = {"odd": pd.DataFrame({"a": [1]}), 3: "not a name"}
+
+    data = context(Shell())
+    assert frame(data, "odd")["columns"] == ["a"]
+
+
+@pytest.fixture(scope="module")  # as test_context_r's: rpy2 asks `R RHOME` once, at its start
+def r_session() -> Iterator[Any]:
+    require_r()
+    import_rpy2()
+    import rpy2.robjects as ro
+
+    ro.r(
+        "cars_inline <- mtcars\n"
+        "notes_inline <- 'a secret value'\n"
+        "for (i in 1:60) assign(sprintf('r_inline_%02d', i), data.frame(k = 1, v = 'x'))"
+    )
+    yield ro
+    ro.r("rm(list = c('cars_inline', 'notes_inline', sprintf('r_inline_%02d', 1:60)))")
+
+
+def test_r_data_frames_of_a_running_r(shell: Any, r_session: Any) -> None:
+    level = r_session.r("compiler::enableJIT(-1)")[0]
+    data = context(shell, budget_ms=5000)
+    assert data["r"][0] == {
+        "name": "cars_inline",
+        "kind": "data.frame",
+        "columns": ["mpg", "cyl", "disp", "hp", "drat", "wt", "qsec", "vs", "am", "gear", "carb"],
+    }
+    assert {"name": "r_inline_01", "kind": "data.frame", "columns": ["k", "v"]} in data["r"]
+    assert len(data["r"]) == 50 and data["truncated"] is True
+    assert "secret" not in json.dumps(data)
+    assert r_session.r("compiler::enableJIT(-1)")[0] == level  # the user's JIT level is back
+    data = context(shell)  # the default budget: R comes last, with the time left
+    assert data["ms"] < 200
