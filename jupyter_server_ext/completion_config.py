@@ -59,11 +59,6 @@ class CompletionSettings(Configurable):
         help="""Inline completions of one user in flight at once (a keystroke cancels the one
         before it; 0: no limit).""",
     ).tag(config=True)
-    completion_debounce_ms = Integer(
-        DEFAULTS.debounce_ms,
-        help="""How long the editor waits after a keystroke before it asks (a hint the frontend
-        reads from GET {proxy}inline; the limits above are what hold).""",
-    ).tag(config=True)
 
     def completion_limits(self) -> tuple[tuple[Rate, ...], int]:
         """The completion rate class's windows and concurrency, checked."""
@@ -83,11 +78,6 @@ class CompletionSettings(Configurable):
                 "RSQLProxy.completion_max_tokens must be from 1 to 4096, got "
                 f"{self.completion_max_tokens}"
             )
-        if not 0 <= self.completion_debounce_ms <= 5000:
-            raise ConfigError(
-                "RSQLProxy.completion_debounce_ms must be from 0 to 5000, got "
-                f"{self.completion_debounce_ms}"
-            )
         serving = [s for s in specs if model and s.may_serve(model)]
         if model and not serving:
             raise ConfigError(
@@ -105,5 +95,4 @@ class CompletionSettings(Configurable):
             model=model,
             fim=self.completion_fim,
             max_tokens=self.completion_max_tokens,
-            debounce_ms=self.completion_debounce_ms,
         )

@@ -2,8 +2,9 @@
 
 import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
+import { completionPlugin } from './completion';
 import { proposalPlugin } from './proposal';
 
-const plugins: JupyterFrontEndPlugin<void>[] = [proposalPlugin];
+const plugins: JupyterFrontEndPlugin<void>[] = [proposalPlugin, completionPlugin];
 
 export default plugins;

@@ -28,7 +28,12 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   (JSON and typed events; it stores nothing); paths in :attr:`FakeProvider.unserved` answer 404,
   as a provider without that endpoint does;
 - :attr:`FakeProvider.strict_fields`: an unknown chat field or a top_p that is not a number is
-  refused with OpenAI's 400, whose message echoes the field's name.
+  refused with OpenAI's 400, whose message echoes the field's name;
+- :attr:`FakeProvider.respond`: a model that answers from what it was sent. A callable given
+  the request body (chat or legacy completion) and returning the text to answer, or None to
+  fall through to the scripted replies and the default answer; consulted first, on every
+  accepted request to ``POST /v1/chat/completions`` and ``POST /v1/completions``, and streamed
+  as any answer is (``reset`` clears it).
 
 It records every request it received (body, key alias, time) in :attr:`FakeProvider.received`.
 It runs its own event loop in a thread, so sync tests, kernels and Jupyter servers in other
@@ -46,6 +51,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +123,8 @@ class FakeProvider(LoopbackServer):
         # True: refuse with 400, as OpenAI does, an unknown top-level chat field (its message
         # echoes the field's name) and a top_p that is not a number, before any window counts
         self.strict_fields = False
+        # a model that answers from the request body (str), or None: the scripted replies
+        self.respond: Callable[[dict[str, Any]], str | None] | None = None
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
@@ -169,6 +177,7 @@ class FakeProvider(LoopbackServer):
             self.forbidden_models = set()
             self.models_delay = 0.0
             self.strict_fields = False
+            self.respond = None
 
     # -- lifecycle (LoopbackServer: start, stop, a context manager) ------------------------
 
@@ -309,9 +318,9 @@ class FakeProvider(LoopbackServer):
             return err
         assert policy is not None and rec is not None
         prompt = body.get("prompt", "")
-        words = f"Fake completion of: {str(prompt)[:200]}".split(" ")[
-            : int(body.get("max_tokens") or 16)
-        ]
+        responded = self.respond(body) if self.respond is not None else None
+        text = f"Fake completion of: {str(prompt)[:200]}" if responded is None else responded
+        words = text.split(" ")[: int(body.get("max_tokens") or 16)]
         # the text after the insertion point is prompt too, billed as such
         prompt_tokens = max(1, (len(str(prompt)) + len(str(body.get("suffix") or ""))) // 4)
         headers = self._admit(policy, time.monotonic(), prompt_tokens + len(words))
@@ -379,13 +388,17 @@ class FakeProvider(LoopbackServer):
             rec.status = 400
             return _error(400, invalid, "invalid_request_error", kind="invalid_request_error")
 
+        responded = self.respond(body) if self.respond is not None else None
         with self._lock:
             fault = self._faults.get(policy.alias)
             if fault and fault.count != 0:
                 fault.count -= 1
             else:
                 fault = None
-            reply = self._replies.popleft() if self._replies else None
+            if responded is not None:
+                reply: str | dict[str, Any] | None = responded
+            else:
+                reply = self._replies.popleft() if self._replies else None
 
         if fault and fault.kind == "status":
             rec.status = fault.status

@@ -217,7 +217,6 @@ def test_the_status_names_a_completion_model_the_user_may_not_use(
     state = json.loads(raw)
     assert state == {
         "model": "fake-large",
-        "debounce_ms": 250,
         "on": False,
         "reason": "no_model",
         "message": "the completion model 'fake-large' is not among your models; ask your admin",

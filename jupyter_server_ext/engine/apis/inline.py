@@ -63,7 +63,6 @@ class InlineSettings:
     model: str = ""  # "": the caller's default model
     fim: bool = False  # the model fills in the middle through v1/completions with `suffix`
     max_tokens: int = 64
-    debounce_ms: int = 250  # what the frontend waits after a keystroke (a hint it reads)
 
 
 @dataclass(frozen=True)
@@ -364,7 +363,7 @@ class InlineCompletions:
         (a policy window, the admin's switch, no model they may use, the budget spent)."""
         access = await self.access(caller)
         model = self.settings.model or access.default_model
-        out: dict[str, Any] = {"model": model, "debounce_ms": self.settings.debounce_ms}
+        out: dict[str, Any] = {"model": model}
         window, span = access.window, access.span
         if window is not None and span is not None and window.mode == "off":
             refused: EngineError = self.windows.refusal(window, span)

@@ -1,0 +1,194 @@
+/**
+ * The status bar item: "rsql ✓" when inline completions are on, "rsql: off (reason)" when the
+ * proxy (GET {proxy}inline) or the user's settings turn them off; the proxy's message is the
+ * tooltip. Drawn with textContent only: the message comes from a server and is never markup.
+ */
+
+import { Widget } from '@lumino/widgets';
+
+import type { InlineStatus } from './client';
+
+export interface StatusView {
+  readonly text: string;
+  readonly title: string;
+  readonly on: boolean;
+}
+
+// a reason is a word of the contract ("window", "off", "budget", "no_model"); anything else
+// from a server is shown as "off", never as whatever it says
+const REASON = /^[a-z_]{1,20}$/;
+
+export interface StatusInput {
+  /** the last GET answer, or null when none came */
+  readonly status: InlineStatus | null;
+  /** why the last GET failed, if it did */
+  readonly problem: string | null;
+  /** the last error reply's message, shown in the tooltip */
+  readonly lastError: string | null;
+  /** the user's own setting */
+  readonly enabled: boolean;
+}
+
+export function describeStatus(input: StatusInput): StatusView {
+  if (!input.enabled) {
+    return {
+      text: 'rsql: off (settings)',
+      title:
+        'Inline completions are turned off in Settings → rsql-assistant: inline completions.',
+      on: false
+    };
+  }
+  const status = input.status;
+  if (!status) {
+    return {
+      text: 'rsql: off (unreachable)',
+      title: input.problem || input.lastError || 'The rsql proxy did not answer.',
+      on: false
+    };
+  }
+  if (status.on) {
+    const base =
+      status.message || `Inline completions are on${status.model ? ` (${status.model})` : ''}.`;
+    return {
+      text: 'rsql ✓',
+      title: input.lastError ? `${base}\nLast error: ${input.lastError}` : base,
+      on: true
+    };
+  }
+  const reason = status.reason && REASON.test(status.reason) ? status.reason : 'off';
+  return {
+    text: `rsql: off (${reason})`,
+    title: status.message || input.lastError || 'Inline completions are off.',
+    on: false
+  };
+}
+
+/** The item's widget: a text span and a tooltip. */
+export class StatusWidget extends Widget {
+  constructor() {
+    super();
+    this.addClass('rsql-inline-status');
+    this.node.textContent = 'rsql …';
+  }
+
+  display(view: StatusView): void {
+    this.node.textContent = view.text;
+    this.node.title = view.title;
+    this.toggleClass('rsql-mod-off', !view.on);
+  }
+}
+
+export interface PollerOptions {
+  readonly fetchStatus: () => Promise<InlineStatus>;
+  readonly onView: (view: StatusView) => void;
+  /** each answer of the proxy, as it comes (not the redraws in between) */
+  readonly onStatus?: (status: InlineStatus) => void;
+  readonly enabled: () => boolean;
+  readonly intervalMs?: number;
+  /** after an error reply, ask again no sooner than this */
+  readonly errorRefreshMs?: number;
+  readonly document?: Document;
+  readonly now?: () => number;
+}
+
+/**
+ * Asks the proxy on start, every minute while the page is visible, and after an error reply
+ * (at most once per few seconds: typing would otherwise send one per keystroke).
+ */
+export class StatusPoller {
+  constructor(private readonly _o: PollerOptions) {
+    this._doc = _o.document ?? document;
+    this._now = _o.now ?? (() => Date.now());
+  }
+
+  start(): void {
+    void this.refresh();
+    this._timer = setInterval(() => {
+      if (this._doc.visibilityState === 'visible') {
+        void this.refresh();
+      }
+    }, this._o.intervalMs ?? 60_000);
+    this._doc.addEventListener('visibilitychange', this._onVisible);
+  }
+
+  stop(): void {
+    if (this._timer !== null) {
+      clearInterval(this._timer);
+      this._timer = null;
+    }
+    this._doc.removeEventListener('visibilitychange', this._onVisible);
+  }
+
+  /** An error reply came: show its message now, ask the proxy again soon. */
+  errorReply(message: string): void {
+    this._lastError = message;
+    this._render();
+    const now = this._now();
+    if (now - this._lastErrorRefresh >= (this._o.errorRefreshMs ?? 5000)) {
+      this._lastErrorRefresh = now;
+      void this.refresh();
+    }
+  }
+
+  /** The user's settings changed: redraw (and ask, when they turned it on). */
+  settingsChanged(): void {
+    this._render();
+    if (this._o.enabled()) {
+      void this.refresh();
+    }
+  }
+
+  async refresh(): Promise<void> {
+    const asked = ++this._asked;
+    try {
+      const status = await this._o.fetchStatus();
+      if (asked !== this._asked) {
+        return; // a newer answer is on its way
+      }
+      this._status = status;
+      this._problem = null;
+      this._o.onStatus?.(status);
+      if (status.on) {
+        this._lastError = null;
+      }
+    } catch (error) {
+      if (asked !== this._asked) {
+        return;
+      }
+      this._status = null;
+      this._problem = error instanceof Error ? error.message : String(error);
+    }
+    this._lastRefresh = this._now();
+    this._render();
+  }
+
+  get view(): StatusView {
+    return describeStatus({
+      status: this._status,
+      problem: this._problem,
+      lastError: this._lastError,
+      enabled: this._o.enabled()
+    });
+  }
+
+  private _render(): void {
+    this._o.onView(this.view);
+  }
+
+  private readonly _onVisible = () => {
+    const stale = this._now() - this._lastRefresh >= (this._o.intervalMs ?? 60_000);
+    if (this._doc.visibilityState === 'visible' && stale) {
+      void this.refresh();
+    }
+  };
+
+  private readonly _doc: Document;
+  private readonly _now: () => number;
+  private _timer: ReturnType<typeof setInterval> | null = null;
+  private _status: InlineStatus | null = null;
+  private _problem: string | null = null;
+  private _lastError: string | null = null;
+  private _lastRefresh = 0;
+  private _lastErrorRefresh = -Infinity;
+  private _asked = 0;
+}

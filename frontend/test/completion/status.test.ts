@@ -1,0 +1,135 @@
+// the status item: its words, its tooltip as text, when it asks the proxy
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+import type { InlineStatus } from '../../src/completion/client';
+import { describeStatus, StatusPoller, StatusWidget } from '../../src/completion/status';
+
+const ON: InlineStatus = { on: true, reason: null, message: '', model: 'fast' };
+const WINDOW: InlineStatus = {
+  on: false,
+  reason: 'window',
+  message: "completions are off until 14:30 (policy window 'exam')",
+  model: null
+};
+
+describe('the status words', () => {
+  const base = { status: ON, problem: null, lastError: null, enabled: true };
+
+  it('says on with a check mark, off with the reason and the message as tooltip', () => {
+    expect(describeStatus(base)).toEqual({
+      text: 'rsql ✓',
+      title: 'Inline completions are on (fast).',
+      on: true
+    });
+    expect(describeStatus({ ...base, status: WINDOW })).toEqual({
+      text: 'rsql: off (window)',
+      title: WINDOW.message,
+      on: false
+    });
+    const noModel = { ...WINDOW, reason: 'no_model' };
+    expect(describeStatus({ ...base, status: noModel }).text).toBe('rsql: off (no_model)');
+  });
+
+  it('says off (settings) when turned off, unreachable when the proxy did not answer', () => {
+    expect(describeStatus({ ...base, enabled: false }).text).toBe('rsql: off (settings)');
+    expect(describeStatus({ ...base, status: null, problem: 'HTTP 404' })).toMatchObject({
+      text: 'rsql: off (unreachable)',
+      title: 'HTTP 404'
+    });
+  });
+
+  it('shows a reason that is not a plain word as "off"', () => {
+    const odd = { ...WINDOW, reason: '<b>now</b>' };
+    expect(describeStatus({ ...base, status: odd }).text).toBe('rsql: off (off)');
+  });
+
+  it('keeps the last error in the tooltip while on', () => {
+    const view = describeStatus({ ...base, lastError: 'slow down' });
+    expect(view.title).toContain('Last error: slow down');
+  });
+
+  it('draws text only: markup in a message stays text', () => {
+    const widget = new StatusWidget();
+    const markup = '<img src=x onerror="window.pwned=1">';
+    widget.display({ text: `rsql: off (${markup})`, title: markup, on: false });
+    expect(widget.node.querySelector('img')).toBeNull();
+    expect(widget.node.textContent).toBe(`rsql: off (${markup})`);
+    expect(widget.node.title).toBe(markup);
+    expect(widget.hasClass('rsql-mod-off')).toBe(true);
+  });
+});
+
+describe('the status poller', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  function poller(answers: (() => Promise<InlineStatus>)[], enabled = () => true) {
+    let now = 0;
+    const views: string[] = [];
+    const statuses: boolean[] = [];
+    const fetchStatus = vi.fn(() => (answers.shift() ?? (() => Promise.resolve(ON)))());
+    const doc = new EventTarget() as unknown as Document & { visibilityState: string };
+    (doc as { visibilityState: string }).visibilityState = 'visible';
+    const p = new StatusPoller({
+      fetchStatus,
+      enabled,
+      onView: view => views.push(view.text),
+      onStatus: status => statuses.push(status.on),
+      document: doc,
+      now: () => now
+    });
+    return { p, views, statuses, fetchStatus, doc, tick: (ms: number) => (now += ms) };
+  }
+
+  it('asks on start and every minute while the page is visible', async () => {
+    const { p, views, fetchStatus, doc, tick } = poller([() => Promise.resolve(WINDOW)]);
+    p.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(views).toEqual(['rsql: off (window)']);
+    tick(60_000);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(fetchStatus).toHaveBeenCalledTimes(2);
+    expect(views.at(-1)).toBe('rsql ✓');
+    (doc as { visibilityState: string }).visibilityState = 'hidden';
+    tick(120_000);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(fetchStatus).toHaveBeenCalledTimes(2);
+    (doc as { visibilityState: string }).visibilityState = 'visible';
+    doc.dispatchEvent(new Event('visibilitychange'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetchStatus).toHaveBeenCalledTimes(3); // stale when shown again: asked at once
+    p.stop();
+  });
+
+  it('asks again after an error reply, at most once per few seconds', async () => {
+    const { p, fetchStatus, statuses, tick } = poller([
+      () => Promise.resolve(ON),
+      () => Promise.resolve({ ...ON, on: false, reason: 'budget', message: 'budget spent' })
+    ]);
+    p.start();
+    await vi.advanceTimersByTimeAsync(0);
+    tick(10_000);
+    p.errorReply('budget spent for today');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetchStatus).toHaveBeenCalledTimes(2);
+    expect(p.view).toMatchObject({ text: 'rsql: off (budget)', title: 'budget spent' });
+    // the provider hears answers only, not the redraw the error reply made
+    expect(statuses).toEqual([true, false]);
+    tick(1000);
+    p.errorReply('budget spent for today');
+    p.errorReply('budget spent for today');
+    expect(fetchStatus).toHaveBeenCalledTimes(2);
+    p.stop();
+  });
+
+  it('says unreachable with the failure as tooltip when the GET fails', async () => {
+    const { p, views } = poller([() => Promise.reject(new Error('HTTP 404'))]);
+    await p.refresh();
+    expect(views).toEqual(['rsql: off (unreachable)']);
+    expect(p.view.title).toBe('HTTP 404');
+  });
+});

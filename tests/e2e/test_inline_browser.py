@@ -1,0 +1,309 @@
+"""Inline completions in a real browser: JupyterLab 4 and Notebook 7, headless Chromium.
+
+The frontend extension's provider (``frontend/src/completion/``) asks ``{base}rsql/inline``
+while the user types, with the kernel's live context; the proxy asks the fake provider, whose
+scripted model completes from the columns it was sent: a line ``frame sales (...): col type,
+...`` in the prompt, and it answers the first numeric column (``revenue``); no such line, and it
+answers ``head()``. The frame is read from a CSV file, so no cell's text names its columns:
+``revenue`` in the ghost text can only have come from the kernel.
+
+One JupyterLab serves the module; each test opens its own notebook (its own kernel).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests.helpers import REPO, http, require
+from tests.helpers.browser import chromium, open_notebook, start_lab, stop
+from tests.helpers.fake_provider import FakeProvider
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = REPO / "test-artifacts"
+CELLS = ".jp-Notebook .jp-Cell"
+GHOST = ".jp-GhostText"
+STATUS = ".rsql-inline-status"
+LOAD_SALES = "import pandas as pd\nsales = pd.read_csv('sales.csv')"
+# the frame line of the proxy's prompt (chat: "frame ..."; fill-in-the-middle: "# live
+# session: frame ..."): its columns, each "name dtype"
+FRAME_LINE = re.compile(r"frame sales \([^)\n]*\): ([^\n]*)")
+NUMERIC = re.compile(r"^(float|int|uint)\d*$")
+WINDOW = "inline-exam"
+MARKUP = '<img src=x onerror="window.rsqlPwned=1"><script>window.rsqlPwned=2</script>'
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    """All the text a chat or legacy completion request sent the model."""
+    parts = [str(m.get("content") or "") for m in body.get("messages") or []]
+    parts += [str(body.get("prompt") or ""), str(body.get("suffix") or "")]
+    return "\n".join(parts)
+
+
+def _columns_model(body: dict[str, Any]) -> str | None:
+    """The scripted model: the first numeric column of `sales` when the prompt lists them,
+    a generic completion otherwise; markup for a cell typing `hostile.`."""
+    if "hostile." in _prompt(body):
+        return MARKUP
+    match = FRAME_LINE.search(_prompt(body))
+    if match is None:
+        return "head()"
+    for column in match.group(1).split(", "):
+        name, _, dtype = column.strip().rpartition(" ")
+        if name and NUMERIC.match(dtype):
+            return name
+    return "head()"
+
+
+def _inline_prompts(provider: FakeProvider) -> list[str]:
+    """The prompts of the completions the proxy forwarded (the chat and %%ask send none here)."""
+    return [
+        _prompt(r.body)
+        for r in list(provider.received)
+        if "code completion engine" in _prompt(r.body) or r.path == "completions"
+    ]
+
+
+def _notebook(root: Path, name: str, cells: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, root / name)
+
+
+class Lab:
+    def __init__(self, url: str, token: str, root: Path, provider: FakeProvider) -> None:
+        self.url, self.token, self.root, self.provider = url, token, root, provider
+
+    def address(self, frontend: str, notebook: str) -> str:
+        if frontend == "notebook":
+            return f"{self.url}notebooks/{notebook}?token={self.token}"
+        # a workspace of its own, reset: not the notebooks earlier tests left open
+        workspace = Path(notebook).stem
+        return f"{self.url}lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, _, raw = http(
+            method, f"{self.url}rsql/{path}", body, authorization=f"token {self.token}"
+        )
+        return status, json.loads(raw) if raw else None
+
+
+@pytest.fixture(scope="module")
+def lab(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
+    require("chromium", binary=True, reason="apt install chromium")
+    require("pandas", reason="the notebook's frame")
+    tmp = tmp_path_factory.mktemp("inline-lab")
+    proc, url, token, root = start_lab(tmp, provider)
+    (root / "sales.csv").write_text("region,revenue\nnorth,120.5\nsouth,98.25\n")
+    try:
+        yield Lab(url, token, root, provider)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def model(lab: Lab) -> Iterator[FakeProvider]:
+    """The module's provider as it started, answering with the columns model."""
+    fp = lab.provider
+    fp.reset()
+    fp.respond = _columns_model
+    yield fp
+    fp.respond = None
+
+
+@contextmanager
+def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = chromium(pw, tmp_path, height=1000)
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        try:
+            open_notebook(page, address)
+            yield page
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{shot}.png"))
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{shot}-failure.png"))
+            print("browser console:", *console[-40:], sep="\n  ")  # shown with the failure
+            raise
+        finally:
+            browser.close()
+
+
+def _run(page: Any, index: int, *, wait: bool = True) -> None:
+    """Run cell `index` in place (Ctrl+Enter); with `wait`, until the kernel is idle again."""
+    cell = page.locator(CELLS).nth(index)
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+Enter")
+    if not wait:
+        return
+    cell.locator(".jp-InputPrompt", has_text="[").wait_for(timeout=30_000)
+    page.wait_for_function(
+        f"() => !/\\[\\*\\]/.test(document.querySelectorAll({CELLS!r})[{index}]"
+        ".querySelector('.jp-InputPrompt').textContent)",
+        timeout=60_000,
+    )
+
+
+def _type_in(page: Any, index: int, text: str) -> Any:
+    """Click into cell `index`'s editor, at its end, and type `text` key by key."""
+    cell = page.locator(CELLS).nth(index)
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(text, delay=40)
+    return cell
+
+
+def _source(cell: Any) -> str:
+    """The editor's text without the ghost text (a widget inside the editor's DOM)."""
+    return str(
+        cell.locator(".cm-content").evaluate(
+            "el => Array.from(el.querySelectorAll('.cm-line')).map(line => {"
+            "  const copy = line.cloneNode(true);"
+            "  copy.querySelectorAll('.jp-GhostText').forEach(g => g.remove());"
+            "  return copy.textContent; }).join('\\n')"
+        )
+    )
+
+
+@pytest.mark.parametrize("frontend", ["lab", "notebook"])
+def test_sales_dot_suggests_a_real_column_tab_accepts_escape_dismisses(
+    frontend: str, lab: Lab, model: FakeProvider, tmp_path: Path
+) -> None:
+    name = f"sales-{frontend}.ipynb"
+    # a first cell of its own: the proxy caches identical completions, and this test wants to
+    # see the prompt the model got
+    load = f"{LOAD_SALES}  # in {frontend}"
+    _notebook(lab.root, name, [load, "", ""])
+    with _page(tmp_path, lab.address(frontend, name), f"inline-{frontend}") as page:
+        _run(page, 0)
+        cell = _type_in(page, 1, "sales.")
+        ghost = cell.locator(GHOST)
+        ghost.wait_for(timeout=20_000)
+        page.wait_for_function(
+            f"() => document.querySelectorAll({CELLS!r})[1].querySelector({GHOST!r})"
+            "?.textContent.includes('revenue')",
+            timeout=20_000,
+        )
+        # the column came from the kernel: the prompt's live session, not any cell's text
+        prompts = _inline_prompts(model)
+        assert prompts, "the fake provider received no completion request"
+        assert FRAME_LINE.search(prompts[-1]), prompts[-1]
+        assert all("revenue" not in c for c in (load, "sales."))
+        page.keyboard.press("Tab")
+        ghost.wait_for(state="detached", timeout=10_000)
+        assert _source(cell) == "sales.revenue"
+
+        # another suggestion, dismissed with Escape: nothing is inserted
+        other = _type_in(page, 2, "sales.")
+        other.locator(GHOST).wait_for(timeout=20_000)
+        page.keyboard.press("Escape")
+        other.locator(GHOST).wait_for(state="detached", timeout=10_000)
+        time.sleep(0.5)
+        assert _source(other) == "sales."
+        if frontend == "lab":
+            status = page.locator(STATUS)
+            status.wait_for(timeout=10_000)
+            assert status.text_content() == "rsql ✓"
+
+
+def test_markup_in_a_completion_is_text_in_the_ghost_and_in_the_cell(
+    lab: Lab, model: FakeProvider, tmp_path: Path
+) -> None:
+    """A model that answers with markup: the ghost text shows it as text, Tab inserts it as
+    text, and nothing of it runs or becomes an element."""
+    _notebook(lab.root, "hostile.ipynb", ["hostile = 1", ""])
+    with _page(tmp_path, lab.address("lab", "hostile.ipynb"), "inline-markup") as page:
+        cell = _type_in(page, 1, "hostile.")
+        ghost = cell.locator(GHOST)
+        page.wait_for_function(
+            f"() => document.querySelectorAll({CELLS!r})[1].querySelector({GHOST!r})"
+            "?.textContent.includes('onerror')",
+            timeout=20_000,
+        )
+        assert ghost.locator("img, script").count() == 0
+        page.keyboard.press("Tab")
+        ghost.wait_for(state="detached", timeout=10_000)
+        assert _source(cell) == f"hostile.{MARKUP}"
+        assert page.locator(".jp-Notebook img, .jp-Notebook script").count() == 0
+        time.sleep(0.5)
+        assert page.evaluate("() => window.rsqlPwned") is None
+
+
+def test_a_busy_kernel_still_gets_a_suggestion_at_once_without_live_context(
+    lab: Lab, model: FakeProvider, tmp_path: Path
+) -> None:
+    """A cell of the same notebook sleeps: the kernel is not asked (it could not answer), the
+    completion goes without the frame's columns, and it shows long before the sleep ends."""
+    _notebook(lab.root, "busy.ipynb", [LOAD_SALES, "import time\ntime.sleep(12)", ""])
+    with _page(tmp_path, lab.address("lab", "busy.ipynb"), "inline-busy") as page:
+        _run(page, 0)
+        model.received.clear()
+        _run(page, 1, wait=False)
+        started = time.monotonic()
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='busy']", state="attached", timeout=10_000
+        )
+        cell = _type_in(page, 2, "sales.")
+        page.wait_for_function(
+            f"() => document.querySelectorAll({CELLS!r})[2].querySelector({GHOST!r})"
+            "?.textContent.includes('head()')",
+            timeout=8_000,
+        )
+        shown_after = time.monotonic() - started
+        assert shown_after < 8, f"the suggestion took {shown_after:.1f} s: the editor waited"
+        prompts = _inline_prompts(model)
+        assert prompts and not any(FRAME_LINE.search(p) for p in prompts), prompts
+        assert not any("revenue" in p for p in prompts), prompts
+        assert page.locator(".jp-Notebook-ExecutionIndicator[data-status='busy']").count() == 1
+        assert "head()" in (cell.locator(GHOST).text_content() or "")
+
+
+def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
+    lab: Lab, model: FakeProvider, tmp_path: Path
+) -> None:
+    message = "Exam in progress: no assistant"
+    window = {"name": WINDOW, "groups": ["*"], "minutes": 30, "mode": "off", "message": message}
+    status, body = lab.call("POST", "admin/windows", window)
+    assert status == 200, body
+    try:
+        _notebook(lab.root, "exam.ipynb", [LOAD_SALES, ""])
+        with _page(tmp_path, lab.address("lab", "exam.ipynb"), "inline-window") as page:
+            item = page.locator(STATUS)
+            page.wait_for_function(
+                f"() => document.querySelector({STATUS!r})?.textContent === 'rsql: off (window)'",
+                timeout=20_000,
+            )
+            assert message in (item.get_attribute("title") or "")
+            _run(page, 0)
+            model.received.clear()
+            cell = _type_in(page, 1, "sales.")
+            time.sleep(3)  # debounce, context and a model answer would all be in by now
+            assert cell.locator(GHOST).count() == 0
+            assert _source(cell) == "sales."
+            assert list(model.received) == [], "the fake provider received a request"
+            assert item.text_content() == "rsql: off (window)"
+    finally:
+        end = urllib.parse.quote(WINDOW)
+        status, body = lab.call("POST", f"admin/windows/{end}/end", {})
+        assert status == 200, body
