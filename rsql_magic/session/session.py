@@ -646,10 +646,9 @@ class Session:
         client: ProxyClient | None = None,
     ) -> SqlAIResult:
         """%%sql_ai's loop on ``db``: capture the schema, ask, parse, validate, guard and run,
-        feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete` is
-        one model's call, or an escalation chain of ``(model, completer)`` pairs (``run_chain``).
-        With `client`, its context policy lets column values steer which tables are shown, when
-        it allows value statistics. Raises SqlAIError and, from the model call, ProxyError."""
+        feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete`: one
+        model's call, or a chain of ``(model, completer)`` pairs (``run_chain``). `client`'s
+        context policy lets values steer the tables shown. Raises SqlAIError, ProxyError."""
         options = self._sql_options(
             db,
             dialect=dialect,

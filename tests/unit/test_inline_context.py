@@ -231,12 +231,13 @@ def test_captured_schemas_are_tables_without_a_query(shell: Any) -> None:
     )
     schema = capture_schema(conn)
     shell.user_ns["conn"] = conn
-    remember_schema(shell, "conn", schema)
+    # a label of its own: %%sql_ai runs of other tests leave theirs on the same shell
+    remember_schema(shell, "conn_probe", schema)
     conn.execute("DROP TABLE people")  # later changes are not read: no query here
     data = context(shell)
-    assert data["tables"] == [
-        {"connection": "conn", "name": "orders", "columns": ["id", "total"]},
-        {"connection": "conn", "name": "people", "columns": ["name", "email"]},
+    assert [t for t in data["tables"] if t["connection"] == "conn_probe"] == [
+        {"connection": "conn_probe", "name": "orders", "columns": ["id", "total"]},
+        {"connection": "conn_probe", "name": "people", "columns": ["name", "email"]},
     ]
     assert "ann@example.com" not in json.dumps(data)
     assert {"name": "conn", "type": "sqlite3.Connection"} in data["variables"]
@@ -256,15 +257,18 @@ def test_sql_ai_leaves_the_tables_it_read_for_the_editor(
     from rsql_magic.sql.connections import resolve
 
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
-    fresh_provider.script("```sql\nSELECT count(*) AS n FROM orders\n```")
+    conn.execute("CREATE TABLE inline_probe (id INTEGER PRIMARY KEY, total REAL)")
+    fresh_provider.script("```sql\nSELECT count(*) AS n FROM inline_probe\n```")
     db = resolve(conn)
-    label = db.label or db.kind
-    assert not [t for t in context(shell)["tables"] if t["connection"] == label]
-    result = Session.of(shell).run_sql("How many orders?", db, complete)
+
+    def probes() -> list[tuple[str, list[str]]]:
+        found = context(shell)["tables"]
+        return [(t["connection"], t["columns"]) for t in found if t["name"] == "inline_probe"]
+
+    assert probes() == []
+    result = Session.of(shell).run_sql("How many rows?", db, complete)
     assert result.frame is not None and list(result.frame.columns) == ["n"]
-    tables = [t for t in context(shell)["tables"] if t["connection"] == label]
-    assert [(t["name"], t["columns"]) for t in tables] == [("orders", ["id", "total"])]
+    assert probes() == [(db.label or db.kind, ["id", "total"])]
     conn.close()
 
 

@@ -64,9 +64,7 @@ def complete(
     status, headers, raw = server.request("POST", "inline", body, token=token)
     if headers.get("content-type", "").startswith("text/event-stream"):
         events = [
-            json.loads(line[6:])
-            for line in raw.decode().split("\n")
-            if line.startswith("data: {")
+            json.loads(line[6:]) for line in raw.decode().split("\n") if line.startswith("data: {")
         ]
         return status, headers, events
     return status, headers, json.loads(raw) if raw else None
