@@ -185,8 +185,8 @@ class RSQLProxyExtension(ExtensionApp):
                 },
             )
             target, token = found
-            owner = {"target": target, "token": token, "owner": server_owner()}
-            self.handlers.append(("rsql/inline", forward, owner))
+            kwargs = {"target": target, "token": token, "owner": server_owner()}
+            self.handlers.append(("rsql/inline", forward, kwargs))
             self.log.info("rsql proxy: the editor's completions go to %s", target)
         self.handlers.extend(make_handlers(ExtensionBase, "rsql", wrap=web.authenticated))
 

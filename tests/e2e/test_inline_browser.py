@@ -21,11 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from tests.helpers import REPO, http, require
-from tests.helpers.browser import chromium, open_notebook, start_lab, stop
+from tests.helpers.browser import chromium, open_notebook, start_lab, stop, write_notebook
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -72,17 +71,6 @@ def _inline_prompts(provider: FakeProvider) -> list[str]:
         for r in list(provider.received)
         if "code completion engine" in _prompt(r.body) or r.path == "completions"
     ]
-
-
-def _notebook(root: Path, name: str, cells: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nbformat.write(nb, root / name)
 
 
 class Lab:
@@ -194,7 +182,7 @@ def test_sales_dot_suggests_a_real_column_tab_accepts_escape_dismisses(
     # a first cell of its own: the proxy caches identical completions, and this test wants to
     # see the prompt the model got
     load = f"{LOAD_SALES}  # in {frontend}"
-    _notebook(lab.root, name, [load, "", ""])
+    write_notebook(lab.root, name, [load, "", ""])
     with _page(tmp_path, lab.address(frontend, name), f"inline-{frontend}") as page:
         _run(page, 0)
         cell = _type_in(page, 1, "sales.")
@@ -232,7 +220,7 @@ def test_markup_in_a_completion_is_text_in_the_ghost_and_in_the_cell(
 ) -> None:
     """A model that answers with markup: the ghost text shows it as text, Tab inserts it as
     text, and nothing of it runs or becomes an element."""
-    _notebook(lab.root, "hostile.ipynb", ["hostile = 1", ""])
+    write_notebook(lab.root, "hostile.ipynb", ["hostile = 1", ""])
     with _page(tmp_path, lab.address("lab", "hostile.ipynb"), "inline-markup") as page:
         cell = _type_in(page, 1, "hostile.")
         ghost = cell.locator(GHOST)
@@ -255,7 +243,7 @@ def test_a_busy_kernel_still_gets_a_suggestion_at_once_without_live_context(
 ) -> None:
     """A cell of the same notebook sleeps: the kernel is not asked (it could not answer), the
     completion goes without the frame's columns, and it shows long before the sleep ends."""
-    _notebook(lab.root, "busy.ipynb", [LOAD_SALES, "import time\ntime.sleep(12)", ""])
+    write_notebook(lab.root, "busy.ipynb", [LOAD_SALES, "import time\ntime.sleep(12)", ""])
     with _page(tmp_path, lab.address("lab", "busy.ipynb"), "inline-busy") as page:
         _run(page, 0)
         model.received.clear()
@@ -287,7 +275,7 @@ def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
     status, body = lab.call("POST", "admin/windows", window)
     assert status == 200, body
     try:
-        _notebook(lab.root, "exam.ipynb", [LOAD_SALES, ""])
+        write_notebook(lab.root, "exam.ipynb", [LOAD_SALES, ""])
         with _page(tmp_path, lab.address("lab", "exam.ipynb"), "inline-window") as page:
             item = page.locator(STATUS)
             page.wait_for_function(

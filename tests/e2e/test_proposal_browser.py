@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import chromium, open_notebook, start_lab, stop
+from tests.helpers.browser import chromium, open_notebook, start_lab, stop, write_notebook
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.tool_calls import tool_call
 
@@ -47,17 +47,6 @@ in_panel = KernelTools(session, show=lambda view: display(view.widget))"""
 def _writes(path: Path, text: str) -> str:
     """Python code that writes `text` to `path`: run, it leaves a trace."""
     return f"open({str(path)!r}, 'w').write({text!r})"
-
-
-def _notebook(root: Path, name: str, cells: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nbformat.write(nb, root / name)
 
 
 @contextmanager
@@ -146,7 +135,7 @@ def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
     )
     with _lab(tmp_path, fresh_provider) as (url, token, root):
         cells = ["%load_ext rsql_magic", "%%ask --agent\nWrite the file for me.", "'after'"]
-        _notebook(root, "agent.ipynb", cells)
+        write_notebook(root, "agent.ipynb", cells)
         page_path = "lab/tree/agent.ipynb" if frontend == "lab" else "notebooks/agent.ipynb"
         with _page(tmp_path, f"{url}{page_path}?token={token}", f"proposal-{frontend}") as page:
             _run(page, 0)
@@ -180,7 +169,7 @@ def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
         "'end'",
     ]
     with _lab(tmp_path, fresh_provider) as (url, token, root):
-        _notebook(root, "tools.ipynb", cells)
+        write_notebook(root, "tools.ipynb", cells)
         with _page(tmp_path, f"{url}lab/tree/tools.ipynb?token={token}", "proposal-tools") as page:
             _run(page, 0)
             first = _run(page, 1, wait_for=".rsql-proposal-view").locator(".rsql-proposal-view")
@@ -215,7 +204,7 @@ def test_control_without_the_extension_accept_inserts_no_cell(
         f"in_output.call('propose_cell', {{'code': {code!r}, 'language': 'python'}}).summary",
     ]
     with _lab(tmp_path, fresh_provider, extension=False) as (url, token, root):
-        _notebook(root, "control.ipynb", cells)
+        write_notebook(root, "control.ipynb", cells)
         address = f"{url}lab/tree/control.ipynb?token={token}"
         with _page(tmp_path, address, "proposal-control") as page:
             _run(page, 0)
@@ -241,7 +230,7 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
         data={"application/vnd.rsql.proposal+json": proposal, "text/plain": code},
     )
     with _lab(tmp_path, fresh_provider) as (url, token, root):
-        _notebook(root, "foreign.ipynb", ["'their cell'"])
+        write_notebook(root, "foreign.ipynb", ["'their cell'"])
         nb = nbformat.read(root / "foreign.ipynb", as_version=4)
         nb.cells[0].outputs = [output]
         nbformat.write(nb, root / "foreign.ipynb")  # unsigned: not trusted by this user

@@ -26,7 +26,12 @@ from typing import Any
 import pytest
 
 from tests.helpers import upstreams_for
-from tests.helpers.claude_code import result_text, run_claude_with_mcp, tool_results
+from tests.helpers.claude_code import (
+    result_text,
+    run_claude_with_mcp,
+    run_sql_use,
+    tool_results,
+)
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import ProxyService, start_service
 
@@ -438,14 +443,10 @@ def test_claude_code_uses_the_proxys_mcp_endpoint_and_a_write_is_refused(
     }
     config.write_text(json.dumps({"mcpServers": {"wh": server}}))
 
-    def call(sql: str) -> dict[str, Any]:
-        use = {"type": "tool_use", "name": "mcp__wh__run_sql"}
-        return {"content": [{**use, "input": {"connection": "shop", "sql": sql}}]}
-
     # the model, as data in the warehouse might steer one: a write first, then a read
     claude_fake.script(
-        {**call("DROP TABLE orders"), "stop_reason": "tool_use"},
-        {**call("SELECT count(*) AS n FROM orders"), "stop_reason": "tool_use"},
+        run_sql_use("shop", "DROP TABLE orders"),
+        run_sql_use("shop", "SELECT count(*) AS n FROM orders"),
         "There are 3 orders.",
     )
     done = run_claude_with_mcp(

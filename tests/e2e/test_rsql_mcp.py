@@ -23,7 +23,12 @@ from typing import Any
 import pytest
 
 from tests.helpers import REPO, child_env
-from tests.helpers.claude_code import result_text, run_claude_with_mcp, tool_results
+from tests.helpers.claude_code import (
+    result_text,
+    run_claude_with_mcp,
+    run_sql_use,
+    tool_results,
+)
 
 mcp = pytest.importorskip("mcp")
 from mcp import ClientSession  # noqa: E402
@@ -260,14 +265,10 @@ def test_claude_code_calls_rsql_mcp_and_a_write_is_refused(
         )
     )
 
-    def call(sql: str) -> dict[str, Any]:
-        use = {"type": "tool_use", "name": "mcp__wh__run_sql"}
-        return {"content": [{**use, "input": {"connection": "wh", "sql": sql}}]}
-
     # the model, as data in the warehouse might steer one: a write first, then a read
     fake.script(
-        {**call("DELETE FROM orders"), "stop_reason": "tool_use"},
-        {**call("SELECT count(*) AS n FROM orders"), "stop_reason": "tool_use"},
+        run_sql_use("wh", "DELETE FROM orders"),
+        run_sql_use("wh", "SELECT count(*) AS n FROM orders"),
         "There are 3 orders.",
     )
     done = run_claude_with_mcp(

@@ -135,6 +135,20 @@ def open_notebook(page: Any, address: str) -> None:
     )
 
 
+def write_notebook(root: Path, name: str, cells: list[str]) -> None:
+    """A notebook of code `cells` on the Python 3 kernel, at `root / name`, for a browser to open."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, root / name)
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Stop a server started by :func:`start_lab`, killing it if it does not stop in 20 s."""
     proc.terminate()

@@ -57,6 +57,16 @@ def run_claude_with_mcp(
     )
 
 
+def run_sql_use(connection: str, sql: str) -> dict[str, Any]:
+    """A scripted Anthropic answer in which the model calls the MCP server ``wh``'s ``run_sql``
+    on `connection` (what Claude Code names ``mcp__wh__run_sql``)."""
+    use = {"type": "tool_use", "name": "mcp__wh__run_sql"}
+    return {
+        "content": [{**use, "input": {"connection": connection, "sql": sql}}],
+        "stop_reason": "tool_use",
+    }
+
+
 def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The tool_result blocks of a Messages request body."""
     return [
