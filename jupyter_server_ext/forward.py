@@ -11,6 +11,7 @@ for the server's owner, whom that token names. The token never reaches the brows
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -51,6 +52,16 @@ class InlineForwardMixin:
 
     def initialize(self, target: str, token: str, owner: str) -> None:
         self.target, self.proxy_token, self.owner = target, token, owner
+        self._task: asyncio.Task[Any] | None = None
+
+    def on_connection_close(self) -> None:
+        # the editor aborted (a keystroke): end the request to the service now, not at the first
+        # write that fails, which waits for the model's first token. Closing that connection is
+        # how the service learns its client is gone: it releases the completion lease and
+        # charges what was generated, as for any dropped stream.
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        super().on_connection_close()  # type: ignore[misc]  # why: a mixin, before the host
 
     def _refuse(self, status: int, message: str, code: str) -> None:
         self.set_status(status)
@@ -78,6 +89,15 @@ class InlineForwardMixin:
         await self._pass("POST", self.request.body)
 
     async def _pass(self, method: str, body: bytes) -> None:
+        self._task = asyncio.current_task()
+        try:
+            await self._answer(method, body)
+        except asyncio.CancelledError:  # the browser went away: nothing is left to write to
+            pass
+        finally:
+            self._task = None
+
+    async def _answer(self, method: str, body: bytes) -> None:
         headers = {"Authorization": f"token {self.proxy_token}", "Content-Type": "application/json"}
         notebook = self.request.headers.get("X-RSQL-Notebook")
         if notebook:
@@ -91,17 +111,18 @@ class InlineForwardMixin:
                 502, "the proxy at RSQL_PROXY_URL did not answer; try again", "upstream_error"
             )
             return
-        self.set_status(answer.status)
-        for name in PASSED_HEADERS:
-            if name in answer.headers:
-                self.set_header(name, answer.headers[name])
         try:
+            self.set_status(answer.status)
+            for name in PASSED_HEADERS:
+                if name in answer.headers:
+                    self.set_header(name, answer.headers[name])
             async for piece in answer.iter_chunks(TIMEOUT_S):
                 self.write(piece)
                 await self.flush()
         except StreamClosedError:  # the editor moved on: closing ends the request there too
-            answer.close()
             return
         except (HTTP11Error, TimeoutError):
-            answer.close()
+            pass
+        finally:
+            answer.close()  # after a body read in full, iter_chunks has given the connection back
         self.finish()

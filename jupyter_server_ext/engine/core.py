@@ -50,6 +50,8 @@ from .upstreams.report import key_report
 from .upstreams.specs import Price
 from .upstreams.transport import Transports
 
+# the request fields whose text is redacted: what a provider reads as the user's words
+REDACTED_FIELDS = ("messages", "prompt", "suffix", "input")
 log = logging.getLogger("rsql.engine")
 
 
@@ -471,8 +473,11 @@ class Engine:
             # how much of it one user can ask for
             # (docs/admins/limits-budgets.md, "Admission and what a request is charged")
             redacting = bool(self.settings.redact_patterns)
-            if redacting:
-                check_redact_size(req.payload, self.settings.redact_max_chars)
+            if redacting:  # every text that is redacted counts (a legacy `suffix` too)
+                check_redact_size(
+                    {"input": [req.payload.get(n) for n in REDACTED_FIELDS]},
+                    self.settings.redact_max_chars,
+                )
             # the caller's own `user` (and the like) is replaced: no posing as someone else
             set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
             price = self._admission_price(req, caller)
@@ -636,12 +641,13 @@ class Engine:
         return {"messages": fields["messages"], "redactions": dict(redactor.counts)}
 
     async def _redact(self, req: ChatRequest, outcome: Outcome, user: str) -> Redactor:
-        """Mask personal data in what goes upstream (chat messages, a legacy prompt, embeddings
-        input), in place of the payload, before the cache key, the log or a provider sees it."""
+        """Mask personal data in what goes upstream (chat messages, a legacy prompt and the
+        `suffix` after its cursor, embeddings input), in place of the payload, before the cache
+        key, the log or a provider sees it."""
         payload = req.payload
         fields, redactor = await self.offload.redact(
             self.settings.redact_patterns,
-            {n: payload[n] for n in ("messages", "prompt", "input") if n in payload},
+            {n: payload[n] for n in REDACTED_FIELDS if n in payload},
             user,
         )
         payload.update(fields)

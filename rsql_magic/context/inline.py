@@ -10,7 +10,7 @@ object below under ``data["application/json"]`` of the expression's result::
 
     {"frames":    [{"name", "kind", "columns", "dtypes", "rows"}],   # pandas / polars DataFrames
      "r":         [{"name", "kind", "columns"}],                     # data.frames in R's globalenv
-     "tables":    [{"connection", "name", "columns"}],               # schemas already captured
+     "tables":    [{"connection", "name", "columns"}],               # local databases, captures
      "variables": [{"name", "type"} (+ "shape" for arrays and Series)],
      "truncated": bool,                                              # a bound was hit
      "ms":        float}                                             # time spent collecting
@@ -28,8 +28,13 @@ It runs on the kernel's main thread between the user's cells, so it is cheap and
   tables and R first, each within a share of it, then the frames with all that is left).
 - **R**: only an R that is already running (rpy2 imported, R initialized); R is never started.
   One R call lists the data.frames' names and column names, under its own time limit.
-- **Tables**: never a database query (one can take seconds): the names of schemas the kernel
-  captured already, handed here by :func:`remember_schema` when they are captured.
+- **Tables**: the names of schemas ``%%sql_ai`` captured (:func:`remember_schema`), and of the
+  local databases the namespace holds (a ``sqlite3`` or DuckDB connection, a SQLAlchemy engine
+  or connection of either; file or memory): their catalog is read by ``capture_schema`` (bounded,
+  read-only) at most one new database per request, within half the time left, and remembered
+  by the connection's identity for ``CAPTURE_TTL_S``. A network database (PostgreSQL, a DuckDB
+  with one attached) is never read from the editor. ``capture_schema``'s module (sqlglot) is
+  imported in a background thread the first time one is seen, so that request lists none.
 - **Hostile input**: column labels and names are user data; they are only turned into strings
   and put into JSON, never evaluated. A label whose ``__str__`` raises is skipped, and a slow
   one is caught by the time budget at the next check.
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import types
 import weakref
@@ -68,6 +74,7 @@ MAX_COLUMNS = 200  # per frame, R data.frame or table
 MAX_NAME = 100  # characters of one name or column label
 MAX_TYPE = 60  # characters of one dtype / type name
 MAX_CONNECTIONS = 16  # remembered schemas per shell
+CAPTURE_TTL_S = 60.0  # a local database's captured names serve this long, then are read again
 _CHECK_EVERY = 32  # plain str column labels between two looks at the clock
 
 # IPython's own names (also skipped through ``shell.user_ns_hidden``)
@@ -119,7 +126,7 @@ _SCHEMAS: weakref.WeakKeyDictionary[Any, dict[str, list[tuple[str, list[str]]]]]
 
 def remember_schema(shell: Any, connection: str, schema: Any) -> None:
     """Keep the table and column names of a schema `shell`'s session has captured, for
-    :func:`frontend_context` (which never queries a database itself).
+    :func:`frontend_context`.
 
     `connection`: how the user names it (a variable, ``"frames"``, a URL); `schema`: a
     :class:`rsql_magic.sql.schema.Schema` (read as any object with ``tables``, each with
@@ -127,6 +134,20 @@ def remember_schema(shell: Any, connection: str, schema: Any) -> None:
     200 columns, 16 connections per shell): no values, nothing the schema object holds.
     A table outside the schema's ``default_db`` is named ``db.table``.
     """
+    tables = _schema_names(schema)
+    try:
+        known = _SCHEMAS.setdefault(shell, {})
+    except TypeError:  # a shell that cannot be weakly referenced: nothing is kept
+        return
+    label = str(connection)[:MAX_NAME]
+    known.pop(label, None)
+    known[label] = tables
+    while len(known) > MAX_CONNECTIONS:
+        known.pop(next(iter(known)))
+
+
+def _schema_names(schema: Any) -> list[tuple[str, list[str]]]:
+    """A captured schema's table and column names, bounded; nothing else of it."""
     default_db = str(getattr(schema, "default_db", "") or "")
     tables: list[tuple[str, list[str]]] = []
     for t in list(getattr(schema, "tables", ()) or ())[:MAX_TABLES]:
@@ -139,15 +160,132 @@ def remember_schema(shell: Any, connection: str, schema: Any) -> None:
         except Exception:  # a table we cannot read is left out
             continue
         tables.append((name[:MAX_NAME], cols))
+    return tables
+
+
+# -- local databases in the namespace, captured once and remembered -------------------------
+
+# shell -> {id of a connection: (the connection, expiry, its tables)}. The entry holds the
+# object itself (sqlite3's cannot be weakly referenced), so its id is never another's while the
+# entry lives; each request drops the entries of connections gone from the namespace. A failed
+# capture is remembered too, so it is not tried again on every keystroke.
+_CAUGHT: weakref.WeakKeyDictionary[Any, dict[int, tuple[Any, float, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_BACKENDS = "rsql_magic.sql.schema.backends"  # capture_schema's module: sqlglot and all
+_LOADING: list[threading.Thread] = []  # the one background import of it, once per process
+# (a capture may use this share of the time left; the database kinds read from the editor:
+# local files or memory only, never a network database on a keystroke)
+_CAPTURE_TIME_SHARE = 0.5
+_LOCAL_DIALECTS = ("sqlite", "duckdb")
+_LOCAL_DUCKDB_TYPES = ("duckdb", "sqlite")  # what a DuckDB may have attached and stay local
+
+
+class _NotYet(Exception):
+    """capture_schema's module is being imported in the background."""
+
+
+def _local_database(obj: Any) -> bool:
+    """Whether `obj` is a SQLite or DuckDB connection (a SQLAlchemy engine or connection of
+    one): recognised as ``connections.resolve`` does, reading only modules already imported."""
+    kind = type(obj)
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(obj, sqlite3.Connection):
+        return True
+    mod = getattr(kind, "__module__", "") or ""
+    if mod.startswith(("duckdb", "_duckdb")):
+        return kind.__name__ == "DuckDBPyConnection"
+    engine = sys.modules.get("sqlalchemy.engine") if mod.startswith("sqlalchemy") else None
+    if engine is not None and isinstance(obj, (engine.Engine, engine.Connection)):
+        return getattr(getattr(obj, "dialect", None), "name", "") in _LOCAL_DIALECTS
+    return False
+
+
+def _load_backends() -> tuple[Any | None, bool]:
+    """(capture_schema's module or None, whether it may still come). Its import takes a few
+    hundred ms, far past a keystroke's budget: it is begun in a thread, once, and a later
+    request uses it."""
+    if _LOADING and _LOADING[0].is_alive():  # meanwhile sys.modules may hold it half made
+        return None, True
+    mod = sys.modules.get(_BACKENDS)
+    if mod is not None or _LOADING:  # imported (by the user's %%sql_ai too), or failed
+        return mod, False
+
+    def load() -> None:
+        try:
+            __import__(_BACKENDS)
+        except Exception:  # no capture then; frames and variables still go
+            pass
+
+    _LOADING.append(threading.Thread(target=load, name="rsql-inline-import", daemon=True))
+    _LOADING[0].start()
+    return None, True
+
+
+def _capture(obj: Any, timeout_s: float) -> list[tuple[str, list[str]]]:
+    """The table and column names of a local database, read by capture_schema (bounded in time
+    and size, read-only); a DuckDB with a network database attached is not read."""
+    backends, coming = _load_backends()
+    if backends is None:
+        if coming:
+            raise _NotYet
+        return []
+    db = backends.as_db(obj)
+    if db.dialect not in _LOCAL_DIALECTS:
+        return []
+    if db.dialect == "duckdb":
+        kinds = db.rows(
+            "SELECT DISTINCT type FROM duckdb_databases() WHERE NOT internal", timeout_s
+        )
+        if any(str(k).lower() not in _LOCAL_DUCKDB_TYPES for (k,) in kinds):
+            return []
+    return _schema_names(backends.capture_schema(db, timeout_s=timeout_s))
+
+
+def _connection_tables(
+    shell: Any, others: list[tuple[str, Any]], b: _Bounds
+) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """(variable name, tables) of the local databases in the namespace: remembered ones, and
+    at most one new capture per request, within the time left."""
     try:
-        known = _SCHEMAS.setdefault(shell, {})
-    except TypeError:  # a shell that cannot be weakly referenced: nothing is kept
-        return
-    label = str(connection)[:MAX_NAME]
-    known.pop(label, None)
-    known[label] = tables
-    while len(known) > MAX_CONNECTIONS:
-        known.pop(next(iter(known)))
+        caught = _CAUGHT.setdefault(shell, {})
+    except TypeError:
+        return []
+    now = time.monotonic()
+    out: list[tuple[str, list[tuple[str, list[str]]]]] = []
+    tried, present = False, set()
+    for name, obj in others:
+        if b.out_of_time():
+            return out  # the entries not looked at stay
+        try:
+            if not _local_database(obj):
+                continue
+        except Exception:
+            continue
+        present.add(id(obj))
+        entry = caught.get(id(obj))
+        if entry is None or entry[0] is not obj or entry[1] < now:
+            left = (b.deadline - time.perf_counter()) * _CAPTURE_TIME_SHARE
+            if tried or left <= 0.001:
+                b.truncated = True
+                continue
+            tried = True
+            try:
+                tables = _capture(obj, left)
+            except _NotYet:  # capture_schema is still loading: asked on a later keystroke
+                b.truncated = True
+                continue
+            except Exception:  # closed, locked, too slow: remembered as empty
+                tables = []
+            caught.pop(id(obj), None)
+            caught[id(obj)] = entry = (obj, now + CAPTURE_TTL_S, tables)
+        if entry[2]:
+            out.append((name[:MAX_NAME], entry[2]))
+    for gone in set(caught) - present:  # no longer in the namespace: let it be freed
+        del caught[gone]
+    while len(caught) > MAX_CONNECTIONS:
+        caught.pop(next(iter(caught)))
+    return out
 
 
 # -- the collection --------------------------------------------------------------------------
@@ -357,13 +495,17 @@ def _variables(found: list[tuple[str, Any]], b: _Bounds) -> list[dict[str, Any]]
     return out
 
 
-def _tables(shell: Any, b: _Bounds) -> list[dict[str, Any]]:
+def _tables(shell: Any, others: list[tuple[str, Any]], b: _Bounds) -> list[dict[str, Any]]:
     try:
         known = _SCHEMAS.get(shell)
     except TypeError:
         known = None
     out: list[dict[str, Any]] = []
-    for label, tables in reversed(list((known or {}).items())):  # the latest capture first
+    found = [
+        *_connection_tables(shell, others, b),  # the databases the namespace holds now
+        *reversed(list((known or {}).items())),  # then %%sql_ai's, the latest capture first
+    ]
+    for label, tables in found:
         for name, cols in tables:
             if len(out) >= MAX_TABLES:
                 b.truncated = True
@@ -465,7 +607,7 @@ def _collect(shell: Any, b: _Bounds, max_bytes: int) -> dict[str, Any]:
     frames, others = _namespace(shell, b)
     for section, share, run in (
         ("variables", _VARIABLES_SHARE, lambda: _variables(others, b)),
-        ("tables", _TABLES_SHARE, lambda: _tables(shell, b)),
+        ("tables", _TABLES_SHARE, lambda: _tables(shell, others, b)),
         ("r", _R_SHARE, lambda: _r_frames(b)),
         ("frames", 1.0, lambda: _frames(frames, b)),
     ):
@@ -478,10 +620,10 @@ def frontend_context(
     shell: Any, *, budget_ms: float = DEFAULT_BUDGET_MS, max_bytes: int = MAX_BYTES
 ) -> InlineContext:
     """The names the editor's inline completions may use: frames with their columns, dtypes
-    and row counts, R data.frames, captured tables, other variables' types (see the module
-    docstring for the bounds). Never raises, never imports pandas, polars or rpy2, never
-    starts R, never queries a database; `budget_ms` of collecting at most (checked between
-    items), about `max_bytes` of JSON."""
+    and row counts, R data.frames, the tables of local databases and captured schemas, other
+    variables' types (see the module docstring for the bounds). Never raises, never imports
+    pandas, polars or rpy2 on this thread, never starts R, never reads a network database;
+    `budget_ms` of collecting at most (checked between items), about `max_bytes` of JSON."""
     t0 = time.perf_counter()
     b = _Bounds(budget_ms, max_bytes)
     try:

@@ -298,3 +298,105 @@ def test_a_hub_users_inline_completions_go_to_the_service_as_them(
     # another hub identity let into erin's server would be billed as erin: refused
     status, _, raw = http("POST", base, ask, f"token {hub.admin_token}")
     assert status == 403 and len(provider.received) == 1, raw
+
+
+def _erins_server(hub: Hub) -> str:
+    status, _ = hub.api("POST", "users/erin/server")
+    assert status in (201, 202, 400), hub.log()[-3000:]  # 400: already running
+    _until(
+        lambda: (hub.api("GET", "users/erin")[1].get("servers") or {}).get("", {}).get("ready"),
+        120,
+        "erin's server",
+    )
+    return hub.url + "user/erin/rsql/inline"
+
+
+def test_a_dropped_inline_completion_ends_at_the_service_before_the_first_token(
+    hub: Hub, provider: FakeProvider
+) -> None:
+    """Typing aborts completions whose model has not answered yet. The user's server closes its
+    request to the service at once, so the service sees its client gone (499, charged what the
+    provider bills, as any dropped stream) instead of streaming the answer to a server that
+    waited for its first token with nobody left to read it."""
+    import socket
+    import urllib.parse
+
+    erin, carla = hub.token_for("erin"), hub.token_for("carla")
+    base = _erins_server(hub)
+    url = urllib.parse.urlsplit(base)
+
+    def rows() -> list[dict]:  # this test's completions' rows (earlier ones may still arrive)
+        found = hub.service("GET", "admin/users/erin/activity", carla)[1]["activity"]
+        return [r for r in found if r["api"] == "inline" and r["ts"] >= started]
+
+    started = time.time()
+    provider.reset()
+    provider.script("region", "region")
+    provider.latency = 4.0  # the model's first byte
+    try:
+        held = []
+        for i in range(2):
+            body = json.dumps({"prefix": f"sales.{i}.{time.time()}"}).encode()
+            s = socket.create_connection((url.hostname, url.port), timeout=10)
+            s.sendall(
+                f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Authorization: token {erin}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            held.append(s)
+        _until(lambda: len(provider.received) == 2, 20, "both completions at the provider")
+        for s in held:
+            s.close()
+    finally:
+        provider.latency = 0.0
+    _until(lambda: len(rows()) >= 2, 30, "the two dropped completions' usage rows")
+    dropped = rows()
+    assert [(r["status"], r["error"]) for r in dropped] == [(499, "client_closed")] * 2, dropped
+    assert all(r["prompt_tokens"] > 0 for r in dropped)  # what the provider billed (unpriced)
+    provider.script("revenue")
+    status, _, raw = http("POST", base, {"prefix": "sales.", "stream": False}, f"token {erin}")
+    assert status == 200 and json.loads(raw)["text"] == "revenue", raw
+
+
+def test_the_forward_route_bounds_the_body_and_never_shows_the_servers_token(
+    hub: Hub, provider: FakeProvider
+) -> None:
+    """Over 1 MiB the user's server refuses (413) before the service sees it; the service's own
+    bound (4 MiB) and its cheap reading of names hold for a client that asks it directly; and
+    no answer carries the server's hub token."""
+    from pathlib import Path
+
+    erin = hub.token_for("erin")
+    base = _erins_server(hub)
+    tokens = set()  # the server's own hub token, from its environment
+    for path in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            raw_env = path.read_bytes().decode().split("\0")
+            env = dict(v.split("=", 1) for v in raw_env if "=" in v)
+        except (OSError, UnicodeDecodeError):
+            continue
+        if env.get("JUPYTERHUB_USER") == "erin" and env.get("JUPYTERHUB_API_TOKEN"):
+            tokens.add(env["JUPYTERHUB_API_TOKEN"])
+    assert tokens, "erin's server's environment"
+    provider.reset()
+    answers = [http("GET", base, None, f"token {erin}")]
+    answers.append(http("POST", base, b"x" * (2**20 + 1), f"token {erin}"))
+    assert answers[-1][0] == 413 and provider.received == []
+    provider.script("revenue")
+    answers.append(http("POST", base, {"prefix": "sales.", "stream": False}, f"token {erin}"))
+    assert answers[-1][0] == 200, answers[-1]
+    for status, headers, raw in answers:
+        shown = json.dumps(headers) + raw.decode(errors="replace")
+        assert not any(t in shown for t in tokens) and "authorization" not in headers, status
+    # a body of lists as names (within the service's 4 MiB and 20,000 JSON containers),
+    # straight to the service: answered, the lists left out, never turned into text
+    junk = ["a" * 700]
+    frames = [{"name": f"f{i}", "columns": [junk] * 99 + ["ok"]} for i in range(50)]
+    big = {"prefix": "x", "context": {"frames": frames}, "stream": False}
+    assert 3 * 2**20 < len(json.dumps(big)) < 4 * 2**20
+    provider.script("x")
+    status, body = hub.service("POST", "inline", erin, big)
+    assert status == 200, body
+    prompt = provider.received[-1].body["messages"][-1]["content"]
+    assert "frame f0 (frame): ok" in prompt and "[" not in prompt

@@ -38,6 +38,8 @@ del i
 sales = pd.DataFrame({"region": ["north", "south"], "revenue": [10.5, 20.0]})
 n_students = 120
 conn = sqlite3.connect(":memory:")
+conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
+conn.execute("INSERT INTO orders VALUES (1, 99.5)")
 """
 
 
@@ -97,6 +99,13 @@ def kernel(tmp_path: Path) -> Iterator[Kernel]:
 def test_a_kernel_with_fifty_frames_answers_the_request(kernel: Kernel) -> None:
     require_or_skip("pandas")
     count = kernel.run(FRAMES)["execution_count"]
+    # the plain sqlite3 `conn` (no %%sql_ai): its catalog is read once capture_schema's module
+    # has loaded (in the background, on the first request that sees it), then remembered
+    deadline = time.monotonic() + 60
+    while not (data := kernel.context())["tables"]:
+        assert time.monotonic() < deadline, data
+        time.sleep(0.2)
+    assert data["tables"] == [{"connection": "conn", "name": "orders", "columns": ["id", "total"]}]
     data = kernel.context()
     assert list(data) == ["frames", "r", "tables", "variables", "truncated", "ms"]
     frames = {f["name"]: f for f in data["frames"]}
@@ -111,7 +120,8 @@ def test_a_kernel_with_fifty_frames_answers_the_request(kernel: Kernel) -> None:
     assert frames["frame49"]["columns"][:2] == ["col0_49", "col1_49"]
     variables = {v["name"]: v["type"] for v in data["variables"]}
     assert variables == {"n_students": "int", "conn": "sqlite3.Connection"}
-    assert "10.5" not in json.dumps(data) and "north" not in json.dumps(data)
+    assert data["tables"] == [{"connection": "conn", "name": "orders", "columns": ["id", "total"]}]
+    assert all(v not in json.dumps(data) for v in ("10.5", "north", "99.5"))
 
     # silent: no execution count, nothing in the history; quick every time
     times = []
@@ -132,6 +142,16 @@ def test_nothing_heavy_is_imported_and_r_is_never_started(kernel: Kernel) -> Non
     assert data["frames"] == [] and data["r"] == [] and data["tables"] == []
     assert data["variables"] == [{"name": "x", "type": "list"}]
     assert kernel.request(m=LOADED)["m"]["data"]["text/plain"] == before == "[]"
+    # a database that is not local (a URL string, an object that only looks like one) is
+    # never read: nothing is imported for it, and R is still not started
+    kernel.run(
+        "url = 'postgresql://postgres@127.0.0.1:5432/postgres'\nclass Connection: pass\nc = Connection()"
+    )
+    for _ in range(3):
+        assert kernel.context()["tables"] == []
+    assert kernel.request(m=LOADED)["m"]["data"]["text/plain"] == "[]"
+    started = kernel.request(r="'rpy2.rinterface' in __import__('sys').modules")["r"]
+    assert started["data"]["text/plain"] == "False"
 
 
 def test_r_data_frames_of_the_kernels_r(kernel: Kernel) -> None:
@@ -165,8 +185,8 @@ def test_the_module_imports_only_the_standard_library(tmp_path: Path) -> None:
     """What ``python -X importtime`` sees the import load beyond the standard library modules
     the package's collectors use: the package's small modules, nothing else."""
     stdlib = imported(
-        "import __future__, collections.abc, dataclasses, json, os, re, sys, time, traceback, types,"
-        " typing, weakref",
+        "import __future__, collections.abc, dataclasses, json, os, re, sys, threading, time,"
+        " traceback, types, typing, weakref",
         tmp_path,
     )
     loaded = imported("import rsql_magic.context.inline", tmp_path) - stdlib

@@ -34,10 +34,16 @@ def test_the_wheel_ships_the_built_extension(tmp_path: Path) -> None:
         data = next(n.split(SHARED)[0] for n in names if SHARED in n)
         meta = json.loads(zf.read(f"{data}{SHARED}package.json"))
         install = json.loads(zf.read(f"{data}{SHARED}install.json"))
+        # the inline completions' settings (frontend/schema/completion.json): without it the
+        # Settings Editor has no page for them and the provider reads no user setting
+        settings = json.loads(zf.read(f"{data}{SHARED}schemas/{NAME}/completion.json"))
     assert meta["name"] == NAME
     # the entry point JupyterLab loads is in the wheel
     assert f"{data}{SHARED}{meta['jupyterlab']['_build']['load']}" in names
     assert install["packageName"] == "rsql-assistant"
+    source = json.loads((REPO / "frontend" / "schema" / "completion.json").read_text())
+    assert settings["properties"] == source["properties"]
+    assert {"enabled", "liveContext", "debounceMs"} <= set(settings["properties"])
     # built once, in shared data: not again inside the package, and no sources or node_modules
     assert not [n for n in names if n.startswith(("rsql_magic/labextension/", "frontend/"))]
     assert not [n for n in names if "node_modules" in n]

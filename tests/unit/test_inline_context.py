@@ -281,6 +281,70 @@ def test_many_captured_tables_are_bounded(shell: Any) -> None:
     conn.close()
 
 
+def shop_database(path: Any = ":memory:") -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL);"
+        "CREATE TABLE people (name TEXT, email TEXT);"
+        "INSERT INTO people VALUES ('Ann', 'ann@example.com');"
+    )
+    return conn
+
+
+def tables_of(data: dict[str, Any], label: str) -> list[tuple[str, list[str]]]:
+    return [(t["name"], t["columns"]) for t in data["tables"] if t["connection"] == label]
+
+
+def test_a_local_database_in_the_namespace_lists_its_tables_once_read(shell: Any) -> None:
+    """A plain sqlite3 connection the user made (no %%sql_ai yet): its catalog is read once,
+    names only, and later keystrokes reuse what was read."""
+    shop = shop_database()
+    shell.user_ns["shop"] = shop
+    data = context(shell, budget_ms=2000)
+    assert tables_of(data, "shop") == [("orders", ["id", "total"]), ("people", ["name", "email"])]
+    assert "ann@example.com" not in json.dumps(data) and "Ann" not in json.dumps(data)
+    assert {"name": "shop", "type": "sqlite3.Connection"} in data["variables"]
+    shop.execute("CREATE TABLE later (x INT)")  # not read again within the TTL
+    assert [n for n, _ in tables_of(context(shell, budget_ms=2000), "shop")] == ["orders", "people"]
+    del shell.user_ns["shop"]  # gone from the namespace: its tables go too
+    assert tables_of(context(shell, budget_ms=2000), "shop") == []
+    shop.close()
+
+
+def test_one_new_database_is_read_per_request_within_the_time_left(
+    shell: Any, tmp_path: Any
+) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    sa = pytest.importorskip("sqlalchemy")
+    ducks = duckdb.connect(str(tmp_path / "ducks.duckdb"))
+    ducks.execute("CREATE TABLE ponds (pond VARCHAR, depth DOUBLE)")
+    shell.user_ns["ducks"] = ducks
+    shell.user_ns["files"] = sa.create_engine(f"sqlite:///{tmp_path / 'files.db'}")
+    shop_database(tmp_path / "files.db").close()
+    idle = context(shell, budget_ms=0)  # no time left: nothing is read
+    assert not tables_of(idle, "files") and not tables_of(idle, "ducks")
+    first = context(shell, budget_ms=2000)
+    read = {t["connection"] for t in first["tables"]} & {"ducks", "files"}
+    assert len(read) == 1 and first["truncated"] is True  # one per request
+    second = context(shell, budget_ms=2000)
+    assert tables_of(second, "ducks") == [("ponds", ["pond", "depth"])]
+    assert tables_of(second, "files") == [
+        ("orders", ["id", "total"]),
+        ("people", ["name", "email"]),
+    ]
+    ducks.close()
+
+
+def test_a_network_database_is_never_read_from_the_editor(shell: Any) -> None:
+    sa = pytest.importorskip("sqlalchemy")
+    remote = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    shell.user_ns["warehouse"] = remote
+    data = context(shell, budget_ms=2000)
+    assert tables_of(data, "warehouse") == []
+    assert remote.pool.checkedout() == 0 and "Connections in pool: 0" in remote.pool.status()
+    remote.dispose()
+
+
 def test_no_shell_and_a_broken_namespace() -> None:
     assert context(None)["frames"] == []  # not IPython: nothing, never an error
 

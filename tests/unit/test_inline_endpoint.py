@@ -8,6 +8,7 @@ policy window says so, cached, and with the lease given back when the editor can
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import socket
@@ -15,8 +16,12 @@ import time
 import urllib.parse
 from typing import Any
 
-from tests.helpers import upstreams_for
+import pytest
+from aiohttp import web
+
+from tests.helpers import free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.loopback import LoopbackServer
 from tests.helpers.servers import InProcessJupyter
 
 PRICED = {
@@ -313,3 +318,281 @@ def test_a_spent_budget_stops_completions_and_the_status_says_so(
     state = json.loads(raw)
     assert state["on"] is False and state["reason"] == "budget"
     assert state["message"].startswith("today's budget is spent; completions are back at ")
+
+
+def test_redaction_masks_the_suffix_of_fill_in_the_middle_and_of_v1_completions(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    """The text after the cursor is the user's words as much as the text before it."""
+    server = proxy(
+        jupyter_app_factory, fresh_provider, completion_fim=True, redact_patterns=["email"]
+    )
+    status, _, body = complete(
+        server,
+        {
+            "prefix": "notify('ann@uni.example.org', ",
+            "suffix": ")\nnotify('bob@uni.example.org')",
+            "stream": False,
+        },
+    )
+    assert status == 200, body
+    sent = fresh_provider.received[-1]
+    assert sent.path == "completions"
+    assert sent.body["suffix"] == ")\nnotify('<email-2>')"
+    assert "<email-1>" in sent.body["prompt"] and "@uni.example.org" not in json.dumps(sent.body)
+    # a plain legacy completion with a suffix, from any client
+    legacy = {
+        "model": "fake-small",
+        "prompt": "to = 'carl@uni.example.org'\ncc = ",
+        "suffix": "\nbcc = 'dora@uni.example.org'",
+        "max_tokens": 5,
+    }
+    status, _, raw = server.request("POST", "v1/completions", legacy, token="tok-alice")
+    assert status == 200, raw
+    sent = fresh_provider.received[-1]
+    assert sent.body["suffix"] == "\nbcc = '<email-2>'"
+    assert "@uni.example.org" not in json.dumps(sent.body)
+
+
+def test_redaction_holds_on_the_chat_path_for_the_cell_the_cells_and_the_kernels_names(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    server = proxy(jupyter_app_factory, fresh_provider, redact_patterns=["email"])
+    fresh_provider.script("x")
+    context = {
+        "frames": [{"name": "ann@uni.example.org", "columns": ["bob@uni.example.org"]}],
+        "tables": [{"connection": "db", "name": "t", "columns": ["carl@uni.example.org"]}],
+        "variables": [{"name": "dora@uni.example.org", "type": "str"}],
+    }
+    status, _, body = complete(
+        server,
+        {
+            "prefix": "send('erin@uni.example.org', ",
+            "suffix": ", cc='fred@uni.example.org')",
+            "cells": ["owner = 'gina@uni.example.org'"],
+            "context": context,
+            "stream": False,
+        },
+    )
+    assert status == 200, body
+    sent = json.dumps(fresh_provider.received[-1].body)
+    assert "@uni.example.org" not in sent
+    assert all(f"<email-{i}>" in sent for i in range(1, 8)), sent
+
+
+def wide_frames(n: int = 50, columns: int = 20) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"frame{i:02d}",
+            "kind": "pandas.DataFrame",
+            "columns": [f"col{j}_{i}" for j in range(columns)],
+            "dtypes": ["float64"] * columns,
+            "rows": 2,
+        }
+        for i in range(n)
+    ]
+
+
+def test_tables_and_variables_keep_their_share_beside_fifty_wide_frames(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    """The kernel gives each section a share of its answer; so does the prompt: fifty frames
+    of twenty columns never crowd out the one table and the one variable."""
+    server = proxy(jupyter_app_factory, fresh_provider)
+    fresh_provider.script("x")
+    context = {
+        "frames": wide_frames(),
+        "tables": [{"connection": "conn", "name": "orders", "columns": ["id", "total"]}],
+        "variables": [{"name": "n_students", "type": "int"}],
+    }
+    status, _, body = complete(server, {"prefix": "x", "context": context, "stream": False})
+    assert status == 200, body
+    prompt = fresh_provider.received[-1].body["messages"][-1]["content"]
+    session = prompt.split("Live session (names and columns only):\n", 1)[1].split("\n\n")[0]
+    assert "table conn.orders: id, total" in session
+    assert "variables: n_students int" in session
+    assert session.startswith("frame frame00 (pandas.DataFrame, 2 rows): col0_0 float64")
+    assert session.count("\nframe ") >= 20  # the frames take all the rest
+    assert session.endswith("(more objects left out)") and len(session) <= 12_000
+
+
+def test_bidi_and_c1_characters_of_the_model_or_a_name_reach_neither_the_cell_nor_the_prompt(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    hidden = "\u202e\u2066\u200f\x85\x9b"
+    server = proxy(jupyter_app_factory, fresh_provider)
+    fresh_provider.script(f"```python\nrevenue{hidden}.sum()\t# x\n```")
+    context = {"frames": [{"name": f"sales{hidden}", "columns": [f"reg{hidden}ion"]}]}
+    status, _, events = complete(server, {"prefix": "sales.", "context": context})
+    assert status == 200, events
+    assert events[-1]["text"] == "revenue.sum()\t# x"  # tab and newline stay, no other control
+    assert not any(c in e["text"] for e in events for c in hidden)
+    prompt = fresh_provider.received[-1].body["messages"][-1]["content"]
+    assert "frame sales      (frame): reg     ion" in prompt
+    assert not any(c in prompt for c in hidden)
+
+
+def test_the_status_names_the_window_that_takes_the_completion_model_away(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    exam = {
+        "name": "exam",
+        "groups": ["students"],
+        "start": iso(-60),
+        "end": iso(3600),
+        "mode": "custom",
+        "models": ["fake-small"],
+        "message": "Exam: the small model only.",
+    }
+    server = proxy(
+        jupyter_app_factory, fresh_provider, completion_model="fake-large", policy_windows=[exam]
+    )
+    _, _, raw = server.request("GET", "inline", token="tok-alice")
+    state = json.loads(raw)
+    assert state["on"] is False and state["reason"] == "window", state
+    assert state["message"].startswith("Exam: the small model only. (policy window 'exam', until ")
+    assert exam["end"] in state["message"]
+    _, _, raw = server.request("GET", "inline", token="tok-carol")  # staff: no window
+    assert json.loads(raw)["on"] is True
+
+
+def test_a_name_that_is_a_list_or_an_object_is_left_out_never_turned_into_text(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    """A name is a string or a number; anything else costs one type check and is left out
+    (a 4 MiB body of them sent to the service: tests/e2e/test_hub.py)."""
+    server = proxy(jupyter_app_factory, fresh_provider)
+    fresh_provider.script("x")
+    junk = [[list(range(20))], {"a": "b"}]
+    context = {
+        "frames": [
+            {"name": junk, "columns": ["lost"]},
+            {"name": "f", "columns": [junk, 7, 2.5, True, "ok"], "dtypes": [junk, junk, "float64"]},
+        ],
+        "tables": [{"connection": junk, "name": "t", "columns": [junk] * 30}],
+        "variables": [{"name": "v", "type": junk}, {"name": junk, "type": "int"}],
+    }
+    status, _, answer = complete(server, {"prefix": "x", "context": context, "stream": False})
+    assert status == 200, answer
+    prompt = fresh_provider.received[-1].body["messages"][-1]["content"]
+    session = prompt.split("Live session (names and columns only):\n", 1)[1].split("\n\n")[0]
+    assert session == "frame f (frame): 7, 2.5 float64, True, ok\ntable t: \nvariables: v"
+
+
+# -- {base_url}rsql/inline in a hub user's server, passed on to the service -------------------
+
+HUB_TOKEN = "hub-token-of-the-server-0123456789"
+
+
+class FakeService(LoopbackServer):
+    """The hub service's ``inline`` as the user's server sees it: answers GET at once (with
+    headers that would leak the token, which must not come back), holds a POST for `hold`
+    seconds before its first byte, and notes when a held request's client went away."""
+
+    thread_name = "fake-service"
+
+    def __init__(self, hold: float = 5.0) -> None:
+        self.hold = hold
+        self.seen: list[str] = []  # the Authorization header of each request
+        self.gone_after: float | None = None  # seconds from a held request to its client leaving
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/services/rsql/inline", self._inline)
+
+    async def _inline(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        self.seen.append(auth)
+        echo = {"WWW-Authenticate": auth, "Set-Cookie": f"t={auth}", "X-Token": auth}
+        if request.method == "GET":
+            return web.json_response({"on": True}, headers=echo)
+        t0 = time.monotonic()
+        try:
+            await asyncio.sleep(self.hold)  # the model's first token is slow
+        except asyncio.CancelledError:  # aiohttp cancels a handler whose client left
+            self.gone_after = time.monotonic() - t0
+            raise
+        return web.json_response({"text": "late"}, headers=echo)
+
+
+@pytest.fixture
+def service() -> Any:
+    with FakeService() as svc:
+        yield svc
+
+
+def forwarding(
+    factory: Any, fp: FakeProvider, monkeypatch: pytest.MonkeyPatch, url: str
+) -> InProcessJupyter:
+    """A user's server whose kernels' proxy is the service at `url` (as configure_jupyterhub
+    sets it), its own proxy in front of the fake provider."""
+    monkeypatch.setenv("RSQL_PROXY_URL", url)
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", HUB_TOKEN)
+    return factory({"upstreams": upstreams_for(fp), "default_model": "fake-small"})
+
+
+def test_the_forward_route_sends_the_token_only_to_the_service_and_bounds_the_body(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: FakeService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = forwarding(
+        jupyter_app_factory,
+        fresh_provider,
+        monkeypatch,
+        f"http://127.0.0.1:{service.port}/services/rsql/",
+    )
+    answers = [server.request("GET", "inline")]
+    assert answers[0][0] == 200 and json.loads(answers[0][2]) == {"on": True}
+    assert service.seen == [f"token {HUB_TOKEN}"]
+    answers.append(server.request("POST", "inline", b"x" * (2**20 + 1)))
+    assert answers[-1][0] == 413 and len(service.seen) == 1
+    assert fresh_provider.received == []  # the server's own proxy answered nothing
+    for status, headers, body in answers:
+        assert HUB_TOKEN not in json.dumps(headers) + body.decode(), (status, headers)
+        assert not {"www-authenticate", "set-cookie", "x-token", "authorization"} & set(headers)
+
+
+def test_an_unreachable_service_is_a_502_that_names_no_token(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/services/rsql/"
+    server = forwarding(jupyter_app_factory, fresh_provider, monkeypatch, url)
+    for method, body in (("GET", None), ("POST", {"prefix": "sales."})):
+        status, headers, raw = server.request(method, "inline", body)
+        assert status == 502 and json.loads(raw)["error"]["code"] == "upstream_error"
+        assert HUB_TOKEN not in json.dumps(headers) + raw.decode()
+    assert fresh_provider.received == []
+
+
+def test_a_keystroke_ends_the_forwarded_request_before_the_first_token(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: FakeService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The editor aborts a completion whose model has not said a word yet: the service sees its
+    client gone at once (and releases the lease), not when the first token finds no reader."""
+    server = forwarding(
+        jupyter_app_factory,
+        fresh_provider,
+        monkeypatch,
+        f"http://127.0.0.1:{service.port}/services/rsql/",
+    )
+    url = urllib.parse.urlsplit(server.proxy_url)
+    body = json.dumps({"prefix": "sales."}).encode()
+    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+        s.sendall(
+            f"POST {url.path}inline HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Authorization: token {server.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        deadline = time.monotonic() + 10
+        while not service.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert service.seen, "the request did not reach the service"
+    deadline = time.monotonic() + 3
+    while service.gone_after is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert service.gone_after is not None and service.gone_after < 2.0, service.gone_after

@@ -23,7 +23,8 @@ from typing import Any
 
 from ..admission.entitlements import Access, check_feature
 from ..admission.limiter import Limiter
-from ..admission.policy_windows import PolicyWindows
+from ..admission.policy_windows import PolicyWindow, PolicyWindows
+from ..bodies.request import CONTROL_CHARACTERS as CONTROLS  # one list: C0, C1, bidi
 from ..bodies.request import notebook_path
 from ..bodies.streams import event_json
 from ..errors import BadRequest, EngineError
@@ -39,6 +40,13 @@ MAX_ITEMS = {"frames": 50, "r": 50, "tables": 100, "variables": 50}
 MAX_COLUMNS = 200
 MAX_NAME = 100
 MAX_CONTEXT_CHARS = 12_000  # the live-session block of the prompt
+# Each section of that block within a share of it, as the kernel shares its answer
+# (rsql_magic/context/inline.py): variables, tables and R first, what one leaves over goes on,
+# then the frames with all the rest; so fifty wide frames never crowd the tables out.
+SHARES = (("variables", 0.10), ("tables", 0.25), ("r", 0.20))
+# names read in all (columns and dtypes of every item): the work a body can ask for before
+# admission is bounded by this, whatever its shape
+MAX_NAMES = 6000
 # what is inserted: a completion is the rest of a line or a few lines, never a page
 MAX_LINES = 16
 MAX_TEXT = 2000
@@ -52,7 +60,6 @@ SYSTEM = (
 )
 COMMENT = {"python": "#", "r": "#", "sql": "--"}
 _FENCE = re.compile(r"```[^\n]*\n?")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but \t and \n
 _LANGUAGE = re.compile(r"^[a-z0-9_+-]{1,20}$")
 
 
@@ -84,11 +91,39 @@ def _str(body: dict[str, Any], name: str, default: str | None = None) -> str:
     return value
 
 
-def _name(value: Any) -> str:
-    """A name from the kernel (a column label, a table's name): user data, one line, bounded,
-    so no name can forge a line of the prompt's structure."""
-    text = value if isinstance(value, str) else str(value)
-    return _CONTROL.sub(" ", text.replace("\n", " "))[:MAX_NAME]
+def _kept(match: re.Match[str]) -> str:
+    char = match.group()
+    return char if char in "\t\n" else ""
+
+
+def _name(value: Any) -> str | None:
+    """A name from the kernel (a column label, a table's name) as one bounded line, so no name
+    can forge a line of the prompt's structure or hide text with bidi controls; None for what
+    is no name (a list, an object): never turned into text, whatever its size."""
+    if isinstance(value, str):
+        text = value[:MAX_NAME]
+    elif isinstance(value, bool | int | float):
+        text = str(value)
+    else:
+        return None
+    return CONTROLS.sub(" ", text)[:MAX_NAME]
+
+
+class _Budget:
+    """The names the whole context may still read, the characters the line being built may
+    take, and whether something was left out."""
+
+    def __init__(self) -> None:
+        self.names = 0  # this section's, set by render_context
+        self.room = MAX_CONTEXT_CHARS
+        self.cut = False
+
+    def take_name(self) -> bool:
+        if self.names <= 0:
+            self.cut = True
+            return False
+        self.names -= 1
+        return True
 
 
 def _items(context: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -102,47 +137,121 @@ def _items(context: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return [i for i in items[: MAX_ITEMS[key]] if isinstance(i, dict)]
 
 
-def _columns(item: dict[str, Any], with_types: bool = False) -> str:
+def _columns(item: dict[str, Any], budget: _Budget, with_types: bool = False) -> str:
     cols = item.get("columns")
     if not isinstance(cols, list):
         return ""
     types = item.get("dtypes") if with_types else None
-    out = []
-    for i, c in enumerate(cols[:MAX_COLUMNS]):
-        t = types[i] if isinstance(types, list) and i < len(types) else None
-        out.append(f"{_name(c)} {_name(t)}" if t is not None else _name(c))
-    more = f", ... ({len(cols) - MAX_COLUMNS} more)" if len(cols) > MAX_COLUMNS else ""
-    return ", ".join(out) + more
+    types = types if isinstance(types, list) else []
+    out: list[str] = []
+    room = budget.room - 2 * MAX_NAME - 40  # the line's head and the note of what is left out
+    seen = 0
+    for c in cols[:MAX_COLUMNS]:
+        if not budget.take_name():
+            break
+        col = _name(c)
+        t = _name(types[seen]) if seen < len(types) else None
+        if col is not None:  # else not a name: left out
+            col = f"{col} {t}" if t else col
+            room -= len(col) + 2
+            if room < 0:
+                budget.cut = True
+                break
+            out.append(col)
+        seen += 1
+    left_out = len(cols) - seen
+    return ", ".join(out) + (f", ... ({left_out} more)" if left_out > 0 else "")
+
+
+def _frame_line(f: dict[str, Any], budget: _Budget) -> str | None:
+    name = _name(f.get("name"))
+    if name is None:
+        return None
+    rows = f.get("rows")
+    size = f", {rows} rows" if isinstance(rows, int) and not isinstance(rows, bool) else ""
+    kind = _name(f.get("kind") or "frame") or "frame"
+    return f"frame {name} ({kind}{size}): {_columns(f, budget, True)}"
+
+
+def _r_line(r: dict[str, Any], budget: _Budget) -> str | None:
+    name = _name(r.get("name"))
+    if name is None:
+        return None
+    kind = _name(r.get("kind") or "object") or "object"
+    return f"R {kind} {name}: {_columns(r, budget)}"
+
+
+def _table_line(t: dict[str, Any], budget: _Budget) -> str | None:
+    name = _name(t.get("name"))
+    if name is None:
+        return None
+    where = _name(t.get("connection") or "")
+    return f"table {f'{where}.{name}' if where else name}: {_columns(t, budget)}"
+
+
+def _variable(v: dict[str, Any], budget: _Budget) -> str | None:
+    name = _name(v.get("name"))
+    if name is None or not budget.take_name():
+        return None
+    kind = _name(v.get("type") or "")
+    return f"{name} {kind}" if kind else name
+
+
+def _section(
+    context: dict[str, Any],
+    key: str,
+    line: Callable[[dict[str, Any], _Budget], str | None],
+    room: int,
+    budget: _Budget,
+) -> list[str]:
+    """The section's lines (variables: its names) within `room` characters."""
+    out: list[str] = []
+    used = 0
+    for item in _items(context, key):
+        if budget.names <= 0:
+            budget.cut = True
+            break
+        budget.room = room - used
+        text = line(item, budget)
+        if text is None:
+            continue
+        if used + len(text) + 2 > room:
+            budget.cut = True
+            break
+        used += len(text) + 2
+        out.append(text)
+    return out
 
 
 def render_context(context: Any) -> str:
-    """The kernel's answer as the prompt's live-session block: one line per object."""
+    """The kernel's answer as the prompt's live-session block: one line per object, each
+    section within its share of MAX_CONTEXT_CHARS (SHARES), the frames with what is left."""
     if context is None:
         return ""
     if not isinstance(context, dict):
         raise BadRequest("'context' must be an object or null", extra={"param": "context"})
-    lines = []
-    for f in _items(context, "frames"):
-        rows = f.get("rows")
-        size = f", {rows} rows" if isinstance(rows, int) and not isinstance(rows, bool) else ""
-        kind = _name(f.get("kind") or "frame")
-        lines.append(f"frame {_name(f.get('name'))} ({kind}{size}): {_columns(f, True)}")
-    for r in _items(context, "r"):
-        kind = _name(r.get("kind") or "object")
-        lines.append(f"R {kind} {_name(r.get('name'))}: {_columns(r)}")
-    for t in _items(context, "tables"):
-        where = _name(t.get("connection") or "")
-        name = f"{where}.{_name(t.get('name'))}" if where else _name(t.get("name"))
-        lines.append(f"table {name}: {_columns(t)}")
-    names = [
-        f"{_name(v.get('name'))} {_name(v.get('type') or '')}" for v in _items(context, "variables")
-    ]
-    if names:
-        lines.append("variables: " + ", ".join(n.strip() for n in names))
-    text = "\n".join(lines)
-    if len(text) > MAX_CONTEXT_CHARS:
-        text = text[:MAX_CONTEXT_CHARS].rsplit("\n", 1)[0] + "\n(more objects left out)"
-    return text
+    for key in MAX_ITEMS:  # the types are checked before any work
+        _items(context, key)
+    budget = _Budget()
+    left = MAX_CONTEXT_CHARS - len("variables: ") - len("\n(more objects left out)")
+    names_left = MAX_NAMES
+    sections: dict[str, list[str]] = {}
+    lines = {"variables": _variable, "tables": _table_line, "r": _r_line}
+    for key, share in SHARES:  # the characters and the names read, shared alike
+        room = min(left, int(MAX_CONTEXT_CHARS * share))
+        budget.names = min(names_left, int(MAX_NAMES * share))
+        given = budget.names
+        sections[key] = _section(context, key, lines[key], room, budget)
+        left -= sum(len(t) + 2 for t in sections[key])
+        names_left -= given - budget.names
+    budget.names = names_left
+    sections["frames"] = _section(context, "frames", _frame_line, left, budget)
+    out = [*sections["frames"], *sections["r"], *sections["tables"]]
+    if sections["variables"]:
+        out.append("variables: " + ", ".join(sections["variables"]))
+    if budget.cut:
+        out.append("(more objects left out)")
+    return "\n".join(out)
 
 
 def parse(body: Any) -> InlineRequest:
@@ -231,7 +340,7 @@ def clean(raw: str, prefix: str, suffix: str, *, final: bool = True) -> str:
     repeats them, at most ``MAX_LINES`` lines. `final` False (a stream's middle): trailing
     backticks are held back, as they may be a fence on its way.
     """
-    text = _CONTROL.sub("", raw.replace("\r\n", "\n")).replace(CURSOR, "")
+    text = CONTROLS.sub(_kept, raw.replace("\r\n", "\n")).replace(CURSOR, "")
     if not final:
         text = text.rstrip("`")
     fence = _FENCE.search(text)
@@ -313,6 +422,11 @@ async def _stream(
 Chat = Callable[..., Awaitable[Reply]]
 
 
+def _takes_models(window: PolicyWindow) -> bool:
+    """Whether a window in force narrows the models (local-only, a custom window's list)."""
+    return window.mode == "local-only" or (window.mode == "custom" and window.models is not None)
+
+
 class InlineCompletions:
     """``{proxy}inline``: one completion on Engine.chat's path (`chat`), in the caller's
     "inline" rate class (``Caller.client``, which only this edge sets), and what the editor's
@@ -374,6 +488,10 @@ class InlineCompletions:
             reason = "window" if exc.code == "policy_window" else "off"
             return {**out, "on": False, "reason": reason, "message": exc.message}
         if not model or not access.allows(model):
+            if window is not None and span is not None and _takes_models(window):
+                # local-only, or a custom window's model list: the window is why, until its end
+                refused = self.windows.refusal(window, span, access.models)
+                return {**out, "on": False, "reason": "window", "message": refused.message}
             why = (
                 f"the completion model {model!r} is not among your models"
                 if model

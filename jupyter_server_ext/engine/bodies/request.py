@@ -520,14 +520,14 @@ def set_end_user(payload: dict[str, Any], user_id: str | None, *, anthropic: boo
 # own attribution only, so it is bounded and kept as plain text, never trusted for anything else
 MAX_NOTEBOOK_CHARS = 1024
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def notebook_path(raw: str) -> str | None:
     """A notebook path as a caller sent it (decoded), or None when absent or unfit: too long,
     or holding control or bidi characters that would disguise it in a terminal or a table."""
     path = raw.strip()
-    if not path or len(path) > MAX_NOTEBOOK_CHARS or _CONTROLS.search(path):
+    if not path or len(path) > MAX_NOTEBOOK_CHARS or CONTROL_CHARACTERS.search(path):
         return None
     return path
 
