@@ -84,6 +84,40 @@ _NODE_BIN = REPO / ".tools" / "node_modules" / ".bin"
 if _NODE_BIN.is_dir():
     os.environ["PATH"] = f"{_NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
+# The suite passes whatever the shell holds: a developer's RSQL_REPLAY_FILE, proxy URL, model,
+# provider keys or hub variables would reach every server and kernel the tests start (they
+# inherit os.environ) and change what they do. Tests set what they need; the rest is cleared.
+# RSQL_TEST_* configure the suite itself and stay.
+SCRUBBED_PREFIXES = ("RSQL_", "JUPYTERHUB_", "JPY_", "OTEL_", "PAPERMILL_")
+SCRUBBED_NAMES = frozenset(
+    {
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "GEMINI_API_KEY",
+        "GROQ_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
+    }
+)
+
+
+def scrub_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> list[str]:
+    """Remove the variables the project reads from `environ`; the names removed."""
+    gone = [
+        k
+        for k in environ
+        if (k.startswith(SCRUBBED_PREFIXES) and not k.startswith("RSQL_TEST_"))
+        or k in SCRUBBED_NAMES
+    ]
+    for k in gone:
+        del environ[k]
+    return gone
+
+
+scrub_environment()
+
 # jupysql (through ploomber-core) phones home for telemetry and version checks; tests, kernels
 # and servers started from here talk to loopback only
 os.environ["PLOOMBER_STATS_ENABLED"] = "false"
