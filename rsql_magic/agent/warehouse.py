@@ -128,13 +128,16 @@ def search_schema(
     within `budget_tokens`; the tables that do not fit are named.
 
     `policy`: only one that allows value statistics lets short text columns' values steer the
-    ranking (read inside `sql_policy`'s walls, never from a redacted column, never shown)."""
+    ranking (read inside `sql_policy`'s walls, never from a redacted column); a value equal to
+    a literal of the question is shown on its column as an example."""
     schema = _schema(db)
     # a frozen ContextPolicy is what the schema code's ValuesPolicy protocol describes, but a
     # protocol's plain attributes read as settable to mypy
     values_policy: Any = policy
     # reads nothing unless the policy allows values (and resets what an earlier call read)
-    capture_values(db, schema, policy=values_policy, sql_policy=sql_policy)
+    capture_values(
+        db, schema, policy=values_policy, sql_policy=sql_policy, question=question or None
+    )
     budget = max(200, int(budget_tokens) * CHARS_PER_TOKEN)
     return describe_schema(schema, question or None, None, budget, db.dialect, policy=values_policy)
 

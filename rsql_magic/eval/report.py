@@ -57,6 +57,8 @@ def _summary_rows(report: EvalReport) -> tuple[list[str], list[list[str]]]:
         "cost",
         "cost per correct",
         "latency median / p95",
+        "retrieval misses",
+        "model misses",
     ]
     rows = []
     for m in report.models:
@@ -76,9 +78,15 @@ def _summary_rows(report: EvalReport) -> tuple[list[str], list[list[str]]]:
                 _usd(m.cost_usd),
                 _usd(m.cost_per_correct),
                 f"{_secs(m.latency_median_s)} / {_secs(m.latency_p95_s)}",
+                _count_pct(m.retrieval_misses, m.retrieval_miss_rate),
+                _count_pct(m.model_misses, m.model_miss_rate),
             ]
         )
     return head, rows
+
+
+def _count_pct(k: int, rate: float | None) -> str:
+    return "–" if rate is None else f"{k} ({_pct(rate)})"
 
 
 def _num(x: float | None, digits: int = 1) -> str:
@@ -154,6 +162,30 @@ def _notes(report: EvalReport) -> list[str]:
         "the gold query has a top-level ORDER BY); questions the proxy refused (errors) "
         "or whose gold failed are not scored."
     )
+    out.append(
+        "Retrieval misses and model misses: scored questions not answered right (wrong or "
+        "refused), as a share of the scored questions. A retrieval miss: the schema text the "
+        "model saw lacked a table or column the gold SQL reads; a model miss: it showed all of "
+        "them and the answer still missed. Questions without gold SQL, or whose gold SQL cannot "
+        "be resolved against the schema, are neither (retrieval unknown)."
+    )
+    for m in report.models:
+        parts = []
+        if m.shown_known:
+            parts.append(
+                f"the schema text showed every table and column the gold needs for "
+                f"{m.shown_all} of {m.shown_known} scored question(s)"
+            )
+        if m.misses_unknown:
+            parts.append(f"{m.misses_unknown} miss(es) with retrieval unknown")
+        if parts:
+            out.append(f"{m.model}: " + "; ".join(parts) + ".")
+    if _has_agent(report):
+        out.append(
+            "In agent mode the schema text seen is every table line its search_schema and "
+            "describe_table calls returned; column names seen only in run_sql results do not "
+            "count as shown."
+        )
     if _has_agent(report):
         out.append(
             "Agent mode (MODEL (agent)): each question is one turn of at most "
@@ -180,6 +212,13 @@ def _notes(report: EvalReport) -> list[str]:
 
 def _failures(report: EvalReport) -> list[QuestionResult]:
     return [r for r in report.results if r.outcome != "correct"]
+
+
+def _retrieval(r: QuestionResult) -> str:
+    """What the model saw, for the list of answers not right: ok, or what was missing."""
+    if r.retrieval == "miss":
+        return "miss: " + ", ".join([*r.missing_tables, *r.missing_columns])
+    return r.retrieval
 
 
 def _detail(r: QuestionResult) -> str:
@@ -244,8 +283,8 @@ def to_markdown(report: EvalReport) -> str:
     if fails:
         lines += ["", "## Not correct", ""]
         lines += _md_table(
-            ["model", "id", "outcome", "why", "SQL"],
-            [[r.model, r.id, r.outcome, _detail(r), r.sql] for r in fails],
+            ["model", "id", "outcome", "why", "retrieval", "SQL"],
+            [[r.model, r.id, r.outcome, _detail(r), _retrieval(r), r.sql] for r in fails],
         )
     return "\n".join(lines) + "\n"
 
@@ -332,13 +371,14 @@ def to_html(report: EvalReport) -> str:
     failures = ""
     if fails:
         failures = "<h2>Not correct</h2>\n" + _html_table(
-            ["model", "id", "outcome", "why", "SQL", "rows", "expected rows"],
+            ["model", "id", "outcome", "why", "retrieval", "SQL", "rows", "expected rows"],
             [
                 [
                     r.model,
                     r.id,
                     r.outcome,
                     _detail(r),
+                    _retrieval(r),
                     _Safe(f"<pre>{_h(r.sql)}</pre>"),
                     _rows_html(r.rows, r.row_count),
                     _rows_html(r.gold_rows, r.gold_row_count),
@@ -370,7 +410,7 @@ def _aligned(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def to_terminal(report: EvalReport) -> str:
     """The summary as an aligned plain-text table (the caller prints it through ``shown``)."""
     head, rows = _summary_rows(report)
-    keep = [0, 1, 2, 4, 5, 6, 8, 9, 10]
+    keep = [0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12]
     out = _aligned([head[i] for i in keep], [[r[i] for i in keep] for r in rows])
     if _has_agent(report):
         out += ["", f"Agent mode (at most {report.agent_max_steps} requests a turn):"]

@@ -13,9 +13,20 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["EvalReport", "ModelSummary", "Outcome", "QuestionResult", "wilson_interval"]
+__all__ = [
+    "EvalReport",
+    "ModelSummary",
+    "Outcome",
+    "QuestionResult",
+    "Retrieval",
+    "wilson_interval",
+]
 
 Outcome = Literal["correct", "wrong", "refused", "error", "gold_error"]
+# Was everything the gold SQL needs in the schema text the model saw? "ok": every table and
+# column; "miss": something was not (`missing_tables`, `missing_columns`); "unknown": the
+# gold's needs or the text seen are not known (`retrieval_note` says which).
+Retrieval = Literal["ok", "miss", "unknown"]
 
 
 @dataclass
@@ -50,6 +61,10 @@ class QuestionResult:
     mode: str = "sql"  # "sql": %%sql_ai's loop; "agent": one agent turn
     steps: int = 0  # agent: the turn's tool calls (its requests are `calls`)
     ended: str = ""  # agent: "steps" or "tokens" when a limit ended the turn
+    retrieval: Retrieval = "unknown"
+    missing_tables: list[str] = field(default_factory=list)  # "db.table", lower case
+    missing_columns: list[str] = field(default_factory=list)  # "db.table.column" of shown tables
+    retrieval_note: str = ""  # why retrieval is unknown
 
     @property
     def retries(self) -> int:
@@ -118,6 +133,18 @@ class ModelSummary:
     tokens_median: float | None = None
     ended_by_steps: int = 0  # agent: turns the step limit ended
     ended_by_tokens: int = 0  # agent: turns the token limit ended
+    # scored questions not answered right (wrong or refused), told apart by what was shown:
+    # something the gold needs was not in the schema text (retrieval), or all of it was and the
+    # answer still missed (model); unknown when the gold could not be qualified
+    retrieval_misses: int = 0
+    model_misses: int = 0
+    misses_unknown: int = 0
+    retrieval_miss_rate: float | None = None  # over the scored questions
+    model_miss_rate: float | None = None
+    # scored questions whose schema text showed every table and column the gold needs, over
+    # those where that is known
+    shown_all: int = 0
+    shown_known: int = 0
 
     @classmethod
     def of(
@@ -130,6 +157,9 @@ class ModelSummary:
         cost = sum(r.cost_usd for r in rows)
         lat = [r.latency_s for r in rows if r.outcome != "gold_error" and r.calls]
         low, high = wilson_interval(correct, n) if n else (None, None)
+        misses = [r for r in scored if r.outcome != "correct"]
+        retrieval_misses = sum(r.retrieval == "miss" for r in misses)
+        model_misses = sum(r.retrieval == "ok" for r in misses)
         by: dict[str, int] = {}
         for r in rows:
             if r.answered_by:
@@ -166,6 +196,13 @@ class ModelSummary:
             **_per_answer("tokens", [r.prompt_tokens + r.completion_tokens for r in scored]),
             ended_by_steps=sum(r.ended == "steps" for r in rows),
             ended_by_tokens=sum(r.ended == "tokens" for r in rows),
+            retrieval_misses=retrieval_misses,
+            model_misses=model_misses,
+            misses_unknown=len(misses) - retrieval_misses - model_misses,
+            retrieval_miss_rate=retrieval_misses / n if n else None,
+            model_miss_rate=model_misses / n if n else None,
+            shown_all=sum(r.retrieval == "ok" for r in scored),
+            shown_known=sum(r.retrieval != "unknown" for r in scored),
         )
 
 

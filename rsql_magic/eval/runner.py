@@ -18,6 +18,13 @@ Accuracy is over the scored questions: those without ``error`` or ``gold_error``
 With ``agent``, a model is also (or only) asked in agent mode (:mod:`.agent`): one turn of
 tool calls over the database, its final SQL checked and run as above and scored the same way,
 under the label ``MODEL (agent)``; a turn ended by its step or token limit is ``refused``.
+
+Retrieval or reasoning: each answer also records whether every table and column the gold SQL
+reads (:func:`~rsql_magic.sql.schema.coverage.needed_columns`) was in the schema text the model
+saw (``retrieval``: ok, miss or unknown). That text is the loop's (``SqlAIResult.schema_text``:
+one text per question, the same for every attempt); in agent mode the union of what its
+search_schema and describe_table calls returned. A scored answer that is not right is then a
+retrieval miss or a model miss (:class:`ModelSummary`).
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ from rsql_magic.sql import loop
 from rsql_magic.sql.connections import DB, DuckDB, SQLiteDB, resolve
 from rsql_magic.sql.execute import run_query
 from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.sql.schema import Schema, capture_schema
+from rsql_magic.sql.schema import Schema, capture_schema, describe_schema
+from rsql_magic.sql.schema.coverage import coverage, needed_columns, shown_columns
 from rsql_magic.sql.validate import check_sql
 
 from .agent import SUFFIX, answer_with_agent, check_agent_mode
@@ -151,6 +159,10 @@ class _Gold:
     rows: list[tuple[Any, ...]] | None
     ordered: bool
     error: str | None = None
+    # the tables and columns the gold SQL reads ('db.table' -> columns); None: not known, and
+    # `unknown_needs` says why (no gold SQL, or it cannot be qualified)
+    needed: dict[str, set[str]] | None = None
+    unknown_needs: str = ""
 
 
 def _first_line(e: BaseException) -> str:
@@ -160,7 +172,11 @@ def _first_line(e: BaseException) -> str:
 
 def _gold(q: Question, db: DB, schema: Schema, opts: dict[str, Any]) -> _Gold:
     if q.expected is not None:
-        return _Gold([tuple(r) for r in q.expected], q.ordered)
+        return _Gold(
+            [tuple(r) for r in q.expected],
+            q.ordered,
+            unknown_needs="no gold SQL (expected rows only): what it needs is not known",
+        )
     assert q.gold_sql is not None
     policy: SqlPolicy = opts["policy"]
     dialect = db.dialect
@@ -181,7 +197,12 @@ def _gold(q: Question, db: DB, schema: Schema, opts: dict[str, Any]) -> _Gold:
         return _Gold(None, False, f"gold SQL failed (database): {_first_line(e)}")
     if res.more:
         return _Gold(None, False, f"gold SQL returns more than {opts['max_rows']:,} rows")
-    return _Gold(_rows(res.frame), gold_orders_rows(checked.sql, dialect))
+    gold = _Gold(_rows(res.frame), gold_orders_rows(checked.sql, dialect))
+    try:  # what ran, as the engine reads it (check_sql may have transpiled or rewritten it)
+        gold.needed = needed_columns(checked.sql, schema, dialect)
+    except ValueError as e:
+        gold.unknown_needs = f"the gold SQL's columns cannot be resolved: {_first_line(e)}"
+    return gold
 
 
 def _rows(frame: Any) -> list[tuple[Any, ...]]:
@@ -192,6 +213,46 @@ def _rows(frame: Any) -> list[tuple[Any, ...]]:
 
 def _shown(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [[normalize(v) for v in r] for r in rows[:SHOWN_ROWS]]
+
+
+# -- what the model saw -----------------------------------------------------------------------
+
+# the agent tools whose results are schema text (run_sql's column names are not counted)
+SCHEMA_TOOLS = ("search_schema", "describe_table")
+
+
+def _seen(r: QuestionResult, gold: _Gold, shown: dict[str, set[str]]) -> None:
+    """Record in `r` whether `shown` held everything the gold needs."""
+    if gold.needed is None:
+        r.retrieval, r.retrieval_note = "unknown", gold.unknown_needs
+        return
+    found = coverage(gold.needed, shown)
+    r.retrieval = "ok" if found.columns_ok else "miss"
+    r.missing_tables, r.missing_columns = list(found.missing_tables), list(found.missing_columns)
+
+
+def _seen_text(r: QuestionResult, gold: _Gold, text: str, db: DB, schema: Schema) -> None:
+    # partial: a line cut at the text's bound still showed the columns written before the cut
+    _seen(r, gold, shown_columns(text, db.dialect, schema.default_db, partial=True))
+
+
+def _loop_text(q: Question, db: DB, opts: dict[str, Any]) -> str:
+    """The schema text run_question sent for `q`, when it raised instead of returning it: the
+    same call with the arguments this runner gives it (no --tables, no context policy), so the
+    same text (describe_schema depends on nothing else)."""
+    return describe_schema(opts["schema"], q.question, None, opts["budget_chars"], db.dialect)
+
+
+def _seen_by_agent(r: QuestionResult, gold: _Gold, turn: Turn, db: DB, schema: Schema) -> None:
+    """Record what an agent turn saw: every table line its schema tools returned."""
+    shown: dict[str, set[str]] = {}
+    for step in turn.steps:
+        if step.tool in SCHEMA_TOOLS and not step.error:
+            # a wide table's describe_table is cut at the tool's character bound: partial
+            seen = shown_columns(step.result, db.dialect, schema.default_db, partial=True)
+            for table, cols in seen.items():
+                shown.setdefault(table, set()).update(cols)
+    _seen(r, gold, shown)
 
 
 # -- the model calls ------------------------------------------------------------------------
@@ -258,6 +319,7 @@ def _ask(
     )
     if gold.error is not None:
         r.outcome, r.error = "gold_error", gold.error
+        r.retrieval_note = "the gold SQL failed"
         return r
     r.gold_row_count, r.gold_rows = len(gold.rows or []), _shown(gold.rows or [])
     models = chain or [label]
@@ -275,6 +337,7 @@ def _ask(
     except SqlAIError as e:
         r.latency_s = time.perf_counter() - t0
         _usage([c for _, s in completers for c in s.calls], r)
+        _seen_text(r, gold, _loop_text(q, db, opts), db, opts["schema"])
         return _failed(r, e)
     except ProxyError as e:
         r.latency_s = time.perf_counter() - t0
@@ -282,10 +345,12 @@ def _ask(
         if stop_on_fatal and _fatal(e):
             raise EvalInputError(f"model {label!r}: {e}") from None
         r.outcome, r.error = "error", str(e)
+        _seen_text(r, gold, _loop_text(q, db, opts), db, opts["schema"])
         return r
     r.latency_s = time.perf_counter() - t0
     _usage([c for _, s in completers for c in s.calls], r)
     r.answered_by = res.model if chain else None
+    _seen_text(r, gold, res.schema_text, db, opts["schema"])
     return _scored(r, res, gold, opts)
 
 
@@ -335,6 +400,7 @@ def _ask_agent(
     r.mode = "agent"
     if gold.error is not None:
         r.outcome, r.error = "gold_error", gold.error
+        r.retrieval_note = "the gold SQL failed"
         return r
     r.gold_row_count, r.gold_rows = len(gold.rows or []), _shown(gold.rows or [])
 
@@ -360,9 +426,11 @@ def _ask_agent(
         if stop_on_fatal and _fatal(e):
             raise EvalInputError(f"model {model!r} (agent mode): {e}") from None
         r.outcome, r.error = "error", str(e)
+        _seen_by_agent(r, gold, turn, db, opts["schema"])
         return r
     r.latency_s, r.steps, r.ended = done.seconds, len(turn.steps), turn.ended
     _usage(turn.requests, r)
+    _seen_by_agent(r, gold, turn, db, opts["schema"])
     if done.result is not None:
         _scored(r, done.result, gold, opts)
     elif done.failure is not None:

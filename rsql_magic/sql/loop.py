@@ -23,7 +23,7 @@ from .execute import database_error_message, function_names_in_error, is_syntax_
 from .guard import ALLOWED
 from .policy import SqlPolicy
 from .schema import Schema, capture_schema, capture_values, describe_schema
-from .schema.values import ValuesPolicy
+from .schema.model import ValuesPolicy
 from .stages import CHECK_STAGES, Stage
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
@@ -255,8 +255,9 @@ def run_question(
     default allows only the built-in allowlist and keeps the connection's own role.
     `context_policy`: the context policy in force (:class:`rsql_magic.privacy.ContextPolicy`);
     when it allows value statistics, the values of short text columns steer which tables the
-    schema text shows (a question naming "dogs" finds the table whose column holds "dog"). The
-    values themselves are never sent. None: names only.
+    schema text shows (a question naming "dogs" finds the table whose column holds "dog");
+    a value equal to a literal of the question ("Lyon") is shown on its column as an example
+    (see ``capture_values``). None: names only.
     """
     t0 = time.perf_counter()
     policy = policy or SqlPolicy()
@@ -274,7 +275,7 @@ def run_question(
             )
     if context_policy is not None:
         # bounded in time, cached per connection, inside the same walls as generated SQL
-        capture_values(db, schema, policy=context_policy, sql_policy=policy)
+        capture_values(db, schema, policy=context_policy, sql_policy=policy, question=question)
     schema_text = describe_schema(
         schema, question, tables, budget_chars, dialect, policy=context_policy
     )

@@ -128,7 +128,8 @@ def duckdb_parser_check(
     def walk(node: Any) -> None:
         if isinstance(node, list):
             for v in node:
-                walk(v)
+                if isinstance(v, dict | list):  # leaves name nothing: no call for each
+                    walk(v)
             return
         if not isinstance(node, dict):
             return
@@ -156,7 +157,8 @@ def duckdb_parser_check(
                 if too_big:
                     raise _duck_refused(too_big, sql)
         for v in node.values():
-            walk(v)
+            if isinstance(v, dict | list):
+                walk(v)
 
     walk(tree["statements"])
 

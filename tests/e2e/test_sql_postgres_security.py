@@ -229,6 +229,40 @@ def test_column_values_that_steer_the_schema_are_read_as_the_role(pg) -> None:
         assert as_owner[("public", "pets")]["kind"] == ("dog", "cat")
 
 
+def test_the_questions_literals_are_looked_up_as_the_role(pg) -> None:
+    """#39: a value the question names ("Lyon") is looked up in text columns inside the same
+    walls as generated SQL: a table the role may not read points at no column and shows no
+    value; read as the owner, the same lookup finds the column that holds it."""
+    import psycopg
+
+    from rsql_magic.privacy import ContextPolicy
+    from rsql_magic.sql.schema import capture_schema, capture_values, describe_schema
+
+    url, role = pg
+    question = "How many customers live in Lyon?"
+    with psycopg.connect(url, autocommit=True) as conn:
+        # 300 cities: not categorical, so only the question-time lookup can find 'Lyon'
+        conn.execute("CREATE TABLE customers (id INT PRIMARY KEY, home_town TEXT)")  # no GRANT
+        conn.execute(
+            "INSERT INTO customers SELECT g, 'town ' || g FROM generate_series(1, 300) AS g"
+        )
+        conn.execute("INSERT INTO customers VALUES (301, 'Lyon')")
+        db = resolve(conn)
+        schema = capture_schema(db)
+        walls = SqlPolicy.make(postgres_role=role)
+        capture_values(db, schema, policy=ContextPolicy(), sql_policy=walls, question=question)
+        assert schema.probes == {}
+        text = describe_schema(schema, question, None, 4000, "postgres", policy=ContextPolicy())
+        assert "Lyon" not in text
+        with pytest.warns(SuperuserWarning):
+            capture_values(
+                db, schema, policy=ContextPolicy(), sql_policy=SqlPolicy(), question=question
+            )
+        assert schema.probes["lyon"] == (("public", "customers", "home_town", "Lyon"),)
+        text = describe_schema(schema, question, None, 4000, "postgres", policy=ContextPolicy())
+        assert "home_town TEXT /* e.g. 'Lyon' */" in text
+
+
 def test_values_read_for_an_ask_question_are_read_as_the_role_too(
     pg, jupyter_proxy, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:

@@ -89,7 +89,7 @@ def test_a_value_mention_finds_its_table_when_values_are_allowed(pets_warehouse)
         pets_warehouse, "How many dogs are there?", budget_chars=500, policy=ContextPolicy()
     )
     assert shown(text)[0] == "pets"
-    assert "dog" not in text.lower()  # values steer the choice; the text never shows one
+    assert "dog" not in text.lower()  # "dogs" is a word, not a literal: it steers, shows nothing
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ namespace: most warehouses declare none. Inferred: the same key-like column in t
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from .words import name_words
 
 __all__ = ["SchemaIndex", "index_of"]
 
+_NUMBER = re.compile(r"[0-9]{2,}")  # one digit ("x1", "a4") says too little
 _KEY_TAILS = ("id", "number", "code", "key", "num", "nr")
 # Column names that join nothing even when two tables share them.
 _GENERIC = frozenset(
@@ -57,8 +59,17 @@ class SchemaIndex:
     name_vocab: dict[str, set[int]]  # name word -> tables, for prefix matches
     fingerprint: tuple[int, ...] = ()
     ddl: dict[tuple[int, str], str] = field(default_factory=dict)  # (table, dialect) -> DDL
+    least: dict[tuple[int, str, str], int] = field(default_factory=dict)  # see render._least_len
     prefix_cache: dict[str, set[int]] = field(default_factory=dict)  # word -> tables
     column_prefix_cache: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    column_abbreviation_cache: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    by_name: dict[tuple[str, str], int] = field(default_factory=dict)  # (db, name) -> index
+    # a captured value in lower case -> (table index, column, the value as stored)
+    value_exact: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
+    # a number in a column's name -> {table index: columns}: "year_1990", "pop2020", "q4_2012"
+    # (name words leave digits out: as words they name no concept, but a question's year or
+    # number may name exactly that column of a wide table)
+    col_numbers: dict[str, dict[int, set[str]]] = field(default_factory=dict)
     either: dict[int, set[int]] = field(default_factory=dict)  # strong and weak edges
     position: dict[int, int] = field(default_factory=dict)  # id(table) -> its index
 
@@ -100,6 +111,8 @@ def _build(schema: Schema) -> SchemaIndex:
     value_post: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     db_post: dict[str, set[str]] = defaultdict(set)
     df: dict[str, int] = defaultdict(int)
+    value_exact: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    col_numbers: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for i, t in enumerate(schema.tables):
         nw = name_words(t.name)
         cols = {c.name: name_words(c.name) for c in t.columns}
@@ -122,8 +135,11 @@ def _build(schema: Schema) -> SchemaIndex:
             for w in ws:
                 col_post[w][i].add(cname)
                 seen.add(w)
+            for number in _NUMBER.findall(cname):
+                col_numbers[number.lstrip("0") or "0"][i].add(cname)
         for cname, vals in schema.values.get((t.db, t.name), {}).items():
             for v in vals:
+                value_exact[v.lower()].append((i, cname, v))
                 for w in name_words(v):
                     if len(w) > 1:
                         value_post[w][i].add(cname)
@@ -155,6 +171,9 @@ def _build(schema: Schema) -> SchemaIndex:
         name_vocab,
         either=dict(either),
         position={id(info.table): i for i, info in enumerate(infos)},
+        by_name={(info.table.db, info.table.name): i for i, info in enumerate(infos)},
+        value_exact=dict(value_exact),
+        col_numbers=dict(col_numbers),
     )
 
 

@@ -7,9 +7,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["MAX_COLUMNS", "MAX_TABLES", "Column", "ForeignKey", "Schema", "Table"]
+__all__ = [
+    "MAX_COLUMNS",
+    "MAX_TABLES",
+    "Column",
+    "ForeignKey",
+    "Schema",
+    "Table",
+    "ValuesPolicy",
+]
 
 MAX_TABLES = 5000  # a capture stops listing beyond this many tables (Schema.truncated)
 MAX_COLUMNS = 300  # per table
@@ -49,11 +57,21 @@ class Schema:
     truncated: bool = False  # more than MAX_TABLES tables (or the time bound hit)
     elapsed_s: float = 0.0
     # Distinct values of short text columns, {(db, table): {column: values}}: filled by
-    # ``capture_values`` only where the context policy allows values; used to rank, never shown.
+    # ``capture_values`` only where the context policy allows values; they rank tables and point
+    # at columns, and a value equal to a literal of the question is shown as an example.
     values: dict[tuple[str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # (min, max) as text of date / timestamp columns and integer columns named like a year,
+    # {(db, table): {column: (lo, hi)}}: read by ``capture_values`` under the same rules; a
+    # year in the question points at the column whose range holds it.
+    ranges: dict[tuple[str, str], dict[str, tuple[str, str]]] = field(default_factory=dict)
+    # The question's literals found in columns by ``capture_values(question=...)``'s probe:
+    # {literal in lower case: ((db, table, column, the value as stored), ...)}.
+    probes: dict[str, tuple[tuple[str, str, str, str], ...]] = field(default_factory=dict)
     # The retrieval index (:mod:`.index`), built on first use and rebuilt when the tables or
     # values change; not part of the schema's value.
     index_cache: Any = field(default=None, repr=False, compare=False)
+    # (tables fingerprint, hash of every table's and column's name): see values.schema_shape
+    shape_cache: Any = field(default=None, repr=False, compare=False)
 
     def table(self, name: str, db: str | None = None) -> Table | None:
         key = name.lower()
@@ -95,3 +113,13 @@ class Schema:
         strategy = Dialect.get_or_raise(d).normalization_strategy
         normalize = strategy == NormalizationStrategy.CASE_INSENSITIVE
         return MappingSchema(plain, dialect=d, normalize=normalize)
+
+
+class ValuesPolicy(Protocol):
+    """What the schema code needs of a context policy (``rsql_magic.privacy.ContextPolicy``,
+    which the SQL layer does not import): whether values may be used, and which columns not."""
+
+    value_stats: bool
+    redact_columns: tuple[str, ...]
+
+    def redacts(self, column: str) -> bool: ...

@@ -15,18 +15,21 @@ is across the schema. Then three corrections for what a word count misses:
 
 from __future__ import annotations
 
+import math
+import re
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from .index import SchemaIndex, index_of
-from .model import Schema, Table
-from .values import ValuesPolicy
-from .words import acronyms, question_words
+from .model import Schema, Table, ValuesPolicy
+from .words import acronyms, question_literals, question_words
 
 __all__ = ["Ranking", "rank", "rank_tables"]
 
 # Weights per place a word is found; a table name says most about what a question needs.
 W_NAME, W_PREFIX, W_VALUE, W_COLUMN, W_COLUMN_PREFIX = 3.0, 2.0, 1.6, 1.0, 0.7
+W_PROBE = 2.0  # a literal of the question found, whole, in a column
+_NUMBER = re.compile(r"(?<![0-9])[0-9]{2,}(?![0-9])")  # as index.py reads names
 SEEDS = 8  # the best tables whose join paths are completed
 SEED_SHARE = 0.3  # ... counting only those scoring at least this share of the best
 
@@ -38,6 +41,10 @@ class Ranking:
     tables: list[Table]
     matched: dict[int, set[str]] = field(default_factory=dict)  # id(table) -> column names
     scores: dict[int, float] = field(default_factory=dict)  # id(table) -> score
+    # Only where the policy allows values: id(table) -> {column: a value equal to a literal of
+    # the question, as stored}; and the question's years, for the ranges of date columns.
+    examples: dict[int, dict[str, str]] = field(default_factory=dict)
+    years: tuple[str, ...] = ()
 
 
 def _prefix_hits(idx: SchemaIndex, w: str) -> set[int]:
@@ -68,6 +75,64 @@ def _column_prefix_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
             idx.column_prefix_cache.clear()
         idx.column_prefix_cache[w] = hit
     return hit
+
+
+def _is_subsequence(short: str, long: str) -> bool:
+    it = iter(long)
+    return all(ch in it for ch in short)
+
+
+def _column_abbreviation_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
+    """Columns with a word that abbreviates `w` and is not in ``ABBREVIATIONS``: a prefix of
+    at least 4 letters ("cust", "descr" for customer, description) or a consonant skeleton
+    of 3 to 5 letters ("mgr", "whs" for manager, warehouse). Used to pick the columns of wide
+    tables, not to rank: short words are many and some are English."""
+    hit = idx.column_abbreviation_cache.get(w)
+    if hit is None:
+        hit = {}
+        if len(w) >= 5 and w.isalpha():
+            for cw, tabs in idx.col_post.items():
+                if not (3 <= len(cw) <= 5 and len(w) >= len(cw) + 2 and cw[0] == w[0]):
+                    continue
+                skeleton = not any(ch in "aeiou" for ch in cw[1:]) and _is_subsequence(cw, w)
+                if (len(cw) >= 4 and w.startswith(cw)) or skeleton:
+                    for i, cols in tabs.items():
+                        hit.setdefault(i, set()).update(cols)
+        if len(idx.column_abbreviation_cache) > 20000:
+            idx.column_abbreviation_cache.clear()
+        idx.column_abbreviation_cache[w] = hit
+    return hit
+
+
+_RAW_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
+SPELLED_TABLES = 30  # the best tables whose columns are read for acronyms and compounds
+
+
+def _spelled_columns(
+    idx: SchemaIndex, score: list[float], matched: dict[int, set[str]], question: str
+) -> None:
+    """Columns of the best tables that the question names in a way words do not meet: by
+    initials ("economic freedom" -> ``ef_score``, "pocket depth" -> ``BL.PD.avg``), as the
+    initials of the column ("ERA" -> ``earned_run_average``) or inside a compound
+    ("college" in ``percollege``). They pick the columns of wide tables; they do not rank:
+    short initials meet by chance across a warehouse, but rarely within a table that already
+    matches."""
+    acr = {a for a in acronyms(question) if len(a) >= 2}
+    tokens = {t.lower() for t in re.findall(r"[A-Za-z]+", question)}
+    long_tokens = {t for t in tokens if len(t) >= 5}
+    best = sorted((i for i in range(len(score)) if score[i] > 0), key=lambda i: -score[i])
+    for i in best[:SPELLED_TABLES]:
+        for cname in idx.infos[i].columns:
+            parts = [p.lower() for p in _RAW_PART.findall(cname)]
+            if not parts:
+                continue
+            compact = "".join(parts)
+            if (
+                any(2 <= len(p) <= 4 and p in acr for p in parts)
+                or (len(parts) >= 3 and "".join(p[0] for p in parts) in tokens)
+                or any(t in compact and t != compact for t in long_tokens)
+            ):
+                matched[i].add(cname)
 
 
 def rank(
@@ -102,6 +167,8 @@ def rank(
         for i, cols in idx.col_post.get(w, {}).items():
             contrib[i] = max(contrib.get(i, 0.0), W_COLUMN)
             matched[i] |= cols
+        for i, cols in _column_abbreviation_hits(idx, w).items():
+            matched[i] |= cols
         if use_values and policy is not None:
             for i, cols in idx.value_post.get(w, {}).items():
                 ok = {c for c in cols if not policy.redacts(c)}
@@ -116,6 +183,38 @@ def rank(
             for db in idx.by_db:
                 if w in db.lower() and db not in idx.db_post.get(w, ()):
                     db_hits[db] += weight * 0.7
+    examples: dict[int, dict[str, str]] = defaultdict(dict)
+    years: tuple[str, ...] = ()
+    if use_values and policy is not None and question:
+        literals = question_literals(question)
+        years = tuple(x for x in literals if x.isdigit())
+        for lit in literals:
+            # in the captured categorical values, or found by capture_values' probe
+            probed = [
+                (idx.by_name[(dbn, tname)], col, v)
+                for dbn, tname, col, v in schema.probes.get(lit.lower(), ())
+                if (dbn, tname) in idx.by_name
+            ]
+            found = [
+                hit
+                for hit in dict.fromkeys([*idx.value_exact.get(lit.lower(), ()), *probed])
+                if not policy.redacts(hit[1])
+            ]
+            holders = {i for i, _, _ in found}
+            for i in holders:  # weighed like a word: rarer across tables, stronger
+                score[i] += W_PROBE * math.log(1 + n / len(holders))
+            for i, col, v in found:
+                matched[i].add(col)
+                examples[i].setdefault(col, v)
+    for number in dict.fromkeys(_NUMBER.findall(question or "")):
+        # a year or number of the question in a column's name: that column of a wide table is
+        # shown; a year also ranks its tables up a little (a number may be a count: "top 10")
+        key = number.lstrip("0") or "0"
+        naming = idx.col_numbers.get(key, {})
+        for i, cols in naming.items():
+            matched[i] |= cols
+            if len(key) == 4:
+                score[i] += W_COLUMN_PREFIX * math.log(1 + n / len(naming))
     if words:
         acr = acronyms(question or "")
         for i, info in enumerate(idx.infos):
@@ -132,6 +231,8 @@ def rank(
                 score[i] += 0.5 * h
         _namespace_signal(idx, score)
         _neighbours(idx, score)
+    if words:
+        _spelled_columns(idx, score, matched, question or "")
     order = _order(idx, score, pinned)
     if words:
         order = _complete_paths(idx, score, order, pinned)
@@ -140,6 +241,8 @@ def rank(
         tables,
         {id(idx.infos[i].table): cols for i, cols in matched.items()},
         {id(idx.infos[i].table): score[i] for i in range(n)},
+        {id(idx.infos[i].table): ex for i, ex in examples.items()},
+        years,
     )
 
 

@@ -10,9 +10,10 @@ that still fails on ``ord``/``cust`` (the abbreviation table does that part).
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
-__all__ = ["acronyms", "name_words", "question_words", "stem"]
+__all__ = ["acronyms", "name_words", "one_line", "question_literals", "question_words", "stem"]
 
 # camelCase / PascalCase / ALLCAPS runs / digits, within a chunk without punctuation
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -177,3 +178,69 @@ def acronyms(text: str) -> set[str]:
         for i in range(len(words) - n + 1):
             out.add("".join(w[0] for w in words[i : i + n]).lower())
     return out
+
+
+# -- literals: what a question names as a value ("Lyon", 'New York', 2012) ---------------------
+
+MAX_LITERALS = 8
+MAX_LITERAL_LEN = 40
+# a quote opens after a non-word character, so "customers' orders" and "O'Brien" open nothing
+_QUOTED = re.compile(
+    r"(?<!\w)'([^'\n]{1,80})'(?!\w)|\"([^\"\n]{1,80})\"|\u201c([^\u201d\n]{1,80})\u201d"
+    r"|\u2018([^\u2019\n]{1,80})\u2019"
+)
+_TOKEN = re.compile(r"[^\W_][\w&'.-]*[^\W_]|[^\W_]", re.UNICODE)
+_YEAR = re.compile(r"(?<![\w.])(1[89][0-9]{2}|20[0-9]{2})(?![\w.])")
+# capitalized words that ask rather than name, when they open a sentence
+_COMMANDS = frozenset(
+    """show list find give count get return select compute tell display name rank sort order
+    calculate please what which who how when where why is are do does did can could""".split()
+)
+_MAX_PHRASE = 4  # "Rio de Janeiro": capitalized runs joined by at most one small word
+
+
+def one_line(text: str) -> str:
+    """`text` without control or format characters (newlines, bidi overrides), spaces joined."""
+    # control and format characters (newlines, bidi overrides) go: a literal is one line of text
+    out = "".join(" " if unicodedata.category(ch)[0] in "CZ" and ch != " " else ch for ch in text)
+    return " ".join(out.split())
+
+
+def question_literals(text: str) -> list[str]:
+    """Values the question names, in order: quoted strings, capitalized words and phrases
+    ("Lyon", "New York"; not a capitalized word that opens a sentence and asks, like "Show"),
+    and numbers that look like years. At most ``MAX_LITERALS``, each at most
+    ``MAX_LITERAL_LEN`` characters, without control characters: the question is untrusted
+    text, these become SQL string literals (made by sqlglot) in a bounded probe."""
+    found: dict[str, str] = {}
+
+    def add(s: str) -> None:
+        s = one_line(s).strip(" .,;:!?")
+        if s and len(s) <= MAX_LITERAL_LEN and s.lower() not in found:
+            found[s.lower()] = s
+
+    for m in _QUOTED.finditer(text):
+        add(next(g for g in m.groups() if g is not None))
+    unquoted = _QUOTED.sub(" . ", text)
+    for sentence in re.split(r"[.!?;:\n]+\s|\n", unquoted):
+        run: list[str] = []
+        tokens = _TOKEN.findall(sentence)
+        for k, tok in enumerate(tokens + [""]):
+            capital = bool(tok) and tok[0].isupper()
+            if capital and k == 0 and (tok.lower() in _COMMANDS or tok.lower() in STOPWORDS):
+                capital = False
+            if capital and tok.lower() in STOPWORDS and not run:
+                capital = False  # "The", "I"
+            if capital:
+                run.append(tok)
+                continue
+            small = tok.lower() in ("de", "of", "la", "le", "del", "da", "di", "van", "von")
+            if run and small and k + 1 < len(tokens) and tokens[k + 1][:1].isupper():
+                run.append(tok)
+                continue
+            if run:
+                add(" ".join(run[:_MAX_PHRASE]))
+            run = []
+    for m in _YEAR.finditer(text):
+        add(m.group(1))
+    return list(found.values())[:MAX_LITERALS]
