@@ -28,6 +28,8 @@ fi
   npm run --silent build:lib
   "$venv/bin/jupyter-builder" build .
 )
+# how `pip install` tells JupyterLab where the extension came from; whatever the builder did
+cp frontend/install.json rsql_magic/labextension/install.json
 
 link="$venv/share/jupyter/labextensions/$name"
 mkdir -p "$(dirname "$link")"
