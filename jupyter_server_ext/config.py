@@ -121,7 +121,9 @@ class RSQLProxy(CompletionSettings):
         fields too: "models" (model names or fnmatch patterns the user may call; a user in several
         groups may call what any of them allows; the user's own list replaces the groups'),
         "default_model" (what a request naming no model gets, e.g. %%ask) and "sql_default_model"
-        (%%sql_ai's; default: default_model). With no "models" anywhere every model is allowed.""",
+        (%%sql_ai's; default: default_model). With no "models" anywhere every model is allowed.
+        The editor's completions: "completions" (false: off), "completion_user_limits" and
+        "completion_user_concurrency" (their own rate class, as the settings of those names).""",
     ).tag(config=True)
     allowed_models = List(
         Unicode(),

@@ -24,11 +24,11 @@ from .accounting.usage import UsageLog, UsageStore
 from .admission.entitlements import Access, check_feature, me_fields, not_allowed, resolve
 from .admission.limiter import Limiter, Ticket, quota_headers, rate_class
 from .admission.policy_windows import PolicyWindows, zone
-from .admission.shared_state import BudgetCheck, StateBackend
+from .admission.shared_state import StateBackend
 from .apis.inline import InlineCompletions
 from .apis.native import NATIVE_APIS
 from .apis.stored import StoredResponses
-from .bodies.cache import Cached, MemoryCache, cache_key, cacheable
+from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
 from .bodies.request import ChatRequest, count_files, parse_chat_request, set_end_user
 from .errors import EngineError, Forbidden, RateLimited, UpstreamError
@@ -109,7 +109,7 @@ class Engine:
         self.limiter.window_for = self.windows.in_force
         self._cost_readers: set[str] = set()
         self._cost_slots = asyncio.Semaphore(4)
-        self.cache = MemoryCache(
+        self.caches = ClassCaches(
             max_entries=settings.cache_max_entries,
             max_bytes=settings.cache_max_bytes,
             ttl=settings.cache_ttl_seconds,
@@ -147,7 +147,7 @@ class Engine:
             self.pool,
             self.prices,
             self.limiter,
-            self.cache,
+            self.caches,
             self._finish,
             drain_seconds=settings.usage_drain_seconds,
         )
@@ -264,12 +264,10 @@ class Engine:
     async def global_spend(self) -> tuple[float, float] | None:
         """(spent + reserved today, the limit) of the global daily budget; None without one."""
         limit = self.settings.limits.global_daily_budget_usd
-        if limit is None:
+        spent = await self.limiter.global_spent()
+        if limit is None or spent is None:
             return None
-        _, _, spent = await self.state.read(
-            [], [], [BudgetCheck("g:usd", limit, 0.0, "global daily budget")]
-        )
-        return float(spent[0]), limit
+        return spent, limit
 
     def upstream_report(self) -> list[dict[str, Any]]:
         """Per key: account, state, cooldown, breaker, use of its account's limits, errors."""
@@ -593,7 +591,7 @@ class Engine:
             return None
         ex.cache_key = cache_key(req.payload, req.endpoint)
         with tr.child("rsql.cache") if tr is not None else NO_SPAN as span:
-            hit = self.cache.get(ex.cache_key)
+            hit = self.caches.of(rate_class(ex.caller.client)).get(ex.cache_key)
             span.set_attribute("rsql.cache_hit", hit is not None)
         self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
         return hit

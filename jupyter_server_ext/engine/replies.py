@@ -17,11 +17,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .accounting.pricing import PriceBook
-from .admission.limiter import Limiter
+from .admission.limiter import Limiter, rate_class
 from .apis import messages as messages_api
 from .apis import responses_stream
 from .apis.native import NATIVE_APIS
-from .bodies.cache import Cached, MemoryCache
+from .bodies.cache import Cached, ClassCaches, MemoryCache
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .errors import UpstreamFailure
 from .inflight import Exchange
@@ -124,7 +124,7 @@ class Replies:
         pool: Pool,
         prices: PriceBook,
         limiter: Limiter,
-        cache: MemoryCache,
+        caches: ClassCaches,
         finish: Callable[[Exchange], None],
         *,
         drain_seconds: float = 30.0,
@@ -132,11 +132,15 @@ class Replies:
         self.pool = pool
         self.prices = prices
         self.limiter = limiter
-        self.cache = cache
+        self.caches = caches
         self.finish = finish
         self.drain_seconds = drain_seconds
         # answers read on after their client left, each with what closes its upstream connection
         self.background: dict[asyncio.Task[Any], Callable[[], None] | None] = {}
+
+    def _cache(self, ex: Exchange) -> MemoryCache:
+        """The cache of the request's rate class: completions apart from the rest."""
+        return self.caches.of(rate_class(ex.caller.client))
 
     async def close(self) -> None:
         """Stop reading abandoned answers; each still charges its estimate and gives back its hold."""
@@ -291,7 +295,7 @@ class Replies:
             outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]  # admitted: the ticket is set
         await self._end(ex, tokens)
         if ex.cache_key is not None and obj is not None:
-            self.cache.put(ex.cache_key, Cached(body))
+            self._cache(ex).put(ex.cache_key, Cached(body))
         headers = {
             "X-Request-Id": outcome.request_id,
             "X-RSQL-Upstream": slot.key.alias,
@@ -316,7 +320,8 @@ class Replies:
         # completion they add up to (for a JSON request); dropped past the cache's byte limit
         collected = Collector(legacy=req.endpoint == "completions") if key is not None else None
         kept: list[bytes] | None = [] if key is not None else None
-        room = self.cache.max_bytes
+        cache = self._cache(ex)
+        room = cache.max_bytes
         reader = UsageReader(req.endpoint)
         # events in another API's shape go on as they came (event: lines kept); its cost is in
         # the X-RSQL-Cost-USD of its usage row, not written into them
@@ -354,7 +359,7 @@ class Replies:
                     yield ev
                 if collected is not None and kept is not None and collected.complete:
                     body = json.dumps(collected.completion()).encode()
-                    self.cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]  # kept is a list only with a key
+                    cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]  # kept is a list only with a key
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 await pool.failed(slot, f"stream {fail.kind}", ex.caller.user)

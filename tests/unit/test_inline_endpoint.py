@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import socket
 import time
 import urllib.parse
@@ -161,6 +162,47 @@ def test_completions_have_their_own_rate_class_and_a_header_cannot_claim_it(
     assert chat(server, **{"X-RSQL-Client": "inline"}) == 429
 
 
+def test_a_group_held_to_tight_limits_is_held_to_its_own_completion_limits_too(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    """The completions' windows and concurrency are per group as the chat's are: a group the
+    admin holds tight cannot use completions as a side channel at everyone's rate."""
+    server = proxy(
+        jupyter_app_factory,
+        fresh_provider,
+        completion_user_limits=["50/minute"],
+        limit_overrides={
+            "group:students": {"user_limits": ["1/minute"], "completion_user_limits": ["2/minute"]},
+            "group:staff": {"completion_user_concurrency": 0},
+        },
+    )
+    for k in range(2):
+        status, _, body = complete(server, {"prefix": f"a{k} = sales.", "stream": False})
+        assert status == 200, body
+    status, _, body = complete(server, {"prefix": "a9 = sales.", "stream": False})
+    assert status == 429
+    assert "user completions 2/minute reached for 'alice'" in body["error"]["message"]
+    # staff (no completion_user_limits of its own) keeps the global ones
+    for k in range(3):
+        status, _, body = complete(
+            server, {"prefix": f"d{k} = sales.", "stream": False}, "tok-carol"
+        )
+        assert status == 200, body
+
+
+def test_a_bad_completion_override_stops_start_up_naming_it() -> None:
+    from jupyter_server_ext.engine.admission.limiter import parse_overrides
+    from jupyter_server_ext.engine.errors import ConfigError
+
+    for bad, said in (
+        ({"completion_user_limits": ["often"]}, "['completion_user_limits']"),
+        ({"completion_user_concurrency": -1}, "['completion_user_concurrency']: expected an"),
+        ({"completion_user_concurrency": True}, "['completion_user_concurrency']: expected an"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            parse_overrides({"group:x": bad})
+
+
 def test_off_in_a_window_that_says_so_while_ask_still_answers(
     jupyter_app_factory: Any, fresh_provider: FakeProvider
 ) -> None:
@@ -241,6 +283,38 @@ def test_a_repeat_is_answered_from_the_cache(
     assert second["cached"] is True and len(fresh_provider.received) == before
 
 
+def test_typing_never_pushes_the_chat_answers_out_of_the_cache(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    """Completions are cached in a share of their own: another user's typing, many
+    completions a minute, evicts only completions, never a cached %%ask answer."""
+    server = proxy(jupyter_app_factory, fresh_provider, cache_max_entries=4)
+    question = {
+        "model": "fake-small",
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "What does GROUP BY do?"}],
+    }
+
+    def ask() -> str:
+        status, headers, _ = server.request(
+            "POST", "v1/chat/completions", question, token="tok-alice"
+        )
+        assert status == 200
+        return headers["x-rsql-cache"]
+
+    assert ask() == "miss"
+    for k in range(6):  # more completions than the whole cache holds
+        status, _, events = complete(
+            server, {"prefix": f"x{k} = sales.", "context": SALES}, "tok-bob"
+        )
+        assert status == 200 and events[-1]["cached"] is False
+    before = len(fresh_provider.received)
+    assert ask() == "hit" and len(fresh_provider.received) == before
+    # the completions keep their own cache: the last one is a hit
+    last = complete(server, {"prefix": "x5 = sales.", "context": SALES}, "tok-bob")[2][-1]
+    assert last["cached"] is True and len(fresh_provider.received) == before
+
+
 def test_fill_in_the_middle_goes_out_as_a_completion_with_its_suffix(
     jupyter_app_factory: Any, fresh_provider: FakeProvider
 ) -> None:
@@ -278,6 +352,10 @@ def test_bad_bodies_are_refused_naming_the_field(
         status, _, answer = complete(server, body)
         assert status == 400 and field in answer["error"]["message"], (body, answer)
     assert fresh_provider.received == []
+    # every name the editor sends is taken (its LANGUAGE_NAME): a C# kernel gets completions
+    for language in ("c#", "q.sharp", "x" * 32):
+        status, _, answer = complete(server, {"prefix": "x", "language": language, "stream": False})
+        assert status == 200, (language, answer)
 
 
 def test_a_keystroke_that_cancels_the_request_gives_its_slot_back(
@@ -318,6 +396,26 @@ def test_a_spent_budget_stops_completions_and_the_status_says_so(
     state = json.loads(raw)
     assert state["on"] is False and state["reason"] == "budget"
     assert state["message"].startswith("today's budget is spent; completions are back at ")
+
+
+@pytest.mark.parametrize("hub_budget", [0.0, 5.0])
+def test_a_spent_hub_budget_turns_the_status_off_for_everyone(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider, hub_budget: float
+) -> None:
+    """The status says what every completion will meet: the global budget spent refuses them
+    all, so the editor stops asking and says why, though the user's own budget is untouched
+    (the control: with the hub's budget left, the same status is on)."""
+    server = proxy(jupyter_app_factory, fresh_provider, global_daily_budget_usd=hub_budget)
+    fresh_provider.script("revenue")
+    status, _, body = complete(server, {"prefix": "sales.", "stream": False})
+    for token in ("tok-alice", "tok-bob"):
+        state = json.loads(server.request("GET", "inline", token=token)[2])
+        if hub_budget:
+            assert status == 200 and state["on"] is True, body
+            continue
+        assert status == 429 and "global daily budget $0" in body["error"]["message"]
+        assert state["on"] is False and state["reason"] == "budget"
+        assert state["message"].startswith("the hub's budget for today is spent; completions")
 
 
 def test_redaction_masks_the_suffix_of_fill_in_the_middle_and_of_v1_completions(

@@ -18,13 +18,25 @@ export function okReply(value: unknown = CONTEXT) {
 
 /** A kernel that answers each execute request when the test says (or at once). */
 export function fakeKernel(
-  options: { status?: string; language?: string; answer?: 'now' | 'later' } = {}
+  options: {
+    status?: string;
+    language?: string;
+    answer?: 'now' | 'later';
+    infoAfterMs?: number;
+  } = {}
 ) {
   const requests: unknown[] = [];
   const pending: ((reply: unknown) => void)[] = [];
+  const languageInfo = { language_info: { name: options.language ?? 'python' } };
   const kernel = {
     status: options.status ?? 'idle',
-    info: Promise.resolve({ language_info: { name: options.language ?? 'python' } }),
+    // a kernel whose kernel_info comes late (a kernel just started) when infoAfterMs is set,
+    // counted from when the provider asks
+    get info() {
+      return options.infoAfterMs === undefined
+        ? Promise.resolve(languageInfo)
+        : new Promise(resolve => setTimeout(() => resolve(languageInfo), options.infoAfterMs));
+    },
     requestExecute(content: unknown) {
       requests.push(content);
       const done = new Promise<{ content: unknown }>(resolve => {

@@ -215,6 +215,19 @@ describe('the inline provider', () => {
     expect(proxy.calls[0].body.context).toBeUndefined();
   });
 
+  it('holds the language and the context to one budget together, not one each', async () => {
+    const proxy = fakeProxy();
+    const kernel = fakeKernel({ answer: 'later', infoAfterMs: 40 });
+    const provider = new RsqlInlineProvider({ request: proxy.request, now: () => Date.now() });
+    void provider.fetch(REQUEST, notebookContext(kernel.kernel));
+    await vi.advanceTimersByTimeAsync(250 + 59);
+    expect(kernel.requests).toHaveLength(1); // the language came at 40 ms: 20 ms were left
+    expect(proxy.calls).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(proxy.calls).toHaveLength(1); // 60 ms after the debounce, not 40 + 60
+    expect(proxy.calls[0].body.context).toBeUndefined();
+  });
+
   it('asks the kernel nothing with liveContext off, and sends %%R cells as R', async () => {
     const proxy = fakeProxy();
     const kernel = fakeKernel();

@@ -31,6 +31,8 @@ _OVERRIDABLE = (
     "sql_default_model",
     "agent",
     "completions",
+    "completion_user_limits",
+    "completion_user_concurrency",
 )
 
 
@@ -46,8 +48,12 @@ class UserPolicy:
     sql_default_model: str | None = None
     # agent mode: %%ask --agent, the chat panel's Agent switch and {proxy}mcp's tools
     agent: bool = True
-    # the editor's inline completions ({proxy}inline)
+    # the editor's inline completions ({proxy}inline); their windows and concurrency for a
+    # group or user ("completion_user_limits", "completion_user_concurrency" of an override),
+    # None: LimitSettings' completion_limits and completion_concurrency
     completions: bool = True
+    completion_limits: tuple[Rate, ...] | None = None
+    completion_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,19 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
         item: dict[str, Any] = {}
         if "user_limits" in values:
             item["limits"] = parse_rates(values["user_limits"], where=f"{where}['user_limits']")
-        if "user_concurrency" in values:
-            c = values["user_concurrency"]
-            if not isinstance(c, int) or isinstance(c, bool) or c < 0:
-                raise ConfigError(
-                    f"{where}['user_concurrency']: expected an integer >= 0, got {c!r}"
-                )
-            item["concurrency"] = c
+        if "completion_user_limits" in values:
+            item["completion_limits"] = parse_rates(
+                values["completion_user_limits"], where=f"{where}['completion_user_limits']"
+            )
+        for name, field_name in (
+            ("user_concurrency", "concurrency"),
+            ("completion_user_concurrency", "completion_concurrency"),
+        ):
+            if name in values:
+                c = values[name]
+                if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+                    raise ConfigError(f"{where}[{name!r}]: expected an integer >= 0, got {c!r}")
+                item[field_name] = c
         if "user_daily_budget_usd" in values:
             b = values["user_daily_budget_usd"]
             if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0):
@@ -245,7 +257,12 @@ class Limiter:
         # user's one budget whatever the class
         if rate_class == "inline":
             own, what = keys + "i:", "user completions"
-            rates, concurrency = s.completion_limits, s.completion_concurrency
+            rates = s.completion_limits if pol.completion_limits is None else pol.completion_limits
+            concurrency = (
+                s.completion_concurrency
+                if pol.completion_concurrency is None
+                else pol.completion_concurrency
+            )
         else:
             own, what, rates, concurrency = keys, "user", pol.limits, pol.concurrency
         windows = [
@@ -412,14 +429,28 @@ class Limiter:
                 out["concurrency"] = {"limit": lease.capacity, "in_flight": used}
         for b, usd in zip(budgets, spent, strict=False):
             if b.key.startswith("u:"):
-                midnight = DAY - (dt.datetime.now(dt.timezone.utc).timestamp() % DAY)
                 out["budget"] = {
                     "daily_usd": b.limit,
                     "spent_usd": round(usd, 6),
                     "remaining_usd": round(max(0.0, b.limit - usd), 6),
-                    "resets_at": _reset_at(midnight),
+                    "resets_at": self.day_resets_at(),
                 }
         return out
+
+    async def global_spent(self) -> float | None:
+        """Spent and reserved today of the global daily budget; None without one."""
+        limit = self.settings.global_daily_budget_usd
+        if limit is None:
+            return None
+        _, _, spent = await self.state.read(
+            [], [], [BudgetCheck("g:usd", limit, 0.0, "global daily budget")]
+        )
+        return float(spent[0])
+
+    @staticmethod
+    def day_resets_at() -> str:
+        """When the daily budgets start again: the next midnight UTC."""
+        return _reset_at(DAY - (dt.datetime.now(dt.timezone.utc).timestamp() % DAY))
 
     async def rate_headers(
         self, user: str, groups: tuple[str, ...], rate_class: str = "chat"

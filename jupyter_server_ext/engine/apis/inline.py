@@ -60,7 +60,9 @@ SYSTEM = (
 )
 COMMENT = {"python": "#", "r": "#", "sql": "--"}
 _FENCE = re.compile(r"```[^\n]*\n?")
-_LANGUAGE = re.compile(r"^[a-z0-9_+-]{1,20}$")
+# the frontend's LANGUAGE_NAME (frontend/src/completion/language.ts): what one sends, the other
+# takes ("c#", "f#", "q.sharp"); a word, never a sentence or markup in the prompt
+_LANGUAGE = re.compile(r"^[a-z][a-z0-9+#._-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -500,13 +502,21 @@ class InlineCompletions:
             return {**out, "on": False, "reason": "no_model", "message": why + "; ask your admin"}
         try:
             budget = (await self.limiter.snapshot(caller.user, caller.groups))["budget"]
+            hub_spent = await self.limiter.global_spent()
         except Exception:  # a state outage: the completion itself will say what is wrong
-            budget = None
+            budget = hub_spent = None
+        hub_limit = self.limiter.settings.global_daily_budget_usd
         if budget is not None and budget["remaining_usd"] <= 0:
+            spent = "today's budget is spent"
+        elif hub_spent is not None and hub_limit is not None and hub_spent >= hub_limit:
+            spent = "the hub's budget for today is spent"  # every request is refused, whoever asks
+        else:
+            spent = ""
+        if spent:
             return {
                 **out,
                 "on": False,
                 "reason": "budget",
-                "message": f"today's budget is spent; completions are back at {budget['resets_at']}",
+                "message": f"{spent}; completions are back at {self.limiter.day_resets_at()}",
             }
         return {**out, "on": True, "reason": None, "message": f"completions by {model}"}

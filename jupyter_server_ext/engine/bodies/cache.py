@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -103,3 +104,38 @@ class MemoryCache:
     def clear(self) -> None:
         self._items.clear()
         self._bytes = 0
+
+
+# the completions' share of the cache's entries and bytes, kept apart from the rest
+INLINE_SHARE = 0.25
+
+
+class ClassCaches:
+    """One LRU per rate class (``admission.limiter.rate_class``). The editor's completions come
+    many a minute from every user, all cacheable: in one shared LRU they would push every
+    ``%%ask`` answer out within minutes. Here they take a quarter of the entries and bytes of
+    their own and evict only each other."""
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 1000,
+        max_bytes: int = 64 * 2**20,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.chat = MemoryCache(max_entries=max_entries, max_bytes=max_bytes, ttl=ttl, clock=clock)
+        self.inline = MemoryCache(
+            max_entries=math.ceil(max_entries * INLINE_SHARE) if max_entries > 0 else 0,
+            max_bytes=int(max_bytes * INLINE_SHARE),
+            ttl=ttl,
+            clock=clock,
+        )
+
+    def of(self, rate_class: str) -> MemoryCache:
+        """The cache of a request of `rate_class`: "inline" or anything else ("chat")."""
+        return self.inline if rate_class == "inline" else self.chat
+
+    def clear(self) -> None:
+        self.chat.clear()
+        self.inline.clear()
