@@ -1,0 +1,204 @@
+"""Where a proxied request's CPU goes: py-spy over rsql-proxy under wrk load (#40, item 1).
+
+    .venv/bin/python bench/profile_proxy.py [--seconds 20] [--conns 10] [--no-write]
+    needs: wrk (scripts/install-system-deps.sh bench) and py-spy (pip install -e '.[bench]')
+
+rsql-proxy (the service host: memory state, SQLite usage log, no redaction, no cache hit:
+temperature 0.7) in front of bench/upstream.py answering after 50 ms, as the overhead section
+of bench_proxy.py runs it. wrk sends the same chat completion on `--conns` connections for
+`--seconds`, after a warm-up; py-spy samples the service's threads while they run (not while
+they wait: ``--idle`` is off) at 500 Hz. The process's CPU time over the run, divided by the
+requests wrk counted, is the CPU per request; each sample is put in one phase, so a phase's
+share of the samples is its share of that CPU:
+
+- a sample is the phase of its innermost frame in our code (the module decides, ``PHASES``);
+- with no frame of ours, the innermost library frame decides (tornado's HTTP server, the
+  asyncio loop, logging, pycurl), else "other".
+
+So json.loads called from the request parser counts as parsing, tornado writing our answer as
+tornado. Writes its section of docs/benchmarks.md between the ``<!-- profile_proxy -->`` marks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import (  # noqa: E402
+    Procs,
+    chat_body,
+    cpu_seconds,
+    replace_section,
+    start_service,
+    start_upstream,
+    upstream_configs,
+    workdir,
+    wrk,
+)
+
+MARK = "<!-- profile_proxy -->"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+# (phase, a pattern on the frame's file): our modules first, innermost frame of ours decides
+PHASES: list[tuple[str, re.Pattern[str]]] = [
+    ("usage log", re.compile(r"jupyter_server_ext/(engine/accounting/(usage|spool)|store/)")),
+    ("upstream I/O", re.compile(r"jupyter_server_ext/engine/(upstreams/transport|failover)")),
+    ("key choice", re.compile(r"jupyter_server_ext/engine/upstreams/")),
+    ("admission and state", re.compile(r"jupyter_server_ext/(engine/admission|state)/")),
+    ("pricing", re.compile(r"jupyter_server_ext/engine/accounting/pricing")),
+    (
+        "parsing the body",
+        re.compile(r"jupyter_server_ext/engine/(parsing|bodies/(request|decode|media))"),
+    ),
+    ("the answer", re.compile(r"jupyter_server_ext/engine/(replies|bodies/(streams|cache)|apis/)")),
+    ("metrics and tracing", re.compile(r"jupyter_server_ext/engine/monitoring/")),
+    ("auth", re.compile(r"jupyter_server_ext/(auth|service_auth|identity)")),
+    ("handlers", re.compile(r"jupyter_server_ext/(handlers|api_handlers|routes|service)")),
+    ("engine, the rest", re.compile(r"jupyter_server_ext/")),
+]
+LIBRARIES: list[tuple[str, re.Pattern[str]]] = [
+    ("logging", re.compile(r"(^|/)logging/")),
+    ("tornado's HTTP server", re.compile(r"(^|/)tornado/")),
+    ("upstream I/O", re.compile(r"pycurl|(^|/)curl")),
+    ("the asyncio loop", re.compile(r"(^|/)asyncio/|selectors\.py")),
+]
+_FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
+
+
+# the event loop's own frames: a stack is read from its innermost frame down to here only
+# (py-spy names files relative to their folder on sys.path: "asyncio/events.py")
+_LOOP = re.compile(r"(^|/)asyncio/(base_events|events|runners)\.py|selectors\.py")
+_THIN = ("handlers", "auth")  # a library frame inside these is the library's work
+
+
+def phase_of(stack: str) -> str:
+    """The phase of one collapsed stack ("outer;...;inner"), read from its innermost frame:
+    the first frame of ours decides (unless it is a handler calling into tornado or logging,
+    which is theirs); reaching the event loop's own frames first, the innermost library frame
+    does, else the loop itself."""
+    library = ""
+    for frame in reversed(stack.split(";")):
+        m = _FRAME.match(frame.strip())
+        file = m.group("file") if m else frame
+        if "jupyter_server_ext/" in file:
+            ours = next(name for name, pat in PHASES if pat.search(file))
+            return library if library and ours in _THIN else ours
+        if not library:
+            library = next((name for name, pat in LIBRARIES if pat.search(file)), "")
+        if _LOOP.search(file):
+            return library or "the asyncio loop"
+    return library or "other"
+
+
+def profile(seconds: float, conns: int, keep: str = "") -> dict[str, object]:
+    with workdir("profile") as work, Procs(work) as procs:
+        up = start_upstream(procs, latency=0.05)
+        cfg = {
+            "upstreams": upstream_configs(up),
+            "default_model": "fake-small",
+            "max_wait_seconds": 10.0,
+            "health_check_seconds": 0.0,
+        }
+        url, auth = start_service(procs, cfg)
+        pid = procs.items[-1][1].pid
+        body = chat_body()
+        wrk(url, conns=conns, seconds=3, auth=auth, body=body)  # warm-up
+        raw = work / "samples.txt"
+        spy = subprocess.Popen(
+            [str(PY_SPY), "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
+             "--duration", f"{seconds + 2:g}", "--output", str(raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        c0 = cpu_seconds(pid)
+        run = wrk(url, conns=conns, seconds=seconds, auth=auth, body=body)
+        cpu = cpu_seconds(pid) - c0
+        spy.wait(timeout=seconds + 60)
+        if keep:  # py-spy's collapsed stacks, for a flame graph or a look at one phase
+            Path(keep).write_text(raw.read_text())
+        counts: Counter[str] = Counter()
+        for line in raw.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if stack and n.isdigit():
+                counts[phase_of(stack)] += int(n)
+    requests = max(1, int(run["requests"]))
+    return {
+        "requests": requests,
+        "rps": run["rps"],
+        "errors": run["errors"],
+        "cpu_us": 1e6 * cpu / requests,
+        "samples": dict(counts),
+    }
+
+
+def write(r: dict[str, object], seconds: float, conns: int) -> None:
+    samples: dict[str, int] = r["samples"]  # type: ignore[assignment]  # built above
+    total = sum(samples.values()) or 1
+    cpu_us = float(r["cpu_us"])  # type: ignore[arg-type]  # a float, built above
+    rows = sorted(samples.items(), key=lambda kv: -kv[1])
+    errors = sum(r["errors"].values()) if isinstance(r["errors"], dict) else r["errors"]
+    theirs = {"the asyncio loop", "tornado's HTTP server", "logging", "other"}
+    ours = sum(n for name, n in samples.items() if name not in theirs) / total
+    lines = [
+        MARK,
+        "## Where a proxied request's CPU goes (`bench/profile_proxy.py`)",
+        "",
+        f"rsql-proxy (memory state, SQLite usage log, no redaction, no cache hit) in front of "
+        f"the bench upstream answering after 50 ms; wrk, {conns} connections, {seconds:g} s: "
+        f"{r['requests']:,} requests ({float(r['rps']):,.0f}/s, {errors} errors), "  # type: ignore[arg-type]  # a float
+        f"**{cpu_us:,.0f} µs of the service's CPU per request**. py-spy sampled its threads "
+        f"while they ran ({total:,} samples at 500 Hz); a sample counts for the phase of its "
+        "innermost frame in our code, else of the innermost library frame. On "
+        f"{platform.machine()}, Python {platform.python_version()}.",
+        "",
+        "| phase | share of the CPU | µs per request |",
+        "|---|---|---|",
+        *(f"| {name} | {n / total:.1%} | {cpu_us * n / total:,.0f} |" for name, n in rows),
+        "",
+        f"Our own code (every phase but the loop, tornado, logging and other): {ours:.0%}, "
+        f"{cpu_us * ours:,.0f} µs a request; the event loop and tornado's HTTP code the rest.",
+        "",
+        "*tornado's HTTP server*: reading the request and writing the answer (headers, chunks) "
+        "in tornado's own code; *the asyncio loop*: the loop's own work between callbacks; "
+        "*upstream I/O*: the transport to the provider (pycurl) and the failover around it; "
+        "*admission and state*: the limiter and the memory state's windows, leases and "
+        "budgets; *the answer*: settling usage and cost and building the reply; *usage log*: "
+        "the row handed to the writer and written to SQLite (its own thread). This is the "
+        "profile #40 asks for before any change: the targets stand beside a no-op in the "
+        "overhead section above.",
+        MARK,
+    ]
+    replace_section(DOC, MARK, lines)
+    print(f"wrote {DOC}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--conns", type=int, default=10)
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--raw", default="", help="keep py-spy's collapsed stacks in this file")
+    a = ap.parse_args()
+    if not PY_SPY.exists():
+        sys.exit("profile_proxy: py-spy is not installed (pip install -e '.[bench]')")
+    r = profile(a.seconds, a.conns, a.raw)
+    samples: dict[str, int] = r["samples"]  # type: ignore[assignment]  # built above
+    total = sum(samples.values()) or 1
+    print(f"{r['requests']} requests, {float(r['cpu_us']):.0f} µs CPU per request")  # type: ignore[arg-type]  # a float
+    for name, n in sorted(samples.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:24s} {n / total:6.1%}")
+    if not a.no_write:
+        write(r, a.seconds, a.conns)
+
+
+if __name__ == "__main__":
+    main()
