@@ -32,7 +32,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlglot import exp
-from sqlglot.optimizer.qualify import qualify
 
 from rsql_magic.errors import QueryTimeout, SqlCheckError
 from rsql_magic.privacy import REDACTED, ContextPolicy
@@ -225,16 +224,7 @@ def _withheld(checked: Checked, schema: Schema, dialect: str, policy: ContextPol
             f"{pats}, only plain queries run here; nothing ran."
         )
     try:
-        q = qualify(
-            stmt.copy(),
-            schema=schema.sqlglot_schema(dialect),
-            dialect=dialect,
-            db=schema.default_db,
-            validate_qualify_columns=True,
-            expand_stars=True,
-            quote_identifiers=False,
-            identify=False,
-        )
+        q = schema.qualify(stmt.copy(), dialect)
     except Exception:
         return (
             "Refused: the columns this statement reads cannot all be told, and the context "

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, OptimizeError
-from sqlglot.optimizer.qualify import qualify
 
 from rsql_magic.errors import Position, SqlCheckError
 
@@ -300,15 +299,7 @@ def _qualify_error(
 def _qualify_columns(stmt: exp.Expr, schema: Schema, dialect: str) -> None:
     """Resolve every table and column of `stmt` (a copy) against `schema` as `dialect`
     resolves names; raises sqlglot's OptimizeError naming the first that does not resolve."""
-    qualify(
-        stmt.copy(),
-        schema=schema.sqlglot_schema(dialect),
-        dialect=dialect,
-        db=schema.default_db,
-        validate_qualify_columns=True,
-        quote_identifiers=False,
-        identify=False,
-    )
+    schema.qualify(stmt.copy(), dialect)
 
 
 def _resolution_error(stmt: exp.Expr, schema: Schema, dialect: str) -> OptimizeError | None:

@@ -21,7 +21,6 @@ from functools import lru_cache
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from .model import Schema, Table
@@ -197,17 +196,8 @@ def needed_columns(sql: str, schema: Schema, dialect: str) -> dict[str, set[str]
             named[id(found)] = found
     reading = Schema(schema.dialect, schema.default_db, list(named.values()))
     try:
-        tree = qualify(
-            statements[0],
-            schema=reading.sqlglot_schema(dialect),
-            dialect=dialect,
-            db=schema.default_db,
-            # SELECT * needs the table, no column of it in particular
-            expand_stars=False,
-            validate_qualify_columns=True,
-            quote_identifiers=False,
-            identify=False,
-        )
+        # SELECT * needs the table, no column of it in particular
+        tree = reading.qualify(statements[0], dialect, expand_stars=False)
         scopes = traverse_scope(tree)
     except (SqlglotError, ValueError, KeyError) as e:
         raise ValueError(f"cannot qualify: {_first_line(e)}") from None

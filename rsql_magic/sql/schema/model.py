@@ -114,6 +114,25 @@ class Schema:
         normalize = strategy == NormalizationStrategy.CASE_INSENSITIVE
         return MappingSchema(plain, dialect=d, normalize=normalize)
 
+    def qualify(self, tree: Any, dialect: str | None = None, *, expand_stars: bool = True) -> Any:
+        """`tree` (a sqlglot expression, changed in place) with every table and column
+        resolved against this schema as `dialect` resolves names; raises sqlglot's
+        OptimizeError naming the first name that does not resolve. `expand_stars`: False
+        leaves ``SELECT *`` as it is (it reads the table, no column in particular)."""
+        from sqlglot.optimizer.qualify import qualify
+
+        d = dialect or self.dialect
+        return qualify(
+            tree,
+            schema=self.sqlglot_schema(d),
+            dialect=d,
+            db=self.default_db,
+            expand_stars=expand_stars,
+            validate_qualify_columns=True,
+            quote_identifiers=False,
+            identify=False,
+        )
+
 
 class ValuesPolicy(Protocol):
     """What the schema code needs of a context policy (``rsql_magic.privacy.ContextPolicy``,
