@@ -113,15 +113,15 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
       return EMPTY;
     }
     const kernel = (context.session?.kernel ?? null) as ContextKernel | null;
-    // one budget for the whole kernel round trip: the language and then the context
+    // the context's wait is the setting's whole budget, whatever the language took: JupyterLab
+    // has the kernel's info at hand after its first reply, and on a loaded machine counting
+    // the one against the other left a completion without its live context
     const budget = settings.contextTimeoutMs;
-    const started = this._now();
     const kernelLang = (await kernelLanguage(kernel, budget)) ?? metadataLanguage(context.widget);
     const language = cellLanguage(request.text, kernelLang, mimeLanguage(request.mimeType));
-    const left = budget - (this._now() - started);
     const live =
-      settings.liveContext && !signal.aborted && left > 0
-        ? await this._fetcher.fetch(kernel, kernelLang?.toLowerCase() ?? null, left)
+      settings.liveContext && !signal.aborted
+        ? await this._fetcher.fetch(kernel, kernelLang?.toLowerCase() ?? null, budget)
         : null;
     if (signal.aborted) {
       return EMPTY;

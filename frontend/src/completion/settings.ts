@@ -8,7 +8,7 @@ export interface CompletionSettings {
   readonly enabled: boolean;
   /** quiet time after the last keystroke before a request goes out */
   readonly debounceMs: number;
-  /** the whole kernel context round trip's budget; past it, the request goes without */
+  /** how long the kernel's context may take (and, apart, its language); past it, none is sent */
   readonly contextTimeoutMs: number;
   /** false: never ask the kernel for its frames, R objects and tables */
   readonly liveContext: boolean;

@@ -6,7 +6,7 @@ import type { IInlineCompletionContext } from '@jupyterlab/completer';
 import type { Requester } from '../../src/completion/client';
 import { RsqlInlineProvider } from '../../src/completion/provider';
 import { DEFAULT_SETTINGS } from '../../src/completion/settings';
-import { CONTEXT, fakeKernel } from './fakes';
+import { CONTEXT, fakeKernel, okReply } from './fakes';
 
 interface Call {
   path: string;
@@ -215,17 +215,19 @@ describe('the inline provider', () => {
     expect(proxy.calls[0].body.context).toBeUndefined();
   });
 
-  it('holds the language and the context to one budget together, not one each', async () => {
+  it('gives the context its whole budget when the kernel was slow to say its language', async () => {
     const proxy = fakeProxy();
     const kernel = fakeKernel({ answer: 'later', infoAfterMs: 40 });
-    const provider = new RsqlInlineProvider({ request: proxy.request, now: () => Date.now() });
+    const provider = new RsqlInlineProvider({ request: proxy.request });
     void provider.fetch(REQUEST, notebookContext(kernel.kernel));
-    await vi.advanceTimersByTimeAsync(250 + 59);
-    expect(kernel.requests).toHaveLength(1); // the language came at 40 ms: 20 ms were left
-    expect(proxy.calls).toHaveLength(0);
-    await vi.advanceTimersByTimeAsync(1);
-    expect(proxy.calls).toHaveLength(1); // 60 ms after the debounce, not 40 + 60
-    expect(proxy.calls[0].body.context).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(250 + 40);
+    expect(kernel.requests).toHaveLength(1); // asked once the language came, at 40 ms
+    await vi.advanceTimersByTimeAsync(59);
+    expect(proxy.calls).toHaveLength(0); // still within the context's own 60 ms
+    kernel.pending[0](okReply());
+    await vi.advanceTimersByTimeAsync(0);
+    expect(proxy.calls).toHaveLength(1);
+    expect(proxy.calls[0].body.context).toEqual(CONTEXT); // the live context, late as it was
   });
 
   it('asks the kernel nothing with liveContext off, and sends %%R cells as R', async () => {
