@@ -135,7 +135,3 @@ class ClassCaches:
     def of(self, rate_class: str) -> MemoryCache:
         """The cache of a request of `rate_class`: "inline" or anything else ("chat")."""
         return self.inline if rate_class == "inline" else self.chat
-
-    def clear(self) -> None:
-        self.chat.clear()
-        self.inline.clear()
