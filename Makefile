@@ -12,13 +12,12 @@ export PLOOMBER_VERSION_CHECK_DISABLED := true
 demo: setup-demo
 	$(PY) scripts/run_demo.py
 
-# The unit tests, then the end-to-end tests. TEST_WORKERS=2 runs the end-to-end tests in two
-# workers (pytest-xdist), each test module on one of them (--dist loadfile: a module's shared
-# Jupyter server, hub or database stays one): ~12 minutes for the whole command instead of ~18
-# on two cores. It is not the default yet: on two cores the inline completion browser test
-# misses its kernel's 60 ms context budget under the other worker's load about one run in
-# three (docs/develop/testing.md).
-TEST_WORKERS ?= 0
+# The unit tests in one process (some hold a collector to its time bound, which a busy
+# neighbour breaks), then the end-to-end tests in two workers (pytest-xdist), each test module on
+# one of them (--dist loadfile: a module's shared Jupyter server, hub or database stays one):
+# ~12 minutes instead of ~18 on two cores, since most of their time is waiting on servers,
+# kernels and browsers. TEST_WORKERS=0 runs them in one process, TEST_WORKERS=4 in four.
+TEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test: setup

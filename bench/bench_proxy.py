@@ -57,6 +57,7 @@ from common import (  # noqa: E402
     wrk,
 )
 
+EXT_FLOOR = "Jupyter Server no-op (floor)"
 SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs", "apis")
 
 
@@ -129,8 +130,12 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
                     name="svc-redis",
                 )
                 targets["rsql-proxy, Redis"] = (url, auth, procs.items[-1][1].pid)
-            url, auth = start_extension(procs, proxy_config(up), name="ext-memory")
-            targets["extension, memory"] = (url, auth, procs.items[-1][1].pid)
+            url, auth = start_extension(procs, proxy_config(up), name="ext-memory", noop=True)
+            ext_pid = procs.items[-1][1].pid
+            targets["extension, memory"] = (url, auth, ext_pid)
+            # the extension's floor: its own Jupyter server's authenticated no-op API handler
+            floor = url.replace("rsql/v1/chat/completions", "bench-noop/v1/chat/completions")
+            targets[EXT_FLOOR] = (floor, auth, ext_pid)
             if have_redis:
                 url, auth = start_extension(
                     procs,
@@ -148,7 +153,7 @@ def bench_overhead(quick: bool) -> dict[str, Any]:
             for conns in sat_conns:
                 log(f"saturation: {conns} connections")
                 for name, (url, auth, pid) in targets.items():
-                    if name not in ("direct", "tornado no-op (floor)"):
+                    if name not in ("direct", "tornado no-op (floor)", EXT_FLOOR):
                         r = run_target(name, url, auth, pid, conns, seconds)
                         r["saturation"] = True
                         out["runs"].append(r)
@@ -336,6 +341,13 @@ QUOTA = {
     "first_byte": 0.2,
     "stream_seconds": 2.0,
     "answer_seconds": 2.0,
+    "short_answer_seconds": 0.05,
+}
+# scenario: (streamed, seconds to the first byte, seconds to the end); C is #40's quota target
+QUOTA_SCENARIOS = {
+    "A": (True, QUOTA["first_byte"], QUOTA["stream_seconds"]),
+    "B": (False, QUOTA["answer_seconds"], QUOTA["answer_seconds"]),
+    "C": (False, QUOTA["short_answer_seconds"], QUOTA["short_answer_seconds"]),
 }
 
 
@@ -402,12 +414,13 @@ def quota_summary(
     }
 
 
-def _quota_upstream(procs: Procs, ns: Netns, stream: bool, headers: bool) -> str:
+def _quota_upstream(procs: Procs, ns: Netns, scen: str, headers: bool) -> str:
     q = QUOTA
+    stream, first_byte, end = QUOTA_SCENARIOS[scen]
     timing = (
-        {"first_byte": q["first_byte"], "stream_seconds": q["stream_seconds"]}
+        {"first_byte": first_byte, "stream_seconds": end}
         if stream
-        else {"first_byte": q["answer_seconds"], "answer_seconds": q["answer_seconds"]}
+        else {"first_byte": first_byte, "answer_seconds": end}
     )
     return start_upstream(
         procs,
@@ -420,14 +433,15 @@ def _quota_upstream(procs: Procs, ns: Netns, stream: bool, headers: bool) -> str
 
 
 def _quota_load(
-    ns: Netns, up: str, url: str, auth: str, stream: bool, seconds: float
+    ns: Netns, up: str, url: str, auth: str, scen: str, seconds: float
 ) -> dict[str, Any]:
     q = QUOTA
+    stream, first_byte, _ = QUOTA_SCENARIOS[scen]
     capacity = q["keys"] * q["per_key"] / q["period"]
     upstream_stats(ns, up, reset=True)
     load = run_loadgen(ns, url, auth, 2 * capacity, seconds, stream=stream)
-    fb = q["first_byte"] if stream else q["answer_seconds"]
-    res = quota_summary(load, upstream_stats(ns, up), capacity, fb, q["period"])
+    res = quota_summary(load, upstream_stats(ns, up), capacity, first_byte, q["period"])
+    res["first_byte_s"] = first_byte
     log("   ", {k: v for k, v in res.items() if k != "first_bytes_per_second"})
     return res
 
@@ -435,7 +449,11 @@ def _quota_load(
 def bench_quota(quick: bool) -> dict[str, Any]:
     q = QUOTA
     capacity = q["keys"] * q["per_key"] / q["period"]
-    secs = {"A": 30.0 if quick else 120.0, "B": 30.0 if quick else 60.0}
+    secs = {
+        "A": 30.0 if quick else 120.0,
+        "B": 30.0 if quick else 60.0,
+        "C": 30.0 if quick else 60.0,
+    }
     out: dict[str, Any] = {
         **q,
         "capacity_rps": capacity,
@@ -444,9 +462,9 @@ def bench_quota(quick: bool) -> dict[str, Any]:
         "runs": [],
     }
     with workdir("quota") as d, Procs(d) as procs, Netns() as ns:
-        for scen, stream in (("A", True), ("B", False)):
+        for scen, (stream, _, _) in QUOTA_SCENARIOS.items():
             for headers in (True, False):
-                up = _quota_upstream(procs, ns, stream, headers)
+                up = _quota_upstream(procs, ns, scen, headers)
                 cfg = proxy_config(up)
                 cfg["upstreams"] = upstream_configs(
                     up, limits=[f"{q['per_key']} per {q['period']:g} seconds"]
@@ -457,7 +475,7 @@ def bench_quota(quick: bool) -> dict[str, Any]:
                     f"headers {'on' if headers else 'off'}, "
                     f"offering {2 * capacity:g} req/s for {secs[scen]:g} s"
                 )
-                res = _quota_load(ns, up, url, auth, stream, secs[scen])
+                res = _quota_load(ns, up, url, auth, scen, secs[scen])
                 out["runs"].append(
                     {
                         "scenario": scen,
@@ -473,7 +491,7 @@ def bench_quota(quick: bool) -> dict[str, Any]:
             ("B", False),
         ):  # a fresh LiteLLM each: its per-minute counts
             try:
-                up = _quota_upstream(procs, ns, stream, True)
+                up = _quota_upstream(procs, ns, scen, True)
                 rpm = int(q["per_key"] * 60 / q["period"])  # per minute: its nearest to 10 per 10 s
                 log(f"quota {scen}: starting LiteLLM (rpm {rpm} per deployment)")
                 url, auth = start_litellm(procs, up, ns, rpm=rpm, name=f"litellm-{scen}")
@@ -481,7 +499,7 @@ def bench_quota(quick: bool) -> dict[str, Any]:
                 log(
                     f"quota {scen}: LiteLLM, headers on, offering {2 * capacity:g} req/s for {secs[scen]:g} s"
                 )
-                res = _quota_load(ns, up, url, auth, stream, secs[scen])
+                res = _quota_load(ns, up, url, auth, scen, secs[scen])
                 out["runs"].append(
                     {"scenario": scen, "proxy": "LiteLLM", "stream": stream, "headers": True, **res}
                 )

@@ -274,8 +274,10 @@ def start_extension(
     name: str = "jupyter-server",
     env: dict[str, str] | None = None,
     wrap: Sequence[str] = (),
+    noop: bool = False,
 ) -> tuple[str, str]:
-    """A Jupyter server with only the rsql extension; returns (chat URL, Authorization value)."""
+    """A Jupyter server with only the rsql extension; returns (chat URL, Authorization value).
+    With `noop`, also ``bench/noop_jupyter.py``'s authenticated no-op at ``{base}bench-noop/``."""
     work = procs.workdir / name
     for sub in ("root", "runtime", "config", "data"):
         (work / sub).mkdir(parents=True, exist_ok=True)
@@ -285,7 +287,7 @@ def start_extension(
         [
             "c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': False, "
             "'notebook': False, 'jupyter_lsp': False, 'jupysql_plugin': False, 'notebook_shim': False, "
-            "'jupyter_server_terminals': False}"
+            "'jupyter_server_terminals': False" + (", 'noop_jupyter': True}" if noop else "}")
         ],
     )
     token = secrets.token_hex(16)
@@ -309,7 +311,7 @@ def start_extension(
         "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
         "JUPYTER_CONFIG_DIR": str(work / "config"),
         "JUPYTER_DATA_DIR": str(work / "data"),
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join((str(REPO), str(REPO / "bench"))) if noop else str(REPO),
         **(env or {}),
     }
     proc = procs.start(name, argv, cwd=work / "root", env=env)

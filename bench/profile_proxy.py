@@ -13,7 +13,7 @@ share of the samples is its share of that CPU:
 
 - a sample is the phase of its innermost frame in our code (the module decides, ``PHASES``);
 - with no frame of ours, the innermost library frame decides (tornado's HTTP server, the
-  asyncio loop, logging, pycurl), else "other".
+  asyncio loop, logging), else "other".
 
 So json.loads called from the request parser counts as parsing, tornado writing our answer as
 tornado. Writes its section of docs/benchmarks.md between the ``<!-- profile_proxy -->`` marks.
@@ -68,7 +68,6 @@ PHASES: list[tuple[str, re.Pattern[str]]] = [
 LIBRARIES: list[tuple[str, re.Pattern[str]]] = [
     ("logging", re.compile(r"(^|/)logging/")),
     ("tornado's HTTP server", re.compile(r"(^|/)tornado/")),
-    ("upstream I/O", re.compile(r"pycurl|(^|/)curl")),
     ("the asyncio loop", re.compile(r"(^|/)asyncio/|selectors\.py")),
 ]
 _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
@@ -169,12 +168,12 @@ def write(r: dict[str, object], seconds: float, conns: int) -> None:
         "",
         "*tornado's HTTP server*: reading the request and writing the answer (headers, chunks) "
         "in tornado's own code; *the asyncio loop*: the loop's own work between callbacks; "
-        "*upstream I/O*: the transport to the provider (pycurl) and the failover around it; "
+        "*upstream I/O*: the engine's own HTTP/1.1 client to the provider "
+        "(`engine/upstreams/transport/`) and the failover around it; "
         "*admission and state*: the limiter and the memory state's windows, leases and "
         "budgets; *the answer*: settling usage and cost and building the reply; *usage log*: "
-        "the row handed to the writer and written to SQLite (its own thread). This is the "
-        "profile #40 asks for before any change: the targets stand beside a no-op in the "
-        "overhead section above.",
+        "the row handed to the writer and written to SQLite (its own thread). The targets "
+        "stand beside a no-op in the overhead section above.",
         MARK,
     ]
     replace_section(DOC, MARK, lines)

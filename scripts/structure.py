@@ -63,6 +63,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.engine.accounting": (
         f"{S}.engine.errors",
         f"{S}.engine.records",
+        f"{S}.engine.bodies",  # json_codec: the usage journal's rows
         f"{S}.engine.upstreams",
     ),
     f"{S}.engine.monitoring": (

@@ -21,6 +21,7 @@ from .admission.limiter import Limiter, rate_class
 from .apis import messages as messages_api
 from .apis import responses_stream
 from .apis.native import NATIVE_APIS
+from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .errors import UpstreamFailure
@@ -281,14 +282,14 @@ class Replies:
         outcome, slot, ticket = ex.outcome, ex.slot, ex.ticket
         body = reply.body
         try:
-            obj = json.loads(body)
+            obj = json_codec.loads(body)
         except ValueError:
             obj = None
         usage = UsageReader(ex.req.endpoint).read(obj) if isinstance(obj, dict) else None
         tokens = self.settle_usage(ex, usage)
         if usage is not None:
             usage["cost_usd"] = round(outcome.cost_usd, 8)
-            body = json.dumps(obj).encode()
+            body = json_codec.dumps(obj)
         else:
             # an answer that says nothing of its usage is charged its reservation, as a stream
             # is: otherwise an upstream that omits usage would make every answer free
@@ -358,7 +359,7 @@ class Replies:
                         ev = sse(shaped)
                     yield ev
                 if collected is not None and kept is not None and collected.complete:
-                    body = json.dumps(collected.completion()).encode()
+                    body = json_codec.dumps(collected.completion())
                     cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]  # kept is a list only with a key
             except UpstreamFailure as fail:
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
@@ -422,7 +423,7 @@ async def _replay(hit: Cached, with_usage: bool) -> AsyncGenerator[bytes, None]:
     """A cached answer as a stream: its own events when it was streamed, else the chunks its
     completion would have been streamed as; the usage chunk only when the client asked."""
     if hit.events is None:
-        for ev in chunks_of(json.loads(hit.body), with_usage):
+        for ev in chunks_of(json_codec.loads(hit.body), with_usage):
             yield ev
         return
     for ev in hit.events:

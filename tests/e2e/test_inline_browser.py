@@ -98,6 +98,12 @@ def lab(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
     require("pandas", reason="the notebook's frame")
     tmp = tmp_path_factory.mktemp("inline-lab")
     proc, url, token, root = start_lab(tmp, provider)
+    # the kernel's context gets a second, not the default 60 ms: these tests ask whether the
+    # columns reach the model, and a test worker beside this one on two cores can hold the
+    # kernel's reply past 60 ms (the budget itself is held by the provider's vitest tests)
+    settings = tmp / "settings" / "@rsql-assistant" / "jupyterlab"
+    settings.mkdir(parents=True)
+    (settings / "completion.jupyterlab-settings").write_text('{"contextTimeoutMs": 1000}')
     (root / "sales.csv").write_text("region,revenue\nnorth,120.5\nsouth,98.25\n")
     try:
         yield Lab(url, token, root, provider)

@@ -527,6 +527,8 @@ BAD_BODIES = [
     (b"{" + M + b', "temperature": NaN}', "NaN", None),
     (b"{" + M + b', "temperature": -Infinity}', "Infinity", None),
     (b"{" + M + b', "temperature": 1e999}', "out of range", None),
+    (b"{" + M + b', "top_p": 1E+400}', "out of range", None),
+    (b"{" + M + b', "temperature": ' + b"1" * 400 + b".0}", "out of range", None),
     (b"{" + M + b', "seed": ' + b"9" * 5000 + b"}", "too many digits", None),
     (b"{" + M + b', "n": 1, "n": 5000}', "duplicate key 'n'", None),
     (b"{" + M + b', "model": "fake-small", "model": "fake-large"}', "duplicate key 'model'", None),

@@ -34,6 +34,7 @@ import stat
 import time
 from typing import Any
 
+from ..bodies import json_codec
 from ..errors import UnsafeFolder
 
 log = logging.getLogger("rsql.engine")
@@ -41,8 +42,6 @@ log = logging.getLogger("rsql.engine")
 PREFIX, SUFFIX = "usage-", ".jsonl"
 ROTATE_BYTES = 4 * 2**20  # a segment is sealed past this; bounds what a take-over re-reads
 MEMORY_BYTES = 16 * 2**20  # journaled rows also kept in memory (to send without reading back)
-
-_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _folder_problem(st: os.stat_result) -> str | None:
@@ -164,7 +163,7 @@ class Journal:
         """Journal one row; False when it is not journaled (spool full, or the disk refused)."""
         if self.error is not None:
             return False
-        line = _encode(row).encode() + b"\n"
+        line = json_codec.dumps(row) + b"\n"
         n = len(line)
         if self.bytes + n > self.max_bytes:
             self.full = True

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import urllib.parse
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -340,7 +340,7 @@ class Limiter:
                     "lower 'max_tokens' (or 'max_completion_tokens') or 'n'",
                     code="over_budget",
                 )
-        lease_id = uuid.uuid4().hex
+        lease_id = os.urandom(16).hex()  # as unique as uuid4().hex, a quarter of the CPU
         result = await self.state.admit(windows, leases, budgets, lease_id, pick)
         if not result.ok:
             raise self._refusal(user, windows, result)

@@ -15,9 +15,10 @@ Chat completions (``chat.completion``) and legacy completions (``text_completion
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
+
+from . import json_codec
 
 DONE = b"data: [DONE]\n\n"
 
@@ -26,7 +27,7 @@ _CHOICE_KEYS = ("index", "delta", "finish_reason", "logprobs")
 
 
 def sse(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+    return b"data: " + json_codec.dumps(obj) + b"\n\n"
 
 
 def event_json(ev: bytes) -> dict[str, Any] | None:
@@ -41,7 +42,7 @@ def event_json(ev: bytes) -> dict[str, Any] | None:
     if not data.startswith(b"{"):
         return None
     try:
-        obj = json.loads(data)
+        obj = json_codec.loads(data)
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None

@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ...bodies import json_codec
 from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
 from ..providers.dialects import dialect_for, passed_headers
 from ..specs import UpstreamSpec
@@ -200,7 +201,7 @@ class HTTPTransport:
                 if native
                 else dialect.body(payload, endpoint, model, max_tokens)
             )
-            sent = json.dumps(body).encode()
+            sent = json_codec.dumps(body)
         except Untranslatable as exc:  # a field this provider cannot express: another kind may
             error = {
                 "message": exc.message,
