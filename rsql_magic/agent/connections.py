@@ -12,19 +12,15 @@ log and refuse alike.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from rsql_magic.errors import BadConnection
 from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.connections import DB, DuckDB, SQLiteDB, resolve
+from rsql_magic.sql.connections import DB
+from rsql_magic.sql.engines import engine_for_url, url_examples
 from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.terminal import shown
 
 from . import warehouse
 
@@ -39,21 +35,13 @@ __all__ = [
     "shown_url",
 ]
 
-SCHEMES = "sqlite:///PATH, duckdb:///PATH, postgresql://..."
-# DuckDB: no files but the database, no network, no extensions, and no way to change that from
-# SQL (a wall behind the parser check, as for %%sql_ai's DataFrames)
-_DUCKDB_CONFIG: dict[str, Any] = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
+SCHEMES = url_examples()
 
 
 @dataclass
 class Connection:
     name: str
-    kind: str  # "sqlite", "duckdb", "postgres"
+    kind: str  # its engine's name: "sqlite", "duckdb", "postgres"
     db: DB
     # sqlite3 and DuckDB connections are not for concurrent use, and both servers run tools in
     # worker threads
@@ -82,58 +70,12 @@ def shown_url(url: str) -> str:
         return f"{head.split(':', 1)[0]}:***@{tail}" if at else url
 
 
-def _file_path(url: str, scheme: str) -> Path:
-    # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
-    rest = url[len(scheme) + len(":///") :]
-    if not url.lower().startswith(f"{scheme}:///") or not rest:
-        raise BadConnection(f"expected {scheme}:///PATH")
-    path = Path(rest).expanduser()
-    if not path.is_file():
-        raise BadConnection(f"no such file: {path}")
-    return path
-
-
 def open_connection(name: str, url: str) -> Connection:
-    """Open `url` read-only; raises :class:`BadConnection`."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "sqlite":
-        path = _file_path(url, "sqlite")
-        try:
-            # mode=ro: SQLite itself opens the file read-only, behind query_only and the
-            # authorizer that every statement meets
-            conn = sqlite3.connect(
-                f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, check_same_thread=False
-            )
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as e:
-            raise BadConnection(f"cannot open {path} as SQLite: {e}") from None
-        return Connection(name, "sqlite", SQLiteDB(conn, label=f"SQLite {name}"))
-    if scheme == "duckdb":
-        path = _file_path(url, "duckdb")
-        try:
-            import duckdb
-        except ImportError:
-            raise BadConnection("DuckDB is not installed: pip install duckdb") from None
-        try:
-            dconn = duckdb.connect(str(path), read_only=True, config=_DUCKDB_CONFIG)
-        except Exception as e:
-            raise BadConnection(f"cannot open {path} as DuckDB: {e}") from None
-        return Connection(name, "duckdb", DuckDB(dconn, label=f"DuckDB {name}"))
-    if scheme.startswith(("postgresql", "postgres")):
-        if scheme.startswith("postgres") and not scheme.startswith("postgresql"):
-            url = "postgresql" + url[len("postgres") :]
-        try:
-            db = resolve(url)  # a SQLAlchemy engine, as a URL named in a %%sql_ai cell
-            db.rows("SELECT 1", timeout_s=10.0)
-        except Exception as e:
-            raise BadConnection(
-                f"cannot connect: {type(e).__name__}: {shown(str(e)).splitlines()[0][:300]}"
-            ) from None
-        if db.dialect != "postgres":
-            raise BadConnection(f"{scheme} is not PostgreSQL")
-        db.label = f"PostgreSQL {name}"
-        return Connection(name, "postgres", db)
-    raise BadConnection(f"unsupported URL (expected {SCHEMES})")
+    """Open `url` read-only, as its engine opens it; raises :class:`BadConnection`."""
+    engine = engine_for_url(url)
+    if engine is None:
+        raise BadConnection(f"unsupported URL (expected {SCHEMES})")
+    return Connection(name, engine.name, engine.open_read_only(url, f"{engine.title} {name}"))
 
 
 @dataclass
@@ -176,7 +118,7 @@ def call_tool(conn: Connection, tool: str, args: Mapping[str, str], options: Opt
     database's message may quote values)."""
     # sqlite3 and DuckDB connections take one statement at a time; a PostgreSQL engine has a
     # pool, so only schema search (it updates the cached schema's value hints) goes one by one
-    serial = conn.kind != "postgres" or tool == "search_schema"
+    serial = not conn.db.engine.concurrent or tool == "search_schema"
     with conn.lock if serial else contextlib.nullcontext():
         try:
             if tool == "search_schema":

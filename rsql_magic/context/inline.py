@@ -177,8 +177,9 @@ _LOADING: list[threading.Thread] = []  # the one background import of it, once p
 # (a capture may use this share of the time left; the database kinds read from the editor:
 # local files or memory only, never a network database on a keystroke)
 _CAPTURE_TIME_SHARE = 0.5
+# SQLAlchemy dialects whose engines may read locally, told before capture_schema's module is
+# imported (the engine itself then decides: SqlEngine.reads_locally)
 _LOCAL_DIALECTS = ("sqlite", "duckdb")
-_LOCAL_DUCKDB_TYPES = ("duckdb", "sqlite")  # what a DuckDB may have attached and stay local
 
 
 class _NotYet(Exception):
@@ -231,14 +232,8 @@ def _capture(obj: Any, timeout_s: float) -> list[tuple[str, list[str]]]:
             raise _NotYet
         return []
     db = backends.as_db(obj)
-    if db.dialect not in _LOCAL_DIALECTS:
+    if not db.engine.reads_locally(db, timeout_s):
         return []
-    if db.dialect == "duckdb":
-        kinds = db.rows(
-            "SELECT DISTINCT type FROM duckdb_databases() WHERE NOT internal", timeout_s
-        )
-        if any(str(k).lower() not in _LOCAL_DUCKDB_TYPES for (k,) in kinds):
-            return []
     return _schema_names(backends.capture_schema(db, timeout_s=timeout_s))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .connections import DB
-from .fetch import DECLARE_PREFIX
+from .engines.postgres import DECLARE_PREFIX
 from .policy import SqlPolicy
 
 __all__ = [

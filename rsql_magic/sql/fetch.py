@@ -4,15 +4,12 @@
 cursor holds the whole result before the first fetch. So rows come in chunks sized to what is
 left of a byte bound (``SqlPolicy.max_result_bytes``), and fetching stops, saying so, when the
 bound is reached. PostgreSQL results of generated queries come through a server-side cursor
-(``DECLARE ... CURSOR FOR``), so the server keeps what is not fetched; ``DECLARE`` takes exactly
-one query, which psycopg 3 sends with the extended protocol (one statement, whatever the text
-says), as it does every other generated statement (``prepare=True``).
+(:func:`rsql_magic.sql.engines.postgres.postgres_fetch`), so the server keeps what is not
+fetched.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +17,9 @@ from typing import Any
 from rsql_magic.errors import QueryTimeout
 
 __all__ = [
-    "DECLARE_PREFIX",
     "DEFAULT_MAX_RESULT_BYTES",
     "Fetched",
     "fetch_bounded",
-    "in_transaction",
-    "postgres_fetch",
     "row_bytes",
 ]
 
@@ -109,86 +103,3 @@ def fetch_bounded(
             chunk = max(1, min(_MAX_CHUNK, (max_bytes - used) // average // 2))
     more = max_rows is not None and len(rows) > max_rows
     return Fetched(columns, rows[:max_rows] if more else rows, more)
-
-
-# Generated text that DECLARE can take: a query (after comments and parentheses).
-_QUERY_START = re.compile(
-    r"^\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*(?:\(\s*)*(?:SELECT|WITH|VALUES|TABLE)\b",
-    re.IGNORECASE | re.DOTALL,
-)
-DECLARE_PREFIX = "rsql_sql_ai_cursor_"
-_CURSOR_IDS = itertools.count(1)
-
-
-class _Declared:
-    """A cursor declared by hand (``DECLARE``), read with ``FETCH FORWARD``: what a driver's own
-    server-side cursor does, for the driver that will not make one here."""
-
-    def __init__(self, cur: Any, name: str) -> None:
-        self.cur, self.name = cur, name
-        self.description = None  # known after the first FETCH, as with psycopg2's own
-
-    def fetchmany(self, n: int) -> list[Any]:
-        self.cur.execute(f'FETCH FORWARD {int(n)} FROM "{self.name}"')
-        self.description = self.cur.description
-        rows: list[Any] = self.cur.fetchall()
-        return rows
-
-    def close(self) -> None:
-        self.cur.close()
-
-
-def _driver(raw: Any) -> str:
-    mod = type(raw).__module__
-    if mod.startswith("psycopg2"):
-        return "psycopg2"
-    if mod == "psycopg" or mod.startswith("psycopg."):
-        return "psycopg"
-    return ""
-
-
-def in_transaction(raw: Any) -> bool:
-    """Whether a psycopg (3 or 2) connection is inside a transaction (not idle)."""
-    info = getattr(raw, "info", None)
-    status = getattr(info, "transaction_status", None)  # psycopg 3
-    if status is None and hasattr(raw, "get_transaction_status"):  # psycopg2
-        status = raw.get_transaction_status()
-    return status is not None and int(status) != 0  # 0: idle, outside a transaction
-
-
-def postgres_fetch(
-    raw: Any,
-    sql: str,
-    *,
-    max_rows: int | None,
-    max_bytes: int | None,
-    deadline: float | None,
-    timeout_s: float | None,
-    generated: bool,
-) -> Fetched:
-    """Run `sql` on a raw psycopg connection, inside the transaction the caller opened.
-
-    `generated`: a model's statement. A query then runs as a server-side cursor, and psycopg 3
-    sends anything else with the extended protocol, which refuses more than one statement.
-    """
-    driver = _driver(raw)
-    query = generated and bool(_QUERY_START.match(sql)) and in_transaction(raw)  # DECLARE needs one
-    # the driver's own server-side cursor; psycopg2 refuses one in autocommit mode (JupySQL's
-    # connections), even inside the transaction we began, so there we declare it ourselves
-    named = query and (driver == "psycopg" or (driver == "psycopg2" and not raw.autocommit))
-    name = f"{DECLARE_PREFIX}{next(_CURSOR_IDS)}"
-    cur = raw.cursor(name=name) if named else raw.cursor()
-    try:
-        if query and not named:
-            cur.execute(f'DECLARE "{name}" CURSOR WITHOUT HOLD FOR {sql}')
-            cur = _Declared(cur, name)
-        elif generated and driver == "psycopg" and not named:
-            cur.execute(sql, prepare=True)
-        else:
-            cur.execute(sql)
-        return fetch_bounded(cur, max_rows, max_bytes, deadline, timeout_s)
-    finally:
-        try:
-            cur.close()
-        except Exception:  # the transaction failed: the caller rolls it back, cursor and all
-            pass

@@ -1,17 +1,19 @@
-"""Allowlists of what a generated read-only statement may contain, per dialect.
+"""Allowlists of what a generated read-only statement may contain, per engine.
 
 Everything not listed here is refused: a model's answer can be steered by text hidden in the
 data, so its SQL is treated as hostile. Three lists:
 
 - node kinds (sqlglot expression classes) that only read: query structure, operators, literals;
 - functions: sqlglot's typed function classes that are pure scalar, aggregate or window
-  functions, plus per-dialect names of pure functions sqlglot leaves untyped (``Anonymous``);
-- table functions (``FROM f(...)``) that generate rows without touching files or the network.
+  functions, plus each engine's names of pure functions sqlglot leaves untyped (``Anonymous``,
+  declared by the engine's module in :mod:`rsql_magic.sql.engines`);
+- table functions (``FROM f(...)``) that generate rows without touching files or the network
+  (the engine's too).
 
 Functions that read or write files, reach the network, run SQL from a string
 (``query_to_xml``, DuckDB ``query``), change sequences, take locks, signal other sessions or
 reset statistics are on no list. Users extend the function list with
-``%config SqlAIMagics.allowed_functions`` (``name`` for every dialect, ``dialect:name`` for one).
+``%config SqlAIMagics.allowed_functions`` (``name`` for every engine, ``dialect:name`` for one).
 
 The same names serve the database-side checks: SQLite's authorizer sees each function's name,
 DuckDB's own parser (``json_serialize_sql``) lists the functions a statement calls.
@@ -21,9 +23,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
+
+if TYPE_CHECKING:
+    from .engines.base import SqlEngine
 
 __all__ = [
     "MAX_GENERATED_WIDTH",
@@ -34,7 +39,6 @@ __all__ = [
     "database_function_names",
     "function_allowed",
     "function_names",
-    "normalize_extra",
     "table_function_allowed",
     "width_problem",
 ]
@@ -111,9 +115,10 @@ PURE_FUNCTIONS = _classes(
     """
 )
 
-# Pure functions sqlglot parses as Anonymous (or that the database names internally), by
-# dialect, lower-case. Typed ones above need not be repeated, but common names are, because the
-# database-side checks see names, not classes.
+# Pure functions sqlglot parses as Anonymous (or that the database names internally) in every
+# engine, lower-case; each engine's module adds its own (``SqlEngine.functions``). Typed ones
+# above need not be repeated, but common names are, because the database-side checks see names,
+# not classes.
 _COMMON = """
 abs avg ceil ceiling coalesce concat count cume_dist dense_rank exp first_value floor
 greatest lag last_value lead least length lower ltrim max min nth_value ntile nullif
@@ -121,88 +126,6 @@ percent_rank power rank replace round row_number rtrim sign sqrt substr substrin
 upper mod stddev stddev_pop stddev_samp variance var_pop var_samp corr covar_pop covar_samp
 string_agg lpad rpad left right reverse repeat initcap md5 ln log log10 pi radians degrees
 """
-
-_DIALECT_NAMES = {
-    "postgres": """
-    age array_length array_lower array_upper array_position array_positions array_remove
-    array_replace array_to_json array_to_string array_agg array_cat array_append array_prepend
-    array_dims array_ndims bit_length bool_and bool_or every btrim cardinality cbrt
-    char_length character_length chr clock_timestamp concat_ws date_bin date_part date_trunc
-    div extract format format_type gcd lcm generate_series isfinite json_agg
-    json_array_elements json_array_elements_text json_array_length json_build_array
-    json_build_object json_each json_each_text json_extract_path json_extract_path_text
-    json_object_agg json_object_keys json_strip_nulls json_typeof jsonb_agg
-    jsonb_array_elements jsonb_array_elements_text jsonb_array_length jsonb_build_array
-    jsonb_build_object jsonb_each jsonb_each_text jsonb_extract_path jsonb_extract_path_text
-    jsonb_object_agg jsonb_object_keys jsonb_path_exists jsonb_path_query
-    jsonb_path_query_array jsonb_path_query_first jsonb_pretty jsonb_strip_nulls jsonb_typeof
-    jsonb_set jsonb_insert to_json to_jsonb row_to_json json_object jsonb_object
-    justify_days justify_hours justify_interval localtime localtimestamp make_date
-    make_interval make_time make_timestamp make_timestamptz min_scale mode now num_nonnulls
-    num_nulls octet_length overlay percentile_cont percentile_disc position quote_ident
-    quote_literal quote_nullable random regexp_count regexp_instr regexp_like regexp_match
-    regexp_matches regexp_replace regexp_split_to_array regexp_split_to_table regexp_substr
-    scale split_part starts_with statement_timestamp string_to_array string_to_table strpos
-    timeofday to_char to_date to_hex to_number to_timestamp transaction_timestamp translate
-    trim_scale trunc unnest width_bucket bit_and bit_or bit_xor regr_avgx regr_avgy regr_count
-    regr_intercept regr_r2 regr_slope regr_sxx regr_sxy regr_syy encode decode sha224 sha256
-    sha384 sha512 gen_random_uuid ascii convert_from convert_to factorial isodow isoyear
-    date_add date_subtract timezone nullif greatest least pg_typeof current_date
-    current_timestamp current_time generate_subscripts array_sample array_shuffle
-    jsonb_to_recordset json_to_recordset jsonb_to_record json_to_record any_value
-    """,
-    "sqlite": """
-    char date datetime glob group_concat hex ifnull iif instr julianday like likelihood likely
-    printf format quote random replace soundex strftime time total typeof unicode unixepoch
-    unlikely timediff concat_ws octet_length acos acosh asin asinh atan atan2 atanh
-    cos cosh log2 pi sin sinh tan tanh trunc json json_array json_array_length json_extract
-    json_insert json_object json_patch json_remove json_replace json_set json_type json_valid
-    json_quote json_group_array json_group_object json_each json_tree jsonb jsonb_array
-    jsonb_extract jsonb_object regexp match -> ->> median percentile
-    """,
-    "duckdb": """
-    acos add age any_value approx_count_distinct approx_quantile arg_max arg_min argmax argmin
-    array_agg array_length array_value array_extract array_slice array_contains array_distinct
-    array_sort array_reverse array_concat array_position array_has array_to_string
-    list list_aggregate list_avg list_concat list_contains list_distinct list_extract
-    list_filter list_has list_max list_min list_position list_reverse list_slice list_sort
-    list_sum list_transform list_unique list_value list_apply list_reduce list_count
-    bit_count bit_length bool_and bool_or cardinality chr concat_ws contains cos count_star
-    count_if countif current_date date_add date_diff date_part date_sub date_trunc datediff
-    datepart datesub datetrunc day dayname dayofmonth dayofweek dayofyear decade divide epoch
-    epoch_ms epoch_us epoch_ns era even factorial favg first fsum gamma gcd
-    greatest_common_divisor hash hour ifnull instr isfinite isinf isnan isodow isoyear
-    jaccard jaro_similarity jaro_winkler_similarity json_extract json_extract_string
-    json_array_length json_keys json_object json_array json_type json_valid json_structure
-    to_json last last_day lcase lcm len levenshtein lgamma list map median microsecond
-    millennium millisecond minute mismatches mode month monthname nanosecond nextafter now
-    octet_length ord position pow prefix quantile quantile_cont quantile_disc quarter
-    regexp_extract regexp_extract_all regexp_full_match regexp_matches regexp_replace
-    regexp_split_to_array second sha256 sin split split_part starts_with strftime
-    string_split string_to_array strip_accents strlen strpos strptime struct_extract
-    struct_pack suffix tan time_bucket timezone to_days to_hours to_minutes to_seconds
-    to_timestamp today trunc try_cast try_strptime typeof ucase unicode unnest uuid
-    gen_random_uuid week weekday weekofyear year yearweek row format printf fmod histogram
-    product kurtosis skewness entropy regr_slope regr_intercept regr_r2 regr_count
-    make_date make_time make_timestamp make_timestamptz current_timestamp get_current_timestamp
-    range generate_series bool_or array_filter array_transform array_apply coalesce
-    string_agg group_concat listagg nullif log2 atan atan2 asin cot cbrt sign signbit
-    to_years to_months to_weeks to_milliseconds to_microseconds array_cat list_cat
-    """,
-}
-
-# FROM f(...): functions that generate rows, touching no file and no network.
-_TABLE_FUNCTIONS = {
-    "postgres": """
-    generate_series generate_subscripts unnest json_each json_each_text jsonb_each
-    jsonb_each_text json_array_elements json_array_elements_text jsonb_array_elements
-    jsonb_array_elements_text json_object_keys jsonb_object_keys regexp_matches
-    regexp_split_to_table string_to_table jsonb_path_query json_to_recordset
-    jsonb_to_recordset
-    """,
-    "sqlite": "json_each json_tree generate_series",
-    "duckdb": "range generate_series unnest",
-}
 
 # Why a well-known function is refused, for messages; the allowlist decides, not this table.
 UNSAFE_REASONS = {
@@ -248,7 +171,6 @@ MAX_GENERATED_WIDTH = 10_000
 _WIDTH_ARGUMENTS = {"repeat": 1, "lpad": 1, "rpad": 1, "space": 0}
 # printf-style functions: the format string (argument 0) sets the widths.
 _FORMAT_FUNCTIONS = frozenset({"printf", "format"})
-_FORMAT_DIALECTS = frozenset({"sqlite", "postgres", "duckdb"})
 # As a scalar (not in FROM), DuckDB's range / generate_series build the whole list at once,
 # which neither interrupt() nor memory_limit stops (range(3e8): 14 GB, 68 s past a 5 s timeout).
 _LIST_SERIES = frozenset({"range", "generate_series"})
@@ -277,7 +199,7 @@ def _format_problem(fmt: str) -> str | None:
 
 
 def width_problem(
-    name: str, args: list[ArgBound], dialect: str, *, scalar: bool = True
+    name: str, args: list[ArgBound], engine: SqlEngine, *, scalar: bool = True
 ) -> str | None:
     """Why a call could build a huge value in one step (a message fragment), or None.
 
@@ -293,13 +215,13 @@ def width_problem(
             if not isinstance(width, int | float) or width > MAX_GENERATED_WIDTH:
                 return f"{name}() builds a value as long as its width argument; {cap}"
         return None
-    if name in _FORMAT_FUNCTIONS and dialect in _FORMAT_DIALECTS and args:
+    if name in _FORMAT_FUNCTIONS and engine.format_widths and args:
         fmt = args[0]
         if not isinstance(fmt, str):
             return f"{name}() needs a literal format string here (its widths set the size)"
         why = _format_problem(fmt)
         return f"{name}()'s format {why}; {cap}" if why else None
-    if name in _LIST_SERIES and scalar and dialect == "duckdb":
+    if name in _LIST_SERIES and scalar and engine.series_as_lists:
         count = _series_count(args)
         if count is None:
             return (
@@ -315,7 +237,7 @@ def width_problem(
     return None
 
 
-def call_width(name: str, args: list[ArgBound], dialect: str) -> int | None:
+def call_width(name: str, args: list[ArgBound], engine: SqlEngine) -> int | None:
     """How wide a value one call builds (characters, list elements), from its literal
     arguments; None for a call that builds none this way. Nested builders multiply: the guard
     refuses a chain whose product passes ``MAX_GENERATED_WIDTH``
@@ -325,15 +247,10 @@ def call_width(name: str, args: list[ArgBound], dialect: str) -> int | None:
         i = _WIDTH_ARGUMENTS[name]
         width = args[i] if i < len(args) else None
         return max(1, int(width)) if isinstance(width, int | float) else None
-    if (
-        name in _FORMAT_FUNCTIONS
-        and dialect in _FORMAT_DIALECTS
-        and args
-        and isinstance(args[0], str)
-    ):
+    if name in _FORMAT_FUNCTIONS and engine.format_widths and args and isinstance(args[0], str):
         widths = [int(n) for n in _NUMBER.findall(args[0])]
         return max([len(args[0]), *widths])
-    if name in _LIST_SERIES and dialect == "duckdb":
+    if name in _LIST_SERIES and engine.series_as_lists:
         return _series_count(args)
     return None
 
@@ -351,11 +268,6 @@ def _series_count(args: list[ArgBound]) -> int | None:
 
 def _split(text: str) -> frozenset[str]:
     return frozenset(text.split())
-
-
-def normalize_extra(names: Iterable[str]) -> frozenset[str]:
-    """User-added names, lower-case, stripped; ``dialect:name`` keeps its dialect prefix."""
-    return frozenset(n.strip().lower() for n in names if n and n.strip())
 
 
 def _extra_for(extra: frozenset[str], dialect: str) -> set[str]:
@@ -386,26 +298,35 @@ def _typed_names(dialect: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def allowed_names(dialect: str, extra: frozenset[str] = frozenset()) -> frozenset[str]:
-    """Names an untyped (Anonymous) call may have in `dialect`."""
-    base = _split(_COMMON) | _split(_DIALECT_NAMES.get(dialect, ""))
-    return frozenset(base | _extra_for(extra, dialect))
+@functools.cache
+def _names(engine: SqlEngine, extra: frozenset[str]) -> frozenset[str]:
+    return _split(_COMMON) | _split(engine.functions) | frozenset(_extra_for(extra, engine.name))
 
 
-def database_function_names(dialect: str, extra: frozenset[str] = frozenset()) -> frozenset[str]:
-    """Every function name the database-side checks let through for `dialect`."""
-    return (
-        allowed_names(dialect, extra)
-        | _typed_names(dialect)
-        | _split(_TABLE_FUNCTIONS.get(dialect, ""))
-    )
+@functools.cache
+def _table_names(engine: SqlEngine, extra: frozenset[str]) -> frozenset[str]:
+    return _split(engine.table_functions) | frozenset(_extra_for(extra, engine.name))
 
 
-def table_function_allowed(name: str, dialect: str, extra: frozenset[str] = frozenset()) -> bool:
-    return name.lower() in _split(_TABLE_FUNCTIONS.get(dialect, "")) | _extra_for(extra, dialect)
+def allowed_names(engine: SqlEngine, extra: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Names an untyped (Anonymous) call may have in `engine`."""
+    return _names(engine, extra)
 
 
-def function_names(node: exp.Func, dialect: str) -> set[str]:
+def database_function_names(
+    engine: SqlEngine, extra: frozenset[str] = frozenset()
+) -> frozenset[str]:
+    """Every function name the database-side checks let through for `engine`."""
+    return _names(engine, extra) | _typed_names(engine.name) | _split(engine.table_functions)
+
+
+def table_function_allowed(
+    name: str, engine: SqlEngine, extra: frozenset[str] = frozenset()
+) -> bool:
+    return name.lower() in _table_names(engine, extra)
+
+
+def function_names(node: exp.Func) -> set[str]:
     """Lower-case names a call node goes by: as written (Anonymous), or its typed class's names."""
     if isinstance(node, exp.Anonymous):
         return {node.name.lower()}
@@ -414,15 +335,17 @@ def function_names(node: exp.Func, dialect: str) -> set[str]:
     return names
 
 
-def function_allowed(node: exp.Func, dialect: str, extra: frozenset[str] = frozenset()) -> bool:
+def function_allowed(
+    node: exp.Func, engine: SqlEngine, extra: frozenset[str] = frozenset()
+) -> bool:
     if not isinstance(node, exp.Anonymous) and type(node) in PURE_FUNCTIONS:
         return True
     allowed = (
-        allowed_names(dialect, extra)
+        _names(engine, extra)
         if isinstance(node, exp.Anonymous)
-        else _extra_for(extra, dialect)
+        else frozenset(_extra_for(extra, engine.name))
     )
-    return bool(function_names(node, dialect) & allowed)
+    return bool(function_names(node) & allowed)
 
 
 def unsafe_reason(name: str) -> str | None:

@@ -4,9 +4,9 @@ Text checks are easy to fool (``WITH d AS (DELETE ... RETURNING *) SELECT ...``,
 ``EXPLAIN ANALYZE DELETE``); the parse tree is not. A statement passes only when it is one
 SELECT (with WITH and set operations), EXPLAIN of such a statement, SHOW or DESCRIBE, and when
 every node of its tree is of a kind known to only read and every function it calls is on the
-dialect's allowlist of pure functions (:mod:`rsql_magic.sql.functions`). More than one
-statement is always refused. The database enforces read-only as well (see ``walls``), so a
-mistake here is still harmless.
+engine's allowlist of pure functions (:mod:`rsql_magic.sql.functions`). More than one
+statement is always refused. The database enforces read-only as well (each engine's walls, in
+:mod:`rsql_magic.sql.engines`), so a mistake here is still harmless.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlglot import TokenType, exp
 from rsql_magic.errors import Position, Refused
 
 from .carets import pointer
+from .engines import SqlEngine, engine_for
 from .functions import (
     MAX_GENERATED_WIDTH,
     READ_ONLY_NODES,
@@ -165,7 +166,7 @@ def _check_unicode_escapes(sql: str | None, dialect: str) -> None:
 def _function_refusal(
     root: exp.Expr, node: exp.Func, dialect: str, sql: str | None, table: bool = False
 ) -> Refused:
-    names = sorted(function_names(node, dialect))
+    names = sorted(function_names(node))
     name = node.name if isinstance(node, exp.Anonymous) else node.sql_name().lower()
     name = _decode_unicode_escapes(name) if "\\" in name else name
     reason = next((r for n in [name, *names] if (r := unsafe_reason(n))), None)
@@ -239,11 +240,11 @@ def _call_bounds(node: exp.Func) -> list[int | float | str | None]:
     return [_bound(a) for a in _call_args(node)]
 
 
-def _nested_width(node: exp.Func, dialect: str) -> str | None:
+def _nested_width(node: exp.Func, engine: SqlEngine) -> str | None:
     """Why `node` builds too wide a value with the calls around it, or None: widths multiply
     down a chain of builders, and a lambda applies its body once per element of a list of
     any length (counted as ``MAX_GENERATED_WIDTH``)."""
-    width = call_width(_call_name(node), _call_bounds(node), dialect)
+    width = call_width(_call_name(node), _call_bounds(node), engine)
     if width is None:
         return None
     outer: exp.Expr | None = node.parent
@@ -251,7 +252,7 @@ def _nested_width(node: exp.Func, dialect: str) -> str | None:
         if isinstance(outer, exp.Lambda):
             width *= MAX_GENERATED_WIDTH
         elif isinstance(outer, exp.Func):
-            width *= call_width(_call_name(outer), _call_bounds(outer), dialect) or 1
+            width *= call_width(_call_name(outer), _call_bounds(outer), engine) or 1
         if width > MAX_GENERATED_WIDTH:
             # a node that is neither (a Select...) never multiplies; named for safety's sake
             where = (
@@ -278,12 +279,12 @@ _ROW_GENERATORS = tuple(
 )
 
 
-def _table_function_ok(node: exp.Func, dialect: str, extra: frozenset[str]) -> bool:
+def _table_function_ok(node: exp.Func, engine: SqlEngine, extra: frozenset[str]) -> bool:
     if isinstance(node, exp.Anonymous):
-        return table_function_allowed(node.name, dialect, extra)
+        return table_function_allowed(node.name, engine, extra)
     if isinstance(node, _ROW_GENERATORS):
         return True
-    return any(table_function_allowed(n, dialect, extra) for n in function_names(node, dialect))
+    return any(table_function_allowed(n, engine, extra) for n in function_names(node))
 
 
 def _check_tree(
@@ -293,23 +294,24 @@ def _check_tree(
     extra: frozenset[str],
     sql: str | None,
 ) -> None:
+    engine = engine_for(dialect)
     for node in root.walk():
         if isinstance(node, exp.Func):
             if isinstance(node, exp.Anonymous) and not isinstance(node.this, str | exp.Identifier):
                 raise _function_refusal(root, node, dialect, sql)
             parent = node.parent
             if isinstance(parent, exp.Table) and node.arg_key == "this":
-                if not _table_function_ok(node, dialect, extra):
+                if not _table_function_ok(node, engine, extra):
                     raise _function_refusal(root, node, dialect, sql, table=True)
-            elif not function_allowed(node, dialect, extra):
+            elif not function_allowed(node, engine, extra):
                 raise _function_refusal(root, node, dialect, sql)
             in_from = isinstance(parent, exp.Table) and node.arg_key == "this"
             too_big = width_problem(
-                _call_name(node), _call_bounds(node), dialect, scalar=not in_from
+                _call_name(node), _call_bounds(node), engine, scalar=not in_from
             )
             if too_big:
                 raise _refuse(root, dialect, too_big, sql, node)
-            nested = None if in_from else _nested_width(node, dialect)
+            nested = None if in_from else _nested_width(node, engine)
             if nested:
                 raise _refuse(root, dialect, nested, sql, node)
             if isinstance(parent, exp.Dot) and node.arg_key == "expression":

@@ -19,6 +19,7 @@ from rsql_magic.errors import Attempt, Escalation, QueryTimeout, SqlAIError, Sql
 
 from .connections import DB
 from .engine_rules import target_spelling
+from .engines import engine_for
 from .execute import database_error_message, function_names_in_error, is_syntax_error, run_query
 from .guard import ALLOWED
 from .policy import SqlPolicy
@@ -38,23 +39,10 @@ __all__ = [
 
 Complete = Callable[[list[dict[str, str]]], str]
 
-_LABELS = {
-    "postgres": "PostgreSQL",
-    "sqlite": "SQLite",
-    "duckdb": "DuckDB",
-    "tsql": "T-SQL (SQL Server)",
-    "mysql": "MySQL",
-    "bigquery": "BigQuery",
-    "snowflake": "Snowflake",
-    "oracle": "Oracle",
-    "redshift": "Redshift",
-    "trino": "Trino",
-    "clickhouse": "ClickHouse",
-}
-
 
 def dialect_label(dialect: str) -> str:
-    return _LABELS.get(dialect, dialect)
+    """How prompts and footers name the engine of a sqlglot dialect (``PostgreSQL``)."""
+    return engine_for(dialect).title
 
 
 @dataclass

@@ -20,11 +20,9 @@ from sqlglot.dialects.dialect import Dialect
 from rsql_magic.errors import Position, Refused
 
 from .carets import pointer
+from .engines import engine_for
 
 __all__ = ["check_backslash_quotes"]
-
-# Engines whose plain '...' strings never read backslash escapes, whatever their settings.
-_NEVER_ESCAPES = frozenset({"sqlite", "duckdb", "tsql"})
 
 
 @functools.cache
@@ -46,7 +44,7 @@ def _shape(tokens: list[Token]) -> list[tuple[TokenType, int, int]]:
 def check_backslash_quotes(sql: str | None, dialect: str) -> None:
     """Raise :class:`Refused` when `sql` splits into different tokens if the database reads
     backslashes in strings differently from the dialect's default."""
-    if not sql or "\\" not in sql or dialect in _NEVER_ESCAPES:
+    if not sql or "\\" not in sql or not engine_for(dialect).backslash_escapes_vary:
         return
     try:
         tokens = Dialect.get_or_raise(dialect).tokenize(sql)

@@ -22,7 +22,8 @@ from sqlglot.errors import ErrorLevel, OptimizeError
 from rsql_magic.errors import Position, SqlCheckError
 
 from .carets import caret, pointer
-from .engine_rules import postgres_folded_names, sqlite_string_literals, unresolved_column
+from .engine_rules import unresolved_column
+from .engines import engine_for
 from .fences import sql_blocks
 from .guard import check_statements
 from .parse import explained_statements, explained_text, parse_statements, quiet_sqlglot
@@ -322,26 +323,10 @@ def _as_the_engine_reads(
     sql: str, stmt: exp.Expr, schema: Schema, dialect: str
 ) -> tuple[str, str] | None:
     """``(sql, note)``: `sql` with the names the validator would read differently from the
-    engine rewritten to what the engine makes of them (:mod:`.engine_rules`)."""
-    if dialect == "sqlite":
-        found = sqlite_string_literals(sql, lambda s: _resolution_error(s, schema, dialect))
-        if found is not None:
-            text, strings = found
-            shown = ", ".join(strings)
-            return (
-                text,
-                f"read {shown} as {'a string' if len(strings) == 1 else 'strings'}, as SQLite does",
-            )
-    elif dialect == "postgres":
-        folded = postgres_folded_names(sql, stmt, schema)
-        if folded is not None:
-            text, names = folded
-            shown = ", ".join(f'"{n}"' for n in names)
-            return (
-                text,
-                f"quoted {shown} as the catalog spells it (PostgreSQL folds unquoted names to lower case)",
-            )
-    return None
+    engine rewritten to what the engine makes of them (``SqlEngine.as_the_engine_reads``)."""
+    return engine_for(dialect).as_the_engine_reads(
+        sql, stmt, schema, lambda s: _resolution_error(s, schema, dialect)
+    )
 
 
 def _qualify(stmt: exp.Expr, schema: Schema, dialect: str, sql: str) -> None:

@@ -172,7 +172,6 @@ def test_capture_is_bounded_in_time() -> None:
 def test_inspector_path_matches_native_capture(tmp_path) -> None:
     # dialects without a catalog query of ours go through SQLAlchemy's bulk inspector
     from rsql_magic.sql.connections import resolve
-    from rsql_magic.sql.schema.backends import _capture_inspector
 
     path = tmp_path / "x.db"
     with sqlite3.connect(path) as c:
@@ -180,7 +179,7 @@ def test_inspector_path_matches_native_capture(tmp_path) -> None:
     eng = sa.create_engine(f"sqlite:///{path}")
     try:
         native = capture_schema(eng)
-        generic = _capture_inspector(resolve(eng))
+        generic = resolve(eng).read_catalog_generically()
         generic.tables.sort(key=lambda t: t.name)
         assert [(t.name, t.kind, t.primary_key) for t in generic.tables] == [
             (t.name, t.kind, t.primary_key) for t in native.tables

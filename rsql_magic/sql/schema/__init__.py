@@ -1,7 +1,8 @@
 """SQL schema capture, shared by %%sql_ai (validation) and %%ask (context).
 
 One module per concern: :mod:`.model` (``Schema``, ``Table``, ``Column``, ``ForeignKey``),
-:mod:`.backends` (``capture_schema``: SQLite, DuckDB, PostgreSQL, SQLAlchemy's inspector),
+:mod:`.backends` (``capture_schema``: asks the connection's engine), :mod:`.catalog` (catalog
+rows made into a ``Schema``),
 :mod:`.render` (compact DDL within a budget: ``describe_schema``, ``describe_connection``),
 :mod:`.words` (names and questions as comparable words), :mod:`.index` (per-schema word
 index and join graph, built once), :mod:`.values` (``capture_values``: short text columns'

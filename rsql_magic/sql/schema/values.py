@@ -94,14 +94,6 @@ def categorical_values(
     return tuple(seen)
 
 
-def _quoter(dialect: str) -> Callable[[str], str]:
-    if dialect in ("sqlite", "duckdb", "postgres"):
-        return lambda n: '"' + n.replace('"', '""') + '"'
-    from sqlglot import exp
-
-    return lambda n: exp.Identifier(this=n).sql(dialect, identify=True)
-
-
 def schema_shape(schema: Schema) -> int:
     """A hash of every table's and column's name, part of the values' cache key. Kept on the
     schema while its table list is the same: hashing 10,000 names costs milliseconds, and
@@ -201,7 +193,7 @@ def _capture(
     max_values: int,
     max_len: int,
 ) -> None:
-    q = _quoter(db.dialect)
+    q = db.engine.quote
     # tables only: reading a view runs its definition, which may read files or the network
     # (a DuckDB view over read_csv('https://...')) or call functions of the database's
     tables = [t for t in schema.tables if t.kind == "table"]
@@ -339,7 +331,7 @@ def _probe(
                 pairs += [(t.db, t.name, c.name, low) for low in lowers]
     pairs = pairs[:PROBE_PAIRS]
     todo = [p for p in pairs if p not in known]
-    q = _quoter(db.dialect)
+    q = db.engine.quote
     by_lower = {lit.lower(): lit for lit in literals}
 
     def literal(s: str) -> str:

@@ -1,0 +1,92 @@
+"""One module per SQL engine, registered by name (sqlglot's dialect name).
+
+Each engine's module holds everything that is that engine's: its connection adapter (bounded,
+time-limited queries), the walls it puts around generated SQL, its function allowlists, how it
+reads names (:meth:`SqlEngine.as_the_engine_reads`) and how its catalog is read. The guard, the
+validator, the retry loop and retrieval ask the engine object (:func:`engine_for`); none of them
+compares engine names.
+
+- :mod:`.base`: ``SqlEngine`` (what an engine declares) and ``DB`` (a connection of one);
+- :mod:`.sqlite`, :mod:`.duckdb`, :mod:`.postgres`: the engines with walls of their own;
+- :mod:`.others`: engines known by name only (T-SQL, MySQL, ...), through SQLAlchemy;
+- :mod:`.sqlalchemy_adapter` and :mod:`.frames`: the SQLAlchemy and DataFrames adapters, thin
+  wrappers that hand each statement to an engine above.
+
+Modules are imported when first asked for, as sqlglot does with its dialects. Adding an engine
+is one new module defining ``ENGINE`` and one line in ``_MODULES`` of :mod:`.registry`
+(docs/architecture.md shows a worked example).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .base import DB, QueryBounds, SqlEngine
+from .registry import engine_for, engine_for_url, engines, url_examples
+
+__all__ = [
+    "DB",
+    "QueryBounds",
+    "SqlEngine",
+    "engine_for",
+    "engine_for_url",
+    "engines",
+    "jupysql_current",
+    "resolve",
+    "url_examples",
+]
+
+
+def _jupysql_inner(obj: Any) -> Any | None:
+    """JupySQL wraps connections (SQLAlchemyConnection, DBAPIConnection): unwrap to ours."""
+    if type(obj).__module__.startswith("sql.connection"):
+        return getattr(obj, "_connection", None)
+    return None
+
+
+def jupysql_current() -> Any | None:
+    """JupySQL's active connection (``%sql sqlite://`` ...), unwrapped; None when there is none."""
+    mod = sys.modules.get("sql.connection")  # only when the user loaded JupySQL
+    if mod is None:
+        return None
+    cur = getattr(getattr(mod, "ConnectionManager", None), "current", None)
+    return _jupysql_inner(cur) if cur is not None else None
+
+
+def resolve(obj: Any) -> DB:
+    """Wrap any accepted connection object in a :class:`DB`. Raises TypeError otherwise.
+
+    Accepted: a connection of any engine's driver (``sqlite3``, DuckDB, psycopg 3 or 2), a
+    SQLAlchemy ``Engine``, ``Connection`` or URL, JupySQL's connection objects, and a DataFrame
+    or a mapping of them (queried through DuckDB under their names)."""
+    if isinstance(obj, DB):
+        return obj
+    inner = _jupysql_inner(obj)
+    if inner is not None:
+        return resolve(inner)
+    for engine in engines():
+        db = engine.connect(obj)
+        if db is not None:
+            return db
+    if isinstance(obj, str):
+        from .sqlalchemy_adapter import from_url
+
+        return from_url(obj)
+    if type(obj).__module__.startswith("sqlalchemy") and hasattr(obj, "dialect"):
+        if hasattr(obj, "connect") or hasattr(obj, "exec_driver_sql"):
+            from .sqlalchemy_adapter import SQLAlchemyDB
+
+            return SQLAlchemyDB(obj)
+    from .frames import FramesDB, is_frame
+
+    if isinstance(obj, Mapping) and obj and all(is_frame(v) for v in obj.values()):
+        return FramesDB(obj)
+    if is_frame(obj):
+        return FramesDB({"df": obj})
+    raise TypeError(
+        f"cannot use a {type(obj).__module__}.{type(obj).__name__} as a database connection: "
+        "expected a sqlite3 or DuckDB connection, a SQLAlchemy engine, connection or URL, "
+        "a JupySQL connection, or a dict of DataFrames"
+    )

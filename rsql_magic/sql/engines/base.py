@@ -1,0 +1,210 @@
+"""What every SQL engine module declares (:class:`SqlEngine`) and every connection adapter is
+(:class:`DB`).
+
+An engine is what the checks ask instead of comparing names: its function allowlists, how its
+strings and names are read, how its catalog is read, and the walls it puts around generated SQL
+on a SQLAlchemy connection. A :class:`DB` is one connection of an engine, with bounded queries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rsql_magic.errors import BadConnection
+
+from ..fetch import Fetched, fetch_bounded
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlglot import exp
+    from sqlglot.errors import OptimizeError
+
+    from ..policy import SqlPolicy
+    from ..schema.model import Schema
+
+__all__ = ["DB", "QueryBounds", "SqlEngine", "deadline_after", "file_of_url", "run_cursor"]
+
+
+def file_of_url(url: str, scheme: str) -> Path:
+    """The existing file a ``scheme:///PATH`` URL names; raises :class:`BadConnection`."""
+    # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
+    rest = url[len(scheme) + len(":///") :]
+    if not url.lower().startswith(f"{scheme}:///") or not rest:
+        raise BadConnection(f"expected {scheme}:///PATH")
+    path = Path(rest).expanduser()
+    if not path.is_file():
+        raise BadConnection(f"no such file: {path}")
+    return path
+
+
+def deadline_after(timeout_s: float | None) -> float | None:
+    """The ``time.monotonic()`` a query must end by, or None without a timeout."""
+    return time.monotonic() + timeout_s if timeout_s else None
+
+
+def run_cursor(
+    c: Any,
+    sql: str,
+    max_rows: int | None,
+    max_bytes: int | None = None,
+    deadline: float | None = None,
+    timeout_s: float | None = None,
+) -> Fetched:
+    """`sql` on the DBAPI cursor of `c`, a SQLAlchemy ``Connection``, fetched within the bounds."""
+    # The DBAPI cursor, with no parameters at all: SQLAlchemy's exec_driver_sql still passes
+    # an empty tuple, which makes psycopg read a '%' in the model's SQL as a placeholder.
+    cur = c.connection.cursor()
+    try:
+        cur.execute(sql)
+        return fetch_bounded(cur, max_rows, max_bytes, deadline, timeout_s)
+    finally:
+        cur.close()
+
+
+@dataclass(frozen=True, slots=True)
+class QueryBounds:
+    """One query's bounds and walls, as :meth:`DB.query` was given them."""
+
+    max_rows: int | None
+    timeout_s: float | None
+    read_only: bool
+    policy: SqlPolicy | None
+    max_bytes: int | None
+
+    @property
+    def guarded(self) -> bool:
+        """Generated SQL run read-only: the database's own walls go up around it."""
+        return self.read_only and self.policy is not None
+
+
+class SqlEngine:
+    """One SQL engine as the checks see it. Subclass it in the engine's own module (one module
+    per engine, registered by name in :mod:`rsql_magic.sql.engines`); an engine sqlglot knows
+    but we have no module for is a plain ``SqlEngine(name)``: the guard alone, no walls."""
+
+    #: sqlglot's dialect name, the registry's key
+    name: str = ""
+    #: how prompts and messages name it
+    title: str = ""
+    #: pure functions sqlglot parses as Anonymous in this engine, beyond the common ones
+    #: (:mod:`rsql_magic.sql.functions`), lower-case, space-separated
+    functions: ClassVar[str] = ""
+    #: ``FROM f(...)`` functions that generate rows without touching files or the network
+    table_functions: ClassVar[str] = ""
+    #: printf / format read widths from their format string (so the guard bounds them)
+    format_widths: bool = False
+    #: range / generate_series as a value build their whole list at once (DuckDB)
+    series_as_lists: bool = False
+    #: a setting can make plain '...' strings read backslash escapes (PostgreSQL, MySQL)
+    backslash_escapes_vary: bool = True
+    #: inside a caller's open transaction, generated SQL runs in a savepoint (SQLAlchemy)
+    savepoints: bool = False
+    #: URL schemes a read-only connection is opened by (``rsql-mcp --db``, the proxy's MCP
+    #: connections); ``scheme+driver`` matches too. Empty: not opened by URL.
+    url_schemes: tuple[str, ...] = ()
+    url_example: str = ""  # for help and error texts
+    #: one connection serves concurrent tool calls (a pool), rather than one call at a time
+    concurrent: bool = False
+
+    def __init__(self, name: str | None = None, title: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        self.title = title or self.title or self.name
+
+    def __repr__(self) -> str:
+        return f"<SqlEngine {self.name}>"
+
+    def connect(self, obj: Any) -> DB | None:
+        """`obj` as a :class:`DB` when it is a driver connection of this engine, else None.
+        Must not import the driver: told by the object's type and module."""
+        return None
+
+    def open_read_only(self, url: str, label: str) -> DB:
+        """A read-only connection to `url` (one of :attr:`url_schemes`); raises
+        :class:`~rsql_magic.errors.BadConnection` saying why not."""
+        raise BadConnection(f"{self.title} connections are not opened by URL")
+
+    def read_catalog(self, db: DB, timeout_s: float) -> Schema:
+        """The catalog of `db` in a few bulk queries (:func:`rsql_magic.sql.schema.capture_schema`
+        bounds and sorts it). By default, what the connection itself can tell (SQLAlchemy's
+        inspector)."""
+        return db.read_catalog_generically()
+
+    def reads_locally(self, db: DB, timeout_s: float) -> bool:
+        """Whether reading `db`'s catalog touches only local files or memory (the editor's
+        completions read it on a keystroke, never over a network)."""
+        return False
+
+    def quote(self, name: str) -> str:
+        """`name` as a quoted identifier of this engine."""
+        from sqlglot import exp
+
+        return str(exp.Identifier(this=name).sql(self.name or None, identify=True))
+
+    def as_the_engine_reads(
+        self,
+        sql: str,
+        stmt: exp.Expr,
+        schema: Schema,
+        qualify_errors: Callable[[exp.Expr], OptimizeError | None],
+    ) -> tuple[str, str] | None:
+        """``(sql, note)``: `sql` with the names the validator would read differently from this
+        engine rewritten to what the engine makes of them (:mod:`rsql_magic.sql.engine_rules`);
+        None when nothing differs."""
+        return None
+
+    def query_sqlalchemy(
+        self, db: Any, c: Any, sql: str, bounds: QueryBounds, *, own_transaction: bool
+    ) -> Fetched:
+        """Run `sql` on `c`, a SQLAlchemy ``Connection`` of this engine inside the transaction
+        the adapter opened (`db`: the :class:`~.sqlalchemy_adapter.SQLAlchemyDB`;
+        `own_transaction`: the adapter began it, rather than a savepoint in the caller's or the
+        caller's own). By default no database-side wall of ours beyond that transaction, rolled
+        back: the guard stands alone."""
+        timeout_s = bounds.timeout_s
+        return run_cursor(
+            c, sql, bounds.max_rows, bounds.max_bytes, deadline_after(timeout_s), timeout_s
+        )
+
+
+class DB:
+    """A connection we can run bounded queries on: one adapter per driver family, in its
+    engine's module (SQLAlchemy and DataFrames are adapters over the others)."""
+
+    kind: str = "dbapi"
+    label: str = ""
+    engine: SqlEngine = SqlEngine("")
+    #: what captured tables are called (DataFrames: "dataframe"); None keeps the catalog's word
+    table_kind: str | None = None
+
+    @property
+    def dialect(self) -> str:
+        """The engine's sqlglot dialect name."""
+        return self.engine.name
+
+    def query(
+        self,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        read_only: bool = True,
+        policy: SqlPolicy | None = None,
+        max_bytes: int | None = None,
+    ) -> Fetched:
+        """Run `sql`. With a `policy` (generated SQL) and `read_only`, the database's own
+        read-only walls apply as well; without one (our catalog queries) only read-only.
+        `max_bytes`: stop fetching at about this many bytes of rows (``Fetched.capped_bytes``)."""
+        raise NotImplementedError
+
+    def rows(self, sql: str, timeout_s: float | None = 10.0) -> list[tuple[Any, ...]]:
+        """All rows of a (catalog) query; used by schema capture."""
+        return self.query(sql, timeout_s=timeout_s).rows
+
+    def read_catalog_generically(self) -> Schema:
+        """The catalog without an engine's own queries; only SQLAlchemy can."""
+        raise TypeError(f"schema capture is not supported for {self.label}")

@@ -1,0 +1,130 @@
+"""One module per SQL engine, registered by name: each connection finds its engine, every
+engine-specific fact comes from the engine object, and no other module compares engine names."""
+
+from __future__ import annotations
+
+import ast
+import sqlite3
+
+import duckdb
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from rsql_magic.errors import BadConnection, Refused
+from rsql_magic.sql.connections import resolve
+from rsql_magic.sql.engines import SqlEngine, engine_for, engine_for_url, engines
+from rsql_magic.sql.guard import check_statements
+from rsql_magic.sql.loop import dialect_label
+from rsql_magic.sql.parse import parse_statements
+from rsql_magic.sql.policy import SqlPolicy
+from rsql_magic.sql.schema import capture_schema
+from tests.helpers import REPO
+
+
+def test_each_connection_is_wrapped_by_its_engine(tmp_path) -> None:
+    path = tmp_path / "e.db"
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE t (a INTEGER PRIMARY KEY)")
+    wrapped = {
+        "sqlite3": resolve(sqlite3.connect(path)),
+        "duckdb": resolve(duckdb.connect()),
+        "sqlalchemy sqlite": resolve(f"sqlite:///{path}"),
+        "sqlalchemy duckdb": resolve(sa.create_engine(f"duckdb:///{tmp_path / 'e.duckdb'}")),
+        "frames": resolve({"df": pd.DataFrame({"a": [1]})}),
+    }
+    assert {k: db.engine for k, db in wrapped.items()} == {
+        "sqlite3": engine_for("sqlite"),
+        "duckdb": engine_for("duckdb"),
+        "sqlalchemy sqlite": engine_for("sqlite"),
+        "sqlalchemy duckdb": engine_for("duckdb"),
+        "frames": engine_for("duckdb"),
+    }
+    assert [e.name for e in engines()] == ["sqlite", "duckdb", "postgres"]
+    # DataFrames are tables of kind "dataframe" to the schema text
+    assert [t.kind for t in capture_schema(wrapped["frames"]).tables] == ["dataframe"]
+    assert [t.name for t in capture_schema(wrapped["sqlalchemy sqlite"]).tables] == ["t"]
+
+
+def test_an_engine_without_a_module_is_known_by_name_and_title() -> None:
+    assert dialect_label("postgres") == "PostgreSQL"
+    assert dialect_label("tsql") == "T-SQL (SQL Server)"
+    assert dialect_label("snowflake") == "Snowflake"
+    unknown = engine_for("somedb")
+    assert isinstance(unknown, SqlEngine) and unknown.title == "somedb"
+    assert engine_for("somedb") is unknown  # one object per name
+    # the guard alone: the common pure functions, nothing engine-specific
+    check_statements(parse_statements("SELECT abs(-1)", "mysql"), "mysql", sql="SELECT abs(-1)")
+    with pytest.raises(Refused, match="not a known read-only function for mysql"):
+        check_statements(
+            parse_statements("SELECT json_each('x')", "mysql"), "mysql", sql="SELECT json_each('x')"
+        )
+
+
+def test_the_engine_decides_what_its_sql_may_call() -> None:
+    # range() as a value builds its list at once only in DuckDB; the guard asks the engine
+    sql = "SELECT range(100000000)"
+    with pytest.raises(Refused, match="as a value builds a list of 100,000,000"):
+        check_statements(parse_statements(sql, "duckdb"), "duckdb", sql=sql)
+    # SQLite's own functions are SQLite's: strftime runs there, not on PostgreSQL
+    ok = "SELECT strftime('%Y', 'now')"
+    check_statements(parse_statements(ok, "sqlite"), "sqlite", sql=ok)
+    with pytest.raises(Refused):
+        check_statements(parse_statements(ok, "postgres"), "postgres", sql=ok)
+
+
+def test_the_sqlite_walls_hold_on_a_sqlalchemy_connection_too(tmp_path) -> None:
+    db = resolve(f"sqlite:///{tmp_path / 'w.db'}")
+    with pytest.raises(Exception, match="not authorized|prohibited"):
+        db.query("SELECT load_extension('x')", policy=SqlPolicy())
+    with pytest.raises(Exception, match="not authorized|readonly|read-only"):
+        db.query("ATTACH 'x.db' AS x", policy=SqlPolicy())
+
+
+def test_urls_open_read_only_as_their_engine(tmp_path) -> None:
+    assert engine_for_url("sqlite:///x.db") is engine_for("sqlite")
+    assert engine_for_url("DuckDB:///x.duckdb") is engine_for("duckdb")
+    assert engine_for_url("postgres+psycopg://u@h/db") is engine_for("postgres")
+    assert engine_for_url("mysql://u@h/db") is None
+    assert engine_for_url("no scheme") is None
+    path = tmp_path / "ro.db"
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE t (a INTEGER)")
+    db = engine_for("sqlite").open_read_only(f"sqlite:///{path}", "SQLite ro")
+    assert db.label == "SQLite ro" and db.rows("SELECT count(*) FROM t") == [(0,)]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        db.query("INSERT INTO t VALUES (1)", read_only=False)
+    with pytest.raises(BadConnection, match="no such file"):
+        engine_for("duckdb").open_read_only(f"duckdb:///{tmp_path / 'missing.duckdb'}", "x")
+    with pytest.raises(BadConnection, match="not opened by URL"):
+        engine_for("mysql").open_read_only("mysql://u@h/db", "x")
+
+
+_ENGINE_NAMES = {"sqlite", "duckdb", "postgres", "postgresql"}
+
+
+def _name_comparisons(tree: ast.AST) -> list[int]:
+    """Lines comparing something to an engine's name (``== "duckdb"``, ``in ("sqlite", ...)``)."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        for right in node.comparators:
+            values = right.elts if isinstance(right, ast.Tuple | ast.Set | ast.List) else [right]
+            if any(isinstance(v, ast.Constant) and v.value in _ENGINE_NAMES for v in values):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_outside_the_engines_branches_on_an_engine_name() -> None:
+    # the engines' own modules may say their names; everyone else asks the engine object
+    found = {}
+    for path in sorted((REPO / "rsql_magic").rglob("*.py")):
+        if "engines" in path.relative_to(REPO).parts:
+            continue
+        lines = _name_comparisons(ast.parse(path.read_text()))
+        if lines:
+            found[str(path.relative_to(REPO))] = lines
+    assert found == {}
+    # and the check sees one
+    assert _name_comparisons(ast.parse('if db.dialect == "duckdb":\n    pass\n')) == [1]
