@@ -513,11 +513,11 @@ def bench_quota(quick: bool) -> dict[str, Any]:
 
 
 async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
-    from jupyter_server_ext.engine.admission.limiter import Limiter, LimitSettings, UserPolicy
+    from jupyter_server_ext.engine.admission.limiter import Limiter, LimitSettings, UserRules
     from jupyter_server_ext.engine.upstreams.specs import parse_rates
 
     settings = LimitSettings(
-        user=UserPolicy(
+        user=UserRules(
             limits=parse_rates(["100000/minute", "1000000/day"], where="bench"),
             concurrency=50,
             daily_budget_usd=1000.0,

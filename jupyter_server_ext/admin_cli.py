@@ -4,7 +4,7 @@ A plain HTTP client (urllib) of the proxy's admin API, for an admin on ssh: the 
 as the dashboard, with exit codes a script can test. The token is read from the environment
 or a file, never from the command line, where every user of the machine would see it in ``ps``.
 Every value it prints came from a hub user or a provider, so a terminal is shown its control
-sequences rather than made to obey them (:mod:`rsql_magic.terminal`).
+sequences rather than made to obey them (:mod:`rsql_common.terminal`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from rsql_magic.terminal import ShownStream, shown
+from rsql_common.terminal import ShownStream, shown
 
 from .engine.errors import CLIError
 

@@ -12,7 +12,7 @@ from .completion_config import CompletionSettings
 from .engine import (
     EngineSettings,
     LimitSettings,
-    UserPolicy,
+    UserRules,
     parse_overrides,
     parse_rates,
     parse_upstreams,
@@ -22,14 +22,14 @@ from .engine.bodies.request import RequestLimits
 from .engine.errors import ConfigError
 from .engine.monitoring.alerts import AlertSettings, parse_webhooks
 from .engine.privacy.redact import parse_context_policy, parse_redact_patterns
-from .engine.upstreams.specs import DEFAULT_LOCAL_MODEL
+from .engine.upstreams.specs import DEFAULT_LOCAL_MODEL, parse_budget_usd
 from .mcp.settings import MCPSettings, parse_mcp_settings
 
 LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 # every default is written once, in the engine's settings; the traits below read it from there
 ENGINE = EngineSettings(upstreams=())
 LIMITS = LimitSettings()
-USER = UserPolicy()
+USER = UserRules()
 REQUEST = RequestLimits()
 ALERTS = AlertSettings()
 
@@ -510,10 +510,7 @@ class RSQLProxy(CompletionSettings):
                 "+".join(str(s.max_in_flight) for s in specs if s.max_in_flight),
             )
         for name in ("user_daily_budget_usd", "global_daily_budget_usd"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ConfigError(
-                    f"RSQLProxy.{name} must be >= 0 or None, got {getattr(self, name)}"
-                )
+            parse_budget_usd(getattr(self, name), where=f"RSQLProxy.{name}")
         if self.lease_seconds <= 0:
             raise ConfigError(f"RSQLProxy.lease_seconds must be > 0, got {self.lease_seconds}")
         if self.unpriced_models not in ("deny", "free"):
@@ -579,7 +576,7 @@ class RSQLProxy(CompletionSettings):
         windows = parse_windows(list(self.policy_windows), tz=tz, local_models=local_models)
         completion_rates, completion_concurrency = self.completion_limits()
         limits = LimitSettings(
-            user=UserPolicy(
+            user=UserRules(
                 limits=parse_rates(self.user_limits, where="RSQLProxy.user_limits"),
                 concurrency=self.user_concurrency,
                 daily_budget_usd=self.user_daily_budget_usd,

@@ -5,9 +5,8 @@ lives (in discovery order) at an explicitly configured URL, at ``RSQL_PROXY_URL`
 local Jupyter server the kernel runs under, or - for headless runs on a laptop - in-process
 (``jupyter_server_ext.inprocess``) with the user's own keys from the environment.
 
-HTTP is done with the standard library on purpose: the kernel already runs an asyncio loop
-(so ``asyncio.run`` is off limits inside a cell), and a blocking call with a streaming line
-reader is all a magic needs.
+HTTP is done with the standard library on purpose: the kernel already runs an asyncio loop (so
+``asyncio.run`` is off limits in a cell), and a blocking call with a line reader is all we need.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import defaults
 from .discovery import find_local_server
 from .errors import DiscoveryWarning, ProxyError
 
@@ -163,7 +163,7 @@ class ProxyClient:
         *,
         description: str | None = None,
         engine: Any = None,
-        timeout: float = 120.0,
+        timeout: float = defaults.PROXY_TIMEOUT_S,
         unavailable: ProxyError | None = None,
     ) -> None:
         # ``unavailable``: discovery failed, yet replayed answers need no proxy (a notebook
@@ -190,7 +190,7 @@ class ProxyClient:
         proxy_url: str | None = None,
         token: str | None = None,
         *,
-        timeout: float = 120.0,
+        timeout: float = defaults.PROXY_TIMEOUT_S,
         local_model: bool = True,
     ) -> ProxyClient:
         """Find the proxy: explicit > ``RSQL_PROXY_URL`` > local Jupyter server > in-process

@@ -16,6 +16,9 @@
     │   │   └── Refused     the read-only guard refused it: nothing ran
     │   └── SqlAIError      no acceptable SQL within the retries (the magic's failure)
     ├── QueryTimeout        a statement ran past its time bound and was cancelled
+    ├── BadConnection       a database URL the MCP servers cannot open read-only
+    ├── BadCall             a tool call the agent's tools refuse (its text goes to the model)
+    ├── HandOffFailed       a tool call the kernel's main thread did not run in time
     ├── StreamStopped       the chat panel's Stop, raised inside the stream to end it
     └── EvalError           rsql-eval's errors
         └── EvalInputError  a bad input: the command prints it and exits 2
@@ -38,15 +41,17 @@ from typing import Any, Literal
 
 from IPython.core.error import UsageError as IPythonUsageError
 
-from rsql_magic.sql.stages import CHECK_STAGES, STAGES, CheckStage, Stage, check_stage
+from rsql_common.stages import CHECK_STAGES, STAGES, CheckStage, Stage, check_stage
 
 __all__ = [
     "Attempt",
+    "BadCall",
     "BadConnection",
     "DiscoveryWarning",
     "Escalation",
     "EvalError",
     "EvalInputError",
+    "HandOffFailed",
     "Position",
     "ProxyError",
     "QueryTimeout",
@@ -238,7 +243,7 @@ class SqlError(RSQLError):
 class SqlCheckError(SqlError):
     """A generated statement failed a check; ``message`` is what the model is told.
 
-    ``stage``: one of :data:`~rsql_magic.sql.stages.CheckStage`.
+    ``stage``: one of :data:`~rsql_common.stages.CheckStage`.
     """
 
     def __init__(
@@ -264,7 +269,7 @@ class Refused(SqlCheckError):
 class SqlAIError(SqlError):
     """No acceptable SQL within the retries, or it was refused: nothing (more) ran.
 
-    ``stage``: one of :data:`~rsql_magic.sql.stages.Stage`; ``sql``: the last SQL tried;
+    ``stage``: one of :data:`~rsql_common.stages.Stage`; ``sql``: the last SQL tried;
     ``attempts``: every try; ``escalations``: the chain's models that failed before.
     """
 
@@ -322,3 +327,21 @@ class EvalError(RSQLError):
 
 class EvalInputError(EvalError):
     """A mistake in what rsql-eval was given; the message says which input and where."""
+
+
+class BadCall(RSQLError):
+    """A call the agent's tools refuse: its message is the error result's text."""
+
+    def __init__(self, message: str, summary: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.summary = summary or f"refused: {message}"
+
+
+class HandOffFailed(RSQLError):
+    """A job the main thread did not run, or did not finish, in time; or Stop came first.
+    ``reason``: "busy" (not started in time), "slow" (not finished in time) or "stopped"."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -9,9 +9,10 @@ import json
 import sys
 from dataclasses import asdict
 
+from rsql_common.terminal import shown
+
 from .errors import UsageError
 from .replay import DEFAULT_FILE, ReplayStore, resolve_path, short_text
-from .terminal import shown
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("rsql_magic", "jupyter_server_ext")
+PACKAGES = ("rsql_common", "rsql_magic", "jupyter_server_ext")
 # A file a newcomer reads in one sitting. Set at 600 under the old, denser style; `ruff format`
 # (issue 28) spread the same code over 11.6% more lines (27,374 -> 30,548 in the two
 # packages), so the same size reads as about 700 now.
@@ -29,13 +29,15 @@ MAX_LINES = 700
 # third-party packages are not checked). `None` marks a top layer, which may import anything;
 # a module under no prefix is unchecked. docs/architecture.md explains the layers.
 K, S = "rsql_magic", "jupyter_server_ext"
-# pure, dependency-free leaves both packages read the same way: which fences hold SQL (the
-# kernel runs them; the proxy must never map a value into them), text for a terminal, and
-# the stages where %%sql_ai's SQL fails (the words an escalation header may carry)
-SHARED = (f"{K}.sql.fences", f"{K}.terminal", f"{K}.sql.stages")
+# pure, dependency-free leaves both packages read the same way, in a package of their own
+# (rsql_common): which fences hold SQL (the kernel runs them; the proxy must never map a value
+# into them), text for a terminal, the stages where %%sql_ai's SQL fails (the words an
+# escalation header may carry), and the one token estimate
+SHARED = ("rsql_common",)
 # what the kernel's session stands on, and what a layer on the session may import (the chat
 # panel, the agent, rsql-eval)
 UNDER_SESSION = (
+    f"{K}.defaults",
     f"{K}.errors",
     f"{K}.sanitize",
     f"{K}.prompt",
@@ -57,7 +59,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # settings, views) may use every room
     f"{S}.engine.errors": (),
     f"{S}.engine.records": SHARED,
-    f"{S}.engine.bodies": (f"{S}.engine.errors",),
+    f"{S}.engine.bodies": (f"{S}.engine.errors", *SHARED),
     f"{S}.engine.upstreams": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
     f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.upstreams"),
     f"{S}.engine.accounting": (
@@ -114,19 +116,20 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{K}.sql",
         *SHARED,
     ),
-    # the kernel side, bottom up
-    f"{K}.errors": (f"{K}.sql.stages",),  # the one error tree; it names the stages SQL fails at
+    # the kernel side, bottom up; its defaults, declared once, a leaf every layer reads
+    f"{K}.defaults": (),
+    f"{K}.errors": SHARED,  # the one error tree; it names the stages SQL fails at
     f"{K}.sanitize": (),
     f"{K}.prompt": (),
     # the Jupyter server a kernel runs under, from its runtime file
     f"{K}.discovery": (f"{K}.errors",),
-    f"{K}.client": (f"{K}.errors", f"{K}.discovery", f"{S}.inprocess"),
+    f"{K}.client": (f"{K}.defaults", f"{K}.errors", f"{K}.discovery", f"{S}.inprocess"),
     f"{K}.render": (f"{K}.errors", f"{K}.sanitize", f"{K}.client"),
     f"{K}.privacy": (f"{K}.errors",),
     f"{K}.replay": (f"{K}.errors", f"{K}.client", *SHARED),
     f"{K}.replay_cli": (f"{K}.errors", f"{K}.replay", *SHARED),
-    f"{K}.sql": (f"{K}.errors", *SHARED),
-    f"{K}.context": (f"{K}.errors", f"{K}.privacy", f"{K}.sql"),
+    f"{K}.sql": (f"{K}.defaults", f"{K}.errors", *SHARED),
+    f"{K}.context": (f"{K}.defaults", f"{K}.errors", f"{K}.privacy", f"{K}.sql", *SHARED),
     f"{K}.session": UNDER_SESSION,
     # the chat panel and the agent stand on the session (the panel's agent mode on the agent);
     # the magics, every one of them, on top

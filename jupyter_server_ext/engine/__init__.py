@@ -6,7 +6,7 @@ the rooms below it hold what each step uses: ``upstreams`` (keys and their rotat
 cache), ``privacy`` (redaction and map-back), ``accounting`` (prices and the usage log) and
 ``monitoring`` (metrics, alerts, tracing). docs/architecture.md draws the layers."""
 
-from .admission.limiter import LimitSettings, UserPolicy, parse_overrides
+from .admission.limiter import LimitSettings, UserRules, parse_overrides
 from .core import Engine
 from .errors import BadRequest, ConfigError, EngineError, RateLimited, UpstreamError
 from .records import Caller, Outcome, Reply
@@ -27,7 +27,7 @@ __all__ = [
     "Reply",
     "UpstreamError",
     "UpstreamSpec",
-    "UserPolicy",
+    "UserRules",
     "parse_overrides",
     "parse_rates",
     "parse_upstreams",

@@ -298,7 +298,7 @@ class Engine:
         await self.windows.refresh()
         found = self.windows.in_force(caller.user, caller.groups)
         return resolve(
-            self.limiter.policy(caller.user, caller.groups),
+            self.limiter.rules_for(caller.user, caller.groups),
             found,
             served=self.pool.models(),
             local_models=self.local_models,

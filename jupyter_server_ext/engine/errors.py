@@ -1,11 +1,14 @@
-"""Every error the proxy raises, in one tree (httpx's ``_exceptions.py`` is the model).
+"""Every error the proxy raises, in one tree under ``RSQLProxyError`` (httpx's ``_exceptions.py``
+is the model), so a caller can catch the proxy's own errors apart from everyone else's.
 
 - ``EngineError`` and its subclasses reach a client: each knows the HTTP status and the OpenAI
   error shape it maps to (``BadRequest`` ... ``UpstreamError``, ``StateUnavailable``,
   ``Untranslatable``).
 - Failures the engine handles itself and never shows as they are: ``UpstreamFailure`` (one
   attempt at one upstream, which the failover loop reads), ``HTTP11Error`` (our HTTP client),
-  ``StoreUnreachable`` (the usage database), ``UnsafeFolder`` (the usage spool).
+  ``StoreUnreachable`` (the usage database), ``UnsafeFolder`` (the usage spool),
+  ``OverBudget`` (an inline count that hands its work to a worker), ``ToolRefused`` (an MCP
+  tool call that does not run).
 - ``ConfigError``: a bad setting, naming the field; ``CLIError``: what ends an admin command.
 """
 
@@ -17,7 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class EngineError(Exception):
+class RSQLProxyError(Exception):
+    """The root of every error the proxy raises."""
+
+
+class EngineError(RSQLProxyError):
     """An error that reaches the client as OpenAI-format JSON with a fitting status."""
 
     status: int = 500
@@ -137,7 +144,7 @@ class UpstreamError(EngineError):
     code = "upstream_failed"
 
 
-class ConfigError(ValueError):
+class ConfigError(RSQLProxyError, ValueError):
     """A bad configuration value; the message names the upstream and the field."""
 
 
@@ -163,7 +170,7 @@ class Untranslatable(BadRequest, ValueError):
 
 
 @dataclass
-class UpstreamFailure(Exception):
+class UpstreamFailure(RSQLProxyError):
     """kind: rate_limited | auth | server | timeout | connect | client (a 4xx to pass on) |
     unserved (this upstream does not serve the endpoint) | unsupported (its provider cannot
     express the request; never sent) | too_large (larger than a whole window of the provider's:
@@ -186,21 +193,34 @@ class UpstreamFailure(Exception):
         return f"{self.kind}: {self.message}"
 
 
-class HTTP11Error(Exception):
+class HTTP11Error(RSQLProxyError):
     """The connection failed or the answer did not parse; never carries a request's headers."""
 
 
-class StoreUnreachable(Exception):
+class StoreUnreachable(RSQLProxyError):
     """The store did not take a batch and does not answer a ping: rows wait for it."""
 
 
-class UnsafeFolder(OSError):
+class UnsafeFolder(RSQLProxyError, OSError):
     """The spool folder can be written by someone else: rows planted there would be charged."""
 
 
-class CLIError(Exception):
+class CLIError(RSQLProxyError):
     """What ends an `rsql-proxy admin` command: its message and exit code."""
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class OverBudget(RSQLProxyError):
+    """An inline count ran out of its budget on the event loop: the worker counts it."""
+
+
+class ToolRefused(RSQLProxyError):
+    """An MCP tool call that does not run: `text` for the agent, `outcome` for the log and
+    metrics, `status` for the HTTP answer."""
+
+    def __init__(self, text: str, outcome: str, status: int) -> None:
+        super().__init__(text)
+        self.text, self.outcome, self.status = text, outcome, status

@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsql_magic.sql.stages import CHECK_STAGES
+from rsql_common.stages import CHECK_STAGES
 
 # the stages at which %%sql_ai's SQL can fail and move to the chain's next model (the kernel's
 # own vocabulary); a header naming anything else is ignored, so the usage log holds only these

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rsql_common.terminal import shown
 from rsql_magic.agent.connections import (
     TOOLS,
     Connection,
@@ -42,12 +43,12 @@ from rsql_magic.agent.connections import (
 from rsql_magic.errors import BadConnection
 from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.terminal import shown
 
 from ..engine import Caller, Engine
 from ..engine.admission.entitlements import agent_off
 from ..engine.admission.limiter import DAY, user_prefix
 from ..engine.admission.shared_state import LeaseCheck, WindowCheck
+from ..engine.errors import ToolRefused
 from ..engine.privacy.redact import Redactor
 from ..engine.records import Outcome
 from .settings import ConnectionSpec, MCPSettings
@@ -58,14 +59,6 @@ log = logging.getLogger("rsql.mcp")
 WAIT_FOR_WORKER_S = 15.0
 # a lease outlives any call (the longest timeout, the schema capture), then expires on its own
 LEASE_SECONDS = 600.0
-
-
-class Refused(Exception):
-    """A call that does not run: `text` for the agent, `outcome` for the log and metrics."""
-
-    def __init__(self, text: str, outcome: str, status: int) -> None:
-        super().__init__(text)
-        self.text, self.outcome, self.status = text, outcome, status
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,7 @@ class ToolCalls:
         t0, started = time.perf_counter(), time.time()
         try:
             await self._check_window(caller)
-        except Refused as r:
+        except ToolRefused as r:
             self._record(caller, "list_connections", "-", r.outcome, r.status, None, t0, started)
             return CallResult(r.text, False)
         mine = self.visible(caller)
@@ -127,7 +120,7 @@ class ToolCalls:
                 answer = await self._run(spec, tool, args)
             finally:
                 await self._release(leases)
-        except Refused as r:
+        except ToolRefused as r:
             self._record(caller, tool, shown_name, r.outcome, r.status, None, t0, started)
             return CallResult(r.text, False)
         patterns = self.engine.settings.redact_patterns
@@ -142,17 +135,19 @@ class ToolCalls:
         window, span = access.window, access.span
         if window is not None and span is not None:
             if window.mode == "off":
-                raise Refused(str(self.engine.windows.refusal(window, span)), "window", 403)
+                raise ToolRefused(str(self.engine.windows.refusal(window, span)), "window", 403)
             if not window.agent:
-                raise Refused(str(self.engine.windows.agent_refusal(window, span)), "window", 403)
+                raise ToolRefused(
+                    str(self.engine.windows.agent_refusal(window, span)), "window", 403
+                )
         if not access.agent:
-            raise Refused(str(agent_off(caller.user)), "agent_off", 403)
+            raise ToolRefused(str(agent_off(caller.user)), "agent_off", 403)
 
     def _find(self, caller: Caller, name: str) -> ConnectionSpec:
         spec = self.specs.get(name)
         if spec is None or not spec.open_to(caller.groups):
             known = ", ".join(c.name for c in self.visible(caller)) or "none"
-            raise Refused(
+            raise ToolRefused(
                 f"unknown connection {shown(name)[:60]!r}: the connections open to you are {known} "
                 "(list_connections)",
                 "unknown_connection",
@@ -184,7 +179,7 @@ class ToolCalls:
             hit = result.refused
             wait = max(1, math.ceil(result.retry_after))
             label = getattr(hit, "label", "limit")
-            raise Refused(
+            raise ToolRefused(
                 f"{label} reached for {caller.user!r}; retry in {wait} s", "rate_limited", 429
             )
         return leases, lease_id
@@ -211,7 +206,7 @@ class ToolCalls:
                 # the message names no password (open_connection shows none); the admin's log
                 # gets it, the user a plain "unavailable"
                 log.warning("mcp: cannot open the connection %r: %s", spec.name, exc)
-                raise Refused(
+                raise ToolRefused(
                     f"the connection {spec.name!r} is unavailable now; try again later",
                     "unavailable",
                     503,
@@ -243,7 +238,7 @@ class ToolCalls:
         try:
             await asyncio.wait_for(self._slots.acquire(), WAIT_FOR_WORKER_S)
         except asyncio.TimeoutError:
-            raise Refused(
+            raise ToolRefused(
                 "every tool-call worker of the proxy is busy; retry in a few seconds", "busy", 503
             ) from None
         try:

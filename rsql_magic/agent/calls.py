@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rsql_magic.errors import SqlAIError
+from rsql_magic.errors import BadCall, SqlAIError
 from rsql_magic.sanitize import plain_text
 
 if TYPE_CHECKING:
@@ -45,15 +45,6 @@ class ToolResult:
     text: str  # what goes back to the model: bounded, after the context policy and redaction
     summary: str  # one line for the step display, e.g. "12 rows × 4 columns" or "refused: writes"
     error: bool = False
-
-
-class BadCall(Exception):
-    """A call the tools refuse: its message is the error result's text."""
-
-    def __init__(self, message: str, summary: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.summary = summary or f"refused: {message}"
 
 
 def function_specs(

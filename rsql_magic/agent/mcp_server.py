@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rsql_common.terminal import shown
 from rsql_magic.errors import BadConnection
 from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.terminal import shown
 
 from .connections import (
     SCHEMES,

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from rsql_common.terminal import shown
 from rsql_magic.errors import QueryTimeout, SqlCheckError
 from rsql_magic.privacy import REDACTED, ContextPolicy
 from rsql_magic.sql.connections import DB
@@ -41,7 +42,6 @@ from rsql_magic.sql.policy import SqlPolicy
 from rsql_magic.sql.schema import Schema, capture_schema, capture_values, describe_schema
 from rsql_magic.sql.schema.render import render_ddl
 from rsql_magic.sql.validate import Checked, check_sql
-from rsql_magic.terminal import shown
 
 __all__ = [
     "MAX_CELL_CHARS",

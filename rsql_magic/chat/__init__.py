@@ -7,7 +7,7 @@ ipywidgets is imported only when a panel is built: importing this module stays c
 The package: :mod:`.panel` (what the panel does), :mod:`.widgets` (what it shows),
 :mod:`.stream` (the worker thread that streams an answer), :mod:`.clipboard` (the Copy code
 button), :mod:`.sources` (what its pickers offer), :mod:`.text` (its one-line texts),
-:mod:`.panels` (the panels opened in this kernel).
+:mod:`.open_panels` (the panels opened in this kernel).
 
 It is a layer below the magics: it stands on the session, and the ``%ask_chat`` magic, with
 the other magics in :mod:`rsql_magic.magics`, stands on it. ``%load_ext rsql_magic`` registers
@@ -20,7 +20,7 @@ import sys
 import types
 from typing import Any
 
-from .panels import current, open_panel
+from .open_panels import current, open_panel
 
 __all__ = ["ChatPanel", "chat", "current", "load_ipython_extension", "unload_ipython_extension"]
 

@@ -28,20 +28,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from rsql_magic.errors import HandOffFailed
+
 __all__ = ["HandOffFailed", "MainThreadCalls"]
 
 T = TypeVar("T")
 
 _POLL_S = 0.05  # how often a waiting worker looks at Stop
-
-
-class HandOffFailed(Exception):
-    """A job the main thread did not run, or did not finish, in time; or Stop came first.
-    ``reason``: "busy" (not started in time), "slow" (not finished in time) or "stopped"."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class _Job(Generic[T]):

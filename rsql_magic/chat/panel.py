@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any
 
+from rsql_common.fences import sql_blocks
 from rsql_magic.client import ProxyClient
 from rsql_magic.context import text_tokens
 from rsql_magic.context.frames import find_frames
@@ -36,7 +37,6 @@ from rsql_magic.render import footer
 from rsql_magic.sanitize import plain_text
 from rsql_magic.session import ContextRequest, Session
 from rsql_magic.session.notebook import in_execute_request
-from rsql_magic.sql.fences import sql_blocks
 
 from .agent import AgentRun
 from .handoff import MainThreadCalls
@@ -545,7 +545,7 @@ class ChatPanel(ChatWidgets):
         read-only guard, execute; failures go back to the model (client kind ``sql``) up to
         ``SqlAIMagics.max_retries`` times. Shows the DataFrame in the panel; returns it."""
         t = self._turn(turn)
-        # Only a block the proxy read as SQL too (``sql.fences``, the grammar ``extract_sql``
+        # Only a block the proxy read as SQL too (``rsql_common.fences``, the grammar ``extract_sql``
         # takes its first attempt by): there it never maps a redacted value back. Without one,
         # ``extract_sql`` would read SQL from the prose, where values are mapped back.
         if t.first_code("sql") is None or not sql_blocks(t.answer):

@@ -1,8 +1,9 @@
 """Context collectors for %%ask: small pure functions, each bounded in time and size.
 
-``build_context`` runs the collectors a question needs under ONE token budget (estimated as
-chars / 4): every section gets an equal share of what is left when its turn comes, so budget
-a small section does not use flows on to the next ones.
+``build_context`` runs the collectors a question needs under ONE token budget (estimated as the
+proxy estimates: :func:`rsql_common.tokens.text_tokens`): every section gets an equal share of
+what is left when its turn comes, so budget a small section does not use flows on to the next
+ones.
 
 Collectors: :mod:`.frames` (pandas / polars), :mod:`.rsession` (R through rpy2),
 ``rsql_magic.sql.schema.describe_connection`` (SQL through sqlglot) and :mod:`.history` (last error).
@@ -14,24 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rsql_common.tokens import text_tokens
+from rsql_magic import defaults
+
 from .history import ErrorRecord
 
 if TYPE_CHECKING:
     from rsql_magic.privacy import ContextPolicy
 
 __all__ = ["Context", "Section", "build_context", "text_tokens"]
-
-
-def text_tokens(text: str) -> int:
-    """Rough token count of one text, for trimming context to a budget: no tokenizer needed.
-
-    The same rule as the proxy's reservation estimate (characters / 4, plus one for every byte
-    beyond the first of a non-ASCII character), so context trimmed to N tokens here is about N
-    there; tests/unit/test_context_frames.py holds the two to the same numbers.
-    """
-    if text.isascii():
-        return len(text) // 4
-    return len(text) // 4 + len(text.encode("utf-8", "surrogatepass")) - len(text)
 
 
 @dataclass
@@ -77,10 +69,10 @@ def build_context(
     sql: tuple[str, Any] | None = None,
     last_error: ErrorRecord | None = None,
     no_data: bool = False,
-    budget_tokens: int = 3000,
-    max_frames: int = 3,
-    head_rows: int = 5,
-    stats_sample: int = 10_000,
+    budget_tokens: int = defaults.CONTEXT_TOKENS,
+    max_frames: int = defaults.MAX_FRAMES,
+    head_rows: int = defaults.HEAD_ROWS,
+    stats_sample: int = defaults.STATS_SAMPLE,
     policy: ContextPolicy | None = None,
     sql_policy: Any = None,
 ) -> Context:

@@ -16,6 +16,8 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from rsql_magic import defaults
+
 if TYPE_CHECKING:
     from rsql_magic.privacy import ContextPolicy
 
@@ -70,7 +72,7 @@ def pick_frames(
     question: str,
     requested: list[str] | None = None,
     recent: list[str] | None = None,
-    max_frames: int = 3,
+    max_frames: int = defaults.MAX_FRAMES,
 ) -> tuple[list[str], list[str]]:
     """Which frames to describe: ``requested``, else those named in the question, else the
     ``max_frames`` most recently defined (``recent`` is most-recent-first). Returns
@@ -266,8 +268,8 @@ def describe_frame(
     df: Any,
     *,
     no_data: bool = False,
-    head_rows: int = 5,
-    stats_sample: int = 10_000,
+    head_rows: int = defaults.HEAD_ROWS,
+    stats_sample: int = defaults.STATS_SAMPLE,
     max_columns: int = 60,
     budget_chars: int = 4000,
     policy: ContextPolicy | None = None,

@@ -7,7 +7,7 @@
 
 Exit status: 0 when the run finished (whatever the scores), 2 for a bad input (the message
 alone, no traceback), 130 when interrupted. Everything printed goes through
-:func:`rsql_magic.terminal.shown`: questions, SQL and errors may hold terminal controls.
+:func:`rsql_common.terminal.shown`: questions, SQL and errors may hold terminal controls.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from rsql_common.terminal import shown
 from rsql_magic.errors import EvalInputError, UsageError
-from rsql_magic.terminal import shown
 
 from .questions import load_questions
 from .report import to_html, to_json, to_markdown, to_terminal

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsql_magic import defaults
 from rsql_magic.agent.loop import Turn
 from rsql_magic.client import ChatResult, ProxyClient
 from rsql_magic.errors import (
@@ -462,7 +463,7 @@ def evaluate(
     *,
     chains: Sequence[Sequence[str]] = (),
     client: ProxyClient | None = None,
-    max_retries: int = 3,
+    max_retries: int = defaults.SQL_MAX_RETRIES,
     limit: int | None = None,
     record: str | os.PathLike[str] | None = None,
     replay: str | os.PathLike[str] | None = None,

@@ -38,7 +38,7 @@ class ChatMagics(Magics):
     @line_magic
     def ask_chat(self, line: str = "") -> Any:
         """Open the rsql chat panel (ipywidgets): ``%ask_chat [--df a,b] [--sql conn] [--r]``."""
-        from rsql_magic.chat.panels import current, open_panel
+        from rsql_magic.chat.open_panels import current, open_panel
 
         args = parse_argstring(self.ask_chat, line)
         if args.insert is not None:

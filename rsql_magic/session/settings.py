@@ -10,6 +10,7 @@ from __future__ import annotations
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
+from .. import defaults
 from ..sql.fetch import DEFAULT_MAX_RESULT_BYTES
 
 __all__ = ["AskSettings", "SqlAISettings"]
@@ -32,16 +33,19 @@ class AskSettings(Configurable):
         help="Default model (else env RSQL_MODEL, else the proxy's default; --model overrides).",
     ).tag(config=True)
     context_tokens = Int(
-        3000,
+        defaults.CONTEXT_TOKENS,
         help="Token budget for all context together (counted as the proxy counts: characters / 4, "
         "more for non-ASCII text).",
     ).tag(config=True)
     max_frames = Int(
-        3, help="Frames included when none are named (the most recently defined)."
+        defaults.MAX_FRAMES, help="Frames included when none are named (the most recently defined)."
     ).tag(config=True)
-    head_rows = Int(5, help="Sample rows shown per frame (0 = none).").tag(config=True)
+    head_rows = Int(defaults.HEAD_ROWS, help="Sample rows shown per frame (0 = none).").tag(
+        config=True
+    )
     stats_sample = Int(
-        10_000, help="Frames longer than this get column stats from a random sample of this size."
+        defaults.STATS_SAMPLE,
+        help="Frames longer than this get column stats from a random sample of this size.",
     ).tag(config=True)
     max_tokens = Int(
         None, allow_none=True, help="max_tokens for answers (None: proxy default)."
@@ -52,7 +56,9 @@ class AskSettings(Configurable):
         help="Sampling temperature. 0 (default): the same question on the same data gets the "
         "same answer, and the proxy may answer it from its cache. None: the model's default.",
     ).tag(config=True)
-    timeout = Float(120.0, help="Seconds to wait for one proxy call.").tag(config=True)
+    timeout = Float(defaults.PROXY_TIMEOUT_S, help="Seconds to wait for one proxy call.").tag(
+        config=True
+    )
     stream = Bool(True, help="Stream answers into the output in interactive kernels.").tag(
         config=True
     )
@@ -119,14 +125,20 @@ class SqlAISettings(Configurable):
     """The settings of %%sql_ai and the chat panel's Run SQL (``SqlAIMagics.<name>``)."""
 
     display_rows = Int(10, help="Rows of the result shown in the output.").tag(config=True)
-    max_rows = Int(100_000, help="Rows fetched into the DataFrame at most.").tag(config=True)
-    timeout = Float(60.0, help="Statement timeout in seconds (0: none).").tag(config=True)
+    max_rows = Int(defaults.SQL_MAX_ROWS, help="Rows fetched into the DataFrame at most.").tag(
+        config=True
+    )
+    timeout = Float(defaults.SQL_TIMEOUT_S, help="Statement timeout in seconds (0: none).").tag(
+        config=True
+    )
     max_retries = Int(
-        3,
+        defaults.SQL_MAX_RETRIES,
         help="How many times %%sql_ai asks again after a failed check, with the error fed back to "
         "the model (the default of --max-retries).",
     ).tag(config=True)
-    schema_chars = Int(6000, help="Character budget for the schema DDL sent.").tag(config=True)
+    schema_chars = Int(defaults.SCHEMA_CHARS, help="Character budget for the schema DDL sent.").tag(
+        config=True
+    )
     model = Unicode(
         "", help="Model for SQL (empty: RSQLMagic.model, env RSQL_MODEL, else the proxy's)."
     ).tag(config=True)

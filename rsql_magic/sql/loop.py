@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from rsql_common.stages import CHECK_STAGES, Stage
+from rsql_magic import defaults
 from rsql_magic.errors import Attempt, Escalation, QueryTimeout, SqlAIError, SqlCheckError
 
 from .connections import DB
@@ -25,7 +27,6 @@ from .guard import ALLOWED
 from .policy import SqlPolicy
 from .schema import Schema, capture_schema, capture_values, describe_schema
 from .schema.model import ValuesPolicy
-from .stages import CHECK_STAGES, Stage
 from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
@@ -227,13 +228,13 @@ def run_question(
     dialect: str | None = None,
     schema: Schema | None = None,
     tables: list[str] | None = None,
-    max_retries: int = 3,
+    max_retries: int = defaults.SQL_MAX_RETRIES,
     allow_write: bool = False,
     dry_run: bool = False,
     explain: bool = False,
-    max_rows: int = 100_000,
-    timeout_s: float | None = 60.0,
-    budget_chars: int = 6000,
+    max_rows: int = defaults.SQL_MAX_ROWS,
+    timeout_s: float | None = defaults.SQL_TIMEOUT_S,
+    budget_chars: int = defaults.SCHEMA_CHARS,
     policy: SqlPolicy | None = None,
     context_policy: ValuesPolicy | None = None,
 ) -> SqlAIResult:

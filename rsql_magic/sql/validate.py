@@ -19,12 +19,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, OptimizeError
 
+from rsql_common.fences import sql_blocks
 from rsql_magic.errors import Position, SqlCheckError
 
 from .carets import caret, pointer
 from .engine_rules import unresolved_column
 from .engines import engine_for
-from .fences import sql_blocks
 from .guard import check_statements
 from .parse import explained_statements, explained_text, parse_statements, quiet_sqlglot
 from .schema import Schema

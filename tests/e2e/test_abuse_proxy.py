@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
-from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserPolicy
+from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.errors import BadRequest, PayloadTooLarge
 from jupyter_server_ext.engine.privacy.offload import Offload, redact_fields
 from jupyter_server_ext.engine.privacy.redact import BUILTIN
@@ -540,7 +540,7 @@ def engine_for(fp: FakeProvider, budget: float | None = None) -> Engine:
             upstreams=parse_upstreams(upstreams_for(fp, **{a: prices for a in ("a1", "a2", "b1")})),
             default_model="fake-small",
             health_check_seconds=0,
-            limits=LimitSettings(user=UserPolicy(daily_budget_usd=budget)),
+            limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
         ),
         state=MemoryState(),
     )

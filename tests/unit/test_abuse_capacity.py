@@ -370,7 +370,7 @@ async def test_the_second_wall_holds_when_a_translator_fails_in_a_way_nobody_for
     request is a 400 that sends nothing and counts in no window, logged once, not per request."""
     from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
     from jupyter_server_ext.engine.errors import EngineError
-    from jupyter_server_ext.engine.upstreams.providers.dialects import OpenAIDialect
+    from jupyter_server_ext.engine.upstreams.providers.kinds import OpenAIKind
     from jupyter_server_ext.state import MemoryState
 
     class NobodyForesawThisError(Exception):
@@ -379,7 +379,7 @@ async def test_the_second_wall_holds_when_a_translator_fails_in_a_way_nobody_for
     def broken(self: Any, payload: dict[str, Any], *args: Any) -> dict[str, Any]:
         raise NobodyForesawThisError("a field nobody foresaw")
 
-    monkeypatch.setattr(OpenAIDialect, "body", broken)
+    monkeypatch.setattr(OpenAIKind, "body", broken)
     specs = parse_upstreams(upstreams_for(fresh_provider, a1={"limits": ["3/minute"]}))
     engine = Engine(
         EngineSettings(upstreams=specs[:1], default_model="fake-small", health_check_seconds=0),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
-from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserPolicy
+from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.errors import BadRequest
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import upstreams_for
@@ -37,7 +37,7 @@ def engine_for(fp: FakeProvider, budget: float) -> Engine:
             upstreams=specs,
             default_model="fake-small",
             health_check_seconds=0,
-            limits=LimitSettings(user=UserPolicy(daily_budget_usd=budget)),
+            limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
         ),
         state=MemoryState(),
     )

@@ -818,8 +818,9 @@ NOT_IN_IMAGE = {
 
 
 def imported_distributions() -> set[str]:
-    """The distributions the service's modules import, following their imports into rsql_magic
-    (the shared leaves the engine uses, docs/architecture.md)."""
+    """The distributions the service's modules import, following their imports into our own
+    packages (rsql_common, the shared leaves, and the kernel's modules the MCP tools use;
+    docs/architecture.md)."""
     todo = [
         p
         for p in (REPO / "jupyter_server_ext").rglob("*.py")
@@ -847,7 +848,7 @@ def imported_distributions() -> set[str]:
                 continue
             for name in names:
                 parts = name.split(".")
-                if parts[0] != "rsql_magic":
+                if parts[0] not in ("rsql_magic", "rsql_common"):
                     tops.add(parts[0])
                     continue
                 # running rsql_magic.a.b runs rsql_magic/__init__.py and a/__init__.py too

@@ -422,9 +422,9 @@ async def test_unknown_model_is_a_404(fresh_provider: FakeProvider) -> None:
 async def test_requests_that_get_no_answer_cost_nothing_and_count_only_if_sent(
     fresh_provider: FakeProvider,
 ) -> None:
-    from jupyter_server_ext.engine import LimitSettings, UserPolicy, parse_rates
+    from jupyter_server_ext.engine import LimitSettings, UserRules, parse_rates
 
-    user = UserPolicy(limits=parse_rates(["3/minute"], where="t"), daily_budget_usd=1.0)
+    user = UserRules(limits=parse_rates(["3/minute"], where="t"), daily_budget_usd=1.0)
     small_only = {"models": ["fake-small"]}
     engine = make_engine(
         fresh_provider,

@@ -170,7 +170,7 @@ async def test_the_second_wall_holds_when_reading_an_answer_fails_in_a_way_nobod
     """The first wall is each dialect's own reading; if one still raises (a bug to come), the
     request is a failure of that key (the provider had it, so it counts in its window), logged
     once, not per request, and never a 500."""
-    from jupyter_server_ext.engine.upstreams.providers.dialects import OpenAIDialect
+    from jupyter_server_ext.engine.upstreams.providers.kinds import OpenAIKind
 
     class NobodyForesawThisAnswerError(Exception):
         pass
@@ -178,7 +178,7 @@ async def test_the_second_wall_holds_when_reading_an_answer_fails_in_a_way_nobod
     def broken(self: Any, body: bytes, model: str) -> bytes:
         raise NobodyForesawThisAnswerError("an answer nobody foresaw")
 
-    monkeypatch.setattr(OpenAIDialect, "answer", broken)
+    monkeypatch.setattr(OpenAIKind, "answer", broken)
     specs = parse_upstreams(upstreams_for(fresh_provider, a1={"limits": ["5/minute"]}))
     engine = Engine(
         EngineSettings(upstreams=specs[:1], default_model="fake-small", health_check_seconds=0),

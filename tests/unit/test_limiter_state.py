@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from jupyter_server_ext.engine import LimitSettings, RateLimited, UserPolicy, parse_rates
+from jupyter_server_ext.engine import LimitSettings, RateLimited, UserRules, parse_rates
 from jupyter_server_ext.engine.admission.limiter import Limiter
 from jupyter_server_ext.state import MemoryState
 
@@ -21,7 +21,7 @@ class Clock:
 
 
 def limiter(clock: Clock, **user: object) -> Limiter:
-    policy = UserPolicy(**user)  # type: ignore[arg-type]
+    policy = UserRules(**user)  # type: ignore[arg-type]
     return Limiter(LimitSettings(user=policy, lease_seconds=30), MemoryState(clock=clock))
 
 
@@ -84,7 +84,7 @@ async def test_group_and_user_overrides() -> None:
     from jupyter_server_ext.engine import parse_overrides
 
     settings = LimitSettings(
-        user=UserPolicy(limits=parse_rates(["1/minute"], where="t"), concurrency=1),
+        user=UserRules(limits=parse_rates(["1/minute"], where="t"), concurrency=1),
         overrides=parse_overrides(
             {
                 "group:staff": {"user_limits": ["5/minute"], "user_concurrency": 3},
@@ -93,9 +93,9 @@ async def test_group_and_user_overrides() -> None:
         ),
     )
     lim = Limiter(settings, MemoryState())
-    assert lim.policy("eve", ()).concurrency == 1
-    assert lim.policy("sam", ("staff",)).concurrency == 3
-    assert lim.policy("dana", ("staff",)) == UserPolicy(
+    assert lim.rules_for("eve", ()).concurrency == 1
+    assert lim.rules_for("sam", ("staff",)).concurrency == 3
+    assert lim.rules_for("dana", ("staff",)) == UserRules(
         parse_rates(["5/minute"], where="t"), 7, None
     )
 
@@ -121,7 +121,7 @@ async def test_per_user_state_stays_bounded() -> None:
     state = MemoryState(clock=clock)
     lim = Limiter(
         LimitSettings(
-            user=UserPolicy(
+            user=UserRules(
                 limits=parse_rates(["5/minute"], where="t"), concurrency=2, daily_budget_usd=1.0
             )
         ),

@@ -173,12 +173,12 @@ def test_streamed_answer_span_ends_with_its_usage(
 def test_refused_request_is_traced(
     fresh_provider: FakeProvider, spans: InMemorySpanExporter
 ) -> None:
-    from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserPolicy
+    from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
     from jupyter_server_ext.engine.upstreams.specs import parse_rates
 
     engine = _engine(
         fresh_provider,
-        limits=LimitSettings(user=UserPolicy(limits=parse_rates(["1/minute"], where="t"))),
+        limits=LimitSettings(user=UserRules(limits=parse_rates(["1/minute"], where="t"))),
     )
 
     async def go() -> list[int]:

@@ -34,11 +34,11 @@ from jupyter_server_ext.engine.apis import responses_stream
 from jupyter_server_ext.engine.bodies.request import parse_chat_request
 from jupyter_server_ext.engine.errors import BadRequest, Untranslatable, UpstreamFailure
 from jupyter_server_ext.engine.upstreams.providers import anthropic
-from jupyter_server_ext.engine.upstreams.providers.dialects import (
-    AnthropicDialect,
-    AzureDialect,
-    GeminiDialect,
-    OpenAIDialect,
+from jupyter_server_ext.engine.upstreams.providers.kinds import (
+    AnthropicKind,
+    AzureKind,
+    GeminiKind,
+    OpenAIKind,
 )
 from jupyter_server_ext.engine.upstreams.transport.protocol import (
     MAX_COUNT,
@@ -168,7 +168,7 @@ CHAT_PATHS = [
     ("prediction",),
     ("something_new",),
 ]
-DIALECTS = [OpenAIDialect(), AzureDialect(), GeminiDialect(), AnthropicDialect()]
+KINDS = [OpenAIKind(), AzureKind(), GeminiKind(), AnthropicKind()]
 
 
 def put(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -192,7 +192,7 @@ def put(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
 @example(path=("tools", 0, "cache_control"), value=5)
 @example(path=("messages", 1, "content", 0, "cache_control"), value="ephemeral")
 @example(path=("top_p",), value=5)
-def test_every_dialect_translates_or_refuses_naming_the_field(
+def test_every_kind_translates_or_refuses_naming_the_field(
     path: tuple[Any, ...], value: Any
 ) -> None:
     body = put(CHAT, path, value)
@@ -201,14 +201,14 @@ def test_every_dialect_translates_or_refuses_naming_the_field(
     except BadRequest:
         assume(False)  # refused by the proxy's own checks: no translator sees it
         return
-    for dialect in DIALECTS:
+    for kind in KINDS:
         try:
-            sent = dialect.body(req.payload, "chat/completions", "claude-provider-x", 64)
+            sent = kind.body(req.payload, "chat/completions", "claude-provider-x", 64)
         except Untranslatable as exc:
             assert exc.param and exc.status == 400, exc
             continue
         json.dumps(sent)  # what goes upstream is JSON
-        if isinstance(dialect, AnthropicDialect):
+        if isinstance(kind, AnthropicKind):
             # ... and a body Anthropic takes (its published checks, as the fake makes them),
             # but for a conversation whose tool results answer no call: the caller's to mend,
             # told by Anthropic's own 400
@@ -402,7 +402,7 @@ ANSWER_PATHS = [
 def test_anthropics_answers_are_read_whatever_their_fields_hold(
     path: tuple[Any, ...], value: Any
 ) -> None:
-    answer = AnthropicDialect().answer(json.dumps(put(MESSAGE, path, value)).encode(), "public-x")
+    answer = AnthropicKind().answer(json.dumps(put(MESSAGE, path, value)).encode(), "public-x")
     json.loads(answer)
 
 
@@ -450,7 +450,7 @@ BODIES = st.one_of(JSON.map(lambda v: json.dumps(v).encode()), st.binary(max_siz
 @example(body=b'{"content": "text", "usage": {"output_tokens": ' + b"9" * 400 + b"}}")
 def test_anthropics_answers_of_any_shape_are_read_or_a_failure_of_the_key(body: bytes) -> None:
     try:
-        answer = AnthropicDialect().answer(body, "public-x")
+        answer = AnthropicKind().answer(body, "public-x")
     except UpstreamFailure as fail:  # the key's failure: failover, a 502 at worst
         assert fail.kind == "server"
         return
@@ -527,25 +527,25 @@ ERROR_BODIES = st.one_of(
 @example(status=429, body=DEEP)
 @example(status=400, body=b'{"error": ' + DEEP + b"}")
 @example(status=429, body=b'[{"error": {"status": "RESOURCE_EXHAUSTED", "details": 5}}]')
-def test_every_dialects_error_answers_are_read_whatever_the_provider_sends(
+def test_every_kinds_error_answers_are_read_whatever_the_provider_sends(
     status: int, body: bytes
 ) -> None:
-    for dialect in DIALECTS:
-        assert isinstance(dialect.error(status, body), bytes)
+    for kind in KINDS:
+        assert isinstance(kind.error(status, body), bytes)
         for headers in ({}, {"retry-after": "3"}):
-            wait = dialect.retry_after(headers, body)
+            wait = kind.retry_after(headers, body)
             assert wait is None or 0 <= wait < float("inf")
 
 
 @PROFILE
 @given(headers=HEADERS)
-def test_every_dialects_rate_limit_headers_are_read_whatever_they_hold(
+def test_every_kinds_rate_limit_headers_are_read_whatever_they_hold(
     headers: dict[str, str],
 ) -> None:
-    for dialect in DIALECTS:
-        limits = dialect.limits(headers, 1.8e9)
+    for kind in KINDS:
+        limits = kind.limits(headers, 1.8e9)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in limits.items())
-        wait = dialect.retry_after(headers, b"")
+        wait = kind.retry_after(headers, b"")
         assert wait is None or 0 <= wait < float("inf")
 
 
@@ -578,7 +578,7 @@ def test_azures_streams_are_read_whatever_they_hold_and_its_filter_chunk_never_p
             yield event
 
     async def read() -> list[bytes]:
-        return [event async for event in AzureDialect().stream(source(), "public-x")]
+        return [event async for event in AzureKind().stream(source(), "public-x")]
 
     out = asyncio.run(read())
     assert AZURE_FILTER not in out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Forbidden
-from .limiter import UserPolicy
+from .limiter import UserRules
 from .policy_windows import PolicyWindow, PolicyWindows, matches
 
 
@@ -37,7 +37,7 @@ class Access:
 
 
 def resolve(
-    policy: UserPolicy,
+    policy: UserRules,
     found: tuple[PolicyWindow, tuple[float, float]] | None,
     *,
     served: Sequence[str],

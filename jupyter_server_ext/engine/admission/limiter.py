@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import BadRequest, ConfigError, RateLimited
-from ..upstreams.specs import Rate, parse_rates
+from ..upstreams.specs import Rate, parse_budget_usd, parse_rates
 from .policy_windows import PolicyWindow, matches
 from .shared_state import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
 
@@ -37,7 +37,10 @@ _OVERRIDABLE = (
 
 
 @dataclass(frozen=True)
-class UserPolicy:
+class UserRules:
+    """What one user may do, resolved from the defaults, their groups and their own overrides
+    (``Limiter.rules_for``): request and token windows, concurrency, budget, entitlements."""
+
     limits: tuple[Rate, ...] = ()
     concurrency: int = 0  # 0: unlimited
     daily_budget_usd: float | None = None
@@ -58,7 +61,7 @@ class UserPolicy:
 
 @dataclass(frozen=True)
 class LimitSettings:
-    user: UserPolicy = field(default_factory=UserPolicy)
+    user: UserRules = field(default_factory=UserRules)
     global_concurrency: int = 0
     global_daily_budget_usd: float | None = None
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -102,12 +105,9 @@ def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
                     raise ConfigError(f"{where}[{name!r}]: expected an integer >= 0, got {c!r}")
                 item[field_name] = c
         if "user_daily_budget_usd" in values:
-            b = values["user_daily_budget_usd"]
-            if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0):
-                raise ConfigError(
-                    f"{where}['user_daily_budget_usd']: expected USD >= 0 or None, got {b!r}"
-                )
-            item["daily_budget_usd"] = None if b is None else float(b)
+            item["daily_budget_usd"] = parse_budget_usd(
+                values["user_daily_budget_usd"], where=f"{where}['user_daily_budget_usd']"
+            )
         if "models" in values:
             m = values["models"]
             if isinstance(m, str):
@@ -204,7 +204,7 @@ class Limiter:
             Callable[[str, tuple[str, ...]], tuple[PolicyWindow, Any] | None] | None
         ) = None
 
-    def policy(self, user: str, groups: tuple[str, ...] = ()) -> UserPolicy:
+    def rules_for(self, user: str, groups: tuple[str, ...] = ()) -> UserRules:
         """Defaults, then each matching group override (config order: a later group's value
         wins), then the user's own; then the policy window in force, if any.
 
@@ -240,7 +240,7 @@ class Limiter:
     def budgeted(self, user: str, groups: tuple[str, ...] = ()) -> bool:
         """Whether any daily budget (the user's, after overrides, or the global one) applies."""
         return (
-            self.policy(user, groups).daily_budget_usd is not None
+            self.rules_for(user, groups).daily_budget_usd is not None
             or self.settings.global_daily_budget_usd is not None
         )
 
@@ -250,7 +250,7 @@ class Limiter:
         """The windows, leases and budgets one request of `rate_class` is held to: "chat" (every
         API) or "inline" (the editor's completions: their own windows and concurrency, under
         keys of their own, and the same budgets)."""
-        pol = self.policy(user, groups)
+        pol = self.rules_for(user, groups)
         s = self.settings
         keys = user_prefix(user)
         # the class's own windows and lease live under keys of their own; the budget is the

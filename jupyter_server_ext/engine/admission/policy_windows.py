@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import BadRequest, ConfigError, EngineError, Forbidden, NotFound
+from ..upstreams.specs import parse_budget_usd
 from .shared_state import StateBackend
 
 log = logging.getLogger("rsql.engine")
@@ -237,11 +238,9 @@ def parse_window(
             raise ConfigError(
                 f"{where}['default_model']: {default!r} is not among its 'models' {list(models)}"
             )
-        budget = raw.get("user_daily_budget_usd")
-        if budget is not None and (
-            isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0
-        ):
-            raise ConfigError(f"{where}['user_daily_budget_usd']: USD >= 0, got {budget!r}")
+        budget = parse_budget_usd(
+            raw.get("user_daily_budget_usd"), where=f"{where}['user_daily_budget_usd']"
+        )
         if models is None and default is None and budget is None:
             raise ConfigError(
                 f"{where}: a 'custom' window sets 'models', 'default_model' and/or 'user_daily_budget_usd'"
@@ -275,7 +274,7 @@ def parse_window(
         weekly,
         models,
         default,
-        None if budget is None else float(budget),
+        budget,
         source,
         dict(raw),
         agent=agent,

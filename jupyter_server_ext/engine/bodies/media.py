@@ -28,6 +28,8 @@ import re
 import zlib
 from dataclasses import dataclass
 
+from ..errors import OverBudget
+
 IMAGE_TOKENS = 3000  # the most an image costs on models not listed below
 IMAGE_TOKENS_BY_MODEL = {"*4o-mini*": 48_169, "*nano*": 3_779}
 WORST_IMAGE_TOKENS = max(IMAGE_TOKENS, *IMAGE_TOKENS_BY_MODEL.values())
@@ -84,10 +86,6 @@ class Budget:
     inflate: int = INFLATE_BYTES
     streams: int = MAX_OBJECT_STREAMS
     inline: bool = False  # on the event loop: running out means "count it in the worker"
-
-
-class OverBudget(Exception):
-    """An inline count ran out of its budget: the worker counts it."""
 
 
 def pdf_tokens(files: list[tuple[str, int]], page_tokens: int, inline: bool = False) -> int:

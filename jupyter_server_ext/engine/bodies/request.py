@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BadRequest
+from rsql_common.tokens import text_tokens
+
+from ..errors import BadRequest, OverBudget
 from .decode import MAX_CONTAINERS, MAX_ITEMS
 from .media import (
     MAX_FILE_PARTS,
     MAX_PAGES,
     PAGE_TEXT_TOKENS,
-    OverBudget,
     image_tokens,
     inline_file,
     pdf_tokens,
@@ -82,21 +83,9 @@ class ChatRequest:
 # -- estimates -----------------------------------------------------------------------------
 
 
-def _text_tokens(text: str) -> int:
-    """About four ASCII characters a token; every further UTF-8 byte of other scripts a token.
-
-    Byte-level tokenizers can spend a token per byte on text they have seen little of (emoji,
-    rare scripts), so non-ASCII text is counted by its bytes: a reservation must not be cheap
-    to undercut.
-    """
-    if text.isascii():
-        return len(text) // 4
-    return len(text) // 4 + len(text.encode("utf-8", "surrogatepass")) - len(text)
-
-
 def _json_tokens(value: Any) -> int:
     try:
-        return _text_tokens(json.dumps(value))
+        return text_tokens(json.dumps(value))
     except (TypeError, ValueError):  # not JSON (an in-process caller's object): the upstream says
         return 0
 
@@ -121,13 +110,13 @@ def estimate_tokens(
     for m in messages:
         content = m.get("content")
         if isinstance(content, str):
-            tokens += _text_tokens(content)
+            tokens += text_tokens(content)
         elif isinstance(content, list):
             for part in content:
                 if not isinstance(part, dict):
                     continue
                 if isinstance(part.get("text"), str):
-                    tokens += _text_tokens(part["text"])
+                    tokens += text_tokens(part["text"])
                 elif part.get("type") == "image_url":
                     tokens += image
                 elif part.get("type") == "file":  # a PDF: by its pages
@@ -383,7 +372,7 @@ def _input_tokens(value: Any, name: str, limits: RequestLimits) -> int:
                     f"{name}[{i}] is longer than {limits.max_message_chars} characters",
                     f"{name}[{i}]",
                 )
-            tokens += _text_tokens(item) + 1
+            tokens += text_tokens(item) + 1
         elif isinstance(item, int) and not isinstance(item, bool):
             tokens += 1
         elif isinstance(item, list) and all(
@@ -422,7 +411,7 @@ def parse_completions_request(
     if suffix and len(suffix) > limits.max_message_chars:
         raise _bad(f"'suffix' is longer than {limits.max_message_chars} characters", "suffix")
     if suffix:  # the text after the insertion point is prompt too, billed as such
-        prompt_tokens += _text_tokens(suffix)
+        prompt_tokens += text_tokens(suffix)
     stream = _check_stream(body)
     _check_service_tier(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)

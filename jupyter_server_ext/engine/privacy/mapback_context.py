@@ -7,7 +7,7 @@ attribute, or a code block the kernel runs as SQL. :class:`RestoreContext` reads
 the user will get it (values already mapped back included) and says, before each placeholder,
 whether mapping it back is safe: only in plain text. Where it is not, the placeholder stays.
 
-SQL blocks are found with the kernel's own grammar (``rsql_magic.sql.fences``, the one
+SQL blocks are found with the kernel's own grammar (``rsql_common.fences``, the one
 ``extract_sql`` uses), so a block the chat's Run SQL would run never gets a value.
 Everything here errs towards keeping the placeholder: a misread answer shows ``<email-1>``,
 never sends the address.
@@ -15,7 +15,7 @@ never sends the address.
 
 from __future__ import annotations
 
-from rsql_magic.sql.fences import SqlBlockScanner
+from rsql_common.fences import SqlBlockScanner
 
 _TOKEN_KEPT = 8  # the start of a token, enough to see "www."
 _OPENERS = "<([{\"'*_`"  # punctuation a URL may follow inside one token

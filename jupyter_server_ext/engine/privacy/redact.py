@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsql_magic.sql.fences import fence_language, is_sql_language
+from rsql_common.fences import fence_language, is_sql_language
 
 from ..errors import ConfigError
 from .mapback_context import RestoreContext

@@ -98,6 +98,16 @@ class Rate:
         return self.text
 
 
+def parse_budget_usd(value: Any, *, where: str) -> float | None:
+    """A daily budget in USD: a number >= 0, or None for no budget; `where` names the setting
+    in the error (every budget setting is read here: defaults, overrides, policy windows)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{where}: expected USD >= 0 or None, got {value!r}")
+    return float(value)
+
+
 def parse_rates(values: Sequence[str] | str | None, *, where: str) -> tuple[Rate, ...]:
     """Parse limit strings in the notation of the `limits` library ("30/minute", "5 per 2 seconds")."""
     if values is None:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlglot import exp
 
+from rsql_common.terminal import shown
 from rsql_magic.errors import BadConnection, QueryTimeout, Refused, SuperuserWarning
-from rsql_magic.terminal import shown
 
 from ..engine_rules import replace_spans, span
 from ..fetch import Fetched, fetch_bounded

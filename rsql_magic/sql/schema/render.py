@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from rsql_magic import defaults
+
 from ..policy import SqlPolicy
 from .backends import capture_schema
 from .index import SchemaIndex, index_of
@@ -329,7 +331,7 @@ def describe_schema(
     schema: Schema,
     question: str | None = None,
     tables: list[str] | None = None,
-    budget_chars: int = 6000,
+    budget_chars: int = defaults.SCHEMA_CHARS,
     dialect: str | None = None,
     *,
     policy: ValuesPolicy | None = None,
@@ -510,7 +512,7 @@ def describe_connection(
     conn: Any,
     question: str | None = None,
     tables: list[str] | None = None,
-    budget_chars: int = 6000,
+    budget_chars: int = defaults.SCHEMA_CHARS,
     dialect: str | None = None,
     *,
     policy: ValuesPolicy | None = None,

@@ -1,6 +1,6 @@
 """The HTTP transport: every provider reached over HTTP, through ``http11``, a small keep-alive
 HTTP/1.1 client (docs/architecture.md, "Why a hand-written HTTP/1.1 client"). What is sent and
-how answers are read is each provider kind's ``Dialect`` (``providers.dialects``)."""
+how answers are read is each provider kind's ``*Kind`` (``providers.kinds``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from ...bodies import json_codec
 from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
-from ..providers.dialects import dialect_for, passed_headers
+from ..providers.kinds import kind_for, passed_headers
 from ..specs import UpstreamSpec
 from .http11 import HTTP11Client
 from .protocol import UpstreamReply, anonymized, scrub, with_public_model
@@ -100,13 +100,13 @@ def _error_answer(
     spec: UpstreamSpec, status: int, headers: Mapping[str, str], body: bytes
 ) -> tuple[float | None, bytes]:
     """(the wait it names, its body in OpenAI's form for the caller) of an error answer: no key,
-    account, host or provider-side model name in it; one the dialect cannot read is told by
+    account, host or provider-side model name in it; one its kind cannot read is told by
     its status alone, so its kind (a 429, a 403) still decides the failover."""
-    dialect = dialect_for(spec)
+    api = kind_for(spec)
     try:
-        wait = dialect.retry_after(headers, body)
-        text = dialect.error(status, body).decode("utf-8", "replace")
-    except Exception as exc:  # a second wall, as for requests: a body no dialect check foresaw
+        wait = api.retry_after(headers, body)
+        text = api.error(status, body).decode("utf-8", "replace")
+    except Exception as exc:  # a second wall, as for requests: a body no translation foresaw
         _log_once(spec, "reading an error answer", exc)
         error = {"message": f"the provider answered HTTP {status}", "type": "upstream_error"}
         wait, text = None, json.dumps({"error": {**error, "param": None, "code": None}})
@@ -114,10 +114,10 @@ def _error_answer(
 
 
 def _limits(spec: UpstreamSpec, headers: Mapping[str, str]) -> Mapping[str, str]:
-    """The rate-limit headers the pool reads; none when the dialect cannot read them."""
+    """The rate-limit headers the pool reads; none when its kind cannot read them."""
     try:
-        return dialect_for(spec).limits(headers, time.time())
-    except Exception as exc:  # headers no dialect check foresaw: the pool's own counts stand
+        return kind_for(spec).limits(headers, time.time())
+    except Exception as exc:  # headers no translation foresaw: the pool's own counts stand
         _log_once(spec, "reading rate-limit headers", exc)
         return {}
 
@@ -164,18 +164,18 @@ class HTTPTransport:
 
     async def list_models(self, spec: UpstreamSpec, timeout: float) -> tuple[int, list[str]]:
         """(status, model ids) of the upstream's models listing; (0, []) when it gave no answer."""
-        dialect = dialect_for(spec)
+        api = kind_for(spec)
         try:
             resp = await self.client.request(
                 "GET",
-                dialect.models_url(spec),
-                headers=dialect.auth(spec),
+                api.models_url(spec),
+                headers=api.auth(spec),
                 timeout=timeout,
             )
             body = await resp.read(timeout)
         except (HTTP11Error, OSError, asyncio.TimeoutError):
             return 0, []
-        return resp.status, dialect.models_of(body) if resp.status == 200 else []
+        return resp.status, api.models_of(body) if resp.status == 200 else []
 
     async def send(
         self,
@@ -188,10 +188,10 @@ class HTTPTransport:
         max_tokens: int = 0,
         headers: Mapping[str, str] | None = None,
     ) -> UpstreamReply:
-        dialect = dialect_for(spec)
+        api = kind_for(spec)
         # a request in an API the upstream speaks itself goes as it was sent, and so comes back
         native = endpoint in spec.native_apis
-        if endpoint not in dialect.endpoints and not native:
+        if endpoint not in api.endpoints and not native:
             raise UpstreamFailure("unserved", f"HTTP 404: serves no v1/{endpoint}", 404)
         public = str(payload.get("model", ""))
         model = spec.provider_model(public)
@@ -199,7 +199,7 @@ class HTTPTransport:
             body = (
                 {**payload, "model": model}
                 if native
-                else dialect.body(payload, endpoint, model, max_tokens)
+                else api.body(payload, endpoint, model, max_tokens)
             )
             sent = json_codec.dumps(body)
         except Untranslatable as exc:  # a field this provider cannot express: another kind may
@@ -216,14 +216,14 @@ class HTTPTransport:
             raise untranslated(spec, exc) from None
         headers = {
             **(headers or {}),
-            **dialect.auth(spec),
+            **api.auth(spec),
             "Content-Type": "application/json",
             "Accept": "text/event-stream" if stream else "application/json",
         }
         try:
             resp = await self.client.request(
                 "POST",
-                dialect.url(spec, endpoint, model),
+                api.url(spec, endpoint, model),
                 headers=headers,
                 body=sent,
                 timeout=timeout,
@@ -239,7 +239,7 @@ class HTTPTransport:
         status, raw = resp.status, resp.headers
         # the pool reads rate limits in OpenAI's names; the caller gets the provider's own headers
         # that tools read, under a prefix
-        rh, passed = _limits(spec, raw), passed_headers(raw, dialect.passed)
+        rh, passed = _limits(spec, raw), passed_headers(raw, api.passed)
         try:
             if status >= 400:
                 err = await resp.read(timeout)
@@ -256,13 +256,13 @@ class HTTPTransport:
                 raise UpstreamFailure(kind, f"HTTP {status}", status, wait, rh, told)
             if not stream:
                 got = await resp.read(timeout)
-                answer = got if native else dialect.answer(got, public)
+                answer = got if native else api.answer(got, public)
                 return UpstreamReply(
                     status, rh, body=with_public_model(answer, public), passed=passed
                 )
             # timeout bounds each read: a stalled stream cannot hold a slot for ever
             chunks = _sse_events(resp.iter_chunks(timeout))
-            events = _public(chunks if native else dialect.stream(chunks, public), public, spec)
+            events = _public(chunks if native else api.stream(chunks, public), public, spec)
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
             return UpstreamReply(
@@ -281,6 +281,6 @@ class HTTPTransport:
         except (HTTP11Error, OSError) as exc:
             resp.close()
             raise connect_failure(spec, exc) from None
-        except Exception as exc:  # a second wall: an answer no dialect check foresaw
+        except Exception as exc:  # a second wall: an answer no translation foresaw
             resp.close()
             raise unreadable(spec, exc) from None

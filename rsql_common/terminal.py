@@ -31,7 +31,7 @@ class ShownStream(io.TextIOBase):
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         return self.stream.write(shown(text))
 
     def flush(self) -> None:

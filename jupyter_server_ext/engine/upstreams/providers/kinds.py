@@ -2,8 +2,8 @@
 bodies, error bodies and rate-limit signals, turned into the one OpenAI form the engine and
 its callers use.
 
-``HTTPTransport`` does the HTTP; a ``Dialect`` says what to send and how to read what came
-back. ``dialect_for`` is the one place that picks a dialect for an upstream.
+``HTTPTransport`` does the HTTP; a ``*Kind`` says what to send and how to read what came
+back. ``kind_for`` is the one place that picks a kind for an upstream.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def passed_headers(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[s
     return out
 
 
-class OpenAIDialect:
+class OpenAIKind:
     """Any OpenAI-compatible API: OpenAI, Groq, vLLM, Ollama, llama.cpp's server, TGI."""
 
     kind = "openai"
@@ -92,7 +92,7 @@ class OpenAIDialect:
         ]
 
 
-class AzureDialect(OpenAIDialect):
+class AzureKind(OpenAIKind):
     """Azure OpenAI: a deployment per model, in the deployments URL form with a dated
     ``api-version``, or the v1 API (``api_version: "v1"``), where the deployment is the body's
     model. Key in ``api-key``, or an Entra ID token as a bearer. Its 429s say how long to wait
@@ -141,7 +141,7 @@ class AzureDialect(OpenAIDialect):
             yield event
 
 
-class GeminiDialect(OpenAIDialect):
+class GeminiKind(OpenAIKind):
     """Google Gemini through its OpenAI-compatible endpoint. What differs from OpenAI: error
     answers may come as a one-item JSON list of Google's error object, and a 429 says how
     long to wait in its ``google.rpc.RetryInfo`` detail (``"retryDelay": "30s"``), not in a
@@ -182,7 +182,7 @@ class GeminiDialect(OpenAIDialect):
         return None
 
 
-class AnthropicDialect(OpenAIDialect):
+class AnthropicKind(OpenAIKind):
     """Anthropic's native Messages API, translated both ways (``providers.anthropic``)."""
 
     kind = "anthropic"
@@ -231,13 +231,16 @@ class AnthropicDialect(OpenAIDialect):
                 return
 
 
-_DIALECTS: dict[str, OpenAIDialect] = {
-    d.kind: d for d in (OpenAIDialect(), AzureDialect(), GeminiDialect(), AnthropicDialect())
+KINDS: dict[str, OpenAIKind] = {
+    d.kind: d for d in (OpenAIKind(), AzureKind(), GeminiKind(), AnthropicKind())
 }
 
 
-def dialect_for(spec: UpstreamSpec) -> OpenAIDialect:
-    return _DIALECTS.get(spec.provider, _DIALECTS["openai"])
+def kind_for(spec: UpstreamSpec) -> OpenAIKind:
+    """How `spec`'s provider is spoken. Never a guess: a kind the upstreams setting does not know
+    stops start-up, naming the upstream (``specs.parse_upstream``), and the local kind has no
+    HTTP (``transport.local``)."""
+    return KINDS[spec.provider]
 
 
 def _event_object(event: bytes) -> dict[str, Any] | None:

@@ -1,0 +1,5 @@
+"""The small leaves both packages read the same way, depending on neither: which fenced blocks
+of an answer are SQL (:mod:`.fences`: the kernel runs them, the proxy must never map a value
+into them), the stages where ``%%sql_ai``'s SQL fails (:mod:`.stages`: the words an escalation
+header may carry), text safe for a terminal (:mod:`.terminal`), and the one token estimate
+(:mod:`.tokens`: the kernel trims context by it, the proxy reserves by it)."""
