@@ -568,23 +568,25 @@ def main(
     err: TextIO | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
-    out = ShownStream(out or sys.stdout)
-    err = ShownStream(err or sys.stderr)
+    shown_out = ShownStream(out or sys.stdout)
+    shown_err = ShownStream(err or sys.stderr)
     env = dict(os.environ) if env is None else env
     args = parser().parse_args(argv)
     url = args.url or env.get("RSQL_PROXY_URL") or DEFAULT_URL
     if not url.startswith(("http://", "https://")):
-        err.write(f"rsql-proxy admin: --url must be an http(s) URL, got {url!r}\n")
+        shown_err.write(f"rsql-proxy admin: --url must be an http(s) URL, got {url!r}\n")
         return USAGE
     try:
         client = Client(url, _token(args, env), timeout=args.timeout)
-        result = args.fn(client, args, out)
+        result = args.fn(client, args, shown_out)
     except CLIError as exc:
-        err.write(f"rsql-proxy admin: {exc}\n")
+        shown_err.write(f"rsql-proxy admin: {exc}\n")
         return exc.code
     if result is not None:
         # JSON escapes every control character but DEL, which a terminal also obeys
-        out.write(json.dumps(result, indent=2, sort_keys=True).replace("\x7f", "\\u007f") + "\n")
+        shown_out.write(
+            json.dumps(result, indent=2, sort_keys=True).replace("\x7f", "\\u007f") + "\n"
+        )
     return OK
 
 

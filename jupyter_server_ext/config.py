@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
@@ -130,7 +131,7 @@ class RSQLProxy(CompletionSettings):
         help="""Models every user may call (names or fnmatch patterns, e.g. ["llama-3.1-8b*"]), unless a
         group or user entry of limit_overrides names its own "models". Empty: every served model.""",
     ).tag(config=True)
-    policy_windows = List(
+    policy_windows: List[Any] = List(
         help="""Times when a group (or everyone, "groups": ["*"]) is put into a mode: "off" (no
         assistant), "local-only" (only the local llama_cpp model) or "custom" (its own "models",
         "default_model" and "user_daily_budget_usd"). One-off: {"name": "exam", "groups":
@@ -350,7 +351,7 @@ class RSQLProxy(CompletionSettings):
         (sample rows of frames and tables; value ranges and example values; columns, by name or
         glob, whose values are never sent). Unknown keys stop start-up.""",
     ).tag(config=True)
-    redact_patterns = List(
+    redact_patterns: List[Any] = List(
         help="""Personal data masked in every request before it goes upstream, for every client:
         built-in "email", "phone", "card" (Luhn-checked), "iban" (mod-97-checked), "ipv4", and
         custom {"name": "student_id", "regex": "S\\d{7}"}. Matches become typed placeholders
@@ -384,7 +385,7 @@ class RSQLProxy(CompletionSettings):
     ).tag(config=True)
 
     # -- alerts and tracing ----------------------------------------------------------------------
-    alert_webhooks = List(
+    alert_webhooks: List[Any] = List(
         help="""Webhooks told when something breaks, each a URL (a JSON POST) or {"url": ...,
         "format": "slack"} (Slack-compatible {"text": ...}): a key disabled by a 401/403 or
         re-enabled, every key of a model cooling (users refused for capacity), the global budget

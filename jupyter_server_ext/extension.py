@@ -12,6 +12,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
 from tornado import web
 from tornado.ioloop import IOLoop
 
@@ -123,6 +124,7 @@ class RSQLProxyExtension(ExtensionApp):
 
     name = "jupyter_server_ext"
     load_other_extensions = True
+    serverapp: ServerApp  # set by the server before it calls any method below
 
     def initialize_settings(self) -> None:
         proxy = RSQLProxy(parent=self)

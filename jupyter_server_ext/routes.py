@@ -48,7 +48,7 @@ def make_handlers(
                 fn = getattr(mixin, meth, None)
                 if fn is not None:
                     attrs[meth] = wrap(fn)
-        cls = web.stream_request_body(
+        cls: type[web.RequestHandler] = web.stream_request_body(
             type(mixin.__name__.replace("Mixin", "Handler"), (mixin, base), attrs)
         )
         out.append((root + "/" + path if path is not None else root + "(?:/.*)?", cls))

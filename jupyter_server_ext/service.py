@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 from tornado import httpserver, httputil, web
 from traitlets import Bool, Dict, Integer, Unicode, default
@@ -213,8 +213,9 @@ class RSQLProxyService(Application):
             self.load_config_file(self.config_file)
         # with several workers, every line says which process wrote it
         pid = " %(process)d" if self.workers > 1 else ""
+        level = cast("int | str", self.log_level)  # traitlets: a level's name or number
         logging.basicConfig(
-            format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=self.log_level
+            format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=level
         )
         if os.environ.get("JUPYTERHUB_API_TOKEN"):
             if self.hub_cache_seconds < 0:

@@ -64,7 +64,7 @@ def build_engine(
         from .state.monitoring.alert_ledger import RedisAlertLedger
 
         # one alert per condition for all replicas, and one list of recent alerts
-        engine.alerts.ledger = RedisAlertLedger(engine.pool.redis, proxy.state_prefix)  # type: ignore[attr-defined]
+        engine.alerts.ledger = RedisAlertLedger(engine.pool.redis, proxy.state_prefix)  # type: ignore[attr-defined]  # a shared pool has .redis
     return engine
 
 

@@ -216,10 +216,10 @@ class ProxyClient:
                 description=f"local Jupyter server {info['url']} ({name})",
                 timeout=timeout,
             )
-        try:
-            from jupyter_server_ext import inprocess  # the server part is an optional install
+        try:  # the server part is an optional install
+            from jupyter_server_ext import inprocess
         except ImportError:
-            inprocess = None
+            inprocess = None  # type: ignore[assignment]  # the module, or None without it
         if inprocess is not None:
             try:
                 ok = bool(inprocess.available())
@@ -645,7 +645,7 @@ def _json_result(
 def _tool_calls(calls: Any) -> list[dict[str, Any]]:
     """The well-formed tool calls of an answer (an id, a function name, its arguments as text);
     any other entry is left out."""
-    out = []
+    out: list[dict[str, Any]] = []
     for call in calls if isinstance(calls, list) else []:
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"]:

@@ -344,7 +344,7 @@ def withheld_summary(
         col = col.removesuffix(" (index)")
         (by_admin if admin is not None and admin.redacts(col) else by_user).append(entry)
     parts: list[str] = []
-    if by_admin:
+    if by_admin and admin is not None:  # (by_admin holds entries only when admin is given)
         parts.append(f"withheld by {_admin_words(admin)}: values of " + ", ".join(by_admin))
     if by_user:
         parts.append(f"withheld by {_USER_WORDS}: values of " + ", ".join(by_user))

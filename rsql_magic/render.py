@@ -392,7 +392,8 @@ def cost_markdown(cost: dict[str, Any], path: str, labels: dict[str, str] | None
         ("today", "today (since 00:00 UTC)"),
         ("week", "this week (since Monday 00:00 UTC)"),
     ):
-        part = cost.get(key) if isinstance(cost.get(key), dict) else {}
+        got = cost.get(key)
+        part = got if isinstance(got, dict) else {}
         rows.append(
             [
                 label,

@@ -54,7 +54,7 @@ from .errors import ReplayMissing, RSQLWarning, UsageError
 try:  # POSIX; elsewhere writes are still append-only, just not locked
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no fcntl on Windows: no lock there
 
 __all__ = [
     "DEFAULT_FILE",
@@ -165,7 +165,8 @@ def fingerprint(body: dict[str, Any]) -> str:
 
 def _sections(text: str) -> Iterator[tuple[str, list[str]]]:
     """Split a message at Markdown headings, ``CREATE TABLE`` lines and ``Question:``."""
-    key, lines = "text", []
+    key = "text"
+    lines: list[str] = []
     for line in text.split("\n"):
         if _HEADING.match(line):
             if lines:

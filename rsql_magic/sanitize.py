@@ -250,7 +250,7 @@ def code_block(code: str, lang: str) -> str:
 
 
 def _fence(code: str, info: str) -> str:
-    return code_block(code, _INFO.match(info.strip()).group(0))  # type: ignore[union-attr]
+    return code_block(code, _INFO.match(info.strip()).group(0))  # type: ignore[union-attr]  # matches any text
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:

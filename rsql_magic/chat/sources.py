@@ -66,5 +66,5 @@ def connection_name(value: str) -> str | None:
 
 
 def has_r_session(shell: Any) -> bool:
-    loaded = getattr(getattr(shell, "extension_manager", None), "loaded", set())
+    loaded: set[str] = getattr(getattr(shell, "extension_manager", None), "loaded", set())
     return "rpy2.ipython" in loaded or r_session_exists()

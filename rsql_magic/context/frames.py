@@ -144,11 +144,11 @@ def _pandas_columns(
 
     if policy is not None and not policy.value_stats:
         # nothing computed from the values: the sample is not even drawn
-        lines = []
+        names: list[str] = []
         for i, col in enumerate(df.columns):
             dtype = str(df.dtypes.iloc[i])
-            lines.append(f"- {col}: {dtype}" + (f" {_WITHHELD}" if policy.redacts(col) else ""))
-        return lines, "names and dtypes only: value statistics withheld by policy"
+            names.append(f"- {col}: {dtype}" + (f" {_WITHHELD}" if policy.redacts(col) else ""))
+        return names, "names and dtypes only: value statistics withheld by policy"
 
     n = len(df)
     if n > stats_sample:
@@ -213,11 +213,11 @@ def _polars_columns(
     df: Any, no_data: bool, stats_sample: int, policy: ContextPolicy | None = None
 ) -> tuple[list[str], str]:
     if policy is not None and not policy.value_stats:
-        lines = [
+        names = [
             f"- {c}: {t}" + (f" {_WITHHELD}" if policy.redacts(c) else "")
             for c, t in df.schema.items()
         ]
-        return lines, "names and dtypes only: value statistics withheld by policy"
+        return names, "names and dtypes only: value statistics withheld by policy"
     n = df.height
     if n > stats_sample:
         sample = df[_sample_positions(n, stats_sample)]

@@ -149,7 +149,7 @@ def describe_r_session(
     if fn is None:
         fn = ro.r(R_DESCRIBE)
         _fn_cache["describe"] = fn
-    res = fn(  # type: ignore[operator]
+    res = fn(  # type: ignore[operator]  # an R closure: callable, untyped
         bool(no_data),
         int(max_frames),
         int(head_rows),

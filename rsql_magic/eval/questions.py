@@ -130,7 +130,7 @@ def _jsonl(path: Path, text: str) -> list[Question]:
             continue
         try:
             obj = json.loads(s)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             raise EvalInputError(
                 f"{path}, line {n}: not valid JSON ({e.msg}, column {e.colno})"
             ) from None

@@ -255,14 +255,14 @@ def _matrix(report: EvalReport) -> tuple[list[str], list[list[str]]]:
     for first in order:
         cells = [first.id, first.question]
         for lab in labels:
-            r = by[first.id].get(lab)
-            mark = _MARKS.get(r.outcome, r.outcome) if r else ""
-            if r is not None and r.outcome == "correct" and r.retries:
-                mark += f" ({r.retries} retr{'y' if r.retries == 1 else 'ies'})"
-            if r is not None and r.answered_by:
-                mark += f" by {r.answered_by}"
-            if r is not None and r.ended:
-                mark += f" ({'step' if r.ended == 'steps' else 'token'} limit)"
+            got = by[first.id].get(lab)
+            mark = _MARKS.get(got.outcome, got.outcome) if got else ""
+            if got is not None and got.outcome == "correct" and got.retries:
+                mark += f" ({got.retries} retr{'y' if got.retries == 1 else 'ies'})"
+            if got is not None and got.answered_by:
+                mark += f" by {got.answered_by}"
+            if got is not None and got.ended:
+                mark += f" ({'step' if got.ended == 'steps' else 'token'} limit)"
             cells.append(mark)
         rows.append(cells)
     return ["id", "question", *labels], rows

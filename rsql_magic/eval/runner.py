@@ -122,7 +122,7 @@ def open_database(target: str) -> DB:
         head = f.read(16)
     if head.startswith(b"SQLite format 3\x00"):
         uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
-        db: DB = SQLiteDB(sqlite3.connect(uri, uri=True, check_same_thread=False), label=str(path))
+        db = SQLiteDB(sqlite3.connect(uri, uri=True, check_same_thread=False), label=str(path))
     elif head[8:12] == b"DUCK":
         try:
             import duckdb
@@ -357,7 +357,7 @@ def _ask(
 
 def _failed(r: QuestionResult, e: SqlAIError) -> QuestionResult:
     """`r` refused: no acceptable SQL (`e` says at which stage)."""
-    r.attempts, r.stages, r.sql = len(e.attempts), [a.stage for a in e.attempts], e.sql
+    r.attempts, r.stages, r.sql = len(e.attempts), [a.stage for a in e.attempts], e.sql or ""
     last = e.attempts[-1].error if e.attempts and e.attempts[-1].error else e.message
     r.error = f"{e.stage}: {last.strip().splitlines()[0]}" if last.strip() else e.stage
     r.escalations = [_escalation(x) for x in e.escalations]
@@ -560,7 +560,7 @@ def evaluate(
         client,
         no_cache,
         "refresh" if record else "only" if replay else None,
-        Path(record or replay) if (record or replay) else None,
+        Path(record or replay or "") if (record or replay) else None,
     )
     qs = list(questions)[:limit] if limit else list(questions)
     t_start = time.time()

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
@@ -90,6 +91,8 @@ def split_options(text: str) -> tuple[str, str]:
 class RSQLMagic(Magics, AskSettings):
     """The %%ask family. Its settings (:class:`~rsql_magic.session.AskSettings`) are
     configurable as ``RSQLMagic.<name>``."""
+
+    shell: InteractiveShell  # IPython registers magics with its shell: never None here
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -236,9 +239,9 @@ class RSQLMagic(Magics, AskSettings):
                 max_tokens=self.max_tokens,
             )
         except ProxyError as e:
-            note = render.refusal_markdown(e)
-            if note is not None:  # the admin's policy said no: say what it said, and until when
-                bundle = render.markdown_bundle(note)
+            refusal = render.refusal_markdown(e)
+            if refusal is not None:  # the admin's policy said no: say what it said, and until when
+                bundle = render.markdown_bundle(refusal)
                 if handle is not None:
                     handle.update(bundle, raw=True)
                 else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
@@ -40,6 +41,8 @@ __all__ = ["SqlAIMagics"]
 @magics_class
 class SqlAIMagics(Magics, SqlAISettings):
     """``%%sql_ai``. Its settings are configurable as ``SqlAIMagics.<name>``."""
+
+    shell: InteractiveShell  # IPython registers magics with its shell: never None here
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -83,11 +86,10 @@ class SqlAIMagics(Magics, SqlAISettings):
             # replay on: a missing proxy only matters once a call really needs it
             client = session.replay_client(replay)
             chain = [] if args.model else [m.strip() for m in self.models if m.strip()]
+            asked: list[str | None] = [*chain] or [session.model(args.model, sql=True)]
             if replay is None or replay.mode != "only":
                 # a model the admin does not allow fails here, before anything is sent
-                session.check_models(
-                    client, chain or [session.model(args.model, sql=True)], option=bool(args.model)
-                )
+                session.check_models(client, asked, option=bool(args.model))
             completers = [
                 session.sql_completer(
                     client,
@@ -97,7 +99,7 @@ class SqlAIMagics(Magics, SqlAISettings):
                     replay=replay,
                     calls=self.chat_results,
                 )
-                for m in (chain or [session.model(args.model, sql=True)])
+                for m in asked
             ]
             res = session.run_sql(
                 question,
@@ -232,7 +234,7 @@ class SqlAIMagics(Magics, SqlAISettings):
 
     def emitted_code(self, res: SqlAIResult, conn_expr: str, out: str | None) -> str:
         """A cell that runs `res.sql` without us: JupySQL ``%%sql`` when loaded, else Python."""
-        loaded = getattr(self.shell.extension_manager, "loaded", set())
+        loaded: set[str] = getattr(self.shell.extension_manager, "loaded", set())
         var = out or "df"
         if "sql" in loaded and conn_expr == "":
             # JupySQL's active connection: its own cell magic (`<<` stores a ResultSet;

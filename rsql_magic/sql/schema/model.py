@@ -138,7 +138,11 @@ class ValuesPolicy(Protocol):
     """What the schema code needs of a context policy (``rsql_magic.privacy.ContextPolicy``,
     which the SQL layer does not import): whether values may be used, and which columns not."""
 
-    value_stats: bool
-    redact_columns: tuple[str, ...]
+    # read-only members: a frozen dataclass (ContextPolicy) is one
+    @property
+    def value_stats(self) -> bool: ...
+
+    @property
+    def redact_columns(self) -> tuple[str, ...]: ...
 
     def redacts(self, column: str) -> bool: ...
