@@ -436,10 +436,9 @@ def pg_url(pg_server: str) -> Iterator[str]:
     finally:
         for e in PG_ENGINES:
             e.dispose()
-        from rsql_magic.sql import connections
+        from rsql_magic.sql.engines.sqlalchemy_adapter import dispose_url_pools
 
-        for key in [k for k in connections._ENGINES if name in k]:
-            connections._ENGINES.pop(key).dispose()
+        dispose_url_pools(name)
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
 

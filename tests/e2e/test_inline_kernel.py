@@ -183,7 +183,7 @@ def imported(code: str, cwd: Path) -> set[str]:
 
 def test_the_module_imports_only_the_standard_library(tmp_path: Path) -> None:
     """What ``python -X importtime`` sees the import load beyond the standard library modules
-    the package's collectors use: the package's small modules, nothing else."""
+    the package's collectors use: our own small modules, nothing else."""
     stdlib = imported(
         "import __future__, collections.abc, dataclasses, json, os, re, sys, threading, time,"
         " traceback, types, typing, weakref",
@@ -191,10 +191,13 @@ def test_the_module_imports_only_the_standard_library(tmp_path: Path) -> None:
     )
     loaded = imported("import rsql_magic.context.inline", tmp_path) - stdlib
     assert sorted(loaded) == [
+        "rsql_common",
+        "rsql_common.tokens",
         "rsql_magic",
         "rsql_magic.context",
         "rsql_magic.context.frames",
         "rsql_magic.context.history",
         "rsql_magic.context.inline",
         "rsql_magic.context.rsession",
+        "rsql_magic.defaults",
     ]

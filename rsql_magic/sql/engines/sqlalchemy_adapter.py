@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..policy import SqlPolicy
     from ..schema.model import Schema
 
-__all__ = ["SQLAlchemyDB", "from_url"]
+__all__ = ["SQLAlchemyDB", "dispose_url_pools", "from_url"]
 
 _ENGINES: dict[str, Any] = {}  # URL -> Engine, so a URL named in many cells shares one pool
 
@@ -40,6 +40,13 @@ def from_url(url: str) -> SQLAlchemyDB:
     if eng is None:
         eng = _ENGINES[url] = sa.create_engine(url)
     return SQLAlchemyDB(eng, label=f"SQLAlchemy {eng.dialect.name} ({eng.url!r})")
+
+
+def dispose_url_pools(containing: str) -> None:
+    """Close and forget the pools of every URL holding `containing` (a database being dropped:
+    its connections must go first)."""
+    for url in [u for u in _ENGINES if containing in u]:
+        _ENGINES.pop(url).dispose()
 
 
 class SQLAlchemyDB(DB):
