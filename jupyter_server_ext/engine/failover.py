@@ -28,8 +28,8 @@ from .records import Caller, Reply
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams.pool import Key, Pool, Slot, request_too_large
+from .upstreams.providers.reading import scrub
 from .upstreams.transport import Transports
-from .upstreams.transport.protocol import scrub
 
 log = logging.getLogger("rsql.engine")
 

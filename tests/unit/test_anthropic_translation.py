@@ -29,7 +29,7 @@ from jupyter_server_ext.engine.upstreams.providers.anthropic import (
     openai_error,
     rate_headers,
 )
-from jupyter_server_ext.engine.upstreams.transport.protocol import scrub
+from jupyter_server_ext.engine.upstreams.providers.reading import scrub
 
 MODEL = "claude-sonnet-4-5"  # the provider's name
 PUBLIC = "claude"  # the name the caller asked for

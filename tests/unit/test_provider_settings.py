@@ -132,3 +132,28 @@ def test_a_laptops_anthropic_and_gemini_keys_make_in_process_upstreams() -> None
         ("gemini", "gemini"),
     ]
     assert all(PriceBook(specs).known(m, s.name) for s in specs for m in s.models)
+
+
+def test_the_provider_kinds_are_one_registry() -> None:
+    """The kinds the setting accepts, their default URLs, the APIs they speak natively and
+    whether they run locally all come from one table; no upstream is spoken as a guessed kind."""
+    from jupyter_server_ext.engine.upstreams.providers.kinds import KINDS, kind_for
+
+    with pytest.raises(ConfigError) as err:
+        parse_upstreams([{"name": "x", "provider": "bedrock", "api_key": "k"}], env={})
+    assert str(tuple(KINDS)) in str(err.value)
+    anthropic, gemini = parse_upstreams(
+        [
+            {"name": "an", "provider": "anthropic", "api_key": "k", "models": ["c"]},
+            {"name": "ge", "provider": "gemini", "api_key": "k", "models": ["g"]},
+        ],
+        env={},
+    )
+    assert (anthropic.base_url, anthropic.native_apis) == (
+        "https://api.anthropic.com",
+        ("messages",),
+    )
+    assert gemini.base_url == KINDS["gemini"].default_base_url and gemini.native_apis == ()
+    assert [kind_for(s).kind for s in (anthropic, gemini)] == ["anthropic", "gemini"]
+    assert not anthropic.window_counts_answer and not anthropic.local
+    assert [name for name, kind in KINDS.items() if kind.local] == ["llama_cpp"]

@@ -40,10 +40,9 @@ from jupyter_server_ext.engine.upstreams.providers.kinds import (
     GeminiKind,
     OpenAIKind,
 )
+from jupyter_server_ext.engine.upstreams.providers.reading import MAX_COUNT, read_json
 from jupyter_server_ext.engine.upstreams.transport.protocol import (
-    MAX_COUNT,
     anonymized,
-    read_json,
     with_public_model,
 )
 from tests.helpers.fake_anthropic import validate

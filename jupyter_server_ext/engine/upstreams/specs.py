@@ -17,13 +17,10 @@ from typing import Any
 import limits as limits_lib
 
 from ..errors import ConfigError
+from .providers.kinds import KINDS
 
-PROVIDERS = ("openai", "azure", "anthropic", "gemini", "llama_cpp")
-# the API roots the official SDKs default to, where a provider has one
-DEFAULT_BASE_URLS = {
-    "anthropic": "https://api.anthropic.com",
-    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
-}
+# the provider kinds the setting accepts: the registry's (providers/kinds.py)
+PROVIDERS = tuple(KINDS)
 AZURE_AUTH = ("api-key", "entra")
 # llama-cpp-python's chat formats (llama_chat_format, 0.3.36), written out: asking the library
 # would load its native code into the proxy, which only the model's own process may do
@@ -53,7 +50,7 @@ CHAT_FORMATS = (
     "zephyr",
 )
 # providers whose model runs on this machine (engine/upstreams/transport/local.py): free, chat only, no key
-LOCAL_PROVIDERS = ("llama_cpp",)
+LOCAL_PROVIDERS = tuple(name for name, kind in KINDS.items() if kind.local)
 _UPSTREAM_FIELDS = {
     "name": "alias used in logs, metrics and the usage log (required, unique)",
     "provider": "'openai' (any OpenAI-compatible API, the default), 'azure', 'anthropic', 'gemini' or "
@@ -216,9 +213,8 @@ class UpstreamSpec:
         """The APIs besides chat completions this upstream speaks itself, so a request in one of
         them reaches it as it was sent (``translated``): Anthropic's Messages API, OpenAI's
         Responses API."""
-        if self.provider == "anthropic":
-            return ("messages",)
-        return ("responses",) if self.responses_api else ()
+        own = KINDS[self.provider].native_apis
+        return own if own else ("responses",) if self.responses_api else ()
 
     @property
     def window_counts_answer(self) -> bool:
@@ -226,12 +222,12 @@ class UpstreamSpec:
         answer budget (max_tokens) as well as its prompt when the request arrives: OpenAI, Azure
         and Groq do, so a request past what is left waits; Anthropic's input-token window and
         Gemini's count the input, so only the prompt has to fit."""
-        return self.provider in ("openai", "azure")
+        return KINDS[self.provider].window_counts_answer
 
     @property
     def local(self) -> bool:
         """Runs on this machine (the llama.cpp model): free, chat only, no key to disable."""
-        return self.provider in LOCAL_PROVIDERS
+        return KINDS[self.provider].local
 
 
 def parse_prices(value: Any, *, where: str) -> dict[str, Price]:
@@ -458,7 +454,7 @@ def _http_fields(
             f"{where}: field 'max_in_flight' marks a self-hosted OpenAI-compatible server "
             "('provider': 'openai'); hosted providers count requests per minute ('limits')"
         )
-    base_url = raw.get("base_url", DEFAULT_BASE_URLS.get(provider, ""))
+    base_url = raw.get("base_url", KINDS[provider].default_base_url)
     examples = {"azure": "https://NAME.openai.azure.com", "anthropic": "https://api.anthropic.com"}
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ConfigError(

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...bodies.streams import DONE, sse
-from ..transport.protocol import MAX_COUNT, read_json
 from .anthropic_http import error_object
+from .reading import MAX_COUNT, read_json
 
 __all__ = ["StreamTranslator", "chat_completion"]
 

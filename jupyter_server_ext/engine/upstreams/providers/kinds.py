@@ -1,9 +1,11 @@
-"""How each provider kind is spoken over HTTP: its URLs, authentication, request and answer
-bodies, error bodies and rate-limit signals, turned into the one OpenAI form the engine and
-its callers use.
+"""The provider kinds, one registry (``KINDS``): what each kind is (local or hosted, the APIs it
+speaks natively, how its token window counts, its default URL) and how it is spoken over HTTP:
+its URLs, authentication, request and answer bodies, error bodies and rate-limit signals,
+turned into the one OpenAI form the engine and its callers use.
 
-``HTTPTransport`` does the HTTP; a ``*Kind`` says what to send and how to read what came
-back. ``kind_for`` is the one place that picks a kind for an upstream.
+The upstreams setting accepts exactly the kinds here (``specs.PROVIDERS``), so a kind nobody
+wrote stops start-up naming its upstream. ``HTTPTransport`` does the HTTP; a ``*Kind`` says
+what to send and how to read what came back. ``kind_for`` is the one place that picks a kind.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ...errors import UpstreamFailure
-from ..specs import UpstreamSpec
-from ..transport.protocol import read_json
 from . import anthropic
+from .reading import read_json
 
 # Provider response headers a caller's tools read, passed on under this prefix (as LiteLLM
 # does): never the provider's rate-limit headers (the caller's own limits are ours, in
@@ -42,20 +43,44 @@ def passed_headers(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[s
     return out
 
 
+class Upstream(Protocol):
+    """What a kind reads of an upstream's settings (``specs.UpstreamSpec`` is one)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def auth(self) -> str: ...
+
+
 class OpenAIKind:
     """Any OpenAI-compatible API: OpenAI, Groq, vLLM, Ollama, llama.cpp's server, TGI."""
 
     kind = "openai"
+    # the model runs in a worker process of the proxy (transport.local): no HTTP, no key
+    local = False
+    # APIs besides chat completions the provider speaks itself (a request in one reaches it as
+    # sent); an OpenAI-compatible server says so per upstream (``responses_api``)
+    native_apis: tuple[str, ...] = ()
+    # the provider's token window counts a request's answer budget (max_tokens) as well as its
+    # prompt when it arrives (OpenAI, Azure and Groq do; Anthropic's and Gemini's count input)
+    window_counts_answer = True
+    default_base_url = ""  # the API root its official SDK defaults to, where there is one
     passed: tuple[str, ...] = ("x-request-id", "openai-processing-ms", "openai-version")
     endpoints: tuple[str, ...] = ("chat/completions", "completions", "embeddings")
 
-    def url(self, spec: UpstreamSpec, endpoint: str, model: str) -> str:
+    def url(self, spec: Upstream, endpoint: str, model: str) -> str:
         return f"{spec.base_url}/{endpoint}"
 
-    def models_url(self, spec: UpstreamSpec) -> str:
+    def models_url(self, spec: Upstream) -> str:
         return spec.base_url + "/models"
 
-    def auth(self, spec: UpstreamSpec) -> dict[str, str]:
+    def auth(self, spec: Upstream) -> dict[str, str]:
         # a self-hosted server may take no key: then no Authorization header at all
         return {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
 
@@ -101,18 +126,18 @@ class AzureKind(OpenAIKind):
     kind = "azure"
     passed = ("x-request-id", "apim-request-id", "x-ms-region", "openai-processing-ms")
 
-    def url(self, spec: UpstreamSpec, endpoint: str, model: str) -> str:
+    def url(self, spec: Upstream, endpoint: str, model: str) -> str:
         if spec.api_version == "v1":
             return f"{spec.base_url}/openai/v1/{endpoint}"
         deployment = urllib.parse.quote(model, safe="")
         return f"{spec.base_url}/openai/deployments/{deployment}/{endpoint}?api-version={spec.api_version}"
 
-    def models_url(self, spec: UpstreamSpec) -> str:
+    def models_url(self, spec: Upstream) -> str:
         if spec.api_version == "v1":
             return f"{spec.base_url}/openai/v1/models"
         return f"{spec.base_url}/openai/models?api-version={spec.api_version}"
 
-    def auth(self, spec: UpstreamSpec) -> dict[str, str]:
+    def auth(self, spec: Upstream) -> dict[str, str]:
         if spec.auth == "entra":
             return {"Authorization": f"Bearer {spec.api_key}"}
         return {"api-key": spec.api_key}
@@ -148,6 +173,8 @@ class GeminiKind(OpenAIKind):
     header."""
 
     kind = "gemini"
+    window_counts_answer = False
+    default_base_url = "https://generativelanguage.googleapis.com/v1beta/openai"
     passed = ("x-request-id", "server-timing")
     endpoints = ("chat/completions", "embeddings")
 
@@ -186,16 +213,19 @@ class AnthropicKind(OpenAIKind):
     """Anthropic's native Messages API, translated both ways (``providers.anthropic``)."""
 
     kind = "anthropic"
+    native_apis = ("messages",)
+    window_counts_answer = False
+    default_base_url = "https://api.anthropic.com"
     passed = ("request-id",)
     endpoints = ("chat/completions",)
 
-    def url(self, spec: UpstreamSpec, endpoint: str, model: str) -> str:
+    def url(self, spec: Upstream, endpoint: str, model: str) -> str:
         return spec.base_url + "/v1/messages"
 
-    def models_url(self, spec: UpstreamSpec) -> str:
+    def models_url(self, spec: Upstream) -> str:
         return spec.base_url + "/v1/models"
 
-    def auth(self, spec: UpstreamSpec) -> dict[str, str]:
+    def auth(self, spec: Upstream) -> dict[str, str]:
         return {"x-api-key": spec.api_key, "anthropic-version": anthropic.ANTHROPIC_VERSION}
 
     def body(
@@ -231,15 +261,24 @@ class AnthropicKind(OpenAIKind):
                 return
 
 
+class LlamaCppKind(OpenAIKind):
+    """A GGUF model run by llama-cpp-python in the proxy's own worker process
+    (``transport.local``): chat completions in OpenAI's form, never spoken over HTTP."""
+
+    kind = "llama_cpp"
+    local = True
+    window_counts_answer = False
+
+
+# every provider kind the upstreams setting accepts, by the name it is given there
 KINDS: dict[str, OpenAIKind] = {
-    d.kind: d for d in (OpenAIKind(), AzureKind(), GeminiKind(), AnthropicKind())
+    k.kind: k for k in (OpenAIKind(), AzureKind(), AnthropicKind(), GeminiKind(), LlamaCppKind())
 }
 
 
-def kind_for(spec: UpstreamSpec) -> OpenAIKind:
-    """How `spec`'s provider is spoken. Never a guess: a kind the upstreams setting does not know
-    stops start-up, naming the upstream (``specs.parse_upstream``), and the local kind has no
-    HTTP (``transport.local``)."""
+def kind_for(spec: Upstream) -> OpenAIKind:
+    """`spec`'s kind. Never a guess: a kind the upstreams setting does not know stops start-up,
+    naming the upstream (``specs.parse_upstream``)."""
     return KINDS[spec.provider]
 
 

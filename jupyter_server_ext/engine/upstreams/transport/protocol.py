@@ -15,31 +15,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..providers.reading import read_json, scrub
 from ..specs import UpstreamSpec
 
-# Provider error texts sometimes quote part of the key ("Incorrect API key provided: sk-ab***yz").
-_KEYLIKE = re.compile(
-    r"(?<![A-Za-z0-9])(?:sk|gsk|xai|hf)[-_][A-Za-z0-9_*.-]{4,}|(?<![A-Za-z0-9])AIza[A-Za-z0-9_-]{8,}"
-)
-
-
-# ... and the account behind it: OpenAI's "in organization org-Xy12...", Groq's "org_01j...",
-# OpenAI's "Project `proj_ab12...`"
-_ACCOUNT_IDS = re.compile(r"(?<![A-Za-z0-9])(?:org[-_][A-Za-z0-9]{8,}|proj_[A-Za-z0-9]{4,})")
 # a "model" key with a string value; a key inside a JSON string cannot match, its quotes escaped
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
 # where an answer's own model stands besides its top level: the object a Responses event
 # carries ("response"), the Message of Anthropic's message_start ("message")
 _ANSWER_OBJECTS = ("response", "message")
-MAX_COUNT = 2**31 - 1  # the most tokens an answer is believed to report (a 32-bit count)
-
-
-def scrub(text: str, secret: str = "") -> str:
-    """Remove key text, and the provider's organization and project ids, from anything that may
-    reach a client or a log."""
-    if secret:
-        text = text.replace(secret, "[key]")
-    return _ACCOUNT_IDS.sub("[account]", _KEYLIKE.sub("[key]", text))
 
 
 def anonymized(text: str, spec: UpstreamSpec) -> str:
@@ -110,15 +93,6 @@ def _with_answer_model(data: bytes, public: str) -> bytes | None:
         if isinstance(holder, dict) and isinstance(holder.get("model"), str):
             holder["model"] = public
     return data[:at] + json.dumps(obj).encode() + data[end:]
-
-
-def read_json(data: bytes | str) -> Any:
-    """`data` parsed, or None when it is no JSON a provider should send: invalid, or nested
-    deeper than Python's JSON decoder recurses (a RecursionError, not a ValueError)."""
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
 
 
 @dataclass

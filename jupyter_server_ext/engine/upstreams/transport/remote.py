@@ -18,9 +18,10 @@ from typing import Any
 from ...bodies import json_codec
 from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
 from ..providers.kinds import kind_for, passed_headers
+from ..providers.reading import scrub
 from ..specs import UpstreamSpec
 from .http11 import HTTP11Client
-from .protocol import UpstreamReply, anonymized, scrub, with_public_model
+from .protocol import UpstreamReply, anonymized, with_public_model
 
 log = logging.getLogger("rsql.engine")
 _ERROR_OBJECT = re.compile(rb'"error"\s*:\s*\{')  # an error event's object, in any API
