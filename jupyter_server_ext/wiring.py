@@ -38,11 +38,13 @@ def build_engine(
                 f"RSQLProxy.state_url must be a redis:// URL, got {proxy.state_url!r}"
             )
         from .state.admission.redis import RedisState
+        from .state.monitoring.alert_ledger import RedisAlertLedger
         from .state.upstreams.shared_pool import SharedPool
 
-        kwargs["state"] = RedisState(
-            proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open
-        )
+        state = RedisState(proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open)
+        kwargs["state"] = state
+        # one alert per condition for all replicas, and one list of recent alerts
+        kwargs["alert_ledger"] = RedisAlertLedger(state.redis, proxy.state_prefix)
         kwargs["pool_class"] = SharedPool
         kwargs["pool_options"] = {
             "state": kwargs["state"],
@@ -54,18 +56,12 @@ def build_engine(
         raise ConfigError(
             f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}"
         )
-    engine = Engine(
+    return Engine(
         settings,
         store=open_store(url),
         usage_options=usage_options(proxy, default_database),
         **kwargs,
     )
-    if proxy.state_url:
-        from .state.monitoring.alert_ledger import RedisAlertLedger
-
-        # one alert per condition for all replicas, and one list of recent alerts
-        engine.alerts.ledger = RedisAlertLedger(engine.pool.redis, proxy.state_prefix)  # type: ignore[attr-defined]  # a shared pool has .redis
-    return engine
 
 
 def usage_options(proxy: RSQLProxy, default_database: str) -> dict:
