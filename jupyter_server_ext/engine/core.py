@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .accounting.notebooks import NotebookCosts
 from .accounting.pricing import FREE, PriceBook
 from .accounting.usage import UsageLog, UsageStore
 from .admission.entitlements import Access, check_feature, me_fields, not_allowed, resolve
-from .admission.limiter import Limiter, Ticket, quota_headers, rate_class
+from .admission.limiter import Admitted, Limiter, Ticket, quota_headers, rate_class
 from .admission.policy_windows import PolicyWindows, zone
 from .admission.shared_state import StateBackend
 from .apis.inline import InlineCompletions
@@ -33,7 +34,7 @@ from .bodies.decode import BodyDecoder
 from .bodies.request import ChatRequest, count_files, parse_chat_request, set_end_user
 from .errors import EngineError, Forbidden, RateLimited, UpstreamError
 from .failover import Forwarder
-from .inflight import Exchange
+from .inflight import Arrival, Exchange, answered
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
@@ -107,8 +108,6 @@ class Engine:
             clock=wall_clock,
         )
         self.limiter.window_for = self.windows.in_force
-        self._cost_readers: set[str] = set()
-        self._cost_slots = asyncio.Semaphore(4)
         self.caches = ClassCaches(
             max_entries=settings.cache_max_entries,
             max_bytes=settings.cache_max_bytes,
@@ -142,6 +141,9 @@ class Engine:
         self.tracing: Tracing | None = Tracing.create() if settings.otel else None
         self._health_task: asyncio.Task[Any] | None = None
         self._user_key = settings.user_id_secret or secrets.token_bytes(32)
+        self.notebooks = NotebookCosts(
+            self._user_key, names=settings.notebook_names, usage=self.usage
+        )
         # cached: an HMAC is about 1% of a request's CPU (profiled), the same every time
         self._pseudonym = functools.lru_cache(maxsize=10_000)(
             lambda user: (
@@ -152,7 +154,6 @@ class Engine:
         self.replies = Replies(
             self.pool,
             self.prices,
-            self.limiter,
             self.caches,
             self._finish,
             drain_seconds=settings.usage_drain_seconds,
@@ -329,45 +330,12 @@ class Engine:
         return me_fields(await self.access(caller), self.timezone)
 
     def notebook_id(self, path: str | None) -> str | None:
-        """How the usage log names a notebook: its path when the admin opts into names, else a
-        keyed hash of it (stable across replicas that share user_id_secret)."""
-        if not path:
-            return None
-        if self.settings.notebook_names:
-            return path
-        return (
-            "nb-"
-            + hmac.new(self._user_key, b"notebook:" + path.encode(), hashlib.sha256).hexdigest()[
-                :16
-            ]
-        )
+        """How the usage log names a notebook (``NotebookCosts.notebook_id``)."""
+        return self.notebooks.notebook_id(path)
 
     async def notebook_cost(self, caller: Caller, path: str, store: UsageStore) -> dict[str, Any]:
-        """What `caller` spent in the notebook at `path` since UTC midnight and since Monday
-        00:00 UTC, and its dearest cells this week (GET me/cost, ``%ask_cost``)."""
-        # one query of a user's at a time, a few per process: reads of the usage log are the
-        # database's work for everyone, and asking costs the user no quota
-        if caller.user in self._cost_readers:
-            raise RateLimited(
-                "one cost query at a time: the last one is still running",
-                retry_after=1,
-                limit="cost queries in flight",
-            )
-        self._cost_readers.add(caller.user)
-        try:
-            async with self._cost_slots:
-                now = time.time()
-                day = now - now % 86400
-                week = day - time.gmtime(now).tm_wday * 86400
-                notebook = self.notebook_id(path) or ""
-                if self.usage is not None:
-                    await self.usage.flush()  # the rows of requests just answered are counted
-                return {
-                    "notebook": notebook,
-                    **await store.notebook_cost(caller.user, notebook, day, week),
-                }
-        finally:
-            self._cost_readers.discard(caller.user)
+        """What `caller` spent in the notebook at `path` (``NotebookCosts.cost``)."""
+        return await self.notebooks.cost(caller.user, path, store)
 
     async def chat(
         self,
@@ -436,6 +404,9 @@ class Engine:
         cell: str | None = None,
         api: str = "chat",
     ) -> Reply:
+        """One request's walk (docs/architecture.md, "One request's way"): the checks, the
+        cache, admission, redaction, forwarding with failover, the answer. Whatever ends it
+        early, ``_ended_early`` settles its admission once (``Admitted``) and writes its row."""
         outcome = Outcome(
             request_id or os.urandom(16).hex(),  # as random as uuid4, a quarter of its CPU
             caller,
@@ -446,155 +417,183 @@ class Engine:
             cell=cell,
             api=api,
         )
-        ex = Exchange(caller, outcome, self.clock())
+        arrival = Arrival(caller, outcome, self.clock(), None)
         if self.tracing is not None:
-            ex.trace = outcome.trace = self.tracing.begin(trace_headers, outcome, endpoint)
-        tr = ex.trace
+            arrival.trace = outcome.trace = self.tracing.begin(trace_headers, outcome, endpoint)
+        ex: Exchange | None = None
         try:
-            # who may use what, now: a window that turns the assistant off refuses at once
-            access = await self.access(caller)
-            if (
-                access.window is not None
-                and access.window.mode == "off"
-                and access.span is not None
-            ):
-                asked = body.get("model") if isinstance(body, dict) else None
-                # the refused row says what was asked
-                outcome.model = asked[:200] if isinstance(asked, str) else ""
-                raise self.windows.refusal(access.window, access.span)
-            check_feature(caller.client, access, self.windows, caller.user)
-            ex.req = req = self.parse(body, endpoint, access.default_model, trace_headers)
-            outcome.model = req.model
-            self.check_model(access, req.model)
-            await count_files(req, self.offload.run, caller.user)  # PDFs' pages, off the loop
-            # redaction scans the whole text: only after admission, so the user's limits bound
-            # how much of it one user can ask for
-            # (docs/admins/limits-budgets.md, "Admission and what a request is charged")
+            # 1. who may use what, and whether the request is well formed and allowed
+            access, req = await self._checked(body, caller, outcome, endpoint, trace_headers)
+            # 2. the cache (before admission: a hit costs nothing; after redaction when there is
+            # any, since the key is the text that goes upstream)
             redacting = bool(self.settings.redact_patterns)
-            if redacting:  # every text that is redacted counts (a legacy `suffix` too)
-                check_redact_size(
-                    {"input": [req.payload.get(n) for n in REDACTED_FIELDS]},
-                    self.settings.redact_max_chars,
-                )
-            # the caller's own `user` (and the like) is replaced: no posing as someone else
-            set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
-            price = self._admission_price(req, caller)
-            hit = None if redacting else self._cached(ex, cache)
+            cache_key, hit = (None, None) if redacting else self._cached(req, arrival, cache)
             if hit is not None and not self.settings.cache_hits_count:
                 quota = await self.rate_headers(caller)
-                return ex.restored(self.replies.cache_reply(ex, hit, quota))
-            fallback = ""
-            # a shared pool picks the request's key in the admission's own round trip
-            plan = self._plan(req) if hit is None else None
-            try:
-                with tr.child("rsql.admission") if tr is not None else NO_SPAN:
-                    ex.ticket = await self.limiter.admit(
-                        caller.user,
-                        caller.groups,
-                        price.worst(req.prompt_tokens, req.completion_tokens),
-                        pick=plan.args if plan is not None else None,
-                        rate_class=rate_class(caller.client),
-                    )
-                if plan is not None and ex.ticket.picked is not None:
-                    ex.first_pick = self.pool.take(plan, ex.ticket.picked)
-            except RateLimited as exc:
-                if not self.forwarder.may_fall_back(req, access, caller, "budget", exc, None):
-                    raise
-                # the budget is spent, and the admin lets the free fallback answer: the
-                # request windows and concurrency still hold, the budget does not
-                ex.ticket = await self.limiter.admit(
-                    caller.user,
-                    caller.groups,
-                    0.0,
-                    budgets_apply=False,
-                    rate_class=rate_class(caller.client),
-                )
-                fallback = "budget"
+                reply = self.replies.cache_reply(arrival, req, hit, quota)
+                return answered(reply, outcome, None, req, caller)
+            # 3. admission: the caller's windows, concurrency and budget, and the key pick
+            admission, first_pick, fallback = await self._admit(req, arrival, access, hit)
+            ex = Exchange(caller, outcome, arrival.started, arrival.trace, req, admission)
+            ex.cache_key, ex.first_pick = cache_key, first_pick
+            ticket = admission.ticket
             quota = (
-                self._quota(ex.ticket)
-                if ex.ticket.windows_used is not None
+                self._quota(ticket)
+                if ticket.windows_used is not None
                 else await self.rate_headers(caller)
             )
+            # 4. redaction (only after admission: the user's limits bound how much text one
+            # user can have scanned), then the cache with the redacted text
             if redacting:
                 ex.redactor = await self._redact(req, outcome, caller.user)
-                hit = self._cached(ex, cache)
+                ex.cache_key, hit = self._cached(req, arrival, cache)
                 if hit is not None and not fallback and not self.settings.cache_hits_count:
                     await self._unpick(ex)  # a hit uses no quota: the admission is given back
-                    await self.limiter.finish(ex.ticket, 0.0, refund=True)
-                    return ex.restored(self.replies.cache_reply(ex, hit, quota))
+                    await admission.settle(0.0, refund=True)
+                    return ex.restored(self.replies.cache_reply(ex, req, hit, quota))
             if self.settings.log_prompts:
                 outcome.messages = req.payload.get(
                     "messages", req.payload.get("prompt", req.payload.get("input"))
                 )
             if hit is not None and not fallback:  # cache_hits_count: admitted like any request
-                await self.limiter.finish(ex.ticket, 0.0)
-                return ex.restored(self.replies.cache_reply(ex, hit, quota))
-            if fallback:
-                await self._unpick(ex)
-                reply = await self.forwarder.fallback(ex, fallback)
-            else:
-                try:
-                    reply = await self.forwarder.forward(ex)
-                except (RateLimited, UpstreamError) as exc:
-                    if not self.forwarder.may_fall_back(
-                        req, access, caller, "capacity", exc, ex.ticket
-                    ):
-                        raise
-                    reply = await self.forwarder.fallback(ex, "capacity")
+                await admission.settle(0.0)
+                return ex.restored(self.replies.cache_reply(ex, req, hit, quota))
+            # 5. forwarding, failover across keys and upstreams, and the fallback model
+            reply = await self._forwarded(ex, access, fallback)
             reply.headers.update(quota)
             return ex.restored(reply)
-        except EngineError as exc:
-            await self._unpick(ex)
-            if ex.ticket is not None:
-                if ex.billed:  # the provider may bill it (an accepted attempt timed out): charged
-                    await self.limiter.finish(ex.ticket, outcome.cost_usd)
-                else:
-                    # admitted but not answered for reasons that are not the caller's (no upstream
-                    # capacity, every upstream failed): the request costs nothing, and it counts
-                    # in the user's windows only if it reached a provider, so one user cannot
-                    # make errors (each an attempt at a shared key) without bound
-                    await self.limiter.finish(
-                        ex.ticket,
-                        0.0,
-                        refund=exc.status in (429, 502, 503, 504) and not outcome.attempts,
-                    )
-            outcome.status = exc.status
-            outcome.error = exc.code or type(exc).__name__
-            if isinstance(exc, RateLimited):
-                outcome.limit = exc.limit
-            self._finish(ex)
-            raise
-        except asyncio.CancelledError:  # the client went away
-            if ex.handed_off:  # the provider is answering: read on and charged in the background
-                raise
-            await self._unpick(ex)
-            if ex.ticket is not None:
-                await self.limiter.finish(ex.ticket, outcome.cost_usd)
-            outcome.status = 499
-            outcome.error = "client_closed"
-            self._finish(ex)
-            raise
-        except Exception:
-            log.exception("request %s failed inside the proxy", outcome.request_id)
-            await self._unpick(ex)
-            if ex.ticket is not None:
-                await self.limiter.finish(ex.ticket, 0.0, refund=not outcome.attempts)
-            outcome.status = 500
-            outcome.error = "internal_error"
-            self._finish(ex)
+        except (Exception, asyncio.CancelledError) as exc:
+            await self._ended_early(arrival, ex, exc)
             raise
 
-    def _cached(self, ex: Exchange, cache: str) -> Cached | None:
-        """The cached answer to this request, if caching applies and there is one."""
-        req, tr = ex.req, ex.trace
+    async def _checked(
+        self,
+        body: Any,
+        caller: Caller,
+        outcome: Outcome,
+        endpoint: str,
+        trace_headers: Mapping[str, str] | None,
+    ) -> tuple[Access, ChatRequest]:
+        """The checks before anything is spent: the policy window, the feature, the body, the
+        model, the files' pages (off the loop), the text redaction would scan; the caller's own
+        `user` replaced (no posing as someone else at the provider)."""
+        access = await self.access(caller)
+        if access.window is not None and access.window.mode == "off" and access.span is not None:
+            asked = body.get("model") if isinstance(body, dict) else None
+            outcome.model = asked[:200] if isinstance(asked, str) else ""  # the row says what
+            raise self.windows.refusal(access.window, access.span)
+        check_feature(caller.client, access, self.windows, caller.user)
+        req = self.parse(body, endpoint, access.default_model, trace_headers)
+        outcome.model = req.model
+        self.check_model(access, req.model)
+        await count_files(req, self.offload.run, caller.user)  # PDFs' pages, off the loop
+        if self.settings.redact_patterns:  # every text that is redacted counts (`suffix` too)
+            check_redact_size(
+                {"input": [req.payload.get(n) for n in REDACTED_FIELDS]},
+                self.settings.redact_max_chars,
+            )
+        set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
+        return access, req
+
+    async def _admit(
+        self, req: ChatRequest, arrival: Arrival, access: Access, hit: Cached | None
+    ) -> tuple[Admitted, Slot | float | None, str]:
+        """The caller's admission at the request's worst-case price, with the key pick a shared
+        pool makes in the same round trip; past a spent budget, the free fallback's admission
+        when the admin allows it ("budget"): the request windows and concurrency still hold."""
+        caller, tr = arrival.caller, arrival.trace
+        price = self._admission_price(req, caller)
+        plan = self._plan(req) if hit is None else None
+        try:
+            with tr.child("rsql.admission") if tr is not None else NO_SPAN:
+                ticket = await self.limiter.admit(
+                    caller.user,
+                    caller.groups,
+                    price.worst(req.prompt_tokens, req.completion_tokens),
+                    pick=plan.args if plan is not None else None,
+                    rate_class=rate_class(caller.client),
+                )
+        except RateLimited as exc:
+            if not self.forwarder.may_fall_back(req, access, caller, "budget", exc, None):
+                raise
+            ticket = await self.limiter.admit(
+                caller.user,
+                caller.groups,
+                0.0,
+                budgets_apply=False,
+                rate_class=rate_class(caller.client),
+            )
+            return Admitted(self.limiter, ticket), None, "budget"
+        admitted = Admitted(self.limiter, ticket)
+        try:
+            picked = (
+                self.pool.take(plan, ticket.picked)
+                if plan is not None and ticket.picked is not None
+                else None
+            )
+        except Exception:  # a bug: no request record holds the admission yet to give it back
+            await admitted.settle(0.0, refund=True)
+            raise
+        return admitted, picked, ""
+
+    async def _forwarded(self, ex: Exchange, access: Access, fallback: str) -> Reply:
+        """The answer of the first usable key; the fallback model's when the budget was spent
+        ("budget") or no key of the model asked for could answer ("capacity")."""
+        if fallback:
+            await self._unpick(ex)
+            return await self.forwarder.fallback(ex, fallback)
+        try:
+            return await self.forwarder.forward(ex)
+        except (RateLimited, UpstreamError) as exc:
+            if not self.forwarder.may_fall_back(
+                ex.req, access, ex.caller, "capacity", exc, ex.admission.reserved
+            ):
+                raise
+            return await self.forwarder.fallback(ex, "capacity")
+
+    async def _ended_early(self, arrival: Arrival, ex: Exchange | None, exc: BaseException) -> None:
+        """The one place a request that did not answer is settled and written down: a key slot
+        the admission took and forwarding never used given back, the admission settled (never
+        twice: ``Admitted``), the status and error on the row."""
+        outcome = arrival.outcome
+        if isinstance(exc, asyncio.CancelledError):  # the client went away
+            if ex is not None and ex.handed_off:  # answered on and charged in the background
+                return
+            status, error, cost, refund = 499, "client_closed", outcome.cost_usd, False
+        elif isinstance(exc, EngineError):
+            status, error = exc.status, exc.code or type(exc).__name__
+            if isinstance(exc, RateLimited):
+                outcome.limit = exc.limit
+            billed = ex is not None and ex.billed
+            # billed: the provider may bill it (an accepted attempt timed out), so it is charged.
+            # Else admitted but not answered for reasons that are not the caller's (no upstream
+            # capacity, every upstream failed): it costs nothing, and counts in the user's
+            # windows only if it reached a provider, so one user cannot make errors (each an
+            # attempt at a shared key) without bound
+            cost = outcome.cost_usd if billed else 0.0
+            refund = not billed and exc.status in (429, 502, 503, 504) and not outcome.attempts
+        else:
+            log.error("request %s failed inside the proxy", outcome.request_id, exc_info=exc)
+            status, error, cost, refund = 500, "internal_error", 0.0, not outcome.attempts
+        if ex is not None:
+            await self._unpick(ex)
+            await ex.admission.settle(cost, refund=refund)
+        outcome.status, outcome.error = status, error
+        self._finish(arrival)
+
+    def _cached(
+        self, req: ChatRequest, arrival: Arrival, cache: str
+    ) -> tuple[str | None, Cached | None]:
+        """Where this request's answer is cached, and the answer there, if caching applies."""
         if cache == "bypass" or not cacheable(req.payload, cache == "force", req.endpoint):
-            return None
-        ex.cache_key = cache_key(req.payload, req.endpoint)
+            return None, None
+        key = cache_key(req.payload, req.endpoint)
+        tr = arrival.trace
         with tr.child("rsql.cache") if tr is not None else NO_SPAN as span:
-            hit = self.caches.of(rate_class(ex.caller.client)).get(ex.cache_key)
+            hit = self.caches.of(rate_class(arrival.caller.client)).get(key)
             span.set_attribute("rsql.cache_hit", hit is not None)
         self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
-        return hit
+        return key, hit
 
     def _plan(self, req: ChatRequest) -> PickPlan | None:
         """The pool's key pick to make with the admission, if it makes one there; a request no
@@ -681,9 +680,10 @@ class Engine:
             req.payload[req.cap_field] = req.max_tokens
         return price
 
-    def _finish(self, ex: Exchange) -> None:
-        outcome = ex.outcome
-        outcome.latency_s = self.clock() - ex.started
+    def _finish(self, arrival: Arrival) -> None:
+        """Write the request's row (and end its span): every request, once, however it ended."""
+        outcome = arrival.outcome
+        outcome.latency_s = self.clock() - arrival.started
         if outcome.trace is not None:
             try:
                 outcome.trace.end(outcome)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .accounting.pricing import FREE, PriceBook
 from .admission.entitlements import Access
-from .admission.limiter import Limiter, Ticket
+from .admission.limiter import Limiter
 from .bodies.request import ChatRequest
 from .errors import (
     EngineError,
@@ -380,12 +380,13 @@ class Forwarder:
         caller: Caller,
         reason: str,
         exc: EngineError,
-        ticket: Ticket | None,
+        reserved: float | None,
     ) -> bool:
         """Whether the fallback may answer `req`, refused for `reason` with `exc`: the admin
         allows it for that reason, and the caller could have asked for its model directly, now
         (entitlements and the window in force), at a price the budget can hold: free past a
-        spent budget, else no dearer than what the request reserved (`ticket`), since the
+        spent budget, else no dearer than what the request reserved (`reserved`; None before
+        admission), since the
         reservation is the budget's only hold on what is spent."""
         if not self.falls_back(req, reason, exc):
             return False
@@ -400,7 +401,7 @@ class Forwarder:
         worst = price.worst(req.prompt_tokens, req.completion_tokens)
         if reason == "budget":
             return worst == 0
-        return ticket is not None and worst <= ticket.reserved
+        return reserved is not None and worst <= reserved
 
     def fallback_model(self, req: ChatRequest) -> str:
         """The model the fallback upstream answers `req` with (its first named model)."""
@@ -425,7 +426,7 @@ class Forwarder:
         outcome.fallback = spec.name
         self.metrics.child(self.metrics.fallbacks, spec.name, reason).inc()
         if self.prices.max_price(model) == FREE:
-            await self.limiter.unreserve(ex.ticket)  # type: ignore[arg-type]  # admitted: the ticket is set
+            await ex.admission.unreserve()
         ex.cache_key = None
         exclude = {k.spec.name for k in self.pool.keys if k.spec.name != spec.name}
         reply = await self.forward(ex, exclude=exclude)

@@ -17,15 +17,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .accounting.pricing import PriceBook
-from .admission.limiter import Limiter, rate_class
+from .admission.limiter import rate_class
 from .apis import messages as messages_api
 from .apis import responses_stream
 from .apis.native import NATIVE_APIS
 from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
+from .bodies.request import ChatRequest
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .errors import UpstreamFailure
-from .inflight import Exchange
+from .inflight import Arrival, Exchange
 from .records import Reply
 from .upstreams.pool import Pool
 from .upstreams.transport.protocol import UpstreamReply
@@ -124,15 +125,13 @@ class Replies:
         self,
         pool: Pool,
         prices: PriceBook,
-        limiter: Limiter,
         caches: ClassCaches,
-        finish: Callable[[Exchange], None],
+        finish: Callable[[Arrival], None],
         *,
         drain_seconds: float = 30.0,
     ) -> None:
         self.pool = pool
         self.prices = prices
-        self.limiter = limiter
         self.caches = caches
         self.finish = finish
         self.drain_seconds = drain_seconds
@@ -198,7 +197,7 @@ class Replies:
             # refused or never reached: nothing generated; accepted and silent: the worst case
             cost = self.charge_worst_case(ex) if fail.accepted else 0.0
             await self.pool.release(ex.slot, counted=fail.kind != "connect")
-            await self.limiter.finish(ex.ticket, cost)  # type: ignore[arg-type]  # admitted: the ticket is set
+            await ex.admission.settle(cost)
             self.finish(ex)
             return
         except asyncio.CancelledError:  # the host is closing: the provider has the request
@@ -257,7 +256,7 @@ class Replies:
         """Give back the key's slot and the caller's ticket; with shared state both writes go in
         one batch (``Pool.batched``), so they are made together rather than one after another."""
         release = self.pool.release(ex.slot, tokens=tokens, counted=True)
-        finish = self.limiter.finish(ex.ticket, ex.outcome.cost_usd)  # type: ignore[arg-type]  # admitted: set
+        finish = ex.admission.settle(ex.outcome.cost_usd)
         if self.pool.batched:
             await asyncio.gather(release, finish)
         else:
@@ -279,7 +278,7 @@ class Replies:
         return outcome.prompt_tokens + outcome.completion_tokens
 
     async def json_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
-        outcome, slot, ticket = ex.outcome, ex.slot, ex.ticket
+        outcome, slot = ex.outcome, ex.slot
         body = reply.body
         try:
             obj = json_codec.loads(body)
@@ -293,7 +292,7 @@ class Replies:
         else:
             # an answer that says nothing of its usage is charged its reservation, as a stream
             # is: otherwise an upstream that omits usage would make every answer free
-            outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]  # admitted: the ticket is set
+            outcome.cost_usd = ex.admission.reserved
         await self._end(ex, tokens)
         if ex.cache_key is not None and obj is not None:
             self._cache(ex).put(ex.cache_key, Cached(body))
@@ -309,12 +308,12 @@ class Replies:
         return Reply(200, headers, body=body)
 
     def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
-        pool, req, outcome, slot, ticket, key = (
+        pool, req, outcome, slot, admission, key = (
             self.pool,
             ex.req,
             ex.outcome,
             ex.slot,
-            ex.ticket,
+            ex.admission,
             ex.cache_key,
         )
         # a streamed answer is cached as its events (the same stream on a replay) and as the
@@ -384,7 +383,7 @@ class Replies:
                         reply.close()
                     if tokens is None:
                         if outcome.status < 400:  # ended without a usage chunk: the reservation
-                            outcome.cost_usd = ticket.reserved  # type: ignore[union-attr]  # admitted: the ticket is set
+                            outcome.cost_usd = admission.reserved
                         else:  # broke off: what was generated until then
                             self.charge_estimate(ex, chunks)
                     await self._end(ex, tokens)
@@ -400,10 +399,12 @@ class Replies:
         }
         return Reply(200, headers, events=events())
 
-    def cache_reply(self, ex: Exchange, hit: Cached, quota: dict[str, str]) -> Reply:
+    def cache_reply(
+        self, arrival: Arrival, req: ChatRequest, hit: Cached, quota: dict[str, str]
+    ) -> Reply:
         """The cached answer in the shape asked for, exactly as the provider gave it (its usage,
         cost_usd included, is the original's; X-RSQL-Cost-USD says what this request cost)."""
-        outcome = ex.outcome
+        outcome = arrival.outcome
         outcome.cache_hit = True
         outcome.upstream = "cache"
         headers = {
@@ -412,11 +413,11 @@ class Replies:
             "X-RSQL-Cost-USD": "0",
             **quota,
         }
-        self.finish(ex)
-        if not ex.req.stream:
+        self.finish(arrival)
+        if not req.stream:
             return Reply(200, {**headers, "Content-Type": "application/json"}, body=hit.body)
         headers.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        return Reply(200, headers, events=_replay(hit, ex.req.wants_usage_chunk))
+        return Reply(200, headers, events=_replay(hit, req.wants_usage_chunk))
 
 
 async def _replay(hit: Cached, with_usage: bool) -> AsyncGenerator[bytes, None]:

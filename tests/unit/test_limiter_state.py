@@ -134,3 +134,26 @@ async def test_per_user_state_stays_bounded() -> None:
         clock.now += 86400 * 8  # a week later nobody's windows hold anything
     await lim.admit("last", (), 0.0)
     assert len(state._logs) + len(state._leases) + len(state._spend) + len(state._days) < 10
+
+
+async def test_an_admission_is_settled_once_whatever_asks_again() -> None:
+    """A request's admission is charged or given back once: a second settle (another path that
+    also ends the request) neither charges again nor refunds the window it counted in."""
+    from jupyter_server_ext.engine.admission.limiter import Admitted
+
+    clock = Clock(dt.datetime(2026, 11, 22, 12, 0, 0))
+    lim = limiter(
+        clock, limits=parse_rates(["2/day"], where="t"), concurrency=1, daily_budget_usd=1.0
+    )
+    first = Admitted(lim, await lim.admit("bob", (), 0.4))
+    await first.settle(0.3)
+    assert first.settled
+    await first.settle(0.0, refund=True)  # too late: nothing is given back, nothing charged
+    snap = await lim.snapshot("bob", ())
+    assert snap["budget"]["spent_usd"] == pytest.approx(0.3)
+    second = Admitted(lim, await lim.admit("bob", (), 0.4))  # the lease was released once
+    await second.settle(0.3)
+    await second.settle(0.3)
+    with pytest.raises(RateLimited):  # both requests stay counted in the 2/day window
+        await lim.admit("bob", (), 0.0)
+    assert (await lim.snapshot("bob", ()))["budget"]["spent_usd"] == pytest.approx(0.6)

@@ -160,6 +160,37 @@ class Ticket:
     picked: tuple[int, float] | None = None  # the key pick made with the admission
 
 
+class Admitted:
+    """What admission hands a request: its hold on the caller's limits, settled (charged its
+    cost) or given back (refunded) exactly once, by whichever step ends the request: the answer,
+    the background read of an abandoned one, or the engine when none came. Later calls do
+    nothing, so no path can charge or refund a request twice."""
+
+    __slots__ = ("_limiter", "ticket")
+
+    def __init__(self, limiter: Limiter, ticket: Ticket) -> None:
+        self._limiter = limiter
+        self.ticket = ticket
+
+    @property
+    def reserved(self) -> float:
+        """What the request reserved of the caller's budget (the price of its worst case)."""
+        return self.ticket.reserved
+
+    @property
+    def settled(self) -> bool:
+        return self.ticket.done
+
+    async def settle(self, cost_usd: float, *, refund: bool = False) -> None:
+        """Charge `cost_usd` and release the leases; `refund`: no answer came for reasons that
+        are not the caller's, so the request leaves the request windows too."""
+        await self._limiter.finish(self.ticket, cost_usd, refund=refund)
+
+    async def unreserve(self) -> None:
+        """Give the budget reservation back now: the request goes to a free model instead."""
+        await self._limiter.unreserve(self.ticket)
+
+
 def key_name(name: str) -> str:
     """`name` as it goes into a state key: percent-encoded, so that no user name can hold the
     keys' separator (":") or a glob character (``* ? [ ] \\``), and distinct names stay distinct
