@@ -30,7 +30,6 @@ retrieval miss or a model miss (:class:`ModelSummary`).
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from rsql_magic import defaults
 from rsql_magic.agent.loop import Turn
 from rsql_magic.client import ChatResult, ProxyClient
 from rsql_magic.errors import (
+    BadConnection,
     Escalation,
     EvalInputError,
     ProxyError,
@@ -52,7 +52,8 @@ from rsql_magic.errors import (
 from rsql_magic.replay import Replay, ReplayStore
 from rsql_magic.session import Session, SqlAISettings, SqlCompleter
 from rsql_magic.sql import loop
-from rsql_magic.sql.connections import DB, DuckDB, SQLiteDB, resolve
+from rsql_magic.sql.connections import DB, resolve
+from rsql_magic.sql.engines import engine_for_file, file_kinds
 from rsql_magic.sql.execute import run_query
 from rsql_magic.sql.policy import SqlPolicy
 from rsql_magic.sql.schema import Schema, capture_schema, describe_schema
@@ -120,24 +121,13 @@ def open_database(target: str) -> DB:
         raise EvalInputError(f"--db {target}: not a file")
     with path.open("rb") as f:
         head = f.read(16)
-    if head.startswith(b"SQLite format 3\x00"):
-        uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
-        db = SQLiteDB(sqlite3.connect(uri, uri=True, check_same_thread=False), label=str(path))
-    elif head[8:12] == b"DUCK":
-        try:
-            import duckdb
-        except ImportError:
-            raise EvalInputError(
-                f"--db {target}: a DuckDB file needs DuckDB: pip install 'rsql-assistant[duckdb]'"
-            ) from None
-        try:
-            db = DuckDB(duckdb.connect(str(path), read_only=True), label=str(path))
-        except Exception as e:
-            raise EvalInputError(
-                f"--db {target}: DuckDB cannot open it: {str(e).splitlines()[0]}"
-            ) from None
-    else:
-        raise EvalInputError(f"--db {target}: not a SQLite or DuckDB database file")
+    engine = engine_for_file(head)
+    if engine is None:
+        raise EvalInputError(f"--db {target}: not a {file_kinds()} database file")
+    try:  # read-only, as its engine opens a file named by URL (rsql-mcp's --db too)
+        db = engine.open_read_only(f"{engine.url_schemes[0]}:///{path.resolve()}", str(path))
+    except BadConnection as e:
+        raise EvalInputError(f"--db {target}: {e}") from None
     return _checked(db, target)
 
 

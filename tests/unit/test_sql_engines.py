@@ -128,3 +128,19 @@ def test_no_module_outside_the_engines_branches_on_an_engine_name() -> None:
     assert found == {}
     # and the check sees one
     assert _name_comparisons(ast.parse('if db.dialect == "duckdb":\n    pass\n')) == [1]
+
+
+def test_a_database_file_is_told_by_its_engine(tmp_path) -> None:
+    """rsql-eval's --db FILE: the engine whose files begin that way opens it, read-only."""
+    from rsql_magic.sql.engines import engine_for_file, file_kinds
+
+    lite, duck, text = tmp_path / "a.db", tmp_path / "a.duckdb", tmp_path / "a.txt"
+    with sqlite3.connect(lite) as c:
+        c.execute("CREATE TABLE t (a INTEGER)")
+    duckdb.connect(str(duck)).close()
+    text.write_text("SQLite format 3 is not this file")
+    heads = {p.name: p.read_bytes()[:16] for p in (lite, duck, text)}
+    assert engine_for_file(heads["a.db"]) is engine_for("sqlite")
+    assert engine_for_file(heads["a.duckdb"]) is engine_for("duckdb")
+    assert engine_for_file(heads["a.txt"]) is None
+    assert file_kinds() == "SQLite or DuckDB"

@@ -24,15 +24,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import DB, QueryBounds, SqlEngine
-from .registry import engine_for, engine_for_url, engines, url_examples
+from .registry import (
+    engine_for,
+    engine_for_file,
+    engine_for_url,
+    engines,
+    file_kinds,
+    url_examples,
+)
 
 __all__ = [
     "DB",
     "QueryBounds",
     "SqlEngine",
     "engine_for",
+    "engine_for_file",
     "engine_for_url",
     "engines",
+    "file_kinds",
     "jupysql_current",
     "resolve",
     "url_examples",

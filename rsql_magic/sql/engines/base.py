@@ -107,6 +107,8 @@ class SqlEngine:
     #: connections); ``scheme+driver`` matches too. Empty: not opened by URL.
     url_schemes: tuple[str, ...] = ()
     url_example: str = ""  # for help and error texts
+    #: how its database files begin: (offset, bytes); None for an engine without files
+    file_header: tuple[int, bytes] | None = None
     #: one connection serves concurrent tool calls (a pool), rather than one call at a time
     concurrent: bool = False
 

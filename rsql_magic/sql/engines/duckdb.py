@@ -78,6 +78,7 @@ class DuckDBEngine(SqlEngine):
     series_as_lists = True
     backslash_escapes_vary = False
     url_schemes = ("duckdb",)
+    file_header = (8, b"DUCK")
     url_example = "duckdb:///PATH"
 
     def connect(self, obj: Any) -> DB | None:
@@ -91,7 +92,9 @@ class DuckDBEngine(SqlEngine):
         try:
             import duckdb
         except ImportError:
-            raise BadConnection("DuckDB is not installed: pip install duckdb") from None
+            raise BadConnection(
+                "a DuckDB file needs DuckDB: pip install 'rsql-assistant[duckdb]'"
+            ) from None
         try:
             conn = duckdb.connect(str(path), read_only=True, config=_FILE_CONFIG)
         except Exception as e:

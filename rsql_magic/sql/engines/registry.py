@@ -7,7 +7,14 @@ import importlib
 
 from .base import SqlEngine
 
-__all__ = ["engine_for", "engine_for_url", "engines", "url_examples"]
+__all__ = [
+    "engine_for",
+    "engine_for_file",
+    "engine_for_url",
+    "engines",
+    "file_kinds",
+    "url_examples",
+]
 
 # engine name -> its module (which defines ENGINE); one line per engine
 _MODULES = {
@@ -45,6 +52,22 @@ def engine_for_url(url: str) -> SqlEngine | None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     base = scheme.split("+", 1)[0]
     return next((e for e in engines() if base and base in e.url_schemes), None)
+
+
+def engine_for_file(head: bytes) -> SqlEngine | None:
+    """The engine whose database files begin as `head` (a file's first 16 bytes), or None."""
+    for engine in engines():
+        if engine.file_header is not None:
+            at, magic = engine.file_header
+            if head[at : at + len(magic)] == magic:
+                return engine
+    return None
+
+
+def file_kinds() -> str:
+    """The engines whose files :func:`engine_for_file` knows, for error texts ("SQLite or
+    DuckDB")."""
+    return " or ".join(e.title for e in engines() if e.file_header is not None)
 
 
 def url_examples() -> str:

@@ -51,6 +51,7 @@ class SQLiteEngine(SqlEngine):
     format_widths = True
     backslash_escapes_vary = False  # plain '...' never reads escapes, whatever the settings
     url_schemes = ("sqlite",)
+    file_header = (0, b"SQLite format 3\x00")
     url_example = "sqlite:///PATH"
 
     def connect(self, obj: Any) -> DB | None:
