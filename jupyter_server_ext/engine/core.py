@@ -433,10 +433,12 @@ class Engine:
                 reply = self.replies.cache_reply(arrival, req, hit, quota)
                 return answered(reply, outcome, None, req, caller)
             # 3. admission: the caller's windows, concurrency and budget, and the key pick
-            admission, first_pick, fallback = await self._admit(req, arrival, access, hit)
+            admission, plan, fallback = await self._admit(req, arrival, access, hit)
             ex = Exchange(caller, outcome, arrival.started, arrival.trace, req, admission)
-            ex.cache_key, ex.first_pick = cache_key, first_pick
+            ex.cache_key = cache_key
             ticket = admission.ticket
+            if plan is not None and ticket.picked is not None:  # the key the admission picked
+                ex.first_pick = self.pool.take(plan, ticket.picked)
             quota = (
                 self._quota(ticket)
                 if ticket.windows_used is not None
@@ -497,10 +499,11 @@ class Engine:
 
     async def _admit(
         self, req: ChatRequest, arrival: Arrival, access: Access, hit: Cached | None
-    ) -> tuple[Admitted, Slot | float | None, str]:
+    ) -> tuple[Admitted, PickPlan | None, str]:
         """The caller's admission at the request's worst-case price, with the key pick a shared
-        pool makes in the same round trip; past a spent budget, the free fallback's admission
-        when the admin allows it ("budget"): the request windows and concurrency still hold."""
+        pool makes in the same round trip (`plan`, taken once the request is recorded); past a
+        spent budget, the free fallback's admission when the admin allows it ("budget"): the
+        request windows and concurrency still hold."""
         caller, tr = arrival.caller, arrival.trace
         price = self._admission_price(req, caller)
         plan = self._plan(req) if hit is None else None
@@ -524,17 +527,7 @@ class Engine:
                 rate_class=rate_class(caller.client),
             )
             return Admitted(self.limiter, ticket), None, "budget"
-        admitted = Admitted(self.limiter, ticket)
-        try:
-            picked = (
-                self.pool.take(plan, ticket.picked)
-                if plan is not None and ticket.picked is not None
-                else None
-            )
-        except Exception:  # a bug: no request record holds the admission yet to give it back
-            await admitted.settle(0.0, refund=True)
-            raise
-        return admitted, picked, ""
+        return Admitted(self.limiter, ticket), plan, ""
 
     async def _forwarded(self, ex: Exchange, access: Access, fallback: str) -> Reply:
         """The answer of the first usable key; the fallback model's when the budget was spent

@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from ..policy import SqlPolicy
     from ..schema.model import Schema
 
-__all__ = ["DB", "QueryBounds", "SqlEngine", "deadline_after", "file_of_url", "run_cursor"]
+__all__ = [
+    "DB",
+    "DriverDB",
+    "QueryBounds",
+    "SqlEngine",
+    "deadline_after",
+    "file_of_url",
+    "run_cursor",
+]
 
 
 def file_of_url(url: str, scheme: str) -> Path:
@@ -74,6 +82,12 @@ class QueryBounds:
     read_only: bool
     policy: SqlPolicy | None
     max_bytes: int | None
+
+    def parts(
+        self,
+    ) -> tuple[int | None, float | None, bool, SqlPolicy | None, int | None]:
+        """(max_rows, timeout_s, read_only, policy, max_bytes)."""
+        return self.max_rows, self.timeout_s, self.read_only, self.policy, self.max_bytes
 
     @property
     def guarded(self) -> bool:
@@ -201,6 +215,10 @@ class DB:
         """Run `sql`. With a `policy` (generated SQL) and `read_only`, the database's own
         read-only walls apply as well; without one (our catalog queries) only read-only.
         `max_bytes`: stop fetching at about this many bytes of rows (``Fetched.capped_bytes``)."""
+        return self.run(sql, QueryBounds(max_rows, timeout_s, read_only, policy, max_bytes))
+
+    def run(self, sql: str, bounds: QueryBounds) -> Fetched:
+        """:meth:`query`, with its bounds in one record: what each adapter implements."""
         raise NotImplementedError
 
     def rows(self, sql: str, timeout_s: float | None = 10.0) -> list[tuple[Any, ...]]:
@@ -210,3 +228,13 @@ class DB:
     def read_catalog_generically(self) -> Schema:
         """The catalog without an engine's own queries; only SQLAlchemy can."""
         raise TypeError(f"schema capture is not supported for {self.label}")
+
+
+class DriverDB(DB):
+    """A connection of an engine's own driver (sqlite3, DuckDB, psycopg): `raw` is it."""
+
+    default_label = ""
+
+    def __init__(self, conn: Any, label: str | None = None) -> None:
+        self.raw = conn
+        self.label = self.default_label if label is None else label

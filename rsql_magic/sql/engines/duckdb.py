@@ -20,7 +20,7 @@ from rsql_magic.errors import BadConnection, QueryTimeout, Refused
 from ..fetch import Fetched, fetch_bounded
 from ..functions import database_function_names, table_function_allowed, width_problem
 from ..schema.catalog import assemble
-from .base import DB, QueryBounds, SqlEngine, deadline_after, file_of_url, run_cursor
+from .base import DB, DriverDB, QueryBounds, SqlEngine, deadline_after, file_of_url, run_cursor
 
 if TYPE_CHECKING:
     from ..policy import SqlPolicy
@@ -196,24 +196,13 @@ def _memory_cap(conn: Any, max_bytes: int | None) -> Iterator[None]:
             conn.execute(f"SET memory_limit = '{str(old).replace(chr(39), '')}'")
 
 
-class DuckDB(DB):
+class DuckDB(DriverDB):
     kind = "duckdb"
     engine = ENGINE
+    default_label = "duckdb"
 
-    def __init__(self, conn: Any, label: str = "duckdb") -> None:
-        self.raw = conn
-        self.label = label
-
-    def query(
-        self,
-        sql: str,
-        *,
-        max_rows: int | None = None,
-        timeout_s: float | None = None,
-        read_only: bool = True,
-        policy: SqlPolicy | None = None,
-        max_bytes: int | None = None,
-    ) -> Fetched:
+    def run(self, sql: str, bounds: QueryBounds) -> Fetched:
+        max_rows, timeout_s, read_only, policy, max_bytes = bounds.parts()
         guarded = read_only and policy is not None
         conn = self.raw
         if guarded and policy is not None:

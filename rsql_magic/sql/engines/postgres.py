@@ -24,7 +24,7 @@ from rsql_magic.errors import BadConnection, QueryTimeout, Refused, SuperuserWar
 from ..engine_rules import replace_spans, span
 from ..fetch import Fetched, fetch_bounded
 from ..schema.catalog import assemble
-from .base import DB, QueryBounds, SqlEngine, deadline_after, run_cursor
+from .base import DB, DriverDB, QueryBounds, SqlEngine, deadline_after, run_cursor
 
 if TYPE_CHECKING:
     from sqlglot.errors import OptimizeError
@@ -160,26 +160,15 @@ class PostgresEngine(SqlEngine):
 ENGINE = PostgresEngine()
 
 
-class PostgresDBAPI(DB):
+class PostgresDBAPI(DriverDB):
     """A raw psycopg (3 or 2) connection, in autocommit mode or not, idle or in a transaction."""
 
     kind = "dbapi"
     engine = ENGINE
+    default_label = "psycopg"
 
-    def __init__(self, conn: Any, label: str = "psycopg") -> None:
-        self.raw = conn
-        self.label = label
-
-    def query(
-        self,
-        sql: str,
-        *,
-        max_rows: int | None = None,
-        timeout_s: float | None = None,
-        read_only: bool = True,
-        policy: SqlPolicy | None = None,
-        max_bytes: int | None = None,
-    ) -> Fetched:
+    def run(self, sql: str, bounds: QueryBounds) -> Fetched:
+        max_rows, timeout_s, read_only, policy, max_bytes = bounds.parts()
         conn = self.raw
         deadline = deadline_after(timeout_s)
         autocommit = bool(getattr(conn, "autocommit", False))
@@ -209,7 +198,7 @@ class PostgresDBAPI(DB):
                         else "ROLLBACK TO SAVEPOINT rsql_sql_ai"
                     )
 
-            def run(q: str) -> list[tuple[Any, ...]]:
+            def execute(q: str) -> list[tuple[Any, ...]]:
                 cur.execute(q)
                 return cur.fetchall() if cur.description else []
 
@@ -217,9 +206,9 @@ class PostgresDBAPI(DB):
                 if timeout_s:
                     cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
                 if policy is not None:
-                    pin_string_syntax(run, sql)
+                    pin_string_syntax(execute, sql)
                 if read_only and policy is not None:
-                    postgres_walls(run, policy, conn, self.label)
+                    postgres_walls(execute, policy, conn, self.label)
                 out = postgres_fetch(
                     conn,
                     sql,

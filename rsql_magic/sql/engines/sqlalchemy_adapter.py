@@ -22,7 +22,6 @@ from .base import DB, QueryBounds
 from .registry import engine_for
 
 if TYPE_CHECKING:
-    from ..policy import SqlPolicy
     from ..schema.model import Schema
 
 __all__ = ["SQLAlchemyDB", "dispose_url_pools", "from_url"]
@@ -71,17 +70,8 @@ class SQLAlchemyDB(DB):
         else:
             yield self.bind
 
-    def query(
-        self,
-        sql: str,
-        *,
-        max_rows: int | None = None,
-        timeout_s: float | None = None,
-        read_only: bool = True,
-        policy: SqlPolicy | None = None,
-        max_bytes: int | None = None,
-    ) -> Fetched:
-        bounds = QueryBounds(max_rows, timeout_s, read_only, policy, max_bytes)
+    def run(self, sql: str, bounds: QueryBounds) -> Fetched:
+        read_only, timeout_s = bounds.read_only, bounds.timeout_s
         with self.connection() as c:
             own_tx = not c.in_transaction()
             if own_tx:

@@ -25,12 +25,11 @@ from ..fetch import Fetched, fetch_bounded
 from ..functions import database_function_names
 from ..parse import parse_statements
 from ..schema.catalog import assemble
-from .base import DB, QueryBounds, SqlEngine, deadline_after, file_of_url
+from .base import DB, DriverDB, QueryBounds, SqlEngine, deadline_after, file_of_url
 
 if TYPE_CHECKING:
     from sqlglot.errors import OptimizeError
 
-    from ..policy import SqlPolicy
     from ..schema.model import Schema
 
 __all__ = ["ENGINE", "SQLiteDB", "SQLiteEngine", "sqlite_authorizer", "sqlite_string_literals"]
@@ -99,14 +98,7 @@ class SQLiteEngine(SqlEngine):
     def query_sqlalchemy(
         self, db: Any, c: Any, sql: str, bounds: QueryBounds, *, own_transaction: bool
     ) -> Fetched:
-        return SQLiteDB(c.connection.driver_connection).query(
-            sql,
-            max_rows=bounds.max_rows,
-            timeout_s=bounds.timeout_s,
-            read_only=bounds.read_only,
-            policy=bounds.policy,
-            max_bytes=bounds.max_bytes,
-        )
+        return SQLiteDB(c.connection.driver_connection).run(sql, bounds)
 
 
 ENGINE = SQLiteEngine()
@@ -128,24 +120,13 @@ def _length_cap(conn: sqlite3.Connection, max_bytes: int | None) -> Iterator[Non
         conn.setlimit(limit, old)
 
 
-class SQLiteDB(DB):
+class SQLiteDB(DriverDB):
     kind = "sqlite"
     engine = ENGINE
+    default_label = "sqlite3"
 
-    def __init__(self, conn: sqlite3.Connection, label: str = "sqlite3") -> None:
-        self.raw = conn
-        self.label = label
-
-    def query(
-        self,
-        sql: str,
-        *,
-        max_rows: int | None = None,
-        timeout_s: float | None = None,
-        read_only: bool = True,
-        policy: SqlPolicy | None = None,
-        max_bytes: int | None = None,
-    ) -> Fetched:
+    def run(self, sql: str, bounds: QueryBounds) -> Fetched:
+        max_rows, timeout_s, read_only, policy, max_bytes = bounds.parts()
         conn = self.raw
         deadline = deadline_after(timeout_s)
         timed_out = False
