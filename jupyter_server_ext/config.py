@@ -18,24 +18,22 @@ from .engine import (
     parse_rates,
     parse_upstreams,
 )
-from .engine.admission.policy_windows import parse_windows, zone
-from .engine.bodies.request import RequestLimits
+from .engine.admission.window_specs import parse_windows, zone
 from .engine.errors import ConfigError
-from .engine.monitoring.alerts import AlertSettings, parse_webhooks
 from .engine.privacy.redact import parse_context_policy, parse_redact_patterns
 from .engine.upstreams.specs import DEFAULT_LOCAL_MODEL, parse_budget_usd
 from .mcp.settings import MCPSettings, parse_mcp_settings
+from .monitoring_config import MonitoringSettings
+from .request_config import RequestSettings
 
 LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 # every default is written once, in the engine's settings; the traits below read it from there
 ENGINE = EngineSettings(upstreams=())
 LIMITS = LimitSettings()
 USER = UserRules()
-REQUEST = RequestLimits()
-ALERTS = AlertSettings()
 
 
-class RSQLProxy(CompletionSettings):
+class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
     """The shared LLM proxy: upstream keys, limits, budgets, cache and usage log."""
 
     upstreams = List(
@@ -181,34 +179,6 @@ class RSQLProxy(CompletionSettings):
         "",
         help="""File holding the pseudonym key when user_id_secret is empty (default: user-id.secret
         next to the default SQLite usage log).""",
-    ).tag(config=True)
-
-    # -- what one request may carry ---------------------------------------------------------------
-    max_body_bytes = Integer(
-        4 * 2**20,
-        help="""Largest request body accepted by the proxy's endpoints (bytes); a larger one gets a
-        413 before it is read whole. Other handlers of a Jupyter server keep their own limits.""",
-    ).tag(config=True)
-    max_json_depth = Integer(
-        REQUEST.max_json_depth, help="Deepest nesting of JSON arrays and objects in a request body."
-    ).tag(config=True)
-    max_json_containers = Integer(
-        REQUEST.max_json_containers,
-        help="""Most JSON objects and arrays in one request body. Each costs the proxy's event loop
-        about half a microsecond to check, so this bounds what one body can take from everyone
-        else's requests; a long agent conversation with tools uses a few thousand.""",
-    ).tag(config=True)
-    max_json_items = Integer(
-        REQUEST.max_json_items,
-        help="""Most JSON array items and object members in one request body (the default takes
-        OpenAI's largest embeddings request, 300,000 token ids, with room to spare).""",
-    ).tag(config=True)
-    max_messages = Integer(
-        REQUEST.max_messages, help="Most messages one chat-completions request may carry."
-    ).tag(config=True)
-    max_message_chars = Integer(
-        REQUEST.max_message_chars,
-        help="Longest text of one message (its content, or its text parts together), in characters.",
     ).tag(config=True)
 
     # -- cache ----------------------------------------------------------------------------------
@@ -384,64 +354,6 @@ class RSQLProxy(CompletionSettings):
         "budget" (the daily budget is spent; the fallback must then be free, like the local model).""",
     ).tag(config=True)
 
-    # -- alerts and tracing ----------------------------------------------------------------------
-    alert_webhooks: List[Any] = List(
-        help="""Webhooks told when something breaks, each a URL (a JSON POST) or {"url": ...,
-        "format": "slack"} (Slack-compatible {"text": ...}): a key disabled by a 401/403 or
-        re-enabled, every key of a model cooling (users refused for capacity), the global budget
-        past 80% and 100%, the error rate over 5 minutes past alert_error_rate. Alerts name
-        aliases and models, never keys or prompts; each condition alerts once per
-        alert_dedupe_seconds (once per UTC day for budgets), once for all replicas on Redis.""",
-    ).tag(config=True)
-    alert_error_rate = Float(
-        ALERTS.error_rate,
-        help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert.",
-    ).tag(config=True)
-    alert_min_requests = Integer(
-        ALERTS.min_requests,
-        help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert).",
-    ).tag(config=True)
-    alert_dedupe_seconds = Float(
-        ALERTS.dedupe_seconds, help="One alert per condition per this many seconds."
-    ).tag(config=True)
-    alert_retries = Integer(
-        ALERTS.retries,
-        help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s).",
-    ).tag(config=True)
-    alert_retry_seconds = Float(
-        ALERTS.retry_base_seconds, help="The first backoff before retrying a webhook."
-    ).tag(config=True)
-    otel = Bool(
-        ENGINE.otel,
-        help="""OpenTelemetry spans per request (admission, cache, each upstream attempt), continuing
-        the caller's traceparent; needs the `otel` extra. Exporter settings come from the standard
-        OTEL_* environment variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, ...).""",
-    ).tag(config=True)
-
-    def alert_settings(self) -> AlertSettings:
-        if not 0 < self.alert_error_rate < 1:
-            raise ConfigError(
-                f"RSQLProxy.alert_error_rate must be between 0 and 1, got {self.alert_error_rate}"
-            )
-        if self.alert_min_requests < 1:
-            raise ConfigError(
-                f"RSQLProxy.alert_min_requests must be >= 1, got {self.alert_min_requests}"
-            )
-        if self.alert_dedupe_seconds <= 0 or self.alert_retry_seconds <= 0:
-            raise ConfigError("RSQLProxy.alert_dedupe_seconds and alert_retry_seconds must be > 0")
-        if not 0 <= self.alert_retries <= 20:
-            raise ConfigError(
-                f"RSQLProxy.alert_retries must be from 0 to 20, got {self.alert_retries}"
-            )
-        return AlertSettings(
-            webhooks=parse_webhooks(list(self.alert_webhooks)),
-            error_rate=self.alert_error_rate,
-            min_requests=self.alert_min_requests,
-            dedupe_seconds=self.alert_dedupe_seconds,
-            retries=self.alert_retries,
-            retry_base_seconds=self.alert_retry_seconds,
-        )
-
     def mcp_settings(self) -> MCPSettings:
         """The MCP endpoint's settings; raises ConfigError naming the field."""
         return parse_mcp_settings(
@@ -522,23 +434,8 @@ class RSQLProxy(CompletionSettings):
             raise ConfigError(
                 f'RSQLProxy.forward_user must be "hash", "name" or "none", got {self.forward_user!r}'
             )
-        if self.max_body_bytes < 1024:
-            raise ConfigError(
-                f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}"
-            )
-        # json's C decoder recurses once per level: past several hundred it hits Python's limit
-        if not 2 <= self.max_json_depth <= 500:
-            raise ConfigError(
-                f"RSQLProxy.max_json_depth must be from 2 to 500, got {self.max_json_depth}"
-            )
-        for name in (
-            "max_messages",
-            "max_message_chars",
-            "max_json_containers",
-            "max_json_items",
-            "responses_per_user",
-            "responses_per_user_bytes",
-        ):
+        request_limits = self.request_limits()
+        for name in ("responses_per_user", "responses_per_user_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
         patterns = parse_redact_patterns(self.redact_patterns)
@@ -609,13 +506,7 @@ class RSQLProxy(CompletionSettings):
             cache_hits_count=self.cache_hits_count,
             log_prompts=self.log_prompts,
             retention_days=self.retention_days,
-            request_limits=RequestLimits(
-                max_json_depth=self.max_json_depth,
-                max_json_containers=self.max_json_containers,
-                max_json_items=self.max_json_items,
-                max_messages=self.max_messages,
-                max_message_chars=self.max_message_chars,
-            ),
+            request_limits=request_limits,
             unpriced_models=self.unpriced_models,
             forward_user=self.forward_user,
             user_id_secret=self.user_id_secret.encode(),

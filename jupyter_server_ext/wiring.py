@@ -7,13 +7,16 @@ pieces together, so ``config`` needs no backend and a backend never reads traitl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
 
 from .config import RSQLProxy
 from .engine import Engine
+from .engine.admission.shared_state import StateBackend
 from .engine.errors import ConfigError
+from .engine.monitoring.alerts import Ledger
 from .state import MemoryState
 from .store import open_store
 
@@ -31,7 +34,12 @@ def build_engine(
             )
         if path:
             settings.user_id_secret = user_id_secret(path)
-    kwargs: dict = {"state": MemoryState()}
+    spool_dir, spool_max = usage_spool(proxy, default_database)
+    settings = dataclasses.replace(
+        settings, usage_spool_dir=spool_dir, usage_spool_max_bytes=spool_max
+    )
+    state: StateBackend = MemoryState()
+    ledger: Ledger | None = None
     if proxy.state_url:
         if not proxy.state_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
@@ -39,34 +47,23 @@ def build_engine(
             )
         from .state.admission.redis import RedisState
         from .state.monitoring.alert_ledger import RedisAlertLedger
-        from .state.upstreams.shared_pool import SharedPool
 
-        state = RedisState(proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open)
-        kwargs["state"] = state
+        redis = RedisState(proxy.state_url, prefix=proxy.state_prefix, fail_open=proxy.fail_open)
+        state = redis  # its key pool is shared too (``RedisState.key_pool``)
         # one alert per condition for all replicas, and one list of recent alerts
-        kwargs["alert_ledger"] = RedisAlertLedger(state.redis, proxy.state_prefix)
-        kwargs["pool_class"] = SharedPool
-        kwargs["pool_options"] = {
-            "state": kwargs["state"],
-            "prefix": proxy.state_prefix,
-            "lease_seconds": proxy.lease_seconds,
-        }
+        ledger = RedisAlertLedger(redis.redis, proxy.state_prefix)
     url = proxy.database_url or default_database
     if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
         raise ConfigError(
             f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}"
         )
-    return Engine(
-        settings,
-        store=open_store(url),
-        usage_options=usage_options(proxy, default_database),
-        **kwargs,
-    )
+    return Engine(settings, state=state, store=open_store(url), alert_ledger=ledger)
 
 
-def usage_options(proxy: RSQLProxy, default_database: str) -> dict:
-    """Where the usage log journals its rows: the configured folder, else one beside the
-    default SQLite file (even when the rows go to PostgreSQL: the spool is local on purpose)."""
+def usage_spool(proxy: RSQLProxy, default_database: str) -> tuple[str, int]:
+    """Where the usage log journals its rows, and how much: the configured folder, else one
+    beside the default SQLite file (even when the rows go to PostgreSQL: the spool is local on
+    purpose)."""
     if proxy.usage_spool_max_bytes <= 0:
         raise ConfigError(
             f"RSQLProxy.usage_spool_max_bytes must be positive, got {proxy.usage_spool_max_bytes}"
@@ -79,7 +76,7 @@ def usage_options(proxy: RSQLProxy, default_database: str) -> dict:
             else ""
         )
         spool = os.path.join(folder, "usage-spool") if folder else "rsql_usage_spool"
-    return {"spool_dir": spool, "spool_max_bytes": proxy.usage_spool_max_bytes}
+    return spool, proxy.usage_spool_max_bytes
 
 
 def user_id_secret(path: str) -> bytes:

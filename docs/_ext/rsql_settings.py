@@ -75,10 +75,11 @@ def _default(cls: type[HasTraits], name: str, trait: TraitType[Any, Any]) -> str
 
 def settings(cls: type[HasTraits], section: str | None = None) -> list[Setting]:
     """Every ``config=True`` trait that ``cls`` or one of our base classes defines, in the
-    order the classes define them (base classes first)."""
+    order the classes define them: the class's own first (the settings a reader looks for,
+    upstreams and limits), then each base class's (one feature's settings each)."""
     out: list[Setting] = []
     seen: set[str] = set()
-    for klass in reversed(cls.__mro__):
+    for klass in cls.__mro__:
         if not _own(klass):
             continue
         for name, value in vars(klass).items():

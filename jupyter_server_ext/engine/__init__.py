@@ -1,6 +1,6 @@
 """Framework-free asyncio core of the rsql proxy.
 
-Its top level is the walk of one request (``core``, ``inflight``, ``failover``, ``replies``);
+Its top level is the walk of one request (``core``, ``exchange``, ``failover``, ``replies``);
 the rooms below it hold what each step uses: ``upstreams`` (keys and their rotation),
 ``admission`` (windows, entitlements, limits and budgets), ``bodies`` (requests, streams,
 cache), ``privacy`` (redaction and map-back), ``accounting`` (prices and the usage log) and

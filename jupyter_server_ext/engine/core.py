@@ -3,7 +3,8 @@
 Plain asyncio; hosts (the Jupyter server extension, the hub service, the in-process kernel
 mode) build it with a state backend and a usage store, hand it a parsed JSON body and a
 ``Caller`` and write back the ``Reply``. A request's steps share one ``Exchange``: admission
-and the cache here, forwarding and the fallback in ``forward``, the reply in ``replies``.
+and the cache here, which models the caller may use in ``model_choice``, the masking in
+``redaction``, forwarding and the fallback in ``failover``, the reply in ``replies``.
 """
 
 from __future__ import annotations
@@ -20,39 +21,38 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .accounting.notebooks import NotebookCosts
-from .accounting.pricing import FREE, PriceBook
+from .accounting.pricing import PriceBook
 from .accounting.usage import UsageLog, UsageStore
-from .admission.entitlements import Access, check_feature, me_fields, not_allowed, resolve
+from .admission.entitlements import Access, check_feature
 from .admission.limiter import Admitted, Limiter, Ticket, quota_headers, rate_class
-from .admission.policy_windows import PolicyWindows, zone
+from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
+from .admission.window_specs import zone
 from .apis.inline import InlineCompletions
 from .apis.native import NATIVE_APIS
 from .apis.stored import StoredResponses
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
-from .bodies.request import ChatRequest, count_files, parse_chat_request, set_end_user
-from .errors import EngineError, Forbidden, RateLimited, UpstreamError
+from .bodies.request import ChatRequest, count_files, set_end_user
+from .errors import EngineError, RateLimited, UpstreamError
+from .exchange import Arrival, Exchange, Hold, answered
 from .failover import Forwarder
-from .inflight import Arrival, Exchange, answered
+from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
 from .parsing import image_cost, parse_request
-from .privacy.offload import Offload, check_redact_size
-from .privacy.redact import Redactor
+from .privacy.offload import Offload
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
+from .redaction import Redaction
 from .replies import Replies
 from .settings import EngineSettings
 from .translated import Translated
-from .upstreams import selfhosted as self_hosted
-from .upstreams.pool import PickPlan, Pool, Slot
+from .upstreams.health import KeyHealth
+from .upstreams.pool import PickPlan, PoolRules
 from .upstreams.report import key_report
-from .upstreams.specs import Price
 from .upstreams.transport import Transports
 
-# the request fields whose text is redacted: what a provider reads as the user's words
-REDACTED_FIELDS = ("messages", "prompt", "suffix", "input")
 log = logging.getLogger("rsql.engine")
 
 
@@ -75,26 +75,24 @@ class Engine:
         *,
         state: StateBackend,
         store: UsageStore | None = None,
-        pool_class: type[Pool] = Pool,
-        pool_options: dict[str, Any] | None = None,
-        clock: Callable[[], float] = time.monotonic,
         alert_ledger: Ledger | None = None,
-        usage_options: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`state`: where the limits and the keys' windows live (this process, or Redis for
+        replicas); `store`: where usage rows go; `alert_ledger`: one record of alerts for all
+        replicas. Everything else is `settings`."""
         self.settings = settings
         self.clock = clock
-        self.pool = pool_class(
-            settings.upstreams,
+        rules = PoolRules(
             default_cooldown=settings.default_cooldown_seconds,
             breaker_threshold=settings.breaker_threshold,
             breaker_seconds=settings.breaker_seconds,
-            clock=clock,
-            **(pool_options or {}),
+            lease_seconds=settings.limits.lease_seconds,
         )
+        self.pool = state.key_pool(settings.upstreams, rules, clock)
         self.prices = PriceBook(settings.upstreams)
         self.state = state
-        self.limiter = Limiter(settings.limits, self.state)
         # the models of upstreams that run on this machine: what a local-only window allows
         self.local_models = tuple(
             dict.fromkeys(m for u in settings.upstreams if u.local for m in u.models)
@@ -107,13 +105,23 @@ class Engine:
             local_models=self.local_models,
             clock=wall_clock,
         )
-        self.limiter.window_for = self.windows.in_force
+        self.limiter = Limiter(settings.limits, self.state, window_for=self.windows.in_force)
+        self.models = ModelChoice(
+            settings,
+            self.pool,
+            self.limiter,
+            self.windows,
+            self.prices,
+            local_models=self.local_models,
+            timezone=self.timezone,
+        )
         self.caches = ClassCaches(
             max_entries=settings.cache_max_entries,
             max_bytes=settings.cache_max_bytes,
             ttl=settings.cache_ttl_seconds,
         )
         self.transports = Transports()
+        self.health = KeyHealth(self.pool, self.transports)
         self.metrics = Metrics(
             lambda: ((k.alias, self.pool.key_state(k)) for k in self.pool.keys),
             models=self.prices.configured_models(settings.default_model),
@@ -123,7 +131,8 @@ class Engine:
                 store,
                 log_prompts=settings.log_prompts,
                 retention_days=settings.retention_days,
-                **(usage_options or {}),
+                spool_dir=settings.usage_spool_dir or None,
+                spool_max_bytes=settings.usage_spool_max_bytes,
             )
             if store
             else None
@@ -131,15 +140,19 @@ class Engine:
         self.on_outcome: list[Callable[[Outcome], None]] = [self.metrics.observe]
         if self.usage is not None:
             self.on_outcome.append(self.usage.record)
-        self.alerts = Alerts(settings.alerts, ledger=alert_ledger, clock=clock)
-        if settings.limits.global_daily_budget_usd is not None:
-            self.alerts.budget_reader = self.global_spend
-        self.alerts.describe_model = self._describe_model
+        self.alerts = Alerts(
+            settings.alerts,
+            ledger=alert_ledger,
+            clock=clock,
+            budget_reader=(
+                self.global_spend if settings.limits.global_daily_budget_usd is not None else None
+            ),
+            describe_model=self._describe_model,
+        )
         self.pool.on_key_change = self._key_changed
         self.on_outcome.append(self.alerts.observe)
         # None unless tracing is on: the request path then only tests `is None`
         self.tracing: Tracing | None = Tracing.create() if settings.otel else None
-        self._health_task: asyncio.Task[Any] | None = None
         self._user_key = settings.user_id_secret or secrets.token_bytes(32)
         self.notebooks = NotebookCosts(
             self._user_key, names=settings.notebook_names, usage=self.usage
@@ -159,6 +172,7 @@ class Engine:
             drain_seconds=settings.usage_drain_seconds,
         )
         self.offload = Offload()
+        self.redaction = Redaction(settings, self.offload, self.limiter)
         self.translated = Translated(
             self.chat,
             self.speaks,
@@ -206,16 +220,12 @@ class Engine:
         if self.usage is not None:
             await self.usage.start()
         self.alerts.start()
-        if self.settings.health_check_seconds > 0 and self._health_task is None:
-            self._health_task = asyncio.ensure_future(self._health_loop())
         self.transports.start(self.settings.upstreams)
-        await self_hosted.probe(self.pool, self.transports.http)  # what self-hosted servers serve
+        await self.health.start(self.settings.health_check_seconds)
 
     async def close(self) -> None:
         """Stop background work and flush the usage log: a clean shutdown loses no rows."""
-        if self._health_task:
-            self._health_task.cancel()
-            self._health_task = None
+        self.health.stop()
         await self.replies.close()  # abandoned answers charge their estimates before the log closes
         await self.offload.close()
         if self.usage is not None:
@@ -227,27 +237,9 @@ class Engine:
         await self.pool.close()
         await self.transports.close()
 
-    async def _health_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.health_check_seconds)
-            try:
-                await self.health_check()
-            except Exception:  # a failed check must not end the loop
-                log.exception("upstream health check failed")
-
     async def health_check(self) -> dict[str, str]:
-        """Probe disabled keys with GET /models; a 2xx re-enables them. Self-hosted servers
-        are probed every time (``providers.selfhosted``)."""
-        out = {}
-        await self_hosted.probe(self.pool, self.transports.http)
-        for key in self.pool.keys:
-            if key.disabled and not key.spec.max_in_flight:
-                status = await self.transports.for_spec(key.spec).get_models(key.spec, 10.0)
-                if 200 <= status < 300:
-                    await self.pool.enable(key)
-                    log.info("upstream %s re-enabled by health check", key.alias)
-            out[key.alias] = self.pool.key_state(key)
-        return out
+        """Every key's state after probing the disabled ones (``KeyHealth.check``)."""
+        return await self.health.check()
 
     # -- alert hooks -------------------------------------------------------------------
 
@@ -292,42 +284,23 @@ class Engine:
         image = functools.partial(image_cost, self.pool)
         return parse_request(self.settings, body, endpoint, default, headers, image)
 
-    # -- entitlements and policy windows ---------------------------------------------------
+    # -- which models a caller may use (``model_choice``) ------------------------------------
 
     async def access(self, caller: Caller) -> Access:
-        """The models `caller` may use now and their defaults, after the window in force."""
-        await self.windows.refresh()
-        found = self.windows.in_force(caller.user, caller.groups)
-        return resolve(
-            self.limiter.rules_for(caller.user, caller.groups),
-            found,
-            served=self.pool.models(),
-            local_models=self.local_models,
-            proxy_default=self.settings.default_model,
-        )
+        """The models `caller` may use now and their defaults (``ModelChoice.access``)."""
+        return await self.models.access(caller)
 
     def speaks(self, api: str, model: str) -> bool:
-        """Whether a request in `api`'s shape for `model` can go upstream as it was sent: every
-        upstream serving the model speaks that API itself, and nothing of it is redacted (the
-        patterns read and rewrite the chat form); else it is translated (``translated``)."""
-        serving = self.pool.serving(model)
-        return (
-            bool(serving)
-            and not self.settings.redact_patterns
-            and all(api in key.spec.native_apis for key in serving)
-        )
+        """Whether a request in `api`'s shape goes upstream as sent (``ModelChoice.speaks``)."""
+        return self.models.speaks(api, model)
 
     def check_model(self, access: Access, model: str) -> None:
-        """Refuse `model` unless `access` allows it: inside a window, with the window's message."""
-        if access.allows(model):
-            return
-        if access.window is not None and access.span is not None:
-            raise self.windows.refusal(access.window, access.span, access.models)
-        raise not_allowed(model, access)
+        """Refuse `model` unless `access` allows it (``ModelChoice.check_model``)."""
+        self.models.check_model(access, model)
 
     async def me_access(self, caller: Caller) -> dict[str, Any]:
-        """The entitlement part of GET me: models, defaults, the window in force."""
-        return me_fields(await self.access(caller), self.timezone)
+        """The entitlement part of GET me (``ModelChoice.me_access``)."""
+        return await self.models.me_access(caller)
 
     def notebook_id(self, path: str | None) -> str | None:
         """How the usage log names a notebook (``NotebookCosts.notebook_id``)."""
@@ -434,11 +407,17 @@ class Engine:
                 return answered(reply, outcome, None, req, caller)
             # 3. admission: the caller's windows, concurrency and budget, and the key pick
             admission, plan, fallback = await self._admit(req, arrival, access, hit)
-            ex = Exchange(caller, outcome, arrival.started, arrival.trace, req, admission)
-            ex.cache_key = cache_key
             ticket = admission.ticket
-            if plan is not None and ticket.picked is not None:  # the key the admission picked
-                ex.first_pick = self.pool.take(plan, ticket.picked)
+            # the key the admission picked, held from here by the request's hold
+            pick = (
+                self.pool.take(plan, ticket.picked)
+                if plan is not None and ticket.picked is not None
+                else None
+            )
+            hold = Hold(self.pool, admission, pick)
+            ex = Exchange(
+                caller, outcome, arrival.started, arrival.trace, req, hold, cache_key=cache_key
+            )
             quota = (
                 self._quota(ticket)
                 if ticket.windows_used is not None
@@ -447,18 +426,17 @@ class Engine:
             # 4. redaction (only after admission: the user's limits bound how much text one
             # user can have scanned), then the cache with the redacted text
             if redacting:
-                ex.redactor = await self._redact(req, outcome, caller.user)
+                ex.redactor = await self.redaction.redact(req, outcome, caller.user)
                 ex.cache_key, hit = self._cached(req, arrival, cache)
                 if hit is not None and not fallback and not self.settings.cache_hits_count:
-                    await self._unpick(ex)  # a hit uses no quota: the admission is given back
-                    await admission.settle(0.0, refund=True)
+                    await hold.end(0.0, refund=True)  # a hit uses no quota: all given back
                     return ex.restored(self.replies.cache_reply(ex, req, hit, quota))
             if self.settings.log_prompts:
                 outcome.messages = req.payload.get(
                     "messages", req.payload.get("prompt", req.payload.get("input"))
                 )
             if hit is not None and not fallback:  # cache_hits_count: admitted like any request
-                await admission.settle(0.0)
+                await hold.end(0.0)
                 return ex.restored(self.replies.cache_reply(ex, req, hit, quota))
             # 5. forwarding, failover across keys and upstreams, and the fallback model
             reply = await self._forwarded(ex, access, fallback)
@@ -489,11 +467,7 @@ class Engine:
         outcome.model = req.model
         self.check_model(access, req.model)
         await count_files(req, self.offload.run, caller.user)  # PDFs' pages, off the loop
-        if self.settings.redact_patterns:  # every text that is redacted counts (`suffix` too)
-            check_redact_size(
-                {"input": [req.payload.get(n) for n in REDACTED_FIELDS]},
-                self.settings.redact_max_chars,
-            )
+        self.redaction.check_size(req)
         set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
         return access, req
 
@@ -505,7 +479,7 @@ class Engine:
         spent budget, the free fallback's admission when the admin allows it ("budget"): the
         request windows and concurrency still hold."""
         caller, tr = arrival.caller, arrival.trace
-        price = self._admission_price(req, caller)
+        price = self.models.admission_price(req, caller)
         plan = self._plan(req) if hit is None else None
         try:
             with tr.child("rsql.admission") if tr is not None else NO_SPAN:
@@ -533,21 +507,20 @@ class Engine:
         """The answer of the first usable key; the fallback model's when the budget was spent
         ("budget") or no key of the model asked for could answer ("capacity")."""
         if fallback:
-            await self._unpick(ex)
+            await ex.hold.let_go()  # the admission's pick was for the model asked for
             return await self.forwarder.fallback(ex, fallback)
         try:
             return await self.forwarder.forward(ex)
         except (RateLimited, UpstreamError) as exc:
             if not self.forwarder.may_fall_back(
-                ex.req, access, ex.caller, "capacity", exc, ex.admission.reserved
+                ex.req, access, ex.caller, "capacity", exc, ex.hold.admission.reserved
             ):
                 raise
             return await self.forwarder.fallback(ex, "capacity")
 
     async def _ended_early(self, arrival: Arrival, ex: Exchange | None, exc: BaseException) -> None:
-        """The one place a request that did not answer is settled and written down: a key slot
-        the admission took and forwarding never used given back, the admission settled (never
-        twice: ``Admitted``), the status and error on the row."""
+        """The one place a request that did not answer is ended and written down: what it holds
+        given back (``Hold.end``: never twice), the status and error on the row."""
         outcome = arrival.outcome
         if isinstance(exc, asyncio.CancelledError):  # the client went away
             if ex is not None and ex.handed_off:  # answered on and charged in the background
@@ -569,8 +542,7 @@ class Engine:
             log.error("request %s failed inside the proxy", outcome.request_id, exc_info=exc)
             status, error, cost, refund = 500, "internal_error", 0.0, not outcome.attempts
         if ex is not None:
-            await self._unpick(ex)
-            await ex.admission.settle(cost, refund=refund)
+            await ex.hold.end(cost, refund=refund)
         outcome.status, outcome.error = status, error
         self._finish(arrival)
 
@@ -599,79 +571,9 @@ class Engine:
     def _quota(self, ticket: Ticket) -> dict[str, str]:
         return quota_headers(ticket.windows, ticket.windows_used or [])
 
-    async def _unpick(self, ex: Exchange) -> None:
-        """Give back a key slot the admission took and forwarding never used."""
-        slot, ex.first_pick = ex.first_pick, None
-        if isinstance(slot, Slot):
-            await self.pool.release(slot, counted=False)
-
-    # -- privacy: redaction and pricing -----------------------------------------------------
-
     async def redact_preview(self, messages: Any, caller: Caller) -> dict[str, Any]:
-        """What `messages` would look like upstream: the redacted copy and the counts per type.
-        Bounded like a chat request (the same message caps) and admitted like one (it counts in
-        the caller's request windows, costs nothing): one user cannot make the proxy scan
-        without end."""
-        parse_chat_request(
-            {"model": "-", "messages": messages},
-            default_model="-",
-            default_max_tokens=1,
-            limits=self.settings.request_limits,
-        )
-        if not self.settings.redact_patterns:
-            return {"messages": Redactor(()).messages(messages), "redactions": {}}
-        check_redact_size({"messages": messages}, self.settings.redact_max_chars)
-        ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
-        try:
-            fields, redactor = await self.offload.redact(
-                self.settings.redact_patterns, {"messages": messages}, caller.user
-            )
-        finally:
-            await self.limiter.finish(ticket, 0.0)
-        return {"messages": fields["messages"], "redactions": dict(redactor.counts)}
-
-    async def _redact(self, req: ChatRequest, outcome: Outcome, user: str) -> Redactor:
-        """Mask personal data in what goes upstream (chat messages, a legacy prompt and the
-        `suffix` after its cursor, embeddings input), in place of the payload, before the cache
-        key, the log or a provider sees it."""
-        payload = req.payload
-        fields, redactor = await self.offload.redact(
-            self.settings.redact_patterns,
-            {n: payload[n] for n in REDACTED_FIELDS if n in payload},
-            user,
-        )
-        payload.update(fields)
-        if redactor.counts:
-            outcome.redactions = dict(redactor.counts)
-        return redactor
-
-    def _admission_price(self, req: ChatRequest, caller: Caller) -> Price:
-        """The price a reservation assumes; under a budget, also makes it a true worst case.
-
-        A budget can only hold what it can price: a model without a known price is refused
-        (unless the admin opted in with unpriced_models = "free"), and a request that set no
-        max_tokens is capped at the default it was reserved for, or its answer could cost more.
-        """
-        price = self.prices.max_price(req.model)
-        budgeted = self.limiter.budgeted(caller.user, caller.groups)
-        if price is None:
-            if budgeted and self.settings.unpriced_models != "free":
-                raise Forbidden(
-                    f"model {req.model!r} has no known price, and a daily budget applies to your "
-                    "requests, so it cannot be used. An admin can set its price on its upstream "
-                    f'("prices": {{"{req.model}": {{"input": USD per 1M tokens, "output": ...}}}} in '
-                    "c.RSQLProxy.upstreams) or let unpriced models cost 0 with "
-                    'c.RSQLProxy.unpriced_models = "free"',
-                    code="model_not_priced",
-                    extra={"param": "model"},
-                )
-            price = FREE
-        if budgeted and not req.max_tokens_set and price.output > 0 and req.cap_field:
-            # the provider sees the limit the reservation assumed (max_completion_tokens: the
-            # name every current OpenAI-compatible chat API takes, reasoning models included;
-            # the legacy completions API knows only max_tokens)
-            req.payload[req.cap_field] = req.max_tokens
-        return price
+        """What `messages` would look like upstream (``Redaction.preview``)."""
+        return await self.redaction.preview(messages, caller)
 
     def _finish(self, arrival: Arrival) -> None:
         """Write the request's row (and end its span): every request, once, however it ended."""

@@ -22,7 +22,7 @@ from .errors import (
     UpstreamFailure,
     UpstreamRejected,
 )
-from .inflight import Exchange
+from .exchange import Exchange
 from .monitoring.metrics import Metrics
 from .records import Caller, Reply
 from .replies import Replies
@@ -83,11 +83,8 @@ class Forwarder:
         failures: list[tuple[str, UpstreamFailure]] = []
         suspects: list[Slot] = []  # keys that failed this request in a way it may have caused
         for _ in range(2 * len(pool.keys) + 2):
-            first, ex.first_pick = ex.first_pick, None
             try:
-                slot = await pool.acquire(
-                    req.model, req.reserve_tokens, tried, deadline, first, req.prompt_tokens
-                )
+                slot = await ex.hold.acquire(req, tried, deadline)
             except UpstreamError:
                 if failures:  # every key was tried: say what happened to each
                     raise self._exhausted(req.model, failures, req) from None
@@ -130,13 +127,13 @@ class Forwarder:
                 if span is not None:
                     span.set_attribute("rsql.error", "cancelled")
                     span.end()
-                self.replies.adopt(ex, slot, sending)
+                self.replies.adopt(ex, sending)
                 raise
-            except BaseException:  # failed inside the proxy mid-call: the provider may have seen it
+            except BaseException:  # failed inside the proxy mid-call: the provider may have seen
+                # it, so the request's end gives the slot back counted
                 if span is not None:
                     span.set_attribute("rsql.error", "internal")
                     span.end()
-                await pool.release(slot, counted=True)
                 raise
             outcome.upstream_s += self.clock() - t_up
             if (
@@ -148,7 +145,6 @@ class Forwarder:
             await pool.succeeded(slot, reply.headers)
             for failed in suspects:  # another key served the request: those failures were the keys'
                 await pool.failed(failed, "", counted=False)
-            ex.slot = slot
             if req.stream:
                 return self.replies.stream_reply(ex, reply)
             return await self.replies.json_reply(ex, reply)
@@ -164,8 +160,8 @@ class Forwarder:
         tried: set[str],
         suspects: list[Slot],
     ) -> EngineError | None:
-        """Record a failed attempt and give its slot back: the error that ends the request, or
-        None to try another key."""
+        """Record a failed attempt and give its slot back (an accepted attempt's at the request's
+        end: it is billed): the error that ends the request, or None to try another key."""
         spec = slot.key.spec
         fail = _unserved(fail, ex.req.endpoint)
         if fail.kind == "auth" and await self._key_works(slot.key):
@@ -190,10 +186,13 @@ class Forwarder:
             # about this request alone: nothing cools, and its limit is learned, so the next
             # prompt past it is refused here; the account's other keys have the same window
             await self.pool.too_large(slot, fail.limit or None, fail.headers)
+            await ex.hold.let_go(counted=False)
             account = spec.account
             tried.update(k.alias for k in self.pool.keys if k.spec.account == account)
             return None
-        if await self._on_failure(slot, fail, ex.caller.user):
+        skip, tokens, counted = await self._on_failure(slot, fail, ex.caller.user)
+        await ex.hold.let_go(tokens=tokens, counted=counted)
+        if skip:
             tried.add(spec.name)
         if fail.kind not in (
             "rate_limited",
@@ -214,10 +213,9 @@ class Forwarder:
         (which would bill it again). It counts against the key's breaker as a failure of this
         user's (``Breaker``): a long answer asked for by one user never opens it, a key that
         hangs for two users or more does."""
-        ex.slot, ex.billed = slot, True
+        ex.billed = True  # the request's end gives the slot back, counting its reservation
         cost = self.replies.charge_worst_case(ex)
         await self.pool.failed(slot, "timeout", ex.caller.user)
-        await self.pool.release(slot, counted=True)
         wait = self.settings.upstream_timeout_seconds
         log.warning(
             "upstream %s: no answer within %g s; charged as billed, not retried",
@@ -261,31 +259,32 @@ class Forwarder:
             )
         return True
 
-    async def _on_failure(self, slot: Slot, fail: UpstreamFailure, user: str) -> bool:
-        """Record a failed attempt of `user`'s request; True when this key should not be retried
-        in this request."""
+    async def _on_failure(
+        self, slot: Slot, fail: UpstreamFailure, user: str
+    ) -> tuple[bool, int | None, bool]:
+        """Record a failed attempt of `user`'s request: whether this key should not be retried
+        in this request, and how its slot is given back (the tokens the account's window keeps,
+        None its whole reservation; whether the provider counted the request)."""
         pool, alias = self.pool, slot.key.alias
         if fail.kind == "rate_limited":
             secs = await pool.rate_limited(slot, fail.retry_after, fail.headers)
-            await pool.release(slot, counted=False)
             log.warning(
                 "upstream %s: 429, account %s cools down %.1f s", alias, slot.key.spec.account, secs
             )
-            return False  # the cooldown keeps it out; it may serve again within the deadline
+            # the cooldown keeps it out; it may serve again within the deadline
+            return False, None, False
         if fail.kind == "auth":
             await pool.disable(slot.key, f"HTTP {fail.status} from provider")
-            await pool.release(slot, counted=False)
             log.error(
                 "upstream %s: key rejected (HTTP %s); disabled until a health check passes",
                 alias,
                 fail.status,
             )
-            return True
+            return True, None, False
         if fail.kind in ("client", "unserved", "unsupported"):
             # a 4xx about the request: the provider counted a request and billed no tokens, so
             # its answer budget does not fill the account's token window for everyone
-            await pool.release(slot, tokens=0, counted=fail.kind == "client")
-            return True
+            return True, 0, fail.kind == "client"
         # a refused connection is the host's alone; an error answer may be the request's doing
         await pool.failed(
             slot,
@@ -297,9 +296,8 @@ class Forwarder:
         # huge max_tokens must not fill the account's token window. A timeout keeps the whole
         # reservation: the provider may be generating the answer still.
         answered = fail.status is not None and fail.status >= 500
-        await pool.release(slot, tokens=0 if answered else None, counted=fail.kind != "connect")
         log.warning("upstream %s failed: %s", alias, fail)
-        return True
+        return True, 0 if answered else None, fail.kind != "connect"
 
     def _exhausted(
         self,
@@ -426,7 +424,7 @@ class Forwarder:
         outcome.fallback = spec.name
         self.metrics.child(self.metrics.fallbacks, spec.name, reason).inc()
         if self.prices.max_price(model) == FREE:
-            await ex.admission.unreserve()
+            await ex.hold.admission.unreserve()
         ex.cache_key = None
         exclude = {k.spec.name for k in self.pool.keys if k.spec.name != spec.name}
         reply = await self.forward(ex, exclude=exclude)

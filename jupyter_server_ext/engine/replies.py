@@ -1,5 +1,5 @@
 """An upstream's answer, or a cached one, turned into the client's reply: usage settled, cost
-charged, the slot and the admission ticket given back, the answer cached.
+charged, the request's hold ended (``exchange.Hold``), the answer cached.
 
 The bill rule (docs/admins/limits-budgets.md, "The bill rule"): what the provider can bill for a request is
 what the user is charged. A provider bills every token it generated, whether or not the client
@@ -26,7 +26,7 @@ from .bodies.cache import Cached, ClassCaches, MemoryCache
 from .bodies.request import ChatRequest
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .errors import UpstreamFailure
-from .inflight import Arrival, Exchange
+from .exchange import Arrival, Exchange
 from .records import Reply
 from .upstreams.pool import Pool
 from .upstreams.transport.protocol import UpstreamReply
@@ -167,7 +167,7 @@ class Replies:
         limits, so that is charged (at this key's price)."""
         req, outcome = ex.req, ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, req.completion_tokens
-        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(
+        outcome.cost_usd = self.prices.price(outcome.model, ex.hold.slot.key.alias).worst(
             req.prompt_tokens, req.completion_tokens
         )
         return outcome.cost_usd
@@ -177,16 +177,16 @@ class Replies:
         one token per streamed chunk (providers send about one token a chunk)."""
         outcome = ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = ex.req.prompt_tokens, chunks
-        outcome.cost_usd = self.prices.price(outcome.model, ex.slot.key.alias).worst(
+        outcome.cost_usd = self.prices.price(outcome.model, ex.hold.slot.key.alias).worst(
             ex.req.prompt_tokens, chunks
         )
         return outcome.cost_usd
 
-    def adopt(self, ex: Exchange, slot: Any, pending: asyncio.Future[Any]) -> None:
+    def adopt(self, ex: Exchange, pending: asyncio.Future[Any]) -> None:
         """The client left while `pending` (an upstream call) was under way: the provider
         answers, and bills, all the same, so the answer is read to its end in the background
-        and charged; the slot and the ticket are given back then."""
-        ex.slot, ex.handed_off = slot, True
+        and charged; the request's hold ends then."""
+        ex.handed_off = True
         ex.outcome.status, ex.outcome.error = 499, "client_closed"
         self._spawn(self._settle_pending(ex, pending))
 
@@ -196,16 +196,14 @@ class Replies:
         except UpstreamFailure as fail:
             # refused or never reached: nothing generated; accepted and silent: the worst case
             cost = self.charge_worst_case(ex) if fail.accepted else 0.0
-            await self.pool.release(ex.slot, counted=fail.kind != "connect")
-            await ex.admission.settle(cost)
+            await ex.hold.end(cost, counted=fail.kind != "connect")
             self.finish(ex)
             return
         except asyncio.CancelledError:  # the host is closing: the provider has the request
-            self.charge_worst_case(ex)
-            await self._end(ex, None)
+            await ex.hold.end(self.charge_worst_case(ex))
             self.finish(ex)
             raise
-        await self.pool.succeeded(ex.slot, reply.headers)
+        await self.pool.succeeded(ex.hold.slot, reply.headers)
         if reply.events is None:
             # settles, caches (a retry is then a cache hit), finishes
             await self.json_reply(ex, reply)
@@ -217,7 +215,7 @@ class Replies:
         self, ex: Exchange, reply: UpstreamReply, upstream: AsyncIterator[bytes], chunks: int
     ) -> None:
         """Read a stream its client left, up to ``drain_seconds``, for the usage the provider
-        reports; then charge it (or the estimate), and give back the slot and the ticket."""
+        reports; then charge it (or the estimate), and end the request's hold."""
         tokens = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain_seconds
@@ -249,19 +247,8 @@ class Replies:
                 reply.close()
             if tokens is None:
                 self.charge_estimate(ex, chunks)
-            await self._end(ex, tokens)
+            await ex.hold.end(ex.outcome.cost_usd, tokens=tokens)
             self.finish(ex)
-
-    async def _end(self, ex: Exchange, tokens: int | None) -> None:
-        """Give back the key's slot and the caller's ticket; with shared state both writes go in
-        one batch (``Pool.batched``), so they are made together rather than one after another."""
-        release = self.pool.release(ex.slot, tokens=tokens, counted=True)
-        finish = ex.admission.settle(ex.outcome.cost_usd)
-        if self.pool.batched:
-            await asyncio.gather(release, finish)
-        else:
-            await release
-            await finish
 
     def settle_usage(self, ex: Exchange, usage: dict[str, Any] | None) -> int | None:
         """The tokens and cost an upstream reported, onto the outcome; the tokens used."""
@@ -271,14 +258,14 @@ class Replies:
         # read by UsageReader: both counts are whole numbers (count), or there is no usage
         outcome.prompt_tokens = count(usage.get("prompt_tokens")) or 0
         outcome.completion_tokens = count(usage.get("completion_tokens")) or 0
-        price = self.prices.price(outcome.model, ex.slot.key.alias)
+        price = self.prices.price(outcome.model, ex.hold.slot.key.alias)
         # prompt tokens written to the provider's cache are billed dearer (Anthropic)
         written = count(usage.get("cache_creation_input_tokens")) or 0
         outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens, written)
         return outcome.prompt_tokens + outcome.completion_tokens
 
     async def json_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
-        outcome, slot = ex.outcome, ex.slot
+        outcome, slot = ex.outcome, ex.hold.slot
         body = reply.body
         try:
             obj = json_codec.loads(body)
@@ -292,8 +279,8 @@ class Replies:
         else:
             # an answer that says nothing of its usage is charged its reservation, as a stream
             # is: otherwise an upstream that omits usage would make every answer free
-            outcome.cost_usd = ex.admission.reserved
-        await self._end(ex, tokens)
+            outcome.cost_usd = ex.hold.admission.reserved
+        await ex.hold.end(outcome.cost_usd, tokens=tokens)
         if ex.cache_key is not None and obj is not None:
             self._cache(ex).put(ex.cache_key, Cached(body))
         headers = {
@@ -308,14 +295,8 @@ class Replies:
         return Reply(200, headers, body=body)
 
     def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
-        pool, req, outcome, slot, admission, key = (
-            self.pool,
-            ex.req,
-            ex.outcome,
-            ex.slot,
-            ex.admission,
-            ex.cache_key,
-        )
+        pool, req, outcome, hold, key = self.pool, ex.req, ex.outcome, ex.hold, ex.cache_key
+        slot = hold.slot
         # a streamed answer is cached as its events (the same stream on a replay) and as the
         # completion they add up to (for a JSON request); dropped past the cache's byte limit
         collected = Collector(legacy=req.endpoint == "completions") if key is not None else None
@@ -383,10 +364,10 @@ class Replies:
                         reply.close()
                     if tokens is None:
                         if outcome.status < 400:  # ended without a usage chunk: the reservation
-                            outcome.cost_usd = admission.reserved
+                            outcome.cost_usd = hold.admission.reserved
                         else:  # broke off: what was generated until then
                             self.charge_estimate(ex, chunks)
-                    await self._end(ex, tokens)
+                    await hold.end(outcome.cost_usd, tokens=tokens)
                     self.finish(ex)
 
         headers = {

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .admission.limiter import LimitSettings
-from .admission.policy_windows import PolicyWindow
+from .admission.window_specs import PolicyWindow
 from .apis.inline import InlineSettings
 from .bodies.request import RequestLimits
 from .monitoring.alerts import AlertSettings
@@ -35,6 +35,9 @@ class EngineSettings:
     cache_hits_count: bool = False  # does a cache hit use the user's quota?
     log_prompts: bool = False
     retention_days: float = 90.0
+    # where the usage log journals rows its store has not taken yet ("": in memory only)
+    usage_spool_dir: str = ""
+    usage_spool_max_bytes: int = 256 * 2**20
     request_limits: RequestLimits = field(default_factory=RequestLimits)
     unpriced_models: str = "deny"  # while a budget applies: "deny" (refuse) or "free" (cost 0)
     forward_user: str = "hash"  # the `user` upstreams see: "hash" (a pseudonym), "name", "none"

@@ -86,3 +86,43 @@ async def test_redis_admission_picks_the_key_in_the_same_round_trip(
         await engine.close()
         await r.aclose()
     assert calls <= 20, f"{calls} script calls for 10 requests"
+
+
+async def test_a_cache_hit_after_redaction_gives_back_the_key_the_admission_picked(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+) -> None:
+    """With redaction the cache is read after admission, whose key pick (one Redis round trip
+    with it) holds a place in the key's window. A hit that counts in the caller's windows
+    (cache_hits_count) must still give that place back: a key allowing two requests a minute
+    answers one miss, its hit, and one more question."""
+    from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
+
+    fresh_provider.keys = {k: v for k, v in fresh_provider.keys.items() if v.alias == "a1"}
+    engine = await make_engine(
+        request,
+        "redis",
+        fresh_provider,
+        ["2 per 1 minute"],
+        max_wait_seconds=1,
+        redact_patterns=parse_redact_patterns(["email"]),
+        cache_hits_count=True,
+    )
+    await engine.start()
+    try:
+
+        def asking(text: str) -> dict[str, object]:
+            return {
+                "model": "fake-small",
+                "temperature": 0,
+                "messages": [{"role": "user", "content": text}],
+            }
+
+        first = await engine.chat(asking("mail bob@example.com the totals"), ALICE)
+        hit = await engine.chat(asking("mail bob@example.com the totals"), ALICE)
+        assert (first.headers["X-RSQL-Cache"], hit.headers["X-RSQL-Cache"]) == ("miss", "hit")
+        other = await engine.chat(asking("and the averages?"), ALICE)
+        assert other.status == 200, other.body
+        assert json.loads(other.body)["choices"][0]["message"]["content"]
+    finally:
+        await engine.close()

@@ -31,13 +31,10 @@ async def make_engine(
         return Engine(es, state=MemoryState())
     require("redis")
     from jupyter_server_ext.state.admission.redis import RedisState
-    from jupyter_server_ext.state.upstreams.shared_pool import SharedPool
 
     prefix = f"rsqltest-{secrets.token_hex(4)}:"
     state = RedisState(request.getfixturevalue("redis_server") + "/9", prefix=prefix)
-    engine = Engine(
-        es, state=state, pool_class=SharedPool, pool_options={"state": state, "prefix": prefix}
-    )
+    engine = Engine(es, state=state)  # its key pool shared through the same Redis
     request.addfinalizer(
         lambda: asyncio.run(_clean(request.getfixturevalue("redis_server") + "/9", prefix))
     )

@@ -116,6 +116,10 @@ def test_settings_come_in_the_order_the_class_defines_them() -> None:
     names = [s.name for s in _extension().settings(RSQLProxy)]
     own = [n for n in names if n in RSQLProxy.class_own_traits(config=True)]
     assert own[:3] == ["upstreams", "default_model", "max_wait_seconds"]
-    # and the ones of its base classes of ours (a feature's settings kept apart), first
-    assert names[0] == "inline_completions"
+    # its own first, where a reader looks for upstreams and limits; then the ones of its base
+    # classes of ours (one feature's settings each: alerts, request bounds, completions)
+    assert names[: len(own)] == own
+    features = [base.class_own_traits(config=True) for base in RSQLProxy.__mro__[1:4]]
+    assert set(names[len(own) :]) == {name for traits in features for name in traits}
+    assert "inline_completions" in names[len(own) :]
     assert set(names) == set(RSQLProxy.class_traits(config=True))

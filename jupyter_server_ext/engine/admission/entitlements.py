@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import Forbidden
 from .limiter import UserRules
-from .policy_windows import PolicyWindow, PolicyWindows, matches
+from .policy_windows import PolicyWindows
+from .window_specs import PolicyWindow, matches
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..errors import BadRequest, ConfigError, RateLimited
 from ..upstreams.specs import Rate, parse_budget_usd, parse_rates
-from .policy_windows import PolicyWindow, matches
 from .shared_state import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
+from .window_specs import PolicyWindow, matches
 
 DAY = 86400.0
 _OVERRIDABLE = (
@@ -226,14 +226,18 @@ def _reset_at(seconds: float) -> str:
 
 
 class Limiter:
-    def __init__(self, settings: LimitSettings, state: StateBackend) -> None:
+    def __init__(
+        self,
+        settings: LimitSettings,
+        state: StateBackend,
+        *,
+        window_for: Callable[[str, tuple[str, ...]], tuple[PolicyWindow, Any] | None] | None = None,
+    ) -> None:
+        """`window_for`: the policy window in force for a user (``PolicyWindows.in_force``);
+        None: no windows."""
         self.settings = settings
         self.state = state
-        # the policy window in force for a user (engine.policy_windows.PolicyWindows.in_force);
-        # set by the engine, None: no windows
-        self.window_for: (
-            Callable[[str, tuple[str, ...]], tuple[PolicyWindow, Any] | None] | None
-        ) = None
+        self.window_for = window_for
 
     def rules_for(self, user: str, groups: tuple[str, ...] = ()) -> UserRules:
         """Defaults, then each matching group override (config order: a later group's value

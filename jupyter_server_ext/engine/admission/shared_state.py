@@ -6,8 +6,12 @@ implement it, and the host that builds the engine hands it one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ..upstreams.pool import Pool, PoolRules
+from ..upstreams.specs import UpstreamSpec
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,13 @@ class StateBackend(Protocol):
 
     async def delete_blob(self, key: str) -> bool:
         """Remove a stored text; whether it was there."""
+        ...
+
+    def key_pool(
+        self, upstreams: Sequence[UpstreamSpec], rules: PoolRules, clock: Callable[[], float]
+    ) -> Pool:
+        """The upstream keys' pool on this backend: local to the process, or with its windows,
+        cooldowns and breakers shared by every replica through the same store."""
         ...
 
     async def ping(self) -> bool: ...

@@ -23,7 +23,8 @@ from typing import Any
 
 from ..admission.entitlements import Access, check_feature
 from ..admission.limiter import Limiter
-from ..admission.policy_windows import PolicyWindow, PolicyWindows
+from ..admission.policy_windows import PolicyWindows
+from ..admission.window_specs import PolicyWindow
 from ..bodies.request import CONTROL_CHARACTERS as CONTROLS  # one list: C0, C1, bidi
 from ..bodies.request import notebook_path
 from ..bodies.streams import event_json

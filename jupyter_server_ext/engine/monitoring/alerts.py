@@ -146,14 +146,16 @@ class Alerts:
         *,
         ledger: Ledger | None = None,
         clock: Callable[[], float] = time.monotonic,
+        budget_reader: Callable[[], Awaitable[tuple[float, float] | None]] | None = None,
+        describe_model: Callable[[str], list[dict[str, Any]]] | None = None,
     ) -> None:
+        """`budget_reader`: the global budget's (spent, limit), None without one;
+        `describe_model`: the state of every key serving a model, for capacity alerts."""
         self.settings = settings
         self.clock = clock
         self.ledger: Ledger = ledger or MemoryLedger(settings.keep, clock)
-        # set by the engine: the global budget's (spent, limit), or None without one
-        self.budget_reader: Callable[[], Awaitable[tuple[float, float] | None]] | None = None
-        # set by the engine: the state of every key serving a model, for capacity alerts
-        self.describe_model: Callable[[str], list[dict[str, Any]]] | None = None
+        self.budget_reader = budget_reader
+        self.describe_model = describe_model
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
         self._local: dict[str, float] = {}  # condition -> until when it is not raised again
         # [second, total, errors]

@@ -118,7 +118,8 @@ class Key:
 
 @dataclass
 class Slot:
-    """A held place on one key and its bucket, released exactly once."""
+    """A held place on one key and its bucket, given back once by the request's hold
+    (``exchange.Hold``)."""
 
     id: int
     key: Key
@@ -129,6 +130,11 @@ class Slot:
     ref: str = ""  # the slot's name in shared state (Redis pools)
     taken: float = 0.0  # when it was taken (the pool's clock): the request is sent right after
     counted: int = 0  # what of the request the provider's token window counts (``counted``)
+
+
+# A key pick's answer: a slot taken; or, none free, the seconds until one may be; or None, none
+# free and no time known (wait for a change in the pool)
+Picked = Slot | float | None
 
 
 @dataclass(slots=True)
@@ -162,23 +168,34 @@ def request_too_large(model: str, tokens: int, prompt: int, limit: int) -> BadRe
     )
 
 
+@dataclass(frozen=True)
+class PoolRules:
+    """How a pool treats its keys (the admin's settings of the same names, ``EngineSettings``)."""
+
+    default_cooldown: float = 5.0  # a 429 that says no Retry-After cools this long
+    breaker_threshold: int = 3  # failures in a row that open a key's breaker
+    breaker_seconds: float = 15.0  # how long it first stays open
+    lease_seconds: float = 600.0  # shared pools: a slot's lease in shared state, unless renewed
+
+
 class Pool:
     """Chooses keys with headroom, spreads load, waits for capacity, tracks key health."""
 
     def __init__(
         self,
         specs: Iterable[UpstreamSpec],
-        *,
-        default_cooldown: float = 5.0,
-        breaker_threshold: int = 3,
-        breaker_seconds: float = 15.0,
+        rules: PoolRules = PoolRules(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = [
-            Key(s, Breaker(threshold=breaker_threshold, base_open_seconds=breaker_seconds))
+            Key(
+                s,
+                Breaker(threshold=rules.breaker_threshold, base_open_seconds=rules.breaker_seconds),
+            )
             for s in specs
         ]
-        self.default_cooldown = default_cooldown
+        self.rules = rules
+        self.default_cooldown = rules.default_cooldown
         self.clock = clock
         self.buckets: dict[tuple[str, str], Bucket] = {}
         self._account_rates: dict[str, tuple[tuple[Rate, ...], tuple[Rate, ...]]] = {}
@@ -274,9 +291,7 @@ class Pool:
             raise request_too_large(model, tokens, prompt, max(limits, default=0))
         return ready, soonest
 
-    def try_pick(
-        self, model: str, tokens: int, exclude: set[str], prompt: int = 0
-    ) -> Slot | float | None:
+    def try_pick(self, model: str, tokens: int, exclude: set[str], prompt: int = 0) -> Picked:
         """A slot if some key has headroom now; else seconds until one may (a float), or None
         when only a release can help; raises when no key can ever serve the request."""
         now = self.clock()
@@ -328,9 +343,7 @@ class Pool:
         if slot.probe:
             slot.key.breaker.probing = False
 
-    async def pick(
-        self, model: str, tokens: int, exclude: set[str], prompt: int = 0
-    ) -> Slot | float | None:
+    async def pick(self, model: str, tokens: int, exclude: set[str], prompt: int = 0) -> Picked:
         """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
         return self.try_pick(model, tokens, exclude, prompt)
 
@@ -340,7 +353,7 @@ class Pool:
         answer comes back to ``take``."""
         return None
 
-    def take(self, plan: PickPlan, picked: tuple[int, float]) -> Slot | float | None:
+    def take(self, plan: PickPlan, picked: tuple[int, float]) -> Picked:
         """The pick the admission made for `plan`, as ``pick`` answers."""
         raise NotImplementedError
 
@@ -355,13 +368,13 @@ class Pool:
         tokens: int,
         exclude: set[str],
         deadline: float,
-        first: Slot | float | None = None,
+        first: Picked = None,
         prompt: int = 0,
     ) -> Slot:
         """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
         the first attempt's answer, when the admission already made it."""
         while True:
-            got: Slot | float | None
+            got: Picked
             if first is not None:
                 got, first = first, None
             else:
@@ -417,13 +430,12 @@ class Pool:
     async def too_large(self, slot: Slot, limit: int | None, headers: Mapping[str, str]) -> None:
         """The provider refused the slot's request as larger than its window takes: about that
         request alone, so nothing cools; its limit is learned, so a prompt past it is refused
-        here next time (``Bucket.learn_limit``: a lesson that can be believed), and the slot is
-        given back uncounted (the provider ran nothing)."""
+        here next time (``Bucket.learn_limit``: a lesson that can be believed). The request's
+        hold gives the slot back uncounted (the provider ran nothing)."""
         now = self.clock()
         slot.bucket.observe_headers(headers, now)
         if limit:
             slot.bucket.learn_limit(limit, now)
-        await self.release(slot, counted=False)
 
     async def rate_limited(
         self, slot: Slot, retry_after: float | None, headers: Mapping[str, str]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...engine.admission.shared_state import Admission, BudgetCheck, LeaseCheck, WindowCheck
+from ...engine.upstreams.pool import Pool, PoolRules
+from ...engine.upstreams.specs import UpstreamSpec
 
 SWEEP_EVERY = 60.0
 
@@ -22,6 +24,12 @@ def seconds_to_midnight(now: float) -> float:
 
 class MemoryState:
     name = "memory"
+
+    def key_pool(
+        self, upstreams: Sequence[UpstreamSpec], rules: PoolRules, clock: Callable[[], float]
+    ) -> Pool:
+        """A pool of this process's own: nothing to share."""
+        return Pool(upstreams, rules, clock)
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis  # the 'redis' extra; this module is imported only when used
@@ -19,9 +20,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...engine.admission.shared_state import Admission, BudgetCheck, LeaseCheck, WindowCheck
 from ...engine.errors import StateUnavailable
+from ...engine.upstreams.pool import Pool, PoolRules
+from ...engine.upstreams.specs import UpstreamSpec
 from ..connection.batch import Batcher
 from ..connection.pipelined import pipelined_connection, script_caller
 from ..connection.scripts import ADMIT_MANY, READ
+from ..upstreams.shared_pool import SharedPool
 
 log = logging.getLogger("rsql.state")
 
@@ -90,6 +94,22 @@ class RedisState:
             eager=True,
         )
         self.down_since: float | None = None
+
+    def key_pool(
+        self, upstreams: Sequence[UpstreamSpec], rules: PoolRules, clock: Callable[[], float]
+    ) -> Pool:
+        """A pool whose windows, cooldowns, breakers and disabled keys every replica shares,
+        through this backend's client and write batch (a request's end on the user's side and
+        the key's goes in one round trip)."""
+        return SharedPool(
+            upstreams,
+            rules,
+            clock,
+            redis=self.redis,
+            wire=self.wire,
+            batch=self.batch,
+            prefix=self.prefix,
+        )
 
     def _k(self, key: str) -> str:
         return self.prefix + key

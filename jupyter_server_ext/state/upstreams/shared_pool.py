@@ -15,15 +15,17 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...engine.upstreams.buckets import MAX_SIZE_COOLS, parse_duration, provider_stamp
-from ...engine.upstreams.pool import Key, PickPlan, Pool, Slot, counted
-from ..admission.redis import RedisState
-from ..connection.pipelined import script_caller
+from ...engine.upstreams.pool import Key, Picked, PickPlan, Pool, PoolRules, Slot, counted
+from ...engine.upstreams.specs import UpstreamSpec
+from ..connection.batch import Batcher
+from ..connection.pipelined import PipelinedConnection, script_caller
 from ..connection.scripts import COOL_FROM, EXTEND, PICK
 
 log = logging.getLogger("rsql.state")
@@ -38,22 +40,25 @@ class SharedPool(Pool):
 
     def __init__(
         self,
-        *args: Any,
-        state: RedisState,
-        prefix: str = "rsql:",
-        lease_seconds: float = 600.0,
-        **kw: Any,
+        specs: Iterable[UpstreamSpec],
+        rules: PoolRules,
+        clock: Callable[[], float],
+        *,
+        redis: aioredis.Redis,
+        wire: PipelinedConnection | None,
+        batch: Batcher,
+        prefix: str,
     ) -> None:
-        super().__init__(*args, **kw)
-        # one client and one write batch with the state backend: a request's end on the user's
-        # side and on the key's side go in the same round trip
-        self.redis = state.redis
-        self.batch = state.batch
+        super().__init__(specs, rules, clock)
+        # one client and one write batch with the state backend (``RedisState.key_pool``): a
+        # request's end on the user's side and on the key's side go in the same round trip
+        self.redis = redis
+        self.batch = batch
         self.prefix = prefix + "up:"
-        self.lease_seconds = lease_seconds
-        self._pick = script_caller(self.redis, PICK, state.wire)
-        self._extend = script_caller(self.redis, EXTEND, state.wire)
-        self._cool_from = script_caller(self.redis, COOL_FROM, state.wire)
+        self.lease_seconds = rules.lease_seconds
+        self._pick = script_caller(self.redis, PICK, wire)
+        self._extend = script_caller(self.redis, EXTEND, wire)
+        self._cool_from = script_caller(self.redis, COOL_FROM, wire)
         self._rotation = 0
 
     def plan(self, model: str, tokens: int, prompt: int = 0) -> PickPlan | None:
@@ -65,7 +70,7 @@ class SharedPool(Pool):
             else None
         )
 
-    def take(self, plan: PickPlan, picked: tuple[int, float]) -> Slot | float | None:
+    def take(self, plan: PickPlan, picked: tuple[int, float]) -> Picked:
         self._up()
         return self._taken(plan.cands, plan.args[3], plan.model, plan.tokens, plan.prompt, *picked)
 
@@ -103,7 +108,7 @@ class SharedPool(Pool):
         prompt: int,
         idx: int,
         wait: float,
-    ) -> Slot | float | None:
+    ) -> Picked:
         if idx == 0:
             return None if wait < 0 else wait
         key = cands[idx - 1]
@@ -111,9 +116,7 @@ class SharedPool(Pool):
         bucket = self.bucket(key, model)
         return self.claim_slot(key, bucket, model, tokens, self.clock(), ref=ref, weight=weight)
 
-    async def pick(
-        self, model: str, tokens: int, exclude: set[str], prompt: int = 0
-    ) -> Slot | float | None:
+    async def pick(self, model: str, tokens: int, exclude: set[str], prompt: int = 0) -> Picked:
         ready, soonest = self.screen(model, tokens, exclude, self.clock(), prompt)
         if not ready:
             return soonest if soonest != math.inf else None

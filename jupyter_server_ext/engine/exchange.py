@@ -1,0 +1,125 @@
+"""One request's exchange with the engine: its records as it arrives and once admitted
+(``Arrival``, ``Exchange``), and what it holds until it ends (``Hold``).
+
+Not "in flight": that word is the key pool's, for requests sent to a key and not yet done
+(``Key.inflight``, a self-hosted upstream's ``max_in_flight``)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from .admission.limiter import Admitted
+from .bodies.request import ChatRequest
+from .monitoring.tracing import RequestTrace
+from .privacy.mapback import restored
+from .privacy.redact import Redactor
+from .records import Caller, Outcome, Reply
+from .upstreams.pool import Picked, Pool, Slot
+
+
+class Hold:
+    """What an admitted request holds until it ends: its admission (the caller's concurrency
+    and budget reservation) and the key slot of the attempt under way. Every slot is given back
+    once, by ``let_go`` (a failed attempt) or ``end``; ``end`` is the one way a request gives
+    back what it holds, whatever ended it, and a second ``end`` does nothing."""
+
+    __slots__ = ("admission", "_pool", "_pick", "_slot", "_holding")
+
+    def __init__(self, pool: Pool, admission: Admitted, pick: Picked = None) -> None:
+        self.admission = admission
+        self._pool = pool
+        # the key pick made with the admission (``Pool.plan``) until an attempt uses it: a slot,
+        # or how long until one frees (the pool's answer when none is free now)
+        self._pick = pick
+        self._slot: Slot | None = None  # the latest attempt's slot
+        self._holding = False  # whether that slot is still held
+
+    @property
+    def slot(self) -> Slot:
+        """The latest attempt's slot: the key that answered, or was billed."""
+        if self._slot is None:
+            raise RuntimeError("no upstream attempt was made")
+        return self._slot
+
+    async def acquire(self, req: ChatRequest, exclude: set[str], deadline: float) -> Slot:
+        """A slot for the next attempt: the admission's pick first, else the pool's, waiting for
+        capacity until `deadline` (``Pool.acquire``)."""
+        pick, self._pick = self._pick, None
+        slot = await self._pool.acquire(
+            req.model, req.reserve_tokens, exclude, deadline, pick, req.prompt_tokens
+        )
+        self._slot, self._holding = slot, True
+        return slot
+
+    async def let_go(self, *, tokens: int | None = None, counted: bool = True) -> None:
+        """Give back the attempt's slot if still held (`counted`: the provider saw the request;
+        `tokens`: what it used, None its whole reservation), and an admission's pick no attempt
+        used (never counted)."""
+        pick, self._pick = self._pick, None
+        if isinstance(pick, Slot):
+            await self._pool.release(pick, counted=False)
+        if self._holding and self._slot is not None:
+            self._holding = False
+            await self._pool.release(self._slot, tokens=tokens, counted=counted)
+
+    async def end(
+        self,
+        cost_usd: float,
+        *,
+        tokens: int | None = None,
+        counted: bool = True,
+        refund: bool = False,
+    ) -> None:
+        """The request's end: the slot still held given back (as ``let_go``) and the admission
+        settled at `cost_usd` (``Admitted.settle``; `refund`: it leaves the request windows too).
+        With shared state both writes go in one batch (``Pool.batched``), so they are made
+        together rather than one after another."""
+        release = self.let_go(tokens=tokens, counted=counted)
+        settle = self.admission.settle(cost_usd, refund=refund)
+        if self._pool.batched:
+            await asyncio.gather(release, settle)
+        else:
+            await release
+            await settle
+
+
+@dataclass(slots=True)
+class Arrival:
+    """A request as it arrives: who asks, the record being written, when (latency counts from
+    here). What ends before admission (a refusal, a cache hit) needs nothing more."""
+
+    caller: Caller
+    outcome: Outcome
+    started: float  # the engine's clock at arrival
+    trace: RequestTrace | None
+
+
+@dataclass(slots=True)
+class Exchange(Arrival):
+    """An admitted request, handed from step to step; complete when built. `hold` is what it
+    holds of the caller's limits and of a key, given back once by whichever step ends it."""
+
+    req: ChatRequest
+    hold: Hold
+    redactor: Redactor | None = None
+    cache_key: str | None = None  # where the answer is cached; None: not cached
+    # the provider may bill this request though it was not answered (an accepted attempt that
+    # timed out): `outcome.cost_usd` is charged and nothing is refunded
+    billed: bool = False
+    # the client left while the provider was answering: the answer is read on in the background,
+    # which charges it and ends its hold (``Replies.adopt``)
+    handed_off: bool = False
+
+    def restored(self, reply: Reply) -> Reply:
+        """`reply` with this caller's redacted values mapped back where safe (``privacy.mapback``)."""
+        return answered(reply, self.outcome, self.redactor, self.req, self.caller)
+
+
+def answered(
+    reply: Reply, outcome: Outcome, redactor: Redactor | None, req: ChatRequest, caller: Caller
+) -> Reply:
+    """`reply` under the public model name, with the caller's redacted values mapped back where
+    safe (``privacy.mapback``)."""
+    reply.model = outcome.model
+    return restored(reply, redactor, req.endpoint, caller.client)

@@ -1,0 +1,105 @@
+"""Which models a caller may use now, and at what price a request is admitted: the
+entitlements after the policy window in force, the APIs an upstream speaks as sent, the worst
+case a budget reserves. Apart from the request's walk (``core``), which asks it."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .accounting.pricing import FREE, PriceBook
+from .admission.entitlements import Access, me_fields, not_allowed, resolve
+from .admission.limiter import Limiter
+from .admission.policy_windows import PolicyWindows
+from .bodies.request import ChatRequest
+from .errors import Forbidden
+from .records import Caller
+from .settings import EngineSettings
+from .upstreams.pool import Pool
+from .upstreams.specs import Price
+
+
+class ModelChoice:
+    """The models each caller may use, and the price their requests reserve."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        pool: Pool,
+        limiter: Limiter,
+        windows: PolicyWindows,
+        prices: PriceBook,
+        *,
+        local_models: tuple[str, ...],
+        timezone: ZoneInfo,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.limiter = limiter
+        self.windows = windows
+        self.prices = prices
+        self.local_models = local_models  # what a local-only window allows
+        self.timezone = timezone  # the admin's, for the window times GET me shows
+
+    async def access(self, caller: Caller) -> Access:
+        """The models `caller` may use now and their defaults, after the window in force."""
+        await self.windows.refresh()
+        found = self.windows.in_force(caller.user, caller.groups)
+        return resolve(
+            self.limiter.rules_for(caller.user, caller.groups),
+            found,
+            served=self.pool.models(),
+            local_models=self.local_models,
+            proxy_default=self.settings.default_model,
+        )
+
+    def speaks(self, api: str, model: str) -> bool:
+        """Whether a request in `api`'s shape for `model` can go upstream as it was sent: every
+        upstream serving the model speaks that API itself, and nothing of it is redacted (the
+        patterns read and rewrite the chat form); else it is translated (``translated``)."""
+        serving = self.pool.serving(model)
+        return (
+            bool(serving)
+            and not self.settings.redact_patterns
+            and all(api in key.spec.native_apis for key in serving)
+        )
+
+    def check_model(self, access: Access, model: str) -> None:
+        """Refuse `model` unless `access` allows it: inside a window, with the window's message."""
+        if access.allows(model):
+            return
+        if access.window is not None and access.span is not None:
+            raise self.windows.refusal(access.window, access.span, access.models)
+        raise not_allowed(model, access)
+
+    async def me_access(self, caller: Caller) -> dict[str, Any]:
+        """The entitlement part of GET me: models, defaults, the window in force."""
+        return me_fields(await self.access(caller), self.timezone)
+
+    def admission_price(self, req: ChatRequest, caller: Caller) -> Price:
+        """The price a reservation assumes; under a budget, also makes it a true worst case.
+
+        A budget can only hold what it can price: a model without a known price is refused
+        (unless the admin opted in with unpriced_models = "free"), and a request that set no
+        max_tokens is capped at the default it was reserved for, or its answer could cost more.
+        """
+        price = self.prices.max_price(req.model)
+        budgeted = self.limiter.budgeted(caller.user, caller.groups)
+        if price is None:
+            if budgeted and self.settings.unpriced_models != "free":
+                raise Forbidden(
+                    f"model {req.model!r} has no known price, and a daily budget applies to your "
+                    "requests, so it cannot be used. An admin can set its price on its upstream "
+                    f'("prices": {{"{req.model}": {{"input": USD per 1M tokens, "output": ...}}}} in '
+                    "c.RSQLProxy.upstreams) or let unpriced models cost 0 with "
+                    'c.RSQLProxy.unpriced_models = "free"',
+                    code="model_not_priced",
+                    extra={"param": "model"},
+                )
+            price = FREE
+        if budgeted and not req.max_tokens_set and price.output > 0 and req.cap_field:
+            # the provider sees the limit the reservation assumed (max_completion_tokens: the
+            # name every current OpenAI-compatible chat API takes, reasoning models included;
+            # the legacy completions API knows only max_tokens)
+            req.payload[req.cap_field] = req.max_tokens
+        return price

@@ -1,0 +1,74 @@
+"""The redaction step of a request's walk (``core``): the size bound on the text it scans, the
+masking of what goes upstream before the cache key, the log or a provider sees it, and the
+preview users ask for. The patterns and the masking itself are ``privacy.redact``'s; the
+scan runs off the event loop (``privacy.offload``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .admission.limiter import Limiter
+from .bodies.request import ChatRequest, parse_chat_request
+from .privacy.offload import Offload, check_redact_size
+from .privacy.redact import Redactor
+from .records import Caller, Outcome
+from .settings import EngineSettings
+
+# the request fields whose text is redacted: what a provider reads as the user's words
+REDACTED_FIELDS = ("messages", "prompt", "suffix", "input")
+
+
+class Redaction:
+    """The admin's redaction patterns applied to requests (none set: nothing to do)."""
+
+    def __init__(self, settings: EngineSettings, offload: Offload, limiter: Limiter) -> None:
+        self.settings = settings
+        self.offload = offload
+        self.limiter = limiter
+
+    def check_size(self, req: ChatRequest) -> None:
+        """Refuse a request with more text to scan than one request may hold: every text that
+        is redacted counts (`suffix` too)."""
+        if self.settings.redact_patterns:
+            check_redact_size(
+                {"input": [req.payload.get(n) for n in REDACTED_FIELDS]},
+                self.settings.redact_max_chars,
+            )
+
+    async def redact(self, req: ChatRequest, outcome: Outcome, user: str) -> Redactor:
+        """Mask personal data in what goes upstream (chat messages, a legacy prompt and the
+        `suffix` after its cursor, embeddings input), in place of the payload, before the cache
+        key, the log or a provider sees it."""
+        payload = req.payload
+        fields, redactor = await self.offload.redact(
+            self.settings.redact_patterns,
+            {n: payload[n] for n in REDACTED_FIELDS if n in payload},
+            user,
+        )
+        payload.update(fields)
+        if redactor.counts:
+            outcome.redactions = dict(redactor.counts)
+        return redactor
+
+    async def preview(self, messages: Any, caller: Caller) -> dict[str, Any]:
+        """What `messages` would look like upstream: the redacted copy and the counts per type.
+        Bounded like a chat request (the same message caps) and admitted like one (it counts in
+        the caller's request windows, costs nothing): one user cannot make the proxy scan
+        without end."""
+        parse_chat_request(
+            {"model": "-", "messages": messages},
+            default_model="-",
+            default_max_tokens=1,
+            limits=self.settings.request_limits,
+        )
+        if not self.settings.redact_patterns:
+            return {"messages": Redactor(()).messages(messages), "redactions": {}}
+        check_redact_size({"messages": messages}, self.settings.redact_max_chars)
+        ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
+        try:
+            fields, redactor = await self.offload.redact(
+                self.settings.redact_patterns, {"messages": messages}, caller.user
+            )
+        finally:
+            await self.limiter.finish(ticket, 0.0)
+        return {"messages": fields["messages"], "redactions": dict(redactor.counts)}
