@@ -35,8 +35,8 @@ def load_ipython_extension(ip: Any) -> None:
         register_magics(ip, magics)
     session = Session.of(ip)
     # the running cell's id and source: which notebook cell a request comes from
-    ip.events.register("pre_run_cell", session.pre_run_cell)
-    ip.events.register("post_run_cell", session.post_run_cell)
+    ip.events.register("pre_run_cell", session.cells.pre_run_cell)
+    ip.events.register("post_run_cell", session.cells.post_run_cell)
     cleanup = getattr(ip, "input_transformers_cleanup", None)
     if isinstance(cleanup, list) and protect_question_mark not in cleanup:
         cleanup.append(protect_question_mark)
@@ -51,8 +51,8 @@ def unload_ipython_extension(ip: Any) -> None:
     for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
         unregister_magics(ip, magics)
     for event, callback in (
-        ("pre_run_cell", Session.of(ip).pre_run_cell),
-        ("post_run_cell", Session.of(ip).post_run_cell),
+        ("pre_run_cell", Session.of(ip).cells.pre_run_cell),
+        ("post_run_cell", Session.of(ip).cells.post_run_cell),
     ):
         try:
             ip.events.unregister(event, callback)

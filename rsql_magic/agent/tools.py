@@ -4,8 +4,8 @@ Every argument is hostile (the model's text, maybe steered by data it read: prom
 What holds whatever the model asks:
 
 - **Nothing the model wrote runs.** A frame or R object is named, never given as code: the
-  name is looked up (``find_frames``; R's ``get`` of a string, after a strict name check),
-  never evaluated. SQL goes through :mod:`.warehouse` (%%sql_ai's guard, engine rules and
+  name is looked up (``find_frames``; R's ``get`` of a string, after a strict name check:
+  :mod:`.r_functions`), never evaluated. SQL goes through :mod:`.warehouse` (%%sql_ai's guard, engine rules and
   read-only walls). ``propose_cell`` shows a cell; Accept puts it below, never runs it.
 - **Only the notebook's own connections.** A connection is a name ``list_variables`` shows;
   a URL is refused: its user name or host would carry data out even if it never connected.
@@ -15,11 +15,11 @@ What holds whatever the model asks:
   work, which can still meet a slow object, runs in a worker thread waited for at most
   ``time_limit_s``: an error result, not a hang. SQL and R stay on the kernel's thread (a
   sqlite3 connection refuses other threads; R is single-threaded).
-- **The context policy** (the admin's from the proxy and the user's: ``Session.policy_for``)
+- **The context policy** (the admin's from the proxy and the user's: ``SessionConfig.policy_for``)
   applies to every value a result carries, as in %%ask's context; the proxy's pattern
   redaction applies when the result is sent.
 - **Text, never markup.** Results are plain text; shown as HTML, they are escaped and
-  sanitized (:func:`result_html`, the proposal view).
+  sanitized (:func:`result_html`; a proposed cell's view: :mod:`.proposal`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.display import display
@@ -39,43 +38,26 @@ from rsql_magic.context.frames import describe_frame, find_frames, frame_kind
 from rsql_magic.context.rsession import import_robjects, r_session_exists
 from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sanitize import clean_html
-from rsql_magic.session.notebook import in_execute_request
 from rsql_magic.sql.connections import DB, is_frame, jupysql_current, resolve
 
 from .calls import BadCall, ToolResult, dispatch, function_specs, one_line, sql_result
+from .proposal import Proposal, ProposalView
+from .r_functions import R_DESCRIBE, R_LIST, is_r_name, r_function
 
 if TYPE_CHECKING:
     from rsql_magic.client import ProxyClient
     from rsql_magic.session import Session
 
-__all__ = ["PROPOSAL_MIME", "KernelTools", "Proposal", "ProposalView", "ToolResult", "result_html"]
+__all__ = ["KernelTools", "ToolResult", "result_html"]
 
 MAX_LISTED = 100  # per kind in list_variables: names beyond are counted, not listed
 MAX_COLUMNS = 60  # columns described by describe_frame (the rest are counted)
 SQL_ROWS = 20  # rows run_sql returns
 LANGUAGES = ("python", "sql", "r")
-# a proposed cell for the frontend extension (frontend/src/proposal/): {"code", "language", "title"}
-PROPOSAL_MIME = "application/vnd.rsql.proposal+json"
 
 # connection objects, by the module their type comes from (as the chat panel's SQL picker)
 _CONN_MODULES = ("sqlite3", "duckdb", "_duckdb", "sqlalchemy", "psycopg", "psycopg2", "sql.")
-# an R name as R reads one (letters, digits, '.', '_'; not starting with a digit, '_' or '.'
-# and a digit), ASCII only; with the reserved words refused, it can only be looked up
-_R_NAME = re.compile(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]{0,199}")
-_R_RESERVED = frozenset(
-    "if else repeat while function for next break in TRUE FALSE NULL Inf NaN NA NA_integer_ "
-    "NA_real_ NA_character_ NA_complex_".split()
-)
 _CONNECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,199}")
-
-
-@dataclass
-class Proposal:
-    """A cell the assistant proposed (``propose_cell``)."""
-
-    code: str
-    language: str  # "python", "sql" or "r"
-    accepted: bool = False
 
 
 def result_html(result: ToolResult) -> str:
@@ -103,189 +85,6 @@ def _shape(obj: Any) -> str:
         return f"polars, {obj.height:,} rows x {obj.width} columns"
     schema = obj.collect_schema() if hasattr(obj, "collect_schema") else obj.schema
     return f"polars LazyFrame, {len(schema)} columns (not collected)"
-
-
-# -- R: one call each, the name passed as a string, never pasted into code -----------------
-
-R_LIST = r"""
-function(max_n, time_limit) {
-  setTimeLimit(elapsed = time_limit, transient = TRUE)
-  on.exit(setTimeLimit(cpu = Inf, elapsed = Inf, transient = FALSE))
-  tryCatch({
-    nms <- ls(globalenv())
-    out <- sprintf("%d", length(nms))
-    for (n in utils::head(nms, max_n)) {
-      x <- get(n, envir = globalenv(), inherits = FALSE); d <- dim(x)
-      size <- if (!is.null(d)) paste(d, collapse = " x ") else paste("length", length(x))
-      out <- c(out, sprintf("- %s: %s, %s", n, paste(class(x), collapse = "/"), size))
-    }
-    out
-  }, error = function(e) c("!error", conditionMessage(e)))
-}
-"""
-
-# str() shows first values (sample rows), summary() statistics: each only as the policy
-# allows. Redacted columns (or list elements) are replaced before either reads them; an
-# object whose own name, names or column names are redacted shows its structure only.
-# summary() of a long object reads evenly spaced rows (no RNG: the user's seed stays).
-R_DESCRIBE = r"""
-function(name, time_limit, redact, show_values, show_stats, sample_n) {
-  setTimeLimit(elapsed = time_limit, transient = TRUE)
-  on.exit(setTimeLimit(cpu = Inf, elapsed = Inf, transient = FALSE))
-  tryCatch({
-    if (!exists(name, envir = globalenv(), inherits = FALSE)) return("!missing")
-    x <- get(name, envir = globalenv(), inherits = FALSE)
-    rx <- vapply(as.character(redact), function(p) utils::glob2rx(tolower(p)), "")
-    is_red <- function(cn) {
-      if (!length(rx) || is.null(cn) || is.na(cn)) return(FALSE)
-      any(vapply(rx, function(r) tryCatch(grepl(r, tolower(cn)), error = function(e) TRUE),
-                 TRUE))
-    }
-    d <- dim(x)
-    size <- if (!is.null(d)) paste("dim", paste(d, collapse = " x ")) else paste("length", length(x))
-    out <- sprintf("R object `%s`: class %s, type %s, %s", name, paste(class(x), collapse = "/"),
-                   typeof(x), size)
-    nm <- names(x)
-    red <- function(v) length(v) > 0 && any(vapply(as.character(v), is_red, TRUE))
-    if (is_red(name) || (!is.list(x) && (red(nm) || red(colnames(x))))) {
-      return(c(out, "(values withheld by policy)"))
-    }
-    hit <- which(vapply(as.character(if (is.list(x)) nm), is_red, TRUE))
-    for (j in hit) x[[j]] <- rep("[redacted]", length(x[[j]]))
-    if (length(hit)) out <- c(out, paste("values withheld by policy:",
-                                         paste(nm[hit], collapse = ", ")))
-    if (show_values) {
-      out <- c(out, "str():", utils::capture.output(utils::str(
-        x, max.level = 1, list.len = 60, vec.len = 2, nchar.max = 60, give.attr = FALSE)))
-    } else if (is.list(x)) {
-      k <- utils::head(seq_along(x), 60)
-      out <- c(out, "elements (values withheld by policy):",
-               sprintf("- %s: %s", if (is.null(nm)) k else nm[k],
-                       vapply(k, function(j) paste(class(x[[j]]), collapse = "/"), "")))
-    }
-    if (!show_stats) return(c(out, "(summary withheld by policy)"))
-    n <- NROW(x)
-    head <- "summary():"
-    if (n > sample_n && (is.data.frame(x) || is.atomic(x))) {
-      idx <- unique(round(seq(1, n, length.out = sample_n)))
-      x <- if (is.data.frame(x)) x[idx, , drop = FALSE] else x[idx]
-      head <- sprintf("summary() of %d evenly spaced of %d rows (estimates):", length(idx), n)
-    }
-    s <- tryCatch(utils::capture.output(print(suppressWarnings(summary(x)))),
-                  error = function(e) {
-                    if (grepl("time limit", conditionMessage(e))) stop(e)
-                    paste("not available:", conditionMessage(e))
-                  })
-    c(out, head, s)
-  }, error = function(e) c("!error", conditionMessage(e)))
-}
-"""
-
-_R_FUNCS: dict[str, Any] = {}
-
-
-def _r_function(source: str) -> Any:
-    fn = _R_FUNCS.get(source)
-    if fn is None:
-        fn = _R_FUNCS[source] = import_robjects().r(source)
-    return fn
-
-
-# -- the proposal view ---------------------------------------------------------------------
-
-
-class ProposalView:
-    """A proposed cell with Accept and Reject, never run here.
-
-    Shown as one MIME bundle (:attr:`bundle`): ``application/vnd.rsql.proposal+json`` for the
-    frontend extension (``frontend/``: its Accept inserts the cell below, the one way to insert
-    from a click), this ipywidget view for frontends without it (VS Code: Accept offers the code
-    to copy), sanitized HTML for static renderers and text. :attr:`widget` carries the same
-    bundle, for the chat panel that embeds it. The code is text everywhere (escaped, then
-    sanitized, in the HTML views)."""
-
-    def __init__(self, session: Session, proposal: Proposal, cell: str, number: int) -> None:
-        import ipywidgets as W
-
-        self.session, self.proposal, self.cell = session, proposal, cell
-        self.decided = ""  # "", "accepted" or "rejected"
-        title = f"Proposed cell {number} ({proposal.language})"
-        html_view = clean_html(
-            f"<div><b>{html.escape(title)}</b> · it runs only if you accept it and then run it"
-            "</div><pre class='rsql-proposed-code' style='white-space:pre-wrap'>"
-            f"{html.escape(cell)}</pre>"
-        )
-        self.code = W.HTML(html_view)
-        self.accept_btn = W.Button(description="Accept", icon="check", button_style="success")
-        self.accept_btn.tooltip = "Put this cell below (it does not run)"
-        self.reject_btn = W.Button(description="Reject", icon="times")
-        self.note = W.HTML("")
-        # the fallback when the frontend cannot take a cell now: a text area's value is text
-        self.copy_area = W.Textarea(value="", layout=W.Layout(width="100%", display="none"))
-        self.accept_btn.on_click(lambda _b: self.accept())
-        self.reject_btn.on_click(lambda _b: self.reject())
-        self.box = W.VBox(
-            [self.code, W.HBox([self.accept_btn, self.reject_btn]), self.note, self.copy_area]
-        )
-        self.box.add_class("rsql-proposal")
-        # the cell as the kernel prepared it (%%R / %%sql on top when those magics are loaded):
-        # the extension inserts exactly this
-        self.bundle: dict[str, Any] = {
-            PROPOSAL_MIME: {"code": cell, "language": proposal.language, "title": title},
-            "application/vnd.jupyter.widget-view+json": {
-                "version_major": 2,
-                "version_minor": 0,
-                "model_id": self.box.model_id,
-            },
-            "text/html": html_view,
-            "text/plain": f"{title}:\n{cell}",
-        }
-        # an Output widget whose one output is the bundle (set as state, not captured from a
-        # running cell: the chat panel shows proposals from its worker's hand-off)
-        self.widget = W.Output()
-        self.widget.outputs = (
-            {"output_type": "display_data", "data": self.bundle, "metadata": {}},
-        )
-        self.widget.add_class("rsql-proposal-output")
-
-    def say(self, text: str) -> None:
-        self.note.value = clean_html(
-            f"<span style='font-size:85%;opacity:.8'>{html.escape(text)}</span>"
-        )
-
-    def _decide(self, what: str) -> bool:
-        if self.decided:
-            return False  # one decision per proposal
-        self.decided = what
-        self.accept_btn.disabled = self.reject_btn.disabled = True
-        return True
-
-    def accept(self) -> bool:
-        """Put the cell below; True when the frontend took it. It is never executed here."""
-        if not self._decide("accepted"):
-            return False
-        self.proposal.accepted = True
-        # ipykernel delivers set_next_input only with a running cell's reply; from a click
-        # (a comm message) it would arrive with the next cell's, in the wrong place
-        if in_execute_request(self.session.shell):
-            if self.session.insert_cell(self.cell, self.proposal.language, title="Accepted cell"):
-                self.say("Accepted: the cell is below. It has not run; run it when ready.")
-                return True
-            self.say("Accepted (batch run: shown in the output, not inserted).")
-            return False
-        self.copy_area.value = self.cell
-        self.copy_area.layout.display = ""
-        self.say(
-            "Accepted. The notebook takes new cells only while a cell runs, so copy this into "
-            "a new cell below (Ctrl/Cmd+A, Ctrl/Cmd+C). Nothing has run."
-        )
-        return False
-
-    def reject(self) -> bool:
-        if not self._decide("rejected"):
-            return False
-        self.say("Rejected: nothing was inserted and nothing ran.")
-        return True
 
 
 # -- the tools -----------------------------------------------------------------------------
@@ -372,7 +171,7 @@ class KernelTools:
         done = 0
         for view in self.views:
             if view.decided == "accepted" and view.copy_area.layout.display == "":
-                if self.session.insert_cell(view.cell, view.proposal.language):
+                if self.session.cells.insert_cell(view.cell, view.proposal.language):
                     view.copy_area.layout.display = "none"
                     view.say("Accepted: the cell is below. It has not run.")
                     done += 1
@@ -381,7 +180,7 @@ class KernelTools:
     # -- helpers -------------------------------------------------------------------------------
 
     def _policy(self) -> ContextPolicy:
-        return self.session.policy_for(self.client)[0]
+        return self.session.config.policy_for(self.client)[0]
 
     def _in_worker(self, what: str, work: Callable[[], str]) -> str:
         """`work()` in a worker thread, waited for at most ``time_limit_s``. A late worker is
@@ -428,7 +227,7 @@ class KernelTools:
         ns = self.session.shell.user_ns
         if name in ns and not (is_frame(ns[name]) or _is_connection(ns[name])):
             raise BadCall(f"{name} is not a connection ({type(ns[name]).__name__})")
-        db, _label = self.session.resolve_connection(name or None)
+        db, _label = self.session.sql_runner.resolve_connection(name or None)
         return db
 
     # -- the tools -----------------------------------------------------------------------------
@@ -462,7 +261,7 @@ class KernelTools:
         r_count = 0
         if r_session_exists():
             left = max(0.05, deadline - time.monotonic())
-            out = [str(s) for s in _r_function(R_LIST)(MAX_LISTED, left)]
+            out = [str(s) for s in r_function(R_LIST)(MAX_LISTED, left)]
             if out and out[0] == "!error":
                 lines.append(f"R objects: not listed ({' '.join(out[1:])})")
             else:
@@ -472,7 +271,7 @@ class KernelTools:
                     lines.append(f"- ... {r_count - MAX_LISTED} more")
         else:
             lines.append("R objects: no R session in this kernel")
-        err = self.session.last_error()
+        err = self.session.cells.last_error()
         if err is not None:
             at = f"In [{err.execution_count}]" if err.execution_count is not None else "a cell"
             lines.append(f"last error: {at} {err.ename} (last_error shows it)")
@@ -486,7 +285,7 @@ class KernelTools:
             raise BadCall(
                 f"no DataFrame named {name[:60]!r}; DataFrames: {known}", "refused: unknown"
             )
-        df, policy, ask = frames[name], self._policy(), self.session.ask
+        df, policy, ask = frames[name], self._policy(), self.session.config.ask
         kind = frame_kind(df)
         ncols = len(df.columns) if kind in ("pandas", "polars") else 0
         part = df
@@ -516,7 +315,7 @@ class KernelTools:
         return ToolResult(text, shape.replace(" x ", " × "))
 
     def _r_describe(self, name: str) -> ToolResult:
-        if not _R_NAME.fullmatch(name) or name in _R_RESERVED:
+        if not is_r_name(name):
             raise BadCall(
                 f"{one_line(name)[:60]!r} is not an R variable name: r_describe takes the "
                 "name of an R object (list_variables shows them), never an expression",
@@ -524,12 +323,12 @@ class KernelTools:
             )
         if not r_session_exists():
             raise BadCall("no R session runs in this kernel", "refused: no R session")
-        policy, ask = self._policy(), self.session.ask
+        policy, ask = self._policy(), self.session.config.ask
         t0 = time.monotonic()
         # str() shows values (sample rows); summary() is statistics
         flags = (policy.sample_rows and policy.value_stats, policy.value_stats)
         redact = import_robjects().StrVector(list(policy.redact_columns))
-        describe = _r_function(R_DESCRIBE)
+        describe = r_function(R_DESCRIBE)
         out = [str(s) for s in describe(name, self.time_limit_s, redact, *flags, ask.stats_sample)]
         if out and out[0] == "!missing":
             raise BadCall(f"no R variable named {name} (see list_variables)", "refused: unknown")
@@ -553,7 +352,7 @@ class KernelTools:
             question,
             policy=self._policy(),
             budget_tokens=max(200, self.max_chars // 4),
-            sql_policy=self.session.sql_policy(),
+            sql_policy=self.session.config.sql_policy(),
         )
         tables = sum(1 for ln in text.splitlines() if ln.lstrip().upper().startswith("CREATE "))
         return ToolResult(text, f"{tables} tables ({db.dialect or 'SQL'})")
@@ -565,7 +364,7 @@ class KernelTools:
         res = warehouse.run_sql(
             db,
             sql,
-            sql_policy=self.session.sql_policy(),
+            sql_policy=self.session.config.sql_policy(),
             policy=self._policy(),
             max_rows=SQL_ROWS,
             timeout_s=self.time_limit_s,
@@ -574,7 +373,7 @@ class KernelTools:
         return sql_result(res)
 
     def _last_error(self) -> ToolResult:
-        err = self.session.last_error()
+        err = self.session.cells.last_error()
         if err is None:
             return ToolResult("No cell has failed in this session.", "no error")
         text = err.as_text()
@@ -592,7 +391,7 @@ class KernelTools:
         proposal = Proposal(code, lang)
         self.proposals.append(proposal)
         number = len(self.proposals)
-        # the magic the cell needs on top, when its extension is loaded (Session.cell_code's rule)
+        # the magic the cell needs on top, when its extension is loaded (Cells.cell_code's rule)
         manager = getattr(self.session.shell, "extension_manager", None)
         loaded: set[str] = getattr(manager, "loaded", set())
         cell = code
@@ -600,8 +399,8 @@ class KernelTools:
             cell = "%%R\n" + code
         elif lang == "sql" and "sql" in loaded:
             cell = "%%sql\n" + code
-        if self.batch or self.session.is_batch():
-            self.session.insert_cell(cell, lang, title=f"Proposed cell {number}", batch=True)
+        if self.batch or self.session.config.is_batch():
+            self.session.cells.insert_cell(cell, lang, title=f"Proposed cell {number}", batch=True)
             shown = f"Proposal {number} is shown in the output (batch run: not inserted, not run)."
             return ToolResult(shown, "proposed (batch run: shown)")
         view = ProposalView(self.session, proposal, cell, number)

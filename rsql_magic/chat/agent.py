@@ -10,7 +10,7 @@ result; nothing ever runs on the worker.
 Every step is shown as it happens: the tool, its arguments as the model wrote them, the
 result's summary and size and the time it took, with the whole result folded under it. All of
 it is the model's or the data's text: escaped, then sanitized, never live HTML. A proposed
-cell shows in the panel (:class:`~rsql_magic.agent.tools.ProposalView`: text, Accept, Reject;
+cell shows in the panel (:class:`~rsql_magic.agent.proposal.ProposalView`: text, Accept, Reject;
 Accept never runs it). Stop ends the turn at once and the request in flight with it: the
 worker's hang-up closes its connection, from the moment it is made, so the proxy sees the
 client go and settles the request as a dropped stream (billed for what was streamed). The turn
@@ -29,7 +29,8 @@ import ipywidgets as W
 
 from rsql_magic.agent.loop import ENDED, Step, run_turn
 from rsql_magic.agent.loop import Turn as AgentTurn
-from rsql_magic.agent.tools import KernelTools, ProposalView, ToolResult, result_html
+from rsql_magic.agent.proposal import ProposalView
+from rsql_magic.agent.tools import KernelTools, ToolResult, result_html
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import ProxyError, StreamStopped
 from rsql_magic.sanitize import clean_html

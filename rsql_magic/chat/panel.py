@@ -103,7 +103,7 @@ class ChatPanel(ChatWidgets):
         self.last_frame: Any = None
         self.dropped_messages = 0
         # history gets its own share of the context's size: the context stays as %%ask sends it
-        budget = self.session.ask.context_tokens
+        budget = self.session.config.ask.context_tokens
         self.history_tokens = int(history_tokens if history_tokens is not None else budget)
         self._lock = threading.Lock()
         self._armed = False
@@ -138,7 +138,7 @@ class ChatPanel(ChatWidgets):
 
     def client(self) -> ProxyClient:
         """The proxy client: the one given, else the session's."""
-        return self._client_override or self.session.client()
+        return self._client_override or self.session.config.client()
 
     def _client_or_unavailable(self) -> ProxyClient:
         """For building messages: a missing proxy is reported when something is sent."""
@@ -149,7 +149,7 @@ class ChatPanel(ChatWidgets):
 
     @property
     def model(self) -> str | None:
-        return self.session.model(self._model)
+        return self.session.config.model(self._model)
 
     @property
     def busy(self) -> bool:
@@ -283,17 +283,17 @@ class ChatPanel(ChatWidgets):
             return False
         session, ask, model, batch = (
             self.session,
-            self.session.ask,
+            self.session.config.ask,
             self.model,
-            self.session.is_batch(),
+            self.session.config.is_batch(),
         )
         try:  # a model the admin does not allow: said here, nothing sent
-            session.check_models(client, [model], option=bool(self._model))
+            session.config.check_models(client, [model], option=bool(self._model))
         except UsageError as e:
             self.set_status(f"rsql: {e}", "error")
             return False
         # taken here, on the kernel's main thread: the answer streams in a worker
-        origin = session.origin()
+        origin = session.cells.origin()
         turn = self.add_turn(q)
         self.turns.append(turn)
         turn.notes = notes
@@ -332,7 +332,7 @@ class ChatPanel(ChatWidgets):
     ) -> None:
         """Agent mode: the whole turn in the worker; the tools, made here, run on this (the
         main) thread; its limits are the session's ``agent_max_steps`` / ``agent_max_tokens``."""
-        session, ask = self.session, self.session.ask
+        session, ask = self.session, self.session.config.ask
         run = AgentRun.start(session, client, batch, model)
         turn.agent = run
         self.add_steps(turn, run.box)
@@ -438,7 +438,7 @@ class ChatPanel(ChatWidgets):
         self.last_me = me if isinstance(me, dict) else None
         remember_me(client, me)  # the admin's policy comes with it: keep it fresh
         # the model this panel asks: its own, the configured one, else the user's default
-        model = self.session.model(self._model, client=client)
+        model = self.session.config.model(self._model, client=client)
         self.usage.value = usage_html(usage_line(me, model) if isinstance(me, dict) else "")
 
     # -- the context view ------------------------------------------------------------------
@@ -493,7 +493,7 @@ class ChatPanel(ChatWidgets):
 
     def cell_code(self, turn: Turn | int = -1) -> str:
         """The answer's first code block as a cell: ``%%R`` / ``%%sql`` when those are loaded."""
-        found = self.session.cell_code(self._turn(turn).answer, self._lang())
+        found = self.session.cells.cell_code(self._turn(turn).answer, self._lang())
         return found[1] if found else ""
 
     def _on_copy(self, turn: Turn, copied: bool | None, reason: str) -> None:
@@ -522,13 +522,13 @@ class ChatPanel(ChatWidgets):
         if not self.turns:
             return False
         t = self._turn(turn)
-        found = self.session.cell_code(t.answer, self._lang())
+        found = self.session.cells.cell_code(t.answer, self._lang())
         if found is None:
             self.set_status("This answer has no code block.", "warn")
             return False
         lang, code = found
         if _in_execute_request(self.shell):
-            if self.session.insert_cell(code, lang):
+            if self.session.cells.insert_cell(code, lang):
                 self.set_status("Code inserted as a new cell below.")
                 return True
             self.set_status("Batch run: the code is shown in the cell's output.")
@@ -554,21 +554,21 @@ class ChatPanel(ChatWidgets):
         session = self.session
         out = self.add_result(t)
         try:
-            db, _cell_name = session.resolve_connection(connection_name(self.sql.value))
+            db, _cell_name = session.sql_runner.resolve_connection(connection_name(self.sql.value))
         except (SqlAIError, TypeError) as e:
             out.value = error_html(getattr(e, "message", str(e)))
             return None
         try:
             # the answer already in the chat is the first attempt; the retries are SQL to run,
             # asked as an SQL client, into which the proxy maps no redacted value back
-            complete = session.sql_completer(
+            complete = session.sql_runner.sql_completer(
                 self.client(),
                 model=self.model,
                 client_kind="sql",
-                batch=session.is_batch(),
+                batch=session.config.is_batch(),
                 first_answer=t.answer,
             )
-            res = session.run_sql(t.question, db, complete)
+            res = session.sql_runner.run_sql(t.question, db, complete)
         except SqlAIError as e:
             t.sql_result = e
             out.value = sql_error_html(e)
@@ -580,7 +580,7 @@ class ChatPanel(ChatWidgets):
         t.sql_result = res
         self.last_frame = res.frame
         self._ns()["_chat_df"] = res.frame
-        out.value = sql_result_html(res, db.label, session.sql.display_rows)
+        out.value = sql_result_html(res, db.label, session.config.sql.display_rows)
         if complete.calls:
             threading.Thread(target=self.refresh_usage, daemon=True).start()
         return res.frame

@@ -18,8 +18,9 @@ object below under ``data["application/json"]`` of the expression's result::
 It runs on the kernel's main thread between the user's cells, so it is cheap and bounded:
 
 - **Import**: this module imports the standard library only (and the package's two small
-  collectors, :mod:`.frames` and :mod:`.rsession`, which import nothing more). pandas, polars,
-  numpy and rpy2 are read from ``sys.modules`` when the user has imported them, never imported.
+  collectors, :mod:`.frames` and :mod:`.rsession`, and its own two parts, :mod:`.inline_bounds`
+  and :mod:`.inline_tables`, which import nothing more). pandas, polars, numpy and rpy2 are
+  read from ``sys.modules`` when the user has imported them, never imported.
 - **Time**: a budget (``budget_ms``, default 15 ms) checked between items (a frame, a column
   label that is not a plain ``str``, every 32 plain ones, an R object, a table, a variable);
   when it is spent the collection stops and says ``truncated: true``.
@@ -28,13 +29,11 @@ It runs on the kernel's main thread between the user's cells, so it is cheap and
   tables and R first, each within a share of it, then the frames with all that is left).
 - **R**: only an R that is already running (rpy2 imported, R initialized); R is never started.
   One R call lists the data.frames' names and column names, under its own time limit.
-- **Tables**: the names of schemas ``%%sql_ai`` captured (:func:`remember_schema`), and of the
-  local databases the namespace holds (a ``sqlite3`` or DuckDB connection, a SQLAlchemy engine
-  or connection of either; file or memory): their catalog is read by ``capture_schema`` (bounded,
-  read-only) at most one new database per request, within half the time left, and remembered
-  by the connection's identity for ``CAPTURE_TTL_S``. A network database (PostgreSQL, a DuckDB
-  with one attached) is never read from the editor. ``capture_schema``'s module (sqlglot) is
-  imported in a background thread the first time one is seen, so that request lists none.
+- **Tables** (:mod:`.inline_tables`, which says how): the names of schemas ``%%sql_ai``
+  captured (:func:`remember_schema`), and of the local databases the namespace holds (SQLite,
+  DuckDB, file or memory), read by ``capture_schema`` (bounded, read-only) at most one new
+  database per request, within half the time left, and remembered for ``CAPTURE_TTL_S``. A
+  network database is never read from the editor, and sqlglot is never imported on its thread.
 - **Hostile input**: column labels and names are user data; they are only turned into strings
   and put into JSON, never evaluated. A label whose ``__str__`` raises is skipped, and a slow
   one is caught by the time budget at the next check.
@@ -52,14 +51,14 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 import types
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from .frames import frame_kind
+from .inline_bounds import MAX_COLUMNS, MAX_NAME, Bounds, json_length
+from .inline_tables import collect_tables, remember_schema
 from .rsession import r_session_exists
 
 __all__ = ["InlineContext", "frontend_context", "remember_schema"]
@@ -68,13 +67,9 @@ DEFAULT_BUDGET_MS = 15.0
 MAX_BYTES = 32_000  # JSON characters, about
 MAX_FRAMES = 50
 MAX_R = 50
-MAX_TABLES = 100
 MAX_VARIABLES = 50
-MAX_COLUMNS = 200  # per frame, R data.frame or table
-MAX_NAME = 100  # characters of one name or column label
 MAX_TYPE = 60  # characters of one dtype / type name
-MAX_CONNECTIONS = 16  # remembered schemas per shell
-CAPTURE_TTL_S = 60.0  # a local database's captured names serve this long, then are read again
+# (MAX_NAME and MAX_COLUMNS: .inline_bounds; MAX_TABLES, CAPTURE_TTL_S: .inline_tables)
 _CHECK_EVERY = 32  # plain str column labels between two looks at the clock
 
 # IPython's own names (also skipped through ``shell.user_ns_hidden``)
@@ -116,211 +111,7 @@ class InlineContext:
         )
 
 
-# -- schemas captured elsewhere, handed over by name ----------------------------------------
-
-# shell -> {connection label: [(table name, [column names])]}, most recently captured last
-_SCHEMAS: weakref.WeakKeyDictionary[Any, dict[str, list[tuple[str, list[str]]]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def remember_schema(shell: Any, connection: str, schema: Any) -> None:
-    """Keep the table and column names of a schema `shell`'s session has captured, for
-    :func:`frontend_context`.
-
-    `connection`: how the user names it (a variable, ``"frames"``, a URL); `schema`: a
-    :class:`rsql_magic.sql.schema.Schema` (read as any object with ``tables``, each with
-    ``name``, ``db`` and ``columns`` of ``name``). Only names are kept, bounded (100 tables of
-    200 columns, 16 connections per shell): no values, nothing the schema object holds.
-    A table outside the schema's ``default_db`` is named ``db.table``.
-    """
-    tables = _schema_names(schema)
-    try:
-        known = _SCHEMAS.setdefault(shell, {})
-    except TypeError:  # a shell that cannot be weakly referenced: nothing is kept
-        return
-    label = str(connection)[:MAX_NAME]
-    known.pop(label, None)
-    known[label] = tables
-    while len(known) > MAX_CONNECTIONS:
-        known.pop(next(iter(known)))
-
-
-def _schema_names(schema: Any) -> list[tuple[str, list[str]]]:
-    """A captured schema's table and column names, bounded; nothing else of it."""
-    default_db = str(getattr(schema, "default_db", "") or "")
-    tables: list[tuple[str, list[str]]] = []
-    for t in list(getattr(schema, "tables", ()) or ())[:MAX_TABLES]:
-        try:
-            name = str(t.name)
-            db = str(getattr(t, "db", "") or "")
-            if db and default_db and db != default_db:
-                name = f"{db}.{name}"
-            cols = [str(c.name)[:MAX_NAME] for c in list(t.columns)[:MAX_COLUMNS]]
-        except Exception:  # a table we cannot read is left out
-            continue
-        tables.append((name[:MAX_NAME], cols))
-    return tables
-
-
-# -- local databases in the namespace, captured once and remembered -------------------------
-
-# shell -> {id of a connection: (the connection, expiry, its tables)}. The entry holds the
-# object itself (sqlite3's cannot be weakly referenced), so its id is never another's while the
-# entry lives; each request drops the entries of connections gone from the namespace. A failed
-# capture is remembered too, so it is not tried again on every keystroke.
-_CAUGHT: weakref.WeakKeyDictionary[Any, dict[int, tuple[Any, float, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-_BACKENDS = "rsql_magic.sql.schema.backends"  # capture_schema's module: sqlglot and all
-_LOADING: list[threading.Thread] = []  # the one background import of it, once per process
-# (a capture may use this share of the time left; the database kinds read from the editor:
-# local files or memory only, never a network database on a keystroke)
-_CAPTURE_TIME_SHARE = 0.5
-# SQLAlchemy dialects whose engines may read locally, told before capture_schema's module is
-# imported (the engine itself then decides: SqlEngine.reads_locally)
-_LOCAL_DIALECTS = ("sqlite", "duckdb")
-
-
-class _NotYet(Exception):
-    """capture_schema's module is being imported in the background."""
-
-
-def _local_database(obj: Any) -> bool:
-    """Whether `obj` is a SQLite or DuckDB connection (a SQLAlchemy engine or connection of
-    one): recognised as ``connections.resolve`` does, reading only modules already imported."""
-    kind = type(obj)
-    sqlite3 = sys.modules.get("sqlite3")
-    if sqlite3 is not None and isinstance(obj, sqlite3.Connection):
-        return True
-    mod = getattr(kind, "__module__", "") or ""
-    if mod.startswith(("duckdb", "_duckdb")):
-        return kind.__name__ == "DuckDBPyConnection"
-    engine = sys.modules.get("sqlalchemy.engine") if mod.startswith("sqlalchemy") else None
-    if engine is not None and isinstance(obj, (engine.Engine, engine.Connection)):
-        return getattr(getattr(obj, "dialect", None), "name", "") in _LOCAL_DIALECTS
-    return False
-
-
-def _load_backends() -> tuple[Any | None, bool]:
-    """(capture_schema's module or None, whether it may still come). Its import takes a few
-    hundred ms, far past a keystroke's budget: it is begun in a thread, once, and a later
-    request uses it."""
-    if _LOADING and _LOADING[0].is_alive():  # meanwhile sys.modules may hold it half made
-        return None, True
-    mod = sys.modules.get(_BACKENDS)
-    if mod is not None or _LOADING:  # imported (by the user's %%sql_ai too), or failed
-        return mod, False
-
-    def load() -> None:
-        try:
-            __import__(_BACKENDS)
-        except Exception:  # no capture then; frames and variables still go
-            pass
-
-    _LOADING.append(threading.Thread(target=load, name="rsql-inline-import", daemon=True))
-    _LOADING[0].start()
-    return None, True
-
-
-def _capture(obj: Any, timeout_s: float) -> list[tuple[str, list[str]]]:
-    """The table and column names of a local database, read by capture_schema (bounded in time
-    and size, read-only); a DuckDB with a network database attached is not read."""
-    backends, coming = _load_backends()
-    if backends is None:
-        if coming:
-            raise _NotYet
-        return []
-    db = backends.as_db(obj)
-    if not db.engine.reads_locally(db, timeout_s):
-        return []
-    return _schema_names(backends.capture_schema(db, timeout_s=timeout_s))
-
-
-def _connection_tables(
-    shell: Any, others: list[tuple[str, Any]], b: _Bounds
-) -> list[tuple[str, list[tuple[str, list[str]]]]]:
-    """(variable name, tables) of the local databases in the namespace: remembered ones, and
-    at most one new capture per request, within the time left."""
-    try:
-        caught = _CAUGHT.setdefault(shell, {})
-    except TypeError:
-        return []
-    now = time.monotonic()
-    out: list[tuple[str, list[tuple[str, list[str]]]]] = []
-    tried, present = False, set()
-    for name, obj in others:
-        if b.out_of_time():
-            return out  # the entries not looked at stay
-        try:
-            if not _local_database(obj):
-                continue
-        except Exception:
-            continue
-        present.add(id(obj))
-        entry = caught.get(id(obj))
-        if entry is None or entry[0] is not obj or entry[1] < now:
-            left = (b.deadline - time.perf_counter()) * _CAPTURE_TIME_SHARE
-            if tried or left <= 0.001:
-                b.truncated = True
-                continue
-            tried = True
-            try:
-                tables = _capture(obj, left)
-            except _NotYet:  # capture_schema is still loading: asked on a later keystroke
-                b.truncated = True
-                continue
-            except Exception:  # closed, locked, too slow: remembered as empty
-                tables = []
-            caught.pop(id(obj), None)
-            caught[id(obj)] = entry = (obj, now + CAPTURE_TTL_S, tables)
-        if entry[2]:
-            out.append((name[:MAX_NAME], entry[2]))
-    for gone in set(caught) - present:  # no longer in the namespace: let it be freed
-        del caught[gone]
-    while len(caught) > MAX_CONNECTIONS:
-        caught.pop(next(iter(caught)))
-    return out
-
-
 # -- the collection --------------------------------------------------------------------------
-
-
-class _Bounds:
-    """The time and size left, and whether a bound cut something."""
-
-    __slots__ = ("deadline", "left", "section_left", "truncated")
-
-    def __init__(self, budget_ms: float, max_bytes: int) -> None:
-        self.deadline = time.perf_counter() + max(0.0, budget_ms) / 1000.0
-        self.left = max_bytes
-        self.section_left = 0
-        self.truncated = False
-
-    def out_of_time(self) -> bool:
-        if time.perf_counter() > self.deadline:
-            self.truncated = True
-            return True
-        return False
-
-    def start(self, size: int) -> None:
-        self.section_left = min(self.left, size)
-
-    def take(self, size: int) -> bool:
-        """Room for `size` more characters in this section? Takes them when there is."""
-        if size > self.section_left:
-            self.truncated = True
-            return False
-        self.section_left -= size
-        self.left -= size
-        return True
-
-
-def _jlen(s: str) -> int:
-    """Characters `s` takes as a JSON string, with its quotes and a separator."""
-    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
-        return len(s) + 4
-    return len(json.dumps(s)) + 2
 
 
 def _label(x: Any) -> str:
@@ -366,7 +157,7 @@ def _type_name(obj: Any) -> str:
     return str(name)[:MAX_TYPE]
 
 
-def _frame_entry(name: str, obj: Any, kind: str, b: _Bounds) -> dict[str, Any] | None:
+def _frame_entry(name: str, obj: Any, kind: str, b: Bounds) -> dict[str, Any] | None:
     """One frame's entry, its columns bounded by MAX_COLUMNS, the time and the section's size."""
     if kind == "pandas":
         labels = obj.columns
@@ -388,7 +179,7 @@ def _frame_entry(name: str, obj: Any, kind: str, b: _Bounds) -> dict[str, Any] |
             b.truncated = True
         rows = obj.height
         kind_text = "polars.DataFrame"
-    head = _jlen(name) + _jlen(kind_text) + len(str(rows)) + 60
+    head = json_length(name) + json_length(kind_text) + len(str(rows)) + 60
     if not b.take(head):
         return None
     columns: list[str] = []
@@ -405,14 +196,14 @@ def _frame_entry(name: str, obj: Any, kind: str, b: _Bounds) -> dict[str, Any] |
         except Exception:  # a label (or dtype) that cannot be read as text: left out
             b.truncated = True
             continue
-        if not b.take(_jlen(col) + _jlen(dtext)):
+        if not b.take(json_length(col) + json_length(dtext)):
             break
         columns.append(col)
         types_out.append(dtext)
     return {"name": name, "kind": kind_text, "columns": columns, "dtypes": types_out, "rows": rows}
 
 
-def _namespace(shell: Any, b: _Bounds) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any]]]:
+def _namespace(shell: Any, b: Bounds) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any]]]:
     """The user's frames (name, object, kind) and other variables, most recently defined first."""
     ns = getattr(shell, "user_ns", None)
     if not isinstance(ns, dict):
@@ -441,7 +232,7 @@ def _namespace(shell: Any, b: _Bounds) -> tuple[list[tuple[str, Any, str]], list
     return frames, others
 
 
-def _frames(found: list[tuple[str, Any, str]], b: _Bounds) -> list[dict[str, Any]]:
+def _frames(found: list[tuple[str, Any, str]], b: Bounds) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, obj, kind in found:
         if len(out) >= MAX_FRAMES:
@@ -470,7 +261,7 @@ def _variable(name: str, obj: Any) -> dict[str, Any]:
     return entry
 
 
-def _variables(found: list[tuple[str, Any]], b: _Bounds) -> list[dict[str, Any]]:
+def _variables(found: list[tuple[str, Any]], b: Bounds) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, obj in found:
         if len(out) >= MAX_VARIABLES:
@@ -483,34 +274,15 @@ def _variables(found: list[tuple[str, Any]], b: _Bounds) -> list[dict[str, Any]]
         except Exception:
             b.truncated = True
             continue
-        size = _jlen(entry["name"]) + _jlen(entry["type"]) + 24 + 8 * len(entry.get("shape", ()))
+        size = (
+            json_length(entry["name"])
+            + json_length(entry["type"])
+            + 24
+            + 8 * len(entry.get("shape", ()))
+        )
         if not b.take(size):
             break
         out.append(entry)
-    return out
-
-
-def _tables(shell: Any, others: list[tuple[str, Any]], b: _Bounds) -> list[dict[str, Any]]:
-    try:
-        known = _SCHEMAS.get(shell)
-    except TypeError:
-        known = None
-    out: list[dict[str, Any]] = []
-    found = [
-        *_connection_tables(shell, others, b),  # the databases the namespace holds now
-        *reversed(list((known or {}).items())),  # then %%sql_ai's, the latest capture first
-    ]
-    for label, tables in found:
-        for name, cols in tables:
-            if len(out) >= MAX_TABLES:
-                b.truncated = True
-                return out
-            if b.out_of_time():
-                return out
-            size = _jlen(label) + _jlen(name) + 50 + sum(_jlen(c) for c in cols)
-            if not b.take(size):
-                return out
-            out.append({"connection": label, "name": name, "columns": list(cols)})
     return out
 
 
@@ -551,7 +323,7 @@ function(max_frames, max_cols, max_name, max_chars, time_limit) {
 _R_FN: dict[str, Any] = {}
 
 
-def _r_frames(b: _Bounds) -> list[dict[str, Any]]:
+def _r_frames(b: Bounds) -> list[dict[str, Any]]:
     if not r_session_exists():
         return []
     left = (b.deadline - time.perf_counter()) * _R_TIME_SHARE
@@ -582,14 +354,14 @@ def _r_frames(b: _Bounds) -> list[dict[str, Any]]:
         name, kind, n = res[i], res[i + 1], int(res[i + 2])
         cols = res[i + 3 : i + 3 + n]
         i += 3 + n
-        size = _jlen(name) + _jlen(kind) + 40 + sum(_jlen(c) for c in cols)
+        size = json_length(name) + json_length(kind) + 40 + sum(json_length(c) for c in cols)
         if not b.take(size):
             break
         out.append({"name": name, "kind": kind, "columns": cols})
     return out
 
 
-def _section(b: _Bounds, run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _section(b: Bounds, run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     try:
         return run()
     except Exception:  # one section's failure leaves the others
@@ -597,12 +369,12 @@ def _section(b: _Bounds, run: Callable[[], list[dict[str, Any]]]) -> list[dict[s
         return []
 
 
-def _collect(shell: Any, b: _Bounds, max_bytes: int) -> dict[str, Any]:
+def _collect(shell: Any, b: Bounds, max_bytes: int) -> dict[str, Any]:
     data: dict[str, Any] = {"frames": [], "r": [], "tables": [], "variables": []}
     frames, others = _namespace(shell, b)
     for section, share, run in (
         ("variables", _VARIABLES_SHARE, lambda: _variables(others, b)),
-        ("tables", _TABLES_SHARE, lambda: _tables(shell, others, b)),
+        ("tables", _TABLES_SHARE, lambda: collect_tables(shell, others, b)),
         ("r", _R_SHARE, lambda: _r_frames(b)),
         ("frames", 1.0, lambda: _frames(frames, b)),
     ):
@@ -620,7 +392,7 @@ def frontend_context(
     pandas, polars or rpy2 on this thread, never starts R, never reads a network database;
     `budget_ms` of collecting at most (checked between items), about `max_bytes` of JSON."""
     t0 = time.perf_counter()
-    b = _Bounds(budget_ms, max_bytes)
+    b = Bounds(budget_ms, max_bytes)
     try:
         data = _collect(shell, b, max_bytes)
     except Exception:

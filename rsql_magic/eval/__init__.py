@@ -9,9 +9,13 @@ Modules, bottom up:
 - ``agent``: ``--agent``: a question answered by one agent turn with the warehouse tools over
   its database (:mod:`rsql_magic.agent.eval_tools`), its final SQL then run as the loop runs
   an answer.
-- ``runner``: :func:`evaluate`: opens the database as the magic does, asks each model (and
-  chain) through the magic's loop and model call (and, with ``agent``, in agent mode), runs
-  gold SQL behind the same guard and read-only walls, and scores (:class:`EvalReport`).
+- ``database``: :func:`open_database`: the database opened as the magic opens it (a URL, or
+  a SQLite or DuckDB file read-only).
+- ``gold``: the gold answers (gold SQL run behind the model's guard and read-only walls) and
+  whether the schema text the model saw held what they read.
+- ``runner``: :func:`evaluate`: opens the database, asks each model (and chain) through the
+  magic's loop and model call (and, with ``agent``, in agent mode), and scores each answer
+  against its gold answer (:class:`EvalReport`).
 - ``report``: the report as Markdown, HTML, JSON and a terminal table.
 - ``cli``: the ``rsql-eval`` command.
 
@@ -28,16 +32,10 @@ From Python::
 from rsql_magic.errors import EvalError, EvalInputError  # rsql-eval's errors, from the one tree
 
 from .compare import Match, compare_results, gold_orders_rows
+from .database import open_database
 from .questions import Question, load_questions
 from .report import to_html, to_json, to_markdown, to_terminal
-from .runner import (
-    EvalReport,
-    ModelSummary,
-    QuestionResult,
-    evaluate,
-    open_database,
-    wilson_interval,
-)
+from .runner import EvalReport, ModelSummary, QuestionResult, evaluate, wilson_interval
 
 __all__ = [
     "EvalError",

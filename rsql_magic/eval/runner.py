@@ -5,7 +5,7 @@ Each question goes through :func:`rsql_magic.sql.loop.run_question` (a chain thr
 (:class:`rsql_magic.session.SqlCompleter`: the proxy client, temperature 0, its 429 policy) and
 the magic's own defaults (``SqlAIMagics``' row cap, timeout, schema budget and SQL policy).
 
-Gold SQL is no more trusted than the model's: it is checked by the same read-only guard
+Gold SQL (:mod:`.gold`) is no more trusted than the model's: it is checked by the same read-only guard
 (``check_sql``) and run by the same executor inside the database's read-only walls
 (``run_query`` with the policy), on the same connection. A gold query that fails or is refused
 makes its question unscorable (``gold_error``), never a crash, and nothing it asked for runs.
@@ -19,7 +19,7 @@ With ``agent``, a model is also (or only) asked in agent mode (:mod:`.agent`): o
 tool calls over the database, its final SQL checked and run as above and scored the same way,
 under the label ``MODEL (agent)``; a turn ended by its step or token limit is ``refused``.
 
-Retrieval or reasoning: each answer also records whether every table and column the gold SQL
+Retrieval or reasoning (:mod:`.gold`): each answer also records whether every table and column the gold SQL
 reads (:func:`~rsql_magic.sql.schema.coverage.needed_columns`) was in the schema text the model
 saw (``retrieval``: ok, miss or unknown). That text is the loop's (``SqlAIResult.schema_text``:
 one text per question, the same for every attempt); in agent mode the union of what its
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,27 +40,30 @@ from rsql_magic import defaults
 from rsql_magic.agent.loop import Turn
 from rsql_magic.client import ChatResult, ProxyClient
 from rsql_magic.errors import (
-    BadConnection,
     Escalation,
     EvalInputError,
     ProxyError,
     ReplayMissing,
     SqlAIError,
-    SqlCheckError,
 )
 from rsql_magic.replay import Replay, ReplayStore
 from rsql_magic.session import Session, SqlAISettings, SqlCompleter
 from rsql_magic.sql import loop
-from rsql_magic.sql.connections import DB, resolve
-from rsql_magic.sql.engines import engine_for_file, file_kinds
-from rsql_magic.sql.execute import run_query
+from rsql_magic.sql.connections import DB
 from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.sql.schema import Schema, capture_schema, describe_schema
-from rsql_magic.sql.schema.coverage import coverage, needed_columns, shown_columns
-from rsql_magic.sql.validate import check_sql
+from rsql_magic.sql.schema import capture_schema
 
 from .agent import SUFFIX, answer_with_agent, check_agent_mode
-from .compare import Match, compare_results, gold_orders_rows, normalize
+from .compare import Match, compare_results, normalize
+from .database import open_database
+from .gold import (
+    Gold,
+    frame_rows,
+    gold_answer,
+    loop_schema_text,
+    record_seen_by_agent,
+    record_seen_text,
+)
 from .questions import Question
 from .results import EvalReport, ModelSummary, Outcome, QuestionResult, wilson_interval
 
@@ -71,7 +73,6 @@ __all__ = [
     "Outcome",
     "QuestionResult",
     "evaluate",
-    "open_database",
     "wilson_interval",
 ]
 
@@ -79,171 +80,8 @@ SHOWN_ROWS = 5  # rows of each result kept for the report (values from the datab
 Progress = Callable[[str, int, int], None]  # (model label, questions done, questions in all)
 
 
-# -- the database ---------------------------------------------------------------------------
-
-
-def _safe_url(url: str) -> str:
-    """`url` without its password, for messages."""
-    try:
-        import sqlalchemy as sa
-
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        parts = urllib.parse.urlsplit(url)
-        return urllib.parse.urlunsplit((parts.scheme, "…", parts.path, parts.query, parts.fragment))
-
-
-def open_database(target: str) -> DB:
-    """`target` as %%sql_ai opens it: a SQLAlchemy URL (``postgresql://…``, ``duckdb:///f``), or
-    the path of a SQLite or DuckDB file, opened read-only and told apart by its header.
-
-    Raises :class:`EvalInputError` for a file that is not there or not a database, an unknown
-    kind of URL, or a database that cannot be reached or has no tables.
-    """
-    if "://" in target:
-        shown = _safe_url(target)
-        try:
-            db = resolve(target)
-        except Exception as e:
-            kind = target.split("://", 1)[0]
-            raise EvalInputError(
-                f"--db {shown}: cannot open a {kind!r} database "
-                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-            ) from None
-        return _checked(db, shown)
-    path = Path(os.path.expanduser(target))
-    if not path.exists():
-        raise EvalInputError(
-            f"--db {target}: no such file (give a SQLite or DuckDB file, or a "
-            "SQLAlchemy URL such as postgresql://user@host/db)"
-        )
-    if not path.is_file():
-        raise EvalInputError(f"--db {target}: not a file")
-    with path.open("rb") as f:
-        head = f.read(16)
-    engine = engine_for_file(head)
-    if engine is None:
-        raise EvalInputError(f"--db {target}: not a {file_kinds()} database file")
-    try:  # read-only, as its engine opens a file named by URL (rsql-mcp's --db too)
-        db = engine.open_read_only(f"{engine.url_schemes[0]}:///{path.resolve()}", str(path))
-    except BadConnection as e:
-        raise EvalInputError(f"--db {target}: {e}") from None
-    return _checked(db, target)
-
-
-def _checked(db: DB, shown: str) -> DB:
-    try:
-        schema = capture_schema(db)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvalInputError(f"--db {shown}: cannot read its schema: {first}") from None
-    if not schema.tables:
-        raise EvalInputError(f"--db {shown}: the database has no tables")
-    return db
-
-
-# -- gold answers ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Gold:
-    rows: list[tuple[Any, ...]] | None
-    ordered: bool
-    error: str | None = None
-    # the tables and columns the gold SQL reads ('db.table' -> columns); None: not known, and
-    # `unknown_needs` says why (no gold SQL, or it cannot be qualified)
-    needed: dict[str, set[str]] | None = None
-    unknown_needs: str = ""
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _gold(q: Question, db: DB, schema: Schema, opts: dict[str, Any]) -> _Gold:
-    if q.expected is not None:
-        return _Gold(
-            [tuple(r) for r in q.expected],
-            q.ordered,
-            unknown_needs="no gold SQL (expected rows only): what it needs is not known",
-        )
-    assert q.gold_sql is not None
-    policy: SqlPolicy = opts["policy"]
-    dialect = db.dialect
-    try:
-        # the same guard as the model's SQL: a gold query is data from a file
-        checked = check_sql(q.gold_sql, schema, dialect, allowed_functions=policy.allowed_functions)
-        res = run_query(
-            db,
-            checked.sql,
-            max_rows=opts["max_rows"],
-            timeout_s=opts["timeout_s"],
-            read_only=True,
-            policy=policy,
-        )
-    except SqlCheckError as e:
-        return _Gold(None, False, f"gold SQL failed ({e.stage}): {e.message.splitlines()[0]}")
-    except Exception as e:
-        return _Gold(None, False, f"gold SQL failed (database): {_first_line(e)}")
-    if res.more:
-        return _Gold(None, False, f"gold SQL returns more than {opts['max_rows']:,} rows")
-    gold = _Gold(_rows(res.frame), gold_orders_rows(checked.sql, dialect))
-    try:  # what ran, as the engine reads it (check_sql may have transpiled or rewritten it)
-        gold.needed = needed_columns(checked.sql, schema, dialect)
-    except ValueError as e:
-        gold.unknown_needs = f"the gold SQL's columns cannot be resolved: {_first_line(e)}"
-    return gold
-
-
-def _rows(frame: Any) -> list[tuple[Any, ...]]:
-    if frame is None:
-        return []
-    return [tuple(r) for r in frame.itertuples(index=False, name=None)]
-
-
 def _shown(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [[normalize(v) for v in r] for r in rows[:SHOWN_ROWS]]
-
-
-# -- what the model saw -----------------------------------------------------------------------
-
-# the agent tools whose results are schema text (run_sql's column names are not counted)
-SCHEMA_TOOLS = ("search_schema", "describe_table")
-
-
-def _seen(r: QuestionResult, gold: _Gold, shown: dict[str, set[str]]) -> None:
-    """Record in `r` whether `shown` held everything the gold needs."""
-    if gold.needed is None:
-        r.retrieval, r.retrieval_note = "unknown", gold.unknown_needs
-        return
-    found = coverage(gold.needed, shown)
-    r.retrieval = "ok" if found.columns_ok else "miss"
-    r.missing_tables, r.missing_columns = list(found.missing_tables), list(found.missing_columns)
-
-
-def _seen_text(r: QuestionResult, gold: _Gold, text: str, db: DB, schema: Schema) -> None:
-    # partial: a line cut at the text's bound still showed the columns written before the cut
-    _seen(r, gold, shown_columns(text, db.dialect, schema.default_db, partial=True))
-
-
-def _loop_text(q: Question, db: DB, opts: dict[str, Any]) -> str:
-    """The schema text run_question sent for `q`, when it raised instead of returning it: the
-    same call with the arguments this runner gives it (no --tables, no context policy), so the
-    same text (describe_schema depends on nothing else)."""
-    return describe_schema(opts["schema"], q.question, None, opts["budget_chars"], db.dialect)
-
-
-def _seen_by_agent(r: QuestionResult, gold: _Gold, turn: Turn, db: DB, schema: Schema) -> None:
-    """Record what an agent turn saw: every table line its schema tools returned."""
-    shown: dict[str, set[str]] = {}
-    for step in turn.steps:
-        if step.tool in SCHEMA_TOOLS and not step.error:
-            # a wide table's describe_table is cut at the tool's character bound: partial
-            seen = shown_columns(step.result, db.dialect, schema.default_db, partial=True)
-            for table, cols in seen.items():
-                shown.setdefault(table, set()).update(cols)
-    _seen(r, gold, shown)
 
 
 # -- the model calls ------------------------------------------------------------------------
@@ -277,7 +115,7 @@ class _Asker:
                 question=q.question,
                 secrets=(self.client.token,) if self.client.token else (),
             )
-        return self.session.sql_completer(
+        return self.session.sql_runner.sql_completer(
             self.client, model=model, no_cache=self.no_cache, replay=replay
         )
 
@@ -295,7 +133,7 @@ def _ask(
     label: str,
     chain: list[str] | None,
     q: Question,
-    gold: _Gold,
+    gold: Gold,
     db: DB,
     asker: _Asker,
     opts: dict[str, Any],
@@ -328,7 +166,7 @@ def _ask(
     except SqlAIError as e:
         r.latency_s = time.perf_counter() - t0
         _usage([c for _, s in completers for c in s.calls], r)
-        _seen_text(r, gold, _loop_text(q, db, opts), db, opts["schema"])
+        record_seen_text(r, gold, loop_schema_text(q, db, opts), db, opts["schema"])
         return _failed(r, e)
     except ProxyError as e:
         r.latency_s = time.perf_counter() - t0
@@ -336,12 +174,12 @@ def _ask(
         if stop_on_fatal and _fatal(e):
             raise EvalInputError(f"model {label!r}: {e}") from None
         r.outcome, r.error = "error", str(e)
-        _seen_text(r, gold, _loop_text(q, db, opts), db, opts["schema"])
+        record_seen_text(r, gold, loop_schema_text(q, db, opts), db, opts["schema"])
         return r
     r.latency_s = time.perf_counter() - t0
     _usage([c for _, s in completers for c in s.calls], r)
     r.answered_by = res.model if chain else None
-    _seen_text(r, gold, res.schema_text, db, opts["schema"])
+    record_seen_text(r, gold, res.schema_text, db, opts["schema"])
     return _scored(r, res, gold, opts)
 
 
@@ -355,12 +193,12 @@ def _failed(r: QuestionResult, e: SqlAIError) -> QuestionResult:
 
 
 def _scored(
-    r: QuestionResult, res: loop.SqlAIResult, gold: _Gold, opts: dict[str, Any]
+    r: QuestionResult, res: loop.SqlAIResult, gold: Gold, opts: dict[str, Any]
 ) -> QuestionResult:
     """`r` with the result of SQL that ran, compared with the gold rows."""
     r.attempts, r.stages, r.sql = len(res.attempts), [a.stage for a in res.attempts], res.sql
     r.escalations = [_escalation(x) for x in res.escalations]
-    got = _rows(res.frame)
+    got = frame_rows(res.frame)
     r.row_count, r.rows = len(got), _shown(got)
     verdict = compare_results(got, gold.rows or [], ordered=gold.ordered)
     if res.more:
@@ -375,7 +213,7 @@ def _ask_agent(
     label: str,
     model: str,
     q: Question,
-    gold: _Gold,
+    gold: Gold,
     db: DB,
     asker: _Asker,
     opts: dict[str, Any],
@@ -417,11 +255,11 @@ def _ask_agent(
         if stop_on_fatal and _fatal(e):
             raise EvalInputError(f"model {model!r} (agent mode): {e}") from None
         r.outcome, r.error = "error", str(e)
-        _seen_by_agent(r, gold, turn, db, opts["schema"])
+        record_seen_by_agent(r, gold, turn, db, opts["schema"])
         return r
     r.latency_s, r.steps, r.ended = done.seconds, len(turn.steps), turn.ended
     _usage(turn.requests, r)
-    _seen_by_agent(r, gold, turn, db, opts["schema"])
+    record_seen_by_agent(r, gold, turn, db, opts["schema"])
     if done.result is not None:
         _scored(r, done.result, gold, opts)
     elif done.failure is not None:
@@ -554,7 +392,7 @@ def evaluate(
     )
     qs = list(questions)[:limit] if limit else list(questions)
     t_start = time.time()
-    golds = {q.id: _gold(q, db, schema, opts) for q in qs}
+    golds = {q.id: gold_answer(q, db, schema, opts) for q in qs}
     runs: list[tuple[str, list[str] | None]] = [(m, None) for m in dict.fromkeys(models)]
     for chain in chains:
         for m in chain:  # each model of a chain is also scored alone, to compare with
@@ -568,9 +406,9 @@ def evaluate(
     ]
     limits = {
         "max_steps": agent_max_steps,
-        "max_tokens": agent_max_tokens or asker.session.ask.agent_max_tokens,
+        "max_tokens": agent_max_tokens or asker.session.config.ask.agent_max_tokens,
         # run_sql's rows go to the model: the admin's context policy and the user's decide
-        "context_policy": asker.session.policy_for(client)[0] if agent != "off" else None,
+        "context_policy": asker.session.config.policy_for(client)[0] if agent != "off" else None,
     }
     results: list[QuestionResult] = []
     summaries: list[ModelSummary] = []

@@ -151,21 +151,24 @@ class RSQLMagic(Magics, AskSettings):
         if not question:
             raise UsageError("%%ask needs a question: in the cell body, or after %ask on the line")
         self._ask(
-            args, question, self.session.cell_label("%%ask" if cell is not None else "%ask", line)
+            args,
+            question,
+            self.session.cells.cell_label("%%ask" if cell is not None else "%ask", line),
         )
 
     def _ask(self, args: Any, question: str, cell: str = "") -> None:
         session = self.session
+        config = session.config
         ns = self.shell.user_ns
-        batch = session.is_batch()
+        batch = config.is_batch()
         # the proxy first: its admin's policy decides what every collector (and every {var}
         # reference) may show. With no proxy the cell fails here, as it always did. An agent's
         # turn is not replayed: its requests depend on what its tools found each time
-        rp = None if args.show_context or args.agent else session.replay("ask", question, cell)
-        client = session.preview_client() if args.show_context else session.replay_client(rp)
+        rp = None if args.show_context or args.agent else config.replay("ask", question, cell)
+        client = config.preview_client() if args.show_context else config.replay_client(rp)
         if not args.show_context and (rp is None or rp.mode != "only"):
             # a model the admin does not allow fails here, before anything is collected or sent
-            session.check_models(client, [session.model(args.model)], option=bool(args.model))
+            config.check_models(client, [config.model(args.model)], option=bool(args.model))
         frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
         sql = session.sql_source(args.sql) if args.sql else None
         lang = args.lang or ("sql" if sql else "r" if args.r else "python")
@@ -230,7 +233,7 @@ class RSQLMagic(Magics, AskSettings):
                 client_kind="magic",
                 batch=batch,
                 on_retry=buf.clear,
-                model=session.model(args.model),
+                model=config.model(args.model),
                 stream=stream,
                 on_delta=on_delta if stream else None,
                 no_cache=args.no_cache,
@@ -261,11 +264,11 @@ class RSQLMagic(Magics, AskSettings):
         if args.out:
             ns[args.out] = res.text
         if args.insert:
-            found = session.cell_code(res.text, lang)
+            found = session.cells.cell_code(res.text, lang)
             if found is None:
                 print("rsql: --insert: the answer has no code block", file=sys.stderr)
             else:
-                session.insert_cell(found[1], found[0], batch=batch)
+                session.cells.insert_cell(found[1], found[0], batch=batch)
 
     def _agent(
         self, args: Any, client: ProxyClient, messages: list[dict[str, Any]], batch: bool
@@ -276,7 +279,7 @@ class RSQLMagic(Magics, AskSettings):
         from rsql_magic.prompt import AGENT
 
         session = self.session
-        model = session.model(args.model)
+        model = session.config.model(args.model)
         tools = KernelTools(session, client=client, batch=batch)
         system = [{"role": "system", "content": AGENT}]
 
@@ -334,7 +337,7 @@ class RSQLMagic(Magics, AskSettings):
 
     def _replay_status(self) -> str:
         try:
-            mode = resolve_mode(self.replay, self.session.is_batch())
+            mode = resolve_mode(self.replay, self.session.config.is_batch())
         except UsageError as e:
             return f"**replay**: invalid ({e})"
         if mode == "off":
@@ -345,18 +348,21 @@ class RSQLMagic(Magics, AskSettings):
     def _kernel_status(self, client: ProxyClient | None) -> list[str]:
         """The kernel's side of %ask_status: batch run, replay, this notebook, the model."""
         session = self.session
-        origin = session.origin()
+        origin = session.cells.origin()
         if origin.notebook:
             where = f"{origin.notebook} (this cell: {origin.cell or 'unknown'}; {origin.how})"
         else:
             where = "unknown (%config RSQLMagic.notebook = 'path/to/notebook.ipynb' names it)"
         rows = [
-            f"- **batch run**: {'yes' if session.is_batch() else 'no'}",
+            f"- **batch run**: {'yes' if session.config.is_batch() else 'no'}",
             "- " + self._replay_status(),
             f"- **notebook**: {render.table_cell(where)}",
         ]
         if client is not None:
-            model = render.table_cell(session.model(client=client)) or "the proxy's default model"
+            model = (
+                render.table_cell(session.config.model(client=client))
+                or "the proxy's default model"
+            )
             rows.append(f"- **this kernel asks**: {model}")
         return rows
 
@@ -366,7 +372,7 @@ class RSQLMagic(Magics, AskSettings):
         limits and budget, the policy window in force and the context policy."""
         session = self.session
         try:
-            client = session.client()
+            client = session.config.client()
         except ProxyError as e:
             text = f"rsql: {e}"
             kernel = self._kernel_status(None)
@@ -395,17 +401,19 @@ class RSQLMagic(Magics, AskSettings):
         """This notebook's spend at the proxy: today and this week (requests, tokens, cost),
         and its dearest cells this week."""
         session = self.session
-        origin = session.origin()
+        origin = session.cells.origin()
         if not origin.notebook:
             display(render.markdown_bundle(NOTEBOOK_UNKNOWN), raw=True)
             return
         try:
-            cost = session.client().notebook_cost(origin.notebook, timeout=min(self.timeout, 30.0))
+            cost = session.config.client().notebook_cost(
+                origin.notebook, timeout=min(self.timeout, 30.0)
+            )
         except ProxyError as e:
             text = NO_COST_PER_NOTEBOOK if e.status == 404 else str(e)
             display(render.markdown_bundle(f"**rsql**: {render.table_cell(text)}"), raw=True)
             return
-        md = render.cost_markdown(cost, origin.notebook, session.cell_labels())
+        md = render.cost_markdown(cost, origin.notebook, session.cells.cell_labels())
         display(render.markdown_bundle(md, md.replace("**", "")), raw=True)
 
 

@@ -75,23 +75,25 @@ class SqlAIMagics(Magics, SqlAISettings):
                 "%%sql_ai needs a question in the cell body", attempts=[], sql="", stage="usage"
             )
         session = Session.of(self.shell)
-        db, conn_expr = session.resolve_connection(args.conn)
+        db, conn_expr = session.sql_runner.resolve_connection(args.conn)
         dialect = _dialect(args.dialect) if args.dialect else db.dialect
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
-        batch = session.is_batch()
+        batch = session.config.is_batch()
         self.chat_results = []
         replay = None
         try:
-            replay = session.replay("sql", question, session.cell_label("%%sql_ai", line))
+            replay = session.config.replay(
+                "sql", question, session.cells.cell_label("%%sql_ai", line)
+            )
             # replay on: a missing proxy only matters once a call really needs it
-            client = session.replay_client(replay)
+            client = session.config.replay_client(replay)
             chain = [] if args.model else [m.strip() for m in self.models if m.strip()]
-            asked: list[str | None] = [*chain] or [session.model(args.model, sql=True)]
+            asked: list[str | None] = [*chain] or [session.config.model(args.model, sql=True)]
             if replay is None or replay.mode != "only":
                 # a model the admin does not allow fails here, before anything is sent
-                session.check_models(client, asked, option=bool(args.model))
+                session.config.check_models(client, asked, option=bool(args.model))
             completers = [
-                session.sql_completer(
+                session.sql_runner.sql_completer(
                     client,
                     model=m,
                     batch=batch,
@@ -101,7 +103,7 @@ class SqlAIMagics(Magics, SqlAISettings):
                 )
                 for m in asked
             ]
-            res = session.run_sql(
+            res = session.sql_runner.run_sql(
                 question,
                 db,
                 list(zip(chain, completers, strict=True)) if chain else completers[0],
@@ -256,7 +258,7 @@ class SqlAIMagics(Magics, SqlAISettings):
 
     def _emit(self, res: SqlAIResult, conn_expr: str, out: str | None, batch: bool) -> None:
         code = self.emitted_code(res, conn_expr, out)
-        Session.of(self.shell).insert_cell(
+        Session.of(self.shell).cells.insert_cell(
             code, "sql" if code.startswith("%%sql") else "python", title="Next cell", batch=batch
         )
 

@@ -1,23 +1,25 @@
 """One kernel-side session per IPython shell: what %%ask, %%sql_ai and the chat panel share.
 
-:meth:`Session.of` gives the shell's session. It owns
+:meth:`Session.of` gives the shell's session. It is made of parts, each in its own module:
 
 - the settings: :class:`AskSettings` (configured as ``RSQLMagic.<name>``) and
   :class:`SqlAISettings` (``SqlAIMagics.<name>``); each magic class inherits its settings
-  class, so every default is written once, in the trait;
-- the model choice (:meth:`Session.model`: one fallback chain, ending in the user's default
-  from ``GET me``) and the check that a model is one the admin allows
-  (:meth:`Session.check_models`);
-- the proxy client (:meth:`Session.client`, the replay and preview variants);
-- which notebook and cell a request comes from (:meth:`Session.origin`, :mod:`.notebook`),
-  sent with every request so the proxy attributes its cost there;
-- batch detection (:meth:`Session.is_batch`) and the 429 / 503 policy (:meth:`Session.chat`);
-- the context policy (:meth:`Session.policy_for`) and context requests
+  class, so every default is written once, in the trait (:mod:`.settings`);
+- what the settings decide (``Session.config``, :mod:`.config`): the settings in force, the
+  model choice (``model``: one fallback chain, ending in the user's default from ``GET me``)
+  and the check that a model is one the admin allows (``check_models``), batch detection
+  (``is_batch``), the proxy client (``client``, the replay and preview variants), and the
+  context and SQL policies (``policy_for``, ``sql_policy``);
+- the notebook's cells (``Session.cells``, :mod:`.cells`): which notebook and cell a request
+  comes from (``origin``, :mod:`.notebook`), sent with every request so the proxy attributes
+  its cost there; the frames and failed cells the context draws on (``last_error``); putting
+  code into the next cell (``insert_cell``);
+- the %%sql_ai runner (``Session.sql_runner``, :mod:`.sql_runner`: ``resolve_connection``,
+  ``sql_completer``, ``run_sql``), which the chat panel's Run SQL button reuses;
+- the request flow, on :class:`Session` itself (:mod:`.session`): context requests
   (:meth:`Session.context_request`: frames, R, SQL schema, the last error, ``{var}``
-  references, under the token budget and the policy);
-- putting code into the next cell (:meth:`Session.insert_cell`);
-- the %%sql_ai runner (:meth:`Session.resolve_connection`, :meth:`Session.sql_completer`,
-  :meth:`Session.run_sql`), which the chat panel's Run SQL button reuses.
+  references, under the token budget and the policy) and sending them under the 429 / 503
+  policy (:meth:`Session.chat`).
 
 Batch runs. ``set_next_input`` is dropped by nbclient (so by nbconvert and papermill), and
 nobody is there to read a rate-limit message. A run counts as batch when
@@ -31,15 +33,10 @@ every final failure raises, so ``jupyter nbconvert --execute`` fails.
 """
 
 from .references import resolve_reference
-from .session import (
-    ContextRequest,
-    Session,
-    SqlCompleter,
-    mentions_error,
-    register_magics,
-    unregister_magics,
-)
+from .registration import register_magics, unregister_magics
+from .session import ContextRequest, Session, mentions_error
 from .settings import AskSettings, SqlAISettings
+from .sql_runner import SqlCompleter
 
 __all__ = [
     "AskSettings",

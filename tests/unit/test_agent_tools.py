@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from rsql_magic.agent import proposal as proposal_mod
 from rsql_magic.agent import tools as tools_mod
 from rsql_magic.agent.tools import KernelTools, ToolResult, result_html
 from rsql_magic.session import Session
@@ -69,8 +70,8 @@ def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     try:
         yield ip
     finally:
-        session.ask.context_policy = {}
-        session.errors.clear()
+        session.config.ask.context_policy = {}
+        session.cells.errors.clear()
         for k in ("conn", "people", "db_url", "wide", "slow"):
             ip.user_ns.pop(k, None)
         conn.close()
@@ -158,7 +159,7 @@ def test_describe_frame_never_returns_a_redacted_columns_values(shell: Any) -> N
     assert not res.error and "email" in res.text and "withheld" in res.text
     assert not any(e in res.text for e in EMAILS), res.text
     # the user's own policy binds too
-    Session.of(shell).ask.context_policy = {"redact_columns": ["email"]}
+    Session.of(shell).config.ask.context_policy = {"redact_columns": ["email"]}
     res = _tools(shell).call("describe_frame", {"name": "people"})
     assert not any(e in res.text for e in EMAILS), res.text
 
@@ -314,22 +315,22 @@ def test_accept_from_a_click_outside_a_cell_offers_the_code_to_copy(
     """A click is no execute request: ipykernel would deliver the new cell with the next
     cell's reply, in the wrong place. The code is offered to copy, and a running cell can
     insert it later."""
-    monkeypatch.setattr(tools_mod, "in_execute_request", lambda _shell: False)
+    monkeypatch.setattr(proposal_mod, "in_execute_request", lambda _shell: False)
     tools = _tools(shell)
     tools.call("propose_cell", {"code": "df.head()", "language": "python"})
     assert tools.views[0].accept() is False
     assert inserted == [] and tools.views[0].copy_area.value == "df.head()"
-    monkeypatch.setattr(tools_mod, "in_execute_request", lambda _shell: True)
+    monkeypatch.setattr(proposal_mod, "in_execute_request", lambda _shell: True)
     assert tools.insert_accepted() == 1 and inserted == ["df.head()"]
 
 
 def test_a_batch_run_shows_a_proposed_cell_and_never_inserts_it(
     shell: Any, inserted: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rsql_magic.session import session as session_mod
+    from rsql_magic.session import cells as cells_mod
 
     shown: list[dict[str, Any]] = []
-    monkeypatch.setattr(session_mod, "display", lambda bundle, **k: shown.append(bundle))
+    monkeypatch.setattr(cells_mod, "display", lambda bundle, **k: shown.append(bundle))
     monkeypatch.setenv("RSQL_BATCH", "1")
     tools = _tools(shell)
     res = tools.call("propose_cell", {"code": "SELECT 1", "language": "sql"})

@@ -36,7 +36,7 @@ def panel(shell: Any, fresh_provider: FakeProvider) -> Iterator[Any]:
     shell.user_ns["conn"] = conn
     p = chat_panel_for(shell, fresh_provider)
     p.agent_btn.value = True
-    ask = p.session.ask
+    ask = p.session.config.ask
     saved = ask.agent_max_steps, ask.agent_max_tokens
     try:
         yield p
@@ -104,7 +104,7 @@ def test_a_tool_call_runs_on_the_main_thread_and_the_footer_counts_the_turn(
 def test_stop_ends_a_turn_that_keeps_calling_tools_and_the_request_in_flight(
     panel: Any, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    panel.session.ask.agent_max_steps = 40
+    panel.session.config.ask.agent_max_steps = 40
     fresh_provider.script(*[tool_call("list_variables", {}, f"call_{i}") for i in range(40)])
     assert panel.send("Look at everything, forever.")
     turn = panel.turns[-1]
@@ -161,7 +161,7 @@ def test_markup_in_a_tool_result_and_its_arguments_is_shown_as_text(
 def test_a_proposed_cell_shows_as_text_and_accept_never_runs_it(
     panel: Any, fresh_provider: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rsql_magic.agent.tools as tools_module
+    import rsql_magic.agent.proposal as proposal_module
 
     ran: list[str] = []
     monkeypatch.setattr(panel.shell, "run_cell", lambda code, *a, **k: ran.append(code))
@@ -178,7 +178,7 @@ def test_a_proposed_cell_shows_as_text_and_accept_never_runs_it(
     assert "&lt;b&gt;accept me&lt;/b&gt;" in view.code.value and "<b>accept" not in view.code.value
     assert not target.exists()
     # a click comes in a widget message, not a running cell: the code is offered to copy
-    monkeypatch.setattr(tools_module, "in_execute_request", lambda _shell: False)
+    monkeypatch.setattr(proposal_module, "in_execute_request", lambda _shell: False)
     assert view.accept() is False
     assert view.proposal.accepted and view.copy_area.value == code
     time.sleep(0.2)

@@ -156,7 +156,7 @@ def test_discovery_order(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_error_body_parsing() -> None:
-    from rsql_magic.client import _error_from
+    from rsql_magic.client.answers import error_from
 
     body = json.dumps(
         {
@@ -169,7 +169,7 @@ def test_error_body_parsing() -> None:
             }
         }
     )
-    e = _error_from(429, body, {"Retry-After": "3600"})
+    e = error_from(429, body, {"Retry-After": "3600"})
     assert (e.status, e.limit, e.reset, e.retry_after, e.code) == (
         429,
         "user tokens/day",
@@ -178,7 +178,7 @@ def test_error_body_parsing() -> None:
         "user_budget",
     )
     assert "limit: user tokens/day" in str(e) and "resets: 2026-01-01" in str(e)
-    e = _error_from(502, b"upstream said: bad gateway", {})
+    e = error_from(502, b"upstream said: bad gateway", {})
     assert e.status == 502 and "bad gateway" in e.message
-    e = _error_from(404, b"<!DOCTYPE HTML><html><title>Jupyter Server</title></html>", {})
+    e = error_from(404, b"<!DOCTYPE HTML><html><title>Jupyter Server</title></html>", {})
     assert e.status == 404 and "HTML page" in e.message and "<html" not in e.message

@@ -266,7 +266,7 @@ def test_sql_ai_leaves_the_tables_it_read_for_the_editor(
         return [(t["connection"], t["columns"]) for t in found if t["name"] == "inline_probe"]
 
     assert probes() == []
-    result = Session.of(shell).run_sql("How many rows?", db, complete)
+    result = Session.of(shell).sql_runner.run_sql("How many rows?", db, complete)
     assert result.frame is not None and list(result.frame.columns) == ["n"]
     assert probes() == [(db.label or db.kind, ["id", "total"])]
     conn.close()

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from rsql_magic.agent import tools as tools_mod
-from rsql_magic.agent.tools import PROPOSAL_MIME, KernelTools
+from rsql_magic.agent.proposal import PROPOSAL_MIME
+from rsql_magic.agent.tools import KernelTools
 from rsql_magic.session import Session
 
 MARKUP = '<img src=x onerror="alert(1)"><script>alert(2)</script>'

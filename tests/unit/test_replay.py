@@ -318,7 +318,7 @@ def _rerun(ip: object) -> None:
     """A new batch run: nothing recorded by this kernel yet (a fresh kernel's state)."""
     from rsql_magic.session import Session
 
-    Session.of(ip).recorded_here.clear()
+    Session.of(ip).config.recorded_here.clear()
 
 
 def test_a_failed_sql_attempt_is_never_replayed_as_an_answer(

@@ -40,31 +40,33 @@ def test_one_session_per_shell() -> None:
 
 def test_settings_come_from_the_registered_magics_else_the_defaults() -> None:
     ask, sql = AskSettings(context_tokens=123), SqlAISettings(max_rows=7)
-    session = Session.of(Shell(RSQLMagic=ask, SqlAIMagics=sql))
-    assert session.ask is ask and session.sql is sql
-    alone = Session.of(Shell())  # the chat panel without %load_ext rsql_magic
+    config = Session.of(Shell(RSQLMagic=ask, SqlAIMagics=sql)).config
+    assert config.ask is ask and config.sql is sql
+    alone = Session.of(Shell()).config  # the chat panel without %load_ext rsql_magic
     assert alone.ask.context_tokens == 3000 and alone.sql.max_rows == 100_000
 
 
 def test_model_fallback_order(monkeypatch: pytest.MonkeyPatch) -> None:
     ask, sql = AskSettings(), SqlAISettings()
-    session = Session.of(Shell(RSQLMagic=ask, SqlAIMagics=sql))
-    assert session.model() is None and session.model(sql=True) is None  # the proxy's default
+    config = Session.of(Shell(RSQLMagic=ask, SqlAIMagics=sql)).config
+    assert config.model() is None and config.model(sql=True) is None  # the proxy's default
     monkeypatch.setenv("RSQL_MODEL", "from-env")
-    assert session.model() == "from-env"
+    assert config.model() == "from-env"
     ask.model = "ask-model"
-    assert session.model() == "ask-model" and session.model(sql=True) == "ask-model"
+    assert config.model() == "ask-model" and config.model(sql=True) == "ask-model"
     sql.model = "sql-model"
-    assert session.model() == "ask-model" and session.model(sql=True) == "sql-model"
-    assert session.model("option") == "option" and session.model("option", sql=True) == "option"
+    assert config.model() == "ask-model" and config.model(sql=True) == "sql-model"
+    assert config.model("option") == "option" and config.model("option", sql=True) == "option"
 
 
 def test_batch_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     ask = AskSettings()
-    terminal = Session.of(Shell(RSQLMagic=ask))
+    terminal = Session.of(Shell(RSQLMagic=ask)).config
     assert terminal.is_batch() is False  # no kernel: a person at a terminal
-    nbclient = Session.of(Shell(SimpleNamespace(_allow_stdin=False), RSQLMagic=AskSettings()))
-    lab = Session.of(Shell(SimpleNamespace(_allow_stdin=True), RSQLMagic=AskSettings()))
+    nbclient = Session.of(
+        Shell(SimpleNamespace(_allow_stdin=False), RSQLMagic=AskSettings())
+    ).config
+    lab = Session.of(Shell(SimpleNamespace(_allow_stdin=True), RSQLMagic=AskSettings())).config
     assert nbclient.is_batch() is True and lab.is_batch() is False
     monkeypatch.setenv("RSQL_BATCH", "1")
     assert lab.is_batch() is True and terminal.is_batch() is True

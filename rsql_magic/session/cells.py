@@ -1,0 +1,136 @@
+"""The notebook's cells as one shell's session sees them: :class:`Cells`.
+
+Which cell runs now and where it comes from (for the request's origin and a replay's label),
+what the cells run so far left behind (the frames they bound, most recent first, and the cells
+that failed: the context a question gets), and the next cell, where code from an answer goes.
+IPython's ``pre_run_cell`` / ``post_run_cell`` events feed it (``%load_ext rsql_magic``
+registers them).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from IPython.display import display
+
+from .. import render
+from ..context.frames import find_frames
+from ..context.history import ErrorRecord, format_exception
+from .config import SessionConfig
+from .notebook import NotebookTracker, Origin, in_execute_request
+
+__all__ = ["Cells"]
+
+
+class Cells:
+    """The running cell, the cells run before it, and the next one (see the module docstring)."""
+
+    def __init__(self, shell: Any, config: SessionConfig) -> None:
+        self.shell = shell
+        self.config = config
+        self.errors: list[ErrorRecord] = []  # failed cells since load (``{Err[-1]}``)
+        self.recent_frames: list[str] = []  # frame names, most recently (re)bound first
+        self._frame_ids: dict[str, int] = {}
+        self.notebook = NotebookTracker()  # which notebook and cell a request comes from
+
+    # -- the running cell ----------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        """IPython's ``pre_run_cell``: remember the running cell (its id and source)."""
+        self.notebook.pre_run_cell(info)
+
+    def origin(self, *, in_cell: bool | None = None) -> Origin:
+        """Which notebook and cell a request made now comes from (see :mod:`.notebook`). A
+        widget's callback (the chat panel) runs in no cell: then the notebook only."""
+        if in_cell is None:
+            in_cell = in_execute_request(self.shell)
+        return self.notebook.origin(self.shell, self.config.ask.notebook, in_cell=in_cell)
+
+    def cell_labels(self) -> dict[str, str]:
+        """Each cell id of this notebook with the cell's first line, when its file can be read."""
+        return self.notebook.cell_labels(self.shell, self.config.ask.notebook)
+
+    def cell_label(self, magic: str, line: str) -> str:
+        """How a failing replay names the cell: its In [n] and its magic line."""
+        # IPython counts the running cell already: In [n] is execution_count - 1 meanwhile
+        n = getattr(self.shell, "execution_count", None)
+        n = n - 1 if isinstance(n, int) and n > 1 else n
+        src = f"{magic} {line}".strip()[:120]
+        return f"cell In [{n}] `{src}`" if n else f"cell `{src}`"
+
+    # -- the cells run before ------------------------------------------------------------
+
+    def post_run_cell(self, result: Any) -> None:
+        """Track recently (re)defined frames and failed cells. Cheap: one pass, type checks."""
+        try:
+            ns = self.shell.user_ns
+            for name, obj in find_frames(ns).items():
+                oid = id(obj)
+                if self._frame_ids.get(name) != oid:
+                    self._frame_ids[name] = oid
+                    if name in self.recent_frames:
+                        self.recent_frames.remove(name)
+                    self.recent_frames.insert(0, name)
+            for gone in [n for n in self._frame_ids if n not in ns]:
+                self._frame_ids.pop(gone, None)
+                if gone in self.recent_frames:
+                    self.recent_frames.remove(gone)
+            err = result.error_in_exec or result.error_before_exec
+            if err is not None:
+                src = getattr(result.info, "raw_cell", "") or ""
+                if not src.lstrip().startswith(("%%ask", "%ask")):  # our own failures: not context
+                    self.errors.append(
+                        ErrorRecord(
+                            getattr(result, "execution_count", None),
+                            src,
+                            format_exception(err),
+                            type(err).__name__,
+                        )
+                    )
+                    del self.errors[:-20]
+        except Exception:  # a hook must never break the user's cell
+            pass
+
+    def last_error(self) -> ErrorRecord | None:
+        """The latest failed cell (or an error from before the extension was loaded)."""
+        if self.errors:
+            return self.errors[-1]
+        exc = getattr(sys, "last_value", None)
+        if exc is not None:
+            return ErrorRecord(None, "", format_exception(exc), type(exc).__name__)
+        return None
+
+    # -- the next cell -------------------------------------------------------------------
+
+    def cell_code(self, answer: str, lang: str) -> tuple[str, str] | None:
+        """``(language, cell)`` for the answer's first code block (one in ``lang`` first):
+        ``%%R`` / ``%%sql`` on top when rpy2's / JupySQL's magics are loaded. None: no code."""
+        blocks = render.extract_code(answer, lang)
+        if not blocks:
+            return None
+        blang, code = blocks[0]
+        loaded: set[str] = getattr(getattr(self.shell, "extension_manager", None), "loaded", set())
+        kind = render.normalize_lang(blang)
+        if kind == "r" and "rpy2.ipython" in loaded:
+            code = "%%R\n" + code
+        elif kind == "sql" and "sql" in loaded:
+            code = "%%sql\n" + code
+        return blang or lang, code
+
+    def insert_cell(
+        self,
+        code: str,
+        lang: str,
+        *,
+        title: str = "Code for the next cell",
+        batch: bool | None = None,
+    ) -> bool:
+        """Put ``code`` into a new cell below the running one. A batch run drops that, so the
+        code is shown in the output under ``title`` instead. True when inserted."""
+        if self.config.is_batch() if batch is None else batch:
+            md = f"**{title}** (batch run: not inserted):\n\n" + render.code_block(code, lang)
+            display(render.markdown_bundle(md), raw=True)  # type: ignore[no-untyped-call]  # IPython has no annotations; model code inside: made safe
+            return False
+        self.shell.set_next_input(code, replace=False)
+        return True
