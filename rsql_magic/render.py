@@ -17,6 +17,8 @@ import html as _html
 import re
 from typing import Any
 
+from rsql_common.fences import SQL_FENCE_LANGUAGES
+
 from .client import ChatResult
 from .errors import ProxyError
 
@@ -48,7 +50,8 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re
 _LANG_ALIASES = {
     "python": {"python", "py", "python3", "ipython", "pandas"},
     "r": {"r", "rscript", "splus"},
-    "sql": {"sql", "sqlite", "postgresql", "postgres", "duckdb", "mysql", "tsql"},
+    # the languages extract_sql runs as SQL (one list, rsql_common.fences); a bare fence is no tag
+    "sql": SQL_FENCE_LANGUAGES - {""},
 }
 
 

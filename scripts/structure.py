@@ -133,7 +133,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.discovery": (f"{K}.errors",),
     # the in-process engine is found by its entry point name, never imported (client/proxy.py)
     f"{K}.client": (f"{K}.defaults", f"{K}.errors", f"{K}.discovery"),
-    f"{K}.render": (f"{K}.errors", f"{K}.sanitize", f"{K}.client"),
+    f"{K}.render": (f"{K}.errors", f"{K}.sanitize", f"{K}.client", *SHARED),
     f"{K}.privacy": (f"{K}.errors",),
     f"{K}.replay": (f"{K}.errors", f"{K}.client", *SHARED),
     f"{K}.replay_cli": (f"{K}.errors", f"{K}.replay", *SHARED),

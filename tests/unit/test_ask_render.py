@@ -41,6 +41,19 @@ def test_extract_code_prefers_language() -> None:
     assert extract_code("no code here") == []
 
 
+def test_a_block_in_any_language_the_sql_check_runs_is_offered_as_sql() -> None:
+    """A block tagged pgsql or bigquery is what %%sql_ai's check takes as SQL, so it is the
+    block a user asking for SQL gets (and a %%sql cell when JupySQL is loaded)."""
+    from rsql_common.fences import SQL_FENCE_LANGUAGES
+    from rsql_magic.render import normalize_lang
+
+    for tag in ("pgsql", "PSQL", "bigquery", "snowflake", "mssql", "plsql"):
+        answer = f"Use this:\n```{tag}\nSELECT 1\n```\nor in Python:\n```python\nx = 1\n```"
+        assert extract_code(answer, "sql") == [(tag.lower(), "SELECT 1")]
+    assert {normalize_lang(t) for t in SQL_FENCE_LANGUAGES - {""}} == {"sql"}
+    assert normalize_lang("") == ""  # a bare fence names no language
+
+
 def test_bundles() -> None:
     md = mimebundle(ANSWER, result())
     assert set(md) == {"text/markdown", "text/plain"}
