@@ -204,6 +204,37 @@ def test_a_hostile_stored_value_stays_inside_its_comment(tmp_path: Path) -> None
     conn.close()
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "duckdb"])
+def test_hostile_table_and_column_names_are_read_as_names(tmp_path: Path, engine: str) -> None:
+    """The value probe writes the catalog's names into its own SQL: a name holding a double
+    quote and a statement stays one quoted identifier, and its values are read like any."""
+    table = 'orders"; DROP TABLE keep; --'
+    column = 'region" FROM keep; --'
+    quoted_table, quoted_column = ('"' + n.replace('"', '""') + '"' for n in (table, column))
+    setup = [
+        "CREATE TABLE keep (id INTEGER)",
+        f"CREATE TABLE {quoted_table} (order_id INTEGER, {quoted_column} VARCHAR)",
+    ]
+    rows = [(i, ["Bretagne", "Normandie", "Alsace"][i % 3]) for i in range(60)]
+    insert = f"INSERT INTO {quoted_table} VALUES (?, ?)"
+    if engine == "sqlite":
+        conn = sqlite3.connect(tmp_path / "h.sqlite")
+        conn.executescript(";".join(setup))
+        conn.executemany(insert, rows)
+        conn.commit()
+    else:
+        conn = duckdb.connect(str(tmp_path / "h.duckdb"))
+        for sql in setup:
+            conn.execute(sql)
+        conn.executemany(insert, rows)
+    text = describe_connection(conn, "how many orders in Bretagne?", policy=OPEN)
+    assert "Bretagne" in text  # the hostile column's values were read, as values
+    # nothing ran but reads: both tables are there, with their rows
+    assert conn.execute("SELECT count(*) FROM keep").fetchone() == (0,)
+    assert conn.execute(f"SELECT count(*) FROM {quoted_table}").fetchone() == (60,)
+    conn.close()
+
+
 def test_the_probe_stops_at_its_time_bound_on_a_large_table(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "big.sqlite")
     cols = ", ".join(f"t{k} TEXT" for k in range(30))

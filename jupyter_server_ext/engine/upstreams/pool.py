@@ -194,7 +194,6 @@ class Pool:
             )
             for s in specs
         ]
-        self.rules = rules
         self.default_cooldown = rules.default_cooldown
         self.clock = clock
         self.buckets: dict[tuple[str, str], Bucket] = {}

@@ -117,6 +117,8 @@ class SqlEngine:
     backslash_escapes_vary: bool = True
     #: inside a caller's open transaction, generated SQL runs in a savepoint (SQLAlchemy)
     savepoints: bool = False
+    #: identifiers quote as standard SQL does ("name", a quote doubled): no sqlglot needed
+    standard_quotes: bool = False
     #: URL schemes a read-only connection is opened by (``rsql-mcp --db``, the proxy's MCP
     #: connections); ``scheme+driver`` matches too. Empty: not opened by URL.
     url_schemes: tuple[str, ...] = ()
@@ -157,6 +159,8 @@ class SqlEngine:
 
     def quote(self, name: str) -> str:
         """`name` as a quoted identifier of this engine."""
+        if self.standard_quotes:
+            return '"' + name.replace('"', '""') + '"'
         from sqlglot import exp
 
         return str(exp.Identifier(this=name).sql(self.name or None, identify=True))

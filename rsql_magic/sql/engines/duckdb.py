@@ -43,6 +43,7 @@ _LOCAL_ATTACHED = ("duckdb", "sqlite")
 class DuckDBEngine(SqlEngine):
     name = "duckdb"
     title = "DuckDB"
+    standard_quotes = True
     functions: ClassVar[str] = """
     acos add age any_value approx_count_distinct approx_quantile arg_max arg_min argmax argmin
     array_agg array_length array_value array_extract array_slice array_contains array_distinct
@@ -109,9 +110,6 @@ class DuckDBEngine(SqlEngine):
             "SELECT DISTINCT type FROM duckdb_databases() WHERE NOT internal", timeout_s
         )
         return all(str(k).lower() in _LOCAL_ATTACHED for (k,) in kinds)
-
-    def quote(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
 
     def query_sqlalchemy(
         self, db: Any, c: Any, sql: str, bounds: QueryBounds, *, own_transaction: bool

@@ -48,6 +48,7 @@ __all__ = [
 class PostgresEngine(SqlEngine):
     name = "postgres"
     title = "PostgreSQL"
+    standard_quotes = True
     functions: ClassVar[str] = """
     age array_length array_lower array_upper array_position array_positions array_remove
     array_replace array_to_json array_to_string array_agg array_cat array_append array_prepend
@@ -113,9 +114,6 @@ class PostgresEngine(SqlEngine):
 
     def read_catalog(self, db: DB, timeout_s: float) -> Schema:
         return _read_catalog(db, timeout_s)
-
-    def quote(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
 
     def as_the_engine_reads(
         self,

@@ -38,6 +38,7 @@ __all__ = ["ENGINE", "SQLiteDB", "SQLiteEngine", "sqlite_authorizer", "sqlite_st
 class SQLiteEngine(SqlEngine):
     name = "sqlite"
     title = "SQLite"
+    standard_quotes = True
     functions: ClassVar[str] = """
     char date datetime glob group_concat hex ifnull iif instr julianday like likelihood likely
     printf format quote random replace soundex strftime time total typeof unicode unixepoch
@@ -74,9 +75,6 @@ class SQLiteEngine(SqlEngine):
 
     def reads_locally(self, db: DB, timeout_s: float) -> bool:
         return True
-
-    def quote(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
 
     def as_the_engine_reads(
         self,
