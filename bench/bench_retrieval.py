@@ -50,8 +50,8 @@ sys.path.append(str(ROOT))
 from common import replace_section  # noqa: E402
 from retrieval_warehouse import warehouse  # noqa: E402
 
-from rsql_magic.sql import schema as schema_mod  # noqa: E402
-from rsql_magic.sql.schema import Schema, Table, capture_schema, describe_schema  # noqa: E402
+from rsql_sql import schema as schema_mod  # noqa: E402
+from rsql_sql.schema import Schema, Table, capture_schema, describe_schema  # noqa: E402
 
 MARK = "<!-- bench_retrieval -->"
 CAPTURE_BOUND_S = 10.0  # the one-time read of values (capture_values' default: 3 s)
@@ -67,9 +67,9 @@ def _coverage_module() -> Any:
     """rsql_magic's coverage measure; this checkout's file when the package measured (an
     older copy on PYTHONPATH) predates it, so before and after are measured alike."""
     try:
-        return importlib.import_module("rsql_magic.sql.schema.coverage")
+        return importlib.import_module("rsql_sql.schema.coverage")
     except ImportError:
-        name = "rsql_magic.sql.schema.coverage"
+        name = "rsql_sql.schema.coverage"
         path = ROOT / "rsql_magic" / "sql" / "schema" / "coverage.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from common import replace_section  # noqa: E402
 
-from rsql_magic.sql.schema import capture_schema, describe_connection  # noqa: E402
+from rsql_sql.schema import capture_schema, describe_connection  # noqa: E402
 
 MARK = "<!-- bench_schema -->"
 QUESTION = "total value of t250 rows per name created last month"

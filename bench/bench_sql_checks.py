@@ -128,9 +128,9 @@ def measure(paths: dict[str, str]) -> dict[str, dict[str, list[int]]]:
 
     import duckdb
 
-    from rsql_magic.sql.connections import resolve
-    from rsql_magic.sql.loop import SqlAIError, run_question
-    from rsql_magic.sql.schema import capture_schema
+    from rsql_sql.connections import resolve
+    from rsql_sql.loop import SqlAIError, run_question
+    from rsql_sql.schema import capture_schema
 
     compare = _compare()
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]

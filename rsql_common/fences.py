@@ -1,6 +1,6 @@
 """Which fenced blocks of a model answer are SQL: one definition for the kernel and the proxy.
 
-``extract_sql`` (``sql/validate.py``) runs the first block that :data:`FENCE_BLOCK` finds
+``extract_sql`` (``rsql_sql/validate.py``) runs the first block that :data:`FENCE_BLOCK` finds
 with a language in :data:`SQL_FENCE_LANGUAGES` (a bare fence counts). The proxy maps
 redaction placeholders back to a user's values in answers, and must never do so inside a
 block that would run as SQL (a value mapped into it would be data turned into code), so it

@@ -1,8 +1,12 @@
 """The kernel's defaults, declared once: the settings classes (:mod:`rsql_magic.session.settings`)
 take their default values from here, and so do the functions those settings feed, so a default
-changed here changes for ``%config``, the magics, the chat panel and a direct call alike."""
+changed here changes for ``%config``, the magics, the chat panel and a direct call alike.
+``%%sql_ai``'s own are declared in the SQL package (:mod:`rsql_sql.defaults`), which cannot read
+the kernel's, and only named here."""
 
 from __future__ import annotations
+
+from rsql_sql.defaults import SCHEMA_CHARS, SQL_MAX_RETRIES, SQL_MAX_ROWS, SQL_TIMEOUT_S
 
 __all__ = [
     "CONTEXT_TOKENS",
@@ -22,9 +26,3 @@ MAX_FRAMES = 3  # frames described when none are named: the most recently define
 HEAD_ROWS = 5  # sample rows shown per frame
 STATS_SAMPLE = 10_000  # longer frames get column statistics from a random sample of this size
 PROXY_TIMEOUT_S = 120.0  # one proxy call
-
-# %%sql_ai (SqlAIMagics.*)
-SQL_MAX_RETRIES = 3  # asks again after a failed check, the error fed back
-SQL_MAX_ROWS = 100_000  # rows fetched into the DataFrame
-SQL_TIMEOUT_S = 60.0  # one statement
-SCHEMA_CHARS = 6000  # the schema DDL sent

@@ -27,21 +27,34 @@
     ├── DiscoveryWarning    a server file was found but not trusted
     └── SuperuserWarning    generated SQL runs on PostgreSQL as a superuser
 
-``except RSQLError`` catches whatever the assistant raised on purpose. Warnings have a root of
-their own (as urllib3's and requests' do), so a warning turned into an error by a filter is
-never caught as one of ours. What an error carries lives here too: :class:`Position` (where it
-points, unpacked once, in :class:`SqlError`), and the records of %%sql_ai's tries
-(:class:`Attempt`, :class:`Escalation`).
+``except RSQLError`` catches whatever the assistant raised on purpose. The roots live in
+:mod:`rsql_common.errors` and the SQL errors (``SqlError`` and below, ``QueryTimeout``,
+``BadConnection``, ``SuperuserWarning``, and the :class:`Position`, :class:`Attempt` and
+:class:`Escalation` they carry) in :mod:`rsql_sql.errors`, the SQL package the proxy's MCP
+endpoint runs too; this module re-exports them, so the whole vocabulary is read here. Warnings
+have a root of their own (as urllib3's and requests' do), so a warning turned into an error by a
+filter is never caught as one of ours.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
 
-from rsql_common.stages import CHECK_STAGES, STAGES, CheckStage, Stage, check_stage
+from rsql_common.errors import RSQLError, RSQLWarning
+from rsql_sql.errors import (
+    Attempt,
+    BadConnection,
+    Escalation,
+    Position,
+    QueryTimeout,
+    Refused,
+    SqlAIError,
+    SqlCheckError,
+    SqlError,
+    SuperuserWarning,
+)
 
 __all__ = [
     "Attempt",
@@ -67,14 +80,6 @@ __all__ = [
     "UntrustedFile",
     "UsageError",
 ]
-
-
-class RSQLError(Exception):
-    """Base of the errors rsql_magic raises on purpose."""
-
-
-class RSQLWarning(UserWarning):
-    """Base of the warnings rsql_magic gives."""
 
 
 # -- the user's mistakes -------------------------------------------------------------------
@@ -176,146 +181,12 @@ class DiscoveryWarning(RSQLWarning):
     answers in the kernel."""
 
 
-# -- %%sql_ai ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where an error points in the SQL text that was checked, from sqlglot's token ``meta``:
-    1-based ``line``, ``column`` as sqlglot counts it (the token's last character, 1-based), and
-    ``start`` / ``end``, 0-based offsets of the token's first and last character."""
-
-    line: int
-    column: int
-    start: int
-    end: int
-
-
-@dataclass
-class Attempt:
-    """One model answer and what became of it."""
-
-    answer: str
-    sql: str
-    stage: Stage | Literal["ok"]  # "ok", or the stage where it failed
-    error: str | None = None
-    transpiled_from: str | None = None
-    position: Position | None = None  # where the error points in `sql`, when known
-
-
-@dataclass
-class Escalation:
-    """A model of a chain whose SQL failed after its retries, so the next one was asked."""
-
-    model: str
-    stage: Stage
-    error: str
-
-
-class SqlError(RSQLError):
-    """%%sql_ai's SQL failed: ``message`` says why, ``stage`` where (one of ``allowed``).
-
-    ``line``, ``column``, ``start``, ``end``: where in ``sql`` the error points (see
-    :class:`Position`), None when unknown.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        stage: Stage,
-        sql: str | None,
-        position: Position | None,
-        allowed: frozenset[str] = STAGES,
-    ) -> None:
-        check_stage(stage, allowed)
-        super().__init__(message)
-        self.message = message
-        self.stage = stage
-        self.sql = sql
-        self.position = position
-        self.line = position.line if position else None
-        self.column = position.column if position else None
-        self.start = position.start if position else None
-        self.end = position.end if position else None
-
-
-class SqlCheckError(SqlError):
-    """A generated statement failed a check; ``message`` is what the model is told.
-
-    ``stage``: one of :data:`~rsql_common.stages.CheckStage`.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        stage: CheckStage,
-        sql: str | None = None,
-        position: Position | None = None,
-    ) -> None:
-        super().__init__(message, stage=stage, sql=sql, position=position, allowed=CHECK_STAGES)
-
-
-class Refused(SqlCheckError):
-    """The read-only guard refused the statement: nothing ran."""
-
-    def __init__(
-        self, message: str, *, sql: str | None = None, position: Position | None = None
-    ) -> None:
-        super().__init__(message, stage="refused", sql=sql, position=position)
-
-
-class SqlAIError(SqlError):
-    """No acceptable SQL within the retries, or it was refused: nothing (more) ran.
-
-    ``stage``: one of :data:`~rsql_common.stages.Stage`; ``sql``: the last SQL tried;
-    ``attempts``: every try; ``escalations``: the chain's models that failed before.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        attempts: list[Attempt],
-        sql: str,
-        stage: Stage,
-        position: Position | None = None,
-    ) -> None:
-        super().__init__(message, stage=stage, sql=sql, position=position)
-        self.attempts = attempts
-        self.escalations: list[Escalation] = []  # the chain's models that failed before (run_chain)
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows this instead of a Python traceback: the user's error is the SQL's.
-        lines = [f"SqlAIError: {self.message.splitlines()[0]}"]
-        lines += self.message.splitlines()[1:]
-        if self.sql:
-            lines += ["", "Last SQL:", *("    " + x for x in self.sql.splitlines())]
-        return lines
-
-
-class QueryTimeout(RSQLError):
-    """The statement ran past its time bound and was cancelled."""
-
-
-class SuperuserWarning(RSQLWarning):
-    """Generated SQL runs on PostgreSQL as a superuser, with no ``postgres_role`` set."""
-
-
 # -- the chat panel ------------------------------------------------------------------------
 
 
 class StreamStopped(RSQLError):
     """Raised inside a streaming answer's delta callback once Stop was pressed: it ends the
     read in the worker, which shows the turn as stopped (a signal, never shown as an error)."""
-
-
-# -- rsql-mcp ------------------------------------------------------------------------------
-
-
-class BadConnection(RSQLError, ValueError):
-    """An ``rsql-mcp --db`` argument that cannot be used; the message names the problem."""
 
 
 # -- rsql-eval -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("rsql_common", "rsql_magic", "jupyter_server_ext")
+PACKAGES = ("rsql_common", "rsql_sql", "rsql_magic", "jupyter_server_ext")
 # A file a newcomer reads in one sitting, by today's formatter (issue 41 put it back at 600
 # after files had grown to 700: each was split by what it holds, not squeezed).
 MAX_LINES = 600
@@ -28,14 +28,29 @@ MAX_LINES = 600
 # third-party packages are not checked). `None` marks a top layer, which may import anything;
 # a module under no prefix is unchecked. docs/architecture.md explains the layers.
 K, S = "rsql_magic", "jupyter_server_ext"
+# the SQL package both stand on: the engines, the walls, schema capture, %%sql_ai's loop, the
+# warehouse tools and rsql-mcp; the kernel runs it, and so does the proxy's {proxy}mcp endpoint
+Q = "rsql_sql"
 # pure, dependency-free leaves both packages read the same way, in a package of their own
 # (rsql_common): which fences hold SQL (the kernel runs them; the proxy must never map a value
 # into them), text for a terminal, the stages where %%sql_ai's SQL fails (the words an
-# escalation header may carry), and the one token estimate
+# escalation header may carry), the one token estimate, the context policy, and the roots of
+# the user-side error tree
 SHARED = ("rsql_common",)
+# Which package may import which, whatever the layers say (a top layer, `None` below, may import
+# anything within its own package's rule): the kernel and the proxy never import each other, so
+# either installs, tests and changes alone; the kernel finds the in-process engine by its entry
+# point name (client/proxy.py), never by an import.
+PACKAGE_IMPORTS: dict[str, tuple[str, ...]] = {
+    "rsql_common": (),
+    Q: ("rsql_common",),
+    K: ("rsql_common", Q),
+    S: ("rsql_common", Q),
+}
 # what the kernel's session stands on, and what a layer on the session may import (the chat
 # panel, the agent, rsql-eval)
 UNDER_SESSION = (
+    Q,
     f"{K}.defaults",
     f"{K}.errors",
     f"{K}.sanitize",
@@ -44,13 +59,14 @@ UNDER_SESSION = (
     f"{K}.render",
     f"{K}.privacy",
     f"{K}.replay",
-    f"{K}.sql",
     f"{K}.context",
 )
 ON_SESSION = (*UNDER_SESSION, f"{K}.session", *SHARED)
 
 LAYERS: dict[str, tuple[str, ...] | None] = {
     **dict.fromkeys(SHARED, ()),
+    # one layer: its modules list themselves bottom up in rsql_sql/__init__.py
+    Q: SHARED,
     # the proxy: a framework-free core, backends that plug into its interfaces, the handlers
     # both hosts share, then the hosts (extension, service, inprocess, admin_cli: unchecked)
     f"{S}.engine": SHARED,
@@ -111,22 +127,22 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.api_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     # {proxy}mcp: the warehouse tools for users' agents, on the engine's limits, windows and
-    # usage log; the tools themselves are the kernel's (rsql_magic.agent), with %%sql_ai's guard
-    f"{S}.mcp.settings": (f"{S}.engine",),
+    # usage log; the tools themselves are the SQL package's (rsql_sql), with %%sql_ai's guard
+    # the admin's MCP connections checked at start-up: which URLs open, which take a role, as
+    # the SQL package's engines say
+    f"{S}.mcp.settings": (f"{S}.engine", f"{Q}.engines"),
     f"{S}.mcp": (
         f"{S}.engine",
         f"{S}.config",
         f"{S}.auth",
         f"{S}.handlers",
-        f"{K}.agent",
-        f"{K}.errors",
-        f"{K}.privacy",
-        f"{K}.sql",
+        Q,
         *SHARED,
     ),
     # the kernel side, bottom up; its defaults, declared once, a leaf every layer reads
-    f"{K}.defaults": (),
-    f"{K}.errors": SHARED,  # the one error tree; it names the stages SQL fails at
+    f"{K}.defaults": (f"{Q}.defaults",),  # %%sql_ai's are the SQL package's, named here
+    # the one error tree, the SQL package's errors re-exported; it names the stages SQL fails at
+    f"{K}.errors": (f"{Q}.errors", *SHARED),
     f"{K}.sanitize": (),
     f"{K}.prompt": (),
     # the Jupyter server a kernel runs under, from its runtime file
@@ -134,11 +150,10 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # the in-process engine is found by its entry point name, never imported (client/proxy.py)
     f"{K}.client": (f"{K}.defaults", f"{K}.errors", f"{K}.discovery"),
     f"{K}.render": (f"{K}.errors", f"{K}.sanitize", f"{K}.client", *SHARED),
-    f"{K}.privacy": (f"{K}.errors",),
+    f"{K}.privacy": (f"{K}.errors", *SHARED),
     f"{K}.replay": (f"{K}.errors", f"{K}.client", *SHARED),
     f"{K}.replay_cli": (f"{K}.errors", f"{K}.replay", *SHARED),
-    f"{K}.sql": (f"{K}.defaults", f"{K}.errors", *SHARED),
-    f"{K}.context": (f"{K}.defaults", f"{K}.errors", f"{K}.privacy", f"{K}.sql", *SHARED),
+    f"{K}.context": (f"{K}.defaults", f"{K}.errors", f"{K}.privacy", Q, *SHARED),
     f"{K}.session": UNDER_SESSION,
     # the chat panel and the agent stand on the session (the panel's agent mode on the agent);
     # the magics, every one of them, on top
@@ -310,9 +325,21 @@ def layer_breaks(modules: dict[str, Module]) -> list[str]:
     return out
 
 
+def package_breaks(modules: dict[str, Module]) -> list[str]:
+    out = []
+    for mod in modules.values():
+        own = mod.name.split(".")[0]
+        allowed = (own, *PACKAGE_IMPORTS.get(own, ()))
+        out += [
+            f"{mod.name} imports {i}" for i in sorted(mod.imports) if i.split(".")[0] not in allowed
+        ]
+    return out
+
+
 def report(modules: dict[str, Module]) -> dict[str, list[str]]:
     return {
         "import circles": [" <-> ".join(c) for c in cycles(modules)],
+        "imports between packages": package_breaks(modules),
         "imports against the layers": layer_breaks(modules),
         "private names from another module": [
             f"{m.name}:{p}" for m in modules.values() for p in m.private

@@ -19,7 +19,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer  # noqa: F401
 from mcp.server.transport_security import TransportSecuritySettings
 
-from rsql_magic.agent.mcp_server import INSTRUCTIONS, add_tools, sdk
+from rsql_sql.mcp.server import INSTRUCTIONS, add_tools, sdk
 
 from ..engine import Caller
 from .tool_calls import ToolCalls

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rsql_sql.engines import SqlEngine, engine_for_url, engines, url_examples
+
 from ..engine.errors import ConfigError
 from ..engine.upstreams.specs import Rate, parse_rates
 
@@ -29,7 +31,6 @@ FIELDS = (
     "allow_functions",
     "description",
 )
-SCHEMES = ("sqlite:///", "duckdb:///", "postgresql://", "postgresql+psycopg://", "postgres://")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class ConnectionSpec:
 
     name: str
     url: str
-    kind: str  # "sqlite", "duckdb", "postgres"
+    kind: str  # its engine's name (rsql_sql.engines): "sqlite", "duckdb", "postgres"
     role: str | None = None  # PostgreSQL: the role every statement runs as (SET LOCAL ROLE)
     groups: tuple[str, ...] = ()  # who may use it (empty: every user)
     max_rows: int = 20
@@ -63,18 +64,15 @@ class MCPSettings:
         return bool(self.connections)
 
 
-def _kind(url: str, where: str) -> str:
-    low = url.lower()
-    if not low.startswith(SCHEMES):
+def _engine(url: str, where: str) -> SqlEngine:
+    # the SQL package's engines say which URLs they open, as rsql-mcp asks them: one list
+    engine = engine_for_url(url)
+    if engine is None:
+        # only the scheme is repeated: the rest may hold a password
         raise ConfigError(
-            f"{where}['url']: expected sqlite:///PATH, duckdb:///PATH or postgresql://..., got "
-            f"{url.split('://', 1)[0]}://..."
+            f"{where}['url']: expected {url_examples()}, got {url.split('://', 1)[0]}://..."
         )
-    if low.startswith("sqlite:///"):
-        return "sqlite"
-    if low.startswith("duckdb:///"):
-        return "duckdb"
-    return "postgres"
+    return engine
 
 
 def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
@@ -103,19 +101,22 @@ def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{where}['url']: the database's URL is required")
     url = url.strip()
-    kind = _kind(url, where)
+    engine = _engine(url, where)
     role = raw.get("role")
     if role is not None and (not isinstance(role, str) or not _ROLE.match(role)):
         raise ConfigError(f"{where}['role']: expected a PostgreSQL role name, got {role!r}")
-    if kind == "postgres" and not role:
+    if engine.runs_as_role and not role:
         # the proxy's own login may hold more rights than a user should: every statement runs
         # as a role the admin chose for reading, behind the read-only transaction
         raise ConfigError(
-            f"{where}['role']: a PostgreSQL connection needs a read-only role (a role without "
+            f"{where}['role']: a {engine.title} connection needs a read-only role (a role without "
             "superuser rights that can SELECT the tables to serve); statements run as it"
         )
-    if kind != "postgres" and role:
-        raise ConfigError(f"{where}['role']: only PostgreSQL connections take a role")
+    if not engine.runs_as_role and role:
+        takers = " and ".join(e.title for e in engines() if e.runs_as_role)
+        raise ConfigError(
+            f"{where}['role']: {engine.title} connections take no role (only {takers} ones do)"
+        )
     max_rows = raw.get("max_rows", 20)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or not 1 <= max_rows <= 1000:
         raise ConfigError(
@@ -132,7 +133,7 @@ def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
     return ConnectionSpec(
         name=name,
         url=url,
-        kind=kind,
+        kind=engine.name,
         role=role or None,
         groups=_strings(raw.get("groups", []), f"{where}['groups']", "group names"),
         max_rows=max_rows,

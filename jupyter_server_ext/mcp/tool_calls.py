@@ -10,7 +10,7 @@ A call is checked in this order, each refusal a tool error the agent can read:
    backend, so every replica counts the same calls;
 4. a worker thread of this process's pool (``mcp_workers``): the databases' clients block.
 
-The tool itself is :func:`rsql_magic.agent.connections.call_tool`, as ``rsql-mcp`` runs it:
+The tool itself is :func:`rsql_sql.mcp.connections.call_tool`, as ``rsql-mcp`` runs it:
 %%sql_ai's guard, engine rules and read-only walls, the context policy (the admin's
 ``context_policy`` and the connection's ``redact_columns``), the result bound; then the
 proxy's ``redact_patterns`` mask personal data in the text that goes back. Each call, refused
@@ -31,8 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rsql_common.context_policy import ContextPolicy
 from rsql_common.terminal import shown
-from rsql_magic.agent.connections import (
+from rsql_sql.errors import BadConnection
+from rsql_sql.mcp.connections import (
     TOOLS,
     Connection,
     Options,
@@ -40,9 +42,7 @@ from rsql_magic.agent.connections import (
     call_tool,
     open_connection,
 )
-from rsql_magic.errors import BadConnection
-from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.policy import SqlPolicy
+from rsql_sql.policy import SqlPolicy
 
 from ..engine import Caller, Engine
 from ..engine.admission.entitlements import agent_off

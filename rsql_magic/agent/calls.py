@@ -18,7 +18,7 @@ from rsql_magic.errors import BadCall, SqlAIError
 from rsql_magic.sanitize import plain_text
 
 if TYPE_CHECKING:
-    from .warehouse import SqlToolResult
+    from rsql_sql.warehouse import SqlToolResult
 
 __all__ = ["BadCall", "ToolResult", "check_arguments", "dispatch", "fit", "function_specs"]
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.connections import DB
-from rsql_magic.sql.policy import SqlPolicy
+from rsql_sql import warehouse
+from rsql_sql.connections import DB
+from rsql_sql.policy import SqlPolicy
 
-from . import warehouse
 from .calls import ToolResult, dispatch, function_specs, sql_result
 
 __all__ = ["TOOLS", "WarehouseTools"]

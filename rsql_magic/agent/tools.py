@@ -38,7 +38,7 @@ from rsql_magic.context.frames import describe_frame, find_frames, frame_kind
 from rsql_magic.context.rsession import import_robjects, r_session_exists
 from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sanitize import clean_html
-from rsql_magic.sql.connections import DB, is_frame, jupysql_current, resolve
+from rsql_sql.connections import DB, is_frame, jupysql_current, resolve
 
 from .calls import BadCall, ToolResult, dispatch, function_specs, one_line, sql_result
 from .proposal import Proposal, ProposalView
@@ -344,7 +344,7 @@ class KernelTools:
         return ToolResult("\n".join(out), head)
 
     def _search_schema(self, connection: str, question: str) -> ToolResult:
-        from . import warehouse
+        from rsql_sql import warehouse
 
         db = self._connection(connection)
         text = warehouse.search_schema(
@@ -358,7 +358,7 @@ class KernelTools:
         return ToolResult(text, f"{tables} tables ({db.dialect or 'SQL'})")
 
     def _run_sql(self, connection: str, sql: str) -> ToolResult:
-        from . import warehouse
+        from rsql_sql import warehouse
 
         db = self._connection(connection)
         res = warehouse.run_sql(

@@ -6,7 +6,7 @@ from typing import Any
 
 from rsql_magic.context.frames import find_frames
 from rsql_magic.context.rsession import r_session_exists
-from rsql_magic.sql.connections import jupysql_current, resolve
+from rsql_sql.connections import jupysql_current, resolve
 
 __all__ = ["FRAMES", "JUPYSQL", "connection_name", "has_r_session", "sql_connections", "sql_source"]
 

@@ -20,7 +20,7 @@ from rsql_magic import render
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import SqlAIError
 from rsql_magic.sanitize import clean_html
-from rsql_magic.sql.loop import SqlAIResult, dialect_label
+from rsql_sql.loop import SqlAIResult, dialect_label
 
 from .clipboard import CopyCode
 

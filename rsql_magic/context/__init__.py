@@ -6,7 +6,7 @@ what is left when its turn comes, so budget a small section does not use flows o
 ones.
 
 Collectors: :mod:`.frames` (pandas / polars), :mod:`.rsession` (R through rpy2),
-``rsql_magic.sql.schema.describe_connection`` (SQL through sqlglot) and :mod:`.history` (last error).
+``rsql_sql.schema.describe_connection`` (SQL through sqlglot) and :mod:`.history` (last error).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def build_context(
     JupySQL's active one. ``last_error``: include this failed cell and its traceback.
     ``policy``: the context policy every collector applies (see :mod:`rsql_magic.privacy`);
     SQL schemas carry names, types and keys only, never values, under any policy;
-    ``sql_policy`` (an ``rsql_magic.sql.SqlPolicy``): the walls the values that steer which
+    ``sql_policy`` (an ``rsql_sql.SqlPolicy``): the walls the values that steer which
     tables are shown are read in, those of generated SQL.
     """
     from . import frames as fr
@@ -107,7 +107,7 @@ def build_context(
 
         def run_sql(budget: int) -> str:
             try:
-                from rsql_magic.sql.schema import describe_connection
+                from rsql_sql.schema import describe_connection
             except ImportError as e:
                 ctx.notes.append(f"SQL schema not included: {e}")
                 return ""

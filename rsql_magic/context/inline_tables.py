@@ -44,7 +44,7 @@ def remember_schema(shell: Any, connection: str, schema: Any) -> None:
     :func:`.inline.frontend_context`.
 
     `connection`: how the user names it (a variable, ``"frames"``, a URL); `schema`: a
-    :class:`rsql_magic.sql.schema.Schema` (read as any object with ``tables``, each with
+    :class:`rsql_sql.schema.Schema` (read as any object with ``tables``, each with
     ``name``, ``db`` and ``columns`` of ``name``). Only names are kept, bounded (100 tables of
     200 columns, 16 connections per shell): no values, nothing the schema object holds.
     A table outside the schema's ``default_db`` is named ``db.table``.
@@ -87,7 +87,7 @@ def _schema_names(schema: Any) -> list[tuple[str, list[str]]]:
 _CAUGHT: weakref.WeakKeyDictionary[Any, dict[int, tuple[Any, float, Any]]] = (
     weakref.WeakKeyDictionary()
 )
-_BACKENDS = "rsql_magic.sql.schema.backends"  # capture_schema's module: sqlglot and all
+_BACKENDS = "rsql_sql.schema.backends"  # capture_schema's module: sqlglot and all
 _LOADING: list[threading.Thread] = []  # the one background import of it, once per process
 # (a capture may use this share of the time left; the database kinds read from the editor:
 # local files or memory only, never a network database on a keystroke)

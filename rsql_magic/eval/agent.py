@@ -7,7 +7,7 @@ warehouse tools' own guard, walls and bounds) and is asked to end with its final
 its requests are client ``agent`` (a policy window that turns agent mode off refuses them), and
 it ends when the model answers without calling a tool, or at the step or token limit.
 
-The final answer then goes through :func:`rsql_magic.sql.loop.run_question` exactly as a
+The final answer then goes through :func:`rsql_sql.loop.run_question` exactly as a
 non-agent answer does (the same SQL extraction, ``check_sql``, engine rules, read-only walls,
 bounds and the engine's fixes), once: no retry with the error fed back, since the agent could
 test its SQL with ``run_sql`` before it answered. The runner scores the result against the gold
@@ -25,9 +25,9 @@ from rsql_magic.agent.eval_tools import WarehouseTools
 from rsql_magic.agent.loop import ENDED, Ask, ToolBox, Turn, run_turn
 from rsql_magic.errors import SqlAIError
 from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql import loop
-from rsql_magic.sql.connections import DB
-from rsql_magic.sql.loop import SqlAIResult, dialect_label
+from rsql_sql import loop
+from rsql_sql.connections import DB
+from rsql_sql.loop import SqlAIResult, dialect_label
 
 __all__ = ["AGENT_MODES", "AgentAnswer", "agent_messages", "answer_with_agent", "check_agent_mode"]
 

@@ -12,9 +12,9 @@ import urllib.parse
 from pathlib import Path
 
 from rsql_magic.errors import BadConnection, EvalInputError
-from rsql_magic.sql.connections import DB, resolve
-from rsql_magic.sql.engines import engine_for_file, file_kinds
-from rsql_magic.sql.schema import capture_schema
+from rsql_sql.connections import DB, resolve
+from rsql_sql.engines import engine_for_file, file_kinds
+from rsql_sql.schema import capture_schema
 
 __all__ = ["open_database"]
 

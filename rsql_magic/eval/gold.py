@@ -15,12 +15,12 @@ from typing import Any
 
 from rsql_magic.agent.loop import Turn
 from rsql_magic.errors import SqlCheckError
-from rsql_magic.sql.connections import DB
-from rsql_magic.sql.execute import run_query
-from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.sql.schema import Schema, describe_schema
-from rsql_magic.sql.schema.coverage import coverage, needed_columns, shown_columns
-from rsql_magic.sql.validate import check_sql
+from rsql_sql.connections import DB
+from rsql_sql.execute import run_query
+from rsql_sql.policy import SqlPolicy
+from rsql_sql.schema import Schema, describe_schema
+from rsql_sql.schema.coverage import coverage, needed_columns, shown_columns
+from rsql_sql.validate import check_sql
 
 from .compare import gold_orders_rows
 from .questions import Question

@@ -1,7 +1,7 @@
 """Run a question set through %%sql_ai's loop, model by model, and score every answer.
 
-Each question goes through :func:`rsql_magic.sql.loop.run_question` (a chain through
-:func:`~rsql_magic.sql.loop.run_chain`) with the magic's own model call
+Each question goes through :func:`rsql_sql.loop.run_question` (a chain through
+:func:`~rsql_sql.loop.run_chain`) with the magic's own model call
 (:class:`rsql_magic.session.SqlCompleter`: the proxy client, temperature 0, its 429 policy) and
 the magic's own defaults (``SqlAIMagics``' row cap, timeout, schema budget and SQL policy).
 
@@ -20,7 +20,7 @@ tool calls over the database, its final SQL checked and run as above and scored 
 under the label ``MODEL (agent)``; a turn ended by its step or token limit is ``refused``.
 
 Retrieval or reasoning (:mod:`.gold`): each answer also records whether every table and column the gold SQL
-reads (:func:`~rsql_magic.sql.schema.coverage.needed_columns`) was in the schema text the model
+reads (:func:`~rsql_sql.schema.coverage.needed_columns`) was in the schema text the model
 saw (``retrieval``: ok, miss or unknown). That text is the loop's (``SqlAIResult.schema_text``:
 one text per question, the same for every attempt); in agent mode the union of what its
 search_schema and describe_table calls returned. A scored answer that is not right is then a
@@ -48,10 +48,10 @@ from rsql_magic.errors import (
 )
 from rsql_magic.replay import Replay, ReplayStore
 from rsql_magic.session import Session, SqlAISettings, SqlCompleter
-from rsql_magic.sql import loop
-from rsql_magic.sql.connections import DB
-from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.sql.schema import capture_schema
+from rsql_sql import loop
+from rsql_sql.connections import DB
+from rsql_sql.policy import SqlPolicy
+from rsql_sql.schema import capture_schema
 
 from .agent import SUFFIX, answer_with_agent, check_agent_mode
 from .compare import Match, compare_results, normalize
@@ -303,9 +303,9 @@ def evaluate(
     agent_max_tokens: int | None = None,
 ) -> EvalReport:
     """Ask every question of each model in `models` and of each chain in `chains` (models in
-    escalation order, see :func:`~rsql_magic.sql.loop.run_chain`), and score the answers.
+    escalation order, see :func:`~rsql_sql.loop.run_chain`), and score the answers.
 
-    `db`: a :class:`~rsql_magic.sql.connections.DB` or what :func:`open_database` takes.
+    `db`: a :class:`~rsql_sql.connections.DB` or what :func:`open_database` takes.
     `client`: the proxy (default: found as the magics find it, ``RSQL_PROXY_URL`` first).
     `record`: a replay file to record every model answer in; `replay`: answer from such a file
     only, calling no model (a missing answer is that question's ``error``). `postgres_role`:

@@ -31,9 +31,9 @@ from rsql_magic.render import (
     replayed_label,
 )
 from rsql_magic.session import Session, SqlAISettings
-from rsql_magic.sql.connections import DB
-from rsql_magic.sql.dialects import sqlglot_dialect
-from rsql_magic.sql.loop import SqlAIResult, dialect_label
+from rsql_sql.connections import DB
+from rsql_sql.dialects import sqlglot_dialect
+from rsql_sql.loop import SqlAIResult, dialect_label
 
 __all__ = ["SqlAIMagics"]
 

@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 
 from traitlets.config import Configurable
 
+from rsql_sql.policy import SqlPolicy
+
 from ..client import ProxyClient
 from ..errors import ProxyError, UsageError
 from ..privacy import ContextPolicy, cached_me, effective_policy
 from ..replay import Replay, ReplayStore, resolve_mode, resolve_path
-from ..sql.policy import SqlPolicy
 from .settings import AskSettings, SqlAISettings
 
 __all__ = ["SessionConfig"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
+from rsql_sql.fetch import DEFAULT_MAX_RESULT_BYTES
+
 from .. import defaults
-from ..sql.fetch import DEFAULT_MAX_RESULT_BYTES
 
 __all__ = ["AskSettings", "SqlAISettings"]
 

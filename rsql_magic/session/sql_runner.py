@@ -1,7 +1,7 @@
 """The %%sql_ai runner of one shell: :class:`SqlRunner`, and its model call :class:`SqlCompleter`.
 
 What a connection name means in the notebook, and the SQL loop run on it with ``SqlAIMagics``'
-settings (:mod:`rsql_magic.sql.loop`: capture the schema, ask, parse, validate, guard, run).
+settings (:mod:`rsql_sql.loop`: capture the schema, ask, parse, validate, guard, run).
 %%sql_ai, the chat panel's Run SQL button and rsql-eval share it. The model is asked through
 the session's request flow (:meth:`Session.chat <rsql_magic.session.session.Session.chat>`:
 the 429 policy, the request's origin), which this module knows only as :class:`ChatSession`,
@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rsql_sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
+from rsql_sql.loop import SqlAIResult, run_chain, run_question
+from rsql_sql.schema import capture_schema
+
 from ..client import ChatResult, ProxyClient
 from ..context.inline import remember_schema
 from ..errors import Escalation, SqlAIError
 from ..replay import Replay
-from ..sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
-from ..sql.loop import SqlAIResult, run_chain, run_question
-from ..sql.schema import capture_schema
 from .config import SessionConfig
 
 __all__ = ["ChatSession", "SqlCompleter", "SqlRunner"]

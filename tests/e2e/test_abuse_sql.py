@@ -132,8 +132,8 @@ def test_the_database_reads_the_smuggled_text_as_one_select_when_the_guard_is_by
             "psycopg2",
             reason="SQLAlchemy's default PostgreSQL driver, whose simple query protocol runs several statements",
         )
-    from rsql_magic.sql.connections import resolve
-    from rsql_magic.sql.execute import run_query
+    from rsql_sql.connections import resolve
+    from rsql_sql.execute import run_query
 
     shop_in_postgres(pg_database, legacy_strings=True)
     if driver == "psycopg":

@@ -27,8 +27,14 @@ EXPRESSION = (
     "__import__('rsql_magic.context.inline', fromlist=['frontend_context'])"
     ".frontend_context(get_ipython())"
 )
-HEAVY = ("pandas", "polars", "numpy", "rpy2", "sqlglot", "rsql_magic.session", "rsql_magic.sql")
-LOADED = f"sorted(m for m in {HEAVY!r} if m in __import__('sys').modules)"
+HEAVY = ("pandas", "polars", "numpy", "rpy2", "sqlglot", "rsql_magic.session")
+# every module of the SQL package counts as heavy but its package docstring and its defaults,
+# which the kernel's defaults name (both import nothing)
+LIGHT_SQL = ("rsql_sql", "rsql_sql.defaults")
+LOADED = (
+    "sorted(m for m in __import__('sys').modules if m in "
+    f"{HEAVY!r} or (m.split('.')[0] == 'rsql_sql' and m not in {LIGHT_SQL!r}))"
+)
 
 FRAMES = r"""
 import pandas as pd, sqlite3
@@ -202,4 +208,6 @@ def test_the_module_imports_only_the_standard_library(tmp_path: Path) -> None:
         "rsql_magic.context.inline_tables",
         "rsql_magic.context.rsession",
         "rsql_magic.defaults",
+        "rsql_sql",
+        "rsql_sql.defaults",
     ]

@@ -1,5 +1,5 @@
 """`rsql-mcp` as an MCP client runs it: the `mcp` SDK's own stdio client starts the server
-(``python -m rsql_magic.agent.mcp_server``, what the console script runs) on a real SQLite
+(``python -m rsql_sql.mcp.server``, what the console script runs) on a real SQLite
 file, lists its tools and calls each.
 
 A hostile model's calls are tested here end to end: a writing ``run_sql`` is a tool error and
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 SSN = "SSN-" + secrets.token_hex(6)
 TOOLS = {"list_connections", "search_schema", "describe_table", "run_sql"}
-SERVER = [sys.executable, "-m", "rsql_magic.agent.mcp_server"]
+SERVER = [sys.executable, "-m", "rsql_sql.mcp.server"]
 
 
 @pytest.fixture
@@ -248,7 +248,7 @@ def test_claude_code_calls_rsql_mcp_and_a_write_is_refused(
     # the server's stderr (its call log) into a file: Claude Code keeps a server's stderr to itself
     boot = (
         "import sys; sys.stderr = open(sys.argv.pop(1), 'a', buffering=1); "
-        "from rsql_magic.agent.mcp_server import main; main()"
+        "from rsql_sql.mcp.server import main; main()"
     )
     config = tmp_path / "mcp.json"
     config.write_text(

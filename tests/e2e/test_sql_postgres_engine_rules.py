@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.loop import run_question
+from rsql_sql.connections import resolve
+from rsql_sql.loop import run_question
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.services import pg_engine
 from tests.helpers.sql_fixtures import AIRLINES, check_limit_offset_comma_is_respelled, sql

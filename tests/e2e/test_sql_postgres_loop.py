@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from rsql_magic.errors import QueryTimeout
-from rsql_magic.sql.connections import DB, resolve
-from rsql_magic.sql.loop import run_question
+from rsql_sql.connections import DB, resolve
+from rsql_sql.loop import run_question
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.services import pg_engine
 from tests.helpers.shop import GOOD, SHOP

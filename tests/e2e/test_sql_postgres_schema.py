@@ -7,7 +7,7 @@ The same from SQLite and DuckDB: tests/unit/test_sql_schema.py.
 
 from __future__ import annotations
 
-from rsql_magic.sql.schema import capture_schema, describe_connection
+from rsql_sql.schema import capture_schema, describe_connection
 from tests.helpers.services import pg_engine
 
 

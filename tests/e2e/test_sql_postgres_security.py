@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from rsql_magic.errors import SqlAIError, SuperuserWarning
-from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.loop import run_question
-from rsql_magic.sql.policy import SqlPolicy
+from rsql_sql.connections import resolve
+from rsql_sql.loop import run_question
+from rsql_sql.policy import SqlPolicy
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.sql_fixtures import (
     GOOD,
@@ -208,7 +208,7 @@ def test_column_values_that_steer_the_schema_are_read_as_the_role(pg) -> None:
     import psycopg
 
     from rsql_magic.privacy import ContextPolicy
-    from rsql_magic.sql.schema import capture_schema, capture_values
+    from rsql_sql.schema import capture_schema, capture_values
 
     url, role = pg
     with psycopg.connect(url, autocommit=True) as conn:
@@ -236,7 +236,7 @@ def test_the_questions_literals_are_looked_up_as_the_role(pg) -> None:
     import psycopg
 
     from rsql_magic.privacy import ContextPolicy
-    from rsql_magic.sql.schema import capture_schema, capture_values, describe_schema
+    from rsql_sql.schema import capture_schema, capture_values, describe_schema
 
     url, role = pg
     question = "How many customers live in Lyon?"

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from rsql_magic.errors import QueryTimeout, SuperuserWarning
-from rsql_magic.sql.connections import DB, resolve
-from rsql_magic.sql.execute import WITHHELD, QueryResult, run_query
-from rsql_magic.sql.loop import run_question
-from rsql_magic.sql.policy import SqlPolicy
+from rsql_sql.connections import DB, resolve
+from rsql_sql.execute import WITHHELD, QueryResult, run_query
+from rsql_sql.loop import run_question
+from rsql_sql.policy import SqlPolicy
 from tests.helpers import FAKE_KEY
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.shop import SHOP

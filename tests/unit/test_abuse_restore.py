@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rsql_magic.sql.validate import extract_sql
+from rsql_sql.validate import extract_sql
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import InProcessJupyter

@@ -9,11 +9,11 @@ import sqlite3
 import pytest
 
 from rsql_magic.errors import Refused
-from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.execute import run_query
-from rsql_magic.sql.guard import check_statements
-from rsql_magic.sql.parse import parse_statements
-from rsql_magic.sql.policy import SqlPolicy
+from rsql_sql.connections import resolve
+from rsql_sql.execute import run_query
+from rsql_sql.guard import check_statements
+from rsql_sql.parse import parse_statements
+from rsql_sql.policy import SqlPolicy
 
 
 def refusal(sql: str, dialect: str) -> str:

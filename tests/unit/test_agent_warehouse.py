@@ -1,4 +1,4 @@
-"""The warehouse tools (rsql_magic.agent.warehouse) on real SQLite and DuckDB files.
+"""The warehouse tools (rsql_sql.warehouse) on real SQLite and DuckDB files.
 
 The model calling them may be steered by the data it read (prompt injection), so each attack
 is tested on a connection opened read-write: only the tools' own path (the guard, the engine
@@ -16,16 +16,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rsql_magic.agent.warehouse import (
+from rsql_magic.privacy import ContextPolicy
+from rsql_sql.connections import DuckDB, SQLiteDB
+from rsql_sql.execute import WITHHELD
+from rsql_sql.warehouse import (
     MAX_CELL_CHARS,
     describe_table,
     forget_schema,
     run_sql,
     search_schema,
 )
-from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.connections import DuckDB, SQLiteDB
-from rsql_magic.sql.execute import WITHHELD
 
 SSN = "SSN-" + secrets.token_hex(6)  # a redacted column's value
 SECRET = "FILE-" + secrets.token_hex(6)  # a file's content the database must not read

@@ -819,8 +819,9 @@ NOT_IN_IMAGE = {
 
 def imported_distributions() -> set[str]:
     """The distributions the service's modules import, following their imports into our own
-    packages (rsql_common, the shared leaves, and the kernel's modules the MCP tools use;
-    docs/architecture.md)."""
+    packages (rsql_common, the shared leaves, and rsql_sql, the SQL package the MCP tools run;
+    docs/architecture.md). The kernel package is not followed: an import of it would show as a
+    distribution of its own, which the image does not ship."""
     todo = [
         p
         for p in (REPO / "jupyter_server_ext").rglob("*.py")
@@ -836,7 +837,8 @@ def imported_distributions() -> set[str]:
         package = path.relative_to(REPO).with_suffix("").parts[:-1]
         tree = ast.parse(path.read_text())
         # the service's own modules: every import, lazy ones too (redis, asyncpg, jupyterhub are
-        # imported where used); rsql_magic's: what importing them runs, not their functions'
+        # imported where used); rsql_sql's and rsql_common's: what importing them runs, not
+        # their functions'
         nodes = ast.walk(tree) if package[0] == "jupyter_server_ext" else tree.body
         for node in nodes:
             if isinstance(node, ast.Import):
@@ -848,10 +850,10 @@ def imported_distributions() -> set[str]:
                 continue
             for name in names:
                 parts = name.split(".")
-                if parts[0] not in ("rsql_magic", "rsql_common"):
+                if parts[0] not in ("rsql_sql", "rsql_common"):
                     tops.add(parts[0])
                     continue
-                # running rsql_magic.a.b runs rsql_magic/__init__.py and a/__init__.py too
+                # running rsql_sql.a.b runs rsql_sql/__init__.py and a/__init__.py too
                 for i in range(1, len(parts) + 1):
                     for candidate in (
                         REPO.joinpath(*parts[:i], "__init__.py"),

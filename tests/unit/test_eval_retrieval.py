@@ -22,7 +22,7 @@ from rsql_magic.eval import evaluate, to_html, to_markdown
 from rsql_magic.eval.cli import main
 from rsql_magic.eval.questions import Question
 from rsql_magic.session import SqlAISettings
-from rsql_magic.sql.schema import capture_schema, describe_schema
+from rsql_sql.schema import capture_schema, describe_schema
 from tests.helpers import FAKE_KEY
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.tool_calls import tool_call

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from rsql_magic.context.inline import InlineContext, frontend_context, remember_schema
-from rsql_magic.sql.schema import capture_schema
+from rsql_sql.schema import capture_schema
 from tests.helpers.kernels import import_rpy2, require_r
 
 # the frontend's expression, exactly as section 2 of the contract writes it
@@ -254,7 +254,7 @@ def test_sql_ai_leaves_the_tables_it_read_for_the_editor(
 ) -> None:
     """%%sql_ai's own schema capture is what the editor's completions then name."""
     from rsql_magic.session import Session
-    from rsql_magic.sql.connections import resolve
+    from rsql_sql.connections import resolve
 
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE inline_probe (id INTEGER PRIMARY KEY, total REAL)")

@@ -1,4 +1,4 @@
-"""What a schema text shows against what a query needs (rsql_magic.sql.schema.coverage), on
+"""What a schema text shows against what a query needs (rsql_sql.schema.coverage), on
 texts describe_schema writes for real SQLite and DuckDB databases: aliases, CTEs, subqueries,
 USING joins, quoted names, a schema outside the default one, a view, wide tables cut to their
 first columns, and a text cut mid-line at its budget."""
@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from rsql_magic.sql.schema import (
+from rsql_sql.schema import (
     Column,
     Schema,
     Table,
@@ -17,7 +17,7 @@ from rsql_magic.sql.schema import (
     describe_schema,
     render_ddl,
 )
-from rsql_magic.sql.schema.coverage import coverage, needed_columns, shown_columns
+from rsql_sql.schema.coverage import coverage, needed_columns, shown_columns
 
 duckdb = pytest.importorskip("duckdb")
 

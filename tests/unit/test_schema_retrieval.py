@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.schema import (
+from rsql_sql.schema import (
     capture_schema,
     capture_values,
     describe_connection,

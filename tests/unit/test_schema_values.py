@@ -16,7 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.schema import (
+from rsql_sql.schema import (
     capture_schema,
     capture_values,
     describe_connection,

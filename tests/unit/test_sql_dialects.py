@@ -7,8 +7,8 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from rsql_magic.sql.connections import is_frame
-from rsql_magic.sql.dialects import sqlglot_dialect
+from rsql_sql.connections import is_frame
+from rsql_sql.dialects import sqlglot_dialect
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import duckdb
 import pytest
 
 from rsql_magic.errors import SqlAIError
-from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.loop import run_chain, run_question
+from rsql_sql.connections import resolve
+from rsql_sql.loop import run_chain, run_question
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.sql_fixtures import AIRLINES, check_limit_offset_comma_is_respelled, sql
 

@@ -12,13 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from rsql_magic.errors import BadConnection, Refused
-from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.engines import SqlEngine, engine_for, engine_for_url, engines
-from rsql_magic.sql.guard import check_statements
-from rsql_magic.sql.loop import dialect_label
-from rsql_magic.sql.parse import parse_statements
-from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.sql.schema import capture_schema
+from rsql_sql.connections import resolve
+from rsql_sql.engines import SqlEngine, engine_for, engine_for_url, engines
+from rsql_sql.guard import check_statements
+from rsql_sql.loop import dialect_label
+from rsql_sql.parse import parse_statements
+from rsql_sql.policy import SqlPolicy
+from rsql_sql.schema import capture_schema
 from tests.helpers import REPO
 
 
@@ -132,7 +132,7 @@ def test_no_module_outside_the_engines_branches_on_an_engine_name() -> None:
 
 def test_a_database_file_is_told_by_its_engine(tmp_path) -> None:
     """rsql-eval's --db FILE: the engine whose files begin that way opens it, read-only."""
-    from rsql_magic.sql.engines import engine_for_file, file_kinds
+    from rsql_sql.engines import engine_for_file, file_kinds
 
     lite, duck, text = tmp_path / "a.db", tmp_path / "a.duckdb", tmp_path / "a.txt"
     with sqlite3.connect(lite) as c:

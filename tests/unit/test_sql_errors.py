@@ -8,10 +8,10 @@ import pytest
 
 from rsql_common.stages import STAGES
 from rsql_magic.errors import Refused, RSQLError, SqlAIError, SqlCheckError
-from rsql_magic.sql.connections import resolve
-from rsql_magic.sql.guard import check_statements
-from rsql_magic.sql.loop import run_question
-from rsql_magic.sql.parse import parse_statements
+from rsql_sql.connections import resolve
+from rsql_sql.guard import check_statements
+from rsql_sql.loop import run_question
+from rsql_sql.parse import parse_statements
 
 
 def test_parse_error_keeps_line_column_and_offsets() -> None:

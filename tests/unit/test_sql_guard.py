@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rsql_magic.errors import Refused
-from rsql_magic.sql.guard import check_statements
-from rsql_magic.sql.parse import parse_statements
-from rsql_magic.sql.validate import extract_sql
+from rsql_sql.guard import check_statements
+from rsql_sql.parse import parse_statements
+from rsql_sql.validate import extract_sql
 
 
 def guard(sql: str, dialect: str = "postgres", *, allow_write: bool = False) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from rsql_magic.sql.schema import (
+from rsql_sql.schema import (
     capture_schema,
     describe_connection,
     infer_dialect,
@@ -159,7 +159,7 @@ def test_rank_follows_foreign_keys() -> None:
 def test_capture_is_bounded_in_time() -> None:
     # a catalog query that cannot finish is cancelled by the time bound
     from rsql_magic.errors import QueryTimeout
-    from rsql_magic.sql.connections import resolve
+    from rsql_sql.connections import resolve
 
     db = resolve(sqlite3.connect(":memory:"))
     slow = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
@@ -171,7 +171,7 @@ def test_capture_is_bounded_in_time() -> None:
 
 def test_inspector_path_matches_native_capture(tmp_path) -> None:
     # dialects without a catalog query of ours go through SQLAlchemy's bulk inspector
-    from rsql_magic.sql.connections import resolve
+    from rsql_sql.connections import resolve
 
     path = tmp_path / "x.db"
     with sqlite3.connect(path) as c:

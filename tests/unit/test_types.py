@@ -23,7 +23,7 @@ def test_mypy_finds_nothing_in_any_module() -> None:
     assert status == 0, out + err
 
 
-@pytest.mark.parametrize("folder", ["rsql_common", "rsql_magic", "jupyter_server_ext"])
+@pytest.mark.parametrize("folder", ["rsql_common", "rsql_sql", "rsql_magic", "jupyter_server_ext"])
 def test_every_type_ignore_says_why(folder: str) -> None:
     bare = [
         f"{path.relative_to(REPO)}:{n}"

@@ -6,7 +6,7 @@ data, so its SQL is treated as hostile. Three lists:
 - node kinds (sqlglot expression classes) that only read: query structure, operators, literals;
 - functions: sqlglot's typed function classes that are pure scalar, aggregate or window
   functions, plus each engine's names of pure functions sqlglot leaves untyped (``Anonymous``,
-  declared by the engine's module in :mod:`rsql_magic.sql.engines`);
+  declared by the engine's module in :mod:`rsql_sql.engines`);
 - table functions (``FROM f(...)``) that generate rows without touching files or the network
   (the engine's too).
 

@@ -2,15 +2,15 @@
 
 sqlglot marks the offending token with ANSI underline, which neither a model nor a plain-text
 log shows. We keep its wording ("... Line 1, Col: 12.") and draw a caret line under the token.
-Where an error points is data on the error itself (:class:`~rsql_magic.errors.Position`), so a
-caller need not read it back out of the message; the errors live in :mod:`rsql_magic.errors`.
+Where an error points is data on the error itself (:class:`~rsql_sql.errors.Position`), so a
+caller need not read it back out of the message; the errors live in :mod:`rsql_sql.errors`.
 """
 
 from __future__ import annotations
 
 import re
 
-from rsql_magic.errors import Position
+from rsql_sql.errors import Position
 
 __all__ = ["caret", "offset_of", "pointer", "strip_ansi"]
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rsql_magic.errors import QueryTimeout
+from rsql_sql.errors import QueryTimeout
 
 from ..dialects import sqlglot_dialect
 from ..fetch import Fetched

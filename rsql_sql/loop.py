@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from rsql_common.stages import CHECK_STAGES, Stage
-from rsql_magic import defaults
-from rsql_magic.errors import Attempt, Escalation, QueryTimeout, SqlAIError, SqlCheckError
+from rsql_sql import defaults
+from rsql_sql.errors import Attempt, Escalation, QueryTimeout, SqlAIError, SqlCheckError
 
 from .connections import DB
 from .engine_rules import target_spelling
@@ -242,7 +242,7 @@ def run_question(
 
     `policy`: extra allowed functions and the PostgreSQL role (``SqlAIMagics.policy()``); the
     default allows only the built-in allowlist and keeps the connection's own role.
-    `context_policy`: the context policy in force (:class:`rsql_magic.privacy.ContextPolicy`);
+    `context_policy`: the context policy in force (:class:`rsql_common.context_policy.ContextPolicy`);
     when it allows value statistics, the values of short text columns steer which tables the
     schema text shows (a question naming "dogs" finds the table whose column holds "dog");
     a value equal to a literal of the question ("Lyon") is shown on its column as an example

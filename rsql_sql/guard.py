@@ -4,9 +4,9 @@ Text checks are easy to fool (``WITH d AS (DELETE ... RETURNING *) SELECT ...``,
 ``EXPLAIN ANALYZE DELETE``); the parse tree is not. A statement passes only when it is one
 SELECT (with WITH and set operations), EXPLAIN of such a statement, SHOW or DESCRIBE, and when
 every node of its tree is of a kind known to only read and every function it calls is on the
-engine's allowlist of pure functions (:mod:`rsql_magic.sql.functions`). More than one
+engine's allowlist of pure functions (:mod:`rsql_sql.functions`). More than one
 statement is always refused. The database enforces read-only as well (each engine's walls, in
-:mod:`rsql_magic.sql.engines`), so a mistake here is still harmless.
+:mod:`rsql_sql.engines`), so a mistake here is still harmless.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 
 from sqlglot import TokenType, exp
 
-from rsql_magic.errors import Position, Refused
+from rsql_sql.errors import Position, Refused
 
 from .carets import pointer
 from .engines import SqlEngine, engine_for

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ...errors import QueryTimeout
+from ..errors import QueryTimeout
 from ..policy import SqlPolicy
 from .backends import as_db
 from .model import Schema, ValuesPolicy
@@ -126,14 +126,14 @@ def capture_values(
     allowlists); these queries run inside them too (the default walls without one), so values
     come only from what generated SQL could read.
 
-    `policy`: a :class:`rsql_magic.privacy.ContextPolicy`; None, or one without
+    `policy`: a :class:`rsql_common.context_policy.ContextPolicy`; None, or one without
     ``value_stats``, reads nothing. Columns the policy redacts are not read. Stops at
     `timeout_s` (the columns read so far keep their values); reads the first `sample_rows`
     rows of each column, so rare values may be missed. Cached per connection and catalog for
     ``CACHE_TTL_S``: a cell after another does not read them again.
 
     `question`: its literals ("Lyon", 'New York', 2012, see
-    :func:`~rsql_magic.sql.schema.words.question_literals`) are also looked up, by equality,
+    :func:`~rsql_sql.schema.words.question_literals`) are also looked up, by equality,
     in the text columns of the tables that rank best for it (``PROBE_TABLES``), within
     ``PROBE_TIMEOUT_S``; what is found goes to ``schema.probes``. Each lookup is cached per
     connection, so the same literal is not looked up again.

@@ -1,10 +1,17 @@
-"""%%sql_ai: from a question to checked, read-only SQL and a DataFrame.
+"""The SQL package: from a question to checked, read-only SQL and a DataFrame, and the same walls
+for every other way SQL reaches a database (the agent's warehouse tools, ``rsql-mcp``, the
+proxy's ``{proxy}mcp`` endpoint).
+
+A package of its own, depending on nothing of ours but the shared leaves (:mod:`rsql_common`),
+because both the kernel (:mod:`rsql_magic`) and the proxy (:mod:`jupyter_server_ext`, for MCP)
+run it, and neither imports the other.
 
 Modules, bottom up:
 
-- ``stages``: the fixed set of stages where SQL fails (a leaf the proxy reads too); the errors
-  themselves (``SqlCheckError``, ``Refused``, ``SqlAIError``, ``QueryTimeout``) and the
-  position they point at are in :mod:`rsql_magic.errors`.
+- ``errors``: the SQL errors (``SqlCheckError``, ``Refused``, ``SqlAIError``, ``QueryTimeout``,
+  ``BadConnection``) and the position they point at, under the shared roots; the stages where
+  SQL fails are a shared leaf (:mod:`rsql_common.stages`). ``defaults``: ``%%sql_ai``'s
+  defaults, declared once.
 - ``carets``: messages that point at a token (a caret line under it).
 - ``dialects``: dialect names as sqlglot spells them (``sqlglot_dialect``).
 - ``functions``: the allowlists of pure functions (each engine adds its own); ``policy``:
@@ -22,13 +29,17 @@ Modules, bottom up:
 - ``schema``: schema capture (``model``, ``catalog``, ``backends``, ``render`` as DDL, ``rank``
   by relevance, ``words`` and ``index``: word variants, the per-schema index and join graph,
   ``values``: the short text columns' values that steer the ranking where the policy allows).
-- ``fences``: which fenced blocks of an answer are SQL (one grammar for the kernel and the
-  proxy's placeholder restorer).
 - ``engine_rules``: what the engines' own name rules share, and sqlglot's respelling for the
   target after a syntax error.
 - ``validate``: extract, transpile, guard and qualify against the schema.
 - ``execute``: the executor, and database errors with the data removed.
 - ``loop``: the retry loop (``run_question``) and the escalation chain (``run_chain``).
+- ``warehouse``: the warehouse tools over one database connection (``search_schema``,
+  ``describe_table``, ``run_sql``), for the kernel's agent and for MCP alike; the context
+  policy (:mod:`rsql_common.context_policy`) decides which values may leave.
+- ``mcp``: ``connections``, the databases an MCP server holds, opened read-only, and one tool
+  call on one (``rsql-mcp`` and the proxy's ``{proxy}mcp`` endpoint both run them so); and
+  ``server``, ``rsql-mcp`` itself, the warehouse tools over stdio.
 
 The magic itself, ``%%sql_ai``, stands on the session above this package:
 :mod:`rsql_magic.magics.sql_ai`.

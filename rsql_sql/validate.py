@@ -1,7 +1,7 @@
 """Check a generated statement before it runs: extract, parse, transpile, guard, qualify.
 
 - ``extract_sql``: the SQL out of a model answer (a fenced block, or plain text).
-- parsing is :func:`rsql_magic.sql.parse.parse_statements`, which the guard uses too.
+- parsing is :func:`rsql_sql.parse.parse_statements`, which the guard uses too.
 - ``detect_dialect``: when the target dialect cannot parse the answer but another common one
   can (``SELECT TOP 5`` is T-SQL, backticks are MySQL), we transpile with sqlglot instead of
   spending a model call; the same when the database rejects a function another dialect has.
@@ -20,7 +20,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, OptimizeError
 
 from rsql_common.fences import sql_blocks
-from rsql_magic.errors import Position, SqlCheckError
+from rsql_sql.errors import Position, SqlCheckError
 
 from .carets import caret, pointer
 from .engine_rules import unresolved_column
@@ -367,7 +367,7 @@ def check_sql(
     `allowed_functions` extends the guard's function allowlist (see ``SqlPolicy``).
 
     Raises :class:`SqlCheckError` with a message fit to send back to the model, or
-    :class:`~rsql_magic.errors.Refused` from the read-only guard.
+    :class:`~rsql_sql.errors.Refused` from the read-only guard.
     """
     if not sql.strip():
         raise SqlCheckError(

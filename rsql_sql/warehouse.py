@@ -1,6 +1,6 @@
 """The warehouse tools: search the schema, describe a table, run one read-only query.
 
-One set of functions over a :class:`~rsql_magic.sql.connections.DB`, used by the kernel's agent
+One set of functions over a :class:`~rsql_sql.connections.DB`, used by the kernel's agent
 tools and by MCP (``rsql-mcp``). A model calls them with text it wrote, possibly steered by
 data it read earlier (prompt injection), so each is bounded and read-only by construction:
 
@@ -33,15 +33,15 @@ from typing import Any
 
 from sqlglot import exp
 
+from rsql_common.context_policy import REDACTED, ContextPolicy
 from rsql_common.terminal import shown
-from rsql_magic.errors import QueryTimeout, SqlCheckError
-from rsql_magic.privacy import REDACTED, ContextPolicy
-from rsql_magic.sql.connections import DB
-from rsql_magic.sql.execute import database_error_message
-from rsql_magic.sql.policy import SqlPolicy
-from rsql_magic.sql.schema import Schema, capture_schema, capture_values, describe_schema
-from rsql_magic.sql.schema.render import render_ddl
-from rsql_magic.sql.validate import Checked, check_sql
+from rsql_sql.connections import DB
+from rsql_sql.errors import QueryTimeout, SqlCheckError
+from rsql_sql.execute import database_error_message
+from rsql_sql.policy import SqlPolicy
+from rsql_sql.schema import Schema, capture_schema, capture_values, describe_schema
+from rsql_sql.schema.render import render_ddl
+from rsql_sql.validate import Checked, check_sql
 
 __all__ = [
     "MAX_CELL_CHARS",

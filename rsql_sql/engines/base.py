@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rsql_magic.errors import BadConnection
+from rsql_sql.errors import BadConnection
 
 from ..fetch import Fetched, fetch_bounded
 
@@ -97,7 +97,7 @@ class QueryBounds:
 
 class SqlEngine:
     """One SQL engine as the checks see it. Subclass it in the engine's own module (one module
-    per engine, registered by name in :mod:`rsql_magic.sql.engines`); an engine sqlglot knows
+    per engine, registered by name in :mod:`rsql_sql.engines`); an engine sqlglot knows
     but we have no module for is a plain ``SqlEngine(name)``: the guard alone, no walls."""
 
     #: sqlglot's dialect name, the registry's key
@@ -105,7 +105,7 @@ class SqlEngine:
     #: how prompts and messages name it
     title: str = ""
     #: pure functions sqlglot parses as Anonymous in this engine, beyond the common ones
-    #: (:mod:`rsql_magic.sql.functions`), lower-case, space-separated
+    #: (:mod:`rsql_sql.functions`), lower-case, space-separated
     functions: ClassVar[str] = ""
     #: ``FROM f(...)`` functions that generate rows without touching files or the network
     table_functions: ClassVar[str] = ""
@@ -127,6 +127,9 @@ class SqlEngine:
     file_header: tuple[int, bytes] | None = None
     #: one connection serves concurrent tool calls (a pool), rather than one call at a time
     concurrent: bool = False
+    #: statements can run as a role the caller names (``SET LOCAL ROLE``): an admin's MCP
+    #: connection of this engine must name one, and one of another engine must not
+    runs_as_role: bool = False
 
     def __init__(self, name: str | None = None, title: str | None = None) -> None:
         if name is not None:
@@ -143,11 +146,11 @@ class SqlEngine:
 
     def open_read_only(self, url: str, label: str) -> DB:
         """A read-only connection to `url` (one of :attr:`url_schemes`); raises
-        :class:`~rsql_magic.errors.BadConnection` saying why not."""
+        :class:`~rsql_sql.errors.BadConnection` saying why not."""
         raise BadConnection(f"{self.title} connections are not opened by URL")
 
     def read_catalog(self, db: DB, timeout_s: float) -> Schema:
-        """The catalog of `db` in a few bulk queries (:func:`rsql_magic.sql.schema.capture_schema`
+        """The catalog of `db` in a few bulk queries (:func:`rsql_sql.schema.capture_schema`
         bounds and sorts it). By default, what the connection itself can tell (SQLAlchemy's
         inspector)."""
         return db.read_catalog_generically()
@@ -173,7 +176,7 @@ class SqlEngine:
         qualify_errors: Callable[[exp.Expr], OptimizeError | None],
     ) -> tuple[str, str] | None:
         """``(sql, note)``: `sql` with the names the validator would read differently from this
-        engine rewritten to what the engine makes of them (:mod:`rsql_magic.sql.engine_rules`);
+        engine rewritten to what the engine makes of them (:mod:`rsql_sql.engine_rules`);
         None when nothing differs."""
         return None
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from sqlglot import exp
 
-from rsql_magic.errors import BadConnection, QueryTimeout
+from rsql_sql.errors import BadConnection, QueryTimeout
 
 from ..engine_rules import MAX_REWRITES, literal, replace_spans, span, unresolved_column
 from ..fetch import Fetched, fetch_bounded

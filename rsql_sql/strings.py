@@ -17,7 +17,7 @@ import functools
 from sqlglot import Token, Tokenizer, TokenType
 from sqlglot.dialects.dialect import Dialect
 
-from rsql_magic.errors import Position, Refused
+from rsql_sql.errors import Position, Refused
 
 from .carets import pointer
 from .engines import engine_for

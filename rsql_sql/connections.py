@@ -10,7 +10,7 @@ at most ``max_rows`` rows and ``max_bytes`` bytes, chunk by chunk (:mod:`.fetch`
 through a server-side cursor), so neither schema capture nor a generated query can hang a kernel
 or fill its memory. Generated SQL (``query(..., policy=SqlPolicy(...))``) also meets the
 database's own walls, so a mistake of the guard is still harmless. Each adapter, and its walls,
-is in its engine's module (:mod:`rsql_magic.sql.engines`); this module is where callers find
+is in its engine's module (:mod:`rsql_sql.engines`); this module is where callers find
 them.
 """
 

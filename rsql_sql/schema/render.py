@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from rsql_magic import defaults
+from rsql_sql import defaults
 
 from ..policy import SqlPolicy
 from .backends import capture_schema
@@ -338,7 +338,7 @@ def describe_schema(
 ) -> str:
     """Compact DDL of `schema` within `budget_chars` (see :func:`describe_connection`).
 
-    `policy`: the context policy (``rsql_magic.privacy.ContextPolicy``); only one that allows
+    `policy`: the context policy (``rsql_common.context_policy.ContextPolicy``); only one that allows
     value statistics lets the values captured by ``capture_values`` steer the ranking, pick
     columns of wide tables and show as examples (a value equal to a literal of the question,
     the range of a date column holding a year of it).
@@ -524,7 +524,7 @@ def describe_connection(
     connection (None = JupySQL's active one), a psycopg connection, or a dict of DataFrames.
     Tables named in `tables` come first (and only they are shown); the rest are ordered by
     relevance to `question`. Tables that do not fit are listed by name.
-    `policy` (``rsql_magic.privacy.ContextPolicy``): when it allows value statistics, the
+    `policy` (``rsql_common.context_policy.ContextPolicy``): when it allows value statistics, the
     values of short text columns and the ranges of date columns are read, and the question's
     literals looked up (bounded, see :func:`capture_values`); they help pick the tables and
     the columns of wide tables, and a value equal to a literal of the question (or a date

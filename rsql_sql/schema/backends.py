@@ -2,7 +2,7 @@
 
 ``capture_schema(conn)`` asks the connection's engine to read tables, views, columns, types,
 primary and foreign keys from its catalog (never one query per table; each engine's module in
-:mod:`rsql_magic.sql.engines` says how), then bounds the result in table and column count.
+:mod:`rsql_sql.engines` says how), then bounds the result in table and column count.
 Engines without a module of their own are read through SQLAlchemy's bulk inspector.
 """
 
@@ -33,7 +33,7 @@ def as_db(conn: Any) -> DB:
 
 
 def capture_schema(conn: Any, *, timeout_s: float = 10.0, max_tables: int = MAX_TABLES) -> Schema:
-    """Read the catalog of `conn` (any kind :func:`rsql_magic.sql.connections.resolve` accepts)."""
+    """Read the catalog of `conn` (any kind :func:`rsql_sql.connections.resolve` accepts)."""
     db = as_db(conn)
     t0 = time.perf_counter()
     schema = db.engine.read_catalog(db, timeout_s)

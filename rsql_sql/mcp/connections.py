@@ -5,7 +5,7 @@ Both MCP servers use these: ``rsql-mcp`` (stdio, a user's own ``--db NAME=URL``)
 as well as guarded: SQLite with ``mode=ro``, DuckDB with ``read_only`` and external access off,
 PostgreSQL through SQLAlchemy (as a URL in a cell is), each statement in a read-only
 transaction, as the ``SqlPolicy``'s role when one is given. :func:`call_tool` runs one of the
-warehouse tools (:mod:`rsql_magic.agent.warehouse`) and says what came of it, so both servers
+warehouse tools (:mod:`rsql_sql.warehouse`) and says what came of it, so both servers
 log and refuse alike.
 """
 
@@ -16,13 +16,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rsql_magic.errors import BadConnection
-from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.connections import DB
-from rsql_magic.sql.engines import engine_for_url, url_examples
-from rsql_magic.sql.policy import SqlPolicy
+from rsql_common.context_policy import ContextPolicy
+from rsql_sql.connections import DB
+from rsql_sql.engines import engine_for_url, url_examples
+from rsql_sql.errors import BadConnection
+from rsql_sql.policy import SqlPolicy
 
-from . import warehouse
+from .. import warehouse
 
 __all__ = [
     "TOOLS",

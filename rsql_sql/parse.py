@@ -17,7 +17,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
-from rsql_magic.errors import Position, SqlCheckError
+from rsql_sql.errors import Position, SqlCheckError
 
 from .carets import caret, offset_of, strip_ansi
 

@@ -2,7 +2,7 @@
 
 A check stricter than the engine refuses SQL that was right and costs a model call; a check
 looser than it lets through SQL the engine then rejects. Each engine's own rules live in its
-module (``SqlEngine.as_the_engine_reads`` in :mod:`rsql_magic.sql.engines`: SQLite's
+module (``SqlEngine.as_the_engine_reads`` in :mod:`rsql_sql.engines`: SQLite's
 double-quoted strings, PostgreSQL's folded names); each edits only the tokens it is about, so
 the rest of the statement runs as written, and each says what it did (a note for the footer).
 This module holds what they share, and the rule every engine has:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlglot import exp
 
 from rsql_common.terminal import shown
-from rsql_magic.errors import BadConnection, QueryTimeout, Refused, SuperuserWarning
+from rsql_sql.errors import BadConnection, QueryTimeout, Refused, SuperuserWarning
 
 from ..engine_rules import replace_spans, span
 from ..fetch import Fetched, fetch_bounded
@@ -86,6 +86,7 @@ class PostgresEngine(SqlEngine):
     savepoints = True
     url_schemes = ("postgresql", "postgres")
     url_example = "postgresql://..."
+    runs_as_role = True
     concurrent = True  # opened by URL: a SQLAlchemy engine with a pool
 
     def open_read_only(self, url: str, label: str) -> DB:

@@ -1,7 +1,7 @@
 """What a schema text shows and what a query needs, compared: retrieval told apart from reasoning.
 
 - :func:`shown_columns`: the tables and columns of each ``CREATE TABLE`` line of a schema text
-  (what :func:`~rsql_magic.sql.schema.render.describe_schema` writes, or an agent tool's text).
+  (what :func:`~rsql_sql.schema.render.describe_schema` writes, or an agent tool's text).
 - :func:`needed_columns`: the tables and columns a query reads, resolved against the captured
   schema with sqlglot's ``qualify`` (aliases, CTEs, subqueries, USING joins).
 - :func:`coverage`: whether everything needed was shown, and what was not.
@@ -142,7 +142,7 @@ def shown_columns(
     text: str, dialect: str, default_db: str, *, partial: bool = False
 ) -> dict[str, set[str]]:
     """'db.table' (lower) -> lower-case column names of each CREATE TABLE line in `text` (the
-    text `describe_schema` in rsql_magic/sql/schema/render.py writes: one line per table, maybe
+    text `describe_schema` in rsql_sql/schema/render.py writes: one line per table, maybe
     with /* ... */ comments inside the column list and a `-- a view` tail; other lines such as
     `-- other tables: ...` are not DDL and show nothing).
 

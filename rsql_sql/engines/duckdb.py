@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rsql_magic.errors import BadConnection, QueryTimeout, Refused
+from rsql_sql.errors import BadConnection, QueryTimeout, Refused
 
 from ..fetch import Fetched, fetch_bounded
 from ..functions import database_function_names, table_function_allowed, width_problem

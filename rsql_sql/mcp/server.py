@@ -4,7 +4,7 @@
 
 An MCP client (Claude Code, jupyter-ai, any agent) starts it and calls four tools:
 ``list_connections``, ``search_schema(connection, question)``, ``describe_table(connection,
-table)`` and ``run_sql(connection, sql)``. They are :mod:`rsql_magic.agent.warehouse`'s, so a
+table)`` and ``run_sql(connection, sql)``. They are :mod:`rsql_sql.warehouse`'s, so a
 statement meets exactly %%sql_ai's guard, engine rules, database walls and result bound, and a
 refusal comes back as a tool error the model can read. The connections are opened read-only
 as well: SQLite with ``mode=ro``, DuckDB with ``read_only`` and external access off, and
@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rsql_common.context_policy import ContextPolicy
 from rsql_common.terminal import shown
-from rsql_magic.errors import BadConnection
-from rsql_magic.privacy import ContextPolicy
-from rsql_magic.sql.policy import SqlPolicy
+from rsql_sql.errors import BadConnection
+from rsql_sql.policy import SqlPolicy
 
 from .connections import (
     SCHEMES,

@@ -135,7 +135,7 @@ class Schema:
 
 
 class ValuesPolicy(Protocol):
-    """What the schema code needs of a context policy (``rsql_magic.privacy.ContextPolicy``,
+    """What the schema code needs of a context policy (``rsql_common.context_policy.ContextPolicy``,
     which the SQL layer does not import): whether values may be used, and which columns not."""
 
     # read-only members: a frozen dataclass (ContextPolicy) is one
