@@ -148,8 +148,30 @@ class InProcessJupyter:
             await self.app.cleanup_extensions()
             await self.app.cleanup_kernels()
 
-        self.loop.run_until_complete(shut_down())
+        # a shutdown that hangs is the test's failure, named by what still runs, not a pytest
+        # timeout minutes later with the next test's logging left as this one's
+        shutting = self.loop.create_task(shut_down())
+        self.loop.run_until_complete(asyncio.wait({shutting}, timeout=SHUTDOWN_SECONDS))
         ServerApp.clear_instance()
+        if not shutting.done():
+            stuck = [t for t in asyncio.all_tasks(self.loop) if not t.done() and t is not shutting]
+            shutting.cancel()
+            raise AssertionError(
+                f"the server did not shut down within {SHUTDOWN_SECONDS:g} s; still running:\n"
+                + "\n".join(_stack(t) for t in stuck)
+            )
+        shutting.result()
+
+
+def _stack(task: asyncio.Task[Any]) -> str:
+    import io
+
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()
+
+
+SHUTDOWN_SECONDS = 30.0  # what a clean shutdown takes at most: every drain is bounded below it
 
 
 def serve_in_thread(

@@ -218,3 +218,23 @@ async def test_a_table_holding_a_request_twice_is_settled_without_losing_data(
         and "2 rows were exact copies" in said[0]
         and "1 rows shared a request_id" in said[0]
     )
+
+
+async def test_a_row_logged_as_the_proxy_shuts_down_does_not_keep_it_from_stopping(
+    db: Database, tmp_path: Path
+) -> None:
+    """A row that wakes the writer just as the proxy closes (an abandoned answer charged at
+    shutdown): on Python 3.11 the writer's wait swallows the cancel that comes with it, and a
+    writer that only stops on a cancel goes round for good, so the hub service never stops.
+    The row is still written by the last flush."""
+    import asyncio
+
+    log = UsageLog(open_store(db.url), spool_dir=str(tmp_path / "spool"), batch=1, interval=3600)
+    await log.start()
+    for _ in range(3):
+        await asyncio.sleep(0)  # the writer is waiting for rows
+    log.record(outcome("at-shutdown"))  # a full batch: wakes the writer
+    closing = asyncio.ensure_future(log.close())
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    assert closing in done, "the usage log did not close"
+    assert db.ids() == ["at-shutdown"]

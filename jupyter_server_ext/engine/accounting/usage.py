@@ -161,6 +161,7 @@ class UsageLog:
         self._mem_size = 0
         self._fresh = 0  # rows recorded since the last flush
         self._wake = asyncio.Event()
+        self._stopping = False  # close() asked the writer to end after its round
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[Any] | None = None
         self._last_prune = 0.0
@@ -194,6 +195,7 @@ class UsageLog:
         except Exception as exc:  # the proxy still answers; rows wait in the spool
             self._down(exc)
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.ensure_future(self._run())
 
     # -- the request path -----------------------------------------------------------------------
@@ -257,7 +259,7 @@ class UsageLog:
     # -- the writer ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             if self.down_since is None:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.interval)
@@ -441,6 +443,11 @@ class UsageLog:
     async def close(self) -> None:
         """A last flush; rows the database does not take stay spooled for the next start."""
         if self._task is not None:
+            # a stop the writer reads as well as a cancel: Python 3.11's asyncio.wait_for
+            # swallows a cancel that comes as the wait it guards ends (a row logged at shutdown
+            # wakes the writer), and the writer would go round for good, its close never done
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             try:
                 await self._task
