@@ -83,7 +83,7 @@ def build_context(
     JupySQL's active one. ``last_error``: include this failed cell and its traceback.
     ``policy``: the context policy every collector applies (see :mod:`rsql_magic.privacy`);
     SQL schemas carry names, types and keys only, never values, under any policy;
-    ``sql_policy`` (an ``rsql_sql.SqlPolicy``): the walls the values that steer which
+    ``sql_policy`` (an ``rsql_sql.policy.SqlPolicy``): the walls the values that steer which
     tables are shown are read in, those of generated SQL.
     """
     from . import frames as fr

@@ -161,7 +161,7 @@ class UsageLog:
         self._mem_size = 0
         self._fresh = 0  # rows recorded since the last flush
         self._wake = asyncio.Event()
-        self._stopping = False  # close() asked the writer to end after its round
+        self._stopping = False  # close() asked the writer to end
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[Any] | None = None
         self._last_prune = 0.0
@@ -267,6 +267,8 @@ class UsageLog:
                     pass
             else:  # backing off: new rows only go to the spool
                 await asyncio.sleep(self._backoff)
+            if self._stopping:  # a cancel the wait swallowed (close): close flushes last
+                return
             self._wake.clear()
             if self.spool is not None and time.monotonic() >= self._next_adopt:
                 await self._adopt()
@@ -443,17 +445,17 @@ class UsageLog:
     async def close(self) -> None:
         """A last flush; rows the database does not take stay spooled for the next start."""
         if self._task is not None:
-            # a stop the writer reads as well as a cancel: Python 3.11's asyncio.wait_for
-            # swallows a cancel that comes as the wait it guards ends (a row logged at shutdown
-            # wakes the writer), and the writer would go round for good, its close never done
+            task, self._task = self._task, None
+            # a stop the writer reads, and a cancel sent until it ends: Python 3.11's
+            # asyncio.wait_for swallows a cancel that comes as the wait it guards ends (a row
+            # logged at shutdown wakes the writer), and the writer would go round for good, its
+            # close never done. A cancel of close() itself is not swallowed here.
             self._stopping = True
-            self._wake.set()
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+            if not task.cancelled():
+                task.exception()  # retrieved: the writer logs its own failures
         try:
             await asyncio.wait_for(self.flush(), self.write_timeout)
         except asyncio.TimeoutError:
