@@ -126,11 +126,11 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.admin_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.api_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
-    # {proxy}mcp: the warehouse tools for users' agents, on the engine's limits, windows and
-    # usage log; the tools themselves are the SQL package's (rsql_sql), with %%sql_ai's guard
     # the admin's MCP connections checked at start-up: which URLs open, which take a role, as
     # the SQL package's engines say
     f"{S}.mcp.settings": (f"{S}.engine", f"{Q}.engines"),
+    # {proxy}mcp: the warehouse tools for users' agents, on the engine's limits, windows and
+    # usage log; the tools themselves are the SQL package's (rsql_sql), with %%sql_ai's guard
     f"{S}.mcp": (
         f"{S}.engine",
         f"{S}.config",

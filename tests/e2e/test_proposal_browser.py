@@ -110,7 +110,13 @@ def _saved(page: Any, path: Path, cells: int) -> Any:
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 30
     while True:
-        nb = nbformat.read(path, as_version=4)
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except nbformat.reader.NotJSONError:  # read while the server was writing it
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+            continue
         if len(nb.cells) == cells or time.monotonic() > deadline:
             return nb
         time.sleep(0.3)
