@@ -25,12 +25,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rsql_common.context_policy import REDACTED, ContextPolicy
+from rsql_common.context_policy import ContextPolicy
 
 from .errors import ProxyError
 
 __all__ = [
-    "REDACTED",
     "ContextPolicy",
     "PolicyState",
     "Preview",

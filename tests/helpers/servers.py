@@ -5,6 +5,7 @@ with the proxy as a hub-managed service)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -164,8 +165,6 @@ class InProcessJupyter:
 
 
 def _stack(task: asyncio.Task[Any]) -> str:
-    import io
-
     out = io.StringIO()
     task.print_stack(file=out)
     return out.getvalue()

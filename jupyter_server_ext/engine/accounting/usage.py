@@ -446,14 +446,13 @@ class UsageLog:
         """A last flush; rows the database does not take stay spooled for the next start."""
         if self._task is not None:
             task, self._task = self._task, None
-            # a stop the writer reads, and a cancel sent until it ends: Python 3.11's
-            # asyncio.wait_for swallows a cancel that comes as the wait it guards ends (a row
-            # logged at shutdown wakes the writer), and the writer would go round for good, its
-            # close never done. A cancel of close() itself is not swallowed here.
+            # a stop the writer reads as well as a cancel: Python 3.11's asyncio.wait_for
+            # swallows a cancel that comes as the wait it guards ends (a row logged at shutdown
+            # wakes the writer), and the writer would go round for good, its close never done.
+            # A cancel of close() itself is not swallowed here.
             self._stopping = True
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+            task.cancel()
+            await asyncio.wait({task})
             if not task.cancelled():
                 task.exception()  # retrieved: the writer logs its own failures
         try:
