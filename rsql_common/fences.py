@@ -1,13 +1,27 @@
-"""Which fenced blocks of a model answer are SQL: one definition for the kernel and the proxy.
+"""Code fences in model answers: how Markdown draws them, and which blocks run as SQL.
 
-``extract_sql`` (``rsql_sql/validate.py``) runs the first block that :data:`FENCE_BLOCK` finds
-with a language in :data:`SQL_FENCE_LANGUAGES` (a bare fence counts). The proxy maps
-redaction placeholders back to a user's values in answers, and must never do so inside a
-block that would run as SQL (a value mapped into it would be data turned into code), so it
-reads answers with this same grammar, streamed: :class:`SqlBlockScanner`. The grammar is
-``extract_sql``'s, quirks included: a fence opens at three backticks anywhere in a line, the
-language is the run of ``[A-Za-z0-9_+-]`` after them (so four backticks open a bare fence),
-and a block ends at the next three backticks or the end of the text.
+Two grammars, each defined once for the kernel and the proxy:
+
+- **How a fence is drawn** (:func:`fence_open`, :meth:`Fence.closed_by`,
+  :func:`fenced_blocks`): CommonMark's fence lines, read leniently. A fence opens on a line of
+  three or more backticks or tildes, after any indent and at most one list marker (``- ``,
+  ``1. ``); a backtick fence's info text may not hold a backtick; the block ends at a line of
+  the same character, at least as many, with nothing else but blanks, or at the end of the
+  text (a partial answer). The sanitizer re-draws exactly these blocks, the chat offers them
+  for insertion, reference filling leaves them alone and the proxy's placeholder restorer
+  reads them, so what the user sees as code is code to all four.
+- **What runs as SQL** (:data:`FENCE_BLOCK`, :func:`sql_blocks`, :class:`SqlBlockScanner`):
+  ``extract_sql`` (``rsql_sql/validate.py``) runs the first block that :data:`FENCE_BLOCK`
+  finds with a language in :data:`SQL_FENCE_LANGUAGES` (a bare fence counts). The proxy maps
+  redaction placeholders back to a user's values in answers, and must never do so inside a
+  block that would run as SQL (a value mapped into it would be data turned into code), so it
+  reads answers with this same grammar, streamed: :class:`SqlBlockScanner`. The grammar is
+  ``extract_sql``'s, quirks included: a fence opens at three backticks anywhere in a line,
+  the language is the run of ``[A-Za-z0-9_+-]`` after them (so four backticks open a bare
+  fence), and a block ends at the next three backticks or the end of the text. It is wider
+  than the drawn grammar on purpose: it finds SQL in answers whose fences are broken.
+  Moving it onto the drawn grammar would change which SQL malformed answers run, a decision
+  for the SQL eval bench, not for a refactor.
 
 Pure and dependency-free: the proxy's engine imports it without the kernel side.
 """
@@ -15,13 +29,20 @@ Pure and dependency-free: the proxy's engine imports it without the kernel side.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 __all__ = [
     "FENCE_BLOCK",
     "SQL_FENCE_LANGUAGES",
+    "Fence",
+    "FencedBlock",
     "SqlBlockScanner",
     "fence_language",
+    "fence_open",
+    "fenced_blocks",
     "is_sql_language",
+    "may_become_fence_line",
+    "split_lines",
     "sql_blocks",
 ]
 
@@ -125,3 +146,112 @@ class SqlBlockScanner:
                 self.language_done = True
             elif len(self.language) <= _LONGEST_LANGUAGE:  # longer than that: no SQL language
                 self.language += ch
+
+
+# -- fences as Markdown draws them --------------------------------------------------------
+
+_FENCE_LINE = re.compile(
+    r"(?P<indent>[ \t]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?)(?P<marker>`{3,}|~{3,})(?P<info>.*)"
+)
+# what may still become a fence line (opening or closing) as more of the line arrives
+_FENCE_LINE_START = re.compile(r"[ \t]*(?:(?:[-*+]|\d{1,9}[.)]?)[ \t]*)?(?:[`~].*)?")
+_TAG = re.compile(r"[A-Za-z0-9_+.#-]*")  # a language tag: python, c++, c#, objective-c
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # Markdown's line endings only
+
+
+def split_lines(text: str) -> list[str]:
+    """``text``'s lines, each with its ending: ``\\n``, ``\\r\\n`` or ``\\r``, as in Markdown
+    (``str.splitlines`` also splits at form feeds, ``\\x1c`` and ``\\u2028``, which it does not)."""
+    return _LINE.findall(text)
+
+
+def _line(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+@dataclass(frozen=True)
+class Fence:
+    """An opening fence line: its ``marker`` (three or more backticks or tildes), ``indent``
+    (the characters before the marker, a list marker included) and ``info`` (the rest)."""
+
+    marker: str
+    indent: int
+    info: str
+
+    @property
+    def tag(self) -> str:
+        """The info's language tag as written (``Python``, ``c++``); "" for a bare fence."""
+        return _TAG.match(self.info.strip()).group(0)  # type: ignore[union-attr]  # matches any text
+
+    @property
+    def language(self) -> str:
+        """:attr:`tag`, lower-cased."""
+        return self.tag.lower()
+
+    def closed_by(self, line: str) -> bool:
+        """Whether ``line`` (its line ending or not) closes this fence: the same character, at
+        least as many, nothing else but blanks around."""
+        core = _line(line).strip(" \t")
+        return len(core) >= len(self.marker) and core == self.marker[0] * len(core)
+
+    def body_line(self, line: str) -> str:
+        """A line of the block as code: up to ``indent`` leading spaces go (a fence in a list
+        item is indented with the item, its code is not)."""
+        spaces = len(line) - len(line.lstrip(" "))
+        return line[min(spaces, self.indent) :]
+
+
+def fence_open(line: str) -> Fence | None:
+    """The fence ``line`` (its line ending or not) opens, or None when it opens none."""
+    m = _FENCE_LINE.fullmatch(_line(line))
+    if m is None or (m["marker"][0] == "`" and "`" in m["info"]):
+        return None  # a backtick in a backtick fence's info: an inline code span, not a fence
+    return Fence(m["marker"], len(m["indent"]), m["info"])
+
+
+def may_become_fence_line(start: str) -> bool:
+    """Whether a line that begins with ``start`` may still open or close a fence: a stream
+    must hold such a line back until it ends. False means no ending of it can."""
+    return _FENCE_LINE_START.fullmatch(start) is not None
+
+
+@dataclass(frozen=True)
+class FencedBlock:
+    """One fenced block of a text: ``start`` is where its opening line begins, ``end`` where
+    the line after its closing fence begins (the text's end when the fence is not closed);
+    ``code`` is its body, each line as :meth:`Fence.body_line` gives it."""
+
+    fence: Fence
+    code: str
+    start: int
+    end: int
+    closed: bool
+
+
+def fenced_blocks(text: str) -> list[FencedBlock]:
+    """The fenced blocks of ``text`` in order, as Markdown draws them."""
+    blocks: list[FencedBlock] = []
+    lines = split_lines(text)
+    i, offset = 0, 0
+    while i < len(lines):
+        fence = fence_open(lines[i])
+        if fence is None:
+            offset += len(lines[i])
+            i += 1
+            continue
+        start, body = offset, []
+        offset += len(lines[i])
+        i += 1
+        closed = False
+        while i < len(lines):
+            line = lines[i]
+            offset += len(line)
+            i += 1
+            if fence.closed_by(line):
+                closed = True
+                break
+            body.append(fence.body_line(_line(line)))
+        blocks.append(FencedBlock(fence, "\n".join(body), start, offset, closed))
+    return blocks

@@ -17,7 +17,7 @@ import html as _html
 import re
 from typing import Any
 
-from rsql_common.fences import SQL_FENCE_LANGUAGES
+from rsql_common.fences import SQL_FENCE_LANGUAGES, fenced_blocks
 
 from .client import ChatResult
 from .errors import ProxyError
@@ -44,8 +44,6 @@ __all__ = [
     "utc_text",
     "window_until",
 ]
-
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:\n```|\Z)", re.S)
 
 _LANG_ALIASES = {
     "python": {"python", "py", "python3", "ipython", "pandas"},
@@ -108,8 +106,9 @@ def replayed_label(recorded: list[str]) -> str:
 
 
 def extract_code(text: str, lang: str | None = None) -> list[tuple[str, str]]:
-    """Fenced code blocks as ``(language, code)``; those in ``lang`` first when given."""
-    blocks = [(m.group(1).lower(), m.group(2).rstrip("\n")) for m in _FENCE.finditer(text)]
+    """Fenced code blocks as ``(language, code)``; those in ``lang`` first when given. The
+    blocks are those the answer shows (``rsql_common.fences``, the sanitizer's reading)."""
+    blocks = [(b.fence.language, b.code.rstrip("\n")) for b in fenced_blocks(text)]
     if lang:
         names = _LANG_ALIASES.get(lang, {lang})
         hits = [b for b in blocks if b[0] in names]

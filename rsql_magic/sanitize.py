@@ -26,6 +26,8 @@ from typing import Any
 
 import nh3
 
+from rsql_common.fences import fenced_blocks
+
 __all__ = ["clean_html", "code_block", "escape_markdown", "plain_text", "safe_markdown"]
 
 # An image becomes a link whose text starts with this (words, not an emoji: many Linux
@@ -230,10 +232,6 @@ def escape_markdown(text: str) -> str:
 #   bracket's partner is written as an entity, which no parser reads as syntax.
 # - Every image needs "![": it becomes a link "[<image mark> alt](url)".
 
-_FENCE_OPEN = re.compile(
-    r"(?P<indent>[ \t]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?)(?P<fence>`{3,}|~{3,})(?P<info>.*)"
-)
-_INFO = re.compile(r"[A-Za-z0-9_+.#-]*")
 _BACKTICKS = re.compile(r"`+")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _INLINE = re.compile(r"\\[!-/:-@\[-`{-~]|`+|[&<]|!\[")
@@ -249,39 +247,18 @@ def code_block(code: str, lang: str) -> str:
     return f"{fence}{lang}\n{code}\n{fence}"
 
 
-def _fence(code: str, info: str) -> str:
-    return code_block(code, _INFO.match(info.strip()).group(0))  # type: ignore[union-attr]  # matches any text
-
-
 def _blocks(text: str) -> list[tuple[str, str]]:
-    """Split into ("prose", text) and ("code", fenced block) parts, fences as we read them."""
+    """Split into ("prose", text) and ("code", fenced block) parts, fences as Markdown draws
+    them (``rsql_common.fences``), each code part re-drawn with a fence of ours."""
     parts: list[tuple[str, str]] = []
-    prose: list[str] = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        m = _FENCE_OPEN.fullmatch(lines[i])
-        fence = m.group("fence") if m else ""
-        if not m or (fence[0] == "`" and "`" in m.group("info")):
-            prose.append(lines[i])
-            i += 1
-            continue
-        if prose:
-            parts.append(("prose", "\n".join(prose)))
-            prose = []
-        width = len(m.group("indent"))
-        closing = re.compile(rf"[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*")
-        body: list[str] = []
-        i += 1
-        while i < len(lines) and not closing.fullmatch(lines[i]):
-            line = lines[i]
-            strip = len(line) - len(line.lstrip(" "))
-            body.append(line[min(strip, width) :])
-            i += 1
-        i += 1  # the closing fence (or the end of a partial answer)
-        parts.append(("code", _fence("\n".join(body), m.group("info"))))
-    if prose:
-        parts.append(("prose", "\n".join(prose)))
+    pos = 0
+    for block in fenced_blocks(text):
+        if block.start > pos:
+            parts.append(("prose", text[pos : block.start - 1]))  # without its last newline
+        parts.append(("code", code_block(block.code, block.fence.tag)))
+        pos = block.end
+    if pos < len(text):
+        parts.append(("prose", text[pos:]))
     return parts
 
 

@@ -143,7 +143,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.defaults": (f"{Q}.defaults",),  # %%sql_ai's are the SQL package's, named here
     # the one error tree, the SQL package's errors re-exported; it names the stages SQL fails at
     f"{K}.errors": (f"{Q}.errors", *SHARED),
-    f"{K}.sanitize": (),
+    f"{K}.sanitize": SHARED,  # fences as Markdown draws them, the one grammar
     f"{K}.prompt": (),
     # the Jupyter server a kernel runs under, from its runtime file
     f"{K}.discovery": (f"{K}.errors",),

@@ -26,7 +26,6 @@ import threading
 import time
 from typing import Any
 
-from rsql_common.fences import sql_blocks
 from rsql_magic.client import ProxyClient
 from rsql_magic.context import text_tokens
 from rsql_magic.context.frames import find_frames
@@ -483,9 +482,7 @@ class ChatPanel(ChatWidgets):
     def _add_actions(self, turn: Turn) -> None:
         if not turn.code_blocks:
             return
-        buttons = self.add_actions(
-            turn, self.cell_code(turn), sql=turn.first_code("sql") is not None
-        )
+        buttons = self.add_actions(turn, self.cell_code(turn), sql=turn.has_sql_to_run)
         buttons["copy"].on_copy(lambda copied, reason: self._on_copy(turn, copied, reason))
         buttons["insert"].on_click(lambda _b: self.insert_code(turn))
         if "run" in buttons:
@@ -545,11 +542,13 @@ class ChatPanel(ChatWidgets):
         read-only guard, execute; failures go back to the model (client kind ``sql``) up to
         ``SqlAIMagics.max_retries`` times. Shows the DataFrame in the panel; returns it."""
         t = self._turn(turn)
-        # Only a block the proxy read as SQL too (``rsql_common.fences``, the grammar ``extract_sql``
-        # takes its first attempt by): there it never maps a redacted value back. Without one,
-        # ``extract_sql`` would read SQL from the prose, where values are mapped back.
-        if t.first_code("sql") is None or not sql_blocks(t.answer):
-            self.set_status("This answer has no SQL block.", "warn")
+        # the button shows only then; a call from code is held to the same rule
+        if not t.has_sql_to_run:
+            self.set_status(
+                "This answer has no SQL block to run: the first SQL it shows must be fenced "
+                "with backticks (```sql).",
+                "warn",
+            )
             return None
         session = self.session
         out = self.add_result(t)

@@ -16,6 +16,7 @@ from typing import Any
 
 import ipywidgets as W
 
+from rsql_common.fences import sql_blocks
 from rsql_magic import render
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import SqlAIError
@@ -105,6 +106,20 @@ class Turn:
         if lang:
             blocks = [b for b in blocks if render.normalize_lang(b[0]) == lang]
         return blocks[0] if blocks else None
+
+    @property
+    def has_sql_to_run(self) -> bool:
+        """Whether Run SQL has a block to run: the block ``extract_sql`` takes (its grammar,
+        which the proxy reads too and maps no redacted value into) must be the first block the
+        answer shows as SQL, so that what runs is what the user sees. Without one,
+        ``extract_sql`` would read SQL from the prose, where values are mapped back."""
+        taken, shown = sql_blocks(self.answer.strip()), self.first_code("sql")
+        return bool(taken) and shown is not None and _words(taken[0].group(2)) == _words(shown[1])
+
+
+def _words(code: str) -> list[str]:
+    # the two grammars indent a block in a list item differently; the words are the same
+    return code.split()
 
 
 class ChatWidgets:

@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rsql_common.fences import fenced_blocks
+
 __all__ = ["ErrorRecord", "fill_references", "format_exception", "strip_ansi"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\[(-?\d+)\])?\}")
-_FENCE = re.compile(r"(^|\n)(```|~~~)[^\n]*\n.*?(\n\2[^\n]*(?=\n|$)|$)", re.S)
 _INLINE = re.compile(r"`[^`\n]+`")
 
 
@@ -75,7 +76,7 @@ def format_exception(exc: BaseException, max_chars: int = 3000) -> str:
 
 
 def _protected_spans(text: str) -> list[tuple[int, int]]:
-    spans = [m.span() for m in _FENCE.finditer(text)]
+    spans = [(b.start, b.end) for b in fenced_blocks(text)]  # the blocks Markdown draws
     spans += [m.span() for m in _INLINE.finditer(text)]
     return spans
 

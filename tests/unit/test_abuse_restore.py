@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from rsql_magic.render import extract_code
 from rsql_sql.validate import extract_sql
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
@@ -153,6 +154,23 @@ def test_a_fence_the_kernel_runs_as_sql_never_gets_the_value(
                 opener,
                 got,
             )
+
+
+# fences the chat draws and offers as SQL (Insert cell puts them under %%sql) that the proxy
+# used to read as prose, or as a fence that never closed
+DRAWN_SQL_FENCES = [("~~~sql", "~~~"), ("- ~~~sql", "  ~~~"), ("1. ~~~postgresql", "   ~~~")]
+
+
+def test_a_block_the_chat_offers_as_sql_never_gets_the_value(
+    server: InProcessJupyter, fresh_provider: FakeProvider
+) -> None:
+    for opener, closer in DRAWN_SQL_FENCES:
+        answer = f"Orders of {P}:\n{opener}\nSELECT * FROM t WHERE e = '{P}'\n{closer}\nAsk {P}."
+        for stream, pieces in [(False, None), *((True, p) for p in splits(answer))]:
+            got = ask(server, fresh_provider, answer, stream=stream, pieces=pieces)
+            (lang, sql), *_ = extract_code(got, "sql")
+            assert sql.endswith(f"e = '{P}'") and lang.endswith("sql"), (opener, got)
+            assert got.startswith(f"Orders of {EMAIL}:") and got.endswith(f"Ask {EMAIL}."), got
 
 
 def test_a_block_closed_early_by_stray_backticks_cannot_smuggle_the_value_into_sql(

@@ -117,22 +117,29 @@ def test_run_sql_takes_only_a_block_and_asks_again_as_an_sql_client(
     p = chat_panel_for(shell, fresh_provider)
     p.sql.options = [("none", ""), ("conn", "conn")]
     p.sql.value = "conn"
-    # a renderer sees an sql block here (so the button shows); the grammar the proxy and
-    # extract_sql share sees none, and would read the statement from the prose
-    fresh_provider.script(
-        "```text\na ```\n```x\n```sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n\n```"
-    )
-    assert p.send("who?") and p.wait(30)
-    turn = p.turns[-1]
-    assert turn.first_code("sql") is not None
-    asked = len(fresh_provider.received)
-    assert p.run_sql() is None
-    assert "no SQL block" in p.status.value and turn.sql_result is None
-    assert len(fresh_provider.received) == asked
+    # each answer shows an sql block, or once did to a renderer; the grammar the proxy and
+    # extract_sql share sees none, and would read the statement from the prose: no button,
+    # and a call runs nothing
+    for answer in (
+        "~~~sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n~~~",
+        "```text\na ```\n```x\n```sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n\n```",
+        # extract_sql would take the bare block, not the sql block the answer shows first
+        "```\ne\nada@example.com\n```\n~~~sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n~~~",
+    ):
+        fresh_provider.script(answer)
+        assert p.send("who?") and p.wait(30)
+        turn = p.turns[-1]
+        assert "run" not in turn.buttons and "insert" in turn.buttons
+        asked = len(fresh_provider.received)
+        assert p.run_sql() is None
+        assert "no SQL block" in p.status.value and turn.sql_result is None
+        assert len(fresh_provider.received) == asked
+    assert p.turns[-3].first_code("sql") is not None  # the tilde fence: shown as sql
     # a block that fails goes back to the model as an SQL client would ask
     fresh_provider.script("```sql\nSELECT nope FROM t\n```", "```sql\nSELECT e FROM t\n```")
     assert p.send("the e values?") and p.wait(30)
     assert fresh_provider.received[-1].client == "chat"
+    assert "run" in p.turns[-1].buttons
     frame = p.run_sql()
     assert frame is not None and list(frame["e"]) == ["x"]
     assert fresh_provider.received[-1].client == "sql"

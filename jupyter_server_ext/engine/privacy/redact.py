@@ -24,7 +24,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsql_common.fences import fence_language, is_sql_language
+from rsql_common.fences import (
+    Fence,
+    fence_open,
+    is_sql_language,
+    may_become_fence_line,
+    split_lines,
+)
 
 from ..errors import ConfigError
 from .mapback_context import RestoreContext
@@ -355,7 +361,6 @@ class Redactor:
 _PLACEHOLDER = re.compile(r"<[a-z][a-z0-9_]{0,31}-\d{1,9}>")
 # a tail that may still become a placeholder when the next chunk comes
 _PARTIAL = re.compile(r"<(?:[a-z][a-z0-9_]{0,31}(?:-\d{0,9})?)?$")
-_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)")
 
 
 class Restorer:
@@ -366,14 +371,17 @@ class Restorer:
     with an SQL language), a link or image target, an autolink or bare URL, or an HTML tag's
     attributes (``RestoreContext``, which reads the answer as the user gets it).
 
+    Fences are read as the answer draws them (``rsql_common.fences``, the sanitizer's grammar),
+    so a block the chat shows and offers as SQL is one here too.
+
     Fed piece by piece (a stream), it holds back what is not yet decidable: a partial
-    placeholder at the end, and a line that starts with a backtick or tilde until its end (it
-    may open or close a fence)."""
+    placeholder at the end, and a line whose start may still open or close a fence
+    (``- ```sql`` split anywhere) until it ends or can no longer become one."""
 
     def __init__(self, values: dict[str, str]) -> None:
         self.values = values
         self.pending = ""
-        self.fence: str | None = None  # the marker of the open fence
+        self.fence: Fence | None = None  # the open fence
         self.in_sql = False
         self.at_line_start = True
         self.context = RestoreContext()
@@ -384,10 +392,10 @@ class Restorer:
         m = _PARTIAL.search(buf)
         if m is not None:
             cut = m.start()
-        line_start = buf.rfind("\n", 0, cut) + 1
+        line_start = max(buf.rfind("\n", 0, cut), buf.rfind("\r", 0, cut)) + 1
         if line_start == 0 and not self.at_line_start:
             line_start = -1  # the line began in an earlier piece, already judged
-        if line_start >= 0 and buf[line_start:cut].lstrip(" \t")[:1] in ("`", "~"):
+        if line_start >= 0 and may_become_fence_line(buf[line_start:cut]):
             cut = line_start
         self.pending = buf[cut:]
         return self._emit(buf[:cut])
@@ -400,28 +408,28 @@ class Restorer:
         if not text:
             return text
         out = []
-        for line in text.splitlines(keepends=True):
-            if self.at_line_start:
-                fm = _FENCE.match(line)
-                if fm is not None:
-                    marker = fm.group(1)
-                    if self.fence is None:
-                        self.fence = marker
-                        # the kernel's SQL languages (a bare fence too), and anything sql-ish
-                        language = fence_language(line[fm.end(1) :])
-                        self.in_sql = is_sql_language(language) or language.startswith("sql")
-                    elif (
-                        marker[0] == self.fence[0]
-                        and len(marker) >= len(self.fence)
-                        and not fm.group(2)
-                    ):
-                        self.fence, self.in_sql = None, False
-                    out.append(self._keep(line))
-                    self.at_line_start = line.endswith("\n")
-                    continue
-            out.append(self._keep(line) if self.in_sql else self._swap(line))
-            self.at_line_start = line.endswith("\n")
+        for line in split_lines(text):
+            if self.at_line_start and self._fence_line(line):
+                out.append(self._keep(line))
+            else:
+                out.append(self._keep(line) if self.in_sql else self._swap(line))
+            self.at_line_start = line.endswith(("\n", "\r"))
         return "".join(out)
+
+    def _fence_line(self, line: str) -> bool:
+        """Whether ``line`` opens or closes a fence (the state follows); it is kept as it is."""
+        if self.fence is not None:
+            if not self.fence.closed_by(line):
+                return False
+            self.fence, self.in_sql = None, False
+            return True
+        self.fence = fence_open(line)
+        if self.fence is None:
+            return False
+        # the kernel's SQL languages (a bare fence too), and anything sql-ish
+        language = self.fence.language
+        self.in_sql = is_sql_language(language) or language.startswith("sql")
+        return True
 
     def _keep(self, text: str) -> str:
         self.context.feed(text)
