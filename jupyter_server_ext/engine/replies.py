@@ -29,6 +29,7 @@ from .errors import UpstreamFailure
 from .exchange import Arrival, Exchange
 from .records import Reply
 from .upstreams.pool import Pool
+from .upstreams.transport.http11 import within
 from .upstreams.transport.protocol import UpstreamReply
 
 log = logging.getLogger("rsql.engine")
@@ -221,19 +222,25 @@ class Replies:
         deadline = loop.time() + self.drain_seconds
         try:
             reader = UsageReader(ex.req.endpoint)
-            async with asyncio.timeout_at(deadline):  # a stream that stalls
-                async for ev in upstream:
-                    chunks += 1
-                    obj = event_json(ev) if b'"usage"' in ev else None
-                    usage = reader.read(obj) if obj is not None else None
-                    if usage:
-                        tokens = self.settle_usage(ex, usage)
-                        break
-                    if loop.time() >= deadline:
-                        # a stream that keeps talking: on Python 3.11 the timeout's cancel can be
-                        # swallowed by the read's wait_for as a chunk arrives, so the clock is
-                        # also read here, or the drain would last as long as the answer
-                        raise TimeoutError
+            events = aiter(upstream)
+            while True:
+                # each read gets what is left of the deadline, so a stream that stalls and one
+                # that keeps talking both end there (one timeout around the loop could lose
+                # its cancel to a read's own as a chunk arrived, and asyncio.timeout_at needs
+                # Python 3.11)
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError
+                try:
+                    ev = await within(anext(events), left)
+                except StopAsyncIteration:
+                    break
+                chunks += 1
+                obj = event_json(ev) if b'"usage"' in ev else None
+                usage = reader.read(obj) if obj is not None else None
+                if usage:
+                    tokens = self.settle_usage(ex, usage)
+                    break
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # timed out, or the stream broke: the estimate stands in
