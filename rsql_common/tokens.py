@@ -4,7 +4,9 @@ the kernel is about N at the proxy."""
 
 from __future__ import annotations
 
-__all__ = ["text_tokens"]
+__all__ = ["CHARS_PER_TOKEN", "text_tokens", "token_chars"]
+
+CHARS_PER_TOKEN = 4  # ASCII characters a token
 
 
 def text_tokens(text: str) -> int:
@@ -15,5 +17,11 @@ def text_tokens(text: str) -> int:
     to undercut.
     """
     if text.isascii():
-        return len(text) // 4
-    return len(text) // 4 + len(text.encode("utf-8", "surrogatepass")) - len(text)
+        return len(text) // CHARS_PER_TOKEN
+    return len(text) // CHARS_PER_TOKEN + len(text.encode("utf-8", "surrogatepass")) - len(text)
+
+
+def token_chars(tokens: int) -> int:
+    """How many ASCII characters ``tokens`` tokens hold by :func:`text_tokens`' count: a
+    budget in tokens as the size of the text to fill it."""
+    return tokens * CHARS_PER_TOKEN

@@ -35,6 +35,7 @@ from sqlglot import exp
 
 from rsql_common.context_policy import REDACTED, ContextPolicy
 from rsql_common.terminal import shown
+from rsql_common.tokens import token_chars
 from rsql_sql.connections import DB
 from rsql_sql.errors import QueryTimeout, SqlCheckError
 from rsql_sql.execute import database_error_message
@@ -51,7 +52,6 @@ __all__ = [
     "search_schema",
 ]
 
-CHARS_PER_TOKEN = 4  # the budget rule the context collectors use (rsql_magic.context)
 MAX_CELL_CHARS = 200  # one value in the text; longer ones end in "..."
 # A tool result goes into a prompt: far less than %%sql_ai's 50 MB frame bound is ever useful.
 TOOL_MAX_BYTES = 2 * 1024 * 1024
@@ -137,7 +137,7 @@ def search_schema(
     capture_values(
         db, schema, policy=values_policy, sql_policy=sql_policy, question=question or None
     )
-    budget = max(200, int(budget_tokens) * CHARS_PER_TOKEN)
+    budget = max(200, token_chars(int(budget_tokens)))
     return describe_schema(schema, question or None, None, budget, db.dialect, policy=values_policy)
 
 

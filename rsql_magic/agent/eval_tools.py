@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rsql_common.tokens import CHARS_PER_TOKEN
 from rsql_magic.privacy import ContextPolicy
 from rsql_sql import warehouse
 from rsql_sql.connections import DB
@@ -79,7 +80,7 @@ class WarehouseTools:
             self.db,
             question,
             policy=self.policy,
-            budget_tokens=max(200, self.max_chars // 4),
+            budget_tokens=max(200, self.max_chars // CHARS_PER_TOKEN),
             sql_policy=self.sql_policy,
         )
         tables = sum(1 for ln in text.splitlines() if ln.lstrip().upper().startswith("CREATE "))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.display import display
 
+from rsql_common.tokens import CHARS_PER_TOKEN
 from rsql_magic import render
 from rsql_magic.context.frames import describe_frame, find_frames, frame_kind
 from rsql_magic.context.rsession import import_robjects, r_session_exists
@@ -351,7 +352,7 @@ class KernelTools:
             db,
             question,
             policy=self._policy(),
-            budget_tokens=max(200, self.max_chars // 4),
+            budget_tokens=max(200, self.max_chars // CHARS_PER_TOKEN),
             sql_policy=self.session.config.sql_policy(),
         )
         tables = sum(1 for ln in text.splitlines() if ln.lstrip().upper().startswith("CREATE "))

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rsql_common.tokens import text_tokens
+from rsql_common.tokens import text_tokens, token_chars
 from rsql_magic import defaults
 
 from .history import ErrorRecord
@@ -88,7 +88,7 @@ def build_context(
     """
     from . import frames as fr
 
-    ctx = Context(budget_chars=max(200, budget_tokens * 4))
+    ctx = Context(budget_chars=max(200, token_chars(budget_tokens)))
     plans: list[_Plan] = []
 
     if last_error is not None:
