@@ -16,6 +16,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from rsql_common.context_policy import REDACTED
 from rsql_magic import defaults
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ __all__ = [
     "redacted_columns",
 ]
 
-REDACTED = "[redacted]"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
