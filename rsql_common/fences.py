@@ -7,9 +7,12 @@ Two grammars, each defined once for the kernel and the proxy:
   three or more backticks or tildes, after any indent and at most one list marker (``- ``,
   ``1. ``); a backtick fence's info text may not hold a backtick; the block ends at a line of
   the same character, at least as many, with nothing else but blanks, or at the end of the
-  text (a partial answer). The sanitizer re-draws exactly these blocks, the chat offers them
+  text (a partial answer); control characters count for nothing, as the sanitizer drops them
+  before it draws. The sanitizer re-draws exactly these blocks, the chat offers them
   for insertion, reference filling leaves them alone and the proxy's placeholder restorer
-  reads them, so what the user sees as code is code to all four.
+  reads them, so what the sanitizer draws as code is code to all four. A fence in a
+  blockquote or a nested list (``> ~~~sql``) is prose to all four; a frontend may still draw
+  it as code, and nothing offers or runs it.
 - **What runs as SQL** (:data:`FENCE_BLOCK`, :func:`sql_blocks`, :class:`SqlBlockScanner`):
   ``extract_sql`` (``rsql_sql/validate.py``) runs the first block that :data:`FENCE_BLOCK`
   finds with a language in :data:`SQL_FENCE_LANGUAGES` (a bare fence counts). The proxy maps
@@ -32,6 +35,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "FENCE_BLOCK",
     "SQL_FENCE_LANGUAGES",
     "Fence",
@@ -156,9 +160,10 @@ _FENCE_LINE = re.compile(
 # what may still become a fence line (opening or closing) as more of the line arrives
 _FENCE_LINE_START = re.compile(r"[ \t]*(?:(?:[-*+]|\d{1,9}[.)]?)[ \t]*)?(?:[`~].*)?")
 _TAG = re.compile(r"[A-Za-z0-9_+.#-]*")  # a language tag: python, c++, c#, objective-c
-
-
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # Markdown's line endings only
+# C0 and C1 control characters but tab and the line endings: a Markdown view drops them (the
+# sanitizer does, before it reads fences), so "\x00~~~sql" is a fence to every reader
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def split_lines(text: str) -> list[str]:
@@ -167,14 +172,16 @@ def split_lines(text: str) -> list[str]:
     return _LINE.findall(text)
 
 
-def _line(line: str) -> str:
-    return line.rstrip("\r\n")
+def _as_drawn(line: str) -> str:
+    """A line as a Markdown view reads it: without its ending and control characters."""
+    return CONTROL_CHARACTERS.sub("", line.rstrip("\r\n"))
 
 
 @dataclass(frozen=True)
 class Fence:
     """An opening fence line: its ``marker`` (three or more backticks or tildes), ``indent``
-    (the characters before the marker, a list marker included) and ``info`` (the rest)."""
+    (how many characters come before the marker, a list marker included) and ``info`` (the
+    rest of the line)."""
 
     marker: str
     indent: int
@@ -193,7 +200,7 @@ class Fence:
     def closed_by(self, line: str) -> bool:
         """Whether ``line`` (its line ending or not) closes this fence: the same character, at
         least as many, nothing else but blanks around."""
-        core = _line(line).strip(" \t")
+        core = _as_drawn(line).strip(" \t")
         return len(core) >= len(self.marker) and core == self.marker[0] * len(core)
 
     def body_line(self, line: str) -> str:
@@ -205,7 +212,7 @@ class Fence:
 
 def fence_open(line: str) -> Fence | None:
     """The fence ``line`` (its line ending or not) opens, or None when it opens none."""
-    m = _FENCE_LINE.fullmatch(_line(line))
+    m = _FENCE_LINE.fullmatch(_as_drawn(line))
     if m is None or (m["marker"][0] == "`" and "`" in m["info"]):
         return None  # a backtick in a backtick fence's info: an inline code span, not a fence
     return Fence(m["marker"], len(m["indent"]), m["info"])
@@ -214,7 +221,7 @@ def fence_open(line: str) -> Fence | None:
 def may_become_fence_line(start: str) -> bool:
     """Whether a line that begins with ``start`` may still open or close a fence: a stream
     must hold such a line back until it ends. False means no ending of it can."""
-    return _FENCE_LINE_START.fullmatch(start) is not None
+    return _FENCE_LINE_START.fullmatch(CONTROL_CHARACTERS.sub("", start)) is not None
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,6 @@ def fenced_blocks(text: str) -> list[FencedBlock]:
             if fence.closed_by(line):
                 closed = True
                 break
-            body.append(fence.body_line(_line(line)))
+            body.append(fence.body_line(line.rstrip("\r\n")))
         blocks.append(FencedBlock(fence, "\n".join(body), start, offset, closed))
     return blocks

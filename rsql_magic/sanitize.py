@@ -26,7 +26,7 @@ from typing import Any
 
 import nh3
 
-from rsql_common.fences import fenced_blocks
+from rsql_common.fences import CONTROL_CHARACTERS, fenced_blocks
 
 __all__ = ["clean_html", "code_block", "escape_markdown", "plain_text", "safe_markdown"]
 
@@ -194,14 +194,13 @@ def clean_html(html: str) -> str:
 
 # -- text --------------------------------------------------------------------------------
 
-# C0 controls but tab and newline, DEL, C1 controls: terminal escape sequences (colours,
-# hidden text, titles, clipboard writes) in text/plain outputs and terminal IPython
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
 
 def plain_text(text: str) -> str:
-    """``text`` without control characters (newlines normalised to ``\\n``, tabs kept)."""
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    """``text`` without control characters (newlines normalised to ``\\n``, tabs kept): C0
+    controls, DEL and C1 controls are terminal escape sequences (colours, hidden text, titles,
+    clipboard writes) in text/plain outputs and terminal IPython. The list is the fence
+    grammar's, so fences read in raw answers are the ones drawn from this text."""
+    return CONTROL_CHARACTERS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 _MD_PUNCT = re.compile(r"([\\`*_\[\]!$~|])")
@@ -254,7 +253,8 @@ def _blocks(text: str) -> list[tuple[str, str]]:
     pos = 0
     for block in fenced_blocks(text):
         if block.start > pos:
-            parts.append(("prose", text[pos : block.start - 1]))  # without its last newline
+            # without its last newline (plain_text's: every line ends in "\n")
+            parts.append(("prose", text[pos : block.start - 1]))
         parts.append(("code", code_block(block.code, block.fence.tag)))
         pos = block.end
     if pos < len(text):

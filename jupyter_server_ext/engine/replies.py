@@ -227,7 +227,8 @@ class Replies:
                 # each read gets what is left of the deadline, so a stream that stalls and one
                 # that keeps talking both end there (one timeout around the loop could lose
                 # its cancel to a read's own as a chunk arrived, and asyncio.timeout_at needs
-                # Python 3.11)
+                # Python 3.11; 3.10's wait_for may swallow a shutdown's cancel as a read ends,
+                # and the drain still ends at the deadline)
                 left = deadline - loop.time()
                 if left <= 0:
                     raise TimeoutError

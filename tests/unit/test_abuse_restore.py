@@ -158,7 +158,12 @@ def test_a_fence_the_kernel_runs_as_sql_never_gets_the_value(
 
 # fences the chat draws and offers as SQL (Insert cell puts them under %%sql) that the proxy
 # used to read as prose, or as a fence that never closed
-DRAWN_SQL_FENCES = [("~~~sql", "~~~"), ("- ~~~sql", "  ~~~"), ("1. ~~~postgresql", "   ~~~")]
+DRAWN_SQL_FENCES = [
+    ("~~~sql", "~~~"),
+    ("- ~~~sql", "  ~~~"),
+    ("1. ~~~postgresql", "   ~~~"),
+    ("\x00~~~sql", "~~\x1b~"),  # the chat drops control characters, and draws the fence
+]
 
 
 def test_a_block_the_chat_offers_as_sql_never_gets_the_value(

@@ -125,6 +125,8 @@ def test_run_sql_takes_only_a_block_and_asks_again_as_an_sql_client(
         "```text\na ```\n```x\n```sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n\n```",
         # extract_sql would take the bare block, not the sql block the answer shows first
         "```\ne\nada@example.com\n```\n~~~sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n~~~",
+        # nor the one after an sql block a control character hides from a raw reading
+        "\x00~~~sql\nSELECT 1\n\x00~~~\n\n```sql\nSELECT e FROM t WHERE e = 'ada@example.com';\n```",
     ):
         fresh_provider.script(answer)
         assert p.send("who?") and p.wait(30)
@@ -134,7 +136,7 @@ def test_run_sql_takes_only_a_block_and_asks_again_as_an_sql_client(
         assert p.run_sql() is None
         assert "no SQL block" in p.status.value and turn.sql_result is None
         assert len(fresh_provider.received) == asked
-    assert p.turns[-3].first_code("sql") is not None  # the tilde fence: shown as sql
+    assert p.turns[-4].first_code("sql") is not None  # the tilde fence: shown as sql
     # a block that fails goes back to the model as an SQL client would ask
     fresh_provider.script("```sql\nSELECT nope FROM t\n```", "```sql\nSELECT e FROM t\n```")
     assert p.send("the e values?") and p.wait(30)

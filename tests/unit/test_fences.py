@@ -33,6 +33,8 @@ OPENING = [
     ("12. ~~~python", ("~~~", 4, "python")),
     ("3) ```", ("```", 3, "")),
     ("```sql\r\n", ("```", 0, "sql")),
+    ("\x00~~~sql", ("~~~", 0, "sql")),  # control characters: a Markdown view drops them
+    ("``\x1b`s\x85ql", ("```", 0, "sql")),
     ("~~~ `ok` in a tilde fence", ("~~~", 0, "")),
     ("```py `x`", None),  # a backtick in a backtick fence's info: an inline span
     ("``", None),
@@ -59,6 +61,7 @@ def test_a_fence_closes_on_its_own_character_at_least_as_long_with_nothing_else(
 def test_a_line_is_held_until_it_can_no_longer_become_a_fence_line() -> None:
     for line in ("- ```sql", "12. ~~~", "   ````", "```"):
         assert all(may_become_fence_line(line[:i]) for i in range(len(line) + 1)), line
+    assert may_become_fence_line("\x00`\x1b`")
     for start in ("Run", "- item", "2024 was", "-x", "1234567890"):
         assert not may_become_fence_line(start), start
 
@@ -86,6 +89,7 @@ ANSWERS = {
     "backtick info": "```py `x`\nprose\n```\ny = {v}\n```\nafter",
     "unclosed": "prose\n```r\nx <- {v}",
     "crlf": "```python\r\nx = {v}\r\n```\r\nafter",
+    "control characters": "\x00~~~sql\nSELECT {v}\n~\x1b~~\nafter",
 }
 
 

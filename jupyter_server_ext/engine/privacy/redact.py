@@ -409,14 +409,14 @@ class Restorer:
             return text
         out = []
         for line in split_lines(text):
-            if self.at_line_start and self._fence_line(line):
+            if self.at_line_start and self._take_fence_line(line):
                 out.append(self._keep(line))
             else:
                 out.append(self._keep(line) if self.in_sql else self._swap(line))
             self.at_line_start = line.endswith(("\n", "\r"))
         return "".join(out)
 
-    def _fence_line(self, line: str) -> bool:
+    def _take_fence_line(self, line: str) -> bool:
         """Whether ``line`` opens or closes a fence (the state follows); it is kept as it is."""
         if self.fence is not None:
             if not self.fence.closed_by(line):
