@@ -200,6 +200,8 @@ class Fence:
     def closed_by(self, line: str) -> bool:
         """Whether ``line`` (its line ending or not) closes this fence: the same character, at
         least as many, nothing else but blanks around."""
+        if self.marker[0] not in line:
+            return False  # most lines: no regex, no copy
         core = _as_drawn(line).strip(" \t")
         return len(core) >= len(self.marker) and core == self.marker[0] * len(core)
 
@@ -212,6 +214,8 @@ class Fence:
 
 def fence_open(line: str) -> Fence | None:
     """The fence ``line`` (its line ending or not) opens, or None when it opens none."""
+    if "`" not in line and "~" not in line:
+        return None  # most lines: no regex, no copy
     m = _FENCE_LINE.fullmatch(_as_drawn(line))
     if m is None or (m["marker"][0] == "`" and "`" in m["info"]):
         return None  # a backtick in a backtick fence's info: an inline code span, not a fence
