@@ -153,6 +153,10 @@ def _interrupt_after(conn: Any, timeout_s: float | None) -> Iterator[dict[str, b
         yield state
     finally:
         timer.cancel()
+        # and gone before we return: a thread that still holds the connection when the
+        # interpreter exits makes DuckDB abort the process ("terminate called ...", seen as
+        # rsql-eval's exit -6; duckdb/duckdb#13904). After cancel it ends at once.
+        timer.join()
 
 
 # DuckDB runs inside the kernel: a sort, join or aggregate of a generated query may take this
