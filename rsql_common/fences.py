@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = [
     "CONTROL_CHARACTERS",
@@ -41,7 +42,6 @@ __all__ = [
     "Fence",
     "FencedBlock",
     "SqlBlockScanner",
-    "fence_language",
     "fence_open",
     "fenced_blocks",
     "is_sql_language",
@@ -57,15 +57,8 @@ SQL_FENCE_LANGUAGES = frozenset({
 })  # fmt: skip
 
 FENCE_BLOCK = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_LANGUAGE = re.compile(r"[ \t]*([A-Za-z0-9_+-]*)")
 _LANGUAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-")
 _LONGEST_LANGUAGE = max(len(lang) for lang in SQL_FENCE_LANGUAGES)
-
-
-def fence_language(info: str) -> str:
-    """The language a fence's info text (what follows the backticks) names, lower-cased."""
-    m = _LANGUAGE.match(info)
-    return m.group(1).lower() if m else ""
 
 
 def is_sql_language(language: str) -> bool:
@@ -187,12 +180,12 @@ class Fence:
     indent: int
     info: str
 
-    @property
+    @cached_property  # read for each line of a streamed block
     def tag(self) -> str:
         """The info's language tag as written (``Python``, ``c++``); "" for a bare fence."""
         return _TAG.match(self.info.strip()).group(0)  # type: ignore[union-attr]  # matches any text
 
-    @property
+    @cached_property
     def language(self) -> str:
         """:attr:`tag`, lower-cased."""
         return self.tag.lower()

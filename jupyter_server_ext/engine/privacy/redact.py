@@ -382,7 +382,6 @@ class Restorer:
         self.values = values
         self.pending = ""
         self.fence: Fence | None = None  # the open fence
-        self.in_sql = False
         self.at_line_start = True
         self.context = RestoreContext()
 
@@ -421,15 +420,19 @@ class Restorer:
         if self.fence is not None:
             if not self.fence.closed_by(line):
                 return False
-            self.fence, self.in_sql = None, False
+            self.fence = None
             return True
         self.fence = fence_open(line)
+        return self.fence is not None
+
+    @property
+    def in_sql(self) -> bool:
+        """Inside a fence tagged with one of the kernel's SQL languages (a bare fence too), or
+        anything sql-ish."""
         if self.fence is None:
             return False
-        # the kernel's SQL languages (a bare fence too), and anything sql-ish
         language = self.fence.language
-        self.in_sql = is_sql_language(language) or language.startswith("sql")
-        return True
+        return is_sql_language(language) or language.startswith("sql")
 
     def _keep(self, text: str) -> str:
         self.context.feed(text)
