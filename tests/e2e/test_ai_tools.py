@@ -36,6 +36,7 @@ PRICE = {"input": 1.0, "output": 2.0}
 # what Claude Code and Codex ask for by name; the proxy maps them to the fakes' own models
 CLAUDE_MODEL = "claude-sonnet-4-5"
 CODEX_MODEL = "gpt-5-codex"
+EXAM_MESSAGE = "Exam until noon: no agents"
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +59,24 @@ def svc(
         "prices": {CLAUDE_MODEL: PRICE, "claude-haiku-4-5": PRICE},
     }
     priced = {**openai_models, "prices": {CODEX_MODEL: PRICE, "fake-small": PRICE}}
+    now = time.time()
+    exam = {  # in force for the whole module, for its group only
+        "name": "exam",
+        "groups": ["exam"],
+        "mode": "custom",
+        "models": ["*"],
+        "agent": False,
+        "message": EXAM_MESSAGE,
+        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
+        "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 4 * 3600)),
+    }
     service = start_service(
         tmp_path_factory.mktemp("ai-tools"),
         {
             "upstreams": [*upstreams_for(provider, a1=priced, a2=priced, b1=priced), claude],
             "default_model": "fake-small",
             "user_daily_budget_usd": 5.0,
+            "policy_windows": [exam],
         },
         static_users={
             "tok-ann": {"name": "ann"},
@@ -71,6 +84,7 @@ def svc(
             # users of one test each: their usage rows are that test's alone
             "tok-dan": {"name": "dan"},
             "tok-eve": {"name": "eve"},
+            "tok-fay": {"name": "fay", "groups": ["exam"]},
             "tok-root": {"name": "root", "admin": True},
         },
     )
@@ -186,6 +200,41 @@ def test_codex_offering_a_built_in_tool_is_told_which_one(
     done = run_cli([*argv, "-m", CODEX_MODEL, "Say hello"], env, tmp_path)
     assert done.returncode != 0
     assert "web_search" in done.stderr and "built-in tool" in done.stderr
+
+
+def test_in_a_window_without_agents_claude_code_and_codex_are_refused_with_its_message(
+    svc: ProxyService, provider: FakeProvider, claude_fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Both CLIs offer the model their tools on every request and send no header of ours: in
+    an exam window with agents off, each is refused with the window's message before anything
+    reaches a provider (issue 53, finding 4: both answered 200)."""
+    claude_fake.reset()
+    provider.reset()
+    env = quiet_env(
+        tmp_path / "home", ANTHROPIC_BASE_URL=svc.url.rstrip("/"), ANTHROPIC_API_KEY="tok-fay"
+    )
+    done = run_cli(["claude", "-p", "List the files", "--model", CLAUDE_MODEL], env, tmp_path)
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert EXAM_MESSAGE in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
+    provider_entry = (
+        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
+        'wire_api="responses"}'
+    )
+    env = quiet_env(
+        tmp_path / "home2", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-fay"
+    )
+    os.makedirs(env["CODEX_HOME"], exist_ok=True)
+    argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]
+    argv += ["-c", "model_provider=hub", "-c", 'web_search="disabled"', "-m", CODEX_MODEL]
+    done = run_cli([*argv, "List the files"], env, tmp_path)
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert EXAM_MESSAGE in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
+    assert claude_fake.received == [] and provider.received == []
+    rows = activity(svc, "fay", rows=2)
+    assert {r["status"] for r in rows} == {403} and {r["api"] for r in rows} >= {
+        "messages",
+        "responses",
+    }
 
 
 # -- tools find the proxy without a key ---------------------------------------------------------

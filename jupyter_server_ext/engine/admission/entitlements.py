@@ -83,13 +83,42 @@ def not_allowed(model: str, access: Access) -> Forbidden:
     )
 
 
-def agent_off(user: str) -> Forbidden:
-    """The 403 for agent mode (or an MCP tool) when the admin turned it off for `user`."""
-    return Forbidden(
-        f"agent mode is off for {user[:80]!r} on this hub (an admin's setting: agent_mode, or "
-        "'agent' in limit_overrides); ask without --agent",
-        code="agent_off",
+def agent_off(user: str, offered: str | None = None) -> Forbidden:
+    """The 403 for agent mode (or an MCP tool) when the admin turned it off for `user`;
+    `offered`: the request field that offers the model tools, when that is what made it one."""
+    what = (
+        f"this request offers the model tools ({offered!r}), which is agent mode, and "
+        if offered
+        else ""
     )
+    return Forbidden(
+        f"{what}agent mode is off for {user[:80]!r} on this hub (an admin's setting: agent_mode, "
+        "or 'agent' in limit_overrides); ask without tools (without --agent)",
+        code="agent_off",
+        extra={"param": offered} if offered else None,
+    )
+
+
+# The request fields by which a client offers the model tools to call, in every API the proxy
+# takes: chat completions ("tools", and the legacy "functions"), the Responses API ("tools":
+# functions, namespaces, built-in and MCP tools) and Anthropic's Messages API ("tools": client
+# and server tools; "mcp_servers": the MCP connector, whose tools the provider calls).
+TOOL_FIELDS = ("tools", "functions", "mcp_servers")
+
+
+def offered_tools(body: Any) -> str | None:
+    """The field by which `body` offers the model tools (a non-empty one of ``TOOL_FIELDS``), or
+    None. Agent mode is decided by this, what the request does, never by what the client says it
+    is (``X-RSQL-Client``): Claude Code, Codex and any SDK agent send no such header."""
+    if not isinstance(body, dict):
+        return None
+    for name in TOOL_FIELDS:
+        value = body.get(name)
+        # an empty list offers nothing; any other value is a tool offer the parse refuses or
+        # sends on, so it is treated as one here (a malformed offer is still an offer)
+        if value is not None and value != [] and value != {}:
+            return name
+    return None
 
 
 def completions_off(user: str) -> Forbidden:
@@ -101,17 +130,22 @@ def completions_off(user: str) -> Forbidden:
     )
 
 
-def check_feature(client: str, access: Access, windows: PolicyWindows, user: str) -> None:
-    """Refuse a request of a feature that is off for the caller now: agent mode (client
-    "agent") or the editor's inline completions (client "inline"), each off by the admin's
-    switch or by a policy window in force; the rest of the assistant stays on."""
+def check_feature(
+    client: str, access: Access, windows: PolicyWindows, user: str, body: Any = None
+) -> None:
+    """Refuse a request of a feature that is off for the caller now: agent mode (any request
+    that offers the model tools, ``offered_tools``, on any API, and the kernel's agent, client
+    "agent") or the editor's inline completions (client "inline", which only ``{proxy}inline``
+    sets), each off by the admin's switch or by a policy window in force; plain questions go on."""
     window, span = access.window, access.span
-    if client == "agent":
+    # the kernel's agent is told of --agent; any other client of the field that made it agent mode
+    offered = None if client == "agent" else offered_tools(body)
+    if client == "agent" or offered is not None:
         if window is not None and span is not None and not window.agent:
-            raise windows.agent_refusal(window, span)  # %%ask stays on
+            raise windows.agent_refusal(window, span, offered)  # plain questions stay on
         if not access.agent:
-            raise agent_off(user)
-    elif client == "inline":
+            raise agent_off(user, offered)
+    if client == "inline":
         if window is not None and span is not None and not window.completions:
             raise windows.completions_refusal(window, span)
         if not access.completions:

@@ -160,8 +160,15 @@ class PolicyWindows:
             extra["allowed_models"] = list(allowed)
         return Forbidden(text, code="policy_window", extra=extra)
 
-    def agent_refusal(self, window: PolicyWindow, span: tuple[float, float]) -> EngineError:
-        """The 403 a request from agent mode gets inside a window that turns agent mode off."""
+    def agent_refusal(
+        self, window: PolicyWindow, span: tuple[float, float], offered: str | None = None
+    ) -> EngineError:
+        """The 403 a request of agent mode gets inside a window that turns agent mode off: the
+        kernel's agent, an MCP tool call, or any request that offers the model tools (`offered`:
+        the field that does, named in the message)."""
+        if offered:
+            feature = f"agent mode (this request offers the model tools: {offered!r})"
+            return self.feature_refusal(window, span, feature, "ask without tools", offered)
         return self.feature_refusal(window, span, "agent mode", "ask without --agent")
 
     def completions_refusal(self, window: PolicyWindow, span: tuple[float, float]) -> EngineError:
@@ -169,16 +176,25 @@ class PolicyWindows:
         return self.feature_refusal(window, span, "inline completions", "%%ask still answers")
 
     def feature_refusal(
-        self, window: PolicyWindow, span: tuple[float, float], feature: str, hint: str
+        self,
+        window: PolicyWindow,
+        span: tuple[float, float],
+        feature: str,
+        hint: str,
+        param: str | None = None,
     ) -> EngineError:
-        """The 403 for one feature a window turns off while the rest of the assistant stays on."""
+        """The 403 for one feature a window turns off while the rest of the assistant stays on;
+        `param`: the request field that asked for it, when one did."""
         info = window.describe(span, self.tz)
         said = window.message or f"{feature} is not available now"
         text = (
             f"{said} (policy window {window.name!r}, until {info['ends_at_local']} "
             f"({info['ends_at']}): {feature} is off; {hint})"
         )
-        return Forbidden(text, code="policy_window", extra={"window": info})
+        extra: dict[str, Any] = {"window": info}
+        if param:
+            extra["param"] = param
+        return Forbidden(text, code="policy_window", extra=extra)
 
     # -- the admin's run-time controls ------------------------------------------------------------
 
