@@ -14,7 +14,7 @@ from .engine import Caller, Engine, EngineError
 from .engine.apis import messages as anthropic_api
 from .engine.apis import responses_stream
 from .engine.records import Reply
-from .handlers import ChatCompletionsMixin, JSONEndpoint, RSQLMixin, shutting_down
+from .handlers import ChatCompletionsMixin, JSONEndpoint, JSONText, RSQLMixin, shutting_down
 
 
 class ResponsesMixin(ChatCompletionsMixin):
@@ -43,7 +43,7 @@ class ResponseMixin(JSONEndpoint):
         translated = self.rsql.engine.translated
         if self.request.method == "DELETE":
             return await translated.delete_response(caller, response_id)
-        return await translated.response(caller, response_id)
+        return JSONText(await translated.response(caller, response_id))
 
 
 class AnthropicErrors(RSQLMixin):

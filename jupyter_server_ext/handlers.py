@@ -442,6 +442,10 @@ class EmbeddingsMixin(ChatCompletionsMixin):
     endpoint = "embeddings"
 
 
+class JSONText(bytes):
+    """An answer that is JSON text already (a stored response): sent as it is, never parsed."""
+
+
 class JSONEndpoint(RSQLMixin):
     """A GET/POST endpoint answering JSON; subclasses implement ``answer``."""
 
@@ -458,7 +462,10 @@ class JSONEndpoint(RSQLMixin):
         except EngineError as exc:
             self.write_proxy_error(exc)
             return
-        if isinstance(result, bytes):
+        if isinstance(result, JSONText):  # JSON kept as text: written as it was read
+            self.set_header("Content-Type", "application/json")
+            self.finish(bytes(result))
+        elif isinstance(result, bytes):
             self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.finish(result)
         else:

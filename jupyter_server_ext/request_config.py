@@ -22,7 +22,7 @@ class RequestSettings(Configurable):
     """How large and how deeply built one request's body may be."""
 
     max_body_bytes = Integer(
-        4 * 2**20,
+        REQUEST.max_body_bytes,
         help="""Largest request body accepted by the proxy's endpoints (bytes); a larger one gets a
         413 before it is read whole. Other handlers of a Jupyter server keep their own limits.""",
     ).tag(config=True)
@@ -51,7 +51,8 @@ class RequestSettings(Configurable):
     def request_limits(self) -> RequestLimits:
         """The bounds on one request, checked; raises ConfigError naming the field.
 
-        ``max_body_bytes`` is checked here too, though the handlers read it themselves."""
+        ``max_body_bytes`` is read by the handlers themselves, and by the engine for what it keeps
+        of a request (a stored response's conversation)."""
         if self.max_body_bytes < 1024:
             raise ConfigError(
                 f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}"
@@ -65,6 +66,7 @@ class RequestSettings(Configurable):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
         return RequestLimits(
+            max_body_bytes=self.max_body_bytes,
             max_json_depth=self.max_json_depth,
             max_json_containers=self.max_json_containers,
             max_json_items=self.max_json_items,

@@ -24,16 +24,17 @@ from .accounting.notebooks import NotebookCosts
 from .accounting.pricing import PriceBook
 from .accounting.usage import UsageLog, UsageStore
 from .admission.entitlements import Access, check_feature
-from .admission.limiter import Admitted, Limiter, Ticket, quota_headers, rate_class
+from .admission.limiter import Limiter, Ticket, quota_headers, rate_class
 from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
 from .admission.window_specs import zone
+from .admission_step import AdmissionStep
 from .apis.inline import InlineCompletions
 from .apis.native import NATIVE_APIS
 from .apis.stored import StoredResponses
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
-from .bodies.request import ChatRequest, count_files, set_end_user
+from .bodies.request import ChatRequest, set_end_user
 from .errors import EngineError, RateLimited, UpstreamError
 from .exchange import Arrival, Exchange, Hold, answered
 from .failover import Forwarder
@@ -49,7 +50,7 @@ from .replies import Replies
 from .settings import EngineSettings
 from .translated import Translated
 from .upstreams.health import KeyHealth
-from .upstreams.pool import PickPlan, PoolRules
+from .upstreams.pool import PoolRules
 from .upstreams.report import key_report
 from .upstreams.transport import Transports
 
@@ -173,6 +174,13 @@ class Engine:
         )
         self.offload = Offload()
         self.redaction = Redaction(settings, self.offload, self.limiter)
+        limits = settings.request_limits
+        self.bodies = BodyDecoder(
+            self.offload.run,
+            max_depth=limits.max_json_depth,
+            max_containers=limits.max_json_containers,
+            max_items=limits.max_json_items,
+        )
         self.translated = Translated(
             self.chat,
             self.speaks,
@@ -181,20 +189,20 @@ class Engine:
                 settings.responses_ttl_seconds,
                 settings.responses_per_user,
                 settings.responses_per_user_bytes,
+                max_bytes=limits.max_body_bytes,
+                max_depth=limits.max_json_depth,
+                max_containers=limits.max_json_containers,
+                max_items=limits.max_json_items,
+                run=self.offload.run,
+                at_rest=self.redaction.at_rest if settings.redact_patterns else None,
             ),
             self.parse,
             self.limiter,
             self.offload.run,
+            self.bodies.decode,
         )
         self.inline = InlineCompletions(
             self.chat, settings.inline, self.access, self.windows, self.limiter
-        )
-        limits = settings.request_limits
-        self.bodies = BodyDecoder(
-            self.offload.run,
-            max_depth=limits.max_json_depth,
-            max_containers=limits.max_json_containers,
-            max_items=limits.max_json_items,
         )
         self.forwarder = Forwarder(
             settings,
@@ -205,6 +213,9 @@ class Engine:
             self.prices,
             self.metrics,
             clock,
+        )
+        self.admission = AdmissionStep(
+            self.limiter, self.pool, self.models, self.forwarder, self.offload.run
         )
 
     def user_id(self, user: str) -> str | None:
@@ -323,6 +334,7 @@ class Engine:
         notebook: str | None = None,
         cell: str | None = None,
         api: str | None = None,
+        counted: Ticket | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``EngineError``.
 
@@ -333,6 +345,11 @@ class Engine:
         `notebook`, `cell`: where in the user's notebooks it was asked (checked by the host), for
         the usage row; the notebook as ``notebook_id`` names it. `api`: the API the request came
         by, for the usage row (``translated`` turns the Responses and Messages APIs into chat).
+        `counted`: the request's admission to the caller's windows and concurrency, made before
+        the body was complete (a stored conversation is read only once the request is counted);
+        this request then reserves its budget and picks its key under that ticket. Whatever
+        ends the request ends the ticket, but an error raised here before admission: the caller
+        ends it then (``Limiter.finish`` ends a ticket once).
         """
         return await self._answer(
             body,
@@ -345,6 +362,7 @@ class Engine:
             self.notebook_id(notebook),
             cell,
             api or API_OF_ENDPOINT[endpoint],
+            counted,
         )
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
@@ -376,6 +394,7 @@ class Engine:
         notebook: str | None = None,
         cell: str | None = None,
         api: str = "chat",
+        counted: Ticket | None = None,
     ) -> Reply:
         """One request's walk (docs/architecture.md, "One request's way"): the checks, the
         cache, admission, redaction, forwarding with failover, the answer. Whatever ends it
@@ -397,16 +416,22 @@ class Engine:
         try:
             # 1. who may use what, and whether the request is well formed and allowed
             access, req = await self._checked(body, caller, outcome, endpoint, trace_headers)
+            if req.files:  # PDFs' pages: past a small budget, counted only once admitted
+                counted = await self.admission.count_files(req, caller, counted)
             # 2. the cache (before admission: a hit costs nothing; after redaction when there is
             # any, since the key is the text that goes upstream)
             redacting = bool(self.settings.redact_patterns)
             cache_key, hit = (None, None) if redacting else self._cached(req, arrival, cache)
             if hit is not None and not self.settings.cache_hits_count:
+                if counted is not None:  # counted for reading its conversation: it stays so
+                    await self.limiter.finish(counted, 0.0)
                 quota = await self.rate_headers(caller)
                 reply = self.replies.cache_reply(arrival, req, hit, quota)
                 return answered(reply, outcome, None, req, caller)
             # 3. admission: the caller's windows, concurrency and budget, and the key pick
-            admission, plan, fallback = await self._admit(req, arrival, access, hit)
+            admission, plan, fallback = await self.admission.admit(
+                req, arrival, access, hit, counted
+            )
             ticket = admission.ticket
             # the key the admission picked, held from here by the request's hold
             pick = (
@@ -429,7 +454,9 @@ class Engine:
                 ex.redactor = await self.redaction.redact(req, outcome, caller.user)
                 ex.cache_key, hit = self._cached(req, arrival, cache)
                 if hit is not None and not fallback and not self.settings.cache_hits_count:
-                    await hold.end(0.0, refund=True)  # a hit uses no quota: all given back
+                    # a hit uses no quota: all given back (but the reading of a stored
+                    # conversation it needed, which was counted before it)
+                    await hold.end(0.0, refund=counted is None)
                     return ex.restored(self.replies.cache_reply(ex, req, hit, quota))
             if self.settings.log_prompts:
                 outcome.messages = req.payload.get(
@@ -443,6 +470,8 @@ class Engine:
             reply.headers.update(quota)
             return ex.restored(reply)
         except (Exception, asyncio.CancelledError) as exc:
+            if ex is None and counted is not None:  # counted, but ended before its hold began
+                await self.limiter.finish(counted, 0.0)
             await self._ended_early(arrival, ex, exc)
             raise
 
@@ -462,46 +491,13 @@ class Engine:
             asked = body.get("model") if isinstance(body, dict) else None
             outcome.model = asked[:200] if isinstance(asked, str) else ""  # the row says what
             raise self.windows.refusal(access.window, access.span)
-        check_feature(caller.client, access, self.windows, caller.user)
+        check_feature(caller.client, access, self.windows, caller.user, body)
         req = self.parse(body, endpoint, access.default_model, trace_headers)
         outcome.model = req.model
         self.check_model(access, req.model)
-        await count_files(req, self.offload.run, caller.user)  # PDFs' pages, off the loop
         self.redaction.check_size(req)
         set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
         return access, req
-
-    async def _admit(
-        self, req: ChatRequest, arrival: Arrival, access: Access, hit: Cached | None
-    ) -> tuple[Admitted, PickPlan | None, str]:
-        """The caller's admission at the request's worst-case price, with the key pick a shared
-        pool makes in the same round trip (`plan`, taken once the request is recorded); past a
-        spent budget, the free fallback's admission when the admin allows it ("budget"): the
-        request windows and concurrency still hold."""
-        caller, tr = arrival.caller, arrival.trace
-        price = self.models.admission_price(req, caller)
-        plan = self._plan(req) if hit is None else None
-        try:
-            with tr.child("rsql.admission") if tr is not None else NO_SPAN:
-                ticket = await self.limiter.admit(
-                    caller.user,
-                    caller.groups,
-                    price.worst(req.prompt_tokens, req.completion_tokens),
-                    pick=plan.args if plan is not None else None,
-                    rate_class=rate_class(caller.client),
-                )
-        except RateLimited as exc:
-            if not self.forwarder.may_fall_back(req, access, caller, "budget", exc, None):
-                raise
-            ticket = await self.limiter.admit(
-                caller.user,
-                caller.groups,
-                0.0,
-                budgets_apply=False,
-                rate_class=rate_class(caller.client),
-            )
-            return Admitted(self.limiter, ticket), None, "budget"
-        return Admitted(self.limiter, ticket), plan, ""
 
     async def _forwarded(self, ex: Exchange, access: Access, fallback: str) -> Reply:
         """The answer of the first usable key; the fallback model's when the budget was spent
@@ -559,14 +555,6 @@ class Engine:
             span.set_attribute("rsql.cache_hit", hit is not None)
         self.metrics.child(self.metrics.cache, "hit" if hit is not None else "miss").inc()
         return key, hit
-
-    def _plan(self, req: ChatRequest) -> PickPlan | None:
-        """The pool's key pick to make with the admission, if it makes one there; a request no
-        key can serve is refused by forwarding (after admission, so the fallback may answer)."""
-        try:
-            return self.pool.plan(req.model, req.reserve_tokens, req.prompt_tokens)
-        except EngineError:
-            return None
 
     def _quota(self, ticket: Ticket) -> dict[str, str]:
         return quota_headers(ticket.windows, ticket.windows_used or [])

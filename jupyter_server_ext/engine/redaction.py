@@ -50,6 +50,18 @@ class Redaction:
             outcome.redactions = dict(redactor.counts)
         return redactor
 
+    async def at_rest(self, record: Any, user: str, chars: int) -> Any:
+        """`record` (a stored response and its conversation, `chars` of JSON) as it may be kept:
+        with redaction on, every string in it masked, as the provider saw the request, so no
+        personal value the patterns find is kept at rest (the answer's mapped-back values
+        included); without redaction, as it is."""
+        if not self.settings.redact_patterns:
+            return record
+        fields, _ = await self.offload.redact(
+            self.settings.redact_patterns, {"record": record}, user, chars
+        )
+        return fields["record"]
+
     async def preview(self, messages: Any, caller: Caller) -> dict[str, Any]:
         """What `messages` would look like upstream: the redacted copy and the counts per type.
         Bounded like a chat request (the same message caps) and admitted like one (it counts in

@@ -8,16 +8,16 @@ chat answer, JSON or stream, is turned back into the API's own shape here.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-from .admission.limiter import Limiter
+from .admission.limiter import Limiter, Ticket, rate_class
 from .apis import messages as anthropic_api
 from .apis import responses as responses_api
 from .apis import responses_stream
 from .apis.stored import StoredResponses
+from .bodies import json_codec
 from .bodies.request import ChatRequest, count_files, estimate_tokens
 from .bodies.streams import event_json
 from .errors import BadRequest
@@ -38,6 +38,7 @@ class Translated:
         parse: Callable[[Any], ChatRequest],
         limiter: Limiter,
         run: Callable[..., Awaitable[Any]],
+        decode: Callable[[bytes, str], Awaitable[Any]],
     ) -> None:
         self.chat = chat
         self.speaks = speaks  # Engine.speaks: may a request in this API go upstream as it is?
@@ -45,60 +46,84 @@ class Translated:
         self.parse = parse  # Engine.parse, of a chat-completions body
         self.limiter = limiter
         self.run = run  # Offload.run: work in the worker process, in a user's turn
+        self.decode = decode  # BodyDecoder.decode: JSON read as a request body is, in a user's turn
 
     def _native(self, api: str, body: dict[str, Any]) -> bool:
         model = body.get("model")
         return isinstance(model, str) and self.speaks(api, model)
 
+    async def _count(self, caller: Caller) -> Ticket:
+        """`caller`'s request counted in their windows and concurrency before a stored record is
+        read: reading one is work a user could otherwise ask for without end (a 429 first)."""
+        return await self.limiter.count(caller.user, caller.groups, rate_class(caller.client))
+
     # -- OpenAI's Responses API --------------------------------------------------------------
 
     async def responses(self, body: Any, caller: Caller, **kw: Any) -> Reply:
-        """``POST v1/responses``: a Response object, or its typed events."""
+        """``POST v1/responses``: a Response object, or its typed events. A continuation
+        (``previous_response_id``) is counted before its stored conversation is read, and that
+        conversation is read as a request body would be (bounded, in the user's turn)."""
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object with 'model' and 'input'")
-        earlier = None
         previous = body.get("previous_response_id")
-        if previous is not None:
-            if not isinstance(previous, str):
-                raise BadRequest(
-                    "'previous_response_id' must be a string",
-                    extra={"param": "previous_response_id"},
+        if previous is not None and not isinstance(previous, str):
+            raise BadRequest(
+                "'previous_response_id' must be a string", extra={"param": "previous_response_id"}
+            )
+        counted = await self._count(caller) if previous is not None else None
+        try:
+            earlier = None
+            if previous is not None:
+                earlier = await self.decode(
+                    await self.stored.conversation_json(caller.user, previous), caller.user
                 )
-            earlier = (await self.stored.get(caller.user, previous))["items"]
-        body = responses_api.expanded(body, earlier)
-        store = body.get("store", True) is not False
-        if self._native("responses", body):
-            return await self._responses_native(body, caller, store, kw)
-        chat = responses_api.to_chat(body)
-        reply = await self.chat(chat, caller, api="responses", **kw)
+            body = responses_api.expanded(body, earlier)
+            store = body.get("store", True) is not False
+            if self._native("responses", body):
+                return await self._responses_native(body, caller, store, kw, counted)
+            chat = responses_api.to_chat(body)
+            reply = await self.chat(chat, caller, api="responses", counted=counted, **kw)
+        except BaseException:
+            if counted is not None:  # ended here unless the request's own end came first
+                await self.limiter.finish(counted, 0.0)
+            raise
         rid, created = responses_api.new_id("resp"), int(time.time())
+
+        async def keep(response: dict[str, Any]) -> None:
+            if store:  # what the upstream saw, nothing more (reasoning items: none)
+                seen = responses_api.seen_items(responses_api.conversation_of(body, response))
+                await self.stored.put(caller.user, response, seen)
+
         if reply.events is None:
-            answer = json.loads(reply.body)
-            response = responses_api.response_of(body, answer, rid, created)
-            if store:
-                await self.stored.put(
-                    caller.user, response, responses_api.conversation_of(body, response)
-                )
-            reply.body = json.dumps(response).encode()
+            response = responses_api.response_of(body, json_codec.loads(reply.body), rid, created)
+            await keep(response)
+            reply.body = json_codec.dumps(
+                response
+            )  # instructions echoed: see responses_stream.event
             return reply
         translator = responses_stream.StreamTranslator(body, rid, reply.model, created)
 
         async def save() -> None:
-            response = translator.response
-            if store and response["status"] in ("completed", "incomplete"):
-                await self.stored.put(
-                    caller.user, response, responses_api.conversation_of(body, response)
-                )
+            if translator.response["status"] in ("completed", "incomplete"):
+                await keep(translator.response)
 
         reply.events = _translate(reply.events, translator, save)
         return reply
 
     async def _responses_native(
-        self, body: dict[str, Any], caller: Caller, store: bool, kw: dict[str, Any]
+        self,
+        body: dict[str, Any],
+        caller: Caller,
+        store: bool,
+        kw: dict[str, Any],
+        counted: Ticket | None,
     ) -> Reply:
         """A Responses request to an upstream that speaks the API: sent as it is, answered as
-        the provider answers; what is stored is kept here (the provider keeps nothing)."""
-        reply = await self.chat(body, caller, endpoint="responses", api="responses", **kw)
+        the provider answers; what is stored is kept here (the provider keeps nothing): the
+        items as sent, all of which the provider read."""
+        reply = await self.chat(
+            body, caller, endpoint="responses", api="responses", counted=counted, **kw
+        )
 
         async def keep(response: Any) -> None:
             if store and isinstance(response, dict) and isinstance(response.get("id"), str):
@@ -107,20 +132,27 @@ class Translated:
                 )
 
         if reply.events is None:
-            await keep(json.loads(reply.body))
+            await keep(json_codec.loads(reply.body))
             return reply
         reply.events = _watch_completed(reply.events, keep)
         return reply
 
-    async def response(self, caller: Caller, response_id: str) -> dict[str, Any]:
-        """``GET v1/responses/{id}``: the caller's own stored response."""
-        record = await self.stored.get(caller.user, response_id)
-        response: dict[str, Any] = record["response"]
-        return response
+    async def response(self, caller: Caller, response_id: str) -> bytes:
+        """``GET v1/responses/{id}``: the caller's own stored response, as its JSON text (read
+        as written, never parsed), counted in the caller's windows before it is read."""
+        ticket = await self._count(caller)
+        try:
+            return await self.stored.response_json(caller.user, response_id)
+        finally:
+            await self.limiter.finish(ticket, 0.0)
 
     async def delete_response(self, caller: Caller, response_id: str) -> dict[str, Any]:
         """``DELETE v1/responses/{id}``: the caller's own stored response, gone."""
-        return await self.stored.delete(caller.user, response_id)
+        ticket = await self._count(caller)
+        try:
+            return await self.stored.delete(caller.user, response_id)
+        finally:
+            await self.limiter.finish(ticket, 0.0)
 
     # -- Anthropic's Messages API ------------------------------------------------------------
 
@@ -132,8 +164,8 @@ class Translated:
         chat = anthropic_api.to_chat(body)
         reply = await self.chat(chat, caller, api="messages", **kw)
         if reply.events is None:
-            message = anthropic_api.message_of(json.loads(reply.body), reply.model)
-            reply.body = json.dumps(message).encode()
+            message = anthropic_api.message_of(json_codec.loads(reply.body), reply.model)
+            reply.body = json_codec.dumps(message)
             return reply
         estimate = estimate_tokens(chat["messages"], reply.model)
         translator = anthropic_api.StreamTranslator(reply.model, estimate)

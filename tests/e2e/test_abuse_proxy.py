@@ -27,9 +27,10 @@ import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
-from jupyter_server_ext.engine.errors import BadRequest, PayloadTooLarge
+from jupyter_server_ext.engine.errors import BadRequest, PayloadTooLarge, RateLimited
 from jupyter_server_ext.engine.privacy.offload import Offload, redact_fields
 from jupyter_server_ext.engine.privacy.redact import BUILTIN
+from jupyter_server_ext.engine.upstreams.specs import parse_rates
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
@@ -46,7 +47,23 @@ PRICED = {
 }
 MAX_TOKENS = 40  # the default completion limit: what a budget request is capped at
 TIMEOUT = 2.0  # upstream_timeout_seconds
-USERS = ["alice", "dora", "bert", "tim", "lee", "fay", "bob", "rex", "vic", "mal", "gus", "eve"]
+USERS = [
+    "alice",
+    "dora",
+    "bert",
+    "tim",
+    "lee",
+    "fay",
+    "bob",
+    "rex",
+    "vic",
+    "mal",
+    "gus",
+    "eve",
+    "ann",
+    "kim",
+    "oli",
+]
 BUDGET = {"alice": 0.5, "dora": 1.0, "bert": 1.0, "tim": 1.0, "lee": 1.0}
 LONG_ANSWER = " ".join(f"w{i}" for i in range(60))
 # text shaped like IBANs that fail their check: the slowest input for the built-in patterns
@@ -59,6 +76,7 @@ def _overrides() -> dict[str, dict[str, Any]]:
     }
     out["user:tim"]["user_limits"] = ["100/minute"]
     out["user:rex"] = {"user_limits": ["3/minute"]}
+    out["user:kim"] = {"user_limits": ["2/minute"]}
     return out
 
 
@@ -533,14 +551,18 @@ def ask_small(text: str = "hello", **extra: Any) -> dict[str, Any]:
     return {"model": "fake-small", "messages": [{"role": "user", "content": text}], **extra}
 
 
-def engine_for(fp: FakeProvider, budget: float | None = None) -> Engine:
+def engine_for(fp: FakeProvider, budget: float | None = None, **settings: Any) -> Engine:
     prices = {"prices": {"fake-small": {"input": 1.0, "output": 1.0}}}
+    limits = settings.pop("user_limits", ())
     return Engine(
         EngineSettings(
             upstreams=parse_upstreams(upstreams_for(fp, **{a: prices for a in ("a1", "a2", "b1")})),
             default_model="fake-small",
             health_check_seconds=0,
-            limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
+            limits=LimitSettings(
+                user=UserRules(daily_budget_usd=budget, limits=parse_rates(limits, where="test"))
+            ),
+            **settings,
         ),
         state=MemoryState(),
     )
@@ -716,3 +738,104 @@ async def test_what_is_inflated_to_count_pages_is_bounded_per_request_not_per_pd
         await engine.close()
     assert err.value.code == "over_budget", err.value.message
     assert reply.status == 200
+
+
+def test_with_redaction_on_no_personal_value_is_kept_in_a_stored_response(
+    svc: ProxyService, fresh_provider: FakeProvider
+) -> None:
+    """A stored response is kept a week, whatever `log_prompts` says. The provider saw a
+    placeholder and the user got their value back in the answer; what is kept holds the
+    placeholder only, and a continuation sends it on as the provider first saw it (issue 53)."""
+    first_body = {"model": "fake-small", "input": "Write to ann.lee@example.org about the report"}
+    status, first = chat(svc, "ann", first_body, path="v1/responses")
+    assert status == 200, first
+    assert "ann.lee@example.org" in json.dumps(first)  # the answer, mapped back for its user
+    status, _, raw = svc.request("GET", f"v1/responses/{first['id']}", token="tok-ann")
+    assert status == 200 and b"ann.lee@example.org" not in raw, raw
+    assert b"<email-1>" in raw
+    follow = {"model": "fake-small", "input": "and then?", "previous_response_id": first["id"]}
+    status, _ = chat(svc, "ann", follow, path="v1/responses")
+    assert status == 200
+    sent = json.dumps(fresh_provider.received[-1].body)
+    assert "ann.lee@example.org" not in sent and "<email-1>" in sent
+
+
+def object_stream_markers(size: int) -> bytes:
+    """A PDF of object-stream markers, each followed by the ">>" a stream's dictionary ends
+    with: read from every marker for a stream start, 2.9 MB took 4.8 s of the shared worker."""
+    return b"%PDF-1.5\n" + b"/ObjStm>>" * (size // 9)
+
+
+def hostile_pdf_request() -> dict[str, Any]:
+    part = _pdf_part(object_stream_markers(2_900_000))
+    return {**ask_small(), "messages": [{"role": "user", "content": [part]}], "max_tokens": 5}
+
+
+async def test_a_spent_window_is_a_429_before_a_pdf_takes_any_of_the_shared_worker(
+    fresh_provider: FakeProvider,
+) -> None:
+    """kim may send one request a minute: her next one, with a PDF whose pages need the
+    worker, is refused before any worker job (it took 9-14 s of the worker to get its 429)."""
+    engine = engine_for(fresh_provider, user_limits=["1/minute"])
+    try:
+        assert (await engine.chat(ask_small(), Caller("kim"))).status == 200
+        started = time.monotonic()
+        with pytest.raises(RateLimited) as err:
+            await asyncio.wait_for(engine.chat(hostile_pdf_request(), Caller("kim")), 60)
+        refused_in = time.monotonic() - started
+    finally:
+        await engine.close()
+    print(f"refused in {refused_in:.3f} s")
+    assert "user 1/minute" in err.value.message
+    assert refused_in < 1.0  # no page count ran: it took the worker 4.8 s
+
+
+async def test_one_users_pdfs_delay_only_that_user_in_the_shared_worker(
+    fresh_provider: FakeProvider,
+) -> None:
+    """oli's PDFs and vic's long prompt both need the worker (page counts, redaction): vic's
+    redaction waits for no more than oli's one job in the worker (it waited 2.3-3.7 s)."""
+    engine = engine_for(fresh_provider, redact_patterns=(BUILTIN["email"], BUILTIN["iban"]))
+    context = (
+        "Our table holds rows like DE89 3704 0044 0532 0130 00. " * 200
+    )  # redacted off the loop
+    try:
+        await engine.chat(ask_small(context), Caller("vic"))  # the worker started: warm
+        attacks = [
+            asyncio.ensure_future(engine.chat(hostile_pdf_request(), Caller("oli")))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.05)  # oli's jobs are in the worker's queue first
+        started = time.monotonic()
+        reply = await asyncio.wait_for(engine.chat(ask_small(context), Caller("vic")), 60)
+        waited = time.monotonic() - started
+        answered = await asyncio.wait_for(asyncio.gather(*attacks, return_exceptions=True), 60)
+    finally:
+        await engine.close()
+    print(f"vic waited {waited:.3f} s; oli got {[getattr(a, 'status', a) for a in answered]}")
+    assert reply.status == 200
+    # each of oli's was read for its pages in the worker, then refused by its size (3.9 MB of
+    # base64 is some 966,000 prompt tokens by size alone): each took its turn all the same
+    assert all(isinstance(a, BadRequest) and a.code == "request_too_large" for a in answered)
+    assert waited < 1.0
+
+
+async def test_a_users_jobs_in_the_shared_worker_are_capped() -> None:
+    """No user may line up work in the worker without end: past four jobs of theirs at once
+    (the running one included), a 429; another user's job then waits only for the running one."""
+    offload = Offload()
+    try:
+        await asyncio.wait_for(offload.run("vic", len, "warm"), 30)  # the worker started
+        held = [asyncio.ensure_future(offload.run("mallory", time.sleep, 1.0)) for _ in range(4)]
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimited) as err:
+            await offload.run("mallory", time.sleep, 1.0)
+        started = time.monotonic()
+        assert await asyncio.wait_for(offload.run("vic", len, "abc"), 30) == 3
+        waited = time.monotonic() - started
+        await asyncio.wait_for(asyncio.gather(*held), 30)
+    finally:
+        await offload.close()
+    assert "4 of your requests are already waiting" in err.value.message
+    assert err.value.retry_after == 1
+    assert waited < 2.0  # mallory's one running job, not her four

@@ -167,6 +167,27 @@ def test_a_stream_arrives_as_typed_events_in_order_with_usage(server: InProcessJ
     assert final.usage is not None and final.usage.input_tokens > 0
 
 
+def test_long_instructions_echoed_in_a_stream_are_written_as_text_not_escapes(
+    server: InProcessJupyter,
+) -> None:
+    """A stream's created, in-progress and completed events each repeat the response, whose
+    `instructions` echo the request's (as OpenAI's do). A million accented characters were
+    written as 6-byte escapes each time: 18 MB out and 0.2 s of the event loop for one
+    request (issue 53); as text, each event carries them once in UTF-8."""
+    instructions = "é" * 80_000  # 160 kB of UTF-8, within the model's context
+    body = {"model": "fake-small", "input": "hi", "instructions": instructions, "stream": True}
+    status, _, raw = server.request("POST", "v1/responses", body, token="tok-alice")
+    assert status == 200, raw[:500]
+    events = [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    echoed = [e for e in events if e.get("response", {}).get("instructions") == instructions]
+    assert [e["type"] for e in echoed] == [
+        "response.created",
+        "response.in_progress",
+        "response.completed",
+    ]
+    assert len(raw) < 3 * len(instructions.encode()) + 100_000  # was 9 times
+
+
 def test_a_json_schema_format_reaches_the_provider(
     server: InProcessJupyter, fresh_provider: FakeProvider
 ) -> None:

@@ -359,13 +359,18 @@ class Limiter:
         budgets_apply: bool = True,
         pick: list[Any] | None = None,
         rate_class: str = "chat",
+        counted: Ticket | None = None,
     ) -> Ticket:
         """`budgets_apply` False: windows and concurrency only (an answer from the free fallback
         model once the budget is spent). `pick`: a key pick to make in the same step
-        (``Pool.plan``); its answer is ``Ticket.picked``. `rate_class`: see ``checks``."""
+        (``Pool.plan``); its answer is ``Ticket.picked``. `rate_class`: see ``checks``.
+        `counted`: the request was counted in its windows and concurrency already (a stored
+        conversation read only once it was): the budgets and the pick now, into that ticket."""
         windows, leases, budgets = self.checks(user, groups, reserve, rate_class)
         if not budgets_apply:
             budgets = []
+        if counted is not None:
+            windows, leases = [], []
         for b in budgets:
             # no day could ever admit it: a 429 with Retry-After would only invite a retry
             if 0 < b.limit < reserve:
@@ -376,9 +381,17 @@ class Limiter:
                     code="over_budget",
                 )
         lease_id = os.urandom(16).hex()  # as unique as uuid4().hex, a quarter of the CPU
+        if counted is not None:
+            lease_id = counted.lease_id
+            if not budgets and pick is None:
+                counted.reserved = reserve
+                return counted
         result = await self.state.admit(windows, leases, budgets, lease_id, pick)
         if not result.ok:
             raise self._refusal(user, windows, result)
+        if counted is not None:
+            counted.budgets, counted.reserved, counted.picked = budgets, reserve, result.picked
+            return counted
         return Ticket(
             lease_id,
             windows,
@@ -388,6 +401,12 @@ class Limiter:
             windows_used=result.windows_used,
             picked=result.picked,
         )
+
+    async def count(self, user: str, groups: tuple[str, ...], rate_class: str = "chat") -> Ticket:
+        """A request counted in its caller's windows and concurrency alone, before its price is
+        known (a stored conversation to read, PDFs' pages to count in the shared worker); its
+        budget is reserved later, into the same ticket (``admit`` with `counted`)."""
+        return await self.admit(user, groups, 0.0, budgets_apply=False, rate_class=rate_class)
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused

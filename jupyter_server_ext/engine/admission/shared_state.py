@@ -131,12 +131,16 @@ class StateBackend(Protocol):
         """A stored text (a stored response), or None when absent or expired."""
         ...
 
-    async def put_blob(self, key: str, value: str, ttl: float) -> None:
-        """Store `value` under `key` for `ttl` seconds, shared by every replica."""
+    async def keep_blob(
+        self, index: str, key: str, value: str, ttl: float, most: int, most_bytes: int
+    ) -> None:
+        """Store `value` under `key` for `ttl` seconds, shared by every replica, and list it in
+        `index`; in the same atomic step the index's oldest values go while it lists more than
+        `most` of them or `most_bytes` bytes (the new one stays)."""
         ...
 
-    async def delete_blob(self, key: str) -> bool:
-        """Remove a stored text; whether it was there."""
+    async def drop_blob(self, index: str, key: str) -> bool:
+        """Remove a stored text and its entry in `index`; whether it was there."""
         ...
 
     def key_pool(

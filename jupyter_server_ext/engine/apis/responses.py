@@ -533,3 +533,52 @@ def conversation_of(body: dict[str, Any], response: dict[str, Any]) -> list[Any]
     """The items a later ``previous_response_id`` continues: everything this request sent but
     its instructions (never carried over), then what the response said."""
     return [*input_items(body.get("input")), *(response.get("output") or [])]
+
+
+def seen_items(items: list[Any]) -> list[dict[str, Any]]:
+    """`items` (already read by ``input_messages``) as the chat form carried them upstream: each
+    item with the fields ``to_chat`` reads and nothing else; reasoning items, which no chat
+    message carries, left out. What is stored for a later ``previous_response_id`` is what the
+    provider saw and billed, so a conversation cannot grow for free (issue 53)."""
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message":
+            out.append(_seen_message(item))
+        elif kind == "function_call":
+            call = {k: item[k] for k in ("call_id", "name", "arguments") if k in item}
+            if isinstance(item.get("namespace"), str) and item["namespace"]:
+                call["namespace"] = item["namespace"]
+            out.append({"type": "function_call", **call})
+        elif kind == "function_call_output":
+            output = _call_output(item, "item")["content"]
+            out.append(
+                {"type": "function_call_output", "call_id": item["call_id"], "output": output}
+            )
+    return out
+
+
+def _seen_message(item: dict[str, Any]) -> dict[str, Any]:
+    role, content = item.get("role"), item.get("content")
+    if isinstance(content, list):
+        parts = [_part(p, "item") for p in content]
+        if role == "assistant":  # chat's assistant content is text only
+            content = "".join(p.get("text", "") for p in parts)
+        else:
+            content = [_seen_part(p) for p in parts]
+    return {"type": "message", "role": role, "content": content}
+
+
+def _seen_part(part: dict[str, Any]) -> dict[str, Any]:
+    """A chat content part (``_part``'s) back as the Responses part it was read from."""
+    if part["type"] == "text":
+        return {"type": "input_text", "text": part["text"]}
+    if part["type"] == "image_url":
+        return {
+            "type": "input_image",
+            **{k: v for k, v in part["image_url"].items() if k != "url"},
+            "image_url": part["image_url"]["url"],
+        }
+    return {"type": "input_file", **part["file"]}

@@ -8,11 +8,11 @@ them."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..bodies import json_codec
 from .chat_answer import CallIds, call_index, finish_of, first_text, obj, seq
 from .responses import call_item, namespaced, new_id, shell, status_of, usage_of
 
@@ -20,9 +20,10 @@ UNREADABLE = "the upstream's answer could not be read"
 
 
 def event(kind: str, payload: dict[str, Any]) -> bytes:
-    return (
-        f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **payload}).encode() + b"\n\n"
-    )
+    """One typed event. Written by orjson: the response object that three events repeat echoes
+    the request's ``instructions`` (up to a million characters), which the standard library
+    wrote escaped to six bytes a character: 0.2 s of the event loop and 18 MB for one request."""
+    return f"event: {kind}\ndata: ".encode() + json_codec.dumps({"type": kind, **payload}) + b"\n\n"
 
 
 @dataclass

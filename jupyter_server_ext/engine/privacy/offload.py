@@ -23,12 +23,15 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ..errors import EngineError, PayloadTooLarge
+from ..errors import EngineError, PayloadTooLarge, RateLimited
 from .redact import Pattern, Redactor
 
 INLINE_CHARS = 4096
 # the slowest job foreseen (200,000 characters of IBAN-like text redacted) takes half a second
 JOB_SECONDS = 5.0
+# one user's jobs in the worker's queue at once (the one running included): past it a 429, so
+# no user can line up work without end, and each waits only behind their own
+MAX_USER_JOBS = 4
 
 
 def _note_pid(pid: Any) -> None:
@@ -60,7 +63,12 @@ def redact_fields(
     redactor = Redactor(patterns)
     out = {}
     for name, value in fields.items():
-        out[name] = redactor.messages(value) if name == "messages" else redactor.inputs(value)
+        if name == "messages":
+            out[name] = redactor.messages(value)
+        elif name == "record":  # a stored response at rest: every string in it
+            out[name] = redactor.everything(value)
+        else:
+            out[name] = redactor.inputs(value)
     return out, redactor
 
 
@@ -88,13 +96,25 @@ class Offload:
         self._runner: asyncio.Task[Any] | None = None
         self._serving: str | None = None  # whose job the worker runs now
         self.job_seconds = JOB_SECONDS
+        self.max_user_jobs = MAX_USER_JOBS
         self._worker_pid: Any = None  # shared with the worker, which writes its pid there
 
     async def run(self, user: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(*args)` in the worker, after the jobs of users ahead in turn; its result."""
+        """`fn(*args)` in the worker, after the jobs of users ahead in turn; its result. A 429
+        when `user` already has ``max_user_jobs`` jobs in the queue."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if user not in self._queues:
             self._queues[user] = collections.deque()
+        queued = len(self._queues[user]) + (user == self._serving)
+        if queued >= self.max_user_jobs:
+            if not self._queues[user]:
+                del self._queues[user]
+            raise RateLimited(
+                f"{queued} of your requests are already waiting for the proxy's shared worker "
+                "(long texts redacted, PDFs' pages counted, large bodies read); send fewer at once",
+                retry_after=1,
+                limit="requests in the shared worker at once",
+            )
         if user not in self._turns and user != self._serving:
             self._turns.append(user)
         self._queues[user].append((fn, args, fut))
@@ -103,10 +123,15 @@ class Offload:
         return await fut
 
     async def redact(
-        self, patterns: tuple[Pattern, ...], fields: dict[str, Any], user: str
+        self,
+        patterns: tuple[Pattern, ...],
+        fields: dict[str, Any],
+        user: str,
+        chars: int | None = None,
     ) -> tuple[dict[str, Any], Redactor]:
-        """`fields` redacted: in place when short, else in the worker process, in `user`'s turn."""
-        if text_chars(list(fields.values())) <= INLINE_CHARS:
+        """`fields` redacted: in place when short, else in the worker process, in `user`'s turn.
+        `chars`: how much text they hold, when the caller knows better than ``text_chars``."""
+        if (text_chars(list(fields.values())) if chars is None else chars) <= INLINE_CHARS:
             return redact_fields(patterns, fields)
         redacted: tuple[dict[str, Any], Redactor] = await self.run(
             user, redact_fields, patterns, fields

@@ -354,6 +354,17 @@ class Redactor:
             return [self.text(v) if isinstance(v, str) else v for v in value]
         return value
 
+    def everything(self, value: Any) -> Any:
+        """A redacted copy of any JSON value: every string in it (object keys kept), as a
+        stored response is kept at rest."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.everything(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.everything(v) for k, v in value.items()}
+        return value
+
     def restorer(self) -> Restorer:
         return Restorer({v: k for k, v in self.placeholders.items()})
 

@@ -40,6 +40,8 @@ class MemoryState:
         self._swept = 0.0
         self._tables: dict[str, dict[str, str]] = {}  # small shared tables (policy windows)
         self._blobs: dict[str, tuple[float, str]] = {}  # key -> (expires at, text)
+        # index -> its blobs' keys, oldest first (``keep_blob``)
+        self._indexes: dict[str, dict[str, None]] = {}
 
     # Per-user state must not grow with every user ever seen: drop what has expired.
     def _sweep(self, now: float) -> None:
@@ -55,6 +57,11 @@ class MemoryState:
             del self._spend[key]
         for key in [k for k, (exp, _) in self._blobs.items() if exp <= now]:
             del self._blobs[key]
+        for index, keys in list(self._indexes.items()):
+            for key in [k for k in keys if k not in self._blobs]:
+                del keys[key]
+            if not keys:
+                del self._indexes[index]
         for key, held in list(self._leases.items()):
             for lid in [lid for lid, exp in held.items() if exp <= now]:
                 del held[lid]
@@ -204,11 +211,26 @@ class MemoryState:
             return None
         return found[1]
 
-    async def put_blob(self, key: str, value: str, ttl: float) -> None:
-        self._sweep(self.clock())
-        self._blobs[key] = (self.clock() + ttl, value)
+    async def keep_blob(
+        self, index: str, key: str, value: str, ttl: float, most: int, most_bytes: int
+    ) -> None:
+        # no await inside: one step on the event loop, as the Redis backend's one script
+        now = self.clock()
+        self._sweep(now)
+        keys = self._indexes.setdefault(index, {})
+        keys.pop(key, None)
+        for gone in [k for k in keys if self._blobs.get(k, (0.0, ""))[0] <= now]:
+            del keys[gone]
+        total = sum(len(self._blobs[k][1]) for k in keys) + len(value)
+        while keys and (len(keys) + 1 > most or total > most_bytes):
+            oldest = next(iter(keys))
+            total -= len(self._blobs.pop(oldest)[1])
+            del keys[oldest]
+        keys[key] = None
+        self._blobs[key] = (now + ttl, value)
 
-    async def delete_blob(self, key: str) -> bool:
+    async def drop_blob(self, index: str, key: str) -> bool:
+        self._indexes.get(index, {}).pop(key, None)
         return self._blobs.pop(key, None) is not None
 
     async def ping(self) -> bool:

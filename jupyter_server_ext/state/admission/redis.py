@@ -24,7 +24,7 @@ from ...engine.upstreams.pool import Pool, PoolRules
 from ...engine.upstreams.specs import UpstreamSpec
 from ..connection.batch import Batcher
 from ..connection.pipelined import pipelined_connection, script_caller
-from ..connection.scripts import ADMIT_MANY, READ
+from ..connection.scripts import ADMIT_MANY, FORGET, KEEP, READ
 from ..upstreams.shared_pool import SharedPool
 
 log = logging.getLogger("rsql.state")
@@ -82,6 +82,8 @@ class RedisState:
         # the hot path's scripts share one ordered, pipelined connection (state/connection/pipelined.py)
         self.wire = pipelined_connection(self.redis)
         self._read = script_caller(self.redis, READ, self.wire)
+        self._keep = self.redis.register_script(KEEP)
+        self._forget = self.redis.register_script(FORGET)
         # this process's admissions, and its writes (request ends; the shared pool's too), batched
         self.batch = Batcher(self.redis, conn=self.wire)
         self.admissions = Batcher(
@@ -292,16 +294,24 @@ class RedisState:
             raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
         return None if value is None else _text(value)
 
-    async def put_blob(self, key: str, value: str, ttl: float) -> None:
+    def _kept(self, index: str, key: str) -> list[str]:
+        return [self._k(index), self._k(index + ":sizes"), self._k(key)]
+
+    async def keep_blob(
+        self, index: str, key: str, value: str, ttl: float, most: int, most_bytes: int
+    ) -> None:
         try:
-            await self.redis.set(self._k(key), value, px=max(1, int(ttl * 1000)))
+            await self._keep(
+                keys=self._kept(index, key),
+                args=[value, max(1, int(ttl * 1000)), most, most_bytes],
+            )
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
             raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
 
-    async def delete_blob(self, key: str) -> bool:
+    async def drop_blob(self, index: str, key: str) -> bool:
         try:
-            return bool(await self.redis.delete(self._k(key)))
+            return bool(await self._forget(keys=self._kept(index, key)))
         except _CONNECTION_ERRORS as exc:
             self._outage(exc)
             raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None

@@ -419,3 +419,44 @@ for i = 1, nb do
 end
 return out
 """
+
+# A record kept in a bounded index, in one step (stored responses: engine/apis/stored.py).
+# KEYS[1]: the index (a sorted set: member the record's key, score when it expires), KEYS[2]:
+# the records' sizes (a hash), KEYS[3]: the record's key. ARGV: the record, its TTL in ms, the
+# most records and the most bytes the index keeps. Expired entries leave the index first; then
+# the oldest records (and their values) go while it holds more than either cap, so concurrent
+# writers can never leave more than the caps readable (a read-modify-write of the index could).
+KEEP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local ttl_ms = tonumber(ARGV[2])
+local most, most_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('HDEL', KEYS[2], m)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl_ms / 1000, KEYS[3])
+redis.call('HSET', KEYS[2], KEYS[3], string.len(ARGV[1]))
+local n, total = redis.call('ZCARD', KEYS[1]), 0
+for _, size in ipairs(redis.call('HVALS', KEYS[2])) do total = total + tonumber(size) end
+while n > 1 and (n > most or total > most_bytes) do
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  if oldest == KEYS[3] then oldest = redis.call('ZRANGE', KEYS[1], 1, 1)[1] end
+  total = total - tonumber(redis.call('HGET', KEYS[2], oldest) or '0')
+  redis.call('ZREM', KEYS[1], oldest)
+  redis.call('HDEL', KEYS[2], oldest)
+  redis.call('DEL', oldest)
+  n = n - 1
+end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ttl_ms)
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+redis.call('PEXPIRE', KEYS[2], ttl_ms)
+return n
+"""
+
+# KEYS: the index, the sizes, the record's key (as KEEP's): the record and its entry, gone.
+FORGET = """
+redis.call('ZREM', KEYS[1], KEYS[3])
+redis.call('HDEL', KEYS[2], KEYS[3])
+return redis.call('DEL', KEYS[3])
+"""
