@@ -10,19 +10,18 @@ through :func:`shown`. Pure and dependency-free, so the proxy's CLI imports it t
 from __future__ import annotations
 
 import io
-import re
 from typing import TextIO
+
+from rsql_common.hidden import escaped
 
 __all__ = ["ShownStream", "shown"]
 
-# C0 controls but newline and tab (the tools' own layout), DEL, C1 controls, and the Unicode
-# bidirectional marks, embeddings, overrides and isolates
-_OBEYED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
 
 def shown(text: str) -> str:
-    """`text` with every character a terminal would obey written as its escape (``\\x1b``)."""
-    return _OBEYED.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """`text` with every character a terminal would obey or draw as nothing written as its
+    escape (``\\x1b``): the project's one list (:mod:`rsql_common.hidden`) but newline and tab,
+    the tools' own layout."""
+    return escaped(text)
 
 
 class ShownStream(io.TextIOBase):

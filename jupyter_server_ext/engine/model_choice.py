@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rsql_common.tokens import CHARS_PER_TOKEN
+
 from .accounting.pricing import FREE, PriceBook
 from .admission.entitlements import Access, me_fields, not_allowed, resolve
 from .admission.limiter import Limiter
 from .admission.policy_windows import PolicyWindows
+from .apis.native import NATIVE_APIS, long_context_beta
 from .bodies.request import ChatRequest
-from .errors import Forbidden
+from .errors import BadRequest, Forbidden
 from .records import Caller
 from .settings import EngineSettings
 from .upstreams.pool import Pool
@@ -82,7 +85,10 @@ class ModelChoice:
         A budget can only hold what it can price: a model without a known price is refused
         (unless the admin opted in with unpriced_models = "free"), and a request that set no
         max_tokens is capped at the default it was reserved for, or its answer could cost more.
+        A request that may be billed at its model's long-context rates is reserved at them,
+        and one asking for Claude's long context of a model with no such rates is refused.
         """
+        self._check_long_context(req)
         price = self.prices.max_price(req.model)
         budgeted = self.limiter.budgeted(caller.user, caller.groups)
         if price is None:
@@ -102,4 +108,40 @@ class ModelChoice:
             # name every current OpenAI-compatible chat API takes, reasoning models included;
             # the legacy completions API knows only max_tokens)
             req.payload[req.cap_field] = req.max_tokens
-        return price
+        req.long_context = self._may_be_long(req, price)
+        return price.longest if req.long_context else price.at(0)
+
+    def _check_long_context(self, req: ChatRequest) -> None:
+        """Refuse Claude's long context (``anthropic-beta: context-1m-...``) on a model an
+        upstream prices without long-context rates: it would be charged less than it costs."""
+        beta = long_context_beta(req)
+        if beta is None or not self.prices.lacks_long_context(req.model):
+            return
+        raise BadRequest(
+            f"'anthropic-beta: {beta[:60]}' asks for Claude's long context, which Anthropic "
+            "bills at its long-context rates once a prompt is past 200,000 tokens, and model "
+            f"{req.model!r} has no long-context price here, so it cannot be charged what it "
+            "costs. Send the request without that beta, or an admin sets the model's price "
+            f'past the threshold on its upstream ("prices": {{"{req.model}": {{"input": ..., '
+            '"output": ..., "long_context": {"above": 200000, "input": ..., "output": ...}}} '
+            "in c.RSQLProxy.upstreams)",
+            code="long_context_not_priced",
+            extra={"param": "anthropic-beta"},
+        )
+
+    def _may_be_long(self, req: ChatRequest, price: Price) -> bool:
+        """Whether `req` may be billed at `price`'s long-context rates. Anthropic bills them only
+        with its long-context beta (it takes no prompt past 200K tokens without it, and the
+        beta goes on only with a Messages request sent as it was). Elsewhere a prompt estimate
+        (four characters a token) is no bound: a token is at least one character, so a chat
+        form estimated past a quarter of the threshold may be past it; and a request sent as it
+        was may hold prompt its chat form leaves out (reasoning items), so it always may."""
+        lc = price.long_context
+        if lc is None:
+            return False
+        if long_context_beta(req) is not None:
+            return True
+        serving = self.pool.serving(req.model)
+        if serving and all(key.spec.provider == "anthropic" for key in serving):
+            return False
+        return req.endpoint in NATIVE_APIS or req.prompt_tokens * CHARS_PER_TOKEN > lc.above

@@ -29,6 +29,7 @@ from .errors import UpstreamFailure
 from .exchange import Arrival, Exchange
 from .records import Reply
 from .upstreams.pool import Pool
+from .upstreams.specs import Price
 from .upstreams.transport.http11 import within
 from .upstreams.transport.protocol import UpstreamReply
 
@@ -168,9 +169,7 @@ class Replies:
         limits, so that is charged (at this key's price)."""
         req, outcome = ex.req, ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, req.completion_tokens
-        outcome.cost_usd = self.prices.price(outcome.model, ex.hold.slot.key.alias).worst(
-            req.prompt_tokens, req.completion_tokens
-        )
+        outcome.cost_usd = self._rates(ex).worst(req.prompt_tokens, req.completion_tokens)
         return outcome.cost_usd
 
     def charge_estimate(self, ex: Exchange, chunks: int) -> float:
@@ -178,10 +177,14 @@ class Replies:
         one token per streamed chunk (providers send about one token a chunk)."""
         outcome = ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = ex.req.prompt_tokens, chunks
-        outcome.cost_usd = self.prices.price(outcome.model, ex.hold.slot.key.alias).worst(
-            ex.req.prompt_tokens, chunks
-        )
+        outcome.cost_usd = self._rates(ex).worst(ex.req.prompt_tokens, chunks)
         return outcome.cost_usd
+
+    def _rates(self, ex: Exchange) -> Price:
+        """This key's price for the request: at its long-context rates when it was reserved at
+        them, for its real prompt may be past the threshold that the estimate is not."""
+        price = self.prices.price(ex.outcome.model, ex.hold.slot.key.alias)
+        return price.longest if ex.req.long_context else price
 
     def adopt(self, ex: Exchange, pending: asyncio.Future[Any]) -> None:
         """The client left while `pending` (an upstream call) was under way: the provider

@@ -11,8 +11,15 @@ reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/stre
   text blocks; temperature and top_p within 0..1; stop sequences with non-whitespace; tools with
   an object input_schema and unique names; a tool_choice naming a tool that exists; every
   tool_use answered by a tool_result in the next message and no tool_result without its tool_use;
-  at most 4 cache_control breakpoints. An unknown model is a 404 not_found_error. Since
-  2024-10-22 the reference no longer asks the first message to be the user's, so it need not be;
+  at most 4 cache_control breakpoints; ``service_tier``, ``speed`` (fast mode) and
+  ``inference_geo`` (data residency) only with the values the API takes. An unknown model is a
+  404 not_found_error. Since 2024-10-22 the reference no longer asks the first message to be the
+  user's, so it need not be;
+- the context window: a prompt (cache reads and writes included) past 200,000 tokens is a 400
+  "prompt is too long: N tokens > 200000 maximum", as Anthropic answers one; with the
+  ``context-1m-2025-08-07`` beta in ``anthropic-beta`` the window is 1,000,000 tokens (what
+  such a request costs is Anthropic's long-context price: ``Received.billed_tokens`` and the
+  usage say how many tokens, the proxy's price table what they cost);
 - answers: a text quoting the last user message, or scripted ones (:meth:`FakeAnthropic.script`):
   a str is the text; a dict with ``content`` (blocks: text, tool_use, thinking; tool ids filled
   in) and an optional ``stop_reason`` is the Message's; a dict with ``__status__`` is sent as
@@ -73,6 +80,15 @@ VERSIONS = ("2023-06-01", "2023-01-01")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 MAX_BREAKPOINTS = 4
 CACHE_TTL = {"5m": 300.0, "1h": 3600.0}
+# the context window, and the beta that opens the long one (docs: context windows)
+CONTEXT_WINDOW = 200_000
+LONG_CONTEXT_BETA, LONG_CONTEXT_WINDOW = "context-1m-2025-08-07", 1_000_000
+# the values the API takes for the fields that choose how a request is served
+SERVING_VALUES = {
+    "service_tier": ("auto", "standard_only"),
+    "speed": ("standard", "fast"),
+    "inference_geo": ("global", "us"),
+}
 # the error type Anthropic sends with each status (docs.anthropic.com/en/api/errors)
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -334,6 +350,16 @@ class FakeAnthropic(LoopbackServer):
 
         now = time.monotonic()
         inp, write, read = self._prompt_usage(policy, body, now, commit=False)
+        window = (
+            LONG_CONTEXT_WINDOW
+            if LONG_CONTEXT_BETA in _betas(",".join(request.headers.getall("anthropic-beta", [])))
+            else CONTEXT_WINDOW
+        )
+        if inp + write + read > window:
+            rec.status = 400
+            return _error(
+                400, f"prompt is too long: {inp + write + read} tokens > {window} maximum", rid
+            )
         with self._lock:
             reply = self._replies[0] if self._replies else None
         if isinstance(reply, dict) and "__status__" in reply:
@@ -391,6 +417,8 @@ class FakeAnthropic(LoopbackServer):
             "stop_sequence": stop_seq,
             "usage": _usage(inp, write, read, out_tokens, _ttl_of_last_breakpoint(body)),
         }
+        if body.get("inference_geo"):  # where inference ran, as the API reports it
+            message["usage"]["inference_geo"] = body["inference_geo"]
         headers["request-id"] = rid
         if not body.get("stream"):
             # generated whole, whether or not the client waits
@@ -528,6 +556,7 @@ _TOP = frozenset(
         "cache_control",
         "output_config",
         "inference_geo",
+        "speed",
     }
 )
 _TOOL = frozenset(
@@ -598,6 +627,10 @@ def _check_body(body: Any) -> None:
                 f"{name}: Input should be {'less' if value > 1 else 'greater'} than or equal to "
                 f"{1 if value > 1 else 0}"
             )
+    for name, allowed in SERVING_VALUES.items():
+        value = body.get(name)
+        if value is not None and value not in allowed:
+            raise _Invalid(f"{name}: Input should be " + " or ".join(repr(a) for a in allowed))
     _check_stop(body.get("stop_sequences"))
     _check_system(body.get("system"))
     if body.get("metadata") is not None:
@@ -991,6 +1024,11 @@ def _deltas(block: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
         ({"type": "thinking_delta", "thinking": piece}, n)
         for piece, n in _pieces(str(block.get("thinking", "")))
     ] + [({"type": "signature_delta", "signature": block.get("signature", "c2lnbmF0dXJl")}, 0)]
+
+
+def _betas(header: str) -> list[str]:
+    """The beta names an ``anthropic-beta`` header holds (comma-separated, or several lines)."""
+    return [b.strip() for b in header.split(",") if b.strip()]
 
 
 def _sse(name: str, data: dict[str, Any]) -> bytes:

@@ -6,6 +6,7 @@ reaches the provider, as the budget's promise needs."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -147,3 +148,108 @@ async def test_pages_compressed_in_an_object_stream_are_counted_too(
     finally:
         await engine.close()
     assert reply.status == 200
+
+
+# -- #53, finding 7: every field that changes what the provider bills, on every API -----------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        # OpenAI's priority processing, under both its names, on each of its APIs
+        (
+            "chat/completions",
+            {"messages": [{"role": "user", "content": "hi"}], "service_tier": "fast"},
+        ),
+        ("completions", {"prompt": "hi", "service_tier": "priority"}),
+        ("responses", {"input": "hi", "service_tier": "priority"}),
+        # fast mode and US-only inference, which OpenAI-compatible gateways pass on to Claude
+        ("chat/completions", {"messages": [{"role": "user", "content": "hi"}], "speed": "fast"}),
+        ("responses", {"input": "hi", "inference_geo": "us"}),
+        # the Messages API: a tier that is not Anthropic's, fast mode, US-only inference
+        (
+            "messages",
+            {
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hi"}],
+                "service_tier": "priority",
+            },
+        ),
+        (
+            "messages",
+            {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "speed": "fast"},
+        ),
+        (
+            "messages",
+            {
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hi"}],
+                "inference_geo": "us",
+            },
+        ),
+    ],
+    ids=[
+        "chat-fast-tier",
+        "completions-priority-tier",
+        "responses-priority-tier",
+        "chat-fast-mode",
+        "responses-us-only",
+        "messages-priority-tier",
+        "messages-fast-mode",
+        "messages-us-only",
+    ],
+)
+async def test_a_field_billed_above_the_price_is_refused_naming_it_on_every_api(
+    fresh_provider: FakeProvider, endpoint: str, body: dict[str, Any]
+) -> None:
+    field = next(k for k in ("service_tier", "speed", "inference_geo") if k in body)
+    why = await refused(fresh_provider, 1.0, {"model": "fake-small", **body}, endpoint)
+    assert field in why
+
+
+def gemini_pro(fp: FakeProvider, budget: float) -> Engine:
+    """An engine serving Gemini 2.5 Pro (the fake's fake-small) at the built-in price: Google
+    bills a prompt past 200,000 tokens at $2.50 / $15 a million instead of $1.25 / $10."""
+    specs = parse_upstreams(upstreams_for(fp, a1={"models": {"gemini-2.5-pro": "fake-small"}}))
+    specs = tuple(s for s in specs if s.name == "a1")
+    return Engine(
+        EngineSettings(
+            upstreams=specs,
+            default_model="gemini-2.5-pro",
+            health_check_seconds=0,
+            limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
+        ),
+        state=MemoryState(),
+    )
+
+
+async def test_a_gemini_pro_prompt_past_200k_tokens_is_charged_googles_long_context_rates(
+    fresh_provider: FakeProvider,
+) -> None:
+    engine = gemini_pro(fresh_provider, 100.0)
+    body = {"messages": [{"role": "user", "content": "lorem " * 140_000}], "max_tokens": 5}
+    try:
+        reply = await engine.chat(body, Caller("ann"))
+    finally:
+        await engine.close()
+    usage = json.loads(reply.body)["usage"]
+    assert usage["prompt_tokens"] > 200_000  # no flag: a long prompt is enough
+    long_rates = (usage["prompt_tokens"] * 2.5 + usage["completion_tokens"] * 15.0) / 1e6
+    assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(long_rates, abs=1e-7)
+
+
+async def test_a_gemini_pro_prompt_that_may_pass_200k_tokens_is_reserved_at_the_long_rates(
+    fresh_provider: FakeProvider,
+) -> None:
+    # some 60,000 tokens by the proxy's estimate (four characters a token): a tokenizer that
+    # makes a token of fewer characters may count more than 200,000, so it is reserved at the
+    # long-context rates, $0.15, past a $0.12 budget ($0.075 at the standard ones)
+    body = {"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "x" * 240_000}]}
+    engine = gemini_pro(fresh_provider, 0.12)
+    try:
+        with pytest.raises(BadRequest) as err:
+            await engine.chat({**body, "max_tokens": 5}, Caller("ann"))
+    finally:
+        await engine.close()
+    assert err.value.code == "over_budget"
+    assert fresh_provider.received == []

@@ -2,6 +2,10 @@
 
 From the providers' public price lists (Groq, OpenAI, Anthropic, Google) as of late 2025;
 override per upstream with ``"prices": {model: {"input": x, "output": y}}`` when yours differ.
+A model a provider bills dearer past a prompt length (Gemini 2.5 Pro past 200K tokens; Claude
+Sonnet 4 and 4.5 with the 1M-token context beta) carries those rates too (``long_context``):
+the whole request is billed at them once its prompt, cache reads and writes included, is past
+the threshold.
 A model is looked up by its public name, then by the provider's own (an Azure deployment is
 priced as the public model it stands for). A self-hosted server (``max_in_flight``) has no
 price unless its upstream sets one: its model names are the admin's and may match a hosted
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from ..upstreams.specs import Price, UpstreamSpec
+from ..upstreams.specs import LongContext, Price, UpstreamSpec
 
 log = logging.getLogger("rsql.engine")
 
@@ -45,13 +49,15 @@ PRICES: dict[str, Price] = {
     "text-embedding-ada-002": Price(0.10, 0.0),
     # Anthropic: a prompt-cache write is charged at the one-hour rate (2x input), the dearer
     # of its two, since the usage does not always say which was written
+    # (past 200K prompt tokens, which only the 1M-token context beta allows: 2x input, 1.5x
+    # output, a one-hour cache write 2x that input)
     "claude-opus-4-1": Price(15.00, 75.00, 30.00),
-    "claude-sonnet-4-5": Price(3.00, 15.00, 6.00),
-    "claude-sonnet-4": Price(3.00, 15.00, 6.00),
+    "claude-sonnet-4-5": Price(3.00, 15.00, 6.00, LongContext(200_000, 6.00, 22.50, 12.00)),
+    "claude-sonnet-4": Price(3.00, 15.00, 6.00, LongContext(200_000, 6.00, 22.50, 12.00)),
     "claude-haiku-4-5": Price(1.00, 5.00, 2.00),
     "claude-3-5-haiku-latest": Price(0.80, 4.00, 1.60),
-    # Google Gemini (prompts up to 200k tokens)
-    "gemini-2.5-pro": Price(1.25, 10.00),
+    # Google Gemini (2.5 Pro: a prompt past 200K tokens bills the whole request dearer)
+    "gemini-2.5-pro": Price(1.25, 10.00, None, LongContext(200_000, 2.50, 15.00)),
     "gemini-2.5-flash": Price(0.30, 2.50),
     "gemini-2.5-flash-lite": Price(0.10, 0.40),
     "gemini-2.0-flash": Price(0.10, 0.40),
@@ -110,18 +116,21 @@ class PriceBook:
         None when an upstream that may serve it has no known price: its worst case is unknown.
         A model no upstream serves costs nothing (the pool refuses it with a 404).
         """
-        prices = [self.known(model, s.name) for s in self.specs.values() if s.serves(model)]
+        prices = self._serving(model)
         if not prices:
             return FREE
         if any(p is None for p in prices):
             return None
         known = [p for p in prices if p is not None]
-        writes = [p.cache_write for p in known if p.cache_write is not None]
-        return Price(
-            max(p.input for p in known),
-            max(p.output for p in known),
-            max(writes) if writes else None,
-        )
+        return Price(*_dearest(known), _dearest_long(known))
+
+    def lacks_long_context(self, model: str) -> bool:
+        """Whether an upstream serving `model` prices it with no long-context rates (one with
+        no price at all is the unpriced models' rule, ``unpriced_models``)."""
+        return any(p is not None and p.long_context is None for p in self._serving(model))
+
+    def _serving(self, model: str) -> list[Price | None]:
+        return [self.known(model, s.name) for s in self.specs.values() if s.serves(model)]
 
     def configured_models(self, default_model: str = "") -> frozenset[str]:
         """Model ids named in the configuration: the only ones metric labels may carry."""
@@ -129,3 +138,22 @@ class PriceBook:
         if default_model:
             out.add(default_model)
         return frozenset(out)
+
+
+def _dearest(prices: list[Price]) -> tuple[float, float, float | None]:
+    """(input, output, cache write): the dearest of each among `prices`."""
+    writes = [p.cache_write for p in prices if p.cache_write is not None]
+    return (
+        max(p.input for p in prices),
+        max(p.output for p in prices),
+        max(writes) if writes else None,
+    )
+
+
+def _dearest_long(prices: list[Price]) -> LongContext | None:
+    """The long-context rates a request may be billed at among `prices`: from the lowest
+    threshold, the dearest of each rate (a price without them stays at its own past it)."""
+    thresholds = [p.long_context.above for p in prices if p.long_context is not None]
+    if not thresholds:
+        return None
+    return LongContext(min(thresholds), *_dearest([p.longest for p in prices]))

@@ -25,7 +25,7 @@ from ..admission.entitlements import Access, check_feature
 from ..admission.limiter import Limiter
 from ..admission.policy_windows import PolicyWindows
 from ..admission.window_specs import PolicyWindow
-from ..bodies.request import CONTROL_CHARACTERS as CONTROLS  # one list: C0, C1, bidi
+from ..bodies.request import CONTROL_CHARACTERS as CONTROLS  # rsql_common/hidden.py: one list
 from ..bodies.request import notebook_path
 from ..bodies.streams import event_json
 from ..errors import BadRequest, EngineError
@@ -337,11 +337,16 @@ def _common(body: dict[str, Any], req: InlineRequest, settings: InlineSettings) 
 def clean(raw: str, prefix: str, suffix: str, *, final: bool = True) -> str:
     """The model's text as the plain code to insert at the cursor.
 
-    Models wrap code in fences and repeat what the cell holds however they are told; so: the
-    first fenced block's code (an unclosed one's too, mid-stream), no cursor marks or control
-    characters, the current line's start and the suffix's first line cut where the answer
-    repeats them, at most ``MAX_LINES`` lines. `final` False (a stream's middle): trailing
-    backticks are held back, as they may be a fence on its way.
+    Models wrap code in fences, talk before them and repeat what the cell holds however they
+    are told; so: the first fenced block's code (an unclosed one's too, mid-stream), else the
+    whole answer once it has ended; no cursor marks, control or hidden characters; the current
+    line's start and the suffix's first line cut where the answer repeats them; at most
+    ``MAX_LINES`` lines.
+
+    `final` False (a stream's middle) gives what the editor may show now, which is what Tab
+    would insert: nothing until a fence opens, since the text before one may be the model
+    talking ("Sure! Here is..."), not code; trailing backticks held back, as they may be a
+    fence on its way; trailing blanks held back, as the final answer drops them.
     """
     text = CONTROLS.sub(_kept, raw.replace("\r\n", "\n")).replace(CURSOR, "")
     if not final:
@@ -351,6 +356,8 @@ def clean(raw: str, prefix: str, suffix: str, *, final: bool = True) -> str:
         body = text[fence.end() :]
         end = body.find("```")
         text = body if end < 0 else body[:end]
+    elif not final:
+        return ""  # code or talk: decided when a fence opens or the answer ends
     line = prefix.rsplit("\n", 1)[-1]
     for start in (line, line.lstrip()):
         if start.strip() and text.startswith(start):
@@ -358,7 +365,7 @@ def clean(raw: str, prefix: str, suffix: str, *, final: bool = True) -> str:
             break
         if not final and text and start.strip() and start.startswith(text):
             return ""  # the current line is being repeated: nothing new yet
-    text = text.rstrip() if final else text
+    text = text.rstrip()
     first = suffix.split("\n", 1)[0].strip()
     if first and text.rstrip().endswith(first):
         text = text.rstrip()[: -len(first)]

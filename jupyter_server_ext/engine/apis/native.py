@@ -6,10 +6,11 @@ same rules."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..bodies.request import ChatRequest
+from ..bodies.request import STANDARD_SERVICE, ChatRequest, check_standard_service
 
 NATIVE_APIS = ("responses", "messages")
 # the field that limits the answer, in each API
@@ -20,6 +21,17 @@ CAP_FIELDS = {"responses": "max_output_tokens", "messages": "max_tokens"}
 # fields that need them would be refused without it); printable ASCII, bounded
 PASSED_HEADERS = {"messages": ("anthropic-beta",)}
 _MAX_HEADER_CHARS = 1000
+# What a field choosing the service may hold in a request sent as it was (``STANDARD_SERVICE``:
+# fast mode, US-only inference and tiers billed above the price table are refused, naming the
+# field): the Messages API's tiers are Anthropic's own two ("auto" draws on an organization's
+# Priority Tier commitment, which its contract prices, as does a request that names none)
+STANDARD_VALUES = {
+    "messages": {**STANDARD_SERVICE, "service_tier": ("auto", "standard_only")},
+    "responses": STANDARD_SERVICE,
+}
+# an anthropic-beta name that opens a context window past the standard one
+# (context-1m-2025-08-07): past 200K prompt tokens Anthropic bills its long-context rates
+_LONG_CONTEXT_BETA = re.compile(r"context-\d+m-")
 
 
 def native_request(
@@ -28,6 +40,7 @@ def native_request(
     """`body`, in `api`'s shape, as the request the engine answers; `chat`: its chat form,
     parsed (and bounded) as any chat completion is; `headers`: the client's, of which the API's
     own feature flags go on."""
+    check_standard_service(body, STANDARD_VALUES[api])
     payload = dict(body)
     payload["model"] = chat.model
     if api == "responses":
@@ -76,4 +89,14 @@ def _bare_reasoning(item: Any) -> bool:
         isinstance(item, dict)
         and item.get("type") == "reasoning"
         and not item.get("encrypted_content")
+    )
+
+
+def long_context_beta(req: ChatRequest) -> str | None:
+    """The beta in `req`'s anthropic-beta header that opens Claude's long context (billed at
+    the long-context rates past 200K prompt tokens), or None."""
+    header = req.upstream_headers.get("anthropic-beta", "")
+    return next(
+        (b.strip() for b in header.split(",") if _LONG_CONTEXT_BETA.match(b.strip().lower())),
+        None,
     )

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rsql_common.hidden import CONTROL_CHARACTERS as CONTROL_CHARACTERS  # apis/inline reads it
 from rsql_common.tokens import text_tokens
 
 from ..errors import BadRequest, OverBudget
@@ -43,6 +44,9 @@ class RequestLimits:
     max_json_depth: int = 64
     max_json_containers: int = MAX_CONTAINERS
     max_json_items: int = MAX_ITEMS
+    # the host reads the body's bytes itself (``handlers``); the engine bounds what it keeps of a
+    # request by the same number (a stored response's conversation)
+    max_body_bytes: int = 4 * 2**20
     max_messages: int = 1000
     max_message_chars: int = 1_000_000
     max_file_parts: int = MAX_FILE_PARTS
@@ -69,6 +73,9 @@ class ChatRequest:
     # each page its text and image (`page_tokens`)
     files: list[tuple[str, int]] = field(default_factory=list)
     page_tokens: int = 0
+    # reserved at its model's long-context rates (``ModelChoice.admission_price``): a request
+    # charged its worst case or an estimate is charged at them too
+    long_context: bool = False
 
     @property
     def completion_tokens(self) -> int:
@@ -135,16 +142,25 @@ def estimate_tokens(
     return tokens + 4 * len(messages) + 3
 
 
-async def count_files(req: ChatRequest, run: Callable[..., Awaitable[Any]], user: str) -> None:
+async def count_files(
+    req: ChatRequest,
+    run: Callable[..., Awaitable[Any]],
+    user: str,
+    before_worker: Callable[[], Awaitable[Any]] | None = None,
+) -> None:
     """Add to `req`'s prompt what its inline PDFs may cost by their pages: on the event loop
     within a budget of a few milliseconds, else in the worker process (`run`: ``Offload.run``,
-    in `user`'s turn), as inflating and scanning a crafted file is CPU work without end."""
+    in `user`'s turn), as inflating and scanning a crafted file is CPU work without end.
+    `before_worker`: awaited before a job goes to the worker (the request's admission: no
+    user's work reaches the worker everyone shares before their limits let it)."""
     if not req.files:
         return
     files, req.files = req.files, []
     try:
         extra = pdf_tokens(files, req.page_tokens, inline=True)
     except OverBudget:
+        if before_worker is not None:
+            await before_worker()
         extra = await run(user, pdf_tokens, files, req.page_tokens)
     req.prompt_tokens += extra
 
@@ -274,7 +290,7 @@ def parse_chat_request(
             raise _bad(f"'{name}' must be a number from -2 to 2, got {str(value)[:40]}", name)
     stream_options = _check_stream_options(body)
     wants_usage = bool(stream_options and stream_options.get("include_usage"))
-    _check_service_tier(body)
+    check_standard_service(body)
 
     per_image = image(model)
     files: list[tuple[str, int]] = []
@@ -327,21 +343,33 @@ def _check_stream(body: dict[str, Any]) -> bool:
     return stream
 
 
-# OpenAI's service tiers billed at most the standard prices the proxy charges ("flex" is half)
-_SERVICE_TIERS = ("auto", "default", "flex")
+# Fields that choose a service the provider bills above the prices the proxy charges, each with
+# the values billed at them at most (docs/admins/providers.md, "Fields that change a price"):
+# OpenAI's service tiers ("flex" is half the price; "priority", renamed "fast", and "scale" are
+# dearer), fast mode (``speed``: a multiple of the model's price), US-only inference
+# (``inference_geo``: 1.1x). OpenAI-compatible gateways pass the last two on to Claude. Any other
+# value would let a request cost more than its reservation: refused, naming the field.
+STANDARD_SERVICE: dict[str, tuple[str, ...]] = {
+    "service_tier": ("auto", "default", "flex"),
+    "speed": ("standard",),
+    "inference_geo": ("global",),
+}
 
 
-def _check_service_tier(body: dict[str, Any]) -> None:
-    """A tier the provider bills above the prices the proxy charges ("priority") would let a
-    request cost more than its reservation: refused, naming the field."""
-    tier = body.get("service_tier")
-    if tier is not None and tier not in _SERVICE_TIERS:
-        shown = repr(tier)[:40] if isinstance(tier, str) else type(tier).__name__
-        raise _bad(
-            f"'service_tier' {shown} is not offered through this proxy: its answers are billed "
-            f"above the prices it charges; send one of {', '.join(_SERVICE_TIERS)} or leave it out",
-            "service_tier",
-        )
+def check_standard_service(
+    body: dict[str, Any], standard: dict[str, tuple[str, ...]] = STANDARD_SERVICE
+) -> None:
+    """Refuse a field of `body` asking for a service billed above the price table."""
+    for name, allowed in standard.items():
+        value = body.get(name)
+        if value is not None and value not in allowed:
+            shown = repr(value)[:40] if isinstance(value, str) else type(value).__name__
+            raise _bad(
+                f"'{name}' {shown} is not offered through this proxy: the provider bills it "
+                f"above the prices the proxy charges; send {' or '.join(map(repr, allowed))} "
+                "or leave it out",
+                name,
+            )
 
 
 def _check_stream_options(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -413,7 +441,7 @@ def parse_completions_request(
     if suffix:  # the text after the insertion point is prompt too, billed as such
         prompt_tokens += text_tokens(suffix)
     stream = _check_stream(body)
-    _check_service_tier(body)
+    check_standard_service(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)
     choices = max(
         [1]
@@ -509,7 +537,6 @@ def set_end_user(payload: dict[str, Any], user_id: str | None, *, anthropic: boo
 # own attribution only, so it is bounded and kept as plain text, never trusted for anything else
 MAX_NOTEBOOK_CHARS = 1024
 _CELL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def notebook_path(raw: str) -> str | None:
