@@ -2,7 +2,8 @@
 
 :class:`Proposal` is the cell; :class:`ProposalView` shows it as one MIME bundle (the frontend
 extension's ``PROPOSAL_MIME``, an ipywidget view with Accept and Reject, sanitized HTML, text).
-Nothing here runs the cell: Accept puts it below the current one for the user to run.
+Nothing here runs the cell: Accept puts it below the current one for the user to run. Every view
+draws, and Accept inserts, the same text (:func:`shown_code`): hidden characters as escapes.
 """
 
 from __future__ import annotations
@@ -11,16 +12,31 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rsql_common.hidden import HIDDEN, escaped
 from rsql_magic.sanitize import clean_html
 from rsql_magic.session.notebook import in_execute_request
 
 if TYPE_CHECKING:
     from rsql_magic.session import Session
 
-__all__ = ["PROPOSAL_MIME", "Proposal", "ProposalView"]
+__all__ = ["PROPOSAL_MIME", "Proposal", "ProposalView", "shown_code"]
 
 # a proposed cell for the frontend extension (frontend/src/proposal/): {"code", "language", "title"}
 PROPOSAL_MIME = "application/vnd.rsql.proposal+json"
+
+
+def shown_code(code: str) -> tuple[str, int]:
+    """`code` as every view of a proposal draws it and Accept inserts it, and how many hidden
+    characters it held: line endings as newlines, each control, invisible or bidi character
+    (:mod:`rsql_common.hidden`) as its escape (``\\u202e``).
+
+    A right-to-left override or an isolate inside a string makes code read differently from
+    how it runs (Trojan Source); escaped, what the user reads is what runs. Escapes rather than
+    a refusal: in a Python or R string the escape is the same character again, so a cell that
+    strips direction marks from a column on purpose still does once accepted, and shows it.
+    """
+    code = code.replace("\r\n", "\n").replace("\r", "\n")
+    return escaped(code), len(HIDDEN.findall(code))
 
 
 @dataclass
@@ -40,14 +56,18 @@ class ProposalView:
     from a click), this ipywidget view for frontends without it (VS Code: Accept offers the code
     to copy), sanitized HTML for static renderers and text. :attr:`widget` carries the same
     bundle, for the chat panel that embeds it. The code is text everywhere (escaped, then
-    sanitized, in the HTML views)."""
+    sanitized, in the HTML views), its hidden characters written as escapes in every view and
+    in what Accept inserts (:func:`shown_code`; the title says how many)."""
 
     def __init__(self, session: Session, proposal: Proposal, cell: str, number: int) -> None:
         import ipywidgets as W
 
+        cell, hidden = shown_code(cell)
         self.session, self.proposal, self.cell = session, proposal, cell
         self.decided = ""  # "", "accepted" or "rejected"
         title = f"Proposed cell {number} ({proposal.language})"
+        if hidden:  # why the escapes are there
+            title += f" · {hidden} hidden character{'s' if hidden > 1 else ''} shown as escapes"
         html_view = clean_html(
             f"<div><b>{html.escape(title)}</b> · it runs only if you accept it and then run it"
             "</div><pre class='rsql-proposed-code' style='white-space:pre-wrap'>"

@@ -17,7 +17,10 @@ What holds whatever the model asks:
   sqlite3 connection refuses other threads; R is single-threaded).
 - **The context policy** (the admin's from the proxy and the user's: ``SessionConfig.policy_for``)
   applies to every value a result carries, as in %%ask's context; the proxy's pattern
-  redaction applies when the result is sent.
+  redaction applies when the result is sent. SQL over DataFrames sees the frames with the
+  withheld columns' values already replaced, decided on each frame's own column labels
+  (``FramesDB(policy=...)``): DuckDB's renamed columns (``salary_1``, ``"('salary', 'max')"``)
+  and any alias or expression over them hold ``[redacted]`` only.
 - **Text, never markup.** Results are plain text; shown as HTML, they are escaped and
   sanitized (:func:`result_html`; a proposed cell's view: :mod:`.proposal`).
 """
@@ -39,10 +42,10 @@ from rsql_magic.context.frames import describe_frame, find_frames, frame_kind
 from rsql_magic.context.rsession import import_robjects, r_session_exists
 from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sanitize import clean_html
-from rsql_sql.connections import DB, is_frame, jupysql_current, resolve
+from rsql_sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
 
 from .calls import BadCall, ToolResult, dispatch, function_specs, one_line, sql_result
-from .proposal import Proposal, ProposalView
+from .proposal import Proposal, ProposalView, shown_code
 from .r_functions import R_DESCRIBE, R_LIST, is_r_name, r_function
 
 if TYPE_CHECKING:
@@ -216,8 +219,12 @@ class KernelTools:
             raise out
         return out
 
-    def _connection(self, name: str) -> DB:
-        """The connection `name` means, as %%sql_ai resolves it, among the notebook's own."""
+    def _connection(self, name: str) -> tuple[DB, ContextPolicy]:
+        """The connection `name` means, as %%sql_ai resolves it, among the notebook's own, and
+        the context policy its results are held to. DataFrames come as the model may see
+        them: the columns the policy withholds registered with their values replaced, and
+        DuckDB's names of those columns added to the policy (so a query naming them is
+        refused with the reason, not answered with ``[redacted]``)."""
         name = name.strip()
         if name and not _CONNECTION_NAME.fullmatch(name):
             raise BadCall(
@@ -229,7 +236,12 @@ class KernelTools:
         if name in ns and not (is_frame(ns[name]) or _is_connection(ns[name])):
             raise BadCall(f"{name} is not a connection ({type(ns[name]).__name__})")
         db, _label = self.session.sql_runner.resolve_connection(name or None)
-        return db
+        policy = self._policy()
+        if isinstance(db, FramesDB) and policy.redact_columns:
+            db.raw.close()  # registered as they are: never queried here
+            db = FramesDB(db.frames, policy=policy)
+            policy = db.context_policy(policy)
+        return db, policy
 
     # -- the tools -----------------------------------------------------------------------------
 
@@ -347,11 +359,11 @@ class KernelTools:
     def _search_schema(self, connection: str, question: str) -> ToolResult:
         from rsql_sql import warehouse
 
-        db = self._connection(connection)
+        db, policy = self._connection(connection)
         text = warehouse.search_schema(
             db,
             question,
-            policy=self._policy(),
+            policy=policy,
             budget_tokens=max(200, self.max_chars // CHARS_PER_TOKEN),
             sql_policy=self.session.config.sql_policy(),
         )
@@ -361,12 +373,12 @@ class KernelTools:
     def _run_sql(self, connection: str, sql: str) -> ToolResult:
         from rsql_sql import warehouse
 
-        db = self._connection(connection)
+        db, policy = self._connection(connection)
         res = warehouse.run_sql(
             db,
             sql,
             sql_policy=self.session.config.sql_policy(),
-            policy=self._policy(),
+            policy=policy,
             max_rows=SQL_ROWS,
             timeout_s=self.time_limit_s,
             max_chars=self.max_chars,
@@ -401,7 +413,9 @@ class KernelTools:
         elif lang == "sql" and "sql" in loaded:
             cell = "%%sql\n" + code
         if self.batch or self.session.config.is_batch():
-            self.session.cells.insert_cell(cell, lang, title=f"Proposed cell {number}", batch=True)
+            # hidden and bidi characters shown as escapes, as ProposalView shows them
+            shown, _ = shown_code(cell)
+            self.session.cells.insert_cell(shown, lang, title=f"Proposed cell {number}", batch=True)
             shown = f"Proposal {number} is shown in the output (batch run: not inserted, not run)."
             return ToolResult(shown, "proposed (batch run: shown)")
         view = ProposalView(self.session, proposal, cell, number)

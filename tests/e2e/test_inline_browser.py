@@ -244,6 +244,50 @@ def test_markup_in_a_completion_is_text_in_the_ghost_and_in_the_cell(
         assert page.evaluate("() => window.rsqlPwned") is None
 
 
+PROSE = "Sure! Here is the completion you asked for:"
+TALKING_MODEL_ANSWER = f"{PROSE}\n```python\nbest = sales.revenue.max()\n```"
+# every text the second cell's ghost text shows, in order, recorded by the page as it changes
+RECORD_GHOSTS = f"""() => {{
+  window.rsqlGhosts = [];
+  const note = () => {{
+    const ghost = document.querySelectorAll({CELLS!r})[1]?.querySelector({GHOST!r});
+    const text = ghost ? ghost.textContent : null;
+    if (text !== null && text !== window.rsqlGhosts[window.rsqlGhosts.length - 1]) {{
+      window.rsqlGhosts.push(text);
+    }}
+  }};
+  new MutationObserver(note).observe(
+    document.body, {{ subtree: true, childList: true, characterData: true }});
+}}"""
+
+
+def test_a_model_that_talks_before_its_code_never_shows_the_talk_and_tab_inserts_only_code(
+    lab: Lab, model: FakeProvider, tmp_path: Path
+) -> None:
+    """Issue 53, finding 10: the model streams a sentence, then its fenced code, word by word.
+    Every state the ghost text passes through is recorded in the page: none holds a word of
+    the sentence, and Tab inserts the code alone."""
+    model.respond = lambda body: TALKING_MODEL_ANSWER
+    model.word_delay = 0.1  # each word a state of its own, long enough for the editor to draw
+    write_notebook(lab.root, "talking.ipynb", ["# a model that talks first", ""])
+    with _page(tmp_path, lab.address("lab", "talking.ipynb"), "inline-talking") as page:
+        page.evaluate(RECORD_GHOSTS)
+        cell = _type_in(page, 1, "best = sales.")
+        page.wait_for_function(
+            f"() => document.querySelectorAll({CELLS!r})[1].querySelector({GHOST!r})"
+            "?.textContent.includes('revenue.max()')",
+            timeout=20_000,
+        )
+        page.keyboard.press("Tab")
+        cell.locator(GHOST).wait_for(state="detached", timeout=10_000)
+        states = page.evaluate("() => window.rsqlGhosts")
+        assert states, "no ghost text was recorded"
+        words = [w for w in PROSE.split() if len(w) > 3]  # "Sure!", "Here", "completion", ...
+        talk = [s for s in states if any(w in s for w in words)]
+        assert talk == [], f"the model's talk was the ghost text in {len(talk)} of {len(states)}"
+        assert _source(cell) == "best = sales.revenue.max()"
+
+
 def test_a_busy_kernel_still_gets_a_suggestion_at_once_without_live_context(
     lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:

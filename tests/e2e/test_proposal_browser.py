@@ -254,3 +254,49 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
             assert page.locator(CELLS).count() == 1
             assert page.evaluate("() => window.rsqlPwned") is None
     assert not trace.exists()
+
+
+def test_bidi_and_invisible_characters_show_as_escapes_and_accept_inserts_what_shows(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Issue 53, finding 9 (Trojan Source): a proposal from the kernel's tools, and a bundle
+    that never went through them (an older kernel's, a notebook file's), each holding a
+    right-to-left override, isolates, a zero-width space and an escape sequence. The drawn code
+    holds none of them, only their escapes, and Accept inserts exactly what is drawn."""
+    # drawn as is: `access` is compared with "user" and the rest is a comment; run: the
+    # override and isolates sit inside the string, so every access level passes the check
+    trojan = (
+        'access = "user"\nif access != "user\u202e \u2066# admins only\u2069 \u2066":\n'
+        "    print('granted')  # \u200b\x1b[2K\n"
+    )
+    hidden = "\u202e\u2066\u2069\u200b\x1b"
+    raw = {"code": trojan, "language": "python", "title": "Proposed \u202ecell"}
+    cells = [
+        TOOLS_SETUP,
+        f"in_output.call('propose_cell', {{'code': {trojan!r}, 'language': 'python'}}).summary",
+        f"display({{'application/vnd.rsql.proposal+json': {raw!r}, 'text/plain': 'x'}}, raw=True)",
+        "'end'",
+    ]
+    with _lab(tmp_path, fresh_provider) as (url, token, root):
+        write_notebook(root, "trojan.ipynb", cells)
+        with _page(tmp_path, f"{url}lab/tree/trojan.ipynb?token={token}", "proposal-bidi") as page:
+            _run(page, 0)
+            _run(page, 1, wait_for=".rsql-proposal-view")
+            _run(page, 2, wait_for=".rsql-proposal-view")
+            views = page.locator(".rsql-proposal-view")
+            drawn = [
+                views.nth(i).locator(".rsql-proposal-code").text_content() or "" for i in (0, 1)
+            ]
+            titles = [
+                views.nth(i).locator(".rsql-proposal-title").text_content() or "" for i in (0, 1)
+            ]
+            for i in (0, 1):
+                views.nth(i).locator(".rsql-proposal-accept").click()
+                views.nth(i).locator(".rsql-proposal-note", has_text="Inserted below").wait_for()
+            nb = _saved(page, root / "trojan.ipynb", 6)
+    for text in [*drawn, *titles]:
+        assert not [c for c in hidden if c in text], f"drawn with a hidden character: {text!r}"
+    assert all("\\u202e" in code and "\\u2066" in code and "\\x1b" in code for code in drawn)
+    # each accepted cell is below its proposal, and is exactly the code that was drawn
+    assert [nb.cells[2].source, nb.cells[4].source] == drawn
+    assert [c.source for c in nb.cells[:2]] == cells[:2] and nb.cells[5].source == cells[3]

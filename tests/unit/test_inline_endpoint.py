@@ -530,6 +530,45 @@ def test_bidi_and_c1_characters_of_the_model_or_a_name_reach_neither_the_cell_no
     assert not any(c in prompt for c in hidden)
 
 
+def _streamed(content: str) -> dict[str, Any]:
+    """A chat answer the fake provider streams a character at a time."""
+    message = {"role": "assistant", "content": content}
+    return {
+        "id": "chatcmpl-prose",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "fake-small",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "__pieces__": list(content),
+    }
+
+
+PROSE = "Sure! Here is the completion you asked for:"
+
+
+def test_the_models_prose_before_its_code_never_reaches_the_editor_while_it_streams(
+    jupyter_app_factory: Any, fresh_provider: FakeProvider
+) -> None:
+    """Each event is the ghost text at that moment, what Tab would insert: a model that talks
+    before its fence (issue 53, finding 10) must never have its talk there, in any state."""
+    server = proxy(jupyter_app_factory, fresh_provider)
+    fenced = f"{PROSE}\n```python\nbest = sales.revenue.max()\n```\nIt takes the largest one."
+    fresh_provider.script(_streamed(fenced), _streamed(f"{PROSE} revenue.max()"))
+    status, _, events = complete(server, {"prefix": "best = sales.", "cells": ["# prose 1"]})
+    assert status == 200, events
+    assert events[-1]["done"] is True and events[-1]["text"] == "revenue.max()"
+    words = ("Sure", "Here", "completion", "asked", "largest")
+    shown = [e["text"] for e in events]
+    assert [t for t in shown if any(w in t for w in words)] == [], shown
+    # the code itself still streams: it shows as soon as its fence is open, before the end
+    streamed = [t for t in shown[:-1] if t]
+    assert streamed and all("revenue.max()".startswith(t.rstrip()) for t in streamed), shown
+    # no fence at all: the talk is never shown while the answer streams
+    status, _, events = complete(server, {"prefix": "best = sales.", "cells": ["# prose 2"]})
+    assert status == 200, events
+    assert [e["text"] for e in events[:-1] if e["text"]] == [], events
+
+
 def test_the_status_names_the_window_that_takes_the_completion_model_away(
     jupyter_app_factory: Any, fresh_provider: FakeProvider
 ) -> None:

@@ -3,6 +3,8 @@
  * one decision a proposal may take. Pure: no JupyterLab import, so the unit tests load it bare.
  */
 
+import { hiddenCount, shownText } from './hidden';
+
 export const MIME_TYPE = 'application/vnd.rsql.proposal+json';
 
 /**
@@ -32,7 +34,11 @@ export const NOTES: Readonly<Record<Decision | 'untrusted' | 'nowhere', string>>
   nowhere: 'No open notebook to insert into; nothing inserted.'
 };
 
-/** The proposal in a bundle's data, or null when it is not one (the data is untrusted). */
+/**
+ * The proposal in a bundle's data, or null when it is not one (the data is untrusted). Its
+ * hidden characters (./hidden) are written as escapes in the code and the title, so the code
+ * drawn is the code Accept inserts; the kernel's proposals come so already.
+ */
 export function readProposal(data: unknown): Proposal | null {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     return null;
@@ -42,10 +48,14 @@ export function readProposal(data: unknown): Proposal | null {
     return null;
   }
   const lang = LANGUAGES.find(l => l === language);
+  const lines = code.replace(/\r\n?/g, '\n'); // a line break, as every view draws it
+  const hidden = hiddenCount(lines);
+  const named = typeof title === 'string' && title.trim() ? shownText(title) : 'Proposed cell';
+  const why = `${hidden} hidden character${hidden > 1 ? 's' : ''} shown as escapes`;
   return {
-    code,
+    code: shownText(lines),
     language: lang ?? 'python',
-    title: typeof title === 'string' && title.trim() ? title : 'Proposed cell'
+    title: hidden ? `${named} · ${why}` : named
   };
 }
 
