@@ -19,6 +19,7 @@ the chat panel's context view.
 
 from __future__ import annotations
 
+import ast
 import re
 import threading
 import time
@@ -234,6 +235,19 @@ def _admin_words(admin: ContextPolicy) -> str:
 _USER_WORDS = "your policy (RSQLMagic.context_policy)"
 
 
+def _label(col: str) -> Any:
+    """A withheld column's label from its text: a MultiIndex column's tuple is read back (as
+    the policy decided on its levels), anything else stays text."""
+    if col.startswith("(") and col.endswith(")") and len(col) <= 2000:
+        try:
+            label = ast.literal_eval(col)  # literals only: nothing in a column name runs
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return col
+        if isinstance(label, tuple):
+            return label
+    return col
+
+
 def withheld_summary(
     ctx: Any, policy: ContextPolicy, pv: Preview | None, no_data: bool = False
 ) -> str:
@@ -249,7 +263,7 @@ def withheld_summary(
     for entry in cols:
         col = entry.split(".", 1)[1] if "." in entry else entry
         col = col.removesuffix(" (index)")
-        (by_admin if admin is not None and admin.redacts(col) else by_user).append(entry)
+        (by_admin if admin is not None and admin.redacts(_label(col)) else by_user).append(entry)
     parts: list[str] = []
     if by_admin and admin is not None:  # (by_admin holds entries only when admin is given)
         parts.append(f"withheld by {_admin_words(admin)}: values of " + ", ".join(by_admin))

@@ -7,7 +7,10 @@ those are O(1) or O(rows shown).
 
 A :class:`rsql_magic.privacy.ContextPolicy` decides what of the values may be shown: redacted
 columns keep name and dtype only (and ``[redacted]`` in sample rows), ``value_stats=False``
-keeps names and dtypes only, ``sample_rows=False`` shows no rows.
+keeps names and dtypes only, ``sample_rows=False`` shows no rows. Which columns are redacted
+is decided by position on each column's own label (``ContextPolicy.withheld_positions``: every
+MultiIndex level, every duplicate, a struct's fields), the rule the agent's SQL over frames
+applies too.
 """
 
 from __future__ import annotations
@@ -142,12 +145,13 @@ def _pandas_columns(
 ) -> tuple[list[str], str]:
     import pandas as pd
 
+    hidden = set(_withheld(df, policy))
     if policy is not None and not policy.value_stats:
         # nothing computed from the values: the sample is not even drawn
         names: list[str] = []
         for i, col in enumerate(df.columns):
             dtype = str(df.dtypes.iloc[i])
-            names.append(f"- {col}: {dtype}" + (f" {_WITHHELD}" if policy.redacts(col) else ""))
+            names.append(f"- {col}: {dtype}" + (f" {_WITHHELD}" if i in hidden else ""))
         return names, "names and dtypes only: value statistics withheld by policy"
 
     n = len(df)
@@ -161,7 +165,7 @@ def _pandas_columns(
     m = len(sample) or 1
     for i, col in enumerate(df.columns):
         dtype = str(df.dtypes.iloc[i])
-        if policy is not None and policy.redacts(col):
+        if i in hidden:
             lines.append(f"- {col}: {dtype} {_WITHHELD}")
             continue
         s = sample.iloc[:, i]
@@ -212,10 +216,10 @@ def _pandas_stats(pd: Any, nonnull: Any, dtype: Any) -> str:
 def _polars_columns(
     df: Any, no_data: bool, stats_sample: int, policy: ContextPolicy | None = None
 ) -> tuple[list[str], str]:
+    hidden = {df.columns[i] for i in _withheld(df, policy)}  # polars names are unique
     if policy is not None and not policy.value_stats:
         names = [
-            f"- {c}: {t}" + (f" {_WITHHELD}" if policy.redacts(c) else "")
-            for c, t in df.schema.items()
+            f"- {c}: {t}" + (f" {_WITHHELD}" if c in hidden else "") for c, t in df.schema.items()
         ]
         return names, "names and dtypes only: value statistics withheld by policy"
     n = df.height
@@ -228,7 +232,7 @@ def _polars_columns(
     lines: list[str] = []
     m = sample.height or 1
     for col in df.columns:
-        if policy is not None and policy.redacts(col):
+        if col in hidden:
             lines.append(f"- {col}: {df.schema[col]} {_WITHHELD}")
             continue
         s = sample.get_column(col)
@@ -314,15 +318,19 @@ def redacted_columns(df: Any, policy: ContextPolicy | None) -> list[str]:
         return []
     kind = frame_kind(df)
     if kind == "polars-lazy":
-        cols = list((df.collect_schema() if hasattr(df, "collect_schema") else df.schema).keys())
-    elif kind is None:
+        schema = df.collect_schema() if hasattr(df, "collect_schema") else df.schema
+        return [str(c) for c in schema if policy.redacts(c)]
+    if kind is None:
         return []
-    else:
-        cols = list(df.columns)
-    out = [str(c) for c in cols if policy.redacts(c)]
+    cols = list(df.columns)
+    out = [str(cols[i]) for i in policy.withheld_positions(df)]
     if kind == "pandas":
         out += [f"{n} (index)" for n in df.index.names if n is not None and policy.redacts(n)]
     return out
+
+
+def _withheld(df: Any, policy: ContextPolicy | None) -> list[int]:
+    return policy.withheld_positions(df) if policy is not None else []
 
 
 def _pandas_head(df: Any, head_rows: int, policy: ContextPolicy | None) -> str:
@@ -342,7 +350,7 @@ def _pandas_head(df: Any, head_rows: int, policy: ContextPolicy | None) -> str:
                 [v if not isinstance(v, str) else cut_value(v, 30) for v in h.iloc[:, i].tolist()],
             )
     if policy is not None and policy.redact_columns:
-        hit = [i for i, c in enumerate(h.columns) if policy.redacts(c)]
+        hit = policy.withheld_positions(h)
         if hit:
             h = h.copy()
             for i in hit:  # by position: duplicate column names are possible
@@ -356,7 +364,7 @@ def _polars_head(df: Any, head_rows: int, policy: ContextPolicy | None) -> str:
     import polars as pl
 
     h = df.head(head_rows)
-    hit = [c for c in h.columns if policy is not None and policy.redacts(c)]
+    hit = [h.columns[i] for i in _withheld(h, policy)]
     if hit:
         h = h.with_columns([pl.lit(REDACTED).alias(c) for c in hit])
     strs = [c for c, dt in h.schema.items() if dt == pl.String and c not in hit]

@@ -72,6 +72,6 @@ def _withhold_ref(name: str, val: Any, policy: ContextPolicy) -> bool:
         return (
             not policy.sample_rows
             or not policy.value_stats
-            or (isinstance(own, str) and policy.redacts(own))
+            or (own is not None and policy.redacts(own))
         )
     return False

@@ -115,3 +115,25 @@ def test_kernel_and_proxy_count_tokens_alike(text: str) -> None:
         text_tokens(text)
         == estimate_tokens([{"role": "user", "content": text}]) - one_message_overhead
     )
+
+
+def test_a_redacted_column_is_withheld_at_every_level_duplicate_and_spelling() -> None:
+    """Issue 53: redaction is decided on each column's own label, by position."""
+    from rsql_magic.context.frames import redacted_columns
+    from rsql_magic.privacy import ContextPolicy
+
+    policy = ContextPolicy.from_dict({"redact_columns": ["salary"]})
+    base = pd.DataFrame({"dept": ["ops", "lab"], "salary": [91234.5, 123456.0]})
+    frames = {
+        "agg": base.groupby("dept").agg({"salary": ["max", "mean"]}),
+        "dup": pd.concat([base, pd.DataFrame({"salary": [55501.5, 66602.5]})], axis=1),
+        "spaced": base.rename(columns={"salary": " Salary\t"}),
+    }
+    for name, df in frames.items():
+        for no_stats in (False, True):
+            p = ContextPolicy(value_stats=not no_stats, redact_columns=("salary",))
+            text = describe_frame(name, df, policy=p)
+            for value in ("91234", "123456", "55501", "66602", "107345"):
+                assert value not in text, (name, text)
+        assert len(redacted_columns(df, policy)) == (1 if name == "spaced" else 2)
+    assert text.count("(values withheld by policy)") == 1
