@@ -252,10 +252,13 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
     ai_environment = Bool(
         False,
         help="""Point the AI tools users run in this server's kernels and terminals (the OpenAI and
-        Anthropic SDKs, Codex, Claude Code, LangChain, jupyter-ai) at this proxy: OPENAI_BASE_URL,
-        OPENAI_API_KEY, ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY are set to it and to the
-        server's own token (never a provider key), each pair only where the user set neither
-        half. On a hub, configure_jupyterhub(..., ai_tools=True) does the same for every user.""",
+        Anthropic SDKs, Codex, Claude Code, LangChain, jupyter-ai) at this proxy: every base-URL
+        variable the common clients read (OPENAI_BASE_URL, OPENAI_API_BASE, ANTHROPIC_BASE_URL,
+        ANTHROPIC_API_URL, ANTHROPIC_API_BASE) and OPENAI_API_KEY / ANTHROPIC_API_KEY set to
+        this server's own token (never a provider key; Jupyter Server has no narrower token, so
+        whoever holds it can use this server), each family only where the user set none of its
+        variables. Sets nothing on a hub: configure_jupyterhub(..., ai_tools=True) gives users'
+        tools a key for the proxy alone.""",
     ).tag(config=True)
 
     # -- the Responses API's stored responses -----------------------------------------------------

@@ -161,11 +161,23 @@ class RSQLProxyExtension(ExtensionApp):
         self.log.info("rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases)
 
     def export_ai_environment(self) -> None:
-        """Set the variables that point users' AI tools at this proxy (``ai_environment``)."""
+        """Set the variables that point users' AI tools at this proxy (``ai_environment``).
+
+        The key is this server's own token: Jupyter Server has no narrower one, so whoever
+        holds it can do what the user can in this server. On a hub that token (the server's
+        hub token) would also open the server from anywhere the hub is reachable, and a client
+        that ignores the base URL sends its key to the provider's host (issue 53): there the
+        hub's ``configure_jupyterhub(..., ai_tools=True)`` hands out a key that opens the
+        service alone, and this sets nothing."""
         server = self.serverapp
-        token = getattr(server.identity_provider, "token", "") or os.environ.get(
-            "JUPYTERHUB_API_TOKEN", ""
-        )
+        if os.environ.get("JUPYTERHUB_API_TOKEN"):
+            self.log.warning(
+                "rsql proxy: ai_environment sets nothing on a hub, where its key would be this "
+                "server's hub token; configure_jupyterhub(..., ai_tools=True) in the hub's "
+                "configuration gives users' tools a key for the proxy alone"
+            )
+            return
+        token = getattr(server.identity_provider, "token", "")
         found = ai_environment(f"{server.connection_url}rsql/", token, os.environ)
         os.environ.update(found)
         if found:
@@ -178,13 +190,16 @@ class RSQLProxyExtension(ExtensionApp):
     def initialize_handlers(self) -> None:
         found = forward_target(os.environ, f"{self.serverapp.connection_url}rsql/")
         if found is not None:  # before the shared routes: tornado takes the first that matches
-            forward = type(
-                "InlineForwardHandler",
-                (InlineForwardMixin, ExtensionBase),
-                {
-                    "get": web.authenticated(InlineForwardMixin.get),
-                    "post": web.authenticated(InlineForwardMixin.post),
-                },
+            # the body streams in, so the owner and the size are checked before it is read
+            forward: type[web.RequestHandler] = web.stream_request_body(
+                type(
+                    "InlineForwardHandler",
+                    (InlineForwardMixin, ExtensionBase),
+                    {
+                        "get": web.authenticated(InlineForwardMixin.get),
+                        "post": web.authenticated(InlineForwardMixin.post),
+                    },
+                )
             )
             target, token = found
             kwargs = {"target": target, "token": token, "owner": server_owner()}

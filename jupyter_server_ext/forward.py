@@ -7,6 +7,11 @@ with its own engine: another model, none of the admin's limits, budget, windows 
 that server passes them on as its kernels would ask (``rsql_magic.client``'s discovery): to
 ``RSQL_PROXY_URL`` with ``RSQL_PROXY_TOKEN`` or the server's ``JUPYTERHUB_API_TOKEN``, and only
 for the server's owner, whom that token names. The token never reaches the browser.
+
+Both refusals come as the request arrives, before its body (issue 53): the owner is checked in
+``prepare``, and the body streams in (``tornado.web.stream_request_body``, as the proxy's own
+handlers read theirs, ``handlers.RSQLMixin``) counted against ``MAX_BODY`` byte by byte. Without
+that a Jupyter server buffers up to 512 MiB for any caller before a handler runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from .engine.errors import HTTP11Error
 from .engine.upstreams.transport.http11 import HTTP11Client
 
 MAX_BODY = 1 << 20  # a completion's body is a few kB; the service's own caps hold beyond this
+# a body up to this many times MAX_BODY is read to its end and dropped before the 413 (a client
+# that writes its whole body first then sees the answer, not a reset); past it the answer goes
+# at once and the connection closes. The proxy's own handlers do the same (handlers.DRAIN_FACTOR).
+DRAIN_FACTOR = 4
 # the first byte within this; then each piece of the stream within the same
 TIMEOUT_S = 60.0
 PASSED_HEADERS = ("content-type", "retry-after", "ratelimit", "ratelimit-policy", "x-rsql-cache")
@@ -49,10 +58,49 @@ class InlineForwardMixin:
     write: Any
     flush: Any
     finish: Any
+    _finished: bool
 
     def initialize(self, target: str, token: str, owner: str) -> None:
         self.target, self.proxy_token, self.owner = target, token, owner
         self._task: asyncio.Task[Any] | None = None
+        self._parts: list[bytes] | None = []  # the body as it arrives; None once over the bound
+        self._received = 0
+
+    async def prepare(self) -> None:
+        # the server's own limit (512 MiB) would answer a long chunked body with a bare 400
+        # before ours could: this request is held to MAX_BODY below instead
+        conn = self.request.connection
+        if conn is not None and hasattr(conn, "set_max_body_size"):
+            conn.set_max_body_size(2**62)
+        result = super().prepare()  # type: ignore[misc]  # why: a mixin, before the host
+        if result is not None:
+            await result  # the host's authentication: the caller is known from here on
+        if self._finished or not self._owner():
+            return
+        try:
+            declared = int(self.request.headers.get("Content-Length", "0"))
+        except ValueError:
+            declared = 0  # tornado refuses it itself
+        if declared > MAX_BODY:
+            # too large whatever arrives (only what arrives is counted: data_received); far
+            # past the bound the answer goes at once, none of the body read
+            self._parts = None
+            if declared > MAX_BODY * DRAIN_FACTOR:
+                self._too_large()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._received += len(chunk)
+        if self._parts is not None and self._received <= MAX_BODY:
+            self._parts.append(chunk)
+            return
+        self._parts = None  # over the bound: dropped as it comes (DRAIN_FACTOR)
+        if self._received > MAX_BODY * DRAIN_FACTOR:
+            self._too_large()  # the connection closes behind the answer: nothing more is read
+
+    def _too_large(self) -> None:
+        self._refuse(413, f"request body is larger than {MAX_BODY} bytes", "too_large")
 
     def on_connection_close(self) -> None:
         # the editor aborted (a keystroke): end the request to the service now, not at the first
@@ -77,16 +125,13 @@ class InlineForwardMixin:
         return False
 
     async def get(self) -> None:
-        if self._owner():
-            await self._pass("GET", b"")
+        await self._pass("GET", b"")  # prepare has refused anyone but the owner
 
     async def post(self) -> None:
-        if not self._owner():
+        if self._parts is None:
+            self._too_large()
             return
-        if len(self.request.body) > MAX_BODY:
-            self._refuse(413, f"request body is larger than {MAX_BODY} bytes", "too_large")
-            return
-        await self._pass("POST", self.request.body)
+        await self._pass("POST", b"".join(self._parts))
 
     async def _pass(self, method: str, body: bytes) -> None:
         self._task = asyncio.current_task()

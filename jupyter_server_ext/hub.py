@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from typing import Any
 
 from .ai_environment import ai_environment
@@ -26,6 +27,7 @@ def configure_jupyterhub(
     environment: dict[str, str] | None = None,
     workers: int = 1,
     ai_tools: bool = False,
+    ai_key_expires_in: int = 7 * 24 * 3600,
 ) -> None:
     """Add the rsql proxy to a JupyterHub config `c`.
 
@@ -40,10 +42,15 @@ def configure_jupyterhub(
     - `workers`: processes serving the service's port (``rsql-proxy --workers``); more than 1
       needs ``c.RSQLProxy.state_url`` (Redis) in the proxy config.
     - `ai_tools`: point the AI tools users run (the OpenAI and Anthropic SDKs, Codex, Claude
-      Code, LangChain, jupyter-ai) at the service: every user's server gets OPENAI_BASE_URL,
-      ANTHROPIC_BASE_URL and, as both keys, the server's own hub token (never a provider key),
-      with OPENAI_AGENTS_DISABLE_TRACING=1 so the Agents SDK sends that token nowhere else. A
-      pair already in ``c.Spawner.environment`` is left as it is.
+      Code, LangChain, LiteLLM, jupyter-ai) at the service: every user's server gets every
+      base-URL variable those clients read (``ai_environment``) and, as OPENAI_API_KEY and
+      ANTHROPIC_API_KEY, a hub token of the user's that carries only the service's access
+      scope, minted when the server starts and revoked when it stops (never a provider key,
+      nor the server's own token, which opens the user's server), with
+      OPENAI_AGENTS_DISABLE_TRACING=1 so the Agents SDK sends it nowhere else. A family of
+      variables of which ``c.Spawner.environment`` already holds any is left as it is.
+    - `ai_key_expires_in`: seconds that key lives at most, should nothing revoke it (a server
+      still running then gets 401s from the service until it restarts).
 
     On stop the hub sends SIGINT, then SIGTERM 10 s later and SIGKILL 5 s after that: the
     proxy lets answers in flight finish until the SIGTERM (or its own
@@ -58,6 +65,11 @@ def configure_jupyterhub(
         raise FileNotFoundError(f"configure_jupyterhub: proxy config {config_path} does not exist")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"configure_jupyterhub: workers must be an integer >= 1, got {workers!r}")
+    if not isinstance(ai_key_expires_in, int) or ai_key_expires_in < 60:
+        raise ValueError(
+            "configure_jupyterhub: ai_key_expires_in must be a number of seconds >= 60, "
+            f"got {ai_key_expires_in!r}"
+        )
     scope = f"access:services!service={name}"
     command = [sys.executable, "-m", "jupyter_server_ext", "--config", config_path]
     if workers > 1:
@@ -97,12 +109,70 @@ def configure_jupyterhub(
     env = dict(c.Spawner.environment) if "environment" in c.Spawner else {}
     env["RSQL_PROXY_URL"] = where = proxy_url or f"{url.rstrip('/')}/services/{name}/"
     if ai_tools:
-        # the server's own hub token, which carries the service's scope (set above); a pair the
-        # admin already set in Spawner.environment stays theirs
-        env.update(ai_environment(where, _server_token, env))
+        # a family the admin already set in Spawner.environment stays theirs
+        keys = ServerKeys(name, scope, ai_key_expires_in)
+        env.update(ai_environment(where, keys, env))
+        earlier = c.Spawner.post_stop_hook if "post_stop_hook" in c.Spawner else None
+
+        def revoke_then(spawner: Any) -> Any:
+            try:
+                keys.stopped(spawner)
+            except Exception:  # the admin's own hook runs whatever happened here
+                spawner.log.exception("rsql: could not revoke the AI tools' key of %s", spawner)
+            return earlier(spawner) if earlier is not None else None
+
+        c.Spawner.post_stop_hook = revoke_then
     c.Spawner.environment = env
 
 
-def _server_token(spawner: Any) -> str:
-    """The spawned server's hub token (JupyterHub calls environment values that are callables)."""
-    return str(spawner.api_token)
+class ServerKeys:
+    """The key each spawned server's AI tools get: a hub token of the server's owner carrying
+    only the service's access scope, so that a client sending it to a provider's own host (one
+    that reads the key but not the base URL) hands over nothing but a way into the proxy as that
+    user; never the server's own token, which opens the user's files and kernels.
+
+    JupyterHub calls an environment value that is a callable with the spawner, once per variable
+    when the server starts: both keys get the one token minted for that start. One token per
+    server: minting one revokes any an earlier start left, and the server's stop revokes its own
+    (``post_stop_hook``); the expiry bounds a token nothing revoked (a hub that died)."""
+
+    def __init__(self, service: str, scope: str, expires_in: int) -> None:
+        self.service, self.scope, self.expires_in = service, scope, expires_in
+        # spawner -> (the server token of the start it was minted for, the key)
+        self._minted: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+
+    def note(self, spawner: Any) -> str:
+        """How the hub lists a server's key (the user sees it on their token page)."""
+        return f"{self.service}: AI tools' key of server {spawner.name or '(default)'!r}"
+
+    def __call__(self, spawner: Any) -> str:
+        start = str(spawner.api_token)  # a new one for every start of the server
+        known = self._minted.get(spawner)
+        if known is not None and known[0] == start:
+            return known[1]
+        try:
+            self._revoke(spawner)
+            key = str(
+                spawner.user.new_api_token(
+                    scopes=[self.scope], expires_in=self.expires_in, note=self.note(spawner)
+                )
+            )
+        except Exception:  # the server still starts; its AI tools get no key, and the log why
+            spawner.log.exception("rsql: could not make the AI tools' key of %s", spawner)
+            return ""
+        self._minted[spawner] = (start, key)
+        return key
+
+    def stopped(self, spawner: Any) -> None:
+        """A server stopped: its key ends with it, unless the server is to resume as it was."""
+        if not getattr(spawner, "will_resume", False):
+            self._revoke(spawner)
+
+    def _revoke(self, spawner: Any) -> None:
+        self._minted.pop(spawner, None)
+        user, note = spawner.user, self.note(spawner)
+        stale = [t for t in user.orm_user.api_tokens if t.note == note]
+        for token in stale:
+            user.db.delete(token)
+        if stale:
+            user.db.commit()

@@ -1,0 +1,178 @@
+"""``{base_url}rsql/inline`` in a hub user's server, passed on to the hub service: who may send a
+body there and how much of one the server reads are decided as the request arrives, before the
+body (issue 53). A completion's body is a few kB; the server reads at most its 1 MiB bound (and a
+little more to answer politely), never a body it will refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+import urllib.parse
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.helpers import upstreams_for
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.loopback import LoopbackServer
+from tests.helpers.servers import InProcessJupyter
+
+HUB_TOKEN = "hub-token-of-the-server-0123456789"
+BIG = 50 * 2**20  # what an attacker declares, or streams
+ANSWER_WITHIN_S = 10.0  # the refusal comes at once; this only bounds a test that fails
+
+
+class RecordingService(LoopbackServer):
+    """The hub service's ``inline``: answers at once and records what reached it."""
+
+    thread_name = "recording-service"
+
+    def __init__(self) -> None:
+        self.bodies: list[int] = []  # the size of each body that reached the service
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/services/rsql/inline", self._inline)
+
+    async def _inline(self, request: web.Request) -> web.StreamResponse:
+        self.bodies.append(len(await request.read()))
+        return web.json_response({"text": "revenue"})
+
+
+@pytest.fixture
+def service() -> Any:
+    with RecordingService() as svc:
+        yield svc
+
+
+def alices_server(
+    factory: Any, fp: FakeProvider, monkeypatch: pytest.MonkeyPatch, service: RecordingService
+) -> InProcessJupyter:
+    """alice's server on a hub (tok-alice is hers; tok-bob another hub user let in), whose
+    kernels' proxy is the service, as configure_jupyterhub sets it."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{service.port}/services/rsql/")
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", HUB_TOKEN)
+    return factory(
+        {"upstreams": upstreams_for(fp), "default_model": "fake-small"}, named_users=True
+    )
+
+
+def _head(server: InProcessJupyter, token: str, length: str) -> bytes:
+    url = urllib.parse.urlsplit(server.proxy_url)
+    framing = f"Content-Length: {length}" if length != "chunked" else "Transfer-Encoding: chunked"
+    return (
+        f"POST {url.path}inline HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: token {token}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and what came back (read until the server closes or the answer is whole)."""
+    raw = b""
+    deadline = time.monotonic() + ANSWER_WITHIN_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([sock], [], [], deadline - time.monotonic())
+        if not ready:
+            break
+        try:
+            piece = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not piece:
+            break
+        raw += piece
+        head, _, body = raw.partition(b"\r\n\r\n")
+        length = [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")]
+        if length and len(body) >= int(length[0].split(b":")[1]):
+            break
+    status = int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/1.1 ") else 0
+    return status, raw
+
+
+def _answered(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def test_another_hub_user_is_refused_before_their_body_is_read(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: RecordingService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bob, let into alice's server, declares a 50 MiB body and sends none of it: the 403 comes
+    at once, the server waiting for no byte of a body it would refuse."""
+    server = alices_server(jupyter_app_factory, fresh_provider, monkeypatch, service)
+    for token in ("tok-bob", "not-a-token"):
+        with socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(server.url).port)) as s:
+            s.sendall(_head(server, token, str(BIG)))
+            status, raw = _answer(s)
+        assert status == 403, (token, raw[:300])
+    assert service.bodies == [] and fresh_provider.received == []
+
+
+def test_a_declared_body_over_the_bound_is_refused_before_it_is_read(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: RecordingService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """alice's own editor (or anything holding her token) declares 50 MiB: 413 at once, naming
+    the bound, with none of the body read."""
+    server = alices_server(jupyter_app_factory, fresh_provider, monkeypatch, service)
+    with socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(server.url).port)) as s:
+        s.sendall(_head(server, "tok-alice", str(BIG)))
+        status, raw = _answer(s)
+    assert status == 413, raw[:300]
+    error = json.loads(raw.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "too_large" and str(2**20) in error["message"]
+    assert service.bodies == []
+
+
+def test_a_streamed_body_is_cut_off_as_it_passes_the_bound(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: RecordingService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chunked body declares no length: the server counts as it reads and answers 413 once the
+    body is clearly over its bound, long before 50 MiB have been sent."""
+    server = alices_server(jupyter_app_factory, fresh_provider, monkeypatch, service)
+    chunk = b"x" * 2**16
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(server.url).port)) as s:
+        s.sendall(_head(server, "tok-alice", "chunked"))
+        try:
+            while sent < BIG and not _answered(s):
+                s.sendall(framed)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed: what the loop waits for
+        status, raw = _answer(s)
+    assert status == 413, raw[:300]
+    # what the server read (4 MiB at most) plus what the sockets' buffers held
+    assert sent < 20 * 2**20, sent
+    assert service.bodies == []
+
+
+def test_a_completion_within_the_bound_still_reaches_the_service(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: RecordingService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Streamed in, counted and passed on whole: a body just under the bound, then one just over
+    (read to its end, so the client sees the 413 rather than a reset)."""
+    server = alices_server(jupyter_app_factory, fresh_provider, monkeypatch, service)
+    body = json.dumps({"prefix": "sales." + " " * (2**20 - 100), "stream": False}).encode()
+    assert len(body) <= 2**20
+    status, _, raw = server.request("POST", "inline", body, token="tok-alice")
+    assert status == 200 and json.loads(raw) == {"text": "revenue"}
+    assert service.bodies == [len(body)]
+    status, _, raw = server.request("POST", "inline", b"x" * (2**20 + 1), token="tok-alice")
+    assert status == 413 and json.loads(raw)["error"]["code"] == "too_large"
+    assert service.bodies == [len(body)]
