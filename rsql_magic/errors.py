@@ -13,7 +13,8 @@
     │                       skips it with a DiscoveryWarning)
     ├── SqlError            %%sql_ai's SQL failed at a stage, pointing at a Position
     │   ├── SqlCheckError   a generated statement failed a check; the model is told why
-    │   │   └── Refused     the read-only guard refused it: nothing ran
+    │   │   ├── Refused     the read-only guard refused it: nothing ran
+    │   │   └── SqlTooLarge past a bound of what the checks take (size, nesting, depth, parts)
     │   └── SqlAIError      no acceptable SQL within the retries (the magic's failure)
     ├── QueryTimeout        a statement ran past its time bound and was cancelled
     ├── BadConnection       a database URL the MCP servers cannot open read-only
@@ -53,6 +54,7 @@ from rsql_sql.errors import (
     SqlAIError,
     SqlCheckError,
     SqlError,
+    SqlTooLarge,
     SuperuserWarning,
 )
 
@@ -75,6 +77,7 @@ __all__ = [
     "SqlAIError",
     "SqlCheckError",
     "SqlError",
+    "SqlTooLarge",
     "StreamStopped",
     "SuperuserWarning",
     "UntrustedFile",

@@ -7,7 +7,8 @@ them where it reads the kernel's.
     RSQLError
     ├── SqlError            %%sql_ai's SQL failed at a stage, pointing at a Position
     │   ├── SqlCheckError   a generated statement failed a check; the model is told why
-    │   │   └── Refused     the read-only guard refused it: nothing ran
+    │   │   ├── Refused     the read-only guard refused it: nothing ran
+    │   │   └── SqlTooLarge past a bound of what the checks take (size, nesting, depth, parts)
     │   └── SqlAIError      no acceptable SQL within the retries (the magic's failure)
     ├── QueryTimeout        a statement ran past its time bound and was cancelled
     └── BadConnection       a database URL the MCP servers cannot open read-only
@@ -37,6 +38,7 @@ __all__ = [
     "SqlAIError",
     "SqlCheckError",
     "SqlError",
+    "SqlTooLarge",
     "SuperuserWarning",
 ]
 
@@ -129,6 +131,28 @@ class Refused(SqlCheckError):
         self, message: str, *, sql: str | None = None, position: Position | None = None
     ) -> None:
         super().__init__(message, stage="refused", sql=sql, position=position)
+
+
+class SqlTooLarge(SqlCheckError):
+    """A statement past one of the bounds every check takes it within (stage "parse"): nothing
+    was checked and nothing ran. ``bound``: the bound's name in :mod:`rsql_sql.defaults`
+    (``SQL_MAX_CHARS``, ``SQL_MAX_NESTING``, ``SQL_MAX_DEPTH``, ``SQL_MAX_NODES``); ``limit``:
+    its value; ``found``: what the statement has (or, for its stars, would have)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        bound: str,
+        limit: int,
+        found: int,
+        sql: str | None = None,
+        position: Position | None = None,
+    ) -> None:
+        super().__init__(message, stage="parse", sql=sql, position=position)
+        self.bound = bound
+        self.limit = limit
+        self.found = found
 
 
 class SqlAIError(SqlError):

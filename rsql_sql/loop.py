@@ -70,7 +70,7 @@ class SqlAIResult:
 
 _STAGE_WORDS = {
     "extract": "no SQL found in the answer",
-    "parse": "it does not parse",
+    "parse": "it does not parse, or is too large to check",
     "schema": "it does not match the schema",
     "refused": "the read-only guard refused it",
     "database": "the database raised an error",

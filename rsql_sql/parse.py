@@ -4,6 +4,13 @@
 (stage "parse") whose message keeps sqlglot's wording, points at the token, and whose
 position is kept as data. ``explained_text`` / ``explained_statements`` reach the statement an
 ``EXPLAIN`` command explains, which sqlglot keeps as text.
+
+Every statement any caller checks is parsed here, so here it is held to the bounds of
+:mod:`rsql_sql.defaults` before anything else reads it (:class:`SqlTooLarge`, naming the
+bound): its characters before it is tokenized, its parentheses' nesting on the tokens (sqlglot's
+parser recurses on them, about twenty Python frames a level), and its parsed tree's depth and
+parts (what the guard and qualification walk, qualification in time that grows with the square
+of both).
 """
 
 from __future__ import annotations
@@ -16,12 +23,20 @@ from collections.abc import Iterator
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
+from sqlglot.tokens import Token, TokenType
 
-from rsql_sql.errors import Position, SqlCheckError
+from rsql_sql.defaults import SQL_MAX_CHARS, SQL_MAX_DEPTH, SQL_MAX_NESTING, SQL_MAX_NODES
+from rsql_sql.errors import Position, SqlCheckError, SqlTooLarge
 
-from .carets import caret, offset_of, strip_ansi
+from .carets import caret, offset_of, pointer, strip_ansi
 
-__all__ = ["explained_statements", "explained_text", "parse_statements", "quiet_sqlglot"]
+__all__ = [
+    "explained_statements",
+    "explained_text",
+    "parse_statements",
+    "quiet_sqlglot",
+    "tree_size",
+]
 
 
 @contextlib.contextmanager
@@ -50,15 +65,136 @@ def _parse_error(e: ParseError | TokenError, sql: str) -> tuple[str, Position | 
     return strip_ansi(str(e)), None
 
 
+_WRITE_SHORTER = (
+    "Write it shorter: an IN (...) list in place of a chain of ORs, a CTE (WITH) in place of "
+    "nested subqueries, named columns in place of *."
+)
+
+
+def _check_chars(sql: str) -> None:
+    if len(sql) > SQL_MAX_CHARS:
+        raise SqlTooLarge(
+            f"The statement is {len(sql):,} characters long; the checks take statements of at "
+            f"most {SQL_MAX_CHARS:,} characters (SQL_MAX_CHARS). {_WRITE_SHORTER}",
+            bound="SQL_MAX_CHARS",
+            limit=SQL_MAX_CHARS,
+            found=len(sql),
+            sql=sql,
+        )
+
+
+_OPENING = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE}
+_CLOSING = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE}
+
+
+def _check_nesting(tokens: list[Token], sql: str) -> None:
+    """Refuse parentheses (brackets, braces) nested past SQL_MAX_NESTING, pointing at the first
+    one past it: sqlglot's parser would recurse into each."""
+    level = 0
+    for tok in tokens:
+        if tok.token_type in _OPENING:
+            level += 1
+            if level > SQL_MAX_NESTING:
+                position = Position(tok.line, tok.col, tok.start, tok.end)
+                raise SqlTooLarge(
+                    f"The statement nests parentheses more than {SQL_MAX_NESTING} levels deep; "
+                    f"the checks follow at most {SQL_MAX_NESTING} levels (SQL_MAX_NESTING). "
+                    f"{_WRITE_SHORTER}{pointer(sql, position)}",
+                    bound="SQL_MAX_NESTING",
+                    limit=SQL_MAX_NESTING,
+                    found=level,
+                    sql=sql,
+                    position=position,
+                )
+        elif tok.token_type in _CLOSING:
+            level = max(0, level - 1)
+
+
+def tree_size(stmt: exp.Expr) -> tuple[int, int, exp.Expr | None]:
+    """``(parts, depth, first node past SQL_MAX_DEPTH or None)`` of a parsed statement, read
+    without recursion (the tree may be thousands of levels deep: a chain of ORs)."""
+    parts, depth, past = 0, 0, None
+    stack: list[tuple[exp.Expr, int]] = [(stmt, 1)]
+    while stack:
+        node, level = stack.pop()
+        parts += 1
+        if level > depth:
+            depth = level
+            if past is None and level > SQL_MAX_DEPTH:
+                past = node
+        stack.extend((child, level + 1) for child in node.iter_expressions())
+    return parts, depth, past
+
+
+def _near(node: exp.Expr) -> Position | None:
+    """Where in the text `node` is: the first name or value under it, its right-hand side first
+    (in a chain of ORs, the operand where the chain passed the bound)."""
+    for side in (node.args.get("expression"), node):
+        if not isinstance(side, exp.Expr):
+            continue
+        for n in side.bfs():
+            meta = n.meta if isinstance(n, exp.Identifier | exp.Literal) else {}
+            if "start" in meta and "end" in meta:
+                return Position(meta.get("line", 1), meta.get("col", 1), meta["start"], meta["end"])
+    return None
+
+
+def _check_tree(stmts: list[exp.Expr], sql: str) -> None:
+    total = 0
+    for stmt in stmts:
+        parts, depth, past = tree_size(stmt)
+        total += parts
+        if past is not None:
+            position = _near(past)
+            where = pointer(sql, position) if position else ""
+            raise SqlTooLarge(
+                f"The statement is {depth:,} levels deep; the checks follow at most "
+                f"{SQL_MAX_DEPTH} levels (SQL_MAX_DEPTH), and each operand of a chain of ORs, "
+                f"ANDs or || is one more. {_WRITE_SHORTER}{where}",
+                bound="SQL_MAX_DEPTH",
+                limit=SQL_MAX_DEPTH,
+                found=depth,
+                sql=sql,
+                position=position,
+            )
+    if total > SQL_MAX_NODES:
+        raise SqlTooLarge(
+            f"The statement has {total:,} parts (names, values, operators); the checks take at "
+            f"most {SQL_MAX_NODES:,} (SQL_MAX_NODES). {_WRITE_SHORTER}",
+            bound="SQL_MAX_NODES",
+            limit=SQL_MAX_NODES,
+            found=total,
+            sql=sql,
+        )
+
+
 def parse_statements(sql: str, dialect: str) -> list[exp.Expr]:
-    """Parse every statement of `sql`; raise :class:`SqlCheckError` (stage "parse")."""
+    """Parse every statement of `sql`; raise :class:`SqlCheckError` (stage "parse"), or
+    :class:`SqlTooLarge` for a statement past a bound of :mod:`rsql_sql.defaults`."""
+    _check_chars(sql)
+    reader = sqlglot.Dialect.get_or_raise(dialect)
     try:
         with quiet_sqlglot():
-            stmts = sqlglot.parse(sql, read=dialect, error_level=ErrorLevel.RAISE)
+            tokens = reader.tokenize(sql)
+            _check_nesting(tokens, sql)
+            stmts = reader.parser(error_level=ErrorLevel.RAISE).parse(tokens, sql)
     except (ParseError, TokenError) as e:
         message, position = _parse_error(e, sql)
         raise SqlCheckError(message, stage="parse", sql=sql, position=position) from None
-    return [s for s in stmts if s is not None]
+    except RecursionError:
+        # nesting the token count does not see (NOT NOT ..., nested CASE): the parser's own
+        raise SqlTooLarge(
+            "The statement nests its expressions deeper than the parser follows; the checks "
+            f"follow at most {SQL_MAX_NESTING} levels of parentheses (SQL_MAX_NESTING) and "
+            f"{SQL_MAX_DEPTH} levels in all (SQL_MAX_DEPTH). {_WRITE_SHORTER}",
+            bound="SQL_MAX_DEPTH",
+            limit=SQL_MAX_DEPTH,
+            found=SQL_MAX_DEPTH + 1,
+            sql=sql,
+        ) from None
+    out = [s for s in stmts if s is not None]
+    _check_tree(out, sql)
+    return out
 
 
 _EXPLAIN_OPTS = re.compile(

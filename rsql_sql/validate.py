@@ -7,6 +7,12 @@
   spending a model call; the same when the database rejects a function another dialect has.
 - ``check_sql``: all of the above plus the read-only guard and qualification of every table and
   column against the captured schema (``sqlglot.optimizer.qualify``).
+
+Parsing holds each statement to the bounds of :mod:`rsql_sql.defaults` (``parse_statements``);
+qualification adds what stars expand to, so their expansion is bounded before it happens
+(``SQL_MAX_NODES``), and qualifies against the tables the statement names rather than the whole
+catalog (whose mapping sqlglot would build again on every call). Other dialects are tried only
+for statements up to ``SQL_DETECT_CHARS``: each try is a parse.
 """
 
 from __future__ import annotations
@@ -20,13 +26,20 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, OptimizeError
 
 from rsql_common.fences import sql_blocks
-from rsql_sql.errors import Position, SqlCheckError
+from rsql_sql.defaults import SQL_DETECT_CHARS, SQL_MAX_NODES
+from rsql_sql.errors import Position, SqlCheckError, SqlTooLarge
 
 from .carets import caret, pointer
 from .engine_rules import unresolved_column
 from .engines import engine_for
 from .guard import check_statements
-from .parse import explained_statements, explained_text, parse_statements, quiet_sqlglot
+from .parse import (
+    explained_statements,
+    explained_text,
+    parse_statements,
+    quiet_sqlglot,
+    tree_size,
+)
 from .schema import Schema
 
 __all__ = [
@@ -34,6 +47,7 @@ __all__ = [
     "check_sql",
     "detect_dialect",
     "extract_sql",
+    "schema_named_by",
     "transpile_functions",
 ]
 
@@ -54,6 +68,8 @@ CANDIDATE_DIALECTS = (
 # the captured schema, so their columns cannot be checked.
 _SYSTEM_DBS = {"information_schema", "pg_catalog", "sys", "mysql", "performance_schema"}
 _SYSTEM_PREFIXES = ("sqlite_", "duckdb_", "pg_")
+# parts qualified in all by an engine's rewrites of one statement (_as_the_engine_reads)
+_REWRITE_BUDGET = 2 * SQL_MAX_NODES
 
 
 # -- extraction ---------------------------------------------------------------------------
@@ -100,7 +116,10 @@ def _parses(sql: str, dialect: str) -> list[exp.Expr] | None:
 
 def detect_dialect(sql: str, target: str) -> tuple[str, str] | None:
     """``(source_dialect, transpiled_sql)`` when `sql` fails to parse in `target` but parses in
-    another common dialect and sqlglot can write it in `target`; else None."""
+    another common dialect and sqlglot can write it in `target`; else None (and always for a
+    statement longer than ``SQL_DETECT_CHARS``)."""
+    if len(sql) > SQL_DETECT_CHARS:
+        return None
     for src in CANDIDATE_DIALECTS:
         if src == target:
             continue
@@ -151,6 +170,8 @@ def transpile_functions(
     Used after the database rejected a function: sqlglot knows how each dialect spells them.
     `names` narrows the search to the functions the database named.
     """
+    if len(sql) > SQL_DETECT_CHARS:
+        return None  # up to nine parses: only for statements of an ordinary size
     written = _function_names(sql, target)
     stmts = _parses(sql, target)
     if not written or not stmts or len(stmts) != 1:
@@ -297,10 +318,51 @@ def _qualify_error(
     return (f"{msg}\n{hint}" if hint else msg), position
 
 
+def schema_named_by(stmt: exp.Expr, schema: Schema) -> Schema:
+    """The part of `schema` that `stmt` can resolve against: the tables it names (in any of
+    the schema's namespaces, any case), which is all qualification reads; sqlglot builds the
+    mapping of the schema it is given on each call, which on a catalog of thousands of tables
+    costs more than the statement."""
+    named = {t.name.lower() for t in stmt.find_all(exp.Table) if t.name}
+    tables = [t for t in schema.tables if t.name.lower() in named]
+    return Schema(schema.dialect, schema.default_db, tables=tables, truncated=schema.truncated)
+
+
+def _check_expansion(stmt: exp.Expr, schema: Schema) -> None:
+    """Refuse a statement whose stars would expand past ``SQL_MAX_NODES``, before they do:
+    each star (or DuckDB's COLUMNS) is counted as every column of every table the statement
+    reads (80 stars in a chain of CTEs over a table of 300 columns: 24,000 columns, seconds
+    of qualification, from 2 kB of text)."""
+    stars = sum(
+        1
+        for n in stmt.walk()
+        if isinstance(n, exp.Columns)
+        or (isinstance(n, exp.Star) and not isinstance(n.parent, exp.Count))
+    )
+    if not stars:
+        return
+    widths = [
+        len(t.columns) for r in _real_tables(stmt) if (t := schema.table(r.name, r.db or None))
+    ]
+    reached = sum(widths)
+    parts = tree_size(stmt)[0] + stars * reached
+    if parts > SQL_MAX_NODES:
+        raise SqlTooLarge(
+            f"Its stars would expand the statement to about {parts:,} parts ({stars} * over "
+            f"tables of {reached:,} columns in all); the checks take at most {SQL_MAX_NODES:,} "
+            "(SQL_MAX_NODES): name the columns you need.",
+            bound="SQL_MAX_NODES",
+            limit=SQL_MAX_NODES,
+            found=parts,
+        )
+
+
 def _qualify_columns(stmt: exp.Expr, schema: Schema, dialect: str) -> None:
     """Resolve every table and column of `stmt` (a copy) against `schema` as `dialect`
-    resolves names; raises sqlglot's OptimizeError naming the first that does not resolve."""
-    schema.qualify(stmt.copy(), dialect)
+    resolves names; raises sqlglot's OptimizeError naming the first that does not resolve,
+    and :class:`SqlTooLarge` when its stars would expand past the bound."""
+    _check_expansion(stmt, schema)
+    schema_named_by(stmt, schema).qualify(stmt.copy(), dialect)
 
 
 def _resolution_error(stmt: exp.Expr, schema: Schema, dialect: str) -> OptimizeError | None:
@@ -314,6 +376,8 @@ def _resolution_error(stmt: exp.Expr, schema: Schema, dialect: str) -> OptimizeE
         _qualify_columns(stmt, schema, dialect)
     except OptimizeError as e:
         return e
+    except SqlTooLarge:
+        raise
     except SqlCheckError:
         return None  # an unknown table: _qualify says so
     return None
@@ -323,10 +387,23 @@ def _as_the_engine_reads(
     sql: str, stmt: exp.Expr, schema: Schema, dialect: str
 ) -> tuple[str, str] | None:
     """``(sql, note)``: `sql` with the names the validator would read differently from the
-    engine rewritten to what the engine makes of them (``SqlEngine.as_the_engine_reads``)."""
-    return engine_for(dialect).as_the_engine_reads(
-        sql, stmt, schema, lambda s: _resolution_error(s, schema, dialect)
-    )
+    engine rewritten to what the engine makes of them (``SqlEngine.as_the_engine_reads``).
+
+    An engine rewrites one name at a time, qualifying the statement again after each (up to
+    ``MAX_REWRITES``): the rewrites share a budget of parts qualified, twice the largest
+    statement, so a statement at the bounds is not qualified twenty times. Past it the names
+    left are taken as resolving, and qualification then says which do not."""
+    budget = _REWRITE_BUDGET
+
+    def resolution_error(s: exp.Expr) -> OptimizeError | None:
+        nonlocal budget
+        parts = tree_size(s)[0]
+        if parts > budget:
+            return None
+        budget -= parts
+        return _resolution_error(s, schema, dialect)
+
+    return engine_for(dialect).as_the_engine_reads(sql, stmt, schema, resolution_error)
 
 
 def _qualify(stmt: exp.Expr, schema: Schema, dialect: str, sql: str) -> None:
@@ -377,6 +454,8 @@ def check_sql(
     transpiled_from = None
     try:
         stmts = parse_statements(sql, dialect)
+    except SqlTooLarge:
+        raise  # as large in any dialect
     except SqlCheckError as err:
         found = detect_dialect(sql, dialect)
         if found is None:

@@ -16,6 +16,12 @@ data it read earlier (prompt injection), so each is bounded and read-only by con
   never raised. The context policy is applied before anything runs: a statement that names a
   redacted column anywhere (not only in its output: a ``WHERE`` on it answers questions about
   its values too) is refused, and so is any statement whose columns cannot all be told.
+  It reads the tables the captured schema describes and nothing else of the server: a catalog
+  or system table (PostgreSQL's pg_catalog and information_schema, SQLite's sqlite_master,
+  DuckDB's) and ``SHOW`` are refused, since what they hold (other schemas' tables, roles,
+  functions' source, settings) is not what an admin serves; ``search_schema`` and
+  ``describe_table`` give the served tables' names and types. The call's time limit counts
+  from before the checks: the statement gets what the checks left of it.
 
 Results are plain text: each value as its ``str``, with line breaks and the characters a
 terminal obeys written as escapes (so a value cannot forge a row or a line of the answer), cut
@@ -39,10 +45,11 @@ from rsql_common.tokens import token_chars
 from rsql_sql.connections import DB
 from rsql_sql.errors import QueryTimeout, SqlCheckError
 from rsql_sql.execute import database_error_message
+from rsql_sql.parse import explained_statements
 from rsql_sql.policy import SqlPolicy
 from rsql_sql.schema import Schema, capture_schema, capture_values, describe_schema
 from rsql_sql.schema.render import render_ddl
-from rsql_sql.validate import Checked, check_sql
+from rsql_sql.validate import Checked, check_sql, schema_named_by
 
 __all__ = [
     "MAX_CELL_CHARS",
@@ -80,7 +87,8 @@ class SqlToolResult:
 
 # -- the schema, captured once per connection for a while ---------------------------------
 
-_SCHEMAS: dict[int, tuple[float, Any, Schema]] = {}
+# (the connection's id, the role it is read as) -> (when, the connection, its schema)
+_SCHEMAS: dict[tuple[int, str], tuple[float, Any, Schema]] = {}
 _SCHEMAS_MAX = 16
 _LOCK = threading.Lock()
 
@@ -90,26 +98,52 @@ def _target(db: DB) -> Any:
     return getattr(db, "raw", None) or getattr(db, "bind", None) or db
 
 
-def _schema(db: DB) -> Schema:
+def _as_the_role_reads(db: DB, schema: Schema, sql_policy: SqlPolicy) -> Schema:
+    """`schema` (read as the connection's login) cut to the tables `sql_policy`'s role may
+    read, and to the foreign keys between them: a table of a schema the role cannot use, or
+    one it has no grant on, is not served, so not shown by name either."""
+    from rsql_sql.engines.postgres import readable_tables
+
+    readable = readable_tables(db, sql_policy, CAPTURE_TIMEOUT_S)
+    schema.tables = [t for t in schema.tables if (t.db, t.name) in readable]
+    for t in schema.tables:
+        t.foreign_keys = [
+            fk
+            for fk in t.foreign_keys
+            if (fk.ref_db or schema.default_db, fk.ref_table) in readable
+        ]
+    return schema
+
+
+def _schema(db: DB, sql_policy: SqlPolicy | None = None) -> Schema:
+    """`db`'s captured schema, as `sql_policy`'s PostgreSQL role may read it when it names one;
+    reused for SCHEMA_TTL_S."""
     target = _target(db)
+    role = sql_policy.postgres_role if sql_policy is not None else None
+    role = role if role and db.engine.runs_as_role else None
+    key = (id(target), role or "")
     now = time.monotonic()
     with _LOCK:
-        hit = _SCHEMAS.get(id(target))
+        hit = _SCHEMAS.get(key)
         # the object is held in the entry, so its id cannot be reused while the entry lives
         if hit is not None and hit[1] is target and now - hit[0] < SCHEMA_TTL_S:
             return hit[2]
     schema = capture_schema(db, timeout_s=CAPTURE_TIMEOUT_S)
+    if role and sql_policy is not None:
+        schema = _as_the_role_reads(db, schema, sql_policy)
     with _LOCK:
         if len(_SCHEMAS) >= _SCHEMAS_MAX:
             _SCHEMAS.pop(min(_SCHEMAS, key=lambda k: _SCHEMAS[k][0]))
-        _SCHEMAS[id(target)] = (now, target, schema)
+        _SCHEMAS[key] = (now, target, schema)
     return schema
 
 
 def forget_schema(db: DB) -> None:
     """Capture `db`'s schema again on the next call (after the user changed its tables)."""
+    target = id(_target(db))
     with _LOCK:
-        _SCHEMAS.pop(id(_target(db)), None)
+        for key in [k for k in _SCHEMAS if k[0] == target]:
+            _SCHEMAS.pop(key, None)
 
 
 # -- search_schema and describe_table -----------------------------------------------------
@@ -129,7 +163,7 @@ def search_schema(
     `policy`: only one that allows value statistics lets short text columns' values steer the
     ranking (read inside `sql_policy`'s walls, never from a redacted column); a value equal to
     a literal of the question is shown on its column as an example."""
-    schema = _schema(db)
+    schema = _schema(db, sql_policy)
     # a frozen ContextPolicy is what the schema code's ValuesPolicy protocol describes, but a
     # protocol's plain attributes read as settable to mypy
     values_policy: Any = policy
@@ -147,11 +181,18 @@ def _split_name(name: str) -> tuple[str | None, str]:
     return (db_part.strip(quotes) or None), table.strip(quotes)
 
 
-def describe_table(db: DB, table: str, *, policy: ContextPolicy | None = None) -> str:
+def describe_table(
+    db: DB,
+    table: str,
+    *,
+    policy: ContextPolicy | None = None,
+    sql_policy: SqlPolicy | None = None,
+) -> str:
     """`table`'s DDL (columns, types, keys) and its columns one a line, those whose values the
     context policy withholds marked; no value is read. An unknown table gets a message naming
-    the closest tables."""
-    schema = _schema(db)
+    the closest tables. With `sql_policy`'s PostgreSQL role, only the tables it may read are
+    known (as in ``search_schema`` and ``run_sql``)."""
+    schema = _schema(db, sql_policy)
     db_part, name = _split_name(table)
     found = schema.table(name, db_part)
     if found is None:
@@ -201,6 +242,46 @@ def _refusal(message: str) -> SqlToolResult:
     return SqlToolResult(text=text, columns=[], rows=[], row_count=None, refused=message)
 
 
+def _unserved_table(stmt: exp.Expr, schema: Schema) -> str:
+    """The first table `stmt` reads that the captured schema does not describe ('' if none):
+    a catalog or system table (a table function's arguments are walked like any value)."""
+    ctes = {c.alias_or_name.lower() for c in stmt.find_all(exp.CTE)}
+    for t in stmt.find_all(exp.Table):
+        if not isinstance(t.this, exp.Identifier) or (not t.db and t.name.lower() in ctes):
+            continue  # a table function, or a CTE
+        if schema.table(t.name, t.db or None) is None:
+            return f"{t.db}.{t.name}" if t.db else t.name
+    return ""
+
+
+def _unserved(checked: Checked, schema: Schema, dialect: str) -> str:
+    """Why `checked` reads more of the server than the tables served ('' when it does not)."""
+    stmt = checked.statement
+    if isinstance(stmt, exp.Show) or (
+        isinstance(stmt, exp.Command) and str(stmt.this).upper() == "SHOW"
+    ):
+        return (
+            "Refused: SHOW reads the server's settings and catalog, not the tables these tools "
+            "serve; search_schema and describe_table give their names and types; nothing ran."
+        )
+    if isinstance(stmt, exp.Command):  # EXPLAIN: what it explains reads the same tables
+        if str(stmt.this).upper() != "EXPLAIN":
+            return ""
+        inner = explained_statements(stmt, dialect)
+        name = next((n for s in inner if (n := _unserved_table(s, schema))), "")
+    elif isinstance(stmt, exp.Describe):
+        return ""  # names and types only
+    else:
+        name = _unserved_table(stmt, schema)
+    if not name:
+        return ""
+    return (
+        f"Refused: {shown(name)[:MAX_NAME_CHARS]} is not one of the tables these tools serve (a "
+        "catalog or system table holds other tables, roles, functions and settings); "
+        "search_schema and describe_table give the served tables' names and types; nothing ran."
+    )
+
+
 def _withheld(checked: Checked, schema: Schema, dialect: str, policy: ContextPolicy | None) -> str:
     """Why `checked` may not run under `policy`'s redacted columns ('' when it may).
 
@@ -224,7 +305,7 @@ def _withheld(checked: Checked, schema: Schema, dialect: str, policy: ContextPol
             f"{pats}, only plain queries run here; nothing ran."
         )
     try:
-        q = schema.qualify(stmt.copy(), dialect)
+        q = schema_named_by(stmt, schema).qualify(stmt.copy(), dialect)
     except Exception:
         return (
             "Refused: the columns this statement reads cannot all be told, and the context "
@@ -357,11 +438,13 @@ def run_sql(
     """Run one read-only statement as %%sql_ai runs its checked SQL, and return its first
     `max_rows` rows as plain text within `max_chars`.
 
-    Nothing the guard, the engine rules, the schema check or the context policy refuses runs;
+    Nothing the guard, the engine rules, the schema check or the context policy refuses runs,
+    nor a statement reading a table the captured schema does not describe (a catalog);
     what runs meets the database's own read-only walls under `sql_policy` (allowed functions,
-    PostgreSQL role), within `timeout_s` and a byte bound. A refusal comes back in
-    ``refused``, a database error (values removed) or a timeout in ``error``; neither raises.
-    A policy that withholds sample rows or value statistics lets no result out at all."""
+    PostgreSQL role) and a byte bound, within what the checks left of `timeout_s` (the schema,
+    read once a minute, has a bound of its own). A refusal comes back in ``refused``, a
+    database error (values removed) or a timeout in ``error``; neither raises. A policy that
+    withholds sample rows or value statistics lets no result out at all."""
     walls = sql_policy or SqlPolicy()
     max_rows = max(1, int(max_rows))
     max_chars = max(300, int(max_chars))  # room for a header and the footer
@@ -372,16 +455,24 @@ def run_sql(
             f"Refused: the context policy withholds {' and '.join(withheld)}, so no query "
             "result may be sent; nothing ran."
         )
-    schema = _schema(db)
+    schema = _schema(db, walls)
+    clock = time.monotonic()  # the call's time limit counts the checks, then the statement's
     try:
         checked = check_sql(
             sql, schema, db.dialect, allow_write=False, allowed_functions=walls.allowed_functions
         )
     except SqlCheckError as e:
         return _refusal(e.message)
-    why = _withheld(checked, schema, db.dialect, policy)
+    why = _unserved(checked, schema, db.dialect) or _withheld(checked, schema, db.dialect, policy)
     if why:
         return _refusal(why)
+    spent = time.monotonic() - clock
+    if spent >= timeout_s:
+        msg = (
+            f"Checking the statement took {spent:.2f} s, all of this call's time limit of "
+            f"{timeout_s:g} s; nothing ran. Write a shorter statement."
+        )
+        return SqlToolResult(text=msg, columns=[], rows=[], row_count=None, error=msg)
     cap = min(walls.max_result_bytes or TOOL_MAX_BYTES, TOOL_MAX_BYTES)
     bounded = replace(walls, max_result_bytes=cap)
     try:
@@ -389,15 +480,18 @@ def run_sql(
         fetched = db.query(
             checked.sql,
             max_rows=max(max_rows, COUNT_UP_TO),
-            timeout_s=timeout_s,
+            timeout_s=timeout_s - spent,
             read_only=True,
             policy=bounded,
             max_bytes=cap,
         )
     except SqlCheckError as e:  # a database wall refused it before it ran (DuckDB's parser)
         return _refusal(e.message)
-    except QueryTimeout as e:
-        msg = f"{e}. Make the query cheaper: filter earlier, aggregate, or add a LIMIT."
+    except QueryTimeout:
+        msg = (
+            f"statement cancelled after {timeout_s:g} s, this call's time limit (its check "
+            "included). Make the query cheaper: filter earlier, aggregate, or add a LIMIT."
+        )
         return SqlToolResult(text=msg, columns=[], rows=[], row_count=None, error=msg)
     except Exception as e:
         known = [n for t in schema.tables for n in (t.name, *(c.name for c in t.columns))]

@@ -7,13 +7,18 @@ A call is checked in this order, each refusal a tool error the agent can read:
 2. the connection: one the admin configured and opened to one of the caller's groups (an
    unknown one and one closed to the caller get the same answer, so names do not leak);
 3. the caller's tool-call limits (``mcp_user_limits``, ``mcp_user_concurrency``), in the state
-   backend, so every replica counts the same calls;
-4. a worker thread of this process's pool (``mcp_workers``): the databases' clients block.
+   backend, so every replica counts the same calls; ``list_connections`` too, though it reads
+   nothing, since each call is a usage row;
+4. a worker thread of this process's pool (``mcp_workers``): the databases' clients block. A
+   user holds at most ``mcp_user_concurrency`` of them and never all (one less than the pool,
+   when it has more than one), counted until the thread is done, not until the caller stops
+   waiting (a client that hangs up does not free a thread that still runs its statement).
 
 The tool itself is :func:`rsql_sql.mcp.connections.call_tool`, as ``rsql-mcp`` runs it:
 %%sql_ai's guard, engine rules and read-only walls, the context policy (the admin's
 ``context_policy`` and the connection's ``redact_columns``), the result bound; then the
-proxy's ``redact_patterns`` mask personal data in the text that goes back. Each call, refused
+proxy's ``redact_patterns`` mask what still looks like personal data in the text that goes back
+(a net, not a wall: SQL can reshape a value past a pattern; columns are withheld by name). Each call, refused
 or not, is one usage row (client ``mcp``, model ``mcp:<tool>``, upstream ``mcp:<connection>``,
 ``result_rows``) and one log line; neither holds the SQL, a value or a URL.
 """
@@ -27,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -79,6 +84,9 @@ class ToolCalls:
         self._all_lock = threading.Lock()
         self._workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="rsql-mcp")
         self._slots = asyncio.Semaphore(settings.workers)
+        # each user's calls waiting for or running on a worker thread here; at most pool_share
+        self._in_pool: dict[str, int] = {}
+        self.pool_share = max(1, min(settings.user_concurrency, settings.workers - 1))
 
     # -- what a caller sees ------------------------------------------------------------------
 
@@ -89,6 +97,7 @@ class ToolCalls:
         t0, started = time.perf_counter(), time.time()
         try:
             await self._check_window(caller)
+            await self._release(await self._admit(caller))  # counted in the windows like any call
         except ToolRefused as r:
             self._record(caller, "list_connections", "-", r.outcome, r.status, None, t0, started)
             return CallResult(r.text, False)
@@ -117,7 +126,7 @@ class ToolCalls:
             spec = self._find(caller, name)
             leases = await self._admit(caller)
             try:
-                answer = await self._run(spec, tool, args)
+                answer = await self._run(caller, spec, tool, args)
             finally:
                 await self._release(leases)
         except ToolRefused as r:
@@ -234,19 +243,64 @@ class ToolCalls:
             policy=policy,
         )
 
-    async def _run(self, spec: ConnectionSpec, tool: str, args: Mapping[str, Any]) -> ToolAnswer:
+    def _take_share(self, caller: Caller) -> None:
+        """Count one more of `caller`'s calls in this process's pool, or refuse it: one user's
+        calls never hold every worker thread."""
+        held = self._in_pool.get(caller.user, 0)
+        if held >= self.pool_share:
+            n, workers = self.pool_share, self.settings.workers
+            raise ToolRefused(
+                f"MCP tool calls at once in one proxy process {n} (of its {workers} workers, "
+                f"mcp_workers) reached for {caller.user!r}; retry when one of your calls is done",
+                "rate_limited",
+                429,
+            )
+        self._in_pool[caller.user] = held + 1
+
+    def _give_share(self, user: str) -> None:
+        left = self._in_pool.get(user, 1) - 1
+        if left > 0:
+            self._in_pool[user] = left
+        else:
+            self._in_pool.pop(user, None)
+
+    async def _run(
+        self, caller: Caller, spec: ConnectionSpec, tool: str, args: Mapping[str, Any]
+    ) -> ToolAnswer:
+        self._take_share(caller)
         try:
             await asyncio.wait_for(self._slots.acquire(), WAIT_FOR_WORKER_S)
         except asyncio.TimeoutError:
+            self._give_share(caller.user)
             raise ToolRefused(
                 "every tool-call worker of the proxy is busy; retry in a few seconds", "busy", 503
             ) from None
-        try:
-            strings = {k: v if isinstance(v, str) else str(v) for k, v in args.items()}
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._workers, self._job, spec, tool, strings)
-        finally:
+        except BaseException:  # cancelled while waiting: no thread was taken
+            self._give_share(caller.user)
+            raise
+        loop = asyncio.get_running_loop()
+
+        def done() -> None:  # on the loop, once the thread is done (or the job never started)
             self._slots.release()
+            self._give_share(caller.user)
+
+        def on_done(_: Future[ToolAnswer]) -> None:
+            try:
+                loop.call_soon_threadsafe(done)
+            except RuntimeError:  # the loop is closed: the process is stopping
+                pass
+
+        strings = {k: v if isinstance(v, str) else str(v) for k, v in args.items()}
+        try:
+            job = self._workers.submit(self._job, spec, tool, strings)
+        except RuntimeError:  # the pool was shut down: the proxy is stopping
+            done()
+            raise ToolRefused(
+                "the proxy is stopping; retry in a few seconds", "busy", 503
+            ) from None
+        # the thread's end, not the caller's (a cancelled await leaves the thread running)
+        job.add_done_callback(on_done)
+        return await asyncio.wrap_future(job)
 
     # -- the record --------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ __all__ = [
     "postgres_fetch",
     "postgres_folded_names",
     "postgres_walls",
+    "readable_tables",
 ]
 
 
@@ -272,6 +273,24 @@ def _read_catalog(db: DB, timeout_s: float) -> Schema:
         if kind == "f"
     ]
     return assemble("postgres", default_db, col_rows, pk_rows, fk_rows)
+
+
+# the tables and views the current role may read: a schema it may use, SELECT on any column
+_READABLE = (
+    "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+    f"AND {_PG_SYSTEM} AND has_schema_privilege(n.oid, 'USAGE') "
+    "AND has_any_column_privilege(c.oid, 'SELECT')"
+)
+
+
+def readable_tables(db: DB, policy: SqlPolicy, timeout_s: float) -> set[tuple[str, str]]:
+    """The ``(schema, table)`` pairs `policy`'s role may read, asked as that role inside the
+    walls generated SQL meets: the catalog is read as the connection's login, which may see
+    schemas and tables the role cannot (the MCP tools show only what the role reads)."""
+    fetched = db.query(_READABLE, timeout_s=timeout_s, read_only=True, policy=policy)
+    return {(str(r[0]), str(r[1])) for r in fetched.rows}
 
 
 def postgres_folded_names(sql: str, stmt: exp.Expr, schema: Schema) -> tuple[str, list[str]] | None:

@@ -131,7 +131,10 @@ def call_tool(conn: Connection, tool: str, args: Mapping[str, str], options: Opt
                 return ToolAnswer(text)
             if tool == "describe_table":
                 text = warehouse.describe_table(
-                    conn.db, args.get("table", ""), policy=options.policy
+                    conn.db,
+                    args.get("table", ""),
+                    policy=options.policy,
+                    sql_policy=options.sql_policy,
                 )
                 return ToolAnswer(text)
             if tool == "run_sql":

@@ -157,7 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-rows", type=int, default=20, help="rows run_sql returns (default 20)")
     p.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds a statement may run (default 10)"
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds a run_sql call may take, its checks and statement together (default 10)",
     )
     p.add_argument(
         "--pg-role",

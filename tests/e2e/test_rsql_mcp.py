@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -153,6 +154,29 @@ async def test_a_writing_run_sql_is_refused_and_the_file_unchanged(
     assert _digest(shop) == before
     assert sorted(shop.parent.iterdir()) == sorted([*files, errlog])  # no ATTACH / VACUUM file
     assert errlog.read_text().count("rows=0") == len(WRITES)
+
+
+async def test_a_statement_past_the_check_bounds_is_refused_at_once_and_the_server_answers(
+    shop: Path, tmp_path: Path
+) -> None:
+    """Issue 53: a 45 kB chain of ORs took 14-16 s of checking; rsql-mcp refuses it at once,
+    naming the bound, and answers the next call."""
+    from rsql_sql.defaults import SQL_MAX_CHARS
+
+    chain = "SELECT * FROM orders WHERE " + " OR ".join(f"id={i}" for i in range(4_900))
+    errlog = tmp_path / "stderr.log"
+    async with _session(errlog, "--db", f"shop=sqlite:///{shop}", "--timeout", "2") as s:
+        t0 = time.monotonic()
+        res = await s.call_tool("run_sql", {"connection": "shop", "sql": chain})
+        assert time.monotonic() - t0 < 2
+        said = _text(res).removeprefix("Error executing tool run_sql: ")
+        assert res.is_error and said.startswith(f"Nothing ran: The statement is {len(chain):,} ")
+        assert f"at most {SQL_MAX_CHARS:,} characters (SQL_MAX_CHARS)" in said
+        ok = await s.call_tool(
+            "run_sql", {"connection": "shop", "sql": "SELECT count(*) FROM orders"}
+        )
+        assert _text(ok).splitlines()[1] == "3"
+    assert "tool=run_sql connection=shop rows=0" in errlog.read_text()
 
 
 async def test_redact_keeps_a_columns_values_in_the_file(shop: Path, tmp_path: Path) -> None:
@@ -333,14 +357,16 @@ async def test_postgres_through_rsql_mcp_runs_reads_as_its_role_and_refuses_the_
             ):
                 res = await s.call_tool("run_sql", {"connection": "wh", "sql": sql})
                 assert res.is_error and "Refused" in _text(res), (sql, _text(res))
-            # the guard passes a plain read of payroll; the role the server runs as does not
+            # payroll is not granted to the role, so not served: not even known by name
             denied = await s.call_tool(
                 "run_sql", {"connection": "wh", "sql": "SELECT salary FROM payroll"}
             )
-            assert denied.is_error and "permission denied" in _text(denied)
+            assert denied.is_error and "Table 'payroll' does not exist" in _text(denied)
             assert "99999" not in _text(denied)
-            found = await s.call_tool("search_schema", {"connection": "wh", "question": "orders"})
-            assert "CREATE TABLE orders" in _text(found)
+            found = await s.call_tool(
+                "search_schema", {"connection": "wh", "question": "orders payroll salary"}
+            )
+            assert "CREATE TABLE orders" in _text(found) and "payroll" not in _text(found)
         with psycopg.connect(pg_database) as check:
             assert check.execute("SELECT count(*) FROM orders").fetchone() == (2,)
         assert "tool=run_sql connection=wh rows=2 " in errlog.read_text()
