@@ -11,8 +11,7 @@ import json
 from typing import Any
 
 from .engine import Caller, Engine, EngineError
-from .engine.apis import messages as anthropic_api
-from .engine.apis import responses_stream
+from .engine.apis import messages_answer, responses_stream
 from .engine.records import Reply
 from .handlers import ChatCompletionsMixin, JSONEndpoint, JSONText, RSQLMixin, shutting_down
 
@@ -52,7 +51,7 @@ class AnthropicErrors(RSQLMixin):
     every upstream is overloaded."""
 
     def write_proxy_error(self, exc: EngineError) -> None:
-        body = anthropic_api.error_body(exc)
+        body = messages_answer.error_body(exc)
         status = 529 if exc.code == "upstream_overloaded" else exc.status
         if status == 529:
             body["error"]["type"] = "overloaded_error"
@@ -72,7 +71,7 @@ class MessagesMixin(AnthropicErrors, ChatCompletionsMixin):
 
     def shutdown_event(self) -> bytes:
         err = shutting_down()
-        return anthropic_api.event(
+        return messages_answer.event(
             "error", {"error": {"type": "overloaded_error", "message": err.message}}
         )
 

@@ -18,6 +18,7 @@ from .engine import (
     parse_rates,
     parse_upstreams,
 )
+from .engine.admission.hosted_tools import parse_hosted_tools
 from .engine.admission.window_specs import parse_windows, zone
 from .engine.errors import ConfigError
 from .engine.privacy.redact import parse_context_policy, parse_redact_patterns
@@ -278,6 +279,21 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
         the oldest go first.""",
     ).tag(config=True)
 
+    # -- hosted tools: the tools a provider runs (web search, code, file search, ...) ------------
+    hosted_tools = Dict(
+        help="""The tools a provider runs and bills by the call, and the built-in tools only its own
+        API expresses, per kind (web_search, web_fetch, file_search, code_interpreter,
+        image_generation, mcp, computer_use, shell, apply_patch, text_editor, memory,
+        tool_search): {"web_search": {"offered": True, "groups": ["staff"], "price_per_call":
+        0.025, "max_calls": 10, "if_not_run": "drop"}}. A tool runs only when it is offered to
+        the caller (every user without "groups") and the model's upstream speaks the request's
+        API; its calls are reserved at admission (max_calls x price_per_call, the provider's
+        published price by default) and charged as the provider reports them. Otherwise it is
+        left out of the request and named in the answer's x-rsql-dropped header ("drop", the
+        default: Codex and Claude Code work unchanged), or refused with a 400 ("refuse"). A kind
+        not named here is not offered.""",
+    ).tag(config=True)
+
     # -- shutdown -------------------------------------------------------------------------------
     shutdown_grace_seconds = Float(
         30.0,
@@ -530,4 +546,5 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
             admin_timezone=self.admin_timezone,
             notebook_names=self.notebook_names,
             inline=self.inline_settings(specs),
+            hosted_tools=parse_hosted_tools(self.hosted_tools),
         )

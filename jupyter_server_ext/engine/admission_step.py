@@ -77,7 +77,7 @@ class AdmissionStep:
                 ticket = await self.limiter.admit(
                     caller.user,
                     caller.groups,
-                    price.worst(req.prompt_tokens, req.completion_tokens),
+                    price.worst(req.prompt_tokens, req.completion_tokens) + req.hosted_usd,
                     pick=plan.args if plan is not None else None,
                     rate_class=rate_class(caller.client),
                     counted=counted,

@@ -24,6 +24,7 @@ from .accounting.notebooks import NotebookCosts
 from .accounting.pricing import PriceBook
 from .accounting.usage import UsageLog, UsageStore
 from .admission.entitlements import Access, check_feature
+from .admission.hosted_tools import HostedTools
 from .admission.limiter import Limiter, Ticket, quota_headers, rate_class
 from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
@@ -171,6 +172,7 @@ class Engine:
             self.caches,
             self._finish,
             drain_seconds=settings.usage_drain_seconds,
+            hosted=HostedTools(settings.hosted_tools),
         )
         self.offload = Offload()
         self.redaction = Redaction(settings, self.offload, self.limiter)
@@ -200,6 +202,7 @@ class Engine:
             self.limiter,
             self.offload.run,
             self.bodies.decode,
+            HostedTools(settings.hosted_tools),
         )
         self.inline = InlineCompletions(
             self.chat, settings.inline, self.access, self.windows, self.limiter

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .admission.hosted_tools import reserve_usd
 from .apis import messages as anthropic_api
 from .apis import responses as responses_api
+from .apis.left_out import LeftOut
 from .apis.native import NATIVE_APIS, native_request
 from .bodies.media import billed_image_tokens
 from .bodies.request import (
@@ -41,14 +43,17 @@ def parse_request(
     limits, max_tokens = settings.request_limits, settings.default_max_tokens
     if endpoint in NATIVE_APIS:  # sent as it is: read (and bounded) through its chat form
         api = responses_api if endpoint == "responses" else anthropic_api
+        left = LeftOut()  # the upstream reads what the chat form leaves out: estimated too
         chat = parse_chat_request(
-            api.to_chat(body),
+            api.to_chat(body, left),
             default_model=default,
             default_max_tokens=max_tokens,
             limits=limits,
             image=image,
         )
+        chat.prompt_tokens += left.tokens
         req = native_request(endpoint, body, chat, headers)
+        req.hosted_usd = reserve_usd(settings.hosted_tools, [k for k, _ in left.hosted])
         req.files, req.page_tokens = chat.files, chat.page_tokens  # pages still to count
         return req
     if endpoint == "embeddings":

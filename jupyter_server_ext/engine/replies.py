@@ -17,9 +17,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .accounting.pricing import PriceBook
+from .admission.hosted_tools import HostedTools, calls_in_output, calls_in_usage
 from .admission.limiter import rate_class
-from .apis import messages as messages_api
-from .apis import responses_stream
+from .apis import messages_answer, responses_stream
 from .apis.native import NATIVE_APIS
 from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
@@ -88,6 +88,9 @@ class UsageReader:
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
                 "prompt_tokens_details": {"cached_tokens": min(cached or 0, prompt)},
+                "hosted_calls": calls_in_output(
+                    response.get("output") if isinstance(response, dict) else None
+                ),
             }
         if self.endpoint == "messages":
             if obj.get("type") == "message_start":
@@ -116,6 +119,7 @@ class UsageReader:
                 "completion_tokens": output,
                 "cache_creation_input_tokens": written,
                 "prompt_tokens_details": {"cached_tokens": read},
+                "hosted_calls": calls_in_usage(both.get("server_tool_use")),
             }
         return usage_of(obj)
 
@@ -131,9 +135,11 @@ class Replies:
         finish: Callable[[Arrival], None],
         *,
         drain_seconds: float = 30.0,
+        hosted: HostedTools | None = None,
     ) -> None:
         self.pool = pool
         self.prices = prices
+        self.hosted = hosted or HostedTools({})  # the price of a hosted tool's call
         self.caches = caches
         self.finish = finish
         self.drain_seconds = drain_seconds
@@ -169,7 +175,9 @@ class Replies:
         limits, so that is charged (at this key's price)."""
         req, outcome = ex.req, ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, req.completion_tokens
-        outcome.cost_usd = self._rates(ex).worst(req.prompt_tokens, req.completion_tokens)
+        outcome.cost_usd = (
+            self._rates(ex).worst(req.prompt_tokens, req.completion_tokens) + req.hosted_usd
+        )
         return outcome.cost_usd
 
     def charge_estimate(self, ex: Exchange, chunks: int) -> float:
@@ -177,7 +185,7 @@ class Replies:
         one token per streamed chunk (providers send about one token a chunk)."""
         outcome = ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = ex.req.prompt_tokens, chunks
-        outcome.cost_usd = self._rates(ex).worst(ex.req.prompt_tokens, chunks)
+        outcome.cost_usd = self._rates(ex).worst(ex.req.prompt_tokens, chunks) + ex.req.hosted_usd
         return outcome.cost_usd
 
     def _rates(self, ex: Exchange) -> Price:
@@ -273,6 +281,9 @@ class Replies:
         # prompt tokens written to the provider's cache are billed dearer (Anthropic)
         written = count(usage.get("cache_creation_input_tokens")) or 0
         outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens, written)
+        # hosted tools the provider ran, billed by the call
+        calls = usage.get("hosted_calls") or {}
+        outcome.cost_usd += sum(n * self.hosted.price(kind) for kind, n in calls.items())
         return outcome.prompt_tokens + outcome.completion_tokens
 
     async def json_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
@@ -442,7 +453,7 @@ def stream_error(message: str, endpoint: str = "chat/completions") -> bytes:
     if endpoint == "responses":
         return responses_stream.event("error", {"code": "upstream_error", "message": message})
     if endpoint == "messages":
-        return messages_api.event("error", {"error": {"type": "api_error", "message": message}})
+        return messages_answer.event("error", {"error": {"type": "api_error", "message": message}})
     return (
         b"data: "
         + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode()

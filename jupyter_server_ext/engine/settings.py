@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .admission.hosted_tools import HostedTool
 from .admission.limiter import LimitSettings
 from .admission.window_specs import PolicyWindow
 from .apis.inline import InlineSettings
@@ -68,3 +69,5 @@ class EngineSettings:
     stream_max_seconds: float = 3600.0
     # the editor's inline completions: model, fill-in-the-middle, length (apis/inline.py)
     inline: InlineSettings = field(default_factory=InlineSettings)
+    # hosted tools, per kind: offered to whom, at what price a call (admission/hosted_tools.py)
+    hosted_tools: dict[str, HostedTool] = field(default_factory=dict)

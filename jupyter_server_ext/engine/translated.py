@@ -12,10 +12,12 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+from .admission.hosted_tools import HostedTools
 from .admission.limiter import Limiter, Ticket, rate_class
 from .apis import messages as anthropic_api
+from .apis import messages_answer, responses_answer, responses_stream
 from .apis import responses as responses_api
-from .apis import responses_stream
+from .apis.left_out import LeftOut
 from .apis.stored import StoredResponses
 from .bodies import json_codec
 from .bodies.request import ChatRequest, count_files, estimate_tokens
@@ -39,6 +41,7 @@ class Translated:
         limiter: Limiter,
         run: Callable[..., Awaitable[Any]],
         decode: Callable[[bytes, str], Awaitable[Any]],
+        hosted: HostedTools,
     ) -> None:
         self.chat = chat
         self.speaks = speaks  # Engine.speaks: may a request in this API go upstream as it is?
@@ -47,10 +50,72 @@ class Translated:
         self.limiter = limiter
         self.run = run  # Offload.run: work in the worker process, in a user's turn
         self.decode = decode  # BodyDecoder.decode: JSON read as a request body is, in a user's turn
+        self.hosted = hosted  # which hosted tools run for whom (admission/hosted_tools.py)
 
     def _native(self, api: str, body: dict[str, Any]) -> bool:
         model = body.get("model")
         return isinstance(model, str) and self.speaks(api, model)
+
+    def _chat_form(self, api: Any, body: Any, caller: Caller) -> tuple[dict[str, Any], LeftOut]:
+        """`body` (of `api`: ``apis.responses`` or ``apis.messages``) in the chat form, for an
+        upstream that speaks only chat: its hosted tools cannot run there, each dropped or
+        refused as the admin says; what the answer needs and the chat form cannot carry is
+        refused (``left_out``)."""
+        left = LeftOut()
+        chat = api.to_chat(body, left)
+        for kind, where in left.hosted:
+            refusal = self.hosted.not_run(kind, where, caller.groups, upstream_runs=False)
+            if refusal is not None:
+                raise refusal
+            left.drop(kind)
+        refusal = left.refusal()
+        if refusal is not None:
+            raise refusal
+        return chat, left
+
+    def _as_sent(
+        self, api: Any, body: dict[str, Any], caller: Caller
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """`body` as it goes to an upstream that speaks its API, and the answer's header: each
+        hosted tool goes on when it is offered to the caller (its calls capped at the admin's
+        ``max_calls`` where the API can say so), else it is dropped or refused as the admin
+        says."""
+        found = api.hosted_tools_in(body)
+        if not found:
+            return body, {}
+        left = LeftOut()
+        tools = list(body.get("tools") or [])
+        gone: set[int] = set()
+        out, calls = dict(body), 0
+        for kind, i in found:
+            where = f"tools[{i}]" if i >= 0 else "mcp_servers"
+            if self.hosted.runs(kind, caller.groups, upstream_runs=True):
+                most = self.hosted.of(kind).max_calls
+                calls += most
+                asked = tools[i].get("max_uses") if i >= 0 else None
+                if api is anthropic_api and kind in ("web_search", "web_fetch"):
+                    fewer = isinstance(asked, int) and not isinstance(asked, bool) and asked < most
+                    tools[i] = {**tools[i], "max_uses": asked if fewer else most}
+                continue
+            refusal = self.hosted.not_run(kind, where, caller.groups, upstream_runs=True)
+            if refusal is not None:
+                raise refusal
+            left.drop(kind)
+            if i >= 0:
+                gone.add(i)
+            else:
+                out.pop("mcp_servers", None)
+        kept = [t for j, t in enumerate(tools) if j not in gone]
+        if kept:
+            out["tools"] = kept
+        else:
+            out.pop("tools", None)
+            out.pop("tool_choice", None)
+        if api is responses_api and calls:  # OpenAI's cap on a request's built-in tool calls
+            asked = out.get("max_tool_calls")
+            fewer = isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < calls
+            out["max_tool_calls"] = asked if fewer else calls
+        return out, left.header()
 
     async def _count(self, caller: Caller) -> Ticket:
         """`caller`'s request counted in their windows and concurrency before a stored record is
@@ -81,8 +146,9 @@ class Translated:
             store = body.get("store", True) is not False
             if self._native("responses", body):
                 return await self._responses_native(body, caller, store, kw, counted)
-            chat = responses_api.to_chat(body)
+            chat, left = self._chat_form(responses_api, body, caller)
             reply = await self.chat(chat, caller, api="responses", counted=counted, **kw)
+            reply.headers.update(left.header())
         except BaseException:
             if counted is not None:  # ended here unless the request's own end came first
                 await self.limiter.finish(counted, 0.0)
@@ -95,11 +161,12 @@ class Translated:
                 await self.stored.put(caller.user, response, seen)
 
         if reply.events is None:
-            response = responses_api.response_of(body, json_codec.loads(reply.body), rid, created)
+            response = responses_answer.response_of(
+                body, json_codec.loads(reply.body), rid, created
+            )
             await keep(response)
-            reply.body = json_codec.dumps(
-                response
-            )  # instructions echoed: see responses_stream.event
+            # written by orjson: its echoed instructions may be long (responses_stream.event)
+            reply.body = json_codec.dumps(response)
             return reply
         translator = responses_stream.StreamTranslator(body, rid, reply.model, created)
 
@@ -121,9 +188,11 @@ class Translated:
         """A Responses request to an upstream that speaks the API: sent as it is, answered as
         the provider answers; what is stored is kept here (the provider keeps nothing): the
         items as sent, all of which the provider read."""
+        sent, dropped = self._as_sent(responses_api, body, caller)
         reply = await self.chat(
-            body, caller, endpoint="responses", api="responses", counted=counted, **kw
+            sent, caller, endpoint="responses", api="responses", counted=counted, **kw
         )
+        reply.headers.update(dropped)
 
         async def keep(response: Any) -> None:
             if store and isinstance(response, dict) and isinstance(response.get("id"), str):
@@ -160,15 +229,19 @@ class Translated:
         """``POST v1/messages``: a Message, or Anthropic's stream events."""
         if isinstance(body, dict) and self._native("messages", body):
             # an Anthropic upstream: sent as it is (thinking, top_k, beta features kept)
-            return await self.chat(body, caller, endpoint="messages", api="messages", **kw)
-        chat = anthropic_api.to_chat(body)
+            sent, dropped = self._as_sent(anthropic_api, body, caller)
+            reply = await self.chat(sent, caller, endpoint="messages", api="messages", **kw)
+            reply.headers.update(dropped)
+            return reply
+        chat, left = self._chat_form(anthropic_api, body, caller)
         reply = await self.chat(chat, caller, api="messages", **kw)
+        reply.headers.update(left.header())
         if reply.events is None:
-            message = anthropic_api.message_of(json_codec.loads(reply.body), reply.model)
+            message = messages_answer.message_of(json_codec.loads(reply.body), reply.model)
             reply.body = json_codec.dumps(message)
             return reply
         estimate = estimate_tokens(chat["messages"], reply.model)
-        translator = anthropic_api.StreamTranslator(reply.model, estimate)
+        translator = messages_answer.StreamTranslator(reply.model, estimate)
         reply.events = _translate(reply.events, translator, None)
         return reply
 
@@ -180,7 +253,9 @@ class Translated:
         try:
             if isinstance(body, dict) and "max_tokens" not in body:
                 body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
-            req = self.parse(anthropic_api.to_chat(body))
+            left = LeftOut()
+            req = self.parse(anthropic_api.to_chat(body, left))
+            req.prompt_tokens += left.tokens  # what the chat form could not read counts too
             await count_files(req, self.run, caller.user)
         finally:
             await self.limiter.finish(ticket, 0.0)

@@ -49,7 +49,14 @@ def claude_fake() -> Iterator[FakeAnthropic]:
 def svc(
     provider: FakeProvider, claude_fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProxyService]:
-    openai_models = {"models": {CODEX_MODEL: "fake-small", "fake-small": "fake-small"}}
+    # course-model: a gateway's own name for a model, not named like a Claude id
+    openai_models = {
+        "models": {
+            CODEX_MODEL: "fake-small",
+            "fake-small": "fake-small",
+            "course-model": "fake-small",
+        }
+    }
     claude = {
         "name": "claude",
         "provider": "anthropic",
@@ -58,7 +65,10 @@ def svc(
         "models": {CLAUDE_MODEL: "claude-fake-small", "claude-haiku-4-5": "claude-fake-small"},
         "prices": {CLAUDE_MODEL: PRICE, "claude-haiku-4-5": PRICE},
     }
-    priced = {**openai_models, "prices": {CODEX_MODEL: PRICE, "fake-small": PRICE}}
+    priced = {
+        **openai_models,
+        "prices": {CODEX_MODEL: PRICE, "fake-small": PRICE, "course-model": PRICE},
+    }
     now = time.time()
     exam = {  # in force for the whole module, for its group only
         "name": "exam",
@@ -140,6 +150,26 @@ def test_claude_code_answers_through_the_proxy_and_is_billed_to_its_user(
     assert row["api"] == "messages" and row["cost_usd"] > 0
 
 
+def test_claude_code_on_a_model_not_named_like_claude_sends_system_turns_and_is_answered(
+    svc: ProxyService, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """With a gateway's own model name Claude Code sends its environment as a system turn
+    inside `messages`, after the first user turn, as Anthropic's API takes; through a chat
+    upstream it is a system message at its own position (issue 54: a 400 before)."""
+    provider.reset()
+    provider.script("Hello from the course model.")
+    env = quiet_env(
+        tmp_path / "home", ANTHROPIC_BASE_URL=svc.url.rstrip("/"), ANTHROPIC_API_KEY="tok-ann"
+    )
+    done = run_cli(["claude", "-p", "Say hello", "--model", "course-model"], env, tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "Hello from the course model." in done.stdout
+    sent = provider.received[-1].body
+    assert sent["model"] == "fake-small"
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles[0] == "system" and "user" in roles
+
+
 def test_codex_answers_through_the_proxy_and_is_billed_to_its_user(
     svc: ProxyService, provider: FakeProvider, tmp_path: Path
 ) -> None:
@@ -161,10 +191,6 @@ def test_codex_answers_through_the_proxy_and_is_billed_to_its_user(
         provider_entry,
         "-c",
         "model_provider=hub",
-        # the Responses API's built-in web search runs at the provider, billed by the call: the
-        # proxy refuses it (docs/users/ai-tools.md), so Codex is told not to offer it
-        "-c",
-        'web_search="disabled"',
         "-m",
         CODEX_MODEL,
         "Say hello",
@@ -177,29 +203,29 @@ def test_codex_answers_through_the_proxy_and_is_billed_to_its_user(
     assert row["api"] == "responses" and row["status"] == 200 and row["cost_usd"] > 0
 
 
-def test_codex_offering_a_built_in_tool_is_told_which_one(
-    svc: ProxyService, tmp_path: Path
+def test_codex_with_its_defaults_web_search_on_is_answered_with_no_set_up(
+    svc: ProxyService, provider: FakeProvider, tmp_path: Path
 ) -> None:
+    """Codex as installed offers the Responses API's web search, which no chat upstream can
+    run: the proxy leaves it out (x-rsql-dropped) and answers, where it used to stop Codex
+    with a 400 unless the user set web_search = "disabled" (issue 54)."""
+    provider.reset()
+    provider.script("Hello from Codex's defaults.")
     provider_entry = (
         f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
         'wire_api="responses"}'
     )
     env = quiet_env(
-        tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-ben"
+        tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-eve"
     )
     os.makedirs(env["CODEX_HOME"], exist_ok=True)
-    argv = [
-        "codex",
-        "exec",
-        "--skip-git-repo-check",
-        "-c",
-        provider_entry,
-        "-c",
-        "model_provider=hub",
-    ]
-    done = run_cli([*argv, "-m", CODEX_MODEL, "Say hello"], env, tmp_path)
-    assert done.returncode != 0
-    assert "web_search" in done.stderr and "built-in tool" in done.stderr
+    argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]
+    argv += ["-c", "model_provider=hub", "-m", CODEX_MODEL, "Say hello"]
+    done = run_cli(argv, env, tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "Hello from Codex's defaults." in done.stdout
+    sent = provider.received[-1].body
+    assert "web_search" not in json.dumps(sent.get("tools", []))
 
 
 def test_in_a_window_without_agents_claude_code_and_codex_are_refused_with_its_message(
@@ -225,7 +251,7 @@ def test_in_a_window_without_agents_claude_code_and_codex_are_refused_with_its_m
     )
     os.makedirs(env["CODEX_HOME"], exist_ok=True)
     argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]
-    argv += ["-c", "model_provider=hub", "-c", 'web_search="disabled"', "-m", CODEX_MODEL]
+    argv += ["-c", "model_provider=hub", "-m", CODEX_MODEL]
     done = run_cli([*argv, "List the files"], env, tmp_path)
     assert done.returncode != 0, done.stdout[-2000:]
     assert EXAM_MESSAGE in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]

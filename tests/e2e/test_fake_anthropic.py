@@ -123,12 +123,18 @@ def test_what_the_real_api_refuses_is_refused_alike_and_maps_to_openais_errors(
     cases = [  # (headers, body, status, Anthropic's type, what the message says)
         ({"anthropic-version": ""}, ok, 400, "invalid_request_error", "anthropic-version"),
         ({"x-api-key": "test-anthropic-key-nobody"}, ok, 401, "authentication_error", "x-api-key"),
-        (
+        (  # a system turn (taken at any position) holds text only
             {},
-            {**ok, "messages": [{"role": "system", "content": "x"}, *ok["messages"]]},
+            {
+                **ok,
+                "messages": [
+                    *ok["messages"],
+                    {"role": "system", "content": [{"type": "tool_result", "tool_use_id": "x"}]},
+                ],
+            },
             400,
             "invalid_request_error",
-            'Unexpected role "system"',
+            "does not match any of the expected tags: 'text'",
         ),
         (
             {},

@@ -7,7 +7,8 @@ reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/stre
 - ``POST /v1/messages`` needs ``x-api-key`` (missing or unknown: 401 authentication_error) and
   ``anthropic-version`` (missing or unknown: 400), and checks the body as the real API does
   (``validate``): model, max_tokens and messages required; unknown fields refused at every level
-  ("Extra inputs are not permitted"); no "system" role in messages; no empty or whitespace-only
+  ("Extra inputs are not permitted"); "system" turns in messages, at any position, of text only
+  (the API takes them so since 2026; Claude Code sends its environment so); no empty or whitespace-only
   text blocks; temperature and top_p within 0..1; stop sequences with non-whitespace; tools with
   an object input_schema and unique names; a tool_choice naming a tool that exists; every
   tool_use answered by a tool_result in the next message and no tool_result without its tool_use;
@@ -26,6 +27,11 @@ reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/stre
   that error answer; bytes are sent as they are, as the whole 200 answer (a provider that breaks
   its own API, for tests of what the proxy does with one). ``max_tokens`` and
   ``stop_sequences`` cut a text answer as the API does;
+- the web search server tool (``web_search_20250305``): with it the answer searches first, one
+  ``server_tool_use`` and ``web_search_tool_result`` pair per search (a scripted dict's
+  ``"web_searches": n``, else one; at most the tool's ``max_uses``), counted in
+  ``usage.server_tool_use.web_search_requests`` and billed by the call (a stream reports the
+  count in its usage, without the blocks);
 - streaming with the reference's event sequence and ``event:`` lines: message_start, per block
   content_block_start (a ping after the first), its deltas (text word by word, a tool's input
   JSON in fragments after an empty one, thinking then its signature), content_block_stop; then
@@ -129,6 +135,7 @@ class Received:
     )
     cache_write: int = 0
     cache_read: int = 0
+    tool_calls: int = 0  # web searches it ran, billed by the call
 
 
 @dataclass
@@ -378,6 +385,8 @@ class FakeAnthropic(LoopbackServer):
             kind = "text/event-stream" if body.get("stream") else "application/json"
             return web.Response(body=reply, headers={"request-id": rid, "Content-Type": kind})
         blocks, reason, stop_seq = _answer(body, reply)
+        searches = _searches(body, reply)
+        rec.tool_calls = searches
         out_tokens = _output_tokens(blocks)
         oversized = self.refuse_oversized and 0 < policy.input_token_limit < inp + write
         headers, wait = self._admit(policy, 0 if oversized else inp + write, now)
@@ -417,6 +426,10 @@ class FakeAnthropic(LoopbackServer):
             "stop_sequence": stop_seq,
             "usage": _usage(inp, write, read, out_tokens, _ttl_of_last_breakpoint(body)),
         }
+        if searches:  # the searches it ran, each billed by the call
+            message["usage"]["server_tool_use"] = {"web_search_requests": searches}
+            if not body.get("stream"):
+                message["content"] = _search_blocks(searches) + message["content"]
         if body.get("inference_geo"):  # where inference ran, as the API reports it
             message["usage"]["inference_geo"] = body["inference_geo"]
         headers["request-id"] = rid
@@ -573,6 +586,18 @@ _TOOL = frozenset(
         "eager_input_streaming",
     }
 )
+# the web search server tool's fields (``web_search_20250305``)
+_WEB_SEARCH = frozenset(
+    {
+        "type",
+        "name",
+        "max_uses",
+        "allowed_domains",
+        "blocked_domains",
+        "user_location",
+        "cache_control",
+    }
+)
 _BLOCK = {
     "text": {"type", "text", "cache_control", "citations"},
     "image": {"type", "source", "cache_control"},
@@ -585,6 +610,7 @@ _BLOCK = {
 _ROLE_BLOCKS = {
     "user": ("text", "image", "document", "tool_result"),
     "assistant": ("text", "tool_use", "thinking", "redacted_thinking"),
+    "system": ("text",),
 }
 _CHOICE = {
     "auto": {"type", "disable_parallel_tool_use"},
@@ -592,10 +618,6 @@ _CHOICE = {
     "tool": {"type", "name", "disable_parallel_tool_use"},
     "none": {"type"},
 }
-_SYSTEM_ROLE = (
-    'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, '
-    'not "system" as an input message role.'
-)
 
 
 def validate(body: Any) -> str | None:
@@ -687,6 +709,13 @@ def _check_tools(tools: Any) -> list[str]:
         raise _Invalid("tools: Input should be a valid list")
     names: list[str] = []
     for i, tool in enumerate(tools):
+        if str(tool.get("type", "")).startswith("web_search_"):  # the server tool it runs
+            _no_extra(tool, _WEB_SEARCH, f"tools.{i}.")
+            uses = tool.get("max_uses")
+            if uses is not None and (not isinstance(uses, int) or uses < 1):
+                raise _Invalid(f"tools.{i}.max_uses: Input should be greater than 0")
+            names.append(str(tool.get("name", "web_search")))
+            continue
         _no_extra(tool, _TOOL, f"tools.{i}.")
         name = tool.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", name):
@@ -727,10 +756,8 @@ def _check_messages(messages: Any) -> None:
         if not isinstance(m, dict):
             raise _Invalid(f"{where}: Input should be a valid dictionary")
         role = m.get("role")
-        if role == "system":
-            raise _Invalid(_SYSTEM_ROLE)
         if role not in _ROLE_BLOCKS:
-            raise _Invalid(f"{where}.role: Input should be 'user' or 'assistant'")
+            raise _Invalid(f"{where}.role: Input should be 'user', 'assistant' or 'system'")
         _no_extra(m, {"role", "content"}, f"{where}.")
         if "content" not in m:
             raise _Invalid(f"{where}.content: Field required")
@@ -929,6 +956,36 @@ def _output_tokens(blocks: list[dict[str, Any]]) -> int:
     return max(1, sum(_block_tokens(b) for b in blocks))
 
 
+def _searches(body: dict[str, Any], reply: Any) -> int:
+    """How many web searches the answer runs: with the web search tool, a scripted dict's
+    ``web_searches`` (else one), never more than the tool's ``max_uses``."""
+    tool = next(
+        (
+            t
+            for t in body.get("tools") or ()
+            if isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_")
+        ),
+        None,
+    )
+    if tool is None:
+        return 0
+    wanted = int(reply.get("web_searches", 1)) if isinstance(reply, dict) else 1
+    most = tool.get("max_uses")
+    return min(wanted, most) if isinstance(most, int) else wanted
+
+
+def _search_blocks(n: int) -> list[dict[str, Any]]:
+    """A JSON answer's blocks of `n` searches: each a server_tool_use and its result."""
+    out: list[dict[str, Any]] = []
+    for _ in range(n):
+        sid = "srvtoolu_" + uuid.uuid4().hex[:24]
+        out.append(
+            {"type": "server_tool_use", "id": sid, "name": "web_search", "input": {"query": "fake"}}
+        )
+        out.append({"type": "web_search_tool_result", "tool_use_id": sid, "content": []})
+    return out
+
+
 def _usage(inp: int, write: int, read: int, out: int, ttl: str) -> dict[str, Any]:
     return {
         "input_tokens": inp,
@@ -990,7 +1047,9 @@ def _events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
             "cache_creation_input_tokens",
             "cache_read_input_tokens",
             "output_tokens",
+            "server_tool_use",
         )
+        if k in usage
     }
     out.append(
         (

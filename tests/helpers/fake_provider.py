@@ -79,6 +79,7 @@ class Received:
     status: int = 200
     path: str = "chat/completions"
     billed_tokens: int = 0  # prompt + generated tokens this request is billed, client there or not
+    tool_calls: int = 0  # hosted tools' calls it made (web searches), billed by the call
     client: str = ""  # the X-RSQL-Client header the proxy (or the kernel) sent
 
 
@@ -546,7 +547,10 @@ class FakeProvider(LoopbackServer):
         ``"function_call": {"name", "arguments"}``: a call); ``usage`` with input and output
         tokens; streamed as the API's typed events with their sequence numbers. It keeps no
         conversation: a request with ``previous_response_id`` is refused (400), as a request
-        for a response it never stored would be."""
+        for a response it never stored would be. With a ``web_search`` tool (any dated or
+        preview variant) it searches as OpenAI does before it answers: one ``web_search_call``
+        output item per search (a scripted dict's ``"web_searches": n``, else one), never more
+        than ``max_tool_calls``; each is billed by the call, apart from the tokens."""
         policy, body, rec, err = await self._begin(request, "responses")
         if err is not None:
             return err
@@ -586,12 +590,31 @@ class FakeProvider(LoopbackServer):
             ]
             completion = max(1, len(call["arguments"]) // 4)
         else:
+            scripted = reply if isinstance(reply, dict) else {}
             text = (
                 reply
                 if isinstance(reply, str)
-                else f"Fake response to: {(texts or [''])[-1][:200]}"
+                else scripted.get("text") or f"Fake response to: {(texts or [''])[-1][:200]}"
             )
+            searches = 0
+            if any(
+                isinstance(t, dict) and str(t.get("type", "")).startswith("web_search")
+                for t in body.get("tools") or []
+            ):
+                searches = int(scripted.get("web_searches", 1))
+                cap = body.get("max_tool_calls")
+                if isinstance(cap, int):
+                    searches = min(searches, cap)
             output = [
+                {
+                    "type": "web_search_call",
+                    "id": "ws_" + uuid.uuid4().hex,
+                    "status": "completed",
+                    "action": {"type": "search", "query": "fake"},
+                }
+                for _ in range(searches)
+            ]
+            output.append(
                 {
                     "type": "message",
                     "id": "msg_" + uuid.uuid4().hex,
@@ -599,7 +622,8 @@ class FakeProvider(LoopbackServer):
                     "role": "assistant",
                     "content": [{"type": "output_text", "text": text, "annotations": []}],
                 }
-            ]
+            )
+            rec.tool_calls = searches
             completion = len(text.split(" "))
         headers = self._admit(policy, time.monotonic(), prompt_tokens + completion)
         refused = self._refused(rec, headers, str(body["model"]))
@@ -656,7 +680,7 @@ class FakeProvider(LoopbackServer):
                     )
                 await send("response.output_text.done", **where, text=text)
                 await send("response.content_part.done", **where, part={**part, "text": text})
-            else:
+            elif item["type"] == "function_call":
                 where = {"item_id": item["id"], "output_index": index}
                 await send(
                     "response.function_call_arguments.delta", **where, delta=item["arguments"]

@@ -489,22 +489,25 @@ def test_a_529_comes_back_only_when_every_upstream_is_overloaded(
 
 
 @pytest.mark.parametrize("model", ["fake-small", "claude-small"])  # translated; sent as it is
-def test_server_tools_and_mcp_servers_are_refused_naming_them(
+def test_server_tools_and_mcp_servers_no_one_offers_are_dropped_and_named(
     server: InProcessJupyter, fresh_provider: FakeProvider, claude: FakeAnthropic, model: str
 ) -> None:
+    """Anthropic's server tools and its MCP connector are hosted tools (c.RSQLProxy.hosted_tools):
+    offered to no one here, each is left out and named in x-rsql-dropped, translated or sent as
+    it came, and the request answered with the client's own tools; nothing of them goes out."""
     carol = client(server, "tok-carol")
     ask = {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": "news?"}]}
-    for tool in (
-        {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
-        {"type": "code_execution_20250522", "name": "code_execution"},
+    for tool, kind in (
+        ({"type": "web_search_20250305", "name": "web_search", "max_uses": 3}, "web_search"),
+        ({"type": "code_execution_20250522", "name": "code_execution"}, "code_interpreter"),
     ):
-        with pytest.raises(anthropic.BadRequestError) as err:
-            carol.messages.create(**ask, tools=[WEATHER, tool])  # type: ignore[arg-type, list-item]
-        said = err.value.body["error"]
-        assert said["type"] == "invalid_request_error"
-        assert tool["type"] in said["message"] and "tools[1]" in said["message"]
+        raw = carol.messages.with_raw_response.create(**ask, tools=[WEATHER, tool])  # type: ignore[arg-type, list-item]
+        assert kind in raw.headers["x-rsql-dropped"].split(",")
+        sent = (claude if model == "claude-small" else fresh_provider).received[-1].body
+        assert "web_search" not in json.dumps(sent) and "code_execution" not in json.dumps(sent)
+        assert "get_weather" in json.dumps(sent["tools"])
     mcp = [{"type": "url", "url": "https://mcp.example.org/sse", "name": "example"}]
-    with pytest.raises(anthropic.BadRequestError) as err:
-        carol.messages.create(**ask, extra_body={"mcp_servers": mcp})  # type: ignore[arg-type]
-    assert "mcp_servers" in err.value.body["error"]["message"]
-    assert fresh_provider.received == [] and claude.received == []  # nothing went out
+    raw = carol.messages.with_raw_response.create(**ask, extra_body={"mcp_servers": mcp})  # type: ignore[arg-type]
+    assert "mcp" in raw.headers["x-rsql-dropped"].split(",")
+    sent = (claude if model == "claude-small" else fresh_provider).received[-1].body
+    assert "mcp.example.org" not in json.dumps(sent)

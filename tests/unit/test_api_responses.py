@@ -255,17 +255,21 @@ def test_a_stored_conversation_cannot_carry_a_user_past_their_entitlement_or_bud
     assert len(fresh_provider.received) - n < 12
 
 
-def test_built_in_tools_and_other_users_fields_are_refused_naming_them(
-    server: InProcessJupyter,
+def test_hosted_tools_no_one_offers_are_dropped_and_named_and_background_is_refused(
+    server: InProcessJupyter, fresh_provider: FakeProvider
 ) -> None:
+    """A built-in tool the provider would run is governed (c.RSQLProxy.hosted_tools): where
+    none is offered it is left out and named in x-rsql-dropped, and the request answered (a 400
+    before, which stopped Codex with its default web search); state at the provider is refused."""
     oai = client(server, "tok-alice")
-    for tool in (
-        {"type": "web_search"},
-        {"type": "code_interpreter", "container": {"type": "auto"}},
+    for tool, kind in (
+        ({"type": "web_search"}, "web_search"),
+        ({"type": "code_interpreter", "container": {"type": "auto"}}, "code_interpreter"),
     ):
-        with pytest.raises(openai.BadRequestError) as err:
-            oai.responses.create(model="fake-small", input="hi", tools=[tool])
-        assert tool["type"] in str(err.value) and "tools[0]" in str(err.value)
+        raw = oai.responses.with_raw_response.create(model="fake-small", input="hi", tools=[tool])
+        assert kind in raw.headers["x-rsql-dropped"].split(",")
+        assert raw.parse().output_text.startswith("Fake")
+        assert "tools" not in fresh_provider.received[-1].body
     with pytest.raises(openai.BadRequestError) as err:
         oai.responses.create(model="fake-small", input="hi", background=True)
     assert "background" in str(err.value)

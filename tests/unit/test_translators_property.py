@@ -29,8 +29,8 @@ from openai.types.responses import ResponseStreamEvent
 
 from jupyter_server_ext.engine import parse_upstreams
 from jupyter_server_ext.engine.apis import messages as messages_api
+from jupyter_server_ext.engine.apis import messages_answer, responses_answer, responses_stream
 from jupyter_server_ext.engine.apis import responses as responses_api
-from jupyter_server_ext.engine.apis import responses_stream
 from jupyter_server_ext.engine.bodies.request import parse_chat_request
 from jupyter_server_ext.engine.errors import BadRequest, Untranslatable, UpstreamFailure
 from jupyter_server_ext.engine.upstreams.providers import anthropic
@@ -787,12 +787,12 @@ def events_of(raw: list[bytes]) -> list[dict[str, Any]]:
 def test_the_messages_edge_reads_any_chat_stream_into_events_the_anthropic_sdk_reads(
     chunks: list[dict[str, Any]],
 ) -> None:
-    translator = messages_api.StreamTranslator(model="m", input_estimate=3)
+    translator = messages_answer.StreamTranslator(model="m", input_estimate=3)
     raw = translator.start()
     for chunk in chunks:
         raw += translator.feed(chunk)
     raw += translator.close()
-    assert not [ev for ev in raw if messages_api.UNREADABLE.encode() in ev]  # read, not walled
+    assert not [ev for ev in raw if messages_answer.UNREADABLE.encode() in ev]  # read, not walled
     events = events_of(raw)
     assert [e["type"] for e in events].count("message_stop") == 1
     assert events[-1]["type"] == "message_stop"
@@ -856,10 +856,10 @@ def test_a_chat_answer_of_any_shape_becomes_a_message_and_a_response(
     path: tuple[Any, ...], value: Any
 ) -> None:
     answer = put(ANSWER, path, value)
-    message = messages_api.message_of(answer, "m")
+    message = messages_answer.message_of(answer, "m")
     AnthropicMessage.model_validate(json.loads(json.dumps(message)))
     request = {"model": "m", "input": "hi", "tools": RESPONSES["tools"]}
-    response = responses_api.response_of(request, answer, "resp_1", 1)
+    response = responses_answer.response_of(request, answer, "resp_1", 1)
     OpenAIResponse.model_validate(json.loads(json.dumps(response)))
     for block in message["content"]:
         assert block["type"] == "text" or isinstance(block["input"], dict)

@@ -1,10 +1,13 @@
 """OpenAI's Responses API (``POST v1/responses``) onto chat completions, and back.
 
-Pure functions, no I/O. ``to_chat`` turns a Responses request (with the conversation of its ``previous_response_id``,
-which the engine looks up: ``expanded``) into a chat-completions body;
-``response_of`` turns the chat answer into a Response object; ``responses_stream`` turns the
-chat stream into the Responses API's typed events. References: OpenAI's API reference for
-Responses and its streaming events.
+Pure functions, no I/O. ``to_chat`` turns a Responses request (with the conversation of its
+``previous_response_id``, which the engine looks up: ``expanded``) into a chat-completions body,
+a tolerant reader (``left_out``): a shape OpenAI's API accepts is never refused for its shape;
+what the chat form cannot carry is dropped and named in the answer's ``x-rsql-dropped`` header,
+or, when its loss would change the answer, refused naming it. ``responses_answer`` turns the
+chat answer into a Response object; ``responses_stream`` turns the chat stream into the
+Responses API's typed events. References: OpenAI's API reference for Responses and its
+streaming events.
 
 What each Responses field becomes:
 
@@ -15,10 +18,14 @@ instructions                a system message first (never carried over from a pr
 input (string)              one user message
 input: message items        messages; ``input_text`` / ``output_text`` -> text parts,
                             ``input_image`` (a URL) -> ``image_url``, ``input_file`` (inline
-                            data) -> a ``file`` part; a file id is refused (no files API here)
-input: function_call        the assistant's ``tool_calls`` (calls in a row join one message)
-input: function_call_output a ``tool`` message
-input: reasoning            dropped: chat completions take no reasoning items
+                            data) -> a ``file`` part, ``input_audio`` as it is; a file by id or
+                            URL is refused (the model would not read it); other parts: their
+                            text, else dropped
+input: function_call,       the assistant's ``tool_calls`` (calls in a row join one message):
+custom_tool_call            function, or free-form ``custom`` calls
+input: ..._call_output      a ``tool`` message
+input: reasoning, a hosted  dropped: chat completions take no reasoning items, and no hosted
+tool's calls, other items   tool ran here (``web_search_call``, ``mcp_call``, ...)
 tools (function)            function tools; built-in tools (web search, file search, code
                             interpreter, computer use, image generation, MCP, shells) refused,
                             naming the tool: nothing here can run them
@@ -36,9 +43,10 @@ metadata                    echoed in the response and kept with the stored one;
                             completion's goes on, but for ``user_id``: who a request is for is
                             the proxy's to say (``set_end_user``), as are ``user`` and
                             ``safety_identifier``
-truncation, include         dropped: nothing to truncate or include on this path
-background, conversation,   refused: not offered here
-prompt, max_tool_calls
+background, conversation,   refused: state at the provider or work done later, neither of which
+prompt                      is offered here
+any other field             dropped (``truncation``, ``include``, ``max_tool_calls``, fields new
+                            to the API)
 ==========================  ===================================================================
 """
 
@@ -48,32 +56,13 @@ import json
 import uuid
 from typing import Any
 
+from ..admission.hosted_tools import kind_of
 from ..errors import BadRequest
-from .chat_answer import (
-    CallIds,
-    cost,
-    count,
-    finish_of,
-    first_choice,
-    first_text,
-    json_text,
-    obj,
-    seq,
-)
+from .left_out import LeftOut
 
-BUILT_IN_TOOLS = (
-    "web_search",
-    "web_search_preview",
-    "file_search",
-    "code_interpreter",
-    "computer_use_preview",
-    "image_generation",
-    "mcp",
-    "local_shell",
-    "shell",
-    "apply_patch",
-)
-_REFUSED_FIELDS = ("background", "conversation", "prompt", "max_tool_calls")
+# state kept at the provider, or work done later: nothing here holds either, and without it
+# the answer would mean something else
+_REFUSED_FIELDS = ("background", "conversation", "prompt")
 _PASSED = (
     "temperature",
     "top_p",
@@ -85,8 +74,6 @@ _PASSED = (
     "safety_identifier",
     "stream",
 )
-# what the response object repeats of its request
-_ECHOED = ("instructions", "max_output_tokens", "metadata", "parallel_tool_calls", "temperature")
 
 
 MAX_TOKENS = 2**31 - 1  # the largest answer limit the chat form takes
@@ -103,14 +90,27 @@ def new_id(prefix: str) -> str:
 # -- request ---------------------------------------------------------------------------------
 
 
-def to_chat(body: Any) -> dict[str, Any]:
+# the fields ``to_chat`` reads or the proxy keeps itself; every other one is dropped (named in
+# x-rsql-dropped): ``truncation``, ``include``, ``max_tool_calls``, fields new to the API
+_READ = frozenset(
+    (*_REFUSED_FIELDS, *_PASSED, "model", "instructions", "input", "max_output_tokens", "tools")
+    + ("tool_choice", "text", "reasoning", "metadata", "store", "previous_response_id")
+)
+
+
+def to_chat(body: Any, left: LeftOut | None = None) -> dict[str, Any]:
     """A Responses request (its ``previous_response_id`` resolved: ``expanded``) as a
-    chat-completions body. Raises ``BadRequest`` naming the field."""
+    chat-completions body. Raises ``BadRequest`` naming a field that is wrong in OpenAI's API
+    too; what the chat form cannot carry goes into `left` (``left_out``)."""
+    left = left if left is not None else LeftOut()
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object with 'model' and 'input'")
     for name in _REFUSED_FIELDS:
         if body.get(name) not in (None, False):
             raise _bad(f"'{name}' is not offered through this proxy", name)
+    for name in body:
+        if name not in _READ:
+            left.drop(name, body[name])
     chat: dict[str, Any] = {}
     if "model" in body:
         chat["model"] = body["model"]
@@ -120,7 +120,7 @@ def to_chat(body: Any) -> dict[str, Any]:
         if not isinstance(instructions, str):
             raise _bad("'instructions' must be a string", "instructions")
         messages.append({"role": "system", "content": instructions})
-    messages += input_messages(body.get("input"))
+    messages += input_messages(body.get("input"), left)
     chat["messages"] = messages
     for name in _PASSED:
         if name in body:
@@ -134,7 +134,9 @@ def to_chat(body: Any) -> dict[str, Any]:
             )
         chat["max_completion_tokens"] = cap
     if body.get("tools") is not None:
-        chat["tools"] = _tools(body["tools"])
+        chat["tools"] = _tools(body["tools"], left)
+        if not chat["tools"]:  # only hosted tools: none the chat form carries
+            del chat["tools"]
     if body.get("tool_choice") is not None:
         chat["tool_choice"] = _tool_choice(body["tool_choice"])
     _text(body.get("text"), chat)
@@ -149,8 +151,10 @@ def to_chat(body: Any) -> dict[str, Any]:
     return chat
 
 
-def input_messages(value: Any) -> list[dict[str, Any]]:
-    """The chat messages of a Responses ``input``: a string, or a list of items."""
+def input_messages(value: Any, left: LeftOut | None = None) -> list[dict[str, Any]]:
+    """The chat messages of a Responses ``input``: a string, or a list of items; what they
+    cannot carry goes into `left`."""
+    left = left if left is not None else LeftOut()
     if value is None:
         raise _bad("'input' is required: a string or a list of items", "input")
     if isinstance(value, str):
@@ -164,30 +168,42 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
             raise _bad(f"{where} must be an object", where)
         kind = item.get("type", "message")
         if kind == "message":
-            out.append(_message(item, where))
+            out.append(_message(item, where, left))
         elif kind == "function_call":
-            call = _function_call(item, where)
-            last = out[-1] if out else None
-            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
-                last["tool_calls"].append(call)
-            elif last is not None and last["role"] == "assistant" and last.get("content"):
-                last["tool_calls"] = [call]
-            else:
-                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            _join_call(out, _function_call(item, where))
         elif kind == "function_call_output":
             out.append(_call_output(item, where))
-        elif kind == "reasoning":
-            continue  # the model's own earlier reasoning: no chat message carries it
+        elif kind == "custom_tool_call":  # a free-form tool's call: chat completions has them too
+            _join_call(out, _custom_call(item, where))
+        elif kind == "custom_tool_call_output":
+            out.append(_call_output(item, where))
         else:
-            raise _bad(
-                f"{where}: an input item of type {str(kind)[:40]!r} cannot be sent through this "
-                "proxy (accepted: message, function_call, function_call_output, reasoning)",
-                f"{where}.type",
-            )
+            # the model's earlier reasoning, a hosted tool's earlier call (web_search_call, ...),
+            # and item types new to us: nothing a chat upstream reads
+            left.drop(str(kind)[:40], item)
     return out
 
 
-def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
+def _join_call(out: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    """`call` into the conversation: calls in a row join one assistant message."""
+    last = out[-1] if out else None
+    if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+        last["tool_calls"].append(call)
+    elif last is not None and last["role"] == "assistant" and last.get("content"):
+        last["tool_calls"] = [call]
+    else:
+        out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _custom_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+    name, call_id, text = item.get("name"), item.get("call_id"), item.get("input", "")
+    for key, value in (("name", name), ("call_id", call_id), ("input", text)):
+        if not isinstance(value, str) or (key != "input" and not value):
+            raise _bad(f"{where}.{key} must be a string", f"{where}.{key}")
+    return {"id": call_id, "type": "custom", "custom": {"name": name, "input": text}}
+
+
+def _message(item: dict[str, Any], where: str, left: LeftOut) -> dict[str, Any]:
     role = item.get("role")
     if role not in ("user", "assistant", "system", "developer"):
         raise _bad(
@@ -199,13 +215,19 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
         return {"role": role, "content": content}
     if not isinstance(content, list):
         raise _bad(f"{where}.content must be a string or a list of parts", f"{where}.content")
-    parts = [_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+    parts = [
+        p
+        for p in (_part(part, f"{where}.content[{j}]", left) for j, part in enumerate(content))
+        if p is not None
+    ]
     if role == "assistant":  # chat's assistant content is text only
         return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
     return {"role": role, "content": parts}
 
 
-def _part(part: Any, where: str) -> dict[str, Any]:
+def _part(part: Any, where: str, left: LeftOut | None = None) -> dict[str, Any] | None:
+    """A content part in its chat form; None when it is left out (``left``)."""
+    left = left if left is not None else LeftOut()
     if not isinstance(part, dict):
         raise _bad(f"{where} must be an object", where)
     kind = part.get("type")
@@ -219,11 +241,13 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str) or not url:
-            raise _bad(
-                f"{where}: an image is sent here as its URL or a data: URL in 'image_url' (no "
-                "file ids)",
+            left.lose(
                 f"{where}.image_url",
+                "an image is sent to this model as its URL or a data: URL in 'image_url' (no "
+                "file ids: no upstream here holds your files)",
+                part,
             )
+            return None
         image: dict[str, Any] = {"url": url}
         if part.get("detail") in ("low", "high", "auto"):
             image["detail"] = part["detail"]
@@ -231,19 +255,24 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     if kind == "input_file":
         data = part.get("file_data")
         if not isinstance(data, str) or not data:
-            raise _bad(
-                f"{where}: a file is sent here inline, as 'file_data' (no file ids or URLs)",
+            left.lose(
                 f"{where}.file_data",
+                "a file is sent to this model inline, as 'file_data' (no file ids or URLs: the "
+                "model would not read it)",
+                part,
             )
+            return None
         file = {"file_data": data}
         if isinstance(part.get("filename"), str):
             file["filename"] = part["filename"]
         return {"type": "file", "file": file}
-    raise _bad(
-        f"{where}: a content part of type {str(kind)[:40]!r} cannot be sent through this proxy "
-        "(accepted: input_text, input_image, input_file)",
-        f"{where}.type",
-    )
+    if kind == "input_audio" and isinstance(part.get("input_audio"), dict):
+        return {"type": "input_audio", "input_audio": part["input_audio"]}
+    if isinstance(part.get("text"), str):  # a part new to us that says something
+        left.drop(str(kind)[:40])
+        return {"type": "text", "text": part["text"]}
+    left.drop(str(kind)[:40], part)
+    return None
 
 
 def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
@@ -286,18 +315,22 @@ def namespaced(tools: Any) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _tools(tools: Any, where_: str = "tools") -> list[dict[str, Any]]:
+def _tools(tools: Any, left: LeftOut, where_: str = "tools") -> list[dict[str, Any]]:
+    """Function, namespace and free-form tools in their chat form; any other type is a hosted
+    tool (``hosted_tools``), which no chat form carries: noted in `left` for the edge."""
     if not isinstance(tools, list):
         raise _bad(f"'{where_}' must be a list", where_)
     out = []
     for i, tool in enumerate(tools):
         where = f"{where_}[{i}]"
         kind = tool.get("type") if isinstance(tool, dict) else None
+        if not isinstance(kind, str):
+            raise _bad(f"{where} must be a tool object with a 'type'", f"{where}.type")
         if kind == "namespace":  # a group of functions: each one, its name qualified
             ns = tool.get("name")
             if not isinstance(ns, str) or not ns:
                 raise _bad(f"{where}.name is required", f"{where}.name")
-            for inner in _tools(tool.get("tools") or [], f"{where}.tools"):
+            for inner in _tools(tool.get("tools") or [], left, f"{where}.tools"):
                 body = inner[inner["type"]]
                 body["name"] = ns + NAMESPACE_SEPARATOR + body["name"]
                 out.append(inner)
@@ -314,16 +347,20 @@ def _tools(tools: Any, where_: str = "tools") -> list[dict[str, Any]]:
         elif kind == "custom":  # a free-form tool: chat completions has the same
             out.append({"type": "custom", "custom": {k: v for k, v in tool.items() if k != "type"}})
         else:
-            shown = str(kind)[:40]
-            why = (
-                "a built-in tool the provider runs, which cannot run through this proxy"
-                if kind in BUILT_IN_TOOLS or isinstance(kind, str)
-                else "not a tool"
-            )
-            raise _bad(
-                f"{where}: tool {shown!r} is {why}; send function tools only", f"{where}.type"
-            )
+            left.hosted.append((kind_of(kind), where))
     return out
+
+
+def hosted_tools_in(body: Any) -> list[tuple[str, int]]:
+    """The hosted tools a Responses request offers: (kind, its index in ``tools``)."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    return [
+        (kind_of(t["type"]), i)
+        for i, t in enumerate(tools if isinstance(tools, list) else [])
+        if isinstance(t, dict)
+        and isinstance(t.get("type"), str)
+        and t["type"] not in ("function", "namespace", "custom")
+    ]
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -375,139 +412,7 @@ def _text(text: Any, chat: dict[str, Any]) -> None:
     )
 
 
-# -- answer ----------------------------------------------------------------------------------
-
-
-def usage_of(chat_usage: Any) -> dict[str, Any]:
-    u = obj(chat_usage)
-    prompt, completion = count(u.get("prompt_tokens")), count(u.get("completion_tokens"))
-    cached = count(obj(u.get("prompt_tokens_details")).get("cached_tokens"))
-    reasoning = count(obj(u.get("completion_tokens_details")).get("reasoning_tokens"))
-    out: dict[str, Any] = {
-        "input_tokens": prompt,
-        # what the prompt cache gave, and what was written to it (an Anthropic upstream's
-        # count; OpenAI's API reference lists both, and its SDK's model requires both)
-        "input_tokens_details": {
-            "cached_tokens": min(cached, prompt),
-            "cache_write_tokens": min(count(u.get("cache_creation_input_tokens")), prompt),
-        },
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": min(reasoning, completion)},
-        "total_tokens": prompt + completion,
-    }
-    if cost(u.get("cost_usd")) is not None:
-        out["cost_usd"] = u["cost_usd"]
-    return out
-
-
-def status_of(finish: Any) -> tuple[str, dict[str, str] | None]:
-    if finish == "length":
-        return "incomplete", {"reason": "max_output_tokens"}
-    if finish == "content_filter":
-        return "incomplete", {"reason": "content_filter"}
-    return "completed", None
-
-
-def shell(request: dict[str, Any], response_id: str, model: str, created: int) -> dict[str, Any]:
-    """A Response object for `request`, without its output: what every event repeats."""
-    tools = request.get("tools") if isinstance(request.get("tools"), list) else []
-    out: dict[str, Any] = {
-        "id": response_id,
-        "object": "response",
-        "created_at": created,
-        "status": "in_progress",
-        "error": None,
-        "incomplete_details": None,
-        "model": model,
-        "output": [],
-        "previous_response_id": request.get("previous_response_id"),
-        "reasoning": request.get("reasoning") or {"effort": None, "summary": None},
-        "store": request.get("store", True) is not False,
-        "text": request.get("text") or {"format": {"type": "text"}},
-        "tool_choice": request.get("tool_choice", "auto"),
-        "tools": tools,
-        "top_p": request.get("top_p", 1.0),
-        "truncation": "disabled",
-        "usage": None,
-        "user": None,
-    }
-    for name in _ECHOED:
-        out[name] = request.get(name, {} if name == "metadata" else None)
-    if out["parallel_tool_calls"] is None:
-        out["parallel_tool_calls"] = True
-    if out["temperature"] is None:
-        out["temperature"] = 1.0
-    return out
-
-
-def call_item(
-    name: str, call_id: str, arguments: str, names: dict[str, tuple[str, str]]
-) -> dict[str, Any]:
-    """A function_call output item; a namespaced function's chat name split back (`names`)."""
-    item: dict[str, Any] = {
-        "type": "function_call",
-        "id": new_id("fc"),
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-        "status": "completed",
-    }
-    if name in names:
-        item["namespace"], item["name"] = names[name]
-    return item
-
-
-def output_of(
-    message: Any, finish: Any, names: dict[str, tuple[str, str]] | None = None
-) -> list[dict[str, Any]]:
-    """The output items of one chat answer's message: its text (or refusal), then its calls
-    (whatever the message's fields hold: one of another type is skipped)."""
-    message = obj(message)
-    items: list[dict[str, Any]] = []
-    done = "completed" if finish not in ("length", "content_filter") else "incomplete"
-    text, refusal = first_text(message.get("content")), first_text(message.get("refusal"))
-    if text or refusal:
-        part = (
-            {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            if text
-            else {"type": "refusal", "refusal": refusal}
-        )
-        items.append(
-            {
-                "type": "message",
-                "id": new_id("msg"),
-                "status": done,
-                "role": "assistant",
-                "content": [part],
-            }
-        )
-    ids = CallIds("call")
-    for call in seq(message.get("tool_calls")):
-        if not isinstance(call, dict):
-            continue
-        fn = obj(call.get("function"))
-        arguments = fn.get("arguments")
-        if not isinstance(arguments, str):  # an object some servers send: its JSON text
-            arguments = (json_text(arguments) if isinstance(arguments, dict) else None) or ""
-        items.append(
-            call_item(first_text(fn.get("name")), ids(call.get("id")), arguments, names or {})
-        )
-    return items
-
-
-def response_of(
-    request: dict[str, Any], answer: Any, response_id: str, created: int
-) -> dict[str, Any]:
-    """The Response object for a chat completion `answer` to `request` (whatever the answer's
-    fields hold)."""
-    choice = first_choice(answer)
-    finish = finish_of(choice)
-    model = first_text(obj(answer).get("model"), request.get("model"))
-    out = shell(request, response_id, model, created)
-    out["status"], out["incomplete_details"] = status_of(finish)
-    out["output"] = output_of(choice.get("message"), finish, namespaced(request.get("tools")))
-    out["usage"] = usage_of(obj(answer).get("usage"))
-    return out
+# -- the conversation a later previous_response_id continues ---------------------------
 
 
 def input_items(value: Any) -> list[Any]:
@@ -552,18 +457,19 @@ def seen_items(items: list[Any]) -> list[dict[str, Any]]:
             if isinstance(item.get("namespace"), str) and item["namespace"]:
                 call["namespace"] = item["namespace"]
             out.append({"type": "function_call", **call})
-        elif kind == "function_call_output":
+        elif kind == "custom_tool_call":
+            fields = ("call_id", "name", "input")
+            out.append({"type": kind, **{k: item[k] for k in fields if k in item}})
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = _call_output(item, "item")["content"]
-            out.append(
-                {"type": "function_call_output", "call_id": item["call_id"], "output": output}
-            )
+            out.append({"type": kind, "call_id": item["call_id"], "output": output})
     return out
 
 
 def _seen_message(item: dict[str, Any]) -> dict[str, Any]:
     role, content = item.get("role"), item.get("content")
     if isinstance(content, list):
-        parts = [_part(p, "item") for p in content]
+        parts = [p for p in (_part(part, "item") for part in content) if p is not None]
         if role == "assistant":  # chat's assistant content is text only
             content = "".join(p.get("text", "") for p in parts)
         else:
@@ -575,6 +481,8 @@ def _seen_part(part: dict[str, Any]) -> dict[str, Any]:
     """A chat content part (``_part``'s) back as the Responses part it was read from."""
     if part["type"] == "text":
         return {"type": "input_text", "text": part["text"]}
+    if part["type"] == "input_audio":
+        return part
     if part["type"] == "image_url":
         return {
             "type": "input_image",

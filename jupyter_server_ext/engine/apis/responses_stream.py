@@ -14,7 +14,8 @@ from typing import Any
 
 from ..bodies import json_codec
 from .chat_answer import CallIds, call_index, finish_of, first_text, obj, seq
-from .responses import call_item, namespaced, new_id, shell, status_of, usage_of
+from .responses import namespaced, new_id
+from .responses_answer import call_item, shell, status_of, usage_of
 
 UNREADABLE = "the upstream's answer could not be read"
 

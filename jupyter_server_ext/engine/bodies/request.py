@@ -76,6 +76,9 @@ class ChatRequest:
     # reserved at its model's long-context rates (``ModelChoice.admission_price``): a request
     # charged its worst case or an estimate is charged at them too
     long_context: bool = False
+    # what the hosted tools it runs may cost at most (``hosted_tools.reserve_usd``), reserved
+    # beside its tokens
+    hosted_usd: float = 0.0
 
     @property
     def completion_tokens(self) -> int:

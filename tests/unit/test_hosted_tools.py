@@ -1,0 +1,202 @@
+"""Hosted tools governed, not refused (issue 54): a tool the provider runs (web search, file
+search, code, ...) goes to an upstream that speaks the request's API when the admin offers it to
+the caller, reserved at admission and charged by the call as the provider reports it; otherwise
+it is dropped and named in ``x-rsql-dropped`` (the default, so Codex works unchanged) or refused
+naming where the admin changes it. Over HTTP through the hub service's handlers, with an
+OpenAI-compatible upstream, one that speaks the Responses API and an Anthropic one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado import httpclient
+
+from jupyter_server_ext.config import RSQLProxy
+from jupyter_server_ext.engine import ConfigError
+from tests.helpers import upstreams_for
+from tests.helpers.fake_anthropic import FakeAnthropic
+from tests.helpers.fake_anthropic import KeyPolicy as AnthropicKey
+from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.policy_proxy import Proxy, proxy_starter
+
+CLAUDE_KEY = "test-anthropic-key-hosted"
+PRICE = {"input": 1.0, "output": 1.0}  # $ a million tokens
+SEARCH = 0.01  # $ a web search, the admin's price
+HOSTED = {
+    "web_search": {"offered": True, "groups": ["staff"], "price_per_call": SEARCH, "max_calls": 3}
+}
+FUNCTION = {"type": "function", "name": "shell", "parameters": {"type": "object"}}
+# Codex with its defaults: function tools and the web search tool
+CODEX_TOOLS = [FUNCTION, {"type": "web_search", "external_web_access": True}]
+
+
+@pytest.fixture
+def claude() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic({CLAUDE_KEY: AnthropicKey("claude")}) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def start(
+    tmp_path: Path, fresh_provider: FakeProvider, claude: FakeAnthropic
+) -> AsyncIterator[Any]:
+    speaks = {
+        "models": {"native-small": "fake-small"},
+        "prices": {"native-small": PRICE},
+        "responses_api": True,
+    }
+    upstreams = [
+        *upstreams_for(
+            fresh_provider,
+            a1={"prices": {"fake-small": PRICE}},
+            a2={"prices": {"fake-small": PRICE}},
+            b1=speaks,
+        ),
+        {
+            "name": "claude",
+            "provider": "anthropic",
+            "base_url": claude.base_url,
+            "api_key": CLAUDE_KEY,
+            "models": {"claude-small": "claude-fake-small"},
+            "prices": {"claude-small": PRICE},
+        },
+    ]
+    async with proxy_starter(tmp_path, fresh_provider) as begin:
+
+        async def go(**config: Any) -> Proxy:
+            config.setdefault("hosted_tools", HOSTED)
+            config.setdefault("user_daily_budget_usd", 5.0)
+            return await begin(upstreams=upstreams, **config)
+
+        yield go
+
+
+async def post(
+    p: Proxy, path: str, body: dict[str, Any], token: str = "tok-alice"
+) -> tuple[int, dict[str, str], Any]:
+    res = await p.client.fetch(
+        p.base + path,
+        method="POST",
+        raise_error=False,
+        body=json.dumps(body),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert isinstance(res, httpclient.HTTPResponse)
+    return res.code, dict(res.headers), json.loads(res.body) if res.body else {}
+
+
+async def spent(p: Proxy, token: str) -> float:
+    return float((await p.call("GET", "me", token))[1]["budget"]["spent_usd"])
+
+
+def dropped(headers: dict[str, str]) -> list[str]:
+    value = headers.get("X-Rsql-Dropped", "")
+    return value.split(",") if value else []
+
+
+async def test_codex_with_its_default_web_search_is_answered_and_the_tool_named_as_dropped(
+    start: Any, fresh_provider: FakeProvider
+) -> None:
+    """On a chat upstream no hosted tool can run: Codex's web search is left out, said in the
+    header, and the request is answered (a 400 before)."""
+    p = await start()
+    body = {"model": "fake-small", "input": "ls", "tools": CODEX_TOOLS}
+    status, headers, answer = await post(p, "v1/responses", body, "tok-carol")
+    assert status == 200, answer
+    assert "web_search" in dropped(headers)
+    sent = fresh_provider.received[-1].body
+    assert [t["function"]["name"] for t in sent["tools"]] == ["shell"]
+
+
+async def test_an_offered_search_runs_where_the_upstream_speaks_the_api_and_is_billed_by_the_call(
+    start: Any, fresh_provider: FakeProvider
+) -> None:
+    p = await start()
+    fresh_provider.script({"web_searches": 2, "text": "Found two pages."})
+    before = await spent(p, "tok-carol")
+    body = {"model": "native-small", "input": "news on duckdb", "tools": CODEX_TOOLS}
+    status, headers, answer = await post(p, "v1/responses", body, "tok-carol")
+    assert status == 200, answer
+    assert dropped(headers) == []
+    sent = fresh_provider.received[-1]
+    assert sent.path == "responses" and sent.tool_calls == 2
+    assert any(t["type"] == "web_search" for t in sent.body["tools"])
+    assert sent.body["max_tool_calls"] == 3  # the admin's max_calls, at the provider
+    tokens = answer["usage"]["input_tokens"] + answer["usage"]["output_tokens"]
+    charged = await spent(p, "tok-carol") - before
+    assert charged == pytest.approx(tokens * PRICE["input"] / 1e6 + 2 * SEARCH, abs=1e-6)
+
+
+async def test_a_search_not_offered_to_the_caller_is_dropped_even_where_it_could_run(
+    start: Any, fresh_provider: FakeProvider
+) -> None:
+    p = await start()
+    body = {"model": "native-small", "input": "news", "tools": CODEX_TOOLS}
+    status, headers, answer = await post(p, "v1/responses", body, "tok-alice")  # a student
+    assert status == 200, answer
+    assert "web_search" in dropped(headers)
+    sent = fresh_provider.received[-1]
+    assert [t["type"] for t in sent.body["tools"]] == ["function"] and sent.tool_calls == 0
+
+
+async def test_an_anthropic_upstream_runs_an_offered_search_capped_and_billed_by_the_call(
+    start: Any, claude: FakeAnthropic
+) -> None:
+    p = await start()
+    claude.script({"web_searches": 5, "content": [{"type": "text", "text": "Done."}]})
+    before = await spent(p, "tok-carol")
+    body = {
+        "model": "claude-small",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "search the news"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 8}],
+    }
+    status, _, answer = await post(p, "v1/messages", body, "tok-carol")
+    assert status == 200, answer
+    sent = claude.received[-1]
+    assert sent.body["tools"][0]["max_uses"] == 3 and sent.tool_calls == 3  # capped at max_calls
+    usage = answer["usage"]
+    assert usage["server_tool_use"]["web_search_requests"] == 3
+    tokens = usage["input_tokens"] + usage["output_tokens"]
+    charged = await spent(p, "tok-carol") - before
+    assert charged == pytest.approx(tokens * PRICE["input"] / 1e6 + 3 * SEARCH, abs=1e-6)
+
+
+async def test_the_searches_are_reserved_so_a_budget_cannot_be_overspent(start: Any) -> None:
+    # three searches at $0.01 may cost more than carol's whole $0.02 day
+    p = await start(limit_overrides={"user:carol": {"user_daily_budget_usd": 0.02}})
+    body = {"model": "native-small", "input": "news", "tools": CODEX_TOOLS}
+    status, _, answer = await post(p, "v1/responses", body, "tok-carol")
+    assert status == 400 and answer["error"]["code"] == "over_budget", answer
+    status, _, answer = await post(p, "v1/responses", {**body, "tools": [FUNCTION]}, "tok-carol")
+    assert status == 200, answer
+
+
+async def test_an_admin_may_refuse_a_hosted_tool_that_is_not_run_naming_where_to_change_it(
+    start: Any, fresh_provider: FakeProvider
+) -> None:
+    p = await start(hosted_tools={**HOSTED, "file_search": {"if_not_run": "refuse"}})
+    body = {"model": "fake-small", "input": "x", "tools": [FUNCTION, {"type": "file_search"}]}
+    status, _, answer = await post(p, "v1/responses", body, "tok-carol")
+    assert status == 400, answer
+    err = answer["error"]
+    assert err["code"] == "hosted_tool_not_run" and err["param"] == "tools[1]"
+    assert "c.RSQLProxy.hosted_tools['file_search']" in err["message"]
+    assert fresh_provider.received == []
+
+
+def test_a_misspelled_kind_or_field_stops_start_up_naming_the_nearest(
+    fresh_provider: FakeProvider,
+) -> None:
+    for bad, says in (
+        ({"web_serach": {"offered": True}}, "did you mean 'web_search'"),
+        ({"web_search": {"ofered": True}}, "did you mean 'offered'"),
+        ({"web_search": {"if_not_run": "ignore"}}, '"drop" or "refuse"'),
+        ({"web_search": {"price_per_call": -1}}, "price_per_call"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            RSQLProxy(upstreams=upstreams_for(fresh_provider), hosted_tools=bad).engine_settings()
