@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PLOOMBER_STATS_ENABLED := false
 export PLOOMBER_VERSION_CHECK_DISABLED := true
 
-.PHONY: demo test test-fast setup setup-demo lint bench clean docs docs-record
+.PHONY: demo test test-fast setup setup-demo lint bench compat clean docs docs-record
 
 demo: setup-demo
 	$(PY) scripts/run_demo.py
@@ -79,6 +79,13 @@ bench: setup
 	bash scripts/install-system-deps.sh bench
 	$(PY) bench/run_all.py
 
+# the AI clients users install (Claude Code, Codex, the SDKs, LangChain, jupyter-ai, MCP) at the
+# newest versions npm and PyPI serve, beside the suite's oldest and pinned ones, each run against
+# a real proxy with the loopback providers: installs into build/compat/ (never .venv or .tools),
+# writes the table into docs/users/ai-tools.md, exits 1 naming a client version that fails
+compat: setup
+	$(PY) scripts/compat.py
+
 clean:
-	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache build/docs \
+	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache build/docs build/compat \
 		frontend/node_modules frontend/lib rsql_magic/labextension

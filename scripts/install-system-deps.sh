@@ -42,12 +42,29 @@ if [ "$profile" != "demo" ]; then
   # JupyterHub's proxy, and the AI coding CLIs users run on a hub (Claude Code, Codex), whose
   # requests the tests send through the proxy: into the checkout (.tools/), not globally; the
   # tests put its bin on PATH. Versions pinned: each is a client whose requests we must read.
+  # Each CLI twice: the pinned version (`claude`, `codex` on PATH; moved forward when `make
+  # compat` passes on a newer one) and the oldest supported (docs/users/ai-tools.md), under an
+  # npm alias beside it (.tools/node_modules/claude-code-oldest, codex-oldest); the suite runs
+  # both (tests/e2e/test_client_matrix.py).
+  claude_code_pinned=2.1.330 claude_code_oldest=2.0.0
+  codex_pinned=0.169.0 codex_oldest=0.1.2505291658
+  installed() { node -p "require('./.tools/node_modules/$1/package.json').version" 2>/dev/null || true; }
   node_tools=()
   [ -x .tools/node_modules/.bin/configurable-http-proxy ] || node_tools+=("configurable-http-proxy@4.6.3")
-  [ -x .tools/node_modules/.bin/claude ] || node_tools+=("@anthropic-ai/claude-code@2.1.330")
-  [ -x .tools/node_modules/.bin/codex ] || node_tools+=("@openai/codex@0.169.0")
+  [ "$(installed @anthropic-ai/claude-code)" = "$claude_code_pinned" ] ||
+    node_tools+=("@anthropic-ai/claude-code@$claude_code_pinned")
+  [ "$(installed claude-code-oldest)" = "$claude_code_oldest" ] ||
+    node_tools+=("claude-code-oldest@npm:@anthropic-ai/claude-code@$claude_code_oldest")
+  [ "$(installed @openai/codex)" = "$codex_pinned" ] || node_tools+=("@openai/codex@$codex_pinned")
+  [ "$(installed codex-oldest)" = "$codex_oldest" ] ||
+    node_tools+=("codex-oldest@npm:@openai/codex@$codex_oldest")
   if [ ${#node_tools[@]} -gt 0 ]; then
     echo "installing into .tools/: ${node_tools[*]}"
-    npm install --silent --no-fund --no-audit --prefix .tools "${node_tools[@]}" >/dev/null
+    npm install --silent --no-fund --no-audit --save-exact --prefix .tools "${node_tools[@]}" >/dev/null
   fi
+  # an alias brings its package's command names too, and npm may link either: `claude` and
+  # `codex` on PATH are the pinned versions
+  command_of() { node -p "const p = require('./.tools/node_modules/$1/package.json'); '../$1/' + (typeof p.bin === 'string' ? p.bin : p.bin['$2'])"; }
+  ln -sfn "$(command_of @anthropic-ai/claude-code claude)" .tools/node_modules/.bin/claude
+  ln -sfn "$(command_of @openai/codex codex)" .tools/node_modules/.bin/codex
 fi

@@ -125,7 +125,7 @@ class FakeProvider(LoopbackServer):
         # echoes the field's name) and a top_p that is not a number, before any window counts
         self.strict_fields = False
         # a model that answers from the request body (str), or None: the scripted replies
-        self.respond: Callable[[dict[str, Any]], str | None] | None = None
+        self.respond: Callable[[dict[str, Any]], str | dict[str, Any] | None] | None = None
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
