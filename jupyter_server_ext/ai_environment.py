@@ -17,13 +17,21 @@ A family is set only when the user set none of its variables (its URLs, its key,
 Anthropic Claude Code's ``ANTHROPIC_AUTH_TOKEN``): a user who brings their own key or endpoint
 keeps all of theirs (a key of theirs must never be sent to the proxy, nor the proxy's token to
 someone else's endpoint). On a hub "the user" includes the admin's own ``c.Spawner.environment``.
+
+With the Anthropic family goes the context window Claude Code is to plan with
+(``CLAUDE_CODE_MAX_CONTEXT_TOKENS``): for a model name it does not know (a gateway's own name,
+``course-model``) it otherwise assumes a window of a million tokens, warns on every start, and
+lets a conversation grow past what the model takes (and what the user's budget pays for) before
+it compacts. It reads one variable for every such model, so it is told the smallest window the
+configuration states among them (`claude_code_window`). Codex reads its window only from its
+own configuration (``model_context_window``): nothing in the environment can tell it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,84 @@ FAMILIES = (OPENAI, ANTHROPIC)
 # that must not leave the hub. Set with the OpenAI family, unless the user chose otherwise.
 NO_TRACE_EXPORT = "OPENAI_AGENTS_DISABLE_TRACING"
 
+# What Claude Code plans with for a model it does not know (its documented setting for a gateway's
+# or a custom model id: "Correct the window for a gateway or custom model ID" in its model
+# configuration docs). A user who set it keeps theirs, in the environment or in the env block of
+# their own ~/.claude/settings.json, which Claude Code applies over the environment.
+CLAUDE_CODE_WINDOW = "CLAUDE_CODE_MAX_CONTEXT_TOKENS"
+# One request of Claude Code's holds its own prompt and tools (about 15K tokens) and room for a
+# 32,000-token answer; told a window of 16K it refuses to send anything ("Prompt is too long",
+# 2.1.330), and below this it has no room left to work in. A model that small cannot run it
+# whatever it is told, so its window is left out rather than imposed on the models that can.
+SMALLEST_WINDOW = 65_536
+
 Token = TypeVar("Token")
 
 
+class ServedUpstream(Protocol):
+    """What `served_windows` reads of an upstream (the engine's ``UpstreamSpec``)."""
+
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def local(self) -> bool: ...
+
+    @property
+    def context_windows(self) -> Mapping[str, int]: ...
+
+
+def served_windows(upstreams: Iterable[ServedUpstream]) -> dict[str, int]:
+    """Public model name -> the tokens its context window holds, as the proxy's configuration
+    states it: the local model's ``n_ctx``, and each upstream's ``context_windows`` (the admin's
+    per-model windows). A model several upstreams serve gets the smallest they state; a model
+    none states a window for is left out."""
+    out: dict[str, int] = {}
+    for upstream in upstreams:
+        stated: dict[str, int] = (
+            dict.fromkeys(upstream.models, upstream.n_ctx) if upstream.local else {}
+        )
+        stated.update(upstream.context_windows)  # the admin's own figures
+        for model, tokens in stated.items():
+            if model != "*" and isinstance(tokens, int) and tokens > 0:
+                out[model] = min(tokens, out.get(model, tokens))
+    return out
+
+
+def claude_code_window(windows: Mapping[str, int]) -> int | None:
+    """The one window Claude Code is told for every model it does not know: the smallest of
+    those `windows` of models it does not know by their names, leaving out the ones too small to
+    run it (``SMALLEST_WINDOW``); None when none is known. Too small a window only compacts
+    early; too large lets a request run past what the model takes, and that one fails."""
+    fitting = [
+        tokens
+        for model, tokens in windows.items()
+        if not _claude_knows(model) and tokens >= SMALLEST_WINDOW
+    ]
+    return min(fitting) if fitting else None
+
+
+def _claude_knows(model: str) -> bool:
+    """Whether Claude Code uses its own window for `model` whatever the variable says: its own
+    ids (``claude-...``) and names asking for the 1M window (``...[1m]``), in any casing."""
+    name = model.strip().lower()
+    return name.startswith("claude-") or "[1m]" in name
+
+
 def ai_environment(
-    proxy_url: str, token: Token, environ: Mapping[str, object]
+    proxy_url: str,
+    token: Token,
+    environ: Mapping[str, object],
+    windows: Mapping[str, int] | None = None,
 ) -> dict[str, str | Token]:
     """The variables to add to `environ` so tools reach the proxy at `proxy_url` with `token`;
     nothing for a family of which `environ` already holds any variable, or without a token.
 
-    `token` is the value itself, or on a hub the callable JupyterHub calls per spawned server."""
+    `token` is the value itself, or on a hub the callable JupyterHub calls per spawned server.
+    `windows`: the public models' context windows (`served_windows`), for Claude Code's."""
     if not token:
         return {}
     root = proxy_url.rstrip("/")
@@ -78,4 +154,7 @@ def ai_environment(
         out[family.key] = token
     if OPENAI.key in out and NO_TRACE_EXPORT not in environ:
         out[NO_TRACE_EXPORT] = "1"
+    window = claude_code_window(windows or {})
+    if ANTHROPIC.key in out and window is not None and CLAUDE_CODE_WINDOW not in environ:
+        out[CLAUDE_CODE_WINDOW] = str(window)
     return out

@@ -16,7 +16,7 @@ from jupyter_server.serverapp import ServerApp
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from .ai_environment import ai_environment
+from .ai_environment import ai_environment, served_windows
 from .auth import check_admin_names, jupyter_caller
 from .config import RSQLProxy
 from .engine import Caller
@@ -178,7 +178,10 @@ class RSQLProxyExtension(ExtensionApp):
             )
             return
         token = getattr(server.identity_provider, "token", "")
-        found = ai_environment(f"{server.connection_url}rsql/", token, os.environ)
+        # the windows the in-process engine was configured with: what Claude Code plans with
+        ctx: ProxyContext = self.settings["rsql"]
+        windows = served_windows(ctx.engine.settings.upstreams)
+        found = ai_environment(f"{server.connection_url}rsql/", token, os.environ, windows)
         os.environ.update(found)
         if found:
             self.log.info("rsql proxy: kernels and terminals get %s", ", ".join(sorted(found)))

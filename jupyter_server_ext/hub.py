@@ -6,12 +6,14 @@ every kernel where it is, so ``%%ask`` works with no set-up by users.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
-from .ai_environment import ai_environment
+from .ai_environment import ai_environment, served_windows
 
 # the scopes of the hub's default "server" role, which server_token_scopes replaces when set
 _SERVER_ROLE_SCOPES = ["users:activity!user", "access:servers!server"]
@@ -47,8 +49,10 @@ def configure_jupyterhub(
       ANTHROPIC_API_KEY, a hub token of the user's that carries only the service's access
       scope, minted when the server starts and revoked when it stops (never a provider key,
       nor the server's own token, which opens the user's server), with
-      OPENAI_AGENTS_DISABLE_TRACING=1 so the Agents SDK sends it nowhere else. A family of
-      variables of which ``c.Spawner.environment`` already holds any is left as it is.
+      OPENAI_AGENTS_DISABLE_TRACING=1 so the Agents SDK sends it nowhere else, and the context
+      window Claude Code is to plan with for the hub's own model names, as `config_file`
+      states them (read here once, as the service reads it when the hub starts it). A family
+      of variables of which ``c.Spawner.environment`` already holds any is left as it is.
     - `ai_key_expires_in`: seconds that key lives at most, should nothing revoke it (a server
       still running then gets 401s from the service until it restarts).
 
@@ -111,7 +115,8 @@ def configure_jupyterhub(
     if ai_tools:
         # a family the admin already set in Spawner.environment stays theirs
         keys = ServerKeys(name, scope, ai_key_expires_in)
-        env.update(ai_environment(where, keys, env))
+        windows = configured_windows(config_path, environment or {})
+        env.update(ai_environment(where, keys, env, windows))
         earlier = c.Spawner.post_stop_hook if "post_stop_hook" in c.Spawner else None
 
         def revoke_then(spawner: Any) -> Any:
@@ -123,6 +128,34 @@ def configure_jupyterhub(
 
         c.Spawner.post_stop_hook = revoke_then
     c.Spawner.environment = env
+
+
+def configured_windows(config_path: str, environment: Mapping[str, str]) -> dict[str, int]:
+    """The models' context windows the proxy's configuration file states (``served_windows``),
+    read with the environment the service gets (its provider keys come from `environment`);
+    empty, with the reason in the hub's log, when the file cannot be read here: the users'
+    tools then plan with their own assumptions, and the service reports its own errors."""
+    # imported here: the hub's own configuration imports this module, and needs the engine
+    # only when it asks for the AI tools
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from .config import RSQLProxy
+    from .engine.upstreams.specs import parse_upstreams
+
+    try:
+        folder, file = os.path.split(config_path)
+        loaded = PyFileConfigLoader(file, path=folder).load_config()
+        upstreams = parse_upstreams(
+            list(RSQLProxy(config=loaded).upstreams), {**os.environ, **environment}
+        )
+    except Exception as exc:  # the admin's file runs here too: any error, reported, not fatal
+        logging.getLogger("rsql").warning(
+            "rsql: the AI tools get no model windows: %s could not be read here (%s)",
+            config_path,
+            exc,
+        )
+        return {}
+    return served_windows(upstreams)
 
 
 class ServerKeys:

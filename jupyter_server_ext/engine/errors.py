@@ -15,6 +15,7 @@ is the model), so a caller can catch the proxy's own errors apart from everyone 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,11 @@ class UpstreamRejected(EngineError):
         self.extra = {"param": error.get("param")}
 
 
+# the longest Retry-After a client is expected to wait out (Claude Code and the openai SDK wait up
+# to 60 s and report a longer one at once)
+LONGEST_WAIT = 60
+
+
 class RateLimited(EngineError):
     """A 429: always carries Retry-After (whole seconds, rounded up, at least 1)."""
 
@@ -128,12 +134,22 @@ class RateLimited(EngineError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float, limit: str, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float, limit: str, usage_limit: bool = False, **kw: Any
+    ) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
         headers = {"Retry-After": str(self.retry_after), **kw.pop("headers", {})}
         extra = {"limit": limit, "retry_after": self.retry_after, **kw.pop("extra", {})}
+        usage_limit = usage_limit and self.retry_after > LONGEST_WAIT
+        if usage_limit:
+            # Codex sleeps any Retry-After, five times over, saying only "Reconnecting...";
+            # it stops at once on usage_limit_reached and prints the promo header's text
+            extra["resets_at"] = int(time.time()) + self.retry_after
+            headers["x-codex-promo-message"] = message.encode("ascii", "replace").decode()
         super().__init__(message, headers=headers, extra=extra, **kw)
         self.limit = limit
+        if usage_limit:
+            self.type = "usage_limit_reached"
 
 
 class UpstreamError(EngineError):

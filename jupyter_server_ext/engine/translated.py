@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-from .admission.hosted_tools import HostedTools
+from .admission.hosted_tools import HostedTools, only_hosted
 from .admission.limiter import Limiter, Ticket, rate_class
 from .apis import messages as anthropic_api
 from .apis import messages_answer, responses_answer, responses_stream
@@ -68,6 +68,8 @@ class Translated:
             if refusal is not None:
                 raise refusal
             left.drop(kind)
+        if left.hosted and not chat.get("tools"):
+            raise only_hosted([k for k, _ in left.hosted])
         refusal = left.refusal()
         if refusal is not None:
             raise refusal
@@ -106,6 +108,9 @@ class Translated:
             else:
                 out.pop("mcp_servers", None)
         kept = [t for j, t in enumerate(tools) if j not in gone]
+        dropped = [kind for kind, i in found if i in gone or (i < 0 and "mcp_servers" not in out)]
+        if dropped and len(dropped) == len(found) and len(kept) == 0:
+            raise only_hosted(dropped)
         if kept:
             out["tools"] = kept
         else:

@@ -94,6 +94,9 @@ def svc(
             # users of one test each: their usage rows are that test's alone
             "tok-dan": {"name": "dan"},
             "tok-eve": {"name": "eve"},
+            "tok-gil": {"name": "gil"},
+            "tok-hal": {"name": "hal"},
+            "tok-ivy": {"name": "ivy"},
             "tok-fay": {"name": "fay", "groups": ["exam"]},
             "tok-root": {"name": "root", "admin": True},
         },
@@ -159,7 +162,7 @@ def test_claude_code_on_a_model_not_named_like_claude_sends_system_turns_and_is_
     provider.reset()
     provider.script("Hello from the course model.")
     env = quiet_env(
-        tmp_path / "home", ANTHROPIC_BASE_URL=svc.url.rstrip("/"), ANTHROPIC_API_KEY="tok-ann"
+        tmp_path / "home", ANTHROPIC_BASE_URL=svc.url.rstrip("/"), ANTHROPIC_API_KEY="tok-ivy"
     )
     done = run_cli(["claude", "-p", "Say hello", "--model", "course-model"], env, tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
@@ -168,6 +171,31 @@ def test_claude_code_on_a_model_not_named_like_claude_sends_system_turns_and_is_
     assert sent["model"] == "fake-small"
     roles = [m["role"] for m in sent["messages"]]
     assert roles[0] == "system" and "user" in roles
+
+
+def test_claude_codes_web_search_is_told_it_did_not_run_never_handed_a_guess(
+    svc: ProxyService, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Claude Code runs its WebSearch tool as a request of its own whose only tool is the hosted
+    web search. Where that cannot run, leaving it out would have the model answer from memory
+    and Claude Code show the guess as search results: such a request is refused, and the model
+    reads why as the tool's result (issue 54)."""
+    provider.reset()
+    provider.script(tool_call("WebSearch", {"query": "weather in Paris"}), "No search here.")
+    env = quiet_env(
+        tmp_path / "home", ANTHROPIC_BASE_URL=svc.url.rstrip("/"), ANTHROPIC_API_KEY="tok-gil"
+    )
+    argv = ["claude", "-p", "Search the web for the weather in Paris", "--model", "course-model"]
+    done = run_cli([*argv, "--allowedTools", "WebSearch"], env, tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "No search here." in done.stdout
+    results = [
+        str(m["content"])
+        for request in provider.received
+        for m in request.body.get("messages", [])
+        if m.get("role") == "tool"
+    ]
+    assert results and "pass for theirs" in results[-1] and "Web search results" not in results[-1]
 
 
 def test_codex_answers_through_the_proxy_and_is_billed_to_its_user(
@@ -216,7 +244,7 @@ def test_codex_with_its_defaults_web_search_on_is_answered_with_no_set_up(
         'wire_api="responses"}'
     )
     env = quiet_env(
-        tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-eve"
+        tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-hal"
     )
     os.makedirs(env["CODEX_HOME"], exist_ok=True)
     argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from jupyter_server_ext.ai_environment import ai_environment
+from jupyter_server_ext.ai_environment import ai_environment, served_windows
+from jupyter_server_ext.engine.errors import ConfigError
+from jupyter_server_ext.engine.upstreams.specs import parse_upstreams
 from jupyter_server_ext.hub import configure_jupyterhub
 
 
@@ -109,3 +111,91 @@ def test_a_key_that_lives_less_than_a_minute_is_refused(tmp_path) -> None:
     cfg.write_text("")
     with pytest.raises(ValueError, match="ai_key_expires_in"):
         configure_jupyterhub(Config(), config_file=str(cfg), ai_tools=True, ai_key_expires_in=5)
+
+
+# -- the context window Claude Code plans with (issue 54) -----------------------------------------
+
+
+def test_claude_code_is_told_the_smallest_window_among_the_models_it_does_not_know() -> None:
+    windows = {
+        "course-model": 131_072,
+        "big-model": 400_000,
+        # its own ids and the 1M names: Claude Code uses its own windows for these
+        "claude-sonnet-4-5": 100_000,
+        "Course-Model[1m]": 70_000,
+        # too small for Claude Code to run in at all: not imposed on the models that can
+        "tiny-local": 8_192,
+    }
+    found = ai_environment("http://h/rsql/", "tok", {}, windows)
+    assert found["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
+    # no window known for a model it does not know: nothing, rather than a guess
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in ai_environment(
+        "http://h/rsql/", "tok", {}, {"claude-haiku-4-5": 200_000, "tiny-local": 8_192}
+    )
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in ai_environment("http://h/rsql/", "tok", {})
+
+
+def test_a_window_the_user_set_or_a_claude_code_pointed_elsewhere_stays_theirs() -> None:
+    windows = {"course-model": 131_072}
+    mine = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": "32000"}
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in ai_environment("http://h/", "tok", mine, windows)
+    # their own Anthropic endpoint: the proxy's models are not what Claude Code talks to
+    theirs = {"ANTHROPIC_BASE_URL": "https://gateway.example"}
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in ai_environment(
+        "http://h/", "tok", theirs, windows
+    )
+
+
+def test_the_windows_are_what_the_configuration_states_the_smallest_where_several_serve_one() -> (
+    None
+):
+    specs = parse_upstreams(
+        [
+            {"name": "gpu", "provider": "llama_cpp", "models": ["course-model"], "n_ctx": 131_072},
+            {"name": "lab", "provider": "llama_cpp", "models": ["course-model"], "n_ctx": 98_304},
+            {"name": "groq", "base_url": "https://api.groq.com/openai/v1", "api_key": "k"},
+            {
+                "name": "openai",
+                "base_url": "https://api.openai.com/v1",
+                "api_key": "k",
+                "models": {"big-model": "gpt-5", "course-model": "gpt-5-mini"},
+                "context_windows": {"big-model": 400_000, "course-model": 120_000},
+            },
+        ]
+    )
+    # a hosted upstream states a window only where the admin does (context_windows)
+    assert served_windows(specs) == {"course-model": 98_304, "big-model": 400_000}
+    for bad, says in (
+        ({"nope": 4096}, "does not serve"),
+        ({"big-model": 100}, "integer >= 1024"),
+        ([4096], "must be a dict"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            parse_upstreams(
+                [
+                    {
+                        "name": "o",
+                        "base_url": "https://x/v1",
+                        "api_key": "k",
+                        "models": ["big-model"],
+                        "context_windows": bad,
+                    }
+                ]
+            )
+
+
+def test_a_hub_tells_claude_code_the_window_its_proxy_configuration_states(tmp_path) -> None:
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(
+        "c.RSQLProxy.upstreams = [{'name': 'gpu', 'provider': 'llama_cpp', "
+        "'models': ['course-model'], 'n_ctx': 131072}]\n"
+    )
+    c = Config()
+    configure_jupyterhub(c, config_file=str(cfg), url="http://127.0.0.1:10101", ai_tools=True)
+    assert c.Spawner.environment["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "131072"
+    # a file the hub cannot read (a key variable only the service has): the rest still holds
+    cfg.write_text("c.RSQLProxy.upstreams = [{'name': 'g', 'api_key_env': 'ONLY_IN_SERVICE'}]\n")
+    c2 = Config()
+    configure_jupyterhub(c2, config_file=str(cfg), url="http://127.0.0.1:10101", ai_tools=True)
+    assert "CLAUDE_CODE_MAX_CONTEXT_TOKENS" not in c2.Spawner.environment
+    assert callable(c2.Spawner.environment["ANTHROPIC_API_KEY"])

@@ -507,7 +507,15 @@ def test_server_tools_and_mcp_servers_no_one_offers_are_dropped_and_named(
         assert "web_search" not in json.dumps(sent) and "code_execution" not in json.dumps(sent)
         assert "get_weather" in json.dumps(sent["tools"])
     mcp = [{"type": "url", "url": "https://mcp.example.org/sse", "name": "example"}]
-    raw = carol.messages.with_raw_response.create(**ask, extra_body={"mcp_servers": mcp})  # type: ignore[arg-type]
+    raw = carol.messages.with_raw_response.create(
+        **ask,
+        tools=[WEATHER],  # type: ignore[list-item]
+        extra_body={"mcp_servers": mcp},  # type: ignore[arg-type]
+    )
     assert "mcp" in raw.headers["x-rsql-dropped"].split(",")
     sent = (claude if model == "claude-small" else fresh_provider).received[-1].body
     assert "mcp.example.org" not in json.dumps(sent)
+    # its only tools: an answer without them would pass for theirs, so it is refused
+    with pytest.raises(anthropic.BadRequestError) as err:
+        carol.messages.create(**ask, extra_body={"mcp_servers": mcp})  # type: ignore[arg-type]
+    assert "pass for theirs" in err.value.body["error"]["message"]

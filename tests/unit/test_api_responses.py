@@ -262,14 +262,24 @@ def test_hosted_tools_no_one_offers_are_dropped_and_named_and_background_is_refu
     none is offered it is left out and named in x-rsql-dropped, and the request answered (a 400
     before, which stopped Codex with its default web search); state at the provider is refused."""
     oai = client(server, "tok-alice")
+    shell = {"type": "function", "name": "shell", "parameters": {"type": "object"}}
     for tool, kind in (
         ({"type": "web_search"}, "web_search"),
         ({"type": "code_interpreter", "container": {"type": "auto"}}, "code_interpreter"),
     ):
-        raw = oai.responses.with_raw_response.create(model="fake-small", input="hi", tools=[tool])
+        raw = oai.responses.with_raw_response.create(
+            model="fake-small", input="hi", tools=[shell, tool]
+        )
         assert kind in raw.headers["x-rsql-dropped"].split(",")
         assert raw.parse().output_text.startswith("Fake")
-        assert "tools" not in fresh_provider.received[-1].body
+        sent = fresh_provider.received[-1].body["tools"]
+        assert [t["function"]["name"] for t in sent] == ["shell"]
+        # a request whose only tool it is would be answered as if it had run: refused, saying so
+        before = len(fresh_provider.received)
+        with pytest.raises(openai.BadRequestError) as err:
+            oai.responses.create(model="fake-small", input="hi", tools=[tool])
+        assert kind in str(err.value) and "pass for theirs" in str(err.value)
+        assert len(fresh_provider.received) == before
     with pytest.raises(openai.BadRequestError) as err:
         oai.responses.create(model="fake-small", input="hi", background=True)
     assert "background" in str(err.value)

@@ -75,9 +75,17 @@ def resolve(
 def not_allowed(model: str, access: Access) -> Forbidden:
     """The 403 for a model the caller may not use, naming the ones they may."""
     names = ", ".join(access.models) or "none"
+    window = access.window
+    if window is not None and (window.mode == "local-only" or window.models is not None):
+        where = (
+            f"the policy window {window.name!r}, in force now, sets them "
+            "(c.RSQLProxy.policy_windows, or rsql-proxy admin window)"
+        )
+    else:
+        where = "your hub admin sets them (allowed_models, or 'models' in limit_overrides)"
     return Forbidden(
-        f"you may not use the model {model[:200]!r}; models you may use: {names}. Ask your hub admin "
-        "if you need another",
+        f"your token is valid, but the model {model[:200]!r} is not one you may use on this hub "
+        f"(you may use: {names}); {where}",
         code="model_not_allowed",
         extra={"param": "model", "allowed_models": list(access.models)},
     )

@@ -180,6 +180,20 @@ class HostedTools:
         )
 
 
+def only_hosted(kinds: list[str]) -> BadRequest:
+    """The 400 for a request whose only tools are hosted tools, none of which runs for it: left
+    out, the model would answer as if it had used them (Claude Code shows such an answer as its
+    search's results), so it is refused whatever ``if_not_run`` says."""
+    names = ", ".join(dict.fromkeys(kinds))
+    return BadRequest(
+        f"tools: this request's only tools are hosted tools that do not run for you here "
+        f"({names}), and an answer without them would pass for theirs; ask without them, or ask "
+        "your hub admin (c.RSQLProxy.hosted_tools)",
+        code="hosted_tool_not_run",
+        extra={"param": "tools"},
+    )
+
+
 def reserve_usd(tools: Mapping[str, HostedTool], kinds: list[str]) -> float:
     """What a request's hosted tools may cost at most: each kind's ``max_calls`` at its price
     (the tools left in a request sent on are those it runs)."""

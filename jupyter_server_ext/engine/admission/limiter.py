@@ -375,9 +375,10 @@ class Limiter:
             # no day could ever admit it: a 429 with Retry-After would only invite a retry
             if 0 < b.limit < reserve:
                 raise BadRequest(
-                    f"this request may cost up to ${reserve:.4f} (its prompt and n x max_tokens "
-                    f"completion tokens at the model's price), more than the whole {b.label}; "
-                    "lower 'max_tokens' (or 'max_completion_tokens') or 'n'",
+                    f"this request may cost up to ${reserve:.4f} (its prompt and the answer it "
+                    f"asks room for, max_tokens, at the model's price), more than the whole "
+                    f"{b.label} (your hub admin's setting: {_setting_of(b.label)}); ask for a "
+                    "shorter answer (max_tokens; Claude Code: CLAUDE_CODE_MAX_OUTPUT_TOKENS)",
                     code="over_budget",
                 )
         lease_id = os.urandom(16).hex()  # as unique as uuid4().hex, a quarter of the CPU
@@ -435,9 +436,11 @@ class Limiter:
                 }
             )
         return RateLimited(
-            f"{hit.label} reached for {user!r} ({why}); resets in {wait} s at {reset}",
+            f"{hit.label} reached for {user!r} ({why}); resets in {wait} s at {reset} "
+            f"(your hub admin's setting: {_setting_of(hit.label)})",
             retry_after=wait,
             limit=hit.label,
+            usage_limit=True,  # the caller's own limit: a long wait is reported, not slept
             headers=headers,
             extra={"reset": reset},
         )
@@ -540,3 +543,20 @@ def quota_headers(windows: list[WindowCheck], wuse: list[tuple[int, float]]) -> 
         "x-ratelimit-remaining-requests": str(left),
         "x-ratelimit-reset-requests": duration(reset),
     }
+
+
+# the setting behind each kind of check, by the start of its label (``checks``)
+_SETTINGS = (
+    ("user completions concurrency", "completion_user_concurrency, or limit_overrides"),
+    ("user completions", "completion_user_limits, or limit_overrides"),
+    ("user concurrency", "user_concurrency, or limit_overrides"),
+    ("user daily budget", "user_daily_budget_usd, limit_overrides, or a policy window's budget"),
+    ("user ", "user_limits, or limit_overrides"),
+    ("global concurrency", "global_concurrency"),
+    ("global daily budget", "global_daily_budget_usd"),
+)
+
+
+def _setting_of(label: str) -> str:
+    """The admin's setting behind the check labelled `label`, as the message names it."""
+    return next((setting for start, setting in _SETTINGS if label.startswith(start)), "limits")

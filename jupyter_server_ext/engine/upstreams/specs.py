@@ -79,6 +79,8 @@ _UPSTREAM_FIELDS = {
     "repeat_penalty": "llama_cpp only: penalty on recently generated tokens, 1.0 (none) to 2.0 (default 1.1)",
     "stop_loops": "llama_cpp only: end an answer that repeats itself in a loop (default true)",
     "chat_format": "llama_cpp only: the prompt format, e.g. 'chatml', 'gemma' (default: the GGUF's own template)",
+    "context_windows": "tokens each public model's context window holds, {model: tokens}: what users' AI "
+    "tools are told to plan with (Claude Code's CLAUDE_CODE_MAX_CONTEXT_TOKENS); a local model's is its n_ctx",
     "responses_api": "whether the upstream serves OpenAI's Responses API, so v1/responses requests reach it as "
     "they were sent (default: true for api.openai.com and Azure's v1 API, false elsewhere: translated to chat)",
 }
@@ -220,6 +222,8 @@ class UpstreamSpec:
     stop_loops: bool = True
     chat_format: str = ""
     responses_api: bool = False  # serves OpenAI's Responses API itself (v1/responses passed on)
+    # public model name -> the tokens its context window holds, as the admin states it
+    context_windows: Mapping[str, int] = field(default_factory=dict)
 
     def serves(self, model: str) -> bool:
         if self.discover:  # what the upstream said it serves; nothing before it has said
@@ -426,7 +430,32 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         stop_loops=stop_loops,
         chat_format=chat_format,
         responses_api=responses_api,
+        context_windows=_context_windows(raw.get("context_windows"), models, where),
     )
+
+
+def _context_windows(raw: Any, models: tuple[str, ...], where: str) -> dict[str, int]:
+    """An upstream's ``context_windows``: each a public model it serves, at least 1,024 tokens."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{where}: field 'context_windows' must be a dict like {{'model': 131072}}"
+        )
+    out: dict[str, int] = {}
+    for model, tokens in raw.items():
+        if models and "*" not in models and model not in models:
+            raise ConfigError(
+                f"{where}: field 'context_windows' names {model!r}, which this upstream does not "
+                f"serve (its models: {', '.join(models)})"
+            )
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1024:
+            raise ConfigError(
+                f"{where}: field 'context_windows'[{model!r}] must be tokens, an integer >= 1024, "
+                f"got {tokens!r}"
+            )
+        out[str(model)] = tokens
+    return out
 
 
 DEFAULT_LOCAL_MODEL = "smollm2-135m"  # what the llama_cpp kind runs when no model_path is given
