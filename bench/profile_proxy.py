@@ -17,6 +17,11 @@ share of the samples is its share of that CPU:
 
 So json.loads called from the request parser counts as parsing, tornado writing our answer as
 tornado. Writes its section of docs/benchmarks.md between the ``<!-- profile_proxy -->`` marks.
+
+``--baseline REV`` measures the CPU per chat completion of this checkout and of commit REV (its
+code checked out in a scratch worktree and put first on the service's PYTHONPATH) in one run,
+interleaved, ``--rounds`` times each without py-spy, and writes the medians between the
+``<!-- profile_proxy_baseline -->`` marks: what a change costs the Chat Completions path.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import platform
 import re
+import statistics
 import subprocess
 import sys
 from collections import Counter
@@ -45,6 +51,7 @@ from common import (  # noqa: E402
 )
 
 MARK = "<!-- profile_proxy -->"
+BASELINE_MARK = "<!-- profile_proxy_baseline -->"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
@@ -96,6 +103,76 @@ def phase_of(stack: str) -> str:
         if _LOOP.search(file):
             return library or "the asyncio loop"
     return library or "other"
+
+
+def cpu_per_request(seconds: float, conns: int, code: Path | None = None) -> float:
+    """µs of the service's CPU per chat completion under wrk, without py-spy; `code`: a
+    checkout whose packages the service imports instead of this one's."""
+    with workdir("cpu") as work, Procs(work) as procs:
+        up = start_upstream(procs, latency=0.05)
+        cfg = {
+            "upstreams": upstream_configs(up),
+            "default_model": "fake-small",
+            "max_wait_seconds": 10.0,
+            "health_check_seconds": 0.0,
+        }
+        env = {"PYTHONPATH": str(code)} if code is not None else None
+        url, auth = start_service(procs, cfg, env=env)
+        pid = procs.items[-1][1].pid
+        body = chat_body()
+        wrk(url, conns=conns, seconds=3, auth=auth, body=body)  # warm-up
+        c0 = cpu_seconds(pid)
+        run = wrk(url, conns=conns, seconds=seconds, auth=auth, body=body)
+        return 1e6 * (cpu_seconds(pid) - c0) / max(1, int(run["requests"]))
+
+
+def against(rev: str, rounds: int, seconds: float, conns: int) -> dict[str, list[float]]:
+    """This checkout's and `rev`'s CPU per request, interleaved in one run."""
+    repo = Path(__file__).resolve().parent.parent
+    with workdir("baseline") as tmp:
+        tree = tmp / "tree"
+        subprocess.run(
+            ["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), rev],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            out: dict[str, list[float]] = {"HEAD": [], rev: []}
+            for n in range(rounds):
+                # which goes first alternates: the machine warms and drifts over a run
+                for name in ("HEAD", rev) if n % 2 == 0 else (rev, "HEAD"):
+                    code = None if name == "HEAD" else tree
+                    out[name].append(cpu_per_request(seconds, conns, code))
+                print(f"  HEAD {out['HEAD'][-1]:.0f} µs, {rev} {out[rev][-1]:.0f} µs", flush=True)
+            return out
+        finally:
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+                capture_output=True,
+            )
+
+
+def write_baseline(r: dict[str, list[float]], rev: str, seconds: float, conns: int) -> None:
+    head, base = statistics.median(r["HEAD"]), statistics.median(r[rev])
+    lines = [
+        BASELINE_MARK,
+        f"### The Chat Completions path against `{rev}` (`bench/profile_proxy.py --baseline`)",
+        "",
+        f"The same service and load as above, without py-spy ({conns} connections, "
+        f"{seconds:g} s a run), this checkout and commit `{rev}` interleaved in one run (which "
+        f"goes first alternating), {len(r['HEAD'])} runs each: the service's CPU per chat "
+        "completion.",
+        "",
+        "| code | runs (µs a request) | median |",
+        "|---|---|---|",
+        f"| this checkout | {', '.join(f'{x:.0f}' for x in r['HEAD'])} | **{head:.0f} µs** |",
+        f"| `{rev}` | {', '.join(f'{x:.0f}' for x in r[rev])} | **{base:.0f} µs** |",
+        "",
+        f"Difference of the medians: {head - base:+.0f} µs ({(head - base) / base:+.1%}).",
+        BASELINE_MARK,
+    ]
+    replace_section(DOC, BASELINE_MARK, lines)
+    print(f"wrote {DOC}")
 
 
 def profile(seconds: float, conns: int, keep: str = "") -> dict[str, object]:
@@ -186,7 +263,14 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--raw", default="", help="keep py-spy's collapsed stacks in this file")
+    ap.add_argument("--baseline", default="", help="compare the CPU per request with this commit")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each, with --baseline")
     a = ap.parse_args()
+    if a.baseline:
+        r = against(a.baseline, a.rounds, a.seconds, a.conns)
+        if not a.no_write:
+            write_baseline(r, a.baseline, a.seconds, a.conns)
+        return
     if not PY_SPY.exists():
         sys.exit("profile_proxy: py-spy is not installed (pip install -e '.[bench]')")
     r = profile(a.seconds, a.conns, a.raw)
