@@ -37,6 +37,8 @@ PRICE = {"input": 1.0, "output": 2.0}
 CLAUDE_MODEL = "claude-sonnet-4-5"
 CODEX_MODEL = "gpt-5-codex"
 EXAM_MESSAGE = "Exam until noon: no agents"
+NATIVE_MODEL = "codex-native"  # served only by an upstream that speaks the Responses API
+SEARCH = 0.01  # the admin's price of a web search
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,13 @@ def svc(
         **openai_models,
         "prices": {CODEX_MODEL: PRICE, "fake-small": PRICE, "course-model": PRICE},
     }
+    # b1 also serves codex-native alone, speaking the Responses API: a request to it goes on as
+    # sent, and a hosted tool offered to the caller runs there
+    native = {
+        "models": {**openai_models["models"], NATIVE_MODEL: "fake-small"},
+        "prices": {**priced["prices"], NATIVE_MODEL: PRICE},
+        "responses_api": True,
+    }
     now = time.time()
     exam = {  # in force for the whole module, for its group only
         "name": "exam",
@@ -83,7 +92,10 @@ def svc(
     service = start_service(
         tmp_path_factory.mktemp("ai-tools"),
         {
-            "upstreams": [*upstreams_for(provider, a1=priced, a2=priced, b1=priced), claude],
+            "upstreams": [*upstreams_for(provider, a1=priced, a2=priced, b1=native), claude],
+            "hosted_tools": {
+                "web_search": {"offered": True, "groups": ["search"], "price_per_call": SEARCH}
+            },
             "default_model": "fake-small",
             "user_daily_budget_usd": 5.0,
             "policy_windows": [exam],
@@ -97,6 +109,7 @@ def svc(
             "tok-gil": {"name": "gil"},
             "tok-hal": {"name": "hal"},
             "tok-ivy": {"name": "ivy"},
+            "tok-jo": {"name": "jo", "groups": ["search"]},
             "tok-fay": {"name": "fay", "groups": ["exam"]},
             "tok-root": {"name": "root", "admin": True},
         },
@@ -254,6 +267,34 @@ def test_codex_with_its_defaults_web_search_on_is_answered_with_no_set_up(
     assert "Hello from Codex's defaults." in done.stdout
     sent = provider.received[-1].body
     assert "web_search" not in json.dumps(sent.get("tools", []))
+
+
+def test_codex_searches_where_its_hub_offers_it_and_each_search_is_billed(
+    svc: ProxyService, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Codex with its defaults, for a user the hub offers web search, on a model whose upstream
+    speaks the Responses API: the search runs at the provider and each one is charged by the
+    call, as the provider reports it (issue 54: the other case, where it cannot run, is
+    test_codex_with_its_defaults_web_search_on_is_answered_with_no_set_up)."""
+    provider.reset()
+    provider.script({"web_searches": 2, "text": "Found it on the web."})
+    provider_entry = (
+        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
+        'wire_api="responses"}'
+    )
+    env = quiet_env(
+        tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-jo"
+    )
+    os.makedirs(env["CODEX_HOME"], exist_ok=True)
+    argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]
+    argv += ["-c", "model_provider=hub", "-m", NATIVE_MODEL, "Search the news"]
+    done = run_cli(argv, env, tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "Found it on the web." in done.stdout
+    sent = next(r for r in reversed(provider.received) if r.path == "responses")
+    assert any(t.get("type") == "web_search" for t in sent.body["tools"]) and sent.tool_calls == 2
+    row = activity(svc, "jo")[0]
+    assert row["status"] == 200 and row["cost_usd"] >= 2 * SEARCH
 
 
 def test_in_a_window_without_agents_claude_code_and_codex_are_refused_with_its_message(

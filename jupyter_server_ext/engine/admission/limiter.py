@@ -378,7 +378,8 @@ class Limiter:
                     f"this request may cost up to ${reserve:.4f} (its prompt and the answer it "
                     f"asks room for, max_tokens, at the model's price), more than the whole "
                     f"{b.label} (your hub admin's setting: {_setting_of(b.label)}); ask for a "
-                    "shorter answer (max_tokens; Claude Code: CLAUDE_CODE_MAX_OUTPUT_TOKENS)",
+                    "shorter answer: lower 'max_tokens' (or 'max_completion_tokens') or 'n' "
+                    "(Claude Code: CLAUDE_CODE_MAX_OUTPUT_TOKENS)",
                     code="over_budget",
                 )
         lease_id = os.urandom(16).hex()  # as unique as uuid4().hex, a quarter of the CPU
