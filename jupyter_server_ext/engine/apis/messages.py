@@ -28,15 +28,17 @@ tool_result (user)           a ``tool`` message (its text); images in it follow 
 thinking, redacted_thinking  dropped: earlier reasoning only the model that wrote it can read
 a hosted tool's past blocks  dropped (``server_tool_use``, ``web_search_tool_result``, ...)
 other blocks                 their text when they have one, else dropped
-tools (input_schema)         function tools (``cache_control`` kept); Anthropic's server tools
-                             (web search, code execution, bash, text editor, computer) refused
+tools (input_schema)         function tools (``cache_control`` kept); Anthropic's own tools (web
+                             search, code execution, bash, text editor, computer) are hosted
+                             tools, which the chat form never carries: the edge runs, drops or
+                             refuses each as the admin says (``admission.hosted_tools``)
 tool_choice                  auto, any -> required, none, tool -> one function;
                              ``disable_parallel_tool_use`` -> parallel_tool_calls false
 max_tokens (required)        max_completion_tokens
 stop_sequences               stop
 temperature, top_p, stream   as they are
 metadata.user_id             set by the proxy (``forward_user``), never the caller's
-mcp_servers                  refused: nothing here connects to them
+mcp_servers                  the MCP connector: a hosted tool, as above
 any other field              dropped (``top_k``, ``thinking``, ``service_tier``, ``container``,
                              ``context_management``, fields new to the API)
 ===========================  ===================================================================

@@ -26,9 +26,11 @@ custom_tool_call            function, or free-form ``custom`` calls
 input: ..._call_output      a ``tool`` message
 input: reasoning, a hosted  dropped: chat completions take no reasoning items, and no hosted
 tool's calls, other items   tool ran here (``web_search_call``, ``mcp_call``, ...)
-tools (function)            function tools; built-in tools (web search, file search, code
-                            interpreter, computer use, image generation, MCP, shells) refused,
-                            naming the tool: nothing here can run them
+tools (function)            function tools (a namespace's qualified, free-form ``custom`` ones
+                            as they are); built-in tools (web search, file search, code
+                            interpreter, computer use, image generation, MCP, shells) are hosted
+                            tools, which the chat form never carries: the edge runs, drops or
+                            refuses each as the admin says (``admission.hosted_tools``)
 tool_choice                 auto, none, required; one function
 max_output_tokens           max_completion_tokens (an integer from 1; refused naming it)
 text.format                 response_format (json_object, json_schema); text.verbosity: verbosity
