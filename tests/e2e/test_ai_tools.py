@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import REPO, child_env, require, upstreams_for
-from tests.helpers.claude_code import quiet_env
+from tests.helpers.claude_code import codex_argv, quiet_env
 from tests.helpers.fake_anthropic import FakeAnthropic
 from tests.helpers.fake_anthropic import KeyPolicy as AnthropicKey
 from tests.helpers.fake_provider import FakeProvider
@@ -216,27 +216,11 @@ def test_codex_answers_through_the_proxy_and_is_billed_to_its_user(
 ) -> None:
     provider.reset()
     provider.script("Hello from the hub's Codex.")
-    provider_entry = (
-        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
-        'wire_api="responses"}'
-    )
     env = quiet_env(
         tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-ben"
     )
     os.makedirs(env["CODEX_HOME"], exist_ok=True)
-    argv = [
-        "codex",
-        "exec",
-        "--skip-git-repo-check",
-        "-c",
-        provider_entry,
-        "-c",
-        "model_provider=hub",
-        "-m",
-        CODEX_MODEL,
-        "Say hello",
-    ]
-    done = run_cli(argv, env, tmp_path)
+    done = run_cli(codex_argv(svc.url, CODEX_MODEL, "Say hello"), env, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Hello from the hub's Codex." in done.stdout
     assert provider.received[-1].body["model"] == "fake-small"
@@ -252,17 +236,11 @@ def test_codex_with_its_defaults_web_search_on_is_answered_with_no_set_up(
     with a 400 unless the user set web_search = "disabled" (issue 54)."""
     provider.reset()
     provider.script("Hello from Codex's defaults.")
-    provider_entry = (
-        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
-        'wire_api="responses"}'
-    )
     env = quiet_env(
         tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-hal"
     )
     os.makedirs(env["CODEX_HOME"], exist_ok=True)
-    argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]
-    argv += ["-c", "model_provider=hub", "-m", CODEX_MODEL, "Say hello"]
-    done = run_cli(argv, env, tmp_path)
+    done = run_cli(codex_argv(svc.url, CODEX_MODEL, "Say hello"), env, tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     assert "Hello from Codex's defaults." in done.stdout
     sent = provider.received[-1].body
@@ -278,17 +256,11 @@ def test_codex_searches_where_its_hub_offers_it_and_each_search_is_billed(
     test_codex_with_its_defaults_web_search_on_is_answered_with_no_set_up)."""
     provider.reset()
     provider.script({"web_searches": 2, "text": "Found it on the web."})
-    provider_entry = (
-        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
-        'wire_api="responses"}'
-    )
     env = quiet_env(
         tmp_path / "home", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-jo"
     )
     os.makedirs(env["CODEX_HOME"], exist_ok=True)
-    argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]
-    argv += ["-c", "model_provider=hub", "-m", NATIVE_MODEL, "Search the news"]
-    done = run_cli(argv, env, tmp_path)
+    done = run_cli(codex_argv(svc.url, NATIVE_MODEL, "Search the news"), env, tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     assert "Found it on the web." in done.stdout
     sent = next(r for r in reversed(provider.received) if r.path == "responses")
@@ -311,17 +283,11 @@ def test_in_a_window_without_agents_claude_code_and_codex_are_refused_with_its_m
     done = run_cli(["claude", "-p", "List the files", "--model", CLAUDE_MODEL], env, tmp_path)
     assert done.returncode != 0, done.stdout[-2000:]
     assert EXAM_MESSAGE in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
-    provider_entry = (
-        f'model_providers.hub={{name="hub", base_url="{svc.url}v1", env_key="RSQL_PROXY_TOKEN", '
-        'wire_api="responses"}'
-    )
     env = quiet_env(
         tmp_path / "home2", CODEX_HOME=str(tmp_path / "codex"), RSQL_PROXY_TOKEN="tok-fay"
     )
     os.makedirs(env["CODEX_HOME"], exist_ok=True)
-    argv = ["codex", "exec", "--skip-git-repo-check", "-c", provider_entry]
-    argv += ["-c", "model_provider=hub", "-m", CODEX_MODEL]
-    done = run_cli([*argv, "List the files"], env, tmp_path)
+    done = run_cli(codex_argv(svc.url, CODEX_MODEL, "List the files"), env, tmp_path)
     assert done.returncode != 0, done.stdout[-2000:]
     assert EXAM_MESSAGE in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
     assert claude_fake.received == [] and provider.received == []
