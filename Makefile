@@ -1,13 +1,14 @@
 # `make demo`: set up what the demo needs, then run the demo notebook headless through the proxy.
 # `make test`: set up everything the tests need, then run every test (what CI runs).
 # `make docs`: build the documentation site into build/docs/html (warnings are errors).
+# `make dist`: build the sdist and the wheel (with the JupyterLab extension built in) into dist/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PLOOMBER_STATS_ENABLED := false
 export PLOOMBER_VERSION_CHECK_DISABLED := true
 
-.PHONY: demo test test-fast setup setup-demo lint bench compat clean docs docs-record
+.PHONY: demo test test-fast setup setup-demo lint bench compat clean docs docs-record docs-screenshot dist
 
 demo: setup-demo
 	$(PY) scripts/run_demo.py
@@ -61,6 +62,12 @@ $(VENV)/.labextension: $(VENV)/.installed $(FRONTEND) scripts/build-frontend.sh
 	bash scripts/build-frontend.sh $(VENV)
 	touch $@
 
+# the sdist and the wheel, into dist/: the wheel carries the built JupyterLab extension, so
+# `pip install dist/rsql_assistant-*.whl` gives the whole product, with no checkout and no node
+# (tests/e2e/test_wheel_install.py installs it into a fresh venv)
+dist: $(VENV)/.labextension
+	bash scripts/dist.sh $(VENV) dist
+
 # the demo page is executed from docs/_data/demo-replay.jsonl: no proxy, key or model is used
 docs: setup
 	$(PY) -m sphinx -W --keep-going -n -b html docs build/docs/html
@@ -69,6 +76,11 @@ docs: setup
 # record the demo page's answers again (through the proxy, as `make demo` runs it)
 docs-record: setup-demo
 	$(PY) scripts/record_docs_demo.py
+
+# the admin console's picture in the docs, taken by its browser test (which otherwise writes it
+# under test-artifacts/, so a test run never rewrites a tracked file)
+docs-screenshot: setup
+	RSQL_RECORD_DOCS_IMAGES=1 $(PY) -m pytest -q tests/e2e/test_dashboard.py::test_dashboard_in_chromium_through_the_hub
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -88,4 +100,4 @@ compat: setup
 
 clean:
 	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache build/docs build/compat \
-		frontend/node_modules frontend/lib rsql_magic/labextension
+		frontend/node_modules frontend/lib rsql_magic/labextension dist build/dist-tools test-artifacts

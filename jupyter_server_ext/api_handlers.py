@@ -55,6 +55,11 @@ class AnthropicErrors(RSQLMixin):
         status = 529 if exc.code == "upstream_overloaded" else exc.status
         if status == 529:
             body["error"]["type"] = "overloaded_error"
+        elif exc.code == "model_not_found":
+            # a 400, where Anthropic answers 404: Claude Code prints its own guess for any 404
+            # ("may not exist or you may not have access"), never our list of the models served
+            status = 400
+            body["error"]["type"] = "invalid_request_error"
         self.clear()
         self.set_status(status)
         for k, v in exc.headers.items():

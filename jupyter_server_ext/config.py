@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import Any, TypeVar
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
@@ -32,6 +33,46 @@ LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 ENGINE = EngineSettings(upstreams=())
 LIMITS = LimitSettings()
 USER = UserRules()
+T = TypeVar("T")
+# each number's range: (what it must be, the test, the settings it applies to)
+RANGES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    (">= 0", lambda v: v >= 0, "max_wait_seconds upstream_timeout_seconds breaker_seconds"),
+    (">= 0", lambda v: v >= 0, "default_cooldown_seconds shutdown_grace_seconds retention_days"),
+    (">= 0", lambda v: v >= 0, "usage_drain_seconds health_check_seconds user_concurrency"),
+    (">= 0", lambda v: v >= 0, "global_concurrency cache_max_entries cache_max_bytes"),
+    (">= 0", lambda v: v >= 0, "cache_ttl_seconds"),
+    ("> 0", lambda v: v > 0, "stream_write_timeout_seconds stream_max_seconds lease_seconds"),
+    ("> 0", lambda v: v > 0, "responses_ttl_seconds"),
+    (">= 1", lambda v: v >= 1, "breaker_threshold default_max_tokens redact_max_chars"),
+    (">= 1", lambda v: v >= 1, "responses_per_user responses_per_user_bytes"),
+    ("positive", lambda v: v > 0, "usage_spool_max_bytes"),
+)
+
+
+class ConfigProblems(ConfigError):
+    """Every problem of a configuration, one line each (str: the lines), not the first alone."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = [" ".join(p.split()) for p in problems]
+        super().__init__("\n".join(self.problems))
+
+
+def problems_of(exc: ConfigError) -> list[str]:
+    """The lines a ConfigError stands for: its problems, or its one message."""
+    return list(exc.problems) if isinstance(exc, ConfigProblems) else [" ".join(str(exc).split())]
+
+
+class Problems(list[str]):
+    """Problems collected while checking, one line each."""
+
+    def run(self, check: Callable[[], T], failed: Any) -> T:
+        """What `check` returns; when it raises a ConfigError, its problems are noted and
+        `failed` stands in, so the checks after it still run."""
+        try:
+            return check()
+        except ConfigError as exc:
+            self.extend(problems_of(exc))
+            return failed
 
 
 class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
@@ -385,9 +426,11 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
     def engine_settings(
         self, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
     ) -> EngineSettings:
-        """Validate everything; raises ConfigError naming the field and upstream."""
+        """Validate everything; raises ConfigProblems (a ConfigError) naming, one line each, every
+        setting and upstream that is wrong, not only the first."""
         env = os.environ if env is None else env
-        self.mcp_settings()  # checked with the rest, so a bad one stops start-up and --check-config
+        problems = Problems()
+        problems.run(self.mcp_settings, None)  # a bad one stops start-up and --check-config too
         raw = list(self.upstreams)
         default_model = self.default_model
         if not raw:
@@ -398,40 +441,15 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
                 "(answers will be weak); configure c.RSQLProxy.upstreams with a provider key, "
                 "see 'Configuring the proxy' in the documentation"
             )
-        specs = parse_upstreams(raw, env)
-        for name in (
-            "max_wait_seconds",
-            "upstream_timeout_seconds",
-            "default_cooldown_seconds",
-            "breaker_seconds",
-            "shutdown_grace_seconds",
-            "usage_drain_seconds",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"RSQLProxy.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("stream_write_timeout_seconds", "stream_max_seconds", "responses_ttl_seconds"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"RSQLProxy.{name} must be > 0, got {getattr(self, name)}")
-        if self.breaker_threshold < 1:
-            raise ConfigError(
-                f"RSQLProxy.breaker_threshold must be >= 1, got {self.breaker_threshold}"
-            )
-        if self.default_max_tokens < 1:
-            raise ConfigError(
-                f"RSQLProxy.default_max_tokens must be >= 1, got {self.default_max_tokens}"
-            )
-        if self.redact_max_chars < 1:
-            raise ConfigError(
-                f"RSQLProxy.redact_max_chars must be >= 1, got {self.redact_max_chars}"
-            )
-        if default_model and not any(s.may_serve(default_model) for s in specs):
-            raise ConfigError(
+        before = len(problems)
+        specs = problems.run(lambda: parse_upstreams(raw, env), ())
+        # what names an upstream or a model is checked against the upstreams once they parse
+        specs_ok = len(problems) == before
+        problems.extend(self.range_problems())
+        if specs_ok and default_model and not any(s.may_serve(default_model) for s in specs):
+            problems.append(
                 f"RSQLProxy.default_model {default_model!r} is served by no upstream; "
                 f"upstream models: {sorted({m for s in specs for m in s.models})}"
-            )
-        if self.user_concurrency < 0 or self.global_concurrency < 0:
-            raise ConfigError(
-                "RSQLProxy.user_concurrency and global_concurrency must be >= 0 (0: no limit)"
             )
         capped = [s.name for s in specs if s.max_in_flight]
         if capped and not self.user_concurrency:  # a self-hosted server's slots are everyone's
@@ -442,59 +460,80 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
                 "+".join(str(s.max_in_flight) for s in specs if s.max_in_flight),
             )
         for name in ("user_daily_budget_usd", "global_daily_budget_usd"):
-            parse_budget_usd(getattr(self, name), where=f"RSQLProxy.{name}")
-        if self.lease_seconds <= 0:
-            raise ConfigError(f"RSQLProxy.lease_seconds must be > 0, got {self.lease_seconds}")
+            problems.run(
+                partial(parse_budget_usd, getattr(self, name), where=f"RSQLProxy.{name}"), 0.0
+            )
         if self.unpriced_models not in ("deny", "free"):
-            raise ConfigError(
+            problems.append(
                 f'RSQLProxy.unpriced_models must be "deny" or "free", got {self.unpriced_models!r}'
             )
         if self.forward_user not in ("hash", "name", "none"):
-            raise ConfigError(
+            problems.append(
                 f'RSQLProxy.forward_user must be "hash", "name" or "none", got {self.forward_user!r}'
             )
-        request_limits = self.request_limits()
-        for name in ("responses_per_user", "responses_per_user_bytes"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
-        patterns = parse_redact_patterns(self.redact_patterns)
-        context_policy = parse_context_policy(self.context_policy)
+        if self.state_url and not self.state_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(f"RSQLProxy.state_url must be a redis:// URL, got {self.state_url!r}")
+        url = self.database_url
+        if "://" in url and not url.startswith(("sqlite:", "postgresql://", "postgres://")):
+            problems.append(
+                f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}"
+            )
+        request_limits = problems.run(self.request_limits, ENGINE.request_limits)
+        patterns = problems.run(lambda: parse_redact_patterns(self.redact_patterns), ())
+        context_policy = problems.run(lambda: parse_context_policy(self.context_policy), {})
         fallback_on = tuple(self.fallback_on)
         for reason in fallback_on:
             if reason not in ("capacity", "budget"):
-                raise ConfigError(
+                problems.append(
                     f'RSQLProxy.fallback_on: unknown reason {reason!r}; use "capacity" and/or "budget"'
                 )
-        if self.fallback_model:
-            spec = next((u for u in specs if u.name == self.fallback_model), None)
-            if spec is None:
-                raise ConfigError(
-                    f"RSQLProxy.fallback_model {self.fallback_model!r} names no upstream; upstreams: "
-                    + ", ".join(u.name for u in specs)
-                )
-            if "budget" in fallback_on and not spec.local:
-                # a fallback past a spent budget must itself cost nothing the budget should see
-                raise ConfigError(
-                    f"RSQLProxy.fallback_on includes 'budget', but fallback_model {spec.name!r} is not "
-                    "the local (llama_cpp) model; only a free model may answer past a spent budget"
-                )
-        overrides = parse_overrides(self.limit_overrides)
+        spec = next((u for u in specs if u.name == self.fallback_model), None)
+        if specs_ok and self.fallback_model and spec is None:
+            problems.append(
+                f"RSQLProxy.fallback_model {self.fallback_model!r} names no upstream; upstreams: "
+                + ", ".join(u.name for u in specs)
+            )
+        if spec is not None and "budget" in fallback_on and not spec.local:
+            # a fallback past a spent budget must itself cost nothing the budget should see
+            problems.append(
+                f"RSQLProxy.fallback_on includes 'budget', but fallback_model {spec.name!r} is not "
+                "the local (llama_cpp) model; only a free model may answer past a spent budget"
+            )
+        overrides = problems.run(lambda: parse_overrides(self.limit_overrides), {})
         served = [m for s in specs for m in s.models]
-        for who, values in overrides.items():
+        for who, values in overrides.items() if specs_ok else ():
             for name in ("default_model", "sql_default_model"):
                 model = values.get(name)
                 if model is not None and not any(s.may_serve(model) for s in specs):
-                    raise ConfigError(
+                    problems.append(
                         f"RSQLProxy.limit_overrides[{who!r}][{name!r}]: {model!r} is served by no "
                         f"upstream; upstream models: {sorted(set(served))}"
                     )
-        tz = zone(self.admin_timezone)
+        tz = problems.run(lambda: zone(self.admin_timezone), None)
         local_models = [m for s in specs if s.local for m in s.models]
-        windows = parse_windows(list(self.policy_windows), tz=tz, local_models=local_models)
-        completion_rates, completion_concurrency = self.completion_limits()
+        windows = ENGINE.policy_windows
+        if specs_ok and tz is not None:
+            windows = problems.run(
+                lambda: parse_windows(list(self.policy_windows), tz=tz, local_models=local_models),
+                windows,
+            )
+        completion_rates, completion_concurrency = problems.run(
+            self.completion_limits, (LIMITS.completion_limits, LIMITS.completion_concurrency)
+        )
+        user_limits = problems.run(
+            lambda: parse_rates(self.user_limits, where="RSQLProxy.user_limits"), ()
+        )
+        alerts = problems.run(self.alert_settings, ENGINE.alerts)
+        inline = (
+            problems.run(lambda: self.inline_settings(specs), ENGINE.inline) if specs_ok else None
+        )
+        hosted_tools = problems.run(lambda: parse_hosted_tools(self.hosted_tools), {})
+        if problems:
+            raise ConfigProblems(problems)
+        assert inline is not None  # specs parsed, or there would be a problem
         limits = LimitSettings(
             user=UserRules(
-                limits=parse_rates(self.user_limits, where="RSQLProxy.user_limits"),
+                limits=user_limits,
                 concurrency=self.user_concurrency,
                 daily_budget_usd=self.user_daily_budget_usd,
                 models=tuple(self.allowed_models) or None,
@@ -540,11 +579,20 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
             context_policy=context_policy,
             fallback_model=self.fallback_model,
             fallback_on=fallback_on,
-            alerts=self.alert_settings(),
+            alerts=alerts,
             otel=self.otel,
             policy_windows=windows,
             admin_timezone=self.admin_timezone,
             notebook_names=self.notebook_names,
-            inline=self.inline_settings(specs),
-            hosted_tools=parse_hosted_tools(self.hosted_tools),
+            inline=inline,
+            hosted_tools=hosted_tools,
         )
+
+    def range_problems(self) -> list[str]:
+        """Each number outside its range, one line each (the traits check only the types)."""
+        return [
+            f"RSQLProxy.{name} must be {words}, got {getattr(self, name)}"
+            for words, fits, names in RANGES
+            for name in names.split()
+            if not fits(getattr(self, name))
+        ]

@@ -16,9 +16,12 @@ from jupyter_server.serverapp import ServerApp
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from rsql_common.labextension import missing_labextension_notice
+
 from .ai_environment import ai_environment, served_windows
 from .auth import check_admin_names, jupyter_caller
 from .config import RSQLProxy
+from .config_check import proxy_config_problems
 from .engine import Caller
 from .engine.errors import ConfigError
 from .forward import InlineForwardMixin, forward_target
@@ -125,9 +128,21 @@ class RSQLProxyExtension(ExtensionApp):
     name = "jupyter_server_ext"
     load_other_extensions = True
     serverapp: ServerApp  # set by the server before it calls any method below
+    # (URL of the hub service's inline, token) when this server passes requests on (forward.py)
+    passes_on: tuple[str, str] | None = None
 
     def initialize_settings(self) -> None:
+        # every problem at once, one line each, before anything is built (as rsql-proxy does):
+        # a wrong type would otherwise end the server with a traceback naming no setting
+        problems = proxy_config_problems(self.config, log=self.log)
+        if problems:
+            for problem in problems:
+                self.log.critical("rsql proxy: bad configuration: %s", problem)
+            raise SystemExit(2)
         proxy = RSQLProxy(parent=self)
+        # a user's server on a hub: its kernels ask the hub's service and the editor's
+        # completions are passed on there (initialize_handlers)
+        self.passes_on = forward_target(os.environ, f"{self.serverapp.connection_url}rsql/")
         try:
             check_admin_names(proxy)
             engine = build_engine(
@@ -135,11 +150,12 @@ class RSQLProxyExtension(ExtensionApp):
                 default_database="sqlite:///"
                 + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite"),
                 log=self.log,
+                passes_on=self.passes_on is not None,
             )
             mcp = build_mcp(proxy, engine)
         except ConfigError as exc:
             self.log.critical("rsql proxy: bad configuration: %s", exc)
-            raise SystemExit(1) from None
+            raise SystemExit(2) from None
         ctx = self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy, mcp=mcp)
         skip_filtered_debug(self.serverapp.log)
         # the engine's own lines (a key disabled, the local model's self-test) go where the
@@ -150,15 +166,34 @@ class RSQLProxyExtension(ExtensionApp):
                 engine_log.addHandler(handler)
             engine_log.setLevel(logging.INFO)
             engine_log.propagate = False
-        # start the engine with the server, not on the first request: a local model's
-        # self-test then reports a broken build at start-up
-        IOLoop.current().add_callback(ctx.ready)
+        if self.passes_on is not None:
+            # nothing of the engine starts (no local model, usage log or key checks): it serves
+            # only a client that asks this server directly, and starts on its first request.
+            # A model process per user server would be 500 of them on a hub of 500 (issue 55).
+            self.log.info(
+                "rsql proxy: requests go to the hub's service at %s (RSQL_PROXY_URL): kernels "
+                "ask there and the editor's completions are passed on there; no local model "
+                "started (this server's own %srsql/ starts its engine only if a client asks it)",
+                os.environ["RSQL_PROXY_URL"].strip(),
+                self.serverapp.base_url,
+            )
+        else:
+            # start the engine with the server, not on the first request: a local model's
+            # self-test then reports a broken build at start-up
+            IOLoop.current().add_callback(ctx.ready)
         if proxy.ai_environment:
             # once the server listens (its port is then known): kernels and terminals started
             # after inherit the server's environment
             IOLoop.current().add_callback(self.export_ai_environment)
-        aliases = ", ".join(s.name for s in engine.settings.upstreams)
-        self.log.info("rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases)
+        if self.passes_on is None:  # else it said where requests go, above
+            aliases = ", ".join(s.name for s in engine.settings.upstreams)
+            self.log.info(
+                "rsql proxy at %srsql/ with upstreams: %s", self.serverapp.base_url, aliases
+            )
+        # an editable install whose frontend was never built: JupyterLab would show nothing of it
+        notice = missing_labextension_notice()
+        if notice is not None:
+            self.log.warning("rsql: the JupyterLab extension is %s", notice)
 
     def export_ai_environment(self) -> None:
         """Set the variables that point users' AI tools at this proxy (``ai_environment``).
@@ -191,7 +226,7 @@ class RSQLProxyExtension(ExtensionApp):
             )
 
     def initialize_handlers(self) -> None:
-        found = forward_target(os.environ, f"{self.serverapp.connection_url}rsql/")
+        found = self.passes_on
         if found is not None:  # before the shared routes: tornado takes the first that matches
             # the body streams in, so the owner and the size are checked before it is read
             forward: type[web.RequestHandler] = web.stream_request_body(
@@ -207,7 +242,6 @@ class RSQLProxyExtension(ExtensionApp):
             target, token = found
             kwargs = {"target": target, "token": token, "owner": server_owner()}
             self.handlers.append(("rsql/inline", forward, kwargs))
-            self.log.info("rsql proxy: the editor's completions go to %s", target)
         self.handlers.extend(make_handlers(ExtensionBase, "rsql", wrap=web.authenticated))
 
     async def stop_extension(self) -> None:

@@ -52,7 +52,7 @@ ANTHROPIC = {
     "name": "anthropic",
     "provider": "anthropic",
     "api_key_env": "ANTHROPIC_API_KEY",
-    "models": ["claude-haiku-4-5", "claude-sonnet-4-5"],
+    "models": ["claude-haiku-4-5", "claude-sonnet-5-5"],
 }
 GEMINI = {
     "name": "gemini",

@@ -30,8 +30,9 @@ from tornado import httpserver, httputil, web
 from traitlets import Bool, Dict, Integer, Unicode, default
 from traitlets.config import Application
 
-from .auth import check_admin_names, hub_caller
+from .auth import hub_caller
 from .config import RSQLProxy
+from .config_check import proxy_problems, read_configuration, refuse, say_problems
 from .dashboard import hub_login
 from .engine import Caller
 from .engine.errors import ConfigError
@@ -42,6 +43,9 @@ from .wiring import build_engine
 from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port
 
 log = logging.getLogger("rsql")
+# a check's second run (the engine's after start-up's, --check-config's summary) logs nothing
+_SAID = logging.getLogger("rsql.config-check")
+_SAID.disabled = True
 
 # A readiness probe asks the state backend at most once a second however often it is probed
 # (one shared ping, its answer kept this long), and waits at most this long for it: below the
@@ -120,8 +124,8 @@ class RSQLProxyService(Application):
     name = "rsql-proxy"
     description = """The rsql proxy as a standalone service (a JupyterHub managed service).
     Other commands: `rsql-proxy --check-config --config FILE` checks a configuration and
-    exits (0: it starts as written); `rsql-proxy admin ...` is the admin CLI, a client of a
-    running proxy (`rsql-proxy admin --help`)."""
+    exits (0: it starts as written; 2: a line for each problem); `rsql-proxy admin ...` is
+    the admin CLI, a client of a running proxy (`rsql-proxy admin --help`)."""
     examples = """
     rsql-proxy --config rsql_config.py               # serve (on a hub: configure_jupyterhub)
     rsql-proxy --check-config --config rsql_config.py
@@ -173,7 +177,8 @@ class RSQLProxyService(Application):
         False,
         help="""Check the configuration and exit instead of serving: 0 and a summary when it
         would start as written (the provider keys' environment variables included), else 2 and
-        what is wrong. Nothing is listened on or connected to.""",
+        one line for each problem, naming the setting (start-up refuses the same ones). Nothing
+        is listened on or connected to.""",
     ).tag(config=True)
 
     workers = Integer(
@@ -204,44 +209,61 @@ class RSQLProxyService(Application):
     hub_auth: Any = None
     _cookie_secret = b""
     worker = 0  # this process's index among the workers (0 without --workers)
+    # what reading the configuration found (its file, names, types), said with the rest
+    _read_problems: list[str] = []
+    _judge_settings = True  # the file loaded and its upstreams have their type
 
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)
-        if self.config_file:
-            if not os.path.exists(self.config_file):
-                raise ConfigError(f"--config {self.config_file}: no such file")
-            self.load_config_file(self.config_file)
+        if self.config_file and not os.path.exists(self.config_file):
+            raise ConfigError(f"--config {self.config_file}: no such file")
+        # read by config_check, not by traitlets' load_config_file: that logs a file that does
+        # not load and goes on without it, only warns of an unknown name, stops at a bad type
+        valid, self._read_problems, self._judge_settings = read_configuration(
+            self, self.config_file, RSQLProxy()
+        )
+        self.config = valid  # the file and command line, without what was set aside
         # with several workers, every line says which process wrote it
         pid = " %(process)d" if self.workers > 1 else ""
         level = cast("int | str", self.log_level)  # traitlets: a level's name or number
         logging.basicConfig(
             format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=level
         )
-        if os.environ.get("JUPYTERHUB_API_TOKEN"):
-            if self.hub_cache_seconds < 0:
-                raise ConfigError(
-                    f"RSQLProxyService.hub_cache_seconds must be >= 0, got {self.hub_cache_seconds}"
-                )
+        if os.environ.get("JUPYTERHUB_API_TOKEN") and self.hub_cache_seconds >= 0:
             self.hub_auth = hub_login.make_hub_auth(self.hub_cache_seconds)
         # one secret for every worker: a login cookie signed by one is read by the others
         self._cookie_secret = hub_login.cookie_secret()
 
-    def check_workers(self) -> None:
-        """Refuse a worker count that cannot keep the limits, before anything starts."""
-        n = self.workers
+    def config_problems(self, log: logging.Logger = log) -> list[str]:
+        """Every problem of the configuration, one line each: the file, names and types (read by
+        initialize), the service's own settings, and all start-up checks (config_check)."""
+        problems = [*self._read_problems, *self.service_problems()]
+        if self._judge_settings:
+            problems += proxy_problems(RSQLProxy(parent=self), log=log)
+        return problems
+
+    def service_problems(self) -> list[str]:
+        """The service's own settings; a worker count that cannot keep the limits."""
+        n, out = self.workers, []
+        if not 0 <= self.port <= 65535:
+            out.append(f"RSQLProxyService.port (--port) must be from 0 to 65535, got {self.port}")
+        if self.hub_cache_seconds < 0:
+            out.append(
+                f"RSQLProxyService.hub_cache_seconds must be >= 0, got {self.hub_cache_seconds}"
+            )
         if n < 1:
-            raise ConfigError(f"RSQLProxyService.workers (--workers) must be at least 1, got {n}")
+            out.append(f"RSQLProxyService.workers (--workers) must be at least 1, got {n}")
         if n > 1 and not RSQLProxy(parent=self).state_url:
-            raise ConfigError(
+            out.append(
                 f"--workers {n} needs shared state: without c.RSQLProxy.state_url every worker keeps "
                 "its own limits, leases and budgets in memory, so users would get up to "
                 f"{n} times their limits. Set c.RSQLProxy.state_url = 'redis://HOST:6379/0' (all "
                 "workers then share one set of limits), or run --workers 1"
             )
+        return out
 
     async def serve(self, sockets: list | None = None) -> None:
-        proxy = RSQLProxy(parent=self)
-        check_admin_names(proxy)
+        proxy = RSQLProxy(parent=self)  # checked by start(): config_problems
         engine = build_engine(proxy, default_database="sqlite:///rsql_usage.sqlite", log=log)
         ctx = ProxyContext(engine=engine, proxy=proxy, mcp=build_mcp(proxy, engine))
         prefix = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
@@ -314,16 +336,15 @@ class RSQLProxyService(Application):
         try:
             asyncio.run(self.serve(bind_reuseport(self.port, self.ip)))
         except ConfigError as exc:
-            print(f"rsql-proxy: bad configuration: {exc}", file=sys.stderr)
+            say_problems(exc)
             return CONFIG_ERROR
         return 0
 
     def checked(self) -> str:
-        """What `--check-config` prints: raises ConfigError on the first problem, as start-up."""
-        self.check_workers()
+        """What `--check-config` prints: raises ConfigProblems naming every problem, as start-up."""
+        refuse(self.config_problems())
         proxy = RSQLProxy(parent=self)
-        check_admin_names(proxy)
-        settings = proxy.engine_settings(log=log)
+        settings = proxy.engine_settings(log=_SAID)
         models = sorted({m for u in settings.upstreams for m in u.models if m != "*"})
         # an override's user_limits replace the global list, never add to it: say so, since
         # a course admin who writes only "200/day" for a group drops the global per-minute cap
@@ -352,12 +373,12 @@ class RSQLProxyService(Application):
         if self.check_config:
             print(f"rsql-proxy: {self.checked()}")
             return
-        self.check_workers()
+        # every problem, before a port is opened or a worker forked; the engine's own warnings
+        # (no upstreams, ...) are said when serve() builds it
+        refuse(self.config_problems(log=_SAID))
         if self.workers == 1:
             asyncio.run(self.serve())
             return
-        check_admin_names(RSQLProxy(parent=self))  # config errors once, before forking
-        RSQLProxy(parent=self).engine_settings(log=log)
         problem = check_port(self.port, self.ip)
         if problem:
             print(f"rsql-proxy: {problem}", file=sys.stderr)
@@ -557,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
         app.initialize(argv)
         app.start()
     except ConfigError as exc:
-        print(f"rsql-proxy: bad configuration: {exc}", file=sys.stderr)
+        say_problems(exc)
         raise SystemExit(2) from None
 
 

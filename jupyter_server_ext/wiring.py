@@ -20,12 +20,26 @@ from .engine.monitoring.alerts import Ledger
 from .state import MemoryState
 from .store import open_store
 
+# where the engine of a server that passes requests on says what it would answer with: nowhere
+_UNHEARD = logging.Logger("rsql.passed_on", logging.ERROR)
+
 
 def build_engine(
-    proxy: RSQLProxy, *, default_database: str, log: logging.Logger | None = None
+    proxy: RSQLProxy,
+    *,
+    default_database: str,
+    log: logging.Logger | None = None,
+    passes_on: bool = False,
 ) -> Engine:
-    """The engine both hosts run, with the state backend and usage store the config names."""
-    settings = proxy.engine_settings(log=log)
+    """The engine both hosts run, with the state backend and usage store the config names.
+
+    `passes_on`: the host passes requests on to another proxy (a user's server on a hub, whose
+    ``RSQL_PROXY_URL`` is the hub's service): this engine answers only a client that asks it
+    directly: its falling back to the local model when no upstreams are configured is not
+    announced (the host says once where requests go instead), and a local model starts on the
+    first request for it, not with the engine."""
+    quiet = passes_on and not proxy.upstreams
+    settings = proxy.engine_settings(log=_UNHEARD if quiet else log)
     if settings.forward_user == "hash" and not settings.user_id_secret:
         path = proxy.user_id_secret_file
         if not path and default_database.startswith("sqlite:///"):
@@ -57,7 +71,10 @@ def build_engine(
         raise ConfigError(
             f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}"
         )
-    return Engine(settings, state=state, store=open_store(url), alert_ledger=ledger)
+    engine = Engine(settings, state=state, store=open_store(url), alert_ledger=ledger)
+    if passes_on:  # a local model starts on the first request for it, if one ever comes
+        engine.transports.local.start_with_engine = False
+    return engine
 
 
 def usage_spool(proxy: RSQLProxy, default_database: str) -> tuple[str, int]:

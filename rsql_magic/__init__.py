@@ -26,11 +26,13 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext rsql_magic``: %%ask, %ask, %ask_status, %ask_cost, %%sql_ai and %ask_chat."""
+    from .errors import short_warning_format
     from .magics.ask import RSQLMagic, protect_question_mark
     from .magics.ask_chat import ChatMagics
     from .magics.sql_ai import SqlAIMagics
     from .session import Session, register_magics
 
+    short_warning_format()
     for magics in (RSQLMagic, SqlAIMagics, ChatMagics):
         register_magics(ip, magics)
     session = Session.of(ip)

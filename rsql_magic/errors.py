@@ -39,6 +39,7 @@ filter is never caught as one of ours.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
@@ -177,6 +178,31 @@ class ReplayMissing(ProxyError):
 
 class UntrustedFile(RSQLError):
     """Another local user could have written this file (the message says why)."""
+
+
+def short_warning_format() -> None:
+    """Show our warnings as one line, ``DiscoveryWarning: ...``; others as before.
+
+    Python's format names the file and line that warned and then prints that source line: in a
+    notebook, or a headless nbconvert / papermill run's output, that is a line of our code the
+    reader cannot act on. Installed once per process (``%load_ext rsql_magic``)."""
+    previous = warnings.formatwarning
+    if getattr(previous, "_rsql_short", False):
+        return
+
+    def formatwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str:
+        if issubclass(category, RSQLWarning):
+            return f"{category.__name__}: {message}\n"
+        return previous(message, category, filename, lineno, line)
+
+    formatwarning._rsql_short = True  # type: ignore[attr-defined]  # why: a mark, not an API
+    warnings.formatwarning = formatwarning
 
 
 class DiscoveryWarning(RSQLWarning):

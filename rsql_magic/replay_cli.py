@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -14,33 +15,59 @@ from rsql_common.terminal import shown
 from .errors import UsageError
 from .replay import DEFAULT_FILE, ReplayStore, resolve_path, short_text
 
+# argparse's own code for a usage error; a replay file that is missing or unreadable is one too
+EXIT_USAGE = 2
+_FILE_HELP = f"replay file (default: $RSQL_REPLAY_FILE, else ./{DEFAULT_FILE})"
+
+
+def _file_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--file", default=default, metavar="FILE", help=_FILE_HELP)
+
 
 def main(argv: list[str] | None = None) -> int:
-    """``rsql-replay list|show|prune``: look after a replay file."""
+    """``rsql-replay list|show|prune``: look after a replay file. Exits 0 when done, 1 when
+    ``show`` finds nothing, 2 on a usage error or a replay file that is missing, cannot be read
+    or is refused (a link, not a regular file)."""
     p = argparse.ArgumentParser(
         prog="rsql-replay",
         description="List, show and prune the answers recorded for reproducible notebooks.",
     )
-    p.add_argument(
-        "--file",
-        default=None,
-        help=f"replay file (default: $RSQL_REPLAY_FILE, else ./{DEFAULT_FILE})",
-    )
+    _file_option(p, None)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="one line per answer (the last per fingerprint)")
+    # --file goes before or after the command (SUPPRESS: one given after does not reset one
+    # given before)
+    ls = sub.add_parser("list", help="one line per answer (the last per fingerprint)")
     show = sub.add_parser("show", help="entries whose fingerprint starts with PREFIX, as JSON")
     show.add_argument("prefix")
     prune = sub.add_parser("prune", help="drop superseded, old or surplus entries")
     prune.add_argument("--older-than", type=float, default=None, metavar="DAYS")
     prune.add_argument("--keep-last", type=int, default=None, metavar="N")
     prune.add_argument("--dry-run", action="store_true")
+    for command in (ls, show, prune):
+        _file_option(command, argparse.SUPPRESS)
     args = p.parse_args(argv)
     store = ReplayStore(resolve_path(args.file))
+    # lexists: a link is the store's to refuse (it says why), not "missing"
+    if not os.path.lexists(store.path):
+        print(
+            shown(
+                f"rsql-replay: no replay file at {store.path} ({_named_by(args.file)}); name "
+                "an existing one with --file FILE"
+            ),
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         return _command(store, args)
-    except UsageError as exc:
+    except UsageError as exc:  # the file is a link, a folder, a device: refused, named
         print(f"rsql-replay: {shown(str(exc))}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
+    except OSError as exc:  # no permission to read it, a folder opened to write, an I/O error
+        print(
+            shown(f"rsql-replay: cannot read the replay file {store.path}: {exc.strerror or exc}"),
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 def _command(store: ReplayStore, args: argparse.Namespace) -> int:
@@ -56,7 +83,7 @@ def _command(store: ReplayStore, args: argparse.Namespace) -> int:
                     f"{short_text(e.question, 60)}"
                 )
             )
-        print(shown(f"{len(latest)} answer(s) in {store.path}"), file=sys.stderr)
+        print(shown(f"{_count(len(latest), 'answer')} in {store.path}"), file=sys.stderr)
         return 0
     if args.cmd == "show":
         hits = [e for e in store.latest().values() if e.fp.startswith(args.prefix.lower())]
@@ -73,6 +100,17 @@ def _command(store: ReplayStore, args: argparse.Namespace) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(shown(f"{verb} {removed} line(s); {kept} answer(s) kept in {store.path}"))
     return 0
+
+
+def _named_by(file: str | None) -> str:
+    """Where the path came from, so a user knows what to change."""
+    if file:
+        return "--file"
+    return "RSQL_REPLAY_FILE" if os.environ.get("RSQL_REPLAY_FILE") else "the default"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{'no' if n == 0 else n} {noun}s"
 
 
 if __name__ == "__main__":

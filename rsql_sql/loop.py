@@ -113,6 +113,14 @@ def sql_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
+# the line under a refusal that ended the loop: the model kept answering with what the guard
+# refuses, so asking it again would not help
+REFUSED_WHAT_TO_DO = (
+    "What to do: rephrase the question as one that reads data (name the tables with --tables), "
+    "or write the SQL yourself."
+)
+
+
 def feedback_message(stage: str, error: str) -> str:
     why = _STAGE_WORDS.get(stage, stage)
     return (
@@ -335,13 +343,16 @@ def run_question(
     # every attempt failed (a passing one returned above); "ok" is only there for the type
     failed: Stage = "database" if last.stage == "ok" else last.stage
     tries = len(attempts)
-    head = (
-        f"no acceptable SQL after {tries} attempt{'s' if tries != 1 else ''}"
-        if last.stage != "refused"
-        else "refused"
-    )
+    if last.stage == "refused":
+        # the guard's message says what was refused and why, once; then what the user can do
+        message = f"{last.error}\n{REFUSED_WHAT_TO_DO}"
+    else:
+        message = (
+            f"no acceptable SQL after {tries} attempt{'s' if tries != 1 else ''}; "
+            f"last error ({last.stage}):\n{last.error}"
+        )
     raise SqlAIError(
-        f"{head}; last error ({last.stage}):\n{last.error}",
+        message,
         attempts=attempts,
         sql=last.sql,
         stage=failed,

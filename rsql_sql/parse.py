@@ -36,6 +36,7 @@ __all__ = [
     "parse_statements",
     "quiet_sqlglot",
     "tree_size",
+    "without_trailing_semicolons",
 ]
 
 
@@ -192,9 +193,33 @@ def parse_statements(sql: str, dialect: str) -> list[exp.Expr]:
             found=SQL_MAX_DEPTH + 1,
             sql=sql,
         ) from None
-    out = [s for s in stmts if s is not None]
+    # a `;` followed by a comment is a chunk of its own to sqlglot, an exp.Semicolon that holds
+    # the comment and nothing else: no statement (``SELECT 1; -- note`` is one statement)
+    out = [s for s in stmts if s is not None and not _comment_only(s)]
     _check_tree(out, sql)
     return out
+
+
+def _comment_only(stmt: exp.Expr) -> bool:
+    return isinstance(stmt, exp.Semicolon) and not any(stmt.args.values())
+
+
+def without_trailing_semicolons(sql: str, dialect: str) -> str:
+    """`sql` cut before its first ``;`` when nothing but ``;`` and comments follow it (as the
+    tokenizer reads it), else `sql` as it is. What runs is then the one statement that was
+    checked, never a tail that only this tokenizer read as a comment (a database that nests
+    comments differently, a ``/*! ... */`` that MySQL runs)."""
+    if len(sql) > SQL_MAX_CHARS or ";" not in sql:
+        return sql  # too long: parse_statements says so
+    try:
+        with quiet_sqlglot():
+            tokens = sqlglot.Dialect.get_or_raise(dialect).tokenize(sql)
+    except (TokenError, ValueError):
+        return sql  # parse_statements says what is wrong
+    first = next((i for i, t in enumerate(tokens) if t.token_type == TokenType.SEMICOLON), None)
+    if first is None or any(t.token_type != TokenType.SEMICOLON for t in tokens[first:]):
+        return sql
+    return sql[: tokens[first].start].rstrip()
 
 
 _EXPLAIN_OPTS = re.compile(

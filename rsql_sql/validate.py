@@ -39,6 +39,7 @@ from .parse import (
     parse_statements,
     quiet_sqlglot,
     tree_size,
+    without_trailing_semicolons,
 )
 from .schema import Schema
 
@@ -452,6 +453,8 @@ def check_sql(
             stage="extract",
         )
     transpiled_from = None
+    # what is checked and run ends at the statement: a `;` and comments after it are dropped
+    sql = without_trailing_semicolons(sql, dialect)
     try:
         stmts = parse_statements(sql, dialect)
     except SqlTooLarge:

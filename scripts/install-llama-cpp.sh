@@ -2,11 +2,13 @@
 # Installs the pinned llama-cpp-python into a virtualenv, built for a baseline x86-64 CPU.
 #
 # Why not a plain `pip install`: llama-cpp-python ships only a source distribution, and its
-# default build uses -march=native (GGML_NATIVE=ON). Such a wheel uses every instruction the
-# build machine has, and pip caches it, so it also travels to other CPUs. On AVX-512 machines
-# (AMD EPYC: avx512f/bw/vl/vnni/bf16) the native build of 0.3.36 segfaults in `decode` on any
-# prompt longer than one token (docs/local-model.md). So we build once per (version, flags),
-# with pip's wheel cache bypassed, into a cache of our own keyed by both.
+# default build uses -march=native (GGML_NATIVE=ON). Two reasons not to (docs/local-model.md):
+# on an Intel Xeon with AMX (amx_tile/int8/bf16) such a build of 0.3.36 compiles in llama.cpp's
+# AMX matrix backend, which segfaults (`ldtilecfg` in ggml_backend_amx_mul_mat) on any prompt
+# longer than one token; AVX-512 is not the cause (a build with every AVX-512 kernel and no AMX
+# answers there). And a native wheel uses every instruction the build machine has while pip
+# caches it, so it travels to CPUs that lack them (SIGILL). So we build for a baseline CPU, once
+# per (version, flags), with pip's wheel cache bypassed, into a cache of our own keyed by both.
 #
 #   scripts/install-llama-cpp.sh [PYTHON]       baseline: AVX2 + FMA + F16C, no AVX-512
 #   RSQL_LLAMA_NATIVE=1 scripts/...             opt in to a build for this machine's CPU

@@ -2,11 +2,14 @@
 
 The proxy's upstreams come from ./rsql_config.py (c.RSQLProxy.* settings) when it exists, else
 the local SmolLM2-135M model answers (weak, but needs no key and no network). The executed
-notebook is written to notebooks/demo.html; a failing cell fails this script.
+notebook is written to notebooks/demo.html (`--output PATH` elsewhere); a failing cell fails this
+script. Each cell says when it starts (cell n of N, its first line) and how long it took: with the
+local model on a laptop the whole run takes minutes.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import secrets
@@ -18,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "demo.ipynb"
@@ -81,7 +85,72 @@ def proxy_server(config: Path | None, work: Path) -> Iterator[tuple[str, str, di
         log.close()
 
 
-def main() -> int:
+def _first_line(source: str, width: int = 70) -> str:
+    line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "(empty)")
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class Progress:
+    """One line when a code cell starts and one when it ends, flushed at once (the output may
+    be a pipe: `make demo | tee`)."""
+
+    def __init__(self, nb: Any) -> None:
+        self.index = {id(c): n for n, c in enumerate(_code_cells(nb), 1)}
+        self.total = len(self.index)
+        self.started = 0.0
+
+    def start(self, cell: Any, **_: Any) -> None:
+        if id(cell) in self.index:
+            self.started = time.monotonic()
+            n = self.index[id(cell)]
+            print(f"cell {n} of {self.total}: {_first_line(cell.source)}", flush=True)
+
+    def done(self, cell: Any, **_: Any) -> None:
+        if id(cell) in self.index:
+            n = self.index[id(cell)]
+            took = time.monotonic() - self.started
+            print(f"cell {n} of {self.total}: done in {took:.1f} s", flush=True)
+
+
+def _code_cells(nb: Any) -> list[Any]:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def run_notebook(kernel_env: dict[str, str], output: Path) -> int:
+    """Execute the demo notebook in a kernel with `kernel_env`, saying each cell's progress;
+    write it as HTML to `output`. 0, or 1 when a cell fails (its error is printed)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    progress = Progress(nb)
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        on_cell_start=progress.start,
+        on_cell_executed=progress.done,
+    )
+    started = time.monotonic()
+    try:
+        client.execute(env=kernel_env)
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+        sys.stderr.write(f"a cell failed:\n{exc}\n")
+        return 1
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    output.write_text(html, encoding="utf-8")
+    print(f"ran {progress.total} cells in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--output", type=Path, default=NOTEBOOK.with_suffix(".html"), help="the HTML to write"
+    )
+    args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rsql-demo-"))
     user_config = Path(os.environ.get("RSQL_CONFIG", ROOT / "rsql_config.py"))
     if user_config.exists():
@@ -94,33 +163,18 @@ def main() -> int:
             _,
             kernel_env,
         ):
-            print(f"proxy ready at {url}rsql/; running {NOTEBOOK.name} headless")
+            print(f"proxy ready at {url}rsql/; running {NOTEBOOK.name} headless", flush=True)
             # batch runs record answers for replay (the notebook's last section shows them); the
             # demo records into its own temporary folder, so each run asks the proxy afresh and
             # no answer of the weak local model is replayed once keys are configured
             kernel_env.setdefault("RSQL_REPLAY_FILE", str(work / "replay.jsonl"))
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "jupyter",
-                    "nbconvert",
-                    "--to",
-                    "html",
-                    "--execute",
-                    "--ExecutePreprocessor.timeout=600",
-                    str(NOTEBOOK),
-                    "--output",
-                    "demo.html",
-                ],
-                env=kernel_env,
-            )
+            code = run_notebook(kernel_env, args.output)
     except RuntimeError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
-    if done.returncode == 0:
-        print(f"wrote {NOTEBOOK.with_suffix('.html')}")
-    return done.returncode
+    if code == 0:
+        print(f"wrote {args.output}")
+    return code
 
 
 if __name__ == "__main__":

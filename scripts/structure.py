@@ -120,6 +120,8 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # configuration split from wiring: the wiring builds an Engine with its backends
     f"{S}.wiring": (f"{S}.engine", f"{S}.config", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),
+    # every configuration problem at once, for --check-config and both hosts' start-up
+    f"{S}.config_check": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.mcp.settings"),
     # what points users' AI tools at the proxy: pure, read by both hosts and the hub's set-up
     f"{S}.ai_environment": (),
     f"{S}.handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth"),

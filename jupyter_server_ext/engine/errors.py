@@ -25,8 +25,24 @@ class RSQLProxyError(Exception):
     """The root of every error the proxy raises."""
 
 
+# The answers a client may send again unchanged and hope for another: a timeout, a conflict, a
+# limit (429), and every 5xx. The openai and anthropic SDKs retry exactly these by default.
+RETRYABLE_4XX = (408, 409, 429)
+
+
+def retry_cannot_help(status: int) -> bool:
+    """Whether sending the same request again cannot change this answer (a bad token, a model
+    not served, a malformed body): it then says ``x-should-retry: false``."""
+    return 400 <= status < 500 and status not in RETRYABLE_4XX
+
+
 class EngineError(RSQLProxyError):
-    """An error that reaches the client as OpenAI-format JSON with a fitting status."""
+    """An error that reaches the client as OpenAI-format JSON with a fitting status.
+
+    An answer no retry can change carries ``x-should-retry: false``, the header the official
+    openai and anthropic SDKs read before their own rules. Claude Code reads it before its own
+    rule of retrying every 401: without it a wrong key got ten retries with backoff, 176 s of
+    silence before "Failed to authenticate" (issue 55; Claude Code 2.1.330)."""
 
     status: int = 500
     type: str = "server_error"
@@ -48,6 +64,8 @@ class EngineError(RSQLProxyError):
         if code is not None:
             self.code = code
         self.headers: dict[str, str] = dict(headers or {})
+        if retry_cannot_help(self.status):
+            self.headers.setdefault("x-should-retry", "false")
         self.extra: dict[str, Any] = dict(extra or {})
 
     def to_json(self) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 ``c.RSQLProxy.mcp_connections`` names the databases; ``mcp_user_limits``,
 ``mcp_user_concurrency`` and ``mcp_workers`` bound the tool calls. Nothing here connects: a
 database that is down is found at its first call, and said then, so one unreachable warehouse
-does not keep the proxy from starting.
+does not keep the proxy from starting. A driver that is not installed is found at start-up
+(``connection_problems``): no call could ever succeed.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -171,3 +173,39 @@ def parse_mcp_settings(
         user_concurrency=user_concurrency,
         workers=workers,
     )
+
+
+# how to install what a connection's engine needs (SQLAlchemy 2.1 opens postgresql:// with
+# psycopg, 2.0 with psycopg2)
+_INSTALL = {
+    "duckdb": "pip install 'rsql-assistant[duckdb]'",
+    "sqlalchemy": "pip install sqlalchemy",
+    "psycopg": "pip install 'psycopg[binary]'",
+    "psycopg2": "pip install psycopg2-binary",
+}
+
+
+def connection_problems(spec: ConnectionSpec) -> list[str]:
+    """What the connection's engine needs to open it and is not installed, one line each
+    (imported as its first call would: DuckDB itself; PostgreSQL through SQLAlchemy and the
+    driver its URL names, SQLAlchemy's default for postgresql://)."""
+    where = f"{WHERE}[{spec.name!r}]"
+    try:
+        if spec.kind == "duckdb":
+            importlib.import_module("duckdb")
+        elif spec.kind == "postgres":
+            # optional packages, looked for by name (the proxy's image ships neither)
+            make_url = importlib.import_module("sqlalchemy.engine").make_url
+            url = spec.url.replace("postgres://", "postgresql://", 1)
+            make_url(url).get_dialect().import_dbapi()  # the driver, as create_engine loads it
+    except ImportError as exc:
+        name = exc.name or str(exc)
+        install = _INSTALL.get(name, f"pip install {name}")
+        return [
+            f"{where}: a {spec.kind} connection needs {name}, which is not installed: {install}"
+        ]
+    except Exception as exc:  # SQLAlchemy cannot read the URL, or knows no such driver
+        # only the driver's name is repeated: the URL may hold a password
+        said = f": {exc}" if type(exc).__name__ == "NoSuchModuleError" else ""
+        return [f"{where}['url']: SQLAlchemy cannot open it ({type(exc).__name__}{said})"]
+    return []

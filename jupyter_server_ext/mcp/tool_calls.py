@@ -146,11 +146,13 @@ class ToolCalls:
             if window.mode == "off":
                 raise ToolRefused(str(self.engine.windows.refusal(window, span)), "window", 403)
             if not window.agent:
-                raise ToolRefused(
-                    str(self.engine.windows.agent_refusal(window, span)), "window", 403
-                )
+                # an MCP client has no --agent to drop: say what holds for it
+                later = "tool calls are refused until the window ends"
+                refusal = self.engine.windows.agent_refusal(window, span, instead=later)
+                raise ToolRefused(str(refusal), "window", 403)
         if not access.agent:
-            raise ToolRefused(str(agent_off(caller.user)), "agent_off", 403)
+            instead = "tool calls are refused while it is off; ask your admin"
+            raise ToolRefused(str(agent_off(caller.user, instead=instead)), "agent_off", 403)
 
     def _find(self, caller: Caller, name: str) -> ConnectionSpec:
         spec = self.specs.get(name)

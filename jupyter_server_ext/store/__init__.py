@@ -5,7 +5,14 @@ Both implement ``jupyter_server_ext.engine.accounting.usage.UsageStore``; the ho
 
 from __future__ import annotations
 
+import logging
+
 from ..engine.accounting.usage import UsageStore
+
+# JupyterHub's client (the hub login, imported by every proxy) imports alembic, whose plugin
+# registry says "setup plugin ..." seven times at INFO before the proxy's first line. The usage
+# log has no alembic migrations; one of its own that runs says so in one line (sqlite.py).
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def open_store(database_url: str) -> UsageStore:

@@ -294,10 +294,13 @@ def _migrate(conn: sqlite3.Connection) -> None:
     """Add the columns a table made by an older version lacks (SQLite has no ADD COLUMN IF
     NOT EXISTS, so the table's columns are read first)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(usage)")}
+    added = [name for name, _ in ADDED_COLUMNS if name not in have]
     for name, kind in ADDED_COLUMNS:
-        if name not in have:
+        if name in added:
             with conn:
                 conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
+    if added:  # a migration that ran is one line
+        log.info("usage log: added the columns %s to an older version's table", ", ".join(added))
     # one row per request: the unique index, once; rows an older version wrote twice first
     if conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'usage_request_id'"

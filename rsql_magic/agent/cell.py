@@ -21,7 +21,7 @@ from rsql_magic import render
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import ProxyError
 
-from .loop import ENDED, Step, ToolBox, Turn, run_turn
+from .loop import Step, ToolBox, Turn, run_turn
 
 
 def display(bundle: dict[str, Any], **kw: Any) -> Any:
@@ -61,9 +61,7 @@ class StepsView:
         self.show()
 
     def end(self, turn: Turn) -> None:
-        done = f"{len(turn.steps)} tool call(s), {len(turn.requests)} request(s)"
-        if turn.ended:
-            done += f" · ended by {ENDED[turn.ended]}"
+        done = turn.counted()
         self.lines.append(f"\n*{render.table_cell(done)}*")
         self.show()
 

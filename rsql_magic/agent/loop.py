@@ -79,6 +79,12 @@ class Turn:
     def tokens(self) -> int:
         return sum(_tokens(r) for r in self.requests)
 
+    def counted(self) -> str:
+        """What the turn did, for its footer: "no tool calls, 1 request", and how it ended
+        when it did not answer."""
+        done = f"{_count(len(self.steps), 'tool call')}, {_count(len(self.requests), 'request')}"
+        return f"{done} · ended by {ENDED[self.ended]}" if self.ended else done
+
     @property
     def cost_usd(self) -> float | None:
         costs = [r.cost_usd for r in self.requests if r.cost_usd is not None]
@@ -193,3 +199,7 @@ def _tokens(res: ChatResult) -> int:
         return total
     parts = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
     return sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{'no' if n == 0 else n} {noun}s"

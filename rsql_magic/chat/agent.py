@@ -27,7 +27,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from rsql_magic.agent.loop import ENDED, Step, run_turn
+from rsql_magic.agent.loop import Step, run_turn
 from rsql_magic.agent.loop import Turn as AgentTurn
 from rsql_magic.agent.proposal import ProposalView
 from rsql_magic.agent.tools import KernelTools, ToolResult, result_html
@@ -144,9 +144,7 @@ class AgentRun:
 
     def end(self) -> None:
         turn = self.record
-        done = f"{len(turn.steps)} tool call(s), {len(turn.requests)} request(s)"
-        if turn.ended:
-            done += f" · ended by {ENDED[turn.ended]}"
+        done = turn.counted()
         self.box.children = (*self.box.children, W.HTML(_line(done)))
 
     def call(

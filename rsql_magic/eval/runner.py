@@ -381,6 +381,7 @@ def evaluate(
             settings.allowed_functions,
             postgres_role or settings.postgres_role,
             settings.max_result_bytes,
+            role_setting="--postgres-role ROLE",
         ),
     }
     asker = _Asker(

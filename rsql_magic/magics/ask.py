@@ -31,6 +31,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from rsql_common.labextension import missing_labextension_notice
 from rsql_magic import render
 from rsql_magic.client import ChatResult, ProxyClient
 from rsql_magic.context.rsession import r_session_exists
@@ -46,6 +47,12 @@ NOTEBOOK_UNKNOWN = (
     "**rsql**: this notebook is not known here, so its spend cannot be looked up. Name it "
     "(its path relative to the Jupyter server's root): `%config RSQLMagic.notebook = "
     "'path/to/notebook.ipynb'`, or the environment variable `RSQL_NOTEBOOK`."
+)
+NO_QUESTION = (
+    "%%ask needs a question: write it in the cell, under the %%ask line, for example\n\n"
+    "    %%ask --df sales\n"
+    "    Which region grew fastest last quarter?\n\n"
+    "or on one line: %ask why did the last cell fail?  (%ask? lists the options)"
 )
 NO_COST_PER_NOTEBOOK = "this proxy does not record cost per notebook (upgrade it)"
 
@@ -149,7 +156,7 @@ class RSQLMagic(Magics, AskSettings):
         args = parse_argstring(self.ask, opts)
         question = "\n".join(p for p in (rest, cell or "") if p.strip()).strip()
         if not question:
-            raise UsageError("%%ask needs a question: in the cell body, or after %ask on the line")
+            raise UsageError(NO_QUESTION)
         self._ask(
             args,
             question,
@@ -364,6 +371,10 @@ class RSQLMagic(Magics, AskSettings):
                 or "the proxy's default model"
             )
             rows.append(f"- **this kernel asks**: {model}")
+        # an editable install whose frontend was never built: say why JupyterLab shows nothing
+        notice = missing_labextension_notice()
+        if notice is not None:
+            rows.append(f"- **JupyterLab extension**: {render.table_cell(notice)}")
         return rows
 
     @line_magic
@@ -424,6 +435,8 @@ def render_me(me: dict[str, Any]) -> list[str]:
 
 
 _ASK_LINE = re.compile(r"^([ \t]*)%ask(?:[ \t]+(.*?))?[ \t]*\?[ \t]*(\r?\n)?$")
+# a cell of ours that is its magic line alone (options allowed; not "%%ask?", which is help)
+_BODILESS_CELL = re.compile(r"^%%(?:ask|sql_ai)(?:[ \t][^\r\n]*)?\r?\n?$")
 
 
 def protect_question_mark(lines: list[str]) -> list[str]:
@@ -431,9 +444,16 @@ def protect_question_mark(lines: list[str]) -> list[str]:
 
     IPython turns any line ending in ``?`` into ``pinfo`` ("Object `X` not found") before
     magics run. Rewrite such ``%ask`` lines into the explicit ``run_line_magic`` call first.
-    Cells that start with ``%%`` (a cell magic owns its body) are left alone.
+    Cells that start with ``%%`` (a cell magic owns its body) are left alone, but for a
+    ``%%ask`` or ``%%sql_ai`` cell with no body: IPython would refuse it with its own message
+    about line and cell magics, so it gets an empty line for a body and the magic says what to
+    write, with an example.
     """
-    if not lines or lines[0].lstrip().startswith("%%"):
+    if lines and lines[0].lstrip().startswith("%%"):
+        if len(lines) == 1 and _BODILESS_CELL.match(lines[0]):
+            return [lines[0].rstrip("\r\n") + "\n", "\n"]
+        return lines
+    if not lines:
         return lines
     out = []
     for ln in lines:

@@ -72,7 +72,11 @@ class SqlAIMagics(Magics, SqlAISettings):
         question = (cell or "").strip()
         if not question:
             raise SqlAIError(
-                "%%sql_ai needs a question in the cell body", attempts=[], sql="", stage="usage"
+                "%%sql_ai needs a question: write it in the cell, under the %%sql_ai line, for "
+                "example\n\n    %%sql_ai conn\n    Total order amount per region\n",
+                attempts=[],
+                sql="",
+                stage="usage",
             )
         session = Session.of(self.shell)
         db, conn_expr = session.sql_runner.resolve_connection(args.conn)

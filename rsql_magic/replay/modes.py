@@ -224,13 +224,13 @@ _HOW_TO_RECORD = (
 )
 
 
-# a snapshot's date suffix: gpt-4o-mini-2024-07-18, claude-sonnet-4-5-20250929
+# a snapshot's date suffix: gpt-4o-mini-2024-07-18, claude-haiku-4-5-20251001
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 
 
 def _same_model(recorded: str, now: str) -> bool:
     """The same model: equal names, or one a dated snapshot of the other. Only a date counts:
-    gpt-4o-mini is not gpt-4o, nor claude-sonnet-4-5 claude-sonnet-4."""
+    gpt-4o-mini is not gpt-4o, nor claude-sonnet-5-5 claude-sonnet-5."""
     return _SNAPSHOT.sub("", recorded) == _SNAPSHOT.sub("", now)
 
 

@@ -398,10 +398,10 @@ def postgres_walls(
     rows = run("SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user")
     if rows and rows[0][0]:
         warnings.warn(
-            f"%%sql_ai runs generated SQL on {label} as the superuser {rows[0][1]!r}: a "
-            "read-only transaction does not stop a superuser from reading server files or "
-            "signalling other sessions. Set %config SqlAIMagics.postgres_role = '<role>' to a "
-            "role without superuser rights that can SELECT your tables.",
+            f"generated SQL runs on {label} as the superuser {rows[0][1]!r}: a read-only "
+            "transaction does not stop a superuser from reading server files or signalling "
+            f"other sessions. Set {policy.role_setting} to a role without superuser rights "
+            "that can SELECT your tables.",
             SuperuserWarning,
             stacklevel=2,
         )

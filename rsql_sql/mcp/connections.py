@@ -29,6 +29,7 @@ __all__ = [
     "Connection",
     "Options",
     "ToolAnswer",
+    "Unavailable",
     "call_tool",
     "open_connection",
     "parse_db_arg",
@@ -46,6 +47,35 @@ class Connection:
     # sqlite3 and DuckDB connections are not for concurrent use, and both servers run tools in
     # worker threads
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Unavailable:
+    """A ``--db`` connection that would not open (a database server down or unreachable, a
+    file not there): the server serves the others, names this one with its reason, and tries
+    it again when a tool names it, at most every ``RETRY_S`` seconds."""
+
+    name: str
+    kind: str
+    url: str
+    reason: str  # BadConnection's message: it names no password
+    tried_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    RETRY_S = 30.0
+
+    def retry(self, now: float) -> Connection | None:
+        """The connection if it opens now; None (its reason updated) if not, or if it was
+        tried less than ``RETRY_S`` seconds ago."""
+        with self.lock:
+            if now - self.tried_at < self.RETRY_S:
+                return None
+            self.tried_at = now
+            try:
+                return open_connection(self.name, self.url)
+            except BadConnection as e:
+                self.reason = str(e)
+                return None
 
 
 def parse_db_arg(arg: str) -> tuple[str, str]:

@@ -14,6 +14,10 @@ checked SQL.
 
 Each call is logged to stderr (stdout carries the protocol): the tool, the connection, the rows
 returned and the time; never the data, the SQL or a URL (which may hold a password).
+
+A ``--db`` that is wrong in itself exits 2. One that does not open (its server down) is logged,
+listed by ``list_connections`` as unavailable with the reason, and tried again when a tool names
+it; the others serve. Only when none opens does the server exit 2.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from rsql_common.context_policy import ContextPolicy
 from rsql_common.terminal import shown
+from rsql_sql.engines import engine_for_url
 from rsql_sql.errors import BadConnection
 from rsql_sql.policy import SqlPolicy
 
@@ -33,6 +38,7 @@ from .connections import (
     SCHEMES,
     Connection,
     Options,
+    Unavailable,
     call_tool,
     open_connection,
     parse_db_arg,
@@ -105,18 +111,43 @@ def add_tools(server: Any, *tools: Callable[..., Any]) -> None:
         )
 
 
-def build_server(connections: dict[str, Connection], options: Options) -> Any:
-    """The MCP server holding `connections` (the SDK's ``MCPServer``, ``FastMCP`` before 2)."""
+def build_server(
+    connections: dict[str, Connection],
+    options: Options,
+    unavailable: dict[str, Unavailable] | None = None,
+) -> Any:
+    """The MCP server holding `connections` (the SDK's ``MCPServer``, ``FastMCP`` before 2).
+    `unavailable`: the ``--db`` connections that would not open; each is listed with its reason
+    and tried again when a tool names it, and the others serve meanwhile."""
     Server, ToolError, _ = sdk()
     server = Server("rsql-mcp", instructions=INSTRUCTIONS)
+    down = unavailable if unavailable is not None else {}
+
+    def connection(tool: str, name: str, t0: float) -> Connection:
+        conn = connections.get(name)
+        if conn is not None:
+            return conn
+        gone = down.get(name)
+        if gone is None:
+            log_call(tool, name, None, t0, "unknown connection")
+            known = ", ".join(sorted([*connections, *down]))
+            raise ToolError(f"unknown connection {shown(name)[:60]!r}: the connections are {known}")
+        opened = gone.retry(time.monotonic())
+        if opened is None:
+            log_call(tool, name, None, t0, "unavailable")
+            others = ", ".join(sorted(connections)) or "none"
+            raise ToolError(
+                f"the connection {name!r} is unavailable: {gone.reason}. It is tried again "
+                f"at most every {gone.RETRY_S:g} s; the connections that serve now: {others}"
+            )
+        print(f"rsql-mcp: {name} ({opened.kind}) opened, serving", file=sys.stderr, flush=True)
+        down.pop(name, None)
+        connections[name] = opened
+        return opened
 
     def call(tool: str, name: str, args: dict[str, str]) -> str:
         t0 = time.perf_counter()
-        conn = connections.get(name)
-        if conn is None:
-            log_call(tool, name, None, t0, "unknown connection")
-            known = ", ".join(sorted(connections))
-            raise ToolError(f"unknown connection {shown(name)[:60]!r}: the connections are {known}")
+        conn = connection(tool, name, t0)
         answer = call_tool(conn, tool, args, options)
         log_call(tool, name, answer.rows, t0, answer.outcome)
         if not answer.ok:
@@ -126,6 +157,7 @@ def build_server(connections: dict[str, Connection], options: Options) -> Any:
     def list_connections() -> str:
         t0 = time.perf_counter()
         lines = [f"{c.name}: {c.kind} (read-only)" for c in connections.values()]
+        lines += [f"{u.name}: {u.kind} (unavailable: {u.reason})" for u in down.values()]
         log_call("list_connections", "-", len(lines), t0)
         return "\n".join(lines)
 
@@ -195,23 +227,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = Options(
         max_rows=args.max_rows,
         timeout_s=args.timeout,
-        sql_policy=SqlPolicy.make(args.allow_function, args.pg_role),
+        sql_policy=SqlPolicy.make(args.allow_function, args.pg_role, role_setting="--pg-role ROLE"),
         policy=ContextPolicy(redact_columns=tuple(args.redact), source="rsql-mcp --redact"),
     )
     connections: dict[str, Connection] = {}
+    unavailable: dict[str, Unavailable] = {}
+    failures: list[str] = []
     for arg in args.db:
         shown_arg = arg
         try:
             name, url = parse_db_arg(arg)
             shown_arg = f"{name}={shown_url(url)}"
-            if name in connections:
+            engine = engine_for_url(url)
+            if name in connections or name in unavailable:
                 raise BadConnection(f"the name {name!r} is given twice")
+            if engine is None:
+                raise BadConnection(f"unsupported URL (expected {SCHEMES})")
+        except BadConnection as e:  # the argument itself is wrong: nothing is served
+            parser.error(f"--db {shown(shown_arg)}: {e}")
+        try:
             connections[name] = open_connection(name, url)
         except BadConnection as e:
-            parser.error(f"--db {shown(shown_arg)}: {e}")
+            # a database down or unreachable: one connection, not the server's whole work
+            failures.append(f"--db {shown(shown_arg)}: {e}")
+            unavailable[name] = Unavailable(name, engine.name, url, str(e), time.monotonic())
+    if not connections:
+        parser.error("; ".join(failures))
+    for failure in failures:
+        print(
+            shown(
+                f"rsql-mcp: {failure}; serving the other connections, this one is listed as "
+                "unavailable and tried again when a tool names it"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     kinds = ", ".join(f"{c.name} ({c.kind})" for c in connections.values())
-    print(f"rsql-mcp: serving {kinds} over stdio, read-only", file=sys.stderr, flush=True)
-    build_server(connections, options).run("stdio")
+    down = f"; unavailable: {', '.join(sorted(unavailable))}" if unavailable else ""
+    print(f"rsql-mcp: serving {kinds} over stdio, read-only{down}", file=sys.stderr, flush=True)
+    build_server(connections, options, unavailable).run("stdio")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 CLAUDE_KEY = "test-anthropic-key-cli"
 PRICE = {"input": 1.0, "output": 2.0}
 # what Claude Code and Codex ask for by name; the proxy maps them to the fakes' own models
-CLAUDE_MODEL = "claude-sonnet-4-5"
+CLAUDE_MODEL = "claude-sonnet-5-5"
 CODEX_MODEL = "gpt-5-codex"
 EXAM_MESSAGE = "Exam until noon: no agents"
 NATIVE_MODEL = "codex-native"  # served only by an upstream that speaks the Responses API

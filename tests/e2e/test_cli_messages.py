@@ -14,15 +14,18 @@ waits out a Retry-After of up to 60 s and retries (10 times by default), and rep
 at once; Codex waits out any Retry-After, five times over, printing only "Reconnecting... n/5",
 so a spent budget (a Retry-After until midnight UTC) holds it for hours. Codex is stopped here
 on its first "Reconnecting", and reports at once only a 429 whose body says
-``usage_limit_reached``.
+``usage_limit_reached``. An answer no retry can change (a wrong key, a model not served) says
+``x-should-retry: false``; Claude Code retried a 401 ten times without it (issue 55).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +49,8 @@ WINDOW = "1/hour"
 NO_WEB_SEARCH = 'web_search="disabled"'
 # Codex's line when it begins to wait before a retry
 CODEX_RETRIES = "Reconnecting..."
+# how long a CLI may take to report an answer no retry can change: starting it takes about 1 s
+NO_RETRY_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +72,8 @@ def svc(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "tok-hal": "hal",  # Codex with its default web search
         "tok-ws": "ws",  # Claude Code's WebSearch tool
         "tok-ann": "ann",  # Claude Code told the hub's window
+        "tok-uma": "uma",  # a model the hub does not serve (Claude Code)
+        "tok-rio": "rio",  # request window spent (x-should-retry)
     }
     service = start_service(
         tmp_path_factory.mktemp("cli-messages"),
@@ -83,6 +90,7 @@ def svc(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 "user:bob": {"user_daily_budget_usd": 0},
                 "user:wes": {"user_limits": [WINDOW]},
                 "user:wil": {"user_limits": [WINDOW]},
+                "user:rio": {"user_limits": [WINDOW]},
                 "user:cyd": {"user_daily_budget_usd": 0.001},
                 "user:cal": {"user_daily_budget_usd": 0.001},
             },
@@ -164,6 +172,91 @@ def test_codex_says_which_model_is_not_yours_and_which_setting_allows_it(
     # the model 'other-model'; ... Ask your hub admin if you need another, url: .../v1/responses"
     line = reported(codex(svc, "tok-max", tmp_path, OTHER, NO_WEB_SEARCH, waits=True), OTHER)
     says(line, "403", MODEL, "allowed_models", "limit_overrides")
+
+
+# -- answers no retry can change ---------------------------------------------------------------
+
+
+def timed_claude(svc: ProxyService, token: str, tmp_path: Path, model: str = MODEL) -> CliRun:
+    """`claude` as `claude()` runs it, and it must end by itself within NO_RETRY_SECONDS."""
+    started = time.monotonic()
+    run = claude(svc, token, tmp_path, model=model)
+    took = time.monotonic() - started
+    assert took < NO_RETRY_SECONDS, (
+        f"it ended after {took:.0f} s (retrying?):\n{run.output[-2000:]}"
+    )
+    return run
+
+
+def test_claude_code_with_a_wrong_key_says_so_at_once(svc: ProxyService, tmp_path: Path) -> None:
+    """A 401 says x-should-retry: false, which Claude Code reads before its own rule of
+    retrying every 401 (made for keys it fetches itself: it drops the cached one and asks
+    again)."""
+    # before issue 55: nothing for 176 s (ten retries of the 401 with backoff, eleven requests,
+    # measured against Claude Code 2.1.330), then the same line; now one request, about 2 s
+    line = reported(timed_claude(svc, "tok-nobody-issued", tmp_path), "API Error")
+    says(line, "Failed to authenticate", "401", "a valid token is required")
+
+
+def test_answers_no_retry_can_change_say_so_and_limits_and_failures_do_not(
+    svc: ProxyService, service_factory: Any
+) -> None:
+    """``x-should-retry: false`` on a 401, 403, 400 and a model not served, on each API, each in
+    its API's shape; never on a 429 (retried after its Retry-After) nor a 5xx (which may pass)."""
+    ask = [{"role": "user", "content": "hi"}]
+    chat = {"model": MODEL, "messages": ask, "max_tokens": 5}
+    messages = {"model": MODEL, "messages": ask, "max_tokens": 5}
+    responses = {"model": MODEL, "input": "hi", "max_output_tokens": 16}
+    final = [
+        ("v1/chat/completions", chat, "tok-not-issued", 401),
+        ("v1/responses", responses, "tok-not-issued", 401),
+        ("v1/messages", messages, "tok-not-issued", 401),
+        ("v1/messages", {**messages, "model": OTHER}, "tok-mia", 403),
+        ("v1/chat/completions", {**chat, "model": "no-such-model"}, "tok-uma", 404),
+        ("v1/chat/completions", {**chat, "max_tokens": "many"}, "tok-uma", 400),
+    ]
+    for path, body, token, status in final:
+        got, headers, raw = svc.request("POST", path, body, token=token)
+        assert (got, headers.get("x-should-retry")) == (status, "false"), (path, raw)
+    # what each API's clients read: Anthropic's error object, OpenAI's
+    _, _, raw = svc.request("POST", "v1/messages", messages, token="tok-not-issued")
+    error = json.loads(raw)
+    assert error["type"] == "error" and error["error"]["type"] == "authentication_error", error
+    _, _, raw = svc.request("POST", "v1/chat/completions", chat, token="tok-not-issued")
+    assert json.loads(raw)["error"]["code"] == "invalid_api_key", raw
+    # a window spent: retried after its Retry-After
+    spend_the_window(svc, "tok-rio")
+    got, headers, raw = svc.request("POST", "v1/messages", messages, token="tok-rio")
+    assert got == 429 and "retry-after" in headers and "x-should-retry" not in headers, raw
+    # an upstream that does not answer: a 502, which a retry may find answered
+    dead = service_factory(
+        {
+            "upstreams": [
+                {
+                    "name": "gone",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "api_key": "sk-x",
+                    "models": [MODEL],
+                }
+            ],
+            "default_model": MODEL,
+            "unpriced_models": "free",
+        },
+        static_users={"tok-a": {"name": "a"}},
+    )
+    for path, body in (("v1/messages", messages), ("v1/chat/completions", chat)):
+        got, headers, raw = dead.request("POST", path, body, token="tok-a")
+        assert got >= 500 and "x-should-retry" not in headers, (path, got, raw)
+
+
+def test_claude_code_asking_for_a_model_not_served_here_says_which_are(
+    svc: ProxyService, tmp_path: Path
+) -> None:
+    """For any 404 Claude Code prints its own guess ("There's an issue with the selected
+    model ... It may not exist or you may not have access to it"): the Messages API answers a
+    model not served here with a 400, whose message Claude Code prints as it is."""
+    line = reported(timed_claude(svc, "tok-uma", tmp_path, model="no-such-model"), "API Error")
+    says(line, "not served here", "available", MODEL, OTHER)
 
 
 # -- a spent budget -------------------------------------------------------------------------------

@@ -203,6 +203,10 @@ def test_right_wrong_and_refused_answers_are_scored_and_costs_add_up(
     assert proc.returncode == 0, proc.stderr
     # a warning (PostgreSQL as a superuser) is one line of ours, no source location
     assert "Traceback" not in proc.stderr and "warnings.warn" not in proc.stderr, proc.stderr
+    if engine == "postgresql":  # and it names this command's option, not a kernel's %config
+        assert "rsql-eval: warning: generated SQL runs on " in proc.stderr, proc.stderr
+        assert "Set --postgres-role ROLE to a role without superuser" in proc.stderr
+        assert "%config" not in proc.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert outcomes(report, "fake-small") == {
         "totals": "correct",

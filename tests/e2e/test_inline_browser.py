@@ -288,11 +288,12 @@ def test_a_model_that_talks_before_its_code_never_shows_the_talk_and_tab_inserts
         assert _source(cell) == "best = sales.revenue.max()"
 
 
-def test_a_busy_kernel_still_gets_a_suggestion_at_once_without_live_context(
+def test_a_busy_kernel_still_gets_a_suggestion_at_once_with_the_columns_its_last_cell_made(
     lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
-    """A cell of the same notebook sleeps: the kernel is not asked (it could not answer), the
-    completion goes without the frame's columns, and it shows long before the sleep ends."""
+    """A cell of the same notebook sleeps: the kernel cannot answer now, but the frame the cell
+    before it made was sent to the editor when that cell ended (issue 55, item 5), so the
+    completion names its column, and shows long before the sleep ends."""
     write_notebook(lab.root, "busy.ipynb", [LOAD_SALES, "import time\ntime.sleep(12)", ""])
     with _page(tmp_path, lab.address("lab", "busy.ipynb"), "inline-busy") as page:
         _run(page, 0)
@@ -305,16 +306,51 @@ def test_a_busy_kernel_still_gets_a_suggestion_at_once_without_live_context(
         cell = _type_in(page, 2, "sales.")
         page.wait_for_function(
             f"() => document.querySelectorAll({CELLS!r})[2].querySelector({GHOST!r})"
-            "?.textContent.includes('head()')",
+            "?.textContent.includes('revenue')",
             timeout=8_000,
         )
         shown_after = time.monotonic() - started
         assert shown_after < 8, f"the suggestion took {shown_after:.1f} s: the editor waited"
         prompts = _inline_prompts(model)
-        assert prompts and not any(FRAME_LINE.search(p) for p in prompts), prompts
-        assert not any("revenue" in p for p in prompts), prompts
+        assert prompts and FRAME_LINE.search(prompts[0]), prompts
         assert page.locator(".jp-Notebook-ExecutionIndicator[data-status='busy']").count() == 1
-        assert "head()" in (cell.locator(GHOST).text_content() or "")
+        assert "revenue" in (cell.locator(GHOST).text_content() or "")
+
+
+def test_the_first_pause_right_after_running_a_cell_knows_the_frame_it_made(
+    lab: Lab, model: FakeProvider, tmp_path: Path
+) -> None:
+    """Issue 55, item 5: run the cell that loads a frame and type in the next one at once; the
+    cell is still finishing when the pause begins (it waits for a file the test writes half a
+    second into the pause, as a slow load on a busy machine would). The first completion the
+    proxy forwards already lists the frame's columns: the kernel's answer, asked right behind
+    the cell, came as the cell ended, and the pause took it (before: a busy kernel at the pause
+    was not asked, and the completion went without them)."""
+    gate = lab.root / "go-first-pause"
+    slow_load = (
+        f"{LOAD_SALES}\nimport os, time\n"
+        f"while not os.path.exists({gate.name!r}):\n    time.sleep(0.02)"
+    )
+    write_notebook(lab.root, "first-pause.ipynb", ["import pandas as pd", slow_load, ""])
+    with _page(tmp_path, lab.address("lab", "first-pause.ipynb"), "inline-first-pause") as page:
+        _run(page, 0)  # pandas imported: the load below is quick but for its gate
+        model.received.clear()
+        _run(page, 1, wait=False)
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='busy']", state="attached", timeout=10_000
+        )
+        cell = _type_in(page, 2, "sales.")
+        time.sleep(0.5)  # the pause (250 ms after the last key) has begun, the cell still runs
+        gate.write_text("")
+        cell.locator(GHOST).wait_for(timeout=20_000)
+        prompts = _inline_prompts(model)
+        assert prompts, "the fake provider received no completion request"
+        assert FRAME_LINE.search(prompts[0]), f"the first completion had no frame:\n{prompts[0]}"
+        page.wait_for_function(
+            f"() => document.querySelectorAll({CELLS!r})[2].querySelector({GHOST!r})"
+            "?.textContent.includes('revenue')",
+            timeout=10_000,
+        )
 
 
 def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
@@ -345,3 +381,58 @@ def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
         end = urllib.parse.quote(WINDOW)
         status, body = lab.call("POST", f"admin/windows/{end}/end", {})
         assert status == 200, body
+
+
+@pytest.mark.parametrize("frontend", ["lab", "notebook"])
+def test_a_window_that_ends_brings_completions_back_within_seconds(
+    frontend: str, lab: Lab, model: FakeProvider, tmp_path: Path
+) -> None:
+    """Issue 55, item 5: a window turns completions off for 20 s. The user sees why (JupyterLab:
+    the status item; Notebook 7, which has no status bar: an item in the notebook's toolbar),
+    and when the window ends completions come back within seconds (the proxy gave its end), not
+    at the next minute's poll."""
+    name = f"inline-short-{frontend}"
+    message = "Quiz in progress: no ghost text"
+    window = {
+        "name": name,
+        "groups": ["*"],
+        "minutes": 20 / 60,
+        "mode": "custom",
+        "models": ["*"],
+        "completions": False,
+        "message": message,
+    }
+    status, body = lab.call("POST", "admin/windows", window)
+    assert status == 200, body
+    try:
+        status, inline = lab.call("GET", "inline")
+        assert status == 200 and inline["on"] is False and inline["reason"] == "window", inline
+        assert 0 < inline["ends_in_s"] <= 20, inline
+        ends = time.monotonic() + inline["ends_in_s"]
+        notebook = f"short-{frontend}.ipynb"
+        write_notebook(lab.root, notebook, [f"{LOAD_SALES}  # {frontend}", ""])
+        item = STATUS if frontend == "lab" else f".jp-Toolbar {STATUS}"
+        with _page(tmp_path, lab.address(frontend, notebook), f"inline-{name}") as page:
+            page.wait_for_function(
+                f"() => document.querySelector({item!r})?.textContent === 'rsql: off (window)'",
+                timeout=20_000,
+            )
+            shown = page.locator(item)
+            assert shown.is_visible(), "the reason is not where the user can see it"
+            assert message in (shown.get_attribute("title") or "")
+            assert time.monotonic() < ends, "the page took the whole window to load"
+            _run(page, 0)
+            # back within seconds of the window's end (a minute's poll would miss this)
+            back = "() => document.querySelector('.rsql-inline-status')"
+            if frontend == "lab":
+                back += "?.textContent === 'rsql ✓'"
+            else:  # the toolbar item goes away: nothing is off any more
+                back += "?.classList.contains('lm-mod-hidden')"
+            page.wait_for_function(back, timeout=(ends - time.monotonic() + 6) * 1000)
+            late = time.monotonic() - ends
+            assert late < 6, f"completions came back {late:.1f} s after the window ended"
+            cell = _type_in(page, 1, "sales.")
+            cell.locator(GHOST).wait_for(timeout=20_000)
+            assert _inline_prompts(model), "the fake provider received no completion request"
+    finally:
+        lab.call("POST", f"admin/windows/{urllib.parse.quote(name)}/end", {})

@@ -141,6 +141,41 @@ def test_a_kernel_with_fifty_frames_answers_the_request(kernel: Kernel) -> None:
     assert statistics.median(times) < 200, times  # the bench measures it (goal: 20 ms)
 
 
+def test_the_request_sent_behind_a_running_cell_answers_with_what_the_cell_made(
+    kernel: Kernel,
+) -> None:
+    """Issue 55, item 5: the editor sends its request right behind each cell it runs, while the
+    kernel is busy with it. The kernel answers it as soon as the cell ends, after the cell's own
+    reply, with the frame the cell made (names and columns only, never a value)."""
+    require_or_skip("pandas")
+    kernel.run("import pandas as pd, time")
+    cell = kernel.kc.execute(
+        "time.sleep(1.0)\nmade = pd.DataFrame({'city': ['oslo'], 'visits': [7]})",
+        allow_stdin=False,
+    )
+    queued = kernel.kc.execute(
+        "",
+        silent=True,
+        store_history=False,
+        allow_stdin=False,
+        stop_on_error=False,
+        user_expressions={"rsql": EXPRESSION},
+    )
+    replies: list[tuple[str, dict[str, Any], float]] = []
+    while len(replies) < 2:
+        msg = kernel.kc.get_shell_msg(timeout=60)
+        parent = msg["parent_header"].get("msg_id")
+        if parent in (cell, queued):
+            replies.append((parent, dict(msg["content"]), time.monotonic()))
+    assert [r[0] for r in replies] == [cell, queued]  # queued behind the cell, not refused
+    assert replies[0][1]["status"] == "ok" and replies[1][1]["status"] == "ok", replies
+    assert replies[1][2] - replies[0][2] < 2, "the answer did not follow the cell at once"
+    answer = replies[1][1]["user_expressions"]["rsql"]["data"]["application/json"]
+    frames = {f["name"]: f["columns"] for f in answer["frames"]}
+    assert frames == {"made": ["city", "visits"]}
+    assert "oslo" not in json.dumps(answer)
+
+
 def test_nothing_heavy_is_imported_and_r_is_never_started(kernel: Kernel) -> None:
     before = kernel.request(m=LOADED)["m"]["data"]["text/plain"]
     kernel.run("x = [1, 2, 3]")

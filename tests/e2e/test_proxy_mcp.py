@@ -99,7 +99,7 @@ def warehouse_role(pg_url: str) -> Iterator[str]:
 
 
 CLAUDE_KEY = "test-anthropic-key-proxy-mcp"
-CLAUDE_MODEL = "claude-sonnet-4-5"
+CLAUDE_MODEL = "claude-sonnet-5-5"
 
 
 @pytest.fixture(scope="module")
@@ -369,9 +369,12 @@ async def test_policy_windows_refuse_tool_calls(service: ProxyService) -> None:
         async with _session(service, "tok-dave") as s:
             res = await s.call_tool("describe_table", {"connection": "shop", "table": "orders"})
             assert res.is_error and "agent mode is off" in _text(res)
+            # an MCP client has no --agent flag: it is told what holds for it
+            assert "--agent" not in _text(res) and "until the window ends" in _text(res)
         async with _session(service, "tok-gil") as s:  # agent mode off for his group
             res = await s.call_tool("run_sql", {"connection": "shop", "sql": "SELECT 1"})
             assert res.is_error and "agent mode is off for 'gil'" in _text(res)
+            assert "--agent" not in _text(res) and "ask your admin" in _text(res)
         async with _session(service, "tok-bob") as s:  # in neither group
             assert not (
                 await s.call_tool("run_sql", {"connection": "shop", "sql": "SELECT 1"})

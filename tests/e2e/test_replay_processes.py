@@ -61,3 +61,45 @@ def test_cli_lists_shows_and_prunes(tmp_path: Path) -> None:
     out = cli("prune", "--keep-last", "2")
     assert out.returncode == 0 and "removed 1 line(s); 2 answer(s) kept" in out.stdout
     assert [e.question for e in store.entries()] == ["question 1", "question 2"]
+
+
+def _replay(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rsql_magic.replay_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_file_goes_after_the_command_too_and_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    store = ReplayStore(path)
+    for i in range(2):
+        store.append(entry(i, f"2026-01-0{i + 1}T00:00:00Z"))
+    out = _replay("list", "--file", str(path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("\n") == 2 and f"2 answers in {path}" in out.stderr
+    out = _replay("show", f"{1:032x}", "--file", str(path))
+    assert out.returncode == 0 and json.loads(out.stdout)["fp"] == f"{1:032x}"
+    out = _replay("prune", "--dry-run", "--file", str(path))
+    assert out.returncode == 0 and "would remove 0 line(s)" in out.stdout, out.stderr
+
+    missing = tmp_path / "nowhere.jsonl"
+    for args in (["list"], ["show", "ab"], ["prune", "--keep-last", "1"]):
+        for where in (["--file", str(missing), *args], [*args, "--file", str(missing)]):
+            out = _replay(*where)
+            assert out.returncode == 2, (where, out.stdout, out.stderr)
+            assert f"rsql-replay: no replay file at {missing} (--file)" in out.stderr, out.stderr
+            assert "0 answer" not in out.stderr + out.stdout and "Traceback" not in out.stderr
+    assert not missing.exists()  # prune did not create it
+
+
+def test_a_replay_file_that_cannot_be_read_is_an_error_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "answers.jsonl"
+    folder.mkdir()
+    out = _replay("--file", str(folder), "list")
+    assert out.returncode == 2, out.stderr
+    assert f"rsql-replay: the replay file {folder} is not a regular file" in out.stderr
+    assert "0 answer" not in out.stderr and "Traceback" not in out.stderr

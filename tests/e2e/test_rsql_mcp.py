@@ -229,10 +229,46 @@ def test_a_postgres_url_that_fails_exits_2_without_its_password(tmp_path: Path) 
     assert "hunter2-secret" not in done.stderr
 
 
+async def test_an_unreachable_postgres_connection_is_reported_and_the_others_serve(
+    shop: Path, tmp_path: Path
+) -> None:
+    """The MCP page's example shape: a SQLite file and a PostgreSQL server that is down (port 9
+    on loopback: nothing listens). The server starts, says which one is unavailable and why, in
+    its log and to the client, and serves the other."""
+    errlog = tmp_path / "stderr.log"
+    down = "wh=postgresql://analyst:hunter2-secret@127.0.0.1:9/warehouse"
+    async with _session(errlog, "--db", f"shop=sqlite:///{shop}", "--db", down) as s:
+        conns = _text(await s.call_tool("list_connections", {}))
+        first, second = conns.splitlines()
+        assert first == "shop: sqlite (read-only)"
+        assert second.startswith("wh: postgres (unavailable: cannot connect: "), second
+        rows = await s.call_tool(
+            "run_sql", {"connection": "shop", "sql": "SELECT count(*) FROM orders"}
+        )
+        assert not rows.is_error and "3" in _text(rows)
+        for tool, args in (
+            ("run_sql", {"sql": "SELECT 1"}),
+            ("describe_table", {"table": "t"}),
+            ("search_schema", {"question": "sales"}),
+        ):
+            answer = await s.call_tool(tool, {"connection": "wh", **args})
+            assert answer.is_error, tool
+            said = _text(answer)
+            assert "the connection 'wh' is unavailable: cannot connect: " in said, said
+            assert "the connections that serve now: shop" in said
+        nowhere = await s.call_tool("run_sql", {"connection": "dw", "sql": "SELECT 1"})
+        assert "unknown connection 'dw': the connections are shop, wh" in _text(nowhere)
+    log = errlog.read_text()
+    assert "rsql-mcp: --db wh=postgresql://analyst:***@127.0.0.1:9/warehouse: cannot connect" in log
+    assert "rsql-mcp: serving shop (sqlite) over stdio, read-only; unavailable: wh" in log
+    assert "tool=run_sql connection=wh rows=- time=" in log and " unavailable" in log
+    assert "hunter2-secret" not in log + conns
+
+
 # -- Claude Code with rsql-mcp, through the proxy -------------------------------------------------
 
 CLAUDE_KEY = "test-anthropic-key-mcp"
-CLAUDE_MODEL = "claude-sonnet-4-5"
+CLAUDE_MODEL = "claude-sonnet-5-5"
 
 
 @pytest.fixture(scope="module")

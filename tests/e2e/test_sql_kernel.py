@@ -321,3 +321,59 @@ def test_sqlite_double_quoted_string_runs_and_the_footer_says_so(
     assert "WHERE region = 'north'" in md
     assert 'read "north" as a string, as SQLite does' in md
     assert "['Ada', 'Cy']" in outputs_text(nb.cells[3])
+
+
+def test_a_newcomers_first_cells_get_messages_of_ours_in_a_kernel(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Issue 55: an empty %%ask cell, a trailing comment after the model's `;`, a refusal's
+    error line, and the agent's footer, as a newcomer meets them in a kernel."""
+    from tests.helpers.tool_calls import tool_call
+
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as c:
+        c.executescript(SHOP)
+    fresh_provider.script(
+        "```sql\nSELECT c.name, SUM(o.amount) AS total FROM orders o JOIN customers c "
+        "ON c.id = o.customer_id GROUP BY c.name ORDER BY total DESC LIMIT 1; -- top customer\n```",
+        "```sql\nSELECT 1; -- just a note\nDROP TABLE orders\n```",
+        "```sql\nDROP TABLE orders; -- as asked\n```",
+        tool_call("run_sql", {"connection": "conn", "sql": "SELECT COUNT(*) AS n FROM orders"}),
+        "There are 4 orders.",
+        "Hello.",
+    )
+    nb = make_notebook(
+        [
+            SETUP,
+            f"import sqlite3\nconn = sqlite3.connect({str(db)!r})",
+            "%%ask",
+            "%%sql_ai conn -o top\nThe top customer",
+            "%%sql_ai conn\nDrop the orders table",
+            "%%ask --agent\nHow many orders are there?",
+            "%%ask --agent\nSay hello",
+            "print('orders left:', conn.execute('SELECT count(*) FROM orders').fetchone()[0])",
+        ],
+        raises=(2, 4),
+    )
+    run_notebook(nb, env_for(fresh_provider), tmp_path)
+
+    # an empty %%ask: what to write and an example, not IPython's words on cell magics
+    err = [o for o in nb.cells[2].outputs if o["output_type"] == "error"][0]
+    said = err["evalue"]
+    assert err["ename"] == "UsageError" and said.startswith("%%ask needs a question"), said
+    assert "for example" in said and "%%ask --df sales" in said
+    assert "cell body is empty" not in said and "line magic" not in said
+    # a comment after the statement's `;` is not a second statement
+    assert "'Cy'" in outputs_text(nb.cells[3]) or "Cy" in outputs_text(nb.cells[3])
+    assert markdown(nb.cells[3])[0].startswith("```sql\nSELECT c.name, SUM(o.amount) AS total")
+    # a comment cannot hide a second statement; the error line says once what and why
+    err = [o for o in nb.cells[4].outputs if o["output_type"] == "error"][0]
+    first = err["evalue"].splitlines()[0]
+    assert err["ename"] == "SqlAIError" and first.startswith("Refused: DROP TABLE is not read-only")
+    assert first.lower().count("refused") == 1, first
+    assert "last error" not in err["evalue"] and "What to do:" in err["evalue"]
+    # the agent's footer counts in words
+    assert "*1 tool call, 2 requests*" in outputs_text(nb.cells[5])
+    assert "*no tool calls, 1 request*" in outputs_text(nb.cells[6])
+    assert "(s)" not in outputs_text(nb.cells[5]) + outputs_text(nb.cells[6])
+    assert "orders left: 4" in outputs_text(nb.cells[7])

@@ -31,7 +31,7 @@ TOKEN = "tok-matrix"
 # what Claude Code asks for by name (the Anthropic upstream, passed on natively), a gateway's own
 # name for a model (the chat upstream: Claude Code then sends `system` turns inside `messages`),
 # and what Codex asks for (the chat upstream, through the Responses API)
-CLAUDE_MODEL = "claude-sonnet-4-5"
+CLAUDE_MODEL = "claude-sonnet-5-5"
 GATEWAY_MODEL = "course-model"
 CODEX_MODEL = "gpt-5-codex"
 MARKER = re.compile(r"matrix-[a-z0-9.-]+")
@@ -283,7 +283,7 @@ print(client.responses.create(model="fake-small", input="matrix-openai-responses
 ANTHROPIC_NATIVE = """
 import anthropic
 answer = anthropic.Anthropic().messages.create(
-    model="claude-sonnet-4-5", max_tokens=64, system="Be brief.",
+    model="claude-sonnet-5-5", max_tokens=64, system="Be brief.",
     messages=[{"role": "user", "content": "matrix-anthropic-native"}])
 print(answer.content[0].text)
 """
@@ -316,7 +316,7 @@ print(ChatOpenAI(model="fake-small", use_responses_api=True).invoke("matrix-lang
 
 LANGCHAIN_ANTHROPIC = """
 from langchain_anthropic import ChatAnthropic
-claude = ChatAnthropic(model="claude-sonnet-4-5", max_tokens=64)
+claude = ChatAnthropic(model="claude-sonnet-5-5", max_tokens=64)
 print(claude.invoke([("system", "Be brief."), ("human", "matrix-langchain-anthropic")]).content)
 """
 

@@ -227,6 +227,8 @@ def test_off_in_a_window_that_says_so_while_ask_still_answers(
     state = json.loads(raw)
     assert state["on"] is False and state["reason"] == "window"
     assert "No ghost text during the quiz." in state["message"]
+    # when it ends, so the editor checks again then, not at its next minute's poll
+    assert state["ends_at"] == quiz["end"] and 0 < state["ends_in_s"] <= 3600
     assert chat(server) == 200  # %%ask and the chat stay on
     # staff are outside the window
     _, _, raw = server.request("GET", "inline", token="tok-carol")
@@ -589,6 +591,7 @@ def test_the_status_names_the_window_that_takes_the_completion_model_away(
     assert state["on"] is False and state["reason"] == "window", state
     assert state["message"].startswith("Exam: the small model only. (policy window 'exam', until ")
     assert exam["end"] in state["message"]
+    assert state["ends_at"] == exam["end"] and 0 < state["ends_in_s"] <= 3600
     _, _, raw = server.request("GET", "inline", token="tok-carol")  # staff: no window
     assert json.loads(raw)["on"] is True
 

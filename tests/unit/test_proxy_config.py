@@ -95,3 +95,24 @@ def test_bad_shutdown_and_spool_settings_stop_startup(
     with pytest.raises(RuntimeError) as err:
         jupyter_app_factory({"upstreams": upstreams_for(fresh_provider), **config})
     assert needle in str(err.value)
+
+
+def test_a_jupyter_server_says_every_problem_at_once_and_exits_2(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """The extension host checks as rsql-proxy does: one line per problem, the setting named
+    (a wrong type used to end the server with a traceback naming none)."""
+    with pytest.raises(RuntimeError) as err:
+        jupyter_app_factory(
+            {
+                "upstreams": upstreams_for(fresh_provider),
+                "max_wait_seconds": "ten",
+                "default_modle": "fake-small",
+            }
+        )
+    said = str(err.value)
+    assert "jupyter server exited (2)" in said
+    problems = re.findall(r"rsql proxy: bad configuration: (.*)", said)
+    assert len(problems) == 2, said
+    assert any("max_wait_seconds" in p for p in problems)
+    assert any("default_modle" in p and "default_model" in p for p in problems)

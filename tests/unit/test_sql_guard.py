@@ -7,7 +7,7 @@ import pytest
 from rsql_magic.errors import Refused
 from rsql_sql.guard import check_statements
 from rsql_sql.parse import parse_statements
-from rsql_sql.validate import extract_sql
+from rsql_sql.validate import check_sql, extract_sql
 
 
 def guard(sql: str, dialect: str = "postgres", *, allow_write: bool = False) -> str:
@@ -87,6 +87,51 @@ def test_several_statements_are_refused_even_with_allow_write(allow_write: bool)
         "Refused: the answer holds 2 statements (SELECT, DROP TABLE); %%sql_ai runs exactly one"
     )
     assert ei.value.stage == "refused"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "duckdb", "postgres"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 -- top customers",
+        "SELECT 1; -- top customers",
+        "SELECT 1; /* note */",
+        "SELECT 1 /* a */; -- b\n",
+        "SELECT 1;;",
+    ],
+)
+def test_a_trailing_comment_or_semicolon_is_not_a_statement(sql: str, dialect: str) -> None:
+    assert guard(sql, dialect) == "select"
+    # what runs ends at the statement: nothing after its `;` reaches the database
+    ran = check_sql(sql, None, dialect).sql
+    assert ran.startswith("SELECT 1") and ";" not in ran
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "duckdb", "postgres"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1; -- note\nDROP TABLE orders",
+        "SELECT 1 -- note\n; DROP TABLE orders",
+        "SELECT 1; /* note */ DROP TABLE orders",
+        "SELECT 1; /* note */ DROP TABLE orders; -- the end",
+        "-- a comment first\nSELECT 1; DROP TABLE orders",
+        "SELECT 1 /* ; */; DROP TABLE orders /* ; */",
+    ],
+)
+def test_a_comment_cannot_hide_a_second_statement(sql: str, dialect: str) -> None:
+    with pytest.raises(Refused, match=r"the answer holds 2 statements \(SELECT, DROP TABLE\)"):
+        check_sql(sql, None, dialect, allow_write=True)
+
+
+def test_a_tail_only_one_dialect_reads_as_a_comment_never_runs() -> None:
+    # sqlglot nests /* */ for PostgreSQL and DuckDB (as they do), not for SQLite (as it does
+    # not): in SQLite the DROP is a second statement; where it is a comment, it is not sent
+    nested = "SELECT 1; /* /* */ DROP TABLE orders -- */"
+    with pytest.raises(Refused, match="2 statements"):
+        check_sql(nested, None, "sqlite")
+    for dialect in ("postgres", "duckdb"):
+        assert check_sql(nested, None, dialect).sql == "SELECT 1"
 
 
 def test_empty_answer_is_refused() -> None:

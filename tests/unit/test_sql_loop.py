@@ -98,6 +98,11 @@ def test_refused_twice_stops_early(fresh_provider: FakeProvider, complete, sqlit
     assert ei.value.stage == "refused"
     assert ei.value.sql == "DELETE FROM orders WHERE 1 = 1"
     assert len(fresh_provider.received) == 2  # the question wants a write: stop asking
+    # the error says once what was refused and why, then what to do
+    first, *rest = ei.value.message.splitlines()
+    assert first.startswith("Refused: DELETE is not read-only") and "last error" not in first
+    assert first.lower().count("refused") == 1
+    assert rest[-1].startswith("What to do: rephrase the question")
     assert sqlite_db.execute("SELECT count(*) FROM orders").fetchone()[0] == 4
 
 

@@ -55,15 +55,19 @@ export interface InlineStatus {
   readonly reason: string | null;
   readonly message: string;
   readonly model: string | null;
+  /** seconds until the window that turns them off ends (from the server's clock), or null */
+  readonly endsInS?: number;
 }
 
 export function parseStatus(value: unknown): InlineStatus {
   const obj = (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+  const ends = obj.ends_in_s;
   return {
     on: obj.on === true,
     reason: typeof obj.reason === 'string' ? obj.reason : null,
     message: typeof obj.message === 'string' ? obj.message : '',
-    model: typeof obj.model === 'string' ? obj.model : null
+    model: typeof obj.model === 'string' ? obj.model : null,
+    ...(typeof ends === 'number' && Number.isFinite(ends) && ends >= 0 ? { endsInS: ends } : {})
   };
 }
 

@@ -3,21 +3,25 @@
  * kernel's live frames, R objects and tables. Registers the provider with JupyterLab's inline
  * completer (Tab accepts and Escape dismisses: the completer's own shortcuts), reads this
  * plugin's settings, and adds the status bar item where there is a status bar (JupyterLab;
- * Notebook 7 has none, so the token is optional).
+ * Notebook 7 has none, so the token is optional: there the item goes into each notebook's
+ * toolbar, shown while the proxy keeps completions off). Watches every notebook's kernel, so
+ * its live context is asked right after each execution and kept (liveContext.ts).
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { EditorExtensionRegistry, IEditorExtensionRegistry } from '@jupyterlab/codemirror';
 import { ICompletionProviderManager } from '@jupyterlab/completer';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { getStatus, Requester } from './client';
 import { safeGhostMapping } from './ghostFix';
+import { LiveContextCache, WatchedKernel } from './liveContext';
 import { RsqlInlineProvider } from './provider';
 import { readSettings } from './settings';
-import { StatusPoller, StatusWidget } from './status';
+import { StatusPoller, StatusView, StatusWidget } from './status';
 
 const PLUGIN_ID = '@rsql-assistant/jupyterlab:completion';
 
@@ -32,13 +36,14 @@ export const completionPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Inline completions from the rsql proxy, with the kernel’s live context.',
   autoStart: true,
   requires: [ICompletionProviderManager],
-  optional: [ISettingRegistry, IStatusBar, IEditorExtensionRegistry],
+  optional: [ISettingRegistry, IStatusBar, IEditorExtensionRegistry, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
     manager: ICompletionProviderManager,
     registry: ISettingRegistry | null,
     statusBar: IStatusBar | null,
-    editorExtensions: IEditorExtensionRegistry | null
+    editorExtensions: IEditorExtensionRegistry | null,
+    notebooks: INotebookTracker | null
   ) => {
     if (typeof manager.registerInlineProvider !== 'function') {
       // JupyterLab 4.0 has no inline completer (it came in 4.1)
@@ -47,17 +52,43 @@ export const completionPlugin: JupyterFrontEndPlugin<void> = {
     }
     const request = requester(app.serviceManager.serverSettings);
     const widget = statusBar ? new StatusWidget() : null;
+    // no status bar (Notebook 7): one item in each notebook's toolbar, all showing the same
+    const toolbarItems = new Set<StatusWidget>();
+    let lastView: StatusView | null = null;
     let poller: StatusPoller | null = null;
+    const live = new LiveContextCache();
     const provider = new RsqlInlineProvider({
       request,
+      liveContext: live,
       onError: error => poller?.errorReply(error.message)
     });
     poller = new StatusPoller({
       fetchStatus: () => getStatus(request),
       enabled: () => provider.settings.enabled,
-      onView: view => widget?.display(view),
+      onView: view => {
+        lastView = view;
+        widget?.display(view);
+        toolbarItems.forEach(item => item.display(view));
+      },
       onStatus: status => provider.setAvailable(status.on)
     });
+    const attach = (panel: NotebookPanel) => {
+      const session = panel.sessionContext;
+      const watch = () => live.watch(session.session?.kernel as unknown as WatchedKernel);
+      session.kernelChanged.connect(watch);
+      watch();
+      if (!statusBar) {
+        const item = new StatusWidget({ inToolbar: true });
+        panel.toolbar.addItem('rsql-inline-status', item);
+        toolbarItems.add(item);
+        item.disposed.connect(() => toolbarItems.delete(item));
+        if (lastView) {
+          item.display(lastView);
+        }
+      }
+    };
+    notebooks?.forEach(attach);
+    notebooks?.widgetAdded.connect((_, panel) => attach(panel));
     manager.registerInlineProvider(provider);
     // without it, an extension that extends every transaction (jupysql-plugin) stops all
     // ghost text from showing (ghostFix.ts says why)
@@ -69,7 +100,7 @@ export const completionPlugin: JupyterFrontEndPlugin<void> = {
     if (statusBar && widget) {
       statusBar.registerStatusItem(PLUGIN_ID, { item: widget, align: 'left', rank: 100 });
     }
-    // Notebook 7 shows no status bar, but the status still pauses requests while off
+    // the status pauses requests while off (and fills Notebook 7's toolbar items)
     poller.start();
 
     if (registry) {

@@ -122,6 +122,23 @@ export class KernelContextFetcher {
     if (started !== undefined && this._now() - started < STALE_MS) {
       return null;
     }
+    const settled = this.request(kernel);
+    if (settled === null) {
+      return null;
+    }
+    this._outstanding.set(kernel, this._now());
+    // the budget ends the wait, not the request: it stays outstanding until its reply comes
+    void settled.finally(() => {
+      this._outstanding.delete(kernel);
+    });
+    return within(settled, timeoutMs);
+  }
+
+  /**
+   * Send the context request now, whatever the kernel is doing (a busy kernel queues it behind
+   * what it runs), and resolve with its answer, or null; null at once for a dead kernel.
+   */
+  request(kernel: ContextKernel): Promise<KernelContext | null> | null {
     let done: Promise<{ readonly content: unknown }>;
     try {
       done = kernel.requestExecute(
@@ -140,16 +157,10 @@ export class KernelContextFetcher {
     } catch {
       return null; // a disposed or dead kernel
     }
-    this._outstanding.set(kernel, this._now());
-    const settled = done.then(
+    return done.then(
       reply => readContext(reply.content),
       () => null
     );
-    // the budget ends the wait, not the request: it stays outstanding until its reply comes
-    void settled.finally(() => {
-      this._outstanding.delete(kernel);
-    });
-    return within(settled, timeoutMs);
   }
 
   /** Whether `kernel` has a context request outstanding (for tests and the status tooltip). */

@@ -4,7 +4,8 @@
  * The completer calls fetch on every keystroke: each call supersedes the one before it (its
  * debounce wait ends empty, its HTTP request and stream are aborted). A call waits
  * `debounceMs`, collects the cell's text around the cursor, its language, the previous cells
- * and, within `contextTimeoutMs`, the kernel's live context, then POSTs to {proxy}inline and
+ * and the kernel's live context (kept after each execution, liveContext.ts; asked within
+ * `contextTimeoutMs` when none is kept), then POSTs to {proxy}inline and
  * streams the answer: fetch resolves with the first text, and stream(token) yields the rest
  * (the proxy's events carry the whole text so far, which is what the completer wants).
  *
@@ -23,6 +24,7 @@ import type {
 
 import { InlineError, postInline, readEvents, Requester } from './client';
 import { ContextKernel, KernelContextFetcher, kernelLanguage } from './kernelContext';
+import { LiveContextCache } from './liveContext';
 import { cellLanguage, mimeLanguage } from './language';
 import { metadataLanguage, previousCells } from './notebook';
 import { buildRequest } from './request';
@@ -48,6 +50,8 @@ interface OpenStream {
 export interface ProviderOptions {
   readonly request: Requester;
   readonly contextFetcher?: KernelContextFetcher;
+  /** the kernels' context kept after each execution (liveContext.ts); one is made if not given */
+  readonly liveContext?: LiveContextCache;
   /** told of every error reply (the status item shows it and asks the proxy again) */
   readonly onError?: (error: InlineError) => void;
   readonly warn?: (message: string) => void;
@@ -69,7 +73,9 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
   };
 
   constructor(private readonly _options: ProviderOptions) {
-    this._fetcher = _options.contextFetcher ?? new KernelContextFetcher();
+    this._live =
+      _options.liveContext ??
+      new LiveContextCache(_options.contextFetcher ?? new KernelContextFetcher());
     this._now = _options.now ?? (() => Date.now());
   }
 
@@ -121,7 +127,7 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
     const language = cellLanguage(request.text, kernelLang, mimeLanguage(request.mimeType));
     const live =
       settings.liveContext && !signal.aborted
-        ? await this._fetcher.fetch(kernel, kernelLang?.toLowerCase() ?? null, budget)
+        ? await this._live.read(kernel, kernelLang?.toLowerCase() ?? null, budget)
         : null;
     if (signal.aborted) {
       return EMPTY;
@@ -259,7 +265,7 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
   private _settings: CompletionSettings = DEFAULT_SETTINGS;
   private readonly _superseder = new Superseder();
   private readonly _streams = new Map<string, OpenStream>();
-  private readonly _fetcher: KernelContextFetcher;
+  private readonly _live: LiveContextCache;
   private readonly _now: () => number;
   private readonly _warned = new Map<string, number>();
   // a 429's Retry-After: no request before this time

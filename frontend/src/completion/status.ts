@@ -18,6 +18,8 @@ export interface StatusView {
 // from a server is shown as "off", never as whatever it says
 const REASON = /^[a-z_]{1,20}$/;
 
+export const OFF_BY_SETTINGS = 'rsql: off (settings)';
+
 export interface StatusInput {
   /** the last GET answer, or null when none came */
   readonly status: InlineStatus | null;
@@ -32,7 +34,7 @@ export interface StatusInput {
 export function describeStatus(input: StatusInput): StatusView {
   if (!input.enabled) {
     return {
-      text: 'rsql: off (settings)',
+      text: OFF_BY_SETTINGS,
       title:
         'Inline completions are turned off in Settings → rsql-assistant: inline completions.',
       on: false
@@ -63,11 +65,20 @@ export function describeStatus(input: StatusInput): StatusView {
   };
 }
 
-/** The item's widget: a text span and a tooltip. */
+/**
+ * The item's widget: a text span and a tooltip. In a notebook's toolbar (Notebook 7, which has
+ * no status bar) it shows only while the proxy keeps completions off, so it says why where the
+ * user looks, and is gone while they are on or the user turned them off.
+ */
 export class StatusWidget extends Widget {
-  constructor() {
+  constructor(options: { readonly inToolbar?: boolean } = {}) {
     super();
+    this._inToolbar = options.inToolbar ?? false;
     this.addClass('rsql-inline-status');
+    if (this._inToolbar) {
+      this.addClass('rsql-mod-toolbar');
+      this.hide();
+    }
     this.node.textContent = 'rsql …';
   }
 
@@ -75,7 +86,12 @@ export class StatusWidget extends Widget {
     this.node.textContent = view.text;
     this.node.title = view.title;
     this.toggleClass('rsql-mod-off', !view.on);
+    if (this._inToolbar) {
+      this.setHidden(view.on || view.text === OFF_BY_SETTINGS);
+    }
   }
+
+  private readonly _inToolbar: boolean;
 }
 
 export interface PollerOptions {
@@ -85,14 +101,21 @@ export interface PollerOptions {
   readonly onStatus?: (status: InlineStatus) => void;
   readonly enabled: () => boolean;
   readonly intervalMs?: number;
+  /** while the proxy says off: ask again this often (a window an admin ends early) */
+  readonly offIntervalMs?: number;
   /** after an error reply, ask again no sooner than this */
   readonly errorRefreshMs?: number;
   readonly document?: Document;
   readonly now?: () => number;
 }
 
+// asked again this long after the window's end the proxy gave (it counts the end as off)
+const AFTER_END_MS = 500;
+
 /**
- * Asks the proxy on start, every minute while the page is visible, and after an error reply
+ * Asks the proxy on start, every minute while the page is visible and completions are on,
+ * every few seconds while they are off, at the end of the window that turned them off (the
+ * proxy's `ends_in_s`: they come back then, not at the next minute), and after an error reply
  * (at most once per few seconds: typing would otherwise send one per keystroke).
  */
 export class StatusPoller {
@@ -102,20 +125,14 @@ export class StatusPoller {
   }
 
   start(): void {
+    this._started = true;
     void this.refresh();
-    this._timer = setInterval(() => {
-      if (this._doc.visibilityState === 'visible') {
-        void this.refresh();
-      }
-    }, this._o.intervalMs ?? 60_000);
     this._doc.addEventListener('visibilitychange', this._onVisible);
   }
 
   stop(): void {
-    if (this._timer !== null) {
-      clearInterval(this._timer);
-      this._timer = null;
-    }
+    this._started = false;
+    this._unschedule();
     this._doc.removeEventListener('visibilitychange', this._onVisible);
   }
 
@@ -160,6 +177,7 @@ export class StatusPoller {
     }
     this._lastRefresh = this._now();
     this._render();
+    this._schedule();
   }
 
   get view(): StatusView {
@@ -171,12 +189,46 @@ export class StatusPoller {
     });
   }
 
+  /** When the next question is due, in ms from the last answer. */
+  get period(): number {
+    const every = this._o.intervalMs ?? 60_000;
+    const status = this._status;
+    if (status?.on !== false) {
+      return every; // on, or no answer (a proxy that is down is not asked faster)
+    }
+    const off = Math.min(every, this._o.offIntervalMs ?? 15_000);
+    const ends = status.endsInS;
+    return ends === undefined ? off : Math.min(off, ends * 1000 + AFTER_END_MS);
+  }
+
+  private _schedule(): void {
+    this._unschedule();
+    if (!this._started) {
+      return;
+    }
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      if (this._doc.visibilityState === 'visible') {
+        void this.refresh();
+      } else {
+        this._schedule(); // hidden: asked when shown again (_onVisible), or at the next turn
+      }
+    }, this.period);
+  }
+
+  private _unschedule(): void {
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+  }
+
   private _render(): void {
     this._o.onView(this.view);
   }
 
   private readonly _onVisible = () => {
-    const stale = this._now() - this._lastRefresh >= (this._o.intervalMs ?? 60_000);
+    const stale = this._now() - this._lastRefresh >= this.period;
     if (this._doc.visibilityState === 'visible' && stale) {
       void this.refresh();
     }
@@ -184,7 +236,8 @@ export class StatusPoller {
 
   private readonly _doc: Document;
   private readonly _now: () => number;
-  private _timer: ReturnType<typeof setInterval> | null = null;
+  private _timer: ReturnType<typeof setTimeout> | null = null;
+  private _started = false;
   private _status: InlineStatus | null = null;
   private _problem: string | null = null;
   private _lastError: string | null = null;

@@ -1,7 +1,7 @@
 // the status item: its words, its tooltip as text, when it asks the proxy
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
-import type { InlineStatus } from '../../src/completion/client';
+import { parseStatus, type InlineStatus } from '../../src/completion/client';
 import { describeStatus, StatusPoller, StatusWidget } from '../../src/completion/status';
 
 const ON: InlineStatus = { on: true, reason: null, message: '', model: 'fast' };
@@ -131,5 +131,81 @@ describe('the status poller', () => {
     await p.refresh();
     expect(views).toEqual(['rsql: off (unreachable)']);
     expect(p.view.title).toBe('HTTP 404');
+  });
+});
+
+describe('the status poller while completions are off', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const doc = () => {
+    const d = new EventTarget() as unknown as Document & { visibilityState: string };
+    (d as { visibilityState: string }).visibilityState = 'visible';
+    return d;
+  };
+
+  it('asks again at the end of the window the proxy names, not at the next minute', async () => {
+    const answers = [{ ...ON, on: false, reason: 'window', message: 'exam', endsInS: 5 }];
+    const fetchStatus = vi.fn(() => Promise.resolve(answers.shift() ?? ON));
+    const views: string[] = [];
+    const p = new StatusPoller({
+      fetchStatus,
+      enabled: () => true,
+      onView: view => views.push(view.text),
+      document: doc()
+    });
+    p.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(views.at(-1)).toBe('rsql: off (window)');
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(fetchStatus).toHaveBeenCalledTimes(1); // the window still holds at its very end
+    await vi.advanceTimersByTimeAsync(600);
+    expect(fetchStatus).toHaveBeenCalledTimes(2);
+    expect(views.at(-1)).toBe('rsql ✓');
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(fetchStatus).toHaveBeenCalledTimes(2); // on again: every minute
+    p.stop();
+  });
+
+  it('asks every few seconds while off without an end (a window an admin may end early)', async () => {
+    const off = { ...ON, on: false, reason: 'window', message: 'exam', endsInS: 3600 };
+    const fetchStatus = vi.fn(() => Promise.resolve(off));
+    const p = new StatusPoller({
+      fetchStatus,
+      enabled: () => true,
+      onView: () => undefined,
+      offIntervalMs: 10_000,
+      document: doc()
+    });
+    p.start();
+    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(fetchStatus).toHaveBeenCalledTimes(4);
+    p.stop();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(fetchStatus).toHaveBeenCalledTimes(4);
+  });
+
+  it('reads the window end out of the proxy answer, and nothing that is not a number', () => {
+    const base = { on: false, reason: 'window', message: 'exam', model: null };
+    expect(parseStatus({ ...base, ends_in_s: 12.5 }).endsInS).toBe(12.5);
+    expect(parseStatus({ ...base, ends_in_s: '12' }).endsInS).toBeUndefined();
+    expect(parseStatus({ ...base, ends_in_s: -1 }).endsInS).toBeUndefined();
+  });
+
+  it('in a toolbar, shows only while the proxy keeps completions off', () => {
+    const item = new StatusWidget({ inToolbar: true });
+    expect(item.isHidden).toBe(true);
+    item.display({ text: 'rsql: off (window)', title: 'Exam in progress', on: false });
+    expect(item.isHidden).toBe(false);
+    expect(item.node.title).toBe('Exam in progress');
+    item.display({ text: 'rsql ✓', title: 'on', on: true });
+    expect(item.isHidden).toBe(true);
+    item.display({ text: 'rsql: off (settings)', title: 'settings', on: false });
+    expect(item.isHidden).toBe(true);
   });
 });

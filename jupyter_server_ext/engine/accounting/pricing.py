@@ -1,11 +1,13 @@
 """Prices of common models, USD per million tokens (input, output).
 
-From the providers' public price lists (Groq, OpenAI, Anthropic, Google) as of late 2025;
-override per upstream with ``"prices": {model: {"input": x, "output": y}}`` when yours differ.
+From the providers' public price lists (Groq, OpenAI, Anthropic, Google) as of late 2025
+(Claude Sonnet 5.5: as Claude Code 2.1.330 and LiteLLM 1.110 price it, late 2026); override
+per upstream with ``"prices": {model: {"input": x, "output": y}}`` when yours differ.
 A model a provider bills dearer past a prompt length (Gemini 2.5 Pro past 200K tokens; Claude
 Sonnet 4 and 4.5 with the 1M-token context beta) carries those rates too (``long_context``):
 the whole request is billed at them once its prompt, cache reads and writes included, is past
-the threshold.
+the threshold. Claude Sonnet 5.5 bills its whole 1M-token window at one rate. Names a provider
+retires (claude-sonnet-4-5 on 2026-11-30) stay: an upstream may still serve them until then.
 A model is looked up by its public name, then by the provider's own (an Azure deployment is
 priced as the public model it stands for). A self-hosted server (``max_in_flight``) has no
 price unless its upstream sets one: its model names are the admin's and may match a hosted
@@ -52,6 +54,7 @@ PRICES: dict[str, Price] = {
     # (past 200K prompt tokens, which only the 1M-token context beta allows: 2x input, 1.5x
     # output, a one-hour cache write 2x that input)
     "claude-opus-4-1": Price(15.00, 75.00, 30.00),
+    "claude-sonnet-5-5": Price(2.00, 10.00, 4.00),
     "claude-sonnet-4-5": Price(3.00, 15.00, 6.00, LongContext(200_000, 6.00, 22.50, 12.00)),
     "claude-sonnet-4": Price(3.00, 15.00, 6.00, LongContext(200_000, 6.00, 22.50, 12.00)),
     "claude-haiku-4-5": Price(1.00, 5.00, 2.00),

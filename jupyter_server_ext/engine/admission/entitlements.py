@@ -91,9 +91,12 @@ def not_allowed(model: str, access: Access) -> Forbidden:
     )
 
 
-def agent_off(user: str, offered: str | None = None) -> Forbidden:
+def agent_off(
+    user: str, offered: str | None = None, instead: str = "ask without tools (without --agent)"
+) -> Forbidden:
     """The 403 for agent mode (or an MCP tool) when the admin turned it off for `user`;
-    `offered`: the request field that offers the model tools, when that is what made it one."""
+    `offered`: the request field that offers the model tools, when that is what made it one;
+    `instead`: what the caller can do, in its own terms (an MCP client has no --agent)."""
     what = (
         f"this request offers the model tools ({offered!r}), which is agent mode, and "
         if offered
@@ -101,7 +104,7 @@ def agent_off(user: str, offered: str | None = None) -> Forbidden:
     )
     return Forbidden(
         f"{what}agent mode is off for {user[:80]!r} on this hub (an admin's setting: agent_mode, "
-        "or 'agent' in limit_overrides); ask without tools (without --agent)",
+        f"or 'agent' in limit_overrides); {instead}",
         code="agent_off",
         extra={"param": offered} if offered else None,
     )

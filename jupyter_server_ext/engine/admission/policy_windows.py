@@ -161,15 +161,19 @@ class PolicyWindows:
         return Forbidden(text, code="policy_window", extra=extra)
 
     def agent_refusal(
-        self, window: PolicyWindow, span: tuple[float, float], offered: str | None = None
+        self,
+        window: PolicyWindow,
+        span: tuple[float, float],
+        offered: str | None = None,
+        instead: str = "ask without --agent",
     ) -> EngineError:
         """The 403 a request of agent mode gets inside a window that turns agent mode off: the
         kernel's agent, an MCP tool call, or any request that offers the model tools (`offered`:
-        the field that does, named in the message)."""
+        the field that does, named in the message); `instead`: what the caller can do."""
         if offered:
             feature = f"agent mode (this request offers the model tools: {offered!r})"
             return self.feature_refusal(window, span, feature, "ask without tools", offered)
-        return self.feature_refusal(window, span, "agent mode", "ask without --agent")
+        return self.feature_refusal(window, span, "agent mode", instead)
 
     def completions_refusal(self, window: PolicyWindow, span: tuple[float, float]) -> EngineError:
         """The 403 an inline completion gets inside a window that turns completions off."""

@@ -24,7 +24,7 @@ from typing import Any
 from ..admission.entitlements import Access, check_feature
 from ..admission.limiter import Limiter
 from ..admission.policy_windows import PolicyWindows
-from ..admission.window_specs import PolicyWindow
+from ..admission.window_specs import PolicyWindow, iso_utc
 from ..bodies.request import CONTROL_CHARACTERS as CONTROLS  # rsql_common/hidden.py: one list
 from ..bodies.request import notebook_path
 from ..bodies.streams import event_json
@@ -489,19 +489,22 @@ class InlineCompletions:
         model = self.settings.model or access.default_model
         out: dict[str, Any] = {"model": model}
         window, span = access.window, access.span
+        # a window's end, so the editor asks again the moment it is over (not at its next poll)
+        ends = self._window_end(span)
         if window is not None and span is not None and window.mode == "off":
             refused: EngineError = self.windows.refusal(window, span)
-            return {**out, "on": False, "reason": "window", "message": refused.message}
+            return {**out, "on": False, "reason": "window", "message": refused.message, **ends}
         try:
             check_feature("inline", access, self.windows, caller.user)
         except EngineError as exc:
-            reason = "window" if exc.code == "policy_window" else "off"
-            return {**out, "on": False, "reason": reason, "message": exc.message}
+            if exc.code == "policy_window":
+                return {**out, "on": False, "reason": "window", "message": exc.message, **ends}
+            return {**out, "on": False, "reason": "off", "message": exc.message}
         if not model or not access.allows(model):
             if window is not None and span is not None and _takes_models(window):
                 # local-only, or a custom window's model list: the window is why, until its end
                 refused = self.windows.refusal(window, span, access.models)
-                return {**out, "on": False, "reason": "window", "message": refused.message}
+                return {**out, "on": False, "reason": "window", "message": refused.message, **ends}
             why = (
                 f"the completion model {model!r} is not among your models"
                 if model
@@ -528,3 +531,11 @@ class InlineCompletions:
                 "message": f"{spent}; completions are back at {self.limiter.day_resets_at()}",
             }
         return {**out, "on": True, "reason": None, "message": f"completions by {model}"}
+
+    def _window_end(self, span: tuple[float, float] | None) -> dict[str, Any]:
+        """``ends_at`` (UTC) and ``ends_in_s`` of the window in force: seconds from now, so a
+        browser whose clock is off still asks again at the right moment."""
+        if span is None:
+            return {}
+        left = max(0.0, span[1] - self.windows.clock())
+        return {"ends_at": iso_utc(span[1]), "ends_in_s": round(left, 1)}

@@ -204,6 +204,9 @@ class LocalTransport:
     def __init__(self, *, start_timeout: float = 180.0, cancel_grace: float = 5.0) -> None:
         self.start_timeout = start_timeout
         self.cancel_grace = cancel_grace
+        # False: each model starts on the first request for it, not with the engine (a user's
+        # server on a hub, whose requests go to the hub's service: ``wiring.build_engine``)
+        self.start_with_engine = True
         self._workers: dict[str, _Worker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
@@ -211,6 +214,8 @@ class LocalTransport:
 
     def start(self, specs: Iterable[UpstreamSpec]) -> None:
         """Start each local model now and run its self-test, without holding up start-up."""
+        if not self.start_with_engine:
+            return
         for spec in specs:
             task = asyncio.ensure_future(self._self_test(spec))
             self._background.add(task)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -38,6 +39,18 @@ SELFTEST_MESSAGES = [{"role": "user", "content": "Reply with one word: are you r
 LOOP_WINDOW = 96
 LOOP_N = 4
 LOOP_DISTINCT = 0.5
+# Short cycles ("1.6, 1.6, 1.6, ...", "1 6 1 6 ...") end sooner: the last CYCLE_SPAN tokens (or
+# words) each equal the one a period of 1 to CYCLE_MAX_PERIOD before, all but a few (a sampled
+# loop drifts: "1.6, 1.6, 1.4, 1.4", while a list of names, "sql_max_chars", "sql_max_depth", ...,
+# differs once in each period). The loop text an answer keeps is then about CYCLE_SPAN
+# tokens; prose and code reach CYCLE_MATCH only in a loop (bench/bench_local_loops.py).
+CYCLE_MAX_PERIOD = 8
+CYCLE_SPAN = 32
+CYCLE_MATCH = 0.92
+# the generated text's tail checked for word cycles: enough tokens for CYCLE_SPAN + 8 words
+WORDS_TAIL_TOKENS = 96
+# a run of one mark is one word: a rule of "=" or "-" is a line, not a loop
+_WORD = re.compile(r"[^\W\d_]+|\d|_|([^\w\s])\1*")
 
 
 # The prompt format of a GGUF without a chat template of its own, by its architecture: llama.cpp
@@ -70,9 +83,31 @@ def prompt_format(llm: Any, configured: str | None) -> tuple[str, str]:
     return guess, f"no template in the GGUF: chosen for its architecture {arch!r}"
 
 
-def looping(tokens: Sequence[int]) -> bool:
-    """Are the last tokens of a generation a loop? Fewer than half of the LOOP_N-token runs of
-    the last LOOP_WINDOW tokens are distinct."""
+def cycle_period(items: Sequence[Any], span: int = CYCLE_SPAN) -> int:
+    """The period (1 to CYCLE_MAX_PERIOD) of a cycle the last `span` items repeat, or 0: nearly
+    all of them (CYCLE_MATCH) equal the item one period before."""
+    for period in range(1, CYCLE_MAX_PERIOD + 1):
+        if len(items) < span + period:
+            break
+        tail = items[-(span + period) :]
+        same = sum(tail[i] == tail[i - period] for i in range(period, len(tail)))
+        if same >= CYCLE_MATCH * span:
+            return period
+    return 0
+
+
+def words(text: str) -> list[str]:
+    """Words as the loop measure counts them: runs of letters; each digit, underscore and
+    run of one punctuation mark alone ("mogr_mogr" and "1.6, 1.6" are cycles of words)."""
+    return [m.group(0) for m in _WORD.finditer(text.lower())]
+
+
+def looping(tokens: Sequence[int], text: str = "") -> bool:
+    """Are the last tokens of a generation (`text`: their words) a loop? A short cycle of
+    tokens or of words (`cycle_period`), or fewer than half of the LOOP_N-token runs of the
+    last LOOP_WINDOW tokens distinct (a long one: a sentence again with another number)."""
+    if cycle_period(tokens) or (text and cycle_period(words(text))):
+        return True
     if len(tokens) < LOOP_WINDOW:
         return False
     window = list(tokens[-LOOP_WINDOW:])
@@ -131,10 +166,16 @@ def _generate(llm: Any, job: dict[str, Any], cancelled: set[int], out: _Out) -> 
         if not prompt_len:
             prompt_len.append(len(input_ids))
         sampled[0] += 1
-        if rid in cancelled or (stop_loops and looping(input_ids[prompt_len[0] :])):
+        if rid in cancelled or (stop_loops and _loops(input_ids[prompt_len[0] :])):
             scores[:] = -float("inf")
             scores[eos] = 0.0
         return scores
+
+    def _loops(made: Sequence[int]) -> bool:
+        if len(made) < CYCLE_SPAN:
+            return False
+        last = [int(t) for t in made[-max(WORDS_TAIL_TOKENS, LOOP_WINDOW) :]]
+        return looping(last, llm.detokenize(last[-WORDS_TAIL_TOKENS:]).decode("utf-8", "replace"))
 
     out.send(id=rid, started=True)
     result = llm.create_chat_completion(

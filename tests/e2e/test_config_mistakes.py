@@ -1,0 +1,228 @@
+"""A configuration mistake never starts `rsql-proxy`: a file that does not load, an unknown or
+misspelled setting or section, a value of the wrong type or out of range, a feature whose
+packages are missing. `--check-config` and start-up (one process, or `--workers N`) both exit 2
+with one line per problem, naming the setting, and nothing listens on the port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import child_env, free_port
+
+# a configuration that starts as written: nothing is connected to by a check, and a refused
+# start never gets as far as asking this upstream anything
+GOOD = (
+    'c.RSQLProxy.upstreams = [{"name": "g", "base_url": "http://127.0.0.1:9/v1", '
+    '"api_key": "sk-config-mistakes", "models": ["m-1"]}]\n'
+    'c.RSQLProxy.default_model = "m-1"\n'
+)
+PREFIX = "rsql-proxy: bad configuration: "
+
+
+def problems(stderr: str) -> list[str]:
+    """The lines that name a problem; anything else on stderr is listed too, to be seen."""
+    return [line.removeprefix(PREFIX) for line in stderr.splitlines() if line.strip()]
+
+
+def check(cfg: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """`rsql-proxy --check-config --config cfg`: its exit code and stderr's lines."""
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "--check-config", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(**(env or {})),
+        cwd=cfg.parent,
+    )
+    return done.returncode, problems(done.stderr)
+
+
+def start(cfg: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """`rsql-proxy --config cfg` as a hub starts it: its exit code and stderr's lines. Fails
+    the test if anything ever answers on its port while it runs."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server_ext", "--config", str(cfg), "--port", str(port)]
+        + list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(**(env or {})),
+        cwd=cfg.parent,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    raise AssertionError(f"rsql-proxy listens on {port} with a bad configuration")
+            except OSError:
+                time.sleep(0.05)
+        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "listening" not in out + err, out + err
+    return proc.returncode, problems(err)
+
+
+def refused_both_ways(cfg: Path, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    """Check and start-up refuse the file alike (exit 2, the same lines): those lines."""
+    code, said = check(cfg, *args, env=env)
+    assert code == 2, said
+    assert start(cfg, *args, env=env) == (2, said)
+    assert not any("Traceback" in line for line in said), said
+    return said
+
+
+def test_a_file_with_a_syntax_error_starts_nothing(tmp_path: Path) -> None:
+    """Before: traitlets logged the error and the service answered with the local model."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(
+        GOOD + 'c.RSQLProxy.user_limits = ["10/minute"\nc.RSQLProxy.log_prompts = False\n'
+    )
+    (said,) = refused_both_ways(cfg)
+    assert said.startswith(f"{cfg}:3: SyntaxError: ") and "does not load" in said, said
+
+
+def test_an_exception_while_the_file_runs_names_its_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(GOOD + 'import os\nc.RSQLProxy.state_url = os.environ["RSQL_NO_SUCH_VAR"]\n')
+    (said,) = refused_both_ways(cfg)
+    assert said.startswith(f"{cfg}:4: KeyError: 'RSQL_NO_SUCH_VAR'"), said
+
+
+def test_a_misspelled_setting_or_section_gets_the_nearest_name(tmp_path: Path) -> None:
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(
+        GOOD
+        + 'c.RSQLProxy.default_modle = "m-1"\n'
+        + 'c.RSQLProxi.user_limits = ["10/minute"]\n'
+        + 'c.RSQLProxyService.static_user = {"t": {"name": "alice"}}\n'
+    )
+    assert refused_both_ways(cfg) == [
+        f"{cfg}:3: c.RSQLProxy.default_modle: no such setting; did you mean default_model?",
+        f"{cfg}:4: c.RSQLProxi: no such section; did you mean RSQLProxy?",
+        f"{cfg}:5: c.RSQLProxyService.static_user: no such setting; did you mean static_users?",
+    ]
+
+
+def test_a_value_of_the_wrong_type_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Before: a 40-line traceback and exit 1."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(GOOD + 'c.RSQLProxy.max_wait_seconds = "ten"\n')
+    assert refused_both_ways(cfg) == [
+        f"{cfg}:3: c.RSQLProxy.max_wait_seconds: expected a float, got the str 'ten'"
+    ]
+
+
+def test_a_value_out_of_range_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(GOOD + "c.RSQLProxy.max_wait_seconds = -1\n")
+    assert refused_both_ways(cfg) == ["RSQLProxy.max_wait_seconds must be >= 0, got -1.0"]
+
+
+def test_every_problem_is_said_at_once_one_line_each(tmp_path: Path) -> None:
+    """A misspelling, a wrong type, a value out of range and a parse error: four lines, not the
+    first alone, and each names its setting."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(
+        GOOD
+        + "c.RSQLProxy.breaker_treshold = 3\n"
+        + 'c.RSQLProxy.cache_hits_count = "yes"\n'
+        + "c.RSQLProxy.lease_seconds = 0\n"
+        + 'c.RSQLProxy.user_limits = ["ten a minute"]\n'
+    )
+    said = refused_both_ways(cfg)
+    assert len(said) == 4, said
+    assert (
+        said[0]
+        == f"{cfg}:3: c.RSQLProxy.breaker_treshold: no such setting; did you mean breaker_threshold?"
+    )
+    assert (
+        said[1] == f"{cfg}:4: c.RSQLProxy.cache_hits_count: expected a boolean, got the str 'yes'"
+    )
+    assert "RSQLProxy.lease_seconds must be > 0, got 0.0" in said
+    assert any(s.startswith("RSQLProxy.user_limits") and "ten a minute" in s for s in said), said
+
+
+def test_workers_refuse_every_problem_before_forking(tmp_path: Path) -> None:
+    """`--workers 2`: the same lines, the missing shared state among them; no worker starts."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(GOOD + "c.RSQLProxy.max_wait_seconds = -5\n")
+    said = refused_both_ways(cfg, "--workers", "2")
+    assert len(said) == 2, said
+    assert said[0].startswith("--workers 2 needs shared state"), said
+    assert said[1] == "RSQLProxy.max_wait_seconds must be >= 0, got -5.0"
+
+
+def test_a_feature_without_its_packages_is_refused(tmp_path: Path) -> None:
+    """Tracing, Redis state, a PostgreSQL usage log, the MCP endpoint and its DuckDB and
+    PostgreSQL connections, each configured where its package fails to import (a module on
+    PYTHONPATH in its place raising ImportError, as a missing install does): one line each,
+    with what to install. Before, --check-config passed these and start-up failed later, or at
+    the first request."""
+    shadow = tmp_path / "not-installed"
+    for package in ("opentelemetry", "redis", "asyncpg", "mcp", "duckdb", "psycopg", "psycopg2"):
+        (shadow / package).mkdir(parents=True)
+        (shadow / package / "__init__.py").write_text(
+            f"raise ModuleNotFoundError({f'No module named {package!r}'!r}, name={package!r})\n"
+        )
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(
+        GOOD
+        + "c.RSQLProxy.otel = True\n"
+        + 'c.RSQLProxy.state_url = "redis://127.0.0.1:9/0"\n'
+        + 'c.RSQLProxy.database_url = "postgresql://rsql@127.0.0.1:9/usage"\n'
+        + "c.RSQLProxy.mcp_connections = {"
+        + f'"demo": "sqlite:///{tmp_path}/demo.db", "lake": "duckdb:///{tmp_path}/lake.duckdb", '
+        + '"dw": {"url": "postgresql://mcp@127.0.0.1:9/dw", "role": "reader"}}\n'
+    )
+    said = refused_both_ways(cfg, env={"PYTHONPATH": str(shadow)})
+    from sqlalchemy.engine import make_url
+
+    driver = make_url("postgresql://").get_dialect().driver
+    assert said == [
+        "RSQLProxy.otel is True, but what it needs is not installed (opentelemetry): "
+        "pip install 'rsql-assistant[otel]'",
+        "RSQLProxy.state_url is set, but what it needs is not installed (redis): "
+        "pip install 'rsql-assistant[redis]'",
+        "RSQLProxy.database_url is a PostgreSQL URL, but what it needs is not installed "
+        "(asyncpg): pip install 'rsql-assistant[postgres]'",
+        "RSQLProxy.mcp_connections is set, but what it needs is not installed (mcp): "
+        "pip install 'rsql-assistant[mcp]'",
+        "RSQLProxy.mcp_connections['lake']: a duckdb connection needs duckdb, which is not "
+        "installed: pip install 'rsql-assistant[duckdb]'",
+        # SQLAlchemy's driver for postgresql://: psycopg (2.1), psycopg2 (2.0)
+        f"RSQLProxy.mcp_connections['dw']: a postgres connection needs {driver}, which is not "
+        f"installed: pip install {'psycopg2-binary' if driver == 'psycopg2' else repr('psycopg[binary]')}",
+    ]
+    # with the packages there, the same file is a good one
+    code, said = check(cfg)
+    assert code == 0, said
+
+
+def test_a_problem_line_never_repeats_a_secret(tmp_path: Path) -> None:
+    """A key or token in a bad value, or on a line that does not parse, stays out of the
+    message (service logs are read by more people than the config file)."""
+    typed = tmp_path / "typed.py"
+    typed.write_text(
+        GOOD
+        + "c.RSQLProxy.user_id_secret = 918273645546372819\n"
+        + 'c.RSQLProxyService.static_users = "tok-very-secret-1"\n'
+    )
+    code, said = check(typed)
+    assert code == 2 and said == [
+        f"{typed}:3: c.RSQLProxy.user_id_secret: expected a unicode string, got an int",
+        f"{typed}:4: c.RSQLProxyService.static_users: expected a dict, got a str",
+    ]
+    broken = tmp_path / "broken.py"
+    broken.write_text('c.RSQLProxy.upstreams = [{"name": "g", "api_key": "sk-very-secret-2"}\n')
+    code, said = check(broken)
+    assert code == 2 and len(said) == 1 and "SyntaxError" in said[0]
+    assert "very-secret" not in " ".join(said)
