@@ -104,6 +104,11 @@ class ExtensionBase(APIHandler):
         return super().check_xsrf_cookie()
 
 
+# the check's own run of the settings says nothing: their warnings (no upstreams, ...) are said
+# once, by the engine's build right after it
+_CHECK_LOG = logging.Logger("rsql.config-check", logging.CRITICAL + 1)
+
+
 def skip_filtered_debug(logger: Any) -> None:
     """Raise a logger's level to the lowest level of its handlers, when they all filter above it.
 
@@ -134,7 +139,7 @@ class RSQLProxyExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         # every problem at once, one line each, before anything is built (as rsql-proxy does):
         # a wrong type would otherwise end the server with a traceback naming no setting
-        problems = proxy_config_problems(self.config, log=self.log)
+        problems = proxy_config_problems(self.config, log=_CHECK_LOG)
         if problems:
             for problem in problems:
                 self.log.critical("rsql proxy: bad configuration: %s", problem)

@@ -55,6 +55,9 @@ NO_RETRY_SECONDS = 30
 
 @pytest.fixture(scope="module")
 def svc(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyService]:
+    # the session's provider as it started: a module run before this one on the same worker may
+    # have left it failing (its keys' faults), which every answer here would then meet
+    provider.reset()
     served = {
         "models": {MODEL: "fake-small", OTHER: "fake-small", CODEX_MODEL: "fake-small"},
         "prices": {MODEL: PRICE, OTHER: PRICE, CODEX_MODEL: PRICE},
