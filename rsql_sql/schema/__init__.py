@@ -4,6 +4,7 @@ One module per concern: :mod:`.model` (``Schema``, ``Table``, ``Column``, ``Fore
 :mod:`.backends` (``capture_schema``: asks the connection's engine), :mod:`.catalog` (catalog
 rows made into a ``Schema``),
 :mod:`.render` (compact DDL within a budget: ``describe_schema``, ``describe_connection``),
+:mod:`.notes` (the values and date ranges commented on columns),
 :mod:`.words` (names and questions as comparable words), :mod:`.index` (per-schema word
 index and join graph, built once), :mod:`.values` (``capture_values``: short text columns'
 values, only where the context policy allows), :mod:`.rank` (tables ordered by relevance to

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from .model import Schema, Table
 from .words import name_words
 
-__all__ = ["SchemaIndex", "index_of"]
+__all__ = ["KEY_TAILS", "SchemaIndex", "TableInfo", "index_of"]
 
 _NUMBER = re.compile(r"[0-9]{2,}")  # one digit ("x1", "a4") says too little
-_KEY_TAILS = ("id", "number", "code", "key", "num", "nr")
+KEY_TAILS = ("id", "number", "code", "key", "num", "nr")
 # Column names that join nothing even when two tables share them.
 _GENERIC = frozenset(
     """id name title description type kind status value values note notes comment date time
@@ -58,7 +58,8 @@ class SchemaIndex:
     weak: dict[int, set[int]]
     name_vocab: dict[str, set[int]]  # name word -> tables, for prefix matches
     fingerprint: tuple[int, ...] = ()
-    ddl: dict[tuple[int, str], str] = field(default_factory=dict)  # (table, dialect) -> DDL
+    # (table, dialect, its notes' items) -> DDL: see render._cached_ddl
+    ddl: dict[tuple[object, ...], str] = field(default_factory=dict)
     least: dict[tuple[int, str, str], int] = field(default_factory=dict)  # see render._least_len
     prefix_cache: dict[str, set[int]] = field(default_factory=dict)  # word -> tables
     column_prefix_cache: dict[str, dict[int, set[str]]] = field(default_factory=dict)
@@ -100,7 +101,7 @@ def index_of(schema: Schema) -> SchemaIndex:
 
 
 def _is_key_like(words: tuple[str, ...]) -> bool:
-    return len(words) >= 2 and words[-1] in _KEY_TAILS
+    return len(words) >= 2 and words[-1] in KEY_TAILS
 
 
 def _build(schema: Schema) -> SchemaIndex:
@@ -211,7 +212,7 @@ def _join_graph(
                 elif (
                     info.name_words
                     and ws
-                    and ws[-1] in _KEY_TAILS
+                    and ws[-1] in KEY_TAILS
                     and (ws[:-1] == info.name_words[-len(ws) + 1 :] if len(ws) > 1 else True)
                 ):
                     own_key[i].add(ws)
@@ -256,7 +257,7 @@ def _join_graph(
                         link(i, j, strong)
                         hit = True
                 for j in by_last.get(ws[-2], ()):
-                    if infos[j].table.primary_key or any(w[-1] in _KEY_TAILS for w in own_key[j]):
+                    if infos[j].table.primary_key or any(w[-1] in KEY_TAILS for w in own_key[j]):
                         link(i, j, strong)
                         hit = True
                 if hit:

@@ -10,7 +10,9 @@ is across the schema. Then three corrections for what a word count misses:
   not displaced by look-alike tables of other schemas;
 - neighbours: tables joined (declared or inferred keys) to a strong match rank up a little;
 - join paths: when two of the best tables connect only through a table not yet chosen (a
-  bridge such as ``has_pet``), the bridge is placed right after them.
+  bridge such as ``has_pet``), the bridge is placed right after them;
+- a value's table brings the question's other tables: when a literal of the question is found
+  in a table, the tables of its namespace the question names by a word of their name follow it.
 """
 
 from __future__ import annotations
@@ -185,6 +187,7 @@ def rank(
                     db_hits[db] += weight * 0.7
     examples: dict[int, dict[str, str]] = defaultdict(dict)
     years: tuple[str, ...] = ()
+    valued: set[int] = set()  # tables holding a literal of the question
     if use_values and policy is not None and question:
         literals = question_literals(question)
         years = tuple(x for x in literals if x.isdigit())
@@ -201,6 +204,7 @@ def rank(
                 if not policy.redacts(hit[1])
             ]
             holders = {i for i, _, _ in found}
+            valued |= holders
             for i in holders:  # weighed like a word: rarer across tables, stronger
                 score[i] += W_PROBE * math.log(1 + n / len(holders))
             for i, col, v in found:
@@ -236,6 +240,8 @@ def rank(
     order = _order(idx, score, pinned)
     if words:
         order = _complete_paths(idx, score, order, pinned)
+    if valued and not pinned:
+        order = _bring_named(idx, score, order, valued, set(words))
     tables = [idx.infos[i].table for i in order]
     return Ranking(
         tables,
@@ -351,6 +357,38 @@ def _complete_paths(
         out.append(s)
         placed.add(s)
     out += [i for i in rest if i not in placed]
+    return out
+
+
+BROUGHT = 2  # tables of its namespace the question names that a value's table brings along
+
+
+def _bring_named(
+    idx: SchemaIndex, score: list[float], order: list[int], valued: set[int], words: set[str]
+) -> list[int]:
+    """A table reached through a value ("cartoons written by Todd Casey" -> ``Cartoon``)
+    brings the tables of its namespace the question also names by a word of their name
+    ("countries ... on TV" -> ``TV_Channel``), placed right after it unless already among
+    the first ``SEEDS``: the value's table alone rarely answers."""
+    out = list(order)
+    for a in sorted(valued, key=out.index)[:SEEDS]:
+        if out.index(a) >= SEEDS:
+            break
+        db = idx.infos[a].table.db
+        first = set(out[:SEEDS])
+        named = [
+            j
+            for j in idx.by_db[db]
+            if j != a
+            and j not in first
+            and any(len(w) >= 2 and w in words for w in idx.infos[j].name_words)
+        ]
+        named.sort(key=lambda j: (-score[j], j))
+        at = out.index(a) + 1
+        for j in named[:BROUGHT]:
+            out.remove(j)
+            out.insert(at, j)
+            at += 1
     return out
 
 

@@ -2,8 +2,9 @@
 
 ``render_ddl`` writes one ``CREATE TABLE`` line per table; ``describe_schema`` puts the tables
 most relevant to the question first (:mod:`.rank`), keeps the columns of wide tables the
-question needs, names the columns and tables that do not fit, and (where the policy allows
-values) comments a column with the value of the question it holds; ``describe_connection``
+question needs and the keys joining them to the other tables shown, names the columns and
+tables that do not fit, and (where the policy allows values) comments a column with the value
+of the question it holds and every date column with its range; ``describe_connection``
 captures and describes in one call.
 """
 
@@ -19,11 +20,11 @@ from rsql_sql import defaults
 
 from ..policy import SqlPolicy
 from .backends import capture_schema
-from .index import SchemaIndex, index_of
+from .index import KEY_TAILS, SchemaIndex, TableInfo, index_of
 from .model import MAX_TABLES, Schema, Table, ValuesPolicy
+from .notes import column_notes
 from .rank import Ranking, rank
 from .values import capture_values
-from .words import one_line
 
 __all__ = ["describe_connection", "describe_schema", "render_ddl"]
 
@@ -86,7 +87,7 @@ def render_ddl(
 ) -> str:
     """One compact ``CREATE TABLE`` (or ``CREATE VIEW``-marked) line for a table.
 
-    `notes`: column -> a comment's text, made safe by the caller (:func:`_value_note`)."""
+    `notes`: column -> a comment's text, made safe by the caller (:mod:`.notes`)."""
     d = dialect or schema.dialect
     pk = t.primary_key
     single_fk = {fk.columns[0]: fk for fk in t.foreign_keys if len(fk.columns) == 1}
@@ -134,9 +135,6 @@ FIRST_WIDE_SHARE = 0.35
 NEEDED_TABLES = 8  # the first tables shown never give way to the "more columns" lines
 MORE_SHARE = 0.08  # the share of the budget those lines may take from the tables after them
 WEAK_SHARE = 0.2  # a table scoring at most this share of the best matches nothing much
-NOTED_TABLES = 8  # the first tables shown carry value examples and date ranges
-NOTE_LEN = 40  # characters of a value shown as an example
-RANGES_PER_TABLE = 2
 
 
 @dataclass
@@ -147,58 +145,11 @@ class _Line:
     ddl: str
 
 
-def _value_note(value: str, dialect: str) -> str:
-    """A value as a comment's text: one line, cut, a SQL string literal made by sqlglot, with
-    no comment delimiter in it. Database values are hostile: "*/ DROP TABLE x; --" and a
-    newline stay inside the comment."""
-    from sqlglot import exp
-
-    lit = exp.Literal.string(one_line(value)[:NOTE_LEN]).sql(dialect=dialect)
-    return lit.replace("*/", "* /").replace("/*", "/ *")
-
-
-def _bound_note(value: str, dialect: str) -> str:
-    s = one_line(value)[:26]
-    if re.fullmatch(r"[0-9][0-9 :T.+\-Z]*", s):
-        return s
-    return _value_note(s, dialect)
-
-
-def _notes(
-    t: Table, ranking: Ranking, schema: Schema, policy: ValuesPolicy | None, dialect: str
-) -> dict[str, str]:
-    """Comments for `t`'s columns: a value equal to a literal of the question, the range of a
-    date column holding a year of it. Only under a policy that allows value statistics, never
-    on a redacted column."""
-    if policy is None or not getattr(policy, "value_stats", False):
-        return {}
-    out = {
-        col: f"e.g. {_value_note(v, dialect)}"
-        for col, v in ranking.examples.get(id(t), {}).items()
-        if not policy.redacts(col)
-    }
-    ranges = schema.ranges.get((t.db, t.name), {})
-    if ranking.years and ranges:
-        matched = ranking.matched.get(id(t), set())
-        position = {c.name: k for k, c in enumerate(t.columns)}
-        holding = [
-            col
-            for col, (lo, hi) in ranges.items()
-            if col in position
-            and not policy.redacts(col)
-            and any(lo[:4] <= y <= hi[:4] for y in ranking.years)
-        ]
-        holding.sort(key=lambda c: (c not in matched, position[c]))
-        for col in holding[:RANGES_PER_TABLE]:
-            lo, hi = ranges[col]
-            out.setdefault(col, f"{_bound_note(lo, dialect)} .. {_bound_note(hi, dialect)}")
-    return out
-
-
 def _join_columns(t: Table, others: list[Table], idx: SchemaIndex) -> set[str]:
     """`t`'s columns that join it to one of `others`: declared keys either way, the same key
     column in both (``station_id``), a key column naming the other table (``station_id`` ->
-    ``stations``)."""
+    ``stations``), and `t`'s column that another table's key column names (``cards.setCode``
+    -> ``sets.code``, ``x_id`` -> ``x.id``; else `t`'s own key)."""
     out: set[str] = set()
     pos = idx.position.get(id(t))
     if pos is None:
@@ -228,6 +179,26 @@ def _join_columns(t: Table, others: list[Table], idx: SchemaIndex) -> set[str]:
                 out.add(c)
             elif len(ws) >= 2 and oinfo.name_words and ws[-2] == oinfo.name_words[-1]:
                 out.add(c)
+        out |= _named_by(t, info, oinfo, idx)
+    return out
+
+
+def _named_by(t: Table, info: TableInfo, oinfo: TableInfo, idx: SchemaIndex) -> set[str]:
+    """`t`'s columns that a key column of the other table names: ``setCode`` names ``sets``
+    (its last name word before the key word), and joins its ``code`` (a column whose words
+    end that key's words), else its ``set_code``, else its own key."""
+    if not info.name_words:
+        return set()
+    out: set[str] = set()
+    by_words: dict[tuple[str, ...], str] | None = None
+    for oc in oinfo.key_columns:
+        ws = oinfo.columns.get(oc, ())
+        if len(ws) < 2 or ws[-1] not in KEY_TAILS or ws[-2] != info.name_words[-1]:
+            continue
+        if by_words is None:
+            by_words = {ws: c for c, ws in info.columns.items() if ws}
+        hit = next((by_words[ws[k:]] for k in range(len(ws)) if ws[k:] in by_words), None)
+        out.update([hit] if hit is not None else _own_keys(t, idx))
     return out
 
 
@@ -245,16 +216,17 @@ def _own_keys(t: Table, idx: SchemaIndex) -> list[str]:
 def _priority(
     t: Table, needed: set[str], others: list[Table], idx: SchemaIndex
 ) -> tuple[list[str], int]:
-    """`t`'s columns in the order they are kept: what the question needs, the join keys to
-    the other tables shown, the table's own keys, its first few columns (the core: how many
-    of them is the second value), then the rest in the table's order."""
+    """`t`'s columns in the order they are kept: the table's own keys and the join keys to the
+    other tables shown (first: kept even when one table is too wide for the budget), what the
+    question needs, its first few columns (the core: how many of them is the second value),
+    then the rest in the table's order."""
     names = [c.name for c in t.columns]
     joins = _join_columns(t, others, idx)
     core = list(
         dict.fromkeys(
-            [c for c in names if c in needed]
+            _own_keys(t, idx)
             + [c for c in names if c in joins]
-            + _own_keys(t, idx)
+            + [c for c in names if c in needed]
             + names[:KEEP_LEADING]
         )
     )
@@ -369,11 +341,11 @@ def describe_schema(
         if used + smallest + 1 > room and lines:
             rest.append(t)  # nothing more can fit: skip rendering the rest
             continue
-        notes = _notes(t, ranking, schema, policy, d) if k < NOTED_TABLES else {}
-        if notes:
+        notes, noted = column_notes(t, ranking, schema, policy, d)
+        if noted:  # a value or range of this question's
             full = render_ddl(t, schema, d, notes=notes)
-        else:
-            full = _cached_ddl(idx, t, schema, d)
+        else:  # no note, or only the date ranges, the same for every question
+            full = _cached_ddl(idx, t, schema, d, notes)
         line = _Line(t, None, notes, full)
         if (
             not tables
@@ -383,14 +355,14 @@ def describe_schema(
             if lines and used + _least_len(idx, t, schema, d) + 1 > room:
                 rest.append(t)  # not even its keys and first columns fit: skip the work
                 continue
-            needed = ranking.matched.get(id(t), set()) | set(notes)
+            needed = ranking.matched.get(id(t), set()) | noted
             priority, base = _priority(t, needed, [x.table for x in lines], idx)
             line.keep = set(priority[:base])
             line.ddl = _cut(t, line.keep, schema, d, notes)
             if not lines and used + len(line.ddl) + 1 > room:  # one very wide table
                 line.keep, line.ddl = _widest(t, priority, 0, room - used, schema, d, notes)
         elif not lines and used + len(full) + 1 > room:
-            priority, _ = _priority(t, set(notes), [], idx)
+            priority, _ = _priority(t, noted, [], idx)
             line.keep, line.ddl = _widest(t, priority, 0, room - used, schema, d, notes)
         if ranking.scores.get(id(t), 0.0) <= weak:
             limit = room - min(reserve_all, 2 * max_reserve)
@@ -500,11 +472,13 @@ def _least_len(idx: SchemaIndex, t: Table, schema: Schema, dialect: str) -> int:
     return size
 
 
-def _cached_ddl(idx: SchemaIndex, t: Table, schema: Schema, dialect: str) -> str:
-    key = (id(t), dialect)
+def _cached_ddl(
+    idx: SchemaIndex, t: Table, schema: Schema, dialect: str, notes: dict[str, str]
+) -> str:
+    key = (id(t), dialect, *sorted(notes.items()))
     ddl = idx.ddl.get(key)
     if ddl is None:
-        ddl = idx.ddl[key] = render_ddl(t, schema, dialect)
+        ddl = idx.ddl[key] = render_ddl(t, schema, dialect, notes=notes)
     return ddl
 
 

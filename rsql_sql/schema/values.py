@@ -4,13 +4,15 @@ Three reads, all only when the context policy allows value statistics, never of 
 column, inside the walls generated SQL runs in, bounded in time and cached per connection:
 
 - the distinct values of short text columns (categorical ones: at most 50 in the first rows);
-- the range (min, max) of date and timestamp columns and of integer columns named like a year;
+- the range (min, max) of date and timestamp columns, of integer columns named like a year,
+  and of text or untyped columns whose values read are ISO dates (or years, named like one);
 - at question time, a probe: the question's literals looked up by equality in the text columns
   of the tables ranking best for it (a city column of 5,000 names is not categorical).
 
 They rank tables and pick the columns of wide tables (:mod:`.rank`, :mod:`.render`); a value
-equal to a literal of the question, and a range holding a year of it, are shown in the schema
-text as a comment on their column (cut, made a SQL string literal: values are hostile text).
+equal to a literal of the question, and the range of every date and year column shown, are
+shown in the schema text as a comment on their column (cut, made a SQL string literal: values
+are hostile text).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ _TEXT = re.compile(r"char|text|string|varchar|enum|clob|name|citext", re.I)
 _DATE = re.compile(r"date|timestamp", re.I)
 _INTEGER = re.compile(r"int|numeric|decimal|number", re.I)
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_YEAR = re.compile(r"[12][0-9]{3}")
 
 
 def _is_text(type_: str) -> bool:
@@ -232,11 +235,16 @@ def _capture(
             by_col.setdefault(int(k), []).append(v)
         for k, vals in by_col.items():
             dbn, tname, col = batch[k]
+            if all(isinstance(v, str) and _ISO_DATE.fullmatch(v[:10]) for v in vals) or (
+                "year" in name_words(col) and all(_YEAR.fullmatch(str(v)) for v in vals)
+            ):
+                # dates (and years) kept as text or untyped (SQLite), however few: a range
+                # says more than a list
+                ranged.append((dbn, tname, col))
+                continue
             found = categorical_values(vals, max_values=max_values, max_len=max_len)
             if found:
                 schema.values.setdefault((dbn, tname), {})[col] = found
-            elif all(isinstance(v, str) and _ISO_DATE.match(v) for v in vals):
-                ranged.append((dbn, tname, col))  # dates kept as text (SQLite)
     # Ranges: min and max over the whole column (a year outside the first rows counts too).
     deadline = start_s + timeout_s
     for start in range(0, len(ranged), BATCH):
