@@ -90,7 +90,14 @@ def http(
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+        headers = {k.lower(): v for k, v in err.headers.items()}
+        try:
+            return err.code, headers, err.read()
+        except ConnectionResetError:
+            # a server that refuses a request outright (tornado's 400 for a control character
+            # in a header) closes at once; with the request's body still unread on its side the
+            # close is a reset, which can overtake the answer's body but not its status line
+            return err.code, headers, b""
 
 
 def free_port() -> int:
