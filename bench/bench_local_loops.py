@@ -58,6 +58,7 @@ from run_demo import NOTEBOOK, proxy_server  # noqa: E402
 from jupyter_server_ext.engine.upstreams.specs import UpstreamSpec  # noqa: E402
 from jupyter_server_ext.engine.upstreams.transport import local_worker  # noqa: E402
 from jupyter_server_ext.engine.upstreams.transport.local import default_gguf_path  # noqa: E402
+from tests.helpers import loops as loops_measure  # noqa: E402
 
 MARK = "<!-- bench_local_loops -->"
 PROMPTS = ROOT / "bench" / "questions" / "demo_prompts.jsonl"
@@ -65,7 +66,6 @@ WORKER = "jupyter_server_ext/engine/upstreams/transport/local_worker.py"
 SPECS = "jupyter_server_ext/engine/upstreams/specs.py"
 BEFORE = "d6f6afd580e4a1e03467d79a7a70d82b3b3609cb"  # the guard before issue 55, item 7
 LOOP_RUN_WORDS = 48
-MAX_PERIOD = 8
 # each guard under other penalties too (1.0: llama.cpp's own sampling; 1.1: before's; 1.3)
 ABLATION_PENALTIES = (1.0, 1.1, 1.3)
 ANSWER_TIMEOUT_S = 300.0  # one answer of 256 tokens on a busy 2-core machine
@@ -75,23 +75,8 @@ N_THREADS = 1
 
 
 def longest_loop_run(text: str) -> int:
-    """Words in the longest stretch where each word equals the word a period (1 to 8) before,
-    but for single words at least 8 apart (a loop that drifts: "1.6, 1.6, 1.4, 1.4"); the
-    stretch counts its first cycle too. 0: no word repeats that way."""
-    w = local_worker.words(text)
-    best = 0
-    for period in range(1, MAX_PERIOD + 1):
-        run = since_miss = 0
-        for i in range(period, len(w)):
-            if w[i] == w[i - period]:
-                run, since_miss = run + 1, since_miss + 1
-            elif run and since_miss >= 8:  # one word off in a long run: the loop goes on
-                run, since_miss = run + 1, 0
-            else:
-                run = since_miss = 0
-            if run:
-                best = max(best, run + period)
-    return best
+    """The longest loop (tests/helpers/loops.py) in words as ``local_worker.words`` splits them."""
+    return loops_measure.longest_loop_run(local_worker.words(text))
 
 
 def loops(text: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.helpers import require
+from tests.helpers import loops, require
 
 pytestmark = pytest.mark.slow
 
@@ -32,23 +32,9 @@ _WORD = re.compile(r"[^\W\d_]+|\d|_|([^\w\s])\1*")
 
 
 def longest_loop_run(text: str) -> int:
-    """Words in the longest stretch where each word equals the word a period (1 to 8) before,
-    but for single words at least 8 apart (a loop that drifts: "1.6, 1.6, 1.4, 1.4"); the
-    stretch counts its first cycle too. 0: no word repeats that way."""
-    w = [m.group(0) for m in _WORD.finditer(text.lower())]
-    best = 0
-    for period in range(1, 9):
-        run = since_miss = 0
-        for i in range(period, len(w)):
-            if w[i] == w[i - period]:
-                run, since_miss = run + 1, since_miss + 1
-            elif run and since_miss >= 8:  # one word off in a long run: the loop goes on
-                run, since_miss = run + 1, 0
-            else:
-                run = since_miss = 0
-            if run:
-                best = max(best, run + period)
-    return best
+    """The longest loop (tests/helpers/loops.py), in words split apart from the worker's own
+    split (``_WORD``), so the judge is not the guard's code."""
+    return loops.longest_loop_run([m.group(0) for m in _WORD.finditer(text.lower())])
 
 
 def _demo_prompt(question: str) -> dict[str, Any]:
