@@ -5,6 +5,7 @@ but the in-process ones (see pytest_collection_modifyitems)."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -117,6 +118,12 @@ def scrub_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -
 
 
 scrub_environment()
+
+# the value index is kept on disk (rsql_sql/schema/value_index.py): each test process keeps
+# its own, never the developer's ~/.cache; kernels and servers started from here inherit it
+_CACHE_DIR = tempfile.mkdtemp(prefix="rsql-test-cache-")
+os.environ["RSQL_CACHE_DIR"] = _CACHE_DIR
+atexit.register(shutil.rmtree, _CACHE_DIR, True)
 
 # jupysql (through ploomber-core) phones home for telemetry and version checks; tests, kernels
 # and servers started from here talk to loopback only

@@ -5,7 +5,8 @@ guard, ``check_sql``, and executor inside the database's read-only walls; a fail
 question's ``gold_error``, never a crash) or takes its expected rows, and finds the tables and
 columns it reads. :func:`record_seen_text` and :func:`record_seen_by_agent` record in a
 :class:`~.results.QuestionResult` whether the schema text the model saw held all of them
-(``retrieval``: ok, miss or unknown), so a wrong answer reads as a retrieval or a model miss.
+(``retrieval``: ok, miss or unknown), so a wrong answer reads as a retrieval or a model miss,
+and why each one missing was left out (``miss_reasons``, :mod:`rsql_sql.schema.misses`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from rsql_sql.execute import run_query
 from rsql_sql.policy import SqlPolicy
 from rsql_sql.schema import Schema, describe_schema
 from rsql_sql.schema.coverage import coverage, needed_columns, shown_columns
+from rsql_sql.schema.misses import column_reason, why_missing
+from rsql_sql.schema.model import ValuesPolicy
 from rsql_sql.validate import check_sql
 
 from .compare import gold_orders_rows
@@ -27,6 +30,7 @@ from .questions import Question
 from .results import QuestionResult
 
 __all__ = [
+    "NOT_LOOKED_UP",
     "SCHEMA_TOOLS",
     "Gold",
     "frame_rows",
@@ -108,22 +112,40 @@ def frame_rows(frame: Any) -> list[tuple[Any, ...]]:
 
 # the agent tools whose results are schema text (run_sql's column names are not counted)
 SCHEMA_TOOLS = ("search_schema", "describe_table")
+NOT_LOOKED_UP = "not looked up by the agent"  # a missing table's reason in agent mode
 
 
-def _seen(r: QuestionResult, gold: Gold, shown: dict[str, set[str]]) -> None:
-    """Record in `r` whether `shown` held everything the gold needs."""
+def _seen(r: QuestionResult, gold: Gold, shown: dict[str, set[str]]) -> bool:
+    """Record in `r` whether `shown` held everything the gold needs; True on a miss."""
     if gold.needed is None:
         r.retrieval, r.retrieval_note = "unknown", gold.unknown_needs
-        return
+        return False
     found = coverage(gold.needed, shown)
     r.retrieval = "ok" if found.columns_ok else "miss"
     r.missing_tables, r.missing_columns = list(found.missing_tables), list(found.missing_columns)
+    return not found.columns_ok
 
 
-def record_seen_text(r: QuestionResult, gold: Gold, text: str, db: DB, schema: Schema) -> None:
-    """Record in `r` whether the schema `text` the loop sent showed what `gold` reads."""
+def record_seen_text(
+    r: QuestionResult,
+    gold: Gold,
+    text: str,
+    db: DB,
+    schema: Schema,
+    *,
+    pinned: list[str] | None = None,
+    policy: ValuesPolicy | None = None,
+) -> None:
+    """Record in `r` whether the schema `text` the loop sent showed what `gold` reads, and why
+    what it did not show was left out. `pinned` and `policy`: what describe_schema was given
+    with `r.question` (the runner gives neither, see :func:`loop_schema_text`)."""
     # partial: a line cut at the text's bound still showed the columns written before the cut
-    _seen(r, gold, shown_columns(text, db.dialect, schema.default_db, partial=True))
+    if _seen(r, gold, shown_columns(text, db.dialect, schema.default_db, partial=True)):
+        assert gold.needed is not None
+        misses = why_missing(
+            gold.needed, text, schema, r.question, pinned, policy, dialect=db.dialect
+        )
+        r.miss_reasons = {m.item: m.text for m in misses}
 
 
 def loop_schema_text(q: Question, db: DB, opts: dict[str, Any]) -> str:
@@ -134,7 +156,10 @@ def loop_schema_text(q: Question, db: DB, opts: dict[str, Any]) -> str:
 
 
 def record_seen_by_agent(r: QuestionResult, gold: Gold, turn: Turn, db: DB, schema: Schema) -> None:
-    """Record what an agent turn saw: every table line its schema tools returned."""
+    """Record what an agent turn saw: every table line its schema tools returned. A table no
+    tool returned was "not looked up by the agent" (the agent chose its searches: there is no
+    one ranking to place it in); a column, as in the loop's text, was cut by width (the
+    tool's text cut the table's line) or left out of a shown table."""
     shown: dict[str, set[str]] = {}
     for step in turn.steps:
         if step.tool in SCHEMA_TOOLS and not step.error:
@@ -142,4 +167,12 @@ def record_seen_by_agent(r: QuestionResult, gold: Gold, turn: Turn, db: DB, sche
             seen = shown_columns(step.result, db.dialect, schema.default_db, partial=True)
             for table, cols in seen.items():
                 shown.setdefault(table, set()).update(cols)
-    _seen(r, gold, shown)
+    if _seen(r, gold, shown):
+        reasons = dict.fromkeys(r.missing_tables, NOT_LOOKED_UP)
+        by_key = {f"{t.db}.{t.name}".lower(): t for t in schema.tables}
+        for key, cols in (gold.needed or {}).items():
+            found = by_key.get(key)
+            if key in shown and found is not None:
+                for col in sorted(cols - shown[key]):
+                    reasons[f"{key}.{col}"] = column_reason(found, shown[key])
+        r.miss_reasons = reasons

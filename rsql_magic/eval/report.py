@@ -167,7 +167,11 @@ def _notes(report: EvalReport) -> list[str]:
         "refused), as a share of the scored questions. A retrieval miss: the schema text the "
         "model saw lacked a table or column the gold SQL reads; a model miss: it showed all of "
         "them and the answer still missed. Questions without gold SQL, or whose gold SQL cannot "
-        "be resolved against the schema, are neither (retrieval unknown)."
+        "be resolved against the schema, are neither (retrieval unknown). Each table or column "
+        "missing says why it was left out: cut by width (its table's line showed only some "
+        "columns), past the table budget (ranked past the tables shown), outranked by a value "
+        "match (tables ranked above it by a value of the question took its place), not matched "
+        "by the question, left out of a shown table; in agent mode, not looked up by the agent."
     )
     for m in report.models:
         parts = []
@@ -175,6 +179,11 @@ def _notes(report: EvalReport) -> list[str]:
             parts.append(
                 f"the schema text showed every table and column the gold needs for "
                 f"{m.shown_all} of {m.shown_known} scored question(s)"
+            )
+        if m.retrieval_miss_reasons:
+            parts.append(
+                "left out in its retrieval misses: "
+                + ", ".join(f"{k} {why}" for why, k in m.retrieval_miss_reasons.items())
             )
         if m.misses_unknown:
             parts.append(f"{m.misses_unknown} miss(es) with retrieval unknown")
@@ -215,9 +224,13 @@ def _failures(report: EvalReport) -> list[QuestionResult]:
 
 
 def _retrieval(r: QuestionResult) -> str:
-    """What the model saw, for the list of answers not right: ok, or what was missing."""
+    """What the model saw, for the list of answers not right: ok, or what was missing and why
+    it was left out (``miss: main.sets.code (cut by width)``)."""
     if r.retrieval == "miss":
-        return "miss: " + ", ".join([*r.missing_tables, *r.missing_columns])
+        return "miss: " + ", ".join(
+            f"{x} ({r.miss_reasons[x]})" if r.miss_reasons.get(x) else x
+            for x in [*r.missing_tables, *r.missing_columns]
+        )
     return r.retrieval
 
 

@@ -65,6 +65,10 @@ class QuestionResult:
     missing_tables: list[str] = field(default_factory=list)  # "db.table", lower case
     missing_columns: list[str] = field(default_factory=list)  # "db.table.column" of shown tables
     retrieval_note: str = ""  # why retrieval is unknown
+    # each missing table or column -> why it was left out ("cut by width", "past the table
+    # budget: 41st, 35 shown", ...: rsql_sql.schema.misses; agent mode: "not looked up by the
+    # agent"); the reason's kind is the text before ": "
+    miss_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def retries(self) -> int:
@@ -145,6 +149,8 @@ class ModelSummary:
     # those where that is known
     shown_all: int = 0
     shown_known: int = 0
+    # the tables and columns missing in the retrieval misses, counted per reason's kind
+    retrieval_miss_reasons: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -160,6 +166,12 @@ class ModelSummary:
         misses = [r for r in scored if r.outcome != "correct"]
         retrieval_misses = sum(r.retrieval == "miss" for r in misses)
         model_misses = sum(r.retrieval == "ok" for r in misses)
+        reasons: dict[str, int] = {}
+        for r in misses:
+            if r.retrieval == "miss":
+                for why in r.miss_reasons.values():
+                    kind = why.split(": ", 1)[0]
+                    reasons[kind] = reasons.get(kind, 0) + 1
         by: dict[str, int] = {}
         for r in rows:
             if r.answered_by:
@@ -203,6 +215,7 @@ class ModelSummary:
             model_miss_rate=model_misses / n if n else None,
             shown_all=sum(r.retrieval == "ok" for r in scored),
             shown_known=sum(r.retrieval != "unknown" for r in scored),
+            retrieval_miss_reasons=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         )
 
 

@@ -9,6 +9,7 @@ on a SQLAlchemy connection. A :class:`DB` is one connection of an engine, with b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,8 +19,6 @@ from rsql_sql.errors import BadConnection
 from ..fetch import Fetched, fetch_bounded
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from sqlglot import exp
     from sqlglot.errors import OptimizeError
 
@@ -32,6 +31,8 @@ __all__ = [
     "QueryBounds",
     "SqlEngine",
     "deadline_after",
+    "database_file",
+    "file_identity",
     "file_of_url",
     "run_cursor",
 ]
@@ -46,6 +47,37 @@ def file_of_url(url: str, scheme: str) -> Path:
     path = Path(rest).expanduser()
     if not path.is_file():
         raise BadConnection(f"no such file: {path}")
+    return path
+
+
+def file_identity(kind: str, path: str) -> str | None:
+    """`kind:path:size:mtime` of a database file and its write-ahead log (changes reach the
+    log first), or None when there is no such file (in memory)."""
+    if not path or path == ":memory:":
+        return None
+    parts = [kind, str(Path(path).resolve())]
+    for p in (Path(path), Path(path + ".wal"), Path(path + "-wal")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        parts += [str(st.st_size), str(st.st_mtime_ns)]
+    return ":".join(parts) if len(parts) > 2 else None
+
+
+_FILES: dict[int, tuple[Any, str | None]] = {}  # id(connection) -> (it, its database file)
+
+
+def database_file(conn: Any, find: Callable[[], str | None]) -> str | None:
+    """The database file of `conn`, asked once per connection (`find` runs a query; the
+    value index asks before every question whether the file changed)."""
+    hit = _FILES.get(id(conn))
+    if hit is not None and hit[0] is conn:
+        return hit[1]
+    path = find()
+    if len(_FILES) >= 32:
+        _FILES.pop(next(iter(_FILES)))
+    _FILES[id(conn)] = (conn, path)  # the connection held: its id is not reused meanwhile
     return path
 
 
@@ -235,6 +267,18 @@ class DB:
     def read_catalog_generically(self) -> Schema:
         """The catalog without an engine's own queries; only SQLAlchemy can."""
         raise TypeError(f"schema capture is not supported for {self.label}")
+
+    def for_thread(self) -> DB | None:
+        """A DB on the same database that another thread may use while this one is in use
+        (the value index is read in the background), or None where the driver gives none:
+        then the index is read only while a question waits for it."""
+        return None
+
+    def identity(self) -> str | None:
+        """What names this database from any process, for caches kept on disk: a file with
+        its size and time of change, a URL without its password. None: a database of this
+        process only (in memory), or a driver that does not say."""
+        return None
 
 
 class DriverDB(DB):

@@ -20,7 +20,17 @@ from rsql_sql.errors import BadConnection, QueryTimeout, Refused
 from ..fetch import Fetched, fetch_bounded
 from ..functions import database_function_names, table_function_allowed, width_problem
 from ..schema.catalog import assemble
-from .base import DB, DriverDB, QueryBounds, SqlEngine, deadline_after, file_of_url, run_cursor
+from .base import (
+    DB,
+    DriverDB,
+    QueryBounds,
+    SqlEngine,
+    database_file,
+    deadline_after,
+    file_identity,
+    file_of_url,
+    run_cursor,
+)
 
 if TYPE_CHECKING:
     from ..policy import SqlPolicy
@@ -202,6 +212,26 @@ class DuckDB(DriverDB):
     kind = "duckdb"
     engine = ENGINE
     default_label = "duckdb"
+
+    def for_thread(self) -> DB | None:
+        # a cursor is a connection of its own to the same database: safe beside this one
+        try:
+            return DuckDB(self.raw.cursor(), label=self.label)
+        except Exception:  # a closed connection
+            return None
+
+    def identity(self) -> str | None:
+        def find() -> str | None:
+            try:
+                row = self.raw.execute(
+                    "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                ).fetchone()
+            except Exception:  # an old DuckDB, a closed connection
+                return None
+            return str(row[0]) if row and row[0] else None
+
+        path = database_file(self.raw, find)
+        return file_identity("duckdb", path) if path else None
 
     def run(self, sql: str, bounds: QueryBounds) -> Fetched:
         max_rows, timeout_s, read_only, policy, max_bytes = bounds.parts()

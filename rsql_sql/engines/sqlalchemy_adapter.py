@@ -18,7 +18,7 @@ from rsql_sql.errors import QueryTimeout
 from ..dialects import sqlglot_dialect
 from ..fetch import Fetched
 from ..schema.catalog import assemble
-from .base import DB, QueryBounds
+from .base import DB, QueryBounds, file_identity
 from .registry import engine_for
 
 if TYPE_CHECKING:
@@ -102,6 +102,27 @@ class SQLAlchemyDB(DB):
                         tx.commit()
                 elif tx is None and not read_only and not failed:
                     c.commit()
+
+    def _url(self) -> Any:
+        from sqlalchemy.engine import Engine
+
+        return self.bind.url if isinstance(self.bind, Engine) else None
+
+    def for_thread(self) -> DB | None:
+        # an Engine hands each query a pooled connection of its own; an in-memory database
+        # lives in one connection only, and a Connection is the caller's
+        url = self._url()
+        if url is None or url.database in (None, "", ":memory:"):
+            return None
+        return self
+
+    def identity(self) -> str | None:
+        url = self._url()
+        if url is None or url.database in (None, "", ":memory:"):
+            return None
+        if self.sa_dialect in ("sqlite", "duckdb"):
+            return file_identity(self.sa_dialect, url.database)
+        return str(url.render_as_string(hide_password=True))
 
     def read_catalog_generically(self) -> Schema:
         """Any dialect: the inspector's bulk (get_multi_*) calls."""

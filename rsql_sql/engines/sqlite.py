@@ -13,6 +13,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -25,7 +26,16 @@ from ..fetch import Fetched, fetch_bounded
 from ..functions import database_function_names
 from ..parse import parse_statements
 from ..schema.catalog import assemble
-from .base import DB, DriverDB, QueryBounds, SqlEngine, deadline_after, file_of_url
+from .base import (
+    DB,
+    DriverDB,
+    QueryBounds,
+    SqlEngine,
+    database_file,
+    deadline_after,
+    file_identity,
+    file_of_url,
+)
 
 if TYPE_CHECKING:
     from sqlglot.errors import OptimizeError
@@ -122,6 +132,38 @@ class SQLiteDB(DriverDB):
     kind = "sqlite"
     engine = ENGINE
     default_label = "sqlite3"
+
+    def _main_file(self) -> str | None:
+        """The file of the main database when it is the only one (no ATTACH: a second
+        connection would not see the others), else None."""
+        try:
+            dbs = [(r[1], r[2]) for r in self.raw.execute("PRAGMA database_list").fetchall()]
+        except sqlite3.Error:
+            return None
+        files = dict(dbs)
+        if set(files) - {"main", "temp"} or not files.get("main"):
+            return None
+        return str(files["main"])
+
+    def for_thread(self) -> DB | None:
+        # sqlite3 connections belong to the thread that made them: the file opened again,
+        # read-only, for the other thread
+        path = self._main_file()
+        if path is None:
+            return None
+        try:
+            conn = sqlite3.connect(
+                f"file:{quote(str(Path(path).resolve()))}?mode=ro",
+                uri=True,
+                check_same_thread=False,
+            )
+        except sqlite3.Error:
+            return None
+        return SQLiteDB(conn, label=self.label)
+
+    def identity(self) -> str | None:
+        path = database_file(self.raw, self._main_file)
+        return file_identity("sqlite", path) if path else None
 
     def run(self, sql: str, bounds: QueryBounds) -> Fetched:
         max_rows, timeout_s, read_only, policy, max_bytes = bounds.parts()

@@ -16,6 +16,7 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from .model import Schema, Table
 from .words import name_words
@@ -73,6 +74,7 @@ class SchemaIndex:
     col_numbers: dict[str, dict[int, set[str]]] = field(default_factory=dict)
     either: dict[int, set[int]] = field(default_factory=dict)  # strong and weak edges
     position: dict[int, int] = field(default_factory=dict)  # id(table) -> its index
+    rank_memo: tuple[tuple[object, ...], Any] | None = None  # the last ranking: see rank.rank
 
     def word_idf(self, w: str) -> float:
         return self.idf.get(w, self.idf.get("", 1.0))

@@ -71,6 +71,9 @@ class Schema:
     # values change; not part of the schema's value.
     index_cache: Any = field(default=None, repr=False, compare=False)
     # (tables fingerprint, hash of every table's and column's name): see values.schema_shape
+    # the value index the values came from (value_index.ValueIndex: complete or not, how
+    # many columns read): set by ``capture_values``
+    value_index: Any = field(default=None, repr=False, compare=False)
     shape_cache: Any = field(default=None, repr=False, compare=False)
 
     def table(self, name: str, db: str | None = None) -> Table | None:

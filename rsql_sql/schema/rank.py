@@ -47,6 +47,9 @@ class Ranking:
     # the question, as stored}; and the question's years, for the ranges of date columns.
     examples: dict[int, dict[str, str]] = field(default_factory=dict)
     years: tuple[str, ...] = ()
+    # id(table) -> the part of its score that values gave (a word or literal of the question
+    # found in its values): why a table was placed where it is (rsql-eval's miss reasons)
+    value_scores: dict[int, float] = field(default_factory=dict)
 
 
 def _prefix_hits(idx: SchemaIndex, w: str) -> set[int]:
@@ -147,13 +150,43 @@ def rank(
     """Rank `schema`'s tables for `question`; `policy` (a ContextPolicy) decides whether the
     captured values may be used: only with ``value_stats``, never a redacted column's."""
     idx = index_of(schema)
-    n = len(idx.infos)
     use_values = policy is not None and getattr(policy, "value_stats", False)
+    # %%sql_ai ranks a question twice (capture_values' probe, then the text) and, when the
+    # probe found nothing new, with the same inputs: the second costs nothing
+    memo_key = (
+        question,
+        tuple(pinned or ()),
+        use_values,
+        tuple(getattr(policy, "redact_columns", ())) if use_values else (),
+        tuple(sorted(schema.probes.items())) if use_values else (),
+    )
+    if idx.rank_memo is not None and idx.rank_memo[0] == memo_key:
+        memo: Ranking = idx.rank_memo[1]
+        return memo
+    ranking = _rank(schema, idx, question, pinned, policy if use_values else None)
+    idx.rank_memo = (memo_key, ranking)
+    return ranking
+
+
+def _rank(
+    schema: Schema,
+    idx: SchemaIndex,
+    question: str | None,
+    pinned: list[str] | None,
+    policy: ValuesPolicy | None,
+) -> Ranking:
+    n = len(idx.infos)
+    use_values = policy is not None
     score = [0.0] * n
     matched: dict[int, set[str]] = defaultdict(set)
     words = question_words(question or "")
     qcompact = {"".join(ch for ch in w.lower() if ch.isalnum()) for w in (question or "").split()}
     db_hits: dict[str, float] = defaultdict(float)
+    # what values gave each table, and the question's words its names matched: a value match
+    # that no other word of the question agrees with is weighed down (_agreement)
+    by_value: dict[int, float] = defaultdict(float)
+    agreeing: dict[int, set[str]] = defaultdict(set)
+    value_words: dict[int, set[str]] = defaultdict(set)
     for w in words:
         weight = idx.word_idf(w)
         contrib: dict[int, float] = {}
@@ -171,11 +204,21 @@ def rank(
             matched[i] |= cols
         for i, cols in _column_abbreviation_hits(idx, w).items():
             matched[i] |= cols
+        for i in contrib:
+            agreeing[i].add(w)
         if use_values and policy is not None:
-            for i, cols in idx.value_post.get(w, {}).items():
+            held = idx.value_post.get(w, {})
+            # rarer across the warehouse, stronger: a word held by the values of many columns
+            # ("normal", "other") says little about which one the question means
+            rarity = 1.0 / (1.0 + math.log(max(1, sum(len(c) for c in held.values()))))
+            for i, cols in held.items():
                 ok = {c for c in cols if not policy.redacts(c)}
                 if ok:
-                    contrib[i] = max(contrib.get(i, 0.0), W_VALUE)
+                    v = W_VALUE * rarity
+                    if v > contrib.get(i, 0.0):
+                        by_value[i] += (v - contrib.get(i, 0.0)) * weight
+                        contrib[i] = v
+                    value_words[i].add(w)
                     matched[i] |= ok
         for i, c in contrib.items():
             score[i] += c * weight
@@ -206,7 +249,10 @@ def rank(
             holders = {i for i, _, _ in found}
             valued |= holders
             for i in holders:  # weighed like a word: rarer across tables, stronger
-                score[i] += W_PROBE * math.log(1 + n / len(holders))
+                gain = W_PROBE * math.log(1 + n / len(holders))
+                score[i] += gain
+                by_value[i] += gain
+                value_words[i].update(question_words(lit))
             for i, col, v in found:
                 matched[i].add(col)
                 examples[i].setdefault(col, v)
@@ -219,6 +265,8 @@ def rank(
             matched[i] |= cols
             if len(key) == 4:
                 score[i] += W_COLUMN_PREFIX * math.log(1 + n / len(naming))
+    if by_value:
+        _agreement(idx, score, by_value, agreeing, value_words, db_hits)
     if words:
         acr = acronyms(question or "")
         for i, info in enumerate(idx.infos):
@@ -249,7 +297,35 @@ def rank(
         {id(idx.infos[i].table): score[i] for i in range(n)},
         {id(idx.infos[i].table): ex for i, ex in examples.items()},
         years,
+        {id(idx.infos[i].table): v for i, v in by_value.items() if v > 0},
     )
+
+
+ALONE = 0.4  # what a value match keeps when no other word of the question agrees with it
+
+
+def _agreement(
+    idx: SchemaIndex,
+    score: list[float],
+    by_value: dict[int, float],
+    agreeing: dict[int, set[str]],
+    value_words: dict[int, set[str]],
+    db_hits: dict[str, float],
+) -> None:
+    """A value match counts in full when another word of the question agrees with its table
+    (a word of its name or columns, of its namespace's name, or of another table of its
+    namespace); alone, it keeps ``ALONE``: "normal" in a medical question equals a value of
+    ``cards.layout``, and must not lift the card game above ``Laboratory``."""
+    db_words: dict[str, set[str]] = defaultdict(set)
+    for j, ws in agreeing.items():
+        db_words[idx.infos[j].table.db] |= ws
+    for i, v in list(by_value.items()):
+        db = idx.infos[i].table.db
+        if db in db_hits or (agreeing.get(i, set()) | db_words[db]) - value_words[i]:
+            continue
+        cut = v * (1 - ALONE)
+        score[i] -= cut
+        by_value[i] = v - cut
 
 
 def _namespace_signal(idx: SchemaIndex, score: list[float]) -> None:

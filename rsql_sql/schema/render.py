@@ -24,7 +24,8 @@ from .index import KEY_TAILS, SchemaIndex, TableInfo, index_of
 from .model import MAX_TABLES, Schema, Table, ValuesPolicy
 from .notes import column_notes
 from .rank import Ranking, rank
-from .values import capture_values
+from .values import capture_values, is_text_type
+from .words import CATEGORY_WORDS, PLACE_WORDS, question_literals
 
 __all__ = ["describe_connection", "describe_schema", "render_ddl"]
 
@@ -337,6 +338,7 @@ def describe_schema(
     weak = best * WEAK_SHARE if question else -1.0
     rest: list[Table] = []
     smallest = min((len(t.name) + 20 for t in order), default=0)
+    hinted = _names_unexplained_value(question, ranking)
     for k, t in enumerate(order):
         if used + smallest + 1 > room and lines:
             rest.append(t)  # nothing more can fit: skip rendering the rest
@@ -356,6 +358,8 @@ def describe_schema(
                 rest.append(t)  # not even its keys and first columns fit: skip the work
                 continue
             needed = ranking.matched.get(id(t), set()) | noted
+            if hinted and k < HINTED_TABLES:
+                needed |= _category_columns(t, idx)
             priority, base = _priority(t, needed, [x.table for x in lines], idx)
             line.keep = set(priority[:base])
             line.ddl = _cut(t, line.keep, schema, d, notes)
@@ -411,6 +415,36 @@ def describe_schema(
             tail += f" (+{more_tables} more)"
         out.append(tail)
     return "\n".join(out)[:budget_chars]
+
+
+HINTED_TABLES = 12  # the best tables whose category columns a value of the question keeps
+HINTS = 6  # ... at most this many per table, places first
+
+
+def _names_unexplained_value(question: str | None, ranking: Ranking) -> bool:
+    """Whether the question names a value ("Texas", 'Gd') that no value read explains: then
+    it compares a column the names do not say, most likely a category's."""
+    found = {v.lower() for ex in ranking.examples.values() for v in ex.values()}
+    return any(
+        not lit.isdigit() and lit.lower() not in found for lit in question_literals(question or "")
+    )
+
+
+def _category_columns(t: Table, idx: SchemaIndex) -> set[str]:
+    """`t`'s text columns named like a category (``region``, ``bldg_type``), at most
+    ``HINTS``: places first (a capitalized value is most often one), then in the table's
+    order."""
+    pos = idx.position.get(id(t))
+    if pos is None:
+        return set()
+    words = idx.infos[pos].columns
+    hits = [
+        c.name
+        for c in t.columns
+        if is_text_type(c.type) and CATEGORY_WORDS.intersection(words.get(c.name, ()))
+    ]
+    hits.sort(key=lambda c: not PLACE_WORDS.intersection(words.get(c, ())))
+    return set(hits[:HINTS])
 
 
 def _join_later_tables(

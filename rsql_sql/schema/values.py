@@ -17,10 +17,13 @@ are hostile text).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import astuple
 from typing import Any
 
 from ..errors import QueryTimeout
@@ -28,6 +31,7 @@ from ..policy import SqlPolicy
 from .backends import as_db
 from .model import Schema, ValuesPolicy
 from .rank import rank
+from .value_index import BuildParams, Column, Read, categorical_values, value_index
 from .words import name_words, question_literals
 
 _Values = dict[tuple[str, str], dict[str, tuple[str, ...]]]
@@ -36,18 +40,14 @@ _Ranges = dict[tuple[str, str], dict[str, tuple[str, str]]]
 __all__ = ["capture_values", "categorical_values"]
 
 
-CACHE_TTL_S = 300.0  # values are read again after this long: they only steer the ranking
-# key -> (when, values, ranges, the connection object): the object is held so that its id, part
-# of the key, cannot be reused by another connection while the entry lives
-_CACHE: dict[tuple[Any, ...], tuple[float, _Values, _Ranges, Any]] = {}
+# probed lookups are forgotten after this long: a value may come or go
+CACHE_TTL_S = 300.0
 _CACHE_MAX = 8
-VALUES_SHARE = 0.75  # of capture_values' time for the values, the rest for the date ranges
-BATCH = 20  # columns per query: one round trip per column costs more than reading them
 
 # The probe: a question's literals looked up in the text columns of its best tables.
 PROBE_TABLES = 15  # the best-ranked tables whose text columns are probed
 PROBE_PAIRS = 240  # (column, literal) lookups per question at most
-PROBE_GROUP = 24  # lookups per query
+PROBE_GROUP = 60  # lookups per query: each query pays the walls' check once
 PROBE_TIMEOUT_S = 0.4  # the whole probe; what it did not reach is tried on the next question
 _PROBE_CACHE_MAX = 20000  # remembered lookups per connection
 # key -> (when, connection object, {(db, table, column, literal lower): value or None})
@@ -57,11 +57,10 @@ _PROBES: dict[tuple[Any, ...], tuple[float, Any, dict[tuple[str, str, str, str],
 _TEXT = re.compile(r"char|text|string|varchar|enum|clob|name|citext", re.I)
 _DATE = re.compile(r"date|timestamp", re.I)
 _INTEGER = re.compile(r"int|numeric|decimal|number", re.I)
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_YEAR = re.compile(r"[12][0-9]{3}")
 
 
-def _is_text(type_: str) -> bool:
+def is_text_type(type_: str) -> bool:
+    """Whether a column of this declared type holds text (what values are read from)."""
     # SQLite columns may have no declared type: their values decide (categorical_values)
     return not type_ or bool(_TEXT.search(type_))
 
@@ -73,39 +72,19 @@ def _is_ranged(type_: str, column: str) -> bool:
     return bool(_INTEGER.search(type_ or "")) and "year" in name_words(column)
 
 
-def categorical_values(
-    values: Iterable[Any], *, max_values: int = 50, max_len: int = 40
-) -> tuple[str, ...] | None:
-    """The distinct values of one column if it looks categorical, else None.
-
-    Categorical: at most `max_values` distinct non-empty strings, none longer than `max_len`,
-    not all numbers. Free text, identifiers and numbers are not what a question names.
-    """
-    seen: dict[str, None] = {}
-    for v in values:
-        if v is None:
-            continue
-        s = str(v).strip()
-        if len(s) > max_len:
-            return None
-        if s and s not in seen:
-            seen[s] = None
-            if len(seen) > max_values:
-                return None
-    if not seen or all(s.replace(".", "", 1).lstrip("-").isdigit() for s in seen):
-        return None
-    return tuple(seen)
-
-
-def schema_shape(schema: Schema) -> int:
-    """A hash of every table's and column's name, part of the values' cache key. Kept on the
+def schema_shape(schema: Schema) -> str:
+    """A digest of every table's and column's name and type: part of the value index's key,
+    on disk too (so not Python's ``hash``, which changes between processes). Kept on the
     schema while its table list is the same: hashing 10,000 names costs milliseconds, and
     ``%%sql_ai`` asks for it before every question."""
     fp = (id(schema.tables), len(schema.tables), sum(len(t.columns) for t in schema.tables))
     cached = schema.shape_cache
     if cached is not None and cached[0] == fp:
-        return int(cached[1])
-    shape = hash(tuple((t.db, t.name, tuple(c.name for c in t.columns)) for t in schema.tables))
+        return str(cached[1])
+    h = hashlib.blake2b(digest_size=16)
+    for t in schema.tables:
+        h.update(json.dumps([t.db, t.name, t.kind, [(c.name, c.type) for c in t.columns]]).encode())
+    shape = h.hexdigest()
     schema.shape_cache = (fp, shape)
     return shape
 
@@ -130,10 +109,13 @@ def capture_values(
     come only from what generated SQL could read.
 
     `policy`: a :class:`rsql_common.context_policy.ContextPolicy`; None, or one without
-    ``value_stats``, reads nothing. Columns the policy redacts are not read. Stops at
-    `timeout_s` (the columns read so far keep their values); reads the first `sample_rows`
-    rows of each column, so rare values may be missed. Cached per connection and catalog for
-    ``CACHE_TTL_S``: a cell after another does not read them again.
+    ``value_stats``, reads nothing. Columns the policy redacts are not read. Reads the first
+    `sample_rows` rows of each column, so rare values may be missed.
+
+    The values come from the connection's value index (:mod:`.value_index`): read whole once
+    per database, schema shape and policy, kept in memory and on disk. This call waits for it
+    up to `timeout_s`; what is not read by then is read in the background (or by the next
+    calls) and the call gets what was read so far (``schema.value_index`` says how much).
 
     `question`: its literals ("Lyon", 'New York', 2012, see
     :func:`~rsql_sql.schema.words.question_literals`) are also looked up, by equality,
@@ -166,131 +148,57 @@ def capture_values(
         # authorizer and PostgreSQL role, whoever asks for the values
         return db.query(sql, timeout_s=timeout, read_only=True, policy=walls).rows
 
-    now = time.monotonic()
-    hit = _CACHE.get(key)
-    if (
-        hit is not None
-        and now - hit[0] < CACHE_TTL_S
-        and (isinstance(target, str) or hit[3] is target)
-    ):
-        # the cached objects themselves: the same dict keeps the schema's index valid
-        schema.values, schema.ranges = hit[1], hit[2]
-    else:
-        _capture(db, schema, policy, read, now, timeout_s, sample_rows, max_values, max_len)
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.pop(min(_CACHE, key=lambda k: _CACHE[k][0]))
-        _CACHE[key] = (now, schema.values, schema.ranges, target)
+    def columns() -> tuple[list[Column], list[Column]]:
+        # tables only: reading a view runs its definition, which may read files or the
+        # network (a DuckDB view over read_csv('https://...')) or call the database's functions
+        tables = [t for t in schema.tables if t.kind == "table"]
+        text = [
+            (t.db, t.name, c.name)
+            for t in tables
+            for c in t.columns
+            if is_text_type(c.type) and not policy.redacts(c.name)
+        ]
+        ranged = [
+            (t.db, t.name, c.name)
+            for t in tables
+            for c in t.columns
+            if _is_ranged(c.type, c.name) and not policy.redacts(c.name)
+        ]
+        return text, ranged
+
+    params = BuildParams(sample_rows, max_values, max_len)
+
+    def thread_read() -> tuple[Read, Callable[[], None]] | None:
+        other = db.for_thread()
+        if other is None:
+            return None
+
+        def read_there(sql: str, timeout: float) -> list[tuple[Any, ...]]:
+            return other.query(sql, timeout_s=timeout, read_only=True, policy=walls).rows
+
+        def close() -> None:
+            raw = getattr(other, "raw", None)
+            if raw is not None and other is not db:
+                raw.close()
+
+        return read_there, close
+
+    index = value_index(
+        key,
+        target,
+        db,
+        read,
+        thread_read,
+        columns,
+        (shape, sorted(policy.redact_columns), role, list(astuple(params))),
+        params,
+        timeout_s,
+    )
+    schema.values, schema.ranges = index.values, index.ranges
+    schema.value_index = index
     if question:
         _probe(db, schema, question, policy, read, key, target)
     return schema.values
-
-
-def _capture(
-    db: Any,
-    schema: Schema,
-    policy: ValuesPolicy,
-    read: Callable[[str, float], list[tuple[Any, ...]]],
-    start_s: float,
-    timeout_s: float,
-    sample_rows: int,
-    max_values: int,
-    max_len: int,
-) -> None:
-    q = db.engine.quote
-    # tables only: reading a view runs its definition, which may read files or the network
-    # (a DuckDB view over read_csv('https://...')) or call functions of the database's
-    tables = [t for t in schema.tables if t.kind == "table"]
-    todo = [
-        (t.db, t.name, c.name)
-        for t in tables
-        for c in t.columns
-        if _is_text(c.type) and not policy.redacts(c.name)
-    ]
-    ranged = [
-        (t.db, t.name, c.name)
-        for t in tables
-        for c in t.columns
-        if _is_ranged(c.type, c.name) and not policy.redacts(c.name)
-    ]
-    # a share of the time is left for the ranges: on a large warehouse the values alone
-    # would take all of it
-    deadline = start_s + timeout_s * VALUES_SHARE
-    # One query per batch of columns: DISTINCT over each column's first rows, at most one
-    # value more than we keep (enough to tell a column is not categorical).
-    for start in range(0, len(todo), BATCH):
-        batch = todo[start : start + BATCH]
-        parts = [
-            # cut to one character past max_len in the database: a column of long texts
-            # crosses the wire as short prefixes, still long enough to be told apart as text
-            f"SELECT {k} AS k, v FROM (SELECT DISTINCT substr(CAST(c AS VARCHAR), 1, {int(max_len) + 1}) AS v FROM "
-            f"(SELECT {q(col)} AS c FROM {q(dbn)}.{q(tname)} LIMIT {int(sample_rows)}) AS r "
-            f"WHERE c IS NOT NULL LIMIT {int(max_values) + 1}) AS d{k}"
-            for k, (dbn, tname, col) in enumerate(batch)
-        ]
-        rows = _read_parts(read, parts, deadline)
-        if rows is None:
-            break
-        by_col: dict[int, list[Any]] = {}
-        for k, v in rows:
-            by_col.setdefault(int(k), []).append(v)
-        for k, vals in by_col.items():
-            dbn, tname, col = batch[k]
-            if all(isinstance(v, str) and _ISO_DATE.fullmatch(v[:10]) for v in vals) or (
-                "year" in name_words(col) and all(_YEAR.fullmatch(str(v)) for v in vals)
-            ):
-                # dates (and years) kept as text or untyped (SQLite), however few: a range
-                # says more than a list
-                ranged.append((dbn, tname, col))
-                continue
-            found = categorical_values(vals, max_values=max_values, max_len=max_len)
-            if found:
-                schema.values.setdefault((dbn, tname), {})[col] = found
-    # Ranges: min and max over the whole column (a year outside the first rows counts too).
-    deadline = start_s + timeout_s
-    for start in range(0, len(ranged), BATCH):
-        batch = ranged[start : start + BATCH]
-        parts = [
-            f"SELECT {k} AS k, substr(CAST(min({q(col)}) AS VARCHAR), 1, 32) AS lo, "
-            f"substr(CAST(max({q(col)}) AS VARCHAR), 1, 32) AS hi FROM {q(dbn)}.{q(tname)}"
-            for k, (dbn, tname, col) in enumerate(batch)
-        ]
-        rows = _read_parts(read, parts, deadline)
-        if rows is None:
-            break
-        for k, lo, hi in rows:
-            if (
-                isinstance(lo, str)
-                and isinstance(hi, str)
-                and lo[:4].isdigit()
-                and hi[:4].isdigit()
-            ):
-                dbn, tname, col = batch[int(k)]
-                schema.ranges.setdefault((dbn, tname), {})[col] = (lo, hi)
-
-
-def _read_parts(
-    read: Callable[[str, float], list[tuple[Any, ...]]], parts: list[str], deadline: float
-) -> list[tuple[Any, ...]] | None:
-    """The rows of ``UNION ALL`` of `parts`; when that fails (a view that fails, a permission,
-    a type that cannot be cast, a table name the walls refuse, a time-out), each half on its
-    own, down to the bad part, which is skipped. One bad column in a batch of 20 then costs
-    about 9 queries, not 21. None: no time left before the first query."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        return None
-    try:
-        return read(" UNION ALL ".join(parts), min(left, 2.0 if len(parts) > 1 else 1.0))
-    except Exception:  # (a time-out too: one slow table must not cost the batch's others)
-        if len(parts) == 1:
-            return []
-        rows: list[tuple[Any, ...]] = []
-        mid = len(parts) // 2
-        for half in (parts[:mid], parts[mid:]):
-            got = _read_parts(read, half, deadline)
-            if got is None:
-                break
-            rows += got
-        return rows
 
 
 def _probe(
@@ -323,11 +231,12 @@ def _probe(
                 _PROBES.pop(min(_PROBES, key=lambda k: _PROBES[k][0]))
             entry = _PROBES[key] = (now, target, {})
     known = entry[2]
+    best = rank(schema, question, policy=policy).tables[:PROBE_TABLES]
     lowers = [lit.lower() for lit in literals]
     hits: dict[str, list[tuple[str, str, str, str]]] = {}
     # categorical columns are skipped: their values are known (rank matches them)
     pairs: list[tuple[str, str, str, str]] = []
-    for t in rank(schema, question, policy=policy).tables[:PROBE_TABLES]:
+    for t in best:
         if t.kind != "table":
             continue
         known_cols = {
@@ -335,7 +244,7 @@ def _probe(
             **schema.ranges.get((t.db, t.name), {}),
         }
         for c in t.columns:
-            if _is_text(c.type) and c.name not in known_cols and not policy.redacts(c.name):
+            if is_text_type(c.type) and c.name not in known_cols and not policy.redacts(c.name):
                 pairs += [(t.db, t.name, c.name, low) for low in lowers]
     pairs = pairs[:PROBE_PAIRS]
     todo = [p for p in pairs if p not in known]

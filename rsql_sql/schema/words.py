@@ -244,3 +244,20 @@ def question_literals(text: str) -> list[str]:
     for m in _YEAR.finditer(text):
         add(m.group(1))
     return list(found.values())[:MAX_LITERALS]
+
+
+# Words of the names of columns that hold what questions name by value: places, kinds, groups,
+# periods ("loans in Texas" -> ``state``, "homes in OldTown" -> ``neighborhood``). Without the
+# values (a schema-only policy, a column too varied to read), a wide table keeps these text
+# columns when the question names a value nothing else explains.
+CATEGORY_WORDS = frozenset(
+    """region country countries state city town village county district province neighborhood
+    neighbourhood borough location area zone station continent nation territory site
+    type kind class category group status gender sex race ethnicity edu education degree
+    occupation job role industry sector ownership owner housing tenure brand make model
+    manufacturer carline month weekday season party religion language team league""".split()
+)
+PLACE_WORDS = frozenset(
+    """region country countries state city town village county district province neighborhood
+    neighbourhood borough location area zone station continent nation territory site""".split()
+)

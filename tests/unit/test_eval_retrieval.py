@@ -11,6 +11,7 @@ table and column was shown, answered wrong, is a model miss.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,9 @@ def test_the_report_tells_a_retrieval_miss_from_a_model_miss(
     assert late["retrieval"] == "miss"
     assert late["missing_columns"] == [f"main.measurements.{LATE_COLUMN}"]
     assert late["missing_tables"] == []
+    # why: the table's line was cut to its first columns, the late one in the part left out
+    assert late["miss_reasons"] == {f"main.measurements.{LATE_COLUMN}": "cut by width"}
+    assert sites["miss_reasons"] == {}
     assert sites["retrieval"] == "ok" and sites["missing_columns"] == []
     assert got["cities"]["retrieval"] == "ok"
     assert (
@@ -140,6 +144,7 @@ def test_the_report_tells_a_retrieval_miss_from_a_model_miss(
     assert summary["misses_unknown"] == 1
     assert summary["retrieval_miss_rate"] == summary["model_miss_rate"] == 0.25
     assert (summary["shown_all"], summary["shown_known"]) == (2, 3)
+    assert summary["retrieval_miss_reasons"] == {"cut by width": 1}
 
     md = out_md.read_text()
     head = next(ln for ln in md.splitlines() if ln.startswith("| model |"))
@@ -147,7 +152,10 @@ def test_the_report_tells_a_retrieval_miss_from_a_model_miss(
     row = next(ln for ln in md.splitlines() if ln.startswith("| fake-small |"))
     assert row.rstrip().endswith("| 1 (25.0%) | 1 (25.0%) |")
     late_row = next(ln for ln in md.splitlines() if ln.startswith("| fake-small | late |"))
-    assert "miss: main.measurements." + LATE_COLUMN.replace("_", "\\_") in late_row
+    assert (
+        "miss: main.measurements." + LATE_COLUMN.replace("_", "\\_") + " (cut by width)" in late_row
+    )
+    assert "left out in its retrieval misses: 1 cut by width" in md
     sites_row = next(ln for ln in md.splitlines() if ln.startswith("| fake-small | sites |"))
     assert "| ok |" in sites_row
     assert "1 miss(es) with retrieval unknown" in md
@@ -164,7 +172,7 @@ def test_a_refused_answer_is_told_apart_too(fresh_provider: FakeProvider, wide: 
     assert r.outcome == "refused" and r.retrieval == "miss"
     assert r.missing_columns == [f"main.measurements.{LATE_COLUMN}"]
     assert report.models[0].retrieval_misses == 1 and report.models[0].model_misses == 0
-    assert f"<td>miss: main.measurements.{LATE_COLUMN}</td>" in to_html(report)
+    assert f"<td>miss: main.measurements.{LATE_COLUMN} (cut by width)</td>" in to_html(report)
     # a refusal returns no schema text: the runner builds it again as the loop did; it is the
     # text the model was sent
     con = sqlite3.connect(wide)
@@ -207,7 +215,57 @@ def test_agent_mode_counts_what_its_schema_tools_returned(
     assert late.retrieval == "miss" and late.missing_tables == []
     assert late.missing_columns == [f"main.measurements.{LATE_COLUMN}"]
     assert sites.retrieval == "miss" and sites.missing_tables == ["main.measurements"]
+    # the turn's tool cut the wide table's line; the second turn looked nothing up
+    assert late.miss_reasons == {f"main.measurements.{LATE_COLUMN}": "cut by width"}
+    assert sites.miss_reasons == {"main.measurements": "not looked up by the agent"}
     assert cities.retrieval == "ok"  # everything shown: the model missed
     summary = report.models[0]
     assert (summary.retrieval_misses, summary.model_misses) == (2, 1)
     assert "search\\_schema and describe\\_table calls returned" in to_markdown(report)
+
+
+@pytest.fixture
+def clinic(tmp_path: Path) -> Path:
+    """Sixty tables named for patients fill the default budget before a laboratory table that
+    the question names only through its patient_id column (61 tables: no namespace signal)."""
+    path = tmp_path / "clinic.sqlite"
+    con = sqlite3.connect(path)
+    for k in range(60):
+        con.execute(
+            f"CREATE TABLE patient_record_{k:02d} (patient_id INTEGER, visit_date DATE, "
+            "attending_physician TEXT, diagnosis_code TEXT, notes TEXT)"
+        )
+    con.execute(  # a longer line than theirs: it does not fit where theirs stopped fitting
+        "CREATE TABLE laboratory (test_id INTEGER, patient_id INTEGER, result_value REAL, "
+        "specimen_collection_time TEXT, reference_range_description TEXT, "
+        "performing_technician_name TEXT)"
+    )
+    con.execute("INSERT INTO laboratory (test_id, patient_id, result_value) VALUES (1, 7, 4.5)")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_the_report_says_a_table_was_past_the_table_budget(
+    fresh_provider: FakeProvider, clinic: Path
+) -> None:
+    lab = {
+        "id": "lab",
+        "question": "Which patient records have the highest visits?",
+        "gold_sql": "SELECT MAX(result_value) FROM laboratory",
+    }
+    fresh_provider.script(fenced("SELECT 1"))
+    client = ProxyClient(f"http://127.0.0.1:{fresh_provider.port}/", FAKE_KEY)
+    report = evaluate([Question(**lab)], str(clinic), ["fake-small"], client=client)
+    r = report.results[0]
+    assert r.outcome == "wrong" and r.missing_tables == ["main.laboratory"]
+    # the header of the text the model was sent says how many tables it shows
+    sent = fresh_provider.received[0].body["messages"][0]["content"]
+    shown = int(re.search(r"61 tables, (\d+) shown", sent).group(1))
+    assert 0 < shown < 60
+    why = f"past the table budget: 61st, {shown} shown"
+    assert r.miss_reasons == {"main.laboratory": why}
+    assert report.models[0].retrieval_miss_reasons == {"past the table budget": 1}
+    md = to_markdown(report)
+    assert f"miss: main.laboratory ({why})" in md
+    assert "left out in its retrieval misses: 1 past the table budget" in md

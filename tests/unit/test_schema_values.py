@@ -46,12 +46,12 @@ def accounts() -> duckdb.DuckDBPyConnection:
     cols = [f"attr_{k:03d} DOUBLE" for k in range(120)]
     cols[70] = "annual_revenue DOUBLE"  # named by words
     cols[85] = "mfr_label VARCHAR"  # an abbreviation of "manufacturer"
-    cols[100] = "zone_label VARCHAR"  # holds the value the question names
+    cols[100] = "cluster_label VARCHAR"  # holds the value the question names
     cols[110] = "sponsor_no INTEGER REFERENCES partners(partner_no)"  # the join key
     con.execute(f"CREATE TABLE crm_accounts (account_id INTEGER PRIMARY KEY, {', '.join(cols)})")
     con.execute("INSERT INTO partners VALUES (1, 'Acme')")
     con.execute(
-        "INSERT INTO crm_accounts (account_id, zone_label, mfr_label) SELECT i, "
+        "INSERT INTO crm_accounts (account_id, cluster_label, mfr_label) SELECT i, "
         "['Bretagne', 'Normandie', 'Alsace'][i % 3 + 1], 'maker ' || i FROM range(1, 300) t(i)"
     )
     for sql in fillers(30):
@@ -70,7 +70,7 @@ def test_a_wide_table_shows_the_columns_the_question_needs_and_names_the_rest(ac
     for needed in ("annual_revenue", "mfr_label", "sponsor_no", "account_id"):
         assert needed in line, text
     # the value points at its column, as stored
-    assert "zone_label TEXT /* e.g. 'Bretagne' */" in line
+    assert "cluster_label TEXT /* e.g. 'Bretagne' */" in line
     assert "attr_100" not in line and re.search(r"/\* \d+ more columns \*/\);$", line)
     assert "CREATE TABLE partners (" in text
     # the left-out columns are named, so the model (or search_schema's caller) can ask for them
@@ -85,8 +85,26 @@ def test_without_value_statistics_no_value_is_read_or_shown(accounts) -> None:
         text = describe_connection(accounts, QUESTION, budget_chars=1500, policy=policy)
         line = line_of(text, "crm_accounts")
         assert "Bretagne" not in text and "/* e.g." not in text
-        assert "zone_label" not in line  # only its value pointed at it
+        assert "cluster_label" not in line  # only its value pointed at it
         assert "annual_revenue" in line and "mfr_label" in line  # names still do
+
+
+def test_a_value_named_without_value_statistics_keeps_a_wide_tables_category_columns() -> None:
+    # nothing read, so nothing says which column holds 'Bretagne': the text columns named
+    # like a place or a kind are the likely ones, and a wide table keeps them
+    con = duckdb.connect()
+    cols = [f"attr_{k:03d} DOUBLE" for k in range(80)]
+    cols[50], cols[60], cols[70] = "region VARCHAR", "shop_type VARCHAR", "region_score DOUBLE"
+    con.execute(f"CREATE TABLE stores (store_id INTEGER PRIMARY KEY, {', '.join(cols)})")
+    con.execute("INSERT INTO stores (store_id, region) VALUES (1, 'Bretagne')")
+    for sql in fillers(10):
+        con.execute(sql)
+    for question, kept in (("How many stores in Bretagne?", True), ("How many stores?", False)):
+        text = describe_connection(con, question, budget_chars=900, policy=ContextPolicy.strict())
+        line = line_of(text, "stores")
+        assert ("region TEXT" in line and "shop_type TEXT" in line) is kept, text
+        assert "Bretagne" not in text
+    con.close()
 
 
 def test_pinned_tables_keep_all_their_columns(accounts) -> None:
@@ -263,7 +281,7 @@ def test_values_steer_the_columns_of_a_wide_table_in_describe_schema(accounts) -
     schema = capture_schema(accounts)
     capture_values(accounts, schema, policy=OPEN)  # categorical values: no question needed
     text = describe_schema(schema, "accounts in Normandie", budget_chars=1200, policy=OPEN)
-    assert "zone_label TEXT /* e.g. 'Normandie' */" in line_of(text, "crm_accounts")
+    assert "cluster_label TEXT /* e.g. 'Normandie' */" in line_of(text, "crm_accounts")
     closed = describe_schema(
         schema, "accounts in Normandie", budget_chars=1200, policy=ContextPolicy(value_stats=False)
     )

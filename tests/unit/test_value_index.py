@@ -1,0 +1,235 @@
+"""The value index (rsql_sql/schema/value_index.py) through capture_values on real DuckDB and
+SQLite databases: read whole whatever a question's wait (in the background, or question after
+question where the driver gives no second connection), kept on disk for the next kernel, read
+again when the file or the schema's shape changes, the user's own files, nothing redacted kept;
+and a common word that is a value of an unrelated table does not pull that table up."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rsql_magic.privacy import ContextPolicy
+from rsql_sql.schema import Schema, capture_schema, capture_values, describe_schema
+from rsql_sql.schema.rank import rank
+from rsql_sql.schema.value_index import cache_dir, forget
+
+duckdb = pytest.importorskip("duckdb")
+
+OPEN = ContextPolicy()
+TABLES, COLUMNS = 60, 4  # 240 text columns: 12 queries, more than a wait of 0 s reads
+
+
+def fill(con: Any, tables: int = TABLES) -> None:
+    """Tables of categorical text columns: value 'v<t>_<c>_<k>' for k in 0..4, 50 rows."""
+    for t in range(tables):
+        cols = ", ".join(f"c{c} VARCHAR" for c in range(COLUMNS))
+        con.execute(f"CREATE TABLE t{t:03d} (id INTEGER, {cols})")
+        vals = ", ".join(f"'v{t}_{c}_' || (i % 5)" for c in range(COLUMNS))
+        if isinstance(con, sqlite3.Connection):
+            rows = ", ".join(
+                "(" + ", ".join([str(i)] + [f"'v{t}_{c}_{i % 5}'" for c in range(COLUMNS)]) + ")"
+                for i in range(50)
+            )
+            con.execute(f"INSERT INTO t{t:03d} VALUES {rows}")
+        else:
+            con.execute(f"INSERT INTO t{t:03d} SELECT i, {vals} FROM range(50) r(i)")
+
+
+def read_whole(con: Any, schema: Schema, policy: ContextPolicy = OPEN, calls: int = 40) -> None:
+    """Ask as questions do until the index is complete (each call waits on the build's event,
+    up to 5 s; bounded in calls)."""
+    for _ in range(calls):
+        capture_values(con, schema, policy=policy, timeout_s=5.0)
+        if schema.value_index.complete:
+            return
+    raise AssertionError("the value index was not complete after 40 questions")
+
+
+def every_column_has_values(schema: Schema, tables: int = TABLES) -> bool:
+    values = schema.values
+    return all(
+        set(values.get(("main", f"t{t:03d}"), {}).get(f"c{c}", ()))
+        == {f"v{t}_{c}_{k}" for k in range(5)}
+        for t in range(tables)
+        for c in range(COLUMNS)
+    )
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("RSQL_CACHE_DIR", str(folder))
+    forget()
+    yield folder
+    forget()
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(path))
+    fill(con)
+    con.close()
+    return path
+
+
+def test_a_warehouse_bigger_than_the_wait_is_read_whole_in_the_background(warehouse: Path) -> None:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    capture_values(con, schema, policy=OPEN, timeout_s=0.0)
+    first = schema.value_index
+    assert not first.complete and first.columns_total == TABLES * COLUMNS
+    # the question does not wait; the rest is read on a cursor of its own meanwhile
+    read_whole(con, schema)
+    assert schema.value_index.columns_read == TABLES * COLUMNS
+    assert every_column_has_values(schema)
+    # the user's connection is theirs again and works as before
+    assert con.execute("SELECT count(*) FROM t000").fetchone() == (50,)
+    con.close()
+
+
+def test_a_new_kernel_starts_with_the_whole_index_from_disk(
+    warehouse: Path, own_cache: Path
+) -> None:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    con.close()
+    files = list((own_cache / "values").glob("*.json"))
+    assert len(files) == 1
+    # the user's own: nobody else on a shared machine reads values of their database
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE(files[0].parent.stat().st_mode) == 0o700
+    forget()  # what a new kernel starts with: nothing in memory
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    capture_values(con, schema, policy=OPEN, timeout_s=0.0)
+    # its first question, waiting 0 s, gets the whole index
+    assert (schema.value_index.complete, schema.value_index.source) == (True, "disk")
+    assert every_column_has_values(schema)
+    con.close()
+    # a file cut short (or not ours) is not used: the index is read again
+    files[0].write_text(files[0].read_text()[:100])
+    forget()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    assert schema.value_index.source == "read" and every_column_has_values(schema)
+    con.close()
+
+
+def test_a_changed_file_or_shape_is_read_again(warehouse: Path) -> None:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    con.close()
+    con = duckdb.connect(str(warehouse))
+    con.execute("INSERT INTO t001 VALUES (99, 'Zanzibar', 'x', 'y', 'z')")
+    con.execute("CHECKPOINT")
+    con.close()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    assert schema.value_index.source == "read"  # the file changed: not the one on disk
+    assert "Zanzibar" in schema.values[("main", "t001")]["c0"]
+    con.close()
+    con = duckdb.connect(str(warehouse))
+    con.execute("ALTER TABLE t002 ADD COLUMN colour VARCHAR DEFAULT 'teal'")
+    con.close()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    assert schema.values[("main", "t002")]["colour"] == ("teal",)
+    con.close()
+
+
+def test_a_connection_without_a_second_one_is_read_question_after_question() -> None:
+    # an in-memory SQLite database lives in this one connection: no thread may read it, so
+    # each question reads on where the last one stopped, within its own wait
+    con = sqlite3.connect(":memory:")
+    fill(con, tables=30)
+    schema = capture_schema(con)
+    capture_values(con, schema, policy=OPEN, timeout_s=0.0)
+    assert schema.value_index.columns_read == 0 and not schema.value_index.complete
+    read_whole(con, schema)
+    assert every_column_has_values(schema, tables=30)
+
+
+def test_the_index_on_disk_holds_no_redacted_column_and_a_stricter_policy_reads_its_own(
+    warehouse: Path, own_cache: Path
+) -> None:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    redacting = ContextPolicy(redact_columns=("c1",))
+    schema2 = capture_schema(con)
+    read_whole(con, schema2, policy=redacting)
+    assert all("c1" not in cols for cols in schema2.values.values())
+    files = sorted((own_cache / "values").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    assert len(files) == 2  # one per policy: the open one's values never serve the other
+    assert "v0_1_" not in files[-1].read_text()
+    con.close()
+
+
+def test_rsql_cache_dir_off_keeps_nothing_on_disk(
+    warehouse: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RSQL_CACHE_DIR", "off")
+    assert cache_dir() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    assert every_column_has_values(schema)
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "cache").exists()
+    con.close()
+
+
+def test_a_common_word_held_by_an_unrelated_tables_values_does_not_outrank_the_named_tables() -> (
+    None
+):
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA cardgame")
+    con.execute("CREATE SCHEMA hospital")
+    con.execute(
+        "CREATE TABLE cardgame.cards (id INTEGER, name VARCHAR, layout VARCHAR, rarity VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO cardgame.cards SELECT i, 'card ' || i, "
+        "['normal', 'split', 'flip'][i % 3 + 1], ['common', 'rare'][i % 2 + 1] FROM range(60) r(i)"
+    )
+    con.execute("CREATE TABLE hospital.patient (id INTEGER, sex VARCHAR, birthday DATE)")
+    con.execute(
+        "CREATE TABLE hospital.laboratory (id INTEGER, lab_date DATE, glucose DOUBLE, "
+        "hemoglobin DOUBLE)"
+    )
+    con.execute("CREATE TABLE hospital.examination (id INTEGER, exam_date DATE, diagnosis VARCHAR)")
+    con.execute(
+        "INSERT INTO hospital.examination SELECT i, DATE '2000-01-01' + CAST(i AS INTEGER), "
+        "['SLE', 'RA', 'PSS'][i % 3 + 1] FROM range(60) r(i)"
+    )
+    for k in range(40):  # a warehouse around them
+        con.execute(f"CREATE TABLE main.other_{k} (id INTEGER, label VARCHAR)")
+    schema = capture_schema(con)
+    read_whole(con, schema)
+    question = "How many patients have a normal glucose level in their lab results?"
+    order = [t.name for t in rank(schema, question, policy=OPEN).tables]
+    assert order.index("laboratory") < order.index("cards")
+    assert order.index("patient") < order.index("cards")
+    # the value still counts where the question agrees with its table
+    order = [
+        t.name for t in rank(schema, "How many cards have a normal layout?", policy=OPEN).tables
+    ]
+    assert order[0] == "cards"
+    text = describe_schema(schema, question, budget_chars=400, policy=OPEN)
+    shown = [x.split(" (")[0] for x in text.splitlines() if x.startswith("CREATE TABLE")]
+    assert shown[:2] == ["CREATE TABLE hospital.laboratory", "CREATE TABLE hospital.patient"] or (
+        shown[:2] == ["CREATE TABLE hospital.patient", "CREATE TABLE hospital.laboratory"]
+    ), text
+    con.close()
