@@ -68,18 +68,49 @@ def _prefix_hits(idx: SchemaIndex, w: str) -> set[int]:
 
 def _column_prefix_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     """Columns with a word that extends `w` or that `w` extends, both at least 5 letters
-    ("unemploy" for "unemployment"): longer than for names, columns are many."""
+    ("unemploy" for "unemployment"): longer than for names, columns are many; and the noun of
+    an adjective in -y ("snowy" for ``weather_snow``)."""
     hit = idx.column_prefix_cache.get(w)
     if hit is None:
         hit = {}
         for cw, tabs in idx.col_post.items():
-            if len(cw) >= 5 and cw != w and (cw.startswith(w) or w.startswith(cw)):
+            if cw != w and (
+                (len(cw) >= 5 and (cw.startswith(w) or w.startswith(cw))) or w == cw + "y"
+            ):
                 for i, cols in tabs.items():
                     hit.setdefault(i, set()).update(cols)
         if len(idx.column_prefix_cache) > 20000:
             idx.column_prefix_cache.clear()
         idx.column_prefix_cache[w] = hit
     return hit
+
+
+def _related(cw: str, w: str) -> bool:
+    """A column word and a question word of one stem that the stemmer and prefixes do not
+    join: an adjective in -y ("snowy" for ``weather_snow``), or a long shared start
+    ("religious" for ``pf_religion``). They pick columns of wide tables; they do not rank:
+    a shared start meets by chance across a warehouse ("history", "historical")."""
+    if len(cw) == 4 and w == cw + "y":
+        return True
+    if len(cw) >= 7 and len(w) >= 7:
+        k = 0
+        for a, b in zip(cw, w, strict=False):
+            if a != b:
+                break
+            k += 1
+        return k >= max(6, min(len(cw), len(w)) - 2)
+    return False
+
+
+def _compound(compact: str, pairs: list[tuple[str, str]]) -> bool:
+    """A column name made of the starts of two words the question has side by side
+    ("vacdays" for "vacation days"), each at least 3 letters."""
+    for a, b in pairs:
+        for k in range(3, min(len(a), len(compact) - 3) + 1):
+            rest = compact[k:]
+            if compact[:k] == a[:k] and len(rest) >= 3 and b.startswith(rest):
+                return True
+    return False
 
 
 def _is_subsequence(short: str, long: str) -> bool:
@@ -90,13 +121,18 @@ def _is_subsequence(short: str, long: str) -> bool:
 def _column_abbreviation_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     """Columns with a word that abbreviates `w` and is not in ``ABBREVIATIONS``: a prefix of
     at least 4 letters ("cust", "descr" for customer, description) or a consonant skeleton
-    of 3 to 5 letters ("mgr", "whs" for manager, warehouse). Used to pick the columns of wide
-    tables, not to rank: short words are many and some are English."""
+    of 3 to 5 letters ("mgr", "whs" for manager, warehouse); or of its stem (:func:`_related`).
+    Used to pick the columns of wide tables, not to rank: short words are many and some are
+    English."""
     hit = idx.column_abbreviation_cache.get(w)
     if hit is None:
         hit = {}
         if len(w) >= 5 and w.isalpha():
             for cw, tabs in idx.col_post.items():
+                if cw != w and cw[0] == w[0] and _related(cw, w):
+                    for i, cols in tabs.items():
+                        hit.setdefault(i, set()).update(cols)
+                    continue
                 if not (3 <= len(cw) <= 5 and len(w) >= len(cw) + 2 and cw[0] == w[0]):
                     continue
                 skeleton = not any(ch in "aeiou" for ch in cw[1:]) and _is_subsequence(cw, w)
@@ -125,6 +161,8 @@ def _spelled_columns(
     acr = {a for a in acronyms(question) if len(a) >= 2}
     tokens = {t.lower() for t in re.findall(r"[A-Za-z]+", question)}
     long_tokens = {t for t in tokens if len(t) >= 5}
+    seq = [t.lower() for t in re.findall(r"[A-Za-z]+", question)]
+    pairs = [(a, b) for a, b in zip(seq, seq[1:], strict=False) if len(a) >= 3 and len(b) >= 3]
     best = sorted((i for i in range(len(score)) if score[i] > 0), key=lambda i: -score[i])
     for i in best[:SPELLED_TABLES]:
         for cname in idx.infos[i].columns:
@@ -136,6 +174,7 @@ def _spelled_columns(
                 any(2 <= len(p) <= 4 and p in acr for p in parts)
                 or (len(parts) >= 3 and "".join(p[0] for p in parts) in tokens)
                 or any(t in compact and t != compact for t in long_tokens)
+                or (6 <= len(compact) <= 12 and _compound(compact, pairs))
             ):
                 matched[i].add(cname)
 

@@ -70,7 +70,7 @@ class BuildParams:
     """What is read of each column: part of the cache key."""
 
     sample_rows: int = 1000  # the first rows of a column whose distinct values are read
-    max_values: int = 50  # a column with more distinct values is not categorical
+    max_values: int = 150  # a column with more distinct values is not categorical
     max_len: int = 40  # ... nor one with a longer value
 
 

@@ -3,7 +3,8 @@
 Three reads, all only when the context policy allows value statistics, never of a redacted
 column, inside the walls generated SQL runs in, bounded in time and cached per connection:
 
-- the distinct values of short text columns (categorical ones: at most 50 in the first rows);
+- the distinct values of short text columns (categorical ones: at most 150 in the first
+  rows: a lookup table of a hundred names is one);
 - the range (min, max) of date and timestamp columns, of integer columns named like a year,
   and of text or untyped columns whose values read are ISO dates (or years, named like one);
 - at question time, a probe: the question's literals looked up by equality in the text columns
@@ -45,7 +46,7 @@ CACHE_TTL_S = 300.0
 _CACHE_MAX = 8
 
 # The probe: a question's literals looked up in the text columns of its best tables.
-PROBE_TABLES = 15  # the best-ranked tables whose text columns are probed
+PROBE_TABLES = 10  # the best-ranked tables whose text columns are probed
 PROBE_PAIRS = 240  # (column, literal) lookups per question at most
 PROBE_GROUP = 60  # lookups per query: each query pays the walls' check once
 PROBE_TIMEOUT_S = 0.4  # the whole probe; what it did not reach is tried on the next question
@@ -96,7 +97,7 @@ def capture_values(
     policy: ValuesPolicy | None = None,
     timeout_s: float = 3.0,
     sample_rows: int = 1000,
-    max_values: int = 50,
+    max_values: int = 150,
     max_len: int = 40,
     sql_policy: SqlPolicy | None = None,
     question: str | None = None,
@@ -213,7 +214,7 @@ def _probe(
     """Look the question's literals up in the text columns of its best tables (see
     :func:`capture_values`); found values go to ``schema.probes``."""
     # years are not looked up: a date column's range answers for them (a text column holding
-    # exactly "2012" is rare, and the lookups cost the text columns of 15 tables each)
+    # exactly "2012" is rare, and the lookups cost the text columns of 10 tables each)
     literals = [x for x in question_literals(question) if not x.isdigit()]
     if not literals:
         return

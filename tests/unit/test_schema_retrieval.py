@@ -213,3 +213,29 @@ def test_ranking_900_tables_takes_a_few_milliseconds_after_capture(tmp_path: Pat
         times.append(time.perf_counter() - t0)
     # measured ~5 ms here; the bound leaves room for a machine shared with other work
     assert statistics.median(times) < 0.05 * 4, times
+
+
+@pytest.mark.parametrize(
+    ("question", "column"),
+    [
+        ("Survey answers on snowy days", "weather_snow"),  # the noun of an adjective in -y
+        ("Survey scores on religious freedom", "pf_religion"),  # a long shared start
+        ("Average vacation days in the survey", "vacdays"),  # two words' starts
+    ],
+)
+def test_a_wide_table_keeps_a_column_named_by_another_form_of_the_questions_words(
+    question: str, column: str
+) -> None:
+    con = duckdb.connect()
+    cols = [f"attr_{k:03d} DOUBLE" for k in range(90)]
+    cols[40], cols[60], cols[80] = "weather_snow DOUBLE", "pf_religion DOUBLE", "vacdays DOUBLE"
+    con.execute(f"CREATE TABLE survey (survey_id INTEGER PRIMARY KEY, {', '.join(cols)})")
+    for i in range(20):
+        con.execute(f"CREATE TABLE other_{i:02d} (id INTEGER, note VARCHAR)")
+    text = describe_connection(con, question, budget_chars=900)
+    line = next(x for x in text.splitlines() if x.startswith("CREATE TABLE survey ("))
+    assert re.search(r"/\* \d+ more columns \*/", line), line  # cut to what it needs
+    assert column in line, line
+    others = {"weather_snow", "pf_religion", "vacdays"} - {column}
+    assert not any(o in line for o in others), line  # only the one the question names
+    con.close()
