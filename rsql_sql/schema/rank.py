@@ -267,6 +267,8 @@ def _rank(
             for db in idx.by_db:
                 if w in db.lower() and db not in idx.db_post.get(w, ()):
                     db_hits[db] += weight * 0.7
+    if words:
+        _initials(idx, score, matched, agreeing, question or "")
     examples: dict[int, dict[str, str]] = defaultdict(dict)
     years: tuple[str, ...] = ()
     valued: set[int] = set()  # tables holding a literal of the question
@@ -338,6 +340,31 @@ def _rank(
         years,
         {id(idx.infos[i].table): v for i, v in by_value.items() if v > 0},
     )
+
+
+FAMILY = 4  # columns sharing a word of initials that make a family of indicators
+
+
+def _initials(
+    idx: SchemaIndex,
+    score: list[float],
+    matched: dict[int, set[str]],
+    agreeing: dict[int, set[str]],
+    question: str,
+) -> None:
+    """Initials of two or three words of the question that are a word of a column's name
+    of ``FAMILY`` or more of its columns ("economic freedom" -> ``ef_score``, ``ef_trade``; "smear
+    positive" -> ``new_sp_m2534``) rank the table a little, weighed by how rare they are: wide
+    tables of indicators name their families so."""
+    for ac in acronyms(question):
+        if len(ac) > 3:
+            continue
+        for i, cols in idx.col_post.get(ac, {}).items():
+            if len(cols) < FAMILY:  # a family (ef_score, ef_trade, ...), not one by chance
+                continue
+            score[i] += W_COLUMN_PREFIX * idx.word_idf(ac)
+            matched[i] |= cols
+            agreeing[i].add(ac)
 
 
 ALONE = 0.4  # what a value match keeps when no other word of the question agrees with it

@@ -239,3 +239,19 @@ def test_a_wide_table_keeps_a_column_named_by_another_form_of_the_questions_word
     others = {"weather_snow", "pf_religion", "vacdays"} - {column}
     assert not any(o in line for o in others), line  # only the one the question names
     con.close()
+
+
+def test_initials_of_the_question_find_a_table_of_indicators_named_by_them() -> None:
+    # "economic freedom" is no word of any name: the index names its family ef_* (as the
+    # Human Freedom Index does); one column that happens to share the initials is no family
+    con = duckdb.connect()
+    fams = ", ".join(f"ef_{k} DOUBLE, pf_{k} DOUBLE" for k in ("score", "trade", "money", "legal"))
+    con.execute(f"CREATE TABLE hfi (year INTEGER, countries VARCHAR, {fams})")
+    con.execute("CREATE TABLE clinic (id INTEGER, ef DOUBLE, note VARCHAR)")
+    for i in range(30):
+        con.execute(f"CREATE TABLE other_{i:02d} (id INTEGER, label VARCHAR)")
+    schema = capture_schema(con)
+    text = describe_schema(schema, "Average economic freedom for each year", budget_chars=300)
+    assert shown(text)[0] == "hfi", text
+    assert "ef_score" in text
+    con.close()
