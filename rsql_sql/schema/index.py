@@ -75,6 +75,7 @@ class SchemaIndex:
     either: dict[int, set[int]] = field(default_factory=dict)  # strong and weak edges
     position: dict[int, int] = field(default_factory=dict)  # id(table) -> its index
     rank_memo: tuple[tuple[object, ...], Any] | None = None  # the last ranking: see rank.rank
+    col_by_first: dict[str, list[str]] | None = None  # column words by first letter (rank.py)
 
     def word_idf(self, w: str) -> float:
         return self.idf.get(w, self.idf.get("", 1.0))

@@ -66,6 +66,18 @@ def _prefix_hits(idx: SchemaIndex, w: str) -> set[int]:
     return hit
 
 
+def _same_start(idx: SchemaIndex, w: str) -> list[str]:
+    """The column words that start with `w`'s letter: every relation below needs it, and a
+    warehouse has tens of thousands of column words (looked at once per new question word)."""
+    if idx.col_by_first is None:
+        by_first: dict[str, list[str]] = {}
+        for cw in idx.col_post:
+            if cw:
+                by_first.setdefault(cw[0], []).append(cw)
+        idx.col_by_first = by_first
+    return idx.col_by_first.get(w[:1], [])
+
+
 def _column_prefix_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     """Columns with a word that extends `w` or that `w` extends, both at least 5 letters
     ("unemploy" for "unemployment"): longer than for names, columns are many; and the noun of
@@ -73,7 +85,8 @@ def _column_prefix_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     hit = idx.column_prefix_cache.get(w)
     if hit is None:
         hit = {}
-        for cw, tabs in idx.col_post.items():
+        for cw in _same_start(idx, w):
+            tabs = idx.col_post[cw]
             if cw != w and (
                 (len(cw) >= 5 and (cw.startswith(w) or w.startswith(cw))) or w == cw + "y"
             ):
@@ -106,6 +119,8 @@ def _compound(compact: str, pairs: list[tuple[str, str]]) -> bool:
     """A column name made of the starts of two words the question has side by side
     ("vacdays" for "vacation days"), each at least 3 letters."""
     for a, b in pairs:
+        if compact[:3] != a[:3]:
+            continue
         for k in range(3, min(len(a), len(compact) - 3) + 1):
             rest = compact[k:]
             if compact[:k] == a[:k] and len(rest) >= 3 and b.startswith(rest):
@@ -128,8 +143,9 @@ def _column_abbreviation_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     if hit is None:
         hit = {}
         if len(w) >= 5 and w.isalpha():
-            for cw, tabs in idx.col_post.items():
-                if cw != w and cw[0] == w[0] and _related(cw, w):
+            for cw in _same_start(idx, w):
+                tabs = idx.col_post[cw]
+                if cw != w and _related(cw, w):
                     for i, cols in tabs.items():
                         hit.setdefault(i, set()).update(cols)
                     continue
