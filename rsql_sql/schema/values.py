@@ -1,7 +1,8 @@
 """Values that point at columns: "dog" finds ``pets.PetType``, "Lyon" ``customers.city``.
 
 Three reads, all only when the context policy allows value statistics, never of a redacted
-column, inside the walls generated SQL runs in, bounded in time and cached per connection:
+column, inside the walls generated SQL runs in, each query bounded in time; the first two are
+the value index (:mod:`.value_index`: read whole once, kept in memory and on disk):
 
 - the distinct values of short text columns (categorical ones: at most 150 in the first
   rows: a lookup table of a hundred names is one);
