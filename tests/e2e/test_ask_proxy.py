@@ -161,8 +161,9 @@ def test_kernel_under_jupyter_server_discovers_it(
     jupyter_proxy: JupyterServer, fresh_provider: FakeProvider
 ) -> None:
     fresh_provider.script("streamed answer from the proxy")
-    # the server's own environment carries no RSQL_* settings: discovery must use jpserver-*.json
-    assert not any(k.startswith("RSQL_") for k in jupyter_proxy.env)
+    # the server's own environment carries no RSQL_* settings that could name a proxy (only the
+    # suite's own cache folder): discovery must use jpserver-*.json
+    assert not [k for k in jupyter_proxy.env if k.startswith("RSQL_") and k != "RSQL_CACHE_DIR"]
     res = _run_in_server_kernel(
         jupyter_proxy,
         [
