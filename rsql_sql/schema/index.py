@@ -76,6 +76,8 @@ class SchemaIndex:
     position: dict[int, int] = field(default_factory=dict)  # id(table) -> its index
     rank_memo: tuple[tuple[object, ...], Any] | None = None  # the last ranking: see rank.rank
     col_by_first: dict[str, list[str]] | None = None  # column words by first letter (rank.py)
+    # a column's compact name's first 3 letters -> (table index, column, compact): rank.py
+    compact_heads: dict[str, list[tuple[int, str, str]]] | None = None
 
     def word_idf(self, w: str) -> float:
         return self.idf.get(w, self.idf.get("", 1.0))

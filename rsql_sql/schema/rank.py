@@ -31,6 +31,8 @@ __all__ = ["Ranking", "rank", "rank_tables"]
 # Weights per place a word is found; a table name says most about what a question needs.
 W_NAME, W_PREFIX, W_VALUE, W_COLUMN, W_COLUMN_PREFIX = 3.0, 2.0, 1.6, 1.0, 0.7
 W_PROBE = 2.0  # a literal of the question found, whole, in a column
+W_COLUMN_STEM = 0.35  # a column word sharing a long start ("religious", pf_religion): less sure
+W_COMPOUND = 0.7  # a column named by two words' starts ("zero tolerance", zerotol)
 _NUMBER = re.compile(r"(?<![0-9])[0-9]{2,}(?![0-9])")  # as index.py reads names
 SEEDS = 8  # the best tables whose join paths are completed
 SEED_SHARE = 0.3  # ... counting only those scoring at least this share of the best
@@ -63,6 +65,43 @@ def _prefix_hits(idx: SchemaIndex, w: str) -> set[int]:
         if len(idx.prefix_cache) > 20000:  # words of many questions: start again
             idx.prefix_cache.clear()
         idx.prefix_cache[w] = hit
+    return hit
+
+
+def _column_stem_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
+    """Columns with a word sharing a long start with `w` (see :func:`_related`: "diabetic"
+    for ``Diabetes``, "religious" for ``pf_religion``)."""
+    key = "~" + w
+    hit = idx.column_prefix_cache.get(key)
+    if hit is None:
+        hit = {}
+        for cw in _same_start(idx, w):
+            if cw != w and len(cw) >= 7 and _related(cw, w):
+                for i, cols in idx.col_post[cw].items():
+                    hit.setdefault(i, set()).update(cols)
+        idx.column_prefix_cache[key] = hit
+    return hit
+
+
+def _compound_hits(idx: SchemaIndex, question: str) -> dict[int, set[str]]:
+    """Columns named by the starts of two words the question has side by side ("zero
+    tolerance" -> ``zerotol``, "seat belt" -> ``seatbelt``): looked up by their first three
+    letters (:attr:`SchemaIndex.compact_heads`), so a question costs a few look-ups."""
+    if idx.compact_heads is None:
+        heads: dict[str, list[tuple[int, str, str]]] = {}
+        for i, info in enumerate(idx.infos):
+            for cname in info.columns:
+                compact = "".join(ch for ch in cname.lower() if ch.isalnum())
+                if 6 <= len(compact) <= 12 and compact.isalpha():
+                    heads.setdefault(compact[:3], []).append((i, cname, compact))
+        idx.compact_heads = heads
+    seq = [t.lower() for t in re.findall(r"[A-Za-z]+", question)]
+    pairs = [(a, b) for a, b in zip(seq, seq[1:], strict=False) if len(a) >= 3 and len(b) >= 3]
+    hit: dict[int, set[str]] = {}
+    for a, b in pairs:
+        for i, cname, compact in idx.compact_heads.get(a[:3], ()):
+            if _compound(compact, [(a, b)]):
+                hit.setdefault(i, set()).add(cname)
     return hit
 
 
@@ -259,6 +298,10 @@ def _rank(
             matched[i] |= cols
         for i, cols in _column_abbreviation_hits(idx, w).items():
             matched[i] |= cols
+        if len(w) >= 7:
+            for i, cols in _column_stem_hits(idx, w).items():
+                contrib[i] = max(contrib.get(i, 0.0), W_COLUMN_STEM)
+                matched[i] |= cols
         for i in contrib:
             agreeing[i].add(w)
         if use_values and policy is not None:
@@ -285,6 +328,10 @@ def _rank(
                     db_hits[db] += weight * 0.7
     if words:
         _initials(idx, score, matched, agreeing, question or "")
+        for i, cols in _compound_hits(idx, question or "").items():
+            score[i] += W_COMPOUND * idx.word_idf("")
+            matched[i] |= cols
+            agreeing[i].update(cols)
     examples: dict[int, dict[str, str]] = defaultdict(dict)
     years: tuple[str, ...] = ()
     valued: set[int] = set()  # tables holding a literal of the question

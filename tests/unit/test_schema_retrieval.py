@@ -255,3 +255,21 @@ def test_initials_of_the_question_find_a_table_of_indicators_named_by_them() -> 
     assert shown(text)[0] == "hfi", text
     assert "ef_score" in text
     con.close()
+
+
+@pytest.mark.parametrize(
+    ("question", "table"),
+    [
+        ("Deaths where a zero tolerance law holds", "driving"),  # zerotol: two words' starts
+        ("How many diabetic patients?", "visits"),  # Diabetes: a long shared start
+    ],
+)
+def test_a_table_is_found_by_a_column_named_in_another_form(question: str, table: str) -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE driving (state VARCHAR, yr INTEGER, zerotol INTEGER, totfat INTEGER)")
+    con.execute("CREATE TABLE visits (pid INTEGER, clinic VARCHAR, Diabetes VARCHAR, BMI DOUBLE)")
+    for i in range(40):  # named to come first when nothing in the question tells them apart
+        con.execute(f"CREATE TABLE archive_{i:02d} (id INTEGER, label VARCHAR, amount DOUBLE)")
+    text = describe_schema(capture_schema(con), question, budget_chars=200)
+    assert shown(text)[0] == table, text
+    con.close()
