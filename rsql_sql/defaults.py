@@ -22,12 +22,14 @@ __all__ = [
     "SQL_MAX_RETRIES",
     "SQL_MAX_ROWS",
     "SQL_TIMEOUT_S",
+    "VALUES_WAIT_S",
 ]
 
 SQL_MAX_RETRIES = 3  # asks again after a failed check, the error fed back
 SQL_MAX_ROWS = 100_000  # rows fetched into the DataFrame
 SQL_TIMEOUT_S = 60.0  # one statement
 SCHEMA_CHARS = 6000  # the schema DDL sent
+VALUES_WAIT_S = 3.0  # a question's wait for the value index; the rest is read in the background
 
 SQL_MAX_CHARS = 20_000  # a statement's characters, read before it is tokenized
 SQL_MAX_NESTING = 32  # parentheses inside each other, counted on the tokens before parsing

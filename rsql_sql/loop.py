@@ -245,6 +245,7 @@ def run_question(
     budget_chars: int = defaults.SCHEMA_CHARS,
     policy: SqlPolicy | None = None,
     context_policy: ValuesPolicy | None = None,
+    values_wait_s: float = defaults.VALUES_WAIT_S,
 ) -> SqlAIResult:
     """Ask for SQL, check it, run it; feed every failure back, up to `max_retries` times.
 
@@ -254,7 +255,9 @@ def run_question(
     when it allows value statistics, the values of short text columns steer which tables the
     schema text shows (a question naming "dogs" finds the table whose column holds "dog");
     a value equal to a literal of the question ("Lyon") is shown on its column as an example
-    (see ``capture_values``). None: names only.
+    (see ``capture_values``). None: names only. `values_wait_s`: how long the question waits
+    for the connection's value index (the first on a large warehouse); what is not read by
+    then is read in the background, and a note on the result says how much was read.
     """
     t0 = time.perf_counter()
     policy = policy or SqlPolicy()
@@ -272,7 +275,14 @@ def run_question(
             )
     if context_policy is not None:
         # bounded in time, cached per connection, inside the same walls as generated SQL
-        capture_values(db, schema, policy=context_policy, sql_policy=policy, question=question)
+        capture_values(
+            db,
+            schema,
+            policy=context_policy,
+            sql_policy=policy,
+            question=question,
+            timeout_s=values_wait_s,
+        )
     schema_text = describe_schema(
         schema, question, tables, budget_chars, dialect, policy=context_policy
     )
@@ -334,6 +344,14 @@ def run_question(
                 f"stopped fetching at the result bound of {result.capped_bytes / 2**20:g} MB "
                 f"with {len(result.frame):,} rows (SqlAIMagics.max_result_bytes; select fewer "
                 "or narrower columns)"
+            )
+        index = schema.value_index if context_policy is not None else None
+        if index is not None and not index.complete:
+            # the first question on a large warehouse: say why a later one may see more
+            out.notes.append(
+                f"values read from {index.columns_read:,} of {index.columns_total:,} columns so "
+                "far; the rest are read in the background, so later questions may find more "
+                "tables by the values they name"
             )
         if explain:
             out.explanation = prose.strip() or _explain(complete, question, checked.sql, dialect)

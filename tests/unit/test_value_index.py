@@ -233,3 +233,28 @@ def test_a_common_word_held_by_an_unrelated_tables_values_does_not_outrank_the_n
         shown[:2] == ["CREATE TABLE hospital.patient", "CREATE TABLE hospital.laboratory"]
     ), text
     con.close()
+
+
+def test_sql_ai_says_when_its_values_were_read_only_in_part(warehouse: Path) -> None:
+    from rsql_sql.engines import resolve
+    from rsql_sql.loop import run_question
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+
+    def complete(_messages: list[dict[str, str]]) -> str:
+        return "```sql\nSELECT count(*) FROM t000\n```"
+
+    db = resolve(con)
+    schema = capture_schema(con)
+    first = run_question(
+        "How many t000 rows?", db, complete, schema=schema, context_policy=OPEN, values_wait_s=0.0
+    )
+    note = next(n for n in first.notes if n.startswith("values read from "))
+    assert f"of {TABLES * COLUMNS:,} columns so far" in note
+    read_whole(con, schema)  # the background read ends
+    later = run_question(
+        "How many t000 rows?", db, complete, schema=schema, context_policy=OPEN, values_wait_s=0.0
+    )
+    assert not [n for n in later.notes if n.startswith("values read from ")]
+    assert later.frame is not None and later.frame.iloc[0, 0] == 50
+    con.close()
