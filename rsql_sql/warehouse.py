@@ -34,6 +34,7 @@ import difflib
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,7 +42,7 @@ from sqlglot import exp
 
 from rsql_common.context_policy import REDACTED, ContextPolicy
 from rsql_common.terminal import shown
-from rsql_common.tokens import token_chars
+from rsql_common.tokens import CHARS_PER_TOKEN, token_chars
 from rsql_sql.connections import DB
 from rsql_sql.errors import QueryTimeout, SqlCheckError
 from rsql_sql.execute import database_error_message
@@ -52,8 +53,11 @@ from rsql_sql.schema.render import render_ddl
 from rsql_sql.validate import Checked, check_sql, schema_named_by
 
 __all__ = [
+    "CATALOGUE",
     "MAX_CELL_CHARS",
     "SqlToolResult",
+    "ToolBounds",
+    "WarehouseTool",
     "describe_table",
     "run_sql",
     "search_schema",
@@ -509,3 +513,83 @@ def run_sql(
     at_least = len(rows) + (1 if fetched.more else 0)
     text = _table_text(columns, rows[:max_rows], total, max_chars, at_least=at_least, notes=notes)
     return SqlToolResult(text=text, columns=columns, rows=rows[:max_rows], row_count=total)
+
+
+# -- the catalogue: every caller offers these tools to a model from here ----------------------
+
+
+@dataclass(frozen=True)
+class ToolBounds:
+    """What one caller's warehouse tools run within: the context policy and the walls of
+    generated SQL, the rows and time of a query, the characters of a result (search_schema's
+    budget too)."""
+
+    policy: ContextPolicy | None = None
+    sql_policy: SqlPolicy | None = None
+    max_rows: int = 20
+    timeout_s: float = 10.0
+    max_chars: int = 6000
+
+
+@dataclass(frozen=True)
+class WarehouseTool:
+    """One warehouse tool as the kernel's agent, rsql-eval's agent and both MCP servers offer
+    it: its name, what the model is told it does and takes (every argument a string; a caller
+    holding many connections adds ``connection`` first), and the function that runs it."""
+
+    name: str
+    description: str
+    parameters: tuple[tuple[str, str], ...]  # (argument, what the model is told it is)
+    run: Callable[[DB, Mapping[str, str], ToolBounds], str | SqlToolResult]
+
+
+def _run_search(db: DB, args: Mapping[str, str], b: ToolBounds) -> str:
+    budget = max(200, b.max_chars // CHARS_PER_TOKEN)
+    return search_schema(
+        db, args["question"], policy=b.policy, budget_tokens=budget, sql_policy=b.sql_policy
+    )
+
+
+def _run_describe(db: DB, args: Mapping[str, str], b: ToolBounds) -> str:
+    return describe_table(db, args["table"], policy=b.policy, sql_policy=b.sql_policy)
+
+
+def _run_sql(db: DB, args: Mapping[str, str], b: ToolBounds) -> SqlToolResult:
+    return run_sql(
+        db,
+        args["sql"],
+        sql_policy=b.sql_policy,
+        policy=b.policy,
+        max_rows=b.max_rows,
+        timeout_s=b.timeout_s,
+        max_chars=b.max_chars,
+    )
+
+
+CATALOGUE: dict[str, WarehouseTool] = {
+    t.name: t
+    for t in (
+        WarehouseTool(
+            "search_schema",
+            "The tables most relevant to a question, as CREATE TABLE statements within a "
+            "budget; the tables that do not fit are named.",
+            (("question", "What you want to find in the database."),),
+            _run_search,
+        ),
+        WarehouseTool(
+            "describe_table",
+            "One table: its columns, types and keys (names and types only, no values).",
+            (("table", "The table's name, as search_schema shows it."),),
+            _run_describe,
+        ),
+        WarehouseTool(
+            "run_sql",
+            "Run one read-only SQL statement (SELECT, WITH ... SELECT, EXPLAIN) in the "
+            "database's own dialect; returns the first rows and the row count as text. Writes, "
+            "file and network access, settings, unknown functions and redacted columns are "
+            "refused; nothing refused runs.",
+            (("sql", "One SELECT statement in the database's dialect."),),
+            _run_sql,
+        ),
+    )
+}

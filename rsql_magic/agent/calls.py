@@ -4,13 +4,15 @@ model's arguments checked before anything runs, and the bounded result that goes
 Both tool boxes stand on this: the kernel's (:mod:`.tools`) and the one over a single database
 for rsql-eval (:mod:`.eval_tools`). A tool box names its tools in a table
 ``{name: (description, {argument: its description})}`` (every argument a required string) and
-implements tool ``name`` as its method ``_name``.
+gives :func:`dispatch` the function of each (its handlers); the warehouse tools' names,
+descriptions and functions come from one catalogue, :data:`rsql_sql.warehouse.CATALOGUE`
+(:func:`warehouse_table`, :func:`warehouse_result`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +20,19 @@ from rsql_magic.errors import BadCall, SqlAIError
 from rsql_magic.sanitize import plain_text
 
 if TYPE_CHECKING:
+    from rsql_sql.connections import DB
     from rsql_sql.warehouse import SqlToolResult
 
-__all__ = ["BadCall", "ToolResult", "check_arguments", "dispatch", "fit", "function_specs"]
+__all__ = [
+    "BadCall",
+    "ToolResult",
+    "check_arguments",
+    "dispatch",
+    "fit",
+    "function_specs",
+    "warehouse_result",
+    "warehouse_table",
+]
 
 Table = Mapping[str, tuple[str, Mapping[str, str]]]
 
@@ -96,9 +108,14 @@ def check_arguments(params: Mapping[str, str], raw: str | dict[str, Any]) -> dic
 
 
 def dispatch(
-    box: object, tools: Table, name: str, arguments: str | dict[str, Any], max_chars: int
+    handlers: Mapping[str, Callable[..., ToolResult]],
+    tools: Table,
+    name: str,
+    arguments: str | dict[str, Any],
+    max_chars: int,
 ) -> ToolResult:
-    """Run tool `name` of `box` with the model's `arguments`. Never raises for what the model
+    """Run tool `name` (its function in `handlers`) with the model's `arguments`. Never
+    raises for what the model
     sent: a bad call, a refusal or the tool's own failure is an error result saying so, and
     every result is plain text within `max_chars` with a one-line summary."""
     try:
@@ -108,7 +125,7 @@ def dispatch(
                 f"unknown tool {shown}: the tools are {', '.join(tools)}", "refused: unknown tool"
             )
         args = check_arguments(tools[name][1], arguments)
-        result: ToolResult = getattr(box, f"_{name}")(**args)
+        result = handlers[name](**args)
     except BadCall as e:
         result = ToolResult(e.message, e.summary, True)
     except SqlAIError as e:
@@ -146,3 +163,26 @@ def sql_result(res: SqlToolResult) -> ToolResult:
         return ToolResult(res.text, "failed: " + str(res.error), True)
     rows = f"{res.row_count:,}" if res.row_count is not None else f"{len(res.rows)}+"
     return ToolResult(res.text, f"{rows} rows × {len(res.columns)} columns")
+
+
+def warehouse_table(*, connection: str | None = None) -> dict[str, tuple[str, dict[str, str]]]:
+    """The warehouse tools of the catalogue as a tool box's table; `connection`: the
+    description of a ``connection`` argument, put first, for a box holding many."""
+    from rsql_sql.warehouse import CATALOGUE
+
+    first = {"connection": connection} if connection is not None else {}
+    return {n: (t.description, {**first, **dict(t.parameters)}) for n, t in CATALOGUE.items()}
+
+
+def warehouse_result(
+    name: str, db: DB, args: Mapping[str, str], out: str | SqlToolResult
+) -> ToolResult:
+    """What warehouse tool `name` gave for `args` (:data:`rsql_sql.warehouse.CATALOGUE`) as a
+    tool's result, with the line the step display shows."""
+    if not isinstance(out, str):
+        return sql_result(out)
+    if name == "describe_table":
+        missing = out.startswith("Table '")
+        return ToolResult(out, "no such table" if missing else f"table {args['table']}", missing)
+    tables = sum(1 for ln in out.splitlines() if ln.lstrip().upper().startswith("CREATE "))
+    return ToolResult(out, f"{tables} tables ({db.dialect or 'SQL'})")

@@ -1,7 +1,8 @@
 """The warehouse tools over one database, for an agent turn with no kernel (``rsql-eval --agent``).
 
 :class:`WarehouseTools` is a :class:`~rsql_magic.agent.loop.ToolBox`: ``search_schema``,
-``describe_table`` and ``run_sql`` of :mod:`.warehouse` over the one connection it was given,
+``describe_table`` and ``run_sql`` of the catalogue (:data:`rsql_sql.warehouse.CATALOGUE`) over
+the one connection it was given,
 so the model names no connection (there is no notebook to choose from). Everything the kernel's
 tools hold to holds here, because it is the same code: the guard, the engine rules, the
 database's read-only walls and the result bounds (``warehouse.run_sql``), the context policy
@@ -12,36 +13,22 @@ runs, and a bad call is an error result that says what was wrong, never an excep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from rsql_common.tokens import CHARS_PER_TOKEN
 from rsql_magic.privacy import ContextPolicy
-from rsql_sql import warehouse
 from rsql_sql.connections import DB
 from rsql_sql.policy import SqlPolicy
+from rsql_sql.warehouse import CATALOGUE, ToolBounds
 
-from .calls import ToolResult, dispatch, function_specs, sql_result
+from .calls import ToolResult, dispatch, function_specs, warehouse_result, warehouse_table
 
 __all__ = ["TOOLS", "WarehouseTools"]
 
 SQL_ROWS = 20  # rows run_sql returns, as the kernel's run_sql
 
-# name -> (description, {argument: its description}); every argument is a required string
-TOOLS: dict[str, tuple[str, dict[str, str]]] = {
-    "search_schema": (
-        "The tables of the database most relevant to a question, as DDL.",
-        {"question": "What you want to find in the database."},
-    ),
-    "describe_table": (
-        "One table's columns, types and keys (names and types only, no values).",
-        {"table": "The table's name, as search_schema shows it."},
-    ),
-    "run_sql": (
-        f"Run one read-only SQL query; returns the first {SQL_ROWS} rows and the row count. "
-        "Writes are refused.",
-        {"sql": "One SELECT statement in the database's dialect."},
-    ),
-}
+# the catalogue's tools (rsql_sql.warehouse.CATALOGUE) over one database: no connection argument
+TOOLS = warehouse_table()
 
 
 class WarehouseTools:
@@ -73,32 +60,24 @@ class WarehouseTools:
     def call(self, name: str, arguments: str | dict[str, Any]) -> ToolResult:
         """Run tool `name` with the model's `arguments` (JSON text or a dict); never raises
         for what the model sent."""
-        return dispatch(self, TOOLS, name, arguments, self.max_chars)
+        return dispatch(self.handlers, TOOLS, name, arguments, self.max_chars)
 
-    def _search_schema(self, question: str) -> ToolResult:
-        text = warehouse.search_schema(
-            self.db,
-            question,
+    @property
+    def handlers(self) -> dict[str, Callable[..., ToolResult]]:
+        """Each tool's function: the catalogue's, over this box's database and bounds."""
+        bounds = ToolBounds(
             policy=self.policy,
-            budget_tokens=max(200, self.max_chars // CHARS_PER_TOKEN),
             sql_policy=self.sql_policy,
-        )
-        tables = sum(1 for ln in text.splitlines() if ln.lstrip().upper().startswith("CREATE "))
-        return ToolResult(text, f"{tables} tables ({self.db.dialect or 'SQL'})")
-
-    def _describe_table(self, table: str) -> ToolResult:
-        text = warehouse.describe_table(self.db, table, policy=self.policy)
-        missing = text.startswith("Table '")
-        return ToolResult(text, "no such table" if missing else f"table {table}", missing)
-
-    def _run_sql(self, sql: str) -> ToolResult:
-        res = warehouse.run_sql(
-            self.db,
-            sql,
-            sql_policy=self.sql_policy,
-            policy=self.policy,
             max_rows=SQL_ROWS,
             timeout_s=self.time_limit_s,
             max_chars=self.max_chars,
         )
-        return sql_result(res)
+
+        def handler(name: str) -> Callable[..., ToolResult]:
+            def run(**args: str) -> ToolResult:
+                out = CATALOGUE[name].run(self.db, args, bounds)
+                return warehouse_result(name, self.db, args, out)
+
+            return run
+
+        return {name: handler(name) for name in CATALOGUE}

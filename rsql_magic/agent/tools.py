@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.display import display
 
-from rsql_common.tokens import CHARS_PER_TOKEN
 from rsql_magic import render
 from rsql_magic.context.frames import describe_frame, find_frames, frame_kind
 from rsql_magic.context.rsession import import_robjects, r_session_exists
@@ -44,7 +43,15 @@ from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sanitize import clean_html
 from rsql_sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
 
-from .calls import BadCall, ToolResult, dispatch, function_specs, one_line, sql_result
+from .calls import (
+    BadCall,
+    ToolResult,
+    dispatch,
+    function_specs,
+    one_line,
+    warehouse_result,
+    warehouse_table,
+)
 from .proposal import Proposal, ProposalView, shown_code
 from .r_functions import R_DESCRIBE, R_LIST, is_r_name, r_function
 
@@ -96,7 +103,7 @@ def _shape(obj: Any) -> str:
 
 _CONN = "The connection: a name list_variables shows ('' for the default)."
 # name -> (description, {argument: its description}); every argument is a required string,
-# and tool `name` is the method `_name` of KernelTools
+# and tool `name` runs KernelTools.handlers[name]
 TOOLS: dict[str, tuple[str, dict[str, str]]] = {
     "list_variables": (
         "List the notebook's DataFrames (rows x columns), R objects (class and size) and SQL "
@@ -111,15 +118,12 @@ TOOLS: dict[str, tuple[str, dict[str, str]]] = {
         "str() and summary() of one R object, as the context policy allows.",
         {"name": "The R variable's name (a name only, never an expression)."},
     ),
-    "search_schema": (
-        "The tables of a SQL connection most relevant to a question, as DDL.",
-        {"connection": _CONN, "question": "What you want to find in the database."},
-    ),
-    "run_sql": (
-        f"Run one read-only SQL query; returns the first {SQL_ROWS} rows and the row count. "
-        "Writes and redacted columns are refused.",
-        {"connection": _CONN, "sql": "One SELECT statement in the connection's dialect."},
-    ),
+    # the warehouse tools from the one catalogue (rsql_sql.warehouse.CATALOGUE), on a connection
+    **{
+        name: spec
+        for name, spec in warehouse_table(connection=_CONN).items()
+        if name in ("search_schema", "run_sql")
+    },
     "last_error": ("The last failed cell and its traceback.", {}),
     "propose_cell": (
         "Show the user a cell to add below the current one, with Accept and Reject. It never "
@@ -167,7 +171,20 @@ class KernelTools:
     def call(self, name: str, arguments: str | dict[str, Any]) -> ToolResult:
         """Run tool `name` with the model's `arguments` (JSON text or a dict). Never raises
         for what the model sent: a bad call is an error result that says what was wrong."""
-        return dispatch(self, TOOLS, name, arguments, self.max_chars)
+        return dispatch(self.handlers, TOOLS, name, arguments, self.max_chars)
+
+    @property
+    def handlers(self) -> dict[str, Callable[..., ToolResult]]:
+        """Each tool's function, by the name the model calls it."""
+        return {
+            "list_variables": self._list_variables,
+            "describe_frame": self._describe_frame,
+            "r_describe": self._r_describe,
+            "search_schema": self._search_schema,
+            "run_sql": self._run_sql,
+            "last_error": self._last_error,
+            "propose_cell": self._propose_cell,
+        }
 
     def insert_accepted(self) -> int:
         """Insert every accepted proposal the frontend could not take at the click (call it
@@ -357,33 +374,24 @@ class KernelTools:
         return ToolResult("\n".join(out), head)
 
     def _search_schema(self, connection: str, question: str) -> ToolResult:
-        from rsql_sql import warehouse
-
-        db, policy = self._connection(connection)
-        text = warehouse.search_schema(
-            db,
-            question,
-            policy=policy,
-            budget_tokens=max(200, self.max_chars // CHARS_PER_TOKEN),
-            sql_policy=self.session.config.sql_policy(),
-        )
-        tables = sum(1 for ln in text.splitlines() if ln.lstrip().upper().startswith("CREATE "))
-        return ToolResult(text, f"{tables} tables ({db.dialect or 'SQL'})")
+        return self._warehouse("search_schema", connection, {"question": question})
 
     def _run_sql(self, connection: str, sql: str) -> ToolResult:
-        from rsql_sql import warehouse
+        return self._warehouse("run_sql", connection, {"sql": sql})
+
+    def _warehouse(self, name: str, connection: str, args: dict[str, str]) -> ToolResult:
+        """Catalogue tool `name` on the notebook's `connection`, within this box's bounds."""
+        from rsql_sql.warehouse import CATALOGUE, ToolBounds
 
         db, policy = self._connection(connection)
-        res = warehouse.run_sql(
-            db,
-            sql,
-            sql_policy=self.session.config.sql_policy(),
+        bounds = ToolBounds(
             policy=policy,
+            sql_policy=self.session.config.sql_policy(),
             max_rows=SQL_ROWS,
             timeout_s=self.time_limit_s,
             max_chars=self.max_chars,
         )
-        return sql_result(res)
+        return warehouse_result(name, db, args, CATALOGUE[name].run(db, args, bounds))
 
     def _last_error(self) -> ToolResult:
         err = self.session.cells.last_error()

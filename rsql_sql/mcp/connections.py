@@ -119,11 +119,11 @@ class Options:
     policy: ContextPolicy = field(default_factory=ContextPolicy)
 
 
-# the warehouse tools and the arguments each takes (every one a string, the connection first)
+# the warehouse tools and the arguments each takes (every one a string, the connection first):
+# the catalogue's (rsql_sql.warehouse.CATALOGUE)
 TOOLS: dict[str, tuple[str, ...]] = {
-    "search_schema": ("connection", "question"),
-    "describe_table": ("connection", "table"),
-    "run_sql": ("connection", "sql"),
+    name: ("connection", *(arg for arg, _ in tool.parameters))
+    for name, tool in warehouse.CATALOGUE.items()
 }
 
 
@@ -149,39 +149,26 @@ def call_tool(conn: Connection, tool: str, args: Mapping[str, str], options: Opt
     # sqlite3 and DuckDB connections take one statement at a time; a PostgreSQL engine has a
     # pool, so only schema search (it updates the cached schema's value hints) goes one by one
     serial = not conn.db.engine.concurrent or tool == "search_schema"
+    spec = warehouse.CATALOGUE.get(tool)
+    if spec is None:
+        raise ValueError(f"unknown warehouse tool {tool!r}")
+    bounds = warehouse.ToolBounds(
+        policy=options.policy,
+        sql_policy=options.sql_policy,
+        max_rows=options.max_rows,
+        timeout_s=options.timeout_s,
+    )
+    wanted = {arg: args.get(arg, "") for arg, _ in spec.parameters}
     with conn.lock if serial else contextlib.nullcontext():
         try:
-            if tool == "search_schema":
-                text = warehouse.search_schema(
-                    conn.db,
-                    args.get("question", ""),
-                    policy=options.policy,
-                    sql_policy=options.sql_policy,
-                )
-                return ToolAnswer(text)
-            if tool == "describe_table":
-                text = warehouse.describe_table(
-                    conn.db,
-                    args.get("table", ""),
-                    policy=options.policy,
-                    sql_policy=options.sql_policy,
-                )
-                return ToolAnswer(text)
-            if tool == "run_sql":
-                res = warehouse.run_sql(
-                    conn.db,
-                    args.get("sql", ""),
-                    sql_policy=options.sql_policy,
-                    policy=options.policy,
-                    max_rows=options.max_rows,
-                    timeout_s=options.timeout_s,
-                )
-                if res.refused:
-                    return ToolAnswer(res.text, 0, "refused")
-                if res.error:
-                    return ToolAnswer(res.text, 0, "error")
-                return ToolAnswer(res.text, len(res.rows))
+            out = spec.run(conn.db, wanted, bounds)
         except Exception as e:  # a catalog the database would not read, a lost server
             kind = type(e).__name__
             return ToolAnswer(f"{tool} failed on {conn.name}: {kind}", None, f"failed ({kind})")
-    raise ValueError(f"unknown warehouse tool {tool!r}")
+    if isinstance(out, str):
+        return ToolAnswer(out)
+    if out.refused:
+        return ToolAnswer(out.text, 0, "refused")
+    if out.error:
+        return ToolAnswer(out.text, 0, "error")
+    return ToolAnswer(out.text, len(out.rows))

@@ -33,6 +33,7 @@ from rsql_common.terminal import shown
 from rsql_sql.engines import engine_for_url
 from rsql_sql.errors import BadConnection
 from rsql_sql.policy import SqlPolicy
+from rsql_sql.warehouse import CATALOGUE
 
 from .connections import (
     SCHEMES,
@@ -81,16 +82,15 @@ INSTRUCTIONS = (
     "search_schema to find tables, describe_table for one table's columns, and run_sql "
     "for one read-only SELECT. Writes, file access and settings are refused."
 )
-# what each tool tells the model it does (both MCP servers)
+# what each tool tells the model it does (both MCP servers): the warehouse tools' words are the
+# catalogue's (rsql_sql.warehouse.CATALOGUE), each on the `connection` list_connections names
 DESCRIPTIONS = {
     "list_connections": "The database connections this server holds: name and kind (sqlite, "
     "duckdb, postgres). Every tool takes one of these names.",
-    "search_schema": "The tables of `connection` most relevant to `question`, as CREATE TABLE "
-    "statements within a budget; tables that do not fit are named.",
-    "describe_table": "One table of `connection`: its columns, types and keys (no values).",
-    "run_sql": "Run one read-only SQL statement (SELECT, WITH ... SELECT, EXPLAIN) on "
-    "`connection` in its own dialect and return the first rows as text. Writes, file and "
-    "network access, settings and unknown functions are refused; nothing refused runs.",
+    **{
+        name: f"{tool.description} On `connection`, a name list_connections gives."
+        for name, tool in CATALOGUE.items()
+    },
 }
 
 
