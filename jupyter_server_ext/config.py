@@ -278,15 +278,16 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
         ENGINE.retention_days, help="Usage rows older than this are pruned; 0 keeps all."
     ).tag(config=True)
 
+    # read by the handlers (the host writes the stream), not the engine: no EngineSettings copy
     stream_write_timeout_seconds = Float(
-        ENGINE.stream_write_timeout_seconds,
+        30.0,
         help="""How long a streamed answer waits for its client to take the next part. A client
         that reads nothing for this long is cut off, and what its request holds (its concurrency
         lease, the key's slot, a self-hosted server's place, its budget reservation) is given back;
         it is charged what the provider generated, as for any dropped stream.""",
     ).tag(config=True)
     stream_max_seconds = Float(
-        ENGINE.stream_max_seconds,
+        3600.0,
         help="""The longest a streamed answer may take from its first byte to its end, however
         steadily the client reads: the bound on how long one stream can hold what it holds.""",
     ).tag(config=True)
@@ -574,8 +575,6 @@ class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
             responses_ttl_seconds=self.responses_ttl_seconds,
             responses_per_user=self.responses_per_user,
             responses_per_user_bytes=self.responses_per_user_bytes,
-            stream_write_timeout_seconds=self.stream_write_timeout_seconds,
-            stream_max_seconds=self.stream_max_seconds,
             context_policy=context_policy,
             fallback_model=self.fallback_model,
             fallback_on=fallback_on,

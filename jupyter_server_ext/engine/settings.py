@@ -64,9 +64,6 @@ class EngineSettings:
     responses_ttl_seconds: float = 7 * 86400.0
     responses_per_user: int = 200
     responses_per_user_bytes: int = 32 * 2**20
-    # a streamed answer: how long one write waits for its client, and how long all of it may take
-    stream_write_timeout_seconds: float = 30.0
-    stream_max_seconds: float = 3600.0
     # the editor's inline completions: model, fill-in-the-middle, length (apis/inline.py)
     inline: InlineSettings = field(default_factory=InlineSettings)
     # hosted tools, per kind: offered to whom, at what price a call (admission/hosted_tools.py)
