@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..bodies.stop_reasons import TO_ANTHROPIC
 from ..errors import EngineError, RateLimited
 from .chat_answer import (
     CallIds,
@@ -26,13 +27,6 @@ from .chat_answer import (
     seq,
 )
 
-_STOP_REASONS = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "refusal",
-}
 # an HTTP status -> Anthropic's error type (docs.anthropic.com/en/api/errors)
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -102,7 +96,7 @@ def message_of(answer: Any, model: str) -> dict[str, Any]:
             content.append(
                 call_block(ids(call.get("id")), first_text(fn.get("name")), fn.get("arguments"))
             )
-    stop = _STOP_REASONS.get(finish_of(choice) or "", "end_turn")
+    stop = TO_ANTHROPIC.get(finish_of(choice) or "", "end_turn")
     if stop == "tool_use" and not any(b["type"] == "tool_use" for b in content):
         stop = "end_turn"
     return {
@@ -273,7 +267,7 @@ class StreamTranslator:
             return []
         try:
             out = self._send_calls() + self._close_block()
-            stop = _STOP_REASONS.get(self._finish or "", "end_turn")
+            stop = TO_ANTHROPIC.get(self._finish or "", "end_turn")
             if stop == "tool_use" and not self._tool_uses:
                 stop = "end_turn"
             usage = usage_of(self._usage)

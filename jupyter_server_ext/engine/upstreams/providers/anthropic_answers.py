@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ...bodies.stop_reasons import TO_OPENAI
 from ...bodies.streams import DONE, sse
 from .anthropic_http import error_object
 from .reading import MAX_COUNT, read_json
@@ -18,23 +19,10 @@ from .reading import MAX_COUNT, read_json
 __all__ = ["StreamTranslator", "chat_completion"]
 
 
-# Anthropic's stop_reason -> OpenAI's finish_reason; pause_turn (a server tool's long turn cut
-# short) reads as an ended answer, a full context window as a length stop
-_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "tool_use": "tool_calls",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "refusal": "content_filter",
-}
-
-
 def _finish_reason(stop_reason: Any) -> str | None:
     if not isinstance(stop_reason, str) or not stop_reason:
         return None
-    return _FINISH.get(stop_reason, "stop")
+    return TO_OPENAI.get(stop_reason, "stop")
 
 
 def _openai_usage(u: Mapping[str, Any]) -> dict[str, Any]:
