@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 MAX_COUNT = 2**31 - 1  # the most tokens an answer is believed to report (as the transport reads)
@@ -126,3 +127,35 @@ class CallIds:
             out = f"{self.prefix}_{uuid.uuid4().hex[:24]}"
         self.seen.add(out)
         return out
+
+
+@dataclass(frozen=True)
+class ChunkParts:
+    """What one chat-completions stream chunk says, as every stream translator reads it: an
+    error chunk, or the usage and, in order, choice 0's text, tool-call fragments and finish
+    reason (``("text", str)``, ``("call", fragment)``, ``("finish", reason)``)."""
+
+    error: Any = None
+    usage: dict[str, Any] | None = None
+    parts: tuple[tuple[str, Any], ...] = ()
+
+
+def chunk_parts(chunk: dict[str, Any]) -> ChunkParts:
+    """Read one chat chunk (a JSON object) into :class:`ChunkParts`; other choices than the
+    first are left out (the Messages and Responses APIs have one answer)."""
+    if chunk.get("error") is not None and not chunk.get("choices"):
+        return ChunkParts(error=chunk["error"])
+    usage = chunk["usage"] if obj(chunk.get("usage")) else None
+    parts: list[tuple[str, Any]] = []
+    for choice in seq(chunk.get("choices")):
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        delta = obj(choice.get("delta"))
+        text = first_text(delta.get("content"), delta.get("refusal"))
+        if text:
+            parts.append(("text", text))
+        parts += [("call", frag) for frag in seq(delta.get("tool_calls"))]
+        finish = finish_of(choice)
+        if finish:
+            parts.append(("finish", finish))
+    return ChunkParts(None, usage, tuple(parts))

@@ -16,6 +16,7 @@ from ..errors import EngineError, RateLimited
 from .chat_answer import (
     CallIds,
     call_index,
+    chunk_parts,
     cost,
     count,
     finish_of,
@@ -201,30 +202,23 @@ class StreamTranslator:
             return self.fail({"message": UNREADABLE})
 
     def _feed(self, chunk: dict[str, Any]) -> list[bytes]:
-        if chunk.get("error") is not None and not chunk.get("choices"):
-            return self.fail(chunk["error"])
+        read = chunk_parts(chunk)
+        if read.error is not None:
+            return self.fail(read.error)
         out: list[bytes] = []
-        if obj(chunk.get("usage")):
-            self._usage = chunk["usage"]
-        for choice in seq(chunk.get("choices")):
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = obj(choice.get("delta"))
-            said = first_text(delta.get("content"), delta.get("refusal"))
-            if said:
+        if read.usage:
+            self._usage = read.usage
+        for kind, value in read.parts:
+            if kind == "text":
                 if self._kind != "text":
                     out += self._send_calls()
                     out += self._open("text", {"type": "text", "text": ""})
-                out.append(
-                    event(
-                        "content_block_delta",
-                        {"index": self._block, "delta": {"type": "text_delta", "text": said}},
-                    )
-                )
-            for frag in seq(delta.get("tool_calls")):
-                self._hold(frag)
-            if finish_of(choice):
-                self._finish = finish_of(choice)
+                delta = {"type": "text_delta", "text": value}
+                out.append(event("content_block_delta", {"index": self._block, "delta": delta}))
+            elif kind == "call":
+                self._hold(value)
+            else:
+                self._finish = value
                 out += self._send_calls()
         return out
 

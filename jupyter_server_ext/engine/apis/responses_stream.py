@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..bodies import json_codec
-from .chat_answer import CallIds, call_index, finish_of, first_text, obj, seq
+from .chat_answer import CallIds, call_index, chunk_parts, first_text, obj
 from .responses import namespaced, new_id
 from .responses_answer import call_item, shell, status_of, usage_of
 
@@ -81,22 +81,19 @@ class StreamTranslator:
             return self.fail({"message": UNREADABLE})
 
     def _feed(self, chunk: dict[str, Any]) -> list[bytes]:
-        if chunk.get("error") is not None and not chunk.get("choices"):
-            return self.fail(chunk["error"])
+        read = chunk_parts(chunk)  # Responses has one answer: choice 0's
+        if read.error is not None:
+            return self.fail(read.error)
         out: list[bytes] = []
-        if obj(chunk.get("usage")):
-            self._usage = chunk["usage"]
-        for choice in seq(chunk.get("choices")):
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue  # Responses has one answer
-            delta = obj(choice.get("delta"))
-            text = first_text(delta.get("content"), delta.get("refusal"))
-            if text:
-                out += self._text_delta(text)
-            for frag in seq(delta.get("tool_calls")):
-                out += self._call_delta(frag)
-            if finish_of(choice):
-                self._finish = finish_of(choice)
+        if read.usage:
+            self._usage = read.usage
+        for kind, value in read.parts:
+            if kind == "text":
+                out += self._text_delta(value)
+            elif kind == "call":
+                out += self._call_delta(value)
+            else:
+                self._finish = value
         return out
 
     def _text_delta(self, text: str) -> list[bytes]:
