@@ -115,9 +115,9 @@ def dispatch(
     max_chars: int,
 ) -> ToolResult:
     """Run tool `name` (its function in `handlers`) with the model's `arguments`. Never
-    raises for what the model
-    sent: a bad call, a refusal or the tool's own failure is an error result saying so, and
-    every result is plain text within `max_chars` with a one-line summary."""
+    raises for what the model sent: a bad call, a refusal or the tool's own failure is an
+    error result saying so, and every result is plain text within `max_chars` with a one-line
+    summary."""
     try:
         if not isinstance(name, str) or name not in tools:
             shown = one_line(repr(name))[:60]

@@ -2,8 +2,8 @@
 
 :class:`WarehouseTools` is a :class:`~rsql_magic.agent.loop.ToolBox`: ``search_schema``,
 ``describe_table`` and ``run_sql`` of the catalogue (:data:`rsql_sql.warehouse.CATALOGUE`) over
-the one connection it was given,
-so the model names no connection (there is no notebook to choose from). Everything the kernel's
+the one connection it was given, so the model names no connection (there is no notebook to
+choose from). Everything the kernel's
 tools hold to holds here, because it is the same code: the guard, the engine rules, the
 database's read-only walls and the result bounds (``warehouse.run_sql``), the context policy
 given (values withheld, columns refused), and text cut to ``max_chars``. Arguments are the

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from jupyter_client.manager import start_new_kernel
 
+from rsql_magic.context.inline import DEFAULT_BUDGET_MS
 from tests.helpers import REPO, child_env
 from tests.helpers.kernels import kernel_env, require_or_skip, require_r
 
@@ -135,7 +136,11 @@ def test_a_kernel_with_fifty_frames_answers_the_request(kernel: Kernel) -> None:
         t0 = time.perf_counter()
         again = kernel.context()
         times.append((time.perf_counter() - t0) * 1000)
-        assert len(again["frames"]) == 50
+        # all fifty, unless this call spent the whole time bound (a busy machine): the promise
+        # is the bound, and an answer cut by it says so
+        assert len(again["frames"]) == 50 or (
+            again["truncated"] and again["ms"] >= DEFAULT_BUDGET_MS
+        ), again["ms"]
     after = kernel.run("len(In)")
     assert after["execution_count"] == count + 1
     assert statistics.median(times) < 200, times  # the bench measures it (goal: 20 ms)
