@@ -58,6 +58,7 @@ BATCH = 20  # columns per query: one round trip per column costs more than readi
 REFRESH_S = 300.0  # a server database's values are read again (in the background) after this
 DISK_TTL_S = 24 * 3600.0  # an index on disk older than this is not used
 _MAX_FILE_BYTES = 64 * 2**20  # a cache file larger than this is not read
+MAX_FILES = 64  # indexes kept on disk, the newest
 _MAX_BUILDS = 8  # indexes kept in memory (connections x shapes)
 CACHE_VERSION = 1  # bump when the file's meaning changes
 
@@ -158,6 +159,22 @@ def _save(path: Path | None, index: ValueIndex) -> None:
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        _prune(path.parent)
+
+
+def _prune(folder: Path) -> None:
+    """Drop the indexes no one will read (older than ``DISK_TTL_S``) and the oldest beyond
+    ``MAX_FILES``: every change of a database file writes a new one."""
+    files = []
+    for f in folder.glob("*.json"):
+        with contextlib.suppress(OSError):
+            files.append((f.stat().st_mtime, f))
+    files.sort(reverse=True)
+    now = time.time()
+    for k, (mtime, f) in enumerate(files):
+        if k >= MAX_FILES or now - mtime > DISK_TTL_S:
+            with contextlib.suppress(OSError):
+                f.unlink()
 
 
 def categorical_values(

@@ -258,3 +258,28 @@ def test_sql_ai_says_when_its_values_were_read_only_in_part(warehouse: Path) -> 
     assert not [n for n in later.notes if n.startswith("values read from ")]
     assert later.frame is not None and later.frame.iloc[0, 0] == 50
     con.close()
+
+
+def test_the_cache_folder_keeps_the_newest_indexes_and_none_past_their_age(
+    warehouse: Path, own_cache: Path
+) -> None:
+    import os
+    import time as clock
+
+    from rsql_sql.schema import value_index as vi
+
+    folder = own_cache / "values"
+    folder.mkdir(parents=True)
+    old = clock.time() - vi.DISK_TTL_S - 60
+    for k in range(vi.MAX_FILES + 10):  # indexes of files that changed since: never read again
+        f = folder / f"{k:040d}.json"
+        f.write_text("{}")
+        os.utime(f, (old + k, old + k) if k < 5 else (clock.time() - k, clock.time() - k))
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    read_whole(con, schema)  # writes its own index
+    con.close()
+    left = sorted(folder.glob("*.json"))
+    assert len(left) == vi.MAX_FILES
+    assert not any(f.name == f"{k:040d}.json" for f in left for k in range(5))  # past their age
+    assert any(f.read_text() != "{}" for f in left)  # the new one is kept
