@@ -65,6 +65,7 @@ class SchemaIndex:
     prefix_cache: dict[str, set[int]] = field(default_factory=dict)  # word -> tables
     column_prefix_cache: dict[str, dict[int, set[str]]] = field(default_factory=dict)
     column_abbreviation_cache: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    column_stem_cache: dict[str, dict[int, set[str]]] = field(default_factory=dict)
     by_name: dict[tuple[str, str], int] = field(default_factory=dict)  # (db, name) -> index
     # a captured value in lower case -> (table index, column, the value as stored)
     value_exact: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)

@@ -11,9 +11,13 @@ warehouse's words are cached on the index, per word.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from .index import SchemaIndex
 from .words import acronyms
+
+T = TypeVar("T")
 
 __all__ = [
     "column_abbreviation_hits",
@@ -25,6 +29,32 @@ __all__ = [
 ]
 
 
+CACHE_WORDS = 20000  # words of many questions remembered per look-up; then it starts again
+
+
+def _remember(cache: dict[str, T], w: str, hit: T) -> T:
+    if len(cache) > CACHE_WORDS:
+        cache.clear()
+    cache[w] = hit
+    return hit
+
+
+def _columns_where(
+    idx: SchemaIndex, cache: dict[str, dict[int, set[str]]], w: str, match: Callable[[str], bool]
+) -> dict[int, set[str]]:
+    """Per table, the columns with a word `match` takes among those of `w`'s first letter
+    (each relation here needs it), remembered in `cache` per question word."""
+    hit = cache.get(w)
+    if hit is None:
+        hit = {}
+        for cw in _same_start(idx, w):
+            if cw != w and match(cw):
+                for i, cols in idx.col_post[cw].items():
+                    hit.setdefault(i, set()).update(cols)
+        _remember(cache, w, hit)
+    return hit
+
+
 def prefix_hits(idx: SchemaIndex, w: str) -> set[int]:
     """Tables with a name word that extends `w` or that `w` extends ("repub", "republican")."""
     hit = idx.prefix_cache.get(w)
@@ -33,25 +63,16 @@ def prefix_hits(idx: SchemaIndex, w: str) -> set[int]:
         for nw, tabs in idx.name_vocab.items():
             if nw != w and (nw.startswith(w) or (len(nw) >= 4 and w.startswith(nw))):
                 hit |= tabs
-        if len(idx.prefix_cache) > 20000:  # words of many questions: start again
-            idx.prefix_cache.clear()
-        idx.prefix_cache[w] = hit
+        _remember(idx.prefix_cache, w, hit)
     return hit
 
 
 def column_stem_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     """Columns with a word sharing a long start with `w` (see :func:`_related`: "diabetic"
     for ``Diabetes``, "religious" for ``pf_religion``)."""
-    key = "~" + w
-    hit = idx.column_prefix_cache.get(key)
-    if hit is None:
-        hit = {}
-        for cw in _same_start(idx, w):
-            if cw != w and len(cw) >= 7 and _related(cw, w):
-                for i, cols in idx.col_post[cw].items():
-                    hit.setdefault(i, set()).update(cols)
-        idx.column_prefix_cache[key] = hit
-    return hit
+    return _columns_where(
+        idx, idx.column_stem_cache, w, lambda cw: len(cw) >= 7 and _related(cw, w)
+    )
 
 
 def compound_hits(idx: SchemaIndex, question: str) -> dict[int, set[str]]:
@@ -92,20 +113,12 @@ def column_prefix_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     """Columns with a word that extends `w` or that `w` extends, both at least 5 letters
     ("unemploy" for "unemployment"): longer than for names, columns are many; and the noun of
     an adjective in -y ("snowy" for ``weather_snow``)."""
-    hit = idx.column_prefix_cache.get(w)
-    if hit is None:
-        hit = {}
-        for cw in _same_start(idx, w):
-            tabs = idx.col_post[cw]
-            if cw != w and (
-                (len(cw) >= 5 and (cw.startswith(w) or w.startswith(cw))) or w == cw + "y"
-            ):
-                for i, cols in tabs.items():
-                    hit.setdefault(i, set()).update(cols)
-        if len(idx.column_prefix_cache) > 20000:
-            idx.column_prefix_cache.clear()
-        idx.column_prefix_cache[w] = hit
-    return hit
+    return _columns_where(
+        idx,
+        idx.column_prefix_cache,
+        w,
+        lambda cw: (len(cw) >= 5 and (cw.startswith(w) or w.startswith(cw))) or w == cw + "y",
+    )
 
 
 def _related(cw: str, w: str) -> bool:
@@ -149,26 +162,19 @@ def column_abbreviation_hits(idx: SchemaIndex, w: str) -> dict[int, set[str]]:
     of 3 to 5 letters ("mgr", "whs" for manager, warehouse); or of its stem (:func:`_related`).
     Used to pick the columns of wide tables, not to rank: short words are many and some are
     English."""
-    hit = idx.column_abbreviation_cache.get(w)
-    if hit is None:
-        hit = {}
-        if len(w) >= 5 and w.isalpha():
-            for cw in _same_start(idx, w):
-                tabs = idx.col_post[cw]
-                if cw != w and _related(cw, w):
-                    for i, cols in tabs.items():
-                        hit.setdefault(i, set()).update(cols)
-                    continue
-                if not (3 <= len(cw) <= 5 and len(w) >= len(cw) + 2 and cw[0] == w[0]):
-                    continue
-                skeleton = not any(ch in "aeiou" for ch in cw[1:]) and _is_subsequence(cw, w)
-                if (len(cw) >= 4 and w.startswith(cw)) or skeleton:
-                    for i, cols in tabs.items():
-                        hit.setdefault(i, set()).update(cols)
-        if len(idx.column_abbreviation_cache) > 20000:
-            idx.column_abbreviation_cache.clear()
-        idx.column_abbreviation_cache[w] = hit
-    return hit
+    if not (len(w) >= 5 and w.isalpha()):
+        return {}
+    return _columns_where(
+        idx, idx.column_abbreviation_cache, w, lambda cw: _related(cw, w) or _abbreviates(cw, w)
+    )
+
+
+def _abbreviates(cw: str, w: str) -> bool:
+    """`cw` (3 to 5 letters, `w`'s first) is `w`'s start of 4 or more, or its consonants."""
+    if not (3 <= len(cw) <= 5 and len(w) >= len(cw) + 2):
+        return False
+    skeleton = not any(ch in "aeiou" for ch in cw[1:]) and _is_subsequence(cw, w)
+    return (len(cw) >= 4 and w.startswith(cw)) or skeleton
 
 
 _RAW_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")

@@ -38,12 +38,14 @@ from typing import Any
 from .words import name_words
 
 __all__ = [
-    "categorical_values",
     "BuildParams",
     "Column",
+    "Ranges",
     "Read",
     "ValueIndex",
+    "Values",
     "cache_dir",
+    "categorical_values",
     "forget",
     "value_index",
 ]

@@ -33,11 +33,8 @@ from ..policy import SqlPolicy
 from .backends import as_db
 from .model import Schema, ValuesPolicy
 from .rank import rank
-from .value_index import BuildParams, Column, Read, categorical_values, value_index
+from .value_index import BuildParams, Column, Read, Values, categorical_values, value_index
 from .words import name_words, question_literals
-
-_Values = dict[tuple[str, str], dict[str, tuple[str, ...]]]
-_Ranges = dict[tuple[str, str], dict[str, tuple[str, str]]]
 
 __all__ = ["capture_values", "categorical_values"]
 
@@ -102,7 +99,7 @@ def capture_values(
     max_len: int = 40,
     sql_policy: SqlPolicy | None = None,
     question: str | None = None,
-) -> _Values:
+) -> Values:
     """Read short text columns' distinct values into ``schema.values`` (and return them), and
     the ranges of date columns into ``schema.ranges``.
 

@@ -170,14 +170,16 @@ def question_words(text: str) -> list[str]:
     return list(seen)
 
 
-def acronyms(text: str) -> set[str]:
-    """Initials of 2 to 4 consecutive words ("bone marrow transplant" -> bmt), lower case."""
+@lru_cache(maxsize=1024)
+def acronyms(text: str) -> frozenset[str]:
+    """Initials of 2 to 4 consecutive words ("bone marrow transplant" -> bmt), lower case
+    (remembered: ranking a question asks three times)."""
     words = [w for w in re.findall(r"[A-Za-z]+", text) if w.lower() not in STOPWORDS]
     out = set()
     for n in (2, 3, 4):
         for i in range(len(words) - n + 1):
             out.add("".join(w[0] for w in words[i : i + n]).lower())
-    return out
+    return frozenset(out)
 
 
 # -- literals: what a question names as a value ("Lyon", 'New York', 2012) ---------------------
