@@ -10,38 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .config import RSQLProxy
+from .config.check import service_name
+from .config.proxy import RSQLProxy
 from .engine import Caller
-from .engine.errors import ConfigError, Forbidden
-
-# A hub service is "service/<name>": JupyterHub refuses '/' in user names
-# (Authenticator.validate_username), so no user can take a service's name, and a user named
-# "service:x" is only that user (issue 24).
-SERVICE_PREFIX = "service/"
-_OLD_SERVICE_PREFIX = "service:"  # how services were named before; any user may take it
-
-
-def service_name(name: str) -> str:
-    """The caller name of the hub service `name`."""
-    return SERVICE_PREFIX + name
-
-
-def check_admin_names(proxy: RSQLProxy) -> None:
-    """Refuse, at start-up, admin and override names written in the old service form: a hub
-    user may be named "service:x", and would then be that service's admin or get its limits."""
-    named = [("admin_users", "", n) for n in proxy.admin_users]
-    named += [
-        ("limit_overrides", "user:", who[5:])
-        for who in proxy.limit_overrides
-        if isinstance(who, str) and who.startswith("user:")
-    ]
-    for setting, kind, name in named:
-        if name.startswith(_OLD_SERVICE_PREFIX):
-            new = service_name(name[len(_OLD_SERVICE_PREFIX) :])
-            raise ConfigError(
-                f"RSQLProxy.{setting}: {kind + name!r} is a user name any JupyterHub user may take, not "
-                f"the hub service; write {kind + new!r} for the service (user names cannot hold a '/')"
-            )
+from .engine.errors import Forbidden
 
 
 def is_admin(

@@ -19,13 +19,13 @@ from tornado.ioloop import IOLoop
 from rsql_common.labextension import missing_labextension_notice
 
 from .ai_environment import ai_environment, served_windows
-from .auth import check_admin_names, jupyter_caller
-from .config import RSQLProxy
-from .config_check import proxy_config_problems
+from .auth import jupyter_caller
+from .config.check import check_admin_names, proxy_config_problems
+from .config.proxy import RSQLProxy
 from .engine import Caller
 from .engine.errors import ConfigError
-from .forward import InlineForwardMixin, forward_target
-from .handlers import ProxyContext
+from .handlers.base import ProxyContext
+from .hub_relay import InlineForwardMixin, forward_target
 from .mcp import build_mcp
 from .routes import make_handlers
 from .wiring import build_engine
@@ -133,7 +133,7 @@ class RSQLProxyExtension(ExtensionApp):
     name = "jupyter_server_ext"
     load_other_extensions = True
     serverapp: ServerApp  # set by the server before it calls any method below
-    # (URL of the hub service's inline, token) when this server passes requests on (forward.py)
+    # (URL of the hub service's inline, token) when this server passes requests on (hub_relay.py)
     passes_on: tuple[str, str] | None = None
 
     def initialize_settings(self) -> None:

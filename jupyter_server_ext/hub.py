@@ -139,7 +139,7 @@ def configured_windows(config_path: str, environment: Mapping[str, str]) -> dict
     # only when it asks for the AI tools
     from traitlets.config.loader import PyFileConfigLoader
 
-    from .config import RSQLProxy
+    from .config.proxy import RSQLProxy
     from .engine.upstreams.specs import parse_upstreams
 
     try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .auth import make_caller
-from .config import LOCAL_MODEL, RSQLProxy
+from .config.proxy import LOCAL_MODEL, RSQLProxy
 from .engine import Caller, Engine, EngineError, Reply
 from .engine.bodies.request import cell_id, notebook_path
 from .engine.views import error_reply, me_view, status_view

@@ -1,6 +1,6 @@
 """Every route the proxy serves, as concrete handler classes for one host.
 
-The handlers (``handlers``, ``api_handlers``, ``admin_handlers``, ``dashboard.handlers``) are
+The handlers (``handlers``, ``handlers.apis``, ``handlers.admin``, ``dashboard.handlers``) are
 mixins; each host combines them with its own authenticated base class here. The routes are
 gathered in this module, above them all, so that no handler module imports another's but
 ``handlers``, whose base mixins the others build on.
@@ -13,11 +13,11 @@ from typing import Any
 
 from tornado import web
 
-from .admin_handlers import ADMIN_ROUTES
-from .api_handlers import API_ROUTES
 from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
-from .handlers import ROUTES as PROXY_ROUTES
-from .handlers import NotFoundMixin
+from .handlers.admin import ADMIN_ROUTES
+from .handlers.apis import API_ROUTES
+from .handlers.base import ROUTES as PROXY_ROUTES
+from .handlers.base import NotFoundMixin
 from .mcp.handler import ROUTES as MCP_ROUTES
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete", "options", "head")

@@ -31,12 +31,12 @@ from traitlets import Bool, Dict, Integer, Unicode, default
 from traitlets.config import Application
 
 from .auth import hub_caller
-from .config import RSQLProxy
-from .config_check import proxy_problems, read_configuration, refuse, say_problems
+from .config.check import proxy_problems, read_configuration, refuse, say_problems
+from .config.proxy import RSQLProxy
 from .dashboard import hub_login
 from .engine import Caller
 from .engine.errors import ConfigError
-from .handlers import ProxyContext, shutting_down
+from .handlers.base import ProxyContext, shutting_down
 from .mcp import build_mcp
 from .routes import make_handlers
 from .wiring import build_engine
@@ -217,7 +217,7 @@ class RSQLProxyService(Application):
         super().initialize(argv)
         if self.config_file and not os.path.exists(self.config_file):
             raise ConfigError(f"--config {self.config_file}: no such file")
-        # read by config_check, not by traitlets' load_config_file: that logs a file that does
+        # read by config.check, not by traitlets' load_config_file: that logs a file that does
         # not load and goes on without it, only warns of an unknown name, stops at a bad type
         valid, self._read_problems, self._judge_settings = read_configuration(
             self, self.config_file, RSQLProxy()
@@ -236,7 +236,7 @@ class RSQLProxyService(Application):
 
     def config_problems(self, log: logging.Logger = log) -> list[str]:
         """Every problem of the configuration, one line each: the file, names and types (read by
-        initialize), the service's own settings, and all start-up checks (config_check)."""
+        initialize), the service's own settings, and all start-up checks (config.check)."""
         problems = [*self._read_problems, *self.service_problems()]
         if self._judge_settings:
             problems += proxy_problems(RSQLProxy(parent=self), log=log)

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 
-from .config import RSQLProxy
+from .config.proxy import RSQLProxy
 from .engine import Engine
 from .engine.admission.shared_state import StateBackend
 from .engine.errors import ConfigError

@@ -19,15 +19,15 @@ from rsql_common.stages import CHECK_STAGES, Stage
 from rsql_sql import defaults
 from rsql_sql.errors import Attempt, Escalation, QueryTimeout, SqlAIError, SqlCheckError
 
+from .catalog import ValuesPolicy
+from .checks.guard import ALLOWED
+from .checks.validate import Checked, check_sql, extract_sql, transpile_functions
 from .connections import DB
 from .engine_rules import target_spelling
 from .engines import engine_for
 from .execute import database_error_message, function_names_in_error, is_syntax_error, run_query
-from .guard import ALLOWED
 from .policy import SqlPolicy
 from .schema import Schema, capture_schema, capture_values, describe_schema
-from .schema.model import ValuesPolicy
-from .validate import Checked, check_sql, extract_sql, transpile_functions
 
 __all__ = [
     "ESCALATING_STAGES",

@@ -43,6 +43,7 @@ from sqlglot import exp
 from rsql_common.context_policy import REDACTED, ContextPolicy
 from rsql_common.terminal import shown
 from rsql_common.tokens import CHARS_PER_TOKEN, token_chars
+from rsql_sql.checks.validate import Checked, check_sql, schema_named_by
 from rsql_sql.connections import DB
 from rsql_sql.errors import QueryTimeout, SqlCheckError
 from rsql_sql.execute import database_error_message
@@ -50,7 +51,6 @@ from rsql_sql.parse import explained_statements
 from rsql_sql.policy import SqlPolicy
 from rsql_sql.schema import Schema, capture_schema, capture_values, describe_schema
 from rsql_sql.schema.render import render_ddl
-from rsql_sql.validate import Checked, check_sql, schema_named_by
 
 __all__ = [
     "CATALOGUE",

@@ -75,8 +75,15 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.engine.errors": (),
     f"{S}.engine.records": SHARED,
     f"{S}.engine.bodies": (f"{S}.engine.errors", *SHARED),
-    f"{S}.engine.upstreams": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
-    f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.upstreams"),
+    # the wire formats besides chat completions, one home each, both directions: pure
+    f"{S}.engine.formats": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
+    f"{S}.engine.upstreams": (
+        f"{S}.engine.errors",
+        f"{S}.engine.records",
+        f"{S}.engine.bodies",
+        f"{S}.engine.formats",
+    ),
+    f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.formats", f"{S}.engine.upstreams"),
     f"{S}.engine.accounting": (
         f"{S}.engine.errors",
         f"{S}.engine.records",
@@ -99,38 +106,26 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.errors",
         f"{S}.engine.records",
         f"{S}.engine.bodies",
+        f"{S}.engine.formats",
         f"{S}.engine.admission",
     ),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
-    # the completion settings: a base class of config's RSQLProxy, one feature's traits
-    f"{S}.completion_config": (f"{S}.engine",),
-    # a user's server passing the editor's completions on to the hub service (extension host)
-    f"{S}.forward": (f"{S}.engine",),
-    # the request bounds and monitoring's settings: base classes of config's RSQLProxy, as above
-    f"{S}.request_config": (f"{S}.engine",),
-    f"{S}.monitoring_config": (f"{S}.engine",),
-    f"{S}.config": (
-        f"{S}.engine",
-        f"{S}.mcp.settings",
-        f"{S}.completion_config",
-        f"{S}.request_config",
-        f"{S}.monitoring_config",
-    ),
+    # the configuration: c.RSQLProxy, its features' settings (base classes of it, one module
+    # each; the admin's MCP connections, checked at start-up as the SQL package's engines say)
+    # and every configuration problem at once, for --check-config and both hosts' start-up
+    f"{S}.config": (f"{S}.engine", f"{Q}.engines"),
+    # a user's server passing the editor's inline suggestions on to the hub service (extension
+    # host)
+    f"{S}.hub_relay": (f"{S}.engine",),
     # configuration split from wiring: the wiring builds an Engine with its backends
     f"{S}.wiring": (f"{S}.engine", f"{S}.config", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),
-    # every configuration problem at once, for --check-config and both hosts' start-up
-    f"{S}.config_check": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.mcp.settings"),
     # what points users' AI tools at the proxy: pure, read by both hosts and the hub's set-up
     f"{S}.ai_environment": (),
+    # the handlers both hosts share; the routes gather them (and the dashboard's and MCP's)
     f"{S}.handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth"),
-    f"{S}.admin_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
-    f"{S}.api_handlers": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
     f"{S}.dashboard": (f"{S}.engine", f"{S}.config", f"{S}.auth", f"{S}.handlers"),
-    # the admin's MCP connections checked at start-up: which URLs open, which take a role, as
-    # the SQL package's engines say
-    f"{S}.mcp.settings": (f"{S}.engine", f"{Q}.engines"),
     # {proxy}mcp: the warehouse tools for users' agents, on the engine's limits, windows and
     # usage log; the tools themselves are the SQL package's (rsql_sql), with %%sql_ai's guard
     f"{S}.mcp": (
@@ -157,14 +152,18 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.replay_cli": (f"{K}.errors", f"{K}.replay", *SHARED),
     f"{K}.context": (f"{K}.defaults", f"{K}.errors", f"{K}.privacy", Q, *SHARED),
     f"{K}.session": UNDER_SESSION,
-    # the chat panel and the agent stand on the session (the panel's agent mode on the agent);
-    # the magics, every one of them, on top
-    f"{K}.chat": (*ON_SESSION, f"{K}.agent"),
     # the agent: read-only tools over the session, the turn that calls them, and the same SQL
     # tools served over MCP
     f"{K}.agent": ON_SESSION,
-    # rsql-eval: the same loops as the magics (%%sql_ai's, and the agent's turn) over a question set
-    f"{K}.eval": (*ON_SESSION, f"{K}.agent"),
+    # the kernel's operations (asking, %%sql_ai's question, an agent turn), each taking one
+    # request object: what the magics, the chat panel and rsql-eval all call
+    f"{K}.operations": (*ON_SESSION, f"{K}.agent"),
+    # the chat panel stands on the operations (its agent mode on the agent); the magics, every
+    # one of them, on top
+    f"{K}.chat": (*ON_SESSION, f"{K}.agent", f"{K}.operations"),
+    # rsql-eval: the same operations as the magics (%%sql_ai's, and the agent's turn) over a
+    # question set
+    f"{K}.eval": (*ON_SESSION, f"{K}.agent", f"{K}.operations"),
     f"{K}.magics": None,
 }
 

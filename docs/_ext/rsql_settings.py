@@ -3,7 +3,7 @@ traits' ``help`` when the site is built, so the pages cannot drift from the code
 
 In a MyST page::
 
-    ```{rsql-settings} jupyter_server_ext.config.RSQLProxy
+    ```{rsql-settings} jupyter_server_ext.config.proxy.RSQLProxy
     ```
 
 gives one entry per setting, in the order the class defines them: its name as users write it

@@ -18,7 +18,7 @@ from typing import Any
 from ..engine import Engine
 from ..engine.records import Outcome
 from ..engine.views import status_view
-from ..handlers import ProxyContext
+from ..handlers.base import ProxyContext
 
 log = logging.getLogger("rsql")
 

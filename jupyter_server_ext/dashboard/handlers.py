@@ -21,7 +21,7 @@ from tornado.iostream import StreamClosedError
 
 from ..engine import Caller, EngineError
 from ..engine.errors import Unauthorized
-from ..handlers import RSQLMixin
+from ..handlers.base import RSQLMixin
 from .feed import feed_for, iso
 
 HERE = Path(__file__).parent

@@ -30,9 +30,7 @@ from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
 from .admission.window_specs import zone
 from .admission_step import AdmissionStep
-from .apis.inline import InlineCompletions
 from .apis.native import NATIVE_APIS
-from .apis.stored import StoredResponses
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
 from .bodies.request import ChatRequest, set_end_user
@@ -49,7 +47,6 @@ from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .redaction import Redaction
 from .replies import Replies
 from .settings import EngineSettings
-from .translated import Translated
 from .upstreams.health import KeyHealth
 from .upstreams.pool import PoolRules
 from .upstreams.report import key_report
@@ -182,30 +179,6 @@ class Engine:
             max_depth=limits.max_json_depth,
             max_containers=limits.max_json_containers,
             max_items=limits.max_json_items,
-        )
-        self.translated = Translated(
-            self.chat,
-            self.speaks,
-            StoredResponses(
-                self.state,
-                settings.responses_ttl_seconds,
-                settings.responses_per_user,
-                settings.responses_per_user_bytes,
-                max_bytes=limits.max_body_bytes,
-                max_depth=limits.max_json_depth,
-                max_containers=limits.max_json_containers,
-                max_items=limits.max_json_items,
-                run=self.offload.run,
-                at_rest=self.redaction.at_rest if settings.redact_patterns else None,
-            ),
-            self.parse,
-            self.limiter,
-            self.offload.run,
-            self.bodies.decode,
-            HostedTools(settings.hosted_tools),
-        )
-        self.inline = InlineCompletions(
-            self.chat, settings.inline, self.access, self.windows, self.limiter
         )
         self.forwarder = Forwarder(
             settings,

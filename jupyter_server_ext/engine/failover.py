@@ -23,12 +23,12 @@ from .errors import (
     UpstreamRejected,
 )
 from .exchange import Exchange
+from .formats.reading import scrub
 from .monitoring.metrics import Metrics
 from .records import Caller, Reply
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams.pool import Key, Pool, Slot, request_too_large
-from .upstreams.providers.reading import scrub
 from .upstreams.transport import Transports
 
 log = logging.getLogger("rsql.engine")

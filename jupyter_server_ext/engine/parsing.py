@@ -8,9 +8,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .admission.hosted_tools import reserve_usd
-from .apis import messages as anthropic_api
-from .apis import responses as responses_api
-from .apis.left_out import LeftOut
 from .apis.native import NATIVE_APIS, native_request
 from .bodies.media import billed_image_tokens
 from .bodies.request import (
@@ -19,6 +16,9 @@ from .bodies.request import (
     parse_completions_request,
     parse_embeddings_request,
 )
+from .formats.anthropic import request as anthropic_api
+from .formats.left_out import LeftOut
+from .formats.responses import request as responses_api
 from .settings import EngineSettings
 from .upstreams.pool import Pool
 

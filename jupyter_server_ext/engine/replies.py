@@ -19,7 +19,6 @@ from typing import Any
 from .accounting.pricing import PriceBook
 from .admission.hosted_tools import HostedTools, calls_in_output, calls_in_usage
 from .admission.limiter import rate_class
-from .apis import messages_answer, responses_stream
 from .apis.native import NATIVE_APIS
 from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
@@ -27,6 +26,8 @@ from .bodies.request import ChatRequest
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .errors import UpstreamFailure
 from .exchange import Arrival, Exchange
+from .formats.anthropic import answer as messages_answer
+from .formats.responses import stream as responses_stream
 from .records import Reply
 from .upstreams.pool import Pool
 from .upstreams.specs import Price

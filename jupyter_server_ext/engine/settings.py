@@ -1,6 +1,6 @@
 """The engine's settings, validated by the host's configuration layer before they get here.
 
-Every proxy default is written here once: ``jupyter_server_ext.config`` declares each
+Every proxy default is written here once: ``jupyter_server_ext.config.proxy`` declares each
 ``c.RSQLProxy`` trait with the default it reads from these dataclasses."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import asyncio
 from typing import Any
 
 from ..engine.errors import EngineError, NotFound
-from ..handlers import RSQLMixin
+from ..handlers.base import RSQLMixin
 
 
 def asgi_scope(request: Any, path: str) -> dict[str, Any]:

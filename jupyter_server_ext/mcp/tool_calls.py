@@ -49,6 +49,7 @@ from rsql_sql.mcp.connections import (
 )
 from rsql_sql.policy import SqlPolicy
 
+from ..config.mcp import ConnectionSpec, MCPSettings
 from ..engine import Caller, Engine
 from ..engine.admission.entitlements import agent_off
 from ..engine.admission.limiter import DAY, user_prefix
@@ -56,7 +57,6 @@ from ..engine.admission.shared_state import LeaseCheck, WindowCheck
 from ..engine.errors import ToolRefused
 from ..engine.privacy.redact import Redactor
 from ..engine.records import Outcome
-from .settings import ConnectionSpec, MCPSettings
 
 log = logging.getLogger("rsql.mcp")
 

@@ -16,14 +16,14 @@ from typing import Any
 
 from rsql_magic.agent.loop import Turn
 from rsql_magic.errors import SqlCheckError
+from rsql_sql.catalog import ValuesPolicy
+from rsql_sql.checks.validate import check_sql
 from rsql_sql.connections import DB
 from rsql_sql.execute import run_query
 from rsql_sql.policy import SqlPolicy
 from rsql_sql.schema import Schema, describe_schema
 from rsql_sql.schema.coverage import coverage, needed_columns, shown_columns
 from rsql_sql.schema.misses import column_reason, why_missing
-from rsql_sql.schema.model import ValuesPolicy
-from rsql_sql.validate import check_sql
 
 from .compare import gold_orders_rows
 from .questions import Question

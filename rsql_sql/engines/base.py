@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from sqlglot import exp
     from sqlglot.errors import OptimizeError
 
+    from ..catalog import Schema
     from ..policy import SqlPolicy
-    from ..schema.model import Schema
 
 __all__ = [
     "DB",
@@ -137,7 +137,7 @@ class SqlEngine:
     #: how prompts and messages name it
     title: str = ""
     #: pure functions sqlglot parses as Anonymous in this engine, beyond the common ones
-    #: (:mod:`rsql_sql.functions`), lower-case, space-separated
+    #: (:mod:`rsql_sql.engines.functions`), lower-case, space-separated
     functions: ClassVar[str] = ""
     #: ``FROM f(...)`` functions that generate rows without touching files or the network
     table_functions: ClassVar[str] = ""

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rsql_sql.errors import BadConnection, QueryTimeout, Refused
 
+from ..catalog import assemble
 from ..fetch import Fetched, fetch_bounded
-from ..functions import database_function_names, table_function_allowed, width_problem
-from ..schema.catalog import assemble
 from .base import (
     DB,
     DriverDB,
@@ -31,10 +30,11 @@ from .base import (
     file_of_url,
     run_cursor,
 )
+from .functions import database_function_names, table_function_allowed, width_problem
 
 if TYPE_CHECKING:
+    from ..catalog import Schema
     from ..policy import SqlPolicy
-    from ..schema.model import Schema
 
 __all__ = ["ENGINE", "DuckDB", "DuckDBEngine", "duckdb_parser_check"]
 

@@ -21,16 +21,16 @@ from sqlglot import exp
 from rsql_common.terminal import shown
 from rsql_sql.errors import BadConnection, QueryTimeout, Refused, SuperuserWarning
 
+from ..catalog import assemble
 from ..engine_rules import replace_spans, span
 from ..fetch import Fetched, fetch_bounded
-from ..schema.catalog import assemble
 from .base import DB, DriverDB, QueryBounds, SqlEngine, deadline_after, run_cursor
 
 if TYPE_CHECKING:
     from sqlglot.errors import OptimizeError
 
+    from ..catalog import Schema
     from ..policy import SqlPolicy
-    from ..schema.model import Schema
 
 __all__ = [
     "DECLARE_PREFIX",

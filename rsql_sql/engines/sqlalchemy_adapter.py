@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from rsql_sql.errors import QueryTimeout
 
+from ..catalog import assemble
 from ..dialects import sqlglot_dialect
 from ..fetch import Fetched
-from ..schema.catalog import assemble
 from .base import DB, QueryBounds, file_identity
 from .registry import engine_for
 
 if TYPE_CHECKING:
-    from ..schema.model import Schema
+    from ..catalog import Schema
 
 __all__ = ["SQLAlchemyDB", "dispose_url_pools", "from_url"]
 

@@ -21,11 +21,10 @@ from sqlglot import exp
 
 from rsql_sql.errors import BadConnection, QueryTimeout
 
+from ..catalog import assemble
 from ..engine_rules import MAX_REWRITES, literal, replace_spans, span, unresolved_column
 from ..fetch import Fetched, fetch_bounded
-from ..functions import database_function_names
 from ..parse import parse_statements
-from ..schema.catalog import assemble
 from .base import (
     DB,
     DriverDB,
@@ -36,11 +35,12 @@ from .base import (
     file_identity,
     file_of_url,
 )
+from .functions import database_function_names
 
 if TYPE_CHECKING:
     from sqlglot.errors import OptimizeError
 
-    from ..schema.model import Schema
+    from ..catalog import Schema
 
 __all__ = ["ENGINE", "SQLiteDB", "SQLiteEngine", "sqlite_authorizer", "sqlite_string_literals"]
 

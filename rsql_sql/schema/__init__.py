@@ -1,8 +1,8 @@
 """SQL schema capture, shared by %%sql_ai (validation) and %%ask (context).
 
-One module per concern: :mod:`.model` (``Schema``, ``Table``, ``Column``, ``ForeignKey``),
-:mod:`.backends` (``capture_schema``: asks the connection's engine), :mod:`.catalog` (catalog
-rows made into a ``Schema``),
+The captured shape itself (``Schema``, ``Table``, ``Column``, ``ForeignKey``) is
+:mod:`rsql_sql.catalog`, below the engines that return it; re-exported here. One module per
+concern: :mod:`.backends` (``capture_schema``: asks the connection's engine),
 :mod:`.render` (compact DDL within a budget: ``describe_schema``, ``describe_connection``),
 :mod:`.notes` (the values and date ranges commented on columns),
 :mod:`.words` (names and questions as comparable words), :mod:`.index` (per-schema word
@@ -11,8 +11,8 @@ values, only where the context policy allows), :mod:`.rank` (tables ordered by r
 the question, join paths completed).
 """
 
+from ..catalog import Column, ForeignKey, Schema, Table
 from .backends import capture_schema, infer_dialect
-from .model import Column, ForeignKey, Schema, Table
 from .rank import Ranking, rank, rank_tables
 from .render import describe_connection, describe_schema, render_ddl
 from .values import capture_values

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..catalog import MAX_COLUMNS, MAX_TABLES, Schema
 from ..engines import DB, jupysql_current, resolve
-from .model import MAX_COLUMNS, MAX_TABLES, Schema
 
 __all__ = ["as_db", "capture_schema", "infer_dialect"]
 

@@ -23,7 +23,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from .model import Schema, Table
+from ..catalog import Schema, Table
 
 __all__ = ["Coverage", "coverage", "needed_columns", "shown_columns"]
 

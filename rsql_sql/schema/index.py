@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Schema, Table
+from ..catalog import Schema, Table
 from .words import name_words
 
 __all__ = ["KEY_TAILS", "SchemaIndex", "TableInfo", "index_of"]

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..catalog import Schema, Table, ValuesPolicy
 from .coverage import shown_columns
-from .model import Schema, Table, ValuesPolicy
 from .rank import rank
 
 __all__ = ["REASONS", "Miss", "column_reason", "why_missing"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .model import Schema, Table, ValuesPolicy
+from ..catalog import Schema, Table, ValuesPolicy
 from .rank import Ranking
 from .words import one_line
 

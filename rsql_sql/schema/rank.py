@@ -22,8 +22,8 @@ import re
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+from ..catalog import Schema, Table, ValuesPolicy
 from .index import SchemaIndex, index_of
-from .model import Schema, Table, ValuesPolicy
 from .name_match import (
     column_abbreviation_hits,
     column_prefix_hits,

@@ -18,10 +18,10 @@ from typing import Any
 
 from rsql_sql import defaults
 
+from ..catalog import MAX_TABLES, Schema, Table, ValuesPolicy
 from ..policy import SqlPolicy
 from .backends import capture_schema
 from .index import KEY_TAILS, SchemaIndex, TableInfo, index_of
-from .model import MAX_TABLES, Schema, Table, ValuesPolicy
 from .notes import column_notes
 from .rank import Ranking, rank
 from .values import capture_values, is_text_type

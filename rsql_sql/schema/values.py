@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import astuple
 from typing import Any
 
+from ..catalog import Schema, ValuesPolicy
 from ..errors import QueryTimeout
 from ..policy import SqlPolicy
 from .backends import as_db
-from .model import Schema, ValuesPolicy
 from .rank import rank
 from .value_index import BuildParams, Column, Read, Values, categorical_values, value_index
 from .words import name_words, question_literals

@@ -636,7 +636,7 @@ def test_snapshot_says_when_the_state_backend_and_database_are_unreachable() -> 
     the page's red banners) says which backend is down, and still shows the keys."""
     require("redis")
     require("asyncpg")
-    from jupyter_server_ext.config import RSQLProxy
+    from jupyter_server_ext.config.proxy import RSQLProxy
     from jupyter_server_ext.dashboard.feed import build_snapshot
     from jupyter_server_ext.wiring import build_engine
     from tests.helpers import free_port

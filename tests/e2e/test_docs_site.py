@@ -105,7 +105,7 @@ def test_demo_page_is_replayed(site: Path) -> None:
 
 
 def test_settings_pages_list_every_setting(site: Path) -> None:
-    from jupyter_server_ext.config import RSQLProxy
+    from jupyter_server_ext.config.proxy import RSQLProxy
     from rsql_magic.magics.ask import RSQLMagic
 
     proxy = _parse(site / "admins" / "settings-reference.html").ids

@@ -1,5 +1,5 @@
 """A user's Jupyter server on a hub (issue 55): ``RSQL_PROXY_URL`` names the hub's service, so its
-kernels ask there and the editor's completions are passed on there (``forward.py``). Such a
+kernels ask there and the editor's completions are passed on there (``hub_relay.py``). Such a
 server starts no model of its own: a llama.cpp process of about 360 MB per user server would be
 180 GB on a hub of 500 users, for answers that never come from it.
 

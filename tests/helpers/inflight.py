@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jupyter_server_ext.config import RSQLProxy
+from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine import Caller, Engine
 from jupyter_server_ext.wiring import build_engine
 from tests.helpers.fake_provider import FakeProvider

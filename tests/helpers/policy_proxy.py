@@ -14,8 +14,8 @@ from typing import Any
 
 from tornado import httpclient, httpserver, netutil, web
 
-from jupyter_server_ext.config import RSQLProxy
-from jupyter_server_ext.handlers import ProxyContext
+from jupyter_server_ext.config.proxy import RSQLProxy
+from jupyter_server_ext.handlers.base import ProxyContext
 from jupyter_server_ext.routes import make_handlers
 from jupyter_server_ext.service import ServiceBase
 from jupyter_server_ext.wiring import build_engine

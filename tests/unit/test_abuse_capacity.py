@@ -370,7 +370,7 @@ async def test_the_second_wall_holds_when_a_translator_fails_in_a_way_nobody_for
     request is a 400 that sends nothing and counts in no window, logged once, not per request."""
     from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
     from jupyter_server_ext.engine.errors import EngineError
-    from jupyter_server_ext.engine.upstreams.providers.kinds import OpenAIKind
+    from jupyter_server_ext.engine.upstreams.kinds import OpenAIKind
     from jupyter_server_ext.state import MemoryState
 
     class NobodyForesawThisError(Exception):

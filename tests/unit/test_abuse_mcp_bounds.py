@@ -23,12 +23,12 @@ import pytest
 
 from rsql_common.context_policy import ContextPolicy
 from rsql_sql import defaults
+from rsql_sql.checks.validate import check_sql
 from rsql_sql.connections import DuckDB, SQLiteDB
 from rsql_sql.errors import SqlAIError, SqlCheckError, SqlTooLarge
 from rsql_sql.loop import run_question
 from rsql_sql.parse import parse_statements
 from rsql_sql.schema import capture_schema
-from rsql_sql.validate import check_sql
 from rsql_sql.warehouse import forget_schema, run_sql
 
 # the finding's statement: a 45 kB chain of ORs

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rsql_magic.render import extract_code
-from rsql_sql.validate import extract_sql
+from rsql_sql.checks.validate import extract_sql
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import InProcessJupyter

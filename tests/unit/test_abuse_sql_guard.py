@@ -9,9 +9,9 @@ import sqlite3
 import pytest
 
 from rsql_magic.errors import Refused
+from rsql_sql.checks.guard import check_statements
 from rsql_sql.connections import resolve
 from rsql_sql.execute import run_query
-from rsql_sql.guard import check_statements
 from rsql_sql.parse import parse_statements
 from rsql_sql.policy import SqlPolicy
 

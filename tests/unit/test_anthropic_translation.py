@@ -19,8 +19,7 @@ import pytest
 
 from jupyter_server_ext.engine.bodies.streams import Collector, event_json
 from jupyter_server_ext.engine.errors import BadRequest
-from jupyter_server_ext.engine.upstreams.buckets import Bucket, parse_duration
-from jupyter_server_ext.engine.upstreams.providers.anthropic import (
+from jupyter_server_ext.engine.formats.anthropic.upstream import (
     ANTHROPIC_VERSION,
     StreamTranslator,
     Untranslatable,
@@ -29,7 +28,8 @@ from jupyter_server_ext.engine.upstreams.providers.anthropic import (
     openai_error,
     rate_headers,
 )
-from jupyter_server_ext.engine.upstreams.providers.reading import scrub
+from jupyter_server_ext.engine.formats.reading import scrub
+from jupyter_server_ext.engine.upstreams.buckets import Bucket, parse_duration
 
 MODEL = "claude-sonnet-4-5"  # the provider's name
 PUBLIC = "claude"  # the name the caller asked for

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from jupyter_server_ext.auth import hub_caller, is_admin, jupyter_caller, make_caller
-from jupyter_server_ext.config import RSQLProxy
+from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine.errors import Forbidden
 
 

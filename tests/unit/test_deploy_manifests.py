@@ -21,8 +21,8 @@ import pytest
 import yaml
 from traitlets.config.loader import PyFileConfigLoader
 
-from jupyter_server_ext.auth import check_admin_names
-from jupyter_server_ext.config import RSQLProxy
+from jupyter_server_ext.config.check import check_admin_names
+from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.dashboard.hub_login import make_hub_auth
 from jupyter_server_ext.service import (
     DRAIN_CLOSE_SECONDS,

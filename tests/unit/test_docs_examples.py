@@ -170,7 +170,7 @@ def test_copying_both_pages_overrides_keeps_both(
     check_proxy_config(path)
     app = RSQLProxyService()
     app.initialize(["--config", str(path)])
-    from jupyter_server_ext.config import RSQLProxy
+    from jupyter_server_ext.config.proxy import RSQLProxy
 
     overrides = RSQLProxy(parent=app).limit_overrides
     assert {"user:alice", "group:staff", "group:students"} <= set(overrides)

@@ -170,7 +170,7 @@ async def test_the_second_wall_holds_when_reading_an_answer_fails_in_a_way_nobod
     """The first wall is each dialect's own reading; if one still raises (a bug to come), the
     request is a failure of that key (the provider had it, so it counts in its window), logged
     once, not per request, and never a 500."""
-    from jupyter_server_ext.engine.upstreams.providers.kinds import OpenAIKind
+    from jupyter_server_ext.engine.upstreams.kinds import OpenAIKind
 
     class NobodyForesawThisAnswerError(Exception):
         pass

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_server_ext.config import RSQLProxy
+from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine.errors import ConfigError
 
 UPSTREAMS = [{"name": "a", "base_url": "http://127.0.0.1:9/v1", "api_key": "k", "models": ["m"]}]

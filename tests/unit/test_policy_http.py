@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_server_ext.config import RSQLProxy
+from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine import ConfigError
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider

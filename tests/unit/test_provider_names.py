@@ -130,7 +130,7 @@ def test_a_provider_name_inside_a_longer_one_is_told_as_its_own_public_name() ->
 async def test_azures_filter_results_ride_on_a_legacy_completions_chunk_too() -> None:
     """A legacy completions stream is no chat one: Azure's filter results are kept on its
     first chunk all the same, never held back for a chat chunk that does not come."""
-    from jupyter_server_ext.engine.upstreams.providers.kinds import AzureKind
+    from jupyter_server_ext.engine.upstreams.kinds import AzureKind
 
     results = [{"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False}}}]
     opening = {"id": "", "object": "", "created": 0, "model": "", "choices": []}

@@ -137,7 +137,7 @@ def test_a_laptops_anthropic_and_gemini_keys_make_in_process_upstreams() -> None
 def test_the_provider_kinds_are_one_registry() -> None:
     """The kinds the setting accepts, their default URLs, the APIs they speak natively and
     whether they run locally all come from one table; no upstream is spoken as a guessed kind."""
-    from jupyter_server_ext.engine.upstreams.providers.kinds import KINDS, kind_for
+    from jupyter_server_ext.engine.upstreams.kinds import KINDS, kind_for
 
     with pytest.raises(ConfigError) as err:
         parse_upstreams([{"name": "x", "provider": "bedrock", "api_key": "k"}], env={})

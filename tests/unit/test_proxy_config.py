@@ -44,7 +44,7 @@ def test_bad_config_stops_startup_naming_field_and_upstream(
 def test_bad_upstream_values_are_named(
     field: str, value, needle: str, fresh_provider: FakeProvider
 ) -> None:
-    from jupyter_server_ext.config import RSQLProxy
+    from jupyter_server_ext.config.proxy import RSQLProxy
     from jupyter_server_ext.engine.errors import ConfigError
 
     ups = upstreams_for(fresh_provider)

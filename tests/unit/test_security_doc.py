@@ -8,10 +8,10 @@ import ast
 import re
 from importlib import metadata
 
-from jupyter_server_ext.admin_handlers import ADMIN_ROUTES
-from jupyter_server_ext.api_handlers import API_ROUTES
 from jupyter_server_ext.dashboard.handlers import ROUTES as DASHBOARD_ROUTES
-from jupyter_server_ext.handlers import ROUTES as PROXY_ROUTES
+from jupyter_server_ext.handlers.admin import ADMIN_ROUTES
+from jupyter_server_ext.handlers.apis import API_ROUTES
+from jupyter_server_ext.handlers.base import ROUTES as PROXY_ROUTES
 from jupyter_server_ext.service import HEALTH_LIVE, HEALTH_READY
 from tests.helpers import REPO
 

@@ -111,7 +111,7 @@ def test_a_trait_without_help_is_reported() -> None:
 
 
 def test_settings_come_in_the_order_the_class_defines_them() -> None:
-    from jupyter_server_ext.config import RSQLProxy
+    from jupyter_server_ext.config.proxy import RSQLProxy
 
     names = [s.name for s in _extension().settings(RSQLProxy)]
     own = [n for n in names if n in RSQLProxy.class_own_traits(config=True)]

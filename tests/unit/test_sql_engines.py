@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from rsql_magic.errors import BadConnection, Refused
+from rsql_sql.checks.guard import check_statements
 from rsql_sql.connections import resolve
 from rsql_sql.engines import SqlEngine, engine_for, engine_for_url, engines
-from rsql_sql.guard import check_statements
 from rsql_sql.loop import dialect_label
 from rsql_sql.parse import parse_statements
 from rsql_sql.policy import SqlPolicy

@@ -8,8 +8,8 @@ import pytest
 
 from rsql_common.stages import STAGES
 from rsql_magic.errors import Refused, RSQLError, SqlAIError, SqlCheckError
+from rsql_sql.checks.guard import check_statements
 from rsql_sql.connections import resolve
-from rsql_sql.guard import check_statements
 from rsql_sql.loop import run_question
 from rsql_sql.parse import parse_statements
 

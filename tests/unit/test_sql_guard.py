@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rsql_magic.errors import Refused
-from rsql_sql.guard import check_statements
+from rsql_sql.checks.guard import check_statements
+from rsql_sql.checks.validate import check_sql, extract_sql
 from rsql_sql.parse import parse_statements
-from rsql_sql.validate import check_sql, extract_sql
 
 
 def guard(sql: str, dialect: str = "postgres", *, allow_write: bool = False) -> str:

@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 
 from rsql_magic.errors import Refused, SqlAIError
+from rsql_sql.checks.guard import check_statements
+from rsql_sql.checks.validate import check_sql
 from rsql_sql.connections import FramesDB, resolve
 from rsql_sql.execute import WITHHELD, sanitize_error
-from rsql_sql.guard import check_statements
 from rsql_sql.parse import parse_statements
 from rsql_sql.policy import SqlPolicy
-from rsql_sql.validate import check_sql
 from tests.helpers import require
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.sql_fixtures import (

@@ -28,19 +28,21 @@ from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseStreamEvent
 
 from jupyter_server_ext.engine import parse_upstreams
-from jupyter_server_ext.engine.apis import messages as messages_api
-from jupyter_server_ext.engine.apis import messages_answer, responses_answer, responses_stream
-from jupyter_server_ext.engine.apis import responses as responses_api
 from jupyter_server_ext.engine.bodies.request import parse_chat_request
 from jupyter_server_ext.engine.errors import BadRequest, Untranslatable, UpstreamFailure
-from jupyter_server_ext.engine.upstreams.providers import anthropic
-from jupyter_server_ext.engine.upstreams.providers.kinds import (
+from jupyter_server_ext.engine.formats.anthropic import answer as messages_answer
+from jupyter_server_ext.engine.formats.anthropic import request as messages_api
+from jupyter_server_ext.engine.formats.anthropic import upstream as anthropic
+from jupyter_server_ext.engine.formats.reading import MAX_COUNT, read_json
+from jupyter_server_ext.engine.formats.responses import answer as responses_answer
+from jupyter_server_ext.engine.formats.responses import request as responses_api
+from jupyter_server_ext.engine.formats.responses import stream as responses_stream
+from jupyter_server_ext.engine.upstreams.kinds import (
     AnthropicKind,
     AzureKind,
     GeminiKind,
     OpenAIKind,
 )
-from jupyter_server_ext.engine.upstreams.providers.reading import MAX_COUNT, read_json
 from jupyter_server_ext.engine.upstreams.transport.protocol import (
     anonymized,
     with_public_model,

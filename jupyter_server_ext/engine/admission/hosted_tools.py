@@ -16,12 +16,12 @@ reports (``web_search_call`` items, ``server_tool_use`` counts).
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest, ConfigError
+from ..formats.hosted_kinds import kind_of
 
 # USD a call, as the providers publish them (their API pricing pages), the dearest path of each
 # where a kind has several, so a default never charges less than a provider may bill: OpenAI's
@@ -45,39 +45,7 @@ DEFAULT_PRICES: dict[str, float] = {
     "tool_search": 0.0,
 }
 KINDS = tuple(DEFAULT_PRICES)
-# tool types of the providers' APIs -> kind; a dated suffix (web_search_20250305) or _preview
-# is read off first
-_ALIASES = {
-    "web_search": "web_search",
-    "web_fetch": "web_fetch",
-    "file_search": "file_search",
-    "code_interpreter": "code_interpreter",
-    "code_execution": "code_interpreter",
-    "image_generation": "image_generation",
-    "mcp": "mcp",
-    "computer_use": "computer_use",
-    "computer": "computer_use",
-    "local_shell": "shell",
-    "shell": "shell",
-    "bash": "shell",
-    "apply_patch": "apply_patch",
-    "text_editor": "text_editor",
-    "str_replace_editor": "text_editor",
-    "str_replace_based_edit_tool": "text_editor",
-    "memory": "memory",
-    "tool_search_tool_regex": "tool_search",
-    "tool_search_tool_bm25": "tool_search",
-    "tool_search": "tool_search",
-}
-_DATED = re.compile(r"(_preview)?(_\d{4}_?\d{2}_?\d{2})?(_preview)?$")
 _FIELDS = ("offered", "groups", "price_per_call", "max_calls", "if_not_run")
-
-
-def kind_of(tool_type: str) -> str:
-    """The kind of a hosted tool's type as an API names it; an unknown type is its own kind
-    (never offered unless an admin names it, so dropped or refused as the default says)."""
-    bare = _DATED.sub("", tool_type.strip().lower())
-    return _ALIASES.get(bare, bare or "unknown")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The editor's inline completions (``{proxy}inline``), translated at the edge onto Engine.chat.
+"""The editor's inline completions (``{proxy}inline``): the request, the prompt, the answer's text.
 
 JupyterLab's inline completer (``frontend/src/completion/``) asks with the text around the
 cursor, a few previous cells and what the kernel holds: frames' and R objects' columns, the
@@ -10,26 +10,19 @@ model (fill-in-the-middle through ``v1/completions`` with ``suffix`` when the ad
 model takes it, else a chat request) and turns the answer into the plain text to insert: fences
 and prose gone, what the cell already holds before or after the cursor cut. Admission in the
 completion rate class, budgets, windows, entitlements, redaction, the cache, failover, the
-dropped-stream charge and the usage row are Engine.chat's, as for every other request.
+dropped-stream charge and the usage row are Engine.chat's, as for every other request: the edge
+that asks it is ``engine/edges/inline.py``.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ..admission.entitlements import Access, check_feature
-from ..admission.limiter import Limiter
-from ..admission.policy_windows import PolicyWindows
-from ..admission.window_specs import PolicyWindow, iso_utc
 from ..bodies.request import CONTROL_CHARACTERS as CONTROLS  # rsql_common/hidden.py: one list
-from ..bodies.request import notebook_path
-from ..bodies.streams import event_json
-from ..errors import BadRequest, EngineError
-from ..records import Caller, Reply
+from ..errors import BadRequest
 
 # what one completion may carry (the frontend keeps within these; more is cut, never refused:
 # a long cell still deserves a completion)
@@ -386,156 +379,3 @@ def answer_text(answer: Any) -> str:
     message = choice.get("message")
     text = message.get("content") if isinstance(message, dict) else choice.get("text")
     return text if isinstance(text, str) else ""
-
-
-def _delta_text(chunk: dict[str, Any]) -> str:
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return ""  # the usage chunk, keep-alives
-    delta = choices[0].get("delta")
-    text = delta.get("content") if isinstance(delta, dict) else choices[0].get("text")
-    return text if isinstance(text, str) else ""
-
-
-def _event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
-
-
-async def _stream(
-    events: AsyncGenerator[bytes, None], req: InlineRequest, model: str, cached: bool
-) -> AsyncGenerator[bytes, None]:
-    """The upstream's chat or completion stream as cumulative cleaned text, then a done event.
-    Closing this closes `events`: a client that goes away is charged as for any stream."""
-    raw, shown = "", ""
-    try:
-        async for ev in events:
-            obj = event_json(ev)
-            if obj is None:
-                continue
-            if "error" in obj:  # the stream failed upstream: said once, then the end
-                yield _event({"error": obj["error"]})
-                return
-            piece = _delta_text(obj)
-            if not piece:
-                continue
-            raw += piece
-            text = clean(raw, req.prefix, req.suffix, final=False)
-            if text != shown:
-                shown = text
-                yield _event({"text": text})
-        text = clean(raw, req.prefix, req.suffix)
-        yield _event({"done": True, "text": text, "model": model, "cached": cached})
-    finally:
-        await events.aclose()
-
-
-Chat = Callable[..., Awaitable[Reply]]
-
-
-def _takes_models(window: PolicyWindow) -> bool:
-    """Whether a window in force narrows the models (local-only, a custom window's list)."""
-    return window.mode == "local-only" or (window.mode == "custom" and window.models is not None)
-
-
-class InlineCompletions:
-    """``{proxy}inline``: one completion on Engine.chat's path (`chat`), in the caller's
-    "inline" rate class (``Caller.client``, which only this edge sets), and what the editor's
-    status item shows."""
-
-    def __init__(
-        self,
-        chat: Chat,
-        settings: InlineSettings,
-        access: Callable[[Caller], Awaitable[Access]],
-        windows: PolicyWindows,
-        limiter: Limiter,
-    ) -> None:
-        self.chat = chat
-        self.settings = settings
-        self.access = access  # Engine.access
-        self.windows = windows
-        self.limiter = limiter
-
-    async def complete(self, body: Any, caller: Caller, **kw: Any) -> Reply:
-        req = parse(body)
-        if not kw.get("notebook") and req.notebook:  # the header wins; either is checked
-            kw["notebook"] = notebook_path(req.notebook)
-        fim = self.settings.fim
-        upstream = fim_body(req, self.settings) if fim else chat_body(req, self.settings)
-        reply = await self.chat(
-            upstream,
-            replace(caller, client="inline"),
-            endpoint="completions" if fim else "chat/completions",
-            api="inline",
-            **kw,
-        )
-        cached = reply.headers.get("X-RSQL-Cache") == "hit"
-        if reply.events is None:
-            try:
-                answer = json.loads(reply.body)
-            except ValueError:
-                answer = None
-            text = clean(answer_text(answer), req.prefix, req.suffix)
-            reply.body = json.dumps({"text": text, "model": reply.model, "cached": cached}).encode()
-            reply.headers["Content-Type"] = "application/json"
-            return reply
-        reply.events = _stream(reply.events, req, reply.model, cached)
-        return reply
-
-    async def status(self, caller: Caller) -> dict[str, Any]:
-        """``GET {proxy}inline``: whether the caller's completions are on now, and if not why
-        (a policy window, the admin's switch, no model they may use, the budget spent)."""
-        access = await self.access(caller)
-        model = self.settings.model or access.default_model
-        out: dict[str, Any] = {"model": model}
-        window, span = access.window, access.span
-        # a window's end, so the editor asks again the moment it is over (not at its next poll)
-        ends = self._window_end(span)
-        if window is not None and span is not None and window.mode == "off":
-            refused: EngineError = self.windows.refusal(window, span)
-            return {**out, "on": False, "reason": "window", "message": refused.message, **ends}
-        try:
-            check_feature("inline", access, self.windows, caller.user)
-        except EngineError as exc:
-            if exc.code == "policy_window":
-                return {**out, "on": False, "reason": "window", "message": exc.message, **ends}
-            return {**out, "on": False, "reason": "off", "message": exc.message}
-        if not model or not access.allows(model):
-            if window is not None and span is not None and _takes_models(window):
-                # local-only, or a custom window's model list: the window is why, until its end
-                refused = self.windows.refusal(window, span, access.models)
-                return {**out, "on": False, "reason": "window", "message": refused.message, **ends}
-            why = (
-                f"the completion model {model!r} is not among your models"
-                if model
-                else ("no completion model is configured and you have no default model")
-            )
-            return {**out, "on": False, "reason": "no_model", "message": why + "; ask your admin"}
-        try:
-            budget = (await self.limiter.snapshot(caller.user, caller.groups))["budget"]
-            hub_spent = await self.limiter.global_spent()
-        except Exception:  # a state outage: the completion itself will say what is wrong
-            budget = hub_spent = None
-        hub_limit = self.limiter.settings.global_daily_budget_usd
-        if budget is not None and budget["remaining_usd"] <= 0:
-            spent = "today's budget is spent"
-        elif hub_spent is not None and hub_limit is not None and hub_spent >= hub_limit:
-            spent = "the hub's budget for today is spent"  # every request is refused, whoever asks
-        else:
-            spent = ""
-        if spent:
-            return {
-                **out,
-                "on": False,
-                "reason": "budget",
-                "message": f"{spent}; completions are back at {self.limiter.day_resets_at()}",
-            }
-        return {**out, "on": True, "reason": None, "message": f"completions by {model}"}
-
-    def _window_end(self, span: tuple[float, float] | None) -> dict[str, Any]:
-        """``ends_at`` (UTC) and ``ends_in_s`` of the window in force: seconds from now, so a
-        browser whose clock is off still asks again at the right moment."""
-        if span is None:
-            return {}
-        left = max(0.0, span[1] - self.windows.clock())
-        return {"ends_at": iso_utc(span[1]), "ends_in_s": round(left, 1)}

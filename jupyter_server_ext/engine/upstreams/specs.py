@@ -1,7 +1,7 @@
 """What an admin configures for each upstream, validated: provider kinds, keys, accounts,
 models and public names, limit strings and prices.
 
-The traitlets layer (``jupyter_server_ext.config``) reads user configuration and hands plain
+The traitlets layer (``jupyter_server_ext.config.proxy``) reads user configuration and hands plain
 dicts here; this module turns them into frozen dataclasses or raises ``ConfigError`` naming the
 upstream and the field, so a typo stops start-up instead of silently dropping a limit.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import limits as limits_lib
 
 from ..errors import ConfigError
-from .providers.kinds import KINDS
+from .kinds import KINDS
 
-# the provider kinds the setting accepts: the registry's (providers/kinds.py)
+# the provider kinds the setting accepts: the registry's (upstreams/kinds.py)
 PROVIDERS = tuple(KINDS)
 AZURE_AUTH = ("api-key", "entra")
 # llama-cpp-python's chat formats (llama_chat_format, 0.3.36), written out: asking the library

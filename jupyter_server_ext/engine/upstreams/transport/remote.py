@@ -17,8 +17,8 @@ from typing import Any
 
 from ...bodies import json_codec
 from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
-from ..providers.kinds import kind_for, passed_headers
-from ..providers.reading import scrub
+from ...formats.reading import scrub
+from ..kinds import kind_for, passed_headers
 from ..specs import UpstreamSpec
 from .http11 import HTTP11Client
 from .protocol import UpstreamReply, anonymized, with_public_model

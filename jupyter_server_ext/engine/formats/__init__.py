@@ -1,0 +1,12 @@
+"""The wire formats the proxy reads and writes besides OpenAI's chat completions, one home each,
+both directions (as sqlglot keeps a dialect): pure functions, no I/O.
+
+``anthropic/`` is Anthropic's Messages API, inbound (a client's request into the chat form, the
+chat answer back as a Message or its stream events: ``request``, ``answer``) and outbound (a
+chat request to an Anthropic upstream, its answer back into the chat form: ``upstream``,
+``upstream_answer``, ``http``), with the one map of why an answer ended (``stop_reasons``).
+``responses/`` is OpenAI's Responses API, inbound (``request``, ``answer``, ``stream``).
+Shared by them: ``chat`` (a chat answer's or chunk's fields read whatever they hold),
+``left_out`` (what a request's chat form leaves out), ``hosted_kinds`` (the providers' hosted
+tool types, by kind) and ``reading`` (what providers send, read as the hostile input it is).
+"""

@@ -1,0 +1,41 @@
+"""The hosted tools' types as the providers' APIs name them, read as one kind each (what the
+admin governs in ``c.RSQLProxy.hosted_tools``; ``admission.hosted_tools``)."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["kind_of"]
+
+# tool types of the providers' APIs -> kind; a dated suffix (web_search_20250305) or _preview
+# is read off first
+_ALIASES = {
+    "web_search": "web_search",
+    "web_fetch": "web_fetch",
+    "file_search": "file_search",
+    "code_interpreter": "code_interpreter",
+    "code_execution": "code_interpreter",
+    "image_generation": "image_generation",
+    "mcp": "mcp",
+    "computer_use": "computer_use",
+    "computer": "computer_use",
+    "local_shell": "shell",
+    "shell": "shell",
+    "bash": "shell",
+    "apply_patch": "apply_patch",
+    "text_editor": "text_editor",
+    "str_replace_editor": "text_editor",
+    "str_replace_based_edit_tool": "text_editor",
+    "memory": "memory",
+    "tool_search_tool_regex": "tool_search",
+    "tool_search_tool_bm25": "tool_search",
+    "tool_search": "tool_search",
+}
+_DATED = re.compile(r"(_preview)?(_\d{4}_?\d{2}_?\d{2})?(_preview)?$")
+
+
+def kind_of(tool_type: str) -> str:
+    """The kind of a hosted tool's type as an API names it; an unknown type is its own kind
+    (never offered unless an admin names it, so dropped or refused as the default says)."""
+    bare = _DATED.sub("", tool_type.strip().lower())
+    return _ALIASES.get(bare, bare or "unknown")
