@@ -14,7 +14,7 @@ Two grammars, each defined once for the kernel and the proxy:
   blockquote or a nested list (``> ~~~sql``) is prose to all four; a frontend may still draw
   it as code, and nothing offers or runs it.
 - **What runs as SQL** (:data:`FENCE_BLOCK`, :func:`sql_blocks`, :class:`SqlBlockScanner`):
-  ``extract_sql`` (``rsql_sql/validate.py``) runs the first block that :data:`FENCE_BLOCK`
+  ``extract_sql`` (``rsql_sql/checks/validate.py``) runs the first block that :data:`FENCE_BLOCK`
   finds with a language in :data:`SQL_FENCE_LANGUAGES` (a bare fence counts). The proxy maps
   redaction placeholders back to a user's values in answers, and must never do so inside a
   block that would run as SQL (a value mapped into it would be data turned into code), so it
