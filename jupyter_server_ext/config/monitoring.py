@@ -1,6 +1,6 @@
 """The ``c.RSQLProxy`` settings of monitoring: the alert webhooks and OpenTelemetry tracing.
 
-A base class of ``config.RSQLProxy``, as ``config.completions``'s is, so admins write them as
+A base class of ``config.RSQLProxy``, as ``config.inline``'s is, so admins write them as
 every other proxy setting; kept apart because they are one concern's, the engine's
 ``monitoring`` room: telling admins when something breaks (docs/admins/alerts.md) and tracing
 each request (docs/admins/tracing.md).

@@ -23,7 +23,7 @@ from ..engine.admission.window_specs import parse_windows, zone
 from ..engine.errors import ConfigError
 from ..engine.privacy.redact import parse_context_policy, parse_redact_patterns
 from ..engine.upstreams.specs import DEFAULT_LOCAL_MODEL, parse_budget_usd
-from .completions import CompletionSettings
+from .inline import InlineCompletionSettings
 from .mcp import MCPSettings, parse_mcp_settings
 from .monitoring import MonitoringSettings
 from .requests import RequestSettings
@@ -73,7 +73,7 @@ class Problems(list[str]):
             return failed
 
 
-class RSQLProxy(MonitoringSettings, RequestSettings, CompletionSettings):
+class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
     """The shared LLM proxy: upstream keys, limits, budgets, cache and usage log."""
 
     upstreams = List(

@@ -1,6 +1,6 @@
 """The ``c.RSQLProxy`` settings that bound what one request may carry.
 
-A base class of ``config.RSQLProxy``, as ``config.completions``'s is, so admins write them as
+A base class of ``config.RSQLProxy``, as ``config.inline``'s is, so admins write them as
 every other proxy setting; kept apart because they are one concern's: the body's size, the
 nesting and count of its JSON and its messages, bounded before the proxy spends work on a
 request (``engine.bodies.request.RequestLimits``).

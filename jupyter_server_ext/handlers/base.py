@@ -439,7 +439,7 @@ class ChatCompletionsMixin(RSQLMixin):
             stream.close()
 
 
-class CompletionsMixin(ChatCompletionsMixin):
+class LegacyCompletionsMixin(ChatCompletionsMixin):
     """POST v1/completions, the legacy text completions, streaming and not."""
 
     endpoint = "completions"
@@ -575,7 +575,7 @@ class RedactMixin(JSONEndpoint):
 
 ROUTES: list[tuple[str, type]] = [
     ("v1/chat/completions", ChatCompletionsMixin),
-    ("v1/completions", CompletionsMixin),
+    ("v1/completions", LegacyCompletionsMixin),
     ("v1/embeddings", EmbeddingsMixin),
     ("v1/models", ModelsMixin),
     ("v1/models/(.+)", ModelMixin),

@@ -132,7 +132,7 @@ def offered_tools(body: Any) -> str | None:
     return None
 
 
-def completions_off(user: str) -> Forbidden:
+def inline_completions_off(user: str) -> Forbidden:
     """The 403 for an inline completion when the admin turned completions off for `user`."""
     return Forbidden(
         f"inline completions are off for {user[:80]!r} on this hub (an admin's setting: "
@@ -158,9 +158,9 @@ def check_feature(
             raise agent_off(user, offered)
     if client == "inline":
         if window is not None and span is not None and not window.completions:
-            raise windows.completions_refusal(window, span)
+            raise windows.inline_completions_refusal(window, span)
         if not access.completions:
-            raise completions_off(user)
+            raise inline_completions_off(user)
 
 
 def me_fields(access: Access, tz: Any) -> dict[str, Any]:

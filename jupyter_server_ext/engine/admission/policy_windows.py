@@ -175,7 +175,9 @@ class PolicyWindows:
             return self.feature_refusal(window, span, feature, "ask without tools", offered)
         return self.feature_refusal(window, span, "agent mode", instead)
 
-    def completions_refusal(self, window: PolicyWindow, span: tuple[float, float]) -> EngineError:
+    def inline_completions_refusal(
+        self, window: PolicyWindow, span: tuple[float, float]
+    ) -> EngineError:
         """The 403 an inline completion gets inside a window that turns completions off."""
         return self.feature_refusal(window, span, "inline completions", "%%ask still answers")
 

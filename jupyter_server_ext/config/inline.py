@@ -21,7 +21,7 @@ DEFAULTS = InlineSettings()
 NO_FIM = ("anthropic", "gemini", "llama_cpp")
 
 
-class CompletionSettings(Configurable):
+class InlineCompletionSettings(Configurable):
     """Inline completions in JupyterLab and Notebook 7."""
 
     inline_completions = Bool(
