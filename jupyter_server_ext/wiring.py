@@ -54,11 +54,8 @@ def build_engine(
     )
     state: StateBackend = MemoryState()
     ledger: Ledger | None = None
+    # the URLs' schemes and the spool's size were checked by engine_settings, with the rest
     if proxy.state_url:
-        if not proxy.state_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"RSQLProxy.state_url must be a redis:// URL, got {proxy.state_url!r}"
-            )
         from .state.admission.redis import RedisState
         from .state.monitoring.alert_ledger import RedisAlertLedger
 
@@ -67,10 +64,6 @@ def build_engine(
         # one alert per condition for all replicas, and one list of recent alerts
         ledger = RedisAlertLedger(redis.redis, proxy.state_prefix)
     url = proxy.database_url or default_database
-    if not url.startswith(("sqlite:", "postgresql://", "postgres://")) and "://" in url:
-        raise ConfigError(
-            f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}"
-        )
     engine = Engine(settings, state=state, store=open_store(url), alert_ledger=ledger)
     if passes_on:  # a local model starts on the first request for it, if one ever comes
         engine.transports.local.start_with_engine = False
@@ -81,10 +74,6 @@ def usage_spool(proxy: RSQLProxy, default_database: str) -> tuple[str, int]:
     """Where the usage log journals its rows, and how much: the configured folder, else one
     beside the default SQLite file (even when the rows go to PostgreSQL: the spool is local on
     purpose)."""
-    if proxy.usage_spool_max_bytes <= 0:
-        raise ConfigError(
-            f"RSQLProxy.usage_spool_max_bytes must be positive, got {proxy.usage_spool_max_bytes}"
-        )
     spool = proxy.usage_spool_dir
     if not spool:
         folder = (

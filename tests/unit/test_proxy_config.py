@@ -116,3 +116,57 @@ def test_a_jupyter_server_says_every_problem_at_once_and_exits_2(
     assert len(problems) == 2, said
     assert any("max_wait_seconds" in p for p in problems)
     assert any("default_modle" in p and "default_model" in p for p in problems)
+
+
+def test_every_setting_an_admin_writes_reaches_the_engine(fresh_provider: FakeProvider) -> None:
+    # each trait marked engine=True is copied into EngineSettings by name; a changed value of
+    # every one arrives, and no EngineSettings field is left to its default unseen
+    import dataclasses
+
+    from traitlets import Bool, Float, Integer
+
+    from jupyter_server_ext.config.proxy import RSQLProxy
+    from jupyter_server_ext.engine import EngineSettings
+
+    ups = upstreams_for(fresh_provider)
+    choices = {
+        "unpriced_models": "free",
+        "forward_user": "name",
+        "fallback_model": ups[-1]["name"],
+        "admin_timezone": "Europe/Paris",
+    }
+    changed = {}
+    for name, trait in RSQLProxy.class_traits(engine=True).items():
+        if isinstance(trait, Bool):
+            changed[name] = not trait.default_value
+        elif isinstance(trait, Integer):
+            changed[name] = trait.default_value + 3
+        elif isinstance(trait, Float):
+            changed[name] = trait.default_value + 1.5
+        else:
+            changed[name] = choices[name]
+    settings = RSQLProxy(upstreams=ups, **changed).engine_settings(env={})
+    assert {name: getattr(settings, name) for name in changed} == changed
+    # the fields engine_settings builds from other settings, or the wiring sets
+    built = (
+        "upstreams default_model limits request_limits user_id_secret redact_patterns"
+        " context_policy fallback_on alerts policy_windows inline hosted_tools"
+        " usage_spool_dir usage_spool_max_bytes"
+    ).split()
+    fields = {f.name for f in dataclasses.fields(EngineSettings)}
+    assert fields == set(changed) | set(built)
+
+
+def test_a_number_outside_the_bound_its_setting_declares_is_named(
+    fresh_provider: FakeProvider,
+) -> None:
+    from jupyter_server_ext.config.proxy import RSQLProxy
+    from jupyter_server_ext.engine.errors import ConfigError
+
+    bad = {"breaker_threshold": 0, "lease_seconds": 0.0, "cache_ttl_seconds": -1.0}
+    with pytest.raises(ConfigError) as err:
+        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
+    lines = str(err.value).splitlines()
+    assert "RSQLProxy.breaker_threshold must be >= 1, got 0" in lines
+    assert "RSQLProxy.lease_seconds must be > 0, got 0.0" in lines
+    assert "RSQLProxy.cache_ttl_seconds must be >= 0, got -1.0" in lines
