@@ -15,10 +15,10 @@ from ..engine import Caller, Engine, EngineError
 from ..engine.formats.anthropic import answer as messages_answer
 from ..engine.formats.responses import stream as responses_stream
 from ..engine.records import Reply
-from .base import ChatCompletionsMixin, JSONEndpoint, JSONText, RSQLMixin, shutting_down
+from .base import AnsweringMixin, JSONEndpoint, JSONText, RSQLMixin, shutting_down
 
 
-class ResponsesMixin(ChatCompletionsMixin):
+class ResponsesMixin(AnsweringMixin):
     """POST v1/responses (OpenAI's Responses API), a Response or its typed events."""
 
     async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
@@ -70,7 +70,7 @@ class AnthropicErrors(RSQLMixin):
         self.finish(json.dumps(body))
 
 
-class MessagesMixin(AnthropicErrors, ChatCompletionsMixin):
+class MessagesMixin(AnthropicErrors, AnsweringMixin):
     """POST v1/messages (Anthropic's Messages API), a Message or its stream events."""
 
     async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
@@ -97,7 +97,7 @@ class CountTokensMixin(AnthropicErrors, JSONEndpoint):
         return await self.rsql.translated.count_tokens(body, caller)
 
 
-class InlineMixin(ChatCompletionsMixin):
+class InlineMixin(AnsweringMixin):
     """POST inline: one inline completion (cumulative text events, or JSON); GET inline:
     whether the caller's completions are on now, and why not (the editor's status item)."""
 

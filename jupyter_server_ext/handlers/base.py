@@ -318,10 +318,11 @@ class RSQLMixin(_HostHandler):
         )
 
 
-class ChatCompletionsMixin(RSQLMixin):
-    """POST v1/chat/completions (OpenAI), streaming and not."""
+class AnsweringMixin(RSQLMixin):
+    """A POST the engine answers, as JSON or a stream: the body read and bounded, the answer
+    written with its deadlines, the work cancelled when the client leaves early, and the
+    request counted in flight for a graceful stop. Each API says how it asks (``ask``)."""
 
-    endpoint = "chat/completions"
     _task: asyncio.Task[None] | None = None
     _cut = False  # ended by the host's shutdown, not by the client
     _streaming = False  # the answer's events are being written
@@ -364,7 +365,7 @@ class ChatCompletionsMixin(RSQLMixin):
 
     async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
         """The engine's answer to `body`: each API's handler asks in its own way."""
-        return await engine.chat(body, caller, endpoint=self.endpoint, **self.request_options())
+        raise NotImplementedError
 
     def shutdown_event(self) -> bytes:
         """The event that ends a stream the host's shutdown cut short, in the API's shape."""
@@ -439,13 +440,28 @@ class ChatCompletionsMixin(RSQLMixin):
             stream.close()
 
 
-class LegacyCompletionsMixin(ChatCompletionsMixin):
+class OpenAIEndpointMixin(AnsweringMixin):
+    """An OpenAI endpoint the engine answers as it comes: the body handed to ``Engine.chat``."""
+
+    endpoint = ""
+
+    async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
+        return await engine.chat(body, caller, endpoint=self.endpoint, **self.request_options())
+
+
+class ChatCompletionsMixin(OpenAIEndpointMixin):
+    """POST v1/chat/completions (OpenAI), streaming and not."""
+
+    endpoint = "chat/completions"
+
+
+class LegacyCompletionsMixin(OpenAIEndpointMixin):
     """POST v1/completions, the legacy text completions, streaming and not."""
 
     endpoint = "completions"
 
 
-class EmbeddingsMixin(ChatCompletionsMixin):
+class EmbeddingsMixin(OpenAIEndpointMixin):
     """POST v1/embeddings, priced per input token."""
 
     endpoint = "embeddings"
@@ -587,6 +603,8 @@ ROUTES: list[tuple[str, type]] = [
 
 
 __all__ = [
+    "AnsweringMixin",
+    "OpenAIEndpointMixin",
     "InFlight",
     "JSONEndpoint",
     "NotFoundMixin",
