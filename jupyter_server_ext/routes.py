@@ -16,8 +16,8 @@ from tornado import web
 from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from .handlers.admin import ADMIN_ROUTES
 from .handlers.apis import API_ROUTES
-from .handlers.base import ROUTES as PROXY_ROUTES
 from .handlers.base import NotFoundMixin
+from .handlers.endpoints import ROUTES as PROXY_ROUTES
 from .mcp.handler import ROUTES as MCP_ROUTES
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete", "options", "head")

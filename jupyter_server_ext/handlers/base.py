@@ -1,4 +1,4 @@
-"""Tornado handlers, one set for both hosts.
+"""What every tornado handler shares, one set for both hosts.
 
 Each handler here is a mixin holding the logic; a host (``extension`` for a Jupyter server,
 ``service`` for the hub service) combines them with its own authenticated base class through
@@ -24,13 +24,13 @@ from tornado.iostream import StreamClosedError
 
 from ..config.proxy import RSQLProxy
 from ..engine import Caller, Engine, EngineError
-from ..engine.bodies.request import MAX_NOTEBOOK_CHARS, cell_id, notebook_path
+from ..engine.bodies.request import cell_id, notebook_path
 from ..engine.edges.inline import InlineCompletions
 from ..engine.edges.translated import Translated
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from ..engine.monitoring.metrics import CLIENT_KINDS
 from ..engine.records import Reply
-from ..engine.views import error_reply, me_view, model_view, models_view, status_view
+from ..engine.views import error_reply
 
 log = logging.getLogger("rsql.proxy")
 
@@ -440,33 +440,6 @@ class AnsweringMixin(RSQLMixin):
             stream.close()
 
 
-class OpenAIEndpointMixin(AnsweringMixin):
-    """An OpenAI endpoint the engine answers as it comes: the body handed to ``Engine.chat``."""
-
-    endpoint = ""
-
-    async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
-        return await engine.chat(body, caller, endpoint=self.endpoint, **self.request_options())
-
-
-class ChatCompletionsMixin(OpenAIEndpointMixin):
-    """POST v1/chat/completions (OpenAI), streaming and not."""
-
-    endpoint = "chat/completions"
-
-
-class LegacyCompletionsMixin(OpenAIEndpointMixin):
-    """POST v1/completions, the legacy text completions, streaming and not."""
-
-    endpoint = "completions"
-
-
-class EmbeddingsMixin(OpenAIEndpointMixin):
-    """POST v1/embeddings, priced per input token."""
-
-    endpoint = "embeddings"
-
-
 class JSONText(bytes):
     """An answer that is JSON text already (a stored response): sent as it is, never parsed."""
 
@@ -497,26 +470,6 @@ class JSONEndpoint(RSQLMixin):
             self.write_json(result)
 
 
-class ModelsMixin(JSONEndpoint):
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        engine = self.rsql.engine
-        return models_view(engine, await engine.access(caller))
-
-
-class ModelMixin(JSONEndpoint):
-    """GET v1/models/{id}; ids may hold slashes (meta-llama/llama-4-scout-...)."""
-
-    async def get(self, model: str) -> None:
-        await self._respond(model)
-
-    async def answer(self, caller: Caller, model: str) -> Any:
-        engine = self.rsql.engine
-        return model_view(engine, urllib.parse.unquote(model), await engine.access(caller))
-
-
 class NotFoundMixin(RSQLMixin):
     """Everything else under the prefix: OpenAI's JSON 404 (after authentication, so the
     proxy's layout is shown to callers only), never a host's HTML page."""
@@ -535,81 +488,13 @@ class NotFoundMixin(RSQLMixin):
         self._not_found(*args)
 
 
-class StatusMixin(JSONEndpoint):
-    """Health: upstream states, state backend and database reachable. No secrets."""
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        return await status_view(self.rsql.engine)
-
-
-class MeMixin(JSONEndpoint):
-    """My limits, current use, what is left, budget, reset times."""
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        return await me_view(self.rsql.engine, caller)
-
-
-class MeCostMixin(JSONEndpoint):
-    """GET me/cost?notebook=PATH: what the caller spent in that notebook today and this week,
-    and its dearest cells (``%ask_cost``). Only the caller's own rows."""
-
-    async def get(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        raw = self.get_query_argument("notebook", "")
-        path = notebook_path(raw)
-        if path is None:
-            raise BadRequest(
-                "send ?notebook=PATH: the notebook's path relative to the server's root "
-                f"(at most {MAX_NOTEBOOK_CHARS} characters, no control characters)"
-            )
-        return await self.rsql.engine.notebook_cost(caller, path, self.rsql.usage_store())
-
-
-class RedactMixin(JSONEndpoint):
-    """POST {"messages": [...]}: the messages as an upstream would get them, and the counts per
-    type; for previews (the kernel's --show-context, the chat's context view). Sends nothing
-    upstream and costs nothing, but counts as a request in the caller's windows (the scan is
-    real work); held to the same body, message and redaction caps as a chat request."""
-
-    async def post(self) -> None:
-        await self._respond()
-
-    async def answer(self, caller: Caller) -> Any:
-        body = await self.json_body(caller)
-        if not isinstance(body, dict) or "messages" not in body:
-            raise BadRequest('send {"messages": [{"role": "user", "content": "..."}]}')
-        return await self.rsql.engine.redact_preview(body["messages"], caller)
-
-
-ROUTES: list[tuple[str, type]] = [
-    ("v1/chat/completions", ChatCompletionsMixin),
-    ("v1/completions", LegacyCompletionsMixin),
-    ("v1/embeddings", EmbeddingsMixin),
-    ("v1/models", ModelsMixin),
-    ("v1/models/(.+)", ModelMixin),
-    ("status", StatusMixin),
-    ("me", MeMixin),
-    ("me/cost", MeCostMixin),
-    ("redact", RedactMixin),
-]
-
-
 __all__ = [
     "AnsweringMixin",
-    "OpenAIEndpointMixin",
     "InFlight",
     "JSONEndpoint",
+    "JSONText",
     "NotFoundMixin",
     "ProxyContext",
-    "ROUTES",
     "RSQLMixin",
     "shutting_down",
 ]

@@ -11,7 +11,7 @@ from importlib import metadata
 from jupyter_server_ext.dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from jupyter_server_ext.handlers.admin import ADMIN_ROUTES
 from jupyter_server_ext.handlers.apis import API_ROUTES
-from jupyter_server_ext.handlers.base import ROUTES as PROXY_ROUTES
+from jupyter_server_ext.handlers.endpoints import ROUTES as PROXY_ROUTES
 from jupyter_server_ext.service import HEALTH_LIVE, HEALTH_READY
 from tests.helpers import REPO
 
