@@ -22,8 +22,7 @@ from .ai_environment import ai_environment, served_windows
 from .auth import jupyter_caller
 from .config.check import check_admin_names, proxy_config_problems
 from .config.proxy import RSQLProxy
-from .engine import Caller
-from .engine.errors import ConfigError
+from .engine import Caller, ConfigError
 from .handlers.base import ProxyContext
 from .hub_relay import InlineForwardMixin, forward_target
 from .mcp import build_mcp

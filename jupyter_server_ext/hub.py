@@ -140,7 +140,7 @@ def configured_windows(config_path: str, environment: Mapping[str, str]) -> dict
     from traitlets.config.loader import PyFileConfigLoader
 
     from .config.proxy import RSQLProxy
-    from .engine.upstreams.specs import parse_upstreams
+    from .engine import parse_upstreams
 
     try:
         folder, file = os.path.split(config_path)

@@ -34,8 +34,7 @@ from .auth import hub_caller
 from .config.check import proxy_problems, read_configuration, refuse, say_problems
 from .config.proxy import RSQLProxy
 from .dashboard import hub_login
-from .engine import Caller
-from .engine.errors import ConfigError
+from .engine import Caller, ConfigError
 from .handlers.base import ProxyContext, shutting_down
 from .mcp import build_mcp
 from .routes import make_handlers

@@ -13,9 +13,8 @@ import os
 import secrets
 
 from .config.proxy import RSQLProxy
-from .engine import Engine
+from .engine import ConfigError, Engine
 from .engine.admission.shared_state import StateBackend
-from .engine.errors import ConfigError
 from .engine.monitoring.alerts import Ledger
 from .state import MemoryState
 from .store import open_store

@@ -32,8 +32,7 @@ from traitlets import HasTraits, List, Set, TraitType
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import DeferredConfig, LazyConfigValue, PyFileConfigLoader
 
-from ..engine import EngineSettings
-from ..engine.errors import ConfigError
+from ..engine import ConfigError, EngineSettings
 from .mcp import connection_problems
 from .proxy import ConfigProblems, Problems, RSQLProxy, problems_of
 

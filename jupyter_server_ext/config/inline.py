@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import Configurable
 
+from ..engine import ConfigError, Rate, UpstreamSpec, parse_rates
 from ..engine.apis.inline import InlineSettings
-from ..engine.errors import ConfigError
-from ..engine.upstreams.specs import Rate, UpstreamSpec, parse_rates
 
 DEFAULTS = InlineSettings()
 # providers whose APIs have no v1/completions to fill in the middle through

@@ -17,8 +17,7 @@ from typing import Any
 
 from rsql_sql.engines import SqlEngine, engine_for_url, engines, url_examples
 
-from ..engine.errors import ConfigError
-from ..engine.upstreams.specs import Rate, parse_rates
+from ..engine import ConfigError, Rate, parse_rates
 
 WHERE = "RSQLProxy.mcp_connections"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

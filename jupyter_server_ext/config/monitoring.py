@@ -13,8 +13,7 @@ from typing import Any
 from traitlets import Bool, Float, Integer, List
 from traitlets.config import Configurable
 
-from ..engine import EngineSettings
-from ..engine.errors import ConfigError
+from ..engine import ConfigError, EngineSettings
 from ..engine.monitoring.alerts import AlertSettings, parse_webhooks
 
 # the defaults are written once, in the engine's settings; the traits below read them there

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from ..engine import (
+    ConfigError,
     EngineSettings,
     LimitSettings,
     UserRules,
@@ -20,7 +21,6 @@ from ..engine import (
 )
 from ..engine.admission.hosted_tools import parse_hosted_tools
 from ..engine.admission.window_specs import parse_windows, zone
-from ..engine.errors import ConfigError
 from ..engine.privacy.redact import parse_context_policy, parse_redact_patterns
 from ..engine.upstreams.specs import DEFAULT_LOCAL_MODEL, parse_budget_usd
 from .inline import InlineCompletionSettings

@@ -11,8 +11,8 @@ from __future__ import annotations
 from traitlets import Integer
 from traitlets.config import Configurable
 
+from ..engine import ConfigError
 from ..engine.bodies.request import RequestLimits
-from ..engine.errors import ConfigError
 
 # the defaults are written once, in the engine's request limits; the traits below read them there
 REQUEST = RequestLimits()

@@ -15,8 +15,7 @@ import logging
 import time
 from typing import Any
 
-from ..engine import Engine
-from ..engine.records import Outcome
+from ..engine import Engine, Outcome
 from ..engine.views import status_view
 from ..handlers.base import ProxyContext
 

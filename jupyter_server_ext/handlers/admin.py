@@ -7,8 +7,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from ..engine import Caller
-from ..engine.errors import BadRequest
+from ..engine import BadRequest, Caller
 from .base import JSONEndpoint
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..engine import Caller, Engine, EngineError
+from ..engine import Caller, Engine, EngineError, Reply
 from ..engine.formats.anthropic import answer as messages_answer
 from ..engine.formats.responses import stream as responses_stream
-from ..engine.records import Reply
 from .base import AnsweringMixin, JSONEndpoint, JSONText, RSQLMixin, shutting_down
 
 

@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any
 from tornado.iostream import StreamClosedError
 
 from ..config.proxy import RSQLProxy
-from ..engine import Caller, Engine, EngineError
+from ..engine import Caller, Engine, EngineError, Reply
 from ..engine.bodies.request import cell_id, notebook_path
 from ..engine.edges.inline import InlineCompletions
 from ..engine.edges.translated import Translated
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from ..engine.monitoring.metrics import CLIENT_KINDS
-from ..engine.records import Reply
 from ..engine.views import error_reply
 
 log = logging.getLogger("rsql.proxy")

@@ -8,10 +8,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from ..engine import Caller, Engine
+from ..engine import BadRequest, Caller, Engine, Reply
 from ..engine.bodies.request import MAX_NOTEBOOK_CHARS, notebook_path
-from ..engine.errors import BadRequest
-from ..engine.records import Reply
 from ..engine.views import me_view, model_view, models_view, status_view
 from .base import AnsweringMixin, JSONEndpoint
 

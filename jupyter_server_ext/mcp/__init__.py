@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.errors import ConfigError
+from ..engine import ConfigError
 
 
 def build_mcp(proxy: Any, engine: Any) -> Any:

@@ -50,13 +50,12 @@ from rsql_sql.mcp.connections import (
 from rsql_sql.policy import SqlPolicy
 
 from ..config.mcp import ConnectionSpec, MCPSettings
-from ..engine import Caller, Engine
+from ..engine import Caller, Engine, Outcome
 from ..engine.admission.entitlements import agent_off
 from ..engine.admission.limiter import DAY, user_prefix
 from ..engine.admission.shared_state import LeaseCheck, WindowCheck
 from ..engine.errors import ToolRefused
 from ..engine.privacy.redact import Redactor
-from ..engine.records import Outcome
 
 log = logging.getLogger("rsql.mcp")
 

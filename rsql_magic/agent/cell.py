@@ -18,20 +18,14 @@ from typing import Any
 from IPython.display import display as _display
 
 from rsql_magic import render
-from rsql_magic.client import ChatResult
-from rsql_magic.errors import ProxyError
 
-from .loop import Step, ToolBox, Turn, run_turn
+from .loop import Step, Turn
 
 
 def display(bundle: dict[str, Any], **kw: Any) -> Any:
     """IPython's display, typed (IPython has no annotations); every bundle here is made safe
     by render first."""
     return _display(bundle, **kw)  # type: ignore[no-untyped-call]  # IPython has no annotations
-
-
-# a tool-using request the upstream could not take: the words providers use for it
-_NO_TOOLS = ("tool", "function call", "function_call")
 
 
 def step_line(step: Step) -> str:
@@ -71,49 +65,28 @@ class StepsView:
             self.handle.update(render.markdown_bundle(md), raw=True)
 
 
+# runs one turn: each step handed to the callable given as it returns, `Turn` filled as it goes
+RunTurn = Callable[[Callable[[Step], None], Turn], Any]
+
+
 def run_agent_cell(
-    ask: Callable[[list[dict[str, Any]], list[dict[str, Any]]], ChatResult],
-    messages: list[dict[str, Any]],
-    tools: ToolBox,
-    *,
-    model: str,
-    max_steps: int,
-    max_tokens: int,
-    render_mode: str,
+    run: RunTurn, *, model: str, render_mode: str, no_answer: Callable[[Turn], None]
 ) -> Turn:
-    """Run one turn in the cell, showing its steps, then its answer with a footer that counts
-    the whole turn. A refusal by the proxy reaches the caller as the ProxyError it is, worded
-    for agent mode when the model cannot call tools."""
+    """Run one turn in the cell (`run`: the agent turn operation's, with the cell's step
+    display), showing its steps, then its answer with a footer that counts the whole turn.
+    `no_answer` gives a turn its step limit ended an answer that says so. A refusal by the
+    proxy reaches the caller as the ProxyError it is."""
     view = StepsView(model)
     turn = Turn()  # filled as the turn goes: what was done and spent, also if it is stopped
     try:
-        run_turn(
-            ask,
-            messages,
-            tools,
-            max_steps=max_steps,
-            max_tokens=max_tokens,
-            on_step=view.add,
-            turn=turn,
-        )
+        run(view.add, turn)
     except KeyboardInterrupt:  # the notebook's stop button: the turn ends here
         turn.ended = "stopped"
         view.end(turn)
         if turn.requests:
             display(render.mimebundle("", turn.result(), mode=render_mode), raw=True)
         return turn
-    except ProxyError as e:
-        if e.status == 400 and any(w in e.message.lower() for w in _NO_TOOLS):
-            e.message = (
-                f"agent mode needs a model that can call tools, and {model or 'this model'} "
-                f"could not: {e.message}. Pick another with --model, or ask without --agent."
-            )
-        raise
     view.end(turn)
-    if turn.ended == "steps" and not turn.answer:
-        turn.answer = (
-            f"*(no answer: the model was still calling tools after {max_steps} requests, the "
-            "turn's step limit `RSQLMagic.agent_max_steps`)*"
-        )
+    no_answer(turn)
     display(render.mimebundle(turn.answer, turn.result(), mode=render_mode), raw=True)
     return turn

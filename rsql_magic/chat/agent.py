@@ -27,12 +27,13 @@ from typing import Any
 
 import ipywidgets as W
 
-from rsql_magic.agent.loop import Step, run_turn
+from rsql_magic.agent.loop import Step
 from rsql_magic.agent.loop import Turn as AgentTurn
 from rsql_magic.agent.proposal import ProposalView
 from rsql_magic.agent.tools import KernelTools, ToolResult, result_html
 from rsql_magic.client import ChatResult
-from rsql_magic.errors import ProxyError, StreamStopped
+from rsql_magic.errors import StreamStopped
+from rsql_magic.operations import AgentOperation
 from rsql_magic.sanitize import clean_html
 
 from .handoff import HandOffFailed, MainThreadCalls
@@ -40,8 +41,6 @@ from .stream import AnswerCall
 
 __all__ = ["AgentRun", "MainThreadTools", "step_html"]
 
-# a tool-using request the upstream could not take: the words providers use for it
-_NO_TOOLS = ("tool", "function call", "function_call")
 _POLL_S = 0.05  # how often a waiting worker looks at Stop
 
 
@@ -148,18 +147,11 @@ class AgentRun:
         self.box.children = (*self.box.children, W.HTML(_line(done)))
 
     def call(
-        self,
-        ask: Callable[..., ChatResult],
-        messages: list[dict[str, Any]],
-        calls: MainThreadCalls,
-        stopped: Callable[[], bool],
-        *,
-        model: str | None,
-        max_steps: int,
-        max_tokens: int,
+        self, operation: AgentOperation, calls: MainThreadCalls, stopped: Callable[[], bool]
     ) -> AnswerCall:
-        """The worker's call for this turn: runs the whole turn, returns it as one answer
-        (the whole turn's tokens and cost); a Stop raises StreamStopped."""
+        """The worker's call for this turn: runs the whole turn (`operation`'s, each request
+        streamed and each tool call handed to the main thread), returns it as one answer (the
+        whole turn's tokens and cost); a Stop raises StreamStopped."""
         tools = MainThreadTools(self.tools, calls, stopped)
 
         def run(*, on_connect: Any, on_response: Any, on_retry: Any, **_hooks: Any) -> ChatResult:
@@ -167,40 +159,19 @@ class AgentRun:
                 # streamed, so that Stop's hang-up ends the request at the proxy too
                 hooks = {"on_connect": on_connect, "on_response": on_response}
                 return _unless_stopped(
-                    lambda: ask(convo, tools=specs, stream=True, on_retry=on_retry, **hooks),
+                    lambda: operation.ask(convo, specs, stream=True, on_retry=on_retry, **hooks),
                     stopped,
                 )
 
             try:
-                run_turn(
-                    one,
-                    messages,
-                    tools,
-                    max_steps=max_steps,
-                    max_tokens=max_tokens,
-                    on_step=self.add_step,
-                    stopped=stopped,
-                    turn=self.record,
-                )
-            except ProxyError as e:
-                if e.status == 400 and any(w in e.message.lower() for w in _NO_TOOLS):
-                    e.message = (
-                        f"agent mode needs a model that can call tools, and "
-                        f"{model or 'this model'} could not: {e.message}. Pick another model, "
-                        "or turn Agent off."
-                    )
-                raise
+                operation.run(tools, self.record, ask=one, on_step=self.add_step, stopped=stopped)
             finally:
                 if stopped():
                     self.record.ended = "stopped"
                 self.end()
             if self.record.ended == "stopped":
                 raise StreamStopped
-            if self.record.ended == "steps" and not self.record.answer:
-                self.record.answer = (
-                    f"*(no answer: the model was still calling tools after {max_steps} requests, "
-                    "the turn's step limit `RSQLMagic.agent_max_steps`)*"
-                )
+            operation.no_answer(self.record)
             return self.record.result()
 
         return run

@@ -1,10 +1,11 @@
 """The chat panel: what its widgets do.
 
 :mod:`.widgets` builds and shows, :mod:`.stream` streams each answer in a worker thread, and
-everything the panel decides as %%ask and %%sql_ai do (settings, the model, the proxy client,
-batch runs and the 429 policy, the context, the next cell, running SQL) is the kernel's
-:class:`~rsql_magic.session.Session`: one ``%config RSQLMagic.*`` serves the magics and the
-chat.
+everything the panel does as %%ask and %%sql_ai do is the kernel's operations
+(:mod:`rsql_magic.operations`: Send is asking, Run SQL the SQL question, agent mode an agent
+turn) on its :class:`~rsql_magic.session.Session` (settings, the model, the proxy client,
+batch runs and the 429 policy, the context, the next cell): one ``%config RSQLMagic.*`` serves
+the magics and the chat.
 
 Context is collected on the kernel's main thread, where clicks and the input box's events
 arrive (R through rpy2 must stay on the main thread, and a cell cannot change a frame
@@ -30,8 +31,18 @@ from rsql_magic.client import ProxyClient
 from rsql_magic.context import text_tokens
 from rsql_magic.context.frames import find_frames
 from rsql_magic.errors import ProxyError, SqlAIError, UsageError
+from rsql_magic.operations import (
+    AgentOperation,
+    AgentRequest,
+    AskOperation,
+    AskRequest,
+    ContextChoice,
+    Route,
+    SqlOperation,
+    SqlRequest,
+    context_request,
+)
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
-from rsql_magic.prompt import AGENT
 from rsql_magic.render import footer
 from rsql_magic.sanitize import plain_text
 from rsql_magic.session import ContextRequest, Session
@@ -191,20 +202,11 @@ class ChatPanel(ChatWidgets):
 
     # -- messages --------------------------------------------------------------------------
 
-    def chat_messages(
-        self, question: str, client: ProxyClient | None = None
-    ) -> tuple[list[dict[str, str]], list[str]]:
-        """What one turn sends: the system prompt with the live context (the session's context
-        request, as %%ask builds it), the history trimmed to ``history_tokens`` (oldest
-        first), the question. ``client``: the proxy whose admin policy applies (default: the
-        panel's). Returns the messages and the notes for the user."""
-        if client is None:
-            client = self._client_or_unavailable()
+    def _context_choice(self) -> ContextChoice:
+        """The context the panel's pickers choose, as %%ask's options would."""
         sql = sql_source(self.sql.value, self._ns())
-        request = self.session.context_request(
-            question,
-            client,
-            frames=list(self.frames.value) or None,
+        return ContextChoice(
+            frames=tuple(self.frames.value) or None,
             include_r=bool(self.r_box.value),
             sql=sql,
             lang=self._lang(),
@@ -216,6 +218,17 @@ class ChatPanel(ChatWidgets):
             references=False,
             recent_error=False,
         )
+
+    def chat_messages(
+        self, question: str, client: ProxyClient | None = None
+    ) -> tuple[list[dict[str, str]], list[str]]:
+        """What one turn sends: the system prompt with the live context (the session's context
+        request, as %%ask builds it), the history trimmed to ``history_tokens`` (oldest
+        first), the question. ``client``: the proxy whose admin policy applies (default: the
+        panel's). Returns the messages and the notes for the user."""
+        if client is None:
+            client = self._client_or_unavailable()
+        request = context_request(self.session, question, client, self._context_choice())
         self.last_request = request
         system, user = request.messages[0], request.messages[1]
         with self._lock:
@@ -275,24 +288,25 @@ class ChatPanel(ChatWidgets):
             self._clearing = False
         self.refresh_sources()
         try:
-            client = self.client()
-            messages, notes = self.chat_messages(q, client)
-        except ProxyError as e:
+            # the route: the panel's client, the model checked before anything is collected
+            # or sent, the origin taken here, on the kernel's main thread (the answer streams
+            # in a worker)
+            operation = AskOperation(
+                self.session,
+                AskRequest(
+                    q,
+                    model=self._model,
+                    client_kind="chat",
+                    replayed=False,
+                    stream=True,
+                    client=self.client(),
+                    in_worker=True,
+                ),
+            )
+            messages, notes = self.chat_messages(q, operation.route.client)
+        except (ProxyError, UsageError) as e:
             self.set_status(f"rsql: {e}", "error")
             return False
-        session, ask, model, batch = (
-            self.session,
-            self.session.config.ask,
-            self.model,
-            self.session.config.is_batch(),
-        )
-        try:  # a model the admin does not allow: said here, nothing sent
-            session.config.check_models(client, [model], option=bool(self._model))
-        except UsageError as e:
-            self.set_status(f"rsql: {e}", "error")
-            return False
-        # taken here, on the kernel's main thread: the answer streams in a worker
-        origin = session.cells.origin()
         turn = self.add_turn(q)
         self.turns.append(turn)
         turn.notes = notes
@@ -300,69 +314,26 @@ class ChatPanel(ChatWidgets):
         self.set_status("; ".join(notes), "warn" if notes else "info")
         self.stop_btn.layout.display = ""
         if self.agent_btn.value:
-            self._start_agent(turn, client, messages, model, batch, origin)
+            self._start_agent(turn, operation.route, messages, operation.model)
             return True
-
-        def call(**hooks: Any) -> Any:
-            return session.chat(
-                client,
-                messages,
-                client_kind="chat",
-                batch=batch,
-                model=model,
-                stream=True,
-                temperature=ask.temperature,
-                max_tokens=ask.max_tokens,
-                origin=origin,
-                **hooks,
-            )
-
-        self.worker.start(turn, call)
+        self.worker.start(turn, lambda **hooks: operation.send(messages, **hooks))
         return True
 
     def _start_agent(
-        self,
-        turn: Turn,
-        client: ProxyClient,
-        messages: list[dict[str, str]],
-        model: str | None,
-        batch: bool,
-        origin: Any,
+        self, turn: Turn, route: Route, messages: list[dict[str, str]], model: str | None
     ) -> None:
         """Agent mode: the whole turn in the worker; the tools, made here, run on this (the
         main) thread; its limits are the session's ``agent_max_steps`` / ``agent_max_tokens``."""
-        session, ask = self.session, self.session.config.ask
-        run = AgentRun.start(session, client, batch, model)
+        run = AgentRun.start(self.session, route.client, route.batch, model)
         turn.agent = run
         self.add_steps(turn, run.box)
-
-        def one(convo: list[dict[str, Any]], **hooks: Any) -> Any:
-            return session.chat(
-                client,
-                convo,
-                client_kind="agent",
-                batch=batch,
-                model=model,
-                temperature=ask.temperature,
-                max_tokens=ask.max_tokens,
-                origin=origin,
-                **hooks,
-            )
-
-        convo: list[dict[str, Any]] = [
-            messages[0],
-            {"role": "system", "content": AGENT},
-            *messages[1:],
-        ]
-        call = run.call(
-            one,
-            convo,
-            self.main_calls,
-            lambda: self.worker.stopping,
-            model=model,
-            max_steps=ask.agent_max_steps,
-            max_tokens=ask.agent_max_tokens,
+        operation = AgentOperation(
+            self.session,
+            AgentRequest(
+                tuple(messages), route, model=model, instead="Pick another model, or turn Agent off"
+            ),
         )
+        call = run.call(operation, self.main_calls, lambda: self.worker.stopping)
         self.worker.start(turn, call)
 
     def stop(self) -> None:
@@ -557,17 +528,21 @@ class ChatPanel(ChatWidgets):
         except (SqlAIError, TypeError) as e:
             out.value = error_html(getattr(e, "message", str(e)))
             return None
+        operation = SqlOperation(session)
         try:
             # the answer already in the chat is the first attempt; the retries are SQL to run,
             # asked as an SQL client, into which the proxy maps no redacted value back
-            complete = session.sql_runner.sql_completer(
-                self.client(),
-                model=self.model,
-                client_kind="sql",
-                batch=session.config.is_batch(),
-                first_answer=t.answer,
+            route = Route(self.client(), session.config.is_batch())
+            res = operation.ask(
+                SqlRequest(
+                    t.question,
+                    db,
+                    model=self.model,
+                    route=route,
+                    first_answer=t.answer,
+                    context_values=False,
+                )
             )
-            res = session.sql_runner.run_sql(t.question, db, complete)
         except SqlAIError as e:
             t.sql_result = e
             out.value = sql_error_html(e)
@@ -580,6 +555,6 @@ class ChatPanel(ChatWidgets):
         self.last_frame = res.frame
         self._ns()["_chat_df"] = res.frame
         out.value = sql_result_html(res, db.label, session.config.sql.display_rows)
-        if complete.calls:
+        if operation.calls:
             threading.Thread(target=self.refresh_usage, daemon=True).start()
         return res.frame

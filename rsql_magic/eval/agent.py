@@ -5,9 +5,11 @@ The model gets the question and three tools over the database (``search_schema``
 warehouse tools' own guard, walls and bounds) and is asked to end with its final SQL in one
 ```sql block. The turn is :func:`rsql_magic.agent.loop.run_turn`, as ``%%ask --agent`` runs it:
 its requests are client ``agent`` (a policy window that turns agent mode off refuses them), and
-it ends when the model answers without calling a tool, or at the step or token limit.
+it ends when the model answers without calling a tool, or at the step or token limit (the
+agent turn operation, :class:`rsql_magic.operations.AgentOperation`).
 
-The final answer then goes through :func:`rsql_sql.loop.run_question` exactly as a
+The final answer then goes through :func:`rsql_sql.loop.run_question` (the SQL question
+operation, :class:`rsql_magic.operations.SqlOperation`) exactly as a
 non-agent answer does (the same SQL extraction, ``check_sql``, engine rules, read-only walls,
 bounds and the engine's fixes), once: no retry with the error fed back, since the agent could
 test its SQL with ``run_sql`` before it answered. The runner scores the result against the gold
@@ -22,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsql_magic.agent.eval_tools import WarehouseTools
-from rsql_magic.agent.loop import ENDED, Ask, ToolBox, Turn, run_turn
+from rsql_magic.agent.loop import ENDED, ToolBox, Turn
 from rsql_magic.errors import SqlAIError
+from rsql_magic.operations import AgentOperation, SqlOperation, SqlRequest
 from rsql_magic.privacy import ContextPolicy
-from rsql_sql import loop
 from rsql_sql.connections import DB
 from rsql_sql.loop import SqlAIResult, dialect_label
 
@@ -83,17 +85,16 @@ class AgentAnswer:
 def answer_with_agent(
     question: str,
     db: DB,
-    ask: Ask,
+    operation: AgentOperation,
     opts: dict[str, Any],
     *,
-    max_steps: int,
-    max_tokens: int,
     context_policy: ContextPolicy | None,
     turn: Turn,
 ) -> AgentAnswer:
-    """Run the turn for `question` (filling `turn`, which keeps what was spent if a request
-    fails: a ProxyError reaches the caller), then check and run its final SQL as the runner's
-    non-agent path does, with `opts` (run_question's keyword arguments) but no retry."""
+    """Run the turn for `question` (`operation`, filling `turn`, which keeps what was spent if
+    a request fails: a ProxyError reaches the caller), then check and run its final SQL as the
+    runner's non-agent path does (the SQL question operation), with `opts` (the run's loop
+    options) but no retry."""
     t0 = time.perf_counter()
     tools = WarehouseTools(
         db,
@@ -102,28 +103,32 @@ def answer_with_agent(
         time_limit_s=min(float(opts.get("timeout_s") or 10.0), 10.0),
     )
     box: ToolBox = tools
-    run_turn(
-        ask,
-        agent_messages(question, db),
-        box,
-        max_steps=max_steps,
-        max_tokens=max_tokens,
-        turn=turn,
-    )
+    operation.run(box, turn)
     out = AgentAnswer(turn)
     if turn.ended:
-        limit = f"{max_steps} requests" if turn.ended == "steps" else f"{max_tokens:,} tokens"
+        limit = (
+            f"{operation.max_steps} requests"
+            if turn.ended == "steps"
+            else f"{operation.max_tokens:,} tokens"
+        )
         out.no_answer = (
             f"no final answer: the model was still calling tools at {ENDED[turn.ended]} ({limit})"
         )
         out.stages = [turn.ended]
         out.seconds = time.perf_counter() - t0
         return out
-    answer = turn.answer or ""
+    final = SqlRequest(
+        question,
+        db,
+        max_retries=0,  # the agent could test its SQL with run_sql before it answered
+        policy=opts["policy"],
+        context_values=False,
+        route=operation.request.route,
+        first_answer=turn.answer or "",
+        schema=opts["schema"],
+    )
     try:
-        out.result = loop.run_question(
-            question, db, lambda _messages: answer, **{**opts, "max_retries": 0}
-        )
+        out.result = SqlOperation(operation.session).ask(final)
         out.stages = [a.stage for a in out.result.attempts]
     except SqlAIError as e:
         out.failure = e

@@ -1,9 +1,10 @@
 """Run a question set through %%sql_ai's loop, model by model, and score every answer.
 
-Each question goes through :func:`rsql_sql.loop.run_question` (a chain through
-:func:`~rsql_sql.loop.run_chain`) with the magic's own model call
-(:class:`rsql_magic.session.SqlCompleter`: the proxy client, temperature 0, its 429 policy) and
-the magic's own defaults (``SqlAIMagics``' row cap, timeout, schema budget and SQL policy).
+Each question is the SQL question operation %%sql_ai hands its cell to
+(:class:`rsql_magic.operations.SqlOperation`: :func:`rsql_sql.loop.run_question`, a chain
+through :func:`~rsql_sql.loop.run_chain`) with the magic's own model call (the proxy client,
+temperature 0, its 429 policy) and the magic's own defaults (``SqlAIMagics``' row cap, timeout,
+schema budget and SQL policy).
 
 Gold SQL (:mod:`.gold`) is no more trusted than the model's: it is checked by the same read-only guard
 (``check_sql``) and run by the same executor inside the database's read-only walls
@@ -46,14 +47,14 @@ from rsql_magic.errors import (
     ReplayMissing,
     SqlAIError,
 )
+from rsql_magic.operations import AgentOperation, AgentRequest, Route, SqlOperation, SqlRequest
 from rsql_magic.replay import Replay, ReplayStore
-from rsql_magic.session import Session, SqlAISettings, SqlCompleter
+from rsql_magic.session import Session
 from rsql_sql import loop
 from rsql_sql.connections import DB
 from rsql_sql.policy import SqlPolicy
-from rsql_sql.schema import capture_schema
 
-from .agent import SUFFIX, answer_with_agent, check_agent_mode
+from .agent import SUFFIX, agent_messages, answer_with_agent, check_agent_mode
 from .compare import Match, compare_results, normalize
 from .database import open_database
 from .gold import (
@@ -96,7 +97,7 @@ def _fatal(e: ProxyError) -> bool:
 
 @dataclass
 class _Asker:
-    """Makes the magic's model call for one model and one question."""
+    """The run's way to the model, and its replay file, for one question at a time."""
 
     session: Session
     client: ProxyClient
@@ -104,7 +105,9 @@ class _Asker:
     replay_mode: str | None  # "refresh" (--record) or "only" (--replay)
     replay_path: Path | None
 
-    def completer(self, model: str, q: Question) -> SqlCompleter:
+    def route(self, q: Question) -> Route:
+        """`q`'s route: the run's client, and `q`'s own answers in the replay file (every
+        attempt replayed as it was recorded: nothing is settled)."""
         replay = None
         if self.replay_mode and self.replay_path is not None:
             replay = Replay(
@@ -115,9 +118,7 @@ class _Asker:
                 question=q.question,
                 secrets=(self.client.token,) if self.client.token else (),
             )
-        return self.session.sql_runner.sql_completer(
-            self.client, model=model, no_cache=self.no_cache, replay=replay
-        )
+        return Route(self.client, replay=replay)
 
 
 def _usage(calls: list[ChatResult], r: QuestionResult) -> None:
@@ -151,33 +152,37 @@ def _ask(
         r.retrieval_note = "the gold SQL failed"
         return r
     r.gold_row_count, r.gold_rows = len(gold.rows or []), _shown(gold.rows or [])
-    models = chain or [label]
-    completers = [(m, asker.completer(m, q)) for m in models]
+    operation = SqlOperation(asker.session)
+    request = SqlRequest(
+        q.question,
+        db,
+        model=None if chain else label,
+        chain=tuple(chain or ()),
+        max_retries=opts["max_retries"],
+        no_cache=asker.no_cache,
+        policy=opts["policy"],
+        context_values=False,
+        route=asker.route(q),
+        schema=opts["schema"],
+    )
     t0 = time.perf_counter()
     try:
-        if chain:
-
-            def escalate(i: int, e: Escalation) -> None:
-                completers[i][1].escalation = e.stage  # as the magic: the usage row says why
-
-            res = loop.run_chain(q.question, db, completers, on_escalate=escalate, **opts)
-        else:
-            res = loop.run_question(q.question, db, completers[0][1], **opts)
+        res = operation.ask(request)
     except SqlAIError as e:
         r.latency_s = time.perf_counter() - t0
-        _usage([c for _, s in completers for c in s.calls], r)
+        _usage(operation.calls, r)
         record_seen_text(r, gold, loop_schema_text(q, db, opts), db, opts["schema"])
         return _failed(r, e)
     except ProxyError as e:
         r.latency_s = time.perf_counter() - t0
-        _usage([c for _, s in completers for c in s.calls], r)
+        _usage(operation.calls, r)
         if stop_on_fatal and _fatal(e):
             raise EvalInputError(f"model {label!r}: {e}") from None
         r.outcome, r.error = "error", str(e)
         record_seen_text(r, gold, loop_schema_text(q, db, opts), db, opts["schema"])
         return r
     r.latency_s = time.perf_counter() - t0
-    _usage([c for _, s in completers for c in s.calls], r)
+    _usage(operation.calls, r)
     r.answered_by = res.model if chain else None
     record_seen_text(r, gold, res.schema_text, db, opts["schema"])
     return _scored(r, res, gold, opts)
@@ -233,22 +238,24 @@ def _ask_agent(
         return r
     r.gold_row_count, r.gold_rows = len(gold.rows or []), _shown(gold.rows or [])
 
-    def ask(convo: list[dict[str, Any]], specs: list[dict[str, Any]]) -> ChatResult:
-        return asker.session.chat(
-            asker.client,
-            convo,
-            client_kind="agent",  # as %%ask --agent: a window that turns agent mode off refuses it
-            batch=False,
+    operation = AgentOperation(
+        asker.session,
+        AgentRequest(
+            tuple(agent_messages(q.question, db)),
+            Route(asker.client),  # as %%ask --agent: a window that turns agent mode off refuses it
             model=model,
-            tools=specs,
-            temperature=0,
+            kernel_rules=False,  # the messages carry the rules for the warehouse tools
+            max_steps=agent["max_steps"],
+            max_tokens=agent["max_tokens"],
             no_cache=asker.no_cache,
-        )
-
+        ),
+    )
     turn = Turn()
     t0 = time.perf_counter()
     try:
-        done = answer_with_agent(q.question, db, ask, opts, turn=turn, **agent)
+        done = answer_with_agent(
+            q.question, db, operation, opts, context_policy=agent["context_policy"], turn=turn
+        )
     except ProxyError as e:
         r.latency_s, r.steps = time.perf_counter() - t0, len(turn.steps)
         _usage(turn.requests, r)
@@ -349,7 +356,27 @@ def evaluate(
             )
     if isinstance(db, str):
         db = open_database(db)
-    schema = capture_schema(db)
+    session = Session(None)
+    settings = session.config.sql
+    # the loop's options every question gets, the schema captured once for the run (the SQL
+    # question's own capture); no context_policy: tables are chosen without column values, so
+    # a run's prompts depend on the questions and the schema only, and --replay finds each
+    # recorded answer again
+    opts = SqlOperation(session).loop_options(
+        SqlRequest(
+            "",
+            db,
+            max_retries=max_retries,
+            policy=SqlPolicy.make(
+                settings.allowed_functions,
+                postgres_role or settings.postgres_role,
+                settings.max_result_bytes,
+                role_setting="--postgres-role ROLE",
+            ),
+            context_values=False,
+        )
+    )
+    schema = opts["schema"]
     if replay is not None:
         rpath = Path(replay)
         if not rpath.is_file():
@@ -368,24 +395,8 @@ def evaluate(
                 "http://127.0.0.1:8888/rsql/ or https://hub.example.org/services/rsql/) and "
                 "RSQL_PROXY_TOKEN (or JUPYTERHUB_API_TOKEN) to your token"
             ) from None
-    settings = SqlAISettings()
-    # no context_policy: tables are chosen without column values, so a run's prompts depend on
-    # the questions and the schema only, and --replay finds each recorded answer again
-    opts: dict[str, Any] = {
-        "schema": schema,
-        "max_retries": max_retries,
-        "max_rows": settings.max_rows,
-        "timeout_s": settings.timeout or None,
-        "budget_chars": settings.schema_chars,
-        "policy": SqlPolicy.make(
-            settings.allowed_functions,
-            postgres_role or settings.postgres_role,
-            settings.max_result_bytes,
-            role_setting="--postgres-role ROLE",
-        ),
-    }
     asker = _Asker(
-        Session(None),
+        session,
         client,
         no_cache,
         "refresh" if record else "only" if replay else None,

@@ -36,6 +36,14 @@ from rsql_magic import render
 from rsql_magic.client import ChatResult, ProxyClient
 from rsql_magic.context.rsession import r_session_exists
 from rsql_magic.errors import ProxyError, UsageError
+from rsql_magic.operations import (
+    AgentOperation,
+    AgentRequest,
+    AskOperation,
+    AskRequest,
+    ContextChoice,
+    Route,
+)
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
 from rsql_magic.replay import ReplayStore, resolve_mode, resolve_path
 from rsql_magic.sanitize import plain_text
@@ -165,38 +173,42 @@ class RSQLMagic(Magics, AskSettings):
 
     def _ask(self, args: Any, question: str, cell: str = "") -> None:
         session = self.session
-        config = session.config
         ns = self.shell.user_ns
-        batch = config.is_batch()
-        # the proxy first: its admin's policy decides what every collector (and every {var}
-        # reference) may show. With no proxy the cell fails here, as it always did. An agent's
-        # turn is not replayed: its requests depend on what its tools found each time
-        rp = None if args.show_context or args.agent else config.replay("ask", question, cell)
-        client = config.preview_client() if args.show_context else config.replay_client(rp)
-        if not args.show_context and (rp is None or rp.mode != "only"):
-            # a model the admin does not allow fails here, before anything is collected or sent
-            config.check_models(client, [config.model(args.model)], option=bool(args.model))
+        batch = session.config.is_batch()
         frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
-        sql = session.sql_source(args.sql) if args.sql else None
+        sql: str | None = args.sql or None  # resolved once the proxy is known, as the context is
         lang = args.lang or ("sql" if sql else "r" if args.r else "python")
         r_loaded = "rpy2.ipython" in getattr(self.shell.extension_manager, "loaded", set())
         # R comes along when asked for (--r, --lang r), or by default when the rpy2 extension
         # is loaded and the question did not pick its context explicitly (--df / --sql)
         auto_r = r_loaded and sql is None and frames is None and r_session_exists()
-        req = session.context_request(
-            question,
-            client,
-            frames=frames,
-            include_r=bool(args.r or lang == "r" or auto_r),
-            sql=sql,
-            lang=lang,
-            no_data=args.no_data,
-            # about R or SQL: frames only when named (not "the recent ones")
-            named_frames_only=bool(args.r or sql),
+        # the proxy first: its admin's policy decides what every collector (and every {var}
+        # reference) may show. With no proxy the cell fails here, as it always did. An agent's
+        # turn is not replayed: its requests depend on what its tools found each time
+        operation = AskOperation(
+            session,
+            AskRequest(
+                question,
+                ContextChoice(
+                    frames=None if frames is None else tuple(frames),
+                    include_r=bool(args.r or lang == "r" or auto_r),
+                    sql=sql,
+                    lang=lang,
+                    no_data=args.no_data,
+                    # about R or SQL: frames only when named (not "the recent ones")
+                    named_frames_only=bool(args.r or sql),
+                ),
+                model=args.model,
+                cell=cell,
+                replayed=not args.agent,
+                preview=args.show_context,
+                stream=bool(self.stream and not batch),
+                no_cache=args.no_cache,
+            ),
         )
+        client = operation.route.client
+        req = operation.context()
         self.last_policy = req.policy
-        if rp is not None:
-            rp.question = req.question
         for note in req.notes:
             print(f"rsql: {note}", file=sys.stderr)
         messages = req.messages
@@ -209,12 +221,12 @@ class RSQLMagic(Magics, AskSettings):
             return
 
         if args.agent:
-            self._agent(args, client, messages, batch)
+            self._agent(args, operation.route, messages)
             return
 
         handle = None
         buf: list[str] = []
-        stream = bool(self.stream and not batch)
+        stream = operation.request.stream
         if stream:
             handle = display(
                 render.mimebundle("", None, mode=self.render_mode, streaming=True),
@@ -234,19 +246,8 @@ class RSQLMagic(Magics, AskSettings):
                 )
 
         try:
-            res = session.chat(
-                client,
-                messages,
-                client_kind="magic",
-                batch=batch,
-                on_retry=buf.clear,
-                model=config.model(args.model),
-                stream=stream,
-                on_delta=on_delta if stream else None,
-                no_cache=args.no_cache,
-                replay=rp,
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
+            res = operation.send(
+                messages, on_retry=buf.clear, on_delta=on_delta if stream else None
             )
         except ProxyError as e:
             refusal = render.refusal_markdown(e)
@@ -277,45 +278,33 @@ class RSQLMagic(Magics, AskSettings):
             else:
                 session.cells.insert_cell(found[1], found[0], batch=batch)
 
-    def _agent(
-        self, args: Any, client: ProxyClient, messages: list[dict[str, Any]], batch: bool
-    ) -> None:
+    def _agent(self, args: Any, route: Route, messages: list[dict[str, Any]]) -> None:
         """%%ask --agent: one turn of tool calls, then the answer (:mod:`rsql_magic.agent`)."""
         from rsql_magic.agent.cell import run_agent_cell
         from rsql_magic.agent.tools import KernelTools
-        from rsql_magic.prompt import AGENT
 
         session = self.session
-        model = session.config.model(args.model)
-        tools = KernelTools(session, client=client, batch=batch)
-        system = [{"role": "system", "content": AGENT}]
-
-        def ask(convo: list[dict[str, Any]], specs: list[dict[str, Any]]) -> ChatResult:
-            return session.chat(
-                client,
-                convo,
-                client_kind="agent",
-                batch=batch,
-                model=model,
-                tools=specs,
+        operation = AgentOperation(
+            session,
+            AgentRequest(
+                tuple(messages),
+                route,
+                model=session.config.model(args.model),
                 no_cache=args.no_cache,
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-            )
-
+                instead="Pick another with --model, or ask without --agent",
+            ),
+        )
+        tools = KernelTools(session, client=route.client, batch=route.batch)
         try:
             turn = run_agent_cell(
-                ask,
-                [*messages[:1], *system, *messages[1:]],
-                tools,
-                model=model or "",
-                max_steps=self.agent_max_steps,
-                max_tokens=self.agent_max_tokens,
+                lambda on_step, turn: operation.run(tools, turn, on_step=on_step),
+                model=operation.request.model or "",
                 render_mode=self.render_mode,
+                no_answer=operation.no_answer,
             )
         except ProxyError as e:
             note = render.refusal_markdown(e)
-            if note is None or batch:
+            if note is None or route.batch:
                 raise
             display(render.markdown_bundle(note), raw=True)
             return

@@ -23,6 +23,7 @@ from IPython.display import display
 
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import ProxyError, SqlAIError
+from rsql_magic.operations import SqlOperation, SqlRequest
 from rsql_magic.render import (
     code_block,
     fallback_label,
@@ -80,62 +81,39 @@ class SqlAIMagics(Magics, SqlAISettings):
             )
         session = Session.of(self.shell)
         db, conn_expr = session.sql_runner.resolve_connection(args.conn)
-        dialect = _dialect(args.dialect) if args.dialect else db.dialect
-        tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+        tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else []
+        chain = () if args.model else tuple(m.strip() for m in self.models if m.strip())
+        request = SqlRequest(
+            question,
+            db,
+            dialect=_dialect(args.dialect) if args.dialect else db.dialect,
+            tables=tuple(tables),
+            model=None if chain else session.config.model(args.model, sql=True),
+            chain=chain,
+            option=bool(args.model),
+            max_retries=args.max_retries,
+            max_rows=args.limit,
+            allow_write=args.allow_write,
+            dry_run=args.dry_run,
+            explain=args.explain,
+            no_cache=args.no_cache,
+            cell=session.cells.cell_label("%%sql_ai", line),
+        )
         batch = session.config.is_batch()
-        self.chat_results = []
-        replay = None
+        operation = SqlOperation(session)
+        self.chat_results = operation.calls  # filled as the model answers, for the footer
         try:
-            replay = session.config.replay(
-                "sql", question, session.cells.cell_label("%%sql_ai", line)
-            )
-            # replay on: a missing proxy only matters once a call really needs it
-            client = session.config.replay_client(replay)
-            chain = [] if args.model else [m.strip() for m in self.models if m.strip()]
-            asked: list[str | None] = [*chain] or [session.config.model(args.model, sql=True)]
-            if replay is None or replay.mode != "only":
-                # a model the admin does not allow fails here, before anything is sent
-                session.config.check_models(client, asked, option=bool(args.model))
-            completers = [
-                session.sql_runner.sql_completer(
-                    client,
-                    model=m,
-                    batch=batch,
-                    no_cache=args.no_cache,
-                    replay=replay,
-                    calls=self.chat_results,
-                )
-                for m in asked
-            ]
-            res = session.sql_runner.run_sql(
-                question,
-                db,
-                list(zip(chain, completers, strict=True)) if chain else completers[0],
-                dialect=dialect,
-                tables=tables,
-                client=client,
-                max_retries=args.max_retries,
-                allow_write=args.allow_write,
-                dry_run=args.dry_run,
-                explain=args.explain,
-                max_rows=args.limit,
-            )
+            res = operation.ask(request)
         except SqlAIError as e:
-            if replay is not None:  # no failed attempt is replayed as an answer
-                replay.settle(False, str(e).split("\n")[0])
             self._show_failure(e, db)
             raise
         except ProxyError as e:  # no proxy, 429 beyond the batch waits, upstream failure
-            if replay is not None:  # an attempt whose SQL failed before this stays failed
-                replay.settle(False, str(e).split("\n")[0])
             note = refusal_markdown(e)
             if note is not None:  # the admin's policy said no: what it said, and until when
                 display(markdown_bundle(note), raw=True)
                 if not batch:
                     return
             raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
-        if replay is not None:  # the attempt that worked stands for the cell's first request
-            replay.settle(True)
         self.last_result = res
         self._show(res, db)
         ns = self.shell.user_ns

@@ -14,8 +14,10 @@
   comes from (``origin``, :mod:`.notebook`), sent with every request so the proxy attributes
   its cost there; the frames and failed cells the context draws on (``last_error``); putting
   code into the next cell (``insert_cell``);
-- the %%sql_ai runner (``Session.sql_runner``, :mod:`.sql_runner`: ``resolve_connection``,
-  ``sql_completer``, ``run_sql``), which the chat panel's Run SQL button reuses;
+- %%sql_ai's connections and schemas (``Session.sql_runner``, :mod:`.sql_runner`:
+  ``resolve_connection``, ``capture``: the one schema capture of the SQL path, and the SQL
+  loop's options from the settings), on which the SQL question operation
+  (:mod:`rsql_magic.operations.sql_question`) stands;
 - the request flow, on :class:`Session` itself (:mod:`.session`): context requests
   (:meth:`Session.context_request`: frames, R, SQL schema, the last error, ``{var}``
   references, under the token budget and the policy) and sending them under the 429 / 503
@@ -36,14 +38,12 @@ from .references import resolve_reference
 from .registration import register_magics, unregister_magics
 from .session import ContextRequest, Session, mentions_error
 from .settings import AskSettings, SqlAISettings
-from .sql_runner import SqlCompleter
 
 __all__ = [
     "AskSettings",
     "ContextRequest",
     "Session",
     "SqlAISettings",
-    "SqlCompleter",
     "mentions_error",
     "register_magics",
     "resolve_reference",

@@ -3,10 +3,11 @@
 A session is made of parts, each its own module: the settings and what they decide
 (:class:`~.config.SessionConfig`: the model, batch runs, the proxy client, replay, the
 policies), the notebook's cells (:class:`~.cells.Cells`: the running one, the failed ones,
-the next one) and the %%sql_ai runner (:class:`~.sql_runner.SqlRunner`). What is left here is
-the flow of a request: what a question sends (:meth:`Session.context_request`, with the
-context it gathers) and sending it to the proxy under the 429 / 503 policy
-(:meth:`Session.chat`).
+the next one) and %%sql_ai's connections and schemas (:class:`~.sql_runner.SqlRunner`). What
+is left here is the flow of a request: what a question sends (:meth:`Session.context_request`,
+with the context it gathers) and sending it to the proxy under the 429 / 503 policy
+(:meth:`Session.chat`). The operations built on it (asking, the SQL question, an agent turn)
+are :mod:`rsql_magic.operations`.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Session:
         self.shell = shell
         self.config = SessionConfig(shell)
         self.cells = Cells(shell, self.config)
-        self.sql_runner = SqlRunner(shell, self.config, self)  # its model calls go through chat
+        self.sql_runner = SqlRunner(shell, self.config)
 
     @classmethod
     def of(cls, shell: Any = None) -> Session:

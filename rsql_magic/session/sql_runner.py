@@ -1,91 +1,36 @@
-"""The %%sql_ai runner of one shell: :class:`SqlRunner`, and its model call :class:`SqlCompleter`.
+"""%%sql_ai's connections and schemas for one shell: :class:`SqlRunner`.
 
-What a connection name means in the notebook, and the SQL loop run on it with ``SqlAIMagics``'
-settings (:mod:`rsql_sql.loop`: capture the schema, ask, parse, validate, guard, run).
-%%sql_ai, the chat panel's Run SQL button and rsql-eval share it. The model is asked through
-the session's request flow (:meth:`Session.chat <rsql_magic.session.session.Session.chat>`:
-the 429 policy, the request's origin), which this module knows only as :class:`ChatSession`,
-so the session can hold a runner without the two modules importing each other.
+What a connection name means in the notebook, the one capture of a connection's schema on the
+kernel's SQL path (kept for the editor's completions), and the SQL loop's options as
+``SqlAIMagics``' settings give them (:mod:`rsql_sql.loop`: capture the schema, ask, parse,
+validate, guard, run). The SQL question itself, model calls and all, is the operation
+:mod:`rsql_magic.operations.sql_question`, which %%sql_ai, the chat panel's Run SQL button and
+rsql-eval share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
+from rsql_sql.catalog import Schema
 from rsql_sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
-from rsql_sql.loop import SqlAIResult, run_chain, run_question
+from rsql_sql.loop import SqlAIResult, run_question
 from rsql_sql.schema import capture_schema
 
-from ..client import ChatResult, ProxyClient
 from ..context.inline import remember_schema
-from ..errors import Escalation, SqlAIError
-from ..replay import Replay
+from ..errors import SqlAIError
 from .config import SessionConfig
 
-__all__ = ["ChatSession", "SqlCompleter", "SqlRunner"]
-
-
-class ChatSession(Protocol):
-    """What the SQL loop asks the model through: the session's ``chat``."""
-
-    def chat(
-        self,
-        client: ProxyClient,
-        messages: list[dict[str, Any]],
-        *,
-        client_kind: str,
-        batch: bool,
-        **kw: Any,
-    ) -> ChatResult: ...
-
-
-@dataclass
-class SqlCompleter:
-    """The model call of the SQL loop: ``complete(messages) -> text``, with the 429 policy.
-
-    ``first_answer``: the answer to the first call, already at hand (the chat panel's Run SQL
-    starts from the answer shown). ``calls``: the model's answers, in order (for a footer).
-    """
-
-    session: ChatSession
-    client: ProxyClient
-    model: str | None
-    client_kind: str = "sql"
-    batch: bool = False
-    no_cache: bool = False
-    replay: Replay | None = None
-    first_answer: str | None = None
-    calls: list[ChatResult] = field(default_factory=list)
-    escalation: str | None = None  # set by an escalation chain: why this model is asked
-
-    def __call__(self, messages: list[dict[str, str]]) -> str:
-        if self.first_answer is not None:
-            text, self.first_answer = self.first_answer, None
-            return text
-        res = self.session.chat(
-            self.client,
-            messages,
-            client_kind=self.client_kind,
-            batch=self.batch,
-            model=self.model,
-            temperature=0,
-            no_cache=self.no_cache,
-            replay=self.replay,
-            escalation=self.escalation,
-        )
-        self.calls.append(res)
-        return res.text
+__all__ = ["SqlRunner"]
 
 
 class SqlRunner:
     """%%sql_ai's connections and loop for one shell (see the module docstring)."""
 
-    def __init__(self, shell: Any, config: SessionConfig, session: ChatSession) -> None:
+    def __init__(self, shell: Any, config: SessionConfig) -> None:
         self.shell = shell
         self.config = config
-        self.session = session
 
     def resolve_connection(self, name: str | None) -> tuple[DB, str]:
         """The connection ``name`` means (a variable, URL, JupySQL alias, DataFrame or
@@ -139,95 +84,31 @@ class SqlRunner:
             k: v for k, v in self.shell.user_ns.items() if not k.startswith("_") and is_frame(v)
         }
 
-    def sql_completer(
-        self,
-        client: ProxyClient,
-        *,
-        model: str | None,
-        client_kind: str = "sql",
-        batch: bool = False,
-        no_cache: bool = False,
-        replay: Replay | None = None,
-        first_answer: str | None = None,
-        calls: list[ChatResult] | None = None,
-    ) -> SqlCompleter:
-        """The SQL loop's model call (:class:`SqlCompleter`); `calls` collects its answers."""
-        return SqlCompleter(
-            self.session,
-            client,
-            model=model,
-            client_kind=client_kind,
-            batch=batch,
-            no_cache=no_cache,
-            replay=replay,
-            first_answer=first_answer,
-            calls=[] if calls is None else calls,
-        )
+    def capture(self, db: DB) -> Schema:
+        """`db`'s schema, read now (bounded, read-only): the one capture of the kernel's SQL
+        path, whose table and column names the editor's completions then offer."""
+        schema = capture_schema(db)
+        remember_schema(self.shell, db.label or db.kind, schema)
+        return schema
 
-    def run_sql(
-        self,
-        question: str,
-        db: DB,
-        complete: Callable[[list[dict[str, str]]], str] | Sequence[tuple[str, SqlCompleter]],
-        *,
-        dialect: str | None = None,
-        tables: list[str] | None = None,
-        max_retries: int | None = None,
-        allow_write: bool = False,
-        dry_run: bool = False,
-        explain: bool = False,
-        max_rows: int | None = None,
-        client: ProxyClient | None = None,
-    ) -> SqlAIResult:
-        """%%sql_ai's loop on ``db``: capture the schema, ask, parse, validate, guard and run,
-        feeding failures back; ``SqlAIMagics``' settings fill what is not given. `complete`: one
-        model's call, or a chain of ``(model, completer)`` pairs (``run_chain``). `client`'s
-        context policy lets values steer the tables shown. Raises SqlAIError, ProxyError."""
-        options = self._sql_options(
-            db,
-            dialect=dialect,
-            tables=tables,
-            max_retries=max_retries,
-            allow_write=allow_write,
-            dry_run=dry_run,
-            explain=explain,
-            max_rows=max_rows,
-        )
-        if client is not None:
-            options["context_policy"] = self.config.policy_for(client)[0]
-        if isinstance(complete, Sequence):
-            chain = complete
-
-            def escalate(i: int, e: Escalation) -> None:
-                chain[i][1].escalation = e.stage  # the proxy's usage row says why
-
-            return run_chain(question, db, chain, on_escalate=escalate, **options)
-        return run_question(question, db, complete, **options)
-
-    def _sql_options(
-        self,
-        db: DB,
-        *,
-        dialect: str | None,
-        tables: list[str] | None,
-        max_retries: int | None,
-        allow_write: bool,
-        dry_run: bool,
-        explain: bool,
-        max_rows: int | None,
-    ) -> dict[str, Any]:
-        sql, schema = self.config.sql, capture_schema(db)
-        remember_schema(self.shell, db.label or db.kind, schema)  # for the editor's completions
+    def loop_options(self, db: DB, schema: Schema | None = None) -> dict[str, Any]:
+        """:func:`~rsql_sql.loop.run_question`'s options from ``SqlAIMagics``' settings: the
+        schema (`schema`, else :meth:`capture`), the retries, row, time and schema-text bounds
+        and the SQL policy."""
+        sql = self.config.sql
         return dict(
-            dialect=dialect,
-            schema=schema,
-            tables=tables,
-            max_retries=sql.max_retries if max_retries is None else max_retries,
-            allow_write=allow_write,
-            dry_run=dry_run,
-            explain=explain,
-            max_rows=max_rows or sql.max_rows,
+            schema=self.capture(db) if schema is None else schema,
+            max_retries=sql.max_retries,
+            max_rows=sql.max_rows,
             timeout_s=sql.timeout or None,
             budget_chars=sql.schema_chars,
             policy=self.config.sql_policy(),
         )
+
+    def run_sql(
+        self, question: str, db: DB, complete: Callable[[list[dict[str, str]]], str]
+    ) -> SqlAIResult:
+        """The SQL loop on `db` with ``SqlAIMagics``' settings alone and `complete` as the model
+        call (a cell's options, the route and the chain are the SQL operation's,
+        :class:`rsql_magic.operations.SqlOperation`). Raises SqlAIError."""
+        return run_question(question, db, complete, **self.loop_options(db))

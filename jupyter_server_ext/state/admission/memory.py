@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ...engine import UpstreamSpec
 from ...engine.admission.shared_state import Admission, BudgetCheck, LeaseCheck, WindowCheck
 from ...engine.upstreams.pool import Pool, PoolRules
-from ...engine.upstreams.specs import UpstreamSpec
 
 SWEEP_EVERY = 60.0
 

@@ -18,10 +18,10 @@ import redis.asyncio as aioredis  # the 'redis' extra; this module is imported o
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ...engine import UpstreamSpec
 from ...engine.admission.shared_state import Admission, BudgetCheck, LeaseCheck, WindowCheck
 from ...engine.errors import StateUnavailable
 from ...engine.upstreams.pool import Pool, PoolRules
-from ...engine.upstreams.specs import UpstreamSpec
 from ..connection.batch import Batcher
 from ..connection.pipelined import pipelined_connection, script_caller
 from ..connection.scripts import ADMIT_MANY, FORGET, KEEP, READ

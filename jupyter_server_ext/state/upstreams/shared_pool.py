@@ -21,9 +21,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ...engine import UpstreamSpec
 from ...engine.upstreams.buckets import MAX_SIZE_COOLS, parse_duration, provider_stamp
 from ...engine.upstreams.pool import Key, Picked, PickPlan, Pool, PoolRules, Slot, counted
-from ...engine.upstreams.specs import UpstreamSpec
 from ..connection.batch import Batcher
 from ..connection.pipelined import PipelinedConnection, script_caller
 from ..connection.scripts import COOL_FROM, EXTEND, PICK

@@ -1,0 +1,193 @@
+"""The SQL question: a question about a database in, checked read-only SQL and its rows out.
+
+What ``%%sql_ai``, the chat panel's Run SQL button and rsql-eval's SQL mode (and its agent
+mode's final answer) all do: one :class:`SqlRequest` handed to :class:`SqlOperation`, which
+opens the route (:func:`~.route.open_route`: replay, client, the model check) unless the
+request brings one, captures the schema once (``SqlRunner.capture``: the one capture on this
+path, kept for the editor's completions, handed down so the escalation chain and the loop never
+read it again), makes one model call per model (:class:`SqlCompleter`) and runs
+:func:`rsql_sql.loop.run_question`, or :func:`~rsql_sql.loop.run_chain` for an escalation
+chain, with ``SqlAIMagics``' settings for what the request leaves open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsql_magic.client import ChatResult
+from rsql_magic.errors import Escalation, ProxyError, SqlAIError
+from rsql_magic.session import Session
+from rsql_sql.catalog import Schema
+from rsql_sql.connections import DB
+from rsql_sql.loop import SqlAIResult, run_chain, run_question
+from rsql_sql.policy import SqlPolicy
+
+from .route import Route, open_route
+
+__all__ = ["SqlCompleter", "SqlOperation", "SqlRequest"]
+
+
+@dataclass(frozen=True)
+class SqlRequest:
+    """One SQL question and everything that bounds it.
+
+    ``db``: the connection; ``dialect``: the SQL to write (None: the connection's);
+    ``tables``: only these (``--tables``). ``model``: the model to ask (None: the proxy's
+    default); ``chain``: models in escalation order instead (``SqlAIMagics.models``), the next
+    asked only when the previous one's SQL still failed; ``option``: the model came from
+    ``--model`` (a model the admin does not allow is named so). ``max_retries`` and ``max_rows``
+    (None: ``SqlAIMagics``'), ``allow_write``, ``dry_run``, ``explain``, ``no_cache``: as
+    %%sql_ai's options say. ``policy``: the walls generated SQL meets (None:
+    ``SqlAIMagics``'). ``context_values``: the context policy in force lets column values
+    steer the tables shown (%%sql_ai; rsql-eval and Run SQL choose by names alone).
+
+    ``cell``: the label the replay file keys answers by. ``route``: how requests go (None:
+    opened from the session's settings, replay included). ``first_answer``: the answer to the
+    first call, already at hand (Run SQL starts from the chat's answer); ``client_kind``:
+    how the proxy counts the requests. ``schema``: already captured by this operation
+    (rsql-eval reads it once per run); None: captured here.
+    """
+
+    question: str
+    db: DB
+    dialect: str | None = None
+    tables: tuple[str, ...] = ()
+    model: str | None = None
+    chain: tuple[str, ...] = ()
+    option: bool = False
+    max_retries: int | None = None
+    max_rows: int | None = None
+    allow_write: bool = False
+    dry_run: bool = False
+    explain: bool = False
+    no_cache: bool = False
+    policy: SqlPolicy | None = None
+    context_values: bool = True
+    cell: str = ""
+    route: Route | None = None
+    first_answer: str | None = None
+    client_kind: str = "sql"
+    schema: Schema | None = None
+
+    @property
+    def models(self) -> list[str | None]:
+        """The models asked, in order: the chain's, else the one model."""
+        return [*self.chain] or [self.model]
+
+
+@dataclass
+class SqlCompleter:
+    """The SQL loop's model call: ``complete(messages) -> text``, along the route.
+
+    ``first_answer``: the answer to the first call, already at hand. ``calls``: the model's
+    answers, in order (for a footer, or rsql-eval's usage).
+    """
+
+    session: Session
+    route: Route
+    model: str | None
+    client_kind: str = "sql"
+    no_cache: bool = False
+    first_answer: str | None = None
+    calls: list[ChatResult] = field(default_factory=list)
+    escalation: str | None = None  # set by an escalation chain: why this model is asked
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        if self.first_answer is not None:
+            text, self.first_answer = self.first_answer, None
+            return text
+        res = self.route.chat(
+            self.session,
+            messages,
+            client_kind=self.client_kind,
+            model=self.model,
+            temperature=0,
+            no_cache=self.no_cache,
+            escalation=self.escalation,
+        )
+        self.calls.append(res)
+        return res.text
+
+
+class SqlOperation:
+    """Asks SQL questions of one session (see the module docstring). ``calls``: the model's
+    answers to the last question, filled as they come, kept when it fails."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.calls: list[ChatResult] = []
+
+    def loop_options(self, request: SqlRequest) -> dict[str, Any]:
+        """:func:`~rsql_sql.loop.run_question`'s options for `request`: the schema (captured
+        here unless the request has it), ``SqlAIMagics``' bounds and policy where the request
+        leaves them open; the context policy is the route's (:meth:`ask`)."""
+        opts = self.session.sql_runner.loop_options(request.db, request.schema)
+        opts.update(
+            dialect=request.dialect,
+            tables=list(request.tables) or None,
+            allow_write=request.allow_write,
+            dry_run=request.dry_run,
+            explain=request.explain,
+        )
+        if request.max_retries is not None:
+            opts["max_retries"] = request.max_retries
+        if request.max_rows:
+            opts["max_rows"] = request.max_rows
+        if request.policy is not None:
+            opts["policy"] = request.policy
+        return opts
+
+    def ask(self, request: SqlRequest) -> SqlAIResult:
+        """The loop for `request`. Raises SqlAIError (no acceptable SQL, a bad option) and
+        ProxyError (no proxy, a refusal, an upstream failure); UsageError for a model the admin
+        does not allow, before anything is sent."""
+        self.calls.clear()
+        route = request.route or open_route(
+            self.session,
+            kind="sql",
+            question=request.question,
+            cell=request.cell,
+            models=request.models,
+            option=request.option,
+        )
+        try:
+            result = self._run(request, route)
+        except (SqlAIError, ProxyError) as e:
+            if route.settles_replay and route.replay is not None:
+                # no failed attempt is replayed as an answer
+                route.replay.settle(False, str(e).split("\n")[0])
+            raise
+        if route.settles_replay and route.replay is not None:
+            route.replay.settle(True)  # the attempt that worked stands for the first request
+        return result
+
+    def _run(self, request: SqlRequest, route: Route) -> SqlAIResult:
+        completers = [
+            SqlCompleter(
+                self.session,
+                route,
+                model,
+                client_kind=request.client_kind,
+                no_cache=request.no_cache,
+                # the answer at hand is the first model's first answer
+                first_answer=request.first_answer if i == 0 else None,
+                calls=self.calls,
+            )
+            for i, model in enumerate(request.models)
+        ]
+        opts = self.loop_options(request)
+        if request.context_values:
+            # values steer the tables shown only as far as the admin's and the user's policy say
+            opts["context_policy"] = self.session.config.policy_for(route.client)[0]
+        if not request.chain:
+            return run_question(request.question, request.db, completers[0], **opts)
+        chain: Sequence[tuple[str, SqlCompleter]] = list(
+            zip(request.chain, completers, strict=True)
+        )
+
+        def escalate(i: int, e: Escalation) -> None:
+            chain[i][1].escalation = e.stage  # the proxy's usage row says why
+
+        return run_chain(request.question, request.db, chain, on_escalate=escalate, **opts)
