@@ -47,6 +47,7 @@ class Setting:
     kind: str  # the trait's type: List, Unicode, Float, ...
     default: str  # its default as Python would write it, or a note when computed at start
     help: str  # the trait's help, dedented
+    bound: str = ""  # the range its trait declares (``bound``: ">= 0", "> 0", ...), if any
 
     @property
     def full_name(self) -> str:
@@ -96,6 +97,7 @@ def settings(cls: type[HasTraits], section: str | None = None) -> list[Setting]:
                     kind=type(trait).__name__,
                     default=_default(cls, name, trait),
                     help=inspect.cleandoc(trait.help or ""),
+                    bound=str(trait.metadata.get("bound") or ""),
                 )
             )
     return out
@@ -150,6 +152,11 @@ class SettingsDirective(SphinxDirective):
             meta += nodes.strong("Default:", "Default:")
             meta += nodes.Text(" ")
             meta += nodes.literal(s.default, s.default)
+            if s.bound:  # checked at start-up and by --check-config (RSQLProxy.range_problems)
+                meta += nodes.Text(" · ")
+                meta += nodes.strong("Range:", "Range:")
+                meta += nodes.Text(" ")
+                meta += nodes.literal(s.bound, s.bound)
             body += meta
             for para in re.split(r"\n\s*\n", s.help):
                 p = nodes.paragraph()

@@ -51,11 +51,11 @@ def _classes_with_settings() -> list[type]:
     for package in PACKAGES:
         for source in sorted((REPO / package).rglob("*.py")):
             text = source.read_text(encoding="utf-8")
-            if ".tag(config=True)" not in text:
+            if ".tag(config=True" not in text:
                 continue
             module = ".".join(source.relative_to(REPO).with_suffix("").parts)
             for node in ast.walk(ast.parse(text)):
-                if isinstance(node, ast.ClassDef) and ".tag(config=True)" in (
+                if isinstance(node, ast.ClassDef) and ".tag(config=True" in (
                     ast.get_source_segment(text, node) or ""
                 ):
                     cls = getattr(importlib.import_module(module), node.name)
@@ -123,3 +123,15 @@ def test_settings_come_in_the_order_the_class_defines_them() -> None:
     assert set(names[len(own) :]) == {name for traits in features for name in traits}
     assert "inline_completions" in names[len(own) :]
     assert set(names) == set(RSQLProxy.class_traits(config=True))
+
+
+def test_a_settings_range_is_shown_where_its_trait_declares_it() -> None:
+    # the reference shows the bound start-up enforces, read from the same trait
+    from jupyter_server_ext.config.proxy import RSQLProxy
+
+    shown = {s.name: s.bound for s in _extension().settings(RSQLProxy)}
+    assert shown["breaker_threshold"] == ">= 1"
+    assert shown["lease_seconds"] == "> 0"
+    assert shown["default_model"] == ""
+    problems = RSQLProxy(breaker_threshold=0).range_problems()
+    assert problems == ["RSQLProxy.breaker_threshold must be >= 1, got 0"]
