@@ -21,9 +21,10 @@ demo: setup-demo
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
+# --durations: the slowest tests of each run, in its log, where the suite's time goes
 test: setup
-	$(PY) -m pytest -ra tests/unit; unit=$$?; \
-	$(PY) -m pytest -ra $(PYTEST_PARALLEL) tests/e2e; e2e=$$?; \
+	$(PY) -m pytest -ra --durations=15 tests/unit; unit=$$?; \
+	$(PY) -m pytest -ra --durations=25 $(PYTEST_PARALLEL) tests/e2e; e2e=$$?; \
 	test $$unit -eq 0 && test $$e2e -eq 0
 
 # everything but the slow end-to-end tests (servers, kernels, browsers)
