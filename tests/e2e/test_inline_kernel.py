@@ -113,10 +113,15 @@ def test_a_kernel_with_fifty_frames_answers_the_request(kernel: Kernel) -> None:
         assert time.monotonic() < deadline, data
         time.sleep(0.2)
     assert data["tables"] == [{"connection": "conn", "name": "orders", "columns": ["id", "total"]}]
-    data = kernel.context()
+    # an answer a busy machine cut at the time bound says so (the promise is the bound): ask
+    # again then, a few times; an answer cut short before its bound fails here
+    for _ in range(5):
+        data = kernel.context()
+        if len(data["frames"]) == 50 or data["ms"] < DEFAULT_BUDGET_MS:
+            break
     assert list(data) == ["frames", "r", "tables", "variables", "truncated", "ms"]
     frames = {f["name"]: f for f in data["frames"]}
-    assert len(frames) == 50 and data["truncated"] is True  # 51 frames in memory
+    assert len(frames) == 50 and data["truncated"] is True, data["ms"]  # 51 frames in memory
     assert frames["sales"] == {
         "name": "sales",
         "kind": "pandas.DataFrame",
