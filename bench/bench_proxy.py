@@ -46,7 +46,6 @@ from common import (  # noqa: E402
     redis_up,
     run_loadgen,
     start_extension,
-    start_litellm,
     start_service,
     start_upstream,
     tree_cpu_seconds,
@@ -56,6 +55,7 @@ from common import (  # noqa: E402
     workdir,
     wrk,
 )
+from litellm_side import start_litellm  # noqa: E402
 
 EXT_FLOOR = "Jupyter Server no-op (floor)"
 SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs", "apis")

@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/benchmarks.md (what `make bench` runs).
 
-    .venv/bin/python bench/run_all.py                 # everything (about 25 minutes), writes the doc
+    .venv/bin/python bench/run_all.py                 # everything (about 35 minutes), writes the doc
     .venv/bin/python bench/run_all.py --quick         # short runs; prints the proxy section, writes nothing
     .venv/bin/python bench/run_all.py --only overhead,litellm   # a subset (with --write to keep it)
 
@@ -8,7 +8,9 @@ Sections (`--only a,b` runs a subset): overhead (both hosts, memory and Redis st
 and Redis side by side, in turns), workers (`rsql-proxy --workers 1` and `2`), litellm (side by
 side; needs root for a network namespace and bench/.venv-litellm from bench/install_litellm.sh),
 quota (at real answer times: streams and 2 s JSON answers, provider headers on and off, and
-LiteLLM), costs, context (bench/bench_context.py), schema (bench/bench_schema.py). The proxy's results go between the
+LiteLLM), costs, context (bench/bench_context.py), schema (bench/bench_schema.py); forwarder,
+quota_open, class (bench/bench_forwarder.py: beside a bare forwarder, quota as users meet it,
+completions at class scale; its own results file and page section). The proxy's results go between the
 ``<!-- bench_proxy -->`` markers of docs/benchmarks.md; the kernel-side scripts write their own
 sections; everything else in the file is kept. Raw results: bench/results/proxy.json.
 """
@@ -28,6 +30,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import bench_forwarder  # noqa: E402
 import bench_proxy  # noqa: E402
 from common import LITELLM_VENV, log, machine  # noqa: E402
 
@@ -35,7 +38,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 IMG = ROOT / "docs" / "img"
 START, END = "<!-- bench_proxy -->", "<!-- /bench_proxy -->"
 KERNEL = ("context", "schema")
-ALL = (*bench_proxy.SECTIONS, *KERNEL)
+ALL = (*bench_proxy.SECTIONS, *KERNEL, *bench_forwarder.SECTIONS)
 
 
 def run_kernel_side(which: str, quick: bool, write: bool) -> dict[str, Any]:
@@ -952,6 +955,10 @@ def main() -> None:
         for k in KERNEL:
             if k in wanted:
                 run_kernel_side(k, args.quick, write)
+        forwarder = [s for s in wanted if s in bench_forwarder.SECTIONS]
+        if forwarder:  # keeps its own results and writes its own section
+            flags = (["--quick"] if args.quick else []) + (["--write"] if write else ["--no-write"])
+            bench_forwarder.main(["--only", ",".join(forwarder), *flags])
     if any(s in res for s in bench_proxy.SECTIONS):
         text = section(res, res.get("machine", info), images=write)
         if write:

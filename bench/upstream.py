@@ -23,6 +23,9 @@ window is back to its initial state: newest counted arrival + period - now, as "
     python bench/upstream.py --port 18000 --latency 0.05 [--limit 10/2]
     python bench/upstream.py --port 18000 --first-byte 0.2 --stream-seconds 2 --limit 10/10 \
         --ratelimit-headers on
+
+--spans: for each answered request whose body names a user as ``@user:NAME@`` (bench/editors.py
+puts it in the cell), keep [arrival, end of the answer] under NAME in /stats' ``spans``.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ import asyncio
 import collections
 import json
 import math
+import re
 import time
 
 MODELS = ("fake-small", "fake-large")
+USER_MARK = re.compile(rb"@user:([A-Za-z0-9_-]{1,40})@")
 
 
 class Stats:
@@ -48,6 +53,7 @@ class Stats:
         self.started = time.time()
         self.t0 = time.monotonic()
         self.arrivals: list[float] = []  # counted arrivals, seconds since the reset (bounded below)
+        self.spans: dict[str, list[list[float]]] = collections.defaultdict(list)  # --spans
 
     def counted(self, now: float) -> None:
         self.ok += 1
@@ -62,6 +68,7 @@ class Stats:
                 "per_key": dict(self.per_key),
                 "since": self.started,
                 "arrivals": self.arrivals,
+                "spans": self.spans,
             }
         ).encode()
 
@@ -156,6 +163,7 @@ class Upstream(asyncio.Protocol):
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.busy = False  # one request at a time per connection (no pipelining from our clients)
+        self.span: list[float] | None = None  # --spans: this request's [arrival, end]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -200,9 +208,15 @@ class Upstream(asyncio.Protocol):
             f"Content-Length: {len(body)}\r\n{extra}\r\n".encode()
             + body
         )
+        self._ended()
         self.busy = False
         if self.buf:
             self._parse()
+
+    def _ended(self) -> None:
+        if self.span is not None:
+            self.span[1] = round(time.monotonic() - self.app.stats.t0, 4)
+            self.span = None
 
     def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
         app = self.app
@@ -255,6 +269,9 @@ class Upstream(asyncio.Protocol):
             return
         app.stats.counted(time.monotonic())
         app.stats.per_key[key[-6:]][0] += 1
+        if app.spans and (m := USER_MARK.search(body)) and len(app.stats.spans) < 10_000:
+            self.span = [round(time.monotonic() - app.stats.t0, 4), -1.0]
+            app.stats.spans[m.group(1).decode()].append(self.span)
         payload, events = completion(model, stream)
         loop = asyncio.get_running_loop()
         if not stream:
@@ -299,6 +316,7 @@ class Upstream(asyncio.Protocol):
             return
         self.transport.write(data)
         if last:
+            self._ended()
             self.busy = False
             if self.buf:
                 self._parse()
@@ -314,7 +332,9 @@ class App:
         stream_seconds: float = 0.0,
         answer_seconds: float | None = None,
         headers: bool = False,
+        spans: bool = False,
     ) -> None:
+        self.spans = spans
         self.first_byte = latency if first_byte is None else first_byte
         self.answer_seconds = self.first_byte if answer_seconds is None else answer_seconds
         self.stream_seconds = stream_seconds
@@ -340,6 +360,7 @@ async def main() -> None:
     ap.add_argument("--answer-seconds", type=float, default=None, help="a JSON answer's total time")
     ap.add_argument("--ratelimit-headers", choices=("on", "off"), default="off")
     ap.add_argument("--limit", default="", help="N/SECONDS per API key, e.g. 10/2 (moving window)")
+    ap.add_argument("--spans", action="store_true", help="keep @user:NAME@ requests' spans")
     args = ap.parse_args()
     app = App(
         args.latency,
@@ -348,6 +369,7 @@ async def main() -> None:
         stream_seconds=args.stream_seconds,
         answer_seconds=args.answer_seconds,
         headers=args.ratelimit_headers == "on",
+        spans=args.spans,
     )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Upstream(app), args.host, args.port, backlog=2048)
