@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -32,7 +31,6 @@ from bench_forwarder import FWD, RESULTS, SVC, start_forwarder  # noqa: E402
 from bench_proxy import proxy_config  # noqa: E402
 from common import (  # noqa: E402
     Procs,
-    cpu_seconds,
     log,
     machine,
     start_service,
@@ -40,9 +38,7 @@ from common import (  # noqa: E402
     workdir,
     wrk,
 )
-from profile_proxy import _FRAME as FRAME  # noqa: E402
-from profile_proxy import _LOOP as LOOP  # noqa: E402
-from profile_proxy import LIBRARIES, PY_SPY, phase_of  # noqa: E402
+from profile_proxy import FRAME, LIBRARIES, LOOP, phase_of, spied  # noqa: E402
 
 OWN = "the forwarder's own code"
 TORNADO = "tornado's HTTP server"
@@ -70,22 +66,8 @@ def sample(url: str, auth: str, pid: int, seconds: float, conns: int, own: bool)
     """One wrk run under py-spy: requests, the server's CPU seconds, samples per phase."""
     wrk(url, conns=conns, seconds=2, auth=auth)  # warm-up
     with workdir("spy") as d:
-        raw = d / "samples.txt"
-        spy = subprocess.Popen(
-            [str(PY_SPY), "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
-             "--duration", f"{seconds + 2:g}", "--output", str(raw), "--nonblocking"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        c0 = cpu_seconds(pid)
-        run = wrk(url, conns=conns, seconds=seconds, auth=auth)
-        cpu = cpu_seconds(pid) - c0
-        spy.wait(timeout=seconds + 60)
-        counts: Counter[str] = Counter()
-        for line in raw.read_text().splitlines():
-            stack, _, n = line.rpartition(" ")
-            if stack and n.isdigit():
-                counts[forwarder_phase(stack) if own else phase_of(stack)] += int(n)
+        classify = forwarder_phase if own else phase_of
+        run, cpu, counts = spied(pid, url, auth, seconds, conns, classify, d / "samples.txt")
     return {"requests": int(run["requests"]), "cpu_s": cpu, "counts": counts}
 
 

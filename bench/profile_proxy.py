@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,12 +78,12 @@ LIBRARIES: list[tuple[str, re.Pattern[str]]] = [
     ("tornado's HTTP server", re.compile(r"(^|/)tornado/")),
     ("the asyncio loop", re.compile(r"(^|/)asyncio/|selectors\.py")),
 ]
-_FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
+FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
 # the event loop's own frames: a stack is read from its innermost frame down to here only
 # (py-spy names files relative to their folder on sys.path: "asyncio/events.py")
-_LOOP = re.compile(r"(^|/)asyncio/(base_events|events|runners)\.py|selectors\.py")
+LOOP = re.compile(r"(^|/)asyncio/(base_events|events|runners)\.py|selectors\.py")
 _THIN = ("handlers", "auth")  # a library frame inside these is the library's work
 
 
@@ -93,14 +94,14 @@ def phase_of(stack: str) -> str:
     does, else the loop itself."""
     library = ""
     for frame in reversed(stack.split(";")):
-        m = _FRAME.match(frame.strip())
+        m = FRAME.match(frame.strip())
         file = m.group("file") if m else frame
         if "jupyter_server_ext/" in file:
             ours = next(name for name, pat in PHASES if pat.search(file))
             return library if library and ours in _THIN else ours
         if not library:
             library = next((name for name, pat in LIBRARIES if pat.search(file)), "")
-        if _LOOP.search(file):
+        if LOOP.search(file):
             return library or "the asyncio loop"
     return library or "other"
 
@@ -175,6 +176,39 @@ def write_baseline(r: dict[str, list[float]], rev: str, seconds: float, conns: i
     print(f"wrote {DOC}")
 
 
+def spied(
+    pid: int,
+    url: str,
+    auth: str,
+    seconds: float,
+    conns: int,
+    phase: Callable[[str], str],
+    raw: Path,
+    body: str | None = None,
+    keep: str = "",
+) -> tuple[dict, float, Counter[str]]:
+    """One wrk run against the server `pid` under py-spy: wrk's figures, the server's CPU
+    seconds, and py-spy's samples counted by `phase` (shared with profile_forwarder.py)."""
+    spy = subprocess.Popen(
+        [str(PY_SPY), "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
+         "--duration", f"{seconds + 2:g}", "--output", str(raw), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    c0 = cpu_seconds(pid)
+    run = wrk(url, conns=conns, seconds=seconds, auth=auth, body=body)
+    cpu = cpu_seconds(pid) - c0
+    spy.wait(timeout=seconds + 60)
+    if keep:  # py-spy's collapsed stacks, for a flame graph or a look at one phase
+        Path(keep).write_text(raw.read_text())
+    counts: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if stack and n.isdigit():
+            counts[phase(stack)] += int(n)
+    return run, cpu, counts
+
+
 def profile(seconds: float, conns: int, keep: str = "") -> dict[str, object]:
     with workdir("profile") as work, Procs(work) as procs:
         up = start_upstream(procs, latency=0.05)
@@ -188,24 +222,9 @@ def profile(seconds: float, conns: int, keep: str = "") -> dict[str, object]:
         pid = procs.items[-1][1].pid
         body = chat_body()
         wrk(url, conns=conns, seconds=3, auth=auth, body=body)  # warm-up
-        raw = work / "samples.txt"
-        spy = subprocess.Popen(
-            [str(PY_SPY), "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
-             "--duration", f"{seconds + 2:g}", "--output", str(raw), "--nonblocking"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        c0 = cpu_seconds(pid)
-        run = wrk(url, conns=conns, seconds=seconds, auth=auth, body=body)
-        cpu = cpu_seconds(pid) - c0
-        spy.wait(timeout=seconds + 60)
-        if keep:  # py-spy's collapsed stacks, for a flame graph or a look at one phase
-            Path(keep).write_text(raw.read_text())
-        counts: Counter[str] = Counter()
-        for line in raw.read_text().splitlines():
-            stack, _, n = line.rpartition(" ")
-            if stack and n.isdigit():
-                counts[phase_of(stack)] += int(n)
+        run, cpu, counts = spied(
+            pid, url, auth, seconds, conns, phase_of, work / "samples.txt", body=body, keep=keep
+        )
     requests = max(1, int(run["requests"]))
     return {
         "requests": requests,
