@@ -139,8 +139,9 @@ def target_rows(res: dict[str, Any]) -> list[str]:
         how = f"provider headers {'on' if r['headers'] else 'off'}"
         L.append(
             f"| quota as users meet it ({how}): successes {q['steady_from']:g}-{q['seconds']:g} "
-            f"s / {r['capacity_rps']:g} per s | ≥ 99% | {100 * r['share']:.1f}% (sending each "
-            f"as soon as a key has room, a perfect admitter: {100 * r['ideal_share']:.1f}%) | "
+            f"s / {r['capacity_rps']:g} per s | ≥ 99% | {100 * r['share']:.1f}% (an unpaced "
+            f"perfect admitter, each request sent as soon as a key has room: "
+            f"{100 * r['ideal_share']:.1f}%) | "
             f"{'met' if r['share'] >= 0.99 else '**not met**'} |"
         )
         L.append(
@@ -221,7 +222,7 @@ def quota_rows(q: dict[str, Any]) -> list[str]:
             ),
         ),
         line(
-            "a perfect admitter on the same arrivals and windows, same interval",
+            "an unpaced perfect admitter on the same arrivals and windows, same interval",
             lambda r: f"{r['ideal_successes']} ({100 * r['ideal_share']:.1f}%)",
         ),
         line(
@@ -526,9 +527,15 @@ def quota_notes(q: dict[str, Any]) -> list[str]:
             for r in q["runs"]
         )
         + f" in {q['steady_from']:g}-{q['seconds']:g} s: the ceiling of this measure for an "
-        "admitter that sends each request as soon as a key has room, as rsql-proxy does (one "
-        "that spread its sends evenly could place more in the interval). The page's measure "
-        "does not depend on where the bursts fall: "
+        "admitter that sends each request as soon as a key has room. rsql-proxy paces a "
+        "window more than half used while requests wait (docs/architecture.md, *Moving "
+        "windows and stamping*), so its sends are spread evenly (the successes per second "
+        "above) and the interval's ends cut no burst: "
+        + " and ".join(
+            f"{100 * r['share']:.1f}% (headers {'on' if r['headers'] else 'off'})"
+            for r in q["runs"]
+        )
+        + ". The page's measure does not depend on where bursts fall: "
         + " and ".join(
             f"{100 * r['page_measure_share']:.1f}% (headers {'on' if r['headers'] else 'off'})"
             for r in q["runs"]
@@ -551,8 +558,12 @@ def quota_notes(q: dict[str, Any]) -> list[str]:
             + (
                 " With the headers on, the proxy stamps a request at the newest arrival the "
                 "provider's `x-ratelimit-reset-requests` implies (`provider_stamp`: this "
-                "request's or a later one's, never earlier), which in a burst can be up to an "
-                f"answer's time later; a window's sends took {on['window_cycle_p50_s']:.3f} s."
+                "request's or a later one's, never earlier; paced, a key's requests are 180 ms "
+                "or more apart, so it is this request's own), and its `remaining` header clamps "
+                "nothing while the provider counts no more than the proxy's own window holds; "
+                f"a window's sends took {on['window_cycle_p50_s']:.3f} s. Providers' request "
+                "windows are a minute long, where waiting for the first byte costs "
+                f"{1000 * answer:.0f} ms a minute, {100 * answer / 60:.2f}%."
                 if on is not None
                 else ""
             ),

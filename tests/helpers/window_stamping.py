@@ -5,6 +5,7 @@ tests/e2e/test_engine_stamping_redis.py (a real Redis)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
 from typing import Any
@@ -132,3 +133,65 @@ async def provider_headers_say_when_a_slow_answer_was_counted(
         assert 1.0 <= gap < 1.35, gap
     else:
         assert gap >= 1.6, gap
+
+
+async def a_full_key_sends_evenly_while_requests_wait(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+) -> None:
+    """Six requests a second on one key; eighteen asked at once. The first six go at once (no
+    one waits yet). Then, while the rest wait, the window's second half is paced, a request a
+    sixth of a second after the one before: never again six at once, the burst a moving window
+    left to itself repeats every second (the quota a client sees would then depend on where its
+    count starts). Never a 429, and no slower than the window allows."""
+    one_key(fresh_provider, 6, 1.0)
+    fresh_provider.latency = 0.01
+    engine = await make_engine(
+        request, state_kind, fresh_provider, ["6 per 1 second"], max_wait_seconds=10
+    )
+    await engine.start()
+    ask = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        await asyncio.gather(*(engine.chat(dict(ask), ALICE) for _ in range(18)))
+    finally:
+        await engine.close()
+    arrivals = sorted(r.at for r in fresh_provider.received if r.status == 200)
+    assert fresh_provider.too_many == 0 and len(arrivals) == 18
+    assert arrivals[5] - arrivals[0] < 0.1, arrivals  # a whole window at once, nobody waiting
+    waited = arrivals[6:]
+    # unpaced, the twelve that waited go as two bursts of six, one a second after the other
+    most = max(sum(1 for b in waited if a <= b < a + 0.05) for a in waited)
+    assert most <= 3, [round(a - arrivals[0], 3) for a in arrivals]
+    # paced, and no slower than the window allows: 18 requests need 2 s and a little more
+    assert arrivals[-1] - arrivals[0] < 3.2, [round(a - arrivals[0], 3) for a in arrivals]
+
+
+async def a_paced_key_is_not_held_to_the_providers_reset(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+) -> None:
+    """Six requests a second on one key, whose answers say how many are left and when the
+    provider's window is empty again (x-ratelimit-*-requests, as of the answer); thirty asked
+    at once. Each time the key's window fills, the provider says none are left until its
+    newest request leaves, a whole second later; the proxy counts every one of them, so its own
+    window says when the oldest leaves, and sends then: after the first window, never a pause
+    longer than the 0.55 s until its oldest request leaves, where waiting for each reset
+    pauses a whole second each time (thirty in 5.7 s instead of 4.8 s). Never a 429."""
+    one_key(fresh_provider, 6, 1.0)
+    fresh_provider.latency = 0.01
+    fresh_provider.ratelimit_headers_at_answer = True
+    engine = await make_engine(
+        request, state_kind, fresh_provider, ["6 per 1 second"], max_wait_seconds=15
+    )
+    await engine.start()
+    ask = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        await asyncio.gather(*(engine.chat(dict(ask), ALICE) for _ in range(30)))
+    finally:
+        await engine.close()
+    arrivals = sorted(r.at for r in fresh_provider.received if r.status == 200)
+    assert fresh_provider.too_many == 0 and len(arrivals) == 30
+    pauses = [b - a for a, b in itertools.pairwise(arrivals[6:])]
+    assert max(pauses) < 0.8, [round(a - arrivals[0], 3) for a in arrivals]

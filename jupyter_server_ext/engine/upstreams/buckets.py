@@ -9,11 +9,20 @@ full while in flight, and is stamped once the provider has certainly counted it,
 byte of its answer, or earlier where the provider's own x-ratelimit headers say when it
 arrived (``provider_stamp``), so our window is never shorter than the provider's. Tokens are
 known only at the end, so they stay reserved in flight and are stamped at completion.
+
+Why pacing: while requests wait for a model's capacity, a window more than half used lets its
+next request go only `seconds / amount` after the last one it let go. A moving window left to
+itself repeats its first burst forever (a 10-per-2 s key under load sends ten in its first
+second, then none for a second, and so on), so what a client sees in any span depends on where
+the span falls; paced, the same capacity is delivered evenly. The first half of a window still
+goes at once, and with nobody waiting all of it does (docs/architecture.md, "Moving windows
+and stamping").
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +36,21 @@ MIN_LEARNED_LIMIT = 4_000
 LEARNED_SECONDS = 600.0
 # size-bounded cooldowns kept per bucket at most (the ones ending first give way)
 MAX_SIZE_COOLS = 16
+# pacing (above) holds for request windows up to this long: a longer one (a day's requests)
+# would hold its second half back for hours, where evening out a burst gains nothing
+PACED_WINDOW_SECONDS = 60.0
+# paced a little closer than the window's even spacing: the exact window stays the limit that
+# binds, so a timer that fires late delays one request, not every one after it
+PACED_SHARE = 0.9
+
+
+def pacing_gap(rate: Rate, used: int) -> float:
+    """How long after the last request sent a paced request may follow, with `used` of
+    `rate` taken (0.0: not paced): a window past half its amount spaces the rest evenly."""
+    if rate.seconds > PACED_WINDOW_SECONDS or rate.amount < 2 or 2 * used < rate.amount:
+        return 0.0
+    return PACED_SHARE * rate.seconds / rate.amount
+
 
 _DURATION = re.compile(
     r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
@@ -78,6 +102,24 @@ def provider_stamp(headers: Any, now: float, sent: float, rates: tuple[Rate, ...
     return min(now, at) if at >= sent else now
 
 
+def provider_count(headers: Any, rates: tuple[Rate, ...]) -> tuple[float, int] | None:
+    """(the window, how many requests the provider counts in it) from an answer's
+    x-ratelimit-*-requests headers, when its limit is one of `rates`; else None.
+
+    Why: a moving window's x-ratelimit-reset-requests is when its newest request leaves, not
+    when a place frees. Where the provider counts no more than our own window holds, nobody
+    else spends the account and our exact window says when the next place frees; held to
+    "none left until the reset", a paced key would wait a whole window each time it fills."""
+    get = headers.get
+    try:
+        amount = int(float(get("x-ratelimit-limit-requests") or ""))
+        left = int(float(get("x-ratelimit-remaining-requests") or ""))
+    except (ValueError, OverflowError):
+        return None
+    seconds = [r.seconds for r in rates if r.amount == amount]
+    return (max(seconds), amount - left) if seconds else None
+
+
 class Bucket:
     """Request and token windows, provider-reported headroom and cooldown of one (account, model)."""
 
@@ -92,6 +134,7 @@ class Bucket:
         "_tspan",
         "inflight",
         "unstamped",
+        "last_sent",
         "inflight_tokens",
         "cool_until",
         "size_cools",
@@ -116,6 +159,7 @@ class Bucket:
         self._tspan = max((r.seconds for r in token_rates), default=0.0)
         self.inflight: dict[int, int] = {}  # slot id -> tokens reserved, until the answer ends
         self.unstamped: set[int] = set()  # slots in flight whose request is not stamped yet
+        self.last_sent = -math.inf  # when the last slot was taken (pacing)
         self.inflight_tokens = 0
         self.cool_until = 0.0
         # 429s that may have been about one request's size: least size cooled -> until when
@@ -185,10 +229,13 @@ class Bucket:
         total = self._cum[-1] if self._tt else self._base
         return i, total - (self._cum[i - 1] if i else self._base)
 
-    def wait_time(self, now: float, tokens: int, counted: int | None = None) -> float | None:
+    def wait_time(
+        self, now: float, tokens: int, counted: int | None = None, paced: bool = False
+    ) -> float | None:
         """0.0 if a request of `tokens` fits now; else seconds until it may, or None when only a
         request in flight finishing can make room (the caller waits for a release). `counted`:
-        what of it the provider's window counts (``fits_ever``), held to what it says is left."""
+        what of it the provider's window counts (``fits_ever``), held to what it says is left.
+        `paced`: others are waiting for capacity, so a window past half is paced (above)."""
         self._prune(now)
         counted = tokens if counted is None else counted
         waits = [self.cool_until - now]
@@ -201,6 +248,9 @@ class Bucket:
         for rate in self.rates:
             done = len(self._t) - bisect.bisect_right(self._t, now - rate.seconds)
             if done + flying < rate.amount:
+                gap = pacing_gap(rate, done + flying) if paced else 0.0
+                if gap:
+                    waits.append(self.last_sent + gap - now)
                 continue
             keep = rate.amount - 1 - flying  # stamped entries that may stay in the window
             if keep < 0:
@@ -246,6 +296,7 @@ class Bucket:
 
     def begin(self, slot: int, tokens: int, now: float, counted: int | None = None) -> None:
         counted = tokens if counted is None else counted
+        self.last_sent = max(self.last_sent, now)
         self.inflight[slot] = tokens
         self.unstamped.add(slot)
         self.inflight_tokens += tokens
@@ -303,12 +354,25 @@ class Bucket:
         while len(cools) > MAX_SIZE_COOLS:  # a bound on memory; too few only costs a 429
             del cools[min(cools, key=cools.__getitem__)]
 
-    def observe_headers(self, headers: Mapping[str, str], now: float) -> None:
-        """Clamp to what the provider says is left (x-ratelimit-remaining-* / reset-*)."""
+    def counts_all(self, window: float, counted: int, now: float) -> bool:
+        """Whether this bucket holds at least the `counted` requests a provider counts in its
+        `window` (its stamps there and the requests in flight): then it saw nothing we did not."""
+        stamped = len(self._t) - bisect.bisect_right(self._t, now - window)
+        return stamped + len(self.unstamped) >= counted
+
+    def observe_headers(
+        self, headers: Mapping[str, str], now: float, answered: bool = False
+    ) -> None:
+        """Clamp to what the provider says is left (x-ratelimit-remaining-* / reset-*).
+        `answered`: the headers came with an answer; where the provider counts no more
+        requests than we do (``provider_count``), our window governs and no clamp is kept."""
         get = headers.get
         left = get("x-ratelimit-remaining-requests")
         reset = parse_duration(get("x-ratelimit-reset-requests"))
-        if left is not None and reset is not None:
+        seen = provider_count(headers, self.rates) if answered else None
+        if seen is not None and self.counts_all(*seen, now):
+            self.prov_req_left = None
+        elif left is not None and reset is not None:
             try:
                 self.prov_req_left = int(float(left))
                 self.prov_req_reset = now + reset

@@ -200,6 +200,8 @@ class Pool:
         self._account_rates: dict[str, tuple[tuple[Rate, ...], tuple[Rate, ...]]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
+        # requests waiting for capacity, per model: while any wait, windows past half are paced
+        self.waiting: dict[str, int] = {}
         # told when a key is disabled (alias, why) or re-enabled (alias, None): the alerts
         self.on_key_change: Callable[[str, str | None], None] | None = None
 
@@ -290,15 +292,18 @@ class Pool:
             raise request_too_large(model, tokens, prompt, max(limits, default=0))
         return ready, soonest
 
-    def try_pick(self, model: str, tokens: int, exclude: set[str], prompt: int = 0) -> Picked:
+    def try_pick(
+        self, model: str, tokens: int, exclude: set[str], prompt: int = 0, paced: bool = False
+    ) -> Picked:
         """A slot if some key has headroom now; else seconds until one may (a float), or None
-        when only a release can help; raises when no key can ever serve the request."""
+        when only a release can help; raises when no key can ever serve the request. `paced`:
+        others wait for this model's capacity (``Bucket.wait_time``)."""
         now = self.clock()
         ready, soonest = self.screen(model, tokens, exclude, now, prompt)
         best: tuple[Any, ...] | None = None
         for key in ready:
             bucket = self.bucket(key, model)
-            wait = bucket.wait_time(now, tokens, counted(key, tokens, prompt))
+            wait = bucket.wait_time(now, tokens, counted(key, tokens, prompt), paced)
             if wait is None:  # only a request in flight finishing can make room
                 continue
             if wait > 0:
@@ -342,9 +347,11 @@ class Pool:
         if slot.probe:
             slot.key.breaker.probing = False
 
-    async def pick(self, model: str, tokens: int, exclude: set[str], prompt: int = 0) -> Picked:
+    async def pick(
+        self, model: str, tokens: int, exclude: set[str], prompt: int = 0, paced: bool = False
+    ) -> Picked:
         """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
-        return self.try_pick(model, tokens, exclude, prompt)
+        return self.try_pick(model, tokens, exclude, prompt, paced)
 
     def plan(self, model: str, tokens: int, prompt: int = 0) -> PickPlan | None:
         """A key pick for the state backend to make in the admission's own step (shared pools:
@@ -371,37 +378,55 @@ class Pool:
         prompt: int = 0,
     ) -> Slot:
         """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
-        the first attempt's answer, when the admission already made it."""
-        while True:
-            got: Picked
-            if first is not None:
-                got, first = first, None
-            else:
-                got = await self.pick(model, tokens, exclude, prompt)
-            if isinstance(got, Slot):
-                return got
-            now = self.clock()
-            if got is not None and now + got > deadline:
-                raise RateLimited(
-                    f"all upstream capacity for model {model!r} is in use; retry in {math.ceil(got)} s",
-                    retry_after=got,
-                    limit="upstream capacity",
-                )
-            left = deadline - now
-            if left <= 0:
-                raise RateLimited(
-                    f"all upstream capacity for model {model!r} is in use; retry in a moment",
-                    retry_after=1,
-                    limit="upstream capacity",
-                )
-            changed = self._changed
-            wait = min(left, got) if got is not None else left
-            if self.poll_seconds is not None:
-                wait = min(wait, self.poll_seconds)
-            try:
-                await asyncio.wait_for(changed.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
+        the first attempt's answer, when the admission already made it.
+
+        A request counts in ``waiting`` from its first miss until it has a slot or gives up,
+        its own picks in flight included (a shared pool's pick awaits Redis): while others
+        wait, a pick is paced."""
+        waiter = False
+        try:
+            while True:
+                got: Picked
+                if first is not None:
+                    got, first = first, None
+                else:
+                    others = self.waiting.get(model, 0) - waiter
+                    got = await self.pick(model, tokens, exclude, prompt, others > 0)
+                if isinstance(got, Slot):
+                    return got
+                if not waiter:
+                    waiter = True
+                    self.waiting[model] = self.waiting.get(model, 0) + 1
+                await self._wait(model, got, deadline)
+        finally:
+            if waiter:
+                self.waiting[model] -= 1
+
+    async def _wait(self, model: str, got: float | None, deadline: float) -> None:
+        """Wait for room after a miss (`got`: seconds until some key may have it, None: only a
+        release can make it), or raise the 429 when it cannot come before `deadline`."""
+        now = self.clock()
+        if got is not None and now + got > deadline:
+            raise RateLimited(
+                f"all upstream capacity for model {model!r} is in use; retry in {math.ceil(got)} s",
+                retry_after=got,
+                limit="upstream capacity",
+            )
+        left = deadline - now
+        if left <= 0:
+            raise RateLimited(
+                f"all upstream capacity for model {model!r} is in use; retry in a moment",
+                retry_after=1,
+                limit="upstream capacity",
+            )
+        changed = self._changed
+        wait = min(left, got) if got is not None else left
+        if self.poll_seconds is not None:
+            wait = min(wait, self.poll_seconds)
+        try:
+            await asyncio.wait_for(changed.wait(), wait)
+        except asyncio.TimeoutError:
+            pass
 
     def _notify(self) -> None:
         self._changed.set()
@@ -422,7 +447,7 @@ class Pool:
         slot.key.breaker.success()
         now = self.clock()
         slot.bucket.served(slot.counted)
-        slot.bucket.observe_headers(headers, now)
+        slot.bucket.observe_headers(headers, now, answered=True)
         slot.bucket.stamp(slot.id, provider_stamp(headers, now, slot.taken, slot.bucket.rates))
         self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
 

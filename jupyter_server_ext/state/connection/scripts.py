@@ -11,10 +11,13 @@ Upstream keys, per (account, model) under ``<prefix>up:<account>:<model>``:
 request is stamped; score: when it expires), ``:done`` request stamps (member ``<slot>``),
 ``:tok`` token use stamped at completion (member ``<slot>:<tokens>``), ``:prov`` the
 provider's last x-ratelimit headers, ``:cool`` a 429's cooldown, ``:coolz`` the cooldowns of
-429s that may be about one request's size (member: the least size cooled; score: until when).
+429s that may be about one request's size (member: the least size cooled; score: until when),
+``:last`` when the account last sent (Redis time; pacing, ``Bucket.wait_time``).
 """
 
 from __future__ import annotations
+
+from ...engine.upstreams.buckets import PACED_SHARE, PACED_WINDOW_SECONDS
 
 _CLOCK = """
 local function clock()
@@ -119,7 +122,8 @@ local function pick(A, a, now)
     local nt = tonumber(A[p]); p = p + 1
     local trates = {}
     for j = 1, nt do trates[j] = {tonumber(A[p]), tonumber(A[p+1])}; p = p + 2 end
-    local cap, counted = tonumber(A[p]), tonumber(A[p+1]); p = p + 2
+    -- paced: windows up to this many seconds past half are paced (0: none; Bucket.wait_time)
+    local cap, counted, paced = tonumber(A[p]), tonumber(A[p+1]), tonumber(A[p+2]); p = p + 3
     local base = prefix .. acct .. ':' .. model
     local inf = prefix .. 'inf:' .. alias
     local fly, done, tok, prov = base .. ':fly', base .. ':done', base .. ':tok', base .. ':prov'
@@ -172,6 +176,13 @@ local function pick(A, a, now)
             if wait ~= nil and w > wait then wait = w end
           end
         else
+          if r[2] <= paced and r[1] >= 2 and 2 * (cnt + nfly) >= r[1] then
+            local w = tonumber(redis.call('GET', base .. ':last') or '0') + PACED_SHARE * r[2] / r[1] - now
+            if w > 0 then
+              ok = false
+              if wait ~= nil and w > wait then wait = w end
+            end
+          end
           share = math.min(share, 1 - (cnt + nfly) / r[1])
         end
       end
@@ -203,7 +214,7 @@ local function pick(A, a, now)
     end
     if ok then
       if share > best_share then
-        best, best_share, best_keys = i, share, {fly, prov, cap > 0 and inf or '', counted}
+        best, best_share, best_keys = i, share, {fly, prov, cap > 0 and inf or '', counted, base}
       end
     elseif wait ~= nil and wait > 0 then
       if soonest == nil or wait < soonest then soonest = wait end
@@ -217,6 +228,8 @@ local function pick(A, a, now)
       redis.call('ZADD', best_keys[3], now + ttl, slot)
       redis.call('PEXPIRE', best_keys[3], math.ceil(ttl * 1000) + 1000)
     end
+    -- when its account last sent, for pacing (kept as long as the longest window paced)
+    redis.call('SET', best_keys[5] .. ':last', tostring(now), 'PX', LAST_SENT_MS)
     local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
     if pv[1] and tonumber(pv[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
     if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -best_keys[4]) end
@@ -225,11 +238,15 @@ local function pick(A, a, now)
   if soonest ~= nil then return {0, tostring(soonest)} end
   return {0, '-1'}
 end
-"""
+""".replace("LAST_SENT_MS", str(int(PACED_WINDOW_SECONDS * 1000) + 1000)).replace(
+    "PACED_SHARE", repr(PACED_SHARE)
+)
 
 # The writes batched by ``redis_batch``, each an op name and its arguments:
-#   stamp  base, slot, tokens, ago, span, req_left, req_reset, tok_left, tok_reset ('' = absent)
-#          the provider counted the slot's request `ago` seconds before now
+#   stamp  base, slot, tokens, ago, span, req_left, req_reset, tok_left, tok_reset, req_window,
+#          req_counted ('' = absent): the provider counted the slot's request `ago` seconds
+#          before now; where it counts req_counted in req_window and our window holds as many,
+#          its requests-left clamp is dropped (``Bucket.observe_headers``)
 #   end    base, slot, tokens, counted (0/1), used tokens, span, token span, in-flight key ('' = none)
 #   observe base, req_left, req_reset, tok_left, tok_reset: a 429's x-ratelimit headers
 #   fin    lease_id, nw, (key, calendar, index)*, nl, key*, nb, key*, delta
@@ -267,8 +284,19 @@ local function apply(A, now)
         redis.call('ZADD', fly, exp, slot .. ':' .. tokens .. ':s')
       end
       stamp_done(base .. ':done', slot, now - tonumber(A[p+4]), tonumber(A[p+5]), now)
-      observe(base .. ':prov', now, A[p+6], A[p+7], A[p+8], A[p+9])
-      p = p + 10
+      local req_left = A[p+6]
+      if A[p+10] ~= '' then
+        local ours = redis.call('ZCOUNT', base .. ':done', now - tonumber(A[p+10]), '+inf')
+        for _, m in ipairs(redis.call('ZRANGEBYSCORE', fly, now, '+inf')) do
+          if string.sub(m, -2) ~= ':s' then ours = ours + 1 end
+        end
+        if ours >= tonumber(A[p+11]) then
+          req_left = ''
+          redis.call('HDEL', base .. ':prov', 'req_left', 'req_reset')
+        end
+      end
+      observe(base .. ':prov', now, req_left, A[p+7], A[p+8], A[p+9])
+      p = p + 12
     elseif op == 'end' then
       local base, slot, tokens = A[p+1], A[p+2], A[p+3]
       local fly = base .. ':fly'

@@ -22,7 +22,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...engine import UpstreamSpec
-from ...engine.upstreams.buckets import MAX_SIZE_COOLS, parse_duration, provider_stamp
+from ...engine.upstreams.buckets import (
+    MAX_SIZE_COOLS,
+    PACED_WINDOW_SECONDS,
+    parse_duration,
+    provider_count,
+    provider_stamp,
+)
 from ...engine.upstreams.pool import Key, Picked, PickPlan, Pool, PoolRules, Slot, counted
 from ..connection.batch import Batcher
 from ..connection.pipelined import PipelinedConnection, script_caller
@@ -65,7 +71,14 @@ class SharedPool(Pool):
         # local checks first: model served, key usable here, request not too large
         ready, _ = self.screen(model, tokens, set(), self.clock(), prompt)
         return (
-            PickPlan(self._pick_args(ready, model, tokens, prompt), ready, model, tokens, prompt)
+            PickPlan(
+                # a request's first pick: paced while others wait (``Pool.acquire``)
+                self._pick_args(ready, model, tokens, prompt, self.waiting.get(model, 0) > 0),
+                ready,
+                model,
+                tokens,
+                prompt,
+            )
             if ready
             else None
         )
@@ -74,7 +87,9 @@ class SharedPool(Pool):
         self._up()
         return self._taken(plan.cands, plan.args[3], plan.model, plan.tokens, plan.prompt, *picked)
 
-    def _pick_args(self, ready: list[Key], model: str, tokens: int, prompt: int = 0) -> list[Any]:
+    def _pick_args(
+        self, ready: list[Key], model: str, tokens: int, prompt: int = 0, paced: bool = False
+    ) -> list[Any]:
         # rotate the order so ties spread over keys, replicas and accounts
         self._rotation += 1
         r = self._rotation % len(ready)
@@ -88,6 +103,8 @@ class SharedPool(Pool):
             self.lease_seconds,
             len(cands),
         ]
+        # others wait for this model's capacity: windows past half are paced (Bucket.wait_time)
+        pace_upto = PACED_WINDOW_SECONDS if paced else 0
         for key in cands:
             rates, trates = self.account_rates(key.spec.account)
             args += [key.alias, key.spec.account, len(rates)]
@@ -96,7 +113,7 @@ class SharedPool(Pool):
             args.append(len(trates))
             for rate in trates:
                 args += [rate.amount, rate.seconds]
-            args += [key.spec.max_in_flight, counted(key, tokens, prompt)]
+            args += [key.spec.max_in_flight, counted(key, tokens, prompt), pace_upto]
         return args
 
     def _taken(
@@ -116,11 +133,13 @@ class SharedPool(Pool):
         bucket = self.bucket(key, model)
         return self.claim_slot(key, bucket, model, tokens, self.clock(), ref=ref, weight=weight)
 
-    async def pick(self, model: str, tokens: int, exclude: set[str], prompt: int = 0) -> Picked:
+    async def pick(
+        self, model: str, tokens: int, exclude: set[str], prompt: int = 0, paced: bool = False
+    ) -> Picked:
         ready, soonest = self.screen(model, tokens, exclude, self.clock(), prompt)
         if not ready:
             return soonest if soonest != math.inf else None
-        args = self._pick_args(ready, model, tokens, prompt)
+        args = self._pick_args(ready, model, tokens, prompt, paced)
         self.batch.flush()  # slots freed so far are free for this pick
         try:
             idx, wait = await self._pick(keys=[], args=args)
@@ -128,7 +147,7 @@ class SharedPool(Pool):
             # Redis is down (and fail_open let the request through): count on this replica's
             # own windows until it is back, which cannot hold a limit across replicas
             self._down(exc)
-            return self.try_pick(model, tokens, exclude, prompt)
+            return self.try_pick(model, tokens, exclude, prompt, paced)
         self._up()
         return self._taken(ready, args[3], model, tokens, prompt, int(idx), float(wait))
 
@@ -211,6 +230,9 @@ class SharedPool(Pool):
             ago,
             self._spans(slot)[0],
             *_provider_headers(headers),
+            # the provider's count in a window we know: the script drops the clamp when our
+            # own window holds as many (``Bucket.observe_headers``)
+            *(provider_count(headers, slot.bucket.rates) or ("", "")),
             failed=self._write_failed,
         )
         self._notify()
