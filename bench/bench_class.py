@@ -1,9 +1,9 @@
 """Completions at class scale: N editors through one rsql-proxy's ``{proxy}inline`` (#58, item 4).
 
 For each class size N (50, 200, 500; ``--quick``: 20 and 50) a fresh rsql-proxy (memory state,
-SQLite usage log, the product's completion limits: ``completion_user_limits`` 120/minute and
-3000/day, ``completion_user_concurrency`` 2) in front of ``bench/upstream.py`` as a 200 ms model
-(every answer's first byte and end at 200 ms). ``bench/editors.py`` (its own process) runs N
+SQLite usage log, the product's default completion limits, ``completion_user_limits`` and
+``completion_user_concurrency``, read from the product) in front of ``bench/upstream.py`` as a
+200 ms model (every answer's first byte and end at 200 ms). ``bench/editors.py`` (its own process) runs N
 editors, each a user of their own typing at the pace the debounce allows (250 ms, then the
 completion streamed to its end, then the next keystroke), and max(2, N/50) pushers (debounce 0,
 a key every 50 ms, each keystroke aborting the completion before it). Measured: the editors'
@@ -40,8 +40,18 @@ from common import (
     workdir,
 )
 
+from jupyter_server_ext.config.inline import InlineCompletionSettings
+from jupyter_server_ext.engine.upstreams.specs import parse_rates
+
 MODEL_SECONDS = 0.2
-LIMIT_PER_MINUTE, LIMIT_CONCURRENCY = 120, 2  # the product's defaults, which this run keeps
+# the product's defaults, which this run keeps
+_DEFAULTS = InlineCompletionSettings.class_traits()
+LIMIT_PER_MINUTE = next(
+    r.amount
+    for r in parse_rates(_DEFAULTS["completion_user_limits"].default(), where="default")
+    if r.seconds == 60
+)
+LIMIT_CONCURRENCY = _DEFAULTS["completion_user_concurrency"].default()
 SIZES, QUICK_SIZES = (50, 200, 500), (20, 50)
 
 

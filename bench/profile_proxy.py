@@ -286,6 +286,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="runs of each, with --baseline")
     a = ap.parse_args()
     if a.baseline:
+        # a commit id: "HEAD" would name the same key as this checkout's runs
+        a.baseline = subprocess.run(
+            ["git", "rev-parse", "--short", a.baseline],
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         r = against(a.baseline, a.rounds, a.seconds, a.conns)
         if not a.no_write:
             write_baseline(r, a.baseline, a.seconds, a.conns)

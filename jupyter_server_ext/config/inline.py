@@ -48,10 +48,11 @@ class InlineCompletionSettings(Configurable):
     ).tag(config=True)
     completion_user_limits = List(
         Unicode(),
-        ["120/minute", "3000/day"],
+        ["240/minute", "3000/day"],
         help="""Inline completions one user may ask for, in the notation of user_limits. Their own
         rate class: typing never uses up the user_limits that %%ask and the chat draw on. The
-        cost is charged to the same daily budget.""",
+        cost is charged to the same daily budget. 240/minute is the most the editor asks at its
+        250 ms debounce, so someone typing is never refused; a script that asks faster is.""",
     ).tag(config=True)
     completion_user_concurrency = Integer(
         2,

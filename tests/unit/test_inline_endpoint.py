@@ -736,3 +736,20 @@ def test_a_keystroke_ends_the_forwarded_request_before_the_first_token(
     while service.gone_after is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert service.gone_after is not None and service.gone_after < 2.0, service.gone_after
+
+
+def test_the_default_completion_limit_admits_the_editors_fastest_pace() -> None:
+    """The editor asks at most once per debounce (frontend/src/completion/settings.ts); the
+    proxy's default per-minute completion window takes that many, so someone typing is never
+    refused by default. The bench found a steady typist at 127 a minute against 120."""
+    from pathlib import Path
+
+    from jupyter_server_ext.config.inline import InlineCompletionSettings
+    from jupyter_server_ext.engine.upstreams.specs import parse_rates
+
+    ts = Path(__file__).resolve().parents[2] / "frontend/src/completion/settings.ts"
+    debounce_ms = int(re.search(r"^\s*debounceMs:\s*(\d+),", ts.read_text(), re.M).group(1))
+    default = InlineCompletionSettings.class_traits()["completion_user_limits"].default()
+    # the windows that set a pace (a day's is a total)
+    paces = [r.amount * 60 / r.seconds for r in parse_rates(default, where="t") if r.seconds <= 60]
+    assert paces and min(paces) >= 60_000 / debounce_ms, (default, debounce_ms)
