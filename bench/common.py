@@ -242,9 +242,11 @@ def start_service(
     wrap: Sequence[str] = (),
     args: Sequence[str] = (),
     users: dict[str, dict[str, Any]] | None = None,
+    wait_seconds: float = 60.0,
 ) -> tuple[str, str]:
     """`rsql-proxy` with a static bearer token; returns (chat URL, Authorization value).
     `users`: more static users (token: {"name": ...}), each a user of their own for the limits.
+    `wait_seconds`: how long it may take to answer (longer under `wrap` = valgrind).
     The usage log is ``{workdir}/{name}/usage.sqlite``."""
     work = procs.workdir / name
     work.mkdir(parents=True, exist_ok=True)
@@ -270,7 +272,15 @@ def start_service(
     proc = procs.start(name, argv, cwd=work, env={"PYTHONPATH": str(REPO), **(env or {})})
     base = f"http://127.0.0.1:{port}/"
     auth = f"Bearer {STATIC_TOKEN}"
-    wait_http(base + "status", proc, procs, name, ns=ns, headers={"Authorization": auth})
+    wait_http(
+        base + "status",
+        proc,
+        procs,
+        name,
+        ns=ns,
+        headers={"Authorization": auth},
+        timeout=wait_seconds,
+    )
     return base + "v1/chat/completions", auth
 
 

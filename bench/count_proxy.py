@@ -1,0 +1,138 @@
+"""Instructions per proxied request, counted by callgrind: a figure the machine's other work does
+not move (#58).
+
+    .venv/bin/python bench/count_proxy.py [--requests 200] [--baseline REV] [--stream]
+    needs: valgrind (apt install valgrind)
+
+Why: the CPU seconds of one request on a shared 2-core VM vary by a fifth between runs of the
+same code (bench/profile_proxy.py --baseline: 851 to 1,270 µs), so a change of a few percent
+cannot be told from noise in any run of reasonable length. valgrind's callgrind counts the
+instructions the service executes instead, the same for the same code and requests.
+
+rsql-proxy (memory state, SQLite usage log, health checks off) runs under callgrind with its
+instrumentation off, in front of bench/upstream.py (answering at once: its time is not what is
+counted). After 50 sequential chat completions to warm it, the count is switched on
+(``callgrind_control -i on``), `--requests` more are sent one after another over one
+keep-alive connection, and the count is read back (``callgrind_control -d``). Requests go one
+at a time so that each takes the same way through the event loop. With ``--baseline``, a
+commit's tree is counted the same way, in the same run. Prints the instructions per request;
+keeps nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import (  # noqa: E402
+    Procs,
+    chat_body,
+    log,
+    start_service,
+    start_upstream,
+    upstream_configs,
+    workdir,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+WARM = 50
+_TOTAL = re.compile(r"^(?:summary|totals):\s*(\d+)", re.M)
+
+
+def send(url: str, auth: str, n: int, stream: bool) -> None:
+    """`n` chat completions one after another on one keep-alive connection, each read to its end."""
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    body = chat_body(stream=stream).encode()
+    headers = {"Authorization": auth, "Content-Type": "application/json"}
+    for _ in range(n):
+        conn.request("POST", u.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"the proxy answered {resp.status}")
+    conn.close()
+
+
+def count(requests: int, stream: bool, code: Path | None = None) -> float:
+    """Instructions the service executed per request, `code`: a tree to run instead of this one."""
+    with workdir("count") as work, Procs(work) as procs:
+        up = start_upstream(procs, latency=0.0)
+        out = work / "callgrind.out"
+        wrap = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+        ]
+        cfg = {
+            "upstreams": upstream_configs(up),
+            "default_model": "fake-small",
+            "health_check_seconds": 0.0,
+        }
+        env = {"PYTHONPATH": str(code)} if code is not None else None
+        url, auth = start_service(procs, cfg, wrap=wrap, env=env, wait_seconds=600)
+        pid = procs.items[-1][1].pid
+        send(url, auth, WARM, stream)
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
+        send(url, auth, requests, stream)
+        subprocess.run(
+            ["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True
+        )
+        done = subprocess.run(
+            ["callgrind_control", "-d", str(pid)], check=True, capture_output=True, text=True
+        )
+        time.sleep(1)  # the dump is written by the service's own thread
+        files = sorted(work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+        total = sum(
+            int(m.group(1)) for f in files for m in _TOTAL.finditer(f.read_text(errors="replace"))
+        )
+        if not total:
+            raise RuntimeError(f"no count in the dump: {done.stdout}")
+        return total / requests
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--stream", action="store_true", help="streamed answers")
+    ap.add_argument("--baseline", default="", help="count this commit's tree in the same run")
+    a = ap.parse_args()
+    head = count(a.requests, a.stream)
+    log(f"this checkout: {head:,.0f} instructions a request")
+    if a.baseline:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", a.baseline],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        with workdir("count-baseline") as tmp:
+            tree = tmp / "tree"
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), rev],
+                check=True,
+                capture_output=True,
+            )
+            try:
+                base = count(a.requests, a.stream, tree)
+            finally:
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                    capture_output=True,
+                )
+        log(f"{rev}: {base:,.0f} instructions a request; difference {head / base - 1:+.2%}")
+
+
+if __name__ == "__main__":
+    main()
