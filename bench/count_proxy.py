@@ -14,9 +14,11 @@ instrumentation off, in front of bench/upstream.py (answering at once: its time 
 counted). After 50 sequential chat completions to warm it, the count is switched on
 (``callgrind_control -i on``), `--requests` more are sent one after another over one
 keep-alive connection, and the count is read back (``callgrind_control -d``). Requests go one
-at a time so that each takes the same way through the event loop. With ``--baseline``, a
-commit's tree is counted the same way, in the same run. Prints the instructions per request;
-keeps nothing.
+at a time so that each takes the same way through the event loop. The same code counts within
+about 1.5% from run to run (timers: the usage log's flushes, the garbage collector), so
+`--rounds` counts are taken and their median shown. With ``--baseline``, a commit's tree is
+counted the same way, interleaved in the same run. Prints the instructions per request; keeps
+nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -103,35 +106,56 @@ def count(requests: int, stream: bool, code: Path | None = None) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3, help="counts of each, interleaved")
     ap.add_argument("--stream", action="store_true", help="streamed answers")
     ap.add_argument("--baseline", default="", help="count this commit's tree in the same run")
     a = ap.parse_args()
-    head = count(a.requests, a.stream)
-    log(f"this checkout: {head:,.0f} instructions a request")
-    if a.baseline:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", a.baseline],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        with workdir("count-baseline") as tmp:
-            tree = tmp / "tree"
+    trees: dict[str, Path | None] = {"this checkout": None}
+    with workdir("count-baseline") as tmp:
+        if a.baseline:
+            rev = subprocess.run(
+                ["git", "rev-parse", "--short", a.baseline],
+                cwd=REPO,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            trees[rev] = tmp / "tree"
             subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), rev],
+                [
+                    "git",
+                    "-C",
+                    str(REPO),
+                    "worktree",
+                    "add",
+                    "--detach",
+                    "-f",
+                    str(tmp / "tree"),
+                    rev,
+                ],
                 check=True,
                 capture_output=True,
             )
-            try:
-                base = count(a.requests, a.stream, tree)
-            finally:
+        try:
+            counts: dict[str, list[float]] = {name: [] for name in trees}
+            for n in range(a.rounds):
+                for name in trees if n % 2 == 0 else reversed(list(trees)):
+                    counts[name].append(count(a.requests, a.stream, trees[name]))
+                    log(f"  {name}: {counts[name][-1]:,.0f}")
+        finally:
+            if a.baseline:
                 subprocess.run(
-                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "tree")],
                     capture_output=True,
                 )
-        log(f"{rev}: {base:,.0f} instructions a request; difference {head / base - 1:+.2%}")
+    medians = {name: statistics.median(c) for name, c in counts.items()}
+    for name, m in medians.items():
+        spread = f"{min(counts[name]):,.0f} to {max(counts[name]):,.0f}"
+        log(f"{name}: {m:,.0f} instructions a request (median of {a.rounds}: {spread})")
+    if a.baseline:
+        head, base = medians["this checkout"], medians[rev]
+        log(f"difference: {head - base:+,.0f} instructions a request ({head / base - 1:+.2%})")
 
 
 if __name__ == "__main__":

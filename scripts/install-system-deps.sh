@@ -6,7 +6,7 @@
 #
 #   scripts/install-system-deps.sh demo    R and a compiler (rpy2, llama-cpp-python)
 #   scripts/install-system-deps.sh test    + PostgreSQL, Redis, Chromium, Node (configurable-http-proxy)
-#   scripts/install-system-deps.sh bench   + wrk
+#   scripts/install-system-deps.sh bench   + wrk, valgrind (bench/count_proxy.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-test}
@@ -31,6 +31,7 @@ if [ "$profile" != "demo" ]; then
 fi
 if [ "$profile" = "bench" ]; then
   command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+  command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing from Debian: ${need_apt[*]}"

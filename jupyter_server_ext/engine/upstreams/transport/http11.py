@@ -79,11 +79,24 @@ class Response:
 
     async def read(self, timeout: float | None = None) -> bytes:
         """The whole body, within `timeout` in all (one timer, not one per piece)."""
+        conn = self._conn
+        if conn is None or self._length is None:
 
-        async def collect() -> bytes:
-            return b"".join([chunk async for chunk in self.iter_chunks(None)])
+            async def collect() -> bytes:
+                return b"".join([chunk async for chunk in self.iter_chunks(None)])
 
-        return await within(collect(), timeout)
+            return await within(collect(), timeout)
+        # a Content-Length body (most JSON answers) in one read: no generator, no join
+        try:
+            data = await within(conn.reader.readexactly(self._length), timeout)
+        except asyncio.IncompleteReadError:
+            self.close()
+            raise HTTP11Error("connection closed before the end of the body") from None
+        except BaseException:
+            self.close()
+            raise
+        self.release()
+        return data
 
     async def iter_chunks(self, timeout: float | None = None) -> AsyncIterator[bytes]:
         """The body as it arrives; `timeout` bounds the wait for each piece."""
