@@ -20,14 +20,16 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
 import urllib.parse
+from argparse import ArgumentError
 from typing import Any, cast
 
 from tornado import httpserver, httputil, web
-from traitlets import Bool, Dict, Integer, Unicode, default
+from traitlets import Bool, Dict, Integer, TraitError, Unicode, default
 from traitlets.config import Application
 
 from .auth import hub_caller
@@ -211,6 +213,25 @@ class RSQLProxyService(Application):
     # what reading the configuration found (its file, names, types), said with the rest
     _read_problems: list[str] = []
     _judge_settings = True  # the file loaded and its upstreams have their type
+
+    def parse_command_line(self, argv: list[str] | None = None) -> None:
+        """traitlets' own, but a value of the wrong type is a ConfigError (one line, exit 2,
+        as in the file) where traitlets logs it and exits 1."""
+        parse = Application.parse_command_line.__wrapped__  # type: ignore[attr-defined]  # functools.wraps
+        try:
+            parse(self, argv)
+        except (TraitError, ArgumentError) as exc:
+            raise ConfigError(self._command_line_problem(str(exc))) from None
+
+    def _command_line_problem(self, said: str) -> str:
+        """traitlets' "The 'port' trait of a X instance expected an int, not the str 'x'." as
+        the file's problems are said: "X.port (--port): expected an int, got the str 'x'"."""
+        m = re.match(r"The '(\w+)' trait of an? (\w+) instance (expected .*?), not (.*?)\.?$", said)
+        if m is None:
+            return f"the command line: {said}"
+        name, cls, expected, got = m.groups()
+        flag = next((f" (--{a})" for a, t in self.aliases.items() if t == f"{cls}.{name}"), "")
+        return f"{cls}.{name}{flag}: {expected}, got {got}"
 
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)

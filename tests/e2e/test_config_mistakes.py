@@ -121,6 +121,15 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_it(tmp_path: Path) -> None
     ]
 
 
+def test_a_command_line_value_of_the_wrong_type_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Before: traitlets' own CRITICAL log line and exit 1."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(GOOD)
+    assert refused_both_ways(cfg, "--workers", "two") == [
+        "RSQLProxyService.workers (--workers): expected an int, got the str 'two'"
+    ]
+
+
 def test_a_value_out_of_range_is_named(tmp_path: Path) -> None:
     cfg = tmp_path / "rsql_config.py"
     cfg.write_text(GOOD + "c.RSQLProxy.max_wait_seconds = -1\n")
