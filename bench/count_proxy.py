@@ -17,8 +17,8 @@ keep-alive connection, and the count is read back (``callgrind_control -d``). Re
 at a time so that each takes the same way through the event loop. The same code counts within
 about 1.5% from run to run (timers: the usage log's flushes, the garbage collector), so
 `--rounds` counts are taken and their median shown. With ``--baseline``, a commit's tree is
-counted the same way, interleaved in the same run. Prints the instructions per request; keeps
-nothing.
+counted the same way, interleaved in the same run; with ``--forwarder``, bench/forwarder.py too,
+for the ratio #58 sets a goal for. Prints the instructions per request; keeps nothing.
 """
 
 from __future__ import annotations
@@ -37,12 +37,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import (  # noqa: E402
+    BENCH,
+    KEYS,
+    PY,
+    STATIC_TOKEN,
     Procs,
     chat_body,
+    free_port,
     log,
     start_service,
     start_upstream,
     upstream_configs,
+    wait_http,
     workdir,
 )
 
@@ -66,8 +72,9 @@ def send(url: str, auth: str, n: int, stream: bool) -> None:
     conn.close()
 
 
-def count(requests: int, stream: bool, code: Path | None = None) -> float:
-    """Instructions the service executed per request, `code`: a tree to run instead of this one."""
+def count(requests: int, stream: bool, code: Path | None = None, forwarder: bool = False) -> float:
+    """Instructions the service executed per request, `code`: a tree to run instead of this one;
+    `forwarder`: bench/forwarder.py instead of rsql-proxy."""
     with workdir("count") as work, Procs(work) as procs:
         up = start_upstream(procs, latency=0.0)
         out = work / "callgrind.out"
@@ -77,13 +84,22 @@ def count(requests: int, stream: bool, code: Path | None = None) -> float:
             "--instr-atstart=no",
             f"--callgrind-out-file={out}",
         ]
-        cfg = {
-            "upstreams": upstream_configs(up),
-            "default_model": "fake-small",
-            "health_check_seconds": 0.0,
-        }
-        env = {"PYTHONPATH": str(code)} if code is not None else None
-        url, auth = start_service(procs, cfg, wrap=wrap, env=env, wait_seconds=600)
+        if forwarder:
+            port = free_port()
+            keys = [a for k in KEYS for a in ("--key", k)]
+            argv = [*wrap, PY, str(BENCH / "forwarder.py"), "--port", str(port), "--upstream", up]
+            proc = procs.start("forwarder", [*argv, "--token", STATIC_TOKEN, *keys])
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            wait_http(url, proc, procs, "forwarder", timeout=600)  # a GET: 405 once it listens
+            auth = f"Bearer {STATIC_TOKEN}"
+        else:
+            cfg = {
+                "upstreams": upstream_configs(up),
+                "default_model": "fake-small",
+                "health_check_seconds": 0.0,
+            }
+            env = {"PYTHONPATH": str(code)} if code is not None else None
+            url, auth = start_service(procs, cfg, wrap=wrap, env=env, wait_seconds=600)
         pid = procs.items[-1][1].pid
         send(url, auth, WARM, stream)
         subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
@@ -110,6 +126,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="counts of each, interleaved")
     ap.add_argument("--stream", action="store_true", help="streamed answers")
     ap.add_argument("--baseline", default="", help="count this commit's tree in the same run")
+    ap.add_argument(
+        "--forwarder", action="store_true", help="count bench/forwarder.py too: #58's CPU ratio"
+    )
     a = ap.parse_args()
     trees: dict[str, Path | None] = {"this checkout": None}
     with workdir("count-baseline") as tmp:
@@ -138,10 +157,13 @@ def main() -> None:
                 capture_output=True,
             )
         try:
-            counts: dict[str, list[float]] = {name: [] for name in trees}
+            names = [*trees, *(["bare forwarder"] if a.forwarder else [])]
+            counts: dict[str, list[float]] = {name: [] for name in names}
             for n in range(a.rounds):
-                for name in trees if n % 2 == 0 else reversed(list(trees)):
-                    counts[name].append(count(a.requests, a.stream, trees[name]))
+                for name in names if n % 2 == 0 else reversed(names):
+                    fwd = name == "bare forwarder"
+                    code = None if fwd else trees[name]
+                    counts[name].append(count(a.requests, a.stream, code, forwarder=fwd))
                     log(f"  {name}: {counts[name][-1]:,.0f}")
         finally:
             if a.baseline:
@@ -156,6 +178,9 @@ def main() -> None:
     if a.baseline:
         head, base = medians["this checkout"], medians[rev]
         log(f"difference: {head - base:+,.0f} instructions a request ({head / base - 1:+.2%})")
+    if a.forwarder:
+        ratio = medians["this checkout"] / medians["bare forwarder"]
+        log(f"rsql-proxy / the bare forwarder: {ratio:.2f}x the instructions (#58's goal: 1.3x)")
 
 
 if __name__ == "__main__":
