@@ -12,6 +12,7 @@ from .errors import BadRequest, ConfigError, EngineError, RateLimited, UpstreamE
 from .records import Caller, Outcome, Reply
 from .settings import EngineSettings
 from .upstreams.specs import Rate, UpstreamSpec, parse_rates, parse_upstreams
+from .upstreams.transport.http11 import within
 
 __all__ = [
     "BadRequest",
@@ -31,4 +32,5 @@ __all__ = [
     "parse_overrides",
     "parse_rates",
     "parse_upstreams",
+    "within",
 ]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.iostream import StreamClosedError
 
 from ..config.proxy import RSQLProxy
-from ..engine import Caller, Engine, EngineError, Reply
+from ..engine import Caller, Engine, EngineError, Reply, within
 from ..engine.bodies.request import cell_id, notebook_path
 from ..engine.edges.inline import InlineCompletions
 from ..engine.edges.translated import Translated
@@ -400,7 +400,8 @@ class AnsweringMixin(RSQLMixin):
                 # reservation for good: each write has a deadline, and so has the whole stream
                 left = ends - loop.time()
                 try:
-                    await asyncio.wait_for(
+                    # not asyncio.wait_for: before Python 3.12 a task of its own per event
+                    await within(
                         self.flush(), max(0.0, min(proxy.stream_write_timeout_seconds, left))
                     )
                 except asyncio.TimeoutError:
