@@ -11,7 +11,7 @@ arrived (``provider_stamp``), so our window is never shorter than the provider's
 known only at the end, so they stay reserved in flight and are stamped at completion.
 
 Why pacing: while requests wait for a model's capacity, a window more than half used lets its
-next request go only `seconds / amount` after the last one it let go. A moving window left to
+next request go only nine tenths of `seconds / amount` after the last one it let go. A moving window left to
 itself repeats its first burst forever (a 10-per-2 s key under load sends ten in its first
 second, then none for a second, and so on), so what a client sees in any span depends on where
 the span falls; paced, the same capacity is delivered evenly. The first half of a window still
