@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import time
@@ -33,7 +32,13 @@ from traitlets import Bool, Dict, Integer, TraitError, Unicode, default
 from traitlets.config import Application
 
 from .auth import hub_caller
-from .config.check import proxy_problems, read_configuration, refuse, say_problems
+from .config.check import (
+    command_line_problem,
+    proxy_problems,
+    read_configuration,
+    refuse,
+    say_problems,
+)
 from .config.proxy import RSQLProxy
 from .dashboard import hub_login
 from .engine import Caller, ConfigError
@@ -215,23 +220,12 @@ class RSQLProxyService(Application):
     _judge_settings = True  # the file loaded and its upstreams have their type
 
     def parse_command_line(self, argv: list[str] | None = None) -> None:
-        """traitlets' own, but a value of the wrong type is a ConfigError (one line, exit 2,
-        as in the file) where traitlets logs it and exits 1."""
+        """traitlets' own, but a value of the wrong type is a problem line (exit 2), not exit 1."""
         parse = Application.parse_command_line.__wrapped__  # type: ignore[attr-defined]  # functools.wraps
         try:
             parse(self, argv)
         except (TraitError, ArgumentError) as exc:
-            raise ConfigError(self._command_line_problem(str(exc))) from None
-
-    def _command_line_problem(self, said: str) -> str:
-        """traitlets' "The 'port' trait of a X instance expected an int, not the str 'x'." as
-        the file's problems are said: "X.port (--port): expected an int, got the str 'x'"."""
-        m = re.match(r"The '(\w+)' trait of an? (\w+) instance (expected .*?), not (.*?)\.?$", said)
-        if m is None:
-            return f"the command line: {said}"
-        name, cls, expected, got = m.groups()
-        flag = next((f" (--{a})" for a, t in self.aliases.items() if t == f"{cls}.{name}"), "")
-        return f"{cls}.{name}{flag}: {expected}, got {got}"
+            raise ConfigError(command_line_problem(str(exc), self.aliases)) from None
 
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)
@@ -587,9 +581,8 @@ def _access_log(handler: web.RequestHandler) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == [
-        "admin"
-    ]:  # `rsql-proxy admin ...`: a client of a running proxy, not the service
+    # `rsql-proxy admin ...`: a client of a running proxy, not the service
+    if args[:1] == ["admin"]:
         from .admin_cli import main as admin_main
 
         raise SystemExit(admin_main(args[1:]))

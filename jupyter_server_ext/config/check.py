@@ -70,6 +70,18 @@ def check_admin_names(proxy: RSQLProxy) -> None:
 _SECRET = re.compile(r"secret|token|key|url|users|upstreams|connections", re.I)
 
 
+def command_line_problem(said: str, aliases: Mapping[str, Any]) -> str:
+    """traitlets' "The 'port' trait of a X instance expected an int, not the str 'x'." said as
+    the file's problems are: "X.port (--port): expected an int, got the str 'x'" (`aliases`:
+    the application's flags for its settings)."""
+    m = re.match(r"The '(\w+)' trait of an? (\w+) instance (expected .*?), not (.*?)\.?$", said)
+    if m is None:
+        return f"the command line: {said}"
+    name, cls, expected, got = m.groups()
+    flag = next((f" (--{a})" for a, t in aliases.items() if t == f"{cls}.{name}"), "")
+    return f"{cls}.{name}{flag}: {expected}, got {got}"
+
+
 def read_config_file(path: str) -> tuple[Config, str]:
     """The config `path` holds, and why it did not load ("" when it did): for an exception while
     it ran, the settings made before it."""
