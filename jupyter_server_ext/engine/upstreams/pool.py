@@ -447,6 +447,7 @@ class Pool:
         slot.key.breaker.success()
         now = self.clock()
         slot.bucket.served(slot.counted)
+        slot.bucket.answered(now - slot.taken)
         slot.bucket.observe_headers(headers, now, answered=True)
         slot.bucket.stamp(slot.id, provider_stamp(headers, now, slot.taken, slot.bucket.rates))
         self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for

@@ -122,8 +122,10 @@ local function pick(A, a, now)
     local nt = tonumber(A[p]); p = p + 1
     local trates = {}
     for j = 1, nt do trates[j] = {tonumber(A[p]), tonumber(A[p+1])}; p = p + 2 end
-    -- paced: windows up to this many seconds past half are paced (0: none; Bucket.wait_time)
-    local cap, counted, paced = tonumber(A[p]), tonumber(A[p+1]), tonumber(A[p+2]); p = p + 3
+    -- paced: windows up to this many seconds past half are paced (0: none), unless the key's
+    -- answers take the gap or longer to their first byte (fb, -1: none yet; pacing_gap)
+    local cap, counted, paced = tonumber(A[p]), tonumber(A[p+1]), tonumber(A[p+2])
+    local fb = tonumber(A[p+3]); p = p + 4
     local base = prefix .. acct .. ':' .. model
     local inf = prefix .. 'inf:' .. alias
     local fly, done, tok, prov = base .. ':fly', base .. ':done', base .. ':tok', base .. ':prov'
@@ -176,8 +178,9 @@ local function pick(A, a, now)
             if wait ~= nil and w > wait then wait = w end
           end
         else
-          if r[2] <= paced and r[1] >= 2 and 2 * (cnt + nfly) >= r[1] then
-            local w = tonumber(redis.call('GET', base .. ':last') or '0') + PACED_SHARE * r[2] / r[1] - now
+          local gap = PACED_SHARE * r[2] / r[1]
+          if r[2] <= paced and r[1] >= 2 and 2 * (cnt + nfly) >= r[1] and fb >= 0 and fb < gap then
+            local w = tonumber(redis.call('GET', base .. ':last') or '0') + gap - now
             if w > 0 then
               ok = false
               if wait ~= nil and w > wait then wait = w end

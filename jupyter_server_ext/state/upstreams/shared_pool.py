@@ -114,6 +114,7 @@ class SharedPool(Pool):
             for rate in trates:
                 args += [rate.amount, rate.seconds]
             args += [key.spec.max_in_flight, counted(key, tokens, prompt), pace_upto]
+            args.append(self.bucket(key, model).first_byte)  # this replica's view (pacing_gap)
         return args
 
     def _taken(
@@ -217,6 +218,7 @@ class SharedPool(Pool):
         slot.key.breaker.success()
         now = self.clock()
         slot.bucket.served(slot.counted)
+        slot.bucket.answered(now - slot.taken)
         ago = now - provider_stamp(
             headers, now, slot.taken, self.account_rates(slot.key.spec.account)[0]
         )
