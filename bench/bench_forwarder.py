@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,18 @@ NOOP, JNOOP = "tornado no-op", "Jupyter Server no-op"
 CONNS = (10, 100)
 
 
-def start_forwarder(procs: Procs, up: str) -> tuple[str, str, int]:
-    """bench/forwarder.py in front of `up` with the bench's three keys; (URL, auth, pid)."""
+def start_forwarder(
+    procs: Procs, up: str, wrap: Sequence[str] = (), wait_seconds: float = 60.0
+) -> tuple[str, str, int]:
+    """bench/forwarder.py in front of `up` with the bench's three keys; (URL, auth, pid).
+    `wrap`: a command it runs under (valgrind), `wait_seconds`: how long it may take to start."""
     port = free_port()
     keys = [a for k in KEYS for a in ("--key", k)]
-    argv = [PY, str(BENCH / "forwarder.py"), "--port", str(port), "--upstream", up]
+    argv = [*wrap, PY, str(BENCH / "forwarder.py"), "--port", str(port), "--upstream", up]
     proc = procs.start("forwarder", [*argv, "--token", STATIC_TOKEN, *keys])
     base = f"http://127.0.0.1:{port}/v1/"
-    wait_http(base + "chat/completions", proc, procs, "forwarder")  # a GET: 405 once it listens
+    # a GET: 405 once it listens
+    wait_http(base + "chat/completions", proc, procs, "forwarder", timeout=wait_seconds)
     return base + "chat/completions", f"Bearer {STATIC_TOKEN}", proc.pid
 
 

@@ -30,11 +30,10 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import replace_section
+from common import replace_section, worktree
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "bench" / "questions" / "flights.jsonl"
@@ -174,30 +173,19 @@ def measure(paths: dict[str, str]) -> dict[str, dict[str, list[int]]]:
 
 
 def baseline(rev: str, paths: dict[str, Path]) -> dict[str, dict[str, list[int]]]:
-    with tempfile.TemporaryDirectory(prefix="rsql-baseline-") as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
+    with worktree(rev) as tree:
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                json.dumps({k: str(v) for k, v in paths.items()}),
+            ],
+            env={**os.environ, "PYTHONPATH": str(tree)},
             check=True,
             capture_output=True,
+            text=True,
         )
-        try:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--measure",
-                    json.dumps({k: str(v) for k, v in paths.items()}),
-                ],
-                env={**os.environ, "PYTHONPATH": str(tree)},
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-        finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
-            )
     return json.loads(done.stdout.splitlines()[-1])
 
 

@@ -427,6 +427,37 @@ def workdir(name: str) -> Iterator[Path]:
         yield Path(d)
 
 
+def commit_id(rev: str) -> str:
+    """`rev` (a branch, a tag, "HEAD", a commit) as its short commit id: a baseline's name
+    that cannot be taken for this checkout's own."""
+    return subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A scratch checkout of `rev` (put first on a service's PYTHONPATH to run its code),
+    removed afterwards."""
+    with workdir("baseline") as tmp:
+        tree = tmp / "tree"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), rev],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield tree
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+                capture_output=True,
+            )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its descendants that it waited for (Linux)."""
     try:

@@ -24,6 +24,7 @@ for the ratio #58 sets a goal for. Prints the instructions per request; keeps no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import re
 import statistics
@@ -36,20 +37,17 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_forwarder import start_forwarder  # noqa: E402
 from common import (  # noqa: E402
-    BENCH,
-    KEYS,
-    PY,
-    STATIC_TOKEN,
     Procs,
     chat_body,
-    free_port,
+    commit_id,
     log,
     start_service,
     start_upstream,
     upstream_configs,
-    wait_http,
     workdir,
+    worktree,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,13 +83,7 @@ def count(requests: int, stream: bool, code: Path | None = None, forwarder: bool
             f"--callgrind-out-file={out}",
         ]
         if forwarder:
-            port = free_port()
-            keys = [a for k in KEYS for a in ("--key", k)]
-            argv = [*wrap, PY, str(BENCH / "forwarder.py"), "--port", str(port), "--upstream", up]
-            proc = procs.start("forwarder", [*argv, "--token", STATIC_TOKEN, *keys])
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            wait_http(url, proc, procs, "forwarder", timeout=600)  # a GET: 405 once it listens
-            auth = f"Bearer {STATIC_TOKEN}"
+            url, auth, _ = start_forwarder(procs, up, wrap=wrap, wait_seconds=600)
         else:
             cfg = {
                 "upstreams": upstream_configs(up),
@@ -131,46 +123,18 @@ def main() -> None:
     )
     a = ap.parse_args()
     trees: dict[str, Path | None] = {"this checkout": None}
-    with workdir("count-baseline") as tmp:
-        if a.baseline:
-            rev = subprocess.run(
-                ["git", "rev-parse", "--short", a.baseline],
-                cwd=REPO,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            trees[rev] = tmp / "tree"
-            subprocess.run(
-                [
-                    "git",
-                    "-C",
-                    str(REPO),
-                    "worktree",
-                    "add",
-                    "--detach",
-                    "-f",
-                    str(tmp / "tree"),
-                    rev,
-                ],
-                check=True,
-                capture_output=True,
-            )
-        try:
-            names = [*trees, *(["bare forwarder"] if a.forwarder else [])]
-            counts: dict[str, list[float]] = {name: [] for name in names}
-            for n in range(a.rounds):
-                for name in names if n % 2 == 0 else reversed(names):
-                    fwd = name == "bare forwarder"
-                    code = None if fwd else trees[name]
-                    counts[name].append(count(a.requests, a.stream, code, forwarder=fwd))
-                    log(f"  {name}: {counts[name][-1]:,.0f}")
-        finally:
-            if a.baseline:
-                subprocess.run(
-                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "tree")],
-                    capture_output=True,
-                )
+    rev = commit_id(a.baseline) if a.baseline else ""
+    with worktree(rev) if rev else contextlib.nullcontext() as tree:
+        if rev:
+            trees[rev] = tree
+        names = [*trees, *(["bare forwarder"] if a.forwarder else [])]
+        counts: dict[str, list[float]] = {name: [] for name in names}
+        for n in range(a.rounds):
+            for name in names if n % 2 == 0 else reversed(names):
+                fwd = name == "bare forwarder"
+                code = None if fwd else trees[name]
+                counts[name].append(count(a.requests, a.stream, code, forwarder=fwd))
+                log(f"  {name}: {counts[name][-1]:,.0f}")
     medians = {name: statistics.median(c) for name, c in counts.items()}
     for name, m in medians.items():
         spread = f"{min(counts[name]):,.0f} to {max(counts[name]):,.0f}"

@@ -42,12 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import (  # noqa: E402
     Procs,
     chat_body,
+    commit_id,
     cpu_seconds,
     replace_section,
     start_service,
     start_upstream,
     upstream_configs,
     workdir,
+    worktree,
     wrk,
 )
 
@@ -129,28 +131,15 @@ def cpu_per_request(seconds: float, conns: int, code: Path | None = None) -> flo
 
 def against(rev: str, rounds: int, seconds: float, conns: int) -> dict[str, list[float]]:
     """This checkout's and `rev`'s CPU per request, interleaved in one run."""
-    repo = Path(__file__).resolve().parent.parent
-    with workdir("baseline") as tmp:
-        tree = tmp / "tree"
-        subprocess.run(
-            ["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), rev],
-            check=True,
-            capture_output=True,
-        )
-        try:
-            out: dict[str, list[float]] = {"HEAD": [], rev: []}
-            for n in range(rounds):
-                # which goes first alternates: the machine warms and drifts over a run
-                for name in ("HEAD", rev) if n % 2 == 0 else (rev, "HEAD"):
-                    code = None if name == "HEAD" else tree
-                    out[name].append(cpu_per_request(seconds, conns, code))
-                print(f"  HEAD {out['HEAD'][-1]:.0f} µs, {rev} {out[rev][-1]:.0f} µs", flush=True)
-            return out
-        finally:
-            subprocess.run(
-                ["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
-                capture_output=True,
-            )
+    with worktree(rev) as tree:
+        out: dict[str, list[float]] = {"HEAD": [], rev: []}
+        for n in range(rounds):
+            # which goes first alternates: the machine warms and drifts over a run
+            for name in ("HEAD", rev) if n % 2 == 0 else (rev, "HEAD"):
+                code = None if name == "HEAD" else tree
+                out[name].append(cpu_per_request(seconds, conns, code))
+            print(f"  HEAD {out['HEAD'][-1]:.0f} µs, {rev} {out[rev][-1]:.0f} µs", flush=True)
+        return out
 
 
 def write_baseline(r: dict[str, list[float]], rev: str, seconds: float, conns: int) -> None:
@@ -286,14 +275,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="runs of each, with --baseline")
     a = ap.parse_args()
     if a.baseline:
-        # a commit id: "HEAD" would name the same key as this checkout's runs
-        a.baseline = subprocess.run(
-            ["git", "rev-parse", "--short", a.baseline],
-            cwd=Path(__file__).resolve().parent,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        a.baseline = commit_id(a.baseline)  # "HEAD" would be filed with this checkout's runs
         r = against(a.baseline, a.rounds, a.seconds, a.conns)
         if not a.no_write:
             write_baseline(r, a.baseline, a.seconds, a.conns)

@@ -135,6 +135,23 @@ async def provider_headers_say_when_a_slow_answer_was_counted(
         assert gap >= 1.6, gap
 
 
+async def arrivals_of_a_burst(
+    request: pytest.FixtureRequest, fp: FakeProvider, kind: str, n: int, max_wait: float
+) -> list[float]:
+    """`n` questions asked at once of one key the provider lets through six a second, answered
+    in 10 ms: when each answered one arrived at the provider, in order."""
+    one_key(fp, 6, 1.0)
+    fp.latency = 0.01
+    engine = await make_engine(request, kind, fp, ["6 per 1 second"], max_wait_seconds=max_wait)
+    await engine.start()
+    ask = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        await asyncio.gather(*(engine.chat(dict(ask), ALICE) for _ in range(n)))
+    finally:
+        await engine.close()
+    return sorted(r.at for r in fp.received if r.status == 200)
+
+
 async def a_full_key_sends_evenly_while_requests_wait(
     request: pytest.FixtureRequest,
     fresh_provider: FakeProvider,
@@ -145,18 +162,7 @@ async def a_full_key_sends_evenly_while_requests_wait(
     sixth of a second after the one before: never again six at once, the burst a moving window
     left to itself repeats every second (the quota a client sees would then depend on where its
     count starts). Never a 429, and no slower than the window allows."""
-    one_key(fresh_provider, 6, 1.0)
-    fresh_provider.latency = 0.01
-    engine = await make_engine(
-        request, state_kind, fresh_provider, ["6 per 1 second"], max_wait_seconds=10
-    )
-    await engine.start()
-    ask = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
-    try:
-        await asyncio.gather(*(engine.chat(dict(ask), ALICE) for _ in range(18)))
-    finally:
-        await engine.close()
-    arrivals = sorted(r.at for r in fresh_provider.received if r.status == 200)
+    arrivals = await arrivals_of_a_burst(request, fresh_provider, state_kind, 18, 10)
     assert fresh_provider.too_many == 0 and len(arrivals) == 18
     assert arrivals[5] - arrivals[0] < 0.1, arrivals  # a whole window at once, nobody waiting
     waited = arrivals[6:]
@@ -179,19 +185,8 @@ async def a_paced_key_is_not_held_to_the_providers_reset(
     window says when the oldest leaves, and sends then: after the first window, never a pause
     longer than the 0.55 s until its oldest request leaves, where waiting for each reset
     pauses a whole second each time the window fills. Never a 429."""
-    one_key(fresh_provider, 6, 1.0)
-    fresh_provider.latency = 0.01
     fresh_provider.ratelimit_headers_at_answer = True
-    engine = await make_engine(
-        request, state_kind, fresh_provider, ["6 per 1 second"], max_wait_seconds=15
-    )
-    await engine.start()
-    ask = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
-    try:
-        await asyncio.gather(*(engine.chat(dict(ask), ALICE) for _ in range(24)))
-    finally:
-        await engine.close()
-    arrivals = sorted(r.at for r in fresh_provider.received if r.status == 200)
+    arrivals = await arrivals_of_a_burst(request, fresh_provider, state_kind, 24, 15)
     assert fresh_provider.too_many == 0 and len(arrivals) == 24
     pauses = [b - a for a, b in itertools.pairwise(arrivals[6:])]
     assert max(pauses) < 0.8, [round(a - arrivals[0], 3) for a in arrivals]
