@@ -13,17 +13,19 @@ export PLOOMBER_VERSION_CHECK_DISABLED := true
 demo: setup-demo
 	$(PY) scripts/run_demo.py
 
-# The unit tests in one process (some hold a collector to its time bound, which a busy
-# neighbour breaks), then the end-to-end tests in two workers (pytest-xdist), each test module on
-# one of them (--dist loadfile: a module's shared Jupyter server, hub or database stays one):
-# ~12 minutes instead of ~18 on two cores, since most of their time is waiting on servers,
-# kernels and browsers. TEST_WORKERS=0 runs them in one process, TEST_WORKERS=4 in four.
+# The unit tests in two workers (pytest-xdist, each test to whichever worker is free), then the
+# end-to-end tests in two workers, each test module on one of them (--dist loadfile: a module's
+# shared Jupyter server, hub or database stays one), the longest modules first
+# (tests/e2e/conftest.py says why; --no-loadscope-reorder keeps that order). Most end-to-end
+# time is waiting on servers, kernels and browsers. TEST_WORKERS=0 runs each in one process,
+# TEST_WORKERS=4 in four.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+UNIT_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # --durations: the slowest tests of each run, in its log, where the suite's time goes
 test: setup
-	$(PY) -m pytest -ra --durations=15 tests/unit; unit=$$?; \
+	$(PY) -m pytest -ra --durations=15 $(UNIT_PARALLEL) tests/unit; unit=$$?; \
 	$(PY) -m pytest -ra --durations=25 $(PYTEST_PARALLEL) tests/e2e; e2e=$$?; \
 	test $$unit -eq 0 && test $$e2e -eq 0
 

@@ -141,15 +141,22 @@ def provider() -> Iterator[FakeProvider]:
     fp.stop()
 
 
-@pytest.fixture
-def fresh_provider(provider: FakeProvider) -> FakeProvider:
-    """The session's provider with its three keys as they started: no limits, no faults."""
+def _as_started(provider: FakeProvider) -> None:
     provider.reset()
     provider.keys = {
         key: KeyPolicy(alias, account=account) for key, alias, account in PROVIDER_KEYS
     }
     provider.latency = 0.0
-    return provider
+
+
+@pytest.fixture
+def fresh_provider(provider: FakeProvider) -> Iterator[FakeProvider]:
+    """The session's provider with its three keys as they started: no limits, no faults. It is
+    left so after the test too: a module fixture that reads the session's `provider` (its keys
+    make a proxy's upstreams) must not find the keys or limits a test before it set."""
+    _as_started(provider)
+    yield provider
+    _as_started(provider)
 
 
 # -- kernel side in-process: an IPython shell and %%sql_ai's model call on the fake provider --

@@ -9,13 +9,14 @@ The screenshot goes to ``test-artifacts/``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import chromium, open_notebook, start_lab, stop
+from tests.helpers.browser import chromium, notebook_address, open_notebook, running_lab
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -50,11 +51,26 @@ the code below works for both, since every region appears once here.
 
 Ask a follow-up if you want a chart of it."""
 LAST_WORDS = "a chart of it."
+# the panel's usage line (from GET me): the requests the user has left today
+LEFT = (
+    "() => { const line = document.querySelector('.rsql-chat .rsql-usage');"
+    " const m = /requests left: (\\d+) of 100\\/day/.exec(line ? line.textContent : '');"
+    " return m ? Number(m[1]) : 0; }"
+)
+
+
+@pytest.fixture(scope="module")
+def lab(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Path]]:
+    """One JupyterLab for both frontends' tests: (url, token, root)."""
+    with running_lab(tmp_path_factory.mktemp("chat-lab"), provider) as started:
+        yield started
 
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_chat_panel_in_chromium(
-    frontend: str, fresh_provider: FakeProvider, tmp_path: Path
+    frontend: str, lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
@@ -67,74 +83,63 @@ def test_chat_panel_in_chromium(
         "language": "python",
     }
     nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CELL)]
-    proc, url, token, root = start_lab(tmp_path, fresh_provider)
-    nbformat.write(nb, root / "chat.ipynb")
+    url, token, root = lab
+    notebook = f"chat-{frontend}.ipynb"
+    nbformat.write(nb, root / notebook)
     fresh_provider.script(ANSWER)
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"chat-panel-{frontend}.png"
-    page_path = "lab/tree/chat.ipynb" if frontend == "lab" else "notebooks/chat.ipynb"
-    try:
-        with sync_playwright() as pw:
-            browser = chromium(pw, tmp_path)
-            page = browser.pages[0] if browser.pages else browser.new_page()
-            try:
-                open_notebook(page, f"{url}{page_path}?token={token}")
-                page.click(".jp-Notebook .jp-Cell .cm-content")
-                page.keyboard.press("Shift+Enter")
-                panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
-                box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
-                # the usage line comes from GET me
-                page.wait_for_function(
-                    "() => (document.querySelector('.rsql-chat .rsql-usage') || {}).textContent"
-                    "?.includes('requests left: 100 of 100/day')",
-                    timeout=30_000,
-                )
-                box.fill("Which region has the most revenue?")
-                box.press("Enter")
-                # streaming: a partial answer with the cursor shows before the whole answer
-                page.wait_for_function(
-                    "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
-                    " return a && a.textContent.includes('▍') && !a.textContent.includes('chart of it'); }",
-                    timeout=30_000,
-                )
-                page.wait_for_function(
-                    "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
-                    " return a && a.textContent.includes('chart of it') && !a.textContent.includes('▍'); }",
-                    timeout=30_000,
-                )
-                answer = page.inner_text(".rsql-chat .rsql-answer")
-                assert "south" in answer and "sort_values" in answer and LAST_WORDS in answer, (
-                    answer
-                )
-                # rendered Markdown: bold and a highlighted code block, not raw asterisks
-                assert page.query_selector(".rsql-chat .rsql-answer strong") is not None
-                assert page.query_selector(".rsql-chat .rsql-answer pre") is not None
-                assert page.query_selector(".rsql-chat .rsql-answer table") is not None
-                assert "**" not in answer, answer
-                # the answer's buttons come just after its final text
-                page.get_by_role("button", name="Copy code").wait_for(
-                    state="visible", timeout=15_000
-                )
-                page.wait_for_function(
-                    "() => (document.querySelector('.rsql-chat .rsql-usage') || {}).textContent"
-                    "?.includes('requests left: 99 of 100/day')",
-                    timeout=30_000,
-                )
-                assert box.input_value() == "", box.input_value()  # cleared for the next one
-                # the context reached the provider: the frame picked up from the namespace
-                sent = fresh_provider.received[-1].body["messages"][-1]["content"]
-                assert "DataFrame sales" in sent and "revenue_eur" in sent, sent
-                assert "Which region has the most revenue?" in sent
-                page.get_by_role("button", name="Copy code").click()
-                page.wait_for_selector(".rsql-chat .rsql-code textarea", timeout=15_000)
-                panel.scroll_into_view_if_needed()
-                page.screenshot(path=str(shot), full_page=False)
-                panel.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-panel.png"))
-            except Exception:
-                page.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-failure.png"))
-                raise
-            finally:
-                browser.close()
-    finally:
-        stop(proc)
+    with sync_playwright() as pw:
+        browser = chromium(pw, tmp_path)
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        try:
+            open_notebook(page, notebook_address(url, token, notebook, frontend))
+            page.click(".jp-Notebook .jp-Cell .cm-content")
+            page.keyboard.press("Shift+Enter")
+            panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
+            box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
+            # the usage line comes from GET me (the other frontend's test may have asked
+            # before this one, in the same lab)
+            left = page.wait_for_function(LEFT, timeout=30_000).json_value()
+            assert 0 < left <= 100
+            # a question of this test's own: the lab's proxy caches answers at temperature 0
+            question = f"Which region has the most revenue ({frontend})?"
+            box.fill(question)
+            box.press("Enter")
+            # streaming: a partial answer with the cursor shows before the whole answer
+            page.wait_for_function(
+                "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
+                " return a && a.textContent.includes('▍') && !a.textContent.includes('chart of it'); }",
+                timeout=30_000,
+            )
+            page.wait_for_function(
+                "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
+                " return a && a.textContent.includes('chart of it') && !a.textContent.includes('▍'); }",
+                timeout=30_000,
+            )
+            answer = page.inner_text(".rsql-chat .rsql-answer")
+            assert "south" in answer and "sort_values" in answer and LAST_WORDS in answer, answer
+            # rendered Markdown: bold and a highlighted code block, not raw asterisks
+            assert page.query_selector(".rsql-chat .rsql-answer strong") is not None
+            assert page.query_selector(".rsql-chat .rsql-answer pre") is not None
+            assert page.query_selector(".rsql-chat .rsql-answer table") is not None
+            assert "**" not in answer, answer
+            # the answer's buttons come just after its final text
+            page.get_by_role("button", name="Copy code").wait_for(state="visible", timeout=15_000)
+            page.wait_for_function(f"() => ({LEFT})() === {left - 1}", timeout=30_000)
+            assert box.input_value() == "", box.input_value()  # cleared for the next one
+            # the context reached the provider: the frame picked up from the namespace
+            sent = fresh_provider.received[-1].body["messages"][-1]["content"]
+            assert "DataFrame sales" in sent and "revenue_eur" in sent, sent
+            assert question in sent
+            page.get_by_role("button", name="Copy code").click()
+            page.wait_for_selector(".rsql-chat .rsql-code textarea", timeout=15_000)
+            panel.scroll_into_view_if_needed()
+            page.screenshot(path=str(shot), full_page=False)
+            panel.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-panel.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-failure.png"))
+            raise
+        finally:
+            browser.close()
     assert shot.stat().st_size > 10_000

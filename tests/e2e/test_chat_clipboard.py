@@ -7,13 +7,14 @@ shown in a read-only text area, all of it selected, and the panel says so.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from tests.helpers import require
-from tests.helpers.browser import chromium, open_notebook, start_lab, stop
+from tests.helpers.browser import chromium, notebook_address, open_notebook, running_lab
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -39,13 +40,22 @@ SELECTED = """() => {
 }"""
 
 
+@pytest.fixture(scope="module")
+def lab(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Path]]:
+    """One JupyterLab for both frontends' tests: (url, token, root)."""
+    with running_lab(tmp_path_factory.mktemp("clipboard-lab"), provider) as started:
+        yield started
+
+
 def panel_text_has(words: str) -> str:
     return f"() => document.querySelector('.rsql-chat').textContent.includes({words!r})"
 
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_copy_code_to_the_clipboard_or_selected(
-    frontend: str, fresh_provider: FakeProvider, tmp_path: Path
+    frontend: str, lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
@@ -59,55 +69,53 @@ def test_copy_code_to_the_clipboard_or_selected(
         "language": "python",
     }
     nb.cells = [nbformat.v4.new_code_cell(CELL)]
-    proc, url, token, root = start_lab(tmp_path, fresh_provider)
-    nbformat.write(nb, root / "clip.ipynb")
+    url, token, root = lab
+    notebook = f"clip-{frontend}.ipynb"
+    nbformat.write(nb, root / notebook)
     fresh_provider.script(ANSWER, ANSWER)
     origin = url.rstrip("/")
-    page_path = "lab/tree/clip.ipynb" if frontend == "lab" else "notebooks/clip.ipynb"
-    try:
-        with sync_playwright() as pw:
-            browser = chromium(pw, tmp_path)
-            browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
-            page = browser.pages[0] if browser.pages else browser.new_page()
-            try:
-                open_notebook(page, f"{url}{page_path}?token={token}")
-                page.click(".jp-Notebook .jp-Cell .cm-content")
-                page.keyboard.press("Shift+Enter")
-                panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
-                box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
+    with sync_playwright() as pw:
+        browser = chromium(pw, tmp_path)
+        browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        try:
+            open_notebook(page, notebook_address(url, token, notebook, frontend))
+            page.click(".jp-Notebook .jp-Cell .cm-content")
+            page.keyboard.press("Shift+Enter")
+            panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
+            box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
 
-                # 1. the clipboard allowed: the code is on it
-                page.evaluate("navigator.clipboard.writeText('nothing yet')")
-                box.fill("Which region has the most revenue?")
-                box.press("Enter")
-                copy = page.get_by_role("button", name="Copy code")
-                copy.wait_for(state="visible", timeout=30_000)
-                copy.click()
-                page.wait_for_function(panel_text_has("Copied to the clipboard."), timeout=15_000)
-                assert page.evaluate("navigator.clipboard.readText()") == CODE
+            # 1. the clipboard allowed: the code is on it
+            page.evaluate("navigator.clipboard.writeText('nothing yet')")
+            # questions of this test's own: the lab's proxy caches answers at temperature 0
+            box.fill(f"Which region has the most revenue ({frontend})?")
+            box.press("Enter")
+            copy = page.get_by_role("button", name="Copy code")
+            copy.wait_for(state="visible", timeout=30_000)
+            copy.click()
+            page.wait_for_function(panel_text_has("Copied to the clipboard."), timeout=15_000)
+            assert page.evaluate("navigator.clipboard.readText()") == CODE
 
-                # 2. the clipboard refused: the code is shown, selected, and the panel says so
-                # Chromium lets a click write unless told otherwise: an empty grant refuses
-                browser.clear_permissions()
-                browser.grant_permissions([], origin=origin)
-                box.fill("And again?")
-                box.press("Enter")
-                again = page.get_by_role("button", name="Copy code").nth(1)
-                again.wait_for(state="visible", timeout=30_000)
-                again.click()
-                page.wait_for_function(SELECTED, timeout=15_000)
-                shown = page.eval_on_selector_all(
-                    ".rsql-chat .rsql-code textarea", "els => els[1].value"
-                )
-                assert shown == CODE
-                assert page.evaluate("window.__rsqlPwned === undefined")
-                page.wait_for_function(
-                    panel_text_has("The clipboard is not available here"), timeout=15_000
-                )
-            except Exception:
-                page.screenshot(path=str(tmp_path / f"clipboard-{frontend}-failure.png"))
-                raise
-            finally:
-                browser.close()
-    finally:
-        stop(proc)
+            # 2. the clipboard refused: the code is shown, selected, and the panel says so
+            # Chromium lets a click write unless told otherwise: an empty grant refuses
+            browser.clear_permissions()
+            browser.grant_permissions([], origin=origin)
+            box.fill(f"And again ({frontend})?")
+            box.press("Enter")
+            again = page.get_by_role("button", name="Copy code").nth(1)
+            again.wait_for(state="visible", timeout=30_000)
+            again.click()
+            page.wait_for_function(SELECTED, timeout=15_000)
+            shown = page.eval_on_selector_all(
+                ".rsql-chat .rsql-code textarea", "els => els[1].value"
+            )
+            assert shown == CODE
+            assert page.evaluate("window.__rsqlPwned === undefined")
+            page.wait_for_function(
+                panel_text_has("The clipboard is not available here"), timeout=15_000
+            )
+        except Exception:
+            page.screenshot(path=str(tmp_path / f"clipboard-{frontend}-failure.png"))
+            raise
+        finally:
+            browser.close()

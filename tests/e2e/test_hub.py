@@ -201,9 +201,10 @@ def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(
     hub: Hub, provider: FakeProvider
 ) -> None:
     """Two hub groups (students: the small model; staff: both, the large one by default), an
-    exam window for students that starts and ends on the clock, a spawned student's kernel told
-    about it in the cell, and a move between groups that takes effect within the service's
-    hub cache time (2 s here)."""
+    exam window for students that starts on the clock and that the admin ends early, a quiz
+    window that ends on the clock, a spawned student's kernel told about the exam in the cell,
+    and a move between groups that takes effect within the service's hub cache time (2 s
+    here)."""
     stu, carla = hub.token_for("stu"), hub.token_for("carla")
     me = hub.service("GET", "me", stu)[1]
     assert (me["groups"], me["models"], me["default_model"]) == (
@@ -252,8 +253,19 @@ def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(
     assert "Exam in progress: no assistant." in asked, results
     assert "exam" in status_out and "Exam in progress" in status_out, status_out
     assert not [r for r in provider.received if "join two tables" in json.dumps(r.body)]
-    # the window ends on the clock
-    time.sleep(max(0.0, start + 25.5 - time.time()))
+    # the admin ends it early: the student may ask again at once
+    status, body = hub.service("POST", "admin/windows/exam/end", carla, {})
+    assert status == 200, body
+    assert hub.service("POST", "v1/chat/completions", stu, ASK)[0] == 200
+    # a short quiz that starts now and ends on the clock (the exam had to leave room for the
+    # kernel above on a busy machine; waiting out its 25 s would only cost time)
+    now = time.time()
+    quiz = {**window, "name": "quiz", "start": _iso(now), "end": _iso(now + 4)}
+    status, body = hub.service("POST", "admin/windows", carla, quiz)
+    assert status == 200, body
+    status, body = hub.service("POST", "v1/chat/completions", stu, ASK)
+    assert status == 403 and body["error"]["window"]["ends_at"] == _iso(now + 4), body
+    time.sleep(max(0.0, int(now + 4) + 0.5 - time.time()))
     status, body = hub.service("POST", "v1/chat/completions", stu, ASK)
     assert status == 200, body
     # stu moves from students to staff: within the hub cache time the large model is theirs

@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 
 from tests.helpers import REPO, http, require
-from tests.helpers.browser import chromium, open_notebook, start_lab, stop, write_notebook
+from tests.helpers.browser import (
+    chromium,
+    notebook_address,
+    open_notebook,
+    running_lab,
+    write_notebook,
+)
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -78,11 +84,7 @@ class Lab:
         self.url, self.token, self.root, self.provider = url, token, root, provider
 
     def address(self, frontend: str, notebook: str) -> str:
-        if frontend == "notebook":
-            return f"{self.url}notebooks/{notebook}?token={self.token}"
-        # a workspace of its own, reset: not the notebooks earlier tests left open
-        workspace = Path(notebook).stem
-        return f"{self.url}lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+        return notebook_address(self.url, self.token, notebook, frontend)
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         status, _, raw = http(
@@ -97,18 +99,16 @@ def lab(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
     require("chromium", binary=True, reason="apt install chromium")
     require("pandas", reason="the notebook's frame")
     tmp = tmp_path_factory.mktemp("inline-lab")
-    proc, url, token, root = start_lab(tmp, provider)
-    # the kernel's context gets a second, not the default 60 ms: these tests ask whether the
-    # columns reach the model, and a test worker beside this one on two cores can hold the
-    # kernel's reply past 60 ms (the budget itself is held by the provider's vitest tests)
-    settings = tmp / "settings" / "@rsql-assistant" / "jupyterlab"
-    settings.mkdir(parents=True)
-    (settings / "completion.jupyterlab-settings").write_text('{"contextTimeoutMs": 1000}')
-    (root / "sales.csv").write_text("region,revenue\nnorth,120.5\nsouth,98.25\n")
-    try:
+    with running_lab(tmp, provider) as (url, token, root):
+        # the kernel's context gets a second, not the default 60 ms: these tests ask whether
+        # the columns reach the model, and a test worker beside this one on two cores can hold
+        # the kernel's reply past 60 ms (the budget itself is held by the provider's vitest
+        # tests)
+        settings = tmp / "settings" / "@rsql-assistant" / "jupyterlab"
+        settings.mkdir(parents=True)
+        (settings / "completion.jupyterlab-settings").write_text('{"contextTimeoutMs": 1000}')
+        (root / "sales.csv").write_text("region,revenue\nnorth,120.5\nsouth,98.25\n")
         yield Lab(url, token, root, provider)
-    finally:
-        stop(proc)
 
 
 @pytest.fixture

@@ -22,7 +22,13 @@ import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import chromium, open_notebook, start_lab, stop, write_notebook
+from tests.helpers.browser import (
+    chromium,
+    notebook_address,
+    open_notebook,
+    running_lab,
+    write_notebook,
+)
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.tool_calls import tool_call
 
@@ -57,11 +63,19 @@ def _lab(
         page_config = tmp_path / "config" / "labconfig" / "page_config.json"
         page_config.parent.mkdir(parents=True)
         page_config.write_text(json.dumps({"disabledExtensions": {EXTENSION: True}}))
-    proc, url, token, root = start_lab(tmp_path, provider)
-    try:
-        yield url, token, root
-    finally:
-        stop(proc)
+    with running_lab(tmp_path, provider) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def lab(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Path]]:
+    """One JupyterLab with the extension for the module's tests (the control starts its own,
+    without): (url, token, root). Each test opens a notebook of its own name in a workspace of
+    its own, so no test finds another's notebook open."""
+    with _lab(tmp_path_factory.mktemp("proposal-lab"), provider) as started:
+        yield started
 
 
 @contextmanager
@@ -131,7 +145,7 @@ def _not_run(cell: Any, trace: Path) -> None:
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
-    frontend: str, fresh_provider: FakeProvider, tmp_path: Path
+    frontend: str, lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """%%ask --agent against the fake provider, whose scripted model calls propose_cell."""
     trace = tmp_path / "ran-accepted.txt"
@@ -139,30 +153,31 @@ def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
     fresh_provider.script(
         tool_call("propose_cell", {"code": code, "language": "python"}), "I proposed a cell."
     )
-    with _lab(tmp_path, fresh_provider) as (url, token, root):
-        cells = ["%load_ext rsql_magic", "%%ask --agent\nWrite the file for me.", "'after'"]
-        write_notebook(root, "agent.ipynb", cells)
-        page_path = "lab/tree/agent.ipynb" if frontend == "lab" else "notebooks/agent.ipynb"
-        with _page(tmp_path, f"{url}{page_path}?token={token}", f"proposal-{frontend}") as page:
-            _run(page, 0)
-            asked = _run(page, 1, wait_for=".rsql-proposal-view")
-            view = asked.locator(".rsql-proposal-view")
-            assert view.locator(".rsql-proposal-code").text_content() == code
-            assert not trace.exists()
-            view.locator(".rsql-proposal-accept").click()
-            view.locator(
-                ".rsql-proposal-note", has_text="Inserted below; it has not run"
-            ).wait_for()
-            assert view.locator(".rsql-proposal-accept").is_disabled()
-            assert page.locator(CELLS).count() == 4
-            nb = _saved(page, root / "agent.ipynb", 4)
+    url, token, root = lab
+    notebook = f"agent-{frontend}.ipynb"
+    # a question of this test's own: the lab's proxy caches answers at temperature 0
+    ask = f"%%ask --agent\nWrite the file for me ({frontend})."
+    cells = ["%load_ext rsql_magic", ask, "'after'"]
+    write_notebook(root, notebook, cells)
+    address = notebook_address(url, token, notebook, frontend)
+    with _page(tmp_path, address, f"proposal-{frontend}") as page:
+        _run(page, 0)
+        asked = _run(page, 1, wait_for=".rsql-proposal-view")
+        view = asked.locator(".rsql-proposal-view")
+        assert view.locator(".rsql-proposal-code").text_content() == code
+        assert not trace.exists()
+        view.locator(".rsql-proposal-accept").click()
+        view.locator(".rsql-proposal-note", has_text="Inserted below; it has not run").wait_for()
+        assert view.locator(".rsql-proposal-accept").is_disabled()
+        assert page.locator(CELLS).count() == 4
+        nb = _saved(page, root / notebook, 4)
     assert [c.source for c in nb.cells] == [*cells[:2], code, cells[2]]
     _not_run(nb.cells[2], trace)
     assert nb.cells[1].execution_count is not None  # the cell that asked did run
 
 
 def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
-    fresh_provider: FakeProvider, tmp_path: Path
+    lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     rejected_trace, hostile_trace = tmp_path / "ran-rejected.txt", tmp_path / "ran-hostile.txt"
     rejected = _writes(rejected_trace, "it ran")
@@ -174,25 +189,25 @@ def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
         f"in_panel.call('propose_cell', {{'code': {hostile!r}, 'language': 'python'}}).summary",
         "'end'",
     ]
-    with _lab(tmp_path, fresh_provider) as (url, token, root):
-        write_notebook(root, "tools.ipynb", cells)
-        with _page(tmp_path, f"{url}lab/tree/tools.ipynb?token={token}", "proposal-tools") as page:
-            _run(page, 0)
-            first = _run(page, 1, wait_for=".rsql-proposal-view").locator(".rsql-proposal-view")
-            first.locator(".rsql-proposal-reject").click()
-            first.locator(".rsql-proposal-note", has_text="Rejected; nothing inserted").wait_for()
-            assert first.locator(".rsql-proposal-accept").is_disabled()
-            first.locator(".rsql-proposal-accept").click(force=True)  # too late: nothing
-            # inside an ipywidgets Output, as in the chat panel
-            second = _run(page, 2, wait_for=".widget-output .rsql-proposal-view")
-            view = second.locator(".rsql-proposal-view")
-            assert view.locator(".rsql-proposal-code").text_content() == hostile
-            assert second.locator(".jp-OutputArea img, .jp-OutputArea script").count() == 0
-            assert view.locator("b").count() == 1  # the title's, not the code's
-            view.locator(".rsql-proposal-accept").click()
-            view.locator(".rsql-proposal-note", has_text="Inserted below").wait_for()
-            assert page.evaluate("() => window.rsqlPwned") is None
-            nb = _saved(page, root / "tools.ipynb", 5)
+    url, token, root = lab
+    write_notebook(root, "tools.ipynb", cells)
+    with _page(tmp_path, notebook_address(url, token, "tools.ipynb"), "proposal-tools") as page:
+        _run(page, 0)
+        first = _run(page, 1, wait_for=".rsql-proposal-view").locator(".rsql-proposal-view")
+        first.locator(".rsql-proposal-reject").click()
+        first.locator(".rsql-proposal-note", has_text="Rejected; nothing inserted").wait_for()
+        assert first.locator(".rsql-proposal-accept").is_disabled()
+        first.locator(".rsql-proposal-accept").click(force=True)  # too late: nothing
+        # inside an ipywidgets Output, as in the chat panel
+        second = _run(page, 2, wait_for=".widget-output .rsql-proposal-view")
+        view = second.locator(".rsql-proposal-view")
+        assert view.locator(".rsql-proposal-code").text_content() == hostile
+        assert second.locator(".jp-OutputArea img, .jp-OutputArea script").count() == 0
+        assert view.locator("b").count() == 1  # the title's, not the code's
+        view.locator(".rsql-proposal-accept").click()
+        view.locator(".rsql-proposal-note", has_text="Inserted below").wait_for()
+        assert page.evaluate("() => window.rsqlPwned") is None
+        nb = _saved(page, root / "tools.ipynb", 5)
     assert [c.source for c in nb.cells] == [*cells[:3], hostile, cells[3]]
     _not_run(nb.cells[3], hostile_trace)
     assert not rejected_trace.exists()
@@ -223,7 +238,7 @@ def test_control_without_the_extension_accept_inserts_no_cell(
 
 
 def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_off(
-    fresh_provider: FakeProvider, tmp_path: Path
+    lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """A notebook file from someone else, carrying a proposal output (unsigned, so untrusted):
     shown as text, and Accept inserts nothing even when its button is forced."""
@@ -235,29 +250,29 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
         "display_data",
         data={"application/vnd.rsql.proposal+json": proposal, "text/plain": code},
     )
-    with _lab(tmp_path, fresh_provider) as (url, token, root):
-        write_notebook(root, "foreign.ipynb", ["'their cell'"])
-        nb = nbformat.read(root / "foreign.ipynb", as_version=4)
-        nb.cells[0].outputs = [output]
-        nbformat.write(nb, root / "foreign.ipynb")  # unsigned: not trusted by this user
-        address = f"{url}lab/tree/foreign.ipynb?token={token}"
-        with _page(tmp_path, address, "proposal-foreign") as page:
-            view = page.locator(".rsql-proposal-view")
-            view.wait_for(timeout=30_000)
-            assert view.locator(".rsql-proposal-code").text_content() == code
-            assert markup in (view.locator(".rsql-proposal-title").text_content() or "")
-            assert page.locator(".jp-OutputArea img, .jp-OutputArea script").count() == 0
-            assert view.locator(".rsql-proposal-accept").is_disabled()
-            assert "not trusted" in (view.locator(".rsql-proposal-note").text_content() or "")
-            view.locator(".rsql-proposal-accept").click(force=True)
-            time.sleep(1)
-            assert page.locator(CELLS).count() == 1
-            assert page.evaluate("() => window.rsqlPwned") is None
+    url, token, root = lab
+    write_notebook(root, "foreign.ipynb", ["'their cell'"])
+    nb = nbformat.read(root / "foreign.ipynb", as_version=4)
+    nb.cells[0].outputs = [output]
+    nbformat.write(nb, root / "foreign.ipynb")  # unsigned: not trusted by this user
+    address = notebook_address(url, token, "foreign.ipynb")
+    with _page(tmp_path, address, "proposal-foreign") as page:
+        view = page.locator(".rsql-proposal-view")
+        view.wait_for(timeout=30_000)
+        assert view.locator(".rsql-proposal-code").text_content() == code
+        assert markup in (view.locator(".rsql-proposal-title").text_content() or "")
+        assert page.locator(".jp-OutputArea img, .jp-OutputArea script").count() == 0
+        assert view.locator(".rsql-proposal-accept").is_disabled()
+        assert "not trusted" in (view.locator(".rsql-proposal-note").text_content() or "")
+        view.locator(".rsql-proposal-accept").click(force=True)
+        time.sleep(1)
+        assert page.locator(CELLS).count() == 1
+        assert page.evaluate("() => window.rsqlPwned") is None
     assert not trace.exists()
 
 
 def test_bidi_and_invisible_characters_show_as_escapes_and_accept_inserts_what_shows(
-    fresh_provider: FakeProvider, tmp_path: Path
+    lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """Issue 53, finding 9 (Trojan Source): a proposal from the kernel's tools, and a bundle
     that never went through them (an older kernel's, a notebook file's), each holding a
@@ -277,23 +292,19 @@ def test_bidi_and_invisible_characters_show_as_escapes_and_accept_inserts_what_s
         f"display({{'application/vnd.rsql.proposal+json': {raw!r}, 'text/plain': 'x'}}, raw=True)",
         "'end'",
     ]
-    with _lab(tmp_path, fresh_provider) as (url, token, root):
-        write_notebook(root, "trojan.ipynb", cells)
-        with _page(tmp_path, f"{url}lab/tree/trojan.ipynb?token={token}", "proposal-bidi") as page:
-            _run(page, 0)
-            _run(page, 1, wait_for=".rsql-proposal-view")
-            _run(page, 2, wait_for=".rsql-proposal-view")
-            views = page.locator(".rsql-proposal-view")
-            drawn = [
-                views.nth(i).locator(".rsql-proposal-code").text_content() or "" for i in (0, 1)
-            ]
-            titles = [
-                views.nth(i).locator(".rsql-proposal-title").text_content() or "" for i in (0, 1)
-            ]
-            for i in (0, 1):
-                views.nth(i).locator(".rsql-proposal-accept").click()
-                views.nth(i).locator(".rsql-proposal-note", has_text="Inserted below").wait_for()
-            nb = _saved(page, root / "trojan.ipynb", 6)
+    url, token, root = lab
+    write_notebook(root, "trojan.ipynb", cells)
+    with _page(tmp_path, notebook_address(url, token, "trojan.ipynb"), "proposal-bidi") as page:
+        _run(page, 0)
+        _run(page, 1, wait_for=".rsql-proposal-view")
+        _run(page, 2, wait_for=".rsql-proposal-view")
+        views = page.locator(".rsql-proposal-view")
+        drawn = [views.nth(i).locator(".rsql-proposal-code").text_content() or "" for i in (0, 1)]
+        titles = [views.nth(i).locator(".rsql-proposal-title").text_content() or "" for i in (0, 1)]
+        for i in (0, 1):
+            views.nth(i).locator(".rsql-proposal-accept").click()
+            views.nth(i).locator(".rsql-proposal-note", has_text="Inserted below").wait_for()
+        nb = _saved(page, root / "trojan.ipynb", 6)
     for text in [*drawn, *titles]:
         assert not [c for c in hidden if c in text], f"drawn with a hidden character: {text!r}"
     assert all("\\u202e" in code and "\\u2066" in code and "\\x1b" in code for code in drawn)

@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,14 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
     )
     note.parent.mkdir(parents=True)
     note.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    # a notebook opens with its own kernel started, without the "Select Kernel" dialog that
+    # JupyterLab shows when other kernels run (a lab shared by a module's tests): a user's
+    # "Always start the preferred kernel"
+    tracker = (
+        tmp / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    )
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"autoStartDefaultKernel": true}')
     env = {
         k: v
         for k, v in os.environ.items()
@@ -106,6 +116,27 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
     return proc, url, token, root
 
 
+@contextmanager
+def running_lab(tmp: Path, fp: FakeProvider) -> Iterator[tuple[str, str, Path]]:
+    """:func:`start_lab` as a context: (url, token, root), the lab stopped on leaving. A module
+    shares one (a lab takes seconds to start); each test opens its notebook with
+    :func:`notebook_address`."""
+    proc, url, token, root = start_lab(tmp, fp)
+    try:
+        yield url, token, root
+    finally:
+        stop(proc)
+
+
+def notebook_address(url: str, token: str, notebook: str, frontend: str = "lab") -> str:
+    """The page of `notebook` in JupyterLab (``frontend="lab"``) or Notebook 7. In JupyterLab,
+    a workspace of the notebook's own, reset: the page opens that notebook alone, not whatever
+    earlier tests left open in the shared lab's default workspace."""
+    if frontend == "notebook":
+        return f"{url}notebooks/{notebook}?token={token}"
+    return f"{url}lab/workspaces/{Path(notebook).stem}/tree/{notebook}?reset&token={token}"
+
+
 def chromium(pw: Any, tmp_path: Path, height: int = 900) -> Any:
     """Debian's Chromium, headless, with a fresh profile (Playwright's way of passing
     --user-data-dir): the browser context."""
@@ -118,21 +149,29 @@ def chromium(pw: Any, tmp_path: Path, height: int = 900) -> Any:
     )
 
 
+KERNEL_DIALOG = ".jp-Dialog button.jp-mod-accept"
+# "ready": the notebook's kernel is up: its execution indicator says idle *and* the toolbar
+# names a kernel (the indicator says idle first, while the toolbar still says "No Kernel", and a
+# cell run then is lost); "dialog": the page asks which kernel to start
+KERNEL_READY = f"""() => {{
+  if (document.querySelector({KERNEL_DIALOG!r})) return 'dialog';
+  const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator');
+  const name = document.querySelector('.jp-KernelName, .jp-Toolbar-kernelName');
+  const kernel = name ? name.textContent.trim() : '';
+  return !!indicator && indicator.getAttribute('data-status') === 'idle'
+    && kernel !== '' && kernel !== 'No Kernel' ? 'ready' : false;
+}}"""
+
+
 def open_notebook(page: Any, address: str) -> None:
-    """Open a notebook page and wait until its kernel is idle (accepting the kernel dialog a
-    fresh browser profile may show)."""
+    """Open a notebook page and wait until its kernel is up (accepting the kernel dialog, should
+    the page still ask), on the page's own signals: no fixed wait."""
     page.goto(address, timeout=60_000)
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
-    accept = page.locator(".jp-Dialog button.jp-mod-accept")
-    try:  # a fresh profile may ask which kernel to start: the notebook's own one
-        accept.wait_for(state="visible", timeout=8_000)
-        accept.click()
-    except Exception:
-        pass
-    # the kernel is up when the toolbar's execution indicator says idle
-    page.wait_for_selector(
-        ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=60_000
-    )
+    state = page.wait_for_function(KERNEL_READY, timeout=60_000).json_value()
+    if state == "dialog":  # asked which kernel to start: the notebook's own one
+        page.locator(KERNEL_DIALOG).click()
+        page.wait_for_function(f"() => ({KERNEL_READY})() === 'ready'", timeout=60_000)
 
 
 def write_notebook(root: Path, name: str, cells: list[str]) -> None:
