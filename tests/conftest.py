@@ -57,6 +57,7 @@ from tests.helpers import (
     require,
     upstreams_for,
 )
+from tests.helpers.browser import running_lab
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
 from tests.helpers.identity import TokenUsers
 from tests.helpers.servers import (
@@ -294,6 +295,18 @@ def hub(tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider) -> Ite
     h.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_lab(
+    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Path]]:
+    """A full JupyterLab serving the proxy in front of the session's provider, one for a
+    module's browser tests (a lab takes seconds to start): (url, token, root). Each test opens
+    a notebook of its own name (`tests.helpers.browser.notebook_address`) and asks a question of
+    its own, since the lab's proxy caches answers at temperature 0."""
+    with running_lab(tmp_path_factory.mktemp("lab"), provider) as started:
+        yield started
+
+
 # What a unit test may not use: each of these starts a process of its own or reaches a server
 # other processes share. A loopback server inside the test's own process (the fake providers,
 # `provider` and `fresh_provider`; pytest-jupyter's `jupyter_app_factory`) is part of a unit.
@@ -308,6 +321,7 @@ NOT_IN_UNIT: dict[str, str] = {
     "jupyter_server_factory": "`jupyter server` processes",
     "jupyter_proxy": "a `jupyter server` process",
     "hub": "a JupyterHub process and its proxy",
+    "shared_lab": "a `jupyter lab` process",
 }
 
 

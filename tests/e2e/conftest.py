@@ -44,13 +44,23 @@ SECONDS: dict[str, int] = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each end-to-end module keeps its tests together and in their order; the modules go
-    longest first (a stable sort: the rest keep the collection's order, after the unit tests)."""
+# Before all the others, whatever their length: the two modules that generate with the local
+# model use every core (llama.cpp's threads spin), and side by side on two cores each took twice
+# as long and pressed on its tests' time bounds (test_local_model: 72 s alone, 140 s beside the
+# other). The loops module, one test, goes first; the other worker then has the longest modules,
+# and test_local_model, 4th, is taken only once the loops module is done.
+FIRST = ("test_local_model_loops",)
 
-    def key(item: pytest.Item) -> tuple[int, int]:
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each end-to-end module keeps its tests together and in their order; FIRST, then the
+    modules longest first (a stable sort: the rest keep the collection's order, after the unit
+    tests)."""
+
+    def key(item: pytest.Item) -> tuple[int, int, int]:
         if item.path.parent.name != "e2e":
-            return (0, 0)
-        return (1, -SECONDS.get(item.path.stem, 0))
+            return (0, 0, 0)
+        stem = item.path.stem
+        return (1, 0 if stem in FIRST else 1, -SECONDS.get(stem, 0))
 
     items.sort(key=key)

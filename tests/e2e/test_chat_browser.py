@@ -9,14 +9,13 @@ The screenshot goes to ``test-artifacts/``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import chromium, notebook_address, open_notebook, running_lab
+from tests.helpers.browser import chromium, notebook_address, open_notebook
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -59,18 +58,9 @@ LEFT = (
 )
 
 
-@pytest.fixture(scope="module")
-def lab(
-    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str, Path]]:
-    """One JupyterLab for both frontends' tests: (url, token, root)."""
-    with running_lab(tmp_path_factory.mktemp("chat-lab"), provider) as started:
-        yield started
-
-
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_chat_panel_in_chromium(
-    frontend: str, lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    frontend: str, shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
@@ -83,7 +73,7 @@ def test_chat_panel_in_chromium(
         "language": "python",
     }
     nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CELL)]
-    url, token, root = lab
+    url, token, root = shared_lab
     notebook = f"chat-{frontend}.ipynb"
     nbformat.write(nb, root / notebook)
     fresh_provider.script(ANSWER)

@@ -7,14 +7,13 @@ shown in a read-only text area, all of it selected, and the panel says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from tests.helpers import require
-from tests.helpers.browser import chromium, notebook_address, open_notebook, running_lab
+from tests.helpers.browser import chromium, notebook_address, open_notebook
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -40,22 +39,13 @@ SELECTED = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def lab(
-    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str, Path]]:
-    """One JupyterLab for both frontends' tests: (url, token, root)."""
-    with running_lab(tmp_path_factory.mktemp("clipboard-lab"), provider) as started:
-        yield started
-
-
 def panel_text_has(words: str) -> str:
     return f"() => document.querySelector('.rsql-chat').textContent.includes({words!r})"
 
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_copy_code_to_the_clipboard_or_selected(
-    frontend: str, lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    frontend: str, shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
@@ -69,7 +59,7 @@ def test_copy_code_to_the_clipboard_or_selected(
         "language": "python",
     }
     nb.cells = [nbformat.v4.new_code_cell(CELL)]
-    url, token, root = lab
+    url, token, root = shared_lab
     notebook = f"clip-{frontend}.ipynb"
     nbformat.write(nb, root / notebook)
     fresh_provider.script(ANSWER, ANSWER)

@@ -56,25 +56,15 @@ def _writes(path: Path, text: str) -> str:
 
 
 @contextmanager
-def _lab(
-    tmp_path: Path, provider: FakeProvider, *, extension: bool = True
+def _lab_without_the_extension(
+    tmp_path: Path, provider: FakeProvider
 ) -> Iterator[tuple[str, str, Path]]:
-    if not extension:  # what `jupyter labextension disable` writes, for this lab only
-        page_config = tmp_path / "config" / "labconfig" / "page_config.json"
-        page_config.parent.mkdir(parents=True)
-        page_config.write_text(json.dumps({"disabledExtensions": {EXTENSION: True}}))
+    """A lab of its own for the control case (the other tests share the module's
+    `shared_lab`), with what `jupyter labextension disable` writes, for this lab only."""
+    page_config = tmp_path / "config" / "labconfig" / "page_config.json"
+    page_config.parent.mkdir(parents=True)
+    page_config.write_text(json.dumps({"disabledExtensions": {EXTENSION: True}}))
     with running_lab(tmp_path, provider) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def lab(
-    provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str, Path]]:
-    """One JupyterLab with the extension for the module's tests (the control starts its own,
-    without): (url, token, root). Each test opens a notebook of its own name in a workspace of
-    its own, so no test finds another's notebook open."""
-    with _lab(tmp_path_factory.mktemp("proposal-lab"), provider) as started:
         yield started
 
 
@@ -145,7 +135,7 @@ def _not_run(cell: Any, trace: Path) -> None:
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
-    frontend: str, lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    frontend: str, shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """%%ask --agent against the fake provider, whose scripted model calls propose_cell."""
     trace = tmp_path / "ran-accepted.txt"
@@ -153,7 +143,7 @@ def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
     fresh_provider.script(
         tool_call("propose_cell", {"code": code, "language": "python"}), "I proposed a cell."
     )
-    url, token, root = lab
+    url, token, root = shared_lab
     notebook = f"agent-{frontend}.ipynb"
     # a question of this test's own: the lab's proxy caches answers at temperature 0
     ask = f"%%ask --agent\nWrite the file for me ({frontend})."
@@ -177,7 +167,7 @@ def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
 
 
 def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
-    lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     rejected_trace, hostile_trace = tmp_path / "ran-rejected.txt", tmp_path / "ran-hostile.txt"
     rejected = _writes(rejected_trace, "it ran")
@@ -189,7 +179,7 @@ def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
         f"in_panel.call('propose_cell', {{'code': {hostile!r}, 'language': 'python'}}).summary",
         "'end'",
     ]
-    url, token, root = lab
+    url, token, root = shared_lab
     write_notebook(root, "tools.ipynb", cells)
     with _page(tmp_path, notebook_address(url, token, "tools.ipynb"), "proposal-tools") as page:
         _run(page, 0)
@@ -224,7 +214,7 @@ def test_control_without_the_extension_accept_inserts_no_cell(
         TOOLS_SETUP,
         f"in_output.call('propose_cell', {{'code': {code!r}, 'language': 'python'}}).summary",
     ]
-    with _lab(tmp_path, fresh_provider, extension=False) as (url, token, root):
+    with _lab_without_the_extension(tmp_path, fresh_provider) as (url, token, root):
         write_notebook(root, "control.ipynb", cells)
         address = f"{url}lab/tree/control.ipynb?token={token}"
         with _page(tmp_path, address, "proposal-control") as page:
@@ -238,7 +228,7 @@ def test_control_without_the_extension_accept_inserts_no_cell(
 
 
 def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_off(
-    lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """A notebook file from someone else, carrying a proposal output (unsigned, so untrusted):
     shown as text, and Accept inserts nothing even when its button is forced."""
@@ -250,7 +240,7 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
         "display_data",
         data={"application/vnd.rsql.proposal+json": proposal, "text/plain": code},
     )
-    url, token, root = lab
+    url, token, root = shared_lab
     write_notebook(root, "foreign.ipynb", ["'their cell'"])
     nb = nbformat.read(root / "foreign.ipynb", as_version=4)
     nb.cells[0].outputs = [output]
@@ -272,7 +262,7 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
 
 
 def test_bidi_and_invisible_characters_show_as_escapes_and_accept_inserts_what_shows(
-    lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """Issue 53, finding 9 (Trojan Source): a proposal from the kernel's tools, and a bundle
     that never went through them (an older kernel's, a notebook file's), each holding a
@@ -292,7 +282,7 @@ def test_bidi_and_invisible_characters_show_as_escapes_and_accept_inserts_what_s
         f"display({{'application/vnd.rsql.proposal+json': {raw!r}, 'text/plain': 'x'}}, raw=True)",
         "'end'",
     ]
-    url, token, root = lab
+    url, token, root = shared_lab
     write_notebook(root, "trojan.ipynb", cells)
     with _page(tmp_path, notebook_address(url, token, "trojan.ipynb"), "proposal-bidi") as page:
         _run(page, 0)
