@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import chromium, notebook_address, open_notebook
+from tests.helpers.browser import chromium, notebook_address, open_chat_panel, open_notebook
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -84,10 +84,7 @@ def test_chat_panel_in_chromium(
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             open_notebook(page, notebook_address(url, token, notebook, frontend))
-            page.click(".jp-Notebook .jp-Cell .cm-content")
-            page.keyboard.press("Shift+Enter")
-            panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
-            box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
+            panel, box = open_chat_panel(page)
             # the usage line comes from GET me (the other frontend's test may have asked
             # before this one, in the same lab)
             left = page.wait_for_function(LEFT, timeout=30_000).json_value()

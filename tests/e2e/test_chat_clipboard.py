@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from tests.helpers import require
-from tests.helpers.browser import chromium, notebook_address, open_notebook
+from tests.helpers.browser import chromium, notebook_address, open_chat_panel, open_notebook
 from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
@@ -70,10 +70,7 @@ def test_copy_code_to_the_clipboard_or_selected(
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             open_notebook(page, notebook_address(url, token, notebook, frontend))
-            page.click(".jp-Notebook .jp-Cell .cm-content")
-            page.keyboard.press("Shift+Enter")
-            panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
-            box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
+            _, box = open_chat_panel(page)
 
             # 1. the clipboard allowed: the code is on it
             page.evaluate("navigator.clipboard.writeText('nothing yet')")

@@ -174,6 +174,15 @@ def open_notebook(page: Any, address: str) -> None:
         page.wait_for_function(f"() => ({KERNEL_READY})() === 'ready'", timeout=60_000)
 
 
+def open_chat_panel(page: Any) -> tuple[Any, Any]:
+    """Run the open notebook's first cell (it ends in ``%ask_chat``) and wait for the chat
+    panel: (the panel, its question box)."""
+    page.click(".jp-Notebook .jp-Cell .cm-content")
+    page.keyboard.press("Shift+Enter")
+    panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
+    return panel, panel.wait_for_selector("input[placeholder^='Ask about your data']")
+
+
 def write_notebook(root: Path, name: str, cells: list[str]) -> None:
     """A notebook of code `cells` on the Python 3 kernel, at `root / name`, for a browser to open."""
     import nbformat
