@@ -44,19 +44,19 @@ PACED_WINDOW_SECONDS = 60.0
 PACED_SHARE = 0.9
 
 
-def pacing_gap(rate: Rate, used: int, first_byte: float = 0.0) -> float:
+def pacing_gap(rate: Rate, used: int, first_byte: float | None = 0.0) -> float:
     """How long after the last request sent a paced request may follow, with `used` of
     `rate` taken (0.0: not paced): a window past half its amount spaces the rest evenly.
 
     `first_byte`: how long the key's answers take to their first byte. Not paced when that is
-    the gap or longer: a provider's reset header names the newest request it counted, which
-    is this one only while no later one of ours has arrived before its answer; paced, a later
-    one would have, and every stamp would move to it (2 s JSON answers on 10-per-10 s keys:
-    84.5% of capacity paced, 99.9% not)."""
+    the gap or longer, or not known yet (None: no answer so far): a provider's reset header
+    names the newest request it counted, which is this one only while no later one of ours has
+    arrived before its answer; paced, a later one would have, and every stamp would move to it
+    (2 s JSON answers on 10-per-10 s keys: 84.5% of capacity paced, 99.9% not)."""
     if rate.seconds > PACED_WINDOW_SECONDS or rate.amount < 2 or 2 * used < rate.amount:
         return 0.0
     gap = PACED_SHARE * rate.seconds / rate.amount
-    return gap if first_byte < gap else 0.0
+    return gap if first_byte is not None and first_byte < gap else 0.0
 
 
 _DURATION = re.compile(
@@ -168,7 +168,9 @@ class Bucket:
         self.inflight: dict[int, int] = {}  # slot id -> tokens reserved, until the answer ends
         self.unstamped: set[int] = set()  # slots in flight whose request is not stamped yet
         self.last_sent = -math.inf  # when the last slot was taken (pacing)
-        self.first_byte = 0.0  # seconds from a slot's taking to its answer's first byte (mean)
+        # seconds from a slot's taking to its answer's first byte (a mean); None: no answer yet,
+        # which pacing_gap counts as slow
+        self.first_byte: float | None = None
         self.inflight_tokens = 0
         self.cool_until = 0.0
         # 429s that may have been about one request's size: least size cooled -> until when
@@ -323,7 +325,7 @@ class Bucket:
     def answered(self, seconds: float) -> None:
         """An answer's first byte came `seconds` after its slot was taken (a moving mean)."""
         self.first_byte = (
-            seconds if self.first_byte == 0.0 else 0.7 * self.first_byte + 0.3 * seconds
+            seconds if self.first_byte is None else 0.7 * self.first_byte + 0.3 * seconds
         )
 
     def stamp(self, slot: int, at: float) -> None:

@@ -114,7 +114,8 @@ class SharedPool(Pool):
             for rate in trates:
                 args += [rate.amount, rate.seconds]
             args += [key.spec.max_in_flight, counted(key, tokens, prompt), pace_upto]
-            args.append(self.bucket(key, model).first_byte)  # this replica's view (pacing_gap)
+            first_byte = self.bucket(key, model).first_byte  # this replica's view (pacing_gap)
+            args.append(-1.0 if first_byte is None else first_byte)
         return args
 
     def _taken(
