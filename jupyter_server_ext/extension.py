@@ -160,7 +160,12 @@ class RSQLProxyExtension(ExtensionApp):
         except ConfigError as exc:
             self.log.critical("rsql proxy: bad configuration: %s", exc)
             raise SystemExit(2) from None
-        ctx = self.settings["rsql"] = ProxyContext(engine=engine, proxy=proxy, mcp=mcp)
+        ctx = self.settings["rsql"] = ProxyContext(
+            engine=engine,
+            proxy=proxy,
+            mcp=mcp,
+            hub_service=os.environ["RSQL_PROXY_URL"].strip() if self.passes_on else None,
+        )
         skip_filtered_debug(self.serverapp.log)
         # the engine's own lines (a key disabled, the local model's self-test) go where the
         # server's go, not to Python's last-resort stderr handler
@@ -171,13 +176,14 @@ class RSQLProxyExtension(ExtensionApp):
             engine_log.setLevel(logging.INFO)
             engine_log.propagate = False
         if self.passes_on is not None:
-            # nothing of the engine starts (no local model, usage log or key checks): it serves
-            # only a client that asks this server directly, and starts on its first request.
-            # A model process per user server would be 500 of them on a hub of 500 (issue 55).
+            # nothing of the engine starts (no local model, usage log or key checks), and its
+            # model requests are refused (AnsweringMixin.prepare): a model process per user
+            # server would be 500 of them on a hub of 500 (issue 55), and answers from it would
+            # escape the hub's limits and windows
             self.log.info(
                 "rsql proxy: requests go to the hub's service at %s (RSQL_PROXY_URL): kernels "
-                "ask there and the editor's completions are passed on there; no local model "
-                "started (this server's own %srsql/ starts its engine only if a client asks it)",
+                "ask there and the editor's completions are passed on there; this server's own "
+                "%srsql/v1 answers no model requests, and no local model is started",
                 os.environ["RSQL_PROXY_URL"].strip(),
                 self.serverapp.base_url,
             )

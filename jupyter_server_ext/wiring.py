@@ -33,10 +33,10 @@ def build_engine(
     """The engine both hosts run, with the state backend and usage store the config names.
 
     `passes_on`: the host passes requests on to another proxy (a user's server on a hub, whose
-    ``RSQL_PROXY_URL`` is the hub's service): this engine answers only a client that asks it
-    directly: its falling back to the local model when no upstreams are configured is not
-    announced (the host says once where requests go instead), and a local model starts on the
-    first request for it, not with the engine."""
+    ``RSQL_PROXY_URL`` is the hub's service) and answers no model request itself (the handlers
+    refuse them): its falling back to the local model when no upstreams are configured is not
+    announced (the host says once where requests go instead), and a local model is not started
+    with the engine."""
     quiet = passes_on and not proxy.upstreams
     settings = proxy.engine_settings(log=_UNHEARD if quiet else log)
     if settings.forward_user == "hash" and not settings.user_id_secret:
@@ -64,7 +64,7 @@ def build_engine(
         ledger = RedisAlertLedger(redis.redis, proxy.state_prefix)
     url = proxy.database_url or default_database
     engine = Engine(settings, state=state, store=open_store(url), alert_ledger=ledger)
-    if passes_on:  # a local model starts on the first request for it, if one ever comes
+    if passes_on:  # no model request is answered here: a local model would only cost memory
         engine.transports.local.start_with_engine = False
     return engine
 

@@ -286,7 +286,8 @@ def test_a_hub_users_inline_completions_go_to_the_service_as_them(
 ) -> None:
     """The editor asks the user's own server (`/user/erin/rsql/inline`); the server passes it on
     to the hub service with its hub token, as its kernels ask, so the admin's model, limits and
-    usage log hold. The server's own proxy (the local model here) never answers it."""
+    usage log hold. The server's own proxy (the local model here) never answers it, nor any
+    request for a model sent to the server itself."""
     erin = hub.token_for("erin")
     status, _ = hub.api("POST", "users/erin/server")
     assert status in (201, 202, 400), hub.log()[-3000:]  # 400: already running
@@ -310,6 +311,14 @@ def test_a_hub_users_inline_completions_go_to_the_service_as_them(
     # another hub identity let into erin's server would be billed as erin: refused
     status, _, raw = http("POST", base, ask, f"token {hub.admin_token}")
     assert status == 403 and len(provider.received) == 1, raw
+    # a client pointed at erin's server itself, not at the service: its own proxy (the local
+    # model here) answers nothing, on no API, so the hub's limits and windows hold
+    chat = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
+    for api in ("chat/completions", "messages"):
+        status, _, raw = http("POST", f"{hub.url}user/erin/rsql/v1/{api}", chat, f"token {erin}")
+        assert status == 403, raw
+        assert "/services/rsql/" in json.loads(raw)["error"]["message"], raw
+    assert len(provider.received) == 1
 
 
 def _erins_server(hub: Hub) -> str:

@@ -61,11 +61,11 @@ def alices_server(
     )
 
 
-def _head(server: InProcessJupyter, token: str, length: str) -> bytes:
+def _head(server: InProcessJupyter, token: str, length: str, path: str = "inline") -> bytes:
     url = urllib.parse.urlsplit(server.proxy_url)
     framing = f"Content-Length: {length}" if length != "chunked" else "Transfer-Encoding: chunked"
     return (
-        f"POST {url.path}inline HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"POST {url.path}{path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
         f"Authorization: token {token}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
     ).encode()
 
@@ -176,3 +176,51 @@ def test_a_completion_within_the_bound_still_reaches_the_service(
     status, _, raw = server.request("POST", "inline", b"x" * (2**20 + 1), token="tok-alice")
     assert status == 413 and json.loads(raw)["error"]["code"] == "too_large"
     assert service.bodies == [len(body)]
+
+
+MODEL_APIS = (
+    "v1/chat/completions",
+    "v1/completions",
+    "v1/embeddings",
+    "v1/responses",
+    "v1/messages",
+)
+
+
+def test_the_servers_own_apis_answer_no_model_request_on_a_hub(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: RecordingService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A script or a tool pointed at alice's server itself, not at the hub service, would be
+    answered by the server's own proxy: another model, outside the hub's limits, budget and
+    windows (an exam's "no assistant"). No API of it answers: a 403 that names the service,
+    given before the body is read; a caller with no valid token learns nothing of it."""
+    server = alices_server(jupyter_app_factory, fresh_provider, monkeypatch, service)
+    where = f"http://127.0.0.1:{service.port}/services/rsql/"
+    ask = {
+        "model": "fake-small",
+        "messages": [{"role": "user", "content": "hi"}],
+        "input": "hi",
+        "prompt": "hi",
+        "max_tokens": 5,
+    }
+    for path in MODEL_APIS:
+        status, _, raw = server.request("POST", path, ask, token="tok-alice")
+        assert status == 403, (path, raw[:300])
+        error = json.loads(raw)["error"]
+        assert where in error["message"], (path, error)
+        if path != "v1/messages":  # Anthropic's shape has no code; OpenAI's does
+            assert error["code"] == "use_the_hub_service", (path, error)
+        status, _, raw = server.request("POST", path, ask, token="not-a-token")
+        assert status in (401, 403) and where not in raw.decode(), (path, raw[:300])
+    with socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(server.url).port)) as s:
+        # a body the proxy would take (1 MiB), none of it sent: the answer does not wait for it
+        s.sendall(_head(server, "tok-alice", str(2**20), "v1/chat/completions"))
+        status, raw = _answer(s)
+    assert status == 403 and b"use_the_hub_service" in raw, raw[:300]
+    assert fresh_provider.received == [] and service.bodies == []
+    # the editor's own route still reaches the service
+    status, _, raw = server.request("POST", "inline", {"prefix": "sales."}, token="tok-alice")
+    assert status == 200 and json.loads(raw) == {"text": "revenue"}
