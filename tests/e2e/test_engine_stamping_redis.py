@@ -15,6 +15,7 @@ from tests.helpers.window_stamping import (
     ALICE,
     a_full_key_sends_evenly_while_requests_wait,
     a_paced_key_is_not_held_to_the_providers_reset,
+    an_unpaced_key_sends_whole_windows_at_the_providers_reset,
     make_engine,
     provider_headers_say_when_a_slow_answer_was_counted,
     stream_holds_its_slot_from_its_first_byte,
@@ -49,6 +50,16 @@ async def test_a_paced_key_is_not_held_to_the_providers_reset(
     state_kind: str,
 ) -> None:
     await a_paced_key_is_not_held_to_the_providers_reset(request, fresh_provider, state_kind)
+
+
+async def test_an_unpaced_key_sends_whole_windows_at_the_providers_reset(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+) -> None:
+    await an_unpaced_key_sends_whole_windows_at_the_providers_reset(
+        request, fresh_provider, state_kind
+    )
 
 
 @pytest.mark.parametrize("headers", ["as of the answer", "as of the arrival", "none"])

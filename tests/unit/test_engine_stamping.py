@@ -10,6 +10,7 @@ from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.window_stamping import (
     a_full_key_sends_evenly_while_requests_wait,
     a_paced_key_is_not_held_to_the_providers_reset,
+    an_unpaced_key_sends_whole_windows_at_the_providers_reset,
     provider_headers_say_when_a_slow_answer_was_counted,
     stream_holds_its_slot_from_its_first_byte,
 )
@@ -54,4 +55,14 @@ async def test_provider_headers_say_when_a_slow_answer_was_counted(
 ) -> None:
     await provider_headers_say_when_a_slow_answer_was_counted(
         request, fresh_provider, state_kind, headers
+    )
+
+
+async def test_an_unpaced_key_sends_whole_windows_at_the_providers_reset(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+) -> None:
+    await an_unpaced_key_sends_whole_windows_at_the_providers_reset(
+        request, fresh_provider, state_kind
     )

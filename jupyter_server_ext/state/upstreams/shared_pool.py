@@ -233,9 +233,9 @@ class SharedPool(Pool):
             ago,
             self._spans(slot)[0],
             *_provider_headers(headers),
-            # the provider's count in a window we know: the script drops the clamp when our
-            # own window holds as many (``Bucket.observe_headers``)
-            *(provider_count(headers, slot.bucket.rates) or ("", "")),
+            # the provider's count in a window we know, for a paced key: the script drops the
+            # clamp when our own window holds as many (``Bucket.observe_headers``)
+            *(provider_count(headers, slot.bucket.rates, slot.bucket.first_byte) or ("", "")),
             failed=self._write_failed,
         )
         self._notify()
