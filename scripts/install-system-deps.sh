@@ -47,8 +47,8 @@ if [ "$profile" != "demo" ]; then
   # compat` passes on a newer one) and the oldest supported (docs/users/ai-tools.md), under an
   # npm alias beside it (.tools/node_modules/claude-code-oldest, codex-oldest); the suite runs
   # both (tests/e2e/test_client_matrix.py).
-  claude_code_pinned=2.1.330 claude_code_oldest=2.0.0
-  codex_pinned=0.169.0 codex_oldest=0.1.2505291658
+  claude_code_pinned=2.1.332 claude_code_oldest=2.0.0
+  codex_pinned=0.171.0 codex_oldest=0.1.2505291658
   installed() { node -p "require('./.tools/node_modules/$1/package.json').version" 2>/dev/null || true; }
   node_tools=()
   [ -x .tools/node_modules/.bin/configurable-http-proxy ] || node_tools+=("configurable-http-proxy@4.6.3")
