@@ -164,7 +164,10 @@ class RSQLProxyExtension(ExtensionApp):
             engine=engine,
             proxy=proxy,
             mcp=mcp,
-            hub_service=os.environ["RSQL_PROXY_URL"].strip() if self.passes_on else None,
+            # with its slash, as the refusal names URLs under it
+            hub_service=os.environ["RSQL_PROXY_URL"].strip().rstrip("/") + "/"
+            if self.passes_on
+            else None,
         )
         skip_filtered_debug(self.serverapp.log)
         # the engine's own lines (a key disabled, the local model's self-test) go where the

@@ -69,5 +69,5 @@ def test_a_server_that_passes_requests_to_the_hub_service_starts_no_model_of_its
     # its log says once what it does, and nothing of a local model answering
     log = server.log()
     said = f"requests go to the hub's service at {svc.url} (RSQL_PROXY_URL)"
-    assert log.count(said) == 1 and "no local model started" in log, log
+    assert log.count(said) == 1 and "no local model is started" in log, log
     assert "no upstreams configured" not in log and "ready in its own process" not in log, log

@@ -233,8 +233,8 @@ class SharedPool(Pool):
             ago,
             self._spans(slot)[0],
             *_provider_headers(headers),
-            # the provider's count in a window we know, for a paced key: the script drops the
-            # clamp when our own window holds as many (``Bucket.observe_headers``)
+            # the provider's count in a window we know, for a key of quick answers: the script
+            # drops the clamp when our own window holds as many (``Bucket.observe_headers``)
             *(provider_count(headers, slot.bucket.rates, slot.bucket.first_byte) or ("", "")),
             failed=self._write_failed,
         )
