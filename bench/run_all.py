@@ -386,12 +386,19 @@ def section(res: dict[str, Any], info: dict[str, str], images: bool = True) -> s
         for sec in bench_proxy.SECTIONS
         if isinstance(res.get(sec), dict) and res[sec].get("run_at")
     }
+    # and on which CPU, where they differ: the table below is the latest run's machine
+    cpus = {sec: res[sec].get("run_on", "") for sec in dates}
+    mixed = len({c for c in cpus.values() if c}) > 1
     if len(set(dates.values())) > 1:
         L += [
             "",
             "Sections run at different times (`--only`): "
-            + "; ".join(f"{sec} {when}" for sec, when in dates.items())
-            + ".",
+            + "; ".join(
+                f"{sec} {when}" + (f" ({cpus[sec]})" if mixed and cpus[sec] else "")
+                for sec, when in dates.items()
+            )
+            + "."
+            + (" The machine below is the latest run's; compare rows of one run." if mixed else ""),
         ]
     L += ["", "| machine | |", "|---|---|"]
     for k in (
@@ -942,6 +949,7 @@ def main() -> None:
             for sec in proxy_sections:
                 if isinstance(res.get(sec), dict):
                     res[sec]["run_at"] = info["date"]
+                    res[sec]["run_on"] = info.get("cpu", "")  # the machine table is the last run's
             res["machine"] = info
             if write:
                 results_path.parent.mkdir(exist_ok=True)
