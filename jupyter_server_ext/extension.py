@@ -132,7 +132,7 @@ class RSQLProxyExtension(ExtensionApp):
     name = "jupyter_server_ext"
     load_other_extensions = True
     serverapp: ServerApp  # set by the server before it calls any method below
-    # (URL of the hub service's inline, token) when this server passes requests on (hub_relay.py)
+    # (URL of the hub's service, token) when this server passes requests on (hub_relay.py)
     passes_on: tuple[str, str] | None = None
 
     def initialize_settings(self) -> None:
@@ -164,10 +164,7 @@ class RSQLProxyExtension(ExtensionApp):
             engine=engine,
             proxy=proxy,
             mcp=mcp,
-            # with its slash, as the refusal names URLs under it
-            hub_service=os.environ["RSQL_PROXY_URL"].strip().rstrip("/") + "/"
-            if self.passes_on
-            else None,
+            hub_service=self.passes_on[0] if self.passes_on is not None else None,
         )
         skip_filtered_debug(self.serverapp.log)
         # the engine's own lines (a key disabled, the local model's self-test) go where the
@@ -180,14 +177,14 @@ class RSQLProxyExtension(ExtensionApp):
             engine_log.propagate = False
         if self.passes_on is not None:
             # nothing of the engine starts (no local model, usage log or key checks), and its
-            # model requests are refused (AnsweringMixin.prepare): a model process per user
-            # server would be 500 of them on a hub of 500 (issue 55), and answers from it would
-            # escape the hub's limits and windows
+            # model requests are refused (RSQLMixin.refuse_for_hub_service): a model process
+            # per user server would be 500 of them on a hub of 500 (issue 55), and answers from
+            # it would escape the hub's limits and windows
             self.log.info(
                 "rsql proxy: requests go to the hub's service at %s (RSQL_PROXY_URL): kernels "
                 "ask there and the editor's completions are passed on there; this server's own "
                 "%srsql/v1 answers no model requests, and no local model is started",
-                os.environ["RSQL_PROXY_URL"].strip(),
+                self.passes_on[0],
                 self.serverapp.base_url,
             )
         else:
@@ -252,8 +249,8 @@ class RSQLProxyExtension(ExtensionApp):
                     },
                 )
             )
-            target, token = found
-            kwargs = {"target": target, "token": token, "owner": server_owner()}
+            service, token = found
+            kwargs = {"target": service + "inline", "token": token, "owner": server_owner()}
             self.handlers.append(("rsql/inline", forward, kwargs))
         self.handlers.extend(make_handlers(ExtensionBase, "rsql", wrap=web.authenticated))
 

@@ -37,12 +37,13 @@ PASSED_HEADERS = ("content-type", "retry-after", "ratelimit", "ratelimit-policy"
 
 
 def forward_target(env: Mapping[str, str], own_url: str) -> tuple[str, str] | None:
-    """(URL of the proxy's ``inline``, token) when the kernels' proxy is another one, else None."""
-    url = env.get("RSQL_PROXY_URL", "").strip()
+    """(the kernels' proxy's URL, with its slash; a token for it) when that proxy is another
+    one than `own_url`, else None."""
+    url = env.get("RSQL_PROXY_URL", "").strip().rstrip("/")
     token = env.get("RSQL_PROXY_TOKEN") or env.get("JUPYTERHUB_API_TOKEN") or ""
-    if not url or not token or url.rstrip("/") == own_url.rstrip("/"):
+    if not url or not token or url == own_url.rstrip("/"):
         return None
-    return url.rstrip("/") + "/inline", token
+    return url + "/", token
 
 
 class InlineForwardMixin:

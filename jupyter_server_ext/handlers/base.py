@@ -97,7 +97,7 @@ class ProxyContext:
     # the MCP endpoint (mcp.endpoint.MCPEndpoint), None when no connection is configured
     mcp: Any = None
     # a hub user's server: the hub service's URL (RSQL_PROXY_URL), where every request for a
-    # model goes instead of this server's own engine (AnsweringMixin.prepare)
+    # model goes instead of this server's own engine (RSQLMixin.refuse_for_hub_service)
     hub_service: str | None = None
     # the APIs above the engine that answer on its one path (engine/edges)
     translated: Translated = field(init=False)
@@ -142,6 +142,8 @@ class RSQLMixin(_HostHandler):
     _body_size = 0  # bytes received so far
     _body_limit = 0
     _body_over = False
+    # asks a model (AnsweringMixin): refused in a hub user's server (``refuse_for_hub_service``)
+    asks_model = False
 
     @property
     def rsql(self) -> ProxyContext:
@@ -175,6 +177,29 @@ class RSQLMixin(_HostHandler):
             self._body_over = True
             if declared > limit * DRAIN_FACTOR:
                 self.write_proxy_error(self.too_large())
+                return
+        if self.asks_model and self.rsql.hub_service is not None:
+            self.refuse_for_hub_service(self.rsql.hub_service)
+
+    def refuse_for_hub_service(self, service: str) -> None:
+        """A hub user's server: its own engine would answer outside the hub's models, limits,
+        budget and windows (an exam's "no assistant" among them), so no model request is
+        answered here, whatever the API; refused before the body is read."""
+        try:
+            self.caller()  # no token, no hint: a 401 first
+        except EngineError as exc:
+            self.write_proxy_error(exc)
+            return
+        self.write_proxy_error(
+            Forbidden(
+                "this Jupyter server answers no model requests itself: on this hub they go to "
+                f"the hub's service, {service} (as {service}v1/chat/completions), where the "
+                "hub's models, limits and windows hold; kernels and terminals here have its "
+                "address as RSQL_PROXY_URL",
+                code="use_the_hub_service",
+                extra={"service_url": service},
+            )
+        )
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
@@ -325,33 +350,10 @@ class AnsweringMixin(RSQLMixin):
     written with its deadlines, the work cancelled when the client leaves early, and the
     request counted in flight for a graceful stop. Each API says how it asks (``ask``)."""
 
+    asks_model = True
     _task: asyncio.Task[None] | None = None
     _cut = False  # ended by the host's shutdown, not by the client
     _streaming = False  # the answer's events are being written
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        service = self.rsql.hub_service
-        if service is None or self._finished:
-            return
-        # a hub user's server: its own engine would answer outside the hub's models, limits,
-        # budget and windows (an exam's "no assistant" among them), so no model request is
-        # answered here, whatever the API; refused before the body is read
-        try:
-            self.caller()  # no token, no hint: a 401 first
-        except EngineError as exc:
-            self.write_proxy_error(exc)
-            return
-        self.write_proxy_error(
-            Forbidden(
-                "this Jupyter server answers no model requests itself: on this hub they go to "
-                f"the hub's service, {service} (as {service}v1/chat/completions), where the "
-                "hub's models, limits and windows hold; kernels and terminals here have its "
-                "address as RSQL_PROXY_URL",
-                code="use_the_hub_service",
-                extra={"service_url": service},
-            )
-        )
 
     def on_connection_close(self) -> None:
         # the client went away before its answer began: cancel the work so leases and upstream
