@@ -18,7 +18,8 @@ Enter. ipywidgets 8's Text sends a ``submit`` event on Enter and, with
 ``continuous_update=False``, the value on Enter *or on blur*. Sending on every value change
 would also send when the user merely clicks elsewhere, so the panel sends on ``submit``: the
 value update that Chrome sends right after the keypress is awaited briefly (it is the fresh
-text), else the already-synced value is sent.
+text), else the already-synced value is sent; a box still empty then waits a few seconds more
+for it, since a busy kernel can take the update in late.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ from .widgets import (
 __all__ = ["ChatPanel"]
 
 _SUBMIT_GRACE_S = 0.3  # how long a submit waits for its trailing value update
+# how long a submit whose box is still empty after the grace goes on waiting for that update: a
+# busy kernel can take it in later than the grace (seen under load: the question stayed in the
+# box, never sent); past this, a value update is a blur, not the Enter's
+_SUBMIT_LATE_S = 5.0
 _SELECT_NOTE = "Select all (Ctrl/Cmd+A) and copy (Ctrl/Cmd+C)."
 
 
@@ -116,7 +121,7 @@ class ChatPanel(ChatWidgets):
         budget = self.session.config.ask.context_tokens
         self.history_tokens = int(history_tokens if history_tokens is not None else budget)
         self._lock = threading.Lock()
-        self._armed = False
+        self._armed = 0.0  # until when an Enter waits for its value (0: none pending)
         self._clearing = False
         self.worker = StreamWorker(self._on_finish, self._on_idle)
         # agent mode's tool calls, from the worker to the main thread (the kernel's loop)
@@ -251,7 +256,7 @@ class ChatPanel(ChatWidgets):
     def _on_input_msg(self, _widget: Any, content: dict, _buffers: Any) -> None:
         if not isinstance(content, dict) or content.get("event") != "submit":
             return
-        self._armed = True
+        self._armed = time.monotonic() + _SUBMIT_LATE_S
         loop = getattr(getattr(self.shell, "kernel", None), "io_loop", None)
         if loop is None:
             self._submit_now()
@@ -269,9 +274,12 @@ class ChatPanel(ChatWidgets):
     def _submit_now(self) -> None:
         if not self._armed:
             return
-        self._armed = False
         if self.input.value.strip():
+            self._armed = 0.0
             self.send()
+        elif time.monotonic() >= self._armed:
+            self._armed = 0.0  # an Enter on an empty box: nothing to send
+        # else the box is empty so far: its value may still come, and is sent then
 
     def send(self, question: str | None = None) -> bool:
         """Send ``question`` (default: the input box). Returns False when nothing was sent."""

@@ -312,6 +312,26 @@ def test_send_stream_toggles_sql_insert_history(
     assert len(rest) == 1 and question_of(rest[0]["content"]) == "hello again"
 
 
+def test_enter_sends_the_question_whose_value_comes_late(
+    kernel: KernelDriver, fresh_provider: FakeProvider
+) -> None:
+    """Enter on a busy kernel: the box's value comes after the submit by more than the panel's
+    brief wait (seen in a loaded browser test: the question stayed in the box, never sent). It
+    is sent when it comes, once; the box is cleared."""
+    k = kernel
+    ids = k.ids()
+    fresh_provider.script("the late one")
+    k.submit(ids["input"])
+    time.sleep(1.0)  # past the 0.3 s the panel waits before sending the synced (empty) value
+    k.update(ids["input"], value="a question typed before Enter")
+    turn = k.wait_answer()
+    assert turn["n"] == 1 and turn["state"] == "done" and turn["answer"] == "the late one"
+    assert turn["input"] == ""
+    asked = [m["content"] for m in fresh_provider.received[-1].body["messages"]]
+    assert any("a question typed before Enter" in str(c) for c in asked), asked
+    assert len(fresh_provider.received) == 1
+
+
 def test_stop_ends_the_upstream_request(
     jupyter_server_factory, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
