@@ -17,12 +17,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -100,9 +102,47 @@ def http(
             return err.code, headers, b""
 
 
+def _own_ports() -> Iterator[int]:
+    """This test process's own loopback ports, each handed out once, in a span the kernel never
+    picks by itself.
+
+    A port the kernel chose for `bind(0)` and we let go is free for the kernel to choose again: for
+    the other xdist worker's next `free_port()`, or as the local end of any outgoing connection.
+    One full run lost a whole module that way, its service's port taken before it bound. So ports
+    come from below the kernel's ephemeral range, and each worker has its own slice of it.
+    """
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(x) for x in text.split())
+    except (OSError, ValueError):
+        low, high = 49152, 65535  # IANA's ephemeral range: macOS and the BSDs
+    span = range(low - 10_000, low) if low >= 12_000 else range(high + 1, 65_536)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker) if worker.isdigit() else 0
+    size = len(span) // max(count, 1)
+    mine = span[index * size : (index + 1) * size] if size >= 100 else range(0)
+    if not mine:
+        return
+    # a random start: a second test run beside this one, or the last run's ports still in TIME_WAIT
+    start = random.randrange(len(mine))
+    for i in range(len(mine)):
+        yield mine[(start + i) % len(mine)]
+
+
+_PORTS = _own_ports()
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as s:
+    """A loopback port nothing listens on right now, never handed out before in this process."""
+    for port in _PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone else's, or still in TIME_WAIT from an earlier run
+            return port
+    with socket.socket() as s:  # no span of our own (or all used): the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -392,11 +392,10 @@ def start_service(
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"rsql-proxy exited ({proc.returncode}):\n{svc.log()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return svc
-        except OSError:
-            time.sleep(0.1)
+        # its own line, not a connection: another process on the port would answer that one
+        if "rsql-proxy listening" in svc.log():
+            return svc
+        time.sleep(0.05)
     svc.stop()
     raise RuntimeError(f"rsql-proxy did not start:\n{svc.log()}")
 
