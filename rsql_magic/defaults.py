@@ -6,7 +6,13 @@ the kernel's, and only named here."""
 
 from __future__ import annotations
 
-from rsql_sql.defaults import SCHEMA_CHARS, SQL_MAX_RETRIES, SQL_MAX_ROWS, SQL_TIMEOUT_S
+from rsql_sql.defaults import (
+    SCHEMA_CHARS,
+    SQL_MAX_RETRIES,
+    SQL_MAX_ROWS,
+    SQL_TIMEOUT_S,
+    VALUES_WAIT_S,
+)
 
 __all__ = [
     "CONTEXT_TOKENS",
@@ -18,6 +24,7 @@ __all__ = [
     "SQL_MAX_ROWS",
     "SQL_TIMEOUT_S",
     "STATS_SAMPLE",
+    "VALUES_WAIT_S",
 ]
 
 # %%ask's context (RSQLMagic.*)

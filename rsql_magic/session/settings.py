@@ -140,6 +140,14 @@ class SqlAISettings(Configurable):
     schema_chars = Int(defaults.SCHEMA_CHARS, help="Character budget for the schema DDL sent.").tag(
         config=True
     )
+    values_wait = Float(
+        defaults.VALUES_WAIT_S,
+        min=0.0,
+        help="Seconds a question waits for its database's value index while it is first read "
+        "(where the context policy allows value statistics): what is not read by then is read "
+        "in the background, and the result says how much was. Raise it for a large warehouse "
+        "whose first answers should already know every value; 0: never wait.",
+    ).tag(config=True)
     model = Unicode(
         "", help="Model for SQL (empty: RSQLMagic.model, env RSQL_MODEL, else the proxy's)."
     ).tag(config=True)

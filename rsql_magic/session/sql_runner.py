@@ -93,8 +93,8 @@ class SqlRunner:
 
     def loop_options(self, db: DB, schema: Schema | None = None) -> dict[str, Any]:
         """:func:`~rsql_sql.loop.run_question`'s options from ``SqlAIMagics``' settings: the
-        schema (`schema`, else :meth:`capture`), the retries, row, time and schema-text bounds
-        and the SQL policy."""
+        schema (`schema`, else :meth:`capture`), the retries, row, time and schema-text bounds,
+        the SQL policy and the wait for the value index."""
         sql = self.config.sql
         return dict(
             schema=self.capture(db) if schema is None else schema,
@@ -103,6 +103,7 @@ class SqlRunner:
             timeout_s=sql.timeout or None,
             budget_chars=sql.schema_chars,
             policy=self.config.sql_policy(),
+            values_wait_s=sql.values_wait,
         )
 
     def run_sql(

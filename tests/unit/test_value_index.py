@@ -19,6 +19,8 @@ from rsql_magic.privacy import ContextPolicy
 from rsql_sql.schema import Schema, capture_schema, capture_values, describe_schema
 from rsql_sql.schema.rank import rank
 from rsql_sql.schema.value_index import cache_dir, forget
+from tests.helpers import FAKE_KEY
+from tests.helpers.fake_provider import FakeProvider
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -259,6 +261,57 @@ def test_sql_ai_says_when_its_values_were_read_only_in_part(warehouse: Path) -> 
     assert not [n for n in later.notes if n.startswith("values read from ")]
     assert later.frame is not None and later.frame.iloc[0, 0] == 50
     con.close()
+
+
+def test_sql_ai_waits_for_the_value_index_as_long_as_its_setting_says(
+    shell: Any,
+    fresh_provider: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    warehouse: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``SqlAIMagics.values_wait``: a question on a database first seen waits that long for the
+    values (0: not at all, the note says how much was read); a bad value is refused by name."""
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", FAKE_KEY)
+    monkeypatch.setenv("RSQL_MODEL", "fake-small")
+    monkeypatch.setenv("RSQL_BATCH", "0")
+    monkeypatch.delenv("RSQL_REPLAY", raising=False)
+    shell.run_line_magic("load_ext", "rsql_magic")
+    second = tmp_path / "second.duckdb"
+    with duckdb.connect(str(second)) as con:
+        fill(con)
+    cons = [duckdb.connect(str(p), read_only=True) for p in (warehouse, second)]
+
+    def ask(wait: float, con: Any) -> str:
+        shell.run_line_magic("config", f"SqlAIMagics.values_wait = {wait}")
+        shell.user_ns["wh"] = con
+        fresh_provider.script("```sql\nSELECT count(*) FROM t000\n```")
+        with capture_output() as cap:
+            result = shell.run_cell("%%sql_ai wh --no-cache\nHow many t000 rows?")
+        assert result.error_in_exec is None, result.error_in_exec
+        return "\n".join(str(o.data.get("text/markdown", "")) for o in cap.outputs)
+
+    try:
+        shown = ask(0, cons[0])
+        assert f"of {TABLES * COLUMNS:,} columns so far" in shown, shown
+        shown = ask(60, cons[1])  # the whole index is read before the model is asked
+        assert "values read from" not in shown, shown
+        # %config reports the bad value and keeps the last good one
+        shell.run_line_magic("config", "SqlAIMagics.values_wait = -1")
+        assert "'values_wait' trait of a SqlAIMagics instance should not be less than 0" in (
+            caplog.text
+        )
+        assert shell.magics_manager.registry["SqlAIMagics"].values_wait == 60
+    finally:
+        shell.run_line_magic("config", "SqlAIMagics.values_wait = 3.0")
+        shell.user_ns.pop("wh", None)
+        read_whole(cons[0], capture_schema(cons[0]))  # the first one's background read ends
+        for con in cons:
+            con.close()
 
 
 def test_the_cache_folder_keeps_the_newest_indexes_and_none_past_their_age(
