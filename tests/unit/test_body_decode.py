@@ -3,6 +3,7 @@ pattern finds, and a body with a number too large for a float is refused whereve
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -42,3 +43,38 @@ def test_a_number_too_large_for_a_float_is_refused(number: bytes) -> None:
 def test_large_but_finite_numbers_and_text_that_looks_like_them_pass(number: bytes) -> None:
     body = decode_json(b'{"t": ' + number + b', "text": "e+999 and ' + b"9" * 300 + b'"}')
     assert body["t"] == float(number) or body["t"] == int(number)
+
+
+def _depth(value: object) -> int:
+    """Objects and arrays inside each other, the way the proxy counts (a scalar: 0)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.integers(-9, 9) | st.text('[]{}ab"\\', max_size=4),  # brackets in strings too
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text("kq[", max_size=2), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["messages", "metadata", "tools"]), JSON_VALUES, min_size=1),
+    st.integers(1, 6),
+)
+def test_a_body_is_refused_exactly_when_nested_deeper_than_the_limit(
+    body: dict, limit: int
+) -> None:
+    # the walk is skipped for a body with no more brackets than the limit: the same answers
+    raw = json.dumps(body).encode()
+    if _depth(body) > limit:
+        with pytest.raises(BadRequest, match=f"nested more than {limit} levels"):
+            decode_json(raw, max_depth=limit)
+    else:
+        assert decode_json(raw, max_depth=limit) == body

@@ -138,11 +138,15 @@ def decode_json(
     allow; `counted`: the caller counted them exactly (``exact_shape``), and they fit."""
     if not raw.strip():
         raise BadRequest("request body is empty; send a JSON object")
+    # no deeper than it has objects and arrays: with no more brackets than `max_depth` (those
+    # in strings too) the depth walk has nothing to find, and most bodies are so
+    shallow = False
     if not counted:
         bound = Shape.bound(raw)
         refusal = bound.refusal(max_containers, max_items)
         if refusal is not None:
             raise TooComplex(bound, refusal)
+        shallow = bound.containers <= max_depth
     try:
         obj = json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except RecursionError:  # nesting in the hundreds: json's C decoder recurses
@@ -166,7 +170,8 @@ def decode_json(
                 "request body is not valid JSON: a number is out of range (too large for a "
                 "64-bit float)"
             ) from None
-    _check_depth(obj, max_depth)
+    if not shallow:
+        _check_depth(obj, max_depth)
     return obj
 
 
