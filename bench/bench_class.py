@@ -24,7 +24,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench_proxy import _pct, _ttfb
 from common import (
     BENCH,
     MODEL,
@@ -39,6 +38,7 @@ from common import (
     upstream_stats,
     workdir,
 )
+from proxy_runs import pct, ttfb
 
 from jupyter_server_ext.config.inline import InlineCompletionSettings
 from jupyter_server_ext.engine.upstreams.specs import parse_rates
@@ -142,8 +142,8 @@ def class_summary(n: int, pushers: int, load: dict[str, Any], rows: list[Row]) -
         "per_editor_per_s": len(done) / n / load["seconds"],
         "editor_statuses": {str(s): sum(1 for r in ed if r[3] == s) for s in {r[3] for r in ed}},
         "editor_429": sum(1 for r in ed if r[3] == 429),
-        "took_p50_ms": 1000 * _pct(took, 0.5) if took else float("nan"),
-        "took_p99_ms": 1000 * _pct(took, 0.99) if took else float("nan"),
+        "took_p50_ms": 1000 * pct(took, 0.5) if took else float("nan"),
+        "took_p99_ms": 1000 * pct(took, 0.99) if took else float("nan"),
         "pusher_sent": len(pu),
         "pusher_statuses": {str(s): sum(1 for r in pu if r[3] == s) for s in {r[3] for r in pu}},
         "refused_429": len(refused),
@@ -160,8 +160,8 @@ def class_summary(n: int, pushers: int, load: dict[str, Any], rows: list[Row]) -
         "editor_admitted_max_at_once": max(
             (most_at_once(v) for u, v in admitted.items() if u.startswith("editor")), default=0
         ),
-        "log_overhead_p50_ms": _pct(overhead, 0.5) if overhead else float("nan"),
-        "log_overhead_p99_ms": _pct(overhead, 0.99) if overhead else float("nan"),
+        "log_overhead_p50_ms": pct(overhead, 0.5) if overhead else float("nan"),
+        "log_overhead_p99_ms": pct(overhead, 0.99) if overhead else float("nan"),
     }
 
 
@@ -176,7 +176,7 @@ def bench_class(quick: bool) -> dict[str, Any]:
     }
     with workdir("class") as d, Procs(d) as procs:
         up = start_upstream(procs, latency=MODEL_SECONDS, name="model", spans=True)
-        model = _ttfb(None, up + "/chat/completions", "Bearer x", 20 if quick else 50)
+        model = ttfb(None, up + "/chat/completions", "Bearer x", 20 if quick else 50)
         out["model_p50_ms"] = 1000 * statistics.median(model["total"])
         log(f"class: the model straight, p50 {out['model_p50_ms']:.1f} ms")
         for n in sizes:

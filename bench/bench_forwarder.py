@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_class  # noqa: E402
 import forwarder_page  # noqa: E402
-from bench_proxy import _pct, _ttfb, proxy_config, quota_summary, run_target  # noqa: E402
 from common import (  # noqa: E402
     BENCH,
     KEYS,
@@ -58,6 +57,8 @@ from common import (  # noqa: E402
     workdir,
     wrk,
 )
+from proxy_quota import quota_summary  # noqa: E402
+from proxy_runs import pct, proxy_config, run_target, ttfb  # noqa: E402
 
 SECTIONS = ("forwarder", "quota_open", "class")
 RESULTS = BENCH / "results" / "forwarder.json"
@@ -135,14 +136,14 @@ def bench_forwarder(quick: bool) -> dict[str, Any]:
             log(f"forwarder: round {rnd + 1}/{rounds}, {count} sequential streams each")
             for name in order:
                 url, auth, _pid = targets[name]
-                t = _ttfb(None, url, auth or "Bearer x", count)
+                t = ttfb(None, url, auth or "Bearer x", count)
                 out["ttfb"].append(
                     {
                         "target": name,
                         "round": rnd,
-                        "p50_ms": 1000 * _pct(t["ttfb"], 0.5),
-                        "p99_ms": 1000 * _pct(t["ttfb"], 0.99),
-                        "total_p50_ms": 1000 * _pct(t["total"], 0.5),
+                        "p50_ms": 1000 * pct(t["ttfb"], 0.5),
+                        "p99_ms": 1000 * pct(t["ttfb"], 0.99),
+                        "total_p50_ms": 1000 * pct(t["total"], 0.5),
                         "count": len(t["ttfb"]),
                         "errors": t["errors"],
                     }
@@ -214,7 +215,7 @@ def quota_open_summary(q: dict[str, Any], load: dict[str, Any], up: dict[str, An
         "page_measure_share": page["share"],
         "page_measure_span": [page["steady_from_s"], page["steady_to_s"]],
         "upstream_share": page["upstream_share"],
-        "window_cycle_p50_s": _pct(cycles, 0.5) if cycles else float("nan"),
+        "window_cycle_p50_s": pct(cycles, 0.5) if cycles else float("nan"),
         "delivered_total": len(ok),
         "refused_429": len(refused),
         "refused_with_retry_after": sum(1 for r in refused if r[3]),
@@ -224,8 +225,8 @@ def quota_open_summary(q: dict[str, Any], load: dict[str, Any], up: dict[str, An
         "upstream_429": up.get("rate_limited"),
         "answer_p50_ms": page["answer_p50_ms"],
         "successes_per_second": per_sec,
-        "wait_p50_ms": 1000 * _pct([r[1] - r[0] for r in ok], 0.5) if ok else float("nan"),
-        "wait_p99_ms": 1000 * _pct([r[1] - r[0] for r in ok], 0.99) if ok else float("nan"),
+        "wait_p50_ms": 1000 * pct([r[1] - r[0] for r in ok], 0.5) if ok else float("nan"),
+        "wait_p99_ms": 1000 * pct([r[1] - r[0] for r in ok], 0.99) if ok else float("nan"),
     }
 
 

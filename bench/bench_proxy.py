@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +35,6 @@ from common import (  # noqa: E402
     chat_body,
     cpu_seconds,
     free_port,
-    in_ns,
     loadavg,
     log,
     machine_cpu_seconds,
@@ -44,56 +42,20 @@ from common import (  # noqa: E402
     redis_prefix,
     redis_server_pid,
     redis_up,
-    run_loadgen,
     start_extension,
     start_service,
     start_upstream,
     tree_cpu_seconds,
-    upstream_configs,
-    upstream_stats,
     wait_http,
     workdir,
     wrk,
 )
 from litellm_side import start_litellm  # noqa: E402
+from proxy_quota import bench_quota  # noqa: E402
+from proxy_runs import pct, proxy_config, run_target, ttfb  # noqa: E402
 
 EXT_FLOOR = "Jupyter Server no-op (floor)"
 SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs", "apis")
-
-
-def proxy_config(up: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "upstreams": upstream_configs(up),
-        "default_model": "fake-small",
-        "max_wait_seconds": 10.0,
-        "health_check_seconds": 0.0,
-        **extra,
-    }
-
-
-def run_target(
-    name: str,
-    url: str,
-    auth: str,
-    pid: int | None,
-    conns: int,
-    seconds: float,
-    ns: Netns | None = None,
-    body: str | None = None,
-) -> dict[str, Any]:
-    c0 = cpu_seconds(pid) if pid else 0.0
-    r = wrk(url, conns=conns, seconds=seconds, auth=auth, ns=ns, body=body)
-    if pid:
-        r["cpu_us_per_req"] = 1e6 * (cpu_seconds(pid) - c0) / max(1, r["requests"])
-    r["target"] = name
-    r["load"] = loadavg()
-    e = r["errors"]
-    log(
-        f"  {name:<22} c={conns:<4} {r['rps']:8.1f} req/s  p50 {r['latency_us']['p50'] / 1000:7.2f} ms  "
-        f"p99 {r['latency_us']['p99'] / 1000:7.2f} ms  errors {sum(e.values())}"
-        + (f"  cpu {r['cpu_us_per_req']:.0f} us/req" if pid else "")
-    )
-    return r
 
 
 # -- 1. overhead and throughput: both hosts, memory and Redis state -----------------------------
@@ -332,183 +294,6 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-# -- 5. quota at real answer times: 3 keys x 10 requests / 10 s, clients offering twice that -------
-
-QUOTA = {
-    "keys": 3,
-    "per_key": 10,
-    "period": 10.0,
-    "first_byte": 0.2,
-    "stream_seconds": 2.0,
-    "answer_seconds": 2.0,
-    "short_answer_seconds": 0.05,
-}
-# scenario: (streamed, seconds to the first byte, seconds to the end); C is #40's quota target
-QUOTA_SCENARIOS = {
-    "A": (True, QUOTA["first_byte"], QUOTA["stream_seconds"]),
-    "B": (False, QUOTA["answer_seconds"], QUOTA["answer_seconds"]),
-    "C": (False, QUOTA["short_answer_seconds"], QUOTA["short_answer_seconds"]),
-}
-
-
-def steady_rate(
-    times: list[float], start: float, end: float, per_window: int
-) -> tuple[float, int, float, float]:
-    """Events per second in the steady part: from the first event at or after `start`, over a whole
-    number m of windows' worth of events (m * per_window) ending by `end`. Timed between two events
-    m * per_window apart, it does not depend on where the windows' bursts fall against the ends of a
-    fixed interval (which would swing a count by up to one window's worth); and as any window admits
-    at most per_window, it can reach but not pass the capacity. Returns (rate, events, from, to)."""
-    ts = sorted(times)
-    i = next((k for k, t in enumerate(ts) if t >= start), len(ts))
-    n = sum(1 for t in ts[i:] if t <= end)
-    m = (n - 1) // per_window if n else 0
-    if m < 1:
-        return float("nan"), 0, start, end
-    j = i + m * per_window
-    return m * per_window / (ts[j] - ts[i]), m * per_window, ts[i], ts[j]
-
-
-def quota_summary(
-    load: dict[str, Any], up: dict[str, Any], capacity: float, first_byte: float, period: float
-) -> dict[str, Any]:
-    """Steady state: after the provider's first window. Share = delivered answers per second there
-    (timed by their first bytes, `first_byte` after the provider counted them; see `steady_rate`) /
-    the keys' capacity. The upstream's own count of arrivals gives the same measure at its side."""
-    seconds, res = load["seconds"], load["results"]
-    per_window = round(capacity * period)
-    ok = [r for r in res if r[2] == 200]
-    rate, n, t0, t1 = steady_rate(
-        [r[4] for r in ok], period + first_byte, seconds + first_byte, per_window
-    )
-    arrivals = up.get("arrivals") or [0.0]  # seconds since the upstream's reset, at its side
-    up_rate = steady_rate(arrivals, arrivals[0] + period, arrivals[0] + seconds, per_window)[0]
-    refused = [r for r in res if r[2] == 429]
-    errors = [r for r in res if r[2] not in (200, 429)]
-    per_sec = [0] * (int(seconds) + 3)
-    for r in ok:
-        if 0 <= r[4] < len(per_sec):
-            per_sec[int(r[4])] += 1
-    return {
-        "offered": load["sent"],
-        "offered_rps": load["rate"],
-        "seconds": seconds,
-        "steady_from_s": t0,
-        "steady_to_s": t1,
-        "steady_answers": n,
-        "delivered_steady_rps": rate,
-        "capacity_rps": capacity,
-        "share": rate / capacity,
-        "upstream_share": up_rate / capacity,
-        "delivered_total": len(ok),
-        "refused_429": len(refused),
-        "refused_with_retry_after": sum(1 for r in refused if r[3]),
-        "errors": len(errors),
-        "error_statuses": sorted({r[2] for r in errors}),
-        "incomplete_streams": sum(1 for r in errors if r[2] == -3),
-        "upstream_ok": up.get("ok"),
-        "upstream_429": up.get("rate_limited"),
-        "first_bytes_per_second": per_sec,
-        "answer_p50_ms": 1000 * statistics.median([r[1] - r[0] for r in ok] or [0]),
-        "first_byte_p50_ms": 1000 * statistics.median([r[4] - r[0] for r in ok] or [0]),
-    }
-
-
-def _quota_upstream(procs: Procs, ns: Netns, scen: str, headers: bool) -> str:
-    q = QUOTA
-    stream, first_byte, end = QUOTA_SCENARIOS[scen]
-    timing = (
-        {"first_byte": first_byte, "stream_seconds": end}
-        if stream
-        else {"first_byte": first_byte, "answer_seconds": end}
-    )
-    return start_upstream(
-        procs,
-        ns=ns,
-        limit=f"{q['per_key']}/{q['period']:g}",
-        timing=timing,
-        headers=headers,
-        name="upstream-quota",
-    )
-
-
-def _quota_load(
-    ns: Netns, up: str, url: str, auth: str, scen: str, seconds: float
-) -> dict[str, Any]:
-    q = QUOTA
-    stream, first_byte, _ = QUOTA_SCENARIOS[scen]
-    capacity = q["keys"] * q["per_key"] / q["period"]
-    upstream_stats(ns, up, reset=True)
-    load = run_loadgen(ns, url, auth, 2 * capacity, seconds, stream=stream)
-    res = quota_summary(load, upstream_stats(ns, up), capacity, first_byte, q["period"])
-    res["first_byte_s"] = first_byte
-    log("   ", {k: v for k, v in res.items() if k != "first_bytes_per_second"})
-    return res
-
-
-def bench_quota(quick: bool) -> dict[str, Any]:
-    q = QUOTA
-    capacity = q["keys"] * q["per_key"] / q["period"]
-    secs = {
-        "A": 30.0 if quick else 120.0,
-        "B": 30.0 if quick else 60.0,
-        "C": 30.0 if quick else 60.0,
-    }
-    out: dict[str, Any] = {
-        **q,
-        "capacity_rps": capacity,
-        "offered_rps": 2 * capacity,
-        "seconds": secs,
-        "runs": [],
-    }
-    with workdir("quota") as d, Procs(d) as procs, Netns() as ns:
-        for scen, (stream, _, _) in QUOTA_SCENARIOS.items():
-            for headers in (True, False):
-                up = _quota_upstream(procs, ns, scen, headers)
-                cfg = proxy_config(up)
-                cfg["upstreams"] = upstream_configs(
-                    up, limits=[f"{q['per_key']} per {q['period']:g} seconds"]
-                )
-                url, auth = start_service(procs, cfg, ns=ns, name=f"svc-{scen}-{headers}")
-                log(
-                    f"quota {scen}: rsql-proxy, {'streams' if stream else 'JSON'}, "
-                    f"headers {'on' if headers else 'off'}, "
-                    f"offering {2 * capacity:g} req/s for {secs[scen]:g} s"
-                )
-                res = _quota_load(ns, up, url, auth, scen, secs[scen])
-                out["runs"].append(
-                    {
-                        "scenario": scen,
-                        "proxy": "rsql-proxy",
-                        "stream": stream,
-                        "headers": headers,
-                        **res,
-                    }
-                )
-                procs.__exit__(None, None, None)  # this run's proxy and upstream
-        for scen, stream in (
-            ("A", True),
-            ("B", False),
-        ):  # a fresh LiteLLM each: its per-minute counts
-            try:
-                up = _quota_upstream(procs, ns, scen, True)
-                rpm = int(q["per_key"] * 60 / q["period"])  # per minute: its nearest to 10 per 10 s
-                log(f"quota {scen}: starting LiteLLM (rpm {rpm} per deployment)")
-                url, auth = start_litellm(procs, up, ns, rpm=rpm, name=f"litellm-{scen}")
-                wrk(url, conns=1, seconds=1, auth=auth, ns=ns)  # its first calls are slow
-                log(
-                    f"quota {scen}: LiteLLM, headers on, offering {2 * capacity:g} req/s for {secs[scen]:g} s"
-                )
-                res = _quota_load(ns, up, url, auth, scen, secs[scen])
-                out["runs"].append(
-                    {"scenario": scen, "proxy": "LiteLLM", "stream": stream, "headers": True, **res}
-                )
-            except (RuntimeError, FileNotFoundError, subprocess.TimeoutExpired) as exc:
-                out["LiteLLM_error"] = str(exc)[:500]
-            procs.__exit__(None, None, None)
-    return out
-
-
 # -- 6. per-request costs -----------------------------------------------------------------------
 
 
@@ -562,33 +347,6 @@ async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
     }
 
 
-def _ttfb(ns: Netns | None, url: str, auth: str, count: int) -> dict[str, Any]:
-    argv = [
-        *in_ns(ns),
-        PY,
-        str(BENCH / "loadgen.py"),
-        "ttfb",
-        "--url",
-        url,
-        "--auth",
-        auth,
-        "--count",
-        str(count),
-        "--warmup",
-        "10",
-    ]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("LOADJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"loadgen ttfb failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return json.loads(line[9:])
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
-
-
 def bench_costs(quick: bool) -> dict[str, Any]:
     n = 2000 if quick else 10000
     out: dict[str, Any] = {"admission": {}}
@@ -619,15 +377,15 @@ def bench_costs(quick: bool) -> dict[str, Any]:
             }
         out["cache_hit"] = hits
         log("costs: streaming time to first byte (sequential streams)")
-        direct = _ttfb(None, up + "/chat/completions", "Bearer x", count)
-        svc = _ttfb(None, url_s, auth_s, count)
-        ext = _ttfb(None, url_e, auth_e, count)
+        direct = ttfb(None, up + "/chat/completions", "Bearer x", count)
+        svc = ttfb(None, url_s, auth_s, count)
+        ext = ttfb(None, url_e, auth_e, count)
         out["ttfb"] = {}
         for name, r in (("direct", direct), ("rsql-proxy", svc), ("extension", ext)):
             out["ttfb"][name] = {
-                "p50_ms": 1000 * _pct(r["ttfb"], 0.5),
-                "p99_ms": 1000 * _pct(r["ttfb"], 0.99),
-                "total_p50_ms": 1000 * _pct(r["total"], 0.5),
+                "p50_ms": 1000 * pct(r["ttfb"], 0.5),
+                "p99_ms": 1000 * pct(r["ttfb"], 0.99),
+                "total_p50_ms": 1000 * pct(r["total"], 0.5),
                 "errors": r["errors"],
                 "count": len(r["ttfb"]),
             }
@@ -689,83 +447,6 @@ def bench_apis(quick: bool) -> dict[str, Any]:
             for name, (path, body) in API_BODIES.items():
                 r = run_target(name, root + path, auth, pid, 10, seconds, body=json.dumps(body))
                 out["runs"].append(r)
-    return out
-
-
-def apis_summary(a: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per API: the median CPU µs/req over the rounds, req/s and p50, and the CPU added over
-    chat completions."""
-    out: dict[str, dict[str, float]] = {}
-    for name in API_BODIES:
-        rs = [r for r in a.get("runs", []) if r["target"] == name]
-        if rs:
-            out[name] = {
-                "cpu_us": _med([r["cpu_us_per_req"] for r in rs]),
-                "rps": _med([r["rps"] for r in rs]),
-                "p50_ms": _med([r["latency_us"]["p50"] / 1000 for r in rs]),
-            }
-    base = out.get("chat completions", {}).get("cpu_us")
-    for v in out.values():
-        v["added_us"] = v["cpu_us"] - base if base is not None else float("nan")
-    return out
-
-
-# -- summaries (run_all.py renders them) ------------------------------------------------------------
-
-
-def _med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
-def state_summary(st: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Per connection count: medians over the rounds for memory and Redis (overhead against the
-    direct run of the same round), and the Redis / memory ratios."""
-    rounds: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
-    for r in st.get("runs", []):
-        rounds.setdefault((r["conns"], r["round"]), {})[r["target"]] = r
-    acc: dict[int, dict[str, dict[str, list[float]]]] = {}
-    for (conns, _), t in sorted(rounds.items()):
-        d = t.get("direct")
-        for name in ("memory", "Redis"):
-            r = t.get(name)
-            if not (r and d):
-                continue
-            x = acc.setdefault(conns, {}).setdefault(
-                name, {"p50": [], "over": [], "rps": [], "cpu": [], "rcpu": []}
-            )
-            x["p50"].append(r["latency_us"]["p50"])
-            x["over"].append(r["latency_us"]["p50"] - d["latency_us"]["p50"])
-            x["rps"].append(r["rps"])
-            x["cpu"].append(r.get("cpu_us_per_req", float("nan")))
-            if "redis_cpu_us_per_req" in r:
-                x["rcpu"].append(r["redis_cpu_us_per_req"])
-    out: dict[int, dict[str, Any]] = {}
-    for conns, by in acc.items():
-        out[conns] = {name: {k: _med(v) for k, v in x.items()} for name, x in by.items()}
-        m, r = out[conns].get("memory"), out[conns].get("Redis")
-        if m and r:
-            out[conns]["cpu_ratio"] = r["cpu"] / m["cpu"]
-            out[conns]["over_ratio"] = r["over"] / m["over"] if m["over"] > 0 else float("nan")
-    return out
-
-
-def workers_summary(w: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    out: dict[int, dict[str, Any]] = {}
-    for n in (1, 2):
-        runs = [r for r in w.get("runs", []) if r["workers"] == n]
-        if runs:
-            cpu = {k: _med([r["cpu_s"][k] for r in runs]) for k in runs[0]["cpu_s"]}
-            out[n] = {
-                "rps": _med([r["rps"] for r in runs]),
-                "p50": _med([r["latency_us"]["p50"] for r in runs]),
-                "cpu": cpu,
-                "wall": _med([r["wall_s"] for r in runs]),
-                "rounds": len(runs),
-                "errors": sum(sum(r["errors"].values()) for r in runs),
-                "load": ", ".join(
-                    f"{r['load_before'].split()[0]}→{r['load_after'].split()[0]}" for r in runs
-                ),
-            }
     return out
 
 

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import forwarder_page  # noqa: E402
 from bench_forwarder import FWD, RESULTS, SVC, start_forwarder  # noqa: E402
-from bench_proxy import proxy_config  # noqa: E402
 from common import (  # noqa: E402
     Procs,
     log,
@@ -39,6 +38,7 @@ from common import (  # noqa: E402
     wrk,
 )
 from profile_proxy import FRAME, LIBRARIES, LOOP, phase_of, spied  # noqa: E402
+from proxy_runs import proxy_config  # noqa: E402
 
 OWN = "the forwarder's own code"
 TORNADO = "tornado's HTTP server"
