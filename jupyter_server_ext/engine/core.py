@@ -48,7 +48,7 @@ from .redaction import Redaction
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams.health import KeyHealth
-from .upstreams.pool import PoolRules
+from .upstreams.pool import MEMO_MODELS, PoolRules
 from .upstreams.report import key_report
 from .upstreams.transport import Transports
 
@@ -163,6 +163,7 @@ class Engine:
             )
         )
         self.started_at = int(time.time())  # the "created" of every model in v1/models
+        self._image_costs: dict[str, int] = {}
         self.replies = Replies(
             self.pool,
             self.prices,
@@ -268,8 +269,17 @@ class Engine:
         headers: Mapping[str, str] | None = None,
     ) -> ChatRequest:
         default = default_model or self.settings.default_model
-        image = functools.partial(image_cost, self.pool)
-        return parse_request(self.settings, body, endpoint, default, headers, image)
+        return parse_request(self.settings, body, endpoint, default, headers, self._image_cost)
+
+    def _image_cost(self, model: str) -> int:
+        """The most one image may cost on `model` (``image_cost``), remembered with the pool's
+        catalogue: the same every request."""
+        cost = self._image_costs.get(model)
+        if cost is None:
+            cost = image_cost(self.pool, model)
+            if self.pool.catalogue_fixed and len(self._image_costs) < MEMO_MODELS:
+                self._image_costs[model] = cost
+        return cost
 
     # -- which models a caller may use (``model_choice``) ------------------------------------
 

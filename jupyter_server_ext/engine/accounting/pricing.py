@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 
+from ..upstreams.pool import MEMO_MODELS
 from ..upstreams.specs import LongContext, Price, UpstreamSpec
 
 log = logging.getLogger("rsql.engine")
@@ -80,6 +81,11 @@ class PriceBook:
     def __init__(self, specs: tuple[UpstreamSpec, ...]) -> None:
         self.specs = {s.name: s for s in specs}
         self._warned: set[str] = set()
+        # a model's prices on its upstreams, asked several times a request: remembered unless
+        # an upstream discovers its models (what it serves changes when it answers)
+        self._fixed = not any(s.discover for s in specs)
+        self._prices: dict[str, list[Price | None]] = {}
+        self._max: dict[str, Price | None] = {}
 
     def known(self, model: str, upstream: str | None = None) -> Price | None:
         """The price, or None when neither the upstream nor the built-in table knows one."""
@@ -119,13 +125,19 @@ class PriceBook:
         None when an upstream that may serve it has no known price: its worst case is unknown.
         A model no upstream serves costs nothing (the pool refuses it with a 404).
         """
+        if model in self._max:
+            return self._max[model]
         prices = self._serving(model)
         if not prices:
             return FREE
         if any(p is None for p in prices):
-            return None
-        known = [p for p in prices if p is not None]
-        return Price(*_dearest(known), _dearest_long(known))
+            dearest = None
+        else:
+            known = [p for p in prices if p is not None]
+            dearest = Price(*_dearest(known), _dearest_long(known))
+        if model in self._prices:  # remembered there: so here
+            self._max[model] = dearest
+        return dearest
 
     def lacks_long_context(self, model: str) -> bool:
         """Whether an upstream serving `model` prices it with no long-context rates (one with
@@ -133,7 +145,12 @@ class PriceBook:
         return any(p is not None and p.long_context is None for p in self._serving(model))
 
     def _serving(self, model: str) -> list[Price | None]:
-        return [self.known(model, s.name) for s in self.specs.values() if s.serves(model)]
+        found = self._prices.get(model)
+        if found is None:
+            found = [self.known(model, s.name) for s in self.specs.values() if s.serves(model)]
+            if self._fixed and len(self._prices) < MEMO_MODELS:
+                self._prices[model] = found
+        return found
 
     def configured_models(self, default_model: str = "") -> frozenset[str]:
         """Model ids named in the configuration: the only ones metric labels may carry."""

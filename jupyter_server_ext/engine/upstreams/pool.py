@@ -11,13 +11,17 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadRequest, RateLimited, UpstreamError
 from .buckets import Bucket, provider_stamp
 from .specs import Rate, UpstreamSpec
+
+# model names whose catalogue answers (which keys serve it, its dearest price) are remembered
+# per engine: a model name is the caller's text, so the memory is bounded
+MEMO_MODELS = 1024
 
 
 @dataclass
@@ -204,19 +208,34 @@ class Pool:
         self.waiting: dict[str, int] = {}
         # told when a key is disabled (alias, why) or re-enabled (alias, None): the alerts
         self.on_key_change: Callable[[str, str | None], None] | None = None
+        # which keys serve a model, asked several times a request: remembered when every key's
+        # models are configured (a discovering upstream's change when it answers GET /models)
+        self.catalogue_fixed = not any(k.spec.discover for k in self.keys)
+        self._served: list[str] | None = None
+        self._serving: dict[str, list[Key]] = {}
 
     # -- model catalogue --------------------------------------------------------------
 
     def models(self) -> list[str]:
+        if self._served is not None:
+            return list(self._served)
         seen: dict[str, None] = {}
         for k in self.keys:
             for m in (*k.spec.models, *sorted(k.spec.discovered)):
                 if m != "*":
                     seen.setdefault(m)
+        if self.catalogue_fixed:
+            self._served = list(seen)
         return list(seen)
 
-    def serving(self, model: str) -> list[Key]:
-        return [k for k in self.keys if k.spec.serves(model)]
+    def serving(self, model: str) -> Sequence[Key]:
+        found = self._serving.get(model)
+        if found is None:
+            found = [k for k in self.keys if k.spec.serves(model)]
+            # bounded: a model name is the caller's text (most names are refused before here)
+            if self.catalogue_fixed and len(self._serving) < MEMO_MODELS:
+                self._serving[model] = found
+        return found
 
     def account_rates(self, account: str) -> tuple[tuple[Rate, ...], tuple[Rate, ...]]:
         """(request limits, token limits) of an account: the first of its upstreams to set
