@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import (  # noqa: E402
     BENCH,
     PY,
-    REDIS_URL,
     Netns,
     Procs,
     chat_body,
@@ -38,10 +37,6 @@ from common import (  # noqa: E402
     loadavg,
     log,
     machine_cpu_seconds,
-    redis_cleanup,
-    redis_prefix,
-    redis_server_pid,
-    redis_up,
     start_extension,
     start_service,
     start_upstream,
@@ -53,6 +48,13 @@ from common import (  # noqa: E402
 from litellm_side import start_litellm  # noqa: E402
 from proxy_quota import bench_quota  # noqa: E402
 from proxy_runs import pct, proxy_config, run_target, ttfb  # noqa: E402
+from redis_state import (  # noqa: E402
+    REDIS_URL,
+    redis_cleanup,
+    redis_prefix,
+    redis_server_pid,
+    redis_up,
+)
 
 EXT_FLOOR = "Jupyter Server no-op (floor)"
 SECTIONS = ("overhead", "state", "workers", "litellm", "quota", "costs", "apis")

@@ -492,19 +492,6 @@ def machine_cpu_seconds() -> float:
     return 0.0
 
 
-def redis_server_pid(port: int = 6379) -> int | None:
-    """The pid of the redis-server serving `port` on this machine (to read its CPU time), if any."""
-    for d in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if (
-                d.name.isdigit()
-                and (d / "comm").read_text().strip() == "redis-server"
-                and f":{port}" in (d / "cmdline").read_text()
-            ):
-                return int(d.name)
-    return None
-
-
 def run_loadgen(
     ns: Netns | None,
     url: str,
@@ -559,44 +546,6 @@ def upstream_stats(ns: Netns | None, base: str, reset: bool = False) -> dict[str
         text=True,
     )
     return json.loads(res.stdout or "{}")
-
-
-REDIS_URL = os.environ.get("RSQL_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-
-
-def redis_prefix(tag: str) -> str:
-    """A key prefix of this run's own on the machine's Redis (deleted by `redis_cleanup`)."""
-    return f"rsqlbench-{os.getpid()}-{tag}:"
-
-
-def redis_cleanup(prefix: str) -> int:
-    """Delete every key this run wrote under its own prefix."""
-    try:
-        import redis
-    except ImportError:
-        return 0
-    r = redis.Redis.from_url(REDIS_URL)
-    n = 0
-    try:
-        for key in r.scan_iter(match=prefix + "*", count=500):
-            n += r.delete(key)
-    except redis.RedisError:
-        pass
-    finally:
-        r.close()
-    return n
-
-
-def redis_up() -> bool:
-    try:
-        import redis
-
-        r = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-        ok = bool(r.ping())
-        r.close()
-        return ok
-    except Exception:
-        return False
 
 
 def server_pid(proc: subprocess.Popen) -> int:
