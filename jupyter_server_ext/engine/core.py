@@ -277,7 +277,11 @@ class Engine:
         cost = self._image_costs.get(model)
         if cost is None:
             cost = image_cost(self.pool, model)
-            if self.pool.catalogue_fixed and len(self._image_costs) < MEMO_MODELS:
+            if (
+                self.pool.catalogue_fixed
+                and self.pool.serving(model)
+                and len(self._image_costs) < MEMO_MODELS
+            ):
                 self._image_costs[model] = cost
         return cost
 

@@ -148,7 +148,7 @@ class PriceBook:
         found = self._prices.get(model)
         if found is None:
             found = [self.known(model, s.name) for s in self.specs.values() if s.serves(model)]
-            if self._fixed and len(self._prices) < MEMO_MODELS:
+            if found and self._fixed and len(self._prices) < MEMO_MODELS:
                 self._prices[model] = found
         return found
 

@@ -20,7 +20,8 @@ from .buckets import Bucket, provider_stamp
 from .specs import Rate, UpstreamSpec
 
 # model names whose catalogue answers (which keys serve it, its dearest price) are remembered
-# per engine: a model name is the caller's text, so the memory is bounded
+# per engine: only names some key serves, so a caller's made-up names never fill it; bounded
+# all the same (a catch-all upstream, "*", serves any name)
 MEMO_MODELS = 1024
 
 
@@ -232,8 +233,7 @@ class Pool:
         found = self._serving.get(model)
         if found is None:
             found = [k for k in self.keys if k.spec.serves(model)]
-            # bounded: a model name is the caller's text (most names are refused before here)
-            if self.catalogue_fixed and len(self._serving) < MEMO_MODELS:
+            if found and self.catalogue_fixed and len(self._serving) < MEMO_MODELS:
                 self._serving[model] = found
         return found
 
