@@ -22,8 +22,16 @@ LONG = " ".join(["word"] * 240)  # streamed a word per 5 ms: about 1.2 s from fi
 
 
 async def make_engine(
-    request: pytest.FixtureRequest, kind: str, fp: FakeProvider, limits: list[str], **settings: Any
+    request: pytest.FixtureRequest,
+    kind: str,
+    fp: FakeProvider,
+    limits: list[str],
+    *,
+    redis_url: str | None = None,
+    **settings: Any,
 ) -> Engine:
+    """An engine on `kind` state ("memory", "redis"): Redis is the tests' shared one unless
+    `redis_url` names another."""
     specs = parse_upstreams(upstreams_for(fp, a1={"limits": limits}))
     es = EngineSettings(
         upstreams=specs, default_model="fake-small", health_check_seconds=0, **settings
@@ -34,11 +42,10 @@ async def make_engine(
     from jupyter_server_ext.state.admission.redis import RedisState
 
     prefix = f"rsqltest-{secrets.token_hex(4)}:"
-    state = RedisState(request.getfixturevalue("redis_server") + "/9", prefix=prefix)
+    url = (redis_url or request.getfixturevalue("redis_server")) + "/9"
+    state = RedisState(url, prefix=prefix)
     engine = Engine(es, state=state)  # its key pool shared through the same Redis
-    request.addfinalizer(
-        lambda: asyncio.run(_clean(request.getfixturevalue("redis_server") + "/9", prefix))
-    )
+    request.addfinalizer(lambda: asyncio.run(_clean(url, prefix)))
     return engine
 
 
