@@ -361,6 +361,14 @@ def section(res: dict[str, Any], info: dict[str, str], images: bool = True) -> s
     return "\n".join(L)
 
 
+def _saved(plt: Any, fig: Any, name: str, alt: str) -> str:
+    """`fig` laid out, written to docs/img/`name` and closed; its markdown image line."""
+    fig.tight_layout()
+    fig.savefig(IMG / name, dpi=110)
+    plt.close(fig)
+    return f"![{alt}](img/{name})"
+
+
 def plots(res: dict[str, Any]) -> list[str]:
     """PNG plots under docs/img; returns markdown image lines."""
     try:
@@ -405,10 +413,7 @@ def plots(res: dict[str, Any]) -> list[str]:
             "Latency added by the proxy (through the proxy minus straight to the 50 ms upstream)",
             fontsize=9,
         )
-        fig.tight_layout()
-        fig.savefig(IMG / "bench_overhead.png", dpi=110)
-        plt.close(fig)
-        out.append("![overhead](img/bench_overhead.png)")
+        out.append(_saved(plt, fig, "bench_overhead.png", "overhead"))
     ll = res.get("litellm", {})
     if ll.get("runs"):
         runs = runs_by(ll)
@@ -425,10 +430,7 @@ def plots(res: dict[str, Any]) -> list[str]:
         ax.legend()
         ax.grid(alpha=0.3, axis="y")
         ax.set_title("Throughput, same run, same cores, 50 ms upstream", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(IMG / "bench_litellm.png", dpi=110)
-        plt.close(fig)
-        out.append("![throughput vs LiteLLM](img/bench_litellm.png)")
+        out.append(_saved(plt, fig, "bench_litellm.png", "throughput vs LiteLLM"))
     q = res.get("quota", {})
     qruns = [r for r in q.get("runs", []) if r.get("first_bytes_per_second")]
     if qruns:
@@ -472,10 +474,7 @@ def plots(res: dict[str, Any]) -> list[str]:
             "Quota at real answer times: 3 keys x 10 requests / 10 s, clients offering twice that",
             fontsize=9,
         )
-        fig.tight_layout()
-        fig.savefig(IMG / "bench_quota.png", dpi=110)
-        plt.close(fig)
-        out.append("![quota at real answer times](img/bench_quota.png)")
+        out.append(_saved(plt, fig, "bench_quota.png", "quota at real answer times"))
     return out
 
 

@@ -276,12 +276,9 @@ class Engine:
         catalogue: the same every request."""
         cost = self._image_costs.get(model)
         if cost is None:
-            cost = image_cost(self.pool, model)
-            if (
-                self.pool.catalogue_fixed
-                and self.pool.serving(model)
-                and len(self._image_costs) < MEMO_MODELS
-            ):
+            serving = self.pool.serving(model)
+            cost = image_cost(serving, model)
+            if serving and self.pool.catalogue_fixed and len(self._image_costs) < MEMO_MODELS:
                 self._image_costs[model] = cost
         return cost
 

@@ -4,7 +4,7 @@ their chat form, so they are held to the same bounds as a chat completion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .admission.hosted_tools import reserve_usd
@@ -20,14 +20,14 @@ from .formats.anthropic import request as anthropic_api
 from .formats.left_out import LeftOut
 from .formats.responses import request as responses_api
 from .settings import EngineSettings
-from .upstreams.pool import Pool
+from .upstreams.pool import Key
 
 
-def image_cost(pool: Pool, model: str) -> int:
-    """The most one image may cost on public `model`: by the provider models its upstreams bill
-    it as (an alias like course-model is billed as the model it stands for); the most any model
-    bills while none serves it."""
-    return billed_image_tokens([k.spec.provider_model(model) for k in pool.serving(model)])
+def image_cost(serving: Sequence[Key], model: str) -> int:
+    """The most one image may cost on public `model`, served by the keys `serving`: by the
+    provider models its upstreams bill it as (an alias like course-model is billed as the model
+    it stands for); the most any model bills while none serves it."""
+    return billed_image_tokens([k.spec.provider_model(model) for k in serving])
 
 
 def parse_request(
