@@ -165,14 +165,19 @@ def _text(result: Any) -> str:
     return "\n".join(getattr(part, "text", "") for part in result.content)
 
 
-def _activity(svc: ProxyService, user: str, rows: int = 1) -> list[dict[str, Any]]:
-    """`user`'s MCP rows in the usage log, once at least `rows` are written (batched, off the
-    request path)."""
+def _activity(
+    svc: ProxyService, user: str, rows: int = 1, since: float = 0.0
+) -> list[dict[str, Any]]:
+    """`user`'s MCP rows in the usage log of calls from `since` (wall clock) on, once at least
+    `rows` are written (batched, off the request path). `rows` is all a test's calls made: a
+    count it never reaches waits out the whole deadline (15 s) and passes all the same."""
     deadline = time.monotonic() + 15
     while True:
         code, _, body = svc.request("GET", f"admin/users/{user}/activity", token="tok-root")
         assert code == 200, body
-        found = [r for r in json.loads(body)["activity"] if r["api"] == "mcp"]
+        found = [
+            r for r in json.loads(body)["activity"] if r["api"] == "mcp" and r["ts"] >= since
+        ]
         if len(found) >= rows or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
@@ -183,7 +188,7 @@ def _digest(path: Path) -> str:
 
 
 async def test_the_sdk_client_calls_every_tool_over_http(service: ProxyService, shop: Path) -> None:
-    before = _digest(shop)
+    before, since = _digest(shop), time.time()
     async with _session(service, "tok-alice") as s:
         listed = (await s.list_tools()).tools
         assert {t.name for t in listed} == TOOLS
@@ -211,7 +216,8 @@ async def test_the_sdk_client_calls_every_tool_over_http(service: ProxyService, 
             "(2 rows)",
         ]
     assert _digest(shop) == before
-    calls = _activity(service, "alice", rows=5)
+    calls = _activity(service, "alice", rows=4, since=since)  # the four calls above
+    assert len(calls) == 4, calls
     by_tool = {r["model"]: r for r in calls}
     assert by_tool["mcp:run_sql"]["upstream"] == "mcp:dw"
     assert by_tool["mcp:run_sql"]["result_rows"] == 2 and by_tool["mcp:run_sql"]["status"] == 200
@@ -227,7 +233,7 @@ async def test_hostile_calls_are_refused_and_nothing_changes(
 ) -> None:
     import psycopg
 
-    before = _digest(shop)
+    before, since = _digest(shop), time.time()
     async with _session(service, "tok-alice") as s:
         for conn, sql in (
             ("shop", "DROP TABLE orders"),
@@ -271,7 +277,9 @@ async def test_hostile_calls_are_refused_and_nothing_changes(
     plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain) as check:
         assert check.execute("SELECT count(*) FROM sales").fetchone() == (2,)
-    refused = [r for r in _activity(service, "alice", rows=20) if r["error"] == "refused"]
+    calls = _activity(service, "alice", rows=13, since=since)  # the 13 calls above
+    assert len(calls) == 13, calls
+    refused = [r for r in calls if r["error"] == "refused"]
     assert len(refused) >= 7 and all(r["result_rows"] == 0 for r in refused)
 
 
