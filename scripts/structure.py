@@ -121,6 +121,8 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # configuration split from wiring: the wiring builds an Engine with its backends
     f"{S}.wiring": (f"{S}.engine", f"{S}.config", f"{S}.state", f"{S}.store"),
     f"{S}.auth": (f"{S}.engine", f"{S}.config"),
+    # the hub service's liveness and readiness probes (service host)
+    f"{S}.probes": (f"{S}.engine", f"{S}.handlers"),
     # what points users' AI tools at the proxy: pure, read by both hosts and the hub's set-up
     f"{S}.ai_environment": (),
     # the handlers both hosts share; the routes gather them (and the dashboard's and MCP's)

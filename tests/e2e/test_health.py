@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_server_ext.service import (
+from jupyter_server_ext.probes import (
     HEALTH_CACHE_SECONDS,
     HEALTH_LIVE,
     HEALTH_PING_SECONDS,

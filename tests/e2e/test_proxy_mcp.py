@@ -175,9 +175,7 @@ def _activity(
     while True:
         code, _, body = svc.request("GET", f"admin/users/{user}/activity", token="tok-root")
         assert code == 200, body
-        found = [
-            r for r in json.loads(body)["activity"] if r["api"] == "mcp" and r["ts"] >= since
-        ]
+        found = [r for r in json.loads(body)["activity"] if r["api"] == "mcp" and r["ts"] >= since]
         if len(found) >= rows or time.monotonic() > deadline:
             return found
         time.sleep(0.1)

@@ -12,7 +12,7 @@ from jupyter_server_ext.dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from jupyter_server_ext.handlers.admin import ADMIN_ROUTES
 from jupyter_server_ext.handlers.apis import API_ROUTES
 from jupyter_server_ext.handlers.endpoints import ROUTES as PROXY_ROUTES
-from jupyter_server_ext.service import HEALTH_LIVE, HEALTH_READY
+from jupyter_server_ext.probes import HEALTH_LIVE, HEALTH_READY
 from tests.helpers import REPO
 
 DOC = (REPO / "docs" / "security.md").read_text()

@@ -1,0 +1,175 @@
+"""Full garbage collections in rsql-proxy under load, and what they do to the slowest answers.
+
+    .venv/bin/python bench/bench_pauses.py [--baseline REV] [--rounds 2] [--seconds 20]
+        [--conns 100] [--quick] [--no-write]
+    needs: wrk (scripts/install-system-deps.sh bench)
+
+Why: a collection of Python's oldest generation walks every object the process holds, and the
+event loop answers nothing while it runs; every request in flight waits for it. rsql-proxy
+(memory state, SQLite usage log) runs in front of bench/upstream.py answering after 50 ms,
+under bench/gc_pauses.py, which writes down each collection's pause; wrk sends chat completions
+on `--conns` connections for `--seconds` after a warm-up. A row: the full collections in the
+measured span (how many, the median and the longest pause) beside wrk's latencies. With
+``--baseline``, a commit's tree runs the same way, interleaved, in the same run.
+
+Rewrites the ``bench_pauses`` section of docs/benchmarks.md unless ``--no-write`` or
+``--quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    PY,
+    Procs,
+    commit_id,
+    loadavg,
+    log,
+    machine,
+    replace_section,
+    start_service,
+    start_upstream,
+    upstream_configs,
+    workdir,
+    worktree,
+    wrk,
+)
+
+BENCH = Path(__file__).resolve().parent
+DOC = BENCH.parent / "docs" / "benchmarks.md"
+MARK = "<!-- bench_pauses -->"
+THIS = "this checkout"
+
+
+def full_collections(path: Path, since: float, until: float) -> list[float]:
+    """The pauses (ms) of the oldest generation's collections that ended in [since, until]."""
+    if not path.exists():
+        return []
+    pauses = []
+    for line in path.read_text().splitlines():
+        at, generation, ms = line.split()
+        if generation == "2" and since <= float(at) <= until:
+            pauses.append(float(ms))
+    return pauses
+
+
+def measure(code: Path | None, conns: int, seconds: float) -> dict[str, Any]:
+    """One run of rsql-proxy (`code`: a tree to run instead of this checkout's)."""
+    with workdir("pauses") as work, Procs(work) as procs:
+        up = start_upstream(procs, latency=0.05)
+        pauses = work / "pauses.txt"
+        cfg = {"upstreams": upstream_configs(up), "default_model": "fake-small"}
+        url, auth = start_service(
+            procs,
+            cfg,
+            wrap=[PY, str(BENCH / "gc_pauses.py"), str(pauses)],
+            env={"PYTHONPATH": str(code)} if code is not None else None,
+        )
+        wrk(url, conns=10, seconds=2, auth=auth)  # warm: connections, caches, the usage table
+        since = time.time()
+        res = wrk(url, conns=conns, seconds=seconds, auth=auth)
+        found = full_collections(pauses, since, time.time())
+    lat = res["latency_us"]
+    return {
+        "collections": len(found),
+        "median_ms": statistics.median(found) if found else 0.0,
+        "longest_ms": max(found, default=0.0),
+        "rps": res["rps"],
+        **{k: lat[k] / 1000 for k in ("p50", "p99", "p999", "max")},
+    }
+
+
+def row(name: str, n: int, r: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {n} | {r['collections']} | {r['median_ms']:.1f} | {r['longest_ms']:.1f} "
+        f"| {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['p999']:.1f} "
+        f"| {r['max']:.1f} |"
+    )
+
+
+def summary(runs: dict[str, list[dict[str, Any]]], names: dict[str, str]) -> list[str]:
+    """One line per code: the medians over its rounds."""
+
+    def med(rs: list[dict[str, Any]], k: str) -> float:
+        return statistics.median(r[k] for r in rs)
+
+    return [
+        f"- Medians over the rounds, {names[key]}: a full collection's pause "
+        f"{med(rs, 'median_ms'):.1f} ms (the longest {med(rs, 'longest_ms'):.1f}), p99 "
+        f"{med(rs, 'p99'):.1f} ms, p99.9 {med(rs, 'p999'):.1f} ms, {med(rs, 'rps'):,.0f} req/s."
+        for key, rs in runs.items()
+        if rs
+    ]
+
+
+def section(runs: dict[str, list[dict[str, Any]]], a: argparse.Namespace, rev: str) -> list[str]:
+    m = machine()
+    names = {THIS: "this checkout", rev: f"`{rev[:7]}`"} if rev else {THIS: "rsql-proxy"}
+    lines = [
+        MARK,
+        "## Full collections under load (`bench/bench_pauses.py`)",
+        "",
+        f"Run {m['date']} on {m['nproc']} cores ({m['cpu']}, Python {m['python']}), load "
+        f"average {loadavg()} at the end: rsql-proxy (memory state, SQLite usage log) in front "
+        f"of a 50 ms upstream, wrk at {a.conns} connections for {a.seconds:g} s after a warm-up, "
+        f"{a.rounds} round(s), the order turning each round. *Full collections*: Python's "
+        "collections of its oldest generation that ended in the measured span "
+        "(`bench/gc_pauses.py` times each); the event loop answers nothing while one runs. "
+        "Latencies in ms, from wrk.",
+        "",
+        "| code | round | full collections | median pause ms | longest ms | req/s | p50 | p99 "
+        "| p99.9 | max |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, rs in runs.items():
+        lines += [row(names[key], i + 1, r) for i, r in enumerate(rs)]
+    lines += ["", *summary(runs, names)]
+    lines += [
+        "",
+        "rsql-proxy freezes what its start made (`gc.freeze()` in `jupyter_server_ext/service.py`, "
+        "once it listens): modules, classes and settings, some 100,000 objects that live as long "
+        "as the process. A full collection then walks only what requests made since. The server "
+        "extension lives in the Jupyter server's process, whose collector is the server's to set, "
+        "and is left as it is.",
+        MARK,
+    ]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline", default="", help="run this commit's tree too, interleaved")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--conns", type=int, default=100)
+    ap.add_argument("--quick", action="store_true", help="one round of 6 s; writes nothing")
+    ap.add_argument("--no-write", action="store_true", help="print the section, write nothing")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.seconds = 1, 6.0
+    rev = commit_id(a.baseline) if a.baseline else ""
+    runs: dict[str, list[dict[str, Any]]] = {THIS: [], **({rev: []} if rev else {})}
+    with worktree(rev) if rev else contextlib.nullcontext() as tree:
+        trees: dict[str, Path | None] = {THIS: None, **({rev: tree} if rev else {})}
+        for n in range(a.rounds):
+            for key in list(trees) if n % 2 == 0 else reversed(list(trees)):
+                runs[key].append(measure(trees[key], a.conns, a.seconds))
+                log(f"  {key}: {runs[key][-1]}")
+    lines = section(runs, a, rev)
+    print("\n".join(lines))
+    if not (a.quick or a.no_write):
+        replace_section(DOC, MARK, lines)
+        log(f"wrote the bench_pauses section of {DOC}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Run a Python module with each garbage collection's pause written down (bench_pauses.py).
+
+    python bench/gc_pauses.py OUT PYTHON -m MODULE [ARGS...]
+
+The shape is a wrapper's (``start_service(wrap=...)``: the command it wraps follows), so the
+interpreter and ``-m`` are read and skipped; MODULE runs in this process as ``python -m`` would
+run it. Each collection of the oldest generation, and any other taking over 5 ms, appends a line
+``wall-clock-seconds generation milliseconds`` to OUT as it ends.
+"""
+
+from __future__ import annotations
+
+import gc
+import runpy
+import sys
+import time
+from typing import Any
+
+LONG_MS = 5.0
+
+
+def main() -> None:
+    out = open(sys.argv[1], "a", buffering=1)  # noqa: SIM115 - open while the module runs
+    module = sys.argv[4]
+    sys.argv = [module, *sys.argv[5:]]
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+            return
+        ms = (time.perf_counter() - began[0]) * 1000
+        if info["generation"] == 2 or ms > LONG_MS:
+            out.write(f"{time.time():.3f} {info['generation']} {ms:.2f}\n")
+
+    gc.callbacks.append(timed)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
