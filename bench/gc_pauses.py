@@ -4,8 +4,8 @@
 
 The shape is a wrapper's (``start_service(wrap=...)``: the command it wraps follows), so the
 interpreter and ``-m`` are read and skipped; MODULE runs in this process as ``python -m`` would
-run it. Each collection of the oldest generation, and any other taking over 5 ms, appends a line
-``wall-clock-seconds generation milliseconds`` to OUT as it ends.
+run it. Each collection appends a line ``wall-clock-seconds generation milliseconds`` to OUT as
+it ends.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import runpy
 import sys
 import time
 from typing import Any
-
-LONG_MS = 5.0
 
 
 def main() -> None:
@@ -30,8 +28,7 @@ def main() -> None:
             began[0] = time.perf_counter()
             return
         ms = (time.perf_counter() - began[0]) * 1000
-        if info["generation"] == 2 or ms > LONG_MS:
-            out.write(f"{time.time():.3f} {info['generation']} {ms:.2f}\n")
+        out.write(f"{time.time():.3f} {info['generation']} {ms:.3f}\n")
 
     gc.callbacks.append(timed)
     runpy.run_module(module, run_name="__main__", alter_sys=True)

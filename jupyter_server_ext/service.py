@@ -59,6 +59,8 @@ _SAID.disabled = True
 # cover the shutdown grace plus both (deploy/kubernetes/deployment.yaml)
 DRAIN_CUT_SECONDS = 10.0
 DRAIN_CLOSE_SECONDS = 5.0
+# objects made (less those freed) between two collections of the youngest generation
+YOUNG_THRESHOLD = 10_000
 
 
 def _bearer(request: Any) -> str:
@@ -298,10 +300,15 @@ class RSQLProxyService(Application):
         await ctx.ready()
         # What starting made (modules, classes, settings: some 100,000 objects) lives as long as
         # the process, yet a full collection walked all of it: 60-85 ms, every 3-4 s at 100
-        # connections, with every request in flight stopped for it (docs/benchmarks.md, "Full
-        # collections"). Frozen, a full collection walks only what requests made since.
+        # connections, with every request in flight stopped for it. Frozen, a full collection
+        # walks only what requests made since. And requests in flight hold thousands of young
+        # objects (coroutines, futures, handlers), which the default young threshold (700) had
+        # walked 25 times a second: about 5% of the CPU at 100 connections. Cyclic garbage now
+        # waits for YOUNG_THRESHOLD new objects, a few MB at most (docs/benchmarks.md, "Full
+        # collections under load")
         gc.collect()
         gc.freeze()
+        gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         if self.hub_auth is None and not self.static_users:
             log.warning(
                 "rsql-proxy: no JupyterHub ($JUPYTERHUB_API_TOKEN is unset: not started by a hub) "
