@@ -22,7 +22,6 @@ SECONDS: dict[str, int] = {
     "test_proposal_browser": 62,
     "test_hub": 50,
     "test_local_model_loops": 49,
-    "test_proxy_mcp": 40,
     "test_replicas": 40,
     "test_ai_tools": 39,
     "test_dashboard": 37,
