@@ -8,6 +8,11 @@ With several worker processes (``rsql-proxy --workers N``) the counters and hist
 prometheus_client's multiprocess files (:func:`enable_multiprocess`, called by the supervisor
 before it forks), so any worker's scrape shows the sum of all workers; the upstream states are
 the answering worker's view (they come from the shared state on Redis).
+
+One process serving alone adds its own figures, as Prometheus's client libraries name them:
+``process_cpu_seconds_total``, ``process_resident_memory_bytes`` and the rest, and
+``python_gc_collections_total`` by generation. With several workers these are left out: they
+would be whichever worker answered the scrape, read as the whole service's.
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -123,6 +136,9 @@ class Metrics:
         self._states = _UpstreamStates(upstream_states)
         r.register(self._states)
         self._multiproc = multiprocess_dir() if values.ValueClass is not values.MutexValue else None
+        if self._multiproc is None:  # read at a scrape only: nothing on the request path
+            ProcessCollector(registry=r)
+            GCCollector(registry=r)
         # labels() validates and looks its child up under a lock on every call (about 3 us, four
         # calls a request, profiled under wrk); keep each child: prometheus_client holds it anyway
         self._children: dict[tuple[Any, ...], object] = {}
