@@ -299,11 +299,11 @@ class RSQLProxyService(Application):
             server.add_sockets(sockets)
         await ctx.ready()
         # What starting made (modules, classes, settings: some 100,000 objects) lives as long as
-        # the process, yet a full collection walked all of it: 60-85 ms, every 3-4 s at 100
+        # the process, yet a full collection walked all of it: about 75 ms, every 3-4 s at 100
         # connections, with every request in flight stopped for it. Frozen, a full collection
         # walks only what requests made since. And requests in flight hold thousands of young
         # objects (coroutines, futures, handlers), which the default young threshold (700) had
-        # walked 25 times a second: about 5% of the CPU at 100 connections. Cyclic garbage now
+        # walked 30 times a second: 6-7% of the CPU at 100 connections. Cyclic garbage now
         # waits for YOUNG_THRESHOLD new objects, a few MB at most (docs/benchmarks.md, "Full
         # collections under load")
         gc.collect()
