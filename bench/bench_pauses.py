@@ -162,9 +162,8 @@ def section(runs: dict[str, list[dict[str, Any]]], a: argparse.Namespace, rev: s
         "that live as long as the process, so a full collection walks only what requests made "
         "since. It also collects its youngest generation after 10,000 new objects instead of "
         "Python's 700: the requests in flight hold thousands of young objects (coroutines, "
-        "futures, handlers), which each young collection walked again. The server extension "
-        "lives in the Jupyter server's process, whose collector is the server's to set, and "
-        "leaves it as it is.",
+        "futures, handlers), which each young collection walked again. The server extension, "
+        "which lives in the Jupyter server's process, leaves that server's collector as it is.",
         MARK,
     ]
     return lines

@@ -18,20 +18,20 @@ from typing import Any
 
 
 def main() -> None:
-    out = open(sys.argv[1], "a", buffering=1)  # noqa: SIM115 - open while the module runs
-    module = sys.argv[4]
+    path, module = sys.argv[1], sys.argv[4]
     sys.argv = [module, *sys.argv[5:]]
     began = [0.0]
+    with open(path, "a", buffering=1) as out:  # line-buffered: each pause is on disk as it ends
 
-    def timed(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            began[0] = time.perf_counter()
-            return
-        ms = (time.perf_counter() - began[0]) * 1000
-        out.write(f"{time.time():.3f} {info['generation']} {ms:.3f}\n")
+        def timed(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                began[0] = time.perf_counter()
+                return
+            ms = (time.perf_counter() - began[0]) * 1000
+            out.write(f"{time.time():.3f} {info['generation']} {ms:.3f}\n")
 
-    gc.callbacks.append(timed)
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+        gc.callbacks.append(timed)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

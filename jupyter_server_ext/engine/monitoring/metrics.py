@@ -11,8 +11,8 @@ the answering worker's view (they come from the shared state on Redis).
 
 One process serving alone adds its own figures, as Prometheus's client libraries name them:
 ``process_cpu_seconds_total``, ``process_resident_memory_bytes`` and the rest (read from /proc,
-so on Linux), and ``python_gc_collections_total`` by generation. With several workers these are left out: they
-would be whichever worker answered the scrape, read as the whole service's.
+so on Linux), and ``python_gc_collections_total`` by generation. With several workers these are
+left out: they would be whichever worker answered the scrape, read as the whole service's.
 """
 
 from __future__ import annotations
