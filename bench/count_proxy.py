@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,9 +71,16 @@ def send(url: str, auth: str, n: int, stream: bool) -> None:
     conn.close()
 
 
-def count(requests: int, stream: bool, code: Path | None = None, forwarder: bool = False) -> float:
+def count(
+    requests: int,
+    stream: bool,
+    code: Path | None = None,
+    forwarder: bool = False,
+    host: Sequence[str] = (),
+) -> float:
     """Instructions the service executed per request, `code`: a tree to run instead of this one;
-    `forwarder`: bench/forwarder.py instead of rsql-proxy."""
+    `forwarder`: bench/forwarder.py instead of rsql-proxy; `host`: a command the server runs
+    under inside valgrind (bench/lean_host.py: the same handlers on another HTTP host)."""
     with workdir("count") as work, Procs(work) as procs:
         up = start_upstream(procs, latency=0.0)
         out = work / "callgrind.out"
@@ -81,6 +89,7 @@ def count(requests: int, stream: bool, code: Path | None = None, forwarder: bool
             "--tool=callgrind",
             "--instr-atstart=no",
             f"--callgrind-out-file={out}",
+            *host,
         ]
         if forwarder:
             url, auth, _ = start_forwarder(procs, up, wrap=wrap, wait_seconds=600)
