@@ -24,12 +24,14 @@ from .errors import (
 )
 from .exchange import Exchange
 from .formats.reading import scrub
+from .leaving import at_provider
 from .monitoring.metrics import Metrics
 from .records import Caller, Reply
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams.pool import Key, Pool, Slot, request_too_large
 from .upstreams.transport import Transports
+from .upstreams.transport.protocol import UpstreamReply
 
 log = logging.getLogger("rsql.engine")
 
@@ -98,21 +100,27 @@ class Forwarder:
                 else None
             )
             t_up = self.clock()
-            # a task of its own, shielded: a client that leaves does not stop what the provider
-            # already generates and bills (``Replies.adopt`` reads it on and charges it)
-            sending = asyncio.ensure_future(
-                self.transports.for_spec(spec).send(
-                    spec,
-                    req.payload,
-                    stream=req.stream,
-                    timeout=self.settings.upstream_timeout_seconds,
-                    endpoint=req.endpoint,
-                    max_tokens=req.max_tokens or 0,
-                    headers=req.upstream_headers,
-                )
-            )
+            # a client that leaves while the provider has the request does not stop what the
+            # provider generates and bills: the answer (or failure) is awaited here and then
+            # handed to the background (``leaving``; ``Replies.adopt`` reads it on, charges it)
             try:
-                reply = await asyncio.shield(sending)
+                with at_provider() as watch:
+                    try:
+                        reply = await self.transports.for_spec(spec).send(
+                            spec,
+                            req.payload,
+                            stream=req.stream,
+                            timeout=self.settings.upstream_timeout_seconds,
+                            endpoint=req.endpoint,
+                            max_tokens=req.max_tokens or 0,
+                            headers=req.upstream_headers,
+                        )
+                    except UpstreamFailure as fail:
+                        if watch is not None and watch.left:
+                            self._hand_off(ex, span, exception=fail)
+                        raise
+                if watch is not None and watch.left:
+                    self._hand_off(ex, span, reply=reply)
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
                 # shielded: a client that leaves while the key is probed (up to PROBE_TIMEOUT)
@@ -124,10 +132,9 @@ class Forwarder:
                     raise error from None
                 continue
             except asyncio.CancelledError:
-                if span is not None:
-                    span.set_attribute("rsql.error", "cancelled")
-                    span.end()
-                self.replies.adopt(ex, sending)
+                if not ex.handed_off:  # cut short at the provider (the host's shutdown): the
+                    # provider may bill what nobody now reads, so its worst case is charged
+                    self._hand_off(ex, span, cancelled=True)
                 raise
             except BaseException:  # failed inside the proxy mid-call: the provider may have seen
                 # it, so the request's end gives the slot back counted
@@ -149,6 +156,33 @@ class Forwarder:
                 return self.replies.stream_reply(ex, reply)
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures, req)
+
+    def _hand_off(
+        self,
+        ex: Exchange,
+        span: Any,
+        *,
+        reply: UpstreamReply | None = None,
+        exception: BaseException | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        """The client left while the provider had the request: what the provider gave (or its
+        failure; `cancelled`: nothing will be read) goes to the background, which charges it
+        and ends the request's hold (``Replies.adopt``); the request itself ends as cancelled."""
+        if span is not None:
+            span.set_attribute("rsql.error", "cancelled")
+            span.end()
+        given: asyncio.Future[UpstreamReply] = asyncio.get_running_loop().create_future()
+        if cancelled:
+            given.cancel()
+        elif exception is not None:
+            given.set_exception(exception)
+        else:
+            assert reply is not None
+            given.set_result(reply)
+        self.replies.adopt(ex, given)
+        if not cancelled:
+            raise asyncio.CancelledError
 
     async def _attempt_failed(
         self,

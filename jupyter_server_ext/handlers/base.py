@@ -28,6 +28,7 @@ from ..engine.bodies.request import cell_id, notebook_path
 from ..engine.edges.inline import InlineCompletions
 from ..engine.edges.translated import Translated
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from ..engine.leaving import Watch, watch_request
 from ..engine.monitoring.metrics import CLIENT_KINDS
 from ..engine.views import error_reply
 
@@ -352,16 +353,18 @@ class AnsweringMixin(RSQLMixin):
 
     asks_model = True
     _task: asyncio.Task[None] | None = None
+    _watch: Watch | None = None
     _cut = False  # ended by the host's shutdown, not by the client
     _streaming = False  # the answer's events are being written
 
     def on_connection_close(self) -> None:
-        # the client went away before its answer began: cancel the work so leases and upstream
-        # slots are released now (an upstream call under way is read on by the engine and
-        # charged). A stream being written is not cancelled: its next write fails, and closing
-        # its events lets the engine read on for the usage the provider bills.
-        if self._task is not None and not self._task.done() and not self._streaming:
-            self._task.cancel()
+        # the client went away before its answer began: stop the work so leases and upstream
+        # slots are released now, but for a request at the provider, whose answer the engine
+        # awaits and reads on in the background, charged (``engine.leaving``). A stream being
+        # written is not stopped: its next write fails, and closing its events lets the engine
+        # read on for the usage the provider bills.
+        if self._watch is not None and not self._streaming:
+            self._watch.client_left()
         super().on_connection_close()
 
     def cut_for_shutdown(self) -> None:
@@ -372,6 +375,7 @@ class AnsweringMixin(RSQLMixin):
 
     async def post(self) -> None:
         self._task = asyncio.current_task()
+        self._watch = watch_request()
         inflight = self.rsql.inflight
         inflight.add(self)
         try:

@@ -126,6 +126,94 @@ def test_concurrency_lease_released_when_client_disconnects_mid_stream(
     assert chat(server, "tok-alice")[0] == 200
 
 
+def _send_raw(server: InProcessJupyter, token: str, body: dict) -> socket.socket:
+    """A chat completion sent on a raw socket, so the test decides when the client goes away."""
+    u = urllib.parse.urlparse(server.proxy_url)
+    raw = json.dumps(body).encode()
+    sock = socket.create_connection((u.hostname, u.port))
+    sock.sendall(
+        f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
+        f"Authorization: token {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    return sock
+
+
+def test_a_client_that_leaves_while_the_provider_answers_is_charged_what_it_billed(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """The provider generates, and bills, an answer whatever the client does: the proxy awaits
+    it, reads it and charges what it billed (not the request's worst case, and not nothing), and
+    gives back the user's lease and the key's slot once it is in."""
+    server = jupyter_app_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED),
+            "default_model": "fake-small",
+            "user_concurrency": 1,
+            "user_daily_budget_usd": 100.0,
+        },
+        named_users=True,
+    )
+    fresh_provider.latency = 1.0
+    # a worst case of some 2,000 tokens ($2), where the answer bills a few ($0.01)
+    sock = _send_raw(server, "tok-alice", {**ASK, "max_tokens": 2000})
+    deadline = time.monotonic() + 5
+    while not fresh_provider.received and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fresh_provider.received, "the request never reached the provider"
+    sock.close()  # the client leaves while the provider answers
+    time.sleep(0.2)
+    # the request still holds alice's one place: the provider has it
+    assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 1}
+    deadline = time.monotonic() + 10
+    while me(server, "tok-alice")["concurrency"]["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fresh_provider.latency = 0.0
+    snapshot = me(server, "tok-alice")
+    assert snapshot["concurrency"] == {"limit": 1, "in_flight": 0}
+    billed = fresh_provider.billed() * 0.001
+    assert 0 < billed < 0.1
+    assert snapshot["budget"]["spent_usd"] == pytest.approx(billed, rel=0.01)
+    # sent once: the answer that came was read, no other key was asked
+    assert len(fresh_provider.received) == 1
+    assert chat(server, "tok-alice")[0] == 200
+
+
+def test_a_client_that_leaves_while_waiting_for_a_key_is_let_go_at_once(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """A request that has not reached the provider stops as soon as its client leaves: nothing
+    is sent for it later, and its user's place is free at once."""
+    server = jupyter_app_factory(
+        {
+            "upstreams": upstreams_for(
+                fresh_provider,
+                a1={"limits": ["1 per 10 seconds"]},
+                a2={"limits": ["1 per 10 seconds"]},
+                b1={"limits": ["1 per 10 seconds"]},
+            ),
+            "default_model": "fake-small",
+            "max_wait_seconds": 20,
+            "user_concurrency": 5,
+        },
+        named_users=True,
+    )
+    # both accounts' windows spent (a1 and a2 share one): the next request waits up to 10 s
+    assert [chat(server, "tok-carol")[0] for _ in range(2)] == [200, 200]
+    sock = _send_raw(server, "tok-alice", ASK)
+    deadline = time.monotonic() + 5
+    while not me(server, "tok-alice")["concurrency"]["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert me(server, "tok-alice")["concurrency"]["in_flight"] == 1  # waiting for a key
+    sock.close()
+    deadline = time.monotonic() + 2
+    while me(server, "tok-alice")["concurrency"]["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert me(server, "tok-alice")["concurrency"]["in_flight"] == 0  # long before a key frees
+    assert len(fresh_provider.received) == 2  # nothing was sent for alice
+
+
 def test_concurrent_requests_never_overspend_a_budget(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
