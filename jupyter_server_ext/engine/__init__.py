@@ -12,12 +12,13 @@ from .errors import BadRequest, ConfigError, EngineError, RateLimited, UpstreamE
 from .records import Caller, Outcome, Reply
 from .settings import EngineSettings
 from .upstreams.specs import Rate, UpstreamSpec, parse_rates, parse_upstreams
-from .upstreams.transport.http11 import within
+from .upstreams.transport.http11 import EachWithin, within
 
 __all__ = [
     "BadRequest",
     "Caller",
     "ConfigError",
+    "EachWithin",
     "Engine",
     "EngineSettings",
     "LimitSettings",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.iostream import StreamClosedError
 
 from ..config.proxy import RSQLProxy
-from ..engine import Caller, Engine, EngineError, Reply, within
+from ..engine import Caller, EachWithin, Engine, EngineError, Reply
 from ..engine.bodies.request import cell_id, notebook_path
 from ..engine.edges.inline import InlineCompletions
 from ..engine.edges.translated import Translated
@@ -426,6 +426,7 @@ class AnsweringMixin(RSQLMixin):
         self._streaming = True
         proxy, loop = self.rsql.proxy, asyncio.get_running_loop()
         ends = loop.time() + proxy.stream_max_seconds
+        each = EachWithin()  # one timer for the stream's writes, not one per event
         try:
             async for ev in events:
                 self.write(ev)
@@ -433,8 +434,7 @@ class AnsweringMixin(RSQLMixin):
                 # reservation for good: each write has a deadline, and so has the whole stream
                 left = ends - loop.time()
                 try:
-                    # not asyncio.wait_for: before Python 3.12 a task of its own per event
-                    await within(
+                    await each.within(
                         self.flush(), max(0.0, min(proxy.stream_write_timeout_seconds, left))
                     )
                 except asyncio.TimeoutError:
@@ -448,6 +448,7 @@ class AnsweringMixin(RSQLMixin):
             if not self._cut:
                 return
         finally:
+            each.close()
             await events.aclose()  # releases the upstream slot and the user's lease
             self._task = None
         try:

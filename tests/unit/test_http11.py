@@ -112,3 +112,47 @@ async def test_refused_connection_and_timeouts() -> None:
     with pytest.raises(HTTP11Error, match="not an http"):
         await client.request("GET", "ftp://example.invalid/x", headers={}, timeout=1)
     await client.close()
+
+
+async def test_a_body_read_piece_by_piece_times_out_only_when_a_piece_is_late() -> None:
+    """The timeout bounds the wait for each piece of a streamed body, not the whole body: eight
+    pieces 0.1 s apart (0.8 s in all) pass a 0.3 s timeout, and the stall after them ends the
+    read about 0.3 s after the last piece. A cancel from elsewhere stays a cancel."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(8):
+            writer.write(b"2\r\nab\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(10)  # and then nothing
+
+    srv = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/x"
+    client = HTTP11Client()
+    loop = asyncio.get_running_loop()
+    try:
+        resp = await client.request("GET", url, headers={}, timeout=0.3)
+        got: list[bytes] = []
+        last = loop.time()
+        with pytest.raises(asyncio.TimeoutError):
+            async for piece in resp.iter_chunks(0.3):
+                got.append(piece)
+                last = loop.time()
+        assert got == [b"ab"] * 8
+        assert 0.25 <= loop.time() - last < 1.0
+
+        async def read_all() -> None:
+            answer = await client.request("GET", url, headers={}, timeout=5)
+            async for _ in answer.iter_chunks(5):
+                pass
+
+        task = asyncio.ensure_future(read_all())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        srv.close()
+        await client.close()
