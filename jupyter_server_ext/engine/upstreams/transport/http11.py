@@ -42,8 +42,8 @@ if sys.version_info >= (3, 11):
         sequence instead of one for every await.
 
         Why: ``asyncio.timeout`` arms and cancels a timer for each await (some 15 Python calls,
-        a heap push, a cancelled handle left in the heap): at three awaits an event, about a
-        tenth of a streamed request's CPU (bench/count_proxy.py --stream). Here an await only
+        a heap push, a cancelled handle left in the heap): at three awaits an event, a fifth
+        of a streamed request's instructions (bench/count_proxy.py --stream). Here an await only
         notes when it is due; the one timer, when it fires, re-arms for the await under way,
         or cancels it if it is late, which surfaces as ``TimeoutError`` as with
         ``asyncio.timeout`` (a cancel from elsewhere stays a cancel)."""
