@@ -1,7 +1,8 @@
 """rsql-proxy and the bare forwarder on tornado's HTTP server and on a leaner host (#58).
 
-    .venv/bin/python bench/bench_lean_host.py [--rounds 3] [--seconds 5] [--quick] [--no-write]
-    needs: wrk and valgrind (scripts/install-system-deps.sh bench)
+    .venv/bin/python bench/bench_lean_host.py [--counts 2] [--rounds 3] [--seconds 5]
+        [--streams 150] [--quick] [--no-write] [--from-json FILE]
+    needs: wrk and valgrind (scripts/install-system-deps.sh bench), httptools (the [bench] extra)
 
 #58: "If the host (tornado) is the limit, say so with the measurement, and measure a leaner host
 for the standalone service behind the same handlers." bench/lean_host.py runs the same
@@ -12,10 +13,10 @@ each on both hosts.
 
 - *Instructions a request* (callgrind, bench/count_proxy.py's way: sequential requests to an
   upstream answering at once, counted after a warm-up; the same for the same code whatever else
-  the machine does), the median of `--rounds` counts.
-- *Under load*: wrk at 10 and 100 connections for `--seconds` each, the order turning each
-  round; the server's CPU (from /proc) over the requests it answered; then 150 sequential
-  streams each, the time to their first event.
+  the machine does), the median of `--counts` counts.
+- *Under load*: `--rounds` rounds of wrk at 10 and 100 connections for `--seconds` each, the
+  order turning each round; the server's CPU (from /proc) over the requests it answered; then
+  `--streams` sequential streams each, the time to their first event.
 
 Keeps its results in bench/results/lean_host.json and rewrites the ``bench_lean_host`` section
 of docs/benchmarks.md from them, unless ``--no-write`` or ``--quick`` (``--from-json FILE``
