@@ -78,9 +78,9 @@ class _Connection(httputil.HTTPConnection):
             headers["Connection"] = "close"
         lines = [f"HTTP/1.1 {code} {start_line.reason}"]
         lines += [f"{name}: {value}" for name, value in headers.get_all()]
-        text = "\r\n".join(lines)
-        if "\n" in text.replace("\r\n", "") or "\r" in text.replace("\r\n", ""):
+        if any("\r" in line or "\n" in line for line in lines):
             raise ValueError("CR or LF in a response header")
+        text = "\r\n".join(lines)
         data = (text + "\r\n\r\n").encode("latin-1")
         return self.proto.send(data + self._frame(chunk) if chunk else data)
 
@@ -249,8 +249,8 @@ class LeanHTTPServer:
     def add_sockets(self, sockets: list[socket.socket]) -> None:
         loop = asyncio.get_running_loop()
         for sock in sockets:
-            task = loop.create_server(lambda: _Protocol(self.app), sock=sock)
-            loop.create_task(task).add_done_callback(lambda t: self.servers.append(t.result()))
+            serving = loop.create_task(loop.create_server(lambda: _Protocol(self.app), sock=sock))
+            serving.add_done_callback(lambda t: self.servers.append(t.result()))
 
     def listen(self, port: int, address: str = "") -> None:
         sock = socket.create_server((address or "127.0.0.1", port), reuse_port=False)

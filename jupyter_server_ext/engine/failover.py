@@ -30,6 +30,7 @@ from .records import Caller, Reply
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams.pool import Key, Pool, Slot, request_too_large
+from .upstreams.specs import UpstreamSpec
 from .upstreams.transport import Transports
 from .upstreams.transport.protocol import UpstreamReply
 
@@ -100,27 +101,8 @@ class Forwarder:
                 else None
             )
             t_up = self.clock()
-            # a client that leaves while the provider has the request does not stop what the
-            # provider generates and bills: the answer (or failure) is awaited here and then
-            # handed to the background (``leaving``; ``Replies.adopt`` reads it on, charges it)
             try:
-                with at_provider() as watch:
-                    try:
-                        reply = await self.transports.for_spec(spec).send(
-                            spec,
-                            req.payload,
-                            stream=req.stream,
-                            timeout=self.settings.upstream_timeout_seconds,
-                            endpoint=req.endpoint,
-                            max_tokens=req.max_tokens or 0,
-                            headers=req.upstream_headers,
-                        )
-                    except UpstreamFailure as fail:
-                        if watch is not None and watch.left:
-                            self._hand_off(ex, span, exception=fail)
-                        raise
-                if watch is not None and watch.left:
-                    self._hand_off(ex, span, reply=reply)
+                reply = await self._send(ex, spec, span)
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
                 # shielded: a client that leaves while the key is probed (up to PROBE_TIMEOUT)
@@ -157,6 +139,32 @@ class Forwarder:
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures, req)
 
+    async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamReply:
+        """One attempt's call to the provider. A client that leaves meanwhile does not stop what
+        the provider generates and bills (``leaving``): the answer, or failure, is awaited and
+        then handed to the background, and the request ends as cancelled."""
+        req = ex.req
+        with at_provider() as watch:
+            try:
+                reply = await self.transports.for_spec(spec).send(
+                    spec,
+                    req.payload,
+                    stream=req.stream,
+                    timeout=self.settings.upstream_timeout_seconds,
+                    endpoint=req.endpoint,
+                    max_tokens=req.max_tokens or 0,
+                    headers=req.upstream_headers,
+                )
+            except UpstreamFailure as fail:
+                if watch is None or not watch.left:
+                    raise
+                self._hand_off(ex, span, exception=fail)
+                raise asyncio.CancelledError from None
+        if watch is not None and watch.left:
+            self._hand_off(ex, span, reply=reply)
+            raise asyncio.CancelledError
+        return reply
+
     def _hand_off(
         self,
         ex: Exchange,
@@ -166,9 +174,9 @@ class Forwarder:
         exception: BaseException | None = None,
         cancelled: bool = False,
     ) -> None:
-        """The client left while the provider had the request: what the provider gave (or its
-        failure; `cancelled`: nothing will be read) goes to the background, which charges it
-        and ends the request's hold (``Replies.adopt``); the request itself ends as cancelled."""
+        """What the provider gave for a request whose client left (its answer, its failure, or,
+        `cancelled`, nothing that will be read) goes to the background, which charges it and
+        ends the request's hold (``Replies.adopt``)."""
         if span is not None:
             span.set_attribute("rsql.error", "cancelled")
             span.end()
@@ -181,8 +189,6 @@ class Forwarder:
             assert reply is not None
             given.set_result(reply)
         self.replies.adopt(ex, given)
-        if not cancelled:
-            raise asyncio.CancelledError
 
     async def _attempt_failed(
         self,

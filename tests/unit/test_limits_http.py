@@ -88,6 +88,20 @@ def test_429_carries_retry_after_and_ratelimit_headers(limited: InProcessJupyter
     assert "resets in" in err["message"] and err["reset"].endswith("Z")
 
 
+def _send_raw(server: InProcessJupyter, token: str, body: dict) -> socket.socket:
+    """A chat completion sent on a raw socket, so the test decides when the client goes away."""
+    u = urllib.parse.urlparse(server.proxy_url)
+    raw = json.dumps(body).encode()
+    sock = socket.create_connection((u.hostname, u.port))
+    sock.sendall(
+        f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
+        f"Authorization: token {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    return sock
+
+
 def test_concurrency_lease_released_when_client_disconnects_mid_stream(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
@@ -104,15 +118,7 @@ def test_concurrency_lease_released_when_client_disconnects_mid_stream(
         "stream": True,
         "messages": [{"role": "user", "content": " ".join(["word"] * 150)}],
     }
-    # a raw socket, so the test controls exactly when the client goes away
-    u = urllib.parse.urlparse(server.proxy_url)
-    body = json.dumps(long_question).encode()
-    sock = socket.create_connection((u.hostname, u.port))
-    sock.sendall(
-        f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: token tok-alice\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
+    sock = _send_raw(server, "tok-alice", long_question)
     first = sock.recv(4096)
     assert b"200 OK" in first and b"data: " in first + sock.recv(4096)
     # while the stream runs, alice's one slot is taken
@@ -124,20 +130,6 @@ def test_concurrency_lease_released_when_client_disconnects_mid_stream(
         time.sleep(0.05)
     assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 0}
     assert chat(server, "tok-alice")[0] == 200
-
-
-def _send_raw(server: InProcessJupyter, token: str, body: dict) -> socket.socket:
-    """A chat completion sent on a raw socket, so the test decides when the client goes away."""
-    u = urllib.parse.urlparse(server.proxy_url)
-    raw = json.dumps(body).encode()
-    sock = socket.create_connection((u.hostname, u.port))
-    sock.sendall(
-        f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
-        f"Authorization: token {token}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(raw)}\r\n\r\n".encode()
-        + raw
-    )
-    return sock
 
 
 def test_a_client_that_leaves_while_the_provider_answers_is_charged_what_it_billed(
