@@ -335,10 +335,11 @@ class Replies:
             nonlocal kept, room
             tokens = None
             chunks = 0  # events read: what the provider generated, if it never says
-            upstream = _chain(reply.first, reply.events)
+            # the first event, then the rest, in one loop: no generator between the two
+            ev, rest = reply.first, reply.events
             handed_off = False
             try:
-                async for ev in upstream:
+                while True:
                     chunks += 1
                     obj = event_json(ev) if b'"usage"' in ev else None
                     if obj is not None:
@@ -355,12 +356,19 @@ class Replies:
                             kept = None
                     if collected is not None:
                         collected.feed(ev)
+                    out: bytes | None = ev
                     if obj is not None and not req.wants_usage_chunk:
                         shaped = shape_event(obj, False)
-                        if shaped is None:
-                            continue  # we asked for the usage chunk; the client did not
-                        ev = sse(shaped)
-                    yield ev
+                        # None: the usage chunk, which we asked for and the client did not
+                        out = None if shaped is None else sse(shaped)
+                    if out is not None:
+                        yield out
+                    if rest is None:
+                        break
+                    try:
+                        ev = await rest.__anext__()
+                    except StopAsyncIteration:
+                        break
                 if collected is not None and kept is not None and collected.complete:
                     body = json_codec.dumps(collected.completion())
                     cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]  # kept is a list only with a key
@@ -373,7 +381,8 @@ class Replies:
                 if tokens is None:
                     # the provider goes on generating, and billing: read on for its usage
                     handed_off = True
-                    self._spawn(self._drain(ex, reply, upstream, chunks), reply.close)
+                    left = rest if rest is not None else _no_events()
+                    self._spawn(self._drain(ex, reply, left, chunks), reply.close)
                 raise
             except Exception as exc:  # the connection broke mid-stream (HTTP11Error, OSError)
                 outcome.status, outcome.error = 502, "stream_broken"
@@ -439,6 +448,12 @@ async def _replay(hit: Cached, with_usage: bool) -> AsyncGenerator[bytes, None]:
                 if shaped is None:
                     continue
                 ev = sse(shaped)
+        yield ev
+
+
+async def _no_events() -> AsyncIterator[bytes]:
+    none: tuple[bytes, ...] = ()
+    for ev in none:
         yield ev
 
 

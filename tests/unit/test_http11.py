@@ -14,7 +14,8 @@ BODIES = {
     b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Ratelimit-Remaining-Requests: 7\r\n\r\nhello",
     b"/chunked": (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"6\r\ndata: \r\n4;ext=1\r\n1\n\n\r\n0\r\nTrailer: x\r\n\r\n"
+        # a chunk's data may end in CR; its CRLF follows it (a chunk extension, a trailer)
+        b"6\r\ndata: \r\n4;ext=1\r\n1\n\n\r\r\n0\r\nTrailer: x\r\n\r\n"
     ),
     b"/eof": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
     b"/cut": b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
@@ -156,3 +157,172 @@ async def test_a_body_read_piece_by_piece_times_out_only_when_a_piece_is_late() 
     finally:
         srv.close()
         await client.close()
+
+
+async def _serve_once(answer: bytes, *, piece: int = 0) -> tuple[asyncio.Server, str, list[int]]:
+    """A server that answers every request on a connection with `answer`, written whole or, with
+    `piece`, a few bytes at a time, each its own TCP segment; and the connections it took."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                for at in range(0, len(answer), piece or len(answer)):
+                    writer.write(answer[at : at + (piece or len(answer))])
+                    await writer.drain()
+                    if piece:
+                        await asyncio.sleep(0.002)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/x", connections
+
+
+async def test_an_answer_that_arrives_a_few_bytes_at_a_time_reads_the_same() -> None:
+    """Head, chunk size lines, chunk data and trailers split anywhere across TCP segments: the
+    same chunks as when the answer comes in one piece, and the connection is kept for the next
+    request."""
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Request-Id: r1\r\n\r\n"
+        b'10\r\ndata: {"a": 1}\n\n\r\n11\r\ndata: {"b": 22}\n\n\r\n'
+        b"0\r\nX-Trailer: yes\r\n\r\n"
+    )
+    srv, url, connections = await _serve_once(answer, piece=3)
+    client = HTTP11Client()
+    try:
+        for _ in range(2):
+            r = await client.request("POST", url, headers={}, body=b"{}", timeout=5)
+            assert r.headers["x-request-id"] == "r1"
+            assert b"".join([c async for c in r.iter_chunks(5)]) == (
+                b'data: {"a": 1}\n\ndata: {"b": 22}\n\n'
+            )
+        assert len(connections) == 1  # one connection, kept
+    finally:
+        srv.close()
+        await client.close()
+
+
+async def test_a_huge_chunk_is_given_in_pieces_and_whole() -> None:
+    """A 1 MB chunk is not held whole before it is given (the reader's buffer stays bounded),
+    and every byte of it arrives, in order."""
+    data = bytes(range(256)) * 4096  # 1 MiB
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + f"{len(data):x}\r\n".encode()
+        + data
+        + b"\r\n0\r\n\r\n"
+    )
+    srv, url, _ = await _serve_once(answer)
+    client = HTTP11Client()
+    try:
+        r = await client.request("GET", url, headers={}, timeout=5)
+        pieces = [c async for c in r.iter_chunks(5)]
+        assert b"".join(pieces) == data
+        assert max(len(p) for p in pieces) < len(data)
+    finally:
+        srv.close()
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+            "malformed",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nab\r\n0\r\n\r\n",
+            "malformed",
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n", "CRLF"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 70000, "size line"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000, "headers too large"),
+    ],
+    ids=["not-hex", "negative", "no-crlf", "endless-size-line", "endless-head"],
+)
+async def test_a_hostile_framing_is_an_error_not_a_hang(answer: bytes, error: str) -> None:
+    srv, url, connections = await _serve_once(answer)
+    client = HTTP11Client()
+    try:
+        with pytest.raises(HTTP11Error, match=error):
+            r = await client.request("GET", url, headers={}, timeout=5)
+            await r.read(5)
+        with pytest.raises(HTTP11Error):  # the broken connection is not used again
+            r = await client.request("GET", url, headers={}, timeout=5)
+            await r.read(5)
+        assert len(connections) == 2
+    finally:
+        srv.close()
+        await client.close()
+
+
+async def test_bytes_after_an_answer_make_its_connection_unfit_to_keep() -> None:
+    """An upstream that sends more than the answer it framed: the extra bytes would be read as
+    the next request's answer, so the connection is closed, not kept."""
+    srv, url, connections = await _serve_once(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"
+    )
+    client = HTTP11Client()
+    try:
+        for _ in range(2):
+            r = await client.request("GET", url, headers={}, timeout=5)
+            assert await r.read(5) == b"ok"
+        assert len(connections) == 2
+    finally:
+        srv.close()
+        await client.close()
+
+
+async def test_tls_answers_whole_and_streamed_on_one_kept_connection(tmp_path, monkeypatch) -> None:
+    """An upstream behind TLS (a lab server with its own certificate authority, trusted through
+    SSL_CERT_FILE as OpenSSL reads it): a JSON answer and a chunked stream arrive the same as in
+    the clear, on one kept-alive connection; a server whose certificate nobody vouches for is
+    refused before anything is sent."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(served)
+    answers = [
+        b'HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{"ok": true}',
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'd\r\ndata: {"a":1}\r\n6\r\n\n\n\n\n\n\n\r\n0\r\n\r\n',
+    ]
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            for answer in answers * 2:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=served)
+    url = f"https://127.0.0.1:{srv.sockets[0].getsockname()[1]}/x"
+    client = HTTP11Client()
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):  # not yet trusted
+            await client.request("GET", url, headers={}, timeout=5)
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        client = HTTP11Client()
+        r = await client.request("POST", url, headers={}, body=b"{}", timeout=5)
+        assert (r.status, await r.read(5)) == (200, b'{"ok": true}')
+        r = await client.request("POST", url, headers={}, body=b"{}", timeout=5)
+        assert b"".join([c async for c in r.iter_chunks(5)]) == b'data: {"a":1}\n\n\n\n\n\n'
+        assert len(connections) == 1  # kept for both (the refused one never got past TLS)
+    finally:
+        await client.close()
+        srv.close()

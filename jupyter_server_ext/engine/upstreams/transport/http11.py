@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from ...errors import HTTP11Error
 
 _MAX_HEADER = 64 * 1024
+_HIGH_WATER = 256 * 1024  # bytes in and unread that pause the socket
 _T = TypeVar("_T")
 
 if sys.version_info >= (3, 11):
@@ -110,22 +111,78 @@ else:  # Python 3.10 has no asyncio.timeout, nor Task.uncancel
             pass
 
 
-class _Conn:
-    __slots__ = ("reader", "writer", "key", "reused")
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection, an ``asyncio.Protocol``: the bytes that came and are not read
+    yet, which the answer of the moment parses where they lie.
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[Any, ...]
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
+    Why not asyncio's streams: a ``StreamReader`` costs a coroutine, a buffer copy and its own
+    wake-up for every ``readuntil`` and ``readexactly``, two of each a streamed event (the
+    chunk's size line, its data) and two a JSON answer (the head, the body), with a timer each.
+    Here an answer's head, and a chunk's size and data, are found in the bytes that are already
+    in; a read waits only when they are not (bench/count_proxy.py counts the difference)."""
+
+    __slots__ = ("key", "reused", "transport", "buf", "eof", "_waiter", "_paused")
+
+    def __init__(self, key: tuple[Any, ...]) -> None:
         self.key = key
         self.reused = False
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport: we connect TCP
+
+    def data_received(self, data: bytes) -> None:
+        # most answers arrive in one piece, taken as it is; a body over several, joined
+        self.buf = self.buf + data if self.buf else data
+        if len(self.buf) > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True  # a reader behind: the socket waits until it wants more
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def more(self) -> None:
+        """Wait until more bytes are in (or the connection ended: ``eof``)."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    async def head(self) -> bytes:
+        """The answer's status line and headers, up to the blank line (taken from ``buf``)."""
+        while (at := self.buf.find(b"\r\n\r\n")) < 0:
+            if len(self.buf) > _MAX_HEADER:
+                raise HTTP11Error("response headers too large")
+            if self.eof:  # closed before an answer: the caller may send it once more
+                raise ConnectionResetError("closed before the answer's head")
+            await self.more()
+        head, self.buf = self.buf[:at], self.buf[at + 4 :]
+        return head
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        t = self.transport
+        return t is not None and not t.is_closing() and not self.eof and not self.buf
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
 
 
 class Response:
@@ -151,55 +208,81 @@ class Response:
     async def read(self, timeout: float | None = None) -> bytes:
         """The whole body, within `timeout` in all (one timer, not one per piece)."""
         conn = self._conn
-        if conn is None or self._length is None:
+        if conn is not None and self._length is not None and len(conn.buf) >= self._length:
+            # a Content-Length body already in (most JSON answers): no wait, no timer
+            data, conn.buf = conn.buf[: self._length], conn.buf[self._length :]
+            self.release()
+            return data
 
-            async def collect() -> bytes:
-                return b"".join([chunk async for chunk in self.iter_chunks(None)])
+        async def collect() -> bytes:
+            return b"".join([chunk async for chunk in self.iter_chunks(None)])
 
-            return await within(collect(), timeout)
-        # a Content-Length body (most JSON answers) in one read: no generator, no join
-        try:
-            data = await within(conn.reader.readexactly(self._length), timeout)
-        except asyncio.IncompleteReadError:
-            self.close()
-            raise HTTP11Error("connection closed before the end of the body") from None
-        except BaseException:
-            self.close()
-            raise
-        self.release()
-        return data
+        return await within(collect(), timeout)
 
     async def iter_chunks(self, timeout: float | None = None) -> AsyncIterator[bytes]:
         """The body as it arrives; `timeout` bounds the wait for each piece."""
         conn = self._conn
         if conn is None:
             return
-        r = conn.reader
         each = EachWithin()
         try:
             if self._length is not None:
                 left = self._length
                 while left:
-                    data = await each.within(r.read(min(left, 65536)), timeout)
-                    if not data:
-                        raise HTTP11Error("connection closed before the end of the body")
+                    if not conn.buf:
+                        if conn.eof:
+                            raise HTTP11Error("connection closed before the end of the body")
+                        await each.within(conn.more(), timeout)
+                        continue
+                    data, conn.buf = conn.buf[:left], conn.buf[left:]
                     left -= len(data)
                     yield data
             elif self._chunked:
+                left = 0  # of the current chunk's data, not given yet
                 while True:
-                    line = await each.within(r.readuntil(b"\r\n"), timeout)
-                    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        # trailers end with an empty line
-                        while (await each.within(r.readuntil(b"\r\n"), timeout)) != b"\r\n":
-                            pass
-                        break
-                    data = await each.within(r.readexactly(size + 2), timeout)
-                    yield data[:-2]
+                    buf = conn.buf
+                    if left:
+                        if len(buf) >= left + 2:
+                            if buf[left : left + 2] != b"\r\n":
+                                raise HTTP11Error("malformed chunked body (no CRLF after a chunk)")
+                            data, conn.buf, left = buf[:left], buf[left + 2 :], 0
+                            yield data
+                            continue
+                        if _HIGH_WATER <= len(buf) < left:  # a huge chunk: what is in, now
+                            data, conn.buf, left = buf, b"", left - len(buf)
+                            yield data
+                            continue
+                    elif (at := buf.find(b"\r\n")) >= 0:
+                        size = int(buf[:at].split(b";", 1)[0].strip() or b"0", 16)
+                        if size < 0:
+                            raise ValueError("a negative chunk size")
+                        if size:
+                            conn.buf, left = buf[at + 2 :], size
+                            continue
+                        rest = buf[at + 2 :]  # the last chunk; trailers end with an empty line
+                        if rest.startswith(b"\r\n"):
+                            conn.buf = rest[2:]
+                            break
+                        if (end := rest.find(b"\r\n\r\n")) >= 0:
+                            conn.buf = rest[end + 4 :]
+                            break
+                        if len(rest) > _MAX_HEADER:
+                            raise HTTP11Error("malformed chunked body (trailers too large)")
+                    elif len(buf) > _MAX_HEADER:
+                        raise HTTP11Error("malformed chunked body (no chunk size line)")
+                    if conn.eof:
+                        raise HTTP11Error("malformed or cut-off body (it ended inside a chunk)")
+                    await each.within(conn.more(), timeout)
             else:  # no framing: the body runs to the end of the connection
-                while data := await each.within(r.read(65536), timeout):
-                    yield data
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+                while True:
+                    if conn.buf:
+                        data, conn.buf = conn.buf, b""
+                        yield data
+                    elif conn.eof:
+                        break
+                    else:
+                        await each.within(conn.more(), timeout)
+        except ValueError as exc:  # a chunk size that is no hex number
             self.close()
             raise HTTP11Error(f"malformed or cut-off body ({type(exc).__name__})") from None
         except BaseException:
@@ -237,12 +320,6 @@ def _route(url: str) -> tuple[tuple[str, str, int], str, str]:
     return (u.scheme, u.hostname, port), target, host
 
 
-async def _exchange(conn: _Conn, raw: bytes) -> bytes:
-    """Send the request; return the status line and headers, up to the blank line."""
-    conn.writer.write(raw)
-    return await conn.reader.readuntil(b"\r\n\r\n")
-
-
 class HTTP11Client:
     def __init__(self, *, connect_timeout: float = 10.0, max_idle: int = 512) -> None:
         self.connect_timeout = connect_timeout
@@ -272,19 +349,19 @@ class HTTP11Client:
             conn.close()
         scheme, host, port = key
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            _, conn = await asyncio.wait_for(
+                asyncio.get_running_loop().create_connection(
+                    lambda: _Conn(key),
                     host,
                     port,
                     ssl=self._ssl_context() if scheme == "https" else None,
-                    limit=_MAX_HEADER,
                 ),
                 self.connect_timeout,
             )
         except asyncio.TimeoutError:
             # told apart from an answer's timeout: nothing was sent, so another key may be tried
             raise HTTP11Error(f"no connection within {self.connect_timeout:g} s") from None
-        return _Conn(reader, writer, key)
+        return conn
 
     async def request(
         self,
@@ -308,17 +385,16 @@ class HTTP11Client:
         for attempt in (1, 2):
             conn = await self._get(key)
             try:
-                head_raw = await within(_exchange(conn, raw), timeout)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                assert conn.transport is not None  # connected
+                conn.transport.write(raw)
+                head_raw = await within(conn.head(), timeout)
+            except ConnectionError as exc:
                 conn.close()
                 # a kept-alive connection the server had already closed: the request never
                 # reached it, so sending it once more on a fresh connection is safe
                 if conn.reused and attempt == 1:
                     continue
                 raise HTTP11Error(f"connection failed ({type(exc).__name__})") from None
-            except asyncio.LimitOverrunError:
-                conn.close()
-                raise HTTP11Error("response headers too large") from None
             except BaseException:
                 conn.close()
                 raise

@@ -123,31 +123,49 @@ def _limits(spec: UpstreamSpec, headers: Mapping[str, str]) -> Mapping[str, str]
         return {}
 
 
+def _told(event: bytes, public: str, spec: UpstreamSpec) -> bytes:
+    """`event` naming the public model only (``with_public_model``); an error event (a
+    provider's failure after its 200) without key, account or provider-side names. Only an
+    error object is scrubbed: ``"error": null`` (every Responses event) is an answer."""
+    if b'"error"' in event and _ERROR_OBJECT.search(event):
+        event = anonymized(event.decode("utf-8", "replace"), spec).encode()
+    return with_public_model(event, public)
+
+
 async def _public(
     events: AsyncIterator[bytes], public: str, spec: UpstreamSpec
 ) -> AsyncIterator[bytes]:
-    """`events` naming the public model only (``with_public_model``); an error event (a
-    provider's failure after its 200) without key, account or provider-side names. Only an
-    error object is scrubbed: ``"error": null`` (every Responses event) is an answer."""
+    """`events` as callers may read them (``_told``)."""
     async for event in events:
-        if b'"error"' in event and _ERROR_OBJECT.search(event):
-            event = anonymized(event.decode("utf-8", "replace"), spec).encode()
-        yield with_public_model(event, public)
+        yield _told(event, public, spec)
 
 
-async def _sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Split a body into SSE events, each ending in one blank line ("\\n\\n")."""
+def _split(buf: bytes) -> tuple[list[bytes], bytes]:
+    """The SSE events that end in `buf`, each ending in one blank line ("\\n\\n"), and what
+    is left of it; lines ended with CRLF, as some servers send them, as LF."""
+    if b"\r" in buf:
+        buf = buf.replace(b"\r\n", b"\n")
+    events = []
+    while (i := buf.find(b"\n\n")) >= 0:
+        event, buf = buf[: i + 2], buf[i + 2 :]
+        if event.strip():
+            events.append(event)
+    return events, buf
+
+
+async def _sse_events(
+    chunks: AsyncIterator[bytes], public: str = "", spec: UpstreamSpec | None = None
+) -> AsyncIterator[bytes]:
+    """Split a body into SSE events; with `spec`, each as callers may read it (``_told``), in
+    the same pass: a stream that needs no translation takes one generator an event, not two."""
     buf = b""
     async for data in chunks:
-        buf += data
-        if b"\r" in buf:  # some servers end lines with CRLF; the blank line must be found
-            buf = buf.replace(b"\r\n", b"\n")
-        while (i := buf.find(b"\n\n")) >= 0:
-            event, buf = buf[: i + 2], buf[i + 2 :]
-            if event.strip():
-                yield event
+        events, buf = _split(buf + data if buf else data)
+        for event in events:
+            yield event if spec is None else _told(event, public, spec)
     if buf.strip():
-        yield buf.rstrip(b"\n") + b"\n\n"
+        event = buf.rstrip(b"\n") + b"\n\n"
+        yield event if spec is None else _told(event, public, spec)
 
 
 class HTTPTransport:
@@ -262,8 +280,11 @@ class HTTPTransport:
                     status, rh, body=with_public_model(answer, public), passed=passed
                 )
             # timeout bounds each read: a stalled stream cannot hold a slot for ever
-            chunks = _sse_events(resp.iter_chunks(timeout))
-            events = _public(chunks if native else api.stream(chunks, public), public, spec)
+            pieces = resp.iter_chunks(timeout)
+            if native or not api.translates_streams:
+                events = _sse_events(pieces, public, spec)
+            else:
+                events = _public(api.stream(_sse_events(pieces), public), public, spec)
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
             return UpstreamReply(
