@@ -193,6 +193,29 @@ def forwarder_rows(fw: dict[str, Any]) -> list[str]:
     return L
 
 
+def cores_note(fw: dict[str, Any], conns: int = 100) -> list[str]:
+    """What bounds each server's req/s at `conns` connections: one near a whole core (a Python
+    process runs on one) answers as fast as its CPU a request allows, so its req/s, and its
+    ratio to a server that waits on the upstream instead, move with the machine's speed."""
+    used: dict[str, float] = {}
+    for t in (SVC, FWD):
+        rs = [r for r in fw.get("runs", []) if r["target"] == t and r["conns"] == conns]
+        cpu = [r["cpu_us_per_req"] * r["rps"] / 1e6 for r in rs if "cpu_us_per_req" in r]
+        if cpu:
+            used[t] = _med(cpu)
+    if len(used) < 2 or used[SVC] < 0.9:
+        return []
+    return [
+        f"At {conns} connections rsql-proxy kept {used[SVC]:.2f} of a core busy and the "
+        f"forwarder {used[FWD]:.2f}: rsql-proxy answers as fast as its CPU a request allows "
+        "(a process runs on one core), the forwarder as fast as the 50 ms answers come back. "
+        "So the req/s ratio is about the inverse of the CPU ratio there, and it moves with the "
+        "machine's speed: a slower spell of the shared cores costs rsql-proxy req/s and the "
+        "forwarder none (compare the no-op rows' CPU between runs).",
+        "",
+    ]
+
+
 def quota_rows(q: dict[str, Any]) -> list[str]:
     lo, hi = q["steady_from"], q["seconds"]
     runs = q["runs"]
@@ -416,6 +439,7 @@ def section(res: dict[str, Any]) -> str:
             "",
             *forwarder_rows(fw),
             "",
+            *cores_note(fw),
         ]
     elif fw.get("error"):
         L += ["### rsql-proxy beside a bare forwarder", "", f"Failed: `{fw['error'][:300]}`", ""]
