@@ -4,6 +4,8 @@ HTTP/1.1 allows, and closes kept-alive connections behind the client's back."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import ssl
 
 import pytest
 
@@ -159,15 +161,18 @@ async def test_a_body_read_piece_by_piece_times_out_only_when_a_piece_is_late() 
         await client.close()
 
 
-async def _serve_once(answer: bytes, *, piece: int = 0) -> tuple[asyncio.Server, str, list[int]]:
-    """A server that answers every request on a connection with `answer`, written whole or, with
-    `piece`, a few bytes at a time, each its own TCP segment; and the connections it took."""
+async def _serve(
+    *answers: bytes, piece: int = 0, tls: ssl.SSLContext | None = None
+) -> tuple[asyncio.Server, str, list[int]]:
+    """A server that answers the requests on a connection with `answers` in turn (over again
+    after the last), each written whole or, with `piece`, a few bytes at a time, each its own
+    TCP segment; over TLS with `tls`. Also the connections it took."""
     connections: list[int] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
         try:
-            while True:
+            for answer in itertools.cycle(answers):
                 await reader.readuntil(b"\r\n\r\n")
                 for at in range(0, len(answer), piece or len(answer)):
                     writer.write(answer[at : at + (piece or len(answer))])
@@ -178,8 +183,9 @@ async def _serve_once(answer: bytes, *, piece: int = 0) -> tuple[asyncio.Server,
             pass
         writer.close()
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return srv, f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/x", connections
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
+    scheme = "https" if tls else "http"
+    return srv, f"{scheme}://127.0.0.1:{srv.sockets[0].getsockname()[1]}/x", connections
 
 
 async def test_an_answer_that_arrives_a_few_bytes_at_a_time_reads_the_same() -> None:
@@ -191,7 +197,7 @@ async def test_an_answer_that_arrives_a_few_bytes_at_a_time_reads_the_same() -> 
         b'10\r\ndata: {"a": 1}\n\n\r\n11\r\ndata: {"b": 22}\n\n\r\n'
         b"0\r\nX-Trailer: yes\r\n\r\n"
     )
-    srv, url, connections = await _serve_once(answer, piece=3)
+    srv, url, connections = await _serve(answer, piece=3)
     client = HTTP11Client()
     try:
         for _ in range(2):
@@ -216,7 +222,7 @@ async def test_a_huge_chunk_is_given_in_pieces_and_whole() -> None:
         + data
         + b"\r\n0\r\n\r\n"
     )
-    srv, url, _ = await _serve_once(answer)
+    srv, url, _ = await _serve(answer)
     client = HTTP11Client()
     try:
         r = await client.request("GET", url, headers={}, timeout=5)
@@ -246,7 +252,7 @@ async def test_a_huge_chunk_is_given_in_pieces_and_whole() -> None:
     ids=["not-hex", "negative", "no-crlf", "endless-size-line", "endless-head"],
 )
 async def test_a_hostile_framing_is_an_error_not_a_hang(answer: bytes, error: str) -> None:
-    srv, url, connections = await _serve_once(answer)
+    srv, url, connections = await _serve(answer)
     client = HTTP11Client()
     try:
         with pytest.raises(HTTP11Error, match=error):
@@ -264,9 +270,7 @@ async def test_a_hostile_framing_is_an_error_not_a_hang(answer: bytes, error: st
 async def test_bytes_after_an_answer_make_its_connection_unfit_to_keep() -> None:
     """An upstream that sends more than the answer it framed: the extra bytes would be read as
     the next request's answer, so the connection is closed, not kept."""
-    srv, url, connections = await _serve_once(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"
-    )
+    srv, url, connections = await _serve(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")
     client = HTTP11Client()
     try:
         for _ in range(2):
@@ -283,33 +287,17 @@ async def test_tls_answers_whole_and_streamed_on_one_kept_connection(tmp_path, m
     SSL_CERT_FILE as OpenSSL reads it): a JSON answer and a chunked stream arrive the same as in
     the clear, on one kept-alive connection; a server whose certificate nobody vouches for is
     refused before anything is sent."""
-    import ssl
-
     import trustme
 
     ca = trustme.CA()
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(served)
-    answers = [
+    srv, url, connections = await _serve(
         b'HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{"ok": true}',
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b'd\r\ndata: {"a":1}\r\n6\r\n\n\n\n\n\n\n\r\n0\r\n\r\n',
-    ]
-    connections: list[int] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        try:
-            for answer in answers * 2:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(answer)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        writer.close()
-
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=served)
-    url = f"https://127.0.0.1:{srv.sockets[0].getsockname()[1]}/x"
+        tls=served,
+    )
     client = HTTP11Client()
     try:
         with pytest.raises(ssl.SSLCertVerificationError):  # not yet trusted
