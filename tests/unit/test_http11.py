@@ -314,3 +314,29 @@ async def test_tls_answers_whole_and_streamed_on_one_kept_connection(tmp_path, m
     finally:
         await client.close()
         srv.close()
+
+
+async def test_answers_read_side_by_side_each_stay_their_own() -> None:
+    """The client's connections read into one buffer (http11._Inbox): eight answers arriving at
+    once, each in pieces that interleave with the others', each reach their own caller whole
+    and unmixed, and so again on the same kept connections."""
+    servers = []
+    for i in range(8):
+        data = bytes((i * 31 + n) % 251 for n in range(64 * 1024))  # each its own bytes
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data) + data
+        servers.append((data, *await _serve(answer, piece=4096)))
+    client = HTTP11Client()
+
+    async def ask(url: str) -> bytes:
+        r = await client.request("GET", url, headers={}, timeout=5)
+        return await r.read(5)
+
+    try:
+        for _ in range(2):
+            got = await asyncio.gather(*(ask(url) for _, _, url, _ in servers))
+            assert [g == data for g, (data, *_) in zip(got, servers, strict=True)] == [True] * 8
+        assert [len(connections) for *_, connections in servers] == [1] * 8
+    finally:
+        for _, srv, _, _ in servers:
+            srv.close()
+        await client.close()
