@@ -427,27 +427,61 @@ class AnsweringMixin(RSQLMixin):
         proxy, loop = self.rsql.proxy, asyncio.get_running_loop()
         ends = loop.time() + proxy.stream_max_seconds
         each = EachWithin()  # one timer for the stream's writes, not one per event
+        # Events that come together go out together: the first at once (the time to the first
+        # token), each later one into the batch being written, which is sent when the events run
+        # dry (``call_soon`` runs once this task waits for the next). One send a batch, not one
+        # an event: a send is a system call and a wake-up of the client, the larger part of an
+        # event's cost; events come together when the upstream sends them so, or when a busy
+        # proxy reads several at once.
+        sending: asyncio.Future[None] | None = None  # the batch before, on its way
+        due: asyncio.Handle | None = None  # the send of the batch being written
+
+        def send() -> None:
+            nonlocal sending, due
+            due, sending = None, self.flush()
+
+        async def sent() -> bool:
+            """Wait for the batch on its way; False when its reader took too long."""
+            # a client that stops reading must not hold its lease, the key's slot and its
+            # reservation for good: each send has a deadline, and so has the whole stream
+            left = ends - loop.time()
+            if left <= 0:  # however steadily it reads: a send that is done at once waits for none
+                self._give_up_on_reader(caller, left)
+                return False
+            if sending is None or sending.done():
+                return sending is None or sending.result() is None
+            try:
+                await each.within(sending, max(0.0, min(proxy.stream_write_timeout_seconds, left)))
+            except asyncio.TimeoutError:
+                self._give_up_on_reader(caller, left)
+                return False
+            return True
+
         try:
             async for ev in events:
-                self.write(ev)
-                # a client that stops reading must not hold its lease, the key's slot and its
-                # reservation for good: each write has a deadline, and so has the whole stream
-                left = ends - loop.time()
-                try:
-                    await each.within(
-                        self.flush(), max(0.0, min(proxy.stream_write_timeout_seconds, left))
-                    )
-                except asyncio.TimeoutError:
-                    self._give_up_on_reader(caller, left)
+                if not await sent():
                     return
+                self.write(ev)
+                if sending is None:  # the first event
+                    send()
+                elif due is None:
+                    due = loop.call_soon(send)
                 if self._cut:
                     # the cancel can be lost: Python 3.11's asyncio.wait_for, which the upstream
                     # reads use, swallows one that arrives as its read completes
                     break
+            if not self._cut:  # the last batch out, and taken
+                if due is not None:
+                    due.cancel()
+                    send()
+                if not await sent():
+                    return
         except (StreamClosedError, asyncio.CancelledError):
             if not self._cut:
                 return
         finally:
+            if due is not None:
+                due.cancel()
             each.close()
             await events.aclose()  # releases the upstream slot and the user's lease
             self._task = None

@@ -264,6 +264,53 @@ def test_a_stream_nobody_reads_gives_back_its_lease_after_the_write_deadline(
         sock.close()
 
 
+def test_a_stream_past_its_longest_time_is_cut_though_its_client_reads_on(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """``stream_max_seconds`` bounds a stream however steadily its client reads: a 6 s stream
+    under a 1 s bound ends about a second in, without its ``[DONE]``, and its lease is free
+    again. (Before, only a send that had to wait for its reader looked at the bound: a client
+    that read every event at once kept the stream, and what it holds, to its end.)"""
+    import socket
+    import urllib.parse
+
+    server = jupyter_app_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider),
+            "default_model": "fake-small",
+            "user_concurrency": 1,
+            "stream_max_seconds": 1.0,
+            "usage_drain_seconds": 0.5,
+        },
+        named_users=True,
+    )
+    fresh_provider.word_delay = 0.1
+    fresh_provider.script("word " * 60)  # 6 s of steady events
+    u = urllib.parse.urlsplit(server.proxy_url)
+    body = json.dumps({**ask(), "stream": True}).encode()
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
+            "Authorization: token tok-alice\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        t0, got = time.monotonic(), b""
+        # every byte as it comes, until the proxy closes, or the stream's last chunk
+        while (data := sock.recv(65536)) and not (got := got + data).endswith(b"0\r\n\r\n"):
+            pass
+        took = time.monotonic() - t0
+    assert b"data: " in got and b"[DONE]" not in got, got[-300:]
+    assert took < 4, f"the stream went on for {took:.1f} s"
+    # alice's one lease is free again once the cut stream's usage is drained (within 0.5 s)
+    deadline = time.monotonic() + 5
+    status, _, answer = chat(server, "tok-alice", ask())
+    while status != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status, _, answer = chat(server, "tok-alice", ask())
+    assert status == 200, answer
+
+
 # -- #35, suspected: the provider's remaining tokens against what a request reserves ----------
 
 
