@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -214,12 +216,29 @@ async def test_one_users_bodies_sent_at_once_wait_their_turn_and_past_eight_are_
 # -- #35, suspected: a client that never reads its stream ---------------------------------
 
 
+def _stream_socket(server: Any, rcvbuf: int = 0) -> socket.socket:
+    """A raw connection to `server` on which alice's streamed chat completion is sent: a client
+    whose reading the test decides (`rcvbuf`: a receive buffer that small, set before it
+    connects)."""
+    u = urllib.parse.urlsplit(server.proxy_url)
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect((u.hostname, u.port))
+    body = json.dumps({**ask(), "stream": True}).encode()
+    sock.sendall(
+        f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
+        "Authorization: token tok-alice\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return sock
+
+
 def test_a_stream_nobody_reads_gives_back_its_lease_after_the_write_deadline(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
-    import socket
-    import urllib.parse
-
     server = jupyter_app_factory(
         {
             "upstreams": upstreams_for(fresh_provider),
@@ -232,17 +251,7 @@ def test_a_stream_nobody_reads_gives_back_its_lease_after_the_write_deadline(
     )
     fresh_provider.word_delay = 0.0
     fresh_provider.script("word " * 300_000)  # some 40 MB of chunks: more than any buffer holds
-    u = urllib.parse.urlsplit(server.proxy_url)
-    body = json.dumps({**ask(), "stream": True}).encode()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing
-    sock.connect((u.hostname, u.port))
-    sock.sendall(
-        f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
-        "Authorization: token tok-alice\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
+    sock = _stream_socket(server, rcvbuf=4096)  # a client that reads nothing
     try:
         deadline = time.monotonic() + 5
         while not fresh_provider.received and time.monotonic() < deadline:
@@ -271,9 +280,6 @@ def test_a_stream_past_its_longest_time_is_cut_though_its_client_reads_on(
     under a 1 s bound ends about a second in, without its ``[DONE]``, and its lease is free
     again. (Before, only a send that had to wait for its reader looked at the bound: a client
     that read every event at once kept the stream, and what it holds, to its end.)"""
-    import socket
-    import urllib.parse
-
     server = jupyter_app_factory(
         {
             "upstreams": upstreams_for(fresh_provider),
@@ -286,15 +292,7 @@ def test_a_stream_past_its_longest_time_is_cut_though_its_client_reads_on(
     )
     fresh_provider.word_delay = 0.1
     fresh_provider.script("word " * 60)  # 6 s of steady events
-    u = urllib.parse.urlsplit(server.proxy_url)
-    body = json.dumps({**ask(), "stream": True}).encode()
-    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
-        sock.sendall(
-            f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
-            "Authorization: token tok-alice\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+    with _stream_socket(server) as sock:
         t0, got = time.monotonic(), b""
         # every byte as it comes, until the proxy closes, or the stream's last chunk
         while (data := sock.recv(65536)) and not (got := got + data).endswith(b"0\r\n\r\n"):
