@@ -44,6 +44,7 @@ from common import (  # noqa: E402
     PY,
     STATIC_TOKEN,
     Procs,
+    cpu_seconds,
     free_port,
     log,
     machine,
@@ -135,8 +136,11 @@ def bench_forwarder(quick: bool) -> dict[str, Any]:
                 out["runs"].append({**r, "round": rnd, "floor": True})
             log(f"forwarder: round {rnd + 1}/{rounds}, {count} sequential streams each")
             for name in order:
-                url, auth, _pid = targets[name]
+                url, auth, pid = targets[name]
+                cpu0 = cpu_seconds(pid) if pid else 0.0
                 t = ttfb(None, url, auth or "Bearer x", count)
+                # the server's CPU over the streams it answered (loadgen's 10 warm-up ones too)
+                cpu = (cpu_seconds(pid) - cpu0) / (count + 10) * 1e6 if pid else None
                 out["ttfb"].append(
                     {
                         "target": name,
@@ -146,6 +150,7 @@ def bench_forwarder(quick: bool) -> dict[str, Any]:
                         "total_p50_ms": 1000 * pct(t["total"], 0.5),
                         "count": len(t["ttfb"]),
                         "errors": t["errors"],
+                        "cpu_us_per_stream": cpu,
                     }
                 )
             log("  ttfb p50 ms:", {x["target"]: round(x["p50_ms"], 2) for x in out["ttfb"][-4:]})

@@ -60,6 +60,11 @@ def per_round(fw: dict[str, Any]) -> dict[str, list[float]]:
             add("svc_ttfb_over_fwd", t[SVC]["p50_ms"] - t[FWD]["p50_ms"])
             add("ext_ttfb_over_fwd", t[EXT]["p50_ms"] - t[FWD]["p50_ms"])
             add("fwd_ttfb_over_direct", t[FWD]["p50_ms"] - t[DIRECT]["p50_ms"])
+            if t[SVC].get("cpu_us_per_stream") and t[FWD].get("cpu_us_per_stream"):
+                add(
+                    "svc_stream_cpu_ratio",
+                    t[SVC]["cpu_us_per_stream"] / t[FWD]["cpu_us_per_stream"],
+                )
     return out
 
 
@@ -119,6 +124,11 @@ def target_rows(res: dict[str, Any]) -> list[str]:
         ("the extension's req/s / the bare forwarder's, 100 conns", "ext_rps_ratio_100", x),
         ("the extension's CPU per request / the forwarder's, 10 conns", "ext_cpu_ratio_10", x),
         ("the extension's added time to first token over the forwarder", "ext_ttfb_over_fwd", ms),
+        (
+            "rsql-proxy CPU per streamed request / the forwarder's (sequential streams)",
+            "svc_stream_cpu_ratio",
+            x,
+        ),
     ):
         row(name, "(context)", pr.get(key, []), fmt, None)
     c = res.get("class", {})
@@ -180,8 +190,12 @@ def forwarder_rows(fw: dict[str, Any]) -> list[str]:
             f"{_med([r['rps'] for r in rs]):,.0f} | {f'{_med(cpu):.0f}' if cpu else '—'} | "
             f"{over_d} | {over_f} |"
         )
-    L += ["", "| streams (sequential) | first event p50 ms | p99 ms | over the forwarder ms |"]
-    L.append("|---|---|---|---|")
+    L += [
+        "",
+        "| streams (sequential) | first event p50 ms | p99 ms | over the forwarder ms "
+        "| CPU µs/stream |",
+        "|---|---|---|---|---|",
+    ]
     tt: dict[str, list[dict[str, Any]]] = {}
     for t in fw.get("ttfb", []):
         tt.setdefault(t["target"], []).append(t)
@@ -189,7 +203,11 @@ def forwarder_rows(fw: dict[str, Any]) -> list[str]:
     for name, ts in tt.items():
         p50 = _med([t["p50_ms"] for t in ts])
         over = "—" if name in (DIRECT, FWD) else f"{p50 - f50:.2f}"
-        L.append(f"| {name} | {p50:.2f} | {_med([t['p99_ms'] for t in ts]):.2f} | {over} |")
+        cpu = [t["cpu_us_per_stream"] for t in ts if t.get("cpu_us_per_stream")]
+        L.append(
+            f"| {name} | {p50:.2f} | {_med([t['p99_ms'] for t in ts]):.2f} | {over} "
+            f"| {f'{_med(cpu):,.0f}' if cpu else '—'} |"
+        )
     return L
 
 
@@ -435,7 +453,9 @@ def section(res: dict[str, Any]) -> str:
             f"each round, then {fw['ttfb_count']} sequential streams per target "
             "(`bench/loadgen.py ttfb`: time to the first SSE event). Medians over the rounds; "
             "the targets above take each difference or ratio within a round first. *CPU "
-            "µs/req*: the server process's CPU (from /proc) over the requests it answered.",
+            "µs/req*: the server process's CPU (from /proc) over the requests it answered; "
+            "*CPU µs/stream* the same over the sequential streams (the upstream sends a stream's "
+            "events together, 50 ms in).",
             "",
             *forwarder_rows(fw),
             "",
