@@ -91,9 +91,12 @@ def _transport_write(self: Any, data: Any) -> Any:
     return _write(self, data)
 
 
-def _read_ready(self: Any) -> Any:
-    marks["_read"] = clock()  # the moment the loop found bytes on a socket
-    return _read(self)
+def _reader(orig: Any) -> Any:
+    def read_ready(self: Any) -> Any:
+        marks["_read"] = clock()  # the moment the loop found bytes on a socket
+        return orig(self)
+
+    return read_ready
 
 
 def _received(orig: Any) -> Any:
@@ -141,8 +144,10 @@ _parse_line = tornado.httputil.parse_request_start_line
 tornado.httputil.parse_request_start_line = _request_line
 _write = asyncio.selector_events._SelectorSocketTransport.write
 asyncio.selector_events._SelectorSocketTransport.write = _transport_write
-_read = asyncio.selector_events._SelectorSocketTransport._read_ready__data_received
-asyncio.selector_events._SelectorSocketTransport._read_ready__data_received = _read_ready
+# a protocol's reads (the forwarder's streams), and a buffered protocol's (the proxy's client)
+_transport = asyncio.selector_events._SelectorSocketTransport
+_transport._read_ready__data_received = _reader(_transport._read_ready__data_received)
+_transport._read_ready__get_buffer = _reader(_transport._read_ready__get_buffer)
 asyncio.streams.StreamReaderProtocol.data_received = _received(
     asyncio.streams.StreamReaderProtocol.data_received
 )
