@@ -72,6 +72,20 @@ STEPS = (
 )
 
 
+def dump(pid: int, path: Path) -> list[dict[str, float]]:
+    """The marks the probe in `pid` noted since its last dump: on SIGUSR1 it appends them to
+    `path` as one line, which is waited for (10 s at most)."""
+    lines = path.read_text().count("\n") if path.exists() else 0
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = path.read_text() if path.exists() else ""
+        if text.count("\n") > lines:
+            return list(json.loads(text.splitlines()[lines]))
+        time.sleep(0.02)
+    raise RuntimeError(f"the probe in process {pid} wrote no marks to {path}")
+
+
 def run(rounds: int, streams: int) -> dict[str, Any]:
     """Every request's marks and the client's times to the first event, by server."""
     with workdir("ttft_path") as d, Procs(d) as procs:
@@ -86,21 +100,16 @@ def run(rounds: int, streams: int) -> dict[str, Any]:
         targets = {FWD: (f_url, f_auth, f_pid), SVC: (s_url, s_auth, s_pid)}
         marks: dict[str, list[dict[str, float]]] = {FWD: [], SVC: []}
         first: dict[str, list[float]] = {FWD: [], SVC: []}
-        for url, auth, pid in targets.values():  # warm-up; its marks are dropped
+        for name, (url, auth, pid) in targets.items():  # warm-up: its marks are dropped
             ttfb(None, url, auth, 30)
-            os.kill(pid, signal.SIGUSR1)
+            dump(pid, outs[name])
         for r in range(rounds):
             order = list(targets) if r % 2 == 0 else list(reversed(targets))
             for name in order:
                 url, auth, pid = targets[name]
                 log(f"ttft_path: round {r + 1}, {name}")
                 first[name] += [t * 1000 for t in ttfb(None, url, auth, streams)["ttfb"]]
-                os.kill(pid, signal.SIGUSR1)
-        time.sleep(0.5)  # the last dump written
-        for name, path in outs.items():
-            lines = path.read_text().splitlines()
-            # the first dump is the warm-up's
-            marks[name] = [m for line in lines[1:] for m in json.loads(line)]
+                marks[name] += dump(pid, outs[name])
     return {name: summary(marks[name], first[name]) for name in targets}
 
 

@@ -159,7 +159,6 @@ asyncio.base_events.BaseEventLoop._run_once = _run_once
 
 def _probe_proxy() -> None:
     """The proxy's own marks, when it is what runs."""
-    sys.path.insert(0, os.getcwd())
     from jupyter_server_ext.engine.core import Engine
     from jupyter_server_ext.engine.failover import Forwarder
     from jupyter_server_ext.engine.replies import Replies

@@ -449,7 +449,9 @@ class AnsweringMixin(RSQLMixin):
                 self._give_up_on_reader(caller, left)
                 return False
             if sending is None or sending.done():
-                return sending is None or sending.result() is None
+                if sending is not None:
+                    sending.result()  # a send that failed raises (StreamClosedError)
+                return True
             try:
                 await each.within(sending, max(0.0, min(proxy.stream_write_timeout_seconds, left)))
             except asyncio.TimeoutError:

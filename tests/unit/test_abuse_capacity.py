@@ -236,18 +236,37 @@ def _stream_socket(server: Any, rcvbuf: int = 0) -> socket.socket:
     return sock
 
 
+def _one_lease_server(factory: Any, provider: FakeProvider, **settings: Any) -> Any:
+    """A server whose users each have one request at a time, a cut stream's usage drained
+    within 0.5 s, and `settings`."""
+    return factory(
+        {
+            "upstreams": upstreams_for(provider),
+            "default_model": "fake-small",
+            "user_concurrency": 1,
+            "usage_drain_seconds": 0.5,
+            **settings,
+        },
+        named_users=True,
+    )
+
+
+def _answered_within(server: Any, seconds: float) -> tuple[int, Any]:
+    """Alice's chat completion, asked again until it is answered (her one lease free again) or
+    `seconds` pass: the last status and body."""
+    deadline = time.monotonic() + seconds
+    status, _, body = chat(server, "tok-alice", ask())
+    while status != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status, _, body = chat(server, "tok-alice", ask())
+    return status, body
+
+
 def test_a_stream_nobody_reads_gives_back_its_lease_after_the_write_deadline(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
-    server = jupyter_app_factory(
-        {
-            "upstreams": upstreams_for(fresh_provider),
-            "default_model": "fake-small",
-            "user_concurrency": 1,
-            "stream_write_timeout_seconds": 1.0,
-            "usage_drain_seconds": 0.5,
-        },
-        named_users=True,
+    server = _one_lease_server(
+        jupyter_app_factory, fresh_provider, stream_write_timeout_seconds=1.0
     )
     fresh_provider.word_delay = 0.0
     fresh_provider.script("word " * 300_000)  # some 40 MB of chunks: more than any buffer holds
@@ -264,10 +283,7 @@ def test_a_stream_nobody_reads_gives_back_its_lease_after_the_write_deadline(
             time.sleep(0.05)
         assert status == 429 and "concurrency" in body_["error"]["message"], body_
         # past the write deadline the proxy gives up on the reader: the lease is free again
-        deadline = time.monotonic() + 10
-        while status != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            status, _, body_ = chat(server, "tok-alice", ask())
+        status, body_ = _answered_within(server, 10)
         assert status == 200, body_
     finally:
         sock.close()
@@ -280,16 +296,7 @@ def test_a_stream_past_its_longest_time_is_cut_though_its_client_reads_on(
     under a 1 s bound ends about a second in, without its ``[DONE]``, and its lease is free
     again. (Before, only a send that had to wait for its reader looked at the bound: a client
     that read every event at once kept the stream, and what it holds, to its end.)"""
-    server = jupyter_app_factory(
-        {
-            "upstreams": upstreams_for(fresh_provider),
-            "default_model": "fake-small",
-            "user_concurrency": 1,
-            "stream_max_seconds": 1.0,
-            "usage_drain_seconds": 0.5,
-        },
-        named_users=True,
-    )
+    server = _one_lease_server(jupyter_app_factory, fresh_provider, stream_max_seconds=1.0)
     fresh_provider.word_delay = 0.1
     fresh_provider.script("word " * 60)  # 6 s of steady events
     with _stream_socket(server) as sock:
@@ -301,11 +308,7 @@ def test_a_stream_past_its_longest_time_is_cut_though_its_client_reads_on(
     assert b"data: " in got and b"[DONE]" not in got, got[-300:]
     assert took < 4, f"the stream went on for {took:.1f} s"
     # alice's one lease is free again once the cut stream's usage is drained (within 0.5 s)
-    deadline = time.monotonic() + 5
-    status, _, answer = chat(server, "tok-alice", ask())
-    while status != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
-        status, _, answer = chat(server, "tok-alice", ask())
+    status, answer = _answered_within(server, 5)
     assert status == 200, answer
 
 

@@ -317,7 +317,7 @@ async def test_tls_answers_whole_and_streamed_on_one_kept_connection(tmp_path, m
 
 
 async def test_answers_read_side_by_side_each_stay_their_own() -> None:
-    """The client's connections read into one buffer (http11._Inbox): eight answers arriving at
+    """The client's connections read into one buffer (the client's _inbox): eight answers arriving at
     once, each in pieces that interleave with the others', each reach their own caller whole
     and unmixed, and so again on the same kept connections."""
     servers = []

@@ -111,18 +111,6 @@ else:  # Python 3.10 has no asyncio.timeout, nor Task.uncancel
             pass
 
 
-class _Inbox:
-    """The buffer a client's connections read into, one for all: the transport fills it and the
-    connection copies out what came before the callback returns (asyncio reads a socket, or
-    decrypts TLS, into a protocol's buffer and reports it in one step), so no two reads share it
-    and no connection keeps a buffer of its own while idle."""
-
-    __slots__ = ("view",)
-
-    def __init__(self, size: int = 64 * 1024) -> None:
-        self.view = memoryview(bytearray(size))
-
-
 class _Conn(asyncio.BufferedProtocol):
     """One keep-alive connection, an ``asyncio.BufferedProtocol``: the bytes that came and are
     not read yet, which the answer of the moment parses where they lie.
@@ -137,11 +125,12 @@ class _Conn(asyncio.BufferedProtocol):
     fresh 256 KiB object each read, which glibc maps and unmaps as pages (past its 128 KiB mmap
     threshold): 10 µs a read where a read of a few hundred bytes into a kept buffer takes 1 µs
     (measured on the 2-core bench machine), once a JSON answer and once each streamed event.
-    Here the socket reads into the client's one buffer (``_Inbox``) and only what came is kept."""
+    Here the socket reads into the client's one buffer (``HTTP11Client._inbox``) and only what
+    came is kept."""
 
     __slots__ = ("key", "reused", "transport", "buf", "eof", "_waiter", "_paused", "_inbox")
 
-    def __init__(self, key: tuple[Any, ...], inbox: _Inbox) -> None:
+    def __init__(self, key: tuple[Any, ...], inbox: memoryview) -> None:
         self.key = key
         self.reused = False
         self.transport: asyncio.Transport | None = None
@@ -155,10 +144,10 @@ class _Conn(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport: we connect TCP
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._inbox.view
+        return self._inbox
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._inbox.view[:nbytes].tobytes())
+        self.data_received(self._inbox[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         # most answers arrive in one piece, taken as it is; a body over several, joined
@@ -351,7 +340,11 @@ class HTTP11Client:
         self.max_idle = max_idle
         self._idle: dict[tuple[Any, ...], list[_Conn]] = {}
         self._ssl: ssl.SSLContext | None = None
-        self._inbox = _Inbox()
+        # what every connection of this client reads into: the transport fills it and the
+        # connection copies out what came before the callback returns (asyncio reads a socket,
+        # or decrypts TLS, into a protocol's buffer and reports it in one step), so no two reads
+        # share it and no connection keeps a buffer of its own while idle
+        self._inbox = memoryview(bytearray(64 * 1024))
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
