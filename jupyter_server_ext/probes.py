@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 
 from .handlers.base import ProxyContext
 
@@ -71,6 +72,18 @@ class Readiness:
         return ok
 
 
+def finish_and_close(handler: web.RequestHandler, body: str) -> None:
+    """Send the answer, saying ``Connection: close``, and close its connection once it is sent.
+
+    tornado decides whether a connection is kept alive when it reads a request's head: one read
+    just before a drain began would otherwise be answered as kept alive, and wait for another."""
+    handler.set_header("Connection", "close")
+    sent = handler.finish(body)
+    conn = handler.request.connection
+    if isinstance(conn, HTTP1Connection):
+        sent.add_done_callback(lambda _: conn.close())
+
+
 class HealthHandler(web.RequestHandler):
     """A probe's answer: no token (the kubelet has none), a fixed JSON body, never cached."""
 
@@ -80,7 +93,11 @@ class HealthHandler(web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(body))
+        # the service's app says when it drains (service.ServiceApp, which imports this module)
+        if getattr(self.application, "draining", False):
+            finish_and_close(self, json.dumps(body))
+        else:
+            self.finish(json.dumps(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.answer(status_code, {"status": "error"})  # a wrong method: no tornado HTML page

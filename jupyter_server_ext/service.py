@@ -44,7 +44,14 @@ from .dashboard import hub_login
 from .engine import Caller, ConfigError
 from .handlers.base import ProxyContext, shutting_down
 from .mcp import build_mcp
-from .probes import HEALTH_LIVE, HEALTH_READY, LiveHandler, Readiness, ReadyHandler
+from .probes import (
+    HEALTH_LIVE,
+    HEALTH_READY,
+    LiveHandler,
+    Readiness,
+    ReadyHandler,
+    finish_and_close,
+)
 from .routes import make_handlers
 from .wiring import build_engine
 from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port
@@ -430,8 +437,7 @@ class DrainingHandler(web.RequestHandler):
         for k, v in err.headers.items():
             self.set_header(k, v)
         self.set_header("Content-Type", "application/json")
-        self.set_header("Connection", "close")
-        self.finish(err.to_json())
+        finish_and_close(self, err.to_json())
 
     def check_xsrf_cookie(self) -> None:
         return None

@@ -281,6 +281,12 @@ def test_draining_is_not_ready_but_still_alive(
     fresh_provider.latency = 3.0  # one answer in flight while the service drains
     try:
         ready_conn, live_conn = kept_alive(svc), kept_alive(svc)
+        # a probe whose head is read before the drain begins and is answered after it
+        u = urllib.parse.urlparse(svc.url)
+        early = socket.create_connection((u.hostname, u.port), timeout=10)
+        early.sendall(
+            f"GET {PREFIX}{HEALTH_READY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n".encode()
+        )
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(
                 svc.request,
@@ -299,10 +305,20 @@ def test_draining_is_not_ready_but_still_alive(
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             assert seen == (503, "close", {"status": "not ready", "reason": "draining"})
+            # tornado read the early probe's head as kept alive: its answer still closes, so a
+            # load balancer's kept connection cannot hold a draining process open
+            early.sendall(b"{}")
+            head, got = b"", b"-"
+            while got:  # to the end the server makes: a connection left open times out here
+                head += (got := early.recv(4096))
+            early.close()
+            assert not answer.done()  # closed once answered, not by the drain's end
+            status_line, *fields = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+            assert status_line.startswith("HTTP/1.1 503 "), head
+            assert "connection: close" in (f.lower() for f in fields), head
             # the process is alive and says so; liveness must not restart a draining pod
             assert ask(live_conn, HEALTH_LIVE) == (200, "close", OK)
             # a kubelet opens a new connection for each probe: refused now, which fails it too
-            u = urllib.parse.urlparse(svc.url)
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection((u.hostname, u.port), timeout=5).close()
             assert answer.result(20)[0] == 200  # the answer in flight finished
