@@ -141,7 +141,10 @@ def test_streams_in_flight_finish_within_the_grace(
     seen: dict[str, Any] = {}
 
     def during() -> None:
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while f"draining {STREAMS} requests" not in a.log():  # the signal is handled on its loop
+            assert time.monotonic() < deadline, a.log()
+            time.sleep(0.02)
         # a request on a kept-alive connection: told to go elsewhere, and the connection closes
         kept.request("GET", "/v1/models", headers={"Authorization": "Bearer tok-u0"})
         resp = kept.getresponse()
