@@ -172,7 +172,14 @@ def test_two_callers_go_to_two_replicas_and_a_third_is_told_capacity_is_in_use(
             )
             for user in ("sh-alice", "sh-bob")
         ]
-        time.sleep(0.8)  # both are generating now
+        deadline = time.monotonic() + 30
+        while True:  # both are at their servers now, each server at its one request
+            _, _, body = http("GET", proxy.url + "admin/upstreams", authorization="Bearer sh-root")
+            busy_now = {u["alias"]: u["in_flight"] for u in json.loads(body)["upstreams"]}
+            if busy_now == {"gpu-1": 1, "gpu-2": 1}:
+                break
+            assert time.monotonic() < deadline, busy_now
+            time.sleep(0.05)
         with pytest.raises(openai.RateLimitError) as busy:
             ask(proxy, "sh-alice", "and me?", max_tokens=4)
         answers = [f.result() for f in long]

@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -131,17 +132,19 @@ def _own_ports() -> Iterator[int]:
 
 
 _PORTS = _own_ports()
+_PORTS_LOCK = threading.Lock()  # fixtures start servers from threads: one generator for all
 
 
 def free_port() -> int:
     """A loopback port nothing listens on right now, never handed out before in this process."""
-    for port in _PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # someone else's, or still in TIME_WAIT from an earlier run
-            return port
+    with _PORTS_LOCK:
+        for port in _PORTS:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # someone else's, or still in TIME_WAIT from an earlier run
+                return port
     with socket.socket() as s:  # no span of our own (or all used): the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
