@@ -72,7 +72,7 @@ class Readiness:
         return ok
 
 
-def finish_and_close(handler: web.RequestHandler, body: str) -> None:
+def finish_and_close(handler: web.RequestHandler, body: str | dict[str, Any]) -> None:
     """Send the answer, saying ``Connection: close``, and close its connection once it is sent.
 
     tornado decides whether a connection is kept alive when it reads a request's head: one read
