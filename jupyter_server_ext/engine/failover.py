@@ -4,10 +4,11 @@ fallback upstream that may answer when none can."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .accounting.pricing import FREE, PriceBook
@@ -130,14 +131,21 @@ class Forwarder:
             ):  # ended with the request, once its tokens and cost are known
                 span.set_attribute("http.response.status_code", 200)
                 tr.attempt = span
-            self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
-            await pool.succeeded(slot, reply.headers)
             for failed in suspects:  # another key served the request: those failures were the keys'
                 await pool.failed(failed, "", counted=False)
+            answered = functools.partial(self._answered, slot, reply.headers, spec.name)
             if req.stream:
-                return self.replies.stream_reply(ex, reply)
+                # counted once the first event is on its way to the client, off the time to the
+                # first token: the key's window stamped a write later, so never counted short
+                return self.replies.stream_reply(ex, reply, answered)
+            await answered()
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures, req)
+
+    async def _answered(self, slot: Slot, headers: Mapping[str, str], upstream: str) -> None:
+        """The attempt's first byte came: counted, and the key's window slot stamped."""
+        self.metrics.child(self.metrics.attempts, upstream, "ok").inc()
+        await self.pool.succeeded(slot, headers)
 
     async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamReply:
         """One attempt's call to the provider. A client that leaves meanwhile does not stop what

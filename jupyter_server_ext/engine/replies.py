@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from .accounting.pricing import PriceBook
@@ -317,7 +317,15 @@ class Replies:
         self.finish(ex)
         return Reply(200, headers, body=body)
 
-    def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
+    def stream_reply(
+        self,
+        ex: Exchange,
+        reply: UpstreamReply,
+        answered: Callable[[], Awaitable[None]] | None = None,
+    ) -> Reply:
+        """The answer's events as the client reads them. `answered`: what the attempt's first
+        byte settles (the key's window stamp), run once the first event is on its way, or on
+        the stream's first way out before that, and always before its slot is given back."""
         pool, req, outcome, hold, key = self.pool, ex.req, ex.outcome, ex.hold, ex.cache_key
         slot = hold.slot
         # a streamed answer is cached as its events (the same stream on a replay) and as the
@@ -330,6 +338,12 @@ class Replies:
         # events in another API's shape go on as they came (event: lines kept); its cost is in
         # the X-RSQL-Cost-USD of its usage row, not written into them
         chat_shaped = req.endpoint not in NATIVE_APIS
+
+        async def settled() -> None:
+            nonlocal answered
+            if answered is not None:
+                run, answered = answered, None
+                await run()
 
         async def events() -> AsyncGenerator[bytes, None]:
             nonlocal kept, room
@@ -363,6 +377,7 @@ class Replies:
                         out = None if shaped is None else sse(shaped)
                     if out is not None:
                         yield out
+                    await settled()
                     if rest is None:
                         break
                     try:
@@ -373,10 +388,12 @@ class Replies:
                     body = json_codec.dumps(collected.completion())
                     cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]  # kept is a list only with a key
             except UpstreamFailure as fail:
+                await settled()
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 await pool.failed(slot, f"stream {fail.kind}", ex.caller.user)
                 yield stream_error("the upstream stream broke off: " + fail.message, req.endpoint)
             except (asyncio.CancelledError, GeneratorExit):
+                await settled()  # before the slot goes to the background's reading on
                 outcome.status, outcome.error = 499, "client_closed"
                 if tokens is None:
                     # the provider goes on generating, and billing: read on for its usage
@@ -385,12 +402,14 @@ class Replies:
                     self._spawn(self._drain(ex, reply, left, chunks), reply.close)
                 raise
             except Exception as exc:  # the connection broke mid-stream (HTTP11Error, OSError)
+                await settled()
                 outcome.status, outcome.error = 502, "stream_broken"
                 await pool.failed(slot, "stream broken", ex.caller.user)
                 yield stream_error(
                     f"the upstream stream broke off ({type(exc).__name__})", req.endpoint
                 )
             finally:
+                await settled()
                 if not handed_off:
                     if reply.close:
                         reply.close()
