@@ -133,12 +133,12 @@ class Forwarder:
                 tr.attempt = span
             for failed in suspects:  # another key served the request: those failures were the keys'
                 await pool.failed(failed, "", counted=False)
-            answered = functools.partial(self._answered, slot, reply.headers, spec.name)
             if req.stream:
                 # counted once the first event is on its way to the client, off the time to the
                 # first token: the key's window stamped a write later, so never counted short
+                answered = functools.partial(self._answered, slot, reply.headers, spec.name)
                 return self.replies.stream_reply(ex, reply, answered)
-            await answered()
+            await self._answered(slot, reply.headers, spec.name)
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures, req)
 

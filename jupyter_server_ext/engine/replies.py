@@ -377,7 +377,8 @@ class Replies:
                         out = None if shaped is None else sse(shaped)
                     if out is not None:
                         yield out
-                    await settled()
+                    if answered is not None:  # the first event is on its way
+                        await settled()
                     if rest is None:
                         break
                     try:
@@ -387,8 +388,7 @@ class Replies:
                 if collected is not None and kept is not None and collected.complete:
                     body = json_codec.dumps(collected.completion())
                     cache.put(key, Cached(body, tuple(kept)))  # type: ignore[arg-type]  # kept is a list only with a key
-            except UpstreamFailure as fail:
-                await settled()
+            except UpstreamFailure as fail:  # read past the first event: settled already
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 await pool.failed(slot, f"stream {fail.kind}", ex.caller.user)
                 yield stream_error("the upstream stream broke off: " + fail.message, req.endpoint)
