@@ -84,7 +84,7 @@ def test_chat_panel_in_chromium(
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             open_notebook(page, notebook_address(url, token, notebook, frontend))
-            panel, box = open_chat_panel(page)
+            panel, box = open_chat_panel(page, root)
             # the usage line comes from GET me (the other frontend's test may have asked
             # before this one, in the same lab)
             left = page.wait_for_function(LEFT, timeout=30_000).json_value()

@@ -70,7 +70,7 @@ def test_copy_code_to_the_clipboard_or_selected(
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             open_notebook(page, notebook_address(url, token, notebook, frontend))
-            _, box = open_chat_panel(page)
+            _, box = open_chat_panel(page, root)
 
             # 1. the clipboard allowed: the code is on it
             page.evaluate("navigator.clipboard.writeText('nothing yet')")

@@ -174,12 +174,42 @@ def open_notebook(page: Any, address: str) -> None:
         page.wait_for_function(f"() => ({KERNEL_READY})() === 'ready'", timeout=60_000)
 
 
-def open_chat_panel(page: Any) -> tuple[Any, Any]:
+# what the first cell shows: its prompt ("[ ]:" not run, "[*]:" running, "[1]:" done), the
+# kernel's status and the text of its outputs
+FIRST_CELL = """() => {
+  const cell = document.querySelector('.jp-Notebook .jp-Cell');
+  const prompt = cell && cell.querySelector('.jp-InputPrompt');
+  const outputs = cell ? [...cell.querySelectorAll('.jp-OutputArea-output')] : [];
+  const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator');
+  return {prompt: prompt ? prompt.textContent.trim() : null,
+          kernel: indicator ? indicator.getAttribute('data-status') : null,
+          outputs: outputs.map(o => o.textContent.slice(0, 600))};
+}"""
+STARTED = f"() => {{ const p = ({FIRST_CELL})().prompt; return !!p && p !== '[ ]:'; }}"
+
+
+def open_chat_panel(page: Any, root: Path) -> tuple[Any, Any]:
     """Run the open notebook's first cell (it ends in ``%ask_chat``) and wait for the chat
-    panel: (the panel, its question box)."""
+    panel: (the panel, its question box). A failure says which step did not happen: the run
+    never started (the prompt still ``[ ]:``), or it ran and showed something else than the
+    panel (its outputs, as the page shows them); with the end of the log of the lab serving
+    `root` (:func:`start_lab`)."""
     page.click(".jp-Notebook .jp-Cell .cm-content")
     page.keyboard.press("Shift+Enter")
-    panel = page.wait_for_selector(".rsql-chat", timeout=60_000)
+    for step, wait, seconds in (
+        ("the cell's run to start", STARTED, 30),
+        ("the chat panel", "() => !!document.querySelector('.rsql-chat')", 60),
+    ):
+        try:
+            page.wait_for_function(wait, timeout=seconds * 1000)
+        except Exception as e:
+            state = page.evaluate(FIRST_CELL)
+            log = (root.parent / "lab.log").read_text(errors="replace").splitlines()[-40:]
+            raise AssertionError(
+                f"waited {seconds} s for {step}; the first cell: {state}; the lab's log ends:\n"
+                + "\n".join(log)
+            ) from e
+    panel = page.wait_for_selector(".rsql-chat", timeout=30_000)
     return panel, panel.wait_for_selector("input[placeholder^='Ask about your data']")
 
 
