@@ -17,6 +17,7 @@ from tests.helpers.window_stamping import (
     ALICE,
     a_full_key_sends_evenly_while_requests_wait,
     a_paced_key_is_not_held_to_the_providers_reset,
+    a_stream_left_after_its_first_event_is_still_counted,
     an_unpaced_key_sends_whole_windows_at_the_providers_reset,
     make_engine,
     provider_headers_say_when_a_slow_answer_was_counted,
@@ -74,6 +75,12 @@ async def test_provider_headers_say_when_a_slow_answer_was_counted(
     await provider_headers_say_when_a_slow_answer_was_counted(
         request, fresh_provider, state_kind, headers
     )
+
+
+async def test_a_stream_left_after_its_first_event_is_still_counted_as_answered(
+    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str
+) -> None:
+    await a_stream_left_after_its_first_event_is_still_counted(request, fresh_provider, state_kind)
 
 
 async def test_redis_admission_picks_the_key_in_the_same_round_trip(

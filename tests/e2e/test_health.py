@@ -279,11 +279,11 @@ def test_draining_is_not_ready_but_still_alive(
     )
     wait_ready(svc)
     fresh_provider.latency = 3.0  # one answer in flight while the service drains
+    u = urllib.parse.urlparse(svc.url)
+    # a probe whose head is read before the drain begins and is answered after it
+    early = socket.create_connection((u.hostname, u.port), timeout=10)
     try:
         ready_conn, live_conn = kept_alive(svc), kept_alive(svc)
-        # a probe whose head is read before the drain begins and is answered after it
-        u = urllib.parse.urlparse(svc.url)
-        early = socket.create_connection((u.hostname, u.port), timeout=10)
         early.sendall(
             f"GET {PREFIX}{HEALTH_READY} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n".encode()
         )
@@ -324,4 +324,5 @@ def test_draining_is_not_ready_but_still_alive(
             assert answer.result(20)[0] == 200  # the answer in flight finished
         assert svc.proc.wait(30) == 0, svc.log()
     finally:
+        early.close()  # closed on the way through too: a second close does nothing
         fresh_provider.latency = 0.0

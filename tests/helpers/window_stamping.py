@@ -239,3 +239,42 @@ async def an_unpaced_key_sends_whole_windows_at_the_providers_reset(
     assert fresh_provider.too_many == 0
     steady = sum(1 for t in answered if 1.5 <= t < 6.0)
     assert steady >= 0.97 * 10 * 4.5, (steady, [round(t, 2) for t in sorted(answered)])
+
+
+async def a_stream_left_after_its_first_event_is_still_counted(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+) -> None:
+    """The attempt's success (its metric, the key's window stamp) is settled once the first event
+    is on its way to the client, off the time to the first token: a client that leaves right
+    after that event, before asking for another, must not make the proxy skip it. The key's
+    window still holds the request (one a second: the next one waits for it to turn)."""
+    one_key(fresh_provider, 1, 1.0)
+    fresh_provider.script(LONG, "short")
+    engine = await make_engine(
+        request, state_kind, fresh_provider, ["1 per 1 second"], max_wait_seconds=10
+    )
+    await engine.start()
+    try:
+        body = {
+            "model": "fake-small",
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        reply = await engine.chat(body, ALICE)
+        assert reply.events is not None
+        assert b"data:" in await reply.events.__anext__()
+        first = time.monotonic()
+        await reply.events.aclose()  # the client left with the first event
+        seen = [
+            line
+            for line in engine.metrics.render().decode().splitlines()
+            if line.startswith("rsql_upstream_attempts_total{")
+        ]
+        assert seen == ['rsql_upstream_attempts_total{result="ok",upstream="a1"} 1.0'], seen
+        [second] = await first_byte_times(engine, 1, first)
+    finally:
+        await engine.close()
+    assert fresh_provider.too_many == 0  # never ahead of the provider's window
+    assert second > 0.9, second  # the window held the request the client left

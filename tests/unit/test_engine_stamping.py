@@ -8,13 +8,10 @@ import pytest
 
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.window_stamping import (
-    ALICE,
-    LONG,
     a_full_key_sends_evenly_while_requests_wait,
     a_paced_key_is_not_held_to_the_providers_reset,
+    a_stream_left_after_its_first_event_is_still_counted,
     an_unpaced_key_sends_whole_windows_at_the_providers_reset,
-    make_engine,
-    one_key,
     provider_headers_say_when_a_slow_answer_was_counted,
     stream_holds_its_slot_from_its_first_byte,
 )
@@ -73,30 +70,6 @@ async def test_an_unpaced_key_sends_whole_windows_at_the_providers_reset(
 
 
 async def test_a_stream_left_after_its_first_event_is_still_counted_as_answered(
-    request: pytest.FixtureRequest, fresh_provider: FakeProvider
+    request: pytest.FixtureRequest, fresh_provider: FakeProvider, state_kind: str
 ) -> None:
-    """The attempt's success (its metric, the key's window stamp) is settled once the first event
-    is on its way to the client, off the time to the first token: a client that leaves right
-    after that event, before asking for another, must not make the proxy skip it."""
-    one_key(fresh_provider, 10, 60.0)
-    fresh_provider.script(LONG)
-    engine = await make_engine(request, "memory", fresh_provider, ["10 per 1 minute"])
-    await engine.start()
-    try:
-        body = {
-            "model": "fake-small",
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        }
-        reply = await engine.chat(body, ALICE)
-        assert reply.events is not None
-        assert b"data:" in await reply.events.__anext__()
-        await reply.events.aclose()  # the client left with the first event
-        seen = [
-            line
-            for line in engine.metrics.render().decode().splitlines()
-            if line.startswith("rsql_upstream_attempts_total{")
-        ]
-        assert seen == ['rsql_upstream_attempts_total{result="ok",upstream="a1"} 1.0'], seen
-    finally:
-        await engine.close()
+    await a_stream_left_after_its_first_event_is_still_counted(request, fresh_provider, state_kind)
