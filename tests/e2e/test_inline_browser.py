@@ -28,6 +28,7 @@ from tests.helpers.browser import (
     chromium,
     notebook_address,
     open_notebook,
+    run_cell,
     running_lab,
     write_notebook,
 )
@@ -144,21 +145,6 @@ def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
             browser.close()
 
 
-def _run(page: Any, index: int, *, wait: bool = True) -> None:
-    """Run cell `index` in place (Ctrl+Enter); with `wait`, until the kernel is idle again."""
-    cell = page.locator(CELLS).nth(index)
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Control+Enter")
-    if not wait:
-        return
-    cell.locator(".jp-InputPrompt", has_text="[").wait_for(timeout=30_000)
-    page.wait_for_function(
-        f"() => !/\\[\\*\\]/.test(document.querySelectorAll({CELLS!r})[{index}]"
-        ".querySelector('.jp-InputPrompt').textContent)",
-        timeout=60_000,
-    )
-
-
 def _type_in(page: Any, index: int, text: str) -> Any:
     """Click into cell `index`'s editor, at its end, and type `text` key by key."""
     cell = page.locator(CELLS).nth(index)
@@ -190,7 +176,7 @@ def test_sales_dot_suggests_a_real_column_tab_accepts_escape_dismisses(
     load = f"{LOAD_SALES}  # in {frontend}"
     write_notebook(lab.root, name, [load, "", ""])
     with _page(tmp_path, lab.address(frontend, name), f"inline-{frontend}") as page:
-        _run(page, 0)
+        run_cell(page, 0)
         cell = _type_in(page, 1, "sales.")
         ghost = cell.locator(GHOST)
         ghost.wait_for(timeout=20_000)
@@ -296,9 +282,9 @@ def test_a_busy_kernel_still_gets_a_suggestion_at_once_with_the_columns_its_last
     completion names its column, and shows long before the sleep ends."""
     write_notebook(lab.root, "busy.ipynb", [LOAD_SALES, "import time\ntime.sleep(12)", ""])
     with _page(tmp_path, lab.address("lab", "busy.ipynb"), "inline-busy") as page:
-        _run(page, 0)
+        run_cell(page, 0)
         model.received.clear()
-        _run(page, 1, wait=False)
+        run_cell(page, 1, wait=False)
         started = time.monotonic()
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='busy']", state="attached", timeout=10_000
@@ -333,9 +319,9 @@ def test_the_first_pause_right_after_running_a_cell_knows_the_frame_it_made(
     )
     write_notebook(lab.root, "first-pause.ipynb", ["import pandas as pd", slow_load, ""])
     with _page(tmp_path, lab.address("lab", "first-pause.ipynb"), "inline-first-pause") as page:
-        _run(page, 0)  # pandas imported: the load below is quick but for its gate
+        run_cell(page, 0)  # pandas imported: the load below is quick but for its gate
         model.received.clear()
-        _run(page, 1, wait=False)
+        run_cell(page, 1, wait=False)
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='busy']", state="attached", timeout=10_000
         )
@@ -369,7 +355,7 @@ def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
                 timeout=20_000,
             )
             assert message in (item.get_attribute("title") or "")
-            _run(page, 0)
+            run_cell(page, 0)
             model.received.clear()
             cell = _type_in(page, 1, "sales.")
             time.sleep(3)  # debounce, context and a model answer would all be in by now
@@ -421,7 +407,7 @@ def test_a_window_that_ends_brings_completions_back_within_seconds(
             assert shown.is_visible(), "the reason is not where the user can see it"
             assert message in (shown.get_attribute("title") or "")
             assert time.monotonic() < ends, "the page took the whole window to load"
-            _run(page, 0)
+            run_cell(page, 0)
             # back within seconds of the window's end (a minute's poll would miss this)
             back = "() => document.querySelector('.rsql-inline-status')"
             if frontend == "lab":

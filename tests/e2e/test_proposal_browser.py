@@ -26,6 +26,7 @@ from tests.helpers.browser import (
     chromium,
     notebook_address,
     open_notebook,
+    run_cell,
     running_lab,
     write_notebook,
 )
@@ -91,17 +92,8 @@ def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
 
 
 def _run(page: Any, index: int, *, wait_for: str = "") -> Any:
-    """Run cell `index` in place (Ctrl+Enter: no new cell) and wait until the kernel is idle."""
-    cell = page.locator(CELLS).nth(index)
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Control+Enter")
-    # the prompt shows the cell's number once it has run
-    cell.locator(".jp-InputPrompt", has_text="[").wait_for(timeout=30_000)
-    page.wait_for_function(
-        f"() => !/\\[\\*\\]/.test(document.querySelectorAll({CELLS!r})[{index}]"
-        ".querySelector('.jp-InputPrompt').textContent)",
-        timeout=60_000,
-    )
+    """Run cell `index` in place (:func:`run_cell`), then wait for `wait_for` in it."""
+    cell = run_cell(page, index)
     if wait_for:
         cell.locator(wait_for).first.wait_for(timeout=60_000)
     return cell

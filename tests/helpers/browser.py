@@ -174,10 +174,11 @@ def open_notebook(page: Any, address: str) -> None:
         page.wait_for_function(f"() => ({KERNEL_READY})() === 'ready'", timeout=60_000)
 
 
-# what the first cell shows: its prompt ("[ ]:" not run, "[*]:" running, "[1]:" done), the
+CELLS = ".jp-Notebook .jp-Cell"
+# what cell `index` shows: its prompt ("[ ]:" never run, "[*]:" running, "[3]:" run third), the
 # kernel's status and the text of its outputs
-FIRST_CELL = """() => {
-  const cell = document.querySelector('.jp-Notebook .jp-Cell');
+CELL_STATE = """(index) => {
+  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
   const prompt = cell && cell.querySelector('.jp-InputPrompt');
   const outputs = cell ? [...cell.querySelectorAll('.jp-OutputArea-output')] : [];
   const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator');
@@ -185,38 +186,65 @@ FIRST_CELL = """() => {
           kernel: indicator ? indicator.getAttribute('data-status') : null,
           outputs: outputs.map(o => o.textContent.slice(0, 600))};
 }"""
-STARTED = f"() => {{ const p = ({FIRST_CELL})().prompt; return !!p && p !== '[ ]:'; }}"
+# the cell's run began since its prompt read `before` (running, or run already)
+STARTED = f"""([index, before]) => {{
+  const p = ({CELL_STATE})(index).prompt;
+  return !!p && p !== before && p !== '[ ]:';
+}}"""
+# the cell's run ended since its prompt read `before`: it shows a new number
+RAN = f"""([index, before]) => {{
+  const p = ({CELL_STATE})(index).prompt;
+  return !!p && p !== before && /^\\[\\d+\\]:$/.test(p);
+}}"""
+
+
+def run_cell(
+    page: Any, index: int, *, key: str = "Control+Enter", wait: bool = True, seconds: float = 60
+) -> Any:
+    """Run cell `index` of the open notebook: its editor clicked, `key` pressed (Control+Enter
+    runs it in place, Shift+Enter moves on). With `wait`, until it has run: its prompt shows a
+    new number, not merely no ``[*]`` (a press that reached no cell leaves that too). A press
+    that started no run in 15 s is pressed once more. A failure says the cell's prompt, the
+    kernel's status and the cell's outputs. The cell's locator."""
+    cell = page.locator(CELLS).nth(index)
+    before = page.evaluate(CELL_STATE, index)["prompt"]
+    cell.locator(".cm-content").click()
+    page.keyboard.press(key)
+    if not wait:
+        return cell
+    try:
+        page.wait_for_function(STARTED, arg=[index, before], timeout=15_000)
+    except Exception:
+        # the page may still move its focus just after it opens (a cell it renders late), and
+        # a key pressed then goes elsewhere: a user would press it again, so once may the test
+        print(f"cell {index}'s run did not start in 15 s; {key} once more")
+        cell.locator(".cm-content").click()
+        page.keyboard.press(key)
+    for step, wait_js, timeout in (("start", STARTED, 30), ("end", RAN, seconds)):
+        try:
+            page.wait_for_function(wait_js, arg=[index, before], timeout=timeout * 1000)
+        except Exception as e:
+            state = page.evaluate(CELL_STATE, index)
+            raise AssertionError(
+                f"cell {index}'s run did not {step} in {timeout} s: {state}"
+            ) from e
+    return cell
 
 
 def open_chat_panel(page: Any, root: Path) -> tuple[Any, Any]:
-    """Run the open notebook's first cell (it ends in ``%ask_chat``) and wait for the chat
-    panel: (the panel, its question box). A failure says which step did not happen: the run
-    never started (the prompt still ``[ ]:``), or it ran and showed something else than the
-    panel (its outputs, as the page shows them); with the end of the log of the lab serving
-    `root` (:func:`start_lab`)."""
-    page.click(".jp-Notebook .jp-Cell .cm-content")
-    page.keyboard.press("Shift+Enter")
+    """Run the open notebook's first cell (it ends in ``%ask_chat``, :func:`run_cell`) and wait
+    for the chat panel: (the panel, its question box). A failure names the step that did not
+    happen (the run's start or end, the panel), with the cell's prompt and outputs and the end
+    of the log of the lab serving `root` (:func:`start_lab`)."""
     try:
-        page.wait_for_function(STARTED, timeout=15_000)
-    except Exception:
-        # the page may still move its focus just after it opens (a cell it renders late), and
-        # an Enter then goes elsewhere: a user would press it again, so once may the test
-        print("the first cell's run did not start in 15 s; Shift+Enter once more")
-        page.click(".jp-Notebook .jp-Cell .cm-content")
-        page.keyboard.press("Shift+Enter")
-    for step, wait, seconds in (
-        ("the cell's run to start", STARTED, 30),
-        ("the chat panel", "() => !!document.querySelector('.rsql-chat')", 60),
-    ):
-        try:
-            page.wait_for_function(wait, timeout=seconds * 1000)
-        except Exception as e:
-            state = page.evaluate(FIRST_CELL)
-            log = (root.parent / "lab.log").read_text(errors="replace").splitlines()[-40:]
-            raise AssertionError(
-                f"waited {seconds} s for {step}; the first cell: {state}; the lab's log ends:\n"
-                + "\n".join(log)
-            ) from e
+        run_cell(page, 0, key="Shift+Enter")
+        page.wait_for_function("() => !!document.querySelector('.rsql-chat')", timeout=30_000)
+    except Exception as e:
+        log = (root.parent / "lab.log").read_text(errors="replace").splitlines()[-40:]
+        raise AssertionError(
+            f"no chat panel: {e}; the first cell: {page.evaluate(CELL_STATE, 0)}; "
+            "the lab's log ends:\n" + "\n".join(log)
+        ) from e
     panel = page.wait_for_selector(".rsql-chat", timeout=30_000)
     return panel, panel.wait_for_selector("input[placeholder^='Ask about your data']")
 
