@@ -19,7 +19,14 @@ import nbformat
 import pytest
 
 from tests.helpers import REPO, require
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, open_notebook, start_lab, stop
+from tests.helpers.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    open_notebook,
+    run_cell,
+    start_lab,
+    stop,
+)
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.payloads import PAYLOADS
 
@@ -139,10 +146,8 @@ def test_hostile_answers_do_nothing_in_jupyterlab(
             try:
                 open_notebook(page, f"{url}lab/tree/hostile.ipynb?token={token}")
                 title = page.title()
-                page.click(".jp-Notebook .jp-Cell .cm-content")
-                for _ in CELLS:  # run each cell and move to the next
-                    page.keyboard.press("Shift+Enter")
-                    time.sleep(0.2)
+                for index in range(len(CELLS)):  # each in turn, to its end
+                    run_cell(page, index)
 
                 md_out = output_of(page, "md")
                 html_out = output_of(page, "html")
