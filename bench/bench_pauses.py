@@ -1,7 +1,8 @@
-"""Garbage collections in rsql-proxy under load: their pauses, their CPU, the slowest answers.
+"""Garbage collections in rsql-proxy and the server extension under load: their pauses, their
+CPU, the slowest answers.
 
     .venv/bin/python bench/bench_pauses.py [--baseline REV] [--rounds 2] [--seconds 20]
-        [--conns 100] [--quick] [--no-write]
+        [--conns 100] [--extension-conns 10] [--quick] [--no-write]
     needs: wrk (scripts/install-system-deps.sh bench)
 
 Why: a collection of Python's oldest generation walks every object the process holds, and the
@@ -11,7 +12,9 @@ under bench/gc_pauses.py, which writes down each collection's pause; wrk sends c
 on `--conns` connections for `--seconds` after a warm-up. A row: the full collections in the
 measured span (how many, the median and the longest pause), the younger ones, every
 collection's share of the process's CPU, and its CPU per request, beside wrk's latencies. With
-``--baseline``, a commit's tree runs the same way, interleaved, in the same run.
+``--baseline``, a commit's tree runs the same way, interleaved, in the same run. Then the server
+extension in a Jupyter server, the same way at `--extension-conns`, with what the server's start
+made frozen (``c.RSQLProxy.freeze_startup_objects``, the default) and not, in turns.
 
 Rewrites the ``bench_pauses`` section of docs/benchmarks.md unless ``--no-write`` or
 ``--quick``.
@@ -38,6 +41,7 @@ from common import (  # noqa: E402
     log,
     machine,
     replace_section,
+    start_extension,
     start_service,
     start_upstream,
     upstream_configs,
@@ -50,6 +54,8 @@ BENCH = Path(__file__).resolve().parent
 DOC = BENCH.parent / "docs" / "benchmarks.md"
 MARK = "<!-- bench_pauses -->"
 THIS = "this checkout"
+# the server extension's runs: what its server's start made frozen (the default) or not
+EXTENSION = {"extension frozen": "frozen (the default)", "extension not frozen": "not frozen"}
 
 
 def collections(path: Path, since: float, until: float) -> list[tuple[int, float]]:
@@ -64,18 +70,23 @@ def collections(path: Path, since: float, until: float) -> list[tuple[int, float
     return found
 
 
-def measure(code: Path | None, conns: int, seconds: float) -> dict[str, Any]:
-    """One run of rsql-proxy (`code`: a tree to run instead of this checkout's)."""
+def measure(
+    code: Path | None, conns: int, seconds: float, freeze: bool | None = None
+) -> dict[str, Any]:
+    """One run of rsql-proxy (`code`: a tree to run instead of this checkout's), or with
+    `freeze` True or False, of the server extension in a Jupyter server with
+    ``freeze_startup_objects`` so."""
     with workdir("pauses") as work, Procs(work) as procs:
         up = start_upstream(procs, latency=0.05)
         pauses = work / "pauses.txt"
         cfg = {"upstreams": upstream_configs(up), "default_model": "fake-small"}
-        url, auth = start_service(
-            procs,
-            cfg,
-            wrap=[PY, str(BENCH / "gc_pauses.py"), str(pauses)],
-            env={"PYTHONPATH": str(code)} if code is not None else None,
-        )
+        wrap = [PY, str(BENCH / "gc_pauses.py"), str(pauses)]
+        if freeze is None:
+            env = {"PYTHONPATH": str(code)} if code is not None else None
+            url, auth = start_service(procs, cfg, wrap=wrap, env=env)
+        else:
+            cfg["freeze_startup_objects"] = freeze
+            url, auth = start_extension(procs, cfg, wrap=wrap)
         pid = procs.items[-1][1].pid
         wrk(url, conns=10, seconds=2, auth=auth)  # warm: connections, caches, the usage table
         since, cpu = time.time(), cpu_seconds(pid)
@@ -152,9 +163,10 @@ def section(runs: dict[str, list[dict[str, Any]]], a: argparse.Namespace, rev: s
         "| p99.9 | max |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, rs in runs.items():
+    service = {k: v for k, v in runs.items() if k not in EXTENSION}
+    for key, rs in service.items():
         lines += [row(names[key], i + 1, r) for i, r in enumerate(rs)]
-    lines += ["", *summary(runs, names)]
+    lines += ["", *summary(service, names)]
     lines += [
         "",
         "Once it listens, rsql-proxy freezes what its start made (`gc.freeze()` in "
@@ -162,10 +174,28 @@ def section(runs: dict[str, list[dict[str, Any]]], a: argparse.Namespace, rev: s
         "that live as long as the process, so a full collection walks only what requests made "
         "since. It also collects its youngest generation after 10,000 new objects instead of "
         "Python's 700: the requests in flight hold thousands of young objects (coroutines, "
-        "futures, handlers), which each young collection walked again. The server extension, "
-        "which lives in the Jupyter server's process, leaves that server's collector as it is.",
-        MARK,
+        "futures, handlers), which each young collection walked again.",
     ]
+    ext = {k: v for k, v in runs.items() if k in EXTENSION}
+    if any(ext.values()):
+        lines += [
+            "",
+            f"The server extension in a Jupyter server (no other extension), the same way at "
+            f"{a.extension_conns} connections, the rounds' order turning: what the server's "
+            "start made frozen once its loop runs (`c.RSQLProxy.freeze_startup_objects`, the "
+            "default) and not. The extension leaves the server's thresholds as they are: the "
+            "collector is the server's own, and a full collection holds the whole server still, "
+            "its pages and its kernels' messages too.",
+            "",
+            "| server extension | round | full collections | median pause ms | longest ms | "
+            "younger collections | all collections' share of the CPU | CPU µs/req | req/s "
+            "| p50 | p99 | p99.9 | max |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for key, rs in ext.items():
+            lines += [row(EXTENSION[key], i + 1, r) for i, r in enumerate(rs)]
+        lines += ["", *summary(ext, EXTENSION)]
+    lines.append(MARK)
     return lines
 
 
@@ -175,6 +205,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--conns", type=int, default=100)
+    ap.add_argument(
+        "--extension-conns", type=int, default=10, help="the server extension's connections"
+    )
     ap.add_argument("--quick", action="store_true", help="one round of 6 s; writes nothing")
     ap.add_argument("--no-write", action="store_true", help="print the section, write nothing")
     a = ap.parse_args()
@@ -188,6 +221,12 @@ def main() -> None:
             for key in list(trees) if n % 2 == 0 else reversed(list(trees)):
                 runs[key].append(measure(trees[key], a.conns, a.seconds))
                 log(f"  {key}: {runs[key][-1]}")
+    runs.update({key: [] for key in EXTENSION})
+    for n in range(a.rounds):
+        for key in list(EXTENSION) if n % 2 == 0 else reversed(list(EXTENSION)):
+            freeze = key == "extension frozen"
+            runs[key].append(measure(None, a.extension_conns, a.seconds, freeze=freeze))
+            log(f"  {key}: {runs[key][-1]}")
     lines = section(runs, a, rev)
     print("\n".join(lines))
     if not (a.quick or a.no_write):

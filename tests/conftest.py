@@ -241,9 +241,10 @@ def jupyter_app_factory(
             server_app["identity_provider_class"] = TokenUsers
             monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(USERS))
         try:
-            app = jp_configurable_serverapp(
-                config={"ServerApp": server_app, "RSQLProxy": dict(proxy_config)}
-            )
+            # the server is this test process: freezing its objects would keep every earlier
+            # test's leftovers from the collector (a test that asks for it says True)
+            proxy = {"freeze_startup_objects": False, **proxy_config}
+            app = jp_configurable_serverapp(config={"ServerApp": server_app, "RSQLProxy": proxy})
         except SystemExit as exc:  # what makes `jupyter server` exit, e.g. a bad configuration
             # the extension (a traitlets app) logs to stderr, as the real server does
             raise RuntimeError(

@@ -302,6 +302,17 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
         tools a key for the proxy alone.""",
     ).tag(config=True)
 
+    freeze_startup_objects = Bool(
+        True,
+        help="""In a Jupyter server (the server extension): once the server runs, hand what its
+        start made (modules, classes, every extension's settings: hundreds of thousands of
+        objects that live as long as the server) to Python's collector as permanent (gc.freeze).
+        Otherwise each full collection walks all of them again, and the whole server (its
+        pages, its kernels' messages, this proxy) stands still for 100 ms or more each time;
+        completions at every pause in the editor make such collections come every few seconds.
+        rsql-proxy does this always. False leaves the server's collector as Python set it.""",
+    ).tag(config=True)
+
     # -- the Responses API's stored responses -----------------------------------------------------
     responses_ttl_seconds = Float(
         ENGINE.responses_ttl_seconds,

@@ -205,3 +205,16 @@ def test_no_key_text_in_responses_or_logs(
     assert "a1" in server.log() and "rejected" in server.log()  # the key is named by alias
     assert not KEY_TEXT.search(everything), KEY_TEXT.search(everything)
     assert bad not in everything
+
+
+def test_the_servers_start_is_frozen_for_the_collector(jupyter_proxy: JupyterServer) -> None:
+    """By default (c.RSQLProxy.freeze_startup_objects) what a `jupyter server` process's start
+    made is frozen once it runs, before it answers anything, and its log says how much: a full
+    collection then walks only what came since (tests/unit/test_extension_gc.py)."""
+    status, _, _ = jupyter_proxy.request("GET", "status")
+    assert status == 200
+    found = re.search(
+        r"rsql proxy: (\d+) objects of the server's start frozen", jupyter_proxy.log()
+    )
+    assert found is not None, jupyter_proxy.log()[-3000:]
+    assert int(found.group(1)) > 20_000
