@@ -282,4 +282,4 @@ class RSQLProxyExtension(ExtensionApp):
         if ctx is not None:
             if ctx.mcp is not None:
                 await ctx.mcp.close()
-            await ctx.engine.close()
+            await ctx.close()

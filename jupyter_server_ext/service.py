@@ -354,7 +354,7 @@ class RSQLProxyService(Application):
         log.info("rsql-proxy stopping: finishing the usage log")
         if ctx.mcp is not None:
             await ctx.mcp.close()
-        await engine.close()
+        await ctx.close()
         log.info("rsql-proxy stopped")
 
     def serve_worker(self, index: int) -> int:

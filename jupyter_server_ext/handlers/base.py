@@ -119,6 +119,13 @@ class ProxyContext:
         await self.started
         return self.engine
 
+    async def close(self) -> None:
+        """Close the engine, after its start if that is still under way: a start that went on
+        after the close would leave its background tasks on a loop about to close."""
+        if self.started is not None:
+            await asyncio.wait({self.started})  # its failure is the start's to report
+        await self.engine.close()
+
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
