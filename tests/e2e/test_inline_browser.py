@@ -25,6 +25,7 @@ import pytest
 
 from tests.helpers import REPO, http, require
 from tests.helpers.browser import (
+    CELLS,
     chromium,
     notebook_address,
     open_notebook,
@@ -37,7 +38,6 @@ from tests.helpers.fake_provider import FakeProvider
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = REPO / "test-artifacts"
-CELLS = ".jp-Notebook .jp-Cell"
 GHOST = ".jp-GhostText"
 STATUS = ".rsql-inline-status"
 LOAD_SALES = "import pandas as pd\nsales = pd.read_csv('sales.csv')"

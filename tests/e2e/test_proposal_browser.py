@@ -23,6 +23,7 @@ import pytest
 
 from tests.helpers import REPO, require
 from tests.helpers.browser import (
+    CELLS,
     chromium,
     notebook_address,
     open_notebook,
@@ -37,7 +38,6 @@ pytestmark = pytest.mark.slow
 
 ARTIFACTS = REPO / "test-artifacts"
 EXTENSION = "@rsql-assistant/jupyterlab"
-CELLS = ".jp-Notebook .jp-Cell"
 
 # cells that make proposals straight through the public tools: one shown in the cell's output,
 # one inside an ipywidgets Output (as the chat panel embeds ProposalView.widget)
