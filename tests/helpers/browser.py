@@ -177,15 +177,15 @@ def open_notebook(page: Any, address: str) -> None:
 CELLS = ".jp-Notebook .jp-Cell"
 # what cell `index` shows: its prompt ("[ ]:" never run, "[*]:" running, "[3]:" run third), the
 # kernel's status and the text of its outputs
-CELL_STATE = """(index) => {
-  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
+CELL_STATE = f"""(index) => {{
+  const cell = document.querySelectorAll({CELLS!r})[index];
   const prompt = cell && cell.querySelector('.jp-InputPrompt');
   const outputs = cell ? [...cell.querySelectorAll('.jp-OutputArea-output')] : [];
   const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator');
-  return {prompt: prompt ? prompt.textContent.trim() : null,
+  return {{prompt: prompt ? prompt.textContent.trim() : null,
           kernel: indicator ? indicator.getAttribute('data-status') : null,
-          outputs: outputs.map(o => o.textContent.slice(0, 600))};
-}"""
+          outputs: outputs.map(o => o.textContent.slice(0, 600))}};
+}}"""
 # the cell's run began since its prompt read `before` (running, or run already)
 STARTED = f"""([index, before]) => {{
   const p = ({CELL_STATE})(index).prompt;
