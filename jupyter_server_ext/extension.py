@@ -280,6 +280,4 @@ class RSQLProxyExtension(ExtensionApp):
     async def stop_extension(self) -> None:
         ctx: ProxyContext | None = self.settings.get("rsql")
         if ctx is not None:
-            if ctx.mcp is not None:
-                await ctx.mcp.close()
             await ctx.close()

@@ -352,8 +352,6 @@ class RSQLProxyService(Application):
         await stop.wait()
         await drain(server, app, ctx, proxy.shutdown_grace_seconds, now)
         log.info("rsql-proxy stopping: finishing the usage log")
-        if ctx.mcp is not None:
-            await ctx.mcp.close()
         await ctx.close()
         log.info("rsql-proxy stopped")
 

@@ -120,8 +120,11 @@ class ProxyContext:
         return self.engine
 
     async def close(self) -> None:
-        """Close the engine, after its start if that is still under way: a start that went on
-        after the close would leave its background tasks on a loop about to close."""
+        """A host's stop: the MCP endpoint, then the engine, after its start if that is still
+        under way (a start that went on after the close would leave its background tasks on a
+        loop about to close)."""
+        if self.mcp is not None:
+            await self.mcp.close()
         if self.started is not None:
             await asyncio.wait({self.started})  # its failure is the start's to report
         await self.engine.close()
