@@ -129,8 +129,8 @@ def section(res: dict[str, Any]) -> list[str]:
         "each connection an `asyncio.Protocol` parsed by httptools (llhttp, in C; uvicorn's "
         "parser), in place of tornado's `HTTP1Connection` on an `IOStream` (Python: buffering, "
         "the start line and headers parsed line by line, a timer and a task for each request's "
-        "headers). A measuring host, not the product's: it leaves out TLS, X-Forwarded-For, "
-        "idle and body timeouts and `Expect: 100-continue`.",
+        "headers). A measuring host, not the product's: it leaves out TLS, idle and body "
+        "timeouts and `Expect: 100-continue`.",
         "",
         f"Instructions a request (callgrind; {res['requests']} sequential chat completions to "
         f"an upstream answering at once, after a warm-up; median of {res['rounds']} counts "

@@ -139,7 +139,8 @@ async def main() -> None:
         "keys": itertools.cycle(args.key),
     }
     app = web.Application([(r"/v1/(.*)", Forward, settings)], log_function=lambda h: None)
-    httpserver.HTTPServer(app, xheaders=True).listen(args.port, "127.0.0.1")
+    # the same HTTP server settings as rsql-proxy (no xheaders: jupyter_server_ext/service.py)
+    httpserver.HTTPServer(app).listen(args.port, "127.0.0.1")
     await asyncio.Event().wait()
 
 

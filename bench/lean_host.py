@@ -16,8 +16,8 @@ A measuring host, not the product's: HTTP/1.1 with keep-alive, Content-Length an
 bodies both ways, requests on a connection served one after another (pipelined ones wait
 their turn), flow control on writes, the close callback tornado's handlers rely on (a client
 that leaves cancels its request). Left out: TLS, HTTP/1.0 keep-alive, ``Expect: 100-continue``,
-X-Forwarded-For (tornado's ``xheaders``), idle and body timeouts, the body size cap (the
-proxy's handlers hold bodies to their own limit): what a product host would have to add.
+idle and body timeouts, the body size cap (the proxy's handlers hold bodies to their own
+limit): what a product host would have to add.
 """
 
 from __future__ import annotations

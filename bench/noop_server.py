@@ -30,7 +30,7 @@ async def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args()
     app = web.Application([(r"/(.*)", NoOp)], log_function=lambda h: None)
-    httpserver.HTTPServer(app, xheaders=True).listen(args.port, "127.0.0.1")
+    httpserver.HTTPServer(app).listen(args.port, "127.0.0.1")  # as rsql-proxy: no xheaders
     await asyncio.Event().wait()
 
 
