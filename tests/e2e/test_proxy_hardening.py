@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -485,6 +486,32 @@ def test_body_caps_on_the_service(service: ProxyService, fresh_provider: FakePro
     assert fresh_provider.received == []
     # the service is unharmed
     assert service.request("POST", "v1/chat/completions", ASK, token="svc-alice")[0] == 200
+
+
+def test_a_client_cannot_put_another_address_in_the_services_log(service: ProxyService) -> None:
+    """Forwarded headers a client sets are not believed: the service's log names the address of
+    the connection a malformed request came on, never one the client wrote in X-Real-Ip or
+    X-Forwarded-For (an admin reading the log would look for the wrong machine)."""
+    u = urllib.parse.urlparse(service.url)
+    seen = len(service.log())
+    with socket.create_connection((u.hostname, u.port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {u.path}v1/chat/completions HTTP/1.1\r\nHost: {u.netloc}\r\n"
+            "Authorization: Bearer svc-alice\r\nContent-Type: application/json\r\n"
+            "X-Real-Ip: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.9\r\n"
+            "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n".encode()
+        )
+        answer = b""
+        while got := sock.recv(65536):
+            answer += got
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    deadline = time.monotonic() + 10
+    while "Malformed HTTP message" not in service.log()[seen:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logged = service.log()[seen:]
+    lines = [line for line in logged.splitlines() if "Malformed HTTP message" in line]
+    assert lines and all("from 127.0.0.1:" in line for line in lines), logged
+    assert "203.0.113.7" not in logged and "198.51.100.9" not in logged
 
 
 @pytest.mark.parametrize(
