@@ -216,34 +216,35 @@ def cores_note(fw: dict[str, Any], conns: int = 100, goal: float = 0.85) -> list
     process runs on one) answers as fast as its CPU a request allows, so its req/s, and its
     ratio to a server that waits on the upstream instead, move with the machine's speed; and
     the CPU a request that would meet `goal` (#58's req/s ratio)."""
-    used: dict[str, float] = {}
-    for t in (SVC, FWD):
-        rs = [r for r in fw.get("runs", []) if r["target"] == t and r["conns"] == conns]
-        cpu = [r["cpu_us_per_req"] * r["rps"] / 1e6 for r in rs if "cpu_us_per_req" in r]
-        if cpu:
-            used[t] = _med(cpu)
-    if len(used) < 2 or used[SVC] < 0.9:
+    runs = {
+        t: [r for r in fw.get("runs", []) if r["target"] == t and r["conns"] == conns]
+        for t in (SVC, FWD)
+    }
+    cpu = {t: [r for r in rs if "cpu_us_per_req" in r] for t, rs in runs.items()}
+    if not cpu[SVC] or not cpu[FWD]:
         return []
-    runs = [r for r in fw["runs"] if r["conns"] == conns]
-    svc_cpu = _med([r["cpu_us_per_req"] for r in runs if r["target"] == SVC])
-    fwd_rps = _med([r["rps"] for r in runs if r["target"] == FWD])
-    bound = used[SVC] * 1e6 / svc_cpu
+    # the share of a core each kept busy: its CPU a request times its requests a second
+    used = {t: _med([r["cpu_us_per_req"] * r["rps"] / 1e6 for r in rs]) for t, rs in cpu.items()}
+    if used[SVC] < 0.9:
+        return []
+    svc_cpu = _med([r["cpu_us_per_req"] for r in cpu[SVC]])
+    fwd_rps = _med([r["rps"] for r in runs[FWD]])
     # the same share of a core at the CPU a request that gives `goal` x the forwarder's req/s
     needed = used[SVC] * 1e6 / (goal * fwd_rps)
     fwd_bound = used[FWD] >= 0.9
+    forwarder = (
+        "and so, on this machine, does the forwarder"
+        if fwd_bound
+        else "the forwarder as fast as the 50 ms answers come back"
+    )
+    unbound = "" if fwd_bound else ", which its CPU does not bound"
     return [
         f"At {conns} connections rsql-proxy kept {used[SVC]:.2f} of a core busy and the "
         f"forwarder {used[FWD]:.2f}: rsql-proxy answers as fast as its CPU a request allows "
-        "(a process runs on one core), "
-        + (
-            "and so, on this machine, does the forwarder. "
-            if fwd_bound
-            else "the forwarder as fast as the 50 ms answers come back. "
-        )
-        + f"So rsql-proxy's req/s is what {used[SVC]:.2f} of a core gives at {svc_cpu:,.0f} µs a "
-        f"request ({bound:,.0f}/s), against the forwarder's {fwd_rps:,.0f}/s"
-        + ("" if fwd_bound else ", which its CPU does not bound")
-        + f"; {goal:.2f}x the forwarder's would take {needed:,.0f} µs a request "
+        f"(a process runs on one core), {forwarder}. So rsql-proxy's req/s is what "
+        f"{used[SVC]:.2f} of a core gives at {svc_cpu:,.0f} µs a request "
+        f"({used[SVC] * 1e6 / svc_cpu:,.0f}/s), against the forwarder's {fwd_rps:,.0f}/s{unbound}; "
+        f"{goal:.2f}x the forwarder's would take {needed:,.0f} µs a request "
         f"({needed / svc_cpu - 1:+.0%}). That ratio moves with the machine's speed: a slower "
         "spell of the shared cores costs rsql-proxy req/s before the forwarder's (compare the "
         "no-op rows' CPU between runs).",

@@ -299,11 +299,11 @@ class RSQLProxyService(Application):
         app.health_paths = frozenset((prefix + HEALTH_LIVE, prefix + HEALTH_READY))
         # every route but a 404 is ours and streams its body against max_body_bytes itself; this
         # bounds what tornado buffers for the rest (it answers a bare 400 past it). No xheaders:
-        # nothing here reads the client's address or scheme as a proxy in front reports them
-        # (JupyterHub's login reads its headers itself), a client that reaches the service
-        # directly could set them, and tornado checked X-Real-Ip with getaddrinfo on every
-        # request (about 1.5% of a request's CPU, py-spy); a user's Jupyter server trusts no
-        # such headers either (its trust_xheaders is off by default)
+        # nothing here decides on the client's address or scheme (log lines name the address;
+        # JupyterHub's login reads the forwarded scheme itself), a client could write any
+        # address there, and tornado checked X-Real-Ip with getaddrinfo on every request (about
+        # 1.5% of a request's CPU, py-spy); a user's Jupyter server trusts no such headers either
+        # (its trust_xheaders is off by default). docs/security.md has the row.
         server = httpserver.HTTPServer(app, max_body_size=proxy.max_body_bytes)
         if sockets is None:
             server.listen(self.port, self.ip)
