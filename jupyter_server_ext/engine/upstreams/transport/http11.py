@@ -7,12 +7,17 @@ HTTP/1.1 client"). The proxy needs little of either: POST and GET with a JSON bo
 keep-alive, TLS, Content-Length or chunked answers, read whole or streamed, and precise
 timeouts. Everything else (redirects, cookies, proxies, compression: we send
 ``Accept-Encoding: identity``) is deliberately left out.
+
+The upstream is hostile input, so an answer's framing is read as h11 reads it (the differential
+test, tests/unit/test_http11_differential.py, holds the two side by side): where two parsers
+disagree on where an answer ends or what a header is, a second answer or a header can hide.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import ssl
 import sys
 import urllib.parse
@@ -23,6 +28,21 @@ from ...errors import HTTP11Error
 
 _MAX_HEADER = 64 * 1024
 _HIGH_WATER = 256 * 1024  # bytes in and unread that pause the socket
+# the blank line that ends a head or trailers: a bare LF ends a line there (RFC 9112 2.2 lets a
+# recipient take it so; h11 does), never in the chunks' framing
+_HEAD_END = re.compile(rb"\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")  # trailers that are only their blank line
+# each allows what h11 allows: a line ends in CRLF or LF (a CR elsewhere is a bare CR), a value
+# or reason has no NUL, CR, LF, VT or FF, a name is a token (no whitespace before its colon), a
+# status has three digits, a chunk size is bare hex (no sign, 0x, _ or leading space, which int()
+# takes) with an extension after a ';' (ignored)
+_STATUS = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: [^\x00\r\n\x0b\x0c]*)?\r?")
+_FIELDS = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[^\x00\r\n\x0b\x0c]*\r?\n)*")
+_FOLD = re.compile(rb"\r?\n[ \t]+")  # obs-fold: a line that goes on the one before it
+# a chunk's size line up to its CRLF, the first in the buffer ('.' never passes an LF)
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*\r\n")
+# the framing headers: each repeat counts (joined as RFC 9110 5.3 joins them), not only the last
+_JOINED = frozenset(("content-length", "transfer-encoding", "connection"))
 _T = TypeVar("_T")
 
 if sys.version_info >= (3, 11):
@@ -111,6 +131,62 @@ else:  # Python 3.10 has no asyncio.timeout, nor Task.uncancel
             pass
 
 
+def _fields(text: bytes) -> dict[str, str]:
+    """The header lines in `text` (each ending in CRLF or LF), names lower-cased. A line HTTP/1.1
+    does not allow is an error, not skipped: a reader that skips or trims it differently from the
+    next one on the path is how a header is smuggled."""
+    if _FIELDS.fullmatch(text) is None:
+        # obs-fold, rare enough to look for only here: one line, joined with a space (RFC 9112
+        # 5.2), unless there is no line before it to continue
+        if text[:1] in (b" ", b"\t") or _FIELDS.fullmatch(text := _FOLD.sub(b" ", text)) is None:
+            raise HTTP11Error("malformed header line")
+    hdrs: dict[str, str] = {}
+    for line in text.split(b"\n"):
+        name, sep, value = line.partition(b":")
+        if sep:  # not the empty string after the last LF
+            key = name.lower().decode("latin-1")
+            # strip: OWS and the CR of a CRLF (the pattern lets no other whitespace in)
+            val = value.strip().decode("latin-1")
+            if hdrs.setdefault(key, val) is not val:  # said before (two Set-Cookie are common)
+                hdrs[key] = hdrs[key] + ", " + val if key in _JOINED else val
+    length = hdrs.get("content-length")
+    if length is not None:
+        if "," in length:  # repeated: one value said again is one length; two are two framings
+            lengths = {v.strip(" \t") for v in length.split(",")}
+            if len(lengths) != 1:
+                raise HTTP11Error("conflicting Content-Length values")
+            hdrs["content-length"] = length = lengths.pop()
+        # isdigit alone takes '²' (latin-1 has it), int() takes '+5' and '1_0'
+        if not (length.isascii() and length.isdigit() and len(length) <= 20):
+            raise HTTP11Error("malformed Content-Length")
+    te = hdrs.get("transfer-encoding")
+    if te is not None and te.lower() != "chunked":  # none we can decode, or chunked not alone
+        raise HTTP11Error("unsupported Transfer-Encoding (chunked alone is read)")
+    return hdrs
+
+
+def _head(raw: bytes) -> tuple[bytes, int, dict[str, str]]:
+    """(HTTP version, status, headers) of a head whose lines each end in CRLF or LF."""
+    line, _, fields = raw.partition(b"\n")
+    status = _STATUS.fullmatch(line)
+    if status is None or status[2] < b"100":
+        raise HTTP11Error("malformed status line")
+    version, hdrs = status[1], _fields(fields)
+    if "transfer-encoding" in hdrs:
+        # two framings at once: RFC 9112 6.3 says chunked wins but that it ought to be an error
+        # (h11 lets chunked win); in HTTP/1.0 chunked MUST be taken as faulty framing (6.1)
+        if "content-length" in hdrs:
+            raise HTTP11Error("both Transfer-Encoding and Content-Length")
+        if version < b"1.1":
+            raise HTTP11Error("Transfer-Encoding in an HTTP/1.0 answer")
+    return version, int(status[2]), hdrs
+
+
+def _tokens(value: str) -> list[str]:
+    """The lower-cased items of a comma-separated header value (``Connection``)."""
+    return [item.strip(" \t") for item in value.lower().split(",")]
+
+
 class _Conn(asyncio.BufferedProtocol):
     """One keep-alive connection, an ``asyncio.BufferedProtocol``: the bytes that came and are
     not read yet, which the answer of the moment parses where they lie.
@@ -179,16 +255,32 @@ class _Conn(asyncio.BufferedProtocol):
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         await waiter
 
-    async def head(self) -> bytes:
-        """The answer's status line and headers, up to the blank line (taken from ``buf``)."""
-        while (at := self.buf.find(b"\r\n\r\n")) < 0:
-            if len(self.buf) > _MAX_HEADER:
+    async def head(self) -> tuple[bytes, int, dict[str, str]]:
+        """The answer's HTTP version, status and headers (taken from ``buf``), past any 1xx
+        interim answer (100 Continue, 103 Early Hints) before it."""
+        interim = False
+        while True:
+            while (end := _HEAD_END.search(self.buf)) is None:
+                if len(self.buf) > _MAX_HEADER:
+                    raise HTTP11Error("response headers too large")
+                if self.buf[:1] and self.buf[0] < 0x21:  # no status line starts so: no wait
+                    raise HTTP11Error("malformed status line")
+                if self.eof:
+                    if self.buf or interim:  # the server had the request: not to send again
+                        raise HTTP11Error("connection closed inside the answer's head")
+                    # closed before an answer: the caller may send it once more
+                    raise ConnectionResetError("closed before the answer's head")
+                await self.more()
+            at = end.start() + 1  # the last line's LF
+            if at > _MAX_HEADER:  # whole or in pieces, a head has one cap
                 raise HTTP11Error("response headers too large")
-            if self.eof:  # closed before an answer: the caller may send it once more
-                raise ConnectionResetError("closed before the answer's head")
-            await self.more()
-        head, self.buf = self.buf[:at], self.buf[at + 4 :]
-        return head
+            head, self.buf = self.buf[:at], self.buf[end.end() :]
+            version, status, hdrs = _head(head)
+            if status >= 200:
+                return version, status, hdrs
+            if status == 101:  # we never ask to switch
+                raise HTTP11Error("101 Switching Protocols to a request that asked for none")
+            interim = True
 
     def usable(self) -> bool:
         t = self.transport
@@ -203,21 +295,28 @@ class Response:
     """Status and headers are read; the body is read with ``read`` or ``iter_chunks``."""
 
     def __init__(
-        self, client: HTTP11Client, conn: _Conn, status: int, headers: dict[str, str]
+        self,
+        client: HTTP11Client,
+        conn: _Conn,
+        version: bytes,
+        status: int,
+        headers: dict[str, str],
     ) -> None:
         self._client = client
         self._conn: _Conn | None = conn
         self.status = status
         self.headers = headers  # lower-cased names
-        te = headers.get("transfer-encoding", "").lower()
-        self._chunked = "chunked" in te
+        # the head was checked (_head): Transfer-Encoding is "chunked" alone, without a
+        # Content-Length, and a Content-Length is digits
+        self._chunked = "transfer-encoding" in headers
         length = headers.get("content-length")
-        self._length = int(length) if length is not None and not self._chunked else None
-        self._keep = headers.get("connection", "").lower() != "close" and (
-            self._chunked or self._length is not None
+        self._length = 0 if status in (204, 304) else int(length) if length is not None else None
+        connection = headers.get("connection")
+        self._keep = (
+            (self._chunked or self._length is not None)
+            and version >= b"1.1"  # HTTP/1.0 keep-alive is a hint we do not take (as h11)
+            and (connection is None or "close" not in _tokens(connection))
         )
-        if status in (204, 304) or 100 <= status < 200:
-            self._length = 0
 
     async def read(self, timeout: float | None = None) -> bytes:
         """The whole body, within `timeout` in all (one timer, not one per piece)."""
@@ -266,22 +365,22 @@ class Response:
                             data, conn.buf, left = buf, b"", left - len(buf)
                             yield data
                             continue
-                    elif (at := buf.find(b"\r\n")) >= 0:
-                        size = int(buf[:at].split(b";", 1)[0].strip() or b"0", 16)
-                        if size < 0:
-                            raise ValueError("a negative chunk size")
-                        if size:
-                            conn.buf, left = buf[at + 2 :], size
+                    elif size_line := _CHUNK_SIZE.match(buf):
+                        if size := int(size_line[1], 16):
+                            conn.buf, left = buf[size_line.end() :], size
                             continue
-                        rest = buf[at + 2 :]  # the last chunk; trailers end with an empty line
-                        if rest.startswith(b"\r\n"):
-                            conn.buf = rest[2:]
+                        rest = buf[size_line.end() :]  # the last chunk; trailers, an empty line
+                        if end := _LINE_END.match(rest):
+                            conn.buf = rest[end.end() :]
                             break
-                        if (end := rest.find(b"\r\n\r\n")) >= 0:
-                            conn.buf = rest[end + 4 :]
+                        if end := _HEAD_END.search(rest):
+                            _fields(rest[: end.start() + 1])  # checked, not kept
+                            conn.buf = rest[end.end() :]
                             break
                         if len(rest) > _MAX_HEADER:
                             raise HTTP11Error("malformed chunked body (trailers too large)")
+                    elif b"\r\n" in buf:  # a whole size line that is not one
+                        raise HTTP11Error("malformed chunked body (a chunk size)")
                     elif len(buf) > _MAX_HEADER:
                         raise HTTP11Error("malformed chunked body (no chunk size line)")
                     if conn.eof:
@@ -296,9 +395,6 @@ class Response:
                         break
                     else:
                         await each.within(conn.more(), timeout)
-        except ValueError as exc:  # a chunk size that is no hex number
-            self.close()
-            raise HTTP11Error(f"malformed or cut-off body ({type(exc).__name__})") from None
         except BaseException:
             self.close()
             raise
@@ -406,7 +502,7 @@ class HTTP11Client:
             try:
                 assert conn.transport is not None  # connected
                 conn.transport.write(raw)
-                head_raw = await within(conn.head(), timeout)
+                version, status, hdrs = await within(conn.head(), timeout)
             except ConnectionError as exc:
                 conn.close()
                 # a kept-alive connection the server had already closed: the request never
@@ -417,21 +513,7 @@ class HTTP11Client:
             except BaseException:
                 conn.close()
                 raise
-            status_line, _, head_raw = head_raw.partition(b"\r\n")
-            try:
-                parts = status_line.split(None, 2)
-                status = int(parts[1])
-            except (IndexError, ValueError):
-                conn.close()
-                raise HTTP11Error("malformed status line") from None
-            hdrs: dict[str, str] = {}
-            for line in head_raw.split(b"\r\n"):
-                if not line:
-                    continue
-                name, sep, value = line.partition(b":")
-                if sep:
-                    hdrs[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
-            return Response(self, conn, status, hdrs)
+            return Response(self, conn, version, status, hdrs)
         raise HTTP11Error("connection failed")  # not reached: the loop returns or raises
 
     async def close(self) -> None:
