@@ -8,7 +8,10 @@ on a SQLAlchemy connection. A :class:`DB` is one connection of an engine, with b
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,8 @@ __all__ = [
     "database_file",
     "file_identity",
     "file_of_url",
+    "for_a_thread",
+    "interrupt_thread_dbs",
     "run_cursor",
 ]
 
@@ -289,3 +294,28 @@ class DriverDB(DB):
     def __init__(self, conn: Any, label: str | None = None) -> None:
         self.raw = conn
         self.label = self.default_label if label is None else label
+
+
+# the connections for_thread opened (a DuckDB cursor, a SQLite file opened again), while in use
+_THREAD_DBS: weakref.WeakSet[DriverDB] = weakref.WeakSet()
+_THREAD_DBS_LOCK = threading.Lock()
+
+
+def for_a_thread(db: DriverDB) -> DriverDB:
+    """`db`, a connection :meth:`DB.for_thread` opened whose driver has ``interrupt()``,
+    callable from any thread (DuckDB's, sqlite3's): noted so that
+    :func:`interrupt_thread_dbs` reaches it."""
+    with _THREAD_DBS_LOCK:
+        _THREAD_DBS.add(db)
+    return db
+
+
+def interrupt_thread_dbs() -> None:
+    """Interrupt the query each connection :meth:`DB.for_thread` opened is running now: the
+    value index stops its background readers so at interpreter exit
+    (``rsql_sql.schema.value_index``). One not running a query is left as it is."""
+    with _THREAD_DBS_LOCK:
+        dbs = list(_THREAD_DBS)
+    for db in dbs:
+        with contextlib.suppress(Exception):  # closed meanwhile
+            db.raw.interrupt()

@@ -28,6 +28,7 @@ from .base import (
     deadline_after,
     file_identity,
     file_of_url,
+    for_a_thread,
     run_cursor,
 )
 from .functions import database_function_names, table_function_allowed, width_problem
@@ -216,7 +217,7 @@ class DuckDB(DriverDB):
     def for_thread(self) -> DB | None:
         # a cursor is a connection of its own to the same database: safe beside this one
         try:
-            return DuckDB(self.raw.cursor(), label=self.label)
+            return for_a_thread(DuckDB(self.raw.cursor(), label=self.label))
         except Exception:  # a closed connection
             return None
 

@@ -34,6 +34,7 @@ from .base import (
     deadline_after,
     file_identity,
     file_of_url,
+    for_a_thread,
 )
 from .functions import database_function_names
 
@@ -159,7 +160,7 @@ class SQLiteDB(DriverDB):
             )
         except sqlite3.Error:
             return None
-        return SQLiteDB(conn, label=self.label)
+        return for_a_thread(SQLiteDB(conn, label=self.label))
 
     def identity(self) -> str | None:
         path = database_file(self.raw, self._main_file)

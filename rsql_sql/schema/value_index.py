@@ -17,17 +17,26 @@ Fresh until: a database file changes (its identity changes); a server database's
 read again in the background after ``REFRESH_S``, the last one served meanwhile, and one on
 disk older than ``DISK_TTL_S`` is not used. ``RSQL_CACHE_DIR`` moves the folder (default
 ``$XDG_CACHE_HOME/rsql-assistant`` or ``~/.cache/rsql-assistant``); ``RSQL_CACHE_DIR=off``
-keeps nothing on disk. Files are the user's own (folder 0700, file 0600): values are data.
+keeps nothing on disk. Files are the user's own (folder 0700, file 0600): values are data. A
+folder another user could have written into (not the user's, writable by group or others, a
+symbolic link) is not used at all, with one warning (``private_folder``).
+
+At interpreter exit the background readers are stopped and joined (:func:`_stop_readers`): a
+thread still inside DuckDB when the interpreter finalizes aborts the process ("terminate
+called after throwing an instance of ''", exit 134). A read stopped so is never kept as
+complete.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engines.base import interrupt_thread_dbs
+from .private_folder import own_folder
 from .words import name_words
 
 __all__ = [
@@ -63,6 +74,10 @@ _MAX_FILE_BYTES = 64 * 2**20  # a cache file larger than this is not read
 MAX_FILES = 64  # indexes kept on disk, the newest
 _MAX_BUILDS = 8  # indexes kept in memory (connections x shapes)
 CACHE_VERSION = 1  # bump when the file's meaning changes
+# at exit, how long the background readers are given to end: an interrupted DuckDB or SQLite
+# query ends in milliseconds; a PostgreSQL one (nothing to interrupt) within its own bound
+STOP_WAIT_S = QUERY_BOUND_S + 1.0
+_STOP_POLL_S = 0.05  # at exit, the interrupts are sent again this often (see _stop_readers)
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _YEAR = re.compile(r"[12][0-9]{3}")
@@ -110,13 +125,33 @@ def _disk_path(identity: str | None, key: tuple[Any, ...]) -> Path | None:
 
 
 def _load(path: Path | None) -> tuple[ValueIndex, float] | None:
-    """The index kept at `path` and when it was written, or None (absent, old, unreadable)."""
+    """The index kept at `path` and when it was written, or None (absent, old, unreadable,
+    in a folder another user could write into)."""
     if path is None:
         return None
-    try:
-        if path.stat().st_size > _MAX_FILE_BYTES:
+    with own_folder(path.parent, create=False) as folder:
+        if folder is None:
             return None
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            # O_NONBLOCK: a FIFO under the name must not hang the kernel
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            fd = os.open(path.name, flags, dir_fd=folder)
+        except OSError:  # none there, or a symbolic link
+            return None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if (
+                not stat.S_ISREG(st.st_mode)
+                or st.st_uid != os.geteuid()
+                or st.st_size > _MAX_FILE_BYTES
+            ):
+                return None
+            try:
+                raw = f.read(_MAX_FILE_BYTES + 1)
+            except OSError:
+                return None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
         written = float(doc["written"])
         if doc.get("version") != CACHE_VERSION or not 0 <= time.time() - written < DISK_TTL_S:
             return None
@@ -128,7 +163,7 @@ def _load(path: Path | None) -> tuple[ValueIndex, float] | None:
             ranges.setdefault((str(db), str(table)), {})[str(col)] = (str(lo), str(hi))
         n = int(doc["columns"])
         index = ValueIndex(values, ranges, True, n, n, float(doc["read_s"]), "disk")
-    except (OSError, ValueError, KeyError, TypeError):  # a file cut or from elsewhere
+    except (ValueError, KeyError, TypeError):  # a file cut or from elsewhere
         return None
     return index, written
 
@@ -151,32 +186,40 @@ def _save(path: Path | None, index: ValueIndex) -> None:
             for c, (lo, hi) in cols.items()
         ],
     }
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".values-", suffix=".tmp")
+    data = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    with own_folder(path.parent, create=True) as folder, contextlib.suppress(OSError):
+        if folder is None:
+            return
+        tmp = f".values-{secrets.token_hex(8)}.tmp"
+        # O_EXCL and 0600: a new file of the user's own, readable by no one else
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=folder)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp: mode 0600
-                json.dump(doc, f, ensure_ascii=False)
-            os.replace(tmp, path)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except OSError:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        _prune(path.parent)
+                os.unlink(tmp, dir_fd=folder)
+        _prune(folder)
 
 
-def _prune(folder: Path) -> None:
+def _prune(folder: int) -> None:
     """Drop the indexes no one will read (older than ``DISK_TTL_S``) and the oldest beyond
-    ``MAX_FILES``: every change of a database file writes a new one."""
+    ``MAX_FILES``: every change of a database file writes a new one. `folder`: the folder's
+    descriptor (``private_folder.own_folder``)."""
     files = []
-    for f in folder.glob("*.json"):
-        with contextlib.suppress(OSError):
-            files.append((f.stat().st_mtime, f))
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".json"):
+                with contextlib.suppress(OSError):
+                    files.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
     files.sort(reverse=True)
     now = time.time()
-    for k, (mtime, f) in enumerate(files):
+    for k, (mtime, name) in enumerate(files):
         if k >= MAX_FILES or now - mtime > DISK_TTL_S:
             with contextlib.suppress(OSError):
-                f.unlink()
+                os.unlink(name, dir_fd=folder)
 
 
 def categorical_values(
@@ -225,6 +268,7 @@ class _Build:
         self.read_s = 0.0
         self.lock = threading.Lock()  # one reader at a time: a waiting question or the thread
         self.done = threading.Event()
+        self.stop = threading.Event()  # set at interpreter exit: read no further
         self.thread: threading.Thread | None = None
         self.born = time.monotonic()
         self.published = self._publish()
@@ -249,17 +293,18 @@ class _Build:
         return self.previous
 
     def step(self, read: Read, deadline: float) -> None:
-        """Read batches until `deadline` (monotonic) or the end; publishes what it read."""
+        """Read batches until `deadline` (monotonic), the end or a stop; publishes what it
+        read. A batch a stop cut short is not kept: it is read again, whole, if ever."""
         t0 = time.monotonic()
         try:
-            while not self.done.is_set() and time.monotonic() < deadline:
+            while not self.done.is_set() and not self.stop.is_set() and time.monotonic() < deadline:
                 if self.pos < len(self.text):
                     batch = self.text[self.pos : self.pos + BATCH]
-                    self._values(batch, _read_parts(read, self._value_parts(batch)))
+                    self._values(batch, _read_parts(read, self._value_parts(batch), self.stop))
                     self.pos += len(batch)
                 elif self.rpos < len(self.ranged):
                     batch = self.ranged[self.rpos : self.rpos + BATCH]
-                    self._ranges(batch, _read_parts(read, self._range_parts(batch)))
+                    self._ranges(batch, _read_parts(read, self._range_parts(batch), self.stop))
                     self.rpos += len(batch)
                 else:
                     self.done.set()
@@ -322,34 +367,80 @@ class _Build:
                 self.ranges.setdefault((dbn, tname), {})[col] = (lo, hi)
 
     def run_in_thread(self, read: Read, close: Callable[[], None]) -> None:
-        """Read the rest on another thread (`read` on a connection of its own)."""
+        """Read the rest on another thread (`read` on a connection of its own, which `close`
+        closes when the thread ends); stopped at interpreter exit (:func:`_stop_readers`)."""
 
         def work() -> None:
             try:
                 with self.lock:
                     self.step(read, float("inf"))
-            except Exception:  # the connection closed under it: later questions go on
+            except Exception:  # the connection closed under it, or a stop: later questions go on
                 pass
             finally:
                 with contextlib.suppress(Exception):
                     close()
+                with _READERS_LOCK:
+                    _READERS.discard(self)
 
         self.thread = threading.Thread(target=work, name="rsql-value-index", daemon=True)
+        with _READERS_LOCK:
+            _READERS.add(self)
         self.thread.start()
 
 
-def _read_parts(read: Read, parts: list[str]) -> list[tuple[Any, ...]]:
+def _read_parts(read: Read, parts: list[str], stop: threading.Event) -> list[tuple[Any, ...]]:
     """The rows of ``UNION ALL`` of `parts`; when that fails (a view that fails, a permission,
     a type that cannot be cast, a table name the walls refuse, a time-out), each half on its
     own, down to the bad part, which is skipped. One bad column in a batch of 20 then costs
-    about 9 queries, not 21."""
+    about 9 queries, not 21. After a `stop` (the query interrupted) the error is raised: the
+    batch's columns were not read, not found empty."""
     try:
         return read(" UNION ALL ".join(parts), QUERY_BOUND_S if len(parts) > 1 else 1.0)
     except Exception:  # (a time-out too: one slow table must not cost the batch's others)
+        if stop.is_set():
+            raise
         if len(parts) == 1:
             return []
         mid = len(parts) // 2
-        return _read_parts(read, parts[:mid]) + _read_parts(read, parts[mid:])
+        return _read_parts(read, parts[:mid], stop) + _read_parts(read, parts[mid:], stop)
+
+
+# the builds whose thread is reading now, stopped at interpreter exit
+_READERS_LOCK = threading.Lock()
+_READERS: set[_Build] = set()
+
+
+def _stop_readers(wait_s: float = STOP_WAIT_S) -> list[threading.Thread]:
+    """Stop the background readers and wait for them, up to `wait_s` in all; the threads still
+    running then (none unless a query ignored its interrupt and its own bound).
+
+    Run at interpreter exit (atexit runs while the interpreter is whole, before it finalizes):
+    a daemon thread that is inside DuckDB then is ended by the interpreter (pthread_exit) as
+    it takes the GIL back, DuckDB's C++ catches that unwinding and does not rethrow it, and
+    the process aborts ("terminate called after throwing an instance of ''", SIGABRT, exit
+    134: a failed batch job). Each reader stops before its next query; the query it is in is
+    interrupted where the connection was opened for it (a DuckDB cursor, a SQLite file: see
+    ``interrupt_thread_dbs``), else (SQLAlchemy's pool) ends within its own bound; the
+    reader closes its connection as it ends."""
+    with _READERS_LOCK:
+        builds = list(_READERS)
+    for build in builds:
+        build.stop.set()
+    threads = [b.thread for b in builds if b.thread is not None]
+    deadline = time.monotonic() + wait_s
+    for _ in range(int(wait_s / _STOP_POLL_S) + 2):
+        alive = [t for t in threads if t.is_alive()]
+        left = deadline - time.monotonic()
+        if not alive or left <= 0:
+            return alive
+        # again each round: an interrupt sent between two queries of a reader (before it saw
+        # the stop) ends nothing, and DuckDB forgets it when the next query starts
+        interrupt_thread_dbs()
+        alive[0].join(min(_STOP_POLL_S, left))
+    return [t for t in threads if t.is_alive()]
+
+
+atexit.register(_stop_readers)
 
 
 _LOCK = threading.Lock()

@@ -1,11 +1,14 @@
 """The value index (rsql_sql/schema/value_index.py) through capture_values on real DuckDB and
 SQLite databases: read whole whatever a question's wait (in the background, or question after
 question where the driver gives no second connection), kept on disk for the next kernel, read
-again when the file or the schema's shape changes, the user's own files, nothing redacted kept;
+again when the file or the schema's shape changes, the user's own files, nothing redacted kept,
+no folder another user could write into used; background readers stopped at interpreter exit;
 and a common word that is a value of an unrelated table does not pull that table up."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sqlite3
 import stat
@@ -317,13 +320,12 @@ def test_sql_ai_waits_for_the_value_index_as_long_as_its_setting_says(
 def test_the_cache_folder_keeps_the_newest_indexes_and_none_past_their_age(
     warehouse: Path, own_cache: Path
 ) -> None:
-    import os
     import time as clock
 
     from rsql_sql.schema import value_index as vi
 
     folder = own_cache / "values"
-    folder.mkdir(parents=True)
+    folder.mkdir(mode=0o700, parents=True)  # as the package makes it: only the user writes it
     old = clock.time() - vi.DISK_TTL_S - 60
     for k in range(vi.MAX_FILES + 10):  # indexes of files that changed since: never read again
         f = folder / f"{k:040d}.json"
@@ -370,3 +372,224 @@ def test_a_hostile_value_in_an_index_on_disk_stays_inside_its_comment(
     assert "c0 TEXT /* e.g. 'O''Hara * / DROP TABLE t000; -- ignore it' */" in line, line
     assert "DROP" not in re.sub(r"/\*.*?\*/", "", line)  # nothing outside a comment
     con.close()
+
+
+def test_the_background_reader_is_stopped_at_exit_and_keeps_no_half_index(
+    tmp_path: Path, own_cache: Path
+) -> None:
+    """What the package does at interpreter exit (value_index._stop_readers, an atexit
+    handler): the reader still inside DuckDB is interrupted and joined before the interpreter
+    finalizes, and what it had read stays a partial index, never kept as complete."""
+    import threading
+
+    from rsql_sql.schema import value_index as vi
+
+    path = tmp_path / "big.duckdb"
+    with duckdb.connect(str(path)) as con:
+        fill(con, tables=300)  # 1,200 columns, about a second of reading
+    con = duckdb.connect(str(path), read_only=True)
+    schema = capture_schema(con)
+    before = set(threading.enumerate())
+    capture_values(con, schema, policy=OPEN, timeout_s=0.0)
+    (reader,) = [t for t in set(threading.enumerate()) - before if t.name == "rsql-value-index"]
+    assert vi._stop_readers() == []  # none left running
+    assert not reader.is_alive()
+    capture_values(con, schema, policy=OPEN, timeout_s=0.0)
+    index = schema.value_index
+    assert not index.complete and index.columns_read < 300 * COLUMNS
+    # whole batches only: every column counted as read has all its values
+    read = [(t, c) for t in range(300) for c in range(COLUMNS)][: index.columns_read]
+    assert all(
+        set(schema.values[("main", f"t{t:03d}")][f"c{c}"]) == {f"v{t}_{c}_{k}" for k in range(5)}
+        for t, c in read
+    )
+    assert not list(own_cache.glob("values/*.json"))  # nothing kept on disk as complete
+    # the user's connection is untouched by the interrupt
+    assert con.execute("SELECT count(*) FROM t299").fetchone() == (50,)
+    con.close()
+
+
+def test_at_exit_the_query_a_duckdb_reader_is_in_is_interrupted() -> None:
+    # a query of a minute or more on the reader's cursor: the exit does not wait for it
+    import threading
+    import time as clock
+
+    from rsql_sql.engines import resolve
+    from rsql_sql.schema import value_index as vi
+
+    con = duckdb.connect()
+    started = threading.Event()
+    cursors: list[Any] = []
+
+    def thread_read() -> tuple[Any, Any]:
+        other = resolve(con).for_thread()
+        assert other is not None
+        cursors.append(other.raw)
+
+        def read(_sql: str, _timeout: float) -> list[tuple[Any, ...]]:
+            started.set()
+            return other.query("SELECT sum(i) FROM range(100000000000) t(i)", timeout_s=300).rows
+
+        return read, other.raw.close
+
+    vi.value_index(
+        ("long",),
+        con,
+        resolve(con),
+        lambda _sql, _timeout: [],
+        thread_read,
+        lambda: ([("main", "t", "c")], []),
+        (),
+        vi.BuildParams(),
+        0.0,
+    )
+    assert started.wait(5)
+    t0 = clock.monotonic()
+    try:
+        assert vi._stop_readers(wait_s=5.0) == []
+        assert clock.monotonic() - t0 < 2.0
+    finally:
+        for cursor in cursors:  # (when the test fails: no query left running)
+            with contextlib.suppress(Exception):
+                cursor.interrupt()
+    con.close()
+
+
+def test_a_reader_with_nothing_to_interrupt_does_not_hold_the_exit_past_its_bound() -> None:
+    # a query no interrupt reaches (a PostgreSQL one through SQLAlchemy's pool): the exit
+    # waits for it only up to its bound, then goes on
+    import threading
+    import time as clock
+
+    from rsql_sql.schema import value_index as vi
+
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck(_sql: str, _timeout: float) -> list[tuple[Any, ...]]:
+        started.set()
+        release.wait(30)
+        return []
+
+    class Db:
+        engine = type("E", (), {"quote": staticmethod(lambda s: f'"{s}"')})()
+
+        def identity(self) -> None:
+            return None
+
+    target = object()
+    vi.value_index(
+        ("stuck",),
+        target,
+        Db(),
+        stuck,
+        lambda: (stuck, lambda: None),
+        lambda: ([("main", "t", f"c{k}") for k in range(40)], []),
+        (),
+        vi.BuildParams(),
+        0.0,
+    )
+    assert started.wait(5)
+    t0 = clock.monotonic()
+    left = vi._stop_readers(wait_s=0.3)
+    took = clock.monotonic() - t0
+    assert [t.name for t in left] == ["rsql-value-index"] and 0.3 <= took < 2.0
+    release.set()
+    left[0].join(5)
+    assert not left[0].is_alive()
+
+
+def plant(warehouse: Path, own_cache: Path) -> Path:
+    """The index of `warehouse` on disk with a value its database does not hold ('Planted' in
+    t000.c0), as another user who can write into the folder would leave it; served as it is
+    while the folder is the user's own (checked here, so the tests below can fail)."""
+    import json
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    read_whole(con, capture_schema(con))
+    (path,) = (own_cache / "values").glob("*.json")
+    doc = json.loads(path.read_text())
+    doc["values"] = [
+        [*row[:3], ["Planted"]] if row[1:3] == ["t000", "c0"] else row for row in doc["values"]
+    ]
+    path.write_text(json.dumps(doc))
+    forget()
+    schema = capture_schema(con)
+    capture_values(con, schema, policy=OPEN, timeout_s=0.0)
+    assert schema.value_index.source == "disk"
+    assert schema.values[("main", "t000")]["c0"] == ("Planted",)
+    con.close()
+    forget()
+    return path
+
+
+def ask_twice_recording(warehouse: Path) -> tuple[Schema, list[str]]:
+    """Two questions (the second reads the index whole) and the RSQLWarnings they raised."""
+    import warnings
+
+    from rsql_common.errors import RSQLWarning
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    schema = capture_schema(con)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        capture_values(con, schema, policy=OPEN, timeout_s=0.0)
+        source = schema.value_index.source
+        read_whole(con, schema)
+    con.close()
+    assert source == "read"  # not the planted file
+    return schema, [str(w.message) for w in caught if issubclass(w.category, RSQLWarning)]
+
+
+def assert_refused(schema: Schema, said: list[str], path: Path, folder: Path, why: str) -> None:
+    # the values come from the database, the planted one is not served, the file is neither
+    # rewritten nor joined by another, and one warning names the folder and what to do
+    assert schema.values[("main", "t000")]["c0"] == tuple(f"v0_0_{k}" for k in range(5))
+    assert every_column_has_values(schema)
+    assert "Planted" in path.read_text() and len(list(path.parent.iterdir())) == 1
+    assert len(said) == 1, said
+    assert f"the value index is not kept on disk: {folder} {why}" in said[0], said
+    assert "chmod 700" in said[0] and "RSQL_CACHE_DIR" in said[0]
+
+
+def test_a_values_folder_other_users_can_write_into_is_neither_read_nor_written(
+    warehouse: Path, own_cache: Path
+) -> None:
+    path = plant(warehouse, own_cache)
+    path.parent.chmod(0o777)
+    schema, said = ask_twice_recording(warehouse)
+    assert_refused(schema, said, path, path.parent, "is writable by other users (mode 0777)")
+
+
+def test_a_values_folder_writable_by_its_group_is_not_used(
+    warehouse: Path, own_cache: Path
+) -> None:
+    path = plant(warehouse, own_cache)
+    path.parent.chmod(0o770)
+    schema, said = ask_twice_recording(warehouse)
+    assert_refused(schema, said, path, path.parent, "is writable by other users (mode 0770)")
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a folder away needs root"
+)
+def test_a_values_folder_owned_by_another_user_is_not_used(
+    warehouse: Path, own_cache: Path
+) -> None:
+    path = plant(warehouse, own_cache)
+    for p in (path.parent, path):
+        os.chown(p, 65534, 65534)  # nobody's, mode 0700 kept: only the owner differs
+    schema, said = ask_twice_recording(warehouse)
+    assert_refused(schema, said, path, path.parent, "is owned by uid 65534, not by you (uid 0)")
+
+
+def test_a_values_folder_that_is_a_symbolic_link_is_not_followed(
+    warehouse: Path, own_cache: Path, tmp_path: Path
+) -> None:
+    # whoever can write the cache folder can swap values/ for a link to a folder of theirs
+    path = plant(warehouse, own_cache)
+    elsewhere = tmp_path / "elsewhere"
+    path.parent.rename(elsewhere)
+    (own_cache / "values").symlink_to(elsewhere, target_is_directory=True)
+    schema, said = ask_twice_recording(warehouse)
+    assert_refused(schema, said, elsewhere / path.name, path.parent, "is a symbolic link")
