@@ -24,6 +24,7 @@ from .ai_environment import ai_environment, served_windows
 from .auth import jupyter_caller
 from .config.check import check_admin_names, proxy_config_problems
 from .config.proxy import RSQLProxy
+from .config.secrets import scrubber_of
 from .engine import Caller, ConfigError
 from .handlers.base import ProxyContext
 from .hub_relay import InlineForwardMixin, forward_target
@@ -160,7 +161,10 @@ class RSQLProxyExtension(ExtensionApp):
             )
             mcp = build_mcp(proxy, engine)
         except ConfigError as exc:
-            self.log.critical("rsql proxy: bad configuration: %s", exc)
+            # the engine's own words may repeat a value: scrubbed of every secret the
+            # configuration holds, as every line of the check is (config/secrets.py)
+            scrub = scrubber_of(self.config, os.environ)
+            self.log.critical("rsql proxy: bad configuration: %s", scrub(str(exc)))
             raise SystemExit(2) from None
         ctx = self.settings["rsql"] = ProxyContext(
             engine=engine,

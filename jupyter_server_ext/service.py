@@ -33,13 +33,17 @@ from traitlets.config import Application
 
 from .auth import hub_caller
 from .config.check import (
+    SHORT_TOKEN,
     command_line_problem,
     proxy_problems,
     read_configuration,
     refuse,
     say_problems,
+    short_tokens,
+    static_user_problems,
 )
 from .config.proxy import RSQLProxy
+from .config.secrets import Scrubber, scrub_logs
 from .dashboard import hub_login
 from .engine import Caller, ConfigError
 from .handlers.base import ProxyContext, shutting_down
@@ -169,8 +173,11 @@ class RSQLProxyService(Application):
     )
     static_users = Dict(
         help="""Tokens accepted without a hub, each a user model:
-        {"<token>": {"name": "alice", "groups": [], "admin": False}}. For use without JupyterHub
-        (benchmarks, a plain server); prefer hub tokens.""",
+        {"<token>": {"name": "alice", "groups": ["students"], "admin": False}} ("kind":
+        "service" makes it the hub service of that name; "scopes", as a hub token carries).
+        Checked as every setting: a name without '/', groups a list, admin True or False, no
+        other field; a token shorter than 16 characters is warned of. For use without
+        JupyterHub (benchmarks, a plain server); prefer hub tokens.""",
     ).tag(config=True)
 
     hub_cache_seconds = Integer(
@@ -220,6 +227,9 @@ class RSQLProxyService(Application):
     # what reading the configuration found (its file, names, types), said with the rest
     _read_problems: list[str] = []
     _judge_settings = True  # the file loaded and its upstreams have their type
+    # masks the configuration's secrets in every line said or logged (config.secrets); until
+    # the file is read, what looks like a password or a key
+    scrub = Scrubber()
 
     def parse_command_line(self, argv: list[str] | None = None) -> None:
         """traitlets' own, but a value of the wrong type is a problem line (exit 2), not exit 1."""
@@ -235,16 +245,19 @@ class RSQLProxyService(Application):
             raise ConfigError(f"--config {self.config_file}: no such file")
         # read by config.check, not by traitlets' load_config_file: that logs a file that does
         # not load and goes on without it, only warns of an unknown name, stops at a bad type
-        valid, self._read_problems, self._judge_settings = read_configuration(
-            self, self.config_file, RSQLProxy()
-        )
-        self.config = valid  # the file and command line, without what was set aside
+        reading = read_configuration(self, self.config_file, RSQLProxy())
+        self._read_problems, self._judge_settings = reading.problems, reading.judge
+        self.scrub = reading.scrub
+        self.config = reading.valid  # the file and command line, without what was set aside
         # with several workers, every line says which process wrote it
         pid = " %(process)d" if self.workers > 1 else ""
         level = cast("int | str", self.log_level)  # traitlets: a level's name or number
         logging.basicConfig(
             format=f"[%(levelname).1s %(asctime)s %(name)s{pid}] %(message)s", level=level
         )
+        # no line of the service's log shows a key, token or password of the configuration,
+        # whoever wrote it (the engine, a database driver's traceback)
+        scrub_logs(self.scrub, logging.getLogger(), self.log)
         if os.environ.get("JUPYTERHUB_API_TOKEN") and self.hub_cache_seconds >= 0:
             self.hub_auth = hub_login.make_hub_auth(self.hub_cache_seconds)
         # one secret for every worker: a login cookie signed by one is read by the others
@@ -253,7 +266,11 @@ class RSQLProxyService(Application):
     def config_problems(self, log: logging.Logger = log) -> list[str]:
         """Every problem of the configuration, one line each: the file, names and types (read by
         initialize), the service's own settings, and all start-up checks (config.check)."""
-        problems = [*self._read_problems, *self.service_problems()]
+        problems = [
+            *self._read_problems,
+            *self.service_problems(),
+            *static_user_problems(self.static_users),
+        ]
         if self._judge_settings:
             problems += proxy_problems(RSQLProxy(parent=self), log=log)
         return problems
@@ -366,7 +383,7 @@ class RSQLProxyService(Application):
         try:
             asyncio.run(self.serve(bind_reuseport(self.port, self.ip)))
         except ConfigError as exc:
-            say_problems(exc)
+            say_problems(exc, scrub=self.scrub)
             return CONFIG_ERROR
         return 0
 
@@ -384,6 +401,9 @@ class RSQLProxyService(Application):
             for who, o in sorted(proxy.limit_overrides.items())
             if isinstance(o, dict) and o.get("user_limits")
         )
+        short = short_tokens(self.static_users)
+        users = "from JupyterHub" if self.hub_auth else f"{len(self.static_users)} static"
+        users += f" ({len(short)} with a short token)" if short and not self.hub_auth else ""
         served = []
         for c in proxy.mcp_settings().connections:
             role = f" as {c.role}" if c.role else ""
@@ -393,25 +413,42 @@ class RSQLProxyService(Application):
             f"{self.config_file or 'no --config'}: starts as written; upstreams: "
             f"{', '.join(u.name for u in settings.upstreams)}; models: "
             f"{', '.join(models) or 'read from the upstreams at start'}; default model: "
-            f"{settings.default_model or 'none'}; users: "
-            f"{'from JupyterHub' if self.hub_auth else f'{len(self.static_users)} static'}"
+            f"{settings.default_model or 'none'}; users: {users}"
             f"{replaced}"
             f"{'; MCP tools at mcp on: ' + ', '.join(served) if served else ''}"
         )
 
+    def warn_short_tokens(self) -> None:
+        """A warning, not a refusal: a short token works (tests and benchmarks use them), but on
+        a reachable port one can be guessed."""
+        short = short_tokens(self.static_users)
+        if short:
+            log.warning(
+                "rsql-proxy: c.RSQLProxyService.static_users: the %s of %s %s shorter than %d "
+                "characters, short enough to be guessed; make each with python -c 'import "
+                "secrets; print(secrets.token_urlsafe(32))'",
+                "token" if len(short) == 1 else "tokens",
+                ", ".join(short),
+                "is" if len(short) == 1 else "are",
+                SHORT_TOKEN,
+            )
+
     def start(self) -> None:
         if self.check_config:
-            print(f"rsql-proxy: {self.checked()}")
+            summary = self.checked()
+            self.warn_short_tokens()
+            print(self.scrub(f"rsql-proxy: {summary}"))
             return
         # every problem, before a port is opened or a worker forked; the engine's own warnings
         # (no upstreams, ...) are said when serve() builds it
         refuse(self.config_problems(log=_SAID))
+        self.warn_short_tokens()
         if self.workers == 1:
             asyncio.run(self.serve())
             return
         problem = check_port(self.port, self.ip)
         if problem:
-            print(f"rsql-proxy: {problem}", file=sys.stderr)
+            print(self.scrub(f"rsql-proxy: {problem}"), file=sys.stderr)
             raise SystemExit(1)
         code = Supervisor(self.workers, self.serve_worker).run()
         if code:
@@ -517,7 +554,7 @@ def main(argv: list[str] | None = None) -> None:
         app.initialize(argv)
         app.start()
     except ConfigError as exc:
-        say_problems(exc)
+        say_problems(exc, scrub=app.scrub)
         raise SystemExit(2) from None
 
 

@@ -12,8 +12,12 @@ A configuration is checked in rounds, each going on past the first problem it fi
 
 Round 4 is skipped when the file did not load or its upstreams are unusable: what it judges
 would be a half-read or made-up configuration. ``rsql-proxy`` runs all four at start-up and for
-``--check-config`` (``service.py``); a Jupyter server can run rounds 2 to 4 on its own config
-(``proxy_config_problems``), where other applications' sections are not ours to judge.
+``--check-config`` (``service.py``), its ``static_users`` among them; a Jupyter server can run
+rounds 2 to 4 on its own config (``proxy_config_problems``), where other applications' sections
+are not ours to judge.
+
+No line shows a secret the configuration holds: each is scrubbed (``config.secrets``) with
+every key, token and password read from the configuration before it is printed or logged.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from traitlets import HasTraits, List, Set, TraitType
 from traitlets.config import Config, Configurable
@@ -34,7 +38,9 @@ from traitlets.config.loader import DeferredConfig, LazyConfigValue, PyFileConfi
 
 from ..engine import ConfigError, EngineSettings
 from .mcp import connection_problems
-from .proxy import ConfigProblems, Problems, RSQLProxy, problems_of
+from .problems import ConfigProblems, Problems, problems_of
+from .proxy import RSQLProxy
+from .secrets import Scrubber, key_shaped, scrubber_of
 
 # A hub service is "service/<name>": JupyterHub refuses '/' in user names
 # (Authenticator.validate_username), so no user can take a service's name, and a user named
@@ -79,6 +85,9 @@ def command_line_problem(said: str, aliases: Mapping[str, Any]) -> str:
         return f"the command line: {said}"
     name, cls, expected, got = m.groups()
     flag = next((f" (--{a})" for a, t in aliases.items() if t == f"{cls}.{name}"), "")
+    kind = re.match(r"(?:the|an?) (\w+)", got)
+    if _SECRET.search(name) and kind:  # a token on the command line: its type, not itself
+        got = f"{'an' if kind.group(1)[0] in 'aeiou' else 'a'} {kind.group(1)}"
     return f"{cls}.{name}{flag}: {expected}, got {got}"
 
 
@@ -102,11 +111,18 @@ def read_config_file(path: str) -> tuple[Config, str]:
         )
 
 
-def read_configuration(
-    app: Configurable, config_file: str, proxy: RSQLProxy
-) -> tuple[Config, list[str], bool]:
+class Reading(NamedTuple):
+    """What rounds 1 to 3 made of a file and command line."""
+
+    valid: Config  # the settings that passed (a bad value is left to its default)
+    problems: list[str]
+    judge: bool  # whether round 4 may judge the rest
+    scrub: Scrubber  # masks every secret the file and command line hold, valid or not
+
+
+def read_configuration(app: Configurable, config_file: str, proxy: RSQLProxy) -> Reading:
     """Rounds 1 to 3 for ``rsql-proxy``: its file (when given) and command line, for the app
-    and the proxy. The valid part, the problems, and whether round 4 may judge the rest."""
+    and the proxy."""
     loaded, failed, text = Config(), "", ""
     if config_file:
         loaded, failed = read_config_file(config_file)
@@ -124,7 +140,9 @@ def read_configuration(
         path=config_file,
     )
     judge = not failed and not dropped(config, valid, "RSQLProxy", "upstreams")
-    return valid, [failed, *problems] if failed else problems, judge
+    # from all of it, valid or not: a value set aside is still the admin's secret
+    scrub = scrubber_of(config, os.environ, text)
+    return Reading(valid, [failed, *problems] if failed else problems, judge, scrub)
 
 
 def _line_in(exc: BaseException, filename: str) -> int | None:
@@ -340,7 +358,8 @@ def proxy_config_problems(
     )
     if not dropped(config, valid, "RSQLProxy", "upstreams"):
         problems += proxy_problems(RSQLProxy(config=valid), env=env, log=log)
-    return problems
+    scrub = scrubber_of(config, os.environ if env is None else env)
+    return [scrub(p) for p in problems]
 
 
 def dropped(config: Config, valid: Config, section: str, name: str) -> bool:
@@ -355,7 +374,128 @@ def refuse(problems: Sequence[str]) -> None:
         raise ConfigProblems(problems)
 
 
-def say_problems(exc: ConfigError, program: str = "rsql-proxy") -> None:
-    """A configuration refused: one line on stderr for each problem."""
+def say_problems(
+    exc: ConfigError, program: str = "rsql-proxy", scrub: Scrubber | None = None
+) -> None:
+    """A configuration refused: one line on stderr for each problem, scrubbed of the
+    configuration's secrets (`scrub`; without one, of whatever looks like a password or key)."""
+    scrub = scrub or Scrubber()
     for problem in problems_of(exc):
-        print(f"{program}: bad configuration: {problem}", file=sys.stderr)
+        print(scrub(f"{program}: bad configuration: {problem}"), file=sys.stderr)
+
+
+# -- c.RSQLProxyService.static_users: the users of a service run without a hub -------------------
+STATIC_USER_FIELDS = {
+    "name": "the user limits, budgets and the usage log count",
+    "groups": "a list of group names, matched as a hub's groups are",
+    "admin": "True or False: whether the user is an rsql admin",
+    "kind": "'user' (the default) or 'service': a hub service, named service/<name>",
+    "scopes": "a list of scopes, as a hub token carries (RSQLProxy.required_scope)",
+}
+# secrets.token_urlsafe(32) gives 43 characters; a shorter token can be guessed, or is a name
+SHORT_TOKEN = 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _static_name_problem(name: Any) -> str:
+    """Why `name` is no user name ("" when it is one): JupyterHub's rules (not empty, no '/'),
+    and nothing a terminal would obey when an admin lists users."""
+    if not isinstance(name, str):
+        return f"field 'name' must be a user name (a string), got {_shown('name', name)}"
+    if not name.strip():
+        return "field 'name' must be a user name, not empty"
+    if "/" in name:
+        return (
+            f"field 'name' {name!r} holds a '/', which JupyterHub user names cannot (a hub "
+            "service is {'kind': 'service', 'name': ...})"
+        )
+    if _CONTROL.search(name) or name != name.strip():
+        return f"field 'name' {name!r} holds control characters or spaces at its ends"
+    if key_shaped(name):  # a token and its name swapped: the name is printed, the token is not
+        return "field 'name' looks like a token, not a user name, and is not shown"
+    return ""
+
+
+def _names_list_problem(field: str, value: Any, what: str) -> str:
+    """Why `value` is not a list of non-empty strings ("" when it is one)."""
+    if isinstance(value, str):
+        return (
+            f"field {field!r} must be a list of {what}, like [{value!r}], got the str {value!r}: "
+            "a string would be read as its letters"
+        )
+    if not isinstance(value, list | tuple):
+        return f"field {field!r} must be a list of {what}, got {_shown(field, value)}"
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            return (
+                f"field {field!r}: item {i} must be a non-empty string, got {_shown(field, item)}"
+            )
+    return ""
+
+
+def static_user_problems(users: Mapping[Any, Any]) -> list[str]:
+    """A line for each mistake in ``c.RSQLProxyService.static_users``, naming the entry by its
+    user name, or by its place when the name is the mistake; never by its token."""
+    out: list[str] = []
+    for n, (token, entry) in enumerate(users.items(), 1):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        who = f"RSQLProxyService.static_users, entry {n}"
+        if "name" in (entry if isinstance(entry, Mapping) else {}) and not _static_name_problem(
+            name
+        ):
+            who += f" (user {name!r})"
+        if not isinstance(token, str) or not token.strip():
+            out.append(f"{who}: its token (the entry's key) must be a non-empty string")
+        elif token != token.strip():
+            out.append(
+                f"{who}: its token (the entry's key) has spaces at an end; a client's "
+                "Authorization header never carries them, so it would never match"
+            )
+        if not isinstance(entry, Mapping):
+            out.append(
+                f"{who}: expected a user like {{'name': 'alice', 'groups': ['students'], "
+                f"'admin': False}}, got {_shown('static_users', entry)}"
+            )
+            continue
+        for field in entry:
+            if field not in STATIC_USER_FIELDS:
+                close = difflib.get_close_matches(str(field), list(STATIC_USER_FIELDS), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else "fields: " + ", ".join(STATIC_USER_FIELDS)
+                )
+                out.append(f"{who}: unknown field {str(field)!r}; {hint}")
+        if "name" not in entry:
+            out.append(f"{who}: field 'name' is required: {STATIC_USER_FIELDS['name']}")
+        elif _static_name_problem(name):
+            out.append(f"{who}: {_static_name_problem(name)}")
+        for field, what in (("groups", "group names"), ("scopes", "scopes")):
+            wrong = _names_list_problem(field, entry[field], what) if field in entry else ""
+            if wrong:
+                out.append(f"{who}: {wrong}")
+        admin = entry.get("admin", False)
+        if not isinstance(admin, bool):
+            out.append(
+                f"{who}: field 'admin' must be True or False, got {_shown('admin', admin)}"
+                + (" (any non-empty string, even 'no', counts as true)" if admin else "")
+            )
+        if entry.get("kind", "user") not in ("user", "service"):
+            out.append(
+                f"{who}: field 'kind' must be 'user' or 'service', got "
+                f"{_shown('kind', entry.get('kind'))}"
+            )
+    return out
+
+
+def short_tokens(users: Mapping[Any, Any]) -> list[str]:
+    """The static users (by name, else by place) whose token is shorter than SHORT_TOKEN."""
+    return [
+        repr(entry["name"])
+        if isinstance(entry, Mapping)
+        and "name" in entry
+        and not _static_name_problem(entry["name"])
+        else f"entry {n}"
+        for n, (token, entry) in enumerate(users.items(), 1)
+        if isinstance(token, str) and len(token.strip()) < SHORT_TOKEN
+    ]

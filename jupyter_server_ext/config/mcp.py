@@ -18,6 +18,7 @@ from typing import Any
 from rsql_sql.engines import SqlEngine, engine_for_url, engines, url_examples
 
 from ..engine import ConfigError, Rate, parse_rates
+from .secrets import mask_url
 
 WHERE = "RSQLProxy.mcp_connections"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -69,10 +70,8 @@ def _engine(url: str, where: str) -> SqlEngine:
     # the SQL package's engines say which URLs they open, as rsql-mcp asks them: one list
     engine = engine_for_url(url)
     if engine is None:
-        # only the scheme is repeated: the rest may hold a password
-        raise ConfigError(
-            f"{where}['url']: expected {url_examples()}, got {url.split('://', 1)[0]}://..."
-        )
+        # shown with its password masked, found even where a slash is missing (issue 73)
+        raise ConfigError(f"{where}['url']: expected {url_examples()}, got {mask_url(url)!r}")
     return engine
 
 

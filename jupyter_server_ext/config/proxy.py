@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
 from ..engine import (
-    ConfigError,
     EngineSettings,
     LimitSettings,
     UserRules,
     parse_overrides,
     parse_rates,
-    parse_upstreams,
 )
 from ..engine.admission.hosted_tools import parse_hosted_tools
 from ..engine.admission.window_specs import parse_windows, zone
 from ..engine.privacy.redact import parse_context_policy, parse_redact_patterns
-from ..engine.upstreams.specs import DEFAULT_LOCAL_MODEL, parse_budget_usd
+from ..engine.upstreams.specs import (
+    DEFAULT_LOCAL_MODEL,
+    parse_budget_usd,
+)
 from .inline import InlineCompletionSettings
 from .mcp import MCPSettings, parse_mcp_settings
 from .monitoring import MonitoringSettings
+from .problems import (
+    URL_SCHEME,
+    ConfigProblems,
+    Problems,
+    upstream_specs,
+    url_problem,
+)
 from .requests import RequestSettings
+from .secrets import mask_url
 
 LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 # every default is written once, in the engine's settings; the traits below read it from there
@@ -45,32 +54,6 @@ BOUNDS: dict[str, Callable[[float], bool]] = {
     ">= 1": lambda v: v >= 1,
     "positive": lambda v: v > 0,
 }
-
-
-class ConfigProblems(ConfigError):
-    """Every problem of a configuration, one line each (str: the lines), not the first alone."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = [" ".join(p.split()) for p in problems]
-        super().__init__("\n".join(self.problems))
-
-
-def problems_of(exc: ConfigError) -> list[str]:
-    """The lines a ConfigError stands for: its problems, or its one message."""
-    return list(exc.problems) if isinstance(exc, ConfigProblems) else [" ".join(str(exc).split())]
-
-
-class Problems(list[str]):
-    """Problems collected while checking, one line each."""
-
-    def run(self, check: Callable[[], T], failed: Any) -> T:
-        """What `check` returns; when it raises a ConfigError, its problems are noted and
-        `failed` stands in, so the checks after it still run."""
-        try:
-            return check()
-        except ConfigError as exc:
-            self.extend(problems_of(exc))
-            return failed
 
 
 class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
@@ -336,13 +319,18 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
         API expresses, per kind (web_search, web_fetch, file_search, code_interpreter,
         image_generation, mcp, computer_use, shell, apply_patch, text_editor, memory,
         tool_search): {"web_search": {"offered": True, "groups": ["staff"], "price_per_call":
-        0.025, "max_calls": 10, "if_not_run": "drop"}}. A tool runs only when it is offered to
-        the caller (every user without "groups") and the model's upstream speaks the request's
-        API; its calls are reserved at admission (max_calls x price_per_call, the provider's
-        published price by default) and charged as the provider reports them. Otherwise it is
-        left out of the request and named in the answer's x-rsql-dropped header ("drop", the
-        default: Codex and Claude Code work unchanged), or refused with a 400 ("refuse"). A kind
-        not named here is not offered.""",
+        0.025, "max_calls": 10, "content_tokens": 8000, "if_not_run": "drop"}}, and for
+        code_interpreter "container_prices" ({"4g": 0.12}: USD a container by its memory_limit,
+        None to refuse a size; OpenAI's published table by default). A tool runs only when it
+        is offered to the caller (every user without "groups") and the request can reach a
+        provider that runs it (on the Responses and Messages APIs, an upstream that speaks
+        them); it is reserved at admission as the most it can cost (its calls within the cap the
+        provider is told, at price_per_call or the container's price, and content_tokens a call
+        as prompt: what a search or fetch pulls in) and charged as the provider reports it.
+        Otherwise it is left out of the request and named in the answer's x-rsql-dropped header
+        ("drop", the default: Codex and Claude Code work unchanged), or refused with a 400
+        ("refuse"). The same rule holds on chat completions (Groq's browser_search,
+        code_interpreter and mcp; web_search_options). A kind not named here is not offered.""",
     ).tag(config=True)
 
     # -- shutdown -------------------------------------------------------------------------------
@@ -452,7 +440,7 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
                 "see 'Configuring the proxy' in the documentation"
             )
         before = len(problems)
-        specs = problems.run(lambda: parse_upstreams(raw, env), ())
+        specs = problems.run(lambda: upstream_specs(raw, env), ())
         # what names an upstream or a model is checked against the upstreams once they parse
         specs_ok = len(problems) == before
         problems.extend(self.range_problems())
@@ -481,13 +469,23 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
             problems.append(
                 f'RSQLProxy.forward_user must be "hash", "name" or "none", got {self.forward_user!r}'
             )
+        # a URL is shown with its password masked, however malformed (issue 73)
         if self.state_url and not self.state_url.startswith(("redis://", "rediss://", "unix://")):
-            problems.append(f"RSQLProxy.state_url must be a redis:// URL, got {self.state_url!r}")
-        url = self.database_url
-        if "://" in url and not url.startswith(("sqlite:", "postgresql://", "postgres://")):
             problems.append(
-                f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {url!r}"
+                f"RSQLProxy.state_url must be a redis:// URL, got {mask_url(self.state_url)!r}"
             )
+        elif self.state_url and url_problem("state_url", self.state_url):
+            problems.append(url_problem("state_url", self.state_url))
+        url = self.database_url
+        if ("://" in url or URL_SCHEME.match(url)) and not url.startswith(
+            ("sqlite:", "postgresql://", "postgres://")
+        ):
+            problems.append(
+                "RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got "
+                f"{mask_url(url)!r}"
+            )
+        elif url.startswith(("postgresql://", "postgres://")) and url_problem("database_url", url):
+            problems.append(url_problem("database_url", url))
         request_limits = problems.run(self.request_limits, ENGINE.request_limits)
         patterns = problems.run(lambda: parse_redact_patterns(self.redact_patterns), ())
         context_policy = problems.run(lambda: parse_context_policy(self.context_policy), {})
