@@ -37,6 +37,8 @@ from .bodies.request import ChatRequest, set_end_user
 from .errors import EngineError, RateLimited, UpstreamError
 from .exchange import Arrival, Exchange, Hold, answered
 from .failover import Forwarder
+from .formats.hosted_kinds import chat_hosted_tools
+from .formats.left_out import LeftOut
 from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
@@ -172,6 +174,7 @@ class Engine:
             drain_seconds=settings.usage_drain_seconds,
             hosted=HostedTools(settings.hosted_tools),
         )
+        self.hosted = HostedTools(settings.hosted_tools)
         self.offload = Offload()
         self.redaction = Redaction(settings, self.offload, self.limiter)
         limits = settings.request_limits
@@ -269,7 +272,16 @@ class Engine:
         headers: Mapping[str, str] | None = None,
     ) -> ChatRequest:
         default = default_model or self.settings.default_model
-        return parse_request(self.settings, body, endpoint, default, headers, self._image_cost)
+        return parse_request(
+            self.settings, body, endpoint, default, headers, self._image_cost, self._wide_window
+        )
+
+    def _wide_window(self, model: str) -> bool:
+        """Whether an upstream serving `model` says its window holds a million tokens (its
+        ``context_windows``): a request there may hold more pages of PDFs."""
+        return any(
+            k.spec.context_windows.get(model, 0) >= 1_000_000 for k in self.pool.serving(model)
+        )
 
     def _image_cost(self, model: str) -> int:
         """The most one image may cost on `model` (``image_cost``), remembered with the pool's
@@ -479,7 +491,16 @@ class Engine:
             outcome.model = asked[:200] if isinstance(asked, str) else ""  # the row says what
             raise self.windows.refusal(access.window, access.span)
         check_feature(caller.client, access, self.windows, caller.user, body)
+        found = chat_hosted_tools(body) if endpoint == "chat/completions" else []
+        dropped: list[str] = []
+        if found:  # a provider's own tools (Groq's on chat completions): as on every API
+            body, dropped = self.hosted.govern_chat(body, found, caller.groups)
         req = self.parse(body, endpoint, access.default_model, trace_headers)
+        if dropped:
+            left = LeftOut()
+            for kind in dropped:
+                left.drop(kind)
+            req.reply_headers.update(left.header())
         outcome.model = req.model
         self.check_model(access, req.model)
         self.redaction.check_size(req)

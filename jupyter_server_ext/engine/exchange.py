@@ -122,4 +122,5 @@ def answered(
     """`reply` under the public model name, with the caller's redacted values mapped back where
     safe (``privacy.mapback``)."""
     reply.model = outcome.model
+    reply.headers.update(req.reply_headers)
     return restored(reply, redactor, req.endpoint, caller.client)

@@ -14,8 +14,9 @@ from .privacy.redact import Redactor
 from .records import Caller, Outcome
 from .settings import EngineSettings
 
-# the request fields whose text is redacted: what a provider reads as the user's words
-REDACTED_FIELDS = ("messages", "prompt", "suffix", "input")
+# the request fields whose text is redacted: what a provider reads as the user's words (a
+# tool's description too: a client writes into it what it likes)
+REDACTED_FIELDS = ("messages", "prompt", "suffix", "input", "tools")
 
 
 class Redaction:

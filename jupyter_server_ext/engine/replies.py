@@ -27,6 +27,7 @@ from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .errors import UpstreamFailure
 from .exchange import Arrival, Exchange
 from .formats.anthropic import answer as messages_answer
+from .formats.hosted_kinds import kind_of
 from .formats.responses import stream as responses_stream
 from .records import Reply
 from .upstreams.pool import Pool
@@ -68,11 +69,23 @@ class UsageReader:
     """What an answer says it used, in the chat form the engine settles: from a chat
     completion or its chunks (the dict itself, so its cost can be added to it), from a Response
     or its ``response.completed`` event, from a Message or its ``message_start`` and
-    ``message_delta`` events (Anthropic counts cached and written prompt tokens apart)."""
+    ``message_delta`` events (Anthropic counts cached and written prompt tokens apart).
+
+    And the hosted tools' calls it shows (``calls``, by kind; None while the answer has said
+    nothing of them): a Response's call items, a Message's ``server_tool_use`` counts and
+    blocks, a chat answer's ``executed_tools`` (Groq's built-in tools)."""
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self._input: dict[str, Any] = {}  # a Messages stream's input usage, from message_start
+        self._blocks: dict[str, int] = {}  # a Message's server_tool_use blocks, by tool name
+        self.calls: dict[str, int] | None = None
+
+    def wants(self, ev: bytes) -> bool:
+        """Whether a stream's event `ev` may say something `read` takes."""
+        return b'"usage"' in ev or (
+            b'"server_tool_use"' in ev if self.endpoint == "messages" else b'"executed_tools"' in ev
+        )
 
     def read(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         if self.endpoint == "responses":
@@ -85,44 +98,77 @@ class UsageReader:
             if prompt is None or completion is None:
                 return None
             cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+            self.calls = calls_in_output(
+                response.get("output") if isinstance(response, dict) else None
+            )
             return {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
                 "prompt_tokens_details": {"cached_tokens": min(cached or 0, prompt)},
-                "hosted_calls": calls_in_output(
-                    response.get("output") if isinstance(response, dict) else None
-                ),
             }
         if self.endpoint == "messages":
-            if obj.get("type") == "message_start":
-                message = obj.get("message")
-                started = message.get("usage") if isinstance(message, dict) else None
-                self._input = dict(started) if isinstance(started, dict) else {}
-                return None
-            usage = obj.get("usage")
-            if not isinstance(usage, dict) or obj.get("type") not in ("message", "message_delta"):
-                return None
-            both = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
-            counts = [
-                count(both.get(k))
-                for k in (
-                    "cache_creation_input_tokens",
-                    "cache_read_input_tokens",
-                    "input_tokens",
-                    "output_tokens",
-                )
-            ]
-            if None in counts:
-                return None
-            written, read, fresh, output = (n or 0 for n in counts)
-            return {
-                "prompt_tokens": fresh + written + read,
-                "completion_tokens": output,
-                "cache_creation_input_tokens": written,
-                "prompt_tokens_details": {"cached_tokens": read},
-                "hosted_calls": calls_in_usage(both.get("server_tool_use")),
-            }
+            return self._message(obj)
+        self._executed(obj)
         return usage_of(obj)
+
+    def _message(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        kind = obj.get("type")
+        if kind == "message_start":
+            message = obj.get("message")
+            started = message.get("usage") if isinstance(message, dict) else None
+            self._input = dict(started) if isinstance(started, dict) else {}
+            return None
+        if kind == "content_block_start":
+            self._server_tool(obj.get("content_block"))
+            return None
+        if kind == "message":
+            for block in obj.get("content") or ():
+                self._server_tool(block)
+        usage = obj.get("usage")
+        if not isinstance(usage, dict) or kind not in ("message", "message_delta"):
+            return None
+        both = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
+        counts = [
+            count(both.get(k))
+            for k in (
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+                "input_tokens",
+                "output_tokens",
+            )
+        ]
+        if None in counts:
+            return None
+        written, read, fresh, output = (n or 0 for n in counts)
+        self.calls = calls_in_usage(both.get("server_tool_use"), self._blocks)
+        return {
+            "prompt_tokens": fresh + written + read,
+            "completion_tokens": output,
+            "cache_creation_input_tokens": written,
+            "prompt_tokens_details": {"cached_tokens": read},
+        }
+
+    def _server_tool(self, block: Any) -> None:
+        """A Message's ``server_tool_use`` block: a call the provider ran (and bills)."""
+        if isinstance(block, dict) and block.get("type") == "server_tool_use":
+            name = str(block.get("name") or "unknown")[:60]
+            self._blocks[name] = self._blocks.get(name, 0) + 1
+
+    def _executed(self, obj: dict[str, Any]) -> None:
+        """A chat answer's or chunk's ``executed_tools`` (Groq's built-in tools), by kind."""
+        for choice in obj.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            said = choice.get("message") or choice.get("delta")
+            tools = said.get("executed_tools") if isinstance(said, dict) else None
+            if not isinstance(tools, list):
+                continue
+            calls = self.calls if self.calls is not None else {}
+            for tool in tools:
+                if isinstance(tool, dict):
+                    kind = kind_of(str(tool.get("type") or "unknown").split(".")[0])
+                    calls[kind] = calls.get(kind, 0) + 1
+            self.calls = calls
 
 
 class Replies:
@@ -249,10 +295,10 @@ class Replies:
                 except StopAsyncIteration:
                     break
                 chunks += 1
-                obj = event_json(ev) if b'"usage"' in ev else None
+                obj = event_json(ev) if reader.wants(ev) else None
                 usage = reader.read(obj) if obj is not None else None
                 if usage:
-                    tokens = self.settle_usage(ex, usage)
+                    tokens = self.settle_usage(ex, usage, reader.calls)
                     break
         except asyncio.CancelledError:
             raise
@@ -270,8 +316,11 @@ class Replies:
             await ex.hold.end(ex.outcome.cost_usd, tokens=tokens)
             self.finish(ex)
 
-    def settle_usage(self, ex: Exchange, usage: dict[str, Any] | None) -> int | None:
-        """The tokens and cost an upstream reported, onto the outcome; the tokens used."""
+    def settle_usage(
+        self, ex: Exchange, usage: dict[str, Any] | None, calls: dict[str, int] | None = None
+    ) -> int | None:
+        """The tokens and cost an upstream reported, onto the outcome; the tokens used.
+        `calls`: the hosted tools' calls the answer showed (``UsageReader.calls``)."""
         if not usage:
             return None
         outcome = ex.outcome
@@ -282,10 +331,22 @@ class Replies:
         # prompt tokens written to the provider's cache are billed dearer (Anthropic)
         written = count(usage.get("cache_creation_input_tokens")) or 0
         outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens, written)
-        # hosted tools the provider ran, billed by the call
-        calls = usage.get("hosted_calls") or {}
-        outcome.cost_usd += sum(n * self.hosted.price(kind) for kind, n in calls.items())
+        outcome.cost_usd += self.hosted_cost(ex.req, calls)
         return outcome.prompt_tokens + outcome.completion_tokens
+
+    def hosted_cost(self, req: ChatRequest, calls: dict[str, int] | None) -> float:
+        """What the hosted tools the provider ran cost, at this request's price a call (a
+        container's by its size); an answer that says nothing of the tools a request ran
+        (a chat answer without ``executed_tools``) is charged what they were reserved."""
+        if calls is None:
+            return req.hosted_usd if req.hosted_prices else 0.0
+        prices = dict(req.hosted_prices)
+        dearest = max(prices.values(), default=0.0)
+        # a call of a kind the request did not name (a provider's own name for it, as Groq's
+        # executed tools have) is charged as its dearest
+        return sum(
+            n * prices.get(kind, max(self.hosted.price(kind), dearest)) for kind, n in calls.items()
+        )
 
     async def json_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
         outcome, slot = ex.outcome, ex.hold.slot
@@ -294,8 +355,9 @@ class Replies:
             obj = json_codec.loads(body)
         except ValueError:
             obj = None
-        usage = UsageReader(ex.req.endpoint).read(obj) if isinstance(obj, dict) else None
-        tokens = self.settle_usage(ex, usage)
+        reader = UsageReader(ex.req.endpoint)
+        usage = reader.read(obj) if isinstance(obj, dict) else None
+        tokens = self.settle_usage(ex, usage, reader.calls)
         if usage is not None:
             usage["cost_usd"] = round(outcome.cost_usd, 8)
             body = json_codec.dumps(obj)
@@ -355,14 +417,16 @@ class Replies:
             try:
                 while True:
                     chunks += 1
-                    obj = event_json(ev) if b'"usage"' in ev else None
+                    obj = event_json(ev) if reader.wants(ev) else None
                     if obj is not None:
                         usage = reader.read(obj)
                         if usage:
-                            tokens = self.settle_usage(ex, usage)
+                            tokens = self.settle_usage(ex, usage, reader.calls)
                             if chat_shaped:
                                 usage["cost_usd"] = round(outcome.cost_usd, 8)
                                 ev = sse(obj)
+                        elif "usage" not in obj:  # read for its tools' calls: sent as it came
+                            obj = None
                     if kept is not None:
                         kept.append(ev)
                         room -= len(ev)

@@ -32,6 +32,21 @@ reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/stre
   ``"web_searches": n``, else one; at most the tool's ``max_uses``), counted in
   ``usage.server_tool_use.web_search_requests`` and billed by the call (a stream reports the
   count in its usage, without the blocks);
+- documents the API fetches itself (a ``document`` block whose source is a ``url`` or a Files
+  API ``file``): each is read from :attr:`FakeAnthropic.documents` (pages by URL or file id; an
+  unknown one is a 400, as a failed download is) and billed ``PAGE_TOKENS`` input tokens a
+  page; at most 100 pages of PDFs a request, 600 with the 1M-token context beta (its PDF
+  support page), past which the request is a 400;
+- the web fetch server tool (``web_fetch_...``): a scripted dict's ``"web_fetches": n`` fetches
+  (at most ``max_uses``), each pulling :attr:`FakeAnthropic.fetch_tokens` of text into the
+  prompt, cut at the tool's ``max_content_tokens``; each web search pulls
+  :attr:`FakeAnthropic.search_result_tokens` in (both 0 by default); counted in
+  ``usage.server_tool_use`` (``web_fetch_requests``) and billed as input;
+- the code execution server tool (``code_execution_...``): a scripted dict's ``"code_runs": n``
+  runs, each a ``server_tool_use`` block (``bash_code_execution``) and its result, in one
+  container the Message names (``container``); the usage counts them nowhere, as the SDK's
+  ``ServerToolUsage`` has no field for them (``Received.code_runs`` says how many ran: billed
+  by the container's time);
 - streaming with the reference's event sequence and ``event:`` lines: message_start, per block
   content_block_start (a ping after the first), its deltas (text word by word, a tool's input
   JSON in fragments after an empty one, thinking then its signature), content_block_stop; then
@@ -89,6 +104,9 @@ CACHE_TTL = {"5m": 300.0, "1h": 3600.0}
 # the context window, and the beta that opens the long one (docs: context windows)
 CONTEXT_WINDOW = 200_000
 LONG_CONTEXT_BETA, LONG_CONTEXT_WINDOW = "context-1m-2025-08-07", 1_000_000
+PAGE_TOKENS = 3_000  # a fetched PDF's page, its text and image, as input tokens
+MAX_PDF_PAGES, WIDE_PDF_PAGES = 100, 600  # a request's PDF pages: its window under 1M, and 1M
+CODE_TOOLS = ("bash_code_execution", "text_editor_code_execution")
 # the values the API takes for the fields that choose how a request is served
 SERVING_VALUES = {
     "service_tier": ("auto", "standard_only"),
@@ -136,6 +154,9 @@ class Received:
     cache_write: int = 0
     cache_read: int = 0
     tool_calls: int = 0  # web searches it ran, billed by the call
+    fetched_pages: int = 0  # pages of documents it fetched by URL or file id
+    web_fetches: int = 0
+    code_runs: int = 0  # code its container ran (billed by the container's time)
 
 
 @dataclass
@@ -206,6 +227,10 @@ class FakeAnthropic(LoopbackServer):
         self.refuse_oversized = False
         # False: no anthropic-ratelimit-* headers on any answer (Claude behind a gateway)
         self.rate_headers = True
+        # documents it can fetch: pages by URL or file id
+        self.documents: dict[str, int] = {}
+        self.search_result_tokens = 0  # what each web search pulls into the prompt
+        self.fetch_tokens = 0  # what each web fetch pulls into the prompt (its text)
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._buckets: dict[str, dict[str, _Bucket]] = {}  # account -> family -> bucket
@@ -259,6 +284,8 @@ class FakeAnthropic(LoopbackServer):
             self.too_many = 0
             self.refuse_oversized = False
             self.rate_headers = True
+            self.documents.clear()
+            self.search_result_tokens = self.fetch_tokens = 0
 
     # -- lifecycle (LoopbackServer: start, stop, a context manager) ------------------------
 
@@ -357,15 +384,26 @@ class FakeAnthropic(LoopbackServer):
 
         now = time.monotonic()
         inp, write, read = self._prompt_usage(policy, body, now, commit=False)
-        window = (
-            LONG_CONTEXT_WINDOW
-            if LONG_CONTEXT_BETA in _betas(",".join(request.headers.getall("anthropic-beta", [])))
-            else CONTEXT_WINDOW
-        )
-        if inp + write + read > window:
+        wide = LONG_CONTEXT_BETA in _betas(",".join(request.headers.getall("anthropic-beta", [])))
+        window = LONG_CONTEXT_WINDOW if wide else CONTEXT_WINDOW
+        pages, unknown = self._fetched_pages(body)
+        most = WIDE_PDF_PAGES if wide else MAX_PDF_PAGES
+        if unknown is not None or pages > most:
+            rec.status = 400
+            why = (
+                f"Unable to download the file at {unknown[:80]}"
+                if unknown is not None
+                else f"A maximum of {most} PDF pages may be provided."
+            )
+            return _error(400, why, rid)
+        rec.fetched_pages = pages
+        extra = pages * PAGE_TOKENS  # input beyond the request's own text: what was fetched
+        if inp + extra + write + read > window:
             rec.status = 400
             return _error(
-                400, f"prompt is too long: {inp + write + read} tokens > {window} maximum", rid
+                400,
+                f"prompt is too long: {inp + extra + write + read} tokens > {window} maximum",
+                rid,
             )
         with self._lock:
             reply = self._replies[0] if self._replies else None
@@ -387,6 +425,14 @@ class FakeAnthropic(LoopbackServer):
         blocks, reason, stop_seq = _answer(body, reply)
         searches = _searches(body, reply)
         rec.tool_calls = searches
+        fetch = _server_tool(body, "web_fetch_")
+        fetches = _uses(fetch, reply, "web_fetches", 1)
+        runs = _uses(_server_tool(body, "code_execution_"), reply, "code_runs", 0)
+        rec.web_fetches, rec.code_runs = fetches, runs
+        # what the tools pulled into the prompt: billed as input
+        fetched = min(self.fetch_tokens, (fetch or {}).get("max_content_tokens") or 10**9)
+        extra += searches * self.search_result_tokens + fetches * fetched
+        inp += extra
         out_tokens = _output_tokens(blocks)
         oversized = self.refuse_oversized and 0 < policy.input_token_limit < inp + write
         headers, wait = self._admit(policy, 0 if oversized else inp + write, now)
@@ -412,6 +458,7 @@ class FakeAnthropic(LoopbackServer):
                 output.take(out_tokens)
         # admitted: the cache is written
         inp, write, read = self._prompt_usage(policy, body, now, commit=True)
+        inp += extra
         rec.cache_write, rec.cache_read = write, read
         prompt = inp + write + read
         if self.latency:
@@ -426,10 +473,19 @@ class FakeAnthropic(LoopbackServer):
             "stop_sequence": stop_seq,
             "usage": _usage(inp, write, read, out_tokens, _ttl_of_last_breakpoint(body)),
         }
-        if searches:  # the searches it ran, each billed by the call
-            message["usage"]["server_tool_use"] = {"web_search_requests": searches}
-            if not body.get("stream"):
+        if searches or fetches:  # the searches and fetches it ran, counted in the usage
+            message["usage"]["server_tool_use"] = {
+                "web_search_requests": searches,
+                "web_fetch_requests": fetches,
+            }
+            if searches and not body.get("stream"):
                 message["content"] = _search_blocks(searches) + message["content"]
+        if runs:  # code it ran in a container of its own: blocks, never a count in the usage
+            message["content"] = _code_blocks(runs) + message["content"]
+            message["container"] = {
+                "id": "container_" + uuid.uuid4().hex[:24],
+                "expires_at": _rfc3339(time.time() + 3600),
+            }
         if body.get("inference_geo"):  # where inference ran, as the API reports it
             message["usage"]["inference_geo"] = body["inference_geo"]
         headers["request-id"] = rid
@@ -513,6 +569,36 @@ class FakeAnthropic(LoopbackServer):
                 if i > hit:
                     write = upto[i] - read
         return total - read - write, write, read
+
+    def _fetched_pages(self, body: dict[str, Any]) -> tuple[int, str | None]:
+        """The pages of the documents `body` has fetched (by URL or file id), and the first one
+        it cannot fetch (None: all found)."""
+        pages = 0
+
+        def walk(blocks: Any) -> str | None:
+            nonlocal pages
+            for block in blocks if isinstance(blocks, list) else ():
+                if not isinstance(block, dict):
+                    continue
+                if block.get("type") == "tool_result":
+                    missing = walk(block.get("content"))
+                    if missing is not None:
+                        return missing
+                source = block.get("source")
+                if block.get("type") != "document" or not isinstance(source, dict):
+                    continue
+                where = source.get("url") if source.get("type") == "url" else source.get("file_id")
+                if source.get("type") in ("url", "file"):
+                    if where not in self.documents:
+                        return str(where)
+                    pages += self.documents[where]
+            return None
+
+        for m in body.get("messages") or ():
+            missing = walk(m.get("content"))
+            if missing is not None:
+                return pages, missing
+        return pages, None
 
     def _admit(
         self, policy: KeyPolicy, input_tokens: int, now: float
@@ -709,12 +795,15 @@ def _check_tools(tools: Any) -> list[str]:
         raise _Invalid("tools: Input should be a valid list")
     names: list[str] = []
     for i, tool in enumerate(tools):
-        if str(tool.get("type", "")).startswith("web_search_"):  # the server tool it runs
-            _no_extra(tool, _WEB_SEARCH, f"tools.{i}.")
-            uses = tool.get("max_uses")
-            if uses is not None and (not isinstance(uses, int) or uses < 1):
-                raise _Invalid(f"tools.{i}.max_uses: Input should be greater than 0")
-            names.append(str(tool.get("name", "web_search")))
+        kind = str(tool.get("type", ""))
+        server = next((k for k in _SERVER_TOOLS if kind.startswith(k + "_")), None)
+        if server is not None:  # a server tool it runs
+            _no_extra(tool, _SERVER_TOOLS[server], f"tools.{i}.")
+            for cap in ("max_uses", "max_content_tokens"):
+                uses = tool.get(cap)
+                if uses is not None and (not isinstance(uses, int) or uses < 1):
+                    raise _Invalid(f"tools.{i}.{cap}: Input should be greater than 0")
+            names.append(str(tool.get("name", server)))
             continue
         _no_extra(tool, _TOOL, f"tools.{i}.")
         name = tool.get("name")
@@ -731,6 +820,24 @@ def _check_tools(tools: Any) -> list[str]:
             raise _Invalid("tools: Tool names must be unique.")
         names.append(name)
     return names
+
+
+_SERVER_TOOLS = {
+    "web_search": _WEB_SEARCH,
+    "web_fetch": frozenset(
+        {
+            "type",
+            "name",
+            "max_uses",
+            "max_content_tokens",
+            "allowed_domains",
+            "blocked_domains",
+            "citations",
+            "cache_control",
+        }
+    ),
+    "code_execution": frozenset({"type", "name", "cache_control"}),
+}
 
 
 def _check_tool_choice(choice: Any, tools: list[str]) -> None:
@@ -817,6 +924,14 @@ def _check_block(block: Any, allowed: tuple[str, ...], where: str) -> None:
             raise _Invalid(f"{field}: text content blocks must contain non-whitespace text")
     elif kind == "image":
         _check_image(block.get("source"), where)
+    elif kind == "document":
+        source = block.get("source")
+        stype = source.get("type") if isinstance(source, dict) else None
+        if stype not in ("base64", "text", "url", "file", "content"):
+            raise _Invalid(
+                f"{where}.source: Input tag '{stype}' found using 'type' does not match any of "
+                "the expected tags: 'base64', 'text', 'content', 'url', 'file'"
+            )
     elif kind == "tool_use":
         if not isinstance(block.get("id"), str) or not re.fullmatch(r"[a-zA-Z0-9_-]+", block["id"]):
             raise _Invalid(f"{where}.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
@@ -974,6 +1089,45 @@ def _searches(body: dict[str, Any], reply: Any) -> int:
     return min(wanted, most) if isinstance(most, int) else wanted
 
 
+def _server_tool(body: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    """The request's server tool whose type starts with `prefix` (web_fetch_, ...), if any."""
+    return next(
+        (
+            t
+            for t in body.get("tools") or ()
+            if isinstance(t, dict) and str(t.get("type", "")).startswith(prefix)
+        ),
+        None,
+    )
+
+
+def _uses(tool: dict[str, Any] | None, reply: Any, field: str, default: int) -> int:
+    """How many times the answer uses `tool`: a scripted dict's `field`, else `default`; never
+    more than the tool's ``max_uses``."""
+    if tool is None:
+        return 0
+    wanted = int(reply.get(field, default)) if isinstance(reply, dict) else default
+    most = tool.get("max_uses")
+    return min(wanted, most) if isinstance(most, int) else wanted
+
+
+def _code_blocks(n: int) -> list[dict[str, Any]]:
+    """`n` runs of code in the container: each a server_tool_use block and its result."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        sid = "srvtoolu_" + uuid.uuid4().hex[:24]
+        name = CODE_TOOLS[i % len(CODE_TOOLS)]
+        out.append({"type": "server_tool_use", "id": sid, "name": name, "input": {"command": "ls"}})
+        out.append(
+            {
+                "type": f"{name}_tool_result",
+                "tool_use_id": sid,
+                "content": {"type": f"{name}_result", "stdout": "", "stderr": "", "return_code": 0},
+            }
+        )
+    return out
+
+
 def _search_blocks(n: int) -> list[dict[str, Any]]:
     """A JSON answer's blocks of `n` searches: each a server_tool_use and its result."""
     out: list[dict[str, Any]] = []
@@ -1018,9 +1172,11 @@ def _events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
         head = (
             {"type": "text", "text": ""}
             if kind == "text"
-            else {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-            if kind == "tool_use"
+            else {"type": kind, "id": block["id"], "name": block["name"], "input": {}}
+            if kind in ("tool_use", "server_tool_use")
             else {"type": kind, "thinking": ""}
+            if kind in ("thinking", "redacted_thinking")
+            else block  # a server tool's result: whole at its start
         )
         out.append(
             (
@@ -1072,7 +1228,9 @@ def _events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
 def _deltas(block: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
     if block["type"] == "text":
         return [({"type": "text_delta", "text": piece}, n) for piece, n in _pieces(block["text"])]
-    if block["type"] == "tool_use":
+    if block["type"].endswith("_tool_result"):
+        return []
+    if block["type"] in ("tool_use", "server_tool_use"):
         raw = json.dumps(block.get("input") or {})
         half, tokens = len(raw) // 2, _block_tokens(block)
         return [

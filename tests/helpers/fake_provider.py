@@ -59,6 +59,9 @@ from aiohttp import web
 
 from .loopback import LoopbackServer
 
+PAGE_TOKENS = 3_000  # a fetched PDF's page, its text and image, as input tokens
+MAX_PDF_PAGES = 100  # pages of PDFs one request may give (OpenAI's file inputs page)
+
 
 @dataclass
 class KeyPolicy:
@@ -80,6 +83,9 @@ class Received:
     path: str = "chat/completions"
     billed_tokens: int = 0  # prompt + generated tokens this request is billed, client there or not
     tool_calls: int = 0  # hosted tools' calls it made (web searches), billed by the call
+    code_runs: int = 0  # code interpreter calls, in one container
+    container: str = ""  # the memory_limit of the container they ran in (billed by its size)
+    fetched_pages: int = 0  # pages of files it fetched by URL or file id
     client: str = ""  # the X-RSQL-Client header the proxy (or the kernel) sent
 
 
@@ -126,6 +132,9 @@ class FakeProvider(LoopbackServer):
         self.strict_fields = False
         # a model that answers from the request body (str), or None: the scripted replies
         self.respond: Callable[[dict[str, Any]], str | dict[str, Any] | None] | None = None
+        # files the Responses API fetches: pages by URL or file id
+        self.documents: dict[str, int] = {}
+        self.search_content_tokens = 0  # what each web search pulls into the prompt
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
@@ -179,6 +188,8 @@ class FakeProvider(LoopbackServer):
             self.models_delay = 0.0
             self.strict_fields = False
             self.respond = None
+            self.documents = {}
+            self.search_content_tokens = 0
 
     # -- lifecycle (LoopbackServer: start, stop, a context manager) ------------------------
 
@@ -550,7 +561,14 @@ class FakeProvider(LoopbackServer):
         for a response it never stored would be. With a ``web_search`` tool (any dated or
         preview variant) it searches as OpenAI does before it answers: one ``web_search_call``
         output item per search (a scripted dict's ``"web_searches": n``, else one), never more
-        than ``max_tool_calls``; each is billed by the call, apart from the tokens."""
+        than ``max_tool_calls``; each is billed by the call, apart from the tokens, and pulls
+        :attr:`search_content_tokens` into the prompt (billed as input). With a
+        ``code_interpreter`` tool it runs a scripted dict's ``"code_runs": n`` in one container
+        of the tool's ``memory_limit`` (``code_interpreter_call`` items naming it; billed by the
+        container: ``Received.container``); every built-in tool's calls together at most
+        ``max_tool_calls``. Files it fetches (an ``input_file`` by ``file_url`` or ``file_id``,
+        in a message or a tool's output) are read from :attr:`documents` (pages; an unknown one
+        is a 400) and billed ``PAGE_TOKENS`` a page, at most 100 pages a request."""
         policy, body, rec, err = await self._begin(request, "responses")
         if err is not None:
             return err
@@ -562,6 +580,16 @@ class FakeProvider(LoopbackServer):
             )
         items = body.get("input")
         items = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+        pages, missing = self._fetched_pages(items)
+        if missing is not None or pages > MAX_PDF_PAGES:
+            rec.status = 400
+            why = (
+                f"Error while downloading {missing[:80]}."
+                if missing is not None
+                else f"You may provide at most {MAX_PDF_PAGES} pages of PDF input in a request."
+            )
+            return _error(400, why, "invalid_request_error")
+        rec.fetched_pages = pages
         texts = []
         for item in items:
             if isinstance(item, dict) and item.get("role") == "user":
@@ -571,6 +599,7 @@ class FakeProvider(LoopbackServer):
                         part if isinstance(part, str) else str((part or {}).get("text", ""))
                     )
         prompt_tokens = max(1, len(json.dumps(items) + str(body.get("instructions") or "")) // 4)
+        prompt_tokens += pages * PAGE_TOKENS
         with self._lock:
             reply = self._replies.popleft() if self._replies else None
         rid = (
@@ -596,15 +625,17 @@ class FakeProvider(LoopbackServer):
                 if isinstance(reply, str)
                 else scripted.get("text") or f"Fake response to: {(texts or [''])[-1][:200]}"
             )
-            searches = 0
-            if any(
-                isinstance(t, dict) and str(t.get("type", "")).startswith("web_search")
-                for t in body.get("tools") or []
-            ):
+            tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+            searches = runs = 0
+            if any(str(t.get("type", "")).startswith("web_search") for t in tools):
                 searches = int(scripted.get("web_searches", 1))
-                cap = body.get("max_tool_calls")
-                if isinstance(cap, int):
-                    searches = min(searches, cap)
+            coder = next((t for t in tools if t.get("type") == "code_interpreter"), None)
+            if coder is not None:
+                runs = int(scripted.get("code_runs", 0))
+            cap = body.get("max_tool_calls")
+            if isinstance(cap, int):  # every built-in tool's calls together
+                searches = min(searches, cap)
+                runs = min(runs, cap - searches)
             output = [
                 {
                     "type": "web_search_call",
@@ -614,6 +645,24 @@ class FakeProvider(LoopbackServer):
                 }
                 for _ in range(searches)
             ]
+            if runs:
+                assert coder is not None
+                spec = coder.get("container")
+                size = spec.get("memory_limit", "1g") if isinstance(spec, dict) else "by-id"
+                container = spec if isinstance(spec, str) else "cntr_" + uuid.uuid4().hex[:24]
+                rec.container = size
+                output += [
+                    {
+                        "type": "code_interpreter_call",
+                        "id": "ci_" + uuid.uuid4().hex,
+                        "status": "completed",
+                        "code": "print(1)",
+                        "container_id": container,
+                        "outputs": None,
+                    }
+                    for _ in range(runs)
+                ]
+            prompt_tokens += searches * self.search_content_tokens
             output.append(
                 {
                     "type": "message",
@@ -624,6 +673,7 @@ class FakeProvider(LoopbackServer):
                 }
             )
             rec.tool_calls = searches
+            rec.code_runs = runs
             completion = len(text.split(" "))
         headers = self._admit(policy, time.monotonic(), prompt_tokens + completion)
         refused = self._refused(rec, headers, str(body["model"]))
@@ -692,6 +742,26 @@ class FakeProvider(LoopbackServer):
         await send("response.completed", response=response)
         await resp.write_eof()
         return resp
+
+    def _fetched_pages(self, items: list[Any]) -> tuple[int, str | None]:
+        """The pages of the files `items` have the provider fetch (``input_file`` by
+        ``file_url`` or ``file_id``, in messages and tools' outputs), and the first it cannot
+        find (None: all found)."""
+        pages = 0
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            parts = item.get("content") if "content" in item else item.get("output")
+            for part in parts if isinstance(parts, list) else ():
+                if not isinstance(part, dict) or part.get("type") != "input_file":
+                    continue
+                where = part.get("file_url") or part.get("file_id")
+                if where is None:
+                    continue
+                if where not in self.documents:
+                    return pages, str(where)
+                pages += self.documents[where]
+        return pages, None
 
     def _refused(self, rec: Received, headers: dict[str, str], model: str) -> web.Response | None:
         """The 429 for a request ``_admit`` refused, worded as OpenAI words each kind (in place of

@@ -175,6 +175,7 @@ async def test_an_anthropic_upstream_gets_what_the_proxy_does_not_read_as_it_cam
     proxy: Proxy, claude: FakeAnthropic
 ) -> None:
     document = {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
+    claude.documents["https://example.com/a.pdf"] = 2  # the provider fetches it
     body = {
         "model": "claude-small",
         "max_tokens": 50,

@@ -7,15 +7,20 @@ for a request (not offered to the caller, or the upstream cannot run it): droppe
 the answer's ``x-rsql-dropped`` header (the default, so a tool such as Codex, which offers web
 search, works unchanged), or refused with a 400 that says where the admin changes it.
 
-A hosted tool is run only by an upstream that speaks the request's API (``apis.native``): its
-calls are reserved at admission (``max_calls`` x ``price_per_call``), capped at the provider
-where its API can say so (``max_tool_calls``, ``max_uses``), and charged from what the provider
-reports (``web_search_call`` items, ``server_tool_use`` counts).
+One rule on every API. On the Responses and Messages APIs a hosted tool is run only by an
+upstream that speaks the API (``apis.native``; the edge decides, ``edges.translated``); on chat
+completions, any tool type but a function or a free-form one is a provider's (Groq runs its
+browser search, code and remote MCP servers there: ``HostedTools.govern_chat``). What one runs
+is reserved at admission as the most it can cost (``reserve``: its calls within the cap the
+provider is told, at its price or its container's by size, and ``content_tokens`` a call as
+prompt), and charged from what the provider reports (``calls_in_output``, ``calls_in_usage``,
+a chat answer's ``executed_tools``).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +31,10 @@ from ..formats.hosted_kinds import kind_of
 # USD a call, as the providers publish them (their API pricing pages), the dearest path of each
 # where a kind has several, so a default never charges less than a provider may bill: OpenAI's
 # web search $10 a thousand calls ($25 on the preview non-reasoning path); file search $2.50 a
-# thousand; a code interpreter container $0.03 a session at 1 GB, Anthropic's code execution
-# $0.05 an hour of container (a larger container is the admin's to price); Anthropic's web
-# search $10 a thousand; an image of gpt-image-1 at high quality about $0.25. Tools billed by
-# their tokens alone (web fetch, MCP, and the tools a client runs) cost nothing more a call.
+# thousand; a code container by its memory (``CONTAINER_PRICES``; Anthropic's code execution
+# $0.05 an hour of container, charged as one hour); Anthropic's web search $10 a thousand; an
+# image of gpt-image-1 at high quality about $0.25. Tools billed by their tokens alone (web
+# fetch, MCP, and the tools a client runs) cost nothing more a call.
 DEFAULT_PRICES: dict[str, float] = {
     "web_search": 0.025,
     "web_fetch": 0.0,
@@ -45,7 +50,25 @@ DEFAULT_PRICES: dict[str, float] = {
     "tool_search": 0.0,
 }
 KINDS = tuple(DEFAULT_PRICES)
-_FIELDS = ("offered", "groups", "price_per_call", "max_calls", "if_not_run")
+# What one call may pull into the prompt, billed there as input: search results (OpenAI bills
+# a search on its mini models as a fixed block of 8,000 input tokens; Anthropic counts results
+# as input, uncapped) and a fetched page (Anthropic's web fetch, told this cap as its
+# ``max_content_tokens``, which holds for text; a fetched PDF is billed by its pages, which a
+# request's fetched documents are reserved for: ``parsing``). Reserved as prompt per call.
+DEFAULT_CONTENT_TOKENS: dict[str, int] = {"web_search": 8_000, "web_fetch": 25_000}
+# OpenAI's code interpreter, USD a container session (20 minutes) by its ``memory_limit``, as
+# its pricing page lists them; a size not priced here is refused (``container_price``)
+CONTAINER_PRICES: dict[str, float] = {"1g": 0.03, "4g": 0.12, "16g": 0.48, "64g": 1.92}
+_FIELDS = (
+    "offered",
+    "groups",
+    "price_per_call",
+    "max_calls",
+    "if_not_run",
+    "content_tokens",
+    "container_prices",
+)
+MAX_CONTENT_TOKENS = 2_000_000  # past the largest context window any provider offers
 
 
 @dataclass(frozen=True)
@@ -57,9 +80,26 @@ class HostedTool:
     price_per_call: float = 0.0
     max_calls: int = 10  # calls one request may make: reserved, and capped where the API can
     if_not_run: str = "drop"  # "drop" (named in x-rsql-dropped) or "refuse" (a 400)
+    content_tokens: int = 0  # what one call may pull into the prompt, reserved as prompt
+    # a code container's price by its memory_limit (code_interpreter only); None: refused
+    container_prices: tuple[tuple[str, float | None], ...] = ()
 
     def offered_to(self, groups: tuple[str, ...]) -> bool:
         return self.offered and (self.groups is None or bool(set(self.groups) & set(groups)))
+
+
+def default_tool(kind: str) -> HostedTool:
+    """A kind as it is when the admin says nothing of a field: its published prices."""
+    return HostedTool(
+        price_per_call=DEFAULT_PRICES.get(kind, 0.0),
+        content_tokens=DEFAULT_CONTENT_TOKENS.get(kind, 0),
+        container_prices=tuple(CONTAINER_PRICES.items()) if kind == "code_interpreter" else (),
+    )
+
+
+def _near(name: str, names: tuple[str, ...]) -> str:
+    near = difflib.get_close_matches(str(name), names, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def parse_hosted_tools(raw: Any) -> dict[str, HostedTool]:
@@ -72,18 +112,18 @@ def parse_hosted_tools(raw: Any) -> dict[str, HostedTool]:
     for kind, values in raw.items():
         here = f"{where}[{kind!r}]"
         if kind not in KINDS:
-            near = difflib.get_close_matches(str(kind), KINDS, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"{here}: unknown kind{hint}; kinds: {', '.join(KINDS)}")
+            raise ConfigError(
+                f"{here}: unknown kind{_near(kind, KINDS)}; kinds: {', '.join(KINDS)}"
+            )
         if not isinstance(values, Mapping):
             raise ConfigError(f"{here}: expected a dict of {', '.join(_FIELDS)}")
         for name in values:
             if name not in _FIELDS:
-                near = difflib.get_close_matches(str(name), _FIELDS, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise ConfigError(
-                    f"{here}: unknown field {name!r}{hint}; fields: {', '.join(_FIELDS)}"
+                    f"{here}: unknown field {name!r}{_near(name, _FIELDS)}; fields: "
+                    f"{', '.join(_FIELDS)}"
                 )
+        default = default_tool(kind)
         offered = values.get("offered", False)
         if not isinstance(offered, bool):
             raise ConfigError(f"{here}['offered']: true or false, got {offered!r}")
@@ -93,8 +133,8 @@ def parse_hosted_tools(raw: Any) -> dict[str, HostedTool]:
             or not all(isinstance(g, str) and g for g in groups)
         ):
             raise ConfigError(f"{here}['groups']: a list of group names, got {groups!r}")
-        price = values.get("price_per_call", DEFAULT_PRICES[kind])
-        if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price <= 100:
+        price = values.get("price_per_call", default.price_per_call)
+        if not _usd(price):
             raise ConfigError(f"{here}['price_per_call']: USD from 0 to 100, got {price!r}")
         most = values.get("max_calls", 10)
         if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 1000:
@@ -102,9 +142,50 @@ def parse_hosted_tools(raw: Any) -> dict[str, HostedTool]:
         otherwise = values.get("if_not_run", "drop")
         if otherwise not in ("drop", "refuse"):
             raise ConfigError(f'{here}[\'if_not_run\']: "drop" or "refuse", got {otherwise!r}')
+        content = values.get("content_tokens", default.content_tokens)
+        if (
+            isinstance(content, bool)
+            or not isinstance(content, int)
+            or not 0 <= content <= MAX_CONTENT_TOKENS
+        ):
+            raise ConfigError(
+                f"{here}['content_tokens']: tokens from 0 to {MAX_CONTENT_TOKENS:,}, got "
+                f"{content!r}"
+            )
+        containers = dict(default.container_prices)
+        if "container_prices" in values:
+            containers.update(_container_prices(kind, values["container_prices"], here))
         out[kind] = HostedTool(
-            offered, tuple(groups) if groups is not None else None, float(price), most, otherwise
+            offered,
+            tuple(groups) if groups is not None else None,
+            float(price),
+            most,
+            otherwise,
+            content,
+            tuple(containers.items()),
         )
+    return out
+
+
+def _usd(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 100
+
+
+def _container_prices(kind: str, raw: Any, here: str) -> dict[str, float | None]:
+    """The admin's container prices, over the published ones: a size priced, or None to refuse
+    it."""
+    where = f"{here}['container_prices']"
+    if kind != "code_interpreter":
+        raise ConfigError(f"{where}: only code_interpreter runs in a container")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f'{where}: expected a dict like {{"4g": 0.12}} (USD a container)')
+    out: dict[str, float | None] = {}
+    for size, price in raw.items():
+        if not isinstance(size, str) or not size:
+            raise ConfigError(f"{where}: a size is a memory_limit like '4g', got {size!r}")
+        if price is not None and not _usd(price):
+            raise ConfigError(f"{where}[{size!r}]: USD from 0 to 100, or None, got {price!r}")
+        out[size] = None if price is None else float(price)
     return out
 
 
@@ -115,7 +196,7 @@ class HostedTools:
         self.tools = dict(tools)
 
     def of(self, kind: str) -> HostedTool:
-        return self.tools.get(kind) or HostedTool(price_per_call=DEFAULT_PRICES.get(kind, 0.0))
+        return self.tools.get(kind) or default_tool(kind)
 
     def price(self, kind: str) -> float:
         """USD a call of `kind` is charged."""
@@ -147,6 +228,39 @@ class HostedTools:
             extra={"param": where},
         )
 
+    def govern_chat(
+        self, body: dict[str, Any], found: list[tuple[str, int]], groups: tuple[str, ...]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """A chat completion's hosted tools (`found`: ``chat_hosted_tools``) as the admin says:
+        each offered to the caller goes on (the provider runs it or refuses it; reserved and
+        charged as on every API), the rest left out of the body (their kinds returned, for
+        ``x-rsql-dropped``) or refused. The one rule the Responses and Messages edges keep."""
+        tools = list(body.get("tools") or [])
+        out, gone, dropped = dict(body), set(), []
+        for kind, i in found:
+            if self.runs(kind, groups, upstream_runs=True):
+                continue
+            where = f"tools[{i}]" if i >= 0 else "web_search_options"
+            refusal = self.not_run(kind, where, groups, upstream_runs=True)
+            if refusal is not None:
+                raise refusal
+            dropped.append(kind)
+            if i >= 0:
+                gone.add(i)
+            else:
+                out.pop("web_search_options", None)
+        kept = [t for j, t in enumerate(tools) if j not in gone]
+        if gone and not kept and len(dropped) == len(found):
+            raise only_hosted(dropped)
+        if gone:
+            if kept:
+                out["tools"] = kept
+            else:
+                out.pop("tools", None)
+                out.pop("tool_choice", None)
+                out.pop("parallel_tool_calls", None)
+        return out, dropped
+
 
 def only_hosted(kinds: list[str]) -> BadRequest:
     """The 400 for a request whose only tools are hosted tools, none of which runs for it: left
@@ -162,11 +276,71 @@ def only_hosted(kinds: list[str]) -> BadRequest:
     )
 
 
-def reserve_usd(tools: Mapping[str, HostedTool], kinds: list[str]) -> float:
-    """What a request's hosted tools may cost at most: each kind's ``max_calls`` at its price
-    (the tools left in a request sent on are those it runs)."""
-    hosted = HostedTools(tools)
-    return sum(hosted.of(k).max_calls * hosted.price(k) for k in dict.fromkeys(kinds))
+@dataclass(frozen=True)
+class Use:
+    """One hosted tool a request runs: its kind, the calls the provider lets it make (its cap
+    there, or the admin's ``max_calls`` where the API cannot say one), a call's price (a
+    container's, for a code interpreter) and the tokens a call may pull into the prompt."""
+
+    kind: str
+    calls: int
+    usd: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What a request's hosted tools may cost at most: USD, and prompt tokens; and each kind's
+    price a call for this request, which its settlement charges."""
+
+    usd: float = 0.0
+    tokens: int = 0
+    prices: tuple[tuple[str, float], ...] = ()
+
+
+def reserve(uses: list[Use], shared_cap: int | None = None) -> Reservation:
+    """The most `uses` may cost. `shared_cap`: one cap on every built-in tool's calls together
+    (the Responses API's ``max_tool_calls``): any kind may spend all of it, so it is reserved
+    at the dearest kind's price and content; else each kind at its own calls."""
+    if not uses:
+        return Reservation()
+    prices = tuple({u.kind: u.usd for u in uses}.items())
+    if shared_cap is not None:
+        return Reservation(
+            shared_cap * max(u.usd for u in uses), shared_cap * max(u.tokens for u in uses), prices
+        )
+    return Reservation(
+        sum(u.calls * u.usd for u in uses), sum(u.calls * u.tokens for u in uses), prices
+    )
+
+
+def container_price(tool: HostedTool, spec: Any, where: str) -> float:
+    """What one container of a code interpreter tool costs (`spec`: the tool's ``container``);
+    ``BadRequest`` naming the field for a size the admin has not priced, or a container named
+    by id: a container belongs to the provider account every user of a key shares (its files
+    too), and one made elsewhere has no price here."""
+    if isinstance(spec, str):
+        raise BadRequest(
+            f"{where}.container: a container by id is not offered through this proxy (containers "
+            'belong to the provider account that every user of this hub shares); send {"type": '
+            '"auto"} and each request runs in its own',
+            code="hosted_tool_not_priced",
+            extra={"param": f"{where}.container"},
+        )
+    size = spec.get("memory_limit", "1g") if isinstance(spec, Mapping) else "1g"
+    prices = dict(tool.container_prices)
+    price = prices.get(size) if isinstance(size, str) else None
+    if price is None:
+        priced = ", ".join(repr(k) for k, v in prices.items() if v is not None) or "none"
+        shown = json.dumps(size)[:20]
+        raise BadRequest(
+            f"{where}.container.memory_limit {shown} has no price on this hub (priced: "
+            f"{priced}); ask for a priced size, or ask your hub admin "
+            "(c.RSQLProxy.hosted_tools['code_interpreter']['container_prices'])",
+            code="hosted_tool_not_priced",
+            extra={"param": f"{where}.container.memory_limit"},
+        )
+    return price
 
 
 # a Responses output item of a hosted tool's call -> its kind
@@ -184,18 +358,34 @@ CALL_ITEMS = {
 
 
 def calls_in_output(output: Any) -> dict[str, int]:
-    """The hosted tools' calls a Response's ``output`` items say were made, by kind."""
+    """The hosted tools' calls a Response's ``output`` items say were made, by kind; a code
+    interpreter's by its containers, which are what the provider bills (a container's calls
+    are free within its session): the distinct ``container_id``s, one for calls naming none."""
     calls: dict[str, int] = {}
+    containers: set[Any] = set()
     for item in output if isinstance(output, list) else []:
         kind = CALL_ITEMS.get(str(item.get("type"))) if isinstance(item, dict) else None
-        if kind is not None:
+        if kind == "code_interpreter":
+            cid = item.get("container_id")
+            containers.add(cid if isinstance(cid, str) else None)
+        elif kind is not None:
             calls[kind] = calls.get(kind, 0) + 1
+    if containers:
+        calls["code_interpreter"] = len(containers)
     return calls
 
 
-def calls_in_usage(server_tool_use: Any) -> dict[str, int]:
+# the server tools of an Anthropic answer's ``server_tool_use`` blocks that run code: one
+# container a request (``Message.container``), billed by its time whether or not the usage
+# counts its calls
+CODE_TOOLS = ("code_execution", "bash_code_execution", "text_editor_code_execution")
+
+
+def calls_in_usage(server_tool_use: Any, blocks: Mapping[str, int] | None = None) -> dict[str, int]:
     """The hosted tools' calls an Anthropic usage's ``server_tool_use`` counts, by kind
-    (``web_search_requests``, ``web_fetch_requests``, ...)."""
+    (``web_search_requests``, ``web_fetch_requests``, ...), each at least the calls the answer's
+    own ``server_tool_use`` blocks show (`blocks`: by tool name): a call the usage leaves out is
+    still billed. Code runs in one container, charged once."""
     calls: dict[str, int] = {}
     if isinstance(server_tool_use, Mapping):
         for name, n in server_tool_use.items():
@@ -207,4 +397,9 @@ def calls_in_usage(server_tool_use: Any) -> dict[str, int]:
             ):
                 kind = kind_of(name.removesuffix("_requests"))
                 calls[kind] = calls.get(kind, 0) + n
+    for name, n in (blocks or {}).items():
+        kind = "code_interpreter" if name in CODE_TOOLS else kind_of(name)
+        calls[kind] = max(calls.get(kind, 0), n)
+    if calls.get("code_interpreter"):
+        calls["code_interpreter"] = 1
     return calls

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsql_common.hidden import CONTROL_CHARACTERS as CONTROL_CHARACTERS  # apis/inline reads it
-from rsql_common.tokens import text_tokens
+from rsql_common.tokens import most_tokens
 
 from ..errors import BadRequest, OverBudget
 from .decode import MAX_CONTAINERS, MAX_ITEMS
@@ -76,9 +76,13 @@ class ChatRequest:
     # reserved at its model's long-context rates (``ModelChoice.admission_price``): a request
     # charged its worst case or an estimate is charged at them too
     long_context: bool = False
-    # what the hosted tools it runs may cost at most (``hosted_tools.reserve_usd``), reserved
-    # beside its tokens
+    # what the hosted tools it runs may cost at most (``hosted_tools.reserve``), reserved
+    # beside its tokens (what they may pull into the prompt is in `prompt_tokens`), and each
+    # kind's price a call for this request (a container's by its size), which settles it
     hosted_usd: float = 0.0
+    hosted_prices: tuple[tuple[str, float], ...] = ()
+    # what the answer says of the request itself (x-rsql-dropped: hosted tools left out)
+    reply_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def completion_tokens(self) -> int:
@@ -95,7 +99,7 @@ class ChatRequest:
 
 def _json_tokens(value: Any) -> int:
     try:
-        return text_tokens(json.dumps(value))
+        return most_tokens(json.dumps(value))
     except (TypeError, ValueError):  # not JSON (an in-process caller's object): the upstream says
         return 0
 
@@ -120,13 +124,13 @@ def estimate_tokens(
     for m in messages:
         content = m.get("content")
         if isinstance(content, str):
-            tokens += text_tokens(content)
+            tokens += most_tokens(content)
         elif isinstance(content, list):
             for part in content:
                 if not isinstance(part, dict):
                     continue
                 if isinstance(part.get("text"), str):
-                    tokens += text_tokens(part["text"])
+                    tokens += most_tokens(part["text"])
                 elif part.get("type") == "image_url":
                     tokens += image
                 elif part.get("type") == "file":  # a PDF: by its pages
@@ -403,7 +407,7 @@ def _input_tokens(value: Any, name: str, limits: RequestLimits) -> int:
                     f"{name}[{i}] is longer than {limits.max_message_chars} characters",
                     f"{name}[{i}]",
                 )
-            tokens += text_tokens(item) + 1
+            tokens += most_tokens(item) + 1
         elif isinstance(item, int) and not isinstance(item, bool):
             tokens += 1
         elif isinstance(item, list) and all(
@@ -442,7 +446,7 @@ def parse_completions_request(
     if suffix and len(suffix) > limits.max_message_chars:
         raise _bad(f"'suffix' is longer than {limits.max_message_chars} characters", "suffix")
     if suffix:  # the text after the insertion point is prompt too, billed as such
-        prompt_tokens += text_tokens(suffix)
+        prompt_tokens += most_tokens(suffix)
     stream = _check_stream(body)
     check_standard_service(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)

@@ -79,47 +79,57 @@ class Translated:
         self, api: Any, body: dict[str, Any], caller: Caller
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """`body` as it goes to an upstream that speaks its API, and the answer's header: each
-        hosted tool goes on when it is offered to the caller (its calls capped at the admin's
-        ``max_calls`` where the API can say so), else it is dropped or refused as the admin
-        says."""
+        hosted tool goes on when it is offered to the caller, its calls capped at the provider
+        where the API can say so, else it is dropped or refused as the admin says.
+
+        The caps: Anthropic's web search and fetch each take their own ``max_uses`` (and web
+        fetch a ``max_content_tokens``); the Responses API takes one ``max_tool_calls`` for all
+        its built-in tools together, which any kind may spend whole, so it is the smallest
+        ``max_calls`` of the kinds that run: each kind's cap then holds, and the request is
+        reserved at that many calls of the dearest (``parsing``)."""
         found = api.hosted_tools_in(body)
         if not found:
             return body, {}
         left = LeftOut()
         tools = list(body.get("tools") or [])
-        gone: set[int] = set()
-        out, calls = dict(body), 0
-        for kind, i in found:
-            where = f"tools[{i}]" if i >= 0 else "mcp_servers"
+        gone: set[tuple[int, ...]] = set()
+        out, cap = dict(body), None
+        for kind, path, tool in found:
+            where = ".".join(f"tools[{i}]" for i in path) if path != (-1,) else "mcp_servers"
             if self.hosted.runs(kind, caller.groups, upstream_runs=True):
-                most = self.hosted.of(kind).max_calls
-                calls += most
-                asked = tools[i].get("max_uses") if i >= 0 else None
+                setting = self.hosted.of(kind)
+                cap = setting.max_calls if cap is None else min(cap, setting.max_calls)
                 if api is anthropic_api and kind in ("web_search", "web_fetch"):
-                    fewer = isinstance(asked, int) and not isinstance(asked, bool) and asked < most
-                    tools[i] = {**tools[i], "max_uses": asked if fewer else most}
+                    tools[path[0]] = _capped(tool, "max_uses", setting.max_calls)
+                    if kind == "web_fetch" and setting.content_tokens:
+                        tools[path[0]] = _capped(
+                            tools[path[0]], "max_content_tokens", setting.content_tokens
+                        )
                 continue
             refusal = self.hosted.not_run(kind, where, caller.groups, upstream_runs=True)
             if refusal is not None:
                 raise refusal
             left.drop(kind)
-            if i >= 0:
-                gone.add(i)
-            else:
-                out.pop("mcp_servers", None)
-        kept = [t for j, t in enumerate(tools) if j not in gone]
-        dropped = [kind for kind, i in found if i in gone or (i < 0 and "mcp_servers" not in out)]
-        if dropped and len(dropped) == len(found) and len(kept) == 0:
-            raise only_hosted(dropped)
+            gone.add(path)
+        if (-1,) in gone:
+            out.pop("mcp_servers", None)
+        kept = []
+        for i, tool in enumerate(tools):
+            if (i,) in gone:
+                continue
+            if any(len(p) == 2 and p[0] == i for p in gone):  # a namespace's hosted tools
+                inner = [u for j, u in enumerate(tool.get("tools") or []) if (i, j) not in gone]
+                tool = {**tool, "tools": inner}
+            kept.append(tool)
+        if gone and len(gone) == len(found) and not kept:
+            raise only_hosted([kind for kind, _, _ in found])
         if kept:
             out["tools"] = kept
         else:
             out.pop("tools", None)
             out.pop("tool_choice", None)
-        if api is responses_api and calls:  # OpenAI's cap on a request's built-in tool calls
-            asked = out.get("max_tool_calls")
-            fewer = isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < calls
-            out["max_tool_calls"] = asked if fewer else calls
+        if api is responses_api and cap is not None:  # OpenAI's cap on its built-in tools
+            out = _capped(out, "max_tool_calls", cap)
         return out, left.header()
 
     async def _count(self, caller: Caller) -> Ticket:
@@ -265,6 +275,13 @@ class Translated:
         finally:
             await self.limiter.finish(ticket, 0.0)
         return {"input_tokens": req.prompt_tokens}
+
+
+def _capped(obj: dict[str, Any], field: str, most: int) -> dict[str, Any]:
+    """`obj` with `field` at most `most`: a smaller whole number the client asked for stays."""
+    asked = obj.get(field)
+    fewer = isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < most
+    return {**obj, field: asked if fewer else most}
 
 
 async def _watch_completed(

@@ -14,7 +14,12 @@ own API takes. What they cannot carry into the chat form is written down here, a
   names it and says why.
 
 A request sent as it came (``apis.native``) leaves nothing out: the upstream reads all of it,
-and what the chat form could not read still counts in its estimate (``tokens``).
+and what the chat form could not read still counts in its estimate (``tokens``). A part the
+provider fetches itself (a document or file by URL or file id, an image by file id) stands in
+the chat form as a file or image part that holds no data (``fetched_file``, ``fetched_image``),
+so it is counted against the file-part cap and reserved as the most such a part may cost, as a
+chat completion's file by id is (``bodies.request.estimate_tokens``): its JSON text (a URL,
+about 20 tokens) says nothing of the pages the provider bills.
 """
 
 from __future__ import annotations
@@ -30,6 +35,34 @@ HEADER = "x-rsql-dropped"  # the answer's header naming what was left out
 _SHOWN = 20  # names in the header at most: it says what, not every occurrence
 # a name is the client's text (a block's type): only these characters reach a header
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+# what a fetched part's stand-in holds: no data, so no upstream could read it as a file
+FETCHED = "fetched-by-the-provider"
+
+
+def fetched_file() -> dict[str, Any]:
+    """The chat form of a document or file the provider fetches (by URL or file id)."""
+    return {"type": "file", "file": {"file_id": FETCHED}}
+
+
+def fetched_image() -> dict[str, Any]:
+    """The chat form of an image the provider fetches (by file id)."""
+    return {"type": "image_url", "image_url": {"url": FETCHED}}
+
+
+def fetched_files(messages: Any) -> int:
+    """How many fetched documents and files a chat form's `messages` hold."""
+    return sum(
+        1
+        for m in (messages if isinstance(messages, list) else [])
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for p in m["content"]
+        if isinstance(p, dict)
+        and p.get("type") == "file"
+        and isinstance(p.get("file"), dict)
+        and p["file"].get("file_id") == FETCHED
+    )
 
 
 @dataclass

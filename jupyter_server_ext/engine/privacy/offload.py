@@ -41,30 +41,30 @@ def _note_pid(pid: Any) -> None:
 
 
 def text_chars(value: Any) -> int:
-    """Characters of text a redaction would scan in `value` (messages, a prompt, an input)."""
+    """Characters of text a redaction may scan in `value` (messages, tools, a prompt, an
+    input): every string in it (tool calls' arguments and tools' descriptions are scanned too),
+    but data: URLs, whose bytes are not scanned."""
     if isinstance(value, str):
-        return len(value)
+        return 0 if value.startswith("data:") else len(value)
     if isinstance(value, list):
         return sum(text_chars(v) for v in value)
-    if isinstance(value, dict):  # both fields: a part may carry a text beside its content
-        return sum(
-            text_chars(value[k])
-            for k in ("content", "text")
-            if isinstance(value.get(k), str | list)
-        )
+    if isinstance(value, dict):
+        return sum(text_chars(v) for v in value.values())
     return 0
 
 
 def redact_fields(
     patterns: tuple[Pattern, ...], fields: dict[str, Any]
 ) -> tuple[dict[str, Any], Redactor]:
-    """Redact a request's `fields` ("messages", "prompt", "input") with one Redactor; runs in the
+    """Redact a request's `fields` ("messages", "tools", "prompt", "input") with one Redactor; runs in the
     worker process (or in place, for short texts)."""
     redactor = Redactor(patterns)
     out = {}
     for name, value in fields.items():
         if name == "messages":
             out[name] = redactor.messages(value)
+        elif name == "tools":
+            out[name] = redactor.tools(value)
         elif name == "record":  # a stored response at rest: every string in it
             out[name] = redactor.everything(value)
         else:
@@ -75,7 +75,7 @@ def redact_fields(
 def check_redact_size(payload: dict[str, Any], limit: int) -> None:
     """Refuse a request with more text than the proxy redacts in one request: scanning is CPU
     work one user could otherwise make endless (a 413 naming the setting)."""
-    chars = text_chars([payload.get(n) for n in ("messages", "prompt", "input")])
+    chars = text_chars([payload.get(n) for n in ("messages", "prompt", "input", "tools")])
     if chars > limit:
         raise PayloadTooLarge(
             f"this request holds {chars} characters of text, more than the {limit} the proxy "

@@ -19,6 +19,7 @@ name in free text is not caught unless a custom pattern describes it).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -322,7 +323,10 @@ class Redactor:
         return found
 
     def messages(self, messages: Any) -> Any:
-        """A redacted copy of chat messages (string content and text parts); the caller's own
+        """A redacted copy of chat messages: their text (string content and text parts), what
+        else a provider reads as the user's words (a file's name, an image's URL but a data:
+        URL's bytes), and the tool calls an assistant turn carries (a function's arguments,
+        each string value when they are JSON; a free-form tool's input). The caller's own
         objects are never changed (an in-process caller still holds them)."""
         if not isinstance(messages, list):
             return messages
@@ -336,14 +340,67 @@ class Redactor:
             if isinstance(content, str):
                 m["content"] = self.text(content)
             elif isinstance(content, list):
-                m["content"] = [
-                    {**part, "text": self.text(part["text"])}
-                    if isinstance(part, dict) and isinstance(part.get("text"), str)
-                    else part
-                    for part in content
-                ]
+                m["content"] = [self._part(part) for part in content]
+            calls = m.get("tool_calls")
+            if isinstance(calls, list):
+                m["tool_calls"] = [self._call(call) for call in calls]
             out.append(m)
         return out
+
+    def _part(self, part: Any) -> Any:
+        if not isinstance(part, dict):
+            return part
+        if isinstance(part.get("text"), str):
+            return {**part, "text": self.text(part["text"])}
+        file, image = part.get("file"), part.get("image_url")
+        if isinstance(file, dict) and isinstance(file.get("filename"), str):
+            return {**part, "file": {**file, "filename": self.text(file["filename"])}}
+        if isinstance(image, dict) and isinstance(image.get("url"), str):
+            url = image["url"]
+            if not url.startswith("data:"):  # base64 bytes hold no words, and may look like some
+                return {**part, "image_url": {**image, "url": self.text(url)}}
+        return part
+
+    def _call(self, call: Any) -> Any:
+        """A tool call with its arguments (or a free-form tool's input) redacted."""
+        if not isinstance(call, dict):
+            return call
+        for kind, field_ in (("function", "arguments"), ("custom", "input")):
+            body = call.get(kind)
+            if isinstance(body, dict) and isinstance(body.get(field_), str):
+                return {**call, kind: {**body, field_: self.arguments(body[field_])}}
+        return call
+
+    def arguments(self, text: str) -> str:
+        """A tool call's arguments: each string in them when they are JSON (a placeholder put
+        over a number would break the JSON), else the text."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return self.text(text)
+        if not isinstance(value, dict | list):
+            return self.text(text)
+        return json.dumps(self.everything(value), ensure_ascii=False)
+
+    def tools(self, tools: Any) -> Any:
+        """A redacted copy of a request's tool definitions: what the model reads of them as
+        words (a tool's description, and the descriptions and titles in its schema); names,
+        types and enums stay, as the calls must use them."""
+        if not isinstance(tools, list):
+            return tools
+        return [self._described(t) for t in tools]
+
+    def _described(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self._described(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        return {
+            k: self.text(v)
+            if k in ("description", "title") and isinstance(v, str)
+            else self._described(v)
+            for k, v in value.items()
+        }
 
     def inputs(self, value: Any) -> Any:
         """A legacy `prompt` or an embeddings `input`: a string or a list of strings (token ids

@@ -19,9 +19,12 @@ system (string or blocks)    a system message (text parts, ``cache_control`` kep
 messages: a system turn      a system message at its own position (Anthropic takes them anywhere
                              in ``messages``; Claude Code sends its environment so)
 messages: text blocks        text parts (``cache_control`` kept)
-image (base64, url)          ``image_url`` (a data: URL, or the URL); by file id: refused
-document (base64 PDF, text)  a ``file`` part, or its text; by URL or file id: refused (the model
-                             would not read it)
+image (base64, url)          ``image_url`` (a data: URL, or the URL); by file id: refused (an
+                             Anthropic upstream, which reads it, is reserved for an image)
+document (base64 PDF, text,  a ``file`` part, or its text, or its own blocks; by URL or file
+content)                     id: refused (the model would not read it; an Anthropic upstream is
+                             reserved for an unseen PDF: ``left_out.fetched_file``); a source of
+                             another type: refused, as no price can be reserved for it
 search_result                its title, source and text, as text
 tool_use (assistant)         the assistant's ``tool_calls``, the input as JSON arguments
 tool_result (user)           a ``tool`` message (its text); images in it follow as a user message
@@ -53,7 +56,7 @@ from typing import Any
 
 from ...errors import BadRequest
 from ..hosted_kinds import kind_of
-from ..left_out import LeftOut
+from ..left_out import LeftOut, fetched_file, fetched_image
 
 MAX_TOKENS = 2**31 - 1  # the largest answer limit the chat form takes
 # the fields ``to_chat`` reads; every other one is dropped (named in x-rsql-dropped)
@@ -237,22 +240,20 @@ def _user(blocks: list[Any], where: str, left: LeftOut) -> list[dict[str, Any]]:
             results.append(message)
             parts += images
         else:
-            part = _block(block, here, left)
-            if part is not None:
-                parts.append(part)
+            parts += _block(block, here, left)
     out = list(results)
     if parts:
         out.append({"role": "user", "content": parts})
     return out
 
 
-def _block(block: dict[str, Any], where: str, left: LeftOut) -> dict[str, Any] | None:
-    """A user block as a chat content part; None when it is left out (``left``)."""
+def _block(block: dict[str, Any], where: str, left: LeftOut) -> list[dict[str, Any]]:
+    """A user block as chat content parts (none when it is left out: ``left``)."""
     kind = block.get("type")
     if kind == "text":
         if not isinstance(block.get("text"), str):
             raise _bad(f"{where}.text must be a string", f"{where}.text")
-        return _with_cache({"type": "text", "text": block["text"]}, block)
+        return [_with_cache({"type": "text", "text": block["text"]}, block)]
     raw = block.get("source")
     source: dict[str, Any] = raw if isinstance(raw, dict) else {}
     stype, data = source.get("type"), source.get("data")
@@ -261,15 +262,17 @@ def _block(block: dict[str, Any], where: str, left: LeftOut) -> dict[str, Any] |
             url = f"data:{source.get('media_type', 'image/png')};base64,{data}"
         elif stype == "url" and isinstance(source.get("url"), str):
             url = source["url"]
-        else:
+        elif stype == "file":
             left.lose(
                 f"{where}.source",
                 "an image by file id cannot reach a model that is not Anthropic's; send it "
                 "as base64 or a URL",
-                block,
             )
-            return None
-        return _with_cache({"type": "image_url", "image_url": {"url": url}}, block)
+            # an Anthropic upstream reads it, and bills it as an image: reserved as one
+            return [_with_cache(fetched_image(), block)]
+        else:
+            raise _unknown_source(where, kind, stype)
+        return [_with_cache({"type": "image_url", "image_url": {"url": url}}, block)]
     if kind == "document":
         if stype == "base64" and isinstance(data, str):
             media = source.get("media_type", "application/pdf")
@@ -277,16 +280,33 @@ def _block(block: dict[str, Any], where: str, left: LeftOut) -> dict[str, Any] |
                 "filename": str(block.get("title") or "document.pdf"),
                 "file_data": f"data:{media};base64,{data}",
             }
-            return _with_cache({"type": "file", "file": file}, block)
+            return [_with_cache({"type": "file", "file": file}, block)]
         if stype == "text" and isinstance(data, str):
-            return _with_cache({"type": "text", "text": data}, block)
-        left.lose(
-            f"{where}.source",
-            "a document by URL or file id would not be read by a model that is not Anthropic's; "
-            "send it as base64 PDF or plain text",
-            block,
-        )
-        return None
+            return [_with_cache({"type": "text", "text": data}, block)]
+        if stype == "content":  # the document's own blocks, inline (text and images)
+            inner = source.get("content")
+            if isinstance(inner, str):
+                return [_with_cache({"type": "text", "text": inner}, block)]
+            if not isinstance(inner, list):
+                raise _bad(
+                    f"{where}.source.content must be a string or a list of blocks",
+                    f"{where}.source.content",
+                )
+            parts = []
+            for k, b in enumerate(inner):
+                if not isinstance(b, dict):
+                    raise _bad(f"{where}.source.content[{k}] must be a block object", where)
+                parts += _block(b, f"{where}.source.content[{k}]", left)
+            return parts
+        if stype in ("url", "file"):
+            left.lose(
+                f"{where}.source",
+                "a document by URL or file id would not be read by a model that is not "
+                "Anthropic's; send it as base64 PDF or plain text",
+            )
+            # the provider fetches it and bills its pages: reserved as an unseen PDF
+            return [_with_cache(fetched_file(), block)]
+        raise _unknown_source(where, kind, stype)
     if kind == "search_result":  # a source the model may cite: its text, with where it is from
         texts = [
             b["text"]
@@ -294,12 +314,24 @@ def _block(block: dict[str, Any], where: str, left: LeftOut) -> dict[str, Any] |
             if isinstance(b, dict) and isinstance(b.get("text"), str)
         ]
         head = " - ".join(str(block[k]) for k in ("title", "source") if block.get(k))
-        return _with_cache({"type": "text", "text": "\n".join([head, *texts]).strip()}, block)
+        text = "\n".join([head, *texts]).strip()
+        return [_with_cache({"type": "text", "text": text}, block)]
     if isinstance(block.get("text"), str):  # a block new to us that says something
         left.drop(str(kind)[:40])
-        return _with_cache({"type": "text", "text": block["text"]}, block)
+        return [_with_cache({"type": "text", "text": block["text"]}, block)]
     left.drop(str(kind)[:40], block)  # container_upload, and what is new to us
-    return None
+    return []
+
+
+def _unknown_source(where: str, kind: Any, stype: Any) -> BadRequest:
+    """The 400 for a source the proxy cannot price: what the provider would fetch or read from
+    it, and bill, is unknown here, so no reservation could hold it."""
+    shown = json.dumps(stype)[:40]
+    return _bad(
+        f"{where}.source.type {shown} is not one the proxy can price for an {kind}: send it as "
+        "base64, text, a URL or a file id",
+        f"{where}.source.type",
+    )
 
 
 def _tool_result(
@@ -315,13 +347,11 @@ def _tool_result(
         for k, part in enumerate(content):
             if not isinstance(part, dict):
                 raise _bad(f"{where}.content[{k}] must be a block object", f"{where}.content[{k}]")
-            read = _block(part, f"{where}.content[{k}]", left)
-            if read is None:
-                continue
-            if read["type"] == "text":
-                texts.append(read["text"])
-            else:  # a chat tool message holds text: an image or a file follows it
-                images.append(read)
+            for read in _block(part, f"{where}.content[{k}]", left):
+                if read["type"] == "text":
+                    texts.append(read["text"])
+                else:  # a chat tool message holds text: an image or a file follows it
+                    images.append(read)
         content = "\n".join(texts)
     if not isinstance(content, str):
         raise _bad(f"{where}.content must be a string or a list of blocks", f"{where}.content")
@@ -355,17 +385,17 @@ def _tools(tools: Any, left: LeftOut) -> list[dict[str, Any]]:
     return out
 
 
-def hosted_tools_in(body: Any) -> list[tuple[str, int]]:
-    """The hosted tools a Messages request offers: (kind, its index in ``tools``; -1 for the MCP
-    connector's ``mcp_servers``)."""
+def hosted_tools_in(body: Any) -> list[tuple[str, tuple[int, ...], dict[str, Any]]]:
+    """The hosted tools a Messages request offers: (kind, where: its index in ``tools``, or
+    (-1,) for the MCP connector's ``mcp_servers``, the tool)."""
     tools = body.get("tools") if isinstance(body, dict) else None
-    found = [
-        (kind_of(str(t["type"])), i)
+    found: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
+        (kind_of(str(t["type"])), (i,), t)
         for i, t in enumerate(tools if isinstance(tools, list) else [])
         if isinstance(t, dict) and t.get("type", "custom") not in ("custom", None)
     ]
     if isinstance(body, dict) and body.get("mcp_servers"):
-        found.append(("mcp", -1))
+        found.append(("mcp", (-1,), {"type": "mcp_servers"}))
     return found
 
 

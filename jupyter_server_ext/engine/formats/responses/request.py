@@ -19,11 +19,14 @@ input (string)              one user message
 input: message items        messages; ``input_text`` / ``output_text`` -> text parts,
                             ``input_image`` (a URL) -> ``image_url``, ``input_file`` (inline
                             data) -> a ``file`` part, ``input_audio`` as it is; a file by id or
-                            URL is refused (the model would not read it); other parts: their
-                            text, else dropped
+                            URL, an image by id, is refused (the model would not read it; an
+                            upstream that speaks the API is reserved for them as an unseen PDF
+                            or an image: ``left_out.fetched_file``); other parts: their text,
+                            else dropped
 input: function_call,       the assistant's ``tool_calls`` (calls in a row join one message):
 custom_tool_call            function, or free-form ``custom`` calls
-input: ..._call_output      a ``tool`` message
+input: ..._call_output      a ``tool`` message (its text); the images and files it holds follow
+                            the run of outputs as the user's
 input: reasoning, a hosted  dropped: chat completions take no reasoning items, and no hosted
 tool's calls, other items   tool ran here (``web_search_call``, ``mcp_call``, ...)
 tools (function)            function tools (a namespace's qualified, free-form ``custom`` ones
@@ -60,7 +63,7 @@ from typing import Any
 
 from ...errors import BadRequest
 from ..hosted_kinds import kind_of
-from ..left_out import LeftOut
+from ..left_out import LeftOut, fetched_file, fetched_image
 
 # state kept at the provider, or work done later: nothing here holds either, and without it
 # the answer would mean something else
@@ -164,25 +167,34 @@ def input_messages(value: Any, left: LeftOut | None = None) -> list[dict[str, An
     if not isinstance(value, list):
         raise _bad("'input' must be a string or a list of items", "input")
     out: list[dict[str, Any]] = []
+    # images and files tool outputs returned: after the run of outputs they belong to (a chat
+    # upstream takes nothing between an assistant's tool calls and their results)
+    returned: list[dict[str, Any]] = []
     for i, item in enumerate(value):
         where = f"input[{i}]"
         if not isinstance(item, dict):
             raise _bad(f"{where} must be an object", where)
         kind = item.get("type", "message")
+        if kind in ("function_call_output", "custom_tool_call_output"):
+            message, extra = _call_output(item, where, left)
+            out.append(message)
+            returned += extra
+            continue
+        if returned:
+            out.append({"role": "user", "content": returned})
+            returned = []
         if kind == "message":
             out.append(_message(item, where, left))
         elif kind == "function_call":
             _join_call(out, _function_call(item, where))
-        elif kind == "function_call_output":
-            out.append(_call_output(item, where))
         elif kind == "custom_tool_call":  # a free-form tool's call: chat completions has them too
             _join_call(out, _custom_call(item, where))
-        elif kind == "custom_tool_call_output":
-            out.append(_call_output(item, where))
         else:
             # the model's earlier reasoning, a hosted tool's earlier call (web_search_call, ...),
             # and item types new to us: nothing a chat upstream reads
             left.drop(str(kind)[:40], item)
+    if returned:
+        out.append({"role": "user", "content": returned})
     return out
 
 
@@ -247,9 +259,9 @@ def _part(part: Any, where: str, left: LeftOut | None = None) -> dict[str, Any] 
                 f"{where}.image_url",
                 "an image is sent to this model as its URL or a data: URL in 'image_url' (no "
                 "file ids: no upstream here holds your files)",
-                part,
             )
-            return None
+            # an upstream that speaks the API reads it by its file id, and bills it as an image
+            return fetched_image()
         image: dict[str, Any] = {"url": url}
         if part.get("detail") in ("low", "high", "auto"):
             image["detail"] = part["detail"]
@@ -261,9 +273,10 @@ def _part(part: Any, where: str, left: LeftOut | None = None) -> dict[str, Any] 
                 f"{where}.file_data",
                 "a file is sent to this model inline, as 'file_data' (no file ids or URLs: the "
                 "model would not read it)",
-                part,
             )
-            return None
+            # an upstream that speaks the API fetches it (file_url, file_id) and bills its
+            # pages: reserved as an unseen PDF
+            return fetched_file()
         file = {"file_data": data}
         if isinstance(part.get("filename"), str):
             file["filename"] = part["filename"]
@@ -287,19 +300,30 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-def _call_output(item: dict[str, Any], where: str) -> dict[str, Any]:
+def _call_output(
+    item: dict[str, Any], where: str, left: LeftOut
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A tool's output as a ``tool`` message, and the images and files it returned: a chat
+    tool message holds text, so they follow it as the user's (as a Messages tool result's do);
+    each read as any content part, so an upstream that speaks the API is reserved for them."""
     call_id, output = item.get("call_id"), item.get("output")
     if not isinstance(call_id, str) or not call_id:
         raise _bad(f"{where}.call_id must be a string", f"{where}.call_id")
-    if isinstance(output, list):  # parts: their text
-        output = "".join(
-            p.get("text", "")
-            for p in output
-            if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
+    extra: list[dict[str, Any]] = []
+    if isinstance(output, list):  # parts: their text, and what else they hold
+        texts = []
+        for j, p in enumerate(output):
+            read = _part(p, f"{where}.output[{j}]", left)
+            if read is None:
+                continue
+            if read["type"] == "text":
+                texts.append(read["text"])
+            else:
+                extra.append(read)
+        output = "".join(texts)
     if not isinstance(output, str):
         raise _bad(f"{where}.output must be a string", f"{where}.output")
-    return {"role": "tool", "tool_call_id": call_id, "content": output}
+    return {"role": "tool", "tool_call_id": call_id, "content": output}, extra
 
 
 NAMESPACE_SEPARATOR = "__"  # a namespaced tool's name in chat form: "<namespace>__<name>"
@@ -353,16 +377,27 @@ def _tools(tools: Any, left: LeftOut, where_: str = "tools") -> list[dict[str, A
     return out
 
 
-def hosted_tools_in(body: Any) -> list[tuple[str, int]]:
-    """The hosted tools a Responses request offers: (kind, its index in ``tools``)."""
+def hosted_tools_in(body: Any) -> list[tuple[str, tuple[int, ...], dict[str, Any]]]:
+    """The hosted tools a Responses request offers: (kind, where in ``tools``: its index, or a
+    namespace's index and its own, the tool). A namespace groups functions, but one holding a
+    hosted tool is governed as any (a provider may run it)."""
     tools = body.get("tools") if isinstance(body, dict) else None
-    return [
-        (kind_of(t["type"]), i)
-        for i, t in enumerate(tools if isinstance(tools, list) else [])
-        if isinstance(t, dict)
-        and isinstance(t.get("type"), str)
-        and t["type"] not in ("function", "namespace", "custom")
-    ]
+    found: list[tuple[str, tuple[int, ...], dict[str, Any]]] = []
+    for i, t in enumerate(tools if isinstance(tools, list) else []):
+        if not isinstance(t, dict) or not isinstance(t.get("type"), str):
+            continue
+        if t["type"] == "namespace":
+            inner = t.get("tools")
+            for j, u in enumerate(inner if isinstance(inner, list) else []):
+                if isinstance(u, dict) and isinstance(u.get("type"), str) and _hosted(u["type"]):
+                    found.append((kind_of(u["type"]), (i, j), u))
+        elif _hosted(t["type"]):
+            found.append((kind_of(t["type"]), (i,), t))
+    return found
+
+
+def _hosted(tool_type: str) -> bool:
+    return tool_type not in ("function", "namespace", "custom")
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -463,7 +498,7 @@ def seen_items(items: list[Any]) -> list[dict[str, Any]]:
             fields = ("call_id", "name", "input")
             out.append({"type": kind, **{k: item[k] for k in fields if k in item}})
         elif kind in ("function_call_output", "custom_tool_call_output"):
-            output = _call_output(item, "item")["content"]
+            output = _call_output(item, "item", LeftOut())[0]["content"]
             out.append({"type": kind, "call_id": item["call_id"], "output": output})
     return out
 
