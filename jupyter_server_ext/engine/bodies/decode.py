@@ -134,8 +134,8 @@ def not_utf8(raw: bytes) -> BadRequest | None:
     if json.detect_encoding(raw[:4]) in _UTF8:
         return None
     return BadRequest(
-        "request body is not UTF-8: JSON is sent as UTF-8 (RFC 8259, section 8.1); this body's "
-        "first bytes are those of UTF-16 or UTF-32"
+        "request body is not valid JSON: it is not UTF-8 (JSON is sent as UTF-8, RFC 8259, "
+        "section 8.1); its first bytes are those of UTF-16 or UTF-32"
     )
 
 
