@@ -296,6 +296,17 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
         rsql-proxy does this always. False leaves the server's collector as Python set it.""",
     ).tag(config=True)
 
+    # -- prompt caches: a conversation kept on the account its cache is on --------------------
+    prompt_cache_seconds = Float(
+        ENGINE.prompt_cache_seconds,
+        help="""How long a conversation keeps to the account that served it last (where the
+        provider's prompt cache holds its prefix) after its last request: the provider's own
+        cache life (Anthropic's and OpenAI's 5 minutes, renewed by each hit). A request that
+        marks a one-hour cache write keeps it an hour, one with OpenAI's prompt_cache_retention
+        "24h" a day. 0 turns the preference off: every request goes to the key with the most
+        headroom.""",
+    ).tag(config=True, bound=">= 0", engine=True)
+
     # -- the Responses API's stored responses -----------------------------------------------------
     responses_ttl_seconds = Float(
         ENGINE.responses_ttl_seconds,

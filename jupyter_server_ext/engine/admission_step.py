@@ -99,6 +99,6 @@ class AdmissionStep:
         """The pool's key pick to make with the admission, if it makes one there; a request no
         key can serve is refused by forwarding (after admission, so the fallback may answer)."""
         try:
-            return self.pool.plan(req.model, req.reserve_tokens, req.prompt_tokens)
+            return self.pool.plan(req.model, req.reserve_tokens, req.prompt_tokens, req.affinity)
         except EngineError:
             return None

@@ -45,6 +45,7 @@ from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
 from .parsing import image_cost, parse_request
 from .privacy.offload import Offload
+from .prompt_cache import conversation
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .redaction import Redaction
 from .replies import Replies
@@ -504,6 +505,11 @@ class Engine:
         outcome.model = req.model
         self.check_model(access, req.model)
         self.redaction.check_size(req)
+        # the conversation it continues, read before the end user is written over what the
+        # client put there (Claude Code names its session in metadata.user_id)
+        req.affinity = conversation(
+            req, trace_headers, caller.user, self._user_key, self.settings.prompt_cache_seconds
+        )
         set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
         return access, req
 

@@ -47,7 +47,7 @@ class Hold:
         capacity until `deadline` (``Pool.acquire``)."""
         pick, self._pick = self._pick, None
         slot = await self._pool.acquire(
-            req.model, req.reserve_tokens, exclude, deadline, pick, req.prompt_tokens
+            req.model, req.reserve_tokens, exclude, deadline, pick, req.prompt_tokens, req.affinity
         )
         self._slot, self._holding = slot, True
         return slot

@@ -19,7 +19,7 @@ from .errors import BadRequest, Forbidden
 from .records import Caller
 from .settings import EngineSettings
 from .upstreams.pool import Pool
-from .upstreams.specs import Price
+from .upstreams.prices import Price
 
 
 class ModelChoice:

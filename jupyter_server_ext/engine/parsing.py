@@ -63,6 +63,7 @@ def parse_request(
             req.prompt_tokens += _wider_pages(fetched_files(form["messages"]), chat, wide)
         _reserve_hosted(req, settings, endpoint)
         req.files, req.page_tokens = chat.files, chat.page_tokens  # pages still to count
+        req.cache_hour = asks_an_hour(body)
         return req
     if endpoint == "embeddings":
         return parse_embeddings_request(body, default_model=default, limits=limits)
@@ -74,7 +75,28 @@ def parse_request(
         body, default_model=default, default_max_tokens=max_tokens, limits=limits, image=image
     )
     _reserve_hosted(req, settings, endpoint)
+    req.cache_hour = asks_an_hour(body)
     return req
+
+
+def asks_an_hour(body: Any) -> bool:
+    """Whether a request marks any block for a one-hour prompt cache (Anthropic's
+    ``cache_control`` with ``ttl: "1h"``: on its tools, system blocks, message parts, or the
+    request itself), in its own shape or the chat form."""
+
+    def hour(obj: Any) -> bool:
+        mark = obj.get("cache_control") if isinstance(obj, dict) else None
+        return isinstance(mark, dict) and mark.get("ttl") == "1h"
+
+    def listed(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else []
+
+    if not isinstance(body, dict):
+        return False
+    blocks = [body, *listed(body.get("tools")), *listed(body.get("system"))]
+    for m in listed(body.get("messages")):
+        blocks += listed(m.get("content")) if isinstance(m, dict) else []
+    return any(map(hour, blocks))
 
 
 # Anthropic reads at most 100 pages of PDFs a request, 600 where the request's context window

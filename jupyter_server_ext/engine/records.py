@@ -66,4 +66,9 @@ class Outcome:
     api: str = "chat"
     # an MCP tool call's rows returned (run_sql); None for everything else
     result_rows: int | None = None
+    # the provider's prompt cache: prompt tokens read from it and written to it, and what the
+    # request would have cost at the input price throughout (``Price.uncached``)
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    uncached_usd: float = 0.0
     trace: Any = field(default=None, repr=False, compare=False)  # its spans, when tracing is on

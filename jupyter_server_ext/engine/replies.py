@@ -31,7 +31,7 @@ from .formats.hosted_kinds import kind_of
 from .formats.responses import stream as responses_stream
 from .records import Reply
 from .upstreams.pool import Pool
-from .upstreams.specs import Price
+from .upstreams.prices import Price
 from .upstreams.transport.http11 import within
 from .upstreams.transport.protocol import UpstreamReply
 
@@ -141,12 +141,15 @@ class UsageReader:
             return None
         written, read, fresh, output = (n or 0 for n in counts)
         self.calls = calls_in_usage(both.get("server_tool_use"), self._blocks)
-        return {
+        usage = {
             "prompt_tokens": fresh + written + read,
             "completion_tokens": output,
             "cache_creation_input_tokens": written,
             "prompt_tokens_details": {"cached_tokens": read},
         }
+        if isinstance(both.get("cache_creation"), dict):  # how long each write is kept
+            usage["cache_creation"] = both["cache_creation"]
+        return usage
 
     def _server_tool(self, block: Any) -> None:
         """A Message's ``server_tool_use`` block: a call the provider ran (and bills)."""
@@ -169,6 +172,19 @@ class UsageReader:
                     kind = kind_of(str(tool.get("type") or "unknown").split(".")[0])
                     calls[kind] = calls.get(kind, 0) + 1
             self.calls = calls
+
+
+def cache_counts(usage: dict[str, Any], hour: bool) -> tuple[int, int, int]:
+    """(written, read, written for 5 minutes) of an answer's prompt, as its chat-form usage
+    says: the writes' lengths from Anthropic's ``cache_creation`` breakdown, else all of one
+    length, an hour's where the request asked for any (`hour`), the dearer."""
+    written = count(usage.get("cache_creation_input_tokens")) or 0
+    details = usage.get("prompt_tokens_details")
+    read = (count(details.get("cached_tokens")) or 0) if isinstance(details, dict) else 0
+    made = usage.get("cache_creation")
+    if isinstance(made, dict) and "ephemeral_5m_input_tokens" in made:
+        return written, read, min(written, count(made.get("ephemeral_5m_input_tokens")) or 0)
+    return written, read, 0 if hour else written
 
 
 class Replies:
@@ -328,10 +344,21 @@ class Replies:
         outcome.prompt_tokens = count(usage.get("prompt_tokens")) or 0
         outcome.completion_tokens = count(usage.get("completion_tokens")) or 0
         price = self.prices.price(outcome.model, ex.hold.slot.key.alias)
-        # prompt tokens written to the provider's cache are billed dearer (Anthropic)
-        written = count(usage.get("cache_creation_input_tokens")) or 0
-        outcome.cost_usd = price.cost(outcome.prompt_tokens, outcome.completion_tokens, written)
-        outcome.cost_usd += self.hosted_cost(ex.req, calls)
+        # the prompt's tokens read from the provider's cache are billed below the input price,
+        # those written to it above (Anthropic: 1.25x for 5 minutes, 2x for an hour)
+        written, read, written_5m = cache_counts(usage, ex.req.cache_hour)
+        outcome.cache_read_tokens, outcome.cache_write_tokens = read, written
+        outcome.cost_usd = price.cost(
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            written,
+            cache_read_tokens=read,
+            written_5m=written_5m,
+        )
+        outcome.uncached_usd = price.uncached(outcome.prompt_tokens, outcome.completion_tokens)
+        hosted = self.hosted_cost(ex.req, calls)
+        outcome.cost_usd += hosted
+        outcome.uncached_usd += hosted
         return outcome.prompt_tokens + outcome.completion_tokens
 
     def hosted_cost(self, req: ChatRequest, calls: dict[str, int] | None) -> float:

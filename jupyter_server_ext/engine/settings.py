@@ -64,6 +64,10 @@ class EngineSettings:
     responses_ttl_seconds: float = 7 * 86400.0
     responses_per_user: int = 200
     responses_per_user_bytes: int = 32 * 2**20
+    # how long a conversation stays on the account its prompt cache is on after its last
+    # request, when the request does not say (a one-hour cache mark: an hour; OpenAI's
+    # prompt_cache_retention "24h": a day): Anthropic's and OpenAI's 5 minutes (prompt_cache)
+    prompt_cache_seconds: float = 300.0
     # the editor's inline completions: model, fill-in-the-middle, length (apis/inline.py)
     inline: InlineSettings = field(default_factory=InlineSettings)
     # hosted tools, per kind: offered to whom, at what price a call (admission/hosted_tools.py)

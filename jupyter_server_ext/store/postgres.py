@@ -56,6 +56,9 @@ _TYPES = {
     "status": "int4",
     "cache_hit": "int4",
     "result_rows": "int4",
+    "cache_read_tokens": "int4",
+    "cache_write_tokens": "int4",
+    "uncached_usd": "float8",
 }
 # one round trip per batch: the rows go as one array per column; a request_id already stored
 # (a batch sent again) is skipped by the unique index

@@ -68,6 +68,9 @@ ADDED_COLUMNS = (
     ("cell", "TEXT"),
     ("api", "TEXT"),
     ("result_rows", "INTEGER"),
+    ("cache_read_tokens", "INTEGER"),
+    ("cache_write_tokens", "INTEGER"),
+    ("uncached_usd", "DOUBLE PRECISION"),  # a double in SQLite and PostgreSQL alike
 )
 
 

@@ -29,6 +29,14 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   as a provider without that endpoint does;
 - :attr:`FakeProvider.strict_fields`: an unknown chat field or a top_p that is not a number is
   refused with OpenAI's 400, whose message echoes the field's name;
+- prompt caching as OpenAI does it, automatically: per account (keys of one organization share
+  it) and model, a prompt of 1,024 tokens or more is cached in steps of 128 tokens (the fake's
+  token is four characters of the messages' text, as its prompt count), and the next request
+  whose prompt starts the same reads the longest cached prefix, said in
+  ``usage.prompt_tokens_details.cached_tokens`` (Responses: ``input_tokens_details``) and
+  billed at the model's cached-input price (``Received.cached_tokens``); an entry lives 5
+  minutes from its last use (24 hours with ``prompt_cache_retention: "24h"``); tools,
+  instructions and ``prompt_cache_key`` are part of the prefix it is found by;
 - :attr:`FakeProvider.respond`: a model that answers from what it was sent. A callable given
   the request body (chat or legacy completion) and returning the text to answer, or None to
   fall through to the scripted replies and the default answer; consulted first, on every
@@ -60,6 +68,9 @@ from aiohttp import web
 from .loopback import LoopbackServer
 
 PAGE_TOKENS = 3_000  # a fetched PDF's page, its text and image, as input tokens
+# OpenAI's prompt caching: prompts from 1,024 tokens, cached in 128-token steps
+CACHE_MIN_TOKENS, CACHE_STEP = 1_024, 128
+CACHE_TTL = {"in_memory": 300.0, "24h": 86_400.0}
 MAX_PDF_PAGES = 100  # pages of PDFs one request may give (OpenAI's file inputs page)
 
 
@@ -83,6 +94,7 @@ class Received:
     path: str = "chat/completions"
     billed_tokens: int = 0  # prompt + generated tokens this request is billed, client there or not
     tool_calls: int = 0  # hosted tools' calls it made (web searches), billed by the call
+    cached_tokens: int = 0  # of its prompt, read from the account's prompt cache
     code_runs: int = 0  # code interpreter calls, in one container
     container: str = ""  # the memory_limit of the container they ran in (billed by its size)
     fetched_pages: int = 0  # pages of files it fetched by URL or file id
@@ -135,6 +147,8 @@ class FakeProvider(LoopbackServer):
         # files the Responses API fetches: pages by URL or file id
         self.documents: dict[str, int] = {}
         self.search_content_tokens = 0  # what each web search pulls into the prompt
+        self.cache_min_tokens = CACHE_MIN_TOKENS  # the shortest prompt it caches
+        self._cache: dict[str, float] = {}  # prefix digest -> when it expires (monotonic)
         self._replies: collections.deque = collections.deque()
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
@@ -190,6 +204,8 @@ class FakeProvider(LoopbackServer):
             self.respond = None
             self.documents = {}
             self.search_content_tokens = 0
+            self.cache_min_tokens = CACHE_MIN_TOKENS
+            self._cache.clear()
 
     # -- lifecycle (LoopbackServer: start, stop, a context manager) ------------------------
 
@@ -479,10 +495,13 @@ class FakeProvider(LoopbackServer):
             headers["x-ratelimit-reset-requests"] = f"{max(0.0, reset):.3f}s"
 
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
+        text = _prompt_text(body.get("messages", []))
+        rec.cached_tokens = self._cached(policy, body, text, prompt_tokens)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": rec.cached_tokens},
         }
         if not body.get("stream"):
             if isinstance(reply, dict):
@@ -680,9 +699,10 @@ class FakeProvider(LoopbackServer):
         if refused is not None:
             return refused
         rec.billed_tokens = prompt_tokens + completion
+        rec.cached_tokens = self._cached(policy, body, json.dumps(items), prompt_tokens)
         usage = {
             "input_tokens": prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": rec.cached_tokens},
             "output_tokens": completion,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt_tokens + completion,
@@ -742,6 +762,39 @@ class FakeProvider(LoopbackServer):
         await send("response.completed", response=response)
         await resp.write_eof()
         return resp
+
+    def _cached(
+        self, policy: KeyPolicy, body: dict[str, Any], text: str, prompt_tokens: int
+    ) -> int:
+        """The prompt tokens this request reads from its account's cache (the longest cached
+        prefix of `text`, the prompt as the fake counts it, in 128-token steps from 1,024),
+        and every prefix of it cached for the next (refreshed when read)."""
+        if prompt_tokens < self.cache_min_tokens:
+            return 0
+        now = time.monotonic()
+        ttl = CACHE_TTL.get(str(body.get("prompt_cache_retention") or "in_memory"), 300.0)
+        head = json.dumps(
+            [
+                policy.account or policy.alias,
+                body.get("model"),
+                body.get("tools"),
+                body.get("instructions"),
+                body.get("prompt_cache_key"),
+            ],
+            sort_keys=True,
+        )
+        digest = hashlib.sha256(head.encode())
+        read, done = 0, 0
+        with self._lock:
+            for end in range(CACHE_STEP, prompt_tokens + 1, CACHE_STEP):
+                digest.update(text[done * 4 : end * 4].encode())
+                done = end
+                key = digest.copy().hexdigest()
+                if end >= self.cache_min_tokens:
+                    if self._cache.get(key, 0.0) > now:
+                        read = end
+                    self._cache[key] = now + ttl
+        return read
 
     def _fetched_pages(self, items: list[Any]) -> tuple[int, str | None]:
         """The pages of the files `items` have the provider fetch (``input_file`` by
@@ -930,9 +983,12 @@ def _invalid_chat_field(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _prompt_text(messages: list[dict[str, Any]]) -> str:
+    return " ".join(str(m.get("content", "")) for m in messages)
+
+
 def _count_tokens(messages: list[dict[str, Any]]) -> int:
-    text = " ".join(str(m.get("content", "")) for m in messages)
-    return max(1, len(text) // 4)
+    return max(1, len(_prompt_text(messages)) // 4)
 
 
 def _error(

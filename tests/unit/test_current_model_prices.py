@@ -8,7 +8,7 @@ import pytest
 
 from jupyter_server_ext.engine import parse_upstreams
 from jupyter_server_ext.engine.accounting.pricing import PriceBook
-from jupyter_server_ext.engine.upstreams.specs import Price
+from jupyter_server_ext.engine.upstreams.prices import Price
 from jupyter_server_ext.inprocess import upstreams_from_env
 
 KEYS = {"GROQ_API_KEY": "g", "OPENAI_API_KEY": "o", "ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "m"}

@@ -1,4 +1,4 @@
-"""Prices of common models, USD per million tokens (input, output).
+"""Prices of common models, USD per million tokens (input, output, and the prompt cache's).
 
 From the providers' public price lists (Groq, OpenAI, Anthropic, Google) as of late 2025
 (Claude Sonnet 5.5: as Claude Code 2.1.330 and LiteLLM 1.110 price it, late 2026); override
@@ -22,49 +22,64 @@ from __future__ import annotations
 import logging
 
 from ..upstreams.pool import MEMO_MODELS
-from ..upstreams.specs import LongContext, Price, UpstreamSpec
+from ..upstreams.prices import LongContext, Price
+from ..upstreams.specs import UpstreamSpec
 
 log = logging.getLogger("rsql.engine")
 
+
+def _anthropic(inp: float, out: float, long: tuple[float, float] | None = None) -> Price:
+    """Anthropic's prices from its input and output rates: a cache read 0.1x input, a 5-minute
+    write 1.25x and a one-hour write 2x (its prompt caching page), and past 200K prompt tokens
+    (the 1M-token context beta) `long`'s rates with the same multipliers on top."""
+    lc = None
+    if long is not None:
+        lin, lout = long
+        lc = LongContext(200_000, lin, lout, 2 * lin, round(0.1 * lin, 6), 1.25 * lin)
+    return Price(inp, out, 2 * inp, lc, cache_read=round(0.1 * inp, 6), cache_write_5m=1.25 * inp)
+
+
 PRICES: dict[str, Price] = {
-    # Groq
+    # Groq: a cached prompt at half the input price on the gpt-oss models only (its prompt
+    # caching page); no discount on the others
     "llama-3.1-8b-instant": Price(0.05, 0.08),
     "llama-3.3-70b-versatile": Price(0.59, 0.79),
     "meta-llama/llama-4-scout-17b-16e-instruct": Price(0.11, 0.34),
     "meta-llama/llama-4-maverick-17b-128e-instruct": Price(0.20, 0.60),
-    "openai/gpt-oss-20b": Price(0.10, 0.50),
-    "openai/gpt-oss-120b": Price(0.15, 0.75),
+    "openai/gpt-oss-20b": Price(0.10, 0.50, cache_read=0.05),
+    "openai/gpt-oss-120b": Price(0.15, 0.75, cache_read=0.075),
     "qwen/qwen3-32b": Price(0.29, 0.59),
     "gemma2-9b-it": Price(0.20, 0.20),
-    # OpenAI
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
-    "gpt-5": Price(1.25, 10.00),
-    "gpt-5-mini": Price(0.25, 2.00),
-    "gpt-5-nano": Price(0.05, 0.40),
-    "o4-mini": Price(1.10, 4.40),
+    # OpenAI: cached input at its own price, writes at none more (its pricing page)
+    "gpt-4o": Price(2.50, 10.00, cache_read=1.25),
+    "gpt-4o-mini": Price(0.15, 0.60, cache_read=0.075),
+    "gpt-4.1": Price(2.00, 8.00, cache_read=0.50),
+    "gpt-4.1-mini": Price(0.40, 1.60, cache_read=0.10),
+    "gpt-4.1-nano": Price(0.10, 0.40, cache_read=0.025),
+    "gpt-5": Price(1.25, 10.00, cache_read=0.125),
+    "gpt-5-mini": Price(0.25, 2.00, cache_read=0.025),
+    "gpt-5-nano": Price(0.05, 0.40, cache_read=0.005),
+    "o4-mini": Price(1.10, 4.40, cache_read=0.275),
     # OpenAI embeddings: input tokens only
     "text-embedding-3-small": Price(0.02, 0.0),
     "text-embedding-3-large": Price(0.13, 0.0),
     "text-embedding-ada-002": Price(0.10, 0.0),
-    # Anthropic: a prompt-cache write is charged at the one-hour rate (2x input), the dearer
-    # of its two, since the usage does not always say which was written
-    # (past 200K prompt tokens, which only the 1M-token context beta allows: 2x input, 1.5x
-    # output, a one-hour cache write 2x that input)
-    "claude-opus-4-1": Price(15.00, 75.00, 30.00),
-    "claude-sonnet-5-5": Price(2.00, 10.00, 4.00),
-    "claude-sonnet-4-5": Price(3.00, 15.00, 6.00, LongContext(200_000, 6.00, 22.50, 12.00)),
-    "claude-sonnet-4": Price(3.00, 15.00, 6.00, LongContext(200_000, 6.00, 22.50, 12.00)),
-    "claude-haiku-4-5": Price(1.00, 5.00, 2.00),
-    "claude-3-5-haiku-latest": Price(0.80, 4.00, 1.60),
-    # Google Gemini (2.5 Pro: a prompt past 200K tokens bills the whole request dearer)
-    "gemini-2.5-pro": Price(1.25, 10.00, None, LongContext(200_000, 2.50, 15.00)),
-    "gemini-2.5-flash": Price(0.30, 2.50),
-    "gemini-2.5-flash-lite": Price(0.10, 0.40),
-    "gemini-2.0-flash": Price(0.10, 0.40),
+    # Anthropic (past 200K prompt tokens, which only the 1M-token context beta allows: 2x
+    # input, 1.5x output)
+    "claude-opus-4-1": _anthropic(15.00, 75.00),
+    "claude-sonnet-5-5": _anthropic(2.00, 10.00),
+    "claude-sonnet-4-5": _anthropic(3.00, 15.00, (6.00, 22.50)),
+    "claude-sonnet-4": _anthropic(3.00, 15.00, (6.00, 22.50)),
+    "claude-haiku-4-5": _anthropic(1.00, 5.00),
+    "claude-3-5-haiku-latest": _anthropic(0.80, 4.00),
+    # Google Gemini (2.5 Pro: a prompt past 200K tokens bills the whole request dearer); a
+    # cached prompt at a tenth of the input price, or a quarter (its pricing page)
+    "gemini-2.5-pro": Price(
+        1.25, 10.00, None, LongContext(200_000, 2.50, 15.00, cache_read=0.25), cache_read=0.125
+    ),
+    "gemini-2.5-flash": Price(0.30, 2.50, cache_read=0.03),
+    "gemini-2.5-flash-lite": Price(0.10, 0.40, cache_read=0.01),
+    "gemini-2.0-flash": Price(0.10, 0.40, cache_read=0.025),
     # the local model runs on our own CPU
     "smollm2-135m": Price(0.0, 0.0),
 }
@@ -162,7 +177,8 @@ class PriceBook:
 
 def _dearest(prices: list[Price]) -> tuple[float, float, float | None]:
     """(input, output, cache write): the dearest of each among `prices`."""
-    writes = [p.cache_write for p in prices if p.cache_write is not None]
+    # the dearest write of either length: a reservation counts every prompt token at it
+    writes = [w for p in prices for w in (p.cache_write, p.cache_write_5m) if w is not None]
     return (
         max(p.input for p in prices),
         max(p.output for p in prices),

@@ -44,6 +44,11 @@ COLUMNS = (
     "cell",
     "api",
     "result_rows",
+    # the prompt cache: tokens read from it and written to it, and what the request would have
+    # cost without it (what the cache saved is that less cost_usd)
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "uncached_usd",
 )
 
 
@@ -106,6 +111,9 @@ def row_of(o: Outcome, prompt: str | None) -> tuple[Any, ...]:
         o.cell,
         o.api,
         o.result_rows,
+        o.cache_read_tokens,
+        o.cache_write_tokens,
+        round(o.uncached_usd, 8),
     )
 
 

@@ -52,6 +52,15 @@ class RequestLimits:
     max_file_parts: int = MAX_FILE_PARTS
 
 
+@dataclass(frozen=True, slots=True)
+class Affinity:
+    """A request's conversation, and how long the provider keeps its prompt cache since its
+    last use: the key choice keeps it on the account that cache is on (``upstreams.affinity``)."""
+
+    key: str  # a digest: no prompt text, no user name
+    seconds: float
+
+
 @dataclass
 class ChatRequest:
     payload: dict[str, Any]  # what goes upstream (model filled in)
@@ -83,6 +92,11 @@ class ChatRequest:
     hosted_prices: tuple[tuple[str, float], ...] = ()
     # what the answer says of the request itself (x-rsql-dropped: hosted tools left out)
     reply_headers: dict[str, str] = field(default_factory=dict)
+    # it asks a provider's prompt cache to keep something for an hour (Anthropic's
+    # cache_control ttl "1h"): a write the usage does not say the length of is an hour's
+    cache_hour: bool = False
+    # its conversation, kept on the account its prompt cache is on (``upstreams.affinity``)
+    affinity: Affinity | None = None
 
     @property
     def completion_tokens(self) -> int:

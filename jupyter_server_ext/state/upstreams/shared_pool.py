@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...engine import UpstreamSpec
+from ...engine.upstreams.affinity import Affinity
 from ...engine.upstreams.buckets import (
     MAX_SIZE_COOLS,
     PACED_WINDOW_SECONDS,
@@ -67,13 +68,15 @@ class SharedPool(Pool):
         self._cool_from = script_caller(self.redis, COOL_FROM, wire)
         self._rotation = 0
 
-    def plan(self, model: str, tokens: int, prompt: int = 0) -> PickPlan | None:
+    def plan(
+        self, model: str, tokens: int, prompt: int = 0, affinity: Affinity | None = None
+    ) -> PickPlan | None:
         # local checks first: model served, key usable here, request not too large
         ready, _ = self.screen(model, tokens, set(), self.clock(), prompt)
+        paced = self.waiting.get(model, 0) > 0  # a first pick is paced while others wait
         return (
             PickPlan(
-                # a request's first pick: paced while others wait (``Pool.acquire``)
-                self._pick_args(ready, model, tokens, prompt, self.waiting.get(model, 0) > 0),
+                self._pick_args(ready, model, tokens, prompt, paced, affinity),
                 ready,
                 model,
                 tokens,
@@ -88,7 +91,13 @@ class SharedPool(Pool):
         return self._taken(plan.cands, plan.args[3], plan.model, plan.tokens, plan.prompt, *picked)
 
     def _pick_args(
-        self, ready: list[Key], model: str, tokens: int, prompt: int = 0, paced: bool = False
+        self,
+        ready: list[Key],
+        model: str,
+        tokens: int,
+        prompt: int = 0,
+        paced: bool = False,
+        affinity: Affinity | None = None,
     ) -> list[Any]:
         # rotate the order so ties spread over keys, replicas and accounts
         self._rotation += 1
@@ -101,6 +110,9 @@ class SharedPool(Pool):
             tokens,
             f"{time.time_ns()}-{id(self)}-{self._rotation}",
             self.lease_seconds,
+            # the conversation's home: every replica reads and moves the same one
+            f"{self.prefix}home:{affinity.key}" if affinity is not None else "",
+            math.ceil(affinity.seconds * 1000) if affinity is not None else 0,
             len(cands),
         ]
         # others wait for this model's capacity: windows past half are paced (Bucket.wait_time)
@@ -136,12 +148,18 @@ class SharedPool(Pool):
         return self.claim_slot(key, bucket, model, tokens, self.clock(), ref=ref, weight=weight)
 
     async def pick(
-        self, model: str, tokens: int, exclude: set[str], prompt: int = 0, paced: bool = False
+        self,
+        model: str,
+        tokens: int,
+        exclude: set[str],
+        prompt: int = 0,
+        paced: bool = False,
+        affinity: Affinity | None = None,
     ) -> Picked:
         ready, soonest = self.screen(model, tokens, exclude, self.clock(), prompt)
         if not ready:
             return soonest if soonest != math.inf else None
-        args = self._pick_args(ready, model, tokens, prompt, paced)
+        args = self._pick_args(ready, model, tokens, prompt, paced, affinity)
         self.batch.flush()  # slots freed so far are free for this pick
         try:
             idx, wait = await self._pick(keys=[], args=args)
@@ -149,7 +167,7 @@ class SharedPool(Pool):
             # Redis is down (and fail_open let the request through): count on this replica's
             # own windows until it is back, which cannot hold a limit across replicas
             self._down(exc)
-            return self.try_pick(model, tokens, exclude, prompt, paced)
+            return self.try_pick(model, tokens, exclude, prompt, paced, affinity)
         self._up()
         return self._taken(ready, args[3], model, tokens, prompt, int(idx), float(wait))
 

@@ -47,6 +47,13 @@ def _openai_usage(u: Mapping[str, Any]) -> dict[str, Any]:
         "cache_creation_input_tokens": write,
         "cache_read_input_tokens": read,
     }
+    # how long what was written is kept: a 5-minute write bills 1.25x input, an hour's 2x
+    made = _dict(u.get("cache_creation"))
+    if made:
+        shaped["cache_creation"] = {
+            k: _count(made.get(k))
+            for k in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+        }
     thinking = _dict(u.get("output_tokens_details")).get("thinking_tokens")
     if isinstance(thinking, int):
         shaped["completion_tokens_details"] = {"reasoning_tokens": thinking}
