@@ -193,22 +193,35 @@ def cmd_stats(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
             ("tokens", (data.get("tokens") or {}).get("total")),
             ("cost USD", data.get("cost_usd")),
             ("cache hit rate", data.get("cache_hit_rate")),
+            *_cache_pairs(data.get("prompt_cache") or {}),
         ],
         out,
     )
     out.write("\n")
-    table(
-        data.get("by_model") or [],
-        [
-            ("model", "model"),
-            ("requests", "requests"),
-            ("errors", "errors"),
-            ("tokens", "tokens"),
-            ("cost_usd", "cost usd"),
-        ],
-        out,
-    )
+    table(_cached(data.get("by_model") or []), [("model", "model"), *_SPEND], out)
     return None
+
+
+_SPEND = [
+    ("requests", "requests"),
+    ("errors", "errors"),
+    ("tokens", "tokens"),
+    ("cost_usd", "cost usd"),
+    ("hit_ratio", "prompt cache"),
+    ("saved_usd", "saved usd"),
+]
+
+
+def _cache_pairs(cache: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [
+        ("prompt cache hit ratio", cache.get("hit_ratio")),
+        ("prompt cache saved USD", cache.get("saved_usd")),
+    ]
+
+
+def _cached(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their prompt cache's share of prompts and dollars saved as columns."""
+    return [{**r, **(r.get("prompt_cache") or {})} for r in rows]
 
 
 def cmd_users(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
@@ -216,17 +229,7 @@ def cmd_users(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     users = data.get("by_user") or []
     if a.json:
         return {"hours": data.get("hours"), "users": users}
-    table(
-        users,
-        [
-            ("user", "user"),
-            ("requests", "requests"),
-            ("errors", "errors"),
-            ("tokens", "tokens"),
-            ("cost_usd", "cost usd"),
-        ],
-        out,
-    )
+    table(_cached(users), [("user", "user"), *_SPEND], out)
     return None
 
 
@@ -438,7 +441,7 @@ def cmd_notebooks(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
             "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0),
             "last": _when(r.get("last_ts")),
         }
-        for r in data.get("notebooks") or []
+        for r in _cached(data.get("notebooks") or [])
     ]
     table(
         rows,
@@ -448,6 +451,8 @@ def cmd_notebooks(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
             ("requests", "requests"),
             ("tokens", "tokens"),
             ("cost_usd", "cost usd"),
+            ("hit_ratio", "prompt cache"),
+            ("saved_usd", "saved usd"),
             ("cells", "cells"),
             ("last", "last request"),
         ],

@@ -341,6 +341,11 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
         else:
             text = "none set"
         _item(lines, f"- **budget**: {text}")
+    if "prompt_cache" in me and (
+        me["prompt_cache"] is None or isinstance(me["prompt_cache"], dict)
+    ):
+        done.add("prompt_cache")
+        _item(lines, f"- **prompt cache today**: {prompt_cache_text(me['prompt_cache'])}")
     if "window" in me and (me["window"] is None or isinstance(me["window"], dict)):
         done.add("window")
         w = me["window"]
@@ -381,6 +386,26 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
     return lines
 
 
+def prompt_cache_text(cache: dict[str, Any] | None) -> str:
+    """What the providers' prompt caches did: the share of the prompts read from them and the
+    dollars that saved against the input price (each model's too, when several)."""
+    if not cache or not cache.get("read_tokens"):
+        return "nothing read from a provider's cache" if cache else "not known (no usage log)"
+
+    def one(c: dict[str, Any]) -> str:
+        ratio = c.get("hit_ratio")
+        share = f"{ratio:.0%} of prompt tokens" if isinstance(ratio, int | float) else "some"
+        return f"{share} read from it, {_usd(c.get('saved_usd'))} saved"
+
+    text = one(cache)
+    models = [
+        m for m in cache.get("by_model") or [] if isinstance(m, dict) and m.get("read_tokens")
+    ]
+    if len(models) > 1:
+        text += " (" + "; ".join(f"{table_cell(m.get('model'))}: {one(m)}" for m in models) + ")"
+    return text
+
+
 def cost_markdown(cost: dict[str, Any], path: str, labels: dict[str, str] | None = None) -> str:
     """``GET me/cost`` for the notebook at `path`: today and this week (requests, tokens, cost)
     and the dearest cells this week. `labels`: a cell id's first line, when the notebook's file
@@ -396,6 +421,9 @@ def cost_markdown(cost: dict[str, Any], path: str, labels: dict[str, str] | None
     ):
         got = cost.get(key)
         part = got if isinstance(got, dict) else {}
+        found = part.get("prompt_cache")
+        cache: dict[str, Any] = found if isinstance(found, dict) else {}
+        ratio = cache.get("hit_ratio")
         rows.append(
             [
                 label,
@@ -403,13 +431,12 @@ def cost_markdown(cost: dict[str, Any], path: str, labels: dict[str, str] | None
                 part.get("prompt_tokens", 0),
                 part.get("completion_tokens", 0),
                 _usd(part.get("cost_usd", 0)),
+                f"{ratio:.0%}" if isinstance(ratio, int | float) else "",
+                _usd(cache.get("saved_usd", 0)),
             ]
         )
-    lines = [
-        head,
-        "",
-        *markdown_table(["", "requests", "prompt tokens", "completion tokens", "cost"], rows),
-    ]
+    headers = ["", "requests", "prompt tokens", "completion tokens", "cost"]
+    lines = [head, "", *markdown_table([*headers, "from the prompt cache", "saved"], rows)]
     cells = [c for c in cost.get("cells") or [] if isinstance(c, dict)][:20]
     lines += ["", "**Dearest cells this week**", ""]
     if cells:

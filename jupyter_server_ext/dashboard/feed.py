@@ -134,6 +134,8 @@ async def build_snapshot(engine: Engine, *, step: int = 60) -> dict[str, Any]:
                 "cache_hits",
                 "cache_hit_rate",
                 "cost_usd",
+                "prompt_cache",
+                "by_model",
             )
         }
         snap["series"] = await store.series(now - HOUR, step, now)

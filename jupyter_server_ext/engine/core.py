@@ -22,6 +22,7 @@ from typing import Any
 
 from .accounting.notebooks import NotebookCosts
 from .accounting.pricing import PriceBook
+from .accounting.savings import CacheSavings
 from .accounting.usage import UsageLog, UsageStore
 from .admission.entitlements import Access, check_feature
 from .admission.hosted_tools import HostedTools
@@ -159,6 +160,7 @@ class Engine:
         self.notebooks = NotebookCosts(
             self._user_key, names=settings.notebook_names, usage=self.usage
         )
+        self.savings = CacheSavings(self.usage)  # what prompt caches saved each user today
         # cached: an HMAC is about 1% of a request's CPU (profiled), the same every time
         self._pseudonym = functools.lru_cache(maxsize=10_000)(
             lambda user: (

@@ -30,6 +30,8 @@ async def me_view(engine: Engine, caller: Caller) -> dict[str, Any]:
         **access,
         **snap,
         "context_policy": engine.settings.context_policy,
+        # what the providers' prompt caches read and saved today (None: no usage log)
+        "prompt_cache": await engine.savings.today(caller.user),
     }
 
 

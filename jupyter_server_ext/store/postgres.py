@@ -11,8 +11,10 @@ import asyncpg  # the 'postgres' extra; imported only when a postgresql:// URL i
 from ..engine.accounting.usage import COLUMNS
 from .queries import (
     ADDED_COLUMNS,
+    CACHE_SUMS,
     CELLS_SQL,
     NOTEBOOKS_SQL,
+    PROMPT_CACHE_SQL,
     REFUSED_SQL,
     ROW_FIELDS,
     SPEND_SQL,
@@ -24,6 +26,7 @@ from .queries import (
     deduped_message,
     duplicates_sql,
     notebook_rows,
+    prompt_cache_rows,
     spend,
     summarize,
     user_rows,
@@ -139,7 +142,7 @@ class PostgresStore:
         async with pool.acquire() as c:
             totals = await c.fetchrow(
                 "SELECT COUNT(*), SUM((status < 400)::int), SUM(prompt_tokens), SUM(completion_tokens), "
-                "SUM(cost_usd), SUM(cache_hit) FROM rsql_usage WHERE ts >= $1",
+                f"SUM(cost_usd), SUM(cache_hit), {CACHE_SUMS} FROM rsql_usage WHERE ts >= $1",
                 since,
             )
             lat = [
@@ -150,7 +153,8 @@ class PostgresStore:
             ]
             group = (
                 "SELECT {col}, COUNT(*), SUM((status >= 400)::int), SUM(prompt_tokens + completion_tokens), "
-                "SUM(cost_usd) FROM rsql_usage WHERE ts >= $1 GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 100"
+                "SUM(cost_usd), " + CACHE_SUMS + " FROM rsql_usage WHERE ts >= $1 GROUP BY {col} "
+                "ORDER BY COUNT(*) DESC LIMIT 100"
             )
             by_model = [tuple(r) for r in await c.fetch(group.format(col="model"), since)]
             by_user = [tuple(r) for r in await c.fetch(group.format(col='"user"'), since)]
@@ -188,7 +192,7 @@ class PostgresStore:
         pool = await self._p()
         rows = await pool.fetch(
             'SELECT "user", COUNT(*), SUM((status >= 400)::int), '
-            "SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), SUM(cost_usd) "
+            f"SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), SUM(cost_usd), {CACHE_SUMS} "
             f'FROM rsql_usage WHERE ts >= $1 GROUP BY "user" ORDER BY {TOP_ORDER[by]}, "user" LIMIT $2',
             since,
             limit,
@@ -249,6 +253,13 @@ class PostgresStore:
             "week": spend(tuple(this_week)),
             "cells": cell_rows([tuple(r) for r in cells]),
         }
+
+    async def prompt_cache(self, user: str, since: float) -> dict[str, Any]:
+        pool = await self._p()
+        sql = _numbered(PROMPT_CACHE_SQL.format(user='"user"', table="rsql_usage"))
+        async with pool.acquire() as c:
+            rows = await c.fetch(sql, user, since)
+        return prompt_cache_rows([tuple(r) for r in rows])
 
     async def ping(self) -> bool:
         try:

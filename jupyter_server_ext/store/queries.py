@@ -17,13 +17,36 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo), 3)
 
 
+# The prompt cache's columns summed, in both dialects: tokens read from it, the prompt tokens of
+# the rows that say (a row of an older version has no cache columns: neither read nor saved),
+# and what it saved (each request at the input price throughout, less what it cost)
+CACHE_SUMS = (
+    "SUM(COALESCE(cache_read_tokens, 0)), "
+    "SUM(CASE WHEN uncached_usd IS NULL THEN 0 ELSE COALESCE(prompt_tokens, 0) END), "
+    "SUM(COALESCE(uncached_usd, cost_usd, 0) - COALESCE(cost_usd, 0))"
+)
+
+
+def prompt_cache(read: Any, prompt: Any, saved: Any) -> dict[str, Any]:
+    """What a provider's prompt cache did for some requests: tokens read from it, the share of
+    their prompts that was (None: no prompt said), and the dollars it saved."""
+    read, prompt = int(read or 0), int(prompt or 0)
+    return {
+        "read_tokens": read,
+        "hit_ratio": round(read / prompt, 4) if prompt else None,
+        "saved_usd": round(float(saved or 0), 6),
+    }
+
+
 def summarize(
     totals: tuple[Any, ...],
     latencies: list[float],
     by_model: list[tuple[Any, ...]],
     by_user: list[tuple[Any, ...]],
 ) -> dict[str, Any]:
-    n, ok, prompt, completion, cost, hits = (v or 0 for v in totals)
+    """`totals`: (requests, succeeded, prompt, completion, cost, response-cache hits, then the
+    CACHE_SUMS); each group's row: (name, requests, errors, tokens, cost, then the CACHE_SUMS)."""
+    n, ok, prompt, completion, cost, hits = (v or 0 for v in totals[:6])
     latencies.sort()
 
     def group(rows: list[tuple[Any, ...]], name: str) -> list[dict[str, Any]]:
@@ -34,6 +57,7 @@ def summarize(
                 "errors": r[2],
                 "tokens": r[3] or 0,
                 "cost_usd": round(r[4] or 0, 6),
+                "prompt_cache": prompt_cache(*r[5:8]),
             }
             for r in rows
         ]
@@ -51,6 +75,7 @@ def summarize(
         "cost_usd": round(cost, 6),
         "cache_hits": hits,
         "cache_hit_rate": round(hits / n, 4) if n else None,
+        "prompt_cache": prompt_cache(*totals[6:9]),
         "by_model": group(by_model, "model"),
         "by_user": group(by_user, "user"),
     }
@@ -133,7 +158,8 @@ def build_series(
 
 
 def user_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """(user, requests, errors, tokens, cost) rows as the admin views show them."""
+    """(user, requests, errors, tokens, cost, then the CACHE_SUMS) rows as the admin views show
+    them."""
     return [
         {
             "user": r[0],
@@ -141,6 +167,7 @@ def user_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
             "errors": r[2] or 0,
             "tokens": r[3] or 0,
             "cost_usd": round(r[4] or 0, 6),
+            "prompt_cache": prompt_cache(*r[5:8]),
         }
         for r in rows
     ]
@@ -193,13 +220,19 @@ def deduped_message(table: str, deleted: int, renamed: int) -> str:
 # `?` its placeholder, filled in by each store.
 NOTEBOOKS_SQL = (
     "SELECT {user}, notebook, COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
-    "SUM(COALESCE(cost_usd, 0)), COUNT(DISTINCT cell), MAX(ts) FROM {table} "
+    "SUM(COALESCE(cost_usd, 0)), COUNT(DISTINCT cell), MAX(ts), " + CACHE_SUMS + " FROM {table} "
     "WHERE ts >= ? AND notebook IS NOT NULL {only_user}GROUP BY {user}, notebook "
     "ORDER BY SUM(COALESCE(cost_usd, 0)) DESC, COUNT(*) DESC LIMIT ?"
 )
 SPEND_SQL = (
     "SELECT COUNT(*), SUM(COALESCE(prompt_tokens, 0)), SUM(COALESCE(completion_tokens, 0)), "
-    "SUM(COALESCE(cost_usd, 0)) FROM {table} WHERE {user} = ? AND notebook = ? AND ts >= ?"
+    "SUM(COALESCE(cost_usd, 0)), " + CACHE_SUMS + " FROM {table} "
+    "WHERE {user} = ? AND notebook = ? AND ts >= ?"
+)
+# one user's prompt cache by model since a time (GET me)
+PROMPT_CACHE_SQL = (
+    "SELECT model, COUNT(*), " + CACHE_SUMS + " FROM {table} WHERE {user} = ? AND ts >= ? "
+    "GROUP BY model ORDER BY COUNT(*) DESC LIMIT 50"
 )
 CELLS_SQL = (
     "SELECT cell, COUNT(*), SUM(COALESCE(cost_usd, 0)) FROM {table} WHERE {user} = ? AND notebook = ? "
@@ -218,19 +251,30 @@ def notebook_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
             "cost_usd": round(float(r[5] or 0), 6),
             "cells": r[6] or 0,
             "last_ts": r[7],
+            "prompt_cache": prompt_cache(*r[8:11]),
         }
         for r in rows
     ]
 
 
 def spend(row: tuple[Any, ...] | None) -> dict[str, Any]:
-    n, prompt, completion, cost = row or (0, 0, 0, 0)
+    n, prompt, completion, cost, *cache = row or (0, 0, 0, 0, 0, 0, 0)
     return {
         "requests": int(n or 0),
         "prompt_tokens": int(prompt or 0),
         "completion_tokens": int(completion or 0),
         "cost_usd": round(float(cost or 0), 6),
+        "prompt_cache": prompt_cache(*cache),
     }
+
+
+def prompt_cache_rows(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """(model, requests, CACHE_SUMS) rows: one user's prompt cache, in all and by model."""
+    models = [{"model": r[0], "requests": r[1], **prompt_cache(*r[2:5])} for r in rows]
+    read = sum(m["read_tokens"] for m in models)
+    prompt = sum(int(r[3] or 0) for r in rows)
+    saved = sum(float(r[4] or 0) for r in rows)
+    return {**prompt_cache(read, prompt, saved), "by_model": models}
 
 
 def cell_rows(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:

@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 from ..engine.accounting.usage import COLUMNS
 from .queries import (
     ADDED_COLUMNS,
+    CACHE_SUMS,
     CELLS_SQL,
     NOTEBOOKS_SQL,
+    PROMPT_CACHE_SQL,
     REFUSED_SQL,
     ROW_FIELDS,
     SPEND_SQL,
@@ -32,6 +34,7 @@ from .queries import (
     deduped_message,
     duplicates_sql,
     notebook_rows,
+    prompt_cache_rows,
     spend,
     summarize,
     user_rows,
@@ -105,7 +108,7 @@ class SQLiteStore:
         def go(c: sqlite3.Connection) -> dict[str, Any]:
             totals = c.execute(
                 "SELECT COUNT(*), SUM(status < 400), SUM(prompt_tokens), SUM(completion_tokens), "
-                "SUM(cost_usd), SUM(cache_hit) FROM usage WHERE ts >= ?",
+                f"SUM(cost_usd), SUM(cache_hit), {CACHE_SUMS} FROM usage WHERE ts >= ?",
                 (since,),
             ).fetchone()
             lat = [
@@ -116,7 +119,8 @@ class SQLiteStore:
             ]
             group = (
                 "SELECT {col}, COUNT(*), SUM(status >= 400), SUM(prompt_tokens + completion_tokens), "
-                "SUM(cost_usd) FROM usage WHERE ts >= ? GROUP BY {col} ORDER BY COUNT(*) DESC LIMIT 100"
+                "SUM(cost_usd), " + CACHE_SUMS + " FROM usage WHERE ts >= ? GROUP BY {col} "
+                "ORDER BY COUNT(*) DESC LIMIT 100"
             )
             by_model = c.execute(group.format(col="model"), (since,)).fetchall()
             by_user = c.execute(group.format(col="user"), (since,)).fetchall()
@@ -153,7 +157,8 @@ class SQLiteStore:
         sql = (
             "SELECT user, COUNT(*), SUM(status >= 400), "
             "SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), "
-            f"SUM(cost_usd) FROM usage WHERE ts >= ? GROUP BY user ORDER BY {TOP_ORDER[by]}, user LIMIT ?"
+            f"SUM(cost_usd), {CACHE_SUMS} FROM usage WHERE ts >= ? GROUP BY user "
+            f"ORDER BY {TOP_ORDER[by]}, user LIMIT ?"
         )
         return user_rows(await self._call(lambda c: c.execute(sql, (since, limit)).fetchall()))
 
@@ -196,6 +201,12 @@ class SQLiteStore:
             }
 
         return await self._call(go)
+
+    async def prompt_cache(self, user: str, since: float) -> dict[str, Any]:
+        sql = PROMPT_CACHE_SQL.format(user="user", table="usage")
+        return prompt_cache_rows(
+            await self._call(lambda c: c.execute(sql, (user, since)).fetchall())
+        )
 
     async def ping(self) -> bool:
         try:

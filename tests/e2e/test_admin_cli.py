@@ -89,13 +89,14 @@ def test_every_command(svc: Any, fresh_provider: FakeProvider) -> None:
     assert code == 0
     assert "requests" in out and "cost USD" in out
     rows = columns(out.split("\n\n", 1)[1])
-    assert rows[0] == ["MODEL", "REQUESTS", "ERRORS", "TOKENS", "COST", "USD"]
+    cache = ["PROMPT", "CACHE", "SAVED", "USD"]  # the share of prompts read from a cache
+    assert rows[0] == ["MODEL", "REQUESTS", "ERRORS", "TOKENS", "COST", "USD", *cache]
     assert rows[1][:3] == ["fake-small", "3", "1"]
 
     code, out, _ = run(url, "users")
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["USER", "REQUESTS", "ERRORS", "TOKENS", "COST", "USD"]
+    assert lines[0].split() == ["USER", "REQUESTS", "ERRORS", "TOKENS", "COST", "USD", *cache]
     assert lines[1].split()[:3] == ["alice", "3", "1"]
     # aligned: a number ends where its column's heading ends (right-aligned), text starts with it
     end = lines[0].index("REQUESTS") + len("REQUESTS")
@@ -353,8 +354,12 @@ def test_window_start_list_end_and_notebooks(svc: Any) -> None:
         "TOKENS",
         "COST",
         "USD",
+        "PROMPT",
+        "CACHE",
+        "SAVED",
+        "USD",
         "CELLS",
         "LAST",
         "REQUEST",
     ]
-    assert rows[1][0].startswith("nb-") and rows[1][1:3] == ["root", "2"] and rows[1][5] == "2"
+    assert rows[1][0].startswith("nb-") and rows[1][1:3] == ["root", "2"] and rows[1][7] == "2"

@@ -267,3 +267,69 @@ def test_a_cache_rate_above_input_or_mistyped_stops_start_up(fresh_provider: Fak
         upstreams = upstreams_for(fresh_provider, a1={"prices": {"fake-small": bad}})
         with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)")):
             RSQLProxy(upstreams=upstreams).engine_settings()
+
+
+async def test_what_the_cache_saved_is_shown_to_the_user_and_the_admin(
+    proxy: Proxy, fresh_provider: FakeProvider
+) -> None:
+    """GET me (what %ask_status shows), the admin's stats by model and user, and the notebooks'
+    spend: the share of prompts read from a cache and the dollars that saved."""
+    headers = {"Authorization": "Bearer tok-carol", "X-RSQL-Notebook": "course/week1.ipynb"}
+    for question in ("orders?", "who?", "where?"):
+        res = await proxy.client.fetch(
+            proxy.base + "v1/chat/completions",
+            method="POST",
+            body=json.dumps(chat_body("fake-small", question)),
+            headers=headers,
+        )
+        assert res.code == 200
+    read = sum(r.cached_tokens for r in fresh_provider.received)
+    assert read >= 2 * 1024
+    await proxy.engine.usage.flush()
+    me = (await proxy.call("GET", "me", "tok-carol"))[1]["prompt_cache"]
+    prompt = sum(r.billed_tokens for r in fresh_provider.received) - 3 * 10  # less the answers
+    assert me["read_tokens"] == read and 0.4 < me["hit_ratio"] < 1
+    # each read at $0.10 a million where the input price is $1.00
+    assert me["saved_usd"] == pytest.approx(read * (1.0 - 0.1) / 1e6, abs=1e-6)
+    assert [m["model"] for m in me["by_model"]] == ["fake-small"]
+    assert prompt > read
+    _, stats = await proxy.call("GET", "admin/stats?hours=1", "tok-admin")
+    assert stats["prompt_cache"]["read_tokens"] == read
+    by_user = {u["user"]: u["prompt_cache"] for u in stats["by_user"]}
+    assert by_user["carol"]["saved_usd"] == me["saved_usd"]
+    _, books = await proxy.call("GET", "admin/notebooks", "tok-admin")
+    (book,) = books["notebooks"]
+    assert book["prompt_cache"]["read_tokens"] == read
+
+
+def test_status_and_cost_say_what_the_prompt_cache_read_and_saved() -> None:
+    from rsql_magic import render
+
+    cache = {
+        "read_tokens": 3000,
+        "hit_ratio": 0.6,
+        "saved_usd": 0.0027,
+        "by_model": [
+            {"model": "gpt-5", "read_tokens": 2000, "hit_ratio": 0.8, "saved_usd": 0.002},
+            {
+                "model": "claude-sonnet-4-5",
+                "read_tokens": 1000,
+                "hit_ratio": 0.4,
+                "saved_usd": 0.0007,
+            },
+        ],
+    }
+    text = "\n".join(render.me_markdown({"user": "carol", "prompt_cache": cache}))
+    assert "**prompt cache today**: 60% of prompt tokens read from it, $0.0027 saved" in text
+    assert "gpt-5: 80% of prompt tokens read from it, $0.0020 saved" in text
+    none = "\n".join(render.me_markdown({"user": "carol", "prompt_cache": {"read_tokens": 0}}))
+    assert "nothing read from a provider's cache" in none
+    day = {
+        "requests": 3,
+        "prompt_tokens": 4800,
+        "completion_tokens": 30,
+        "cost_usd": 0.002,
+        "prompt_cache": {"read_tokens": 3000, "hit_ratio": 0.625, "saved_usd": 0.0027},
+    }
+    md = render.cost_markdown({"notebook": "w.ipynb", "today": day, "week": day}, "w.ipynb")
+    assert "| from the prompt cache | saved |" in md and "| 62% | $0.0027 |" in md

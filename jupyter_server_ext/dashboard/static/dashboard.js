@@ -93,6 +93,9 @@
     $("c-latency").textContent = ms(lat.p50) + " / " + ms(lat.p95);
     $("c-cache").textContent = pct(h.cache_hit_rate);
     $("c-cache-sub").textContent = (h.cache_hits || 0) + " hits, last hour";
+    const pc = h.prompt_cache || {};
+    $("c-prompt").textContent = pct(pc.hit_ratio);
+    $("c-prompt-sub").textContent = usd(pc.saved_usd) + " saved against the input price";
     const today = s.today || {};
     $("c-cost").textContent = usd(today.cost_usd);
     const b = s.budget;
@@ -145,7 +148,11 @@
     fill("top-requests", (s.top_requests || []).map((u) =>
       row([cell(userLink(u.user)), u.requests, u.errors, usd(u.cost_usd), cell(resetButton(u.user))])), "No requests today.", 5);
     fill("top-cost", (s.top_cost || []).map((u) =>
-      row([cell(userLink(u.user)), usd(u.cost_usd), u.requests, u.tokens, cell(resetButton(u.user))])), "No requests today.", 5);
+      row([cell(userLink(u.user)), usd(u.cost_usd), u.requests, u.tokens, ...cached(u),
+        cell(resetButton(u.user))])), "No requests today.", 7);
+    fill("models", ((s.hour || {}).by_model || []).map((m) =>
+      row([m.model || "", m.requests, m.errors, m.tokens, usd(m.cost_usd), ...cached(m)])),
+      "No requests in the last hour.", 7);
     fill("errors", (s.errors || []).map((e) => {
       const tr = row([time(e.ts), cell(userLink(e.user)), e.model || "", e.upstream || "", e.status, e.error || ""]);
       tr.className = "bad";
@@ -185,10 +192,15 @@
       return tr;
     }), "No windows.", 8);
   }
+  // a row's prompt cache: the share of its prompts read from providers' caches, the dollars saved
+  function cached(r) {
+    const pc = r.prompt_cache || {};
+    return [pct(pc.hit_ratio), usd(pc.saved_usd)];
+  }
   function notebooks(s) {
     fill("notebooks", (s.notebooks || []).map((n) =>
       row([n.notebook, cell(userLink(n.user)), n.requests, (n.prompt_tokens || 0) + (n.completion_tokens || 0),
-        usd(n.cost_usd), n.cells])), "No requests from notebooks this week.", 6);
+        usd(n.cost_usd), ...cached(n), n.cells])), "No requests from notebooks this week.", 8);
   }
 
   function chart(id, series, data) {

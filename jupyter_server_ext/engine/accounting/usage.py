@@ -83,6 +83,10 @@ class UsageStore(Protocol):
     ) -> dict[str, Any]:
         """One user's spend in one notebook since `day` and since `week`, and its dearest cells."""
 
+    async def prompt_cache(self, user: str, since: float) -> dict[str, Any]:
+        """One user's prompt cache since `since`: tokens read, hit ratio, dollars saved, in all
+        and by model."""
+
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 

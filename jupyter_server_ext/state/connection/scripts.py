@@ -108,8 +108,9 @@ end
 #   or all `tokens`). `home`: the key naming the request's conversation's home account ('':
 #   none), kept `home_ms` from each use (upstreams/affinity.py).
 # Takes a slot on a candidate of the home account that has room, else on the one with the most
-# headroom (of equals, the account that sent least recently): {index, '0'}; else {0, wait} with the seconds until one may have room ('-1': only a
-# request in flight ending can make room).
+# headroom (of equals, the account that sent least recently): {index, '0'}; else {0, wait}
+# with the seconds until one may have room ('-1': only a request in flight ending can make
+# room).
 _PICK_FN = """
 local function pick(A, a, now)
   local prefix, model, tokens, slot, ttl = A[a], A[a+1], tonumber(A[a+2]), A[a+3], tonumber(A[a+4])
