@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rsql_common.prompt_layout import CONTEXT_HEAD, QUESTION
+
 LANG_NAMES = {"python": "Python (pandas)", "r": "R", "sql": "SQL"}
 
 SYSTEM = """You are rsql-assistant, a data assistant inside a Jupyter notebook. The user works \
@@ -24,10 +26,10 @@ AGENT = (
 
 def ask_messages(question: str, context_text: str, lang: str = "python") -> list[dict]:
     """OpenAI chat messages for one %%ask question (the chat panel's system and user message
-    too): the system prompt, then the context and the question."""
+    too): the system prompt, then the context and the question (``rsql_common.prompt_layout``)."""
     system = SYSTEM.format(lang=LANG_NAMES.get(lang, lang))
-    if context_text.strip():
-        user = f"Context from my notebook session:\n\n{context_text}\n\nQuestion:\n{question}"
+    if context_text.strip():  # what is stable first: a provider's cache holds a prompt's start
+        user = f"{CONTEXT_HEAD}{context_text}{QUESTION}{question}"
     else:
         user = question
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

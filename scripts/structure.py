@@ -143,7 +143,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # the one error tree, the SQL package's errors re-exported; it names the stages SQL fails at
     f"{K}.errors": (f"{Q}.errors", *SHARED),
     f"{K}.sanitize": SHARED,  # fences as Markdown draws them, the one grammar
-    f"{K}.prompt": (),
+    f"{K}.prompt": SHARED,  # the prompts' layout, which the proxy splits at (prompt_layout)
     # the Jupyter server a kernel runs under, from its runtime file
     f"{K}.discovery": (f"{K}.errors",),
     # the in-process engine is found by its entry point name, never imported (client/proxy.py)

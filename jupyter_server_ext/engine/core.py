@@ -46,7 +46,7 @@ from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
 from .parsing import image_cost, parse_request
 from .privacy.offload import Offload
-from .prompt_cache import conversation
+from .prompt_cache import OWN_CLIENTS, conversation
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .redaction import Redaction
 from .replies import Replies
@@ -512,6 +512,7 @@ class Engine:
         req.affinity = conversation(
             req, trace_headers, caller.user, self._user_key, self.settings.prompt_cache_seconds
         )
+        req.mark_prefix = caller.client in OWN_CLIENTS
         set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
         return access, req
 

@@ -27,6 +27,7 @@ from .exchange import Exchange
 from .formats.reading import scrub
 from .leaving import at_provider
 from .monitoring.metrics import Metrics
+from .prompt_cache import for_upstream
 from .records import Caller, Reply
 from .replies import Replies
 from .settings import EngineSettings
@@ -156,7 +157,7 @@ class Forwarder:
             try:
                 reply = await self.transports.for_spec(spec).send(
                     spec,
-                    req.payload,
+                    for_upstream(req, spec.provider, spec.prompt_cache_key),
                     stream=req.stream,
                     timeout=self.settings.upstream_timeout_seconds,
                     endpoint=req.endpoint,

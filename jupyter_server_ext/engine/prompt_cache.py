@@ -20,6 +20,8 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from rsql_common.prompt_layout import CONTEXT_HEAD, QUESTION
+
 from .bodies import json_codec
 from .bodies.request import Affinity, ChatRequest
 
@@ -97,3 +99,87 @@ def conversation(
     if payload.get("prompt_cache_retention") == "24h":
         seconds = max(seconds, DAY)
     return Affinity(key[:32], seconds)
+
+
+# -- our own requests, cacheable on every provider ---------------------------------------------
+
+# the kernel's clients (X-RSQL-Client): their prompts put what is stable first (instructions,
+# then the schema or the frames' descriptions, then the question: rsql_magic.prompt)
+OWN_CLIENTS = frozenset(("magic", "chat", "agent", "sql"))
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def for_upstream(req: ChatRequest, provider: str, takes_key: bool) -> dict[str, Any]:
+    """`req`'s payload as it goes to an upstream of `provider`: on Anthropic, our own clients'
+    stable prefix marked for its cache (it caches only what is marked, and our prompts carry no
+    marks of their own, as other providers would refuse them); where the upstream takes
+    ``prompt_cache_key`` (`takes_key`: OpenAI's own API), the conversation's, where the client
+    named none (it routes a prefix by it, so a user's turns meet their cache). Anything else
+    goes as it is."""
+    payload = req.payload
+    if req.endpoint == "chat/completions" and provider == "anthropic":
+        if req.mark_prefix and not _marked(payload):
+            return _with_marks(payload)
+        return payload
+    if (
+        takes_key
+        and req.affinity is not None
+        and req.endpoint in ("chat/completions", "responses")
+        and "prompt_cache_key" not in payload
+    ):
+        return {**payload, "prompt_cache_key": req.affinity.key}
+    return payload
+
+
+def _marked(payload: Mapping[str, Any]) -> bool:
+    """Whether a chat request marks anything for a cache itself (it then says where)."""
+    messages = payload.get("messages")
+    for holder in [
+        *(payload.get("tools") or ()),
+        *(messages if isinstance(messages, list) else ()),
+    ]:
+        if not isinstance(holder, dict):
+            continue
+        if "cache_control" in holder:
+            return True
+        content = holder.get("content")
+        if isinstance(content, list) and any(
+            isinstance(p, dict) and "cache_control" in p for p in content
+        ):
+            return True
+    return False
+
+
+def _with_marks(payload: dict[str, Any]) -> dict[str, Any]:
+    """A copy with the end of the system text marked, and the end of the first user message's
+    stable part (all its parts but the last: the context before the question)."""
+    messages = payload.get("messages")
+    if not isinstance(messages, list):
+        return payload
+    out = list(messages)
+    systems = [i for i, m in enumerate(out) if isinstance(m, dict) and m.get("role") == "system"]
+    if systems:
+        i = systems[-1]
+        out[i] = {**out[i], "content": _mark_last(out[i].get("content"))}
+    user = next(
+        (i for i, m in enumerate(out) if isinstance(m, dict) and m.get("role") == "user"), None
+    )
+    content = out[user].get("content") if user is not None else None
+    if isinstance(content, str) and content.startswith(CONTEXT_HEAD) and QUESTION in content:
+        # the kernel's context, then its question (rsql_common.prompt_layout): two parts, so
+        # the next question of the session reads the context from the cache
+        at = content.rindex(QUESTION) + 2
+        content = [{"type": "text", "text": content[:at]}, {"type": "text", "text": content[at:]}]
+    if user is not None and isinstance(content, list) and len(content) > 1:
+        out[user] = {**out[user], "content": [*_mark_last(content[:-1]), content[-1]]}
+    return {**payload, "messages": out}
+
+
+def _mark_last(content: Any) -> Any:
+    """`content` as parts, its last text part marked for the cache."""
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    if not isinstance(parts, list) or not parts or not isinstance(parts[-1], dict):
+        return content
+    if parts[-1].get("type") != "text":
+        return content
+    return [*parts[:-1], {**parts[-1], "cache_control": dict(_EPHEMERAL)}]

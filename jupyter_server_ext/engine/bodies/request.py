@@ -97,6 +97,9 @@ class ChatRequest:
     cache_hour: bool = False
     # its conversation, kept on the account its prompt cache is on (``upstreams.affinity``)
     affinity: Affinity | None = None
+    # one of the kernel's own: its stable prefix is marked for Anthropic's cache
+    # (``prompt_cache.for_upstream``)
+    mark_prefix: bool = False
 
     @property
     def completion_tokens(self) -> int:

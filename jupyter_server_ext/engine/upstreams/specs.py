@@ -85,6 +85,9 @@ _UPSTREAM_FIELDS = {
     "tools are told to plan with (Claude Code's CLAUDE_CODE_MAX_CONTEXT_TOKENS); a local model's is its n_ctx",
     "responses_api": "whether the upstream serves OpenAI's Responses API, so v1/responses requests reach it as "
     "they were sent (default: true for api.openai.com and Azure's v1 API, false elsewhere: translated to chat)",
+    "prompt_cache_key": "whether the upstream takes OpenAI's prompt_cache_key, which routes a prompt to its cache: "
+    "a request that names none is sent its conversation's (default: true for api.openai.com only; other "
+    "servers may refuse a field they do not know)",
 }
 
 
@@ -165,6 +168,8 @@ class UpstreamSpec:
     stop_loops: bool = True
     chat_format: str = ""
     responses_api: bool = False  # serves OpenAI's Responses API itself (v1/responses passed on)
+    # takes prompt_cache_key: a request naming none is sent its conversation's (prompt_cache)
+    prompt_cache_key: bool = False
     # public model name -> the tokens its context window holds, as the admin states it
     context_windows: Mapping[str, int] = field(default_factory=dict)
 
@@ -276,9 +281,9 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
             f"{', '.join(CHAT_FORMATS)}"
         )
 
+    host = base_url.split("//", 1)[-1].split("/", 1)[0].lower()
     responses_api = raw.get("responses_api")
     if responses_api is None:  # OpenAI itself, and Azure's v1 API, serve it
-        host = base_url.split("//", 1)[-1].split("/", 1)[0].lower()
         responses_api = host == "api.openai.com" or (provider == "azure" and api_version == "v1")
     elif not isinstance(responses_api, bool):
         raise ConfigError(
@@ -288,6 +293,14 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         raise ConfigError(
             f"{where}: field 'responses_api' is for OpenAI-compatible and Azure upstreams"
         )
+
+    cache_key = raw.get("prompt_cache_key", host == "api.openai.com")
+    if not isinstance(cache_key, bool):
+        raise ConfigError(
+            f"{where}: field 'prompt_cache_key' must be true or false, got {cache_key!r}"
+        )
+    if cache_key and provider not in ("openai", "azure"):
+        raise ConfigError(f"{where}: field 'prompt_cache_key' is for OpenAI-compatible upstreams")
 
     return UpstreamSpec(
         name=name.strip(),
@@ -311,6 +324,7 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         stop_loops=stop_loops,
         chat_format=chat_format,
         responses_api=responses_api,
+        prompt_cache_key=cache_key,
         context_windows=_context_windows(raw.get("context_windows"), models, where),
     )
 
