@@ -8,8 +8,9 @@ Sections (`--only a,b` runs a subset): overhead (both hosts, memory and Redis st
 and Redis side by side, in turns), workers (`rsql-proxy --workers 1` and `2`), litellm (side by
 side; needs root for a network namespace and bench/.venv-litellm from bench/install_litellm.sh),
 quota (at real answer times: streams and 2 s JSON answers, provider headers on and off, and
-LiteLLM), costs, context (bench/bench_context.py), schema (bench/bench_schema.py); forwarder,
-quota_open, class (bench/bench_forwarder.py: beside a bare forwarder, quota as users meet it,
+LiteLLM), costs, context (bench/bench_context.py), schema (bench/bench_schema.py);
+prompt_cache (bench/bench_prompt_cache.py: agent sessions' prompt caches through key rotation);
+forwarder, quota_open, class (bench/bench_forwarder.py: beside a bare forwarder, quota as users meet it,
 completions at class scale; its own results file and page section). The proxy's results go between the
 ``<!-- bench_proxy -->`` markers of docs/benchmarks.md; the kernel-side scripts write their own
 sections; everything else in the file is kept. Raw results: bench/results/proxy.json.
@@ -35,7 +36,8 @@ import bench_proxy  # noqa: E402
 from common import LITELLM_VENV, log, machine  # noqa: E402
 from proxy_page import DOC, section, write_doc  # noqa: E402
 
-KERNEL = ("context", "schema")
+# scripts that write their own section: the kernel side's, and the prompt caches' (issue 74)
+KERNEL = ("context", "schema", "prompt_cache")
 ALL = (*bench_proxy.SECTIONS, *KERNEL, *bench_forwarder.SECTIONS)
 
 
@@ -46,6 +48,8 @@ def run_kernel_side(which: str, quick: bool, write: bool) -> dict[str, Any]:
     argv = [sys.executable, str(script)]
     if which == "context" and quick:
         argv += ["--rows", "1000000", "--repeat", "3"]
+    if which == "prompt_cache" and quick:
+        argv.append("--quick")
     if which == "schema":
         if quick:
             argv += ["--runs", "3"]

@@ -25,6 +25,13 @@ lets a conversation grow past what the model takes (and what the user's budget p
 it compacts. It reads one variable for every such model, so it is told the smallest window the
 configuration states among them (`claude_code_window`). Codex reads its window only from its
 own configuration (``model_context_window``): nothing in the environment can tell it.
+
+With the Anthropic family too: ``CLAUDE_CODE_ATTRIBUTION_HEADER=0``. Claude Code otherwise
+opens every request's system text with a line of its own (``x-anthropic-billing-header:
+cc_version=<version>.<a hash of the session's first message>; ...``): it differs from one
+session to the next, and as the first thing of the prompt it keeps every new session from
+reading its tools and instructions (some 10,000 tokens) from the prompt cache the last one
+wrote. The line attributes use to a claude.ai login or project, which a proxy's key has not.
 """
 
 from __future__ import annotations
@@ -74,6 +81,9 @@ CLAUDE_CODE_WINDOW = "CLAUDE_CODE_MAX_CONTEXT_TOKENS"
 # 2.1.330), and below this it has no room left to work in. A model that small cannot run it
 # whatever it is told, so its window is left out rather than imposed on the models that can.
 SMALLEST_WINDOW = 65_536
+# Claude Code's own setting for its attribution line ("... CLAUDE_CODE_ATTRIBUTION_HEADER is not
+# 0", its settings help): off, its sessions share one cacheable prefix
+CLAUDE_CODE_ATTRIBUTION = "CLAUDE_CODE_ATTRIBUTION_HEADER"
 
 Token = TypeVar("Token")
 
@@ -154,6 +164,8 @@ def ai_environment(
         out[family.key] = token
     if OPENAI.key in out and NO_TRACE_EXPORT not in environ:
         out[NO_TRACE_EXPORT] = "1"
+    if ANTHROPIC.key in out and CLAUDE_CODE_ATTRIBUTION not in environ:
+        out[CLAUDE_CODE_ATTRIBUTION] = "0"
     window = claude_code_window(windows or {})
     if ANTHROPIC.key in out and window is not None and CLAUDE_CODE_WINDOW not in environ:
         out[CLAUDE_CODE_WINDOW] = str(window)

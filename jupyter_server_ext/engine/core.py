@@ -10,6 +10,7 @@ and the cache here, which models the caller may use in ``model_choice``, the mas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -35,7 +36,7 @@ from .apis.native import NATIVE_APIS
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
 from .bodies.request import ChatRequest, set_end_user
-from .errors import EngineError, RateLimited, UpstreamError
+from .errors import EngineError, RateLimited, StateUnavailable, UpstreamError
 from .exchange import Arrival, Exchange, Hold, answered
 from .failover import Forwarder
 from .formats.hosted_kinds import chat_hosted_tools
@@ -156,7 +157,7 @@ class Engine:
         self.on_outcome.append(self.alerts.observe)
         # None unless tracing is on: the request path then only tests `is None`
         self.tracing: Tracing | None = Tracing.create() if settings.otel else None
-        self._user_key = settings.user_id_secret or secrets.token_bytes(32)
+        self._user_key = self._cache_key = settings.user_id_secret or secrets.token_bytes(32)
         self.notebooks = NotebookCosts(
             self._user_key, names=settings.notebook_names, usage=self.usage
         )
@@ -216,6 +217,8 @@ class Engine:
         self.alerts.start()
         self.transports.start(self.settings.upstreams)
         await self.health.start(self.settings.health_check_seconds)
+        with contextlib.suppress(StateUnavailable):  # every replica names a conversation alike
+            self._cache_key = await self.state.secret("prompt-cache")
 
     async def close(self) -> None:
         """Stop background work and flush the usage log: a clean shutdown loses no rows."""
@@ -510,7 +513,7 @@ class Engine:
         # the conversation it continues, read before the end user is written over what the
         # client put there (Claude Code names its session in metadata.user_id)
         req.affinity = conversation(
-            req, trace_headers, caller.user, self._user_key, self.settings.prompt_cache_seconds
+            req, trace_headers, caller.user, self._cache_key, self.settings.prompt_cache_seconds
         )
         req.mark_prefix = caller.client in OWN_CLIENTS
         set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")

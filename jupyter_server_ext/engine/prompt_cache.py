@@ -8,8 +8,11 @@ names the session too, read before the proxy puts its own pseudonym there), a
 it). Any other request long enough to be cached (the providers cache from 1,024 tokens) is known
 by a fingerprint of its cacheable prefix: its tools, its system text or instructions, and its
 turns up to its first user turn, which every later turn of the conversation sends again first.
+A conversation also names its user's stable prefix (its tools and system text, the same in
+each of a client's sessions), so a new session starts on the account whose cache holds that.
 
-What names a conversation is keyed by its user and model (an HMAC with the engine's secret), so
+What names a conversation is keyed by its user and model (an HMAC with a secret every replica
+shares through the state backend: ``StateBackend.secret``), so
 one user's requests can neither find nor move another's, and the digest holds no prompt text.
 """
 
@@ -75,6 +78,25 @@ def prefix_digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(raw[:_MAX_PREFIX_BYTES]).hexdigest()
 
 
+def stable_prefix(payload: Mapping[str, Any]) -> bytes:
+    """What every conversation of a client starts with: its tools, its system text and
+    instructions, and the system or developer turns before the first other (as JSON)."""
+    turns = payload.get("messages")
+    if not isinstance(turns, list):
+        given = payload.get("input")
+        turns = given if isinstance(given, list) else []
+    lead: list[Any] = []
+    for turn in turns:
+        if not (isinstance(turn, dict) and turn.get("role") in ("system", "developer")):
+            break
+        lead.append(turn)
+    head = [payload.get("tools"), payload.get("system"), payload.get("instructions"), lead]
+    try:
+        return json_codec.dumps(head)[:_MAX_PREFIX_BYTES]
+    except (TypeError, ValueError):
+        return b""
+
+
 def conversation(
     req: ChatRequest,
     headers: Mapping[str, str] | None,
@@ -93,12 +115,23 @@ def conversation(
         if req.prompt_tokens < MIN_TOKENS:
             return None
         name = "prefix:" + prefix_digest(payload)
-    key = hmac.new(secret, f"{user}\0{req.model}\0{name}".encode(), hashlib.sha256).hexdigest()
     if req.cache_hour:
         seconds = max(seconds, HOUR)
     if payload.get("prompt_cache_retention") == "24h":
         seconds = max(seconds, DAY)
-    return Affinity(key[:32], seconds)
+    stable = stable_prefix(payload)
+    # shorter than the providers cache (at about four bytes a token): no home worth keeping
+    shared = "stable:" + hashlib.sha256(stable).hexdigest() if len(stable) >= 4 * MIN_TOKENS else ""
+    return Affinity(
+        _keyed(secret, user, req.model, name),
+        seconds,
+        shared and _keyed(secret, user, req.model, shared),
+    )
+
+
+def _keyed(secret: bytes, user: str, model: str, name: str) -> str:
+    """`name` as one key of `user`'s for `model`: a digest no other user's request can make."""
+    return hmac.new(secret, f"{user}\0{model}\0{name}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # -- our own requests, cacheable on every provider ---------------------------------------------

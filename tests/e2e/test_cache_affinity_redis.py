@@ -46,3 +46,37 @@ async def test_another_user_can_neither_join_nor_move_a_conversation_across_repl
     make: scenarios.Make, fresh_provider: FakeProvider
 ) -> None:
     await scenarios.another_user_can_neither_join_nor_move_a_conversation(make, fresh_provider)
+
+
+async def test_a_users_new_session_starts_where_their_last_left_its_tools_and_instructions_across_replicas(
+    make: scenarios.Make, fresh_provider: FakeProvider
+) -> None:
+    await scenarios.a_users_new_session_starts_where_their_last_left_its_tools_and_instructions(
+        make, fresh_provider
+    )
+
+
+async def test_replicas_with_pseudonym_keys_of_their_own_keep_a_conversation_on_one_account(
+    make: scenarios.Make, fresh_provider: FakeProvider
+) -> None:
+    await scenarios.replicas_with_keys_of_their_own_keep_a_conversation_on_one_account(
+        make, fresh_provider
+    )
+
+
+async def test_a_conversations_home_in_redis_holds_no_prompt_text_and_no_user(
+    make: scenarios.Make, fresh_provider: FakeProvider
+) -> None:
+    """What every replica reads to keep a conversation home: a digest naming an account, with
+    nothing of the prompt, the session's name or the user in its key or value."""
+    engines = await make(replicas=1)
+    session = {"X-Claude-Code-Session-Id": "5f0b6c1e-alice-session"}
+    await scenarios.converse(engines, fresh_provider, "alice", "Churn by region?", 2, session)
+    state = engines[0].state
+    stored = []
+    async for key in state.redis.scan_iter(match=state.prefix + "up:home:*"):  # type: ignore[attr-defined]
+        stored.append((key, await state.redis.get(key)))  # type: ignore[attr-defined]
+    assert len(stored) == 2, stored  # the session's home, and its user's stable prefix's
+    seen = repr(stored)
+    for private in ("alice", "Churn", "5f0b6c1e", scenarios.SYSTEM[:24], "warehouse"):
+        assert private not in seen, private

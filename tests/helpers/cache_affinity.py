@@ -31,32 +31,41 @@ def three_accounts(fp: FakeProvider) -> None:
 
 @asynccontextmanager
 async def maker(request: pytest.FixtureRequest, fp: FakeProvider, kind: str) -> AsyncIterator[Make]:
-    """`make(replicas=1, **settings)`: engines over the fake's three accounts, on memory state
-    (one process: `replicas` is 1) or sharing one Redis (replicas); all closed afterwards."""
+    """`make(replicas=1, own_secrets=False, **settings)`: engines over the fake's three
+    accounts, on memory state (one process: `replicas` is 1) or sharing one Redis (replicas),
+    each with a pseudonym key of its own with `own_secrets` (replicas whose admin set no
+    user_id_secret); all closed afterwards."""
     three_accounts(fp)
     made: list[Engine] = []
     prefixes: list[str] = []
 
-    async def make(replicas: int = 1, **settings: Any) -> list[Engine]:
+    async def make(replicas: int = 1, own_secrets: bool = False, **settings: Any) -> list[Engine]:
         upstreams = upstreams_for(
             fp, **{a: {"prices": {"fake-small": PRICE}} for _, a, _ in PROVIDER_KEYS}
         )
-        es = EngineSettings(
-            upstreams=parse_upstreams(upstreams),
-            default_model="fake-small",
-            health_check_seconds=0,
-            user_id_secret=b"one secret for every replica",
-            **settings,
-        )
+
+        def es() -> EngineSettings:
+            return EngineSettings(
+                upstreams=parse_upstreams(upstreams),
+                default_model="fake-small",
+                health_check_seconds=0,
+                user_id_secret=(
+                    secrets.token_bytes(16) if own_secrets else b"one secret for every replica"
+                ),
+                **settings,
+            )
+
         if kind == "memory":
-            engines = [Engine(es, state=MemoryState())]
+            engines = [Engine(es(), state=MemoryState())]
         else:
             require("redis")
             from jupyter_server_ext.state.admission.redis import RedisState
 
             prefix = f"rsqltest-{secrets.token_hex(4)}:"
             prefixes.append(prefix)
-            engines = [Engine(es, state=RedisState(url(), prefix=prefix)) for _ in range(replicas)]
+            engines = [
+                Engine(es(), state=RedisState(url(), prefix=prefix)) for _ in range(replicas)
+            ]
         made.extend(engines)
         for engine in engines:
             await engine.start()
@@ -170,6 +179,8 @@ async def another_user_can_neither_join_nor_move_a_conversation(
             turns("Churn by region?", n), Caller("mallory"), trace_headers=headers
         )
         assert fp.received[-1].alias != home, "mallory's request was sent to alice's account"
+        if n == 1:  # nor did her usage say that Alice's prompt is cached (its cached_tokens)
+            assert fp.received[-1].cached_tokens == 0
     await engines[-1].chat(turns("Churn by region?", 2), Caller("alice"), trace_headers=session)
     assert fp.received[-1].alias == home
 
@@ -189,3 +200,34 @@ async def a_home_is_forgotten_when_the_providers_cache_would_be(
     assert second != first
     await engines[0].chat(turns("Revenue by month?", 4), Caller("carol"))
     assert fp.received[-1].alias == second
+
+
+async def a_users_new_session_starts_where_their_last_left_its_tools_and_instructions(
+    make: Make, fp: FakeProvider
+) -> None:
+    """A new Claude Code session names a new conversation but sends the same system text first:
+    it starts on the account that cached it for the user's last session and reads it from
+    there. Another user's session with the very same system text is not steered to it."""
+    engines = await make(replicas=3)
+    first = {"X-Claude-Code-Session-Id": "0f6d2a31-first-session"}
+    last = await converse(engines, fp, "dora", "Orders per day?", 3, first)
+    home = last[-1][0]  # a key per account (three_accounts)
+    second = {"X-Claude-Code-Session-Id": "8c1e44b0-second-session"}
+    started = await converse(engines, fp, "dora", "A new question: returns by region?", 2, second)
+    assert {alias for alias, _ in started} == {home}, started
+    # the system text (some 1,500 tokens) read from the cache from the session's first turn
+    assert started[0][1] >= 1024, started
+    await engines[0].chat(turns("Orders per day?", 1), Caller("erin"), trace_headers=second)
+    assert fp.received[-1].alias != home
+
+
+async def replicas_with_keys_of_their_own_keep_a_conversation_on_one_account(
+    make: Make, fp: FakeProvider
+) -> None:
+    """Replicas whose admin set no user_id_secret each make a pseudonym key of their own; the
+    conversations' names are keyed by one secret they share through Redis, so a session whose
+    turns reach all three still keeps to one account."""
+    engines = await make(replicas=3, own_secrets=True)
+    kept = await converse(engines, fp, "frank", "Margins by product line?", 6)
+    assert len({key for key, _ in kept}) == 1, kept
+    assert all(cached >= 1024 for _, cached in kept[1:]), kept

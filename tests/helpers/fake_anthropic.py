@@ -4,11 +4,14 @@ Tests cannot reach Anthropic, so this server plays it over real HTTP, following 
 reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/streaming,
 /en/api/errors, /en/api/rate-limits, prompt caching, tool use):
 
-- ``POST /v1/messages`` needs ``x-api-key`` (missing or unknown: 401 authentication_error) and
-  ``anthropic-version`` (missing or unknown: 400), and checks the body as the real API does
+- ``POST /v1/messages`` needs ``x-api-key`` or the key as a bearer token (missing or unknown:
+  401 authentication_error) and ``anthropic-version`` (missing or unknown: 400), and checks
+  the body as the real API does
   (``validate``): model, max_tokens and messages required; unknown fields refused at every level
-  ("Extra inputs are not permitted"); "system" turns in messages, at any position, of text only
-  (the API takes them so since 2026; Claude Code sends its environment so); no empty or whitespace-only
+  ("Extra inputs are not permitted"), but for those a beta of the request's ``anthropic-beta``
+  adds (``BETA_FIELDS``: Claude Code's context management and per-turn output); "system"
+  turns in messages, at any position, of text only (the API takes them so since 2026; Claude
+  Code sends its environment so); no empty or whitespace-only
   text blocks; temperature and top_p within 0..1; stop sequences with non-whitespace; tools with
   an object input_schema and unique names; a tool_choice naming a tool that exists; every
   tool_use answered by a tool_result in the next message and no tool_result without its tool_use;
@@ -55,6 +58,8 @@ reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/stre
   ``cache_control`` (or the top-level one, on the last block) writes the prefix up to it on first
   use (``cache_creation_input_tokens``) and the next request with the same prefix reads it
   (``cache_read_input_tokens``), for 5 minutes (an hour with ttl "1h"), refreshed on each read;
+  a breakpoint finds an entry written at any of the ``LOOKBACK_BLOCKS`` blocks before it too
+  (the API's lookback: a conversation that marks its last message reads the previous turn's);
   ``cache_min_tokens`` is the shortest prefix cached (the API's is 1024 or more; 0 here so tests
   stay small);
 - rate limits per account (keys of one organization share them), as Anthropic's token buckets:
@@ -89,6 +94,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -97,10 +103,11 @@ from aiohttp import web
 
 from .loopback import LoopbackServer
 
-VERSIONS = ("2023-06-01", "2023-01-01")
+VERSIONS = ("2023-06-01", "2023-01-01", "2026-10-21")  # the last: the SDKs' 2.x
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 MAX_BREAKPOINTS = 4
 CACHE_TTL = {"5m": 300.0, "1h": 3600.0}
+LOOKBACK_BLOCKS = 20  # how far before a breakpoint the API looks for a cached prefix
 # the context window, and the beta that opens the long one (docs: context windows)
 CONTEXT_WINDOW = 200_000
 LONG_CONTEXT_BETA, LONG_CONTEXT_WINDOW = "context-1m-2025-08-07", 1_000_000
@@ -153,6 +160,8 @@ class Received:
     )
     cache_write: int = 0
     cache_read: int = 0
+    input_tokens: int = 0  # the prompt's tokens neither written to nor read from the cache
+    output_tokens: int = 0  # of the whole answer (a stream the client left bills less)
     tool_calls: int = 0  # web searches it ran, billed by the call
     fetched_pages: int = 0  # pages of documents it fetched by URL or file id
     web_fetches: int = 0
@@ -298,7 +307,9 @@ class FakeAnthropic(LoopbackServer):
     def _authenticate(
         self, request: web.Request, rid: str
     ) -> tuple[KeyPolicy | None, web.Response | None]:
-        key = request.headers.get("x-api-key")
+        # an API key in x-api-key, or as a bearer token (how the SDKs send it since 2.x)
+        bearer = request.headers.get("Authorization", "")
+        key = request.headers.get("x-api-key") or bearer.removeprefix("Bearer ").strip()
         if not key:
             return None, _error(401, "x-api-key header is required", rid)
         policy = self.keys.get(key)
@@ -361,7 +372,8 @@ class FakeAnthropic(LoopbackServer):
                 rec.body = await request.json()
             except ValueError:
                 err = _error(400, "There was an error parsing the body as JSON", rid)
-        if err is None and (why := validate(rec.body)) is not None:
+        betas = _betas(",".join(request.headers.getall("anthropic-beta", [])))
+        if err is None and (why := validate(rec.body, betas)) is not None:
             err = _error(400, why, rid)
         if err is None and rec.body["model"] not in self.model_ids:
             err = _error(404, f"model: {rec.body['model']}", rid)
@@ -384,7 +396,7 @@ class FakeAnthropic(LoopbackServer):
 
         now = time.monotonic()
         inp, write, read = self._prompt_usage(policy, body, now, commit=False)
-        wide = LONG_CONTEXT_BETA in _betas(",".join(request.headers.getall("anthropic-beta", [])))
+        wide = LONG_CONTEXT_BETA in betas
         window = LONG_CONTEXT_WINDOW if wide else CONTEXT_WINDOW
         pages, unknown = self._fetched_pages(body)
         most = WIDE_PDF_PAGES if wide else MAX_PDF_PAGES
@@ -460,6 +472,7 @@ class FakeAnthropic(LoopbackServer):
         inp, write, read = self._prompt_usage(policy, body, now, commit=True)
         inp += extra
         rec.cache_write, rec.cache_read = write, read
+        rec.input_tokens, rec.output_tokens = inp, out_tokens
         prompt = inp + write + read
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -555,9 +568,16 @@ class FakeAnthropic(LoopbackServer):
             upto.append(total)
         points = [i for i, (_, cc) in enumerate(segments) if cc]
         read, hit = 0, -1
-        for i in reversed(points):
-            if self._cache.get(keys[i], 0.0) > now:
-                read, hit = upto[i], i
+        for i in reversed(points):  # the longest prefix cached, at a breakpoint or before one
+            found = next(
+                (j for j in range(i, max(-1, i - LOOKBACK_BLOCKS - 1), -1)
+                 if self._cache.get(keys[j], 0.0) > now),
+                None,
+            )  # fmt: skip
+            if found is not None:
+                read, hit = upto[found], found
+                if commit:  # a read refreshes the entry it read
+                    self._cache[keys[found]] = max(self._cache[keys[found]], now + 300.0)
                 break
         write = 0
         for i in points:
@@ -706,19 +726,35 @@ _CHOICE = {
 }
 
 
-def validate(body: Any) -> str | None:
-    """The message of the 400 the real API answers `body` with, or None for a body it takes."""
+# fields a beta adds (Claude Code sends them with their anthropic-beta and, refused, sends the
+# request again without): the body's, and each message's
+BETA_FIELDS = {
+    "context-management-2025-06-27": ("context_management", ""),
+    "per-turn-control-2026-07-01": ("output_config", "messages"),
+}
+
+
+def validate(body: Any, betas: Iterable[str] = ()) -> str | None:
+    """The message of the 400 the real API answers `body` with, or None for a body it takes;
+    `betas`: the request's anthropic-beta flags (the fields of BETA_FIELDS)."""
+    top, turn = set(_TOP), {"role", "content"}
+    for beta in betas:
+        name, where = BETA_FIELDS.get(beta, ("", ""))
+        if name:
+            (turn if where == "messages" else top).add(name)
     try:
-        _check_body(body)
+        _check_body(body, frozenset(top), frozenset(turn))
     except _Invalid as exc:
         return str(exc)
     return None
 
 
-def _check_body(body: Any) -> None:
+def _check_body(
+    body: Any, top: frozenset[str] = _TOP, turn: frozenset[str] = frozenset(("role", "content"))
+) -> None:
     if not isinstance(body, dict):
         raise _Invalid("Input should be a valid dictionary")
-    _no_extra(body, _TOP, "")
+    _no_extra(body, top, "")
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             raise _Invalid(f"{name}: Field required")
@@ -745,7 +781,7 @@ def _check_body(body: Any) -> None:
         _no_extra(body["metadata"], {"user_id"}, "metadata.")
     names = _check_tools(body.get("tools"))
     _check_tool_choice(body.get("tool_choice"), names)
-    _check_messages(body["messages"])
+    _check_messages(body["messages"], turn)
     found = _breakpoints(body)
     if found > MAX_BREAKPOINTS:
         raise _Invalid(
@@ -854,7 +890,7 @@ def _check_tool_choice(choice: Any, tools: list[str]) -> None:
         raise _Invalid(f"tool_choice.name: Tool '{choice.get('name')}' not found in provided tools")
 
 
-def _check_messages(messages: Any) -> None:
+def _check_messages(messages: Any, fields: frozenset[str]) -> None:
     if not isinstance(messages, list) or not messages:
         raise _Invalid("messages: at least one message is required")
     pending: list[str] = []  # tool_use ids of the message before, each owed a tool_result
@@ -865,7 +901,7 @@ def _check_messages(messages: Any) -> None:
         role = m.get("role")
         if role not in _ROLE_BLOCKS:
             raise _Invalid(f"{where}.role: Input should be 'user', 'assistant' or 'system'")
-        _no_extra(m, {"role", "content"}, f"{where}.")
+        _no_extra(m, fields, f"{where}.")
         if "content" not in m:
             raise _Invalid(f"{where}.content: Field required")
         blocks = _check_content(m["content"], role, where, i == len(messages) - 1)

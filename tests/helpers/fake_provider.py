@@ -95,6 +95,8 @@ class Received:
     billed_tokens: int = 0  # prompt + generated tokens this request is billed, client there or not
     tool_calls: int = 0  # hosted tools' calls it made (web searches), billed by the call
     cached_tokens: int = 0  # of its prompt, read from the account's prompt cache
+    prompt_tokens: int = 0  # the whole prompt, cached tokens too
+    output_tokens: int = 0  # of the whole answer (a stream the client left bills less)
     code_runs: int = 0  # code interpreter calls, in one container
     container: str = ""  # the memory_limit of the container they ran in (billed by its size)
     fetched_pages: int = 0  # pages of files it fetched by URL or file id
@@ -478,6 +480,7 @@ class FakeProvider(LoopbackServer):
         # billed once accepted: the whole answer without a stream (generated whether or not the
         # client waits), the prompt now and each word as it goes out with one
         scripted_usage = reply.get("usage") if isinstance(reply, dict) else None
+        rec.prompt_tokens, rec.output_tokens = prompt_tokens, completion_tokens
         if isinstance(scripted_usage, dict):
             rec.billed_tokens = int(scripted_usage.get("total_tokens") or 0)
         elif body.get("stream"):
@@ -699,6 +702,7 @@ class FakeProvider(LoopbackServer):
         if refused is not None:
             return refused
         rec.billed_tokens = prompt_tokens + completion
+        rec.prompt_tokens, rec.output_tokens = prompt_tokens, completion
         rec.cached_tokens = self._cached(policy, body, json.dumps(items), prompt_tokens)
         usage = {
             "input_tokens": prompt_tokens,

@@ -28,6 +28,8 @@ def test_every_base_url_the_common_clients_read_points_at_the_proxy_with_the_use
         "ANTHROPIC_API_URL": anthropic_root,
         "ANTHROPIC_API_BASE": anthropic_root,
         "ANTHROPIC_API_KEY": "tok-123",
+        # Claude Code's sessions start with one cacheable prefix (tests/e2e/test_agent_sessions_cached.py)
+        "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",
         # the Agents SDK would export traces to OpenAI with the token as its key
         "OPENAI_AGENTS_DISABLE_TRACING": "1",
     }
@@ -42,6 +44,15 @@ def test_the_agents_sdks_trace_export_is_off_only_where_the_token_is_ours() -> N
     assert "OPENAI_AGENTS_DISABLE_TRACING" not in found and found["OPENAI_API_KEY"] == "tok"
 
 
+def test_claude_codes_attribution_line_is_off_unless_the_user_chose() -> None:
+    assert ai_environment("http://h/", "tok", {})["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0"
+    mine = {"CLAUDE_CODE_ATTRIBUTION_HEADER": "1"}
+    assert "CLAUDE_CODE_ATTRIBUTION_HEADER" not in ai_environment("http://h/", "tok", mine)
+    # Claude Code pointed at the user's own endpoint: none of its variables are ours to set
+    theirs = ai_environment("http://h/", "tok", {"ANTHROPIC_API_KEY": "sk-ant-theirs"})
+    assert "CLAUDE_CODE_ATTRIBUTION_HEADER" not in theirs
+
+
 def test_a_family_the_user_set_any_variable_of_is_theirs() -> None:
     # a key of the user's own must never be sent to the proxy, nor the proxy's token elsewhere
     anthropic = {
@@ -49,6 +60,7 @@ def test_a_family_the_user_set_any_variable_of_is_theirs() -> None:
         "ANTHROPIC_API_URL",
         "ANTHROPIC_API_BASE",
         "ANTHROPIC_API_KEY",
+        "CLAUDE_CODE_ATTRIBUTION_HEADER",
     }
     openai = {
         "OPENAI_BASE_URL",

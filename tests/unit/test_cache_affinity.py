@@ -51,3 +51,23 @@ async def test_a_home_is_forgotten_when_the_providers_cache_would_be(
     make: scenarios.Make, fresh_provider: FakeProvider
 ) -> None:
     await scenarios.a_home_is_forgotten_when_the_providers_cache_would_be(make, fresh_provider)
+
+
+async def test_a_users_new_session_starts_where_their_last_left_its_tools_and_instructions(
+    make: scenarios.Make, fresh_provider: FakeProvider
+) -> None:
+    await scenarios.a_users_new_session_starts_where_their_last_left_its_tools_and_instructions(
+        make, fresh_provider
+    )
+
+
+async def test_a_conversations_home_holds_no_prompt_text_and_no_user(
+    make: scenarios.Make, fresh_provider: FakeProvider
+) -> None:
+    engines = await make(replicas=1)
+    session = {"X-Claude-Code-Session-Id": "5f0b6c1e-alice-session"}
+    await scenarios.converse(engines, fresh_provider, "alice", "Churn by region?", 2, session)
+    kept = repr(dict(engines[0].pool.homes._homes))  # noqa: SLF001 - what the process holds
+    assert len(engines[0].pool.homes) == 2, kept
+    for private in ("alice", "Churn", "5f0b6c1e", scenarios.SYSTEM[:24], "warehouse"):
+        assert private not in kept, private

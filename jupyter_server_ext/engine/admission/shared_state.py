@@ -131,6 +131,11 @@ class StateBackend(Protocol):
         """A stored text (a stored response), or None when absent or expired."""
         ...
 
+    async def secret(self, name: str) -> bytes:
+        """A random secret every process sharing this state holds: made by the first to ask
+        (the key of the prompt caches' conversations, the same on every replica)."""
+        ...
+
     async def keep_blob(
         self, index: str, key: str, value: str, ttl: float, most: int, most_bytes: int
     ) -> None:

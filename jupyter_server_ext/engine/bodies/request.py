@@ -59,6 +59,9 @@ class Affinity:
 
     key: str  # a digest: no prompt text, no user name
     seconds: float
+    # the user's stable prefix (tools, system text), long enough to be cached: a conversation
+    # without a home of its own starts where the user's last one put that prefix ('': none)
+    shared: str = ""
 
 
 @dataclass

@@ -9,7 +9,9 @@ it is the new home. A home is forgotten when the provider's cache would be: ``Af
 after its last use.
 
 A conversation is named by an opaque digest (``prompt_cache.conversation``), keyed by its
-user: one user's requests can neither find nor move another's home.
+user: one user's requests can neither find nor move another's home. A conversation that has no
+home yet (a new Claude Code or Codex session) starts at the home of its user's stable prefix,
+its tools and system text (``Affinity.shared``): the next session reads them from that cache.
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ class Homes:
             del self._homes[key]
             return None
         return account
+
+    def home(self, affinity: Affinity, now: float) -> str | None:
+        """The account `affinity`'s conversation was last served by, else the one its user's
+        stable prefix was (None: neither is cached anywhere now)."""
+        found = self.get(affinity.key, now)
+        if found is None and affinity.shared:
+            found = self.get(affinity.shared, now)
+        return found
+
+    def served(self, affinity: Affinity, account: str, now: float) -> None:
+        """`account` served `affinity`'s conversation at `now`: the home of it and of its
+        stable prefix, for as long as the provider keeps the cache."""
+        self.put(affinity.key, account, now, affinity.seconds)
+        if affinity.shared:
+            self.put(affinity.shared, account, now, affinity.seconds)
 
     def put(self, key: str, account: str, now: float, seconds: float) -> None:
         """`account` served `key` at `now`: its home for `seconds` more."""

@@ -330,7 +330,7 @@ class Pool:
         has room now (``affinity``); the account that serves it is its home from then."""
         now = self.clock()
         ready, soonest = self.screen(model, tokens, exclude, now, prompt)
-        home = self.homes.get(affinity.key, now) if affinity is not None else None
+        home = self.homes.home(affinity, now) if affinity is not None else None
         best: tuple[Any, ...] | None = None
         for key in ready:
             bucket = self.bucket(key, model)
@@ -356,7 +356,7 @@ class Pool:
             slot = self.claim_slot(key, bucket, model, tokens, now, weight=weight)
             bucket.begin(slot.id, tokens, now, weight)
             if affinity is not None:
-                self.homes.put(affinity.key, key.spec.account, now, affinity.seconds)
+                self.homes.served(affinity, key.spec.account, now)
             return slot
         return soonest if soonest != math.inf else None
 

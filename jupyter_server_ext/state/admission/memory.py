@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ class MemoryState:
         self._spend: dict[str, tuple[int, float]] = {}  # key -> (utc day, usd)
         self._swept = 0.0
         self._tables: dict[str, dict[str, str]] = {}  # small shared tables (policy windows)
+        self._secrets: dict[str, bytes] = {}
         self._blobs: dict[str, tuple[float, str]] = {}  # key -> (expires at, text)
         # index -> its blobs' keys, oldest first (``keep_blob``)
         self._indexes: dict[str, dict[str, None]] = {}
@@ -204,6 +206,9 @@ class MemoryState:
 
     async def delete_entry(self, table: str, name: str) -> bool:
         return self._tables.get(table, {}).pop(name, None) is not None
+
+    async def secret(self, name: str) -> bytes:
+        return self._secrets.setdefault(name, secrets.token_bytes(32))
 
     async def get_blob(self, key: str) -> str | None:
         found = self._blobs.get(key)

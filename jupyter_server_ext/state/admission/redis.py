@@ -10,6 +10,7 @@ are in ``scripts``.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -285,6 +286,19 @@ class RedisState:
             raise StateUnavailable(
                 "the proxy's shared state (Redis) is unreachable; try again shortly"
             ) from None
+
+    async def secret(self, name: str) -> bytes:
+        # the first replica to ask makes it (HSETNX): the others read the same
+        where = self._k("t:secrets")
+        try:
+            await self.redis.hsetnx(where, name, secrets.token_hex(32))
+            value = await self.redis.hget(where, name)
+        except _CONNECTION_ERRORS as exc:
+            self._outage(exc)
+            raise StateUnavailable("the proxy's shared state (Redis) is unreachable") from None
+        if not value:  # gone between the two calls (an admin's reset): none to share
+            raise StateUnavailable("the proxy's shared secret was removed while it was read")
+        return _text(value).encode()
 
     async def get_blob(self, key: str) -> str | None:
         try:

@@ -102,11 +102,12 @@ local function admit(K, A, a, now)
 end
 """
 
-# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, home, home_ms, n, then per
+# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, home, shared, home_ms, n, then per
 #   candidate key: alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*,
 #   in-flight cap, and what of the request its provider's own token window counts (the prompt,
 #   or all `tokens`). `home`: the key naming the request's conversation's home account ('':
-#   none), kept `home_ms` from each use (upstreams/affinity.py).
+#   none), kept `home_ms` from each use (upstreams/affinity.py); `shared`: its user's stable
+#   prefix's, read when the conversation has no home ('': none), set with it.
 # Takes a slot on a candidate of the home account that has room, else on the one with the most
 # headroom (of equals, the account that sent least recently): {index, '0'}; else {0, wait}
 # with the seconds until one may have room ('-1': only a request in flight ending can make
@@ -114,10 +115,11 @@ end
 _PICK_FN = """
 local function pick(A, a, now)
   local prefix, model, tokens, slot, ttl = A[a], A[a+1], tonumber(A[a+2]), A[a+3], tonumber(A[a+4])
-  local home, home_ms = A[a+5], tonumber(A[a+6])
-  local n = tonumber(A[a+7])
-  local p = a + 8
+  local home, shared, home_ms = A[a+5], A[a+6], tonumber(A[a+7])
+  local n = tonumber(A[a+8])
+  local p = a + 9
   local at = home ~= '' and redis.call('GET', home) or false
+  if not at and shared ~= '' then at = redis.call('GET', shared) end
   local best, best_share, best_keys, best_home, best_last = 0, -1e9, nil, false, 0
   local soonest = nil
   for i = 1, n do
@@ -250,6 +252,7 @@ local function pick(A, a, now)
     if pv[1] and tonumber(pv[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
     if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -best_keys[4]) end
     if home ~= '' then redis.call('SET', home, best_keys[6], 'PX', home_ms) end
+    if shared ~= '' then redis.call('SET', shared, best_keys[6], 'PX', home_ms) end
     return {best, '0'}
   end
   if soonest ~= nil then return {0, tostring(soonest)} end

@@ -112,6 +112,7 @@ class SharedPool(Pool):
             self.lease_seconds,
             # the conversation's home: every replica reads and moves the same one
             f"{self.prefix}home:{affinity.key}" if affinity is not None else "",
+            f"{self.prefix}home:{affinity.shared}" if affinity and affinity.shared else "",
             math.ceil(affinity.seconds * 1000) if affinity is not None else 0,
             len(cands),
         ]
