@@ -480,8 +480,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the proxy (30)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Callable[..., Any], help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
+    def add(name: str, fn: Callable[..., Any], help: str, *also: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, aliases=also)
         sp.set_defaults(fn=fn)
         # the global options after the command too: `rsql-proxy admin keys --json`
         sp.add_argument(
@@ -493,11 +493,11 @@ def parser() -> argparse.ArgumentParser:
         return sp
 
     add("status", cmd_status, "health of the proxy: upstreams, state backend, database")
-    for name, fn, what in (
-        ("stats", cmd_stats, "requests, latency, tokens and cost, per model"),
-        ("users", cmd_users, "requests, errors, tokens and cost per user"),
+    for name, fn, what, *also in (  # `admin usage`: what the prompt caches saw, per model too
+        ("stats", cmd_stats, "requests, latency, tokens, cost, prompt cache per model", "usage"),
+        ("users", cmd_users, "requests, errors, tokens, cost and prompt cache per user"),
     ):
-        sp = add(name, fn, what)
+        sp = add(name, fn, what, *also)
         sp.add_argument("--hours", type=float, default=24.0, help="how far back (24)")
     sp = add("errors", cmd_errors, "the most recent failed or refused requests")
     sp.add_argument("--limit", type=int, default=20)

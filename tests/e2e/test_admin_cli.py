@@ -92,6 +92,8 @@ def test_every_command(svc: Any, fresh_provider: FakeProvider) -> None:
     cache = ["PROMPT", "CACHE", "SAVED", "USD"]  # the share of prompts read from a cache
     assert rows[0] == ["MODEL", "REQUESTS", "ERRORS", "TOKENS", "COST", "USD", *cache]
     assert rows[1][:3] == ["fake-small", "3", "1"]
+    # what an admin looking for the prompt caches' savings types: the same table
+    assert run(url, "usage", "--hours", "1")[1].split("\n\n", 1)[1] == out.split("\n\n", 1)[1]
 
     code, out, _ = run(url, "users")
     assert code == 0
