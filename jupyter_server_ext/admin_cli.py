@@ -13,142 +13,30 @@ import argparse
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from rsql_common.terminal import ShownStream, shown
+from rsql_common.terminal import ShownStream
 
+from .admin_client import (
+    DEFAULT_URL,
+    OK,
+    USAGE,
+    Client,
+    cell,
+    pairs,
+    table,
+    when,
+)
+from .admin_client import FAILED as FAILED  # the exit codes, which scripts and tests read here
+from .admin_client import FORBIDDEN as FORBIDDEN
+from .admin_client import UNAUTHORIZED as UNAUTHORIZED
+from .admin_client import UNREACHABLE as UNREACHABLE
+from .admin_windows import add_window_command
 from .engine.errors import CLIError
-
-# exit codes: 2 is argparse's own for a wrong command line
-OK, FAILED, USAGE, UNREACHABLE, UNAUTHORIZED, FORBIDDEN = 0, 1, 2, 3, 4, 5
-DEFAULT_URL = "http://127.0.0.1:10101/"
-
-
-class Client:
-    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
-        self.url = url if url.endswith("/") else url + "/"
-        self.token = token
-        self.timeout = timeout
-
-    def call(
-        self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
-    ) -> Any:
-        url = self.url + path
-        if query:
-            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json", "User-Agent": "rsql-proxy-admin"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.token:
-            headers["Authorization"] = f"token {self.token}"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as err:
-            raise self._http_error(err) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CLIError(
-                f"cannot reach the proxy at {self.url} ({reason}); is it running? "
-                "Set --url or $RSQL_PROXY_URL",
-                UNREACHABLE,
-            ) from None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise CLIError(
-                f"the proxy at {self.url} answered {path} with something that is not JSON; "
-                "is --url the proxy's root (e.g. http://127.0.0.1:10101/ or .../rsql/)?",
-                FAILED,
-            ) from None
-
-    def _http_error(self, err: urllib.error.HTTPError) -> CLIError:
-        try:
-            message = json.loads(err.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError, OSError):
-            message = err.reason
-        if err.code == 401:
-            hint = (
-                "no token given: set $RSQL_PROXY_TOKEN (or $JUPYTERHUB_API_TOKEN) or pass --token-file"
-                if not self.token
-                else "the token was not accepted"
-            )
-            return CLIError(f"401 Unauthorized: {hint} ({message})", UNAUTHORIZED)
-        if err.code == 403:
-            return CLIError(
-                f"403 Forbidden: {message}. The token's user must be an rsql admin "
-                "(c.RSQLProxy.admin_users / admin_groups, or a hub admin)",
-                FORBIDDEN,
-            )
-        return CLIError(f"HTTP {err.code}: {message}", FAILED)
-
-
-# -- tables ------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(v) for v in value) or "-"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
-    # escaped here, before the widths are measured, so a hostile name keeps the columns aligned
-    return shown(str(value).replace("\n", " ").replace("\t", " "))
-
-
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], out: TextIO) -> None:
-    """Aligned columns: (key, heading) pairs; numbers right-aligned."""
-    if not rows:
-        out.write("(none)\n")
-        return
-    cells = [[_cell(r.get(key)) for key, _ in columns] for r in rows]
-
-    def is_number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    # a column of numbers (and blanks) is right-aligned; a column of blanks alone is not
-    numeric = [
-        all(is_number(r.get(key)) or r.get(key) is None for r in rows)
-        and any(is_number(r.get(key)) for r in rows)
-        for key, _ in columns
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip() + "\n"
-
-    out.write(line([h.upper() for _, h in columns]))
-    for c in cells:
-        out.write(line(c))
-
-
-def pairs(items: Sequence[tuple[str, Any]], out: TextIO) -> None:
-    width = max(len(k) for k, _ in items)
-    for k, v in items:
-        out.write(f"{k.ljust(width)}  {_cell(v)}\n")
-
-
-def _when(ts: Any) -> str:
-    if isinstance(ts, (int, float)):
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-    return _cell(ts)
-
 
 # -- commands ------------------------------------------------------------------------------
 
@@ -188,7 +76,7 @@ def cmd_stats(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
             ("success rate", data.get("success_rate")),
             (
                 "latency p50/p95/p99 ms",
-                f"{_cell(lat.get('p50'))} / {_cell(lat.get('p95'))} / {_cell(lat.get('p99'))}",
+                f"{cell(lat.get('p50'))} / {cell(lat.get('p95'))} / {cell(lat.get('p99'))}",
             ),
             ("tokens", (data.get("tokens") or {}).get("total")),
             ("cost USD", data.get("cost_usd")),
@@ -250,7 +138,7 @@ def _rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             **r,
-            "when": _when(r.get("ts")),
+            "when": when(r.get("ts")),
             "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0),
         }
         for r in rows
@@ -340,95 +228,6 @@ def cmd_alerts(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     return None
 
 
-def _window_rows(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for w in windows:
-        who = [*(w.get("groups") or []), *(f"user:{u}" for u in w.get("users") or [])]
-        weekly = w.get("weekly") or {}
-        when = (
-            f"weekly {','.join(weekly.get('days') or [])} {weekly.get('start')}-{weekly.get('end')} "
-            f"{weekly.get('timezone')}"
-            if weekly
-            else None
-        )
-        out.append(
-            {
-                **w,
-                "who": ["everyone" if g == "*" else g for g in who],
-                "when": when or f"{w.get('starts_at')} - {w.get('ends_at')}",
-                "in_force": w.get("active"),
-            }
-        )
-    return out
-
-
-_WINDOW_COLUMNS = [
-    ("name", "name"),
-    ("mode", "mode"),
-    ("who", "groups / users"),
-    ("in_force", "in force"),
-    ("when", "when (UTC)"),
-    ("ends_at_local", "ends (local)"),
-    ("source", "source"),
-    ("message", "message"),
-]
-
-
-def cmd_window(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
-    if a.action == "list":
-        data = c.call("GET", "admin/windows")
-        if a.json:
-            return data
-        out.write(f"times in UTC; local: {_cell(data.get('timezone'))}\n")
-        table(_window_rows(data.get("windows") or []), _WINDOW_COLUMNS, out)
-        return None
-    if a.action == "end":
-        data = c.call("POST", f"admin/windows/{urllib.parse.quote(a.name, safe='')}/end", {})
-        if a.json:
-            return data
-        until = (
-            f" (until {data['until']}, when its current occurrence ends)"
-            if data.get("until")
-            else ""
-        )
-        out.write(f"ended window {a.name!r}{until}\n")
-        return None
-    if not (a.group or a.user):
-        raise CLIError(
-            "name who it applies to: --group G (--group '*' for everyone) and/or --user U", USAGE
-        )
-    if (a.minutes is None) == (a.end is None):
-        raise CLIError("give --minutes M or --end TIME", USAGE)
-    body: dict[str, Any] = {
-        "name": a.name,
-        "mode": a.mode,
-        "message": a.message or "",
-        "groups": a.group or [],
-        "users": a.user or [],
-    }
-    for key, value in (("minutes", a.minutes), ("start", a.start), ("end", a.end)):
-        if value is not None:
-            body[key] = value
-    if a.mode == "custom":
-        if a.models:
-            body["models"] = a.models
-        if a.default_model:
-            body["default_model"] = a.default_model
-        if a.budget is not None:
-            body["user_daily_budget_usd"] = a.budget
-    elif a.models or a.default_model or a.budget is not None:
-        raise CLIError("--model, --default-model and --budget are for --mode custom", USAGE)
-    data = c.call("POST", "admin/windows", body)
-    if a.json:
-        return data
-    w = data.get("window") or {}
-    out.write(
-        f"started window {a.name!r} ({a.mode}) until {_cell(w.get('ends_at'))} "
-        f"({_cell(w.get('ends_at_local'))})\n"
-    )
-    return None
-
-
 def cmd_notebooks(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
     data = c.call(
         "GET", "admin/notebooks", query={"hours": a.hours, "user": a.user, "limit": a.limit}
@@ -439,7 +238,7 @@ def cmd_notebooks(c: Client, a: argparse.Namespace, out: TextIO) -> Any:
         {
             **r,
             "tokens": (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0),
-            "last": _when(r.get("last_ts")),
+            "last": when(r.get("last_ts")),
         }
         for r in _cached(data.get("notebooks") or [])
     ]
@@ -519,40 +318,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--hours", type=float, default=24.0 * 7, help="how far back (168: a week)")
     sp.add_argument("--user", default=None, help="one user's notebooks only")
     sp.add_argument("--limit", type=int, default=200)
-    sp = add("window", cmd_window, "policy windows: start one now, list them, end one")
-    acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
-    start = acts.add_parser(
-        "start",
-        help="start a window (shared by every replica)",
-        description="Start a policy window now (or at --start) for --minutes or until --end. "
-        "Times are ISO 8601; without an offset they are read in the proxy's admin_timezone.",
-    )
-    start.add_argument("--name", required=True)
-    start.add_argument(
-        "--group", action="append", help="a group it applies to ('*': everyone); repeatable"
-    )
-    start.add_argument("--user", action="append", help="a user it applies to; repeatable")
-    start.add_argument("--mode", required=True, choices=("off", "local-only", "custom"))
-    start.add_argument("--message", default="", help="what users are told while it is in force")
-    start.add_argument("--minutes", type=float, default=None, help="how long from its start")
-    start.add_argument("--start", default=None, help="when it starts (default: now)")
-    start.add_argument("--end", default=None, help="when it ends, in place of --minutes")
-    start.add_argument(
-        "--model", dest="models", action="append", help="custom: a model (or pattern) allowed"
-    )
-    start.add_argument(
-        "--default-model", default=None, help="custom: the default model in the window"
-    )
-    start.add_argument(
-        "--budget", type=float, default=None, help="custom: each user's daily budget in USD"
-    )
-    acts.add_parser("list", help="every window and whether it is in force")
-    end = acts.add_parser("end", help="end a window now")
-    end.add_argument("name", metavar="NAME")
-    for action in (start, *(acts.choices[n] for n in ("list", "end"))):
-        action.add_argument(
-            "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-        )
+    add_window_command(add)
     return p
 
 

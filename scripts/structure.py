@@ -101,6 +101,16 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.bodies",
         *SHARED,
     ),
+    # a course's rules (issue 75): the tutor mode's instruction, put first on every API, and its
+    # names-only completions; the course log of what students asked and were answered
+    f"{S}.engine.courses": (
+        f"{S}.engine.errors",
+        f"{S}.engine.records",
+        f"{S}.engine.bodies",
+        f"{S}.engine.formats",
+        f"{S}.engine.admission",
+        *SHARED,  # the token estimate: the instruction is reserved as a prompt's text is
+    ),
     # the APIs other than chat completions: their requests and answers, and stored responses
     f"{S}.engine.apis": (
         f"{S}.engine.errors",

@@ -154,11 +154,14 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
     ).tag(config=True)
     policy_windows: List[Any] = List(
         help="""Times when a group (or everyone, "groups": ["*"]) is put into a mode: "off" (no
-        assistant), "local-only" (only the local llama_cpp model) or "custom" (its own "models",
-        "default_model" and "user_daily_budget_usd"). One-off: {"name": "exam", "groups":
-        ["students"], "start": "2026-12-01T09:00", "end": "2026-12-01T11:00", "mode": "off",
+        assistant), "local-only" (only the local llama_cpp model), "custom" (its own "models",
+        "default_model" and "user_daily_budget_usd") or "tutor" (its "instruction" first in every
+        request, agent tools off, completions of names only; see docs/admins/courses.md).
+        One-off: {"name": "exam", "groups": ["students"], "start": "2026-12-01T09:00", "end":
+        "2026-12-01T11:00", "mode": "off",
         "message": "No assistant during the exam"}; weekly: "weekly": {"days": ["mon", "wed"],
-        "start": "14:00", "end": "16:00", "timezone": "Europe/Berlin"} in place of start and end.
+        "start": "14:00", "end": "16:00", "timezone": "Europe/Berlin"} in place of start and end;
+        standing: "always": true.
         Times without an offset are read in admin_timezone. Admins start and end windows at run
         time with `rsql-proxy admin window ...` or the dashboard (shared by replicas on Redis).""",
     ).tag(config=True)

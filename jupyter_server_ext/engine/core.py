@@ -36,6 +36,7 @@ from .apis.native import NATIVE_APIS
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
 from .bodies.request import ChatRequest, set_end_user
+from .courses.tutor import instruct, instruction_of
 from .errors import EngineError, RateLimited, StateUnavailable, UpstreamError
 from .exchange import Arrival, Exchange, Hold, answered
 from .failover import Forwarder
@@ -45,7 +46,7 @@ from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
-from .parsing import image_cost, parse_request
+from .parsing import parse_request
 from .privacy.offload import Offload
 from .prompt_cache import OWN_CLIENTS, conversation
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
@@ -53,7 +54,7 @@ from .redaction import Redaction
 from .replies import Replies
 from .settings import EngineSettings
 from .upstreams.health import KeyHealth
-from .upstreams.pool import MEMO_MODELS, PoolRules
+from .upstreams.pool import PoolRules
 from .upstreams.report import key_report
 from .upstreams.transport import Transports
 
@@ -169,7 +170,6 @@ class Engine:
             )
         )
         self.started_at = int(time.time())  # the "created" of every model in v1/models
-        self._image_costs: dict[str, int] = {}
         self.replies = Replies(
             self.pool,
             self.prices,
@@ -278,27 +278,10 @@ class Engine:
         headers: Mapping[str, str] | None = None,
     ) -> ChatRequest:
         default = default_model or self.settings.default_model
+        models = self.models
         return parse_request(
-            self.settings, body, endpoint, default, headers, self._image_cost, self._wide_window
+            self.settings, body, endpoint, default, headers, models.image_cost, models.wide_window
         )
-
-    def _wide_window(self, model: str) -> bool:
-        """Whether an upstream serving `model` says its window holds a million tokens (its
-        ``context_windows``): a request there may hold more pages of PDFs."""
-        return any(
-            k.spec.context_windows.get(model, 0) >= 1_000_000 for k in self.pool.serving(model)
-        )
-
-    def _image_cost(self, model: str) -> int:
-        """The most one image may cost on `model` (``image_cost``), remembered with the pool's
-        catalogue: the same every request."""
-        cost = self._image_costs.get(model)
-        if cost is None:
-            serving = self.pool.serving(model)
-            cost = image_cost(serving, model)
-            if serving and self.pool.catalogue_fixed and len(self._image_costs) < MEMO_MODELS:
-                self._image_costs[model] = cost
-        return cost
 
     # -- which models a caller may use (``model_choice``) ------------------------------------
 
@@ -517,6 +500,8 @@ class Engine:
         )
         req.mark_prefix = caller.client in OWN_CLIENTS
         set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
+        if access.tutor is not None:  # the course's tutoring instruction first (courses.tutor)
+            instruct(req, instruction_of(access.tutor.instruction))
         return access, req
 
     async def _forwarded(self, ex: Exchange, access: Access, fallback: str) -> Reply:

@@ -16,9 +16,10 @@ from .admission.policy_windows import PolicyWindows
 from .apis.native import NATIVE_APIS, long_context_beta
 from .bodies.request import ChatRequest
 from .errors import BadRequest, Forbidden
+from .parsing import image_cost
 from .records import Caller
 from .settings import EngineSettings
-from .upstreams.pool import Pool
+from .upstreams.pool import MEMO_MODELS, Pool
 from .upstreams.prices import Price
 
 
@@ -43,6 +44,25 @@ class ModelChoice:
         self.prices = prices
         self.local_models = local_models  # what a local-only window allows
         self.timezone = timezone  # the admin's, for the window times GET me shows
+        self._image_costs: dict[str, int] = {}
+
+    def wide_window(self, model: str) -> bool:
+        """Whether an upstream serving `model` says its window holds a million tokens (its
+        ``context_windows``): a request there may hold more pages of PDFs."""
+        return any(
+            k.spec.context_windows.get(model, 0) >= 1_000_000 for k in self.pool.serving(model)
+        )
+
+    def image_cost(self, model: str) -> int:
+        """The most one image may cost on `model` (``parsing.image_cost``), remembered with the
+        pool's catalogue: the same every request."""
+        cost = self._image_costs.get(model)
+        if cost is None:
+            serving = self.pool.serving(model)
+            cost = image_cost(serving, model)
+            if serving and self.pool.catalogue_fixed and len(self._image_costs) < MEMO_MODELS:
+                self._image_costs[model] = cost
+        return cost
 
     async def access(self, caller: Caller) -> Access:
         """The models `caller` may use now and their defaults, after the window in force."""
@@ -54,6 +74,7 @@ class ModelChoice:
             served=self.pool.models(),
             local_models=self.local_models,
             proxy_default=self.settings.default_model,
+            tutoring=self.windows.tutoring(caller.user, caller.groups),
         )
 
     def speaks(self, api: str, model: str) -> bool:

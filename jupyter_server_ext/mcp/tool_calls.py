@@ -3,7 +3,8 @@
 A call is checked in this order, each refusal a tool error the agent can read:
 
 1. the policy window in force: an ``off`` window, or one that turns agent mode off
-   (``"agent": false``), refuses every tool call, as it refuses %%ask --agent;
+   (``"agent": false``; a tutor window does unless it allows them), refuses every tool call,
+   as it refuses %%ask --agent;
 2. the connection: one the admin configured and opened to one of the caller's groups (an
    unknown one and one closed to the caller get the same answer, so names do not leak);
 3. the caller's tool-call limits (``mcp_user_limits``, ``mcp_user_concurrency``), in the state
@@ -140,8 +141,10 @@ class ToolCalls:
 
     async def _check_window(self, caller: Caller) -> None:
         access = await self.engine.access(caller)
-        window, span = access.window, access.span
-        if window is not None and span is not None:
+        # the mode window, then a tutor window (which turns agent tools off unless it allows them)
+        for window, span in ((access.window, access.span), (access.tutor, access.tutor_span)):
+            if window is None or span is None:
+                continue
             if window.mode == "off":
                 raise ToolRefused(str(self.engine.windows.refusal(window, span)), "window", 403)
             if not window.agent:

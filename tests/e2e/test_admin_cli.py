@@ -333,6 +333,21 @@ def test_window_start_list_end_and_notebooks(svc: Any) -> None:
     code, _, err = run(url, "window", "end", "quiz")
     assert code == admin_cli.FAILED and "no window named 'quiz'" in err
     assert run(url, "window", "list", token="tok-alice")[0] == admin_cli.FORBIDDEN
+    # a tutor window: the course's instruction, agent tools off unless said
+    # (for the admin's own user: alice's window of requests is full)
+    tutor = ["window", "start", "--name", "tutoring", "--user", "root", "--minutes", "30"]
+    instruction = "Hints only: ask what the student tried first."
+    code, out, err = run(url, *tutor, "--mode", "tutor", "--instruction", instruction)
+    assert code == 0 and out.startswith("started window 'tutoring' (tutor)"), err
+    code, out, _ = run(url, "window", "list", "--json")
+    listed = json.loads(out)["windows"][0]
+    assert listed["mode"] == "tutor" and listed["instruction"] == instruction
+    assert listed["agent"] is False and listed["completions"] is True
+    status, headers, _ = svc.request("POST", "v1/chat/completions", ASK, token="tok-admin")
+    assert status == 200 and {k.lower(): v for k, v in headers.items()}["x-rsql-mode"] == "tutor"
+    assert run(url, "window", "end", "tutoring")[0] == 0
+    code, _, err = run(url, *tutor, "--mode", "off", "--instruction", instruction)
+    assert code == admin_cli.USAGE and "--instruction is for --mode tutor" in err
     # requests from notebooks, per notebook and user
     for cell in ("c1", "c2"):
         svc.request(

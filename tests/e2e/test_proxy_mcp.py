@@ -53,6 +53,7 @@ USERS = {
     "tok-frank": {"name": "frank"},
     "tok-mia": {"name": "mia"},
     "tok-gil": {"name": "gil", "groups": ["no-agents"]},
+    "tok-tess": {"name": "tess", "groups": ["tutored"]},
     "tok-root": {"name": "root", "admin": True},
 }
 LIMIT = 40  # tool calls per minute per user
@@ -362,6 +363,7 @@ async def test_policy_windows_refuse_tool_calls(service: ProxyService) -> None:
             "course",
             {"mode": "custom", "models": ["fake-small"], "agent": False},
         ),
+        ("tutoring", "tutored", {"mode": "tutor"}),  # agent tools off unless it allows them
     ):
         window = {"name": name, "groups": [group], "minutes": 30, **extra}
         code, _, body = service.request("POST", "admin/windows", window, token="tok-root")
@@ -377,6 +379,9 @@ async def test_policy_windows_refuse_tool_calls(service: ProxyService) -> None:
             assert res.is_error and "agent mode is off" in _text(res)
             # an MCP client has no --agent flag: it is told what holds for it
             assert "--agent" not in _text(res) and "until the window ends" in _text(res)
+        async with _session(service, "tok-tess") as s:  # in tutor mode: tools do the work
+            res = await s.call_tool("run_sql", {"connection": "shop", "sql": "SELECT 1"})
+            assert res.is_error and "agent mode is off" in _text(res) and "'tutoring'" in _text(res)
         async with _session(service, "tok-gil") as s:  # agent mode off for his group
             res = await s.call_tool("run_sql", {"connection": "shop", "sql": "SELECT 1"})
             assert res.is_error and "agent mode is off for 'gil'" in _text(res)

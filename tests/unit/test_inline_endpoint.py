@@ -267,6 +267,7 @@ def test_the_status_names_a_completion_model_the_user_may_not_use(
         "on": False,
         "reason": "no_model",
         "message": "the completion model 'fake-large' is not among your models; ask your admin",
+        "tutor": None,  # no tutor window in force: the status item says no tutor mode
     }
     status, _, body = complete(server, {"prefix": "x"}, token="tok-alice")
     assert status == 403 and body["error"]["code"] == "model_not_allowed"

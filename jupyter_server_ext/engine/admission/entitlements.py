@@ -30,6 +30,9 @@ class Access:
     span: tuple[float, float] | None = None
     agent: bool = True  # the caller's policy lets agent mode (and MCP tools) run at all
     completions: bool = True  # the caller's policy lets the editor's inline completions run
+    # the tutor window in force for the caller, beside the window above (``courses.tutor``)
+    tutor: PolicyWindow | None = None
+    tutor_span: tuple[float, float] | None = None
 
     def allows(self, model: str) -> bool:
         if self.window is not None and self.window.mode == "off":
@@ -44,12 +47,15 @@ def resolve(
     served: Sequence[str],
     local_models: Sequence[str],
     proxy_default: str,
+    tutoring: tuple[PolicyWindow, tuple[float, float]] | None = None,
 ) -> Access:
     """The caller's access from their policy (overrides and a custom window already applied,
-    ``Limiter.policy``) and the window in force."""
+    ``Limiter.policy``), the window in force and the tutor window in force."""
     window, span = found if found is not None else (None, None)
+    tutor, tutor_span = tutoring if tutoring is not None else (None, None)
     if window is not None and window.mode == "off":
-        return Access((), (), None, None, window, span, policy.agent, policy.completions)
+        off = Access((), (), None, None, window, span, policy.agent, policy.completions)
+        return off  # nothing is sent: no tutoring to do
     patterns = policy.models
     preferred = [policy.default_model, proxy_default]
     if window is not None and window.mode == "local-only":
@@ -68,7 +74,16 @@ def resolve(
         else default
     )
     return Access(
-        allowed, patterns, default, sql_default, window, span, policy.agent, policy.completions
+        allowed,
+        patterns,
+        default,
+        sql_default,
+        window,
+        span,
+        policy.agent,
+        policy.completions,
+        tutor,
+        tutor_span,
     )
 
 
@@ -147,31 +162,59 @@ def check_feature(
     """Refuse a request of a feature that is off for the caller now: agent mode (any request
     that offers the model tools, ``offered_tools``, on any API, and the kernel's agent, client
     "agent") or the editor's inline completions (client "inline", which only ``{proxy}inline``
-    sets), each off by the admin's switch or by a policy window in force; plain questions go on."""
-    window, span = access.window, access.span
+    sets), each off by the admin's switch or by a policy window in force (a tutor window turns
+    agent mode off unless it allows it); plain questions go on."""
     # the kernel's agent is told of --agent; any other client of the field that made it agent mode
     offered = None if client == "agent" else offered_tools(body)
+    in_force = _windows(access)
     if client == "agent" or offered is not None:
-        if window is not None and span is not None and not window.agent:
-            raise windows.agent_refusal(window, span, offered)  # plain questions stay on
+        for window, span in in_force:
+            if not window.agent:
+                raise windows.agent_refusal(window, span, offered)  # plain questions stay on
         if not access.agent:
             raise agent_off(user, offered)
     if client == "inline":
-        if window is not None and span is not None and not window.completions:
-            raise windows.inline_completions_refusal(window, span)
+        for window, span in in_force:
+            if not window.completions:
+                raise windows.inline_completions_refusal(window, span)
         if not access.completions:
             raise inline_completions_off(user)
 
 
+def _windows(access: Access) -> list[tuple[PolicyWindow, tuple[float, float]]]:
+    """The windows in force for the caller: the mode window, then the tutor window."""
+    found = [(access.window, access.span), (access.tutor, access.tutor_span)]
+    return [(w, s) for w, s in found if w is not None and s is not None]
+
+
 def me_fields(access: Access, tz: Any) -> dict[str, Any]:
     """The entitlement part of ``GET me``."""
+    off = access.window is not None and access.window.mode == "off"
+    windows = [w for w, _ in _windows(access)]
     return {
         "models": list(access.models),
         "default_model": access.default_model,
         "sql_default_model": access.sql_default_model,
         "window": access.window.describe(access.span, tz) if access.window is not None else None,
-        "agent": access.agent
-        and (access.window is None or (access.window.mode != "off" and access.window.agent)),
-        "completions": access.completions
-        and (access.window is None or (access.window.mode != "off" and access.window.completions)),
+        "agent": access.agent and not off and all(w.agent for w in windows),
+        "completions": access.completions and not off and all(w.completions for w in windows),
+        "tutor": tutor_fields(access, tz),
+    }
+
+
+def tutor_fields(access: Access, tz: Any) -> dict[str, Any] | None:
+    """The tutor window in force as its students are shown it (``GET me``, the editor's
+    status item): its name and message, whether agent tools run, what completions offer, and
+    when it ends; None outside one."""
+    tutor = access.tutor
+    if tutor is None:
+        return None
+    info = tutor.describe(access.tutor_span, tz)
+    return {
+        "window": tutor.name,
+        "message": tutor.message,
+        "agent": tutor.agent,
+        "completions": "names" if tutor.completions else False,
+        "ends_at": info["ends_at"],
+        "ends_at_local": info["ends_at_local"],
     }

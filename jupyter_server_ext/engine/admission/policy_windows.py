@@ -23,7 +23,8 @@ from .window_specs import FIELDS, PolicyWindow, iso_utc, parse_time, parse_windo
 
 log = logging.getLogger("rsql.engine")
 
-# the most restrictive window wins when several are in force for one user
+# the most restrictive window wins when several are in force for one user; a tutor window is
+# not among them: it goes with whichever wins (``tutoring``), and an off window sends nothing
 _RANK = {"off": 0, "local-only": 1, "custom": 2}
 # state backend tables: run-time windows, and configured windows an admin ended early
 RUNTIME_TABLE = "policy-windows"
@@ -129,25 +130,41 @@ class PolicyWindows:
     def in_force(
         self, user: str, groups: Sequence[str]
     ) -> tuple[PolicyWindow, tuple[float, float]] | None:
-        """The window in force for `user` now (the most restrictive when several are)."""
-        now = self.clock()
+        """The window in force for `user` now (the most restrictive when several are), tutor
+        windows aside (``tutoring``)."""
         best = None
+        for w, span in self._current(user, groups):
+            if w.mode in _RANK and (best is None or _RANK[w.mode] < _RANK[best[0].mode]):
+                best = (w, span)
+        return best
+
+    def tutoring(
+        self, user: str, groups: Sequence[str]
+    ) -> tuple[PolicyWindow, tuple[float, float]] | None:
+        """The tutor window in force for `user` now, if any (of several, the first configured,
+        then the first started)."""
+        return next(((w, s) for w, s in self._current(user, groups) if w.mode == "tutor"), None)
+
+    def _current(
+        self, user: str, groups: Sequence[str]
+    ) -> list[tuple[PolicyWindow, tuple[float, float]]]:
+        now = self.clock()
+        out = []
         for w in (*self.configured, *self.runtime):
             if not w.applies_to(user, groups):
                 continue
             span = w.span(now)
             if span is None or self.ended.get(w.name, 0.0) > now:
                 continue
-            if best is None or _RANK[w.mode] < _RANK[best[0].mode]:
-                best = (w, span)
-        return best
+            out.append((w, span))
+        return out
 
     def refusal(
         self, window: PolicyWindow, span: tuple[float, float], allowed: Sequence[str] = ()
     ) -> EngineError:
         """The 403 a user gets inside `window`: its message and when it ends."""
         info = window.describe(span, self.tz)
-        until = f"until {info['ends_at_local']} ({info['ends_at']})"
+        until = _until(info)
         said = window.message or "the assistant is not available now"
         if window.mode == "off":
             text = f"{said} (policy window {window.name!r}, {until})"
@@ -193,10 +210,7 @@ class PolicyWindows:
         `param`: the request field that asked for it, when one did."""
         info = window.describe(span, self.tz)
         said = window.message or f"{feature} is not available now"
-        text = (
-            f"{said} (policy window {window.name!r}, until {info['ends_at_local']} "
-            f"({info['ends_at']}): {feature} is off; {hint})"
-        )
+        text = f"{said} (policy window {window.name!r}, {_until(info)}: {feature} is off; {hint})"
         extra: dict[str, Any] = {"window": info}
         if param:
             extra["param"] = param
@@ -230,6 +244,11 @@ class PolicyWindows:
             raw["end"] = iso_utc(start + minutes * 60)
         elif "start" not in body and "end" in body:
             raw["start"] = iso_utc(now)
+        if "always" in raw:
+            raise BadRequest(
+                "run-time windows are one-off (a start and 'minutes' or an 'end'); put standing "
+                "ones ('always': true) in c.RSQLProxy.policy_windows"
+            )
         if "weekly" in raw:
             raise BadRequest(
                 "run-time windows are one-off (a start and 'minutes' or an 'end'); put weekly ones in "
@@ -279,6 +298,13 @@ class PolicyWindows:
                 f"no window named {name[:100]!r}; windows: {', '.join(names) or 'none'}",
                 code="no_such_window",
             )
+        if configured.always:
+            raise EngineError(
+                f"window {name!r} is in force at all times ('always'): remove it from "
+                "c.RSQLProxy.policy_windows to end it",
+                status=409,
+                code="window_always",
+            )
         span = configured.span(now)
         if span is None or self.ended.get(name, 0.0) > now:
             raise EngineError(
@@ -305,6 +331,8 @@ class PolicyWindows:
             out["weekly"] = w.weekly.as_json()
             if span is None:
                 out["starts_at"] = out["ends_at"] = out["ends_at_local"] = None
+        if w.mode == "tutor":  # the admin's own text, or None: the default one
+            out["instruction"] = w.instruction or None
         if w.mode == "custom":
             out.update(
                 {
@@ -314,3 +342,10 @@ class PolicyWindows:
                 }
             )
         return out
+
+
+def _until(info: Mapping[str, Any]) -> str:
+    """When a window's refusal ends, as its users are told."""
+    if info.get("ends_at") is None:
+        return "until further notice"
+    return f"until {info['ends_at_local']} ({info['ends_at']})"

@@ -1,9 +1,12 @@
 """Policy windows as the admin writes them: parsed and checked into frozen values.
 
-A window puts a group (or everyone) into a mode for a span of time: ``off``, ``local-only`` or
-``custom`` (models, a default model and a daily budget of its own). One-off windows have a
-start and an end (UTC instants); weekly ones (:class:`Weekly`) recur on given days between two
-times of day in a named time zone. :func:`parse_windows` reads ``c.RSQLProxy.policy_windows``
+A window puts a group (or everyone) into a mode for a span of time: ``off``, ``local-only``,
+``custom`` (models, a default model and a daily budget of its own) or ``tutor`` (the course's
+tutoring instruction first in every request, agent tools off unless allowed, completions of
+names only: ``courses.tutor``; it goes with whichever other window is in force). One-off windows
+have a start and an end (UTC instants); weekly ones (:class:`Weekly`) recur on given days
+between two times of day in a named time zone; standing ones (``"always": true``) hold until
+the admin removes them from the configuration. :func:`parse_windows` reads ``c.RSQLProxy.policy_windows``
 and :func:`parse_window` one window, from configuration or from the admin's run-time request;
 a bad field is a ConfigError naming it. ``policy_windows.PolicyWindows`` keeps the run-time
 windows and says which window is in force for a user now.
@@ -12,6 +15,7 @@ windows and says which window is in force for a user now.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..errors import ConfigError
 from ..upstreams.specs import parse_budget_usd
 
-MODES = ("off", "local-only", "custom")
+MODES = ("off", "local-only", "custom", "tutor")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EVERYONE = "*"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,63}$")
@@ -40,8 +44,11 @@ FIELDS = (
     "user_daily_budget_usd",
     "agent",
     "completions",
+    "instruction",
+    "always",
 )
 MAX_MESSAGE = 500
+MAX_INSTRUCTION = 4000  # a tutoring instruction: some 1,000 tokens, sent with every request
 
 
 def zone(name: str, *, where: str = "RSQLProxy.admin_timezone") -> ZoneInfo:
@@ -139,6 +146,8 @@ class PolicyWindow:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     agent: bool = True  # False: %%ask --agent's requests refused while the window is in force
     completions: bool = True  # False: the editor's inline completions refused while it is
+    instruction: str = ""  # tutor: the admin's tutoring instruction ("": the default one)
+    always: bool = False  # in force at every moment (a standing window)
 
     def applies_to(self, user: str, groups: Sequence[str]) -> bool:
         return (
@@ -146,6 +155,8 @@ class PolicyWindow:
         )
 
     def span(self, now: float) -> tuple[float, float] | None:
+        if self.always:
+            return -math.inf, math.inf
         if self.weekly is not None:
             return self.weekly.span(now)
         assert self.start is not None and self.end is not None
@@ -157,9 +168,13 @@ class PolicyWindow:
         out["agent"] = self.agent
         out["completions"] = self.completions
         begin, end = span if span is not None else (self.start, self.end)
+        # a standing window starts and ends nowhere: None, as a weekly one between occurrences
+        begin = begin if begin is not None and math.isfinite(begin) else None
+        end = end if end is not None and math.isfinite(end) else None
         out["starts_at"] = iso_utc(begin) if begin is not None else None
         out["ends_at"] = iso_utc(end) if end is not None else None
         out["ends_at_local"] = local_text(end, tz) if end is not None else None
+        out["always"] = self.always
         out["timezone"] = str(tz)
         return out
 
@@ -195,7 +210,16 @@ def parse_window(
         )
     weekly = None
     start = end = None
-    if "weekly" in raw:
+    always = raw.get("always", False)
+    if not isinstance(always, bool):
+        raise ConfigError(f"{where}['always']: true (in force at all times) or false")
+    if always:
+        timed = [k for k in ("start", "end", "weekly") if k in raw]
+        if timed:
+            raise ConfigError(
+                f"{where}: a window 'always' in force has no {timed[0]!r}; drop one or the other"
+            )
+    elif "weekly" in raw:
         if "start" in raw or "end" in raw:
             raise ConfigError(
                 f"{where}: a window is either 'weekly' or has a 'start' and an 'end', not both"
@@ -204,7 +228,8 @@ def parse_window(
     else:
         if "start" not in raw or "end" not in raw:
             raise ConfigError(
-                f"{where}: a one-off window needs 'start' and 'end' (ISO 8601), or use 'weekly'"
+                f"{where}: a one-off window needs 'start' and 'end' (ISO 8601), or use 'weekly' "
+                "(or 'always': true)"
             )
         start = parse_time(raw["start"], tz, where=f"{where}['start']")
         end = parse_time(raw["end"], tz, where=f"{where}['end']")
@@ -240,9 +265,27 @@ def parse_window(
             raise ConfigError(
                 f"{where}[{extra[0]!r}]: only a 'custom' window sets it (this one is {mode!r})"
             )
-    agent = raw.get("agent", True)
+    # a tutor teaches: agent tools (which do the work) are off unless the admin allows them
+    agent = raw.get("agent", mode != "tutor")
     if not isinstance(agent, bool):
-        raise ConfigError(f"{where}['agent']: true (agent mode on, the default) or false")
+        default = "off" if mode == "tutor" else "on"
+        raise ConfigError(
+            f"{where}['agent']: true (agent mode on) or false (off); {default} by default here"
+        )
+    instruction = raw.get("instruction", "")
+    if "instruction" in raw and mode != "tutor":
+        raise ConfigError(
+            f"{where}['instruction']: only a 'tutor' window sets it (this one is {mode!r})"
+        )
+    if not isinstance(instruction, str) or len(instruction) > MAX_INSTRUCTION:
+        raise ConfigError(
+            f"{where}['instruction']: a text of at most {MAX_INSTRUCTION} characters (the "
+            "tutoring instruction every request of the window's users begins with)"
+        )
+    if "instruction" in raw and not instruction.strip():
+        raise ConfigError(
+            f"{where}['instruction']: empty; leave it out for the default tutoring instruction"
+        )
     completions = raw.get("completions", True)
     if not isinstance(completions, bool):
         raise ConfigError(
@@ -268,6 +311,8 @@ def parse_window(
         dict(raw),
         agent=agent,
         completions=completions,
+        instruction=instruction.strip(),
+        always=always,
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
-from ..admission.entitlements import check_feature
+from ..admission.entitlements import check_feature, tutor_fields
 from ..admission.limiter import Limiter
 from ..admission.policy_windows import PolicyWindows
 from ..admission.window_specs import PolicyWindow, iso_utc
@@ -25,6 +25,7 @@ from ..apis.inline import (
 from ..bodies.request import notebook_path
 from ..bodies.streams import event_json
 from ..core import Engine
+from ..courses.tutor import MODE_HEADER, names_only
 from ..errors import EngineError
 from ..records import Caller, Reply
 
@@ -42,8 +43,18 @@ def _event(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
+def _shown(raw: str, req: InlineRequest, tutor: bool, final: bool = True) -> str:
+    """The text to insert: cleaned, and in tutor mode only the name at the cursor."""
+    text = clean(raw, req.prefix, req.suffix, final=final)
+    return names_only(text) if tutor else text
+
+
 async def _stream(
-    events: AsyncGenerator[bytes, None], req: InlineRequest, model: str, cached: bool
+    events: AsyncGenerator[bytes, None],
+    req: InlineRequest,
+    model: str,
+    cached: bool,
+    tutor: bool = False,
 ) -> AsyncGenerator[bytes, None]:
     """The upstream's chat or completion stream as cumulative cleaned text, then a done event.
     Closing this closes `events`: a client that goes away is charged as for any stream."""
@@ -60,11 +71,11 @@ async def _stream(
             if not piece:
                 continue
             raw += piece
-            text = clean(raw, req.prefix, req.suffix, final=False)
+            text = _shown(raw, req, tutor, final=False)
             if text != shown:
                 shown = text
                 yield _event({"text": text})
-        text = clean(raw, req.prefix, req.suffix)
+        text = _shown(raw, req, tutor)
         yield _event({"done": True, "text": text, "model": model, "cached": cached})
     finally:
         await events.aclose()
@@ -100,16 +111,18 @@ class InlineCompletions:
             **kw,
         )
         cached = reply.headers.get("X-RSQL-Cache") == "hit"
+        # a tutor offers names, never whole statements: the engine says the mode was in force
+        tutor = reply.headers.get(MODE_HEADER) == "tutor"
         if reply.events is None:
             try:
                 answer = json.loads(reply.body)
             except ValueError:
                 answer = None
-            text = clean(answer_text(answer), req.prefix, req.suffix)
+            text = _shown(answer_text(answer), req, tutor)
             reply.body = json.dumps({"text": text, "model": reply.model, "cached": cached}).encode()
             reply.headers["Content-Type"] = "application/json"
             return reply
-        reply.events = _stream(reply.events, req, reply.model, cached)
+        reply.events = _stream(reply.events, req, reply.model, cached, tutor)
         return reply
 
     async def status(self, caller: Caller) -> dict[str, Any]:
@@ -117,7 +130,8 @@ class InlineCompletions:
         (a policy window, the admin's switch, no model they may use, the budget spent)."""
         access = await self.engine.access(caller)
         model = self.settings.model or access.default_model
-        out: dict[str, Any] = {"model": model}
+        # the tutor mode in force, which the status item shows (None outside one)
+        out: dict[str, Any] = {"model": model, "tutor": tutor_fields(access, self.windows.tz)}
         window, span = access.window, access.span
         # a window's end, so the editor asks again the moment it is over (not at its next poll)
         ends = self._window_end(span)
