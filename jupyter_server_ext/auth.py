@@ -13,6 +13,7 @@ from typing import Any
 from .config.check import service_name
 from .config.proxy import RSQLProxy
 from .engine import Caller
+from .engine.courses.log import CourseLogSpec
 from .engine.errors import Forbidden
 
 
@@ -48,6 +49,15 @@ def make_caller(
     groups = tuple(groups)
     admin = is_admin(proxy, user, groups, hub_admin=hub_admin, owner=owner)
     return Caller(user=user, groups=groups, admin=admin, client=client)
+
+
+def readable_courses(caller: Caller, specs: Mapping[str, CourseLogSpec]) -> tuple[str, ...]:
+    """The logged courses whose log `caller` may read: every one for an rsql admin, else those
+    whose instructors' hub group (``c.RSQLProxy.course_logs``) the caller is a member of. The
+    groups are the hub's (or a static user's), never anything the request says."""
+    if caller.admin:
+        return tuple(specs)
+    return tuple(c for c, spec in specs.items() if spec.instructors in caller.groups)
 
 
 def hub_name(model: Mapping[str, Any]) -> str:

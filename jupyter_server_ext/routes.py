@@ -1,7 +1,8 @@
 """Every route the proxy serves, as concrete handler classes for one host.
 
-The handlers (``handlers``, ``handlers.apis``, ``handlers.admin``, ``dashboard.handlers``) are
-mixins; each host combines them with its own authenticated base class here. The routes are
+The handlers (``handlers``, ``handlers.apis``, ``handlers.admin``, ``handlers.courses``,
+``dashboard.handlers``, ``dashboard.course_pages``) are mixins; each host combines them with
+its own authenticated base class here. The routes are
 gathered in this module, above them all, so that no handler module imports another's but
 ``handlers``, whose base mixins the others build on.
 """
@@ -13,10 +14,12 @@ from typing import Any
 
 from tornado import web
 
+from .dashboard.course_pages import ROUTES as COURSE_PAGES
 from .dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from .handlers.admin import ADMIN_ROUTES
 from .handlers.apis import API_ROUTES
 from .handlers.base import NotFoundMixin
+from .handlers.courses import COURSE_ROUTES
 from .handlers.endpoints import ROUTES as PROXY_ROUTES
 from .mcp.handler import ROUTES as MCP_ROUTES
 
@@ -37,7 +40,9 @@ def make_handlers(
         *PROXY_ROUTES,
         *API_ROUTES,
         *ADMIN_ROUTES,
+        *COURSE_ROUTES,
         *DASHBOARD_ROUTES,
+        *COURSE_PAGES,
         *MCP_ROUTES,
         (None, NotFoundMixin),
     ]

@@ -11,10 +11,13 @@ import dataclasses
 import logging
 import os
 import secrets
+from typing import cast
 
 from .config.proxy import RSQLProxy
 from .engine import ConfigError, Engine
+from .engine.accounting.course_rows import CourseLogStore, CourseRowLog
 from .engine.admission.shared_state import StateBackend
+from .engine.courses.log import ANSWER_COLUMN, COLUMNS, PROMPT_COLUMN, CourseLog
 from .engine.monitoring.alerts import Ledger
 from .state import MemoryState
 from .store import open_store
@@ -63,10 +66,40 @@ def build_engine(
         # one alert per condition for all replicas, and one list of recent alerts
         ledger = RedisAlertLedger(redis.redis, proxy.state_prefix)
     url = proxy.database_url or default_database
-    engine = Engine(settings, state=state, store=open_store(url), alert_ledger=ledger)
+    store = open_store(url)
+    engine = Engine(settings, state=state, store=store, alert_ledger=ledger)
+    # both stores keep the course log beside the usage log (store/course_queries.py)
+    courses = course_log(proxy, cast(CourseLogStore, store), spool_dir)
+    attach_course_log(engine, courses)
     if passes_on:  # no model request is answered here: a local model would only cost memory
         engine.transports.local.start_with_engine = False
     return engine
+
+
+def course_log(proxy: RSQLProxy, store: CourseLogStore, usage_spool_dir: str) -> CourseLog:
+    """The course log the configuration names (checked by engine_settings), its rows journaled
+    beside the usage log's (`usage_spool_dir`/course-log) and written to the same database.
+    With no course configured it writes nothing, but still drops the rows of courses no longer
+    logged once past the usage log's retention."""
+    specs = proxy.course_log_specs()
+    writer = CourseRowLog(
+        store,
+        retention_days={c: s.retention_days for c, s in specs.items()},
+        others_days=proxy.retention_days,
+        width=len(COLUMNS),
+        # a row waiting in memory: its prompt and answer, and about 300 bytes more
+        size_of=lambda r: 300 + len(r[PROMPT_COLUMN] or "") + len(r[ANSWER_COLUMN] or ""),
+        spool_dir=os.path.join(usage_spool_dir, "course-log") if specs else None,
+        spool_max_bytes=proxy.usage_spool_max_bytes,
+    )
+    return CourseLog(specs, writer)
+
+
+def attach_course_log(engine: Engine, log: CourseLog) -> None:
+    """Hand the engine its course log: its answers transcribe logged students' requests
+    (``Replies.course_log``) and every outcome goes to the log (``on_outcome``)."""
+    engine.replies.course_log = log
+    engine.on_outcome.append(log.record)
 
 
 def usage_spool(proxy: RSQLProxy, default_database: str) -> tuple[str, int]:

@@ -24,6 +24,7 @@ from ..engine.upstreams.specs import (
     DEFAULT_LOCAL_MODEL,
     parse_budget_usd,
 )
+from .courses import CourseLogSettings
 from .inline import InlineCompletionSettings
 from .mcp import MCPSettings, parse_mcp_settings
 from .monitoring import MonitoringSettings
@@ -56,7 +57,7 @@ BOUNDS: dict[str, Callable[[float], bool]] = {
 }
 
 
-class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
+class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, CourseLogSettings):
     """The shared LLM proxy: upstream keys, limits, budgets, cache and usage log."""
 
     upstreams = List(
@@ -443,6 +444,7 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings):
         env = os.environ if env is None else env
         problems = Problems()
         problems.run(self.mcp_settings, None)  # a bad one stops start-up and --check-config too
+        problems.run(self.course_log_specs, None)  # so does a bad course log
         raw = list(self.upstreams)
         default_model = self.default_model
         if not raw:

@@ -58,10 +58,10 @@ class PageMixin(RSQLMixin):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(_loader.load(template_name).generate(**kw))
 
-    def page_admin(self) -> Caller | None:
-        """The admin caller, or None after answering (login redirect, 401 JSON, 403 page)."""
+    def page_caller(self) -> Caller | None:
+        """The signed-in caller, or None after answering (login redirect, 401 JSON)."""
         try:
-            caller = self.caller()
+            return self.caller()
         except Unauthorized as exc:
             login = getattr(self, "rsql_browser_login", None)
             if login is None or not login():
@@ -69,6 +69,12 @@ class PageMixin(RSQLMixin):
             return None
         except EngineError as exc:
             self.write_proxy_error(exc)
+            return None
+
+    def page_admin(self) -> Caller | None:
+        """The admin caller, or None after answering (login redirect, 401 JSON, 403 page)."""
+        caller = self.page_caller()
+        if caller is None:
             return None
         if not caller.admin:
             self.write_html("forbidden.html", 403, user=caller.user)
@@ -104,7 +110,11 @@ class DashboardMixin(PageMixin):
             self.write_proxy_error(exc)
             return
         self.write_html(
-            "dashboard.html", user=caller.user, csrf=self.csrf_token(), initial=script_json(snap)
+            "dashboard.html",
+            user=caller.user,
+            csrf=self.csrf_token(),
+            initial=script_json(snap),
+            courses=bool(self.rsql.course_log.specs),
         )
 
 

@@ -214,6 +214,7 @@ class Engine:
     async def start(self) -> None:
         if self.usage is not None:
             await self.usage.start()
+        await self.replies.course_log.start()  # after the usage log's: its store is open
         self.alerts.start()
         self.transports.start(self.settings.upstreams)
         await self.health.start(self.settings.health_check_seconds)
@@ -225,6 +226,7 @@ class Engine:
         self.health.stop()
         await self.replies.close()  # abandoned answers charge their estimates before the log closes
         await self.offload.close()
+        await self.replies.course_log.close()  # before the usage log closes their store
         if self.usage is not None:
             await self.usage.close()
         await self.alerts.close()
@@ -351,6 +353,7 @@ class Engine:
             cell,
             api or API_OF_ENDPOINT[endpoint],
             counted,
+            notebook,
         )
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
@@ -383,6 +386,7 @@ class Engine:
         cell: str | None = None,
         api: str = "chat",
         counted: Ticket | None = None,
+        notebook_path: str | None = None,
     ) -> Reply:
         """One request's walk (docs/architecture.md, "One request's way"): the checks, the
         cache, admission, redaction, forwarding with failover, the answer. Whatever ends it
@@ -396,6 +400,7 @@ class Engine:
             notebook=notebook,
             cell=cell,
             api=api,
+            notebook_path=notebook_path,  # the course log names it to the course's staff
         )
         arrival = Arrival(caller, outcome, self.clock(), None)
         if self.tracing is not None:
@@ -450,6 +455,8 @@ class Engine:
                 outcome.messages = req.payload.get(
                     "messages", req.payload.get("prompt", req.payload.get("input"))
                 )
+            # a logged student's prompt as it goes upstream, kept though no answer comes
+            self.replies.course_log.begin(outcome, req, req.reply_headers)
             if hit is not None and not fallback:  # cache_hits_count: admitted like any request
                 await hold.end(0.0)
                 return ex.restored(self.replies.cache_reply(ex, req, hit, quota))

@@ -34,6 +34,21 @@ class Reply:
     model: str = ""  # the model that answers (the one asked for, or the fallback's)
 
 
+@dataclass(slots=True)
+class Transcript:
+    """What the course log keeps of one request of a student of a logged course
+    (``engine.courses``): the prompt as the provider got it, after redaction, and the answer's
+    text as the provider sent it, each within its bound (``courses.transcript``)."""
+
+    courses: tuple[str, ...]  # the logged courses (hub groups) the student is in
+    prompt: list[dict[str, str]] = field(default_factory=list)  # {"role", "text"} each
+    prompt_cut: int = 0  # characters of the prompt not kept
+    answer: list[str] = field(default_factory=list)  # the answer's text, in the pieces it came in
+    calls: dict[int, list[str]] = field(default_factory=dict)  # tool calls: [name, arguments]
+    answer_chars: int = 0  # kept so far, text and calls
+    answer_cut: int = 0  # characters of the answer past its bound, not kept
+
+
 @dataclass
 class Outcome:
     """What happened to one request; the usage log and metrics read it."""
@@ -62,6 +77,9 @@ class Outcome:
     # where it was asked: the notebook (as Engine.notebook_id names it) and the cell id
     notebook: str | None = None
     cell: str | None = None
+    notebook_path: str | None = None  # the notebook's own path, for the course log
+    # a student's of a logged course: what they asked and were answered (``engine.courses``)
+    transcript: Transcript | None = None
     # the API the request came by: chat, completions, embeddings, responses, messages
     api: str = "chat"
     # an MCP tool call's rows returned (run_sql); None for everything else

@@ -24,6 +24,8 @@ from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
 from .bodies.request import ChatRequest
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
+from .courses.log import CourseLog
+from .courses.transcript import read_event
 from .errors import UpstreamFailure
 from .exchange import Arrival, Exchange
 from .formats.anthropic import answer as messages_answer
@@ -199,7 +201,10 @@ class Replies:
         *,
         drain_seconds: float = 30.0,
         hosted: HostedTools | None = None,
+        course_log: CourseLog | None = None,
     ) -> None:
+        # transcribes the requests of students of logged courses as their answers are built
+        self.course_log = course_log or CourseLog({})
         self.pool = pool
         self.prices = prices
         self.hosted = hosted or HostedTools({})  # the price of a hosted tool's call
@@ -403,6 +408,7 @@ class Replies:
             "Content-Type": "application/json",
             **reply.passed,
         }
+        self.course_log.answered(outcome, ex.req, headers, obj)
         self.finish(ex)
         return Reply(200, headers, body=body)
 
@@ -461,6 +467,8 @@ class Replies:
                             kept = None
                     if collected is not None:
                         collected.feed(ev)
+                    if transcript is not None:  # a logged student's: the answer as it came
+                        read_event(transcript, ev, req.endpoint)
                     out: bytes | None = ev
                     if obj is not None and not req.wants_usage_chunk:
                         shaped = shape_event(obj, False)
@@ -520,6 +528,7 @@ class Replies:
             "Cache-Control": "no-cache",
             **reply.passed,
         }
+        transcript = self.course_log.begin(outcome, req, headers)
         return Reply(200, headers, events=events())
 
     def cache_reply(
@@ -536,6 +545,7 @@ class Replies:
             "X-RSQL-Cost-USD": "0",
             **quota,
         }
+        self.course_log.answered(outcome, req, headers, body=hit.body)
         self.finish(arrival)
         if not req.stream:
             return Reply(200, {**headers, "Content-Type": "application/json"}, body=hit.body)

@@ -32,6 +32,8 @@ async def me_view(engine: Engine, caller: Caller) -> dict[str, Any]:
         "context_policy": engine.settings.context_policy,
         # what the providers' prompt caches read and saved today (None: no usage log)
         "prompt_cache": await engine.savings.today(caller.user),
+        # the course log that records the caller's conversations, and what they are told
+        "course_log": engine.replies.course_log.me(caller),
     }
 
 
@@ -48,6 +50,7 @@ async def status_view(engine: Engine) -> dict[str, Any]:
         db = {"backend": engine.usage.store.name, "reachable": await engine.usage.store.ping()}
         # rows waiting in the spool while the database is away, rows dropped: counts only
         usage_log = engine.usage.status()
+    course_log = engine.replies.course_log
     healthy = counts["healthy"] > 0 and state_ok and db["reachable"] is not False
     return {
         "status": "ok" if healthy else "degraded",
@@ -56,6 +59,10 @@ async def status_view(engine: Engine) -> dict[str, Any]:
         "state": {"backend": engine.state.name, "reachable": state_ok},
         "database": db,
         "usage_log": usage_log,
+        # the course log's journal and writer, as the usage log's (None: no course is logged)
+        "course_log": course_log.writer.status()
+        if course_log.specs and course_log.writer
+        else None,
     }
 
 

@@ -25,6 +25,7 @@ from tornado.iostream import StreamClosedError
 from ..config.proxy import RSQLProxy
 from ..engine import Caller, EachWithin, Engine, EngineError, Reply
 from ..engine.bodies.request import cell_id, notebook_path
+from ..engine.courses.log import CourseLog
 from ..engine.edges.inline import InlineCompletions
 from ..engine.edges.translated import Translated
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
@@ -113,11 +114,19 @@ class ProxyContext:
             raise EngineError("no usage log is configured", status=503, code="no_usage_log")
         return self.engine.usage.store
 
+    @property
+    def course_log(self) -> CourseLog:
+        """The engine's course log (``wiring.attach_course_log``)."""
+        return self.engine.replies.course_log
+
     async def ready(self) -> Engine:
         if self.started is None:
-            self.started = asyncio.ensure_future(self.engine.start())
+            self.started = asyncio.ensure_future(self._start())
         await self.started
         return self.engine
+
+    async def _start(self) -> None:
+        await self.engine.start()
 
     async def close(self) -> None:
         """A host's stop: the MCP endpoint, then the engine, after its start if that is still

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg  # the 'postgres' extra; imported only when a postgresql:// URL is configured
 
 from ..engine.accounting.usage import COLUMNS
+from ..engine.courses.log import COLUMNS as COURSE_COLUMNS
+from . import course_queries as cq
 from .queries import (
     ADDED_COLUMNS,
     CACHE_SUMS,
@@ -71,6 +74,22 @@ INSERT = "INSERT INTO rsql_usage ({}) SELECT * FROM unnest({}) ON CONFLICT (requ
 )
 
 
+# the course log's rows, as the usage log's: one round trip a batch, once per (course, request)
+COURSE_INSERT = (
+    "INSERT INTO rsql_course_log ({}) SELECT * FROM unnest({}) "
+    "ON CONFLICT (course, request_id) DO NOTHING"
+).format(
+    ", ".join('"user"' if c == "user" else c for c in COURSE_COLUMNS),
+    ", ".join(f"${i}::{cq.PG_TYPES.get(c, 'text')}[]" for i, c in enumerate(COURSE_COLUMNS, 1)),
+)
+COURSE_NAMES = {
+    "user": '"user"',
+    "log": "rsql_course_log",
+    "reads": "rsql_course_log_readings",
+    "usage": "rsql_usage",
+}
+
+
 async def _one_row_per_request(conn: asyncpg.Connection) -> None:
     """The unique index on request_id, made once; a table of an older version that holds a
     request_id twice is settled first (see ``queries.dedupe_sql``)."""
@@ -93,7 +112,7 @@ def _numbered(sql: str) -> str:
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
-class PostgresStore:
+class PostgresStore(cq.CourseLogQueries):
     name = "postgresql"
 
     def __init__(self, url: str) -> None:
@@ -260,6 +279,56 @@ class PostgresStore:
         async with pool.acquire() as c:
             rows = await c.fetch(sql, user, since)
         return prompt_cache_rows([tuple(r) for r in rows])
+
+    # -- the course log (course_queries): a table of its own, and the readings of it --------
+
+    async def course_open(self) -> None:
+        pool = await self._p()
+        ddl = cq.schema(
+            log="rsql_course_log",
+            reads="rsql_course_log_readings",
+            user='"user"',
+            key="BIGSERIAL PRIMARY KEY",
+            real="DOUBLE PRECISION",
+        )
+        async with pool.acquire() as conn, conn.transaction():
+            # replicas start together: one CREATE TABLE IF NOT EXISTS at a time
+            await conn.execute("SELECT pg_advisory_xact_lock(746138)")
+            await conn.execute(ddl)
+
+    async def course_write(self, rows: list[tuple[Any, ...]]) -> None:
+        pool = await self._p()
+        await pool.execute(COURSE_INSERT, *[list(col) for col in zip(*rows, strict=True)])
+
+    async def course_prune(self, before: Mapping[str, float], others_before: float | None) -> int:
+        pool = await self._p()
+        n = 0
+        async with pool.acquire() as c, c.transaction():
+            for table in ("rsql_course_log", "rsql_course_log_readings"):
+                for course, ts in before.items():
+                    done = await c.execute(
+                        _numbered(cq.prune_sql(table, 0, others=False)), course, ts
+                    )
+                    n += int(done.split()[-1])
+                if others_before is not None:
+                    sql = _numbered(cq.prune_sql(table, len(before), others=True))
+                    n += int((await c.execute(sql, *before, others_before)).split()[-1])
+        return n
+
+    async def course_query(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of one of ``course_queries``' statements, its names filled in."""
+        pool = await self._p()
+        rows = await pool.fetch(_numbered(sql.format(**COURSE_NAMES)), *args)
+        return [tuple(r) for r in rows]
+
+    async def course_read(self, row: tuple[Any, ...]) -> None:
+        """One reading of the course log, written at once (the reader's answer waits on it)."""
+        pool = await self._p()
+        sql = (
+            f"INSERT INTO rsql_course_log_readings ({', '.join(cq.READING_COLUMNS)}) "
+            f"VALUES ({', '.join(f'${i}' for i in range(1, len(row) + 1))})"
+        )
+        await pool.execute(sql, *row)
 
     async def ping(self) -> bool:
         try:

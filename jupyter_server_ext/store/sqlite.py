@@ -13,10 +13,12 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..engine.accounting.usage import COLUMNS
+from ..engine.courses.log import COLUMNS as COURSE_COLUMNS
+from . import course_queries as cq
 from .queries import (
     ADDED_COLUMNS,
     CACHE_SUMS,
@@ -57,7 +59,7 @@ CREATE INDEX IF NOT EXISTS usage_user_ts ON usage (user, ts);
 """
 
 
-class SQLiteStore:
+class SQLiteStore(cq.CourseLogQueries):
     name = "sqlite"
 
     def __init__(self, path: str) -> None:
@@ -207,6 +209,66 @@ class SQLiteStore:
         return prompt_cache_rows(
             await self._call(lambda c: c.execute(sql, (user, since)).fetchall())
         )
+
+    # -- the course log (course_queries): a table of its own, and the readings of it --------
+
+    @staticmethod
+    def _named(sql: str) -> str:
+        return sql.format(user="user", log="course_log", reads="course_log_readings", usage="usage")
+
+    async def course_open(self) -> None:
+        ddl = cq.schema(
+            log="course_log",
+            reads="course_log_readings",
+            user="user",
+            key="INTEGER PRIMARY KEY",
+            real="REAL",
+        )
+        await self._call(lambda c: c.executescript(ddl))
+
+    async def course_write(self, rows: list[tuple[Any, ...]]) -> None:
+        sql = (
+            f"INSERT INTO course_log ({', '.join(COURSE_COLUMNS)}) VALUES "
+            f"({cq.placeholders(len(COURSE_COLUMNS))}) ON CONFLICT (course, request_id) DO NOTHING"
+        )
+
+        def go(c: sqlite3.Connection) -> None:
+            with c:
+                c.executemany(sql, rows)
+
+        await self._call(go)
+
+    async def course_prune(self, before: Mapping[str, float], others_before: float | None) -> int:
+        def go(c: sqlite3.Connection) -> int:
+            n = 0
+            with c:
+                for table in ("course_log", "course_log_readings"):
+                    for course, ts in before.items():
+                        n += c.execute(cq.prune_sql(table, 0, others=False), (course, ts)).rowcount
+                    if others_before is not None:
+                        sql = cq.prune_sql(table, len(before), others=True)
+                        n += c.execute(sql, (*before, others_before)).rowcount
+            return n
+
+        return await self._call(go)
+
+    async def course_query(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of one of ``course_queries``' statements, its names filled in."""
+        named = self._named(sql)
+        return await self._call(lambda c: c.execute(named, tuple(args)).fetchall())
+
+    async def course_read(self, row: tuple[Any, ...]) -> None:
+        """One reading of the course log, written at once (the reader's answer waits on it)."""
+        sql = (
+            f"INSERT INTO course_log_readings ({', '.join(cq.READING_COLUMNS)}) "
+            f"VALUES ({cq.placeholders(len(cq.READING_COLUMNS))})"
+        )
+
+        def go(c: sqlite3.Connection) -> None:
+            with c:
+                c.execute(sql, row)
+
+        await self._call(go)
 
     async def ping(self) -> bool:
         try:

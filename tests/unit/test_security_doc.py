@@ -8,9 +8,11 @@ import ast
 import re
 from importlib import metadata
 
+from jupyter_server_ext.dashboard.course_pages import ROUTES as COURSE_PAGES
 from jupyter_server_ext.dashboard.handlers import ROUTES as DASHBOARD_ROUTES
 from jupyter_server_ext.handlers.admin import ADMIN_ROUTES
 from jupyter_server_ext.handlers.apis import API_ROUTES
+from jupyter_server_ext.handlers.courses import COURSE_ROUTES
 from jupyter_server_ext.handlers.endpoints import ROUTES as PROXY_ROUTES
 from jupyter_server_ext.probes import HEALTH_LIVE, HEALTH_READY
 from tests.helpers import REPO
@@ -32,7 +34,15 @@ def route_pattern(path: str) -> re.Pattern[str]:
 def test_every_route_has_a_row() -> None:
     # the hub service's own routes too: the orchestrator's probes and the browser login's landing
     own = [(path, None) for path in (HEALTH_LIVE, HEALTH_READY, "oauth_callback")]
-    routes = [*PROXY_ROUTES, *API_ROUTES, *ADMIN_ROUTES, *DASHBOARD_ROUTES, *own]
+    routes = [
+        *PROXY_ROUTES,
+        *API_ROUTES,
+        *ADMIN_ROUTES,
+        *COURSE_ROUTES,
+        *DASHBOARD_ROUTES,
+        *COURSE_PAGES,
+        *own,
+    ]
     missing = [path for path, _ in routes if not route_pattern(path).search(DOC)]
     assert missing == [], f"routes without a row in docs/security.md: {missing}"
 

@@ -262,16 +262,23 @@
     }
   });
 
+  // the instruction field is a tutor window's only
+  $("window-form").elements.mode.addEventListener("change", (ev) => {
+    $("window-form").elements.instruction.hidden = ev.currentTarget.value !== "tutor";
+  });
   $("window-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = ev.currentTarget.elements;
     const out = $("window-result");
     out.textContent = "starting…";
     try {
-      const r = await post("windows", {
+      const body = {
         name: f.name.value.trim(), mode: f.mode.value, minutes: Number(f.minutes.value),
         message: f.message.value, groups: f.groups.value.split(",").map((g) => g.trim()).filter(Boolean),
-      });
+      };
+      // a tutor window's own instruction; none (empty) is the proxy's default one
+      if (f.mode.value === "tutor" && f.instruction.value.trim()) body.instruction = f.instruction.value;
+      const r = await post("windows", body);
       out.textContent = "started, until " + r.window.ends_at_local;
     } catch (err) {
       out.textContent = "failed: " + err.message;
