@@ -9,6 +9,7 @@ alone (:mod:`rsql_magic.magics.ask_chat`).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -18,9 +19,9 @@ __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 def __getattr__(name: str) -> Any:
     if name == "chat":  # rsql_magic.chat() opens a panel; ipywidgets load on first use
-        from . import chat
-
-        return chat
+        # importlib, not `from . import chat`: that asks this module for `chat` first, which
+        # comes back here, without end, until the submodule is imported
+        return importlib.import_module(f"{__name__}.chat")
     raise AttributeError(f"module 'rsql_magic' has no attribute {name!r}")
 
 

@@ -21,6 +21,9 @@
     ├── BadCall             a tool call the agent's tools refuse (its text goes to the model)
     ├── HandOffFailed       a tool call the kernel's main thread did not run in time
     ├── StreamStopped       the chat panel's Stop, raised inside the stream to end it
+    ├── TutorAnswer         an answer in tutor mode where SQL was to run: the loop stops
+    │                       before its SQL is checked or run; the answer is shown, not run
+    ├── ProvenanceError     rsql-provenance's failures, each with its exit code
     └── EvalError           rsql-eval's errors
         └── EvalInputError  a bad input: the command prints it and exits 2
 
@@ -69,6 +72,7 @@ __all__ = [
     "EvalInputError",
     "HandOffFailed",
     "Position",
+    "ProvenanceError",
     "ProxyError",
     "QueryTimeout",
     "RSQLError",
@@ -81,6 +85,7 @@ __all__ = [
     "SqlTooLarge",
     "StreamStopped",
     "SuperuserWarning",
+    "TutorAnswer",
     "UntrustedFile",
     "UsageError",
 ]
@@ -216,6 +221,29 @@ class DiscoveryWarning(RSQLWarning):
 class StreamStopped(RSQLError):
     """Raised inside a streaming answer's delta callback once Stop was pressed: it ends the
     read in the worker, which shows the turn as stopped (a signal, never shown as an error)."""
+
+
+# -- a course (issue 75) -------------------------------------------------------------------
+
+
+class TutorAnswer(RSQLError):
+    """The proxy answered a SQL question as the course's tutor (``X-RSQL-Mode: tutor``): raised
+    from the SQL loop's model call, before the answer's SQL is checked or run, so that no
+    tutor's answer ever runs; %%sql_ai shows it as tutor mode shows SQL."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("the answer came in tutor mode: its SQL is shown, not run")
+        self.result = result  # the ChatResult
+
+
+class ProvenanceError(RSQLError):
+    """What stops ``rsql-provenance``: the message for the terminal and the exit code (3: the
+    proxy is unreachable, 4: the token was refused, 5: not allowed, 2: a bad input)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
 
 
 # -- rsql-eval -----------------------------------------------------------------------------

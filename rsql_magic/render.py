@@ -69,6 +69,8 @@ def footer(res: ChatResult) -> str:
     parts: list[str] = []
     if res.fallback and not res.replayed_at:
         parts.append(fallback_label(res.fallback))
+    if res.mode == "tutor" and not res.replayed_at:  # the course's tutoring instruction went first
+        parts.append("tutor mode")
     if res.model:
         parts.append(res.model)
     u = res.usage or {}
@@ -135,22 +137,35 @@ def markdown_to_html(text: str) -> str:
 
 
 def mimebundle(
-    text: str, res: ChatResult | None = None, *, mode: str = "markdown", streaming: bool = False
+    text: str,
+    res: ChatResult | None = None,
+    *,
+    mode: str = "markdown",
+    streaming: bool = False,
+    notices: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The display bundle for an answer (``streaming``: a partial answer, marked as such)."""
+    """The display bundle for an answer (``streaming``: a partial answer, marked as such);
+    ``notices``: plain lines over it (tutor mode, the course log's notice), each one line."""
     foot = footer(res) if res is not None else ("… streaming" if streaming else "")
-    plain = plain_text(text + (f"\n\n-- {foot}" if foot else ""))
+    head = [" ".join(plain_text(n).split()) for n in notices if n.strip()]
+    plain = plain_text(
+        "".join(f"{n}\n" for n in head) + (text + (f"\n\n-- {foot}" if foot else ""))
+    )
     bundle: dict[str, Any] = {"text/plain": plain}
     if mode == "text":
         return bundle
     if mode == "html":
-        body = markdown_to_html(text)
+        body = "".join(f'<div class="rsql-notice"><b>{_html.escape(n)}</b></div>' for n in head)
+        body += markdown_to_html(text)
         if foot:
             body += f'<hr><div style="font-size:85%;opacity:.7">{_html.escape(foot)}</div>'
         bundle["text/html"] = clean_html(body)
     else:
-        bundle["text/markdown"] = safe_markdown(text) + (
-            f"\n\n---\n*{escape_markdown(foot)}*" if foot else ""
+        top = "".join(f"> **{escape_markdown(n)}**\n>\n" for n in head)
+        bundle["text/markdown"] = (
+            (top.removesuffix(">\n") + "\n" if top else "")
+            + safe_markdown(text)
+            + (f"\n\n---\n*{escape_markdown(foot)}*" if foot else "")
         )
     return bundle
 
@@ -181,6 +196,7 @@ _WINDOW_MODES = {
     "off": "no assistant",
     "local-only": "only the local model",
     "custom": "models and budget of its own",
+    "tutor": "hints, not whole solutions",
 }
 
 
@@ -369,6 +385,7 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
                 if until
                 else "- **until**: no end set"
             )
+    lines += _course_lines(me, done)
     if "context_policy" in me:
         done.add("context_policy")
         cp = me["context_policy"]
@@ -383,6 +400,48 @@ def me_markdown(me: dict[str, Any]) -> list[str]:
             tail += _generic(key, val)
     if tail:
         lines += ["", "**Also reported by the proxy**", "", *tail]
+    return lines
+
+
+def _course_lines(me: dict[str, Any], done: set[str]) -> list[str]:
+    """The course's rules (issue 75): the tutor mode in force and the course log's notice, in
+    plain words; each key marked done when it has the shape this kernel knows."""
+    lines: list[str] = []
+    tutor, log = me.get("tutor"), me.get("course_log")
+    if "tutor" in me and (tutor is None or isinstance(tutor, dict)):
+        done.add("tutor")
+        if not tutor:
+            lines += ["", "- **mode**: normal (no tutor window in force)"]
+        else:
+            until = window_until(tutor)
+            lines += [
+                "",
+                f"**Mode: tutor** (window {table_cell(tutor.get('window')) or '?'}"
+                + (f", {until}" if until else "")
+                + "): hints, questions and partial code, not whole solutions",
+                "",
+            ]
+            if tutor.get("message"):
+                lines.append(f"- **message**: {table_cell(tutor['message'])}")
+            lines.append(f"- **agent tools**: {'on' if tutor.get('agent') else 'off'}")
+            shown = "names only" if tutor.get("completions") else "off"
+            lines.append(f"- **inline completions**: {shown}")
+            lines.append("- **%%sql_ai**: shows the approach and a query with blanks; runs nothing")
+    if "course_log" in me and (log is None or isinstance(log, dict)):
+        done.add("course_log")
+        if not log:
+            _item(lines, "- **course log**: off (no course staff reads your conversations)")
+        else:
+            days = log.get("retention_days")
+            notice = table_cell(log.get("notice")) or "Your course staff can read your chats."
+            lines += [
+                "",
+                f"**Course log**: {notice}",
+                "",
+                f"- **course**: {table_cell(log.get('group'))}; read by "
+                f"{table_cell(log.get('instructors')) or 'your course staff'}"
+                + (f"; kept {table_cell(days)} days" if days else ""),
+            ]
     return lines
 
 

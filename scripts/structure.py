@@ -162,6 +162,8 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{K}.privacy": (f"{K}.errors", *SHARED),
     f"{K}.replay": (f"{K}.errors", f"{K}.client", *SHARED),
     f"{K}.replay_cli": (f"{K}.errors", f"{K}.replay", *SHARED),
+    # rsql-provenance: the assistant's marks on a notebook's cells, checked with the proxy
+    f"{K}.provenance": (f"{K}.errors", f"{K}.discovery", f"{K}.client", *SHARED),
     f"{K}.context": (f"{K}.defaults", f"{K}.errors", f"{K}.privacy", Q, *SHARED),
     f"{K}.session": UNDER_SESSION,
     # the agent: read-only tools over the session, the turn that calls them, and the same SQL

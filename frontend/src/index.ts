@@ -4,7 +4,8 @@ import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { completionPlugin } from './completion';
 import { proposalPlugin } from './proposal';
+import { provenancePlugin } from './provenance';
 
-const plugins: JupyterFrontEndPlugin<void>[] = [proposalPlugin, completionPlugin];
+const plugins: JupyterFrontEndPlugin<void>[] = [proposalPlugin, completionPlugin, provenancePlugin];
 
 export default plugins;

@@ -7,18 +7,36 @@ import {
   readProposal,
   recordedDecision
 } from '../src/proposal/model';
+import { newMark } from '../src/provenance/mark';
 
 describe('what goes into the new cell', () => {
   it('is exactly the proposed code, as a code cell that has never run', () => {
     const code = 'df.groupby("region")["revenue"].sum()\n  # trailing space kept  \n';
-    const proposal = readProposal({ code, language: 'python', title: 'Proposed cell 1' });
+    const provenance = { kind: 'agent', model: 'fake-small', request_id: 'req-1' };
+    const bundle = { code, language: 'python', title: 'Proposed cell 1', provenance };
+    const proposal = readProposal(bundle);
     expect(proposal).not.toBeNull();
-    expect(newCodeCell(proposal!)).toEqual({
+    const time = '2026-11-23T10:00:00.000Z';
+    expect(newCodeCell(proposal!, time)).toEqual({
       cell_type: 'code',
       source: code,
-      metadata: {},
+      // marked as the agent's (issue 75): its model and request, every line the assistant's
+      metadata: { rsql: { provenance: newMark(proposal!.origin, code, time) } },
       execution_count: null,
       outputs: []
+    });
+    expect(proposal!.origin).toEqual({ kind: 'agent', model: 'fake-small', requestId: 'req-1' });
+  });
+
+  it("is the agent's even when the bundle claims another kind or names none", () => {
+    const liar = readProposal({ code: 'x = 1', provenance: { kind: 'inline', request_id: '<b>' } });
+    expect(liar!.origin).toEqual({ kind: 'agent', model: null, requestId: null });
+    const older = readProposal({ code: 'x = 1', language: 'python', title: 't' });
+    expect(newCodeCell(older!).metadata.rsql.provenance).toMatchObject({
+      kind: 'agent',
+      request_id: null,
+      lines: 1,
+      assistant_lines: 1
     });
   });
 

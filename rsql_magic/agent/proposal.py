@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rsql_common.hidden import HIDDEN, escaped
 from rsql_magic.sanitize import clean_html
+from rsql_magic.session.cell_channel import Provenance
 from rsql_magic.session.notebook import in_execute_request
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PROPOSAL_MIME", "Proposal", "ProposalView", "shown_code"]
 
-# a proposed cell for the frontend extension (frontend/src/proposal/): {"code", "language", "title"}
+# a proposed cell for the frontend extension (frontend/src/proposal/): {"code", "language",
+# "title", "provenance"}: who wrote it, which Accept writes into the cell's metadata
 PROPOSAL_MIME = "application/vnd.rsql.proposal+json"
 
 
@@ -46,6 +48,8 @@ class Proposal:
     code: str
     language: str  # "python", "sql" or "r"
     accepted: bool = False
+    # the model and request whose answer proposed it (the cell's mark once accepted)
+    provenance: Provenance = Provenance("agent")
 
 
 class ProposalView:
@@ -89,7 +93,12 @@ class ProposalView:
         # the cell as the kernel prepared it (%%R / %%sql on top when those magics are loaded):
         # the extension inserts exactly this
         self.bundle: dict[str, Any] = {
-            PROPOSAL_MIME: {"code": cell, "language": proposal.language, "title": title},
+            PROPOSAL_MIME: {
+                "code": cell,
+                "language": proposal.language,
+                "title": title,
+                "provenance": proposal.provenance.as_json(),
+            },
             "application/vnd.jupyter.widget-view+json": {
                 "version_major": 2,
                 "version_minor": 0,
@@ -127,7 +136,10 @@ class ProposalView:
         # (a comm message) it would arrive with the next cell's, in the wrong place
         if in_execute_request(self.session.shell):
             if self.session.cells.insert_cell(
-                self.cell, self.proposal.language, title="Accepted cell"
+                self.cell,
+                self.proposal.language,
+                title="Accepted cell",
+                provenance=self.proposal.provenance,
             ):
                 self.say("Accepted: the cell is below. It has not run; run it when ready.")
                 return True

@@ -41,6 +41,7 @@ from rsql_magic.context.frames import describe_frame, find_frames, frame_kind
 from rsql_magic.context.rsession import import_robjects, r_session_exists
 from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sanitize import clean_html
+from rsql_magic.session.cell_channel import Provenance
 from rsql_sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
 
 from .calls import (
@@ -52,6 +53,7 @@ from .calls import (
     warehouse_result,
     warehouse_table,
 )
+from .loop import Turn
 from .proposal import Proposal, ProposalView, shown_code
 from .r_functions import R_DESCRIBE, R_LIST, is_r_name, r_function
 
@@ -160,7 +162,14 @@ class KernelTools:
         self.max_chars = max(500, int(max_chars))
         self.proposals: list[Proposal] = []
         self.views: list[ProposalView] = []  # the interactive proposals' widgets, in order
+        # the agent turn these tools serve: a proposal names the request whose answer made it
+        self.turn: Turn | None = None
         self._worker: tuple[str, threading.Thread] | None = None
+
+    def serving(self, turn: Turn) -> KernelTools:
+        """These tools, for `turn` (its last request made the proposals they show)."""
+        self.turn = turn
+        return self
 
     # -- the interface the agent loop uses ---------------------------------------------------
 
@@ -192,7 +201,9 @@ class KernelTools:
         done = 0
         for view in self.views:
             if view.decided == "accepted" and view.copy_area.layout.display == "":
-                if self.session.cells.insert_cell(view.cell, view.proposal.language):
+                if self.session.cells.insert_cell(
+                    view.cell, view.proposal.language, provenance=view.proposal.provenance
+                ):
                     view.copy_area.layout.display = "none"
                     view.say("Accepted: the cell is below. It has not run.")
                     done += 1
@@ -409,7 +420,8 @@ class KernelTools:
             raise BadCall(f"language must be one of {', '.join(LANGUAGES)}")
         if not code.strip():
             raise BadCall("the cell is empty")
-        proposal = Proposal(code, lang)
+        answered = self.turn.requests[-1] if self.turn is not None and self.turn.requests else None
+        proposal = Proposal(code, lang, provenance=Provenance.of("agent", answered))
         self.proposals.append(proposal)
         number = len(self.proposals)
         # the magic the cell needs on top, when its extension is loaded (Cells.cell_code's rule)

@@ -4,7 +4,8 @@
 function and the package can share one name without one shadowing the other on import.
 ipywidgets is imported only when a panel is built: importing this module stays cheap.
 
-The package: :mod:`.panel` (what the panel does), :mod:`.widgets` (what it shows),
+The package: :mod:`.panel` (what the panel does), :mod:`.actions` (what an answer's buttons
+do: Copy code, Insert cell, Run SQL and its query cell), :mod:`.widgets` (what it shows),
 :mod:`.stream` (the worker thread that streams an answer), :mod:`.clipboard` (the Copy code
 button), :mod:`.sources` (what its pickers offer), :mod:`.text` (its one-line texts),
 :mod:`.open_panels` (the panels opened in this kernel).

@@ -127,6 +127,7 @@ class AgentRun:
         box.add_class("rsql-agent-steps")
         run = cls(KernelTools(session, client=client, batch=batch), box)
         run.tools.show = run.show_proposal
+        run.tools.serving(run.record)  # a proposal names the request whose answer made it
         return run
 
     def show_proposal(self, view: ProposalView) -> None:

@@ -14,6 +14,13 @@ mid-collection); only the answer streams in the worker.
 Agent mode (the Agent switch): the worker runs a whole agent turn (:mod:`.agent`), its
 requests in the worker and each tool call handed back to the main thread (:mod:`.handoff`).
 
+A course (issue 75): the panel says when tutor mode is in force (with the admin's message) and
+when a course log keeps its conversations, over the log; in tutor mode the Agent switch is off
+unless the admin allows it, and SQL from an answer does not run. Insert, and Insert query cell
+after Run SQL, ask the frontend extension to insert the cell (a click runs no cell), which
+marks it as the assistant's (``rsql.provenance``); without the extension the code is shown to
+copy.
+
 Enter. ipywidgets 8's Text sends a ``submit`` event on Enter and, with
 ``continuous_update=False``, the value on Enter *or on blur*. Sending on every value change
 would also send when the user merely clicks elsewhere, so the panel sends on ``submit``: the
@@ -31,7 +38,7 @@ from typing import Any
 from rsql_magic.client import ProxyClient
 from rsql_magic.context import text_tokens
 from rsql_magic.context.frames import find_frames
-from rsql_magic.errors import ProxyError, SqlAIError, UsageError
+from rsql_magic.errors import ProxyError, UsageError
 from rsql_magic.operations import (
     AgentOperation,
     AgentRequest,
@@ -39,28 +46,26 @@ from rsql_magic.operations import (
     AskRequest,
     ContextChoice,
     Route,
-    SqlOperation,
-    SqlRequest,
     context_request,
 )
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
 from rsql_magic.render import footer
 from rsql_magic.sanitize import plain_text
-from rsql_magic.session import ContextRequest, Session
+from rsql_magic.session import ContextRequest, Course, Session
+from rsql_magic.session.course import course_of
 from rsql_magic.session.notebook import in_execute_request
 
+from .actions import AnswerActions
 from .agent import AgentRun
 from .handoff import MainThreadCalls
-from .sources import FRAMES, JUPYSQL, connection_name, has_r_session, sql_connections, sql_source
+from .sources import FRAMES, JUPYSQL, has_r_session, sql_connections, sql_source
 from .stream import StreamWorker
 from .text import error_text, usage_line
 from .widgets import (
-    ChatWidgets,
     Turn,
-    error_html,
     footer_html,
-    sql_error_html,
-    sql_result_html,
+    note_html,
+    notice_html,
     usage_html,
 )
 
@@ -71,19 +76,9 @@ _SUBMIT_GRACE_S = 0.3  # how long a submit waits for its trailing value update
 # busy kernel can take it in later than the grace (seen under load: the question stayed in the
 # box, never sent); past this, a value update is a blur, not the Enter's
 _SUBMIT_LATE_S = 5.0
-_SELECT_NOTE = "Select all (Ctrl/Cmd+A) and copy (Ctrl/Cmd+C)."
 
 
-def _in_execute_request(shell: Any) -> bool:
-    """True while the kernel handles a cell (where ``set_next_input`` reaches the frontend).
-
-    A payload set during a widget callback (a ``comm_msg``) is not sent anywhere by ipykernel
-    until the *next* cell's reply, where it would insert the code in the wrong place.
-    """
-    return in_execute_request(shell)
-
-
-class ChatPanel(ChatWidgets):
+class ChatPanel(AnswerActions):
     """The chat panel. Display it (it has a mimebundle) or show ``panel.widget``.
 
     ``model``: the model to ask (default: the session's choice); ``frames``: DataFrame names
@@ -117,6 +112,13 @@ class ChatPanel(ChatWidgets):
         self.last_me: dict[str, Any] | None = None
         self.last_frame: Any = None
         self.dropped_messages = 0
+        self.course = Course()  # as GET me said at the last usage refresh
+        # where Insert puts cells: below the cell that opened the panel (its id), and the
+        # channel to the frontend that inserts them, opened from that running cell
+        self.home_cell = (
+            self.session.cells.origin().cell if in_execute_request(self.shell) else None
+        )
+        self.session.cells.channel.open()
         # history gets its own share of the context's size: the context stays as %%ask sends it
         budget = self.session.config.ask.context_tokens
         self.history_tokens = int(history_tokens if history_tokens is not None else budget)
@@ -173,15 +175,6 @@ class ChatPanel(ChatWidgets):
     def _kernel_loop(self) -> Any:
         """The main thread's event loop, where ipykernel runs cells and widget messages."""
         return getattr(getattr(self.shell, "kernel", None), "io_loop", None)
-
-    def _ns(self) -> dict[str, Any]:
-        return getattr(self.shell, "user_ns", {}) if self.shell is not None else {}
-
-    def _lang(self) -> str:
-        return "sql" if self.sql.value else ("r" if self.r_box.value else "python")
-
-    def _turn(self, turn: Turn | int) -> Turn:
-        return self.turns[turn] if isinstance(turn, int) else turn
 
     # -- context sources -------------------------------------------------------------------
 
@@ -388,6 +381,7 @@ class ChatPanel(ChatWidgets):
             self._add_actions(turn)
             if not turn.notes:
                 self.set_status("")
+            self._course_note(turn)
         elif turn.state == "stopped":
             self.set_status("Stopped.")  # a stopped answer is no context for later turns
             self._add_actions(turn)
@@ -398,6 +392,17 @@ class ChatPanel(ChatWidgets):
         elif turn.error is not None:
             self.set_status(error_text(turn.error), "error")
         self.stop_btn.layout.display = "none"
+
+    def _course_note(self, turn: Turn) -> None:
+        """Under the first answer of the kernel session that a course log keeps: its notice
+        (tutor mode is over the log already, and in each footer)."""
+        try:
+            client = self.client()
+        except ProxyError:
+            return
+        lines = self.session.answer_notices(turn.result, client, tutor=False)
+        if lines:
+            turn.footer.value += note_html(" ".join(lines))
 
     def _on_idle(self, _turn: Turn) -> None:
         self.refresh_usage()
@@ -418,6 +423,28 @@ class ChatPanel(ChatWidgets):
         # the model this panel asks: its own, the configured one, else the user's default
         model = self.session.config.model(self._model, client=client)
         self.usage.value = usage_html(usage_line(me, model) if isinstance(me, dict) else "")
+        self.show_course(course_of(me))
+
+    def show_course(self, course: Course) -> None:
+        """Say what the course's rules are (tutor mode with the admin's message, the course
+        log's notice) over the log; in tutor mode the Agent switch is off unless allowed."""
+        self.course = course
+        lines = []
+        if course.tutor is not None:
+            lines += [course.tutor.line(), f"In tutor mode {course.tutor.details()}."]
+        if course.log is not None:
+            lines.append(course.log.line())
+        self.notice.value = notice_html(lines)
+        agent_off = course.tutor is not None and not course.tutor.agent
+        if agent_off:
+            self.agent_btn.value = False
+        self.agent_btn.disabled = agent_off
+        self.agent_btn.tooltip = (
+            "Agent tools are off in tutor mode (the course's admin decides)"
+            if agent_off
+            else "Let the assistant call read-only tools in this kernel before it answers "
+            "(list and describe frames, read-only SQL, the last error, propose a cell)"
+        )
 
     # -- the context view ------------------------------------------------------------------
 
@@ -455,114 +482,3 @@ class ChatPanel(ChatWidgets):
             self.show_context(bool(change.get("new")))
         except Exception as e:  # a callback must not die silently
             self.set_status(f"rsql: context view failed: {type(e).__name__}: {e}", "error")
-
-    # -- per-answer actions ----------------------------------------------------------------
-
-    def _add_actions(self, turn: Turn) -> None:
-        if not turn.code_blocks:
-            return
-        buttons = self.add_actions(turn, self.cell_code(turn), sql=turn.has_sql_to_run)
-        buttons["copy"].on_copy(lambda copied, reason: self._on_copy(turn, copied, reason))
-        buttons["insert"].on_click(lambda _b: self.insert_code(turn))
-        if "run" in buttons:
-            buttons["run"].on_click(lambda _b: self.run_sql(turn))
-
-    def cell_code(self, turn: Turn | int = -1) -> str:
-        """The answer's first code block as a cell: ``%%R`` / ``%%sql`` when those are loaded."""
-        found = self.session.cells.cell_code(self._turn(turn).answer, self._lang())
-        return found[1] if found else ""
-
-    def _on_copy(self, turn: Turn, copied: bool | None, reason: str) -> None:
-        if copied is None:  # a click that ran no clipboard code: copying is up to the user
-            self.show_code(turn)
-        elif copied:
-            self.open_code(turn, None, "Copied to the clipboard.", select=False)
-        else:
-            self.open_code(
-                turn,
-                None,
-                f"The clipboard is not available here ({reason or 'refused'}): "
-                "the code is selected, copy it with Ctrl+C (Cmd+C on a Mac).",
-            )
-
-    def show_code(self, turn: Turn | int = -1, note: str = "") -> Any:
-        """Show the code in the turn's text area, selected and ready to copy."""
-        t = self._turn(turn)
-        self.open_code(t, self.cell_code(t), note or _SELECT_NOTE)
-        return t.code_area
-
-    def insert_code(self, turn: Turn | int = -1) -> bool:
-        """Put the answer's code into a new cell below the running one, where the frontend can
-        take it (a cell's execute request: ``%ask_chat --insert``). From a button click there is
-        no such request, so the code is shown ready to copy instead. True when inserted."""
-        if not self.turns:
-            return False
-        t = self._turn(turn)
-        found = self.session.cells.cell_code(t.answer, self._lang())
-        if found is None:
-            self.set_status("This answer has no code block.", "warn")
-            return False
-        lang, code = found
-        if _in_execute_request(self.shell):
-            if self.session.cells.insert_cell(code, lang):
-                self.set_status("Code inserted as a new cell below.")
-                return True
-            self.set_status("Batch run: the code is shown in the cell's output.")
-            return False
-        self.show_code(
-            t,
-            "The frontend only takes new cells from a running cell: run %ask_chat --insert in a "
-            "cell to get this code below it, or copy it from here.",
-        )
-        return False
-
-    def run_sql(self, turn: Turn | int = -1) -> Any:
-        """Run the answer's SQL through %%sql_ai's runner: parse, qualify against the schema,
-        read-only guard, execute; failures go back to the model (client kind ``sql``) up to
-        ``SqlAIMagics.max_retries`` times. Shows the DataFrame in the panel; returns it."""
-        t = self._turn(turn)
-        # the button shows only then; a call from code is held to the same rule
-        if not t.has_sql_to_run:
-            self.set_status(
-                "This answer has no SQL block to run: the first SQL it shows must be fenced "
-                "with backticks (```sql).",
-                "warn",
-            )
-            return None
-        session = self.session
-        out = self.add_result(t)
-        try:
-            db, _cell_name = session.sql_runner.resolve_connection(connection_name(self.sql.value))
-        except (SqlAIError, TypeError) as e:
-            out.value = error_html(getattr(e, "message", str(e)))
-            return None
-        operation = SqlOperation(session)
-        try:
-            # the answer already in the chat is the first attempt; the retries are SQL to run,
-            # asked as an SQL client, into which the proxy maps no redacted value back
-            route = Route(self.client(), session.config.is_batch())
-            res = operation.ask(
-                SqlRequest(
-                    t.question,
-                    db,
-                    model=self.model,
-                    route=route,
-                    first_answer=t.answer,
-                    context_values=False,
-                )
-            )
-        except SqlAIError as e:
-            t.sql_result = e
-            out.value = sql_error_html(e)
-            return None
-        except ProxyError as e:
-            t.sql_result = e
-            out.value = error_html(error_text(e))
-            return None
-        t.sql_result = res
-        self.last_frame = res.frame
-        self._ns()["_chat_df"] = res.frame
-        out.value = sql_result_html(res, db.label, session.config.sql.display_rows)
-        if operation.calls:
-            threading.Thread(target=self.refresh_usage, daemon=True).start()
-        return res.frame

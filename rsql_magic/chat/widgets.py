@@ -33,6 +33,7 @@ __all__ = [
     "error_html",
     "footer_html",
     "note_html",
+    "notice_html",
     "sql_error_html",
     "sql_result_html",
     "usage_html",
@@ -57,6 +58,18 @@ def footer_html(text: str) -> str:
 
 def note_html(text: str) -> str:
     return clean_html(f"<span style='font-size:85%;opacity:.8'>{html.escape(text)}</span>")
+
+
+def notice_html(lines: list[str]) -> str:
+    """The course's notices over the log (tutor mode, the course log): plain lines from the
+    proxy, escaped; empty when there are none."""
+    if not lines:
+        return ""
+    body = "".join(f"<div>{html.escape(line)}</div>" for line in lines)
+    return clean_html(
+        "<div class='rsql-course-notice' style='background:rgba(230,160,0,.12);"
+        f"border-radius:6px;padding:4px 8px;margin:4px 0'>{body}</div>"
+    )
 
 
 def usage_html(line: str, *, unavailable: bool = False) -> str:
@@ -129,6 +142,8 @@ class ChatWidgets:
     def __init__(self) -> None:
         self.title = W.HTML("<b>rsql chat</b>")
         self.usage = W.HTML("<span style='opacity:.7'>usage: …</span>")
+        # tutor mode and the course log, as GET me says (issue 75): over the log, in plain words
+        self.notice = W.HTML("")
         self.new_btn = W.Button(description="New chat", icon="plus", layout=W.Layout(width="auto"))
         header = W.HBox(
             [self.title, self.usage, self.new_btn],
@@ -206,7 +221,7 @@ class ChatWidgets:
         )
         inp = W.HBox([self.input, self.send_btn, self.stop_btn])
         self.widget = W.VBox(
-            [header, toggles, self.context_view, self.log, self.status, inp],
+            [header, self.notice, toggles, self.context_view, self.log, self.status, inp],
             layout=W.Layout(border="1px solid #ccc", padding="6px", width="100%"),
         )
         self.widget.add_class("rsql-chat")
@@ -304,6 +319,21 @@ class ChatWidgets:
         out = W.HTML("")
         turn.extra.children = (*turn.extra.children, out)
         return out
+
+    @staticmethod
+    def add_query_button(turn: Turn) -> Any:
+        """The button beside Run SQL that puts the query that ran into a cell (in the turn's
+        row of buttons, once: another run replaces it)."""
+        button = W.Button(
+            description="Insert query cell",
+            icon="plus-square",
+            tooltip="A new cell below the chat that runs this query (it does not run now)",
+            layout=W.Layout(width="auto"),
+        )
+        earlier = turn.buttons.get("query")
+        turn.buttons["query"] = button
+        turn.actions.children = (*(b for b in turn.actions.children if b is not earlier), button)
+        return button
 
 
 def sql_result_html(res: SqlAIResult, db_label: str, rows: int) -> str:

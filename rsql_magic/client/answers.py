@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ class ChatResult:
     request_id: str | None = None
     replayed_at: str | None = None  # set when the answer came from the replay store (ISO, UTC)
     fallback: str | None = None  # the proxy's local fallback answered (X-RSQL-Fallback)
+    # the course's rules the proxy applied (issue 75): "tutor" when its tutoring instruction
+    # went first (X-RSQL-Mode), the students' group when the course log keeps this exchange
+    # (X-RSQL-Course-Log); None outside a course
+    mode: str | None = None
+    course_log: str | None = None
     # the tools the answer calls for (asked with ``tools``): OpenAI's tool_calls, each with
     # an id and a function name; its arguments are the model's text, never run here
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
@@ -279,7 +285,18 @@ def _result(
         request_id=h.get("X-Request-Id") or extra.get("request_id"),
         fallback=h.get("X-RSQL-Fallback") or extra.get("fallback") or None,
         tool_calls=calls,
+        mode=_word(h.get("X-RSQL-Mode") or extra.get("mode")),
+        course_log=_word(h.get("X-RSQL-Course-Log") or extra.get("course_log")),
     )
+
+
+_WORD = re.compile(r"[A-Za-z0-9_.:@+-]{1,64}")
+
+
+def _word(value: Any) -> str | None:
+    """A header's one word (a mode, a group's name), or None: it is shown, so nothing else."""
+    text = str(value).strip() if isinstance(value, str) else ""
+    return text if _WORD.fullmatch(text) else None
 
 
 def _message_text(data: dict) -> str:

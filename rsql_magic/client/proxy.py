@@ -291,6 +291,22 @@ class ProxyClient:
                 raise ProxyError(502, "the proxy's redaction preview is not JSON") from None
         return data if isinstance(data, dict) else {}
 
+    def course_requests(self, ids: list[str], timeout: float | None = None) -> dict:
+        """``POST {root}course/requests``: what the proxy served for each request id the
+        caller may see (an admin, or a course's instructors); the others as ``"unknown"``."""
+        if self.unavailable is not None:
+            raise self.unavailable
+        if self.engine is not None:  # nobody's course is logged in a kernel's own engine
+            raise ProxyError(404, "the in-process engine keeps no course log")
+        with self._open(
+            "POST", "course/requests", {"ids": ids}, self._headers("provenance"), timeout
+        ) as resp:
+            try:
+                data = json.loads(resp.read() or b"{}")
+            except ValueError:
+                raise ProxyError(502, "the proxy's course/requests answer is not JSON") from None
+        return data if isinstance(data, dict) else {}
+
     def status(self) -> dict:
         """``GET {root}status``: health of the proxy."""
         if self.engine is not None:  # the same shape as the HTTP answer

@@ -47,7 +47,7 @@ from rsql_magic.operations import (
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
 from rsql_magic.replay import ReplayStore, resolve_mode, resolve_path
 from rsql_magic.sanitize import plain_text
-from rsql_magic.session import AskSettings, ContextRequest, Session
+from rsql_magic.session import AskSettings, ContextRequest, Provenance, Session
 
 __all__ = ["RSQLMagic", "protect_question_mark", "render_me", "split_options"]
 
@@ -227,9 +227,11 @@ class RSQLMagic(Magics, AskSettings):
         handle = None
         buf: list[str] = []
         stream = operation.request.stream
+        # tutor mode with the admin's words, over the answer as it streams in (GET me's)
+        ahead = session.answer_notices(None, client)
         if stream:
             handle = display(
-                render.mimebundle("", None, mode=self.render_mode, streaming=True),
+                render.mimebundle("", None, mode=self.render_mode, streaming=True, notices=ahead),
                 raw=True,
                 display_id=True,
             )
@@ -241,7 +243,9 @@ class RSQLMagic(Magics, AskSettings):
             if handle is not None and now - last_push[0] > 0.1:  # ~10 updates/s is plenty
                 last_push[0] = now
                 handle.update(
-                    render.mimebundle("".join(buf), None, mode=self.render_mode, streaming=True),
+                    render.mimebundle(
+                        "".join(buf), None, mode=self.render_mode, streaming=True, notices=ahead
+                    ),
                     raw=True,
                 )
 
@@ -264,7 +268,8 @@ class RSQLMagic(Magics, AskSettings):
                 handle.update(render.error_bundle("".join(buf), f"rsql: {e}"), raw=True)
             raise
         self.last_result = res
-        bundle = render.mimebundle(res.text, res, mode=self.render_mode)
+        notices = session.answer_notices(res, client)
+        bundle = render.mimebundle(res.text, res, mode=self.render_mode, notices=notices)
         if handle is not None:
             handle.update(bundle, raw=True)
         else:
@@ -276,7 +281,9 @@ class RSQLMagic(Magics, AskSettings):
             if found is None:
                 print("rsql: --insert: the answer has no code block", file=sys.stderr)
             else:
-                session.cells.insert_cell(found[1], found[0], batch=batch)
+                session.cells.insert_cell(
+                    found[1], found[0], batch=batch, provenance=Provenance.of("ask", res)
+                )
 
     def _agent(self, args: Any, route: Route, messages: list[dict[str, Any]]) -> None:
         """%%ask --agent: one turn of tool calls, then the answer (:mod:`rsql_magic.agent`)."""
@@ -297,7 +304,7 @@ class RSQLMagic(Magics, AskSettings):
         tools = KernelTools(session, client=route.client, batch=route.batch)
         try:
             turn = run_agent_cell(
-                lambda on_step, turn: operation.run(tools, turn, on_step=on_step),
+                lambda on_step, turn: operation.run(tools.serving(turn), turn, on_step=on_step),
                 model=operation.request.model or "",
                 render_mode=self.render_mode,
                 no_answer=operation.no_answer,
@@ -311,6 +318,11 @@ class RSQLMagic(Magics, AskSettings):
         self.last_turn = turn
         if turn.requests:
             self.last_result = turn.result()
+            # the course log's notice with the first answer of the session, as %%ask's
+            notices = session.answer_notices(self.last_result, route.client, tutor=False)
+            if notices:
+                md = "\n".join(f"> **{render.table_cell(n)}**" for n in notices)
+                display(render.markdown_bundle(md), raw=True)
         if args.out:
             self.shell.user_ns[args.out] = turn.answer
 

@@ -10,6 +10,9 @@ never a value from the database (database errors go back to the model with their
 removed); the proxy's pattern redaction still masks personal data in the question. Where the
 context policy allows value statistics, the values of short text columns help choose which
 tables the DDL shows, and are not sent.
+
+Tutor mode (a course's tutor window, issue 75): the approach and a query with blanks are shown,
+and nothing runs (:mod:`rsql_magic.operations.sql_tutor`).
 """
 
 from __future__ import annotations
@@ -22,16 +25,18 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from rsql_magic.client import ChatResult
-from rsql_magic.errors import ProxyError, SqlAIError
+from rsql_magic.errors import ProxyError, SqlAIError, TutorAnswer
 from rsql_magic.operations import SqlOperation, SqlRequest
+from rsql_magic.operations.sql_tutor import HIDDEN_QUERY, NOT_RUN, TutorSql, tutor_answer
 from rsql_magic.render import (
     code_block,
     fallback_label,
     markdown_bundle,
     refusal_markdown,
     replayed_label,
+    table_cell,
 )
-from rsql_magic.session import Session, SqlAISettings
+from rsql_magic.session import Provenance, Session, SqlAISettings
 from rsql_sql.connections import DB
 from rsql_sql.dialects import sqlglot_dialect
 from rsql_sql.loop import SqlAIResult, dialect_label
@@ -48,6 +53,7 @@ class SqlAIMagics(Magics, SqlAISettings):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.last_result: SqlAIResult | None = None
+        self.last_tutor: TutorSql | None = None  # the last answer in tutor mode (never run)
         self.chat_results: list[ChatResult] = []
 
     # -- the magic -----------------------------------------------------------------------
@@ -103,7 +109,15 @@ class SqlAIMagics(Magics, SqlAISettings):
         operation = SqlOperation(session)
         self.chat_results = operation.calls  # filled as the model answers, for the footer
         try:
+            if operation.in_tutor_mode(request):
+                self._show_tutor(operation.tutor(request), args.out, session)
+                return
             res = operation.ask(request)
+        except TutorAnswer as e:  # a tutor window began since GET me was read: nothing ran
+            self._show_tutor(
+                tutor_answer(e.result, request.dialect or db.dialect), args.out, session
+            )
+            return
         except SqlAIError as e:
             self._show_failure(e, db)
             raise
@@ -165,8 +179,16 @@ class SqlAIMagics(Magics, SqlAISettings):
         parts.append(f"{sum(r.latency_s or 0 for r in self.chat_results):.1f} s")
         return " · ".join(parts)
 
+    def _notice_lines(self, session: Session) -> list[str]:
+        """The course log's notice, with the first answer of the kernel session (as %%ask's),
+        as Markdown quote lines; none when nothing is to be said."""
+        answered = self.chat_results[-1] if self.chat_results else None
+        notices = session.answer_notices(answered, session.config.preview_client())
+        return ["".join(f"> **{table_cell(n)}**\n>\n" for n in notices).removesuffix(">\n")]
+
     def _show(self, res: SqlAIResult, db: DB) -> None:
-        md: list[str] = [code_block(res.sql, "sql")]
+        md: list[str] = [*self._notice_lines(Session.of(self.shell)), code_block(res.sql, "sql")]
+        md = [m for m in md if m]
         info = [f"{dialect_label(res.dialect)} on {db.label}"]
         fixes = [a for a in res.attempts if a.stage != "ok"]
         if fixes:
@@ -203,6 +225,29 @@ class SqlAIMagics(Magics, SqlAISettings):
                     raw=True,
                 )
 
+    def _show_tutor(self, tutor: TutorSql, out: str | None, session: Session) -> None:
+        """Tutor mode's answer: the approach, the query with blanks, and why it did not run.
+        The approach and the query are model text: made safe like every answer."""
+        self.last_tutor = tutor
+        client = session.config.preview_client()
+        notices = session.answer_notices(tutor.result, client) or ["Tutor mode"]
+        # the whole text goes through markdown_bundle's sanitizer: plain lines here
+        md = ["".join(f"> **{table_cell(n)}**\n>\n" for n in notices).removesuffix(">\n")]
+        if tutor.approach:
+            md.append(tutor.approach)
+        if tutor.query is not None:
+            md.append(code_block(tutor.query, "sql"))
+            if tutor.blanked:
+                md.append("*The model wrote parts in full; they are left out as blanks.*")
+        md.append(f"**{NOT_RUN if tutor.query is not None else HIDDEN_QUERY}**")
+        if out:
+            md.append(f"*-o {table_cell(out)}: not set, since nothing ran.*")
+        foot = self._footer()
+        if foot:
+            md.append(f"*{foot}*")
+        text = "\n\n".join(md)
+        display(markdown_bundle(text, text.replace("*", "").replace("> ", "")), raw=True)
+
     def _show_failure(self, e: SqlAIError, db: DB) -> None:
         if not e.attempts:
             return
@@ -218,30 +263,18 @@ class SqlAIMagics(Magics, SqlAISettings):
 
     def emitted_code(self, res: SqlAIResult, conn_expr: str, out: str | None) -> str:
         """A cell that runs `res.sql` without us: JupySQL ``%%sql`` when loaded, else Python."""
-        loaded: set[str] = getattr(self.shell.extension_manager, "loaded", set())
-        var = out or "df"
-        if "sql" in loaded and conn_expr == "":
-            # JupySQL's active connection: its own cell magic (`<<` stores a ResultSet;
-            # `.DataFrame()` on it gives pandas)
-            head = f"%%sql {out} <<" if out else "%%sql"
-            return f"{head}\n{res.sql}"
-        multiline = "\n" in res.sql and '"""' not in res.sql and "\\" not in res.sql
-        sql_lit = f'"""\n{res.sql}\n"""' if multiline else repr(res.sql)
-        if conn_expr == "frames":
-            # DuckDB finds DataFrames by their variable names (replacement scans)
-            return f"import duckdb\n\n{var} = duckdb.sql({sql_lit}).df()"
-        if conn_expr.startswith("'"):  # a URL: pandas makes the engine
-            return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {conn_expr})"
-        target = conn_expr or "conn"
-        db_obj = self.shell.user_ns.get(conn_expr)
-        if type(db_obj).__module__.startswith(("duckdb", "_duckdb")):
-            return f"{var} = {target}.execute({sql_lit}).df()"
-        return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {target})"
+        return Session.of(self.shell).sql_runner.emitted_code(res.sql, conn_expr, out)
 
     def _emit(self, res: SqlAIResult, conn_expr: str, out: str | None, batch: bool) -> None:
         code = self.emitted_code(res, conn_expr, out)
+        # the SQL is the answer's that worked: the last call's (a retry's, an escalation's)
+        answered = self.chat_results[-1] if self.chat_results else None
         Session.of(self.shell).cells.insert_cell(
-            code, "sql" if code.startswith("%%sql") else "python", title="Next cell", batch=batch
+            code,
+            "sql" if code.startswith("%%sql") else "python",
+            title="Next cell",
+            batch=batch,
+            provenance=Provenance.of("sql_ai", answered),
         )
 
 

@@ -8,6 +8,11 @@ path, kept for the editor's completions, handed down so the escalation chain and
 read it again), makes one model call per model (:class:`SqlCompleter`) and runs
 :func:`rsql_sql.loop.run_question`, or :func:`~rsql_sql.loop.run_chain` for an escalation
 chain, with ``SqlAIMagics``' settings for what the request leaves open.
+
+In a course's tutor mode (``GET me``'s ``tutor``) the question goes another way,
+:meth:`SqlOperation.tutor`: the approach and a query with blanks, never run
+(:mod:`.sql_tutor`); an answer marked as the tutor's on the ordinary way stops the loop before
+its SQL is checked or run (:class:`~rsql_magic.errors.TutorAnswer`).
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsql_magic.client import ChatResult
-from rsql_magic.errors import Escalation, ProxyError, SqlAIError
+from rsql_magic.errors import Escalation, ProxyError, SqlAIError, TutorAnswer
 from rsql_magic.session import Session
 from rsql_sql.catalog import Schema
 from rsql_sql.connections import DB
 from rsql_sql.loop import SqlAIResult, run_chain, run_question
 from rsql_sql.policy import SqlPolicy
+from rsql_sql.schema import describe_schema
 
 from .route import Route, open_route
+from .sql_tutor import TutorSql, tutor_answer, tutor_messages
 
 __all__ = ["SqlCompleter", "SqlOperation", "SqlRequest"]
 
@@ -108,6 +115,8 @@ class SqlCompleter:
             escalation=self.escalation,
         )
         self.calls.append(res)
+        if res.mode == "tutor":  # the course's tutor answered: nothing of it may run
+            raise TutorAnswer(res)
         return res.text
 
 
@@ -139,12 +148,8 @@ class SqlOperation:
             opts["policy"] = request.policy
         return opts
 
-    def ask(self, request: SqlRequest) -> SqlAIResult:
-        """The loop for `request`. Raises SqlAIError (no acceptable SQL, a bad option) and
-        ProxyError (no proxy, a refusal, an upstream failure); UsageError for a model the admin
-        does not allow, before anything is sent."""
-        self.calls.clear()
-        route = request.route or open_route(
+    def _route(self, request: SqlRequest) -> Route:
+        return request.route or open_route(
             self.session,
             kind="sql",
             question=request.question,
@@ -152,9 +157,45 @@ class SqlOperation:
             models=request.models,
             option=request.option,
         )
+
+    def in_tutor_mode(self, request: SqlRequest) -> bool:
+        """Whether ``GET me`` says a tutor window is in force for this user now."""
+        client = request.route.client if request.route else self.session.config.preview_client()
+        return self.session.config.course(client).tutor is not None
+
+    def tutor(self, request: SqlRequest) -> TutorSql:
+        """`request` in tutor mode: one model call for the approach and a query with blanks,
+        over the schema the ordinary way would send; nothing is checked or run. Raises
+        ProxyError (no proxy, a refusal) and UsageError (a model not allowed)."""
+        self.calls.clear()
+        route = self._route(request)
+        opts = self.loop_options(request)
+        dialect = request.dialect or request.db.dialect
+        tables = list(request.tables) or None
+        schema_text = describe_schema(
+            opts["schema"], request.question, tables, opts["budget_chars"], dialect
+        )
+        res = route.chat(
+            self.session,
+            tutor_messages(request.question, schema_text, dialect),
+            client_kind=request.client_kind,
+            model=request.models[0],
+            temperature=0,
+            no_cache=request.no_cache,
+        )
+        self.calls.append(res)
+        return tutor_answer(res, dialect)
+
+    def ask(self, request: SqlRequest) -> SqlAIResult:
+        """The loop for `request`. Raises SqlAIError (no acceptable SQL, a bad option) and
+        ProxyError (no proxy, a refusal, an upstream failure); UsageError for a model the admin
+        does not allow, before anything is sent; TutorAnswer when the answer came in tutor mode
+        (its SQL neither checked nor run)."""
+        self.calls.clear()
+        route = self._route(request)
         try:
             result = self._run(request, route)
-        except (SqlAIError, ProxyError) as e:
+        except (SqlAIError, ProxyError, TutorAnswer) as e:
             if route.settles_replay and route.replay is not None:
                 # no failed attempt is replayed as an answer
                 route.replay.settle(False, str(e).split("\n")[0])

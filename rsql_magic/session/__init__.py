@@ -13,7 +13,10 @@
 - the notebook's cells (``Session.cells``, :mod:`.cells`): which notebook and cell a request
   comes from (``origin``, :mod:`.notebook`), sent with every request so the proxy attributes
   its cost there; the frames and failed cells the context draws on (``last_error``); putting
-  code into the next cell (``insert_cell``);
+  code into the next cell (``insert_cell``), with who wrote it for the frontend to mark
+  (``Provenance``, :mod:`.cell_channel`, which also inserts cells from a widget's click);
+- the course the user is in (``SessionConfig.course``, :mod:`.course`): tutor mode and the
+  course log, as ``GET me`` says, and what goes over an answer (``Session.answer_notices``);
 - %%sql_ai's connections and schemas (``Session.sql_runner``, :mod:`.sql_runner`:
   ``resolve_connection``, ``capture``: the one schema capture of the SQL path, and the SQL
   loop's options from the settings), on which the SQL question operation
@@ -34,6 +37,8 @@ are waited out per ``Retry-After`` (bounded by ``batch_retries`` and ``batch_max
 every final failure raises, so ``jupyter nbconvert --execute`` fails.
 """
 
+from .cell_channel import Provenance
+from .course import Course, CourseLog, TutorMode
 from .references import resolve_reference
 from .registration import register_magics, unregister_magics
 from .session import ContextRequest, Session, mentions_error
@@ -42,8 +47,12 @@ from .settings import AskSettings, SqlAISettings
 __all__ = [
     "AskSettings",
     "ContextRequest",
+    "Course",
+    "CourseLog",
+    "Provenance",
     "Session",
     "SqlAISettings",
+    "TutorMode",
     "mentions_error",
     "register_magics",
     "resolve_reference",

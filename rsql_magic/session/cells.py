@@ -2,14 +2,15 @@
 
 Which cell runs now and where it comes from (for the request's origin and a replay's label),
 what the cells run so far left behind (the frames they bound, most recent first, and the cells
-that failed: the context a question gets), and the next cell, where code from an answer goes.
-IPython's ``pre_run_cell`` / ``post_run_cell`` events feed it (``%load_ext rsql_magic``
-registers them).
+that failed: the context a question gets), and the next cell, where code from an answer goes,
+with who wrote it for the frontend to mark (:mod:`.cell_channel`). IPython's
+``pre_run_cell`` / ``post_run_cell`` events feed it (``%load_ext rsql_magic`` registers them).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from IPython.display import display
@@ -17,6 +18,7 @@ from IPython.display import display
 from .. import render
 from ..context.frames import find_frames
 from ..context.history import ErrorRecord, format_exception
+from .cell_channel import PAYLOAD_SOURCE, CellChannel, Provenance
 from .config import SessionConfig
 from .notebook import NotebookTracker, Origin, in_execute_request
 
@@ -33,6 +35,7 @@ class Cells:
         self.recent_frames: list[str] = []  # frame names, most recently (re)bound first
         self._frame_ids: dict[str, int] = {}
         self.notebook = NotebookTracker()  # which notebook and cell a request comes from
+        self.channel = CellChannel(shell)  # cells the frontend inserts from a click
 
     # -- the running cell ----------------------------------------------------------------
 
@@ -125,12 +128,35 @@ class Cells:
         *,
         title: str = "Code for the next cell",
         batch: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> bool:
         """Put ``code`` into a new cell below the running one. A batch run drops that, so the
-        code is shown in the output under ``title`` instead. True when inserted."""
+        code is shown in the output under ``title`` instead. True when inserted.
+
+        ``provenance``: the assistant wrote it; the frontend extension marks the cell
+        (``rsql.provenance`` in its metadata) from a payload beside ``set_next_input``."""
         if self.config.is_batch() if batch is None else batch:
             md = f"**{title}** (batch run: not inserted):\n\n" + render.code_block(code, lang)
             display(render.markdown_bundle(md), raw=True)  # type: ignore[no-untyped-call]  # IPython has no annotations; model code inside: made safe
             return False
         self.shell.set_next_input(code, replace=False)
+        payloads = getattr(self.shell, "payload_manager", None)
+        if provenance is not None and payloads is not None:
+            # one per reply, as set_next_input's (the frontend inserts the last one)
+            payloads.write_payload(
+                {"source": PAYLOAD_SOURCE, "text": code, "provenance": provenance.as_json()}
+            )
         return True
+
+    def insert_from_click(
+        self,
+        code: str,
+        provenance: Provenance,
+        done: Callable[[bool, str], None],
+        *,
+        below: str | None = None,
+    ) -> bool:
+        """Ask the frontend extension to insert ``code`` below the cell with id ``below`` from
+        a widget's click, where no cell runs (:class:`~.cell_channel.CellChannel`); ``done``
+        hears whether it did. False when no extension answers: copy the code instead."""
+        return self.channel.insert(code, below=below, provenance=provenance, done=done)

@@ -21,6 +21,7 @@ from ..client import ProxyClient
 from ..errors import ProxyError, UsageError
 from ..privacy import ContextPolicy, cached_me, effective_policy
 from ..replay import Replay, ReplayStore, resolve_mode, resolve_path
+from .course import Course, course_of
 from .settings import AskSettings, SqlAISettings
 
 __all__ = ["SessionConfig"]
@@ -111,6 +112,13 @@ class SessionConfig:
                     f"{where} {model!r}: you may not use this model now. Models you may "
                     f"use: {', '.join(names) or 'none'} (the proxy's admin decides)"
                 )
+
+    def course(self, client: ProxyClient | None) -> Course:
+        """The course rules ``GET me`` says are in force for this user (tutor mode, the course
+        log), read at most once a minute; none when unknown (no proxy, an older one)."""
+        if client is None or client.unavailable is not None:
+            return Course()
+        return course_of(cached_me(client))
 
     def is_batch(self) -> bool:
         """Is this a batch run (nbconvert, papermill)? See :mod:`rsql_magic.session`."""

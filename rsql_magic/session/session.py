@@ -28,6 +28,7 @@ from ..privacy import ContextPolicy
 from ..prompt import ask_messages
 from .cells import Cells
 from .config import SessionConfig
+from .course import DEFAULT_LOG_NOTICE, TUTOR_MEANS
 from .notebook import Origin
 from .references import resolve_reference
 from .sql_runner import SqlRunner
@@ -72,6 +73,8 @@ class Session:
         self.config = SessionConfig(shell)
         self.cells = Cells(shell, self.config)
         self.sql_runner = SqlRunner(shell, self.config)
+        # the course log's notice goes with the first answer of each kernel session
+        self.log_notice_shown = False
 
     @classmethod
     def of(cls, shell: Any = None) -> Session:
@@ -174,6 +177,32 @@ class Session:
             notes + list(ctx.notes),
             lang,
         )
+
+    # -- what goes with an answer ----------------------------------------------------------
+
+    def answer_notices(
+        self, result: ChatResult | None, client: ProxyClient | None, *, tutor: bool = True
+    ) -> list[str]:
+        """The plain lines shown over an answer: tutor mode with the admin's message, when the
+        proxy answered as the course's tutor (``X-RSQL-Mode``) or ``GET me`` says the mode is in
+        force (``tutor``: say it); the course log's notice with the first answer of this kernel
+        session that the log keeps. A replayed answer reached no proxy: nothing is said of it."""
+        if result is not None and result.replayed_at:
+            return []
+        course = self.config.course(client)
+        lines: list[str] = []
+        if tutor and course.tutor is not None:
+            lines.append(course.tutor.line())
+        elif tutor and result is not None and result.mode == "tutor":
+            lines.append(f"Tutor mode: {TUTOR_MEANS}.")
+        logged = course.log is not None or (result is not None and result.course_log)
+        if logged and not self.log_notice_shown and result is not None:
+            self.log_notice_shown = True
+            if course.log is not None:
+                lines.append(course.log.line())
+            else:
+                lines.append(f"{DEFAULT_LOG_NOTICE} (course {result.course_log})")
+        return lines
 
     # -- sending it ----------------------------------------------------------------------
 

@@ -106,6 +106,30 @@ class SqlRunner:
             values_wait_s=sql.values_wait,
         )
 
+    def emitted_code(self, sql: str, conn_expr: str, out: str | None) -> str:
+        """A cell that runs `sql` without us (``%%sql_ai --emit``, the chat's query cell):
+        JupySQL ``%%sql`` on its active connection when loaded, else Python reading it into a
+        DataFrame (``out``, else ``df``) through `conn_expr` (:meth:`resolve_connection`'s)."""
+        loaded: set[str] = getattr(getattr(self.shell, "extension_manager", None), "loaded", set())
+        var = out or "df"
+        if "sql" in loaded and conn_expr == "":
+            # JupySQL's active connection: its own cell magic (`<<` stores a ResultSet;
+            # `.DataFrame()` on it gives pandas)
+            head = f"%%sql {out} <<" if out else "%%sql"
+            return f"{head}\n{sql}"
+        multiline = "\n" in sql and '"""' not in sql and "\\" not in sql
+        sql_lit = f'"""\n{sql}\n"""' if multiline else repr(sql)
+        if conn_expr == "frames":
+            # DuckDB finds DataFrames by their variable names (replacement scans)
+            return f"import duckdb\n\n{var} = duckdb.sql({sql_lit}).df()"
+        if conn_expr.startswith("'"):  # a URL: pandas makes the engine
+            return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {conn_expr})"
+        target = conn_expr or "conn"
+        db_obj = self.shell.user_ns.get(conn_expr)
+        if type(db_obj).__module__.startswith(("duckdb", "_duckdb")):
+            return f"{var} = {target}.execute({sql_lit}).df()"
+        return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {target})"
+
     def run_sql(
         self, question: str, db: DB, complete: Callable[[list[dict[str, str]]], str]
     ) -> SqlAIResult:

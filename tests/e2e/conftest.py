@@ -18,6 +18,7 @@ import pytest
 SECONDS: dict[str, int] = {
     "test_inline_browser": 108,
     "test_soak": 73,
+    "test_provenance_browser": 70,
     "test_local_model": 72,
     "test_proposal_browser": 62,
     "test_hub": 50,

@@ -32,10 +32,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, Path]:
-    """A full `jupyter lab` serving the proxy: (process, url, token, root folder)."""
+def start_lab(
+    tmp: Path, fp: FakeProvider, proxy_config: dict[str, Any] | None = None
+) -> tuple[subprocess.Popen, str, str, Path]:
+    """A full `jupyter lab` serving the proxy: (process, url, token, root folder);
+    `proxy_config`: more `c.RSQLProxy.<k> = <v>` settings (a module's policy windows)."""
     port, token = free_port(), secrets.token_hex(16)
     cfg = tmp / "jupyter_server_config.py"
+    extra = "".join(f"c.RSQLProxy.{k} = {v!r}\n" for k, v in (proxy_config or {}).items())
     cfg.write_text(
         "c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': True, "
         "'notebook': True, 'jupyter_lsp': False, 'jupysql_plugin': False}\n"
@@ -47,7 +51,7 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
         # no internet here: no news or update checks from the lab frontend
         "c.LabApp.news_url = None\n"
         "c.LabApp.check_for_updates_class = "
-        "'jupyterlab.handlers.announcements.NeverCheckForUpdate'\n"
+        "'jupyterlab.handlers.announcements.NeverCheckForUpdate'\n" + extra
     )
     root = tmp / "root"
     root.mkdir()
@@ -117,11 +121,13 @@ def start_lab(tmp: Path, fp: FakeProvider) -> tuple[subprocess.Popen, str, str, 
 
 
 @contextmanager
-def running_lab(tmp: Path, fp: FakeProvider) -> Iterator[tuple[str, str, Path]]:
+def running_lab(
+    tmp: Path, fp: FakeProvider, proxy_config: dict[str, Any] | None = None
+) -> Iterator[tuple[str, str, Path]]:
     """:func:`start_lab` as a context: (url, token, root), the lab stopped on leaving. A module
     shares one (a lab takes seconds to start); each test opens its notebook with
     :func:`notebook_address`."""
-    proc, url, token, root = start_lab(tmp, fp)
+    proc, url, token, root = start_lab(tmp, fp, proxy_config)
     try:
         yield url, token, root
     finally:

@@ -42,6 +42,8 @@ def test_a_proposal_is_shown_as_one_bundle_the_extension_reads_first(
         "code": code,
         "language": "python",
         "title": "Proposed cell 1 (python)",
+        # who wrote it, for the accepted cell's mark: no turn here, so no model or request
+        "provenance": {"kind": "agent", "model": None, "request_id": None},
     }
     view = tools.views[0]
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.box.model_id

@@ -49,6 +49,15 @@ export async function readError(response: Response): Promise<InlineError> {
   );
 }
 
+/** The course's tutor mode in force (issue 75): its window, the admin's message, and whether
+ * completions offer names (else none). */
+export interface InlineTutor {
+  readonly window: string;
+  readonly message: string;
+  readonly names: boolean;
+  readonly endsAtLocal: string | null;
+}
+
 /** GET {proxy}inline's answer. */
 export interface InlineStatus {
   readonly on: boolean;
@@ -57,6 +66,25 @@ export interface InlineStatus {
   readonly model: string | null;
   /** seconds until the window that turns them off ends (from the server's clock), or null */
   readonly endsInS?: number;
+  /** tutor mode, when a tutor window is in force for the user (null: none, or an older proxy) */
+  readonly tutor?: InlineTutor | null;
+}
+
+function bounded(value: unknown, limit: number): string {
+  return typeof value === 'string' ? value.slice(0, limit) : '';
+}
+
+function parseTutor(value: unknown): InlineTutor | null {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    return null;
+  }
+  const obj = value as Record<string, unknown>;
+  return {
+    window: bounded(obj.window, 120),
+    message: bounded(obj.message, 600),
+    names: obj.completions === 'names' || obj.completions === true,
+    endsAtLocal: bounded(obj.ends_at_local, 80) || null
+  };
 }
 
 export function parseStatus(value: unknown): InlineStatus {
@@ -67,7 +95,8 @@ export function parseStatus(value: unknown): InlineStatus {
     reason: typeof obj.reason === 'string' ? obj.reason : null,
     message: typeof obj.message === 'string' ? obj.message : '',
     model: typeof obj.model === 'string' ? obj.model : null,
-    ...(typeof ends === 'number' && Number.isFinite(ends) && ends >= 0 ? { endsInS: ends } : {})
+    ...(typeof ends === 'number' && Number.isFinite(ends) && ends >= 0 ? { endsInS: ends } : {}),
+    tutor: parseTutor(obj.tutor)
   };
 }
 

@@ -16,6 +16,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
+import { acceptedLines, addToCell, CellModelLike } from '../provenance/cells';
 import { getStatus, Requester } from './client';
 import { safeGhostMapping } from './ghostFix';
 import { LiveContextCache, WatchedKernel } from './liveContext';
@@ -24,6 +25,7 @@ import { readSettings } from './settings';
 import { StatusPoller, StatusView, StatusWidget } from './status';
 
 const PLUGIN_ID = '@rsql-assistant/jupyterlab:completion';
+const ACCEPT_COMMAND = 'inline-completer:accept';
 
 function requester(settings: ServerConnection.ISettings): Requester {
   const base = settings.baseUrl.endsWith('/') ? settings.baseUrl : `${settings.baseUrl}/`;
@@ -70,7 +72,10 @@ export const completionPlugin: JupyterFrontEndPlugin<void> = {
         widget?.display(view);
         toolbarItems.forEach(item => item.display(view));
       },
-      onStatus: status => provider.setAvailable(status.on)
+      onStatus: status => {
+        provider.setAvailable(status.on);
+        provider.setModel(status.model);
+      }
     });
     const attach = (panel: NotebookPanel) => {
       const session = panel.sessionContext;
@@ -90,6 +95,22 @@ export const completionPlugin: JupyterFrontEndPlugin<void> = {
     notebooks?.forEach(attach);
     notebooks?.widgetAdded.connect((_, panel) => attach(panel));
     manager.registerInlineProvider(provider);
+    // an accepted completion (Tab, or the completer's accept button) marks its cell as partly
+    // the assistant's (issue 75): the inline completer tells its providers nothing of it
+    app.commands.commandExecuted.connect((_, args) => {
+      const shown = provider.shown;
+      const cell = notebooks?.activeCell;
+      if (args.id !== ACCEPT_COMMAND || !shown || !cell || cell.model.type !== 'code') {
+        return;
+      }
+      const editor = cell.editor;
+      const cursor = editor ? editor.getOffsetAt(editor.getCursorPosition()) : -1;
+      const lines = acceptedLines(cell.model.sharedModel.getSource(), cursor, shown.text);
+      if (lines) {
+        const origin = { kind: 'inline' as const, model: shown.model, requestId: shown.requestId };
+        addToCell(cell.model as unknown as CellModelLike, origin, lines, new Date().toISOString());
+      }
+    });
     // without it, an extension that extends every transaction (jupysql-plugin) stops all
     // ghost text from showing (ghostFix.ts says why)
     editorExtensions?.addExtension({

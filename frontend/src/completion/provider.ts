@@ -44,7 +44,16 @@ const WARN_EVERY_MS = 60_000;
 interface OpenStream {
   readonly events: AsyncGenerator<InlineEvent>;
   readonly signal: AbortSignal;
+  readonly requestId: string | null;
   text: string;
+}
+
+/** The suggestion shown last, and the answer it came from: what an accept inserts, and what
+ * the cell's provenance mark names (issue 75). */
+export interface ShownCompletion {
+  readonly text: string;
+  readonly requestId: string | null;
+  readonly model: string | null;
 }
 
 export interface ProviderOptions {
@@ -96,6 +105,18 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
     this._off = !on;
   }
 
+  /** The model the proxy's status names for completions (a mark's model when the answer
+   * named none). */
+  setModel(model: string | null): void {
+    this._model = model;
+  }
+
+  /** The suggestion the editor shows now, or showed last (kept through the next keystroke's
+   * fetch: the completer may ask again within the accept that inserts it). */
+  get shown(): ShownCompletion | null {
+    return this._shown;
+  }
+
   /** JupyterLab's per-provider settings: nothing of them is read here beyond the defaults. */
   configure(): void {
     // enabled, timeout and debouncerDelay are applied by the completer itself
@@ -144,7 +165,9 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
     let events: AsyncGenerator<InlineEvent> | null = null;
     let handedOver = false;
     try {
-      events = readEvents(await postInline(this._options.request, body, signal));
+      const response = await postInline(this._options.request, body, signal);
+      const requestId = response.headers.get('X-Request-Id');
+      events = readEvents(response);
       for (;;) {
         const next = await events.next();
         if (next.done || signal.aborted) {
@@ -157,11 +180,13 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
         }
         if (event.done) {
           // the whole answer came at once (a cache hit); empty means no suggestion
+          this._show(event.text, requestId, event.model);
           return event.text ? { items: [{ insertText: event.text }] } : EMPTY;
         }
         if (event.text) {
           const token = `rsql-${++this._tokens}`;
-          this._streams.set(token, { events, signal, text: event.text });
+          this._streams.set(token, { events, signal, requestId, text: event.text });
+          this._show(event.text, requestId);
           handedOver = true;
           const item: IInlineCompletionItem = { insertText: event.text, isIncomplete: true, token };
           return { items: [item] };
@@ -201,6 +226,7 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
         }
         if (event.text !== open.text) {
           open.text = event.text;
+          this._show(event.text, open.requestId, event.model);
           yield { response: { insertText: event.text } };
         }
         if (event.done) {
@@ -226,6 +252,10 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
   dispose(): void {
     this._superseder.abort();
     this._streams.clear();
+  }
+
+  private _show(text: string, requestId: string | null, model?: string): void {
+    this._shown = text ? { text, requestId, model: model ?? this._model } : null;
   }
 
   private _failed(error: unknown): void {
@@ -273,4 +303,6 @@ export class RsqlInlineProvider implements IInlineCompletionProvider {
   // the proxy said off (its status, or a 403): no request until its status says on
   private _off = false;
   private _tokens = 0;
+  private _model: string | null = null;
+  private _shown: ShownCompletion | null = null;
 }

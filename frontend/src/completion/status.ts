@@ -1,17 +1,37 @@
 /**
  * The status bar item: "rsql ✓" when inline completions are on, "rsql: off (reason)" when the
  * proxy (GET {proxy}inline) or the user's settings turn them off; the proxy's message is the
- * tooltip. Drawn with textContent only: the message comes from a server and is never markup.
+ * tooltip. In a course's tutor mode (issue 75) it says "tutor", with the admin's message in the
+ * tooltip. Drawn with textContent only: the messages come from a server and are never markup.
  */
 
 import { Widget } from '@lumino/widgets';
 
-import type { InlineStatus } from './client';
+import { shownText } from '../proposal/hidden';
+import type { InlineStatus, InlineTutor } from './client';
 
 export interface StatusView {
   readonly text: string;
   readonly title: string;
   readonly on: boolean;
+  /** a tutor window is in force: shown even where the item hides while completions are on */
+  readonly tutor?: boolean;
+}
+
+/** Tutor mode in a line of the tooltip: the window, until when, and the admin's message. */
+export function tutorText(tutor: InlineTutor): string {
+  const until = tutor.endsAtLocal ? `, until ${tutor.endsAtLocal}` : '';
+  const said = tutor.message || 'hints, questions and partial code, not whole solutions';
+  const names = tutor.names ? 'completions offer names only' : 'no completions';
+  return shownText(`Tutor mode (window ${tutor.window || '?'}${until}): ${said}. In it, ${names}.`);
+}
+
+function withTutor(view: StatusView, tutor: InlineTutor | null | undefined): StatusView {
+  if (!tutor) {
+    return view;
+  }
+  const text = view.on ? 'rsql ✓ tutor' : `${view.text} · tutor`;
+  return { text, title: `${tutorText(tutor)}\n${view.title}`, on: view.on, tutor: true };
 }
 
 // a reason is a word of the contract ("window", "off", "budget", "no_model"); anything else
@@ -32,6 +52,10 @@ export interface StatusInput {
 }
 
 export function describeStatus(input: StatusInput): StatusView {
+  return withTutor(describeWithoutTutor(input), input.status?.tutor);
+}
+
+function describeWithoutTutor(input: StatusInput): StatusView {
   if (!input.enabled) {
     return {
       text: OFF_BY_SETTINGS,
@@ -67,8 +91,9 @@ export function describeStatus(input: StatusInput): StatusView {
 
 /**
  * The item's widget: a text span and a tooltip. In a notebook's toolbar (Notebook 7, which has
- * no status bar) it shows only while the proxy keeps completions off, so it says why where the
- * user looks, and is gone while they are on or the user turned them off.
+ * no status bar) it shows while the proxy keeps completions off, so it says why where the
+ * user looks, and while tutor mode is in force; it is gone while they are on or the user
+ * turned them off.
  */
 export class StatusWidget extends Widget {
   constructor(options: { readonly inToolbar?: boolean } = {}) {
@@ -86,8 +111,9 @@ export class StatusWidget extends Widget {
     this.node.textContent = view.text;
     this.node.title = view.title;
     this.toggleClass('rsql-mod-off', !view.on);
+    this.toggleClass('rsql-mod-tutor', view.tutor === true);
     if (this._inToolbar) {
-      this.setHidden(view.on || view.text === OFF_BY_SETTINGS);
+      this.setHidden(!view.tutor && (view.on || view.text === OFF_BY_SETTINGS));
     }
   }
 

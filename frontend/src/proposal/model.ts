@@ -3,6 +3,7 @@
  * one decision a proposal may take. Pure: no JupyterLab import, so the unit tests load it bare.
  */
 
+import { Mark, newMark, Origin, readOrigin } from '../provenance/mark';
 import { hiddenCount, shownText } from './hidden';
 
 export const MIME_TYPE = 'application/vnd.rsql.proposal+json';
@@ -22,6 +23,8 @@ export interface Proposal {
   readonly code: string;
   readonly language: Language;
   readonly title: string;
+  /** who wrote it: the agent's model and request (the accepted cell's provenance mark) */
+  readonly origin: Origin;
 }
 
 export type Decision = 'accepted' | 'rejected';
@@ -43,7 +46,7 @@ export function readProposal(data: unknown): Proposal | null {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     return null;
   }
-  const { code, language, title } = data as Record<string, unknown>;
+  const { code, language, title, provenance } = data as Record<string, unknown>;
   if (typeof code !== 'string' || code.trim() === '') {
     return null;
   }
@@ -52,10 +55,17 @@ export function readProposal(data: unknown): Proposal | null {
   const hidden = hiddenCount(lines);
   const named = typeof title === 'string' && title.trim() ? shownText(title) : 'Proposed cell';
   const why = `${hidden} hidden character${hidden > 1 ? 's' : ''} shown as escapes`;
+  // a proposal is the agent's whatever its bundle says of itself (an older kernel's: no model)
+  const told = readOrigin(provenance);
   return {
     code: shownText(lines),
     language: lang ?? 'python',
-    title: hidden ? `${named} · ${why}` : named
+    title: hidden ? `${named} · ${why}` : named,
+    origin: {
+      kind: 'agent',
+      model: told?.model ?? null,
+      requestId: told?.requestId ?? null
+    }
   };
 }
 
@@ -64,20 +74,24 @@ export function readProposal(data: unknown): Proposal | null {
 export type NewCodeCell = {
   cell_type: 'code';
   source: string;
-  metadata: Record<string, never>;
+  metadata: { rsql: { provenance: Mark } };
   execution_count: null;
   outputs: [];
 };
 
 /**
- * The cell Accept inserts: the code exactly as proposed. The kernel already put the magic an
- * R or SQL cell needs on top (as `%%ask`'s inserted cells), so nothing is added here.
+ * The cell Accept inserts: the code exactly as proposed, marked as the assistant's
+ * (`rsql.provenance`, at `time`). The kernel already put the magic an R or SQL cell needs on
+ * top (as `%%ask`'s inserted cells), so nothing is added here.
  */
-export function newCodeCell(proposal: Proposal): NewCodeCell {
+export function newCodeCell(
+  proposal: Proposal,
+  time: string = new Date().toISOString()
+): NewCodeCell {
   return {
     cell_type: 'code',
     source: proposal.code,
-    metadata: {},
+    metadata: { rsql: { provenance: newMark(proposal.origin, proposal.code, time) } },
     execution_count: null,
     outputs: []
   };

@@ -99,6 +99,21 @@ describe('the inline provider', () => {
     expect(await newer).toEqual({ items: [{ insertText: 'revenue' }] });
   });
 
+  it('keeps what it showed last with the answer\'s request id: what an accepted cell names', async () => {
+    const answer = () =>
+      new Response(JSON.stringify({ text: 'revenue', model: 'fast', cached: false }), {
+        headers: { 'Content-Type': 'application/json', 'X-Request-Id': 'req-42' }
+      });
+    const proxy = fakeProxy(answer);
+    const provider = new RsqlInlineProvider({ request: proxy.request });
+    provider.setModel('status-model');
+    expect(provider.shown).toBeNull();
+    const list = provider.fetch(REQUEST, notebookContext());
+    await vi.advanceTimersByTimeAsync(250);
+    expect(await list).toEqual({ items: [{ insertText: 'revenue' }] });
+    expect(provider.shown).toEqual({ text: 'revenue', requestId: 'req-42', model: 'fast' });
+  });
+
   it('aborts the HTTP request of a superseded fetch and resolves it empty', async () => {
     const proxy = fakeProxy();
     const provider = new RsqlInlineProvider({ request: proxy.request });

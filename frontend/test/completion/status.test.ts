@@ -209,3 +209,46 @@ describe('the status poller while completions are off', () => {
     expect(item.isHidden).toBe(true);
   });
 });
+
+describe('the status item in tutor mode (issue 75)', () => {
+  const TUTOR = {
+    window: 'stat101-weekdays',
+    message: 'Hints only this week <b>please</b>',
+    names: true,
+    endsAtLocal: 'Fri 17:00 CET'
+  };
+
+  it('says tutor with the admin\'s message, on or off, and reads it from the proxy', () => {
+    const base = { problem: null, lastError: null, enabled: true };
+    const on = describeStatus({ ...base, status: { ...ON, tutor: TUTOR } });
+    expect(on).toMatchObject({ text: 'rsql ✓ tutor', on: true, tutor: true });
+    expect(on.title).toContain('Tutor mode (window stat101-weekdays, until Fri 17:00 CET)');
+    expect(on.title).toContain('Hints only this week <b>please</b>');
+    expect(on.title).toContain('completions offer names only');
+    const off = describeStatus({ ...base, status: { ...WINDOW, tutor: TUTOR } });
+    expect(off.text).toBe('rsql: off (window) · tutor');
+    const parsed = parseStatus({
+      on: true,
+      model: 'fast',
+      tutor: { window: 'w', message: 'm', completions: 'names', ends_at_local: null, agent: false }
+    });
+    expect(parsed.tutor).toEqual({ window: 'w', message: 'm', names: true, endsAtLocal: null });
+    expect(parseStatus({ on: true, tutor: 'yes' }).tutor).toBeNull();
+  });
+
+  it('shows in Notebook 7\'s toolbar while tutor mode is on, completions on or not', () => {
+    const item = new StatusWidget({ inToolbar: true });
+    const view = describeStatus({
+      status: { ...ON, tutor: TUTOR },
+      problem: null,
+      lastError: null,
+      enabled: true
+    });
+    item.display(view);
+    expect(item.isHidden).toBe(false);
+    expect(item.hasClass('rsql-mod-tutor')).toBe(true);
+    expect(item.node.querySelector('b')).toBeNull(); // the message is text
+    item.display({ ...view, tutor: false, text: 'rsql ✓' });
+    expect(item.isHidden).toBe(true);
+  });
+});

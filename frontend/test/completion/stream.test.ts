@@ -185,9 +185,16 @@ describe('requests and error replies', () => {
       on: false,
       reason: 'window',
       message: 'off until 14:30',
-      model: null
+      model: null,
+      tutor: null
     });
-    expect(parseStatus('nonsense')).toEqual({ on: false, reason: null, message: '', model: null });
+    expect(parseStatus('nonsense')).toEqual({
+      on: false,
+      reason: null,
+      message: '',
+      model: null,
+      tutor: null
+    });
     expect(parseStatus({ on: 'yes' }).on).toBe(false);
   });
 });
