@@ -72,9 +72,18 @@ $(VENV)/.labextension: $(VENV)/.installed $(FRONTEND) scripts/build-frontend.sh
 
 # the sdist and the wheel, into dist/: the wheel carries the built JupyterLab extension, so
 # `pip install dist/rsql_assistant-*.whl` gives the whole product, with no checkout and no node
-# (tests/e2e/test_wheel_install.py installs it into a fresh venv)
-dist: $(VENV)/.labextension
-	bash scripts/dist.sh $(VENV) dist
+# (tests/e2e/test_wheel_install.py installs it into a fresh venv). Built with a venv of its own
+# holding only the build tools (scripts/dist-requirements.txt: 32 MB, seconds to make),
+# never the test venv (1.9 GB, llama.cpp compiled): a fresh clone needs Python and npm, no more
+DIST_VENV := build/dist-venv
+$(DIST_VENV)/.installed: scripts/dist-requirements.txt
+	test -x $(DIST_VENV)/bin/python || $(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/python -m pip install -q -r scripts/dist-requirements.txt
+	touch $@
+
+dist: $(DIST_VENV)/.installed
+	bash scripts/build-frontend.sh --no-link $(DIST_VENV)
+	bash scripts/dist.sh $(DIST_VENV) dist
 
 # the demo page is executed from docs/_data/demo-replay.jsonl: no proxy, key or model is used
 docs: setup
@@ -108,4 +117,5 @@ compat: setup
 
 clean:
 	rm -rf $(VENV) .tools notebooks/*.html .pytest_cache build/docs build/compat \
-		frontend/node_modules frontend/lib rsql_magic/labextension dist build/dist-tools test-artifacts
+		frontend/node_modules frontend/lib rsql_magic/labextension dist build/dist-tools build/dist-venv \
+		test-artifacts

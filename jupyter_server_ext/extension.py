@@ -22,7 +22,8 @@ from rsql_common.labextension import missing_labextension_notice
 
 from .ai_environment import ai_environment, served_windows
 from .auth import jupyter_caller
-from .config.check import check_admin_names, proxy_config_problems
+from .config.check import check_admin_names, proxy_config_problems, unshared_key_warning
+from .config.problems import problems_of
 from .config.proxy import RSQLProxy
 from .config.secrets import scrubber_of
 from .engine import Caller, ConfigError
@@ -30,7 +31,7 @@ from .handlers.base import ProxyContext
 from .hub_relay import InlineForwardMixin, forward_target
 from .mcp import build_mcp
 from .routes import make_handlers
-from .wiring import build_engine
+from .wiring import build_engine, pseudonym_key_file
 
 # Identity providers that know no real user names: everyone reaching this server is its owner.
 _OWNER_ONLY = (IdentityProvider, PasswordIdentityProvider)
@@ -150,12 +151,12 @@ class RSQLProxyExtension(ExtensionApp):
         # a user's server on a hub: its kernels ask the hub's service and the editor's
         # completions are passed on there (initialize_handlers)
         self.passes_on = forward_target(os.environ, f"{self.serverapp.connection_url}rsql/")
+        database = "sqlite:///" + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite")
         try:
             check_admin_names(proxy)
             engine = build_engine(
                 proxy,
-                default_database="sqlite:///"
-                + os.path.join(jupyter_data_dir(), "rsql", "usage.sqlite"),
+                default_database=database,
                 log=self.log,
                 passes_on=self.passes_on is not None,
             )
@@ -164,7 +165,8 @@ class RSQLProxyExtension(ExtensionApp):
             # the engine's own words may repeat a value: scrubbed of every secret the
             # configuration holds, as every line of the check is (config/secrets.py)
             scrub = scrubber_of(self.config, os.environ)
-            self.log.critical("rsql proxy: bad configuration: %s", scrub(str(exc)))
+            for problem in problems_of(exc):  # one line each, as the check above says them
+                self.log.critical("rsql proxy: bad configuration: %s", scrub(problem))
             raise SystemExit(2) from None
         ctx = self.settings["rsql"] = ProxyContext(
             engine=engine,
@@ -201,6 +203,9 @@ class RSQLProxyExtension(ExtensionApp):
             # start the engine with the server, not on the first request: a local model's
             # self-test then reports a broken build at start-up
             IOLoop.current().add_callback(ctx.ready)
+            unshared = unshared_key_warning(proxy, pseudonym_key_file(proxy, database))
+            if unshared:  # servers sharing Redis, each with a pseudonym key of its own
+                self.log.warning("rsql proxy: %s", unshared)
         if proxy.freeze_startup_objects:
             # once the loop runs: every extension is loaded and the server listens by then
             IOLoop.current().add_callback(self.freeze_startup_objects)

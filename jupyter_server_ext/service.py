@@ -21,6 +21,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.parse
@@ -41,11 +42,13 @@ from .config.check import (
     say_problems,
     short_tokens,
     static_user_problems,
+    unshared_key_warning,
 )
 from .config.proxy import RSQLProxy
 from .config.secrets import Scrubber, scrub_logs
 from .dashboard import hub_login
 from .engine import Caller, ConfigError
+from .engine.errors import CannotListen
 from .handlers.base import ProxyContext, shutting_down
 from .mcp import build_mcp
 from .probes import (
@@ -57,10 +60,12 @@ from .probes import (
     finish_and_close,
 )
 from .routes import make_handlers
-from .wiring import build_engine
-from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port
+from .wiring import build_engine, pseudonym_key_file, reach_problems
+from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port, listen
 
 log = logging.getLogger("rsql")
+# the usage log, and beside it the pseudonym key, in the service's working folder by default
+DEFAULT_DATABASE = "sqlite:///rsql_usage.sqlite"
 # a check's second run (the engine's after start-up's, --check-config's summary) logs nothing
 _SAID = logging.getLogger("rsql.config-check")
 _SAID.disabled = True
@@ -193,7 +198,8 @@ class RSQLProxyService(Application):
         help="""Check the configuration and exit instead of serving: 0 and a summary when it
         would start as written (the provider keys' environment variables included), else 2 and
         one line for each problem, naming the setting (start-up refuses the same ones). Nothing
-        is listened on or connected to.""",
+        is listened on; the Redis of state_url and a PostgreSQL database_url are each asked
+        once whether they answer (3 s, nothing written), and said when they do not.""",
     ).tag(config=True)
 
     workers = Integer(
@@ -215,7 +221,24 @@ class RSQLProxyService(Application):
     @default("port")
     def _port(self) -> int:
         url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urllib.parse.urlparse(url).port or 80) if url else 10101
+        try:
+            return (urllib.parse.urlparse(url).port or 80) if url else 10101
+        except ValueError:  # a port that is no number: said as --port's would be
+            raise ConfigError(
+                f"$JUPYTERHUB_SERVICE_URL {self.scrub(url or '')!r}: its port is not a number "
+                "from 0 to 65535; fix the service's url in jupyterhub_config.py"
+            ) from None
+
+    def port_hint(self) -> str:
+        """What to do about a port that cannot be had, by where it was chosen ("": --port)."""
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        if "port" in self.config.get("RSQLProxyService", {}) or not url:
+            return ""
+        return (
+            f"the port is the one of $JUPYTERHUB_SERVICE_URL ({self.scrub(url)}), the url the hub "
+            "gives its service: change it in jupyterhub_config.py (configure_jupyterhub(url=...)) "
+            "or stop what listens there"
+        )
 
     @default("base_url")
     def _base_url(self) -> str:
@@ -295,9 +318,10 @@ class RSQLProxyService(Application):
             )
         return out
 
-    async def serve(self, sockets: list | None = None) -> None:
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        """Serve on `sockets` (bound before: a port in use is said before anything starts)."""
         proxy = RSQLProxy(parent=self)  # checked by start(): config_problems
-        engine = build_engine(proxy, default_database="sqlite:///rsql_usage.sqlite", log=log)
+        engine = build_engine(proxy, default_database=DEFAULT_DATABASE, log=log)
         ctx = ProxyContext(engine=engine, proxy=proxy, mcp=build_mcp(proxy, engine))
         prefix = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
         routes = make_handlers(ServiceBase, prefix.rstrip("/") or "")
@@ -322,10 +346,7 @@ class RSQLProxyService(Application):
         # 1.5% of a request's CPU, py-spy); a user's Jupyter server trusts no such headers either
         # (its trust_xheaders is off by default). docs/security.md has the row.
         server = httpserver.HTTPServer(app, max_body_size=proxy.max_body_bytes)
-        if sockets is None:
-            server.listen(self.port, self.ip)
-        else:
-            server.add_sockets(sockets)
+        server.add_sockets(sockets)
         await ctx.ready()
         # What starting made (modules, classes, settings: some 100,000 objects) lives as long as
         # the process, yet a full collection walked all of it: about 75 ms, every 3-4 s at 100
@@ -353,7 +374,7 @@ class RSQLProxyService(Application):
             prefix,
             "on" if self.hub_auth else "off",
             ", ".join(s.name for s in engine.settings.upstreams),
-            f" as worker {self.worker + 1} of {self.workers}" if sockets is not None else "",
+            f" as worker {self.worker + 1} of {self.workers}" if self.workers > 1 else "",
         )
         stop, now = asyncio.Event(), asyncio.Event()
         first = [0.0]
@@ -385,12 +406,17 @@ class RSQLProxyService(Application):
         except ConfigError as exc:
             say_problems(exc, scrub=self.scrub)
             return CONFIG_ERROR
+        except CannotListen as exc:  # taken since the parent's check: restarting cannot help
+            print(self.scrub(f"rsql-proxy: {exc}"), file=sys.stderr)
+            return CONFIG_ERROR
         return 0
 
     def checked(self) -> str:
-        """What `--check-config` prints: raises ConfigProblems naming every problem, as start-up."""
-        refuse(self.config_problems())
+        """What `--check-config` prints: raises ConfigProblems naming every problem, as start-up,
+        and a Redis or PostgreSQL the configuration names that does not answer (issue 77)."""
+        problems = self.config_problems()
         proxy = RSQLProxy(parent=self)
+        refuse(problems + (reach_problems(proxy) if self._judge_settings else []))
         settings = proxy.engine_settings(log=_SAID)
         models = sorted({m for u in settings.upstreams for m in u.models if m != "*"})
         # an override's user_limits replace the global list, never add to it: say so, since
@@ -418,9 +444,14 @@ class RSQLProxyService(Application):
             f"{'; MCP tools at mcp on: ' + ', '.join(served) if served else ''}"
         )
 
-    def warn_short_tokens(self) -> None:
-        """A warning, not a refusal: a short token works (tests and benchmarks use them), but on
-        a reachable port one can be guessed."""
+    def warn(self) -> None:
+        """Warnings, not refusals, said once before serving (or by --check-config): a short token
+        works (tests and benchmarks use them), but on a reachable port one can be guessed; a
+        replica whose pseudonym key is its own gives a user another pseudonym from each."""
+        proxy = RSQLProxy(parent=self)
+        unshared = unshared_key_warning(proxy, pseudonym_key_file(proxy, DEFAULT_DATABASE))
+        if unshared:
+            log.warning("rsql-proxy: %s", unshared)
         short = short_tokens(self.static_users)
         if short:
             log.warning(
@@ -436,20 +467,20 @@ class RSQLProxyService(Application):
     def start(self) -> None:
         if self.check_config:
             summary = self.checked()
-            self.warn_short_tokens()
+            self.warn()
             print(self.scrub(f"rsql-proxy: {summary}"))
             return
         # every problem, before a port is opened or a worker forked; the engine's own warnings
         # (no upstreams, ...) are said when serve() builds it
         refuse(self.config_problems(log=_SAID))
-        self.warn_short_tokens()
+        self.warn()
         if self.workers == 1:
-            asyncio.run(self.serve())
+            # bound before the engine is built: a port in use is one line, and nothing started
+            asyncio.run(self.serve(listen(self.port, self.ip, hint=self.port_hint())))
             return
-        problem = check_port(self.port, self.ip)
+        problem = check_port(self.port, self.ip, self.port_hint())
         if problem:
-            print(self.scrub(f"rsql-proxy: {problem}"), file=sys.stderr)
-            raise SystemExit(1)
+            raise CannotListen(problem)
         code = Supervisor(self.workers, self.serve_worker).run()
         if code:
             raise SystemExit(code)
@@ -555,6 +586,9 @@ def main(argv: list[str] | None = None) -> None:
         app.start()
     except ConfigError as exc:
         say_problems(exc, scrub=app.scrub)
+        raise SystemExit(2) from None
+    except CannotListen as exc:  # one line and what to do, not a traceback (issue 77)
+        print(app.scrub(f"rsql-proxy: {exc}"), file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -1,5 +1,6 @@
 """The wiring: an Engine built from the configuration (``config.RSQLProxy``), with the state
-backend, key pool and usage store it names, and the pseudonym key file.
+backend, key pool and usage store it names, and the pseudonym key file; and, for
+``--check-config``, whether the servers it names answer (``reach_problems``).
 
 Configuration (what an admin may set, and its checks) is ``config``; this module puts the
 pieces together, so ``config`` needs no backend and a backend never reads traitlets.
@@ -7,13 +8,16 @@ pieces together, so ``config`` needs no backend and a backend never reads traitl
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
 import secrets
 from typing import cast
 
+from .config.problems import POSTGRES_SCHEMES, database_url_problem, state_url_problem
 from .config.proxy import RSQLProxy
+from .config.secrets import mask_url
 from .engine import ConfigError, Engine
 from .engine.accounting.course_rows import CourseLogStore, CourseRowLog
 from .engine.admission.shared_state import StateBackend
@@ -42,14 +46,9 @@ def build_engine(
     with the engine."""
     quiet = passes_on and not proxy.upstreams
     settings = proxy.engine_settings(log=_UNHEARD if quiet else log)
-    if settings.forward_user == "hash" and not settings.user_id_secret:
-        path = proxy.user_id_secret_file
-        if not path and default_database.startswith("sqlite:///"):
-            path = os.path.join(
-                os.path.dirname(default_database[len("sqlite:///") :]), "user-id.secret"
-            )
-        if path:
-            settings.user_id_secret = user_id_secret(path)
+    key_file = pseudonym_key_file(proxy, default_database)
+    if settings.forward_user == "hash" and not settings.user_id_secret and key_file:
+        settings.user_id_secret = user_id_secret(key_file)
     spool_dir, spool_max = usage_spool(proxy, default_database)
     settings = dataclasses.replace(
         settings, usage_spool_dir=spool_dir, usage_spool_max_bytes=spool_max
@@ -74,6 +73,73 @@ def build_engine(
     if passes_on:  # no model request is answered here: a local model would only cost memory
         engine.transports.local.start_with_engine = False
     return engine
+
+
+def pseudonym_key_file(proxy: RSQLProxy, default_database: str) -> str:
+    """Where the pseudonym key is kept when ``user_id_secret`` is empty: ``user_id_secret_file``,
+    else user-id.secret beside the default SQLite usage log ("": none, a key in memory)."""
+    if proxy.user_id_secret_file or not default_database.startswith("sqlite:///"):
+        return proxy.user_id_secret_file
+    return os.path.join(os.path.dirname(default_database[len("sqlite:///") :]), "user-id.secret")
+
+
+# --check-config's attempt at each server replicas share: long enough for a server across a
+# data centre, short enough that a check of a wrong address ends promptly
+REACH_SECONDS = 3.0
+
+
+def reach_problems(proxy: RSQLProxy, timeout: float = REACH_SECONDS) -> list[str]:
+    """A line for the Redis of ``state_url`` and the PostgreSQL of ``database_url`` when they
+    do not answer (``--check-config``, issue 77): one connection each, both at once, reading
+    only. A URL whose form or package is wrong is said by the configuration's checks instead.
+    Start-up itself does not wait for them: a replica serves through an outage."""
+
+    async def ask() -> list[str]:
+        looks = []
+        if proxy.state_url and not state_url_problem(proxy.state_url):
+            looks.append(_state_problem(proxy, timeout))
+        url = proxy.database_url
+        if url.startswith(POSTGRES_SCHEMES) and not database_url_problem(url):
+            looks.append(_database_problems(proxy, timeout))
+        return [line for lines in await asyncio.gather(*looks) for line in lines]
+
+    return asyncio.run(ask())
+
+
+async def _state_problem(proxy: RSQLProxy, timeout: float) -> list[str]:
+    try:
+        from .state.admission.redis import ping_problem
+    except ImportError:  # the redis extra is missing: said by the configuration's checks
+        return []
+    why = await ping_problem(proxy.state_url, timeout)
+    if not why:
+        return []
+    then = (
+        "admit requests without per-user limits (fail_open)"
+        if proxy.fail_open
+        else "answer every request with a 503"
+    )
+    return [
+        f"RSQLProxy.state_url {mask_url(proxy.state_url)!r} does not answer ({why}): the "
+        f"service would start, and {then} until it does; check its host, port, password and "
+        "database number"
+    ]
+
+
+async def _database_problems(proxy: RSQLProxy, timeout: float) -> list[str]:
+    try:
+        from .store.postgres import connect_problem
+    except ImportError:  # the postgres extra is missing: said by the configuration's checks
+        return []
+    silent, no_table = await connect_problem(proxy.database_url, timeout)
+    where = f"RSQLProxy.database_url {mask_url(proxy.database_url)!r}"
+    if silent:
+        return [
+            f"{where} does not answer ({silent}): the service would start, and keep the usage "
+            "log's rows in its spool until it does; check its host, port, user, password and "
+            "database"
+        ]
+    return [f"{where}: {no_table}"] if no_table else []
 
 
 def course_log(proxy: RSQLProxy, store: CourseLogStore, usage_spool_dir: str) -> CourseLog:

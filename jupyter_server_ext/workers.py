@@ -14,6 +14,7 @@ number of times.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from os import _exit as leave_child
 
 from tornado import netutil
 
+from .engine.errors import CannotListen
 from .engine.monitoring.metrics import enable_multiprocess
 
 log = logging.getLogger("rsql")
@@ -44,10 +46,43 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 def bind_reuseport(port: int, address: str) -> list[socket.socket]:
     """This process's own listening sockets on (address, port), sharing the port with the others."""
-    return netutil.bind_sockets(port, address, reuse_port=True)
+    return listen(port, address, reuse_port=True)
 
 
-def check_port(port: int, address: str) -> str | None:
+def listen(
+    port: int, address: str, *, reuse_port: bool = False, hint: str = ""
+) -> list[socket.socket]:
+    """Listening sockets on (address, port), or CannotListen saying why in one line and what to
+    do (`hint`: where the port was chosen, when not on the command line)."""
+    try:
+        return netutil.bind_sockets(port, address, reuse_port=reuse_port)
+    except OSError as exc:
+        raise CannotListen(port_problem(port, address, exc, hint)) from None
+
+
+def port_problem(port: int, address: str, exc: OSError, hint: str = "") -> str:
+    """Why (address, port) cannot be listened on, and what to do, in one line."""
+    where = f"{address or '*'}:{port}"
+    fix = hint or "start with --port N (another port) or stop what listens there"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is in use (an rsql-proxy still running, or "
+            f"another program: `ss -ltnp 'sport = :{port}'` names it); {fix}"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: this user may not take port {port} (ports below 1024 "
+            "need privileges); use a port from 1024, or a reverse proxy in front"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return (
+            f"cannot listen on {where}: {address!r} is no address of this machine; use --ip "
+            "127.0.0.1, 0.0.0.0 (every interface) or one of its own addresses"
+        )
+    return f"cannot listen on {where}: {exc.strerror or exc}; {fix}"
+
+
+def check_port(port: int, address: str, hint: str = "") -> str | None:
     """Why the workers could not serve (address, port), or None. Asked in the parent, so the
     reason is said once: the OS's when the port is taken by a process without SO_REUSEPORT or
     of another user; and a listener of our own user (an rsql-proxy still running) would share
@@ -55,14 +90,14 @@ def check_port(port: int, address: str) -> str | None:
     host = "127.0.0.1" if address in ("", "0.0.0.0") else "::1" if address == "::" else address
     try:
         with socket.create_connection((host, port), timeout=0.5):
-            return f"something already listens on {address}:{port} (an rsql-proxy still running?)"
+            return port_problem(port, address, OSError(errno.EADDRINUSE, "in use"), hint)
     except OSError:
         pass
     try:
-        for sock in bind_reuseport(port, address):
+        for sock in netutil.bind_sockets(port, address, reuse_port=True):
             sock.close()
     except OSError as exc:
-        return f"cannot listen on {address}:{port}: {exc.strerror or exc}"
+        return port_problem(port, address, exc, hint)
     return None
 
 

@@ -2,7 +2,10 @@
 # Builds the JupyterLab / Notebook 7 extension (frontend/) into rsql_magic/labextension and
 # makes the venv's JupyterLab load it from there: what `make setup` runs after the venv exists.
 #
-#   scripts/build-frontend.sh [VENV]    (default .venv)
+#   scripts/build-frontend.sh [--no-link] [VENV]    (default .venv)
+#
+# --no-link builds only (what `make dist` runs, with the build tools' own venv, which has no
+# JupyterLab to link into).
 #
 # npm ci installs exactly frontend/package-lock.json's versions (a reproducible build);
 # jupyter-builder (the venv's, which JupyterLab 4.6's `jupyter labextension build` calls) builds
@@ -11,6 +14,11 @@
 # after a browser reload. Built files are git-ignored; the wheel ships them (pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+link=1
+if [ "${1:-}" = "--no-link" ]; then
+  link=0
+  shift
+fi
 venv=$(cd "${1:-.venv}" && pwd)
 name="@rsql-assistant/jupyterlab"
 
@@ -31,9 +39,13 @@ fi
 # how `pip install` tells JupyterLab where the extension came from; whatever the builder did
 cp frontend/install.json rsql_magic/labextension/install.json
 
-link="$venv/share/jupyter/labextensions/$name"
-mkdir -p "$(dirname "$link")"
+if [ "$link" = 0 ]; then
+  echo "build-frontend: $name built into rsql_magic/labextension"
+  exit 0
+fi
+target="$venv/share/jupyter/labextensions/$name"
+mkdir -p "$(dirname "$target")"
 # a copy an earlier `pip install` put there (the wheel's shared data) gives way to the link
-rm -rf "$link"
-ln -s "$PWD/rsql_magic/labextension" "$link"
+rm -rf "$target"
+ln -s "$PWD/rsql_magic/labextension" "$target"
 echo "build-frontend: $name built into rsql_magic/labextension and linked into $venv"

@@ -7,8 +7,9 @@
 # scripts/build-frontend.sh) as shared data, so `pip install rsql_assistant-*.whl` gives the whole
 # product without node. pypa/build makes the sdist, then the wheel from that sdist: a wheel that
 # works proves the sdist carries everything too (the built extension is an sdist artifact,
-# pyproject.toml). `build` goes into build/dist-tools, never into the venv; its isolated build
-# environment fetches hatchling from the package index (or pip's cache).
+# pyproject.toml). `make dist` passes build/dist-venv, which has `build`; for another venv
+# (the tests pass theirs) `build` goes into build/dist-tools, never into that venv. Its isolated
+# build environment fetches hatchling from the package index (or pip's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=$(cd "${1:-.venv}" && pwd)

@@ -56,20 +56,23 @@ def service_name(name: str) -> str:
 
 def check_admin_names(proxy: RSQLProxy) -> None:
     """Refuse, at start-up, admin and override names written in the old service form: a hub
-    user may be named "service:x", and would then be that service's admin or get its limits."""
+    user may be named "service:x", and would then be that service's admin or get its limits.
+    Every such name is one line."""
     named = [("admin_users", "", n) for n in proxy.admin_users]
     named += [
         ("limit_overrides", "user:", who[5:])
         for who in proxy.limit_overrides
         if isinstance(who, str) and who.startswith("user:")
     ]
-    for setting, kind, name in named:
-        if name.startswith(_OLD_SERVICE_PREFIX):
-            new = service_name(name[len(_OLD_SERVICE_PREFIX) :])
-            raise ConfigError(
-                f"RSQLProxy.{setting}: {kind + name!r} is a user name any JupyterHub user may take, not "
-                f"the hub service; write {kind + new!r} for the service (user names cannot hold a '/')"
-            )
+    refuse(
+        [
+            f"RSQLProxy.{setting}: {kind + name!r} is a user name any JupyterHub user may take, "
+            f"not the hub service; write {kind + service_name(name[len(_OLD_SERVICE_PREFIX) :])!r} "
+            "for the service (user names cannot hold a '/')"
+            for setting, kind, name in named
+            if name.startswith(_OLD_SERVICE_PREFIX)
+        ]
+    )
 
 
 # the settings whose values a message never repeats: keys, tokens, URLs with passwords
@@ -345,6 +348,25 @@ def proxy_problems(
     settings = problems.run(lambda: proxy.engine_settings(env=env, log=log), None)
     problems.extend(feature_problems(proxy, settings))
     return problems
+
+
+def unshared_key_warning(proxy: RSQLProxy, key_file: str) -> str:
+    """A warning ("" for none) when replicas share Redis but each would key pseudonyms with a
+    secret of its own: ``user_id_secret`` unset and no ``user_id_secret_file`` named, so each
+    makes `key_file` in its own folder ("": in memory). The prompt cache's conversation key is
+    shared through Redis (``StateBackend.secret``); this one is not: it outlives Redis's data."""
+    uses_key = proxy.forward_user == "hash" or not proxy.notebook_names
+    if not proxy.state_url or proxy.user_id_secret or proxy.user_id_secret_file or not uses_key:
+        return ""
+    made = f"in {os.path.abspath(key_file)}" if key_file else "in memory, anew at each start"
+    return (
+        "RSQLProxy.state_url is set (replicas sharing Redis) but RSQLProxy.user_id_secret is not: "
+        f"this process keys pseudonyms with a secret of its own, made {made}; a replica that "
+        "does not share that file makes another, and one user then reaches the providers under "
+        "a different pseudonym from each replica, and the usage log names one notebook by a "
+        "different nb- hash. Set the same c.RSQLProxy.user_id_secret on every replica, or point "
+        "c.RSQLProxy.user_id_secret_file at one file they all read"
+    )
 
 
 def proxy_config_problems(

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import Configurable
 
-from ..engine import ConfigError, Rate, UpstreamSpec, parse_rates
+from ..engine import Rate, UpstreamSpec, parse_rates
 from ..engine.apis.inline import InlineSettings
+from ..engine.errors import Problems
 
 DEFAULTS = InlineSettings()
 # providers whose APIs have no v1/completions to fill in the middle through
@@ -61,36 +62,41 @@ class InlineCompletionSettings(Configurable):
     ).tag(config=True)
 
     def completion_limits(self) -> tuple[tuple[Rate, ...], int]:
-        """The completion rate class's windows and concurrency, checked."""
-        rates = parse_rates(self.completion_user_limits, where="RSQLProxy.completion_user_limits")
+        """The completion rate class's windows and concurrency, checked (every mistake named)."""
+        problems = Problems()
+        where = "RSQLProxy.completion_user_limits"
+        rates = problems.run(lambda: parse_rates(self.completion_user_limits, where=where), ())
         if self.completion_user_concurrency < 0:
-            raise ConfigError(
+            problems.append(
                 "RSQLProxy.completion_user_concurrency must be >= 0 (0: no limit), got "
                 f"{self.completion_user_concurrency}"
             )
+        problems.refuse()
         return rates, self.completion_user_concurrency
 
     def inline_settings(self, specs: Sequence[UpstreamSpec]) -> InlineSettings:
         """The completion settings, checked against the upstreams that will serve them."""
         model = self.completion_model
+        problems = Problems()
         if not 1 <= self.completion_max_tokens <= 4096:
-            raise ConfigError(
+            problems.append(
                 "RSQLProxy.completion_max_tokens must be from 1 to 4096, got "
                 f"{self.completion_max_tokens}"
             )
         serving = [s for s in specs if model and s.may_serve(model)]
         if model and not serving:
-            raise ConfigError(
+            problems.append(
                 f"RSQLProxy.completion_model {model!r} is served by no upstream; upstream models: "
                 f"{sorted({m for s in specs for m in s.models})}"
             )
         if self.completion_fim:
             odd = [s.name for s in serving or specs if s.provider in NO_FIM]
             if odd:
-                raise ConfigError(
+                problems.append(
                     f"RSQLProxy.completion_fim: upstream {odd[0]!r} speaks no v1/completions "
                     "with a suffix; set completion_fim = False (a chat request)"
                 )
+        problems.refuse()
         return InlineSettings(
             model=model,
             fim=self.completion_fim,

@@ -13,11 +13,13 @@ import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from rsql_sql.engines import SqlEngine, engine_for_url, engines, url_examples
 
 from ..engine import ConfigError, Rate, parse_rates
+from ..engine.errors import Problems
 from .secrets import mask_url
 
 WHERE = "RSQLProxy.mcp_connections"
@@ -82,6 +84,7 @@ def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
 
 
 def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
+    """One connection of ``mcp_connections``; ConfigProblems names each of its wrong fields."""
     where = f"{WHERE}[{name!r}]"
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(
@@ -94,56 +97,64 @@ def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
         raise ConfigError(
             f"{where}: expected a dict like {{'url': 'postgresql://...', 'role': ...}}"
         )
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; fields: {', '.join(FIELDS)}")
+    problems = Problems()
+    for unknown in sorted(set(raw) - set(FIELDS), key=str):
+        problems.append(f"{where}: unknown field {unknown!r}; fields: {', '.join(FIELDS)}")
     url = raw.get("url")
+    engine = None
     if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"{where}['url']: the database's URL is required")
-    url = url.strip()
-    engine = _engine(url, where)
+        problems.append(f"{where}['url']: the database's URL is required")
+    else:
+        url = url.strip()
+        engine = problems.run(partial(_engine, url, where), None)
     role = raw.get("role")
     if role is not None and (not isinstance(role, str) or not _ROLE.match(role)):
-        raise ConfigError(f"{where}['role']: expected a PostgreSQL role name, got {role!r}")
-    if engine.runs_as_role and not role:
+        problems.append(f"{where}['role']: expected a PostgreSQL role name, got {role!r}")
+    elif engine is not None and engine.runs_as_role and not role:
         # the proxy's own login may hold more rights than a user should: every statement runs
         # as a role the admin chose for reading, behind the read-only transaction
-        raise ConfigError(
+        problems.append(
             f"{where}['role']: a {engine.title} connection needs a read-only role (a role without "
             "superuser rights that can SELECT the tables to serve); statements run as it"
         )
-    if not engine.runs_as_role and role:
+    elif engine is not None and not engine.runs_as_role and role:
         takers = " and ".join(e.title for e in engines() if e.runs_as_role)
-        raise ConfigError(
+        problems.append(
             f"{where}['role']: {engine.title} connections take no role (only {takers} ones do)"
         )
     max_rows = raw.get("max_rows", 20)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or not 1 <= max_rows <= 1000:
-        raise ConfigError(
+        problems.append(
             f"{where}['max_rows']: expected an integer from 1 to 1000, got {max_rows!r}"
         )
     timeout = raw.get("timeout_seconds", 10.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-        raise ConfigError(
+        problems.append(
             f"{where}['timeout_seconds']: expected a number of seconds from 0 to 300, got {timeout!r}"
         )
     description = raw.get("description", "")
     if not isinstance(description, str) or len(description) > 300:
-        raise ConfigError(f"{where}['description']: expected text of at most 300 characters")
+        problems.append(f"{where}['description']: expected text of at most 300 characters")
+    lists = {
+        field: problems.run(partial(_strings, raw.get(field, []), f"{where}[{field!r}]", what), ())
+        for field, what in (
+            ("groups", "group names"),
+            ("redact_columns", "column names or globs"),
+            ("allow_functions", "function names"),
+        )
+    }
+    problems.refuse()
+    assert engine is not None and isinstance(url, str)  # else a problem above
     return ConnectionSpec(
         name=name,
         url=url,
         kind=engine.name,
         role=role or None,
-        groups=_strings(raw.get("groups", []), f"{where}['groups']", "group names"),
+        groups=lists["groups"],
         max_rows=max_rows,
         timeout_seconds=float(timeout),
-        redact_columns=_strings(
-            raw.get("redact_columns", []), f"{where}['redact_columns']", "column names or globs"
-        ),
-        allow_functions=_strings(
-            raw.get("allow_functions", []), f"{where}['allow_functions']", "function names"
-        ),
+        redact_columns=lists["redact_columns"],
+        allow_functions=lists["allow_functions"],
         description=description,
     )
 
@@ -151,23 +162,25 @@ def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
 def parse_mcp_settings(
     connections: Any, user_limits: Any, user_concurrency: Any, workers: Any
 ) -> MCPSettings:
-    """The MCP endpoint's settings from the RSQLProxy traits; ConfigError names what is wrong."""
+    """The MCP endpoint's settings from the RSQLProxy traits; ConfigProblems names every
+    connection and setting that is wrong."""
     if not isinstance(connections, Mapping):
         raise ConfigError(f"{WHERE}: expected a dict of name -> {{'url': ..., ...}}")
-    specs = tuple(parse_connection(name, raw) for name, raw in connections.items())
+    problems = Problems()
+    parsed = [
+        problems.run(partial(parse_connection, n, raw), None) for n, raw in connections.items()
+    ]
     if isinstance(user_concurrency, bool) or not isinstance(user_concurrency, int):
-        raise ConfigError("RSQLProxy.mcp_user_concurrency: expected an integer >= 1")
-    if not 1 <= user_concurrency <= 64:
-        raise ConfigError(
-            f"RSQLProxy.mcp_user_concurrency: expected 1 to 64, got {user_concurrency}"
-        )
+        problems.append("RSQLProxy.mcp_user_concurrency: expected an integer >= 1")
+    elif not 1 <= user_concurrency <= 64:
+        problems.append(f"RSQLProxy.mcp_user_concurrency: expected 1 to 64, got {user_concurrency}")
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
-        raise ConfigError(
-            f"RSQLProxy.mcp_workers: expected an integer from 1 to 64, got {workers!r}"
-        )
+        problems.append(f"RSQLProxy.mcp_workers: expected an integer from 1 to 64, got {workers!r}")
+    limits = problems.run(partial(parse_rates, user_limits, where="RSQLProxy.mcp_user_limits"), ())
+    problems.refuse()
     return MCPSettings(
-        connections=specs,
-        user_limits=parse_rates(user_limits, where="RSQLProxy.mcp_user_limits"),
+        connections=tuple(c for c in parsed if c is not None),
+        user_limits=limits,
         user_concurrency=user_concurrency,
         workers=workers,
     )

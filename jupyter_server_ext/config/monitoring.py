@@ -13,7 +13,8 @@ from typing import Any
 from traitlets import Bool, Float, Integer, List
 from traitlets.config import Configurable
 
-from ..engine import ConfigError, EngineSettings
+from ..engine import EngineSettings
+from ..engine.errors import Problems
 from ..engine.monitoring.alerts import AlertSettings, parse_webhooks
 
 # the defaults are written once, in the engine's settings; the traits below read them there
@@ -58,23 +59,27 @@ class MonitoringSettings(Configurable):
     ).tag(config=True, engine=True)
 
     def alert_settings(self) -> AlertSettings:
-        """The alerts' settings, checked; raises ConfigError naming the field."""
+        """The alerts' settings, checked; raises ConfigProblems naming every wrong field."""
+        problems = Problems()
         if not 0 < self.alert_error_rate < 1:
-            raise ConfigError(
+            problems.append(
                 f"RSQLProxy.alert_error_rate must be between 0 and 1, got {self.alert_error_rate}"
             )
         if self.alert_min_requests < 1:
-            raise ConfigError(
+            problems.append(
                 f"RSQLProxy.alert_min_requests must be >= 1, got {self.alert_min_requests}"
             )
-        if self.alert_dedupe_seconds <= 0 or self.alert_retry_seconds <= 0:
-            raise ConfigError("RSQLProxy.alert_dedupe_seconds and alert_retry_seconds must be > 0")
+        for name in ("alert_dedupe_seconds", "alert_retry_seconds"):
+            if getattr(self, name) <= 0:
+                problems.append(f"RSQLProxy.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.alert_retries <= 20:
-            raise ConfigError(
+            problems.append(
                 f"RSQLProxy.alert_retries must be from 0 to 20, got {self.alert_retries}"
             )
+        webhooks = problems.run(lambda: parse_webhooks(list(self.alert_webhooks)), ())
+        problems.refuse()
         return AlertSettings(
-            webhooks=parse_webhooks(list(self.alert_webhooks)),
+            webhooks=webhooks,
             error_rate=self.alert_error_rate,
             min_requests=self.alert_min_requests,
             dedupe_seconds=self.alert_dedupe_seconds,

@@ -6,41 +6,28 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from ..engine import ConfigError, parse_upstreams
-from ..engine.upstreams.specs import UpstreamSpec, parse_upstream
+from ..engine.errors import ConfigProblems, Problems, problems_of
+from ..engine.upstreams.specs import UpstreamSpec, duplicate_names, parse_upstream
 from .secrets import env_name_problem, key_shaped, mask_url
 
-T = TypeVar("T")
-
-
-class ConfigProblems(ConfigError):
-    """Every problem of a configuration, one line each (str: the lines), not the first alone."""
-
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = [" ".join(p.split()) for p in problems]
-        super().__init__("\n".join(self.problems))
-
-
-def problems_of(exc: ConfigError) -> list[str]:
-    """The lines a ConfigError stands for: its problems, or its one message."""
-    return list(exc.problems) if isinstance(exc, ConfigProblems) else [" ".join(str(exc).split())]
-
-
-class Problems(list[str]):
-    """Problems collected while checking, one line each."""
-
-    def run(self, check: Callable[[], T], failed: Any) -> T:
-        """What `check` returns; when it raises a ConfigError, its problems are noted and
-        `failed` stands in, so the checks after it still run."""
-        try:
-            return check()
-        except ConfigError as exc:
-            self.extend(problems_of(exc))
-            return failed
+# the collector and its error are the engine's (its parsers collect too); named here for config
+__all__ = [
+    "POSTGRES_SCHEMES",
+    "URL_SCHEME",
+    "ConfigError",
+    "ConfigProblems",
+    "Problems",
+    "problems_of",
+    "database_url_problem",
+    "state_url_problem",
+    "upstream_specs",
+    "url_problem",
+]
 
 
 def upstream_specs(raw: Any, env: Mapping[str, str]) -> tuple[UpstreamSpec, ...]:
@@ -56,16 +43,24 @@ def upstream_specs(raw: Any, env: Mapping[str, str]) -> tuple[UpstreamSpec, ...]
             problems.run(partial(parse_upstream, item, i, env), None)
             continue
         own = _secret_field_problems(item, i)
-        if own:
-            problems.extend(own)
-            continue
+        problems.extend(own)
+        name = item.get("name")
+        if isinstance(name, str) and key_shaped(name):
+            continue  # its other lines would have to name it
+        # the rest of its fields judged too, each field said above standing in as a valid one
         masked = dict(item)
         if isinstance(item.get("base_url"), str):
             masked["base_url"] = mask_url(item["base_url"])
+        elif "base_url" in item:
+            masked["base_url"] = "https://base-url.invalid"
+        var = item.get("api_key_env")
+        if isinstance(var, str) and var and env_name_problem(var):
+            masked.pop("api_key_env")
+            masked.setdefault("api_key", "-")
         problems.run(partial(parse_upstream, masked, i, env), None)
-    if problems:
-        raise ConfigProblems(problems)
-    return parse_upstreams(raw, env)  # the real values; the duplicate names
+    problems.extend(duplicate_names(raw))
+    problems.refuse()
+    return parse_upstreams(raw, env)  # the real values
 
 
 def _secret_field_problems(item: Mapping[str, Any], index: int) -> list[str]:
@@ -95,6 +90,27 @@ def _secret_field_problems(item: Mapping[str, Any], index: int) -> list[str]:
 
 # a URL's scheme, even with a slash missing (postgresql:/u:p@h/db): not a file name
 URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+:/")
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def state_url_problem(url: str) -> str:
+    """Why ``state_url`` cannot be read ("" when it can, or is empty), its password masked."""
+    if not url:
+        return ""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return f"RSQLProxy.state_url must be a redis:// URL, got {mask_url(url)!r}"
+    return url_problem("state_url", url)
+
+
+def database_url_problem(url: str) -> str:
+    """Why ``database_url`` cannot be read ("" when it can, or is empty: the default SQLite)."""
+    if ("://" in url or URL_SCHEME.match(url)) and not url.startswith(
+        ("sqlite:", *POSTGRES_SCHEMES)
+    ):
+        return f"RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got {mask_url(url)!r}"
+    return url_problem("database_url", url) if url.startswith(POSTGRES_SCHEMES) else ""
 
 
 def url_problem(setting: str, url: str) -> str:

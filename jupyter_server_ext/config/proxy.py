@@ -29,14 +29,13 @@ from .inline import InlineCompletionSettings
 from .mcp import MCPSettings, parse_mcp_settings
 from .monitoring import MonitoringSettings
 from .problems import (
-    URL_SCHEME,
     ConfigProblems,
     Problems,
+    database_url_problem,
+    state_url_problem,
     upstream_specs,
-    url_problem,
 )
 from .requests import RequestSettings
-from .secrets import mask_url
 
 LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 # every default is written once, in the engine's settings; the traits below read it from there
@@ -486,22 +485,8 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
                 f'RSQLProxy.forward_user must be "hash", "name" or "none", got {self.forward_user!r}'
             )
         # a URL is shown with its password masked, however malformed (issue 73)
-        if self.state_url and not self.state_url.startswith(("redis://", "rediss://", "unix://")):
-            problems.append(
-                f"RSQLProxy.state_url must be a redis:// URL, got {mask_url(self.state_url)!r}"
-            )
-        elif self.state_url and url_problem("state_url", self.state_url):
-            problems.append(url_problem("state_url", self.state_url))
-        url = self.database_url
-        if ("://" in url or URL_SCHEME.match(url)) and not url.startswith(
-            ("sqlite:", "postgresql://", "postgres://")
-        ):
-            problems.append(
-                "RSQLProxy.database_url must be sqlite:///PATH or postgresql://..., got "
-                f"{mask_url(url)!r}"
-            )
-        elif url.startswith(("postgresql://", "postgres://")) and url_problem("database_url", url):
-            problems.append(url_problem("database_url", url))
+        problems.extend(p for p in (state_url_problem(self.state_url),) if p)
+        problems.extend(p for p in (database_url_problem(self.database_url),) if p)
         request_limits = problems.run(self.request_limits, ENGINE.request_limits)
         patterns = problems.run(lambda: parse_redact_patterns(self.redact_patterns), ())
         context_policy = problems.run(lambda: parse_context_policy(self.context_policy), {})
@@ -534,9 +519,11 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
                         f"upstream; upstream models: {sorted(set(served))}"
                     )
         tz = problems.run(lambda: zone(self.admin_timezone), None)
-        local_models = [m for s in specs if s.local for m in s.models]
+        # the upstreams did not parse: the windows are judged all the same, but whether one
+        # is local (a local-only window's need) waits for them
+        local_models = [m for s in specs if s.local for m in s.models] if specs_ok else ["?"]
         windows = ENGINE.policy_windows
-        if specs_ok and tz is not None:
+        if tz is not None:
             windows = problems.run(
                 lambda: parse_windows(list(self.policy_windows), tz=tz, local_models=local_models),
                 windows,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from traitlets import Integer
 from traitlets.config import Configurable
 
-from ..engine import ConfigError
 from ..engine.bodies.request import RequestLimits
+from ..engine.errors import Problems
 
 # the defaults are written once, in the engine's request limits; the traits below read them there
 REQUEST = RequestLimits()
@@ -49,22 +49,22 @@ class RequestSettings(Configurable):
     ).tag(config=True)
 
     def request_limits(self) -> RequestLimits:
-        """The bounds on one request, checked; raises ConfigError naming the field.
+        """The bounds on one request, checked; raises ConfigProblems naming every wrong one.
 
         ``max_body_bytes`` is read by the handlers themselves, and by the engine for what it keeps
         of a request (a stored response's conversation)."""
+        problems = Problems()  # every bound that is wrong, not the first alone
         if self.max_body_bytes < 1024:
-            raise ConfigError(
-                f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}"
-            )
+            problems.append(f"RSQLProxy.max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         # json's C decoder recurses once per level: past several hundred it hits Python's limit
         if not 2 <= self.max_json_depth <= 500:
-            raise ConfigError(
+            problems.append(
                 f"RSQLProxy.max_json_depth must be from 2 to 500, got {self.max_json_depth}"
             )
         for name in ("max_messages", "max_message_chars", "max_json_containers", "max_json_items"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
+                problems.append(f"RSQLProxy.{name} must be >= 1, got {getattr(self, name)}")
+        problems.refuse()
         return RequestLimits(
             max_body_bytes=self.max_body_bytes,
             max_json_depth=self.max_json_depth,

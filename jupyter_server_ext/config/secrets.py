@@ -287,8 +287,13 @@ def config_secrets(config: Mapping[str, Any], env: Mapping[str, str], text: str 
                 found.add(s)
     # a literal written after a secret's name: `"api_key": "..."`, `user_id_secret = "..."`
     for m in re.finditer(r"(\w+)[\"']?\s*[:=]\s*[\"']([^\"'\n]+)[\"']", text):
-        if _secret_field(m.group(1)):
-            found.add(m.group(2))
+        field, value = m.groups()
+        # api_key_env holds a variable's name, which a message must show ("$GROQ_KEY is not
+        # set"); only a value that is no variable's name may be the key itself
+        if field == "api_key_env" and not env_name_problem(value):
+            continue
+        if _secret_field(field):
+            found.add(value)
     return found
 
 

@@ -9,16 +9,20 @@ is the model), so a caller can catch the proxy's own errors apart from everyone 
   ``StoreUnreachable`` (the usage database), ``UnsafeFolder`` (the usage spool),
   ``OverBudget`` (an inline count that hands its work to a worker), ``ToolRefused`` (an MCP
   tool call that does not run).
-- ``ConfigError``: a bad setting, naming the field; ``CLIError``: what ends an admin command.
+- ``ConfigError``: a bad setting, naming the field; ``ConfigProblems``: every bad setting and
+  field at once, one line each (gathered by ``Problems``); ``CLIError``: what ends an admin
+  command; ``CannotListen``: the service's port cannot be had.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
 
 
 class RSQLProxyError(Exception):
@@ -182,6 +186,40 @@ class ConfigError(RSQLProxyError, ValueError):
     """A bad configuration value; the message names the upstream and the field."""
 
 
+class ConfigProblems(ConfigError):
+    """Every problem of a configuration, one line each (str: the lines), not the first alone."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        # one line each, said once: two checks that reach the same verdict say it once
+        self.problems = list(dict.fromkeys(" ".join(p.split()) for p in problems))
+        super().__init__("\n".join(self.problems))
+
+
+def problems_of(exc: ConfigError) -> list[str]:
+    """The lines a ConfigError stands for: its problems, or its one message."""
+    return list(exc.problems) if isinstance(exc, ConfigProblems) else [" ".join(str(exc).split())]
+
+
+class Problems(list[str]):
+    """Problems collected while checking, one line each: an admin fixing a file sees every
+    mistake in one run, not one a run."""
+
+    def run(self, check: Callable[[], T], failed: Any) -> T:
+        """What `check` returns; when it raises a ConfigError, its problems are noted and
+        `failed` stands in, so the checks after it still run."""
+        try:
+            return check()
+        except ConfigError as exc:
+            self.extend(problems_of(exc))
+            # a stand-in of the caller's choosing, never used past its refuse()
+            return cast(T, failed)
+
+    def refuse(self) -> None:
+        """Raise ConfigProblems naming every problem noted, when there are any."""
+        if self:
+            raise ConfigProblems(self)
+
+
 class StateUnavailable(EngineError):
     """The shared state (Redis) cannot be reached and `fail_open` is off: a 503."""
 
@@ -237,6 +275,11 @@ class StoreUnreachable(RSQLProxyError):
 
 class UnsafeFolder(RSQLProxyError, OSError):
     """The spool folder can be written by someone else: rows planted there would be charged."""
+
+
+class CannotListen(RSQLProxyError):
+    """The service cannot listen where it is told (a port in use, one it may not take, an
+    address not of this machine): its message names the address and what to do."""
 
 
 class CLIError(RSQLProxyError):

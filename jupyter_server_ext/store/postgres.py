@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -110,6 +111,40 @@ def _numbered(sql: str) -> str:
     string literal in them)."""
     parts = sql.split("?")
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
+
+
+async def connect_problem(url: str, timeout: float) -> tuple[str, str]:
+    """Why the usage log at `url` cannot be used, as (why the server does not answer, why its
+    table cannot be made), each "" when it can: no answer within `timeout` seconds, a login or
+    database refused; the table missing and the role not allowed to make it (start-up makes it).
+    ``--check-config``'s look: one connection, reads only, no table made, nothing written."""
+    try:
+        conn = await asyncpg.connect(url, timeout=timeout)
+    except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
+        if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+            return f"no answer within {timeout:g} s", ""
+        return " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip("."), ""
+    try:
+        row = await conn.fetchrow(
+            "SELECT to_regclass('rsql_usage') IS NOT NULL, current_user, current_schema(), "
+            "current_schema() IS NOT NULL AND has_schema_privilege(current_schema(), 'CREATE')",
+            timeout=timeout,
+        )
+    finally:
+        await conn.close(timeout=timeout)
+    exists, role, schema, may_create = row
+    if exists or may_create:
+        return "", ""
+    if schema is None:
+        return "", (
+            f"role {role!r} has no schema to make the usage log's table rsql_usage in (none of "
+            "its search_path exists)"
+        )
+    return "", (
+        f"the usage log's table rsql_usage is not there and role {role!r} may not make it in "
+        f"schema {schema!r}: GRANT CREATE ON SCHEMA {schema} TO {role}, or make the table as its "
+        "owner"
+    )
 
 
 class PostgresStore(cq.CourseLogQueries):

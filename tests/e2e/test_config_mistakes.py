@@ -211,9 +211,13 @@ def test_a_feature_without_its_packages_is_refused(tmp_path: Path) -> None:
         f"RSQLProxy.mcp_connections['dw']: a postgres connection needs {driver}, which is not "
         f"installed: pip install {'psycopg2-binary' if driver == 'psycopg2' else repr('psycopg[binary]')}",
     ]
-    # with the packages there, the same file is a good one
+    # with the packages there, nothing is missing: what is left is the check's look at the
+    # servers, none of which listens on port 9 (issue 77)
     code, said = check(cfg)
-    assert code == 0, said
+    assert code == 2 and [line.split(" does not answer ")[0] for line in said] == [
+        "RSQLProxy.state_url 'redis://127.0.0.1:9/0'",
+        "RSQLProxy.database_url 'postgresql://rsql@127.0.0.1:9/usage'",
+    ], said
 
 
 def test_a_problem_line_never_repeats_a_secret(tmp_path: Path) -> None:
@@ -235,3 +239,140 @@ def test_a_problem_line_never_repeats_a_secret(tmp_path: Path) -> None:
     code, said = check(broken)
     assert code == 2 and len(said) == 1 and "SyntaxError" in said[0]
     assert "very-secret" not in " ".join(said)
+
+
+# the same provider, three keys in three variables none of which is set
+GROQ = "https://api.groq.com/openai/v1"
+
+
+def test_every_upstream_whose_key_variable_is_unset_is_named_with_its_variable(
+    tmp_path: Path,
+) -> None:
+    """Issue 77: three upstreams whose variables are unset gave one line, then three lines each
+    naming `$***` (the variable's name taken for a secret): three lines, each variable named."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(
+        "c.RSQLProxy.upstreams = ["
+        + ", ".join(
+            f'{{"name": "groq-{n}", "base_url": "{GROQ}", "api_key_env": "RSQL_T77_KEY_{n}", '
+            '"models": ["m-1"]}'
+            for n in ("a", "b", "c")
+        )
+        + ']\nc.RSQLProxy.default_model = "m-1"\n'
+    )
+    assert refused_both_ways(cfg) == [
+        f"upstream 'groq-{n}': field 'api_key_env' names $RSQL_T77_KEY_{n}, which is not set or "
+        "empty"
+        for n in ("a", "b", "c")
+    ]
+
+
+# keys written into the file (the tests' way; api_key_env in production): never printed
+KEY_A, KEY_C = "sk-proj-" + "a1" * 12, "sk-ant-" + "c3" * 12
+FIELD_MISTAKES = f"""
+c.RSQLProxy.upstreams = [
+    {{"name": "a", "base_url": "{GROQ}", "api_key": "{KEY_A}", "models": ["m-1"],
+     "limits": ["30/fortnight", "ten/minute"], "token_limits": ["x"]}},
+    {{"name": "b", "base_url": "{GROQ}", "api_key_evn": "GROQ_KEY_B", "models": ["m-1"],
+     "n_ctx": 3, "prices": {{"m-1": {{"input": -1, "output": 1}}}}}},
+    {{"name": "c", "provider": "anthropic", "api_key": "{KEY_C}", "models": ["m-1"],
+     "stop_loops": "yes", "responses_api": True, "context_windows": {{"m-2": 200000}}}},
+    {{"name": "a", "base_url": "{GROQ}", "api_key": "{KEY_A}", "models": ["m-1"]}},
+]
+c.RSQLProxy.default_model = "m-1"
+"""
+LIMIT_HINT = "use e.g. '30/minute', '14400/day' or '5 per 2 seconds'"
+
+
+def test_every_field_mistake_of_every_upstream_is_a_line_of_its_own(tmp_path: Path) -> None:
+    """Issue 77: a bad limit in two upstreams and a misspelt api_key_evn gave one line (each
+    upstream's first mistake, later); now every field of every upstream is judged, the
+    duplicate name too, and no key is printed."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(FIELD_MISTAKES)
+    said = refused_both_ways(cfg)
+    assert said == [
+        f"upstream 'a': field 'limits': cannot parse limit '30/fortnight'; {LIMIT_HINT}",
+        f"upstream 'a': field 'limits': cannot parse limit 'ten/minute'; {LIMIT_HINT}",
+        f"upstream 'a': field 'token_limits': cannot parse limit 'x'; {LIMIT_HINT}",
+        # the key meant is said once: as the field misspelt, not as a key missing too
+        "upstream 'b': unknown field 'api_key_evn'; did you mean 'api_key_env'?",
+        "upstream 'b': field 'n_ctx' must be an integer >= 256, got 3",
+        "upstream 'b': field 'prices'['m-1']['input']: prices cannot be negative, got -1",
+        "upstream 'c': field 'stop_loops' must be true or false, got 'yes'",
+        "upstream 'c': field 'responses_api' is for OpenAI-compatible and Azure upstreams",
+        "upstream 'c': field 'context_windows' names 'm-2', which this upstream does not serve "
+        "(its models: m-1)",
+        "upstream 'a': duplicate name; each upstream needs its own alias",
+    ]
+    assert not any(key in line for line in said for key in (KEY_A, KEY_C)), said
+
+
+def test_every_entry_of_every_list_and_dict_setting_is_judged(tmp_path: Path) -> None:
+    """Issue 77: the settings holding lists and dicts (limits, overrides, policy windows,
+    redaction, the context policy, hosted tools, MCP connections, alert webhooks) each stopped
+    at their first mistake; now every entry's every mistake is a line."""
+    cfg = tmp_path / "rsql_config.py"
+    cfg.write_text(
+        GOOD
+        + 'c.RSQLProxy.user_limits = ["ten a minute", "100/hour", "5 per fortnight"]\n'
+        + "c.RSQLProxy.limit_overrides = {\n"
+        + '    "user:ann": {"user_limits": ["often"], "user_concurrency": -1},\n'
+        + '    "group:staff": {"agnet": False, "models": ["m-1"], "default_model": "m-2"},\n'
+        + "}\n"
+        + "c.RSQLProxy.policy_windows = [\n"
+        + '    {"name": "exam", "groups": ["students"], "mode": "of",\n'
+        + '     "start": "2026-12-01T09:00", "end": "2026-12-01T08:00"},\n'
+        + '    {"name": "lab", "groups": ["students"], "mode": "off",\n'
+        + '     "weekly": {"days": ["mon", "funday"], "start": "14:00", "end": "25:00"}},\n'
+        + "]\n"
+        + 'c.RSQLProxy.redact_patterns = ["passport", {"name": "sid", "regex": "S(\\\\d{7}"}]\n'
+        + 'c.RSQLProxy.context_policy = {"sample_row": False, "value_stats": "no"}\n'
+        + 'c.RSQLProxy.hosted_tools = {"web_serch": {"offered": True},\n'
+        + '                            "web_search": {"offered": "yes", "max_calls": 0}}\n'
+        + f'c.RSQLProxy.mcp_connections = {{"demo": {{"url": "sqlite:///{tmp_path}/d.db",\n'
+        + '    "max_rows": 0, "role": "reader"}, "dw": {"url": "mysql://x/y"}}\n'
+        + 'c.RSQLProxy.alert_webhooks = ["ftp://alerts", {"url": "https://h.invalid/x", '
+        + '"format": "teams"}]\n'
+    )
+    said = refused_both_ways(cfg)
+    expected = [
+        f"RSQLProxy.user_limits: cannot parse limit 'ten a minute'; {LIMIT_HINT}",
+        f"RSQLProxy.user_limits: cannot parse limit '5 per fortnight'; {LIMIT_HINT}",
+        f"RSQLProxy.limit_overrides['user:ann']['user_limits']: cannot parse limit 'often'; "
+        f"{LIMIT_HINT}",
+        "RSQLProxy.limit_overrides['user:ann']['user_concurrency']: expected an integer >= 0, "
+        "got -1",
+        "RSQLProxy.limit_overrides['group:staff']: unknown field 'agnet'; did you mean 'agent'?",
+        "RSQLProxy.limit_overrides['group:staff']['default_model']: 'm-2' is not among its own "
+        "'models' ['m-1']",
+        "RSQLProxy.policy_windows[0] ('exam')['mode']: one of off, local-only, custom, tutor, "
+        "got 'of'",
+        "RSQLProxy.policy_windows[0] ('exam'): 'end' (2026-12-01T08:00) must be after 'start' "
+        "(2026-12-01T09:00)",
+        "RSQLProxy.policy_windows[1] ('lab')['weekly']['days']: days of the week from mon, tue, "
+        "wed, thu, fri, sat, sun, got ['mon', 'funday']",
+        "RSQLProxy.policy_windows[1] ('lab')['weekly']['end']: a time of day like '09:00', got "
+        "'25:00'",
+        "RSQLProxy.redact_patterns[0]: unknown pattern 'passport'; built-in patterns: email, "
+        'iban, card, ipv4, phone, or give {"name": "...", "regex": "..."}',
+        "RSQLProxy.context_policy: unknown field 'sample_row'; known fields: sample_rows, "
+        "value_stats, redact_columns",
+        "RSQLProxy.context_policy['value_stats']: expected True or False, got 'no'",
+        "RSQLProxy.mcp_connections['demo']['role']: SQLite connections take no role (only "
+        "PostgreSQL ones do)",
+        "RSQLProxy.mcp_connections['demo']['max_rows']: expected an integer from 1 to 1000, got 0",
+        "RSQLProxy.mcp_connections['dw']['url']: expected sqlite:///PATH, duckdb:///PATH, "
+        "postgresql://..., got 'mysql://x/y'",
+        "RSQLProxy.alert_webhooks[0]: 'url' must be an http(s) URL",
+        "RSQLProxy.alert_webhooks[1]: 'format' must be one of ('json', 'slack'), got 'teams'",
+        "RSQLProxy.hosted_tools['web_serch']: unknown kind (did you mean 'web_search'?); kinds: "
+        "web_search, web_fetch, file_search, code_interpreter, image_generation, mcp, "
+        "computer_use, shell, apply_patch, text_editor, memory, tool_search",
+        "RSQLProxy.hosted_tools['web_search']['offered']: true or false, got 'yes'",
+        "RSQLProxy.hosted_tools['web_search']['max_calls']: an integer from 1 to 1000, got 0",
+    ]
+    # the regular expression's own error is Python's words, whichever version says them
+    (bad_regex,) = [p for p in said if p.startswith("RSQLProxy.redact_patterns[1] ('sid'): bad ")]
+    rest = [p for p in said if p != bad_regex]
+    assert sorted(rest) == sorted(expected), "\n".join(sorted(set(rest) ^ set(expected)))

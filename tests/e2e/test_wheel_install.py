@@ -17,7 +17,7 @@ and the checkout is not importable there (asserted: every package of ours import
 fresh venv). The console scripts of jupyter_core, jupyter_server,
 jupyterlab and IPython are copied from .venv with the fresh venv's Python in their first line,
 as pip would have written them. The dependencies' metadata is checked against pyproject.toml
-instead of resolved.
+here; tests/e2e/test_wheel_resolves.py resolves them against the registry as a user's pip would.
 
 The checkout case: a fresh venv with `pip install -e` of the checkout, without the extension
 JupyterLab would load (an editable install made before the frontend was built holds none), then
@@ -45,6 +45,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.helpers import REPO, free_port, missing, stop_process, upstreams_for
+from tests.helpers.dist import build_dist
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.kernels import outputs_text
 
@@ -131,19 +132,7 @@ def make_venv(root: Path) -> Venv:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel scripts/dist.sh builds (`make dist` runs it once the frontend is built)."""
-    if not (REPO / "rsql_magic" / "labextension" / "package.json").exists():
-        missing("the frontend extension is not built (make setup: scripts/build-frontend.sh)")
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / "dist.sh"), sys.prefix, str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (built,) = out.glob("rsql_assistant-*.whl")
-    assert len(list(out.glob("rsql_assistant-*.tar.gz"))) == 1
-    return built
+    return build_dist(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="module")

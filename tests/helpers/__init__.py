@@ -6,7 +6,8 @@ service, JupyterHub), ``kernels`` (notebooks in real kernels, the in-process cha
 ``identity`` (named token users in a Jupyter server), ``payloads`` (hostile answers),
 ``shop`` (the SQL tests' database), ``loopback`` (the fake providers' server base) with
 ``fake_azure`` and ``fake_anthropic``, ``own_servers`` (PostgreSQL and Redis a test may stop),
-``kernel_policy``, and the scenarios a unit test and its end-to-end twin share (one case each
+``kernel_policy``, ``dist`` (the wheel as `make dist` builds it, the registry a user's pip
+asks), and the scenarios a unit test and its end-to-end twin share (one case each
 side: ``sql_fixtures``, ``inflight``, ``policy_proxy``, ``replay``, ``tracing``,
 ``usage_spool``, ``window_stamping``). Fixtures live in ``tests/conftest.py``; tests/unit's own
 conftest keeps unit tests from starting processes or using shared services.

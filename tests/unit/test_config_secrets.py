@@ -154,9 +154,14 @@ def test_a_jupyter_servers_own_check_shows_no_secret_either() -> None:
     ]
     c.RSQLProxy.state_url = "http://:PW-0a1b2c3d@cache:6379/0"
     said = proxy_config_problems(c, env={"RSQL_T_KEY": ENV_VALUE})
-    assert len(said) == 3, said
+    assert len(said) == 4, said
     assert "PW-0a1b2c3d" not in " ".join(said) and KEY not in " ".join(said), said
     assert "upstream 'g': field 'base_url'" in said[0] and "'api_key_env'" in said[1], said
+    # the rest of that upstream's fields are judged too, the key field set aside
+    assert said[2] == (
+        "upstream 'h': field 'base_url' is required, an http(s) URL like "
+        "'https://api.groq.com/openai/v1'"
+    ), said
 
 
 STUDENT = {"name": "ann", "groups": ["students"], "admin": False}

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from traitlets.config import Config
 
+from jupyter_server_ext import service
 from jupyter_server_ext.engine.errors import ConfigError
 from jupyter_server_ext.service import RSQLProxyService
 from tests.helpers import REPO
@@ -70,8 +72,25 @@ def is_hub_config(code: str) -> bool:
     return "c.JupyterHub" in code or "configure_jupyterhub" in code or "c.Spawner" in code
 
 
+@pytest.fixture(autouse=True)
+def servers_not_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The examples name servers of a deployment (redis.internal, db.internal): whether those
+    answer is --check-config's look at a real one (tests/e2e/test_check_config_replicas.py),
+    not the example's to pass. A unit test connects to nothing: the look is left out, and what it
+    would have asked is noted."""
+    asked: list[str] = []
+
+    def noted(proxy: Any) -> list[str]:
+        asked.extend(url for url in (proxy.state_url, proxy.database_url) if url)
+        return []
+
+    monkeypatch.setattr(service, "reach_problems", noted)
+    return asked
+
+
 def check_proxy_config(path: Path) -> str:
-    """What `rsql-proxy --check-config --config PATH` checks, in this process."""
+    """What `rsql-proxy --check-config --config PATH` checks, in this process (the servers it
+    names not asked: `servers_not_asked`)."""
     app = RSQLProxyService()
     app.initialize(["--check-config", "--config", str(path)])
     return app.checked()

@@ -170,3 +170,26 @@ def test_a_number_outside_the_bound_its_setting_declares_is_named(
     assert "RSQLProxy.breaker_threshold must be >= 1, got 0" in lines
     assert "RSQLProxy.lease_seconds must be > 0, got 0.0" in lines
     assert "RSQLProxy.cache_ttl_seconds must be >= 0, got -1.0" in lines
+
+
+def test_a_jupyter_server_says_every_field_of_every_upstream(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """Issue 77: the extension host, as rsql-proxy, names each upstream's every wrong field
+    (it stopped at an upstream's first), one log line each."""
+    ups = upstreams_for(fresh_provider)
+    ups[0].update(limits=["30/fortnight"], n_ctx=3)
+    ups[1].update(limts=["30/minute"], stop_loops="yes")
+    with pytest.raises(RuntimeError) as err:
+        jupyter_app_factory({"upstreams": ups})
+    said = str(err.value)
+    assert "jupyter server exited (2)" in said
+    problems = re.findall(r"rsql proxy: bad configuration: (.*)", said)
+    first, second = ups[0]["name"], ups[1]["name"]
+    assert problems == [
+        f"upstream {first!r}: field 'n_ctx' must be an integer >= 256, got 3",
+        f"upstream {first!r}: field 'limits': cannot parse limit '30/fortnight'; use e.g. "
+        "'30/minute', '14400/day' or '5 per 2 seconds'",
+        f"upstream {second!r}: unknown field 'limts'; did you mean 'limits'?",
+        f"upstream {second!r}: field 'stop_loops' must be true or false, got 'yes'",
+    ], said

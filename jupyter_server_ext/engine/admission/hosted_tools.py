@@ -23,9 +23,10 @@ import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from ..errors import BadRequest, ConfigError
+from ..errors import BadRequest, ConfigError, Problems
 from ..formats.hosted_kinds import kind_of
 
 # USD a call, as the providers publish them (their API pricing pages), the dearest path of each
@@ -103,68 +104,74 @@ def _near(name: str, names: tuple[str, ...]) -> str:
 
 
 def parse_hosted_tools(raw: Any) -> dict[str, HostedTool]:
-    """``c.RSQLProxy.hosted_tools``, checked: ConfigError naming the kind or field (with the
-    nearest known name for a misspelling)."""
+    """``c.RSQLProxy.hosted_tools``, checked: ConfigProblems naming every kind or field that is
+    wrong (with the nearest known name for a misspelling)."""
     where = "RSQLProxy.hosted_tools"
     if not isinstance(raw, Mapping):
         raise ConfigError(f'{where}: expected a dict like {{"web_search": {{"offered": True}}}}')
-    out: dict[str, HostedTool] = {}
-    for kind, values in raw.items():
-        here = f"{where}[{kind!r}]"
-        if kind not in KINDS:
-            raise ConfigError(
-                f"{here}: unknown kind{_near(kind, KINDS)}; kinds: {', '.join(KINDS)}"
+    problems = Problems()
+    tools = {
+        kind: problems.run(partial(_tool, kind, values, where), None)
+        for kind, values in raw.items()
+    }
+    problems.refuse()
+    return {kind: tool for kind, tool in tools.items() if tool is not None}
+
+
+def _tool(kind: Any, values: Any, where: str) -> HostedTool:
+    """One kind's settings; raises ConfigProblems naming each wrong field."""
+    here = f"{where}[{kind!r}]"
+    if kind not in KINDS:
+        raise ConfigError(f"{here}: unknown kind{_near(kind, KINDS)}; kinds: {', '.join(KINDS)}")
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{here}: expected a dict of {', '.join(_FIELDS)}")
+    problems = Problems()
+    for name in values:
+        if name not in _FIELDS:
+            problems.append(
+                f"{here}: unknown field {name!r}{_near(name, _FIELDS)}; fields: {', '.join(_FIELDS)}"
             )
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"{here}: expected a dict of {', '.join(_FIELDS)}")
-        for name in values:
-            if name not in _FIELDS:
-                raise ConfigError(
-                    f"{here}: unknown field {name!r}{_near(name, _FIELDS)}; fields: "
-                    f"{', '.join(_FIELDS)}"
-                )
-        default = default_tool(kind)
-        offered = values.get("offered", False)
-        if not isinstance(offered, bool):
-            raise ConfigError(f"{here}['offered']: true or false, got {offered!r}")
-        groups = values.get("groups")
-        if groups is not None and (
-            not isinstance(groups, list | tuple)
-            or not all(isinstance(g, str) and g for g in groups)
-        ):
-            raise ConfigError(f"{here}['groups']: a list of group names, got {groups!r}")
-        price = values.get("price_per_call", default.price_per_call)
-        if not _usd(price):
-            raise ConfigError(f"{here}['price_per_call']: USD from 0 to 100, got {price!r}")
-        most = values.get("max_calls", 10)
-        if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 1000:
-            raise ConfigError(f"{here}['max_calls']: an integer from 1 to 1000, got {most!r}")
-        otherwise = values.get("if_not_run", "drop")
-        if otherwise not in ("drop", "refuse"):
-            raise ConfigError(f'{here}[\'if_not_run\']: "drop" or "refuse", got {otherwise!r}')
-        content = values.get("content_tokens", default.content_tokens)
-        if (
-            isinstance(content, bool)
-            or not isinstance(content, int)
-            or not 0 <= content <= MAX_CONTENT_TOKENS
-        ):
-            raise ConfigError(
-                f"{here}['content_tokens']: tokens from 0 to {MAX_CONTENT_TOKENS:,}, got "
-                f"{content!r}"
-            )
-        containers = dict(default.container_prices)
-        if "container_prices" in values:
-            containers.update(_container_prices(kind, values["container_prices"], here))
-        out[kind] = HostedTool(
-            offered,
-            tuple(groups) if groups is not None else None,
-            float(price),
-            most,
-            otherwise,
-            content,
-            tuple(containers.items()),
+    default = default_tool(kind)
+    offered = values.get("offered", False)
+    if not isinstance(offered, bool):
+        problems.append(f"{here}['offered']: true or false, got {offered!r}")
+    groups = values.get("groups")
+    if groups is not None and (
+        not isinstance(groups, list | tuple) or not all(isinstance(g, str) and g for g in groups)
+    ):
+        problems.append(f"{here}['groups']: a list of group names, got {groups!r}")
+    price = values.get("price_per_call", default.price_per_call)
+    if not _usd(price):
+        problems.append(f"{here}['price_per_call']: USD from 0 to 100, got {price!r}")
+    most = values.get("max_calls", 10)
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= 1000:
+        problems.append(f"{here}['max_calls']: an integer from 1 to 1000, got {most!r}")
+    otherwise = values.get("if_not_run", "drop")
+    if otherwise not in ("drop", "refuse"):
+        problems.append(f'{here}[\'if_not_run\']: "drop" or "refuse", got {otherwise!r}')
+    content = values.get("content_tokens", default.content_tokens)
+    if (
+        isinstance(content, bool)
+        or not isinstance(content, int)
+        or not 0 <= content <= MAX_CONTENT_TOKENS
+    ):
+        problems.append(
+            f"{here}['content_tokens']: tokens from 0 to {MAX_CONTENT_TOKENS:,}, got {content!r}"
         )
-    return out
+    containers = dict(default.container_prices)
+    if "container_prices" in values:
+        own = partial(_container_prices, kind, values["container_prices"], here)
+        containers.update(problems.run(own, {}))
+    problems.refuse()
+    return HostedTool(
+        offered,
+        tuple(groups) if groups is not None else None,
+        float(price),
+        most,
+        otherwise,
+        content,
+        tuple(containers.items()),
+    )
 
 
 def _usd(value: Any) -> bool:
@@ -179,13 +186,16 @@ def _container_prices(kind: str, raw: Any, here: str) -> dict[str, float | None]
         raise ConfigError(f"{where}: only code_interpreter runs in a container")
     if not isinstance(raw, Mapping):
         raise ConfigError(f'{where}: expected a dict like {{"4g": 0.12}} (USD a container)')
+    problems = Problems()  # every size that is wrong
     out: dict[str, float | None] = {}
     for size, price in raw.items():
         if not isinstance(size, str) or not size:
-            raise ConfigError(f"{where}: a size is a memory_limit like '4g', got {size!r}")
-        if price is not None and not _usd(price):
-            raise ConfigError(f"{where}[{size!r}]: USD from 0 to 100, or None, got {price!r}")
-        out[size] = None if price is None else float(price)
+            problems.append(f"{where}: a size is a memory_limit like '4g', got {size!r}")
+        elif price is not None and not _usd(price):
+            problems.append(f"{where}[{size!r}]: USD from 0 to 100, or None, got {price!r}")
+        else:
+            out[size] = None if price is None else float(price)
+    problems.refuse()
     return out
 
 

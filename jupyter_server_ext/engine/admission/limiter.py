@@ -16,24 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import BadRequest, ConfigError, RateLimited
-from ..upstreams.specs import Rate, parse_budget_usd, parse_rates
+from ..errors import BadRequest, RateLimited
+from ..upstreams.specs import Rate
+from .override_specs import parse_overrides as parse_overrides  # where it was read before
 from .shared_state import Admission, BudgetCheck, LeaseCheck, StateBackend, WindowCheck
-from .window_specs import PolicyWindow, matches
+from .window_specs import PolicyWindow
 
 DAY = 86400.0
-_OVERRIDABLE = (
-    "user_limits",
-    "user_concurrency",
-    "user_daily_budget_usd",
-    "models",
-    "default_model",
-    "sql_default_model",
-    "agent",
-    "completions",
-    "completion_user_limits",
-    "completion_user_concurrency",
-)
 
 
 @dataclass(frozen=True)
@@ -70,74 +59,6 @@ class LimitSettings:
     # and the global concurrency are shared)
     completion_limits: tuple[Rate, ...] = ()
     completion_concurrency: int = 2
-
-
-def parse_overrides(raw: Any) -> dict[str, dict[str, Any]]:
-    """Validate ``limit_overrides``: {"user:alice": {...}, "group:staff": {...}}."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError("RSQLProxy.limit_overrides: expected a dict like {'user:alice': {...}}")
-    out: dict[str, dict[str, Any]] = {}
-    for who, values in raw.items():
-        where = f"RSQLProxy.limit_overrides[{who!r}]"
-        if not isinstance(who, str) or not who.startswith(("user:", "group:")) or who.endswith(":"):
-            raise ConfigError(f"{where}: keys are 'user:NAME' or 'group:NAME'")
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"{where}: expected a dict of {', '.join(_OVERRIDABLE)}")
-        unknown = sorted(set(values) - set(_OVERRIDABLE))
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown field {unknown[0]!r}; can override: {', '.join(_OVERRIDABLE)}"
-            )
-        item: dict[str, Any] = {}
-        if "user_limits" in values:
-            item["limits"] = parse_rates(values["user_limits"], where=f"{where}['user_limits']")
-        if "completion_user_limits" in values:
-            item["completion_limits"] = parse_rates(
-                values["completion_user_limits"], where=f"{where}['completion_user_limits']"
-            )
-        for name, field_name in (
-            ("user_concurrency", "concurrency"),
-            ("completion_user_concurrency", "completion_concurrency"),
-        ):
-            if name in values:
-                c = values[name]
-                if not isinstance(c, int) or isinstance(c, bool) or c < 0:
-                    raise ConfigError(f"{where}[{name!r}]: expected an integer >= 0, got {c!r}")
-                item[field_name] = c
-        if "user_daily_budget_usd" in values:
-            item["daily_budget_usd"] = parse_budget_usd(
-                values["user_daily_budget_usd"], where=f"{where}['user_daily_budget_usd']"
-            )
-        if "models" in values:
-            m = values["models"]
-            if isinstance(m, str):
-                m = [m]
-            if not isinstance(m, (list, tuple)) or not all(isinstance(x, str) and x for x in m):
-                raise ConfigError(
-                    f"{where}['models']: expected a list of model names or patterns like "
-                    f"'llama-3.1-8b*', got {m!r}"
-                )
-            item["models"] = tuple(m)
-        for switch, what in (
-            ("agent", "agent mode and MCP tools"),
-            ("completions", "inline completions"),
-        ):
-            if switch in values:
-                if not isinstance(values[switch], bool):
-                    raise ConfigError(f"{where}[{switch!r}]: true ({what} on) or false (off)")
-                item[switch] = values[switch]
-        for name in ("default_model", "sql_default_model"):
-            if name in values:
-                d = values[name]
-                if not isinstance(d, str) or not d:
-                    raise ConfigError(f"{where}[{name!r}]: expected a model name, got {d!r}")
-                if "models" in item and not matches(item["models"], d):
-                    raise ConfigError(
-                        f"{where}[{name!r}]: {d!r} is not among its own 'models' {list(item['models'])}"
-                    )
-                item[name] = d
-        out[who] = item
-    return out
 
 
 def rate_class(client: str) -> str:

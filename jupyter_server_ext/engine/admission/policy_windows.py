@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..errors import BadRequest, ConfigError, EngineError, Forbidden, NotFound
+from ..errors import BadRequest, ConfigError, EngineError, Forbidden, NotFound, problems_of
 from .shared_state import StateBackend
 from .window_specs import FIELDS, PolicyWindow, iso_utc, parse_time, parse_window
 
@@ -258,8 +258,8 @@ class PolicyWindows:
             window = parse_window(
                 raw, where="window", tz=self.tz, source="runtime", local_models=self.local_models
             )
-        except ConfigError as exc:
-            raise BadRequest(str(exc), code="invalid_window") from None
+        except ConfigError as exc:  # every mistake of the request, in one answer
+            raise BadRequest("; ".join(problems_of(exc)), code="invalid_window") from None
         assert window.end is not None
         if window.end <= now:
             raise BadRequest(

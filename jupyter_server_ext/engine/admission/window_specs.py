@@ -8,21 +8,23 @@ have a start and an end (UTC instants); weekly ones (:class:`Weekly`) recur on g
 between two times of day in a named time zone; standing ones (``"always": true``) hold until
 the admin removes them from the configuration. :func:`parse_windows` reads ``c.RSQLProxy.policy_windows``
 and :func:`parse_window` one window, from configuration or from the admin's run-time request;
-a bad field is a ConfigError naming it. ``policy_windows.PolicyWindows`` keeps the run-time
+every bad field is named at once (ConfigProblems, one line each). ``policy_windows.PolicyWindows`` keeps the run-time
 windows and says which window is in force for a user now.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Problems
 from ..upstreams.specs import parse_budget_usd
 
 MODES = ("off", "local-only", "custom", "tutor")
@@ -182,125 +184,90 @@ class PolicyWindow:
 def parse_window(
     raw: Any, *, where: str, tz: ZoneInfo, source: str = "config", local_models: Sequence[str] = ()
 ) -> PolicyWindow:
-    """One window from its configuration (or run-time) dict; ConfigError names the field."""
+    """One window from its configuration (or run-time) dict; ConfigProblems names every field
+    that is wrong."""
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{where}: expected a dict like {{'name': 'exam', 'groups': ['students'], "
             "'start': ..., 'end': ..., 'mode': 'off', 'message': ...}"
         )
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; fields: {', '.join(FIELDS)}")
+    problems = Problems()
+    for unknown in sorted(set(raw) - set(FIELDS), key=str):
+        close = difflib.get_close_matches(str(unknown), FIELDS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(FIELDS)}"
+        problems.append(f"{where}: unknown field {unknown!r}; {hint}")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(
+    if isinstance(name, str) and _NAME.match(name):
+        where = f"{where} ({name!r})"
+    else:
+        problems.append(
             f"{where}['name']: a name of 1-64 letters, digits, spaces or ._:- is required, got {name!r}"
         )
-    where = f"{where} ({name!r})"
     mode = raw.get("mode")
-    if mode not in MODES:
-        raise ConfigError(f"{where}['mode']: one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in MODES:  # what depends on the mode waits until it names one
+        problems.append(f"{where}['mode']: one of {', '.join(MODES)}, got {mode!r}")
     message = raw.get("message", "")
     if not isinstance(message, str) or len(message) > MAX_MESSAGE:
-        raise ConfigError(f"{where}['message']: a text of at most {MAX_MESSAGE} characters")
-    groups, users = (_names(raw.get(k, []), where=f"{where}[{k!r}]") for k in ("groups", "users"))
-    if not groups and not users:
-        raise ConfigError(
+        problems.append(f"{where}['message']: a text of at most {MAX_MESSAGE} characters")
+    groups, users = (
+        problems.run(partial(_names, raw.get(k, []), where=f"{where}[{k!r}]"), None)
+        for k in ("groups", "users")
+    )
+    if groups == () and users == ():
+        problems.append(
             f"{where}: name the 'groups' (or ['*'] for everyone) or 'users' it applies to"
         )
-    weekly = None
-    start = end = None
     always = raw.get("always", False)
     if not isinstance(always, bool):
-        raise ConfigError(f"{where}['always']: true (in force at all times) or false")
-    if always:
-        timed = [k for k in ("start", "end", "weekly") if k in raw]
-        if timed:
-            raise ConfigError(
-                f"{where}: a window 'always' in force has no {timed[0]!r}; drop one or the other"
-            )
-    elif "weekly" in raw:
-        if "start" in raw or "end" in raw:
-            raise ConfigError(
-                f"{where}: a window is either 'weekly' or has a 'start' and an 'end', not both"
-            )
-        weekly = _weekly(raw["weekly"], where=f"{where}['weekly']", tz=tz)
-    else:
-        if "start" not in raw or "end" not in raw:
-            raise ConfigError(
-                f"{where}: a one-off window needs 'start' and 'end' (ISO 8601), or use 'weekly' "
-                "(or 'always': true)"
-            )
-        start = parse_time(raw["start"], tz, where=f"{where}['start']")
-        end = parse_time(raw["end"], tz, where=f"{where}['end']")
-        if end <= start:
-            raise ConfigError(
-                f"{where}: 'end' ({raw['end']}) must be after 'start' ({raw['start']})"
-            )
+        problems.append(f"{where}['always']: true (in force at all times) or false")
+    start, end, weekly = problems.run(partial(_when, raw, where, tz, always is True), (0, 0, None))
     models = default = budget = None
     if mode == "custom":
-        if "models" in raw:
-            models = _names(raw["models"], where=f"{where}['models']")
-            if not models:
-                raise ConfigError(
-                    f"{where}['models']: at least one model name or pattern (or use mode 'off')"
-                )
-        default = raw.get("default_model")
-        if default is not None and (not isinstance(default, str) or not default):
-            raise ConfigError(f"{where}['default_model']: a model name")
-        if default is not None and models is not None and not matches(models, default):
-            raise ConfigError(
-                f"{where}['default_model']: {default!r} is not among its 'models' {list(models)}"
-            )
-        budget = parse_budget_usd(
-            raw.get("user_daily_budget_usd"), where=f"{where}['user_daily_budget_usd']"
-        )
-        if models is None and default is None and budget is None:
-            raise ConfigError(
-                f"{where}: a 'custom' window sets 'models', 'default_model' and/or 'user_daily_budget_usd'"
-            )
-    else:
+        models, default, budget = problems.run(partial(_custom, raw, where), (None, None, None))
+    elif mode in MODES:
         extra = [k for k in ("models", "default_model", "user_daily_budget_usd") if k in raw]
         if extra:
-            raise ConfigError(
+            problems.append(
                 f"{where}[{extra[0]!r}]: only a 'custom' window sets it (this one is {mode!r})"
             )
     # a tutor teaches: agent tools (which do the work) are off unless the admin allows them
     agent = raw.get("agent", mode != "tutor")
     if not isinstance(agent, bool):
-        default = "off" if mode == "tutor" else "on"
-        raise ConfigError(
-            f"{where}['agent']: true (agent mode on) or false (off); {default} by default here"
+        problems.append(
+            f"{where}['agent']: true (agent mode on) or false (off); "
+            f"{'off' if mode == 'tutor' else 'on'} by default here"
         )
     instruction = raw.get("instruction", "")
-    if "instruction" in raw and mode != "tutor":
-        raise ConfigError(
+    if "instruction" in raw and mode in MODES and mode != "tutor":
+        problems.append(
             f"{where}['instruction']: only a 'tutor' window sets it (this one is {mode!r})"
         )
     if not isinstance(instruction, str) or len(instruction) > MAX_INSTRUCTION:
-        raise ConfigError(
+        problems.append(
             f"{where}['instruction']: a text of at most {MAX_INSTRUCTION} characters (the "
             "tutoring instruction every request of the window's users begins with)"
         )
-    if "instruction" in raw and not instruction.strip():
-        raise ConfigError(
+    elif "instruction" in raw and not instruction.strip():
+        problems.append(
             f"{where}['instruction']: empty; leave it out for the default tutoring instruction"
         )
     completions = raw.get("completions", True)
     if not isinstance(completions, bool):
-        raise ConfigError(
+        problems.append(
             f"{where}['completions']: true (inline completions on, the default) or false"
         )
     if mode == "local-only" and not local_models:
-        raise ConfigError(
+        problems.append(
             f"{where}: mode 'local-only' needs a local model (an upstream with provider 'llama_cpp')"
         )
+    problems.refuse()
+    assert isinstance(name, str) and isinstance(mode, str)  # else a problem above
     return PolicyWindow(
         name,
         mode,
         message,
-        groups,
-        users,
+        groups or (),
+        users or (),
         start,
         end,
         weekly,
@@ -316,22 +283,94 @@ def parse_window(
     )
 
 
+def _when(
+    raw: Mapping[str, Any], where: str, tz: ZoneInfo, always: bool
+) -> tuple[float | None, float | None, Weekly | None]:
+    """A window's (start, end, weekly): standing, weekly or one-off; raises ConfigProblems."""
+    if always:
+        timed = [k for k in ("start", "end", "weekly") if k in raw]
+        if timed:
+            raise ConfigError(
+                f"{where}: a window 'always' in force has no {timed[0]!r}; drop one or the other"
+            )
+        return None, None, None
+    if "weekly" in raw:
+        if "start" in raw or "end" in raw:
+            raise ConfigError(
+                f"{where}: a window is either 'weekly' or has a 'start' and an 'end', not both"
+            )
+        return None, None, _weekly(raw["weekly"], where=f"{where}['weekly']", tz=tz)
+    if "start" not in raw or "end" not in raw:
+        raise ConfigError(
+            f"{where}: a one-off window needs 'start' and 'end' (ISO 8601), or use 'weekly' "
+            "(or 'always': true)"
+        )
+    problems = Problems()
+    start, end = (
+        problems.run(partial(parse_time, raw[k], tz, where=f"{where}[{k!r}]"), None)
+        for k in ("start", "end")
+    )
+    if start is not None and end is not None and end <= start:
+        problems.append(f"{where}: 'end' ({raw['end']}) must be after 'start' ({raw['start']})")
+    problems.refuse()
+    return start, end, None
+
+
+def _custom(
+    raw: Mapping[str, Any], where: str
+) -> tuple[tuple[str, ...] | None, str | None, float | None]:
+    """A 'custom' window's (models, default_model, user_daily_budget_usd)."""
+    problems = Problems()
+    models = None
+    if "models" in raw:
+        models = problems.run(partial(_names, raw["models"], where=f"{where}['models']"), None)
+        if models == ():
+            problems.append(
+                f"{where}['models']: at least one model name or pattern (or use mode 'off')"
+            )
+    default = raw.get("default_model")
+    if default is not None and (not isinstance(default, str) or not default):
+        problems.append(f"{where}['default_model']: a model name")
+    elif default is not None and models and not matches(models, default):
+        problems.append(
+            f"{where}['default_model']: {default!r} is not among its 'models' {list(models)}"
+        )
+    budget = problems.run(
+        partial(
+            parse_budget_usd,
+            raw.get("user_daily_budget_usd"),
+            where=f"{where}['user_daily_budget_usd']",
+        ),
+        None,
+    )
+    if not problems and models is None and default is None and budget is None:
+        problems.append(
+            f"{where}: a 'custom' window sets 'models', 'default_model' and/or 'user_daily_budget_usd'"
+        )
+    problems.refuse()
+    return models, default, budget
+
+
 def parse_windows(
     raw: Any, *, tz: ZoneInfo, local_models: Sequence[str] = ()
 ) -> tuple[PolicyWindow, ...]:
-    """``c.RSQLProxy.policy_windows``: a list of windows with unique names."""
+    """``c.RSQLProxy.policy_windows``: a list of windows with unique names; every window's
+    problems are named."""
     where = "RSQLProxy.policy_windows"
     if not isinstance(raw, (list, tuple)):
         raise ConfigError(f"{where}: expected a list of windows")
-    out = [
-        parse_window(w, where=f"{where}[{i}]", tz=tz, local_models=local_models)
+    problems = Problems()
+    parsed = [
+        problems.run(
+            partial(parse_window, w, where=f"{where}[{i}]", tz=tz, local_models=local_models), None
+        )
         for i, w in enumerate(raw)
     ]
-    names = [w.name for w in out]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup is not None:
-        raise ConfigError(f"{where}: two windows are named {dup!r}; names must be unique")
-    return tuple(out)
+    names = [w.get("name") for w in raw if isinstance(w, Mapping)]
+    for dup in sorted({n for n in names if isinstance(n, str) and names.count(n) > 1}):
+        problems.append(f"{where}: two windows are named {dup!r}; names must be unique")
+    problems.refuse()
+    return tuple(w for w in parsed if w is not None)
 
 
 def matches(patterns: Sequence[str], model: str) -> bool:
@@ -355,29 +394,26 @@ def _weekly(raw: Any, *, where: str, tz: ZoneInfo) -> Weekly:
         raise ConfigError(
             f"{where}: expected {{'days': ['mon', 'wed'], 'start': '09:00', 'end': '11:00'}}"
         )
-    unknown = sorted(set(raw) - {"days", "start", "end", "timezone"})
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field {unknown[0]!r}; fields: days, start, end, timezone"
-        )
-    days = _names(raw.get("days", []), where=f"{where}['days']")
-    bad = [d for d in days if d.lower()[:3] not in DAYS]
-    if not days or bad:
-        raise ConfigError(
+    problems = Problems()
+    for unknown in sorted(set(raw) - {"days", "start", "end", "timezone"}, key=str):
+        problems.append(f"{where}: unknown field {unknown!r}; fields: days, start, end, timezone")
+    days = problems.run(partial(_names, raw.get("days", []), where=f"{where}['days']"), None)
+    if days is not None and (not days or any(d.lower()[:3] not in DAYS for d in days)):
+        problems.append(
             f"{where}['days']: days of the week from {', '.join(DAYS)}, got {list(days)}"
         )
-    times = []
+    times: list[dt.time] = []
     for key in ("start", "end"):
         try:
             times.append(dt.time.fromisoformat(str(raw.get(key, ""))))
         except ValueError:
-            raise ConfigError(
-                f"{where}[{key!r}]: a time of day like '09:00', got {raw.get(key)!r}"
-            ) from None
-    if times[0] == times[1]:
-        raise ConfigError(f"{where}: 'start' and 'end' are the same time")
+            problems.append(f"{where}[{key!r}]: a time of day like '09:00', got {raw.get(key)!r}")
+    if len(times) == 2 and times[0] == times[1]:
+        problems.append(f"{where}: 'start' and 'end' are the same time")
     tz_name = raw.get("timezone", str(tz))
-    zone(str(tz_name), where=f"{where}['timezone']")
+    problems.run(partial(zone, str(tz_name), where=f"{where}['timezone']"), None)
+    problems.refuse()
+    assert days is not None  # else a problem above
     return Weekly(
         tuple(sorted({DAYS.index(d.lower()[:3]) for d in days})), times[0], times[1], str(tz_name)
     )

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import ConfigError, HTTP11Error
+from ..errors import ConfigError, HTTP11Error, Problems
 from ..records import Outcome
 from ..upstreams.transport.http11 import HTTP11Client
 
@@ -73,22 +73,25 @@ def parse_webhooks(raw: Any) -> tuple[Webhook, ...]:
         raise ConfigError(
             "RSQLProxy.alert_webhooks: expected a list of URLs or {'url': ..., 'format': ...}"
         )
+    problems = Problems()  # every webhook's mistake, not the first alone
     out = []
     for i, item in enumerate(raw):
         where = f"RSQLProxy.alert_webhooks[{i}]"
         if isinstance(item, str):
             item = {"url": item}
         if not isinstance(item, Mapping):
-            raise ConfigError(f"{where}: expected a URL or a dict, got {type(item).__name__}")
-        unknown = sorted(set(item) - {"url", "format"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; known: url, format")
+            problems.append(f"{where}: expected a URL or a dict, got {type(item).__name__}")
+            continue
+        for unknown in sorted(set(item) - {"url", "format"}, key=str):
+            problems.append(f"{where}: unknown field {unknown!r}; known: url, format")
         url, fmt = item.get("url"), item.get("format", "json")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}: 'url' must be an http(s) URL")
+            problems.append(f"{where}: 'url' must be an http(s) URL")
         if fmt not in FORMATS:
-            raise ConfigError(f"{where}: 'format' must be one of {FORMATS}, got {fmt!r}")
-        out.append(Webhook(url, fmt))
+            problems.append(f"{where}: 'format' must be one of {FORMATS}, got {fmt!r}")
+        if isinstance(url, str):
+            out.append(Webhook(url, fmt))
+    problems.refuse()
     return tuple(out)
 
 

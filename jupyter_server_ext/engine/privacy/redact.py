@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from rsql_common.fences import (
@@ -33,7 +34,7 @@ from rsql_common.fences import (
     split_lines,
 )
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Problems
 from .mapback_context import RestoreContext
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -196,57 +197,56 @@ def _find(p: Pattern, text: str) -> list[tuple[int, int]]:
 
 
 def parse_redact_patterns(raw: Any) -> tuple[Pattern, ...]:
-    """Validate ``c.RSQLProxy.redact_patterns``: built-in names, or {"name", "regex"} dicts."""
+    """Validate ``c.RSQLProxy.redact_patterns``: built-in names, or {"name", "regex"} dicts;
+    ConfigProblems names every pattern that is wrong."""
     if raw is None:
         return ()
     if not isinstance(raw, (list, tuple)):
         raise ConfigError(f"RSQLProxy.redact_patterns: expected a list, got {type(raw).__name__}")
-    out: list[Pattern] = []
-    for i, item in enumerate(raw):
-        where = f"RSQLProxy.redact_patterns[{i}]"
-        if isinstance(item, str):
-            if item not in BUILTIN:
-                raise ConfigError(
-                    f"{where}: unknown pattern {item!r}; built-in patterns: {', '.join(BUILTIN)}, or give "
-                    '{"name": "...", "regex": "..."}'
-                )
-            out.append(BUILTIN[item])
-            continue
-        if not isinstance(item, Mapping):
-            raise ConfigError(
-                f"{where}: expected a built-in name or a dict, got {type(item).__name__}"
-            )
-        unknown = sorted(set(item) - {"name", "regex"})
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown field {unknown[0]!r}; a custom pattern has 'name' and 'regex'"
-            )
-        name, regex = item.get("name"), item.get("regex")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(
-                f"{where}: field 'name' must be a short lower-case identifier (it names the "
-                f"placeholder and a metric label), got {name!r}"
-            )
-        if name in BUILTIN:
-            raise ConfigError(f"{where}: name {name!r} is a built-in pattern; choose another name")
-        if not isinstance(regex, str) or not regex:
-            raise ConfigError(f"{where} ({name!r}): field 'regex' must be a non-empty string")
-        try:
-            compiled = re.compile(regex)
-        except re.error as exc:
-            raise ConfigError(
-                f"{where} ({name!r}): bad regular expression {regex!r}: {exc}"
-            ) from None
-        if compiled.match(""):
-            raise ConfigError(
-                f"{where} ({name!r}): regular expression {regex!r} matches empty text"
-            )
-        out.append(Pattern(name, compiled))
+    problems = Problems()
+    parsed = [problems.run(partial(_pattern, item, i), None) for i, item in enumerate(raw)]
+    out = [p for p in parsed if p is not None]
     names = [p.name for p in out]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError(f"RSQLProxy.redact_patterns: pattern {name!r} is listed twice")
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"RSQLProxy.redact_patterns: pattern {name!r} is listed twice")
+    problems.refuse()
     return tuple(out)
+
+
+def _pattern(item: Any, i: int) -> Pattern:
+    """One entry of ``redact_patterns``: a built-in's name, or a custom {"name", "regex"}."""
+    where = f"RSQLProxy.redact_patterns[{i}]"
+    if isinstance(item, str):
+        if item not in BUILTIN:
+            raise ConfigError(
+                f"{where}: unknown pattern {item!r}; built-in patterns: {', '.join(BUILTIN)}, or give "
+                '{"name": "...", "regex": "..."}'
+            )
+        return BUILTIN[item]
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{where}: expected a built-in name or a dict, got {type(item).__name__}")
+    unknown = sorted(set(item) - {"name", "regex"}, key=str)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field {unknown[0]!r}; a custom pattern has 'name' and 'regex'"
+        )
+    name, regex = item.get("name"), item.get("regex")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"{where}: field 'name' must be a short lower-case identifier (it names the "
+            f"placeholder and a metric label), got {name!r}"
+        )
+    if name in BUILTIN:
+        raise ConfigError(f"{where}: name {name!r} is a built-in pattern; choose another name")
+    if not isinstance(regex, str) or not regex:
+        raise ConfigError(f"{where} ({name!r}): field 'regex' must be a non-empty string")
+    try:
+        compiled = re.compile(regex)
+    except re.error as exc:
+        raise ConfigError(f"{where} ({name!r}): bad regular expression {regex!r}: {exc}") from None
+    if compiled.match(""):
+        raise ConfigError(f"{where} ({name!r}): regular expression {regex!r} matches empty text")
+    return Pattern(name, compiled)
 
 
 CONTEXT_POLICY_DEFAULTS: dict[str, Any] = {
@@ -257,33 +257,35 @@ CONTEXT_POLICY_DEFAULTS: dict[str, Any] = {
 
 
 def parse_context_policy(raw: Any) -> dict[str, Any]:
-    """Validate ``c.RSQLProxy.context_policy``; the defaults filled in."""
+    """Validate ``c.RSQLProxy.context_policy``, naming every wrong field; the defaults filled in."""
     if raw is None:
         raw = {}
+    where = "RSQLProxy.context_policy"
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"RSQLProxy.context_policy: expected a dict, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(CONTEXT_POLICY_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"RSQLProxy.context_policy: unknown field {unknown[0]!r}; known fields: "
+        raise ConfigError(f"{where}: expected a dict, got {type(raw).__name__}")
+    problems = Problems()
+    for unknown in sorted(set(raw) - set(CONTEXT_POLICY_DEFAULTS), key=str):
+        problems.append(
+            f"{where}: unknown field {unknown!r}; known fields: "
             + ", ".join(CONTEXT_POLICY_DEFAULTS)
         )
     out = {k: (list(v) if isinstance(v, list) else v) for k, v in CONTEXT_POLICY_DEFAULTS.items()}
     for key in ("sample_rows", "value_stats"):
         if key in raw:
-            if not isinstance(raw[key], bool):
-                raise ConfigError(
-                    f"RSQLProxy.context_policy['{key}']: expected True or False, got {raw[key]!r}"
-                )
-            out[key] = raw[key]
+            if isinstance(raw[key], bool):
+                out[key] = raw[key]
+            else:
+                problems.append(f"{where}['{key}']: expected True or False, got {raw[key]!r}")
     if "redact_columns" in raw:
         cols = raw["redact_columns"]
-        if not isinstance(cols, (list, tuple)) or not all(isinstance(c, str) and c for c in cols):
-            raise ConfigError(
-                "RSQLProxy.context_policy['redact_columns']: expected a list of column names or "
-                f"glob patterns like '*email*', got {cols!r}"
+        if isinstance(cols, (list, tuple)) and all(isinstance(c, str) and c for c in cols):
+            out["redact_columns"] = list(cols)
+        else:
+            problems.append(
+                f"{where}['redact_columns']: expected a list of column names or glob patterns "
+                f"like '*email*', got {cols!r}"
             )
-        out["redact_columns"] = list(cols)
+    problems.refuse()
     return out
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Problems
 
 __all__ = ["LongContext", "Price", "parse_prices"]
 
@@ -126,7 +127,13 @@ def parse_prices(value: Any, *, where: str) -> dict[str, Price]:
         raise ConfigError(
             f"{where}: expected {{model: {{'input': x, 'output': y}}}}, got {value!r}"
         )
-    return {str(model): _price(p, f"{where}[{model!r}]") for model, p in value.items()}
+    problems = Problems()  # every model's price judged, not only the first wrong one
+    prices = {
+        str(model): problems.run(partial(_price, p, f"{where}[{model!r}]"), None)
+        for model, p in value.items()
+    }
+    problems.refuse()
+    return {model: price for model, price in prices.items() if price is not None}
 
 
 def _usd(raw: Mapping[str, Any], name: str, where: str, *, required: bool = True) -> float | None:
@@ -137,7 +144,7 @@ def _usd(raw: Mapping[str, Any], name: str, where: str, *, required: bool = True
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}: expected {_PRICE_SHAPE}, got {dict(raw)!r}")
     if not value >= 0:
-        raise ConfigError(f"{where}: prices cannot be negative")
+        raise ConfigError(f"{where}[{name!r}]: prices cannot be negative, got {value!r}")
     return float(value)
 
 
@@ -146,30 +153,37 @@ def _cache_rates(
 ) -> tuple[float | None, float | None, float | None]:
     """(read, 5-minute write, one-hour write): a read is never dearer than input (a reservation
     counts every prompt token at the dearest of input and the writes)."""
-    read, short, hour = (_usd(raw, name, where, required=False) for name in _CACHE_FIELDS)
+    problems = Problems()
+    read, short, hour = (
+        problems.run(partial(_usd, raw, name, where, required=False), None)
+        for name in _CACHE_FIELDS
+    )
     if read is not None and read > inp:
-        raise ConfigError(
+        problems.append(
             f"{where}: 'cache_read' ({read}) cannot be above 'input' ({inp}): a provider bills a "
             "read from its cache below the input price"
         )
+    problems.refuse()
     return read, short, hour
 
 
 def _price(raw: Any, where: str) -> Price:
+    """One model's price; ConfigProblems names each of its wrong fields."""
     if not isinstance(raw, Mapping) or set(raw) - set(_PRICE_FIELDS):
         raise ConfigError(f"{where}: expected {_PRICE_SHAPE}, got {raw!r}")
-    inp, out = _usd(raw, "input", where), _usd(raw, "output", where)
-    assert inp is not None and out is not None  # required
-    read, short, write = _cache_rates(raw, inp, where)
+    problems = Problems()
+    inp, out = (problems.run(partial(_usd, raw, name, where), None) for name in ("input", "output"))
+    if inp is None or out is None:  # what the rest is judged against is missing
+        problems.refuse()
+    assert inp is not None and out is not None
+    read, short, write = problems.run(partial(_cache_rates, raw, inp, where), (None, None, None))
     long = raw.get("long_context")
-    return Price(
-        inp,
-        out,
-        write,
-        None if long is None else _long(long, inp, out, (read, short, write), where),
-        cache_read=read,
-        cache_write_5m=short,
+    cache = (read, short, write)
+    ranged = (
+        None if long is None else problems.run(partial(_long, long, inp, out, cache, where), None)
     )
+    problems.refuse()
+    return Price(inp, out, write, ranged, cache_read=read, cache_write_5m=short)
 
 
 def _long(

@@ -8,15 +8,17 @@ upstream and the field, so a typo stops start-up instead of silently dropping a 
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import limits as limits_lib
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Problems
 from .kinds import KINDS
 from .prices import Price, parse_prices
 
@@ -114,7 +116,8 @@ def parse_budget_usd(value: Any, *, where: str) -> float | None:
 
 
 def parse_rates(values: Sequence[str] | str | None, *, where: str) -> tuple[Rate, ...]:
-    """Parse limit strings in the notation of the `limits` library ("30/minute", "5 per 2 seconds")."""
+    """Parse limit strings in the notation of the `limits` library ("30/minute", "5 per 2 seconds");
+    raises ConfigProblems naming every limit of the list that is wrong."""
     if values is None:
         return ()
     if isinstance(values, str):
@@ -123,22 +126,27 @@ def parse_rates(values: Sequence[str] | str | None, *, where: str) -> tuple[Rate
         raise ConfigError(
             f"{where}: expected a list of limit strings like '30/minute', got {values!r}"
         )
-    out = []
-    for value in values:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: limit {value!r} is not a string like '30/minute'")
-        try:
-            parsed = limits_lib.parse_many(value)
-        except ValueError:
-            raise ConfigError(
-                f"{where}: cannot parse limit {value!r}; use e.g. '30/minute', '14400/day' or "
-                "'5 per 2 seconds'"
-            ) from None
-        for item in parsed:
-            if item.amount <= 0:
-                raise ConfigError(f"{where}: limit {value!r} must allow at least one event")
-            out.append(Rate(int(item.amount), float(item.get_expiry()), value.strip()))
-    return tuple(out)
+    problems = Problems()
+    rates = [problems.run(partial(_rates, value, where), ()) for value in values]
+    problems.refuse()
+    return tuple(rate for parsed in rates for rate in parsed)
+
+
+def _rates(value: Any, where: str) -> tuple[Rate, ...]:
+    """One limit string's rates ("30/minute; 1000/day" holds two)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: limit {value!r} is not a string like '30/minute'")
+    try:
+        parsed = limits_lib.parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: cannot parse limit {value!r}; use e.g. '30/minute', '14400/day' or "
+            "'5 per 2 seconds'"
+        ) from None
+    for item in parsed:
+        if item.amount <= 0:
+            raise ConfigError(f"{where}: limit {value!r} must allow at least one event")
+    return tuple(Rate(int(i.amount), float(i.get_expiry()), value.strip()) for i in parsed)
 
 
 @dataclass(frozen=True)
@@ -215,7 +223,8 @@ class UpstreamSpec:
 
 
 def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -> UpstreamSpec:
-    """Validate one entry of ``c.RSQLProxy.upstreams``."""
+    """Validate one entry of ``c.RSQLProxy.upstreams``; raises ConfigProblems naming every field
+    that is wrong, not only the first (the entry needs to be a dict with a name to be named)."""
     env = os.environ if env is None else env
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -225,83 +234,55 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"RSQLProxy.upstreams[{index}]: field 'name' is required (a short alias)")
     where = f"upstream {name!r}"
-    unknown = sorted(set(raw) - set(_UPSTREAM_FIELDS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field {unknown[0]!r}; known fields: {', '.join(_UPSTREAM_FIELDS)}"
-        )
+    problems = Problems()
+    for unknown in sorted(set(raw) - set(_UPSTREAM_FIELDS), key=str):
+        problems.append(_unknown_field(where, unknown))
     provider = raw.get("provider", "openai")
-    if provider not in PROVIDERS:
-        raise ConfigError(f"{where}: field 'provider' must be one of {PROVIDERS}, got {provider!r}")
-
-    models, model_map = _models(raw.get("models"), where)
-    base_url, api_key, api_version, auth, max_in_flight = _http_fields(raw, provider, where, env)
-    discover = raw.get("models") is None and provider not in LOCAL_PROVIDERS
-    if provider in LOCAL_PROVIDERS:
-        if "*" in models:
-            raise ConfigError(
-                f"{where}: field 'models' of the local model names the model it runs (callers ask "
-                "for it by that name), not '*': it would answer for every model, under its name"
-            )
-        if raw.get("models") is None:  # the model it runs, by the name its file goes by
-            models = (local_model_name(str(raw.get("model_path", ""))),)
-    if discover and provider == "azure":
-        raise ConfigError(
-            f"{where}: field 'models' is required for Azure: name the deployments this resource "
-            "serves, as a list, or a dict from the public name callers use to each deployment"
-        )
-    n_ctx = raw.get("n_ctx", 8192)
-    if not isinstance(n_ctx, int) or n_ctx < 256:
-        raise ConfigError(f"{where}: field 'n_ctx' must be an integer >= 256, got {n_ctx!r}")
-    max_rss_mb = raw.get("max_rss_mb", 4096)
-    if not isinstance(max_rss_mb, int) or max_rss_mb < 256:
-        raise ConfigError(
-            f"{where}: field 'max_rss_mb' must be an integer >= 256, got {max_rss_mb!r}"
-        )
-    repeat_penalty = raw.get("repeat_penalty", 1.2)
-    if (
-        isinstance(repeat_penalty, bool)
-        or not isinstance(repeat_penalty, int | float)
-        or not 1.0 <= repeat_penalty <= 2.0
-    ):
-        raise ConfigError(
-            f"{where}: field 'repeat_penalty' must be a number from 1.0 to 2.0, got {repeat_penalty!r}"
-        )
-    stop_loops = raw.get("stop_loops", True)
-    if not isinstance(stop_loops, bool):
-        raise ConfigError(f"{where}: field 'stop_loops' must be true or false, got {stop_loops!r}")
-    chat_format = raw.get("chat_format", "")
-    if not isinstance(chat_format, str):
-        raise ConfigError(
-            f"{where}: field 'chat_format' must be a llama.cpp chat format name, got {chat_format!r}"
-        )
+    models, model_map = problems.run(partial(_models, raw.get("models"), where), ((), {}))
+    http: tuple[str, str, str, str, int] = ("", "", "", "api-key", 0)
+    if provider in PROVIDERS:  # the fields a kind reads are judged once it names one
+        http = problems.run(partial(_http_fields, raw, provider, where, env), http)
+        models = problems.run(partial(_served_models, raw, provider, models, where), models)
+    else:
+        problems.append(f"{where}: field 'provider' must be one of {PROVIDERS}, got {provider!r}")
+    base_url, api_key, api_version, auth, max_in_flight = http
+    check = partial(_field, problems, raw, where)
+    n_ctx = check("n_ctx", 8192, _int_from(256), "an integer >= 256")
+    max_rss_mb = check("max_rss_mb", 4096, _int_from(256), "an integer >= 256")
+    repeat_penalty = check("repeat_penalty", 1.2, _penalty, "a number from 1.0 to 2.0")
+    stop_loops = check("stop_loops", True, _is_bool, "true or false")
+    chat_format = check("chat_format", "", _is_str, "a llama.cpp chat format name")
     if chat_format and chat_format not in CHAT_FORMATS:
-        raise ConfigError(
+        problems.append(
             f"{where}: field 'chat_format' {chat_format!r} is not one of llama.cpp's chat formats: "
             f"{', '.join(CHAT_FORMATS)}"
         )
-
     host = base_url.split("//", 1)[-1].split("/", 1)[0].lower()
-    responses_api = raw.get("responses_api")
-    if responses_api is None:  # OpenAI itself, and Azure's v1 API, serve it
-        responses_api = host == "api.openai.com" or (provider == "azure" and api_version == "v1")
-    elif not isinstance(responses_api, bool):
-        raise ConfigError(
-            f"{where}: field 'responses_api' must be true or false, got {responses_api!r}"
-        )
-    elif responses_api and provider not in ("openai", "azure"):
-        raise ConfigError(
+    # OpenAI itself, and Azure's v1 API, serve the Responses API
+    served = host == "api.openai.com" or (provider == "azure" and api_version == "v1")
+    responses_api = (
+        served
+        if raw.get("responses_api") is None
+        else check("responses_api", served, _is_bool, "true or false")
+    )
+    if responses_api and raw.get("responses_api") and provider not in ("openai", "azure"):
+        problems.append(
             f"{where}: field 'responses_api' is for OpenAI-compatible and Azure upstreams"
         )
-
-    cache_key = raw.get("prompt_cache_key", host == "api.openai.com")
-    if not isinstance(cache_key, bool):
-        raise ConfigError(
-            f"{where}: field 'prompt_cache_key' must be true or false, got {cache_key!r}"
-        )
+    cache_key = check("prompt_cache_key", host == "api.openai.com", _is_bool, "true or false")
     if cache_key and provider not in ("openai", "azure"):
-        raise ConfigError(f"{where}: field 'prompt_cache_key' is for OpenAI-compatible upstreams")
-
+        problems.append(f"{where}: field 'prompt_cache_key' is for OpenAI-compatible upstreams")
+    rates = {
+        kind: problems.run(
+            partial(parse_rates, raw.get(kind), where=f"{where}: field {kind!r}"), ()
+        )
+        for kind in ("limits", "token_limits")
+    }
+    prices = problems.run(
+        partial(parse_prices, raw.get("prices"), where=f"{where}: field 'prices'"), {}
+    )
+    windows = problems.run(partial(_context_windows, raw.get("context_windows"), models, where), {})
+    problems.refuse()
     return UpstreamSpec(
         name=name.strip(),
         provider=provider,
@@ -313,10 +294,10 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         api_version=api_version,
         auth=auth,
         max_in_flight=max_in_flight,
-        discover=discover,
-        limits=parse_rates(raw.get("limits"), where=f"{where}: field 'limits'"),
-        token_limits=parse_rates(raw.get("token_limits"), where=f"{where}: field 'token_limits'"),
-        prices=parse_prices(raw.get("prices"), where=f"{where}: field 'prices'"),
+        discover=raw.get("models") is None and provider not in LOCAL_PROVIDERS,
+        limits=rates["limits"],
+        token_limits=rates["token_limits"],
+        prices=prices,
         model_path=str(raw.get("model_path", "")),
         n_ctx=n_ctx,
         max_rss_mb=max_rss_mb,
@@ -325,31 +306,98 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         chat_format=chat_format,
         responses_api=responses_api,
         prompt_cache_key=cache_key,
-        context_windows=_context_windows(raw.get("context_windows"), models, where),
+        context_windows=windows,
     )
 
 
+def _unknown_field(where: str, field: Any) -> str:
+    """An upstream field no kind reads, with the one meant when it is close to one."""
+    close = difflib.get_close_matches(str(field), list(_UPSTREAM_FIELDS), n=1)
+    hint = (
+        f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(_UPSTREAM_FIELDS)}"
+    )
+    return f"{where}: unknown field {field!r}; {hint}"
+
+
+def _field(
+    problems: Problems,
+    raw: Mapping[str, Any],
+    where: str,
+    name: str,
+    default: Any,
+    fits: Callable[[Any], bool],
+    must: str,
+) -> Any:
+    """An upstream's field `name` (`default` when not given), or, when it does not fit, a line
+    noted in `problems` and the default in its place, so the fields after it are still judged."""
+    value = raw.get(name, default)
+    if fits(value):
+        return value
+    problems.append(f"{where}: field {name!r} must be {must}, got {value!r}")
+    return default
+
+
+def _int_from(least: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _penalty(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 1.0 <= value <= 2.0
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _served_models(
+    raw: Mapping[str, Any], provider: str, models: tuple[str, ...], where: str
+) -> tuple[str, ...]:
+    """The models an upstream of `provider` serves, as far as the configuration says."""
+    if provider in LOCAL_PROVIDERS:
+        if "*" in models:
+            raise ConfigError(
+                f"{where}: field 'models' of the local model names the model it runs (callers ask "
+                "for it by that name), not '*': it would answer for every model, under its name"
+            )
+        if raw.get("models") is None:  # the model it runs, by the name its file goes by
+            return (local_model_name(str(raw.get("model_path", ""))),)
+    elif provider == "azure" and raw.get("models") is None:
+        raise ConfigError(
+            f"{where}: field 'models' is required for Azure: name the deployments this resource "
+            "serves, as a list, or a dict from the public name callers use to each deployment"
+        )
+    return models
+
+
 def _context_windows(raw: Any, models: tuple[str, ...], where: str) -> dict[str, int]:
-    """An upstream's ``context_windows``: each a public model it serves, at least 1,024 tokens."""
+    """An upstream's ``context_windows``: each a public model it serves, at least 1,024 tokens;
+    every entry that is not is named."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{where}: field 'context_windows' must be a dict like {{'model': 131072}}"
         )
+    problems = Problems()
     out: dict[str, int] = {}
     for model, tokens in raw.items():
         if models and "*" not in models and model not in models:
-            raise ConfigError(
+            problems.append(
                 f"{where}: field 'context_windows' names {model!r}, which this upstream does not "
                 f"serve (its models: {', '.join(models)})"
             )
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1024:
-            raise ConfigError(
+        elif isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1024:
+            problems.append(
                 f"{where}: field 'context_windows'[{model!r}] must be tokens, an integer >= 1024, "
                 f"got {tokens!r}"
             )
-        out[str(model)] = tokens
+        else:
+            out[str(model)] = tokens
+    problems.refuse()
     return out
 
 
@@ -422,14 +470,17 @@ def _http_fields(
     where: str,
     env: Mapping[str, str],
 ) -> tuple[str, str, str, str, int]:
-    """(base_url, key, api_version, auth, max_in_flight) of an upstream reached over HTTP."""
+    """(base_url, key, api_version, auth, max_in_flight) of an upstream reached over HTTP;
+    raises ConfigProblems naming each of these fields that is wrong."""
+    problems = Problems()
     for name in ("api_version", "auth"):
         if name in raw and provider != "azure":
-            raise ConfigError(f"{where}: field {name!r} is for 'provider': 'azure' only")
+            problems.append(f"{where}: field {name!r} is for 'provider': 'azure' only")
     if provider in LOCAL_PROVIDERS:
         for name in ("max_in_flight", "base_url", "api_key", "api_key_env"):
             if name in raw:
-                raise ConfigError(f"{where}: field {name!r} does not apply to the local model")
+                problems.append(f"{where}: field {name!r} does not apply to the local model")
+        problems.refuse()
         return "", "", "", "api-key", 0
     max_in_flight = raw.get("max_in_flight", 0)
     if (
@@ -437,57 +488,80 @@ def _http_fields(
         or not isinstance(max_in_flight, int)
         or not 0 <= max_in_flight <= 10_000
     ):
-        raise ConfigError(
+        problems.append(
             f"{where}: field 'max_in_flight' must be an integer from 1 to 10000, got {max_in_flight!r}"
         )
-    if max_in_flight and provider != "openai":
-        raise ConfigError(
+    elif max_in_flight and provider != "openai":
+        problems.append(
             f"{where}: field 'max_in_flight' marks a self-hosted OpenAI-compatible server "
             "('provider': 'openai'); hosted providers count requests per minute ('limits')"
         )
     base_url = raw.get("base_url", KINDS[provider].default_base_url)
     examples = {"azure": "https://NAME.openai.azure.com", "anthropic": "https://api.anthropic.com"}
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"{where}: field 'base_url' must be an http(s) URL like "
-            f"'{examples.get(provider, 'https://api.groq.com/openai/v1')}', got {base_url!r}"
+    example = examples.get(provider, "https://api.groq.com/openai/v1")
+    if not base_url:
+        problems.append(f"{where}: field 'base_url' is required, an http(s) URL like '{example}'")
+    elif not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        problems.append(
+            f"{where}: field 'base_url' must be an http(s) URL like '{example}', got {base_url!r}"
         )
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        base_url = ""
     api_version, auth = "", "api-key"
     if provider == "azure":
         given = raw.get("api_version")
-        if not isinstance(given, str) or not re.fullmatch(
-            r"v1|\d{4}-\d{2}-\d{2}(-preview)?", given
-        ):
-            raise ConfigError(
+        if isinstance(given, str) and re.fullmatch(r"v1|\d{4}-\d{2}-\d{2}(-preview)?", given):
+            api_version = given
+        else:
+            problems.append(
                 f"{where}: field 'api_version' must be a dated Azure OpenAI API version like "
                 f"'2024-10-21' (deployments URLs) or 'v1' (the v1 API), got {given!r}"
             )
-        api_version = given
         if "/openai" in base_url:
-            raise ConfigError(
+            problems.append(
                 f"{where}: field 'base_url' is the resource endpoint (https://NAME.openai.azure.com), "
                 f"without the /openai path, got {base_url!r}"
             )
         auth = raw.get("auth", "api-key")
         if auth not in AZURE_AUTH:
-            raise ConfigError(f"{where}: field 'auth' must be one of {AZURE_AUTH}, got {auth!r}")
-    key = _key(raw, where, env, required=max_in_flight == 0)
+            problems.append(f"{where}: field 'auth' must be one of {AZURE_AUTH}, got {auth!r}")
+    # a self-hosted server (max_in_flight set, even to a wrong value) may take no key; a key
+    # field written misspelt is said as that (unknown field ..., did you mean), not once more
+    required = not raw.get("max_in_flight") and not _misspelt_key_field(raw)
+    key = problems.run(partial(_key, raw, where, env, required=required), "")
+    problems.refuse()
     return base_url.rstrip("/"), key, api_version, auth, max_in_flight
 
 
+def _misspelt_key_field(raw: Mapping[str, Any]) -> bool:
+    """Whether a field no kind reads is close to api_key or api_key_env (the key meant)."""
+    unknown = [str(f) for f in raw if f not in _UPSTREAM_FIELDS]
+    return any(difflib.get_close_matches(f, ("api_key", "api_key_env"), n=1) for f in unknown)
+
+
+def duplicate_names(raw: Sequence[Any]) -> list[str]:
+    """A line for each upstream name given to more than one upstream."""
+    names = [
+        item["name"].strip()
+        for item in raw
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str)
+    ]
+    twice = sorted({n for n in names if n and names.count(n) > 1})
+    return [f"upstream {n!r}: duplicate name; each upstream needs its own alias" for n in twice]
+
+
 def parse_upstreams(raw: Any, env: Mapping[str, str] | None = None) -> tuple[UpstreamSpec, ...]:
+    """``c.RSQLProxy.upstreams``; raises ConfigProblems naming every upstream's problems."""
     if raw is None:
         return ()
     if not isinstance(raw, (list, tuple)):
         raise ConfigError(
             f"RSQLProxy.upstreams: expected a list of dicts, got {type(raw).__name__}"
         )
-    specs = tuple(parse_upstream(item, i, env) for i, item in enumerate(raw))
-    seen: set[str] = set()
-    for spec in specs:
-        if spec.name in seen:
-            raise ConfigError(
-                f"upstream {spec.name!r}: duplicate name; each upstream needs its own alias"
-            )
-        seen.add(spec.name)
-    return specs
+    problems = Problems()
+    specs = [
+        problems.run(partial(parse_upstream, item, i, env), None) for i, item in enumerate(raw)
+    ]
+    problems.extend(duplicate_names(raw))
+    problems.refuse()
+    return tuple(spec for spec in specs if spec is not None)

@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis  # the 'redis' extra; this module is imported only when used
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...engine import UpstreamSpec
@@ -68,6 +71,35 @@ def connect(url: str) -> aioredis.Redis:
         health_check_interval=15,
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+async def ping_problem(url: str, timeout: float) -> str:
+    """Why the Redis at `url` does not answer a PING within `timeout` seconds ("" when it does):
+    ``--check-config``'s look, on one connection of its own, no retry, writing no key."""
+    client = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        # no CLIENT SETINFO: the check leaves nothing behind, not even a client's name
+        lib_name=None,
+        lib_version=None,
+    )
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        return f"no answer within {timeout:g} s" if _timed_out(exc) else _said(exc)
+    finally:
+        await client.aclose()
+    return ""
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, RedisTimeoutError | TimeoutError) or "Timeout" in str(exc)
+
+
+def _said(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(".")
 
 
 class RedisState:
