@@ -1,5 +1,8 @@
-"""Completions at class scale: N editors through one rsql-proxy's ``{proxy}inline`` (#58, item 4).
+"""Completions at class scale: N editors through rsql-proxy's ``{proxy}inline`` (#58, item 4;
+#76: more than one core).
 
+Each deployment (``DEPLOYMENTS``): one process at every class size; ``--workers 2`` and two
+replicas, both on Redis state (which keeps the per-user limits exact across them), at 500.
 For each class size N (50, 200, 500; ``--quick``: 20 and 50) a fresh rsql-proxy (memory state,
 SQLite usage log, the product's default completion limits, ``completion_user_limits`` and
 ``completion_user_concurrency``, read from the product) in front of ``bench/upstream.py`` as a
@@ -21,6 +24,7 @@ import resource
 import sqlite3
 import statistics
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +33,11 @@ from common import (
     MODEL,
     PY,
     Procs,
-    cpu_seconds,
     loadavg,
     log,
     start_service,
     start_upstream,
+    tree_cpu_seconds,
     upstream_configs,
     upstream_stats,
     workdir,
@@ -60,8 +64,9 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_editors(url: str, users_file: Path, seconds: float) -> dict[str, Any]:
-    argv = [PY, str(BENCH / "editors.py"), "--url", url, "--users", str(users_file)]
+def run_editors(urls: list[str], users_file: Path, seconds: float) -> dict[str, Any]:
+    argv = [PY, str(BENCH / "editors.py"), *(a for u in urls for a in ("--url", u))]
+    argv += ["--users", str(users_file)]
     res = subprocess.run(
         [*argv, "--seconds", str(seconds)], capture_output=True, text=True, timeout=seconds + 90
     )
@@ -165,9 +170,20 @@ def class_summary(n: int, pushers: int, load: dict[str, Any], rows: list[Row]) -
     }
 
 
+# the class sizes each deployment runs: one process (memory state) at every size; the ways to
+# more cores (workers on one port, replicas; both need Redis, which makes the limits exact
+# across them) at the sizes one process cannot carry
+DEPLOYMENTS: tuple[tuple[str, int, int, tuple[int, ...]], ...] = (
+    # (name, workers, replicas, sizes)
+    ("one process", 1, 1, SIZES),
+    ("--workers 2, Redis", 2, 1, (500,)),
+    ("2 replicas, Redis", 1, 2, (500,)),
+)
+REDIS = "redis://127.0.0.1:6379/0"
+
+
 def bench_class(quick: bool) -> dict[str, Any]:
     seconds = 6.0 if quick else 20.0
-    sizes = QUICK_SIZES if quick else SIZES
     out: dict[str, Any] = {
         "seconds": seconds,
         "model_seconds": MODEL_SECONDS,
@@ -179,55 +195,96 @@ def bench_class(quick: bool) -> dict[str, Any]:
         model = ttfb(None, up + "/chat/completions", "Bearer x", 20 if quick else 50)
         out["model_p50_ms"] = 1000 * statistics.median(model["total"])
         log(f"class: the model straight, p50 {out['model_p50_ms']:.1f} ms")
-        for n in sizes:
-            pushers = max(2, n // 50)
-            people = [("editor", i) for i in range(n)] + [("pusher", i) for i in range(pushers)]
-            tokens = [f"class{n}-{kind}-{i:04d}-" + "0" * 16 for kind, i in people]
-            users = {
-                t: {"name": f"{kind}{i:04d}"} for t, (kind, i) in zip(tokens, people, strict=True)
-            }
-            cfg = {
-                "upstreams": upstream_configs(up),
-                "default_model": MODEL,
-                "completion_model": MODEL,
-            }
-            name = f"svc-{n}"
-            url, _auth = start_service(procs, cfg, name=name, users=users)
-            proc = procs.items[-1][1]
-            inline = url.removesuffix("v1/chat/completions") + "inline"
-            spec = [
-                {"token": t, "name": users[t]["name"], "kind": kind}
-                for t, (kind, _) in zip(tokens, people, strict=True)
-            ]
-            users_file = d / f"users-{n}.json"
-            users_file.write_text(json.dumps(spec))
-            log(f"class: {n} editors and {pushers} pushers for {seconds:g} s")
-            upstream_stats(None, up, reset=True)
-            c0, k0, load0 = cpu_seconds(proc.pid), _children_cpu(), loadavg()
-            load = run_editors(inline, users_file, seconds)
-            cpu, client_cpu = cpu_seconds(proc.pid) - c0, _children_cpu() - k0
-            model_spans = upstream_stats(None, up).get("spans", {})
-            procs.stop(proc)  # its usage log is flushed on the way out
-            rows = usage_rows(d / name / "usage.sqlite")
-            run = class_summary(n, pushers, load, rows)
-            at_model = [
-                most_at_once([(a, b) for a, b in v if b >= a])
-                for u, v in model_spans.items()
-                if u.startswith("pusher")
-            ]
-            run["pusher_at_model_max_at_once"] = max(at_model, default=0)
-            sent = len(load["results"])
-            run.update(
-                added_p50_ms=run["took_p50_ms"] - out["model_p50_ms"],
-                added_p99_ms=run["took_p99_ms"] - out["model_p50_ms"],
-                cpu_s=cpu,
-                cpu_cores=cpu / seconds,
-                cpu_us_per_completion=1e6 * cpu / max(1, run["completions"]),
-                cpu_us_per_request=1e6 * cpu / max(1, sent),
-                requests=sent,
-                client_cpu_s=client_cpu,
-                load=f"{load0.split()[0]} to {loadavg().split()[0]}",
-            )
-            log("   ", {k: v for k, v in run.items() if not isinstance(v, dict)})
-            out["runs"].append(run)
+        for deployment, workers, replicas, sizes in DEPLOYMENTS:
+            for n in QUICK_SIZES if quick and workers == replicas == 1 else sizes:
+                run = _one_class(procs, d, up, n, seconds, deployment, workers, replicas)
+                run.update(
+                    added_p50_ms=run["took_p50_ms"] - out["model_p50_ms"],
+                    added_p99_ms=run["took_p99_ms"] - out["model_p50_ms"],
+                )
+                log("   ", {k: v for k, v in run.items() if not isinstance(v, dict)})
+                out["runs"].append(run)
     return out
+
+
+def _one_class(
+    procs: Procs,
+    d: Path,
+    up: str,
+    n: int,
+    seconds: float,
+    deployment: str,
+    workers: int,
+    replicas: int,
+) -> dict[str, Any]:
+    """N editors and their pushers through a fresh deployment of rsql-proxy: its measures."""
+    pushers = max(2, n // 50)
+    people = [("editor", i) for i in range(n)] + [("pusher", i) for i in range(pushers)]
+    tokens = [f"class{n}-{kind}-{i:04d}-" + "0" * 16 for kind, i in people]
+    users = {t: {"name": f"{kind}{i:04d}"} for t, (kind, i) in zip(tokens, people, strict=True)}
+    cfg: dict[str, Any] = {
+        "upstreams": upstream_configs(up),
+        "default_model": MODEL,
+        "completion_model": MODEL,
+    }
+    shared = workers > 1 or replicas > 1
+    if shared:
+        cfg.update(state_url=REDIS, state_prefix=f"rsqlbench-class-{time.time_ns()}:")
+        # one database for every replica, as the docs' replicas share PostgreSQL: the rows
+        cfg["database_url"] = f"sqlite:///{d / f'class-{n}-{workers}-{replicas}.sqlite'}"
+    names, urls, started = [], [], []
+    for i in range(replicas):
+        name = f"svc-{n}-{workers}w-{i}"
+        args = ["--workers", str(workers)] if workers > 1 else []
+        url, _auth = start_service(procs, cfg, name=name, users=users, args=args)
+        names.append(name)
+        started.append(procs.items[-1][1])
+        urls.append(url.removesuffix("v1/chat/completions") + "inline")
+    spec = [
+        {"token": t, "name": users[t]["name"], "kind": kind}
+        for t, (kind, _) in zip(tokens, people, strict=True)
+    ]
+    users_file = d / f"users-{n}-{workers}-{replicas}.json"
+    users_file.write_text(json.dumps(spec))
+    log(f"class: {n} editors and {pushers} pushers for {seconds:g} s, {deployment}")
+    upstream_stats(None, up, reset=True)
+    c0 = sum(tree_cpu_seconds(p.pid) for p in started)
+    k0, load0 = _children_cpu(), loadavg()
+    load = run_editors(urls, users_file, seconds)
+    cpu = sum(tree_cpu_seconds(p.pid) for p in started) - c0
+    client_cpu = _children_cpu() - k0
+    model_spans = upstream_stats(None, up).get("spans", {})
+    for proc in started:
+        procs.stop(proc)  # its usage log is flushed on the way out
+    db = cfg.get("database_url", "").removeprefix("sqlite:///")
+    rows = usage_rows(Path(db)) if db else usage_rows(d / names[0] / "usage.sqlite")
+    if shared:
+        _forget(cfg["state_prefix"])
+    run = class_summary(n, pushers, load, rows)
+    at_model = [
+        most_at_once([(a, b) for a, b in v if b >= a])
+        for u, v in model_spans.items()
+        if u.startswith("pusher")
+    ]
+    run["pusher_at_model_max_at_once"] = max(at_model, default=0)
+    sent = len(load["results"])
+    run.update(
+        deployment=deployment,
+        cpu_s=cpu,
+        cpu_cores=cpu / seconds,
+        cpu_us_per_completion=1e6 * cpu / max(1, run["completions"]),
+        cpu_us_per_request=1e6 * cpu / max(1, sent),
+        requests=sent,
+        client_cpu_s=client_cpu,
+        load=f"{load0.split()[0]} to {loadavg().split()[0]}",
+    )
+    return run
+
+
+def _forget(prefix: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(REDIS)
+    for key in r.scan_iter(match=prefix + "*"):
+        r.delete(key)
+    r.close()

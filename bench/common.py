@@ -184,6 +184,7 @@ def start_upstream(
     timing: dict[str, float] | None = None,
     headers: bool = False,
     spans: bool = False,
+    head_first: bool = False,
 ) -> str:
     """bench/upstream.py; `timing`: first_byte, stream_seconds, answer_seconds (its flags);
     `spans`: keep each ``@user:NAME@`` request's [arrival, end] (its ``--spans``)."""
@@ -205,6 +206,8 @@ def start_upstream(
         argv += ["--limit", limit]
     if spans:
         argv.append("--spans")
+    if head_first:
+        argv.append("--head-first")
     proc = procs.start(name, argv)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/stats", proc, procs, name, ns=ns)
@@ -499,7 +502,7 @@ def machine_cpu_seconds() -> float:
 
 def run_loadgen(
     ns: Netns | None,
-    url: str,
+    url: str | Sequence[str],
     auth: str,
     rate: float,
     seconds: float,
@@ -507,14 +510,15 @@ def run_loadgen(
     stream: bool = False,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """bench/loadgen.py open-loop, in its own process; its parsed JSON."""
+    """bench/loadgen.py open-loop, in its own process; its parsed JSON. Several `url`s: the
+    requests go to each in turn (replicas)."""
+    urls = [url] if isinstance(url, str) else list(url)
     argv = [
         *in_ns(ns),
         PY,
         str(BENCH / "loadgen.py"),
         "open",
-        "--url",
-        url,
+        *(arg for u in urls for arg in ("--url", u)),
         "--auth",
         auth,
         "--rate",

@@ -76,7 +76,8 @@ class Editor:
         )
         start, first, status, retry, label = time.monotonic() - t0, -1.0, 0, "", ""
         try:
-            async with self.sess.post(self.args.url, data=body, headers=self.headers) as resp:
+            url = self.args.url[self.index % len(self.args.url)]  # replicas: each editor its own
+            async with self.sess.post(url, data=body, headers=self.headers) as resp:
                 status, retry = resp.status, resp.headers.get("Retry-After", "")
                 label = resp.headers.get("RateLimit", "").split(";", 1)[0].strip('"')
                 if status != 200:
@@ -137,7 +138,12 @@ async def run(args: argparse.Namespace, users: list[dict[str, str]]) -> dict[str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--url", required=True, help="the proxy's inline endpoint")
+    ap.add_argument(
+        "--url",
+        required=True,
+        action="append",
+        help="the proxy's inline endpoint (repeat: replicas)",
+    )
     ap.add_argument("--users", required=True, help="a JSON file: [{token, name, kind}]")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--debounce", type=float, default=0.25, help="the editor's debounceMs / 1000")

@@ -1,6 +1,7 @@
 """Client-side load for the benchmarks that wrk cannot do; always its own process.
 
-    open:  open-loop arrivals at a fixed rate for a fixed time (the quota test); one JSON line
+    open:  open-loop arrivals at a fixed rate for a fixed time (the quota test), turn by turn to
+           each --url given (replicas); one JSON line
            with every request's [start, end, status, retry-after, first byte] out (seconds from
            the test's start; first byte: the head of a JSON answer, the first event of a stream).
            With --stream the requests ask for SSE streams, each read to `data: [DONE]`: a stream
@@ -55,11 +56,12 @@ async def open_loop(args: argparse.Namespace) -> dict:
     results: list[tuple[float, float, int, str, float]] = []
     tmo = aiohttp.ClientTimeout(total=args.timeout)
 
-    async def one(sess: aiohttp.ClientSession, t_start: float) -> None:
+    async def one(sess: aiohttp.ClientSession, t_start: float, i: int) -> None:
         t = time.monotonic()
         first = -1.0
         try:
-            async with sess.post(args.url, data=data, headers=headers, timeout=tmo) as resp:
+            url = args.url[i % len(args.url)]
+            async with sess.post(url, data=data, headers=headers, timeout=tmo) as resp:
                 status = resp.status
                 if args.stream and status == 200:
                     await resp.content.readuntil(b"\n\n")  # the first event
@@ -93,7 +95,7 @@ async def open_loop(args: argparse.Namespace) -> dict:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(sess, t0)))
+            tasks.append(asyncio.ensure_future(one(sess, t0, i)))
         await asyncio.wait(tasks, timeout=args.timeout + 5)
     return {
         "rate": args.rate,
@@ -112,7 +114,7 @@ async def ttfb(args: argparse.Namespace) -> dict:
     async with aiohttp.ClientSession() as sess:
         for i in range(args.count + args.warmup):
             t = time.perf_counter()
-            async with sess.post(args.url, data=data, headers=headers, timeout=tmo) as resp:
+            async with sess.post(args.url[0], data=data, headers=headers, timeout=tmo) as resp:
                 if resp.status != 200:
                     bad += 1
                     await resp.read()
@@ -130,7 +132,7 @@ async def ttfb(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["open", "ttfb"])
-    ap.add_argument("--url", required=True)
+    ap.add_argument("--url", required=True, action="append", help="repeat: turn by turn")
     ap.add_argument("--auth", default="")
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=60.0)

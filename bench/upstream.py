@@ -277,6 +277,10 @@ class Upstream(asyncio.Protocol):
         if not stream:
             loop.call_later(app.answer_seconds, self._answer, key, payload)
             return
+        if app.head_first:  # the head at once (with the window as it is now), the events later
+            self._stream_head(key, events, head_only=True)
+            loop.call_later(app.first_byte, self._stream_head, key, events, False, True)
+            return
         loop.call_later(app.first_byte, self._stream_head, key, events)
 
     def _limit_headers(self, key: str) -> str:
@@ -290,7 +294,9 @@ class Upstream(asyncio.Protocol):
     def _answer(self, key: str, payload: bytes) -> None:
         self._send(200, payload, extra=self._limit_headers(key))
 
-    def _stream_head(self, key: str, events: list[bytes]) -> None:
+    def _stream_head(
+        self, key: str, events: list[bytes], head_only: bool = False, headless: bool = False
+    ) -> None:
         if self.transport is None:
             return
         head = (
@@ -298,10 +304,13 @@ class Upstream(asyncio.Protocol):
             + self._limit_headers(key)
             + "\r\n"
         ).encode()
+        if head_only:  # --head-first: the head now, the first event at the first-byte mark
+            self.transport.write(head)
+            return
         chunks = [b"%x\r\n%s\r\n" % (len(ev), ev) for ev in events]
         chunks[-1] += b"0\r\n\r\n"
         # the head and the first event at the first-byte mark
-        self.transport.write(head + chunks[0])
+        self.transport.write((b"" if headless else head) + chunks[0])
         rest = chunks[1:]
         spread = max(0.0, self.app.stream_seconds - self.app.first_byte)
         if spread <= 0:
@@ -333,8 +342,10 @@ class App:
         answer_seconds: float | None = None,
         headers: bool = False,
         spans: bool = False,
+        head_first: bool = False,
     ) -> None:
         self.spans = spans
+        self.head_first = head_first
         self.first_byte = latency if first_byte is None else first_byte
         self.answer_seconds = self.first_byte if answer_seconds is None else answer_seconds
         self.stream_seconds = stream_seconds
@@ -359,6 +370,11 @@ async def main() -> None:
     ap.add_argument("--stream-seconds", type=float, default=0.0, help="a stream's total time")
     ap.add_argument("--answer-seconds", type=float, default=None, help="a JSON answer's total time")
     ap.add_argument("--ratelimit-headers", choices=("on", "off"), default="off")
+    ap.add_argument(
+        "--head-first",
+        action="store_true",
+        help="a stream's HTTP head at once, its first event at --first-byte (some providers)",
+    )
     ap.add_argument("--limit", default="", help="N/SECONDS per API key, e.g. 10/2 (moving window)")
     ap.add_argument("--spans", action="store_true", help="keep @user:NAME@ requests' spans")
     args = ap.parse_args()
@@ -370,6 +386,7 @@ async def main() -> None:
         answer_seconds=args.answer_seconds,
         headers=args.ratelimit_headers == "on",
         spans=args.spans,
+        head_first=args.head_first,
     )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Upstream(app), args.host, args.port, backlog=2048)
