@@ -6,10 +6,11 @@ of their own (``%config RSQLMagic.context_policy = {...}``, or ``--no-data``); t
 so that the stricter setting always wins: no user setting can loosen the admin's policy.
 
 When the admin's policy cannot be read because the proxy answers ``me`` with an error (other
-than "no such route"), the kernel fails closed: it sends schemas only, as if the admin had
-withheld every value. When the proxy cannot be reached at all (refused, timed out), the client
-is marked unavailable: nothing is sent (the cell fails, as it did before policies existed, or
-is answered from the replay store without a request). A proxy that has no ``me`` route, or a ``me`` without
+than "no such route" and a refused caller), the kernel fails closed: it sends schemas only, as
+if the admin had withheld every value. When the proxy cannot be reached at all (refused, timed
+out), or refuses the caller (401, or a 403 that is not a policy's: a wrong or expired token),
+the client is marked unavailable: nothing is sent (the cell fails with that one error, or is
+answered from the replay store without a request). A proxy that has no ``me`` route, or a ``me`` without
 ``context_policy``, has no policy (an older proxy, or a plain OpenAI-compatible endpoint).
 
 ``preview`` asks the proxy what the upstream would see after its own pattern redaction
@@ -117,12 +118,15 @@ def admin_policy(
     except ProxyError as e:
         if e.status in (404, 405):  # no `me` route: not our proxy, or one too old for policies
             state = PolicyState(None, "", now)
-        elif e.status == 0:
-            # unreachable (refused, timed out): this client sends nothing from now on, so the
-            # cell fails as it always did, or is answered from the replay store, which sends
-            # nothing either; a context built without the policy never leaves the kernel
+        elif e.status == 0 or (e.status in (401, 403) and not e.refused_by_policy):
+            # unreachable (refused, timed out), or the caller refused (a wrong or expired
+            # token, one without the service's scope): this client sends nothing from now on,
+            # so the cell fails with this one error, said once, or is answered from the replay
+            # store, which sends nothing either; a context built without the policy never
+            # leaves the kernel. No note: "sending schemas only" would tell of a request that
+            # is never made
             client.unavailable = e
-            return PolicyState(None, f"the proxy cannot be reached: {e}", now)
+            return PolicyState(None, f"the proxy cannot be used: {e}", now)
         else:
             # fail closed: a policy we cannot read may withhold anything
             state = PolicyState(

@@ -19,7 +19,7 @@ from typing import Any
 
 from rsql_common.fences import SQL_FENCE_LANGUAGES, fenced_blocks
 
-from .client import ChatResult
+from .client import ChatResult, ProxyClient
 from .errors import ProxyError
 
 # code_block is the sanitizer's: answers' fences and ours are drawn alike
@@ -38,8 +38,10 @@ __all__ = [
     "me_markdown",
     "mimebundle",
     "normalize_lang",
+    "proxy_answers",
     "refusal_markdown",
     "replayed_label",
+    "replayed_notice",
     "table_cell",
     "utc_text",
     "window_until",
@@ -99,12 +101,53 @@ def fallback_label(upstream: str) -> str:
     return f"answered by the local fallback model ({name})"
 
 
-def replayed_label(recorded: list[str]) -> str:
-    """``replayed (recorded 2026-11-22 13:20 UTC) · no request sent`` for the oldest of
-    ``recorded`` (ISO times from the replay file: only a validated date-time is shown)."""
+def _recorded_when(recorded: list[str]) -> str:
+    """``2026-11-22 13:20 UTC`` for the oldest of ``recorded`` (ISO times from the replay file:
+    only a validated date-time is shown), else ``?``."""
     times = sorted(t for t in recorded if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d[\w:.+-]*", t))
-    when = f"{times[0][:10]} {times[0][11:16]} UTC" if times else "?"
-    return f"replayed (recorded {when}) · no request sent"
+    return f"{times[0][:10]} {times[0][11:16]} UTC" if times else "?"
+
+
+def replayed_label(recorded: list[str]) -> str:
+    """``replayed (recorded 2026-11-22 13:20 UTC) · no request sent`` (the footer's words)."""
+    return f"replayed (recorded {_recorded_when(recorded)}) · no request sent"
+
+
+def proxy_answers(client: ProxyClient | None, failed: ProxyError | None) -> str:
+    """Whether the proxy answered just now (`failed`: how it did not; `client`: None when none
+    was found), in the words of ``%ask_status``'s "proxy answers now" and of a replayed
+    answer's notice."""
+    if failed is None:
+        engine = client is not None and client.engine is not None
+        return "yes, in this kernel (the in-process engine)" if engine else "yes"
+    reason = " ".join((str(failed).splitlines() or [""])[0].split())
+    if reason.endswith(":") and ". " in reason:  # "no proxy found. Configure one of:" and a list
+        reason = reason.rsplit(". ", 1)[0]
+    reason = reason if len(reason) <= 240 else reason[:239] + "…"
+    if failed.status == 0:
+        return f"no: {reason}"
+    if failed.status in (401, 403) and not failed.refused_by_policy:
+        return f"it answers, but refuses this kernel's token: {reason}"
+    if failed.status in (404, 405):  # a server without `me`: an older proxy, or a provider
+        return "it answers, but has no `me` (an older proxy, or not an rsql proxy)"
+    return f"it answers with an error: {reason}"
+
+
+def replayed_notice(
+    recorded: list[str], file: str | None, *, mode: str, client: ProxyClient | None
+) -> str:
+    """The line over a replayed answer, where the user looks first (issue 77): the answer is
+    a recording and nothing was sent, and whether the proxy answers now as far as the cell
+    found out (`client`'s ``unavailable``: how it did not answer); else replay ``only`` never
+    asks it, else it was not asked, and ``%ask_status`` asks it."""
+    where = f" from {plain_text(file)}" if file else ""
+    line = f"Replayed answer{where}, recorded {_recorded_when(recorded)}: no request was sent."
+    failed = client.unavailable if client is not None else None
+    if client is not None and failed is not None:
+        return f"{line} Proxy answers now: {plain_text(proxy_answers(client, failed))}."
+    if mode == "only":
+        return f"{line} Replay only: the proxy is never asked."
+    return f"{line} The proxy was not asked: %ask_status says whether it answers now."
 
 
 def extract_code(text: str, lang: str | None = None) -> list[tuple[str, str]]:

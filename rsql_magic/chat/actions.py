@@ -167,7 +167,8 @@ class AnswerActions(ChatWidgets):
         session = self.session
         out = self.add_result(t)
         try:
-            db, conn_expr = session.sql_runner.resolve_connection(connection_name(self.sql.value))
+            chosen = session.sql_runner.choose_connection(connection_name(self.sql.value))
+            db, conn_expr = chosen.db, chosen.conn_expr
         except (SqlAIError, TypeError) as e:
             out.value = error_html(getattr(e, "message", str(e)))
             return None
@@ -200,7 +201,7 @@ class AnswerActions(ChatWidgets):
         t.sql_result = res
         self.last_frame = res.frame
         self._ns()["_chat_df"] = res.frame
-        out.value = sql_result_html(res, db.label, session.config.sql.display_rows)
+        out.value = sql_result_html(res, chosen, session.config.sql.display_rows)
         # the query that ran, as a cell of its own: the answer's that worked (a retry's)
         answered = operation.calls[-1] if operation.calls else t.result
         query = session.sql_runner.emitted_code(res.sql, conn_expr, "_chat_df")

@@ -38,6 +38,7 @@ from typing import Any
 from rsql_magic.client import ProxyClient
 from rsql_magic.context import text_tokens
 from rsql_magic.context.frames import find_frames
+from rsql_magic.context.named import listing, named_connection, named_frames, shown_name
 from rsql_magic.errors import ProxyError, UsageError
 from rsql_magic.operations import (
     AgentOperation,
@@ -47,6 +48,7 @@ from rsql_magic.operations import (
     ContextChoice,
     Route,
     context_request,
+    unreadable_message,
 )
 from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_me
 from rsql_magic.render import footer
@@ -78,6 +80,35 @@ _SUBMIT_GRACE_S = 0.3  # how long a submit waits for its trailing value update
 _SUBMIT_LATE_S = 5.0
 
 
+def _picker_value(sql: str) -> str:
+    """The SQL picker's value for what ``--sql`` names."""
+    return {"jupysql": JUPYSQL, "frames": FRAMES}.get(sql, sql)
+
+
+def _check_preselection(
+    shell: Any, frames: list[str] | None, sql: str | None, include_r: bool | None
+) -> None:
+    """UsageError when ``%ask_chat --df / --sql / --r`` (or ``chat()``'s arguments) name what
+    the pickers would not offer, as %%ask's ``--df`` and ``--sql`` do: a panel that silently
+    asked without it would answer about something else (issue 77)."""
+    ns = shell.user_ns
+    if frames:
+        named_frames("--df", frames, ns)  # raises, naming the frames there are
+    if sql:
+        offered = sql_connections(ns)
+        if _picker_value(sql) not in [value for _, value in offered]:
+            named_connection("--sql", sql, ns)  # raises for a name that is nothing
+            raise UsageError(
+                f"--sql {shown_name(sql)}: the panel's SQL picker does not offer it; it "
+                f"offers {listing([label for label, _ in offered]) or 'nothing here'}"
+            )
+    if include_r and not has_r_session(shell):
+        raise UsageError(
+            "--r: there is no R session in this kernel to include (start one first: "
+            "%load_ext rpy2.ipython, then an %R cell)"
+        )
+
+
 class ChatPanel(AnswerActions):
     """The chat panel. Display it (it has a mimebundle) or show ``panel.widget``.
 
@@ -100,6 +131,8 @@ class ChatPanel(AnswerActions):
         client: ProxyClient | None = None,
         refresh_usage: bool = True,
     ) -> None:
+        # what %ask_chat's options name, looked up before anything is built or opened
+        _check_preselection(Session.of(shell).shell, frames, sql, include_r)
         super().__init__()
         self.session = Session.of(shell)
         self.shell = self.session.shell
@@ -130,15 +163,7 @@ class ChatPanel(AnswerActions):
         self.main_calls = MainThreadCalls(self._kernel_loop)
         self._wire()
         self.refresh_sources()
-        if frames:
-            self.frames.value = tuple(f for f in frames if f in self.frames.options)
-        if sql:
-            values = [v for _, v in self.sql.options]
-            key = {"jupysql": JUPYSQL, "frames": FRAMES}.get(sql, sql)
-            if key in values:
-                self.sql.value = key
-        if include_r is not None and not self.r_box.disabled:
-            self.r_box.value = bool(include_r)
+        self._preselect(frames, sql, include_r)
         if refresh_usage:
             threading.Thread(target=self.refresh_usage, daemon=True).start()
 
@@ -150,6 +175,27 @@ class ChatPanel(AnswerActions):
         self.input.observe(self._on_value, "value")
         self.send_btn.on_click(lambda _b: self.send())
         self.stop_btn.on_click(lambda _b: self.stop())
+
+    def _preselect(self, frames: list[str] | None, sql: str | None, include_r: bool | None) -> None:
+        """Tick what ``%ask_chat --df / --sql / --r`` (or ``chat()``'s arguments) name, each
+        one checked before the panel was built (:func:`_check_preselection`)."""
+        if frames:
+            self.frames.value = tuple(frames)
+        if sql:
+            self.sql.value = _picker_value(sql)
+        if include_r is not None and not self.r_box.disabled:
+            self.r_box.value = bool(include_r)
+
+    def vanished_picks(self) -> list[str]:
+        """What the pickers had chosen and the notebook no longer has (a frame deleted, a
+        connection rebound), said before anything is sent: the pickers are re-read at once."""
+        ns = self._ns()
+        frames = set(find_frames(ns))
+        gone = [f"DataFrame {shown_name(f)}" for f in self.frames.value if f not in frames]
+        sql = self.sql.value
+        if sql and sql not in (JUPYSQL, FRAMES) and sql not in [v for _, v in sql_connections(ns)]:
+            gone.append(f"connection {shown_name(sql)}")
+        return gone
 
     # -- the session's settings -------------------------------------------------------------
 
@@ -201,11 +247,13 @@ class ChatPanel(AnswerActions):
     # -- messages --------------------------------------------------------------------------
 
     def _context_choice(self) -> ContextChoice:
-        """The context the panel's pickers choose, as %%ask's options would."""
+        """The context the panel's pickers choose, as %%ask's options would: each one picked is
+        named, so one that cannot be read stops the question (the request's ``unreadable``)."""
         sql = sql_source(self.sql.value, self._ns())
         return ContextChoice(
             frames=tuple(self.frames.value) or None,
             include_r=bool(self.r_box.value),
+            r_named=bool(self.r_box.value),
             sql=sql,
             lang=self._lang(),
             no_data=bool(self.no_data.value),
@@ -237,7 +285,7 @@ class ChatPanel(AnswerActions):
             history = history[2:]
             dropped += 2
         self.dropped_messages = dropped
-        notes = list(request.notes)
+        notes = [*request.unreadable, *request.notes]
         if dropped:
             notes.append(
                 f"{dropped} earlier messages left out (history budget {self.history_tokens} tokens)"
@@ -282,12 +330,20 @@ class ChatPanel(AnswerActions):
         if self.busy:
             self.set_status("An answer is still streaming: wait for it or press Stop.", "warn")
             return False
+        gone = self.vanished_picks()
+        self.refresh_sources()
+        if gone:  # asked without them, the answer would be about something else
+            self.set_status(
+                f"Not sent: the context picked is gone from the notebook ({', '.join(gone)}). "
+                "Pick again (the pickers are up to date now), or run the cell that defines it.",
+                "error",
+            )
+            return False
         self._clearing = True
         try:
             self.input.value = ""
         finally:
             self._clearing = False
-        self.refresh_sources()
         try:
             # the route: the panel's client, the model checked before anything is collected
             # or sent, the origin taken here, on the kernel's main thread (the answer streams
@@ -305,8 +361,11 @@ class ChatPanel(AnswerActions):
                 ),
             )
             messages, notes = self.chat_messages(q, operation.route.client)
+            if self.last_request is not None and self.last_request.unreadable:
+                raise UsageError(unreadable_message(self.last_request.unreadable))
         except (ProxyError, UsageError) as e:
             self.set_status(f"rsql: {e}", "error")
+            self._put_back(q)
             return False
         turn = self.add_turn(q)
         self.turns.append(turn)
@@ -319,6 +378,16 @@ class ChatPanel(AnswerActions):
             return True
         self.worker.start(turn, lambda **hooks: operation.send(messages, **hooks))
         return True
+
+    def _put_back(self, question: str) -> None:
+        """A question that was not sent goes back into the box, to send again once fixed."""
+        if self.input.value:
+            return
+        self._clearing = True
+        try:
+            self.input.value = question
+        finally:
+            self._clearing = False
 
     def _start_agent(
         self, turn: Turn, route: Route, messages: list[dict[str, str]], model: str | None

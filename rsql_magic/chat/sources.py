@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rsql_magic.context.frames import find_frames
+from rsql_magic.context.named import connection_variables
 from rsql_magic.context.rsession import r_session_exists
-from rsql_sql.connections import jupysql_current, resolve
+from rsql_sql.connections import jupysql_current
 
 __all__ = ["FRAMES", "JUPYSQL", "connection_name", "has_r_session", "sql_connections", "sql_source"]
 
@@ -14,32 +15,10 @@ __all__ = ["FRAMES", "JUPYSQL", "connection_name", "has_r_session", "sql_connect
 JUPYSQL = "%jupysql"
 FRAMES = "%frames"
 
-# connection objects the SQL picker offers, by the module their type comes from
-_CONN_MODULES = (
-    "sqlite3",
-    "duckdb",
-    "_duckdb",
-    "sqlalchemy",
-    "psycopg",
-    "psycopg2",
-    "sql.connection",
-)
-
 
 def sql_connections(ns: dict[str, Any]) -> list[tuple[str, str]]:
     """``(label, value)`` for the SQL picker: connection variables, JupySQL's, frames."""
-    out: list[tuple[str, str]] = []
-    for name, obj in list(ns.items()):
-        if name.startswith("_") or isinstance(obj, type):
-            continue
-        mod = type(obj).__module__ or ""
-        if not mod.startswith(_CONN_MODULES):
-            continue
-        try:
-            db = resolve(obj)
-        except Exception:  # not a connection after all: not offered
-            continue
-        out.append((f"{name} ({db.dialect})", name))
+    out = [(f"{name} ({dialect})", name) for name, dialect in connection_variables(ns)]
     try:
         if jupysql_current() is not None:
             out.append(("JupySQL current connection", JUPYSQL))

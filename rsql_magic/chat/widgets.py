@@ -21,6 +21,7 @@ from rsql_magic import render
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import SqlAIError
 from rsql_magic.sanitize import clean_html
+from rsql_magic.session.sql_runner import ConnectionChoice
 from rsql_sql.loop import SqlAIResult, dialect_label
 
 from .clipboard import CopyCode
@@ -336,10 +337,11 @@ class ChatWidgets:
         return button
 
 
-def sql_result_html(res: SqlAIResult, db_label: str, rows: int) -> str:
-    """Run SQL's result: the statement that ran, how it went, the first ``rows`` rows."""
+def sql_result_html(res: SqlAIResult, chosen: ConnectionChoice, rows: int) -> str:
+    """Run SQL's result: which connection it ran on (and why, when none was picked and the
+    notebook holds others), the statement that ran, how it went, the first ``rows`` rows."""
     frame = res.frame
-    info = [f"{dialect_label(res.dialect)} on {db_label}"]
+    info = [f"{dialect_label(res.dialect)} on {chosen.source}"]
     fixes = [a.stage for a in res.attempts if a.stage != "ok"]
     if fixes:
         info.append(f"{len(res.attempts)} attempts; fixed: {', '.join(fixes)}")
@@ -353,9 +355,18 @@ def sql_result_html(res: SqlAIResult, db_label: str, rows: int) -> str:
     )
     if frame is not None and len(frame) > rows:
         table += f"<div style='opacity:.7'>({rows} of {len(frame):,} rows shown)</div>"
-    return answer_html(render.code_block(res.sql, "sql")) + clean_html(
-        f"<div style='font-size:85%;opacity:.8'>{html.escape(' · '.join(info))}</div>"
-        f"<div class='rsql-frame'>{table}</div>"
+    why = (
+        f"<div class='rsql-source'>{html.escape(chosen.why.replace('`', ''))}</div>"
+        if chosen.why
+        else ""
+    )
+    return (
+        clean_html(why)
+        + answer_html(render.code_block(res.sql, "sql"))
+        + clean_html(
+            f"<div style='font-size:85%;opacity:.8'>{html.escape(' · '.join(info).replace('`', ''))}</div>"
+            f"<div class='rsql-frame'>{table}</div>"
+        )
     )
 
 

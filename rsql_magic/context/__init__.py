@@ -7,14 +7,19 @@ ones.
 
 Collectors: :mod:`.frames` (pandas / polars), :mod:`.rsession` (R through rpy2),
 ``rsql_sql.schema.describe_connection`` (SQL through sqlglot) and :mod:`.history` (last error).
+What the user names (``--df``, ``--sql``, CONN, ``--tables``, the chat's pickers) is looked up
+by :mod:`.named` before anything is sent; a named source a collector cannot read is in the
+context's ``unreadable``, and its question is not sent.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rsql_common.hidden import escaped
 from rsql_common.tokens import text_tokens, token_chars
 from rsql_magic import defaults
 
@@ -23,7 +28,7 @@ from .history import ErrorRecord
 if TYPE_CHECKING:
     from rsql_magic.privacy import ContextPolicy
 
-__all__ = ["Context", "Section", "build_context", "text_tokens"]
+__all__ = ["Context", "Section", "build_context", "reason_text", "text_tokens"]
 
 
 @dataclass
@@ -40,6 +45,9 @@ class Context:
     budget_chars: int = 0
     # "frame.column" names whose values a policy withheld (for --show-context's summary)
     withheld: list[str] = field(default_factory=list)
+    # what the user named (--df, --sql, --r, a picker) and could not be read: the question
+    # must not go without it (issue 77), so its sender stops before anything is sent
+    unreadable: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         return "\n\n".join(f"## {s.title}\n{s.text}" for s in self.sections if s.text)
@@ -55,7 +63,16 @@ class Context:
 @dataclass
 class _Plan:
     title: str
-    run: Any  # Callable[[int], str]: budget_chars -> text
+    run: Callable[[int], str]  # budget_chars -> text; raises when its source cannot be read
+    named: bool = False  # the user named this source: a failure stops the question
+    what: str = ""  # how a note names the source (default: the title)
+
+
+def reason_text(e: BaseException) -> str:
+    """An exception as one short line for a message: a driver's text may be long, or hold
+    controls (shown, not obeyed)."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return escaped(text if len(text) <= 300 else text[:299] + "…")
 
 
 def build_context(
@@ -66,6 +83,8 @@ def build_context(
     recent_frames: list[str] | None = None,
     include_frames: bool = True,
     include_r: bool = False,
+    r_named: bool = False,
+    r_frames: list[str] | None = None,
     sql: tuple[str, Any] | None = None,
     last_error: ErrorRecord | None = None,
     no_data: bool = False,
@@ -80,7 +99,11 @@ def build_context(
 
     ``frames``: explicit frame names (``--df``); otherwise frames named in the question, else
     the ``max_frames`` most recent. ``sql``: ``(label, connection)``; a connection of None is
-    JupySQL's active one. ``last_error``: include this failed cell and its traceback.
+    JupySQL's active one. ``r_named``: the user asked for the R session (``--r``, the panel's
+    box), ``r_frames``: R data frames ``--df`` named, described first. What the user named
+    (explicit frames, ``sql``, the R session when ``r_named``) and cannot be read goes to
+    ``unreadable``, not to ``notes``: the caller stops. ``last_error``: include this failed
+    cell and its traceback.
     ``policy``: the context policy every collector applies (see :mod:`rsql_magic.privacy`);
     SQL schemas carry names, types and keys only, never values, under any policy;
     ``sql_policy`` (an ``rsql_sql.policy.SqlPolicy``): the walls the values that steer which
@@ -106,62 +129,49 @@ def build_context(
         label, conn = sql
 
         def run_sql(budget: int) -> str:
-            try:
-                from rsql_sql.schema import describe_connection
-            except ImportError as e:
-                ctx.notes.append(f"SQL schema not included: {e}")
-                return ""
-            try:
-                # values may steer which tables are shown (never shown), as the policy allows
-                ddl = describe_connection(
-                    conn,
-                    question=question,
-                    budget_chars=budget,
-                    policy=None if no_data else policy,
-                    sql_policy=sql_policy,
-                )
-            except Exception as e:  # a broken connection must not kill the question
-                ctx.notes.append(f"SQL schema of {label} not included: {type(e).__name__}: {e}")
-                return ""
+            from rsql_sql.schema import describe_connection
+
+            # values may steer which tables are shown (never shown), as the policy allows
+            ddl = describe_connection(
+                conn,
+                question=question,
+                budget_chars=budget,
+                policy=None if no_data else policy,
+                sql_policy=sql_policy,
+            )
             return f"connection `{label}`:\n{ddl}"
 
-        plans.append(_Plan("SQL schema", run_sql))
+        # a schema is asked for by name alone (--sql, the SQL picker): always the user's choice
+        plans.append(_Plan("SQL schema", run_sql, named=True, what=f"the schema of {label}"))
 
     if include_r:
+        prefer = list(dict.fromkeys([*(r_frames or []), *sorted(fr.identifiers_in(question))]))
 
         def run_r(budget: int) -> str:
-            try:
-                from .rsession import describe_r_session
-            except ImportError as e:
-                ctx.notes.append(f"R session not included: {e}")
-                return ""
-            words = fr.identifiers_in(question)
-            try:
-                text = describe_r_session(
-                    no_data=no_data,
-                    head_rows=min(head_rows, 3),
-                    budget_chars=budget,
-                    prefer=sorted(words),
-                    policy=policy,
-                )
-                if policy is not None and policy.redact_columns:
-                    from rsql_magic.privacy import withheld_in_text
+            from .rsession import describe_r_session
 
-                    ctx.withheld.extend(withheld_in_text(text))
-                return text
-            except ImportError as e:
-                ctx.notes.append(f"R session not included (rpy2 missing): {e}")
-            except Exception as e:
-                ctx.notes.append(f"R session not included: {type(e).__name__}: {e}")
-            return ""
+            text = describe_r_session(
+                no_data=no_data,
+                head_rows=min(head_rows, 3),
+                budget_chars=budget,
+                prefer=prefer,
+                policy=policy,
+            )
+            if policy is not None and policy.redact_columns:
+                from rsql_magic.privacy import withheld_in_text
 
-        plans.append(_Plan("R session", run_r))
+                ctx.withheld.extend(withheld_in_text(text))
+            return text
+
+        plans.append(
+            _Plan("R session", run_r, named=r_named or bool(r_frames), what="the R session")
+        )
 
     if include_frames:
         names, missing = fr.pick_frames(ns, question, frames, recent_frames, max_frames)
         for m in missing:
             what = type(ns[m]).__name__ if m in ns else "undefined"
-            ctx.notes.append(f"--df {m}: not a DataFrame ({what}); skipped")
+            ctx.unreadable.append(f"--df {escaped(m)}: not a DataFrame ({what})")
         for name in names:
 
             def run_frame(budget: int, name: str = name) -> str:
@@ -177,7 +187,7 @@ def build_context(
                 ctx.withheld.extend(f"{name}.{c}" for c in fr.redacted_columns(ns[name], policy))
                 return text
 
-            plans.append(_Plan(f"DataFrame {name}", run_frame))
+            plans.append(_Plan(f"DataFrame {name}", run_frame, named=frames is not None))
 
     remaining = ctx.budget_chars
     for i, plan in enumerate(plans):
@@ -185,8 +195,12 @@ def build_context(
         t0 = time.perf_counter()
         try:
             text = plan.run(share) or ""
-        except Exception as e:
-            ctx.notes.append(f"{plan.title} not included: {type(e).__name__}: {e}")
+        except Exception as e:  # a broken source must not kill the question, unless named
+            what = plan.what or plan.title
+            if plan.named:
+                ctx.unreadable.append(f"{what} could not be read: {reason_text(e)}")
+            else:
+                ctx.notes.append(f"{what} not included: {reason_text(e)}")
             text = ""
         if len(text) > share:  # a collector that ignored its budget is cut, not trusted
             # at a line end: a value cut in two escapes the proxy's pattern redaction

@@ -77,11 +77,12 @@ def pick_frames(
     recent: list[str] | None = None,
     max_frames: int = defaults.MAX_FRAMES,
 ) -> tuple[list[str], list[str]]:
-    """Which frames to describe: ``requested``, else those named in the question, else the
-    ``max_frames`` most recently defined (``recent`` is most-recent-first). Returns
-    ``(names, missing)`` where missing are requested names that are not frames."""
+    """Which frames to describe: ``requested`` (an empty list: none, as when ``--df`` named R
+    data frames only), else those named in the question, else the ``max_frames`` most
+    recently defined (``recent`` is most-recent-first). Returns ``(names, missing)`` where
+    missing are requested names that are not frames."""
     frames = find_frames(ns)
-    if requested:
+    if requested is not None:
         names = [n for n in requested if n in frames]
         return names, [n for n in requested if n not in frames]
     words = identifiers_in(question)

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["R_DESCRIBE", "describe_r_session", "r_session_exists"]
+__all__ = ["R_DESCRIBE", "describe_r_session", "r_data_frames", "r_session_exists"]
 
 # Kept as R source so it can also be run (and benchmarked) with Rscript.
 R_DESCRIBE = r"""
@@ -90,6 +90,14 @@ function(no_data, max_frames, head_rows, budget_chars, time_limit, prefer,
 }
 """
 
+# the names of globalenv's data frames (tibbles too): what ``--df`` may name on the R side
+R_FRAMES = r"""
+function() {
+  nms <- ls(globalenv())
+  nms[vapply(nms, function(n) is.data.frame(get(n, envir = globalenv())), TRUE)]
+}
+"""
+
 _fn_cache: dict[str, object] = {}
 
 
@@ -107,6 +115,21 @@ def r_session_exists() -> bool:
         return bool(emb.isready())
     except Exception:
         return False
+
+
+def r_data_frames() -> list[str]:
+    """The data frames of R's globalenv, by name; none when no R session runs (R is never
+    started to look) or it cannot be read."""
+    if not r_session_exists():
+        return []
+    try:
+        ro = import_robjects()
+        fn = _fn_cache.get("frames")
+        if fn is None:
+            fn = _fn_cache["frames"] = ro.r(R_FRAMES)
+        return [str(n) for n in fn()]  # type: ignore[operator]  # an R closure: callable, untyped
+    except Exception:  # an R session in a state of its own: no R frames to offer
+        return []
 
 
 def import_robjects() -> Any:

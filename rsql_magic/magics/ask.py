@@ -64,6 +64,13 @@ NO_QUESTION = (
 )
 NO_COST_PER_NOTEBOOK = "this proxy does not record cost per notebook (upgrade it)"
 
+# what each replay mode does to a cell, said beside "proxy answers now" in %ask_status
+_REPLAY_MEANS = {
+    "auto": "a question recorded in an earlier run is answered from the file, the proxy not asked",
+    "only": "answers come from the file alone, the proxy is never asked",
+    "refresh": "every question goes to the proxy, its answer recorded",
+}
+
 # Options that take a value: used to split "%ask --df x what is ..." into options + question.
 _VALUE_OPTS = {"--df", "--sql", "--model", "--lang", "-o", "--out"}
 _FLAG_OPTS = {"--r", "--no-data", "--insert", "--no-cache", "--show-context", "--agent"}
@@ -176,15 +183,16 @@ class RSQLMagic(Magics, AskSettings):
         ns = self.shell.user_ns
         batch = session.config.is_batch()
         frames = [f.strip() for f in args.df.split(",") if f.strip()] if args.df else None
-        sql: str | None = args.sql or None  # resolved once the proxy is known, as the context is
+        sql: str | None = args.sql or None  # looked up by the operation, before any request
         lang = args.lang or ("sql" if sql else "r" if args.r else "python")
         r_loaded = "rpy2.ipython" in getattr(self.shell.extension_manager, "loaded", set())
         # R comes along when asked for (--r, --lang r), or by default when the rpy2 extension
         # is loaded and the question did not pick its context explicitly (--df / --sql)
         auto_r = r_loaded and sql is None and frames is None and r_session_exists()
-        # the proxy first: its admin's policy decides what every collector (and every {var}
-        # reference) may show. With no proxy the cell fails here, as it always did. An agent's
-        # turn is not replayed: its requests depend on what its tools found each time
+        # what --df and --sql name first: a name that resolves to nothing stops the cell before
+        # any request. Then the proxy: its admin's policy decides what every collector (and
+        # every {var} reference) may show; with no proxy the cell fails here. An agent's turn
+        # is not replayed: its requests depend on what its tools found each time
         operation = AskOperation(
             session,
             AskRequest(
@@ -192,6 +200,9 @@ class RSQLMagic(Magics, AskSettings):
                 ContextChoice(
                     frames=None if frames is None else tuple(frames),
                     include_r=bool(args.r or lang == "r" or auto_r),
+                    # --r names the R session: one that cannot be read stops the question;
+                    # --lang r only asks for R code, and the session comes along if it can
+                    r_named=bool(args.r),
                     sql=sql,
                     lang=lang,
                     no_data=args.no_data,
@@ -268,7 +279,10 @@ class RSQLMagic(Magics, AskSettings):
                 handle.update(render.error_bundle("".join(buf), f"rsql: {e}"), raw=True)
             raise
         self.last_result = res
-        notices = session.answer_notices(res, client)
+        notices = [
+            *session.replay_notice([res], client, operation.route.replay),
+            *session.answer_notices(res, client),
+        ]
         bundle = render.mimebundle(res.text, res, mode=self.render_mode, notices=notices)
         if handle is not None:
             handle.update(bundle, raw=True)
@@ -351,7 +365,8 @@ class RSQLMagic(Magics, AskSettings):
         if mode == "off":
             return "**replay**: off"
         path = resolve_path(self.replay_file)
-        return f"**replay**: {mode} ({len(ReplayStore(path).latest())} answer(s) in {path.name})"
+        held = f"{len(ReplayStore(path).latest())} answer(s) in {path.name}"
+        return f"**replay**: {mode} ({held}): {_REPLAY_MEANS[mode]}"
 
     def _kernel_status(self, client: ProxyClient | None) -> list[str]:
         """The kernel's side of %ask_status: batch run, replay, this notebook, the model."""
@@ -380,26 +395,35 @@ class RSQLMagic(Magics, AskSettings):
 
     @line_magic
     def ask_status(self, line: str = "") -> None:
-        """Which proxy is used, who I am there, which models I may use, what is left of my
-        limits and budget, the policy window in force and the context policy."""
+        """Which proxy is used and whether it answers now (asked here, whatever replay does),
+        who I am there, which models I may use, what is left of my limits and budget, the
+        policy window in force and the context policy."""
         session = self.session
         try:
             client = session.config.client()
         except ProxyError as e:
             text = f"rsql: {e}"
-            kernel = self._kernel_status(None)
+            kernel = [
+                f"- **proxy answers now**: {render.table_cell(render.proxy_answers(None, e))}",
+                *self._kernel_status(None),
+            ]
             md = "\n".join([render.code_block(text, ""), *kernel])
             display(
                 render.markdown_bundle(md, "\n".join([text, *kernel]).replace("**", "")), raw=True
             )
             return
+        me: Any = None
         try:
-            me: Any = client.me()
+            me = client.me()
             remember_me(client, me)  # the defaults and models the magics use: fresh from here
-            unavailable = []
+            answers = render.proxy_answers(client, None)
         except ProxyError as e:
-            me, unavailable = None, [f"- **me**: unavailable ({e})"]
-        rows = [f"- **proxy**: {client.description}", *self._kernel_status(client), *unavailable]
+            answers = render.proxy_answers(client, e)
+        rows = [
+            f"- **proxy**: {client.description}",
+            f"- **proxy answers now**: {render.table_cell(answers)}",
+            *self._kernel_status(client),
+        ]
         if isinstance(me, dict):
             rows += render_me(me)
         md = "\n".join(rows)

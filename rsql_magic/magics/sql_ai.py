@@ -37,7 +37,7 @@ from rsql_magic.render import (
     table_cell,
 )
 from rsql_magic.session import Provenance, Session, SqlAISettings
-from rsql_sql.connections import DB
+from rsql_magic.session.sql_runner import ConnectionChoice
 from rsql_sql.dialects import sqlglot_dialect
 from rsql_sql.loop import SqlAIResult, dialect_label
 
@@ -55,6 +55,7 @@ class SqlAIMagics(Magics, SqlAISettings):
         self.last_result: SqlAIResult | None = None
         self.last_tutor: TutorSql | None = None  # the last answer in tutor mode (never run)
         self.chat_results: list[ChatResult] = []
+        self.operation: SqlOperation | None = None  # the last cell's: its route, its calls
 
     # -- the magic -----------------------------------------------------------------------
 
@@ -86,7 +87,8 @@ class SqlAIMagics(Magics, SqlAISettings):
                 stage="usage",
             )
         session = Session.of(self.shell)
-        db, conn_expr = session.sql_runner.resolve_connection(args.conn)
+        chosen = session.sql_runner.choose_connection(args.conn)
+        db, conn_expr = chosen.db, chosen.conn_expr
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else []
         chain = () if args.model else tuple(m.strip() for m in self.models if m.strip())
         request = SqlRequest(
@@ -108,6 +110,7 @@ class SqlAIMagics(Magics, SqlAISettings):
         batch = session.config.is_batch()
         operation = SqlOperation(session)
         self.chat_results = operation.calls  # filled as the model answers, for the footer
+        self.operation = operation
         try:
             if operation.in_tutor_mode(request):
                 self._show_tutor(operation.tutor(request), args.out, session)
@@ -119,17 +122,19 @@ class SqlAIMagics(Magics, SqlAISettings):
             )
             return
         except SqlAIError as e:
-            self._show_failure(e, db)
+            self._show_failure(e, chosen)
             raise
-        except ProxyError as e:  # no proxy, 429 beyond the batch waits, upstream failure
+        except ProxyError as e:  # no proxy, a refused token, 429 beyond the batch waits, ...
             note = refusal_markdown(e)
             if note is not None:  # the admin's policy said no: what it said, and until when
                 display(markdown_bundle(note), raw=True)
                 if not batch:
                     return
-            raise SqlAIError(str(e), attempts=[], sql="", stage="proxy") from None
+            # the proxy's failure as the ProxyError it is (troubleshooting.md names it so):
+            # SqlAIError is for SQL that failed, and no SQL was tried past this point
+            raise
         self.last_result = res
-        self._show(res, db)
+        self._show(res, chosen)
         ns = self.shell.user_ns
         value: Any = res.sql if res.dry_run else res.frame
         if args.out:
@@ -180,16 +185,23 @@ class SqlAIMagics(Magics, SqlAISettings):
         return " · ".join(parts)
 
     def _notice_lines(self, session: Session) -> list[str]:
-        """The course log's notice, with the first answer of the kernel session (as %%ask's),
-        as Markdown quote lines; none when nothing is to be said."""
+        """What goes over the SQL, as Markdown quote lines (none when nothing is to be said):
+        that every answer was replayed, and whether the proxy answers now; the course log's
+        notice, with the first answer of the kernel session (as %%ask's)."""
         answered = self.chat_results[-1] if self.chat_results else None
-        notices = session.answer_notices(answered, session.config.preview_client())
+        route = self.operation.route if self.operation is not None else None
+        client = route.client if route is not None else session.config.preview_client()
+        notices = [
+            *session.replay_notice(self.chat_results, client, route.replay if route else None),
+            *session.answer_notices(answered, client),
+        ]
         return ["".join(f"> **{table_cell(n)}**\n>\n" for n in notices).removesuffix(">\n")]
 
-    def _show(self, res: SqlAIResult, db: DB) -> None:
-        md: list[str] = [*self._notice_lines(Session.of(self.shell)), code_block(res.sql, "sql")]
+    def _show(self, res: SqlAIResult, chosen: ConnectionChoice) -> None:
+        session = Session.of(self.shell)
+        md: list[str] = [*self._notice_lines(session), *_why(chosen), code_block(res.sql, "sql")]
         md = [m for m in md if m]
-        info = [f"{dialect_label(res.dialect)} on {db.label}"]
+        info = [f"{dialect_label(res.dialect)} on {chosen.source}"]
         fixes = [a for a in res.attempts if a.stage != "ok"]
         if fixes:
             info.append(
@@ -248,10 +260,12 @@ class SqlAIMagics(Magics, SqlAISettings):
         text = "\n\n".join(md)
         display(markdown_bundle(text, text.replace("*", "").replace("> ", "")), raw=True)
 
-    def _show_failure(self, e: SqlAIError, db: DB) -> None:
+    def _show_failure(self, e: SqlAIError, chosen: ConnectionChoice) -> None:
         if not e.attempts:
             return
-        lines = [f"%%sql_ai on {db.label}: {len(e.attempts)} attempt(s)"]
+        if chosen.why:  # which connection the failed SQL ran on, when it was not named
+            display(markdown_bundle(_why(chosen)[0]), raw=True)
+        lines = [f"%%sql_ai on {chosen.source}: {len(e.attempts)} attempt(s)"]
         if e.escalations:
             lines.append(
                 "  escalated: " + "; ".join(f"{x.model} failed at {x.stage}" for x in e.escalations)
@@ -276,6 +290,14 @@ class SqlAIMagics(Magics, SqlAISettings):
             batch=batch,
             provenance=Provenance.of("sql_ai", answered),
         )
+
+
+def _why(chosen: ConnectionChoice) -> list[str]:
+    """The line that says why a connection nobody named was used (none when it was named,
+    or the only candidate): first in the cell's output, before the SQL."""
+    if not chosen.why:
+        return []
+    return [f"**Ran on {table_cell(chosen.source)}.** {table_cell(chosen.why)}"]
 
 
 def _dialect(name: str) -> str:

@@ -16,7 +16,14 @@ schema's one capture) is done here, once. What they show is their own.
 """
 
 from .agent_turn import AgentOperation, AgentRequest
-from .asking import AskOperation, AskRequest, ContextChoice, context_request
+from .asking import (
+    AskOperation,
+    AskRequest,
+    ContextChoice,
+    context_request,
+    named_context,
+    unreadable_message,
+)
 from .route import Route, open_route
 from .sql_question import SqlCompleter, SqlOperation, SqlRequest
 
@@ -31,5 +38,7 @@ __all__ = [
     "SqlOperation",
     "SqlRequest",
     "context_request",
+    "named_context",
     "open_route",
+    "unreadable_message",
 ]

@@ -127,12 +127,15 @@ class SqlOperation:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.calls: list[ChatResult] = []
+        self.route: Route | None = None  # the last question's: its client, its replay
 
     def loop_options(self, request: SqlRequest) -> dict[str, Any]:
         """:func:`~rsql_sql.loop.run_question`'s options for `request`: the schema (captured
         here unless the request has it), ``SqlAIMagics``' bounds and policy where the request
         leaves them open; the context policy is the route's (:meth:`ask`)."""
         opts = self.session.sql_runner.loop_options(request.db, request.schema)
+        if request.tables:  # a table --tables names and the schema lacks: said before any request
+            self.session.sql_runner.check_tables(request.tables, opts["schema"])
         opts.update(
             dialect=request.dialect,
             tables=list(request.tables) or None,
@@ -149,7 +152,7 @@ class SqlOperation:
         return opts
 
     def _route(self, request: SqlRequest) -> Route:
-        return request.route or open_route(
+        self.route = request.route or open_route(
             self.session,
             kind="sql",
             question=request.question,
@@ -157,6 +160,7 @@ class SqlOperation:
             models=request.models,
             option=request.option,
         )
+        return self.route
 
     def in_tutor_mode(self, request: SqlRequest) -> bool:
         """Whether ``GET me`` says a tutor window is in force for this user now."""

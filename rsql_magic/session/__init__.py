@@ -18,7 +18,8 @@
 - the course the user is in (``SessionConfig.course``, :mod:`.course`): tutor mode and the
   course log, as ``GET me`` says, and what goes over an answer (``Session.answer_notices``);
 - %%sql_ai's connections and schemas (``Session.sql_runner``, :mod:`.sql_runner`:
-  ``resolve_connection``, ``capture``: the one schema capture of the SQL path, and the SQL
+  ``choose_connection``: what CONN names, or the default explained, ``ConnectionChoice``;
+  ``capture``: the one schema capture of the SQL path, and the SQL
   loop's options from the settings), on which the SQL question operation
   (:mod:`rsql_magic.operations.sql_question`) stands;
 - the request flow, on :class:`Session` itself (:mod:`.session`): context requests

@@ -16,16 +16,18 @@ import re
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..client import ChatResult, ProxyClient
 from ..context import Context, build_context
 from ..context.history import fill_references
-from ..errors import ProxyError, UsageError
+from ..errors import ProxyError
 from ..privacy import ContextPolicy
 from ..prompt import ask_messages
+from ..render import replayed_notice
+from ..replay import Replay
 from .cells import Cells
 from .config import SessionConfig
 from .course import DEFAULT_LOG_NOTICE, TUTOR_MEANS
@@ -60,6 +62,11 @@ class ContextRequest:
     notes: list[str]  # for the user, not sent: the policy's, then the collectors'
     lang: str
 
+    @property
+    def unreadable(self) -> list[str]:
+        """What the user named and could not be read: such a request is never sent."""
+        return self.context.unreadable
+
 
 _SESSIONS: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
 
@@ -90,22 +97,6 @@ class Session:
 
     # -- what a question sends -----------------------------------------------------------
 
-    def sql_source(self, name: str) -> tuple[str, Any]:
-        """``(label, connection)`` for the schema collector from what ``--sql`` names: a
-        variable, 'jupysql' (JupySQL's current connection: None), or a database URL."""
-        ns = self.shell.user_ns
-        name = name.strip()
-        if name in ns:
-            return (name, ns[name])
-        if name.lower() in ("jupysql", "%sql", "%%sql", "sql"):
-            return ("JupySQL current connection", None)
-        if "://" in name:
-            return (name, name)
-        raise UsageError(
-            f"--sql {name}: no such variable (expected a connection variable, a "
-            "database URL, or 'jupysql')"
-        )
-
     def context_request(
         self,
         question: str,
@@ -113,6 +104,8 @@ class Session:
         *,
         frames: list[str] | None = None,
         include_r: bool = False,
+        r_named: bool = False,
+        r_frames: list[str] | None = None,
         sql: tuple[str, Any] | None = None,
         lang: str = "python",
         no_data: bool = False,
@@ -124,7 +117,11 @@ class Session:
         user's context policy for ``client`` and ``RSQLMagic``'s budget and sampling.
 
         ``frames``: names to include (else those named in the question, else the most recent,
-        none of them when ``named_frames_only``). ``sql``: from :meth:`sql_source`.
+        none of them when ``named_frames_only``). ``include_r``: the R session, which
+        ``r_named`` says the user asked for; ``r_frames``: R data frames named, described first.
+        ``sql``: ``(label, connection)`` (:func:`rsql_magic.context.named.named_connection`).
+        What the user named and cannot be read is in the context's ``unreadable``: the caller
+        stops before sending.
         ``references``: fill in ``{var}`` references (what they show obeys the policy).
         The last error goes along when the question mentions one, or with ``recent_error``
         when it is the previous cell's, unless the question references ``{Err[...]}``.
@@ -159,6 +156,8 @@ class Session:
             frames=frames,
             recent_frames=self.cells.recent_frames,
             include_r=include_r,
+            r_named=r_named,
+            r_frames=r_frames,
             sql=sql,
             last_error=last if use_err else None,
             no_data=no_data,
@@ -186,7 +185,8 @@ class Session:
         """The plain lines shown over an answer: tutor mode with the admin's message, when the
         proxy answered as the course's tutor (``X-RSQL-Mode``) or ``GET me`` says the mode is in
         force (``tutor``: say it); the course log's notice with the first answer of this kernel
-        session that the log keeps. A replayed answer reached no proxy: nothing is said of it."""
+        session that the log keeps. A replayed answer reached no proxy: nothing is said of it
+        here (what is, is :meth:`replay_notice`'s line)."""
         if result is not None and result.replayed_at:
             return []
         course = self.config.course(client)
@@ -203,6 +203,28 @@ class Session:
             else:
                 lines.append(f"{DEFAULT_LOG_NOTICE} (course {result.course_log})")
         return lines
+
+    def replay_notice(
+        self,
+        results: Sequence[ChatResult],
+        client: ProxyClient | None,
+        replay: Replay | None,
+    ) -> list[str]:
+        """The line over an answer whose every request came from the replay file (none
+        otherwise), first in the cell: a recording, nothing sent, and whether the proxy
+        answers now as far as this cell found out (issue 77: a batch run passing on a
+        recording must not read as a proxy that works)."""
+        recorded = [r.replayed_at for r in results if r.replayed_at]
+        if not results or len(recorded) < len(results):
+            return []
+        return [
+            replayed_notice(
+                recorded,
+                replay.store.path.name if replay is not None else None,
+                mode=replay.mode if replay is not None else "auto",
+                client=client,
+            )
+        ]
 
     # -- sending it ----------------------------------------------------------------------
 

@@ -435,18 +435,22 @@ def test_fallback_is_named_in_every_footer(
 def test_unreadable_policy_fails_closed(
     policy_proxy: JupyterServer, fresh_provider: FakeProvider
 ) -> None:
-    """A `me` the proxy refuses (here: a wrong token) must not mean "no policy"; a proxy that
-    cannot be reached gets nothing sent at all."""
+    """A `me` the proxy refuses (here: a wrong token) means a client that sends nothing, said
+    once by the request's own 401 (no note of a policy for a request never made); a proxy that
+    cannot be reached gets nothing sent at all. (A `me` that fails otherwise fails closed:
+    tests/unit/test_kernel_policy.py.)"""
     from rsql_magic.client import ProxyError
     from rsql_magic.privacy import effective_policy
     from tests.helpers import free_port
 
     clear_cache()
-    pol, notes = effective_policy(ProxyClient(policy_proxy.proxy_url, "wrong-token"))
-    assert not pol.sample_rows and not pol.value_stats and pol.redacts("anything")
-    assert notes and "could not read the admin's context policy" in notes[0]
-    text = describe_frame("people", people(), policy=pol)
-    assert not leaked([text]) and "first" not in text and "range" not in text
+    refused = ProxyClient(policy_proxy.proxy_url, "wrong-token")
+    pol, notes = effective_policy(refused)
+    assert notes == [] and refused.unavailable is not None
+    assert refused.unavailable.status == 401
+    with pytest.raises(ProxyError, match=r"not authenticated \(401\)"):
+        refused.chat([{"role": "user", "content": describe_frame("people", people(), policy=pol)}])
+    assert fresh_provider.received == []
     # nothing listens: no policy is known, and this client will not send
     dead = ProxyClient(f"http://127.0.0.1:{free_port()}/rsql/", "t", timeout=2)
     pol, notes = effective_policy(dead)

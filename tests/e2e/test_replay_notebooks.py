@@ -138,6 +138,11 @@ def test_record_then_replay_offline_then_new_data_asks_again(
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(fresh_provider.received) == 3
     again = shown(tmp_path / "replayed.ipynb")
+    for i in (2, 4):  # each replayed answer says so first, and that the proxy does not answer
+        notice, again[i] = again[i].split("\n", 1)
+        assert notice.startswith("> **Replayed answer from .rsql-replay.jsonl, recorded ")
+        assert "no request was sent. Proxy answers now: no: cannot reach the proxy" in notice
+        again[i] = again[i].lstrip("\n")
     assert again[:4] + again[5:] == first[:4] + first[5:]  # the answers and results
     # %%sql_ai: the same SQL, the same frame; the failed first attempt is not replayed
     assert "2 attempts" in first[4] and "attempts" not in again[4]

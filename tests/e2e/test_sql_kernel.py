@@ -75,7 +75,7 @@ def test_sqlite_retry_guard_emit_in_a_kernel(fresh_provider: FakeProvider, tmp_p
     # the result: SQL that ran, row count, the frame, stored in -o and _
     md = markdown(nb.cells[2])
     assert md[0].startswith("```sql\nSELECT c.region, SUM(o.amount) AS total\n")
-    assert "SQLite on sqlite3 · 2 attempts; fixed: schema · 2 rows × 2 columns" in md[0]
+    assert "SQLite on conn · 2 attempts; fixed: schema · 2 rows × 2 columns" in md[0]
     assert "*fake-small · 2 call(s) · " in md[0]
     html = [o["data"].get("text/html", "") for o in nb.cells[2].outputs if "data" in o]
     assert any("130.5" in h and "north" in h for h in html)
@@ -120,7 +120,7 @@ def test_duckdb_frames_and_connection_in_a_kernel(
     )
     run_notebook(nb, env_for(fresh_provider), tmp_path)
     md = markdown(nb.cells[2])[0]
-    assert "DuckDB on DataFrames (sales) via DuckDB · transpiled from tsql to duckdb" in md
+    assert "DuckDB on your DataFrames (`sales`) · transpiled from tsql to duckdb" in md
     assert "{'region': ['n'], 'total': [4.75]}" in outputs_text(nb.cells[3])
     # the frame's schema went to the model
     system = fresh_provider.received[0].body["messages"][0]["content"]
@@ -160,7 +160,10 @@ def test_postgres_through_jupysql_in_a_kernel(
     )
     run_notebook(nb, env_for(fresh_provider), tmp_path)
     md = markdown(nb.cells[2])
-    assert "PostgreSQL on SQLAlchemy postgresql · transpiled from mysql to postgres" in md[0]
+    assert (
+        "PostgreSQL on JupySQL's active connection (SQLAlchemy postgresql) · transpiled from "
+        "mysql to postgres" in md[0]
+    )
     assert '"region"' in md[0]
     assert "%%sql per_region <<" in md[1]  # JupySQL is loaded: the emitted cell is %%sql
     assert "{'region': ['north', 'south'], 'n': [2, 1]}" in outputs_text(nb.cells[3])

@@ -72,3 +72,37 @@ def test_bundles() -> None:
 def test_code_block_fence_survives_backticks() -> None:
     block = code_block("x = '```'", "python")
     assert block.startswith("````python\n") and block.endswith("\n````")
+
+
+def test_a_replayed_answers_first_line_says_what_the_cell_found_of_the_proxy() -> None:
+    """Issue 77: a batch run that passed on recordings must not read as a proxy that works."""
+    from rsql_magic.client import ProxyClient
+    from rsql_magic.errors import ProxyError
+    from rsql_magic.render import replayed_notice
+
+    when = ["2026-11-22T13:20:05Z"]
+    down = ProxyClient("http://127.0.0.1:9/rsql/")
+    down.unavailable = ProxyError(
+        0, "cannot reach the proxy at http://127.0.0.1:9/rsql/me: refused"
+    )
+    refused = ProxyClient("http://127.0.0.1:9/rsql/")
+    refused.unavailable = ProxyError(401, "invalid token\n[click](javascript:alert(1))")
+    up = ProxyClient("http://127.0.0.1:9/rsql/")
+    head = "Replayed answer from r.jsonl, recorded 2026-11-22 13:20 UTC: no request was sent."
+    assert replayed_notice(when, "r.jsonl", mode="auto", client=down) == (
+        f"{head} Proxy answers now: no: cannot reach the proxy at "
+        "http://127.0.0.1:9/rsql/me: refused."
+    )
+    text = replayed_notice(when, "r.jsonl", mode="auto", client=refused)
+    assert text.startswith(f"{head} Proxy answers now: it answers, but refuses this kernel's token")
+    assert "javascript" not in text  # the proxy's text: its first line only, plain
+    assert replayed_notice(when, "r.jsonl", mode="only", client=up).endswith(
+        "Replay only: the proxy is never asked."
+    )
+    assert replayed_notice(when, "r.jsonl", mode="auto", client=up).endswith(
+        "The proxy was not asked: %ask_status says whether it answers now."
+    )
+    # the notice is the answer's first line, over it, in every render mode
+    bundle = mimebundle("the answer", result(replayed_at=when[0]), notices=[head])
+    assert bundle["text/markdown"].startswith(f"> **{head}**")
+    assert bundle["text/plain"].startswith(head)

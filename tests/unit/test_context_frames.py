@@ -81,7 +81,8 @@ def test_build_context_single_budget(sales: pd.DataFrame) -> None:
     assert [s.title for s in ctx.sections] == [f"DataFrame f{i}" for i in range(5)]
     assert text_tokens(ctx.render()) <= 1000 + 50  # headings on top of the shares
     ctx2 = build_context(question="q", ns={"s": sales}, frames=["s", "nope"], budget_tokens=1000)
-    assert any("nope" in n for n in ctx2.notes)
+    # a frame named and missing is not a note on a question sent anyway: the sender stops
+    assert any("nope" in n for n in ctx2.unreadable) and not ctx2.notes
 
 
 def test_polars_frame() -> None:

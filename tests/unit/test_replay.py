@@ -207,8 +207,6 @@ def test_a_crafted_replay_file_cannot_get_sql_past_the_guard(
     """The replay file is data someone may hand out: a recorded DROP is refused like a live one."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from rsql_magic.errors import SqlAIError
-
     monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
     monkeypatch.setenv("RSQL_PROXY_TOKEN", KEY)
     monkeypatch.setenv("RSQL_MODEL", "fake-small")
@@ -231,7 +229,7 @@ def test_a_crafted_replay_file_cannot_get_sql_past_the_guard(
             f.write(json.dumps({**recorded, "text": "```sql\nDROP TABLE orders\n```"}) + "\n")
         ip.run_line_magic("config", 'RSQLMagic.replay = "only"')
         err = ip.run_cell(cell).error_in_exec
-        assert isinstance(err, SqlAIError)
+        assert isinstance(err, ReplayMissing)  # as troubleshooting.md names it
         # the replayed DROP was refused; its retry was never recorded, and no proxy is asked
         assert "no recorded answer for cell In [" in err.message
         assert "retry, after: That SQL failed: the read-only guard refused it." in err.message
@@ -355,7 +353,7 @@ def test_a_failed_sql_attempt_is_never_replayed_as_an_answer(
         assert len(fresh_provider.received) == 6  # asked again, not replayed
         ip.run_line_magic("config", 'RSQLMagic.replay = "only"')  # type: ignore[attr-defined]
         err = ip.run_cell(failing).error_in_exec  # type: ignore[attr-defined]
-        assert isinstance(err, SqlAIError) and "failed" in err.message
+        assert isinstance(err, ReplayMissing) and "failed" in err.message
         assert "never replayed" in err.message and len(fresh_provider.received) == 6
     finally:
         ip.run_line_magic("config", "RSQLMagic.replay = None")  # type: ignore[attr-defined]
@@ -437,7 +435,7 @@ def test_an_attempt_that_failed_before_the_proxy_did_is_never_replayed_as_an_ans
     """The first SQL failed, then the retry was refused by the proxy (a ProxyError, not a
     SqlAIError): the first attempt is still marked failed, so a rerun asks again instead of
     replaying SQL that is known not to work."""
-    from rsql_magic.errors import SqlAIError
+    from rsql_magic.errors import ProxyError, SqlAIError
 
     path = tmp_path / "r.jsonl"
     ip, conn = _shell_with_shop(fresh_provider, path, monkeypatch)
@@ -446,7 +444,7 @@ def test_an_attempt_that_failed_before_the_proxy_did_is_never_replayed_as_an_ans
     try:
         fresh_provider.script(BAD, refused)
         err = ip.run_cell(cell).error_in_exec  # type: ignore[attr-defined]
-        assert isinstance(err, SqlAIError) and err.stage == "proxy"
+        assert isinstance(err, ProxyError) and not isinstance(err, SqlAIError)
         assert len(fresh_provider.received) == 2
         recorded = [e for e in ReplayStore(path).latest().values() if "region" in e.question]
         assert recorded and all(e.failed for e in recorded)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from rsql_magic.errors import SqlAIError
+from rsql_magic.errors import ProxyError, SqlAIError
 from tests.helpers.fake_provider import FakeProvider
 
 KEY = "sk-test-a1-fake0123456789"
@@ -130,7 +130,7 @@ def test_dialect_override_and_pinned_tables(fresh_provider: FakeProvider, ip) ->
 
 
 def test_usage_errors(ip) -> None:
-    with pytest.raises(SqlAIError, match="CONN 'nosuch': no such variable"):
+    with pytest.raises(SqlAIError, match="CONN nosuch: no such variable"):
         run(ip, "%%sql_ai nosuch\nq")
     ip.user_ns["conn"] = sqlite3.connect(":memory:")
     with pytest.raises(SqlAIError, match="needs a question"):
@@ -142,6 +142,7 @@ def test_usage_errors(ip) -> None:
 def test_upstream_failure_raises(fresh_provider: FakeProvider, ip) -> None:
     ip.user_ns["conn"] = sqlite3.connect(":memory:")
     fresh_provider.set_fault("a1", "status", status=500)
-    with pytest.raises(SqlAIError, match="proxy error 500") as ei:
+    # the proxy's failure is the ProxyError it is: SqlAIError is for SQL that failed
+    with pytest.raises(ProxyError, match="proxy error 500") as ei:
         run(ip, "%%sql_ai conn\nanything")
-    assert ei.value.stage == "proxy"
+    assert not isinstance(ei.value, SqlAIError)
