@@ -369,8 +369,41 @@ def class_verdict(c: dict[str, Any]) -> tuple[bool, str]:
             "proxy."
             for r in more
         )
+        + " "
+        + cores_for_a_class(c)
     )
     return held, text
+
+
+# what an editor asks typing as people type: bursts with pauses of 1-4 s, about 15 completions
+# a minute (issue 76's held-out run); the debounce's continuous pace is the bench's own
+TYPING_PER_MINUTE = 15
+
+
+def cores_for_a_class(c: dict[str, Any]) -> str:
+    """How many editors one core of the proxy carries, from the CPU a request cost in the
+    busiest one-process run below a full core (queueing does not hide the cost there yet, and
+    an idle loop's wake-ups no longer weigh on each request as in the smallest class)."""
+    single = [
+        r
+        for r in c["runs"]
+        if r.get("deployment", "one process") == "one process" and r.get("cpu_cores", 1) < 0.95
+    ]
+    if not single:
+        return ""
+    busiest = max(single, key=lambda r: r["completions"])
+    cpu_s = busiest["cpu_us_per_request"] / 1e6  # every request: editors', pushers', refused
+    pace = max(r["per_editor_per_s"] for r in single)
+    continuous = 1 / (cpu_s * pace)
+    typing = 1 / (cpu_s * TYPING_PER_MINUTE / 60)
+    return (
+        f"Cores for a class: a completion costs the proxy about {cpu_s * 1e3:.2f} ms of CPU "
+        f"({busiest['editors']} editors), so "
+        f"one core carries about {continuous:,.0f} editors typing without a pause (the "
+        f"debounce's pace, {pace:.2f} completions a second each) and about {typing:,.0f} typing "
+        f"as people do ({TYPING_PER_MINUTE} a minute); keep a proxy's cores under about 70% busy "
+        "for the p99 to stay low, and the model's own capacity decides the rest."
+    )
 
 
 def class_rows(c: dict[str, Any]) -> list[str]:

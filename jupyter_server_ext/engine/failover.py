@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from .accounting.pricing import FREE, PriceBook
@@ -137,16 +137,16 @@ class Forwarder:
             if req.stream:
                 # counted once the first event is on its way to the client, off the time to the
                 # first token: the key's window stamped a write later, so never counted short
-                answered = functools.partial(self._answered, slot, reply.headers, spec.name)
+                answered = functools.partial(self._answered, slot, reply, spec.name)
                 return self.replies.stream_reply(ex, reply, answered)
-            await self._answered(slot, reply.headers, spec.name)
+            await self._answered(slot, reply, spec.name)
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures, req)
 
-    async def _answered(self, slot: Slot, headers: Mapping[str, str], upstream: str) -> None:
+    async def _answered(self, slot: Slot, reply: UpstreamReply, upstream: str) -> None:
         """The attempt's first byte came: counted, and the key's window slot stamped."""
         self.metrics.child(self.metrics.attempts, upstream, "ok").inc()
-        await self.pool.succeeded(slot, headers)
+        await self.pool.succeeded(slot, reply.headers, reply.head_wait)
 
     async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamReply:
         """One attempt's call to the provider. A client that leaves meanwhile does not stop what

@@ -283,7 +283,7 @@ class Replies:
             await ex.hold.end(self.charge_worst_case(ex))
             self.finish(ex)
             raise
-        await self.pool.succeeded(ex.hold.slot, reply.headers)
+        await self.pool.succeeded(ex.hold.slot, reply.headers, reply.head_wait)
         if reply.events is None:
             # settles, caches (a retry is then a cache hit), finishes
             await self.json_reply(ex, reply)

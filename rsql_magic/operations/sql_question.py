@@ -132,8 +132,18 @@ class SqlOperation:
     def loop_options(self, request: SqlRequest) -> dict[str, Any]:
         """:func:`~rsql_sql.loop.run_question`'s options for `request`: the schema (captured
         here unless the request has it), ``SqlAIMagics``' bounds and policy where the request
-        leaves them open; the context policy is the route's (:meth:`ask`)."""
-        opts = self.session.sql_runner.loop_options(request.db, request.schema)
+        leaves them open; the context policy is the route's (:meth:`ask`). The one place they
+        are built: a cell, the chat panel and the eval runner all come here."""
+        runner, sql = self.session.sql_runner, self.session.config.sql
+        opts: dict[str, Any] = dict(
+            schema=runner.capture(request.db) if request.schema is None else request.schema,
+            max_retries=sql.max_retries,
+            max_rows=sql.max_rows,
+            timeout_s=sql.timeout or None,
+            budget_chars=sql.schema_chars,
+            policy=self.session.config.sql_policy(),
+            values_wait_s=sql.values_wait,
+        )
         if request.tables:  # a table --tables names and the schema lacks: said before any request
             self.session.sql_runner.check_tables(request.tables, opts["schema"])
         opts.update(

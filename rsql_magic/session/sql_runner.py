@@ -10,13 +10,12 @@ rsql-eval share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rsql_sql.catalog import Schema
 from rsql_sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
-from rsql_sql.loop import SqlAIResult, run_question
 from rsql_sql.schema import capture_schema
 
 from ..context import reason_text
@@ -241,21 +240,6 @@ class SqlRunner:
         remember_schema(self.shell, db.label or db.kind, schema)
         return schema
 
-    def loop_options(self, db: DB, schema: Schema | None = None) -> dict[str, Any]:
-        """:func:`~rsql_sql.loop.run_question`'s options from ``SqlAIMagics``' settings: the
-        schema (`schema`, else :meth:`capture`), the retries, row, time and schema-text bounds,
-        the SQL policy and the wait for the value index."""
-        sql = self.config.sql
-        return dict(
-            schema=self.capture(db) if schema is None else schema,
-            max_retries=sql.max_retries,
-            max_rows=sql.max_rows,
-            timeout_s=sql.timeout or None,
-            budget_chars=sql.schema_chars,
-            policy=self.config.sql_policy(),
-            values_wait_s=sql.values_wait,
-        )
-
     def emitted_code(self, sql: str, conn_expr: str, out: str | None) -> str:
         """A cell that runs `sql` without us (``%%sql_ai --emit``, the chat's query cell):
         JupySQL ``%%sql`` on its active connection when loaded, else Python reading it into a
@@ -279,11 +263,3 @@ class SqlRunner:
         if type(db_obj).__module__.startswith(("duckdb", "_duckdb")):
             return f"{var} = {target}.execute({sql_lit}).df()"
         return f"import pandas as pd\n\n{var} = pd.read_sql_query({sql_lit}, {target})"
-
-    def run_sql(
-        self, question: str, db: DB, complete: Callable[[list[dict[str, str]]], str]
-    ) -> SqlAIResult:
-        """The SQL loop on `db` with ``SqlAIMagics``' settings alone and `complete` as the model
-        call (a cell's options, the route and the chain are the SQL operation's,
-        :class:`rsql_magic.operations.SqlOperation`). Raises SqlAIError."""
-        return run_question(question, db, complete, **self.loop_options(db))

@@ -138,6 +138,9 @@ class FakeProvider(LoopbackServer):
         # x-ratelimit-reset-* as of the answer's first byte, not of the request's arrival
         self.ratelimit_headers_at_answer = False
         self.word_delay = 0.005  # seconds between streamed words
+        # seconds from a chat stream's head (sent as the request is counted) to its first event,
+        # as hosted providers answer a stream: the head at once, the first token later
+        self.first_event_delay = 0.0
         self.send_usage = True  # False: streams never carry the usage chunk, even when asked
         self.forbidden_models: set[str] = set()  # answered 403, as a project's model allowlist does
         self.models_delay = 0.0  # seconds GET /v1/models takes (a slow probe of a key)
@@ -199,6 +202,7 @@ class FakeProvider(LoopbackServer):
             self.strip_ratelimit_headers = False
             self.ratelimit_headers_at_answer = False
             self.word_delay = 0.005
+            self.first_event_delay = 0.0
             self.send_usage = True
             self.forbidden_models = set()
             self.models_delay = 0.0
@@ -529,6 +533,8 @@ class FakeProvider(LoopbackServer):
 
         resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if self.first_event_delay:
+            await asyncio.sleep(self.first_event_delay)
         if isinstance(reply, dict):  # a scripted answer, streamed as OpenAI streams one
             with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             for i, obj in enumerate(_stream_of(reply, with_usage, pieces)):

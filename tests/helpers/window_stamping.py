@@ -107,6 +107,32 @@ async def stream_holds_its_slot_from_its_first_byte(
     assert 0.95 < firsts[2] < 1.6, firsts  # completion stamping would make this 2.2 s or more
 
 
+async def a_stream_is_stamped_by_its_head(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+) -> None:
+    """Two slots per second; the provider sends each stream's head at once and its first event
+    0.6 s later: the provider counted a request by its head, so the last two of four streams
+    go once the window turns from the heads (first events about 1.6 s), not from the first
+    events (2.2 s or more)."""
+    one_key(fresh_provider, 2, 1.0)
+    fresh_provider.first_event_delay = 0.6
+    fresh_provider.strip_ratelimit_headers = True  # the head alone says when it was counted
+    fresh_provider.script(*["short answer"] * 4)
+    engine = await make_engine(
+        request, state_kind, fresh_provider, ["2 per 1 second"], max_wait_seconds=10
+    )
+    await engine.start()
+    try:
+        firsts = await first_byte_times(engine, 4, time.monotonic())
+    finally:
+        await engine.close()
+    assert fresh_provider.too_many == 0  # never ahead of the provider's window
+    assert firsts[1] < 0.9, firsts
+    assert 1.55 < firsts[2] < 1.95, firsts  # stamped at the first event: 2.2 s or more
+
+
 async def provider_headers_say_when_a_slow_answer_was_counted(
     request: pytest.FixtureRequest,
     fresh_provider: FakeProvider,
@@ -194,6 +220,41 @@ async def a_paced_key_is_not_held_to_the_providers_reset(
     pauses a whole second each time the window fills. Never a 429."""
     fresh_provider.ratelimit_headers_at_answer = True
     arrivals = await arrivals_of_a_burst(request, fresh_provider, state_kind, 24, 15)
+    assert fresh_provider.too_many == 0 and len(arrivals) == 24
+    pauses = [b - a for a, b in itertools.pairwise(arrivals[6:])]
+    assert max(pauses) < 0.8, [round(a - arrivals[0], 3) for a in arrivals]
+
+
+async def headers_at_a_streams_head_describe_the_window_then(
+    request: pytest.FixtureRequest,
+    fresh_provider: FakeProvider,
+    state_kind: str,
+) -> None:
+    """As above, with streams whose head (and its x-ratelimit-* headers) comes as the request
+    is counted and whose first event comes 0.15 s later, as hosted providers stream. The
+    headers say how the window stood at the head: a request of ours that left it before the
+    first event came still counted then, so the proxy's window still agrees with the
+    provider's and governs. Read as of the first event, the provider seemed to count one
+    request more than we did, and each full window was held to its reset: a whole second's
+    pause each time. Never a 429."""
+    one_key(fresh_provider, 6, 1.0)
+    fresh_provider.first_event_delay = 0.15
+    engine = await make_engine(
+        request, state_kind, fresh_provider, ["6 per 1 second"], max_wait_seconds=15
+    )
+    await engine.start()
+    ask = {"model": "fake-small", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+    async def one() -> None:
+        reply = await engine.chat(dict(ask), ALICE)
+        async for _ev in reply.events:
+            pass
+
+    try:
+        await asyncio.gather(*(one() for _ in range(24)))
+    finally:
+        await engine.close()
+    arrivals = sorted(r.at for r in fresh_provider.received if r.status == 200)
     assert fresh_provider.too_many == 0 and len(arrivals) == 24
     pauses = [b - a for a, b in itertools.pairwise(arrivals[6:])]
     assert max(pauses) < 0.8, [round(a - arrivals[0], 3) for a in arrivals]

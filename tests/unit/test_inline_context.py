@@ -252,26 +252,29 @@ def test_captured_schemas_are_tables_without_a_query(shell: Any) -> None:
 
 
 def test_sql_ai_leaves_the_tables_it_read_for_the_editor(
-    shell: Any, complete: Any, fresh_provider: Any
+    shell: Any, fresh_provider: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    """%%sql_ai's own schema capture is what the editor's completions then name."""
-    from rsql_magic.session import Session
-    from rsql_sql.connections import resolve
-
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE inline_probe (id INTEGER PRIMARY KEY, total REAL)")
+    """%%sql_ai's own schema capture is what the editor's completions then name: a database it
+    reached by URL, which no connection in the namespace gives the editor to read."""
+    monkeypatch.setenv("RSQL_PROXY_URL", f"http://127.0.0.1:{fresh_provider.port}/")
+    monkeypatch.setenv("RSQL_PROXY_TOKEN", "sk-test-a1-fake0123456789")
+    monkeypatch.setenv("RSQL_MODEL", "fake-small")
+    monkeypatch.delenv("RSQL_BATCH", raising=False)
+    shell.run_line_magic("load_ext", "rsql_magic")
+    path = tmp_path / "probe.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE inline_probe (id INTEGER PRIMARY KEY, total REAL)")
+    conn.close()
     fresh_provider.script("```sql\nSELECT count(*) AS n FROM inline_probe\n```")
-    db = resolve(conn)
 
-    def probes() -> list[tuple[str, list[str]]]:
+    def probes() -> list[list[str]]:
         found = context(shell)["tables"]
-        return [(t["connection"], t["columns"]) for t in found if t["name"] == "inline_probe"]
+        return [t["columns"] for t in found if t["name"] == "inline_probe"]
 
     assert probes() == []
-    result = Session.of(shell).sql_runner.run_sql("How many rows?", db, complete)
-    assert result.frame is not None and list(result.frame.columns) == ["n"]
-    assert probes() == [(db.label or db.kind, ["id", "total"])]
-    conn.close()
+    shell.run_cell_magic("sql_ai", f"sqlite:///{path} -o probe_rows", "How many rows?")
+    assert list(shell.user_ns["probe_rows"].columns) == ["n"]
+    assert probes() == [["id", "total"]]
 
 
 def test_many_captured_tables_are_bounded(shell: Any) -> None:

@@ -6,7 +6,7 @@ window. The log is exact, and its size is bounded by the largest limit.
 
 When a request is stamped (docs/architecture.md, "Moving windows and stamping"): it counts in
 full while in flight, and is stamped once the provider has certainly counted it, at the first
-byte of its answer, or earlier where the provider's own x-ratelimit headers say when it
+byte of its answer (its head), or earlier where the provider's own x-ratelimit headers say when it
 arrived (``provider_stamp``), so our window is never shorter than the provider's. Tokens are
 known only at the end, so they stay reserved in flight and are stamped at completion.
 
@@ -49,6 +49,12 @@ PACED_SHARE = 0.9
 # window, took longer than its pacing gap under the full run's load). Measured: at 2 spacings,
 # 93.0% of capacity without the clamp and 99.9% with it; the paced quota runs are at 0.05-0.25.
 HELD_SPACINGS = 1.5
+# request stamps are kept this long past the longest window: an answer's headers say how the
+# provider's window stood at its head, read when its first event comes (a stream's head at once
+# and its first token 0.2 s later: a stamp that left meanwhile must still be counted, or every
+# full window is held to the provider's reset, 83% of capacity). Headers read later than this
+# after their head keep the provider's clamp (``Pool.succeeded``)
+HEAD_LAG = 60.0
 
 
 def pacing_gap(rate: Rate, used: int, first_byte: float | None = 0.0) -> float:
@@ -112,7 +118,10 @@ def provider_stamp(headers: Any, now: float, sent: float, rates: tuple[Rate, ...
     seconds = [r.seconds for r in rates if r.amount == amount]
     if not seconds:  # not a limit we were told of: we cannot say which window it is
         return now
-    at = now + reset - max(seconds)
+    # a millisecond later: the header's resolution (OpenAI's "1.234s", "20ms"). A reset rounded
+    # down dates the request up to half of it before its arrival, and a request sent as our
+    # window frees would then reach the provider just before its window lets the old one go
+    at = now + reset - max(seconds) + 0.001
     return min(now, at) if at >= sent else now
 
 
@@ -209,8 +218,8 @@ class Bucket:
     # -- reading -------------------------------------------------------------------------
 
     def _prune(self, now: float) -> None:
-        if self._t and self._t[0] <= now - self._span:
-            del self._t[: bisect.bisect_right(self._t, now - self._span)]
+        if self._t and self._t[0] <= now - self._span - HEAD_LAG:
+            del self._t[: bisect.bisect_right(self._t, now - self._span - HEAD_LAG)]
         if self._tt and self._tt[0] <= now - self._tspan:
             i = bisect.bisect_right(self._tt, now - self._tspan)
             self._base = self._cum[i - 1]
@@ -408,6 +417,8 @@ class Bucket:
         left = get("x-ratelimit-remaining-requests")
         reset = parse_duration(get("x-ratelimit-reset-requests"))
         seen = provider_count(headers, self.rates, self.first_byte) if answered else None
+        # `now`: the answer's head, which the headers describe; stamps are kept HEAD_LAG longer
+        # than the window, so the ones in it then are still here
         if seen is not None and self.counts_all(*seen, now):
             self.prov_req_left = None
         elif left is not None and reset is not None:

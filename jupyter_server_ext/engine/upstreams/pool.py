@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import BadRequest, RateLimited, UpstreamError
 from .affinity import Affinity, Homes
-from .buckets import Bucket, provider_stamp
+from .buckets import HEAD_LAG, Bucket, provider_stamp
 from .specs import Rate, UpstreamSpec
 
 # model names whose catalogue answers (which keys serve it, its dearest price) are remembered
@@ -489,16 +489,17 @@ class Pool:
         slot.bucket.end(slot.id, self.clock(), tokens, counted=counted)
         self._notify()
 
-    async def succeeded(self, slot: Slot, headers: Mapping[str, str]) -> None:
-        """The first byte of a 2xx answer came (a stream's first event, or a whole JSON answer):
-        the provider has counted the request, so its window slot is stamped now, or when the
-        provider's headers say it arrived."""
+    async def succeeded(self, slot: Slot, headers: Mapping[str, str], head_wait: float = 0) -> None:
+        """A 2xx answer came (a stream's first event, or a whole JSON answer), `head_wait` s
+        after its head: the provider counted the request by then, so its slot is stamped then,
+        or when the provider's headers say it arrived."""
         slot.key.breaker.success()
         now = self.clock()
+        head = max(slot.taken, now - head_wait)
         slot.bucket.served(slot.counted)
-        slot.bucket.answered(now - slot.taken)
-        slot.bucket.observe_headers(headers, now, answered=True)
-        slot.bucket.stamp(slot.id, provider_stamp(headers, now, slot.taken, slot.bucket.rates))
+        slot.bucket.answered(head - slot.taken)
+        slot.bucket.observe_headers(headers, head, answered=now - head < HEAD_LAG)  # as at head
+        slot.bucket.stamp(slot.id, provider_stamp(headers, head, slot.taken, slot.bucket.rates))
         self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
 
     async def too_large(self, slot: Slot, limit: int | None, headers: Mapping[str, str]) -> None:

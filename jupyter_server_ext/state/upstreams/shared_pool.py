@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from ...engine import UpstreamSpec
 from ...engine.upstreams.affinity import Affinity
 from ...engine.upstreams.buckets import (
+    HEAD_LAG,
     MAX_SIZE_COOLS,
     PACED_WINDOW_SECONDS,
     parse_duration,
@@ -203,8 +204,10 @@ class SharedPool(Pool):
         return f"{self.prefix}{slot.key.spec.account}:{slot.model}"
 
     def _spans(self, slot: Slot) -> tuple[float, float]:
+        """How long request stamps and token stamps are kept (request stamps ``HEAD_LAG``
+        past the longest window, as a Bucket keeps them)."""
         rates, trates = self.account_rates(slot.key.spec.account)
-        return max((r.seconds for r in rates), default=60.0), max(
+        return max((r.seconds for r in rates), default=60.0) + HEAD_LAG, max(
             (r.seconds for r in trates), default=0.0
         )
 
@@ -231,16 +234,28 @@ class SharedPool(Pool):
         )
         self._notify()
 
-    async def succeeded(self, slot: Slot, headers: Mapping[str, str]) -> None:
+    async def succeeded(
+        self, slot: Slot, headers: Mapping[str, str], head_wait: float = 0.0
+    ) -> None:
         if not slot.ref:
-            await super().succeeded(slot, headers)
+            await super().succeeded(slot, headers, head_wait)
             return
         slot.key.breaker.success()
         now = self.clock()
+        head = max(slot.taken, now - head_wait)  # the provider counted it by its answer's head
         slot.bucket.served(slot.counted)
-        slot.bucket.answered(now - slot.taken)
+        slot.bucket.answered(head - slot.taken)
         ago = now - provider_stamp(
-            headers, now, slot.taken, self.account_rates(slot.key.spec.account)[0]
+            headers, head, slot.taken, self.account_rates(slot.key.spec.account)[0]
+        )
+        # the headers say how the provider's window stood at the head: resets that much
+        # shorter now, and the window it counted reaching that much further back
+        late = now - head
+        req_left, req_reset, tok_left, tok_reset = _provider_headers(headers)
+        seen = (
+            provider_count(headers, slot.bucket.rates, slot.bucket.first_byte)
+            if late < HEAD_LAG
+            else None
         )
         # not awaited: the answer goes on at once, and the stamp is in the same batch as the
         # slot's end when that comes in this loop turn (a JSON answer); writes apply in order
@@ -251,10 +266,13 @@ class SharedPool(Pool):
             slot.tokens,
             ago,
             self._spans(slot)[0],
-            *_provider_headers(headers),
+            req_left,
+            max(0.0, req_reset - late),
+            tok_left,
+            max(0.0, tok_reset - late),
             # the provider's count in a window we know, for a key of quick answers: the script
             # drops the clamp when our own window holds as many (``Bucket.observe_headers``)
-            *(provider_count(headers, slot.bucket.rates, slot.bucket.first_byte) or ("", "")),
+            *((seen[0] + late, seen[1]) if seen else ("", "")),
             failed=self._write_failed,
         )
         self._notify()

@@ -105,6 +105,10 @@ class UpstreamReply:
     close: Any = None  # releases the connection
     # provider headers for the caller (llm_provider-*)
     passed: Mapping[str, str] = field(default_factory=dict)
+    # seconds from the answer's head (its status line) to this reply (a stream's first event, a
+    # JSON answer's body): a provider that answers has counted the request by its head, so the
+    # key's window is stamped that much earlier (``Pool.succeeded``)
+    head_wait: float = 0.0
 
 
 class Transport(Protocol):

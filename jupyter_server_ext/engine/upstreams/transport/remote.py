@@ -256,6 +256,7 @@ class HTTPTransport:
         except (HTTP11Error, OSError) as exc:
             raise connect_failure(spec, exc) from None
         status, raw = resp.status, resp.headers
+        head = time.monotonic()
         # the pool reads rate limits in OpenAI's names; the caller gets the provider's own headers
         # that tools read, under a prefix
         rh, passed = _limits(spec, raw), passed_headers(raw, api.passed)
@@ -277,7 +278,11 @@ class HTTPTransport:
                 got = await resp.read(timeout)
                 answer = got if native else api.answer(got, public)
                 return UpstreamReply(
-                    status, rh, body=with_public_model(answer, public), passed=passed
+                    status,
+                    rh,
+                    body=with_public_model(answer, public),
+                    passed=passed,
+                    head_wait=time.monotonic() - head,
                 )
             # timeout bounds each read: a stalled stream cannot hold a slot for ever
             pieces = resp.iter_chunks(timeout)
@@ -288,7 +293,13 @@ class HTTPTransport:
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
             return UpstreamReply(
-                status, rh, events=events, first=first, close=resp.close, passed=passed
+                status,
+                rh,
+                events=events,
+                first=first,
+                close=resp.close,
+                passed=passed,
+                head_wait=time.monotonic() - head,
             )
         except UpstreamFailure:
             raise
