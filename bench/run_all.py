@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/benchmarks.md (what `make bench` runs).
 
-    .venv/bin/python bench/run_all.py                 # everything (about 35 minutes), writes the doc
+    .venv/bin/python bench/run_all.py                 # everything (about 60 minutes), writes the doc
     .venv/bin/python bench/run_all.py --quick         # short runs; prints the proxy section, writes nothing
     .venv/bin/python bench/run_all.py --only overhead,litellm   # a subset (with --write to keep it)
 
@@ -10,6 +10,8 @@ side; needs root for a network namespace and bench/.venv-litellm from bench/inst
 quota (at real answer times: streams and 2 s JSON answers, provider headers on and off, and
 LiteLLM), costs, context (bench/bench_context.py), schema (bench/bench_schema.py);
 prompt_cache (bench/bench_prompt_cache.py: agent sessions' prompt caches through key rotation);
+answer_times (bench/bench_quota.py: quota at every answer time, streams and JSON, headers on
+and off, one process and replicas);
 forwarder, quota_open, class (bench/bench_forwarder.py: beside a bare forwarder, quota as users meet it,
 completions at class scale; its own results file and page section). The proxy's results go between the
 ``<!-- bench_proxy -->`` markers of docs/benchmarks.md; the kernel-side scripts write their own
@@ -36,19 +38,21 @@ import bench_proxy  # noqa: E402
 from common import LITELLM_VENV, log, machine  # noqa: E402
 from proxy_page import DOC, section, write_doc  # noqa: E402
 
-# scripts that write their own section: the kernel side's, and the prompt caches' (issue 74)
-KERNEL = ("context", "schema", "prompt_cache")
+# scripts that write their own section: the kernel side's, the prompt caches' (issue 74) and
+# quota at every answer time (issue 76; "quota" is bench_proxy's older section)
+KERNEL = ("context", "schema", "prompt_cache", "answer_times")
+SCRIPTS = {"answer_times": "bench_quota.py"}
 ALL = (*bench_proxy.SECTIONS, *KERNEL, *bench_forwarder.SECTIONS)
 
 
 def run_kernel_side(which: str, quick: bool, write: bool) -> dict[str, Any]:
-    script = BENCH / f"bench_{which}.py"
+    script = BENCH / SCRIPTS.get(which, f"bench_{which}.py")
     if not script.exists():
         return {"skipped": f"{script.name} is not there"}
     argv = [sys.executable, str(script)]
     if which == "context" and quick:
         argv += ["--rows", "1000000", "--repeat", "3"]
-    if which == "prompt_cache" and quick:
+    if which in ("prompt_cache", "answer_times") and quick:
         argv.append("--quick")
     if which == "schema":
         if quick:
@@ -61,7 +65,8 @@ def run_kernel_side(which: str, quick: bool, write: bool) -> dict[str, Any]:
         argv.append("--no-write")
     log(f"kernel side: {' '.join(argv[1:])}")
     t = time.monotonic()
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    # bench_quota's 20 cases take about 25 minutes
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=2400, cwd=ROOT)
     if res.returncode != 0:
         log(f"  {script.name} failed ({res.returncode}): {res.stderr[-1500:]}")
     return {

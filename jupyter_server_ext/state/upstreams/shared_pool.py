@@ -39,6 +39,14 @@ from ..connection.scripts import COOL_FROM, EXTEND, PICK
 log = logging.getLogger("rsql.state")
 _DOWN = (RedisError, OSError)
 
+# how late a stamp write may reach Redis after it was queued (the batch before it still at
+# Redis, a busy event loop): the script counts our stamps from its own clock, so without this
+# a write applied 10 ms late missed a stamp the provider still counted and the key was held to
+# the provider's reset (a paced 6-per-s key under a loaded suite: a second's pause). Counting a
+# quarter second more lets a request of someone else's on the account hide that long, and the
+# provider's 429 then cools the key
+WRITE_DELAY = 0.25
+
 
 class SharedPool(Pool):
     """A Pool whose capacity, cooldowns, breakers and disabled keys live in Redis."""
@@ -272,7 +280,7 @@ class SharedPool(Pool):
             max(0.0, tok_reset - late),
             # the provider's count in a window we know, for a key of quick answers: the script
             # drops the clamp when our own window holds as many (``Bucket.observe_headers``)
-            *((seen[0] + late, seen[1]) if seen else ("", "")),
+            *((seen[0] + late + WRITE_DELAY, seen[1]) if seen else ("", "")),
             failed=self._write_failed,
         )
         self._notify()
