@@ -1,9 +1,8 @@
 """%%sql_ai's connections and schemas for one shell: :class:`SqlRunner`.
 
-What a connection name means in the notebook, the one capture of a connection's schema on the
-kernel's SQL path (kept for the editor's completions), and the SQL loop's options as
-``SqlAIMagics``' settings give them (:mod:`rsql_sql.loop`: capture the schema, ask, parse,
-validate, guard, run). The SQL question itself, model calls and all, is the operation
+What a connection name means in the notebook, and the one capture of a connection's schema on
+the kernel's SQL path (kept for the editor's completions). The SQL question itself, the loop's
+options from ``SqlAIMagics``' settings, model calls and all, is the operation
 :mod:`rsql_magic.operations.sql_question`, which %%sql_ai, the chat panel's Run SQL button and
 rsql-eval share.
 """
