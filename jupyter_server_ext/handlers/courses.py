@@ -208,19 +208,33 @@ class CourseReader:
         last page)."""
         self.course(group)
         await self.log.flush()
+        rows = await self._entries(group, "log", since, student, notebook, before, limit)
+        return {"entries": rows, "next": rows[-1]["cursor"] if len(rows) == limit else None}
+
+    async def _entries(
+        self,
+        group: str,
+        what: str,
+        since: float,
+        student: str | None,
+        notebook: str | None,
+        before: tuple[float, int] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """A page of the log's entries, the reading logged as `what`."""
         rows: list[dict[str, Any]] = await self.store.course_entries(
             group, since=since, student=student, notebook=notebook, before=before, limit=limit
         )
         await self.logged(
             group,
-            "log",
+            what,
             student=student,
             notebook=notebook,
             since=since,
             before=f"{before[0]!r}:{before[1]}" if before else None,
             rows=len(rows),
         )
-        return {"entries": rows, "next": rows[-1]["cursor"] if len(rows) == limit else None}
+        return rows
 
     async def page(
         self,
@@ -239,18 +253,7 @@ class CourseReader:
         store = self.store
         students = await store.course_students(group, since)
         notebooks = await store.course_notebooks(group, since, student)
-        rows = await store.course_entries(
-            group, since=since, student=student, notebook=notebook, before=before, limit=limit
-        )
-        await self.logged(
-            group,
-            "page",
-            student=student,
-            notebook=notebook,
-            since=since,
-            before=f"{before[0]!r}:{before[1]}" if before else None,
-            rows=len(rows),
-        )
+        rows = await self._entries(group, "page", since, student, notebook, before, limit)
         return {
             "students": students,
             "notebooks": notebooks,

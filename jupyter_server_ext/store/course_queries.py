@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..engine.courses.log import COLUMNS as COURSE_COLUMNS
+
 # the types a PostgreSQL batch insert gives each column's array (the rest are text)
 PG_TYPES = {
     "ts": "float8",
@@ -48,24 +50,12 @@ def placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
+# what a reading of the log returns: the row's id, then its columns as written
+# (``engine.courses.log.COLUMNS``) but the course, which the reader named; the student by the
+# store's own column for it
 ENTRY_FIELDS = (
     "id",
-    "ts",
-    "request_id",
-    "{user}",
-    "client",
-    "api",
-    "model",
-    "notebook",
-    "cell",
-    "status",
-    "error",
-    "prompt",
-    "prompt_cut",
-    "answer",
-    "answer_cut",
-    "prompt_tokens",
-    "completion_tokens",
+    *("{user}" if c == "user" else c for c in COURSE_COLUMNS if c != "course"),
 )
 
 

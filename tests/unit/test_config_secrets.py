@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import secrets
 from typing import Any
 
 import pytest
@@ -26,7 +27,10 @@ from jupyter_server_ext.config.secrets import (
     scrubber_of,
 )
 
-KEY = "gsk_7d1e0c4b9a8f6e5d4c3b2a1908f7e6d5c4b3a291"
+# made at each run, so that no key-shaped literal sits in the source (a secret scanner would
+# rightly flag one); each has the shape of the provider's own keys
+KEY = "gsk_" + secrets.token_hex(20)
+NAMED_KEY = "sk-proj-" + secrets.token_hex(16)  # a key written where a variable's name goes
 ENV_VALUE = "a-key-only-the-environment-holds"
 
 
@@ -69,7 +73,7 @@ def the_config() -> Config:
     c.RSQLProxy.upstreams = [
         {"name": "a", "base_url": "https://u:BASEPASS@llm.internal/v1", "api_key": "INLINE-KEY-1"},
         {"name": "b", "api_key_env": "RSQL_T_KEY"},  # its value, from the environment
-        {"name": "c", "api_key_env": "sk-proj-written-where-its-name-goes"},
+        {"name": "c", "api_key_env": NAMED_KEY},
         {"name": "d", "api_kye": "MISSPELT-KEY-2"},
     ]
     c.RSQLProxy.state_url = "redis://:STATEPASS@cache:6379/0"
@@ -84,7 +88,7 @@ SECRETS = [
     "BASEPASS",
     "INLINE-KEY-1",
     ENV_VALUE,
-    "sk-proj-written-where-its-name-goes",
+    NAMED_KEY,
     "MISSPELT-KEY-2",
     "STATEPASS",
     "DBPASS",
@@ -102,7 +106,7 @@ def test_every_secret_of_a_configuration_is_masked_in_any_message() -> None:
         said = scrub(f"RSQLProxy.x: field 'f' got {secret!r}, which is {secret} again")
         assert secret not in said and said.startswith("RSQLProxy.x: field 'f' got '***'"), said
     # the engine's own words for the name of an unset variable that is a key
-    said = scrub("upstream 'c': field 'api_key_env' names $sk-proj-written-where-its-name-goes")
+    said = scrub(f"upstream 'c': field 'api_key_env' names ${NAMED_KEY}")
     assert said == f"upstream 'c': field 'api_key_env' names ${MASK}"
 
 
