@@ -5,9 +5,9 @@ line per mistake of ``c.RSQLProxyService.static_users``."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
-import secrets
 from typing import Any
 
 import pytest
@@ -27,10 +27,11 @@ from jupyter_server_ext.config.secrets import (
     scrubber_of,
 )
 
-# made at each run, so that no key-shaped literal sits in the source (a secret scanner would
-# rightly flag one); each has the shape of the provider's own keys
-KEY = "gsk_" + secrets.token_hex(20)
-NAMED_KEY = "sk-proj-" + secrets.token_hex(16)  # a key written where a variable's name goes
+# made, not written, so that no key-shaped literal sits in the source (a secret scanner would
+# rightly flag one); the same in every test worker (xdist compares their collections), each in
+# the shape of the provider's own keys
+KEY = "gsk_" + hashlib.sha1(b"rsql-test groq key").hexdigest()
+NAMED_KEY = "sk-proj-" + hashlib.md5(b"rsql-test key as a name").hexdigest()  # noqa: S324
 ENV_VALUE = "a-key-only-the-environment-holds"
 
 
