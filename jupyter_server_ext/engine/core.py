@@ -25,9 +25,9 @@ from .accounting.notebooks import NotebookCosts
 from .accounting.pricing import PriceBook
 from .accounting.savings import CacheSavings
 from .accounting.usage import UsageLog, UsageStore
-from .admission.entitlements import Access, check_feature
+from .admission.entitlements import Access, check_feature, check_tool_call
 from .admission.hosted_tools import HostedTools
-from .admission.limiter import Limiter, Ticket, quota_headers, rate_class
+from .admission.limiter import CallLimits, Limiter, Ticket, quota_headers, rate_class
 from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
 from .admission.window_specs import zone
@@ -285,7 +285,7 @@ class Engine:
             self.settings, body, endpoint, default, headers, models.image_cost, models.wide_window
         )
 
-    # -- which models a caller may use (``model_choice``) ------------------------------------
+    # -- what a caller may do now: models (``model_choice``), calls that are no model request --
 
     async def access(self, caller: Caller) -> Access:
         """The models `caller` may use now and their defaults (``ModelChoice.access``)."""
@@ -298,6 +298,15 @@ class Engine:
     def check_model(self, access: Access, model: str) -> None:
         """Refuse `model` unless `access` allows it (``ModelChoice.check_model``)."""
         self.models.check_model(access, model)
+
+    async def admit_call(self, caller: Caller, calls: CallLimits) -> Ticket:
+        """One call of `calls`' kind for `caller` (a tool call: ``check_tool_call``), held."""
+        check_tool_call(await self.access(caller), self.windows, caller.user)
+        return await self.limiter.hold(caller.user, calls)
+
+    async def release(self, ticket: Ticket) -> None:
+        """Give back what ``admit_call`` held (its concurrency; its windows stay counted)."""
+        await self.limiter.finish(ticket, 0.0)
 
     async def me_access(self, caller: Caller) -> dict[str, Any]:
         """The entitlement part of GET me (``ModelChoice.me_access``)."""

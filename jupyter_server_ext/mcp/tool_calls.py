@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 import uuid
@@ -52,10 +51,8 @@ from rsql_sql.policy import SqlPolicy
 
 from ..config.mcp import ConnectionSpec, MCPSettings
 from ..engine import Caller, Engine, Outcome
-from ..engine.admission.entitlements import agent_off
-from ..engine.admission.limiter import DAY, user_prefix
-from ..engine.admission.shared_state import LeaseCheck, WindowCheck
-from ..engine.errors import ToolRefused
+from ..engine.admission.limiter import CallLimits, Ticket
+from ..engine.errors import EngineError, RateLimited, ToolRefused
 from ..engine.privacy.redact import Redactor
 
 log = logging.getLogger("rsql.mcp")
@@ -87,6 +84,9 @@ class ToolCalls:
         # each user's calls waiting for or running on a worker thread here; at most pool_share
         self._in_pool: dict[str, int] = {}
         self.pool_share = max(1, min(settings.user_concurrency, settings.workers - 1))
+        self.limits = CallLimits(
+            "mcp", "MCP tool calls", settings.user_limits, settings.user_concurrency, LEASE_SECONDS
+        )
 
     # -- what a caller sees ------------------------------------------------------------------
 
@@ -96,7 +96,6 @@ class ToolCalls:
     async def list_connections(self, caller: Caller) -> CallResult:
         t0, started = time.perf_counter(), time.time()
         try:
-            await self._check_window(caller)
             await self._release(await self._admit(caller))  # counted in the windows like any call
         except ToolRefused as r:
             self._record(caller, "list_connections", "-", r.outcome, r.status, None, t0, started)
@@ -122,13 +121,12 @@ class ToolCalls:
         name = str(args.get("connection", ""))
         shown_name = shown(name)[:60]
         try:
-            await self._check_window(caller)
-            spec = self._find(caller, name)
-            leases = await self._admit(caller)
+            held = await self._admit(caller)  # first: a window that is off says so
             try:
+                spec = self._find(caller, name)
                 answer = await self._run(caller, spec, tool, args)
             finally:
-                await self._release(leases)
+                await self._release(held)
         except ToolRefused as r:
             self._record(caller, tool, shown_name, r.outcome, r.status, None, t0, started)
             return CallResult(r.text, False)
@@ -138,23 +136,6 @@ class ToolCalls:
         outcome = answer.outcome.split(" ", 1)[0]  # "failed (TimeoutError)" -> "failed"
         self._record(caller, tool, spec.name, outcome, status, answer.rows, t0, started)
         return CallResult(text, answer.ok)
-
-    async def _check_window(self, caller: Caller) -> None:
-        access = await self.engine.access(caller)
-        # the mode window, then a tutor window (which turns agent tools off unless it allows them)
-        for window, span in ((access.window, access.span), (access.tutor, access.tutor_span)):
-            if window is None or span is None:
-                continue
-            if window.mode == "off":
-                raise ToolRefused(str(self.engine.windows.refusal(window, span)), "window", 403)
-            if not window.agent:
-                # an MCP client has no --agent to drop: say what holds for it
-                later = "tool calls are refused until the window ends"
-                refusal = self.engine.windows.agent_refusal(window, span, instead=later)
-                raise ToolRefused(str(refusal), "window", 403)
-        if not access.agent:
-            instead = "tool calls are refused while it is off; ask your admin"
-            raise ToolRefused(str(agent_off(caller.user, instead=instead)), "agent_off", 403)
 
     def _find(self, caller: Caller, name: str) -> ConnectionSpec:
         spec = self.specs.get(name)
@@ -168,39 +149,20 @@ class ToolCalls:
             )
         return spec
 
-    def _checks(self, caller: Caller) -> tuple[list[WindowCheck], list[LeaseCheck]]:
-        keys = f"{user_prefix(caller.user)}mcp:"
-        windows = [
-            WindowCheck(
-                f"{keys}w:{r.amount}/{r.seconds:g}",
-                r.amount,
-                r.seconds,
-                f"MCP tool calls {r.text}",
-                calendar_day=r.seconds == DAY,
-            )
-            for r in self.settings.user_limits
-        ]
-        n = self.settings.user_concurrency
-        leases = [LeaseCheck(f"{keys}conc", n, LEASE_SECONDS, f"MCP tool calls at once {n}")]
-        return windows, leases
-
-    async def _admit(self, caller: Caller) -> tuple[list[LeaseCheck], str]:
-        windows, leases = self._checks(caller)
-        lease_id = uuid.uuid4().hex
-        result = await self.engine.state.admit(windows, leases, [], lease_id)
-        if not result.ok:
-            hit = result.refused
-            wait = max(1, math.ceil(result.retry_after))
-            label = getattr(hit, "label", "limit")
-            raise ToolRefused(
-                f"{label} reached for {caller.user!r}; retry in {wait} s", "rate_limited", 429
-            )
-        return leases, lease_id
-
-    async def _release(self, held: tuple[list[LeaseCheck], str]) -> None:
-        leases, lease_id = held
+    async def _admit(self, caller: Caller) -> Ticket:
+        """The engine's admission of one tool call: the windows and switches that turn agent
+        mode off (a 403), then the MCP windows and concurrency (a 429), as a ToolRefused."""
         try:
-            await self.engine.state.release(leases, lease_id)
+            return await self.engine.admit_call(caller, self.limits)
+        except RateLimited as r:
+            text = f"{r.limit} reached for {caller.user!r}; retry in {r.retry_after} s"
+            raise ToolRefused(text, "rate_limited", 429) from None
+        except EngineError as e:  # a policy window, or agent mode off
+            raise ToolRefused(str(e), "agent_off" if e.code == "agent_off" else "window", 403) from None
+
+    async def _release(self, held: Ticket) -> None:
+        try:
+            await self.engine.release(held)
         except Exception as exc:  # the lease expires on its own (LEASE_SECONDS)
             log.warning("mcp: releasing a tool-call lease failed: %s", type(exc).__name__)
 

@@ -181,6 +181,21 @@ def check_feature(
             raise inline_completions_off(user)
 
 
+def check_tool_call(access: Access, windows: PolicyWindows, user: str) -> None:
+    """Refuse a warehouse tool call (``{proxy}mcp``, agent mode by what it is) when the
+    assistant is off for the caller now, or agent mode is: by a policy window in force (a
+    tutor window turns it off unless it allows it) or by the admin's switch. The messages say
+    what holds for a client that has no --agent to drop."""
+    for window, span in _windows(access):
+        if window.mode == "off":
+            raise windows.refusal(window, span)
+        if not window.agent:
+            later = "tool calls are refused until the window ends"
+            raise windows.agent_refusal(window, span, instead=later)
+    if not access.agent:
+        raise agent_off(user, instead="tool calls are refused while it is off; ask your admin")
+
+
 def _windows(access: Access) -> list[tuple[PolicyWindow, tuple[float, float]]]:
     """The windows in force for the caller: the mode window, then the tutor window."""
     found = [(access.window, access.span), (access.tutor, access.tutor_span)]

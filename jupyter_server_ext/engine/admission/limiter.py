@@ -67,6 +67,18 @@ def rate_class(client: str) -> str:
     return "inline" if client == "inline" else "chat"
 
 
+@dataclass(frozen=True)
+class CallLimits:
+    """The limits of a kind of call that is no model request (``{proxy}mcp``'s tool calls):
+    windows and a concurrency of its own, counted under the user's `key`, no budget."""
+
+    key: str  # "mcp": the user's keys "u:<user>:mcp:..."
+    what: str  # how refusals name it: "MCP tool calls"
+    rates: tuple[Rate, ...]
+    concurrency: int  # at least 1
+    lease_seconds: float  # longer than any call: a lease not given back expires then
+
+
 @dataclass
 class Ticket:
     """A request's hold on its limits; given back exactly once by ``Limiter.finish``."""
@@ -330,6 +342,28 @@ class Limiter:
         known (a stored conversation to read, PDFs' pages to count in the shared worker); its
         budget is reserved later, into the same ticket (``admit`` with `counted`)."""
         return await self.admit(user, groups, 0.0, budgets_apply=False, rate_class=rate_class)
+
+    async def hold(self, user: str, calls: CallLimits) -> Ticket:
+        """One call of `calls`' kind admitted for `user` in its windows and concurrency (all
+        checked before any is counted, as a request's); given back by ``finish``."""
+        own = f"{user_prefix(user)}{calls.key}:"
+        windows = [
+            WindowCheck(
+                f"{own}w:{r.amount}/{r.seconds:g}",
+                r.amount,
+                r.seconds,
+                f"{calls.what} {r.text}",
+                calendar_day=r.seconds == DAY,
+            )
+            for r in calls.rates
+        ]
+        n = calls.concurrency
+        leases = [LeaseCheck(f"{own}conc", n, calls.lease_seconds, f"{calls.what} at once {n}")]
+        lease_id = os.urandom(16).hex()
+        result = await self.state.admit(windows, leases, [], lease_id)
+        if not result.ok:
+            raise self._refusal(user, windows, result)
+        return Ticket(lease_id, windows, leases, [], 0.0, windows_used=result.windows_used)
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused

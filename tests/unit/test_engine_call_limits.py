@@ -1,0 +1,73 @@
+"""The engine's admission of a call that is no model request (``Engine.admit_call``, the MCP
+tool calls): its own windows and concurrency under the user's keys, given back by
+``Engine.release``, and refused while a policy window or the admin's switch turns agent mode
+off. Through the engine's public methods on memory state; the MCP endpoint's own tests
+(tests/e2e/test_abuse_mcp.py) show the same over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_rates
+from jupyter_server_ext.engine.admission.limiter import CallLimits, LimitSettings
+from jupyter_server_ext.engine.errors import Forbidden, RateLimited
+from jupyter_server_ext.state import MemoryState
+
+TOOLS = CallLimits("mcp", "MCP tool calls", tuple(parse_rates(["3/minute"], where="t")), 2, 600)
+
+
+async def engine_with(**settings: Any) -> Engine:
+    return Engine(EngineSettings(upstreams=(), **settings), state=MemoryState())
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    e = await engine_with()
+    yield e
+    await e.close()
+
+
+async def test_calls_are_counted_in_their_own_window_and_refused_past_it(engine: Engine) -> None:
+    ann, bob = Caller("ann"), Caller("bob")
+    for _ in range(3):
+        await engine.release(await engine.admit_call(ann, TOOLS))
+    with pytest.raises(RateLimited) as refused:
+        await engine.admit_call(ann, TOOLS)
+    assert refused.value.limit == "MCP tool calls 3/minute" and refused.value.retry_after >= 1
+    await engine.release(await engine.admit_call(bob, TOOLS))  # another user's own window
+    # a model request's window is another: ann's chat quota is untouched
+    me = await engine.limiter.snapshot("ann", ())
+    assert all(w["used"] == 0 for w in me["limits"])
+
+
+async def test_concurrency_is_held_until_released(engine: Engine) -> None:
+    ann = Caller("ann")
+    calls = CallLimits("mcp", "MCP tool calls", (), 2, 600)
+    first, second = await engine.admit_call(ann, calls), await engine.admit_call(ann, calls)
+    with pytest.raises(RateLimited) as refused:
+        await engine.admit_call(ann, calls)
+    assert refused.value.limit == "MCP tool calls at once 2"
+    await engine.release(first)
+    await engine.release(first)  # given back once, whatever the caller does
+    third = await engine.admit_call(ann, calls)
+    with pytest.raises(RateLimited):
+        await engine.admit_call(ann, calls)
+    for held in (second, third):
+        await engine.release(held)
+
+
+async def test_agent_mode_off_refuses_the_call_before_counting_it() -> None:
+    off = LimitSettings(overrides={"user:ann": {"agent": False}})
+    engine = await engine_with(limits=off)
+    try:
+        with pytest.raises(Forbidden) as refused:
+            await engine.admit_call(Caller("ann"), TOOLS)
+        assert refused.value.code == "agent_off"
+        assert "tool calls are refused while it is off" in refused.value.message
+        for _ in range(3):  # the refused call took nothing of bob's or ann's window
+            await engine.release(await engine.admit_call(Caller("bob"), TOOLS))
+    finally:
+        await engine.close()
