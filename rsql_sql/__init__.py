@@ -15,16 +15,16 @@ Modules, bottom up:
 - ``carets``: messages that point at a token (a caret line under it).
 - ``dialects``: dialect names as sqlglot spells them (``sqlglot_dialect``).
 - ``policy``: allowed functions and the PostgreSQL role (``SqlPolicy``).
-- ``parse``: sqlglot parsing, shared by the checks and the engines' name rules.
+- ``parse``: sqlglot parsing, shared by the checks and the databases' name rules.
 - ``fetch``: fetching within a row, byte and time bound.
 - ``catalog``: the captured shape of a database (``Schema``, ``Table``, ``Column``,
   ``ForeignKey``) and ``assemble``, which makes one from catalog rows.
-- ``engine_rules``: what the engines' own name rules share, and sqlglot's respelling for the
+- ``database_rules``: what the databases' own name rules share, and sqlglot's respelling for the
   target after a syntax error.
-- ``engines``: one module per SQL engine (``sqlite``, ``duckdb``, ``postgres``; ``others`` by
+- ``databases``: one module per SQL database (``sqlite``, ``duckdb``, ``postgres``; ``others`` by
   name only), each with its connection adapter, database-side read-only walls, functions,
-  catalog queries and name rules, registered by name (``engine_for``); ``functions``, the
-  allowlists of pure functions every engine adds to; the SQLAlchemy and DataFrames adapters as
+  catalog queries and name rules, registered by name (``database_for``); ``functions``, the
+  allowlists of pure functions every database adds to; the SQLAlchemy and DataFrames adapters as
   thin wrappers over them.
 - ``connections``: where callers find the adapters (``resolve`` any accepted connection).
 - ``schema``: schema capture (``backends``, ``render`` as DDL, ``rank`` by relevance, ``words``

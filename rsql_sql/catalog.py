@@ -1,7 +1,7 @@
 """The captured schema: tables, views, columns, types, primary and foreign keys, and
-``assemble``, which makes one from a catalog's rows as every engine's catalog reader fetches them.
+``assemble``, which makes one from a catalog's rows as every database's catalog reader fetches them.
 
-Below the engines (they return a :class:`Schema`) and the ``schema`` package (which captures,
+Below the databases (they return a :class:`Schema`) and the ``schema`` package (which captures,
 ranks and renders one).
 
 ``Schema.mapping()`` is a ``sqlglot.schema.MappingSchema``-compatible dict;

@@ -10,18 +10,18 @@ at most ``max_rows`` rows and ``max_bytes`` bytes, chunk by chunk (:mod:`.fetch`
 through a server-side cursor), so neither schema capture nor a generated query can hang a kernel
 or fill its memory. Generated SQL (``query(..., policy=SqlPolicy(...))``) also meets the
 database's own walls, so a mistake of the guard is still harmless. Each adapter, and its walls,
-is in its engine's module (:mod:`rsql_sql.engines`); this module is where callers find
+is in its database's module (:mod:`rsql_sql.databases`); this module is where callers find
 them.
 """
 
 from __future__ import annotations
 
-from .engines import DB, jupysql_current, resolve
-from .engines.duckdb import DuckDB
-from .engines.frames import FramesDB, is_frame
-from .engines.postgres import PostgresDBAPI
-from .engines.sqlalchemy_adapter import SQLAlchemyDB
-from .engines.sqlite import SQLiteDB
+from .databases import DB, jupysql_current, resolve
+from .databases.duckdb import DuckDB
+from .databases.frames import FramesDB, is_frame
+from .databases.postgres import PostgresDBAPI
+from .databases.sqlalchemy_adapter import SQLAlchemyDB
+from .databases.sqlite import SQLiteDB
 from .fetch import Fetched
 
 __all__ = [

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .connections import DB
-from .engines.postgres import DECLARE_PREFIX
+from .databases.postgres import DECLARE_PREFIX
 from .policy import SqlPolicy
 
 __all__ = [

@@ -4,7 +4,7 @@
 cursor holds the whole result before the first fetch. So rows come in chunks sized to what is
 left of a byte bound (``SqlPolicy.max_result_bytes``), and fetching stops, saying so, when the
 bound is reached. PostgreSQL results of generated queries come through a server-side cursor
-(:func:`rsql_sql.engines.postgres.postgres_fetch`), so the server keeps what is not
+(:func:`rsql_sql.databases.postgres.postgres_fetch`), so the server keeps what is not
 fetched.
 """
 

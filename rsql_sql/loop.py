@@ -23,8 +23,8 @@ from .catalog import ValuesPolicy
 from .checks.guard import ALLOWED
 from .checks.validate import Checked, check_sql, extract_sql, transpile_functions
 from .connections import DB
-from .engine_rules import target_spelling
-from .engines import engine_for
+from .database_rules import target_spelling
+from .databases import database_for
 from .execute import database_error_message, function_names_in_error, is_syntax_error, run_query
 from .policy import SqlPolicy
 from .schema import Schema, capture_schema, capture_values, describe_schema
@@ -42,8 +42,8 @@ Complete = Callable[[list[dict[str, str]]], str]
 
 
 def dialect_label(dialect: str) -> str:
-    """How prompts and footers name the engine of a sqlglot dialect (``PostgreSQL``)."""
-    return engine_for(dialect).title
+    """How prompts and footers name the database of a sqlglot dialect (``PostgreSQL``)."""
+    return database_for(dialect).title
 
 
 @dataclass
@@ -171,8 +171,8 @@ def _run_checked(
             return None  # the model gets the database's error on the original
 
     def respelled() -> tuple[Checked, Any] | None:
-        # the engine rejected the syntax (LIMIT 5, 10 on PostgreSQL, ILIKE on SQLite): the
-        # statement as sqlglot writes it for this engine, when that differs
+        # the database rejected the syntax (LIMIT 5, 10 on PostgreSQL, ILIKE on SQLite): the
+        # statement as sqlglot writes it for this database, when that differs
         text = target_spelling(checked.sql, dialect)
         if text is None:
             return None

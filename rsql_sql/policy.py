@@ -15,8 +15,8 @@ KERNEL_ROLE_SETTING = "%config SqlAIMagics.postgres_role = '<role>'"
 
 @dataclass(frozen=True)
 class SqlPolicy:
-    """``allowed_functions``: names added to the engines' allowlists (``name`` for every
-    engine, ``dialect:name`` for one; lower-case, stripped); ``postgres_role``: a role without
+    """``allowed_functions``: names added to the databases' allowlists (``name`` for every
+    database, ``dialect:name`` for one; lower-case, stripped); ``postgres_role``: a role without
     superuser rights that PostgreSQL queries run as (``SET LOCAL ROLE``), or None;
     ``max_result_bytes``: fetching a result stops at about this many bytes of rows (0 or None:
     no byte bound); ``role_setting``: how a user of this front end sets ``postgres_role``, as

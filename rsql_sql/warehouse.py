@@ -8,7 +8,7 @@ data it read earlier (prompt injection), so each is bounded and read-only by con
   values that steer the ranking are read only where the context policy allows them, and never
   shown.
 - ``describe_table``: one table's DDL and columns; names and types only, no value.
-- ``run_sql``: the statement goes through ``check_sql`` (parse, the read-only guard, the engine
+- ``run_sql``: the statement goes through ``check_sql`` (parse, the read-only guard, the database
   rules, qualification against the captured schema) and then ``DB.query`` with a ``SqlPolicy``,
   so the database's own walls stand behind the guard (SQLite's authorizer and ``query_only``,
   DuckDB's parser check and read-only transaction, PostgreSQL's read-only transaction and
@@ -106,7 +106,7 @@ def _as_the_role_reads(db: DB, schema: Schema, sql_policy: SqlPolicy) -> Schema:
     """`schema` (read as the connection's login) cut to the tables `sql_policy`'s role may
     read, and to the foreign keys between them: a table of a schema the role cannot use, or
     one it has no grant on, is not served, so not shown by name either."""
-    from rsql_sql.engines.postgres import readable_tables
+    from rsql_sql.databases.postgres import readable_tables
 
     readable = readable_tables(db, sql_policy, CAPTURE_TIMEOUT_S)
     schema.tables = [t for t in schema.tables if (t.db, t.name) in readable]
@@ -124,7 +124,7 @@ def _schema(db: DB, sql_policy: SqlPolicy | None = None) -> Schema:
     reused for SCHEMA_TTL_S."""
     target = _target(db)
     role = sql_policy.postgres_role if sql_policy is not None else None
-    role = role if role and db.engine.runs_as_role else None
+    role = role if role and db.database.runs_as_role else None
     key = (id(target), role or "")
     now = time.monotonic()
     with _LOCK:
@@ -442,7 +442,7 @@ def run_sql(
     """Run one read-only statement as %%sql_ai runs its checked SQL, and return its first
     `max_rows` rows as plain text within `max_chars`.
 
-    Nothing the guard, the engine rules, the schema check or the context policy refuses runs,
+    Nothing the guard, the database rules, the schema check or the context policy refuses runs,
     nor a statement reading a table the captured schema does not describe (a catalog);
     what runs meets the database's own read-only walls under `sql_policy` (allowed functions,
     PostgreSQL role) and a byte bound, within what the checks left of `timeout_s` (the schema,

@@ -28,7 +28,7 @@ MAX_LINES = 600
 # third-party packages are not checked). `None` marks a top layer, which may import anything;
 # a module under no prefix is unchecked. docs/architecture.md explains the layers.
 K, S = "rsql_magic", "jupyter_server_ext"
-# the SQL package both stand on: the engines, the walls, schema capture, %%sql_ai's loop, the
+# the SQL package both stand on: the databases, the walls, schema capture, %%sql_ai's loop, the
 # warehouse tools and rsql-mcp; the kernel runs it, and so does the proxy's {proxy}mcp endpoint
 Q = "rsql_sql"
 # pure, dependency-free leaves both packages read the same way, in a package of their own
@@ -122,9 +122,9 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),
     # the configuration: c.RSQLProxy, its features' settings (base classes of it, one module
-    # each; the admin's MCP connections, checked at start-up as the SQL package's engines say)
+    # each; the admin's MCP connections, checked at start-up as the SQL package's databases say)
     # and every configuration problem at once, for --check-config and both hosts' start-up
-    f"{S}.config": (f"{S}.engine", f"{Q}.engines"),
+    f"{S}.config": (f"{S}.engine", f"{Q}.databases"),
     # a user's server passing the editor's inline suggestions on to the hub service (extension
     # host)
     f"{S}.hub_relay": (f"{S}.engine",),

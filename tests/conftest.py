@@ -465,7 +465,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
     finally:
         for e in PG_ENGINES:
             e.dispose()
-        from rsql_sql.engines.sqlalchemy_adapter import dispose_url_pools
+        from rsql_sql.databases.sqlalchemy_adapter import dispose_url_pools
 
         dispose_url_pools(name)
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

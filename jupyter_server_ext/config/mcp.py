@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from rsql_sql.engines import SqlEngine, engine_for_url, engines, url_examples
+from rsql_sql.databases import Database, database_for_url, databases, url_examples
 
 from ..engine import ConfigError, Rate, parse_rates
 from ..engine.errors import Problems
@@ -43,7 +43,7 @@ class ConnectionSpec:
 
     name: str
     url: str
-    kind: str  # its engine's name (rsql_sql.engines): "sqlite", "duckdb", "postgres"
+    kind: str  # its database's name (rsql_sql.databases): "sqlite", "duckdb", "postgres"
     role: str | None = None  # PostgreSQL: the role every statement runs as (SET LOCAL ROLE)
     groups: tuple[str, ...] = ()  # who may use it (empty: every user)
     max_rows: int = 20
@@ -68,13 +68,13 @@ class MCPSettings:
         return bool(self.connections)
 
 
-def _engine(url: str, where: str) -> SqlEngine:
-    # the SQL package's engines say which URLs they open, as rsql-mcp asks them: one list
-    engine = engine_for_url(url)
-    if engine is None:
+def _database(url: str, where: str) -> Database:
+    # the SQL package's databases say which URLs they open, as rsql-mcp asks them: one list
+    database = database_for_url(url)
+    if database is None:
         # shown with its password masked, found even where a slash is missing (issue 73)
         raise ConfigError(f"{where}['url']: expected {url_examples()}, got {mask_url(url)!r}")
-    return engine
+    return database
 
 
 def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
@@ -101,26 +101,26 @@ def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
     for unknown in sorted(set(raw) - set(FIELDS), key=str):
         problems.append(f"{where}: unknown field {unknown!r}; fields: {', '.join(FIELDS)}")
     url = raw.get("url")
-    engine = None
+    database = None
     if not isinstance(url, str) or not url.strip():
         problems.append(f"{where}['url']: the database's URL is required")
     else:
         url = url.strip()
-        engine = problems.run(partial(_engine, url, where), None)
+        database = problems.run(partial(_database, url, where), None)
     role = raw.get("role")
     if role is not None and (not isinstance(role, str) or not _ROLE.match(role)):
         problems.append(f"{where}['role']: expected a PostgreSQL role name, got {role!r}")
-    elif engine is not None and engine.runs_as_role and not role:
+    elif database is not None and database.runs_as_role and not role:
         # the proxy's own login may hold more rights than a user should: every statement runs
         # as a role the admin chose for reading, behind the read-only transaction
         problems.append(
-            f"{where}['role']: a {engine.title} connection needs a read-only role (a role without "
+            f"{where}['role']: a {database.title} connection needs a read-only role (a role without "
             "superuser rights that can SELECT the tables to serve); statements run as it"
         )
-    elif engine is not None and not engine.runs_as_role and role:
-        takers = " and ".join(e.title for e in engines() if e.runs_as_role)
+    elif database is not None and not database.runs_as_role and role:
+        takers = " and ".join(e.title for e in databases() if e.runs_as_role)
         problems.append(
-            f"{where}['role']: {engine.title} connections take no role (only {takers} ones do)"
+            f"{where}['role']: {database.title} connections take no role (only {takers} ones do)"
         )
     max_rows = raw.get("max_rows", 20)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or not 1 <= max_rows <= 1000:
@@ -144,11 +144,11 @@ def parse_connection(name: Any, raw: Any) -> ConnectionSpec:
         )
     }
     problems.refuse()
-    assert engine is not None and isinstance(url, str)  # else a problem above
+    assert database is not None and isinstance(url, str)  # else a problem above
     return ConnectionSpec(
         name=name,
         url=url,
-        kind=engine.name,
+        kind=database.name,
         role=role or None,
         groups=lists["groups"],
         max_rows=max_rows,
@@ -186,7 +186,7 @@ def parse_mcp_settings(
     )
 
 
-# how to install what a connection's engine needs (SQLAlchemy 2.1 opens postgresql:// with
+# how to install what a connection's database needs (SQLAlchemy 2.1 opens postgresql:// with
 # psycopg, 2.0 with psycopg2)
 _INSTALL = {
     "duckdb": "pip install 'rsql-assistant[duckdb]'",
@@ -197,7 +197,7 @@ _INSTALL = {
 
 
 def connection_problems(spec: ConnectionSpec) -> list[str]:
-    """What the connection's engine needs to open it and is not installed, one line each
+    """What the connection's database needs to open it and is not installed, one line each
     (imported as its first call would: DuckDB itself; PostgreSQL through SQLAlchemy and the
     driver its URL names, SQLAlchemy's default for postgresql://)."""
     where = f"{WHERE}[{spec.name!r}]"

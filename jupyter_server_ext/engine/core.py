@@ -60,7 +60,6 @@ from .upstreams.transport import Transports
 
 log = logging.getLogger("rsql.engine")
 
-
 ENDPOINTS = ("chat/completions", "completions", "embeddings", *NATIVE_APIS)
 API_OF_ENDPOINT = {
     "chat/completions": "chat",

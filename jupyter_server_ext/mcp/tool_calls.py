@@ -16,7 +16,7 @@ A call is checked in this order, each refusal a tool error the agent can read:
    waiting (a client that hangs up does not free a thread that still runs its statement).
 
 The tool itself is :func:`rsql_sql.mcp.connections.call_tool`, as ``rsql-mcp`` runs it:
-%%sql_ai's guard, engine rules and read-only walls, the context policy (the admin's
+%%sql_ai's guard, database rules and read-only walls, the context policy (the admin's
 ``context_policy`` and the connection's ``redact_columns``), the result bound; then the
 proxy's ``redact_patterns`` mask what still looks like personal data in the text that goes back
 (a net, not a wall: SQL can reshape a value past a pattern; columns are withheld by name). Each call, refused
@@ -158,7 +158,9 @@ class ToolCalls:
             text = f"{r.limit} reached for {caller.user!r}; retry in {r.retry_after} s"
             raise ToolRefused(text, "rate_limited", 429) from None
         except EngineError as e:  # a policy window, or agent mode off
-            raise ToolRefused(str(e), "agent_off" if e.code == "agent_off" else "window", 403) from None
+            raise ToolRefused(
+                str(e), "agent_off" if e.code == "agent_off" else "window", 403
+            ) from None
 
     async def _release(self, held: Ticket) -> None:
         try:

@@ -4,7 +4,7 @@
 ``describe_table`` and ``run_sql`` of the catalogue (:data:`rsql_sql.warehouse.CATALOGUE`) over
 the one connection it was given, so the model names no connection (there is no notebook to
 choose from). Everything the kernel's
-tools hold to holds here, because it is the same code: the guard, the engine rules, the
+tools hold to holds here, because it is the same code: the guard, the database rules, the
 database's read-only walls and the result bounds (``warehouse.run_sql``), the context policy
 given (values withheld, columns refused), and text cut to ``max_chars``. Arguments are the
 model's text: checked (JSON object, known keys, strings, a length bound each) before anything

@@ -5,7 +5,7 @@ What holds whatever the model asks:
 
 - **Nothing the model wrote runs.** A frame or R object is named, never given as code: the
   name is looked up (``find_frames``; R's ``get`` of a string, after a strict name check:
-  :mod:`.r_functions`), never evaluated. SQL goes through :mod:`.warehouse` (%%sql_ai's guard, engine rules and
+  :mod:`.r_functions`), never evaluated. SQL goes through :mod:`.warehouse` (%%sql_ai's guard, database rules and
   read-only walls). ``propose_cell`` shows a cell; Accept puts it below, never runs it.
 - **Only the notebook's own connections.** A connection is a name ``list_variables`` shows;
   a URL is refused: its user name or host would carry data out even if it never connected.

@@ -93,7 +93,7 @@ _LOADING: list[threading.Thread] = []  # the one background import of it, once p
 # local files or memory only, never a network database on a keystroke)
 _CAPTURE_TIME_SHARE = 0.5
 # SQLAlchemy dialects whose engines may read locally, told before capture_schema's module is
-# imported (the engine itself then decides: SqlEngine.reads_locally)
+# imported (the database itself then decides: Database.reads_locally)
 _LOCAL_DIALECTS = ("sqlite", "duckdb")
 
 
@@ -147,7 +147,7 @@ def _capture(obj: Any, timeout_s: float) -> list[tuple[str, list[str]]]:
             raise _NotYet
         return []
     db = backends.as_db(obj)
-    if not db.engine.reads_locally(db, timeout_s):
+    if not db.database.reads_locally(db, timeout_s):
         return []
     return _schema_names(backends.capture_schema(db, timeout_s=timeout_s))
 

@@ -10,7 +10,7 @@ agent turn operation, :class:`rsql_magic.operations.AgentOperation`).
 
 The final answer then goes through :func:`rsql_sql.loop.run_question` (the SQL question
 operation, :class:`rsql_magic.operations.SqlOperation`) exactly as a
-non-agent answer does (the same SQL extraction, ``check_sql``, engine rules, read-only walls,
+non-agent answer does (the same SQL extraction, ``check_sql``, database rules, read-only walls,
 bounds and the engine's fixes), once: no retry with the error fed back, since the agent could
 test its SQL with ``run_sql`` before it answered. The runner scores the result against the gold
 rows with the same code as a non-agent answer. A turn ended by a limit has no final answer and

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rsql_magic.errors import BadConnection, EvalInputError
 from rsql_sql.connections import DB, resolve
-from rsql_sql.engines import engine_for_file, file_kinds
+from rsql_sql.databases import database_for_file, file_kinds
 from rsql_sql.schema import capture_schema
 
 __all__ = ["open_database"]
@@ -58,11 +58,11 @@ def open_database(target: str) -> DB:
         raise EvalInputError(f"--db {target}: not a file")
     with path.open("rb") as f:
         head = f.read(16)
-    engine = engine_for_file(head)
-    if engine is None:
+    database = database_for_file(head)
+    if database is None:
         raise EvalInputError(f"--db {target}: not a {file_kinds()} database file")
-    try:  # read-only, as its engine opens a file named by URL (rsql-mcp's --db too)
-        db = engine.open_read_only(f"{engine.url_schemes[0]}:///{path.resolve()}", str(path))
+    try:  # read-only, as its database opens a file named by URL (rsql-mcp's --db too)
+        db = database.open_read_only(f"{database.url_schemes[0]}:///{path.resolve()}", str(path))
     except BadConnection as e:
         raise EvalInputError(f"--db {target}: {e}") from None
     return _checked(db, target)

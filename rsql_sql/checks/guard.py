@@ -4,9 +4,9 @@ Text checks are easy to fool (``WITH d AS (DELETE ... RETURNING *) SELECT ...``,
 ``EXPLAIN ANALYZE DELETE``); the parse tree is not. A statement passes only when it is one
 SELECT (with WITH and set operations), EXPLAIN of such a statement, SHOW or DESCRIBE, and when
 every node of its tree is of a kind known to only read and every function it calls is on the
-engine's allowlist of pure functions (:mod:`rsql_sql.engines.functions`). More than one
-statement is always refused. The database enforces read-only as well (each engine's walls, in
-:mod:`rsql_sql.engines`), so a mistake here is still harmless.
+database's allowlist of pure functions (:mod:`rsql_sql.databases.functions`). More than one
+statement is always refused. The database enforces read-only as well (each database's walls, in
+:mod:`rsql_sql.databases`), so a mistake here is still harmless.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from sqlglot import TokenType, exp
 from rsql_sql.errors import Position, Refused
 
 from ..carets import pointer
-from ..engines import SqlEngine, engine_for
-from ..engines.functions import (
+from ..databases import Database, database_for
+from ..databases.functions import (
     MAX_GENERATED_WIDTH,
     READ_ONLY_NODES,
     call_width,
@@ -240,11 +240,11 @@ def _call_bounds(node: exp.Func) -> list[int | float | str | None]:
     return [_bound(a) for a in _call_args(node)]
 
 
-def _nested_width(node: exp.Func, engine: SqlEngine) -> str | None:
+def _nested_width(node: exp.Func, database: Database) -> str | None:
     """Why `node` builds too wide a value with the calls around it, or None: widths multiply
     down a chain of builders, and a lambda applies its body once per element of a list of
     any length (counted as ``MAX_GENERATED_WIDTH``)."""
-    width = call_width(_call_name(node), _call_bounds(node), engine)
+    width = call_width(_call_name(node), _call_bounds(node), database)
     if width is None:
         return None
     outer: exp.Expr | None = node.parent
@@ -252,7 +252,7 @@ def _nested_width(node: exp.Func, engine: SqlEngine) -> str | None:
         if isinstance(outer, exp.Lambda):
             width *= MAX_GENERATED_WIDTH
         elif isinstance(outer, exp.Func):
-            width *= call_width(_call_name(outer), _call_bounds(outer), engine) or 1
+            width *= call_width(_call_name(outer), _call_bounds(outer), database) or 1
         if width > MAX_GENERATED_WIDTH:
             # a node that is neither (a Select...) never multiplies; named for safety's sake
             where = (
@@ -279,12 +279,12 @@ _ROW_GENERATORS = tuple(
 )
 
 
-def _table_function_ok(node: exp.Func, engine: SqlEngine, extra: frozenset[str]) -> bool:
+def _table_function_ok(node: exp.Func, database: Database, extra: frozenset[str]) -> bool:
     if isinstance(node, exp.Anonymous):
-        return table_function_allowed(node.name, engine, extra)
+        return table_function_allowed(node.name, database, extra)
     if isinstance(node, _ROW_GENERATORS):
         return True
-    return any(table_function_allowed(n, engine, extra) for n in function_names(node))
+    return any(table_function_allowed(n, database, extra) for n in function_names(node))
 
 
 def _check_tree(
@@ -294,24 +294,24 @@ def _check_tree(
     extra: frozenset[str],
     sql: str | None,
 ) -> None:
-    engine = engine_for(dialect)
+    database = database_for(dialect)
     for node in root.walk():
         if isinstance(node, exp.Func):
             if isinstance(node, exp.Anonymous) and not isinstance(node.this, str | exp.Identifier):
                 raise _function_refusal(root, node, dialect, sql)
             parent = node.parent
             if isinstance(parent, exp.Table) and node.arg_key == "this":
-                if not _table_function_ok(node, engine, extra):
+                if not _table_function_ok(node, database, extra):
                     raise _function_refusal(root, node, dialect, sql, table=True)
-            elif not function_allowed(node, engine, extra):
+            elif not function_allowed(node, database, extra):
                 raise _function_refusal(root, node, dialect, sql)
             in_from = isinstance(parent, exp.Table) and node.arg_key == "this"
             too_big = width_problem(
-                _call_name(node), _call_bounds(node), engine, scalar=not in_from
+                _call_name(node), _call_bounds(node), database, scalar=not in_from
             )
             if too_big:
                 raise _refuse(root, dialect, too_big, sql, node)
-            nested = None if in_from else _nested_width(node, engine)
+            nested = None if in_from else _nested_width(node, database)
             if nested:
                 raise _refuse(root, dialect, nested, sql, node)
             if isinstance(parent, exp.Dot) and node.arg_key == "expression":

@@ -20,7 +20,7 @@ from sqlglot.dialects.dialect import Dialect
 from rsql_sql.errors import Position, Refused
 
 from ..carets import pointer
-from ..engines import engine_for
+from ..databases import database_for
 
 __all__ = ["check_backslash_quotes"]
 
@@ -44,7 +44,7 @@ def _shape(tokens: list[Token]) -> list[tuple[TokenType, int, int]]:
 def check_backslash_quotes(sql: str | None, dialect: str) -> None:
     """Raise :class:`Refused` when `sql` splits into different tokens if the database reads
     backslashes in strings differently from the dialect's default."""
-    if not sql or "\\" not in sql or not engine_for(dialect).backslash_escapes_vary:
+    if not sql or "\\" not in sql or not database_for(dialect).backslash_escapes_vary:
         return
     try:
         tokens = Dialect.get_or_raise(dialect).tokenize(sql)

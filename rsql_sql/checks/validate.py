@@ -30,8 +30,8 @@ from rsql_sql.defaults import SQL_DETECT_CHARS, SQL_MAX_NODES
 from rsql_sql.errors import Position, SqlCheckError, SqlTooLarge
 
 from ..carets import caret, pointer
-from ..engine_rules import unresolved_column
-from ..engines import engine_for
+from ..database_rules import unresolved_column
+from ..databases import database_for
 from ..parse import (
     explained_statements,
     explained_text,
@@ -69,7 +69,7 @@ CANDIDATE_DIALECTS = (
 # the captured schema, so their columns cannot be checked.
 _SYSTEM_DBS = {"information_schema", "pg_catalog", "sys", "mysql", "performance_schema"}
 _SYSTEM_PREFIXES = ("sqlite_", "duckdb_", "pg_")
-# parts qualified in all by an engine's rewrites of one statement (_as_the_engine_reads)
+# parts qualified in all by a database's rewrites of one statement (_as_the_database_reads)
 _REWRITE_BUDGET = 2 * SQL_MAX_NODES
 
 
@@ -384,13 +384,13 @@ def _resolution_error(stmt: exp.Expr, schema: Schema, dialect: str) -> OptimizeE
     return None
 
 
-def _as_the_engine_reads(
+def _as_the_database_reads(
     sql: str, stmt: exp.Expr, schema: Schema, dialect: str
 ) -> tuple[str, str] | None:
     """``(sql, note)``: `sql` with the names the validator would read differently from the
-    engine rewritten to what the engine makes of them (``SqlEngine.as_the_engine_reads``).
+    database rewritten to what the database makes of them (``Database.as_the_database_reads``).
 
-    An engine rewrites one name at a time, qualifying the statement again after each (up to
+    A database rewrites one name at a time, qualifying the statement again after each (up to
     ``MAX_REWRITES``): the rewrites share a budget of parts qualified, twice the largest
     statement, so a statement at the bounds is not qualified twenty times. Past it the names
     left are taken as resolving, and qualification then says which do not."""
@@ -404,7 +404,7 @@ def _as_the_engine_reads(
         budget -= parts
         return _resolution_error(s, schema, dialect)
 
-    return engine_for(dialect).as_the_engine_reads(sql, stmt, schema, resolution_error)
+    return database_for(dialect).as_the_database_reads(sql, stmt, schema, resolution_error)
 
 
 def _qualify(stmt: exp.Expr, schema: Schema, dialect: str, sql: str) -> None:
@@ -473,7 +473,7 @@ def check_sql(
         [f"transpiled from {transpiled_from} to {dialect} with sqlglot"] if transpiled_from else []
     )
     if schema is not None:
-        read = _as_the_engine_reads(sql, stmt, schema, dialect)
+        read = _as_the_database_reads(sql, stmt, schema, dialect)
         if read is not None:
             sql, note = read
             notes.append(note)

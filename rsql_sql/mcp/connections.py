@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from rsql_common.context_policy import ContextPolicy
 from rsql_sql.connections import DB
-from rsql_sql.engines import engine_for_url, url_examples
+from rsql_sql.databases import database_for_url, url_examples
 from rsql_sql.errors import BadConnection
 from rsql_sql.policy import SqlPolicy
 
@@ -42,7 +42,7 @@ SCHEMES = url_examples()
 @dataclass
 class Connection:
     name: str
-    kind: str  # its engine's name: "sqlite", "duckdb", "postgres"
+    kind: str  # its database's name: "sqlite", "duckdb", "postgres"
     db: DB
     # sqlite3 and DuckDB connections are not for concurrent use, and both servers run tools in
     # worker threads
@@ -101,11 +101,11 @@ def shown_url(url: str) -> str:
 
 
 def open_connection(name: str, url: str) -> Connection:
-    """Open `url` read-only, as its engine opens it; raises :class:`BadConnection`."""
-    engine = engine_for_url(url)
-    if engine is None:
+    """Open `url` read-only, as its database opens it; raises :class:`BadConnection`."""
+    database = database_for_url(url)
+    if database is None:
         raise BadConnection(f"unsupported URL (expected {SCHEMES})")
-    return Connection(name, engine.name, engine.open_read_only(url, f"{engine.title} {name}"))
+    return Connection(name, database.name, database.open_read_only(url, f"{database.title} {name}"))
 
 
 @dataclass
@@ -148,7 +148,7 @@ def call_tool(conn: Connection, tool: str, args: Mapping[str, str], options: Opt
     database's message may quote values)."""
     # sqlite3 and DuckDB connections take one statement at a time; a PostgreSQL engine has a
     # pool, so only schema search (it updates the cached schema's value hints) goes one by one
-    serial = not conn.db.engine.concurrent or tool == "search_schema"
+    serial = not conn.db.database.concurrent or tool == "search_schema"
     spec = warehouse.CATALOGUE.get(tool)
     if spec is None:
         raise ValueError(f"unknown warehouse tool {tool!r}")

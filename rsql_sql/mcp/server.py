@@ -5,7 +5,7 @@
 An MCP client (Claude Code, jupyter-ai, any agent) starts it and calls four tools:
 ``list_connections``, ``search_schema(connection, question)``, ``describe_table(connection,
 table)`` and ``run_sql(connection, sql)``. They are :mod:`rsql_sql.warehouse`'s, so a
-statement meets exactly %%sql_ai's guard, engine rules, database walls and result bound, and a
+statement meets exactly %%sql_ai's guard, database rules, database walls and result bound, and a
 refusal comes back as a tool error the model can read. The connections are opened read-only
 as well: SQLite with ``mode=ro``, DuckDB with ``read_only`` and external access off, and
 PostgreSQL through SQLAlchemy (as a URL in a cell is) with each statement in a read-only
@@ -30,7 +30,7 @@ from typing import Any
 
 from rsql_common.context_policy import ContextPolicy
 from rsql_common.terminal import shown
-from rsql_sql.engines import engine_for_url
+from rsql_sql.databases import database_for_url
 from rsql_sql.errors import BadConnection
 from rsql_sql.policy import SqlPolicy
 from rsql_sql.warehouse import CATALOGUE
@@ -238,10 +238,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             name, url = parse_db_arg(arg)
             shown_arg = f"{name}={shown_url(url)}"
-            engine = engine_for_url(url)
+            database = database_for_url(url)
             if name in connections or name in unavailable:
                 raise BadConnection(f"the name {name!r} is given twice")
-            if engine is None:
+            if database is None:
                 raise BadConnection(f"unsupported URL (expected {SCHEMES})")
         except BadConnection as e:  # the argument itself is wrong: nothing is served
             parser.error(f"--db {shown(shown_arg)}: {e}")
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except BadConnection as e:
             # a database down or unreachable: one connection, not the server's whole work
             failures.append(f"--db {shown(shown_arg)}: {e}")
-            unavailable[name] = Unavailable(name, engine.name, url, str(e), time.monotonic())
+            unavailable[name] = Unavailable(name, database.name, url, str(e), time.monotonic())
     if not connections:
         parser.error("; ".join(failures))
     for failure in failures:

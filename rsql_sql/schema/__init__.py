@@ -1,8 +1,8 @@
 """SQL schema capture, shared by %%sql_ai (validation) and %%ask (context).
 
 The captured shape itself (``Schema``, ``Table``, ``Column``, ``ForeignKey``) is
-:mod:`rsql_sql.catalog`, below the engines that return it; re-exported here. One module per
-concern: :mod:`.backends` (``capture_schema``: asks the connection's engine),
+:mod:`rsql_sql.catalog`, below the databases that return it; re-exported here. One module per
+concern: :mod:`.backends` (``capture_schema``: asks the connection's database),
 :mod:`.render` (compact DDL within a budget: ``describe_schema``, ``describe_connection``),
 :mod:`.notes` (the values and date ranges commented on columns),
 :mod:`.words` (names and questions as comparable words), :mod:`.index` (per-schema word

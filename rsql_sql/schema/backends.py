@@ -1,8 +1,8 @@
 """Schema capture: the catalog of a connection, read in a few bulk queries.
 
-``capture_schema(conn)`` asks the connection's engine to read tables, views, columns, types,
-primary and foreign keys from its catalog (never one query per table; each engine's module in
-:mod:`rsql_sql.engines` says how), then bounds the result in table and column count.
+``capture_schema(conn)`` asks the connection's database to read tables, views, columns, types,
+primary and foreign keys from its catalog (never one query per table; each database's module in
+:mod:`rsql_sql.databases` says how), then bounds the result in table and column count.
 Engines without a module of their own are read through SQLAlchemy's bulk inspector.
 """
 
@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ..catalog import MAX_COLUMNS, MAX_TABLES, Schema
-from ..engines import DB, jupysql_current, resolve
+from ..databases import DB, jupysql_current, resolve
 
 __all__ = ["as_db", "capture_schema", "infer_dialect"]
 
@@ -36,7 +36,7 @@ def capture_schema(conn: Any, *, timeout_s: float = 10.0, max_tables: int = MAX_
     """Read the catalog of `conn` (any kind :func:`rsql_sql.connections.resolve` accepts)."""
     db = as_db(conn)
     t0 = time.perf_counter()
-    schema = db.engine.read_catalog(db, timeout_s)
+    schema = db.database.read_catalog(db, timeout_s)
     if db.table_kind is not None:
         for t in schema.tables:
             t.kind = db.table_kind

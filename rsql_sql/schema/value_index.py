@@ -5,11 +5,11 @@ Why whole: a read bounded in total (3 s at question time) covered 56-85% of a 90
 warehouse's text columns, so the text a user got depended on how busy the machine was at the
 first question. The index is read to its end instead, each query bounded (``QUERY_BOUND_S``):
 a question waits for it up to its own bound; what is left is read by a thread on a
-connection of its own (:meth:`~rsql_sql.engines.base.DB.for_thread`: a DuckDB cursor, a
+connection of its own (:meth:`~rsql_sql.databases.base.DB.for_thread`: a DuckDB cursor, a
 SQLAlchemy engine's pool, a SQLite file opened again read-only), or, where the driver gives
 none (a psycopg connection, an in-memory database), by the next questions where the last
 one stopped. Complete, it is written under the user's cache folder, keyed by the database
-(:meth:`~rsql_sql.engines.base.DB.identity`: a file with its size and time of change, a URL
+(:meth:`~rsql_sql.databases.base.DB.identity`: a file with its size and time of change, a URL
 without its password), the schema's shape and what the policy lets be read, so a new kernel
 starts with it.
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engines.base import interrupt_thread_dbs
+from ..databases.base import interrupt_thread_dbs
 from .private_folder import own_folder
 from .words import name_words
 
@@ -511,7 +511,7 @@ def _new_build(
     previous: ValueIndex | None,
 ) -> _Build:
     path = _disk_path(identity, disk_key)
-    build = _Build(*columns(), params, db.engine.quote, identity, path, previous)
+    build = _Build(*columns(), params, db.database.quote, identity, path, previous)
     stored = _load(path) if previous is None else None
     if stored is not None:
         index, written = stored

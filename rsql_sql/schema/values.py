@@ -247,7 +247,7 @@ def _probe(
                 pairs += [(t.db, t.name, c.name, low) for low in lowers]
     pairs = pairs[:PROBE_PAIRS]
     todo = [p for p in pairs if p not in known]
-    q = db.engine.quote
+    q = db.database.quote
     by_lower = {lit.lower(): lit for lit in literals}
 
     def literal(s: str) -> str:

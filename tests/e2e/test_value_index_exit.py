@@ -43,7 +43,7 @@ QUESTION = textwrap.dedent(
     atexit.register(last_word)
 
     from rsql_common.context_policy import ContextPolicy
-    from rsql_sql.engines import resolve
+    from rsql_sql.databases import resolve
     from rsql_sql.loop import run_question
     from rsql_sql.schema import capture_schema
 

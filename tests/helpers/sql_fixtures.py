@@ -97,7 +97,7 @@ def cell(ip: Any, text: str) -> None:
         raise r.error_before_exec
 
 
-# -- names as the engine reads them (test_sql_engine_rules) ----------------------------------
+# -- names as the engine reads them (test_sql_database_rules) ----------------------------------
 
 AIRLINES = """
 CREATE TABLE airlines (uid INTEGER PRIMARY KEY, "Airline" TEXT, "Abbreviation" TEXT, "Country" TEXT);

@@ -213,7 +213,7 @@ def test_a_polars_column_named_like_a_redacted_one_is_withheld(shell: Any) -> No
     require("polars", reason="polars frames are described and queried when it is installed")
     import polars as pl
 
-    from rsql_sql.engines.frames import withheld_frame
+    from rsql_sql.databases.frames import withheld_frame
 
     staff = pl.DataFrame({"dept": DEPTS, " SALARY": SALARIES})
     shell.user_ns["pstaff"] = staff

@@ -242,7 +242,7 @@ def test_a_common_word_held_by_an_unrelated_tables_values_does_not_outrank_the_n
 
 
 def test_sql_ai_says_when_its_values_were_read_only_in_part(warehouse: Path) -> None:
-    from rsql_sql.engines import resolve
+    from rsql_sql.databases import resolve
     from rsql_sql.loop import run_question
 
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -414,7 +414,7 @@ def test_at_exit_the_query_a_duckdb_reader_is_in_is_interrupted() -> None:
     import threading
     import time as clock
 
-    from rsql_sql.engines import resolve
+    from rsql_sql.databases import resolve
     from rsql_sql.schema import value_index as vi
 
     con = duckdb.connect()
@@ -472,7 +472,7 @@ def test_a_reader_with_nothing_to_interrupt_does_not_hold_the_exit_past_its_boun
         return []
 
     class Db:
-        engine = type("E", (), {"quote": staticmethod(lambda s: f'"{s}"')})()
+        database = type("D", (), {"quote": staticmethod(lambda s: f'"{s}"')})()
 
         def identity(self) -> None:
             return None

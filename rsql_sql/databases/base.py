@@ -1,9 +1,9 @@
-"""What every SQL engine module declares (:class:`SqlEngine`) and every connection adapter is
+"""What every SQL database module declares (:class:`Database`) and every connection adapter is
 (:class:`DB`).
 
-An engine is what the checks ask instead of comparing names: its function allowlists, how its
+A database is what the checks ask instead of comparing names: its function allowlists, how its
 strings and names are read, how its catalog is read, and the walls it puts around generated SQL
-on a SQLAlchemy connection. A :class:`DB` is one connection of an engine, with bounded queries.
+on a SQLAlchemy connection. A :class:`DB` is one connection of a database, with bounded queries.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = [
     "DB",
     "DriverDB",
     "QueryBounds",
-    "SqlEngine",
+    "Database",
     "deadline_after",
     "database_file",
     "file_identity",
@@ -132,17 +132,17 @@ class QueryBounds:
         return self.read_only and self.policy is not None
 
 
-class SqlEngine:
-    """One SQL engine as the checks see it. Subclass it in the engine's own module (one module
-    per engine, registered by name in :mod:`rsql_sql.engines`); an engine sqlglot knows
-    but we have no module for is a plain ``SqlEngine(name)``: the guard alone, no walls."""
+class Database:
+    """One SQL database as the checks see it. Subclass it in the database's own module (one module
+    per database, registered by name in :mod:`rsql_sql.databases`); a database sqlglot knows
+    but we have no module for is a plain ``Database(name)``: the guard alone, no walls."""
 
     #: sqlglot's dialect name, the registry's key
     name: str = ""
     #: how prompts and messages name it
     title: str = ""
-    #: pure functions sqlglot parses as Anonymous in this engine, beyond the common ones
-    #: (:mod:`rsql_sql.engines.functions`), lower-case, space-separated
+    #: pure functions sqlglot parses as Anonymous in this database, beyond the common ones
+    #: (:mod:`rsql_sql.databases.functions`), lower-case, space-separated
     functions: ClassVar[str] = ""
     #: ``FROM f(...)`` functions that generate rows without touching files or the network
     table_functions: ClassVar[str] = ""
@@ -160,12 +160,12 @@ class SqlEngine:
     #: connections); ``scheme+driver`` matches too. Empty: not opened by URL.
     url_schemes: tuple[str, ...] = ()
     url_example: str = ""  # for help and error texts
-    #: how its database files begin: (offset, bytes); None for an engine without files
+    #: how its database files begin: (offset, bytes); None for a database without files
     file_header: tuple[int, bytes] | None = None
     #: one connection serves concurrent tool calls (a pool), rather than one call at a time
     concurrent: bool = False
     #: statements can run as a role the caller names (``SET LOCAL ROLE``): an admin's MCP
-    #: connection of this engine must name one, and one of another engine must not
+    #: connection of this database must name one, and one of another database must not
     runs_as_role: bool = False
 
     def __init__(self, name: str | None = None, title: str | None = None) -> None:
@@ -174,10 +174,10 @@ class SqlEngine:
         self.title = title or self.title or self.name
 
     def __repr__(self) -> str:
-        return f"<SqlEngine {self.name}>"
+        return f"<Database {self.name}>"
 
     def connect(self, obj: Any) -> DB | None:
-        """`obj` as a :class:`DB` when it is a driver connection of this engine, else None.
+        """`obj` as a :class:`DB` when it is a driver connection of this database, else None.
         Must not import the driver: told by the object's type and module."""
         return None
 
@@ -198,14 +198,14 @@ class SqlEngine:
         return False
 
     def quote(self, name: str) -> str:
-        """`name` as a quoted identifier of this engine."""
+        """`name` as a quoted identifier of this database."""
         if self.standard_quotes:
             return '"' + name.replace('"', '""') + '"'
         from sqlglot import exp
 
         return str(exp.Identifier(this=name).sql(self.name or None, identify=True))
 
-    def as_the_engine_reads(
+    def as_the_database_reads(
         self,
         sql: str,
         stmt: exp.Expr,
@@ -213,14 +213,14 @@ class SqlEngine:
         qualify_errors: Callable[[exp.Expr], OptimizeError | None],
     ) -> tuple[str, str] | None:
         """``(sql, note)``: `sql` with the names the validator would read differently from this
-        engine rewritten to what the engine makes of them (:mod:`rsql_sql.engine_rules`);
+        database rewritten to what the database makes of them (:mod:`rsql_sql.database_rules`);
         None when nothing differs."""
         return None
 
     def query_sqlalchemy(
         self, db: Any, c: Any, sql: str, bounds: QueryBounds, *, own_transaction: bool
     ) -> Fetched:
-        """Run `sql` on `c`, a SQLAlchemy ``Connection`` of this engine inside the transaction
+        """Run `sql` on `c`, a SQLAlchemy ``Connection`` of this database inside the transaction
         the adapter opened (`db`: the :class:`~.sqlalchemy_adapter.SQLAlchemyDB`;
         `own_transaction`: the adapter began it, rather than a savepoint in the caller's or the
         caller's own). By default no database-side wall of ours beyond that transaction, rolled
@@ -233,18 +233,18 @@ class SqlEngine:
 
 class DB:
     """A connection we can run bounded queries on: one adapter per driver family, in its
-    engine's module (SQLAlchemy and DataFrames are adapters over the others)."""
+    database's module (SQLAlchemy and DataFrames are adapters over the others)."""
 
     kind: str = "dbapi"
     label: str = ""
-    engine: SqlEngine = SqlEngine("")
+    database: Database = Database("")
     #: what captured tables are called (DataFrames: "dataframe"); None keeps the catalog's word
     table_kind: str | None = None
 
     @property
     def dialect(self) -> str:
-        """The engine's sqlglot dialect name."""
-        return self.engine.name
+        """The database's sqlglot dialect name."""
+        return self.database.name
 
     def query(
         self,
@@ -270,7 +270,7 @@ class DB:
         return self.query(sql, timeout_s=timeout_s).rows
 
     def read_catalog_generically(self) -> Schema:
-        """The catalog without an engine's own queries; only SQLAlchemy can."""
+        """The catalog without a database's own queries; only SQLAlchemy can."""
         raise TypeError(f"schema capture is not supported for {self.label}")
 
     def for_thread(self) -> DB | None:
@@ -287,7 +287,7 @@ class DB:
 
 
 class DriverDB(DB):
-    """A connection of an engine's own driver (sqlite3, DuckDB, psycopg): `raw` is it."""
+    """A connection of a database's own driver (sqlite3, DuckDB, psycopg): `raw` is it."""
 
     default_label = ""
 

@@ -1,19 +1,19 @@
-"""One module per SQL engine, registered by name (sqlglot's dialect name).
+"""One module per SQL database, registered by name (sqlglot's dialect name).
 
-Each engine's module holds everything that is that engine's: its connection adapter (bounded,
+Each database's module holds everything that is that database's: its connection adapter (bounded,
 time-limited queries), the walls it puts around generated SQL, its function allowlists, how it
-reads names (:meth:`SqlEngine.as_the_engine_reads`) and how its catalog is read. The guard, the
-validator, the retry loop and retrieval ask the engine object (:func:`engine_for`); none of them
-compares engine names.
+reads names (:meth:`Database.as_the_database_reads`) and how its catalog is read. The guard, the
+validator, the retry loop and retrieval ask the database object (:func:`database_for`); none of them
+compares database names.
 
-- :mod:`.base`: ``SqlEngine`` (what an engine declares) and ``DB`` (a connection of one);
-- :mod:`.sqlite`, :mod:`.duckdb`, :mod:`.postgres`: the engines with walls of their own;
-- :mod:`.others`: engines known by name only (T-SQL, MySQL, ...), through SQLAlchemy;
+- :mod:`.base`: ``Database`` (what a database declares) and ``DB`` (a connection of one);
+- :mod:`.sqlite`, :mod:`.duckdb`, :mod:`.postgres`: the databases with walls of their own;
+- :mod:`.others`: databases known by name only (T-SQL, MySQL, ...), through SQLAlchemy;
 - :mod:`.sqlalchemy_adapter` and :mod:`.frames`: the SQLAlchemy and DataFrames adapters, thin
-  wrappers that hand each statement to an engine above.
+  wrappers that hand each statement to a database above.
 
-Modules are imported when first asked for, as sqlglot does with its dialects. Adding an engine
-is one new module defining ``ENGINE`` and one line in ``_MODULES`` of :mod:`.registry`
+Modules are imported when first asked for, as sqlglot does with its dialects. Adding a database
+is one new module defining ``DATABASE`` and one line in ``_MODULES`` of :mod:`.registry`
 (docs/architecture.md shows a worked example).
 """
 
@@ -23,12 +23,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .base import DB, QueryBounds, SqlEngine
+from .base import DB, Database, QueryBounds
 from .registry import (
-    engine_for,
-    engine_for_file,
-    engine_for_url,
-    engines,
+    database_for,
+    database_for_file,
+    database_for_url,
+    databases,
     file_kinds,
     url_examples,
 )
@@ -36,11 +36,11 @@ from .registry import (
 __all__ = [
     "DB",
     "QueryBounds",
-    "SqlEngine",
-    "engine_for",
-    "engine_for_file",
-    "engine_for_url",
-    "engines",
+    "Database",
+    "database_for",
+    "database_for_file",
+    "database_for_url",
+    "databases",
     "file_kinds",
     "jupysql_current",
     "resolve",
@@ -67,7 +67,7 @@ def jupysql_current() -> Any | None:
 def resolve(obj: Any) -> DB:
     """Wrap any accepted connection object in a :class:`DB`. Raises TypeError otherwise.
 
-    Accepted: a connection of any engine's driver (``sqlite3``, DuckDB, psycopg 3 or 2), a
+    Accepted: a connection of any database's driver (``sqlite3``, DuckDB, psycopg 3 or 2), a
     SQLAlchemy ``Engine``, ``Connection`` or URL, JupySQL's connection objects, and a DataFrame
     or a mapping of them (queried through DuckDB under their names)."""
     if isinstance(obj, DB):
@@ -75,8 +75,8 @@ def resolve(obj: Any) -> DB:
     inner = _jupysql_inner(obj)
     if inner is not None:
         return resolve(inner)
-    for engine in engines():
-        db = engine.connect(obj)
+    for database in databases():
+        db = database.connect(obj)
         if db is not None:
             return db
     if isinstance(obj, str):

@@ -22,9 +22,9 @@ from rsql_common.terminal import shown
 from rsql_sql.errors import BadConnection, QueryTimeout, Refused, SuperuserWarning
 
 from ..catalog import assemble
-from ..engine_rules import replace_spans, span
+from ..database_rules import replace_spans, span
 from ..fetch import Fetched, fetch_bounded
-from .base import DB, DriverDB, QueryBounds, SqlEngine, deadline_after, run_cursor
+from .base import DB, Database, DriverDB, QueryBounds, deadline_after, run_cursor
 
 if TYPE_CHECKING:
     from sqlglot.errors import OptimizeError
@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECLARE_PREFIX",
-    "ENGINE",
+    "DATABASE",
     "PostgresDBAPI",
-    "PostgresEngine",
+    "PostgresDatabase",
     "in_transaction",
     "pin_string_syntax",
     "postgres_fetch",
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-class PostgresEngine(SqlEngine):
+class PostgresDatabase(Database):
     name = "postgres"
     title = "PostgreSQL"
     standard_quotes = True
@@ -105,7 +105,7 @@ class PostgresEngine(SqlEngine):
             raise BadConnection(
                 f"cannot connect: {type(e).__name__}: {shown(str(e)).splitlines()[0][:300]}"
             ) from None
-        if db.engine is not self:
+        if db.database is not self:
             raise BadConnection(f"{scheme} is not PostgreSQL")
         db.label = label
         return db
@@ -117,7 +117,7 @@ class PostgresEngine(SqlEngine):
     def read_catalog(self, db: DB, timeout_s: float) -> Schema:
         return _read_catalog(db, timeout_s)
 
-    def as_the_engine_reads(
+    def as_the_database_reads(
         self,
         sql: str,
         stmt: exp.Expr,
@@ -157,14 +157,14 @@ class PostgresEngine(SqlEngine):
         )
 
 
-ENGINE = PostgresEngine()
+DATABASE = PostgresDatabase()
 
 
 class PostgresDBAPI(DriverDB):
     """A raw psycopg (3 or 2) connection, in autocommit mode or not, idle or in a transaction."""
 
     kind = "dbapi"
-    engine = ENGINE
+    database = DATABASE
     default_label = "psycopg"
 
     def run(self, sql: str, bounds: QueryBounds) -> Fetched:

@@ -1,8 +1,8 @@
-"""SQLAlchemy: an ``Engine``, ``Connection`` or URL over any engine, as a thin wrapper.
+"""SQLAlchemy: an ``Engine``, ``Connection`` or URL over any database, as a thin wrapper.
 
-The adapter opens the transaction (a savepoint inside the caller's open one where the engine
-has savepoints), then hands the statement to its engine (``SqlEngine.query_sqlalchemy``), which
-puts up the same walls as on that engine's own driver connection; it rolls back afterwards.
+The adapter opens the transaction (a savepoint inside the caller's open one where the database
+has savepoints), then hands the statement to its database (``Database.query_sqlalchemy``), which
+puts up the same walls as on that database's own driver connection; it rolls back afterwards.
 Engines without a module of their own run with that transaction alone, and their catalog is
 read by SQLAlchemy's bulk inspector.
 """
@@ -19,7 +19,7 @@ from ..catalog import assemble
 from ..dialects import sqlglot_dialect
 from ..fetch import Fetched
 from .base import DB, QueryBounds, file_identity
-from .registry import engine_for
+from .registry import database_for
 
 if TYPE_CHECKING:
     from ..catalog import Schema
@@ -55,7 +55,7 @@ class SQLAlchemyDB(DB):
         self.bind = bind  # Engine or Connection
         name = bind.dialect.name
         self.sa_dialect = name
-        self.engine = engine_for(sqlglot_dialect(name, check=False))
+        self.database = database_for(sqlglot_dialect(name, check=False))
         self.label = label or f"SQLAlchemy {name}"
 
     @contextlib.contextmanager
@@ -76,7 +76,7 @@ class SQLAlchemyDB(DB):
             own_tx = not c.in_transaction()
             if own_tx:
                 tx = c.begin()
-            elif self.engine.savepoints:
+            elif self.database.savepoints:
                 tx = c.begin_nested()  # a savepoint inside the caller's transaction
             else:
                 # DuckDB has no savepoints, and JupySQL keeps its connection's transaction
@@ -84,7 +84,7 @@ class SQLAlchemyDB(DB):
                 tx = None
             failed = False
             try:
-                return self.engine.query_sqlalchemy(self, c, sql, bounds, own_transaction=own_tx)
+                return self.database.query_sqlalchemy(self, c, sql, bounds, own_transaction=own_tx)
             except Exception as e:
                 failed = True
                 if tx is not None:

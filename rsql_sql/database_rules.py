@@ -1,11 +1,11 @@
-"""Names and spellings as the target engine reads them, where models and engines part ways.
+"""Names and spellings as the target database reads them, where models and databases part ways.
 
-A check stricter than the engine refuses SQL that was right and costs a model call; a check
-looser than it lets through SQL the engine then rejects. Each engine's own rules live in its
-module (``SqlEngine.as_the_engine_reads`` in :mod:`rsql_sql.engines`: SQLite's
+A check stricter than the database refuses SQL that was right and costs a model call; a check
+looser than it lets through SQL the database then rejects. Each database's own rules live in its
+module (``Database.as_the_database_reads`` in :mod:`rsql_sql.databases`: SQLite's
 double-quoted strings, PostgreSQL's folded names); each edits only the tokens it is about, so
 the rest of the statement runs as written, and each says what it did (a note for the footer).
-This module holds what they share, and the rule every engine has:
+This module holds what they share, and the rule every database has:
 
 - ``target_spelling``: the statement as sqlglot writes it for the target, used once the
   database rejected the original's syntax (``LIMIT 5, 10`` on PostgreSQL or DuckDB, ``ILIKE``

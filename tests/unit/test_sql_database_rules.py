@@ -1,8 +1,8 @@
-"""SQL the engine would run is not refused: the check reads names as the target engine does.
+"""SQL the database would run is not refused: the check reads names as the target database does.
 
 Against real SQLite and DuckDB (PostgreSQL, whose server it needs:
-tests/e2e/test_sql_postgres_engine_rules.py), with the model scripted through the fake provider:
-each answer below is what models write and the engine runs (or runs once respelled), and each
+tests/e2e/test_sql_postgres_database_rules.py), with the model scripted through the fake provider:
+each answer below is what models write and the database runs (or runs once respelled), and each
 must come back as rows after one model call, with the footer note saying what was rewritten.
 What is really wrong still goes back to the model, and the guard stays as strict.
 """
@@ -140,13 +140,13 @@ def test_duckdb_double_quotes_are_identifiers_and_the_error_goes_back(
     assert res.frame["n"].tolist() == [2]
 
 
-# -- syntax of another dialect, respelled after the engine rejects it ------------------------
+# -- syntax of another dialect, respelled after the database rejects it ------------------------
 
 
-# the postgres case: tests/e2e/test_sql_postgres_engine_rules.py
-@pytest.mark.parametrize("engine", ["duckdb"])
+# the postgres case: tests/e2e/test_sql_postgres_database_rules.py
+@pytest.mark.parametrize("database", ["duckdb"])
 def test_limit_offset_comma_is_respelled_for_postgres_and_duckdb(
-    engine: str, fresh_provider: FakeProvider, complete, duck_db
+    database: str, fresh_provider: FakeProvider, complete, duck_db
 ) -> None:
     check_limit_offset_comma_is_respelled(duck_db, fresh_provider, complete)
 

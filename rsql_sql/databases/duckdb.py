@@ -21,9 +21,9 @@ from ..catalog import assemble
 from ..fetch import Fetched, fetch_bounded
 from .base import (
     DB,
+    Database,
     DriverDB,
     QueryBounds,
-    SqlEngine,
     database_file,
     deadline_after,
     file_identity,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..catalog import Schema
     from ..policy import SqlPolicy
 
-__all__ = ["ENGINE", "DuckDB", "DuckDBEngine", "duckdb_parser_check"]
+__all__ = ["DATABASE", "DuckDB", "DuckDBDatabase", "duckdb_parser_check"]
 
 # A database file opened by URL: no files but the database, no network, no extensions, and no
 # way to change that from SQL (a wall behind the parser check, as for the DataFrames)
@@ -51,7 +51,7 @@ _FILE_CONFIG: dict[str, Any] = {
 _LOCAL_ATTACHED = ("duckdb", "sqlite")
 
 
-class DuckDBEngine(SqlEngine):
+class DuckDBDatabase(Database):
     name = "duckdb"
     title = "DuckDB"
     standard_quotes = True
@@ -141,7 +141,7 @@ class DuckDBEngine(SqlEngine):
                 raise
 
 
-ENGINE = DuckDBEngine()
+DATABASE = DuckDBDatabase()
 
 
 @contextlib.contextmanager
@@ -211,7 +211,7 @@ def _memory_cap(conn: Any, max_bytes: int | None) -> Iterator[None]:
 
 class DuckDB(DriverDB):
     kind = "duckdb"
-    engine = ENGINE
+    database = DATABASE
     default_label = "duckdb"
 
     def for_thread(self) -> DB | None:
@@ -380,7 +380,7 @@ def duckdb_parser_check(
         raise _duck_refused(str(tree.get("error_message") or "not a SELECT"), sql)
     if len(tree.get("statements") or []) != 1:
         raise _duck_refused("more than one statement", sql)
-    names = database_function_names(ENGINE, policy.allowed_functions)
+    names = database_function_names(DATABASE, policy.allowed_functions)
 
     def walk(node: Any) -> None:
         if isinstance(node, list):
@@ -394,7 +394,7 @@ def duckdb_parser_check(
             fn = node.get("function") or {}
             table_fn = str(fn.get("function_name") or "")
             if fn.get("schema") or not table_function_allowed(
-                table_fn, ENGINE, policy.allowed_functions
+                table_fn, DATABASE, policy.allowed_functions
             ):
                 raise _duck_refused(f"table function {table_fn}() is not allowed", sql)
             walk(fn.get("children") or fn.get("arguments"))
@@ -410,7 +410,7 @@ def duckdb_parser_check(
                 raise _duck_refused(f"{name}() is not on the allowlist", sql)
             if not operator:
                 args = [_duck_bound(a) for a in _duck_args(node)]
-                too_big = width_problem(name, args, ENGINE)
+                too_big = width_problem(name, args, DATABASE)
                 if too_big:
                     raise _duck_refused(too_big, sql)
         for v in node.values():

@@ -22,14 +22,14 @@ from sqlglot import exp
 from rsql_sql.errors import BadConnection, QueryTimeout
 
 from ..catalog import assemble
-from ..engine_rules import MAX_REWRITES, literal, replace_spans, span, unresolved_column
+from ..database_rules import MAX_REWRITES, literal, replace_spans, span, unresolved_column
 from ..fetch import Fetched, fetch_bounded
 from ..parse import parse_statements
 from .base import (
     DB,
+    Database,
     DriverDB,
     QueryBounds,
-    SqlEngine,
     database_file,
     deadline_after,
     file_identity,
@@ -43,10 +43,10 @@ if TYPE_CHECKING:
 
     from ..catalog import Schema
 
-__all__ = ["ENGINE", "SQLiteDB", "SQLiteEngine", "sqlite_authorizer", "sqlite_string_literals"]
+__all__ = ["DATABASE", "SQLiteDB", "SQLiteDatabase", "sqlite_authorizer", "sqlite_string_literals"]
 
 
-class SQLiteEngine(SqlEngine):
+class SQLiteDatabase(Database):
     name = "sqlite"
     title = "SQLite"
     standard_quotes = True
@@ -87,7 +87,7 @@ class SQLiteEngine(SqlEngine):
     def reads_locally(self, db: DB, timeout_s: float) -> bool:
         return True
 
-    def as_the_engine_reads(
+    def as_the_database_reads(
         self,
         sql: str,
         stmt: exp.Expr,
@@ -110,7 +110,7 @@ class SQLiteEngine(SqlEngine):
         return SQLiteDB(c.connection.driver_connection).run(sql, bounds)
 
 
-ENGINE = SQLiteEngine()
+DATABASE = SQLiteDatabase()
 
 
 @contextlib.contextmanager
@@ -131,7 +131,7 @@ def _length_cap(conn: sqlite3.Connection, max_bytes: int | None) -> Iterator[Non
 
 class SQLiteDB(DriverDB):
     kind = "sqlite"
-    engine = ENGINE
+    database = DATABASE
     default_label = "sqlite3"
 
     def _main_file(self) -> str | None:
@@ -189,7 +189,7 @@ class SQLiteDB(DriverDB):
         if guarded and policy is not None:  # (guarded implies a policy; said for the type)
             # After our own PRAGMA: the authorizer also sees every statement we prepare.
             conn.set_authorizer(
-                sqlite_authorizer(database_function_names(ENGINE, policy.allowed_functions))
+                sqlite_authorizer(database_function_names(DATABASE, policy.allowed_functions))
             )
         try:
             with _length_cap(conn, max_bytes if policy is not None else None):

@@ -1,5 +1,5 @@
 """pandas (or polars) DataFrames, queried in the kernel through DuckDB under their variable
-names: a thin wrapper over the DuckDB engine, on a connection with no files, no network, no
+names: a thin wrapper over the DuckDB database, on a connection with no files, no network, no
 extensions and its configuration locked.
 
 The context policy's redacted columns are decided on each frame's own labels before DuckDB

@@ -1,10 +1,10 @@
-"""SQL the engine would run is not refused on PostgreSQL: unquoted names fold to lower case, so
+"""SQL the database would run is not refused on PostgreSQL: unquoted names fold to lower case, so
 mixed-case names the model left unquoted are quoted as the catalog spells them (but not names
 the statement itself defines), and another dialect's `LIMIT 1, 2` is respelled after the server
 rejects it; each after one model call, with the footer note saying what was rewritten. Against
 a real PostgreSQL server (a database of this module's own).
 
-The same rules on SQLite and DuckDB: tests/unit/test_sql_engine_rules.py.
+The same rules on SQLite and DuckDB: tests/unit/test_sql_database_rules.py.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def pg_airlines(pg_url: str) -> Iterator[sa.Engine]:
         c.exec_driver_sql("DROP TABLE IF EXISTS airlines")
 
 
-# -- syntax of another dialect, respelled after the engine rejects it ------------------------
+# -- syntax of another dialect, respelled after the database rejects it ------------------------
 
 
-# the duckdb case: tests/unit/test_sql_engine_rules.py
-@pytest.mark.parametrize("engine", ["postgres"])
+# the duckdb case: tests/unit/test_sql_database_rules.py
+@pytest.mark.parametrize("database", ["postgres"])
 def test_limit_offset_comma_is_respelled_for_postgres_and_duckdb(
-    engine: str, fresh_provider: FakeProvider, complete, pg_airlines
+    database: str, fresh_provider: FakeProvider, complete, pg_airlines
 ) -> None:
     check_limit_offset_comma_is_respelled(pg_airlines, fresh_provider, complete)
 

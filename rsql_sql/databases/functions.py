@@ -1,19 +1,19 @@
-"""Allowlists of what a generated read-only statement may contain, per engine.
+"""Allowlists of what a generated read-only statement may contain, per database.
 
 Everything not listed here is refused: a model's answer can be steered by text hidden in the
 data, so its SQL is treated as hostile. Three lists:
 
 - node kinds (sqlglot expression classes) that only read: query structure, operators, literals;
 - functions: sqlglot's typed function classes that are pure scalar, aggregate or window
-  functions, plus each engine's names of pure functions sqlglot leaves untyped (``Anonymous``,
-  declared by the engine's module in :mod:`rsql_sql.engines`);
+  functions, plus each database's names of pure functions sqlglot leaves untyped (``Anonymous``,
+  declared by the database's module in :mod:`rsql_sql.databases`);
 - table functions (``FROM f(...)``) that generate rows without touching files or the network
-  (the engine's too).
+  (the database's too).
 
 Functions that read or write files, reach the network, run SQL from a string
 (``query_to_xml``, DuckDB ``query``), change sequences, take locks, signal other sessions or
 reset statistics are on no list. Users extend the function list with
-``%config SqlAIMagics.allowed_functions`` (``name`` for every engine, ``dialect:name`` for one).
+``%config SqlAIMagics.allowed_functions`` (``name`` for every database, ``dialect:name`` for one).
 
 The same names serve the database-side checks: SQLite's authorizer sees each function's name,
 DuckDB's own parser (``json_serialize_sql``) lists the functions a statement calls.
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 if TYPE_CHECKING:
-    from .base import SqlEngine
+    from .base import Database
 
 __all__ = [
     "MAX_GENERATED_WIDTH",
@@ -116,7 +116,7 @@ PURE_FUNCTIONS = _classes(
 )
 
 # Pure functions sqlglot parses as Anonymous (or that the database names internally) in every
-# engine, lower-case; each engine's module adds its own (``SqlEngine.functions``). Typed ones
+# database, lower-case; each database's module adds its own (``Database.functions``). Typed ones
 # above need not be repeated, but common names are, because the database-side checks see names,
 # not classes.
 _COMMON = """
@@ -199,7 +199,7 @@ def _format_problem(fmt: str) -> str | None:
 
 
 def width_problem(
-    name: str, args: list[ArgBound], engine: SqlEngine, *, scalar: bool = True
+    name: str, args: list[ArgBound], database: Database, *, scalar: bool = True
 ) -> str | None:
     """Why a call could build a huge value in one step (a message fragment), or None.
 
@@ -215,13 +215,13 @@ def width_problem(
             if not isinstance(width, int | float) or width > MAX_GENERATED_WIDTH:
                 return f"{name}() builds a value as long as its width argument; {cap}"
         return None
-    if name in _FORMAT_FUNCTIONS and engine.format_widths and args:
+    if name in _FORMAT_FUNCTIONS and database.format_widths and args:
         fmt = args[0]
         if not isinstance(fmt, str):
             return f"{name}() needs a literal format string here (its widths set the size)"
         why = _format_problem(fmt)
         return f"{name}()'s format {why}; {cap}" if why else None
-    if name in _LIST_SERIES and scalar and engine.series_as_lists:
+    if name in _LIST_SERIES and scalar and database.series_as_lists:
         count = _series_count(args)
         if count is None:
             return (
@@ -237,7 +237,7 @@ def width_problem(
     return None
 
 
-def call_width(name: str, args: list[ArgBound], engine: SqlEngine) -> int | None:
+def call_width(name: str, args: list[ArgBound], database: Database) -> int | None:
     """How wide a value one call builds (characters, list elements), from its literal
     arguments; None for a call that builds none this way. Nested builders multiply: the guard
     refuses a chain whose product passes ``MAX_GENERATED_WIDTH``
@@ -247,10 +247,10 @@ def call_width(name: str, args: list[ArgBound], engine: SqlEngine) -> int | None
         i = _WIDTH_ARGUMENTS[name]
         width = args[i] if i < len(args) else None
         return max(1, int(width)) if isinstance(width, int | float) else None
-    if name in _FORMAT_FUNCTIONS and engine.format_widths and args and isinstance(args[0], str):
+    if name in _FORMAT_FUNCTIONS and database.format_widths and args and isinstance(args[0], str):
         widths = [int(n) for n in _NUMBER.findall(args[0])]
         return max([len(args[0]), *widths])
-    if name in _LIST_SERIES and engine.series_as_lists:
+    if name in _LIST_SERIES and database.series_as_lists:
         return _series_count(args)
     return None
 
@@ -299,31 +299,33 @@ def _typed_names(dialect: str) -> frozenset[str]:
 
 
 @functools.cache
-def _names(engine: SqlEngine, extra: frozenset[str]) -> frozenset[str]:
-    return _split(_COMMON) | _split(engine.functions) | frozenset(_extra_for(extra, engine.name))
+def _names(database: Database, extra: frozenset[str]) -> frozenset[str]:
+    return (
+        _split(_COMMON) | _split(database.functions) | frozenset(_extra_for(extra, database.name))
+    )
 
 
 @functools.cache
-def _table_names(engine: SqlEngine, extra: frozenset[str]) -> frozenset[str]:
-    return _split(engine.table_functions) | frozenset(_extra_for(extra, engine.name))
+def _table_names(database: Database, extra: frozenset[str]) -> frozenset[str]:
+    return _split(database.table_functions) | frozenset(_extra_for(extra, database.name))
 
 
-def allowed_names(engine: SqlEngine, extra: frozenset[str] = frozenset()) -> frozenset[str]:
-    """Names an untyped (Anonymous) call may have in `engine`."""
-    return _names(engine, extra)
+def allowed_names(database: Database, extra: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Names an untyped (Anonymous) call may have in `database`."""
+    return _names(database, extra)
 
 
 def database_function_names(
-    engine: SqlEngine, extra: frozenset[str] = frozenset()
+    database: Database, extra: frozenset[str] = frozenset()
 ) -> frozenset[str]:
-    """Every function name the database-side checks let through for `engine`."""
-    return _names(engine, extra) | _typed_names(engine.name) | _split(engine.table_functions)
+    """Every function name the database-side checks let through for `database`."""
+    return _names(database, extra) | _typed_names(database.name) | _split(database.table_functions)
 
 
 def table_function_allowed(
-    name: str, engine: SqlEngine, extra: frozenset[str] = frozenset()
+    name: str, database: Database, extra: frozenset[str] = frozenset()
 ) -> bool:
-    return name.lower() in _table_names(engine, extra)
+    return name.lower() in _table_names(database, extra)
 
 
 def function_names(node: exp.Func) -> set[str]:
@@ -336,14 +338,14 @@ def function_names(node: exp.Func) -> set[str]:
 
 
 def function_allowed(
-    node: exp.Func, engine: SqlEngine, extra: frozenset[str] = frozenset()
+    node: exp.Func, database: Database, extra: frozenset[str] = frozenset()
 ) -> bool:
     if not isinstance(node, exp.Anonymous) and type(node) in PURE_FUNCTIONS:
         return True
     allowed = (
-        _names(engine, extra)
+        _names(database, extra)
         if isinstance(node, exp.Anonymous)
-        else frozenset(_extra_for(extra, engine.name))
+        else frozenset(_extra_for(extra, database.name))
     )
     return bool(function_names(node) & allowed)
 
