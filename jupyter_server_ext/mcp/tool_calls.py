@@ -42,12 +42,12 @@ from rsql_sql.errors import BadConnection
 from rsql_sql.mcp.connections import (
     TOOLS,
     Connection,
-    Options,
     ToolAnswer,
     call_tool,
     open_connection,
 )
 from rsql_sql.policy import SqlPolicy
+from rsql_sql.warehouse import ToolBounds
 
 from ..config.mcp import ConnectionSpec, MCPSettings
 from ..engine import Caller, Engine, Outcome
@@ -193,9 +193,9 @@ class ToolCalls:
         return found
 
     def _job(self, spec: ConnectionSpec, tool: str, args: dict[str, str]) -> ToolAnswer:
-        return call_tool(self._connection(spec), tool, args, self.options(spec))
+        return call_tool(self._connection(spec), tool, args, self.bounds(spec))
 
-    def options(self, spec: ConnectionSpec) -> Options:
+    def bounds(self, spec: ConnectionSpec) -> ToolBounds:
         """The connection's bounds, and the admin's context policy with its own redactions."""
         pol = self.engine.settings.context_policy
         policy = ContextPolicy(
@@ -204,7 +204,7 @@ class ToolCalls:
             redact_columns=(*pol.get("redact_columns", ()), *spec.redact_columns),
             source="the proxy's context_policy",
         )
-        return Options(
+        return ToolBounds(
             max_rows=spec.max_rows,
             timeout_s=spec.timeout_seconds,
             sql_policy=SqlPolicy.make(spec.allow_functions, spec.role),

@@ -18,7 +18,7 @@ object below under ``data["application/json"]`` of the expression's result::
 It runs on the kernel's main thread between the user's cells, so it is cheap and bounded:
 
 - **Import**: this module imports the standard library only (and the package's two small
-  collectors, :mod:`.frames` and :mod:`.rsession`, and its own two parts, :mod:`.inline_bounds`
+  collectors, :mod:`.frames` and :mod:`.rsession`, and its own two parts, :mod:`.inline_budget`
   and :mod:`.inline_tables`, which import nothing more). pandas, polars, numpy and rpy2 are
   read from ``sys.modules`` when the user has imported them, never imported.
 - **Time**: a budget (``budget_ms``, default 15 ms) checked between items (a frame, a column
@@ -57,7 +57,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .frames import frame_kind
-from .inline_bounds import MAX_COLUMNS, MAX_NAME, Bounds, json_length
+from .inline_budget import MAX_COLUMNS, MAX_NAME, CollectionBudget, json_length
 from .inline_tables import collect_tables, remember_schema
 from .rsession import r_session_exists
 
@@ -69,7 +69,7 @@ MAX_FRAMES = 50
 MAX_R = 50
 MAX_VARIABLES = 50
 MAX_TYPE = 60  # characters of one dtype / type name
-# (MAX_NAME and MAX_COLUMNS: .inline_bounds; MAX_TABLES, CAPTURE_TTL_S: .inline_tables)
+# (MAX_NAME and MAX_COLUMNS: .inline_budget; MAX_TABLES, CAPTURE_TTL_S: .inline_tables)
 _CHECK_EVERY = 32  # plain str column labels between two looks at the clock
 
 # IPython's own names (also skipped through ``shell.user_ns_hidden``)
@@ -157,7 +157,7 @@ def _type_name(obj: Any) -> str:
     return str(name)[:MAX_TYPE]
 
 
-def _frame_entry(name: str, obj: Any, kind: str, b: Bounds) -> dict[str, Any] | None:
+def _frame_entry(name: str, obj: Any, kind: str, b: CollectionBudget) -> dict[str, Any] | None:
     """One frame's entry, its columns bounded by MAX_COLUMNS, the time and the section's size."""
     if kind == "pandas":
         labels = obj.columns
@@ -203,7 +203,9 @@ def _frame_entry(name: str, obj: Any, kind: str, b: Bounds) -> dict[str, Any] | 
     return {"name": name, "kind": kind_text, "columns": columns, "dtypes": types_out, "rows": rows}
 
 
-def _namespace(shell: Any, b: Bounds) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any]]]:
+def _namespace(
+    shell: Any, b: CollectionBudget
+) -> tuple[list[tuple[str, Any, str]], list[tuple[str, Any]]]:
     """The user's frames (name, object, kind) and other variables, most recently defined first."""
     ns = getattr(shell, "user_ns", None)
     if not isinstance(ns, dict):
@@ -232,7 +234,7 @@ def _namespace(shell: Any, b: Bounds) -> tuple[list[tuple[str, Any, str]], list[
     return frames, others
 
 
-def _frames(found: list[tuple[str, Any, str]], b: Bounds) -> list[dict[str, Any]]:
+def _frames(found: list[tuple[str, Any, str]], b: CollectionBudget) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, obj, kind in found:
         if len(out) >= MAX_FRAMES:
@@ -261,7 +263,7 @@ def _variable(name: str, obj: Any) -> dict[str, Any]:
     return entry
 
 
-def _variables(found: list[tuple[str, Any]], b: Bounds) -> list[dict[str, Any]]:
+def _variables(found: list[tuple[str, Any]], b: CollectionBudget) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, obj in found:
         if len(out) >= MAX_VARIABLES:
@@ -323,7 +325,7 @@ function(max_frames, max_cols, max_name, max_chars, time_limit) {
 _R_FN: dict[str, Any] = {}
 
 
-def _r_frames(b: Bounds) -> list[dict[str, Any]]:
+def _r_frames(b: CollectionBudget) -> list[dict[str, Any]]:
     if not r_session_exists():
         return []
     left = (b.deadline - time.perf_counter()) * _R_TIME_SHARE
@@ -361,7 +363,7 @@ def _r_frames(b: Bounds) -> list[dict[str, Any]]:
     return out
 
 
-def _section(b: Bounds, run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _section(b: CollectionBudget, run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     try:
         return run()
     except Exception:  # one section's failure leaves the others
@@ -369,7 +371,7 @@ def _section(b: Bounds, run: Callable[[], list[dict[str, Any]]]) -> list[dict[st
         return []
 
 
-def _collect(shell: Any, b: Bounds, max_bytes: int) -> dict[str, Any]:
+def _collect(shell: Any, b: CollectionBudget, max_bytes: int) -> dict[str, Any]:
     data: dict[str, Any] = {"frames": [], "r": [], "tables": [], "variables": []}
     frames, others = _namespace(shell, b)
     for section, share, run in (
@@ -392,7 +394,7 @@ def frontend_context(
     pandas, polars or rpy2 on this thread, never starts R, never reads a network database;
     `budget_ms` of collecting at most (checked between items), about `max_bytes` of JSON."""
     t0 = time.perf_counter()
-    b = Bounds(budget_ms, max_bytes)
+    b = CollectionBudget(budget_ms, max_bytes)
     try:
         data = _collect(shell, b, max_bytes)
     except Exception:

@@ -22,7 +22,7 @@ import time
 import weakref
 from typing import Any
 
-from .inline_bounds import MAX_COLUMNS, MAX_NAME, Bounds, json_length
+from .inline_budget import MAX_COLUMNS, MAX_NAME, CollectionBudget, json_length
 
 __all__ = ["CAPTURE_TTL_S", "MAX_CONNECTIONS", "MAX_TABLES", "collect_tables", "remember_schema"]
 
@@ -153,7 +153,7 @@ def _capture(obj: Any, timeout_s: float) -> list[tuple[str, list[str]]]:
 
 
 def _connection_tables(
-    shell: Any, others: list[tuple[str, Any]], b: Bounds
+    shell: Any, others: list[tuple[str, Any]], b: CollectionBudget
 ) -> list[tuple[str, list[tuple[str, list[str]]]]]:
     """(variable name, tables) of the local databases in the namespace: remembered ones, and
     at most one new capture per request, within the time left."""
@@ -198,7 +198,9 @@ def _connection_tables(
     return out
 
 
-def collect_tables(shell: Any, others: list[tuple[str, Any]], b: Bounds) -> list[dict[str, Any]]:
+def collect_tables(
+    shell: Any, others: list[tuple[str, Any]], b: CollectionBudget
+) -> list[dict[str, Any]]:
     """The answer's ``tables``: ``{"connection", "name", "columns"}`` of the local databases
     among `others` (the namespace's variables that are not frames), then of the schemas
     :func:`remember_schema` kept for `shell`; within `b`'s time and its section's size, at most

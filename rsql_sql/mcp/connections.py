@@ -16,18 +16,15 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rsql_common.context_policy import ContextPolicy
 from rsql_sql.connections import DB
 from rsql_sql.databases import database_for_url, url_examples
 from rsql_sql.errors import BadConnection
-from rsql_sql.policy import SqlPolicy
 
 from .. import warehouse
 
 __all__ = [
     "TOOLS",
     "Connection",
-    "Options",
     "ToolAnswer",
     "Unavailable",
     "call_tool",
@@ -108,17 +105,6 @@ def open_connection(name: str, url: str) -> Connection:
     return Connection(name, database.name, database.open_read_only(url, f"{database.title} {name}"))
 
 
-@dataclass
-class Options:
-    """How the tools run on a server's connections."""
-
-    max_rows: int = 20
-    timeout_s: float = 10.0
-    sql_policy: SqlPolicy = field(default_factory=SqlPolicy)
-    # values steer schema search (never shown); redact_columns withholds columns from every tool
-    policy: ContextPolicy = field(default_factory=ContextPolicy)
-
-
 # the warehouse tools and the arguments each takes (every one a string, the connection first):
 # the catalogue's (rsql_sql.warehouse.CATALOGUE)
 TOOLS: dict[str, tuple[str, ...]] = {
@@ -142,22 +128,18 @@ class ToolAnswer:
         return self.outcome == "ok"
 
 
-def call_tool(conn: Connection, tool: str, args: Mapping[str, str], options: Options) -> ToolAnswer:
-    """Run warehouse tool `tool` on `conn` (blocking: call it from a worker thread). Never
-    raises for what the database or the model did; a failure's text names only its type (a
-    database's message may quote values)."""
-    # sqlite3 and DuckDB connections take one statement at a time; a PostgreSQL engine has a
-    # pool, so only schema search (it updates the cached schema's value hints) goes one by one
+def call_tool(
+    conn: Connection, tool: str, args: Mapping[str, str], bounds: warehouse.ToolBounds
+) -> ToolAnswer:
+    """Run warehouse tool `tool` on `conn` within `bounds` (blocking: call it from a worker
+    thread). Never raises for what the database or the model did; a failure's text names only
+    its type (a database's message may quote values)."""
+    # sqlite3 and DuckDB connections take one statement at a time; a PostgreSQL connection
+    # opened by URL has a pool, so only schema search (it updates the cached schema's value hints) goes one by one
     serial = not conn.db.database.concurrent or tool == "search_schema"
     spec = warehouse.CATALOGUE.get(tool)
     if spec is None:
         raise ValueError(f"unknown warehouse tool {tool!r}")
-    bounds = warehouse.ToolBounds(
-        policy=options.policy,
-        sql_policy=options.sql_policy,
-        max_rows=options.max_rows,
-        timeout_s=options.timeout_s,
-    )
     wanted = {arg: args.get(arg, "") for arg, _ in spec.parameters}
     with conn.lock if serial else contextlib.nullcontext():
         try:

@@ -33,12 +33,11 @@ from rsql_common.terminal import shown
 from rsql_sql.databases import database_for_url
 from rsql_sql.errors import BadConnection
 from rsql_sql.policy import SqlPolicy
-from rsql_sql.warehouse import CATALOGUE
+from rsql_sql.warehouse import CATALOGUE, ToolBounds
 
 from .connections import (
     SCHEMES,
     Connection,
-    Options,
     Unavailable,
     call_tool,
     open_connection,
@@ -113,7 +112,7 @@ def add_tools(server: Any, *tools: Callable[..., Any]) -> None:
 
 def build_server(
     connections: dict[str, Connection],
-    options: Options,
+    bounds: ToolBounds,
     unavailable: dict[str, Unavailable] | None = None,
 ) -> Any:
     """The MCP server holding `connections` (the SDK's ``MCPServer``, ``FastMCP`` before 2).
@@ -148,7 +147,7 @@ def build_server(
     def call(tool: str, name: str, args: dict[str, str]) -> str:
         t0 = time.perf_counter()
         conn = connection(tool, name, t0)
-        answer = call_tool(conn, tool, args, options)
+        answer = call_tool(conn, tool, args, bounds)
         log_call(tool, name, answer.rows, t0, answer.outcome)
         if not answer.ok:
             raise ToolError(answer.text)
@@ -224,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--max-rows must be between 1 and 10000")
     if not 0 < args.timeout <= 3600:
         parser.error("--timeout must be more than 0 and at most 3600 seconds")
-    options = Options(
+    bounds = ToolBounds(
         max_rows=args.max_rows,
         timeout_s=args.timeout,
         sql_policy=SqlPolicy.make(args.allow_function, args.pg_role, role_setting="--pg-role ROLE"),
@@ -265,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     kinds = ", ".join(f"{c.name} ({c.kind})" for c in connections.values())
     down = f"; unavailable: {', '.join(sorted(unavailable))}" if unavailable else ""
     print(f"rsql-mcp: serving {kinds} over stdio, read-only{down}", file=sys.stderr, flush=True)
-    build_server(connections, options, unavailable).run("stdio")
+    build_server(connections, bounds, unavailable).run("stdio")
 
 
 if __name__ == "__main__":

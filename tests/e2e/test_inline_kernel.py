@@ -254,7 +254,7 @@ def test_the_module_imports_only_the_standard_library(tmp_path: Path) -> None:
         "rsql_magic.context.frames",
         "rsql_magic.context.history",
         "rsql_magic.context.inline",
-        "rsql_magic.context.inline_bounds",
+        "rsql_magic.context.inline_budget",
         "rsql_magic.context.inline_tables",
         "rsql_magic.context.rsession",
         "rsql_magic.defaults",

@@ -1,7 +1,7 @@
-"""The bounds every collector of the editor's inline context keeps (:mod:`.inline`).
+"""The budget every collector of the editor's inline context keeps (:mod:`.inline`).
 
-:class:`Bounds` holds the time and the JSON size a request has left and whether a bound cut
-something; :func:`json_length` is what one name costs of the size; ``MAX_NAME`` and
+:class:`CollectionBudget` holds the time and the JSON size a request has left and whether a
+bound cut something; :func:`json_length` is what one name costs of the size; ``MAX_NAME`` and
 ``MAX_COLUMNS`` cut a name and a column list wherever they come from (a frame, R, a table).
 Standard library only: :mod:`.inline` is imported on the editor's keystroke.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import time
 
-__all__ = ["MAX_COLUMNS", "MAX_NAME", "Bounds", "json_length"]
+__all__ = ["MAX_COLUMNS", "MAX_NAME", "CollectionBudget", "json_length"]
 
 MAX_COLUMNS = 200  # per frame, R data.frame or table
 MAX_NAME = 100  # characters of one name or column label
 
 
-class Bounds:
+class CollectionBudget:
     """The time and size left, and whether a bound cut something.
 
     `budget_ms`: the time the whole collection may take (``deadline``, checked between items
