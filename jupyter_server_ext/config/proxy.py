@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from ..engine.upstreams.specs import (
     DEFAULT_LOCAL_MODEL,
     parse_budget_usd,
 )
+from .bounds import BOUNDS
 from .courses import CourseLogSettings
 from .inline import InlineCompletionSettings
 from .mcp import MCPSettings, parse_mcp_settings
@@ -48,12 +49,6 @@ T = TypeVar("T")
 # by ``range_problems`` (the traits check only the types); ``engine=True`` marks a setting
 # copied as it is into the EngineSettings field of the same name (``engine_settings``), so a
 # setting, its bound and its way to the engine are written once, where it is declared.
-BOUNDS: dict[str, Callable[[float], bool]] = {
-    ">= 0": lambda v: v >= 0,
-    "> 0": lambda v: v > 0,
-    ">= 1": lambda v: v >= 1,
-    "positive": lambda v: v > 0,
-}
 
 
 class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, CourseLogSettings):
@@ -487,7 +482,7 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
         # a URL is shown with its password masked, however malformed (issue 73)
         problems.extend(p for p in (state_url_problem(self.state_url),) if p)
         problems.extend(p for p in (database_url_problem(self.database_url),) if p)
-        request_limits = problems.run(self.request_limits, ENGINE.request_limits)
+        request_limits = self.request_limits()  # their ranges: range_problems
         patterns = problems.run(lambda: parse_redact_patterns(self.redact_patterns), ())
         context_policy = problems.run(lambda: parse_context_policy(self.context_policy), {})
         fallback_on = tuple(self.fallback_on)

@@ -172,6 +172,35 @@ def test_a_number_outside_the_bound_its_setting_declares_is_named(
     assert "RSQLProxy.cache_ttl_seconds must be >= 0, got -1.0" in lines
 
 
+def test_a_request_bound_outside_its_range_is_named_once_and_the_rest_reach_the_engine(
+    fresh_provider: FakeProvider,
+) -> None:
+    """The request settings' ranges are declared on their traits (``bound``) and checked with
+    every other setting's: each wrong one named once, one line each; the right ones reach the
+    engine's ``RequestLimits`` by name."""
+    from jupyter_server_ext.config.proxy import RSQLProxy
+    from jupyter_server_ext.engine.bodies.request import RequestLimits
+    from jupyter_server_ext.engine.errors import ConfigError
+
+    bad = {"max_body_bytes": 1000, "max_json_depth": 501, "max_messages": 0, "max_json_items": 0}
+    with pytest.raises(ConfigError) as err:
+        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
+    lines = str(err.value).splitlines()
+    for line in (
+        "RSQLProxy.max_body_bytes must be >= 1024, got 1000",
+        "RSQLProxy.max_json_depth must be from 2 to 500, got 501",
+        "RSQLProxy.max_messages must be >= 1, got 0",
+        "RSQLProxy.max_json_items must be >= 1, got 0",
+    ):
+        assert lines.count(line) == 1, lines
+    good = {"max_body_bytes": 2048, "max_json_depth": 2, "max_messages": 7, "max_json_items": 9}
+    proxy = RSQLProxy(upstreams=upstreams_for(fresh_provider), **good)
+    limits = proxy.engine_settings(env={}).request_limits
+    assert (limits.max_body_bytes, limits.max_json_depth) == (2048, 2)
+    assert (limits.max_messages, limits.max_json_items) == (7, 9)
+    assert limits.max_file_parts == RequestLimits().max_file_parts  # no setting: the default
+
+
 def test_a_jupyter_server_says_every_field_of_every_upstream(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
