@@ -17,4 +17,5 @@ BOUNDS: dict[str, Callable[[float], bool]] = {
     ">= 1024": lambda v: v >= 1024,
     # json's C decoder recurses once per level: past several hundred it hits Python's limit
     "from 2 to 500": lambda v: 2 <= v <= 500,
+    "from 1 to 4096": lambda v: 1 <= v <= 4096,
 }

@@ -46,7 +46,7 @@ class InlineCompletionSettings(Configurable):
     completion_max_tokens = Integer(
         DEFAULTS.max_tokens,
         help="Most tokens one inline completion may generate (and reserves against the budget).",
-    ).tag(config=True)
+    ).tag(config=True, bound="from 1 to 4096")
     completion_user_limits = List(
         Unicode(),
         ["240/minute", "3000/day"],
@@ -59,30 +59,20 @@ class InlineCompletionSettings(Configurable):
         2,
         help="""Inline completions of one user in flight at once (a keystroke cancels the one
         before it; 0: no limit).""",
-    ).tag(config=True)
+    ).tag(config=True, bound=">= 0")
 
     def completion_limits(self) -> tuple[tuple[Rate, ...], int]:
-        """The completion rate class's windows and concurrency, checked (every mistake named)."""
-        problems = Problems()
+        """The completion rate class's windows, checked (every mistake named), and its
+        concurrency (its range: ``RSQLProxy.range_problems``)."""
         where = "RSQLProxy.completion_user_limits"
-        rates = problems.run(lambda: parse_rates(self.completion_user_limits, where=where), ())
-        if self.completion_user_concurrency < 0:
-            problems.append(
-                "RSQLProxy.completion_user_concurrency must be >= 0 (0: no limit), got "
-                f"{self.completion_user_concurrency}"
-            )
-        problems.refuse()
-        return rates, self.completion_user_concurrency
+        return parse_rates(
+            self.completion_user_limits, where=where
+        ), self.completion_user_concurrency
 
     def inline_settings(self, specs: Sequence[UpstreamSpec]) -> InlineSettings:
         """The completion settings, checked against the upstreams that will serve them."""
         model = self.completion_model
-        problems = Problems()
-        if not 1 <= self.completion_max_tokens <= 4096:
-            problems.append(
-                "RSQLProxy.completion_max_tokens must be from 1 to 4096, got "
-                f"{self.completion_max_tokens}"
-            )
+        problems = Problems()  # completion_max_tokens' range: RSQLProxy.range_problems
         serving = [s for s in specs if model and s.may_serve(model)]
         if model and not serving:
             problems.append(

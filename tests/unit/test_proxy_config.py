@@ -201,6 +201,34 @@ def test_a_request_bound_outside_its_range_is_named_once_and_the_rest_reach_the_
     assert limits.max_file_parts == RequestLimits().max_file_parts  # no setting: the default
 
 
+def test_the_inline_completion_bounds_are_named_with_every_other_mistake(
+    fresh_provider: FakeProvider,
+) -> None:
+    from jupyter_server_ext.config.proxy import RSQLProxy
+    from jupyter_server_ext.engine.errors import ConfigError
+
+    bad = {
+        "completion_max_tokens": 0,
+        "completion_user_concurrency": -1,
+        "completion_user_limits": ["30/fortnight"],
+        "breaker_threshold": 0,
+    }
+    with pytest.raises(ConfigError) as err:
+        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
+    lines = str(err.value).splitlines()
+    assert "RSQLProxy.completion_max_tokens must be from 1 to 4096, got 0" in lines
+    assert "RSQLProxy.completion_user_concurrency must be >= 0, got -1" in lines
+    assert "RSQLProxy.breaker_threshold must be >= 1, got 0" in lines
+    assert any("completion_user_limits" in line and "fortnight" in line for line in lines), lines
+    ok = RSQLProxy(
+        upstreams=upstreams_for(fresh_provider),
+        completion_max_tokens=4096,
+        completion_user_concurrency=0,
+    ).engine_settings(env={})
+    assert ok.inline is not None and ok.inline.max_tokens == 4096
+    assert ok.limits.completion_concurrency == 0
+
+
 def test_a_jupyter_server_says_every_field_of_every_upstream(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
