@@ -18,4 +18,6 @@ BOUNDS: dict[str, Callable[[float], bool]] = {
     # json's C decoder recurses once per level: past several hundred it hits Python's limit
     "from 2 to 500": lambda v: 2 <= v <= 500,
     "from 1 to 4096": lambda v: 1 <= v <= 4096,
+    "from 0 to 20": lambda v: 0 <= v <= 20,
+    "between 0 and 1": lambda v: 0 < v < 1,
 }

@@ -14,7 +14,6 @@ from traitlets import Bool, Float, Integer, List
 from traitlets.config import Configurable
 
 from ..engine import EngineSettings
-from ..engine.errors import Problems
 from ..engine.monitoring.alerts import AlertSettings, parse_webhooks
 
 # the defaults are written once, in the engine's settings; the traits below read them there
@@ -36,21 +35,21 @@ class MonitoringSettings(Configurable):
     alert_error_rate = Float(
         ALERTS.error_rate,
         help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert.",
-    ).tag(config=True)
+    ).tag(config=True, bound="between 0 and 1")
     alert_min_requests = Integer(
         ALERTS.min_requests,
         help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert).",
-    ).tag(config=True)
+    ).tag(config=True, bound=">= 1")
     alert_dedupe_seconds = Float(
         ALERTS.dedupe_seconds, help="One alert per condition per this many seconds."
-    ).tag(config=True)
+    ).tag(config=True, bound="> 0")
     alert_retries = Integer(
         ALERTS.retries,
         help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s).",
-    ).tag(config=True)
+    ).tag(config=True, bound="from 0 to 20")
     alert_retry_seconds = Float(
         ALERTS.retry_base_seconds, help="The first backoff before retrying a webhook."
-    ).tag(config=True)
+    ).tag(config=True, bound="> 0")
     otel = Bool(
         ENGINE.otel,
         help="""OpenTelemetry spans per request (admission, cache, each upstream attempt), continuing
@@ -59,27 +58,10 @@ class MonitoringSettings(Configurable):
     ).tag(config=True, engine=True)
 
     def alert_settings(self) -> AlertSettings:
-        """The alerts' settings, checked; raises ConfigProblems naming every wrong field."""
-        problems = Problems()
-        if not 0 < self.alert_error_rate < 1:
-            problems.append(
-                f"RSQLProxy.alert_error_rate must be between 0 and 1, got {self.alert_error_rate}"
-            )
-        if self.alert_min_requests < 1:
-            problems.append(
-                f"RSQLProxy.alert_min_requests must be >= 1, got {self.alert_min_requests}"
-            )
-        for name in ("alert_dedupe_seconds", "alert_retry_seconds"):
-            if getattr(self, name) <= 0:
-                problems.append(f"RSQLProxy.{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.alert_retries <= 20:
-            problems.append(
-                f"RSQLProxy.alert_retries must be from 0 to 20, got {self.alert_retries}"
-            )
-        webhooks = problems.run(lambda: parse_webhooks(list(self.alert_webhooks)), ())
-        problems.refuse()
+        """The alerts' settings; raises ConfigProblems naming every wrong webhook (the numbers'
+        ranges are declared on their traits and checked by ``RSQLProxy.range_problems``)."""
         return AlertSettings(
-            webhooks=webhooks,
+            webhooks=parse_webhooks(list(self.alert_webhooks)),
             error_rate=self.alert_error_rate,
             min_requests=self.alert_min_requests,
             dedupe_seconds=self.alert_dedupe_seconds,

@@ -229,6 +229,38 @@ def test_the_inline_completion_bounds_are_named_with_every_other_mistake(
     assert ok.limits.completion_concurrency == 0
 
 
+def test_the_alert_settings_bounds_are_named_with_every_other_mistake(
+    fresh_provider: FakeProvider,
+) -> None:
+    from jupyter_server_ext.config.proxy import RSQLProxy
+    from jupyter_server_ext.engine.errors import ConfigError
+
+    bad = {
+        "alert_error_rate": 1.0,
+        "alert_min_requests": 0,
+        "alert_dedupe_seconds": 0.0,
+        "alert_retries": 21,
+        "alert_retry_seconds": -1.0,
+        "alert_webhooks": ["ftp://hooks.example/x"],
+    }
+    with pytest.raises(ConfigError) as err:
+        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
+    lines = str(err.value).splitlines()
+    for line in (
+        "RSQLProxy.alert_error_rate must be between 0 and 1, got 1.0",
+        "RSQLProxy.alert_min_requests must be >= 1, got 0",
+        "RSQLProxy.alert_dedupe_seconds must be > 0, got 0.0",
+        "RSQLProxy.alert_retries must be from 0 to 20, got 21",
+        "RSQLProxy.alert_retry_seconds must be > 0, got -1.0",
+    ):
+        assert lines.count(line) == 1, lines
+    assert any("alert_webhooks" in line for line in lines), lines
+    ok = RSQLProxy(
+        upstreams=upstreams_for(fresh_provider), alert_error_rate=0.5, alert_retries=0
+    ).engine_settings(env={})
+    assert (ok.alerts.error_rate, ok.alerts.retries) == (0.5, 0)
+
+
 def test_a_jupyter_server_says_every_field_of_every_upstream(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
