@@ -64,10 +64,8 @@ class InlineCompletionSettings(Configurable):
     def completion_limits(self) -> tuple[tuple[Rate, ...], int]:
         """The completion rate class's windows, checked (every mistake named), and its
         concurrency (its range: ``RSQLProxy.range_problems``)."""
-        where = "RSQLProxy.completion_user_limits"
-        return parse_rates(
-            self.completion_user_limits, where=where
-        ), self.completion_user_concurrency
+        rates = parse_rates(self.completion_user_limits, where="RSQLProxy.completion_user_limits")
+        return rates, self.completion_user_concurrency
 
     def inline_settings(self, specs: Sequence[UpstreamSpec]) -> InlineSettings:
         """The completion settings, checked against the upstreams that will serve them."""

@@ -77,7 +77,7 @@ class Redaction:
         if not self.settings.redact_patterns:
             return {"messages": Redactor(()).messages(messages), "redactions": {}}
         check_redact_size({"messages": messages}, self.settings.redact_max_chars)
-        ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
+        ticket = await self.limiter.count(caller.user, caller.groups)  # windows, concurrency
         try:
             fields, redactor = await self.offload.redact(
                 self.settings.redact_patterns, {"messages": messages}, caller.user

@@ -2,15 +2,16 @@
 
 A call is checked in this order, each refusal a tool error the agent can read:
 
-1. the policy window in force: an ``off`` window, or one that turns agent mode off
-   (``"agent": false``; a tutor window does unless it allows them), refuses every tool call,
-   as it refuses %%ask --agent;
+1. the engine's admission of the call (``Engine.admit_call``): the policy window in force (an
+   ``off`` window, or one that turns agent mode off, ``"agent": false``; a tutor window does
+   unless it allows them) and the admin's agent switch refuse every tool call, as they refuse
+   %%ask --agent; then the caller's tool-call limits (``mcp_user_limits``,
+   ``mcp_user_concurrency``), in the state backend, so every replica counts the same calls;
+   ``list_connections`` and a call naming an unknown connection too, since each call is a
+   usage row;
 2. the connection: one the admin configured and opened to one of the caller's groups (an
    unknown one and one closed to the caller get the same answer, so names do not leak);
-3. the caller's tool-call limits (``mcp_user_limits``, ``mcp_user_concurrency``), in the state
-   backend, so every replica counts the same calls; ``list_connections`` too, though it reads
-   nothing, since each call is a usage row;
-4. a worker thread of this process's pool (``mcp_workers``): the databases' clients block. A
+3. a worker thread of this process's pool (``mcp_workers``): the databases' clients block. A
    user holds at most ``mcp_user_concurrency`` of them and never all (one less than the pool,
    when it has more than one), counted until the thread is done, not until the caller stops
    waiting (a client that hangs up does not free a thread that still runs its statement).

@@ -135,7 +135,8 @@ def call_tool(
     thread). Never raises for what the database or the model did; a failure's text names only
     its type (a database's message may quote values)."""
     # sqlite3 and DuckDB connections take one statement at a time; a PostgreSQL connection
-    # opened by URL has a pool, so only schema search (it updates the cached schema's value hints) goes one by one
+    # opened by URL has a pool, so only schema search (it updates the cached schema's value
+    # hints) goes one by one
     serial = not conn.db.database.concurrent or tool == "search_schema"
     spec = warehouse.CATALOGUE.get(tool)
     if spec is None:

@@ -264,7 +264,7 @@ class Translated:
         """``POST v1/messages/count_tokens``: the proxy's estimate of the prompt's tokens (the
         same it reserves for), without asking any provider. It costs nothing, but it is work a
         user could ask for without end, so it counts in their request windows as any request."""
-        ticket = await self.limiter.admit(caller.user, caller.groups, 0.0, budgets_apply=False)
+        ticket = await self.limiter.count(caller.user, caller.groups)  # windows, concurrency
         try:
             if isinstance(body, dict) and "max_tokens" not in body:
                 body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
