@@ -1,8 +1,9 @@
 """The engine's admission of a call that is no model request (``Engine.admit_call``, the MCP
 tool calls): its own windows and concurrency under the user's keys, given back by
 ``Engine.release``, and refused while a policy window or the admin's switch turns agent mode
-off. Through the engine's public methods on memory state; the MCP endpoint's own tests
-(tests/e2e/test_abuse_mcp.py) show the same over HTTP."""
+off. Through the engine's public methods on memory state (the admin's switch here; the policy
+windows through the MCP endpoint over HTTP, tests/e2e/test_proxy_mcp.py
+``test_policy_windows_refuse_tool_calls``, as its limits in tests/e2e/test_abuse_mcp.py)."""
 
 from __future__ import annotations
 
