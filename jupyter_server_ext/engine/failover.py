@@ -15,6 +15,7 @@ from .accounting.pricing import FREE, PriceBook
 from .admission.entitlements import Access
 from .admission.limiter import Limiter
 from .bodies.request import ChatRequest
+from .client_left import at_provider
 from .errors import (
     EngineError,
     NotFound,
@@ -25,7 +26,6 @@ from .errors import (
 )
 from .exchange import Exchange
 from .formats.reading import scrub
-from .leaving import at_provider
 from .monitoring.metrics import Metrics
 from .prompt_cache import for_upstream
 from .records import Caller, Reply
@@ -150,7 +150,7 @@ class Forwarder:
 
     async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamReply:
         """One attempt's call to the provider. A client that leaves meanwhile does not stop what
-        the provider generates and bills (``leaving``): the answer, or failure, is awaited and
+        the provider generates and bills (``client_left``): the answer, or failure, is awaited and
         then handed to the background, and the request ends as cancelled."""
         req = ex.req
         with at_provider() as watch:

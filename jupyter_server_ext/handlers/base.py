@@ -25,11 +25,11 @@ from tornado.iostream import StreamClosedError
 from ..config.proxy import RSQLProxy
 from ..engine import Caller, EachWithin, Engine, EngineError, Reply
 from ..engine.bodies.request import cell_id, notebook_path
+from ..engine.client_left import Watch, watch_request
 from ..engine.courses.log import CourseLog
 from ..engine.edges.inline import InlineCompletions
 from ..engine.edges.translated import Translated
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
-from ..engine.leaving import Watch, watch_request
 from ..engine.monitoring.metrics import CLIENT_KINDS
 from ..engine.views import error_reply
 
@@ -379,7 +379,7 @@ class AnsweringMixin(RSQLMixin):
     def on_connection_close(self) -> None:
         # the client went away before its answer began: stop the work so leases and upstream
         # slots are released now, but for a request at the provider, whose answer the engine
-        # awaits and reads on in the background, charged (``engine.leaving``). A stream being
+        # awaits and reads on in the background, charged (``engine.client_left``). A stream being
         # written is not stopped: its next write fails, and closing its events lets the engine
         # read on for the usage the provider bills.
         if self._watch is not None and not self._streaming:
