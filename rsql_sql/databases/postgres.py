@@ -9,10 +9,12 @@ server-side cursor, which also keeps what is not fetched on the server.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -372,7 +374,9 @@ def pin_string_syntax(run: Callable[[str], list[tuple[Any, ...]]], sql: str) -> 
         )
 
 
-_SUPERUSER_WARNED: set[int] = set()
+# the connections already warned about, held weakly: a set of id()s took a new connection for
+# one that was gone when it got the old one's address, and never warned of it (a flaky test)
+_SUPERUSER_WARNED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _quote_ident(name: str) -> str:
@@ -392,9 +396,10 @@ def postgres_walls(
     if policy.postgres_role:
         run(f"SET LOCAL ROLE {_quote_ident(policy.postgres_role)}")
         return
-    if id(key) in _SUPERUSER_WARNED:
+    if key in _SUPERUSER_WARNED:
         return
-    _SUPERUSER_WARNED.add(id(key))
+    with contextlib.suppress(TypeError):  # no weak reference: warned each time, never less
+        _SUPERUSER_WARNED.add(key)
     rows = run("SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user")
     if rows and rows[0][0]:
         warnings.warn(

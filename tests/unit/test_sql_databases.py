@@ -4,7 +4,9 @@ database-specific fact comes from the database object, and no other module compa
 from __future__ import annotations
 
 import ast
+import gc
 import sqlite3
+import warnings
 
 import duckdb
 import pandas as pd
@@ -144,3 +146,32 @@ def test_a_database_file_is_told_by_its_first_bytes(tmp_path) -> None:
     assert database_for_file(heads["a.duckdb"]) is database_for("duckdb")
     assert database_for_file(heads["a.txt"]) is None
     assert file_kinds() == "SQLite or DuckDB"
+
+
+def test_a_superuser_connection_at_a_gone_ones_address_is_warned_of_too() -> None:
+    """Generated SQL run as a PostgreSQL superuser warns once per connection; a new connection
+    that CPython puts at the address of one that is gone is another connection (remembering
+    id()s took it for the old one and never warned: a flaky end-to-end test)."""
+    from rsql_sql.databases.postgres import postgres_walls
+    from rsql_sql.errors import SuperuserWarning
+
+    class Conn:
+        pass
+
+    def run(sql: str) -> list[tuple[object, ...]]:
+        return [(True, "postgres")] if "rolsuper" in sql else []
+
+    first = Conn()
+    with pytest.warns(SuperuserWarning):
+        postgres_walls(run, SqlPolicy(), first, "psycopg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        postgres_walls(run, SqlPolicy(), first, "psycopg")  # once per connection
+    address = id(first)
+    del first
+    gc.collect()
+    kept = [Conn() for _ in range(1000)]  # alive together, so each has an address of its own
+    again = next((c for c in kept if id(c) == address), None)
+    assert again is not None  # CPython hands a freed object's memory to the next of its size
+    with pytest.warns(SuperuserWarning):
+        postgres_walls(run, SqlPolicy(), again, "psycopg")
