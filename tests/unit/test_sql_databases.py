@@ -4,7 +4,6 @@ database-specific fact comes from the database object, and no other module compa
 from __future__ import annotations
 
 import ast
-import gc
 import sqlite3
 import warnings
 
@@ -167,11 +166,17 @@ def test_a_superuser_connection_at_a_gone_ones_address_is_warned_of_too() -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         postgres_walls(run, SqlPolicy(), first, "psycopg")  # once per connection
-    address = id(first)
     del first
-    gc.collect()
-    kept = [Conn() for _ in range(1000)]  # alive together, so each has an address of its own
-    again = next((c for c in kept if id(c) == address), None)
-    assert again is not None  # CPython hands a freed object's memory to the next of its size
+    for _ in range(50):  # CPython hands a freed object's block to the next object of its size
+        gone = Conn()
+        with pytest.warns(SuperuserWarning):
+            postgres_walls(run, SqlPolicy(), gone, "psycopg")
+        address = id(gone)
+        del gone  # the last block freed: the next Conn() takes it
+        new = Conn()
+        if id(new) == address:
+            break
+    else:
+        pytest.fail("no new object took a freed one's address in 50 tries")
     with pytest.warns(SuperuserWarning):
-        postgres_walls(run, SqlPolicy(), again, "psycopg")
+        postgres_walls(run, SqlPolicy(), new, "psycopg")
