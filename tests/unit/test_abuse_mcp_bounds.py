@@ -325,11 +325,14 @@ def test_the_kernel_agents_run_sql_refuses_a_deep_chain_at_once(
     conn.execute("CREATE TABLE t (a INTEGER)")
     ip.user_ns["warehouse"] = conn
     try:
-        t0 = time.perf_counter()
+        # the work the refusal takes (this process's CPU), not the wall clock: parsing the chain
+        # before refusing it is CPU, while a loaded machine stretches the wall clock of a quick
+        # refusal past the bound (1.75 s once in a full run)
+        t0 = time.process_time()
         res = KernelTools(Session.of(ip)).call(
             "run_sql", {"connection": "warehouse", "sql": OR_CHAIN_DEEP}
         )
-        assert time.perf_counter() - t0 < 1.5
+        assert time.process_time() - t0 < 1.5
         assert res.error and f"at most {defaults.SQL_MAX_DEPTH} levels" in res.text
     finally:
         ip.user_ns.pop("warehouse", None)
