@@ -4,6 +4,7 @@ privacy setting (the proxy in a Jupyter server in this process, pytest-jupyter).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -157,16 +158,22 @@ def test_every_setting_an_admin_writes_reaches_the_engine(fresh_provider: FakePr
     assert fields == set(changed) | set(built)
 
 
-def test_a_number_outside_the_bound_its_setting_declares_is_named(
-    fresh_provider: FakeProvider,
-) -> None:
+def problem_lines(fp: FakeProvider, **settings: Any) -> list[str]:
+    """The lines of the ConfigError a proxy with `settings` refuses to start with."""
     from jupyter_server_ext.config.proxy import RSQLProxy
     from jupyter_server_ext.engine.errors import ConfigError
 
-    bad = {"breaker_threshold": 0, "lease_seconds": 0.0, "cache_ttl_seconds": -1.0}
     with pytest.raises(ConfigError) as err:
-        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
-    lines = str(err.value).splitlines()
+        RSQLProxy(upstreams=upstreams_for(fp), **settings).engine_settings(env={})
+    return str(err.value).splitlines()
+
+
+def test_a_number_outside_the_bound_its_setting_declares_is_named(
+    fresh_provider: FakeProvider,
+) -> None:
+
+    bad = {"breaker_threshold": 0, "lease_seconds": 0.0, "cache_ttl_seconds": -1.0}
+    lines = problem_lines(fresh_provider, **bad)
     assert "RSQLProxy.breaker_threshold must be >= 1, got 0" in lines
     assert "RSQLProxy.lease_seconds must be > 0, got 0.0" in lines
     assert "RSQLProxy.cache_ttl_seconds must be >= 0, got -1.0" in lines
@@ -180,12 +187,9 @@ def test_a_request_bound_outside_its_range_is_named_once_and_the_rest_reach_the_
     engine's ``RequestLimits`` by name."""
     from jupyter_server_ext.config.proxy import RSQLProxy
     from jupyter_server_ext.engine.bodies.request import RequestLimits
-    from jupyter_server_ext.engine.errors import ConfigError
 
     bad = {"max_body_bytes": 1000, "max_json_depth": 501, "max_messages": 0, "max_json_items": 0}
-    with pytest.raises(ConfigError) as err:
-        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
-    lines = str(err.value).splitlines()
+    lines = problem_lines(fresh_provider, **bad)
     for line in (
         "RSQLProxy.max_body_bytes must be >= 1024, got 1000",
         "RSQLProxy.max_json_depth must be from 2 to 500, got 501",
@@ -205,7 +209,6 @@ def test_the_inline_completion_bounds_are_named_with_every_other_mistake(
     fresh_provider: FakeProvider,
 ) -> None:
     from jupyter_server_ext.config.proxy import RSQLProxy
-    from jupyter_server_ext.engine.errors import ConfigError
 
     bad = {
         "completion_max_tokens": 0,
@@ -213,9 +216,7 @@ def test_the_inline_completion_bounds_are_named_with_every_other_mistake(
         "completion_user_limits": ["30/fortnight"],
         "breaker_threshold": 0,
     }
-    with pytest.raises(ConfigError) as err:
-        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
-    lines = str(err.value).splitlines()
+    lines = problem_lines(fresh_provider, **bad)
     assert "RSQLProxy.completion_max_tokens must be from 1 to 4096, got 0" in lines
     assert "RSQLProxy.completion_user_concurrency must be >= 0, got -1" in lines
     assert "RSQLProxy.breaker_threshold must be >= 1, got 0" in lines
@@ -233,7 +234,6 @@ def test_the_alert_settings_bounds_are_named_with_every_other_mistake(
     fresh_provider: FakeProvider,
 ) -> None:
     from jupyter_server_ext.config.proxy import RSQLProxy
-    from jupyter_server_ext.engine.errors import ConfigError
 
     bad = {
         "alert_error_rate": 1.0,
@@ -243,9 +243,7 @@ def test_the_alert_settings_bounds_are_named_with_every_other_mistake(
         "alert_retry_seconds": -1.0,
         "alert_webhooks": ["ftp://hooks.example/x"],
     }
-    with pytest.raises(ConfigError) as err:
-        RSQLProxy(upstreams=upstreams_for(fresh_provider), **bad).engine_settings(env={})
-    lines = str(err.value).splitlines()
+    lines = problem_lines(fresh_provider, **bad)
     for line in (
         "RSQLProxy.alert_error_rate must be between 0 and 1, got 1.0",
         "RSQLProxy.alert_min_requests must be >= 1, got 0",
