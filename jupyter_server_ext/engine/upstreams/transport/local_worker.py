@@ -199,6 +199,17 @@ def _generate(llm: Any, job: dict[str, Any], cancelled: set[int], out: _Out) -> 
     out.send(id=rid, end=True, usage=usage)
 
 
+def default_threads() -> int:
+    """The CPUs this process may run on (its affinity, which a container's cpuset or `taskset`
+    narrows; os.cpu_count() counts the whole machine), at most 4: a small model gains little
+    from more. The upstream's `n_threads` overrides it."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows: no affinity to read
+        usable = os.cpu_count() or 1
+    return max(1, min(4, usable))
+
+
 def main(argv: list[str]) -> int:
     options = json.loads(argv[1]) if len(argv) > 1 else {}
     # The protocol gets a private copy of stdout; fd 1 then points at stderr, so whatever
@@ -209,10 +220,11 @@ def main(argv: list[str]) -> int:
     try:
         from llama_cpp import Llama
 
+        threads = int(options.get("n_threads") or default_threads())
         llm = Llama(
             model_path=options["model_path"],
             n_ctx=int(options.get("n_ctx", 8192)),
-            n_threads=int(options.get("n_threads") or min(4, os.cpu_count() or 1)),
+            n_threads=threads,
             verbose=False,
         )
         chat_format, how = prompt_format(llm, options.get("chat_format") or None)
@@ -233,6 +245,7 @@ def main(argv: list[str]) -> int:
         ready=True,
         selftest_ms=round(selftest_ms, 1),
         pid=os.getpid(),
+        threads=threads,
         chat_format=chat_format,
         chat_format_how=how,
     )
