@@ -221,9 +221,10 @@ def notebook_cost(notebook: str) -> dict[str, Any]:
     if path is None:
         raise ValueError("a notebook path of at most 1024 characters, without control characters")
     engine = running.engine
-    if engine.usage is None:
+    store = engine.usage_store
+    if store is None:
         raise ValueError("the in-process engine keeps no usage log")
-    return _run(engine.notebook_cost(_caller(running), path, engine.usage.store))
+    return _run(engine.notebook_cost(_caller(running), path, store))
 
 
 def redact_preview(messages: list[dict[str, Any]]) -> dict[str, Any]:

@@ -65,7 +65,7 @@ class Readiness:
 
     async def _ask(self) -> bool:
         try:
-            ok = await asyncio.wait_for(self.ctx.engine.state.ping(), HEALTH_PING_SECONDS)
+            ok = await asyncio.wait_for(self.ctx.engine.state_reachable(), HEALTH_PING_SECONDS)
         except Exception:  # a timeout, or an error the backend did not turn into False
             ok = False
         self._state_ok, self._checked = ok, time.monotonic()

@@ -1,5 +1,5 @@
 """Report the codebase's structure: import circles, imports against the layers, private names
-used across modules, and the longest files.
+used across modules, the engine's parts reached from outside it, and the longest files.
 
     python scripts/structure.py           # a report
     python scripts/structure.py --check   # exit 1 if any rule of docs/architecture.md is broken
@@ -22,6 +22,15 @@ PACKAGES = ("rsql_common", "rsql_sql", "rsql_magic", "jupyter_server_ext")
 # A file a newcomer reads in one sitting, by today's formatter (issue 41 put it back at 600
 # after files had grown to 700: each was split by what it holds, not squeezed).
 MAX_LINES = 600
+
+# The engine's parts (attributes of an Engine a caller must not touch): outside the engine, only
+# the composition root (wiring) builds with them; everyone else calls the Engine's methods
+# (engine/admin.py holds the admin endpoints', dashboard's and probes').
+ENGINE_PARTS = frozenset(
+    "limiter pool windows alerts metrics usage state health replies transports forwarder "
+    "caches models redaction admission offload bodies prices savings notebooks hosted".split()
+)
+ENGINE_BUILDERS = ("jupyter_server_ext.engine", "jupyter_server_ext.wiring")
 
 # What each layer may import, by module prefix: a module belongs to the longest prefix that
 # matches its name and may import its own layer and the ones listed (the standard library and
@@ -189,6 +198,7 @@ class Module:
     lines: int
     imports: set[str] = field(default_factory=set)  # our modules this one imports
     private: list[str] = field(default_factory=list)  # "line: what" for private names used
+    engine_parts: list[str] = field(default_factory=list)  # "line: what" for engine.<part>
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -246,9 +256,24 @@ def load(root: Path = ROOT) -> dict[str, Module]:
             elif node.attr not in own and not _is_self(node.value):
                 # another module's object reached into: `db._connection()`, `resp.fp._sock`
                 mod.private.append(f"{node.lineno}: {ast.unparse(node)}")
+        if mod.name.startswith("jupyter_server_ext.") and not mod.name.startswith(ENGINE_BUILDERS):
+            mod.engine_parts = _engine_parts(tree)
         mod.imports.discard(mod.name)
         mod.imports = {i for i in mod.imports if i in modules}
     return modules
+
+
+def _engine_parts(tree: ast.AST) -> list[str]:
+    """`engine.<part>` / `x.engine.<part>` in a module: an Engine's part reached into."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and node.attr in ENGINE_PARTS):
+            continue
+        holder = node.value
+        name = holder.attr if isinstance(holder, ast.Attribute) else getattr(holder, "id", "")
+        if name == "engine":
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
 
 
 def _defined_here(tree: ast.AST) -> set[str]:
@@ -358,6 +383,9 @@ def report(modules: dict[str, Module]) -> dict[str, list[str]]:
         "imports against the layers": layer_breaks(modules),
         "private names from another module": [
             f"{m.name}:{p}" for m in modules.values() for p in m.private
+        ],
+        "the engine's parts reached from outside it": [
+            f"{m.name}:{p}" for m in modules.values() for p in m.engine_parts
         ],
         f"files over {MAX_LINES} lines": [
             f"{m.path} ({m.lines})"

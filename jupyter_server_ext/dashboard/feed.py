@@ -112,16 +112,16 @@ async def build_snapshot(engine: Engine, *, step: int = 60) -> dict[str, Any]:
             f"state backend unreachable ({type(exc).__name__})",
         )
     try:
-        snap["windows"] = await engine.windows.listing()
+        snap["windows"] = await engine.window_listing()
     except Exception as exc:  # the state backend is down: the alert says so already
         log.warning("dashboard: reading the policy windows failed: %s", type(exc).__name__)
         snap["windows"] = None
-    snap["timezone"] = str(engine.windows.tz)
-    snap["usage_log"] = engine.usage is not None
+    snap["timezone"] = engine.window_timezone
+    store = engine.usage_store
+    snap["usage_log"] = store is not None
     snap["database_error"] = None
-    if engine.usage is None:
+    if store is None:
         return snap
-    store = engine.usage.store
     try:
         stats = await store.stats(now - HOUR)
         snap["hour"] = {
@@ -171,10 +171,6 @@ class Feed:
     def _on_outcome(self, outcome: Outcome) -> None:
         self._dirty = True
 
-    def _key_states(self) -> tuple:
-        pool = self.engine.pool
-        return tuple((k.alias, pool.key_state(k)) for k in pool.keys)
-
     async def current(self) -> dict[str, Any]:
         """The latest snapshot (built now when there is none yet)."""
         if self.latest is None:
@@ -206,9 +202,9 @@ class Feed:
 
     async def _run(self) -> None:
         last = time.monotonic()
-        states = self._key_states()
+        states = self.engine.key_states()
         idle_since: float | None = None
-        settle = (self.engine.usage.interval if self.engine.usage else 0.0) + 0.2
+        settle = self.engine.usage_interval + 0.2
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
@@ -218,14 +214,14 @@ class Feed:
                     return  # nobody watches: no queries
                 continue
             idle_since = None
-            changed = self._key_states() != states
+            changed = self.engine.key_states() != states
             due = now - last >= self.interval
             if not (changed or due or (self._dirty and now - last >= 1.0)):
                 continue
             if self._dirty and not changed:
                 await asyncio.sleep(settle)  # let the usage log write the finished requests
             self._dirty = False
-            states = self._key_states()
+            states = self.engine.key_states()
             try:
                 await self._publish()
             except Exception:  # one failed build must not end the feed

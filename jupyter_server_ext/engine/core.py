@@ -25,6 +25,7 @@ from .accounting.notebooks import NotebookCosts
 from .accounting.pricing import PriceBook
 from .accounting.savings import CacheSavings
 from .accounting.usage import UsageLog, UsageStore
+from .admin import EngineAdmin
 from .admission.entitlements import Access, check_feature, check_tool_call
 from .admission.hosted_tools import HostedTools
 from .admission.limiter import CallLimits, Limiter, Ticket, quota_headers, rate_class
@@ -55,7 +56,6 @@ from .replies import Replies
 from .settings import EngineSettings
 from .upstreams.health import KeyHealth
 from .upstreams.pool import PoolRules
-from .upstreams.report import key_report
 from .upstreams.transport import Transports
 
 log = logging.getLogger("rsql.engine")
@@ -70,8 +70,9 @@ API_OF_ENDPOINT = {
 }
 
 
-class Engine:
-    """Admission, cache, key choice with failover, usage accounting: one request at a time."""
+class Engine(EngineAdmin):
+    """Admission, cache, key choice with failover, usage accounting: one request at a time.
+    What admins, the dashboard and probes ask of it: ``EngineAdmin``."""
 
     def __init__(
         self,
@@ -127,7 +128,7 @@ class Engine:
         self.transports = Transports()
         self.health = KeyHealth(self.pool, self.transports)
         self.metrics = Metrics(
-            lambda: ((k.alias, self.pool.key_state(k)) for k in self.pool.keys),
+            self.key_states,
             models=self.prices.configured_models(settings.default_model),
         )
         self.usage = (
@@ -235,10 +236,6 @@ class Engine:
         await self.pool.close()
         await self.transports.close()
 
-    async def health_check(self) -> dict[str, str]:
-        """Every key's state after probing the disabled ones (``KeyHealth.check``)."""
-        return await self.health.check()
-
     # -- alert hooks -------------------------------------------------------------------
 
     def _key_changed(self, alias: str, why: str | None) -> None:
@@ -251,18 +248,6 @@ class Engine:
         return [
             {"alias": k.alias, "state": self.pool.key_state(k)} for k in self.pool.serving(model)
         ]
-
-    async def global_spend(self) -> tuple[float, float] | None:
-        """(spent + reserved today, the limit) of the global daily budget; None without one."""
-        limit = self.settings.limits.global_daily_budget_usd
-        spent = await self.limiter.global_spent()
-        if limit is None or spent is None:
-            return None
-        return spent, limit
-
-    def upstream_report(self) -> list[dict[str, Any]]:
-        """Per key: account, state, cooldown, breaker, use of its account's limits, errors."""
-        return key_report(self.pool, self.clock(), time.time())
 
     # -- the request ---------------------------------------------------------------------
 
@@ -306,6 +291,12 @@ class Engine:
     async def release(self, ticket: Ticket) -> None:
         """Give back what ``admit_call`` held (its concurrency; its windows stay counted)."""
         await self.limiter.finish(ticket, 0.0)
+
+    def record_call(self, row: Outcome, tool: str, outcome: str) -> None:
+        """A tool call's usage row (when a usage log is kept) and its count in the metrics."""
+        self.metrics.child(self.metrics.mcp_calls, tool, outcome).inc()
+        if self.usage is not None:
+            self.usage.record(row)
 
     async def me_access(self, caller: Caller) -> dict[str, Any]:
         """The entitlement part of GET me (``ModelChoice.me_access``)."""

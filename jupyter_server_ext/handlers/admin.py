@@ -63,7 +63,7 @@ class ResetLimitsMixin(JSONEndpoint):
         user = body.get("user")
         if user is not None and (not isinstance(user, str) or not user):
             raise BadRequest("'user' must be a non-empty user name")
-        n = await self.rsql.engine.limiter.reset(user)
+        n = await self.rsql.engine.reset_limits(user)
         return {"reset": user or "all", "entries": n}
 
 
@@ -96,7 +96,7 @@ class MetricsMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        return self.rsql.engine.metrics.render()
+        return self.rsql.engine.metrics_text()
 
 
 class AlertsMixin(JSONEndpoint):
@@ -109,7 +109,7 @@ class AlertsMixin(JSONEndpoint):
 
     async def answer(self, caller: Caller) -> Any:
         limit = self.int_arg("limit", 50, 1, 100)
-        return {"alerts": await self.rsql.engine.alerts.recent(limit)}
+        return {"alerts": await self.rsql.engine.recent_alerts(limit)}
 
 
 class WindowsMixin(JSONEndpoint):
@@ -125,10 +125,10 @@ class WindowsMixin(JSONEndpoint):
         await self._respond()
 
     async def answer(self, caller: Caller) -> Any:
-        windows = self.rsql.engine.windows
+        engine = self.rsql.engine
         if self.request.method == "POST":
-            return {"window": await windows.start(await self.json_body(caller))}
-        return {"timezone": str(windows.tz), "windows": await windows.listing()}
+            return {"window": await engine.start_window(await self.json_body(caller))}
+        return {"timezone": engine.window_timezone, "windows": await engine.window_listing()}
 
 
 class WindowEndMixin(JSONEndpoint):
@@ -140,7 +140,7 @@ class WindowEndMixin(JSONEndpoint):
         await self._respond(name)
 
     async def answer(self, caller: Caller, name: str) -> Any:
-        return await self.rsql.engine.windows.end(urllib.parse.unquote(name))
+        return await self.rsql.engine.end_window(urllib.parse.unquote(name))
 
 
 class NotebooksMixin(JSONEndpoint):

@@ -110,14 +110,15 @@ class ProxyContext:
         self.inline = InlineCompletions(self.engine)
 
     def usage_store(self) -> Any:
-        if self.engine.usage is None:
+        store = self.engine.usage_store
+        if store is None:
             raise EngineError("no usage log is configured", status=503, code="no_usage_log")
-        return self.engine.usage.store
+        return store
 
     @property
     def course_log(self) -> CourseLog:
         """The engine's course log (``wiring.attach_course_log``)."""
-        return self.engine.replies.course_log
+        return self.engine.course_log
 
     async def ready(self) -> Engine:
         if self.started is None:

@@ -109,7 +109,7 @@ class CourseReader:
         refuse_cross_site(headers)
         self.caller = caller
         self.log: CourseLog = ctx.course_log
-        self.usage = ctx.engine.usage
+        self.engine = ctx.engine
         self.store = ctx.usage_store()
         self.courses = readable_courses(caller, self.log.specs)
 
@@ -270,8 +270,8 @@ class CourseReader:
         found: dict[str, dict[str, Any]] = await self.store.course_requests(ids, courses)
         if self.caller.admin:
             rest = [i for i in ids if i not in found]
-            if rest and self.usage is not None:
-                await self.usage.flush()  # the rows of requests just answered are there
+            if rest:
+                await self.engine.flush_usage()  # the rows of requests just answered are there
                 found.update(await self.store.usage_requests(rest))
         # a reading in each course it could show (an instructor's every course; an admin's
         # courses of the rows found, and one for the rest)

@@ -294,10 +294,6 @@ class ToolCalls:
             took,
             outcome,
         )
-        self.engine.metrics.child(self.engine.metrics.mcp_calls, tool, outcome).inc()
-        usage = self.engine.usage
-        if usage is None:
-            return
         row = Outcome(
             uuid.uuid4().hex,
             replace(caller, client="mcp"),
@@ -310,7 +306,7 @@ class ToolCalls:
             api="mcp",
             result_rows=rows,
         )
-        usage.record(row)
+        self.engine.record_call(row, tool, outcome)
 
     async def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)

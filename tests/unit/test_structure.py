@@ -1,6 +1,6 @@
 """The import rules of docs/architecture.md hold: no circles, the kernel and the proxy never
 importing each other, no imports against the layers, no private names from another module, no
-source file over structure.MAX_LINES lines."""
+host reaching into the engine's parts, no source file over structure.MAX_LINES lines."""
 
 from __future__ import annotations
 
@@ -35,8 +35,16 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
     )
     # a top layer (the magics) may import anything of its own package, never the proxy's
     (tmp_path / "rsql_magic" / "magics.py").write_text("from jupyter_server_ext import handlers\n")
+    # a host reaching into the engine's parts; the composition root may build with them
+    (tmp_path / "jupyter_server_ext" / "probes.py").write_text(
+        "async def ping(ctx):\n    return await ctx.engine.state.ping(), ctx.engine.chat\n"
+    )
+    (tmp_path / "jupyter_server_ext" / "wiring.py").write_text("engine.replies.course_log = 1\n")
     modules = structure.load(tmp_path)
     problems = structure.report(modules)
+    assert problems["the engine's parts reached from outside it"] == [
+        "jupyter_server_ext.probes:2: ctx.engine.state"
+    ]
     assert problems["import circles"] == [
         "jupyter_server_ext.engine.a <-> jupyter_server_ext.engine.b"
     ]
