@@ -57,7 +57,7 @@ from tests.helpers import (
     require,
     upstreams_for,
 )
-from tests.helpers.browser import running_lab
+from tests.helpers.browser import chromium_process, running_lab
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
 from tests.helpers.identity import TokenUsers
 from tests.helpers.servers import (
@@ -308,6 +308,18 @@ def shared_lab(
         yield started
 
 
+@pytest.fixture
+def chromium_browser() -> Iterator[Any]:
+    """Headless Chromium for one test, which opens fresh profiles in it
+    (`tests.helpers.browser.chromium`, `notebook_page`). Not shared by a module's tests:
+    Playwright's sync API marks its event loop as running between calls, and pytest-jupyter's
+    loop fixture, set up and closed around every test, would take that loop for its own."""
+    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
+    require("chromium", binary=True, reason="apt install chromium")
+    with chromium_process() as browser:
+        yield browser
+
+
 # What a unit test may not use: each of these starts a process of its own or reaches a server
 # other processes share. A loopback server inside the test's own process (the fake providers,
 # `provider` and `fresh_provider`; pytest-jupyter's `jupyter_app_factory`) is part of a unit.
@@ -323,6 +335,7 @@ NOT_IN_UNIT: dict[str, str] = {
     "jupyter_proxy": "a `jupyter server` process",
     "hub": "a JupyterHub process and its proxy",
     "shared_lab": "a `jupyter lab` process",
+    "chromium_browser": "a Chromium process",
 }
 
 

@@ -10,11 +10,12 @@ The screenshot goes to ``test-artifacts/``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 
-from tests.helpers import REPO, require
+from tests.helpers import REPO
 from tests.helpers.browser import chromium, notebook_address, open_chat_panel, open_notebook
 from tests.helpers.fake_provider import FakeProvider
 
@@ -60,12 +61,11 @@ LEFT = (
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_chat_panel_in_chromium(
-    frontend: str, shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any,
+    frontend: str,
+    shared_lab: tuple[str, str, Path],
+    fresh_provider: FakeProvider,
 ) -> None:
-    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
-    require("chromium", binary=True, reason="apt install chromium")
-    from playwright.sync_api import sync_playwright
-
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -79,54 +79,53 @@ def test_chat_panel_in_chromium(
     fresh_provider.script(ANSWER)
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"chat-panel-{frontend}.png"
-    with sync_playwright() as pw:
-        browser = chromium(pw, tmp_path)
-        page = browser.pages[0] if browser.pages else browser.new_page()
-        try:
-            open_notebook(page, notebook_address(url, token, notebook, frontend))
-            panel, box = open_chat_panel(page, root)
-            # the usage line comes from GET me (the other frontend's test may have asked
-            # before this one, in the same lab)
-            left = page.wait_for_function(LEFT, timeout=30_000).json_value()
-            assert 0 < left <= 100
-            # a question of this test's own: the lab's proxy caches answers at temperature 0
-            question = f"Which region has the most revenue ({frontend})?"
-            box.fill(question)
-            box.press("Enter")
-            # streaming: a partial answer with the cursor shows before the whole answer
-            page.wait_for_function(
-                "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
-                " return a && a.textContent.includes('▍') && !a.textContent.includes('chart of it'); }",
-                timeout=30_000,
-            )
-            page.wait_for_function(
-                "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
-                " return a && a.textContent.includes('chart of it') && !a.textContent.includes('▍'); }",
-                timeout=30_000,
-            )
-            answer = page.inner_text(".rsql-chat .rsql-answer")
-            assert "south" in answer and "sort_values" in answer and LAST_WORDS in answer, answer
-            # rendered Markdown: bold and a highlighted code block, not raw asterisks
-            assert page.query_selector(".rsql-chat .rsql-answer strong") is not None
-            assert page.query_selector(".rsql-chat .rsql-answer pre") is not None
-            assert page.query_selector(".rsql-chat .rsql-answer table") is not None
-            assert "**" not in answer, answer
-            # the answer's buttons come just after its final text
-            page.get_by_role("button", name="Copy code").wait_for(state="visible", timeout=15_000)
-            page.wait_for_function(f"() => ({LEFT})() === {left - 1}", timeout=30_000)
-            assert box.input_value() == "", box.input_value()  # cleared for the next one
-            # the context reached the provider: the frame picked up from the namespace
-            sent = fresh_provider.received[-1].body["messages"][-1]["content"]
-            assert "DataFrame sales" in sent and "revenue_eur" in sent, sent
-            assert question in sent
-            page.get_by_role("button", name="Copy code").click()
-            page.wait_for_selector(".rsql-chat .rsql-code textarea", timeout=15_000)
-            panel.scroll_into_view_if_needed()
-            page.screenshot(path=str(shot), full_page=False)
-            panel.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-panel.png"))
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-failure.png"))
-            raise
-        finally:
-            browser.close()
+    browser = chromium(chromium_browser)
+    page = browser.new_page()
+    try:
+        open_notebook(page, notebook_address(url, token, notebook, frontend))
+        panel, box = open_chat_panel(page, root)
+        # the usage line comes from GET me (the other frontend's test may have asked
+        # before this one, in the same lab)
+        left = page.wait_for_function(LEFT, timeout=30_000).json_value()
+        assert 0 < left <= 100
+        # a question of this test's own: the lab's proxy caches answers at temperature 0
+        question = f"Which region has the most revenue ({frontend})?"
+        box.fill(question)
+        box.press("Enter")
+        # streaming: a partial answer with the cursor shows before the whole answer
+        page.wait_for_function(
+            "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
+            " return a && a.textContent.includes('▍') && !a.textContent.includes('chart of it'); }",
+            timeout=30_000,
+        )
+        page.wait_for_function(
+            "() => { const a = document.querySelector('.rsql-chat .rsql-answer');"
+            " return a && a.textContent.includes('chart of it') && !a.textContent.includes('▍'); }",
+            timeout=30_000,
+        )
+        answer = page.inner_text(".rsql-chat .rsql-answer")
+        assert "south" in answer and "sort_values" in answer and LAST_WORDS in answer, answer
+        # rendered Markdown: bold and a highlighted code block, not raw asterisks
+        assert page.query_selector(".rsql-chat .rsql-answer strong") is not None
+        assert page.query_selector(".rsql-chat .rsql-answer pre") is not None
+        assert page.query_selector(".rsql-chat .rsql-answer table") is not None
+        assert "**" not in answer, answer
+        # the answer's buttons come just after its final text
+        page.get_by_role("button", name="Copy code").wait_for(state="visible", timeout=15_000)
+        page.wait_for_function(f"() => ({LEFT})() === {left - 1}", timeout=30_000)
+        assert box.input_value() == "", box.input_value()  # cleared for the next one
+        # the context reached the provider: the frame picked up from the namespace
+        sent = fresh_provider.received[-1].body["messages"][-1]["content"]
+        assert "DataFrame sales" in sent and "revenue_eur" in sent, sent
+        assert question in sent
+        page.get_by_role("button", name="Copy code").click()
+        page.wait_for_selector(".rsql-chat .rsql-code textarea", timeout=15_000)
+        panel.scroll_into_view_if_needed()
+        page.screenshot(path=str(shot), full_page=False)
+        panel.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-panel.png"))
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / f"chat-panel-{frontend}-failure.png"))
+        raise
+    finally:
+        browser.close()
     assert shot.stat().st_size > 10_000

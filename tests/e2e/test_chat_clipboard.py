@@ -8,6 +8,7 @@ shown in a read-only text area, all of it selected, and the panel says so.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -45,12 +46,13 @@ def panel_text_has(words: str) -> str:
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_copy_code_to_the_clipboard_or_selected(
-    frontend: str, shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any,
+    frontend: str,
+    shared_lab: tuple[str, str, Path],
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
 ) -> None:
-    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
-    require("chromium", binary=True, reason="apt install chromium")
     require("anywidget", reason="the Copy code button is an anywidget")
-    from playwright.sync_api import sync_playwright
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
@@ -64,45 +66,42 @@ def test_copy_code_to_the_clipboard_or_selected(
     nbformat.write(nb, root / notebook)
     fresh_provider.script(ANSWER, ANSWER)
     origin = url.rstrip("/")
-    with sync_playwright() as pw:
-        browser = chromium(pw, tmp_path)
-        browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
-        page = browser.pages[0] if browser.pages else browser.new_page()
-        try:
-            open_notebook(page, notebook_address(url, token, notebook, frontend))
-            _, box = open_chat_panel(page, root)
+    browser = chromium(chromium_browser)
+    browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+    page = browser.new_page()
+    try:
+        open_notebook(page, notebook_address(url, token, notebook, frontend))
+        _, box = open_chat_panel(page, root)
 
-            # 1. the clipboard allowed: the code is on it
-            page.evaluate("navigator.clipboard.writeText('nothing yet')")
-            # questions of this test's own: the lab's proxy caches answers at temperature 0
-            box.fill(f"Which region has the most revenue ({frontend})?")
-            box.press("Enter")
-            copy = page.get_by_role("button", name="Copy code")
-            copy.wait_for(state="visible", timeout=30_000)
-            copy.click()
-            page.wait_for_function(panel_text_has("Copied to the clipboard."), timeout=15_000)
-            assert page.evaluate("navigator.clipboard.readText()") == CODE
+        # 1. the clipboard allowed: the code is on it
+        page.evaluate("navigator.clipboard.writeText('nothing yet')")
+        # questions of this test's own: the lab's proxy caches answers at temperature 0
+        box.fill(f"Which region has the most revenue ({frontend})?")
+        box.press("Enter")
+        copy = page.get_by_role("button", name="Copy code")
+        copy.wait_for(state="visible", timeout=30_000)
+        copy.click()
+        page.wait_for_function(panel_text_has("Copied to the clipboard."), timeout=15_000)
+        assert page.evaluate("navigator.clipboard.readText()") == CODE
 
-            # 2. the clipboard refused: the code is shown, selected, and the panel says so
-            # Chromium lets a click write unless told otherwise: an empty grant refuses
-            browser.clear_permissions()
-            browser.grant_permissions([], origin=origin)
-            box.fill(f"And again ({frontend})?")
-            box.press("Enter")
-            again = page.get_by_role("button", name="Copy code").nth(1)
-            again.wait_for(state="visible", timeout=30_000)
-            again.click()
-            page.wait_for_function(SELECTED, timeout=15_000)
-            shown = page.eval_on_selector_all(
-                ".rsql-chat .rsql-code textarea", "els => els[1].value"
-            )
-            assert shown == CODE
-            assert page.evaluate("window.__rsqlPwned === undefined")
-            page.wait_for_function(
-                panel_text_has("The clipboard is not available here"), timeout=15_000
-            )
-        except Exception:
-            page.screenshot(path=str(tmp_path / f"clipboard-{frontend}-failure.png"))
-            raise
-        finally:
-            browser.close()
+        # 2. the clipboard refused: the code is shown, selected, and the panel says so
+        # Chromium lets a click write unless told otherwise: an empty grant refuses
+        browser.clear_permissions()
+        browser.grant_permissions([], origin=origin)
+        box.fill(f"And again ({frontend})?")
+        box.press("Enter")
+        again = page.get_by_role("button", name="Copy code").nth(1)
+        again.wait_for(state="visible", timeout=30_000)
+        again.click()
+        page.wait_for_function(SELECTED, timeout=15_000)
+        shown = page.eval_on_selector_all(".rsql-chat .rsql-code textarea", "els => els[1].value")
+        assert shown == CODE
+        assert page.evaluate("window.__rsqlPwned === undefined")
+        page.wait_for_function(
+            panel_text_has("The clipboard is not available here"), timeout=15_000
+        )
+    except Exception:
+        page.screenshot(path=str(tmp_path / f"clipboard-{frontend}-failure.png"))
+        raise
+    finally:
+        browser.close()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PROVIDER_KEYS, child_env, require, upstreams_for
+from tests.helpers import PROVIDER_KEYS, child_env, upstreams_for
 from tests.helpers.course_log import (
     COURSE_LOGS,
     STATIC_USERS,
@@ -352,45 +352,40 @@ def test_a_prompt_carrying_html_is_text_on_the_course_page(svc: ProxyService) ->
 
 
 def test_the_course_page_in_chromium_shows_hostile_text_as_text(
-    svc: ProxyService, tmp_path: Path
+    chromium_browser: Any, svc: ProxyService
 ) -> None:
-    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
-    require("chromium", binary=True, reason="apt install chromium")
-    from playwright.sync_api import sync_playwright
-
     from tests.helpers.browser import chromium
 
     ask(svc, "ann", "chat", HOSTILE + " in chromium")
-    with sync_playwright() as pw:
-        browser = chromium(pw, tmp_path)
-        try:
-            browser.set_extra_http_headers({"Authorization": f"Bearer {TOKEN['prof']}"})
-            page = browser.new_page()
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(svc.url + "course/", timeout=30_000)
-            page.click("#courses a")  # stat101
-            page.click("#students a:text-is('ann')")
-            page.wait_for_selector("#log article")
-            shown = page.locator("#log pre").all_text_contents()
-            assert any("<script>window.__pwned = 1</script>" in t for t in shown), shown
-            assert page.evaluate("window.__pwned") is None and dialogs == []
-            assert page.locator("#log img").count() == 0
-            # an admin's dashboard: the policy-window form starts a tutor window with its text
-            browser.set_extra_http_headers({"Authorization": f"Bearer {TOKEN['root']}"})
-            page.goto(svc.url + "admin/", timeout=30_000)
-            form = page.locator("#window-form")
-            assert form.locator("textarea[name=instruction]").is_hidden()
-            form.locator("select[name=mode]").select_option("tutor")
-            form.locator("input[name=name]").fill("course-log-tutor")
-            form.locator("input[name=groups]").fill("nobody-here")
-            form.locator("textarea[name=instruction]").fill("Ask one question back each time.")
-            form.locator("button[type=submit]").click()
-            page.wait_for_function(
-                "document.getElementById('window-result').textContent.startsWith('started')"
-            )
-        finally:
-            browser.close()
+    browser = chromium(chromium_browser)
+    try:
+        browser.set_extra_http_headers({"Authorization": f"Bearer {TOKEN['prof']}"})
+        page = browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(svc.url + "course/", timeout=30_000)
+        page.click("#courses a")  # stat101
+        page.click("#students a:text-is('ann')")
+        page.wait_for_selector("#log article")
+        shown = page.locator("#log pre").all_text_contents()
+        assert any("<script>window.__pwned = 1</script>" in t for t in shown), shown
+        assert page.evaluate("window.__pwned") is None and dialogs == []
+        assert page.locator("#log img").count() == 0
+        # an admin's dashboard: the policy-window form starts a tutor window with its text
+        browser.set_extra_http_headers({"Authorization": f"Bearer {TOKEN['root']}"})
+        page.goto(svc.url + "admin/", timeout=30_000)
+        form = page.locator("#window-form")
+        assert form.locator("textarea[name=instruction]").is_hidden()
+        form.locator("select[name=mode]").select_option("tutor")
+        form.locator("input[name=name]").fill("course-log-tutor")
+        form.locator("input[name=groups]").fill("nobody-here")
+        form.locator("textarea[name=instruction]").fill("Ask one question back each time.")
+        form.locator("button[type=submit]").click()
+        page.wait_for_function(
+            "document.getElementById('window-result').textContent.startsWith('started')"
+        )
+    finally:
+        browser.close()
     status, _, body = call(svc, "GET", "admin/windows", "root")
     tutor = next(w for w in body["windows"] if w["name"] == "course-log-tutor")
     assert tutor["mode"] == "tutor" and tutor["active"]

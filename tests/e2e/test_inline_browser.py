@@ -17,18 +17,16 @@ import re
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, http, require
+from tests.helpers import http, require
 from tests.helpers.browser import (
     CELLS,
-    chromium,
     notebook_address,
-    open_notebook,
+    notebook_page,
     run_cell,
     running_lab,
     write_notebook,
@@ -37,7 +35,6 @@ from tests.helpers.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = REPO / "test-artifacts"
 GHOST = ".jp-GhostText"
 STATUS = ".rsql-inline-status"
 LOAD_SALES = "import pandas as pd\nsales = pd.read_csv('sales.csv')"
@@ -122,29 +119,6 @@ def model(lab: Lab) -> Iterator[FakeProvider]:
     fp.respond = None
 
 
-@contextmanager
-def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = chromium(pw, tmp_path, height=1000)
-        page = browser.pages[0] if browser.pages else browser.new_page()
-        console: list[str] = []
-        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-        try:
-            open_notebook(page, address)
-            yield page
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{shot}.png"))
-        except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{shot}-failure.png"))
-            print("browser console:", *console[-40:], sep="\n  ")  # shown with the failure
-            raise
-        finally:
-            browser.close()
-
-
 def _type_in(page: Any, index: int, text: str) -> Any:
     """Click into cell `index`'s editor, at its end, and type `text` key by key."""
     cell = page.locator(CELLS).nth(index)
@@ -168,14 +142,14 @@ def _source(cell: Any) -> str:
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_sales_dot_suggests_a_real_column_tab_accepts_escape_dismisses(
-    frontend: str, lab: Lab, model: FakeProvider, tmp_path: Path
+    chromium_browser: Any, frontend: str, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
     name = f"sales-{frontend}.ipynb"
     # a first cell of its own: the proxy caches identical completions, and this test wants to
     # see the prompt the model got
     load = f"{LOAD_SALES}  # in {frontend}"
     write_notebook(lab.root, name, [load, "", ""])
-    with _page(tmp_path, lab.address(frontend, name), f"inline-{frontend}") as page:
+    with notebook_page(chromium_browser, lab.address(frontend, name), f"inline-{frontend}") as page:
         run_cell(page, 0)
         cell = _type_in(page, 1, "sales.")
         ghost = cell.locator(GHOST)
@@ -208,12 +182,14 @@ def test_sales_dot_suggests_a_real_column_tab_accepts_escape_dismisses(
 
 
 def test_markup_in_a_completion_is_text_in_the_ghost_and_in_the_cell(
-    lab: Lab, model: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
     """A model that answers with markup: the ghost text shows it as text, Tab inserts it as
     text, and nothing of it runs or becomes an element."""
     write_notebook(lab.root, "hostile.ipynb", ["hostile = 1", ""])
-    with _page(tmp_path, lab.address("lab", "hostile.ipynb"), "inline-markup") as page:
+    with notebook_page(
+        chromium_browser, lab.address("lab", "hostile.ipynb"), "inline-markup"
+    ) as page:
         cell = _type_in(page, 1, "hostile.")
         ghost = cell.locator(GHOST)
         page.wait_for_function(
@@ -248,7 +224,7 @@ RECORD_GHOSTS = f"""() => {{
 
 
 def test_a_model_that_talks_before_its_code_never_shows_the_talk_and_tab_inserts_only_code(
-    lab: Lab, model: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
     """Issue 53, finding 10: the model streams a sentence, then its fenced code, word by word.
     Every state the ghost text passes through is recorded in the page: none holds a word of
@@ -256,7 +232,9 @@ def test_a_model_that_talks_before_its_code_never_shows_the_talk_and_tab_inserts
     model.respond = lambda body: TALKING_MODEL_ANSWER
     model.word_delay = 0.1  # each word a state of its own, long enough for the editor to draw
     write_notebook(lab.root, "talking.ipynb", ["# a model that talks first", ""])
-    with _page(tmp_path, lab.address("lab", "talking.ipynb"), "inline-talking") as page:
+    with notebook_page(
+        chromium_browser, lab.address("lab", "talking.ipynb"), "inline-talking"
+    ) as page:
         page.evaluate(RECORD_GHOSTS)
         cell = _type_in(page, 1, "best = sales.")
         page.wait_for_function(
@@ -275,13 +253,13 @@ def test_a_model_that_talks_before_its_code_never_shows_the_talk_and_tab_inserts
 
 
 def test_a_busy_kernel_still_gets_a_suggestion_at_once_with_the_columns_its_last_cell_made(
-    lab: Lab, model: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
     """A cell of the same notebook sleeps: the kernel cannot answer now, but the frame the cell
     before it made was sent to the editor when that cell ended (issue 55, item 5), so the
     completion names its column, and shows long before the sleep ends."""
     write_notebook(lab.root, "busy.ipynb", [LOAD_SALES, "import time\ntime.sleep(12)", ""])
-    with _page(tmp_path, lab.address("lab", "busy.ipynb"), "inline-busy") as page:
+    with notebook_page(chromium_browser, lab.address("lab", "busy.ipynb"), "inline-busy") as page:
         run_cell(page, 0)
         model.received.clear()
         run_cell(page, 1, wait=False)
@@ -304,7 +282,7 @@ def test_a_busy_kernel_still_gets_a_suggestion_at_once_with_the_columns_its_last
 
 
 def test_the_first_pause_right_after_running_a_cell_knows_the_frame_it_made(
-    lab: Lab, model: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
     """Issue 55, item 5: run the cell that loads a frame and type in the next one at once; the
     cell is still finishing when the pause begins (it waits for a file the test writes half a
@@ -318,7 +296,9 @@ def test_the_first_pause_right_after_running_a_cell_knows_the_frame_it_made(
         f"while not os.path.exists({gate.name!r}):\n    time.sleep(0.02)"
     )
     write_notebook(lab.root, "first-pause.ipynb", ["import pandas as pd", slow_load, ""])
-    with _page(tmp_path, lab.address("lab", "first-pause.ipynb"), "inline-first-pause") as page:
+    with notebook_page(
+        chromium_browser, lab.address("lab", "first-pause.ipynb"), "inline-first-pause"
+    ) as page:
         run_cell(page, 0)  # pandas imported: the load below is quick but for its gate
         model.received.clear()
         run_cell(page, 1, wait=False)
@@ -340,7 +320,7 @@ def test_the_first_pause_right_after_running_a_cell_knows_the_frame_it_made(
 
 
 def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
-    lab: Lab, model: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
     message = "Exam in progress: no assistant"
     window = {"name": WINDOW, "groups": ["*"], "minutes": 30, "mode": "off", "message": message}
@@ -348,7 +328,9 @@ def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
     assert status == 200, body
     try:
         write_notebook(lab.root, "exam.ipynb", [LOAD_SALES, ""])
-        with _page(tmp_path, lab.address("lab", "exam.ipynb"), "inline-window") as page:
+        with notebook_page(
+            chromium_browser, lab.address("lab", "exam.ipynb"), "inline-window"
+        ) as page:
             item = page.locator(STATUS)
             page.wait_for_function(
                 f"() => document.querySelector({STATUS!r})?.textContent === 'rsql: off (window)'",
@@ -371,7 +353,7 @@ def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_a_window_that_ends_brings_completions_back_within_seconds(
-    frontend: str, lab: Lab, model: FakeProvider, tmp_path: Path
+    chromium_browser: Any, frontend: str, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
     """Issue 55, item 5: a window turns completions off for 20 s. The user sees why (JupyterLab:
     the status item; Notebook 7, which has no status bar: an item in the notebook's toolbar),
@@ -398,7 +380,9 @@ def test_a_window_that_ends_brings_completions_back_within_seconds(
         notebook = f"short-{frontend}.ipynb"
         write_notebook(lab.root, notebook, [f"{LOAD_SALES}  # {frontend}", ""])
         item = STATUS if frontend == "lab" else f".jp-Toolbar {STATUS}"
-        with _page(tmp_path, lab.address(frontend, notebook), f"inline-{name}") as page:
+        with notebook_page(
+            chromium_browser, lab.address(frontend, notebook), f"inline-{name}"
+        ) as page:
             page.wait_for_function(
                 f"() => document.querySelector({item!r})?.textContent === 'rsql: off (window)'",
                 timeout=20_000,

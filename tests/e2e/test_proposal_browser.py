@@ -21,12 +21,10 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests.helpers import REPO, require
 from tests.helpers.browser import (
     CELLS,
-    chromium,
     notebook_address,
-    open_notebook,
+    notebook_page,
     run_cell,
     running_lab,
     write_notebook,
@@ -36,7 +34,6 @@ from tests.helpers.tool_calls import tool_call
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = REPO / "test-artifacts"
 EXTENSION = "@rsql-assistant/jupyterlab"
 
 # cells that make proposals straight through the public tools: one shown in the cell's output,
@@ -67,28 +64,6 @@ def _lab_without_the_extension(
     page_config.write_text(json.dumps({"disabledExtensions": {EXTENSION: True}}))
     with running_lab(tmp_path, provider) as started:
         yield started
-
-
-@contextmanager
-def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
-    require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
-    require("chromium", binary=True, reason="apt install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = chromium(pw, tmp_path, height=1000)
-        page = browser.pages[0] if browser.pages else browser.new_page()
-        try:
-            open_notebook(page, address)
-            yield page
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{shot}.png"))
-        except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{shot}-failure.png"))
-            raise
-        finally:
-            browser.close()
 
 
 def _run(page: Any, index: int, *, wait_for: str = "") -> Any:
@@ -127,7 +102,11 @@ def _not_run(cell: Any, trace: Path) -> None:
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
-    frontend: str, shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any,
+    frontend: str,
+    shared_lab: tuple[str, str, Path],
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
 ) -> None:
     """%%ask --agent against the fake provider, whose scripted model calls propose_cell."""
     trace = tmp_path / "ran-accepted.txt"
@@ -142,7 +121,7 @@ def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
     cells = ["%load_ext rsql_magic", ask, "'after'"]
     write_notebook(root, notebook, cells)
     address = notebook_address(url, token, notebook, frontend)
-    with _page(tmp_path, address, f"proposal-{frontend}") as page:
+    with notebook_page(chromium_browser, address, f"proposal-{frontend}") as page:
         _run(page, 0)
         asked = _run(page, 1, wait_for=".rsql-proposal-view")
         view = asked.locator(".rsql-proposal-view")
@@ -159,7 +138,10 @@ def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
 
 
 def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
-    shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any,
+    shared_lab: tuple[str, str, Path],
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
 ) -> None:
     rejected_trace, hostile_trace = tmp_path / "ran-rejected.txt", tmp_path / "ran-hostile.txt"
     rejected = _writes(rejected_trace, "it ran")
@@ -173,7 +155,9 @@ def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
     ]
     url, token, root = shared_lab
     write_notebook(root, "tools.ipynb", cells)
-    with _page(tmp_path, notebook_address(url, token, "tools.ipynb"), "proposal-tools") as page:
+    with notebook_page(
+        chromium_browser, notebook_address(url, token, "tools.ipynb"), "proposal-tools"
+    ) as page:
         _run(page, 0)
         first = _run(page, 1, wait_for=".rsql-proposal-view").locator(".rsql-proposal-view")
         first.locator(".rsql-proposal-reject").click()
@@ -196,7 +180,7 @@ def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
 
 
 def test_control_without_the_extension_accept_inserts_no_cell(
-    fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """The same proposal with the extension switched off: only the ipywidget view shows, and
     its Accept (a widget message, not a running cell) can only offer the code to copy."""
@@ -209,7 +193,7 @@ def test_control_without_the_extension_accept_inserts_no_cell(
     with _lab_without_the_extension(tmp_path, fresh_provider) as (url, token, root):
         write_notebook(root, "control.ipynb", cells)
         address = f"{url}lab/tree/control.ipynb?token={token}"
-        with _page(tmp_path, address, "proposal-control") as page:
+        with notebook_page(chromium_browser, address, "proposal-control") as page:
             _run(page, 0)
             cell = _run(page, 1, wait_for=".rsql-proposal")
             assert cell.locator(".rsql-proposal-view").count() == 0
@@ -220,7 +204,10 @@ def test_control_without_the_extension_accept_inserts_no_cell(
 
 
 def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_off(
-    shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any,
+    shared_lab: tuple[str, str, Path],
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
 ) -> None:
     """A notebook file from someone else, carrying a proposal output (unsigned, so untrusted):
     shown as text, and Accept inserts nothing even when its button is forced."""
@@ -238,7 +225,7 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
     nb.cells[0].outputs = [output]
     nbformat.write(nb, root / "foreign.ipynb")  # unsigned: not trusted by this user
     address = notebook_address(url, token, "foreign.ipynb")
-    with _page(tmp_path, address, "proposal-foreign") as page:
+    with notebook_page(chromium_browser, address, "proposal-foreign") as page:
         view = page.locator(".rsql-proposal-view")
         view.wait_for(timeout=30_000)
         assert view.locator(".rsql-proposal-code").text_content() == code
@@ -254,7 +241,10 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
 
 
 def test_bidi_and_invisible_characters_show_as_escapes_and_accept_inserts_what_shows(
-    shared_lab: tuple[str, str, Path], fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any,
+    shared_lab: tuple[str, str, Path],
+    fresh_provider: FakeProvider,
+    tmp_path: Path,
 ) -> None:
     """Issue 53, finding 9 (Trojan Source): a proposal from the kernel's tools, and a bundle
     that never went through them (an older kernel's, a notebook file's), each holding a
@@ -276,7 +266,9 @@ def test_bidi_and_invisible_characters_show_as_escapes_and_accept_inserts_what_s
     ]
     url, token, root = shared_lab
     write_notebook(root, "trojan.ipynb", cells)
-    with _page(tmp_path, notebook_address(url, token, "trojan.ipynb"), "proposal-bidi") as page:
+    with notebook_page(
+        chromium_browser, notebook_address(url, token, "trojan.ipynb"), "proposal-bidi"
+    ) as page:
         _run(page, 0)
         _run(page, 1, wait_for=".rsql-proposal-view")
         _run(page, 2, wait_for=".rsql-proposal-view")

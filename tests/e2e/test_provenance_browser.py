@@ -17,19 +17,17 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 
-from tests.helpers import REPO, require
+from tests.helpers import require
 from tests.helpers.browser import (
     CELLS,
-    chromium,
     notebook_address,
-    open_notebook,
+    notebook_page,
     run_cell,
     running_lab,
     write_notebook,
@@ -39,7 +37,6 @@ from tests.helpers.tool_calls import tool_call
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = REPO / "test-artifacts"
 MARK = ".rsql-provenance-mark"
 STATUS = ".rsql-inline-status"
 MARKUP = '<img src=x onerror="window.rsqlPwned=1">'
@@ -61,29 +58,6 @@ def lab(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> Ite
     tmp = tmp_path_factory.mktemp("provenance-lab")
     with running_lab(tmp, provider, {"policy_windows": [TUTOR]}) as started:
         yield started
-
-
-@contextmanager
-def _page(tmp_path: Path, address: str, shot: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = chromium(pw, tmp_path, height=1000)
-        page = browser.pages[0] if browser.pages else browser.new_page()
-        console: list[str] = []
-        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-        try:
-            open_notebook(page, address)
-            yield page
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{shot}.png"))
-        except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{shot}-failure.png"))
-            print("browser console:", *console[-40:], sep="\n  ")
-            raise
-        finally:
-            browser.close()
 
 
 def _saved(page: Any, path: Path, check: Any) -> Any:
@@ -110,7 +84,7 @@ def _mark(cell: Any) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_ask_insert_marks_its_cell_counts_the_students_edits_and_keeps_it_through_a_reload(
-    frontend: str, lab: Any, fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any, frontend: str, lab: Any, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     url, token, root = lab
     name = f"ask-insert-{frontend}.ipynb"
@@ -119,8 +93,8 @@ def test_ask_insert_marks_its_cell_counts_the_students_edits_and_keeps_it_throug
     write_notebook(
         root, name, ["%load_ext rsql_magic", f"%%ask --no-data --insert\ntotals ({frontend})?"]
     )
-    with _page(
-        tmp_path, notebook_address(url, token, name, frontend), f"provenance-ask-{frontend}"
+    with notebook_page(
+        chromium_browser, notebook_address(url, token, name, frontend), f"provenance-ask-{frontend}"
     ) as page:
         run_cell(page, 0)
         run_cell(page, 1)
@@ -144,15 +118,17 @@ def test_ask_insert_marks_its_cell_counts_the_students_edits_and_keeps_it_throug
     assert REQUEST_ID.fullmatch(mark["request_id"])
     assert (mark["lines"], mark["assistant_lines"]) == (3, 2)
     # reloaded: the mark is drawn from the file
-    with _page(
-        tmp_path, notebook_address(url, token, name, frontend), f"provenance-reload-{frontend}"
+    with notebook_page(
+        chromium_browser,
+        notebook_address(url, token, name, frontend),
+        f"provenance-reload-{frontend}",
     ) as page:
         page.locator(CELLS).nth(2).locator(MARK).wait_for(timeout=30_000)
         assert page.locator(MARK).count() == 1
 
 
 def test_an_accepted_proposal_is_marked_with_the_request_whose_answer_proposed_it(
-    lab: Any, fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Any, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     url, token, root = lab
     code = "summary = sales.describe()"
@@ -162,8 +138,8 @@ def test_an_accepted_proposal_is_marked_with_the_request_whose_answer_proposed_i
     write_notebook(
         root, "proposal.ipynb", ["%load_ext rsql_magic", "%%ask --agent\nDescribe it (provenance)."]
     )
-    with _page(
-        tmp_path, notebook_address(url, token, "proposal.ipynb"), "provenance-proposal"
+    with notebook_page(
+        chromium_browser, notebook_address(url, token, "proposal.ipynb"), "provenance-proposal"
     ) as page:
         run_cell(page, 0)
         asked = run_cell(page, 1)
@@ -180,7 +156,7 @@ def test_an_accepted_proposal_is_marked_with_the_request_whose_answer_proposed_i
 
 @pytest.mark.parametrize("frontend", ["lab", "notebook"])
 def test_the_chat_panels_insert_puts_a_marked_cell_below_the_chat(
-    frontend: str, lab: Any, fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any, frontend: str, lab: Any, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     """A click is no running cell: the kernel asks the frontend through its channel, which
     inserts the cell below the chat's cell, marked, and never runs it."""
@@ -188,8 +164,10 @@ def test_the_chat_panels_insert_puts_a_marked_cell_below_the_chat(
     name = f"chat-insert-{frontend}.ipynb"
     fresh_provider.script("Try:\n\n```python\nsales.revenue.max()\n```")
     write_notebook(root, name, ["%load_ext rsql_magic\n%ask_chat --model fake-small", "'after'"])
-    with _page(
-        tmp_path, notebook_address(url, token, name, frontend), f"provenance-chat-{frontend}"
+    with notebook_page(
+        chromium_browser,
+        notebook_address(url, token, name, frontend),
+        f"provenance-chat-{frontend}",
     ) as page:
         run_cell(page, 0)
         panel = page.wait_for_selector(".rsql-chat", timeout=30_000)
@@ -213,7 +191,7 @@ def test_the_chat_panels_insert_puts_a_marked_cell_below_the_chat(
 
 
 def test_an_accepted_inline_completion_marks_its_line_and_the_status_says_tutor(
-    lab: Any, fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Any, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     url, token, root = lab
     fresh_provider.respond = lambda body: "revenue"
@@ -221,8 +199,8 @@ def test_an_accepted_inline_completion_marks_its_line_and_the_status_says_tutor(
         root, "inline.ipynb", ["import pandas as pd\nsales = pd.DataFrame({'revenue': [1.0]})", ""]
     )
     try:
-        with _page(
-            tmp_path, notebook_address(url, token, "inline.ipynb"), "provenance-inline"
+        with notebook_page(
+            chromium_browser, notebook_address(url, token, "inline.ipynb"), "provenance-inline"
         ) as page:
             status = page.locator(STATUS)
             page.wait_for_function(
@@ -249,12 +227,14 @@ def test_an_accepted_inline_completion_marks_its_line_and_the_status_says_tutor(
 
 
 def test_the_notebook_7_toolbar_says_tutor_mode(
-    lab: Any, fresh_provider: FakeProvider, tmp_path: Path
+    chromium_browser: Any, lab: Any, fresh_provider: FakeProvider, tmp_path: Path
 ) -> None:
     url, token, root = lab
     write_notebook(root, "toolbar.ipynb", ["x = 1"])
-    with _page(
-        tmp_path, notebook_address(url, token, "toolbar.ipynb", "notebook"), "provenance-nb7-status"
+    with notebook_page(
+        chromium_browser,
+        notebook_address(url, token, "toolbar.ipynb", "notebook"),
+        "provenance-nb7-status",
     ) as page:
         page.wait_for_function(
             f"() => document.querySelector({STATUS!r})?.textContent === 'rsql ✓ tutor'",

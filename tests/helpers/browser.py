@@ -19,6 +19,7 @@ from tests.helpers import REPO, free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"  # browser tests' screenshots
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -143,16 +144,48 @@ def notebook_address(url: str, token: str, notebook: str, frontend: str = "lab")
     return f"{url}lab/workspaces/{Path(notebook).stem}/tree/{notebook}?reset&token={token}"
 
 
-def chromium(pw: Any, tmp_path: Path, height: int = 900) -> Any:
-    """Debian's Chromium, headless, with a fresh profile (Playwright's way of passing
-    --user-data-dir): the browser context."""
-    return pw.chromium.launch_persistent_context(
-        str(tmp_path / "chromium-profile"),
-        executable_path=CHROMIUM,
-        headless=True,
-        args=CHROMIUM_ARGS,
-        viewport={"width": 1280, "height": height},
-    )
+@contextmanager
+def chromium_process() -> Iterator[Any]:
+    """Playwright's driver and Debian's Chromium, headless: the Browser, closed on leaving
+    (a test's, the `chromium_browser` fixture); a test opens fresh profiles in it
+    (:func:`chromium`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def chromium(browser: Any, height: int = 900) -> Any:
+    """A fresh profile in `browser` (a Playwright context: cookies, storage, cache and
+    permissions of its own, as a new --user-data-dir has): close it when done."""
+    return browser.new_context(viewport={"width": 1280, "height": height})
+
+
+@contextmanager
+def notebook_page(browser: Any, address: str, shot: str, *, height: int = 1000) -> Iterator[Any]:
+    """A page of a fresh profile on `address`, its notebook's kernel up; afterwards a
+    screenshot in test-artifacts/ (`shot`.png), or on a failure `shot`-failure.png and the
+    browser console's last lines printed with it."""
+    context = chromium(browser, height)
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+    try:
+        open_notebook(page, address)
+        yield page
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{shot}.png"))
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{shot}-failure.png"))
+        print("browser console:", *console[-40:], sep="\n  ")  # shown with the failure
+        raise
+    finally:
+        context.close()
 
 
 KERNEL_DIALOG = ".jp-Dialog button.jp-mod-accept"
