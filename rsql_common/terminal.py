@@ -12,15 +12,15 @@ from __future__ import annotations
 import io
 from typing import TextIO
 
-from rsql_common.hidden import escaped
+from rsql_common.hidden_characters import escaped
 
 __all__ = ["ShownStream", "shown"]
 
 
 def shown(text: str) -> str:
     """`text` with every character a terminal would obey or draw as nothing written as its
-    escape (``\\x1b``): the project's one list (:mod:`rsql_common.hidden`) but newline and tab,
-    the tools' own layout."""
+    escape (``\\x1b``): the project's one list (:mod:`rsql_common.hidden_characters`) but
+    newline and tab, the tools' own layout."""
     return escaped(text)
 
 

@@ -12,7 +12,7 @@ Modules, bottom up:
   ``BadConnection``) and the position they point at, under the shared roots; the stages where
   SQL fails are a shared leaf (:mod:`rsql_common.stages`). ``defaults``: ``%%sql_ai``'s
   defaults, declared once.
-- ``carets``: messages that point at a token (a caret line under it).
+- ``token_pointers``: messages that point at a token (a caret line under it).
 - ``dialects``: dialect names as sqlglot spells them (``sqlglot_dialect``).
 - ``policy``: allowed functions and the PostgreSQL role (``SqlPolicy``).
 - ``parse``: sqlglot parsing, shared by the checks and the databases' name rules.

@@ -28,7 +28,7 @@ from sqlglot.tokens import Token, TokenType
 from rsql_sql.defaults import SQL_MAX_CHARS, SQL_MAX_DEPTH, SQL_MAX_NESTING, SQL_MAX_NODES
 from rsql_sql.errors import Position, SqlCheckError, SqlTooLarge
 
-from .carets import caret, offset_of, pointer, strip_ansi
+from .token_pointers import caret, offset_of, pointer, strip_ansi
 
 __all__ = [
     "explained_statements",

@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rsql_common.hidden import HIDDEN, escaped
+from rsql_common.hidden_characters import HIDDEN, escaped
 from rsql_magic.sanitize import clean_html
 from rsql_magic.session.cell_channel import Provenance
 from rsql_magic.session.notebook import in_execute_request
@@ -30,7 +30,7 @@ PROPOSAL_MIME = "application/vnd.rsql.proposal+json"
 def shown_code(code: str) -> tuple[str, int]:
     """`code` as every view of a proposal draws it and Accept inserts it, and how many hidden
     characters it held: line endings as newlines, each control, invisible or bidi character
-    (:mod:`rsql_common.hidden`) as its escape (``\\u202e``).
+    (:mod:`rsql_common.hidden_characters`) as its escape (``\\u202e``).
 
     A right-to-left override or an isolate inside a string makes code read differently from
     how it runs (Trojan Source); escaped, what the user reads is what runs. Escapes rather than

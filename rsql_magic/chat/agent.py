@@ -3,9 +3,9 @@ panel's stream worker, its tools run on the kernel's main thread.
 
 The worker makes the requests (client ``agent``, streamed: the client puts the tool calls
 together from the stream's fragments) and hands each tool call to the main thread
-(:mod:`.handoff`); the main thread is where the kernel's tools must run (rpy2, sqlite3, frames
-cells change). A tool that cannot run there in time comes back to the model as an error
-result; nothing ever runs on the worker.
+(:mod:`.main_thread_calls`); the main thread is where the kernel's tools must run (rpy2,
+sqlite3, frames cells change). A tool that cannot run there in time comes back to the model as
+an error result; nothing ever runs on the worker.
 
 Every step is shown as it happens: the tool, its arguments as the model wrote them, the
 result's summary and size and the time it took, with the whole result folded under it. All of
@@ -36,7 +36,7 @@ from rsql_magic.errors import StreamStopped
 from rsql_magic.operations import AgentOperation
 from rsql_magic.sanitize import clean_html
 
-from .handoff import HandOffFailed, MainThreadCalls
+from .main_thread_calls import HandOffFailed, MainThreadCalls
 from .stream import AnswerCall
 
 __all__ = ["AgentRun", "MainThreadTools", "step_html"]

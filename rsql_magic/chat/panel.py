@@ -12,7 +12,8 @@ arrive (R through rpy2 must stay on the main thread, and a cell cannot change a 
 mid-collection); only the answer streams in the worker.
 
 Agent mode (the Agent switch): the worker runs a whole agent turn (:mod:`.agent`), its
-requests in the worker and each tool call handed back to the main thread (:mod:`.handoff`).
+requests in the worker and each tool call handed back to the main thread
+(:mod:`.main_thread_calls`).
 
 A course (issue 75): the panel says when tutor mode is in force (with the admin's message) and
 when a course log keeps its conversations, over the log; in tutor mode the Agent switch is off
@@ -59,7 +60,7 @@ from rsql_magic.session.notebook import in_execute_request
 
 from .actions import AnswerActions
 from .agent import AgentRun
-from .handoff import MainThreadCalls
+from .main_thread_calls import MainThreadCalls
 from .sources import FRAMES, JUPYSQL, has_r_session, sql_connections, sql_source
 from .stream import StreamWorker
 from .text import error_text, usage_line

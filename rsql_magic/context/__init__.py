@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rsql_common.hidden import escaped
+from rsql_common.hidden_characters import escaped
 from rsql_common.tokens import text_tokens, token_chars
 from rsql_magic import defaults
 

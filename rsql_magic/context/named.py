@@ -10,8 +10,8 @@ does not start) is the collectors' to report (:class:`~rsql_magic.context.Contex
 ``unreadable``); the question stops there too, still before anything is sent.
 
 Names come from the user's namespace, R's globalenv and the database: each is shown through
-:func:`rsql_common.hidden.escaped` and cut short, so a name carries no control character into
-a message, and a long list is counted, not printed.
+:func:`rsql_common.hidden_characters.escaped` and cut short, so a name carries no control
+character into a message, and a long list is counted, not printed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsql_common.hidden import escaped
+from rsql_common.hidden_characters import escaped
 from rsql_sql.connections import jupysql_current, resolve
 
 from ..errors import UsageError

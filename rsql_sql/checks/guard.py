@@ -17,7 +17,6 @@ from sqlglot import TokenType, exp
 
 from rsql_sql.errors import Position, Refused
 
-from ..carets import pointer
 from ..databases import Database, database_for
 from ..databases.functions import (
     MAX_GENERATED_WIDTH,
@@ -30,6 +29,7 @@ from ..databases.functions import (
     width_problem,
 )
 from ..parse import explained_statements, explained_text
+from ..token_pointers import pointer
 from .strings import check_backslash_quotes
 
 __all__ = ["check_statements", "statement_kind", "ALLOWED"]

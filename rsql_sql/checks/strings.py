@@ -19,8 +19,8 @@ from sqlglot.dialects.dialect import Dialect
 
 from rsql_sql.errors import Position, Refused
 
-from ..carets import pointer
 from ..databases import database_for
+from ..token_pointers import pointer
 
 __all__ = ["check_backslash_quotes"]
 

@@ -29,7 +29,6 @@ from rsql_common.fences import sql_blocks
 from rsql_sql.defaults import SQL_DETECT_CHARS, SQL_MAX_NODES
 from rsql_sql.errors import Position, SqlCheckError, SqlTooLarge
 
-from ..carets import caret, pointer
 from ..database_rules import unresolved_column
 from ..databases import database_for
 from ..parse import (
@@ -41,6 +40,7 @@ from ..parse import (
     without_trailing_semicolons,
 )
 from ..schema import Schema
+from ..token_pointers import caret, pointer
 from .guard import check_statements
 
 __all__ = [

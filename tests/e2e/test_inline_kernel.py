@@ -246,8 +246,9 @@ def test_the_module_imports_only_the_standard_library(tmp_path: Path) -> None:
         "rsql_common.context_policy",  # what a redacted value becomes, one word for all;
         # a column's name read as the policy reads it (unicodedata: its NFKC form)
         "rsql_common.fences",  # reference filling leaves fenced code alone: re only
-        "rsql_common.hidden",  # a name the user typed is shown with its hidden characters
-        # escaped when the cell stops on it (rsql_magic.context.named): re only
+        # a name the user typed is shown with its hidden characters escaped when the cell
+        # stops on it (rsql_magic.context.named): re only
+        "rsql_common.hidden_characters",
         "rsql_common.tokens",
         "rsql_magic",
         "rsql_magic.context",

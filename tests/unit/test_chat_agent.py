@@ -187,7 +187,7 @@ def test_a_proposed_cell_shows_as_text_and_accept_never_runs_it(
 
 
 def test_a_tool_the_main_thread_does_not_take_in_time_does_not_run_on_the_worker() -> None:
-    from rsql_magic.chat.handoff import HandOffFailed, MainThreadCalls
+    from rsql_magic.chat.main_thread_calls import HandOffFailed, MainThreadCalls
 
     calls = MainThreadCalls(start_timeout=0.3)
     ran: list[str] = []

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rsql_common.hidden import HIDDEN_RANGES
+from rsql_common.hidden_characters import HIDDEN_RANGES
 from rsql_magic.agent import tools as tools_mod
 from rsql_magic.agent.proposal import PROPOSAL_MIME
 from rsql_magic.agent.tools import KernelTools

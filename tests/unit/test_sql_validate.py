@@ -8,9 +8,9 @@ import duckdb
 import pytest
 
 from rsql_magic.errors import Refused, SqlCheckError
-from rsql_sql.carets import caret
 from rsql_sql.checks.validate import check_sql, detect_dialect, transpile_functions
 from rsql_sql.schema import capture_schema
+from rsql_sql.token_pointers import caret
 
 DDL = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, region TEXT);

@@ -3,7 +3,7 @@
  * embeddings, overrides and isolates that reorder what is drawn (Trojan Source,
  * CVE-2021-42574). A proposal holding one reads differently from how it runs, so every one is
  * drawn, and inserted, as its escape. The ranges are the project's one list,
- * rsql_common/hidden.py (tests/unit/test_proposal_bundle.py holds the two equal): the kernel
+ * rsql_common/hidden_characters.py (tests/unit/test_proposal_bundle.py holds the two equal): the kernel
  * escapes them already, this is for a proposal it never prepared (a notebook file, an older
  * kernel). Pure: no JupyterLab import.
  */

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..bodies.request import CONTROL_CHARACTERS as CONTROLS  # rsql_common/hidden.py: one list
+from ..bodies.request import (
+    CONTROL_CHARACTERS as CONTROLS,  # rsql_common/hidden_characters.py: one list
+)
 from ..errors import BadRequest
 
 # what one completion may carry (the frontend keeps within these; more is cut, never refused:

@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsql_common.hidden import CONTROL_CHARACTERS as CONTROL_CHARACTERS  # apis/inline reads it
+from rsql_common.hidden_characters import (
+    CONTROL_CHARACTERS as CONTROL_CHARACTERS,  # apis/inline reads it
+)
 from rsql_common.tokens import most_tokens
 
 from ..errors import BadRequest, OverBudget
