@@ -92,7 +92,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.bodies",
         f"{S}.engine.formats",
     ),
-    f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.formats", f"{S}.engine.upstreams"),
+    f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.bodies", f"{S}.engine.upstreams"),
     f"{S}.engine.accounting": (
         f"{S}.engine.errors",
         f"{S}.engine.records",
@@ -116,7 +116,6 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.errors",
         f"{S}.engine.records",
         f"{S}.engine.bodies",
-        f"{S}.engine.formats",
         f"{S}.engine.admission",
         *SHARED,  # the token estimate: the instruction is reserved as a prompt's text is
     ),
@@ -125,7 +124,6 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.errors",
         f"{S}.engine.records",
         f"{S}.engine.bodies",
-        f"{S}.engine.formats",
         f"{S}.engine.admission",
     ),
     f"{S}.state": (f"{S}.engine",),

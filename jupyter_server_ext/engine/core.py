@@ -36,13 +36,13 @@ from .admission_step import AdmissionStep
 from .apis.native import NATIVE_APIS
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
+from .bodies.hosted_kinds import chat_hosted_tools
+from .bodies.left_out import LeftOut
 from .bodies.request import ChatRequest, set_end_user
 from .courses.tutor import instruct, instruction_of
 from .errors import EngineError, RateLimited, StateUnavailable, UpstreamError
 from .exchange import Arrival, Exchange, Hold, answered
 from .failover import Forwarder
-from .formats.hosted_kinds import chat_hosted_tools
-from .formats.left_out import LeftOut
 from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics

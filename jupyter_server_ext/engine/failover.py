@@ -14,6 +14,7 @@ from typing import Any
 from .accounting.pricing import FREE, PriceBook
 from .admission.entitlements import Access
 from .admission.limiter import Limiter
+from .bodies.reading import scrub
 from .bodies.request import ChatRequest
 from .client_left import at_provider
 from .errors import (
@@ -25,7 +26,6 @@ from .errors import (
     UpstreamRejected,
 )
 from .exchange import Exchange
-from .formats.reading import scrub
 from .monitoring.metrics import Metrics
 from .prompt_cache import for_upstream
 from .records import Caller, Reply

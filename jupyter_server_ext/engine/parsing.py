@@ -9,6 +9,8 @@ from typing import Any
 
 from .admission.hosted_tools import HostedTools, Use, container_price, reserve
 from .apis.native import NATIVE_APIS, long_context_beta, native_request
+from .bodies.hosted_kinds import chat_hosted_tools
+from .bodies.left_out import LeftOut, fetched_files
 from .bodies.media import MAX_PAGES, billed_image_tokens
 from .bodies.request import (
     ChatRequest,
@@ -18,8 +20,6 @@ from .bodies.request import (
 )
 from .errors import BadRequest
 from .formats.anthropic import request as anthropic_api
-from .formats.hosted_kinds import chat_hosted_tools
-from .formats.left_out import LeftOut, fetched_files
 from .formats.responses import request as responses_api
 from .settings import EngineSettings
 from .upstreams.pool import Key

@@ -22,6 +22,7 @@ from .admission.limiter import rate_class
 from .apis.native import NATIVE_APIS
 from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
+from .bodies.hosted_kinds import kind_of
 from .bodies.request import ChatRequest
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .courses.log import CourseLog
@@ -29,7 +30,6 @@ from .courses.transcript import read_event
 from .errors import UpstreamFailure
 from .exchange import Arrival, Exchange
 from .formats.anthropic import answer as messages_answer
-from .formats.hosted_kinds import kind_of
 from .formats.responses import stream as responses_stream
 from .records import Reply
 from .upstreams.pool import Pool

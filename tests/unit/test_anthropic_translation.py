@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_server_ext.engine.bodies.reading import scrub
 from jupyter_server_ext.engine.bodies.streams import Collector, event_json
 from jupyter_server_ext.engine.errors import BadRequest
 from jupyter_server_ext.engine.formats.anthropic.upstream import (
@@ -28,7 +29,6 @@ from jupyter_server_ext.engine.formats.anthropic.upstream import (
     openai_error,
     rate_headers,
 )
-from jupyter_server_ext.engine.formats.reading import scrub
 from jupyter_server_ext.engine.upstreams.buckets import Bucket, parse_duration
 
 MODEL = "claude-sonnet-4-5"  # the provider's name

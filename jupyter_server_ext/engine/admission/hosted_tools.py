@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from ..bodies.hosted_kinds import kind_of
 from ..errors import BadRequest, ConfigError, Problems
-from ..formats.hosted_kinds import kind_of
 
 # USD a call, as the providers publish them (their API pricing pages), the dearest path of each
 # where a kind has several, so a default never charges less than a provider may bill: OpenAI's

@@ -16,13 +16,13 @@ from ..admission.hosted_tools import HostedTools, only_hosted
 from ..admission.limiter import Limiter, Ticket, rate_class
 from ..apis.stored import StoredResponses
 from ..bodies import json_codec
+from ..bodies.left_out import LeftOut
 from ..bodies.request import count_files, estimate_tokens
 from ..bodies.streams import event_json
 from ..core import Engine
 from ..errors import BadRequest
 from ..formats.anthropic import answer as messages_answer
 from ..formats.anthropic import request as anthropic_api
-from ..formats.left_out import LeftOut
 from ..formats.responses import answer as responses_answer
 from ..formats.responses import request as responses_api
 from ..formats.responses import stream as responses_stream

@@ -6,7 +6,7 @@ chat answer back as a Message or its stream events: ``request``, ``answer``) and
 chat request to an Anthropic upstream, its answer back into the chat form: ``upstream``,
 ``upstream_answer``, ``http``), with the one map of why an answer ended (``stop_reasons``).
 ``responses/`` is OpenAI's Responses API, inbound (``request``, ``answer``, ``stream``).
-Shared by them: ``chat`` (a chat answer's or chunk's fields read whatever they hold),
-``left_out`` (what a request's chat form leaves out), ``hosted_kinds`` (the providers' hosted
-tool types, by kind) and ``reading`` (what providers send, read as the hostile input it is).
+Shared by them: ``chat`` (a chat answer's or chunk's fields read whatever they hold). What
+every API's reading shares, the engine's chat path included, is a room below: ``bodies``
+(``left_out``, ``hosted_kinds``, ``reading``).
 """

@@ -17,9 +17,9 @@ import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
+from ..bodies.reading import read_json
 from ..errors import UpstreamFailure
 from ..formats.anthropic import upstream as anthropic
-from ..formats.reading import read_json
 
 # Provider response headers a caller's tools read, passed on under this prefix (as LiteLLM
 # does): never the provider's rate-limit headers (the caller's own limits are ours, in

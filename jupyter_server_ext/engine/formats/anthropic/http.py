@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..reading import read_json, scrub
+from ...bodies.reading import read_json, scrub
 
 # -- errors --------------------------------------------------------------------------------
 

@@ -54,9 +54,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ...bodies.hosted_kinds import kind_of
+from ...bodies.left_out import LeftOut, fetched_file, fetched_image
 from ...errors import BadRequest
-from ..hosted_kinds import kind_of
-from ..left_out import LeftOut, fetched_file, fetched_image
 
 MAX_TOKENS = 2**31 - 1  # the largest answer limit the chat form takes
 # the fields ``to_chat`` reads; every other one is dropped (named in x-rsql-dropped)

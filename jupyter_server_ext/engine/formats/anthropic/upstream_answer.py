@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ...bodies.reading import MAX_COUNT, read_json
 from ...bodies.streams import DONE, sse
-from ..reading import MAX_COUNT, read_json
 from .http import error_object
 from .stop_reasons import TO_OPENAI
 

@@ -61,9 +61,9 @@ import json
 import uuid
 from typing import Any
 
+from ...bodies.hosted_kinds import kind_of
+from ...bodies.left_out import LeftOut, fetched_file, fetched_image
 from ...errors import BadRequest
-from ..hosted_kinds import kind_of
-from ..left_out import LeftOut, fetched_file, fetched_image
 
 # state kept at the provider, or work done later: nothing here holds either, and without it
 # the answer would mean something else

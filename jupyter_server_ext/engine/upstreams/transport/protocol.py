@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ...formats.reading import read_json, scrub
+from ...bodies.reading import read_json, scrub
 from ..specs import UpstreamSpec
 
 # a "model" key with a string value; a key inside a JSON string cannot match, its quotes escaped

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ...bodies import json_codec
+from ...bodies.reading import scrub
 from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
-from ...formats.reading import scrub
 from ..kinds import kind_for, passed_headers
 from ..specs import UpstreamSpec
 from .http11 import HTTP11Client

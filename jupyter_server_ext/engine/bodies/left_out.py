@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..bodies import json_codec
 from ..errors import BadRequest
+from . import json_codec
 
 HEADER = "x-rsql-dropped"  # the answer's header naming what was left out
 _SHOWN = 20  # names in the header at most: it says what, not every occurrence
