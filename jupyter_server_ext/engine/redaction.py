@@ -77,11 +77,8 @@ class Redaction:
         if not self.settings.redact_patterns:
             return {"messages": Redactor(()).messages(messages), "redactions": {}}
         check_redact_size({"messages": messages}, self.settings.redact_max_chars)
-        ticket = await self.limiter.count(caller.user, caller.groups)  # windows, concurrency
-        try:
+        async with self.limiter.counted(caller.user, caller.groups):  # windows, concurrency
             fields, redactor = await self.offload.redact(
                 self.settings.redact_patterns, {"messages": messages}, caller.user
             )
-        finally:
-            await self.limiter.finish(ticket, 0.0)
         return {"messages": fields["messages"], "redactions": dict(redactor.counts)}

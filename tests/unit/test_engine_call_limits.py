@@ -3,7 +3,8 @@ tool calls): its own windows and concurrency under the user's keys, given back b
 ``Engine.release``, and refused while a policy window or the admin's switch turns agent mode
 off. Through the engine's public methods on memory state (the admin's switch here; the policy
 windows through the MCP endpoint over HTTP, tests/e2e/test_proxy_mcp.py
-``test_policy_windows_refuse_tool_calls``, as its limits in tests/e2e/test_abuse_mcp.py)."""
+``test_policy_windows_refuse_tool_calls``, as its limits in tests/e2e/test_abuse_mcp.py). And
+the hold of work that asks no provider (``Limiter.counted``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_rates
-from jupyter_server_ext.engine.admission.limiter import CallLimits, LimitSettings
+from jupyter_server_ext.engine.admission.limiter import CallLimits, LimitSettings, UserRules
 from jupyter_server_ext.engine.errors import Forbidden, RateLimited
 from jupyter_server_ext.state import MemoryState
 
@@ -70,5 +71,31 @@ async def test_agent_mode_off_refuses_the_call_before_counting_it() -> None:
         assert "tool calls are refused while it is off" in refused.value.message
         for _ in range(3):  # the refused call took nothing of bob's or ann's window
             await engine.release(await engine.admit_call(Caller("bob"), TOOLS))
+    finally:
+        await engine.close()
+
+
+async def test_work_that_asks_no_provider_is_counted_and_gives_its_place_back_however_it_ends() -> (
+    None
+):
+    """``Limiter.counted``: a stored response read, a token count, a redaction preview. Counted
+    in the user's request window; their one place at once given back when the work fails."""
+    user = UserRules(limits=tuple(parse_rates(["3/minute"], where="t")), concurrency=1)
+    engine = await engine_with(limits=LimitSettings(user=user))
+    try:
+        with pytest.raises(KeyError):
+            async with engine.limiter.counted("ann", ()):
+                raise KeyError("no such response")
+        async with engine.limiter.counted("ann", ()):  # the one place is free again
+            with pytest.raises(RateLimited) as busy:  # refused before it is counted
+                async with engine.limiter.counted("ann", ()):
+                    pass
+            assert busy.value.limit == "user concurrency 1", busy.value.limit
+        async with engine.limiter.counted("ann", ()):
+            pass
+        with pytest.raises(RateLimited) as spent:  # three counted in the window, as requests
+            async with engine.limiter.counted("ann", ()):
+                pass
+        assert spent.value.limit == "user 3/minute", spent.value.limit
     finally:
         await engine.close()

@@ -12,7 +12,8 @@ import datetime as dt
 import math
 import os
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -342,6 +343,19 @@ class Limiter:
         known (a stored conversation to read, PDFs' pages to count in the shared worker); its
         budget is reserved later, into the same ticket (``admit`` with `counted`)."""
         return await self.admit(user, groups, 0.0, budgets_apply=False, rate_class=rate_class)
+
+    @asynccontextmanager
+    async def counted(
+        self, user: str, groups: tuple[str, ...], rate_class: str = "chat"
+    ) -> AsyncIterator[Ticket]:
+        """``count`` for work that asks no provider (a stored response read, a token count, a
+        redaction preview): held while the block runs, its concurrency given back after it
+        (its windows stay counted), however the block ends."""
+        ticket = await self.count(user, groups, rate_class)
+        try:
+            yield ticket
+        finally:
+            await self.finish(ticket, 0.0)
 
     async def hold(self, user: str, calls: CallLimits) -> Ticket:
         """One call of `calls`' kind admitted for `user` in its windows and concurrency (all

@@ -224,19 +224,13 @@ class Translated:
     async def response(self, caller: Caller, response_id: str) -> bytes:
         """``GET v1/responses/{id}``: the caller's own stored response, as its JSON text (read
         as written, never parsed), counted in the caller's windows before it is read."""
-        ticket = await self._count(caller)
-        try:
+        async with self.limiter.counted(caller.user, caller.groups, rate_class(caller.client)):
             return await self.stored.response_json(caller.user, response_id)
-        finally:
-            await self.limiter.finish(ticket, 0.0)
 
     async def delete_response(self, caller: Caller, response_id: str) -> dict[str, Any]:
         """``DELETE v1/responses/{id}``: the caller's own stored response, gone."""
-        ticket = await self._count(caller)
-        try:
+        async with self.limiter.counted(caller.user, caller.groups, rate_class(caller.client)):
             return await self.stored.delete(caller.user, response_id)
-        finally:
-            await self.limiter.finish(ticket, 0.0)
 
     # -- Anthropic's Messages API ------------------------------------------------------------
 
@@ -264,16 +258,13 @@ class Translated:
         """``POST v1/messages/count_tokens``: the proxy's estimate of the prompt's tokens (the
         same it reserves for), without asking any provider. It costs nothing, but it is work a
         user could ask for without end, so it counts in their request windows as any request."""
-        ticket = await self.limiter.count(caller.user, caller.groups)  # windows, concurrency
-        try:
+        async with self.limiter.counted(caller.user, caller.groups):  # windows, concurrency
             if isinstance(body, dict) and "max_tokens" not in body:
                 body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
             left = LeftOut()
             req = self.engine.parse(anthropic_api.to_chat(body, left))
             req.prompt_tokens += left.tokens  # what the chat form could not read counts too
             await count_files(req, self.engine.offload.run, caller.user)
-        finally:
-            await self.limiter.finish(ticket, 0.0)
         return {"input_tokens": req.prompt_tokens}
 
 
