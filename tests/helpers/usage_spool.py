@@ -1,5 +1,5 @@
 """A SQLite usage database that can be cut off and restored, and the rows a usage spool holds:
-for tests/unit/test_usage_spool.py and tests/e2e/test_usage_spool.py."""
+for tests/unit/test_usage_spool.py and tests/e2e/test_usage_spool_outages.py."""
 
 from __future__ import annotations
 

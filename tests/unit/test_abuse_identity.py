@@ -1,7 +1,7 @@
 """Issue 24, a hostile hub user: names that try to reach other users' state, and upstream
 addresses kept out of clients' error texts. Over HTTP, in a Jupyter server in this process
 (pytest-jupyter), memory state. The same attacks on Redis and on a real hub:
-tests/e2e/test_abuse_identity.py."""
+tests/e2e/test_abuse_identity_redis_and_hub.py."""
 
 from __future__ import annotations
 

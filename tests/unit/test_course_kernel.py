@@ -4,7 +4,7 @@ with the first answer of a session; and what the kernel tells the frontend of th
 assistant writes (the provenance payload beside set_next_input, a proposal's request, the
 channel for a click). The answers are hostile: a tutor's SQL never runs, whatever it holds,
 and the admin's words reach the page as text. Twins against the real proxy:
-tests/e2e/test_course_kernel.py."""
+tests/e2e/test_course_kernel_real_proxy.py."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_code_put_in_the_next_cell_tells_the_frontend_who_wrote_it(
     ip.rl_next_input = None
     run(ip, "%%ask --no-data --insert\nrevenue per region?")
     # a terminal shell keeps set_next_input's text itself; a kernel's is a payload beside ours
-    # (the real kernel's reply: tests/e2e/test_course_kernel.py)
+    # (the real kernel's reply: tests/e2e/test_course_kernel_real_proxy.py)
     ours = [p for p in ip.payload_manager.read_payload() if p["source"] == PAYLOAD_SOURCE]
     assert ours and ours[0]["text"] == ip.rl_next_input == "df.groupby('region').revenue.sum()"
     assert ours[0]["provenance"] == {
@@ -285,7 +285,7 @@ def test_the_chat_panel_says_tutor_mode_keeps_agent_off_and_runs_no_sql(
     assert "run" not in turn.buttons  # SQL from a tutor's answer does not run
     assert panel.run_sql(turn) is None and "Tutor mode" in panel.status.value
     # a terminal shell runs cells only: Insert goes next as from a running cell, marked
-    # (a click in a kernel, with and without the frontend: tests/e2e/test_course_kernel.py)
+    # (a click in a kernel, with and without the frontend: tests/e2e/test_course_kernel_real_proxy.py)
     ip.payload_manager.clear_payload()
     assert panel.insert_code(turn)
     (ours,) = [p for p in ip.payload_manager.read_payload() if p["source"] == PAYLOAD_SOURCE]

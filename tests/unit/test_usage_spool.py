@@ -1,6 +1,6 @@
 """The usage spool: rows are journaled on local disk as requests finish, written to the store
 once, kept through an outage of the store. Through a killed process (a child of the test's):
-tests/e2e/test_usage_spool.py.
+tests/e2e/test_usage_spool_outages.py.
 
 The store is a real SQLite file. Its outage is real too: the database's folder is a plain file,
 so SQLite cannot open it, until the test removes that file.
