@@ -64,8 +64,8 @@ _SECRET_FIELDS = ("api_key", "api_key_env", "password", "token", "secret")
 _PLAIN_UPSTREAM_FIELDS = frozenset(
     (
         "name provider account models limits token_limits prices api_version auth max_in_flight "
-        "model_path n_ctx max_rss_mb n_threads repeat_penalty stop_loops chat_format context_windows "
-        "responses_api"
+        "model_path n_ctx max_rss_mb n_threads repeat_penalty stop_loops chat_format "
+        "context_windows responses_api"
     ).split()
 )
 _PLAIN_USER_FIELDS = frozenset(("name", "groups", "admin", "kind", "scopes"))
