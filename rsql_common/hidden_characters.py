@@ -6,7 +6,7 @@ a string makes code read differently from how it runs (Trojan Source, CVE-2021-4
 the project's one list of them. Completions drop them, proposed cells and the command-line
 tools show them as escapes (:func:`escaped`), and a caller's header holding one is dropped.
 
-The JupyterLab extension keeps the same ranges in ``frontend/src/proposal/hidden.ts`` (it draws
+The JupyterLab extension keeps the same ranges in ``frontend/src/hiddenCharacters.ts`` (it draws
 proposals from notebook files our kernel never saw); a unit test holds the two equal.
 """
 

@@ -132,9 +132,9 @@ def test_a_proposal_that_strips_a_direction_mark_still_strips_it(
 
 
 def test_the_frontend_shows_the_same_characters_as_escapes_as_the_kernel() -> None:
-    """frontend/src/proposal/hidden.ts draws proposals the kernel never saw (a notebook file):
+    """frontend/src/hiddenCharacters.ts draws proposals the kernel never saw (a notebook file):
     its ranges are the project's one list."""
-    source = (REPO / "frontend" / "src" / "proposal" / "hidden.ts").read_text()
+    source = (REPO / "frontend" / "src" / "hiddenCharacters.ts").read_text()
     table = source.split("HIDDEN_RANGES", 1)[1].split("];", 1)[0]
     pairs = re.findall(r"\[\s*0x([0-9a-fA-F]+)\s*,\s*0x([0-9a-fA-F]+)\s*\]", table)
     assert tuple((int(a, 16), int(b, 16)) for a, b in pairs) == HIDDEN_RANGES

@@ -7,7 +7,7 @@
 
 import { Widget } from '@lumino/widgets';
 
-import { shownText } from '../proposal/hidden';
+import { shownText } from '../hiddenCharacters';
 import type { InlineStatus, InlineTutor } from './client';
 
 export interface StatusView {

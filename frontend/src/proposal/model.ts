@@ -4,7 +4,7 @@
  */
 
 import { Mark, newMark, Origin, readOrigin } from '../provenance/mark';
-import { hiddenCount, shownText } from './hidden';
+import { hiddenCount, shownText } from '../hiddenCharacters';
 
 export const MIME_TYPE = 'application/vnd.rsql.proposal+json';
 

@@ -15,7 +15,7 @@
  * hidden characters shown as escapes as a proposal's are, and who wrote it is one of our kinds.
  */
 
-import { shownText } from '../proposal/hidden';
+import { shownText } from '../hiddenCharacters';
 import { CellModelLike, stampCell } from './cells';
 import { newMark, Origin, readOrigin } from './mark';
 

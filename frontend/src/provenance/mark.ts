@@ -11,7 +11,7 @@
  * import. A notebook file is anyone's: a mark read from one is hostile input, bounded here.
  */
 
-import { shownText } from '../proposal/hidden';
+import { shownText } from '../hiddenCharacters';
 
 export const KINDS = ['ask', 'sql_ai', 'agent', 'chat', 'chat_sql', 'inline'] as const;
 export type Kind = (typeof KINDS)[number];

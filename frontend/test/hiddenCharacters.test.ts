@@ -1,7 +1,7 @@
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { describe, expect, it } from 'vitest';
 
-import { shownText } from '../src/proposal/hidden';
+import { shownText } from '../src/hiddenCharacters';
 import { MIME_TYPE, NewCodeCell } from '../src/proposal/model';
 import { ProposalRenderer } from '../src/proposal/renderer';
 

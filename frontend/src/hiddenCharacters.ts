@@ -2,10 +2,11 @@
  * Characters a reader does not see as they are: controls, invisible marks and the bidi
  * embeddings, overrides and isolates that reorder what is drawn (Trojan Source,
  * CVE-2021-42574). A proposal holding one reads differently from how it runs, so every one is
- * drawn, and inserted, as its escape. The ranges are the project's one list,
- * rsql_common/hidden_characters.py (tests/unit/test_proposal_bundle.py holds the two equal): the kernel
- * escapes them already, this is for a proposal it never prepared (a notebook file, an older
- * kernel). Pure: no JupyterLab import.
+ * drawn, and inserted, as its escape; the completion status and the provenance marks show
+ * names through it too. The ranges are the project's one list,
+ * rsql_common/hidden_characters.py (tests/unit/test_proposal_bundle.py holds the two equal):
+ * the kernel escapes them already, this is for what it never prepared (a notebook file, an
+ * older kernel). Pure: no JupyterLab import.
  */
 
 // (first, last) code points, both included; tab and newline are layout and not here
