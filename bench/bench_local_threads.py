@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import platform
 import statistics
 import sys
@@ -35,6 +34,7 @@ from common import replace_section  # noqa: E402
 from jupyter_server_ext.engine.upstreams.transport.local import default_gguf_path  # noqa: E402
 from jupyter_server_ext.engine.upstreams.transport.local_worker import (  # noqa: E402
     default_threads,
+    usable_cpus,
 )
 
 MARK = "<!-- bench_local_threads -->"
@@ -93,12 +93,10 @@ def main() -> None:
     args = ap.parse_args()
     if not 1 <= args.runs <= 10 or not 16 <= args.tokens <= 1000:
         ap.error("--runs from 1 to 10, --tokens from 16 to 1000")
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cpus()
     counts = sorted({1, default_threads()})
     rows = [
-        case(threads, busy, args.runs, args.tokens)
-        for busy in (0, usable or 1)
-        for threads in counts
+        case(threads, busy, args.runs, args.tokens) for busy in (0, usable) for threads in counts
     ]
     lines = [
         MARK,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..admission.hosted_tools import HostedTools, only_hosted
@@ -137,6 +138,10 @@ class Translated:
         read: reading one is work a user could otherwise ask for without end (a 429 first)."""
         return await self.limiter.count(caller.user, caller.groups, rate_class(caller.client))
 
+    def _counted(self, caller: Caller) -> AbstractAsyncContextManager[Ticket]:
+        """``_count`` held while a stored record is read or deleted, given back after it."""
+        return self.limiter.counted(caller.user, caller.groups, rate_class(caller.client))
+
     # -- OpenAI's Responses API --------------------------------------------------------------
 
     async def responses(self, body: Any, caller: Caller, **kw: Any) -> Reply:
@@ -224,12 +229,12 @@ class Translated:
     async def response(self, caller: Caller, response_id: str) -> bytes:
         """``GET v1/responses/{id}``: the caller's own stored response, as its JSON text (read
         as written, never parsed), counted in the caller's windows before it is read."""
-        async with self.limiter.counted(caller.user, caller.groups, rate_class(caller.client)):
+        async with self._counted(caller):
             return await self.stored.response_json(caller.user, response_id)
 
     async def delete_response(self, caller: Caller, response_id: str) -> dict[str, Any]:
         """``DELETE v1/responses/{id}``: the caller's own stored response, gone."""
-        async with self.limiter.counted(caller.user, caller.groups, rate_class(caller.client)):
+        async with self._counted(caller):
             return await self.stored.delete(caller.user, response_id)
 
     # -- Anthropic's Messages API ------------------------------------------------------------

@@ -199,15 +199,19 @@ def _generate(llm: Any, job: dict[str, Any], cancelled: set[int], out: _Out) -> 
     out.send(id=rid, end=True, usage=usage)
 
 
-def default_threads() -> int:
-    """The CPUs this process may run on (its affinity, which a container's cpuset or `taskset`
-    narrows; os.cpu_count() counts the whole machine), at most 4: a small model gains little
-    from more. The upstream's `n_threads` overrides it."""
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity, which a container's cpuset or `taskset`
+    narrows (os.cpu_count() counts the whole machine)."""
     try:
-        usable = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows: no affinity to read
-        usable = os.cpu_count() or 1
-    return max(1, min(4, usable))
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The usable CPUs, at most 4 (a small model gains little from more); the upstream's
+    `n_threads` overrides it."""
+    return max(1, min(4, usable_cpus()))
 
 
 def main(argv: list[str]) -> int:
