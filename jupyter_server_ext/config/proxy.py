@@ -74,7 +74,8 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
     )
     max_wait_seconds = Float(
         ENGINE.max_wait_seconds,
-        help="How long a request may wait for upstream capacity before a 429.",
+        help="How long a request may wait in line for upstream capacity before a 429 (one "
+        "that joins a line longer than this is refused at once, with the wait as Retry-After).",
     ).tag(config=True, bound=">= 0", engine=True)
     upstream_timeout_seconds = Float(
         ENGINE.upstream_timeout_seconds,

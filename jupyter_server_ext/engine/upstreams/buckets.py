@@ -407,19 +407,27 @@ class Bucket:
         return stamped + len(self.unstamped) >= counted
 
     def observe_headers(
-        self, headers: Mapping[str, str], now: float, answered: bool = False
+        self,
+        headers: Mapping[str, str],
+        now: float,
+        answered: bool = False,
+        sent: float | None = None,
     ) -> None:
         """Clamp to what the provider says is left (x-ratelimit-remaining-* / reset-*).
         `answered`: the headers came with an answer; where the key's answers are quick and
         the provider counts no more requests than we do (``provider_count``), our window
-        governs and no clamp is kept."""
+        governs and no clamp is kept. `sent`: when the answered request was sent."""
         get = headers.get
         left = get("x-ratelimit-remaining-requests")
         reset = parse_duration(get("x-ratelimit-reset-requests"))
         seen = provider_count(headers, self.rates, self.first_byte) if answered else None
-        # `now`: the answer's head, which the headers describe; stamps are kept HEAD_LAG longer
-        # than the window, so the ones in it then are still here
-        if seen is not None and self.counts_all(*seen, now):
+        # `now`: the answer's head as we saw it, which the headers describe; the provider wrote
+        # them a little earlier, at any time since the request was sent, so ours are counted
+        # from a window before that (else a request leaving between the two heads is counted
+        # by the provider and not by us, and the key is held to the reset). Stamps are kept
+        # HEAD_LAG longer than the window, so the ones in it then are still here
+        since = now if sent is None else min(now, sent)
+        if seen is not None and self.counts_all(seen[0] + now - since, seen[1], now):
             self.prov_req_left = None
         elif left is not None and reset is not None:
             try:

@@ -7,7 +7,6 @@ circuit breaker. Picking is synchronous and lock-free: the event loop is the loc
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import time
@@ -15,10 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BadRequest, RateLimited, UpstreamError
+from ..errors import BadRequest, UpstreamError
 from .affinity import Affinity, Homes
 from .buckets import HEAD_LAG, Bucket, provider_stamp
 from .specs import Rate, UpstreamSpec
+from .waiting_line import WaitingLines
 
 # model names whose catalogue answers (which keys serve it, its dearest price) are remembered
 # per engine: only names some key serves, so a caller's made-up names never fill it; bounded
@@ -205,9 +205,9 @@ class Pool:
         self.buckets: dict[tuple[str, str], Bucket] = {}
         self._account_rates: dict[str, tuple[tuple[Rate, ...], tuple[Rate, ...]]] = {}
         self._ids = itertools.count(1)
-        self._changed = asyncio.Event()
         # requests waiting for capacity, per model: while any wait, windows past half are paced
         self.waiting: dict[str, int] = {}
+        self.lines = WaitingLines(clock, self.poll_seconds)  # ...and the order they wait in
         # told when a key is disabled (alias, why) or re-enabled (alias, None): the alerts
         self.on_key_change: Callable[[str, str | None], None] | None = None
         # which keys serve a model, asked several times a request: remembered when every key's
@@ -429,57 +429,42 @@ class Pool:
         the first attempt's answer, when the admission already made it. `affinity`: the
         request's conversation (``try_pick``).
 
-        A request counts in ``waiting`` from its first miss until it has a slot or gives up,
-        its own picks in flight included (a shared pool's pick awaits Redis): while others
-        wait, a pick is paced."""
-        waiter = False
+        After a miss, or when others already wait, the request waits in its model's line
+        (``WaitingLines``): only the one at its head picks again. It counts in ``waiting``
+        from then until it has a slot or gives up: while others wait, a pick is paced."""
+        got = first
+        if got is None and self.lines.busy(model, exclude):
+            # others came first: behind them, told at once if no key can ever serve it
+            self.screen(model, tokens, exclude, self.clock(), prompt)
+        elif got is None:
+            got = await self.pick(
+                model, tokens, exclude, prompt, self.waiting.get(model, 0) > 0, affinity
+            )
+        if isinstance(got, Slot):
+            return got
+        self.lines.refuse_late(model, got, deadline)
+        self.waiting[model] = self.waiting.get(model, 0) + 1
         try:
-            while True:
-                got: Picked
-                if first is not None:
-                    got, first = first, None
-                else:
-                    others = self.waiting.get(model, 0) - waiter
+            behind = self.lines.busy(model, exclude)
+            leave = await self.lines.join(model, exclude, deadline)
+            served = False
+            try:
+                while True:
+                    if not behind:  # else the one before got a slot: there may be more room
+                        await self.lines.wait(model, got, deadline)
+                    behind = False
+                    others = self.waiting.get(model, 0) - 1
                     got = await self.pick(model, tokens, exclude, prompt, others > 0, affinity)
-                if isinstance(got, Slot):
-                    return got
-                if not waiter:
-                    waiter = True
-                    self.waiting[model] = self.waiting.get(model, 0) + 1
-                await self._wait(model, got, deadline)
+                    if isinstance(got, Slot):
+                        served = True
+                        return got
+            finally:
+                leave(served)
         finally:
-            if waiter:
-                self.waiting[model] -= 1
-
-    async def _wait(self, model: str, got: float | None, deadline: float) -> None:
-        """Wait for room after a miss (`got`: seconds until some key may have it, None: only a
-        release can make it), or raise the 429 when it cannot come before `deadline`."""
-        now = self.clock()
-        if got is not None and now + got > deadline:
-            raise RateLimited(
-                f"all upstream capacity for model {model!r} is in use; retry in {math.ceil(got)} s",
-                retry_after=got,
-                limit="upstream capacity",
-            )
-        left = deadline - now
-        if left <= 0:
-            raise RateLimited(
-                f"all upstream capacity for model {model!r} is in use; retry in a moment",
-                retry_after=1,
-                limit="upstream capacity",
-            )
-        changed = self._changed
-        wait = min(left, got) if got is not None else left
-        if self.poll_seconds is not None:
-            wait = min(wait, self.poll_seconds)
-        try:
-            await asyncio.wait_for(changed.wait(), wait)
-        except asyncio.TimeoutError:
-            pass
+            self.waiting[model] -= 1
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self.lines.notify()
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -498,7 +483,8 @@ class Pool:
         head = max(slot.taken, now - head_wait)
         slot.bucket.served(slot.counted)
         slot.bucket.answered(head - slot.taken)
-        slot.bucket.observe_headers(headers, head, answered=now - head < HEAD_LAG)  # as at head
+        # as at head
+        slot.bucket.observe_headers(headers, head, answered=now - head < HEAD_LAG, sent=slot.taken)
         slot.bucket.stamp(slot.id, provider_stamp(headers, head, slot.taken, slot.bucket.rates))
         self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
 

@@ -82,17 +82,15 @@ class SharedPool(Pool):
     ) -> PickPlan | None:
         # local checks first: model served, key usable here, request not too large
         ready, _ = self.screen(model, tokens, set(), self.clock(), prompt)
+        if not ready or self.lines.busy(model, ()):
+            return None  # others here came first: it waits behind them (``Pool.acquire``)
         paced = self.waiting.get(model, 0) > 0  # a first pick is paced while others wait
-        return (
-            PickPlan(
-                self._pick_args(ready, model, tokens, prompt, paced, affinity),
-                ready,
-                model,
-                tokens,
-                prompt,
-            )
-            if ready
-            else None
+        return PickPlan(
+            self._pick_args(ready, model, tokens, prompt, paced, affinity),
+            ready,
+            model,
+            tokens,
+            prompt,
         )
 
     def take(self, plan: PickPlan, picked: tuple[int, float]) -> Picked:
@@ -279,8 +277,9 @@ class SharedPool(Pool):
             tok_left,
             max(0.0, tok_reset - late),
             # the provider's count in a window we know, for a key of quick answers: the script
-            # drops the clamp when our own window holds as many (``Bucket.observe_headers``)
-            *((seen[0] + late + WRITE_DELAY, seen[1]) if seen else ("", "")),
+            # drops the clamp when our own window holds as many, counted from a window before
+            # the request was sent, as the provider's may start then (``Bucket.observe_headers``)
+            *((seen[0] + now - slot.taken + WRITE_DELAY, seen[1]) if seen else ("", "")),
             failed=self._write_failed,
         )
         self._notify()

@@ -1,0 +1,142 @@
+"""Waiting for a model's upstream capacity: one line per model, and the wait itself.
+
+Why a line: every waiter used to pick again whenever capacity might have freed (each local
+release, and with shared state each 50 ms poll, as other replicas' releases send no local
+event). With 50 requests waiting on three replicas that was about 2,900 Redis scripts a second
+for 15 requests a second served, and the first to wake won, not the first to come. Now only the
+request at the head of its line picks again; the rest wait for their turn, which comes at once
+when the one before them gets a slot (there may be room for more). A request that finds people
+waiting goes behind them without looking, so room that frees while they wait is theirs (with
+shared state, a newcomer at another replica still may take it: each replica has its lines). Requests that exclude keys
+(a failover's next attempt) wait in a line of their own, so they never hold up a request that
+could take a key they cannot. A larger request at the head holds up smaller ones behind it
+until it fits: first come, first served, so a large request is never starved by small ones.
+
+A line that cannot move in time refuses at once: a newcomer behind more people than the line
+serves before its deadline (at the pace it has served them) is refused with the wait as its
+Retry-After, where it would have waited out the whole `max_wait_seconds` for the same 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Iterable
+
+from ..errors import RateLimited
+
+__all__ = ["Leave", "WaitingLines", "no_capacity"]
+
+# leaves a line: `served`, its head got a slot (the line's pace is measured from these)
+Leave = Callable[[bool], None]
+
+
+class _Line:
+    __slots__ = ("lock", "people", "served_at", "pace")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()  # wakes its waiters in the order they came
+        self.people = 0
+        self.served_at: float | None = None  # when its head last got a slot
+        self.pace: float | None = None  # seconds between its heads' slots (a moving mean)
+
+
+class WaitingLines:
+    """One first-come line of waiting requests per (model, keys excluded), and the wake-up
+    of the one at its head when capacity may have freed.
+
+    `poll_seconds`: without a local release event (another replica freed the capacity), the
+    head looks again this often (None: it waits for the event or the time it was told)."""
+
+    def __init__(self, clock: Callable[[], float], poll_seconds: float | None) -> None:
+        self._lines: dict[tuple[str, frozenset[str]], _Line] = {}
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        """Capacity may have freed here (a release, a stamp): the heads look again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def refuse_late(self, model: str, got: float | None, deadline: float) -> None:
+        """The 429 of a miss whose room (`got` s away) cannot come before `deadline`."""
+        if got is not None and self.clock() + got > deadline:
+            raise no_capacity(model, got)
+
+    async def wait(self, model: str, got: float | None, deadline: float) -> None:
+        """Wait for room after a miss (`got`: seconds until some key may have it, None: only a
+        release can make it), or raise the 429 when it cannot come before `deadline`."""
+        self.refuse_late(model, got, deadline)
+        left = deadline - self.clock()
+        if left <= 0:
+            raise no_capacity(model, None)
+        changed = self._changed
+        wait = min(left, got) if got is not None else left
+        if self.poll_seconds is not None:
+            wait = min(wait, self.poll_seconds)
+        try:
+            await asyncio.wait_for(changed.wait(), wait)
+        except asyncio.TimeoutError:
+            pass
+
+    def busy(self, model: str, exclude: Iterable[str]) -> bool:
+        """Whether someone holds the head of this line now (a newcomer waits behind them)."""
+        line = self._lines.get((model, frozenset(exclude)))
+        return line is not None and line.lock.locked()
+
+    async def join(self, model: str, exclude: Iterable[str], deadline: float) -> Leave:
+        """Wait behind those who came first and hold the head of the line; returns the call
+        that leaves it. A 429 at once when the line's pace says those ahead are not served by
+        `deadline`, and at `deadline` when they were not. Lines nobody is in are forgotten, so
+        combinations of excluded keys do not pile up (and a line's pace is measured only
+        while people wait in it)."""
+        key = (model, frozenset(exclude))
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line()
+        elif line.people and line.pace is not None:
+            ahead = line.people * line.pace
+            if self.clock() + ahead > deadline:
+                raise no_capacity(model, ahead)
+        line.people += 1
+
+        def gone() -> None:
+            line.people -= 1
+            if not line.people:
+                del self._lines[key]
+
+        try:
+            if line.lock.locked():
+                await asyncio.wait_for(line.lock.acquire(), max(0.0, deadline - self.clock()))
+            else:  # free: taken at once (wait_for with no time left would refuse even this)
+                await line.lock.acquire()
+        except TimeoutError:
+            gone()
+            raise no_capacity(model, None) from None
+        except BaseException:
+            gone()
+            raise
+
+        def leave(served: bool) -> None:
+            if served:
+                now = self.clock()
+                if line.served_at is not None:
+                    gap = now - line.served_at
+                    line.pace = gap if line.pace is None else 0.8 * line.pace + 0.2 * gap
+                line.served_at = now
+            line.lock.release()
+            gone()
+
+        return leave
+
+
+def no_capacity(model: str, retry_after: float | None) -> RateLimited:
+    """The 429 of a request that found no upstream capacity in time (`retry_after`: seconds
+    until some key may have room; None: a moment)."""
+    when = "a moment" if retry_after is None else f"{math.ceil(retry_after)} s"
+    return RateLimited(
+        f"all upstream capacity for model {model!r} is in use; retry in {when}",
+        retry_after=1 if retry_after is None else retry_after,
+        limit="upstream capacity",
+    )
