@@ -115,7 +115,7 @@ class Turn:
         )
 
 
-# one request to the model with the tools: Session.chat, bound to the cell's settings
+# one request to the model with the tools: Route.chat, bound to the cell's settings
 Ask = Callable[[list[dict[str, Any]], list[dict[str, Any]]], ChatResult]
 
 

@@ -29,7 +29,7 @@ __all__ = ["Hangup", "StreamWorker"]
 # one answer's request: called with the keyword hooks ``on_delta`` (each piece of text),
 # ``on_connect`` (the connection's socket, before the request is sent), ``on_response`` (the
 # open HTTP response) and ``on_retry`` (a 429 waited out: start over), as ProxyClient.chat and
-# Session.chat take them; returns the whole answer
+# Route.chat take them; returns the whole answer
 AnswerCall = Callable[..., ChatResult]
 
 

@@ -3,17 +3,20 @@
 Every operation used to open its way to the model itself: the cell's replay settings, the
 proxy client (a missing proxy deferred while answers may come from the replay file), and the
 check that the model asked for is one the admin allows, before anything is collected or sent.
-:func:`open_route` is that set-up, once; :meth:`Route.chat` sends one request along it through
-the session's request flow (the request's origin, the 429 / 503 policy).
+:func:`open_route` is that set-up, once; :meth:`Route.chat` sends one request along it, straight
+to the proxy client, with the request's origin and under the 429 / 503 policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rsql_magic.client import ChatResult, ProxyClient
+from rsql_magic.errors import ProxyError
 from rsql_magic.replay import Replay
 from rsql_magic.session import Session
 from rsql_magic.session.notebook import Origin
@@ -40,19 +43,58 @@ class Route:
     settles_replay: bool = False
 
     def chat(
-        self, session: Session, messages: list[dict[str, Any]], *, client_kind: str, **kw: Any
+        self,
+        session: Session,
+        messages: list[dict[str, Any]],
+        *,
+        client_kind: str,
+        on_retry: Callable[[], None] | None = None,
+        **kw: Any,
     ) -> ChatResult:
-        """One request along this route (``kw``: :meth:`ProxyClient.chat`'s options)."""
+        """One request along this route: ``client.chat(messages, **kw)`` (``kw``:
+        :meth:`ProxyClient.chat`'s options) under the 429 policy. In a batch run a 429 / 503
+        with ``Retry-After`` is waited out (``RSQLMagic.batch_retries`` times, at most
+        ``batch_max_wait`` seconds in all); otherwise, and beyond those bounds, it raises.
+        ``on_retry`` runs before each retry (to drop a partial answer).
+
+        The request says where it comes from: the route's `origin`, else the session's cell
+        now. With no model named, the user's default from ``GET me`` is sent (%%sql_ai's for
+        ``client_kind="sql"``)."""
         if self.replay is not None:
             kw["replay"] = self.replay
-        return session.chat(
-            self.client,
-            messages,
-            client_kind=client_kind,
-            batch=self.batch,
-            origin=self.origin,
-            **kw,
-        )
+        origin = self.origin if self.origin is not None else session.cells.origin()
+        kw.update(notebook=origin.notebook, cell=origin.cell)
+        config = session.config
+        if not kw.get("model"):
+            kw["default_model"] = config.user_default_model(self.client, sql=client_kind == "sql")
+        retries, max_wait = config.ask.batch_retries, config.ask.batch_max_wait
+        waited = 0.0
+        attempt = 0
+        while True:
+            try:
+                return self.client.chat(messages, client_kind=client_kind, **kw)
+            except ProxyError as e:
+                retriable = e.status in (429, 503) and e.retry_after is not None
+                if not (self.batch and retriable) or attempt >= retries:
+                    raise
+                wait = max(0.0, float(e.retry_after or 0))
+                if waited + wait > max_wait:
+                    e.message += (
+                        f" (not waiting {wait:g}s more: RSQLMagic.batch_max_wait="
+                        f"{max_wait:g}s, already waited {waited:g}s)"
+                    )
+                    raise
+                print(
+                    f"rsql: {e}; batch run: waiting {wait:g}s and retrying "
+                    f"({attempt + 1}/{retries})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                time.sleep(wait)
+                waited += wait
+                attempt += 1
+                if on_retry is not None:
+                    on_retry()
 
 
 def open_route(

@@ -22,10 +22,10 @@
   ``capture``: the one schema capture of the SQL path, and the SQL
   loop's options from the settings), on which the SQL question operation
   (:mod:`rsql_magic.operations.sql_question`) stands;
-- the request flow, on :class:`Session` itself (:mod:`.session`): context requests
+- what a question sends, on :class:`Session` itself (:mod:`.session`): context requests
   (:meth:`Session.context_request`: frames, R, SQL schema, the last error, ``{var}``
-  references, under the token budget and the policy) and sending them under the 429 / 503
-  policy (:meth:`Session.chat`).
+  references, under the token budget and the policy); an operation sends them along its
+  :class:`~rsql_magic.operations.Route`, under the 429 / 503 policy.
 
 Batch runs. ``set_next_input`` is dropped by nbclient (so by nbconvert and papermill), and
 nobody is there to read a rate-limit message. A run counts as batch when

@@ -4,26 +4,23 @@ A session is made of parts, each its own module: the settings and what they deci
 (:class:`~.config.SessionConfig`: the model, batch runs, the proxy client, replay, the
 policies), the notebook's cells (:class:`~.cells.Cells`: the running one, the failed ones,
 the next one) and %%sql_ai's connections and schemas (:class:`~.sql_runner.SqlRunner`). What
-is left here is the flow of a request: what a question sends (:meth:`Session.context_request`,
-with the context it gathers) and sending it to the proxy under the 429 / 503 policy
-(:meth:`Session.chat`). The operations built on it (asking, the SQL question, an agent turn)
-are :mod:`rsql_magic.operations`.
+is left here is what a question sends (:meth:`Session.context_request`, with the context it
+gathers). The operations built on it (asking, the SQL question, an agent turn) are
+:mod:`rsql_magic.operations`; they send along a :class:`~rsql_magic.operations.Route`, which
+holds the 429 / 503 policy.
 """
 
 from __future__ import annotations
 
 import re
-import sys
-import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..client import ChatResult, ProxyClient
 from ..context import Context, build_context
 from ..context.history import fill_references
-from ..errors import ProxyError
 from ..privacy import ContextPolicy
 from ..prompt import ask_messages
 from ..render import replayed_notice
@@ -31,7 +28,6 @@ from ..replay import Replay
 from .cells import Cells
 from .config import SessionConfig
 from .course import DEFAULT_LOG_NOTICE, TUTOR_MEANS
-from .notebook import Origin
 from .references import resolve_reference
 from .sql_runner import SqlRunner
 
@@ -225,57 +221,3 @@ class Session:
                 client=client,
             )
         ]
-
-    # -- sending it ----------------------------------------------------------------------
-
-    def chat(
-        self,
-        client: ProxyClient,
-        messages: list[dict[str, Any]],
-        *,
-        client_kind: str,
-        batch: bool,
-        on_retry: Callable[[], None] | None = None,
-        origin: Origin | None = None,
-        **kw: Any,
-    ) -> ChatResult:
-        """``client.chat(messages, **kw)`` under the 429 policy: in a batch run a 429 / 503
-        with ``Retry-After`` is waited out (``RSQLMagic.batch_retries`` times, at most
-        ``batch_max_wait`` seconds in all); otherwise, and beyond those bounds, it raises.
-        ``on_retry`` runs before each retry (to drop a partial answer).
-
-        The request says where it comes from: `origin`, else :meth:`~.cells.Cells.origin` now (a worker
-        thread passes the one its cell or widget had). With no model named, the user's default
-        from ``GET me`` is sent (%%sql_ai's for ``client_kind="sql"``)."""
-        origin = origin if origin is not None else self.cells.origin()
-        kw.update(notebook=origin.notebook, cell=origin.cell)
-        if not kw.get("model"):
-            kw["default_model"] = self.config.user_default_model(client, sql=client_kind == "sql")
-        retries, max_wait = self.config.ask.batch_retries, self.config.ask.batch_max_wait
-        waited = 0.0
-        attempt = 0
-        while True:
-            try:
-                return client.chat(messages, client_kind=client_kind, **kw)
-            except ProxyError as e:
-                retriable = e.status in (429, 503) and e.retry_after is not None
-                if not (batch and retriable) or attempt >= retries:
-                    raise
-                wait = max(0.0, float(e.retry_after or 0))
-                if waited + wait > max_wait:
-                    e.message += (
-                        f" (not waiting {wait:g}s more: RSQLMagic.batch_max_wait="
-                        f"{max_wait:g}s, already waited {waited:g}s)"
-                    )
-                    raise
-                print(
-                    f"rsql: {e}; batch run: waiting {wait:g}s and retrying "
-                    f"({attempt + 1}/{retries})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                time.sleep(wait)
-                waited += wait
-                attempt += 1
-                if on_retry is not None:
-                    on_retry()

@@ -10,6 +10,7 @@ import pytest
 
 from rsql_magic.client import ProxyClient
 from rsql_magic.errors import ProxyError
+from rsql_magic.operations import Route
 from rsql_magic.session import AskSettings, Session, SqlAISettings, mentions_error
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
 
@@ -99,13 +100,13 @@ def test_batch_runs_wait_out_a_429(
 ) -> None:
     session = Session.of(Shell(RSQLMagic=AskSettings()))
     retried: list[int] = []
-    session.chat(limited, MESSAGES, client_kind="magic", batch=True, model="fake-small")
+    batch = Route(limited, batch=True)
+    batch.chat(session, MESSAGES, client_kind="magic", model="fake-small")
     t0 = time.monotonic()
-    res = session.chat(
-        limited,
+    res = batch.chat(
+        session,
         MESSAGES,
         client_kind="magic",
-        batch=True,
         model="fake-small",
         on_retry=lambda: retried.append(1),
     )
@@ -116,18 +117,20 @@ def test_batch_runs_wait_out_a_429(
 
 def test_interactive_runs_raise_a_429_at_once(limited: ProxyClient) -> None:
     session = Session.of(Shell(RSQLMagic=AskSettings()))
-    session.chat(limited, MESSAGES, client_kind="magic", batch=False, model="fake-small")
+    interactive = Route(limited, batch=False)
+    interactive.chat(session, MESSAGES, client_kind="magic", model="fake-small")
     with pytest.raises(ProxyError) as err:
-        session.chat(limited, MESSAGES, client_kind="magic", batch=False, model="fake-small")
+        interactive.chat(session, MESSAGES, client_kind="magic", model="fake-small")
     assert err.value.status == 429 and err.value.retry_after == 1.0
 
 
 def test_batch_waits_are_bounded(limited: ProxyClient) -> None:
     session = Session.of(Shell(RSQLMagic=AskSettings(batch_max_wait=0.5)))
-    session.chat(limited, MESSAGES, client_kind="magic", batch=True, model="fake-small")
+    batch = Route(limited, batch=True)
+    batch.chat(session, MESSAGES, client_kind="magic", model="fake-small")
     with pytest.raises(ProxyError, match="not waiting 1s more: RSQLMagic.batch_max_wait=0.5s"):
-        session.chat(limited, MESSAGES, client_kind="magic", batch=True, model="fake-small")
+        batch.chat(session, MESSAGES, client_kind="magic", model="fake-small")
     retries = Session.of(Shell(RSQLMagic=AskSettings(batch_retries=0)))
     with pytest.raises(ProxyError) as err:
-        retries.chat(limited, MESSAGES, client_kind="magic", batch=True, model="fake-small")
+        batch.chat(retries, MESSAGES, client_kind="magic", model="fake-small")
     assert err.value.status == 429
