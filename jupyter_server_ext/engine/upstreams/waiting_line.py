@@ -7,9 +7,9 @@ for 15 requests a second served, and the first to wake won, not the first to com
 request at the head of its line picks again; the rest wait for their turn, which comes at once
 when the one before them gets a slot (there may be room for more). A request that finds people
 waiting goes behind them without looking, so room that frees while they wait is theirs (with
-shared state, a newcomer at another replica still may take it: each replica has its lines). Requests that exclude keys
-(a failover's next attempt) wait in a line of their own, so they never hold up a request that
-could take a key they cannot. A larger request at the head holds up smaller ones behind it
+shared state a newcomer at another replica still may take it: each replica has its lines).
+Requests that exclude keys (a failover's next attempt) wait in a line of their own, so they
+never hold up a request that could take a key they cannot. A larger request at the head holds up smaller ones behind it
 until it fits: first come, first served, so a large request is never starved by small ones.
 
 A line that cannot move in time refuses at once: a newcomer behind more people than the line
@@ -81,9 +81,10 @@ class WaitingLines:
             pass
 
     def busy(self, model: str, exclude: Iterable[str]) -> bool:
-        """Whether someone holds the head of this line now (a newcomer waits behind them)."""
-        line = self._lines.get((model, frozenset(exclude)))
-        return line is not None and line.lock.locked()
+        """Whether anyone is in this line (a newcomer goes behind them). Counted by people,
+        not by the head's lock: between a head's leaving and the next one's taking it, the
+        lock is free while the line is not."""
+        return (model, frozenset(exclude)) in self._lines  # lines nobody is in are forgotten
 
     async def join(self, model: str, exclude: Iterable[str], deadline: float) -> Leave:
         """Wait behind those who came first and hold the head of the line; returns the call
@@ -99,6 +100,7 @@ class WaitingLines:
             ahead = line.people * line.pace
             if self.clock() + ahead > deadline:
                 raise no_capacity(model, ahead)
+        first = not line.people
         line.people += 1
 
         def gone() -> None:
@@ -107,10 +109,12 @@ class WaitingLines:
                 del self._lines[key]
 
         try:
-            if line.lock.locked():
-                await asyncio.wait_for(line.lock.acquire(), max(0.0, deadline - self.clock()))
-            else:  # free: taken at once (wait_for with no time left would refuse even this)
+            if first:
+                # an empty line's head is free: taken at once (wait_for with no time left
+                # would refuse even this)
                 await line.lock.acquire()
+            else:
+                await asyncio.wait_for(line.lock.acquire(), max(0.0, deadline - self.clock()))
         except TimeoutError:
             gone()
             raise no_capacity(model, None) from None
