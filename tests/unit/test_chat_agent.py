@@ -126,7 +126,7 @@ def test_stop_ends_a_turn_that_keeps_calling_tools_and_the_request_in_flight(
         release.wait(30)
         raise AssertionError("a stopped request's answer must be dropped")
 
-    monkeypatch.setattr(panel.session, "chat", slow_chat)
+    monkeypatch.setattr(panel.client(), "chat", slow_chat)
     try:
         assert panel.send("And again?")
         run_until(panel, lambda: asked == ["agent"])
