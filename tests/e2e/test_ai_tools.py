@@ -356,7 +356,7 @@ def rows(table: str) -> int:
     '''How many rows a table has.'''
     return 42
 
-async def main(model_id: str) -> None:
+async def ask(model_id: str) -> None:
     model = ChatLiteLLM(model=model_id, streaming=True).bind_tools([rows])
     cache = {"cache_control_injection_points": [{"location": "message", "role": "system"}]}
     messages = [SystemMessage("You are Jupyternaut."), HumanMessage("How many rows has sales?")]
@@ -369,9 +369,13 @@ async def main(model_id: str) -> None:
             break
         for call in answer.tool_calls:
             messages.append(ToolMessage(str(rows.invoke(call["args"])), tool_call_id=call["id"]))
-    print(json.dumps({"text": answer.content, "calls": len(messages) - 2}))
+    print(json.dumps({"model": model_id, "text": answer.content, "calls": len(messages) - 2}))
 
-asyncio.run(main(sys.argv[1]))
+async def main(model_ids: list[str]) -> None:
+    for model_id in model_ids:  # one after another, as a user switches Jupyternaut's model
+        await ask(model_id)
+
+asyncio.run(main(sys.argv[1:]))
 """
 
 
@@ -396,23 +400,25 @@ def test_jupyter_ais_jupyternaut_reaches_the_proxy_from_the_environment_alone(
     )
     script = tmp_path / "jupyternaut.py"
     script.write_text(JUPYTERNAUT)
-    for model_id, expected in (
+    expected = {
         # a model LiteLLM does not know: Chat Completions, with a tool round trip
-        ("openai/fake-small", "sales has 42 rows."),
-        (f"anthropic/{CLAUDE_MODEL}", "Hello from the hub's Claude, via LiteLLM."),
+        "openai/fake-small": "sales has 42 rows.",
+        f"anthropic/{CLAUDE_MODEL}": "Hello from the hub's Claude, via LiteLLM.",
         # one its price list marks Responses-only: LiteLLM sends it by the Responses API
-        (f"openai/{CODEX_MODEL}", "Hello from the hub's Codex model."),
-    ):
-        done = subprocess.run(
-            [sys.executable, str(script), model_id],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert json.loads(done.stdout.splitlines()[-1])["text"] == expected
+        f"openai/{CODEX_MODEL}": "Hello from the hub's Codex model.",
+    }
+    # the three in one process (LiteLLM and LangChain take 5 s to import, a process each took 15)
+    done = subprocess.run(
+        [sys.executable, str(script), *expected],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert {a["model"]: a["text"] for a in answers} == expected, done.stdout[-3000:]
     # the tool round trip: the tool's result went back to the model, under the public name
     assert [r.body["model"] for r in provider.received] == ["fake-small"] * 3
     assert any(m.get("role") == "tool" for m in provider.received[1].body["messages"])
