@@ -124,6 +124,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.errors",
         f"{S}.engine.records",
         f"{S}.engine.bodies",
+        f"{S}.engine.formats",  # what the engine needs of a request sent as it was (native)
         f"{S}.engine.admission",
     ),
     f"{S}.state": (f"{S}.engine",),

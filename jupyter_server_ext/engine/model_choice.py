@@ -13,7 +13,6 @@ from .accounting.pricing import FREE, PriceBook
 from .admission.entitlements import Access, me_fields, not_allowed, resolve
 from .admission.limiter import Limiter
 from .admission.policy_windows import PolicyWindows
-from .apis.native import NATIVE_APIS, long_context_beta
 from .bodies.request import ChatRequest
 from .errors import BadRequest, Forbidden
 from .parsing import image_cost
@@ -135,7 +134,7 @@ class ModelChoice:
     def _check_long_context(self, req: ChatRequest) -> None:
         """Refuse Claude's long context (``anthropic-beta: context-1m-...``) on a model an
         upstream prices without long-context rates: it would be charged less than it costs."""
-        beta = long_context_beta(req)
+        beta = req.long_context_beta
         if beta is None or not self.prices.lacks_long_context(req.model):
             return
         raise BadRequest(
@@ -160,9 +159,9 @@ class ModelChoice:
         lc = price.long_context
         if lc is None:
             return False
-        if long_context_beta(req) is not None:
+        if req.long_context_beta is not None:
             return True
         serving = self.pool.serving(req.model)
         if serving and all(key.spec.provider == "anthropic" for key in serving):
             return False
-        return req.endpoint in NATIVE_APIS or req.prompt_tokens * CHARS_PER_TOKEN > lc.above
+        return req.native or req.prompt_tokens * CHARS_PER_TOKEN > lc.above

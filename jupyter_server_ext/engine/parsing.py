@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .admission.hosted_tools import HostedTools, Use, container_price, reserve
-from .apis.native import NATIVE_APIS, long_context_beta, native_request
+from .apis.native import NATIVE_APIS, native_request
 from .bodies.hosted_kinds import chat_hosted_tools
 from .bodies.left_out import LeftOut, fetched_files
 from .bodies.media import MAX_PAGES, billed_image_tokens
@@ -59,7 +59,7 @@ def parse_request(
         chat.prompt_tokens += left.tokens
         req = native_request(endpoint, body, chat, headers)
         if endpoint == "messages":
-            wide = long_context_beta(req) is not None or wide_window(req.model)
+            wide = req.long_context_beta is not None or wide_window(req.model)
             req.prompt_tokens += _wider_pages(fetched_files(form["messages"]), chat, wide)
         _reserve_hosted(req, settings, endpoint)
         req.files, req.page_tokens = chat.files, chat.page_tokens  # pages still to count

@@ -11,7 +11,6 @@ streamed chunk are charged (``charge_estimate``), never less than the prompt.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 from .accounting.pricing import PriceBook
 from .admission.hosted_tools import HostedTools, calls_in_output, calls_in_usage
 from .admission.limiter import rate_class
-from .apis.native import NATIVE_APIS
 from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
 from .bodies.hosted_kinds import kind_of
@@ -29,8 +27,6 @@ from .courses.log import CourseLog
 from .courses.transcript import read_event
 from .errors import UpstreamFailure
 from .exchange import Arrival, Exchange
-from .formats.anthropic import answer as messages_answer
-from .formats.responses import stream as responses_stream
 from .records import Reply
 from .upstreams.pool import Pool
 from .upstreams.prices import Price
@@ -432,7 +428,7 @@ class Replies:
         reader = UsageReader(req.endpoint)
         # events in another API's shape go on as they came (event: lines kept); its cost is in
         # the X-RSQL-Cost-USD of its usage row, not written into them
-        chat_shaped = req.endpoint not in NATIVE_APIS
+        chat_shaped = not req.native
 
         async def settled() -> None:
             nonlocal answered
@@ -490,7 +486,7 @@ class Replies:
             except UpstreamFailure as fail:  # read past the first event: settled already
                 outcome.status, outcome.error = 502, f"stream {fail.kind}"
                 await pool.failed(slot, f"stream {fail.kind}", ex.caller.user)
-                yield stream_error("the upstream stream broke off: " + fail.message, req.endpoint)
+                yield req.error_event("the upstream stream broke off: " + fail.message)
             except (asyncio.CancelledError, GeneratorExit):
                 await settled()  # before the slot goes to the background's reading on
                 outcome.status, outcome.error = 499, "client_closed"
@@ -504,9 +500,7 @@ class Replies:
                 await settled()
                 outcome.status, outcome.error = 502, "stream_broken"
                 await pool.failed(slot, "stream broken", ex.caller.user)
-                yield stream_error(
-                    f"the upstream stream broke off ({type(exc).__name__})", req.endpoint
-                )
+                yield req.error_event(f"the upstream stream broke off ({type(exc).__name__})")
             finally:
                 await settled()
                 if not handed_off:
@@ -582,16 +576,3 @@ async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterat
     if rest is not None:
         async for ev in rest:
             yield ev
-
-
-def stream_error(message: str, endpoint: str = "chat/completions") -> bytes:
-    """The event that ends a stream that broke off, in the shape of the API it answers."""
-    if endpoint == "responses":
-        return responses_stream.event("error", {"code": "upstream_error", "message": message})
-    if endpoint == "messages":
-        return messages_answer.event("error", {"error": {"type": "api_error", "message": message}})
-    return (
-        b"data: "
-        + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode()
-        + b"\n\n"
-    )

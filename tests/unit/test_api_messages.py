@@ -36,6 +36,7 @@ WEATHER = {
         "required": ["city"],
     },
 }
+HELLO_MESSAGES = [{"role": "user", "content": "Count to ten."}]
 PIXEL = base64.b64encode(
     bytes.fromhex(
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -341,6 +342,27 @@ def test_an_anthropic_upstream_gets_the_request_as_sent_thinking_and_all(
     rows = activity(server, "carol", 2)
     assert [r["api"] for r in rows[:2]] == ["messages", "messages"]
     assert all(r["cost_usd"] > 0 and r["upstream"] == "claude" for r in rows[:2])
+
+
+def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_anthropics_error_event(
+    server: InProcessJupyter, claude: FakeAnthropic
+) -> None:
+    """A Messages stream to an Anthropic upstream, sent as it was, whose connection drops
+    mid-answer: the stream the client reads ends with an error event in Anthropic's shape, which
+    its SDK raises as an API error, and the request is logged a 502 under its API."""
+    claude.script("one two three four five six seven eight nine ten")
+    claude.set_fault("claude", "die_mid_stream", count=1)
+    body = {"model": "claude-small", "max_tokens": 64, "messages": HELLO_MESSAGES}
+    with pytest.raises(anthropic.APIStatusError) as err:
+        with client(server, "tok-carol").messages.stream(**body) as stream:
+            for _ in stream:
+                pass
+    error = err.value.body
+    assert isinstance(error, dict) and error["type"] == "error", error
+    assert error["error"]["type"] == "api_error", error
+    assert "the upstream stream broke off" in error["error"]["message"], error
+    row = activity(server, "carol")[0]
+    assert row["api"] == "messages" and row["status"] == 502 and row["upstream"] == "claude"
 
 
 # -- the same promises on this API ------------------------------------------------------------

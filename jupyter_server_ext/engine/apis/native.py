@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..bodies.request import STANDARD_SERVICE, ChatRequest, check_standard_service
+from ..formats.anthropic import answer as messages_answer
+from ..formats.responses import stream as responses_stream
 
 NATIVE_APIS = ("responses", "messages")
 # the field that limits the answer, in each API
@@ -32,6 +34,18 @@ STANDARD_VALUES = {
 # an anthropic-beta name that opens a context window past the standard one
 # (context-1m-2025-08-07): past 200K prompt tokens Anthropic bills its long-context rates
 _LONG_CONTEXT_BETA = re.compile(r"context-\d+m-")
+
+
+def _responses_error(message: str) -> bytes:
+    return responses_stream.event("error", {"code": "upstream_error", "message": message})
+
+
+def _messages_error(message: str) -> bytes:
+    return messages_answer.event("error", {"error": {"type": "api_error", "message": message}})
+
+
+# the event that ends a stream that broke off upstream, in each API's shape
+ERROR_EVENTS = {"responses": _responses_error, "messages": _messages_error}
 
 
 def native_request(
@@ -80,6 +94,9 @@ def native_request(
         max_tokens_set=chat.max_tokens_set,
         endpoint=api,
         cap_field=CAP_FIELDS[api],
+        native=True,
+        long_context_beta=_long_context_beta(passed.get("anthropic-beta", "")),
+        error_event=ERROR_EVENTS[api],
     )
 
 
@@ -92,10 +109,9 @@ def _bare_reasoning(item: Any) -> bool:
     )
 
 
-def long_context_beta(req: ChatRequest) -> str | None:
-    """The beta in `req`'s anthropic-beta header that opens Claude's long context (billed at
-    the long-context rates past 200K prompt tokens), or None."""
-    header = req.upstream_headers.get("anthropic-beta", "")
+def _long_context_beta(header: str) -> str | None:
+    """The beta in an anthropic-beta header that opens Claude's long context (billed at the
+    long-context rates past 200K prompt tokens), or None."""
     return next(
         (b.strip() for b in header.split(",") if _LONG_CONTEXT_BETA.match(b.strip().lower())),
         None,

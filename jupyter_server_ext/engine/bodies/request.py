@@ -29,6 +29,7 @@ from .media import (
     inline_file,
     pdf_tokens,
 )
+from .streams import chat_error_event
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MAX_CHOICES = 128  # the most choices (n, best_of) OpenAI itself accepts
@@ -105,6 +106,14 @@ class ChatRequest:
     # one of the kernel's own: its stable prefix is marked for Anthropic's cache
     # (``prompt_cache.for_upstream``)
     mark_prefix: bool = False
+    # sent as it was, in its own API's shape (``apis.native``): its answer's events go on as
+    # they came, and the engine learns what it needs of that API from the fields below
+    native: bool = False
+    # the anthropic-beta it carries that opens Claude's long context (billed at the
+    # long-context rates past 200K prompt tokens), or None
+    long_context_beta: str | None = None
+    # the event that ends its stream when the upstream's breaks off, in its API's shape
+    error_event: Callable[[str], bytes] = field(default=chat_error_event)
 
     @property
     def completion_tokens(self) -> int:

@@ -15,6 +15,7 @@ Chat completions (``chat.completion``) and legacy completions (``text_completion
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,16 @@ _CHOICE_KEYS = ("index", "delta", "finish_reason", "logprobs")
 
 def sse(obj: Any) -> bytes:
     return b"data: " + json_codec.dumps(obj) + b"\n\n"
+
+
+def chat_error_event(message: str) -> bytes:
+    """The event that ends a chat or legacy completion stream that broke off upstream (a
+    request sent as it was in another API's shape carries that API's: ``apis.native``)."""
+    return (
+        b"data: "
+        + json.dumps({"error": {"message": message, "type": "upstream_error"}}).encode()
+        + b"\n\n"
+    )
 
 
 def event_json(ev: bytes) -> dict[str, Any] | None:
