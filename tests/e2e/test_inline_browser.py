@@ -355,17 +355,18 @@ def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
 def test_a_window_that_ends_brings_completions_back_within_seconds(
     chromium_browser: Any, lab: Lab, model: FakeProvider, tmp_path: Path
 ) -> None:
-    """Issue 55, item 5: a window turns completions off for 20 s. The user sees why (JupyterLab:
+    """Issue 55, item 5: a window turns completions off for 30 s. The user sees why (JupyterLab:
     the status item; Notebook 7, which has no status bar: an item in the notebook's toolbar),
     and when the window ends completions come back within seconds (the proxy gave its end), not
     at the next minute's poll. Both frontends open under the one window, each with its own
-    notebook and kernel (one window's 20 s, where a window for each waited out two)."""
+    notebook and kernel: one window of 30 s, where each frontend waited out 20 s of its own (the
+    window holds two page loads now, 7 s here, twice that on a machine twice as slow)."""
     name = "inline-short"
     message = "Quiz in progress: no ghost text"
     window = {
         "name": name,
         "groups": ["*"],
-        "minutes": 20 / 60,
+        "minutes": 30 / 60,
         "mode": "custom",
         "models": ["*"],
         "completions": False,
@@ -376,7 +377,7 @@ def test_a_window_that_ends_brings_completions_back_within_seconds(
     try:
         status, inline = lab.call("GET", "inline")
         assert status == 200 and inline["on"] is False and inline["reason"] == "window", inline
-        assert 0 < inline["ends_in_s"] <= 20, inline
+        assert 0 < inline["ends_in_s"] <= 30, inline
         ends = time.monotonic() + inline["ends_in_s"]
         with ExitStack() as pages:
             opened = {}
@@ -397,7 +398,6 @@ def test_a_window_that_ends_brings_completions_back_within_seconds(
                 assert shown.is_visible(), f"{frontend}: the reason is not where the user sees it"
                 assert message in (shown.get_attribute("title") or ""), frontend
                 assert time.monotonic() < ends, f"{frontend}: the page took the whole window"
-                run_cell(page, 0)
                 opened[frontend] = page
             for frontend, page in opened.items():
                 # back within seconds of the window's end (a minute's poll would miss this); the
@@ -411,6 +411,7 @@ def test_a_window_that_ends_brings_completions_back_within_seconds(
                 late = time.monotonic() - ends
                 assert late < 6, f"{frontend}: completions came back {late:.1f} s after the end"
             for frontend, page in opened.items():
+                run_cell(page, 0)  # the frame, for the completion's columns
                 model.received.clear()
                 cell = _type_in(page, 1, "sales.")
                 cell.locator(GHOST).wait_for(timeout=20_000)
