@@ -407,7 +407,8 @@ def test_jupyter_ais_jupyternaut_reaches_the_proxy_from_the_environment_alone(
         # one its price list marks Responses-only: LiteLLM sends it by the Responses API
         f"openai/{CODEX_MODEL}": "Hello from the hub's Codex model.",
     }
-    # the three in one process (LiteLLM and LangChain take 5 s to import, a process each took 15)
+    # the three in one process: LangChain and LiteLLM take 5 s to import, which three processes
+    # paid three times
     done = subprocess.run(
         [sys.executable, str(script), *expected],
         env=env,

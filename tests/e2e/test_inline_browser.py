@@ -390,9 +390,9 @@ def test_a_window_that_ends_brings_completions_back_within_seconds(
                     )
                 )
                 item = STATUS if frontend == "lab" else f".jp-Toolbar {STATUS}"
-                page.wait_for_function(
+                page.wait_for_function(  # within the window: after its end it says nothing
                     f"() => document.querySelector({item!r})?.textContent === 'rsql: off (window)'",
-                    timeout=20_000,
+                    timeout=max(1.0, ends - time.monotonic()) * 1000,
                 )
                 shown = page.locator(item)
                 assert shown.is_visible(), f"{frontend}: the reason is not where the user sees it"
@@ -415,6 +415,7 @@ def test_a_window_that_ends_brings_completions_back_within_seconds(
                 model.received.clear()
                 cell = _type_in(page, 1, "sales.")
                 cell.locator(GHOST).wait_for(timeout=20_000)
-                assert _inline_prompts(model), f"{frontend}: the provider received no completion"
+                # this page's own request: its first cell, which ends in its frontend's name
+                assert any(f"# {frontend}" in p for p in _inline_prompts(model)), frontend
     finally:
         lab.call("POST", f"admin/windows/{urllib.parse.quote(name)}/end", {})

@@ -352,7 +352,13 @@ def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_anthropics_error_even
     its SDK raises as an API error, and the request is logged a 502 under its API."""
     claude.script("one two three four five six seven eight nine ten")
     claude.set_fault("claude", "die_mid_stream", count=1)
-    body = {"model": "claude-small", "max_tokens": 64, "messages": HELLO_MESSAGES}
+    # top_k: a field only a request sent as it was keeps (the translated path drops it)
+    body = {
+        "model": "claude-small",
+        "max_tokens": 64,
+        "messages": HELLO_MESSAGES,
+        "extra_body": {"top_k": 5},
+    }
     with pytest.raises(anthropic.APIStatusError) as err:
         with client(server, "tok-carol").messages.stream(**body) as stream:
             for _ in stream:
@@ -361,6 +367,7 @@ def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_anthropics_error_even
     assert isinstance(error, dict) and error["type"] == "error", error
     assert error["error"]["type"] == "api_error", error
     assert "the upstream stream broke off" in error["error"]["message"], error
+    assert claude.received[-1].body.get("top_k") == 5  # it went to Anthropic as it was sent
     row = activity(server, "carol")[0]
     assert row["api"] == "messages" and row["status"] == 502 and row["upstream"] == "claude"
 

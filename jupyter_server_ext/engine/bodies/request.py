@@ -110,7 +110,8 @@ class ChatRequest:
     # they came, and the engine learns what it needs of that API from the fields below
     native: bool = False
     # the anthropic-beta it carries that opens Claude's long context (billed at the
-    # long-context rates past 200K prompt tokens), or None
+    # long-context rates past 200K prompt tokens), or None: read from `upstream_headers` when
+    # ``native_request`` writes both, and nothing writes either after it
     long_context_beta: str | None = None
     # the event that ends its stream when the upstream's breaks off, in its API's shape
     error_event: Callable[[str], bytes] = field(default=chat_error_event)
