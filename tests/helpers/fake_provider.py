@@ -596,7 +596,8 @@ class FakeProvider(LoopbackServer):
         container: ``Received.container``); every built-in tool's calls together at most
         ``max_tool_calls``. Files it fetches (an ``input_file`` by ``file_url`` or ``file_id``,
         in a message or a tool's output) are read from :attr:`documents` (pages; an unknown one
-        is a 400) and billed ``PAGE_TOKENS`` a page, at most 100 pages a request."""
+        is a 400) and billed ``PAGE_TOKENS`` a page, at most 100 pages a request. A key's
+        "die_mid_stream" fault closes the connection halfway through a streamed text."""
         policy, body, rec, err = await self._begin(request, "responses")
         if err is not None:
             return err
@@ -630,6 +631,11 @@ class FakeProvider(LoopbackServer):
         prompt_tokens += pages * PAGE_TOKENS
         with self._lock:
             reply = self._replies.popleft() if self._replies else None
+            fault = self._faults.get(policy.alias)
+            if fault and fault.kind == "die_mid_stream" and fault.count != 0:
+                fault.count -= 1  # the connection dies mid-answer (a text answer, streamed)
+            else:
+                fault = None
         rid = (
             "resp_" + uuid.uuid4().hex + uuid.uuid4().hex[:16]
         )  # longer than ours, as OpenAI's are
@@ -754,7 +760,11 @@ class FakeProvider(LoopbackServer):
                 part = {"type": "output_text", "text": "", "annotations": []}
                 where = {"item_id": item["id"], "output_index": index, "content_index": 0}
                 await send("response.content_part.added", **where, part=part)
-                for i, word in enumerate(text.split(" ")):
+                words = text.split(" ")
+                for i, word in enumerate(words):
+                    if fault is not None and i == max(1, len(words) // 2):
+                        request.transport.close()  # type: ignore[union-attr]  # open while answering
+                        return resp
                     await send(
                         "response.output_text.delta", **where, delta=(" " if i else "") + word
                     )

@@ -342,6 +342,37 @@ def test_the_agents_sdk_runs_an_agent_with_a_function_tool(
 # -- an upstream that speaks the Responses API itself -----------------------------------------
 
 
+def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_the_apis_error_event(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """A Responses stream to an upstream that speaks the API, sent as it was, whose connection
+    drops mid-answer: the stream the client reads ends with the API's own `error` event (not a
+    chat completion's error chunk), and the request is logged a 502 under its API."""
+    speaks = {**PRICED, "responses_api": True}
+    server = jupyter_app_factory(
+        {
+            "upstreams": upstreams_for(fresh_provider, a1=speaks, a2=speaks, b1=speaks),
+            "default_model": "fake-small",
+            "admin_users": ["carol"],
+        },
+        named_users=True,
+    )
+    for alias in ("a1", "a2", "b1"):
+        fresh_provider.set_fault(alias, "die_mid_stream", count=1)
+    events = list(
+        client(server, "tok-alice").responses.create(
+            model="fake-small", input="one two three four five six seven eight", stream=True
+        )
+    )
+    assert fresh_provider.received[-1].path == "responses"  # it went upstream as it was sent
+    assert "response.output_text.delta" in [e.type for e in events]
+    last = events[-1]
+    assert last.type == "error" and "response.completed" not in [e.type for e in events]
+    assert last.code == "upstream_error" and "the upstream stream broke off" in last.message
+    row = activity(server, "alice")[0]
+    assert row["api"] == "responses" and row["status"] == 502
+
+
 def test_an_upstream_that_speaks_the_api_gets_the_request_as_sent_and_stores_nothing(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
