@@ -33,7 +33,6 @@ from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
 from .admission.window_specs import zone
 from .admission_step import AdmissionStep
-from .apis.native import NATIVE_APIS
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
 from .bodies.hosted_kinds import chat_hosted_tools
@@ -60,7 +59,7 @@ from .upstreams.transport import Transports
 
 log = logging.getLogger("rsql.engine")
 
-ENDPOINTS = ("chat/completions", "completions", "embeddings", *NATIVE_APIS)
+# each endpoint a request may go to, and the API its usage row names when the caller says none
 API_OF_ENDPOINT = {
     "chat/completions": "chat",
     "completions": "completions",
@@ -68,6 +67,7 @@ API_OF_ENDPOINT = {
     "responses": "responses",
     "messages": "messages",
 }
+ENDPOINTS = tuple(API_OF_ENDPOINT)
 
 
 class Engine(EngineAdmin):
