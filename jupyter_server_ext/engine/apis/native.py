@@ -7,11 +7,23 @@ same rules."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..bodies.request import STANDARD_SERVICE, ChatRequest, check_standard_service
+from ..admission.hosted_tools import HostedTools, Use, container_price
+from ..bodies.left_out import LeftOut, fetched_files
+from ..bodies.media import MAX_PAGES
+from ..bodies.request import (
+    STANDARD_SERVICE,
+    ChatRequest,
+    RequestLimits,
+    check_standard_service,
+    parse_chat_request,
+)
+from ..errors import BadRequest
 from ..formats.anthropic import answer as messages_answer
+from ..formats.anthropic import request as messages_request
+from ..formats.responses import request as responses_request
 from ..formats.responses import stream as responses_stream
 
 NATIVE_APIS = ("responses", "messages")
@@ -46,6 +58,112 @@ def _messages_error(message: str) -> bytes:
 
 # the event that ends a stream that broke off upstream, in each API's shape
 ERROR_EVENTS = {"responses": _responses_error, "messages": _messages_error}
+# each API's reader: its body as the chat form, the hosted tools it runs
+READERS = {"responses": responses_request, "messages": messages_request}
+
+
+def parse_native(
+    api: str,
+    body: Any,
+    headers: Mapping[str, str] | None,
+    *,
+    default_model: str,
+    default_max_tokens: int,
+    limits: RequestLimits,
+    image: Callable[[str], int],
+    wide_window: Callable[[str], bool],
+) -> ChatRequest:
+    """A body in `api`'s shape, to go upstream as it is (``Engine.parse``): read, bounded and
+    estimated through its chat form, as a chat completion is; what the chat form leaves out
+    and the upstream reads is estimated too, and a Messages request's fetched documents up to
+    the wider page limit where its window may hold a million tokens."""
+    left = LeftOut()  # the upstream reads what the chat form leaves out: estimated too
+    form = READERS[api].to_chat(body, left)
+    chat = parse_chat_request(
+        form,
+        default_model=default_model,
+        default_max_tokens=default_max_tokens,
+        limits=limits,
+        image=image,
+    )
+    chat.prompt_tokens += left.tokens
+    req = native_request(api, body, chat, headers)
+    if api == "messages":
+        wide = req.long_context_beta is not None or wide_window(req.model)
+        req.prompt_tokens += _wider_pages(fetched_files(form["messages"]), chat, wide)
+    req.files, req.page_tokens = chat.files, chat.page_tokens  # pages still to count
+    return req
+
+
+# Anthropic reads at most 100 pages of PDFs a request, 600 where the request's context window
+# holds a million tokens (its PDF support page); a window holds what a request is billed for at
+# most. A fetched document's stand-in is reserved at 100 pages, as a chat file by id is
+# (``estimate_tokens``); where the window may be wide, the fetched documents of a request are
+# reserved together up to the wider limit.
+WIDE_PAGES = 600
+WIDE_WINDOW = 1_000_000
+
+
+def _wider_pages(fetched: int, chat: ChatRequest, wide: bool) -> int:
+    """What `fetched` documents of a Messages request may cost beyond 100 pages each."""
+    if not fetched or not wide:
+        return 0
+    most = min(WIDE_PAGES * chat.page_tokens, WIDE_WINDOW)
+    return max(0, most - fetched * MAX_PAGES * chat.page_tokens)
+
+
+def hosted_uses(
+    api: str, payload: dict[str, Any], hosted: HostedTools
+) -> tuple[list[Use], int | None]:
+    """The hosted tools a request in `api`'s shape runs, each kind's calls at its price and what
+    they may pull into the prompt, and the cap all their calls share (the Responses API's
+    ``max_tool_calls``), or None (``parsing`` reserves them)."""
+    uses: list[Use] = []
+    shared = None
+    if api == "responses":
+        for kind, path, tool in responses_request.hosted_tools_in(payload):
+            setting = hosted.of(kind)
+            where = ".".join(f"tools[{i}]" for i in path)
+            usd = (
+                container_price(setting, tool.get("container"), where)
+                if kind == "code_interpreter"
+                else setting.price_per_call
+            )
+            uses.append(Use(kind, setting.max_calls, usd, setting.content_tokens))
+        asked = payload.get("max_tool_calls")
+        if uses:  # the edge set the cap; a client's own smaller one stays
+            shared = min(
+                asked
+                if isinstance(asked, int) and not isinstance(asked, bool) and asked >= 0
+                else sum(u.calls for u in uses),
+                sum(u.calls for u in uses),
+            )
+    else:  # messages
+        named = payload.get("container")
+        if isinstance(named, str) or (isinstance(named, dict) and named.get("id")):
+            raise BadRequest(
+                "'container': a container by id is not offered through this proxy (containers "
+                "belong to the provider account that every user of this hub shares); leave it "
+                "out and each request runs in its own",
+                code="hosted_tool_not_priced",
+                extra={"param": "container"},
+            )
+        for kind, _, tool in messages_request.hosted_tools_in(payload):
+            setting = hosted.of(kind)
+            calls = setting.max_calls
+            if kind in ("web_search", "web_fetch"):  # capped by the edge (``max_uses``)
+                uses_ = tool.get("max_uses")
+                if isinstance(uses_, int) and not isinstance(uses_, bool) and uses_ >= 0:
+                    calls = min(calls, uses_)
+            elif kind == "code_interpreter":  # one container a request, billed by its time
+                calls = 1
+            tokens = setting.content_tokens
+            if kind == "web_fetch":  # the cap the edge sent holds for text (not for PDFs)
+                most = tool.get("max_content_tokens")
+                if isinstance(most, int) and not isinstance(most, bool) and most >= 0:
+                    tokens = min(tokens, most) if tokens else most
+            uses.append(Use(kind, calls, setting.price_per_call, tokens))
+    return uses, shared
 
 
 def native_request(
