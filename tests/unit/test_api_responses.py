@@ -342,14 +342,10 @@ def test_the_agents_sdk_runs_an_agent_with_a_function_tool(
 # -- an upstream that speaks the Responses API itself -----------------------------------------
 
 
-def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_the_apis_error_event(
-    jupyter_app_factory, fresh_provider: FakeProvider
-) -> None:
-    """A Responses stream to an upstream that speaks the API, sent as it was, whose connection
-    drops mid-answer: the stream the client reads ends with the API's own `error` event (not a
-    chat completion's error chunk), and the request is logged a 502 under its API."""
+def speaking_server(jupyter_app_factory: Any, fresh_provider: FakeProvider) -> InProcessJupyter:
+    """A Jupyter server whose three upstreams speak the Responses API themselves."""
     speaks = {**PRICED, "responses_api": True}
-    server = jupyter_app_factory(
+    return jupyter_app_factory(
         {
             "upstreams": upstreams_for(fresh_provider, a1=speaks, a2=speaks, b1=speaks),
             "default_model": "fake-small",
@@ -357,6 +353,15 @@ def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_the_apis_error_event(
         },
         named_users=True,
     )
+
+
+def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_the_apis_error_event(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """A Responses stream to an upstream that speaks the API, sent as it was, whose connection
+    drops mid-answer: the stream the client reads ends with the API's own `error` event (not a
+    chat completion's error chunk), and the request is logged a 502 under its API."""
+    server = speaking_server(jupyter_app_factory, fresh_provider)
     for alias in ("a1", "a2", "b1"):
         fresh_provider.set_fault(alias, "die_mid_stream", count=1)
     events = list(
@@ -376,15 +381,7 @@ def test_a_stream_sent_as_it_was_that_breaks_off_ends_with_the_apis_error_event(
 def test_an_upstream_that_speaks_the_api_gets_the_request_as_sent_and_stores_nothing(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
-    speaks = {**PRICED, "responses_api": True}
-    server = jupyter_app_factory(
-        {
-            "upstreams": upstreams_for(fresh_provider, a1=speaks, a2=speaks, b1=speaks),
-            "default_model": "fake-small",
-            "admin_users": ["carol"],
-        },
-        named_users=True,
-    )
+    server = speaking_server(jupyter_app_factory, fresh_provider)
     oai = client(server, "tok-alice")
     reasoning = {
         "type": "reasoning",
