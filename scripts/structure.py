@@ -31,6 +31,11 @@ ENGINE_PARTS = frozenset(
     "caches models redaction admission offload bodies prices savings notebooks hosted".split()
 )
 ENGINE_BUILDERS = ("jupyter_server_ext.engine", "jupyter_server_ext.wiring")
+# The one admission (issue 78): the limiter's admissions are asked for by the admission step
+# alone, whose door is Engine.admit / Engine.admitted; every other module holds the Admitted
+# it is handed and ends it there (the limiter's own ending is private to it)
+ADMISSIONS = frozenset({"admit", "count", "counted", "hold"})
+ADMITTERS = ("jupyter_server_ext.engine.admission", "jupyter_server_ext.engine.admission_step")
 
 # What each layer may import, by module prefix: a module belongs to the longest prefix that
 # matches its name and may import its own layer and the ones listed (the standard library and
@@ -198,6 +203,7 @@ class Module:
     imports: set[str] = field(default_factory=set)  # our modules this one imports
     private: list[str] = field(default_factory=list)  # "line: what" for private names used
     engine_parts: list[str] = field(default_factory=list)  # "line: what" for engine.<part>
+    admissions: list[str] = field(default_factory=list)  # "line: what" for limiter.admit(...)
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -257,6 +263,8 @@ def load(root: Path = ROOT) -> dict[str, Module]:
                 mod.private.append(f"{node.lineno}: {ast.unparse(node)}")
         if mod.name.startswith("jupyter_server_ext.") and not mod.name.startswith(ENGINE_BUILDERS):
             mod.engine_parts = _engine_parts(tree)
+        if not mod.name.startswith(ADMITTERS):
+            mod.admissions = _admissions(tree)
         mod.imports.discard(mod.name)
         mod.imports = {i for i in mod.imports if i in modules}
     return modules
@@ -272,6 +280,21 @@ def _engine_parts(tree: ast.AST) -> list[str]:
         name = holder.attr if isinstance(holder, ast.Attribute) else getattr(holder, "id", "")
         if name == "engine":
             found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def _admissions(tree: ast.AST) -> list[str]:
+    """`limiter.admit(...)` / `x.limiter.count(...)` in a module: an admission built by hand."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr not in ADMISSIONS:
+            continue
+        holder = node.func.value
+        name = holder.attr if isinstance(holder, ast.Attribute) else getattr(holder, "id", "")
+        if name in ("limiter", "lim"):
+            found.append(f"{node.lineno}: {ast.unparse(node.func)}")
     return found
 
 
@@ -385,6 +408,9 @@ def report(modules: dict[str, Module]) -> dict[str, list[str]]:
         ],
         "the engine's parts reached from outside it": [
             f"{m.name}:{p}" for m in modules.values() for p in m.engine_parts
+        ],
+        "admissions outside the admission step": [
+            f"{m.name}:{p}" for m in modules.values() for p in m.admissions
         ],
         f"files over {MAX_LINES} lines": [
             f"{m.path} ({m.lines})"

@@ -49,15 +49,11 @@ class EngineAdmin:
 
     def key_states(self) -> tuple[tuple[str, str], ...]:
         """(alias, state) of every key, in the pool's order."""
-        return tuple((k.alias, self.pool.key_state(k)) for k in self.pool.keys)
+        return self.pool.key_states()
 
     async def global_spend(self) -> tuple[float, float] | None:
         """(spent + reserved today, the limit) of the global daily budget; None without one."""
-        limit = self.settings.limits.global_daily_budget_usd
-        spent = await self.limiter.global_spent()
-        if limit is None or spent is None:
-            return None
-        return spent, limit
+        return await self.limiter.global_spend()
 
     async def reset_limits(self, user: str | None) -> int:
         """Clear one user's windows and budget (None: everyone's); the entries cleared."""

@@ -1,15 +1,20 @@
-"""The admission step of a request's walk (``core``): the caller's windows, concurrency and
-budget in one atomic step with the key pick, at the request's worst-case price; and before it,
-when a request's PDFs need the shared worker to count their pages, its count in the caller's
-windows, so no work of a user reaches the worker their limits would refuse."""
+"""Admission, the one way anything is let through the caller's limits; every kind of work
+holds an ``Admitted`` and ends it once. A request's admission in its walk (``core``): the
+caller's windows, concurrency and budget in one atomic step with the key pick, at the
+request's worst-case price; and before it, when a request's PDFs need the shared worker to
+count their pages or a stored conversation is to be read, its count in the caller's windows,
+so no work of a user is done that their limits would refuse. Work that asks no provider (a
+token count, a stored response read, a redaction preview) and tool calls (``CallLimits``) are
+admitted here too (``count``, ``counted``, ``call``)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from .admission.entitlements import Access
-from .admission.limiter import Admitted, Limiter, Ticket, rate_class
+from .admission.limiter import Admitted, CallLimits, Limiter, rate_class
 from .bodies.cache import Cached
 from .bodies.request import ChatRequest, count_files
 from .errors import EngineError, RateLimited
@@ -22,7 +27,8 @@ from .upstreams.pool import PickPlan, Pool
 
 
 class AdmissionStep:
-    """Whether a request may go out now, and with which key (``Limiter.admit``)."""
+    """Whether a request or a call may go on now, and a request with which key
+    (``Limiter``); ``Engine.admit`` and ``Engine.admitted`` are its door for the edges."""
 
     def __init__(
         self,
@@ -38,20 +44,38 @@ class AdmissionStep:
         self.forwarder = forwarder
         self.run = run  # Offload.run: work in the worker process, in a user's turn
 
+    async def count(self, caller: Caller) -> Admitted:
+        """`caller`'s request counted in their windows and concurrency before its price is
+        known; its budget and key are taken later into the same hold (``admit``'s
+        `counted`), or it is settled at nothing."""
+        return await self.limiter.count(caller.user, caller.groups, rate_class(caller.client))
+
+    @asynccontextmanager
+    async def counted(self, caller: Caller) -> AsyncIterator[Admitted]:
+        """``count`` held while a block of work that asks no provider runs, given back after
+        it however it ends (its windows stay counted)."""
+        async with self.limiter.counted(
+            caller.user, caller.groups, rate_class(caller.client)
+        ) as held:
+            yield held
+
+    async def call(self, caller: Caller, calls: CallLimits) -> Admitted:
+        """One call of `calls`' kind (an MCP tool call) in `caller`'s windows and concurrency
+        of that kind; settled at nothing when it ends."""
+        return await self.limiter.hold(caller.user, calls)
+
     async def count_files(
-        self, req: ChatRequest, caller: Caller, counted: Ticket | None
-    ) -> Ticket | None:
+        self, req: ChatRequest, caller: Caller, counted: Admitted | None
+    ) -> Admitted | None:
         """`req`'s PDFs' pages counted (``count_files``): on the loop within a small budget, else
         in the shared worker only once the request is counted in the caller's windows and
         concurrency (a spent window is a 429 before any of the worker's time is taken, where
-        it took 9-14 s of it); the ticket of that count, for ``admit``."""
+        it took 9-14 s of it); the hold of that count, for ``admit``."""
 
         async def admitted_first() -> None:
             nonlocal counted
             if counted is None:
-                counted = await self.limiter.count(
-                    caller.user, caller.groups, rate_class(caller.client)
-                )
+                counted = await self.count(caller)
 
         await count_files(req, self.run, caller.user, admitted_first)
         return counted
@@ -62,7 +86,7 @@ class AdmissionStep:
         arrival: Arrival,
         access: Access,
         hit: Cached | None,
-        counted: Ticket | None = None,
+        counted: Admitted | None = None,
     ) -> tuple[Admitted, PickPlan | None, str]:
         """The caller's admission at the request's worst-case price, with the key pick a shared
         pool makes in the same round trip (`plan`, taken once the request is recorded); past a
@@ -74,7 +98,7 @@ class AdmissionStep:
         plan = self._plan(req) if hit is None else None
         try:
             with tr.child("rsql.admission") if tr is not None else NO_SPAN:
-                ticket = await self.limiter.admit(
+                held = await self.limiter.admit(
                     caller.user,
                     caller.groups,
                     price.worst(req.prompt_tokens, req.completion_tokens) + req.hosted_usd,
@@ -85,15 +109,8 @@ class AdmissionStep:
         except RateLimited as exc:
             if not self.forwarder.may_fall_back(req, access, caller, "budget", exc, None):
                 raise
-            ticket = counted or await self.limiter.admit(
-                caller.user,
-                caller.groups,
-                0.0,
-                budgets_apply=False,
-                rate_class=rate_class(caller.client),
-            )
-            return Admitted(self.limiter, ticket), None, "budget"
-        return Admitted(self.limiter, ticket), plan, ""
+            return counted or await self.count(caller), None, "budget"
+        return held, plan, ""
 
     def _plan(self, req: ChatRequest) -> PickPlan | None:
         """The pool's key pick to make with the admission, if it makes one there; a request no

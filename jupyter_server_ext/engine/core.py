@@ -28,7 +28,7 @@ from .accounting.usage import UsageLog, UsageStore
 from .admin import EngineAdmin
 from .admission.entitlements import Access, check_feature, check_tool_call
 from .admission.hosted_tools import HostedTools
-from .admission.limiter import CallLimits, Limiter, Ticket, quota_headers, rate_class
+from .admission.limiter import Admitted, CallLimits, Limiter, Ticket, quota_headers, rate_class
 from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
 from .admission.window_specs import zone
@@ -40,7 +40,7 @@ from .bodies.left_out import LeftOut
 from .bodies.request import ChatRequest, set_end_user
 from .courses.tutor import instruct, instruction_of
 from .errors import EngineError, RateLimited, StateUnavailable, UpstreamError
-from .exchange import Arrival, Exchange, Hold, answered
+from .exchange import Arrival, Exchange, Hold, Outcomes, answered
 from .failover import Forwarder
 from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
@@ -128,7 +128,7 @@ class Engine(EngineAdmin):
         self.transports = Transports()
         self.health = KeyHealth(self.pool, self.transports)
         self.metrics = Metrics(
-            self.key_states,
+            self.pool.key_states,
             models=self.prices.configured_models(settings.default_model),
         )
         self.usage = (
@@ -142,7 +142,10 @@ class Engine(EngineAdmin):
             if store
             else None
         )
-        self.on_outcome: list[Callable[[Outcome], None]] = [self.metrics.observe]
+        self.outcomes = Outcomes(clock)
+        # who reads every request's record once it ended (the host adds the course log's)
+        self.on_outcome = self.outcomes.observers
+        self.on_outcome.append(self.metrics.observe)
         if self.usage is not None:
             self.on_outcome.append(self.usage.record)
         self.alerts = Alerts(
@@ -150,11 +153,13 @@ class Engine(EngineAdmin):
             ledger=alert_ledger,
             clock=clock,
             budget_reader=(
-                self.global_spend if settings.limits.global_daily_budget_usd is not None else None
+                self.limiter.global_spend
+                if settings.limits.global_daily_budget_usd is not None
+                else None
             ),
-            describe_model=self._describe_model,
+            describe_model=self.pool.describe,
         )
-        self.pool.on_key_change = self._key_changed
+        self.pool.on_key_change = self.alerts.key_changed
         self.on_outcome.append(self.alerts.observe)
         # None unless tracing is on: the request path then only tests `is None`
         self.tracing: Tracing | None = Tracing.create() if settings.otel else None
@@ -174,13 +179,12 @@ class Engine(EngineAdmin):
             self.pool,
             self.prices,
             self.caches,
-            self._finish,
+            self.outcomes,
             drain_seconds=settings.usage_drain_seconds,
             hosted=HostedTools(settings.hosted_tools),
         )
         self.hosted = HostedTools(settings.hosted_tools)
         self.offload = Offload()
-        self.redaction = Redaction(settings, self.offload, self.limiter)
         limits = settings.request_limits
         self.bodies = BodyDecoder(
             self.offload.run,
@@ -201,6 +205,7 @@ class Engine(EngineAdmin):
         self.admission = AdmissionStep(
             self.limiter, self.pool, self.models, self.forwarder, self.offload.run
         )
+        self.redaction = Redaction(settings, self.offload, self.admission)
 
     def user_id(self, user: str) -> str | None:
         """What upstreams see as `user`: providers track abuse per end user, and without it a
@@ -236,19 +241,6 @@ class Engine(EngineAdmin):
         await self.pool.close()
         await self.transports.close()
 
-    # -- alert hooks -------------------------------------------------------------------
-
-    def _key_changed(self, alias: str, why: str | None) -> None:
-        if why is None:
-            self.alerts.key_enabled(alias)
-        else:
-            self.alerts.key_disabled(alias, why)
-
-    def _describe_model(self, model: str) -> list[dict[str, Any]]:
-        return [
-            {"alias": k.alias, "state": self.pool.key_state(k)} for k in self.pool.serving(model)
-        ]
-
     # -- the request ---------------------------------------------------------------------
 
     async def decode_body(self, raw: bytes, caller: Caller) -> Any:
@@ -283,14 +275,23 @@ class Engine(EngineAdmin):
         """Refuse `model` unless `access` allows it (``ModelChoice.check_model``)."""
         self.models.check_model(access, model)
 
-    async def admit_call(self, caller: Caller, calls: CallLimits) -> Ticket:
-        """One call of `calls`' kind for `caller` (a tool call: ``check_tool_call``), held."""
+    async def admit(self, caller: Caller, calls: CallLimits | None = None) -> Admitted:
+        """`caller`'s work admitted to their limits, the hold it ends once (``settle``).
+        Without `calls`: a request counted in the caller's windows and concurrency before its
+        price is known (a stored conversation to read first), whose budget and key ``chat``
+        takes into the same hold (its `counted`). With `calls`: one call of that kind (an MCP
+        tool call), refused first while a policy window or the admin's switch turns agent
+        mode off (``check_tool_call``); its windows and concurrency are its own."""
+        if calls is None:
+            return await self.admission.count(caller)
         check_tool_call(await self.access(caller), self.windows, caller.user)
-        return await self.limiter.hold(caller.user, calls)
+        return await self.admission.call(caller, calls)
 
-    async def release(self, ticket: Ticket) -> None:
-        """Give back what ``admit_call`` held (its concurrency; its windows stay counted)."""
-        await self.limiter.finish(ticket, 0.0)
+    def admitted(self, caller: Caller) -> contextlib.AbstractAsyncContextManager[Admitted]:
+        """``admit`` held while a block of work that asks no provider runs (a token count, a
+        stored response read or deleted) and given back after it, however the block ends: it
+        costs nothing, but counts in the caller's request windows as any request."""
+        return self.admission.counted(caller)
 
     def record_call(self, row: Outcome, tool: str, outcome: str) -> None:
         """A tool call's usage row (when a usage log is kept) and its count in the metrics."""
@@ -323,7 +324,7 @@ class Engine(EngineAdmin):
         notebook: str | None = None,
         cell: str | None = None,
         api: str | None = None,
-        counted: Ticket | None = None,
+        counted: Admitted | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``EngineError``.
 
@@ -335,10 +336,10 @@ class Engine(EngineAdmin):
         the usage row; the notebook as ``notebook_id`` names it. `api`: the API the request came
         by, for the usage row (``translated`` turns the Responses and Messages APIs into chat).
         `counted`: the request's admission to the caller's windows and concurrency, made before
-        the body was complete (a stored conversation is read only once the request is counted);
-        this request then reserves its budget and picks its key under that ticket. Whatever
-        ends the request ends the ticket, but an error raised here before admission: the caller
-        ends it then (``Limiter.finish`` ends a ticket once).
+        the body was complete (``admit``: a stored conversation is read only once the request
+        is counted); this request then reserves its budget and picks its key in that hold.
+        Whatever ends the request ends the hold, but an error raised here before admission:
+        the caller ends it then (``Admitted.settle`` ends a hold once).
         """
         return await self._answer(
             body,
@@ -384,7 +385,7 @@ class Engine(EngineAdmin):
         notebook: str | None = None,
         cell: str | None = None,
         api: str = "chat",
-        counted: Ticket | None = None,
+        counted: Admitted | None = None,
         notebook_path: str | None = None,
     ) -> Reply:
         """One request's walk (docs/architecture.md, "One request's way"): the checks, the
@@ -416,7 +417,7 @@ class Engine(EngineAdmin):
             cache_key, hit = (None, None) if redacting else self._cached(req, arrival, cache)
             if hit is not None and not self.settings.cache_hits_count:
                 if counted is not None:  # counted for reading its conversation: it stays so
-                    await self.limiter.finish(counted, 0.0)
+                    await counted.settle(0.0)
                 quota = await self.rate_headers(caller)
                 reply = self.replies.cache_reply(arrival, req, hit, quota)
                 return answered(reply, outcome, None, req, caller)
@@ -465,7 +466,7 @@ class Engine(EngineAdmin):
             return ex.restored(reply)
         except (Exception, asyncio.CancelledError) as exc:
             if ex is None and counted is not None:  # counted, but ended before its hold began
-                await self.limiter.finish(counted, 0.0)
+                await counted.settle(0.0)
             await self._ended_early(arrival, ex, exc)
             raise
 
@@ -551,7 +552,7 @@ class Engine(EngineAdmin):
         if ex is not None:
             await ex.hold.end(cost, refund=refund)
         outcome.status, outcome.error = status, error
-        self._finish(arrival)
+        self.outcomes.finish(arrival)
 
     def _cached(
         self, req: ChatRequest, arrival: Arrival, cache: str
@@ -573,18 +574,3 @@ class Engine(EngineAdmin):
     async def redact_preview(self, messages: Any, caller: Caller) -> dict[str, Any]:
         """What `messages` would look like upstream (``Redaction.preview``)."""
         return await self.redaction.preview(messages, caller)
-
-    def _finish(self, arrival: Arrival) -> None:
-        """Write the request's row (and end its span): every request, once, however it ended."""
-        outcome = arrival.outcome
-        outcome.latency_s = self.clock() - arrival.started
-        if outcome.trace is not None:
-            try:
-                outcome.trace.end(outcome)
-            except Exception:
-                log.exception("ending the request's span failed")
-        for cb in self.on_outcome:
-            try:
-                cb(outcome)
-            except Exception:
-                log.exception("outcome hook failed")

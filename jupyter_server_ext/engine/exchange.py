@@ -1,5 +1,6 @@
 """One request's exchange with the engine: its records as it arrives and once admitted
-(``Arrival``, ``Exchange``), and what it holds until it ends (``Hold``).
+(``Arrival``, ``Exchange``), what it holds until it ends (``Hold``), and where its record goes
+once it ended (``Outcomes``).
 
 Not "in flight": that word is the key pool's, for requests sent to a key and not yet done
 (``Key.inflight``, a self-hosted upstream's ``max_in_flight``)."""
@@ -7,6 +8,8 @@ Not "in flight": that word is the key pool's, for requests sent to a key and not
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .admission.limiter import Admitted
@@ -16,6 +19,8 @@ from .privacy.mapback import restored
 from .privacy.redact import Redactor
 from .records import Caller, Outcome, Reply
 from .upstreams.pool import Picked, Pool, Slot
+
+log = logging.getLogger("rsql.engine")
 
 
 class Hold:
@@ -124,3 +129,29 @@ def answered(
     reply.model = outcome.model
     reply.headers.update(req.reply_headers)
     return restored(reply, redactor, req.endpoint, caller.client)
+
+
+class Outcomes:
+    """Where every request's record goes once it ended, however it ended (an answer, a cache
+    hit, a refusal, an abandoned answer read on in the background): its latency set, its span
+    ended, then each observer in turn (the metrics, the usage log, the alerts, the course log).
+    The steps that end a request are handed this, so none calls back into the engine."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.observers: list[Callable[[Outcome], None]] = []
+
+    def finish(self, arrival: Arrival) -> None:
+        """Write the request's row (and end its span): every request, once."""
+        outcome = arrival.outcome
+        outcome.latency_s = self.clock() - arrival.started
+        if outcome.trace is not None:
+            try:
+                outcome.trace.end(outcome)
+            except Exception:
+                log.exception("ending the request's span failed")
+        for observe in self.observers:
+            try:
+                observe(outcome)
+            except Exception:
+                log.exception("outcome hook failed")

@@ -4,7 +4,6 @@ fallback upstream that may answer when none can."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import re
@@ -134,19 +133,12 @@ class Forwarder:
                 tr.attempt = span
             for failed in suspects:  # another key served the request: those failures were the keys'
                 await pool.failed(failed, "", counted=False)
-            if req.stream:
-                # counted once the first event is on its way to the client, off the time to the
-                # first token: the key's window stamped a write later, so never counted short
-                answered = functools.partial(self._answered, slot, reply, spec.name)
-                return self.replies.stream_reply(ex, reply, answered)
-            await self._answered(slot, reply, spec.name)
+            self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
+            if req.stream:  # the key's success told once the first event is on its way
+                return self.replies.stream_reply(ex, reply)
+            await pool.succeeded(slot, reply.headers, reply.head_wait)
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures, req)
-
-    async def _answered(self, slot: Slot, reply: UpstreamReply, upstream: str) -> None:
-        """The attempt's first byte came: counted, and the key's window slot stamped."""
-        self.metrics.child(self.metrics.attempts, upstream, "ok").inc()
-        await self.pool.succeeded(slot, reply.headers, reply.head_wait)
 
     async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamReply:
         """One attempt's call to the provider. A client that leaves meanwhile does not stop what

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .admission.limiter import Limiter
+from .admission_step import AdmissionStep
 from .bodies.request import ChatRequest, parse_chat_request
 from .privacy.offload import Offload, check_redact_size
 from .privacy.redact import Redactor
@@ -22,10 +22,12 @@ REDACTED_FIELDS = ("messages", "prompt", "suffix", "input", "tools")
 class Redaction:
     """The admin's redaction patterns applied to requests (none set: nothing to do)."""
 
-    def __init__(self, settings: EngineSettings, offload: Offload, limiter: Limiter) -> None:
+    def __init__(
+        self, settings: EngineSettings, offload: Offload, admission: AdmissionStep
+    ) -> None:
         self.settings = settings
         self.offload = offload
-        self.limiter = limiter
+        self.admission = admission  # a preview is admitted as a request
 
     def check_size(self, req: ChatRequest) -> None:
         """Refuse a request with more text to scan than one request may hold: every text that
@@ -77,7 +79,7 @@ class Redaction:
         if not self.settings.redact_patterns:
             return {"messages": Redactor(()).messages(messages), "redactions": {}}
         check_redact_size({"messages": messages}, self.settings.redact_max_chars)
-        async with self.limiter.counted(caller.user, caller.groups):  # windows, concurrency
+        async with self.admission.counted(caller):  # windows, concurrency
             fields, redactor = await self.offload.redact(
                 self.settings.redact_patterns, {"messages": messages}, caller.user
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .accounting.pricing import PriceBook
@@ -26,7 +26,7 @@ from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
 from .courses.log import CourseLog
 from .courses.transcript import read_event
 from .errors import UpstreamFailure
-from .exchange import Arrival, Exchange
+from .exchange import Arrival, Exchange, Outcomes
 from .records import Reply
 from .upstreams.pool import Pool
 from .upstreams.prices import Price
@@ -186,14 +186,14 @@ def cache_counts(usage: dict[str, Any], hour: bool) -> tuple[int, int, int]:
 
 
 class Replies:
-    """Builds the JSON, stream and cache-hit replies; `finish` records the request's outcome."""
+    """Builds the JSON, stream and cache-hit replies; `outcomes` records each request's end."""
 
     def __init__(
         self,
         pool: Pool,
         prices: PriceBook,
         caches: ClassCaches,
-        finish: Callable[[Arrival], None],
+        outcomes: Outcomes,
         *,
         drain_seconds: float = 30.0,
         hosted: HostedTools | None = None,
@@ -205,7 +205,7 @@ class Replies:
         self.prices = prices
         self.hosted = hosted or HostedTools({})  # the price of a hosted tool's call
         self.caches = caches
-        self.finish = finish
+        self.finish = outcomes.finish
         self.drain_seconds = drain_seconds
         # answers read on after their client left, each with what closes its upstream connection
         self.background: dict[asyncio.Task[Any], Callable[[], None] | None] = {}
@@ -408,15 +408,11 @@ class Replies:
         self.finish(ex)
         return Reply(200, headers, body=body)
 
-    def stream_reply(
-        self,
-        ex: Exchange,
-        reply: UpstreamReply,
-        answered: Callable[[], Awaitable[None]] | None = None,
-    ) -> Reply:
-        """The answer's events as the client reads them. `answered`: what the attempt's first
-        byte settles (the key's window stamp), run once the first event is on its way, or on
-        the stream's first way out before that, and always before its slot is given back."""
+    def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
+        """The answer's events as the client reads them. The attempt's first byte is the key's
+        success (``Pool.succeeded``: its window stamped, off the time to the first token, so
+        never counted short), told once the first event is on its way, or on the stream's
+        first way out before that, and always before its slot is given back."""
         pool, req, outcome, hold, key = self.pool, ex.req, ex.outcome, ex.hold, ex.cache_key
         slot = hold.slot
         # a streamed answer is cached as its events (the same stream on a replay) and as the
@@ -430,11 +426,13 @@ class Replies:
         # the X-RSQL-Cost-USD of its usage row, not written into them
         chat_shaped = not req.native
 
+        answered = False
+
         async def settled() -> None:
             nonlocal answered
-            if answered is not None:
-                run, answered = answered, None
-                await run()
+            if not answered:
+                answered = True
+                await pool.succeeded(slot, reply.headers, reply.head_wait)
 
         async def events() -> AsyncGenerator[bytes, None]:
             nonlocal kept, room
@@ -472,7 +470,7 @@ class Replies:
                         out = None if shaped is None else sse(shaped)
                     if out is not None:
                         yield out
-                    if answered is not None:  # the first event is on its way
+                    if not answered:  # the first event is on its way
                         await settled()
                     if rest is None:
                         break

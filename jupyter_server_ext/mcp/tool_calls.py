@@ -2,10 +2,10 @@
 
 A call is checked in this order, each refusal a tool error the agent can read:
 
-1. the engine's admission of the call (``Engine.admit_call``): the policy window in force (an
-   ``off`` window, or one that turns agent mode off, ``"agent": false``; a tutor window does
-   unless it allows them) and the admin's agent switch refuse every tool call, as they refuse
-   %%ask --agent; then the caller's tool-call limits (``mcp_user_limits``,
+1. the engine's admission of the call (``Engine.admit`` with the calls' limits): the policy
+   window in force (an ``off`` window, or one that turns agent mode off, ``"agent": false``; a
+   tutor window does unless it allows them) and the admin's agent switch refuse every tool
+   call, as they refuse %%ask --agent; then the caller's tool-call limits (``mcp_user_limits``,
    ``mcp_user_concurrency``), in the state backend, so every replica counts the same calls;
    ``list_connections`` and a call naming an unknown connection too, since each call is a
    usage row;
@@ -52,7 +52,7 @@ from rsql_sql.warehouse import ToolBounds
 
 from ..config.mcp import ConnectionSpec, MCPSettings
 from ..engine import Caller, Engine, Outcome
-from ..engine.admission.limiter import CallLimits, Ticket
+from ..engine.admission.limiter import Admitted, CallLimits
 from ..engine.errors import EngineError, RateLimited, ToolRefused
 from ..engine.privacy.redact import Redactor
 
@@ -150,11 +150,11 @@ class ToolCalls:
             )
         return spec
 
-    async def _admit(self, caller: Caller) -> Ticket:
+    async def _admit(self, caller: Caller) -> Admitted:
         """The engine's admission of one tool call: the windows and switches that turn agent
         mode off (a 403), then the MCP windows and concurrency (a 429), as a ToolRefused."""
         try:
-            return await self.engine.admit_call(caller, self.limits)
+            return await self.engine.admit(caller, self.limits)
         except RateLimited as r:
             text = f"{r.limit} reached for {caller.user!r}; retry in {r.retry_after} s"
             raise ToolRefused(text, "rate_limited", 429) from None
@@ -163,9 +163,9 @@ class ToolCalls:
                 str(e), "agent_off" if e.code == "agent_off" else "window", 403
             ) from None
 
-    async def _release(self, held: Ticket) -> None:
+    async def _release(self, held: Admitted) -> None:
         try:
-            await self.engine.release(held)
+            await held.settle(0.0)
         except Exception as exc:  # the lease expires on its own (LEASE_SECONDS)
             log.warning("mcp: releasing a tool-call lease failed: %s", type(exc).__name__)
 

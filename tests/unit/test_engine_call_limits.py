@@ -1,10 +1,10 @@
-"""The engine's admission of a call that is no model request (``Engine.admit_call``, the MCP
-tool calls): its own windows and concurrency under the user's keys, given back by
-``Engine.release``, and refused while a policy window or the admin's switch turns agent mode
-off. Through the engine's public methods on memory state (the admin's switch here; the policy
+"""The engine's admission of a call that is no model request (``Engine.admit`` with its
+``CallLimits``, the MCP tool calls): its own windows and concurrency under the user's keys,
+given back by ``Admitted.settle``, and refused while a policy window or the admin's switch
+turns agent mode off. Through the engine's public methods on memory state (the admin's switch here; the policy
 windows through the MCP endpoint over HTTP, tests/e2e/test_proxy_mcp.py
 ``test_policy_windows_refuse_tool_calls``, as its limits in tests/e2e/test_abuse_mcp.py). And
-the hold of work that asks no provider (``Limiter.counted``)."""
+the hold of work that asks no provider (``Engine.admitted``)."""
 
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ async def engine() -> AsyncIterator[Engine]:
 async def test_calls_are_counted_in_their_own_window_and_refused_past_it(engine: Engine) -> None:
     ann, bob = Caller("ann"), Caller("bob")
     for _ in range(3):
-        await engine.release(await engine.admit_call(ann, TOOLS))
+        await (await engine.admit(ann, TOOLS)).settle(0.0)
     with pytest.raises(RateLimited) as refused:
-        await engine.admit_call(ann, TOOLS)
+        await engine.admit(ann, TOOLS)
     assert refused.value.limit == "MCP tool calls 3/minute" and refused.value.retry_after >= 1
-    await engine.release(await engine.admit_call(bob, TOOLS))  # another user's own window
+    await (await engine.admit(bob, TOOLS)).settle(0.0)  # another user's own window
     # a model request's window is another: ann's chat quota is untouched
     me = await engine.limiter.snapshot("ann", ())
     assert all(w["used"] == 0 for w in me["limits"])
@@ -48,17 +48,17 @@ async def test_calls_are_counted_in_their_own_window_and_refused_past_it(engine:
 async def test_concurrency_is_held_until_released(engine: Engine) -> None:
     ann = Caller("ann")
     calls = CallLimits("mcp", "MCP tool calls", (), 2, 600)
-    first, second = await engine.admit_call(ann, calls), await engine.admit_call(ann, calls)
+    first, second = await engine.admit(ann, calls), await engine.admit(ann, calls)
     with pytest.raises(RateLimited) as refused:
-        await engine.admit_call(ann, calls)
+        await engine.admit(ann, calls)
     assert refused.value.limit == "MCP tool calls at once 2"
-    await engine.release(first)
-    await engine.release(first)  # given back once, whatever the caller does
-    third = await engine.admit_call(ann, calls)
+    await first.settle(0.0)
+    await first.settle(0.0)  # given back once, whatever the caller does
+    third = await engine.admit(ann, calls)
     with pytest.raises(RateLimited):
-        await engine.admit_call(ann, calls)
+        await engine.admit(ann, calls)
     for held in (second, third):
-        await engine.release(held)
+        await held.settle(0.0)
 
 
 async def test_agent_mode_off_refuses_the_call_before_counting_it() -> None:
@@ -66,11 +66,11 @@ async def test_agent_mode_off_refuses_the_call_before_counting_it() -> None:
     engine = await engine_with(limits=off)
     try:
         with pytest.raises(Forbidden) as refused:
-            await engine.admit_call(Caller("ann"), TOOLS)
+            await engine.admit(Caller("ann"), TOOLS)
         assert refused.value.code == "agent_off"
         assert "tool calls are refused while it is off" in refused.value.message
         for _ in range(3):  # the refused call took nothing of bob's or ann's window
-            await engine.release(await engine.admit_call(Caller("bob"), TOOLS))
+            await (await engine.admit(Caller("bob"), TOOLS)).settle(0.0)
     finally:
         await engine.close()
 
@@ -78,23 +78,23 @@ async def test_agent_mode_off_refuses_the_call_before_counting_it() -> None:
 async def test_work_that_asks_no_provider_is_counted_and_gives_its_place_back_however_it_ends() -> (
     None
 ):
-    """``Limiter.counted``: a stored response read, a token count, a redaction preview. Counted
+    """``Engine.admitted``: a stored response read, a token count, a redaction preview. Counted
     in the user's request window; their one place at once given back when the work fails."""
     user = UserRules(limits=tuple(parse_rates(["3/minute"], where="t")), concurrency=1)
     engine = await engine_with(limits=LimitSettings(user=user))
     try:
         with pytest.raises(KeyError):
-            async with engine.limiter.counted("ann", ()):
+            async with engine.admitted(Caller("ann")):
                 raise KeyError("no such response")
-        async with engine.limiter.counted("ann", ()):  # the one place is free again
+        async with engine.admitted(Caller("ann")):  # the one place is free again
             with pytest.raises(RateLimited) as busy:  # refused before it is counted
-                async with engine.limiter.counted("ann", ()):
+                async with engine.admitted(Caller("ann")):
                     pass
             assert busy.value.limit == "user concurrency 1", busy.value.limit
-        async with engine.limiter.counted("ann", ()):
+        async with engine.admitted(Caller("ann")):
             pass
         with pytest.raises(RateLimited) as spent:  # three counted in the window, as requests
-            async with engine.limiter.counted("ann", ()):
+            async with engine.admitted(Caller("ann")):
                 pass
         assert spent.value.limit == "user 3/minute", spent.value.limit
     finally:

@@ -29,7 +29,7 @@ async def test_day_window_resets_at_midnight_utc() -> None:
     clock = Clock(dt.datetime(2026, 11, 22, 23, 59, 58))
     lim = limiter(clock, limits=parse_rates(["2/day"], where="t"))
     for _ in range(2):
-        await lim.finish(await lim.admit("alice", (), 0.0), 0.0)
+        await (await lim.admit("alice", (), 0.0)).settle(0.0)
     with pytest.raises(RateLimited) as err:
         await lim.admit("alice", (), 0.0)
     assert err.value.retry_after == 2  # seconds to midnight UTC
@@ -41,7 +41,7 @@ async def test_daily_budget_resets_at_midnight_utc() -> None:
     clock = Clock(dt.datetime(2026, 11, 22, 23, 0, 0))
     lim = limiter(clock, daily_budget_usd=1.0)
     t = await lim.admit("alice", (), 0.6)
-    await lim.finish(t, 0.9)  # settled to more than reserved: the real cost counts
+    await t.settle(0.9)  # settled to more than reserved: the real cost counts
     with pytest.raises(RateLimited) as err:
         await lim.admit("alice", (), 0.2)
     assert err.value.limit == "user daily budget $1" and err.value.retry_after == 3600
@@ -60,8 +60,8 @@ async def test_leases_expire_on_their_own() -> None:
         await lim.admit("alice", (), 0.0)
     clock.now += 31  # lease_seconds later
     t = await lim.admit("alice", (), 0.0)
-    await lim.finish(t, 0.0)
-    await lim.finish(t, 0.0)  # finishing twice releases once
+    await t.settle(0.0)
+    await t.settle(0.0)  # settling twice releases once
     await lim.admit("alice", (), 0.0)
 
 
@@ -130,7 +130,7 @@ async def test_per_user_state_stays_bounded() -> None:
     for day in range(3):
         for i in range(2000):
             t = await lim.admit(f"user{day}-{i}", (), 0.001)
-            await lim.finish(t, 0.001)
+            await t.settle(0.001)
         clock.now += 86400 * 8  # a week later nobody's windows hold anything
     await lim.admit("last", (), 0.0)
     assert len(state._logs) + len(state._leases) + len(state._spend) + len(state._days) < 10
@@ -139,19 +139,17 @@ async def test_per_user_state_stays_bounded() -> None:
 async def test_an_admission_is_settled_once_whatever_asks_again() -> None:
     """A request's admission is charged or given back once: a second settle (another path that
     also ends the request) neither charges again nor refunds the window it counted in."""
-    from jupyter_server_ext.engine.admission.limiter import Admitted
-
     clock = Clock(dt.datetime(2026, 11, 22, 12, 0, 0))
     lim = limiter(
         clock, limits=parse_rates(["2/day"], where="t"), concurrency=1, daily_budget_usd=1.0
     )
-    first = Admitted(lim, await lim.admit("bob", (), 0.4))
+    first = await lim.admit("bob", (), 0.4)
     await first.settle(0.3)
     assert first.settled
     await first.settle(0.0, refund=True)  # too late: nothing is given back, nothing charged
     snap = await lim.snapshot("bob", ())
     assert snap["budget"]["spent_usd"] == pytest.approx(0.3)
-    second = Admitted(lim, await lim.admit("bob", (), 0.4))  # the lease was released once
+    second = await lim.admit("bob", (), 0.4)  # the lease was released once
     await second.settle(0.3)
     await second.settle(0.3)
     with pytest.raises(RateLimited):  # both requests stay counted in the 2/day window

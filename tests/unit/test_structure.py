@@ -1,6 +1,7 @@
 """The import rules of docs/architecture.md hold: no circles, the kernel and the proxy never
 importing each other, no imports against the layers, no private names from another module, no
-host reaching into the engine's parts, no source file over structure.MAX_LINES lines."""
+host reaching into the engine's parts, no admission of the limiter's past the admission step, no
+source file over structure.MAX_LINES lines."""
 
 from __future__ import annotations
 
@@ -40,10 +41,20 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
         "async def ping(ctx):\n    return await ctx.engine.state.ping(), ctx.engine.chat\n"
     )
     (tmp_path / "jupyter_server_ext" / "wiring.py").write_text("engine.replies.course_log = 1\n")
+    # an admission built by hand past the admission step; the step itself asks the limiter
+    (eng / "edge.py").write_text(
+        "async def read(self, c):\n    held = await self.limiter.count(c.user, ())\n"
+    )
+    (eng / "admission_step.py").write_text(
+        "async def count(self, c):\n    return await self.limiter.count(c.user, ())\n"
+    )
     modules = structure.load(tmp_path)
     problems = structure.report(modules)
     assert problems["the engine's parts reached from outside it"] == [
         "jupyter_server_ext.probes:2: ctx.engine.state"
+    ]
+    assert problems["admissions outside the admission step"] == [
+        "jupyter_server_ext.engine.edge:2: self.limiter.count"
     ]
     assert problems["import circles"] == [
         "jupyter_server_ext.engine.a <-> jupyter_server_ext.engine.b"

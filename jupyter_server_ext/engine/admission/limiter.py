@@ -82,7 +82,8 @@ class CallLimits:
 
 @dataclass
 class Ticket:
-    """A request's hold on its limits; given back exactly once by ``Limiter.finish``."""
+    """What a hold on the limits counted (``Admitted.ticket``); given back once, by the
+    ``Admitted`` that carries it."""
 
     lease_id: str
     windows: list[WindowCheck]
@@ -95,10 +96,11 @@ class Ticket:
 
 
 class Admitted:
-    """What admission hands a request: its hold on the caller's limits, settled (charged its
-    cost) or given back (refunded) exactly once, by whichever step ends the request: the answer,
-    the background read of an abandoned one, or the engine when none came. Later calls do
-    nothing, so no path can charge or refund a request twice."""
+    """What every admission hands its caller (``Limiter.admit``, ``count``, ``counted``,
+    ``hold``): its hold on the caller's limits, settled (charged its cost) or given back
+    (refunded) exactly once, by whichever step ends the work: a request's answer, the
+    background read of an abandoned one, the engine when none came, a tool call's end. Later
+    calls do nothing, so no path can charge or refund twice."""
 
     __slots__ = ("_limiter", "ticket")
 
@@ -118,11 +120,11 @@ class Admitted:
     async def settle(self, cost_usd: float, *, refund: bool = False) -> None:
         """Charge `cost_usd` and release the leases; `refund`: no answer came for reasons that
         are not the caller's, so the request leaves the request windows too."""
-        await self._limiter.finish(self.ticket, cost_usd, refund=refund)
+        await self._limiter._finish(self.ticket, cost_usd, refund=refund)
 
     async def unreserve(self) -> None:
         """Give the budget reservation back now: the request goes to a free model instead."""
-        await self._limiter.unreserve(self.ticket)
+        await self._limiter._unreserve(self.ticket)
 
 
 def key_name(name: str) -> str:
@@ -293,13 +295,15 @@ class Limiter:
         budgets_apply: bool = True,
         pick: list[Any] | None = None,
         rate_class: str = "chat",
-        counted: Ticket | None = None,
-    ) -> Ticket:
-        """`budgets_apply` False: windows and concurrency only (an answer from the free fallback
-        model once the budget is spent). `pick`: a key pick to make in the same step
-        (``Pool.plan``); its answer is ``Ticket.picked``. `rate_class`: see ``checks``.
-        `counted`: the request was counted in its windows and concurrency already (a stored
-        conversation read only once it was): the budgets and the pick now, into that ticket."""
+        counted: Admitted | None = None,
+    ) -> Admitted:
+        """`user`'s request admitted at `reserve` dollars against every limit at once, or
+        ``RateLimited``. `budgets_apply` False: windows and concurrency only (an answer from
+        the free fallback model once the budget is spent). `pick`: a key pick to make in the
+        same step (``Pool.plan``); its answer is ``Ticket.picked``. `rate_class`: see
+        ``checks``. `counted`: the request was counted in its windows and concurrency already
+        (``count``: a stored conversation read only once it was): the budgets and the pick
+        now, into that hold, which is returned."""
         windows, leases, budgets = self.checks(user, groups, reserve, rate_class)
         if not budgets_apply:
             budgets = []
@@ -318,17 +322,18 @@ class Limiter:
                 )
         lease_id = os.urandom(16).hex()  # as unique as uuid4().hex, a quarter of the CPU
         if counted is not None:
-            lease_id = counted.lease_id
+            ticket = counted.ticket
+            lease_id = ticket.lease_id
             if not budgets and pick is None:
-                counted.reserved = reserve
+                ticket.reserved = reserve
                 return counted
         result = await self.state.admit(windows, leases, budgets, lease_id, pick)
         if not result.ok:
             raise self._refusal(user, windows, result)
         if counted is not None:
-            counted.budgets, counted.reserved, counted.picked = budgets, reserve, result.picked
+            ticket.budgets, ticket.reserved, ticket.picked = budgets, reserve, result.picked
             return counted
-        return Ticket(
+        ticket = Ticket(
             lease_id,
             windows,
             leases,
@@ -337,27 +342,28 @@ class Limiter:
             windows_used=result.windows_used,
             picked=result.picked,
         )
+        return Admitted(self, ticket)
 
-    async def count(self, user: str, groups: tuple[str, ...], rate_class: str = "chat") -> Ticket:
+    async def count(self, user: str, groups: tuple[str, ...], rate_class: str = "chat") -> Admitted:
         """A request counted in its caller's windows and concurrency alone, before its price is
         known (a stored conversation to read, PDFs' pages to count in the shared worker); its
-        budget is reserved later, into the same ticket (``admit`` with `counted`)."""
+        budget is reserved later, into the same hold (``admit`` with `counted`)."""
         return await self.admit(user, groups, 0.0, budgets_apply=False, rate_class=rate_class)
 
     @asynccontextmanager
     async def counted(
         self, user: str, groups: tuple[str, ...], rate_class: str = "chat"
-    ) -> AsyncIterator[Ticket]:
+    ) -> AsyncIterator[Admitted]:
         """``count`` for work that asks no provider (a stored response read, a token count, a
         redaction preview): held while the block runs, its concurrency given back after it
         (its windows stay counted), however the block ends."""
-        ticket = await self.count(user, groups, rate_class)
+        held = await self.count(user, groups, rate_class)
         try:
-            yield ticket
+            yield held
         finally:
-            await self.finish(ticket, 0.0)
+            await held.settle(0.0)
 
-    async def hold(self, user: str, calls: CallLimits) -> Ticket:
+    async def hold(self, user: str, calls: CallLimits) -> Admitted:
         """One call of `calls`' kind admitted for `user` in its windows and concurrency (all
         checked before any is counted, as a request's); given back by ``finish``."""
         own = f"{user_prefix(user)}{calls.key}:"
@@ -377,7 +383,9 @@ class Limiter:
         result = await self.state.admit(windows, leases, [], lease_id)
         if not result.ok:
             raise self._refusal(user, windows, result)
-        return Ticket(lease_id, windows, leases, [], 0.0, windows_used=result.windows_used)
+        return Admitted(
+            self, Ticket(lease_id, windows, leases, [], 0.0, windows_used=result.windows_used)
+        )
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused
@@ -415,13 +423,15 @@ class Limiter:
             extra={"reset": reset},
         )
 
-    async def unreserve(self, ticket: Ticket) -> None:
+    # given back through the hold that carries the ticket (``Admitted``): no caller can end a
+    # ticket it was not handed, or end one twice
+    async def _unreserve(self, ticket: Ticket) -> None:
         """Give the budget reservation back now: the request goes to a free model instead."""
         if ticket.budgets and ticket.reserved and not ticket.done:
             await self.state.settle(ticket.budgets, -ticket.reserved)
             ticket.reserved = 0.0
 
-    async def finish(self, ticket: Ticket, cost: float, *, refund: bool = False) -> None:
+    async def _finish(self, ticket: Ticket, cost: float, *, refund: bool = False) -> None:
         """Release the leases and settle the reservation to the real cost; idempotent.
 
         `refund`: the request got no answer for reasons that are not the caller's (no upstream
@@ -464,15 +474,15 @@ class Limiter:
                 }
         return out
 
-    async def global_spent(self) -> float | None:
-        """Spent and reserved today of the global daily budget; None without one."""
+    async def global_spend(self) -> tuple[float, float] | None:
+        """(spent + reserved today, the limit) of the global daily budget; None without one."""
         limit = self.settings.global_daily_budget_usd
         if limit is None:
             return None
         _, _, spent = await self.state.read(
             [], [], [BudgetCheck("g:usd", limit, 0.0, "global daily budget")]
         )
-        return float(spent[0])
+        return float(spent[0]), limit
 
     @staticmethod
     def day_resets_at() -> str:

@@ -157,13 +157,12 @@ class InlineCompletions:
             return {**out, "on": False, "reason": "no_model", "message": why + "; ask your admin"}
         try:
             budget = (await self.limiter.snapshot(caller.user, caller.groups))["budget"]
-            hub_spent = await self.limiter.global_spent()
+            hub = await self.limiter.global_spend()
         except Exception:  # a state outage: the completion itself will say what is wrong
-            budget = hub_spent = None
-        hub_limit = self.limiter.settings.global_daily_budget_usd
+            budget = hub = None
         if budget is not None and budget["remaining_usd"] <= 0:
             spent = "today's budget is spent"
-        elif hub_spent is not None and hub_limit is not None and hub_spent >= hub_limit:
+        elif hub is not None and hub[0] >= hub[1]:
             spent = "the hub's budget for today is spent"  # every request is refused, whoever asks
         else:
             spent = ""

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..admission.hosted_tools import HostedTools, only_hosted
-from ..admission.limiter import Limiter, Ticket, rate_class
+from ..admission.limiter import Admitted
 from ..apis.stored import StoredResponses
 from ..bodies import json_codec
 from ..bodies.left_out import LeftOut
@@ -37,7 +36,6 @@ class Translated:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         settings, limits = engine.settings, engine.settings.request_limits
-        self.limiter: Limiter = engine.limiter
         # which hosted tools run for whom (admission/hosted_tools.py)
         self.hosted = HostedTools(settings.hosted_tools)
         self.stored = StoredResponses(
@@ -133,15 +131,6 @@ class Translated:
             out = _capped(out, "max_tool_calls", cap)
         return out, left.header()
 
-    async def _count(self, caller: Caller) -> Ticket:
-        """`caller`'s request counted in their windows and concurrency before a stored record is
-        read: reading one is work a user could otherwise ask for without end (a 429 first)."""
-        return await self.limiter.count(caller.user, caller.groups, rate_class(caller.client))
-
-    def _counted(self, caller: Caller) -> AbstractAsyncContextManager[Ticket]:
-        """``_count`` held while a stored record is read or deleted, given back after it."""
-        return self.limiter.counted(caller.user, caller.groups, rate_class(caller.client))
-
     # -- OpenAI's Responses API --------------------------------------------------------------
 
     async def responses(self, body: Any, caller: Caller, **kw: Any) -> Reply:
@@ -155,7 +144,9 @@ class Translated:
             raise BadRequest(
                 "'previous_response_id' must be a string", extra={"param": "previous_response_id"}
             )
-        counted = await self._count(caller) if previous is not None else None
+        # counted before its stored conversation is read: reading one is work a user could
+        # otherwise ask for without end (a 429 first)
+        counted = await self.engine.admit(caller) if previous is not None else None
         try:
             earlier = None
             if previous is not None:
@@ -171,7 +162,7 @@ class Translated:
             reply.headers.update(left.header())
         except BaseException:
             if counted is not None:  # ended here unless the request's own end came first
-                await self.limiter.finish(counted, 0.0)
+                await counted.settle(0.0)
             raise
         rid, created = responses_api.new_id("resp"), int(time.time())
 
@@ -203,7 +194,7 @@ class Translated:
         caller: Caller,
         store: bool,
         kw: dict[str, Any],
-        counted: Ticket | None,
+        counted: Admitted | None,
     ) -> Reply:
         """A Responses request to an upstream that speaks the API: sent as it is, answered as
         the provider answers; what is stored is kept here (the provider keeps nothing): the
@@ -229,12 +220,12 @@ class Translated:
     async def response(self, caller: Caller, response_id: str) -> bytes:
         """``GET v1/responses/{id}``: the caller's own stored response, as its JSON text (read
         as written, never parsed), counted in the caller's windows before it is read."""
-        async with self._counted(caller):
+        async with self.engine.admitted(caller):
             return await self.stored.response_json(caller.user, response_id)
 
     async def delete_response(self, caller: Caller, response_id: str) -> dict[str, Any]:
         """``DELETE v1/responses/{id}``: the caller's own stored response, gone."""
-        async with self._counted(caller):
+        async with self.engine.admitted(caller):
             return await self.stored.delete(caller.user, response_id)
 
     # -- Anthropic's Messages API ------------------------------------------------------------
@@ -263,7 +254,7 @@ class Translated:
         """``POST v1/messages/count_tokens``: the proxy's estimate of the prompt's tokens (the
         same it reserves for), without asking any provider. It costs nothing, but it is work a
         user could ask for without end, so it counts in their request windows as any request."""
-        async with self.limiter.counted(caller.user, caller.groups):  # windows, concurrency
+        async with self.engine.admitted(caller):  # windows, concurrency
             if isinstance(body, dict) and "max_tokens" not in body:
                 body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
             left = LeftOut()

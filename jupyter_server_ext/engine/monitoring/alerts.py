@@ -187,6 +187,14 @@ class Alerts:
 
     # -- hooks: synchronous, cheap, never raise -----------------------------------------
 
+    def key_changed(self, alias: str, why: str | None) -> None:
+        """What the key pool tells (``Pool.on_key_change``): `alias` disabled for `why`, or
+        re-enabled (None)."""
+        if why is None:
+            self.key_enabled(alias)
+        else:
+            self.key_disabled(alias, why)
+
     def key_disabled(self, alias: str, why: str) -> None:
         self.raise_alert(
             "key_disabled",

@@ -573,6 +573,14 @@ class Pool:
     async def close(self) -> None:
         pass
 
+    def key_states(self) -> tuple[tuple[str, str], ...]:
+        """(alias, state) of every key, in the pool's order (the metrics, the dashboard)."""
+        return tuple((k.alias, self.key_state(k)) for k in self.keys)
+
+    def describe(self, model: str) -> list[dict[str, Any]]:
+        """The state of every key serving `model` (what a capacity alert names)."""
+        return [{"alias": k.alias, "state": self.key_state(k)} for k in self.serving(model)]
+
     def key_state(self, key: Key) -> str:
         now = self.clock()
         if key.disabled:
