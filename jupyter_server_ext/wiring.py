@@ -23,6 +23,8 @@ from .engine.accounting.course_rows import CourseLogStore, CourseRowLog
 from .engine.admission.shared_state import StateBackend
 from .engine.courses.log import ANSWER_COLUMN, COLUMNS, PROMPT_COLUMN, CourseLog
 from .engine.monitoring.alerts import Ledger
+from .engine.upstreams.transport import Transports
+from .engine.upstreams.transport.local import LocalTransport
 from .state import MemoryState
 from .store import open_store
 
@@ -66,12 +68,14 @@ def build_engine(
         ledger = RedisAlertLedger(redis.redis, proxy.state_prefix)
     url = proxy.database_url or default_database
     store = open_store(url)
-    engine = Engine(settings, state=state, store=store, alert_ledger=ledger)
+    # a host that passes requests on answers none itself: a local model would only cost memory
+    local = LocalTransport(start_with_engine=not passes_on)
+    engine = Engine(
+        settings, state=state, store=store, alert_ledger=ledger, transports=Transports(local=local)
+    )
     # both stores keep the course log beside the usage log (store/course_queries.py)
     courses = course_log(proxy, cast(CourseLogStore, store), spool_dir)
     attach_course_log(engine, courses)
-    if passes_on:  # no model request is answered here: a local model would only cost memory
-        engine.transports.local.start_with_engine = False
     return engine
 
 

@@ -83,10 +83,12 @@ class Engine(EngineAdmin):
         alert_ledger: Ledger | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        transports: Transports | None = None,
     ) -> None:
         """`state`: where the limits and the keys' windows live (this process, or Redis for
         replicas); `store`: where usage rows go; `alert_ledger`: one record of alerts for all
-        replicas. Everything else is `settings`."""
+        replicas; `transports`: how upstreams are reached (HTTP and local models; a test's may
+        answer in memory). Everything else is `settings`."""
         self.settings = settings
         self.clock = clock
         rules = PoolRules(
@@ -125,7 +127,7 @@ class Engine(EngineAdmin):
             max_bytes=settings.cache_max_bytes,
             ttl=settings.cache_ttl_seconds,
         )
-        self.transports = Transports()
+        self.transports = transports or Transports()
         self.health = KeyHealth(self.pool, self.transports)
         self.metrics = Metrics(
             self.pool.key_states,

@@ -11,11 +11,15 @@ from .remote import HTTPTransport
 
 
 class Transports:
-    """The engine's transports, one of each kind, shared by every upstream of that kind."""
+    """The engine's transports, one of each kind, shared by every upstream of that kind; the
+    composition root may give its own (``Engine``'s `transports`: a local model not started
+    with the engine, providers answered in memory in a test)."""
 
-    def __init__(self) -> None:
-        self.http = HTTPTransport()
-        self.local = LocalTransport()
+    def __init__(
+        self, http: HTTPTransport | None = None, local: LocalTransport | None = None
+    ) -> None:
+        self.http = http or HTTPTransport()
+        self.local = local or LocalTransport()
 
     def for_spec(self, spec: UpstreamSpec) -> Transport:
         return self.local if spec.local else self.http

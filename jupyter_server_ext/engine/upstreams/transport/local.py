@@ -201,12 +201,18 @@ class LocalTransport:
     """The transport of local upstreams (``UpstreamSpec.local``): answers from their child
     processes."""
 
-    def __init__(self, *, start_timeout: float = 180.0, cancel_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        start_timeout: float = 180.0,
+        cancel_grace: float = 5.0,
+        start_with_engine: bool = True,
+    ) -> None:
         self.start_timeout = start_timeout
         self.cancel_grace = cancel_grace
         # False: each model starts on the first request for it, not with the engine (a user's
         # server on a hub, whose requests go to the hub's service: ``wiring.build_engine``)
-        self.start_with_engine = True
+        self.start_with_engine = start_with_engine
         self._workers: dict[str, _Worker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)

@@ -111,6 +111,40 @@ class UpstreamReply:
     head_wait: float = 0.0
 
 
+class HTTPResponse(Protocol):
+    """An answer's status and headers (names lower-cased), its body read whole or as it comes:
+    what ``HTTPTransport`` reads of any HTTP client's answer."""
+
+    status: int
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read(self, timeout: float | None = None) -> bytes: ...
+
+    def iter_chunks(self, timeout: float | None = None) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class HTTPClient(Protocol):
+    """What ``HTTPTransport`` sends its requests through: ``http11.HTTP11Client`` to a provider,
+    ``memory.MemoryClient`` in a test (every provider kind's translation and error reading run
+    as they do over the wire)."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: bytes = b"",
+        timeout: float | None = None,
+    ) -> HTTPResponse: ...
+
+    async def close(self) -> None: ...
+
+
 class Transport(Protocol):
     """Carries requests to one kind of upstream."""
 

@@ -21,7 +21,7 @@ from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
 from ..kinds import kind_for, passed_headers
 from ..specs import UpstreamSpec
 from .http11 import HTTP11Client
-from .protocol import UpstreamReply, anonymized, with_public_model
+from .protocol import HTTPClient, UpstreamReply, anonymized, with_public_model
 
 log = logging.getLogger("rsql.engine")
 _ERROR_OBJECT = re.compile(rb'"error"\s*:\s*\{')  # an error event's object, in any API
@@ -169,10 +169,11 @@ async def _sse_events(
 
 
 class HTTPTransport:
-    """One keep-alive connection pool for all upstreams reached over HTTP."""
+    """One keep-alive connection pool for all upstreams reached over HTTP; `client`: another
+    way to send them (``memory.MemoryClient``: answered in memory, for tests)."""
 
-    def __init__(self, *, connect_timeout: float = 10.0) -> None:
-        self.client = HTTP11Client(connect_timeout=connect_timeout)
+    def __init__(self, *, connect_timeout: float = 10.0, client: HTTPClient | None = None) -> None:
+        self.client: HTTPClient = client or HTTP11Client(connect_timeout=connect_timeout)
 
     async def close(self) -> None:
         await self.client.close()

@@ -1,0 +1,209 @@
+"""The engine over providers answered in memory (``transport.memory.MemoryClient``, given by the
+composition root as ``Engine``'s `transports`): its own logic runs with no socket and no server,
+every provider kind's translation and error reading as over the wire. Each answer here is in its
+provider's published shape; what the user would notice is asserted: the answer, its cost against
+their budget, which key answered, what the admin's status shows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
+from jupyter_server_ext.engine.bodies import json_codec
+from jupyter_server_ext.engine.upstreams.transport import Transports
+from jupyter_server_ext.engine.upstreams.transport.memory import (
+    MemoryClient,
+    MemoryRequest,
+    MemoryResponse,
+)
+from jupyter_server_ext.engine.upstreams.transport.remote import HTTPTransport
+from jupyter_server_ext.engine.views import me_view
+from jupyter_server_ext.state import MemoryState
+
+PRICE = {"input": 1000.0, "output": 2000.0}  # dollars a million tokens: $0.001 and $0.002 a token
+ASK = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
+
+
+def upstream(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "base_url": f"https://{name}.provider.test/v1",
+        "api_key": f"sk-{name}",
+        "models": ["m"],
+        "prices": {"m": PRICE},
+        **extra,
+    }
+
+
+def completion(text: str, prompt: int, answer: int) -> dict[str, Any]:
+    """An OpenAI chat completion, as the API reference gives it."""
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": answer,
+            "total_tokens": prompt + answer,
+        },
+    }
+
+
+@pytest.fixture
+async def engine_over() -> AsyncIterator[Callable[..., Engine]]:
+    made: list[Engine] = []
+
+    def make(handler: Any, *upstreams: dict[str, Any], **settings: Any) -> Engine:
+        http = HTTPTransport(client=MemoryClient(handler))
+        engine = Engine(
+            EngineSettings(
+                upstreams=parse_upstreams(list(upstreams)),
+                health_check_seconds=0,
+                **settings,
+            ),
+            state=MemoryState(),
+            transports=Transports(http=http),
+        )
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        await engine.close()
+
+
+async def test_an_answer_is_charged_its_usage_at_the_models_price(
+    engine_over: Callable[..., Engine],
+) -> None:
+    sent: list[MemoryRequest] = []
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        sent.append(request)
+        return MemoryResponse(json=completion("hi there", prompt=12, answer=3))
+
+    budget = LimitSettings(user=UserRules(daily_budget_usd=1.0))
+    engine = engine_over(provider, upstream("a"), limits=budget)
+    reply = await engine.chat(dict(ASK), Caller("ann"))
+    answer = json_codec.loads(reply.body)
+    assert answer["choices"][0]["message"]["content"] == "hi there"
+    cost = 12 * 0.001 + 3 * 0.002
+    assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(cost)
+    me = await me_view(engine, Caller("ann"))
+    assert me["budget"]["spent_usd"] == pytest.approx(cost)  # settled from the reservation
+    # what the provider was sent: its own URL and key, the user's pseudonym, not their name
+    (request,) = sent
+    assert request.url == "https://a.provider.test/v1/chat/completions"
+    assert request.headers["Authorization"] == "Bearer sk-a"
+    assert request.json()["user"] != "ann" and request.json()["max_tokens"] == 50
+
+
+async def test_a_429_fails_over_to_another_account_and_the_key_cools(
+    engine_over: Callable[..., Engine],
+) -> None:
+    asked: list[str] = []
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        asked.append(request.url.split(".", 1)[0].removeprefix("https://"))
+        if asked[-1] == "a":  # account a's request window is spent for 30 s, as OpenAI says it
+            error = {"error": {"message": "Rate limit reached", "type": "requests"}}
+            spent = {
+                "Retry-After": "30",
+                "x-ratelimit-limit-requests": "10",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "30s",
+            }
+            return MemoryResponse(429, spent, json=error)
+        return MemoryResponse(json=completion("from b", prompt=5, answer=2))
+
+    engine = engine_over(provider, upstream("a"), upstream("b"))
+    # the pool spreads requests over both keys: asked until a has had one (1 in 2**30 never)
+    for _ in range(30):
+        reply = await engine.chat(dict(ASK), Caller("ann"))
+        assert reply.status == 200 and reply.headers["X-RSQL-Upstream"] == "b"
+        assert json_codec.loads(reply.body)["choices"][0]["message"]["content"] == "from b"
+        if "a" in asked:
+            break
+    assert asked.count("a") == 1 and asked[-1] == "b"  # the same request, answered by b
+    assert dict(engine.key_states()) == {"a": "cooling", "b": "healthy"}
+    # a cools for the 30 s the provider said: the next requests go to b alone
+    for _ in range(5):
+        reply = await engine.chat(dict(ASK), Caller("bob"))
+        assert reply.headers["X-RSQL-Upstream"] == "b"
+    assert asked.count("a") == 1
+
+
+async def test_a_stream_is_passed_on_and_settled_from_its_usage_chunk(
+    engine_over: Callable[..., Engine],
+) -> None:
+    def chunk(delta: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
+        choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": None}]
+        return {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": choices}
+
+    usage = {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}
+    events = [
+        chunk({"role": "assistant", "content": "one "}),
+        chunk({"content": "two"}),
+        {**chunk({}, usage), "usage": usage},
+        "[DONE]",
+    ]
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        assert request.json()["stream_options"] == {"include_usage": True}  # asked by the proxy
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    engine = engine_over(
+        provider, upstream("a"), limits=LimitSettings(user=UserRules(daily_budget_usd=1.0))
+    )
+    reply = await engine.chat({**ASK, "stream": True}, Caller("ann"))
+    assert reply.events is not None
+    text = b"".join([event async for event in reply.events]).decode()
+    assert '"one "' in text and '"two"' in text and text.endswith("data: [DONE]\n\n")
+    me = await me_view(engine, Caller("ann"))
+    assert me["budget"]["spent_usd"] == pytest.approx(10 * 0.001 + 4 * 0.002)
+
+
+async def test_an_anthropic_upstream_is_spoken_to_in_its_own_api(
+    engine_over: Callable[..., Engine],
+) -> None:
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        assert request.url == "https://claude.provider.test/v1/messages"
+        assert request.headers["x-api-key"] == "sk-claude"
+        sent = request.json()
+        assert sent["messages"] == [{"role": "user", "content": "hello"}]
+        # a Message, as Anthropic's API reference gives it
+        return MemoryResponse(
+            json={
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [{"type": "text", "text": "bonjour"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 8, "output_tokens": 2},
+            }
+        )
+
+    claude = upstream(
+        "claude",
+        provider="anthropic",
+        base_url="https://claude.provider.test",  # Anthropic's root, as https://api.anthropic.com
+        models={"m": "claude-x"},
+    )
+    engine = engine_over(provider, claude)
+    reply = await engine.chat(dict(ASK), Caller("ann"))
+    answer = json_codec.loads(reply.body)
+    assert answer["choices"][0]["message"]["content"] == "bonjour"
+    assert answer["model"] == "m"  # the public name, never the provider's own
+    assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(8 * 0.001 + 2 * 0.002)
