@@ -31,6 +31,15 @@ ENGINE_PARTS = frozenset(
     "caches models redaction admission offload bodies prices savings notebooks hosted".split()
 )
 ENGINE_BUILDERS = ("jupyter_server_ext.engine", "jupyter_server_ext.wiring")
+# The engine knows only chat (issue 78): the modules of a request's walk import no API's code
+# (its format, its edge, what is sent as it came); an API hands the engine what it needs of it
+# as data on the request or as its reader (``apis.native``)
+CHAT_PATH = tuple(
+    f"jupyter_server_ext.engine.{m}"
+    for m in "core parsing replies model_choice failover exchange admission_step redaction "
+    "client_left prompt_cache".split()
+)
+API_ROOMS = tuple(f"jupyter_server_ext.engine.{room}" for room in ("apis", "formats", "edges"))
 # The one admission (issue 78): the limiter's admissions are asked for by the admission step
 # alone, whose door is Engine.admit / Engine.admitted; every other module holds the Admitted
 # it is handed and ends it there (the limiter's own ending is private to it)
@@ -408,6 +417,13 @@ def report(modules: dict[str, Module]) -> dict[str, list[str]]:
         ],
         "the engine's parts reached from outside it": [
             f"{m.name}:{p}" for m in modules.values() for p in m.engine_parts
+        ],
+        "the engine's chat path importing an API": [
+            f"{m.name} imports {i}"
+            for m in modules.values()
+            if m.name in CHAT_PATH
+            for i in sorted(m.imports)
+            if i.startswith(API_ROOMS)
         ],
         "admissions outside the admission step": [
             f"{m.name}:{p}" for m in modules.values() for p in m.admissions

@@ -46,7 +46,7 @@ from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
-from .parsing import parse_request
+from .parsing import NativeReader, parse_request
 from .privacy.offload import Offload
 from .prompt_cache import OWN_CLIENTS, conversation
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
@@ -68,6 +68,8 @@ API_OF_ENDPOINT = {
     "messages": "messages",
 }
 ENDPOINTS = tuple(API_OF_ENDPOINT)
+# the endpoints whose bodies the engine reads itself; the others' come with their reader
+CHAT_ENDPOINTS = ("chat/completions", "completions", "embeddings")
 
 
 class Engine(EngineAdmin):
@@ -256,11 +258,11 @@ class Engine(EngineAdmin):
         endpoint: str = "chat/completions",
         default_model: str | None = None,
         headers: Mapping[str, str] | None = None,
+        native: NativeReader | None = None,
     ) -> ChatRequest:
-        default = default_model or self.settings.default_model
-        models = self.models
+        default, m = default_model or self.settings.default_model, self.models
         return parse_request(
-            self.settings, body, endpoint, default, headers, models.image_cost, models.wide_window
+            self.settings, body, endpoint, default, headers, m.image_cost, m.wide_window, native
         )
 
     # -- what a caller may do now: models (``model_choice``), calls that are no model request --
@@ -327,6 +329,7 @@ class Engine(EngineAdmin):
         cell: str | None = None,
         api: str | None = None,
         counted: Admitted | None = None,
+        native: NativeReader | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``EngineError``.
 
@@ -342,7 +345,11 @@ class Engine(EngineAdmin):
         is counted); this request then reserves its budget and picks its key in that hold.
         Whatever ends the request ends the hold, but an error raised here before admission:
         the caller ends it then (``Admitted.settle`` ends a hold once).
+        `native`: how to read a body in its own API's shape, sent to that API's endpoint as it
+        came (the edge's, ``apis.native.NATIVE``); such an endpoint takes no other body.
         """
+        if (native is None) != (endpoint in CHAT_ENDPOINTS):
+            raise ValueError(f"a body for {endpoint!r} comes with its reader, and only then")
         return await self._answer(
             body,
             caller,
@@ -356,6 +363,7 @@ class Engine(EngineAdmin):
             api or API_OF_ENDPOINT[endpoint],
             counted,
             notebook,
+            native,
         )
 
     async def rate_headers(self, caller: Caller) -> dict[str, str]:
@@ -389,6 +397,7 @@ class Engine(EngineAdmin):
         api: str = "chat",
         counted: Admitted | None = None,
         notebook_path: str | None = None,
+        native: NativeReader | None = None,
     ) -> Reply:
         """One request's walk (docs/architecture.md, "One request's way"): the checks, the
         cache, admission, redaction, forwarding with failover, the answer. Whatever ends it
@@ -410,7 +419,9 @@ class Engine(EngineAdmin):
         ex: Exchange | None = None
         try:
             # 1. who may use what, and whether the request is well formed and allowed
-            access, req = await self._checked(body, caller, outcome, endpoint, trace_headers)
+            access, req = await self._checked(
+                body, caller, outcome, endpoint, trace_headers, native
+            )
             if req.files:  # PDFs' pages: past a small budget, counted only once admitted
                 counted = await self.admission.count_files(req, caller, counted)
             # 2. the cache (before admission: a hit costs nothing; after redaction when there is
@@ -479,6 +490,7 @@ class Engine(EngineAdmin):
         outcome: Outcome,
         endpoint: str,
         trace_headers: Mapping[str, str] | None,
+        native: NativeReader | None = None,
     ) -> tuple[Access, ChatRequest]:
         """The checks before anything is spent: the policy window, the feature, the body, the
         model, the files' pages (off the loop), the text redaction would scan; the caller's own
@@ -493,7 +505,7 @@ class Engine(EngineAdmin):
         dropped: list[str] = []
         if found:  # a provider's own tools (Groq's on chat completions): as on every API
             body, dropped = self.hosted.govern_chat(body, found, caller.groups)
-        req = self.parse(body, endpoint, access.default_model, trace_headers)
+        req = self.parse(body, endpoint, access.default_model, trace_headers, native)
         if dropped:
             left = LeftOut()
             for kind in dropped:

@@ -1,24 +1,48 @@
 """A body sent to each endpoint, read by that endpoint's parser: bounded, its model defaulted
-and its cost estimated (``Engine.parse``). The Responses and Messages APIs are read through
-their chat form, so they are held to the same bounds as a chat completion."""
+and its cost estimated (``Engine.parse``). A request in another API's shape, sent as it came,
+is read the way its edge hands the engine (``NativeReader``; the Responses and Messages APIs':
+``apis.native``), through its chat form, so it is held to the same bounds as a chat
+completion; the engine imports no API."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .admission.hosted_tools import HostedTools, Use, reserve
-from .apis.native import NATIVE_APIS, hosted_uses, parse_native
 from .bodies.hosted_kinds import chat_hosted_tools
 from .bodies.media import billed_image_tokens
 from .bodies.request import (
     ChatRequest,
+    RequestLimits,
     parse_chat_request,
     parse_completions_request,
     parse_embeddings_request,
 )
 from .settings import EngineSettings
 from .upstreams.pool import Key
+
+
+class NativeReader(Protocol):
+    """How a body in an API's own shape, to go upstream as it came, is read: its chat form
+    bounded and estimated as a chat completion (``parse``), and the hosted tools it runs, each
+    kind's calls at its price, with the cap they share (``hosted_uses``)."""
+
+    def parse(
+        self,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        *,
+        default_model: str,
+        default_max_tokens: int,
+        limits: RequestLimits,
+        image: Callable[[str], int],
+        wide_window: Callable[[str], bool],
+    ) -> ChatRequest: ...
+
+    def hosted_uses(
+        self, payload: dict[str, Any], hosted: HostedTools
+    ) -> tuple[list[Use], int | None]: ...
 
 
 def image_cost(serving: Sequence[Key], model: str) -> int:
@@ -36,14 +60,15 @@ def parse_request(
     headers: Mapping[str, str] | None,
     image: Callable[[str], int],
     wide_window: Callable[[str], bool] = lambda model: False,
+    native: NativeReader | None = None,
 ) -> ChatRequest:
     """A body sent to `endpoint`, bounded and estimated (``Engine.parse``); `image`: what an
     image may cost on a public model; `wide_window`: whether a public model's window may hold a
-    million tokens (the admin's ``context_windows``)."""
+    million tokens (the admin's ``context_windows``); `native`: how to read a body in its own
+    API's shape, sent as it came (its edge's)."""
     limits, max_tokens = settings.request_limits, settings.default_max_tokens
-    if endpoint in NATIVE_APIS:  # sent as it is: read (and bounded) through its chat form
-        req = parse_native(
-            endpoint,
+    if native is not None:  # sent as it is: read (and bounded) through its chat form
+        req = native.parse(
             body,
             headers,
             default_model=default,
@@ -52,7 +77,7 @@ def parse_request(
             image=image,
             wide_window=wide_window,
         )
-        _reserve_hosted(req, settings, endpoint)
+        _reserve_hosted(req, settings, endpoint, native)
         req.cache_hour = asks_an_hour(body)
         return req
     if endpoint == "embeddings":
@@ -89,7 +114,9 @@ def asks_an_hour(body: Any) -> bool:
     return any(map(hour, blocks))
 
 
-def _reserve_hosted(req: ChatRequest, settings: EngineSettings, endpoint: str) -> None:
+def _reserve_hosted(
+    req: ChatRequest, settings: EngineSettings, endpoint: str, native: NativeReader | None = None
+) -> None:
     """The hosted tools `req` runs (those left in it: the edge dropped the rest), reserved:
     each kind's calls at its price, and what they may pull into the prompt as prompt."""
     payload, shared = req.payload, None
@@ -97,8 +124,8 @@ def _reserve_hosted(req: ChatRequest, settings: EngineSettings, endpoint: str) -
         return  # most requests: nothing to read
     hosted = HostedTools(settings.hosted_tools)
     uses: list[Use] = []
-    if endpoint in NATIVE_APIS:
-        uses, shared = hosted_uses(endpoint, payload, hosted)
+    if native is not None:
+        uses, shared = native.hosted_uses(payload, hosted)
     elif endpoint == "chat/completions":
         for kind, _ in chat_hosted_tools(payload):
             setting = hosted.of(kind)

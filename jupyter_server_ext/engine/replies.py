@@ -16,13 +16,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .accounting.pricing import PriceBook
-from .admission.hosted_tools import HostedTools, calls_in_output, calls_in_usage
+from .admission.hosted_tools import HostedTools
 from .admission.limiter import rate_class
 from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
-from .bodies.hosted_kinds import kind_of
 from .bodies.request import ChatRequest
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
+from .bodies.usage import count
 from .courses.log import CourseLog
 from .courses.transcript import read_event
 from .errors import UpstreamFailure
@@ -34,142 +34,6 @@ from .upstreams.transport.http11 import within
 from .upstreams.transport.protocol import UpstreamReply
 
 log = logging.getLogger("rsql.engine")
-
-
-_MAX_COUNT = 2**31 - 1  # the most tokens one answer is believed to report
-
-
-def count(value: Any) -> int | None:
-    """A token count an upstream reported: 0 when absent, a non-negative whole number, or None
-    when it is anything else (text, a list, a negative number). An answer whose counts are
-    unreadable is charged as one that reported nothing, its reservation: never a 500 (a
-    server's odd answer is no reason to fail the user's request), never free."""
-    if value is None:
-        return 0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT:
-        return value
-    return None
-
-
-def usage_of(obj: dict[str, Any]) -> dict[str, Any] | None:
-    groq = obj.get("x_groq")
-    usage = obj.get("usage") or (groq.get("usage") if isinstance(groq, dict) else None)
-    if not isinstance(usage, dict):
-        return None
-    if count(usage.get("prompt_tokens")) is None or count(usage.get("completion_tokens")) is None:
-        return None
-    return usage
-
-
-class UsageReader:
-    """What an answer says it used, in the chat form the engine settles: from a chat
-    completion or its chunks (the dict itself, so its cost can be added to it), from a Response
-    or its ``response.completed`` event, from a Message or its ``message_start`` and
-    ``message_delta`` events (Anthropic counts cached and written prompt tokens apart).
-
-    And the hosted tools' calls it shows (``calls``, by kind; None while the answer has said
-    nothing of them): a Response's call items, a Message's ``server_tool_use`` counts and
-    blocks, a chat answer's ``executed_tools`` (Groq's built-in tools)."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self._input: dict[str, Any] = {}  # a Messages stream's input usage, from message_start
-        self._blocks: dict[str, int] = {}  # a Message's server_tool_use blocks, by tool name
-        self.calls: dict[str, int] | None = None
-
-    def wants(self, ev: bytes) -> bool:
-        """Whether a stream's event `ev` may say something `read` takes."""
-        return b'"usage"' in ev or (
-            b'"server_tool_use"' in ev if self.endpoint == "messages" else b'"executed_tools"' in ev
-        )
-
-    def read(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        if self.endpoint == "responses":
-            response = obj.get("response") if "response" in obj else obj
-            usage = response.get("usage") if isinstance(response, dict) else None
-            if not isinstance(usage, dict):
-                return None
-            details = usage.get("input_tokens_details")
-            prompt, completion = count(usage.get("input_tokens")), count(usage.get("output_tokens"))
-            if prompt is None or completion is None:
-                return None
-            cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-            self.calls = calls_in_output(
-                response.get("output") if isinstance(response, dict) else None
-            )
-            return {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "prompt_tokens_details": {"cached_tokens": min(cached or 0, prompt)},
-            }
-        if self.endpoint == "messages":
-            return self._message(obj)
-        self._executed(obj)
-        return usage_of(obj)
-
-    def _message(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        kind = obj.get("type")
-        if kind == "message_start":
-            message = obj.get("message")
-            started = message.get("usage") if isinstance(message, dict) else None
-            self._input = dict(started) if isinstance(started, dict) else {}
-            return None
-        if kind == "content_block_start":
-            self._server_tool(obj.get("content_block"))
-            return None
-        if kind == "message":
-            for block in obj.get("content") or ():
-                self._server_tool(block)
-        usage = obj.get("usage")
-        if not isinstance(usage, dict) or kind not in ("message", "message_delta"):
-            return None
-        both = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
-        counts = [
-            count(both.get(k))
-            for k in (
-                "cache_creation_input_tokens",
-                "cache_read_input_tokens",
-                "input_tokens",
-                "output_tokens",
-            )
-        ]
-        if None in counts:
-            return None
-        written, read, fresh, output = (n or 0 for n in counts)
-        self.calls = calls_in_usage(both.get("server_tool_use"), self._blocks)
-        usage = {
-            "prompt_tokens": fresh + written + read,
-            "completion_tokens": output,
-            "cache_creation_input_tokens": written,
-            "prompt_tokens_details": {"cached_tokens": read},
-        }
-        if isinstance(both.get("cache_creation"), dict):  # how long each write is kept
-            usage["cache_creation"] = both["cache_creation"]
-        return usage
-
-    def _server_tool(self, block: Any) -> None:
-        """A Message's ``server_tool_use`` block: a call the provider ran (and bills)."""
-        if isinstance(block, dict) and block.get("type") == "server_tool_use":
-            name = str(block.get("name") or "unknown")[:60]
-            self._blocks[name] = self._blocks.get(name, 0) + 1
-
-    def _executed(self, obj: dict[str, Any]) -> None:
-        """A chat answer's or chunk's ``executed_tools`` (Groq's built-in tools), by kind."""
-        for choice in obj.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            said = choice.get("message") or choice.get("delta")
-            tools = said.get("executed_tools") if isinstance(said, dict) else None
-            if not isinstance(tools, list):
-                continue
-            calls = self.calls if self.calls is not None else {}
-            for tool in tools:
-                if isinstance(tool, dict):
-                    kind = kind_of(str(tool.get("type") or "unknown").split(".")[0])
-                    calls[kind] = calls.get(kind, 0) + 1
-            self.calls = calls
 
 
 def cache_counts(usage: dict[str, Any], hour: bool) -> tuple[int, int, int]:
@@ -296,7 +160,7 @@ class Replies:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain_seconds
         try:
-            reader = UsageReader(ex.req.endpoint)
+            reader = ex.req.usage_reader()
             events = aiter(upstream)
             while True:
                 # each read gets what is left of the deadline, so a stream that stalls and one
@@ -337,11 +201,12 @@ class Replies:
         self, ex: Exchange, usage: dict[str, Any] | None, calls: dict[str, int] | None = None
     ) -> int | None:
         """The tokens and cost an upstream reported, onto the outcome; the tokens used.
-        `calls`: the hosted tools' calls the answer showed (``UsageReader.calls``)."""
+        `calls`: the hosted tools' calls the answer showed (``UsageReading.calls``)."""
         if not usage:
             return None
         outcome = ex.outcome
-        # read by UsageReader: both counts are whole numbers (count), or there is no usage
+        # read by the request's usage reader (``bodies.usage``): both counts are whole
+        # numbers (count), or there is no usage
         outcome.prompt_tokens = count(usage.get("prompt_tokens")) or 0
         outcome.completion_tokens = count(usage.get("completion_tokens")) or 0
         price = self.prices.price(outcome.model, ex.hold.slot.key.alias)
@@ -383,7 +248,7 @@ class Replies:
             obj = json_codec.loads(body)
         except ValueError:
             obj = None
-        reader = UsageReader(ex.req.endpoint)
+        reader = ex.req.usage_reader()
         usage = reader.read(obj) if isinstance(obj, dict) else None
         tokens = self.settle_usage(ex, usage, reader.calls)
         if usage is not None:
@@ -421,7 +286,7 @@ class Replies:
         kept: list[bytes] | None = [] if key is not None else None
         cache = self._cache(ex)
         room = cache.max_bytes
-        reader = UsageReader(req.endpoint)
+        reader = req.usage_reader()
         # events in another API's shape go on as they came (event: lines kept); its cost is in
         # the X-RSQL-Cost-USD of its usage row, not written into them
         chat_shaped = not req.native

@@ -13,6 +13,7 @@ import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
+from jupyter_server_ext.engine.apis.native import NATIVE
 from jupyter_server_ext.engine.bodies import json_codec
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
@@ -207,3 +208,61 @@ async def test_an_anthropic_upstream_is_spoken_to_in_its_own_api(
     assert answer["choices"][0]["message"]["content"] == "bonjour"
     assert answer["model"] == "m"  # the public name, never the provider's own
     assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(8 * 0.001 + 2 * 0.002)
+
+
+async def test_a_messages_request_sent_as_it_came_is_settled_by_its_apis_usage(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """The edge hands the engine the API's reader (``apis.native.NATIVE``): the body goes
+    upstream as it came, and its answer is settled by the Messages usage, cache reads at their
+    rate."""
+    sent: list[dict[str, Any]] = []
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        sent.append(request.json())
+        return MemoryResponse(
+            json={
+                "id": "msg_2",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [{"type": "text", "text": "ok"}],
+                "stop_reason": "end_turn",
+                "usage": {
+                    "input_tokens": 10,
+                    "cache_read_input_tokens": 1000,
+                    "cache_creation_input_tokens": 0,
+                    "output_tokens": 5,
+                },
+            }
+        )
+
+    priced = {"m": {**PRICE, "cache_read": 100.0}}  # a cached token at a tenth of the price
+    claude = upstream(
+        "claude",
+        provider="anthropic",
+        base_url="https://claude.provider.test",
+        models={"m": "claude-x"},
+        prices=priced,
+    )
+    engine = engine_over(provider, claude)
+    body = {
+        "model": "m",
+        "max_tokens": 50,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hello"}],
+    }
+    native = NATIVE["messages"]
+    reply = await engine.chat(
+        body, Caller("ann"), endpoint="messages", api="messages", native=native
+    )
+    assert json_codec.loads(reply.body)["content"][0]["text"] == "ok"  # the Message, as it came
+    assert sent[0]["system"] == body["system"]  # the cache mark went on untouched
+    assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(
+        10 * 0.001 + 1000 * 0.0001 + 5 * 0.002
+    )
+    # a body for an API's endpoint comes with its reader, and a chat body with none
+    with pytest.raises(ValueError):
+        await engine.chat(body, Caller("ann"), endpoint="messages")
+    with pytest.raises(ValueError):
+        await engine.chat(dict(ASK), Caller("ann"), native=native)

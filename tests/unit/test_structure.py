@@ -1,7 +1,8 @@
 """The import rules of docs/architecture.md hold: no circles, the kernel and the proxy never
 importing each other, no imports against the layers, no private names from another module, no
-host reaching into the engine's parts, no admission of the limiter's past the admission step, no
-source file over structure.MAX_LINES lines."""
+host reaching into the engine's parts, no API's code imported by the engine's chat path, no
+admission of the limiter's past the admission step, no source file over structure.MAX_LINES
+lines."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
     (eng / "admission_step.py").write_text(
         "async def count(self, c):\n    return await self.limiter.count(c.user, ())\n"
     )
+    # the chat path importing an API's format
+    (eng / "formats.py").write_text("")
+    (eng / "replies.py").write_text("from .formats import anthropic\n")
     modules = structure.load(tmp_path)
     problems = structure.report(modules)
     assert problems["the engine's parts reached from outside it"] == [
@@ -55,6 +59,9 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
     ]
     assert problems["admissions outside the admission step"] == [
         "jupyter_server_ext.engine.edge:2: self.limiter.count"
+    ]
+    assert problems["the engine's chat path importing an API"] == [
+        "jupyter_server_ext.engine.replies imports jupyter_server_ext.engine.formats"
     ]
     assert problems["import circles"] == [
         "jupyter_server_ext.engine.a <-> jupyter_server_ext.engine.b"

@@ -13,8 +13,9 @@ completions, any tool type but a function or a free-form one is a provider's (Gr
 browser search, code and remote MCP servers there: ``HostedTools.govern_chat``). What one runs
 is reserved at admission as the most it can cost (``reserve``: its calls within the cap the
 provider is told, at its price or its container's by size, and ``content_tokens`` a call as
-prompt), and charged from what the provider reports (``calls_in_output``, ``calls_in_usage``,
-a chat answer's ``executed_tools``).
+prompt), and charged from what the provider reports, read with each API's usage
+(``formats.responses.usage.calls_in_output``, ``formats.anthropic.usage.calls_in_usage``, a chat
+answer's ``executed_tools``: ``bodies.usage.ChatUsage``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ..bodies.hosted_kinds import kind_of
 from ..errors import BadRequest, ConfigError, Problems
 
 # USD a call, as the providers publish them (their API pricing pages), the dearest path of each
@@ -351,65 +351,3 @@ def container_price(tool: HostedTool, spec: Any, where: str) -> float:
             extra={"param": f"{where}.container.memory_limit"},
         )
     return price
-
-
-# a Responses output item of a hosted tool's call -> its kind
-CALL_ITEMS = {
-    "web_search_call": "web_search",
-    "file_search_call": "file_search",
-    "code_interpreter_call": "code_interpreter",
-    "image_generation_call": "image_generation",
-    "mcp_call": "mcp",
-    "computer_call": "computer_use",
-    "local_shell_call": "shell",
-    "shell_call": "shell",
-    "apply_patch_call": "apply_patch",
-}
-
-
-def calls_in_output(output: Any) -> dict[str, int]:
-    """The hosted tools' calls a Response's ``output`` items say were made, by kind; a code
-    interpreter's by its containers, which are what the provider bills (a container's calls
-    are free within its session): the distinct ``container_id``s, one for calls naming none."""
-    calls: dict[str, int] = {}
-    containers: set[Any] = set()
-    for item in output if isinstance(output, list) else []:
-        kind = CALL_ITEMS.get(str(item.get("type"))) if isinstance(item, dict) else None
-        if kind == "code_interpreter":
-            cid = item.get("container_id")
-            containers.add(cid if isinstance(cid, str) else None)
-        elif kind is not None:
-            calls[kind] = calls.get(kind, 0) + 1
-    if containers:
-        calls["code_interpreter"] = len(containers)
-    return calls
-
-
-# the server tools of an Anthropic answer's ``server_tool_use`` blocks that run code: one
-# container a request (``Message.container``), billed by its time whether or not the usage
-# counts its calls
-CODE_TOOLS = ("code_execution", "bash_code_execution", "text_editor_code_execution")
-
-
-def calls_in_usage(server_tool_use: Any, blocks: Mapping[str, int] | None = None) -> dict[str, int]:
-    """The hosted tools' calls an Anthropic usage's ``server_tool_use`` counts, by kind
-    (``web_search_requests``, ``web_fetch_requests``, ...), each at least the calls the answer's
-    own ``server_tool_use`` blocks show (`blocks`: by tool name): a call the usage leaves out is
-    still billed. Code runs in one container, charged once."""
-    calls: dict[str, int] = {}
-    if isinstance(server_tool_use, Mapping):
-        for name, n in server_tool_use.items():
-            if (
-                isinstance(n, int)
-                and not isinstance(n, bool)
-                and n > 0
-                and name.endswith("_requests")
-            ):
-                kind = kind_of(name.removesuffix("_requests"))
-                calls[kind] = calls.get(kind, 0) + n
-    for name, n in (blocks or {}).items():
-        kind = "code_interpreter" if name in CODE_TOOLS else kind_of(name)
-        calls[kind] = max(calls.get(kind, 0), n)
-    if calls.get("code_interpreter"):
-        calls["code_interpreter"] = 1
-    return calls

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..admission.hosted_tools import HostedTools, Use, container_price
@@ -20,11 +21,14 @@ from ..bodies.request import (
     check_standard_service,
     parse_chat_request,
 )
+from ..bodies.usage import UsageReading
 from ..errors import BadRequest
 from ..formats.anthropic import answer as messages_answer
 from ..formats.anthropic import request as messages_request
+from ..formats.anthropic.usage import MessagesUsage
 from ..formats.responses import request as responses_request
 from ..formats.responses import stream as responses_stream
+from ..formats.responses.usage import ResponsesUsage
 
 NATIVE_APIS = ("responses", "messages")
 # the field that limits the answer, in each API
@@ -58,6 +62,11 @@ def _messages_error(message: str) -> bytes:
 
 # the event that ends a stream that broke off upstream, in each API's shape
 ERROR_EVENTS = {"responses": _responses_error, "messages": _messages_error}
+# what reads each API's answer's usage, and the hosted tools' calls it shows
+USAGE_READERS: dict[str, Callable[[], UsageReading]] = {
+    "responses": ResponsesUsage,
+    "messages": MessagesUsage,
+}
 # each API's reader: its body as the chat form, the hosted tools it runs
 READERS = {"responses": responses_request, "messages": messages_request}
 
@@ -166,6 +175,48 @@ def hosted_uses(
     return uses, shared
 
 
+@dataclass(frozen=True)
+class NativeReading:
+    """How a request in `api`'s shape, sent as it came, is read: the edge hands it to
+    ``Engine.chat`` (its `native`), so the engine reads a body it does not know through this
+    (``parsing.NativeReader``) and imports no API."""
+
+    api: str
+
+    def parse(
+        self,
+        body: Any,
+        headers: Mapping[str, str] | None,
+        *,
+        default_model: str,
+        default_max_tokens: int,
+        limits: RequestLimits,
+        image: Callable[[str], int],
+        wide_window: Callable[[str], bool],
+    ) -> ChatRequest:
+        """``parse_native`` for this API."""
+        return parse_native(
+            self.api,
+            body,
+            headers,
+            default_model=default_model,
+            default_max_tokens=default_max_tokens,
+            limits=limits,
+            image=image,
+            wide_window=wide_window,
+        )
+
+    def hosted_uses(
+        self, payload: dict[str, Any], hosted: HostedTools
+    ) -> tuple[list[Use], int | None]:
+        """``hosted_uses`` for this API."""
+        return hosted_uses(self.api, payload, hosted)
+
+
+# what an edge hands the engine for a request sent as it came, by API
+NATIVE = {api: NativeReading(api) for api in NATIVE_APIS}
+
+
 def native_request(
     api: str, body: dict[str, Any], chat: ChatRequest, headers: Mapping[str, str] | None = None
 ) -> ChatRequest:
@@ -215,6 +266,7 @@ def native_request(
         native=True,
         long_context_beta=_long_context_beta(passed.get("anthropic-beta", "")),
         error_event=ERROR_EVENTS[api],
+        usage_reader=USAGE_READERS[api],
     )
 
 

@@ -30,6 +30,7 @@ from .media import (
     pdf_tokens,
 )
 from .streams import chat_error_event
+from .usage import ChatUsage, UsageReading
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MAX_CHOICES = 128  # the most choices (n, best_of) OpenAI itself accepts
@@ -115,6 +116,8 @@ class ChatRequest:
     long_context_beta: str | None = None
     # the event that ends its stream when the upstream's breaks off, in its API's shape
     error_event: Callable[[str], bytes] = field(default=chat_error_event)
+    # what reads its answer's usage, in its API's shape (``bodies.usage``)
+    usage_reader: Callable[[], UsageReading] = field(default=ChatUsage)
 
     @property
     def completion_tokens(self) -> int:

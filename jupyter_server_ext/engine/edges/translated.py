@@ -14,6 +14,7 @@ from typing import Any
 
 from ..admission.hosted_tools import HostedTools, only_hosted
 from ..admission.limiter import Admitted
+from ..apis.native import NATIVE
 from ..apis.stored import StoredResponses
 from ..bodies import json_codec
 from ..bodies.left_out import LeftOut
@@ -201,7 +202,13 @@ class Translated:
         items as sent, all of which the provider read."""
         sent, dropped = self._as_sent(responses_api, body, caller)
         reply = await self.engine.chat(
-            sent, caller, endpoint="responses", api="responses", counted=counted, **kw
+            sent,
+            caller,
+            endpoint="responses",
+            api="responses",
+            counted=counted,
+            native=NATIVE["responses"],
+            **kw,
         )
         reply.headers.update(dropped)
 
@@ -235,7 +242,9 @@ class Translated:
         if isinstance(body, dict) and self._native("messages", body):
             # an Anthropic upstream: sent as it is (thinking, top_k, beta features kept)
             sent, dropped = self._as_sent(anthropic_api, body, caller)
-            reply = await self.engine.chat(sent, caller, endpoint="messages", api="messages", **kw)
+            reply = await self.engine.chat(
+                sent, caller, endpoint="messages", api="messages", native=NATIVE["messages"], **kw
+            )
             reply.headers.update(dropped)
             return reply
         chat, left = self._chat_form(anthropic_api, body, caller)

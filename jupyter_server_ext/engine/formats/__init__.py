@@ -5,8 +5,9 @@ both directions (as sqlglot keeps a dialect): pure functions, no I/O.
 chat answer back as a Message or its stream events: ``request``, ``answer``) and outbound (a
 chat request to an Anthropic upstream, its answer back into the chat form: ``upstream``,
 ``upstream_answer``, ``http``), with the one map of why an answer ended (``stop_reasons``).
-``responses/`` is OpenAI's Responses API, inbound (``request``, ``answer``, ``stream``).
-Shared by them: ``chat`` (a chat answer's or chunk's fields read whatever they hold). What
-every API's reading shares, the engine's chat path included, is a room below: ``bodies``
-(``left_out``, ``hosted_kinds``, ``reading``).
+``responses/`` is OpenAI's Responses API, inbound (``request``, ``answer``, ``stream``). Each
+reads the usage of its answers sent as they came (``usage``: what a request sent as it was is
+settled by). Shared by them: ``chat`` (a chat answer's or chunk's fields read whatever they
+hold). What every API's reading shares, the engine's chat path included, is a room below:
+``bodies`` (``left_out``, ``hosted_kinds``, ``reading``, ``usage``).
 """

@@ -1,0 +1,100 @@
+"""What a Message, or its ``message_start`` and ``message_delta`` events, says it used, in the
+chat form the engine settles (``bodies.usage``; Anthropic counts cached and written prompt
+tokens apart), and the server tools' calls it shows: the reader of a Messages request sent as
+it was (``apis.native``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...bodies.hosted_kinds import kind_of
+from ...bodies.usage import count
+
+# the server tools of an Anthropic answer's ``server_tool_use`` blocks that run code: one
+# container a request (``Message.container``), billed by its time whether or not the usage
+# counts its calls
+CODE_TOOLS = ("code_execution", "bash_code_execution", "text_editor_code_execution")
+
+
+def calls_in_usage(server_tool_use: Any, blocks: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The hosted tools' calls an Anthropic usage's ``server_tool_use`` counts, by kind
+    (``web_search_requests``, ``web_fetch_requests``, ...), each at least the calls the answer's
+    own ``server_tool_use`` blocks show (`blocks`: by tool name): a call the usage leaves out is
+    still billed. Code runs in one container, charged once."""
+    calls: dict[str, int] = {}
+    if isinstance(server_tool_use, Mapping):
+        for name, n in server_tool_use.items():
+            if (
+                isinstance(n, int)
+                and not isinstance(n, bool)
+                and n > 0
+                and name.endswith("_requests")
+            ):
+                kind = kind_of(name.removesuffix("_requests"))
+                calls[kind] = calls.get(kind, 0) + n
+    for name, n in (blocks or {}).items():
+        kind = "code_interpreter" if name in CODE_TOOLS else kind_of(name)
+        calls[kind] = max(calls.get(kind, 0), n)
+    if calls.get("code_interpreter"):
+        calls["code_interpreter"] = 1
+    return calls
+
+
+class MessagesUsage:
+    """A Message's usage, its stream's input usage (``message_start``) joined with the rest
+    (``message_delta``), and the server tools it ran (``UsageReading``)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] | None = None
+        self._input: dict[str, Any] = {}  # a stream's input usage, from message_start
+        self._blocks: dict[str, int] = {}  # the server_tool_use blocks, by tool name
+
+    def wants(self, ev: bytes) -> bool:
+        return b'"usage"' in ev or b'"server_tool_use"' in ev
+
+    def read(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        kind = obj.get("type")
+        if kind == "message_start":
+            message = obj.get("message")
+            started = message.get("usage") if isinstance(message, dict) else None
+            self._input = dict(started) if isinstance(started, dict) else {}
+            return None
+        if kind == "content_block_start":
+            self._server_tool(obj.get("content_block"))
+            return None
+        if kind == "message":
+            for block in obj.get("content") or ():
+                self._server_tool(block)
+        usage = obj.get("usage")
+        if not isinstance(usage, dict) or kind not in ("message", "message_delta"):
+            return None
+        both = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
+        counts = [
+            count(both.get(k))
+            for k in (
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+                "input_tokens",
+                "output_tokens",
+            )
+        ]
+        if None in counts:
+            return None
+        written, read, fresh, output = (n or 0 for n in counts)
+        self.calls = calls_in_usage(both.get("server_tool_use"), self._blocks)
+        usage = {
+            "prompt_tokens": fresh + written + read,
+            "completion_tokens": output,
+            "cache_creation_input_tokens": written,
+            "prompt_tokens_details": {"cached_tokens": read},
+        }
+        if isinstance(both.get("cache_creation"), dict):  # how long each write is kept
+            usage["cache_creation"] = both["cache_creation"]
+        return usage
+
+    def _server_tool(self, block: Any) -> None:
+        """A Message's ``server_tool_use`` block: a call the provider ran (and bills)."""
+        if isinstance(block, dict) and block.get("type") == "server_tool_use":
+            name = str(block.get("name") or "unknown")[:60]
+            self._blocks[name] = self._blocks.get(name, 0) + 1
