@@ -325,13 +325,13 @@ async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
     try:
         for i in range(50):
             t = await limiter.admit(f"user{i % 10}", (), 0.0001)
-            await limiter.finish(t, 0.0001)
+            await t.settle(0.0001)
         admit_t, finish_t = [], []
         for i in range(n):
             t0 = time.perf_counter()
             t = await limiter.admit(f"user{i % 10}", ("staff",), 0.0001)
             t1 = time.perf_counter()
-            await limiter.finish(t, 0.0001)
+            await t.settle(0.0001)
             t2 = time.perf_counter()
             admit_t.append(t1 - t0)
             finish_t.append(t2 - t1)

@@ -106,7 +106,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.bodies",
         f"{S}.engine.formats",
     ),
-    f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.bodies", f"{S}.engine.upstreams"),
+    f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.upstreams"),
     f"{S}.engine.accounting": (
         f"{S}.engine.errors",
         f"{S}.engine.records",

@@ -9,6 +9,7 @@ admitted here too (``count``, ``counted``, ``call``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,8 @@ from .model_choice import ModelChoice
 from .monitoring.tracing import NO_SPAN
 from .records import Caller
 from .upstreams.pool import PickPlan, Pool
+
+log = logging.getLogger("rsql.engine")
 
 
 class AdmissionStep:
@@ -111,6 +114,23 @@ class AdmissionStep:
                 raise
             return counted or await self.count(caller), None, "budget"
         return held, plan, ""
+
+    async def quota(self, caller: Caller) -> dict[str, str]:
+        """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.
+
+        The provider's own x-ratelimit-* headers describe the proxy's keys, not this user, and
+        are never passed on. Users have request windows but no token windows, so only the
+        request headers are sent; none at all when no window applies.
+        """
+        try:
+            return await self.limiter.rate_headers(
+                caller.user, caller.groups, rate_class(caller.client)
+            )
+        except Exception as exc:
+            # a state outage must not fail an answer the limits let through; the backend
+            # reports the outage itself, once, so this only notes the missing headers
+            log.debug("no quota headers for this answer: %s", type(exc).__name__)
+            return {}
 
     def _plan(self, req: ChatRequest) -> PickPlan | None:
         """The pool's key pick to make with the admission, if it makes one there; a request no

@@ -46,7 +46,7 @@ from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
 from .monitoring.tracing import NO_SPAN, Tracing
-from .parsing import NativeReader, parse_request
+from .parsing import NativeReader, check_reader, parse_request
 from .privacy.offload import Offload
 from .prompt_cache import OWN_CLIENTS, conversation
 from .records import ESCALATION_STAGES, Caller, Outcome, Reply
@@ -68,8 +68,6 @@ API_OF_ENDPOINT = {
     "messages": "messages",
 }
 ENDPOINTS = tuple(API_OF_ENDPOINT)
-# the endpoints whose bodies the engine reads itself; the others' come with their reader
-CHAT_ENDPOINTS = ("chat/completions", "completions", "embeddings")
 
 
 class Engine(EngineAdmin):
@@ -147,8 +145,6 @@ class Engine(EngineAdmin):
             else None
         )
         self.outcomes = Outcomes(clock)
-        # who reads every request's record once it ended (the host adds the course log's)
-        self.on_outcome = self.outcomes.observers
         self.on_outcome.append(self.metrics.observe)
         if self.usage is not None:
             self.on_outcome.append(self.usage.record)
@@ -211,6 +207,11 @@ class Engine(EngineAdmin):
         )
         self.redaction = Redaction(settings, self.offload, self.admission)
 
+    @property
+    def on_outcome(self) -> list[Callable[[Outcome], None]]:
+        """Who reads every request's record once it ended (the host adds the course log's)."""
+        return self.outcomes.observers
+
     def user_id(self, user: str) -> str | None:
         """What upstreams see as `user`: providers track abuse per end user, and without it a
         whole hub looks like one anonymous account. A keyed hash by default, so the provider
@@ -258,11 +259,18 @@ class Engine(EngineAdmin):
         endpoint: str = "chat/completions",
         default_model: str | None = None,
         headers: Mapping[str, str] | None = None,
-        native: NativeReader | None = None,
+        native_reader: NativeReader | None = None,
     ) -> ChatRequest:
         default, m = default_model or self.settings.default_model, self.models
         return parse_request(
-            self.settings, body, endpoint, default, headers, m.image_cost, m.wide_window, native
+            self.settings,
+            body,
+            endpoint,
+            default,
+            headers,
+            m.image_cost,
+            m.wide_window,
+            native_reader,
         )
 
     # -- what a caller may do now: models (``model_choice``), calls that are no model request --
@@ -329,7 +337,7 @@ class Engine(EngineAdmin):
         cell: str | None = None,
         api: str | None = None,
         counted: Admitted | None = None,
-        native: NativeReader | None = None,
+        native_reader: NativeReader | None = None,
     ) -> Reply:
         """Answer one request to `endpoint` (one of ``ENDPOINTS``), or raise ``EngineError``.
 
@@ -345,11 +353,11 @@ class Engine(EngineAdmin):
         is counted); this request then reserves its budget and picks its key in that hold.
         Whatever ends the request ends the hold, but an error raised here before admission:
         the caller ends it then (``Admitted.settle`` ends a hold once).
-        `native`: how to read a body in its own API's shape, sent to that API's endpoint as it
-        came (the edge's, ``apis.native.NATIVE``); such an endpoint takes no other body.
+        `native_reader`: how to read a body in its own API's shape, sent to that API's endpoint
+        as it came (the edge's, ``apis.native.NATIVE_READERS``); such an endpoint takes no
+        other body, and a chat body none (``parsing.check_reader``: a ValueError).
         """
-        if (native is None) != (endpoint in CHAT_ENDPOINTS):
-            raise ValueError(f"a body for {endpoint!r} comes with its reader, and only then")
+        check_reader(endpoint, native_reader)
         return await self._answer(
             body,
             caller,
@@ -363,25 +371,8 @@ class Engine(EngineAdmin):
             api or API_OF_ENDPOINT[endpoint],
             counted,
             notebook,
-            native,
+            native_reader,
         )
-
-    async def rate_headers(self, caller: Caller) -> dict[str, str]:
-        """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.
-
-        The provider's own x-ratelimit-* headers describe the proxy's keys, not this user, and
-        are never passed on. Users have request windows but no token windows, so only the
-        request headers are sent; none at all when no window applies.
-        """
-        try:
-            return await self.limiter.rate_headers(
-                caller.user, caller.groups, rate_class(caller.client)
-            )
-        except Exception as exc:
-            # a state outage must not fail an answer the limits let through; the backend
-            # reports the outage itself, once, so this only notes the missing headers
-            log.debug("no quota headers for this answer: %s", type(exc).__name__)
-            return {}
 
     async def _answer(
         self,
@@ -397,7 +388,7 @@ class Engine(EngineAdmin):
         api: str = "chat",
         counted: Admitted | None = None,
         notebook_path: str | None = None,
-        native: NativeReader | None = None,
+        native_reader: NativeReader | None = None,
     ) -> Reply:
         """One request's walk (docs/architecture.md, "One request's way"): the checks, the
         cache, admission, redaction, forwarding with failover, the answer. Whatever ends it
@@ -420,7 +411,7 @@ class Engine(EngineAdmin):
         try:
             # 1. who may use what, and whether the request is well formed and allowed
             access, req = await self._checked(
-                body, caller, outcome, endpoint, trace_headers, native
+                body, caller, outcome, endpoint, trace_headers, native_reader
             )
             if req.files:  # PDFs' pages: past a small budget, counted only once admitted
                 counted = await self.admission.count_files(req, caller, counted)
@@ -431,7 +422,7 @@ class Engine(EngineAdmin):
             if hit is not None and not self.settings.cache_hits_count:
                 if counted is not None:  # counted for reading its conversation: it stays so
                     await counted.settle(0.0)
-                quota = await self.rate_headers(caller)
+                quota = await self.admission.quota(caller)
                 reply = self.replies.cache_reply(arrival, req, hit, quota)
                 return answered(reply, outcome, None, req, caller)
             # 3. admission: the caller's windows, concurrency and budget, and the key pick
@@ -452,7 +443,7 @@ class Engine(EngineAdmin):
             quota = (
                 self._quota(ticket)
                 if ticket.windows_used is not None
-                else await self.rate_headers(caller)
+                else await self.admission.quota(caller)
             )
             # 4. redaction (only after admission: the user's limits bound how much text one
             # user can have scanned), then the cache with the redacted text
@@ -490,7 +481,7 @@ class Engine(EngineAdmin):
         outcome: Outcome,
         endpoint: str,
         trace_headers: Mapping[str, str] | None,
-        native: NativeReader | None = None,
+        native_reader: NativeReader | None = None,
     ) -> tuple[Access, ChatRequest]:
         """The checks before anything is spent: the policy window, the feature, the body, the
         model, the files' pages (off the loop), the text redaction would scan; the caller's own
@@ -505,7 +496,7 @@ class Engine(EngineAdmin):
         dropped: list[str] = []
         if found:  # a provider's own tools (Groq's on chat completions): as on every API
             body, dropped = self.hosted.govern_chat(body, found, caller.groups)
-        req = self.parse(body, endpoint, access.default_model, trace_headers, native)
+        req = self.parse(body, endpoint, access.default_model, trace_headers, native_reader)
         if dropped:
             left = LeftOut()
             for kind in dropped:

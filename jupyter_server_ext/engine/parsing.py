@@ -22,11 +22,18 @@ from .bodies.request import (
 from .settings import EngineSettings
 from .upstreams.pool import Key
 
+# the endpoints whose bodies the engine reads itself; another's comes with its reader
+CHAT_ENDPOINTS = ("chat/completions", "completions", "embeddings")
+
 
 class NativeReader(Protocol):
     """How a body in an API's own shape, to go upstream as it came, is read: its chat form
     bounded and estimated as a chat completion (``parse``), and the hosted tools it runs, each
-    kind's calls at its price, with the cap they share (``hosted_uses``)."""
+    kind's calls at its price, with the cap they share (``hosted_uses``). `api`: the endpoint
+    such a body goes to."""
+
+    @property
+    def api(self) -> str: ...
 
     def parse(
         self,
@@ -45,6 +52,17 @@ class NativeReader(Protocol):
     ) -> tuple[list[Use], int | None]: ...
 
 
+def check_reader(endpoint: str, native_reader: NativeReader | None) -> None:
+    """A body for an API's own endpoint comes with that API's reader, and a chat body with
+    none: a Messages body read as a chat completion would be bounded and priced as the wrong
+    thing (a mistake of the caller's code, not of the request)."""
+    named = None if native_reader is None else native_reader.api
+    if named == (None if endpoint in CHAT_ENDPOINTS else endpoint):
+        return
+    given = repr(named) if named else "none"
+    raise ValueError(f"a body for {endpoint!r} came with the reader of {given}")
+
+
 def image_cost(serving: Sequence[Key], model: str) -> int:
     """The most one image may cost on public `model`, served by the keys `serving`: by the
     provider models its upstreams bill it as (an alias like course-model is billed as the model
@@ -60,15 +78,16 @@ def parse_request(
     headers: Mapping[str, str] | None,
     image: Callable[[str], int],
     wide_window: Callable[[str], bool] = lambda model: False,
-    native: NativeReader | None = None,
+    native_reader: NativeReader | None = None,
 ) -> ChatRequest:
     """A body sent to `endpoint`, bounded and estimated (``Engine.parse``); `image`: what an
     image may cost on a public model; `wide_window`: whether a public model's window may hold a
-    million tokens (the admin's ``context_windows``); `native`: how to read a body in its own
-    API's shape, sent as it came (its edge's)."""
+    million tokens (the admin's ``context_windows``); `native_reader`: how to read a body in
+    its own API's shape, sent as it came (its edge's; ``check_reader``)."""
+    check_reader(endpoint, native_reader)
     limits, max_tokens = settings.request_limits, settings.default_max_tokens
-    if native is not None:  # sent as it is: read (and bounded) through its chat form
-        req = native.parse(
+    if native_reader is not None:  # sent as it is: read (and bounded) through its chat form
+        req = native_reader.parse(
             body,
             headers,
             default_model=default,
@@ -77,7 +96,7 @@ def parse_request(
             image=image,
             wide_window=wide_window,
         )
-        _reserve_hosted(req, settings, endpoint, native)
+        _reserve_hosted(req, settings, endpoint, native_reader)
         req.cache_hour = asks_an_hour(body)
         return req
     if endpoint == "embeddings":
@@ -115,7 +134,10 @@ def asks_an_hour(body: Any) -> bool:
 
 
 def _reserve_hosted(
-    req: ChatRequest, settings: EngineSettings, endpoint: str, native: NativeReader | None = None
+    req: ChatRequest,
+    settings: EngineSettings,
+    endpoint: str,
+    native_reader: NativeReader | None = None,
 ) -> None:
     """The hosted tools `req` runs (those left in it: the edge dropped the rest), reserved:
     each kind's calls at its price, and what they may pull into the prompt as prompt."""
@@ -124,8 +146,8 @@ def _reserve_hosted(
         return  # most requests: nothing to read
     hosted = HostedTools(settings.hosted_tools)
     uses: list[Use] = []
-    if native is not None:
-        uses, shared = native.hosted_uses(payload, hosted)
+    if native_reader is not None:
+        uses, shared = native_reader.hosted_uses(payload, hosted)
     elif endpoint == "chat/completions":
         for kind, _ in chat_hosted_tools(payload):
             setting = hosted.of(kind)

@@ -22,7 +22,7 @@ from .bodies import json_codec
 from .bodies.cache import Cached, ClassCaches, MemoryCache
 from .bodies.request import ChatRequest
 from .bodies.streams import Collector, chunks_of, event_json, shape_event, sse
-from .bodies.usage import count
+from .bodies.usage import UsageReading, count
 from .courses.log import CourseLog
 from .courses.transcript import read_event
 from .errors import UpstreamFailure
@@ -152,15 +152,22 @@ class Replies:
         await self._drain(ex, reply, _chain(reply.first, reply.events), 1)
 
     async def _drain(
-        self, ex: Exchange, reply: UpstreamReply, upstream: AsyncIterator[bytes], chunks: int
+        self,
+        ex: Exchange,
+        reply: UpstreamReply,
+        upstream: AsyncIterator[bytes],
+        chunks: int,
+        reader: UsageReading | None = None,
     ) -> None:
         """Read a stream its client left, up to ``drain_seconds``, for the usage the provider
-        reports; then charge it (or the estimate), and end the request's hold."""
+        reports; then charge it (or the estimate), and end the request's hold. `reader`: the
+        one that read the events the client got, so what they said counts (a Message's input
+        and cache counts come in its first event, its output in its last)."""
         tokens = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain_seconds
         try:
-            reader = ex.req.usage_reader()
+            reader = reader or ex.req.usage_reader()
             events = aiter(upstream)
             while True:
                 # each read gets what is left of the deadline, so a stream that stalls and one
@@ -357,7 +364,7 @@ class Replies:
                     # the provider goes on generating, and billing: read on for its usage
                     handed_off = True
                     left = rest if rest is not None else _no_events()
-                    self._spawn(self._drain(ex, reply, left, chunks), reply.close)
+                    self._spawn(self._drain(ex, reply, left, chunks, reader), reply.close)
                 raise
             except Exception as exc:  # the connection broke mid-stream (HTTP11Error, OSError)
                 await settled()

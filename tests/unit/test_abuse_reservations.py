@@ -13,7 +13,7 @@ import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
-from jupyter_server_ext.engine.apis.native import NATIVE
+from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.errors import BadRequest
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import upstreams_for
@@ -50,7 +50,9 @@ async def refused(fp: FakeProvider, budget: float, body: dict[str, Any], endpoin
     try:
         with pytest.raises(BadRequest) as err:
             # a body in another API's shape comes with its reader, as its edge hands it
-            await engine.chat(body, Caller("ann"), endpoint=endpoint, native=NATIVE.get(endpoint))
+            await engine.chat(
+                body, Caller("ann"), endpoint=endpoint, native_reader=NATIVE_READERS.get(endpoint)
+            )
     finally:
         await engine.close()
     assert fp.received == []  # never sent

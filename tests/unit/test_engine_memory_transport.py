@@ -6,6 +6,7 @@ their budget, which key answered, what the admin's status shows."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
-from jupyter_server_ext.engine.apis.native import NATIVE
+from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.bodies import json_codec
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
@@ -129,7 +130,8 @@ async def test_a_429_fails_over_to_another_account_and_the_key_cools(
         return MemoryResponse(json=completion("from b", prompt=5, answer=2))
 
     engine = engine_over(provider, upstream("a"), upstream("b"))
-    # the pool spreads requests over both keys: asked until a has had one (1 in 2**30 never)
+    # asked until the pool has picked a (its first pick today, on a tie; the loop holds
+    # whichever order the pool's choice takes)
     for _ in range(30):
         reply = await engine.chat(dict(ASK), Caller("ann"))
         assert reply.status == 200 and reply.headers["X-RSQL-Upstream"] == "b"
@@ -213,7 +215,7 @@ async def test_an_anthropic_upstream_is_spoken_to_in_its_own_api(
 async def test_a_messages_request_sent_as_it_came_is_settled_by_its_apis_usage(
     engine_over: Callable[..., Engine],
 ) -> None:
-    """The edge hands the engine the API's reader (``apis.native.NATIVE``): the body goes
+    """The edge hands the engine the API's reader (``apis.native.NATIVE_READERS``): the body goes
     upstream as it came, and its answer is settled by the Messages usage, cache reads at their
     rate."""
     sent: list[dict[str, Any]] = []
@@ -252,9 +254,9 @@ async def test_a_messages_request_sent_as_it_came_is_settled_by_its_apis_usage(
         "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": "hello"}],
     }
-    native = NATIVE["messages"]
+    reader = NATIVE_READERS["messages"]
     reply = await engine.chat(
-        body, Caller("ann"), endpoint="messages", api="messages", native=native
+        body, Caller("ann"), endpoint="messages", api="messages", native_reader=reader
     )
     assert json_codec.loads(reply.body)["content"][0]["text"] == "ok"  # the Message, as it came
     assert sent[0]["system"] == body["system"]  # the cache mark went on untouched
@@ -265,4 +267,67 @@ async def test_a_messages_request_sent_as_it_came_is_settled_by_its_apis_usage(
     with pytest.raises(ValueError):
         await engine.chat(body, Caller("ann"), endpoint="messages")
     with pytest.raises(ValueError):
-        await engine.chat(dict(ASK), Caller("ann"), native=native)
+        await engine.chat(dict(ASK), Caller("ann"), native_reader=reader)
+
+
+async def test_a_messages_stream_its_client_left_is_charged_its_whole_usage(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """A Message's input and cache counts come in its first event, its output in its last: a
+    client that leaves after the first is charged both, read on in the background (the bill
+    rule), not the output alone."""
+
+    def event(kind: str, **data: Any) -> bytes:
+        return (
+            f"event: {kind}\ndata: {json_codec.dumps({'type': kind, **data}).decode()}\n\n".encode()
+        )
+
+    started = {
+        "id": "msg_3",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [],
+        "stop_reason": None,
+        "usage": {
+            "input_tokens": 10,
+            "cache_read_input_tokens": 1000,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": 1,
+        },
+    }
+    events = [
+        event("message_start", message=started),
+        event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+        event("content_block_delta", index=0, delta={"type": "text_delta", "text": "hello"}),
+        event("content_block_stop", index=0),
+        event("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 30}),
+        event("message_stop"),
+    ]
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    claude = upstream(
+        "claude",
+        provider="anthropic",
+        base_url="https://claude.provider.test",
+        models={"m": "claude-x"},
+        prices={"m": {**PRICE, "cache_read": 100.0}},
+    )
+    engine = engine_over(provider, claude, limits=LimitSettings(user=UserRules(daily_budget_usd=5)))
+    body = {"model": "m", "max_tokens": 50, "stream": True, "messages": ASK["messages"]}
+    reply = await engine.chat(
+        body,
+        Caller("ann"),
+        endpoint="messages",
+        api="messages",
+        native_reader=NATIVE_READERS["messages"],
+    )
+    assert reply.events is not None
+    first = await reply.events.__anext__()
+    assert b"message_start" in first
+    await reply.events.aclose()  # the client leaves
+    await asyncio.gather(*list(engine.replies.background))  # the answer read on, then charged
+    me = await me_view(engine, Caller("ann"))
+    assert me["budget"]["spent_usd"] == pytest.approx(10 * 0.001 + 1000 * 0.0001 + 30 * 0.002)

@@ -41,6 +41,7 @@ def test_a_chat_answer_is_read_as_it_is_with_groqs_executed_tools_by_kind() -> N
     }
     usage = reader.read(answer)
     assert usage is answer["usage"]  # the dict itself: its cost is written into it
+    assert not reader.wants(b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n')
     assert reader.calls == {"web_search": 1, "code_interpreter": 1}
     # a count that is no whole number: unreadable, so charged as no usage (the reservation)
     assert reader.read({"usage": {"prompt_tokens": "10", "completion_tokens": 3}}) is None
@@ -77,6 +78,9 @@ def test_a_messages_stream_joins_its_start_and_delta_and_counts_cache_apart() ->
         "prompt_tokens_details": {"cached_tokens": 500},
     }
     assert reader.calls == {"web_search": 1}
+    # the events that say nothing of usage are not read at all (most of a stream's)
+    text = b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{}}\n\n'
+    assert not reader.wants(text) and not MessagesUsage().wants(b'data: {"type":"ping"}\n\n')
 
 
 def test_code_a_message_ran_is_one_container_whether_or_not_its_usage_counts_it() -> None:
@@ -120,6 +124,10 @@ def test_a_response_caps_cached_tokens_at_its_prompt_and_counts_containers_apart
         "prompt_tokens_details": {"cached_tokens": 50},
     }
     assert reader.calls == {"web_search": 1, "code_interpreter": 2}
+    delta = b'data: {"type":"response.output_text.delta","delta":"usage"}\n\n'
+    assert reader.wants(delta)  # the word in an answer's text: read, and found no usage
+    assert reader.read({"type": "response.output_text.delta", "delta": "usage"}) is None
+    assert not reader.wants(b'data: {"type":"response.output_text.delta","delta":"hi"}\n\n')
 
 
 def test_a_request_carries_the_reader_of_its_apis_answers() -> None:

@@ -365,7 +365,7 @@ class Limiter:
 
     async def hold(self, user: str, calls: CallLimits) -> Admitted:
         """One call of `calls`' kind admitted for `user` in its windows and concurrency (all
-        checked before any is counted, as a request's); given back by ``finish``."""
+        checked before any is counted, as a request's); given back by ``Admitted.settle``."""
         own = f"{user_prefix(user)}{calls.key}:"
         windows = [
             WindowCheck(

@@ -176,10 +176,10 @@ def hosted_uses(
 
 
 @dataclass(frozen=True)
-class NativeReading:
+class NativeAPIReader:
     """How a request in `api`'s shape, sent as it came, is read: the edge hands it to
-    ``Engine.chat`` (its `native`), so the engine reads a body it does not know through this
-    (``parsing.NativeReader``) and imports no API."""
+    ``Engine.chat`` (its `native_reader`), so the engine reads a body it does not know through
+    this (``parsing.NativeReader``) and imports no API. `api`: the endpoint it goes to."""
 
     api: str
 
@@ -214,7 +214,7 @@ class NativeReading:
 
 
 # what an edge hands the engine for a request sent as it came, by API
-NATIVE = {api: NativeReading(api) for api in NATIVE_APIS}
+NATIVE_READERS = {api: NativeAPIReader(api) for api in NATIVE_APIS}
 
 
 def native_request(

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..admission.hosted_tools import HostedTools, only_hosted
 from ..admission.limiter import Admitted
-from ..apis.native import NATIVE
+from ..apis.native import NATIVE_READERS
 from ..apis.stored import StoredResponses
 from ..bodies import json_codec
 from ..bodies.left_out import LeftOut
@@ -207,7 +207,7 @@ class Translated:
             endpoint="responses",
             api="responses",
             counted=counted,
-            native=NATIVE["responses"],
+            native_reader=NATIVE_READERS["responses"],
             **kw,
         )
         reply.headers.update(dropped)
@@ -243,7 +243,12 @@ class Translated:
             # an Anthropic upstream: sent as it is (thinking, top_k, beta features kept)
             sent, dropped = self._as_sent(anthropic_api, body, caller)
             reply = await self.engine.chat(
-                sent, caller, endpoint="messages", api="messages", native=NATIVE["messages"], **kw
+                sent,
+                caller,
+                endpoint="messages",
+                api="messages",
+                native_reader=NATIVE_READERS["messages"],
+                **kw,
             )
             reply.headers.update(dropped)
             return reply

@@ -48,7 +48,7 @@ class ResponsesUsage:
         self.calls: dict[str, int] | None = None
 
     def wants(self, ev: bytes) -> bool:
-        return b'"usage"' in ev or b'"executed_tools"' in ev
+        return b'"usage"' in ev  # the calls are read from the same event's output items
 
     def read(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         response = obj.get("response") if "response" in obj else obj
