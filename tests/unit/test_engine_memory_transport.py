@@ -16,6 +16,7 @@ from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upst
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.bodies import json_codec
+from jupyter_server_ext.engine.edges.translated import Translated
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
     MemoryClient,
@@ -28,6 +29,7 @@ from jupyter_server_ext.state import MemoryState
 
 PRICE = {"input": 1000.0, "output": 2000.0}  # dollars a million tokens: $0.001 and $0.002 a token
 ASK = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
+ANN = Caller("ann")
 
 
 def upstream(name: str, **extra: Any) -> dict[str, Any]:
@@ -331,3 +333,38 @@ async def test_a_messages_stream_its_client_left_is_charged_its_whole_usage(
     await asyncio.gather(*list(engine.replies.background))  # the answer read on, then charged
     me = await me_view(engine, Caller("ann"))
     assert me["budget"]["spent_usd"] == pytest.approx(10 * 0.001 + 1000 * 0.0001 + 30 * 0.002)
+
+
+@pytest.mark.parametrize("api", ["messages", "responses"])
+async def test_a_translated_stream_left_at_its_first_event_is_charged_and_lets_go(
+    engine_over: Callable[..., Engine], api: str
+) -> None:
+    """A Messages or Responses client (Claude Code, Codex) on a chat upstream that leaves as the
+    answer starts (its first event, which the edge writes before any of the upstream's): the
+    answer is read on and charged what the provider billed, and the user's one place at once
+    is free again, as for any stream."""
+    usage = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
+    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    events = [chunk, chunk, {**chunk, "choices": [], "usage": usage}, "[DONE]"]
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    one_at_a_time = UserRules(daily_budget_usd=5, concurrency=1)
+    engine = engine_over(provider, upstream("a"), limits=LimitSettings(user=one_at_a_time))
+    edge = Translated(engine)
+    ask = {"model": "m", "stream": True}
+    if api == "messages":
+        reply = await edge.messages({**ask, "max_tokens": 50, "messages": ASK["messages"]}, ANN)
+    else:
+        reply = await edge.responses({**ask, "max_output_tokens": 50, "input": "hi"}, ANN)
+    assert reply.events is not None
+    assert await reply.events.__anext__()  # the API's first event, then the client is gone
+    await reply.events.aclose()
+    await asyncio.gather(*list(engine.replies.background))  # read on, then charged
+    me = await me_view(engine, ANN)
+    assert me["budget"]["spent_usd"] == pytest.approx(100 * 0.001 + 40 * 0.002)
+    assert me["concurrency"]["in_flight"] == 0
+    again = await engine.chat(dict(ASK), ANN)  # admitted: the lease was given back
+    assert again.status == 200

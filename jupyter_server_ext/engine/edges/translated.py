@@ -311,16 +311,20 @@ async def _translate(
     """The chat stream `events` through `translator` (a ``StreamTranslator`` of either API).
     Closing this closes `events`, so a client that leaves is charged as for any stream."""
     try:
+        # `events` started before the API's first events go out: closed before it started, it
+        # would never run, and its request would never be charged or give back what it holds
+        # (a client that left at the first bytes was charged its reservation, its lease held)
+        raw = await anext(events, None)
         for out in translator.start():
             yield out
-        async for raw in events:
+        while raw is not None:
             obj = event_json(raw)
-            if obj is None:
-                continue  # [DONE], comments
-            for out in translator.feed(obj):
-                yield out
-            if translator.done:  # it failed
-                return
+            if obj is not None:  # not [DONE], a comment
+                for out in translator.feed(obj):
+                    yield out
+                if translator.done:  # it failed
+                    return
+            raw = await anext(events, None)
         for out in translator.close():
             yield out
         if done is not None:
