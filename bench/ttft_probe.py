@@ -168,7 +168,7 @@ def _probe_proxy() -> None:
     _wrap_async(AnsweringMixin, "_answer", "handler")
     _wrap_async(Engine, "chat", "engine")
     _wrap_async(Forwarder, "forward", "forward")
-    _wrap_sync(Replies, "stream_reply", "reply")
+    _wrap_async(Replies, "stream_reply", "reply")
     _wrap_sync(http11.Response, "__init__", "head")
     http11._Conn.data_received = _received(http11._Conn.data_received)
 

@@ -135,7 +135,7 @@ class Forwarder:
                 await pool.failed(failed, "", counted=False)
             self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
             if req.stream:  # the key's success told once the first event is on its way
-                return self.replies.stream_reply(ex, reply)
+                return await self.replies.stream_reply(ex, reply)
             await pool.succeeded(slot, reply.headers, reply.head_wait)
             return await self.replies.json_reply(ex, reply)
         raise self._exhausted(req.model, failures, req)

@@ -280,11 +280,13 @@ class Replies:
         self.finish(ex)
         return Reply(200, headers, body=body)
 
-    def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
+    async def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
         """The answer's events as the client reads them. The attempt's first byte is the key's
         success (``Pool.succeeded``: its window stamped, off the time to the first token, so
         never counted short), told once the first event is on its way, or on the stream's
-        first way out before that, and always before its slot is given back."""
+        first way out before that, and always before its slot is given back. The events are
+        started before they are handed out, so the request ends (charged, its hold given
+        back) however they are dropped: closed before a read, or lost with the reply."""
         pool, req, outcome, hold, key = self.pool, ex.req, ex.outcome, ex.hold, ex.cache_key
         slot = hold.slot
         # a streamed answer is cached as its events (the same stream on a replay) and as the
@@ -314,6 +316,9 @@ class Replies:
             ev, rest = reply.first, reply.events
             handed_off = False
             try:
+                # where ``stream_reply`` starts this: an async generator closed or lost before
+                # it started never runs, and its request would never end
+                yield b""
                 while True:
                     chunks += 1
                     obj = event_json(ev) if reader.wants(ev) else None
@@ -363,7 +368,8 @@ class Replies:
                 if tokens is None:
                     # the provider goes on generating, and billing: read on for its usage
                     handed_off = True
-                    left = rest if rest is not None else _no_events()
+                    # dropped before its first event was read: that one is read on too
+                    left = _chain(ev, rest) if not chunks else rest or _no_events()
                     self._spawn(self._drain(ex, reply, left, chunks, reader), reply.close)
                 raise
             except Exception as exc:  # the connection broke mid-stream (HTTP11Error, OSError)
@@ -393,7 +399,9 @@ class Replies:
             **reply.passed,
         }
         transcript = self.course_log.begin(outcome, req, headers)
-        return Reply(200, headers, events=events())
+        stream = events()
+        await anext(stream)  # started: to its first `yield` (above)
+        return Reply(200, headers, events=stream)
 
     def cache_reply(
         self, arrival: Arrival, req: ChatRequest, hit: Cached, quota: dict[str, str]

@@ -7,6 +7,7 @@ their budget, which key answered, what the admin's status shows."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -368,3 +369,41 @@ async def test_a_translated_stream_left_at_its_first_event_is_charged_and_lets_g
     assert me["concurrency"]["in_flight"] == 0
     again = await engine.chat(dict(ASK), ANN)  # admitted: the lease was given back
     assert again.status == 200
+
+
+async def test_a_stream_closed_or_lost_before_it_is_read_is_charged_and_lets_go(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """A host that never reads a stream's reply (its client left as the answer came: the task
+    cancelled as the reply arrived) still ends the request: charged what the provider billed,
+    its place at once given back, whether the events are closed or simply dropped."""
+    usage = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
+    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    events = [chunk, {**chunk, "choices": [], "usage": usage}, "[DONE]"]
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    one_at_a_time = UserRules(daily_budget_usd=5, concurrency=1)
+    engine = engine_over(provider, upstream("a"), limits=LimitSettings(user=one_at_a_time))
+    billed = 100 * 0.001 + 40 * 0.002
+    reply = await engine.chat({**ASK, "stream": True}, ANN)
+    assert reply.events is not None
+    await reply.events.aclose()  # closed before a single read
+    await asyncio.gather(*list(engine.replies.background))
+    me = await me_view(engine, ANN)
+    assert me["budget"]["spent_usd"] == pytest.approx(billed)
+    assert me["concurrency"]["in_flight"] == 0
+    reply = await engine.chat({**ASK, "stream": True}, ANN)  # the one place was given back
+    del reply  # dropped unread: asyncio closes a started generator it collects
+    gc.collect()
+    for _ in range(20):  # the loop runs the close it scheduled, then the read on
+        await asyncio.sleep(0)
+        if engine.replies.background:
+            await asyncio.gather(*list(engine.replies.background))
+        if (await me_view(engine, ANN))["concurrency"]["in_flight"] == 0:
+            break
+    me = await me_view(engine, ANN)
+    assert me["budget"]["spent_usd"] == pytest.approx(2 * billed)
+    assert me["concurrency"]["in_flight"] == 0
