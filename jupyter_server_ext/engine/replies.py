@@ -149,7 +149,7 @@ class Replies:
             await self.json_reply(ex, reply)
             return
         self.background[asyncio.current_task()] = reply.close  # type: ignore[index]  # runs in a task
-        await self._drain(ex, reply, _chain(reply.first, reply.events), 1)
+        await self._drain(ex, reply, _chain(reply.first, reply.events), 0)  # counts each it reads
 
     async def _drain(
         self,

@@ -17,7 +17,9 @@ from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upst
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.bodies import json_codec
+from jupyter_server_ext.engine.client_left import Watch, watch_request
 from jupyter_server_ext.engine.edges.translated import Translated
+from jupyter_server_ext.engine.records import Outcome
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
     MemoryClient,
@@ -273,12 +275,13 @@ async def test_a_messages_request_sent_as_it_came_is_settled_by_its_apis_usage(
         await engine.chat(dict(ASK), Caller("ann"), native_reader=reader)
 
 
+@pytest.mark.parametrize("read", [1, 0], ids=["after-its-first-event", "before-any"])
 async def test_a_messages_stream_its_client_left_is_charged_its_whole_usage(
-    engine_over: Callable[..., Engine],
+    engine_over: Callable[..., Engine], read: int
 ) -> None:
     """A Message's input and cache counts come in its first event, its output in its last: a
-    client that leaves after the first is charged both, read on in the background (the bill
-    rule), not the output alone."""
+    client that leaves after the first, or before any, is charged both, read on in the
+    background (the bill rule), not the output alone; its row written once."""
 
     def event(kind: str, **data: Any) -> bytes:
         return (
@@ -328,12 +331,17 @@ async def test_a_messages_stream_its_client_left_is_charged_its_whole_usage(
         native_reader=NATIVE_READERS["messages"],
     )
     assert reply.events is not None
-    first = await reply.events.__anext__()
-    assert b"message_start" in first
+    rows: list[Outcome] = []
+    engine.on_outcome.append(rows.append)
+    if read:
+        assert b"message_start" in await reply.events.__anext__()
     await reply.events.aclose()  # the client leaves
     await asyncio.gather(*list(engine.replies.background))  # the answer read on, then charged
     me = await me_view(engine, Caller("ann"))
     assert me["budget"]["spent_usd"] == pytest.approx(10 * 0.001 + 1000 * 0.0001 + 30 * 0.002)
+    assert [(row.status, row.prompt_tokens, row.completion_tokens) for row in rows] == [
+        (499, 1010, 30)
+    ]
 
 
 @pytest.mark.parametrize("api", ["messages", "responses"])
@@ -407,3 +415,68 @@ async def test_a_stream_closed_or_lost_before_it_is_read_is_charged_and_lets_go(
     me = await me_view(engine, ANN)
     assert me["budget"]["spent_usd"] == pytest.approx(2 * billed)
     assert me["concurrency"]["in_flight"] == 0
+
+
+async def test_a_stream_without_usage_left_early_is_charged_its_prompt_and_each_event_once(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """With no usage from the provider, a stream is charged its prompt and a token an event it
+    sent (the bill rule's estimate): the same whether its client left after the first event
+    or before any (the first is counted once)."""
+    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    events = [chunk, chunk, chunk, "[DONE]"]
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    engine = engine_over(
+        provider, upstream("a"), limits=LimitSettings(user=UserRules(daily_budget_usd=5))
+    )
+    prompt = engine.parse(dict(ASK)).prompt_tokens
+    for read, who in ((1, Caller("ann")), (0, Caller("bob"))):
+        reply = await engine.chat({**ASK, "stream": True}, who)
+        assert reply.events is not None
+        if read:
+            await reply.events.__anext__()
+        await reply.events.aclose()
+        await asyncio.gather(*list(engine.replies.background))
+        spent = (await me_view(engine, who))["budget"]["spent_usd"]
+        assert spent == pytest.approx(prompt * 0.001 + len(events) * 0.002), read
+
+
+async def test_a_stream_whose_client_left_at_the_provider_is_charged_each_event_once(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """A client that leaves while the provider has its request: the answer is awaited and read
+    in the background (``client_left``); with no usage from the provider, charged its prompt and
+    a token an event, the first counted once."""
+    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    events = [chunk, chunk, chunk, "[DONE]"]
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def provider(request: MemoryRequest) -> MemoryResponse:
+        asked.set()
+        await answer.wait()  # the provider is generating
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    engine = engine_over(
+        provider, upstream("a"), limits=LimitSettings(user=UserRules(daily_budget_usd=5))
+    )
+    watches: list[Watch] = []
+
+    async def client() -> None:
+        watches.append(watch_request())  # as the host does where it starts answering
+        await engine.chat({**ASK, "stream": True}, ANN)
+
+    task = asyncio.create_task(client())
+    await asked.wait()
+    watches[0].client_left()
+    answer.set()
+    with pytest.raises(asyncio.CancelledError):  # the request ends for its client at once
+        await task
+    await asyncio.gather(*list(engine.replies.background))
+    prompt = engine.parse(dict(ASK)).prompt_tokens
+    spent = (await me_view(engine, ANN))["budget"]["spent_usd"]
+    assert spent == pytest.approx(prompt * 0.001 + len(events) * 0.002)
