@@ -151,9 +151,9 @@ class Translated:
         try:
             earlier = None
             if previous is not None:
-                earlier = await self.engine.bodies.decode(
-                    await self.stored.conversation_json(caller.user, previous), caller.user
-                )
+                # read as a request body is (bounded, in the caller's turn)
+                stored = await self.stored.conversation_json(caller.user, previous)
+                earlier = await self.engine.decode_body(stored, caller)
             body = responses_api.expanded(body, earlier)
             store = body.get("store", True) is not False
             if self._native("responses", body):
