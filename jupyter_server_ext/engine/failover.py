@@ -33,7 +33,7 @@ from .settings import EngineSettings
 from .upstreams.pool import Key, Pool, Slot, request_too_large
 from .upstreams.specs import UpstreamSpec
 from .upstreams.transport import Transports
-from .upstreams.transport.protocol import UpstreamReply
+from .upstreams.transport.protocol import UpstreamAnswer
 
 log = logging.getLogger("rsql.engine")
 
@@ -103,7 +103,7 @@ class Forwarder:
             )
             t_up = self.clock()
             try:
-                reply = await self._send(ex, spec, span)
+                answer = await self._send(ex, spec, span)
             except UpstreamFailure as fail:
                 outcome.upstream_s += self.clock() - t_up
                 # shielded: a client that leaves while the key is probed (up to PROBE_TIMEOUT)
@@ -135,19 +135,19 @@ class Forwarder:
                 await pool.failed(failed, "", counted=False)
             self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
             if req.stream:  # the key's success told once the first event is on its way
-                return await self.replies.stream_reply(ex, reply)
-            await pool.succeeded(slot, reply.headers, reply.head_wait)
-            return await self.replies.json_reply(ex, reply)
+                return await self.replies.stream_reply(ex, answer)
+            await pool.succeeded(slot, answer.headers, answer.head_wait)
+            return await self.replies.json_reply(ex, answer)
         raise self._exhausted(req.model, failures, req)
 
-    async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamReply:
+    async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamAnswer:
         """One attempt's call to the provider. A client that leaves meanwhile does not stop what
         the provider generates and bills (``client_left``): the answer, or failure, is awaited and
         then handed to the background, and the request ends as cancelled."""
         req = ex.req
         with at_provider() as watch:
             try:
-                reply = await self.transports.for_spec(spec).send(
+                answer = await self.transports.for_spec(spec).send(
                     spec,
                     for_upstream(req, spec.provider, spec.prompt_cache_key),
                     stream=req.stream,
@@ -162,16 +162,16 @@ class Forwarder:
                 self._hand_off(ex, span, exception=fail)
                 raise asyncio.CancelledError from None
         if watch is not None and watch.left:
-            self._hand_off(ex, span, reply=reply)
+            self._hand_off(ex, span, answer=answer)
             raise asyncio.CancelledError
-        return reply
+        return answer
 
     def _hand_off(
         self,
         ex: Exchange,
         span: Any,
         *,
-        reply: UpstreamReply | None = None,
+        answer: UpstreamAnswer | None = None,
         exception: BaseException | None = None,
         cancelled: bool = False,
     ) -> None:
@@ -181,14 +181,14 @@ class Forwarder:
         if span is not None:
             span.set_attribute("rsql.error", "cancelled")
             span.end()
-        given: asyncio.Future[UpstreamReply] = asyncio.get_running_loop().create_future()
+        given: asyncio.Future[UpstreamAnswer] = asyncio.get_running_loop().create_future()
         if cancelled:
             given.cancel()
         elif exception is not None:
             given.set_exception(exception)
         else:
-            assert reply is not None
-            given.set_result(reply)
+            assert answer is not None
+            given.set_result(answer)
         self.replies.adopt(ex, given)
 
     async def _attempt_failed(

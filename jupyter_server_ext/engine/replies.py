@@ -31,7 +31,7 @@ from .records import Reply
 from .upstreams.pool import Pool
 from .upstreams.prices import Price
 from .upstreams.transport.http11 import within
-from .upstreams.transport.protocol import UpstreamReply
+from .upstreams.transport.protocol import UpstreamAnswer
 
 log = logging.getLogger("rsql.engine")
 
@@ -132,7 +132,7 @@ class Replies:
 
     async def _settle_pending(self, ex: Exchange, pending: asyncio.Future[Any]) -> None:
         try:
-            reply = await pending
+            answer = await pending
         except UpstreamFailure as fail:
             # refused or never reached: nothing generated; accepted and silent: the worst case
             cost = self.charge_worst_case(ex) if fail.accepted else 0.0
@@ -143,18 +143,20 @@ class Replies:
             await ex.hold.end(self.charge_worst_case(ex))
             self.finish(ex)
             raise
-        await self.pool.succeeded(ex.hold.slot, reply.headers, reply.head_wait)
-        if reply.events is None:
+        await self.pool.succeeded(ex.hold.slot, answer.headers, answer.head_wait)
+        if answer.events is None:
             # settles, caches (a retry is then a cache hit), finishes
-            await self.json_reply(ex, reply)
+            await self.json_reply(ex, answer)
             return
-        self.background[asyncio.current_task()] = reply.close  # type: ignore[index]  # runs in a task
-        await self._drain(ex, reply, _chain(reply.first, reply.events), 0)  # counts each it reads
+        self.background[asyncio.current_task()] = answer.close  # type: ignore[index]  # runs in a task
+        await self._drain(
+            ex, answer, _chain(answer.first, answer.events), 0
+        )  # counts each it reads
 
     async def _drain(
         self,
         ex: Exchange,
-        reply: UpstreamReply,
+        answer: UpstreamAnswer,
         upstream: AsyncIterator[bytes],
         chunks: int,
         reader: UsageReading | None = None,
@@ -197,8 +199,8 @@ class Replies:
                 type(exc).__name__,
             )
         finally:
-            if reply.close:
-                reply.close()
+            if answer.close:
+                answer.close()
             if tokens is None:
                 self.charge_estimate(ex, chunks)
             await ex.hold.end(ex.outcome.cost_usd, tokens=tokens)
@@ -248,9 +250,9 @@ class Replies:
             n * prices.get(kind, max(self.hosted.price(kind), dearest)) for kind, n in calls.items()
         )
 
-    async def json_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
+    async def json_reply(self, ex: Exchange, answer: UpstreamAnswer) -> Reply:
         outcome, slot = ex.outcome, ex.hold.slot
-        body = reply.body
+        body = answer.body
         try:
             obj = json_codec.loads(body)
         except ValueError:
@@ -274,13 +276,13 @@ class Replies:
             "X-RSQL-Cache": "miss",
             "X-RSQL-Cost-USD": f"{outcome.cost_usd:.8f}",
             "Content-Type": "application/json",
-            **reply.passed,
+            **answer.passed,
         }
         self.course_log.answered(outcome, ex.req, headers, obj)
         self.finish(ex)
         return Reply(200, headers, body=body)
 
-    async def stream_reply(self, ex: Exchange, reply: UpstreamReply) -> Reply:
+    async def stream_reply(self, ex: Exchange, answer: UpstreamAnswer) -> Reply:
         """The answer's events as the client reads them. The attempt's first byte is the key's
         success (``Pool.succeeded``: its window stamped, off the time to the first token, so
         never counted short), told once the first event is on its way, or on the stream's
@@ -306,14 +308,14 @@ class Replies:
             nonlocal answered
             if not answered:
                 answered = True
-                await pool.succeeded(slot, reply.headers, reply.head_wait)
+                await pool.succeeded(slot, answer.headers, answer.head_wait)
 
         async def events() -> AsyncGenerator[bytes, None]:
             nonlocal kept, room
             tokens = None
             chunks = 0  # events read: what the provider generated, if it never says
             # the first event, then the rest, in one loop: no generator between the two
-            ev, rest = reply.first, reply.events
+            ev, rest = answer.first, answer.events
             handed_off = False
             try:
                 # where ``stream_reply`` starts this: an async generator closed or lost before
@@ -370,7 +372,7 @@ class Replies:
                     handed_off = True
                     # dropped before its first event was read: that one is read on too
                     left = _chain(ev, rest) if not chunks else rest or _no_events()
-                    self._spawn(self._drain(ex, reply, left, chunks, reader), reply.close)
+                    self._spawn(self._drain(ex, answer, left, chunks, reader), answer.close)
                 raise
             except Exception as exc:  # the connection broke mid-stream (HTTP11Error, OSError)
                 await settled()
@@ -380,8 +382,8 @@ class Replies:
             finally:
                 await settled()
                 if not handed_off:
-                    if reply.close:
-                        reply.close()
+                    if answer.close:
+                        answer.close()
                     if tokens is None:
                         if outcome.status < 400:  # ended without a usage chunk: the reservation
                             outcome.cost_usd = hold.admission.reserved
@@ -396,7 +398,7 @@ class Replies:
             "X-RSQL-Cache": "miss",
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
-            **reply.passed,
+            **answer.passed,
         }
         transcript = self.course_log.begin(outcome, req, headers)
         stream = events()

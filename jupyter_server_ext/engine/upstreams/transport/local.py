@@ -27,7 +27,7 @@ from typing import Any
 
 from ...errors import UpstreamFailure
 from ..specs import UpstreamSpec
-from .protocol import UpstreamReply
+from .protocol import UpstreamAnswer
 
 log = logging.getLogger("rsql.engine")
 
@@ -330,7 +330,7 @@ class LocalTransport:
         endpoint: str = "chat/completions",
         max_tokens: int = 0,
         headers: Mapping[str, str] | None = None,
-    ) -> UpstreamReply:
+    ) -> UpstreamAnswer:
         if endpoint != "chat/completions":  # the local model only chats
             raise UpstreamFailure("unserved", f"serves no v1/{endpoint}", 404)
         worker = await self._worker(spec)
@@ -378,7 +378,7 @@ class LocalTransport:
         if not stream:
             body = msg.get("done") or {}
             body["model"] = model_name
-            return UpstreamReply(
+            return UpstreamAnswer(
                 200, {"content-type": "application/json"}, body=json.dumps(body).encode()
             )
 
@@ -390,7 +390,7 @@ class LocalTransport:
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         if "chunk" not in msg:  # ended before its first chunk
-            return UpstreamReply(
+            return UpstreamAnswer(
                 200, {"content-type": "text/event-stream"}, first=b"data: [DONE]\n\n"
             )
 
@@ -408,7 +408,7 @@ class LocalTransport:
             finally:
                 worker.abandon(rid, self.cancel_grace)
 
-        return UpstreamReply(
+        return UpstreamAnswer(
             200,
             {"content-type": "text/event-stream"},
             events=events(),

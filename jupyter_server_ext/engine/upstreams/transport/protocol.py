@@ -2,7 +2,7 @@
 
 Two transports implement it: ``http_transport`` (OpenAI-compatible HTTP APIs) and ``local``
 (the llama.cpp model in a child process); ``transports`` says which one serves an upstream.
-Both answer the same way: an ``UpstreamReply`` for a 2xx, an ``UpstreamFailure`` saying what
+Both answer the same way: an ``UpstreamAnswer`` for a 2xx, an ``UpstreamFailure`` saying what
 kind of failure it was, so the engine decides on failover in one place.
 """
 
@@ -96,7 +96,10 @@ def _with_answer_model(data: bytes, public: str) -> bytes | None:
 
 
 @dataclass
-class UpstreamReply:
+class UpstreamAnswer:
+    """A provider's answer (a 2xx) as its transport read it: a JSON body, or a stream's first
+    event and the rest; the engine turns it into the client's ``Reply`` (``replies``)."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes = b""  # non-streaming answer
@@ -158,7 +161,7 @@ class Transport(Protocol):
         endpoint: str = "chat/completions",
         max_tokens: int = 0,
         headers: Mapping[str, str] | None = None,
-    ) -> UpstreamReply:
+    ) -> UpstreamAnswer:
         """The upstream's 2xx answer (a stream: its first event already read, so failover stays
         possible until then); raises ``UpstreamFailure`` for anything else. `max_tokens`: the
         completion limit to send a provider that requires one, when the request set none;

@@ -21,7 +21,7 @@ from ...errors import HTTP11Error, Untranslatable, UpstreamFailure
 from ..kinds import kind_for, passed_headers
 from ..specs import UpstreamSpec
 from .http11 import HTTP11Client
-from .protocol import HTTPClient, UpstreamReply, anonymized, with_public_model
+from .protocol import HTTPClient, UpstreamAnswer, anonymized, with_public_model
 
 log = logging.getLogger("rsql.engine")
 _ERROR_OBJECT = re.compile(rb'"error"\s*:\s*\{')  # an error event's object, in any API
@@ -207,7 +207,7 @@ class HTTPTransport:
         endpoint: str = "chat/completions",
         max_tokens: int = 0,
         headers: Mapping[str, str] | None = None,
-    ) -> UpstreamReply:
+    ) -> UpstreamAnswer:
         api = kind_for(spec)
         # a request in an API the upstream speaks itself goes as it was sent, and so comes back
         native = endpoint in spec.native_apis
@@ -278,7 +278,7 @@ class HTTPTransport:
             if not stream:
                 got = await resp.read(timeout)
                 answer = got if native else api.answer(got, public)
-                return UpstreamReply(
+                return UpstreamAnswer(
                     status,
                     rh,
                     body=with_public_model(answer, public),
@@ -293,7 +293,7 @@ class HTTPTransport:
                 events = _public(api.stream(_sse_events(pieces), public), public, spec)
             # read the first event before answering: failover stays possible until then
             first = await events.__anext__()
-            return UpstreamReply(
+            return UpstreamAnswer(
                 status,
                 rh,
                 events=events,
