@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+from jupyter_server_ext.engine.admission.hosted_tools import parse_hosted_tools
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.bodies import json_codec
@@ -480,3 +481,37 @@ async def test_a_stream_whose_client_left_at_the_provider_is_charged_each_event_
     prompt = engine.parse(dict(ASK)).prompt_tokens
     spent = (await me_view(engine, ANN))["budget"]["spent_usd"]
     assert spent == pytest.approx(prompt * 0.001 + len(events) * 0.002)
+
+
+async def test_a_stream_left_after_its_hosted_tools_ran_is_charged_their_calls(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """Groq names the built-in tools it ran in a chat stream's early chunks and the usage in its
+    last: a client that leaves in between is charged both (the read on goes on with the reader
+    that saw the calls), not the tokens alone."""
+    tool = {"index": 0, "type": "browser.search", "arguments": "{}"}
+    said = {"content": "Found.", "executed_tools": [tool, {**tool, "index": 1}]}
+    choice = {"index": 0, "delta": said, "finish_reason": None}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    events = [chunk, {**chunk, "choices": [], "usage": usage}, "[DONE]"]
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    offered = {"web_search": {"offered": True, "price_per_call": 0.01, "max_calls": 3}}
+    engine = engine_over(
+        provider,
+        upstream("a"),
+        # room for what the searches may pull into the prompt, reserved (8,000 tokens each)
+        limits=LimitSettings(user=UserRules(daily_budget_usd=50)),
+        hosted_tools=parse_hosted_tools(offered),
+    )
+    body = {**ASK, "stream": True, "tools": [{"type": "browser_search"}]}
+    reply = await engine.chat(body, ANN)
+    assert reply.events is not None
+    assert b"executed_tools" in await reply.events.__anext__()
+    await reply.events.aclose()  # the client leaves before the usage chunk
+    await asyncio.gather(*list(engine.replies.background))
+    spent = (await me_view(engine, ANN))["budget"]["spent_usd"]
+    assert spent == pytest.approx(100 * 0.001 + 10 * 0.002 + 2 * 0.01)
