@@ -69,6 +69,25 @@ def completion(text: str, prompt: int, answer: int) -> dict[str, Any]:
     }
 
 
+def chat_chunk(
+    delta: dict[str, Any] | None = None, usage: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """A chat completion chunk as OpenAI streams it: one choice's delta, or (`usage`) the usage
+    chunk, with no choices, that ``stream_options.include_usage`` asks for."""
+    choice = {"index": 0, "delta": delta or {"content": "a"}, "finish_reason": None}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    return {**chunk, "choices": [], "usage": usage} if usage else chunk
+
+
+def streaming(events: list[Any]) -> Callable[[MemoryRequest], MemoryResponse]:
+    """A provider that answers every request with the stream `events`."""
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+
+    return provider
+
+
 @pytest.fixture
 async def engine_over() -> AsyncIterator[Callable[..., Engine]]:
     made: list[Engine] = []
@@ -156,15 +175,11 @@ async def test_a_429_fails_over_to_another_account_and_the_key_cools(
 async def test_a_stream_is_passed_on_and_settled_from_its_usage_chunk(
     engine_over: Callable[..., Engine],
 ) -> None:
-    def chunk(delta: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
-        choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": None}]
-        return {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": choices}
-
     usage = {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}
     events = [
-        chunk({"role": "assistant", "content": "one "}),
-        chunk({"content": "two"}),
-        {**chunk({}, usage), "usage": usage},
+        chat_chunk({"role": "assistant", "content": "one "}),
+        chat_chunk({"content": "two"}),
+        chat_chunk(usage=usage),
         "[DONE]",
     ]
 
@@ -312,9 +327,7 @@ async def test_a_messages_stream_its_client_left_is_charged_its_whole_usage(
         event("message_stop"),
     ]
 
-    def provider(request: MemoryRequest) -> MemoryResponse:
-        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
-
+    provider = streaming(events)
     claude = upstream(
         "claude",
         provider="anthropic",
@@ -354,12 +367,7 @@ async def test_a_translated_stream_left_at_its_first_event_is_charged_and_lets_g
     answer is read on and charged what the provider billed, and the user's one place at once
     is free again, as for any stream."""
     usage = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
-    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
-    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
-    events = [chunk, chunk, {**chunk, "choices": [], "usage": usage}, "[DONE]"]
-
-    def provider(request: MemoryRequest) -> MemoryResponse:
-        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+    provider = streaming([chat_chunk(), chat_chunk(), chat_chunk(usage=usage), "[DONE]"])
 
     one_at_a_time = UserRules(daily_budget_usd=5, concurrency=1)
     engine = engine_over(provider, upstream("a"), limits=LimitSettings(user=one_at_a_time))
@@ -387,12 +395,7 @@ async def test_a_stream_closed_or_lost_before_it_is_read_is_charged_and_lets_go(
     cancelled as the reply arrived) still ends the request: charged what the provider billed,
     its place at once given back, whether the events are closed or simply dropped."""
     usage = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
-    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
-    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
-    events = [chunk, {**chunk, "choices": [], "usage": usage}, "[DONE]"]
-
-    def provider(request: MemoryRequest) -> MemoryResponse:
-        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+    provider = streaming([chat_chunk(), chat_chunk(usage=usage), "[DONE]"])
 
     one_at_a_time = UserRules(daily_budget_usd=5, concurrency=1)
     engine = engine_over(provider, upstream("a"), limits=LimitSettings(user=one_at_a_time))
@@ -424,12 +427,8 @@ async def test_a_stream_without_usage_left_early_is_charged_its_prompt_and_each_
     """With no usage from the provider, a stream is charged its prompt and a token an event it
     sent (the bill rule's estimate): the same whether its client left after the first event
     or before any (the first is counted once)."""
-    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
-    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
-    events = [chunk, chunk, chunk, "[DONE]"]
-
-    def provider(request: MemoryRequest) -> MemoryResponse:
-        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+    events = [chat_chunk(), chat_chunk(), chat_chunk(), "[DONE]"]
+    provider = streaming(events)
 
     engine = engine_over(
         provider, upstream("a"), limits=LimitSettings(user=UserRules(daily_budget_usd=5))
@@ -452,9 +451,7 @@ async def test_a_stream_whose_client_left_at_the_provider_is_charged_each_event_
     """A client that leaves while the provider has its request: the answer is awaited and read
     in the background (``client_left``); with no usage from the provider, charged its prompt and
     a token an event, the first counted once."""
-    choice = {"index": 0, "delta": {"content": "a"}, "finish_reason": None}
-    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
-    events = [chunk, chunk, chunk, "[DONE]"]
+    events = [chat_chunk(), chat_chunk(), chat_chunk(), "[DONE]"]
     asked, answer = asyncio.Event(), asyncio.Event()
 
     async def provider(request: MemoryRequest) -> MemoryResponse:
@@ -491,13 +488,8 @@ async def test_a_stream_left_after_its_hosted_tools_ran_is_charged_their_calls(
     that saw the calls), not the tokens alone."""
     tool = {"index": 0, "type": "browser.search", "arguments": "{}"}
     said = {"content": "Found.", "executed_tools": [tool, {**tool, "index": 1}]}
-    choice = {"index": 0, "delta": said, "finish_reason": None}
-    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
     usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
-    events = [chunk, {**chunk, "choices": [], "usage": usage}, "[DONE]"]
-
-    def provider(request: MemoryRequest) -> MemoryResponse:
-        return MemoryResponse(headers={"Content-Type": "text/event-stream"}, events=events)
+    provider = streaming([chat_chunk(said), chat_chunk(usage=usage), "[DONE]"])
 
     offered = {"web_search": {"offered": True, "price_per_call": 0.01, "max_calls": 3}}
     engine = engine_over(

@@ -71,39 +71,6 @@ USAGE_READERS: dict[str, Callable[[], UsageReading]] = {
 READERS = {"responses": responses_request, "messages": messages_request}
 
 
-def parse_native(
-    api: str,
-    body: Any,
-    headers: Mapping[str, str] | None,
-    *,
-    default_model: str,
-    default_max_tokens: int,
-    limits: RequestLimits,
-    image: Callable[[str], int],
-    wide_window: Callable[[str], bool],
-) -> ChatRequest:
-    """A body in `api`'s shape, to go upstream as it is (``Engine.parse``): read, bounded and
-    estimated through its chat form, as a chat completion is; what the chat form leaves out
-    and the upstream reads is estimated too, and a Messages request's fetched documents up to
-    the wider page limit where its window may hold a million tokens."""
-    left = LeftOut()  # the upstream reads what the chat form leaves out: estimated too
-    form = READERS[api].to_chat(body, left)
-    chat = parse_chat_request(
-        form,
-        default_model=default_model,
-        default_max_tokens=default_max_tokens,
-        limits=limits,
-        image=image,
-    )
-    chat.prompt_tokens += left.tokens
-    req = native_request(api, body, chat, headers)
-    if api == "messages":
-        wide = req.long_context_beta is not None or wide_window(req.model)
-        req.prompt_tokens += _wider_pages(fetched_files(form["messages"]), chat, wide)
-    req.files, req.page_tokens = chat.files, chat.page_tokens  # pages still to count
-    return req
-
-
 # Anthropic reads at most 100 pages of PDFs a request, 600 where the request's context window
 # holds a million tokens (its PDF support page); a window holds what a request is billed for at
 # most. A fetched document's stand-in is reserved at 100 pages, as a chat file by id is
@@ -119,60 +86,6 @@ def _wider_pages(fetched: int, chat: ChatRequest, wide: bool) -> int:
         return 0
     most = min(WIDE_PAGES * chat.page_tokens, WIDE_WINDOW)
     return max(0, most - fetched * MAX_PAGES * chat.page_tokens)
-
-
-def hosted_uses(
-    api: str, payload: dict[str, Any], hosted: HostedTools
-) -> tuple[list[Use], int | None]:
-    """The hosted tools a request in `api`'s shape runs, each kind's calls at its price and what
-    they may pull into the prompt, and the cap all their calls share (the Responses API's
-    ``max_tool_calls``), or None (``parsing`` reserves them)."""
-    uses: list[Use] = []
-    shared = None
-    if api == "responses":
-        for kind, path, tool in responses_request.hosted_tools_in(payload):
-            setting = hosted.of(kind)
-            where = ".".join(f"tools[{i}]" for i in path)
-            usd = (
-                container_price(setting, tool.get("container"), where)
-                if kind == "code_interpreter"
-                else setting.price_per_call
-            )
-            uses.append(Use(kind, setting.max_calls, usd, setting.content_tokens))
-        asked = payload.get("max_tool_calls")
-        if uses:  # the edge set the cap; a client's own smaller one stays
-            shared = min(
-                asked
-                if isinstance(asked, int) and not isinstance(asked, bool) and asked >= 0
-                else sum(u.calls for u in uses),
-                sum(u.calls for u in uses),
-            )
-    else:  # messages
-        named = payload.get("container")
-        if isinstance(named, str) or (isinstance(named, dict) and named.get("id")):
-            raise BadRequest(
-                "'container': a container by id is not offered through this proxy (containers "
-                "belong to the provider account that every user of this hub shares); leave it "
-                "out and each request runs in its own",
-                code="hosted_tool_not_priced",
-                extra={"param": "container"},
-            )
-        for kind, _, tool in messages_request.hosted_tools_in(payload):
-            setting = hosted.of(kind)
-            calls = setting.max_calls
-            if kind in ("web_search", "web_fetch"):  # capped by the edge (``max_uses``)
-                uses_ = tool.get("max_uses")
-                if isinstance(uses_, int) and not isinstance(uses_, bool) and uses_ >= 0:
-                    calls = min(calls, uses_)
-            elif kind == "code_interpreter":  # one container a request, billed by its time
-                calls = 1
-            tokens = setting.content_tokens
-            if kind == "web_fetch":  # the cap the edge sent holds for text (not for PDFs)
-                most = tool.get("max_content_tokens")
-                if isinstance(most, int) and not isinstance(most, bool) and most >= 0:
-                    tokens = min(tokens, most) if tokens else most
-            uses.append(Use(kind, calls, setting.price_per_call, tokens))
-    return uses, shared
 
 
 @dataclass(frozen=True)
@@ -194,23 +107,82 @@ class NativeAPIReader:
         image: Callable[[str], int],
         wide_window: Callable[[str], bool],
     ) -> ChatRequest:
-        """``parse_native`` for this API."""
-        return parse_native(
-            self.api,
-            body,
-            headers,
+        """A body in this API's shape, to go upstream as it is (``Engine.parse``): read,
+        bounded and estimated through its chat form, as a chat completion is; what the chat
+        form leaves out and the upstream reads is estimated too, and a Messages request's
+        fetched documents up to the wider page limit where its window may hold a million
+        tokens."""
+        api = self.api
+        left = LeftOut()  # the upstream reads what the chat form leaves out: estimated too
+        form = READERS[api].to_chat(body, left)
+        chat = parse_chat_request(
+            form,
             default_model=default_model,
             default_max_tokens=default_max_tokens,
             limits=limits,
             image=image,
-            wide_window=wide_window,
         )
+        chat.prompt_tokens += left.tokens
+        req = native_request(api, body, chat, headers)
+        if api == "messages":
+            wide = req.long_context_beta is not None or wide_window(req.model)
+            req.prompt_tokens += _wider_pages(fetched_files(form["messages"]), chat, wide)
+        req.files, req.page_tokens = chat.files, chat.page_tokens  # pages still to count
+        return req
 
     def hosted_uses(
         self, payload: dict[str, Any], hosted: HostedTools
     ) -> tuple[list[Use], int | None]:
-        """``hosted_uses`` for this API."""
-        return hosted_uses(self.api, payload, hosted)
+        """The hosted tools a request in this API's shape runs, each kind's calls at its price
+        and what they may pull into the prompt, and the cap all their calls share (the
+        Responses API's ``max_tool_calls``), or None (``parsing`` reserves them)."""
+        api = self.api
+        uses: list[Use] = []
+        shared = None
+        if api == "responses":
+            for kind, path, tool in responses_request.hosted_tools_in(payload):
+                setting = hosted.of(kind)
+                where = ".".join(f"tools[{i}]" for i in path)
+                usd = (
+                    container_price(setting, tool.get("container"), where)
+                    if kind == "code_interpreter"
+                    else setting.price_per_call
+                )
+                uses.append(Use(kind, setting.max_calls, usd, setting.content_tokens))
+            asked = payload.get("max_tool_calls")
+            if uses:  # the edge set the cap; a client's own smaller one stays
+                shared = min(
+                    asked
+                    if isinstance(asked, int) and not isinstance(asked, bool) and asked >= 0
+                    else sum(u.calls for u in uses),
+                    sum(u.calls for u in uses),
+                )
+        else:  # messages
+            named = payload.get("container")
+            if isinstance(named, str) or (isinstance(named, dict) and named.get("id")):
+                raise BadRequest(
+                    "'container': a container by id is not offered through this proxy (containers "
+                    "belong to the provider account that every user of this hub shares); leave it "
+                    "out and each request runs in its own",
+                    code="hosted_tool_not_priced",
+                    extra={"param": "container"},
+                )
+            for kind, _, tool in messages_request.hosted_tools_in(payload):
+                setting = hosted.of(kind)
+                calls = setting.max_calls
+                if kind in ("web_search", "web_fetch"):  # capped by the edge (``max_uses``)
+                    uses_ = tool.get("max_uses")
+                    if isinstance(uses_, int) and not isinstance(uses_, bool) and uses_ >= 0:
+                        calls = min(calls, uses_)
+                elif kind == "code_interpreter":  # one container a request, billed by its time
+                    calls = 1
+                tokens = setting.content_tokens
+                if kind == "web_fetch":  # the cap the edge sent holds for text (not for PDFs)
+                    most = tool.get("max_content_tokens")
+                    if isinstance(most, int) and not isinstance(most, bool) and most >= 0:
+                        tokens = min(tokens, most) if tokens else most
+                uses.append(Use(kind, calls, setting.price_per_call, tokens))
+        return uses, shared
 
 
 # what an edge hands the engine for a request sent as it came, by API

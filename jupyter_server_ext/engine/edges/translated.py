@@ -311,20 +311,19 @@ async def _translate(
     """The chat stream `events` through `translator` (a ``StreamTranslator`` of either API).
     Closing this closes `events`, so a client that leaves is charged as for any stream."""
     try:
-        # `events` started before the API's first events go out: closed before it started, it
-        # would never run, and its request would never be charged or give back what it holds
-        # (a client that left at the first bytes was charged its reservation, its lease held)
-        raw = await anext(events, None)
+        # the API's first events go out before any of `events`: closed here, `events` ends its
+        # request all the same, for the engine starts a stream before handing it out
+        # (``Replies.stream_reply``)
         for out in translator.start():
             yield out
-        while raw is not None:
+        async for raw in events:
             obj = event_json(raw)
-            if obj is not None:  # not [DONE], a comment
-                for out in translator.feed(obj):
-                    yield out
-                if translator.done:  # it failed
-                    return
-            raw = await anext(events, None)
+            if obj is None:
+                continue  # [DONE], comments
+            for out in translator.feed(obj):
+                yield out
+            if translator.done:  # it failed
+                return
         for out in translator.close():
             yield out
         if done is not None:
