@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..engine import Caller, Engine, EngineError, Reply
-from ..engine.formats.anthropic import answer as messages_answer
+from ..engine.formats.messages import answer as messages_answer
 from ..engine.formats.responses import stream as responses_stream
 from .base import AnsweringMixin, JSONEndpoint, JSONText, RSQLMixin, shutting_down
 

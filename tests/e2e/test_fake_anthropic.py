@@ -1,5 +1,5 @@
 """The fake Anthropic (tests/helpers/fake_anthropic.py) answers as the published API does, over
-real HTTP, and what the translation (engine/formats/anthropic/upstream.py) sends it is accepted.
+real HTTP, and what the translation (engine/upstreams/anthropic/request.py) sends it is accepted.
 
 References: the Messages API (https://docs.anthropic.com/en/api/messages), streaming
 (https://docs.anthropic.com/en/docs/build-with-claude/streaming), errors
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from jupyter_server_ext.engine.bodies.streams import Collector
-from jupyter_server_ext.engine.formats.anthropic.upstream import (
+from jupyter_server_ext.engine.upstreams.anthropic import (
     ANTHROPIC_VERSION,
     StreamTranslator,
     chat_completion,

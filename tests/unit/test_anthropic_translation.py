@@ -20,7 +20,7 @@ import pytest
 from jupyter_server_ext.engine.bodies.reading import scrub
 from jupyter_server_ext.engine.bodies.streams import Collector, event_json
 from jupyter_server_ext.engine.errors import BadRequest
-from jupyter_server_ext.engine.formats.anthropic.upstream import (
+from jupyter_server_ext.engine.upstreams.anthropic import (
     ANTHROPIC_VERSION,
     StreamTranslator,
     Untranslatable,

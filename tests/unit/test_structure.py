@@ -51,7 +51,7 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
     )
     # the chat path importing an API's format
     (eng / "formats.py").write_text("")
-    (eng / "replies.py").write_text("from .formats import anthropic\n")
+    (eng / "replies.py").write_text("from .formats import messages\n")
     modules = structure.load(tmp_path)
     problems = structure.report(modules)
     assert problems["the engine's parts reached from outside it"] == [

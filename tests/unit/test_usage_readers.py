@@ -12,7 +12,7 @@ from typing import Any
 from jupyter_server_ext.engine.apis.native import native_request
 from jupyter_server_ext.engine.bodies.request import parse_chat_request
 from jupyter_server_ext.engine.bodies.usage import ChatUsage, UsageReading
-from jupyter_server_ext.engine.formats.anthropic.usage import MessagesUsage
+from jupyter_server_ext.engine.formats.messages.usage import MessagesUsage
 from jupyter_server_ext.engine.formats.responses.usage import ResponsesUsage
 
 

@@ -14,7 +14,7 @@ browser search, code and remote MCP servers there: ``HostedTools.govern_chat``).
 is reserved at admission as the most it can cost (``reserve``: its calls within the cap the
 provider is told, at its price or its container's by size, and ``content_tokens`` a call as
 prompt), and charged from what the provider reports, read with each API's usage
-(``formats.responses.usage.calls_in_output``, ``formats.anthropic.usage.calls_in_usage``, a chat
+(``formats.responses.usage.calls_in_output``, ``formats.messages.usage.calls_in_usage``, a chat
 answer's ``executed_tools``: ``bodies.usage.ChatUsage``).
 """
 

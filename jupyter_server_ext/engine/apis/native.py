@@ -23,9 +23,9 @@ from ..bodies.request import (
 )
 from ..bodies.usage import UsageReading
 from ..errors import BadRequest
-from ..formats.anthropic import answer as messages_answer
-from ..formats.anthropic import request as messages_request
-from ..formats.anthropic.usage import MessagesUsage
+from ..formats.messages import answer as messages_answer
+from ..formats.messages import request as messages_request
+from ..formats.messages.usage import MessagesUsage
 from ..formats.responses import request as responses_request
 from ..formats.responses import stream as responses_stream
 from ..formats.responses.usage import ResponsesUsage

@@ -1,7 +1,7 @@
 """Requests in the Responses and Messages APIs' shapes, answered on the engine's one path.
 
 Each is turned into a chat-completions body at the edge (``formats.responses``,
-``formats.anthropic``) and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
+``formats.messages``) and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
 windows, redaction, the cache, failover and the usage log treat it as any other request; the
 chat answer, JSON or stream, is turned back into the API's own shape here.
 """
@@ -22,8 +22,8 @@ from ..bodies.request import count_files, estimate_tokens
 from ..bodies.streams import event_json
 from ..core import Engine
 from ..errors import BadRequest
-from ..formats.anthropic import answer as messages_answer
-from ..formats.anthropic import request as anthropic_api
+from ..formats.messages import answer as messages_answer
+from ..formats.messages import request as messages_api
 from ..formats.responses import answer as responses_answer
 from ..formats.responses import request as responses_api
 from ..formats.responses import stream as responses_stream
@@ -57,7 +57,7 @@ class Translated:
         return isinstance(model, str) and self.engine.speaks(api, model)
 
     def _chat_form(self, api: Any, body: Any, caller: Caller) -> tuple[dict[str, Any], LeftOut]:
-        """`body` (of `api`: ``formats.responses.request`` or ``formats.anthropic.request``) in the chat form, for an
+        """`body` (of `api`: ``formats.responses.request`` or ``formats.messages.request``) in the chat form, for an
         upstream that speaks only chat: its hosted tools cannot run there, each dropped or
         refused as the admin says; what the answer needs and the chat form cannot carry is
         refused (``left_out``)."""
@@ -99,7 +99,7 @@ class Translated:
             if self.hosted.runs(kind, caller.groups, upstream_runs=True):
                 setting = self.hosted.of(kind)
                 cap = setting.max_calls if cap is None else min(cap, setting.max_calls)
-                if api is anthropic_api and kind in ("web_search", "web_fetch"):
+                if api is messages_api and kind in ("web_search", "web_fetch"):
                     tools[path[0]] = _capped(tool, "max_uses", setting.max_calls)
                     if kind == "web_fetch" and setting.content_tokens:
                         tools[path[0]] = _capped(
@@ -241,7 +241,7 @@ class Translated:
         """``POST v1/messages``: a Message, or Anthropic's stream events."""
         if isinstance(body, dict) and self._native("messages", body):
             # an Anthropic upstream: sent as it is (thinking, top_k, beta features kept)
-            sent, dropped = self._as_sent(anthropic_api, body, caller)
+            sent, dropped = self._as_sent(messages_api, body, caller)
             reply = await self.engine.chat(
                 sent,
                 caller,
@@ -252,7 +252,7 @@ class Translated:
             )
             reply.headers.update(dropped)
             return reply
-        chat, left = self._chat_form(anthropic_api, body, caller)
+        chat, left = self._chat_form(messages_api, body, caller)
         reply = await self.engine.chat(chat, caller, api="messages", **kw)
         reply.headers.update(left.header())
         if reply.events is None:
@@ -272,7 +272,7 @@ class Translated:
             if isinstance(body, dict) and "max_tokens" not in body:
                 body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens
             left = LeftOut()
-            req = self.engine.parse(anthropic_api.to_chat(body, left))
+            req = self.engine.parse(messages_api.to_chat(body, left))
             req.prompt_tokens += left.tokens  # what the chat form could not read counts too
             await count_files(req, self.engine.offload.run, caller.user)
         return {"input_tokens": req.prompt_tokens}

@@ -1,10 +1,10 @@
 """The wire formats the proxy reads and writes besides OpenAI's chat completions, one home each,
 both directions (as sqlglot keeps a dialect): pure functions, no I/O.
 
-``anthropic/`` is Anthropic's Messages API, inbound (a client's request into the chat form, the
-chat answer back as a Message or its stream events: ``request``, ``answer``) and outbound (a
-chat request to an Anthropic upstream, its answer back into the chat form: ``upstream``,
-``upstream_answer``, ``http``), with the one map of why an answer ended (``stop_reasons``).
+``messages/`` is Anthropic's Messages API as clients speak it (a client's request into the chat
+form, the chat answer back as a Message or its stream events: ``request``, ``answer``), with the
+one map of why an answer ended (``stop_reasons``), which the Anthropic upstream
+(``upstreams.anthropic``, a chat request spoken to Anthropic) reads too.
 ``responses/`` is OpenAI's Responses API, inbound (``request``, ``answer``, ``stream``). Each
 reads the usage of its answers sent as they came (``usage``: what a request sent as it was is
 settled by). Shared by them: ``chat`` (a chat answer's or chunk's fields read whatever they

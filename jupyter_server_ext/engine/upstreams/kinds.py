@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ..bodies.reading import read_json
 from ..errors import UpstreamFailure
-from ..formats.anthropic import upstream as anthropic
+from . import anthropic
 
 # Provider response headers a caller's tools read, passed on under this prefix (as LiteLLM
 # does): never the provider's rate-limit headers (the caller's own limits are ours, in

@@ -1,6 +1,6 @@
 """Anthropic's HTTP envelope in OpenAI's terms: error bodies (``openai_error``, and
 ``error_object`` for a stream's error event) and rate-limit headers (``rate_headers``), what the
-failover and the pool read. ``anthropic`` re-exports both; references: docs.anthropic.com/en/api/
+failover and the pool read. The package re-exports both; references: docs.anthropic.com/en/api/
 errors and /en/api/rate-limits.
 """
 

@@ -1,12 +1,9 @@
-"""Anthropic's Messages API, spoken for callers of OpenAI's chat completions.
+"""A chat request spoken to an Anthropic upstream: the request's side.
 
-Pure functions, no I/O: an OpenAI request body becomes a Messages body (``messages_request``),
-a Message becomes a ``chat.completion`` (``chat_completion``), Anthropic's stream becomes
-OpenAI's chunks event by event (``StreamTranslator``), an error body becomes OpenAI's error
-shape (``openai_error``) and the ``anthropic-ratelimit-*`` headers become the
-``x-ratelimit-*`` names the pool reads (``rate_headers``). The answers live in
-``anthropic_answers`` and the last two in ``anthropic_http``; all are re-exported here, so this
-module is the whole interface. References: the Messages API
+Pure functions, no I/O: an OpenAI request body becomes a Messages body (``messages_request``).
+The answers are read back in ``answer`` (a Message into a ``chat.completion``, the stream's
+events into OpenAI's chunks), errors and rate-limit headers in ``http``; the package re-exports
+all three as its interface. References: the Messages API
 (docs.anthropic.com/en/api/messages), streaming, errors, rate limits, prompt caching and tool
 use; on the other side OpenAI's chat completions reference.
 
@@ -77,19 +74,9 @@ import re
 from typing import Any
 
 from ...errors import Untranslatable
-from .answer import tool_use_block
-from .http import openai_error, rate_headers
-from .upstream_answer import StreamTranslator, chat_completion
+from ...formats.messages.answer import tool_use_block
 
-__all__ = [
-    "ANTHROPIC_VERSION",
-    "StreamTranslator",
-    "Untranslatable",
-    "chat_completion",
-    "messages_request",
-    "openai_error",
-    "rate_headers",
-]
+__all__ = ["ANTHROPIC_VERSION", "Untranslatable", "messages_request"]
 
 ANTHROPIC_VERSION = "2023-06-01"  # the anthropic-version header value sent
 

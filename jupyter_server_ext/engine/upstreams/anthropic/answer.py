@@ -1,8 +1,7 @@
 """Anthropic's answers, spoken as OpenAI's: a Message becomes a ``chat.completion``
 (``chat_completion``) and Anthropic's stream becomes OpenAI's chunks event by event
 (``StreamTranslator``), usage and stop reasons included. Pure functions, no I/O; the request
-side, and the table of what each OpenAI field becomes, are in ``anthropic``, which re-exports
-these so that it stays the whole interface.
+side, and the table of what each OpenAI field becomes, are in ``request``.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from typing import Any
 
 from ...bodies.reading import MAX_COUNT, read_json
 from ...bodies.streams import DONE, sse
+from ...formats.messages.stop_reasons import TO_OPENAI
 from .http import error_object
-from .stop_reasons import TO_OPENAI
 
 __all__ = ["StreamTranslator", "chat_completion"]
 
