@@ -33,11 +33,12 @@ from .admission.policy_windows import PolicyWindows
 from .admission.shared_state import StateBackend
 from .admission.window_specs import zone
 from .admission_step import AdmissionStep
+from .bodies.attribution import set_end_user
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
 from .bodies.hosted_kinds import chat_hosted_tools
 from .bodies.left_out import LeftOut
-from .bodies.request import ChatRequest, set_end_user
+from .bodies.request import ChatRequest
 from .courses.tutor import instruct, instruction_of
 from .errors import EngineError, RateLimited, StateUnavailable, UpstreamError
 from .exchange import Arrival, Exchange, Hold, Outcomes, answered
@@ -511,7 +512,7 @@ class Engine(EngineAdmin):
             req, trace_headers, caller.user, self._cache_key, self.settings.prompt_cache_seconds
         )
         req.mark_prefix = caller.client in OWN_CLIENTS
-        set_end_user(req.payload, self.user_id(caller.user), anthropic=endpoint == "messages")
+        set_end_user(req.payload, self.user_id(caller.user), in_metadata=req.user_in_metadata)
         if access.tutor is not None:  # the course's tutoring instruction first (courses.tutor)
             instruct(req, instruction_of(access.tutor.instruction))
         return access, req

@@ -149,7 +149,7 @@ class Forwarder:
             try:
                 answer = await self.transports.for_spec(spec).send(
                     spec,
-                    for_upstream(req, spec.provider, spec.prompt_cache_key),
+                    for_upstream(req, spec),
                     stream=req.stream,
                     timeout=self.settings.upstream_timeout_seconds,
                     endpoint=req.endpoint,

@@ -150,9 +150,10 @@ class ModelChoice:
         )
 
     def _may_be_long(self, req: ChatRequest, price: Price) -> bool:
-        """Whether `req` may be billed at `price`'s long-context rates. Anthropic bills them only
-        with its long-context beta (it takes no prompt past 200K tokens without it, and the
-        beta goes on only with a Messages request sent as it was). Elsewhere a prompt estimate
+        """Whether `req` may be billed at `price`'s long-context rates. A provider that bills
+        them only on a request that asks (``long_context_on_request``: Anthropic, with its
+        long-context beta; it takes no prompt past 200K tokens without it, and the beta goes on
+        only with a Messages request sent as it was) bills them only then. Elsewhere a prompt estimate
         (four characters a token) is no bound: a token is at least one character, so a chat
         form estimated past a quarter of the threshold may be past it; and a request sent as it
         was may hold prompt its chat form leaves out (reasoning items), so it always may."""
@@ -162,6 +163,6 @@ class ModelChoice:
         if req.long_context_beta is not None:
             return True
         serving = self.pool.serving(req.model)
-        if serving and all(key.spec.provider == "anthropic" for key in serving):
+        if serving and all(key.spec.long_context_on_request for key in serving):
             return False
         return req.native or req.prompt_tokens * CHARS_PER_TOKEN > lc.above

@@ -27,6 +27,7 @@ from rsql_common.prompt_layout import CONTEXT_HEAD, QUESTION
 
 from .bodies import json_codec
 from .bodies.request import Affinity, ChatRequest
+from .upstreams.specs import UpstreamSpec
 
 SESSION_HEADER = "X-Claude-Code-Session-Id"
 MIN_TOKENS = 1_024  # the shortest prompt Anthropic and OpenAI cache
@@ -142,15 +143,16 @@ OWN_CLIENTS = frozenset(("magic", "chat", "agent", "sql"))
 _EPHEMERAL = {"type": "ephemeral"}
 
 
-def for_upstream(req: ChatRequest, provider: str, takes_key: bool) -> dict[str, Any]:
-    """`req`'s payload as it goes to an upstream of `provider`: on Anthropic, our own clients'
-    stable prefix marked for its cache (it caches only what is marked, and our prompts carry no
-    marks of their own, as other providers would refuse them); where the upstream takes
-    ``prompt_cache_key`` (`takes_key`: OpenAI's own API), the conversation's, where the client
-    named none (it routes a prefix by it, so a user's turns meet their cache). Anything else
-    goes as it is."""
+def for_upstream(req: ChatRequest, spec: UpstreamSpec) -> dict[str, Any]:
+    """`req`'s payload as it goes to upstream `spec`: where the provider caches only what is
+    marked (``caches_marked_only``: Anthropic), our own clients' stable prefix marked for its
+    cache (our prompts carry no marks of their own, as other providers would refuse them); where
+    the upstream takes ``prompt_cache_key`` (OpenAI's own API), the conversation's, where the
+    client named none (it routes a prefix by it, so a user's turns meet their cache). Anything
+    else goes as it is."""
     payload = req.payload
-    if req.endpoint == "chat/completions" and provider == "anthropic":
+    takes_key = spec.prompt_cache_key
+    if req.endpoint == "chat/completions" and spec.caches_marked_only:
         if req.mark_prefix and not _marked(payload):
             return _with_marks(payload)
         return payload

@@ -24,7 +24,7 @@ from tornado.iostream import StreamClosedError
 
 from ..config.proxy import RSQLProxy
 from ..engine import Caller, EachWithin, Engine, EngineError, Reply
-from ..engine.bodies.request import cell_id, notebook_path
+from ..engine.bodies.attribution import cell_id, notebook_path
 from ..engine.client_left import Watch, watch_request
 from ..engine.courses.log import CourseLog
 from ..engine.edges.inline import InlineCompletions

@@ -9,7 +9,7 @@ import urllib.parse
 from typing import Any
 
 from ..engine import BadRequest, Caller, Engine, Reply
-from ..engine.bodies.request import MAX_NOTEBOOK_CHARS, notebook_path
+from ..engine.bodies.attribution import MAX_NOTEBOOK_CHARS, notebook_path
 from ..engine.views import me_view, model_view, models_view, status_view
 from .base import AnsweringMixin, JSONEndpoint
 

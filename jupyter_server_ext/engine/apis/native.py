@@ -33,6 +33,9 @@ from ..formats.responses.usage import ResponsesUsage
 NATIVE_APIS = ("responses", "messages")
 # the field that limits the answer, in each API
 CAP_FIELDS = {"responses": "max_output_tokens", "messages": "max_tokens"}
+# the APIs that name the end user in metadata.user_id alone (``bodies.attribution.set_end_user``):
+# the Responses API takes OpenAI's user and safety_identifier as chat completions does
+USER_IN_METADATA = frozenset({"messages"})
 
 
 # a client's header that goes on with a request sent as it was: Anthropic's beta features (the
@@ -212,7 +215,7 @@ def native_request(
             payload["input"] = [i for i in items if not _bare_reasoning(i)]
     # ``metadata`` goes on as the caller sent it, as a chat completion's does; the fields that
     # name the end user (``user``, ``safety_identifier``, ``metadata.user_id``) are the proxy's,
-    # set after admission (``bodies.request.set_end_user``)
+    # set after admission (``bodies.attribution.set_end_user``)
     passed = {}
     for name in PASSED_HEADERS.get(api, ()):
         value = (headers or {}).get(name)
@@ -239,6 +242,7 @@ def native_request(
         long_context_beta=_long_context_beta(passed.get("anthropic-beta", "")),
         error_event=ERROR_EVENTS[api],
         usage_reader=USAGE_READERS[api],
+        user_in_metadata=api in USER_IN_METADATA,
     )
 
 

@@ -22,7 +22,7 @@ from ..apis.inline import (
     fim_body,
     parse,
 )
-from ..bodies.request import notebook_path
+from ..bodies.attribution import notebook_path
 from ..bodies.streams import event_json
 from ..core import Engine
 from ..courses.tutor import MODE_HEADER, names_only

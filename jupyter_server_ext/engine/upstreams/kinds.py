@@ -70,6 +70,14 @@ class OpenAIKind:
     # the provider's token window counts a request's answer budget (max_tokens) as well as its
     # prompt when it arrives (OpenAI, Azure and Groq do; Anthropic's and Gemini's count input)
     window_counts_answer = True
+    # the provider caches only the prompt prefix a request marks for it (``cache_control``), so
+    # our own clients' stable prefix is marked on the way (``prompt_cache.for_upstream``):
+    # Anthropic; OpenAI-compatible providers cache a long prefix by themselves
+    caches_marked_only = False
+    # the provider bills a model's long-context rates only on a request that asks for them
+    # (Anthropic's ``context-1m`` beta; without it a prompt past the threshold is refused), so
+    # a request that does not ask is never charged them (``model_choice``)
+    long_context_on_request = False
     default_base_url = ""  # the API root its official SDK defaults to, where there is one
     passed: tuple[str, ...] = ("x-request-id", "openai-processing-ms", "openai-version")
     endpoints: tuple[str, ...] = ("chat/completions", "completions", "embeddings")
@@ -223,6 +231,8 @@ class AnthropicKind(OpenAIKind):
     kind = "anthropic"
     native_apis = ("messages",)
     window_counts_answer = False
+    caches_marked_only = True
+    long_context_on_request = True
     default_base_url = "https://api.anthropic.com"
     passed = ("request-id",)
     endpoints = ("chat/completions",)

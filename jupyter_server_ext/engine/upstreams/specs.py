@@ -220,6 +220,18 @@ class UpstreamSpec:
         return KINDS[self.provider].window_counts_answer
 
     @property
+    def caches_marked_only(self) -> bool:
+        """Whether the provider caches only the prompt prefix a request marks (Anthropic's
+        ``cache_control``); others cache a long prefix by themselves."""
+        return KINDS[self.provider].caches_marked_only
+
+    @property
+    def long_context_on_request(self) -> bool:
+        """Whether the provider bills a model's long-context rates only on a request that asks
+        for them (Anthropic's ``context-1m`` beta), refusing a longer prompt without it."""
+        return KINDS[self.provider].long_context_on_request
+
+    @property
     def local(self) -> bool:
         """Runs on this machine (the llama.cpp model): free, chat only, no key to disable."""
         return KINDS[self.provider].local
