@@ -39,7 +39,7 @@ CHAT_PATH = tuple(
     for m in "core parsing replies model_choice failover exchange admission_step redaction "
     "client_left prompt_cache".split()
 )
-API_ROOMS = tuple(f"jupyter_server_ext.engine.{room}" for room in ("apis", "formats", "edges"))
+API_ROOMS = ("jupyter_server_ext.engine.apis",)
 # The one admission (issue 78): the limiter's admissions are asked for by the admission step
 # alone, whose door is Engine.admit / Engine.admitted; every other module holds the Admitted
 # it is handed and ends it there (the limiter's own ending is private to it)
@@ -98,14 +98,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     f"{S}.engine.errors": (),
     f"{S}.engine.records": SHARED,
     f"{S}.engine.bodies": (f"{S}.engine.errors", *SHARED),
-    # the wire formats besides chat completions, one home each, both directions: pure
-    f"{S}.engine.formats": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
-    f"{S}.engine.upstreams": (
-        f"{S}.engine.errors",
-        f"{S}.engine.records",
-        f"{S}.engine.bodies",
-        f"{S}.engine.formats",
-    ),
+    f"{S}.engine.upstreams": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
     f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.upstreams"),
     f"{S}.engine.accounting": (
         f"{S}.engine.errors",
@@ -133,13 +126,31 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.admission",
         *SHARED,  # the token estimate: the instruction is reserved as a prompt's text is
     ),
-    # the APIs other than chat completions: their requests and answers, and stored responses
+    # the APIs besides chat completions, one folder each, above the engine's one path: their
+    # edges (translated, inline.edge) answer on Engine.chat (core), which imports none of them
     f"{S}.engine.apis": (
         f"{S}.engine.errors",
         f"{S}.engine.records",
         f"{S}.engine.bodies",
-        f"{S}.engine.formats",  # what the engine needs of a request sent as it was (native)
+        f"{S}.engine.upstreams",
         f"{S}.engine.admission",
+        f"{S}.engine.courses",
+        f"{S}.engine.core",
+    ),
+    # an API's format, both directions: pure, on the chat answers' readers (apis.chat); the
+    # Messages API shares its blocks and stop reasons with the Anthropic upstream, which speaks it
+    f"{S}.engine.apis.chat": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
+    f"{S}.engine.apis.messages": (
+        f"{S}.engine.errors",
+        f"{S}.engine.bodies",
+        f"{S}.engine.upstreams.anthropic",
+        f"{S}.engine.apis.chat",
+    ),
+    f"{S}.engine.apis.responses": (
+        f"{S}.engine.errors",
+        f"{S}.engine.bodies",
+        f"{S}.engine.admission",  # stored responses: the state backend, a user's key names
+        f"{S}.engine.apis.chat",
     ),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),

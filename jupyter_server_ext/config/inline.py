@@ -13,7 +13,7 @@ from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import Configurable
 
 from ..engine import Rate, UpstreamSpec, parse_rates
-from ..engine.apis.inline import InlineSettings
+from ..engine.apis.inline.completion import InlineSettings
 from ..engine.errors import Problems
 
 DEFAULTS = InlineSettings()

@@ -11,7 +11,7 @@ from typing import Any
 from .admission.hosted_tools import HostedTool
 from .admission.limiter import LimitSettings
 from .admission.window_specs import PolicyWindow
-from .apis.inline import InlineSettings
+from .apis.inline.completion import InlineSettings
 from .bodies.request import RequestLimits
 from .monitoring.alerts import AlertSettings
 from .privacy.redact import CONTEXT_POLICY_DEFAULTS, Pattern
@@ -59,7 +59,7 @@ class EngineSettings:
     admin_timezone: str = "UTC"
     # the usage log keeps notebook paths as they are (True) or as keyed hashes (False)
     notebook_names: bool = False
-    # stored responses of the Responses API (engine/apis/stored.py): how long, and how many
+    # stored responses of the Responses API (engine/apis/responses/stored.py): how long, and how many
     # of one user's (and how many bytes of them) at most; the oldest go first
     responses_ttl_seconds: float = 7 * 86400.0
     responses_per_user: int = 200
@@ -68,7 +68,7 @@ class EngineSettings:
     # request, when the request does not say (a one-hour cache mark: an hour; OpenAI's
     # prompt_cache_retention "24h": a day): Anthropic's and OpenAI's 5 minutes (prompt_cache)
     prompt_cache_seconds: float = 300.0
-    # the editor's inline completions: model, fill-in-the-middle, length (apis/inline.py)
+    # the editor's inline completions: model, fill-in-the-middle, length (apis/inline/completion.py)
     inline: InlineSettings = field(default_factory=InlineSettings)
     # hosted tools, per kind: offered to whom, at what price a call (admission/hosted_tools.py)
     hosted_tools: dict[str, HostedTool] = field(default_factory=dict)

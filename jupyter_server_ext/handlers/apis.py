@@ -2,7 +2,7 @@
 API and Anthropic's Messages API, for the Agents SDK, Codex, the ``anthropic`` SDK and Claude
 Code; and ``inline``, the editor's completions, for the JupyterLab extension. Mixins like
 ``handlers``' own, mounted by both hosts (``routes``); each asks its API's layer above the engine
-(``engine/edges``: ``translated``, ``inline``; the host's ``ProxyContext`` holds them), which
+(``engine/apis``: ``translated``, ``inline.edge``; the host's ``ProxyContext`` holds them), which
 answers on ``Engine.chat``, the one path every request takes.
 """
 
@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from ..engine import Caller, Engine, EngineError, Reply
-from ..engine.formats.messages import answer as messages_answer
-from ..engine.formats.responses import stream as responses_stream
+from ..engine.apis.messages import answer as messages_answer
+from ..engine.apis.responses import stream as responses_stream
 from .base import AnsweringMixin, JSONEndpoint, JSONText, RSQLMixin, shutting_down
 
 

@@ -24,11 +24,11 @@ from tornado.iostream import StreamClosedError
 
 from ..config.proxy import RSQLProxy
 from ..engine import Caller, EachWithin, Engine, EngineError, Reply
+from ..engine.apis.inline.edge import InlineCompletions
+from ..engine.apis.translated import Translated
 from ..engine.bodies.attribution import cell_id, notebook_path
 from ..engine.client_left import Watch, watch_request
 from ..engine.courses.log import CourseLog
-from ..engine.edges.inline import InlineCompletions
-from ..engine.edges.translated import Translated
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from ..engine.monitoring.metrics import CLIENT_KINDS
 from ..engine.views import error_reply
@@ -101,7 +101,7 @@ class ProxyContext:
     # a hub user's server: the hub service's URL (RSQL_PROXY_URL), where every request for a
     # model goes instead of this server's own engine (RSQLMixin.refuse_for_hub_service)
     hub_service: str | None = None
-    # the APIs above the engine that answer on its one path (engine/edges)
+    # the APIs above the engine that answer on its one path (engine/apis)
     translated: Translated = field(init=False)
     inline: InlineCompletions = field(init=False)
 

@@ -17,9 +17,9 @@ from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upst
 from jupyter_server_ext.engine.admission.hosted_tools import parse_hosted_tools
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
+from jupyter_server_ext.engine.apis.translated import Translated
 from jupyter_server_ext.engine.bodies import json_codec
 from jupyter_server_ext.engine.client_left import Watch, watch_request
-from jupyter_server_ext.engine.edges.translated import Translated
 from jupyter_server_ext.engine.records import Outcome
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (

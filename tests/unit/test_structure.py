@@ -50,8 +50,8 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
         "async def count(self, c):\n    return await self.limiter.count(c.user, ())\n"
     )
     # the chat path importing an API's format
-    (eng / "formats.py").write_text("")
-    (eng / "replies.py").write_text("from .formats import messages\n")
+    (eng / "apis.py").write_text("")
+    (eng / "replies.py").write_text("from .apis import messages\n")
     modules = structure.load(tmp_path)
     problems = structure.report(modules)
     assert problems["the engine's parts reached from outside it"] == [
@@ -61,7 +61,7 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
         "jupyter_server_ext.engine.edge:2: self.limiter.count"
     ]
     assert problems["the engine's chat path importing an API"] == [
-        "jupyter_server_ext.engine.replies imports jupyter_server_ext.engine.formats"
+        "jupyter_server_ext.engine.replies imports jupyter_server_ext.engine.apis"
     ]
     assert problems["import circles"] == [
         "jupyter_server_ext.engine.a <-> jupyter_server_ext.engine.b"

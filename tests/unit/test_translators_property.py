@@ -28,14 +28,14 @@ from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseStreamEvent
 
 from jupyter_server_ext.engine import parse_upstreams
+from jupyter_server_ext.engine.apis.messages import answer as messages_answer
+from jupyter_server_ext.engine.apis.messages import request as messages_api
+from jupyter_server_ext.engine.apis.responses import answer as responses_answer
+from jupyter_server_ext.engine.apis.responses import request as responses_api
+from jupyter_server_ext.engine.apis.responses import stream as responses_stream
 from jupyter_server_ext.engine.bodies.reading import MAX_COUNT, read_json
 from jupyter_server_ext.engine.bodies.request import parse_chat_request
 from jupyter_server_ext.engine.errors import BadRequest, Untranslatable, UpstreamFailure
-from jupyter_server_ext.engine.formats.messages import answer as messages_answer
-from jupyter_server_ext.engine.formats.messages import request as messages_api
-from jupyter_server_ext.engine.formats.responses import answer as responses_answer
-from jupyter_server_ext.engine.formats.responses import request as responses_api
-from jupyter_server_ext.engine.formats.responses import stream as responses_stream
 from jupyter_server_ext.engine.upstreams import anthropic
 from jupyter_server_ext.engine.upstreams.kinds import (
     AnthropicKind,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jupyter_server_ext.engine.apis.messages.usage import MessagesUsage
 from jupyter_server_ext.engine.apis.native import native_request
+from jupyter_server_ext.engine.apis.responses.usage import ResponsesUsage
 from jupyter_server_ext.engine.bodies.request import parse_chat_request
 from jupyter_server_ext.engine.bodies.usage import ChatUsage, UsageReading
-from jupyter_server_ext.engine.formats.messages.usage import MessagesUsage
-from jupyter_server_ext.engine.formats.responses.usage import ResponsesUsage
 
 
 def read_stream(reader: UsageReading, events: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -8,13 +8,13 @@ the answer's ``x-rsql-dropped`` header (the default, so a tool such as Codex, wh
 search, works unchanged), or refused with a 400 that says where the admin changes it.
 
 One rule on every API. On the Responses and Messages APIs a hosted tool is run only by an
-upstream that speaks the API (``apis.native``; the edge decides, ``edges.translated``); on chat
+upstream that speaks the API (``apis.native``; the edge decides, ``apis.translated``); on chat
 completions, any tool type but a function or a free-form one is a provider's (Groq runs its
 browser search, code and remote MCP servers there: ``HostedTools.govern_chat``). What one runs
 is reserved at admission as the most it can cost (``reserve``: its calls within the cap the
 provider is told, at its price or its container's by size, and ``content_tokens`` a call as
 prompt), and charged from what the provider reports, read with each API's usage
-(``formats.responses.usage.calls_in_output``, ``formats.messages.usage.calls_in_usage``, a chat
+(``apis.responses.usage.calls_in_output``, ``apis.messages.usage.calls_in_usage``, a chat
 answer's ``executed_tools``: ``bodies.usage.ChatUsage``).
 """
 

@@ -23,12 +23,12 @@ from ..bodies.request import (
 )
 from ..bodies.usage import UsageReading
 from ..errors import BadRequest
-from ..formats.messages import answer as messages_answer
-from ..formats.messages import request as messages_request
-from ..formats.messages.usage import MessagesUsage
-from ..formats.responses import request as responses_request
-from ..formats.responses import stream as responses_stream
-from ..formats.responses.usage import ResponsesUsage
+from .messages import answer as messages_answer
+from .messages import request as messages_request
+from .messages.usage import MessagesUsage
+from .responses import request as responses_request
+from .responses import stream as responses_stream
+from .responses.usage import ResponsesUsage
 
 NATIVE_APIS = ("responses", "messages")
 # the field that limits the answer, in each API

@@ -2,7 +2,7 @@
 upstream reported it (``count``), a chat completion's or chunk's usage (``usage_of``), and the
 reader a request settles its answer with (``UsageReading``; a request carries its own,
 ``ChatRequest.usage_reader``): a chat answer's here (``ChatUsage``), a Response's and a
-Message's with their APIs (``formats.responses.usage``, ``formats.messages.usage``)."""
+Message's with their APIs (``apis.responses.usage``, ``apis.messages.usage``)."""
 
 from __future__ import annotations
 

@@ -468,7 +468,7 @@ end
 return out
 """
 
-# A record kept in a bounded index, in one step (stored responses: engine/apis/stored.py).
+# A record kept in a bounded index, in one step (stored responses: engine/apis/responses/stored.py).
 # KEYS[1]: the index (a sorted set: member the record's key, score when it expires), KEYS[2]:
 # the records' sizes (a hash), KEYS[3]: the record's key. ARGV: the record, its TTL in ms, the
 # most records and the most bytes the index keeps. Expired entries leave the index first; then

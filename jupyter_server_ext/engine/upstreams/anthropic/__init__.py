@@ -3,7 +3,7 @@ answers, errors and rate-limit headers read back as OpenAI's (``kinds.AnthropicK
 them). ``request`` holds the request's side and the table of what each OpenAI field becomes,
 ``answer`` the answer's (a Message and the stream's events), ``http`` the envelope (error bodies,
 ``anthropic-ratelimit-*`` headers). The Messages format itself, which clients also speak to the
-proxy, is ``formats.messages``."""
+proxy, is ``apis.messages``."""
 
 from .answer import StreamTranslator, chat_completion
 from .http import openai_error, rate_headers

@@ -12,8 +12,8 @@ from typing import Any
 
 from ...bodies.reading import MAX_COUNT, read_json
 from ...bodies.streams import DONE, sse
-from ...formats.messages.stop_reasons import TO_OPENAI
 from .http import error_object
+from .stop_reasons import TO_OPENAI
 
 __all__ = ["StreamTranslator", "chat_completion"]
 

@@ -74,9 +74,8 @@ import re
 from typing import Any
 
 from ...errors import Untranslatable
-from ...formats.messages.answer import tool_use_block
 
-__all__ = ["ANTHROPIC_VERSION", "Untranslatable", "messages_request"]
+__all__ = ["ANTHROPIC_VERSION", "Untranslatable", "messages_request", "tool_use_block"]
 
 ANTHROPIC_VERSION = "2023-06-01"  # the anthropic-version header value sent
 
@@ -87,6 +86,13 @@ _DATA_URL = re.compile(r"data:([^;,]+)((?:;[^;,]*)*),(.*)\Z", re.S)
 
 
 # -- request -------------------------------------------------------------------------------
+
+
+def tool_use_block(call_id: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A tool call as Anthropic's ``tool_use`` block (its arguments already a JSON object), in
+    a request to an Anthropic upstream and in an answer to a client of the Messages API alike
+    (``apis.messages.answer``)."""
+    return {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
 
 
 def messages_request(

@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..admission.limiter import key_name
-from ..admission.shared_state import StateBackend
-from ..bodies import json_codec
-from ..bodies.decode import MAX_CONTAINERS, MAX_ITEMS, Shape, exact_shape
-from ..errors import NotFound, PayloadTooLarge
+from ...admission.limiter import key_name
+from ...admission.shared_state import StateBackend
+from ...bodies import json_codec
+from ...bodies.decode import MAX_CONTAINERS, MAX_ITEMS, Shape, exact_shape
+from ...errors import NotFound, PayloadTooLarge
 
 _ID = re.compile(r"^resp_[A-Za-z0-9]{1,200}$")  # ours, and a provider's passed on
 # the conversation part of a record whose conversation was past the bounds: "-" and its size

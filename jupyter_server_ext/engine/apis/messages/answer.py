@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import EngineError, RateLimited
+from ...upstreams.anthropic.request import tool_use_block
+from ...upstreams.anthropic.stop_reasons import TO_ANTHROPIC
 from ..chat import (
     CallIds,
     call_index,
@@ -26,7 +28,6 @@ from ..chat import (
     obj,
     seq,
 )
-from .stop_reasons import TO_ANTHROPIC
 
 # an HTTP status -> Anthropic's error type (docs.anthropic.com/en/api/errors)
 ERROR_TYPES = {
@@ -66,12 +67,6 @@ def usage_of(chat_usage: Any) -> dict[str, Any]:
     if cost(u.get("cost_usd")) is not None:
         out["cost_usd"] = u["cost_usd"]
     return out
-
-
-def tool_use_block(call_id: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """A tool call as Anthropic's ``tool_use`` block, in an answer to a client and in a request
-    to an Anthropic upstream alike (its arguments already a JSON object)."""
-    return {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
 
 
 def call_block(call_id: str, name: str, arguments: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Why an answer ended, in both wire formats: Anthropic's ``stop_reason`` and OpenAI's
-``finish_reason``, declared once for both directions (the Messages API translated onto chat
-completions, and an Anthropic upstream's answers read as chat completions)."""
+``finish_reason``, declared once for both directions (an Anthropic upstream's answers read as chat
+completions, and the Messages API's clients answered from chat: ``apis.messages.answer``)."""
 
 from __future__ import annotations
 

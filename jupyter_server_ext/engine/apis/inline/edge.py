@@ -9,11 +9,17 @@ from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
-from ..admission.entitlements import check_feature, tutor_fields
-from ..admission.limiter import Limiter
-from ..admission.policy_windows import PolicyWindows
-from ..admission.window_specs import PolicyWindow, iso_utc
-from ..apis.inline import (
+from ...admission.entitlements import check_feature, tutor_fields
+from ...admission.limiter import Limiter
+from ...admission.policy_windows import PolicyWindows
+from ...admission.window_specs import PolicyWindow, iso_utc
+from ...bodies.attribution import notebook_path
+from ...bodies.streams import event_json
+from ...core import Engine
+from ...courses.tutor import MODE_HEADER, names_only
+from ...errors import EngineError
+from ...records import Caller, Reply
+from .completion import (
     InlineRequest,
     InlineSettings,
     answer_text,
@@ -22,12 +28,6 @@ from ..apis.inline import (
     fim_body,
     parse,
 )
-from ..bodies.attribution import notebook_path
-from ..bodies.streams import event_json
-from ..core import Engine
-from ..courses.tutor import MODE_HEADER, names_only
-from ..errors import EngineError
-from ..records import Caller, Reply
 
 
 def _delta_text(chunk: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Requests in the Responses and Messages APIs' shapes, answered on the engine's one path.
 
-Each is turned into a chat-completions body at the edge (``formats.responses``,
-``formats.messages``) and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
+Each is turned into a chat-completions body at the edge (``apis.responses``,
+``apis.messages``) and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
 windows, redaction, the cache, failover and the usage log treat it as any other request; the
 chat answer, JSON or stream, is turned back into the API's own shape here.
 """
@@ -14,20 +14,20 @@ from typing import Any
 
 from ..admission.hosted_tools import HostedTools, only_hosted
 from ..admission.limiter import Admitted
-from ..apis.native import NATIVE_READERS
-from ..apis.stored import StoredResponses
 from ..bodies import json_codec
 from ..bodies.left_out import LeftOut
 from ..bodies.request import count_files, estimate_tokens
 from ..bodies.streams import event_json
 from ..core import Engine
 from ..errors import BadRequest
-from ..formats.messages import answer as messages_answer
-from ..formats.messages import request as messages_api
-from ..formats.responses import answer as responses_answer
-from ..formats.responses import request as responses_api
-from ..formats.responses import stream as responses_stream
 from ..records import Caller, Reply
+from .messages import answer as messages_answer
+from .messages import request as messages_api
+from .native import NATIVE_READERS
+from .responses import answer as responses_answer
+from .responses import request as responses_api
+from .responses import stream as responses_stream
+from .responses.stored import StoredResponses
 
 
 class Translated:
@@ -57,7 +57,7 @@ class Translated:
         return isinstance(model, str) and self.engine.speaks(api, model)
 
     def _chat_form(self, api: Any, body: Any, caller: Caller) -> tuple[dict[str, Any], LeftOut]:
-        """`body` (of `api`: ``formats.responses.request`` or ``formats.messages.request``) in the chat form, for an
+        """`body` (of `api`: ``apis.responses.request`` or ``apis.messages.request``) in the chat form, for an
         upstream that speaks only chat: its hosted tools cannot run there, each dropped or
         refused as the admin says; what the answer needs and the chat form cannot carry is
         refused (``left_out``)."""

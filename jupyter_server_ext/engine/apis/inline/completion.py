@@ -11,7 +11,7 @@ model takes it, else a chat request) and turns the answer into the plain text to
 and prose gone, what the cell already holds before or after the cursor cut. Admission in the
 completion rate class, budgets, windows, entitlements, redaction, the cache, failover, the
 dropped-stream charge and the usage row are Engine.chat's, as for every other request: the edge
-that asks it is ``engine/edges/inline.py``.
+that asks it is ``engine/apis/inline/edge.py``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..bodies.request import (
+from ...bodies.request import (
     CONTROL_CHARACTERS as CONTROLS,  # rsql_common/hidden_characters.py: one list
 )
-from ..errors import BadRequest
+from ...errors import BadRequest
 
 # what one completion may carry (the frontend keeps within these; more is cut, never refused:
 # a long cell still deserves a completion)
