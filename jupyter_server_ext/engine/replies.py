@@ -280,7 +280,7 @@ class Replies:
         }
         self.course_log.answered(outcome, ex.req, headers, obj)
         self.finish(ex)
-        return Reply(200, headers, body=body)
+        return Reply(200, headers, body=body, answer=obj)
 
     async def stream_reply(self, ex: Exchange, answer: UpstreamAnswer) -> Reply:
         """The answer's events as the client reads them. The attempt's first byte is the key's

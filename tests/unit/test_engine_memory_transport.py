@@ -507,3 +507,39 @@ async def test_a_stream_left_after_its_hosted_tools_ran_is_charged_their_calls(
     await asyncio.gather(*list(engine.replies.background))
     spent = (await me_view(engine, ANN))["budget"]["spent_usd"]
     assert spent == pytest.approx(100 * 0.001 + 10 * 0.002 + 2 * 0.01)
+
+
+@pytest.mark.parametrize("api", ["messages", "responses"])
+async def test_a_translated_json_answer_is_read_once_and_told_in_its_apis_shape(
+    engine_over: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    """Claude Code or Codex on a chat upstream, unstreamed: the edge turns the answer the engine
+    read into its API's shape, without decoding the bytes again (issue 78: one decode of an
+    answer on every path), and the client reads the provider's text and usage."""
+    engine = engine_over(
+        lambda request: MemoryResponse(json=completion("SELECT 1", 120, 30)), upstream("a")
+    )
+    edge = Translated(engine)
+    decoded: list[bytes] = []
+    loads = json_codec.loads
+
+    def counted(data: bytes | str) -> Any:
+        if b"SELECT 1" in (data if isinstance(data, bytes) else data.encode()):
+            decoded.append(data if isinstance(data, bytes) else data.encode())
+        return loads(data)
+
+    monkeypatch.setattr(json_codec, "loads", counted)
+    if api == "messages":
+        reply = await edge.messages(
+            {"model": "m", "max_tokens": 50, "messages": ASK["messages"]}, ANN
+        )
+        told = json_codec.loads(reply.body)
+        assert told["content"] == [{"type": "text", "text": "SELECT 1"}]
+        assert (told["usage"]["input_tokens"], told["usage"]["output_tokens"]) == (120, 30)
+    else:
+        reply = await edge.responses({"model": "m", "max_output_tokens": 50, "input": "hi"}, ANN)
+        told = json_codec.loads(reply.body)
+        assert told["output"][0]["content"][0]["text"] == "SELECT 1"
+        assert (told["usage"]["input_tokens"], told["usage"]["output_tokens"]) == (120, 30)
+    assert len(decoded) == 2, decoded  # the provider's bytes by the engine, the reply's by us
+    assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(120 * 0.001 + 30 * 0.002)

@@ -173,9 +173,7 @@ class Translated:
                 await self.stored.put(caller.user, response, seen)
 
         if reply.events is None:
-            response = responses_answer.response_of(
-                body, json_codec.loads(reply.body), rid, created
-            )
+            response = responses_answer.response_of(body, _answer_of(reply), rid, created)
             await keep(response)
             # written by orjson: its echoed instructions may be long (responses_stream.event)
             reply.body = json_codec.dumps(response)
@@ -219,7 +217,7 @@ class Translated:
                 )
 
         if reply.events is None:
-            await keep(json_codec.loads(reply.body))
+            await keep(_answer_of(reply))
             return reply
         reply.events = _watch_completed(reply.events, keep)
         return reply
@@ -256,7 +254,7 @@ class Translated:
         reply = await self.engine.chat(chat, caller, api="messages", **kw)
         reply.headers.update(left.header())
         if reply.events is None:
-            message = messages_answer.message_of(json_codec.loads(reply.body), reply.model)
+            message = messages_answer.message_of(_answer_of(reply), reply.model)
             reply.body = json_codec.dumps(message)
             return reply
         estimate = estimate_tokens(chat["messages"], reply.model)
@@ -276,6 +274,11 @@ class Translated:
             req.prompt_tokens += left.tokens  # what the chat form could not read counts too
             await count_files(req, self.engine.offload.run, caller.user)
         return {"input_tokens": req.prompt_tokens}
+
+
+def _answer_of(reply: Reply) -> Any:
+    """A JSON reply's answer, as the engine read it, or decoded here (a cache hit's bytes)."""
+    return reply.answer if reply.answer is not None else json_codec.loads(reply.body)
 
 
 def _capped(obj: dict[str, Any], field: str, most: int) -> dict[str, Any]:

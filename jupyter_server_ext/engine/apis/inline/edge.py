@@ -114,10 +114,12 @@ class InlineCompletions:
         # a tutor offers names, never whole statements: the engine says the mode was in force
         tutor = reply.headers.get(MODE_HEADER) == "tutor"
         if reply.events is None:
-            try:
-                answer = json.loads(reply.body)
-            except ValueError:
-                answer = None
+            answer = reply.answer
+            if answer is None:  # a cache hit's bytes: the engine did not read them
+                try:
+                    answer = json.loads(reply.body)
+                except ValueError:
+                    pass
             text = _shown(answer_text(answer), req, tutor)
             reply.body = json.dumps({"text": text, "model": reply.model, "cached": cached}).encode()
             reply.headers["Content-Type"] = "application/json"
