@@ -94,7 +94,7 @@ class SQLiteDatabase(Database):
         schema: Schema,
         qualify_errors: Callable[[exp.Expr], OptimizeError | None],
     ) -> tuple[str, str] | None:
-        found = sqlite_string_literals(sql, qualify_errors)
+        found = sqlite_string_literals(sql, qualify_errors, stmt)
         if found is None:
             return None
         text, strings = found
@@ -280,7 +280,9 @@ _POINTS_AT = re.compile(r"Line: (\d+), Col: (\d+)")
 
 
 def sqlite_string_literals(
-    sql: str, qualify_errors: Callable[[exp.Expr], OptimizeError | None]
+    sql: str,
+    qualify_errors: Callable[[exp.Expr], OptimizeError | None],
+    stmt: exp.Expr | None = None,
 ) -> tuple[str, list[str]] | None:
     """``(sql, strings)``: `sql` with each double-quoted token that resolves to no column in
     scope written as the string literal SQLite makes of it; None when there is none.
@@ -292,11 +294,14 @@ def sqlite_string_literals(
     unresolved, it is an unqualified column reference, and it was written with double quotes
     (backticks and brackets are identifiers only, in SQLite too). Only the occurrence the error
     points at is rewritten, one at a time: the same name may resolve in another scope (a
-    subquery over a table that has that column).
+    subquery over a table that has that column). `stmt`: `sql` as the validator parsed it,
+    read as it is (the generated SQL is parsed once per check); each rewrite is parsed anew.
     """
     strings: list[str] = []
+    parsed = [stmt] if stmt is not None else None
     for _ in range(MAX_REWRITES):
-        stmts = parse_statements(sql, "sqlite")
+        stmts = parsed if parsed is not None else parse_statements(sql, "sqlite")
+        parsed = None
         if len(stmts) != 1:
             return None
         err = qualify_errors(stmts[0])
