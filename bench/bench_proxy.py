@@ -301,6 +301,7 @@ def _children_cpu() -> float:
 
 async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
     from jupyter_server_ext.engine.admission.limiter import Limiter, LimitSettings, UserRules
+    from jupyter_server_ext.engine.admission.shared_state import StateBackend
     from jupyter_server_ext.engine.upstreams.specs import parse_rates
 
     settings = LimitSettings(
@@ -313,6 +314,7 @@ async def _admission_cost(state_kind: str, n: int) -> dict[str, float]:
         global_daily_budget_usd=10000.0,
     )
     prefix = redis_prefix("admit")
+    state: StateBackend
     if state_kind == "memory":
         from jupyter_server_ext.state.admission.memory import MemoryState
 

@@ -261,7 +261,8 @@ def run(budget: int, use_values: bool, verbose: bool) -> dict[str, Any]:
     needs = [needed(q, schema, tables) for q in questions]  # checked before any timing
     describe_schema(schema, "warm up", budget_chars=budget, **kw)  # per-schema indexes
     probes = _probes(capture_values)
-    times, probe_times, results, kinds = [], [], [], {}
+    times, probe_times, results = [], [], []
+    kinds: dict[str, int] = {}
     for q, need in zip(questions, needs, strict=True):
         if capture_values is not None:
             # as %%sql_ai calls it before each text (cached values; the question's literals

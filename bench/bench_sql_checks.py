@@ -30,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,11 @@ def _compare() -> Any:
     sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
+
+
+def _answering(sql: str) -> Callable[[list[dict[str, str]]], str]:
+    """A model that answers every question with `sql`, in a fenced block."""
+    return lambda _messages: f"```sql\n{sql}\n```"
 
 
 def variant(gold: str, kind: str, columns: set[str]) -> str | None:
@@ -128,7 +134,8 @@ def measure(paths: dict[str, str]) -> dict[str, dict[str, list[int]]]:
     import duckdb
 
     from rsql_sql.connections import resolve
-    from rsql_sql.loop import SqlAIError, run_question
+    from rsql_sql.errors import SqlAIError
+    from rsql_sql.loop import run_question
     from rsql_sql.schema import capture_schema
 
     compare = _compare()
@@ -158,12 +165,13 @@ def measure(paths: dict[str, str]) -> dict[str, dict[str, list[int]]]:
                     res = run_question(
                         q["question"],
                         db,
-                        lambda _m, s=sql: f"```sql\n{s}\n```",
+                        _answering(sql),
                         schema=schema,
                         max_retries=0,
                     )
                 except SqlAIError:
                     continue
+                assert res.frame is not None  # run, not a dry run
                 rows = [tuple(r) for r in res.frame.itertuples(index=False)]
                 if compare.compare_results(rows, gold_rows, ordered=compare.gold_orders_rows(gold)):
                     counts[kind][0] += 1

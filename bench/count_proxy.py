@@ -59,6 +59,7 @@ _TOTAL = re.compile(r"^(?:summary|totals):\s*(\d+)", re.M)
 def send(url: str, auth: str, n: int, stream: bool) -> None:
     """`n` chat completions one after another on one keep-alive connection, each read to its end."""
     u = urlsplit(url)
+    assert u.hostname is not None
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
     body = chat_body(stream=stream).encode()
     headers = {"Authorization": auth, "Content-Type": "application/json"}

@@ -17,10 +17,13 @@ import argparse
 import asyncio
 import hmac
 import itertools
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from tornado import httpserver, web
 
+loads: Callable[[bytes], Any]
 try:
     import orjson
 

@@ -198,7 +198,12 @@ class _Protocol(asyncio.Protocol):
         if self.writable is None:
             fut.set_result(None)
         else:
-            self.writable.add_done_callback(lambda _: fut.done() or fut.set_result(None))
+
+            def wake(_: object) -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            self.writable.add_done_callback(wake)
         return fut
 
     def close(self) -> None:
@@ -269,7 +274,7 @@ def main() -> None:
     args = sys.argv[1:]
     if len(args) < 2:
         raise SystemExit(__doc__)
-    httpserver.HTTPServer = LeanHTTPServer  # type: ignore[misc,assignment]
+    httpserver.HTTPServer = LeanHTTPServer  # type: ignore[misc,assignment]  # the host swapped in
     if args[1] == "-m":
         sys.argv = [args[2], *args[3:]]
         runpy.run_module(args[2], run_name="__main__", alter_sys=True)

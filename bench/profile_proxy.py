@@ -276,9 +276,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.baseline:
         a.baseline = commit_id(a.baseline)  # "HEAD" would be filed with this checkout's runs
-        r = against(a.baseline, a.rounds, a.seconds, a.conns)
+        runs = against(a.baseline, a.rounds, a.seconds, a.conns)
         if not a.no_write:
-            write_baseline(r, a.baseline, a.seconds, a.conns)
+            write_baseline(runs, a.baseline, a.seconds, a.conns)
         return
     if not PY_SPY.exists():
         sys.exit("profile_proxy: py-spy is not installed (pip install -e '.[bench]')")

@@ -162,19 +162,20 @@ def section(res: dict[str, Any], info: dict[str, str], images: bool = True) -> s
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in sorted({r["conns"] for r in ll["runs"]}):
-            a, b, d = (
+            ours, theirs, d = (
                 runs.get(("rsql-proxy", c, False)),
                 runs.get(("LiteLLM", c, False)),
                 runs.get(("direct", c, False)),
             )
-            if not (a and b and d):
+            if not (ours and theirs and d):
                 continue
-            oa = a["latency_us"]["p50"] - d["latency_us"]["p50"]
-            ob = b["latency_us"]["p50"] - d["latency_us"]["p50"]
+            oa = ours["latency_us"]["p50"] - d["latency_us"]["p50"]
+            ob = theirs["latency_us"]["p50"] - d["latency_us"]["p50"]
             L.append(
-                f"| {c} | {a['rps']:,.0f} | {b['rps']:,.1f} | {a['rps'] / max(b['rps'], 1e-9):.1f}x | {ms(oa)} | "
-                f"{ms(ob)} | {ob / oa if oa > 0 else float('nan'):.1f}x less | {a.get('cpu_us_per_req', 0):.0f} | "
-                f"{b.get('cpu_us_per_req', 0):,.0f} |"
+                f"| {c} | {ours['rps']:,.0f} | {theirs['rps']:,.1f} | "
+                f"{ours['rps'] / max(theirs['rps'], 1e-9):.1f}x | {ms(oa)} | "
+                f"{ms(ob)} | {ob / oa if oa > 0 else float('nan'):.1f}x less | {ours.get('cpu_us_per_req', 0):.0f} | "
+                f"{theirs.get('cpu_us_per_req', 0):,.0f} |"
             )
         errs = sum(sum(r["errors"].values()) for r in ll["runs"] if r["target"] == "LiteLLM")
         ratio = litellm_ratio(ll)

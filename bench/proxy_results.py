@@ -38,14 +38,14 @@ def baseline(direct: dict[str, Any]) -> tuple[float, float, str]:
     return d50, d99, ""
 
 
-def overhead_rows(ov: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+def overhead_rows(ov: dict[str, Any]) -> tuple[list[str], dict[str, dict[int, Any]]]:
     runs = runs_by(ov)
     targets = list(dict.fromkeys(r["target"] for r in ov.get("runs", [])))
     lines = [
         "| host, state | conns | p50 ms | p99 ms | overhead p50 ms | overhead p99 ms | req/s | proxy CPU µs/req |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    summary: dict[str, dict[str, Any]] = {}
+    summary: dict[str, dict[int, Any]] = {}
     for conns in (10, 50, 200):
         direct = runs.get(("direct", conns, False))
         for t in targets:
@@ -68,8 +68,8 @@ def overhead_rows(ov: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, An
     return lines, summary
 
 
-def saturation(ov: dict[str, Any]) -> dict[str, dict[str, float]]:
-    best: dict[str, dict[str, float]] = {}
+def saturation(ov: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    best: dict[str, dict[str, Any]] = {}
     for r in ov.get("runs", []):
         t = r["target"]
         if t == "direct":

@@ -41,7 +41,9 @@ def target_rows(res: dict[str, Any]) -> list[str]:
         _, summ = overhead_rows(ov)
     L += ["### Against the targets", "", "| target | goal | measured | |", "|---|---|---|---|"]
 
-    def row(name: str, goal: str, value: float | None, fmt: str, ok: bool | None) -> None:
+    # `value` and `ok` as the lines below write them (``svc and svc[0] / 1000``): a missing run's
+    # falsy value, shown as a dash
+    def row(name: str, goal: str, value: Any, fmt: str, ok: Any) -> None:
         v = "—" if value is None else fmt.format(value)
         verdict = "" if ok is None or value is None else ("met" if ok else "**missed**")
         L.append(f"| {name} | {goal} | {v} | {verdict} |")

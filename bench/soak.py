@@ -302,8 +302,9 @@ async def drive(
         for t in pending:
             t.cancel()
         for t in done:
-            if t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+            exc = t.exception()
+            if exc is not None:
+                raise exc
 
 
 # -- the checks --------------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ def usage_rows(pg_url: str) -> list[dict[str, Any]]:
         cur = c.execute(
             'SELECT request_id, "user", status, cache_hit, cost_usd, upstream, error FROM rsql_usage'
         )
-        names = [d.name for d in cur.description]
+        names = [d.name for d in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 

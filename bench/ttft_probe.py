@@ -142,19 +142,21 @@ def _dump(*_: Any) -> None:
 
 _parse_line = tornado.httputil.parse_request_start_line
 tornado.httputil.parse_request_start_line = _request_line
-_write = asyncio.selector_events._SelectorSocketTransport.write
-asyncio.selector_events._SelectorSocketTransport.write = _transport_write
+# asyncio's private classes and methods, wrapped where they run (typed Any: not its API)
+_transport: Any = getattr(asyncio.selector_events, "_SelectorSocketTransport")  # noqa: B009
+_write = _transport.write
+_transport.write = _transport_write
 # a protocol's reads (the forwarder's streams), and a buffered protocol's (the proxy's client)
-_transport = asyncio.selector_events._SelectorSocketTransport
 _transport._read_ready__data_received = _reader(_transport._read_ready__data_received)
 _transport._read_ready__get_buffer = _reader(_transport._read_ready__get_buffer)
-asyncio.streams.StreamReaderProtocol.data_received = _received(
-    asyncio.streams.StreamReaderProtocol.data_received
-)
-_tornado_write = tornado.iostream.BaseIOStream.write
-tornado.iostream.BaseIOStream.write = _stream_write
-_loop_turn = asyncio.base_events.BaseEventLoop._run_once
-asyncio.base_events.BaseEventLoop._run_once = _run_once
+_protocol: Any = asyncio.streams.StreamReaderProtocol
+_protocol.data_received = _received(_protocol.data_received)
+_iostream: Any = tornado.iostream.BaseIOStream
+_tornado_write = _iostream.write
+_iostream.write = _stream_write
+_loop: Any = asyncio.base_events.BaseEventLoop
+_loop_turn = _loop._run_once
+_loop._run_once = _run_once
 
 
 def _probe_proxy() -> None:
@@ -170,7 +172,8 @@ def _probe_proxy() -> None:
     _wrap_async(Forwarder, "forward", "forward")
     _wrap_async(Replies, "stream_reply", "reply")
     _wrap_sync(http11.Response, "__init__", "head")
-    http11._Conn.data_received = _received(http11._Conn.data_received)
+    conn: Any = http11._Conn
+    conn.data_received = _received(conn.data_received)
 
 
 def main() -> None:

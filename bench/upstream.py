@@ -166,7 +166,7 @@ class Upstream(asyncio.Protocol):
         self.span: list[float] | None = None  # --spans: this request's [arrival, end]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a socket's: a WriteTransport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

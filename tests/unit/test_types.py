@@ -1,8 +1,8 @@
 """Every module type-checks: mypy with the configuration in pyproject.toml (``[tool.mypy]``:
-all three packages; strict on the engine, the state backends, the stores, the shared leaves and
-the kernel's session, SQL and agent layers, checked elsewhere). A change that loses a type, or
-adds a ``# type: ignore`` without a reason, fails here, so CI runs the type checker with the
-tests."""
+all four packages and bench/, whose scripts drive them; strict on the engine, the state
+backends, the stores, the shared leaves and the kernel's session, SQL and agent layers, checked
+elsewhere). A change that loses a type, or adds a ``# type: ignore`` without a reason, fails
+here, so CI runs the type checker with the tests."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def test_mypy_finds_nothing_in_any_module() -> None:
     assert status == 0, out + err
 
 
-@pytest.mark.parametrize("folder", ["rsql_common", "rsql_sql", "rsql_magic", "jupyter_server_ext"])
+@pytest.mark.parametrize(
+    "folder", ["rsql_common", "rsql_sql", "rsql_magic", "jupyter_server_ext", "bench"]
+)
 def test_every_type_ignore_says_why(folder: str) -> None:
     bare = [
         f"{path.relative_to(REPO)}:{n}"
