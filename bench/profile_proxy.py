@@ -61,7 +61,11 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 # (phase, a pattern on the frame's file): our modules first, innermost frame of ours decides
 PHASES: list[tuple[str, re.Pattern[str]]] = [
     ("usage log", re.compile(r"jupyter_server_ext/(engine/accounting/(usage|spool)|store/)")),
-    ("upstream I/O", re.compile(r"jupyter_server_ext/engine/(upstreams/transport|failover)")),
+    # an upstream kind's own translation (Anthropic's) is how it is spoken over HTTP
+    (
+        "upstream I/O",
+        re.compile(r"jupyter_server_ext/engine/(upstreams/(transport|anthropic)|failover)"),
+    ),
     ("key choice", re.compile(r"jupyter_server_ext/engine/upstreams/")),
     ("admission and state", re.compile(r"jupyter_server_ext/(engine/admission|state)/")),
     ("pricing", re.compile(r"jupyter_server_ext/engine/accounting/pricing")),

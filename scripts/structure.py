@@ -132,25 +132,37 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.errors",
         f"{S}.engine.records",
         f"{S}.engine.bodies",
-        f"{S}.engine.upstreams",
         f"{S}.engine.admission",
         f"{S}.engine.courses",
+        f"{S}.engine.settings",
         f"{S}.engine.core",
     ),
-    # an API's format, both directions: pure, on the chat answers' readers (apis.chat); the
-    # Messages API shares its blocks and stop reasons with the Anthropic upstream, which speaks it
-    f"{S}.engine.apis.chat": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
+    # an API's format, both directions: pure, on the chat answers' readers (apis.chat, which
+    # needs nothing); the Messages API shares its tool_use block and stop reasons with the
+    # Anthropic upstream, which speaks it too
+    f"{S}.engine.apis.chat": (),
     f"{S}.engine.apis.messages": (
         f"{S}.engine.errors",
         f"{S}.engine.bodies",
-        f"{S}.engine.upstreams.anthropic",
+        f"{S}.engine.upstreams.anthropic.request",
+        f"{S}.engine.upstreams.anthropic.stop_reasons",
         f"{S}.engine.apis.chat",
     ),
     f"{S}.engine.apis.responses": (
         f"{S}.engine.errors",
         f"{S}.engine.bodies",
-        f"{S}.engine.admission",  # stored responses: the state backend, a user's key names
         f"{S}.engine.apis.chat",
+    ),
+    # stored responses: each its owner's, in the state backend
+    f"{S}.engine.apis.responses.stored": (
+        f"{S}.engine.errors",
+        f"{S}.engine.bodies",
+        f"{S}.engine.admission",
+    ),
+    f"{S}.engine.apis.inline.completion": (
+        f"{S}.engine.errors",
+        f"{S}.engine.bodies",
+        f"{S}.engine.settings",  # InlineSettings, the admin's (what the engine holds)
     ),
     f"{S}.state": (f"{S}.engine",),
     f"{S}.store": (f"{S}.engine",),

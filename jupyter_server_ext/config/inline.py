@@ -13,8 +13,8 @@ from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import Configurable
 
 from ..engine import Rate, UpstreamSpec, parse_rates
-from ..engine.apis.inline.completion import InlineSettings
 from ..engine.errors import Problems
+from ..engine.settings import InlineSettings
 
 DEFAULTS = InlineSettings()
 # providers whose APIs have no v1/completions to fill in the middle through

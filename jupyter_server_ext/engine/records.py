@@ -32,9 +32,10 @@ class Reply:
     body: bytes = b""
     events: AsyncGenerator[bytes, None] | None = None  # closed by whoever stops reading early
     model: str = ""  # the model that answers (the one asked for, or the fallback's)
-    # `body` as the engine read it (a provider's JSON answer, its cost written in), so an edge
-    # that turns it into its API's shape reads it without decoding the bytes again; None where
-    # the engine did not read it (a cache hit) or it was no JSON
+    # `body` decoded, as the engine read it (a provider's JSON answer, its cost written in, the
+    # caller's redacted values mapped back), so an edge that turns it into its API's shape reads
+    # it without decoding the bytes again; None where the engine did not read it (a cache hit)
+    # or it was no JSON. Whoever writes a new `body` sets it too.
     answer: Any = None
 
 

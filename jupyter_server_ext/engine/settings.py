@@ -11,11 +11,20 @@ from typing import Any
 from .admission.hosted_tools import HostedTool
 from .admission.limiter import LimitSettings
 from .admission.window_specs import PolicyWindow
-from .apis.inline.completion import InlineSettings
 from .bodies.request import RequestLimits
 from .monitoring.alerts import AlertSettings
 from .privacy.redact import CONTEXT_POLICY_DEFAULTS, Pattern
 from .upstreams.specs import UpstreamSpec
+
+
+@dataclass(frozen=True)
+class InlineSettings:
+    """The admin's settings of the editor's inline completions (``c.RSQLProxy.completion_*``),
+    which their edge reads (``apis.inline.edge``)."""
+
+    model: str = ""  # "": the caller's default model
+    fim: bool = False  # the model fills in the middle through v1/completions with `suffix`
+    max_tokens: int = 64
 
 
 @dataclass
@@ -68,7 +77,7 @@ class EngineSettings:
     # request, when the request does not say (a one-hour cache mark: an hour; OpenAI's
     # prompt_cache_retention "24h": a day): Anthropic's and OpenAI's 5 minutes (prompt_cache)
     prompt_cache_seconds: float = 300.0
-    # the editor's inline completions: model, fill-in-the-middle, length (apis/inline/completion.py)
+    # the editor's inline completions: model, fill-in-the-middle, length (apis/inline)
     inline: InlineSettings = field(default_factory=InlineSettings)
     # hosted tools, per kind: offered to whom, at what price a call (admission/hosted_tools.py)
     hosted_tools: dict[str, HostedTool] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.apis.translated import Translated
 from jupyter_server_ext.engine.bodies import json_codec
 from jupyter_server_ext.engine.client_left import Watch, watch_request
+from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
 from jupyter_server_ext.engine.records import Outcome
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
@@ -543,3 +544,33 @@ async def test_a_translated_json_answer_is_read_once_and_told_in_its_apis_shape(
         assert (told["usage"]["input_tokens"], told["usage"]["output_tokens"]) == (120, 30)
     assert len(decoded) == 2, decoded  # the provider's bytes by the engine, the reply's by us
     assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(120 * 0.001 + 30 * 0.002)
+
+
+@pytest.mark.parametrize("api", ["messages", "responses"])
+async def test_a_translated_answer_gives_the_user_their_redacted_values_back(
+    engine_over: Callable[..., Engine], api: str
+) -> None:
+    """With redaction on, the provider sees a placeholder for the user's e-mail address and
+    answers with it; the user reads their own address back in their API's answer (the engine
+    maps it back before the edge writes the answer: the edge reads what the engine restored)."""
+    sent: list[MemoryRequest] = []
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        sent.append(request)
+        prompt = json_codec.dumps(request.json()["messages"]).decode()
+        placeholder = prompt[prompt.index("<email-") :].split(">", 1)[0] + ">"
+        return MemoryResponse(json=completion(f"I will write to {placeholder}.", 20, 8))
+
+    engine = engine_over(provider, upstream("a"), redact_patterns=parse_redact_patterns(["email"]))
+    edge = Translated(engine)
+    ask = "Write to ann.lee@example.org about the report"
+    if api == "messages":
+        messages = [{"role": "user", "content": ask}]
+        reply = await edge.messages({"model": "m", "max_tokens": 50, "messages": messages}, ANN)
+        text = json_codec.loads(reply.body)["content"][0]["text"]
+    else:
+        reply = await edge.responses({"model": "m", "max_output_tokens": 50, "input": ask}, ANN)
+        text = json_codec.loads(reply.body)["output"][0]["content"][0]["text"]
+    assert "ann.lee@example.org" not in json_codec.dumps(sent[0].json()).decode()
+    assert text == "I will write to ann.lee@example.org."
+    assert reply.answer == json_codec.loads(reply.body)  # the reply's object is its body

@@ -176,7 +176,7 @@ class Translated:
             response = responses_answer.response_of(body, _answer_of(reply), rid, created)
             await keep(response)
             # written by orjson: its echoed instructions may be long (responses_stream.event)
-            reply.body = json_codec.dumps(response)
+            reply.body, reply.answer = json_codec.dumps(response), response
             return reply
         translator = responses_stream.StreamTranslator(body, rid, reply.model, created)
 
@@ -255,7 +255,7 @@ class Translated:
         reply.headers.update(left.header())
         if reply.events is None:
             message = messages_answer.message_of(_answer_of(reply), reply.model)
-            reply.body = json_codec.dumps(message)
+            reply.body, reply.answer = json_codec.dumps(message), message
             return reply
         estimate = estimate_tokens(chat["messages"], reply.model)
         translator = messages_answer.StreamTranslator(reply.model, estimate)

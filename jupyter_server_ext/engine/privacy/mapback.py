@@ -28,18 +28,21 @@ def restored(reply: Reply, redactor: Redactor | None, endpoint: str, client: str
     values = {v: k for k, v in redactor.placeholders.items()}
     field_name = "text" if endpoint == "completions" else "content"
     if reply.events is None:
-        try:
-            obj = json.loads(reply.body)
-        except ValueError:
-            return reply
+        obj = reply.answer  # as the engine read it; a cache hit's bytes are read here
+        if obj is None:
+            try:
+                obj = json.loads(reply.body)
+            except ValueError:
+                return reply
         changed = False
         for choice in obj.get("choices") or [] if isinstance(obj, dict) else []:
             holder = choice if field_name == "text" else (choice or {}).get("message")
             if isinstance(holder, dict) and isinstance(holder.get(field_name), str):
                 holder[field_name] = restore_text(holder[field_name], values)
                 changed = True
-        if changed:
+        if changed:  # the answer restored in place: the bytes written again, and both agree
             reply.body = json.dumps(obj).encode()
+            reply.answer = obj
         return reply
     reply.events = restore_events(reply.events, redactor, field_name)
     return reply

@@ -25,6 +25,7 @@ from ...bodies.request import (
     CONTROL_CHARACTERS as CONTROLS,  # rsql_common/hidden_characters.py: one list
 )
 from ...errors import BadRequest
+from ...settings import InlineSettings
 
 # what one completion may carry (the frontend keeps within these; more is cut, never refused:
 # a long cell still deserves a completion)
@@ -59,15 +60,6 @@ _FENCE = re.compile(r"```[^\n]*\n?")
 # the frontend's LANGUAGE_NAME (frontend/src/completion/language.ts): what one sends, the other
 # takes ("c#", "f#", "q.sharp"); a word, never a sentence or markup in the prompt
 _LANGUAGE = re.compile(r"^[a-z][a-z0-9+#._-]{0,31}$")
-
-
-@dataclass(frozen=True)
-class InlineSettings:
-    """The admin's completion settings (``c.RSQLProxy.completion_*``)."""
-
-    model: str = ""  # "": the caller's default model
-    fim: bool = False  # the model fills in the middle through v1/completions with `suffix`
-    max_tokens: int = 64
 
 
 @dataclass(frozen=True)

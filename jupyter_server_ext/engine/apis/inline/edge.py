@@ -1,5 +1,5 @@
 """The editor's inline completions (``{proxy}inline``), a layer above the engine: the body read
-and bounded (``apis.inline``), asked of ``Engine.chat`` in the caller's "inline" rate class,
+and bounded (``apis.inline.completion``), asked of ``Engine.chat`` in the caller's "inline" rate class,
 the answer made into the text to insert; and what the editor's status item shows."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from ...core import Engine
 from ...courses.tutor import MODE_HEADER, names_only
 from ...errors import EngineError
 from ...records import Caller, Reply
+from ...settings import InlineSettings
 from .completion import (
     InlineRequest,
-    InlineSettings,
     answer_text,
     chat_body,
     clean,
@@ -121,7 +121,8 @@ class InlineCompletions:
                 except ValueError:
                     pass
             text = _shown(answer_text(answer), req, tutor)
-            reply.body = json.dumps({"text": text, "model": reply.model, "cached": cached}).encode()
+            reply.answer = {"text": text, "model": reply.model, "cached": cached}
+            reply.body = json.dumps(reply.answer).encode()
             reply.headers["Content-Type"] = "application/json"
             return reply
         reply.events = _stream(reply.events, req, reply.model, cached, tutor)
