@@ -153,10 +153,10 @@ class ModelChoice:
         """Whether `req` may be billed at `price`'s long-context rates. A provider that bills
         them only on a request that asks (``long_context_on_request``: Anthropic, with its
         long-context beta; it takes no prompt past 200K tokens without it, and the beta goes on
-        only with a Messages request sent as it was) bills them only then. Elsewhere a prompt estimate
-        (four characters a token) is no bound: a token is at least one character, so a chat
-        form estimated past a quarter of the threshold may be past it; and a request sent as it
-        was may hold prompt its chat form leaves out (reasoning items), so it always may."""
+        only with a Messages request sent as it was) bills them only then. Elsewhere a prompt
+        estimate (four characters a token) is no bound: a token is at least one character, so a
+        chat form estimated past a quarter of the threshold may be past it; and a request sent as
+        it was may hold prompt its chat form leaves out (reasoning items), so it always may."""
         lc = price.long_context
         if lc is None:
             return False

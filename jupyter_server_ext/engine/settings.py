@@ -68,8 +68,8 @@ class EngineSettings:
     admin_timezone: str = "UTC"
     # the usage log keeps notebook paths as they are (True) or as keyed hashes (False)
     notebook_names: bool = False
-    # stored responses of the Responses API (engine/apis/responses/stored.py): how long, and how many
-    # of one user's (and how many bytes of them) at most; the oldest go first
+    # stored responses of the Responses API (engine/apis/responses/stored.py): how long, and how
+    # many of one user's (and how many bytes of them) at most; the oldest go first
     responses_ttl_seconds: float = 7 * 86400.0
     responses_per_user: int = 200
     responses_per_user_bytes: int = 32 * 2**20

@@ -1,7 +1,7 @@
 """Requests in the Responses and Messages APIs' shapes, answered on the engine's one path.
 
-Each is turned into a chat-completions body at the edge (``apis.responses``,
-``apis.messages``) and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
+Each is turned into a chat-completions body at the edge (``apis.responses``, ``apis.messages``)
+and handed to ``Engine.chat`` with the API it came by, so admission, budgets, entitlements,
 windows, redaction, the cache, failover and the usage log treat it as any other request; the
 chat answer, JSON or stream, is turned back into the API's own shape here.
 """
@@ -57,10 +57,10 @@ class Translated:
         return isinstance(model, str) and self.engine.speaks(api, model)
 
     def _chat_form(self, api: Any, body: Any, caller: Caller) -> tuple[dict[str, Any], LeftOut]:
-        """`body` (of `api`: ``apis.responses.request`` or ``apis.messages.request``) in the chat form, for an
-        upstream that speaks only chat: its hosted tools cannot run there, each dropped or
-        refused as the admin says; what the answer needs and the chat form cannot carry is
-        refused (``left_out``)."""
+        """`body` (of `api`: ``apis.responses.request`` or ``apis.messages.request``) in the chat
+        form, for an upstream that speaks only chat: its hosted tools cannot run there, each
+        dropped or refused as the admin says; what the answer needs and the chat form cannot carry
+        is refused (``left_out``)."""
         left = LeftOut()
         chat = api.to_chat(body, left)
         for kind, where in left.hosted:

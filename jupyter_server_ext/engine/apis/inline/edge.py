@@ -1,6 +1,6 @@
 """The editor's inline completions (``{proxy}inline``), a layer above the engine: the body read
-and bounded (``apis.inline.completion``), asked of ``Engine.chat`` in the caller's "inline" rate class,
-the answer made into the text to insert; and what the editor's status item shows."""
+and bounded (``apis.inline.completion``), asked of ``Engine.chat`` in the caller's "inline" rate
+class, the answer made into the text to insert; and what the editor's status item shows."""
 
 from __future__ import annotations
 
