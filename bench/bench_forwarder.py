@@ -296,7 +296,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             except Exception as exc:  # one failed section must not lose the others
                 log(f"section {s} failed: {type(exc).__name__}: {exc}")
                 res[s] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-            res[s].update(elapsed_s=time.monotonic() - t, run_at=info["date"], quick=args.quick)
+            # each section's own machine: a subset run keeps the others', run elsewhere
+            res[s].update(
+                elapsed_s=time.monotonic() - t,
+                run_at=info["date"],
+                run_on=info["cpu"],
+                quick=args.quick,
+            )
         if write:
             old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
             old.update(res)  # a subset run keeps the other sections' last results
