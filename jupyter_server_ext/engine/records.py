@@ -35,8 +35,14 @@ class Reply:
     # `body` decoded, as the engine read it (a provider's JSON answer, its cost written in, the
     # caller's redacted values mapped back), so an edge that turns it into its API's shape reads
     # it without decoding the bytes again; None where the engine did not read it (a cache hit)
-    # or it was no JSON. Whoever writes a new `body` sets it too.
+    # or it was no JSON. Writing a new `body` forgets it (`__setattr__`), so it is never stale:
+    # a writer that has the new body's object sets it after the bytes.
     answer: Any = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "body":
+            object.__setattr__(self, "answer", None)
+        object.__setattr__(self, name, value)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from jupyter_server_ext.engine.apis.translated import Translated
 from jupyter_server_ext.engine.bodies import json_codec
 from jupyter_server_ext.engine.client_left import Watch, watch_request
 from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
-from jupyter_server_ext.engine.records import Outcome
+from jupyter_server_ext.engine.records import Outcome, Reply
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
     MemoryClient,
@@ -574,3 +574,14 @@ async def test_a_translated_answer_gives_the_user_their_redacted_values_back(
     assert "ann.lee@example.org" not in json_codec.dumps(sent[0].json()).decode()
     assert text == "I will write to ann.lee@example.org."
     assert reply.answer == json_codec.loads(reply.body)  # the reply's object is its body
+
+
+def test_a_reply_whose_body_is_written_anew_forgets_the_answer_it_was_read_as() -> None:
+    """Whoever rewrites a reply's bytes without its object (a host, a later step) leaves no
+    stale answer for an edge to read: the redacted placeholders once reached users that way."""
+    reply = Reply(200, {}, body=b'{"a": 1}', answer={"a": 1})
+    assert reply.answer == {"a": 1}
+    reply.body = b'{"a": 2}'
+    assert reply.answer is None
+    reply.body, reply.answer = b'{"a": 3}', {"a": 3}
+    assert reply.answer == {"a": 3}

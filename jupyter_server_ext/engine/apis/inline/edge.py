@@ -121,8 +121,8 @@ class InlineCompletions:
                 except ValueError:
                     pass
             text = _shown(answer_text(answer), req, tutor)
-            reply.answer = {"text": text, "model": reply.model, "cached": cached}
-            reply.body = json.dumps(reply.answer).encode()
+            shown = {"text": text, "model": reply.model, "cached": cached}
+            reply.body, reply.answer = json.dumps(shown).encode(), shown
             reply.headers["Content-Type"] = "application/json"
             return reply
         reply.events = _stream(reply.events, req, reply.model, cached, tutor)
