@@ -80,9 +80,14 @@ def test_account_limits_hold_across_replicas(replicas, fresh_provider: FakeProvi
     )
     t0 = time.monotonic()
     with ThreadPoolExecutor(24) as pool:
-        results = list(pool.map(lambda i: post(reps[i % 3], f"tok-u{i % 40}")[0], range(60)))
+        answers = list(pool.map(lambda i: post(reps[i % 3], f"tok-u{i % 40}"), range(60)))
     elapsed = time.monotonic() - t0
-    assert results.count(200) == 60
+    refused = [(status, body[:300]) for status, _, body in answers if status != 200]
+    assert not refused, (
+        refused,
+        fresh_provider.count_by_alias(None),
+        [line for r in reps for line in r.log().splitlines() if "WARNING" in line][-20:],
+    )
     # two accounts x 5 per 2 s = 5/s: 60 requests need about 12 s
     assert 9 < elapsed < 25, elapsed
     # every request is stamped into the shared window when it completes (after the provider
