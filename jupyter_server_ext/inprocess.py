@@ -31,7 +31,7 @@ from .auth import make_caller
 from .config.proxy import LOCAL_MODEL, RSQLProxy
 from .engine import Caller, Engine, EngineError, Reply
 from .engine.bodies.attribution import cell_id, notebook_path
-from .engine.views import error_reply, me_view, status_view
+from .engine.info_endpoints import error_reply, me_view, status_view
 from .wiring import build_engine
 
 GROQ = {

@@ -36,7 +36,7 @@ ENGINE_BUILDERS = ("jupyter_server_ext.engine", "jupyter_server_ext.wiring")
 # as data on the request or as its reader (``apis.native``)
 CHAT_PATH = tuple(
     f"jupyter_server_ext.engine.{m}"
-    for m in "core parsing replies model_choice failover exchange admission_step redaction "
+    for m in "core parsing replies model_choice failover request_state admission_step redaction "
     "client_left prompt_cache".split()
 )
 API_ROOMS = ("jupyter_server_ext.engine.apis",)
@@ -93,27 +93,27 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # the proxy: a framework-free core, backends that plug into its interfaces, the handlers
     # both hosts share, then the hosts (extension, service, inprocess, admin_cli: unchecked)
     f"{S}.engine": SHARED,
-    # the engine's rooms, bottom up; its top-level modules (core, exchange, model_choice,
-    # redaction, failover, replies, settings, views, ...) may use every room
+    # the engine's rooms, bottom up; its top-level modules (core, request_state, model_choice,
+    # redaction, failover, replies, settings, info_endpoints, ...) may use every room
     f"{S}.engine.errors": (),
-    f"{S}.engine.records": SHARED,
+    f"{S}.engine.interface": SHARED,
     f"{S}.engine.bodies": (f"{S}.engine.errors", *SHARED),
-    f"{S}.engine.upstreams": (f"{S}.engine.errors", f"{S}.engine.records", f"{S}.engine.bodies"),
+    f"{S}.engine.upstreams": (f"{S}.engine.errors", f"{S}.engine.interface", f"{S}.engine.bodies"),
     f"{S}.engine.admission": (f"{S}.engine.errors", f"{S}.engine.upstreams"),
     f"{S}.engine.accounting": (
         f"{S}.engine.errors",
-        f"{S}.engine.records",
+        f"{S}.engine.interface",
         f"{S}.engine.bodies",  # json_codec: the usage journal's rows
         f"{S}.engine.upstreams",
     ),
     f"{S}.engine.monitoring": (
         f"{S}.engine.errors",
-        f"{S}.engine.records",
+        f"{S}.engine.interface",
         f"{S}.engine.upstreams",
     ),
     f"{S}.engine.privacy": (
         f"{S}.engine.errors",
-        f"{S}.engine.records",
+        f"{S}.engine.interface",
         f"{S}.engine.bodies",
         *SHARED,
     ),
@@ -121,7 +121,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # names-only completions; the course log of what students asked and were answered
     f"{S}.engine.courses": (
         f"{S}.engine.errors",
-        f"{S}.engine.records",
+        f"{S}.engine.interface",
         f"{S}.engine.bodies",
         f"{S}.engine.admission",
         *SHARED,  # the token estimate: the instruction is reserved as a prompt's text is
@@ -130,7 +130,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
     # edges (translated, inline.edge) answer on Engine.chat (core), which imports none of them
     f"{S}.engine.apis": (
         f"{S}.engine.errors",
-        f"{S}.engine.records",
+        f"{S}.engine.interface",
         f"{S}.engine.bodies",
         f"{S}.engine.admission",
         f"{S}.engine.courses",

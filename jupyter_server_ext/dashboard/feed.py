@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from ..engine import Engine, Outcome
-from ..engine.views import status_view
+from ..engine.info_endpoints import status_view
 from ..handlers.base import ProxyContext
 
 log = logging.getLogger("rsql")

@@ -1,6 +1,6 @@
 """Framework-free asyncio core of the rsql proxy.
 
-Its top level is the walk of one request (``core``, ``exchange``, ``failover``, ``replies``);
+Its top level is the walk of one request (``core``, ``request_state``, ``failover``, ``replies``);
 the rooms below it hold what each step uses: ``upstreams`` (keys and their rotation),
 ``admission`` (windows, entitlements, limits and budgets), ``bodies`` (requests, streams,
 cache), ``privacy`` (redaction and map-back), ``accounting`` (prices and the usage log) and
@@ -9,7 +9,7 @@ cache), ``privacy`` (redaction and map-back), ``accounting`` (prices and the usa
 from .admission.limiter import LimitSettings, UserRules, parse_overrides
 from .core import Engine
 from .errors import BadRequest, ConfigError, EngineError, RateLimited, UpstreamError
-from .records import Caller, Outcome, Reply
+from .interface import Caller, Outcome, Reply
 from .settings import EngineSettings
 from .upstreams.specs import Rate, UpstreamSpec, parse_rates, parse_upstreams
 from .upstreams.transport.http11 import EachWithin, within

@@ -19,11 +19,11 @@ from .admission.limiter import Admitted, CallLimits, Limiter, rate_class
 from .bodies.cache import Cached
 from .bodies.request import ChatRequest, count_files
 from .errors import EngineError, RateLimited
-from .exchange import Arrival
 from .failover import Forwarder
+from .interface import Caller
 from .model_choice import ModelChoice
 from .monitoring.tracing import NO_SPAN
-from .records import Caller
+from .request_state import Arrival
 from .upstreams.pool import PickPlan, Pool
 
 log = logging.getLogger("rsql.engine")

@@ -41,8 +41,8 @@ from .bodies.left_out import LeftOut
 from .bodies.request import ChatRequest
 from .courses.tutor import instruct, instruction_of
 from .errors import EngineError, RateLimited, StateUnavailable, UpstreamError
-from .exchange import Arrival, Exchange, Hold, Outcomes, answered
 from .failover import Forwarder
+from .interface import ESCALATION_STAGES, Caller, Outcome, Reply
 from .model_choice import ModelChoice
 from .monitoring.alerts import Alerts, Ledger
 from .monitoring.metrics import Metrics
@@ -50,9 +50,9 @@ from .monitoring.tracing import NO_SPAN, Tracing
 from .parsing import NativeReader, check_reader, parse_request
 from .privacy.offload import Offload
 from .prompt_cache import OWN_CLIENTS, conversation
-from .records import ESCALATION_STAGES, Caller, Outcome, Reply
 from .redaction import Redaction
 from .replies import Replies
+from .request_state import Arrival, Exchange, Hold, Outcomes, answered
 from .settings import EngineSettings
 from .upstreams.health import KeyHealth
 from .upstreams.pool import PoolRules

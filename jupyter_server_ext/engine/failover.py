@@ -24,11 +24,11 @@ from .errors import (
     UpstreamFailure,
     UpstreamRejected,
 )
-from .exchange import Exchange
+from .interface import Caller, Reply
 from .monitoring.metrics import Metrics
 from .prompt_cache import for_upstream
-from .records import Caller, Reply
 from .replies import Replies
+from .request_state import Exchange
 from .settings import EngineSettings
 from .upstreams.pool import Key, Pool, Slot, request_too_large
 from .upstreams.specs import UpstreamSpec

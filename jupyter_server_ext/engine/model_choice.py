@@ -15,8 +15,8 @@ from .admission.limiter import Limiter
 from .admission.policy_windows import PolicyWindows
 from .bodies.request import ChatRequest
 from .errors import BadRequest, Forbidden
+from .interface import Caller
 from .parsing import image_cost
-from .records import Caller
 from .settings import EngineSettings
 from .upstreams.pool import MEMO_MODELS, Pool
 from .upstreams.prices import Price

@@ -9,9 +9,9 @@ from typing import Any
 
 from .admission_step import AdmissionStep
 from .bodies.request import ChatRequest, parse_chat_request
+from .interface import Caller, Outcome
 from .privacy.offload import Offload, check_redact_size
 from .privacy.redact import Redactor
-from .records import Caller, Outcome
 from .settings import EngineSettings
 
 # the request fields whose text is redacted: what a provider reads as the user's words (a

@@ -1,5 +1,5 @@
 """An upstream's answer, or a cached one, turned into the client's reply: usage settled, cost
-charged, the request's hold ended (``exchange.Hold``), the answer cached.
+charged, the request's hold ended (``request_state.Hold``), the answer cached.
 
 The bill rule (docs/admins/limits-budgets.md, "The bill rule"): what the provider can bill for a request is
 what the user is charged. A provider bills every token it generated, whether or not the client
@@ -26,8 +26,8 @@ from .bodies.usage import UsageReading, count
 from .courses.log import CourseLog
 from .courses.transcript import read_event
 from .errors import UpstreamFailure
-from .exchange import Arrival, Exchange, Outcomes
-from .records import Reply
+from .interface import Reply
+from .request_state import Arrival, Exchange, Outcomes
 from .upstreams.pool import Pool
 from .upstreams.prices import Price
 from .upstreams.transport.http11 import within

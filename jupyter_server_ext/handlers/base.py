@@ -30,8 +30,8 @@ from ..engine.bodies.attribution import cell_id, notebook_path
 from ..engine.client_left import Watch, watch_request
 from ..engine.courses.log import CourseLog
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from ..engine.info_endpoints import error_reply
 from ..engine.monitoring.metrics import CLIENT_KINDS
-from ..engine.views import error_reply
 
 log = logging.getLogger("rsql.proxy")
 

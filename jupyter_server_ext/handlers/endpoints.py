@@ -10,7 +10,7 @@ from typing import Any
 
 from ..engine import BadRequest, Caller, Engine, Reply
 from ..engine.bodies.attribution import MAX_NOTEBOOK_CHARS, notebook_path
-from ..engine.views import me_view, model_view, models_view, status_view
+from ..engine.info_endpoints import me_view, model_view, models_view, status_view
 from .base import AnsweringMixin, JSONEndpoint
 
 

@@ -20,8 +20,9 @@ from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.apis.translated import Translated
 from jupyter_server_ext.engine.bodies import json_codec
 from jupyter_server_ext.engine.client_left import Watch, watch_request
+from jupyter_server_ext.engine.info_endpoints import me_view
+from jupyter_server_ext.engine.interface import Outcome, Reply
 from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
-from jupyter_server_ext.engine.records import Outcome, Reply
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
     MemoryClient,
@@ -29,7 +30,6 @@ from jupyter_server_ext.engine.upstreams.transport.memory import (
     MemoryResponse,
 )
 from jupyter_server_ext.engine.upstreams.transport.remote import HTTPTransport
-from jupyter_server_ext.engine.views import me_view
 from jupyter_server_ext.state import MemoryState
 
 PRICE = {"input": 1000.0, "output": 2000.0}  # dollars a million tokens: $0.001 and $0.002 a token

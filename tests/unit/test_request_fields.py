@@ -18,7 +18,7 @@ import pytest
 from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine import Caller, Engine
 from jupyter_server_ext.engine.errors import BadRequest
-from jupyter_server_ext.engine.views import error_reply
+from jupyter_server_ext.engine.info_endpoints import error_reply
 from jupyter_server_ext.wiring import build_engine
 from tests.helpers import upstreams_for
 from tests.helpers.bad_requests import BAD_BODIES, BAD_FIELDS

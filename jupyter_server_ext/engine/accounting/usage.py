@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from ..records import Outcome
+from ..interface import Outcome
 from .journaled import JournaledLog
 
 log = logging.getLogger("rsql.engine")

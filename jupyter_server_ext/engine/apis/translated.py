@@ -20,7 +20,7 @@ from ..bodies.request import count_files, estimate_tokens
 from ..bodies.streams import event_json
 from ..core import Engine
 from ..errors import BadRequest
-from ..records import Caller, Reply
+from ..interface import Caller, Reply
 from .messages import answer as messages_answer
 from .messages import request as messages_api
 from .native import NATIVE_READERS

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ..bodies import json_codec
 from ..bodies.request import ChatRequest
-from ..records import Caller, Outcome, Transcript
+from ..interface import Caller, Outcome, Transcript
 from .transcript import answer_text, begin, read_answer
 
 # every answer to a student of a logged course says which courses log it

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..bodies.streams import event_json
-from ..records import Transcript
+from ..interface import Transcript
 
 PROMPT_CHARS = 64_000  # a prompt's text kept, its newest messages first
 MESSAGE_CHARS = 16_000  # one message's text kept (its start)

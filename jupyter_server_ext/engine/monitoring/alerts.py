@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ConfigError, HTTP11Error, Problems
-from ..records import Outcome
+from ..interface import Outcome
 from ..upstreams.transport.http11 import HTTP11Client
 
 log = logging.getLogger("rsql.alerts")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..records import Outcome
+from ..interface import Outcome
 
 log = logging.getLogger("rsql.tracing")
 

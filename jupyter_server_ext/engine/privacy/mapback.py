@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..bodies.streams import DONE, event_json, sse
-from ..records import Reply
+from ..interface import Reply
 from .redact import Redactor, restore_text
 
 

@@ -125,7 +125,7 @@ class Key:
 @dataclass
 class Slot:
     """A held place on one key and its bucket, given back once by the request's hold
-    (``exchange.Hold``)."""
+    (``request_state.Hold``)."""
 
     id: int
     key: Key

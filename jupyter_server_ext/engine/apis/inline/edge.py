@@ -18,7 +18,7 @@ from ...bodies.streams import event_json
 from ...core import Engine
 from ...courses.tutor import MODE_HEADER, names_only
 from ...errors import EngineError
-from ...records import Caller, Reply
+from ...interface import Caller, Reply
 from ...settings import InlineSettings
 from .completion import (
     InlineRequest,

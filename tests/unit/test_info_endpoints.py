@@ -15,7 +15,7 @@ from tornado import httpclient, httpserver, netutil, web
 from jupyter_server_ext import inprocess
 from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine import RateLimited
-from jupyter_server_ext.engine.views import error_reply
+from jupyter_server_ext.engine.info_endpoints import error_reply
 from jupyter_server_ext.handlers.base import ProxyContext
 from jupyter_server_ext.routes import make_handlers
 from jupyter_server_ext.service import ServiceBase

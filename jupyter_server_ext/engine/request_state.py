@@ -1,6 +1,6 @@
-"""One request's exchange with the engine: its records as it arrives and once admitted
-(``Arrival``, ``Exchange``), what it holds until it ends (``Hold``), and where its record goes
-once it ended (``Outcomes``).
+"""One request's state on its way through the engine: as it arrives and once admitted
+(``Arrival``, and ``Exchange``: the request and the engine's side of it), what it holds until
+it ends (``Hold``), and where its usage row and the rest go once it ended (``Outcomes``).
 
 Not "in flight": that word is the key pool's, for requests sent to a key and not yet done
 (``Key.inflight``, a self-hosted upstream's ``max_in_flight``)."""
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from .admission.limiter import Admitted
 from .bodies.request import ChatRequest
+from .interface import Caller, Outcome, Reply
 from .monitoring.tracing import RequestTrace
 from .privacy.mapback import restored
 from .privacy.redact import Redactor
-from .records import Caller, Outcome, Reply
 from .upstreams.pool import Picked, Pool, Slot
 
 log = logging.getLogger("rsql.engine")

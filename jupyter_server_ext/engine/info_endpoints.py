@@ -10,7 +10,7 @@ from typing import Any
 from .admission.entitlements import Access
 from .core import Engine
 from .errors import EngineError, NotFound
-from .records import Caller, Reply
+from .interface import Caller, Reply
 
 # every state a key can be in, so that `status` always lists each one (zero included)
 KEY_STATES = ("healthy", "cooling", "disabled", "breaker-open", "breaker-half-open")

@@ -1,4 +1,6 @@
-"""The small records passed between hosts and the engine."""
+"""The engine's interface with its hosts: who calls (``Caller``), what the engine replies
+(``Reply``), and what became of a request (``Outcome``, with a logged course's ``Transcript``),
+which the usage log, metrics and course log read."""
 
 from __future__ import annotations
 
