@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rsql_common.hidden_characters import HIDDEN, escaped
 from rsql_magic.sanitize import clean_html
-from rsql_magic.session.cell_channel import Provenance
+from rsql_magic.session.cells import Provenance
 from rsql_magic.session.notebook import in_execute_request
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from rsql_magic.context.frames import describe_frame, find_frames, frame_kind
 from rsql_magic.context.rsession import import_robjects, r_session_exists
 from rsql_magic.privacy import ContextPolicy
 from rsql_magic.sanitize import clean_html
-from rsql_magic.session.cell_channel import Provenance
+from rsql_magic.session.cells import Provenance
 from rsql_sql.connections import DB, FramesDB, is_frame, jupysql_current, resolve
 
 from .calls import (

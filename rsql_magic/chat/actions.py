@@ -4,7 +4,7 @@ query cell it offers after a run (:class:`AnswerActions`, a base of the panel).
 Insert, and Insert query cell, put the code in a new cell below the chat, marked as the
 assistant's (``rsql.provenance``, :class:`~rsql_magic.session.Provenance`): from a running
 cell as ``%%ask --insert`` does, from a click through the frontend extension
-(:class:`~rsql_magic.session.cell_channel.CellChannel`: a click runs no cell, and a payload
+(:class:`~rsql_magic.session.cells.CellChannel`: a click runs no cell, and a payload
 set then would ride on the next cell's reply, in the wrong place); without the extension
 (VS Code, a lab with it off) the code is shown ready to copy. Nothing here runs a cell. In a
 course's tutor mode SQL from an answer does not run: no Run SQL button, and a call is refused.

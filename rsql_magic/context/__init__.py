@@ -9,7 +9,8 @@ Collectors: :mod:`.frames` (pandas / polars), :mod:`.rsession` (R through rpy2),
 ``rsql_sql.schema.describe_connection`` (SQL through sqlglot) and :mod:`.history` (last error).
 What the user names (``--df``, ``--sql``, CONN, ``--tables``, the chat's pickers) is looked up
 by :mod:`.named` before anything is sent; a named source a collector cannot read is in the
-context's ``unreadable``, and its question is not sent.
+context's ``unreadable``, and its question is not sent. A question's ``{var}`` references are
+filled in by :mod:`.references`, within the context policy.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The frontend extension marks every cell the assistant writes or fills with ``rsql.provenance``
 in its metadata (frontend/src/provenance/); the kernel tells it what it inserted
-(:mod:`rsql_magic.session.cell_channel`). Here, for an instructor: :mod:`.marks` reads a
+(:mod:`rsql_magic.session.cells`). Here, for an instructor: :mod:`.marks` reads a
 notebook's marks and recounts their lines, :mod:`.checking` holds them against what the proxy
 served (``POST {proxy}course/requests``), :mod:`.cli` is the command.
 """

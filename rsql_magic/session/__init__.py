@@ -14,7 +14,7 @@
   comes from (``origin``, :mod:`.notebook`), sent with every request so the proxy attributes
   its cost there; the frames and failed cells the context draws on (``last_error``); putting
   code into the next cell (``insert_cell``), with who wrote it for the frontend to mark
-  (``Provenance``, :mod:`.cell_channel`, which also inserts cells from a widget's click);
+  (``Provenance``, and ``CellChannel``, which inserts cells from a widget's click);
 - the course the user is in (``SessionConfig.course``, :mod:`.course`): tutor mode and the
   course log, as ``GET me`` says, and what goes over an answer (``Session.answer_notices``);
 - %%sql_ai's connections and schemas (``Session.sql_runner``, :mod:`.sql_runner`:
@@ -38,11 +38,10 @@ are waited out per ``Retry-After`` (bounded by ``batch_retries`` and ``batch_max
 every final failure raises, so ``jupyter nbconvert --execute`` fails.
 """
 
-from .cell_channel import Provenance
+from ..context.references import resolve_reference
+from .cells import Provenance
 from .course import Course, CourseLog, TutorMode
-from .references import resolve_reference
-from .registration import register_magics, unregister_magics
-from .session import ContextRequest, Session, mentions_error
+from .session import ContextRequest, Session, mentions_error, register_magics, unregister_magics
 from .settings import AskSettings, SqlAISettings
 
 __all__ = [

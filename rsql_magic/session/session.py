@@ -18,9 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from IPython.core.magic import Magics
+
 from ..client import ChatResult, ProxyClient
 from ..context import Context, build_context
 from ..context.history import fill_references
+from ..context.references import resolve_reference
 from ..privacy import ContextPolicy
 from ..prompt import ask_messages
 from ..render import replayed_notice
@@ -28,10 +31,9 @@ from ..replay import Replay
 from .cells import Cells
 from .config import SessionConfig
 from .course import DEFAULT_LOG_NOTICE, TUTOR_MEANS
-from .references import resolve_reference
 from .sql_runner import SqlRunner
 
-__all__ = ["ContextRequest", "Session", "mentions_error"]
+__all__ = ["ContextRequest", "Session", "mentions_error", "register_magics", "unregister_magics"]
 
 # Words that make a question about the last error: then the failed cell goes along.
 _ERROR_WORDS = re.compile(
@@ -221,3 +223,30 @@ class Session:
                 client=client,
             )
         ]
+
+
+# -- the magics the session reads its settings from ------------------------------------------
+
+
+def register_magics(shell: Any, magics: type[Magics]) -> Magics:
+    """Register ``magics`` on ``shell`` once (a class already registered is kept) and return
+    the registered instance; the shell's session reads its settings from there."""
+    current = shell.magics_manager.registry.get(magics.__name__)
+    if isinstance(current, magics):
+        return current
+    instance = magics(shell=shell)
+    shell.register_magics(instance)
+    return instance
+
+
+def unregister_magics(shell: Any, magics: type[Magics]) -> None:
+    """Remove what :func:`register_magics` registered (its line and cell magics)."""
+    instance = shell.magics_manager.registry.pop(magics.__name__, None)
+    if instance is None:
+        return
+    for kind, names in instance.magics.items():
+        table = shell.magics_manager.magics[kind]
+        for name in names:
+            table.pop(name, None)
+    if instance in getattr(shell, "configurables", []):
+        shell.configurables.remove(instance)

@@ -20,7 +20,7 @@ from IPython.utils.capture import capture_output
 from rsql_magic.client import ProxyClient
 from rsql_magic.privacy import clear_cache
 from rsql_magic.session import Provenance, Session
-from rsql_magic.session.cell_channel import PAYLOAD_SOURCE, CellChannel
+from rsql_magic.session.cells import PAYLOAD_SOURCE, CellChannel
 from tests.helpers import require
 from tests.helpers.course_proxy import COURSE_LOG, TUTOR, CourseProxy
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..context.frames import describe_frame, frame_kind
-from ..context.history import ErrorRecord, index_list
 from ..privacy import ContextPolicy
+from .frames import describe_frame, frame_kind
+from .history import ErrorRecord, index_list
 
 __all__ = ["resolve_reference"]
 
