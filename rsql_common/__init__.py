@@ -4,4 +4,5 @@ into them), the stages where ``%%sql_ai``'s SQL fails (:mod:`.stages`: the words
 header may carry), text safe for a terminal (:mod:`.terminal`), and the one token estimate
 (:mod:`.tokens`: the kernel trims context by it, the proxy reserves by it), and whether JupyterLab
 finds the frontend extension of a checkout (:mod:`.labextension`: ``%ask_status`` and the
-server's log say so once when it does not)."""
+server's log say so once when it does not), and a setting declared once, as a dataclass field
+(:mod:`.settings`: its type, default, help and range, from which the proxy makes its trait)."""

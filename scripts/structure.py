@@ -110,6 +110,7 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.errors",
         f"{S}.engine.interface",
         f"{S}.engine.upstreams",
+        *SHARED,  # rsql_common.settings: the alerts' settings are declared where they are read
     ),
     f"{S}.engine.privacy": (
         f"{S}.engine.errors",

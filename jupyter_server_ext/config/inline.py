@@ -15,8 +15,8 @@ from traitlets.config import Configurable
 from ..engine import Rate, UpstreamSpec, parse_rates
 from ..engine.errors import Problems
 from ..engine.settings import InlineSettings
+from .declared import trait
 
-DEFAULTS = InlineSettings()
 # providers whose APIs have no v1/completions to fill in the middle through
 NO_FIM = ("anthropic", "gemini", "llama_cpp")
 
@@ -31,22 +31,9 @@ class InlineCompletionSettings(Configurable):
         ({"group:exam": {"completions": False}}); for a span of time: a policy window's
         "completions".""",
     ).tag(config=True)
-    completion_model = Unicode(
-        DEFAULTS.model,
-        help="""The model that writes inline completions: a fast, cheap one (or the local model).
-        Empty: each user's default model. Users must be allowed it (allowed_models, "models" in
-        limit_overrides); for others completions are off, and the editor's status item says so.""",
-    ).tag(config=True)
-    completion_fim = Bool(
-        DEFAULTS.fim,
-        help="""Ask the completion model to fill in the middle: v1/completions with the text after
-        the cursor as `suffix` (OpenAI-compatible servers whose completion endpoint takes it, such
-        as Ollama's and DeepSeek's). False: a chat request with the cell and a cursor mark.""",
-    ).tag(config=True)
-    completion_max_tokens = Integer(
-        DEFAULTS.max_tokens,
-        help="Most tokens one inline completion may generate (and reserves against the budget).",
-    ).tag(config=True, bound="from 1 to 4096")
+    completion_model = trait(InlineSettings, "model")
+    completion_fim = trait(InlineSettings, "fim")
+    completion_max_tokens = trait(InlineSettings, "max_tokens")
     completion_user_limits = List(
         Unicode(),
         ["240/minute", "3000/day"],

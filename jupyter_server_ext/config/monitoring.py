@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Float, Integer, List
+from traitlets import List
 from traitlets.config import Configurable
 
 from ..engine import EngineSettings
 from ..engine.monitoring.alerts import AlertSettings, parse_webhooks
+from .declared import trait
 
-# the defaults are written once, in the engine's settings; the traits below read them there
-ALERTS = AlertSettings()
-ENGINE = EngineSettings(upstreams=())
+# each number's type, default, help and range is declared once, in the engine's settings
+# (``AlertSettings``, ``EngineSettings``); the traits below are made from them
 
 
 class MonitoringSettings(Configurable):
@@ -32,30 +32,12 @@ class MonitoringSettings(Configurable):
         aliases and models, never keys or prompts; each condition alerts once per
         alert_dedupe_seconds (once per UTC day for budgets), once for all replicas on Redis.""",
     ).tag(config=True)
-    alert_error_rate = Float(
-        ALERTS.error_rate,
-        help="Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert.",
-    ).tag(config=True, bound="between 0 and 1")
-    alert_min_requests = Integer(
-        ALERTS.min_requests,
-        help="Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert).",
-    ).tag(config=True, bound=">= 1")
-    alert_dedupe_seconds = Float(
-        ALERTS.dedupe_seconds, help="One alert per condition per this many seconds."
-    ).tag(config=True, bound="> 0")
-    alert_retries = Integer(
-        ALERTS.retries,
-        help="Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s).",
-    ).tag(config=True, bound="from 0 to 20")
-    alert_retry_seconds = Float(
-        ALERTS.retry_base_seconds, help="The first backoff before retrying a webhook."
-    ).tag(config=True, bound="> 0")
-    otel = Bool(
-        ENGINE.otel,
-        help="""OpenTelemetry spans per request (admission, cache, each upstream attempt), continuing
-        the caller's traceparent; needs the `otel` extra. Exporter settings come from the standard
-        OTEL_* environment variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, ...).""",
-    ).tag(config=True, engine=True)
+    alert_error_rate = trait(AlertSettings, "error_rate")
+    alert_min_requests = trait(AlertSettings, "min_requests")
+    alert_dedupe_seconds = trait(AlertSettings, "dedupe_seconds")
+    alert_retries = trait(AlertSettings, "retries")
+    alert_retry_seconds = trait(AlertSettings, "retry_base_seconds")
+    otel = trait(EngineSettings, "otel", engine=True)
 
     def alert_settings(self) -> AlertSettings:
         """The alerts' settings; raises ConfigProblems naming every wrong webhook (the numbers'

@@ -26,6 +26,7 @@ from ..engine.upstreams.specs import (
 )
 from .bounds import BOUNDS
 from .courses import CourseLogSettings
+from .declared import trait
 from .inline import InlineCompletionSettings
 from .mcp import MCPSettings, parse_mcp_settings
 from .monitoring import MonitoringSettings
@@ -39,16 +40,17 @@ from .problems import (
 from .requests import RequestSettings
 
 LOCAL_MODEL = DEFAULT_LOCAL_MODEL
-# every default is written once, in the engine's settings; the traits below read it from there
+# every default is written once, in the engine's settings: a setting the engine takes as it is
+# is declared there whole and its trait made from it (``trait``); the others read their default
 ENGINE = EngineSettings(upstreams=())
 LIMITS = LimitSettings()
 USER = UserRules()
 T = TypeVar("T")
-# each number's range: (what it must be, the test, the settings it applies to)
-# A number's range is declared on its trait, ``.tag(config=True, bound=">= 0")``, and checked
-# by ``range_problems`` (the traits check only the types); ``engine=True`` marks a setting
-# copied as it is into the EngineSettings field of the same name (``engine_settings``), so a
-# setting, its bound and its way to the engine are written once, where it is declared.
+# A number's range is its declaration's (``setting(..., bound)``, or on a trait of its own,
+# ``.tag(config=True, bound=">= 0")``), checked by ``range_problems`` (the traits check only the
+# types); ``engine=True`` marks a setting copied as it is into the EngineSettings field of the
+# same name (``engine_settings``), so a setting, its bound and its way to the engine are written
+# once, where it is declared.
 
 
 class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, CourseLogSettings):
@@ -72,36 +74,13 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
     default_model = Unicode(ENGINE.default_model, help="Model used when a request names none.").tag(
         config=True
     )
-    max_wait_seconds = Float(
-        ENGINE.max_wait_seconds,
-        help="How long a request may wait in line for upstream capacity before a 429 (one "
-        "that joins a line longer than this is refused at once, with the wait as Retry-After).",
-    ).tag(config=True, bound=">= 0", engine=True)
-    upstream_timeout_seconds = Float(
-        ENGINE.upstream_timeout_seconds,
-        help="Time allowed for an upstream's answer (streaming: between events).",
-    ).tag(config=True, bound=">= 0", engine=True)
-    default_cooldown_seconds = Float(
-        ENGINE.default_cooldown_seconds,
-        help="Cooldown of an (account, model) after a 429 that names no wait.",
-    ).tag(config=True, bound=">= 0", engine=True)
-    breaker_threshold = Integer(
-        ENGINE.breaker_threshold,
-        help="Failures in a row (5xx, timeouts, connection errors) that open a key's breaker.",
-    ).tag(config=True, bound=">= 1", engine=True)
-    breaker_seconds = Float(
-        ENGINE.breaker_seconds,
-        help="How long an open breaker keeps a key out before one probe (doubles each time).",
-    ).tag(config=True, bound=">= 0", engine=True)
-    health_check_seconds = Float(
-        ENGINE.health_check_seconds,
-        help="Interval of the health check that re-enables rejected keys; 0 turns it off.",
-    ).tag(config=True, bound=">= 0", engine=True)
-    default_max_tokens = Integer(
-        ENGINE.default_max_tokens,
-        help="""Completion tokens reserved for a request that sets no max_tokens; while a budget
-        applies, such a request is also capped there (sent upstream as max_completion_tokens).""",
-    ).tag(config=True, bound=">= 1", engine=True)
+    max_wait_seconds = trait(EngineSettings, "max_wait_seconds", engine=True)
+    upstream_timeout_seconds = trait(EngineSettings, "upstream_timeout_seconds", engine=True)
+    default_cooldown_seconds = trait(EngineSettings, "default_cooldown_seconds", engine=True)
+    breaker_threshold = trait(EngineSettings, "breaker_threshold", engine=True)
+    breaker_seconds = trait(EngineSettings, "breaker_seconds", engine=True)
+    health_check_seconds = trait(EngineSettings, "health_check_seconds", engine=True)
+    default_max_tokens = trait(EngineSettings, "default_max_tokens", engine=True)
     admin_users = List(Unicode(), help="Users allowed on the admin endpoints.").tag(config=True)
     admin_groups = List(Unicode(), help="Groups whose members are admins.").tag(config=True)
     required_scope = Unicode(
@@ -161,36 +140,16 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
         Times without an offset are read in admin_timezone. Admins start and end windows at run
         time with `rsql-proxy admin window ...` or the dashboard (shared by replicas on Redis).""",
     ).tag(config=True)
-    admin_timezone = Unicode(
-        ENGINE.admin_timezone,
-        help="""The IANA time zone (e.g. "Europe/Berlin") in which window times without an offset are
-        read and in which users and admins are shown them, beside UTC.""",
-    ).tag(config=True, engine=True)
-    notebook_names = Bool(
-        ENGINE.notebook_names,
-        help="""The usage log names the notebook each request came from by its path (True) or by a
-        keyed hash of it, nb-<16 hex> (False, the default: file names can say more than admins need
-        to see). Users still see their own notebook's spend with %ask_cost either way.""",
-    ).tag(config=True, engine=True)
+    admin_timezone = trait(EngineSettings, "admin_timezone", engine=True)
+    notebook_names = trait(EngineSettings, "notebook_names", engine=True)
     lease_seconds = Float(
         LIMITS.lease_seconds,
         help="A concurrency slot expires on its own after this long (a crashed process).",
     ).tag(config=True, bound="> 0")
-    unpriced_models = Unicode(
-        ENGINE.unpriced_models,
-        help="""A model with no known price (neither in the upstream's "prices" nor in the built-in
-        table) while a budget applies to the caller: "deny" refuses it with a 403 naming the model,
-        so no budget can be escaped; "free" lets it cost 0. Without any budget it is always served.
-        The local llama_cpp model is always free.""",
-    ).tag(config=True, engine=True)
+    unpriced_models = trait(EngineSettings, "unpriced_models", engine=True)
 
     # -- what upstreams learn of the caller -------------------------------------------------------
-    forward_user = Unicode(
-        ENGINE.forward_user,
-        help="""The `user` field upstreams receive, for their abuse tracking: "hash" (default) a
-        stable pseudonym of the caller, a keyed hash of the user name (rsql-<32 hex>); "name" the
-        user name itself; "none" no `user` at all. A `user` the caller sent is always replaced.""",
-    ).tag(config=True, engine=True)
+    forward_user = trait(EngineSettings, "forward_user", engine=True)
     user_id_secret = Unicode(
         "",
         help="""Key of the "hash" pseudonyms. Empty: read from user_id_secret_file, created with a
@@ -204,18 +163,10 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
     ).tag(config=True)
 
     # -- cache ----------------------------------------------------------------------------------
-    cache_max_entries = Integer(
-        ENGINE.cache_max_entries, help="Cached answers kept at most; 0 turns the cache off."
-    ).tag(config=True, bound=">= 0", engine=True)
-    cache_max_bytes = Integer(
-        ENGINE.cache_max_bytes, help="Bytes of cached answers kept at most."
-    ).tag(config=True, bound=">= 0", engine=True)
-    cache_ttl_seconds = Float(
-        ENGINE.cache_ttl_seconds, help="How long a cached answer stays valid."
-    ).tag(config=True, bound=">= 0", engine=True)
-    cache_hits_count = Bool(
-        ENGINE.cache_hits_count, help="Whether a cache hit counts against the user's limits."
-    ).tag(config=True, engine=True)
+    cache_max_entries = trait(EngineSettings, "cache_max_entries", engine=True)
+    cache_max_bytes = trait(EngineSettings, "cache_max_bytes", engine=True)
+    cache_ttl_seconds = trait(EngineSettings, "cache_ttl_seconds", engine=True)
+    cache_hits_count = trait(EngineSettings, "cache_hits_count", engine=True)
 
     # -- usage log --------------------------------------------------------------------------------
     database_url = Unicode(
@@ -223,9 +174,7 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
         help="""Where the usage log goes: sqlite:///path/usage.sqlite (default: rsql/usage.sqlite in
         the Jupyter data dir, or ./rsql_usage.sqlite for the hub service) or postgresql://...""",
     ).tag(config=True)
-    log_prompts = Bool(ENGINE.log_prompts, help="Store prompt text in the usage log.").tag(
-        config=True, engine=True
-    )
+    log_prompts = trait(EngineSettings, "log_prompts", engine=True)
     usage_spool_dir = Unicode(
         "",
         help="""A local folder where every usage row is journaled before it goes to the database,
@@ -254,9 +203,7 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
         True admits them without per-user limits. Either way it is logged once per outage and
         shown in GET status.""",
     ).tag(config=True)
-    retention_days = Float(
-        ENGINE.retention_days, help="Usage rows older than this are pruned; 0 keeps all."
-    ).tag(config=True, bound=">= 0", engine=True)
+    retention_days = trait(EngineSettings, "retention_days", engine=True)
 
     # read by the handlers (the host writes the stream), not the engine: no EngineSettings copy
     stream_write_timeout_seconds = Float(
@@ -296,32 +243,12 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
     ).tag(config=True)
 
     # -- prompt caches: a conversation kept on the account its cache is on --------------------
-    prompt_cache_seconds = Float(
-        ENGINE.prompt_cache_seconds,
-        help="""How long a conversation keeps to the account that served it last (where the
-        provider's prompt cache holds its prefix) after its last request: the provider's own
-        cache life (Anthropic's and OpenAI's 5 minutes, renewed by each hit). A request that
-        marks a one-hour cache write keeps it an hour, one with OpenAI's prompt_cache_retention
-        "24h" a day. 0 turns the preference off: every request goes to the key with the most
-        headroom.""",
-    ).tag(config=True, bound=">= 0", engine=True)
+    prompt_cache_seconds = trait(EngineSettings, "prompt_cache_seconds", engine=True)
 
     # -- the Responses API's stored responses -----------------------------------------------------
-    responses_ttl_seconds = Float(
-        ENGINE.responses_ttl_seconds,
-        help="""How long a response made through v1/responses is kept for previous_response_id and
-        GET v1/responses/{id} (only its owner can read it). The provider keeps nothing: every
-        upstream gets the whole conversation.""",
-    ).tag(config=True, bound="> 0", engine=True)
-    responses_per_user = Integer(
-        ENGINE.responses_per_user,
-        help="Most stored responses kept of one user's at once; the oldest go first.",
-    ).tag(config=True, bound=">= 1", engine=True)
-    responses_per_user_bytes = Integer(
-        ENGINE.responses_per_user_bytes,
-        help="""Most bytes of one user's stored responses kept at once (conversations included);
-        the oldest go first.""",
-    ).tag(config=True, bound=">= 1", engine=True)
+    responses_ttl_seconds = trait(EngineSettings, "responses_ttl_seconds", engine=True)
+    responses_per_user = trait(EngineSettings, "responses_per_user", engine=True)
+    responses_per_user_bytes = trait(EngineSettings, "responses_per_user_bytes", engine=True)
 
     # -- hosted tools: the tools a provider runs (web search, code, file search, ...) ------------
     hosted_tools = Dict(
@@ -396,25 +323,9 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
         (<email-1>), mapped back in the answer for the user (not for SQL clients, not inside
         ```sql blocks). Pattern-based: no guarantee for free text.""",
     ).tag(config=True)
-    redact_max_chars = Integer(
-        ENGINE.redact_max_chars,
-        help="""While redact_patterns is set: the most characters of text one request (or one
-        POST redact) may hold; a longer one is refused with a 413 (code too_much_to_redact).
-        Scanning costs CPU in proportion to the text, so this bounds the work one request asks for.""",
-    ).tag(config=True, bound=">= 1", engine=True)
-    usage_drain_seconds = Float(
-        ENGINE.usage_drain_seconds,
-        help="""How long an answer whose client left is read on, for the usage the provider bills
-        (it bills every token it generated, read or not). When no usage comes in that time, the
-        prompt and one token per streamed chunk are charged. 0: charge that estimate at once.
-        Until then the request keeps its user's concurrency slot (user_concurrency).""",
-    ).tag(config=True, bound=">= 0", engine=True)
-    fallback_model = Unicode(
-        ENGINE.fallback_model,
-        help="""An upstream name (e.g. "local", the llama_cpp model) that answers when every key
-        for the requested model is cooling, disabled or failing, or (see fallback_on) when the
-        user's budget is spent. Answers say so in the X-RSQL-Fallback header. "": no fallback.""",
-    ).tag(config=True, engine=True)
+    redact_max_chars = trait(EngineSettings, "redact_max_chars", engine=True)
+    usage_drain_seconds = trait(EngineSettings, "usage_drain_seconds", engine=True)
+    fallback_model = trait(EngineSettings, "fallback_model", engine=True)
     fallback_on = List(
         Unicode(),
         default_value=list(ENGINE.fallback_on),

@@ -3,6 +3,7 @@ privacy setting (the proxy in a Jupyter server in this process, pytest-jupyter).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -261,6 +262,98 @@ def test_the_alert_settings_bounds_are_named_with_every_other_mistake(
         upstreams=upstreams_for(fresh_provider), alert_error_rate=0.5, alert_retries=0
     ).engine_settings(env={})
     assert (ok.alerts.error_rate, ok.alerts.retries) == (0.5, 0)
+
+
+# the settings the engine declares whole, and the RSQLProxy trait made from each
+DECLARED = {
+    "EngineSettings": ({}, "jupyter_server_ext.engine.settings"),
+    "RequestLimits": ({}, "jupyter_server_ext.engine.bodies.request"),
+    "AlertSettings": (
+        {
+            "error_rate": "alert_error_rate",
+            "min_requests": "alert_min_requests",
+            "dedupe_seconds": "alert_dedupe_seconds",
+            "retries": "alert_retries",
+            "retry_base_seconds": "alert_retry_seconds",
+        },
+        "jupyter_server_ext.engine.monitoring.alerts",
+    ),
+    "InlineSettings": (
+        {
+            "model": "completion_model",
+            "fim": "completion_fim",
+            "max_tokens": "completion_max_tokens",
+        },
+        "jupyter_server_ext.engine.settings",
+    ),
+}
+
+
+def test_every_declared_setting_is_a_trait_with_its_declarations_type_default_help_and_range() -> (
+    None
+):
+    """Issue 78, step 4: a setting the engine declares (``setting``) is one declaration; the
+    ``c.RSQLProxy`` trait says what it says, and none is left without its trait."""
+    import importlib
+
+    from traitlets import Bool, Float, Integer, Unicode
+
+    from jupyter_server_ext.config.proxy import RSQLProxy
+
+    kinds = {"bool": Bool, "int": Integer, "float": Float, "str": Unicode}
+    traits = RSQLProxy.class_traits(config=True)
+    seen = 0
+    for cls_name, (names, module) in DECLARED.items():
+        cls = getattr(importlib.import_module(module), cls_name)
+        for f in dataclasses.fields(cls):
+            if "help" not in f.metadata:
+                continue
+            seen += 1
+            t = traits[names.get(f.name, f.name)]
+            assert type(t) is kinds[str(f.type)], f.name
+            assert (t.default_value, t.help) == (f.default, f.metadata["help"]), f.name
+            assert t.metadata.get("bound") == f.metadata["bound"], f.name
+    assert seen >= 39  # the 39 declared when the declarations came to the engine
+
+
+def test_a_trait_of_what_is_not_a_declared_setting_or_of_an_unknown_range_is_refused() -> None:
+    from dataclasses import dataclass
+
+    from jupyter_server_ext.config.declared import trait
+    from jupyter_server_ext.engine import EngineSettings
+    from jupyter_server_ext.engine.errors import ConfigError
+    from rsql_common.settings import setting
+
+    with pytest.raises(ConfigError, match=r"EngineSettings\.limits is not a declared setting"):
+        trait(EngineSettings, "limits")  # a group the configuration builds, not a setting
+    with pytest.raises(ConfigError, match=r"EngineSettings\.max_wait_secs is not a declared"):
+        trait(EngineSettings, "max_wait_secs")
+
+    @dataclass
+    class Odd:
+        often: int = setting(3, "How often.", "now and then")
+        many: tuple[int, ...] = setting((), "Some numbers.")
+
+    with pytest.raises(ConfigError, match=r"Odd\.often: no trait for 'int' / 'now and then'"):
+        trait(Odd, "often")
+    with pytest.raises(ConfigError, match=r"Odd\.many: no trait for 'tuple\[int, \.\.\.\]'"):
+        trait(Odd, "many")
+
+
+def test_a_declared_setting_of_the_wrong_type_is_named_by_check_config(tmp_path) -> None:
+    """The trait made from a declaration checks its type as a written one did: a string for
+    a number is one line of ``rsql-proxy --check-config``."""
+    from jupyter_server_ext.config.check import read_config_file, setting_problems
+    from jupyter_server_ext.config.proxy import RSQLProxy
+
+    path = tmp_path / "rsql_config.py"
+    path.write_text("c.RSQLProxy.max_wait_seconds = 'soon'\nc.RSQLProxy.max_json_depth = 3.5\n")
+    config, text = read_config_file(str(path))
+    _, lines = setting_problems(
+        config, {"RSQLProxy": [RSQLProxy()]}, main=["RSQLProxy"], every_section=True, text=text
+    )
+    assert any("max_wait_seconds" in line and "soon" in line for line in lines), lines
+    assert any("max_json_depth" in line and "3.5" in line for line in lines), lines
 
 
 def test_a_jupyter_server_says_every_field_of_every_upstream(

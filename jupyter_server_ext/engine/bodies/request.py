@@ -16,6 +16,7 @@ from typing import Any
 from rsql_common.hidden_characters import (
     CONTROL_CHARACTERS as CONTROL_CHARACTERS,  # apis/inline reads it
 )
+from rsql_common.settings import setting
 from rsql_common.tokens import most_tokens
 
 from ..errors import BadRequest, OverBudget
@@ -44,14 +45,42 @@ _PROMPT_EXTRAS = ("tools", "functions", "response_format", "tool_choice")
 class RequestLimits:
     """Caps on what one request may carry (``c.RSQLProxy.max_json_depth`` etc.)."""
 
-    max_json_depth: int = 64
-    max_json_containers: int = MAX_CONTAINERS
-    max_json_items: int = MAX_ITEMS
+    max_json_depth: int = setting(
+        64,
+        "Deepest nesting of JSON arrays and objects in a request body.",
+        "from 2 to 500",
+    )
+    max_json_containers: int = setting(
+        MAX_CONTAINERS,
+        """Most JSON objects and arrays in one request body. Each costs the proxy's event loop
+        about half a microsecond to check, so this bounds what one body can take from everyone
+        else's requests; a long agent conversation with tools uses a few thousand.""",
+        ">= 1",
+    )
+    max_json_items: int = setting(
+        MAX_ITEMS,
+        """Most JSON array items and object members in one request body (the default takes
+        OpenAI's largest embeddings request, 300,000 token ids, with room to spare).""",
+        ">= 1",
+    )
     # the host reads the body's bytes itself (``handlers``); the engine bounds what it keeps of a
     # request by the same number (a stored response's conversation)
-    max_body_bytes: int = 4 * 2**20
-    max_messages: int = 1000
-    max_message_chars: int = 1_000_000
+    max_body_bytes: int = setting(
+        4 * 2**20,
+        """Largest request body accepted by the proxy's endpoints (bytes); a larger one gets a
+        413 before it is read whole. Other handlers of a Jupyter server keep their own limits.""",
+        ">= 1024",
+    )
+    max_messages: int = setting(
+        1000,
+        "Most messages one chat-completions request may carry.",
+        ">= 1",
+    )
+    max_message_chars: int = setting(
+        1_000_000,
+        "Longest text of one message (its content, or its text parts together), in characters.",
+        ">= 1",
+    )
     max_file_parts: int = MAX_FILE_PARTS
 
 

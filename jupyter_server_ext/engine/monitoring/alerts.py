@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rsql_common.settings import setting
+
 from ..errors import ConfigError, HTTP11Error, Problems
 from ..interface import Outcome
 from ..upstreams.transport.http11 import HTTP11Client
@@ -55,12 +57,32 @@ class Webhook:
 @dataclass(frozen=True)
 class AlertSettings:
     webhooks: tuple[Webhook, ...] = ()
-    error_rate: float = 0.10  # share of 5xx answers over `error_window_seconds` that alerts
-    min_requests: int = 20  # fewer requests in the window: no error-rate alert (1 of 2 is noise)
+    error_rate: float = setting(
+        0.10,
+        "Share of requests answered with a 5xx over 5 minutes that raises an error_rate alert.",
+        "between 0 and 1",
+    )
+    min_requests: int = setting(
+        20,
+        "Fewest requests in the 5 minutes before the error rate can alert (one failure of two is no alert).",
+        ">= 1",
+    )
     error_window_seconds: float = 300.0
-    dedupe_seconds: float = 900.0  # one alert per condition per this long
-    retries: int = 5  # further attempts after a failed POST
-    retry_base_seconds: float = 1.0  # first backoff; doubles per attempt, at most 60 s
+    dedupe_seconds: float = setting(
+        900.0,
+        "One alert per condition per this many seconds.",
+        "> 0",
+    )
+    retries: int = setting(
+        5,
+        "Further attempts to deliver an alert a webhook did not take (backoff 1 s, doubling, at most 60 s).",
+        "from 0 to 20",
+    )
+    retry_base_seconds: float = setting(
+        1.0,
+        "The first backoff before retrying a webhook.",
+        "> 0",
+    )
     timeout_seconds: float = 10.0
     keep: int = 100  # recent alerts kept for GET admin/alerts
 
