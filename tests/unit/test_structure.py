@@ -76,3 +76,20 @@ def test_the_check_sees_a_circle_and_a_layer_break(tmp_path) -> None:
         "jupyter_server_ext.engine.a:2: from jupyter_server_ext.engine.b import _hidden"
     ]
     assert len(problems[f"files over {structure.MAX_LINES} lines"]) == 1
+
+
+async def test_the_chat_walk_counts_the_modules_one_chat_completion_runs_in() -> None:
+    """scripts/chat_walk.py, which measures a request's depth for docs/architecture.md, counts
+    what it says: the request's way through the engine, each module once, a stream's reader
+    beside a JSON answer's, nothing of the hosts."""
+    walk_spec = importlib.util.spec_from_file_location(
+        "chat_walk", REPO / "scripts" / "chat_walk.py"
+    )
+    chat_walk = importlib.util.module_from_spec(walk_spec)
+    walk_spec.loader.exec_module(chat_walk)
+    plain, streamed = await chat_walk.walk(False), await chat_walk.walk(True)
+    engine = "jupyter_server_ext/engine/"
+    for step in ("core.py", "admission_step.py", "failover.py", "replies.py", "upstreams/pool.py"):
+        assert engine + step in plain, step
+    assert set(streamed) - set(plain) == {engine + "bodies/streams.py"}
+    assert len(plain) == len(set(plain)) and not any("handlers" in m for m in plain)
