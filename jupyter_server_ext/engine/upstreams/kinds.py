@@ -226,7 +226,7 @@ class GeminiKind(OpenAIKind):
 
 
 class AnthropicKind(OpenAIKind):
-    """Anthropic's native Messages API, translated both ways (``providers.anthropic``)."""
+    """Anthropic's native Messages API, translated both ways (``upstreams/anthropic``)."""
 
     kind = "anthropic"
     native_apis = ("messages",)
