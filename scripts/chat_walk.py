@@ -5,10 +5,12 @@ counted rather than written down.
     python scripts/chat_walk.py --stream  # the same for a streamed answer
 
 It builds an engine as a unit test does (one upstream answered in memory, the in-memory state,
-a daily budget so the budget's steps run too), sends one request to warm it, then profiles a
-second one from ``Engine.chat`` to its usage row and lists every module of
-``jupyter_server_ext`` a function of which was called. The in-memory transport and state
-stand where a host has HTTP and Redis or its memory; the hosts' handlers are not counted.
+a usage log on SQLite in memory, a daily budget so the budget's steps run too), sends one
+request to warm it, then profiles a second one from ``Engine.chat`` to its usage row handed to
+the log, and lists every module of ``jupyter_server_ext`` a function of which was called on the
+event loop's thread (the log's batched write and the store's thread are the log's own work,
+not the request's). The in-memory transport and state stand where a host has HTTP and Redis
+or its memory; the hosts' handlers are not counted.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from jupyter_server_ext.engine.upstreams.transport.memory import (  # noqa: E402
 )
 from jupyter_server_ext.engine.upstreams.transport.remote import HTTPTransport  # noqa: E402
 from jupyter_server_ext.state import MemoryState  # noqa: E402
+from jupyter_server_ext.store.sqlite import SQLiteStore  # noqa: E402
 
 PACKAGE = REPO / "jupyter_server_ext"
 USAGE = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
@@ -78,6 +81,7 @@ async def walk(stream: bool) -> list[str]:
         ),
         state=MemoryState(),
         transports=Transports(http=HTTPTransport(client=MemoryClient(provider))),
+        store=SQLiteStore(":memory:"),
     )
     seen: set[str] = set()
 
@@ -97,7 +101,7 @@ async def walk(stream: bool) -> list[str]:
         await ask("hello")  # the first request builds what later ones reuse
         sys.setprofile(called)
         await ask("hello again")
-        await asyncio.sleep(0.05)  # the usage row's write, handed to a task
+        await asyncio.sleep(0.05)  # what the reply's end hands to tasks: the outcome, its row
     finally:
         sys.setprofile(None)
         await engine.close()

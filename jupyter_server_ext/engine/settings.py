@@ -2,7 +2,8 @@
 
 Every proxy default is written here once. A setting the engine takes as it is configured is
 declared here whole (``rsql_common.settings.setting``: its type, default, help and range), as
-are ``RequestLimits``' and ``AlertSettings``'; the ``c.RSQLProxy`` trait is made from the field
+the request bounds are in ``bodies.request.RequestLimits`` and the alerts' in
+``monitoring.alerts.AlertSettings``; the ``c.RSQLProxy`` trait is made from the field
 (``jupyter_server_ext.config.declared.trait``), so a new one is its field here and the one line
 in ``config/proxy.py`` that places it in the settings reference. Settings the configuration
 parses first (upstreams, limits, windows) keep their trait there, with the default read here."""

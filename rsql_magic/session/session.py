@@ -5,7 +5,8 @@ A session is made of parts, each its own module: the settings and what they deci
 policies), the notebook's cells (:class:`~.cells.Cells`: the running one, the failed ones,
 the next one) and %%sql_ai's connections and schemas (:class:`~.sql_runner.SqlRunner`). What
 is left here is what a question sends (:meth:`Session.context_request`, with the context it
-gathers). The operations built on it (asking, the SQL question, an agent turn) are
+gathers), and the magics registered on a shell, where its settings are read
+(:func:`register_magics`). The operations built on it (asking, the SQL question, an agent turn) are
 :mod:`rsql_magic.operations`; they send along a :class:`~rsql_magic.operations.Route`, which
 holds the 429 / 503 policy.
 """

@@ -292,8 +292,10 @@ DECLARED = {
 def test_every_declared_setting_is_a_trait_with_its_declarations_type_default_help_and_range() -> (
     None
 ):
-    """Issue 78, step 4: a setting the engine declares (``setting``) is one declaration; the
-    ``c.RSQLProxy`` trait says what it says, and none is left without its trait."""
+    """Issue 78, step 4: a setting the engine declares (``setting``) is one declaration: every
+    one has its ``c.RSQLProxy`` trait, of the kind its type calls for (this table, not
+    ``declared.KINDS``), and no trait written by hand beside it says another default, help or
+    range (a hand-written trait of the same name would shadow the declaration unseen)."""
     import importlib
 
     from traitlets import Bool, Float, Integer, Unicode

@@ -1,6 +1,6 @@
 /**
  * What the kernel tells the notebook of the cells it has the assistant write (issue 75), read
- * for one notebook (rsql_magic/session/cell_channel.py is the kernel's side):
+ * for one notebook (rsql_magic/session/cells.py is the kernel's side):
  *
  * - From a running cell (`%%ask --insert`, `%%sql_ai --emit`): the execute reply carries
  *   `set_next_input`, which JupyterLab turns into a cell below, and beside it our payload
