@@ -171,11 +171,17 @@ async def provider_headers_say_when_a_slow_answer_was_counted(
 async def arrivals_of_a_burst(
     request: pytest.FixtureRequest, fp: FakeProvider, kind: str, n: int, max_wait: float
 ) -> list[float]:
-    """`n` questions asked at once of one key the provider lets through six a second, answered
-    in 10 ms: when each answered one arrived at the provider, in order."""
-    one_key(fp, 6, 1.0)
+    """`n` questions asked at once of one key the provider lets through six in two seconds,
+    answered in 10 ms: when each answered one arrived at the provider, in order.
+
+    Why two seconds: a key whose answers take its pacing gap (0.9 of the even spacing) is not
+    paced, by design (``buckets.pacing_gap``), and the proxy times an answer from its slot's
+    taking, in the process the fake provider shares. On a loaded machine six answers at once
+    took longer than a 6-per-second window's 0.15 s and the key went unpaced (the suite's full
+    run, 2026-11-29); a 2-second window's 0.3 s holds twice that."""
+    one_key(fp, 6, 2.0)
     fp.latency = 0.01
-    engine = await make_engine(request, kind, fp, ["6 per 1 second"], max_wait_seconds=max_wait)
+    engine = await make_engine(request, kind, fp, ["6 per 2 seconds"], max_wait_seconds=max_wait)
     await engine.start()
     ask = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
     try:
@@ -190,20 +196,20 @@ async def a_full_key_sends_evenly_while_requests_wait(
     fresh_provider: FakeProvider,
     state_kind: str,
 ) -> None:
-    """Six requests a second on one key; eighteen asked at once. The first six go at once (no
-    one waits yet). Then, while the rest wait, the window's second half is paced, a request a
-    sixth of a second after the one before: never again six at once, the burst a moving window
-    left to itself repeats every second (the quota a client sees would then depend on where its
+    """Six requests in two seconds on one key; eighteen asked at once. The first six go at once
+    (no one waits yet). Then, while the rest wait, the window's second half is paced, a request
+    a third of a second after the one before: never again six at once, the burst a moving window
+    left to itself repeats every window (the quota a client sees would then depend on where its
     count starts). Never a 429, and no slower than the window allows."""
     arrivals = await arrivals_of_a_burst(request, fresh_provider, state_kind, 18, 10)
     assert fresh_provider.too_many == 0 and len(arrivals) == 18
     assert arrivals[5] - arrivals[0] < 0.1, arrivals  # a whole window at once, nobody waiting
     waited = arrivals[6:]
-    # unpaced, the twelve that waited go as two bursts of six, one a second after the other
+    # unpaced, the twelve that waited go as two bursts of six, one a window after the other
     most = max(sum(1 for b in waited if a <= b < a + 0.05) for a in waited)
     assert most <= 3, [round(a - arrivals[0], 3) for a in arrivals]
-    # paced, and no slower than the window allows: 18 requests need 2 s and a little more
-    assert arrivals[-1] - arrivals[0] < 3.2, [round(a - arrivals[0], 3) for a in arrivals]
+    # paced, and no slower than the window allows: 18 requests need 4 s and a little more
+    assert arrivals[-1] - arrivals[0] < 6.4, [round(a - arrivals[0], 3) for a in arrivals]
 
 
 async def a_paced_key_is_not_held_to_the_providers_reset(
@@ -211,18 +217,18 @@ async def a_paced_key_is_not_held_to_the_providers_reset(
     fresh_provider: FakeProvider,
     state_kind: str,
 ) -> None:
-    """Six requests a second on one key, whose answers say how many are left and when the
+    """Six requests in two seconds on one key, whose answers say how many are left and when the
     provider's window is empty again (x-ratelimit-*-requests, as of the answer); 24 asked
     at once. Each time the key's window fills, the provider says none are left until its
-    newest request leaves, a whole second later; the proxy counts every one of them, so its own
+    newest request leaves, a whole window later; the proxy counts every one of them, so its own
     window says when the oldest leaves, and sends then: after the first window, never a pause
-    longer than the 0.55 s until its oldest request leaves, where waiting for each reset
-    pauses a whole second each time the window fills. Never a 429."""
+    longer than the 1.1 s until its oldest request leaves, where waiting for each reset
+    pauses a whole window (2 s) each time the window fills. Never a 429."""
     fresh_provider.ratelimit_headers_at_answer = True
     arrivals = await arrivals_of_a_burst(request, fresh_provider, state_kind, 24, 15)
     assert fresh_provider.too_many == 0 and len(arrivals) == 24
     pauses = [b - a for a, b in itertools.pairwise(arrivals[6:])]
-    assert max(pauses) < 0.8, [round(a - arrivals[0], 3) for a in arrivals]
+    assert max(pauses) < 1.6, [round(a - arrivals[0], 3) for a in arrivals]
 
 
 async def headers_at_a_streams_head_describe_the_window_then(
