@@ -93,3 +93,24 @@ async def test_the_chat_walk_counts_the_modules_one_chat_completion_runs_in() ->
         assert engine + step in plain, step
     assert set(streamed) - set(plain) == {engine + "bodies/streams.py"}
     assert len(plain) == len(set(plain)) and not any("handlers" in m for m in plain)
+
+
+def test_the_kernel_walk_counts_the_modules_one_sql_ai_cell_runs_in() -> None:
+    """scripts/kernel_walk.py, the kernel side's count beside chat_walk.py: one %%sql_ai cell
+    through the session, the operation, the client and the SQL loop, and nothing of the proxy."""
+    walk_spec = importlib.util.spec_from_file_location(
+        "kernel_walk", REPO / "scripts" / "kernel_walk.py"
+    )
+    kernel_walk = importlib.util.module_from_spec(walk_spec)
+    walk_spec.loader.exec_module(kernel_walk)
+    modules = kernel_walk.walk()
+    for step in (
+        "rsql_magic/magics/sql_ai.py",
+        "rsql_magic/operations/sql_question.py",
+        "rsql_magic/client/proxy.py",
+        "rsql_sql/loop.py",
+        "rsql_sql/checks/guard.py",
+    ):
+        assert step in modules, step
+    assert not any(m.startswith("jupyter_server_ext") for m in modules)
+    assert len(modules) == len(set(modules))
