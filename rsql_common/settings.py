@@ -2,7 +2,7 @@
 :func:`setting`, which holds its type (the field's annotation), its default, the help the
 settings reference shows and the range it is held to.
 
-The dataclass is what the code reads (the proxy's engine, the kernel), with no traitlets in it;
+The dataclass is what the code reads (the proxy's engine), with no traitlets in it;
 the ``c.<Class>.<name>`` trait is made from the field by the host's configuration
 (``jupyter_server_ext.config.declared.trait``), so a new setting is its field and one line
 that places its trait."""

@@ -17,7 +17,7 @@ from .bounds import BOUNDS
 
 __all__ = ["trait"]
 
-# a field's annotation (a string: the settings modules use postponed annotations) -> its trait
+# a field's type, by name (a string where its module postpones annotations, as ours do) -> its trait
 KINDS: dict[str, type[TraitType[Any, Any]]] = {
     "bool": Bool,
     "int": Integer,
@@ -33,7 +33,7 @@ def trait(settings: type, name: str, **tags: Any) -> TraitType[Any, Any]:
     field = {f.name: f for f in dataclasses.fields(settings)}.get(name)
     if field is None or "help" not in field.metadata:
         raise ConfigError(f"{settings.__name__}.{name} is not a declared setting")
-    kind = KINDS.get(str(field.type))
+    kind = KINDS.get(getattr(field.type, "__name__", str(field.type)))
     bound = field.metadata["bound"]
     if kind is None or (bound is not None and bound not in BOUNDS):
         raise ConfigError(f"{settings.__name__}.{name}: no trait for {field.type!r} / {bound!r}")
