@@ -6,8 +6,8 @@ that failed: the context a question gets), and the next cell, where code from an
 with who wrote it for the frontend to mark (below). IPython's
 ``pre_run_cell`` / ``post_run_cell`` events feed it (``%load_ext rsql_magic`` registers them).
 
-Cells the frontend inserts on the kernel's word, and what the assistant wrote in them.
-A kernel cannot insert a cell, nor set a cell's metadata: the frontend does both. Two ways
+The cells the assistant writes, and who wrote them (:class:`Provenance`, :class:`CellChannel`):
+a kernel cannot insert a cell, nor set a cell's metadata; the frontend does both. Two ways
 carry the kernel's word to it, both read by the frontend extension (frontend/src/provenance/):
 
 - From a running cell (``%%ask --insert``, ``%%sql_ai --emit``): ``set_next_input``, which
