@@ -30,7 +30,7 @@ def trait(settings: type, name: str, **tags: Any) -> TraitType[Any, Any]:
     """The configurable trait of field `name` of the settings dataclass `settings`: its kind
     from the field's type, its default, help and ``bound`` from the field; `tags` besides
     (``engine=True``: copied into the ``EngineSettings`` field of its name)."""
-    field = {f.name: f for f in dataclasses.fields(settings)}.get(name)
+    field = next((f for f in dataclasses.fields(settings) if f.name == name), None)
     if field is None or "help" not in field.metadata:
         raise ConfigError(f"{settings.__name__}.{name} is not a declared setting")
     kind = KINDS.get(getattr(field.type, "__name__", str(field.type)))

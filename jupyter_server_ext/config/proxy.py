@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
@@ -45,7 +45,6 @@ LOCAL_MODEL = DEFAULT_LOCAL_MODEL
 ENGINE = EngineSettings(upstreams=())
 LIMITS = LimitSettings()
 USER = UserRules()
-T = TypeVar("T")
 # A number's range is its declaration's (``setting(..., bound)``, or on a trait of its own,
 # ``.tag(config=True, bound=">= 0")``), checked by ``range_problems`` (the traits check only the
 # types); ``engine=True`` marks a setting copied as it is into the EngineSettings field of the
