@@ -114,3 +114,31 @@ def test_the_kernel_walk_counts_the_modules_one_sql_ai_cell_runs_in() -> None:
         assert step in modules, step
     assert not any(m.startswith("jupyter_server_ext") for m in modules)
     assert len(modules) == len(set(modules))
+
+
+def test_tests_of_finds_a_modules_tests_by_import_by_citation_and_by_name(capsys) -> None:
+    """scripts/tests_of.py, where a newcomer asks for a module's tests: the SQL guard's own unit
+    tests import it, docs/security.md's row on the engine's failover cites end-to-end ones, and a
+    path that names no module is refused, exit 2, saying why."""
+    spec = importlib.util.spec_from_file_location("tests_of", REPO / "scripts" / "tests_of.py")
+    tests_of = importlib.util.module_from_spec(spec)
+    sys.modules["tests_of"] = tests_of  # dataclasses look their module up
+    spec.loader.exec_module(tests_of)
+
+    guard = tests_of.tests_of(tests_of.module_name("rsql_sql/checks/guard.py"))
+    assert "tests/unit/test_sql_guard.py" in guard.imports
+    assert tests_of.module_name(str(REPO / "rsql_sql" / "checks" / "__init__.py")) == (
+        "rsql_sql.checks"
+    )
+    failover = tests_of.tests_of("jupyter_server_ext.engine.failover")
+    assert "tests/e2e/test_proxy_hardening.py" in failover.cites
+    # the command line prints the same, unit and end-to-end apart
+    assert tests_of.main(["rsql_sql/checks/guard.py"]) == 0
+    assert "imports (unit" in capsys.readouterr().out
+    for wrong, says in (
+        ("rsql_sql/nothing.py", "no module rsql_sql.nothing"),
+        ("tests/unit/test_sql_guard.py", "not in one of the packages"),
+        ("/etc/passwd", "not a file of this checkout"),
+    ):
+        assert tests_of.main([wrong]) == 2
+        assert says in capsys.readouterr().err

@@ -1,0 +1,185 @@
+"""Where a module's tests are: the test files that exercise one module of the four packages.
+
+    python scripts/tests_of.py jupyter_server_ext/engine/failover.py
+    python scripts/tests_of.py rsql_sql.guard rsql_magic/session/cells.py
+
+The tests are named for what a user would notice (a budget, a hostile answer, a browser), not
+for the module they run, so a module's path does not give its tests' names. This answers the
+other way round, for each module given, in three kinds:
+
+- ``imports``: test files that import the module, themselves or through a helper of
+  tests/helpers/ that imports it (the tests that call its code in the test's process);
+- ``cites``: the tests docs/security.md gives for a surface whose row names the module (the
+  attacks tried on it, end-to-end ones included, which reach it over HTTP and import nothing);
+- ``names``: other test files whose text names the module's path (a docstring or comment saying
+  the test is about it), end-to-end ones mostly.
+
+Unit and end-to-end files are listed apart (``make test-fast`` runs the first). Read from the
+source alone: nothing is imported or run. Exit status 2 names a path that is not a module of
+the packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("rsql_common", "rsql_sql", "rsql_magic", "jupyter_server_ext")
+TESTS = REPO / "tests"
+
+
+class NotAModule(ValueError):
+    """A path or dotted name that names no module of the four packages."""
+
+
+def module_name(given: str, repo: Path = REPO) -> str:
+    """`given` (a file path, relative or not, or a dotted name) as a dotted module name; a
+    package's ``__init__.py`` is the package. NotAModule if no such module exists."""
+    text = given.strip()
+    if text.endswith(".py") or "/" in text:
+        path = Path(text)
+        path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        try:
+            parts = list(path.relative_to(repo).with_suffix("").parts)
+        except ValueError:
+            raise NotAModule(f"{given}: not a file of this checkout ({repo})") from None
+    else:
+        parts = text.split(".")
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    name = ".".join(parts)
+    if not parts or parts[0] not in PACKAGES:
+        raise NotAModule(f"{given}: not in one of the packages {', '.join(PACKAGES)}")
+    base = repo.joinpath(*parts)
+    if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+        raise NotAModule(f"{given}: no module {name} (no {base.relative_to(repo)}.py)")
+    return name
+
+
+def imported(path: Path) -> set[str]:
+    """The modules a file imports, every name it could mean: ``from a.b import c`` is a.b and
+    a.b.c (c may be a module or a name in a.b); relative imports resolved against its own."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    own = ".".join(path.relative_to(REPO).with_suffix("").parts)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: up from the file's own package
+                anchor = own.split(".")[: -node.level]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+@dataclass
+class Found:
+    """What tests_of found for one module: test files (paths from the repo) in each kind."""
+
+    module: str
+    imports: set[str] = field(default_factory=set)
+    cites: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+
+def _test_files() -> list[Path]:
+    return sorted(p for p in TESTS.rglob("test_*.py") if "__pycache__" not in p.parts)
+
+
+def _helpers_importing(module: str) -> set[str]:
+    """Helper modules (tests.helpers.x) that import `module` (:func:`_covers`) or a helper that
+    does."""
+    helpers = {
+        ".".join(p.relative_to(REPO).with_suffix("").parts): imported(p)
+        for p in (TESTS / "helpers").rglob("*.py")
+    }
+    found: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        for name, imports in helpers.items():
+            if name not in found and (_covers(imports, module) or imports & found):
+                found.add(name)
+                grew = True
+    return found
+
+
+def _covers(imports: Iterable[str], module: str) -> bool:
+    """An import of `module` or of a name in it; for a package, of anything in it too."""
+    below = module + "."
+    return any(name == module or name.startswith(below) for name in imports)
+
+
+def _security_rows() -> list[str]:
+    page = REPO / "docs" / "security.md"
+    return [line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+
+
+def tests_of(module: str) -> Found:
+    """The test files of `module` (a dotted name :func:`module_name` gave)."""
+    found = Found(module)
+    helpers = _helpers_importing(module)
+    parts = module.split(".")
+    # how the docs and the tests' prose name it: its path below the package (engine/failover.py),
+    # or a package's folder (engine/admission/)
+    is_package = REPO.joinpath(*parts, "__init__.py").is_file()
+    below = "/".join(parts[1:])
+    spoken = (below + "/") if is_package else (below + ".py")
+    pattern = re.compile(r"(?<![\w/])" + re.escape(spoken if below else parts[0] + "/"))
+    for row in _security_rows():
+        cells = row.split("|")
+        if len(cells) > 2 and pattern.search(cells[1]):
+            for cited in re.findall(r"(tests/(?:unit|e2e)/test_\w+\.py)::", cells[-2]):
+                found.cites.add(cited)
+    for path in _test_files():
+        rel = str(path.relative_to(REPO))
+        imports = imported(path)
+        if _covers(imports, module) or imports & helpers:
+            found.imports.add(rel)
+        elif pattern.search(path.read_text(encoding="utf-8")):
+            found.names.add(rel)
+    found.cites -= found.imports
+    found.names -= found.cites
+    return found
+
+
+def report(found: Found) -> str:
+    lines = [found.module]
+    for kind in ("imports", "cites", "names"):
+        files = sorted(getattr(found, kind))
+        if not files:
+            continue
+        for half in ("unit", "e2e"):
+            mine = [f for f in files if f.startswith(f"tests/{half}/")]
+            if mine:
+                lines.append(f"  {kind} ({half}, {len(mine)}):")
+                lines.extend(f"    {f}" for f in mine)
+    if len(lines) == 1:
+        lines.append("  no test imports, cites or names it")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="+", help="a module's file path or dotted name")
+    args = parser.parse_args(argv)
+    try:
+        names = [module_name(given) for given in args.modules]
+    except NotAModule as e:
+        print(f"tests_of: {e}", file=sys.stderr)
+        return 2
+    print("\n\n".join(report(tests_of(name)) for name in names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
