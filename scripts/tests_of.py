@@ -1,4 +1,5 @@
-"""Where a module's tests are: the test files that exercise one module of the four packages.
+"""Where a module's tests are: a starting list of the test files that exercise one module of
+the four packages.
 
     python scripts/tests_of.py jupyter_server_ext/engine/failover.py
     python scripts/tests_of.py rsql_sql.guard rsql_magic/session/cells.py
@@ -15,8 +16,11 @@ other way round, for each module given, in three kinds:
   the test is about it), end-to-end ones mostly.
 
 Unit and end-to-end files are listed apart (``make test-fast`` runs the first). Read from the
-source alone: nothing is imported or run. Exit status 2 names a path that is not a module of
-the packages.
+source alone: nothing is imported or run, so what reaches a module only at run time is not seen
+(a fixture that loads the extension with ``%load_ext rsql_magic``, a kernel, server or command
+the test starts, a test importing the package whose code calls the module): ``cites`` and
+``names`` are there for those, and a change still wants the whole suite. Exit status 2 names a
+path that is not a module of the packages.
 """
 
 from __future__ import annotations
@@ -38,17 +42,19 @@ class NotAModule(ValueError):
     """A path or dotted name that names no module of the four packages."""
 
 
-def module_name(given: str, repo: Path = REPO) -> str:
-    """`given` (a file path, relative or not, or a dotted name) as a dotted module name; a
-    package's ``__init__.py`` is the package. NotAModule if no such module exists."""
+def module_name(given: str) -> str:
+    """`given` (a file path, from the current folder or the checkout's root, or a dotted name) as
+    a dotted module name; a package's ``__init__.py`` is the package. NotAModule if no such
+    module exists."""
     text = given.strip()
     if text.endswith(".py") or "/" in text:
         path = Path(text)
-        path = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        if not path.is_absolute():
+            path = Path.cwd() / path if (Path.cwd() / path).exists() else REPO / path
         try:
-            parts = list(path.relative_to(repo).with_suffix("").parts)
+            parts = list(path.resolve().relative_to(REPO).with_suffix("").parts)
         except ValueError:
-            raise NotAModule(f"{given}: not a file of this checkout ({repo})") from None
+            raise NotAModule(f"{given}: not a file of this checkout ({REPO})") from None
     else:
         parts = text.split(".")
     if parts and parts[-1] == "__init__":
@@ -56,9 +62,9 @@ def module_name(given: str, repo: Path = REPO) -> str:
     name = ".".join(parts)
     if not parts or parts[0] not in PACKAGES:
         raise NotAModule(f"{given}: not in one of the packages {', '.join(PACKAGES)}")
-    base = repo.joinpath(*parts)
+    base = REPO.joinpath(*parts)
     if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
-        raise NotAModule(f"{given}: no module {name} (no {base.relative_to(repo)}.py)")
+        raise NotAModule(f"{given}: no module {name} (no {base.relative_to(REPO)}.py)")
     return name
 
 
@@ -66,7 +72,7 @@ def imported(path: Path) -> set[str]:
     """The modules a file imports, every name it could mean: ``from a.b import c`` is a.b and
     a.b.c (c may be a module or a name in a.b); relative imports resolved against its own."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    own = ".".join(path.relative_to(REPO).with_suffix("").parts)
+    own = _dotted(path)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -91,6 +97,12 @@ class Found:
     names: set[str] = field(default_factory=set)
 
 
+def _dotted(path: Path) -> str:
+    """A file's module name: tests/helpers/x.py is tests.helpers.x, an __init__.py its package."""
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def _test_files() -> list[Path]:
     return sorted(p for p in TESTS.rglob("test_*.py") if "__pycache__" not in p.parts)
 
@@ -98,10 +110,7 @@ def _test_files() -> list[Path]:
 def _helpers_importing(module: str) -> set[str]:
     """Helper modules (tests.helpers.x) that import `module` (:func:`_covers`) or a helper that
     does."""
-    helpers = {
-        ".".join(p.relative_to(REPO).with_suffix("").parts): imported(p)
-        for p in (TESTS / "helpers").rglob("*.py")
-    }
+    helpers = {_dotted(p): imported(p) for p in (TESTS / "helpers").rglob("*.py")}
     found: set[str] = set()
     grew = True
     while grew:
@@ -119,6 +128,26 @@ def _covers(imports: Iterable[str], module: str) -> bool:
     return any(name == module or name.startswith(below) for name in imports)
 
 
+def _spoken(module: str) -> re.Pattern[str]:
+    """How the docs and the tests' prose write the module: its path (rsql_sql/checks/guard.py, a
+    package as its folder, rsql_sql/checks/), or that path below its package (engine/failover.py)
+    where no other package has a file or folder of that path (two have mcp/)."""
+    parts = module.split(".")
+    is_package = REPO.joinpath(*parts, "__init__.py").is_file()
+    below = "/".join(parts[1:])
+    tail = "/" if is_package else ".py"
+    if not below:
+        return re.compile(r"(?<![\w/])" + re.escape(parts[0] + "/"))
+    elsewhere = [
+        package
+        for package in PACKAGES
+        if package != parts[0] and REPO.joinpath(package, below + tail.rstrip("/")).exists()
+    ]
+    package = re.escape(parts[0] + "/")
+    prefix = package if elsewhere else f"(?:{package})?"
+    return re.compile(r"(?<![\w/])" + prefix + re.escape(below + tail))
+
+
 def _security_rows() -> list[str]:
     page = REPO / "docs" / "security.md"
     return [line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
@@ -128,17 +157,11 @@ def tests_of(module: str) -> Found:
     """The test files of `module` (a dotted name :func:`module_name` gave)."""
     found = Found(module)
     helpers = _helpers_importing(module)
-    parts = module.split(".")
-    # how the docs and the tests' prose name it: its path below the package (engine/failover.py),
-    # or a package's folder (engine/admission/)
-    is_package = REPO.joinpath(*parts, "__init__.py").is_file()
-    below = "/".join(parts[1:])
-    spoken = (below + "/") if is_package else (below + ".py")
-    pattern = re.compile(r"(?<![\w/])" + re.escape(spoken if below else parts[0] + "/"))
+    pattern = _spoken(module)
     for row in _security_rows():
         cells = row.split("|")
         if len(cells) > 2 and pattern.search(cells[1]):
-            for cited in re.findall(r"(tests/(?:unit|e2e)/test_\w+\.py)::", cells[-2]):
+            for cited in re.findall(r"(tests/(?:unit|e2e)/test_\w+\.py)\b", cells[-2]):
                 found.cites.add(cited)
     for path in _test_files():
         rel = str(path.relative_to(REPO))

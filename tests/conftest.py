@@ -321,7 +321,7 @@ def shared_chromium() -> Iterator[SharedChromium]:
 def chromium_browser(shared_chromium: SharedChromium) -> Iterator[Any]:
     """Headless Chromium, the module's, lent to this test, which opens fresh profiles in it
     (`tests.helpers.browser.chromium`, `notebook_page`: cookies, storage, cache and permissions
-    of their own); they are closed after it (`SharedChromium.lent` says why lent)."""
+    of their own); they are closed after it (`SharedChromium` says why lent)."""
     with shared_chromium.lent() as browser:
         yield browser
 

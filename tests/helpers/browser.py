@@ -147,9 +147,9 @@ def notebook_address(url: str, token: str, notebook: str, frontend: str = "lab")
 
 class SharedChromium:
     """Playwright's driver and Debian's Chromium, headless, started once and lent to one test
-    at a time (:meth:`lent`), each of which opens fresh profiles in it (:func:`chromium`): the
-    `chromium_browser` fixture, one per test module. A test's driver and Chromium took 0.6-1 s
-    to start and stop, about a sixth of each browser test's page load.
+    at a time (:meth:`lent`, the `chromium_browser` fixture), each of which opens fresh profiles
+    in it (:func:`chromium`). A test's own driver and Chromium took 0.6-1 s
+    to start and stop (the `shared_chromium` fixture starts one per module).
 
     Why lent and not simply kept: Playwright's sync API marks its own event loop as the thread's
     running loop after each of its calls (it runs that loop in a greenlet it switches to), and
@@ -169,11 +169,11 @@ class SharedChromium:
 
         self._driver = sync_playwright()
         self._playwright = self._driver.__enter__()
-        self._loop = asyncio.get_running_loop()  # the driver's loop, marked as running
         try:
+            self._loop = asyncio.get_running_loop()  # the driver's loop, marked as running
             self.browser = self._launch()
         except BaseException:
-            self._driver.__exit__(*sys.exc_info())
+            self._stop_driver()
             raise
         asyncio.events._set_running_loop(None)
         return self
@@ -206,7 +206,16 @@ class SharedChromium:
             if self.browser.is_connected():
                 self.browser.close()
         finally:
-            self._driver.__exit__(None, None, None)  # clears the marker itself
+            self._stop_driver()
+
+    def _stop_driver(self) -> None:
+        """The driver stopped and the marker cleared, whatever state the driver is in: its own
+        exit clears the marker when its loop ends, but one whose connection died first leaves
+        it set, and every asyncio loop started later in this worker would refuse to run."""
+        try:
+            self._driver.__exit__(None, None, None)
+        finally:
+            asyncio.events._set_running_loop(None)
 
 
 def chromium(browser: Any, height: int = 900) -> Any:
