@@ -361,12 +361,19 @@ def test_bad_bodies_are_refused_naming_the_field(
         assert status == 200, (language, answer)
 
 
-def test_a_keystroke_that_cancels_the_request_gives_its_slot_back(
+def test_a_keystroke_that_cancels_the_request_gives_its_slot_back_once_its_answer_is_charged(
     jupyter_app_factory: Any, fresh_provider: FakeProvider
 ) -> None:
+    """A completion the editor drops mid-stream (the user typed on) is still being generated,
+    and billed, by the provider: the proxy reads it on for the usage and charges that, and the
+    user's completion slot comes back once it has (completion_user_concurrency counts
+    completions at the model, so dropping them gets no one more at once)."""
     server = proxy(jupyter_app_factory, fresh_provider, completion_user_concurrency=1)
+    # a 30-second answer (100 words, 0.3 s apart), fenced: the editor's stream shows nothing
+    # until a fence opens (it may be the model talking), so an unfenced answer would begin only
+    # at its end, and the client would leave a request already over
     fresh_provider.word_delay = 0.3
-    fresh_provider.script("revenue " * 20)
+    fresh_provider.script("```python\nrevenue" + " revenue" * 100)
     url = urllib.parse.urlsplit(server.proxy_url)
     body = json.dumps({"prefix": "sales."}).encode()
     with socket.create_connection((url.hostname, url.port), timeout=10) as s:
@@ -377,15 +384,31 @@ def test_a_keystroke_that_cancels_the_request_gives_its_slot_back(
             + body
         )
         assert b"200 OK" in s.recv(4096)  # the stream has begun; the editor moves on
-    fresh_provider.word_delay = 0.005
     fresh_provider.script("region")
+    # the model is still generating the dropped one: the next keystroke's completion waits
+    status, headers, refused = complete(server, {"prefix": "sales.r", "stream": False})
+    assert status == 429 and headers.get("retry-after"), refused
+    assert "user completions concurrency 1" in refused["error"]["message"], refused
+    # the model ends it (its words come at once now): read, charged, the slot is back
+    fresh_provider.word_delay = 0.0
     deadline = time.monotonic() + 10
-    while True:  # the proxy notices the closed connection, then releases the lease
+    while True:
         status, _, answer = complete(server, {"prefix": "sales.re", "stream": False})
         if status == 200 or time.monotonic() > deadline:
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert status == 200 and answer["text"] == "region", answer
+    # charged what the provider billed for it: its whole prompt and every token it generated
+    dropped = fresh_provider.received[0]
+    billed = (dropped.prompt_tokens * 1.0 + dropped.output_tokens * 2.0) / 1e6  # PRICED
+    deadline = time.monotonic() + 10
+    while True:
+        _, _, raw = server.request("GET", "admin/users/alice/activity", token="tok-carol")
+        rows = [r for r in json.loads(raw)["activity"] if r["status"] == 499]
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(rows) == 1 and rows[0]["cost_usd"] == pytest.approx(billed), (rows, billed)
 
 
 def test_a_spent_budget_stops_completions_and_the_status_says_so(

@@ -2,7 +2,8 @@
 importing each other, no imports against the layers, no private names from another module, no
 host reaching into the engine's parts, no API's code imported by the engine's chat path, no
 admission of the limiter's past the admission step, no source file over structure.MAX_LINES
-lines."""
+lines. And the scripts that measure and map the house do what they say: the two walks count a
+request's modules, tests_of.py finds a module's tests."""
 
 from __future__ import annotations
 
@@ -116,13 +117,15 @@ def test_the_kernel_walk_counts_the_modules_one_sql_ai_cell_runs_in() -> None:
     assert len(modules) == len(set(modules))
 
 
-def test_tests_of_finds_a_modules_tests_by_import_by_citation_and_by_name(capsys) -> None:
+def test_tests_of_finds_a_modules_tests_by_import_by_citation_and_by_name(
+    capsys, monkeypatch
+) -> None:
     """scripts/tests_of.py, where a newcomer asks for a module's tests: the SQL guard's own unit
     tests import it, docs/security.md's row on the engine's failover cites end-to-end ones, and a
     path that names no module is refused, exit 2, saying why."""
     spec = importlib.util.spec_from_file_location("tests_of", REPO / "scripts" / "tests_of.py")
     tests_of = importlib.util.module_from_spec(spec)
-    sys.modules["tests_of"] = tests_of  # dataclasses look their module up
+    monkeypatch.setitem(sys.modules, "tests_of", tests_of)  # dataclasses look their module up
     spec.loader.exec_module(tests_of)
 
     guard = tests_of.tests_of(tests_of.module_name("rsql_sql/checks/guard.py"))
@@ -132,6 +135,13 @@ def test_tests_of_finds_a_modules_tests_by_import_by_citation_and_by_name(capsys
     )
     failover = tests_of.tests_of("jupyter_server_ext.engine.failover")
     assert "tests/e2e/test_proxy_hardening.py" in failover.cites
+    assert "tests/e2e/test_rsql_mcp.py" in tests_of.tests_of("rsql_sql.warehouse").cites
+    # a path is read with its package or below it, but not below it where another package has
+    # the same path (both have mcp/): the proxy's MCP rows are not the SQL package's
+    assert tests_of._spoken("jupyter_server_ext.engine.failover").search("(`engine/failover.py`")
+    assert tests_of._spoken("rsql_sql.mcp").search("`rsql_sql/mcp/server.py`")
+    assert not tests_of._spoken("rsql_sql.mcp").search("`mcp/handler.py`")
+    assert not tests_of._spoken("rsql_sql.mcp").search("jupyter_server_ext/mcp/handler.py")
     # the command line prints the same, unit and end-to-end apart
     assert tests_of.main(["rsql_sql/checks/guard.py"]) == 0
     assert "imports (unit" in capsys.readouterr().out
