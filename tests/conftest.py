@@ -57,7 +57,7 @@ from tests.helpers import (
     require,
     upstreams_for,
 )
-from tests.helpers.browser import SharedChromium, running_lab
+from tests.helpers.browser import chromium_process, running_lab
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
 from tests.helpers.identity import TokenUsers
 from tests.helpers.servers import (
@@ -308,21 +308,15 @@ def shared_lab(
         yield started
 
 
-@pytest.fixture(scope="module")
-def shared_chromium() -> Iterator[SharedChromium]:
-    """Headless Chromium started once for a test module (`chromium_browser` lends it)."""
+@pytest.fixture
+def chromium_browser() -> Iterator[Any]:
+    """Headless Chromium for one test, which opens fresh profiles in it
+    (`tests.helpers.browser.chromium`, `notebook_page`). Not shared by a module's tests:
+    Playwright's sync API marks its event loop as running between calls, and pytest-jupyter's
+    loop fixture, set up and closed around every test, would take that loop for its own."""
     require("playwright", reason="pip install playwright (driving Debian's chromium; no download)")
     require("chromium", binary=True, reason="apt install chromium")
-    with SharedChromium() as shared:
-        yield shared
-
-
-@pytest.fixture
-def chromium_browser(shared_chromium: SharedChromium) -> Iterator[Any]:
-    """Headless Chromium, the module's, lent to this test, which opens fresh profiles in it
-    (`tests.helpers.browser.chromium`, `notebook_page`: cookies, storage, cache and permissions
-    of their own); they are closed after it (`SharedChromium` says why lent)."""
-    with shared_chromium.lent() as browser:
+    with chromium_process() as browser:
         yield browser
 
 
@@ -341,7 +335,6 @@ NOT_IN_UNIT: dict[str, str] = {
     "jupyter_proxy": "a `jupyter server` process",
     "hub": "a JupyterHub process and its proxy",
     "shared_lab": "a `jupyter lab` process",
-    "shared_chromium": "a Chromium process",
     "chromium_browser": "a Chromium process",
 }
 

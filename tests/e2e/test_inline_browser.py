@@ -340,10 +340,20 @@ def test_off_in_a_policy_window_the_status_says_so_and_nothing_is_sent(
             assert message in (item.get_attribute("title") or "")
             run_cell(page, 0)
             model.received.clear()
+            # what the editor asks: the proxy refuses a completion in the window too, so
+            # nothing at the provider alone would not show that the editor stopped asking
+            asked: list[str] = []
+            page.on(
+                "request",
+                lambda r: (
+                    asked.append(r.url) if r.method == "POST" and "rsql/inline" in r.url else None
+                ),
+            )
             cell = _type_in(page, 1, "sales.")
             time.sleep(3)  # debounce, context and a model answer would all be in by now
             assert cell.locator(GHOST).count() == 0
             assert _source(cell) == "sales."
+            assert asked == [], "the editor asked for a completion in the window"
             assert list(model.received) == [], "the fake provider received a request"
             assert item.text_content() == "rsql: off (window)"
     finally:

@@ -3,7 +3,6 @@ fake provider."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import subprocess
@@ -145,77 +144,19 @@ def notebook_address(url: str, token: str, notebook: str, frontend: str = "lab")
     return f"{url}lab/workspaces/{Path(notebook).stem}/tree/{notebook}?reset&token={token}"
 
 
-class SharedChromium:
-    """Playwright's driver and Debian's Chromium, headless, started once and lent to one test
-    at a time (:meth:`lent`, the `chromium_browser` fixture), each of which opens fresh profiles
-    in it (:func:`chromium`). A test's own driver and Chromium took 0.6-1 s
-    to start and stop (the `shared_chromium` fixture starts one per module).
+@contextmanager
+def chromium_process() -> Iterator[Any]:
+    """Playwright's driver and Debian's Chromium, headless: the Browser, closed on leaving
+    (a test's, the `chromium_browser` fixture); a test opens fresh profiles in it
+    (:func:`chromium`)."""
+    from playwright.sync_api import sync_playwright
 
-    Why lent and not simply kept: Playwright's sync API marks its own event loop as the thread's
-    running loop after each of its calls (it runs that loop in a greenlet it switches to), and
-    a marker left there between tests makes every asyncio loop another fixture or test of the
-    module starts refuse to run. The marker is Playwright's only while a test holds the browser
-    and nobody's between tests; a Chromium that crashed in a test is started again for the next.
-    """
-
-    def __init__(self) -> None:
-        self._driver: Any = None
-        self._playwright: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.browser: Any = None
-
-    def __enter__(self) -> SharedChromium:
-        from playwright.sync_api import sync_playwright
-
-        self._driver = sync_playwright()
-        self._playwright = self._driver.__enter__()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            self._loop = asyncio.get_running_loop()  # the driver's loop, marked as running
-            self.browser = self._launch()
-        except BaseException:
-            self._stop_driver()
-            raise
-        asyncio.events._set_running_loop(None)
-        return self
-
-    def _launch(self) -> Any:
-        return self._playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-
-    @contextmanager
-    def lent(self) -> Iterator[Any]:
-        """The Browser for one test; the profiles it opened are closed afterwards (a test that
-        fails half-way leaves none open for the next)."""
-        asyncio.events._set_running_loop(self._loop)
-        try:
-            if not self.browser.is_connected():  # crashed in an earlier test: a new one
-                self.browser = self._launch()
-            yield self.browser
+            yield browser
         finally:
-            try:
-                if self.browser.is_connected():  # a crash here is the next test's to mend
-                    for context in self.browser.contexts:
-                        context.close()
-            finally:
-                asyncio.events._set_running_loop(None)
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.events._set_running_loop(self._loop)
-        try:
-            if self.browser.is_connected():
-                self.browser.close()
-        finally:
-            self._stop_driver()
-
-    def _stop_driver(self) -> None:
-        """The driver stopped and the marker cleared, whatever state the driver is in: its own
-        exit clears the marker when its loop ends, but one whose connection died first leaves
-        it set, and every asyncio loop started later in this worker would refuse to run."""
-        try:
-            self._driver.__exit__(None, None, None)
-        finally:
-            asyncio.events._set_running_loop(None)
+            browser.close()
 
 
 def chromium(browser: Any, height: int = 900) -> Any:

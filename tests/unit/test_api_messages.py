@@ -420,8 +420,13 @@ def test_a_dropped_stream_is_charged_what_was_generated_and_a_spent_budget_is_a_
     sock.close()  # gone after a few words: the provider generates (and bills) the rest
     row = activity(server, "alice")[0]
     assert row["api"] == "messages" and row["status"] == 499
-    assert row["completion_tokens"] > 3  # what the provider generated, not what was read
-    assert row["cost_usd"] > 0
+    # what the provider generated and billed, all 60 words: not what the client read (3 words),
+    # nor one token per chunk the proxy had read when the client left, nor the reservation (100)
+    billed = fresh_provider.received[0]
+    assert billed.output_tokens == 60
+    assert row["completion_tokens"] == billed.output_tokens
+    assert row["prompt_tokens"] == billed.prompt_tokens
+    assert row["cost_usd"] == pytest.approx((billed.prompt_tokens + 60) * 10.0 / 1e6)  # DEAR
     # alice's budget is now all but spent: a request that may cost more than what is left is
     # refused, in Anthropic's shape
     with pytest.raises(anthropic.RateLimitError) as spent:

@@ -102,21 +102,28 @@ def _send_raw(server: InProcessJupyter, token: str, body: dict) -> socket.socket
     return sock
 
 
-def test_concurrency_lease_released_when_client_disconnects_mid_stream(
+def test_a_dropped_stream_gives_back_its_lease_once_read_on_for_at_most_the_drain(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
+    """A stream its client drops is read on for the usage the provider bills, holding the
+    user's place while it is (the provider is still generating it), but for no longer than
+    `usage_drain_seconds`: here 1 s of an answer that would take 20."""
     server = jupyter_app_factory(
         {
             "upstreams": upstreams_for(fresh_provider),
             "default_model": "fake-small",
             "user_concurrency": 1,
+            "usage_drain_seconds": 1.0,
         },
         named_users=True,
     )
+    fresh_provider.word_delay = 0.1
+    fresh_provider.script(" ".join(["word"] * 200))  # 20 s of words
     long_question = {
         "model": "fake-small",
         "stream": True,
-        "messages": [{"role": "user", "content": " ".join(["word"] * 150)}],
+        "max_tokens": 400,
+        "messages": [{"role": "user", "content": "tell me a long story"}],
     }
     sock = _send_raw(server, "tok-alice", long_question)
     first = sock.recv(4096)
@@ -125,10 +132,11 @@ def test_concurrency_lease_released_when_client_disconnects_mid_stream(
     assert chat(server, "tok-alice")[0] == 429
     assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 1}
     sock.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 8  # the drain's 1 s, with room; the answer's end is 20 s off
     while me(server, "tok-alice")["concurrency"]["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 0}
+    fresh_provider.word_delay = 0.0  # the rest of the dropped answer goes at once
     assert chat(server, "tok-alice")[0] == 200
 
 
@@ -181,9 +189,9 @@ def test_a_client_that_leaves_while_waiting_for_a_key_is_let_go_at_once(
         {
             "upstreams": upstreams_for(
                 fresh_provider,
-                a1={"limits": ["1 per 10 seconds"]},
-                a2={"limits": ["1 per 10 seconds"]},
-                b1={"limits": ["1 per 10 seconds"]},
+                a1={"limits": ["1 per 4 seconds"]},
+                a2={"limits": ["1 per 4 seconds"]},
+                b1={"limits": ["1 per 4 seconds"]},
             ),
             "default_model": "fake-small",
             "max_wait_seconds": 20,
@@ -191,7 +199,7 @@ def test_a_client_that_leaves_while_waiting_for_a_key_is_let_go_at_once(
         },
         named_users=True,
     )
-    # both accounts' windows spent (a1 and a2 share one): the next request waits up to 10 s
+    # both accounts' windows spent (a1 and a2 share one): the next request waits up to 4 s
     assert [chat(server, "tok-carol")[0] for _ in range(2)] == [200, 200]
     sock = _send_raw(server, "tok-alice", ASK)
     deadline = time.monotonic() + 5
@@ -203,7 +211,12 @@ def test_a_client_that_leaves_while_waiting_for_a_key_is_let_go_at_once(
     while me(server, "tok-alice")["concurrency"]["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.02)
     assert me(server, "tok-alice")["concurrency"]["in_flight"] == 0  # long before a key frees
-    assert len(fresh_provider.received) == 2  # nothing was sent for alice
+    # and nothing is sent for her once the keys free: carol's next request, which waited for
+    # them, is the only one sent then (a request left in the keys' waiting line would go
+    # first, at the same moment, to the other account)
+    assert chat(server, "tok-carol")[0] == 200
+    time.sleep(0.5)  # a request sent beside carol's would have reached the provider by now
+    assert len(fresh_provider.received) == 3, fresh_provider.received
 
 
 def test_concurrent_requests_never_overspend_a_budget(
