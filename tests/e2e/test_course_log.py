@@ -347,7 +347,9 @@ def test_a_prompt_carrying_html_is_text_on_the_course_page(svc: ProxyService) ->
     assert "script-src" not in head["content-security-policy"]  # default-src 'none': no script
     assert "default-src 'none'" in head["content-security-policy"]
     assert "<script" not in page and "<img" not in page and "<b>" not in page
-    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
+    # the prompt itself, as text (the fake provider's answer repeats it: its block is apart)
+    prompts = re.findall(r'<div class="said"><span class="role">user</span><pre>(.*?)</pre>', page)
+    assert any("&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in t for t in prompts), prompts
     assert rid in page and "x&lt;b&gt;.ipynb" in page
 
 
@@ -367,7 +369,8 @@ def test_the_course_page_in_chromium_shows_hostile_text_as_text(
         page.click("#courses a")  # stat101
         page.click("#students a:text-is('ann')")
         page.wait_for_selector("#log article")
-        shown = page.locator("#log pre").all_text_contents()
+        # the prompt's own block (the fake provider's answer, in its block, repeats it)
+        shown = page.locator("#log .said:not(.answer) pre").all_text_contents()
         assert any("<script>window.__pwned = 1</script>" in t for t in shown), shown
         assert page.evaluate("window.__pwned") is None and dialogs == []
         assert page.locator("#log img").count() == 0

@@ -49,10 +49,13 @@ def outcome(user: str, groups: tuple[str, ...], text: str, *, age_days: float = 
         prompt_tokens=10,
         completion_tokens=3,
     )
-    o.transcript = begin(
-        groups, {"messages": [{"role": "user", "content": text}]}, "chat/completions"
-    )
-    add_text(o.transcript, "an answer to " + text)
+    # as the engine does: a transcript only for a caller in a logged course, of those courses
+    logged = tuple(g for g in groups if g in SPECS)
+    if logged:
+        o.transcript = begin(
+            logged, {"messages": [{"role": "user", "content": text}]}, "chat/completions"
+        )
+        add_text(o.transcript, "an answer to " + text)
     return o
 
 
@@ -100,6 +103,10 @@ async def test_rows_read_alike_and_each_course_keeps_them_its_own_days(database_
         ids = [o.request_id for o in rows]
         found = await store.course_requests(ids, ["bio200"])
         assert sorted(r["user"] for r in found.values()) == ["ben", "cat"]
+        # eve's group keeps no course log: her request is in none, whatever it is asked in
+        everywhere = await store.course_requests(ids, None)
+        assert rows[-1].request_id not in everywhere
+        assert sorted(r["user"] for r in everywhere.values()) == ["ann", "ann", "ben", "cat"]
         old = (time.time() - 40 * DAY, "bioprof", "instructor", "bio200", "cat", None, "log", None)
         await store.course_read(old)
         await store.course_read(

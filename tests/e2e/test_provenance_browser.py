@@ -173,8 +173,11 @@ def test_the_chat_panels_insert_puts_a_marked_cell_below_the_chat(
         panel = page.wait_for_selector(".rsql-chat", timeout=30_000)
         notice = page.locator(".rsql-chat .rsql-course-notice")
         notice.wait_for(timeout=30_000)
-        assert "Tutor mode (window lab-tutor)" in (notice.text_content() or "")
-        assert notice.locator("img").count() == 0  # the admin's message is text
+        said = notice.text_content() or ""
+        assert "Tutor mode (window lab-tutor)" in said
+        # the admin's message is there, markup and all, as text
+        assert f"Hints only in this lab {MARKUP}" in said, said
+        assert notice.locator("img").count() == 0
         assert page.evaluate("() => window.rsqlPwned") is None
         box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
         box.fill(f"biggest revenue ({frontend})?")
@@ -242,4 +245,6 @@ def test_the_notebook_7_toolbar_says_tutor_mode(
         )
         item = page.locator(STATUS)
         assert item.is_visible() and item.locator("img").count() == 0
+        # the admin's message is its tooltip, markup and all, as text
+        assert f"Hints only in this lab {MARKUP}" in (item.get_attribute("title") or "")
         assert page.evaluate("() => window.rsqlPwned") is None

@@ -145,7 +145,9 @@ async def a_home_that_answers_429_is_left_at_once_and_the_next_becomes_home(
     reply = await engines[0].chat(turns("Top customers?", 3), Caller("bob"))
     assert reply.status == 200
     moved = fp.received[-1].alias
-    assert moved != home
+    # tried at its home first, refused there, then sent elsewhere
+    tried = [(r.alias, r.status) for r in fp.received[-2:]]
+    assert tried == [(home, 429), (moved, 200)] and moved != home, tried
     # the account that served it is the home now: the next turns stay there
     for n in (4, 5):
         await engines[n % len(engines)].chat(turns("Top customers?", n), Caller("bob"))

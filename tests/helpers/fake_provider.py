@@ -137,7 +137,10 @@ class FakeProvider(LoopbackServer):
         self.strip_ratelimit_headers = False  # answer 2xx without x-ratelimit-* (some providers do)
         # x-ratelimit-reset-* as of the answer's first byte, not of the request's arrival
         self.ratelimit_headers_at_answer = False
-        self.word_delay = 0.005  # seconds between streamed words
+        # seconds between streamed words, read before each word: a change mid-test reaches a
+        # stream under way too (a test that means to keep one slow sets it once). Text replies
+        # only: a scripted dict streams at once, and "die_mid_stream" needs a text of 2+ words
+        self.word_delay = 0.005
         # seconds from a chat stream's head (sent as the request is counted) to its first event,
         # as hosted providers answer a stream: the head at once, the first token later
         self.first_event_delay = 0.0

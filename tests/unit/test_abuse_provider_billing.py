@@ -262,17 +262,27 @@ async def test_web_fetch_is_told_the_admins_cap_on_what_it_pulls_in_and_reserved
 ) -> None:
     claude.fetch_tokens = 60_000  # a long page's text
     hosted = {"web_fetch": {"offered": True, "max_calls": 2, "content_tokens": 5_000}}
-    p = await start(budget=0.20, hosted_tools=hosted)
+    body = {**messages_body(), "tools": [FETCH]}
+    # reserved for: two fetches of 5,000 tokens are $0.03 of prompt, past a $0.02 day (the
+    # prompt and the answer alone are $0.002)
+    p = await start(budget=0.02, hosted_tools=hosted)
+    status, _, answer = await post(p, "v1/messages", body)
+    assert over_budget(status, answer), answer
+    assert claude.received == []
+    # at the admin's 5,000 a fetch, not the 25,000 default ($0.15): a $0.05 day admits it
+    p = await start(budget=0.05, hosted_tools=hosted)
     claude.script({"web_fetches": 2, "content": [{"type": "text", "text": "Read."}]})
-    status, _, answer = await post(p, "v1/messages", {**messages_body(), "tools": [FETCH]})
+    status, _, answer = await post(p, "v1/messages", body)
     assert status == 200, answer
     sent = claude.received[-1]
     tool = sent.body["tools"][0]
     assert (tool["max_uses"], tool["max_content_tokens"]) == (2, 5_000)
     assert sent.web_fetches == 2
-    # billed what the cap let in (not 120,000 tokens), within the day
-    assert answer["usage"]["input_tokens"] < 2 * 5_000 + 1_000
-    assert await spent(p) < 0.20
+    # billed what the cap let in (not 120,000 tokens), and charged that: the provider's bill
+    usage = answer["usage"]
+    assert usage["input_tokens"] < 2 * 5_000 + 1_000
+    billed = dollars(usage["input_tokens"]) + dollars(usage["output_tokens"], side="output")
+    assert await spent(p) == pytest.approx(billed, abs=1e-6)
 
 
 # -- the Responses API's one cap on built-in tools -------------------------------------------
@@ -298,14 +308,20 @@ async def test_the_responses_tool_cap_holds_for_each_kind_and_is_reserved_at_the
         "web_search": {"offered": True, "price_per_call": 0.025, "max_calls": 5},
         "mcp": {"offered": True, "max_calls": 10},
     }
-    p = await start(budget=0.30, hosted_tools=hosted)
-    fresh_provider.script({"web_searches": 20, "text": "Found it."})
     body = {
         "model": "native-small",
         "max_output_tokens": 100,
         "input": "news on duckdb",
         "tools": [{"type": "web_search"}, second],
     }
+    # reserved at the dearest kind: five searches' $0.125 and 40,000 tokens of results ($0.12)
+    # are past a $0.20 day (at the cheapest, the free connector's, about $0.002 would pass)
+    p = await start(budget=0.20, hosted_tools=hosted)
+    status, _, answer = await post(p, "v1/responses", body)
+    assert over_budget(status, answer), answer
+    assert fresh_provider.received == []
+    p = await start(budget=0.30, hosted_tools=hosted)
+    fresh_provider.script({"web_searches": 20, "text": "Found it."})
     status, _, answer = await post(p, "v1/responses", body)
     assert status == 200, answer
     sent = fresh_provider.received[-1]

@@ -163,6 +163,9 @@ def test_the_admins_words_reach_the_page_as_text(ip: InteractiveShell, proxy: Co
     proxy.tutor["message"] = '<img src=x onerror="alert(1)"> [click](javascript:alert(2))'
     proxy.log["notice"] = "<script>alert(3)</script>\x1b[2K"
     shown = run(ip, "%%ask --no-data\nhello?") + run(ip, "%ask_status")
+    # the words reached the page (the tutor message and the log's notice) ...
+    assert 'onerror="alert(1)"' in shown and "alert(3)" in shown and "click" in shown, shown
+    # ... as text
     assert "<img" not in shown and "<script" not in shown and "\x1b" not in shown
     # no link to follow: its brackets escaped, or written as entities
     assert re.search(r"(?<!\\)\[click(?<!\\)\]\(javascript:", shown) is None, shown

@@ -147,6 +147,7 @@ async def test_an_anthropic_upstream_runs_an_offered_search_capped_and_billed_by
     start: Any, claude: FakeAnthropic
 ) -> None:
     p = await start()
+    # the model asks for more searches than the cap: three run, billed by the call
     claude.script({"web_searches": 5, "content": [{"type": "text", "text": "Done."}]})
     before = await spent(p, "tok-carol")
     body = {
@@ -164,11 +165,27 @@ async def test_an_anthropic_upstream_runs_an_offered_search_capped_and_billed_by
     tokens = usage["input_tokens"] + usage["output_tokens"]
     charged = await spent(p, "tok-carol") - before
     assert charged == pytest.approx(tokens * PRICE["input"] / 1e6 + 3 * SEARCH, abs=1e-6)
+    # fewer than reserved: charged the two the provider ran (its usage says), not the three
+    claude.script({"web_searches": 2, "content": [{"type": "text", "text": "Two."}]})
+    before = await spent(p, "tok-carol")
+    status, _, answer = await post(p, "v1/messages", body, "tok-carol")
+    assert status == 200, answer
+    usage = answer["usage"]
+    assert (
+        claude.received[-1].tool_calls == 2 and usage["server_tool_use"]["web_search_requests"] == 2
+    )
+    tokens = usage["input_tokens"] + usage["output_tokens"]
+    charged = await spent(p, "tok-carol") - before
+    assert charged == pytest.approx(tokens * PRICE["input"] / 1e6 + 2 * SEARCH, abs=1e-6)
 
 
 async def test_the_searches_are_reserved_so_a_budget_cannot_be_overspent(start: Any) -> None:
-    # three searches at $0.01 may cost more than carol's whole $0.02 day
-    p = await start(limit_overrides={"user:carol": {"user_daily_budget_usd": 0.02}})
+    # three searches at $0.01 may cost more than carol's whole $0.02 day: the calls alone, with
+    # no search results reserved as prompt (else those, 3 x 8,000 tokens, would refuse it too)
+    p = await start(
+        hosted_tools={"web_search": {**HOSTED["web_search"], "content_tokens": 0}},
+        limit_overrides={"user:carol": {"user_daily_budget_usd": 0.02}},
+    )
     body = {"model": "native-small", "input": "news", "tools": CODEX_TOOLS}
     status, _, answer = await post(p, "v1/responses", body, "tok-carol")
     assert status == 400 and answer["error"]["code"] == "over_budget", answer

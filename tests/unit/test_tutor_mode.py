@@ -284,9 +284,10 @@ async def test_a_standing_tutor_window_holds_until_removed_and_cannot_be_ended_a
     p = await start(policy_windows=[standing])
     await p.step(400 * 24 * 3600)  # a year on: still in force
     assert (await post(p, "v1/chat/completions", chat()))[1]["X-Rsql-Mode"] == "tutor"
-    assert (await post(p, "v1/chat/completions", chat(), token="tok-bob"))[1].get(
-        "X-Rsql-Mode"
-    ) is None
+    # bob is not in it: answered, his request sent as he wrote it
+    status, headers, _ = await post(p, "v1/chat/completions", chat(), token="tok-bob")
+    assert status == 200 and headers.get("X-Rsql-Mode") is None
+    assert system_texts(fresh_provider.received[-1].body) == [HOSTILE]
     listed = (await p.call("GET", "admin/windows", "tok-admin"))[1]["windows"]
     assert listed[0]["always"] is True and listed[0]["instruction"] is None  # the default one
     status, answer = await p.call("POST", "admin/windows/course/end", "tok-admin", {})
@@ -314,8 +315,10 @@ async def test_admins_start_a_tutor_window_at_run_time_and_students_are_tutored(
         "POST", "admin/windows", "tok-admin", {**body, "name": "x", "always": True}
     )
     assert status == 400 and "standing" in answer["error"]["message"]
-    await p.step(91 * 60)
-    assert (await post(p, "v1/chat/completions", chat()))[1].get("X-Rsql-Mode") is None
+    await p.step(91 * 60)  # the window is over: answered, sent as written
+    status, headers, _ = await post(p, "v1/chat/completions", chat())
+    assert status == 200 and headers.get("X-Rsql-Mode") is None
+    assert system_texts(fresh_provider.received[-1].body) == [HOSTILE]
 
 
 @pytest.mark.parametrize(
