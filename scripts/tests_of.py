@@ -2,7 +2,7 @@
 the four packages.
 
     python scripts/tests_of.py jupyter_server_ext/engine/failover.py
-    python scripts/tests_of.py rsql_sql.guard rsql_magic/session/cells.py
+    python scripts/tests_of.py rsql_sql.checks.guard rsql_magic/session/cells.py
 
 The tests are named for what a user would notice (a budget, a hostile answer, a browser), not
 for the module they run, so a module's path does not give its tests' names. This answers the

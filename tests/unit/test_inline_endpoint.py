@@ -371,9 +371,9 @@ def test_a_keystroke_that_cancels_the_request_gives_its_slot_back_once_its_answe
     user's completion slot comes back once it has (completion_user_concurrency counts
     completions at the model, so dropping them gets no one more at once)."""
     server = proxy(jupyter_app_factory, fresh_provider, completion_user_concurrency=1)
-    # a 30-second answer (100 words, 0.3 s apart), fenced: the editor's stream shows nothing
-    # until a fence opens (it may be the model talking), so an unfenced answer would begin only
-    # at its end, and the client would leave a request already over
+    # a slow answer (the completions' 64 tokens, 0.3 s apart: some 19 s), fenced: the editor's
+    # stream shows nothing until a fence opens (it may be the model talking), so an unfenced
+    # answer would begin only at its end, and the client would leave a request already over
     fresh_provider.word_delay = 0.3
     fresh_provider.script("```python\nrevenue" + " revenue" * 100)
     url = urllib.parse.urlsplit(server.proxy_url)
