@@ -106,20 +106,28 @@ class Schema:
 
     def sqlglot_schema(self, dialect: str | None = None) -> Any:
         """A ``MappingSchema`` for qualify(); names compare as the dialect compares them."""
+        from sqlglot import exp
         from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
         from sqlglot.schema import MappingSchema
 
         d = dialect or self.dialect
-        # Types are the database's own spellings: only names matter for qualification, and
-        # one exotic type must not make the whole schema unusable.
-        plain: dict[str, object] = {
-            db: {t: {c: "UNKNOWN" for c in cols} for t, cols in tables.items()}
-            for db, tables in self.mapping().items()
-        }
         # Catalog names are stored exactly (PostgreSQL keeps "Region" as is): normalize only
         # where the database itself ignores case.
         strategy = Dialect.get_or_raise(d).normalization_strategy
         normalize = strategy == NormalizationStrategy.CASE_INSENSITIVE
+
+        def name(raw: str) -> str:
+            # a normalizing MappingSchema reads each name as SQL: " Salary " (a DataFrame's
+            # column, spaces and all) would lose its spaces and resolve nothing; quoted, it is
+            # the one identifier it is (and still compared without case)
+            return exp.to_identifier(raw, quoted=True).sql(dialect=d) if normalize else raw
+
+        # Types are the database's own spellings: only names matter for qualification, and
+        # one exotic type must not make the whole schema unusable.
+        plain: dict[str, object] = {
+            name(db): {name(t): {name(c): "UNKNOWN" for c in cols} for t, cols in tables.items()}
+            for db, tables in self.mapping().items()
+        }
         return MappingSchema(plain, dialect=d, normalize=normalize)
 
     def qualify(self, tree: Any, dialect: str | None = None, *, expand_stars: bool = True) -> Any:

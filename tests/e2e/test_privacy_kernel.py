@@ -322,6 +322,7 @@ def test_ask_sends_no_personal_values_and_show_context_says_what_leaves(
     run(ip, "%%ask --df people --no-data --no-cache\nWhat is in people?")
     last = fresh_provider.received[-1].body["messages"][-1]["content"]
     assert "first 2 rows" not in last and "range" not in last and "<phone" not in last
+    assert "- grade: float64" in last  # the frame's schema still goes
     ip.run_line_magic(
         "config",
         "RSQLMagic.context_policy = {'sample_rows': False, "
@@ -335,14 +336,25 @@ def test_ask_sends_no_personal_values_and_show_context_says_what_leaves(
     assert "sample rows: withheld by your policy" in out
     assert "the proxy's redaction masks nothing here" in out and not leaked([out])
 
-    # {var} references obey the policy as well
+    # {var} references obey the policy as well: withheld in the kernel, by name, before the
+    # proxy's patterns (which would mask an email or a phone number anyway) see them; a name,
+    # which no pattern masks, shows it
     ip.run_line_magic("config", "RSQLMagic.context_policy = {}")
     ip.user_ns["student_email"] = EMAILS[1]
+    ip.user_ns["student_name"] = NAMES[0]
     ip.user_ns["phones"] = people()["phone"]
     fresh_provider.script("ok")
-    run(ip, "%%ask --df people --no-cache\nCompare {student_email} and {phones}")
+    run(
+        ip,
+        "%%ask --df people --no-cache\nCompare {student_email}, {student_name} and {phones}",
+    )
     assert not leaked(upstream_texts(fresh_provider))
+    sent = fresh_provider.received[-1].body["messages"][-1]["content"]
+    assert NAMES[0] not in sent
+    for name in ("student_email", "student_name"):
+        assert f"<str `{name}`: values withheld by the context policy>" in sent, sent
     ip.user_ns.pop("student_email")
+    ip.user_ns.pop("student_name")
     ip.user_ns.pop("phones")
 
 
@@ -390,6 +402,10 @@ def test_chat_panel_obeys_the_policy_and_shows_its_context(
     assert panel.send(f"Who is {EMAILS[1]}?") and panel.wait(30)
     assert panel.turns[-1].state == "done", panel.turns[-1].error
     assert not leaked(upstream_texts(fresh_provider))
+    # the frame went, its redacted columns' values withheld in the kernel (the proxy's patterns
+    # mask no names)
+    sent = json.dumps(fresh_provider.received[0].body)
+    assert "`people`" in sent and "(values withheld by policy)" in sent, sent
     # the user's own words come back restored in the history shown to them, not upstream
     fresh_provider.script("Second answer.")
     assert panel.send("And the others?") and panel.wait(30)

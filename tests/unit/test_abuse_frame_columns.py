@@ -96,8 +96,8 @@ def shell(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             ip.user_ns.pop(k, None)
 
 
-def _tools(ip: Any) -> KernelTools:
-    return KernelTools(Session.of(ip), client=_Client(POLICY))  # type: ignore[arg-type]
+def _tools(ip: Any, policy: dict[str, Any] = POLICY) -> KernelTools:
+    return KernelTools(Session.of(ip), client=_Client(policy))  # type: ignore[arg-type]
 
 
 # what a model would write to read a renamed salary column: (the frame, the SQL) by DuckDB's
@@ -120,7 +120,7 @@ ATTACKS = [
     ("dup", "WITH t AS (SELECT salary_1 AS x FROM dup) SELECT x FROM t"),
     ("dup", "SELECT to_json(d) AS j FROM dup AS d"),
     ("spaced", """SELECT " Salary " AS s FROM spaced"""),
-    ("spaced", """SELECT "Salary " AS s FROM spaced"""),
+    ("spaced", """SELECT " SALARY " AS s FROM spaced"""),
     ("spaced", "SELECT * FROM spaced"),
     ("nested", """SELECT "('pay', 'salary')" + 0 AS s FROM nested"""),
     ("nested", "SELECT * FROM nested"),
@@ -132,9 +132,10 @@ ATTACKS = [
 def test_run_sql_over_frames_never_returns_a_renamed_salary_column(
     shell: Any, frame: str, sql: str, connection: str
 ) -> None:
-    res = _tools(shell).call(
-        "run_sql", {"connection": frame if connection == "the frame" else "frames", "sql": sql}
-    )
+    args = {"connection": frame if connection == "the frame" else "frames", "sql": sql}
+    # the control: with nothing withheld, this SQL reads salaries (so the attack is one)
+    assert salary_values_in(_tools(shell, {}).call("run_sql", args).text)
+    res = _tools(shell).call("run_sql", args)
     assert not salary_values_in(res.text), res.text
 
 

@@ -84,13 +84,23 @@ def test_the_search_skips_huge_files_and_fifos_and_stays_within_its_time(tmp_pat
         "nbformat_minor": 5,
         "metadata": {},
     }
+    for i in range(60):  # more files than one search reads
+        other = tmp_path / f"other{i:02}.ipynb"
+        write_notebook(other, [f"z = {i}"])
+        os.utime(other, (time.time() - 100, time.time() - 100))
+    # the huge one (it holds the cell) and the FIFO are the newest: the search comes to them
+    # first, and only their size and kind keep them out
     (tmp_path / "huge.ipynb").write_text(json.dumps(huge))
     os.mkfifo(tmp_path / "pipe.ipynb")  # reading a FIFO would block the kernel forever
-    for i in range(60):  # more files than one search reads
-        write_notebook(tmp_path / f"other{i:02}.ipynb", [f"z = {i}"])
     t0 = time.monotonic()
     assert find_notebook(ASK_A, [], [str(tmp_path)]) is None
+    # named on a command line they are read, not listed: refused all the same
+    named = [str(tmp_path / "pipe.ipynb"), str(tmp_path / "huge.ipynb")]
+    assert find_notebook(ASK_A, named, []) is None
     assert time.monotonic() - t0 < 1.0
+    # the control: the huge notebook within a larger bound is found, by the cell it holds
+    found = find_notebook(ASK_A, [], [str(tmp_path)], max_bytes=8 << 20)
+    assert found is not None and found.cells[ASK_A] == "huge1"
     # the same cell in a notebook of ordinary size, among the newest files: found
     _, ids = write_notebook(tmp_path / "small.ipynb", [ASK_A])
     found = find_notebook(ASK_A, [], [str(tmp_path)])

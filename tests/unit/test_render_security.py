@@ -352,8 +352,9 @@ def test_chat_answer_footer_and_status(shell: Any, fresh_provider: FakeProvider)
     assert "Answer start." in turn.answer_html.value and "Answer end." in turn.answer_html.value
     assert f'href="{EVIL}/md.png?q=secret"' in turn.answer_html.value  # the image, as a link
     assert "fake-small" in turn.footer.value
-    # the user's own question is shown as text too
-    assert "&lt;img src=x onerror=" in html
+    # the user's own question is shown as text too (the answer's payloads show as text as well:
+    # the question's is told apart by its words and its tag)
+    assert "question &lt;img src=x onerror=" in html and ".push('question')" in html
 
 
 def test_chat_error_text_and_partial_answer(shell: Any, fresh_provider: FakeProvider) -> None:
@@ -369,6 +370,9 @@ def test_chat_error_text_and_partial_answer(shell: Any, fresh_provider: FakeProv
     fresh_provider.script(" ".join([PAYLOADS["img-onerror"], PAYLOADS["md-js-link"]] * 20))
     assert p2.send("again?") and p2.wait(30)
     assert p2.turns[-1].state == "error"
+    # what arrived before the cut is there, as text
+    partial = p2.turns[-1].answer_html.value
+    assert "md js link" in partial and "&lt;img src=x onerror=" in partial, partial
     for h in (p.status.value, p2.status.value, *widget_html(p), *widget_html(p2)):
         assert dangers(h) == [], h
 

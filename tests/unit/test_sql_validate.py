@@ -156,3 +156,17 @@ def test_caret_on_long_lines_shows_a_window() -> None:
     src, marks = out.split("\n")
     assert len(src) < 140
     assert src[marks.index("^") : marks.index("^") + 3] == "c50"
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "duckdb"])
+def test_a_column_named_with_spaces_around_it_resolves_by_its_name(engine: str) -> None:
+    """A header read from a CSV often keeps its spaces (" Salary "): the check read the
+    captured name as SQL, lost the spaces and refused the column's own name as unknown."""
+    conn = sqlite3.connect(":memory:") if engine == "sqlite" else duckdb.connect()
+    conn.execute('CREATE TABLE pay (dept TEXT, " Salary " REAL)')
+    schema = capture_schema(conn)
+    checked = check_sql('SELECT dept, " Salary " FROM pay', schema, engine)
+    assert conn.execute(checked.sql).fetchall() == []
+    # and a name without the spaces is another name: refused, named
+    assert "salary" in str(err("SELECT Salary FROM pay", schema, engine)).lower()
+    conn.close()
