@@ -112,10 +112,20 @@ def test_postgres_inside_the_users_open_transaction(pg) -> None:
     with psycopg.connect(url) as conn:  # not autocommit: the user's transaction stays open
         conn.execute("INSERT INTO t VALUES (3, 'pending')")
         db = resolve(conn)
-        for sql in ("DELETE FROM t", "SELECT nextval('s')", "SELECT pg_read_file('/etc/passwd')"):
+        # the read-only wall on its own, in our savepoint (no role: the connection's own user
+        # may write and advance the sequence, and is warned)
+        with pytest.warns(SuperuserWarning, match="postgres_role"):
+            for sql in ("DELETE FROM t", "SELECT nextval('s')"):
+                with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                    run(db, sql)
+        # and with the role as well, which alone keeps the server's files out
+        for sql in ("DELETE FROM t", "SELECT nextval('s')"):
             with pytest.raises(psycopg.Error):
                 run(db, sql, policy)
+        with pytest.raises(psycopg.Error, match="permission denied"):
+            run(db, "SELECT pg_read_file('/etc/passwd')", policy)
         assert run(db, "SELECT count(*) AS n FROM t", policy).frame["n"].tolist() == [3]
+        assert conn.execute("SELECT last_value, is_called FROM s").fetchone() == (1, False)
         # read-only, the role and the timeout ended with our savepoint
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         assert conn.execute("SHOW transaction_read_only").fetchone()[0] == "off"

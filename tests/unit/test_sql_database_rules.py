@@ -19,7 +19,12 @@ from rsql_magic.errors import SqlAIError
 from rsql_sql.connections import resolve
 from rsql_sql.loop import run_chain, run_question
 from tests.helpers.fake_provider import FakeProvider
-from tests.helpers.sql_fixtures import AIRLINES, check_limit_offset_comma_is_respelled, sql
+from tests.helpers.sql_fixtures import (
+    AIRLINES,
+    check_limit_offset_comma_is_respelled,
+    fed_back,
+    sql,
+)
 
 
 @pytest.fixture
@@ -80,16 +85,31 @@ def test_sqlite_a_quoted_name_of_another_table_is_still_fed_back(
     res = run_question("Countries of airlines", resolve(sqlite_db), complete)
     assert [a.stage for a in res.attempts] == ["schema", "ok"]
     assert "Nation" in res.attempts[0].error
+    # and the model was told: the error is what the second request says
+    assert res.attempts[0].error in fed_back(fresh_provider, 1)
 
 
 def test_the_rewritten_statement_is_guarded_again(
-    fresh_provider: FakeProvider, complete, sqlite_db
+    fresh_provider: FakeProvider, complete, sqlite_db, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a string literal cannot smuggle anything: the guard still refuses a write around it
     fresh_provider.script(*[sql('DELETE FROM airlines WHERE Country = "USA"')] * 2)
     with pytest.raises(SqlAIError) as err:
         run_question("delete US airlines", resolve(sqlite_db), complete)
     assert err.value.stage == "refused"
+    assert sqlite_db.execute("SELECT count(*) FROM airlines").fetchone() == (3,)
+    # what runs is guarded, not what was written: a rewrite that went wrong (here, made to
+    # turn a read the guard passed into a write) is refused in its turn, and nothing runs
+    from rsql_sql.databases.sqlite import SQLiteDatabase
+
+    def gone_wrong(self, sql_text, stmt, schema, errors):  # type: ignore[no-untyped-def]
+        return "DELETE FROM airlines", "read as SQLite reads it"
+
+    monkeypatch.setattr(SQLiteDatabase, "as_the_database_reads", gone_wrong)
+    fresh_provider.script(*[sql('SELECT "Airline" FROM airlines WHERE "Country" = "USA"')] * 2)
+    with pytest.raises(SqlAIError) as err:
+        run_question("US airlines", resolve(sqlite_db), complete)
+    assert err.value.stage == "refused" and "DELETE is not read-only" in str(err.value), err.value
     assert sqlite_db.execute("SELECT count(*) FROM airlines").fetchone() == (3,)
 
 
@@ -138,6 +158,9 @@ def test_duckdb_double_quotes_are_identifiers_and_the_error_goes_back(
     res = run_question("How many airlines are in the USA?", resolve(duck_db), complete)
     assert [a.stage for a in res.attempts] == ["schema", "ok"]
     assert res.frame["n"].tolist() == [2]
+    # and the model was told: the error naming "USA" is what the second request says
+    assert "USA" in res.attempts[0].error
+    assert res.attempts[0].error in fed_back(fresh_provider, 1)
 
 
 # -- syntax of another dialect, respelled after the database rejects it ------------------------

@@ -404,6 +404,21 @@ def test_duckdb_users_connection_second_wall(
     assert duck.execute("SELECT count(*) FROM t").fetchone()[0] == 3
 
 
+def test_duckdb_read_only_transaction_holds_what_the_parser_check_lets_through(
+    duck: duckdb.DuckDBPyConnection,
+) -> None:
+    """The third wall on its own: a function the admin allowed (``duckdb:nextval``) passes
+    DuckDB's parser check, and the sequence it would advance is a write the read-only
+    transaction refuses."""
+    duck.execute("CREATE SEQUENCE s")
+    db = resolve(duck)
+    with pytest.raises(Refused, match="nextval\\(\\) is not on the allowlist"):
+        run(db, "SELECT nextval('s') AS n")  # the parser check, as a control
+    with pytest.raises(duckdb.TransactionException, match="read-only"):
+        run(db, "SELECT nextval('s') AS n", SqlPolicy.make(["duckdb:nextval"]))
+    assert duck.execute("SELECT nextval('s')").fetchone() == (1,)  # never advanced
+
+
 def test_duckdb_inside_the_users_open_transaction(duck: duckdb.DuckDBPyConnection) -> None:
     duck.execute("BEGIN TRANSACTION")
     duck.execute("INSERT INTO t VALUES (3, 'pending')")

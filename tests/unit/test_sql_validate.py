@@ -9,6 +9,7 @@ import pytest
 
 from rsql_magic.errors import Refused, SqlCheckError
 from rsql_sql.checks.validate import check_sql, detect_dialect, transpile_functions
+from rsql_sql.parse import parse_statements
 from rsql_sql.schema import capture_schema
 from rsql_sql.token_pointers import caret
 
@@ -117,9 +118,25 @@ def test_garbage_that_no_dialect_parses_keeps_the_target_error(sqlite_schema) ->
     assert e.stage == "parse"
 
 
-def test_guard_runs_on_transpiled_statements(sqlite_schema) -> None:
-    with pytest.raises(Refused):
-        check_sql("DELETE TOP (5) FROM orders", sqlite_schema, "sqlite")
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        # T-SQL's SELECT ... INTO is a write dressed as a read: only its transpiled form says so
+        ("SELECT TOP 5 * INTO backup FROM orders", "CREATE TABLE"),
+        ("DELETE FROM orders OUTPUT deleted.id", "DELETE"),
+    ],
+)
+def test_guard_runs_on_transpiled_statements(sqlite_schema, sql: str, kind: str) -> None:
+    # neither parses as SQLite; each is read as T-SQL and guarded as what it became
+    with pytest.raises(SqlCheckError):
+        parse_statements(sql, "sqlite")
+    found = detect_dialect(sql, "sqlite")
+    assert found is not None and found[0] == "tsql", found
+    with pytest.raises(Refused) as refused:
+        check_sql(sql, sqlite_schema, "sqlite")
+    assert f"{kind} is not read-only" in str(refused.value)
+    # the refusal shows the statement as it was guarded: the transpiled one
+    assert refused.value.sql.split() == found[1].split()
 
 
 def test_no_sql() -> None:
