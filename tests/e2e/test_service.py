@@ -65,6 +65,16 @@ def test_service_serves_the_same_api_under_a_prefix(
         == 200
     )
     assert svc.request("GET", "admin/stats", token="svc-bob")[0] == 403
+    # the admin's route works under the prefix, and their usage log holds both users
+    deadline = time.monotonic() + 10
+    while True:
+        status, _, raw = svc.request("GET", "admin/stats", token="svc-admin")
+        assert status == 200, raw
+        users = {u["user"] for u in json.loads(raw)["by_user"]}
+        if {"alice", "bob"} <= users or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert {"alice", "bob"} <= users, users
     assert svc.request("GET", "admin/stats", token="nope")[0] == 401
     assert svc.request("GET", "me", token=None)[0] == 401
     me = json.loads(svc.request("GET", "me", token="svc-alice")[2])

@@ -409,8 +409,16 @@ class Hub:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.admin_token = secrets.token_hex(16)
         rsql_cfg = tmp / "rsql_config.py"
+        # the keys as a hub admin keeps them: in the hub's environment, passed on to the service
+        # alone (configure_jupyterhub's `environment`), named in the config by api_key_env; the
+        # kernels' environments are then checked against the hub's real ones
+        upstreams, keys = [], {}
+        for upstream in upstreams_for(provider):
+            var = f"RSQL_TEST_HUB_KEY_{upstream['name'].upper()}"
+            keys[var] = upstream.pop("api_key")
+            upstreams.append({**upstream, "api_key_env": var})
         rsql_cfg.write_text(
-            f"c.RSQLProxy.upstreams = {upstreams_for(provider)!r}\n"
+            f"c.RSQLProxy.upstreams = {upstreams!r}\n"
             "c.RSQLProxy.default_model = 'fake-small'\n"
             "c.RSQLProxy.user_limits = ['3/minute']\n"
             # entitlements by hub group (tests/e2e/test_hub.py moves a user between them); the
@@ -450,9 +458,13 @@ c.JupyterHub.load_groups = {{"students": {{"users": ["stu"]}}, "staff": {{"users
 c.JupyterHub.services = [{{"name": "tester", "api_token": "{self.admin_token}"}}]
 c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
     "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "groups"]}}]
-configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0.0.1:{self.svc_port}", ai_tools=True)
+import os
+configure_jupyterhub(c, config_file="{rsql_cfg}", name="rsql", url="http://127.0.0.1:{self.svc_port}", ai_tools=True,
+    environment={{name: os.environ[name] for name in {sorted(keys)!r}}})
 """)
-        env = child_env(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        env = child_env(
+            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **keys
+        )
         self.log_path = tmp / "hub.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],

@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import PROVIDER_KEYS, upstreams_for
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
-from tests.helpers.servers import InProcessJupyter
+from tests.helpers.servers import USERS, InProcessJupyter
 
 TOKENS_PER_MINUTE = 300
 
@@ -111,7 +111,7 @@ def test_a_full_window_still_cools_its_account_and_the_request_fails_over(
 
 
 def test_the_capacity_fallback_keeps_entitlements_and_the_reservation(
-    jupyter_app_factory, fresh_provider: FakeProvider
+    jupyter_app_factory, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cheap = {"fake-small": {"input": 1.0, "output": 1.0}}
     dear = {"fake-large": {"input": 100.0, "output": 100.0}}
@@ -134,10 +134,14 @@ def test_the_capacity_fallback_keeps_entitlements_and_the_reservation(
                 "group:students": {"models": ["fake-small"], "user_daily_budget_usd": 1.0},
                 # alice may use both, but her reservation was made at the small model's price
                 "user:alice": {"models": ["fake-small", "fake-large"]},
+                # dan has no budget to hold (so no price stops him), only the small model
+                "user:dan": {"models": ["fake-small"]},
             },
         },
         named_users=True,
     )
+    users = {**USERS, "tok-dan": {"name": "dan", "groups": []}}
+    monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(users))
     # a1 and a2 are keys of one account: its one request a minute is now used
     assert chat(server, "tok-alice", ask())[0] == 200
     # bob may not use fake-large: the fallback does not answer him, capacity does
@@ -147,6 +151,10 @@ def test_the_capacity_fallback_keeps_entitlements_and_the_reservation(
     assert "x-rsql-fallback" not in headers
     assert get(server, "me", "tok-bob")["budget"]["spent_usd"] == 0
     assert [r.body["model"] for r in fresh_provider.received] == ["fake-small"]
+    # dan may not use fake-large either, and no budget decides it: his entitlements alone
+    status, headers, body = chat(server, "tok-dan", ask())
+    assert status == 429 and body["error"]["limit"] == "upstream capacity", body
+    assert "x-rsql-fallback" not in headers
     # alice may use fake-large, but it costs more than her request reserved: not used either
     status, headers, body = chat(server, "tok-alice", ask())
     assert status == 429 and "x-rsql-fallback" not in headers, body
@@ -155,6 +163,8 @@ def test_the_capacity_fallback_keeps_entitlements_and_the_reservation(
     status, headers, body = chat(server, "tok-carol", ask())
     assert status == 200, body
     assert headers["x-rsql-fallback"] == "b1" and body["model"] == "fake-large"
+    # alice's own entitlement holds: asked for by name, fake-large answers her
+    assert chat(server, "tok-alice", ask(model="fake-large"))[0] == 200
 
 
 def test_a_self_hosted_server_down_at_start_serves_no_model_until_it_says_which(
@@ -292,13 +302,14 @@ def test_a_stream_nobody_reads_gives_back_its_lease_after_the_write_deadline(
 def test_a_stream_past_its_longest_time_is_cut_though_its_client_reads_on(
     jupyter_app_factory, fresh_provider: FakeProvider
 ) -> None:
-    """``stream_max_seconds`` bounds a stream however steadily its client reads: a 6 s stream
+    """``stream_max_seconds`` bounds a stream however steadily its client reads: a 60 s stream
     under a 1 s bound ends about a second in, without its ``[DONE]``, and its lease is free
-    again. (Before, only a send that had to wait for its reader looked at the bound: a client
-    that read every event at once kept the stream, and what it holds, to its end.)"""
+    again long before the answer's own end. (Before, only a send that had to wait for its
+    reader looked at the bound: a client that read every event at once kept the stream, and
+    what it holds, to its end.)"""
     server = _one_lease_server(jupyter_app_factory, fresh_provider, stream_max_seconds=1.0)
     fresh_provider.word_delay = 0.1
-    fresh_provider.script("word " * 60)  # 6 s of steady events
+    fresh_provider.script("word " * 600)  # 60 s of steady events
     with _stream_socket(server) as sock:
         t0, got = time.monotonic(), b""
         # every byte as it comes, until the proxy closes, or the stream's last chunk

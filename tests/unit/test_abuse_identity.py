@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.parse
 
 import pytest
@@ -120,18 +121,40 @@ def test_a_dead_upstreams_address_stays_out_of_the_clients_502(
 
 
 def test_the_admin_page_of_a_name_with_percent_signs_shows_that_user(
-    hostile_names: InProcessJupyter,
+    hostile_names: InProcessJupyter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dashboard links to users/<encoded name>; a name that is itself percent-encoded text
-    ("a%41", a valid hub user name) must not be decoded twice into another user's ("aA")."""
+    ("a%41", a valid hub user name) must not be decoded twice into another user's ("aA"):
+    its heading, its rows (one request, where aA made two) and its JSON link are its own."""
+    users = {tok: {"name": name, "groups": []} for tok, name in HOSTILE.items()}
+    users[ADMIN] = {"name": "carol", "groups": ["staff"]}
+    users["tok-pct"] = {"name": "a%41", "groups": []}
+    users["tok-aa"] = {"name": "aA", "groups": []}
+    monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(users))
+    spend(hostile_names, "tok-pct", 1)
+    spend(hostile_names, "tok-aa", 2)
+    quoted = urllib.parse.quote("a%41", safe="")
+
+    def activity(path: str, n: int) -> list[dict]:
+        deadline = time.monotonic() + 10
+        while True:  # the usage log writes in batches
+            _, _, raw = hostile_names.request("GET", f"admin/users/{path}/activity", token=ADMIN)
+            rows = json.loads(raw)["activity"]
+            if len(rows) >= n or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
+
+    assert [r["user"] for r in activity("aA", 2)] == ["aA", "aA"]  # both in the log
+    rows = activity(quoted, 1)
+    assert [r["user"] for r in rows] == ["a%41"], rows
     status, _, raw = hostile_names.request(
-        "GET",
-        "admin/users/" + urllib.parse.quote("a%41", safe=""),
-        token=ADMIN,
-        headers={"Accept": "text/html"},
+        "GET", f"admin/users/{quoted}", token=ADMIN, headers={"Accept": "text/html"}
     )
+    page = raw.decode()
     assert status == 200, raw
-    assert '<span id="who">a%41</span>' in raw.decode()
+    assert '<span id="who">a%41</span>' in page
+    assert page.count('<tr class="') == 1, page  # a%41's one request, not aA's two
+    assert '<a href="a%2541/activity">JSON</a>' in page
 
 
 def test_the_admin_page_of_a_name_made_of_markup_shows_it_as_text(

@@ -32,17 +32,22 @@ async def engine() -> AsyncIterator[Engine]:
     await e.close()
 
 
-async def test_calls_are_counted_in_their_own_window_and_refused_past_it(engine: Engine) -> None:
-    ann, bob = Caller("ann"), Caller("bob")
-    for _ in range(3):
-        await (await engine.admit(ann, TOOLS)).settle(0.0)
-    with pytest.raises(RateLimited) as refused:
-        await engine.admit(ann, TOOLS)
-    assert refused.value.limit == "MCP tool calls 3/minute" and refused.value.retry_after >= 1
-    await (await engine.admit(bob, TOOLS)).settle(0.0)  # another user's own window
-    # a model request's window is another: ann's chat quota is untouched
-    me = await engine.limiter.snapshot("ann", ())
-    assert all(w["used"] == 0 for w in me["limits"])
+async def test_calls_are_counted_in_their_own_window_and_refused_past_it() -> None:
+    chat = LimitSettings(user=UserRules(limits=tuple(parse_rates(["5/minute"], where="t"))))
+    engine = await engine_with(limits=chat)
+    try:
+        ann, bob = Caller("ann"), Caller("bob")
+        for _ in range(3):
+            await (await engine.admit(ann, TOOLS)).settle(0.0)
+        with pytest.raises(RateLimited) as refused:
+            await engine.admit(ann, TOOLS)
+        assert refused.value.limit == "MCP tool calls 3/minute" and refused.value.retry_after >= 1
+        await (await engine.admit(bob, TOOLS)).settle(0.0)  # another user's own window
+        # a model request's window is another: ann's chat quota (5 a minute) is untouched
+        me = await engine.limiter.snapshot("ann", ())
+        assert [(w["limit"], w["used"]) for w in me["limits"]] == [("5/minute", 0)], me
+    finally:
+        await engine.close()
 
 
 async def test_concurrency_is_held_until_released(engine: Engine) -> None:
@@ -63,14 +68,23 @@ async def test_concurrency_is_held_until_released(engine: Engine) -> None:
 
 async def test_agent_mode_off_refuses_the_call_before_counting_it() -> None:
     off = LimitSettings(overrides={"user:ann": {"agent": False}})
-    engine = await engine_with(limits=off)
+    state = MemoryState()
+    engine = Engine(EngineSettings(upstreams=(), limits=off), state=state)
     try:
         with pytest.raises(Forbidden) as refused:
             await engine.admit(Caller("ann"), TOOLS)
         assert refused.value.code == "agent_off"
         assert "tool calls are refused while it is off" in refused.value.message
-        for _ in range(3):  # the refused call took nothing of bob's or ann's window
-            await (await engine.admit(Caller("bob"), TOOLS)).settle(0.0)
+    finally:
+        await engine.close()
+    # the refused call took nothing of ann's window: on the same state, with her switch back
+    # on, she has all three calls of it (a fourth is refused)
+    engine = Engine(EngineSettings(upstreams=()), state=state)
+    try:
+        for _ in range(3):
+            await (await engine.admit(Caller("ann"), TOOLS)).settle(0.0)
+        with pytest.raises(RateLimited, match="MCP tool calls 3/minute"):
+            await engine.admit(Caller("ann"), TOOLS)
     finally:
         await engine.close()
 

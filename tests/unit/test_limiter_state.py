@@ -61,8 +61,19 @@ async def test_leases_expire_on_their_own() -> None:
     clock.now += 31  # lease_seconds later
     t = await lim.admit("alice", (), 0.0)
     await t.settle(0.0)
-    await t.settle(0.0)  # settling twice releases once
-    await lim.admit("alice", (), 0.0)
+    await lim.admit("alice", (), 0.0)  # released: the place is free again
+
+
+async def test_settling_twice_releases_once() -> None:
+    clock = Clock(dt.datetime(2026, 11, 22, 12, 0, 0))
+    lim = limiter(clock, concurrency=2)
+    first = await lim.admit("alice", (), 0.0)
+    await lim.admit("alice", (), 0.0)  # both places held
+    await first.settle(0.0)
+    await first.settle(0.0)  # a second settle gives back nothing more
+    await lim.admit("alice", (), 0.0)  # the one place first held
+    with pytest.raises(RateLimited, match="concurrency"):
+        await lim.admit("alice", (), 0.0)
 
 
 async def test_refused_request_counts_in_no_window() -> None:

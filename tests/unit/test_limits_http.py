@@ -107,13 +107,13 @@ def test_a_dropped_stream_gives_back_its_lease_once_read_on_for_at_most_the_drai
 ) -> None:
     """A stream its client drops is read on for the usage the provider bills, holding the
     user's place while it is (the provider is still generating it), but for no longer than
-    `usage_drain_seconds`: here 1 s of an answer that would take 20."""
+    `usage_drain_seconds`: here 3 s of an answer that would take 20."""
     server = jupyter_app_factory(
         {
             "upstreams": upstreams_for(fresh_provider),
             "default_model": "fake-small",
             "user_concurrency": 1,
-            "usage_drain_seconds": 1.0,
+            "usage_drain_seconds": 3.0,
         },
         named_users=True,
     )
@@ -132,7 +132,11 @@ def test_a_dropped_stream_gives_back_its_lease_once_read_on_for_at_most_the_drai
     assert chat(server, "tok-alice")[0] == 429
     assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 1}
     sock.close()
-    deadline = time.monotonic() + 8  # the drain's 1 s, with room; the answer's end is 20 s off
+    # the proxy sees the client gone at its next write (the words come 0.1 s apart): by then
+    # the dropped answer is being read on, and alice's place is still held
+    time.sleep(0.5)
+    assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 1}
+    deadline = time.monotonic() + 8  # the drain's 3 s, with room; the answer's end is 20 s off
     while me(server, "tok-alice")["concurrency"]["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert me(server, "tok-alice")["concurrency"] == {"limit": 1, "in_flight": 0}
