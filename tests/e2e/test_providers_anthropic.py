@@ -283,6 +283,25 @@ def test_anthropic_errors_come_back_in_openai_form_without_the_key(
     text = json.dumps(err.value.body)
     assert "invalid_request_error" in text and KEY_A not in text and KEY_B not in text
     anthropic.reset()
+    # an error whose text quotes the key it was sent (some providers' do): passed on, the key
+    # taken out of it
+    anthropic.script(
+        {
+            "__status__": 400,
+            "error": {
+                "type": "invalid_request_error",
+                "message": "messages: bad request for x-api-key {key}",
+            },
+        }
+    )
+    with pytest.raises(openai.BadRequestError) as err:
+        client(proxy).chat.completions.create(
+            model="claude-only", messages=[{"role": "user", "content": "z"}]
+        )
+    text = json.dumps(err.value.body)
+    assert "bad request for x-api-key" in text, text  # the provider's words came through
+    assert KEY_A not in text and KEY_B not in text, text
+    anthropic.reset()
     # embeddings: no upstream of this model offers them
     with pytest.raises(openai.NotFoundError):
         client(proxy).embeddings.create(model="claude-only", input="x")

@@ -27,9 +27,10 @@ reference (docs.anthropic.com: /en/api/messages, /en/docs/build-with-claude/stre
 - answers: a text quoting the last user message, or scripted ones (:meth:`FakeAnthropic.script`):
   a str is the text; a dict with ``content`` (blocks: text, tool_use, thinking; tool ids filled
   in) and an optional ``stop_reason`` is the Message's; a dict with ``__status__`` is sent as
-  that error answer; bytes are sent as they are, as the whole 200 answer (a provider that breaks
-  its own API, for tests of what the proxy does with one). ``max_tokens`` and
-  ``stop_sequences`` cut a text answer as the API does;
+  that error answer (``{key}`` in its message: the key the request came with); bytes are
+  sent as they are, as the whole 200 answer (a provider that breaks its own API, for tests of
+  what the proxy does with one). ``max_tokens`` and ``stop_sequences`` cut a text answer as
+  the API does;
 - the web search server tool (``web_search_20250305``): with it the answer searches first, one
   ``server_tool_use`` and ``web_search_tool_result`` pair per search (a scripted dict's
   ``"web_searches": n``, else one; at most the tool's ``max_uses``), counted in
@@ -428,6 +429,14 @@ class FakeAnthropic(LoopbackServer):
                 **{k: v for k, v in reply.items() if k != "__status__"},
                 "request_id": rid,
             }
+            error = answer.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                # "{key}": the key this request came with, as a provider quoting it would
+                sent = (
+                    request.headers.get("x-api-key")
+                    or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+                )
+                answer["error"] = {**error, "message": error["message"].replace("{key}", sent)}
             return web.json_response(answer, status=rec.status, headers={"request-id": rid})
         if isinstance(reply, bytes):  # whatever the test has a broken provider send
             with self._lock:

@@ -263,11 +263,18 @@ def test_a_run_sql_result_carrying_markup_is_text_and_shown_escaped(shell: Any) 
 
 
 def test_a_connection_is_a_name_never_a_url(shell: Any, tmp_path: Path) -> None:
-    target = tmp_path / "made.db"
-    for conn in (f"sqlite:///{target}", "db_url"):
-        res = _tools(shell).call("run_sql", {"connection": conn, "sql": "SELECT 1"})
-        assert res.error and not target.exists(), res.text
-    assert "not a connection" in res.text
+    # a database file that exists and would answer: only the rule that a connection is a
+    # variable's name (never a URL or an expression) keeps the tool from opening it
+    target = tmp_path / "there.db"
+    made = sqlite3.connect(target)
+    made.execute("CREATE TABLE t (x INTEGER)")
+    made.commit()
+    made.close()
+    res = _tools(shell).call("run_sql", {"connection": f"sqlite:///{target}", "sql": "SELECT 1"})
+    assert res.error and res.summary == "refused: not a connection name", res
+    assert "URLs and expressions are not accepted" in res.text
+    res = _tools(shell).call("run_sql", {"connection": "db_url", "sql": "SELECT 1"})
+    assert res.error and "not a connection" in res.text, res.text
 
 
 # -- propose_cell --------------------------------------------------------------------------

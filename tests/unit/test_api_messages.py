@@ -210,9 +210,21 @@ def test_a_streamed_tool_call_arrives_as_input_json(
         tools=[WEATHER],
         messages=[{"role": "user", "content": "Paris?"}],
     ) as stream:
+        events = list(stream)
         final = stream.get_final_message()
     assert final.stop_reason == "tool_use"
     assert final.content[-1].type == "tool_use" and final.content[-1].input == {"city": "Paris"}
+    # as Anthropic streams it: the block opens with an empty input, which comes as JSON deltas
+    start = next(
+        e for e in events if e.type == "content_block_start" and e.content_block.type == "tool_use"
+    )
+    assert start.content_block.input == {}
+    deltas = [
+        e.delta.partial_json
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
+    ]
+    assert json.loads("".join(deltas)) == {"city": "Paris"}, deltas
 
 
 def test_count_tokens_estimates_without_asking_a_provider(

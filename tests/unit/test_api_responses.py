@@ -253,6 +253,10 @@ def test_a_stored_conversation_cannot_carry_a_user_past_their_entitlement_or_bud
     else:
         pytest.fail("the conversation grew past a $1 budget without a refusal")
     assert len(fresh_provider.received) - n < 12
+    # refused before it cost more than the day's budget: the turn that would have passed it
+    # was refused at its reservation (the whole stored conversation), not found out afterwards
+    status, _, raw = server.request("GET", "me", token="tok-bob")
+    assert status == 200 and json.loads(raw)["budget"]["spent_usd"] <= 1.0, raw
 
 
 def test_hosted_tools_no_one_offers_are_dropped_and_named_and_background_is_refused(
@@ -304,7 +308,12 @@ def test_a_stream_that_breaks_off_fails_the_response_and_is_charged(
     assert kinds[-1] == "response.failed" and "response.completed" not in kinds
     row = activity(server, "alice")[0]
     assert row["api"] == "responses" and row["status"] == 502
-    assert row["prompt_tokens"] > 0  # charged what was generated before it broke
+    # charged the prompt and what was generated before it broke (a token a chunk that came,
+    # the first chunk, which holds the role, too), never less than the provider billed
+    sent = fresh_provider.received[0]
+    generated = sent.billed_tokens - sent.prompt_tokens
+    assert 0 < generated <= row["completion_tokens"] <= generated + 2, (row, generated)
+    assert row["prompt_tokens"] >= sent.prompt_tokens
 
 
 def test_the_agents_sdk_runs_an_agent_with_a_function_tool(

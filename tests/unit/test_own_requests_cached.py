@@ -59,12 +59,14 @@ async def proxy(
         yield await start(upstreams=upstreams)
 
 
-async def ask(p: Proxy, body: dict[str, Any], client: str) -> tuple[float, dict[str, Any]]:
+async def ask(
+    p: Proxy, body: dict[str, Any], client: str, token: str = "tok-alice"
+) -> tuple[float, dict[str, Any]]:
     res = await p.client.fetch(
         p.base + "v1/chat/completions",
         method="POST",
         body=json.dumps(body),
-        headers={"Authorization": "Bearer tok-alice", "X-RSQL-Client": client},
+        headers={"Authorization": f"Bearer {token}", "X-RSQL-Client": client},
     )
     return float(res.headers["X-RSQL-Cost-USD"]), json.loads(res.body)
 
@@ -128,3 +130,29 @@ async def test_an_upstream_that_takes_prompt_cache_key_gets_the_conversations(
     )
     await ask(proxy, {**body, "prompt_cache_key": "mine"}, "api")
     assert fresh_provider.received[-1].body["prompt_cache_key"] == "mine"
+
+
+async def test_the_prompt_cache_key_is_the_users_and_the_conversations_own(
+    tmp_path: Path, fresh_provider: FakeProvider
+) -> None:
+    """The same conversation of the same user: one key every turn; another user's, or another
+    conversation of the same user: another key (a1 alone serves the model here, so every
+    request reaches the upstream that takes the key)."""
+    upstreams = upstreams_for(
+        fresh_provider,
+        a1={"prompt_cache_key": True},
+        a2={"models": ["fake-large"]},
+        b1={"models": ["fake-large"]},
+    )
+    async with proxy_starter(tmp_path, fresh_provider) as start:
+        p = await start(upstreams=upstreams)
+        body = {**question("Total amount by region?"), "model": "fake-small"}
+        other = {**question("Which customers ordered twice?"), "model": "fake-small"}
+        other["messages"][0] = {**other["messages"][0], "content": "Another course's notes."}
+        for token, asked in (("tok-alice", body), ("tok-alice", body), ("tok-bob", body)):
+            await ask(p, asked, "magic", token)
+        await ask(p, other, "magic")
+    keys = [r.body.get("prompt_cache_key") for r in fresh_provider.received]
+    assert len(keys) == 4 and all(isinstance(k, str) and len(k) == 32 for k in keys), keys
+    alice, again, bob, elsewhere = keys
+    assert alice == again and len({alice, bob, elsewhere}) == 3, keys

@@ -214,7 +214,11 @@ def test_every_kind_translates_or_refuses_naming_the_field(
             # but for a conversation whose tool results answer no call: the caller's to mend,
             # told by Anthropic's own 400
             why = validate({k: v for k, v in sent.items() if k != "stream"})
-            assert why is None or "tool_use" in why, (why, sent)
+            unpaired = (
+                "`tool_use` ids were found without `tool_result` blocks",
+                "unexpected `tool_use_id` found in `tool_result` blocks",
+            )
+            assert why is None or any(m in why for m in unpaired), (why, sent)
 
 
 RESPONSES: dict[str, Any] = {
