@@ -207,9 +207,19 @@ def test_a_server_that_stops_answering_is_taken_out_and_put_back(
     )
     assert status == 200
     assert json.loads(body)["upstreams"]["gpu-2"] == "disabled"
-    # every request goes to the one that answers, with no failed attempt on the other
+
+    def gpu2() -> dict:
+        _, _, body = http("GET", proxy.url + "admin/upstreams", authorization="Bearer sh-root")
+        return next(u for u in json.loads(body)["upstreams"] if u["alias"] == "gpu-2")
+
+    before = gpu2()
+    # every request goes to the one that answers, with no failed attempt on the other (a
+    # failover would answer from gpu-1 too: the other's errors and breaker say none was made)
     for _ in range(3):
         assert ask(proxy, "sh-bob", "Say hi.", max_tokens=4).headers["x-rsql-upstream"] == "gpu-1"
+    after = gpu2()
+    assert after["recent_errors"] == before["recent_errors"], (before, after)
+    assert after["breaker"]["failures"] == before["breaker"]["failures"]
     # the server comes back on its port: the next probe puts it back
     back = start_llama_server(tmp_path, "gpu-2-again", gone.port)
     servers[1] = back

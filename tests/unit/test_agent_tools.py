@@ -406,3 +406,17 @@ def test_r_describe_past_its_time_limit_is_an_error_not_a_hang(shell: Any, r_obj
     res = _tools(shell, time_limit_s=0.5).call("r_describe", {"name": "slow"})
     assert time.monotonic() - t0 < 3.0
     assert res.error and "longer than its 0.5 s limit" in res.text, res.text
+
+
+def test_the_last_wall_cuts_a_result_at_a_line_end_never_inside_a_value() -> None:
+    """``calls.fit``, which every tool result passes last (each tool bounds its own first, by
+    rows or lines): a value cut in two could slip past the proxy's pattern redaction."""
+    from rsql_magic.agent.calls import fit
+
+    lines = [f"person.{i:03d}.{'x' * 40}@example.org" for i in range(60)]
+    text = "\n".join(lines)
+    cut = fit(text, 800)
+    kept, _, said = cut.rpartition("\n")
+    assert len(cut) <= 800 and said == f"... (cut: {len(text) - len(kept):,} more characters)"
+    assert kept.splitlines() == lines[: len(kept.splitlines())] and kept  # whole lines only
+    assert fit("short", 800) == "short"
