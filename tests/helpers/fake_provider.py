@@ -12,7 +12,8 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   first; otherwise it answers with a short text that quotes the last user message. A scripted
   dict is the whole JSON answer, and for a streaming request it is streamed as OpenAI streams
   it (tool-call fragments, refusal, logprobs, system_fingerprint, ``"usage": null`` on every
-  chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer,
+  chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer
+  (``{key}`` in it: the key the request came with),
   one with ``"__pieces__"`` (a list of strings) streams its content split exactly there, and
   one with ``"__cut_after__": n`` streams n chunks and then closes the connection (a stream
   that dies mid-way, tool-call fragments and all; asked without a stream, it is answered whole);
@@ -455,7 +456,10 @@ class FakeProvider(LoopbackServer):
         if isinstance(reply, dict) and "__status__" in reply:
             rec.status = int(reply["__status__"])
             answer = {k: v for k, v in reply.items() if k != "__status__"}
-            return web.json_response(answer, status=rec.status)
+            # "{key}": the key this request came with, as a provider's error may quote it
+            sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            text = json.dumps(answer).replace("{key}", sent)
+            return web.Response(text=text, status=rec.status, content_type="application/json")
 
         prompt_tokens = _count_tokens(body.get("messages", []))
         if isinstance(reply, dict):

@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from tests.helpers import free_port, upstreams_for
+from tests.helpers import PROVIDER_KEYS, free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.servers import InProcessJupyter
 
@@ -118,6 +118,33 @@ def test_a_dead_upstreams_address_stays_out_of_the_clients_502(
     # the admin still finds the address in the server's log, and never the key
     assert f"127.0.0.1:{port}" in server.log()
     assert "sk-dead" not in server.log()
+
+
+def test_a_providers_error_that_quotes_the_key_reaches_the_client_without_it(
+    jupyter_app_factory, fresh_provider: FakeProvider
+) -> None:
+    """Some providers' errors quote the key they were sent (a self-hosted server's "invalid
+    key sk-..."): the error's words reach the caller, the key never."""
+    server = jupyter_app_factory(
+        {"upstreams": upstreams_for(fresh_provider), "default_model": "fake-small"}
+    )
+    fresh_provider.script(
+        {
+            "__status__": 400,
+            "error": {
+                "message": "Request rejected for the key {key}: bad field",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            },
+        }
+    )
+    status, _, raw = server.request("POST", "v1/chat/completions", ASK)
+    body = raw.decode()
+    assert status == 400 and "Request rejected for the key" in body, body
+    keys = [key for key, _, _ in PROVIDER_KEYS]
+    assert fresh_provider.received[-1].status == 400  # the provider was asked, and quoted it
+    assert not [k for k in keys if k in body], body
 
 
 def test_the_admin_page_of_a_name_with_percent_signs_shows_that_user(
