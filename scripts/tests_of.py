@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import re
 import sys
 from collections.abc import Iterable
@@ -68,7 +69,8 @@ def module_name(given: str) -> str:
     return name
 
 
-def imported(path: Path) -> set[str]:
+@functools.cache  # each file is read once however many modules are asked about
+def imported(path: Path) -> frozenset[str]:
     """The modules a file imports, every name it could mean: ``from a.b import c`` is a.b and
     a.b.c (c may be a module or a name in a.b); relative imports resolved against its own."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
@@ -84,7 +86,7 @@ def imported(path: Path) -> set[str]:
                 base = ".".join([*anchor, base] if base else anchor)
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
+    return frozenset(names)
 
 
 @dataclass
@@ -148,9 +150,11 @@ def _spoken(module: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w/])" + prefix + re.escape(below + tail))
 
 
-def _security_rows() -> list[str]:
+@functools.cache
+def _security_rows() -> tuple[str, ...]:
     page = REPO / "docs" / "security.md"
-    return [line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    lines = page.read_text(encoding="utf-8").splitlines()
+    return tuple(line for line in lines if line.startswith("|"))
 
 
 def tests_of(module: str) -> Found:

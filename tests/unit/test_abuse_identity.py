@@ -46,10 +46,17 @@ def hostile_names(
         named_users=True,
     )
     # the test identity provider reads its users on every request
-    users = {tok: {"name": name, "groups": []} for tok, name in HOSTILE.items()}
-    users[ADMIN] = {"name": "carol", "groups": ["staff"]}
-    monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(users))
+    monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(token_users()))
     return server
+
+
+def token_users(**more: str) -> dict[str, dict]:
+    """The hostile names, the admin and `more` (token: name), as the test identity provider
+    reads them."""
+    names = {**HOSTILE, **more}
+    users: dict[str, dict] = {tok: {"name": name, "groups": []} for tok, name in names.items()}
+    users[ADMIN] = {"name": "carol", "groups": ["staff"]}
+    return users
 
 
 def spend(server: InProcessJupyter, token: str, n: int = 2) -> None:
@@ -153,10 +160,7 @@ def test_the_admin_page_of_a_name_with_percent_signs_shows_that_user(
     """The dashboard links to users/<encoded name>; a name that is itself percent-encoded text
     ("a%41", a valid hub user name) must not be decoded twice into another user's ("aA"):
     its heading, its rows (one request, where aA made two) and its JSON link are its own."""
-    users = {tok: {"name": name, "groups": []} for tok, name in HOSTILE.items()}
-    users[ADMIN] = {"name": "carol", "groups": ["staff"]}
-    users["tok-pct"] = {"name": "a%41", "groups": []}
-    users["tok-aa"] = {"name": "aA", "groups": []}
+    users = token_users(**{"tok-pct": "a%41", "tok-aa": "aA"})
     monkeypatch.setenv("RSQL_TEST_TOKEN_USERS", json.dumps(users))
     spend(hostile_names, "tok-pct", 1)
     spend(hostile_names, "tok-aa", 2)
