@@ -1,4 +1,4 @@
-"""The kernel's defaults, declared once: the settings classes (:mod:`rsql_magic.session.settings`)
+"""The kernel's defaults, declared once: the settings classes (:mod:`rsql_magic.session.config`)
 take their default values from here, and so do the functions those settings feed, so a default
 changed here changes for ``%config``, the magics, the chat panel and a direct call alike.
 ``%%sql_ai``'s own are declared in the SQL package (:mod:`rsql_sql.defaults`), which cannot read

@@ -22,7 +22,7 @@ from .databases.frames import FramesDB, is_frame
 from .databases.postgres import PostgresDBAPI
 from .databases.sqlalchemy_adapter import SQLAlchemyDB
 from .databases.sqlite import SQLiteDB
-from .fetch import Fetched
+from .policy import Fetched
 
 __all__ = [
     "DB",

@@ -55,7 +55,7 @@ from rsql_magic.privacy import ContextPolicy, context_report, preview, remember_
 from rsql_magic.render import footer
 from rsql_magic.sanitize import plain_text
 from rsql_magic.session import ContextRequest, Course, Session
-from rsql_magic.session.course import course_of
+from rsql_magic.session.config import course_of
 from rsql_magic.session.notebook import in_execute_request
 
 from .actions import AnswerActions

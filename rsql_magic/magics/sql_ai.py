@@ -12,7 +12,7 @@ context policy allows value statistics, the values of short text columns help ch
 tables the DDL shows, and are not sent.
 
 Tutor mode (a course's tutor window, issue 75): the approach and a query with blanks are shown,
-and nothing runs (:mod:`rsql_magic.operations.sql_tutor`).
+and nothing runs (:mod:`rsql_magic.operations.sql_question`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from IPython.display import display
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import ProxyError, SqlAIError, TutorAnswer
 from rsql_magic.operations import SqlOperation, SqlRequest
-from rsql_magic.operations.sql_tutor import HIDDEN_QUERY, NOT_RUN, TutorSql, tutor_answer
+from rsql_magic.operations.sql_question import HIDDEN_QUERY, NOT_RUN, TutorSql, tutor_answer
 from rsql_magic.render import (
     code_block,
     fallback_label,

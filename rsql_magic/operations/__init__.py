@@ -7,13 +7,17 @@
   ``%%sql_ai``, the chat panel's Run SQL and rsql-eval.
 - ``agent_turn`` (:class:`AgentOperation`, :class:`AgentRequest`): one agent turn over
   read-only tools; ``%%ask --agent``, the chat panel's agent mode and rsql-eval ``--agent``.
-- ``route`` (:class:`Route`, :func:`open_route`): where an operation's requests go, opened once
-  per operation: the cell's replay, the proxy client and the model check.
+
+Each sends along a :class:`~rsql_magic.session.Route` (:func:`~rsql_magic.session.open_route`,
+opened once per operation: the cell's replay, the proxy client and the model check), re-exported
+here for the callers that build one themselves.
 
 The magics, the chat panel and rsql-eval build a request and hand it over; the set-up they
 share (replay, model checks, the session's request flow, the SQL loop's options and the
 schema's one capture) is done here, once. What they show is their own.
 """
+
+from rsql_magic.session import Route, open_route
 
 from .agent_turn import AgentOperation, AgentRequest
 from .asking import (
@@ -24,7 +28,6 @@ from .asking import (
     named_context,
     unreadable_message,
 )
-from .route import Route, open_route
 from .sql_question import SqlCompleter, SqlOperation, SqlRequest
 
 __all__ = [

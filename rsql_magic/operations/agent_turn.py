@@ -20,9 +20,7 @@ from rsql_magic.agent.loop import Ask, Step, ToolBox, Turn, run_turn
 from rsql_magic.client import ChatResult
 from rsql_magic.errors import ProxyError
 from rsql_magic.prompt import AGENT
-from rsql_magic.session import Session
-
-from .route import Route
+from rsql_magic.session import Route, Session
 
 __all__ = ["AgentOperation", "AgentRequest"]
 

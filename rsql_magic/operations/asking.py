@@ -1,7 +1,7 @@
 """Asking: a question with the notebook's live context, answered by the model.
 
 What ``%%ask`` and the chat panel's Send do: one :class:`AskRequest` handed to
-:class:`AskOperation`, which opens the route once (:func:`~.route.open_route`: the cell's
+:class:`AskOperation`, which opens the route once (:func:`~rsql_magic.session.open_route`: the cell's
 replay, the client, the model check before anything is collected or sent), builds the context
 request (:meth:`Session.context_request <rsql_magic.session.Session.context_request>`, under
 the admin's and the user's context policy) and sends the messages with ``RSQLMagic``'s
@@ -17,9 +17,7 @@ from rsql_magic.client import ChatResult, ProxyClient
 from rsql_magic.context.named import NOTHING_SENT, named_connection, named_frames
 from rsql_magic.context.rsession import r_data_frames
 from rsql_magic.errors import UsageError
-from rsql_magic.session import ContextRequest, Session
-
-from .route import Route, open_route
+from rsql_magic.session import ContextRequest, Route, Session, open_route
 
 __all__ = [
     "AskOperation",

@@ -4,7 +4,7 @@
 
 - the settings: :class:`AskSettings` (configured as ``RSQLMagic.<name>``) and
   :class:`SqlAISettings` (``SqlAIMagics.<name>``); each magic class inherits its settings
-  class, so every default is written once, in the trait (:mod:`.settings`);
+  class, so every default is written once, in the trait (:mod:`.config`);
 - what the settings decide (``Session.config``, :mod:`.config`): the settings in force, the
   model choice (``model``: one fallback chain, ending in the user's default from ``GET me``)
   and the check that a model is one the admin allows (``check_models``), batch detection
@@ -15,7 +15,7 @@
   its cost there; the frames and failed cells the context draws on (``last_error``); putting
   code into the next cell (``insert_cell``), with who wrote it for the frontend to mark
   (``Provenance``, and ``CellChannel``, which inserts cells from a widget's click);
-- the course the user is in (``SessionConfig.course``, :mod:`.course`): tutor mode and the
+- the course the user is in (``SessionConfig.course``, :mod:`.config`): tutor mode and the
   course log, as ``GET me`` says, and what goes over an answer (``Session.answer_notices``);
 - %%sql_ai's connections and schemas (``Session.sql_runner``, :mod:`.sql_runner`:
   ``choose_connection``: what CONN names, or the default explained, ``ConnectionChoice``;
@@ -24,8 +24,9 @@
   (:mod:`rsql_magic.operations.sql_question`) stands;
 - what a question sends, on :class:`Session` itself (:mod:`.session`): context requests
   (:meth:`Session.context_request`: frames, R, SQL schema, the last error, ``{var}``
-  references, under the token budget and the policy); an operation sends them along its
-  :class:`~rsql_magic.operations.Route`, under the 429 / 503 policy.
+  references, under the token budget and the policy), and the way an operation sends them
+  (:class:`Route`, opened once per operation by :func:`open_route`: the cell's replay, the
+  proxy client and the model check), under the 429 / 503 policy.
 
 Batch runs. ``set_next_input`` is dropped by nbclient (so by nbconvert and papermill), and
 nobody is there to read a rate-limit message. A run counts as batch when
@@ -40,9 +41,16 @@ every final failure raises, so ``jupyter nbconvert --execute`` fails.
 
 from ..context.references import resolve_reference
 from .cells import Provenance
-from .course import Course, CourseLog, TutorMode
-from .session import ContextRequest, Session, mentions_error, register_magics, unregister_magics
-from .settings import AskSettings, SqlAISettings
+from .config import AskSettings, Course, CourseLog, SqlAISettings, TutorMode
+from .session import (
+    ContextRequest,
+    Route,
+    Session,
+    mentions_error,
+    open_route,
+    register_magics,
+    unregister_magics,
+)
 
 __all__ = [
     "AskSettings",
@@ -50,10 +58,12 @@ __all__ = [
     "Course",
     "CourseLog",
     "Provenance",
+    "Route",
     "Session",
     "SqlAISettings",
     "TutorMode",
     "mentions_error",
+    "open_route",
     "register_magics",
     "resolve_reference",
     "unregister_magics",

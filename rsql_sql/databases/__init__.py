@@ -6,14 +6,15 @@ reads names (:meth:`Database.as_the_database_reads`) and how its catalog is read
 validator, the retry loop and retrieval ask the database object (:func:`database_for`); none of them
 compares database names.
 
-- :mod:`.base`: ``Database`` (what a database declares) and ``DB`` (a connection of one);
+- :mod:`.base`: ``Database`` (what a database declares), ``DB`` (a connection of one) and the
+  databases by name (``database_for``; those known by name only, T-SQL, MySQL, ..., reached
+  through SQLAlchemy, listed there too);
 - :mod:`.sqlite`, :mod:`.duckdb`, :mod:`.postgres`: the databases with walls of their own;
-- :mod:`.others`: databases known by name only (T-SQL, MySQL, ...), through SQLAlchemy;
 - :mod:`.sqlalchemy_adapter` and :mod:`.frames`: the SQLAlchemy and DataFrames adapters, thin
   wrappers that hand each statement to a database above.
 
 Modules are imported when first asked for, as sqlglot does with its dialects. Adding a database
-is one new module defining ``DATABASE`` and one line in ``_MODULES`` of :mod:`.registry`
+is one new module defining ``DATABASE`` and one line in ``_MODULES`` of :mod:`.base`
 (docs/architecture.md shows a worked example).
 """
 
@@ -23,8 +24,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .base import DB, Database, QueryBounds
-from .registry import (
+from .base import (
+    DB,
+    Database,
+    QueryBounds,
     database_for,
     database_for_file,
     database_for_url,

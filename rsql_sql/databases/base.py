@@ -1,5 +1,6 @@
-"""What every SQL database module declares (:class:`Database`) and every connection adapter is
-(:class:`DB`).
+"""What every SQL database module declares (:class:`Database`), every connection adapter is
+(:class:`DB`), and which databases there are (:func:`database_for`: one module per database,
+loaded when first asked for; a name and a title for those reached only through SQLAlchemy).
 
 A database is what the checks ask instead of comparing names: its function allowlists, how its
 strings and names are read, how its catalog is read, and the walls it puts around generated SQL
@@ -9,6 +10,7 @@ on a SQLAlchemy connection. A :class:`DB` is one connection of a database, with 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import threading
 import time
 import weakref
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rsql_sql.errors import BadConnection
 
-from ..fetch import Fetched, fetch_bounded
+from ..policy import Fetched, fetch_bounded
 
 if TYPE_CHECKING:
     from sqlglot import exp
@@ -35,6 +37,12 @@ __all__ = [
     "Database",
     "deadline_after",
     "database_file",
+    "database_for",
+    "database_for_file",
+    "database_for_url",
+    "databases",
+    "file_kinds",
+    "url_examples",
     "file_identity",
     "file_of_url",
     "for_a_thread",
@@ -319,3 +327,87 @@ def interrupt_thread_dbs() -> None:
     for db in dbs:
         with contextlib.suppress(Exception):  # closed meanwhile
             db.raw.interrupt()
+
+
+# -- the databases by name: which module holds each, loaded when first asked for (as sqlglot
+# loads its dialects), so a database's driver code costs nothing until a connection of it comes
+
+# database name -> its module (which defines DATABASE); one line per database
+_MODULES = {
+    "sqlite": "sqlite",
+    "duckdb": "duckdb",
+    "postgres": "postgres",
+}
+
+_LOADED: dict[str, Database] = {}
+
+
+def database_for(name: str) -> Database:
+    """The database a sqlglot dialect name stands for; a database without a module of its own is a
+    plain :class:`Database` of that name (the guard alone)."""
+    database = _LOADED.get(name)
+    if database is None:
+        module = _MODULES.get(name)
+        if module is not None:
+            database = importlib.import_module(f"{__package__}.{module}").DATABASE
+        else:
+            database = _BY_NAME_ONLY.get(name) or Database(name)
+        _LOADED[name] = database
+    return database
+
+
+def databases() -> list[Database]:
+    """Every database with a module of its own, in registry order."""
+    return [database_for(name) for name in _MODULES]
+
+
+def database_for_url(url: str) -> Database | None:
+    """The database whose connections `url` opens (its scheme, ``scheme+driver`` too), or None."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    base = scheme.split("+", 1)[0]
+    return next((e for e in databases() if base and base in e.url_schemes), None)
+
+
+def database_for_file(head: bytes) -> Database | None:
+    """The database whose files begin as `head` (a file's first 16 bytes), or None."""
+    for database in databases():
+        if database.file_header is not None:
+            at, magic = database.file_header
+            if head[at : at + len(magic)] == magic:
+                return database
+    return None
+
+
+def file_kinds() -> str:
+    """The databases whose files :func:`database_for_file` knows, for error texts ("SQLite or
+    DuckDB")."""
+    return " or ".join(e.title for e in databases() if e.file_header is not None)
+
+
+def url_examples() -> str:
+    """The URL forms :func:`database_for_url` knows, for help and error texts."""
+    return ", ".join(e.url_example for e in databases() if e.url_example)
+
+
+# Engines sqlglot knows that we reach only through SQLAlchemy: a name and a title each, no
+# walls of their own (the guard, the transaction rolled back, and the database's permissions).
+# A database that earns walls, a function list or catalog queries gets a module of its own.
+
+
+class _NoEscapes(Database):
+    backslash_escapes_vary = False  # plain '...' never reads escapes, whatever the settings
+
+
+_BY_NAME_ONLY: dict[str, Database] = {
+    e.name: e
+    for e in (
+        _NoEscapes("tsql", "T-SQL (SQL Server)"),
+        Database("mysql", "MySQL"),
+        Database("bigquery", "BigQuery"),
+        Database("snowflake", "Snowflake"),
+        Database("oracle", "Oracle"),
+        Database("redshift", "Redshift"),
+        Database("trino", "Trino"),
+        Database("clickhouse", "ClickHouse"),
+    )
+}

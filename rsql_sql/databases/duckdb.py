@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rsql_sql.errors import BadConnection, QueryTimeout, Refused
 
 from ..catalog import assemble
-from ..fetch import Fetched, fetch_bounded
+from ..policy import Fetched, fetch_bounded
 from .base import (
     DB,
     Database,

@@ -25,7 +25,7 @@ from rsql_sql.errors import BadConnection, QueryTimeout, Refused, SuperuserWarni
 
 from ..catalog import assemble
 from ..database_rules import replace_spans, span
-from ..fetch import Fetched, fetch_bounded
+from ..policy import Fetched, fetch_bounded
 from .base import DB, Database, DriverDB, QueryBounds, deadline_after, run_cursor
 
 if TYPE_CHECKING:

@@ -17,9 +17,8 @@ from rsql_sql.errors import QueryTimeout
 
 from ..catalog import assemble
 from ..dialects import sqlglot_dialect
-from ..fetch import Fetched
-from .base import DB, QueryBounds, file_identity
-from .registry import database_for
+from ..policy import Fetched
+from .base import DB, QueryBounds, database_for, file_identity
 
 if TYPE_CHECKING:
     from ..catalog import Schema

@@ -23,8 +23,8 @@ from rsql_sql.errors import BadConnection, QueryTimeout
 
 from ..catalog import assemble
 from ..database_rules import MAX_REWRITES, literal, replace_spans, span, unresolved_column
-from ..fetch import Fetched, fetch_bounded
 from ..parse import parse_statements
+from ..policy import Fetched, fetch_bounded
 from .base import (
     DB,
     Database,
