@@ -37,7 +37,7 @@ ENGINE_BUILDERS = ("jupyter_server_ext.engine", "jupyter_server_ext.wiring")
 CHAT_PATH = tuple(
     f"jupyter_server_ext.engine.{m}"
     for m in "core parsing replies model_choice failover request_state admission_step redaction "
-    "client_left prompt_cache".split()
+    "prompt_cache".split()
 )
 API_ROOMS = ("jupyter_server_ext.engine.apis",)
 # The one admission (issue 78): the limiter's admissions are asked for by the admission step

@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .accounting.notebooks import NotebookCosts
 from .accounting.pricing import PriceBook
 from .accounting.savings import CacheSavings
-from .accounting.usage import UsageLog, UsageStore
+from .accounting.usage import NotebookCosts, UsageLog, UsageStore
 from .admin import EngineAdmin
 from .admission.entitlements import Access, check_feature, check_tool_call
 from .admission.hosted_tools import HostedTools
@@ -36,9 +35,9 @@ from .admission_step import AdmissionStep
 from .bodies.attribution import set_end_user
 from .bodies.cache import Cached, ClassCaches, cache_key, cacheable
 from .bodies.decode import BodyDecoder
-from .bodies.hosted_kinds import chat_hosted_tools
 from .bodies.left_out import LeftOut
 from .bodies.request import ChatRequest
+from .bodies.usage import chat_hosted_tools
 from .courses.tutor import instruct, instruction_of
 from .errors import EngineError, RateLimited, StateUnavailable, UpstreamError
 from .failover import Forwarder

@@ -15,7 +15,6 @@ from .admission.entitlements import Access
 from .admission.limiter import Limiter
 from .bodies.reading import scrub
 from .bodies.request import ChatRequest
-from .client_left import at_provider
 from .errors import (
     EngineError,
     NotFound,
@@ -28,7 +27,7 @@ from .interface import Caller, Reply
 from .monitoring.metrics import Metrics
 from .prompt_cache import for_upstream
 from .replies import Replies
-from .request_state import Exchange
+from .request_state import Exchange, at_provider
 from .settings import EngineSettings
 from .upstreams.pool import Key, Pool, Slot, request_too_large
 from .upstreams.specs import UpstreamSpec
@@ -142,7 +141,7 @@ class Forwarder:
 
     async def _send(self, ex: Exchange, spec: UpstreamSpec, span: Any) -> UpstreamAnswer:
         """One attempt's call to the provider. A client that leaves meanwhile does not stop what
-        the provider generates and bills (``client_left``): the answer, or failure, is awaited and
+        the provider generates and bills (``request_state.at_provider``): the answer, or failure, is awaited and
         then handed to the background, and the request ends as cancelled."""
         req = ex.req
         with at_provider() as watch:

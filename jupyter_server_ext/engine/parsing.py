@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .admission.hosted_tools import HostedTools, Use, reserve
-from .bodies.hosted_kinds import chat_hosted_tools
 from .bodies.media import billed_image_tokens
 from .bodies.request import (
     ChatRequest,
@@ -19,6 +18,7 @@ from .bodies.request import (
     parse_completions_request,
     parse_embeddings_request,
 )
+from .bodies.usage import chat_hosted_tools
 from .settings import EngineSettings
 from .upstreams.pool import Key
 

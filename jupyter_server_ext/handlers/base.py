@@ -27,11 +27,11 @@ from ..engine import Caller, EachWithin, Engine, EngineError, Reply
 from ..engine.apis.inline.edge import InlineCompletions
 from ..engine.apis.translated import Translated
 from ..engine.bodies.attribution import cell_id, notebook_path
-from ..engine.client_left import Watch, watch_request
 from ..engine.courses.log import CourseLog
 from ..engine.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from ..engine.info_endpoints import error_reply
 from ..engine.monitoring.metrics import CLIENT_KINDS
+from ..engine.request_state import Watch, watch_request
 
 log = logging.getLogger("rsql.proxy")
 
@@ -380,7 +380,7 @@ class AnsweringMixin(RSQLMixin):
     def on_connection_close(self) -> None:
         # the client went away before its answer began: stop the work so leases and upstream
         # slots are released now, but for a request at the provider, whose answer the engine
-        # awaits and reads on in the background, charged (``engine.client_left``). A stream being
+        # awaits and reads on in the background, charged (``engine.request_state.at_provider``). A stream being
         # written is not stopped: its next write fails, and closing its events lets the engine
         # read on for the usage the provider bills.
         if self._watch is not None and not self._streaming:

@@ -19,10 +19,10 @@ from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.apis.translated import Translated
 from jupyter_server_ext.engine.bodies import json_codec
-from jupyter_server_ext.engine.client_left import Watch, watch_request
 from jupyter_server_ext.engine.info_endpoints import me_view
 from jupyter_server_ext.engine.interface import Outcome, Reply
 from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
+from jupyter_server_ext.engine.request_state import Watch, watch_request
 from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
     MemoryClient,
@@ -450,7 +450,7 @@ async def test_a_stream_whose_client_left_at_the_provider_is_charged_each_event_
     engine_over: Callable[..., Engine],
 ) -> None:
     """A client that leaves while the provider has its request: the answer is awaited and read
-    in the background (``client_left``); with no usage from the provider, charged its prompt and
+    in the background (``request_state.at_provider``); with no usage from the provider, charged its prompt and
     a token an event, the first counted once."""
     events = [chat_chunk(), chat_chunk(), chat_chunk(), "[DONE]"]
     asked, answer = asyncio.Event(), asyncio.Event()

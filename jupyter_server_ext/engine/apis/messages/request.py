@@ -54,8 +54,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...bodies.hosted_kinds import kind_of
 from ...bodies.left_out import LeftOut, fetched_file, fetched_image
+from ...bodies.usage import kind_of
 from ...errors import BadRequest
 
 MAX_TOKENS = 2**31 - 1  # the largest answer limit the chat form takes

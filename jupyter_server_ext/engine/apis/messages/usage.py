@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...bodies.hosted_kinds import kind_of
-from ...bodies.usage import count
+from ...bodies.usage import count, kind_of
 
 # the server tools of an Anthropic answer's ``server_tool_use`` blocks that run code: one
 # container a request (``Message.container``), billed by its time whether or not the usage

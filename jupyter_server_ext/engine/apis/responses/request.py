@@ -61,8 +61,8 @@ import json
 import uuid
 from typing import Any
 
-from ...bodies.hosted_kinds import kind_of
 from ...bodies.left_out import LeftOut, fetched_file, fetched_image
+from ...bodies.usage import kind_of
 from ...errors import BadRequest
 
 # state kept at the provider, or work done later: nothing here holds either, and without it
