@@ -154,6 +154,20 @@ LAYERS: dict[str, tuple[str, ...] | None] = {
         f"{S}.engine.bodies",
         f"{S}.engine.apis.chat",
     ),
+    # what a request sent as it came needs, beyond its format: the API's part of apis.native,
+    # its hosted tools reserved by the admin's settings for them
+    f"{S}.engine.apis.messages.native": (
+        f"{S}.engine.errors",
+        f"{S}.engine.bodies",
+        f"{S}.engine.admission",
+        f"{S}.engine.apis.messages",
+    ),
+    f"{S}.engine.apis.responses.native": (
+        f"{S}.engine.errors",
+        f"{S}.engine.bodies",
+        f"{S}.engine.admission",
+        f"{S}.engine.apis.responses",
+    ),
     # stored responses: each its owner's, in the state backend
     f"{S}.engine.apis.responses.stored": (
         f"{S}.engine.errors",

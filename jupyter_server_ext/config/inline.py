@@ -17,9 +17,6 @@ from ..engine.errors import Problems
 from ..engine.settings import InlineSettings
 from .declared import trait
 
-# providers whose APIs have no v1/completions to fill in the middle through
-NO_FIM = ("anthropic", "gemini", "llama_cpp")
-
 
 class InlineCompletionSettings(Configurable):
     """Inline completions in JupyterLab and Notebook 7."""
@@ -65,7 +62,7 @@ class InlineCompletionSettings(Configurable):
                 f"{sorted({m for s in specs for m in s.models})}"
             )
         if self.completion_fim:
-            odd = [s.name for s in serving or specs if s.provider in NO_FIM]
+            odd = [s.name for s in serving or specs if not s.speaks("completions")]
             if odd:
                 problems.append(
                     f"RSQLProxy.completion_fim: upstream {odd[0]!r} speaks no v1/completions "

@@ -132,21 +132,23 @@ class ModelChoice:
         return price.longest if req.long_context else price.at(0)
 
     def _check_long_context(self, req: ChatRequest) -> None:
-        """Refuse Claude's long context (``anthropic-beta: context-1m-...``) on a model an
-        upstream prices without long-context rates: it would be charged less than it costs."""
-        beta = req.long_context_beta
-        if beta is None or not self.prices.lacks_long_context(req.model):
+        """Refuse a request that asks for a model's long context (a Messages request's
+        ``anthropic-beta: context-1m-...``) on a model an upstream prices without long-context
+        rates: it would be charged less than it costs."""
+        asked = req.long_context_asked
+        if asked is None or not self.prices.lacks_long_context(req.model):
             return
+        header, value = asked
         raise BadRequest(
-            f"'anthropic-beta: {beta[:60]}' asks for Claude's long context, which Anthropic "
+            f"'{header}: {value[:60]}' asks for the model's long context, which its provider "
             "bills at its long-context rates once a prompt is past 200,000 tokens, and model "
             f"{req.model!r} has no long-context price here, so it cannot be charged what it "
-            "costs. Send the request without that beta, or an admin sets the model's price "
+            "costs. Send the request without it, or an admin sets the model's price "
             f'past the threshold on its upstream ("prices": {{"{req.model}": {{"input": ..., '
             '"output": ..., "long_context": {"above": 200000, "input": ..., "output": ...}}} '
             "in c.RSQLProxy.upstreams)",
             code="long_context_not_priced",
-            extra={"param": "anthropic-beta"},
+            extra={"param": header},
         )
 
     def _may_be_long(self, req: ChatRequest, price: Price) -> bool:
@@ -160,7 +162,7 @@ class ModelChoice:
         lc = price.long_context
         if lc is None:
             return False
-        if req.long_context_beta is not None:
+        if req.long_context_asked is not None:
             return True
         serving = self.pool.serving(req.model)
         if serving and all(key.spec.long_context_on_request for key in serving):

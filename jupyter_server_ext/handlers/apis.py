@@ -46,7 +46,7 @@ class ResponseMixin(JSONEndpoint):
         return JSONText(await translated.response(caller, response_id))
 
 
-class AnthropicErrors(RSQLMixin):
+class MessagesErrors(RSQLMixin):
     """Errors in the shape of Anthropic's Messages API, for its clients (the ``anthropic`` SDK,
     Claude Code): ``{"type": "error", "error": {"type": ..., "message": ...}}``, and 529 only when
     every upstream is overloaded."""
@@ -69,7 +69,7 @@ class AnthropicErrors(RSQLMixin):
         self.finish(json.dumps(body))
 
 
-class MessagesMixin(AnthropicErrors, AnsweringMixin):
+class MessagesMixin(MessagesErrors, AnsweringMixin):
     """POST v1/messages (Anthropic's Messages API), a Message or its stream events."""
 
     async def ask(self, engine: Engine, body: Any, caller: Caller) -> Reply:
@@ -82,7 +82,7 @@ class MessagesMixin(AnthropicErrors, AnsweringMixin):
         )
 
 
-class CountTokensMixin(AnthropicErrors, JSONEndpoint):
+class CountTokensMixin(MessagesErrors, JSONEndpoint):
     """POST v1/messages/count_tokens: the prompt's tokens as the proxy estimates them."""
 
     async def post(self) -> None:

@@ -235,6 +235,42 @@ def test_the_inline_completion_bounds_are_named_with_every_other_mistake(
     assert ok.limits.completion_concurrency == 0
 
 
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "llama_cpp"])
+def test_fill_in_the_middle_on_an_upstream_without_v1_completions_is_named(
+    provider: str, tmp_path: Any
+) -> None:
+    """``completion_fim`` sends the editor's completions to v1/completions with a suffix, which
+    only OpenAI-compatible servers speak (the kind's endpoints say so): an upstream of another
+    kind serving the completion model stops start-up, named; an OpenAI-compatible one is fine."""
+    from jupyter_server_ext.config.proxy import RSQLProxy
+    from jupyter_server_ext.engine.errors import ConfigError
+
+    other = {"name": "other", "provider": provider, "models": ["code"]}
+    if provider == "llama_cpp":
+        other["model_path"] = str(tmp_path / "m.gguf")
+        (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    else:  # a hosted provider at its own default address
+        other["api_key"] = "sk-test-other"
+    with pytest.raises(ConfigError) as err:
+        RSQLProxy(upstreams=[other], completion_model="code", completion_fim=True).engine_settings(
+            env={}
+        )
+    assert (
+        "RSQLProxy.completion_fim: upstream 'other' speaks no v1/completions with a suffix"
+        in str(err.value)
+    )
+    served = {
+        "name": "vllm",
+        "base_url": "https://vllm.test/v1",
+        "api_key": "sk-test-vllm",
+        "models": ["code"],
+    }
+    ok = RSQLProxy(
+        upstreams=[served], completion_model="code", completion_fim=True
+    ).engine_settings(env={})
+    assert ok.inline is not None and ok.inline.fim is True
+
+
 def test_the_alert_settings_bounds_are_named_with_every_other_mistake(
     fresh_provider: FakeProvider,
 ) -> None:

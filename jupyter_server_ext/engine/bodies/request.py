@@ -138,10 +138,10 @@ class ChatRequest:
     # sent as it was, in its own API's shape (``apis.native``): its answer's events go on as
     # they came, and the engine learns what it needs of that API from the fields below
     native: bool = False
-    # the anthropic-beta it carries that opens Claude's long context (billed at the
-    # long-context rates past 200K prompt tokens), or None: read from `upstream_headers` when
-    # ``native_request`` writes both, and nothing writes either after it
-    long_context_beta: str | None = None
+    # the passed header that asks for the model's long context (billed at the long-context
+    # rates past a prompt length), as (header, value), or None: read from `upstream_headers`
+    # when ``native_request`` writes both, and nothing writes either after it
+    long_context_asked: tuple[str, str] | None = None
     # the event that ends its stream when the upstream's breaks off, in its API's shape
     error_event: Callable[[str], bytes] = field(default=chat_error_event)
     # what reads its answer's usage, in its API's shape (``bodies.usage``)

@@ -79,6 +79,9 @@ class OpenAIKind:
     # a request that does not ask is never charged them (``model_choice``)
     long_context_on_request = False
     default_base_url = ""  # the API root its official SDK defaults to, where there is one
+    # the base URL an error about a missing or malformed one shows (its default where it has
+    # one; an OpenAI-compatible provider's otherwise)
+    base_url_example = "https://api.groq.com/openai/v1"
     passed: tuple[str, ...] = ("x-request-id", "openai-processing-ms", "openai-version")
     endpoints: tuple[str, ...] = ("chat/completions", "completions", "embeddings")
     # whether ``stream`` changes the events: a kind that passes them on as they come is read
@@ -88,6 +91,8 @@ class OpenAIKind:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.translates_streams = cls.stream is not OpenAIKind.stream
+        if cls.default_base_url and "base_url_example" not in cls.__dict__:
+            cls.base_url_example = cls.default_base_url
 
     def url(self, spec: Upstream, endpoint: str, model: str) -> str:
         return f"{spec.base_url}/{endpoint}"
@@ -140,6 +145,7 @@ class AzureKind(OpenAIKind):
     in ``retry-after-ms`` as well as in whole seconds."""
 
     kind = "azure"
+    base_url_example = "https://NAME.openai.azure.com"  # each resource its own
     passed = ("x-request-id", "apim-request-id", "x-ms-region", "openai-processing-ms")
 
     def url(self, spec: Upstream, endpoint: str, model: str) -> str:
@@ -286,6 +292,7 @@ class LlamaCppKind(OpenAIKind):
     kind = "llama_cpp"
     local = True
     window_counts_answer = False
+    endpoints = ("chat/completions",)  # the local model only chats (``transport.local``)
 
 
 # every provider kind the upstreams setting accepts, by the name it is given there

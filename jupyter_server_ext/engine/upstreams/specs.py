@@ -231,6 +231,12 @@ class UpstreamSpec:
         for them (Anthropic's ``context-1m`` beta), refusing a longer prompt without it."""
         return KINDS[self.provider].long_context_on_request
 
+    def speaks(self, endpoint: str) -> bool:
+        """Whether the provider serves `endpoint` (``chat/completions``, ``completions``,
+        ``embeddings``) in OpenAI's form: the legacy completions API with a suffix, which a
+        fill-in-the-middle completion needs, is OpenAI-compatible servers' alone."""
+        return endpoint in KINDS[self.provider].endpoints
+
     @property
     def local(self) -> bool:
         """Runs on this machine (the llama.cpp model): free, chat only, no key to disable."""
@@ -521,8 +527,7 @@ def _http_fields(
             "('provider': 'openai'); hosted providers count requests per minute ('limits')"
         )
     base_url = raw.get("base_url", KINDS[provider].default_base_url)
-    examples = {"azure": "https://NAME.openai.azure.com", "anthropic": "https://api.anthropic.com"}
-    example = examples.get(provider, "https://api.groq.com/openai/v1")
+    example = KINDS[provider].base_url_example
     if not base_url:
         problems.append(f"{where}: field 'base_url' is required, an http(s) URL like '{example}'")
     elif not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):

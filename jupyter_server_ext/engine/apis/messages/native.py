@@ -1,0 +1,106 @@
+"""A Messages request sent as it came, to an upstream that speaks the API itself (Anthropic's):
+what it needs beyond its chat form, the Messages API's part of ``apis.native``. The client's
+beta flags that go on with it (``anthropic-beta``) and the long-context beta among them, the
+service tiers it may ask for, the error event that ends its stream, the server tools it runs
+(and their caps as the edge set them), and the wider page limit of a million-token window."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ...admission.hosted_tools import HostedTools, Use
+from ...bodies.left_out import fetched_files
+from ...bodies.media import MAX_PAGES
+from ...bodies.request import STANDARD_SERVICE, ChatRequest
+from ...errors import BadRequest
+from . import answer as messages_answer
+from . import request as messages_request
+
+__all__ = [
+    "PASSED_HEADERS",
+    "STANDARD_VALUES",
+    "error_event",
+    "hosted_uses",
+    "long_context",
+    "wider_pages",
+]
+
+# a client's header that goes on with the request: Anthropic's beta features (the fields that
+# need them would be refused without it)
+PASSED_HEADERS = ("anthropic-beta",)
+# What a field choosing the service may hold (``STANDARD_SERVICE``: fast mode, US-only inference
+# and tiers billed above the price table are refused, naming the field): the Messages API's
+# tiers are Anthropic's own two ("auto" draws on an organization's Priority Tier commitment,
+# which its contract prices, as does a request that names none)
+STANDARD_VALUES = {**STANDARD_SERVICE, "service_tier": ("auto", "standard_only")}
+# an anthropic-beta name that opens a context window past the standard one
+# (context-1m-2025-08-07): past 200K prompt tokens Anthropic bills its long-context rates
+_LONG_CONTEXT_BETA = re.compile(r"context-\d+m-")
+# Anthropic reads at most 100 pages of PDFs a request, 600 where the request's context window
+# holds a million tokens (its PDF support page); a window holds what a request is billed for at
+# most. A fetched document's stand-in is reserved at 100 pages, as a chat file by id is
+# (``estimate_tokens``); where the window may be wide, the fetched documents of a request are
+# reserved together up to the wider limit.
+WIDE_PAGES = 600
+WIDE_WINDOW = 1_000_000
+
+
+def error_event(message: str) -> bytes:
+    """The event that ends a stream that broke off upstream, in the Messages API's shape."""
+    return messages_answer.event("error", {"error": {"type": "api_error", "message": message}})
+
+
+def long_context(passed: Mapping[str, str]) -> tuple[str, str] | None:
+    """The beta in the passed anthropic-beta header that opens Claude's long context (billed at
+    the long-context rates past 200K prompt tokens), as (header, beta); None when none does."""
+    header = passed.get("anthropic-beta", "")
+    beta = next(
+        (b.strip() for b in header.split(",") if _LONG_CONTEXT_BETA.match(b.strip().lower())),
+        None,
+    )
+    return ("anthropic-beta", beta) if beta is not None else None
+
+
+def wider_pages(form: dict[str, Any], chat: ChatRequest, wide: bool) -> int:
+    """What the fetched documents of a request (`form`: its chat form) may cost beyond 100
+    pages each, where its window may hold a million tokens (`wide`)."""
+    fetched = fetched_files(form["messages"])
+    if not fetched or not wide:
+        return 0
+    most = min(WIDE_PAGES * chat.page_tokens, WIDE_WINDOW)
+    return max(0, most - fetched * MAX_PAGES * chat.page_tokens)
+
+
+def hosted_uses(payload: dict[str, Any], hosted: HostedTools) -> tuple[list[Use], int | None]:
+    """The server tools a Messages request runs, each kind's calls at its price and what they
+    may pull into the prompt (the calls capped by ``max_uses`` and the fetched text by
+    ``max_content_tokens`` where the edge set them; one container a request, billed by its
+    time); the Messages API has no cap that all calls share (None)."""
+    named = payload.get("container")
+    if isinstance(named, str) or (isinstance(named, dict) and named.get("id")):
+        raise BadRequest(
+            "'container': a container by id is not offered through this proxy (containers "
+            "belong to the provider account that every user of this hub shares); leave it "
+            "out and each request runs in its own",
+            code="hosted_tool_not_priced",
+            extra={"param": "container"},
+        )
+    uses: list[Use] = []
+    for kind, _, tool in messages_request.hosted_tools_in(payload):
+        setting = hosted.of(kind)
+        calls = setting.max_calls
+        if kind in ("web_search", "web_fetch"):  # capped by the edge (``max_uses``)
+            uses_ = tool.get("max_uses")
+            if isinstance(uses_, int) and not isinstance(uses_, bool) and uses_ >= 0:
+                calls = min(calls, uses_)
+        elif kind == "code_interpreter":  # one container a request, billed by its time
+            calls = 1
+        tokens = setting.content_tokens
+        if kind == "web_fetch":  # the cap the edge sent holds for text (not for PDFs)
+            most = tool.get("max_content_tokens")
+            if isinstance(most, int) and not isinstance(most, bool) and most >= 0:
+                tokens = min(tokens, most) if tokens else most
+        uses.append(Use(kind, calls, setting.price_per_call, tokens))
+    return uses, None
