@@ -382,17 +382,33 @@ def test_an_azure_429_falls_over_to_an_openai_key_for_the_same_public_model(
     assert after_429 and set(after_429) == {"openai-1"}, after_429
 
 
-def test_azure_deployment_names_and_keys_never_reach_the_caller(proxy: ProxyService) -> None:
+def test_azure_deployment_names_and_keys_never_reach_the_caller(
+    proxy: ProxyService, azure: FakeAzure
+) -> None:
     status, _, body = http("GET", proxy.url + "v1/models", authorization="Bearer prov-alice")
     assert status == 200
     ids = {m["id"] for m in json.loads(body)["data"]}
     assert {"gpt-4o-mini", "gpt-4o", "gpt-4o-v1"} <= ids
     assert not ids & {"chat-mini", "big-one", "emb"}
-    with pytest.raises(openai.NotFoundError) as err:
+    # a deployment's name is no model name here: the proxy's own 404
+    with pytest.raises(openai.NotFoundError):
         client(proxy).chat.completions.create(
             model="chat-mini", messages=[{"role": "user", "content": "x"}]
         )
+    # Azure's own error quoting the key it was sent and the deployment it was asked for
+    azure.errors_next.append(
+        (400, "BadRequest", "Deployment {deployment} refused the request made with key {key}.")
+    )
+    sent = len(azure.received)
+    with pytest.raises(openai.BadRequestError) as err:
+        client(proxy).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "quote me"}]
+        )
+    assert [r.deployment for r in azure.received[sent:]] == ["big-one"]  # Azure answered it
+    message = err.value.body["message"] if isinstance(err.value.body, dict) else ""
+    assert message.startswith("Deployment gpt-4o refused the request"), err.value.body
     assert AZURE_KEY not in str(err.value.body)
+    assert "big-one" not in str(err.value.body)
 
 
 def test_gemini_errors_come_back_in_openai_form_and_its_retry_delay_is_kept(

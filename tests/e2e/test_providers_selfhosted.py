@@ -184,7 +184,8 @@ def test_two_callers_go_to_two_replicas_and_a_third_is_told_capacity_is_in_use(
             ask(proxy, "sh-alice", "and me?", max_tokens=4)
         answers = [f.result() for f in long]
     assert "upstream capacity" in json.dumps(busy.value.body) or "in use" in str(busy.value)
-    # the least busy replica first: one each, never two on one server
+    # one each, never two on one server (each holds max_in_flight 1; which goes first with
+    # room on both is tests/unit/test_inflight_cap.py's least-busy test)
     assert sorted(a.headers["x-rsql-upstream"] for a in answers) == ["gpu-1", "gpu-2"]
     for a in answers:
         completion = a.parse()

@@ -81,6 +81,10 @@ class FakeAzure(LoopbackServer):
         self.key, self.entra_token, self.region = key, entra_token, region
         self.received: list[AzureReceived] = []
         self.fail_next: list[int] = []  # statuses to answer the next requests with (5xx)
+        # errors to answer the next requests with, as (status, code, message): in the message,
+        # {key} is the key the request came with and {deployment} the deployment it named, as
+        # an error of Azure's may quote them
+        self.errors_next: list[tuple[int, str, str]] = []
 
     @property
     def endpoint(self) -> str:
@@ -165,6 +169,10 @@ class FakeAzure(LoopbackServer):
                 "The API deployment for this resource does not exist. If "
                 "you created the deployment within the last 5 minutes, please wait a moment and try again.",
             )
+        if self.errors_next:
+            rec.status, code, message = self.errors_next.pop(0)
+            sent = request.headers.get("api-key") or request.headers.get("Authorization", "")
+            return _error(rec.status, code, message.format(key=sent, deployment=name))
         if self.fail_next:
             rec.status = self.fail_next.pop(0)
             return _error(
