@@ -263,6 +263,10 @@ class RSQLProxyService(Application):
             raise ConfigError(command_line_problem(str(exc), self.aliases)) from None
 
     def initialize(self, argv: list[str] | None = None) -> None:
+        # traitlets logs the whole configuration at DEBUG each time it changes ("Config
+        # changed"): the command line's now, the file's below. Until the file is read, what looks
+        # like a key or a password is masked in that line; from then on every secret it holds
+        scrub_logs(self.scrub, self.log)
         super().initialize(argv)
         if self.config_file and not os.path.exists(self.config_file):
             raise ConfigError(f"--config {self.config_file}: no such file")
@@ -271,6 +275,7 @@ class RSQLProxyService(Application):
         reading = read_configuration(self, self.config_file, RSQLProxy())
         self._read_problems, self._judge_settings = reading.problems, reading.judge
         self.scrub = reading.scrub
+        scrub_logs(self.scrub, self.log)  # before the next line logs the file's values
         self.config = reading.valid  # the file and command line, without what was set aside
         # with several workers, every line says which process wrote it
         pid = " %(process)d" if self.workers > 1 else ""

@@ -340,10 +340,13 @@ class ScrubFilter(logging.Filter):
 
 
 def scrub_logs(scrub: Scrubber, *loggers: logging.Logger) -> None:
-    """Put `scrub` on every handler of `loggers` (the root logger when none), in place of one put
-    there before: every line the process logs through them is scrubbed."""
+    """Put `scrub` on `loggers` (the root logger when none) and on every handler they have, in
+    place of one put there before: every line the process logs through them is scrubbed. On the
+    logger too, because a handler may be replaced: traitlets builds an application's handler
+    anew when its configuration sets the log level, and then logs the whole configuration
+    through the new one ("Config changed", at DEBUG)."""
     for logger in loggers or (logging.getLogger(),):
-        for handler in logger.handlers:
-            for old in [f for f in handler.filters if isinstance(f, ScrubFilter)]:
-                handler.removeFilter(old)
-            handler.addFilter(ScrubFilter(scrub))
+        for holder in (logger, *logger.handlers):
+            for old in [f for f in holder.filters if isinstance(f, ScrubFilter)]:
+                holder.removeFilter(old)
+            holder.addFilter(ScrubFilter(scrub))

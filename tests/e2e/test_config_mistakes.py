@@ -241,6 +241,32 @@ def test_a_problem_line_never_repeats_a_secret(tmp_path: Path) -> None:
     assert "very-secret" not in " ".join(said)
 
 
+def test_the_debug_log_of_the_configuration_shows_no_secret(tmp_path: Path) -> None:
+    """At DEBUG traitlets logs the whole configuration as it is read ("Config changed"), keys
+    and passwords with it, and the log level it sets builds the service's log handler anew just
+    before: the line is still scrubbed."""
+    cfg = tmp_path / "debug.py"
+    cfg.write_text(
+        'c.RSQLProxy.upstreams = [{"name": "g", "base_url": "http://127.0.0.1:9/v1", '
+        '"api_key": "inline-key-not-key-shaped-42", "models": ["m"]}]\n'
+        'c.RSQLProxy.database_url = "postgresql://rsql:db-pass-not-shaped-77@127.0.0.1/rsql"\n'
+        'c.RSQLProxyService.static_users = {"tok-plain-7f3e9a": {"name": "ann"}}\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_server_ext", "--check-config", "--config", str(cfg)]
+        + ["--log-level=DEBUG"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        cwd=tmp_path,
+    )
+    logged = done.stdout + done.stderr
+    assert "Config changed" in logged and "'upstreams'" in logged, logged  # the line was logged
+    for secret in ("inline-key-not-key-shaped-42", "db-pass-not-shaped-77", "tok-plain-7f3e9a"):
+        assert secret not in logged, logged
+
+
 # the same provider, three keys in three variables none of which is set
 GROQ = "https://api.groq.com/openai/v1"
 
