@@ -263,9 +263,7 @@ class RSQLProxyService(Application):
             raise ConfigError(command_line_problem(str(exc), self.aliases)) from None
 
     def initialize(self, argv: list[str] | None = None) -> None:
-        # traitlets logs the whole configuration at DEBUG each time it changes ("Config
-        # changed"): the command line's now, the file's below. Until the file is read, what looks
-        # like a key or a password is masked in that line; from then on every secret it holds
+        # traitlets logs the whole configuration at DEBUG ("Config changed"): masked from here on
         scrub_logs(self.scrub, self.log)
         super().initialize(argv)
         if self.config_file and not os.path.exists(self.config_file):
