@@ -6,6 +6,7 @@ import io
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -170,38 +171,36 @@ def test_the_console_pages_commands_run_as_written(svc: Any) -> None:
 
 def test_check_config_says_whether_a_configuration_starts(tmp_path: Path) -> None:
     """`rsql-proxy --check-config`: 0 and a summary for a good file, 2 and the cause for a bad
-    one; it listens on nothing (the port given is still free afterwards)."""
+    one; it listens on nothing: the port it is given is held by another socket all along, which
+    a check that bound it would meet."""
     good, bad = tmp_path / "good.py", tmp_path / "bad.py"
     good.write_text(
         'c.RSQLProxy.upstreams = [{"name": "g", "base_url": "http://127.0.0.1:9/v1", '
         '"api_key_env": "DOCS_KEY", "models": ["m-1"]}]\n'
     )
     bad.write_text('c.RSQLProxy.user_limits = ["ten a minute"]\n')
-    port = free_port()
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
     cmd = [sys.executable, "-m", "jupyter_server_ext", "--check-config", "--port", str(port)]
     env = child_env(DOCS_KEY="sk-docs-check")
-    p = subprocess.run([*cmd, "--config", str(good)], capture_output=True, text=True, env=env)
-    assert p.returncode == 0, p.stderr
-    assert "starts as written" in p.stdout and "models: m-1" in p.stdout
-    assert "sk-docs-check" not in p.stdout + p.stderr
-    p = subprocess.run([*cmd, "--config", str(bad)], capture_output=True, text=True, env=env)
-    assert p.returncode == 2 and "ten a minute" in p.stderr
+    with held:
+        p = subprocess.run(
+            [*cmd, "--config", str(good)], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert p.returncode == 0, p.stderr
+        assert "starts as written" in p.stdout and "models: m-1" in p.stdout
+        assert "sk-docs-check" not in p.stdout + p.stderr
+        p = subprocess.run(
+            [*cmd, "--config", str(bad)], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert p.returncode == 2 and "ten a minute" in p.stderr
+        assert "in use" not in p.stderr  # the cause named is the file's, not the port's
     p = subprocess.run(
         [sys.executable, "-m", "jupyter_server_ext", "--help"], capture_output=True, text=True
     )
     assert "rsql-proxy admin" in p.stdout and "--check-config" in p.stdout
-    assert free_port_is(port)
-
-
-def free_port_is(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_errors_and_exit_codes(svc: Any, tmp_path: Path) -> None:
@@ -225,7 +224,9 @@ def test_errors_and_exit_codes(svc: Any, tmp_path: Path) -> None:
     # --token-file beats the environment; JUPYTERHUB_API_TOKEN is the fallback
     tf = tmp_path / "token"
     tf.write_text("tok-admin\n")
-    assert run(url, "--token-file", str(tf), "status", token="tok-alice")[0] == 0
+    # keys is the admin's alone: the file's token (root) is the one sent, not alice's
+    assert run(url, "keys", token="tok-alice")[0] == admin_cli.FORBIDDEN
+    assert run(url, "--token-file", str(tf), "keys", token="tok-alice")[0] == 0
     assert run(url, "keys", token=None, env={"JUPYTERHUB_API_TOKEN": "tok-admin"})[0] == 0
     code, _, err = run(url, "--token-file", str(tmp_path / "missing"), "status")
     assert code == admin_cli.USAGE and "--token-file" in err

@@ -119,16 +119,19 @@ def test_key_disabled_and_enabled_once(
     ups = upstreams_for(fp)
     for u in ups:
         u["models"] = ["fake-small"]
-    late_key = "sk-test-z1-late0123456789"  # unknown to the provider for now: a 401
+    late_key = "sk-test-z1-late0123456789"
     ups.append(
         {"name": "z1", "base_url": fp.base_url, "api_key": late_key, "models": ["fake-large"]}
     )
     svc = _service(service_factory, fp, receiver, upstreams=ups)
     large = {**ASK, "model": "fake-large"}
+    # z1 alone serves fake-large, with a key the provider does not know: its 401 quotes the key
+    fp.unknown_key_message = "Incorrect API key provided: {key}."
     assert _ask(svc, 1, large) == [502]
     got = receiver.wait_for("key_disabled")[0]
     assert got["details"]["alias"] == "z1" and "401" in got["details"]["reason"]
     assert "z1" in got["message"] and got["time"].endswith("Z") and got["source"] == "rsql-proxy"
+    assert late_key not in json.dumps(receiver.bodies)  # the provider's words quoted it
 
     fp.keys[late_key] = KeyPolicy("z1")  # the provider accepts the key now
     status, _, raw = svc.request("POST", "admin/upstreams/health-check", {}, token="tok-admin")

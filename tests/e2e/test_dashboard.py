@@ -208,12 +208,12 @@ class EventStream:
         self.conn.close()
 
 
-@pytest.mark.slow
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # the 302 itself is what the test looks at
 
 
+@pytest.mark.slow
 def test_dashboard_and_events_through_a_jupyter_server(
     jupyter_server_factory, fresh_provider: FakeProvider
 ) -> None:
@@ -481,7 +481,9 @@ def test_dashboard_in_chromium_through_the_hub(
                     docs_image
                 )
 
-            # reset bob's limits with the button: bob gets answers again
+            # reset bob's limits with the button: bob gets answers again (refused just before,
+            # whatever time the steps above took; a refusal takes nothing from his window)
+            assert _chat(bob, "before the reset") == "429"
             page.locator("#top-requests button.reset[data-user='bob']").click()
             page.wait_for_function(
                 "() => document.querySelector(\"#top-requests button.reset[data-user='bob']\")"

@@ -257,7 +257,9 @@ def test_groups_decide_models_and_windows_for_a_hub_user_and_their_kernel(
     assert "Exam in progress: no assistant." in asked, results
     assert "exam" in status_out and "Exam in progress" in status_out, status_out
     assert not [r for r in provider.received if "join two tables" in json.dumps(r.body)]
-    # the admin ends it early: the student may ask again at once
+    # the admin ends it early: the student may ask again at once (still refused just before,
+    # whatever time the kernel above took of the window's 25 s)
+    assert hub.service("POST", "v1/chat/completions", stu, ASK)[0] == 403
     status, body = hub.service("POST", "admin/windows/exam/end", carla, {})
     assert status == 200, body
     assert hub.service("POST", "v1/chat/completions", stu, ASK)[0] == 200

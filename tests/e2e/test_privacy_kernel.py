@@ -464,15 +464,18 @@ def test_unreadable_policy_fails_closed(
     pol, notes = effective_policy(refused)
     assert notes == [] and refused.unavailable is not None
     assert refused.unavailable.status == 401
-    with pytest.raises(ProxyError, match=r"not authenticated \(401\)"):
+    with pytest.raises(ProxyError, match=r"not authenticated \(401\)") as said:
         refused.chat([{"role": "user", "content": describe_frame("people", people(), policy=pol)}])
+    # the error `me` got, raised again: no request was made (one made would raise its own)
+    assert said.value is refused.unavailable
     assert fresh_provider.received == []
     # nothing listens: no policy is known, and this client will not send
     dead = ProxyClient(f"http://127.0.0.1:{free_port()}/rsql/", "t", timeout=2)
     pol, notes = effective_policy(dead)
     assert dead.unavailable is not None and dead.unavailable.status == 0
-    with pytest.raises(ProxyError):
+    with pytest.raises(ProxyError) as gone:
         dead.chat([{"role": "user", "content": "x"}])
+    assert gone.value is dead.unavailable
     assert fresh_provider.received == []
 
 

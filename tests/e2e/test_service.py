@@ -118,7 +118,10 @@ def test_stops_promptly_and_flushes_the_usage_log(
         )[1]["x-request-id"]
         for _ in range(25)
     ]
+    began = time.monotonic()
     assert svc.stop(sig) == 0
+    # nothing in flight: no grace waited out, nor the 5 s the last connections get to close
+    assert time.monotonic() - began < 3
     rows = (
         sqlite3.connect(svc.cwd / "rsql_usage.sqlite")
         .execute("SELECT request_id, user FROM usage")

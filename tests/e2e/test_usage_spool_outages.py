@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
+from jupyter_server_ext.engine.accounting.usage import COLUMNS, UsageLog, row_of
 from jupyter_server_ext.store import open_store
 from tests.helpers import REPO, child_env, free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
@@ -337,7 +337,7 @@ def db(tmp_path: Path) -> Database:
 CHILD = """
 import asyncio, sys, time
 from jupyter_server_ext.engine import Caller, Outcome
-from jupyter_server_ext.engine.accounting.usage import UsageLog, row_of
+from jupyter_server_ext.engine.accounting.usage import COLUMNS, UsageLog, row_of
 from jupyter_server_ext.store import open_store
 
 async def main(url, spool, n):
@@ -433,25 +433,26 @@ async def test_rows_an_older_version_journaled_are_written_with_the_new_columns_
     db: Database, tmp_path: Path, child
 ) -> None:
     """A proxy upgraded while its spool held rows: those rows lack the columns added since
-    (the escalation stage), and are stored with them empty, not refused."""
+    (the escalation stage and every column after it), and are stored with them empty, not
+    refused."""
     spool = tmp_path / "spool"
     proc = child(spool, 20)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    for seg in spool.glob(
-        "usage-*.jsonl"
-    ):  # as the version before the escalation column wrote them
-        seg.write_text(
-            "".join(
-                json.dumps(json.loads(line)[:-1]) + "\n" for line in seg.read_text().splitlines()
-            )
-        )
+    cut = COLUMNS.index("escalation")  # as the version before the escalation column wrote them
+    dropped: list[Any] = []
+    for seg in spool.glob("usage-*.jsonl"):
+        rows = [json.loads(line) for line in seg.read_text().splitlines()]
+        dropped += [v for row in rows for v in row[cut:]]
+        seg.write_text("".join(json.dumps(row[:cut]) + "\n" for row in rows))
+    assert any(v is not None for v in dropped)  # the cut took values the rows had
     log = UsageLog(open_store(db.url), spool_dir=str(spool), interval=3600)
     await log.start()
     try:
         await log.flush()
     finally:
         await log.close()
+    later = ", ".join(COLUMNS[cut:])
     with sqlite3.connect(db.path) as conn:
-        rows = conn.execute("SELECT request_id, escalation FROM usage").fetchall()
-    assert len(rows) == 20 and {e for _, e in rows} == {None}
+        rows = conn.execute(f"SELECT request_id, {later} FROM usage").fetchall()
+    assert len(rows) == 20 and {v for row in rows for v in row[1:]} == {None}, rows[:2]

@@ -39,7 +39,8 @@ def outcome(user: str, status: int, age_days: float = 0, cost: float = 0.001) ->
 
 
 async def test_rows_views_and_retention(database_url: str) -> None:
-    log = UsageLog(open_store(database_url), retention_days=30)
+    # the writer waits an hour between passes, so the prune below is the only one
+    log = UsageLog(open_store(database_url), retention_days=30, interval=3600)
     await log.start()
     try:
         for o in (
@@ -48,6 +49,7 @@ async def test_rows_views_and_retention(database_url: str) -> None:
             outcome("alice", 429),
             outcome("bob", 200),
             outcome("old", 200, age_days=45),
+            outcome("kept", 200, age_days=29),
         ):
             log.record(o)
         await log.flush()
@@ -63,9 +65,10 @@ async def test_rows_views_and_retention(database_url: str) -> None:
         ]
         activity = await log.store.activity("alice", 10)
         assert len(activity) == 3 and all(a["overhead_ms"] == pytest.approx(50.0) for a in activity)
-        # rows older than retention_days go
-        assert await log.store.prune(time.time() - 30 * 86400) == 1
+        # rows older than retention_days go, as the writer prunes them; a younger one stays
+        assert await log.store_prune() == 1
         assert await log.store.activity("old", 10) == []
+        assert len(await log.store.activity("kept", 10)) == 1
     finally:
         await log.close()
 

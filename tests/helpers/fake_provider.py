@@ -148,6 +148,9 @@ class FakeProvider(LoopbackServer):
         self.send_usage = True  # False: streams never carry the usage chunk, even when asked
         self.forbidden_models: set[str] = set()  # answered 403, as a project's model allowlist does
         self.models_delay = 0.0  # seconds GET /v1/models takes (a slow probe of a key)
+        # the 401 a key it does not know gets ({key}: that key, as a provider's words may quote
+        # it; OpenAI's own show its last four characters)
+        self.unknown_key_message = "Invalid API Key"
         # True: refuse with 400, as OpenAI does, an unknown top-level chat field (its message
         # echoes the field's name) and a top_p that is not a number, before any window counts
         self.strict_fields = False
@@ -210,6 +213,7 @@ class FakeProvider(LoopbackServer):
             self.send_usage = True
             self.forbidden_models = set()
             self.models_delay = 0.0
+            self.unknown_key_message = "Invalid API Key"
             self.strict_fields = False
             self.respond = None
             self.documents = {}
@@ -228,6 +232,10 @@ class FakeProvider(LoopbackServer):
 
     # -- handlers --------------------------------------------------------------------------
 
+    def _unknown_key(self, request: web.Request) -> str:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return self.unknown_key_message.replace("{key}", sent)
+
     def _policy(self, request: web.Request) -> KeyPolicy | None:
         auth = request.headers.get("Authorization", "")
         key = auth[7:] if auth.startswith("Bearer ") else ""
@@ -238,7 +246,7 @@ class FakeProvider(LoopbackServer):
             await asyncio.sleep(self.models_delay)
         policy = self._policy(request)
         if policy is None:
-            return _error(401, "Invalid API Key", "invalid_api_key")
+            return _error(401, self._unknown_key(request), "invalid_api_key")
         fault = self._faults.get(policy.alias)
         if fault and fault.kind == "status" and fault.status in (401, 403) and fault.count != 0:
             # a revoked or suspended key is refused everywhere, its probe included
@@ -273,7 +281,7 @@ class FakeProvider(LoopbackServer):
             )
         if policy is None:
             rec.status = 401
-            return policy, body, rec, _error(401, "Invalid API Key", "invalid_api_key")
+            return policy, body, rec, _error(401, self._unknown_key(request), "invalid_api_key")
         if body.get("model") not in self.model_ids:
             rec.status = 404
             return (

@@ -71,6 +71,18 @@ def test_error_record_text() -> None:
     assert "KeyError: 'nope'" in text
     assert "\x1b[" not in text
 
+    class Coloured(Exception):
+        # as IPython's own errors (and rpy2's) render their traceback: in colour
+        def _render_traceback_(self) -> list[str]:
+            return ["\x1b[0;31mRRuntimeError\x1b[0m: object 'x' not found"]
+
+    try:
+        raise Coloured()
+    except Coloured as e:
+        coloured = format_exception(e)
+    said = ErrorRecord(8, "r('x')", coloured, "RRuntimeError").as_text()
+    assert "RRuntimeError: object 'x' not found" in said and "\x1b[" not in said, said
+
 
 def test_long_traceback_keeps_the_end() -> None:
     def deep(k: int) -> None:

@@ -21,6 +21,12 @@ def test_columns_are_matched_as_one_permutation_for_every_row() -> None:
     gold = [(1, 2), (1, 2)]
     got = [(1, 2), (2, 1)]
     assert not compare_results(got, gold)
+    # every column holds one of the gold's columns' values, and every row the values of one of
+    # its rows, so only the one-order-for-all-rows search refuses it
+    gold = [(1, 2), (1, 2), (2, 3), (3, 1)]
+    got = [(1, 2), (1, 3), (2, 1), (3, 2)]
+    verdict = compare_results(got, gold)
+    assert not verdict and verdict.reason == "different rows", verdict
 
 
 def test_equal_columns_with_other_values_still_find_their_permutation() -> None:
@@ -107,6 +113,9 @@ def test_values_near_a_rounding_boundary_still_pair_up() -> None:
     got = [("a", 1.0000004999), ("b", 1.0000002)]
     assert compare_results(got, gold)
     assert not compare_results([("a", 1.0000004999), ("b", 1.00001)], gold)
+    # these two do sort apart (1.00001 against 1.0 once rounded): only the pairing matches them
+    gold = [(1.0000050001, "a"), (1.000003, "b")]
+    assert compare_results([("a", 1.0000049999), ("b", 1.000003)], gold)
 
 
 def test_rows_within_the_tolerance_pair_up_as_a_whole_not_first_come() -> None:
@@ -114,6 +123,8 @@ def test_rows_within_the_tolerance_pair_up_as_a_whole_not_first_come() -> None:
     # pairing 1.0-1.0 and 1.0000018-1.0000009 matches every row
     assert compare_results([(1.0,), (1.0000018,)], [(1.0000009,), (1.0,)])
     assert not compare_results([(1.0,), (1.0000018,)], [(1.0,), (1.0,)])
+    # no row pairs exactly here: 1.0 taking 1.0000009 first would leave 1.0000018 alone
+    assert compare_results([(1.0,), (1.0000018,)], [(1.0000009,), (1.0000001,)])
 
 
 def test_wilson_interval() -> None:

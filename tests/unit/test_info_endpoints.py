@@ -65,6 +65,16 @@ async def http_get(tmp_path: Path) -> AsyncIterator[Any]:
         res = await client.fetch(base + path, headers={"Authorization": f"Bearer {TOKEN}"})
         return json.loads(res.body)
 
+    async def post(path: str, body: Any) -> httpclient.HTTPResponse:
+        return await client.fetch(
+            base + path,
+            method="POST",
+            body=json.dumps(body),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            raise_error=False,
+        )
+
+    get.post = post  # type: ignore[attr-defined]  # the fixture's POST twin
     yield get
     server.stop()
     await engine.close()
@@ -101,12 +111,21 @@ async def test_status_has_the_same_keys_in_process_and_over_http(
     assert {"status", "upstreams", "models", "state", "database"} <= set(local)
 
 
-def test_the_in_process_engine_answers_an_error_as_the_endpoint_does(in_process: Any) -> None:
-    answer = in_process.chat_completion(
-        {"messages": "not a list"}, client_kind="magic", no_cache=False
+async def test_the_in_process_engine_answers_an_error_as_the_endpoint_does(
+    http_get: Any, in_process: Any
+) -> None:
+    bad = {"messages": "not a list"}
+    answer = in_process.chat_completion(bad, client_kind="magic", no_cache=False)
+    over_http = await http_get.post("v1/chat/completions", bad)
+    assert answer.status == over_http.code == 400
+    assert answer.headers["Content-Type"] == "application/json"
+    assert over_http.headers["Content-Type"].startswith("application/json")
+    local, remote = json.loads(answer.body)["error"], json.loads(over_http.body)["error"]
+    assert local["code"] == remote["code"] == "invalid_request"
+    assert local["message"] == remote["message"] and local["type"] == remote["type"], (
+        local,
+        remote,
     )
-    assert answer.status == 400 and answer.headers["Content-Type"] == "application/json"
-    assert json.loads(answer.body)["error"]["code"] == "invalid_request"
 
 
 def test_error_reply_keeps_the_errors_headers() -> None:

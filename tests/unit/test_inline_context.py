@@ -16,8 +16,9 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from rsql_common.context_policy import ContextPolicy
 from rsql_magic.context.inline import InlineContext, frontend_context, remember_schema
-from rsql_sql.schema import capture_schema
+from rsql_sql.schema import capture_schema, capture_values
 from tests.helpers.kernels import import_rpy2, require_r
 
 # the frontend's expression, exactly as section 2 of the contract writes it
@@ -232,6 +233,9 @@ def test_captured_schemas_are_tables_without_a_query(shell: Any) -> None:
         "INSERT INTO people VALUES ('Ann', 'ann@example.com');"
     )
     schema = capture_schema(conn)
+    # the values %%sql_ai reads where the policy allows them: the schema then holds Ann's email
+    capture_values(conn, schema, policy=ContextPolicy())
+    assert "ann@example.com" in json.dumps(list(schema.values.values()))
     shell.user_ns["conn"] = conn
     # a label of its own: %%sql_ai runs of other tests leave theirs on the same shell
     remember_schema(shell, "conn_probe", schema)
@@ -376,7 +380,10 @@ def r_session() -> Iterator[Any]:
 
 
 def test_r_data_frames_of_a_running_r(shell: Any, r_session: Any) -> None:
-    level = r_session.r("compiler::enableJIT(-1)")[0]
+    # a level of the user's own that no reading here would leave behind (R's default is 3,
+    # and the collector turns the JIT off while it reads)
+    level = r_session.r("compiler::enableJIT(2)")[0]
+    assert r_session.r("compiler::enableJIT(-1)")[0] == 2
     data = context(shell, budget_ms=5000)
     assert data["r"][0] == {
         "name": "cars_inline",
@@ -386,6 +393,7 @@ def test_r_data_frames_of_a_running_r(shell: Any, r_session: Any) -> None:
     assert {"name": "r_inline_01", "kind": "data.frame", "columns": ["k", "v"]} in data["r"]
     assert len(data["r"]) == 50 and data["truncated"] is True
     assert "secret" not in json.dumps(data)
-    assert r_session.r("compiler::enableJIT(-1)")[0] == level  # the user's JIT level is back
+    assert r_session.r("compiler::enableJIT(-1)")[0] == 2  # the user's JIT level is back
+    r_session.r(f"compiler::enableJIT({level})")
     data = context(shell)  # the default budget: R comes last, with the time left
     assert data["ms"] < 200

@@ -89,6 +89,22 @@ async def test_refused_request_counts_in_no_window() -> None:
     snap = await lim.snapshot("alice", ())
     assert [w["used"] for w in snap["limits"]] == [2, 2]
     assert snap["budget"]["spent_usd"] == pytest.approx(0.2)
+    # refused by a later check: a window that passed before it counts nothing either
+    later = limiter(
+        clock, limits=parse_rates(["10/hour", "2/minute"], where="t"), daily_budget_usd=0.25
+    )
+    for _ in range(2):
+        await later.admit("bob", (), 0.1)
+    for _ in range(3):  # the minute window refuses, after the hour window passed
+        with pytest.raises(RateLimited):
+            await later.admit("bob", (), 0.1)
+    clock.now += 61  # the minute has room again: now the budget refuses (0.2 + 0.1 > 0.25)
+    with pytest.raises(RateLimited) as over:
+        await later.admit("bob", (), 0.1)
+    assert "budget" in str(over.value).lower(), over.value
+    snap = await later.snapshot("bob", ())
+    assert [w["used"] for w in snap["limits"]] == [2, 0]
+    assert snap["budget"]["spent_usd"] == pytest.approx(0.2)
 
 
 async def test_group_and_user_overrides() -> None:

@@ -66,9 +66,10 @@ def test_a_bad_value_names_its_field(traits: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigError) as err:
         settings(**traits)
     assert says in str(err.value)
-    # start-up checks it with everything else
-    with pytest.raises(ConfigError):
+    # start-up checks it with everything else, naming it there too
+    with pytest.raises(ConfigError) as at_start:
         RSQLProxy(upstreams=UPSTREAMS, **traits).engine_settings(env={})
+    assert says in str(at_start.value)
 
 
 def test_a_password_in_a_bad_url_is_not_repeated() -> None:

@@ -452,6 +452,10 @@ def test_an_attempt_that_failed_before_the_proxy_did_is_never_replayed_as_an_ans
         fresh_provider.script(GOOD)
         assert ip.run_cell(cell).error_in_exec is None  # type: ignore[attr-defined]
         assert len(fresh_provider.received) == 3  # asked again: the bad SQL was not replayed
+        # as a first question, not as the retry a replayed bad answer would have led to
+        assert len(fresh_provider.received[2].body["messages"]) == len(
+            fresh_provider.received[0].body["messages"]
+        )
     finally:
         ip.run_line_magic("config", "RSQLMagic.replay = None")  # type: ignore[attr-defined]
         ip.run_line_magic("config", "RSQLMagic.replay_file = None")  # type: ignore[attr-defined]
