@@ -153,13 +153,13 @@ def test_send_stream_toggles_sql_insert_history(
     sql_code = "SELECT customer, total FROM orders ORDER BY total DESC"
     assert k.value("p.turns[-1].code_area.value") == sql_code
     k.click(turn["buttons"]["insert"])
+    # the click left no payload behind: the next cell's reply (whatever it is) would carry it
+    reply, _ = k.run("1 + 1")
+    assert not reply.get("payload"), reply.get("payload")
     assert "%ask_chat --insert" in k.value("p.turns[-1].code_note.value")
     reply, _ = k.run("%ask_chat --insert")
     nxt = [x for x in reply.get("payload", []) if x.get("source") == "set_next_input"]
     assert nxt and nxt[0]["text"] == sql_code
-    # the click left no payload behind for an unrelated later cell
-    reply, _ = k.run("1 + 1")
-    assert not reply.get("payload")
 
     # 5. the guard: a DROP answer is refused (asked again, refused again); the table stays
     fresh_provider.script("```sql\nDROP TABLE orders\n```", "```sql\nDROP TABLE orders\n```")

@@ -191,7 +191,8 @@ def test_the_chat_panels_insert_goes_to_the_frontend_through_its_channel(
     (no extension) gets the code to copy."""
     require("ipywidgets", reason="the chat panel is ipywidgets")
     k = kernel("tok-carol")
-    k.run("import rsql_magic\np = rsql_magic.chat(model='fake-small')\ndisplay(p)")
+    opened = "import rsql_magic\np = rsql_magic.chat(model='fake-small')\ndisplay(p)"
+    k.run(opened, cell_id="home-cell-1")  # the notebook's cell the panel was opened from
     comm_id = channel_open(k)["comm_id"]
     k.comm(comm_id, {"ready": True})
     fresh_provider.script("Try:\n\n```python\nsales.revenue.sum()\n```")
@@ -210,7 +211,7 @@ def test_the_chat_panels_insert_goes_to_the_frontend_through_its_channel(
     assert ask["insert"]["code"] == "sales.revenue.sum()"
     assert ask["insert"]["provenance"]["kind"] == "chat"
     assert REQUEST_ID.fullmatch(ask["insert"]["provenance"]["request_id"])
-    assert ask["insert"]["below"] == k.value("p.home_cell")
+    assert ask["insert"]["below"] == "home-cell-1" == k.value("p.home_cell")
     k.comm(comm_id, {"id": ask["id"], "inserted": True})
     assert "inserted as a new cell below the chat" in k.value("p.status.value")
 

@@ -531,14 +531,22 @@ def test_an_endpoint_no_upstream_serves_says_so(host: Host, provider: FakeProvid
 
 
 def test_every_answer_tells_the_caller_its_own_quota(svc: Host, provider: FakeProvider) -> None:
-    client = svc.client(api_key="compat-bob")
-    raw = client.chat.completions.with_raw_response.create(
-        model="fake-small", messages=[{"role": "user", "content": "quota"}]
-    )
-    h = raw.headers
-    assert h["x-ratelimit-limit-requests"] == "1000"
-    assert 0 < int(h["x-ratelimit-remaining-requests"]) < 1000
-    assert h["x-ratelimit-reset-requests"].endswith("s")
+    def remaining(key: str, text: str) -> int:
+        raw = svc.client(api_key=key).chat.completions.with_raw_response.create(
+            model="fake-small", messages=[{"role": "user", "content": text}]
+        )
+        h = raw.headers
+        assert h["x-ratelimit-limit-requests"] == "1000"
+        assert h["x-ratelimit-reset-requests"].endswith("s")
+        return int(h["x-ratelimit-remaining-requests"])
+
+    before = remaining("compat-bob", "quota")
+    assert 0 < before < 1000
+    remaining("compat-alice", "quota of another")  # another user's request
+    # bob's own window: his next request took one, alice's took none of it (one more back only
+    # if a request of his from a minute ago left the moving window in between)
+    after = remaining("compat-bob", "quota again")
+    assert after in (before - 1, before), (before, after)
 
 
 # -- 7. the SDK and LangChain, checked against what the provider received ------------------------

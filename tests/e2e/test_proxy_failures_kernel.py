@@ -13,6 +13,7 @@ Notebooks run through nbclient as nbconvert runs them, against the real proxy
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,12 @@ def test_an_unreachable_proxy_and_a_refused_token_are_proxy_errors_said_once(
         ],
         raises=(3, 4, 6, 7),
     )
+    logged = len(jupyter_proxy.log())
     run_notebook(nb, kernel_env(None, RSQL_REPLAY="off"), tmp_path)
+    # the refused token: GET me was asked (and refused), no model request was ever made
+    access = jupyter_proxy.log()[logged:]
+    assert re.search(r"401 GET /rsql/me\b", access), access
+    assert "/rsql/v1/chat/completions" not in access, access
 
     for i in (3, 4):  # nothing listens
         ename, evalue = error_of(nb.cells[i])

@@ -75,6 +75,16 @@ async def test_a_script_error_is_a_response_error_and_the_connection_goes_on(
     with pytest.raises(DataError, match="bool"):
         await good(keys=["k"], args=[True])
     assert (await good(keys=["k"], args=[1.5]))[0] == b"1.5"
+    # calls in flight beside the failing one on the same connection are answered, each its own
+    said = await asyncio.gather(
+        good(keys=["k"], args=["a"]),
+        bad(),
+        good(keys=["k"], args=["b"]),
+        good(keys=["k"], args=["c"]),
+        return_exceptions=True,
+    )
+    assert isinstance(said[1], ResponseError), said
+    assert [said[i][0] for i in (0, 2, 3)] == [b"a", b"b", b"c"], said
     conn.close()
     await r.aclose()
 

@@ -40,9 +40,25 @@ class KernelDriver:
                 return mine
         raise TimeoutError(f"kernel did not go idle within {timeout}s")
 
-    def run(self, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
-        """Execute a cell as JupyterLab does (allow_stdin=True)."""
-        msg_id = self.kc.execute(code, allow_stdin=True)
+    def run(
+        self, code: str, timeout: float = 60, cell_id: str | None = None
+    ) -> tuple[dict, list[dict]]:
+        """Execute a cell as JupyterLab does (allow_stdin=True; `cell_id`: the notebook cell's
+        id, which JupyterLab sends in the request's metadata)."""
+        if cell_id is None:
+            msg_id = self.kc.execute(code, allow_stdin=True)
+        else:
+            content = {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": True,
+                "stop_on_error": True,
+            }
+            msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+            self.kc.shell_channel.send(msg)
+            msg_id = msg["header"]["msg_id"]
         reply = self.kc.get_shell_msg(timeout=timeout)
         while reply["parent_header"].get("msg_id") != msg_id:
             reply = self.kc.get_shell_msg(timeout=timeout)

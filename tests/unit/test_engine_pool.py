@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, RateLimited, parse_upstreams
-from jupyter_server_ext.engine.errors import BadRequest, UpstreamError
+from jupyter_server_ext.engine.errors import BadRequest, UpstreamError, UpstreamRejected
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
@@ -126,7 +126,8 @@ async def test_a_hanging_key_is_not_retried_elsewhere_and_its_timeouts_open_its_
 async def test_a_client_that_leaves_while_its_key_is_probed_leaves_no_slot_held(
     fresh_provider: FakeProvider,
 ) -> None:
-    engine = make_engine(fresh_provider)
+    small = {"models": ["fake-small"]}
+    engine = make_engine(fresh_provider, {"a2": small, "b1": small})  # a1 alone: fake-large
     try:
         # a 403 about the request: the key is probed
         fresh_provider.forbidden_models = {"fake-large"}
@@ -142,6 +143,12 @@ async def test_a_client_that_leaves_while_its_key_is_probed_leaves_no_slot_held(
             await task
         await asyncio.sleep(1.5)  # the shielded bookkeeping finishes on its own
         assert {k.alias: k.inflight for k in engine.pool.keys} == {"a1": 0, "a2": 0, "b1": 0}
+        # and it kept what the probe found: the key passed, so the next 403 on it is the
+        # request's own, answered without a second one-second probe
+        began = time.monotonic()
+        with pytest.raises(UpstreamRejected) as again:
+            await ask(engine, {**HELLO, "model": "fake-large"})
+        assert again.value.status == 403 and time.monotonic() - began < 0.5
     finally:
         await engine.close()
 
@@ -218,16 +225,18 @@ async def test_rejected_key_is_disabled_then_reenabled_by_health_check(
 
 
 async def test_every_key_failing_gives_one_clear_error(fresh_provider: FakeProvider) -> None:
-    for alias in ("a1", "a2", "b1"):
-        fresh_provider.set_fault(alias, "status", status=503)
+    # each key's 503 quotes the key it was sent, as a provider's words may
+    overloaded = {"__status__": 503, "error": {"message": "overloaded, key {key}"}}
+    fresh_provider.script(overloaded, overloaded, overloaded)
     engine = make_engine(fresh_provider)
     try:
         with pytest.raises(UpstreamError) as err:
             await ask(engine)
         assert err.value.status == 502
+        assert sorted(r.alias for r in fresh_provider.received) == ["a1", "a2", "b1"]
         for alias in ("a1", "a2", "b1"):
             assert alias in err.value.message
-        assert "sk-" not in err.value.message
+        assert not [key for key in fresh_provider.keys if key in err.value.message]
     finally:
         await engine.close()
 
@@ -425,32 +434,35 @@ async def test_requests_that_get_no_answer_cost_nothing_and_count_only_if_sent(
     from jupyter_server_ext.engine import LimitSettings, UserRules, parse_rates
 
     user = UserRules(limits=parse_rates(["3/minute"], where="t"), daily_budget_usd=1.0)
-    small_only = {"models": ["fake-small"]}
+    # priced, so an answer costs something and one that never came could be charged
+    prices = {m: {"input": 100.0, "output": 200.0} for m in ("fake-small", "fake-large")}
+    small_only = {"models": ["fake-small"], "prices": prices}
     engine = make_engine(
         fresh_provider,
-        {"a1": small_only, "a2": small_only, "b1": {"limits": ["1/minute"]}},
+        {"a1": small_only, "a2": small_only, "b1": {"limits": ["1/minute"], "prices": prices}},
         limits=LimitSettings(user=user),
-        unpriced_models="free",
         max_wait_seconds=0.2,
     )
     try:
         # no key has room (only b1 serves fake-large): nothing was sent, so nothing counts
         only_b1 = {**HELLO, "model": "fake-large"}
         await ask(engine, only_b1)
+        spent = (await engine.limiter.snapshot("alice", ()))["budget"]["spent_usd"]
+        assert spent > 0  # the answer's price
         with pytest.raises(RateLimited) as err:
             await ask(engine, only_b1)
         assert err.value.limit == "upstream capacity"
         snap = await engine.limiter.snapshot("alice", ())
-        assert snap["limits"][0]["used"] == 1
-        # every upstream failed: free, but each attempt reached a provider, so it counts in the
-        # user's window (one user cannot make failing requests without bound)
+        assert snap["limits"][0]["used"] == 1 and snap["budget"]["spent_usd"] == spent
+        # every upstream failed: it costs nothing, but each attempt reached a provider, so it
+        # counts in the user's window (one user cannot make failing requests without bound)
         for alias in ("a1", "a2", "b1"):
             fresh_provider.set_fault(alias, "status", status=503, count=1)
         with pytest.raises(UpstreamError):
             await ask(engine)
         snap = await engine.limiter.snapshot("alice", ())
         assert snap["limits"][0]["used"] == 2
-        assert snap["budget"]["spent_usd"] == 0
+        assert snap["budget"]["spent_usd"] == spent
         await ask(engine)
         with pytest.raises(RateLimited) as err:
             await ask(engine)
