@@ -237,8 +237,8 @@ async def test_hanging_up_does_not_free_a_worker_that_still_runs_the_call(
     """frank starts a slow statement and hangs up, twice: his first statement still runs on its
     thread, so the second is refused, and bob is answered by the thread left free. Over HTTP a
     hang-up does not cancel the call (the MCP endpoint answers it to its end); what a cancelled
-    call would do, keep its slot until its thread ends (``ToolCalls._run``), is not reached
-    here."""
+    call would do, keep its slot until its thread ends (``ToolCalls._run``), is
+    tests/unit/test_mcp_workers.py's."""
     slow = {"connection": "shop", "sql": SLOW}
 
     async def hang_up() -> None:
