@@ -380,15 +380,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("\n".join(refused))
 
 
+def in_ci() -> bool:
+    """CI=true, read when asked (a test of these rules sets it for a project of its own)."""
+    return IN_CI or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _failed_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    report.outcome = "failed"
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.longrepr = f"skipped in CI, where every test must run: {reason}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """In CI nothing is silently skipped: a skip (a missing component) is a failure there."""
     outcome = yield
     report = outcome.get_result()
-    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.longrepr = f"skipped in CI, where every test must run: {reason}"
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        _failed_in_ci(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """The same for a module skipped while it is collected (a module-level importorskip: a
+    package missing), which never reaches the hook above: in CI the run stops there, naming it."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped:
+        _failed_in_ci(report)
 
 
 @pytest.fixture(scope="session")

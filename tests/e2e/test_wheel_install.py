@@ -5,7 +5,8 @@ The wheel (scripts/dist.sh, what `make dist` runs after building the frontend) i
 a fresh venv outside the checkout, and every command runs there with its working folder outside
 the checkout, with a scratch HOME and Jupyter folders: `jupyter labextension list` shows the
 JupyterLab extension enabled and OK, `jupyter server extension list` the server extension
-enabled and OK, IPython loads the magics, and `rsql-proxy --help` / `--check-config` work.
+enabled and OK, IPython loads the magics, `rsql-proxy --help` / `--check-config` work, and
+every other command pyproject.toml names answers `--help` (its module shipped and importable).
 
 How the fresh venv gets its dependencies: installing them from the package index (the wheel's
 own dependencies plus JupyterLab and ipykernel) took 55 s on the 2-core test machine, and
@@ -199,8 +200,11 @@ def test_the_wheel_gives_the_whole_product_in_a_fresh_venv(wheel: Path, wheel_ve
         "rsql-proxy", "--check-config", "--config", str(config), TEST_PROVIDER_KEY="sk-test"
     )
     assert "local-test" in out, out
-    for script in ("rsql-replay", "rsql-eval", "rsql-mcp"):
-        assert (wheel_venv.prefix / "bin" / script).exists(), script
+    # every command pyproject.toml names runs from the wheel (its module is in it and imports)
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"rsql-proxy", "rsql-replay", "rsql-eval", "rsql-mcp", "rsql-provenance"} <= set(scripts)
+    for script in sorted(set(scripts) - {"rsql-proxy"}):
+        assert f"usage: {script}" in wheel_venv.run(script, "--help"), script
 
     # what the index would resolve: the wheel asks for pyproject.toml's dependencies and extras
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

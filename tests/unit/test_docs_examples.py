@@ -16,6 +16,7 @@ that is none of these fails here.
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from jupyter_server_ext.service import RSQLProxyService
 from tests.helpers import REPO
 
 ADMIN_DOCS = REPO / "docs" / "admins"
-BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+# a fenced block, at the margin or indented under a list item (its fences indented alike)
+BLOCK = re.compile(r"^([ \t]*)```(\w*)\n(.*?)^\1```", re.M | re.S)
 # the admins' table of contents: its entries outside docs/admins (`/local-model`)
 TOC_ELSEWHERE = re.compile(r"^/([\w/-]+)$", re.M)
 
@@ -45,6 +47,10 @@ SHELL = {
     ("kubernetes.md", "kubectl"): "needs a Kubernetes cluster; tests/e2e/test_deploy_manifests.py "
     "validates the manifests offline",
     ("kubernetes.md", "helm upgrade"): "needs a Kubernetes cluster",
+    (
+        "kubernetes.md",
+        "pip-compile",
+    ): "compiles the image's lock from PyPI: no network in the tests",
 }
 
 
@@ -62,7 +68,7 @@ def blocks(kind: str) -> list[tuple[str, int, str]]:
     for page in admin_pages():
         text = page.read_text()
         for m in BLOCK.finditer(text):
-            fence, code = m.group(1), m.group(2)
+            fence, code = m.group(2), textwrap.dedent(m.group(3))
             if fence == kind or (kind == "$" and not fence and code.startswith("$ ")):
                 out.append((page.name, text[: m.start()].count("\n") + 1, code))
     return out

@@ -130,6 +130,9 @@ def test_tests_of_finds_a_modules_tests_by_import_by_citation_and_by_name(
 
     guard = tests_of.tests_of(tests_of.module_name("rsql_sql/checks/guard.py"))
     assert "tests/unit/test_sql_guard.py" in guard.imports
+    # by name: this file names the guard's path (just above) and imports none of it
+    assert "tests/unit/test_structure.py" in guard.names
+    assert "tests/unit/test_structure.py" not in guard.imports | guard.cites
     assert tests_of.module_name(str(REPO / "rsql_sql" / "checks" / "__init__.py")) == (
         "rsql_sql.checks"
     )

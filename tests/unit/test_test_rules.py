@@ -17,12 +17,18 @@ import subprocess
 
 import pytest
 
+from tests.helpers import IN_CI
+
 pytest_plugins = ["pytester"]
 
 CONFTEST = """
 import pytest
 
-from tests.conftest import pytest_collection_modifyitems  # noqa: F401
+from tests.conftest import (  # noqa: F401
+    pytest_collection_modifyitems,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 
 
 def pytest_configure(config):
@@ -125,3 +131,39 @@ def test_a_unit_test_starts_no_process() -> None:
 
     with pytest.raises(refused, match=r"subprocess.Popen\(\('true',\)\)"):
         asyncio.run(child())
+
+
+def test_in_ci_a_skipped_test_or_module_fails_and_elsewhere_skips(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI must run every test: a test that skips (a component missing) fails there, and so does
+    a module skipped as it is collected (a module-level importorskip); on a laptop both skip."""
+    write(
+        project,
+        "tests/unit/test_a.py",
+        "import pytest\n\ndef test_runs():\n    pass\n\n"
+        "def test_missing():\n    pytest.skip('duckdb is not installed')\n",
+    )
+    write(
+        project,
+        "tests/unit/test_b.py",
+        "import pytest\n\npytest.importorskip('no_such_package_rsql')\n\n"
+        "def test_never():\n    pass\n",
+    )
+    monkeypatch.delenv("CI", raising=False)
+    if not IN_CI:  # the laptop's way (the suite itself may run in CI, where this reads CI)
+        project.runpytest(*QUIET).assert_outcomes(passed=1, skipped=2)
+    monkeypatch.setenv("CI", "true")
+    ran = project.runpytest(*QUIET, "-rA", "tests/unit/test_a.py")
+    ran.assert_outcomes(passed=1, failed=1)
+    ran.stdout.fnmatch_lines(
+        ["*skipped in CI, where every test must run: *duckdb is not installed*"]
+    )
+    # a module skipped as it is collected stops the run there, named
+    collected = project.runpytest(*QUIET, "tests/unit/test_b.py")
+    assert collected.ret == pytest.ExitCode.INTERRUPTED
+    collected.stdout.fnmatch_lines(
+        [
+            "*ERROR tests/unit/test_b.py - skipped in CI, where every test must run: *no_such_package*"
+        ]
+    )
