@@ -54,6 +54,24 @@ describe('the renderer', () => {
     expect(r.note()).toBe('Rejected; nothing inserted.');
   });
 
+  it('decides once for every view of one output: a second view cannot insert after Reject', async () => {
+    // the same output drawn twice (a notebook and its output in another view): both views are
+    // drawn before a decision, so the second view's buttons are still enabled when it is clicked
+    const cells: NewCodeCell[] = [];
+    const model = fakeModel({ code: 'print(1)', language: 'python', title: 't' });
+    const views = [0, 1].map(() => new ProposalRenderer((_output, cell) => cells.push(cell) > 0));
+    for (const view of views) {
+      await view.renderModel(model as unknown as IRenderMime.IMimeModel);
+    }
+    const button = (view: ProposalRenderer, name: string) =>
+      view.node.querySelector(`.rsql-proposal-${name}`) as HTMLButtonElement;
+    button(views[0], 'reject').click();
+    expect(button(views[1], 'accept').disabled).toBe(false);
+    button(views[1], 'accept').click();
+    expect(cells).toEqual([]);
+    expect(model.metadata[MIME_TYPE]).toEqual({ decision: 'rejected' });
+  });
+
   it('never inserts from an untrusted output, even when its button is forced', async () => {
     const cells: NewCodeCell[] = [];
     const r = await rendered(

@@ -163,7 +163,9 @@ def test_reject_inserts_nothing_and_markup_in_the_code_is_text_that_never_runs(
         first.locator(".rsql-proposal-reject").click()
         first.locator(".rsql-proposal-note", has_text="Rejected; nothing inserted").wait_for()
         assert first.locator(".rsql-proposal-accept").is_disabled()
-        first.locator(".rsql-proposal-accept").click(force=True)  # too late: nothing
+        # too late: nothing, even with the button made clickable again (a disabled button gets
+        # no click from Chromium, so its own guard is what is shown)
+        first.locator(".rsql-proposal-accept").evaluate("b => { b.disabled = false; b.click(); }")
         # inside an ipywidgets Output, as in the chat panel
         second = _run(page, 2, wait_for=".widget-output .rsql-proposal-view")
         view = second.locator(".rsql-proposal-view")
@@ -233,7 +235,9 @@ def test_a_proposal_saved_in_someone_elses_notebook_shows_as_text_with_accept_of
         assert page.locator(".jp-OutputArea img, .jp-OutputArea script").count() == 0
         assert view.locator(".rsql-proposal-accept").is_disabled()
         assert "not trusted" in (view.locator(".rsql-proposal-note").text_content() or "")
-        view.locator(".rsql-proposal-accept").click(force=True)
+        # made clickable: a disabled button gets no click from Chromium, so the renderer's own
+        # guard (an untrusted output inserts nothing) is what this shows
+        view.locator(".rsql-proposal-accept").evaluate("b => { b.disabled = false; b.click(); }")
         time.sleep(1)
         assert page.locator(CELLS).count() == 1
         assert page.evaluate("() => window.rsqlPwned") is None

@@ -135,8 +135,15 @@ def test_an_accepted_proposal_is_marked_with_the_request_whose_answer_proposed_i
     fresh_provider.script(
         tool_call("propose_cell", {"code": code, "language": "python"}), "I proposed a cell."
     )
+    # the turn's requests, in order: the one that called propose_cell, then the closing one
+    ids = (
+        "import json\nturn = get_ipython().magics_manager.registry['RSQLMagic'].last_turn\n"
+        "print('ids=' + json.dumps([r.request_id for r in turn.requests]))"
+    )
     write_notebook(
-        root, "proposal.ipynb", ["%load_ext rsql_magic", "%%ask --agent\nDescribe it (provenance)."]
+        root,
+        "proposal.ipynb",
+        ["%load_ext rsql_magic", "%%ask --agent\nDescribe it (provenance).", ids],
     )
     with notebook_page(
         chromium_browser, notebook_address(url, token, "proposal.ipynb"), "provenance-proposal"
@@ -147,10 +154,14 @@ def test_an_accepted_proposal_is_marked_with_the_request_whose_answer_proposed_i
         view.wait_for(timeout=60_000)
         view.locator(".rsql-proposal-accept").click()
         page.locator(CELLS).nth(2).locator(MARK).wait_for(timeout=20_000)
-        nb = _saved(page, root / "proposal.ipynb", lambda nb: len(nb.cells) == 3)
+        printed = run_cell(page, 3).locator(".jp-OutputArea-output").last.text_content() or ""
+        nb = _saved(page, root / "proposal.ipynb", lambda nb: len(nb.cells) == 4)
     mark = _mark(nb.cells[2])
     assert nb.cells[2].source == code and mark["kind"] == "agent"
-    assert REQUEST_ID.fullmatch(mark["request_id"])
+    requests = json.loads(printed.split("ids=", 1)[1])
+    assert len(requests) == 2 and all(REQUEST_ID.fullmatch(r) for r in requests), requests
+    # the request whose answer proposed the cell, not the turn's last
+    assert mark["request_id"] == requests[0] != requests[1]
     assert nb.cells[2].execution_count is None  # marked, and never run
 
 
@@ -182,7 +193,13 @@ def test_the_chat_panels_insert_puts_a_marked_cell_below_the_chat(
         box = panel.wait_for_selector("input[placeholder^='Ask about your data']")
         box.fill(f"biggest revenue ({frontend})?")
         box.press("Enter")
-        page.get_by_role("button", name="Insert cell").click(timeout=60_000)
+        insert = page.get_by_role("button", name="Insert cell")
+        insert.wait_for(timeout=60_000)
+        # the 'after' cell made the active one, then a click that moves no focus: inserted below
+        # the active cell (the frontend's fallback) it would land after 'after'; below the chat's
+        # own cell, named by the kernel, it lands before it
+        page.locator(CELLS).nth(1).locator(".cm-content").click()
+        insert.dispatch_event("click")
         page.locator(CELLS).nth(1).locator(MARK).wait_for(timeout=20_000)
         # the frontend's answer reaches the kernel, which says so in the panel
         page.locator(".rsql-chat .rsql-status", has_text="Code inserted").wait_for(timeout=20_000)
