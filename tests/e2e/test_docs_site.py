@@ -105,15 +105,33 @@ def test_demo_page_is_replayed(site: Path) -> None:
 
 
 def test_settings_pages_list_every_setting(site: Path) -> None:
+    """Every setting of the four configurables is on its built page: a class's own and those
+    its feature base classes give it (RSQLProxy's inline completions, monitoring, ...)."""
     from jupyter_server_ext.config.proxy import RSQLProxy
+    from jupyter_server_ext.service import RSQLProxyService
     from rsql_magic.magics.ask import RSQLMagic
+    from rsql_magic.magics.sql_ai import SqlAIMagics
 
     proxy = _parse(site / "admins" / "settings-reference.html").ids
     magic = _parse(site / "users" / "settings.html").ids
-    for name in RSQLProxy.class_own_traits(config=True):
-        assert f"confval-RSQLProxy.{name}" in proxy, name
-    for name in RSQLMagic.class_traits(config=True):
-        assert f"confval-RSQLMagic.{name}" in magic, name
+    ours = ("jupyter_server_ext", "rsql_magic", "rsql_sql", "rsql_common")
+    for cls, page in (
+        (RSQLProxy, proxy),
+        (RSQLProxyService, proxy),
+        (RSQLMagic, magic),
+        (SqlAIMagics, magic),
+    ):
+        names = [
+            name
+            for klass in cls.__mro__
+            if klass.__module__.startswith(ours)
+            for name, trait in vars(klass).items()
+            if getattr(trait, "metadata", {}).get("config")
+        ]
+        assert names, cls
+        for name in names:
+            assert f"confval-{cls.__name__}.{name}" in page, (cls.__name__, name)
+    assert "confval-RSQLProxy.inline_completions" in proxy  # a base class's, shown
 
 
 def test_every_internal_link_and_anchor_resolves(site: Path) -> None:

@@ -206,15 +206,26 @@ async def test_one_users_bodies_sent_at_once_wait_their_turn_and_past_eight_are_
     offload = Offload()
     decoder = BodyDecoder(offload.run)
     raw = json.dumps({**ask("x" * 40_000)}).encode()  # past the size parsed at once
+    theirs = json.dumps({**ask("y" * 40_000)}).encode()
+    parsed: list[str] = []  # whose body each parse was, in order
+    parse = decoder._decode
+
+    def recorded(body: bytes, counted: bool = False) -> Any:
+        parsed.append("victim" if body is theirs else "mallory")
+        return parse(body, counted)
+
+    decoder._decode = recorded  # type: ignore[method-assign]
     try:
         results = await asyncio.gather(
             *(decoder.decode(raw, "mallory") for _ in range(12)),
-            decoder.decode(raw, "victim"),
+            decoder.decode(theirs, "victim"),
             return_exceptions=True,
         )
     finally:
         await offload.close()
     mallory, victim = results[:12], results[12]
+    # one of mallory's parsed a turn: the victim's comes second, not after all of hers
+    assert parsed[:2] == ["mallory", "victim"] and len(parsed) == MAX_WAITING + 1, parsed
     refused = [r for r in mallory if isinstance(r, RateLimited)]
     assert len(refused) == 12 - MAX_WAITING
     assert all(r.limit == "request bodies being read at once" for r in refused)
