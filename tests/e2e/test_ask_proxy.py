@@ -22,6 +22,7 @@ import pytest
 
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.kernel_driver import execute_content
 from tests.helpers.kernels import (
     kernel_env,
     make_notebook,
@@ -111,15 +112,7 @@ async def _drive_kernel(
                         "metadata": {},
                         "channel": "shell",
                         "buffers": [],
-                        # JupyterLab sends allow_stdin=True: an interactive frontend
-                        "content": {
-                            "code": code,
-                            "silent": False,
-                            "store_history": True,
-                            "user_expressions": {},
-                            "allow_stdin": True,
-                            "stop_on_error": True,
-                        },
+                        "content": execute_content(code),
                     }
                 )
             )

@@ -13,6 +13,19 @@ from typing import Any
 from jupyter_client.manager import start_new_kernel
 
 
+def execute_content(code: str) -> dict[str, Any]:
+    """An execute request's content as JupyterLab sends it: an interactive frontend
+    (``allow_stdin=True``)."""
+    return {
+        "code": code,
+        "silent": False,
+        "store_history": True,
+        "user_expressions": {},
+        "allow_stdin": True,
+        "stop_on_error": True,
+    }
+
+
 class KernelDriver:
     """A kernel plus a frontend's view of it: execute cells, send widget events, read IOPub."""
 
@@ -48,14 +61,7 @@ class KernelDriver:
         if cell_id is None:
             msg_id = self.kc.execute(code, allow_stdin=True)
         else:
-            content = {
-                "code": code,
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": True,
-                "stop_on_error": True,
-            }
+            content = execute_content(code)
             msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
             self.kc.shell_channel.send(msg)
             msg_id = msg["header"]["msg_id"]

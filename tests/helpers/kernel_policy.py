@@ -17,6 +17,7 @@ from typing import Any
 
 import nbformat
 
+from tests.helpers.kernel_driver import execute_content
 from tests.helpers.kernels import make_notebook
 
 
@@ -139,14 +140,7 @@ async def _drive(
                         "channel": "shell",
                         "buffers": [],
                         "metadata": {"cellId": cell_id} if cell_id else {},
-                        "content": {
-                            "code": code,
-                            "silent": False,
-                            "store_history": True,
-                            "user_expressions": {},
-                            "allow_stdin": True,
-                            "stop_on_error": True,
-                        },
+                        "content": execute_content(code),
                     }
                 )
             )
