@@ -93,7 +93,7 @@ class HealthHandler(web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        # the service's app says when it drains (service.ServiceApp, which imports this module)
+        # the service's app says when it drains (draining.ServiceApp, which imports this module)
         if getattr(self.application, "draining", False):
             finish_and_close(self, json.dumps(body))
         else:
@@ -121,7 +121,7 @@ class ReadyHandler(HealthHandler):
 
     async def get(self) -> None:
         health: Readiness = self.settings["rsql_health"]
-        # the service's app says when it drains (service.ServiceApp, which imports this module)
+        # the service's app says when it drains (draining.ServiceApp, which imports this module)
         reason = await health.not_ready(bool(getattr(self.application, "draining", False)))
         self.answer(
             503 if reason else 200,

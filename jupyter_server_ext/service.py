@@ -6,9 +6,9 @@ handlers (the same ones as the server extension) and authenticates callers with 
 JupyterHub token: user name, groups, admin flag and scopes come from the hub.
 
 ``--workers N`` runs N processes on one port (``workers.py``). On SIGTERM or SIGINT each process
-stops accepting, lets answers in flight finish for ``c.RSQLProxy.shutdown_grace_seconds``, ends
-the rest (a stream with an error event, a JSON answer not yet begun with a 503), flushes the
-usage log and exits 0; a second signal ends the wait at once.
+drains (``draining.py``: stops accepting, lets answers in flight finish for
+``c.RSQLProxy.shutdown_grace_seconds``, ends the rest), flushes the usage log and exits 0; a
+second signal ends the wait at once.
 
 ``{base_url}health/live`` and ``{base_url}health/ready`` answer an orchestrator's probes (the
 kubelet holds no token): unauthenticated, a fixed small body, no user, key or upstream named.
@@ -28,7 +28,7 @@ import urllib.parse
 from argparse import ArgumentError
 from typing import Any, cast
 
-from tornado import httpserver, httputil, web
+from tornado import httpserver, web
 from traitlets import Bool, Dict, Integer, TraitError, Unicode, default
 from traitlets.config import Application
 
@@ -47,18 +47,12 @@ from .config.check import (
 from .config.proxy import RSQLProxy
 from .config.secrets import Scrubber, scrub_logs
 from .dashboard import hub_login
+from .draining import ServiceApp, drain
 from .engine import Caller, ConfigError
 from .engine.errors import CannotListen
-from .handlers.base import ProxyContext, shutting_down
+from .handlers.base import ProxyContext
 from .mcp import build_mcp
-from .probes import (
-    HEALTH_LIVE,
-    HEALTH_READY,
-    LiveHandler,
-    Readiness,
-    ReadyHandler,
-    finish_and_close,
-)
+from .probes import HEALTH_LIVE, HEALTH_READY, LiveHandler, Readiness, ReadyHandler
 from .routes import make_handlers
 from .wiring import build_engine, pseudonym_key_file, reach_problems
 from .workers import CONFIG_ERROR, Supervisor, bind_reuseport, check_port, listen
@@ -70,11 +64,6 @@ DEFAULT_DATABASE = "sqlite:///rsql_usage.sqlite"
 _SAID = logging.getLogger("rsql.config-check")
 _SAID.disabled = True
 
-# after the grace: how long the answers cut by the shutdown get to release their leases and
-# log their rows, then how long idle connections get to close. A pod's termination grace must
-# cover the shutdown grace plus both (deploy/kubernetes/deployment.yaml)
-DRAIN_CUT_SECONDS = 10.0
-DRAIN_CLOSE_SECONDS = 5.0
 # objects made (less those freed) between two collections of the youngest generation
 YOUNG_THRESHOLD = 10_000
 
@@ -487,77 +476,6 @@ class RSQLProxyService(Application):
         code = Supervisor(self.workers, self.serve_worker).run()
         if code:
             raise SystemExit(code)
-
-
-class ServiceApp(web.Application):
-    """The service's tornado app: while draining, every new request is answered 503, but the
-    probes, which say so themselves (readiness 503 "draining", liveness still 200)."""
-
-    draining = False
-    health_paths: frozenset[str] = frozenset()
-
-    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
-        if self.draining and request.path not in self.health_paths:
-            return self.get_handler_delegate(request, DrainingHandler)
-        return super().find_handler(request, **kwargs)
-
-
-class DrainingHandler(web.RequestHandler):
-    """A request that arrived (on a kept-alive connection) after shutdown began."""
-
-    def prepare(self) -> None:
-        err = shutting_down()
-        self.set_status(err.status)
-        for k, v in err.headers.items():
-            self.set_header(k, v)
-        self.set_header("Content-Type", "application/json")
-        finish_and_close(self, err.to_json())
-
-    def check_xsrf_cookie(self) -> None:
-        return None
-
-
-async def drain(
-    server: httpserver.HTTPServer,
-    app: ServiceApp,
-    ctx: ProxyContext,
-    grace: float,
-    now: asyncio.Event,
-) -> None:
-    """Stop accepting, let answers in flight finish within `grace` seconds, end the rest."""
-    server.stop()  # new connections are refused from here on
-    server.conn_params.no_keep_alive = True  # requests arriving from now close their connection
-    app.draining = True
-    inflight = ctx.inflight
-    inflight.draining = True
-    n, t0 = len(inflight), time.monotonic()
-    log.info("draining %d requests (grace %g s)", n, grace)
-    if n:
-        idle, cut = asyncio.ensure_future(inflight.idle.wait()), asyncio.ensure_future(now.wait())
-        await asyncio.wait({idle, cut}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
-        idle.cancel()
-        cut.cancel()
-        left = inflight.cut()
-        if left:
-            # the cancelled answers release their leases and slots and log their rows; wait for it
-            try:
-                await asyncio.wait_for(inflight.idle.wait(), DRAIN_CUT_SECONDS)
-            except asyncio.TimeoutError:
-                log.warning(
-                    "%d requests did not end within %g s of being cut",
-                    len(inflight),
-                    DRAIN_CUT_SECONDS,
-                )
-        log.info(
-            "drained in %.1f s: %d finished, %d ended by the shutdown",
-            time.monotonic() - t0,
-            n - left,
-            left,
-        )
-    try:  # idle kept-alive connections, the dashboard's live feeds
-        await asyncio.wait_for(server.close_all_connections(), DRAIN_CLOSE_SECONDS)
-    except asyncio.TimeoutError:
-        log.warning("some connections did not close within %g s", DRAIN_CLOSE_SECONDS)
 
 
 def _access_log(handler: web.RequestHandler) -> None:

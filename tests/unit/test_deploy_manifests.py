@@ -24,8 +24,9 @@ from traitlets.config.loader import PyFileConfigLoader
 from jupyter_server_ext.config.check import check_admin_names
 from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.dashboard.hub_login import make_hub_auth
+from jupyter_server_ext.draining import DRAIN_CLOSE_SECONDS, DRAIN_CUT_SECONDS
 from jupyter_server_ext.probes import HEALTH_LIVE, HEALTH_PING_SECONDS, HEALTH_READY
-from jupyter_server_ext.service import DRAIN_CLOSE_SECONDS, DRAIN_CUT_SECONDS, RSQLProxyService
+from jupyter_server_ext.service import RSQLProxyService
 from tests.helpers import REPO, missing, require
 
 K8S = REPO / "deploy" / "kubernetes"
