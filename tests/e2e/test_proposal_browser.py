@@ -127,7 +127,11 @@ def test_accept_inserts_the_proposed_cell_below_and_never_runs_it(
         view = asked.locator(".rsql-proposal-view")
         assert view.locator(".rsql-proposal-code").text_content() == code
         assert not trace.exists()
-        view.locator(".rsql-proposal-accept").click()
+        # the 'after' cell made the active one, then a click that moves no focus: inserted below
+        # the active cell (the fallback) it would land after 'after'; below the proposal's own
+        # cell, found from the button, it lands before it
+        page.locator(CELLS).nth(2).locator(".cm-content").click()
+        view.locator(".rsql-proposal-accept").dispatch_event("click")
         view.locator(".rsql-proposal-note", has_text="Inserted below; it has not run").wait_for()
         assert view.locator(".rsql-proposal-accept").is_disabled()
         assert page.locator(CELLS).count() == 4

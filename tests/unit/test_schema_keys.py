@@ -158,7 +158,14 @@ def test_every_date_and_year_column_shown_has_its_range_far_down_the_list(matche
 
 
 def test_no_range_is_read_or_shown_without_value_statistics(matches) -> None:
-    text = describe_connection(
-        matches, "team stats in 2012", policy=ContextPolicy(value_stats=False)
-    )
+    ran: list[str] = []
+    matches.set_trace_callback(ran.append)  # every statement the connection runs
+    try:
+        text = describe_connection(
+            matches, "team stats in 2012", policy=ContextPolicy(value_stats=False)
+        )
+    finally:
+        matches.set_trace_callback(None)
     assert "/*" not in text and "2009" not in text
+    # read: the catalog only, never a row (with value statistics, min/max and distinct values)
+    assert ran and not [sql for sql in ran if "PRAGMA" not in sql and "matches" in sql], ran
