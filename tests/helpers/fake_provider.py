@@ -233,8 +233,7 @@ class FakeProvider(LoopbackServer):
     # -- handlers --------------------------------------------------------------------------
 
     def _unknown_key(self, request: web.Request) -> str:
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return self.unknown_key_message.replace("{key}", sent)
+        return self.unknown_key_message.replace("{key}", _sent_key(request))
 
     def _policy(self, request: web.Request) -> KeyPolicy | None:
         auth = request.headers.get("Authorization", "")
@@ -465,8 +464,7 @@ class FakeProvider(LoopbackServer):
             rec.status = int(reply["__status__"])
             answer = {k: v for k, v in reply.items() if k != "__status__"}
             # "{key}": the key this request came with, as a provider's error may quote it
-            sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            text = json.dumps(answer).replace("{key}", sent)
+            text = json.dumps(answer).replace("{key}", _sent_key(request))
             return web.Response(text=text, status=rec.status, content_type="application/json")
 
         prompt_tokens = _count_tokens(body.get("messages", []))
@@ -1024,6 +1022,11 @@ def _prompt_text(messages: list[dict[str, Any]]) -> str:
 
 def _count_tokens(messages: list[dict[str, Any]]) -> int:
     return max(1, len(_prompt_text(messages)) // 4)
+
+
+def _sent_key(request: web.Request) -> str:
+    """The key a request came with (its bearer token)."""
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
 
 
 def _error(

@@ -39,7 +39,7 @@ def _no_long_context(passed: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def _no_more_pages(form: dict[str, Any], chat: ChatRequest, wide: bool) -> int:
+def _no_more_pages(form: dict[str, Any], chat: ChatRequest, wide: Callable[[], bool]) -> int:
     return 0
 
 
@@ -64,7 +64,8 @@ class NativeAPI:
     # (header, value) of a passed header that asks for a model's long context, or None
     long_context: Callable[[Mapping[str, str]], tuple[str, str] | None] = _no_long_context
     # what fetched documents may cost beyond their stand-ins where the window may be wide
-    wider_pages: Callable[[dict[str, Any], ChatRequest, bool], int] = _no_more_pages
+    # (`wide`: asked only of a request that has some)
+    wider_pages: Callable[[dict[str, Any], ChatRequest, Callable[[], bool]], int] = _no_more_pages
 
 
 NATIVE_APIS: dict[str, NativeAPI] = {
@@ -128,8 +129,9 @@ class NativeAPIReader:
         )
         chat.prompt_tokens += left.tokens
         req = native_request(self.api, body, chat, headers)
-        wide = req.long_context_asked is not None or wide_window(req.model)
-        req.prompt_tokens += api.wider_pages(form, chat, wide)
+        req.prompt_tokens += api.wider_pages(
+            form, chat, lambda: req.long_context_asked is not None or wide_window(req.model)
+        )
         req.files, req.page_tokens = chat.files, chat.page_tokens  # pages still to count
         return req
 

@@ -7,7 +7,7 @@ service tiers it may ask for, the error event that ends its stream, the server t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...admission.hosted_tools import HostedTools, Use
@@ -63,11 +63,12 @@ def long_context(passed: Mapping[str, str]) -> tuple[str, str] | None:
     return ("anthropic-beta", beta) if beta is not None else None
 
 
-def wider_pages(form: dict[str, Any], chat: ChatRequest, wide: bool) -> int:
+def wider_pages(form: dict[str, Any], chat: ChatRequest, wide: Callable[[], bool]) -> int:
     """What the fetched documents of a request (`form`: its chat form) may cost beyond 100
-    pages each, where its window may hold a million tokens (`wide`)."""
+    pages each, where its window may hold a million tokens (`wide`, asked only when the
+    request fetches documents: most do not)."""
     fetched = fetched_files(form["messages"])
-    if not fetched or not wide:
+    if not fetched or not wide():
         return 0
     most = min(WIDE_PAGES * chat.page_tokens, WIDE_WINDOW)
     return max(0, most - fetched * MAX_PAGES * chat.page_tokens)
