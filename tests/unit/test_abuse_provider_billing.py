@@ -63,10 +63,14 @@ async def start(
     ]
     async with proxy_starter(tmp_path, fresh_provider) as begin:
 
-        async def go(budget: float = 5.0, **config: Any) -> Proxy:
+        async def go(budget: float = 5.0, claude_window: int = 0, **config: Any) -> Proxy:
             config.setdefault("user_daily_budget_usd", 5.0)
             config.setdefault("limit_overrides", {"user:carol": {"user_daily_budget_usd": budget}})
-            return await begin(upstreams=upstreams, **config)
+            ups = upstreams
+            if claude_window:  # the Anthropic upstream says claude-small's window holds this
+                windows = {"context_windows": {"claude-small": claude_window}}
+                ups = [u | windows if u["name"] == "claude" else u for u in upstreams]
+            return await begin(upstreams=ups, **config)
 
         yield go
 
@@ -141,6 +145,27 @@ async def test_a_document_anthropic_fetches_by_url_is_reserved_as_an_unseen_pdf(
     assert usage["input_tokens"] >= 60 * PAGE_TOKENS
     billed = dollars(usage["input_tokens"]) + dollars(usage["output_tokens"], side="output")
     assert await spent(p) == pytest.approx(billed, abs=1e-6)
+
+
+async def test_where_the_window_holds_a_million_tokens_a_fetched_pdf_is_reserved_at_600_pages(
+    start: Any, claude: FakeAnthropic
+) -> None:
+    """Anthropic reads 600 pages of PDFs a request where its window holds a million tokens, 100
+    elsewhere: a PDF by URL is reserved at 100 pages (300,000 tokens, $0.90) on a standard
+    window, and up to the window on a million-token one ($3.00), so a $2.00 day admits the first
+    and refuses the second before it reaches Anthropic."""
+    claude.documents[PDF] = 60
+    p = await start(budget=2.0)
+    status, _, answer = await post(p, "v1/messages", messages_body(by_url()))
+    assert status == 200, answer
+    claude.received.clear()
+    p = await start(budget=2.0, claude_window=1_000_000)
+    status, _, answer = await post(p, "v1/messages", messages_body(by_url()))
+    assert over_budget(status, answer), answer
+    assert claude.received == []
+    # with nothing fetched, the wide window reserves no more: a plain question is answered
+    status, _, answer = await post(p, "v1/messages", messages_body())
+    assert status == 200, answer
 
 
 async def test_a_document_by_file_id_and_one_in_a_tool_result_are_reserved_too(
