@@ -50,9 +50,16 @@ def system_and_users(body: dict) -> tuple[str, list[dict]]:
     return msgs[0]["content"], msgs[1:]
 
 
-def context_of(body: dict) -> str:
+def newest_message(body: dict) -> str:
     """The live context goes with the newest question, as %%ask sends it."""
     return body["messages"][-1]["content"]
+
+
+def context_of(body: dict) -> str:
+    """The live context alone, without the question it goes with (a column the question names
+    must come from the context to be found here)."""
+    context, found, _ = newest_message(body).partition("Question:\n")
+    return context if found else ""
 
 
 def question_of(content: str) -> str:
@@ -195,7 +202,7 @@ def test_send_stream_toggles_sql_insert_history(
         time.sleep(0.1)
     turn = k.wait_answer()
     assert turn["n"] == 5 and turn["state"] == "done"
-    assert question_of(context_of(fresh_provider.received[-1].body)) == "blurred, not sent"
+    assert question_of(newest_message(fresh_provider.received[-1].body)) == "blurred, not sent"
 
     # 8. New chat forgets everything
     k.click(ids["new_btn"])
