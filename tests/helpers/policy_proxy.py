@@ -82,7 +82,8 @@ async def proxy_starter(
 
     async def start(**config: Any) -> Proxy:
         config.setdefault("upstreams", upstreams_for(fresh_provider))
-        proxy = RSQLProxy(default_model="fake-small", health_check_seconds=0.0, **config)
+        config.setdefault("default_model", "fake-small")
+        proxy = RSQLProxy(health_check_seconds=0.0, **config)
         engine = build_engine(proxy, default_database=f"sqlite:///{tmp_path / 'usage.sqlite'}")
         host = SimpleNamespace(static_users=USERS, hub_auth=None)
         app = web.Application(

@@ -78,6 +78,10 @@ class OpenAIKind:
     # (Anthropic's ``context-1m`` beta; without it a prompt past the threshold is refused), so
     # a request that does not ask is never charged them (``model_choice``)
     long_context_on_request = False
+    # what the provider bills a prompt token written to its cache, as multiples of the input
+    # price (5 minutes, an hour): an admin's price that gives no write rate is read with these
+    # (``prices.parse_prices``); None: its answers report no writes (OpenAI bills none)
+    cache_write_multipliers: tuple[float, float] | None = None
     default_base_url = ""  # the API root its official SDK defaults to, where there is one
     # the base URL an error about a missing or malformed one shows (its default where it has
     # one; an OpenAI-compatible provider's otherwise)
@@ -239,6 +243,8 @@ class AnthropicKind(OpenAIKind):
     window_counts_answer = False
     caches_marked_only = True
     long_context_on_request = True
+    # Anthropic's pricing page: a 5-minute write 1.25x input, an hour's 2x
+    cache_write_multipliers = (1.25, 2.0)
     default_base_url = "https://api.anthropic.com"
     passed = ("request-id",)
     endpoints = ("chat/completions",)
