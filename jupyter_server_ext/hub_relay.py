@@ -33,7 +33,17 @@ MAX_BODY = 1 << 20  # a completion's body is a few kB; the service's own caps ho
 DRAIN_FACTOR = 4
 # the first byte within this; then each piece of the stream within the same
 TIMEOUT_S = 60.0
-PASSED_HEADERS = ("content-type", "retry-after", "ratelimit", "ratelimit-policy", "x-rsql-cache")
+# what the editor reads of the service's answer: the request id goes into the mark of an accepted
+# completion, which `rsql-provenance --check` looks up (without it every mark on a hub was one
+# no check could verify)
+PASSED_HEADERS = (
+    "content-type",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "x-rsql-cache",
+    "x-request-id",
+)
 
 
 def forward_target(env: Mapping[str, str], own_url: str) -> tuple[str, str] | None:

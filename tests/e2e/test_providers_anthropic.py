@@ -197,7 +197,7 @@ def test_a_tool_call_round_trips(proxy: ProxyService, anthropic: FakeAnthropic) 
     assert sent[2]["content"][0]["tool_use_id"] == call.id
 
 
-def test_a_prompt_cache_write_is_charged_at_its_price_and_a_read_at_the_input_price(
+def test_a_prompt_cache_write_and_read_are_charged_what_anthropic_bills(
     proxy: ProxyService,
     anthropic: FakeAnthropic,
 ) -> None:
@@ -218,9 +218,13 @@ def test_a_prompt_cache_write_is_charged_at_its_price_and_a_read_at_the_input_pr
         answer, rec = raw.parse(), anthropic.received[-1]
         usage = answer.usage.model_dump()
         assert answer.usage.prompt_tokens == rec.billed_tokens - answer.usage.completion_tokens
+        # a 5-minute write (no ttl) at Anthropic's 1.25x input and a read at its 0.1x, as the
+        # price names only an hour's write
+        fresh = answer.usage.prompt_tokens - rec.cache_write - rec.cache_read
         expected = (
-            (answer.usage.prompt_tokens - rec.cache_write) * 1.0
-            + rec.cache_write * 2.0
+            fresh * 1.0
+            + rec.cache_write * 1.25
+            + rec.cache_read * 0.1
             + answer.usage.completion_tokens * 5.0
         ) / 1e6
         assert float(raw.headers["x-rsql-cost-usd"]) == pytest.approx(expected, rel=1e-6)

@@ -151,15 +151,16 @@ async def test_where_the_window_holds_a_million_tokens_a_fetched_pdf_is_reserved
     start: Any, claude: FakeAnthropic
 ) -> None:
     """Anthropic reads 600 pages of PDFs a request where its window holds a million tokens, 100
-    elsewhere: a PDF by URL is reserved at 100 pages (300,000 tokens, $0.90) on a standard
-    window, and up to the window on a million-token one ($3.00), so a $2.00 day admits the first
+    elsewhere: a PDF by URL is reserved at 100 pages (600,000 tokens with each page's image, at
+    the dearest rate a prompt token can be billed, an hour's cache write: $3.60) on a standard
+    window, and up to the window on a million-token one ($6.00), so a $4.00 day admits the first
     and refuses the second before it reaches Anthropic."""
     claude.documents[PDF] = 60
-    p = await start(budget=2.0)
+    p = await start(budget=4.0)
     status, _, answer = await post(p, "v1/messages", messages_body(by_url()))
     assert status == 200, answer
     claude.received.clear()
-    p = await start(budget=2.0, claude_window=1_000_000)
+    p = await start(budget=4.0, claude_window=1_000_000)
     status, _, answer = await post(p, "v1/messages", messages_body(by_url()))
     assert over_budget(status, answer), answer
     assert claude.received == []
@@ -288,14 +289,15 @@ async def test_web_fetch_is_told_the_admins_cap_on_what_it_pulls_in_and_reserved
     claude.fetch_tokens = 60_000  # a long page's text
     hosted = {"web_fetch": {"offered": True, "max_calls": 2, "content_tokens": 5_000}}
     body = {**messages_body(), "tools": [FETCH]}
-    # reserved for: two fetches of 5,000 tokens are $0.03 of prompt, past a $0.02 day (the
-    # prompt and the answer alone are $0.002)
+    # reserved for: two fetches of 5,000 tokens are $0.06 of prompt (at the dearest rate a
+    # prompt token can be billed, an hour's cache write), past a $0.02 day (the prompt and the
+    # answer alone are $0.004)
     p = await start(budget=0.02, hosted_tools=hosted)
     status, _, answer = await post(p, "v1/messages", body)
     assert over_budget(status, answer), answer
     assert claude.received == []
-    # at the admin's 5,000 a fetch, not the 25,000 default ($0.15): a $0.05 day admits it
-    p = await start(budget=0.05, hosted_tools=hosted)
+    # at the admin's 5,000 a fetch, not the 25,000 default ($0.30): a $0.10 day admits it
+    p = await start(budget=0.10, hosted_tools=hosted)
     claude.script({"web_fetches": 2, "content": [{"type": "text", "text": "Read."}]})
     status, _, answer = await post(p, "v1/messages", body)
     assert status == 200, answer
@@ -443,6 +445,30 @@ async def test_a_messages_container_by_id_is_refused(start: Any, claude: FakeAnt
     status, _, answer = await post(p, "v1/messages", body)
     assert status == 400 and "'container'" in answer["error"]["message"], answer
     assert claude.received == []
+
+
+async def test_a_compaction_anthropic_would_bill_apart_is_refused_and_other_edits_go_on(
+    start: Any, claude: FakeAnthropic
+) -> None:
+    """Anthropic's server-side compaction (``compact_20260112``) runs a second pass over the
+    whole conversation, billed apart from the answer and out of its top-level usage, at a
+    summary length no reservation can bound: refused naming the edit, nothing sent. An edit
+    that clears earlier tool results (what Claude Code sends) only makes a request cheaper."""
+    p = await start()
+    beta = {"anthropic-beta": "context-management-2025-06-27,compact-2026-01-12"}
+    clear = {"type": "clear_tool_uses_20250919"}
+    for edits in ([{"type": "compact_20260112"}], [clear, {"type": "COMPACT_20270101"}]):
+        body = {**messages_body(), "context_management": {"edits": edits}}
+        status, _, answer = await post(p, "v1/messages", body, headers=beta)
+        i = len(edits) - 1
+        assert status == 400, answer
+        assert answer["error"]["message"].startswith(f"'context_management.edits[{i}]'"), answer
+        assert "bills it apart from the answer" in answer["error"]["message"]
+    assert claude.received == []
+    body = {**messages_body(), "context_management": {"edits": [clear]}}
+    status, _, answer = await post(p, "v1/messages", body, headers=beta)
+    assert status == 200, answer
+    assert claude.received[-1].body["context_management"] == {"edits": [clear]}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -257,17 +257,18 @@ async def test_a_price_without_cache_rates_charges_a_read_at_the_input_price(
 
 
 @pytest.mark.parametrize("ttl", [None, "1h"], ids=["five-minutes", "one-hour"])
-async def test_an_anthropic_price_without_write_rates_charges_a_write_what_anthropic_bills(
+async def test_an_anthropic_price_without_cache_rates_charges_what_anthropic_bills(
     tmp_path: Path, fresh_provider: FakeProvider, claude: FakeAnthropic, ttl: str | None
 ) -> None:
-    """An admin's price for a Claude model that names no write rate (the basic form, input and
+    """An admin's price for a Claude model that names no cache rate (the basic form, input and
     output): a write was charged at the input price, where Anthropic bills 1.25x for 5 minutes
-    and 2x for an hour (a 100K-token hour's write on Sonnet: $0.30 charged, $0.60 billed). An
-    Anthropic upstream's price takes Anthropic's multipliers for the rates it does not give;
-    an OpenAI-compatible upstream's stays at the input price (its provider bills no write)."""
+    and 2x for an hour (a 100K-token hour's write on Sonnet: $0.30 charged, $0.60 billed), and a
+    read at the input price, ten times its bill. An Anthropic upstream's price takes
+    Anthropic's multipliers for the rates it leaves out; an OpenAI-compatible upstream's stay at
+    the input price (its provider's rates vary by model, and it bills no write)."""
     from jupyter_server_ext.config.proxy import RSQLProxy
 
-    plain = {"input": 3.0, "output": 15.0, "cache_read": 0.3}
+    plain = {"input": 3.0, "output": 15.0}
     upstream = {
         "name": "claude",
         "provider": "anthropic",
@@ -280,16 +281,20 @@ async def test_an_anthropic_price_without_write_rates_charges_a_write_what_anthr
         p = await start(
             upstreams=[upstream], default_model="claude-small", user_daily_budget_usd=50.0
         )
-        cost, answer = await charged(p, "v1/messages", messages_body(ttl))
-    usage = answer["usage"]
-    assert usage["cache_creation_input_tokens"] > 1000
-    assert cost == pytest.approx(anthropic_bill(usage), abs=1e-7)  # SONNET's write rates
-    # the same price on an OpenAI-compatible upstream: no write rate of its own
+        first, answer = await charged(p, "v1/messages", messages_body(ttl))
+        written = answer["usage"]
+        second, answer = await charged(p, "v1/messages", messages_body(ttl, "And customers?"))
+        read = answer["usage"]
+    assert written["cache_creation_input_tokens"] > 1000 and read["cache_read_input_tokens"] > 1000
+    # SONNET's cache rates: what Anthropic bills
+    assert first == pytest.approx(anthropic_bill(written), abs=1e-7)
+    assert second == pytest.approx(anthropic_bill(read), abs=1e-7)
+    # the same price on an OpenAI-compatible upstream: no cache rate of its own
     settings = RSQLProxy(
         upstreams=upstreams_for(fresh_provider, a1={"prices": {"fake-small": plain}})
     ).engine_settings()
     price = next(s for s in settings.upstreams if s.name == "a1").prices["fake-small"]
-    assert (price.cache_write, price.cache_write_5m) == (None, None)
+    assert (price.cache_read, price.cache_write, price.cache_write_5m) == (None, None, None)
 
 
 def test_a_cache_rate_above_input_or_mistyped_stops_start_up(fresh_provider: FakeProvider) -> None:

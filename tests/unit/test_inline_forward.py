@@ -24,6 +24,7 @@ from tests.helpers.servers import InProcessJupyter
 HUB_TOKEN = "hub-token-of-the-server-0123456789"
 BIG = 50 * 2**20  # what an attacker declares, or streams
 ANSWER_WITHIN_S = 10.0  # the refusal comes at once; this only bounds a test that fails
+SERVICE_REQUEST_ID = "7f3c2a9e4b1d4c6a8e0f2b3c4d5e6f70"
 
 
 class RecordingService(LoopbackServer):
@@ -39,7 +40,9 @@ class RecordingService(LoopbackServer):
 
     async def _inline(self, request: web.Request) -> web.StreamResponse:
         self.bodies.append(len(await request.read()))
-        return web.json_response({"text": "revenue"})
+        # the service's id of the answer, and a header of its own the editor has no use for
+        headers = {"X-Request-Id": SERVICE_REQUEST_ID, "X-Rsql-Upstream": "a1"}
+        return web.json_response({"text": "revenue"}, headers=headers)
 
 
 @pytest.fixture
@@ -176,6 +179,26 @@ def test_a_completion_within_the_bound_still_reaches_the_service(
     status, _, raw = server.request("POST", "inline", b"x" * (2**20 + 1), token="tok-alice")
     assert status == 413 and json.loads(raw)["error"]["code"] == "too_large"
     assert service.bodies == [len(body)]
+
+
+def test_the_services_request_id_reaches_the_editor_for_its_provenance_mark(
+    jupyter_app_factory: Any,
+    fresh_provider: FakeProvider,
+    service: RecordingService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The editor writes an accepted completion's X-Request-Id into the cell's mark, and
+    ``rsql-provenance --check`` looks that id up in the usage log: the server passed the
+    service's answer on without it, so on a hub every inline mark had no request and no check
+    could tell it from a hand-made one. The id is the service's (the server makes none of its
+    own for a relayed answer); what else the service sends stays behind."""
+    server = alices_server(jupyter_app_factory, fresh_provider, monkeypatch, service)
+    body = json.dumps({"prefix": "sales.", "stream": False}).encode()
+    status, headers, raw = server.request("POST", "inline", body, token="tok-alice")
+    assert status == 200 and json.loads(raw) == {"text": "revenue"}
+    names = {k.lower(): v for k, v in headers.items()}
+    assert names.get("x-request-id") == SERVICE_REQUEST_ID, headers
+    assert "x-rsql-upstream" not in names
 
 
 MODEL_APIS = (

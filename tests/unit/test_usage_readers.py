@@ -98,6 +98,34 @@ def test_code_a_message_ran_is_one_container_whether_or_not_its_usage_counts_it(
     assert MessagesUsage().read({"type": "message", "usage": {"input_tokens": -1}}) is None
 
 
+def test_a_compactions_pass_that_the_top_level_usage_leaves_out_is_counted() -> None:
+    """Anthropic's compaction page: the top-level counts are the answer's pass alone; the
+    summary's pass is in ``usage.iterations``, and billed. Its example: 23,000 in and 1,000 out
+    at the top, a compaction of 180,000 in and 3,500 out beside it (charged $0.084 of the $0.68
+    billed on Sonnet before). An iteration whose counts cannot be read makes the whole usage
+    unreadable: the reservation, never the smaller figure."""
+    iterations = [
+        {"type": "compaction", "input_tokens": 180_000, "output_tokens": 3_500},
+        {"type": "message", "input_tokens": 23_000, "output_tokens": 1_000},
+    ]
+    message = {
+        "type": "message",
+        "content": [{"type": "compaction", "content": "Summary: ..."}],
+        "usage": {"input_tokens": 23_000, "output_tokens": 1_000, "iterations": iterations},
+    }
+    usage = MessagesUsage().read(message)
+    assert usage is not None
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (203_000, 4_500)
+    # streamed: the iterations come with the closing delta
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 23_000}}}
+    delta = {"type": "message_delta", "usage": {"output_tokens": 1_000, "iterations": iterations}}
+    streamed = read_stream(MessagesUsage(), [start, delta])
+    assert streamed is not None and streamed["prompt_tokens"] == 203_000
+    broken = [{"type": "compaction", "input_tokens": "many", "output_tokens": 3_500}]
+    message["usage"] = {"input_tokens": 23_000, "output_tokens": 1_000, "iterations": broken}
+    assert MessagesUsage().read(message) is None
+
+
 def test_a_response_caps_cached_tokens_at_its_prompt_and_counts_containers_apart() -> None:
     reader = ResponsesUsage()
     completed = {

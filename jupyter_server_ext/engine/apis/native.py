@@ -61,6 +61,9 @@ class NativeAPI:
     # else in OpenAI's user and safety_identifier, as on chat completions
     user_in_metadata: bool = False
     prepare: Callable[[dict[str, Any]], None] = _nothing  # the payload as it goes upstream
+    # refuses (``BadRequest``, naming the field) what would make the provider bill a pass the
+    # proxy cannot reserve
+    refuse_unbounded: Callable[[dict[str, Any]], None] = _nothing
     # (header, value) of a passed header that asks for a model's long context, or None
     long_context: Callable[[Mapping[str, str]], tuple[str, str] | None] = _no_long_context
     # what fetched documents may cost beyond their stand-ins where the window may be wide
@@ -89,6 +92,7 @@ NATIVE_APIS: dict[str, NativeAPI] = {
         user_in_metadata=True,
         long_context=messages_native.long_context,
         wider_pages=messages_native.wider_pages,
+        refuse_unbounded=messages_native.refuse_unbounded,
     ),
 }
 
@@ -156,6 +160,7 @@ def native_request(
     own feature flags go on."""
     declared = NATIVE_APIS[api]
     check_standard_service(body, declared.standard_values)
+    declared.refuse_unbounded(body)
     payload = dict(body)
     payload["model"] = chat.model
     declared.prepare(payload)

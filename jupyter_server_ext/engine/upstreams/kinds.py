@@ -78,10 +78,12 @@ class OpenAIKind:
     # (Anthropic's ``context-1m`` beta; without it a prompt past the threshold is refused), so
     # a request that does not ask is never charged them (``model_choice``)
     long_context_on_request = False
-    # what the provider bills a prompt token written to its cache, as multiples of the input
-    # price (5 minutes, an hour): an admin's price that gives no write rate is read with these
-    # (``prices.parse_prices``); None: its answers report no writes (OpenAI bills none)
-    cache_write_multipliers: tuple[float, float] | None = None
+    # what the provider bills a prompt token read from its cache and written to it, as
+    # multiples of the input price (a read, a 5-minute write, an hour's): an admin's price that
+    # leaves a rate out is read with these (``prices.parse_prices``); None: the provider's cache
+    # rates vary by model (OpenAI's reads; it bills no write), so a rate left out is the input
+    # price, never below the bill
+    cache_multipliers: tuple[float, float, float] | None = None
     default_base_url = ""  # the API root its official SDK defaults to, where there is one
     # the base URL an error about a missing or malformed one shows (its default where it has
     # one; an OpenAI-compatible provider's otherwise)
@@ -243,8 +245,9 @@ class AnthropicKind(OpenAIKind):
     window_counts_answer = False
     caches_marked_only = True
     long_context_on_request = True
-    # Anthropic's pricing page: a 5-minute write 1.25x input, an hour's 2x
-    cache_write_multipliers = (1.25, 2.0)
+    # Anthropic's pricing page, every model: a read 0.1x input, a 5-minute write 1.25x, an
+    # hour's 2x
+    cache_multipliers = (0.1, 1.25, 2.0)
     default_base_url = "https://api.anthropic.com"
     passed = ("request-id",)
     endpoints = ("chat/completions",)

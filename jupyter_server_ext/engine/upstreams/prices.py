@@ -37,7 +37,7 @@ class Price:
     OpenAI a tenth to a half), written to it (Anthropic 1.25x input for 5 minutes, 2x for an
     hour; OpenAI nothing more), or neither. A rate not given is the dearest it can be: a read
     at the input price, a 5-minute write at the one-hour rate, a write at the input price (an
-    Anthropic upstream's admin price gets Anthropic's write rates instead: ``parse_prices``)."""
+    Anthropic upstream's admin price gets Anthropic's cache rates instead: ``parse_prices``)."""
 
     input: float
     output: float
@@ -122,12 +122,13 @@ _PRICE_SHAPE = (
 
 
 def parse_prices(
-    value: Any, *, where: str, writes: tuple[float, float] | None = None
+    value: Any, *, where: str, cache: tuple[float, float, float] | None = None
 ) -> dict[str, Price]:
-    """An upstream's ``prices``. `writes`: what its provider bills a cache write, as multiples
-    of input (5 minutes, an hour; ``UpstreamSpec``'s kind says), for a price that gives none:
-    an admin's ``{"input", "output"}`` for a Claude model then still charges a write what
-    Anthropic bills for it, not the input price."""
+    """An upstream's ``prices``. `cache`: what its provider bills a token read from its cache
+    and one written to it, as multiples of input (a read, a 5-minute write, an hour's; the
+    upstream's kind says), for the rates a price leaves out: an admin's ``{"input", "output"}``
+    for a Claude model then charges a read and a write what Anthropic bills for them, not the
+    input price."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -136,7 +137,7 @@ def parse_prices(
         )
     problems = Problems()  # every model's price judged, not only the first wrong one
     prices = {
-        str(model): problems.run(partial(_price, p, f"{where}[{model!r}]", writes), None)
+        str(model): problems.run(partial(_price, p, f"{where}[{model!r}]", cache), None)
         for model, p in value.items()
     }
     problems.refuse()
@@ -174,9 +175,10 @@ def _cache_rates(
     return read, short, hour
 
 
-def _price(raw: Any, where: str, writes: tuple[float, float] | None = None) -> Price:
-    """One model's price; ConfigProblems names each of its wrong fields. `writes`: the
-    provider's cache-write multipliers of input, for the write rates not given."""
+def _price(raw: Any, where: str, cache: tuple[float, float, float] | None = None) -> Price:
+    """One model's price; ConfigProblems names each of its wrong fields. `cache`: the
+    provider's multipliers of input for a read, a 5-minute and an hour's write, for the cache
+    rates not given."""
     if not isinstance(raw, Mapping) or set(raw) - set(_PRICE_FIELDS):
         raise ConfigError(f"{where}: expected {_PRICE_SHAPE}, got {raw!r}")
     problems = Problems()
@@ -185,9 +187,10 @@ def _price(raw: Any, where: str, writes: tuple[float, float] | None = None) -> P
         problems.refuse()
     assert inp is not None and out is not None
     read, short, write = problems.run(partial(_cache_rates, raw, inp, where), (None, None, None))
-    if writes is not None:
-        short = writes[0] * inp if short is None else short
-        write = writes[1] * inp if write is None else write
+    if cache is not None:
+        read = cache[0] * inp if read is None else read
+        short = cache[1] * inp if short is None else short
+        write = cache[2] * inp if write is None else write
     long = raw.get("long_context")
     cache = (read, short, write)
     ranged = (

@@ -304,10 +304,8 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         for kind in ("limits", "token_limits")
     }
     kind = KINDS.get(provider) if isinstance(provider, str) else None
-    writes = kind.cache_write_multipliers if kind is not None else None  # for a write not priced
-    priced = partial(
-        parse_prices, raw.get("prices"), where=f"{where}: field 'prices'", writes=writes
-    )
+    cache = kind.cache_multipliers if kind is not None else None  # for a cache rate left out
+    priced = partial(parse_prices, raw.get("prices"), where=f"{where}: field 'prices'", cache=cache)
     prices = problems.run(priced, {})
     windows = problems.run(partial(_context_windows, raw.get("context_windows"), models, where), {})
     problems.refuse()

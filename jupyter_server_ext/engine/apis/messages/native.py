@@ -24,6 +24,7 @@ __all__ = [
     "error_event",
     "hosted_uses",
     "long_context",
+    "refuse_unbounded",
     "wider_pages",
 ]
 
@@ -72,6 +73,28 @@ def wider_pages(form: dict[str, Any], chat: ChatRequest, wide: Callable[[], bool
         return 0
     most = min(WIDE_PAGES * chat.page_tokens, WIDE_WINDOW)
     return max(0, most - fetched * MAX_PAGES * chat.page_tokens)
+
+
+def refuse_unbounded(payload: dict[str, Any]) -> None:
+    """Refuse an edit of ``context_management`` that makes Anthropic compact the conversation
+    (``compact_20260112``, beta ``compact-2026-01-12``): past its trigger the provider runs a
+    second pass that reads the whole conversation and writes a summary of no length the proxy
+    could reserve, and bills it apart from the answer (``usage.iterations``, which the
+    settlement reads all the same: ``MessagesUsage``). Edits that clear earlier tool results or
+    thinking make a request cheaper, and go on."""
+    managed = payload.get("context_management")
+    edits = managed.get("edits") if isinstance(managed, dict) else None
+    for i, edit in enumerate(edits if isinstance(edits, list) else ()):
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if isinstance(kind, str) and kind.lower().startswith("compact"):
+            raise BadRequest(
+                f"'context_management.edits[{i}]': {kind[:40]!r} is not offered through this "
+                "proxy: Anthropic then runs a second pass that summarises the whole "
+                "conversation and bills it apart from the answer, at a length no budget can "
+                "reserve beforehand; compact the conversation in the client (as Claude Code "
+                "does) or leave the edit out",
+                extra={"param": f"context_management.edits[{i}].type"},
+            )
 
 
 def hosted_uses(payload: dict[str, Any], hosted: HostedTools) -> tuple[list[Use], int | None]:

@@ -40,6 +40,35 @@ def calls_in_usage(server_tool_use: Any, blocks: Mapping[str, int] | None = None
     return calls
 
 
+# a Message's counts, in the order the settlement adds them up (written, read, fresh, output)
+COUNTS = (
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "input_tokens",
+    "output_tokens",
+)
+
+
+def billed_counts(usage: Mapping[str, Any]) -> list[int] | None:
+    """(written, read, fresh input, output) a Message's `usage` bills, every pass of it: those
+    its ``iterations`` list besides the answer's own (``"type": "message"``), a compaction's
+    summary, which the top-level counts leave out and Anthropic bills all the same (its
+    compaction page: what is billed is the sum over the iterations). None when a count cannot
+    be read (charged as no usage: the reservation)."""
+    passes = [usage]
+    iterations = usage.get("iterations")
+    for it in iterations if isinstance(iterations, list) else ():
+        if isinstance(it, Mapping) and it.get("type") != "message":
+            passes.append(it)
+    total = [0, 0, 0, 0]
+    for one in passes:
+        counts = [count(one.get(k)) for k in COUNTS]
+        if None in counts:
+            return None
+        total = [t + (n or 0) for t, n in zip(total, counts, strict=True)]
+    return total
+
+
 class MessagesUsage:
     """A Message's usage, its stream's input usage (``message_start``) joined with the rest
     (``message_delta``), and the server tools it ran (``UsageReading``)."""
@@ -69,18 +98,10 @@ class MessagesUsage:
         if not isinstance(usage, dict) or kind not in ("message", "message_delta"):
             return None
         both = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
-        counts = [
-            count(both.get(k))
-            for k in (
-                "cache_creation_input_tokens",
-                "cache_read_input_tokens",
-                "input_tokens",
-                "output_tokens",
-            )
-        ]
-        if None in counts:
+        counts = billed_counts(both)
+        if counts is None:
             return None
-        written, read, fresh, output = (n or 0 for n in counts)
+        written, read, fresh, output = counts
         self.calls = calls_in_usage(both.get("server_tool_use"), self._blocks)
         usage = {
             "prompt_tokens": fresh + written + read,
