@@ -56,8 +56,11 @@ class Transcript:
     courses: tuple[str, ...]  # the logged courses (hub groups) the student is in
     prompt: list[dict[str, str]] = field(default_factory=list)  # {"role", "text"} each
     prompt_cut: int = 0  # characters of the prompt not kept
-    answer: list[str] = field(default_factory=list)  # the answer's text, in the pieces it came in
-    calls: dict[int, list[str]] = field(default_factory=dict)  # tool calls: [name, arguments]
+    # each choice's text, in the pieces it came in (a request that asks for several, `n` or a
+    # batch of prompts, has one each; every other API, choice 0)
+    answer: dict[int, list[str]] = field(default_factory=dict)
+    # tool calls, by (choice, the call's index): [name, arguments]
+    calls: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     answer_chars: int = 0  # kept so far, text and calls
     answer_cut: int = 0  # characters of the answer past its bound, not kept
 

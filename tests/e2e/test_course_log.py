@@ -150,6 +150,50 @@ def test_every_api_json_and_stream_is_logged_as_the_provider_saw_and_sent_it(
     assert apis == {"chat", "completions", "responses", "messages"}
 
 
+def test_every_answer_a_student_asked_for_at_once_is_logged(
+    svc: ProxyService, provider: FakeProvider
+) -> None:
+    """``n: 2`` gets two answers; the log kept the first alone, so a student could ask for a
+    hint and the whole solution in one request and the instructor saw the hint. Both are
+    logged, JSON and streamed."""
+    said = ("A hint: group first.", "The whole solution: df.groupby('region').sum()")
+    asked = []
+    for stream in (False, True):
+        provider.script(
+            {
+                "id": "chatcmpl-two",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "fake-small",
+                "choices": [
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                    for i, text in enumerate(said)
+                ],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32},
+            }
+        )
+        body = {
+            "model": "fake-small",
+            "messages": [{"role": "user", "content": "hw2, question 3"}],
+            "max_tokens": 50,
+            "n": 2,
+            "stream": stream,
+        }
+        status, head, raw = svc.request(
+            "POST", "v1/chat/completions", body, TOKEN["ann"], {"X-RSQL-Notebook": "hw2.ipynb"}
+        )
+        assert status == 200, raw[:300]
+        asked.append(head["x-request-id"])
+    rows = by_id(entries(svc, "prof", "stat101", student="ann", notebook="hw2.ipynb"))
+    for rid in asked:
+        answer = rows[rid]["answer"]
+        assert answer == f"[choice 1 of 2]\n{said[0]}\n\n[choice 2 of 2]\n{said[1]}", answer
+
+
 def test_a_cache_hit_and_embeddings_are_logged_and_say_so(svc: ProxyService) -> None:
     path, body = question("chat", "what does groupby return?", False)
     body["temperature"] = 0

@@ -203,3 +203,52 @@ def test_an_answer_past_its_bound_is_cut_and_counted() -> None:
         )
     assert len(answer_text(t)) == ANSWER_CHARS
     assert t.answer_cut == 5000
+
+
+def test_every_answer_of_a_request_that_asks_for_several_is_kept() -> None:
+    """Only the first choice was kept: with ``n: 2``, or a batch of two prompts on
+    v1/completions ("hi" and the homework question), the student read an answer the course log
+    never showed. Each choice is kept now, headed; streamed, the chunks of the choices come
+    interleaved and each goes to its own."""
+    chat = {
+        "choices": [
+            {"index": 0, "message": {"content": "A hint: group first."}},
+            {"index": 1, "message": {"content": "The whole solution: df.groupby('r').sum()"}},
+        ]
+    }
+    t = begin(("stat101",), {}, "chat/completions")
+    read_answer(t, chat, "chat/completions")
+    assert answer_text(t) == (
+        "[choice 1 of 2]\nA hint: group first.\n\n"
+        "[choice 2 of 2]\nThe whole solution: df.groupby('r').sum()"
+    )
+    batch = {"choices": [{"index": 0, "text": "Hello!"}, {"index": 1, "text": "SELECT * ..."}]}
+    t = begin(("stat101",), {"prompt": ["hi", "hw3, question 2"]}, "completions")
+    read_answer(t, batch, "completions")
+    assert answer_text(t) == "[choice 1 of 2]\nHello!\n\n[choice 2 of 2]\nSELECT * ..."
+    assert [m["text"] for m in t.prompt] == ["hi", "hw3, question 2"]
+    t = begin(("stat101",), {}, "chat/completions")
+    for index, piece in ((0, "Try "), (1, "Use "), (1, "merge."), (0, "a join.")):
+        chunk = {"choices": [{"index": index, "delta": {"content": piece}}]}
+        read_event(t, sse(chunk), "chat/completions")
+    call = {"index": 0, "function": {"name": "run_sql", "arguments": "{}"}}
+    read_event(
+        t, sse({"choices": [{"index": 1, "delta": {"tool_calls": [call]}}]}), "chat/completions"
+    )
+    assert answer_text(t) == (
+        "[choice 1 of 2]\nTry a join.\n\n[choice 2 of 2]\nUse merge.\n[tool call run_sql({})]"
+    )
+
+
+def test_an_audio_answer_keeps_its_transcript() -> None:
+    """A model that answers in audio puts its words in ``message.audio.transcript`` (streamed:
+    ``delta.audio.transcript``): the log kept an empty answer."""
+    t = begin(("stat101",), {}, "chat/completions")
+    audio = {"id": "audio_1", "data": "UklGRg==", "transcript": "Group by region, then sum."}
+    read_answer(t, {"choices": [{"index": 0, "message": {"audio": audio}}]}, "chat/completions")
+    assert answer_text(t) == "Group by region, then sum."
+    t = begin(("stat101",), {}, "chat/completions")
+    for piece in ("Group by ", "region."):
+        chunk = {"choices": [{"index": 0, "delta": {"audio": {"transcript": piece}}}]}
+        read_event(t, sse(chunk), "chat/completions")
+    assert answer_text(t) == "Group by region."

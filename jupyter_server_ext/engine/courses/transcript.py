@@ -6,9 +6,9 @@ The prompt is kept as a list of ``{"role", "text"}`` (an image, a file or a tool
 named, not kept); a long conversation keeps its newest messages, each cut at
 ``MESSAGE_CHARS``, all together at most ``PROMPT_CHARS``, and a first entry of role ``cut``
 says what was left out. The answer keeps its first ``ANSWER_CHARS`` characters (its text, then
-its tool calls as ``[tool call name(arguments)]``); ``answer_cut`` counts the rest. Only the
-first choice of a request that asks for several is kept. Pure: nothing here reads a clock or a
-store.
+its tool calls as ``[tool call name(arguments)]``); ``answer_cut`` counts the rest. A request
+that asks for several answers (``n``, or a batch of prompts) keeps each, headed ``[choice 2 of
+3]``: a student reads them all. Pure: nothing here reads a clock or a store.
 """
 
 from __future__ import annotations
@@ -141,27 +141,34 @@ def begin(courses: tuple[str, ...], payload: Mapping[str, Any], endpoint: str) -
     return Transcript(courses, prompt, cut)
 
 
-def add_text(t: Transcript, text: str) -> None:
-    """More of the answer's text, kept within ``ANSWER_CHARS``."""
+MAX_CHOICES = 128  # the most choices a request may ask for (``bodies.request``): no more kept
+MAX_CALLS = 64  # tool calls kept of one answer, all its choices together
+
+
+def add_text(t: Transcript, text: str, choice: int = 0) -> None:
+    """More of choice `choice`'s text, kept within ``ANSWER_CHARS`` (all choices together)."""
     if not text:
+        return
+    if choice not in t.answer and len(t.answer) >= MAX_CHOICES:
+        t.answer_cut += len(text)
         return
     room = ANSWER_CHARS - t.answer_chars
     if room < len(text):
         t.answer_cut += len(text) - max(room, 0)
         text = text[: max(room, 0)]
     if text:
-        t.answer.append(text)
+        t.answer.setdefault(choice, []).append(text)
         t.answer_chars += len(text)
 
 
-def add_call(t: Transcript, index: int, name: str | None, arguments: str) -> None:
+def add_call(t: Transcript, index: int, name: str | None, arguments: str, choice: int = 0) -> None:
     """A tool call the answer makes (or more of its arguments, streamed), within the bound."""
-    call = t.calls.get(index)
+    call = t.calls.get((choice, index))
     if call is None:
-        if len(t.calls) >= 64:  # a stream of indexes without end keeps no more
+        if len(t.calls) >= MAX_CALLS:  # a stream of indexes without end keeps no more
             t.answer_cut += len(arguments)
             return
-        call = t.calls[index] = ["", ""]
+        call = t.calls[choice, index] = ["", ""]
         t.answer_chars += 16  # what "[tool call ()]" adds
     if name:
         call[0] = name[:200]
@@ -174,9 +181,21 @@ def add_call(t: Transcript, index: int, name: str | None, arguments: str) -> Non
 
 
 def answer_text(t: Transcript) -> str:
-    """The answer as the course log keeps it: its text, then its tool calls."""
-    calls = "".join(f"\n[tool call {name}({args})]" for name, args in t.calls.values())
-    return "".join(t.answer) + calls
+    """The answer as the course log keeps it: its text, then its tool calls; each choice so,
+    headed with its number, where the request asked for several."""
+    choices = sorted({*t.answer, *(choice for choice, _ in t.calls)})
+    parts = []
+    for choice in choices:
+        calls = "".join(
+            f"\n[tool call {name}({args})]"
+            for (of, _), (name, args) in sorted(t.calls.items())
+            if of == choice
+        )
+        text = "".join(t.answer.get(choice, ())) + calls
+        if choices != [0]:
+            text = f"[choice {choice + 1} of {choices[-1] + 1}]\n{text}"
+        parts.append(text)
+    return "\n\n".join(parts)
 
 
 # -- the answer, in each API's shape --------------------------------------------------------
@@ -200,14 +219,12 @@ def read_answer(t: Transcript, obj: Any, endpoint: str) -> None:
             else:
                 add_text(t, _part_text(block))
     else:
-        choice = _first_choice(obj)
-        if choice is None:
-            return
-        said = choice.get("message")
-        if isinstance(said, dict):
-            _chat_said(t, said)
-        elif isinstance(choice.get("text"), str):
-            add_text(t, choice["text"])
+        for n, choice in _choices(obj):
+            said = choice.get("message")
+            if isinstance(said, dict):
+                _chat_said(t, said, n)
+            elif isinstance(choice.get("text"), str):
+                add_text(t, choice["text"], n)
 
 
 def read_event(t: Transcript, ev: bytes, endpoint: str) -> None:
@@ -239,28 +256,36 @@ def read_event(t: Transcript, ev: bytes, endpoint: str) -> None:
             elif isinstance(delta.get("partial_json"), str):
                 add_call(t, at, None, delta["partial_json"])
         return
-    choice = _first_choice(obj)
-    if choice is None:
-        return
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        _chat_said(t, delta)
-    elif isinstance(choice.get("text"), str):  # a legacy completion's chunk
-        add_text(t, choice["text"])
+    for n, choice in _choices(obj):
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            _chat_said(t, delta, n)
+        elif isinstance(choice.get("text"), str):  # a legacy completion's chunk
+            add_text(t, choice["text"], n)
 
 
-def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:
-    for choice in obj.get("choices") or ():
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
+def _choices(obj: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """An answer's (or a chunk's) choices, each with its index: a batch of prompts or `n`
+    answers has several, a stream's chunk carries one or more of them."""
+    choices = obj.get("choices")
+    found = []
+    for n, choice in enumerate(choices if isinstance(choices, list) else ()):
+        if isinstance(choice, dict):
+            index = choice.get("index", n)
+            ok = isinstance(index, int) and not isinstance(index, bool) and index >= 0
+            found.append((index if ok else n, choice))
+    return found
 
 
-def _chat_said(t: Transcript, said: dict[str, Any]) -> None:
-    """A chat message or a streamed delta: its text (a refusal too) and its tool calls."""
+def _chat_said(t: Transcript, said: dict[str, Any], choice: int = 0) -> None:
+    """A chat message or a streamed delta: its text (a refusal, an audio answer's transcript
+    too) and its tool calls."""
     for key in ("content", "refusal"):
         if isinstance(said.get(key), str | list):
-            add_text(t, _content_text(said[key]))
+            add_text(t, _content_text(said[key]), choice)
+    audio = said.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
+        add_text(t, audio["transcript"], choice)
     for n, call in enumerate(said.get("tool_calls") or ()):
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
@@ -272,6 +297,7 @@ def _chat_said(t: Transcript, said: dict[str, Any]) -> None:
                 index if isinstance(index, int) else n,
                 name if isinstance(name, str) else None,
                 args if isinstance(args, str) else "",
+                choice,
             )
 
 
