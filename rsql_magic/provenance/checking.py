@@ -28,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from rsql_common.model_names import same_model
+
 from .marks import Contribution, MarkedCell
 
 __all__ = [
@@ -143,11 +145,11 @@ def _when(text: str | None) -> dt.datetime | None:
 
 def _same_model(marked: str | None, served: str | None) -> bool:
     """A provider may answer with a dated name of the model asked (``gpt-4o`` answered as
-    ``gpt-4o-2024-08-06``): one name inside the other is the same model."""
+    ``gpt-4o-2024-08-06``): that is the same model; ``gpt-4o`` is not ``gpt-4o-mini`` (one
+    name inside the other passed a mark edited from one to the other)."""
     if not marked or not served:
         return True
-    a, b = marked.lower(), served.lower()
-    return a in b or b in a
+    return same_model(marked, served)
 
 
 def expected_user(checked: dict[str, Served | None], given: str | None) -> str | None:

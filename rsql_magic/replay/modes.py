@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rsql_common.model_names import same_model
+
 from ..client import ChatResult
 from ..errors import ReplayMissing, RSQLWarning, UsageError
 from .matching import content_text, describe_difference, fingerprint, request_parts
@@ -103,7 +105,7 @@ class Replay:
         why = ""
         if entry.fallback:
             why = f"it was the proxy's fallback answer ({entry.fallback})"
-        elif model and entry.model and not _same_model(entry.model, model):
+        elif model and entry.model and not same_model(entry.model, model):
             why = f"it came from {entry.model!r}, and the proxy now answers with {model!r}"
         if why:
             warnings.warn(
@@ -160,7 +162,7 @@ class Replay:
         first = latest.get(asked[0])
         failed = asked if good is None else [fp for fp in asked if fp != good.fp]
         if good is not None and first is not None and first.fp != good.fp:
-            if _same_model(good.model, first.model):
+            if same_model(good.model, first.model):
                 self.store.append(
                     replace(
                         first,
@@ -222,16 +224,6 @@ class Replay:
 _HOW_TO_RECORD = (
     "\nRecord it where the proxy is reachable with RSQL_REPLAY=auto (or refresh), then rerun."
 )
-
-
-# a snapshot's date suffix: gpt-4o-mini-2024-07-18, claude-haiku-4-5-20251001
-_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
-
-
-def _same_model(recorded: str, now: str) -> bool:
-    """The same model: equal names, or one a dated snapshot of the other. Only a date counts:
-    gpt-4o-mini is not gpt-4o, nor claude-sonnet-5-5 claude-sonnet-5."""
-    return _SNAPSHOT.sub("", recorded) == _SNAPSHOT.sub("", now)
 
 
 def short_text(text: str, n: int = 80) -> str:

@@ -142,6 +142,20 @@ def test_a_mark_edited_by_hand_is_caught_by_its_own_fingerprints_model_and_time(
     assert "3 of 4 code cells assisted; 5 of 6 code lines (83%)" in out.splitlines()[0]
 
 
+def test_a_model_is_the_same_only_as_its_dated_snapshot(proxy: CourseProxy, tmp_path: Path) -> None:
+    """One name inside the other passed for the same model, so a mark edited from the model
+    served to a shorter name (``fake`` for ``fake-small``, ``gpt-4o`` for ``gpt-4o-mini``)
+    passed the check. Only a dated snapshot of the model served is the same model."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shorter = notebook(tmp_path / "a", [("q = 1", mark_for("q = 1", rid=ALICE_SQL, model="fake"))])
+    code, out, _ = cli(str(shorter), "--check", url=proxy.url)
+    assert code == 1 and "the mark says model fake, the proxy served fake-small" in out
+    dated = mark_for("q = 1", rid=ALICE_SQL, model="fake-small-2026-11-01")
+    code, out, _ = cli(str(notebook(tmp_path / "b", [("q = 1", dated)])), "--check", url=proxy.url)
+    assert code == 0 and "PROBLEM" not in out, out
+
+
 def test_a_student_token_an_unreachable_proxy_and_no_proxy_end_with_their_exit_codes(
     proxy: CourseProxy, tmp_path: Path
 ) -> None:
