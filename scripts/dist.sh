@@ -21,7 +21,10 @@ if [ ! -f rsql_magic/labextension/package.json ]; then
   exit 1
 fi
 tools=build/dist-tools
-if ! PYTHONPATH=$tools "$venv/bin/python" -c "import build" 2>/dev/null; then
+# pypa/build's own module, not the checkout's build/ folder (make docs and make compat write
+# there), which Python would take for a namespace package named build
+if ! PYTHONPATH=$tools "$venv/bin/python" -c \
+  "import importlib.util as u, sys; sys.exit(u.find_spec('build.__main__') is None)" 2>/dev/null; then
   "$venv/bin/python" -m pip install -q --target "$tools" "build>=1.2"
 fi
 rm -rf "$out"
