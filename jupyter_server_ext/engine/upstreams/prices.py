@@ -175,10 +175,10 @@ def _cache_rates(
     return read, short, hour
 
 
-def _price(raw: Any, where: str, cache: tuple[float, float, float] | None = None) -> Price:
-    """One model's price; ConfigProblems names each of its wrong fields. `cache`: the
-    provider's multipliers of input for a read, a 5-minute and an hour's write, for the cache
-    rates not given."""
+def _price(raw: Any, where: str, multipliers: tuple[float, float, float] | None = None) -> Price:
+    """One model's price; ConfigProblems names each of its wrong fields. `multipliers`: the
+    provider's, of input, for a read, a 5-minute and an hour's write, for the cache rates not
+    given."""
     if not isinstance(raw, Mapping) or set(raw) - set(_PRICE_FIELDS):
         raise ConfigError(f"{where}: expected {_PRICE_SHAPE}, got {raw!r}")
     problems = Problems()
@@ -187,10 +187,10 @@ def _price(raw: Any, where: str, cache: tuple[float, float, float] | None = None
         problems.refuse()
     assert inp is not None and out is not None
     read, short, write = problems.run(partial(_cache_rates, raw, inp, where), (None, None, None))
-    if cache is not None:
-        read = cache[0] * inp if read is None else read
-        short = cache[1] * inp if short is None else short
-        write = cache[2] * inp if write is None else write
+    if multipliers is not None:
+        read = multipliers[0] * inp if read is None else read
+        short = multipliers[1] * inp if short is None else short
+        write = multipliers[2] * inp if write is None else write
     long = raw.get("long_context")
     cache = (read, short, write)
     ranged = (
