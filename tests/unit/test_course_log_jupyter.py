@@ -35,6 +35,11 @@ def test_a_student_is_told_and_their_instructor_reads_them_in_a_jupyter_server(
     status, _, body = server.request("GET", "me", token="tok-alice")
     told = json.loads(body)["course_log"]
     assert told["group"] == "students" and told["notice"].startswith("Your course staff")
+    # the editor's status item tells a student who uses only completions; carol is not logged
+    status, _, body = server.request("GET", "inline", token="tok-alice")
+    assert json.loads(body)["course_log"] == {"course": "students", "notice": told["notice"]}
+    status, _, body = server.request("GET", "inline", token="tok-carol")
+    assert status == 200 and json.loads(body)["course_log"] is None
     status, head, body = server.request(
         "POST",
         "v1/chat/completions",

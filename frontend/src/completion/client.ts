@@ -68,6 +68,24 @@ export interface InlineStatus {
   readonly endsInS?: number;
   /** tutor mode, when a tutor window is in force for the user (null: none, or an older proxy) */
   readonly tutor?: InlineTutor | null;
+  /** the course log that keeps the user's requests, which the item tells them of (null: none) */
+  readonly courseLog?: InlineCourseLog | null;
+}
+
+export interface InlineCourseLog {
+  /** the course (its hub group), or several, comma-separated */
+  readonly course: string;
+  /** what the student is told: who reads, what, for how long */
+  readonly notice: string;
+}
+
+function parseCourseLog(value: unknown): InlineCourseLog | null {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    return null;
+  }
+  const obj = value as Record<string, unknown>;
+  const notice = bounded(obj.notice, 1000);
+  return notice ? { course: bounded(obj.course, 200), notice } : null;
 }
 
 function bounded(value: unknown, limit: number): string {
@@ -96,7 +114,8 @@ export function parseStatus(value: unknown): InlineStatus {
     message: typeof obj.message === 'string' ? obj.message : '',
     model: typeof obj.model === 'string' ? obj.model : null,
     ...(typeof ends === 'number' && Number.isFinite(ends) && ends >= 0 ? { endsInS: ends } : {}),
-    tutor: parseTutor(obj.tutor)
+    tutor: parseTutor(obj.tutor),
+    courseLog: parseCourseLog(obj.course_log)
   };
 }
 

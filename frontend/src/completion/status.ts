@@ -2,13 +2,15 @@
  * The status bar item: "rsql ✓" when inline completions are on, "rsql: off (reason)" when the
  * proxy (GET {proxy}inline) or the user's settings turn them off; the proxy's message is the
  * tooltip. In a course's tutor mode (issue 75) it says "tutor", with the admin's message in the
- * tooltip. Drawn with textContent only: the messages come from a server and are never markup.
+ * tooltip; where a course log keeps the user's requests it says "logged", with the notice in the
+ * tooltip (a student who uses only the editor is told too). Drawn with textContent only: the
+ * messages come from a server and are never markup.
  */
 
 import { Widget } from '@lumino/widgets';
 
 import { shownText } from '../hiddenCharacters';
-import type { InlineStatus, InlineTutor } from './client';
+import type { InlineCourseLog, InlineStatus, InlineTutor } from './client';
 
 export interface StatusView {
   readonly text: string;
@@ -16,6 +18,8 @@ export interface StatusView {
   readonly on: boolean;
   /** a tutor window is in force: shown even where the item hides while completions are on */
   readonly tutor?: boolean;
+  /** a course log keeps the user's requests: shown even where the item hides while they are on */
+  readonly logged?: boolean;
 }
 
 /** Tutor mode in a line of the tooltip: the window, until when, and the admin's message. */
@@ -51,8 +55,23 @@ export interface StatusInput {
   readonly enabled: boolean;
 }
 
+/** The course log's notice as the tooltip's first line, and "logged" in the item's words. */
+function withCourseLog(view: StatusView, log: InlineCourseLog | null | undefined): StatusView {
+  if (!log) {
+    return view;
+  }
+  const course = log.course ? ` (${log.course})` : '';
+  return {
+    ...view,
+    text: `${view.text} · logged`,
+    title: `${shownText(log.notice)}${course ? shownText(course) : ''}\n${view.title}`,
+    logged: true
+  };
+}
+
 export function describeStatus(input: StatusInput): StatusView {
-  return withTutor(describeWithoutTutor(input), input.status?.tutor);
+  const view = withTutor(describeWithoutTutor(input), input.status?.tutor);
+  return withCourseLog(view, input.status?.courseLog);
 }
 
 function describeWithoutTutor(input: StatusInput): StatusView {
@@ -92,8 +111,8 @@ function describeWithoutTutor(input: StatusInput): StatusView {
 /**
  * The item's widget: a text span and a tooltip. In a notebook's toolbar (Notebook 7, which has
  * no status bar) it shows while the proxy keeps completions off, so it says why where the
- * user looks, and while tutor mode is in force; it is gone while they are on or the user
- * turned them off.
+ * user looks, and while tutor mode is in force or a course log keeps the user's requests; it is
+ * gone while they are on or the user turned them off.
  */
 export class StatusWidget extends Widget {
   constructor(options: { readonly inToolbar?: boolean } = {}) {
@@ -112,8 +131,10 @@ export class StatusWidget extends Widget {
     this.node.title = view.title;
     this.toggleClass('rsql-mod-off', !view.on);
     this.toggleClass('rsql-mod-tutor', view.tutor === true);
+    this.toggleClass('rsql-mod-logged', view.logged === true);
     if (this._inToolbar) {
-      this.setHidden(!view.tutor && (view.on || view.text === OFF_BY_SETTINGS));
+      const told = view.tutor === true || view.logged === true;
+      this.setHidden(!told && (view.on || view.text === OFF_BY_SETTINGS));
     }
   }
 

@@ -252,3 +252,44 @@ describe('the status item in tutor mode (issue 75)', () => {
     expect(item.isHidden).toBe(true);
   });
 });
+
+describe('the status item where a course log keeps the user\'s requests', () => {
+  const LOG = {
+    course: 'stat101',
+    notice:
+      'Your course staff can read your assistant conversations: the instructors of stat101 ' +
+      '<i>read</i> what you ask'
+  };
+  const base = { problem: null, lastError: null, enabled: true };
+
+  it('says logged, the notice first in its tooltip, on, off, in tutor mode or not', () => {
+    const on = describeStatus({ ...base, status: { ...ON, courseLog: LOG } });
+    expect(on).toMatchObject({ text: 'rsql ✓ · logged', on: true, logged: true });
+    expect(on.title.split('\n')[0]).toBe(`${LOG.notice} (stat101)`);
+    expect(on.title).toContain('Inline completions are on (fast).');
+    const off = describeStatus({ ...base, status: { ...WINDOW, courseLog: LOG } });
+    expect(off.text).toBe('rsql: off (window) · logged');
+    const tutor = { window: 'w', message: 'hints', names: true, endsAtLocal: null };
+    const both = describeStatus({ ...base, status: { ...ON, tutor, courseLog: LOG } });
+    expect(both.text).toBe('rsql ✓ tutor · logged');
+    expect(describeStatus({ ...base, status: ON }).logged).toBeUndefined();
+  });
+
+  it('reads the proxy\'s course_log, and nothing that is not one', () => {
+    const parsed = parseStatus({ on: true, course_log: { course: 'stat101', notice: 'n' } });
+    expect(parsed.courseLog).toEqual({ course: 'stat101', notice: 'n' });
+    expect(parseStatus({ on: true, course_log: 'yes' }).courseLog).toBeNull();
+    expect(parseStatus({ on: true, course_log: { course: 'x' } }).courseLog).toBeNull();
+    expect(parseStatus({ on: true }).courseLog).toBeNull();
+  });
+
+  it('shows in Notebook 7\'s toolbar, its notice as text', () => {
+    const item = new StatusWidget({ inToolbar: true });
+    item.display(describeStatus({ ...base, status: { ...ON, courseLog: LOG } }));
+    expect(item.isHidden).toBe(false);
+    expect(item.hasClass('rsql-mod-logged')).toBe(true);
+    expect(item.node.querySelector('i')).toBeNull();
+    item.display(describeStatus({ ...base, status: ON }));
+    expect(item.isHidden).toBe(true);
+  });
+});

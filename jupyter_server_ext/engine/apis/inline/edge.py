@@ -133,8 +133,14 @@ class InlineCompletions:
         (a policy window, the admin's switch, no model they may use, the budget spent)."""
         access = await self.engine.access(caller)
         model = self.settings.model or access.default_model
-        # the tutor mode in force, which the status item shows (None outside one)
-        out: dict[str, Any] = {"model": model, "tutor": tutor_fields(access, self.windows.tz)}
+        # the tutor mode in force, which the status item shows (None outside one), and the course
+        # log that keeps the caller's requests, which it tells them of (None when none does: a
+        # student who uses only the editor is told there too)
+        out: dict[str, Any] = {
+            "model": model,
+            "tutor": tutor_fields(access, self.windows.tz),
+            "course_log": self._course_log(caller),
+        }
         window, span = access.window, access.span
         # a window's end, so the editor asks again the moment it is over (not at its next poll)
         ends = self._window_end(span)
@@ -177,6 +183,14 @@ class InlineCompletions:
                 "message": f"{spent}; completions are back at {self.limiter.day_resets_at()}",
             }
         return {**out, "on": True, "reason": None, "message": f"completions by {model}"}
+
+    def _course_log(self, caller: Caller) -> dict[str, str] | None:
+        """The course whose log keeps the caller's requests and the notice they are shown."""
+        logged = self.engine.replies.course_log.me(caller)
+        if logged is None:
+            return None
+        courses = ", ".join(str(g["group"]) for g in logged["groups"])
+        return {"course": courses, "notice": str(logged["notice"])}
 
     def _window_end(self, span: tuple[float, float] | None) -> dict[str, Any]:
         """``ends_at`` (UTC) and ``ends_in_s`` of the window in force: seconds from now, so a
