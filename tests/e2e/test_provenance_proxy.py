@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -108,3 +110,30 @@ def test_an_instructor_tells_honest_marks_from_made_up_copied_and_misplaced_ones
 
     code, _, err = check(path, course, "tok-alice")  # a student may not check
     assert code == 5 and "403" in err
+
+
+def test_the_course_pages_grading_loop_holds_each_notebook_to_its_student(
+    course: JupyterServer, fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """docs/admins/courses.md's loop, run as the page gives it (bash, the console script), over
+    the folders nbgrader collects: alice's notebook checks out, and bob's, a copy of hers,
+    is flagged. Without a --user of its own a copied notebook read "ok: served to alice", and
+    the page's earlier command, one --user over every student's notebook, flagged the honest."""
+    page = (REPO / "docs" / "admins" / "courses.md").read_text()
+    (loop,) = re.findall(r"```bash\n(for folder in submitted/.*?)```", page, re.S)
+    honest = inserted(course, "tok-alice", "hw/hw1.ipynb", tmp_path, fresh_provider)
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    mark = mark_for("x = 1", rid=honest["request_id"], model=honest["model"], time=now)
+    for student in ("alice", "bob"):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"rsql": {"provenance": mark}})]
+        (tmp_path / "submitted" / student).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "submitted" / student / "hw1.ipynb")
+    env = child_env(RSQL_PROXY_URL=course.proxy_url, RSQL_PROXY_TOKEN="tok-carol")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(
+        ["bash", "-c", loop], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    alice, _, bob = proc.stdout.partition("submitted/bob/")
+    assert "ok: served to alice" in alice and "PROBLEM" not in alice, proc.stdout + proc.stderr
+    assert "PROBLEM" in bob and "another user (alice), not bob" in bob, proc.stdout

@@ -40,6 +40,7 @@ SHELL = {
     ("console.md", "$ rsql-proxy admin keys"): "run by tests/e2e/test_admin_cli.py",
     ("hub-service.md", "$ rsql-proxy --config rsql_config.py --workers 2"): "run below",
     ("rsql-eval.md", "rsql-eval questions.jsonl"): "needs the reader's own database and questions",
+    ("courses.md", "for folder in submitted/*/"): "run by tests/e2e/test_provenance_proxy.py",
     ("tracing.md", "pip install"): "installs from PyPI: no network in the tests",
     ("local-model.md", "scripts/install-llama-cpp.sh"): "the project's set-up runs this script",
     ("kubernetes.md", "docker build"): "needs a Docker engine and a registry",

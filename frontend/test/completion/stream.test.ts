@@ -186,14 +186,16 @@ describe('requests and error replies', () => {
       reason: 'window',
       message: 'off until 14:30',
       model: null,
-      tutor: null
+      tutor: null,
+      courseLog: null
     });
     expect(parseStatus('nonsense')).toEqual({
       on: false,
       reason: null,
       message: '',
       model: null,
-      tutor: null
+      tutor: null,
+      courseLog: null
     });
     expect(parseStatus({ on: 'yes' }).on).toBe(false);
   });
