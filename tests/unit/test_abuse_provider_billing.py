@@ -283,6 +283,34 @@ async def test_what_web_search_pulls_into_the_prompt_is_reserved(
     assert await spent(p) == pytest.approx(billed + 5 * 0.01, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com/sse"},
+        {"type": "file_search", "vector_store_ids": ["vs_course"]},
+    ],
+    ids=["mcp", "file-search"],
+)
+async def test_what_a_file_search_or_an_mcp_server_returns_is_reserved_as_prompt(
+    start: Any, fresh_provider: FakeProvider, tool: dict[str, Any]
+) -> None:
+    """A file search's chunks (OpenAI's defaults: 20 of 800 tokens) and an MCP server's answer
+    (a server the user may name: the provider caps none) are billed as input; they were
+    reserved at nothing, so two calls of 25,000 tokens ($0.15 at $3) passed a $0.10 day. Now
+    16,000 and 25,000 tokens a call by default, or the admin's ``content_tokens``."""
+    kind = tool["type"]
+    body = {"model": "native-small", "max_output_tokens": 100, "input": "x", "tools": [tool]}
+    p = await start(budget=0.10, hosted_tools={kind: {"offered": True, "max_calls": 2}})
+    status, _, answer = await post(p, "v1/responses", body)
+    assert over_budget(status, answer), answer
+    assert fresh_provider.received == []
+    small = {kind: {"offered": True, "max_calls": 2, "content_tokens": 1_000}}
+    p = await start(budget=0.10, hosted_tools=small)
+    status, _, answer = await post(p, "v1/responses", body)
+    assert status == 200, answer
+    assert fresh_provider.received[-1].body["tools"] == [tool]
+
+
 async def test_web_fetch_is_told_the_admins_cap_on_what_it_pulls_in_and_reserved_for_it(
     start: Any, claude: FakeAnthropic
 ) -> None:
@@ -333,7 +361,8 @@ async def test_the_responses_tool_cap_holds_for_each_kind_and_is_reserved_at_the
     fresh_provider.search_content_tokens = 8_000
     hosted = {
         "web_search": {"offered": True, "price_per_call": 0.025, "max_calls": 5},
-        "mcp": {"offered": True, "max_calls": 10},
+        # a connector whose server answers with little, as its admin says
+        "mcp": {"offered": True, "max_calls": 10, "content_tokens": 0},
     }
     body = {
         "model": "native-small",

@@ -53,10 +53,17 @@ DEFAULT_PRICES: dict[str, float] = {
 KINDS = tuple(DEFAULT_PRICES)
 # What one call may pull into the prompt, billed there as input: search results (OpenAI bills
 # a search on its mini models as a fixed block of 8,000 input tokens; Anthropic counts results
-# as input, uncapped) and a fetched page (Anthropic's web fetch, told this cap as its
+# as input, uncapped), a fetched page (Anthropic's web fetch, told this cap as its
 # ``max_content_tokens``, which holds for text; a fetched PDF is billed by its pages, which a
-# request's fetched documents are reserved for: ``parsing``). Reserved as prompt per call.
-DEFAULT_CONTENT_TOKENS: dict[str, int] = {"web_search": 8_000, "web_fetch": 25_000}
+# request's fetched documents are reserved for: ``parsing``), a file search's chunks (OpenAI's
+# defaults: 20 results of 800-token chunks) and an MCP server's answer (the provider caps none:
+# as much as a fetched page, unless the admin says). Reserved as prompt per call.
+DEFAULT_CONTENT_TOKENS: dict[str, int] = {
+    "web_search": 8_000,
+    "web_fetch": 25_000,
+    "file_search": 16_000,
+    "mcp": 25_000,
+}
 # OpenAI's code interpreter, USD a container session (20 minutes) by its ``memory_limit``, as
 # its pricing page lists them; a size not priced here is refused (``container_price``)
 CONTAINER_PRICES: dict[str, float] = {"1g": 0.03, "4g": 0.12, "16g": 0.48, "64g": 1.92}
