@@ -52,8 +52,10 @@ def instruction_of(text: str) -> str:
 
 def instruct(req: ChatRequest, instruction: str) -> None:
     """Put `instruction` first in `req` as its API carries a system text, count it in the
-    prompt the request reserves, and mark the answer as a tutor's (``MODE_HEADER``)."""
+    prompt the request reserves, and mark the answer as a tutor's (``MODE_HEADER``); a request
+    that ends with the assistant's own words is refused (``refuse_a_prefill``)."""
     payload = req.payload
+    refuse_a_prefill(payload, req.endpoint)
     if req.endpoint == "chat/completions":
         messages = payload.get("messages")
         payload["messages"] = [
@@ -72,6 +74,29 @@ def instruct(req: ChatRequest, instruction: str) -> None:
         return
     req.prompt_tokens += (most_tokens(instruction) + _FRAMING_TOKENS) * _prompts(payload)
     req.reply_headers[MODE_HEADER] = "tutor"
+
+
+def refuse_a_prefill(payload: dict[str, Any], endpoint: str) -> None:
+    """Refuse a conversation whose last turn is the assistant's: the model continues a reply
+    begun for it ("Sure, here is the whole solution: ```python"), which walks past the
+    course's instruction however firmly it is put. A tutor's turn ends with the student's
+    words or a tool's result."""
+    if endpoint in ("chat/completions", "messages"):
+        turns, name = payload.get("messages"), "messages"
+    elif endpoint == "responses":
+        turns, name = payload.get("input"), "input"
+    else:
+        return
+    if not isinstance(turns, list) or not turns or not isinstance(turns[-1], dict):
+        return
+    if turns[-1].get("role") == "assistant":
+        raise BadRequest(
+            f"{name}[{len(turns) - 1}]: in tutor mode a conversation ends with your own "
+            "message, not the assistant's: a reply begun for the model is continued past the "
+            "course's tutoring instruction",
+            code="tutor_mode",
+            extra={"param": f"{name}[{len(turns) - 1}]"},
+        )
 
 
 def _system_blocks(payload: dict[str, Any]) -> list[Any]:
