@@ -270,6 +270,7 @@ def test_the_status_names_a_completion_model_the_user_may_not_use(
         "reason": "no_model",
         "message": "the completion model 'fake-large' is not among your models; ask your admin",
         "tutor": None,  # no tutor window in force: the status item says no tutor mode
+        "course_log": None,  # no course log keeps alice: nothing to tell
     }
     status, _, body = complete(server, {"prefix": "x"}, token="tok-alice")
     assert status == 403 and body["error"]["code"] == "model_not_allowed"
