@@ -41,6 +41,18 @@ def claude() -> Iterator[FakeAnthropic]:
         yield fake
 
 
+def claude_upstream(claude: FakeAnthropic, price: dict[str, float]) -> dict[str, Any]:
+    """The Anthropic upstream serving claude-small at `price`."""
+    return {
+        "name": "claude",
+        "provider": "anthropic",
+        "base_url": claude.base_url,
+        "api_key": CLAUDE_KEY,
+        "models": {"claude-small": "claude-fake-small"},
+        "prices": {"claude-small": price},
+    }
+
+
 @pytest.fixture
 async def proxy(
     tmp_path: Path, fresh_provider: FakeProvider, claude: FakeAnthropic
@@ -53,14 +65,7 @@ async def proxy(
             a2={"prices": {"fake-small": MINI}},
             b1={**native, "responses_api": True},
         ),
-        {
-            "name": "claude",
-            "provider": "anthropic",
-            "base_url": claude.base_url,
-            "api_key": CLAUDE_KEY,
-            "models": {"claude-small": "claude-fake-small"},
-            "prices": {"claude-small": SONNET},
-        },
+        claude_upstream(claude, SONNET),
     ]
     async with proxy_starter(tmp_path, fresh_provider) as start:
         yield await start(upstreams=upstreams, user_daily_budget_usd=50.0)
@@ -269,17 +274,11 @@ async def test_an_anthropic_price_without_cache_rates_charges_what_anthropic_bil
     from jupyter_server_ext.config.proxy import RSQLProxy
 
     plain = {"input": 3.0, "output": 15.0}
-    upstream = {
-        "name": "claude",
-        "provider": "anthropic",
-        "base_url": claude.base_url,
-        "api_key": CLAUDE_KEY,
-        "models": {"claude-small": "claude-fake-small"},
-        "prices": {"claude-small": plain},
-    }
     async with proxy_starter(tmp_path, fresh_provider) as start:
         p = await start(
-            upstreams=[upstream], default_model="claude-small", user_daily_budget_usd=50.0
+            upstreams=[claude_upstream(claude, plain)],
+            default_model="claude-small",
+            user_daily_budget_usd=50.0,
         )
         first, answer = await charged(p, "v1/messages", messages_body(ttl))
         written = answer["usage"]

@@ -64,7 +64,7 @@ function withCourseLog(view: StatusView, log: InlineCourseLog | null | undefined
   return {
     ...view,
     text: `${view.text} · logged`,
-    title: `${shownText(log.notice)}${course ? shownText(course) : ''}\n${view.title}`,
+    title: `${shownText(log.notice + course)}\n${view.title}`,
     logged: true
   };
 }

@@ -183,15 +183,13 @@ def add_call(t: Transcript, index: int, name: str | None, arguments: str, choice
 def answer_text(t: Transcript) -> str:
     """The answer as the course log keeps it: its text, then its tool calls; each choice so,
     headed with its number, where the request asked for several."""
-    choices = sorted({*t.answer, *(choice for choice, _ in t.calls)})
+    calls: dict[int, str] = {}
+    for (choice, _), (name, args) in sorted(t.calls.items()):
+        calls[choice] = calls.get(choice, "") + f"\n[tool call {name}({args})]"
+    choices = sorted({*t.answer, *calls})
     parts = []
     for choice in choices:
-        calls = "".join(
-            f"\n[tool call {name}({args})]"
-            for (of, _), (name, args) in sorted(t.calls.items())
-            if of == choice
-        )
-        text = "".join(t.answer.get(choice, ())) + calls
+        text = "".join(t.answer.get(choice, ())) + calls.get(choice, "")
         if choices != [0]:
             text = f"[choice {choice + 1} of {choices[-1] + 1}]\n{text}"
         parts.append(text)

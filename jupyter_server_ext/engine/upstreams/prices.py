@@ -122,9 +122,9 @@ _PRICE_SHAPE = (
 
 
 def parse_prices(
-    value: Any, *, where: str, cache: tuple[float, float, float] | None = None
+    value: Any, *, where: str, multipliers: tuple[float, float, float] | None = None
 ) -> dict[str, Price]:
-    """An upstream's ``prices``. `cache`: what its provider bills a token read from its cache
+    """An upstream's ``prices``. `multipliers`: what its provider bills a token read from its cache
     and one written to it, as multiples of input (a read, a 5-minute write, an hour's; the
     upstream's kind says), for the rates a price leaves out: an admin's ``{"input", "output"}``
     for a Claude model then charges a read and a write what Anthropic bills for them, not the
@@ -137,7 +137,7 @@ def parse_prices(
         )
     problems = Problems()  # every model's price judged, not only the first wrong one
     prices = {
-        str(model): problems.run(partial(_price, p, f"{where}[{model!r}]", cache), None)
+        str(model): problems.run(partial(_price, p, f"{where}[{model!r}]", multipliers), None)
         for model, p in value.items()
     }
     problems.refuse()

@@ -303,9 +303,11 @@ def parse_upstream(raw: Any, index: int, env: Mapping[str, str] | None = None) -
         )
         for kind in ("limits", "token_limits")
     }
-    kind = KINDS.get(provider) if isinstance(provider, str) else None
-    cache = kind.cache_multipliers if kind is not None else None  # for a cache rate left out
-    priced = partial(parse_prices, raw.get("prices"), where=f"{where}: field 'prices'", cache=cache)
+    # the provider's cache rates, for a rate a price leaves out
+    multipliers = KINDS[provider].cache_multipliers if provider in PROVIDERS else None
+    priced = partial(
+        parse_prices, raw.get("prices"), where=f"{where}: field 'prices'", multipliers=multipliers
+    )
     prices = problems.run(priced, {})
     windows = problems.run(partial(_context_windows, raw.get("context_windows"), models, where), {})
     problems.refuse()
