@@ -77,8 +77,16 @@ def run_notebook(nb: Any, env: dict[str, str], cwd: Path, timeout: int = 120) ->
     """Execute ``nb`` in a fresh ipykernel through nbclient (as nbconvert / papermill do)."""
     from nbclient import NotebookClient
 
+    # nbclient waits 4 s after a cell's reply for its output, then drops what comes later with
+    # a log line alone. A loaded 2-core runner twice lost a print in test_abuse_sql (never
+    # reproduced); late output is one way that happens. Up to 30 s is waited for, then an error.
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+        iopub_timeout=30,
+        raise_on_iopub_timeout=True,
     )
     client.execute(env=env, cwd=str(cwd))
     return nb
