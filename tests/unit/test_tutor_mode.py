@@ -480,3 +480,24 @@ async def test_a_stored_conversation_carries_the_instruction_once_at_its_top(
         sent = fresh_provider.received[-1].body["messages"]
         assert system_texts({"messages": sent}) == [COURSE]
         assert sent[0]["role"] == "system" and sent[-1]["content"] == turn
+
+
+async def test_count_tokens_counts_the_tutor_instruction_in_tutor_mode(start) -> None:
+    """Claude Code compacts its conversation by ``count_tokens``: a student's count holds the
+    course's instruction the proxy puts first in their requests (staff's does not), and a
+    conversation ending with the assistant's turn is counted, not refused: the count is no
+    request."""
+    p = await start()
+    body = {
+        "model": "claude-small",
+        "messages": [
+            {"role": "user", "content": "Why does my GROUP BY fail?"},
+            {"role": "assistant", "content": "Which columns are in your SELECT?"},
+        ],
+    }
+    counts = {}
+    for who in ("alice", "carol"):
+        status, _, answer = await post(p, "v1/messages/count_tokens", body, token=f"tok-{who}")
+        assert status == 200, answer
+        counts[who] = answer["input_tokens"]
+    assert counts["alice"] - counts["carol"] >= len(COURSE) // 4, counts

@@ -19,6 +19,7 @@ from ..bodies.left_out import LeftOut
 from ..bodies.request import count_files, estimate_tokens
 from ..bodies.streams import event_json
 from ..core import Engine
+from ..courses.tutor import instruction_of, instruction_tokens
 from ..errors import BadRequest
 from ..interface import Caller, Reply
 from .messages import answer as messages_answer
@@ -272,6 +273,12 @@ class Translated:
             left = LeftOut()
             req = self.engine.parse(messages_api.to_chat(body, left))
             req.prompt_tokens += left.tokens  # what the chat form could not read counts too
+            access = await self.engine.access(caller)
+            if access.tutor is not None:  # the course's instruction goes first in the request,
+                # and a client (Claude Code) compacts by this count: it counts here too (counted
+                # only: a conversation the tutor would refuse is the request's 400, not the count's)
+                tutor = instruction_of(access.tutor.instruction)
+                req.prompt_tokens += instruction_tokens(tutor, req.payload)
             await count_files(req, self.engine.offload.run, caller.user)
         return {"input_tokens": req.prompt_tokens}
 

@@ -72,8 +72,13 @@ def instruct(req: ChatRequest, instruction: str) -> None:
         payload["prompt"] = _prompt_with(payload.get("prompt"), instruction)
     else:  # embeddings: nothing is generated, nothing to teach
         return
-    req.prompt_tokens += (most_tokens(instruction) + _FRAMING_TOKENS) * _prompts(payload)
+    req.prompt_tokens += instruction_tokens(instruction, payload)
     req.reply_headers[MODE_HEADER] = "tutor"
+
+
+def instruction_tokens(instruction: str, payload: dict[str, Any]) -> int:
+    """The most tokens `instruction` adds to a request (`payload`): once a prompt."""
+    return (most_tokens(instruction) + _FRAMING_TOKENS) * _prompts(payload)
 
 
 def refuse_a_prefill(payload: dict[str, Any], endpoint: str) -> None:
