@@ -250,6 +250,7 @@ def test_what_anthropic_cannot_express_goes_to_another_kind_or_is_refused_naming
         max_tokens=10,
     )
     assert raw.headers["x-rsql-upstream"] == "openai-small"
+    assert len(raw.parse().choices) == 2
     assert (
         other_kind.received[-1].body["model"] == "claude-small-elsewhere"
         and other_kind.received[-1].body["n"] == 2

@@ -225,10 +225,13 @@ def test_n_is_reserved_and_settled_to_what_the_provider_billed(
     assert status == 429 and err["error"]["limit"] == "user daily budget $1"
     assert "may cost up to $0.52" in err["error"]["message"]
     assert len(fresh_provider.received) == 1
-    # a cheap answer with the same reservation is charged what it really cost
+    # a cheap answer with the same reservation is charged what it really cost: 40 choices of
+    # one word and the prompt, as the provider bills them
+    fresh_provider.script("ok")
     status, _, answer = chat(budgets, "tok-alice", {**ASK, "n": 40, "max_tokens": 4})
-    assert status == 200
-    assert answer["usage"]["cost_usd"] < 0.02
+    assert status == 200 and len(answer["choices"]) == 40
+    bill = fresh_provider.received[-1].billed_tokens * 0.001
+    assert answer["usage"]["cost_usd"] == pytest.approx(bill) and bill < 0.06
     assert spent(budgets, "tok-alice") == pytest.approx(0.52 + answer["usage"]["cost_usd"])
     assert spent(budgets, "tok-alice") <= 1.0
 

@@ -9,7 +9,8 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
 - latency, streaming (SSE, with a final usage chunk when asked), 5xx, hangs (timeouts), and
   streams that die mid-way, chosen per key through :meth:`FakeProvider.set_fault`;
 - scripted replies (:meth:`FakeProvider.script`) so a test can make the "model" answer badly
-  first; otherwise it answers with a short text that quotes the last user message. A scripted
+  first; otherwise it answers with a short text that quotes the last user message (``n`` of
+  them when asked: each choice billed, streamed interleaved one choice a chunk). A scripted
   dict is the whole JSON answer, and for a streaming request it is streamed as OpenAI streams
   it (tool-call fragments, refusal, logprobs, system_fingerprint, ``"usage": null`` on every
   chunk when usage was asked for); a dict with ``"__status__"`` is sent as an error answer
@@ -487,7 +488,11 @@ class FakeProvider(LoopbackServer):
         if max_tokens:
             words = words[: int(max_tokens)]
             content = " ".join(words)
-        completion_tokens = max(1, len(words))
+        # `n` choices, each this answer, each billed (the prompt once), as OpenAI does
+        asked_n = body.get("n")
+        n = asked_n if isinstance(asked_n, int) and not isinstance(asked_n, bool) else 1
+        n = max(1, n)
+        completion_tokens = max(1, len(words)) * n
 
         headers = self._admit(policy, now, prompt_tokens + completion_tokens)
         refused = self._refused(rec, headers, str(body["model"]))
@@ -534,10 +539,11 @@ class FakeProvider(LoopbackServer):
                     "model": body["model"],
                     "choices": [
                         {
-                            "index": 0,
+                            "index": c,
                             "message": {"role": "assistant", "content": content},
                             "finish_reason": "stop",
                         }
+                        for c in range(n)
                     ],
                     "usage": usage,
                 },
@@ -559,25 +565,29 @@ class FakeProvider(LoopbackServer):
             await resp.write_eof()
             return resp
 
-        def chunk(delta: dict, finish: str | None = None) -> bytes:
+        def chunk(delta: dict, finish: str | None = None, index: int = 0) -> bytes:
             obj = {
                 "id": cid,
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": body["model"],
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
             }
             return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
-        await resp.write(chunk({"role": "assistant", "content": ""}))
+        # the choices' chunks interleaved, one choice a chunk, as OpenAI streams `n` of them
+        for c in range(n):
+            await resp.write(chunk({"role": "assistant", "content": ""}, index=c))
         for i, word in enumerate(words):
             if fault and fault.kind == "die_mid_stream" and i == max(1, len(words) // 2):
                 request.transport.close()  # type: ignore[union-attr]
                 return resp
-            await resp.write(chunk({"content": (" " if i else "") + word}))
-            rec.billed_tokens += 1
+            for c in range(n):
+                await resp.write(chunk({"content": (" " if i else "") + word}, index=c))
+                rec.billed_tokens += 1
             await asyncio.sleep(self.word_delay)
-        await resp.write(chunk({}, "stop"))
+        for c in range(n):
+            await resp.write(chunk({}, "stop", index=c))
         if self.send_usage and (body.get("stream_options") or {}).get("include_usage"):
             obj = {
                 "id": cid,
