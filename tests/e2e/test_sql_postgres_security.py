@@ -30,7 +30,6 @@ from tests.helpers.sql_fixtures import (
     U_READ,
     cell,
     check_errors_sent_back_carry_no_data,
-    everything_sent,
     magic_shell,
     run,
 )
@@ -177,7 +176,9 @@ def test_postgres_attack_through_the_loop_is_refused_and_nothing_leaks(
     assert ei.value.stage == "refused"
     assert [a.stage for a in ei.value.attempts] == ["refused", "refused"]
     assert "hide a call of pg_read_file()" in ei.value.attempts[0].error
-    assert "root:" not in everything_sent(fresh_provider)
+    # the model was asked again with the refusal, never with anything read: nothing ran
+    asked = [json.dumps(r.body) for r in fresh_provider.received]
+    assert len(asked) == 2 and "hide a call of pg_read_file()" in asked[1], asked[-1][-2000:]
 
 
 # the duckdb case: tests/unit/test_sql_security.py
