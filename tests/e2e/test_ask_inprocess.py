@@ -62,4 +62,7 @@ def test_inprocess_failure_fails_the_run(fresh_provider: FakeProvider, tmp_path:
     with pytest.raises(CellExecutionError) as ei:
         run_notebook(nb, inprocess_env(fresh_provider, tmp_path), tmp_path)
     assert "ProxyError" in str(ei.value)
-    assert nb.cells[2].outputs == []
+    # the failing cell shows its error where the user reads it (the run stops there)
+    assert [o["ename"] for o in nb.cells[1].outputs if o["output_type"] == "error"] == [
+        "ProxyError"
+    ]

@@ -182,7 +182,10 @@ def test_failing_upstream_fails_the_run(fresh_provider: FakeProvider, tmp_path: 
     with pytest.raises(CellExecutionError) as ei:
         run_notebook(nb, env_for(fresh_provider), tmp_path)
     assert "ProxyError" in str(ei.value) and "500" in str(ei.value)
-    assert nb.cells[2].outputs == []
+    # the failing cell shows its error where the user reads it (the run stops there)
+    assert [o["ename"] for o in nb.cells[1].outputs if o["output_type"] == "error"] == [
+        "ProxyError"
+    ]
 
 
 def test_no_proxy_found_fails_with_help(tmp_path: Path) -> None:

@@ -188,7 +188,10 @@ def test_failure_fails_the_batch_run(fresh_provider: FakeProvider, tmp_path: Pat
         run_notebook(nb, env_for(fresh_provider), tmp_path)
     assert "SqlAIError" in str(ei.value)
     assert "Column 'nope2' could not be resolved" in str(ei.value)
-    assert not nb.cells[3].outputs
+    # the failing cell shows its error where the user reads it (the run stops there)
+    assert [o["ename"] for o in nb.cells[2].outputs if o["output_type"] == "error"] == [
+        "SqlAIError"
+    ]
 
 
 def test_sqlite_through_the_real_proxy(
