@@ -104,7 +104,8 @@ class AdmissionStep:
                 held = await self.limiter.admit(
                     caller.user,
                     caller.groups,
-                    price.worst(req.prompt_tokens, req.completion_tokens) + req.hosted_usd,
+                    price.worst(req.prompt_tokens, req.completion_tokens, req.audio)
+                    + req.hosted_usd,
                     pick=plan.args if plan is not None else None,
                     rate_class=rate_class(caller.client),
                     counted=counted,

@@ -106,11 +106,14 @@ class ModelChoice:
         (unless the admin opted in with unpriced_models = "free"), and a request that set no
         max_tokens is capped at the default it was reserved for, or its answer could cost more.
         A request that may be billed at its model's long-context rates is reserved at them,
-        and one asking for Claude's long context of a model with no such rates is refused.
+        and one asking for Claude's long context of a model with no such rates is refused, as
+        is audio, under a budget, of a model priced without audio rates.
         """
         self._check_long_context(req)
         price = self.prices.max_price(req.model)
         budgeted = self.limiter.budgeted(caller.user, caller.groups)
+        if budgeted and self.settings.unpriced_models != "free":
+            self._check_audio(req)
         if price is None:
             if budgeted and self.settings.unpriced_models != "free":
                 raise Forbidden(
@@ -150,6 +153,24 @@ class ModelChoice:
             code="long_context_not_priced",
             extra={"param": header},
         )
+
+    def _check_audio(self, req: ChatRequest) -> None:
+        """Refuse, under a budget, audio in or out of a model an upstream prices without that
+        audio rate: the provider bills audio tokens at several times the text rates, and the
+        budget would be charged the text ones."""
+        for field, rate in ((req.audio_in, "audio_input"), (req.audio_out, "audio_output")):
+            if not field or not self.prices.lacks_audio(req.model, rate):
+                continue
+            raise BadRequest(
+                f"{field}: model {req.model!r} has no price for audio here ({rate!r}), which its "
+                "provider bills at its own rates, several times the text ones, and a daily "
+                "budget applies to your requests, so it cannot be charged what it costs. Send "
+                "text, or an admin sets the model's audio rates on its upstream "
+                f'("prices": {{"{req.model}": {{"input": ..., "output": ..., "{rate}": USD per '
+                "1M tokens}} in c.RSQLProxy.upstreams)",
+                code="audio_not_priced",
+                extra={"param": field},
+            )
 
     def _may_be_long(self, req: ChatRequest, price: Price) -> bool:
         """Whether `req` may be billed at `price`'s long-context rates. A provider that bills

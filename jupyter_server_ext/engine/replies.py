@@ -49,6 +49,19 @@ def cache_counts(usage: dict[str, Any], hour: bool) -> tuple[int, int, int]:
     return written, read, 0 if hour else written
 
 
+def audio_counts(usage: dict[str, Any]) -> tuple[int, int]:
+    """(of the prompt, of the completion) the tokens that were audio, as OpenAI's usage says
+    (``prompt_tokens_details`` and ``completion_tokens_details``, ``audio_tokens``); a count
+    there that is no whole number counts the whole side as audio, never as none."""
+    counts = []
+    for side in ("prompt_tokens", "completion_tokens"):
+        details = usage.get(f"{side}_details")
+        said = details.get("audio_tokens") if isinstance(details, dict) else None
+        read = count(said) if said is not None else 0
+        counts.append(read if read is not None else count(usage.get(side)) or 0)
+    return counts[0], counts[1]
+
+
 class Replies:
     """Builds the JSON, stream and cache-hit replies; `outcomes` records each request's end."""
 
@@ -104,16 +117,19 @@ class Replies:
         req, outcome = ex.req, ex.outcome
         outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, req.completion_tokens
         outcome.cost_usd = (
-            self._rates(ex).worst(req.prompt_tokens, req.completion_tokens) + req.hosted_usd
+            self._rates(ex).worst(req.prompt_tokens, req.completion_tokens, req.audio)
+            + req.hosted_usd
         )
         return outcome.cost_usd
 
     def charge_estimate(self, ex: Exchange, chunks: int) -> float:
         """A stream that ended without its usage: the prompt (the proxy's generous estimate) and
         one token per streamed chunk (providers send about one token a chunk)."""
-        outcome = ex.outcome
-        outcome.prompt_tokens, outcome.completion_tokens = ex.req.prompt_tokens, chunks
-        outcome.cost_usd = self._rates(ex).worst(ex.req.prompt_tokens, chunks) + ex.req.hosted_usd
+        req, outcome = ex.req, ex.outcome
+        outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, chunks
+        outcome.cost_usd = (
+            self._rates(ex).worst(req.prompt_tokens, chunks, req.audio) + req.hosted_usd
+        )
         return outcome.cost_usd
 
     def _rates(self, ex: Exchange) -> Price:
@@ -223,14 +239,18 @@ class Replies:
         # those written to it above (Anthropic: 1.25x for 5 minutes, 2x for an hour)
         written, read, written_5m = cache_counts(usage, ex.req.cache_hour)
         outcome.cache_read_tokens, outcome.cache_write_tokens = read, written
+        audio = audio_counts(usage)
         outcome.cost_usd = price.cost(
             outcome.prompt_tokens,
             outcome.completion_tokens,
             written,
             cache_read_tokens=read,
             written_5m=written_5m,
+            audio=audio,
         )
-        outcome.uncached_usd = price.uncached(outcome.prompt_tokens, outcome.completion_tokens)
+        outcome.uncached_usd = price.uncached(
+            outcome.prompt_tokens, outcome.completion_tokens, audio
+        )
         hosted = self.hosted_cost(ex.req, calls)
         outcome.cost_usd += hosted
         outcome.uncached_usd += hosted

@@ -39,6 +39,11 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   billed at the model's cached-input price (``Received.cached_tokens``); an entry lives 5
   minutes from its last use (24 hours with ``prompt_cache_retention: "24h"``); tools,
   instructions and ``prompt_cache_key`` are part of the prefix it is found by;
+- audio as OpenAI's audio models take and give it on chat completions: ``input_audio`` parts
+  heard by the token (``AUDIO_BYTES_PER_TOKEN`` of their data), and with ``modalities``
+  holding "audio" a spoken answer (``message.audio``: id, data, transcript; streamed as
+  ``delta.audio`` pieces), ``AUDIO_TOKENS_PER_WORD`` a word beside its text, within the token
+  limit; both counted in the usage's ``*_tokens_details.audio_tokens`` and billed;
 - :attr:`FakeProvider.respond`: a model that answers from what it was sent. A callable given
   the request body (chat or legacy completion) and returning the text to answer, or None to
   fall through to the scripted replies and the default answer; consulted first, on every
@@ -70,6 +75,10 @@ from aiohttp import web
 from .loopback import LoopbackServer
 
 PAGE_TOKENS = 3_000  # a fetched PDF's page, its text and image, as input tokens
+# audio, as OpenAI's audio models bill it: a tenth of a second of 16 kHz 16-bit sound a token
+# heard (3,200 bytes of an input_audio part's data), and a spoken word four tokens
+AUDIO_BYTES_PER_TOKEN = 3_200
+AUDIO_TOKENS_PER_WORD = 4
 # OpenAI's prompt caching: prompts from 1,024 tokens, cached in 128-token steps
 CACHE_MIN_TOKENS, CACHE_STEP = 1_024, 128
 CACHE_TTL = {"in_memory": 300.0, "24h": 86_400.0}
@@ -468,7 +477,11 @@ class FakeProvider(LoopbackServer):
             text = json.dumps(answer).replace("{key}", _sent_key(request))
             return web.Response(text=text, status=rec.status, content_type="application/json")
 
-        prompt_tokens = _count_tokens(body.get("messages", []))
+        # the prompt's text, and its sound heard by the token (input_audio parts)
+        heard = _audio_tokens(body.get("messages", []))
+        prompt_tokens = _count_tokens(_without_audio(body.get("messages", []))) + heard
+        modalities = body.get("modalities")
+        speaks = isinstance(modalities, list) and "audio" in modalities
         if isinstance(reply, dict):
             content = reply.get("choices", [{}])[0].get("message", {}).get("content") or ""
         elif isinstance(reply, str):
@@ -485,14 +498,17 @@ class FakeProvider(LoopbackServer):
             content = f"Fake answer to: {str(last)[:200]}"
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         words = content.split(" ")
+        # a spoken word is its text and its sound, both within the answer's token limit
+        per_word = 1 + AUDIO_TOKENS_PER_WORD if speaks else 1
         if max_tokens:
-            words = words[: int(max_tokens)]
+            words = words[: max(1, int(max_tokens) // per_word)]
             content = " ".join(words)
         # `n` choices, each this answer, each billed (the prompt once), as OpenAI does
         asked_n = body.get("n")
         n = asked_n if isinstance(asked_n, int) and not isinstance(asked_n, bool) else 1
         n = max(1, n)
-        completion_tokens = max(1, len(words)) * n
+        spoken = len(words) * AUDIO_TOKENS_PER_WORD * n if speaks else 0
+        completion_tokens = max(1, len(words)) * n + spoken
 
         headers = self._admit(policy, now, prompt_tokens + completion_tokens)
         refused = self._refused(rec, headers, str(body["model"]))
@@ -522,12 +538,30 @@ class FakeProvider(LoopbackServer):
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
         text = _prompt_text(body.get("messages", []))
         rec.cached_tokens = self._cached(policy, body, text, prompt_tokens)
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": rec.cached_tokens},
+            "prompt_tokens_details": {"cached_tokens": rec.cached_tokens, "audio_tokens": heard},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": spoken,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
+        # a spoken answer: its sound (a few bytes a word here) and transcript, no content
+        voice = {
+            "id": "audio_" + uuid.uuid4().hex[:12],
+            "expires_at": int(time.time()) + 3600,
+            "data": base64.b64encode(b"\0\1" * len(words)).decode(),
+            "transcript": content,
+        }
+        said = (
+            {"role": "assistant", "content": None, "refusal": None, "audio": voice}
+            if speaks
+            else {"role": "assistant", "content": content}
+        )
         if not body.get("stream"):
             if isinstance(reply, dict):
                 return web.json_response(reply, headers=headers)
@@ -538,12 +572,7 @@ class FakeProvider(LoopbackServer):
                     "created": int(time.time()),
                     "model": body["model"],
                     "choices": [
-                        {
-                            "index": c,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                        for c in range(n)
+                        {"index": c, "message": said, "finish_reason": "stop"} for c in range(n)
                     ],
                     "usage": usage,
                 },
@@ -575,18 +604,31 @@ class FakeProvider(LoopbackServer):
             }
             return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
-        # the choices' chunks interleaved, one choice a chunk, as OpenAI streams `n` of them
+        # the choices' chunks interleaved, one choice a chunk, as OpenAI streams `n` of them; a
+        # spoken answer's pieces of transcript and then its sound in `audio`, no content
         for c in range(n):
             await resp.write(chunk({"role": "assistant", "content": ""}, index=c))
         for i, word in enumerate(words):
             if fault and fault.kind == "die_mid_stream" and i == max(1, len(words) // 2):
                 request.transport.close()  # type: ignore[union-attr]
                 return resp
+            piece = (" " if i else "") + word
             for c in range(n):
-                await resp.write(chunk({"content": (" " if i else "") + word}, index=c))
-                rec.billed_tokens += 1
+                if speaks:
+                    delta = {"audio": {"id": voice["id"], "transcript": piece}}
+                else:
+                    delta = {"content": piece}
+                await resp.write(chunk(delta, index=c))
+                rec.billed_tokens += per_word
             await asyncio.sleep(self.word_delay)
         for c in range(n):
+            if speaks:
+                sound = {
+                    "id": voice["id"],
+                    "data": voice["data"],
+                    "expires_at": voice["expires_at"],
+                }
+                await resp.write(chunk({"audio": sound}, index=c))
             await resp.write(chunk({}, "stop", index=c))
         if self.send_usage and (body.get("stream_options") or {}).get("include_usage"):
             obj = {
@@ -1028,6 +1070,40 @@ def _invalid_chat_field(body: dict[str, Any]) -> str | None:
 
 def _prompt_text(messages: list[dict[str, Any]]) -> str:
     return " ".join(str(m.get("content", "")) for m in messages)
+
+
+def _audio_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        part
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == "input_audio"
+    ]
+
+
+def _audio_tokens(messages: list[dict[str, Any]]) -> int:
+    """The tokens of sound the prompt's ``input_audio`` parts hold (by their data's bytes)."""
+    tokens = 0
+    for part in _audio_parts(messages):
+        data = (part.get("input_audio") or {}).get("data") or ""
+        try:
+            heard = len(base64.b64decode(data, validate=True))
+        except (ValueError, TypeError):
+            heard = 0
+        tokens += max(1, heard // AUDIO_BYTES_PER_TOKEN)
+    return tokens
+
+
+def _without_audio(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with their audio parts left out (their text is counted as text)."""
+    audio = {id(p) for p in _audio_parts(messages)}
+    return [
+        {**m, "content": [p for p in m["content"] if id(p) not in audio]}
+        if isinstance(m.get("content"), list)
+        else m
+        for m in messages
+    ]
 
 
 def _count_tokens(messages: list[dict[str, Any]]) -> int:

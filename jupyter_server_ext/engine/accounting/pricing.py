@@ -149,7 +149,10 @@ class PriceBook:
             dearest = None
         else:
             known = [p for p in prices if p is not None]
-            dearest = Price(*_dearest(known), _dearest_long(known))
+            heard, spoken = (_dearest_rate(known, rate) for rate in ("audio_input", "audio_output"))
+            dearest = Price(
+                *_dearest(known), _dearest_long(known), audio_input=heard, audio_output=spoken
+            )
         if model in self._prices:  # remembered there: so here
             self._max[model] = dearest
         return dearest
@@ -158,6 +161,11 @@ class PriceBook:
         """Whether an upstream serving `model` prices it with no long-context rates (one with
         no price at all is the unpriced models' rule, ``unpriced_models``)."""
         return any(p is not None and p.long_context is None for p in self._serving(model))
+
+    def lacks_audio(self, model: str, rate: str) -> bool:
+        """Whether an upstream serving `model` prices it with no audio `rate` ("audio_input",
+        "audio_output"; one with no price at all is the unpriced models' rule)."""
+        return any(p is not None and getattr(p, rate) is None for p in self._serving(model))
 
     def _serving(self, model: str) -> list[Price | None]:
         found = self._prices.get(model)
@@ -184,6 +192,12 @@ def _dearest(prices: list[Price]) -> tuple[float, float, float | None]:
         max(p.output for p in prices),
         max(writes) if writes else None,
     )
+
+
+def _dearest_rate(prices: list[Price], rate: str) -> float | None:
+    """The dearest of an optional rate among `prices`, or None where none gives it."""
+    given = [r for p in prices if (r := getattr(p, rate)) is not None]
+    return max(given) if given else None
 
 
 def _dearest_long(prices: list[Price]) -> LongContext | None:

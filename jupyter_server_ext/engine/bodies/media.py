@@ -16,6 +16,10 @@ a file whose pages cannot be seen is reserved the providers' most (100 pages). I
 scanning is CPU work a crafted file makes large (an 11 KB part inflating to 8 MiB), so the
 budget is per request, not per file, and a request is counted on the event loop only within a
 small one (``INLINE_*``); past it, in the worker process (``count_files``).
+
+Audio: OpenAI's audio models bill the sound they hear and speak at audio rates, several times
+the text ones; which fields of a request carry or ask for sound (``audio_fields``) decides
+whether it is reserved and charged at them. A recording's tokens are reserved by its data's size.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import itertools
 import re
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import OverBudget
 
@@ -167,3 +172,24 @@ def pdf_pages(pdf: bytes, budget: Budget | None = None) -> int:
         if found >= MAX_PAGES:
             break
     return min(MAX_PAGES, found) if found else MAX_PAGES
+
+
+def audio_fields(body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[str, str]:
+    """(the first field that sends sound, the field that asks for a spoken answer), '' for
+    none: an ``input_audio`` part, or an assistant turn's ``audio`` (an earlier spoken answer
+    the provider hears again); ``modalities`` with "audio", or ``audio`` (voice and format).
+    `messages` are checked ones (``parse_chat_request``)."""
+    heard = ""
+    for i, m in enumerate(messages):
+        if isinstance(m.get("audio"), dict):
+            heard = f"messages[{i}].audio"
+        content = m.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if part.get("type") == "input_audio":
+                heard = heard or f"messages[{i}].content[{j}]"
+        if heard:
+            break
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and "audio" in modalities:
+        return heard, "modalities"
+    return heard, "audio" if body.get("audio") is not None else ""

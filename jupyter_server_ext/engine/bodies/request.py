@@ -25,6 +25,7 @@ from .media import (
     MAX_FILE_PARTS,
     MAX_PAGES,
     PAGE_TEXT_TOKENS,
+    audio_fields,
     image_tokens,
     inline_file,
     pdf_tokens,
@@ -148,11 +149,20 @@ class ChatRequest:
     usage_reader: Callable[[], UsageReading] = field(default=ChatUsage)
     # its API names the end user in ``metadata.user_id`` alone (the Messages API's shape)
     user_in_metadata: bool = False
+    # the field that sends audio (an ``input_audio`` part, an earlier spoken answer) and the
+    # one that asks for a spoken answer ('': none): billed at the model's audio rates
+    audio_in: str = ""
+    audio_out: str = ""
 
     @property
     def completion_tokens(self) -> int:
         """The most completion tokens this request can be billed for."""
         return self.choices * ((self.max_tokens or 0) + self.prediction_tokens)
+
+    @property
+    def audio(self) -> tuple[bool, bool]:
+        """Whether it sends audio, and asks for a spoken answer (``Price.worst``)."""
+        return bool(self.audio_in), bool(self.audio_out)
 
     @property
     def reserve_tokens(self) -> int:
@@ -373,6 +383,7 @@ def parse_chat_request(
     prediction = body.get("prediction")
     prediction_tokens = _json_tokens(prediction) if prediction is not None else 0
 
+    audio_in, audio_out = audio_fields(body, messages)
     payload = dict(body)
     payload["model"] = model
     if stream:
@@ -391,6 +402,8 @@ def parse_chat_request(
         prediction_tokens=prediction_tokens,
         files=files,
         page_tokens=PAGE_TEXT_TOKENS + per_image,
+        audio_in=audio_in,
+        audio_out=audio_out,
     )
 
 

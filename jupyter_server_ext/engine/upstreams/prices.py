@@ -1,6 +1,7 @@
 """What a model costs on an upstream: USD per million tokens in and out, the prompt cache's own
-rates (a read, a 5-minute and a one-hour write) and the long-context rates some providers bill
-past a prompt length; and the admin's ``prices`` read into them. The built-in table is
+rates (a read, a 5-minute and a one-hour write), the audio rates of a model that hears or speaks,
+and the long-context rates some providers bill past a prompt length; and the admin's ``prices``
+read into them. The built-in table is
 ``accounting.pricing``'s."""
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class Price:
     long_context: LongContext | None = None
     cache_read: float | None = None  # prompt tokens read from the cache; None: the input price
     cache_write_5m: float | None = None  # written for 5 minutes; None: `cache_write`
+    # audio tokens in and out (OpenAI bills them several times the text rates); None: not
+    # priced, and a request with audio that way is refused under a budget (``ModelChoice``)
+    audio_input: float | None = None
+    audio_output: float | None = None
 
     def at(self, prompt_tokens: int) -> Price:
         """The flat rates a request whose prompt is `prompt_tokens` long is billed at."""
@@ -67,6 +72,8 @@ class Price:
             lc.cache_write,
             cache_read=lc.cache_read,
             cache_write_5m=lc.cache_write_5m,
+            audio_input=self.audio_input,
+            audio_output=self.audio_output,
         )
 
     def cost(
@@ -77,11 +84,13 @@ class Price:
         *,
         cache_read_tokens: int = 0,
         written_5m: int | None = None,
+        audio: tuple[int, int] = (0, 0),
     ) -> float:
         """What an answer costs: `prompt_tokens` in all, of which `cache_write_tokens` were
         written to the cache (`written_5m` of them for 5 minutes, the rest for an hour; None:
-        all for an hour, the dearer) and `cache_read_tokens` read from it. A prompt past the
-        long-context threshold bills the whole request at those rates."""
+        all for an hour, the dearer) and `cache_read_tokens` read from it; `audio`: how many of
+        the prompt's and of the completion's tokens were audio, at the audio rates. A prompt
+        past the long-context threshold bills the whole request at those rates."""
         rates = self.at(prompt_tokens)
         written = min(max(0, cache_write_tokens), prompt_tokens)
         read = min(max(0, cache_read_tokens), prompt_tokens - written)
@@ -95,28 +104,58 @@ class Price:
             + (written - short) * hour
             + read * hit
             + completion_tokens * rates.output
+            + rates._audio_extra(prompt_tokens, completion_tokens, audio)
         ) / 1_000_000
 
-    def uncached(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def uncached(
+        self, prompt_tokens: int, completion_tokens: int, audio: tuple[int, int] = (0, 0)
+    ) -> float:
         """What the same answer would cost with no prompt cache: every prompt token at the
         input price (what a cache saves is the difference)."""
         rates = self.at(prompt_tokens)
-        return (prompt_tokens * rates.input + completion_tokens * rates.output) / 1_000_000
+        return (
+            prompt_tokens * rates.input
+            + completion_tokens * rates.output
+            + rates._audio_extra(prompt_tokens, completion_tokens, audio)
+        ) / 1_000_000
 
-    def worst(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def _audio_extra(self, prompt: int, completion: int, audio: tuple[int, int]) -> float:
+        """What `audio` (tokens of the prompt, of the completion) adds over their text rates,
+        times a million: an audio rate not given adds nothing (the request was refused under a
+        budget, or the admin let unpriced costs through)."""
+        heard, spoken = (
+            min(max(0, n), most) for n, most in zip(audio, (prompt, completion), strict=True)
+        )
+        extra = 0.0
+        if self.audio_input is not None:
+            extra += heard * (self.audio_input - self.input)
+        if self.audio_output is not None:
+            extra += spoken * (self.audio_output - self.output)
+        return extra
+
+    def worst(
+        self, prompt_tokens: int, completion_tokens: int, audio: tuple[bool, bool] = (False, False)
+    ) -> float:
         """The most an answer of these sizes can cost: every prompt token may be a cache write
         (at the rates of a prompt that long; a reservation that must allow for a longer one
-        asks with ``longest``)."""
+        asks with ``longest``); `audio`: whether the request sends audio and asks for a spoken
+        answer, when every prompt token, every completion token, may be audio."""
         rates = self.at(prompt_tokens)
         dear = max(rates.input, rates.cache_write or 0.0, rates.cache_write_5m or 0.0)
-        return (prompt_tokens * dear + completion_tokens * rates.output) / 1_000_000
+        heard, spoken = audio
+        if heard:
+            dear = max(dear, rates.audio_input or 0.0)
+        out = max(rates.output, rates.audio_output or 0.0) if spoken else rates.output
+        return (prompt_tokens * dear + completion_tokens * out) / 1_000_000
 
 
 _CACHE_FIELDS = ("cache_read", "cache_write_5m", "cache_write")
-_PRICE_FIELDS = ("input", "output", *_CACHE_FIELDS, "long_context")
+_AUDIO_FIELDS = ("audio_input", "audio_output")
+_PRICE_FIELDS = ("input", "output", *_CACHE_FIELDS, *_AUDIO_FIELDS, "long_context")
 _PRICE_SHAPE = (
     "{'input': USD per 1M tokens, 'output': ..., optional 'cache_read', 'cache_write_5m', "
-    "'cache_write' (an hour's write): ..., optional 'long_context': {'above': prompt tokens, "
+    "'cache_write' (an hour's write), 'audio_input', 'audio_output': ..., optional "
+    "'long_context': {'above': prompt tokens, "
     "'input': ..., 'output': ..., optional 'cache_read', 'cache_write_5m', 'cache_write'}}"
 )
 
@@ -187,6 +226,10 @@ def _price(raw: Any, where: str, multipliers: tuple[float, float, float] | None 
         problems.refuse()
     assert inp is not None and out is not None
     read, short, write = problems.run(partial(_cache_rates, raw, inp, where), (None, None, None))
+    heard, spoken = (
+        problems.run(partial(_usd, raw, name, where, required=False), None)
+        for name in _AUDIO_FIELDS
+    )
     if multipliers is not None:
         read = multipliers[0] * inp if read is None else read
         short = multipliers[1] * inp if short is None else short
@@ -197,7 +240,16 @@ def _price(raw: Any, where: str, multipliers: tuple[float, float, float] | None 
         None if long is None else problems.run(partial(_long, long, inp, out, cache, where), None)
     )
     problems.refuse()
-    return Price(inp, out, write, ranged, cache_read=read, cache_write_5m=short)
+    return Price(
+        inp,
+        out,
+        write,
+        ranged,
+        cache_read=read,
+        cache_write_5m=short,
+        audio_input=heard,
+        audio_output=spoken,
+    )
 
 
 def _long(

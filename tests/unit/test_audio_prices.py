@@ -1,0 +1,251 @@
+"""Audio billed as the provider bills it. OpenAI's audio models bill the sound they hear and
+speak at their own rates, several times the text ones (gpt-4o-audio-preview: $40 and $80 a
+million audio tokens beside $2.50 and $10 for text), and say how many tokens were audio in the
+usage's ``prompt_tokens_details`` and ``completion_tokens_details``. A model priced with
+``audio_input`` and ``audio_output`` is reserved and charged at them; under a budget, audio of a
+model priced without them is refused, naming the field. Over HTTP, through the hub service's
+handlers, in front of a loopback provider that hears and speaks as OpenAI's models do."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado import httpclient, httputil
+
+from jupyter_server_ext.config.proxy import RSQLProxy
+from jupyter_server_ext.engine import ConfigError
+from tests.helpers import upstreams_for
+from tests.helpers.fake_provider import AUDIO_BYTES_PER_TOKEN, FakeProvider
+from tests.helpers.policy_proxy import Proxy, proxy_starter
+
+# fake-small bills as gpt-4o-audio-preview does; fake-large is priced for text alone
+AUDIO = {"input": 2.5, "output": 10.0, "audio_input": 40.0, "audio_output": 80.0}
+TEXT = {"input": 2.5, "output": 10.0}
+PRICES = {"prices": {"fake-small": AUDIO, "fake-large": TEXT}}
+SOUND = base64.b64encode(b"\0" * (AUDIO_BYTES_PER_TOKEN * 25)).decode()  # 25 tokens heard
+
+
+def spoken_question(model: str = "fake-small", **extra: Any) -> dict[str, Any]:
+    """A question asked aloud (a recording and a line of text), answered aloud."""
+    return {
+        "model": model,
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+        "max_completion_tokens": 100,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What does this query do?"},
+                    {"type": "input_audio", "input_audio": {"data": SOUND, "format": "wav"}},
+                ],
+            }
+        ],
+        **extra,
+    }
+
+
+def audio_bill(usage: dict[str, Any]) -> float:
+    """What the provider bills for `usage` at AUDIO's rates."""
+    heard = usage["prompt_tokens_details"]["audio_tokens"]
+    spoken = usage["completion_tokens_details"]["audio_tokens"]
+    return (
+        (usage["prompt_tokens"] - heard) * AUDIO["input"]
+        + heard * AUDIO["audio_input"]
+        + (usage["completion_tokens"] - spoken) * AUDIO["output"]
+        + spoken * AUDIO["audio_output"]
+    ) / 1e6
+
+
+@pytest.fixture
+async def start(tmp_path: Path, fresh_provider: FakeProvider) -> AsyncIterator[Any]:
+    """`start(**config)`: the service in front of the provider's keys, each pricing both
+    models, every user under a daily budget (`user_daily_budget_usd`, $50 by default)."""
+    upstreams = upstreams_for(fresh_provider, a1=PRICES, a2=PRICES, b1=PRICES)
+    async with proxy_starter(tmp_path, fresh_provider) as begin:
+
+        async def go(**config: Any) -> Proxy:
+            config.setdefault("user_daily_budget_usd", 50.0)
+            config.setdefault("upstreams", upstreams)
+            return await begin(**config)
+
+        yield go
+
+
+async def post(p: Proxy, body: dict[str, Any]) -> tuple[int, httputil.HTTPHeaders, bytes]:
+    """A chat request of alice's (a student, under the budget): status, headers (any case),
+    body."""
+    res = await p.client.fetch(
+        p.base + "v1/chat/completions",
+        method="POST",
+        raise_error=False,
+        body=json.dumps(body),
+        headers={"Authorization": "Bearer tok-alice"},
+    )
+    assert isinstance(res, httpclient.HTTPResponse)
+    return res.code, res.headers, res.body or b""
+
+
+def streamed_usage(raw: bytes) -> dict[str, Any]:
+    """The usage chunk of a streamed answer (the client asked for it)."""
+    chunks = [
+        json.loads(line[len(b"data: ") :])
+        for line in raw.splitlines()
+        if line.startswith(b"data: {")
+    ]
+    (usage,) = [c["usage"] for c in chunks if c.get("usage")]
+    return usage
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_sound_heard_and_spoken_is_charged_at_the_audio_rates(
+    start, fresh_provider: FakeProvider, stream: bool
+) -> None:
+    p = await start()
+    extra = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+    status, head, raw = await post(p, spoken_question(**extra))
+    assert status == 200, raw[:300]
+    if stream:
+        usage = streamed_usage(raw)
+        assert b'"transcript"' in raw  # the answer came spoken
+    else:
+        answer = json.loads(raw)
+        usage = answer["usage"]
+        assert answer["choices"][0]["message"]["audio"]["transcript"]
+        assert float(head["X-RSQL-Cost-USD"]) == pytest.approx(usage["cost_usd"], abs=1e-8)
+    assert usage["prompt_tokens_details"]["audio_tokens"] == 25
+    assert usage["completion_tokens_details"]["audio_tokens"] > 0
+    bill = audio_bill(usage)
+    assert usage["cost_usd"] == pytest.approx(bill, abs=1e-8)
+    # what the provider billed, to the token: at the text rates it would be a fraction
+    assert fresh_provider.received[-1].billed_tokens == usage["total_tokens"]
+    text_rates = (usage["prompt_tokens"] * 2.5 + usage["completion_tokens"] * 10.0) / 1e6
+    assert bill > 3 * text_rates
+
+
+async def test_audio_of_a_model_without_audio_rates_is_refused_under_a_budget(
+    start, fresh_provider: FakeProvider
+) -> None:
+    p = await start()
+    heard = spoken_question("fake-large")
+    del heard["modalities"], heard["audio"]
+    for body, field, rate in (
+        (heard, "messages[0].content[1]", "audio_input"),
+        ({**spoken_question("fake-large"), "messages": [{"role": "user", "content": "Hi"}]},
+         "modalities", "audio_output"),
+        # an earlier spoken answer the provider hears again
+        ({"model": "fake-large", "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "audio": {"id": "audio_abc123"}},
+            {"role": "user", "content": "And again?"},
+        ]}, "messages[1].audio", "audio_input"),
+    ):  # fmt: skip
+        status, _, raw = await post(p, body)
+        assert status == 400, raw[:300]
+        error = json.loads(raw)["error"]
+        assert error["code"] == "audio_not_priced" and error["param"] == field, error
+        assert f'"{rate}"' in error["message"] and "'fake-large'" in error["message"], error
+    assert fresh_provider.received == []
+    # the same model's text goes on, and a model with audio rates hears
+    status, _, raw = await post(
+        p, {"model": "fake-large", "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    assert status == 200, raw[:300]
+    status, _, raw = await post(p, spoken_question())
+    assert status == 200, raw[:300]
+
+
+async def test_without_a_budget_or_with_unpriced_costs_let_through_audio_goes_on(
+    start, fresh_provider: FakeProvider
+) -> None:
+    p = await start(user_daily_budget_usd=None)
+    status, _, raw = await post(p, spoken_question("fake-large"))
+    assert status == 200, raw[:300]
+    p = await start(unpriced_models="free")
+    status, _, raw = await post(p, spoken_question("fake-large"))
+    assert status == 200, raw[:300]
+    assert len(fresh_provider.received) == 2
+
+
+async def test_a_spoken_answer_is_reserved_at_the_audio_output_rate(
+    start, fresh_provider: FakeProvider
+) -> None:
+    """4,000 completion tokens: $0.04 as text, $0.32 as sound. A $0.25 day takes the text
+    answer and refuses the spoken one before it reaches the provider."""
+    p = await start(user_daily_budget_usd=0.25)
+    text = {"model": "fake-small", "max_completion_tokens": 4000,
+            "messages": [{"role": "user", "content": "Hi"}]}  # fmt: skip
+    status, _, raw = await post(p, text)
+    assert status == 200, raw[:300]
+    asked = len(fresh_provider.received)
+    status, _, raw = await post(p, {**text, "modalities": ["text", "audio"]})
+    assert status == 400, raw[:300]
+    error = json.loads(raw)["error"]
+    assert (
+        error["code"] == "over_budget"
+        and "more than the whole user daily budget" in (error["message"])
+    ), error
+    assert len(fresh_provider.received) == asked
+
+
+async def test_a_spoken_question_falls_back_only_to_a_model_that_prices_audio(
+    start, fresh_provider: FakeProvider
+) -> None:
+    """When its model's account is out of capacity, a text question falls back to the
+    fallback's model (priced for text), a spoken one does not: its sound would be charged as
+    text."""
+    small = {"models": ["fake-small"], "limits": ["1/minute"], "prices": {"fake-small": AUDIO}}
+    p = await start(
+        upstreams=upstreams_for(
+            fresh_provider, a1=small, a2=small, b1={"models": ["fake-large"], **PRICES}
+        ),
+        fallback_model="b1",
+        fallback_on=["capacity"],
+        max_wait_seconds=0.3,
+    )
+    text = {"model": "fake-small", "messages": [{"role": "user", "content": "Hi"}]}
+    assert (await post(p, text))[0] == 200  # the account's one request a minute
+    status, head, raw = await post(p, spoken_question())
+    assert status == 429 and "X-RSQL-Fallback" not in head, raw[:300]
+    status, head, raw = await post(p, text)
+    assert status == 200 and head["X-RSQL-Fallback"] == "b1", raw[:300]
+    assert [r.body["model"] for r in fresh_provider.received] == ["fake-small", "fake-large"]
+
+
+@pytest.mark.parametrize(
+    ("price", "says"),
+    [
+        ({"input": 1, "output": 1, "audio_input": "40"}, "audio_input"),
+        (
+            {"input": 1, "output": 1, "audio_output": -1},
+            "'audio_output']: prices cannot be negative",
+        ),
+        ({"input": 1, "output": 1, "audio_inpt": 40}, "audio_inpt"),
+    ],
+)
+def test_a_mistyped_audio_rate_stops_start_up(
+    fresh_provider: FakeProvider, price: dict[str, Any], says: str
+) -> None:
+    upstreams = upstreams_for(fresh_provider, a1={"prices": {"fake-small": price}})
+    with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        RSQLProxy(upstreams=upstreams).engine_settings()
+
+
+def test_an_audio_count_that_is_no_whole_number_counts_its_side_as_audio() -> None:
+    """A provider's (or a crafted upstream's) usage whose audio count cannot be read is charged
+    as if all of that side were audio, the dearer reading, never as if none were."""
+    from jupyter_server_ext.engine.replies import audio_counts
+
+    usage: dict[str, Any] = {"prompt_tokens": 120, "completion_tokens": 30}
+    assert audio_counts(usage) == (0, 0)  # a text model's usage says nothing of audio
+    usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 25}
+    usage["completion_tokens_details"] = {"audio_tokens": 24}
+    assert audio_counts(usage) == (25, 24)
+    usage["prompt_tokens_details"]["audio_tokens"] = "25"
+    usage["completion_tokens_details"]["audio_tokens"] = -3
+    assert audio_counts(usage) == (120, 30)
