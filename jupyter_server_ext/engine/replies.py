@@ -49,15 +49,17 @@ def cache_counts(usage: dict[str, Any], hour: bool) -> tuple[int, int, int]:
     return written, read, 0 if hour else written
 
 
-def audio_counts(usage: dict[str, Any]) -> tuple[int, int]:
+def audio_counts(usage: dict[str, Any], asked: tuple[bool, bool]) -> tuple[int, int]:
     """(of the prompt, of the completion) the tokens that were audio, as OpenAI's usage says
-    (``prompt_tokens_details`` and ``completion_tokens_details``, ``audio_tokens``); a count
-    there that is no whole number counts the whole side as audio, never as none."""
+    (``prompt_tokens_details`` and ``completion_tokens_details``, ``audio_tokens``). Where the
+    request sent sound or asked for it (`asked`: ``ChatRequest.audio``) and the usage does not
+    say how much of that side was audio, or says it in no whole number, all of it was: the
+    dearer reading, never the cheaper."""
     counts = []
-    for side in ("prompt_tokens", "completion_tokens"):
+    for side, sound in zip(("prompt_tokens", "completion_tokens"), asked, strict=True):
         details = usage.get(f"{side}_details")
         said = details.get("audio_tokens") if isinstance(details, dict) else None
-        read = count(said) if said is not None else 0
+        read = count(said) if said is not None else None if sound else 0
         counts.append(read if read is not None else count(usage.get(side)) or 0)
     return counts[0], counts[1]
 
@@ -124,8 +126,10 @@ class Replies:
 
     def charge_estimate(self, ex: Exchange, chunks: int) -> float:
         """A stream that ended without its usage: the prompt (the proxy's generous estimate) and
-        one token per streamed chunk (providers send about one token a chunk)."""
+        one token per streamed chunk (providers send about one token a chunk); a spoken answer's
+        chunks carry many tokens of sound each, so it is charged its limit."""
         req, outcome = ex.req, ex.outcome
+        chunks = req.completion_tokens if req.audio_out else chunks
         outcome.prompt_tokens, outcome.completion_tokens = req.prompt_tokens, chunks
         outcome.cost_usd = (
             self._rates(ex).worst(req.prompt_tokens, chunks, req.audio) + req.hosted_usd
@@ -239,7 +243,7 @@ class Replies:
         # those written to it above (Anthropic: 1.25x for 5 minutes, 2x for an hour)
         written, read, written_5m = cache_counts(usage, ex.req.cache_hour)
         outcome.cache_read_tokens, outcome.cache_write_tokens = read, written
-        audio = audio_counts(usage)
+        audio = audio_counts(usage, ex.req.audio)
         outcome.cost_usd = price.cost(
             outcome.prompt_tokens,
             outcome.completion_tokens,

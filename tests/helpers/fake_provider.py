@@ -41,9 +41,12 @@ Tests cannot reach a hosted LLM, so this server plays one, over real HTTP:
   instructions and ``prompt_cache_key`` are part of the prefix it is found by;
 - audio as OpenAI's audio models take and give it on chat completions: ``input_audio`` parts
   heard by the token (``AUDIO_BYTES_PER_TOKEN`` of their data), and with ``modalities``
-  holding "audio" a spoken answer (``message.audio``: id, data, transcript; streamed as
-  ``delta.audio`` pieces), ``AUDIO_TOKENS_PER_WORD`` a word beside its text, within the token
-  limit; both counted in the usage's ``*_tokens_details.audio_tokens`` and billed;
+  holding "audio" (and ``audio``, its voice, which OpenAI requires with it: else a 400) a
+  spoken answer (``message.audio``: id, data, expires_at, transcript; streamed as
+  ``delta.audio`` pieces: the id and transcript, then the data, then when it expires),
+  ``AUDIO_TOKENS_PER_WORD`` a word beside its text, within the token limit; a later assistant
+  turn's ``audio: {id}`` is heard again (an unknown id is a 400); all counted in the usage's
+  ``*_tokens_details`` (``audio_tokens``, ``text_tokens``) and billed;
 - :attr:`FakeProvider.respond`: a model that answers from what it was sent. A callable given
   the request body (chat or legacy completion) and returning the text to answer, or None to
   fall through to the scripted replies and the default answer; consulted first, on every
@@ -175,6 +178,7 @@ class FakeProvider(LoopbackServer):
         self._faults: dict[str, _Fault] = {}
         self._accounts: dict[str, _Account] = collections.defaultdict(_Account)
         self._lock = threading.Lock()
+        self._spoken: dict[str, int] = {}  # a spoken answer's audio id -> its tokens of sound
 
     # -- control ---------------------------------------------------------------------------
 
@@ -477,11 +481,35 @@ class FakeProvider(LoopbackServer):
             text = json.dumps(answer).replace("{key}", _sent_key(request))
             return web.Response(text=text, status=rec.status, content_type="application/json")
 
-        # the prompt's text, and its sound heard by the token (input_audio parts)
-        heard = _audio_tokens(body.get("messages", []))
+        # the prompt's text, and its sound heard by the token: input_audio parts, and earlier
+        # spoken answers an assistant turn names by id (heard again, as OpenAI does)
+        try:
+            heard = _audio_tokens(body.get("messages", []))
+        except ValueError as exc:
+            rec.status = 400
+            return _error(400, str(exc), "invalid_value", kind="invalid_request_error")
+        for m in body.get("messages", []):
+            said = m.get("audio") if isinstance(m, dict) else None
+            if isinstance(said, dict):
+                with self._lock:
+                    again = self._spoken.get(str(said.get("id")))
+                if again is None:
+                    rec.status = 400
+                    return _error(
+                        400, f"Audio with id {said.get('id')!r} not found.", "invalid_value"
+                    )
+                heard += again
         prompt_tokens = _count_tokens(_without_audio(body.get("messages", []))) + heard
         modalities = body.get("modalities")
         speaks = isinstance(modalities, list) and "audio" in modalities
+        if speaks and not isinstance(body.get("audio"), dict):
+            rec.status = 400
+            return _error(
+                400,
+                "The 'audio' parameter is required when 'modalities' includes 'audio'.",
+                "missing_required_parameter",
+                kind="invalid_request_error",
+            )
         if isinstance(reply, dict):
             content = reply.get("choices", [{}])[0].get("message", {}).get("content") or ""
         elif isinstance(reply, str):
@@ -542,10 +570,15 @@ class FakeProvider(LoopbackServer):
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": rec.cached_tokens, "audio_tokens": heard},
+            "prompt_tokens_details": {
+                "cached_tokens": rec.cached_tokens,
+                "audio_tokens": heard,
+                "text_tokens": prompt_tokens - heard,
+            },
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
                 "audio_tokens": spoken,
+                "text_tokens": completion_tokens - spoken,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
             },
@@ -562,6 +595,9 @@ class FakeProvider(LoopbackServer):
             if speaks
             else {"role": "assistant", "content": content}
         )
+        if speaks:  # a later turn may name it (heard again, one choice's sound)
+            with self._lock:
+                self._spoken[voice["id"]] = spoken // n
         if not body.get("stream"):
             if isinstance(reply, dict):
                 return web.json_response(reply, headers=headers)
@@ -614,21 +650,21 @@ class FakeProvider(LoopbackServer):
                 return resp
             piece = (" " if i else "") + word
             for c in range(n):
-                if speaks:
-                    delta = {"audio": {"id": voice["id"], "transcript": piece}}
+                if speaks:  # the id with the first piece only
+                    delta = {
+                        "audio": {**({"id": voice["id"]} if not i else {}), "transcript": piece}
+                    }
                 else:
                     delta = {"content": piece}
                 await resp.write(chunk(delta, index=c))
                 rec.billed_tokens += per_word
             await asyncio.sleep(self.word_delay)
         for c in range(n):
-            if speaks:
-                sound = {
-                    "id": voice["id"],
-                    "data": voice["data"],
-                    "expires_at": voice["expires_at"],
-                }
-                await resp.write(chunk({"audio": sound}, index=c))
+            if speaks:  # the sound in pieces, then when it expires
+                data = str(voice["data"])
+                for at in range(0, len(data), 8):
+                    await resp.write(chunk({"audio": {"data": data[at : at + 8]}}, index=c))
+                await resp.write(chunk({"audio": {"expires_at": voice["expires_at"]}}, index=c))
             await resp.write(chunk({}, "stop", index=c))
         if self.send_usage and (body.get("stream_options") or {}).get("include_usage"):
             obj = {
@@ -1083,14 +1119,15 @@ def _audio_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _audio_tokens(messages: list[dict[str, Any]]) -> int:
-    """The tokens of sound the prompt's ``input_audio`` parts hold (by their data's bytes)."""
+    """The tokens of sound the prompt's ``input_audio`` parts hold (by their data's bytes);
+    ValueError for data that is no base64, as OpenAI refuses it."""
     tokens = 0
     for part in _audio_parts(messages):
         data = (part.get("input_audio") or {}).get("data") or ""
         try:
             heard = len(base64.b64decode(data, validate=True))
         except (ValueError, TypeError):
-            heard = 0
+            raise ValueError("Invalid 'input_audio.data': expected base64-encoded audio.") from None
         tokens += max(1, heard // AUDIO_BYTES_PER_TOKEN)
     return tokens
 

@@ -9,7 +9,9 @@ handlers, in front of a loopback provider that hears and speaks as OpenAI's mode
 from __future__ import annotations
 
 import base64
+import io
 import json
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,27 @@ from tests.helpers.policy_proxy import Proxy, proxy_starter
 AUDIO = {"input": 2.5, "output": 10.0, "audio_input": 40.0, "audio_output": 80.0}
 TEXT = {"input": 2.5, "output": 10.0}
 PRICES = {"prices": {"fake-small": AUDIO, "fake-large": TEXT}}
-SOUND = base64.b64encode(b"\0" * (AUDIO_BYTES_PER_TOKEN * 25)).decode()  # 25 tokens heard
 
 
-def spoken_question(model: str = "fake-small", **extra: Any) -> dict[str, Any]:
+def recording(seconds: float) -> str:
+    """A WAV recording of `seconds` of 16 kHz 16-bit mono sound, as base64."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        size = int(seconds * 32_000)  # bytes a second
+        w.writeframes((bytes(range(256)) * (size // 256 + 1))[:size])
+    return base64.b64encode(out.getvalue()).decode()
+
+
+SOUND = recording(2.5)  # 80,000 bytes of sound: 25 tokens heard at the fake's rate
+assert AUDIO_BYTES_PER_TOKEN * 25 == 80_000
+
+
+def spoken_question(
+    model: str = "fake-small", sound: str = SOUND, kind: str = "wav", **extra: Any
+) -> dict[str, Any]:
     """A question asked aloud (a recording and a line of text), answered aloud."""
     return {
         "model": model,
@@ -42,7 +61,7 @@ def spoken_question(model: str = "fake-small", **extra: Any) -> dict[str, Any]:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "What does this query do?"},
-                    {"type": "input_audio", "input_audio": {"data": SOUND, "format": "wav"}},
+                    {"type": "input_audio", "input_audio": {"data": sound, "format": kind}},
                 ],
             }
         ],
@@ -183,7 +202,8 @@ async def test_a_spoken_answer_is_reserved_at_the_audio_output_rate(
     status, _, raw = await post(p, text)
     assert status == 200, raw[:300]
     asked = len(fresh_provider.received)
-    status, _, raw = await post(p, {**text, "modalities": ["text", "audio"]})
+    spoken = {**text, "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}
+    status, _, raw = await post(p, spoken)
     assert status == 400, raw[:300]
     error = json.loads(raw)["error"]
     assert (
@@ -236,16 +256,152 @@ def test_a_mistyped_audio_rate_stops_start_up(
         RSQLProxy(upstreams=upstreams).engine_settings()
 
 
-def test_an_audio_count_that_is_no_whole_number_counts_its_side_as_audio() -> None:
-    """A provider's (or a crafted upstream's) usage whose audio count cannot be read is charged
-    as if all of that side were audio, the dearer reading, never as if none were."""
+def test_an_audio_count_not_given_or_no_whole_number_counts_its_side_as_audio() -> None:
+    """A provider's (or a crafted upstream's) usage that does not say, in a whole number, how
+    much of the sound a request sent or asked for was audio is charged as if all of that side
+    were, the dearer reading, never as if none were."""
     from jupyter_server_ext.engine.replies import audio_counts
 
     usage: dict[str, Any] = {"prompt_tokens": 120, "completion_tokens": 30}
-    assert audio_counts(usage) == (0, 0)  # a text model's usage says nothing of audio
+    assert audio_counts(usage, (False, False)) == (0, 0)  # text: nothing says audio
+    assert audio_counts(usage, (True, False)) == (120, 0)  # sound sent, its count not said
+    assert audio_counts(usage, (True, True)) == (120, 30)
     usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 25}
     usage["completion_tokens_details"] = {"audio_tokens": 24}
-    assert audio_counts(usage) == (25, 24)
+    assert audio_counts(usage, (True, True)) == (25, 24)
     usage["prompt_tokens_details"]["audio_tokens"] = "25"
     usage["completion_tokens_details"]["audio_tokens"] = -3
-    assert audio_counts(usage) == (120, 30)
+    assert audio_counts(usage, (False, False)) == (120, 30)
+
+
+async def test_a_recording_is_reserved_by_the_seconds_it_holds_at_the_audio_rate(
+    start, fresh_provider: FakeProvider
+) -> None:
+    """On a $0.25 day: 15 seconds of WAV (481 tokens of sound at most, $0.02) are heard, where
+    their base64 text counted as text would have been reserved past the day; 300 KB of MP3
+    (up to 300 seconds at MPEG's lowest bit rate: $0.38 of sound, $0.02 as text) are refused
+    before the provider; so is a turn that has an earlier spoken answer heard again (up to
+    16,384 tokens of sound, $0.66)."""
+    p = await start(user_daily_budget_usd=0.25)
+    small = {"max_completion_tokens": 20}
+    status, _, raw = await post(p, spoken_question(sound=recording(15), **small))
+    assert status == 200, raw[:300]
+    assert fresh_provider.received[-1].body["messages"][0]["content"][1]["input_audio"]
+    asked = len(fresh_provider.received)
+    mp3 = base64.b64encode(b"\xff\xfb" * 150_000).decode()
+    again = spoken_question(**small)
+    again["messages"] += [
+        {"role": "assistant", "audio": {"id": "audio_abc123"}},
+        {"role": "user", "content": "Say it again?"},
+    ]
+    for body in (spoken_question(sound=mp3, kind="mp3", **small), again):
+        status, _, raw = await post(p, body)
+        assert status == 400, raw[:300]
+        error = json.loads(raw)["error"]
+        assert error["code"] == "over_budget", error
+    assert len(fresh_provider.received) == asked
+
+
+async def test_an_earlier_spoken_answer_heard_again_is_charged_at_the_audio_rate(
+    start, fresh_provider: FakeProvider
+) -> None:
+    p = await start()
+    status, _, raw = await post(p, spoken_question())
+    assert status == 200, raw[:300]
+    first = json.loads(raw)
+    said = first["choices"][0]["message"]["audio"]
+    spoken = first["usage"]["completion_tokens_details"]["audio_tokens"]
+    follow = spoken_question()
+    follow["messages"] += [
+        {"role": "assistant", "audio": {"id": said["id"]}},
+        {"role": "user", "content": "Say it more slowly?"},
+    ]
+    status, _, raw = await post(p, follow)
+    assert status == 200, raw[:300]
+    usage = json.loads(raw)["usage"]
+    # the recording again, and the earlier answer's sound: both heard, both billed as audio
+    assert usage["prompt_tokens_details"]["audio_tokens"] == 25 + spoken
+    assert usage["cost_usd"] == pytest.approx(audio_bill(usage), abs=1e-8)
+
+
+async def test_a_spoken_stream_that_breaks_off_is_charged_its_limit_of_sound(
+    start, fresh_provider: FakeProvider
+) -> None:
+    """A stream that breaks before its usage is charged what was generated, one token a
+    chunk; a chunk of sound carries many, so a spoken one is charged its limit at the audio
+    rate (100 tokens: $0.008), never a few chunks'."""
+    for alias in ("a1", "a2", "b1"):
+        fresh_provider.set_fault(alias, "die_mid_stream")
+    p = await start()
+    body = spoken_question(stream=True, max_completion_tokens=100)
+    status, _, raw = await post(p, body)
+    assert status == 200 and b"broke off" in raw, raw[-300:]
+    res = await p.client.fetch(p.base + "me", headers={"Authorization": "Bearer tok-alice"})
+    spent = json.loads(res.body)["budget"]["spent_usd"]
+    assert spent >= 100 * AUDIO["audio_output"] / 1e6, spent
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["sent-as-it-came", "translated"])
+async def test_a_responses_request_with_sound_is_held_to_the_audio_rates(
+    start, fresh_provider: FakeProvider, native: bool
+) -> None:
+    """The Responses API carries sound too (an ``input_audio`` part in ``input``): to an
+    upstream that serves the API itself or through chat completions, a model priced without
+    audio rates refuses it under a budget, naming where it is."""
+    served = {**PRICES, "responses_api": native}
+    p = await start(upstreams=upstreams_for(fresh_provider, a1=served, a2=served, b1=served))
+    body = {
+        "model": "fake-large",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What does this query do?"},
+                    {"type": "input_audio", "input_audio": {"data": SOUND, "format": "wav"}},
+                ],
+            }
+        ],
+    }
+    res = await p.client.fetch(
+        p.base + "v1/responses",
+        method="POST",
+        raise_error=False,
+        body=json.dumps(body),
+        headers={"Authorization": "Bearer tok-alice"},
+    )
+    assert res.code == 400, res.body[:300]
+    error = json.loads(res.body)["error"]
+    assert error["code"] == "audio_not_priced", error
+    assert error["param"] == ("input[0].content[1]" if native else "messages[0].content[1]")
+    assert fresh_provider.received == []
+
+
+def test_a_recordings_reservation_is_its_longest_reading() -> None:
+    """By what the file says, at 32 tokens a second (and a token or two for the header and the
+    rounding): 2.5 seconds of WAV; a header that states a byte rate above what its sample
+    rate and frame size make is read at the lower (the longer sound); data that is no WAV
+    file, or a format with no length to read, is counted as text (None here); MP3 at MPEG's
+    lowest bit rate."""
+    from jupyter_server_ext.engine.bodies.media import AUDIO_TOKENS_PER_SECOND, audio_tokens
+
+    def tokens(data: str, kind: str = "wav") -> int | None:
+        return audio_tokens({"type": "input_audio", "input_audio": {"data": data, "format": kind}})
+
+    def seconds(data: str, kind: str = "wav") -> float:
+        found = tokens(data, kind)
+        assert found is not None, "counted as text"
+        return found / AUDIO_TOKENS_PER_SECOND
+
+    def wav(raw: bytes | bytearray) -> str:
+        return base64.b64encode(raw).decode()
+
+    assert 2.5 < seconds(SOUND) <= 2.6
+    raw = bytearray(base64.b64decode(SOUND))
+    raw[28:32] = (32_000 * 8).to_bytes(4, "little")  # claims 8x the bytes a second it holds
+    assert 2.5 < seconds(wav(raw)) <= 2.6
+    raw[24:28] = (16_000 * 8).to_bytes(4, "little")  # and a sample rate to match: 8x shorter
+    assert 2.5 / 8 < seconds(wav(raw)) <= 2.6 / 8 + 0.05
+    assert tokens(wav(b"ID3" + bytes(997))) is None
+    assert tokens(SOUND, "flac") is None
+    assert tokens("!!not base64!!") is None
+    assert 10 < seconds(wav(bytes(10_000)), "mp3") <= 10.1

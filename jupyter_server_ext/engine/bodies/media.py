@@ -19,7 +19,11 @@ small one (``INLINE_*``); past it, in the worker process (``count_files``).
 
 Audio: OpenAI's audio models bill the sound they hear and speak at audio rates, several times
 the text ones; which fields of a request carry or ask for sound (``audio_fields``) decides
-whether it is reserved and charged at them. A recording's tokens are reserved by its data's size.
+whether it is reserved and charged at them. Providers bill sound by its length (Gemini 32
+tokens a second, OpenAI about 10), so a recording is reserved by the most seconds it can hold
+(``audio_tokens``): a WAV file's by its header's byte rate, an MP3's at MPEG's lowest bit
+rate; another format, or a header that cannot be read, by its data's size as text. An earlier
+spoken answer the provider hears again is reserved as the longest answer an audio model gives.
 """
 
 from __future__ import annotations
@@ -185,7 +189,7 @@ def audio_fields(body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[
             heard = f"messages[{i}].audio"
         content = m.get("content")
         for j, part in enumerate(content if isinstance(content, list) else []):
-            if part.get("type") == "input_audio":
+            if part.get("type") in ("input_audio", "audio_url"):  # audio_url: vLLM's
                 heard = heard or f"messages[{i}].content[{j}]"
         if heard:
             break
@@ -193,3 +197,60 @@ def audio_fields(body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[
     if isinstance(modalities, list) and "audio" in modalities:
         return heard, "modalities"
     return heard, "audio" if body.get("audio") is not None else ""
+
+
+# the most tokens a second of sound is billed (Gemini's 32; OpenAI's models about 10)
+AUDIO_TOKENS_PER_SECOND = 32
+# MP3's lowest bit rate, 8 kbit/s (MPEG-2.5 layer III; a "free format" stream, which few
+# decoders play, may go lower): a second of sound in at least this many bytes
+_MP3_BYTES_PER_SECOND = 1_000
+# an earlier spoken answer heard again: at most one answer's output (16,384 tokens on OpenAI's
+# audio models)
+SPOKEN_ANSWER_TOKENS = 16_384
+_WAV_HEADER_CHARS = 8_192  # of base64: the chunks before the sound (fmt, LIST, fact)
+
+
+def audio_tokens(part: dict[str, Any]) -> int | None:
+    """The most tokens an ``input_audio`` part's sound may be billed, by the most seconds its
+    data can hold; None where its format or header does not say (it is then counted as text)."""
+    audio = part.get("input_audio")
+    data = audio.get("data") if isinstance(audio, dict) else None
+    if not isinstance(data, str):
+        return None
+    kind = audio.get("format") if isinstance(audio, dict) else None
+    rate = _MP3_BYTES_PER_SECOND if kind == "mp3" else _wav_byte_rate(data) if kind == "wav" else 0
+    if not rate:
+        return None
+    size = len(data) * 3 // 4  # the bytes the base64 text holds, header and all
+    return -(-size * AUDIO_TOKENS_PER_SECOND // rate) + 1  # its seconds' tokens, rounded up
+
+
+def _wav_byte_rate(data: str) -> int:
+    """A WAV file's bytes a second of sound, read from its ``fmt `` chunk (the lesser of the
+    rate it states and the one its sample rate and frame size make: a file that lies is
+    reserved the longer); 0 where the base64 `data` is no WAV file that says. By hand: the
+    ``wave`` module reads PCM alone and wants the whole file."""
+    head = data[:_WAV_HEADER_CHARS]
+    try:
+        raw = base64.b64decode(head[: len(head) - len(head) % 4], validate=True)
+    except (binascii.Error, ValueError):
+        return 0
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        return 0
+    at = 12
+    while at + 8 <= len(raw):
+        name, size = raw[at : at + 4], int.from_bytes(raw[at + 4 : at + 8], "little")
+        if name == b"fmt " and at + 24 <= len(raw):
+            # after the chunk's name and size: format, channels (2 bytes each), sample rate,
+            # byte rate (4 each), frame size (2)
+            field = functools.partial(_little, raw, at + 8)
+            stated, made = field(8, 12), field(4, 8) * field(12, 14)
+            rates = [r for r in (stated, made) if r > 0]
+            return min(rates) if rates else 0
+        at += 8 + size + size % 2
+    return 0
+
+
+def _little(raw: bytes, base: int, start: int, end: int) -> int:
+    """The little-endian number at `raw[base + start : base + end]`."""
+    return int.from_bytes(raw[base + start : base + end], "little")

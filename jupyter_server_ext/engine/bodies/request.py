@@ -25,7 +25,9 @@ from .media import (
     MAX_FILE_PARTS,
     MAX_PAGES,
     PAGE_TEXT_TOKENS,
+    SPOKEN_ANSWER_TOKENS,
     audio_fields,
+    audio_tokens,
     image_tokens,
     inline_file,
     pdf_tokens,
@@ -217,8 +219,12 @@ def estimate_tokens(
                         tokens += size
                         if files is not None:
                             files.append((data, size))
-                else:  # audio: by its size
+                elif part.get("type") == "input_audio":  # by the seconds it can hold
+                    tokens += audio_tokens(part) or _json_tokens(part)
+                else:  # another medium (a server's audio_url): by its size
                     tokens += _json_tokens(part)
+        if isinstance(m.get("audio"), dict):  # an earlier spoken answer, heard again
+            tokens += SPOKEN_ANSWER_TOKENS
         if m.get("tool_calls"):
             tokens += _json_tokens(m["tool_calls"])
     return tokens + 4 * len(messages) + 3
