@@ -189,6 +189,9 @@ async def test_without_a_budget_or_with_unpriced_costs_let_through_audio_goes_on
     status, _, raw = await post(p, spoken_question("fake-large"))
     assert status == 200, raw[:300]
     assert len(fresh_provider.received) == 2
+    usage = json.loads(raw)["usage"]  # the admin let what has no price through: as text
+    text = usage["prompt_tokens"] * TEXT["input"] + usage["completion_tokens"] * TEXT["output"]
+    assert usage["cost_usd"] == pytest.approx(text / 1e6, abs=1e-8)
 
 
 async def test_a_spoken_answer_is_reserved_at_the_audio_output_rate(
@@ -338,7 +341,9 @@ async def test_a_spoken_stream_that_breaks_off_is_charged_its_limit_of_sound(
     assert status == 200 and b"broke off" in raw, raw[-300:]
     res = await p.client.fetch(p.base + "me", headers={"Authorization": "Bearer tok-alice"})
     spent = json.loads(res.body)["budget"]["spent_usd"]
-    assert spent >= 100 * AUDIO["audio_output"] / 1e6, spent
+    # the prompt, reserved as sent (the recording at the audio rate), and the limit of sound
+    prompt = 2.6 * 32 * AUDIO["audio_input"] / 1e6
+    assert spent >= prompt + 100 * AUDIO["audio_output"] / 1e6, spent
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["sent-as-it-came", "translated"])
@@ -401,7 +406,33 @@ def test_a_recordings_reservation_is_its_longest_reading() -> None:
     assert 2.5 < seconds(wav(raw)) <= 2.6
     raw[24:28] = (16_000 * 8).to_bytes(4, "little")  # and a sample rate to match: 8x shorter
     assert 2.5 / 8 < seconds(wav(raw)) <= 2.6 / 8 + 0.05
+    raw[24:28] = (16_000).to_bytes(4, "little")
+    raw[28:32] = (32_000 * 8).to_bytes(4, "little")
+    raw[32:34] = (0xFFFF).to_bytes(2, "little")  # a frame size that lies, with the byte rate
+    assert 2.5 < seconds(wav(raw)) <= 2.6  # a frame is its channels' samples: 2 bytes
+    raw[20:22] = (0x11).to_bytes(2, "little")  # IMA ADPCM: no length its header states truly
+    assert tokens(wav(raw)) is None
     assert tokens(wav(b"ID3" + bytes(997))) is None
     assert tokens(SOUND, "flac") is None
     assert tokens("!!not base64!!") is None
     assert 10 < seconds(wav(bytes(10_000)), "mp3") <= 10.1
+
+
+async def test_a_part_is_billed_as_its_type_says_whatever_text_it_also_holds(
+    start, fresh_provider: FakeProvider
+) -> None:
+    """A recording that also carries a "text" is reserved as the recording, not as the text:
+    on a $0.01 day at $40 a million, 5 seconds of sound ($0.0064, and $0.0016 for the answer)
+    go, and 15 seconds ($0.019) are refused before the provider, with or without the text."""
+    p = await start(user_daily_budget_usd=0.01)
+    limit = {"max_completion_tokens": 20}
+    for text in (None, "x"):
+        body = spoken_question(sound=recording(15), **limit)
+        if text is not None:
+            body["messages"][0]["content"][1]["text"] = text
+        status, _, raw = await post(p, body)
+        assert status == 400, raw[:300]
+        assert json.loads(raw)["error"]["code"] == "over_budget"
+    assert fresh_provider.received == []
+    status, _, raw = await post(p, spoken_question(sound=recording(5), **limit))
+    assert status == 200, raw[:300]

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..admission.hosted_tools import HostedTools, Use
 from ..bodies.left_out import LeftOut
+from ..bodies.media import audio_fields
 from ..bodies.request import (
     STANDARD_SERVICE,
     ChatRequest,
@@ -196,7 +197,8 @@ def native_request(
         user_in_metadata=declared.user_in_metadata,
         # named as the client sent them (a Responses request's sound is in `input`)
         audio_in=_sound_field(body) if chat.audio_in else "",
-        audio_out=chat.audio_out,
+        # its chat form leaves a spoken answer's fields out; the request sent as it came has them
+        audio_out=chat.audio_out or audio_fields(body, [])[1],
     )
 
 

@@ -21,9 +21,10 @@ Audio: OpenAI's audio models bill the sound they hear and speak at audio rates, 
 the text ones; which fields of a request carry or ask for sound (``audio_fields``) decides
 whether it is reserved and charged at them. Providers bill sound by its length (Gemini 32
 tokens a second, OpenAI about 10), so a recording is reserved by the most seconds it can hold
-(``audio_tokens``): a WAV file's by its header's byte rate, an MP3's at MPEG's lowest bit
-rate; another format, or a header that cannot be read, by its data's size as text. An earlier
-spoken answer the provider hears again is reserved as the longest answer an audio model gives.
+(``audio_tokens``): a WAV file of PCM-like sound by its sample rate and size, an MP3 at
+MPEG's lowest bit rate; another format, or a header that cannot be read, by its data's size as
+text; a recording a server fetches by address as an hour. An earlier spoken answer the provider
+hears again is reserved as the longest answer an audio model gives.
 """
 
 from __future__ import annotations
@@ -208,11 +209,26 @@ _MP3_BYTES_PER_SECOND = 1_000
 # audio models)
 SPOKEN_ANSWER_TOKENS = 16_384
 _WAV_HEADER_CHARS = 8_192  # of base64: the chunks before the sound (fmt, LIST, fact)
+# a recording a server fetches by its address: at most an hour, the longest an audio model
+# takes (the model's context window ends a longer one first)
+REMOTE_AUDIO_SECONDS = 3_600
+# WAV formats whose length is their bytes over sample rate x frame: PCM, IEEE float, A-law,
+# mu-law, and the extensible header with a PCM or float subformat; any other (ADPCM, MP3 in
+# WAV) has no length a header states truly, and is counted as text
+_WAV_PLAIN = (1, 3, 6, 7)
+_WAV_EXTENSIBLE = 0xFFFE
 
 
 def audio_tokens(part: dict[str, Any]) -> int | None:
     """The most tokens an ``input_audio`` part's sound may be billed, by the most seconds its
-    data can hold; None where its format or header does not say (it is then counted as text)."""
+    data can hold; None where its format or header does not say (it is then counted as text).
+    A server's ``audio_url`` by a remote address is fetched there, its length unknown here: an
+    hour of sound (by a ``data:`` address, by its size as text)."""
+    if part.get("type") == "audio_url":
+        url = part.get("audio_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        remote = isinstance(url, str) and not url.startswith("data:")
+        return REMOTE_AUDIO_SECONDS * AUDIO_TOKENS_PER_SECOND if remote else None
     audio = part.get("input_audio")
     data = audio.get("data") if isinstance(audio, dict) else None
     if not isinstance(data, str):
@@ -227,9 +243,9 @@ def audio_tokens(part: dict[str, Any]) -> int | None:
 
 def _wav_byte_rate(data: str) -> int:
     """A WAV file's bytes a second of sound, read from its ``fmt `` chunk (the lesser of the
-    rate it states and the one its sample rate and frame size make: a file that lies is
-    reserved the longer); 0 where the base64 `data` is no WAV file that says. By hand: the
-    ``wave`` module reads PCM alone and wants the whole file."""
+    rate it states and the one its sample rate, channels and sample size make: a file that lies
+    is reserved the longer); 0 where the base64 `data` is no WAV file of PCM-like sound that
+    says. By hand: the ``wave`` module reads PCM alone and wants the whole file."""
     head = data[:_WAV_HEADER_CHARS]
     try:
         raw = base64.b64decode(head[: len(head) - len(head) % 4], validate=True)
@@ -242,10 +258,17 @@ def _wav_byte_rate(data: str) -> int:
         name, size = raw[at : at + 4], int.from_bytes(raw[at + 4 : at + 8], "little")
         if name == b"fmt " and at + 24 <= len(raw):
             # after the chunk's name and size: format, channels (2 bytes each), sample rate,
-            # byte rate (4 each), frame size (2)
+            # byte rate (4 each), frame size, bits a sample (2 each); an extensible header's
+            # subformat's tag 24 bytes in
             field = functools.partial(_little, raw, at + 8)
-            stated, made = field(8, 12), field(4, 8) * field(12, 14)
-            rates = [r for r in (stated, made) if r > 0]
+            tag = field(0, 2)
+            if tag == _WAV_EXTENSIBLE and at + 34 <= len(raw):
+                tag = field(24, 26)
+            if tag not in _WAV_PLAIN:
+                return 0
+            # a frame is what the channels' samples take, whatever the frame size field says
+            made = field(4, 8) * field(2, 4) * -(-field(14, 16) // 8)
+            rates = [r for r in (field(8, 12), made) if r > 0]
             return min(rates) if rates else 0
         at += 8 + size + size % 2
     return 0

@@ -206,11 +206,14 @@ def estimate_tokens(
             for part in content:
                 if not isinstance(part, dict):
                     continue
-                if isinstance(part.get("text"), str):
+                # by its type first: a part of another type that also holds a "text" is
+                # billed as what its type says (a recording, an image, a PDF), not as the text
+                kind = part.get("type")
+                if kind == "text" and isinstance(part.get("text"), str):
                     tokens += most_tokens(part["text"])
-                elif part.get("type") == "image_url":
+                elif kind == "image_url":
                     tokens += image
-                elif part.get("type") == "file":  # a PDF: by its pages
+                elif kind == "file":  # a PDF: by its pages
                     size = _json_tokens(part)
                     data = inline_file(part)
                     if data is None:  # a file id: the provider holds it, its size unknown here
@@ -219,9 +222,9 @@ def estimate_tokens(
                         tokens += size
                         if files is not None:
                             files.append((data, size))
-                elif part.get("type") == "input_audio":  # by the seconds it can hold
+                elif kind in ("input_audio", "audio_url"):  # by the seconds it can hold
                     tokens += audio_tokens(part) or _json_tokens(part)
-                else:  # another medium (a server's audio_url): by its size
+                else:  # another kind: by its size
                     tokens += _json_tokens(part)
         if isinstance(m.get("audio"), dict):  # an earlier spoken answer, heard again
             tokens += SPOKEN_ANSWER_TOKENS
