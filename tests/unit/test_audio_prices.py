@@ -96,11 +96,12 @@ async def start(tmp_path: Path, fresh_provider: FakeProvider) -> AsyncIterator[A
         yield go
 
 
-async def post(p: Proxy, body: dict[str, Any]) -> tuple[int, httputil.HTTPHeaders, bytes]:
-    """A chat request of alice's (a student, under the budget): status, headers (any case),
-    body."""
+async def post(
+    p: Proxy, body: dict[str, Any], path: str = "v1/chat/completions"
+) -> tuple[int, httputil.HTTPHeaders, bytes]:
+    """A request of alice's (a student, under the budget): status, headers (any case), body."""
     res = await p.client.fetch(
-        p.base + "v1/chat/completions",
+        p.base + path,
         method="POST",
         raise_error=False,
         body=json.dumps(body),
@@ -367,15 +368,9 @@ async def test_a_responses_request_with_sound_is_held_to_the_audio_rates(
             }
         ],
     }
-    res = await p.client.fetch(
-        p.base + "v1/responses",
-        method="POST",
-        raise_error=False,
-        body=json.dumps(body),
-        headers={"Authorization": "Bearer tok-alice"},
-    )
-    assert res.code == 400, res.body[:300]
-    error = json.loads(res.body)["error"]
+    status, _, raw = await post(p, body, "v1/responses")
+    assert status == 400, raw[:300]
+    error = json.loads(raw)["error"]
     assert error["code"] == "audio_not_priced", error
     assert error["param"] == ("input[0].content[1]" if native else "messages[0].content[1]")
     assert fresh_provider.received == []
