@@ -1,8 +1,7 @@
 """What a model costs on an upstream: USD per million tokens in and out, the prompt cache's own
 rates (a read, a 5-minute and a one-hour write), the audio rates of a model that hears or speaks,
 and the long-context rates some providers bill past a prompt length; and the admin's ``prices``
-read into them. The built-in table is
-``accounting.pricing``'s."""
+read into them. The built-in table is ``accounting.pricing``'s."""
 
 from __future__ import annotations
 
