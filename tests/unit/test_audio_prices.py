@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -244,19 +245,22 @@ async def test_a_spoken_question_falls_back_only_to_a_model_that_prices_audio(
 @pytest.mark.parametrize(
     ("price", "says"),
     [
-        ({"input": 1, "output": 1, "audio_input": "40"}, "audio_input"),
+        (
+            {"input": 1, "output": 1, "audio_input": "40"},
+            "got {'input': 1, 'output': 1, 'audio_input': '40'}",
+        ),
         (
             {"input": 1, "output": 1, "audio_output": -1},
             "'audio_output']: prices cannot be negative",
         ),
-        ({"input": 1, "output": 1, "audio_inpt": 40}, "audio_inpt"),
+        ({"input": 1, "output": 1, "audio_inpt": 40}, "'audio_inpt': 40"),
     ],
 )
 def test_a_mistyped_audio_rate_stops_start_up(
     fresh_provider: FakeProvider, price: dict[str, Any], says: str
 ) -> None:
     upstreams = upstreams_for(fresh_provider, a1={"prices": {"fake-small": price}})
-    with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(says)):
         RSQLProxy(upstreams=upstreams).engine_settings()
 
 
