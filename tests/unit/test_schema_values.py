@@ -81,12 +81,22 @@ def test_a_wide_table_shows_the_columns_the_question_needs_and_names_the_rest(ac
 
 
 def test_without_value_statistics_no_value_is_read_or_shown(accounts) -> None:
+    accounts.execute("CALL enable_logging('QueryLog')")  # every statement the database runs
     for policy in (ContextPolicy.strict(), ContextPolicy(value_stats=False), None):
         text = describe_connection(accounts, QUESTION, budget_chars=1500, policy=policy)
         line = line_of(text, "crm_accounts")
         assert "Bretagne" not in text and "/* e.g." not in text
         assert "cluster_label" not in line  # only its value pointed at it
         assert "annual_revenue" in line and "mfr_label" in line  # names still do
+    # read: the catalog only, never a row (with value statistics, distinct values and matches
+    # of the question's words, each a query naming its table)
+    ran = [
+        m
+        for (m,) in accounts.execute(
+            "SELECT message FROM duckdb_logs WHERE type = 'QueryLog'"
+        ).fetchall()
+    ]
+    assert ran and not [sql for sql in ran if "crm_accounts" in sql or "partners" in sql], ran
 
 
 def test_a_value_named_without_value_statistics_keeps_a_wide_tables_category_columns() -> None:
