@@ -436,9 +436,7 @@ class Forwarder:
             return True
         if price is None:
             return self.settings.unpriced_models == "free" and reason == "capacity"
-        unpriced_audio = (req.audio_in and self.prices.lacks_audio(model, "audio_input")) or (
-            req.audio_out and self.prices.lacks_audio(model, "audio_output")
-        )
+        unpriced_audio = self.prices.missing_audio_rate(model, req.audio)
         if unpriced_audio and self.settings.unpriced_models != "free":
             return False  # its sound would be charged as text (``ModelChoice._check_audio``)
         worst = price.worst(req.prompt_tokens, req.completion_tokens, req.audio)

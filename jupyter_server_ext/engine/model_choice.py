@@ -158,9 +158,9 @@ class ModelChoice:
         """Refuse, under a budget, audio in or out of a model an upstream prices without that
         audio rate: the provider bills audio tokens at several times the text rates, and the
         budget would be charged the text ones."""
-        for field, rate in ((req.audio_in, "audio_input"), (req.audio_out, "audio_output")):
-            if not field or not self.prices.lacks_audio(req.model, rate):
-                continue
+        rate = self.prices.missing_audio_rate(req.model, req.audio)
+        if rate:
+            field = req.audio_in if rate == "audio_input" else req.audio_out
             raise BadRequest(
                 f"{field}: model {req.model!r} has no price for audio here ({rate!r}), which its "
                 "provider bills at its own rates, several times the text ones, and a daily "

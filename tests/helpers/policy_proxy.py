@@ -42,6 +42,25 @@ class Proxy:
         engine.windows.clock = lambda: self.now
         self.client = httpclient.AsyncHTTPClient()
 
+    async def send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpclient.HTTPResponse:
+        """The answer as it came: status, headers (any case), raw body (a stream's events)."""
+        res = await self.client.fetch(
+            self.base + path,
+            method=method,
+            raise_error=False,
+            body=None if body is None else json.dumps(body),
+            headers={"Authorization": f"Bearer {token}", **(headers or {})},
+        )
+        assert isinstance(res, httpclient.HTTPResponse)
+        return res
+
     async def call(
         self,
         method: str,
@@ -50,13 +69,7 @@ class Proxy:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        res = await self.client.fetch(
-            self.base + path,
-            method=method,
-            raise_error=False,
-            body=None if body is None else json.dumps(body),
-            headers={"Authorization": f"Bearer {token}", **(headers or {})},
-        )
+        res = await self.send(method, path, token, body, headers)
         return res.code, json.loads(res.body) if res.body else {}
 
     async def ask(

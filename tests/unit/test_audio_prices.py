@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tornado import httpclient, httputil
+from tornado import httputil
 
 from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine import ConfigError
@@ -101,14 +101,7 @@ async def post(
     p: Proxy, body: dict[str, Any], path: str = "v1/chat/completions"
 ) -> tuple[int, httputil.HTTPHeaders, bytes]:
     """A request of alice's (a student, under the budget): status, headers (any case), body."""
-    res = await p.client.fetch(
-        p.base + path,
-        method="POST",
-        raise_error=False,
-        body=json.dumps(body),
-        headers={"Authorization": "Bearer tok-alice"},
-    )
-    assert isinstance(res, httpclient.HTTPResponse)
+    res = await p.send("POST", path, "tok-alice", body)
     return res.code, res.headers, res.body or b""
 
 

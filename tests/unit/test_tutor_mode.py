@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tornado import httpclient
 
 from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine import ConfigError
@@ -75,14 +74,7 @@ async def start(
 async def post(
     p: Proxy, path: str, body: Any, token: str = "tok-alice", **headers: str
 ) -> tuple[int, dict[str, str], Any]:
-    res = await p.client.fetch(
-        p.base + path,
-        method="POST",
-        raise_error=False,
-        body=json.dumps(body),
-        headers={"Authorization": f"Bearer {token}", **headers},
-    )
-    assert isinstance(res, httpclient.HTTPResponse)
+    res = await p.send("POST", path, token, body, headers)
     return res.code, dict(res.headers), json.loads(res.body) if res.body else {}
 
 

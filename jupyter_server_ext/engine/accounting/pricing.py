@@ -162,10 +162,16 @@ class PriceBook:
         no price at all is the unpriced models' rule, ``unpriced_models``)."""
         return any(p is not None and p.long_context is None for p in self._serving(model))
 
-    def lacks_audio(self, model: str, rate: str) -> bool:
-        """Whether an upstream serving `model` prices it with no audio `rate` ("audio_input",
-        "audio_output"; one with no price at all is the unpriced models' rule)."""
-        return any(p is not None and getattr(p, rate) is None for p in self._serving(model))
+    def missing_audio_rate(self, model: str, audio: tuple[bool, bool]) -> str:
+        """The audio rate ("audio_input", "audio_output") a request that sends sound and asks
+        for a spoken answer (`audio`: ``ChatRequest.audio``) needs and an upstream serving
+        `model` prices it without, or '' (one with no price at all is the unpriced models'
+        rule)."""
+        for needed, rate in zip(audio, ("audio_input", "audio_output"), strict=True):
+            serving = self._serving(model) if needed else []
+            if any(p is not None and getattr(p, rate) is None for p in serving):
+                return rate
+        return ""
 
     def _serving(self, model: str) -> list[Price | None]:
         found = self._prices.get(model)

@@ -178,6 +178,7 @@ def native_request(
             and value.isprintable()
         ):
             passed[name] = value
+    heard, spoken = audio_fields(body, "input")
     return ChatRequest(
         payload=payload,
         upstream_headers=passed,
@@ -195,20 +196,8 @@ def native_request(
         error_event=declared.error_event,
         usage_reader=declared.usage_reader,
         user_in_metadata=declared.user_in_metadata,
-        # named as the client sent them (a Responses request's sound is in `input`)
-        audio_in=_sound_field(body) if chat.audio_in else "",
-        # its chat form leaves a spoken answer's fields out; the request sent as it came has them
-        audio_out=chat.audio_out or audio_fields(body, [])[1],
+        # named as the client sent them (a Responses request's sound is in `input`), and what
+        # its chat form leaves out (a spoken answer's fields) counts too
+        audio_in=heard or ("input" if chat.audio_in else ""),
+        audio_out=spoken or chat.audio_out,
     )
-
-
-def _sound_field(body: dict[str, Any]) -> str:
-    """Where a request sent as it came carries sound: its first ``input_audio`` part in
-    ``input`` (the Responses API's; the Messages API carries none)."""
-    items = body.get("input")
-    for i, item in enumerate(items if isinstance(items, list) else []):
-        content = item.get("content") if isinstance(item, dict) else None
-        for j, part in enumerate(content if isinstance(content, list) else []):
-            if isinstance(part, dict) and part.get("type") == "input_audio":
-                return f"input[{i}].content[{j}]"
-    return "input"

@@ -179,19 +179,23 @@ def pdf_pages(pdf: bytes, budget: Budget | None = None) -> int:
     return min(MAX_PAGES, found) if found else MAX_PAGES
 
 
-def audio_fields(body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[str, str]:
+def audio_fields(body: dict[str, Any], turns: str = "messages") -> tuple[str, str]:
     """(the first field that sends sound, the field that asks for a spoken answer), '' for
     none: an ``input_audio`` part, or an assistant turn's ``audio`` (an earlier spoken answer
-    the provider hears again); ``modalities`` with "audio", or ``audio`` (voice and format).
-    `messages` are checked ones (``parse_chat_request``)."""
+    the provider hears again), among `body`'s `turns` (a chat completion's ``messages``, a
+    Responses request's ``input``); ``modalities`` with "audio", or ``audio`` (voice and
+    format)."""
     heard = ""
-    for i, m in enumerate(messages):
+    items = body.get(turns)
+    for i, m in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(m, dict):
+            continue
         if isinstance(m.get("audio"), dict):
-            heard = f"messages[{i}].audio"
+            heard = f"{turns}[{i}].audio"
         content = m.get("content")
         for j, part in enumerate(content if isinstance(content, list) else []):
-            if part.get("type") in ("input_audio", "audio_url"):  # audio_url: vLLM's
-                heard = heard or f"messages[{i}].content[{j}]"
+            if isinstance(part, dict) and part.get("type") in ("input_audio", "audio_url"):
+                heard = heard or f"{turns}[{i}].content[{j}]"  # audio_url: vLLM's
         if heard:
             break
     modalities = body.get("modalities")
@@ -230,10 +234,9 @@ def audio_tokens(part: dict[str, Any]) -> int | None:
         remote = isinstance(url, str) and not url.startswith("data:")
         return REMOTE_AUDIO_SECONDS * AUDIO_TOKENS_PER_SECOND if remote else None
     audio = part.get("input_audio")
-    data = audio.get("data") if isinstance(audio, dict) else None
-    if not isinstance(data, str):
+    if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
         return None
-    kind = audio.get("format") if isinstance(audio, dict) else None
+    data, kind = audio["data"], audio.get("format")
     rate = _MP3_BYTES_PER_SECOND if kind == "mp3" else _wav_byte_rate(data) if kind == "wav" else 0
     if not rate:
         return None

@@ -392,7 +392,7 @@ def parse_chat_request(
     prediction = body.get("prediction")
     prediction_tokens = _json_tokens(prediction) if prediction is not None else 0
 
-    audio_in, audio_out = audio_fields(body, messages)
+    audio_in, audio_out = audio_fields(body)
     payload = dict(body)
     payload["model"] = model
     if stream:
