@@ -428,3 +428,39 @@ async def test_a_part_is_billed_as_its_type_says_whatever_text_it_also_holds(
     assert fresh_provider.received == []
     status, _, raw = await post(p, spoken_question(sound=recording(5), **limit))
     assert status == 200, raw[:300]
+
+
+async def test_the_openai_sdk_hears_and_speaks_through_a_model_name_of_the_hubs(
+    start, fresh_provider: FakeProvider
+) -> None:
+    """The official SDK, a model name the hub gives (not the provider's own): its spoken answer
+    and its audio usage come through, charged at the audio rates; the same model priced for
+    text alone is an error the SDK raises with its code."""
+    import openai
+
+    voiced = {"models": {"class-voice": "fake-small", "class-text": "fake-large"},
+              "prices": {"class-voice": AUDIO, "class-text": TEXT}}  # fmt: skip
+    served = upstreams_for(fresh_provider, a1=voiced, a2=voiced, b1=voiced)
+    p = await start(upstreams=served, default_model="class-voice")
+    client = openai.AsyncOpenAI(base_url=p.base + "v1", api_key="tok-alice", max_retries=0)
+    body = spoken_question("class-voice")
+    answer = await client.chat.completions.create(
+        model="class-voice",
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "wav"},
+        messages=body["messages"],
+        max_completion_tokens=100,
+    )
+    assert (
+        answer.model == "class-voice" and fresh_provider.received[-1].body["model"] == "fake-small"
+    )
+    assert (
+        answer.choices[0].message.audio is not None and answer.choices[0].message.audio.transcript
+    )
+    usage = answer.model_dump()["usage"]
+    assert usage["completion_tokens_details"]["audio_tokens"] > 0
+    assert usage["cost_usd"] == pytest.approx(audio_bill(usage), abs=1e-8)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model="class-text", messages=body["messages"])
+    assert refused.value.code == "audio_not_priced", refused.value.body
+    await client.close()
