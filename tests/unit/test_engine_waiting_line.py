@@ -14,6 +14,7 @@ import pytest
 from jupyter_server_ext.engine import RateLimited, parse_upstreams
 from jupyter_server_ext.engine.upstreams.affinity import Affinity
 from jupyter_server_ext.engine.upstreams.pool import Picked, Pool, Slot
+from jupyter_server_ext.engine.upstreams.waiting_line import Leave, WaitingLines
 
 MODEL = "m"
 
@@ -172,3 +173,42 @@ async def test_a_newcomer_waits_behind_those_already_waiting() -> None:
     assert isinstance(first, Slot) and not newcomer.done()
     await pool.release(first)
     assert isinstance(await asyncio.wait_for(newcomer, 2), Slot)
+
+
+async def test_a_line_whose_head_missed_a_few_windows_still_takes_a_newcomer_it_can_serve() -> None:
+    """With replicas sharing keys, a replica's head can miss two windows while another
+    replica's takes their room, then be served at the line's usual pace. One long gap is not
+    the line's pace: a newcomer behind seven people with 30 s to wait is taken in line (a
+    moving mean started from that gap read 4.4 s a serve and refused it at once, "retry in
+    31 s", in a test whose line then served everyone in 12 s). A line that has served at that
+    pace for a while is still too slow for them, and says so at once."""
+    now = [100.0]
+    lines = WaitingLines(lambda: now[0], poll_seconds=None)
+
+    async def line_of(n: int) -> list[asyncio.Future[Leave]]:
+        head: asyncio.Future[Leave] = asyncio.get_running_loop().create_future()
+        head.set_result(await lines.join(MODEL, (), now[0] + 30))
+        behind = [asyncio.ensure_future(lines.join(MODEL, (), now[0] + 30)) for _ in range(n - 1)]
+        await asyncio.sleep(0)
+        return [head, *behind]
+
+    async def serve(people: list[asyncio.Future[Leave]], gaps: list[float]) -> None:
+        for person, gap in zip(people, gaps, strict=True):
+            leave = await person
+            now[0] += gap
+            leave(True)
+
+    people = await line_of(9)
+    await serve(people[:2], [0.1, 4.4])  # the second head's slot came two windows late
+    newcomer = asyncio.ensure_future(lines.join(MODEL, (), now[0] + 30))
+    await asyncio.sleep(0)
+    assert not newcomer.done(), "refused at once behind a line that had served two people"
+    await serve([*people[2:], newcomer], [0.1] * 8)
+
+    # a line that served a person every 4.4 s: the eight ahead take 35 s, more than the 30 given
+    people = await line_of(12)
+    await serve(people[:4], [4.4] * 4)
+    with pytest.raises(RateLimited) as refused:
+        await lines.join(MODEL, (), now[0] + 30)
+    assert refused.value.retry_after == 36  # 8 x 4.4 s, in whole seconds
+    await serve(people[4:], [0.1] * 8)
