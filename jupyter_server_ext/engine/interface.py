@@ -105,4 +105,8 @@ class Outcome:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     uncached_usd: float = 0.0
+    # of the prompt and of the completion, the tokens that were sound, charged at the audio
+    # rates (``replies.audio_counts``)
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
     trace: Any = field(default=None, repr=False, compare=False)  # its spans, when tracing is on

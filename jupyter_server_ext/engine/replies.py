@@ -244,6 +244,7 @@ class Replies:
         written, read, written_5m = cache_counts(usage, ex.req.cache_hour)
         outcome.cache_read_tokens, outcome.cache_write_tokens = read, written
         audio = audio_counts(usage, ex.req.audio)
+        outcome.audio_input_tokens, outcome.audio_output_tokens = audio
         outcome.cost_usd = price.cost(
             outcome.prompt_tokens,
             outcome.completion_tokens,

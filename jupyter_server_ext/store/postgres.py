@@ -66,6 +66,8 @@ _TYPES = {
     "cache_read_tokens": "int4",
     "cache_write_tokens": "int4",
     "uncached_usd": "float8",
+    "audio_input_tokens": "int4",
+    "audio_output_tokens": "int4",
 }
 # one round trip per batch: the rows go as one array per column; a request_id already stored
 # (a batch sent again) is skipped by the unique index

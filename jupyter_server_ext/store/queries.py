@@ -96,6 +96,8 @@ ADDED_COLUMNS = (
     ("cache_read_tokens", "INTEGER"),
     ("cache_write_tokens", "INTEGER"),
     ("uncached_usd", "DOUBLE PRECISION"),  # a double in SQLite and PostgreSQL alike
+    ("audio_input_tokens", "INTEGER"),
+    ("audio_output_tokens", "INTEGER"),
 )
 
 

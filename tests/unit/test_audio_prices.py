@@ -140,6 +140,15 @@ async def test_sound_heard_and_spoken_is_charged_at_the_audio_rates(
     assert fresh_provider.received[-1].billed_tokens == usage["total_tokens"]
     text_rates = (usage["prompt_tokens"] * 2.5 + usage["completion_tokens"] * 10.0) / 1e6
     assert bill > 3 * text_rates
+    # the admin's row says why it was dear: how many of its tokens were sound
+    await p.engine.usage.flush()
+    _, rows = await p.call("GET", "admin/users/alice/activity?limit=1", "tok-admin")
+    (row,) = rows["activity"]
+    assert row["cost_usd"] == pytest.approx(bill, abs=1e-8)
+    assert (row["audio_input_tokens"], row["audio_output_tokens"]) == (
+        usage["prompt_tokens_details"]["audio_tokens"],
+        usage["completion_tokens_details"]["audio_tokens"],
+    )
 
 
 async def test_audio_of_a_model_without_audio_rates_is_refused_under_a_budget(

@@ -54,6 +54,9 @@ COLUMNS = (
     "cache_read_tokens",
     "cache_write_tokens",
     "uncached_usd",
+    # of prompt_tokens and completion_tokens, those that were sound (charged at the audio rates)
+    "audio_input_tokens",
+    "audio_output_tokens",
 )
 
 
@@ -123,6 +126,8 @@ def row_of(o: Outcome, prompt: str | None) -> tuple[Any, ...]:
         o.cache_read_tokens,
         o.cache_write_tokens,
         round(o.uncached_usd, 8),
+        o.audio_input_tokens,
+        o.audio_output_tokens,
     )
 
 
