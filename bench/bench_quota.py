@@ -20,7 +20,8 @@ state, i.e. until the newest request counted leaves it).
 Share: answers delivered per second in the steady state (after the first window, timed by their
 first bytes: `proxy_quota.steady_rate`) / the keys' capacity. Also: the upstream's own share
 (arrivals it admitted), its 429s (must be 0), the client's refusals and how many carried
-Retry-After (must be all). Prints the table and rewrites the ``bench_quota`` section of
+Retry-After (must be all), and with replicas the answers delivered through each over their mean
+(each replica is offered the same and keeps its own waiting lines: 1.00 each is fair). Prints the table and rewrites the ``bench_quota`` section of
 docs/benchmarks.md; raw results in bench/results/quota.json.
 """
 
@@ -144,6 +145,7 @@ def one_case(
         load = run_loadgen(None, urls, auth, 2 * capacity, seconds, stream=stream)
         summary = quota_summary(load, upstream_stats(None, up), capacity, first_byte, period)
         summary.update(interval_shares(load, capacity, period, seconds))
+        summary.update(replica_answers(load, replicas))
     if replicas > 1:
         _forget(cfg["state_prefix"])
     row = {
@@ -174,6 +176,22 @@ def interval_shares(
     return {
         "first_bytes_share": first / ((seconds - period) * capacity),
         "completed_from_5s_share": done / ((seconds - 5.0) * capacity),
+    }
+
+
+def replica_answers(load: dict[str, Any], replicas: int) -> dict[str, Any]:
+    """Answers delivered through each replica, each over their mean (1.0 each: every replica's
+    users got their share). The client sends to each replica in turn, so each is offered the
+    same; each replica keeps its own waiting lines on the shared keys, and a user whose requests
+    reach one replica only (a client holding its connection) sees that replica's share."""
+    counts = [0] * replicas
+    for r in load["results"]:
+        if r[2] == 200 and len(r) > 5:
+            counts[r[5]] += 1
+    mean = sum(counts) / replicas
+    return {
+        "replica_answers": counts,
+        "replica_shares": [c / mean if mean else 0.0 for c in counts],
     }
 
 
@@ -227,17 +245,20 @@ def _case(row: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def earlier(res: dict[str, Any]) -> tuple[str, dict[tuple[Any, ...], float]]:
-    """(commit, share by case) of the ``--before`` run, when there is one."""
+def earlier(res: dict[str, Any]) -> tuple[str, str, dict[tuple[Any, ...], float]]:
+    """(commit, when and where it ran, share by case) of the ``--before`` run, when there is
+    one."""
     if res.get("commit") or not BEFORE.exists():
-        return "", {}
+        return "", "", {}
     before = json.loads(BEFORE.read_text())
-    return before.get("commit", "?"), {_case(r): r["share"] for r in before["rows"]}
+    m = before.get("machine", {})
+    ran = f"{m.get('date', '?')} on {m.get('nproc', '?')} cores ({m.get('cpu', '?')})"
+    return before.get("commit", "?"), ran, {_case(r): r["share"] for r in before["rows"]}
 
 
 def section(res: dict[str, Any]) -> list[str]:
     m = res["machine"]
-    commit, before = earlier(res)
+    commit, ran, before = earlier(res)
     lines = [
         MARK,
         "## Quota at every answer time (`bench/bench_quota.py`)",
@@ -262,13 +283,16 @@ def section(res: dict[str, Any]) -> list[str]:
         "that never counts a request shorter than the provider can deliver: without the "
         "provider's headers it knows a request was counted only by its answer's head, so a "
         "window's place is held that much longer than the provider holds it (heads at 0.2 s on "
-        "10 s windows: 10 / 10.2 = 98.0%). Every refusal must be a 429 with Retry-After, and no "
-        "request may reach the upstream past its limit.",
+        "10 s windows: 10 / 10.2 = 98.0%). *Each replica's answers*: the answers delivered "
+        "through each replica over their mean (each replica is offered the same; 1.00 each is "
+        "fair; a user whose client keeps its connection to one replica gets that replica's "
+        "share). Every refusal must be a 429 with Retry-After, and no request may reach the "
+        "upstream past its limit.",
         "",
         *(
             [
-                f"*Before*: the same case with the proxy of commit {commit}, run on the same "
-                "machine beside this run (`--before`), where one was run.",
+                f"*Before*: the same case with the proxy of commit {commit}, run {ran} "
+                "(`--before`), where one was run.",
                 "",
             ]
             if before
@@ -276,8 +300,8 @@ def section(res: dict[str, Any]) -> list[str]:
         ),
         "| shape | answers | headers | deployment | share | before | bound | upstream "
         "| first bytes, fixed span | completed from 5 s | upstream 429s "
-        "| refused (with Retry-After) | other errors | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| refused (with Retry-After) | other errors | each replica's answers | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         goal = _goal(r)
@@ -301,7 +325,7 @@ def section(res: dict[str, Any]) -> list[str]:
             f"{bound(r):.1%} | {r['upstream_share']:.1%} | "
             f"{r['first_bytes_share']:.1%} | {r['completed_from_5s_share']:.1%} | "
             f"{r['upstream_429']} | {r['refused_429']} ({r['refused_with_retry_after']}) | "
-            f"{r['errors']} | {'' if goal is None else f'≥ {goal:.0%} ' + met} |"
+            f"{r['errors']} | {_replicas(r)} | {'' if goal is None else f'≥ {goal:.0%} ' + met} |"
         )
     missed = [r for r in res["rows"] if _goal(r) is not None and r["share"] < (_goal(r) or 0)]
     lines += [
@@ -326,6 +350,11 @@ def section(res: dict[str, Any]) -> list[str]:
         MARK,
     ]
     return lines
+
+
+def _replicas(row: dict[str, Any]) -> str:
+    shares = row.get("replica_shares") or []
+    return " / ".join(f"{s:.2f}" for s in shares) if len(shares) > 1 else ""
 
 
 def main() -> None:

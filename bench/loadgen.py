@@ -2,7 +2,7 @@
 
     open:  open-loop arrivals at a fixed rate for a fixed time (the quota test), turn by turn to
            each --url given (replicas); one JSON line
-           with every request's [start, end, status, retry-after, first byte] out (seconds from
+           with every request's [start, end, status, retry-after, first byte, replica] out (seconds from
            the test's start; first byte: the head of a JSON answer, the first event of a stream).
            With --stream the requests ask for SSE streams, each read to `data: [DONE]`: a stream
            counts as delivered (status 200) only when complete; one that ends without [DONE] or
@@ -53,14 +53,15 @@ async def read_stream(resp: aiohttp.ClientResponse) -> bool:
 async def open_loop(args: argparse.Namespace) -> dict:
     headers = {"Authorization": args.auth, "Content-Type": "application/json"}
     data = body(args.stream, 0.7)
-    results: list[tuple[float, float, int, str, float]] = []
+    results: list[tuple[float, float, int, str, float, int]] = []
     tmo = aiohttp.ClientTimeout(total=args.timeout)
 
     async def one(sess: aiohttp.ClientSession, t_start: float, i: int) -> None:
         t = time.monotonic()
         first = -1.0
+        replica = i % len(args.url)  # which --url (replica) the request went to
         try:
-            url = args.url[i % len(args.url)]
+            url = args.url[replica]
             async with sess.post(url, data=data, headers=headers, timeout=tmo) as resp:
                 status = resp.status
                 if args.stream and status == 200:
@@ -78,12 +79,13 @@ async def open_loop(args: argparse.Namespace) -> dict:
                         status,
                         resp.headers.get("Retry-After", ""),
                         first,
+                        replica,
                     )
                 )
         except asyncio.TimeoutError:
-            results.append((t - t_start, time.monotonic() - t_start, -1, "", first))
+            results.append((t - t_start, time.monotonic() - t_start, -1, "", first, replica))
         except aiohttp.ClientError:
-            results.append((t - t_start, time.monotonic() - t_start, -2, "", first))
+            results.append((t - t_start, time.monotonic() - t_start, -2, "", first, replica))
 
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as sess:
