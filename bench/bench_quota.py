@@ -21,8 +21,9 @@ Share: answers delivered per second in the steady state (after the first window,
 first bytes: `proxy_quota.steady_rate`) / the keys' capacity. Also: the upstream's own share
 (arrivals it admitted), its 429s (must be 0), the client's refusals and how many carried
 Retry-After (must be all), and with replicas the answers delivered through each over their mean
-(each replica is offered the same and keeps its own waiting lines: 1.00 each is fair). Prints the table and rewrites the ``bench_quota`` section of
-docs/benchmarks.md; raw results in bench/results/quota.json.
+(each replica is offered the same and keeps its own waiting lines: 1.00 each is fair). Prints
+the table and rewrites the ``bench_quota`` section of docs/benchmarks.md; raw results in
+bench/results/quota.json.
 """
 
 from __future__ import annotations
