@@ -256,24 +256,37 @@ class Replies:
         outcome.uncached_usd = price.uncached(
             outcome.prompt_tokens, outcome.completion_tokens, audio
         )
-        hosted = self.hosted_cost(ex.req, calls)
+        hosted = self.hosted_cost(
+            ex.req, calls, ex.hold.slot.key.spec.provider_model(outcome.model)
+        )
         outcome.cost_usd += hosted
         outcome.uncached_usd += hosted
         return outcome.prompt_tokens + outcome.completion_tokens
 
-    def hosted_cost(self, req: ChatRequest, calls: dict[str, int] | None) -> float:
-        """What the hosted tools the provider ran cost, at this request's price a call (a
-        container's by its size); an answer that says nothing of the tools a request ran
-        (a chat answer without ``executed_tools``) is charged what they were reserved."""
+    def hosted_cost(
+        self, req: ChatRequest, calls: dict[str, int] | None, provider_model: str = ""
+    ) -> float:
+        """What the hosted tools the provider ran cost: each call at this request's price a
+        call (a container's by its size), or, where the admin set no price for its kind, at
+        what the provider bills it on `provider_model` when that is less (its API's
+        ``call_price``: Anthropic's and OpenAI's reasoning models' web search, $0.01 where the
+        kind's default is OpenAI's dearest path, $0.025). An answer that says nothing of the
+        tools a request ran (a chat answer without ``executed_tools``) is charged what they
+        were reserved."""
         if calls is None:
             return req.hosted_usd if req.hosted_prices else 0.0
         prices = dict(req.hosted_prices)
         dearest = max(prices.values(), default=0.0)
-        # a call of a kind the request did not name (a provider's own name for it, as Groq's
-        # executed tools have) is charged as its dearest
-        return sum(
-            n * prices.get(kind, max(self.hosted.price(kind), dearest)) for kind, n in calls.items()
-        )
+        total = 0.0
+        for kind, n in calls.items():
+            # a call of a kind the request did not name (a provider's own name for it, as
+            # Groq's executed tools have) is charged as its dearest
+            price = prices.get(kind, max(self.hosted.price(kind), dearest))
+            billed = (
+                None if self.hosted.of(kind).own_price else req.call_price(kind, provider_model)
+            )
+            total += n * (price if billed is None else min(price, billed))
+        return total
 
     async def json_reply(self, ex: Exchange, answer: UpstreamAnswer) -> Reply:
         outcome, slot = ex.outcome, ex.hold.slot

@@ -29,6 +29,9 @@ DEAR = {"input": 3.0, "output": 15.0}  # Claude Sonnet's prices
 PDF = "https://example.com/report.pdf"
 FUNCTION = {"type": "function", "name": "shell", "parameters": {"type": "object"}}
 STAFF = ["staff"]
+# public name -> OpenAI's model behind it, whose web search OpenAI bills at $0.01 a call (the
+# gpt-5 family and the o-series) or $0.025 (gpt-4o, gpt-4.1)
+SEARCH_MODELS = {"research-new": "gpt-5-mini", "research-old": "gpt-4.1"}
 
 
 @pytest.fixture
@@ -44,7 +47,11 @@ async def start(
     """`start(budget=..., **config)`: the service in front of a chat-only upstream (a1, a2:
     fake-small), one that speaks the Responses API (b1: native-small) and an Anthropic one
     (claude-small); carol (staff) has `budget` dollars a day, everyone else $5."""
-    native = {"models": {"native-small": "fake-small"}, "prices": {"native-small": DEAR}}
+    native = {
+        # two more public names for OpenAI models that bill web search apart (``ONE_SEARCH``)
+        "models": {"native-small": "fake-small", **SEARCH_MODELS},
+        "prices": {m: DEAR for m in ("native-small", *SEARCH_MODELS)},
+    }
     upstreams = [
         *upstreams_for(
             fresh_provider,
@@ -387,6 +394,67 @@ async def test_the_responses_tool_cap_holds_for_each_kind_and_is_reserved_at_the
     charged = await spent(p)
     assert charged == pytest.approx(billed + 5 * 0.025, abs=1e-6)
     assert charged <= 0.30
+
+
+# -- a hosted call charged what its provider bills ------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_a_web_search_is_charged_what_anthropic_bills_for_it_not_the_dearest_price(
+    start: Any, claude: FakeAnthropic, stream: bool
+) -> None:
+    """Anthropic bills $0.01 a search. The kind's default price is the dearest any provider
+    publishes (OpenAI's $0.025, on gpt-4o and gpt-4.1), which a search is still reserved at;
+    it was charged that too, two and a half times Anthropic's bill (Claude Code streams its
+    searches). An admin's own price (a contract's rate) is what every call is charged."""
+    body = {**messages_body(), "tools": [SEARCH], "stream": stream}
+    for hosted, each in (
+        ({"web_search": {"offered": True, "max_calls": 5}}, 0.01),
+        ({"web_search": {"offered": True, "max_calls": 5, "price_per_call": 0.02}}, 0.02),
+    ):
+        p = await start(hosted_tools=hosted)
+        claude.script({"web_searches": 4, "content": [{"type": "text", "text": "Found."}]})
+        res = await p.client.fetch(
+            p.base + "v1/messages",
+            method="POST",
+            raise_error=False,
+            body=json.dumps(body),
+            headers={"Authorization": "Bearer tok-carol"},
+        )
+        assert res.code == 200, res.body
+        assert claude.received[-1].tool_calls == 4
+        charged = await spent(p)
+        assert charged == pytest.approx(billed_dollars(res.body, stream) + 4 * each, abs=1e-6)
+
+
+async def test_an_openai_web_search_is_charged_what_openai_bills_on_the_model_that_ran_it(
+    start: Any, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI bills a web search $0.01 on its reasoning models (gpt-5-mini here, behind the
+    public name research-new) and $0.025 on gpt-4.1: each call is charged by the model the
+    upstream ran, not the name the client sent. Both were charged $0.025."""
+    monkeypatch.setattr(
+        fresh_provider, "model_ids", (*fresh_provider.model_ids, "gpt-5-mini", "gpt-4.1")
+    )
+    p = await start(hosted_tools={"web_search": {"offered": True, "max_calls": 5}})
+    before = 0.0
+    for public, each in (("research-new", 0.01), ("research-old", 0.025)):
+        fresh_provider.script({"web_searches": 3, "text": "Found it."})
+        body = {
+            "model": public,
+            "max_output_tokens": 100,
+            "input": "news on duckdb",
+            "tools": [{"type": "web_search"}],
+        }
+        status, _, answer = await post(p, "v1/responses", body)
+        assert status == 200, answer
+        sent = fresh_provider.received[-1]
+        assert sent.body["model"] == SEARCH_MODELS[public] and sent.tool_calls == 3
+        usage = answer["usage"]
+        billed = dollars(usage["input_tokens"]) + dollars(usage["output_tokens"], side="output")
+        now = await spent(p)
+        assert now - before == pytest.approx(billed + 3 * each, abs=1e-6), public
+        before = now
 
 
 async def test_a_hosted_tool_in_a_namespace_is_governed_like_any_other(

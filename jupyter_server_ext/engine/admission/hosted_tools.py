@@ -30,7 +30,8 @@ from typing import Any
 from ..errors import BadRequest, ConfigError, Problems
 
 # USD a call, as the providers publish them (their API pricing pages), the dearest path of each
-# where a kind has several, so a default never charges less than a provider may bill: OpenAI's
+# where a kind has several, so a default never reserves less than a provider may bill (a call is
+# charged what its provider bills where its API says that is less: ``call_price``): OpenAI's
 # web search $10 a thousand calls ($25 on the preview non-reasoning path); file search $2.50 a
 # thousand; a code container by its memory (``CONTAINER_PRICES``; Anthropic's code execution
 # $0.05 an hour of container, charged as one hour); Anthropic's web search $10 a thousand; an
@@ -91,6 +92,9 @@ class HostedTool:
     content_tokens: int = 0  # what one call may pull into the prompt, reserved as prompt
     # a code container's price by its memory_limit (code_interpreter only); None: refused
     container_prices: tuple[tuple[str, float | None], ...] = ()
+    # the admin set price_per_call (a contract's rate): every call is charged it; else a call
+    # is charged what its provider publishes where that is less (``Replies.hosted_cost``)
+    own_price: bool = False
 
     def offered_to(self, groups: tuple[str, ...]) -> bool:
         return self.offered and (self.groups is None or bool(set(self.groups) & set(groups)))
@@ -178,6 +182,7 @@ def _tool(kind: Any, values: Any, where: str) -> HostedTool:
         otherwise,
         content,
         tuple(containers.items()),
+        "price_per_call" in values,
     )
 
 

@@ -44,6 +44,10 @@ def _no_more_pages(form: dict[str, Any], chat: ChatRequest, wide: Callable[[], b
     return 0
 
 
+def _kinds_price(kind: str, model: str) -> float | None:
+    return None
+
+
 @dataclass(frozen=True)
 class NativeAPI:
     """What one API's request sent as it came needs beyond its chat form (one per API: each
@@ -70,6 +74,9 @@ class NativeAPI:
     # what fetched documents may cost beyond their stand-ins where the window may be wide
     # (`wide`: asked only of a request that has some)
     wider_pages: Callable[[dict[str, Any], ChatRequest, Callable[[], bool]], int] = _no_more_pages
+    # what its provider bills a hosted call of a kind on a provider model where that is less
+    # than the kind's default price, the dearest path of any provider (None: that price)
+    call_price: Callable[[str, str], float | None] = _kinds_price
 
 
 NATIVE_APIS: dict[str, NativeAPI] = {
@@ -81,6 +88,7 @@ NATIVE_APIS: dict[str, NativeAPI] = {
         standard_values=STANDARD_SERVICE,
         hosted_uses=responses_native.hosted_uses,
         prepare=responses_native.prepare,
+        call_price=responses_native.call_price,
     ),
     "messages": NativeAPI(
         to_chat=messages_request.to_chat,
@@ -94,6 +102,7 @@ NATIVE_APIS: dict[str, NativeAPI] = {
         long_context=messages_native.long_context,
         wider_pages=messages_native.wider_pages,
         refuse_unbounded=messages_native.refuse_unbounded,
+        call_price=messages_native.call_price,
     ),
 }
 
@@ -200,4 +209,5 @@ def native_request(
         # its chat form leaves out (a spoken answer's fields) counts too
         audio_in=heard or ("input" if chat.audio_in else ""),
         audio_out=spoken or chat.audio_out,
+        call_price=declared.call_price,
     )

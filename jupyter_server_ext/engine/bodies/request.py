@@ -155,6 +155,10 @@ class ChatRequest:
     # one that asks for a spoken answer ('': none): billed at the model's audio rates
     audio_in: str = ""
     audio_out: str = ""
+    # what the provider of its API bills a hosted call of a kind on a provider model, where it
+    # publishes less than the kind's default price (None: that price): its settlement's
+    # price for a kind the admin has not priced (``Replies.hosted_cost``)
+    call_price: Callable[[str, str], float | None] = field(default=lambda _kind, _model: None)
 
     @property
     def completion_tokens(self) -> int:

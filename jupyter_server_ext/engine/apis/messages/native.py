@@ -21,6 +21,7 @@ from . import request as messages_request
 __all__ = [
     "PASSED_HEADERS",
     "STANDARD_VALUES",
+    "call_price",
     "error_event",
     "hosted_uses",
     "long_context",
@@ -46,6 +47,9 @@ _LONG_CONTEXT_BETA = re.compile(r"context-\d+m-")
 # reserved together up to the wider limit.
 WIDE_PAGES = 600
 WIDE_WINDOW = 1_000_000
+# USD a server tool's call where Anthropic bills less than the kind's default (the dearest path
+# of any provider): its web search $10 a thousand searches, on every model
+CALL_PRICES = {"web_search": 0.01}
 
 
 def error_event(message: str) -> bytes:
@@ -95,6 +99,11 @@ def refuse_unbounded(payload: dict[str, Any]) -> None:
                 "does) or leave the edit out",
                 extra={"param": f"context_management.edits[{i}].type"},
             )
+
+
+def call_price(kind: str, model: str) -> float | None:
+    """What Anthropic bills a server tool's call of `kind` (None: the kind's default price)."""
+    return CALL_PRICES.get(kind)
 
 
 def hosted_uses(payload: dict[str, Any], hosted: HostedTools) -> tuple[list[Use], int | None]:

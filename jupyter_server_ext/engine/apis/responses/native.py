@@ -5,18 +5,33 @@ event that ends its stream, and the hosted tools it runs under the cap all their
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ...admission.hosted_tools import HostedTools, Use, container_price
 from . import request as responses_request
 from . import stream as responses_stream
 
-__all__ = ["error_event", "hosted_uses", "prepare"]
+__all__ = ["call_price", "error_event", "hosted_uses", "prepare"]
+
+# OpenAI's web search, USD a call: $10 a thousand on its reasoning models (the gpt-5 family and
+# the o-series); $25 on gpt-4o and gpt-4.1, the kind's default, as is a model named otherwise
+# (an Azure deployment's own name)
+_REASONING = re.compile(r"^(?:[\w.-]+/)?(?:gpt-5|o\d)(?:$|[-.])", re.IGNORECASE)
+REASONING_SEARCH = 0.01
 
 
 def error_event(message: str) -> bytes:
     """The event that ends a stream that broke off upstream, in the Responses API's shape."""
     return responses_stream.event("error", {"code": "upstream_error", "message": message})
+
+
+def call_price(kind: str, model: str) -> float | None:
+    """What OpenAI bills a built-in tool's call of `kind` on provider model `model`, where it
+    is less than the kind's default (None: the default)."""
+    if kind == "web_search" and _REASONING.match(model):
+        return REASONING_SEARCH
+    return None
 
 
 def prepare(payload: dict[str, Any]) -> None:
