@@ -264,8 +264,8 @@ class RSQLProxy(MonitoringSettings, RequestSettings, InlineCompletionSettings, C
         provider is told, at price_per_call or the container's price, and content_tokens a call
         as prompt: what a search or fetch pulls in) and charged as the provider reports it, each
         call at price_per_call where set, else at what its provider bills on the model that ran
-        it where that is less (a web search $0.01 at Anthropic and on OpenAI's reasoning
-        models).
+        it where that is less (a web search $0.01 at Anthropic and at OpenAI, but for its
+        web_search_preview on non-reasoning models).
         Otherwise it is left out of the request and named in the answer's x-rsql-dropped header
         ("drop", the default: Codex and Claude Code work unchanged), or refused with a 400
         ("refuse"). The same rule holds on chat completions (Groq's browser_search,

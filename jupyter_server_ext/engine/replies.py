@@ -30,6 +30,7 @@ from .interface import Reply
 from .request_state import Arrival, Exchange, Outcomes
 from .upstreams.pool import Pool
 from .upstreams.prices import Price
+from .upstreams.specs import UpstreamSpec
 from .upstreams.transport.http11 import within
 from .upstreams.transport.protocol import UpstreamAnswer
 
@@ -256,23 +257,25 @@ class Replies:
         outcome.uncached_usd = price.uncached(
             outcome.prompt_tokens, outcome.completion_tokens, audio
         )
-        hosted = self.hosted_cost(
-            ex.req, calls, ex.hold.slot.key.spec.provider_model(outcome.model)
-        )
+        hosted = self.hosted_cost(ex.req, calls, ex.hold.slot.key.spec, outcome.model)
         outcome.cost_usd += hosted
         outcome.uncached_usd += hosted
         return outcome.prompt_tokens + outcome.completion_tokens
 
     def hosted_cost(
-        self, req: ChatRequest, calls: dict[str, int] | None, provider_model: str = ""
+        self,
+        req: ChatRequest,
+        calls: dict[str, int] | None,
+        spec: UpstreamSpec | None = None,
+        model: str = "",
     ) -> float:
         """What the hosted tools the provider ran cost: each call at this request's price a
         call (a container's by its size), or, where the admin set no price for its kind, at
-        what the provider bills it on `provider_model` when that is less (its API's
-        ``call_price``: Anthropic's and OpenAI's reasoning models' web search, $0.01 where the
-        kind's default is OpenAI's dearest path, $0.025). An answer that says nothing of the
-        tools a request ran (a chat answer without ``executed_tools``) is charged what they
-        were reserved."""
+        what the upstream that answered (`spec`, public `model`) bills it when that is less
+        (its API's ``call_price``: a web search at Anthropic and OpenAI, $0.01 where the kind's
+        default is OpenAI's dearest path, $0.025). An answer that says nothing of the tools a
+        request ran (a chat answer without ``executed_tools``) is charged what they were
+        reserved."""
         if calls is None:
             return req.hosted_usd if req.hosted_prices else 0.0
         prices = dict(req.hosted_prices)
@@ -282,8 +285,11 @@ class Replies:
             # a call of a kind the request did not name (a provider's own name for it, as
             # Groq's executed tools have) is charged as its dearest
             price = prices.get(kind, max(self.hosted.price(kind), dearest))
+            own = self.hosted.of(kind).own_price
             billed = (
-                None if self.hosted.of(kind).own_price else req.call_price(kind, provider_model)
+                None
+                if own or spec is None
+                else req.call_price(kind, spec.provider, spec.provider_model(model), req.payload)
             )
             total += n * (price if billed is None else min(price, billed))
         return total

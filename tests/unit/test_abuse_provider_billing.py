@@ -29,9 +29,14 @@ DEAR = {"input": 3.0, "output": 15.0}  # Claude Sonnet's prices
 PDF = "https://example.com/report.pdf"
 FUNCTION = {"type": "function", "name": "shell", "parameters": {"type": "object"}}
 STAFF = ["staff"]
-# public name -> OpenAI's model behind it, whose web search OpenAI bills at $0.01 a call (the
-# gpt-5 family and the o-series) or $0.025 (gpt-4o, gpt-4.1)
-SEARCH_MODELS = {"research-new": "gpt-5-mini", "research-old": "gpt-4.1"}
+# public name -> OpenAI's model behind it: its web_search tool is billed $0.01 a call on every
+# model, its web_search_preview $0.01 on the reasoning models (gpt-5-mini) and $0.025 on the
+# others (gpt-4.1, and gpt-5's chat snapshot)
+SEARCH_MODELS = {
+    "research-new": "gpt-5-mini",
+    "research-old": "gpt-4.1",
+    "research-chat": "gpt-5-chat-latest",
+}
 
 
 @pytest.fixture
@@ -406,11 +411,13 @@ async def test_a_web_search_is_charged_what_anthropic_bills_for_it_not_the_deare
     """Anthropic bills $0.01 a search. The kind's default price is the dearest any provider
     publishes (OpenAI's $0.025, on gpt-4o and gpt-4.1), which a search is still reserved at;
     it was charged that too, two and a half times Anthropic's bill (Claude Code streams its
-    searches). An admin's own price (a contract's rate) is what every call is charged."""
+    searches). An admin's own price (a contract's rate) is what every call is charged, even
+    one that is the default."""
     body = {**messages_body(), "tools": [SEARCH], "stream": stream}
     for hosted, each in (
         ({"web_search": {"offered": True, "max_calls": 5}}, 0.01),
-        ({"web_search": {"offered": True, "max_calls": 5, "price_per_call": 0.02}}, 0.02),
+        # the admin's own price, though it is the default: a contract's rate, charged as set
+        ({"web_search": {"offered": True, "max_calls": 5, "price_per_call": 0.025}}, 0.025),
     ):
         p = await start(hosted_tools=hosted)
         claude.script({"web_searches": 4, "content": [{"type": "text", "text": "Found."}]})
@@ -430,21 +437,28 @@ async def test_a_web_search_is_charged_what_anthropic_bills_for_it_not_the_deare
 async def test_an_openai_web_search_is_charged_what_openai_bills_on_the_model_that_ran_it(
     start: Any, fresh_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """OpenAI bills a web search $0.01 on its reasoning models (gpt-5-mini here, behind the
-    public name research-new) and $0.025 on gpt-4.1: each call is charged by the model the
-    upstream ran, not the name the client sent. Both were charged $0.025."""
+    """OpenAI bills its web_search tool $0.01 a call on every model, and its web_search_preview
+    $0.01 on the reasoning models and $0.025 on the others: each call is charged by the tool the
+    request offered and the model the upstream ran (behind a public name of the hub's), not the
+    name the client sent. Every one was charged $0.025."""
     monkeypatch.setattr(
-        fresh_provider, "model_ids", (*fresh_provider.model_ids, "gpt-5-mini", "gpt-4.1")
+        fresh_provider, "model_ids", (*fresh_provider.model_ids, *SEARCH_MODELS.values())
     )
     p = await start(hosted_tools={"web_search": {"offered": True, "max_calls": 5}})
     before = 0.0
-    for public, each in (("research-new", 0.01), ("research-old", 0.025)):
+    for public, tool, each in (
+        ("research-new", "web_search", 0.01),
+        ("research-old", "web_search", 0.01),
+        ("research-new", "web_search_preview", 0.01),
+        ("research-old", "web_search_preview", 0.025),
+        ("research-chat", "web_search_preview", 0.025),
+    ):
         fresh_provider.script({"web_searches": 3, "text": "Found it."})
         body = {
             "model": public,
             "max_output_tokens": 100,
             "input": "news on duckdb",
-            "tools": [{"type": "web_search"}],
+            "tools": [{"type": tool}],
         }
         status, _, answer = await post(p, "v1/responses", body)
         assert status == 200, answer
@@ -453,7 +467,7 @@ async def test_an_openai_web_search_is_charged_what_openai_bills_on_the_model_th
         usage = answer["usage"]
         billed = dollars(usage["input_tokens"]) + dollars(usage["output_tokens"], side="output")
         now = await spent(p)
-        assert now - before == pytest.approx(billed + 3 * each, abs=1e-6), public
+        assert now - before == pytest.approx(billed + 3 * each, abs=1e-6), (public, tool)
         before = now
 
 

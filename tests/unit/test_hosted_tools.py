@@ -17,6 +17,8 @@ from tornado import httpclient
 
 from jupyter_server_ext.config.proxy import RSQLProxy
 from jupyter_server_ext.engine import ConfigError
+from jupyter_server_ext.engine.apis.messages.native import call_price as anthropic
+from jupyter_server_ext.engine.apis.responses.native import call_price as openai
 from tests.helpers import upstreams_for
 from tests.helpers.fake_anthropic import FakeAnthropic
 from tests.helpers.fake_anthropic import KeyPolicy as AnthropicKey
@@ -217,3 +219,26 @@ def test_a_misspelled_kind_or_field_stops_start_up_naming_the_nearest(
     ):
         with pytest.raises(ConfigError, match=says):
             RSQLProxy(upstreams=upstreams_for(fresh_provider), hosted_tools=bad).engine_settings()
+
+
+def test_a_call_is_charged_its_providers_own_price_only_on_an_upstream_of_its_kind() -> None:
+    """What each API's provider bills a web search call, where less than the kind's default
+    ($0.025): OpenAI's web_search tool $0.01 on every model, its preview $0.01 on the
+    reasoning models only (not gpt-5's chat snapshots), a preview beside the tool in one
+    request at the default (a call does not say which it was); Azure publishes its own prices;
+    Anthropic's search $0.01 on any model."""
+    search = {"tools": [{"type": "web_search"}]}
+    preview = {"tools": [{"type": "web_search_preview_2025_03_11"}]}
+    both = {"tools": [{"type": "web_search"}, {"type": "web_search_preview"}]}
+    assert openai("web_search", "openai", "gpt-4.1", search) == 0.01
+    assert openai("web_search", "openai", "gpt-4.1", preview) is None
+    assert openai("web_search", "openai", "gpt-5-chat-latest", preview) is None
+    assert openai("web_search", "openai", "o4-mini", preview) == 0.01
+    assert openai("web_search", "openai", "openai/gpt-5.1", preview) == 0.01
+    assert openai("web_search", "openai", "gpt-50", preview) is None
+    assert openai("web_search", "openai", "o3", both) == 0.01  # a reasoning model: both $0.01
+    assert openai("web_search", "openai", "gpt-4o", both) is None
+    assert openai("web_search", "azure", "gpt-5", search) is None
+    assert openai("file_search", "openai", "gpt-5", {"tools": [{"type": "file_search"}]}) is None
+    assert anthropic("web_search", "anthropic", "claude-sonnet-4-5", {}) == 0.01
+    assert anthropic("code_interpreter", "anthropic", "claude-sonnet-4-5", {}) is None

@@ -19,6 +19,7 @@ from ..bodies.request import (
     ChatRequest,
     RequestLimits,
     check_standard_service,
+    kinds_price,
     parse_chat_request,
 )
 from ..bodies.usage import UsageReading
@@ -42,10 +43,6 @@ def _no_long_context(passed: Mapping[str, str]) -> tuple[str, str] | None:
 
 def _no_more_pages(form: dict[str, Any], chat: ChatRequest, wide: Callable[[], bool]) -> int:
     return 0
-
-
-def _kinds_price(kind: str, model: str) -> float | None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -74,9 +71,10 @@ class NativeAPI:
     # what fetched documents may cost beyond their stand-ins where the window may be wide
     # (`wide`: asked only of a request that has some)
     wider_pages: Callable[[dict[str, Any], ChatRequest, Callable[[], bool]], int] = _no_more_pages
-    # what its provider bills a hosted call of a kind on a provider model where that is less
-    # than the kind's default price, the dearest path of any provider (None: that price)
-    call_price: Callable[[str, str], float | None] = _kinds_price
+    # what its provider bills a hosted call (kind, the upstream's provider kind, provider
+    # model, the request's payload) where that is less than the kind's default price, the
+    # dearest path of any provider (None: that price)
+    call_price: Callable[[str, str, str, dict[str, Any]], float | None] = kinds_price
 
 
 NATIVE_APIS: dict[str, NativeAPI] = {

@@ -99,6 +99,11 @@ class Affinity:
     shared: str = ""
 
 
+def kinds_price(kind: str, provider: str, model: str, payload: dict[str, Any]) -> float | None:
+    """A request's hosted calls are charged their kind's price (``ChatRequest.call_price``)."""
+    return None
+
+
 @dataclass
 class ChatRequest:
     payload: dict[str, Any]  # what goes upstream (model filled in)
@@ -155,10 +160,9 @@ class ChatRequest:
     # one that asks for a spoken answer ('': none): billed at the model's audio rates
     audio_in: str = ""
     audio_out: str = ""
-    # what the provider of its API bills a hosted call of a kind on a provider model, where it
-    # publishes less than the kind's default price (None: that price): its settlement's
-    # price for a kind the admin has not priced (``Replies.hosted_cost``)
-    call_price: Callable[[str, str], float | None] = field(default=lambda _kind, _model: None)
+    # what its API's provider bills a hosted call (kind, upstream kind, provider model,
+    # payload) where less than the kind's price, if the admin did not price it (``Replies``)
+    call_price: Callable[[str, str, str, dict[str, Any]], float | None] = field(default=kinds_price)
 
     @property
     def completion_tokens(self) -> int:

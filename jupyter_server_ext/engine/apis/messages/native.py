@@ -101,9 +101,10 @@ def refuse_unbounded(payload: dict[str, Any]) -> None:
             )
 
 
-def call_price(kind: str, model: str) -> float | None:
-    """What Anthropic bills a server tool's call of `kind` (None: the kind's default price)."""
-    return CALL_PRICES.get(kind)
+def call_price(kind: str, provider: str, model: str, payload: dict[str, Any]) -> float | None:
+    """What Anthropic bills a server tool's call of `kind`, on any model of any request, where
+    the upstream that ran it is of its kind (`provider`); None: the kind's default price."""
+    return CALL_PRICES.get(kind) if provider == "anthropic" else None
 
 
 def hosted_uses(payload: dict[str, Any], hosted: HostedTools) -> tuple[list[Use], int | None]:

@@ -14,11 +14,12 @@ from . import stream as responses_stream
 
 __all__ = ["call_price", "error_event", "hosted_uses", "prepare"]
 
-# OpenAI's web search, USD a call: $10 a thousand on its reasoning models (the gpt-5 family and
-# the o-series); $25 on gpt-4o and gpt-4.1, the kind's default, as is a model named otherwise
-# (an Azure deployment's own name)
-_REASONING = re.compile(r"^(?:[\w.-]+/)?(?:gpt-5|o\d)(?:$|[-.])", re.IGNORECASE)
-REASONING_SEARCH = 0.01
+# OpenAI's web search, USD a call: the web_search tool $10 a thousand on every model; its
+# preview (web_search_preview) $10 on the reasoning models (the gpt-5 family and the o-series,
+# not gpt-5's chat snapshots) and $25 on the others, gpt-4o and gpt-4.1: the kind's default,
+# kept for a model named otherwise (an Azure deployment's own name)
+_REASONING = re.compile(r"^(?:[\w.-]+/)?(?:gpt-5|o\d)(?:$|[-.])(?!.*chat)", re.IGNORECASE)
+SEARCH = 0.01
 
 
 def error_event(message: str) -> bytes:
@@ -26,12 +27,19 @@ def error_event(message: str) -> bytes:
     return responses_stream.event("error", {"code": "upstream_error", "message": message})
 
 
-def call_price(kind: str, model: str) -> float | None:
-    """What OpenAI bills a built-in tool's call of `kind` on provider model `model`, where it
-    is less than the kind's default (None: the default)."""
-    if kind == "web_search" and _REASONING.match(model):
-        return REASONING_SEARCH
-    return None
+def call_price(kind: str, provider: str, model: str, payload: dict[str, Any]) -> float | None:
+    """What OpenAI bills a built-in tool's call of `kind` on provider model `model` for the
+    request `payload`, where the upstream that ran it is of OpenAI's kind (`provider`: Azure
+    publishes its own prices) and the bill is less than the kind's default (None: the
+    default). A call does not say which of the request's search tools it was: a preview among
+    them on a model that bills it more prices every search at the default."""
+    if kind != "web_search" or provider != "openai":
+        return None
+    types = [
+        t.get("type", "") for k, _, t in responses_request.hosted_tools_in(payload) if k == kind
+    ]
+    preview = any(str(t).startswith("web_search_preview") for t in types)
+    return SEARCH if types and (not preview or _REASONING.match(model)) else None
 
 
 def prepare(payload: dict[str, Any]) -> None:
