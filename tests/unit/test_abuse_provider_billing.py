@@ -87,9 +87,10 @@ async def start(
         yield go
 
 
-async def post(
+async def send(
     p: Proxy, path: str, body: Any, token: str = "tok-carol", headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], Any]:
+) -> httpclient.HTTPResponse:
+    """POST `body` as `token`'s: the response as it came (a stream's events unread)."""
     res = await p.client.fetch(
         p.base + path,
         method="POST",
@@ -98,6 +99,13 @@ async def post(
         headers={"Authorization": f"Bearer {token}", **(headers or {})},
     )
     assert isinstance(res, httpclient.HTTPResponse)
+    return res
+
+
+async def post(
+    p: Proxy, path: str, body: Any, token: str = "tok-carol", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
+    res = await send(p, path, body, token, headers)
     return res.code, dict(res.headers), json.loads(res.body) if res.body else {}
 
 
@@ -421,13 +429,7 @@ async def test_a_web_search_is_charged_what_anthropic_bills_for_it_not_the_deare
     ):
         p = await start(hosted_tools=hosted)
         claude.script({"web_searches": 4, "content": [{"type": "text", "text": "Found."}]})
-        res = await p.client.fetch(
-            p.base + "v1/messages",
-            method="POST",
-            raise_error=False,
-            body=json.dumps(body),
-            headers={"Authorization": "Bearer tok-carol"},
-        )
+        res = await send(p, "v1/messages", body)
         assert res.code == 200, res.body
         assert claude.received[-1].tool_calls == 4
         charged = await spent(p)
@@ -592,13 +594,7 @@ async def test_anthropic_code_execution_is_charged_when_its_usage_leaves_it_out(
     claude.script({"code_runs": 2, "content": [{"type": "text", "text": "Ran it."}]})
     tool = {"type": "code_execution_20250825", "name": "code_execution"}
     body = {**messages_body(), "tools": [tool], "stream": stream}
-    res = await p.client.fetch(
-        p.base + "v1/messages",
-        method="POST",
-        raise_error=False,
-        body=json.dumps(body),
-        headers={"Authorization": "Bearer tok-carol"},
-    )
+    res = await send(p, "v1/messages", body)
     assert res.code == 200, res.body
     assert claude.received[-1].code_runs == 2
     billed = claude.received[-1].billed_tokens  # input and output, at $3 and $15
