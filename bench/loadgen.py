@@ -1,9 +1,9 @@
 """Client-side load for the benchmarks that wrk cannot do; always its own process.
 
     open:  open-loop arrivals at a fixed rate for a fixed time (the quota test), turn by turn to
-           each --url given (replicas); one JSON line
-           with every request's [start, end, status, retry-after, first byte, replica] out (seconds from
-           the test's start; first byte: the head of a JSON answer, the first event of a stream).
+           each --url given (replicas); one JSON line with every request's [start, end, status,
+           retry-after, first byte, replica] out (seconds from the test's start; first byte: the
+           head of a JSON answer, the first event of a stream; replica: the --url's index).
            With --stream the requests ask for SSE streams, each read to `data: [DONE]`: a stream
            counts as delivered (status 200) only when complete; one that ends without [DONE] or
            carries an error event is status -3.

@@ -266,8 +266,8 @@ class Replies:
         self,
         req: ChatRequest,
         calls: dict[str, int] | None,
-        spec: UpstreamSpec | None = None,
-        model: str = "",
+        spec: UpstreamSpec,
+        model: str,
     ) -> float:
         """What the hosted tools the provider ran cost: each call at this request's price a
         call (a container's by its size), or, where the admin set no price for its kind, at
@@ -288,7 +288,7 @@ class Replies:
             own = self.hosted.of(kind).own_price
             billed = (
                 None
-                if own or spec is None
+                if own
                 else req.call_price(kind, spec.provider, spec.provider_model(model), req.payload)
             )
             total += n * (price if billed is None else min(price, billed))

@@ -53,7 +53,7 @@ async def start(
     fake-small), one that speaks the Responses API (b1: native-small) and an Anthropic one
     (claude-small); carol (staff) has `budget` dollars a day, everyone else $5."""
     native = {
-        # two more public names for OpenAI models that bill web search apart (``ONE_SEARCH``)
+        # public names for OpenAI models whose web search OpenAI bills apart (SEARCH_MODELS)
         "models": {"native-small": "fake-small", **SEARCH_MODELS},
         "prices": {m: DEAR for m in ("native-small", *SEARCH_MODELS)},
     }

@@ -35,10 +35,8 @@ def call_price(kind: str, provider: str, model: str, payload: dict[str, Any]) ->
     them on a model that bills it more prices every search at the default."""
     if kind != "web_search" or provider != "openai":
         return None
-    types = [
-        t.get("type", "") for k, _, t in responses_request.hosted_tools_in(payload) if k == kind
-    ]
-    preview = any(str(t).startswith("web_search_preview") for t in types)
+    types = [t["type"] for k, _, t in responses_request.hosted_tools_in(payload) if k == kind]
+    preview = any(t.startswith("web_search_preview") for t in types)
     return SEARCH if types and (not preview or _REASONING.match(model)) else None
 
 
