@@ -21,7 +21,7 @@ Share: answers delivered per second in the steady state (after the first window,
 first bytes: `proxy_quota.steady_rate`) / the keys' capacity. Also: the upstream's own share
 (arrivals it admitted), its 429s (must be 0), the client's refusals and how many carried
 Retry-After (must be all), and with replicas the answers delivered through each over their mean
-(each replica is offered the same and keeps its own waiting lines: 1.00 each is fair). Prints
+(each replica is offered the same, and they share one waiting line: 1.00 each is fair). Prints
 the table and rewrites the ``bench_quota`` section of docs/benchmarks.md; raw results in
 bench/results/quota.json.
 """
@@ -183,8 +183,8 @@ def interval_shares(
 def replica_answers(load: dict[str, Any], replicas: int) -> dict[str, Any]:
     """Answers delivered through each replica, each over their mean (1.0 each: every replica's
     users got their share). The client sends to each replica in turn, so each is offered the
-    same; each replica keeps its own waiting lines on the shared keys, and a user whose requests
-    reach one replica only (a client holding its connection) sees that replica's share."""
+    same, and a user whose requests reach one replica only (a client holding its connection)
+    sees that replica's share."""
     counts = [0] * replicas
     for r in load["results"]:
         if r[2] == 200:
@@ -246,15 +246,15 @@ def _case(row: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def earlier(res: dict[str, Any]) -> tuple[str, str, dict[tuple[Any, ...], float]]:
-    """(commit, when and where it ran, share by case) of the ``--before`` run, when there is
+def earlier(res: dict[str, Any]) -> tuple[str, str, dict[tuple[Any, ...], dict[str, Any]]]:
+    """(commit, when and where it ran, its row by case) of the ``--before`` run, when there is
     one."""
     if res.get("commit") or not BEFORE.exists():
         return "", "", {}
     before = json.loads(BEFORE.read_text())
     m = before.get("machine", {})
     ran = f"{m.get('date', '?')} on {m.get('nproc', '?')} cores ({m.get('cpu', '?')})"
-    return before.get("commit", "?"), ran, {_case(r): r["share"] for r in before["rows"]}
+    return before.get("commit", "?"), ran, {_case(r): r for r in before["rows"]}
 
 
 def section(res: dict[str, Any]) -> list[str]:
@@ -301,8 +301,8 @@ def section(res: dict[str, Any]) -> list[str]:
         ),
         "| shape | answers | headers | deployment | share | before | bound | upstream "
         "| first bytes, fixed span | completed from 5 s | upstream 429s "
-        "| refused (with Retry-After) | other errors | each replica's answers | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| refused (with Retry-After) | other errors | each replica's answers | before | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         goal = _goal(r)
@@ -311,6 +311,7 @@ def section(res: dict[str, Any]) -> list[str]:
             if goal is None
             else ("met" if r["share"] >= goal and not r["upstream_429"] else "**missed**")
         )
+        was = before.get(_case(r))
         head = (
             ", head at once"
             if r.get("head_first")
@@ -322,11 +323,12 @@ def section(res: dict[str, Any]) -> list[str]:
             f"| {r['shape']} ({r['per_key']} per {r['period']:g} s) | {r['kind']}, first byte "
             f"{r['first_byte']:g} s{head}, end {r['end']:g} s | "
             f"{'on' if r['headers'] else 'off'} | {r['deployment']} | {r['share']:.1%} | "
-            f"{f'{before[_case(r)]:.1%}' if _case(r) in before else ''} | "
+            f"{'' if was is None else format(was['share'], '.1%')} | "
             f"{bound(r):.1%} | {r['upstream_share']:.1%} | "
             f"{r['first_bytes_share']:.1%} | {r['completed_from_5s_share']:.1%} | "
             f"{r['upstream_429']} | {r['refused_429']} ({r['refused_with_retry_after']}) | "
-            f"{r['errors']} | {_replicas(r)} | {'' if goal is None else f'≥ {goal:.0%} ' + met} |"
+            f"{r['errors']} | {_replicas(r)} | {'' if was is None else _replicas(was)} | "
+            f"{'' if goal is None else f'≥ {goal:.0%} ' + met} |"
         )
     missed = [r for r in res["rows"] if _goal(r) is not None and r["share"] < (_goal(r) or 0)]
     lines += [
@@ -347,10 +349,28 @@ def section(res: dict[str, Any]) -> list[str]:
         "first sign that the provider counted the request, so without the provider's headers "
         "no proxy that never counts a request shorter than the provider can beat *bound*. The "
         "fast cases move by about a point between runs on a shared 2-core machine (the replicas "
-        "most: three proxies, Redis, the client and the upstream on two cores).",
+        "most: three proxies, Redis, the client and the upstream on two cores)."
+        + _spreads(res["rows"], list(before.values())),
         MARK,
     ]
     return lines
+
+
+def _spreads(rows: list[dict[str, Any]], before: list[dict[str, Any]]) -> str:
+    """The replicas' answers over their mean, the least and the most of every case, and the
+    same of the ``--before`` run's."""
+
+    def spread(rows: list[dict[str, Any]]) -> tuple[float, float] | None:
+        shares = [
+            s for r in rows for s in r.get("replica_shares") or [] if len(r["replica_shares"]) > 1
+        ]
+        return (min(shares), max(shares)) if shares else None
+
+    now, was = spread(rows), spread(before)
+    if now is None:
+        return ""
+    then = f" ({was[0]:.2f} to {was[1]:.2f} before)" if was else ""
+    return f" Each replica's answers over their mean: {now[0]:.2f} to {now[1]:.2f}{then}."
 
 
 def _replicas(row: dict[str, Any]) -> str:

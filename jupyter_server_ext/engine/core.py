@@ -436,7 +436,7 @@ class Engine(EngineAdmin):
                 if plan is not None and ticket.picked is not None
                 else None
             )
-            hold = Hold(self.pool, admission, pick)
+            hold = Hold(self.pool, admission, pick, plan.place if plan is not None else None)
             ex = Exchange(
                 caller, outcome, arrival.started, arrival.trace, req, hold, cache_key=cache_key
             )

@@ -22,6 +22,7 @@ from .monitoring.tracing import RequestTrace
 from .privacy.mapback import restored
 from .privacy.redact import Redactor
 from .upstreams.pool import Picked, Pool, Slot
+from .upstreams.waiting_line import LinePlace
 
 log = logging.getLogger("rsql.engine")
 
@@ -32,14 +33,18 @@ class Hold:
     once, by ``let_go`` (a failed attempt) or ``end``; ``end`` is the one way a request gives
     back what it holds, whatever ended it, and a second ``end`` does nothing."""
 
-    __slots__ = ("admission", "_pool", "_pick", "_slot", "_holding")
+    __slots__ = ("admission", "_pool", "_pick", "_place", "_slot", "_holding")
 
-    def __init__(self, pool: Pool, admission: Admitted, pick: Picked = None) -> None:
+    def __init__(
+        self, pool: Pool, admission: Admitted, pick: Picked = None, place: LinePlace | None = None
+    ) -> None:
         self.admission = admission
         self._pool = pool
         # the key pick made with the admission (``Pool.plan``) until an attempt uses it: a slot,
-        # or how long until one frees (the pool's answer when none is free now)
+        # or how long until one frees (the pool's answer when none is free now), and the
+        # place in the line replicas share that such a miss took
         self._pick = pick
+        self._place = None if isinstance(pick, Slot) else place
         self._slot: Slot | None = None  # the latest attempt's slot
         self._holding = False  # whether that slot is still held
 
@@ -54,8 +59,16 @@ class Hold:
         """A slot for the next attempt: the admission's pick first, else the pool's, waiting for
         capacity until `deadline` (``Pool.acquire``)."""
         pick, self._pick = self._pick, None
+        place, self._place = self._place, None
         slot = await self._pool.acquire(
-            req.model, req.reserve_tokens, exclude, deadline, pick, req.prompt_tokens, req.affinity
+            req.model,
+            req.reserve_tokens,
+            exclude,
+            deadline,
+            pick,
+            req.prompt_tokens,
+            req.affinity,
+            place,
         )
         self._slot, self._holding = slot, True
         return slot
@@ -67,6 +80,8 @@ class Hold:
         pick, self._pick = self._pick, None
         if isinstance(pick, Slot):
             await self._pool.release(pick, counted=False)
+        place, self._place = self._place, None
+        self._pool.left_line(place)  # ended before an attempt waited
         if self._holding and self._slot is not None:
             self._holding = False
             await self._pool.release(self._slot, tokens=tokens, counted=counted)

@@ -50,3 +50,10 @@ async def served_by(engine: Engine, user: str) -> str:
     reply = await engine.chat(HELLO, Caller(user))
     assert json.loads(reply.body)["choices"]
     return reply.headers["X-RSQL-Upstream"]
+
+
+async def asked_by(engine: Engine, user: str) -> None:
+    """A question that says who asked it ("hello from <user>"), answered."""
+    body = {**HELLO, "messages": [{"role": "user", "content": f"hello from {user}"}]}
+    reply = await engine.chat(body, Caller(user))
+    assert json.loads(reply.body)["choices"]

@@ -16,81 +16,15 @@ from typing import Any
 
 from ..errors import BadRequest, UpstreamError
 from .affinity import Affinity, Homes
+from .breaker import Breaker
 from .buckets import HEAD_LAG, Bucket, provider_stamp
 from .specs import Rate, UpstreamSpec
-from .waiting_line import WaitingLines
+from .waiting_line import LinePlace, WaitingLines
 
 # model names whose catalogue answers (which keys serve it, its dearest price) are remembered
 # per engine: only names some key serves, so a caller's made-up names never fill it; bounded
 # all the same (a catch-all upstream, "*", serves any name)
 MEMO_MODELS = 1024
-
-
-@dataclass
-class Breaker:
-    """Per-key circuit breaker: opens after `threshold` failures in a row, probes once later.
-
-    A request can be made to fail on purpose (a body that makes the provider answer 5xx, an
-    answer too long for the timeout), so a failure that may be the request's doing names its
-    user, and such failures open the breaker only once they come from two users or more: one
-    user's requests cannot take a key out for everyone. A failure that is the host's alone
-    (connection refused, no TLS) names nobody and counts whoever asked, and so does one the
-    same request then got past on another key (``blame_host``): the request was not at fault.
-    So a key failing one user alone (a personal server) still opens its breaker.
-    """
-
-    threshold: int = 3
-    base_open_seconds: float = 15.0
-    max_open_seconds: float = 300.0
-    failures: int = 0
-    open_until: float = 0.0
-    opened: int = 0  # how many times in a row it opened; the open time doubles each time
-    probing: bool = False
-    # whose requests failed in this run (two are enough)
-    users: set[str] = field(default_factory=set)
-    hosts_fault: bool = False  # a failure in this run named nobody
-
-    @property
-    def tripped(self) -> bool:
-        return self.failures >= self.threshold and (self.hosts_fault or len(self.users) > 1)
-
-    def allows(self, now: float) -> bool:
-        if not self.tripped:
-            return True
-        return now >= self.open_until and not self.probing
-
-    def state(self, now: float) -> str:
-        if not self.tripped:
-            return "closed"
-        return "open" if now < self.open_until else "half-open"
-
-    def success(self) -> None:
-        self.failures = 0
-        self.opened = 0
-        self.probing = False
-        self.users.clear()
-        self.hosts_fault = False
-
-    def failure(self, now: float, user: str | None = None) -> None:
-        self.failures += 1
-        self.probing = False
-        if user is None:
-            self.hosts_fault = True
-        elif len(self.users) < 2:
-            self.users.add(user)
-        if self.tripped:
-            self._open(now)
-
-    def blame_host(self, now: float) -> None:
-        """A failure already counted turned out the key's, not the request's."""
-        was_tripped, self.hosts_fault = self.tripped, True
-        if self.tripped and not was_tripped:
-            self._open(now)
-
-    def _open(self, now: float) -> None:
-        secs = min(self.max_open_seconds, self.base_open_seconds * 2**self.opened)
-        self.open_until = now + secs
-        self.opened += 1
 
 
 @dataclass
@@ -153,6 +87,7 @@ class PickPlan:
     model: str
     tokens: int
     prompt: int = 0
+    place: LinePlace | None = None  # the request's place in the line replicas share, if any
 
 
 def counted(key: Key, tokens: int, prompt: int) -> int:
@@ -394,8 +329,10 @@ class Pool:
         prompt: int = 0,
         paced: bool = False,
         affinity: Affinity | None = None,
+        place: LinePlace | None = None,
     ) -> Picked:
-        """One attempt at a slot; shared pools override this to pick in one Redis round trip."""
+        """One attempt at a slot; shared pools override this to pick in one Redis round trip,
+        in the line replicas share (`place`: the request's place there)."""
         return self.try_pick(model, tokens, exclude, prompt, paced, affinity)
 
     def plan(
@@ -409,6 +346,14 @@ class Pool:
     def take(self, plan: PickPlan, picked: tuple[int, float]) -> Picked:
         """The pick the admission made for `plan`, as ``pick`` answers."""
         raise NotImplementedError
+
+    def place_in_line(self, model: str) -> LinePlace | None:
+        """A waiting request's place in the line replicas share (None: no replicas to share)."""
+        return None
+
+    def left_line(self, place: LinePlace | None) -> None:
+        """A request leaves the line replicas share without a slot from it (gave up, failed
+        over, ended): those behind it go on at once."""
 
     # without a local release event (another replica freed the capacity), poll this often
     poll_seconds: float | None = None
@@ -424,22 +369,48 @@ class Pool:
         first: Picked = None,
         prompt: int = 0,
         affinity: Affinity | None = None,
+        place: LinePlace | None = None,
     ) -> Slot:
         """Pick a key, waiting for capacity until `deadline` (monotonic); else a 429. `first`:
-        the first attempt's answer, when the admission already made it. `affinity`: the
-        request's conversation (``try_pick``).
+        the first attempt's answer, when the admission already made it (`place`: its place
+        in the line replicas share, taken by a miss). `affinity`: the request's conversation
+        (``try_pick``).
 
         After a miss, or when others already wait, the request waits in its model's line
         (``WaitingLines``): only the one at its head picks again. It counts in ``waiting``
         from then until it has a slot or gives up: while others wait, a pick is paced."""
-        got = first
+        if isinstance(first, Slot):
+            return first
+        if exclude:  # a failover's attempt waits apart, here and in no line replicas share
+            self.left_line(place)
+            place = None
+        elif place is None:
+            place = self.place_in_line(model)
+        try:
+            return await self._wait_for(
+                model, tokens, exclude, deadline, first, prompt, affinity, place
+            )
+        except BaseException:
+            self.left_line(place)
+            raise
+
+    async def _wait_for(
+        self,
+        model: str,
+        tokens: int,
+        exclude: set[str],
+        deadline: float,
+        got: Picked,
+        prompt: int,
+        affinity: Affinity | None,
+        place: LinePlace | None,
+    ) -> Slot:
         if got is None and self.lines.busy(model, exclude):
             # others came first: behind them, told at once if no key can ever serve it
             self.screen(model, tokens, exclude, self.clock(), prompt)
         elif got is None:
-            got = await self.pick(
-                model, tokens, exclude, prompt, self.waiting.get(model, 0) > 0, affinity
-            )
+            paced = self.waiting.get(model, 0) > 0
+            got = await self.pick(model, tokens, exclude, prompt, paced, affinity, place)
         if isinstance(got, Slot):
             return got
         self.lines.refuse_late(model, got, deadline)
@@ -453,8 +424,8 @@ class Pool:
                     if not behind:  # else the one before got a slot: there may be more room
                         await self.lines.wait(model, got, deadline)
                     behind = False
-                    others = self.waiting.get(model, 0) - 1
-                    got = await self.pick(model, tokens, exclude, prompt, others > 0, affinity)
+                    paced = self.waiting.get(model, 0) > 1  # others wait too
+                    got = await self.pick(model, tokens, exclude, prompt, paced, affinity, place)
                     if isinstance(got, Slot):
                         served = True
                         return got

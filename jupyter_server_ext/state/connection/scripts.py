@@ -13,11 +13,26 @@ request is stamped; score: when it expires), ``:done`` request stamps (member ``
 provider's last x-ratelimit headers, ``:cool`` a 429's cooldown, ``:coolz`` the cooldowns of
 429s that may be about one request's size (member: the least size cooled; score: until when),
 ``:last`` when the account last sent (Redis time; pacing, ``Bucket.wait_time``).
+
+The line of waiting requests every replica shares, per model: ``<prefix>up:line:<model>``
+(member: a request's ticket; score: when it came, Redis time) and ``...:seen`` (score: when it
+last asked). A request that finds no room, or finds room that those who came before it wait
+for, holds its place there; room goes to it only while fewer who came before it wait than the
+keys have room for (requests of its size). One who has not asked for ``LINE_QUIET`` seconds
+(its replica is gone, or it waits behind others at its own replica) is passed over until it
+asks again, in its place.
 """
 
 from __future__ import annotations
 
 from ...engine.upstreams.buckets import PACED_SHARE, PACED_WINDOW_SECONDS
+
+# a waiting request's head asks every poll (50 ms, ``SharedPool.poll_seconds``): one silent
+# this long is passed over (a stalled event loop's head gets its place back when it asks)
+LINE_QUIET = 0.5
+# a line's keys expire this long after anyone last joined it or asked (its quiet members
+# are passed over long before)
+LINE_KEEP_MS = 120_000
 
 _CLOCK = """
 local function clock()
@@ -102,12 +117,15 @@ local function admit(K, A, a, now)
 end
 """
 
-# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, home, shared, home_ms, n, then per
+# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, home, shared, home_ms, line,
+#   ticket, ago, n, then per
 #   candidate key: alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*,
 #   in-flight cap, and what of the request its provider's own token window counts (the prompt,
 #   or all `tokens`). `home`: the key naming the request's conversation's home account ('':
 #   none), kept `home_ms` from each use (upstreams/affinity.py); `shared`: its user's stable
-#   prefix's, read when the conversation has no home ('': none), set with it.
+#   prefix's, read when the conversation has no home ('': none), set with it. `line`: the
+#   model's line every replica shares ('': the request waits in none, a failover's attempt),
+#   where `ticket` came `ago` seconds ago.
 # Takes a slot on a candidate of the home account that has room, else on the one with the most
 # headroom (of equals, the account that sent least recently): {index, '0'}; else {0, wait}
 # with the seconds until one may have room ('-1': only a request in flight ending can make
@@ -116,12 +134,14 @@ _PICK_FN = """
 local function pick(A, a, now)
   local prefix, model, tokens, slot, ttl = A[a], A[a+1], tonumber(A[a+2]), A[a+3], tonumber(A[a+4])
   local home, shared, home_ms = A[a+5], A[a+6], tonumber(A[a+7])
-  local n = tonumber(A[a+8])
-  local p = a + 9
+  local line, ticket, ago = A[a+8], A[a+9], tonumber(A[a+10])
+  local n = tonumber(A[a+11])
+  local p = a + 12
   local at = home ~= '' and redis.call('GET', home) or false
   if not at and shared ~= '' then at = redis.call('GET', shared) end
   local best, best_share, best_keys, best_home, best_last = 0, -1e9, nil, false, 0
   local soonest = nil
+  local ready = 0
   for i = 1, n do
     local alias, acct = A[p], A[p+1]
     local nr = tonumber(A[p+2]); p = p + 3
@@ -160,11 +180,12 @@ local function pick(A, a, now)
       end
     end
     local share = 1.0
+    local fits = 1e9  -- how many requests of this size the key has room for now
     if ok and cap > 0 then
       -- a self-hosted server's in-flight cap, over every replica; leases expire with crashed ones
       redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
       local n = redis.call('ZCARD', inf)
-      if n >= cap then ok = false; wait = nil else share = 1 - n / cap end
+      if n >= cap then ok = false; wait = nil else share = 1 - n / cap; fits = cap - n end
     end
     if ok then
       redis.call('ZREMRANGEBYSCORE', fly, '-inf', now)
@@ -195,6 +216,7 @@ local function pick(A, a, now)
             end
           end
           share = math.min(share, 1 - (cnt + nfly) / r[1])
+          fits = math.min(fits, r[1] - cnt - nfly)
         end
       end
       for _, r in ipairs(trates) do
@@ -213,6 +235,7 @@ local function pick(A, a, now)
           end
         else
           share = math.min(share, 1 - (used + ftok + tokens) / r[1])
+          fits = math.min(fits, 1 + math.floor((room - used) / math.max(tokens, 1)))
         end
       end
       local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
@@ -222,8 +245,13 @@ local function pick(A, a, now)
       if pv[3] and tonumber(pv[3]) < counted and tonumber(pv[4]) > now then
         ok = false; if wait ~= nil then wait = math.max(wait, tonumber(pv[4]) - now) end
       end
+      if pv[1] and tonumber(pv[2]) > now then fits = math.min(fits, tonumber(pv[1])) end
+      if pv[3] and tonumber(pv[4]) > now then
+        fits = math.min(fits, math.floor(tonumber(pv[3]) / math.max(counted, 1)))
+      end
     end
     if ok then
+      ready = ready + fits
       -- the conversation's home first (its prompt cache is there), then the most headroom,
       -- then the account that sent least recently (every replica sees the same: ties spread)
       local mine = at and acct == at
@@ -236,6 +264,31 @@ local function pick(A, a, now)
       end
     elseif wait ~= nil and wait > 0 then
       if soonest == nil or wait < soonest then soonest = wait end
+    end
+  end
+  if line ~= '' and (best == 0 or redis.call('EXISTS', line) == 1) then
+    -- the line replicas share: room is this request's only while fewer who came before it
+    -- wait than the keys have room for (requests of its size); else it holds its place (its
+    -- next ask refreshes it)
+    local seen, came = line .. ':seen', now - ago
+    local quiet = redis.call('ZRANGEBYSCORE', seen, '-inf', now - LINE_QUIET)
+    if #quiet > 0 then
+      redis.call('ZREM', line, unpack(quiet))
+      redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - LINE_QUIET)
+    end
+    -- who came before it: those ahead of its place, or all who came before it when it has
+    -- none yet (its own `came` moves by the time its ask took to reach Redis: not a place)
+    local ahead = redis.call('ZRANK', line, ticket)
+    if not ahead then ahead = redis.call('ZCOUNT', line, '-inf', '(' .. came) end
+    if best > 0 and ahead < ready then
+      redis.call('ZREM', line, ticket)
+      redis.call('ZREM', seen, ticket)
+    else
+      if best > 0 then best, soonest = 0, nil end  -- the room is theirs: its turn comes after
+      redis.call('ZADD', line, 'NX', came, ticket)
+      redis.call('ZADD', seen, now, ticket)
+      redis.call('PEXPIRE', line, LINE_KEEP_MS)
+      redis.call('PEXPIRE', seen, LINE_KEEP_MS)
     end
   end
   if best > 0 then
@@ -258,9 +311,14 @@ local function pick(A, a, now)
   if soonest ~= nil then return {0, tostring(soonest)} end
   return {0, '-1'}
 end
-""".replace("LAST_SENT_MS", str(int(PACED_WINDOW_SECONDS * 1000) + 1000)).replace(
-    "PACED_SHARE", repr(PACED_SHARE)
-)
+"""
+for _name, _value in {
+    "LAST_SENT_MS": int(PACED_WINDOW_SECONDS * 1000) + 1000,
+    "PACED_SHARE": PACED_SHARE,
+    "LINE_QUIET": LINE_QUIET,
+    "LINE_KEEP_MS": LINE_KEEP_MS,
+}.items():
+    _PICK_FN = _PICK_FN.replace(_name, repr(_value))
 
 # The writes batched by ``redis_batch``, each an op name and its arguments:
 #   stamp  base, slot, tokens, ago, span, req_left, req_reset, tok_left, tok_reset, req_window,
@@ -269,6 +327,7 @@ end
 #          its requests-left clamp is dropped (``Bucket.observe_headers``)
 #   end    base, slot, tokens, counted (0/1), used tokens, span, token span, in-flight key ('' = none)
 #   observe base, req_left, req_reset, tok_left, tok_reset: a 429's x-ratelimit headers
+#   unline line, ticket: a request leaves the line replicas share without a slot from it
 #   fin    lease_id, nw, (key, calendar, index)*, nl, key*, nb, key*, delta
 #          a request's end on the user's side: refund its windows, release its leases,
 #          settle its budgets by delta
@@ -363,6 +422,10 @@ local function apply(A, now)
     elseif op == 'observe' then
       observe(A[p+1] .. ':prov', now, A[p+2], A[p+3], A[p+4], A[p+5])
       p = p + 6
+    elseif op == 'unline' then
+      redis.call('ZREM', A[p+1], A[p+2])
+      redis.call('ZREM', A[p+1] .. ':seen', A[p+2])
+      p = p + 3
     else
       return redis.error_reply('unknown op ' .. tostring(op))
     end

@@ -4,17 +4,21 @@ Each replica keeps its own view of key health for reporting, but what must hold 
 them lives in Redis: every (account, model) window (requests in flight and stamped, with their
 tokens), cooldowns after 429s, provider-reported headroom, open breakers and disabled keys.
 Picking a key is one Lua script (``scripts.PICK``): it weighs every candidate, takes a slot on
-the best one and says how long to wait when none has room. A request's first pick runs inside
+the best one and says how long to wait when none has room, and it keeps the line of waiting
+requests that every replica shares (``LinePlace``): a request that missed holds its place there,
+by when it came, and room goes to those who came first. A request's first pick runs inside
 its admission's script (``plan``, ``take``); its stamp at the first byte and its end are
 batched writes (``redis_batch``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -32,6 +36,7 @@ from ...engine.upstreams.buckets import (
     provider_stamp,
 )
 from ...engine.upstreams.pool import Key, Picked, PickPlan, Pool, PoolRules, Slot, counted
+from ...engine.upstreams.waiting_line import LinePlace
 from ..connection.batch import Batcher
 from ..connection.pipelined import PipelinedConnection, script_caller
 from ..connection.scripts import COOL_FROM, EXTEND, PICK
@@ -76,6 +81,21 @@ class SharedPool(Pool):
         self._extend = script_caller(self.redis, EXTEND, wire)
         self._cool_from = script_caller(self.redis, COOL_FROM, wire)
         self._rotation = 0
+        # tickets in the line replicas share: this replica's name, then a count
+        self._replica = uuid.uuid4().hex[:12]
+        self._tickets = itertools.count(1)
+
+    def place_in_line(self, model: str) -> LinePlace:
+        return LinePlace(model, f"{self._replica}:{next(self._tickets)}", self.clock())
+
+    def left_line(self, place: LinePlace | None) -> None:
+        if place is not None:  # not awaited: those behind go on once it is applied
+            self.batch.send(
+                "unline", self._line(place.model), place.ticket, failed=self._write_failed
+            )
+
+    def _line(self, model: str) -> str:
+        return f"{self.prefix}line:{model}"
 
     def plan(
         self, model: str, tokens: int, prompt: int = 0, affinity: Affinity | None = None
@@ -85,12 +105,14 @@ class SharedPool(Pool):
         if not ready or self.lines.busy(model, ()):
             return None  # others here came first: it waits behind them (``Pool.acquire``)
         paced = self.waiting.get(model, 0) > 0  # a first pick is paced while others wait
+        place = self.place_in_line(model)
         return PickPlan(
-            self._pick_args(ready, model, tokens, prompt, paced, affinity),
+            self._pick_args(ready, model, tokens, prompt, paced, affinity, place),
             ready,
             model,
             tokens,
             prompt,
+            place,
         )
 
     def take(self, plan: PickPlan, picked: tuple[int, float]) -> Picked:
@@ -105,6 +127,7 @@ class SharedPool(Pool):
         prompt: int = 0,
         paced: bool = False,
         affinity: Affinity | None = None,
+        place: LinePlace | None = None,
     ) -> list[Any]:
         # rotate the order so ties spread over keys, replicas and accounts
         self._rotation += 1
@@ -121,6 +144,12 @@ class SharedPool(Pool):
             f"{self.prefix}home:{affinity.key}" if affinity is not None else "",
             f"{self.prefix}home:{affinity.shared}" if affinity and affinity.shared else "",
             math.ceil(affinity.seconds * 1000) if affinity is not None else 0,
+            # the request's place in the line replicas share: its ticket, how long ago it came
+            *(
+                (self._line(model), place.ticket, max(0.0, self.clock() - place.at))
+                if place is not None
+                else ("", "", 0)
+            ),
             len(cands),
         ]
         # others wait for this model's capacity: windows past half are paced (Bucket.wait_time)
@@ -163,11 +192,12 @@ class SharedPool(Pool):
         prompt: int = 0,
         paced: bool = False,
         affinity: Affinity | None = None,
+        place: LinePlace | None = None,
     ) -> Picked:
         ready, soonest = self.screen(model, tokens, exclude, self.clock(), prompt)
         if not ready:
             return soonest if soonest != math.inf else None
-        args = self._pick_args(ready, model, tokens, prompt, paced, affinity)
+        args = self._pick_args(ready, model, tokens, prompt, paced, affinity, place)
         self.batch.flush()  # slots freed so far are free for this pick
         try:
             idx, wait = await self._pick(keys=[], args=args)
