@@ -144,6 +144,9 @@ class FakeProvider(LoopbackServer):
     ) -> None:
         self.keys: dict[str, KeyPolicy] = keys or {"sk-fake-default": KeyPolicy("default")}
         self.latency = latency
+        # while set and not yet released, chat answers wait for it (at most 30 s), before their
+        # latency: a test holds a request at the provider while others come, then lets it go
+        self.hold: threading.Event | None = None
         self.model_ids = model_ids
         self.received: list[Received] = []
         self.too_many: int = 0  # 429s this provider sent
@@ -219,6 +222,7 @@ class FakeProvider(LoopbackServer):
             self._faults.clear()
             self._accounts.clear()
             self.too_many = 0
+            self.hold = None
             self.unserved = set()
             self.strip_ratelimit_headers = False
             self.ratelimit_headers_at_answer = False
@@ -553,6 +557,11 @@ class FakeProvider(LoopbackServer):
             rec.billed_tokens = prompt_tokens
         else:
             rec.billed_tokens = prompt_tokens + completion_tokens
+        hold = self.hold
+        for _ in range(6000):
+            if hold is None or hold.is_set():
+                break
+            await asyncio.sleep(0.005)
         if self.latency:
             await asyncio.sleep(self.latency)
         if self.strip_ratelimit_headers:

@@ -1,6 +1,7 @@
 """Engines whose self-hosted servers have a concurrency cap (``max_in_flight``), in front of the
 loopback provider, and what the provider saw of them: for tests/unit/test_inflight_cap.py (one
-proxy) and tests/e2e/test_inflight_redis.py (replicas sharing Redis)."""
+proxy), tests/e2e/test_inflight_redis.py and tests/e2e/test_waiting_line_redis.py (replicas
+sharing Redis)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ HELLO = {"model": "fake-small", "messages": [{"role": "user", "content": "hello"
 
 
 def engine_for(fp: FakeProvider, tmp: Path, caps: dict[str, int], **config: Any) -> Engine:
+    """An engine whose upstreams are `fp`'s keys named in `caps`, each with that cap (or the
+    ``upstreams`` given in `config`)."""
     keys = {pol.alias: key for key, pol in fp.keys.items()}
-    upstreams = [
+    upstreams = config.pop("upstreams", None) or [
         {
             "name": alias,
             "base_url": fp.base_url,

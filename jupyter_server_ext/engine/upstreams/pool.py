@@ -353,7 +353,7 @@ class Pool:
 
     def left_line(self, place: LinePlace | None) -> None:
         """A request leaves the line replicas share without a slot from it (gave up, failed
-        over, ended): those behind it go on at once."""
+        over, ended): those who came after it no longer wait for it."""
 
     # without a local release event (another replica freed the capacity), poll this often
     poll_seconds: float | None = None

@@ -9,14 +9,18 @@ when the one before them gets a slot (there may be room for more). A request tha
 waiting goes behind them without looking, so room that frees while they wait is theirs.
 
 With shared state each replica has its lines, and the requests their heads and newcomers pick
-for also stand in one line per model that every replica shares (``LinePlace``; its rule is the
-state backend's, ``state.connection.scripts``): room goes to those who came first wherever they
-wait. Without it freed room went to whichever replica's head asked first, and a newcomer at a
-replica with nobody waiting went straight in: one replica's users got 0.77 of the mean's
-answers, another's 1.35, with every key full.
-Requests that exclude keys (a failover's next attempt) wait in a line of their own, so they
-never hold up a request that could take a key they cannot. A larger request at the head holds up smaller ones behind it
-until it fits: first come, first served, so a large request is never starved by small ones.
+for also hold a place in one line per model that every replica shares (``LinePlace``; its rule
+is the state backend's, ``state.connection.scripts``): room goes to those who came first
+wherever they wait. Without it freed room went to whichever replica's head asked first, and a
+newcomer at a replica with nobody waiting went straight in: one replica's users got 0.77 of
+the mean's answers, another's 1.35, with every key full.
+
+Requests that exclude keys (a failover's next attempt) wait in a line of their own, here and in
+none that replicas share, so they never hold up a request that could take a key they cannot. A
+larger request at the head holds up smaller ones behind it until it fits: first come, first
+served, so a large request is never starved by small ones at its replica (at another, a
+smaller one takes room while fewer wait before it than the keys have room for requests of its
+size, which may be room the large one waits to grow).
 
 A line that cannot move in time refuses at once: a newcomer behind more people than the line
 serves before its deadline (at the pace it has served them) is refused with the wait as its

@@ -17,18 +17,24 @@ provider's last x-ratelimit headers, ``:cool`` a 429's cooldown, ``:coolz`` the 
 The line of waiting requests every replica shares, per model: ``<prefix>up:line:<model>``
 (member: a request's ticket; score: when it came, Redis time) and ``...:seen`` (score: when it
 last asked). A request that finds no room, or finds room that those who came before it wait
-for, holds its place there; room goes to it only while fewer who came before it wait than the
-keys have room for (requests of its size). One who has not asked for ``LINE_QUIET`` seconds
-(its replica is gone, or it waits behind others at its own replica) is passed over until it
-asks again, in its place.
+for, holds its place there; room goes to it only while fewer who came before it wait at other
+replicas than the keys have room for (requests of its size, each account's windows counted
+once). Its own replica's wait behind it in that replica's line, which keeps their order. One
+who has not asked for ``LINE_QUIET`` seconds (its replica is gone, or it waits behind others
+at its own replica) is passed over until it asks again, in its place.
 """
 
 from __future__ import annotations
 
 from ...engine.upstreams.buckets import PACED_SHARE, PACED_WINDOW_SECONDS
 
-# a waiting request's head asks every poll (50 ms, ``SharedPool.poll_seconds``): one silent
-# this long is passed over (a stalled event loop's head gets its place back when it asks)
+# a waiting request's head asks again this often (``SharedPool.poll_seconds``: releases at
+# other replicas send no event here), and so does one the shared line holds back
+HEAD_POLL = 0.05
+# the first in the shared line, waiting for a release (an in-flight cap), asks this often
+FIRST_POLL = 0.02
+# a place in the shared line silent this long is passed over (a stalled event loop's head
+# gets its place back when it asks)
 LINE_QUIET = 0.5
 # a line's keys expire this long after anyone last joined it or asked (its quiet members
 # are passed over long before)
@@ -141,7 +147,8 @@ local function pick(A, a, now)
   if not at and shared ~= '' then at = redis.call('GET', shared) end
   local best, best_share, best_keys, best_home, best_last = 0, -1e9, nil, false, 0
   local soonest = nil
-  local ready = 0
+  -- room for requests of this size, per account (its windows) and per key (in-flight caps)
+  local acct_fits, acct_caps = {}, {}
   for i = 1, n do
     local alias, acct = A[p], A[p+1]
     local nr = tonumber(A[p+2]); p = p + 3
@@ -180,12 +187,12 @@ local function pick(A, a, now)
       end
     end
     local share = 1.0
-    local fits = 1e9  -- how many requests of this size the key has room for now
+    local fits, cap_fits = 1e9, 1e9  -- requests of this size the account's windows, the key's cap take
     if ok and cap > 0 then
       -- a self-hosted server's in-flight cap, over every replica; leases expire with crashed ones
       redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
       local n = redis.call('ZCARD', inf)
-      if n >= cap then ok = false; wait = nil else share = 1 - n / cap; fits = cap - n end
+      if n >= cap then ok = false; wait = nil else share = 1 - n / cap; cap_fits = cap - n end
     end
     if ok then
       redis.call('ZREMRANGEBYSCORE', fly, '-inf', now)
@@ -251,7 +258,8 @@ local function pick(A, a, now)
       end
     end
     if ok then
-      ready = ready + fits
+      acct_fits[acct] = math.max(fits, 1)
+      acct_caps[acct] = (acct_caps[acct] or 0) + cap_fits
       -- the conversation's home first (its prompt cache is there), then the most headroom,
       -- then the account that sent least recently (every replica sees the same: ties spread)
       local mine = at and acct == at
@@ -268,23 +276,36 @@ local function pick(A, a, now)
   end
   if line ~= '' and (best == 0 or redis.call('EXISTS', line) == 1) then
     -- the line replicas share: room is this request's only while fewer who came before it
-    -- wait than the keys have room for (requests of its size); else it holds its place (its
-    -- next ask refreshes it)
+    -- wait elsewhere than the keys have room for (requests of its size); else it holds its
+    -- place (its next ask refreshes it)
     local seen, came = line .. ':seen', now - ago
-    local quiet = redis.call('ZRANGEBYSCORE', seen, '-inf', now - LINE_QUIET)
-    if #quiet > 0 then
-      redis.call('ZREM', line, unpack(quiet))
-      redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - LINE_QUIET)
+    for _, q in ipairs(redis.call('ZRANGEBYSCORE', seen, '-inf', now - LINE_QUIET)) do
+      redis.call('ZREM', line, q)
+      redis.call('ZREM', seen, q)
     end
-    -- who came before it: those ahead of its place, or all who came before it when it has
-    -- none yet (its own `came` moves by the time its ask took to reach Redis: not a place)
-    local ahead = redis.call('ZRANK', line, ticket)
-    if not ahead then ahead = redis.call('ZCOUNT', line, '-inf', '(' .. came) end
+    local ready = 0
+    for a, f in pairs(acct_fits) do ready = ready + math.min(f, acct_caps[a]) end
+    -- who came before it at other replicas (its own replica's wait behind it there): those
+    -- ahead of its place, or who came before it when it has none yet (its `came` moves by
+    -- the time its ask took to reach Redis: not a place)
+    local placed = redis.call('ZSCORE', line, ticket)
+    local before = placed and ('(' .. placed) or string.format('(%.6f', came)
+    local here = string.match(ticket, '^[^:]*:') or ticket
+    local ahead = 0
+    for _, t in ipairs(redis.call('ZRANGEBYSCORE', line, '-inf', before)) do
+      if string.sub(t, 1, #here) ~= here then ahead = ahead + 1 end
+    end
     if best > 0 and ahead < ready then
       redis.call('ZREM', line, ticket)
       redis.call('ZREM', seen, ticket)
     else
-      if best > 0 then best, soonest = 0, nil end  -- the room is theirs: its turn comes after
+      if best > 0 then
+        best, soonest = 0, HEAD_POLL  -- the room is theirs: it asks at a head's poll
+      elseif ahead == 0 and soonest == nil then
+        -- first in line, for room only a release frees: one at another replica sends no
+        -- event here, and the room would stand idle until this one's poll
+        soonest = FIRST_POLL
+      end
       redis.call('ZADD', line, 'NX', came, ticket)
       redis.call('ZADD', seen, now, ticket)
       redis.call('PEXPIRE', line, LINE_KEEP_MS)
@@ -316,6 +337,8 @@ for _name, _value in {
     "LAST_SENT_MS": int(PACED_WINDOW_SECONDS * 1000) + 1000,
     "PACED_SHARE": PACED_SHARE,
     "LINE_QUIET": LINE_QUIET,
+    "HEAD_POLL": HEAD_POLL,
+    "FIRST_POLL": FIRST_POLL,
     "LINE_KEEP_MS": LINE_KEEP_MS,
 }.items():
     _PICK_FN = _PICK_FN.replace(_name, repr(_value))

@@ -39,7 +39,7 @@ from ...engine.upstreams.pool import Key, Picked, PickPlan, Pool, PoolRules, Slo
 from ...engine.upstreams.waiting_line import LinePlace
 from ..connection.batch import Batcher
 from ..connection.pipelined import PipelinedConnection, script_caller
-from ..connection.scripts import COOL_FROM, EXTEND, PICK
+from ..connection.scripts import COOL_FROM, EXTEND, HEAD_POLL, PICK
 
 log = logging.getLogger("rsql.state")
 _DOWN = (RedisError, OSError)
@@ -56,7 +56,7 @@ WRITE_DELAY = 0.25
 class SharedPool(Pool):
     """A Pool whose capacity, cooldowns, breakers and disabled keys live in Redis."""
 
-    poll_seconds = 0.05  # releases on other replicas send no local event
+    poll_seconds = HEAD_POLL  # releases on other replicas send no local event
     batched = True
 
     def __init__(
