@@ -144,8 +144,8 @@ class FakeProvider(LoopbackServer):
     ) -> None:
         self.keys: dict[str, KeyPolicy] = keys or {"sk-fake-default": KeyPolicy("default")}
         self.latency = latency
-        # while set and not yet released, chat answers wait for it (at most 30 s), before their
-        # latency: a test holds a request at the provider while others come, then lets it go
+        # an event chat answers wait for (at most 30 s) while it is given and not set, before
+        # their latency: a test holds a request at the provider while others come
         self.hold: threading.Event | None = None
         self.model_ids = model_ids
         self.received: list[Received] = []

@@ -8,10 +8,10 @@ request at the head of its line picks again; the rest wait for their turn, which
 when the one before them gets a slot (there may be room for more). A request that finds people
 waiting goes behind them without looking, so room that frees while they wait is theirs.
 
-With shared state each replica has its lines, and the requests their heads and newcomers pick
-for also hold a place in one line per model that every replica shares (``LinePlace``; its rule
-is the state backend's, ``state.connection.scripts``): room goes to those who came first
-wherever they wait. Without it freed room went to whichever replica's head asked first, and a
+With shared state each replica has its lines, and every request that picks (a line's head, a
+newcomer) also holds a place in one line per model that every replica shares (``LinePlace``;
+its rule is the state backend's, ``state.connection.scripts``): room goes to those who came
+first wherever they wait. Without it freed room went to whichever replica's head asked first, and a
 newcomer at a replica with nobody waiting went straight in: one replica's users got 0.77 of
 the mean's answers, another's 1.35, with every key full.
 
