@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from tests.helpers.fake_provider import FakeProvider
-from tests.helpers.inflight import LATENCY, engine_for, most_at_once, served_by
+from tests.helpers.inflight import LATENCY, most_at_once, replicas_for, served_by
 
 
 async def test_replicas_sharing_redis_hold_one_cap_between_them(
@@ -18,18 +18,9 @@ async def test_replicas_sharing_redis_hold_one_cap_between_them(
     redis_prefix: str,
 ) -> None:
     fresh_provider.latency = LATENCY
-    for i in range(2):
-        (tmp_path / str(i)).mkdir()
-    replicas = [
-        engine_for(
-            fresh_provider,
-            tmp_path / str(i),
-            {"a1": 1},
-            state_url=redis_url,
-            state_prefix=redis_prefix,
-        )
-        for i in range(2)
-    ]
+    replicas = replicas_for(
+        fresh_provider, tmp_path, {"a1": 1}, state_url=redis_url, state_prefix=redis_prefix
+    )
     try:
         await asyncio.gather(*(served_by(replicas[i % 2], f"u{i}") for i in range(6)))
     finally:

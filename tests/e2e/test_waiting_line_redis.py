@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from jupyter_server_ext.engine.upstreams.pool import Slot
 from tests.helpers.fake_provider import FakeProvider
-from tests.helpers.inflight import LATENCY, asked_by, engine_for
+from tests.helpers.inflight import LATENCY, asked_by, engine_for, replicas_for
 
 MODEL = "fake-small"
 
@@ -35,18 +35,9 @@ async def test_replicas_serve_those_waiting_for_a_full_key_in_the_order_they_cam
     line at once, so it holds up nobody."""
     fresh_provider.hold = threading.Event()  # the first request stays until all have come
     fresh_provider.latency = LATENCY / 3
-    for i in range(2):
-        (tmp_path / str(i)).mkdir()
-    replicas = [
-        engine_for(
-            fresh_provider,
-            tmp_path / str(i),
-            {"a1": 1},
-            state_url=redis_url,
-            state_prefix=redis_prefix,
-        )
-        for i in range(2)
-    ]
+    replicas = replicas_for(
+        fresh_provider, tmp_path, {"a1": 1}, state_url=redis_url, state_prefix=redis_prefix
+    )
     line, key = aioredis.Redis.from_url(redis_url), f"{redis_prefix}up:line:fake-small"
 
     def waiting() -> int:

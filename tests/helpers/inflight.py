@@ -43,6 +43,16 @@ def engine_for(fp: FakeProvider, tmp: Path, caps: dict[str, int], **config: Any)
     return build_engine(proxy, default_database=f"sqlite:///{tmp / 'usage.sqlite'}")
 
 
+def replicas_for(fp: FakeProvider, tmp: Path, caps: dict[str, int], **config: Any) -> list[Engine]:
+    """Two engines as ``engine_for`` makes them, each with a folder of its own under `tmp`:
+    replicas when `config` gives them one state (``state_url``, ``state_prefix``)."""
+    engines = []
+    for i in range(2):
+        (tmp / str(i)).mkdir()
+        engines.append(engine_for(fp, tmp / str(i), caps, **config))
+    return engines
+
+
 def most_at_once(fp: FakeProvider, alias: str) -> int:
     """The most requests `alias` had in flight at one time, from when each arrived (each took LATENCY)."""
     starts = sorted(r.at for r in fp.received if r.alias == alias)
