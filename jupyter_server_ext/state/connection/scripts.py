@@ -19,9 +19,9 @@ The line of waiting requests every replica shares, per model: ``<prefix>up:line:
 last asked). A request that finds no room, or finds room that those who came before it wait
 for, holds its place there; room goes to it only while fewer who came before it wait at other
 replicas than the keys have room for (requests of its size, each account's windows counted
-once). Its own replica's wait behind it in that replica's line, which keeps their order. One
-who has not asked for ``LINE_QUIET`` seconds (its replica is gone, or it waits behind others
-at its own replica) is passed over until it asks again, in its place.
+once). Those at its own replica wait behind it in that replica's line, which keeps their
+order. One who has not asked for ``LINE_QUIET`` seconds (its replica is gone, or it waits
+behind others at its own replica) is passed over until it asks again, in its place.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ local function pick(A, a, now)
       redis.call('ZREM', seen, q)
     end
     local ready = 0
-    for a, f in pairs(acct_fits) do ready = ready + math.min(f, acct_caps[a]) end
+    for ac, f in pairs(acct_fits) do ready = ready + math.min(f, acct_caps[ac]) end
     -- who came before it at other replicas (its own replica's wait behind it there): those
     -- ahead of its place, or who came before it when it has none yet (its `came` moves by
     -- the time its ask took to reach Redis: not a place)
