@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from jupyter_server_ext.engine.upstreams.pool import Slot
 from tests.helpers.fake_provider import FakeProvider
-from tests.helpers.inflight import LATENCY, asked_by, engine_for, replicas_for
+from tests.helpers.inflight import LATENCY, engine_for, replicas_for, served_by
 
 MODEL = "fake-small"
 
@@ -59,17 +59,19 @@ async def test_replicas_serve_those_waiting_for_a_full_key_in_the_order_they_cam
         return int(await line.zcard(key))
 
     try:
-        asked = [asyncio.create_task(asked_by(replicas[0], "u0"))]
+        asked = [asyncio.create_task(served_by(replicas[0], "u0", "hello from u0"))]
         await until(lambda: len(fresh_provider.received) == 1)
         # one who waits at the other replica and gives up: it leaves the line at once
-        quitter = asyncio.create_task(asked_by(replicas[1], "quits"))
+        quitter = asyncio.create_task(served_by(replicas[1], "quits", "hello from quits"))
         await until(lambda: waiting() == 1)
         held_by_quitter = await holding(1)
         quitter.cancel()
         await asyncio.gather(quitter, return_exceptions=True)
         left_by_quitter = await holding(0)
         for i in range(1, 6):
-            asked.append(asyncio.create_task(asked_by(replicas[i % 2], f"u{i}")))
+            asked.append(
+                asyncio.create_task(served_by(replicas[i % 2], f"u{i}", f"hello from u{i}"))
+            )
             await until(lambda i=i: waiting() == i)  # the next comes once this one waits
         fresh_provider.hold.set()
         await asyncio.gather(*asked)
@@ -106,7 +108,7 @@ async def test_a_place_left_by_a_replica_that_died_holds_up_nobody(
         await line.zadd(key, {"dead-replica:1": now - 1.0})
         await line.zadd(key + ":seen", {"dead-replica:1": now})
         started = time.monotonic()
-        await asked_by(engine, "alive")
+        await served_by(engine, "alive", "hello from alive")
         waited = time.monotonic() - started
         left = await line.zcard(key)
     finally:

@@ -59,14 +59,9 @@ def most_at_once(fp: FakeProvider, alias: str) -> int:
     return max((sum(1 for s in starts if t <= s < t + LATENCY * 0.9) for t in starts), default=0)
 
 
-async def served_by(engine: Engine, user: str) -> str:
-    reply = await engine.chat(HELLO, Caller(user))
-    assert json.loads(reply.body)["choices"]
-    return reply.headers["X-RSQL-Upstream"]
-
-
-async def asked_by(engine: Engine, user: str) -> None:
-    """A question that says who asked it ("hello from <user>"), answered."""
-    body = {**HELLO, "messages": [{"role": "user", "content": f"hello from {user}"}]}
+async def served_by(engine: Engine, user: str, text: str = "hello") -> str:
+    """`user` asks `text`, answered: the upstream that answered."""
+    body = {**HELLO, "messages": [{"role": "user", "content": text}]}
     reply = await engine.chat(body, Caller(user))
     assert json.loads(reply.body)["choices"]
+    return reply.headers["X-RSQL-Upstream"]

@@ -11,9 +11,9 @@ waiting goes behind them without looking, so room that frees while they wait is 
 With shared state each replica has its lines, and every request that picks (a line's head, a
 newcomer) also holds a place in one line per model that every replica shares (``LinePlace``;
 its rule is the state backend's, ``state.connection.scripts``): room goes to those who came
-first wherever they wait. Without it freed room went to whichever replica's head asked first, and a
-newcomer at a replica with nobody waiting went straight in: one replica's users got 0.77 of
-the mean's answers, another's 1.35, with every key full.
+first wherever they wait. Without it freed room went to whichever replica's head asked first,
+and a newcomer at a replica with nobody waiting went straight in: one replica's users got 0.77
+of the mean's answers, another's 1.35, with every key full.
 
 Requests that exclude keys (a failover's next attempt) wait in a line of their own, here and in
 none that replicas share, so they never hold up a request that could take a key they cannot. A
