@@ -194,7 +194,9 @@ def _warning(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    warnings.formatwarning = _warning
+    # for this run only: called from Python (a test, a notebook), the caller's later warnings
+    # keep their own form
+    previous, warnings.formatwarning = warnings.formatwarning, _warning
     try:
         return run(args)
     except (EvalInputError, UsageError) as e:  # UsageError: a replay file that is a link
@@ -203,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rsql-eval: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":

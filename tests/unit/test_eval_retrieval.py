@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,15 @@ def test_the_report_says_a_table_was_past_the_table_budget(
     md = to_markdown(report)
     assert f"miss: main.laboratory ({why})" in md
     assert "left out in its retrieval misses: 1 past the table budget" in md
+
+
+def test_a_warning_after_rsql_eval_ran_in_the_same_process_keeps_pythons_form(
+    tmp_path: Path,
+) -> None:
+    """rsql-eval shows a warning as a line of its own ("rsql-eval: warning: ..."); called from
+    Python (a notebook, a test), the caller's warnings afterwards are not dressed as its own."""
+    db = tmp_path / "shop.sqlite"
+    sqlite3.connect(db).close()
+    assert main([str(tmp_path / "missing.jsonl"), "--db", str(db), "--model", "m"]) == 2
+    shown = warnings.formatwarning(UserWarning("later"), UserWarning, "notebook.py", 3)
+    assert "rsql-eval" not in shown and "notebook.py:3: UserWarning: later" in shown
