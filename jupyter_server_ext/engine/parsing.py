@@ -66,8 +66,12 @@ def check_reader(endpoint: str, native_reader: NativeReader | None) -> None:
 def image_cost(serving: Sequence[Key], model: str) -> int:
     """The most one image may cost on public `model`, served by the keys `serving`: by the
     provider models its upstreams bill it as (an alias like course-model is billed as the model
-    it stands for); the most any model bills while none serves it."""
-    return billed_image_tokens([k.spec.provider_model(model) for k in serving])
+    it stands for) and by the public name itself, as its price is looked up (an Azure
+    deployment named prod-vision that stands for gpt-4o-mini bills gpt-4o-mini's image
+    tokens); the most any model bills while none serves it."""
+    if not serving:
+        return billed_image_tokens([])
+    return billed_image_tokens([model, *(k.spec.provider_model(model) for k in serving)])
 
 
 def parse_request(

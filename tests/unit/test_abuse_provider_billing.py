@@ -523,6 +523,30 @@ async def test_a_code_container_is_reserved_and_charged_by_its_size(
     assert await spent(p) == pytest.approx(billed + 1.92, abs=1e-6)
 
 
+async def test_two_code_containers_of_different_sizes_are_charged_at_the_dearest(
+    start: Any, fresh_provider: FakeProvider
+) -> None:
+    """An answer's container calls do not say which tool's size they ran at: with a 64 GB and a
+    1 GB code interpreter in one request, a session in the 64 GB one ($1.92) was charged the
+    last tool's $0.03. Each session is charged the dearest size the request named."""
+    hosted = {"code_interpreter": {"offered": True, "max_calls": 1}}
+    sizes = ("64g", "1g")
+    body = {
+        "model": "native-small",
+        "max_output_tokens": 100,
+        "input": "run it",
+        "tools": [coder({"type": "auto", "memory_limit": m}) for m in sizes],
+    }
+    p = await start(budget=10.0, hosted_tools=hosted)
+    fresh_provider.script({"code_runs": 1, "text": "Ran it."})
+    status, _, answer = await post(p, "v1/responses", body)
+    assert status == 200, answer
+    assert fresh_provider.received[-1].container == "64g"  # the provider ran the first
+    usage = answer["usage"]
+    billed = dollars(usage["input_tokens"]) + dollars(usage["output_tokens"], side="output")
+    assert await spent(p) == pytest.approx(billed + 1.92, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("container", "param"),
     [

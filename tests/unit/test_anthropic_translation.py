@@ -677,6 +677,25 @@ def test_message_delta_usage_is_cumulative_and_replaces_what_came_before() -> No
     ) == (15, 9, 5)
 
 
+def test_a_stream_whose_usage_cannot_be_read_ends_with_no_usage_not_zeros() -> None:
+    """A count as text, or no usage at all: the usage chunk says null, which the engine charges
+    as no usage (the reservation), where zeros made the answer free."""
+    message = message_of([{"type": "text", "text": "ok"}])
+    events = anthropic_stream(message)
+    events[-2] = sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": "9"},
+        },
+    )
+    assert event_json(translate(events)[0][-2])["usage"] is None  # type: ignore[index]
+    bare = [ev for ev in anthropic_stream(message) if b'"usage"' not in ev]
+    assert event_json(translate(bare)[0][-2])["usage"] is None  # type: ignore[index]
+    assert chat_completion({**message, "usage": None}, model=PUBLIC, created=1)["usage"] is None
+
+
 def test_an_error_event_becomes_an_openai_error_event_and_the_stream_is_not_done() -> None:
     events = anthropic_stream(message_of([{"type": "text", "text": "Half an answer"}]))[:5]
     events.append(

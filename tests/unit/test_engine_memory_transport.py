@@ -234,6 +234,43 @@ async def test_an_anthropic_upstream_is_spoken_to_in_its_own_api(
     assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(8 * 0.001 + 2 * 0.002)
 
 
+@pytest.mark.parametrize(
+    "usage",
+    [None, {"input_tokens": "1200", "output_tokens": 50}, {"input_tokens": 8, "output_tokens": -2}],
+    ids=["none", "a-count-as-text", "a-negative-count"],
+)
+async def test_a_message_whose_usage_cannot_be_read_is_charged_its_reservation_not_0(
+    engine_over: Callable[..., Engine], usage: Any
+) -> None:
+    """Through chat completions, a Message from an upstream of the anthropic kind with no usage
+    or an unreadable count was read as 0 tokens, and the request was free; sent as it came
+    (v1/messages) the same Message was charged its reservation. Both are now."""
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [{"type": "text", "text": "bonjour"}],
+        "stop_reason": "end_turn",
+    }
+    if usage is not None:
+        message["usage"] = usage
+    claude = upstream(
+        "claude",
+        provider="anthropic",
+        base_url="https://claude.provider.test",
+        models={"m": "claude-x"},
+    )
+    budget = LimitSettings(user=UserRules(daily_budget_usd=1.0))
+    engine = engine_over(lambda _request: MemoryResponse(json=message), claude, limits=budget)
+    reply = await engine.chat(dict(ASK), Caller("ann"))
+    assert json_codec.loads(reply.body)["choices"][0]["message"]["content"] == "bonjour"
+    me = await me_view(engine, Caller("ann"))
+    # the reservation: the 50 tokens it may answer at $0.002 each, and the prompt's estimate
+    assert me["budget"]["spent_usd"] > 50 * 0.002
+    assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(me["budget"]["spent_usd"])
+
+
 async def test_a_messages_request_sent_as_it_came_is_settled_by_its_apis_usage(
     engine_over: Callable[..., Engine],
 ) -> None:

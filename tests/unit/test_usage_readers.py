@@ -98,6 +98,41 @@ def test_code_a_message_ran_is_one_container_whether_or_not_its_usage_counts_it(
     assert MessagesUsage().read({"type": "message", "usage": {"input_tokens": -1}}) is None
 
 
+def test_a_search_that_erred_past_max_uses_is_not_charged_the_usage_is_the_bill() -> None:
+    """A third search past ``max_uses`` shows its ``server_tool_use`` block, its result the error
+    ``max_uses_exceeded``; the usage counts the two Anthropic bills (no errored search is
+    billed). Where the usage counts no kind of a block, the blocks are what was run."""
+    search = {"type": "server_tool_use", "name": "web_search", "input": {"query": "q"}}
+    erred = {"type": "web_search_tool_result_error", "error_code": "max_uses_exceeded"}
+    message = {
+        "type": "message",
+        "content": [
+            search,
+            {"type": "web_search_tool_result", "content": []},
+            search,
+            {"type": "web_search_tool_result", "content": []},
+            search,
+            {"type": "web_search_tool_result", "content": erred},
+        ],
+        "usage": {
+            "input_tokens": 5,
+            "output_tokens": 5,
+            "server_tool_use": {"web_search_requests": 2},
+        },
+    }
+    reader = MessagesUsage()
+    assert reader.read(message) is not None
+    assert reader.calls == {"web_search": 2}
+    # every search erred: the usage says 0, and 0 is charged
+    none = {**message, "usage": {**message["usage"], "server_tool_use": {"web_search_requests": 0}}}
+    reader = MessagesUsage()
+    assert reader.read(none) is not None and reader.calls == {}
+    # a usage without the count: the three blocks
+    bare = {**message, "usage": {"input_tokens": 5, "output_tokens": 5}}
+    reader = MessagesUsage()
+    assert reader.read(bare) is not None and reader.calls == {"web_search": 3}
+
+
 def test_a_compactions_pass_that_the_top_level_usage_leaves_out_is_counted() -> None:
     """Anthropic's compaction page: the top-level counts are the answer's pass alone; the
     summary's pass is in ``usage.iterations``, and billed. Its example: 23,000 in and 1,000 out

@@ -326,7 +326,12 @@ def reserve(uses: list[Use], shared_cap: int | None = None) -> Reservation:
     at the dearest kind's price and content; else each kind at its own calls."""
     if not uses:
         return Reservation()
-    prices = tuple({u.kind: u.usd for u in uses}.items())
+    # a kind named twice (two code interpreters of different sizes) is charged at its dearest:
+    # an answer's container calls do not say which tool's size they ran at
+    dearest: dict[str, float] = {}
+    for u in uses:
+        dearest[u.kind] = max(dearest.get(u.kind, 0.0), u.usd)
+    prices = tuple(dearest.items())
     if shared_cap is not None:
         return Reservation(
             shared_cap * max(u.usd for u in uses), shared_cap * max(u.tokens for u in uses), prices

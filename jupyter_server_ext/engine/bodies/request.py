@@ -540,8 +540,8 @@ def parse_completions_request(
         raise _bad("'suffix' must be a string", "suffix")
     if suffix and len(suffix) > limits.max_message_chars:
         raise _bad(f"'suffix' is longer than {limits.max_message_chars} characters", "suffix")
-    if suffix:  # the text after the insertion point is prompt too, billed as such
-        prompt_tokens += most_tokens(suffix)
+    if suffix:  # the text after the insertion point is prompt too, after each of a batch's
+        prompt_tokens += most_tokens(suffix) * _prompt_count(body.get("prompt", ""))
     stream = _check_stream(body)
     check_standard_service(body)
     max_tokens = _int_field(body, "max_tokens", 0, MAX_TOKENS)

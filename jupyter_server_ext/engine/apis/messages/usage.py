@@ -18,23 +18,29 @@ CODE_TOOLS = ("code_execution", "bash_code_execution", "text_editor_code_executi
 
 def calls_in_usage(server_tool_use: Any, blocks: Mapping[str, int] | None = None) -> dict[str, int]:
     """The hosted tools' calls an Anthropic usage's ``server_tool_use`` counts, by kind
-    (``web_search_requests``, ``web_fetch_requests``, ...), each at least the calls the answer's
-    own ``server_tool_use`` blocks show (`blocks`: by tool name): a call the usage leaves out is
-    still billed. Code runs in one container, charged once."""
+    (``web_search_requests``, ``web_fetch_requests``, ...): the bill for each kind it counts.
+    A kind it does not count (code execution) is charged the calls the answer's own
+    ``server_tool_use`` blocks show (`blocks`: by tool name). A kind it counts is not: a search
+    past ``max_uses`` shows a block whose result is an error (``max_uses_exceeded``), and
+    Anthropic bills no search that errs. Code runs in one container, charged once."""
     calls: dict[str, int] = {}
+    counted: set[str] = set()  # the kinds the usage gives a count of, 0 included
     if isinstance(server_tool_use, Mapping):
         for name, n in server_tool_use.items():
             if (
                 isinstance(n, int)
                 and not isinstance(n, bool)
-                and n > 0
+                and n >= 0
                 and name.endswith("_requests")
             ):
                 kind = kind_of(name.removesuffix("_requests"))
-                calls[kind] = calls.get(kind, 0) + n
+                counted.add(kind)
+                if n > 0:
+                    calls[kind] = calls.get(kind, 0) + n
     for name, n in (blocks or {}).items():
         kind = "code_interpreter" if name in CODE_TOOLS else kind_of(name)
-        calls[kind] = max(calls.get(kind, 0), n)
+        if kind not in counted or kind == "code_interpreter":
+            calls[kind] = max(calls.get(kind, 0), n)
     if calls.get("code_interpreter"):
         calls["code_interpreter"] = 1
     return calls

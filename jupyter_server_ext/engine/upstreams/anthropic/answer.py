@@ -12,6 +12,7 @@ from typing import Any
 
 from ...bodies.reading import MAX_COUNT, read_json
 from ...bodies.streams import DONE, sse
+from ...bodies.usage import count
 from .http import error_object
 from .stop_reasons import TO_OPENAI
 
@@ -24,19 +25,26 @@ def _finish_reason(stop_reason: Any) -> str | None:
     return TO_OPENAI.get(stop_reason, "stop")
 
 
-def _openai_usage(u: Mapping[str, Any]) -> dict[str, Any]:
+def _openai_usage(u: Any) -> dict[str, Any] | None:
     """Anthropic usage -> OpenAI's. Anthropic's input_tokens leaves out the cached prompt, so the
     prompt is the sum of all three; its two cache counts are kept (as LiteLLM does) because a
-    cache write is billed above the input price and a cache read below it."""
-    inp, write, read, out = (
-        _count(u.get(k))
+    cache write is billed above the input price and a cache read below it. None when there is
+    no usage or a count cannot be read (text, a negative number): the engine then charges the
+    reservation, as for the same Message sent as it came (``apis.messages.usage``), never 0."""
+    if not isinstance(u, Mapping):
+        return None
+    counts = [
+        count(u.get(k))
         for k in (
             "input_tokens",
             "cache_creation_input_tokens",
             "cache_read_input_tokens",
             "output_tokens",
         )
-    )
+    ]
+    if None in counts:
+        return None
+    inp, write, read, out = (n or 0 for n in counts)
     prompt = inp + write + read
     shaped: dict[str, Any] = {
         "prompt_tokens": prompt,
@@ -118,7 +126,7 @@ def chat_completion(message: dict[str, Any], *, model: str, created: int) -> dic
                 "finish_reason": _finish_reason(message.get("stop_reason")),
             }
         ],
-        "usage": _openai_usage(_dict(message.get("usage"))),
+        "usage": _openai_usage(message.get("usage")),
     }
 
 
@@ -241,7 +249,7 @@ class StreamTranslator:
                     "created": self.created,
                     "model": self.model,
                     "choices": [],
-                    "usage": _openai_usage(self._usage),
+                    "usage": _openai_usage(self._usage) if self._usage else None,
                 }
             )
         )
