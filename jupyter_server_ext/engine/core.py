@@ -525,7 +525,9 @@ class Engine(EngineAdmin):
         try:
             return await self.forwarder.forward(ex)
         except (RateLimited, UpstreamError) as exc:
-            if not self.forwarder.may_fall_back(
+            # an accepted attempt that timed out (billed) may still be answered and billed:
+            # another model would bill the request twice, past what it reserved
+            if ex.billed or not self.forwarder.may_fall_back(
                 ex.req, access, ex.caller, "capacity", exc, ex.hold.admission.reserved
             ):
                 raise

@@ -7,7 +7,9 @@ their budget, which key answered, what the admin's status shows."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gc
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.apis.translated import Translated
 from jupyter_server_ext.engine.bodies import json_codec
+from jupyter_server_ext.engine.errors import UpstreamError
 from jupyter_server_ext.engine.info_endpoints import me_view
 from jupyter_server_ext.engine.interface import Outcome, Reply
 from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
@@ -171,6 +174,65 @@ async def test_a_429_fails_over_to_another_account_and_the_key_cools(
         reply = await engine.chat(dict(ASK), Caller("bob"))
         assert reply.headers["X-RSQL-Upstream"] == "b"
     assert asked.count("a") == 1
+
+
+async def test_a_retry_after_given_as_a_date_cools_the_key_until_then(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """RFC 9110 lets Retry-After be an HTTP-date: it was read as no wait at all, so the key
+    cooled for the proxy's default second and was asked again well inside the wait it said."""
+    asked: list[str] = []
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        asked.append(request.url.split(".", 1)[0].removeprefix("https://"))
+        if asked[-1] == "a":
+            later = email.utils.formatdate(time.time() + 30, usegmt=True)
+            error = {"error": {"message": "Rate limit reached", "type": "requests"}}
+            return MemoryResponse(429, {"Retry-After": later}, json=error)
+        return MemoryResponse(json=completion("from b", prompt=5, answer=2))
+
+    engine = engine_over(provider, upstream("a"), upstream("b"), default_cooldown_seconds=0.2)
+    for _ in range(30):  # until the pool has picked a once
+        reply = await engine.chat(dict(ASK), Caller("ann"))
+        assert reply.headers["X-RSQL-Upstream"] == "b"
+        if "a" in asked:
+            break
+    assert asked.count("a") == 1
+    await asyncio.sleep(0.5)  # past the default cooldown, well within the date's 30 s
+    for _ in range(5):
+        reply = await engine.chat(dict(ASK), Caller("bob"))
+        assert reply.headers["X-RSQL-Upstream"] == "b"
+    assert asked.count("a") == 1
+
+
+async def test_an_accepted_attempt_that_timed_out_is_not_answered_again_by_the_fallback(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """The provider took the request and gave no answer in time: it may still bill it, so the
+    request is charged its worst case and ends (504), as it does without a fallback. The
+    capacity fallback answered it as well, billing it twice past its reservation, and the
+    timed-out key's slot was never given back: its 2-a-minute window stayed one short for good."""
+    hang = {"main": True}
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        if request.url.startswith("https://main.") and hang["main"]:
+            raise asyncio.TimeoutError  # sent, and no answer came
+        return MemoryResponse(json=completion("ok", prompt=5, answer=1))
+
+    main = upstream("main", limits=["2/minute"])
+    fb = upstream("fb", models=["small"], prices={"small": PRICE})
+    budget = LimitSettings(user=UserRules(daily_budget_usd=1.0))
+    engine = engine_over(provider, main, fb, fallback_model="fb", limits=budget)
+    with pytest.raises(UpstreamError) as err:
+        await engine.chat(dict(ASK), Caller("ann"))
+    assert err.value.status == 504 and "may still bill it" in err.value.message
+    me = await me_view(engine, Caller("ann"))
+    assert me["budget"]["spent_usd"] >= 50 * 0.002  # its worst case: 50 tokens of answer
+    key = next(k for k in engine.pool.keys if k.alias == "main")
+    assert key.inflight == 0  # its slot given back, counted in the window
+    hang["main"] = False
+    reply = await engine.chat(dict(ASK), Caller("bob"))  # the window's second request
+    assert reply.headers["X-RSQL-Upstream"] == "main" and "X-RSQL-Fallback" not in reply.headers
 
 
 async def test_a_stream_is_passed_on_and_settled_from_its_usage_chunk(

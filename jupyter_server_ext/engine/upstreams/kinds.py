@@ -11,10 +11,12 @@ what to send and how to read what came back. ``kind_for`` is the one place that 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from ..bodies.reading import read_json
@@ -334,13 +336,18 @@ def _filter_chunk(event: bytes) -> dict[str, Any] | None:
 
 
 def _seconds(value: str | None) -> float | None:
+    """A `Retry-After`'s wait: seconds, or an HTTP-date (RFC 9110 10.2.3) read against the wall
+    clock, the provider's own (the engine's clock need not be one)."""
     if value is None:
         return None
     try:
         secs = float(value)
     except ValueError:
-        return None  # an HTTP-date; the reset headers or our default cover it
-    return max(0.0, secs) if secs == secs and secs != float("inf") else None
+        try:
+            secs = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None  # neither: the reset headers or our default cover it
+    return max(0.0, secs) if math.isfinite(secs) else None
 
 
 def _google_error(body: bytes) -> dict[str, Any] | None:
