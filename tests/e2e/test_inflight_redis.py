@@ -7,8 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from tests.helpers import require
 from tests.helpers.fake_provider import FakeProvider
-from tests.helpers.inflight import LATENCY, most_at_once, replicas_for, served_by
+from tests.helpers.inflight import LATENCY, engine_for, most_at_once, replicas_for, served_by
+from tests.helpers.own_servers import OwnRedis
 
 
 async def test_replicas_sharing_redis_hold_one_cap_between_them(
@@ -29,3 +33,52 @@ async def test_replicas_sharing_redis_hold_one_cap_between_them(
     # six requests through two replicas, one at a time at the server
     assert fresh_provider.count_by_alias() == {"a1": 6}
     assert most_at_once(fresh_provider, "a1") == 1
+
+
+async def test_a_client_that_leaves_while_its_admission_is_at_redis_leaves_no_place_taken(
+    fresh_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """The admission and its key pick are one script at Redis; a client that left while it was
+    there had its reply dropped, and what the script took (the server's one place, for a
+    lease's 600 s; the user's concurrency and reservation) was never given back: every later
+    request waited for a place and was refused. On a Redis of the test's own, held up by
+    CLIENT PAUSE, so the client leaves while the script waits there."""
+    require("redis")
+    require("redis-server", binary=True, reason="a Redis of its own, paused")
+    import redis
+
+    own = OwnRedis(tmp_path)
+    own.start()
+    admin = redis.Redis(port=own.port)
+    engine = engine_for(
+        fresh_provider,
+        tmp_path,
+        {"a1": 1},
+        state_url=own.url,
+        state_prefix="left:",
+    )
+    try:
+        await served_by(engine, "warm")  # the scripts loaded, the connection open
+        for _ in range(1000):  # until its end is written: the server's one place free
+            if admin.zcard("left:up:inf:a1") == 0:
+                break
+            await asyncio.sleep(0.01)
+        admin.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
+        asking = asyncio.ensure_future(served_by(engine, "ann"))
+        for _ in range(1000):  # until the admission's script waits at the paused Redis
+            if any(c["cmd"] == "evalsha" and "b" in c["flags"] for c in admin.client_list()):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the admission never reached Redis")
+        asking.cancel()  # the client goes away
+        admin.execute_command("CLIENT", "UNPAUSE")
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        # the server's one place is free again: the next two are answered, one after the other
+        assert [await served_by(engine, user) for user in ("bob", "cat")] == ["a1", "a1"]
+        assert fresh_provider.count_by_alias() == {"a1": 3}  # warm, bob, cat: ann's never sent
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        await engine.close()
+        own.stop(9)
