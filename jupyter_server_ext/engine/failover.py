@@ -132,6 +132,10 @@ class Forwarder:
                 tr.attempt = span
             for failed in suspects:  # another key served the request: those failures were the keys'
                 await pool.failed(failed, "", counted=False)
+            # the conversation's home is where it was answered; a fallback's other model leaves
+            # it where the model asked for is cached
+            if req.affinity is not None and not outcome.fallback:
+                pool.served(slot, req.affinity)
             self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
             if req.stream:  # the key's success told once the first event is on its way
                 return await self.replies.stream_reply(ex, answer)

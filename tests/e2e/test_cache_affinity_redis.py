@@ -36,6 +36,14 @@ async def test_a_home_that_answers_429_is_left_at_once_on_every_replica(
     )
 
 
+async def test_a_home_stays_where_its_cache_is_when_no_account_answers_a_turn_on_replicas(
+    make: scenarios.Make, fresh_provider: FakeProvider
+) -> None:
+    await scenarios.a_home_stays_where_its_cache_is_when_no_account_answers_a_turn(
+        make, fresh_provider
+    )
+
+
 async def test_conversations_of_many_users_spread_over_every_account_across_replicas(
     make: scenarios.Make, fresh_provider: FakeProvider
 ) -> None:

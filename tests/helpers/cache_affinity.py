@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+from jupyter_server_ext.engine.errors import UpstreamError
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import PROVIDER_KEYS, require, upstreams_for
 from tests.helpers.fake_provider import FakeProvider, KeyPolicy
@@ -152,6 +153,25 @@ async def a_home_that_answers_429_is_left_at_once_and_the_next_becomes_home(
     for n in (4, 5):
         await engines[n % len(engines)].chat(turns("Top customers?", n), Caller("bob"))
         assert fp.received[-1].alias == moved
+
+
+async def a_home_stays_where_its_cache_is_when_no_account_answers_a_turn(
+    make: Make, fp: FakeProvider
+) -> None:
+    """A turn every account fails (500s): none of them answered it, so none holds the
+    conversation in its cache now but its home. The home moved to each key as it was picked,
+    and the next turn went to the last one tried, cold."""
+    engines = await make(replicas=3)
+    home = (await converse(engines, fp, "erin", "Late orders by region?", 2))[0][0]
+    for alias in {r.alias for r in fp.received} | {a for _, a, _ in PROVIDER_KEYS}:
+        fp.set_fault(alias, "status", status=500, count=1)
+    with pytest.raises(UpstreamError):
+        await engines[0].chat(turns("Late orders by region?", 3), Caller("erin"))
+    assert len({r.alias for r in fp.received[-3:]}) == 3  # every account tried
+    for alias in {a for _, a, _ in PROVIDER_KEYS}:
+        fp.set_fault(alias, None)
+    await engines[-1].chat(turns("Late orders by region?", 3), Caller("erin"))
+    assert fp.received[-1].alias == home and fp.received[-1].cached_tokens >= 1024
 
 
 async def conversations_of_many_users_spread_over_every_account(

@@ -290,8 +290,6 @@ class Pool:
             weight = counted(key, tokens, prompt)
             slot = self.claim_slot(key, bucket, model, tokens, now, weight=weight)
             bucket.begin(slot.id, tokens, now, weight)
-            if affinity is not None:
-                self.homes.served(affinity, key.spec.account, now)
             return slot
         return soonest if soonest != math.inf else None
 
@@ -458,6 +456,11 @@ class Pool:
         slot.bucket.observe_headers(headers, head, answered=now - head < HEAD_LAG, sent=slot.taken)
         slot.bucket.stamp(slot.id, provider_stamp(headers, head, slot.taken, slot.bucket.rates))
         self._notify()  # a waiter blocked on this in-flight slot now has a time to wait for
+
+    def served(self, slot: Slot, affinity: Affinity) -> None:
+        """`slot`'s account answered `affinity`'s conversation: its home from now, where its
+        prompt cache is (``Homes``); not a key picked for it that then failed."""
+        self.homes.served(affinity, slot.key.spec.account, self.clock())
 
     async def too_large(self, slot: Slot, limit: int | None, headers: Mapping[str, str]) -> None:
         """The provider refused the slot's request as larger than its window takes: about that

@@ -123,13 +123,13 @@ local function admit(K, A, a, now)
 end
 """
 
-# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, home, shared, home_ms, line,
+# pick(A, a, now): A[a..]: prefix, model, tokens, slot, ttl, home, shared, line,
 #   ticket, ago, n, then per
 #   candidate key: alias, account, nrates, (amount, secs)*, ntokrates, (amount, secs)*,
 #   in-flight cap, and what of the request its provider's own token window counts (the prompt,
 #   or all `tokens`). `home`: the key naming the request's conversation's home account ('':
-#   none), kept `home_ms` from each use (upstreams/affinity.py); `shared`: its user's stable
-#   prefix's, read when the conversation has no home ('': none), set with it. `line`: the
+#   none; set when an account answers it, the `home` write, upstreams/affinity.py); `shared`:
+#   its user's stable prefix's, read when the conversation has no home ('': none). `line`: the
 #   model's line every replica shares ('': the request waits in none, a failover's attempt),
 #   where `ticket` came `ago` seconds ago.
 # Takes a slot on a candidate of the home account that has room, else on the one with the most
@@ -139,10 +139,10 @@ end
 _PICK_FN = """
 local function pick(A, a, now)
   local prefix, model, tokens, slot, ttl = A[a], A[a+1], tonumber(A[a+2]), A[a+3], tonumber(A[a+4])
-  local home, shared, home_ms = A[a+5], A[a+6], tonumber(A[a+7])
-  local line, ticket, ago = A[a+8], A[a+9], tonumber(A[a+10])
-  local n = tonumber(A[a+11])
-  local p = a + 12
+  local home, shared = A[a+5], A[a+6]
+  local line, ticket, ago = A[a+7], A[a+8], tonumber(A[a+9])
+  local n = tonumber(A[a+10])
+  local p = a + 11
   local at = home ~= '' and redis.call('GET', home) or false
   if not at and shared ~= '' then at = redis.call('GET', shared) end
   local best, best_share, best_keys, best_home, best_last = 0, -1e9, nil, false, 0
@@ -325,8 +325,6 @@ local function pick(A, a, now)
     local pv = redis.call('HMGET', prov, 'req_left', 'req_reset', 'tok_left', 'tok_reset')
     if pv[1] and tonumber(pv[2]) > now then redis.call('HINCRBY', prov, 'req_left', -1) end
     if pv[3] and tonumber(pv[4]) > now then redis.call('HINCRBY', prov, 'tok_left', -best_keys[4]) end
-    if home ~= '' then redis.call('SET', home, best_keys[6], 'PX', home_ms) end
-    if shared ~= '' then redis.call('SET', shared, best_keys[6], 'PX', home_ms) end
     return {best, '0'}
   end
   if soonest ~= nil then return {0, tostring(soonest)} end
@@ -351,6 +349,7 @@ for _name, _value in {
 #   end    base, slot, tokens, counted (0/1), used tokens, span, token span, in-flight key ('' = none)
 #   observe base, req_left, req_reset, tok_left, tok_reset: a 429's x-ratelimit headers
 #   unline line, ticket: a request leaves the line replicas share without a slot from it
+#   home   key, shared key ('' = none), account, ms: the account that answered a conversation
 #   fin    lease_id, nw, (key, calendar, index)*, nl, key*, nb, key*, delta
 #          a request's end on the user's side: refund its windows, release its leases,
 #          settle its budgets by delta
@@ -449,6 +448,10 @@ local function apply(A, now)
       redis.call('ZREM', A[p+1], A[p+2])
       redis.call('ZREM', A[p+1] .. ':seen', A[p+2])
       p = p + 3
+    elseif op == 'home' then
+      redis.call('SET', A[p+1], A[p+3], 'PX', A[p+4])
+      if A[p+2] ~= '' then redis.call('SET', A[p+2], A[p+3], 'PX', A[p+4]) end
+      p = p + 5
     else
       return redis.error_reply('unknown op ' .. tostring(op))
     end

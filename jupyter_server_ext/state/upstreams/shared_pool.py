@@ -143,10 +143,9 @@ class SharedPool(Pool):
             tokens,
             f"{time.time_ns()}-{id(self)}-{self._rotation}",
             self.lease_seconds,
-            # the conversation's home: every replica reads and moves the same one
+            # the conversation's home: every replica reads and moves the same one (``served``)
             f"{self.prefix}home:{affinity.key}" if affinity is not None else "",
             f"{self.prefix}home:{affinity.shared}" if affinity and affinity.shared else "",
-            math.ceil(affinity.seconds * 1000) if affinity is not None else 0,
             # the request's place in the line replicas share: its ticket, how long ago it came
             *(
                 (self._line(model), place.ticket, max(0.0, self.clock() - place.at))
@@ -335,6 +334,19 @@ class SharedPool(Pool):
             failed=self._write_failed,
         )
         self._notify()
+
+    def served(self, slot: Slot, affinity: Affinity) -> None:
+        if not slot.ref:
+            super().served(slot, affinity)
+            return
+        self.batch.send(
+            "home",
+            f"{self.prefix}home:{affinity.key}",
+            f"{self.prefix}home:{affinity.shared}" if affinity.shared else "",
+            slot.key.spec.account,
+            math.ceil(affinity.seconds * 1000),
+            failed=self._write_failed,
+        )
 
     def _write_failed(self, exc: BaseException) -> None:
         if isinstance(exc, _DOWN):  # the keys expire on their own; nothing to undo later
