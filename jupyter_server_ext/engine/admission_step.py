@@ -25,11 +25,11 @@ from .failover import Forwarder
 from .interface import Caller
 from .model_choice import ModelChoice
 from .monitoring.tracing import NO_SPAN
-from .request_state import Arrival, Hold
-from .upstreams.pool import PickPlan, Pool
+from .request_state import Arrival
+from .upstreams.pool import PickPlan, Pool, Slot
 
 log = logging.getLogger("rsql.engine")
-_ENDING: set[asyncio.Task[None]] = set()  # the ends of admissions whose caller left
+_ENDING: set[asyncio.Task[None]] = set()  # slots of picks whose caller left, given back
 
 
 class AdmissionStep:
@@ -102,43 +102,33 @@ class AdmissionStep:
         caller, tr = arrival.caller, arrival.trace
         price = self.models.admission_price(req, caller)
         plan = self._plan(req) if hit is None else None
-        work = asyncio.ensure_future(
-            self.limiter.admit(
-                caller.user,
-                caller.groups,
-                price.worst(req.prompt_tokens, req.completion_tokens, req.audio) + req.hosted_usd,
-                pick=plan.args if plan is not None else None,
-                rate_class=rate_class(caller.client),
-                counted=counted,
-            )
-        )
         try:
             with tr.child("rsql.admission") if tr is not None else NO_SPAN:
-                held = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # the client left while the admission was at the shared state: its script runs all
-            # the same (a lease, a reservation, a key's slot for as long as a lease lasts), so
-            # what it took is given back once it answers
-            work.add_done_callback(partial(self._give_back, plan))
-            raise
+                held = await self.limiter.admit(
+                    caller.user,
+                    caller.groups,
+                    price.worst(req.prompt_tokens, req.completion_tokens, req.audio)
+                    + req.hosted_usd,
+                    pick=plan.args if plan is not None else None,
+                    pick_back=partial(self._pick_back, plan) if plan is not None else None,
+                    rate_class=rate_class(caller.client),
+                    counted=counted,
+                )
         except RateLimited as exc:
             if not self.forwarder.may_fall_back(req, access, caller, "budget", exc, None):
                 raise
             return counted or await self.count(caller), None, "budget"
         return held, plan, ""
 
-    def _give_back(self, plan: PickPlan | None, work: asyncio.Future[Admitted]) -> None:
-        """An admission whose caller left before it answered, ended as one that never reached a
-        provider: its key's slot and lease given back, its reservation and window refunded."""
-        if work.cancelled() or work.exception() is not None:
-            return
-        held = work.result()
-        picked = held.ticket.picked
-        pick = self.pool.take(plan, picked) if plan is not None and picked is not None else None
-        hold = Hold(self.pool, held, pick, plan.place if plan is not None else None)
-        ending = asyncio.ensure_future(hold.end(0.0, counted=False, refund=True))
-        _ENDING.add(ending)  # held until done: the loop keeps only a weak reference to a task
-        ending.add_done_callback(_ENDING.discard)
+    def _pick_back(self, plan: PickPlan, picked: tuple[int, float]) -> None:
+        """The key pick of an admission whose caller left before it answered (``Limiter.admit``
+        gives the rest back): its slot given back uncounted, its place in the line left."""
+        self.pool.left_line(plan.place)
+        slot = self.pool.take(plan, picked)
+        if isinstance(slot, Slot):
+            ending = asyncio.ensure_future(self.pool.release(slot, counted=False))
+            _ENDING.add(ending)  # held until done: the loop keeps only a weak reference to a task
+            ending.add_done_callback(_ENDING.discard)
 
     async def quota(self, caller: Caller) -> dict[str, str]:
         """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.

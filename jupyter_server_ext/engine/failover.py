@@ -132,10 +132,7 @@ class Forwarder:
                 tr.attempt = span
             for failed in suspects:  # another key served the request: those failures were the keys'
                 await pool.failed(failed, "", counted=False)
-            # the conversation's home is where it was answered; a fallback's other model leaves
-            # it where the model asked for is cached
-            if req.affinity is not None and not outcome.fallback:
-                pool.served(slot, req.affinity)
+            self._served(ex)
             self.metrics.child(self.metrics.attempts, spec.name, "ok").inc()
             if req.stream:  # the key's success told once the first event is on its way
                 return await self.replies.stream_reply(ex, answer)
@@ -165,9 +162,16 @@ class Forwarder:
                 self._hand_off(ex, span, exception=fail)
                 raise asyncio.CancelledError from None
         if watch is not None and watch.left:
+            self._served(ex)  # answered all the same: its cache is on this account now
             self._hand_off(ex, span, answer=answer)
             raise asyncio.CancelledError
         return answer
+
+    def _served(self, ex: Exchange) -> None:
+        """The conversation's home is where it was answered; a fallback's other model leaves
+        it where the model asked for is cached."""
+        if ex.req.affinity is not None and not ex.outcome.fallback:
+            self.pool.served(ex.hold.slot, ex.req.affinity)
 
     def _hand_off(
         self,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_server_ext.engine import Caller
+from jupyter_server_ext.engine.info_endpoints import me_view
 from tests.helpers import require
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.inflight import LATENCY, engine_for, most_at_once, replicas_for, served_by
@@ -50,12 +52,23 @@ async def test_a_client_that_leaves_while_its_admission_is_at_redis_leaves_no_pl
     own = OwnRedis(tmp_path)
     own.start()
     admin = redis.Redis(port=own.port)
+    keys = {pol.alias: key for key, pol in fresh_provider.keys.items()}
+    a1 = {
+        "name": "a1",
+        "base_url": fresh_provider.base_url,
+        "api_key": keys["a1"],
+        "max_in_flight": 1,
+        "models": ["fake-small"],
+        "prices": {"fake-small": {"input": 1.0, "output": 2.0}},
+    }
     engine = engine_for(
         fresh_provider,
         tmp_path,
-        {"a1": 1},
+        {},
+        upstreams=[a1],
         state_url=own.url,
         state_prefix="left:",
+        user_daily_budget_usd=1.0,
     )
     try:
         await served_by(engine, "warm")  # the scripts loaded, the connection open
@@ -75,6 +88,13 @@ async def test_a_client_that_leaves_while_its_admission_is_at_redis_leaves_no_pl
         admin.execute_command("CLIENT", "UNPAUSE")
         with pytest.raises(asyncio.CancelledError):
             await asking
+        # nothing of ann's kept: no request in flight, nothing of her budget reserved
+        for _ in range(1000):  # until what the script took is given back
+            me = await me_view(engine, Caller("ann"))
+            if me["concurrency"]["in_flight"] == 0 and me["budget"]["spent_usd"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert me["concurrency"]["in_flight"] == 0 and me["budget"]["spent_usd"] == 0, me
         # the server's one place is free again: the next two are answered, one after the other
         assert [await served_by(engine, user) for user in ("bob", "cat")] == ["a1", "a1"]
         assert fresh_provider.count_by_alias() == {"a1": 3}  # warm, bob, cat: ann's never sent

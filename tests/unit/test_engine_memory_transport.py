@@ -580,6 +580,41 @@ async def test_a_stream_whose_client_left_at_the_provider_is_charged_each_event_
     assert spent == pytest.approx(prompt * 0.001 + len(events) * 0.002)
 
 
+async def test_a_conversation_whose_client_left_while_it_was_answered_keeps_to_that_account(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """The provider answered (and cached the prompt) though nobody read the answer: the account
+    is the conversation's home all the same, so its next turns go there, not cold elsewhere."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+    served: list[str] = []
+
+    async def provider(request: MemoryRequest) -> MemoryResponse:
+        served.append(request.url.split(".", 1)[0].removeprefix("https://"))
+        if len(served) == 1:
+            asked.set()
+            await answer.wait()  # the provider is generating
+        return MemoryResponse(json=completion("ok", prompt=5, answer=1))
+
+    engine = engine_over(provider, upstream("a"), upstream("b"))
+    body = {**ASK, "prompt_cache_key": "thread-1"}  # the conversation, as Codex names it
+    watches: list[Watch] = []
+
+    async def client() -> None:
+        watches.append(watch_request())
+        await engine.chat(dict(body), ANN)
+
+    task = asyncio.create_task(client())
+    await asked.wait()
+    watches[0].client_left()
+    answer.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.gather(*list(engine.replies.background))
+    for _ in range(3):
+        await engine.chat(dict(body), ANN)
+    assert served == served[:1] * 4, served
+
+
 async def test_a_stream_left_after_its_hosted_tools_ran_is_charged_their_calls(
     engine_over: Callable[..., Engine],
 ) -> None:

@@ -8,6 +8,7 @@ price serving the model) and settled to the real cost afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import os
@@ -24,6 +25,7 @@ from .shared_state import Admission, BudgetCheck, LeaseCheck, StateBackend, Wind
 from .window_specs import PolicyWindow
 
 DAY = 86400.0
+_ENDING: set[asyncio.Task[None]] = set()  # what admissions whose caller left took, given back
 
 
 @dataclass(frozen=True)
@@ -296,11 +298,13 @@ class Limiter:
         pick: list[Any] | None = None,
         rate_class: str = "chat",
         counted: Admitted | None = None,
+        pick_back: Callable[[tuple[int, float]], None] | None = None,
     ) -> Admitted:
         """`user`'s request admitted at `reserve` dollars against every limit at once, or
         ``RateLimited``. `budgets_apply` False: windows and concurrency only (an answer from
         the free fallback model once the budget is spent). `pick`: a key pick to make in the
-        same step (``Pool.plan``); its answer is ``Ticket.picked``. `rate_class`: see
+        same step (``Pool.plan``); its answer is ``Ticket.picked``, or is handed to `pick_back`
+        when the caller left before the step answered (``_admitted``). `rate_class`: see
         ``checks``. `counted`: the request was counted in its windows and concurrency already
         (``count``: a stored conversation read only once it was): the budgets and the pick
         now, into that hold, which is returned."""
@@ -327,7 +331,7 @@ class Limiter:
             if not budgets and pick is None:
                 ticket.reserved = reserve
                 return counted
-        result = await self.state.admit(windows, leases, budgets, lease_id, pick)
+        result = await self._admitted(windows, leases, budgets, lease_id, reserve, pick, pick_back)
         if not result.ok:
             raise self._refusal(user, windows, result)
         if counted is not None:
@@ -380,12 +384,47 @@ class Limiter:
         n = calls.concurrency
         leases = [LeaseCheck(f"{own}conc", n, calls.lease_seconds, f"{calls.what} at once {n}")]
         lease_id = os.urandom(16).hex()
-        result = await self.state.admit(windows, leases, [], lease_id)
+        result = await self._admitted(windows, leases, [], lease_id, 0.0)
         if not result.ok:
             raise self._refusal(user, windows, result)
         return Admitted(
             self, Ticket(lease_id, windows, leases, [], 0.0, windows_used=result.windows_used)
         )
+
+    async def _admitted(
+        self,
+        windows: list[WindowCheck],
+        leases: list[LeaseCheck],
+        budgets: list[BudgetCheck],
+        lease_id: str,
+        reserve: float,
+        pick: list[Any] | None = None,
+        pick_back: Callable[[tuple[int, float]], None] | None = None,
+    ) -> Admission:
+        """The state's answer to an admission. A caller that leaves while the step is at the
+        shared state (a Redis round trip) does not stop it there: once it answers, what it took
+        is given back (its windows, leases and this reservation; its key pick to `pick_back`),
+        or a lease and a reservation would stay held until they expire."""
+        work = asyncio.ensure_future(self.state.admit(windows, leases, budgets, lease_id, pick))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+
+            def give_back(done: asyncio.Future[Admission]) -> None:
+                if done.cancelled() or done.exception() is not None or not done.result().ok:
+                    return
+                picked = done.result().picked
+                if pick_back is not None and picked is not None:
+                    pick_back(picked)
+                delta = -reserve if budgets else 0.0
+                ending = asyncio.ensure_future(
+                    self.state.finish(windows, leases, budgets, delta, lease_id)
+                )
+                _ENDING.add(ending)  # held until done: the loop keeps only a weak reference
+                ending.add_done_callback(_ENDING.discard)
+
+            work.add_done_callback(give_back)
+            raise
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused
