@@ -25,11 +25,30 @@ from .failover import Forwarder
 from .interface import Caller
 from .model_choice import ModelChoice
 from .monitoring.tracing import NO_SPAN
-from .request_state import Arrival
+from .request_state import Arrival, at_provider
 from .upstreams.pool import PickPlan, Pool, Slot
 
 log = logging.getLogger("rsql.engine")
-_ENDING: set[asyncio.Task[None]] = set()  # slots of picks whose caller left, given back
+
+
+async def _uncut(
+    admitting: Awaitable[Admitted],
+    pick_back: Callable[[tuple[int, float]], Awaitable[None]] | None = None,
+) -> Admitted:
+    """An admission's round trip to the shared state, not cut short by a client that leaves
+    meanwhile (``at_provider``): the script runs at Redis all the same, and what it took there
+    (a lease, a reservation, a key's place for a lease's 600 s) would stay held until it
+    expires. It is let answer, given back (its key pick to `pick_back`), and the request ends
+    as cancelled. Not a task of its own shielded from the cancel: ``request_state`` says why."""
+    with at_provider() as watch:
+        held = await admitting
+    if watch is not None and watch.left:
+        picked = held.ticket.picked
+        if pick_back is not None and picked is not None:
+            await pick_back(picked)
+        await held.settle(0.0)  # it counts in the windows, as any request its client left
+        raise asyncio.CancelledError
+    return held
 
 
 class AdmissionStep:
@@ -54,21 +73,24 @@ class AdmissionStep:
         """`caller`'s request counted in their windows and concurrency before its price is
         known; its budget and key are taken later into the same hold (``admit``'s
         `counted`), or it is settled at nothing."""
-        return await self.limiter.count(caller.user, caller.groups, rate_class(caller.client))
+        return await _uncut(
+            self.limiter.count(caller.user, caller.groups, rate_class(caller.client))
+        )
 
     @asynccontextmanager
     async def counted(self, caller: Caller) -> AsyncIterator[Admitted]:
         """``count`` held while a block of work that asks no provider runs, given back after
         it however it ends (its windows stay counted)."""
-        async with self.limiter.counted(
-            caller.user, caller.groups, rate_class(caller.client)
-        ) as held:
+        held = await self.count(caller)
+        try:
             yield held
+        finally:
+            await held.settle(0.0)
 
     async def call(self, caller: Caller, calls: CallLimits) -> Admitted:
         """One call of `calls`' kind (an MCP tool call) in `caller`'s windows and concurrency
         of that kind; settled at nothing when it ends."""
-        return await self.limiter.hold(caller.user, calls)
+        return await _uncut(self.limiter.hold(caller.user, calls))
 
     async def count_files(
         self, req: ChatRequest, caller: Caller, counted: Admitted | None
@@ -104,31 +126,29 @@ class AdmissionStep:
         plan = self._plan(req) if hit is None else None
         try:
             with tr.child("rsql.admission") if tr is not None else NO_SPAN:
-                held = await self.limiter.admit(
+                admitting = self.limiter.admit(
                     caller.user,
                     caller.groups,
                     price.worst(req.prompt_tokens, req.completion_tokens, req.audio)
                     + req.hosted_usd,
                     pick=plan.args if plan is not None else None,
-                    pick_back=partial(self._pick_back, plan) if plan is not None else None,
                     rate_class=rate_class(caller.client),
                     counted=counted,
                 )
+                held = await _uncut(admitting, partial(self._pick_back, plan) if plan else None)
         except RateLimited as exc:
             if not self.forwarder.may_fall_back(req, access, caller, "budget", exc, None):
                 raise
             return counted or await self.count(caller), None, "budget"
         return held, plan, ""
 
-    def _pick_back(self, plan: PickPlan, picked: tuple[int, float]) -> None:
-        """The key pick of an admission whose caller left before it answered (``Limiter.admit``
-        gives the rest back): its slot given back uncounted, its place in the line left."""
+    async def _pick_back(self, plan: PickPlan, picked: tuple[int, float]) -> None:
+        """The key pick of an admission whose client left before it answered (``_uncut``): its
+        slot given back uncounted, its place in the line left."""
         self.pool.left_line(plan.place)
         slot = self.pool.take(plan, picked)
         if isinstance(slot, Slot):
-            ending = asyncio.ensure_future(self.pool.release(slot, counted=False))
-            _ENDING.add(ending)  # held until done: the loop keeps only a weak reference to a task
-            ending.add_done_callback(_ENDING.discard)
+            await self.pool.release(slot, counted=False)
 
     async def quota(self, caller: Caller) -> dict[str, str]:
         """The caller's own request quota in OpenAI's header names, so SDKs pace themselves.

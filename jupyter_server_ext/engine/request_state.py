@@ -183,8 +183,11 @@ class Outcomes:
 # The provider generates, and bills, an answer whatever the client does, so a request whose
 # client leaves while the provider has it is not stopped there: its own task waits for the
 # provider's answer (a JSON answer whole, a stream's first event) or failure, and hands it to the
-# background (``Replies.adopt``), which reads it to its end and charges it. A client that leaves
-# at any other moment (waiting for its admission or a key) stops its request at once.
+# background (``Replies.adopt``), which reads it to its end and charges it. So is a round trip to
+# the shared state (an admission, a key pick): its script runs at Redis whatever the client does,
+# so it is let answer and what it took is given back (``admission_step._uncut``, the shared
+# pool's ``pick``). A client that leaves at any other moment (waiting for a key) stops its
+# request at once.
 #
 # Why not a task of its own for the upstream call, shielded from the cancel: that was a task and
 # two more turns of the event loop every request, about 0.12 ms of every answer's time to first
@@ -230,8 +233,9 @@ def watch_request() -> Watch:
 
 @contextmanager
 def at_provider() -> Iterator[Watch | None]:
-    """The request is at the provider for the block: a client that leaves meanwhile does not
-    cancel it (the block's end then finds ``Watch.left`` set). None: nobody watches."""
+    """The request is at the provider, or in a round trip to the shared state, for the block: a
+    client that leaves meanwhile does not cancel it (the block's end then finds ``Watch.left``
+    set). None: nobody watches."""
     watch = _WATCH.get()
     if watch is None:
         yield None

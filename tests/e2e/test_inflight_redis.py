@@ -11,6 +11,7 @@ import pytest
 
 from jupyter_server_ext.engine import Caller
 from jupyter_server_ext.engine.info_endpoints import me_view
+from jupyter_server_ext.engine.request_state import Watch, watch_request
 from tests.helpers import require
 from tests.helpers.fake_provider import FakeProvider
 from tests.helpers.inflight import LATENCY, engine_for, most_at_once, replicas_for, served_by
@@ -77,14 +78,20 @@ async def test_a_client_that_leaves_while_its_admission_is_at_redis_leaves_no_pl
                 break
             await asyncio.sleep(0.01)
         admin.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
-        asking = asyncio.ensure_future(served_by(engine, "ann"))
+        watches: list[Watch] = []
+
+        async def ann() -> str:
+            watches.append(watch_request())  # as the host does where it starts answering
+            return await served_by(engine, "ann")
+
+        asking = asyncio.ensure_future(ann())
         for _ in range(1000):  # until the admission's script waits at the paused Redis
             if any(c["cmd"] == "evalsha" and "b" in c["flags"] for c in admin.client_list()):
                 break
             await asyncio.sleep(0.01)
         else:
             raise AssertionError("the admission never reached Redis")
-        asking.cancel()  # the client goes away
+        watches[0].client_left()  # the client goes away
         admin.execute_command("CLIENT", "UNPAUSE")
         with pytest.raises(asyncio.CancelledError):
             await asking

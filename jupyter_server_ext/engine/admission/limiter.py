@@ -8,13 +8,11 @@ price serving the model) and settled to the real cost afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import os
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,7 +23,6 @@ from .shared_state import Admission, BudgetCheck, LeaseCheck, StateBackend, Wind
 from .window_specs import PolicyWindow
 
 DAY = 86400.0
-_ENDING: set[asyncio.Task[None]] = set()  # what admissions whose caller left took, given back
 
 
 @dataclass(frozen=True)
@@ -298,13 +295,11 @@ class Limiter:
         pick: list[Any] | None = None,
         rate_class: str = "chat",
         counted: Admitted | None = None,
-        pick_back: Callable[[tuple[int, float]], None] | None = None,
     ) -> Admitted:
         """`user`'s request admitted at `reserve` dollars against every limit at once, or
         ``RateLimited``. `budgets_apply` False: windows and concurrency only (an answer from
         the free fallback model once the budget is spent). `pick`: a key pick to make in the
-        same step (``Pool.plan``); its answer is ``Ticket.picked``, or is handed to `pick_back`
-        when the caller left before the step answered (``_admitted``). `rate_class`: see
+        same step (``Pool.plan``); its answer is ``Ticket.picked``. `rate_class`: see
         ``checks``. `counted`: the request was counted in its windows and concurrency already
         (``count``: a stored conversation read only once it was): the budgets and the pick
         now, into that hold, which is returned."""
@@ -331,7 +326,7 @@ class Limiter:
             if not budgets and pick is None:
                 ticket.reserved = reserve
                 return counted
-        result = await self._admitted(windows, leases, budgets, lease_id, reserve, pick, pick_back)
+        result = await self.state.admit(windows, leases, budgets, lease_id, pick)
         if not result.ok:
             raise self._refusal(user, windows, result)
         if counted is not None:
@@ -354,19 +349,6 @@ class Limiter:
         budget is reserved later, into the same hold (``admit`` with `counted`)."""
         return await self.admit(user, groups, 0.0, budgets_apply=False, rate_class=rate_class)
 
-    @asynccontextmanager
-    async def counted(
-        self, user: str, groups: tuple[str, ...], rate_class: str = "chat"
-    ) -> AsyncIterator[Admitted]:
-        """``count`` for work that asks no provider (a stored response read, a token count, a
-        redaction preview): held while the block runs, its concurrency given back after it
-        (its windows stay counted), however the block ends."""
-        held = await self.count(user, groups, rate_class)
-        try:
-            yield held
-        finally:
-            await held.settle(0.0)
-
     async def hold(self, user: str, calls: CallLimits) -> Admitted:
         """One call of `calls`' kind admitted for `user` in its windows and concurrency (all
         checked before any is counted, as a request's); given back by ``Admitted.settle``."""
@@ -384,47 +366,12 @@ class Limiter:
         n = calls.concurrency
         leases = [LeaseCheck(f"{own}conc", n, calls.lease_seconds, f"{calls.what} at once {n}")]
         lease_id = os.urandom(16).hex()
-        result = await self._admitted(windows, leases, [], lease_id, 0.0)
+        result = await self.state.admit(windows, leases, [], lease_id)
         if not result.ok:
             raise self._refusal(user, windows, result)
         return Admitted(
             self, Ticket(lease_id, windows, leases, [], 0.0, windows_used=result.windows_used)
         )
-
-    async def _admitted(
-        self,
-        windows: list[WindowCheck],
-        leases: list[LeaseCheck],
-        budgets: list[BudgetCheck],
-        lease_id: str,
-        reserve: float,
-        pick: list[Any] | None = None,
-        pick_back: Callable[[tuple[int, float]], None] | None = None,
-    ) -> Admission:
-        """The state's answer to an admission. A caller that leaves while the step is at the
-        shared state (a Redis round trip) does not stop it there: once it answers, what it took
-        is given back (its windows, leases and this reservation; its key pick to `pick_back`),
-        or a lease and a reservation would stay held until they expire."""
-        work = asyncio.ensure_future(self.state.admit(windows, leases, budgets, lease_id, pick))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-
-            def give_back(done: asyncio.Future[Admission]) -> None:
-                if done.cancelled() or done.exception() is not None or not done.result().ok:
-                    return
-                picked = done.result().picked
-                if pick_back is not None and picked is not None:
-                    pick_back(picked)
-                delta = -reserve if budgets else 0.0
-                ending = asyncio.ensure_future(
-                    self.state.finish(windows, leases, budgets, delta, lease_id)
-                )
-                _ENDING.add(ending)  # held until done: the loop keeps only a weak reference
-                ending.add_done_callback(_ENDING.discard)
-
-            work.add_done_callback(give_back)
-            raise
 
     def _refusal(self, user: str, windows: list[WindowCheck], result: Admission) -> RateLimited:
         hit = result.refused

@@ -21,13 +21,13 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ...engine import UpstreamSpec
+from ...engine.request_state import at_provider
 from ...engine.upstreams.affinity import Affinity
 from ...engine.upstreams.buckets import (
     HEAD_LAG,
@@ -86,7 +86,6 @@ class SharedPool(Pool):
         # tickets in the line replicas share: this replica's name, then a count
         self._replica = uuid.uuid4().hex[:12]
         self._tickets = itertools.count(1)
-        self._ending: set[asyncio.Task[None]] = set()  # releases of picks whose caller left
 
     def place_in_line(self, model: str) -> LinePlace:
         return LinePlace(model, f"{self._replica}:{next(self._tickets)}", self.clock())
@@ -201,34 +200,23 @@ class SharedPool(Pool):
             return soonest if soonest != math.inf else None
         args = self._pick_args(ready, model, tokens, prompt, paced, affinity, place)
         self.batch.flush()  # slots freed so far are free for this pick
-        call = asyncio.ensure_future(self._pick(keys=[], args=args))
         try:
-            idx, wait = await asyncio.shield(call)
-        except asyncio.CancelledError:
-            # the caller left while the pick was at Redis: the script takes the slot all the
-            # same, for as long as a lease lasts, so it is given back once it answers
-            call.add_done_callback(partial(self._give_back, ready, args, model, tokens, prompt))
-            raise
+            # a client that leaves meanwhile does not cut the round trip short: the script takes
+            # the slot all the same, so it is given back once it answers
+            with at_provider() as watch:
+                idx, wait = await self._pick(keys=[], args=args)
         except _DOWN as exc:
             # Redis is down (and fail_open let the request through): count on this replica's
             # own windows until it is back, which cannot hold a limit across replicas
             self._down(exc)
             return self.try_pick(model, tokens, exclude, prompt, paced, affinity)
         self._up()
-        return self._taken(ready, args[3], model, tokens, prompt, int(idx), float(wait))
-
-    def _give_back(
-        self, cands: list[Key], args: list[Any], model: str, tokens: int, prompt: int, call: Any
-    ) -> None:
-        """A pick whose caller left before it answered: the slot it took, given back uncounted."""
-        if call.cancelled() or call.exception() is not None:
-            return
-        idx, wait = call.result()
-        slot = self._taken(cands, args[3], model, tokens, prompt, int(idx), float(wait))
-        if isinstance(slot, Slot):
-            ending = asyncio.ensure_future(self.release(slot, counted=False))
-            self._ending.add(ending)  # held until done: the loop keeps only a weak reference
-            ending.add_done_callback(self._ending.discard)
+        picked = self._taken(ready, args[3], model, tokens, prompt, int(idx), float(wait))
+        if watch is not None and watch.left:
+            if isinstance(picked, Slot):
+                await self.release(picked, counted=False)
+            raise asyncio.CancelledError
+        return picked
 
     _down_since: float | None = None
 
