@@ -15,13 +15,6 @@ from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upst
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.errors import BadRequest
-from jupyter_server_ext.engine.upstreams.transport import Transports
-from jupyter_server_ext.engine.upstreams.transport.memory import (
-    MemoryClient,
-    MemoryRequest,
-    MemoryResponse,
-)
-from jupyter_server_ext.engine.upstreams.transport.remote import HTTPTransport
 from jupyter_server_ext.state import MemoryState
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
@@ -104,47 +97,6 @@ async def test_a_completions_suffix_is_reserved_after_each_prompt_of_a_batch(
     assert "over_budget" in await refused(
         fresh_provider, 0.02, {**body, "max_tokens": 5}, "completions"
     )
-
-
-async def test_an_image_to_an_azure_deployment_is_reserved_as_the_model_it_stands_for() -> None:
-    """A deployment named prod-vision standing for gpt-4o-mini is priced as gpt-4o-mini, and
-    its image is billed as gpt-4o-mini bills one: up to 48,169 tokens at high detail ($0.0072
-    at $0.15 a million), not the 3,000 of a model the deployment's name does not match."""
-    sent: list[MemoryRequest] = []
-
-    def provider(request: MemoryRequest) -> MemoryResponse:
-        sent.append(request)
-        return MemoryResponse(status=500)
-
-    azure = {
-        "name": "az",
-        "provider": "azure",
-        "base_url": "https://school.openai.azure.com",
-        "api_version": "2024-10-21",
-        "api_key": "sk-az",
-        "models": {"gpt-4o-mini": "prod-vision"},
-    }
-    engine = Engine(
-        EngineSettings(
-            upstreams=parse_upstreams([azure]),
-            health_check_seconds=0,
-            limits=LimitSettings(user=UserRules(daily_budget_usd=0.005)),
-        ),
-        state=MemoryState(),
-        transports=Transports(http=HTTPTransport(client=MemoryClient(provider))),
-    )
-    image = {"type": "image_url", "image_url": {"url": "https://example.invalid/c.png"}}
-    body = {
-        "model": "gpt-4o-mini",
-        "max_tokens": 5,
-        "messages": [{"role": "user", "content": [image]}],
-    }
-    try:
-        with pytest.raises(BadRequest) as err:
-            await engine.chat(body, Caller("ann"))
-    finally:
-        await engine.close()
-    assert err.value.code == "over_budget" and sent == []
 
 
 async def test_the_priority_tier_billed_above_the_price_is_refused_naming_the_field(

@@ -21,7 +21,7 @@ from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.apis.translated import Translated
 from jupyter_server_ext.engine.bodies import json_codec
-from jupyter_server_ext.engine.errors import UpstreamError
+from jupyter_server_ext.engine.errors import BadRequest, UpstreamError
 from jupyter_server_ext.engine.info_endpoints import me_view
 from jupyter_server_ext.engine.interface import Outcome, Reply
 from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
@@ -140,6 +140,25 @@ async def test_an_answer_is_charged_its_usage_at_the_models_price(
     assert request.json()["user"] != "ann" and request.json()["max_tokens"] == 50
 
 
+async def until_a_was_asked(engine: Engine, asked: list[str]) -> None:
+    """Ask until the pool has picked a once (its first pick today, on a tie; the loop holds
+    whichever order the pool's choice takes), each request answered by b all the same."""
+    for _ in range(30):
+        reply = await engine.chat(dict(ASK), Caller("ann"))
+        assert reply.status == 200 and reply.headers["X-RSQL-Upstream"] == "b"
+        assert json_codec.loads(reply.body)["choices"][0]["message"]["content"] == "from b"
+        if "a" in asked:
+            break
+    assert asked.count("a") == 1 and asked[-1] == "b"  # the same request, answered by b
+
+
+async def only_b_answers(engine: Engine) -> None:
+    """Five more requests, which go to b alone while a cools."""
+    for _ in range(5):
+        reply = await engine.chat(dict(ASK), Caller("bob"))
+        assert reply.headers["X-RSQL-Upstream"] == "b"
+
+
 async def test_a_429_fails_over_to_another_account_and_the_key_cools(
     engine_over: Callable[..., Engine],
 ) -> None:
@@ -159,20 +178,9 @@ async def test_a_429_fails_over_to_another_account_and_the_key_cools(
         return MemoryResponse(json=completion("from b", prompt=5, answer=2))
 
     engine = engine_over(provider, upstream("a"), upstream("b"))
-    # asked until the pool has picked a (its first pick today, on a tie; the loop holds
-    # whichever order the pool's choice takes)
-    for _ in range(30):
-        reply = await engine.chat(dict(ASK), Caller("ann"))
-        assert reply.status == 200 and reply.headers["X-RSQL-Upstream"] == "b"
-        assert json_codec.loads(reply.body)["choices"][0]["message"]["content"] == "from b"
-        if "a" in asked:
-            break
-    assert asked.count("a") == 1 and asked[-1] == "b"  # the same request, answered by b
+    await until_a_was_asked(engine, asked)
     assert dict(engine.key_states()) == {"a": "cooling", "b": "healthy"}
-    # a cools for the 30 s the provider said: the next requests go to b alone
-    for _ in range(5):
-        reply = await engine.chat(dict(ASK), Caller("bob"))
-        assert reply.headers["X-RSQL-Upstream"] == "b"
+    await only_b_answers(engine)  # a cools for the 30 s the provider said
     assert asked.count("a") == 1
 
 
@@ -192,16 +200,9 @@ async def test_a_retry_after_given_as_a_date_cools_the_key_until_then(
         return MemoryResponse(json=completion("from b", prompt=5, answer=2))
 
     engine = engine_over(provider, upstream("a"), upstream("b"), default_cooldown_seconds=0.2)
-    for _ in range(30):  # until the pool has picked a once
-        reply = await engine.chat(dict(ASK), Caller("ann"))
-        assert reply.headers["X-RSQL-Upstream"] == "b"
-        if "a" in asked:
-            break
-    assert asked.count("a") == 1
+    await until_a_was_asked(engine, asked)
     await asyncio.sleep(0.5)  # past the default cooldown, well within the date's 30 s
-    for _ in range(5):
-        reply = await engine.chat(dict(ASK), Caller("bob"))
-        assert reply.headers["X-RSQL-Upstream"] == "b"
+    await only_b_answers(engine)
     assert asked.count("a") == 1
 
 
@@ -233,6 +234,35 @@ async def test_an_accepted_attempt_that_timed_out_is_not_answered_again_by_the_f
     hang["main"] = False
     reply = await engine.chat(dict(ASK), Caller("bob"))  # the window's second request
     assert reply.headers["X-RSQL-Upstream"] == "main" and "X-RSQL-Fallback" not in reply.headers
+
+
+async def test_an_image_to_an_azure_deployment_is_reserved_as_the_model_it_stands_for(
+    engine_over: Callable[..., Engine],
+) -> None:
+    """A deployment named prod-vision standing for gpt-4o-mini is priced as gpt-4o-mini, and
+    its image is billed as gpt-4o-mini bills one: up to 48,169 tokens at high detail ($0.0072
+    at $0.15 a million), not the 3,000 of a model the deployment's name does not match."""
+    sent: list[MemoryRequest] = []
+
+    def provider(request: MemoryRequest) -> MemoryResponse:
+        sent.append(request)
+        return MemoryResponse(status=500)
+
+    azure = {
+        "name": "az",
+        "provider": "azure",
+        "base_url": "https://school.openai.azure.com",
+        "api_version": "2024-10-21",
+        "api_key": "sk-az",
+        "models": {"gpt-4o-mini": "prod-vision"},
+    }
+    budget = LimitSettings(user=UserRules(daily_budget_usd=0.005))
+    engine = engine_over(provider, azure, limits=budget)
+    image = {"type": "image_url", "image_url": {"url": "https://example.invalid/c.png"}}
+    body = {"model": "gpt-4o-mini", "max_tokens": 5}
+    with pytest.raises(BadRequest) as err:
+        await engine.chat({**body, "messages": [{"role": "user", "content": [image]}]}, ANN)
+    assert err.value.code == "over_budget" and sent == []
 
 
 async def test_a_stream_is_passed_on_and_settled_from_its_usage_chunk(
