@@ -73,6 +73,29 @@ def completion(text: str, prompt: int, answer: int) -> dict[str, Any]:
     }
 
 
+def claude_message(usage: Any = None) -> dict[str, Any]:
+    """A Message saying "bonjour", as Anthropic's API reference gives it (no usage: None)."""
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [{"type": "text", "text": "bonjour"}],
+        "stop_reason": "end_turn",
+    }
+    return message if usage is None else {**message, "usage": usage}
+
+
+def claude_upstream() -> dict[str, Any]:
+    """An upstream of the anthropic kind serving public m as claude-x."""
+    return upstream(
+        "claude",
+        provider="anthropic",
+        base_url="https://claude.provider.test",  # Anthropic's root, as https://api.anthropic.com
+        models={"m": "claude-x"},
+    )
+
+
 def chat_chunk(
     delta: dict[str, Any] | None = None, usage: dict[str, int] | None = None
 ) -> dict[str, Any]:
@@ -299,26 +322,9 @@ async def test_an_anthropic_upstream_is_spoken_to_in_its_own_api(
         assert request.headers["x-api-key"] == "sk-claude"
         sent = request.json()
         assert sent["messages"] == [{"role": "user", "content": "hello"}]
-        # a Message, as Anthropic's API reference gives it
-        return MemoryResponse(
-            json={
-                "id": "msg_1",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-x",
-                "content": [{"type": "text", "text": "bonjour"}],
-                "stop_reason": "end_turn",
-                "usage": {"input_tokens": 8, "output_tokens": 2},
-            }
-        )
+        return MemoryResponse(json=claude_message({"input_tokens": 8, "output_tokens": 2}))
 
-    claude = upstream(
-        "claude",
-        provider="anthropic",
-        base_url="https://claude.provider.test",  # Anthropic's root, as https://api.anthropic.com
-        models={"m": "claude-x"},
-    )
-    engine = engine_over(provider, claude)
+    engine = engine_over(provider, claude_upstream())
     reply = await engine.chat(dict(ASK), Caller("ann"))
     answer = json_codec.loads(reply.body)
     assert answer["choices"][0]["message"]["content"] == "bonjour"
@@ -337,24 +343,11 @@ async def test_a_message_whose_usage_cannot_be_read_is_charged_its_reservation_n
     """Through chat completions, a Message from an upstream of the anthropic kind with no usage
     or an unreadable count was read as 0 tokens, and the request was free; sent as it came
     (v1/messages) the same Message was charged its reservation. Both are now."""
-    message = {
-        "id": "msg_1",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-x",
-        "content": [{"type": "text", "text": "bonjour"}],
-        "stop_reason": "end_turn",
-    }
-    if usage is not None:
-        message["usage"] = usage
-    claude = upstream(
-        "claude",
-        provider="anthropic",
-        base_url="https://claude.provider.test",
-        models={"m": "claude-x"},
-    )
+    message = claude_message(usage)
     budget = LimitSettings(user=UserRules(daily_budget_usd=1.0))
-    engine = engine_over(lambda _request: MemoryResponse(json=message), claude, limits=budget)
+    engine = engine_over(
+        lambda _request: MemoryResponse(json=message), claude_upstream(), limits=budget
+    )
     reply = await engine.chat(dict(ASK), Caller("ann"))
     assert json_codec.loads(reply.body)["choices"][0]["message"]["content"] == "bonjour"
     me = await me_view(engine, Caller("ann"))
