@@ -73,14 +73,14 @@ def completion(text: str, prompt: int, answer: int) -> dict[str, Any]:
     }
 
 
-def claude_message(usage: Any = None) -> dict[str, Any]:
-    """A Message saying "bonjour", as Anthropic's API reference gives it (no usage: None)."""
+def claude_message(usage: Any = None, text: str = "bonjour") -> dict[str, Any]:
+    """A Message saying `text`, as Anthropic's API reference gives it (no usage: None)."""
     message = {
         "id": "msg_1",
         "type": "message",
         "role": "assistant",
         "model": "claude-x",
-        "content": [{"type": "text", "text": "bonjour"}],
+        "content": [{"type": "text", "text": text}],
         "stop_reason": "end_turn",
     }
     return message if usage is None else {**message, "usage": usage}
@@ -366,22 +366,13 @@ async def test_a_messages_request_sent_as_it_came_is_settled_by_its_apis_usage(
 
     def provider(request: MemoryRequest) -> MemoryResponse:
         sent.append(request.json())
-        return MemoryResponse(
-            json={
-                "id": "msg_2",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-x",
-                "content": [{"type": "text", "text": "ok"}],
-                "stop_reason": "end_turn",
-                "usage": {
-                    "input_tokens": 10,
-                    "cache_read_input_tokens": 1000,
-                    "cache_creation_input_tokens": 0,
-                    "output_tokens": 5,
-                },
-            }
-        )
+        usage = {
+            "input_tokens": 10,
+            "cache_read_input_tokens": 1000,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": 5,
+        }
+        return MemoryResponse(json=claude_message(usage, text="ok"))
 
     priced = {"m": {**PRICE, "cache_read": 100.0}}  # a cached token at a tenth of the price
     claude = upstream(
