@@ -12,9 +12,9 @@ from queue import Empty
 from typing import Any
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.kernel_driver import KernelDriver
 from tests.helpers.kernels import kernel_env
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,8 @@ def test_streaming_display_and_insert(fresh_provider: FakeProvider, tmp_path: Pa
     words = " ".join(f"w{i}" for i in range(60))
     fresh_provider.script(f"{words}\n\n```python\nprint('hi')\n```")
     env = kernel_env(f"http://127.0.0.1:{fresh_provider.port}/", KEY)
-    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    kernel = KernelDriver(env, tmp_path)
+    kc = kernel.kc
     try:
         reply, _ = execute(kc, "%load_ext rsql_magic\n%config RSQLMagic.model = 'fake-small'")
         assert reply["status"] == "ok"
@@ -75,5 +76,4 @@ def test_streaming_display_and_insert(fresh_provider: FakeProvider, tmp_path: Pa
         err = [m for m in msgs if m["msg_type"] == "error"][0]["content"]
         assert err["traceback"] == ["ProxyError: proxy error 503: upstream fault injected"]
     finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        kernel.close()

@@ -239,21 +239,19 @@ def checkout_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
 def ask_status_in_kernel(venv: Venv) -> str:
     """What `%ask_status` shows in a real kernel of the venv's Python (run as nbclient runs one)."""
     from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    from tests.helpers.kernels import make_notebook
+    from tests.helpers.kernels import make_notebook, socket_kernel
 
     kernels = venv.home / "kernels"
     (kernels / "fresh").mkdir(parents=True, exist_ok=True)
     argv = [venv.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = {"argv": argv, "display_name": "fresh venv", "language": "python"}
     (kernels / "fresh" / "kernel.json").write_text(json.dumps(spec))
-    km = KernelManager(
-        kernel_name="fresh", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)])
-    )
     nb = make_notebook(["%load_ext rsql_magic", "%ask_status"])
-    NotebookClient(nb, km=km, timeout=120).execute(env=venv.env(), cwd=str(venv.home))
+    specs = KernelSpecManager(kernel_dirs=[str(kernels)])
+    with socket_kernel("fresh", kernel_spec_manager=specs) as km:
+        NotebookClient(nb, km=km, timeout=120).execute(env=venv.env(), cwd=str(venv.home))
     return outputs_text(nb.cells[1])
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from jupyter_client.manager import start_new_kernel
+from tests.helpers.kernels import socket_kernel
 
 
 def execute_content(code: str) -> dict[str, Any]:
@@ -30,12 +31,18 @@ class KernelDriver:
     """A kernel plus a frontend's view of it: execute cells, send widget events, read IOPub."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.km, self.kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(cwd))
+        with ExitStack() as starting:  # a kernel that never gets ready is shut down at once
+            self.km = starting.enter_context(socket_kernel())
+            self.km.start_kernel(env=env, cwd=str(cwd))
+            self.kc = self.km.client()
+            self.kc.start_channels()
+            starting.callback(self.kc.stop_channels)
+            self.kc.wait_for_ready(timeout=60)
+            self._open = starting.pop_all()
         self.iopub: list[dict] = []
 
     def close(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
+        self._open.close()  # channels stopped, then the kernel shut down and its folder gone
 
     def _until_idle(self, msg_id: str, timeout: float) -> list[dict]:
         mine: list[dict] = []

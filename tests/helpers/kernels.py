@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from jupyter_client.manager import KernelManager
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -73,6 +78,28 @@ def make_notebook(cells: list[str], raises: tuple[int, ...] = ()) -> Any:
     return nb
 
 
+@contextmanager
+def socket_kernel(kernel_name: str = "python3", **kwargs: Any) -> Iterator[KernelManager]:
+    """A kernel manager whose kernel listens on Unix sockets in a folder of its own; the kernel
+    is shut down and the folder removed on leaving.
+
+    Why not TCP, as nbconvert uses: jupyter_client finds five free ports, closes them, and the
+    kernel binds them a moment later. With two workers starting servers and connections, another
+    process once took one in between (CI: "Address already in use", then "Kernel died before
+    replying to kernel_info"). A socket path in our own folder cannot be taken. The folder is
+    short-named under the temp dir: a socket path may be at most 107 bytes."""
+    folder = tempfile.mkdtemp(prefix="rsql-kernel-")
+    km = KernelManager(
+        kernel_name=kernel_name, transport="ipc", ip=os.path.join(folder, "k"), **kwargs
+    )
+    try:
+        yield km
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_notebook(nb: Any, env: dict[str, str], cwd: Path, timeout: int = 120) -> Any:
     """Execute ``nb`` in a fresh ipykernel through nbclient (as nbconvert / papermill do)."""
     from nbclient import NotebookClient
@@ -80,15 +107,16 @@ def run_notebook(nb: Any, env: dict[str, str], cwd: Path, timeout: int = 120) ->
     # nbclient waits 4 s after a cell's reply for its output, then drops what comes later with
     # a log line alone. A loaded 2-core runner twice lost a print in test_abuse_sql (never
     # reproduced); late output is one way that happens. Up to 30 s is waited for, then an error.
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(cwd)}},
-        iopub_timeout=30,
-        raise_on_iopub_timeout=True,
-    )
-    client.execute(env=env, cwd=str(cwd))
+    with socket_kernel() as km:
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=timeout,
+            resources={"metadata": {"path": str(cwd)}},
+            iopub_timeout=30,
+            raise_on_iopub_timeout=True,
+        )
+        client.execute(env=env, cwd=str(cwd))
     return nb
 
 

@@ -209,10 +209,11 @@ class SharedPool(Pool):
             # Redis is down (and fail_open let the request through): count on this replica's
             # own windows until it is back, which cannot hold a limit across replicas
             self._down(exc)
-            return self.try_pick(model, tokens, exclude, prompt, paced, affinity)
-        self._up()
-        picked = self._taken(ready, args[3], model, tokens, prompt, int(idx), float(wait))
-        if watch is not None and watch.left:
+            picked = self.try_pick(model, tokens, exclude, prompt, paced, affinity)
+        else:
+            self._up()
+            picked = self._taken(ready, args[3], model, tokens, prompt, int(idx), float(wait))
+        if watch is not None and watch.left:  # after a timeout too: nobody reads its answer
             if isinstance(picked, Slot):
                 await self.release(picked, counted=False)
             raise asyncio.CancelledError
