@@ -17,6 +17,7 @@ from typing import Any
 
 from tests.helpers import REPO, free_port, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.kernels import KERNELS_ON_SOCKETS, short_runtime_dir
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"  # browser tests' screenshots
@@ -44,6 +45,7 @@ def start_lab(
     cfg.write_text(
         "c.ServerApp.jpserver_extensions = {'jupyter_server_ext': True, 'jupyterlab': True, "
         "'notebook': True, 'jupyter_lsp': False, 'jupysql_plugin': False}\n"
+        f"{KERNELS_ON_SOCKETS}\n"
         f"c.RSQLProxy.upstreams = {upstreams_for(fp)!r}\n"
         "c.RSQLProxy.default_model = 'fake-small'\n"
         "c.RSQLProxy.user_limits = ['100/day']\n"
@@ -76,7 +78,7 @@ def start_lab(
         if not k.startswith(("RSQL_", "JUPYTERHUB_", "JPY_")) and not k.endswith("_API_KEY")
     }
     env.update(
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        JUPYTER_RUNTIME_DIR=short_runtime_dir(),
         JUPYTER_CONFIG_DIR=str(tmp / "config"),
         JUPYTER_DATA_DIR=str(tmp / "data"),
         JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),

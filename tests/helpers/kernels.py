@@ -4,6 +4,7 @@ over its websocket as a browser runs it, R in this process, and the chat panel i
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -97,6 +98,26 @@ def socket_kernel(kernel_name: str = "python3", **kwargs: Any) -> Iterator[Kerne
     finally:
         if km.has_kernel:
             km.shutdown_kernel(now=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# A Jupyter server's kernels on Unix sockets too (``socket_kernel`` says why): a line of its
+# config, with a runtime folder from ``short_runtime_dir``.
+KERNELS_ON_SOCKETS = "c.KernelManager.transport = 'ipc'"
+_RUNTIME_DIRS: list[str] = []
+
+
+def short_runtime_dir() -> str:
+    """A Jupyter server's runtime folder (``JUPYTER_RUNTIME_DIR``), removed when this process
+    ends. Each kernel's sockets sit beside its connection file there, so the folder's path is
+    short, not a test's ``tmp_path``."""
+    _RUNTIME_DIRS.append(tempfile.mkdtemp(prefix="rsql-rt-"))
+    return _RUNTIME_DIRS[-1]
+
+
+@atexit.register
+def _remove_runtime_dirs() -> None:
+    for folder in _RUNTIME_DIRS:
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -26,6 +26,7 @@ from tornado.httpserver import HTTPServer
 
 from tests.helpers import REPO, child_env, free_port, http, stop_process, upstreams_for
 from tests.helpers.fake_provider import FakeProvider
+from tests.helpers.kernels import KERNELS_ON_SOCKETS, short_runtime_dir
 
 
 @dataclass
@@ -212,7 +213,7 @@ def start_jupyter_server(
     port = free_port()
     token = secrets.token_hex(16)
     cfg = tmp / "jupyter_server_config.py"
-    lines = [f"c.ServerApp.jpserver_extensions = {ONLY_RSQL!r}"]
+    lines = [f"c.ServerApp.jpserver_extensions = {ONLY_RSQL!r}", KERNELS_ON_SOCKETS]
     lines += [f"c.RSQLProxy.{k} = {v!r}" for k, v in proxy_config.items()]
     if named_users:  # tok-alice, tok-bob (students), tok-carol (staff) instead of one owner
         lines.append("c.ServerApp.identity_provider_class = 'tests.helpers.identity.TokenUsers'")
@@ -226,7 +227,7 @@ def start_jupyter_server(
     root.mkdir(exist_ok=True)
     full_env = {
         **child_env(),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTER_RUNTIME_DIR": short_runtime_dir(),
         "JUPYTER_CONFIG_DIR": str(tmp / "config"),
         "JUPYTER_DATA_DIR": str(tmp / "data"),  # the usage log's default home
         **(env or {}),

@@ -99,6 +99,31 @@ async def test_a_completions_suffix_is_reserved_after_each_prompt_of_a_batch(
     )
 
 
+async def test_tools_are_reserved_with_the_system_prompt_the_provider_adds_for_them(
+    fresh_provider: FakeProvider,
+) -> None:
+    """Anthropic writes a system prompt of its own into a request that offers tools, billed as
+    prompt: up to 530 tokens, far more than a small tool's definition. One small tool and a
+    5-token answer are some 60 tokens by their size ($0.00006 at $1 a million) and may be
+    billed some 600 ($0.0006): past a $0.0005 budget, in the Messages API as Claude Code sends
+    it and in a chat completion. The same question without the tool is answered."""
+    ask = {"model": "fake-small", "max_tokens": 5, "messages": [{"role": "user", "content": "t?"}]}
+    tool = {"name": "now", "description": "The time.", "input_schema": {"type": "object"}}
+    function = {"name": "now", "description": "The time.", "parameters": {"type": "object"}}
+    asks = {
+        "messages": {**ask, "tools": [tool]},
+        "chat/completions": {**ask, "tools": [{"type": "function", "function": function}]},
+    }
+    for endpoint, body in asks.items():
+        assert "up to $0.0006" in await refused(fresh_provider, 0.0005, body, endpoint)
+    engine = engine_for(fresh_provider, 0.0005)
+    try:
+        reply = await engine.chat(ask, Caller("ann"))
+    finally:
+        await engine.close()
+    assert reply.status == 200 and len(fresh_provider.received) == 1
+
+
 async def test_the_priority_tier_billed_above_the_price_is_refused_naming_the_field(
     fresh_provider: FakeProvider,
 ) -> None:

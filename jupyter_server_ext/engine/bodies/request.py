@@ -41,7 +41,8 @@ MAX_TOKENS = 2**31 - 1  # providers read max_tokens as a 32-bit integer
 MAX_MODEL_CHARS = 256
 _MULTIPLIERS = ("n", "best_of")
 _TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
-_PROMPT_EXTRAS = ("tools", "functions", "response_format", "tool_choice")
+# billed as prompt: each by its size, and tools with Anthropic's tool-use system prompt (<= 530)
+_PROMPT_EXTRAS = {"tools": 530, "functions": 530, "response_format": 0, "tool_choice": 0}
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,8 @@ class ChatRequest:
     # sent as it was, in its own API's shape (``apis.native``): its answer's events go on as
     # they came, and the engine learns what it needs of that API from the fields below
     native: bool = False
-    # the passed header that asks for the model's long context (billed at the long-context
-    # rates past a prompt length), as (header, value), or None: read from `upstream_headers`
-    # when ``native_request`` writes both, and nothing writes either after it
+    # the passed header asking for the model's long context (billed at its rates past a prompt
+    # length) as (header, value), or None: only ``native_request`` writes it and `upstream_headers`
     long_context_asked: tuple[str, str] | None = None
     # the event that ends its stream when the upstream's breaks off, in its API's shape
     error_event: Callable[[str], bytes] = field(default=chat_error_event)
@@ -394,9 +394,9 @@ def parse_chat_request(
     per_image = image(model)
     files: list[tuple[str, int]] = []
     prompt_tokens = estimate_tokens(messages, image=per_image, files=files)
-    for name in _PROMPT_EXTRAS:  # tool definitions and schemas are billed as prompt
+    for name, added in _PROMPT_EXTRAS.items():
         if body.get(name) is not None:
-            prompt_tokens += _json_tokens(body[name])
+            prompt_tokens += _json_tokens(body[name]) + added
     prediction = body.get("prediction")
     prediction_tokens = _json_tokens(prediction) if prediction is not None else 0
 
