@@ -137,8 +137,8 @@ async def test_a_client_that_leaves_while_its_place_in_line_picks_at_redis_is_ne
     fresh_provider: FakeProvider, tmp_path: Path, redis_answers: bool
 ) -> None:
     """A request waiting in line picks again at Redis (``SharedPool.pick``) until it finds room.
-    The account allows one request a second: ann waits in line behind the first, her pick is
-    held at a paused Redis, and she leaves.
+    The account allows one request in 3 s: ann waits in line behind the first, her pick is held
+    at a paused Redis, and she leaves.
     - Redis answers once the window has room, so the pick takes the server's one place: kept
       for nobody for a lease's 600 s, every later request waited and was refused.
     - Redis does not answer within the connection's timeout: the pick counts on this replica's
@@ -147,11 +147,11 @@ async def test_a_client_that_leaves_while_its_place_in_line_picks_at_redis_is_ne
         fresh_provider,
         tmp_path,
         "line:",
-        timeout=10 if redis_answers else 0.3,
-        upstream={"limits": ["1/second"]},
+        timeout=10 if redis_answers else 1.5,
+        upstream={"limits": ["1 per 3 seconds"]},
     ) as (engine, admin):
         await served_by(engine, "warm")  # the window's one request
-        window_ends = time.monotonic() + 1
+        window_ends = time.monotonic() + 3
         watches: list[Watch] = []
 
         async def ann() -> str:

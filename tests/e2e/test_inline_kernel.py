@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
 from rsql_magic.context.inline import DEFAULT_BUDGET_MS
 from tests.helpers import REPO, child_env
+from tests.helpers.kernel_driver import KernelDriver
 from tests.helpers.kernels import kernel_env, require_or_skip, require_r
 
 pytestmark = pytest.mark.slow
@@ -54,13 +54,11 @@ class Kernel:
     """An ipykernel with the repository importable, spoken to as JupyterLab speaks to it."""
 
     def __init__(self, cwd: Path) -> None:
-        self.km, self.kc = start_new_kernel(
-            kernel_name="python3", env=kernel_env(None), cwd=str(cwd)
-        )
+        self.driver = KernelDriver(kernel_env(None), cwd)
+        self.kc = self.driver.kc
 
     def close(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
+        self.driver.close()
 
     def reply(self, msg_id: str, timeout: float = 60) -> dict[str, Any]:
         while True:

@@ -12,7 +12,7 @@ from nbclient.exceptions import CellExecutionError
 
 from tests.helpers import upstreams_for
 from tests.helpers.fake_provider import FakeProvider
-from tests.helpers.kernels import socket_kernel
+from tests.helpers.kernels import kernel_sockets
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +22,15 @@ def run(cells: list[str], env: dict[str, str], tmp_path) -> nbformat.NotebookNod
     keep = {
         k: v for k, v in os.environ.items() if not k.startswith(("RSQL_", "JUPYTERHUB_", "JPY_"))
     }
-    with socket_kernel() as km:
+    with kernel_sockets() as config:
         client = NotebookClient(
-            nb, km=km, timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+            nb,
+            config=config,
+            timeout=120,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(tmp_path)}},
         )
+        client.km = client.create_kernel_manager()
         # a kernel outside any Jupyter server, with only what a laptop user would have set
         client.start_new_kernel(env={**keep, "HOME": str(tmp_path), **env})
         client.execute(cleanup_kc=True)

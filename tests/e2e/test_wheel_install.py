@@ -239,9 +239,10 @@ def checkout_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
 def ask_status_in_kernel(venv: Venv) -> str:
     """What `%ask_status` shows in a real kernel of the venv's Python (run as nbclient runs one)."""
     from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
-    from tests.helpers.kernels import make_notebook, socket_kernel
+    from tests.helpers.kernels import kernel_sockets, make_notebook
 
     kernels = venv.home / "kernels"
     (kernels / "fresh").mkdir(parents=True, exist_ok=True)
@@ -250,8 +251,10 @@ def ask_status_in_kernel(venv: Venv) -> str:
     (kernels / "fresh" / "kernel.json").write_text(json.dumps(spec))
     nb = make_notebook(["%load_ext rsql_magic", "%ask_status"])
     specs = KernelSpecManager(kernel_dirs=[str(kernels)])
-    with socket_kernel("fresh", kernel_spec_manager=specs) as km:
-        NotebookClient(nb, km=km, timeout=120).execute(env=venv.env(), cwd=str(venv.home))
+    with kernel_sockets() as config:
+        km = AsyncKernelManager(kernel_name="fresh", kernel_spec_manager=specs, config=config)
+        client = NotebookClient(nb, km=km, timeout=120)
+        client.execute(env=venv.env(), cwd=str(venv.home), cleanup_kc=True)
     return outputs_text(nb.cells[1])
 
 

@@ -20,6 +20,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
+from traitlets.config import Config
 
 from tests.helpers import FAKE_KEY, IN_CI, REPO, require
 from tests.helpers.fake_provider import FakeProvider
@@ -79,29 +80,46 @@ def make_notebook(cells: list[str], raises: tuple[int, ...] = ()) -> Any:
     return nb
 
 
+# Unix socket paths are short (107 bytes on Linux, 103 on macOS, whose temp dir is long)
+_SHORT_TMP = "/tmp" if os.path.isdir("/tmp") else None
+
+
 @contextmanager
-def socket_kernel(kernel_name: str = "python3", **kwargs: Any) -> Iterator[KernelManager]:
-    """A kernel manager whose kernel listens on Unix sockets in a folder of its own; the kernel
-    is shut down and the folder removed on leaving.
+def kernel_sockets() -> Iterator[Config]:
+    """Config for a kernel manager (nbclient's, or :func:`socket_kernel`) whose kernel listens
+    on Unix sockets in a folder of its own, removed on leaving.
 
     Why not TCP, as nbconvert uses: jupyter_client finds five free ports, closes them, and the
     kernel binds them a moment later. With two workers starting servers and connections, another
     process once took one in between (CI: "Address already in use", then "Kernel died before
-    replying to kernel_info"). A socket path in our own folder cannot be taken. The folder is
-    short-named under the temp dir: a socket path may be at most 107 bytes."""
-    folder = tempfile.mkdtemp(prefix="rsql-kernel-")
-    km = KernelManager(
-        kernel_name=kernel_name, transport="ipc", ip=os.path.join(folder, "k"), **kwargs
-    )
+    replying to kernel_info"). A socket path in our own folder cannot be taken."""
+    folder = tempfile.mkdtemp(prefix="rsql-kernel-", dir=_SHORT_TMP)
     try:
-        yield km
+        yield Config(
+            KernelManager={
+                "transport": "ipc",
+                "ip": os.path.join(folder, "k"),
+                "connection_file": os.path.join(folder, "kernel.json"),
+            }
+        )
     finally:
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# A Jupyter server's kernels on Unix sockets too (``socket_kernel`` says why): a line of its
+@contextmanager
+def socket_kernel(kernel_name: str = "python3", **kwargs: Any) -> Iterator[KernelManager]:
+    """A kernel manager as :func:`kernel_sockets` configures one; its kernel, if started, is
+    shut down on leaving."""
+    with kernel_sockets() as config:
+        km = KernelManager(kernel_name=kernel_name, config=config, **kwargs)
+        try:
+            yield km
+        finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
+
+
+# A Jupyter server's kernels on Unix sockets too (``kernel_sockets`` says why): a line of its
 # config, with a runtime folder from ``short_runtime_dir``.
 KERNELS_ON_SOCKETS = "c.KernelManager.transport = 'ipc'"
 _RUNTIME_DIRS: list[str] = []
@@ -111,7 +129,7 @@ def short_runtime_dir() -> str:
     """A Jupyter server's runtime folder (``JUPYTER_RUNTIME_DIR``), removed when this process
     ends. Each kernel's sockets sit beside its connection file there, so the folder's path is
     short, not a test's ``tmp_path``."""
-    _RUNTIME_DIRS.append(tempfile.mkdtemp(prefix="rsql-rt-"))
+    _RUNTIME_DIRS.append(tempfile.mkdtemp(prefix="rsql-rt-", dir=_SHORT_TMP))
     return _RUNTIME_DIRS[-1]
 
 
@@ -128,11 +146,12 @@ def run_notebook(nb: Any, env: dict[str, str], cwd: Path, timeout: int = 120) ->
     # nbclient waits 4 s after a cell's reply for its output, then drops what comes later with
     # a log line alone. A loaded 2-core runner twice lost a print in test_abuse_sql (never
     # reproduced); late output is one way that happens. Up to 30 s is waited for, then an error.
-    with socket_kernel() as km:
+    with kernel_sockets() as config:
         client = NotebookClient(
             nb,
-            km=km,
+            config=config,
             timeout=timeout,
+            kernel_name="python3",
             resources={"metadata": {"path": str(cwd)}},
             iopub_timeout=30,
             raise_on_iopub_timeout=True,

@@ -41,8 +41,8 @@ MAX_TOKENS = 2**31 - 1  # providers read max_tokens as a 32-bit integer
 MAX_MODEL_CHARS = 256
 _MULTIPLIERS = ("n", "best_of")
 _TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
-# billed as prompt: each by its size, and tools with Anthropic's tool-use system prompt (<= 530)
-_PROMPT_EXTRAS = {"tools": 530, "functions": 530, "response_format": 0, "tool_choice": 0}
+_PROMPT_EXTRAS = ("tools", "functions", "response_format", "tool_choice")  # billed as prompt
+TOOL_PROMPT = 530  # and with tools, the system prompt Anthropic writes for them: at most this
 
 
 @dataclass(frozen=True)
@@ -394,9 +394,8 @@ def parse_chat_request(
     per_image = image(model)
     files: list[tuple[str, int]] = []
     prompt_tokens = estimate_tokens(messages, image=per_image, files=files)
-    for name, added in _PROMPT_EXTRAS.items():
-        if body.get(name) is not None:
-            prompt_tokens += _json_tokens(body[name]) + added
+    prompt_tokens += sum(_json_tokens(body[n]) for n in _PROMPT_EXTRAS if body.get(n) is not None)
+    prompt_tokens += TOOL_PROMPT if body.get("tools") or body.get("functions") else 0
     prediction = body.get("prediction")
     prediction_tokens = _json_tokens(prediction) if prediction is not None else 0
 
