@@ -1,52 +1,44 @@
 """#35, suspected: parts of a request the provider bills that a reservation used to miss. Each
 lets a request cost more than it reserved, so concurrent ones could spend past a budget. Every
 case is a request that may cost more than the whole daily budget: refused at once, before it
-reaches the provider, as the budget's promise needs."""
+reaches the provider, as the budget's promise needs. Providers answer in memory
+(``tests/helpers/memory_engine.py``): what is asserted is the engine's own reckoning."""
 
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import pytest
 
-from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+from jupyter_server_ext.engine import Caller, Engine
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
 from jupyter_server_ext.engine.errors import BadRequest
-from jupyter_server_ext.state import MemoryState
-from tests.helpers import upstreams_for
-from tests.helpers.fake_provider import FakeProvider
+from jupyter_server_ext.engine.upstreams.transport.memory import MemoryRequest
+from tests.helpers.memory_engine import Provider, completion, memory_engine, recording, upstream
 
 DOLLAR_PER_MILLION = {"input": 1.0, "output": 1.0}
+# the public names a course would use (course-model: an alias for the provider's gpt-4o-mini)
+MODELS = {"fake-small": "fake-small", "gpt-4o-mini": "gpt-4o-mini", "course-model": "gpt-4o-mini"}
 
 
-def engine_for(fp: FakeProvider, budget: float) -> Engine:
-    # the public names a course would use, each served by the fake's own models
-    # (course-model: an alias for the provider's gpt-4o-mini)
-    models = {
-        "fake-small": "fake-small",
-        "gpt-4o-mini": "gpt-4o-mini",
-        "course-model": "gpt-4o-mini",
-    }
-    prices = {name: DOLLAR_PER_MILLION for name in models}
-    specs = parse_upstreams(
-        upstreams_for(fp, **{a: {"models": models, "prices": prices} for a in ("a1", "a2", "b1")})
-    )
-    return Engine(
-        EngineSettings(
-            upstreams=specs,
-            default_model="fake-small",
-            health_check_seconds=0,
-            limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
-        ),
-        state=MemoryState(),
+def engine_for(budget: float, sent: list[MemoryRequest] | None = None) -> Engine:
+    """Three keys, on two accounts, serving MODELS at $1 a million tokens under a daily
+    `budget`; each request a provider is sent is kept in `sent` and answered in a few tokens."""
+    prices = {name: DOLLAR_PER_MILLION for name in MODELS}
+    keys = [upstream(name, models=MODELS, prices=prices) for name in ("a1", "a2", "b1")]
+    return memory_engine(
+        recording([] if sent is None else sent, completion("ok", prompt=20, answer=2)),
+        *keys,
+        default_model="fake-small",
+        limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
     )
 
 
-async def refused(fp: FakeProvider, budget: float, body: dict[str, Any], endpoint: str) -> str:
-    engine = engine_for(fp, budget)
+async def refused(budget: float, body: dict[str, Any], endpoint: str) -> str:
+    sent: list[MemoryRequest] = []
+    engine = engine_for(budget, sent)
     try:
         with pytest.raises(BadRequest) as err:
             # a body in another API's shape comes with its reader, as its edge hands it
@@ -55,17 +47,15 @@ async def refused(fp: FakeProvider, budget: float, body: dict[str, Any], endpoin
             )
     finally:
         await engine.close()
-    assert fp.received == []  # never sent
+    assert sent == []  # never sent
     return f"{err.value.code}: {err.value.message}"
 
 
-async def test_an_image_is_reserved_by_the_model_an_alias_stands_for(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_an_image_is_reserved_by_the_model_an_alias_stands_for() -> None:
     image = {"type": "image_url", "image_url": {"url": "https://example.invalid/chart.png"}}
     body = {"model": "course-model", "messages": [{"role": "user", "content": [image]}]}
     # billed as gpt-4o-mini: up to 48,169 tokens, $0.048, not the 3,000 its public name suggests
-    assert "over_budget" in await refused(fresh_provider, 0.02, body, "chat/completions")
+    assert "over_budget" in await refused(0.02, body, "chat/completions")
 
 
 def pdf_of(pages: int) -> bytes:
@@ -81,27 +71,21 @@ def pdf_of(pages: int) -> bytes:
     return out + b"trailer << /Root 1 0 R >>\n%%EOF\n"
 
 
-async def test_a_completions_suffix_is_reserved_as_prompt(fresh_provider: FakeProvider) -> None:
+async def test_a_completions_suffix_is_reserved_as_prompt() -> None:
     body = {"model": "fake-small", "prompt": "def f(", "suffix": "x" * 40_000, "max_tokens": 5}
     # 10,000 tokens of suffix at $1 a million: $0.01, past a $0.005 budget
-    assert "over_budget" in await refused(fresh_provider, 0.005, body, "completions")
+    assert "over_budget" in await refused(0.005, body, "completions")
 
 
-async def test_a_completions_suffix_is_reserved_after_each_prompt_of_a_batch(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_a_completions_suffix_is_reserved_after_each_prompt_of_a_batch() -> None:
     """Each prompt of a batch is completed with the suffix after it, so the provider reads the
     suffix once a prompt: three prompts with 10,000 tokens of suffix are 30,000 ($0.03), where
     the suffix was reserved once ($0.01) and the batch went out under a $0.02 budget."""
     body = {"model": "fake-small", "prompt": ["a(", "b(", "c("], "suffix": "x" * 40_000}
-    assert "over_budget" in await refused(
-        fresh_provider, 0.02, {**body, "max_tokens": 5}, "completions"
-    )
+    assert "over_budget" in await refused(0.02, {**body, "max_tokens": 5}, "completions")
 
 
-async def test_tools_are_reserved_with_the_system_prompt_the_provider_adds_for_them(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_tools_are_reserved_with_the_system_prompt_the_provider_adds_for_them() -> None:
     """Anthropic writes a system prompt of its own into a request that offers tools, billed as
     prompt: up to 530 tokens, far more than a small tool's definition. One small tool and a
     5-token answer are some 60 tokens by their size ($0.00006 at $1 a million) and may be
@@ -115,37 +99,30 @@ async def test_tools_are_reserved_with_the_system_prompt_the_provider_adds_for_t
         "chat/completions": {**ask, "tools": [{"type": "function", "function": function}]},
     }
     for endpoint, body in asks.items():
-        assert "up to $0.0006" in await refused(fresh_provider, 0.0005, body, endpoint)
-    engine = engine_for(fresh_provider, 0.0005)
+        assert "up to $0.0006" in await refused(0.0005, body, endpoint)
+    sent: list[MemoryRequest] = []
+    engine = engine_for(0.0005, sent)
     try:
         reply = await engine.chat(ask, Caller("ann"))
     finally:
         await engine.close()
-    assert reply.status == 200 and len(fresh_provider.received) == 1
+    assert reply.status == 200 and len(sent) == 1
 
 
-async def test_the_priority_tier_billed_above_the_price_is_refused_naming_the_field(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_the_priority_tier_billed_above_the_price_is_refused_naming_the_field() -> None:
     body = {"model": "fake-small", "messages": [{"role": "user", "content": "hi"}]}
-    why = await refused(
-        fresh_provider, 1.0, {**body, "service_tier": "priority"}, "chat/completions"
-    )
+    why = await refused(1.0, {**body, "service_tier": "priority"}, "chat/completions")
     assert "service_tier" in why
 
 
-async def test_an_image_is_reserved_what_the_model_bills_for_it(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_an_image_is_reserved_what_the_model_bills_for_it() -> None:
     image = {"type": "image_url", "image_url": {"url": "https://example.invalid/chart.png"}}
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [image]}]}
     # gpt-4o-mini bills a high-detail image up to 48,169 tokens: $0.048 here
-    assert "over_budget" in await refused(fresh_provider, 0.02, body, "chat/completions")
+    assert "over_budget" in await refused(0.02, body, "chat/completions")
 
 
-async def test_a_small_pdf_of_many_pages_is_reserved_by_its_pages(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_a_small_pdf_of_many_pages_is_reserved_by_its_pages() -> None:
     data = base64.b64encode(pdf_of(60)).decode()
     file = {
         "type": "file",
@@ -154,7 +131,7 @@ async def test_a_small_pdf_of_many_pages_is_reserved_by_its_pages(
     body = {"model": "fake-small", "messages": [{"role": "user", "content": [file]}]}
     assert len(data) < 8000  # some 6,000 characters: about 1,500 tokens by its size
     # 60 pages, each its text and its image: some 360,000 tokens, $0.36
-    assert "over_budget" in await refused(fresh_provider, 0.1, body, "chat/completions")
+    assert "over_budget" in await refused(0.1, body, "chat/completions")
 
 
 def compressed_pdf(pages: int) -> str:
@@ -174,16 +151,14 @@ def compressed_pdf(pages: int) -> str:
     return "data:application/pdf;base64," + base64.b64encode(pdf).decode()
 
 
-async def test_pages_compressed_in_an_object_stream_are_counted_too(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_pages_compressed_in_an_object_stream_are_counted_too() -> None:
     def ask(pages: int) -> dict[str, Any]:
         file = {"type": "file", "file": {"filename": "b.pdf", "file_data": compressed_pdf(pages)}}
         return {"model": "fake-small", "messages": [{"role": "user", "content": [file]}]}
 
-    assert "over_budget" in await refused(fresh_provider, 0.1, ask(60), "chat/completions")
+    assert "over_budget" in await refused(0.1, ask(60), "chat/completions")
     # two pages are reserved as two ($0.012), not as the most a PDF may have ($0.60)
-    engine = engine_for(fresh_provider, 0.1)
+    engine = engine_for(0.1)
     try:
         reply = await engine.chat({**ask(2), "max_tokens": 5}, Caller("ann"))
     finally:
@@ -241,56 +216,50 @@ async def test_pages_compressed_in_an_object_stream_are_counted_too(
     ],
 )
 async def test_a_field_billed_above_the_price_is_refused_naming_it_on_every_api(
-    fresh_provider: FakeProvider, endpoint: str, body: dict[str, Any]
+    endpoint: str, body: dict[str, Any]
 ) -> None:
     field = next(k for k in ("service_tier", "speed", "inference_geo") if k in body)
-    why = await refused(fresh_provider, 1.0, {"model": "fake-small", **body}, endpoint)
+    why = await refused(1.0, {"model": "fake-small", **body}, endpoint)
     assert field in why
 
 
-def gemini_pro(fp: FakeProvider, budget: float) -> Engine:
-    """An engine serving Gemini 2.5 Pro (the fake's fake-small) at the built-in price: Google
-    bills a prompt past 200,000 tokens at $2.50 / $15 a million instead of $1.25 / $10."""
-    specs = parse_upstreams(upstreams_for(fp, a1={"models": {"gemini-2.5-pro": "fake-small"}}))
-    specs = tuple(s for s in specs if s.name == "a1")
-    return Engine(
-        EngineSettings(
-            upstreams=specs,
-            default_model="gemini-2.5-pro",
-            health_check_seconds=0,
-            limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
-        ),
-        state=MemoryState(),
+def gemini_pro(budget: float, provider: Provider) -> Engine:
+    """An engine serving Gemini 2.5 Pro at the built-in price: Google bills a prompt past
+    200,000 tokens at $2.50 / $15 a million instead of $1.25 / $10."""
+    a1 = upstream("a1", models={"gemini-2.5-pro": "gemini-2.5-pro"}, prices={})
+    return memory_engine(
+        provider,
+        a1,
+        default_model="gemini-2.5-pro",
+        limits=LimitSettings(user=UserRules(daily_budget_usd=budget)),
     )
 
 
-async def test_a_gemini_pro_prompt_past_200k_tokens_is_charged_googles_long_context_rates(
-    fresh_provider: FakeProvider,
-) -> None:
-    engine = gemini_pro(fresh_provider, 100.0)
+async def test_a_gemini_pro_prompt_past_200k_tokens_is_charged_googles_long_context_rates() -> None:
+    # the provider counts some 210,000 tokens of prompt: no flag, a long prompt is enough
+    engine = gemini_pro(100.0, recording([], completion("ok", prompt=210_000, answer=5)))
     body = {"messages": [{"role": "user", "content": "lorem " * 140_000}], "max_tokens": 5}
     try:
         reply = await engine.chat(body, Caller("ann"))
     finally:
         await engine.close()
-    usage = json.loads(reply.body)["usage"]
-    assert usage["prompt_tokens"] > 200_000  # no flag: a long prompt is enough
-    long_rates = (usage["prompt_tokens"] * 2.5 + usage["completion_tokens"] * 15.0) / 1e6
+    long_rates = (210_000 * 2.5 + 5 * 15.0) / 1e6
     assert float(reply.headers["X-RSQL-Cost-USD"]) == pytest.approx(long_rates, abs=1e-7)
 
 
-async def test_a_gemini_pro_prompt_that_may_pass_200k_tokens_is_reserved_at_the_long_rates(
-    fresh_provider: FakeProvider,
-) -> None:
+async def test_a_gemini_pro_prompt_that_may_pass_200k_tokens_is_reserved_at_the_long_rates() -> (
+    None
+):
     # some 60,000 tokens by the proxy's estimate (four characters a token): a tokenizer that
     # makes a token of fewer characters may count more than 200,000, so it is reserved at the
     # long-context rates, $0.15, past a $0.12 budget ($0.075 at the standard ones)
     body = {"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "x" * 240_000}]}
-    engine = gemini_pro(fresh_provider, 0.12)
+    sent: list[MemoryRequest] = []
+    engine = gemini_pro(0.12, recording(sent, completion("ok", prompt=60_000, answer=5)))
     try:
         with pytest.raises(BadRequest) as err:
             await engine.chat({**body, "max_tokens": 5}, Caller("ann"))
     finally:
         await engine.close()
     assert err.value.code == "over_budget"
-    assert fresh_provider.received == []
+    assert sent == []

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_server_ext.engine import Caller, Engine, EngineSettings, parse_upstreams
+from jupyter_server_ext.engine import Caller, Engine
 from jupyter_server_ext.engine.admission.hosted_tools import parse_hosted_tools
 from jupyter_server_ext.engine.admission.limiter import LimitSettings, UserRules
 from jupyter_server_ext.engine.apis.native import NATIVE_READERS
@@ -26,51 +26,14 @@ from jupyter_server_ext.engine.info_endpoints import me_view
 from jupyter_server_ext.engine.interface import Outcome, Reply
 from jupyter_server_ext.engine.privacy.redact import parse_redact_patterns
 from jupyter_server_ext.engine.request_state import Watch, watch_request
-from jupyter_server_ext.engine.upstreams.transport import Transports
 from jupyter_server_ext.engine.upstreams.transport.memory import (
-    MemoryClient,
     MemoryRequest,
     MemoryResponse,
 )
-from jupyter_server_ext.engine.upstreams.transport.remote import HTTPTransport
-from jupyter_server_ext.state import MemoryState
+from tests.helpers.memory_engine import PRICE, completion, memory_engine, upstream
 
-PRICE = {"input": 1000.0, "output": 2000.0}  # dollars a million tokens: $0.001 and $0.002 a token
 ASK = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
 ANN = Caller("ann")
-
-
-def upstream(name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "base_url": f"https://{name}.provider.test/v1",
-        "api_key": f"sk-{name}",
-        "models": ["m"],
-        "prices": {"m": PRICE},
-        **extra,
-    }
-
-
-def completion(text: str, prompt: int, answer: int) -> dict[str, Any]:
-    """An OpenAI chat completion, as the API reference gives it."""
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "m",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": answer,
-            "total_tokens": prompt + answer,
-        },
-    }
 
 
 def claude_message(usage: Any = None, text: str = "bonjour") -> dict[str, Any]:
@@ -120,18 +83,8 @@ async def engine_over() -> AsyncIterator[Callable[..., Engine]]:
     made: list[Engine] = []
 
     def make(handler: Any, *upstreams: dict[str, Any], **settings: Any) -> Engine:
-        http = HTTPTransport(client=MemoryClient(handler))
-        engine = Engine(
-            EngineSettings(
-                upstreams=parse_upstreams(list(upstreams)),
-                health_check_seconds=0,
-                **settings,
-            ),
-            state=MemoryState(),
-            transports=Transports(http=http),
-        )
-        made.append(engine)
-        return engine
+        made.append(memory_engine(handler, *upstreams, **settings))
+        return made[-1]
 
     yield make
     for engine in made:
