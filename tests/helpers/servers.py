@@ -409,6 +409,7 @@ class Hub:
         self.port, self.api_port, self.proxy_port, self.svc_port = (free_port() for _ in range(4))
         self.url = f"http://127.0.0.1:{self.port}/"
         self.admin_token = secrets.token_hex(16)
+        runtimes = short_runtime_dir()
         rsql_cfg = tmp / "rsql_config.py"
         # the keys as a hub admin keeps them: in the hub's environment, passed on to the service
         # alone (configure_jupyterhub's `environment`), named in the config by api_key_env; the
@@ -452,7 +453,10 @@ c.Authenticator.admin_users = {{"carla"}}
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/home/{{username}}"
 c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
-c.Spawner.args = ["--allow-root"]
+# each user's kernels on Unix sockets, in a short runtime folder of their own
+# (tests/helpers/kernels.py, kernel_sockets, says why)
+c.Spawner.args = ["--allow-root", "--KernelManager.transport=ipc"]
+c.Spawner.environment = {{"JUPYTER_RUNTIME_DIR": lambda spawner: "{runtimes}/" + spawner.user.name}}
 c.Spawner.start_timeout = 90
 c.Spawner.http_timeout = 90
 c.JupyterHub.load_groups = {{"students": {{"users": ["stu"]}}, "staff": {{"users": ["prof"]}}}}
