@@ -30,7 +30,7 @@ from jupyter_server_ext.engine.upstreams.transport.memory import (
     MemoryRequest,
     MemoryResponse,
 )
-from tests.helpers.memory_engine import PRICE, completion, memory_engine, upstream
+from tests.helpers.memory_engine import PRICE, completion, memory_engine, recording, upstream
 
 ASK = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
 ANN = Caller("ann")
@@ -95,11 +95,7 @@ async def test_an_answer_is_charged_its_usage_at_the_models_price(
     engine_over: Callable[..., Engine],
 ) -> None:
     sent: list[MemoryRequest] = []
-
-    def provider(request: MemoryRequest) -> MemoryResponse:
-        sent.append(request)
-        return MemoryResponse(json=completion("hi there", prompt=12, answer=3))
-
+    provider = recording(sent, completion("hi there", prompt=12, answer=3))
     budget = LimitSettings(user=UserRules(daily_budget_usd=1.0))
     engine = engine_over(provider, upstream("a"), limits=budget)
     reply = await engine.chat(dict(ASK), Caller("ann"))
